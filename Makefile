@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel. With a GPU, install your CUDA build of torch into .venv first
+# (see README); it is kept, since this only installs torch when none is importable.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.kinograph-installed
+
+.PHONY: run test gui bench clean-venv install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,ray]"
+	$(PY) -m pip install -q --no-deps "spandrel>=0.4"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m app.cli run examples/default.yaml
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+gui: $(STAMP)
+	$(PY) -m app.cli gui examples/default.yaml
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

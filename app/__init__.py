@@ -1,0 +1,1 @@
+"""Kinograph's applications: the command line and the desktop editor."""

@@ -1,0 +1,218 @@
+"""The `kinograph` command. Heavy modules are imported inside each command so `--help`
+answers at once; every user mistake ends in a message and an exit code, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import List, Optional
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kinograph", description="Node-based video generation: run, check and edit "
+                                "workflow files. See README.md for a first workflow.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="render a workflow headless")
+    r.add_argument("workflow", help="a workflow .yaml, or a video/PNG that Kinograph rendered")
+    r.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
+    r.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    r.add_argument("--no-cache", action="store_true", help="ignore cached results (still writes new ones)")
+    r.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
+    r.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
+    r.add_argument("--ray", metavar="ADDRESS", help="render on Ray: 'local' or a cluster address")
+    r.add_argument("--shards", type=int, default=0, help="with --ray: split the frame range into N shards")
+
+    v = sub.add_parser("validate", help="check a workflow without running it")
+    v.add_argument("workflow")
+
+    n = sub.add_parser("nodes", help="list node types")
+    g = n.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true")
+    g.add_argument("--markdown", action="store_true")
+
+    sub.add_parser("info", help="versions, devices, cache and model folders")
+
+    c = sub.add_parser("cache", help="show or clear the on-disk cache")
+    c.add_argument("action", nargs="?", default="info", choices=("info", "clear"))
+    c.add_argument("--cache-dir", metavar="DIR")
+
+    gu = sub.add_parser("gui", help="open the node editor")
+    gu.add_argument("workflow", nargs="?")
+    gu.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
+
+    b = sub.add_parser("batch", help="run a workflow once per case of a sweep file")
+    b.add_argument("workflow")
+    b.add_argument("--sweep", required=True, metavar="SWEEP.yaml")
+    b.add_argument("--ray", metavar="ADDRESS", help="'local' or a cluster address; without it jobs run here")
+    b.add_argument("--jobs", type=int, default=0, help="concurrent jobs (Ray)")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--only", default="", metavar="CASES", help="comma-separated case numbers to (re)run")
+    b.add_argument("--cache-dir", metavar="DIR")
+    b.add_argument("--device", default="auto")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from importlib.metadata import version, PackageNotFoundError
+        try:
+            print(f"kinograph {version('kinograph')}")
+        except PackageNotFoundError:
+            print("kinograph (not installed)")
+        return EXIT_OK
+    if not args.command:
+        _parser().print_help()
+        return EXIT_USAGE
+    if getattr(args, "cache_dir", None):
+        os.environ["KINOGRAPH_CACHE_DIR"] = os.path.abspath(args.cache_dir)
+    from graph_engine.errors import KinographError, WorkflowError
+    try:
+        return COMMANDS[args.command](args)
+    except WorkflowError as e:
+        for p in e.problems:
+            print(p, file=sys.stderr)
+        return EXIT_USAGE
+    except KinographError as e:
+        print(f"kinograph: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("kinograph: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+def cmd_validate(args) -> int:
+    from graph_engine.api import load_workflow
+    wf = load_workflow(args.workflow)
+    print(f"{args.workflow}: ok ({len(wf.graph.nodes)} nodes)")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.context import CancelToken
+    from .progress import ProgressPrinter
+    wf = load_workflow(args.workflow, check=False)
+    if args.ray or args.shards:
+        from .distributed import run_distributed
+        return run_distributed(args, wf)
+    cancel = CancelToken()
+    printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
+
+    def on_sigint(signum, frame):
+        if cancel.cancelled:        # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        cancel.cancel()
+        printer.note("cancelling... (Ctrl-C again to stop at once)")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = Session(device=args.device).run(wf, overrides=args.set, on_event=printer, cancel=cancel,
+                                                 use_cache=not args.no_cache)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if result.cancelled:
+        return EXIT_CANCELLED
+    return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def cmd_nodes(args) -> int:
+    from graph_engine.registry import default_registry
+    reg = default_registry()
+    specs = [reg.get(t) for t in reg]
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs], indent=1, default=str))
+    elif args.markdown:
+        from .docs import nodes_markdown
+        print(nodes_markdown(specs))
+    else:
+        from .docs import nodes_text
+        print(nodes_text(specs))
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    import platform
+    from importlib.metadata import version, PackageNotFoundError
+    from graph_engine import config
+    from graph_engine.cache import DiskCache
+    from graph_engine.devices import available_devices
+    print(f"python     {platform.python_version()} ({platform.platform()})")
+    for pkg in ("kinograph", "torch", "diffusers", "transformers", "PySide6-Essentials", "opencv-python-headless",
+                "av", "imageio-ffmpeg", "numba", "spandrel", "ray"):
+        try:
+            print(f"{pkg:<11}{version(pkg)}")
+        except PackageNotFoundError:
+            print(f"{pkg:<11}not installed")
+    print(f"devices    {', '.join(available_devices())}")
+    disk = DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
+    print(f"cache      {disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
+    print(f"config     {config.config_dir() / 'config.yaml'}")
+    try:
+        from nodes.common.models_dirs import list_models, model_dirs
+    except ImportError:
+        return EXIT_OK
+    print("model folders:")
+    for d in model_dirs():
+        print(f"  {d}")
+    found = list_models()
+    print("models found:" if any(found.values()) else "models found: none (see README, 'Where models go')")
+    for kind, paths in found.items():
+        for p in paths:
+            print(f"  {kind:<16}{p}")
+    return EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    from graph_engine import config
+    from graph_engine.cache import DiskCache
+    disk = DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
+    if args.action == "clear":
+        n = disk.clear()
+        print(f"removed {n} cached results from {disk.root}")
+        return EXIT_OK
+    entries = disk.entries()
+    print(f"{disk.root}: {len(entries)} results, {_size(sum(e['bytes'] for e in entries))} "
+          f"(cap {_size(disk.cap)}; least recently used go first)")
+    by_type = {}
+    for e in entries:
+        n, b = by_type.get(e["type"], (0, 0))
+        by_type[e["type"]] = (n + 1, b + e["bytes"])
+    for t, (n, b) in sorted(by_type.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {t:<28}{n:>5} results {_size(b):>10}")
+    return EXIT_OK
+
+
+def cmd_gui(args) -> int:
+    try:
+        from .editor.main import run_editor
+    except ImportError as e:
+        from graph_engine.errors import KinographError
+        raise KinographError(f"the editor cannot start: {e} (is PySide6 installed? `make gui` sets it up)")
+    return run_editor(args.workflow, screenshot=args.screenshot)
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+    return run_batch(args)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "info": cmd_info, "cache": cmd_cache,
+            "gui": cmd_gui, "batch": cmd_batch}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

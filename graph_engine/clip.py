@@ -1,0 +1,127 @@
+"""Clip: a lazy, random-access sequence of uint8 RGB frames (the VapourSynth idea).
+
+A node that processes video returns a new Clip whose reader pulls only what it needs
+from upstream. Readers are always called on aligned chunks, so a frame's pixels never
+depend on the order in which a consumer asks for frames: a shard rendering frames
+[a, b) alone gets exactly what a full sequential pass gets. A small LRU of recent
+chunks makes overlapping pulls (temporal windows, two consumers) cheap while memory
+stays O(chunk) whatever the clip's length."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple
+
+import numpy as np
+
+Reader = Callable[[int, int], np.ndarray]
+
+# Aim for chunks of about this many bytes: big enough to amortise per-call overhead
+# (encoder pipes, OpenCV batch calls), small enough that a chain of clips stays light.
+CHUNK_BYTES = 24 << 20
+MAX_CHUNK = 32
+CACHED_CHUNKS = 3
+
+
+@dataclass(frozen=True)
+class Audio:
+    """The audio that belongs with a clip: a media file and the span of it that plays."""
+    path: str
+    start: float = 0.0
+    duration: Optional[float] = None
+
+
+class Clip:
+    def __init__(self, length: int, fps: float, width: int, height: int, reader: Reader,
+                 audio: Optional[Audio] = None, chunk: Optional[int] = None):
+        if length < 0 or width <= 0 or height <= 0:
+            raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
+        self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
+        self.audio = audio
+        self._reader = reader
+        self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
+        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._lock = threading.RLock()
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_array(cls, frames: np.ndarray, fps: float = 24.0, audio: Optional[Audio] = None) -> "Clip":
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames [n,H,W,3], got {frames.dtype} {frames.shape}")
+        return cls(len(frames), fps, frames.shape[2], frames.shape[1], lambda a, b: frames[a:b], audio,
+                   chunk=max(1, len(frames)))
+
+    def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...) -> "Clip":
+        return Clip(self.length if length is None else length, self.fps if fps is None else fps,
+                    self.width if width is None else width, self.height if height is None else height,
+                    reader or self._reader, self.audio if audio is ... else audio)
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
+            height: Optional[int] = None) -> "Clip":
+        """A frame-local transform applied chunk by chunk: fn(uint8 [n,H,W,3]) -> uint8 [n,H',W',3]."""
+        return self.with_(width=width, height=height, reader=lambda a, b: fn(self.frames(a, b)))
+
+    # -- access -------------------------------------------------------------------------
+    @property
+    def size(self) -> Tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def duration(self) -> float:
+        return self.length / self.fps if self.fps > 0 else 0.0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return f"Clip({self.length} frames, {self.width}x{self.height}, {self.fps:g} fps)"
+
+    def frame(self, i: int) -> np.ndarray:
+        if i < 0:
+            i += self.length
+        return self.frames(i, i + 1)[0]
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        start, stop = max(0, int(start)), min(self.length, int(stop))
+        if stop <= start:
+            return np.empty((0, self.height, self.width, 3), np.uint8)
+        c = self.chunk
+        first, last = start // c, (stop - 1) // c
+        if first == last:
+            block = self._chunk(first)
+            return block[start - first * c: stop - first * c]
+        parts = [self._chunk(k) for k in range(first, last + 1)]
+        return np.concatenate(parts)[start - first * c: stop - first * c]
+
+    def chunks(self, size: Optional[int] = None, start: int = 0, stop: Optional[int] = None
+               ) -> Iterator[Tuple[int, np.ndarray]]:
+        size = size or self.chunk
+        stop = self.length if stop is None else min(stop, self.length)
+        for a in range(start, stop, size):
+            yield a, self.frames(a, min(stop, a + size))
+
+    def to_array(self) -> np.ndarray:
+        """All frames at once; for small clips and tests only."""
+        return self.frames(0, self.length)
+
+    def _chunk(self, k: int) -> np.ndarray:
+        with self._lock:
+            hit = self._cache.get(k)
+            if hit is not None:
+                self._cache.move_to_end(k)
+                return hit
+            a, b = k * self.chunk, min(self.length, (k + 1) * self.chunk)
+            block = np.asarray(self._reader(a, b))
+            if block.shape != (b - a, self.height, self.width, 3) or block.dtype != np.uint8:
+                raise RuntimeError(f"clip reader returned {block.dtype} {block.shape} for frames {a}-{b}, "
+                                   f"expected uint8 {(b - a, self.height, self.width, 3)}")
+            self._cache[k] = block
+            while len(self._cache) > CACHED_CHUNKS:
+                self._cache.popitem(last=False)
+            return block
+
+    def drop_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()

@@ -1,0 +1,79 @@
+"""What a running node sees of the engine: progress, cancellation, device, models, reports."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from .errors import Cancelled
+
+
+class CancelToken:
+    """Shared by a run and everything it starts; `cancel()` may be called from any thread."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+class Context:
+    def __init__(self, node_id: str, *, device: str = "cpu", cancel: Optional[CancelToken] = None,
+                 emit: Optional[Callable[[Dict[str, Any]], None]] = None, scratch_dir: Optional[Path] = None,
+                 workflow_yaml: str = "", models: Any = None, workflow_dir: Optional[Path] = None):
+        self.node_id = node_id
+        self._device_pref = device
+        self.cancel = cancel or CancelToken()
+        self._emit = emit
+        self.scratch_dir = scratch_dir
+        self.workflow_yaml = workflow_yaml
+        self.workflow_dir = workflow_dir
+        self._models = models
+        self.results: Dict[str, Any] = {}
+        self.written: list = []
+
+    @property
+    def device(self) -> str:
+        from .devices import resolve_device
+        return resolve_device(self._device_pref)
+
+    @property
+    def models(self):
+        if self._models is None:
+            from nodes.generate.model_manager import default_manager  # lazily: it imports torch
+            self._models = default_manager()
+        return self._models
+
+    def check(self) -> None:
+        self.cancel.check()
+
+    def progress(self, done: float, total: float, message: str = "") -> None:
+        self.cancel.check()
+        if self._emit:
+            self._emit({"event": "node_progress", "node": self.node_id, "done": done, "total": total,
+                        "message": message})
+
+    def log(self, message: str) -> None:
+        if self._emit:
+            self._emit({"event": "log", "node": self.node_id, "message": message})
+
+    def report(self, **values: Any) -> None:
+        """Add JSON-serialisable results (paths written, numbers, per-frame series)."""
+        self.results.update(values)
+
+    def wrote(self, path: str) -> None:
+        """Record a file this node produced, so a re-run knows to redo it if it disappears."""
+        self.written.append(str(path))
+
+    def torch_device(self):
+        import torch
+        return torch.device(self.device)

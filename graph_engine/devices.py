@@ -1,0 +1,46 @@
+"""Device choice: CUDA, then MPS, then CPU, unless told otherwise. Torch is imported only
+when a node actually asks for the device, so pure video graphs never pay for it."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+@lru_cache(maxsize=None)
+def resolve_device(pref: str = "auto") -> str:
+    pref = (pref or "auto").lower()
+    if pref.startswith("cuda") or pref in ("mps", "auto"):
+        try:
+            import torch
+        except ImportError:
+            return "cpu"
+        if pref.startswith("cuda"):
+            if not torch.cuda.is_available():
+                from .errors import KinographError
+                raise KinographError(f"device {pref!r} asked for, but this PyTorch build sees no CUDA GPU "
+                                     "(install a CUDA build of torch, see README) - use --device cpu")
+            return pref
+        if pref == "mps":
+            if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+                from .errors import KinographError
+                raise KinographError("device 'mps' asked for, but Metal is not available here - use --device cpu")
+            return "mps"
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+    return "cpu"
+
+
+def available_devices() -> list:
+    out = ["cpu"]
+    try:
+        import torch
+    except ImportError:
+        return out
+    if torch.cuda.is_available():
+        out += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        out.append("mps")
+    return out

@@ -1,0 +1,284 @@
+"""The executor: content-addressed caching, per-node failures, progress and cancellation.
+
+Cache key of a node = hash(type, version, canonical params, keys of its inputs, fingerprints
+of the files it reads). Changing one parameter re-runs that node and its descendants only;
+the memory tier serves everything else, and nodes declared `expensive` also land on disk so
+a second process (or a crash at the last step) never pays for them again."""
+from __future__ import annotations
+
+import glob
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from .cache import DiskCache, MemoryCache, hash_key
+from .clip import Clip
+from .context import CancelToken, Context
+from .errors import Cancelled, KinographError, WorkflowError
+from .registry import Registry, default_registry
+from .validate import coerce_param, validate
+from .workflow import Workflow
+
+EventFn = Callable[[Dict[str, Any]], None]
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    results: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    failed: Dict[str, str] = field(default_factory=dict)      # node -> message
+    skipped: List[str] = field(default_factory=list)
+    cancelled: bool = False
+    outputs: Dict[str, Dict[str, Any]] = field(default_factory=dict)   # node -> port -> value
+    executed: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _fingerprint(path: str) -> Any:
+    """Cheap identity of what a path param points at: size and mtime, for files, folders or globs."""
+    try:
+        if any(c in path for c in "*?["):
+            files = sorted(glob.glob(path))
+            return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+        st = os.stat(path)
+        if os.path.isdir(path):
+            return [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(path), key=lambda e: e.name)
+                    if e.is_file()]
+        return (st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+
+
+def resolve_path(value: str, base: Path) -> str:
+    if not value:
+        return value
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.normpath(str(base / value))
+
+
+class Executor:
+    def __init__(self, registry: Optional[Registry] = None, *, memory_budget: Optional[int] = None,
+                 disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
+        from . import config
+        self.registry = registry or default_registry()
+        self.memory = MemoryCache(memory_budget if memory_budget is not None else config.memory_budget())
+        self.disk = disk if disk is not None else (DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
+                                                   if use_disk else None)
+        self.device = device
+        self.models = models
+        self.key_parts: Dict[str, Dict[str, Any]] = {}
+        self.previous_parts: Dict[str, Dict[str, Any]] = {}
+
+    # -- keys ---------------------------------------------------------------------------------
+    def prepare(self, wf: Workflow, targets=None):
+        """Validated order, per-node keys and resolved params for the nodes a run needs."""
+        problems = validate(wf, self.registry)
+        if problems:
+            raise WorkflowError(problems)
+        g = wf.graph
+        needed = g.ancestors(targets) if targets else list(g.nodes)
+        import graphlib
+        order = list(graphlib.TopologicalSorter({n: [s for s in g.upstream(n)] for n in needed}).static_order())
+        keys: Dict[str, str] = {}
+        params: Dict[str, Dict[str, Any]] = {}
+        for nid in order:
+            inst = g.nodes[nid]
+            spec = self.registry.get(inst.type)
+            p = {name: coerce_param(ps, inst.params.get(name, ps.default)) for name, ps in spec.params.items()}
+            files = {}
+            for name, ps in spec.params.items():
+                if ps.kind == "path" and isinstance(p[name], str) and p[name]:
+                    p[name] = resolve_path(p[name], wf.base_dir)
+                    if ps.reads:
+                        files[name] = _fingerprint(p[name])
+            params[nid] = p
+            ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(g.inputs.get(nid, {}).items())}
+            if inst.bypass:
+                parts = {"bypass": True, "inputs": ins}
+            else:
+                parts = {"type": inst.type, "version": spec.version, "params": p, "inputs": ins, "files": files}
+            keys[nid] = hash_key(parts)
+            self.key_parts[nid] = parts
+        return order, keys, params
+
+    def why(self, node_id: str) -> str:
+        """Why the node's key differs from the previous run's (the editor's "why did this re-run")."""
+        old, new = self.previous_parts.get(node_id), self.key_parts.get(node_id)
+        if new is None:
+            return "it has not been part of a run yet"
+        if old is None:
+            return "first run of this node in this session"
+        reasons = []
+        for name in sorted(set(old.get("params", {})) | set(new.get("params", {}))):
+            a, b = old.get("params", {}).get(name), new.get("params", {}).get(name)
+            if a != b:
+                reasons.append(f"parameter {name} changed from {a!r} to {b!r}")
+        for port in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
+            if old.get("inputs", {}).get(port) != new.get("inputs", {}).get(port):
+                reasons.append(f"input {port} changed upstream")
+        for name in new.get("files", {}):
+            if old.get("files", {}).get(name) != new["files"][name]:
+                reasons.append(f"file of {name} changed on disk")
+        if old.get("version") != new.get("version"):
+            reasons.append("node version changed")
+        return "; ".join(reasons) or "nothing changed: it was served from the cache"
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, wf: Workflow, *, targets=None, on_event: Optional[EventFn] = None,
+            cancel: Optional[CancelToken] = None, use_cache: bool = True) -> RunResult:
+        t_run = time.perf_counter()
+        emit = on_event or (lambda e: None)
+        cancel = cancel or CancelToken()
+        self.previous_parts = dict(self.key_parts)
+        order, keys, params = self.prepare(wf, targets)
+        g = wf.graph
+        res = RunResult(ok=True)
+        values: Dict[str, Dict[str, Any]] = {}
+        dead: Dict[str, str] = {}
+        workflow_yaml = None
+        emit({"event": "run_started", "nodes": order})
+        try:
+            for nid in order:
+                cancel.check()
+                inst = g.nodes[nid]
+                spec = self.registry.get(inst.type)
+                bad = [s for s, _ in g.inputs.get(nid, {}).values() if s in dead]
+                if bad:
+                    dead[nid] = bad[0]
+                    res.skipped.append(nid)
+                    emit({"event": "node_skipped", "node": nid, "because": bad[0]})
+                    continue
+                key = keys[nid]
+                ins = self._gather(g, spec, nid, values)
+                if inst.bypass:
+                    values[nid] = self._bypass(spec, ins)
+                    emit({"event": "node_finished", "node": nid, "cached": True, "seconds": 0.0, "bypassed": True})
+                    continue
+                hit = self._lookup(key, spec) if use_cache else None
+                if hit is not None:
+                    outputs, results = hit
+                    values[nid] = outputs
+                    if results:
+                        res.results[nid] = results
+                    emit({"event": "node_finished", "node": nid, "cached": True, "seconds": 0.0})
+                    continue
+                if workflow_yaml is None:
+                    from .workflow import to_yaml
+                    workflow_yaml = to_yaml(g, self.registry)
+                emit({"event": "node_started", "node": nid, "type": inst.type})
+                t0 = time.perf_counter()
+                ctx = Context(nid, device=self.device, cancel=cancel, emit=emit, workflow_yaml=workflow_yaml,
+                              models=self.models, workflow_dir=wf.base_dir)
+                try:
+                    outputs = self._call(spec, ctx, ins, params[nid])
+                except Cancelled:
+                    raise
+                except KinographError as e:
+                    self._fail(res, dead, nid, str(e), None, emit)
+                    continue
+                except MemoryError:
+                    self._fail(res, dead, nid, "out of memory: try smaller frames, fewer frames per chunk, "
+                                               "or a lower memory setting on the node", traceback.format_exc(), emit)
+                    continue
+                except Exception as e:
+                    msg = f"{type(e).__name__}: {e}"
+                    if "out of memory" in str(e).lower():
+                        msg = f"out of memory on {ctx._device_pref}: {e}"
+                    self._fail(res, dead, nid, msg, traceback.format_exc(), emit)
+                    continue
+                seconds = time.perf_counter() - t0
+                values[nid] = outputs
+                res.executed.append(nid)
+                if ctx.results:
+                    res.results[nid] = dict(ctx.results)
+                self.memory.put(key, (outputs, dict(ctx.results), list(ctx.written)))
+                if spec.expensive and self.disk is not None:
+                    try:
+                        self.disk.put(key, outputs, dict(ctx.results), spec.type)
+                    except OSError as e:
+                        emit({"event": "log", "node": nid, "message": f"could not write the disk cache: {e}"})
+                emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4)})
+        except Cancelled:
+            res.ok, res.cancelled = False, True
+        finally:
+            for outs in values.values():
+                for v in outs.values():
+                    if isinstance(v, Clip):
+                        v.drop_cache()
+        res.outputs = values
+        res.seconds = time.perf_counter() - t_run
+        emit({"event": "run_finished", "ok": res.ok, "cancelled": res.cancelled, "results": res.results,
+              "failed": res.failed, "seconds": round(res.seconds, 4)})
+        return res
+
+    def _lookup(self, key: str, spec):
+        hit = self.memory.get(key)
+        if hit is not None:
+            outputs, results, written = hit
+            if all(os.path.exists(p) for p in written):
+                return outputs, results
+            return None
+        if spec.expensive and self.disk is not None:
+            got = self.disk.get(key)
+            if got is not None:
+                self.memory.put(key, (got[0], got[1], []))
+                return got
+        return None
+
+    def _call(self, spec, ctx: Context, ins: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+        kwargs = {}
+        for port, p in spec.inputs.items():
+            v = ins.get(port)
+            if v is not None:
+                kwargs[port] = v
+            elif p.optional:
+                kwargs[port] = None
+        for name, ps in spec.params.items():
+            v = params[name]
+            if ps.type == "schedule":
+                from .schedule import parse_schedule
+                v = parse_schedule(v)
+            kwargs[name] = v
+        out = spec.func(ctx, **kwargs)
+        if spec.single_output:
+            if not spec.outputs:
+                return {}
+            (name,) = spec.outputs
+            return {name: out}
+        if not isinstance(out, dict) or set(out) != set(spec.outputs):
+            raise RuntimeError(f"{spec.type} returned {sorted(out) if isinstance(out, dict) else type(out).__name__}, "
+                               f"expected outputs {sorted(spec.outputs)}")
+        return out
+
+    def _gather(self, g, spec, nid, values) -> Dict[str, Any]:
+        """Input values by port, through a converter where the socket types differ (IMAGE into VIDEO)."""
+        ins = {}
+        for port, (src, sport) in g.inputs.get(nid, {}).items():
+            v = values[src][sport]
+            want = spec.inputs[port].type
+            have = self.registry.get(g.nodes[src].type).outputs[sport].type
+            conv = want.converter(have) if have is not want else None
+            ins[port] = conv(v) if conv else v
+        return ins
+
+    def _bypass(self, spec, ins: Dict[str, Any]) -> Dict[str, Any]:
+        """A bypassed node passes through, per output, the first input of the same type."""
+        out = {}
+        for name, port in spec.outputs.items():
+            for iname, ip in spec.inputs.items():
+                if ip.type is port.type and ins.get(iname) is not None:
+                    out[name] = ins[iname]
+                    break
+            else:
+                raise KinographError(f"{spec.type} cannot be bypassed: no {port.type.name} input to pass through")
+        return out
+
+    def _fail(self, res, dead, nid, message, tb, emit):
+        res.ok = False
+        res.failed[nid] = message
+        dead[nid] = nid
+        emit({"event": "node_failed", "node": nid, "message": message, "traceback": tb})
+

@@ -1,0 +1,184 @@
+"""The node declaration API: a decorated function whose signature is its schema.
+
+    @node("video.reverse", category="Video")
+    def reverse(ctx, video: VIDEO) -> VIDEO:
+        '''Play the clip backwards.'''
+
+Arguments annotated with a socket type are input ports; arguments whose default is a
+`Param` are parameters; the return annotation (or `outputs=`) names the outputs. The
+docstring is the help. Everything is checked when the module is imported, so a bad
+declaration fails loudly at registration, not in the middle of a render."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .types import SocketType, PY_PARAM_TYPES
+
+PARAM_KINDS = ("", "path", "schedule", "seed", "text", "color", "json")
+
+
+@dataclass
+class Param:
+    default: Any = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    choices: Optional[Sequence[Any]] = None
+    kind: str = ""
+    help: str = ""
+    step: Optional[float] = None
+    # Path params: True when the node reads the file, so its fingerprint enters the cache key.
+    reads: bool = True
+    # Set by the decorator from the annotation.
+    name: str = ""
+    type: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {"name": self.name, "type": self.type, "default": self.default, "help": self.help}
+        for k in ("min", "max", "step"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        if self.choices is not None:
+            d["choices"] = list(self.choices)
+        if self.kind:
+            d["kind"] = self.kind
+        return d
+
+
+@dataclass
+class Input:
+    optional: bool = False
+    help: str = ""
+
+
+@dataclass
+class Port:
+    name: str
+    type: SocketType
+    optional: bool = False
+    help: str = ""
+
+    def to_dict(self):
+        d = {"name": self.name, "type": self.type.name}
+        if self.optional:
+            d["optional"] = True
+        if self.help:
+            d["help"] = self.help
+        return d
+
+
+@dataclass
+class NodeSpec:
+    type: str
+    func: Callable
+    title: str
+    category: str
+    version: int
+    help: str
+    inputs: Dict[str, Port]
+    outputs: Dict[str, Port]
+    params: Dict[str, Param]
+    output: bool = False
+    expensive: bool = False
+    single_output: bool = True
+    migrations: Dict[int, Callable[[Dict[str, Any]], Dict[str, Any]]] = field(default_factory=dict)
+    # Where the node may run: "cpu" nodes never need an accelerator; "gpu" ones prefer one (Ray asks for it).
+    device: str = "cpu"
+    # Frame-local / bounded-window nodes can be rendered in shards (see app.shard). None = not shardable.
+    temporal_radius: Optional[int] = None
+    module: str = ""
+
+    @property
+    def summary(self) -> str:
+        return self.help.strip().splitlines()[0] if self.help.strip() else ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "type": self.type, "title": self.title, "category": self.category, "version": self.version,
+            "help": self.help, "output": self.output, "expensive": self.expensive,
+            "inputs": [p.to_dict() for p in self.inputs.values()],
+            "outputs": [p.to_dict() for p in self.outputs.values()],
+            "params": [p.to_dict() for p in self.params.values()],
+        }
+
+
+class DeclarationError(TypeError):
+    pass
+
+
+_PENDING: List[NodeSpec] = []
+_NoneType = type(None)
+
+
+def node(type: str, *, title: str = "", category: str = "", version: int = 1,
+         outputs: Optional[Dict[str, SocketType]] = None, output: bool = False, expensive: bool = False,
+         migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
+         temporal_radius: Optional[int] = None):
+    """Declare a node type; see the module docstring."""
+
+    def deco(func: Callable) -> Callable:
+        spec = build_spec(func, type, title=title, category=category, version=version, outputs=outputs,
+                          output=output, expensive=expensive, migrations=migrations or {}, device=device,
+                          temporal_radius=temporal_radius)
+        func.__kinograph_spec__ = spec
+        _PENDING.append(spec)
+        return func
+
+    return deco
+
+
+def build_spec(func, type, *, title, category, version, outputs, output, expensive, migrations, device,
+               temporal_radius) -> NodeSpec:
+    where = f"node {type!r} ({func.__module__}.{func.__qualname__})"
+    if "." not in type:
+        raise DeclarationError(f"{where}: node ids are 'category.name'")
+    sig = inspect.signature(func, eval_str=True)
+    names = list(sig.parameters)
+    if not names or names[0] != "ctx":
+        raise DeclarationError(f"{where}: the first argument must be ctx")
+    inputs: Dict[str, Port] = {}
+    params: Dict[str, Param] = {}
+    for name in names[1:]:
+        p = sig.parameters[name]
+        ann, default = p.annotation, p.default
+        if isinstance(ann, SocketType):
+            opt = isinstance(default, Input) and default.optional or default is None
+            hlp = default.help if isinstance(default, Input) else ""
+            inputs[name] = Port(name, ann, opt, hlp)
+        elif isinstance(default, Param):
+            if ann not in PY_PARAM_TYPES:
+                raise DeclarationError(f"{where}: parameter {name!r} needs an int/float/str/bool annotation")
+            if default.kind not in PARAM_KINDS:
+                raise DeclarationError(f"{where}: parameter {name!r} has unknown kind {default.kind!r}")
+            default.name, default.type = name, PY_PARAM_TYPES[ann]
+            if default.kind == "schedule":
+                default.type = "schedule"
+            params[name] = default
+        else:
+            raise DeclarationError(f"{where}: argument {name!r} is neither a socket input nor a Param")
+    if outputs:
+        outs = {k: Port(k, t) for k, t in outputs.items()}
+        single = False
+    else:
+        ret = sig.return_annotation
+        if isinstance(ret, SocketType):
+            outs, single = {ret.port: Port(ret.port, ret)}, True
+        elif ret in (None, inspect.Signature.empty, _NoneType):
+            outs, single = {}, True
+        else:
+            raise DeclarationError(f"{where}: return annotation must be a socket type, or pass outputs=")
+    doc = inspect.cleandoc(func.__doc__ or "")
+    if not doc:
+        raise DeclarationError(f"{where}: a node needs a docstring; it is the node's help")
+    return NodeSpec(type=type, func=func, title=title or type.split(".", 1)[1].replace("_", " ").title(),
+                    category=category or type.split(".", 1)[0].title(), version=version, help=doc,
+                    inputs=inputs, outputs=outs, params=params, output=output, expensive=expensive,
+                    single_output=single, migrations=dict(migrations), device=device,
+                    temporal_radius=temporal_radius, module=func.__module__)
+
+
+def take_pending() -> List[NodeSpec]:
+    out = list(_PENDING)
+    _PENDING.clear()
+    return out

@@ -1,0 +1,83 @@
+"""Socket types: the names of the values that flow on edges, their colours and port names.
+
+Third-party packs may register more with `register_type`. The registry is plain data so the
+engine, the CLI and the editor agree on what can connect to what."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+
+@dataclass(frozen=True, eq=False)
+class SocketType:
+    name: str
+    color: str = "#a0a0a0"
+    port: str = ""                      # default port name for a single input/output of this type
+    help: str = ""
+    # Values of this type that may also feed this socket, with a converter (e.g. IMAGE -> VIDEO).
+    accepts: Dict[str, Callable[[Any], Any]] = field(default_factory=dict, compare=False, hash=False)
+
+    def __repr__(self):
+        return self.name
+
+    def can_take(self, other: "SocketType") -> bool:
+        return other is self or self.name == "ANY" or other.name == "ANY" or other.name in self.accepts
+
+    def converter(self, other: "SocketType") -> Optional[Callable[[Any], Any]]:
+        return self.accepts.get(other.name)
+
+
+_TYPES: Dict[str, SocketType] = {}
+
+
+def register_type(name: str, color: str = "#a0a0a0", port: str = "", help: str = "") -> SocketType:
+    if name in _TYPES:
+        return _TYPES[name]
+    t = SocketType(name, color, port or name.lower(), help)
+    _TYPES[name] = t
+    return t
+
+
+def get_type(name: str) -> SocketType:
+    return _TYPES[name]
+
+
+def all_types() -> Dict[str, SocketType]:
+    return dict(_TYPES)
+
+
+def add_conversion(to: SocketType, frm: SocketType, fn: Callable[[Any], Any]) -> None:
+    to.accepts[frm.name] = fn
+
+
+VIDEO = register_type("VIDEO", "#e0a030", help="a lazy clip of uint8 RGB frames")
+IMAGE = register_type("IMAGE", "#50b0e0", help="one uint8 RGB frame (H x W x 3)")
+MASK = register_type("MASK", "#b0b0b0", help="float32 H x W in [0, 1]")
+LATENT = register_type("LATENT", "#e070c0", help="latent tensor [B,C,T,h,w] and the family that made it")
+MODEL = register_type("MODEL", "#9070e0", help="a denoiser handle from the model manager")
+VAE = register_type("VAE", "#e05050", help="a VAE handle")
+TEXT_ENCODER = register_type("TEXT_ENCODER", "#f0d060", port="text_encoder", help="a text encoder handle")
+IMAGE_ENCODER = register_type("IMAGE_ENCODER", "#60d0a0", port="image_encoder", help="an image encoder handle")
+CONDITIONING = register_type("CONDITIONING", "#f0a060", help="prompt embeddings and masks")
+CAMERA = register_type("CAMERA", "#70e070", help="per-frame intrinsics and camera-to-world matrices")
+FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")
+TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
+NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")
+SIGMAS = register_type("SIGMAS", "#c0c0c0", help="noise levels of a sampling schedule")
+UPSCALE_MODEL = register_type("UPSCALE_MODEL", "#c08040", port="upscale_model", help="a super-resolution network")
+INT = register_type("INT", "#4080c0")
+FLOAT = register_type("FLOAT", "#40a0a0")
+STRING = register_type("STRING", "#a0a040")
+BOOL = register_type("BOOL", "#a06040")
+ANY = register_type("ANY", "#ffffff", port="value", help="any value")
+
+
+def _image_to_video(img):
+    from .clip import Clip
+    return Clip.from_array(img[None], fps=24.0)
+
+
+add_conversion(VIDEO, IMAGE, _image_to_video)
+add_conversion(FLOAT, INT, float)
+
+PY_PARAM_TYPES: Dict[type, str] = {int: "int", float: "float", str: "str", bool: "bool"}

@@ -1,0 +1,164 @@
+"""Validation: every problem of a workflow, located and with a suggestion, before anything runs."""
+from __future__ import annotations
+
+import graphlib
+from typing import Any, Dict, List, Optional
+
+from .node_api import NodeSpec, Param
+from .registry import Registry, did_you_mean
+from .types import get_type
+from .workflow import Problem, Workflow
+
+
+def check_param(spec_param: Param, value: Any) -> Optional[str]:
+    """Why `value` is not acceptable for the parameter, or None."""
+    t = spec_param.type
+    if t == "schedule":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None
+        if not isinstance(value, str):
+            return f"expects a number or a schedule string like '0:(1.0), 24:(1.5)', got {value!r}"
+        try:
+            from .schedule import parse_schedule
+        except ImportError:
+            return None
+        try:
+            parse_schedule(value)
+        except ValueError as e:
+            return f"bad schedule: {e}"
+        return None
+    if t == "bool":
+        if not isinstance(value, bool):
+            return f"expects true or false, got {value!r}"
+        return None
+    if t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                return f"expects a whole number, got {value!r}"
+    elif t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expects a number, got {value!r}"
+    elif t == "str":
+        if not isinstance(value, str):
+            return f"expects text, got {value!r}"
+    if spec_param.choices is not None and value not in spec_param.choices:
+        opts = ", ".join(map(str, spec_param.choices))
+        return f"{value!r} is not one of: {opts}{did_you_mean(str(value), map(str, spec_param.choices))}"
+    if isinstance(value, (int, float)):
+        lo, hi = spec_param.min, spec_param.max
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+            return f"{value!r} is out of range ({rng})"
+    return None
+
+
+def coerce_param(spec_param: Param, value: Any) -> Any:
+    if spec_param.type == "int" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if spec_param.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def validate(wf: Workflow, registry: Registry) -> List[Problem]:
+    g = wf.graph
+    problems: List[Problem] = []
+    specs: Dict[str, NodeSpec] = {}
+    for nid, inst in g.nodes.items():
+        spec = registry.get(inst.type)
+        if spec is None:
+            problems.append(wf.problem(f"unknown node type {inst.type!r}{registry.suggest(inst.type)}",
+                                       "nodes", nid, "type", node=nid))
+            continue
+        specs[nid] = spec
+        for name, value in inst.params.items():
+            p = spec.params.get(name)
+            if p is None:
+                problems.append(wf.problem(f"{inst.type} has no parameter {name!r}{did_you_mean(name, spec.params)}",
+                                           "nodes", nid, "params", name, node=nid))
+                continue
+            why = check_param(p, value)
+            if why:
+                problems.append(wf.problem(f"parameter {name!r} {why}", "nodes", nid, "params", name, node=nid))
+    for nid, spec in specs.items():
+        ins = g.inputs.get(nid, {})
+        for port, (src, sport) in ins.items():
+            where = ("nodes", nid, "inputs", port)
+            if port not in spec.inputs:
+                problems.append(wf.problem(f"{spec.type} has no input {port!r}{did_you_mean(port, spec.inputs)}",
+                                           *where, node=nid))
+                continue
+            if src not in g.nodes:
+                problems.append(wf.problem(f"input {port!r} links to missing node {src!r}{did_you_mean(src, g.nodes)}",
+                                           *where, node=nid))
+                continue
+            sspec = specs.get(src)
+            if sspec is None:
+                continue
+            if sport not in sspec.outputs:
+                problems.append(wf.problem(f"input {port!r}: {src} ({sspec.type}) has no output {sport!r}"
+                                           f"{did_you_mean(sport, sspec.outputs)}", *where, node=nid))
+                continue
+            have, want = sspec.outputs[sport].type, spec.inputs[port].type
+            if not want.can_take(have):
+                problems.append(wf.problem(f"input {port!r}: {have.name} ({src}.{sport}) cannot connect to "
+                                           f"{want.name}", *where, node=nid))
+        for port, p in spec.inputs.items():
+            if not p.optional and port not in ins and not g.nodes[nid].bypass:
+                problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",
+                                           "nodes", nid, node=nid))
+    ts = graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in g.nodes] for n in g.nodes})
+    try:
+        ts.prepare()
+    except graphlib.CycleError as e:
+        cycle = e.args[1]
+        problems.append(wf.problem("the graph has a cycle: " + " -> ".join(cycle), "nodes", cycle[0], node=cycle[0]))
+    return problems
+
+
+def parse_override(text: str):
+    """`NODE.PARAM=VALUE` with VALUE read as a YAML scalar (so 3 is an int, 'a b' a string)."""
+    import yaml
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ValueError(f"--set expects NODE.PARAM=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    node_id, param = key.rsplit(".", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if not isinstance(value, (int, float, str, bool)) or value is None:
+        value = raw
+    return node_id.strip(), param.strip(), value
+
+
+def apply_overrides(wf: Workflow, overrides, registry: Registry) -> List[Problem]:
+    """Set NODE.PARAM values; problems name the override, with suggestions."""
+    g = wf.graph
+    problems = []
+    for item in overrides:
+        if isinstance(item, str):
+            try:
+                node_id, param, value = parse_override(item)
+            except ValueError as e:
+                problems.append(Problem("--set", 0, None, str(e)))
+                continue
+        else:
+            node_id, param, value = item
+        if node_id not in g.nodes:
+            problems.append(Problem("--set", 0, None, f"no node {node_id!r} in {wf.label}"
+                                                      f"{did_you_mean(node_id, g.nodes)}"))
+            continue
+        spec = registry.get(g.nodes[node_id].type)
+        if spec is not None and param not in spec.params:
+            problems.append(Problem("--set", 0, node_id, f"{spec.type} has no parameter {param!r}"
+                                                         f"{did_you_mean(param, spec.params)}"))
+            continue
+        if spec is not None and isinstance(value, str) and spec.params[param].type in ("int", "float") \
+                and value.strip() == "":
+            problems.append(Problem("--set", 0, node_id, f"{param} needs a value"))
+            continue
+        g.set_param(node_id, param, value)
+    return problems

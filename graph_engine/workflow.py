@@ -1,0 +1,285 @@
+"""Workflow files: YAML, format version 1, safe loading only, canonical order on save.
+
+    kinograph: 1
+    name: ...
+    nodes:
+      load: {type: io.load_video, version: 1, params: {path: in.mp4}}
+      save: {type: io.save_video, inputs: {video: load.video}, params: {path: out.mp4}}
+    ui:
+      load: {pos: [0, 0]}
+
+Loading records the line of every key so problems point at `FILE:LINE`. A rendered
+video or PNG that carries a workflow in its metadata loads like the YAML itself."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import WorkflowError
+from .graph import Graph, ID_RE
+
+FORMAT_VERSION = 1
+MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".png", ".gif", ".webp", ".avi"}
+TOP_KEYS = ("kinograph", "name", "description", "nodes", "ui")
+NODE_KEYS = ("type", "version", "title", "bypass", "inputs", "params")
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int
+    node: Optional[str]
+    message: str
+
+    def __str__(self):
+        where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
+        return f"{where} node {self.node}: {self.message}" if self.node else f"{where} {self.message}"
+
+
+@dataclass
+class Workflow:
+    """A graph plus where it came from (for relative paths and located messages)."""
+    graph: Graph
+    path: Optional[Path] = None
+    lines: Dict[Tuple, int] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path else "<workflow>"
+
+    def line(self, *keys) -> int:
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in self.lines:
+                return self.lines[keys[:n]]
+        return 0
+
+    def problem(self, message: str, *keys, node: Optional[str] = None) -> Problem:
+        return Problem(self.label, self.line(*keys), node, message)
+
+
+# -- loading -----------------------------------------------------------------------------------
+def _line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
+    """Line (1-based) of every mapping key, by key path; plus duplicate keys found."""
+    import yaml
+    lines: Dict[Tuple, int] = {}
+    dups: List[Tuple[int, str]] = []
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for k, v in node.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+                if key in seen:
+                    dups.append((k.start_mark.line + 1, ".".join(map(str, path + (key,)))))
+                seen.add(key)
+                lines[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                lines[path + (i,)] = v.start_mark.line + 1
+                walk(v, path + (i,))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines, dups
+
+
+def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tuple[Workflow, List[Problem]]:
+    """Build a graph from YAML text; structural problems are collected, not raised.
+
+    Type-level checks (unknown node types, params, links) are `validate`'s job; this only
+    needs the registry to run per-node-type migrations."""
+    import yaml
+    label = str(path) if path else "<workflow>"
+    try:
+        data = yaml.safe_load(text)
+        lines, dups = _line_map(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        return Workflow(Graph(), path), [Problem(label, line, None, f"not valid YAML: {what}")]
+    wf = Workflow(Graph(), path, lines)
+    problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)")
+                               for l, k in dups]
+    if not isinstance(data, dict):
+        problems.append(wf.problem("a workflow file must be a mapping with `kinograph: 1` and `nodes:`"))
+        return wf, problems
+    fmt = data.get("kinograph")
+    if fmt is None:
+        problems.append(wf.problem("missing `kinograph: 1` (the format version) at the top"))
+    elif not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        problems.append(wf.problem(f"`kinograph:` must be a format version number, got {fmt!r}", "kinograph"))
+    elif fmt > FORMAT_VERSION:
+        problems.append(wf.problem(f"this file uses workflow format {fmt}, newer than this Kinograph reads "
+                                   f"({FORMAT_VERSION}); update Kinograph to open it", "kinograph"))
+        return wf, problems
+    for k in data:
+        if k not in TOP_KEYS:
+            problems.append(wf.problem(f"unknown top-level key {k!r}; allowed: {', '.join(TOP_KEYS)}", k))
+    g = wf.graph
+    g.name = str(data.get("name") or "")
+    g.description = str(data.get("description") or "")
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        problems.append(wf.problem("`nodes:` must be a mapping of node ids to nodes", "nodes"))
+        return wf, problems
+    pending_links = []
+    for nid, body in nodes.items():
+        nid_s = str(nid)
+        if not ID_RE.match(nid_s):
+            problems.append(wf.problem(f"node id {nid_s!r} must start with a letter and use letters, digits, _ or -",
+                                       "nodes", nid, node=nid_s))
+            continue
+        if not isinstance(body, dict) or "type" not in body:
+            problems.append(wf.problem("a node needs a mapping with at least `type:`", "nodes", nid, node=nid_s))
+            continue
+        for k in body:
+            if k not in NODE_KEYS:
+                problems.append(wf.problem(f"unknown key {k!r}; a node has {', '.join(NODE_KEYS)}",
+                                           "nodes", nid, k, node=nid_s))
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            problems.append(wf.problem("`params:` must be a mapping", "nodes", nid, "params", node=nid_s))
+            params = {}
+        version = body.get("version", None)
+        spec = registry.get(str(body["type"])) if registry is not None else None
+        if spec is not None:
+            v = spec.version if version is None else version
+            if not isinstance(v, int) or v < 1:
+                problems.append(wf.problem(f"`version:` must be a positive integer, got {v!r}", "nodes", nid,
+                                           "version", node=nid_s))
+                v = spec.version
+            if v > spec.version:
+                problems.append(wf.problem(f"{spec.type} version {v} is newer than this Kinograph knows "
+                                           f"({spec.version}); update Kinograph", "nodes", nid, "version", node=nid_s))
+            while v < spec.version:
+                mig = spec.migrations.get(v)
+                if mig is None:
+                    problems.append(wf.problem(f"no migration for {spec.type} from version {v}", "nodes", nid,
+                                               "version", node=nid_s))
+                    break
+                params = mig(dict(params))
+                v += 1
+            version = v
+        g.add_node(str(body["type"]), nid_s, params, version if isinstance(version, int) else 1,
+                   bypass=bool(body.get("bypass", False)), title=str(body.get("title") or ""))
+        inputs = body.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            problems.append(wf.problem("`inputs:` must map input ports to `node.output`", "nodes", nid, "inputs",
+                                       node=nid_s))
+            continue
+        for port, ref in inputs.items():
+            pending_links.append((nid_s, str(port), ref))
+    for nid, port, ref in pending_links:
+        if not isinstance(ref, str) or "." not in ref:
+            problems.append(wf.problem(f"input {port!r} must be written `node.output`, got {ref!r}",
+                                       "nodes", nid, "inputs", port, node=nid))
+            continue
+        src, sport = ref.rsplit(".", 1)
+        # Links to unknown nodes are kept in `dangling` so validate can name them with a suggestion.
+        if src not in g.nodes:
+            g.inputs.setdefault(nid, {})[port] = (src, sport)
+            continue
+        g.connect(src, sport, nid, port)
+    ui = data.get("ui") or {}
+    if isinstance(ui, dict):
+        g.ui = {str(k): v for k, v in ui.items()}
+    return wf, problems
+
+
+def read_text(path: Path) -> str:
+    """The workflow text of a YAML file, or the one embedded in a rendered video or image."""
+    if path.suffix.lower() in MEDIA_SUFFIXES:
+        from .embedded import read_embedded_workflow
+        text = read_embedded_workflow(path)
+        if text is None:
+            raise WorkflowError([Problem(str(path), 0, None,
+                                         "this file carries no Kinograph workflow in its metadata")])
+        return text
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkflowError([Problem(str(path), 0, None, "no such file")])
+    except UnicodeDecodeError:
+        raise WorkflowError([Problem(str(path), 0, None, "not a text file (a workflow is UTF-8 YAML)")])
+    except OSError as e:
+        raise WorkflowError([Problem(str(path), 0, None, f"cannot read: {e.strerror}")])
+
+
+# -- saving ------------------------------------------------------------------------------------
+def to_data(graph: Graph, registry=None) -> Dict[str, Any]:
+    """Canonical mapping: fixed key order, params in declaration order, so saves diff cleanly."""
+    out: Dict[str, Any] = {"kinograph": FORMAT_VERSION}
+    if graph.name:
+        out["name"] = graph.name
+    if graph.description:
+        out["description"] = graph.description
+    nodes: Dict[str, Any] = {}
+    for nid, inst in graph.nodes.items():
+        body: Dict[str, Any] = {"type": inst.type, "version": inst.version}
+        if inst.title:
+            body["title"] = inst.title
+        if inst.bypass:
+            body["bypass"] = True
+        ins = graph.inputs.get(nid) or {}
+        spec = registry.get(inst.type) if registry is not None else None
+        if ins:
+            order = list(spec.inputs) if spec else []
+            keys = [k for k in order if k in ins] + sorted(k for k in ins if k not in order)
+            body["inputs"] = {k: f"{ins[k][0]}.{ins[k][1]}" for k in keys}
+        if inst.params:
+            order = list(spec.params) if spec else []
+            keys = [k for k in order if k in inst.params] + sorted(k for k in inst.params if k not in order)
+            body["params"] = {k: inst.params[k] for k in keys}
+        nodes[nid] = body
+    out["nodes"] = nodes
+    if graph.ui:
+        out["ui"] = {k: graph.ui[k] for k in graph.ui}
+    return out
+
+
+def dump_yaml(data: Dict[str, Any]) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def short_list(dumper, value):
+        flow = len(value) <= 8 and all(isinstance(v, (int, float, str, bool)) and len(str(v)) < 40 for v in value)
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=flow)
+
+    def text(dumper, value):
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(list, short_list)
+    Dumper.add_representer(tuple, short_list)
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+
+
+def to_yaml(graph: Graph, registry=None) -> str:
+    return dump_yaml(to_data(graph, registry))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write beside the target and rename, so a crash never leaves a truncated file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_workflow(graph: Graph, path: Path, registry=None) -> None:
+    atomic_write_text(Path(path), to_yaml(graph, registry))

@@ -1,0 +1,1 @@
+"""Kinograph's built-in node library: one sub-package per category."""

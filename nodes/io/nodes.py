@@ -1,0 +1,71 @@
+"""Input/output nodes: the public names other tools build workflows with."""
+from graph_engine import Clip, Param, node
+from graph_engine.types import IMAGE, VIDEO
+
+
+@node("io.load_image", title="Load Image", category="Input/Output")
+def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, ...)")) -> IMAGE:
+    """Read a still image as 8-bit RGB."""
+    from .images import read_image
+    return read_image(path)
+
+
+@node("io.load_video", title="Load Video", category="Input/Output")
+def load_video(ctx, path: str = Param("", kind="path", help="video file (mp4, mov, mkv, webm, ...)"),
+               start: int = Param(0, min=0, help="first frame to keep (after fps resampling)"),
+               count: int = Param(0, min=0, help="frames to keep; 0 = all"),
+               every_nth: int = Param(1, min=1, help="keep one frame in n"),
+               width: int = Param(0, min=0, max=16384, help="resize to this width; 0 = keep (or follow height)"),
+               height: int = Param(0, min=0, max=16384, help="resize to this height; 0 = keep (or follow width)"),
+               fps: float = Param(0.0, min=0, max=1000, help="resample to this frame rate; 0 = the file's")) -> VIDEO:
+    """Stream a video file as a clip; frames are decoded only when something pulls them.
+
+    The audio track, if any, travels with the clip so writers can keep it."""
+    from .video_read import load_video as _load
+    return _load(path, start, count, every_nth, width, height, fps)
+
+
+@node("io.load_frames", title="Load Frames", category="Input/Output")
+def load_frames(ctx, path: str = Param("", kind="path", help="a folder of images or a glob such as shots/*.png"),
+                fps: float = Param(24.0, min=0.01, max=1000)) -> VIDEO:
+    """Read an image sequence (sorted by natural order) as a clip."""
+    from .images import load_frames as _load
+    return _load(path, fps)
+
+
+@node("io.save_video", title="Save Video", category="Input/Output", output=True)
+def save_video(ctx, video: VIDEO,
+               path: str = Param("out/video.mp4", kind="path", reads=False, help="where to write"),
+               fps: float = Param(0.0, min=0, max=1000, help="0 = the clip's rate"),
+               codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp"),
+                                  help="h264/h265/av1 mp4, vp9 webm, prores mov, ffv1 lossless mkv, gif, webp"),
+               crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
+               keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one")) -> None:
+    """Encode the clip to a video file, streaming chunk by chunk.
+
+    The workflow is embedded in the file's metadata, so `kinograph run` and the editor can
+    open the result again. Written to a temporary name and renamed when complete."""
+    from .video_write import write_video
+    info = write_video(video, path, fps=fps, codec=codec, crf=crf, workflow_yaml=ctx.workflow_yaml,
+                       keep_audio=keep_audio, progress=ctx.progress)
+    ctx.wrote(info["path"])
+    ctx.report(**info)
+
+
+@node("io.save_frames", title="Save Frames", category="Input/Output", output=True)
+def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False,
+                                                     help="folder to fill with frame_000000.png ...")) -> None:
+    """Write every frame as a numbered PNG into a folder (with the workflow beside them)."""
+    from .images import write_frames
+    info = write_frames(video, path, ctx.workflow_yaml, ctx.progress)
+    ctx.wrote(info["path"])
+    ctx.report(**info)
+
+
+@node("io.save_image", title="Save Image", category="Input/Output", output=True)
+def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False)) -> None:
+    """Write an image; PNGs carry the workflow in a text chunk."""
+    from .images import write_png
+    write_png(image, path, ctx.workflow_yaml)
+    ctx.wrote(path)
+    ctx.report(path=path, width=int(image.shape[1]), height=int(image.shape[0]))

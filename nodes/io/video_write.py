@@ -1,0 +1,95 @@
+"""Encoding Clips with the ffmpeg binary that imageio-ffmpeg ships, chunk by chunk through a pipe.
+
+Output goes to a temporary name beside the target and is renamed only when complete, so a
+cancel or a crash never leaves a half-written file under the final name. Frames are sRGB
+and tagged BT.709 (TV range for YUV codecs) so players show the colours we computed."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Optional
+
+from graph_engine import Clip, NodeError
+
+CODECS = ("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp", "png")
+CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "prores": ".mov", "ffv1": ".mkv",
+              "gif": ".gif", "webp": ".webp", "png": ".apng"}
+_BT709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def codec_args(codec: str, crf: int, fps: float) -> list:
+    even = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2,scale=out_color_matrix=bt709:out_range=tv"]
+    if codec == "h264":
+        return even + ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p"] + _BT709
+    if codec == "h265":
+        return even + ["-c:v", "libx265", "-crf", str(crf), "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
+                       "-x265-params", "log-level=error"] + _BT709
+    if codec == "vp9":
+        return even + ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", "-pix_fmt", "yuv420p", "-row-mt", "1"] + _BT709
+    if codec == "av1":
+        return even + ["-c:v", "libsvtav1", "-crf", str(crf), "-pix_fmt", "yuv420p"] + _BT709
+    if codec == "prores":
+        return ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"] + _BT709
+    if codec == "ffv1":
+        return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "rgb24"]
+    if codec == "gif":
+        return ["-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a",
+                "-loop", "0"]
+    if codec == "webp":
+        return ["-c:v", "libwebp_anim", "-lossless", "0", "-quality", str(max(0, 100 - 2 * crf)), "-loop", "0"]
+    if codec == "png":
+        return ["-c:v", "apng", "-plays", "0"]
+    raise NodeError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
+
+
+def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264", crf: int = 19,
+                workflow_yaml: str = "", keep_audio: bool = True,
+                progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """Encode the clip to `path`; returns {"path", "frames", "bytes"}."""
+    if clip.length == 0:
+        raise NodeError("the clip has no frames to write")
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.partial{final.suffix or CONTAINERS[codec]}")
+    rate = fps or clip.fps
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{clip.width}x{clip.height}", "-r", f"{rate:.6f}", "-i", "-"]
+    audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
+    if audio is not None:
+        cmd += ["-ss", f"{audio.start:.6f}"] + (["-t", f"{audio.duration:.6f}"] if audio.duration else []) + \
+               ["-i", audio.path, "-map", "0:v:0", "-map", "1:a:0?", "-shortest"]
+        cmd += ["-c:a", "libopus" if codec == "vp9" else "aac"]
+    cmd += codec_args(codec, crf, rate)
+    if workflow_yaml and codec in ("h264", "h265", "av1", "prores", "ffv1", "vp9"):
+        cmd += ["-metadata", f"kinograph_workflow={workflow_yaml}"]
+        if tmp.suffix.lower() in (".mp4", ".mov"):
+            cmd += ["-movflags", "+use_metadata_tags+faststart"]
+    cmd += [str(tmp)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = False
+    try:
+        for a, block in clip.chunks():
+            proc.stdin.write(memoryview(block).cast("B"))
+            if progress:
+                progress(a + len(block), clip.length)
+        proc.stdin.close()
+        err = proc.stderr.read().decode(errors="replace")
+        if proc.wait() != 0:
+            raise NodeError(f"ffmpeg could not write {final.name} with codec {codec}: {err.strip()[-500:]}")
+        os.replace(tmp, final)
+        done = True
+    except BrokenPipeError:
+        err = proc.stderr.read().decode(errors="replace")
+        raise NodeError(f"ffmpeg stopped while writing {final.name} ({codec}): {err.strip()[-500:]}")
+    finally:
+        if not done:
+            proc.kill()
+            proc.wait()
+            tmp.unlink(missing_ok=True)
+    return {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}

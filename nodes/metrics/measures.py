@@ -1,0 +1,74 @@
+"""Per-frame quality and temporal-consistency measures (plain functions on uint8 frames).
+
+PSNR and SSIM follow the standard definitions (SSIM: Wang et al. 2004, 11-tap Gaussian
+window with sigma 1.5, K1 = 0.01, K2 = 0.03, averaged over channels and over the frame less
+a 5-pixel border), so they agree with scikit-image's `peak_signal_noise_ratio` and
+`structural_similarity(gaussian_weights=True, use_sample_covariance=False, data_range=255)`.
+The warping error is Lai et al. 2018's E_warp: mean squared difference (RGB in [0, 1])
+between a frame and the previous one warped onto it by flow, over non-occluded pixels."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from nodes.common.color import luma_u8
+from nodes.common.flow import backward_warp, consistency_mask, estimate_flow, flow_magnitude
+
+PSNR_CAP = 100.0   # identical frames: reported as 100 dB so results stay valid JSON
+FLOW_WIDTH = 512   # flow-based measures run at most this wide; magnitudes are scaled back
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * np.log10(255.0 ** 2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    if min(x.shape[:2]) < 11:
+        raise ValueError(f"SSIM needs frames of at least 11x11 pixels, got {x.shape[1]}x{x.shape[0]}")
+
+    def blur(z):
+        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(s[5:-5, 5:-5].mean())
+
+
+def mean_luma(frame: np.ndarray) -> float:
+    return float(luma_u8(frame).mean())
+
+
+def sharpness(frame: np.ndarray) -> float:
+    """Variance of the Laplacian of luma: higher is sharper (a standard focus measure)."""
+    return float(cv2.Laplacian(luma_u8(frame), cv2.CV_32F).var())
+
+
+def _work_size(frame: np.ndarray):
+    h, w = frame.shape[:2]
+    f = min(1.0, FLOW_WIDTH / w)
+    return f, (max(8, round(w * f)), max(8, round(h * f)))
+
+
+def _shrink(frame: np.ndarray, size) -> np.ndarray:
+    return frame if (frame.shape[1], frame.shape[0]) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def motion(prev: np.ndarray, cur: np.ndarray) -> float:
+    """Mean optical-flow magnitude from prev to cur, in pixels of the full frame."""
+    f, size = _work_size(cur)
+    return float(flow_magnitude(estimate_flow(_shrink(prev, size), _shrink(cur, size))).mean() / f)
+
+
+def warp_error(prev_out: np.ndarray, cur_out: np.ndarray, prev_src: np.ndarray, cur_src: np.ndarray) -> float:
+    """E_warp between consecutive output frames, with flow and occlusions taken from the source frames."""
+    _, size = _work_size(cur_out)
+    ps, cs = _shrink(prev_src, size), _shrink(cur_src, size)
+    fwd, bwd = estimate_flow(cs, ps), estimate_flow(ps, cs)
+    mask = consistency_mask(fwd, bwd)
+    po, co = _shrink(prev_out, size).astype(np.float32) / 255.0, _shrink(cur_out, size).astype(np.float32) / 255.0
+    diff = np.sum((co - backward_warp(po, fwd)) ** 2, axis=-1) / 3.0
+    return float((diff * mask).sum() / max(mask.sum(), 1.0))

@@ -1,0 +1,68 @@
+"""Text encoder of kinograph-mini: a word tokenizer for the shapes-world caption grammar and a small
+transformer that turns the words into per-token embeddings the video model attends to.
+
+`MiniTextEncoder.encode(prompts) -> (emb [B,L,D] float, mask [B,L] bool)`. Every prompt starts with a
+begin token, so the empty prompt "" (the unconditional branch of classifier-free guidance) still has
+one valid token. Words outside the vocabulary raise `graph_engine.NodeError` listing the known words.
+"""
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from graph_engine import NodeError
+from nodes.mini.shapes_world import (BACKGROUND_KINDS, CAMERAS, COLOURS, MOTIONS, SHAPES,
+                                     normalise_words)
+
+PAD, BOS = "<pad>", "<bos>"
+GRAMMAR_WORDS = sorted({"a", "and", "on", "background", "with", "the", "camera", *COLOURS, *SHAPES,
+                        *" ".join(MOTIONS).split(), *" ".join(CAMERAS).split(), *BACKGROUND_KINDS}
+                       - {"static", "plain"})
+VOCABULARY = [PAD, BOS, *GRAMMAR_WORDS]
+MAX_TOKENS = 32
+
+
+def tokenize(prompts: list[str], vocabulary: list[str] = VOCABULARY,
+             max_tokens: int = MAX_TOKENS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [B,L] (long) and validity mask [B,L] (bool), L = max_tokens."""
+    index = {w: i for i, w in enumerate(vocabulary)}
+    ids = torch.zeros(len(prompts), max_tokens, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        words = normalise_words(prompt)
+        unknown = sorted({w for w in words if w not in index or w in (PAD, BOS)})
+        if unknown:
+            raise NodeError(
+                f"kinograph-mini does not know the word(s) {', '.join(map(repr, unknown))} in the prompt "
+                f"{prompt!r}. It knows only: {', '.join(w for w in vocabulary if w not in (PAD, BOS))}. "
+                f"Example: 'a red circle moving left on a blue background'.")
+        if len(words) + 1 > max_tokens:
+            raise NodeError(f"the prompt {prompt!r} has {len(words)} words; kinograph-mini reads at most "
+                            f"{max_tokens - 1}. Shorten it.")
+        ids[row, 0] = index[BOS]
+        ids[row, 1:len(words) + 1] = torch.tensor([index[w] for w in words], dtype=torch.long)
+    return ids, ids != index[PAD]
+
+
+class MiniTextEncoder(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, vocabulary: tuple[str, ...] = tuple(VOCABULARY), max_tokens: int = MAX_TOKENS,
+                 dim: int = 128, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.embed = nn.Embedding(len(vocabulary), dim)
+        self.position = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout=0.0, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids) + self.position[: ids.shape[1]]
+        h = self.encoder(h, src_key_padding_mask=~mask)
+        return self.norm(h) * mask[..., None]
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = tokenize(list(prompts), list(self.config.vocabulary), self.config.max_tokens)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return self.forward(ids, mask), mask

@@ -1,0 +1,92 @@
+"""Video stabilization: track features, smooth the camera path, warp each frame onto it.
+
+Corners are tracked with pyramidal Lucas-Kanade between consecutive frames and a
+similarity transform (shift, rotation, scale about the frame centre) is fitted with RANSAC,
+so moving objects do not drag the estimate. Integrated, those motions are the camera path;
+its low-pass (a Gaussian local-linear fit: pans stay pans) is where the camera should have
+been, and each frame is warped by the difference. Tracking failures (cuts, blank frames)
+break the path so nothing is smoothed across them."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from nodes.common.flow import to_gray
+from nodes.restore.stream import PairCache, smooth_trajectory, windowed
+
+WORK_WIDTH = 640
+BORDERS = {"reflect": cv2.BORDER_REFLECT101, "replicate": cv2.BORDER_REPLICATE, "black": cv2.BORDER_CONSTANT}
+
+
+def pair_motion(prev: np.ndarray, cur: np.ndarray):
+    """(dx, dy, angle, log_scale) of cur relative to prev about the frame centre, or None if lost."""
+    g0, g1 = to_gray(prev), to_gray(cur)
+    h, w = g0.shape
+    f = min(1.0, WORK_WIDTH / w)
+    if f < 1.0:
+        size = (WORK_WIDTH, max(8, round(h * f)))
+        g0, g1 = cv2.resize(g0, size, interpolation=cv2.INTER_AREA), cv2.resize(g1, size, interpolation=cv2.INTER_AREA)
+    pts = cv2.goodFeaturesToTrack(g0, maxCorners=400, qualityLevel=0.01, minDistance=max(4, g0.shape[1] // 80),
+                                  blockSize=7)
+    if pts is None or len(pts) < 8:
+        return None
+    nxt, status, _ = cv2.calcOpticalFlowPyrLK(g0, g1, pts, None, winSize=(21, 21), maxLevel=3)
+    good = status.ravel() == 1
+    if good.sum() < 8:
+        return None
+    m, inliers = cv2.estimateAffinePartial2D(pts[good], nxt[good], method=cv2.RANSAC,
+                                             ransacReprojThreshold=1.5, maxIters=2000, confidence=0.995)
+    if m is None or inliers is None or inliers.sum() < 6:
+        return None
+    a = m[:, :2]
+    c = np.array([g0.shape[1] / 2.0, g0.shape[0] / 2.0])
+    t = (a @ c + m[:, 2] - c) / f
+    return np.array([t[0], t[1], math.atan2(a[1, 0], a[0, 0]), math.log(math.hypot(a[0, 0], a[1, 0]))])
+
+
+def correction_matrix(d: np.ndarray, w: int, h: int, zoom: float) -> np.ndarray:
+    """2x3 warp that moves a frame by the path correction d = (dx, dy, angle, log_scale), then zooms."""
+    s = math.exp(d[3]) * zoom
+    cos, sin = s * math.cos(d[2]), s * math.sin(d[2])
+    cx, cy = w / 2.0, h / 2.0
+    a = np.array([[cos, -sin], [sin, cos]])
+    t = np.array([cx, cy]) - a @ np.array([cx, cy]) + zoom * d[:2]
+    return np.hstack([a, t[:, None]]).astype(np.float64)
+
+
+def stabilize_clip(ctx, clip, radius: int = 20, strength: float = 1.0, border: str = "crop",
+                   crop: float = 0.05, rotation: bool = True):
+    """The stabilized clip (lazy). border 'crop' zooms by 1/(1-2*crop) so edges stay filled."""
+    if border not in ("crop",) + tuple(BORDERS):
+        raise ValueError(f"unknown border mode {border!r}")
+    zoom = 1.0 / (1.0 - 2.0 * crop) if border == "crop" else 1.0
+    mode = BORDERS["reflect" if border == "crop" else border]
+    cache = PairCache(4 * radius + 64)
+
+    def compute(window: np.ndarray, lo: int, a: int, b: int) -> np.ndarray:
+        n = len(window)
+        path = np.zeros((n, 4))
+        breaks = np.zeros(n, bool)
+        for k in range(1, n):
+            if ctx is not None:
+                ctx.check()
+            m = cache.get(lo + k, lambda: pair_motion(window[k - 1], window[k]))
+            breaks[k] = m is None
+            path[k] = path[k - 1] + (0.0 if m is None else m)
+        if not rotation:
+            path[:, 2:] = 0.0
+        smooth = smooth_trajectory(path, breaks, range(a, b), lo, radius)
+        out = []
+        for i in range(a, b):
+            d = strength * (smooth[i - a] - path[i - lo])
+            if border == "crop":
+                # The zoom leaves crop * size of spare image on each side; never show past it.
+                d[:2] = np.clip(d[:2], -crop * np.array(clip.size), crop * np.array(clip.size))
+            mat = correction_matrix(d, clip.width, clip.height, zoom)
+            out.append(cv2.warpAffine(window[i - lo], mat, (clip.width, clip.height), flags=cv2.INTER_LINEAR,
+                                      borderMode=mode))
+        return np.stack(out)
+
+    return windowed(ctx, clip, radius, compute)

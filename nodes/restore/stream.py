@@ -1,0 +1,120 @@
+"""Streaming building blocks for the restoration, colour, stylization and relighting nodes.
+
+Every derived clip computes a chunk from a bounded window of its source, so memory stays
+O(chunk) and any frame range can be rendered alone (sharded rendering) with the same pixels
+as a sequential pass. Progress is reported from inside the readers, where the work happens.
+No heavy imports here: node modules import this at call time only, but it stays light anyway."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Callable, Hashable, Iterator, Tuple
+
+import numpy as np
+
+
+class Progress:
+    """Reports frames computed so far against the clip length (chunks may arrive in any order)."""
+
+    def __init__(self, ctx, total: int):
+        self.ctx, self.total, self.done = ctx, max(1, int(total)), 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done = min(self.total, self.done + int(n))
+            done = self.done
+        if self.ctx is not None:
+            self.ctx.progress(done, self.total)
+
+
+def map_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray], width: int = None, height: int = None):
+    """A frame-local clip: fn(uint8 HxWx3) -> uint8 H'xW'x3, applied per frame with progress."""
+    progress = Progress(ctx, clip.length)
+
+    def batch(frames: np.ndarray) -> np.ndarray:
+        out = []
+        for f in frames:
+            if ctx is not None:
+                ctx.check()
+            out.append(fn(f))
+        progress.add(len(frames))
+        return np.stack(out) if out else np.empty((0, height or clip.height, width or clip.width, 3), np.uint8)
+
+    return clip.map(batch, width=width, height=height)
+
+
+def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], np.ndarray]):
+    """A temporal clip: fn(window, lo, a, b) -> uint8 frames [b-a] where window = clip[lo:hi].
+
+    The window reaches `radius` frames either side of [a, b) (clamped to the clip), so a
+    frame's output depends only on its neighbourhood, never on which chunk asked for it."""
+    progress = Progress(ctx, clip.length)
+
+    def reader(a: int, b: int) -> np.ndarray:
+        lo, hi = max(0, a - radius), min(clip.length, b + radius)
+        out = fn(clip.frames(lo, hi), lo, a, b)
+        progress.add(b - a)
+        return out
+
+    return clip.with_(reader=reader)
+
+
+class PairCache:
+    """Bounded memo of per-frame or per-pair results (pure functions of the frames).
+
+    Overlapping windows of consecutive chunks reuse flows and statistics instead of
+    recomputing them; because the cached values are pure, caching never changes results."""
+
+    def __init__(self, size: int = 96):
+        self.size = size
+        self._data: "OrderedDict[Hashable, object]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], object]):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = compute()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return value
+
+
+def iter_frames(ctx, clip, what: str = "") -> Iterator[Tuple[int, np.ndarray]]:
+    """Every frame of a clip in order, chunk by chunk, with progress and cancellation."""
+    for start, block in clip.chunks():
+        for k, frame in enumerate(block):
+            yield start + k, frame
+        if ctx is not None:
+            ctx.progress(start + len(block), clip.length, what)
+
+
+def smooth_trajectory(values: np.ndarray, breaks: np.ndarray, targets: range, lo: int, radius: int
+                      ) -> np.ndarray:
+    """Low-pass of a per-frame signal at the target frames: a Gaussian-weighted local linear fit.
+
+    values[k], breaks[k] belong to frame lo + k; a break starts a new segment and no fit crosses
+    one. Inside the clip this equals a Gaussian average (sigma = radius / 2); near the clip's
+    ends and at breaks the linear term keeps ramps (pans, fades) unbiased where a plain average
+    would drag them towards the frames that are present."""
+    values = np.asarray(values, np.float64)
+    segment = np.cumsum(breaks)
+    t_all = np.arange(-radius, radius + 1, dtype=np.float64)
+    w_all = np.exp(-0.5 * (t_all / max(radius / 2.0, 0.5)) ** 2)
+    out = np.zeros((len(targets),) + values.shape[1:], np.float64)
+    for n, i in enumerate(targets):
+        k = i - lo
+        j0, j1 = max(0, k - radius), min(len(values), k + radius + 1)
+        t = t_all[j0 - k + radius: j1 - k + radius]
+        w = w_all[j0 - k + radius: j1 - k + radius] * (segment[j0:j1] == segment[k])
+        y = values[j0:j1].reshape(j1 - j0, -1)
+        s0, s1, s2 = w.sum(), (w * t).sum(), (w * t * t).sum()
+        y0, y1 = w @ y, (w * t) @ y
+        det = s0 * s2 - s1 * s1
+        fit = (s2 * y0 - s1 * y1) / det if det > 1e-9 * max(s0 * s2, 1e-12) else y0 / s0
+        out[n] = fit.reshape(values.shape[1:])
+    return out

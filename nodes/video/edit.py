@@ -1,0 +1,82 @@
+"""Clip editing as index arithmetic: every operation here is a lazy Clip over its source."""
+from __future__ import annotations
+
+import numpy as np
+
+from graph_engine import Audio, Clip, NodeError
+
+RESIZE_METHODS = {"area": 3, "bilinear": 1, "bicubic": 2, "lanczos": 4, "nearest": 0}   # cv2.INTER_* values
+
+
+def take(clip: Clip, indices: np.ndarray, fps: float, audio=...) -> Clip:
+    """A clip of clip's frames at `indices` (any order, repeats allowed), read in chunks."""
+    indices = np.asarray(indices, dtype=np.int64)
+
+    def reader(a: int, b: int) -> np.ndarray:
+        want = indices[a:b]
+        lo, hi = int(want.min()), int(want.max()) + 1
+        if hi - lo <= 4 * len(want):        # a compact span: one pull, then gather
+            return clip.frames(lo, hi)[want - lo]
+        return np.stack([clip.frame(int(i)) for i in want])
+
+    return clip.with_(length=len(indices), fps=fps, reader=reader,
+                      audio=None if audio is ... else audio)
+
+
+def trim(clip: Clip, start: int, count: int) -> Clip:
+    if start >= clip.length:
+        raise NodeError(f"start={start} is past the end of the clip ({clip.length} frames)")
+    stop = clip.length if count == 0 else min(clip.length, start + count)
+    audio = None
+    if clip.audio:
+        audio = Audio(clip.audio.path, clip.audio.start + start / clip.fps, (stop - start) / clip.fps)
+    return take(clip, np.arange(start, stop), clip.fps, audio)
+
+
+def concat(a: Clip, b: Clip) -> Clip:
+    if (a.width, a.height) != (b.width, b.height):
+        raise NodeError(f"cannot join a {a.width}x{a.height} clip with a {b.width}x{b.height} one; "
+                        f"resize one of them first (video.resize)")
+    n = a.length
+
+    def reader(s: int, e: int) -> np.ndarray:
+        parts = []
+        if s < n:
+            parts.append(a.frames(s, min(e, n)))
+        if e > n:
+            parts.append(b.frames(max(0, s - n), e - n))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    return a.with_(length=a.length + b.length, reader=reader, audio=None)
+
+
+def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:
+    import cv2
+    interp = RESIZE_METHODS[method]
+    out = np.empty((len(frames), height, width, 3), np.uint8)
+    for i, f in enumerate(frames):
+        out[i] = cv2.resize(f, (width, height), interpolation=interp)
+    return out
+
+
+def fit_size(w0: int, h0: int, width: int, height: int):
+    if not width and not height:
+        raise NodeError("give a width, a height or both (0 keeps the aspect ratio from the other)")
+    if not height:
+        height = max(1, round(h0 * width / w0))
+    if not width:
+        width = max(1, round(w0 * height / h0))
+    return int(width), int(height)
+
+
+def resize(clip: Clip, width: int, height: int, method: str = "area") -> Clip:
+    w, h = fit_size(clip.width, clip.height, width, height)
+    return clip.map(lambda f: resize_frames(f, w, h, method), w, h)
+
+
+def change_fps(clip: Clip, fps: float, mode: str) -> Clip:
+    if mode == "retime":
+        return clip.with_(fps=fps, audio=None)
+    n = max(1, int(np.floor((clip.length - 1) * fps / clip.fps)) + 1)
+    idx = np.minimum(np.round(np.arange(n) * clip.fps / fps).astype(np.int64), clip.length - 1)
+    return take(clip, idx, fps, clip.audio)

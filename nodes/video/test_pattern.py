@@ -1,0 +1,37 @@
+"""A moving synthetic pattern: something to look at and test with, with no input files."""
+import numpy as np
+
+from graph_engine import Clip, Param, node
+from graph_engine.types import VIDEO
+
+
+def pattern_frames(start: int, stop: int, width: int, height: int, frames: int) -> np.ndarray:
+    """Colour bands drifting sideways, a checker that scrolls, and a disc on a circular path."""
+    t = np.arange(start, stop, dtype=np.float32)[:, None, None] / max(1, frames)
+    y = np.linspace(0, 1, height, dtype=np.float32)[None, :, None]
+    x = np.linspace(0, 1, width, dtype=np.float32)[None, None, :]
+    phase = 2 * np.pi * (x + t)
+    r = 0.5 + 0.5 * np.sin(phase)
+    g = 0.5 + 0.5 * np.sin(phase + 2.1 + 3 * y)
+    b = 0.5 + 0.5 * np.sin(2 * np.pi * y * 2 - 4 * np.pi * t)
+    img = np.stack(np.broadcast_arrays(r, g, b), axis=-1)
+    cell = max(4, width // 16)
+    xi = np.arange(width)[None, None, :] + (np.arange(start, stop)[:, None, None] * 2)
+    yi = np.arange(height)[None, :, None]
+    checker = (((xi // cell) + (yi // cell)) % 2).astype(np.float32)
+    img = img * (0.75 + 0.25 * checker[..., None])
+    ang = 2 * np.pi * t[:, 0, 0]
+    cx = 0.5 + 0.3 * np.cos(ang)
+    cy = 0.5 + 0.3 * np.sin(ang)
+    rad = 0.12 * min(1.0, height / width)
+    d = (x - cx[:, None, None]) ** 2 * (width / height) ** 2 + (y - cy[:, None, None]) ** 2
+    disc = (d < rad ** 2)[..., None]
+    img = np.where(disc, np.array([1.0, 1.0, 0.95], np.float32), img)
+    return (img * 255 + 0.5).astype(np.uint8)
+
+
+@node("generate.test_pattern", title="Test Pattern", category="Generate", temporal_radius=0)
+def test_pattern(ctx, frames: int = Param(48, min=1, max=100000), width: int = Param(320, min=16, max=8192),
+                 height: int = Param(240, min=16, max=8192), fps: float = Param(24.0, min=0.01, max=1000)) -> VIDEO:
+    """A moving synthetic pattern (drifting colour bands, scrolling checker, orbiting disc)."""
+    return Clip(frames, fps, width, height, lambda a, b: pattern_frames(a, b, width, height, frames))

@@ -1,0 +1,215 @@
+import numpy as np
+import pytest
+import torch
+
+from nodes.consistency.context_windows import (
+    ContextOptions, context_windows, fuse_weights, fuse_window_outputs, latent_context, latent_frames,
+    latent_to_pixel_frames, ordered_halving, slice_frames, step_for_sigma, FUSE_METHODS, SCHEDULES)
+
+
+def r(a, b):
+    return list(range(a, b + 1))
+
+
+def test_static_matches_hand_computed_windows():
+    assert context_windows("static", 40, 16, 4) == [r(0, 15), r(12, 27), r(24, 39)]
+    # The last window is pulled back to end at N-1 and keeps its full length.
+    assert context_windows("static", 48, 16, 4) == [r(0, 15), r(12, 27), r(24, 39), r(32, 47)]
+    assert context_windows("static", 20, 8, 0) == [r(0, 7), r(8, 15), r(12, 19)]
+    assert context_windows("static", 16, 16, 4) == [r(0, 15)]
+    assert context_windows("static", 10, 16, 4) == [r(0, 9)]
+
+
+def test_static_closed_loop_wraps_the_last_window():
+    assert context_windows("static", 40, 16, 4, closed_loop=True) == [
+        r(0, 15), r(12, 27), r(24, 39), r(36, 39) + r(0, 11)]
+
+
+def test_batched_is_non_overlapping_chunks():
+    assert context_windows("batched", 40, 16, 4) == [r(0, 15), r(16, 31), r(32, 39)]
+    assert context_windows("batched", 64, 16, 4) == [r(0, 15), r(16, 31), r(32, 47), r(48, 63)]
+
+
+def test_ordered_halving_sequence():
+    assert [ordered_halving(i) for i in range(8)] == [0, .5, .25, .75, .125, .625, .375, .875]
+
+
+def test_uniform_looped_shifts_by_ordered_halving():
+    assert context_windows("uniform_looped", 40, 16, 4, step=0) == [r(0, 15), r(12, 27), r(24, 39)]
+    # step 1: pad = round(40 * 0.5) = 20; starts 20, 32, 44; indices wrap mod 40.
+    assert context_windows("uniform_looped", 40, 16, 4, step=1) == [
+        r(20, 35), r(32, 39) + r(0, 7), r(4, 19)]
+    # step 2: pad = 10; starts 10, 22, 34.
+    assert context_windows("uniform_looped", 40, 16, 4, step=2) == [
+        r(10, 25), r(22, 37), r(34, 39) + r(0, 9)]
+    assert context_windows("uniform_looped", 40, 16, 4, closed_loop=True, step=0) == [
+        r(0, 15), r(12, 27), r(24, 39), r(36, 39) + r(0, 11)]
+
+
+def test_uniform_standard_moves_wrapped_windows_to_the_end():
+    assert context_windows("uniform_standard", 40, 16, 4, step=0) == [r(0, 15), r(12, 27), r(24, 39)]
+    # The looped window 32..39,0..7 moves to 24..39; frame 0 is then uncovered by the next
+    # window (4..19), so a window starting at 0 is inserted.
+    assert context_windows("uniform_standard", 40, 16, 4, step=1) == [
+        r(20, 35), r(24, 39), r(0, 15), r(4, 19)]
+
+
+def test_stride_adds_dilated_windows_that_fit():
+    wins = context_windows("uniform_looped", 40, 16, 4, stride=3, step=0)
+    # floor(log2(40/16)) + 1 = 2 levels: steps 1 and 2 (step 4 would span 64 > 40 frames).
+    assert wins[:3] == [r(0, 15), r(12, 27), r(24, 39)]
+    assert wins[3:] == [list(range(0, 31, 2)), [i % 40 for i in range(28, 59, 2)]]
+    assert all(len(set(w)) == len(w) == 16 for w in wins)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("n", [17, 40, 48, 64, 101])
+def test_every_frame_covered_at_every_step(schedule, n):
+    for step in range(6):
+        for closed in (False, True):
+            wins = context_windows(schedule, n, 16, 4, stride=2, closed_loop=closed, step=step)
+            covered = np.zeros(n, bool)
+            for w in wins:
+                assert all(0 <= i < n for i in w)
+                assert len(w) == (16 if schedule != "batched" else len(w))
+                covered[w] = True
+            assert covered.all(), (schedule, n, step, closed)
+
+
+def test_fuse_weight_shapes():
+    assert fuse_weights("flat", r(0, 5), 20, 2).tolist() == [1] * 6
+    assert fuse_weights("pyramid", r(0, 5), 20, 2).tolist() == [1, 2, 3, 3, 2, 1]
+    assert fuse_weights("pyramid", r(0, 4), 20, 2).tolist() == [1, 2, 3, 2, 1]
+    # Inner window: ramps on both sides; outer edges at frame 0 / N-1 stay at 1.
+    np.testing.assert_allclose(fuse_weights("overlap_linear", r(4, 11), 20, 3),
+                               [.25, .5, .75, 1, 1, .75, .5, .25])
+    np.testing.assert_allclose(fuse_weights("overlap_linear", r(0, 7), 20, 3), [1, 1, 1, 1, 1, .75, .5, .25])
+    np.testing.assert_allclose(fuse_weights("overlap_linear", r(12, 19), 20, 3), [.25, .5, .75, 1, 1, 1, 1, 1])
+    np.testing.assert_allclose(fuse_weights("overlap_linear", r(0, 7), 20, 3, looped=True)[:3], [.25, .5, .75])
+
+
+def _total_weights(options, n, step):
+    windows, weights = options.plan(n, step)
+    cnt = np.zeros(n)
+    for w, wt in zip(windows, weights):
+        assert np.all(wt > 0)
+        cnt[w] += wt
+    return cnt
+
+
+def test_overlap_linear_static_weights_are_a_partition_of_unity():
+    # Windows overlapping by exactly O frames: the ramps cross-fade to a total of 1 everywhere.
+    cnt = _total_weights(ContextOptions("static", 16, 4, fuse="overlap_linear"), 40, 0)
+    np.testing.assert_allclose(cnt, np.ones(40))
+    cnt = _total_weights(ContextOptions("static", 16, 4, fuse="flat"), 40, 0)
+    assert cnt.tolist() == [1] * 12 + [2] * 4 + [1] * 8 + [2] * 4 + [1] * 12
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("fuse", FUSE_METHODS)
+def test_fused_weights_positive_and_fusion_exact(schedule, fuse):
+    n = 45
+    x = np.random.default_rng(0).standard_normal((1, 2, n, 3, 3))
+    opts = ContextOptions(schedule, 16, 4, stride=2, closed_loop=schedule == "uniform_looped", fuse=fuse)
+    for step in range(4):
+        assert np.all(_total_weights(opts, n, step) > 0)
+        windows, weights = opts.plan(n, step)
+        # A per-frame model (output depends only on its own frame) is reproduced exactly by fusion.
+        outs = [np.take(x, w, axis=2) * 3 for w in windows]
+        np.testing.assert_allclose(fuse_window_outputs(outs, windows, weights, n), x * 3, rtol=1e-12)
+
+
+def test_fusion_is_weighted_average_torch_and_numpy_agree():
+    n = 20
+    windows = context_windows("static", n, 8, 3)
+    weights = [fuse_weights("pyramid", w, n, 3) for w in windows]
+    outs = [np.full((1, 1, len(w), 2, 2), float(k + 1)) for k, w in enumerate(windows)]
+    fused = fuse_window_outputs(outs, windows, weights, n)
+    acc, cnt = np.zeros(n), np.zeros(n)
+    for k, (w, wt) in enumerate(zip(windows, weights)):
+        for i, f in enumerate(w):
+            acc[f] += (k + 1) * wt[i]
+            cnt[f] += wt[i]
+    np.testing.assert_allclose(fused[0, 0, :, 0, 0], acc / cnt)
+    fused_t = fuse_window_outputs([torch.from_numpy(o).float() for o in outs], windows, weights, n)
+    assert isinstance(fused_t, torch.Tensor) and fused_t.dtype == torch.float32
+    np.testing.assert_allclose(fused_t.numpy(), fused, rtol=1e-6)
+
+
+def test_fusion_rejects_uncovered_frames():
+    with pytest.raises(ValueError, match="uncovered"):
+        fuse_window_outputs([np.ones((1, 1, 4, 1, 1))], [r(0, 3)], [np.ones(4)], 6)
+
+
+def test_latent_axis_mapping():
+    assert latent_frames(81, 4) == 21 and latent_frames(121, 8) == 16 and latent_frames(16, 1) == 16
+    with pytest.raises(ValueError, match="4n\\+1"):
+        latent_frames(80, 4)
+    assert latent_context(81, 16, 4) == (21, 4)
+    assert latent_context(16, 4, 1) == (16, 4)
+    assert latent_to_pixel_frames([0, 1, 2], 4) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    windows, _ = ContextOptions("static", 33, 16).plan(latent_frames(161, 4), 0, compression=4)
+    # 33 pixel frames -> 9 latent, overlap 16 -> 4 latent, over 41 latent frames (161 pixel).
+    assert windows == [r(s, s + 8) for s in range(0, 31, 5)] + [r(32, 40)]
+
+
+def test_slice_frames_slices_only_per_frame_values():
+    per_frame = torch.arange(40).reshape(1, 40, 1).float()
+    assert slice_frames(per_frame, [3, 4, 5], 40, axis=1).flatten().tolist() == [3, 4, 5]
+    glob = torch.zeros(1, 77, 8)
+    assert slice_frames(glob, [3, 4, 5], 40, axis=1) is glob
+    assert slice_frames(None, [1], 40, axis=1) is None
+    assert slice_frames(np.arange(40), [0, 39], 40, axis=0).tolist() == [0, 39]
+
+
+def test_step_for_sigma():
+    sigmas = [1.0, 0.8, 0.5, 0.2, 0.0]
+    assert [step_for_sigma(sigmas, s) for s in (1.0, 0.8, 0.65, 0.2, 0.1)] == [0, 1, 1, 3, 3]
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="overlap"):
+        context_windows("static", 40, 16, 16)
+    with pytest.raises(ValueError, match="schedule"):
+        context_windows("spiral", 40, 16, 4)
+    with pytest.raises(ValueError, match="fuse"):
+        ContextOptions(fuse="median")
+
+
+def test_windowed_model_fn_runs_each_window_and_fuses():
+    from nodes.consistency.context_sampling import windowed_model_fn
+    from nodes.generate.samplers import flow_sigmas, sample_flow_euler
+
+    sigmas = flow_sigmas(4)
+    seen = []
+
+    def per_frame_model(x, sigma, frames):
+        assert x.shape[2] == len(frames) <= 16
+        seen.append((float(sigma), list(frames)))
+        return x * 0.5 - float(sigma)
+
+    opts = ContextOptions("uniform_looped", 16, 4, fuse="pyramid")
+    x = torch.randn(1, 3, 40, 4, 4, generator=torch.Generator().manual_seed(0))
+    wrapped = windowed_model_fn(per_frame_model, opts, sigmas, frame_aware=True)
+    out = sample_flow_euler(wrapped, x, sigmas)
+    # A frame-local model gives the same result through windows as on all frames at once.
+    ref = sample_flow_euler(lambda x, s: x * 0.5 - float(s), x, sigmas)
+    torch.testing.assert_close(out, ref)
+    by_step = {}
+    for s, idx in seen:
+        by_step.setdefault(s, []).append(idx)
+    assert [by_step[float(s)] for s in sigmas[:4]] == [context_windows("uniform_looped", 40, 16, 4, step=i)
+                                                       for i in range(4)]
+
+
+def test_windowed_model_fn_limits_temporal_reach():
+    from nodes.consistency.context_sampling import windowed_model_fn
+
+    def temporal_mean(x, sigma):
+        return x.mean(dim=2, keepdim=True).expand_as(x)
+
+    x = torch.arange(40.0).reshape(1, 1, 40, 1, 1)
+    out = windowed_model_fn(temporal_mean, ContextOptions("batched", 16, 0), [1.0, 0.0])(x, 1.0)
+    assert out.flatten().tolist() == [7.5] * 16 + [23.5] * 16 + [35.5] * 8
+    short = torch.arange(8.0).reshape(1, 1, 8, 1, 1)
+    assert windowed_model_fn(temporal_mean, ContextOptions("static", 16, 4), [1.0, 0.0])(short, 1.0).flatten().tolist() == [3.5] * 8

@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from nodes.consistency.freeinit import freeinit, iteration_steps, low_pass_filter, mix_frequencies, renoise_flow
+
+DIMS = (-3, -2, -1)
+
+
+def test_butterworth_and_gaussian_filters():
+    bw = low_pass_filter("butterworth", 8, 16, 16, d_s=0.25, d_t=0.5)
+    assert bw.shape == (8, 16, 16) and float(bw[0, 0, 0]) == 1.0
+    # Cut-off (value 1/2) at the stop frequencies: spatial 0.25 of Nyquist = bin 2 of 16,
+    # temporal 0.5 of Nyquist = bin 2 of 8.
+    assert float(bw[0, 2, 0]) == pytest.approx(0.5) and float(bw[0, 0, 2]) == pytest.approx(0.5)
+    assert float(bw[2, 0, 0]) == pytest.approx(0.5)
+    assert float(bw[0, 8, 8]) < 1e-4 and float(bw[4, 0, 0]) < 0.01
+    # Symmetric in +f / -f, so mixing real signals gives a real result.
+    assert torch.equal(bw[0, 1:, 0], bw[0, 1:, 0].flip(0))
+    g = low_pass_filter("gaussian", 8, 16, 16)
+    assert float(g[0, 0, 0]) == 1.0 and float(g[0, 2, 0]) == pytest.approx(torch.exp(torch.tensor(-0.5)).item())
+    assert torch.all(g[0, :9, 0][1:] < g[0, :9, 0][:-1])
+    assert not low_pass_filter("gaussian", 4, 8, 8, d_s=0).any()
+    with pytest.raises(ValueError, match="butterworth, gaussian"):
+        low_pass_filter("box", 4, 8, 8)
+
+
+def test_low_frequencies_come_from_noised_z0_high_from_fresh_noise():
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(1, 4, 8, 16, 16, generator=g)
+    high = torch.randn(1, 4, 8, 16, 16, generator=g)
+    lpf = low_pass_filter("butterworth", 8, 16, 16)
+    out = mix_frequencies(low, high, lpf)
+    assert out.dtype == torch.float32
+    f_out, f_lo, f_hi = (torch.fft.fftn(x.double(), dim=DIMS) for x in (out, low, high))
+    torch.testing.assert_close(f_out, f_lo * lpf + f_hi * (1 - lpf), rtol=1e-4, atol=1e-4)
+    pass_band, stop_band = lpf > 0.99, lpf < 0.01
+    assert pass_band.sum() > 4 and stop_band.sum() > 100
+
+    def rel_err(a, b):
+        return float((a - b).abs().norm() / b.abs().norm())
+
+    assert rel_err(f_out[..., pass_band], f_lo[..., pass_band]) < 0.02
+    assert rel_err(f_out[..., stop_band], f_hi[..., stop_band]) < 0.02
+    # ... and not the other way round.
+    assert rel_err(f_out[..., pass_band], f_hi[..., pass_band]) > 1
+    assert rel_err(f_out[..., stop_band], f_lo[..., stop_band]) > 1
+
+
+def test_iteration_steps_fast_mode():
+    assert iteration_steps(20, 3, False) == [20, 20, 20]
+    assert iteration_steps(20, 3, True) == [7, 13, 20]
+    assert iteration_steps(2, 4, True) == [1, 1, 2, 2]
+
+
+def test_driver_renoises_and_mixes_as_defined():
+    shape = (1, 2, 8, 16, 16)
+    init = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    wave = torch.cos(torch.arange(16) * 2 * torch.pi / 16)  # the lowest spatial frequency
+    z0 = (3 * wave).expand(shape).contiguous()
+    calls = []
+
+    def run_sampling(noise, steps):
+        calls.append((noise.clone(), steps))
+        return z0
+
+    out = freeinit(run_sampling, init, 10, 3, torch.Generator().manual_seed(5), renoise_sigma=0.9, fast=True)
+    assert out is z0 and [s for _, s in calls] == [3, 7, 10]
+    assert torch.equal(calls[0][0], init)
+    # Pass 2 starts from exactly the FreeInit mix, rebuilt independently here.
+    gen = torch.Generator().manual_seed(5)
+    lpf = low_pass_filter("butterworth", 8, 16, 16)
+    want = mix_frequencies(renoise_flow(z0, init, 0.9), torch.randn(shape, generator=gen), lpf)
+    torch.testing.assert_close(calls[1][0], want)
+    # Its low-frequency band carries z0's wave at (1 - sigma) * 3 = 0.3; the initial noise had none.
+
+    def wave_amplitude(x):
+        return float((x * wave).sum() / (wave ** 2).expand(shape).sum())
+
+    assert wave_amplitude(calls[1][0]) == pytest.approx(0.3, abs=0.07)
+    assert abs(wave_amplitude(init)) < 0.07
+    # Fresh noise differs per iteration.
+    assert not torch.equal(calls[1][0], calls[2][0])
+
+
+def test_driver_is_deterministic_per_generator_seed():
+    init = torch.randn(1, 1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def run(noise, steps):
+        seen.append(noise)
+        return noise * 0.5
+
+    a = freeinit(run, init, 4, 2, torch.Generator().manual_seed(3))
+    b = freeinit(run, init, 4, 2, torch.Generator().manual_seed(3))
+    c = freeinit(run, init, 4, 2, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match="re-noise level"):
+        freeinit(run, init, 4, 2, torch.Generator(), renoise_sigma=1.5)

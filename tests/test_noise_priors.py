@@ -1,0 +1,179 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from nodes.consistency import noise_priors as npri
+
+SHAPE = (1, 4, 8, 32, 32)  # 4096 values per frame: correlations to about +-0.02
+
+
+def frame_corr(x, i, j):
+    a, b = x[:, :, i].flatten().double(), x[:, :, j].flatten().double()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def assert_standard_normal_frames(x, tol=0.06):
+    for t in range(x.shape[2]):
+        f = x[:, :, t].flatten().double()
+        assert abs(float(f.mean())) < tol and abs(float(f.std()) - 1) < tol, t
+        assert stats.kstest(f.numpy(), "norm").pvalue > 1e-3, t
+
+
+PRIORS = {
+    "independent": lambda s, g: npri.independent(s, g),
+    "freenoise": lambda s, g: npri.freenoise(s, g, 4, 1),
+    "repeat": lambda s, g: npri.repeat_context(s, g, 3),
+    "constant": lambda s, g: npri.constant(s, g),
+    "mixed": lambda s, g: npri.mixed(s, g, 1.0),
+    "progressive": lambda s, g: npri.progressive(s, g, 2.0),
+    "warp": lambda s, g: npri.warp_noise(s, g, np.full((s[2] - 1, 16, 16, 2), 0.3, np.float32)),
+}
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_every_prior_is_per_frame_standard_normal_and_seeded(name):
+    make = PRIORS[name]
+    x = make(SHAPE, npri.generator(7))
+    assert x.shape == SHAPE and x.dtype == torch.float32
+    assert_standard_normal_frames(x)
+    assert torch.equal(x, make(SHAPE, npri.generator(7)))
+    assert not torch.equal(x, make(SHAPE, npri.generator(8)))
+
+
+def test_independent_frames_are_uncorrelated():
+    x = npri.independent(SHAPE, npri.generator(0))
+    assert all(abs(frame_corr(x, 0, t)) < 0.06 for t in range(1, 8))
+
+
+def test_freenoise_frames_beyond_l_are_shuffled_copies_of_earlier_blocks():
+    length, overlap = 6, 2
+    x = npri.freenoise((1, 2, 17, 4, 4), npri.generator(3), length, overlap)
+    first = [x[:, :, i] for i in range(length)]
+    delta = length - overlap
+    for place in range(length, 17, delta):
+        block = range(place, min(place + delta, 17))
+        src = list(range(place - length, place - length + len(block)))
+        # The block is a permutation of the frames L before it (which are themselves from the first L).
+        matches = [next(s for s in src if torch.equal(x[:, :, t], x[:, :, s])) for t in block]
+        assert sorted(matches) == src
+        assert all(any(torch.equal(x[:, :, t], f) for f in first) for t in block)
+    assert any(not torch.equal(x[:, :, t], x[:, :, t - length]) for t in range(length, 17))
+
+
+def test_repeat_and_constant_correlations():
+    x = npri.repeat_context(SHAPE, npri.generator(0), 3)
+    assert all(torch.equal(x[:, :, t], x[:, :, t % 3]) for t in range(8))
+    assert abs(frame_corr(x, 0, 1)) < 0.06
+    c = npri.constant(SHAPE, npri.generator(0))
+    assert all(torch.equal(c[:, :, t], c[:, :, 0]) for t in range(8))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
+def test_mixed_noise_correlation_is_alpha2_over_1_plus_alpha2(alpha):
+    x = npri.mixed(SHAPE, npri.generator(1), alpha)
+    want = alpha ** 2 / (1 + alpha ** 2)
+    got = np.mean([frame_corr(x, i, j) for i in range(8) for j in range(i + 1, 8)])
+    assert abs(got - want) < 0.03
+    assert abs(frame_corr(x, 0, 7) - want) < 0.06  # no decay with distance
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_progressive_noise_is_ar1(alpha):
+    x = npri.progressive(SHAPE, npri.generator(2), alpha)
+    rho = alpha / math.sqrt(1 + alpha ** 2)
+    for k in (1, 2, 4):
+        got = np.mean([frame_corr(x, i, i + k) for i in range(8 - k)])
+        assert abs(got - rho ** k) < 0.05, (k, got, rho ** k)
+
+
+def test_warp_integer_translation_moves_noise_exactly():
+    g = npri.generator(4)
+    frame = torch.randn(1, 2, 12, 12, generator=g)
+    flow = np.zeros((12, 12, 2), np.float32)
+    flow[..., 0] = 2  # everything moves 2 px right
+    out = npri.warp_noise_frame(frame, flow, g, subdivisions=3)
+    torch.testing.assert_close(out[..., :, 2:], frame[..., :, :-2], rtol=0, atol=1e-5)
+    # The disoccluded columns get fresh noise, not copies.
+    assert not torch.allclose(out[..., :, :2], frame[..., :, :2])
+    zero = npri.warp_noise_frame(frame, np.zeros_like(flow), g)
+    torch.testing.assert_close(zero, frame, rtol=0, atol=1e-5)
+
+
+def test_warp_fractional_motion_keeps_gaussianity_unlike_bilinear():
+    g = npri.generator(5)
+    frame = torch.randn(1, 16, 32, 32, generator=g)
+    flow = np.zeros((32, 32, 2), np.float32)
+    flow[..., 0] = 0.5
+    out = npri.warp_noise_frame(frame, flow, g)
+    inner = out[..., :, 1:].flatten()
+    assert abs(float(inner.std()) - 1) < 0.04 and stats.kstest(inner.numpy(), "norm").pvalue > 1e-3
+    # Half of each pixel's sub-pixels come from each of the two source pixels it overlaps.
+    src = frame[..., :, 1:].flatten()
+    prev = frame[..., :, :-1].flatten()
+    assert abs(float(torch.corrcoef(torch.stack([inner, src]))[0, 1]) - 0.5) < 0.05
+    assert abs(float(torch.corrcoef(torch.stack([inner, prev]))[0, 1]) - 0.5) < 0.05
+    # Neighbouring pixels stay independent (plain bilinear warping would correlate them by ~0.5).
+    assert abs(float(torch.corrcoef(torch.stack([out[..., :, 1:-1].flatten(), out[..., :, 2:].flatten()]))[0, 1])) < 0.05
+    bilinear_std = float((0.5 * frame[..., :, 1:] + 0.5 * frame[..., :, :-1]).std())
+    assert bilinear_std < 0.75
+
+
+def test_warp_noise_follows_a_zoom_and_scales_pixel_flows():
+    h = w = 64
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    zoom = np.dstack([(xs - w / 2) * 0.05, (ys - h / 2) * 0.05])  # 5% zoom-in per frame, 64 px flow
+    x = npri.warp_noise((1, 4, 5, 16, 16), npri.generator(6), np.stack([zoom] * 4))
+    assert_standard_normal_frames(x, tol=0.1)
+    # The centre barely moves, so the noise there persists across frames.
+    c = x[:, :, :, 6:10, 6:10]
+    assert frame_corr(c, 0, 1) > 0.6
+
+
+def test_warp_composes_flows_per_latent_frame():
+    flow = np.zeros((8, 8, 2), np.float32)
+    flow[..., 1] = 1  # 1 px down per pixel frame
+    x = npri.warp_noise((1, 1, 3, 8, 8), npri.generator(9), np.stack([flow] * 4))  # 2 flows per latent frame
+    torch.testing.assert_close(x[0, 0, 1, 2:], x[0, 0, 0, :-2], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="needs 2 flow fields"):
+        npri.warp_noise((1, 1, 3, 8, 8), npri.generator(9), np.stack([flow] * 3))
+
+
+def test_camera_flow_pan_and_zoom():
+    h = w = 16
+    k = np.array([[8.0, 0, 8], [0, 8.0, 8], [0, 0, 1]])
+    eye = np.eye(4)
+    assert np.allclose(npri.camera_flow(k, eye, k, eye, h, w, 2.0), 0, atol=1e-5)
+    right = eye.copy()
+    right[0, 3] = 0.5  # camera moves right by 0.5 at depth 2: scene shifts left by f*0.5/2 = 2 px
+    f = npri.camera_flow(k, eye, k, right, h, w, 2.0)
+    assert np.allclose(f[..., 0], -2, atol=1e-4) and np.allclose(f[..., 1], 0, atol=1e-4)
+    k2 = k.copy()
+    k2[0, 0] = k2[1, 1] = 16.0  # zooming in doubles distances from the principal point
+    f = npri.camera_flow(k, eye, k2, eye, h, w, 5.0)
+    assert np.allclose(f[0, 0], [-7.5, -7.5], atol=1e-4)
+
+
+def test_blend_is_variance_preserving_and_replaces_under_the_mask():
+    a = npri.independent(SHAPE, npri.generator(10))
+    b = npri.independent(SHAPE, npri.generator(11))
+    half = npri.blend(a, b, 0.5)
+    assert_standard_normal_frames(half)
+    assert abs(frame_corr(half, 0, 0) - 1) < 1e-6
+    mask = np.zeros((64, 64), np.float32)
+    mask[:, 32:] = 1  # right half, at pixel resolution 2x the latent
+    out = npri.blend(a, b, 1.0, mask)
+    assert torch.equal(out[..., :16], a[..., :16])
+    torch.testing.assert_close(out[..., 16:], b[..., 16:])
+    assert_standard_normal_frames(out)
+    with pytest.raises(ValueError, match="mask must be"):
+        npri.blend(a, b, 1.0, np.zeros((3, 64, 64)))
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match=r"\[B, C, T, H, W\]"):
+        npri.independent((4, 32, 32), npri.generator(0))
+    with pytest.raises(ValueError, match="overlap < length"):
+        npri.freenoise(SHAPE, npri.generator(0), 4, 4)
