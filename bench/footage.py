@@ -52,6 +52,8 @@ class Scene:
     sprites: Tuple[Sprite, ...]
     noise: float
     seed: int
+    shutter: float            # exposure as a fraction of the frame interval (motion blur)
+    subframes: int            # renders averaged over the exposure
 
 
 def _cutout(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,9 +72,13 @@ def _cutout(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarra
     return np.dstack([rgb * alpha[..., None], alpha])
 
 
-def make_scene(width: int = 640, height: int = 360, seed: int = 0, *, pan: float = 3.0, zoom: float = 0.001,
-               objects: int = 3, object_speed: float = 3.0, noise: float = 1.0, background: int = -1) -> Scene:
+def make_scene(width: int = 640, height: int = 360, seed: int = 0, *, pan: float = 10.0, zoom: float = 0.001,
+               objects: int = 3, object_speed: float = 8.0, noise: float = 1.0, background: int = -1,
+               shutter: float = 0.5, subframes: int = 3) -> Scene:
+    """Speeds are peak pixels per frame at 640 pixels wide and scale with the width, so the
+    same seed moves alike at any size; the defaults are typical hand-held footage."""
     rng = np.random.default_rng(seed)
+    pan, object_speed = pan * width / 640, object_speed * width / 640
     pics = photos()
     bg_index = seed % len(pics) if background < 0 else background % len(pics)
     bg = pics[bg_index]
@@ -92,11 +98,11 @@ def make_scene(width: int = 640, height: int = 360, seed: int = 0, *, pan: float
             start=(rng.uniform(0, width), rng.uniform(0, height)),
             velocity=(speed * math.cos(heading), speed * math.sin(heading)),
             spin=rng.uniform(-0.4, 0.4), depth=rng.uniform(1.15, 1.6)))
-    return Scene(width, height, bg, (pan * math.cos(angle), pan * math.sin(angle) * 0.5), 180.0, zoom,
-                 tuple(sprites), noise, seed)
+    return Scene(width, height, bg, (pan * math.cos(angle), pan * math.sin(angle) * 0.5), 120.0, zoom,
+                 tuple(sprites), noise, seed, shutter, max(1, subframes) if shutter > 0 else 1)
 
 
-def _camera(scene: Scene, i: int) -> Tuple[float, float, float]:
+def _camera(scene: Scene, i: float) -> Tuple[float, float, float]:
     """Camera offset (x, y) in background pixels and zoom at frame i."""
     w = 2 * math.pi / scene.period
     # Peak speed of A*sin(w t) is A*w; the wobble adds ~0.3 px of hand-held jitter.
@@ -107,6 +113,18 @@ def _camera(scene: Scene, i: int) -> Tuple[float, float, float]:
 
 
 def footage_frame(scene: Scene, i: int) -> np.ndarray:
+    """Frame i: the average of renders across the exposure, plus sensor noise."""
+    if scene.subframes > 1:
+        times = i + scene.shutter * (np.arange(scene.subframes) / (scene.subframes - 1) - 0.5)
+    else:
+        times = [float(i)]
+    out = sum(_render(scene, float(t)) for t in times) / len(times)
+    if scene.noise > 0:
+        out += np.random.default_rng([scene.seed, i]).normal(0.0, scene.noise, out.shape).astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _render(scene: Scene, i: float) -> np.ndarray:
     W, H = scene.width, scene.height
     cx, cy, z = _camera(scene, i)
     bh, bw = scene.background.shape[:2]
@@ -127,9 +145,7 @@ def footage_frame(scene: Scene, i: int) -> np.ndarray:
         layer = cv2.warpAffine(s.rgba, a, (W, H), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT)
         alpha = np.clip(layer[..., 3:], 0.0, 1.0)
         out = out * (1.0 - alpha) + layer[..., :3]
-    if scene.noise > 0:
-        out += np.random.default_rng([scene.seed, i]).normal(0.0, scene.noise, out.shape).astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def footage(n: int, width: int = 640, height: int = 360, seed: int = 0, start: int = 0, **scene_args) -> np.ndarray:

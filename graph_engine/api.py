@@ -33,17 +33,19 @@ def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = 
                   registry: Optional[Registry] = None, check: bool = True) -> LoadedWorkflow:
     """Load from a YAML file, a rendered video/PNG carrying a workflow, or YAML text.
 
-    With check=True every problem (YAML, structure, types, links) raises one WorkflowError."""
+    Problems of the file itself (YAML, structure) always raise one WorkflowError; with
+    check=True so do type and link problems (check=False defers those until after --set
+    overrides, which may fix them)."""
     reg = registry or default_registry()
     p = Path(path).resolve() if path is not None else None
     if text is None:
         text = read_text(p)
     wf, problems = parse_workflow(text, p, reg)
     lw = LoadedWorkflow(wf.graph, wf.path, wf.lines)
-    if check:
-        problems += validate(lw, reg) if not problems else []
-        if problems:
-            raise WorkflowError(problems)
+    if check and not problems:
+        problems = validate(lw, reg)
+    if problems:
+        raise WorkflowError(problems)
     return lw
 
 

@@ -28,6 +28,15 @@ class Registry:
             self.load_errors.append(f"node type {spec.type!r} from {spec.module} replaces the one from {old.module}")
         self.specs[spec.type] = spec
 
+    def register(self, *funcs) -> None:
+        """Add node functions declared with @node (for tests and embedding applications)."""
+        pending = take_pending()
+        for f in funcs:
+            self.add(f.__kinograph_spec__)
+        # Declarations not passed here stay pending for whoever loads next.
+        from .node_api import _PENDING
+        _PENDING.extend(s for s in pending if all(s is not f.__kinograph_spec__ for f in funcs))
+
     def get(self, type_name: str) -> Optional[NodeSpec]:
         return self.specs.get(type_name)
 
@@ -43,6 +52,14 @@ class Registry:
     def _collect(self) -> None:
         for spec in take_pending():
             self.add(spec)
+
+    def _scan(self, module) -> None:
+        """Register the node functions a module defines (imports are cached, so scan, don't rely
+        on declarations happening during this import)."""
+        for obj in vars(module).values():
+            spec = getattr(obj, "__kinograph_spec__", None)
+            if spec is not None and spec.module == module.__name__:
+                self.add(spec)
 
     def load_builtin(self) -> None:
         import nodes
@@ -67,6 +84,7 @@ class Registry:
         for ep in entry_points(group="kinograph.nodes"):
             try:
                 ep.load()
+                self._scan(importlib.import_module(ep.module))
             except Exception as e:  # a broken third-party pack must not take the app down
                 self.load_errors.append(f"node pack {ep.name!r} ({ep.value}) failed to load: {e}")
         self._collect()
@@ -81,13 +99,14 @@ class Registry:
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
                 spec.loader.exec_module(module)
+                self._scan(module)
             except Exception as e:
                 self.load_errors.append(f"user node file {path} failed to load: {e}")
         self._collect()
 
     def _import(self, mod: str) -> None:
         try:
-            importlib.import_module(mod)
+            self._scan(importlib.import_module(mod))
         except Exception as e:
             self.load_errors.append(f"built-in node module {mod} failed to load: {type(e).__name__}: {e}")
 

@@ -105,10 +105,10 @@ def t5_encoder(d_model: int = 32, umt5: bool = False):
     return UMT5EncoderModel(UMT5Config(**kw)) if umt5 else T5EncoderModel(T5Config(**kw))
 
 
-def clip_vision(hidden: int = 32, projection: bool = True):
+def clip_vision(hidden: int = 32, projection: bool = True, image_size: int = 32):
     from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
     cfg = CLIPVisionConfig(hidden_size=hidden, projection_dim=hidden, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, intermediate_size=37, patch_size=4)
+                           image_size=image_size, intermediate_size=37, patch_size=image_size // 8)
     return (CLIPVisionModelWithProjection if projection else CLIPVisionModel)(cfg)
 
 
@@ -194,7 +194,8 @@ def build_svd(root: Path) -> None:
                                    interpolation_type="linear", prediction_type="v_prediction",
                                    sigma_max=700.0, sigma_min=0.002, steps_offset=1, timestep_spacing="leading",
                                    timestep_type="continuous", use_karras_sigmas=True)
-    StableVideoDiffusionPipeline(vae=vae, image_encoder=clip_vision(32), unet=unet, scheduler=sched,
+    # SVD resizes the conditioning image to 224x224 itself, whatever the encoder's config says.
+    StableVideoDiffusionPipeline(vae=vae, image_encoder=clip_vision(32, image_size=224), unet=unet, scheduler=sched,
                                  feature_extractor=clip_image_processor()).save_pretrained(
         str(root), safe_serialization=True)
 
@@ -270,7 +271,7 @@ def build_cogvideox(root: Path) -> None:
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=4, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2,
         text_embed_dim=32, num_layers=1, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
-        temporal_compression_ratio=4, max_text_seq_length=16)
+        temporal_compression_ratio=4, max_text_seq_length=226)
     vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3,
                                  down_block_types=("CogVideoXDownBlock3D",) * 4,
                                  up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),

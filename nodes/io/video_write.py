@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from queue import Queue
 from pathlib import Path
 from typing import Callable, Optional
+
+import numpy as np
 
 from graph_engine import Clip, NodeError
 
@@ -73,12 +77,41 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
     cmd += [str(tmp)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     done = False
+    # A feeder thread writes to the pipe while this thread computes the next chunk, so
+    # decoding/processing and encoding overlap (the pipe write releases the GIL).
+    queue: "Queue" = Queue(maxsize=2)
+    feeder_error: list = []
+
+    def feed():
+        try:
+            while True:
+                block = queue.get()
+                if block is None:
+                    break
+                proc.stdin.write(memoryview(block).cast("B"))
+        except (BrokenPipeError, OSError) as e:
+            feeder_error.append(e)
+            while queue.get() is not None:      # drain so the producer never blocks forever
+                pass
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     try:
-        for a, block in clip.chunks():
-            proc.stdin.write(memoryview(block).cast("B"))
-            if progress:
-                progress(a + len(block), clip.length)
-        proc.stdin.close()
+        try:
+            for a, block in clip.chunks():
+                queue.put(np.ascontiguousarray(block))
+                if progress:
+                    progress(a + len(block), clip.length)
+        finally:
+            queue.put(None)
+            feeder.join()
+        if feeder_error:
+            raise BrokenPipeError()
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
             raise NodeError(f"ffmpeg could not write {final.name} with codec {codec}: {err.strip()[-500:]}")

@@ -3,7 +3,8 @@
 For one-object clips on a plain background it finds the object in every frame (pixels far in colour
 from the background, which is the median of the frame border; the largest connected blob), then reads
     colour     the named colour nearest to the object's median inner colour,
-    shape      from the fill ratio of the bounding box (square ~1, circle ~pi/4, triangle ~1/2),
+    shape      from the share of the blob in the lower half of its bounding box (triangle ~3/4) and
+               the fill ratio of the box (square ~1, circle ~pi/4),
     direction  from a straight-line fit of the centroid over time ("left", "up right", ..., or "still"),
     area       the blob's anti-aliasing-aware pixel count in each frame.
 """
@@ -32,6 +33,7 @@ class Detection:
     colours: list = field(default_factory=list)   # named colour per frame (None where nothing was found)
     centroids: np.ndarray | None = None     # [T,2] (x, y)
     fill_ratio: float = float("nan")
+    lower_share: float = float("nan")
 
     @property
     def found_everywhere(self) -> bool:
@@ -72,12 +74,11 @@ def _soft_area(mask: np.ndarray, distance: np.ndarray, inner: np.ndarray) -> flo
     return float(np.clip(distance[ring] / full, 0.0, 1.0).sum())
 
 
-def classify_shape(fill_ratio: float) -> str:
-    if fill_ratio > 0.88:
-        return "square"
-    if fill_ratio > 0.64:
-        return "circle"
-    return "triangle"
+def classify_shape(fill_ratio: float, lower_share: float) -> str:
+    """An apex-up triangle keeps 3/4 of its area in the lower half of its box; circles and squares 1/2."""
+    if lower_share > 0.62:
+        return "triangle"
+    return "square" if fill_ratio > 0.88 else "circle"
 
 
 def classify_direction(centroids: np.ndarray) -> str:
@@ -97,7 +98,7 @@ def classify_direction(centroids: np.ndarray) -> str:
 def detect(frames: np.ndarray) -> Detection:
     """Read one object from uint8 frames [T,H,W,3]."""
     areas = np.zeros(len(frames))
-    colours, fills, centroids, inner_rgb = [], [], [], []
+    colours, fills, lower, centroids, inner_rgb = [], [], [], [], []
     for i, frame in enumerate(frames):
         found = _object_mask(frame)
         if found is None:
@@ -109,13 +110,14 @@ def detect(frames: np.ndarray) -> Detection:
         inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         areas[i] = _soft_area(mask, distance, inner)
         fills.append(len(xs) / ((np.ptp(xs) + 1) * (np.ptp(ys) + 1)))
+        lower.append(np.mean(ys > (ys.min() + ys.max()) / 2))
         centroids.append((xs.mean(), ys.mean()))
         rgb = np.median(frame[inner if inner.any() else mask], axis=0)
         inner_rgb.append(rgb)
         colours.append(nearest_colour(rgb))
     if not centroids:
         return Detection(None, None, None, areas, colours)
-    fill = float(np.median(fills))
+    fill, lower_share = float(np.median(fills)), float(np.median(lower))
     direction = classify_direction(np.array(centroids)) if len(centroids) > 1 else None
-    return Detection(nearest_colour(np.median(np.array(inner_rgb), axis=0)), classify_shape(fill), direction,
-                     areas, colours, np.array(centroids), fill)
+    return Detection(nearest_colour(np.median(np.array(inner_rgb), axis=0)), classify_shape(fill, lower_share), direction,
+                     areas, colours, np.array(centroids), fill, lower_share)

@@ -98,12 +98,18 @@ class Camera:
         """The same path expressed in frame 0's camera space (frame 0 becomes the identity)."""
         return Camera(self.intrinsics, invert_poses(self.c2w[:1]) @ self.c2w, self.width, self.height)
 
-    def resized(self, width: int, height: int) -> "Camera":
-        """Intrinsics for the image stretched to width x height (pixels scale per axis)."""
+    def fitted(self, width: int, height: int) -> "Camera":
+        """Intrinsics for a width x height picture covering the camera's frame with square
+        pixels kept (one scale, the larger of the two ratios, about the centre): how a picture
+        of another size or aspect is resized and centre-cropped to the camera's framing."""
         if (width, height) == (self.width, self.height):
             return self
-        s = np.array([width / self.width, height / self.height] * 2)
-        return Camera(self.intrinsics * s, self.c2w, width, height)
+        s = max(width / self.width, height / self.height)
+        k = self.intrinsics.copy()
+        k[:, :2] *= s
+        k[:, 2] = width / 2 + (k[:, 2] - self.width / 2) * s
+        k[:, 3] = height / 2 + (k[:, 3] - self.height / 2) * s
+        return Camera(k, self.c2w, width, height)
 
     def frames(self, start: int, stop: int) -> "Camera":
         return Camera(self.intrinsics[start:stop], self.c2w[start:stop], self.width, self.height)
@@ -265,7 +271,7 @@ def combine(a: Camera, b: Camera) -> Camera:
 
     Poses compose in a's local frame; focal lengths multiply by b's change, principal points
     shift by b's change. The shorter path holds its last frame."""
-    b = b.resized(a.width, a.height)
+    b = b.fitted(a.width, a.height)
     n = max(a.length, b.length)
     a, b = a.at(range(n)), b.at(range(n))
     rel = invert_poses(b.c2w[:1]) @ b.c2w
@@ -278,7 +284,7 @@ def combine(a: Camera, b: Camera) -> Camera:
 def chain(a: Camera, b: Camera) -> Camera:
     """b's motion continues from a's last frame: a.length + b.length - 1 frames (b's first
     frame coincides with a's last, so the join does not stutter)."""
-    b = b.resized(a.width, a.height)
+    b = b.fitted(a.width, a.height)
     last = a.frames(a.length - 1, a.length)
     tail = combine(last, b).frames(1, b.length)
     return Camera(np.concatenate([a.intrinsics, tail.intrinsics]), np.concatenate([a.c2w, tail.c2w]),
@@ -313,7 +319,7 @@ def build_path(frames: int, width: int, height: int, *, preset_name: str = "stat
     """What `motion.camera_path` makes: a pose file (or the origin) moved by the schedules
     (see `from_schedules`), then by the preset, each in the previous one's local frame."""
     if pose_file:
-        base = read_pose_file(pose_file, width, height).resized(width, height)
+        base = read_pose_file(pose_file, width, height).fitted(width, height)
         frames = base.length
         cam = combine(base, from_schedules(frames, width, height, **schedules))
     else:
@@ -383,6 +389,7 @@ def write_pose_file(cam: Camera, path: str) -> str:
     rows = pose_rows(cam)
     lines = [f"# Kinograph camera path: {cam.length} frames, {cam.width}x{cam.height}, "
              f"normalised intrinsics, world-to-camera, OpenCV axes (x right, y down, z forward)"]
+    rows[rows == 0] = 0.0     # no "-0" in the file
     for r in rows:
         lines.append(" ".join(["0"] + [f"{v:.9g}" for v in r[1:5]] + [str(int(r[5])), str(int(r[6]))]
                               + [f"{v:.9g}" for v in r[7:]]))

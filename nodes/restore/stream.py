@@ -30,18 +30,24 @@ class Progress:
 
 def map_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray], width: int = None, height: int = None):
     """A frame-local clip: fn(uint8 HxWx3) -> uint8 H'xW'x3, applied per frame with progress."""
-    progress = Progress(ctx, clip.length)
+    return map_indexed(ctx, clip, lambda i, f: fn(f), width, height)
 
-    def batch(frames: np.ndarray) -> np.ndarray:
-        out = []
-        for f in frames:
+
+def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: int = None, height: int = None):
+    """Like map_frames, but fn also gets the frame's index (for per-frame schedules and side inputs)."""
+    progress = Progress(ctx, clip.length)
+    w, h = width or clip.width, height or clip.height
+
+    def reader(a: int, b: int) -> np.ndarray:
+        out = np.empty((b - a, h, w, 3), np.uint8)
+        for k, frame in enumerate(clip.frames(a, b)):
             if ctx is not None:
                 ctx.check()
-            out.append(fn(f))
-        progress.add(len(frames))
-        return np.stack(out) if out else np.empty((0, height or clip.height, width or clip.width, 3), np.uint8)
+            out[k] = fn(a + k, frame)
+        progress.add(b - a)
+        return out
 
-    return clip.map(batch, width=width, height=height)
+    return clip.with_(width=w, height=h, reader=reader)
 
 
 def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], np.ndarray]):

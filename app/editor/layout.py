@@ -1,0 +1,104 @@
+"""Node placement maths without Qt: layered auto-layout, align and distribute.
+
+Positions are top-left corners in scene units; sizes are (width, height)."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Tuple
+
+import networkx as nx
+
+Pos = Tuple[float, float]
+Size = Tuple[float, float]
+
+H_GAP, V_GAP, COMPONENT_GAP = 80.0, 40.0, 80.0
+
+
+def auto_layout(nodes: Iterable[str], links: Iterable[Tuple[str, str]], sizes: Dict[str, Size],
+                origin: Pos = (0.0, 0.0)) -> Dict[str, Pos]:
+    """Left-to-right layers by longest path from the sources, ordered within a layer by the
+    barycentre of their neighbours to keep links short and uncrossed; disconnected parts stack."""
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from((a, b) for a, b in links if a in g and b in g)
+    out: Dict[str, Pos] = {}
+    y0 = origin[1]
+    comps = sorted(nx.weakly_connected_components(g), key=lambda c: min(list(g.nodes).index(n) for n in c))
+    order_index = {n: i for i, n in enumerate(g.nodes)}
+    for comp in comps:
+        sub = g.subgraph(comp)
+        if not nx.is_directed_acyclic_graph(sub):     # a broken file may loop; keep it readable anyway
+            sub = nx.DiGraph(nx.bfs_tree(sub.to_undirected(), min(comp, key=order_index.get)))
+        layer: Dict[str, int] = {}
+        for n in nx.topological_sort(sub):
+            layer[n] = max((layer[p] + 1 for p in sub.predecessors(n)), default=0)
+        layers = [[] for _ in range(max(layer.values()) + 1)]
+        for n in sorted(comp, key=order_index.get):
+            layers[layer[n]].append(n)
+        rank: Dict[str, float] = {}
+        for sweep in range(4):
+            seq = layers if sweep % 2 == 0 else list(reversed(layers))
+            for col in seq:
+                for i, n in enumerate(col):
+                    rank.setdefault(n, i)
+                nbrs = (lambda n: list(sub.predecessors(n))) if sweep % 2 == 0 else (lambda n: list(sub.successors(n)))
+                keyed = []
+                for i, n in enumerate(col):
+                    ns = [rank[m] for m in nbrs(n) if m in rank]
+                    keyed.append((sum(ns) / len(ns) if ns else rank[n], i, n))
+                col[:] = [n for _, _, n in sorted(keyed)]
+                for i, n in enumerate(col):
+                    rank[n] = i
+        heights = [sum(sizes[n][1] for n in col) + V_GAP * (len(col) - 1) for col in layers]
+        total = max(heights)
+        x = origin[0]
+        for col, h in zip(layers, heights):
+            y = y0 + (total - h) / 2
+            for n in col:
+                out[n] = (x, y)
+                y += sizes[n][1] + V_GAP
+            x += max(sizes[n][0] for n in col) + H_GAP
+        y0 += total + COMPONENT_GAP
+    return out
+
+
+def align(pos: Dict[str, Pos], sizes: Dict[str, Size], mode: str) -> Dict[str, Pos]:
+    """mode: left, right, top, bottom, hcenter (same vertical axis) or vcenter (same row)."""
+    if not pos:
+        return {}
+    if mode == "left":
+        v = min(x for x, _ in pos.values())
+        return {n: (v, y) for n, (x, y) in pos.items()}
+    if mode == "right":
+        v = max(x + sizes[n][0] for n, (x, _) in pos.items())
+        return {n: (v - sizes[n][0], y) for n, (x, y) in pos.items()}
+    if mode == "top":
+        v = min(y for _, y in pos.values())
+        return {n: (x, v) for n, (x, y) in pos.items()}
+    if mode == "bottom":
+        v = max(y + sizes[n][1] for n, (_, y) in pos.items())
+        return {n: (x, v - sizes[n][1]) for n, (x, y) in pos.items()}
+    if mode == "hcenter":
+        v = sum(x + sizes[n][0] / 2 for n, (x, _) in pos.items()) / len(pos)
+        return {n: (v - sizes[n][0] / 2, y) for n, (x, y) in pos.items()}
+    if mode == "vcenter":
+        v = sum(y + sizes[n][1] / 2 for n, (_, y) in pos.items()) / len(pos)
+        return {n: (x, v - sizes[n][1] / 2) for n, (x, y) in pos.items()}
+    raise ValueError(f"unknown alignment {mode!r}")
+
+
+def distribute(pos: Dict[str, Pos], sizes: Dict[str, Size], axis: str) -> Dict[str, Pos]:
+    """Equal gaps between neighbours along x ("horizontal") or y ("vertical"); the outermost stay put."""
+    if len(pos) < 3:
+        return dict(pos)
+    k = 0 if axis == "horizontal" else 1
+    order = sorted(pos, key=lambda n: pos[n][k])
+    first, last = order[0], order[-1]
+    span = pos[last][k] + sizes[last][k] - pos[first][k]
+    gap = (span - sum(sizes[n][k] for n in order)) / (len(order) - 1)
+    out, cur = {}, pos[first][k]
+    for n in order:
+        p = list(pos[n])
+        p[k] = cur
+        out[n] = (p[0], p[1])
+        cur += sizes[n][k] + gap
+    return out

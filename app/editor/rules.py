@@ -1,0 +1,61 @@
+"""What may connect to what, and why not: the editor refuses a link with a sentence, not silence."""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional
+
+from graph_engine.graph import Graph
+from graph_engine.node_api import NodeSpec
+from graph_engine.types import SocketType
+
+
+def port_type(registry, graph: Graph, node_id: str, port: str, is_input: bool) -> Optional[SocketType]:
+    inst = graph.nodes.get(node_id)
+    spec = registry.get(inst.type) if inst else None
+    if spec is None:
+        return None
+    p = (spec.inputs if is_input else spec.outputs).get(port)
+    return p.type if p else None
+
+
+def why_not(registry, graph: Graph, src: str, src_port: str, dst: str, dst_port: str) -> Optional[str]:
+    """None when src.src_port may feed dst.dst_port, else the reason in words."""
+    if src == dst:
+        return "a node cannot feed itself"
+    have = port_type(registry, graph, src, src_port, False)
+    want = port_type(registry, graph, dst, dst_port, True)
+    if have is None:
+        return f"{src} has no output {src_port!r}"
+    if want is None:
+        return f"{dst} has no input {dst_port!r}"
+    if not want.can_take(have):
+        return f"{have.name} cannot connect to {want.name} (input {dst_port!r} of {dst})"
+    if dst in graph.ancestors([src]):
+        return f"this link would make a loop: {dst} already feeds {src}"
+    return None
+
+
+def first_input_taking(spec: NodeSpec, have: SocketType) -> Optional[str]:
+    """The input a value of type `have` should go to: an exact type match first, then a conversion."""
+    exact = [n for n, p in spec.inputs.items() if p.type is have]
+    loose = [n for n, p in spec.inputs.items() if p.type.can_take(have)]
+    return (exact or loose or [None])[0]
+
+
+def first_output_for(spec: NodeSpec, want: SocketType) -> Optional[str]:
+    exact = [n for n, p in spec.outputs.items() if p.type is want]
+    loose = [n for n, p in spec.outputs.items() if want.can_take(p.type)]
+    return (exact or loose or [None])[0]
+
+
+def specs_for(specs: Iterable[NodeSpec], have: Optional[SocketType] = None,
+              want: Optional[SocketType] = None) -> List[NodeSpec]:
+    """Node types with an input that takes `have` (dragging from an output), or an output that
+    feeds `want` (dragging from an input)."""
+    out = []
+    for s in specs:
+        if have is not None and first_input_taking(s, have) is None:
+            continue
+        if want is not None and first_output_for(s, want) is None:
+            continue
+        out.append(s)
+    return out

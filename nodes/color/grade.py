@@ -1,0 +1,31 @@
+"""A basic colour grade in the order a colourist applies it.
+
+Exposure (stops) and white balance (temperature in kelvin, tint) act on linear light, as a
+camera would; saturation mixes each pixel with its linear luminance; contrast pivots the
+encoded values around mid-grey; gamma bends the encoded tone curve last."""
+from __future__ import annotations
+
+import numpy as np
+
+from nodes.common.color import kelvin_gains, linear_to_srgb, luma, srgb_to_linear, to_float, to_uint8
+
+MID_GREY = 0.5   # contrast pivot in encoded values (~18% grey in linear light)
+
+
+def grade_frame(frame: np.ndarray, exposure: float = 0.0, contrast: float = 1.0, saturation: float = 1.0,
+                temperature: float = 6500.0, tint: float = 0.0, gamma: float = 1.0) -> np.ndarray:
+    lin = srgb_to_linear(to_float(frame))
+    gains = kelvin_gains(temperature) * np.float32(2.0 ** exposure)
+    # Tint: + pushes towards magenta, - towards green, keeping luminance.
+    gains = gains * np.array([1.0 + 0.5 * tint, 1.0 - tint, 1.0 + 0.5 * tint], np.float32)
+    lin = lin * gains
+    if saturation != 1.0:
+        y = luma(lin)[..., None]
+        lin = np.maximum(y + saturation * (lin - y), 0.0)
+    enc = linear_to_srgb(lin)
+    if contrast != 1.0:
+        enc = MID_GREY + contrast * (enc - MID_GREY)
+    enc = np.clip(enc, 0.0, 1.0)
+    if gamma != 1.0:
+        enc = enc ** (1.0 / gamma)
+    return to_uint8(enc)

@@ -1,0 +1,47 @@
+"""Colour nodes: match to a reference, apply a .cube LUT, grade."""
+from graph_engine import Input, NodeError, Param, node
+from graph_engine.types import IMAGE, VIDEO
+
+
+@node("color.match", title="Colour Match", category="Colour", temporal_radius=0)
+def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match to this image instead of a frame"),
+          frame: int = Param(0, min=0, help="reference frame of the video (when no reference image)"),
+          method: str = Param("reinhard", choices=("reinhard", "histogram"),
+                              help="reinhard: Lab mean and spread; histogram: per-channel distribution"),
+          strength: float = Param(1.0, min=0.0, max=1.0)) -> VIDEO:
+    """Match every frame's colours to a reference frame of the clip or to an image."""
+    from nodes.color.match import matcher
+    from nodes.restore.stream import map_frames
+    if reference is None:
+        if not 0 <= frame < video.length:
+            raise NodeError(f"color.match: reference frame {frame} is outside the clip (0..{video.length - 1})")
+        reference = video.frame(frame)
+    return map_frames(ctx, video, matcher(reference, method, strength))
+
+
+@node("color.lut", title="Apply LUT", category="Colour", temporal_radius=0)
+def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file (3D or 1D)"),
+        strength: float = Param(1.0, min=0.0, max=1.0, help="blend with the ungraded frame")) -> VIDEO:
+    """Apply a `.cube` colour look-up table (3D: trilinear interpolation; 1D: linear)."""
+    from nodes.color.lut import apply_lut, parse_cube
+    from nodes.restore.stream import map_frames
+    table = parse_cube(path)
+    return map_frames(ctx, video, lambda f: apply_lut(f, table, strength))
+
+
+@node("color.grade", title="Colour Grade", category="Colour", temporal_radius=0)
+def grade(ctx, video: VIDEO,
+          exposure: float = Param(0.0, min=-6.0, max=6.0, help="stops (+1 doubles the light)"),
+          contrast: float = Param(1.0, min=0.0, max=3.0, help="around mid-grey; 1 = unchanged"),
+          saturation: float = Param(1.0, min=0.0, max=3.0, help="0 = black and white"),
+          temperature: float = Param(6500.0, min=1500.0, max=15000.0,
+                                     help="kelvin the scene should look lit by: lower is warmer; 6500 = unchanged"),
+          tint: float = Param(0.0, min=-1.0, max=1.0, help="+ magenta, - green"),
+          gamma: float = Param(1.0, min=0.2, max=5.0, help=">1 lifts mid-tones")) -> VIDEO:
+    """Exposure, white balance, saturation, contrast and gamma in one pass.
+
+    Exposure and white balance act on linear light like a camera; contrast and gamma act on
+    the encoded picture like a grading panel."""
+    from nodes.color.grade import grade_frame
+    from nodes.restore.stream import map_frames
+    return map_frames(ctx, video, lambda f: grade_frame(f, exposure, contrast, saturation, temperature, tint, gamma))

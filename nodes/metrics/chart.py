@@ -1,0 +1,65 @@
+"""A PNG chart of per-frame metric series, drawn with OpenCV (no plotting library needed).
+
+One panel per series, stacked: the curve, its mean as a dashed line, the value range on the
+left and the frame range along the bottom."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import cv2
+import numpy as np
+
+PANEL_H, WIDTH, MARGIN_L, MARGIN_R, MARGIN_T = 150, 900, 90, 20, 28
+BG, GRID, TEXT = (255, 255, 255), (225, 225, 225), (40, 40, 40)
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (23, 190, 207)]
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -> np.ndarray:
+    """RGB image of the series; offsets[name] is the frame index of a series' first value."""
+    names = [k for k, v in series.items() if v]
+    img = np.full((max(1, len(names)) * PANEL_H + 30, WIDTH, 3), BG, np.uint8)
+    if not names:
+        cv2.putText(img, "no per-frame series", (20, 40), FONT, 0.6, TEXT, 1, cv2.LINE_AA)
+        return img
+    last = max(len(series[k]) + (offsets or {}).get(k, 0) for k in names)
+    x0, x1 = MARGIN_L, WIDTH - MARGIN_R
+    for p, name in enumerate(names):
+        vals = np.asarray(series[name], np.float64)
+        off = (offsets or {}).get(name, 0)
+        top, bottom = p * PANEL_H + MARGIN_T, (p + 1) * PANEL_H - 8
+        lo, hi = float(vals.min()), float(vals.max())
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        cv2.rectangle(img, (x0, top), (x1, bottom), GRID, 1)
+        xs = x0 + (np.arange(len(vals)) + off) / max(1, last - 1) * (x1 - x0)
+        ys = bottom - (vals - lo) / (hi - lo) * (bottom - top)
+        colour = COLOURS[p % len(COLOURS)]
+        pts = np.round(np.stack([xs, ys], -1)).astype(np.int32)
+        if len(pts) > 1:
+            cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
+        else:
+            cv2.circle(img, tuple(int(v) for v in pts[0]), 3, colour, -1, cv2.LINE_AA)
+        mean_y = int(round(bottom - (vals.mean() - lo) / (hi - lo) * (bottom - top)))
+        for xa in range(x0, x1, 12):
+            cv2.line(img, (xa, mean_y), (min(xa + 6, x1), mean_y), (120, 120, 120), 1)
+        cv2.putText(img, f"{name}   mean {_fmt(vals.mean())}", (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+        cv2.putText(img, _fmt(hi), (6, top + 12), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
+        cv2.putText(img, _fmt(lo), (6, bottom), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
+    y = len(names) * PANEL_H + 18
+    cv2.putText(img, "frame 0", (x0, y), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
+    cv2.putText(img, f"frame {last - 1}", (x1 - 80, y), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
+    return img
+
+
+def write_chart(path: str, series: Dict[str, List[float]], offsets: Dict[str, int] = None) -> None:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(draw_chart(series, offsets), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode the chart for {path}")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())

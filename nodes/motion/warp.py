@@ -1,0 +1,465 @@
+"""Moving pictures, videos, latents and noise by a camera path.
+
+2-D: the picture is a plane 1 unit in front of frame 0's camera; frame i shows it through
+camera i, which is a homography (`projection="perspective"`) or its least-squares affine
+approximation (`"affine"`). `motion="absolute"` samples every frame from the source (sharp);
+`"compounding"` warps each output frame from the previous output by one frame's step, as
+Deforum does when it feeds each frame back (detail softens, border fill accumulates).
+
+2.5-D (a depth map): source pixels are lifted to 3-D with the depth, moved into camera i and
+forward-splatted with a z-buffer; the splatted depth is completed (holes take the farthest
+neighbour: what a camera move uncovers is background), colours are fetched backward through
+that depth, pixels whose source is hidden behind something nearer become holes, and holes
+are filled from their farthest valid neighbours.
+
+Pixel coordinates: the camera's intrinsics use pixel centres at +0.5; OpenCV's warps use
+centres at integers, converted here.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+from numba import njit
+
+from .camera import Camera, homography
+
+BORDERS = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101,
+           "black": cv2.BORDER_CONSTANT, "wrap": cv2.BORDER_WRAP}
+PROJECTIONS = ("perspective", "affine")
+MOTIONS = ("absolute", "compounding")
+DEPTH_TYPES = ("disparity", "depth", "metric")
+OCCLUSION_TOLERANCE = 0.03     # relative depth difference that counts as "hidden behind"
+
+_HALF = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
+_HALF_INV = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
+
+
+def _border(name: str) -> int:
+    if name not in BORDERS:
+        raise ValueError(f"unknown border mode {name!r}; use one of {', '.join(BORDERS)}")
+    return BORDERS[name]
+
+
+# ---------------------------------------------------------------------------------------
+# 2-D
+
+def pixel_homography(cam: Camera, i: int, j: int = 0, projection: str = "perspective") -> np.ndarray:
+    """3x3 map from frame j's pixels to frame i's in OpenCV pixel coordinates (centres at integers)."""
+    h = _HALF_INV @ homography(cam, i, j) @ _HALF
+    if projection == "affine":
+        h = _affine_fit(h, cam.width, cam.height)
+    elif projection != "perspective":
+        raise ValueError(f"unknown projection {projection!r}; use one of {', '.join(PROJECTIONS)}")
+    return h / h[2, 2]
+
+
+def _affine_fit(h: np.ndarray, w: int, ht: int) -> np.ndarray:
+    """The affine map closest (least squares over a grid on the frame) to homography h."""
+    xs, ys = np.meshgrid(np.linspace(0, w - 1, 7), np.linspace(0, ht - 1, 7))
+    src = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], 1)
+    dst = src @ h.T
+    dst = dst[:, :2] / dst[:, 2:]
+    a, *_ = np.linalg.lstsq(src, dst, rcond=None)
+    return np.vstack([a.T, [0, 0, 1]])
+
+
+def warp_2d(img: np.ndarray, h: np.ndarray, border: str = "replicate",
+            interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Move img (frame 0) to where homography h (pixels of frame 0 -> frame i) puts it."""
+    ht, w = img.shape[:2]
+    return cv2.warpPerspective(img, h, (w, ht), flags=interpolation, borderMode=_border(border))
+
+
+def homography_maps(h: np.ndarray, width: int, height: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Sampling maps (for cv2.remap) of the warp by h: output pixel -> source position."""
+    inv = np.linalg.inv(h)
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    p = inv[:, 0, None, None] * xs + inv[:, 1, None, None] * ys + inv[:, 2, None, None]
+    z = np.where(np.abs(p[2]) < 1e-12, 1e-12, p[2])
+    return (p[0] / z).astype(np.float32), (p[1] / z).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# depth
+
+def depth_to_z(depth: np.ndarray, width: int, height: int, depth_type: str = "disparity",
+               near: float = 1.0, far: float = 10.0) -> np.ndarray:
+    """Scene depth (distance along z, in the camera path's units) as float32 height x width.
+
+    disparity / depth: the map is normalised to its own min..max, then mapped so that
+    bright = near (disparity, what most monocular estimators output) or bright = far (depth).
+    metric: the values already are distances."""
+    if depth_type not in DEPTH_TYPES:
+        raise ValueError(f"unknown depth type {depth_type!r}; use one of {', '.join(DEPTH_TYPES)}")
+    d = np.asarray(depth)
+    if d.ndim == 3:
+        d = d.astype(np.float32).mean(axis=2)
+    d = d.astype(np.float32)
+    if d.shape != (height, width):
+        d = cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR)
+    if depth_type == "metric":
+        if (d <= 0).any():
+            raise ValueError("a metric depth map must be positive everywhere")
+        return d
+    if not 0 < near < far:
+        raise ValueError(f"depth needs 0 < near < far, got near={near}, far={far}")
+    lo, hi = float(d.min()), float(d.max())
+    u = (d - lo) / (hi - lo) if hi > lo else np.zeros_like(d)
+    if depth_type == "depth":
+        return (near + u * (far - near)).astype(np.float32)
+    return (1.0 / (1.0 / far + u * (1.0 / near - 1.0 / far))).astype(np.float32)
+
+
+@njit(cache=True)
+def _splat_depth(z0, k0, rel, ki, h_out, w_out):
+    """Forward-splat source depth into camera i with a z-buffer; each point covers the 2x2
+    pixels around where it lands, so magnification up to 2x leaves no cracks."""
+    zb = np.full((h_out, w_out), np.inf, np.float32)
+    fx0, fy0, cx0, cy0 = k0[0], k0[1], k0[2], k0[3]
+    fxi, fyi, cxi, cyi = ki[0], ki[1], ki[2], ki[3]
+    h, w = z0.shape
+    for v in range(h):
+        for u in range(w):
+            z = z0[v, u]
+            x = (u + 0.5 - cx0) / fx0 * z
+            y = (v + 0.5 - cy0) / fy0 * z
+            X = rel[0, 0] * x + rel[0, 1] * y + rel[0, 2] * z + rel[0, 3]
+            Y = rel[1, 0] * x + rel[1, 1] * y + rel[1, 2] * z + rel[1, 3]
+            Z = rel[2, 0] * x + rel[2, 1] * y + rel[2, 2] * z + rel[2, 3]
+            if Z <= 1e-6:
+                continue
+            pu = fxi * X / Z + cxi - 0.5
+            pv = fyi * Y / Z + cyi - 0.5
+            iu = int(np.floor(pu))
+            iv = int(np.floor(pv))
+            for dv in range(2):
+                for du in range(2):
+                    a, b = iv + dv, iu + du
+                    if 0 <= a < h_out and 0 <= b < w_out and Z < zb[a, b]:
+                        zb[a, b] = Z
+    return zb
+
+
+@njit(cache=True)
+def _fill_from_farthest(values, valid, depth):
+    """Fill invalid pixels of values [h,w,c] (and depth) from the valid 8-neighbour with the
+    largest depth, pass after pass until nothing is left: uncovered areas are background."""
+    h, w, c = values.shape
+    valid = valid.copy()
+    remaining = 0
+    for v in range(h):
+        for u in range(w):
+            if not valid[v, u]:
+                remaining += 1
+    while remaining > 0:
+        newly = np.zeros((h, w), np.bool_)
+        for v in range(h):
+            for u in range(w):
+                if valid[v, u]:
+                    continue
+                best, bd = -1, -np.inf
+                for dv in range(-1, 2):
+                    for du in range(-1, 2):
+                        a, b = v + dv, u + du
+                        if 0 <= a < h and 0 <= b < w and valid[a, b] and depth[a, b] > bd:
+                            bd = depth[a, b]
+                            best = a * w + b
+                if best >= 0:
+                    a, b = best // w, best % w
+                    for k in range(c):
+                        values[v, u, k] = values[a, b, k]
+                    depth[v, u] = depth[a, b]
+                    newly[v, u] = True
+        n = 0
+        for v in range(h):
+            for u in range(w):
+                if newly[v, u]:
+                    valid[v, u] = True
+                    n += 1
+        if n == 0:
+            break
+        remaining -= n
+    return values, depth
+
+
+@njit(cache=True)
+def _backward_maps(zt, k0, rel_inv, ki, z0, tol):
+    """For every pixel of camera i with depth zt: where it is in the source (OpenCV coords),
+    and whether the source sees something nearer there (then it is a hole)."""
+    h, w = zt.shape
+    hs, ws = z0.shape
+    mx = np.empty((h, w), np.float32)
+    my = np.empty((h, w), np.float32)
+    hole = np.zeros((h, w), np.bool_)
+    fx0, fy0, cx0, cy0 = k0[0], k0[1], k0[2], k0[3]
+    fxi, fyi, cxi, cyi = ki[0], ki[1], ki[2], ki[3]
+    for v in range(h):
+        for u in range(w):
+            z = zt[v, u]
+            x = (u + 0.5 - cxi) / fxi * z
+            y = (v + 0.5 - cyi) / fyi * z
+            X = rel_inv[0, 0] * x + rel_inv[0, 1] * y + rel_inv[0, 2] * z + rel_inv[0, 3]
+            Y = rel_inv[1, 0] * x + rel_inv[1, 1] * y + rel_inv[1, 2] * z + rel_inv[1, 3]
+            Z = rel_inv[2, 0] * x + rel_inv[2, 1] * y + rel_inv[2, 2] * z + rel_inv[2, 3]
+            if Z <= 1e-6:
+                mx[v, u] = -1e6
+                my[v, u] = -1e6
+                hole[v, u] = True
+                continue
+            pu = fx0 * X / Z + cx0 - 0.5
+            pv = fy0 * Y / Z + cy0 - 0.5
+            mx[v, u] = pu
+            my[v, u] = pv
+            a, b = int(np.round(pv)), int(np.round(pu))
+            if 0 <= a < hs and 0 <= b < ws and z0[a, b] < Z * (1.0 - tol):
+                hole[v, u] = True
+    return mx, my, hole
+
+
+def reproject(src: np.ndarray, z0: np.ndarray, cam: Camera, i: int, j: int = 0, border: str = "replicate",
+              interpolation: int = cv2.INTER_LINEAR) -> Tuple[np.ndarray, np.ndarray]:
+    """Frame j's picture `src` [H,W,C] with depth z0 [H,W], seen from camera i.
+
+    Returns (picture [H,W,C] in src's dtype, depth of the new view [H,W] float32)."""
+    h, w = z0.shape
+    rel = cam.relative_transform(j, i)
+    k0, ki = cam.intrinsics[j], cam.intrinsics[i]
+    zb = _splat_depth(z0.astype(np.float32), k0, rel, ki, h, w)
+    holes = ~np.isfinite(zb)
+    zt = np.where(holes, 0, zb).astype(np.float32)
+    if holes.all():
+        raise ValueError("the camera sees none of the picture at this frame (it moved behind it)")
+    _, zt = _fill_from_farthest(np.zeros((h, w, 1), np.float32), ~holes, zt)
+    mx, my, hidden = _backward_maps(zt, k0, np.linalg.inv(rel), ki, z0.astype(np.float32), OCCLUSION_TOLERANCE)
+    out = remap(src, mx, my, border, interpolation)
+    if hidden.any():
+        vals = out.reshape(h, w, -1).astype(np.float32)
+        vals, _ = _fill_from_farthest(vals, ~hidden, zt.copy())
+        out = vals.reshape(out.shape)
+        if src.dtype == np.uint8:
+            out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        else:
+            out = out.astype(src.dtype)
+    return out, zt
+
+
+def remap(src: np.ndarray, mx: np.ndarray, my: np.ndarray, border: str = "replicate",
+          interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """cv2.remap for any number of channels (OpenCV handles at most 512 at once)."""
+    b = _border(border)
+    if src.ndim == 2 or src.shape[2] <= 256:
+        return cv2.remap(src, mx, my, interpolation, borderMode=b)
+    return np.concatenate([cv2.remap(np.ascontiguousarray(src[..., c:c + 256]), mx, my, interpolation,
+                                     borderMode=b).reshape(*mx.shape, -1)
+                           for c in range(0, src.shape[2], 256)], axis=2)
+
+
+# ---------------------------------------------------------------------------------------
+# clips
+
+class CameraMover:
+    """Renders frame k of a camera move; shared by the image and video paths and by tensors."""
+
+    def __init__(self, cam: Camera, width: int, height: int, projection: str = "perspective",
+                 motion: str = "absolute", border: str = "replicate", z0: Optional[np.ndarray] = None,
+                 interpolation: int = cv2.INTER_LINEAR):
+        if motion not in MOTIONS:
+            raise ValueError(f"unknown motion {motion!r}; use one of {', '.join(MOTIONS)}")
+        _border(border)
+        self.cam = cam.fitted(width, height)
+        self.projection, self.motion, self.border, self.z0 = projection, motion, border, z0
+        self.interpolation = interpolation
+        self._state: Optional[Tuple[int, np.ndarray, Optional[np.ndarray]]] = None
+        if z0 is None:
+            pixel_homography(self.cam, 0, 0, projection)    # validates projection early
+
+    def _index(self, k: int) -> int:
+        return min(k, self.cam.length - 1)
+
+    def absolute(self, src: np.ndarray, k: int) -> np.ndarray:
+        i = self._index(k)
+        if self.z0 is not None:
+            return reproject(src, self.z0, self.cam, i, 0, self.border, self.interpolation)[0]
+        return warp_2d(src, pixel_homography(self.cam, i, 0, self.projection), self.border, self.interpolation)
+
+    def compounding(self, src: np.ndarray, k: int) -> np.ndarray:
+        """Output k of the feedback loop started from src; continues from the last call when it can."""
+        if self._state is None or self._state[0] > k:
+            self._state = (0, src, self.z0)
+        n, img, z = self._state
+        while n < k:
+            a, b = self._index(n), self._index(n + 1)
+            if z is not None:
+                img, z = reproject(img, z, self.cam, b, a, self.border, self.interpolation)
+            else:
+                step = pixel_homography(self.cam, b, 0, self.projection) @ \
+                    np.linalg.inv(pixel_homography(self.cam, a, 0, self.projection))
+                img = warp_2d(img, step, self.border, self.interpolation)
+            n += 1
+        self._state = (n, img, z)
+        return img
+
+    def frame(self, src: np.ndarray, k: int) -> np.ndarray:
+        return self.compounding(src, k) if self.motion == "compounding" else self.absolute(src, k)
+
+
+def apply_camera(cam: Camera, image: Optional[np.ndarray] = None, video=None, depth: Optional[np.ndarray] = None,
+                 projection: str = "perspective", motion: str = "absolute", border: str = "replicate",
+                 depth_type: str = "disparity", near: float = 1.0, far: float = 10.0, fps: float = 24.0):
+    """A lazy Clip: the image moved by the camera path (camera.length frames), or each video
+    frame i moved by camera frame i (the video's length; the camera holds its last pose)."""
+    from graph_engine import Clip
+    if (image is None) == (video is None):
+        raise ValueError("connect either an image or a video to move")
+    if video is not None and motion == "compounding":
+        raise ValueError("compounding feeds each output frame back into the next, which only makes sense "
+                         "for a still image; use motion=absolute with a video")
+    if image is not None:
+        image = np.ascontiguousarray(image)
+        h, w = image.shape[:2]
+        length = cam.length
+    else:
+        w, h, length, fps = video.width, video.height, video.length, video.fps
+    z0 = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
+    mover = CameraMover(cam, w, h, projection, motion, border, z0)
+
+    if image is not None:
+        def reader(a, b):
+            return np.stack([mover.frame(image, k) for k in range(a, b)])
+    else:
+        def reader(a, b):
+            src = video.frames(a, b)
+            return np.stack([mover.frame(src[k - a], k) for k in range(a, b)])
+    return Clip(length, fps, w, h, reader)
+
+
+# ---------------------------------------------------------------------------------------
+# latents and noise
+
+def _frame_map(t_len: int, n_cam: int, frame_index=None) -> np.ndarray:
+    if frame_index is not None:
+        idx = np.asarray(frame_index, dtype=int)
+        if len(idx) != t_len:
+            raise ValueError(f"frame_index has {len(idx)} entries for {t_len} tensor frames")
+        return idx
+    if t_len == 1:
+        return np.zeros(1, int)
+    return np.rint(np.linspace(0, n_cam - 1, t_len)).astype(int)
+
+
+def camera_sampling_maps(cam: Camera, width: int, height: int, frames: np.ndarray, projection: str = "perspective",
+                         z0: Optional[np.ndarray] = None):
+    """Per requested camera frame: (map_x, map_y, holes) that fetch frame-0 content for that
+    frame at width x height (holes is None in 2-D)."""
+    cam = cam.fitted(width, height)
+    for i in frames:
+        i = int(min(i, cam.length - 1))
+        if z0 is None:
+            mx, my = homography_maps(pixel_homography(cam, i, 0, projection), width, height)
+            yield mx, my, None
+        else:
+            zb = _splat_depth(z0, cam.intrinsics[0], cam.relative_transform(0, i), cam.intrinsics[i], height, width)
+            holes = ~np.isfinite(zb)
+            zt = np.where(holes, 0, zb).astype(np.float32)
+            _, zt = _fill_from_farthest(np.zeros((height, width, 1), np.float32), ~holes, zt)
+            mx, my, hidden = _backward_maps(zt, cam.intrinsics[0], np.linalg.inv(cam.relative_transform(0, i)),
+                                            cam.intrinsics[i], z0, OCCLUSION_TOLERANCE)
+            yield mx, my, (hidden, zt)
+
+
+def warp_tensor(x, cam: Camera, depth: Optional[np.ndarray] = None, *, source: str = "first",
+                projection: str = "perspective", interpolation: str = "bilinear", border: str = "replicate",
+                frame_index=None, depth_type: str = "disparity", near: float = 1.0, far: float = 10.0):
+    """Move latents or noise by a camera path (absolute: no resampling of resampled values).
+
+    x: [C, T, h, w] or [B, C, T, h, w], a torch tensor or a numpy array. Output frame t shows
+    camera frame frame_index[t] (default: the T frames spread evenly over the path, so the 21
+    latent frames of an 81-frame video use camera frames 0, 4, ..., 80) looking at
+    x's frame 0 (source="first": animate the first frame) or at x's frame t (source="each").
+    x: [C, h, w] (one frame) gives [C, N, h, w] over the camera's N frames.
+    interpolation "nearest" copies values, so warped Gaussian noise stays exactly Gaussian per
+    element; "bilinear" blends (for latents). The result has x's type, dtype and device."""
+    if interpolation not in ("bilinear", "nearest"):
+        raise ValueError(f"unknown interpolation {interpolation!r}; use bilinear or nearest")
+    if source not in ("first", "each"):
+        raise ValueError(f"unknown source {source!r}; use first or each")
+    is_torch = type(x).__module__.startswith("torch")
+    if x.ndim not in (3, 4, 5):
+        raise ValueError(f"expected a tensor [C,T,h,w], [B,C,T,h,w] or [C,h,w], got shape {tuple(x.shape)}")
+    single = x.ndim == 3
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    t_len = cam.length if single else int(x.shape[-3])
+    frames = _frame_map(t_len, cam.length, frame_index)
+    z0 = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
+    out_frames = []
+    maps = camera_sampling_maps(cam, w, h, frames, projection, z0)
+    for t, (mx, my, extra) in enumerate(maps):
+        frame = x if single else (x[..., t, :, :] if source == "each" else x[..., 0, :, :])
+        lead = tuple(frame.shape[:-2])
+        src = frame.reshape(-1, h, w)
+        if is_torch:
+            warped = _torch_remap(src, mx, my, interpolation, border)
+        else:
+            hw_c = np.ascontiguousarray(np.moveaxis(np.asarray(src, dtype=np.float32), 0, -1))
+            warped = remap(hw_c, mx, my, border,
+                           cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR)
+            warped = np.moveaxis(warped.reshape(h, w, -1), -1, 0).astype(np.asarray(src).dtype)
+        if extra is not None and extra[0].any():
+            warped = _fill_tensor_holes(warped, extra[0], extra[1], is_torch)
+        out_frames.append(warped.reshape(*lead, h, w))
+    if is_torch:
+        import torch
+        return torch.stack(out_frames, dim=-3)
+    return np.stack(out_frames, axis=-3)
+
+
+def _fill_tensor_holes(warped, hidden, zt, is_torch):
+    if is_torch:
+        import torch
+        arr = warped.detach().float().cpu().numpy()
+    else:
+        arr = np.asarray(warped, dtype=np.float32)
+    vals = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
+    vals, _ = _fill_from_farthest(vals, ~hidden, zt.copy())
+    out = np.moveaxis(vals, -1, 0)
+    if is_torch:
+        return torch.from_numpy(np.ascontiguousarray(out)).to(device=warped.device, dtype=warped.dtype)
+    return out.astype(np.asarray(warped).dtype)
+
+
+def _torch_remap(src, mx: np.ndarray, my: np.ndarray, interpolation: str, border: str):
+    import torch
+    import torch.nn.functional as F
+    h, w = mx.shape
+    if border == "wrap":
+        mx, my = np.mod(mx + 0.5, w) - 0.5, np.mod(my + 0.5, h) - 0.5
+    grid = np.stack([(mx + 0.5) / w * 2 - 1, (my + 0.5) / h * 2 - 1], -1)[None]
+    g = torch.from_numpy(grid.astype(np.float32)).to(src.device)
+    pad = {"replicate": "border", "wrap": "border", "reflect": "reflection", "black": "zeros"}[border]
+    inp = src[None].float() if src.dtype in (torch.float16, torch.bfloat16) else src[None]
+    out = F.grid_sample(inp, g.to(inp.dtype), mode=interpolation, padding_mode=pad, align_corners=False)
+    return out[0].to(src.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# flow from a camera path
+
+def camera_flow(cam: Camera, i: int, j: int, width: int, height: int, projection: str = "perspective",
+                z: Optional[np.ndarray] = None) -> np.ndarray:
+    """Flow [height, width, 2] taking each pixel of frame i to its position in frame j
+    (nodes.common.flow's convention). Without z the picture is the 2-D plane; z is frame i's
+    depth (scene units, height x width) for a 2.5-D flow."""
+    c = cam.fitted(width, height)
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    if z is None:
+        hm = pixel_homography(c, j, i, projection)
+        p = hm[:, 0, None, None] * xs + hm[:, 1, None, None] * ys + hm[:, 2, None, None]
+        return np.stack([p[0] / p[2] - xs, p[1] / p[2] - ys], -1).astype(np.float32)
+    k0, ki = c.intrinsics[i], c.intrinsics[j]
+    rel = c.relative_transform(i, j)
+    pts = np.stack([(xs + 0.5 - k0[2]) / k0[0] * z, (ys + 0.5 - k0[3]) / k0[1] * z, z], -1) @ rel[:3, :3].T + rel[:3, 3]
+    zz = np.maximum(pts[..., 2], 1e-6)
+    return np.stack([ki[0] * pts[..., 0] / zz + ki[2] - 0.5 - xs, ki[1] * pts[..., 1] / zz + ki[3] - 0.5 - ys],
+                    -1).astype(np.float32)

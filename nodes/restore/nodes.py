@@ -1,0 +1,90 @@
+"""Restoration nodes: deflicker, stabilize, deblur, denoise (all stream chunk by chunk)."""
+from graph_engine import NodeError, Param, node
+from graph_engine.types import VIDEO
+
+
+@node("restore.deflicker", title="Deflicker", category="Restoration", temporal_radius=48)
+def deflicker(ctx, video: VIDEO,
+              radius: int = Param(12, min=1, max=48, help="frames either side averaged (sigma = radius / 2)"),
+              strength: float = Param(1.0, min=0.0, max=1.0, help="1 = full correction, 0 = unchanged"),
+              mode: str = Param("luma", choices=("luma", "rgb"),
+                                help="luma: one gain per frame; rgb: one per channel (colour flicker)"),
+              step_threshold: float = Param(0.5, min=0.05, max=5.0,
+                                            help="frame-to-frame log-brightness jumps above this are real "
+                                                 "lighting changes and are kept")) -> VIDEO:
+    """Remove fast brightness (and colour) flicker while keeping real lighting changes.
+
+    Consecutive frames are aligned by optical flow and their gain is measured on matching
+    pixels, so camera and object motion are not mistaken for flicker. Each frame's gain is
+    pulled to a temporal average of its neighbours: slow fades and exposure ramps pass,
+    scene cuts and sudden steps larger than `step_threshold` are never smoothed across."""
+    from nodes.restore.deflicker import deflicker_clip
+    return deflicker_clip(ctx, video, radius=radius, strength=strength, mode=mode, step_threshold=step_threshold)
+
+
+@node("restore.stabilize", title="Stabilize", category="Restoration", temporal_radius=60)
+def stabilize(ctx, video: VIDEO,
+              strength: float = Param(1.0, min=0.0, max=1.0, help="share of the shake removed"),
+              radius: int = Param(20, min=1, max=60, help="smoothing window, frames either side"),
+              border: str = Param("crop", choices=("crop", "reflect", "replicate", "black"),
+                                  help="crop: zoom in so no border shows; otherwise fill the uncovered edge"),
+              crop: float = Param(0.05, min=0.0, max=0.25, help="crop mode: share of each side given up"),
+              rotation: bool = Param(True, help="also smooth camera roll and zoom, not only shifts")) -> VIDEO:
+    """Steady shaky footage: track features, smooth the camera path, warp frames onto it.
+
+    Corners are tracked between frames and a shift/rotation/scale fitted robustly, so moving
+    objects do not pull the estimate. The camera path is smoothed with a local-linear fit
+    (intended pans stay, jitter goes). Tracking failures such as scene cuts split the path."""
+    from nodes.restore.stabilize import stabilize_clip
+    return stabilize_clip(ctx, video, radius=radius, strength=strength, border=border, crop=crop,
+                          rotation=rotation)
+
+
+@node("restore.deblur", title="Deblur", category="Restoration", temporal_radius=0)
+def deblur(ctx, video: VIDEO,
+           method: str = Param("wiener", choices=("unsharp", "wiener", "richardson_lucy")),
+           kernel: str = Param("auto", choices=("auto", "gaussian", "motion", "file"),
+                               help="auto: estimate a Gaussian blur from the clip; file: a PSF image or .npy"),
+           sigma: float = Param(1.5, min=0.3, max=20.0, help="Gaussian kernel / unsharp radius, pixels"),
+           length: float = Param(9.0, min=2.0, max=100.0, help="motion kernel length, pixels"),
+           angle: float = Param(0.0, min=-180.0, max=180.0, help="motion kernel direction, degrees"),
+           kernel_path: str = Param("", kind="path", help="PSF image (grayscale) or .npy when kernel = file"),
+           amount: float = Param(1.0, min=0.0, max=5.0, help="unsharp: how much detail to add"),
+           balance: float = Param(0.005, min=1e-5, max=1.0,
+                                  help="wiener: noise-to-signal ratio; raise it if the result rings or is noisy"),
+           iterations: int = Param(20, min=1, max=200, help="richardson_lucy: iterations")) -> VIDEO:
+    """Sharpen blurry footage: unsharp mask, or Wiener / Richardson-Lucy deconvolution.
+
+    The kernel is a Gaussian (given, or estimated from a few frames by how much strong edges
+    soften when re-blurred), a straight motion streak, or your own PSF file. Estimation
+    assumes roughly uniform defocus-like blur; give the kernel for motion blur."""
+    from nodes.restore import deblur as d
+    from nodes.restore.stream import map_frames
+    if method == "unsharp":
+        return map_frames(ctx, video, lambda f: d.unsharp(f, sigma, amount))
+    if kernel == "file" and not kernel_path:
+        raise NodeError("restore.deblur: kernel = file needs kernel_path (a grayscale PSF image or .npy)")
+    samples = [video.frame(i) for i in sorted({0, video.length // 3, 2 * video.length // 3})] \
+        if kernel == "auto" and video.length else []
+    try:
+        k = d.choose_kernel(kernel, sigma, length, angle, kernel_path, samples)
+    except (OSError, ValueError) as e:
+        raise NodeError(f"restore.deblur: {e}") from None
+    ctx.report(kernel_size=list(k.shape))
+    if method == "wiener":
+        return map_frames(ctx, video, lambda f: d.wiener(f, k, balance))
+    return map_frames(ctx, video, lambda f: d.richardson_lucy(f, k, iterations))
+
+
+@node("restore.denoise", title="Temporal Denoise", category="Restoration", temporal_radius=4)
+def denoise(ctx, video: VIDEO,
+            radius: int = Param(2, min=1, max=4, help="frames either side aligned and averaged"),
+            strength: float = Param(1.0, min=0.1, max=4.0,
+                                    help="how different an aligned neighbour may be and still count"),
+            sigma: float = Param(0.0, min=0.0, max=100.0, help="noise level in 8-bit levels; 0 = estimate")) -> VIDEO:
+    """Remove noise by averaging each frame with motion-aligned neighbours.
+
+    Neighbours are warped onto the frame by optical flow; where one disagrees by more than
+    the noise explains (occlusion, flow error) it is left out, so moving things do not ghost."""
+    from nodes.restore.denoise import denoise_clip
+    return denoise_clip(ctx, video, radius=radius, strength=strength, sigma=sigma)

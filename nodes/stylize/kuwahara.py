@@ -1,0 +1,44 @@
+"""Generalized Kuwahara filter (Papari, Petkov & Campisi 2007): a painterly, edge-keeping blur.
+
+The disc around each pixel is split into N overlapping, smoothly weighted sectors; each
+sector's weighted mean and variance come from convolutions (OpenCV's filter2D, so no pixel
+loop remains to JIT), and the output favours the sectors with the least variance:
+weight 1 / (1 + sigma^q). Smooth sector weights remove the blockiness of the classic
+four-square Kuwahara, and a fixed kernel keeps consecutive frames consistent."""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+
+@functools.lru_cache(maxsize=16)
+def sector_kernels(radius: int, sectors: int = 8) -> tuple:
+    ys, xs = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float32)
+    r = np.hypot(xs, ys)
+    theta = np.arctan2(ys, xs)
+    radial = np.exp(-0.5 * (r / (radius / 2.0)) ** 2) * (r <= radius + 0.5)
+    width = np.pi / sectors
+    kernels = []
+    for k in range(sectors):
+        d = np.angle(np.exp(1j * (theta - 2 * np.pi * k / sectors)))
+        w = np.exp(-0.5 * (d / width) ** 2) * radial
+        w[radius, radius] = radial[radius, radius] / sectors
+        kernels.append((w / w.sum()).astype(np.float32))
+    return tuple(kernels)
+
+
+def kuwahara(frame: np.ndarray, radius: int = 5, sharpness: float = 8.0, sectors: int = 8) -> np.ndarray:
+    f = frame.astype(np.float32) / 255.0
+    f2 = f * f
+    num = np.zeros_like(f)
+    den = np.zeros(f.shape[:2], np.float32)
+    for k in sector_kernels(radius, sectors):
+        m = cv2.filter2D(f, -1, k, borderType=cv2.BORDER_REFLECT)
+        var = np.maximum(cv2.filter2D(f2, -1, k, borderType=cv2.BORDER_REFLECT) - m * m, 0.0).sum(-1)
+        # Scale the spread to 8-bit units so `sharpness` behaves the same for any image.
+        w = 1.0 / (1.0 + (255.0 * np.sqrt(var)) ** sharpness * 1e-8)
+        num += m * w[..., None]
+        den += w
+    return np.clip(num / den[..., None] * 255.0 + 0.5, 0, 255).astype(np.uint8)

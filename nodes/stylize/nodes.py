@@ -1,0 +1,100 @@
+"""Stylization nodes: classical looks, colour transfer, neural AdaIN, and temporal stabilization."""
+from graph_engine import NodeError, Param, node
+from graph_engine.types import IMAGE, VIDEO
+
+
+@node("stylize.painterly", title="Painterly", category="Stylize", temporal_radius=0)
+def painterly(ctx, video: VIDEO,
+              method: str = Param("stylization", choices=("stylization", "edge_preserving", "detail"),
+                                  help="stylization: watercolour-like; edge_preserving: flat areas, crisp edges; "
+                                       "detail: enhanced texture"),
+              sigma_s: float = Param(60.0, min=1.0, max=200.0, help="spatial extent of the smoothing, pixels"),
+              sigma_r: float = Param(0.45, min=0.01, max=1.0, help="how strong an edge must be to be kept")) -> VIDEO:
+    """Edge-preserving painterly looks (OpenCV's domain-transform filters).
+
+    Per-frame filters shimmer a little on moving footage: follow with stylize.temporal."""
+    from nodes.restore.stream import map_frames
+    from nodes.stylize.filters import painterly as fn
+    return map_frames(ctx, video, lambda f: fn(f, method, sigma_s, sigma_r))
+
+
+@node("stylize.kuwahara", title="Kuwahara", category="Stylize", temporal_radius=0)
+def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brush size, pixels"),
+             sharpness: float = Param(8.0, min=1.0, max=16.0, help="higher keeps edges crisper"),
+             sectors: int = Param(8, min=4, max=16)) -> VIDEO:
+    """Oil-paint look: generalized Kuwahara filter with smooth sectors (Papari et al.)."""
+    from nodes.restore.stream import map_frames
+    from nodes.stylize.kuwahara import kuwahara as fn
+    return map_frames(ctx, video, lambda f: fn(f, radius, sharpness, sectors))
+
+
+@node("stylize.sketch", title="Pencil / Ink", category="Stylize", temporal_radius=0)
+def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "color_pencil", "ink")),
+           detail: float = Param(1.0, min=0.2, max=4.0, help="finer strokes when higher")) -> VIDEO:
+    """Pencil drawing (OpenCV pencil sketch) or ink lines (thresholded XDoG)."""
+    from nodes.restore.stream import map_frames
+    from nodes.stylize.filters import sketch as fn
+    return map_frames(ctx, video, lambda f: fn(f, style, detail))
+
+
+@node("stylize.cartoon", title="Cartoon", category="Stylize", temporal_radius=0)
+def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="colour levels per channel"),
+            edges: float = Param(1.0, min=0.0, max=1.0, help="outline darkness; 0 = none"),
+            smoothing: int = Param(2, min=0, max=8, help="bilateral passes that flatten colour regions")) -> VIDEO:
+    """Flat colour regions with dark outlines (bilateral smoothing, posterize, adaptive edges)."""
+    from nodes.restore.stream import map_frames
+    from nodes.stylize.filters import cartoon as fn
+    return map_frames(ctx, video, lambda f: fn(f, levels, edges, smoothing))
+
+
+@node("stylize.posterize", title="Posterize", category="Stylize", temporal_radius=0)
+def posterize(ctx, video: VIDEO, levels: int = Param(6, min=2, max=64, help="levels per channel")) -> VIDEO:
+    """Reduce each channel to a few fixed levels (the same bins every frame, so it does not flicker)."""
+    from nodes.restore.stream import map_frames
+    from nodes.stylize.filters import posterize as fn
+    return map_frames(ctx, video, lambda f: fn(f, levels))
+
+
+@node("stylize.color_transfer", title="Colour Transfer", category="Stylize", temporal_radius=0)
+def color_transfer(ctx, video: VIDEO, style: IMAGE,
+                   method: str = Param("reinhard", choices=("reinhard", "histogram")),
+                   strength: float = Param(1.0, min=0.0, max=1.0)) -> VIDEO:
+    """Give the clip the palette of a style image (Reinhard Lab statistics or histograms)."""
+    from nodes.color.match import matcher
+    from nodes.restore.stream import map_frames
+    return map_frames(ctx, video, matcher(style, method, strength))
+
+
+@node("stylize.temporal", title="Temporal Consistency", category="Stylize", temporal_radius=60)
+def temporal(ctx, video: VIDEO, source: VIDEO,
+             blend: float = Param(0.8, min=0.0, max=0.98,
+                                  help="weight of the previous (warped) output where it can be trusted"),
+             warmup: int = Param(24, min=0, max=60,
+                                 help="frames run before any requested range so renders of parts match a "
+                                      "full render"),
+             quality: str = Param("medium", choices=("fast", "medium", "best"), help="optical flow quality")) -> VIDEO:
+    """Stop a per-frame stylization from shimmering: blend each frame with the last, warped by flow.
+
+    `video` is the stylized clip, `source` the original it was made from; flow and occlusions
+    are measured on the source. Where the previous output is occluded or the source changed,
+    the fresh stylized frame is used as is, so new content appears at once without ghosts."""
+    from nodes.stylize.temporal import temporal_clip
+    if video.length != source.length or video.size != source.size:
+        raise NodeError(f"stylize.temporal: video {video!r} and source {source!r} must have the same length and "
+                        f"size (connect the clip the stylization was made from)")
+    return temporal_clip(ctx, video, source, blend=blend, warmup=warmup, quality=quality)
+
+
+@node("stylize.adain", title="Neural Style (AdaIN)", category="Stylize", device="gpu", temporal_radius=0)
+def adain(ctx, video: VIDEO, style: IMAGE,
+          encoder_path: str = Param("", kind="path", help="vgg_normalised.pth of the AdaIN release"),
+          decoder_path: str = Param("", kind="path", help="decoder.pth of the AdaIN release"),
+          alpha: float = Param(1.0, min=0.0, max=1.0, help="style strength")) -> VIDEO:
+    """Arbitrary style transfer (AdaIN, Huang & Belongie 2017) with weights from local files.
+
+    Kinograph ships no weights: point the paths at the reference release's encoder and
+    decoder state dicts. Follow with stylize.temporal for steady video."""
+    from nodes.restore.stream import map_frames
+    from nodes.stylize.adain import StyleTransfer
+    net = StyleTransfer(encoder_path, decoder_path, style, ctx.device, alpha)
+    return map_frames(ctx, video, net)

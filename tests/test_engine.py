@@ -1,0 +1,285 @@
+"""The executor, caches, graph model and workflow files, with counting test nodes."""
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+from graph_engine import Clip, NodeError, Param, node
+from graph_engine.api import load_workflow
+from graph_engine.cache import DiskCache
+from graph_engine.context import CancelToken
+from graph_engine.executor import Executor
+from graph_engine.registry import Registry
+from graph_engine.types import FLOAT, VIDEO
+from graph_engine.workflow import parse_workflow, to_yaml
+
+CALLS = []
+
+
+@node("test.number", category="Test")
+def number(ctx, value: float = Param(1.0)) -> FLOAT:
+    """A constant."""
+    CALLS.append(ctx.node_id)
+    return value
+
+
+@node("test.add", category="Test")
+def add(ctx, a: FLOAT, b: FLOAT = None, offset: float = Param(0.0)) -> FLOAT:
+    """a + b + offset."""
+    CALLS.append(ctx.node_id)
+    return a + (b or 0.0) + offset
+
+
+@node("test.slow_square", category="Test", expensive=True)
+def slow_square(ctx, a: FLOAT) -> FLOAT:
+    """An expensive node: its result goes to the disk tier."""
+    CALLS.append(ctx.node_id)
+    return a * a
+
+
+@node("test.fail", category="Test")
+def fail(ctx, a: FLOAT) -> FLOAT:
+    """Always fails with a user-facing message."""
+    raise NodeError("this node always fails")
+
+
+@node("test.wait", category="Test")
+def wait(ctx, a: FLOAT) -> FLOAT:
+    """Loops until cancelled."""
+    for _ in range(10_000):
+        ctx.progress(0, 1)
+        threading.Event().wait(0.001)
+    return a
+
+
+@node("test.report", category="Test", output=True)
+def report(ctx, a: FLOAT) -> None:
+    """Reports its input."""
+    CALLS.append(ctx.node_id)
+    ctx.report(value=a)
+
+
+@pytest.fixture
+def registry():
+    reg = Registry()
+    reg.load_builtin()
+    reg.register(number, add, slow_square, fail, wait, report)
+    CALLS.clear()
+    return reg
+
+
+CHAIN = """
+kinograph: 1
+nodes:
+  x: {type: test.number, params: {value: 2.0}}
+  y: {type: test.number, params: {value: 3.0}}
+  s: {type: test.add, inputs: {a: x.float, b: y.float}}
+  t: {type: test.add, inputs: {a: s.float}, params: {offset: 1.0}}
+  out: {type: test.report, inputs: {a: t.float}}
+"""
+
+
+def wf_of(text, registry, path=None):
+    wf, problems = parse_workflow(textwrap.dedent(text), path, registry)
+    assert not problems
+    return wf
+
+
+def test_engine_imports_no_torch_or_qt():
+    code = ("import sys, graph_engine, graph_engine.executor, graph_engine.api, graph_engine.registry;"
+            "graph_engine.registry.default_registry();"
+            "bad=[m for m in ('torch','PySide6','diffusers') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_rerun_executes_only_changed_node_and_descendants(registry, tmp_path):
+    ex = Executor(registry, disk=DiskCache(tmp_path, 1 << 30))
+    wf = wf_of(CHAIN, registry)
+    r = ex.run(wf)
+    assert r.ok and r.results["out"]["value"] == 6.0
+    assert sorted(CALLS) == ["out", "s", "t", "x", "y"]
+    CALLS.clear()
+    r = ex.run(wf)
+    assert CALLS == [] and r.results["out"]["value"] == 6.0
+    wf.graph.set_param("t", "offset", 10.0)
+    r = ex.run(wf)
+    assert sorted(CALLS) == ["out", "t"]
+    assert r.results["out"]["value"] == 15.0
+    assert "offset changed from 1.0 to 10.0" in ex.why("t")
+    assert "input a changed upstream" in ex.why("out")
+    assert "nothing changed" in ex.why("x")
+
+
+def test_expensive_result_reused_from_disk_by_second_process(tmp_path):
+    wf = tmp_path / "sq.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  x: {type: test.number, params: {value: 4.0}}\n"
+                  "  sq: {type: test.slow_square, inputs: {a: x.float}}\n"
+                  "  out: {type: test.report, inputs: {a: sq.float}}\n")
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        import test_engine as t
+        from graph_engine.cache import DiskCache
+        from graph_engine.executor import Executor
+        reg = t.Registry(); reg.load_builtin(); reg.register(t.number, t.add, t.slow_square, t.fail, t.wait, t.report)
+        from graph_engine.workflow import parse_workflow
+        wf, _ = parse_workflow(open({str(wf)!r}).read(), None, reg)
+        r = Executor(reg, disk=DiskCache({str(tmp_path / 'cache')!r}, 1 << 30)).run(wf)
+        print(json.dumps({{"calls": t.CALLS, "value": r.results["out"]["value"]}}))
+    """)
+    outs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True) for _ in range(2)]
+    import json
+    first, second = (json.loads(o.stdout.strip().splitlines()[-1]) for o in outs)
+    assert "sq" in first["calls"] and first["value"] == 16.0
+    assert "sq" not in second["calls"] and second["value"] == 16.0
+
+
+def test_failure_reported_while_independent_branch_finishes(registry, tmp_path):
+    wf = wf_of("""
+        kinograph: 1
+        nodes:
+          x: {type: test.number}
+          bad: {type: test.fail, inputs: {a: x.float}}
+          after: {type: test.report, inputs: {a: bad.float}}
+          good: {type: test.report, inputs: {a: x.float}}
+    """, registry)
+    events = []
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf, on_event=events.append)
+    assert not r.ok
+    assert r.failed == {"bad": "this node always fails"}
+    assert r.skipped == ["after"]
+    assert r.results["good"]["value"] == 1.0
+    failed = [e for e in events if e["event"] == "node_failed"]
+    assert failed[0]["node"] == "bad" and failed[0]["traceback"] is None
+    assert events[-1]["event"] == "run_finished" and events[-1]["ok"] is False
+
+
+def test_cancel_stops_run(registry, tmp_path):
+    wf = wf_of("""
+        kinograph: 1
+        nodes:
+          x: {type: test.number}
+          w: {type: test.wait, inputs: {a: x.float}}
+          out: {type: test.report, inputs: {a: w.float}}
+    """, registry)
+    cancel = CancelToken()
+    threading.Timer(0.2, cancel.cancel).start()
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf, cancel=cancel)
+    assert r.cancelled and not r.ok and "out" not in r.results
+
+
+def test_bypass_passes_input_through(registry, tmp_path):
+    wf = wf_of(CHAIN, registry)
+    wf.graph.set_bypass("t", True)
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
+    assert r.results["out"]["value"] == 5.0
+
+
+def test_memory_tier_respects_budget(registry, tmp_path):
+    ex = Executor(registry, memory_budget=10_000, disk=DiskCache(tmp_path, 1 << 30))
+    ex.memory.put("a", np.zeros(8000, np.uint8))
+    ex.memory.put("b", np.zeros(8000, np.uint8))
+    assert ex.memory.bytes <= 10_000 and ex.memory.get("a") is None and ex.memory.get("b") is not None
+
+
+def test_run_up_to_target_only_runs_ancestors(registry, tmp_path):
+    wf = wf_of(CHAIN, registry)
+    Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf, targets=["s"])
+    assert sorted(CALLS) == ["s", "x", "y"]
+
+
+def test_clip_random_access_equals_sequential():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 255, (50, 8, 8, 3), dtype=np.uint8)
+    calls = []
+
+    def reader(a, b):
+        calls.append((a, b))
+        return data[a:b]
+
+    clip = Clip(50, 24, 8, 8, reader, chunk=16)
+    seq = np.concatenate([blk for _, blk in clip.chunks(7)])
+    assert np.array_equal(seq, data)
+    assert all(a % 16 == 0 for a, _ in calls)
+    fresh = Clip(50, 24, 8, 8, reader, chunk=16)
+    assert np.array_equal(fresh.frames(13, 37), data[13:37])
+    assert np.array_equal(fresh.frame(-1), data[-1])
+    doubled = clip.map(lambda f: f // 2)
+    assert np.array_equal(doubled.frames(40, 50), data[40:50] // 2)
+
+
+def test_save_is_canonical_and_round_trips(registry):
+    wf = wf_of(CHAIN, registry)
+    wf.graph.set_ui("x", {"pos": [10, 20]})
+    text = to_yaml(wf.graph, registry)
+    again, problems = parse_workflow(text, None, registry)
+    assert not problems
+    assert to_yaml(again.graph, registry) == text
+    assert text.index("type:") < text.index("version:") < text.index("params:")
+    assert "pos: [10, 20]" in text
+
+
+def test_migrations_run_on_older_node_versions():
+    reg = Registry()
+
+    @node("test.versioned", version=2, migrations={1: lambda p: {"amount": p.pop("amt", 0.0), **p}})
+    def versioned(ctx, amount: float = Param(0.0)) -> FLOAT:
+        """Version 2 renamed amt to amount."""
+        return amount
+
+    reg.register(versioned)
+    wf, problems = parse_workflow("kinograph: 1\nnodes:\n  v: {type: test.versioned, version: 1, params: {amt: 3.5}}\n",
+                                  None, reg)
+    assert not problems
+    assert wf.graph.nodes["v"].params == {"amount": 3.5} and wf.graph.nodes["v"].version == 2
+    _, problems = parse_workflow("kinograph: 1\nnodes:\n  v: {type: test.versioned, version: 3}\n", None, reg)
+    assert "newer than this Kinograph knows" in str(problems[0])
+
+
+def test_user_nodes_folder_is_discovered(tmp_path):
+    (tmp_path / "my_nodes.py").write_text(textwrap.dedent('''
+        from graph_engine import node, Param
+        from graph_engine.types import FLOAT
+
+        @node("user.triple", category="User")
+        def triple(ctx, value: float = Param(1.0)) -> FLOAT:
+            """Three times the value."""
+            return 3 * value
+    '''))
+    reg = Registry()
+    reg.load_folder(tmp_path)
+    assert "user.triple" in reg and reg.get("user.triple").summary == "Three times the value."
+
+
+def test_graph_events_and_undo_data():
+    from graph_engine.graph import Graph
+    g = Graph()
+    seen = []
+    g.subscribe(lambda e: seen.append(e.kind))
+    a = g.add_node("test.number")
+    b = g.add_node("test.add")
+    g.connect(a, "float", b, "a")
+    g.set_param(a, "value", 2.0)
+    inst, ui, links = g.remove_node(a)
+    assert seen == ["node_added", "node_added", "linked", "param_changed", "unlinked", "node_removed"]
+    g.restore_node(inst, ui, links)
+    assert list(g.links())[0].src == a and g.nodes[a].params["value"] == 2.0
+
+
+def test_video_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "o.mp4"
+    wf = load_workflow(text=textwrap.dedent(f"""
+        kinograph: 1
+        nodes:
+          p: {{type: generate.test_pattern, params: {{frames: 10, width: 64, height: 48}}}}
+          r: {{type: video.resize, inputs: {{video: p.video}}, params: {{width: 32, height: 0}}}}
+          save: {{type: io.save_video, inputs: {{video: r.video}}, params: {{path: {out}, codec: ffv1}}}}
+    """))
+    from graph_engine.api import Session
+    res = Session(use_disk=False).run(wf)
+    assert res.ok and res.results["save"]["frames"] == 10
+    assert (tmp_path / "o.mp4").stat().st_size > 0

@@ -1,0 +1,82 @@
+"""Every malformed workflow in the corpus: exit 2, a located message, no traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).parent / "data" / "bad_workflows"
+
+# file -> (line the first message must point at, words it must contain)
+EXPECTED = {
+    "bad_yaml.yaml": (4, "not valid YAML"),
+    "not_mapping.yaml": (0, "must be a mapping"),
+    "newer_format.yaml": (1, "newer than this Kinograph reads"),
+    "unknown_type.yaml": (4, "did you mean 'generate.test_pattern'"),
+    "missing_link_target.yaml": (8, "missing node 'patern' (did you mean 'pattern'?)"),
+    "missing_required_input.yaml": (3, "required input 'video' (VIDEO) is not connected"),
+    "cycle.yaml": (3, "cycle"),
+    "wrong_type.yaml": (12, "VIDEO (vid.video) cannot connect to IMAGE"),
+    "out_of_range.yaml": (6, "'frames' 0 is out of range"),
+    "unknown_param.yaml": (6, "no parameter 'frame' (did you mean 'frames'?)"),
+    "bad_port.yaml": (8, "no input 'vidoe' (did you mean 'video'?)"),
+    "bad_choice.yaml": (10, "'h246' is not one of"),
+    "unsafe_tag.yaml": (4, "not valid YAML"),
+}
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_corpus_is_complete():
+    assert sorted(p.name for p in CORPUS.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_validate_reports_located_problem(name):
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    line, words = EXPECTED[name]
+    with pytest.raises(WorkflowError) as err:
+        load_workflow(CORPUS / name)
+    first = err.value.problems
+    text = "\n".join(map(str, first))
+    assert words in text
+    assert any(p.line == line for p in first), text
+    assert all(str(CORPUS / name) in str(p) for p in first)
+
+
+def test_cli_validate_exit_codes_and_no_traceback(tmp_path):
+    for name in ("unknown_type.yaml", "cycle.yaml", "bad_yaml.yaml"):
+        r = run_cli("validate", str(CORPUS / name), cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        assert f"{CORPUS / name}:" in r.stderr
+    r = run_cli("run", str(CORPUS / "unsafe_tag.yaml"), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert not (tmp_path / "pwned.txt").exists()
+    ok = run_cli("validate", str(Path(__file__).parents[1] / "examples" / "default.yaml"))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    wf = tmp_path / "many.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  a: {type: generate.test_pattern, params: {frames: -1, fps: 0}}\n"
+                  "  b: {type: io.save_vdeo}\n")
+    with pytest.raises(WorkflowError) as err:
+        load_workflow(wf)
+    assert len(err.value.problems) == 3
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    r = run_cli("run", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    example = str(Path(__file__).parents[1] / "examples" / "default.yaml")
+    r = run_cli("run", example, "--set", "pattern.frame=3")
+    assert r.returncode == 2 and "did you mean 'frames'" in r.stderr
+    r = run_cli("run", example, "--set", "patern.frames=3")
+    assert r.returncode == 2 and "did you mean 'pattern'" in r.stderr
