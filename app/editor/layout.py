@@ -22,8 +22,8 @@ def auto_layout(nodes: Iterable[str], links: Iterable[Tuple[str, str]], sizes: D
     g.add_edges_from((a, b) for a, b in links if a in g and b in g)
     out: Dict[str, Pos] = {}
     y0 = origin[1]
-    comps = sorted(nx.weakly_connected_components(g), key=lambda c: min(list(g.nodes).index(n) for n in c))
     order_index = {n: i for i, n in enumerate(g.nodes)}
+    comps = sorted(nx.weakly_connected_components(g), key=lambda c: min(order_index[n] for n in c))
     for comp in comps:
         sub = g.subgraph(comp)
         if not nx.is_directed_acyclic_graph(sub):     # a broken file may loop; keep it readable anyway

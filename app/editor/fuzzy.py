@@ -1,0 +1,70 @@
+"""Fuzzy ranking for the node search: letters in order, rewarded for word starts and runs.
+
+"resz" finds Resize, "sv vid" finds Save Video, and a word of the help text ("orbit")
+finds the node that mentions it."""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+SEPARATORS = " ._-/:()"
+
+
+def _boundary(text: str, i: int) -> bool:
+    return i == 0 or text[i - 1] in SEPARATORS or (text[i].isupper() and text[i - 1].islower())
+
+
+def score(query: str, text: str) -> Optional[float]:
+    """Higher is better; None when the letters of `query` do not occur in order in `text`."""
+    if not query:
+        return 0.0
+    q, low = query.lower(), text.lower()
+    best = None
+    start = low.find(q[0])
+    while start != -1:
+        s, prev, i = 0.0, -2, start
+        for ch in q:
+            i = low.find(ch, i)
+            if i == -1:
+                break
+            s += 10
+            if _boundary(text, i):
+                s += 8
+            if i == prev + 1:
+                s += 6
+            elif prev >= 0:
+                s -= min(6, i - prev - 1)
+            prev, i = i, i + 1
+        else:
+            best = s if best is None else max(best, s)
+        start = low.find(q[0], start + 1)
+    if best is None:
+        return None
+    if q in low:
+        best += 20 + (15 if low.startswith(q) else 0)
+    return best - len(text) * 0.05
+
+
+def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, object]]:
+    """Items whose every query word matches one of `fields(item)` = [(text, weight, fuzzy?)];
+    non-fuzzy fields (long help text) match whole substrings only."""
+    words = query.split()
+    out = []
+    for item in items:
+        total = 0.0
+        for w in words:
+            got = None
+            for text, weight, fuzzy in fields(item):
+                s = score(w, text) if fuzzy else (10.0 * len(w) if w.lower() in text.lower() else None)
+                if s is not None:
+                    got = s * weight if got is None else max(got, s * weight)
+            if got is None:
+                break
+            total += got
+        else:
+            out.append((total, item))
+    out.sort(key=lambda p: -p[0])
+    return out
+
+
+def spec_fields(spec) -> Sequence[Tuple[str, float, bool]]:
+    return ((spec.title, 1.0, True), (spec.type, 0.9, True), (spec.category, 0.6, True), (spec.help, 0.3, False))

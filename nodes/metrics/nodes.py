@@ -1,0 +1,133 @@
+"""Metric nodes: each returns its mean as FLOAT and reports it with the per-frame series."""
+from graph_engine import Input, NodeError, Param, node
+from graph_engine.types import FLOAT, VIDEO
+
+
+def _report(ctx, values, **extra) -> float:
+    from nodes.metrics.series import summary
+    value = summary(values)
+    if value is None:
+        raise NodeError(f"{ctx.node_id}: the clip is too short to measure (pairwise metrics need two frames)")
+    ctx.report(value=value, per_frame=[float(v) for v in values], **extra)
+    return value
+
+
+@node("metrics.psnr", title="PSNR", category="Metrics", output=True)
+def psnr(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
+    """Peak signal-to-noise ratio against a reference clip, in dB (higher is closer).
+
+    Per frame over all RGB values (8-bit peak 255); the value is the mean over frames.
+    Identical frames score 100 dB."""
+    from nodes.metrics import series
+    return _report(ctx, series.psnr(ctx, video, reference), unit="dB")
+
+
+@node("metrics.ssim", title="SSIM", category="Metrics", output=True)
+def ssim(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
+    """Structural similarity against a reference clip (1 = identical).
+
+    Wang et al. 2004: Gaussian window (sigma 1.5), per RGB channel, averaged; mean over frames."""
+    from nodes.metrics import series
+    return _report(ctx, series.ssim(ctx, video, reference))
+
+
+@node("metrics.warp_error", title="Warping Error", category="Metrics", output=True)
+def warp_error(ctx, video: VIDEO, source: VIDEO = Input(optional=True, help="clip to measure flow on "
+                                                                           "(e.g. the unstylized original)")) -> FLOAT:
+    """Temporal consistency: each frame vs the previous one warped onto it by optical flow (lower is steadier).
+
+    Lai et al. 2018's E_warp: mean squared RGB difference (values in [0, 1]) over pixels the
+    forward-backward flow check finds visible in both frames. Flow is measured on `source`
+    when given (so a stylization is judged against the motion of the original), else on
+    the video itself."""
+    from nodes.metrics import series
+    if source is not None and (source.length != video.length or source.size != video.size):
+        raise NodeError(f"metrics.warp_error: source {source!r} must match video {video!r} in length and size")
+    return _report(ctx, series.warp_error(ctx, video, source))
+
+
+@node("metrics.flicker", title="Flicker", category="Metrics", output=True)
+def flicker(ctx, video: VIDEO) -> FLOAT:
+    """Frame-to-frame luminance instability: mean |change of mean luma| between frames, 8-bit levels."""
+    from nodes.metrics import series
+    return _report(ctx, series.flicker(ctx, video), unit="levels")
+
+
+@node("metrics.sharpness", title="Sharpness", category="Metrics", output=True)
+def sharpness(ctx, video: VIDEO) -> FLOAT:
+    """Variance of the Laplacian of luma per frame (higher is sharper; compare like with like)."""
+    from nodes.metrics import series
+    return _report(ctx, series.sharpness(ctx, video))
+
+
+@node("metrics.motion", title="Motion", category="Metrics", output=True)
+def motion(ctx, video: VIDEO) -> FLOAT:
+    """Mean optical-flow magnitude between frames in pixels: how dynamic the clip is.
+
+    Also reports `dynamic_degree`: the share of frame pairs moving more than 1% of the frame
+    diagonal (a static, barely moving generation scores near 0)."""
+    from nodes.metrics import series
+    values = series.motion(ctx, video)
+    diag = (video.width ** 2 + video.height ** 2) ** 0.5
+    dynamic = sum(v > 0.01 * diag for v in values) / max(1, len(values))
+    return _report(ctx, values, unit="px", dynamic_degree=dynamic)
+
+
+@node("metrics.report", title="Metrics Report", category="Metrics", output=True)
+def report(ctx, video: VIDEO, reference: VIDEO = Input(optional=True, help="for psnr and ssim"),
+           source: VIDEO = Input(optional=True, help="for warp_error's flow"),
+           path: str = Param("out/metrics.json", kind="path", reads=False, help="JSON file; the chart goes "
+                                                                                 "beside it as .png"),
+           metrics: str = Param("psnr, ssim, warp_error, flicker, sharpness, motion",
+                                help="comma-separated; psnr/ssim are skipped without a reference")) -> FLOAT:
+    """Measure several metrics at once; write them as JSON and a PNG chart of the per-frame series.
+
+    Returns the number of metrics written."""
+    from nodes.metrics.report import write_report
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    info = write_report(ctx, video, names, path, reference=reference, source=source)
+    for p in (info["json"], info["chart"]):
+        ctx.wrote(p)
+    ctx.report(**info)
+    return float(len(info["metrics"]))
+
+
+@node("metrics.lpips", title="LPIPS", category="Metrics", output=True, device="gpu")
+def lpips(ctx, video: VIDEO, reference: VIDEO,
+          weights: str = Param("", kind="path", help="LPIPS linear-layer weights (alex.pth of the LPIPS release)"),
+          backbone: str = Param("", kind="path", help="AlexNet ImageNet weights in torchvision's layout")) -> FLOAT:
+    """Learned perceptual distance to a reference clip (LPIPS, AlexNet variant; lower is closer).
+
+    Needs two local files: the LPIPS linear weights and the AlexNet backbone. Kinograph
+    ships neither and never downloads them; a missing file is reported by name."""
+    from nodes.metrics.learned import lpips_series
+    return _report(ctx, lpips_series(ctx, video, reference, weights, backbone))
+
+
+@node("metrics.clip_score", title="CLIP Score", category="Metrics", output=True, device="gpu")
+def clip_score(ctx, video: VIDEO, prompt: str = Param("", kind="text", help="the text the video should show"),
+               model: str = Param("", kind="path", help="a local CLIP model folder (transformers format)")) -> FLOAT:
+    """Text-video agreement: 100 x cosine similarity of CLIP image and text embeddings, per frame.
+
+    Needs a CLIP model saved locally (e.g. openai/clip-vit-base-patch32 with its tokenizer);
+    nothing is downloaded."""
+    from nodes.metrics.learned import clip_series
+    if not prompt.strip():
+        raise NodeError("metrics.clip_score: give the prompt the video is meant to show")
+    return _report(ctx, clip_series(ctx, video, prompt, model))
+
+
+@node("metrics.fvd", title="FVD", category="Metrics", output=True, device="gpu")
+def fvd(ctx, video: VIDEO, reference: VIDEO,
+        detector: str = Param("", kind="path", help="I3D feature extractor as TorchScript (i3d_torchscript.pt)"),
+        clip_frames: int = Param(16, min=2, max=64, help="frames per I3D clip"),
+        stride: int = Param(4, min=1, max=64, help="frames between clip starts")) -> FLOAT:
+    """Frechet Video Distance between a clip and a reference clip (lower is closer).
+
+    Features of overlapping sub-clips from a local I3D TorchScript detector (the one used by
+    StyleGAN-V and DIGAN); their Gaussian statistics are compared. FVD is a distribution
+    metric: with one short clip per side it is noisy, so compare like with like."""
+    from nodes.metrics.learned import fvd_value
+    value, n = fvd_value(ctx, video, reference, detector, clip_frames, stride)
+    ctx.report(value=value, clips=n)
+    return value

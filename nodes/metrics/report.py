@@ -1,0 +1,50 @@
+"""metrics.report: several metric series in one JSON file and one PNG chart."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List
+
+from graph_engine import NodeError
+from nodes.metrics import series
+from nodes.metrics.chart import write_chart
+
+# Pairwise series start at the second frame.
+PAIRWISE = ("warp_error", "flicker", "motion")
+
+
+def write_report(ctx, video, names: List[str], path: str, reference=None, source=None) -> dict:
+    unknown = [n for n in names if n not in series.SERIES]
+    if unknown or not names:
+        raise NodeError(f"metrics.report: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+                        f"choose from {', '.join(series.SERIES)}")
+    if not path:
+        raise NodeError("metrics.report: set path to the JSON file to write")
+    results, skipped = {}, []
+    for name in names:
+        if name in series.NEEDS_REFERENCE:
+            if reference is None:
+                skipped.append(name)
+                continue
+            values = series.SERIES[name](ctx, video, reference)
+        elif name == "warp_error":
+            values = series.warp_error(ctx, video, source)
+        else:
+            values = series.SERIES[name](ctx, video)
+        results[name] = {"value": series.summary(values), "per_frame": [float(v) for v in values],
+                         "first_frame": 1 if name in PAIRWISE else 0}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chart = out.with_suffix(".png")
+    doc = {"frames": video.length, "width": video.width, "height": video.height, "fps": video.fps,
+           "metrics": results, "skipped": {n: "needs a reference clip" for n in skipped}}
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    os.replace(tmp, out)
+    tmp_chart = chart.with_name(chart.stem + ".part.png")
+    write_chart(str(tmp_chart), {k: v["per_frame"] for k, v in results.items()},
+                {k: v["first_frame"] for k, v in results.items()})
+    os.replace(tmp_chart, chart)
+    return {"json": str(out), "chart": str(chart), "metrics": {k: v["value"] for k, v in results.items()},
+            "skipped": skipped}

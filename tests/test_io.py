@@ -1,0 +1,189 @@
+"""io.* and video.* nodes: frame counts, codecs, audio, embedded workflows, atomic writes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_engine import Clip, NodeError
+from graph_engine.api import Session, load_workflow
+from nodes.io.video_read import load_video
+from nodes.io.video_write import ffmpeg_exe, write_video
+from nodes.video import edit
+from nodes.video.test_pattern import pattern_frames
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_clip(n=12, w=48, h=32):
+    return Clip(n, 12.0, w, h, lambda a, b: pattern_frames(a, b, w, h, n))
+
+
+@pytest.fixture(scope="module")
+def lossless(tmp_path_factory):
+    """A lossless (ffv1) file with a known pattern and an audio track."""
+    d = tmp_path_factory.mktemp("io")
+    clip = make_clip(30)
+    silent = d / "silent.mkv"
+    write_video(clip, str(silent), codec="ffv1")
+    with_audio = d / "audio.mkv"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(silent), "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=2.5", "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
+                    "-shortest", str(with_audio)], check=True)
+    return clip, silent, with_audio
+
+
+def test_lossless_round_trip_and_random_access(lossless):
+    clip, path, _ = lossless
+    loaded = load_video(str(path))
+    assert loaded.length == 30 and (loaded.width, loaded.height) == (48, 32) and loaded.fps == 12.0
+    assert np.array_equal(loaded.to_array(), clip.to_array())
+    again = load_video(str(path))
+    assert np.array_equal(again.frames(21, 25), clip.frames(21, 25))      # seek, not decode from 0
+    assert np.array_equal(again.frames(3, 5), clip.frames(3, 5))          # and back again
+
+
+def test_load_params(lossless):
+    clip, path, _ = lossless
+    sel = load_video(str(path), start=2, count=5, every_nth=3)
+    assert sel.length == 5 and sel.fps == 4.0
+    assert np.array_equal(sel.to_array(), clip.to_array()[2::3][:5])
+    small = load_video(str(path), width=24)
+    assert (small.width, small.height) == (24, 16)
+    resampled = load_video(str(path), fps=6.0)
+    assert resampled.length == 15 and np.array_equal(resampled.frame(1), clip.frame(2))
+
+
+def test_audio_is_kept(lossless, tmp_path):
+    _, _, with_audio = lossless
+    clip = load_video(str(with_audio))
+    assert clip.audio is not None
+    out = tmp_path / "a.mp4"
+    write_video(edit.trim(clip, 6, 12), str(out))
+    import av
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 1
+        assert abs(float(c.streams.audio[0].duration * c.streams.audio[0].time_base) - 1.0) < 0.15
+
+
+@pytest.mark.parametrize("codec,suffix", [("h264", ".mp4"), ("ffv1", ".mkv"), ("gif", ".gif"), ("webp", ".webp"),
+                                          ("vp9", ".webm")])
+def test_codecs_write_the_right_number_of_frames(codec, suffix, tmp_path):
+    out = tmp_path / f"v{suffix}"
+    info = write_video(make_clip(8, 32, 32), str(out), codec=codec)
+    assert info["frames"] == 8 and out.stat().st_size > 100
+    if codec == "webp":      # ffmpeg decodes no animated WebP; Pillow does
+        from PIL import Image
+        with Image.open(out) as im:
+            assert im.n_frames == 8
+    else:
+        import av
+        with av.open(str(out)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 8
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_odd_size_h264_is_padded(tmp_path):
+    out = tmp_path / "odd.mp4"
+    write_video(make_clip(4, 33, 21), str(out))
+    assert load_video(str(out)).width == 34
+
+
+def test_video_utilities():
+    c = make_clip(10)
+    a = c.to_array()
+    assert np.array_equal(edit.trim(c, 2, 3).to_array(), a[2:5])
+    assert edit.concat(c, c).length == 20 and np.array_equal(edit.concat(c, c).frame(13), a[3])
+    r = Session(use_disk=False)
+    wf = load_workflow(text="""
+kinograph: 1
+nodes:
+  p: {type: generate.test_pattern, params: {frames: 5, width: 32, height: 32}}
+  rev: {type: video.reverse, inputs: {video: p.video}}
+  pp: {type: video.pingpong, inputs: {video: p.video}}
+  nth: {type: video.every_nth, inputs: {video: p.video}, params: {n: 2}}
+  fps: {type: video.fps, inputs: {video: p.video}, params: {fps: 48.0}}
+""")
+    out = r.run(wf).outputs
+    src = out["p"]["video"].to_array()
+    assert np.array_equal(out["rev"]["video"].to_array(), src[::-1])
+    assert out["pp"]["video"].length == 8 and np.array_equal(out["pp"]["video"].frame(5), src[3])
+    assert out["nth"]["video"].length == 3 and out["nth"]["video"].fps == 12.0
+    assert out["fps"]["video"].length == 9
+    with pytest.raises(NodeError, match="resize one of them"):
+        edit.concat(c, make_clip(3, 16, 16))
+
+
+def test_workflow_embedded_in_outputs_runs_again(tmp_path):
+    wf = tmp_path / "w.yaml"
+    wf.write_text(f"""
+kinograph: 1
+nodes:
+  p: {{type: generate.test_pattern, params: {{frames: 4, width: 32, height: 32}}}}
+  save: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: {tmp_path}/first.mp4}}}}
+  still: {{type: io.save_image, inputs: {{image: p.video}}, params: {{path: {tmp_path}/first.png}}}}
+""")
+    r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf), "--json"], capture_output=True, text=True)
+    assert r.returncode == 2 and "VIDEO (p.video) cannot connect to IMAGE" in r.stderr
+    wf.write_text(wf.read_text().replace("  still:", "  img: {type: io.load_image, params: {path: "
+                                         f"{ROOT}/resources/samples/coffee.png}}}}\n  still:").replace("p.video}, params: {path: " + str(tmp_path) + "/first.png", "img.image}, params: {path: " + str(tmp_path) + "/first.png"))
+    r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(l) for l in r.stdout.splitlines()]
+    finished = [e for e in events if e["event"] == "node_finished"]
+    assert {e["node"] for e in finished} == {"p", "save", "img", "still"}
+    assert all(set(e) >= {"node", "cached", "seconds"} for e in finished)
+    assert events[-1]["event"] == "run_finished" and events[-1]["results"]["save"]["frames"] == 4
+    for media in ("first.mp4", "first.png"):
+        r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(tmp_path / media), "--set",
+                            f"save.path={tmp_path}/again.mp4", "--set", f"still.path={tmp_path}/again.png"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "again.mp4").exists() and (tmp_path / "again.png").exists()
+
+
+def test_ctrl_c_exits_130_and_leaves_no_partial_output(tmp_path):
+    wf = tmp_path / "long.yaml"
+    wf.write_text(f"""
+kinograph: 1
+nodes:
+  p: {{type: generate.test_pattern, params: {{frames: 100000, width: 256, height: 256}}}}
+  save: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: {tmp_path}/long.mp4}}}}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(wf), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:       # wait until frames are flowing
+        if '"node_progress"' in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    assert not (tmp_path / "long.mp4").exists()
+    assert not [p for p in os.listdir(tmp_path) if "partial" in p]
+
+
+def test_bad_inputs_give_clear_messages(tmp_path):
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    with pytest.raises(NodeError, match="broken.mp4"):
+        load_video(str(tmp_path / "broken.mp4"))
+    with pytest.raises(NodeError, match="not found"):
+        load_video(str(tmp_path / "missing.mp4"))
+    from nodes.io.images import load_frames, read_image
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(NodeError, match="bad.png"):
+        read_image(str(tmp_path / "bad.png"))
+    with pytest.raises(NodeError, match="no images found"):
+        load_frames(str(tmp_path / "empty*"), 24)
+
+
+def test_load_frames_and_save_frames(tmp_path):
+    from nodes.io.images import load_frames, write_frames
+    info = write_frames(make_clip(5), str(tmp_path / "seq"), "kinograph: 1\n")
+    assert info["frames"] == 5 and (tmp_path / "seq" / "workflow.yaml").exists()
+    back = load_frames(str(tmp_path / "seq"), 12)
+    assert np.array_equal(back.to_array(), make_clip(5).to_array())
