@@ -76,13 +76,13 @@ def flow_magnitude(flow: np.ndarray) -> np.ndarray:
 
 
 def _splat_kernel():
-    # Built on first use so importing this module never pays numba's start-up cost.
+    # Compiled on first use so importing this module never pays numba's start-up cost.
     global _SPLAT
     if _SPLAT is None:
         import numba
 
         @numba.njit(cache=True, nogil=True)
-        def splat(values, flow, weight, scale, acc, wsum):
+        def splat(values, flow, weight, scale, acc, wsum, cover):
             h, w, c = values.shape
             for y in range(h):
                 for x in range(w):
@@ -104,7 +104,9 @@ def _splat_kernel():
                             xx = x0 + dx
                             if xx < 0 or xx >= w:
                                 continue
-                            k = wt * wy * (fx if dx else 1.0 - fx)
+                            b = wy * (fx if dx else 1.0 - fx)
+                            k = wt * b
+                            cover[yy, xx] += b
                             wsum[yy, xx] += k
                             for ch in range(c):
                                 acc[yy, xx, ch] += k * values[y, x, ch]
@@ -118,16 +120,19 @@ _SPLAT = None
 def forward_splat(values: np.ndarray, flow: np.ndarray, weight: np.ndarray, scale: float = 1.0):
     """Push each pixel's values to x + scale * flow(x) with bilinear weights (forward warping).
 
-    values float32 HxWxC, weight float32 HxW (0 skips a pixel; larger wins where several
-    land together, e.g. exp(-k * error) for softmax splatting). Returns (acc, wsum): the
-    weighted sums HxWxC and the weights HxW; acc / wsum is the splatted image where wsum > 0."""
+    values float32 HxWxC, weight float32 HxW (0 skips a pixel; where several land together
+    the heavier wins, e.g. exp(-k * error) for softmax splatting). Returns (acc, wsum, cover):
+    weighted sums HxWxC, their weights HxW, and the unweighted coverage HxW (how many source
+    pixels landed: 0 in holes, about 1 where motion is smooth, more where things pile up).
+    acc / wsum is the splatted image where wsum > 0; `fill_holes` completes it."""
     h, w = flow.shape[:2]
     values = np.ascontiguousarray(values.reshape(h, w, -1), np.float32)
     acc = np.zeros(values.shape, np.float32)
     wsum = np.zeros((h, w), np.float32)
+    cover = np.zeros((h, w), np.float32)
     _splat_kernel()(values, np.ascontiguousarray(flow, np.float32), np.ascontiguousarray(weight, np.float32),
-                    np.float32(scale), acc, wsum)
-    return acc, wsum
+                    np.float32(scale), acc, wsum, cover)
+    return acc, wsum, cover
 
 
 def fill_holes(acc: np.ndarray, wsum: np.ndarray, trust: float = 1e-3) -> np.ndarray:

@@ -15,8 +15,8 @@ from typing import List, Sequence
 import cv2
 import numpy as np
 
-from nodes.common.flow import (base_grid, consistency_mask, estimate_flow, fill_holes, forward_splat,
-                               to_gray)
+from nodes.common.flow import estimate_flow, fill_holes, forward_splat, to_gray
+from nodes.interpolate import kernels as K
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ QUALITY = {
 
 @dataclass
 class PairState:
-    f0: np.ndarray      # float32 HxWx3 frame 0
+    f0: np.ndarray      # uint8 HxWx3 frame 0
     f1: np.ndarray
     fwd: np.ndarray     # flow 0->1, full resolution
     bwd: np.ndarray     # flow 1->0
@@ -58,15 +58,6 @@ def _flow_pair(g0: np.ndarray, g1: np.ndarray, s: Settings, size) -> tuple:
     return fwd, bwd
 
 
-def _confidence(fa: np.ndarray, fb: np.ndarray, flow_ab: np.ndarray, flow_ba: np.ndarray, sharpness: float):
-    h, w = flow_ab.shape[:2]
-    grid = base_grid(h, w) + flow_ab
-    seen = cv2.remap(fb, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    err = np.abs(seen - fa).mean(axis=-1)
-    ok = consistency_mask(flow_ab, flow_ba)
-    return np.exp(-sharpness * err) * (0.1 + 0.9 * ok)
-
-
 class FlowSynth:
     def __init__(self, quality: str = "medium"):
         self.s = QUALITY[quality]
@@ -74,34 +65,22 @@ class FlowSynth:
     def prepare(self, a: np.ndarray, b: np.ndarray) -> PairState:
         h, w = a.shape[:2]
         fwd, bwd = _flow_pair(to_gray(a), to_gray(b), self.s, (w, h))
-        f0, f1 = a.astype(np.float32), b.astype(np.float32)
-        return PairState(f0, f1, fwd, bwd, _confidence(f0, f1, fwd, bwd, self.s.sharpness),
-                         _confidence(f1, f0, bwd, fwd, self.s.sharpness))
+        sharp = np.float32(self.s.sharpness)
+        return PairState(a, b, fwd, bwd, K.confidence(a, b, fwd, bwd, sharp, 0.01, 0.5),
+                         K.confidence(b, a, bwd, fwd, sharp, 0.01, 0.5))
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
         return [self._at(st, t) for t in ts]
 
     def _at(self, st: PairState, t: float) -> np.ndarray:
-        h, w = st.fwd.shape[:2]
-        ones = np.ones((h, w, 1), np.float32)
-        # Both frames vote for the motion m (in frame-0-to-1 units) seen at time t; the third
-        # channel counts how much of each frame lands on a pixel, i.e. its visibility at t.
-        acc0, ws0 = forward_splat(np.dstack([st.fwd, ones]), st.fwd, st.w0, t)
-        acc1, ws1 = forward_splat(np.dstack([-st.bwd, ones]), st.bwd, st.w1, 1.0 - t)
-        motion = fill_holes(acc0[..., :2] + acc1[..., :2], ws0 + ws1)
-        _, cnt0 = forward_splat(ones, st.fwd, np.ones((h, w), np.float32), t)
-        _, cnt1 = forward_splat(ones, st.bwd, np.ones((h, w), np.float32), 1.0 - t)
-        vis0 = cv2.GaussianBlur(np.minimum(cnt0, 1.0), (5, 5), 0)
-        vis1 = cv2.GaussianBlur(np.minimum(cnt1, 1.0), (5, 5), 0)
-        grid = base_grid(h, w)
-        m0 = grid - t * motion
-        m1 = grid + (1.0 - t) * motion
-        w0 = cv2.remap(st.f0, m0[..., 0], m0[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        w1 = cv2.remap(st.f1, m1[..., 0], m1[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        b0 = (1.0 - t) * (vis0 + 0.02)
-        b1 = t * (vis1 + 0.02)
-        out = (w0 * b0[..., None] + w1 * b1[..., None]) / (b0 + b1)[..., None]
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        # Both frames vote for the motion m (in frame-0-to-1 units) seen at time t; how much of
+        # each frame lands on a pixel is its visibility at t.
+        acc0, ws0, cover0 = forward_splat(st.fwd, st.fwd, st.w0, t)
+        acc1, ws1, cover1 = forward_splat(-st.bwd, st.bwd, st.w1, 1.0 - t)
+        motion = fill_holes(acc0 + acc1, ws0 + ws1).astype(np.float32)
+        vis0 = cv2.GaussianBlur(np.minimum(cover0, 1.0), (5, 5), 0)
+        vis1 = cv2.GaussianBlur(np.minimum(cover1, 1.0), (5, 5), 0)
+        return K.warp_blend(st.f0, st.f1, motion, vis0, vis1, np.float32(t), np.float32(0.02))
 
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",

@@ -1,0 +1,93 @@
+"""Copy and paste as workflow YAML: the clipboard holds a small, valid workflow, so nodes move
+between windows, between editors, and into a text editor and back."""
+from __future__ import annotations
+
+import copy
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from graph_engine.graph import ID_RE, Graph
+from graph_engine.workflow import parse_workflow, to_yaml
+
+from . import ops
+
+NOTES, REROUTES = "_notes", "_reroutes"
+
+
+def copy_text(graph: Graph, registry, node_ids: Iterable[str], note_ids: Iterable[str] = ()) -> str:
+    ids = [n for n in node_ids if n in graph.nodes]
+    sub = graph.subgraph(ids)
+    reroutes = {k: v for k, v in (graph.ui.get(REROUTES) or {}).items() if _link_key_inside(sub, k)}
+    if reroutes:
+        sub.ui[REROUTES] = copy.deepcopy(reroutes)
+    notes = {k: v for k, v in (graph.ui.get(NOTES) or {}).items() if k in set(note_ids)}
+    if notes:
+        sub.ui[NOTES] = copy.deepcopy(notes)
+    return to_yaml(sub, registry)
+
+
+def _link_key_inside(sub: Graph, key: str) -> bool:
+    dst, _, port = key.partition(".")
+    return port in sub.inputs.get(dst, {})
+
+
+def looks_like_workflow(text: str) -> bool:
+    return "kinograph:" in text and "nodes:" in text
+
+
+def _fresh_id(want: str, taken: Set[str]) -> str:
+    base = want if ID_RE.match(want) else "node"
+    if base not in taken:
+        return base
+    stem = base.rstrip("0123456789") or base
+    i = 2
+    while f"{stem}{i}" in taken:
+        i += 1
+    return f"{stem}{i}"
+
+
+def paste_ops(text: str, graph: Graph, registry, at: Optional[Tuple[float, float]] = None,
+              offset: Tuple[float, float] = (40.0, 40.0)) -> Tuple[List[ops.Op], Dict[str, str]]:
+    """Operations that add the clipboard's nodes (renamed where ids clash), their links, notes
+    and reroutes; placed with their top-left at `at`, or `offset` from where they were copied."""
+    wf, problems = parse_workflow(text, None, registry)
+    src = wf.graph
+    if not src.nodes:
+        raise ValueError(problems[0].message if problems else "the clipboard holds no nodes")
+    taken = set(graph.nodes)
+    mapping: Dict[str, str] = {}
+    for nid in src.nodes:
+        mapping[nid] = _fresh_id(nid, taken)
+        taken.add(mapping[nid])
+    xs = [src.ui.get(n, {}).get("pos", [0, 0]) for n in src.nodes]
+    notes = src.ui.get(NOTES) or {}
+    xs += [n.get("pos", [0, 0]) for n in notes.values()]
+    left, top = min(p[0] for p in xs), min(p[1] for p in xs)
+    dx, dy = (at[0] - left, at[1] - top) if at is not None else offset
+    out: List[ops.Op] = []
+    for nid, inst in src.nodes.items():
+        ui = copy.deepcopy(src.ui.get(nid) or {})
+        x, y = ui.get("pos", [0, 0])
+        ui["pos"] = [round(x + dx), round(y + dy)]
+        out.append(ops.AddNode(inst.type, mapping[nid], inst.params, inst.version, ui, inst.bypass, inst.title))
+    for dst, ports in src.inputs.items():
+        for port, (s, sport) in ports.items():
+            if s in mapping:
+                out.append(ops.Connect(mapping[s], sport, mapping[dst], port))
+    reroutes = src.ui.get(REROUTES) or {}
+    if reroutes:
+        merged = copy.deepcopy(graph.ui.get(REROUTES) or {})
+        for key, pts in reroutes.items():
+            dst, _, port = key.partition(".")
+            if dst in mapping:
+                merged[f"{mapping[dst]}.{port}"] = [[p[0] + dx, p[1] + dy] for p in pts]
+        out.append(ops.SetUi(REROUTES, merged))
+    if notes:
+        merged = copy.deepcopy(graph.ui.get(NOTES) or {})
+        for nid, note in notes.items():
+            new = _fresh_id(nid, set(merged))
+            body = copy.deepcopy(note)
+            x, y = body.get("pos", [0, 0])
+            body["pos"] = [round(x + dx), round(y + dy)]
+            merged[new] = body
+        out.append(ops.SetUi(NOTES, merged))
+    return out, mapping

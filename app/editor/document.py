@@ -1,0 +1,150 @@
+"""A document: one workflow graph, where it lives on disk, and its undo history.
+
+Saving writes the same YAML as the CLI (layout under `ui:`) through QSaveFile, so the file
+on disk is always either the old one or the complete new one."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from PySide6.QtCore import QObject, QSaveFile, Signal
+from PySide6.QtGui import QUndoStack
+
+from graph_engine.errors import WorkflowError
+from graph_engine.graph import Event, Graph
+from graph_engine.registry import default_registry
+from graph_engine.validate import validate
+from graph_engine.workflow import Problem, Workflow, parse_workflow, read_text, to_yaml
+
+from .commands import GraphCommand
+from .geometry import node_size
+from .layout import auto_layout
+from .ops import Op
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """All of `data` under `path`, or the previous file untouched (QSaveFile renames on commit)."""
+    f = QSaveFile(str(path))
+    if not f.open(QSaveFile.WriteOnly):
+        raise OSError(f"cannot write {path}: {f.errorString()}")
+    if f.write(data) != len(data):
+        f.cancelWriting()
+        f.commit()
+        raise OSError(f"cannot write {path}: {f.errorString()}")
+    if not f.commit():
+        raise OSError(f"cannot save {path}: {f.errorString()}")
+
+
+class Document(QObject):
+    changed = Signal(object)            # the graph Event, after the model changed
+    modifiedChanged = Signal(bool)
+    pathChanged = Signal(object)
+
+    def __init__(self, graph: Optional[Graph] = None, path: Optional[Path] = None, registry=None,
+                 problems: Sequence[Problem] = ()):
+        super().__init__()
+        self.registry = registry or default_registry()
+        self.graph = graph if graph is not None else Graph()
+        self.path = Path(path).resolve() if path else None
+        self.origin: Optional[Path] = None          # the rendered file a workflow was read from
+        self.problems: List[Problem] = list(problems)
+        self.revision = 0
+        self.undo = QUndoStack(self)
+        self.undo.cleanChanged.connect(lambda clean: self.modifiedChanged.emit(not clean))
+        self._unsubscribe = self.graph.subscribe(self._on_event)
+
+    # -- model ------------------------------------------------------------------------------
+    def _on_event(self, ev: Event) -> None:
+        self.revision += 1
+        self.changed.emit(ev)
+
+    def push(self, text: str, operations: Sequence[Op], gesture: Optional[object] = None) -> GraphCommand:
+        """The only way the editor changes the graph: one undo step that runs `operations` now."""
+        cmd = GraphCommand(self.graph, text, operations, gesture)
+        self.undo.push(cmd)
+        return cmd
+
+    def spec(self, node_id: str):
+        inst = self.graph.nodes.get(node_id)
+        return self.registry.get(inst.type) if inst else None
+
+    @property
+    def workflow(self) -> Workflow:
+        return Workflow(self.graph, self.path)
+
+    @property
+    def modified(self) -> bool:
+        return not self.undo.isClean()
+
+    @property
+    def title(self) -> str:
+        return self.path.name if self.path else "untitled"
+
+    def validate(self) -> List[Problem]:
+        return validate(self.workflow, self.registry)
+
+    def text(self) -> str:
+        return to_yaml(self.graph, self.registry)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, path: Optional[Path] = None) -> Path:
+        target = Path(path).resolve() if path else self.path
+        if target is None:
+            raise ValueError("the document has no file yet; choose one with Save As")
+        write_atomic(target, self.text().encode("utf-8"))
+        moved = target != self.path
+        self.path = target
+        self.undo.setClean()
+        if moved:
+            self.pathChanged.emit(target)
+        return target
+
+    @classmethod
+    def from_text(cls, text: str, path: Optional[Path] = None, registry=None) -> "Document":
+        """A document from workflow YAML; located problems are kept in `.problems` for the log,
+        and only a text that yields no graph at all is refused."""
+        reg = registry or default_registry()
+        wf, problems = parse_workflow(text, Path(path).resolve() if path else None, reg)
+        if problems and not wf.graph.nodes and not _empty_but_valid(text):
+            raise WorkflowError(problems)
+        place_unplaced(wf.graph, reg)
+        doc = cls(wf.graph, wf.path, reg, problems)
+        doc.problems += [p for p in validate(wf, reg) if p not in problems]
+        return doc
+
+    @classmethod
+    def load(cls, path: Path, registry=None) -> "Document":
+        """From a .yaml, or from a rendered video/PNG carrying its workflow (which then has no
+        file of its own: saving asks where)."""
+        path = Path(path).resolve()
+        doc = cls.from_text(read_text(path), path, registry)
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            doc.path = None
+            doc.origin = path
+        return doc
+
+
+def _empty_but_valid(text: str) -> bool:
+    import yaml
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and data.get("kinograph") == 1 and data.get("nodes") in ({}, None)
+
+
+def place_unplaced(graph: Graph, registry) -> None:
+    """Give nodes that a hand-written or generated file left without `pos` a layered layout,
+    beside the ones that have one."""
+    missing = [n for n in graph.nodes if not isinstance((graph.ui.get(n) or {}).get("pos"), list)]
+    if not missing:
+        return
+    sizes = {n: node_size(registry.get(graph.nodes[n].type)) for n in missing}
+    placed = [graph.ui[n]["pos"] for n in graph.nodes if n not in missing]
+    origin = (max((p[0] for p in placed), default=-280.0) + 280.0, 0.0)
+    links = [(l.src, l.dst) for l in graph.links()]
+    for n, (x, y) in auto_layout(missing, links, sizes, origin).items():
+        graph.set_ui(n, dict(graph.ui.get(n) or {}, pos=[round(x), round(y)]))

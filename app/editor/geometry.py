@@ -1,0 +1,31 @@
+"""Node geometry shared by the painter, hit-testing and auto-layout (which runs before any item exists)."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+NODE_W = 200.0
+HEADER_H = 26.0
+ROW_H = 20.0
+PAD = 6.0
+PORT_R = 5.5
+GRID = 20.0
+THUMB_H = 96.0
+
+
+def node_rows(spec) -> Tuple[int, int]:
+    """(port rows, parameter rows): inputs and outputs share rows, parameters follow."""
+    if spec is None:
+        return 1, 0
+    return max(len(spec.inputs), len(spec.outputs)), len(spec.params)
+
+
+def node_size(spec, collapsed: bool = False, thumb: bool = False) -> Tuple[float, float]:
+    if collapsed:
+        return NODE_W * 0.75, HEADER_H
+    ports, params = node_rows(spec)
+    h = HEADER_H + PAD + (ports + params) * ROW_H + PAD + (THUMB_H + PAD if thumb else 0.0)
+    return NODE_W, max(h, HEADER_H + ROW_H + 2 * PAD)
+
+
+def snap(v: float, grid: Optional[float] = GRID) -> float:
+    return round(v / grid) * grid if grid else v

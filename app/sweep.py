@@ -1,0 +1,285 @@
+"""Sweep files: which parameter overrides make up each job of `kinograph batch`.
+
+    grid:                          # every combination (the first key varies slowest)
+      sample.seed: [1, 2, 3]
+      prompt.text: ["a fox", "a heron"]
+    cases:                         # and/or explicit cases
+      - {sample.seed: 7, prompt.text: "a red kite"}
+
+Cases are numbered from 1 in that order (grid first), so a number names the same job
+every time the file is read: that is what `--only` takes to retry failed jobs. Output
+path parameters may hold `{case}` and `{NODE.PARAM}` placeholders (with an optional
+format spec, `{sample.seed:04d}`); an output that would be the same for several cases
+gets `_{case}` added before its extension so no job overwrites another's result."""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from graph_engine.errors import WorkflowError
+from graph_engine.registry import Registry, did_you_mean
+from graph_engine.validate import check_param
+from graph_engine.workflow import Problem, Workflow, _line_map
+
+TOP_KEYS = ("grid", "cases")
+PLACEHOLDER = re.compile(r"\{(case|[A-Za-z][A-Za-z0-9_\-]*\.[A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
+
+
+@dataclass
+class Case:
+    number: int
+    overrides: Dict[str, Any]          # "node.param" -> value, in sweep-file order
+    line: int = 0
+
+
+@dataclass
+class Sweep:
+    path: Path
+    cases: List[Case]
+
+    @property
+    def width(self) -> int:
+        return len(str(len(self.cases)))
+
+    def label(self, case: Case) -> str:
+        return str(case.number).zfill(self.width)
+
+
+@dataclass
+class Job:
+    case: Case
+    label: str
+    workflow: Workflow                  # the workflow with the case's overrides and expanded outputs
+    outputs: List[str] = field(default_factory=list)    # absolute output paths it will write
+
+
+# -- reading the sweep file --------------------------------------------------------------------
+def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
+    """Parse and check a sweep file against the workflow; every problem raises one WorkflowError."""
+    import yaml
+    path = Path(path)
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WorkflowError([Problem(label, 0, None, "no such sweep file")])
+    except (OSError, UnicodeDecodeError) as e:
+        raise WorkflowError([Problem(label, 0, None, f"cannot read the sweep file: {e}")])
+    try:
+        data = yaml.safe_load(text)
+        lines, dups = _line_map(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise WorkflowError([Problem(label, mark.line + 1 if mark else 0, None, f"not valid YAML: {what}")])
+
+    def at(*keys) -> int:
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in lines:
+                return lines[keys[:n]]
+        return 0
+
+    problems = [Problem(label, line, None, f"duplicate key {k!r} (the later one would win)") for line, k in dups]
+    if not isinstance(data, dict) or not any(k in data for k in TOP_KEYS):
+        problems.append(Problem(label, 1 if data is not None else 0, None,
+                                "a sweep file is a mapping with `grid:` (NODE.PARAM: [values]) and/or "
+                                "`cases:` (a list of {NODE.PARAM: value} mappings)"))
+        raise WorkflowError(problems)
+    for k in data:
+        if k not in TOP_KEYS:
+            problems.append(Problem(label, at(k), None, f"unknown key {k!r}; a sweep file has "
+                                                        f"{' and '.join(TOP_KEYS)}{did_you_mean(str(k), TOP_KEYS)}"))
+
+    def check(key: Any, value: Any, *where) -> None:
+        msg = _check_override(str(key), value, wf, registry)
+        if msg:
+            problems.append(Problem(label, at(*where), None, msg))
+
+    cases: List[Case] = []
+    grid = data.get("grid")
+    if grid is not None:
+        if not isinstance(grid, dict) or not grid:
+            problems.append(Problem(label, at("grid"), None, "`grid:` must map NODE.PARAM to a list of values"))
+        else:
+            axes = []
+            for key, values in grid.items():
+                values = values if isinstance(values, list) else [values]
+                if not values:
+                    problems.append(Problem(label, at("grid", key), None, f"`{key}` has no values"))
+                for i, v in enumerate(values):
+                    check(key, v, "grid", key, i)
+                axes.append([(str(key), v) for v in values])
+            for combo in itertools.product(*axes):
+                cases.append(Case(len(cases) + 1, dict(combo), at("grid")))
+    listed = data.get("cases")
+    if listed is not None:
+        if not isinstance(listed, list):
+            problems.append(Problem(label, at("cases"), None, "`cases:` must be a list of {NODE.PARAM: value} "
+                                                              "mappings"))
+        else:
+            for i, entry in enumerate(listed):
+                if entry is None:
+                    entry = {}
+                if not isinstance(entry, dict):
+                    problems.append(Problem(label, at("cases", i), None, f"case {i + 1} of `cases:` must be a "
+                                                                         f"mapping of NODE.PARAM to a value"))
+                    continue
+                for key, v in entry.items():
+                    check(key, v, "cases", i, key)
+                cases.append(Case(len(cases) + 1, {str(k): v for k, v in entry.items()}, at("cases", i)))
+    if not cases and not problems:
+        problems.append(Problem(label, 1, None, "the sweep has no cases"))
+    if problems:
+        raise WorkflowError(problems)
+    return Sweep(path, cases)
+
+
+def _check_override(key: str, value: Any, wf: Workflow, registry: Registry) -> Optional[str]:
+    node_id, _, param = key.rpartition(".")
+    if not node_id or not param:
+        return f"`{key}` must be written NODE.PARAM (for example sample.seed)"
+    g = wf.graph
+    if node_id not in g.nodes:
+        return f"`{key}`: no node {node_id!r} in {wf.label}{did_you_mean(node_id, g.nodes)}"
+    spec = registry.get(g.nodes[node_id].type)
+    if spec is None:
+        return None          # the workflow's own validation names the unknown node type
+    if param not in spec.params:
+        return f"`{key}`: {spec.type} has no parameter {param!r}{did_you_mean(param, spec.params)}"
+    if isinstance(value, (list, dict)):
+        return f"`{key}`: a value must be a single number, text or true/false, got {value!r}"
+    why = check_param(spec.params[param], value)
+    return f"`{key}`: {why}" if why else None
+
+
+def select_cases(sweep: Sweep, only: str) -> List[Case]:
+    """The cases `--only` names ("3", "1,4", "2-5"); all of them when it is empty."""
+    if not only.strip():
+        return list(sweep.cases)
+    n = len(sweep.cases)
+    wanted = set()
+    for part in only.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise WorkflowError([Problem("--only", 0, None, f"{part!r} is not a case number or range like 2-5")])
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if lo < 1 or hi > n or lo > hi:
+            raise WorkflowError([Problem("--only", 0, None, f"case {part} does not exist: "
+                                                            f"{sweep.path.name} has cases 1-{n}")])
+        wanted.update(range(lo, hi + 1))
+    return [c for c in sweep.cases if c.number in wanted]
+
+
+# -- building each case's workflow -----------------------------------------------------------
+def output_params(wf: Workflow, registry: Registry) -> List[Tuple[str, str]]:
+    """(node, param) of every path parameter a node writes to."""
+    out = []
+    for nid, inst in wf.graph.nodes.items():
+        spec = registry.get(inst.type)
+        if spec is None:
+            continue
+        for name, ps in spec.params.items():
+            if ps.kind == "path" and not ps.reads:
+                out.append((nid, name))
+    return out
+
+
+def _param_value(wf: Workflow, registry: Registry, node_id: str, param: str) -> Any:
+    inst = wf.graph.nodes[node_id]
+    if param in inst.params:
+        return inst.params[param]
+    return registry.get(inst.type).params[param].default
+
+
+def expand(template: str, label: str, wf: Workflow, registry: Registry) -> str:
+    """Fill `{case}` and `{NODE.PARAM[:spec]}`; values become file-name safe (spaces and slashes to _)."""
+    def fill(m: "re.Match") -> str:
+        key, spec = m.group(1), m.group(2) or ""
+        if key == "case":
+            value: Any = label
+        else:
+            node_id, param = key.split(".", 1)
+            if node_id not in wf.graph.nodes:
+                raise ValueError(f"placeholder {{{key}}}: no node {node_id!r}{did_you_mean(node_id, wf.graph.nodes)}")
+            spec_ = registry.get(wf.graph.nodes[node_id].type)
+            if spec_ is None or param not in spec_.params:
+                names = spec_.params if spec_ else ()
+                raise ValueError(f"placeholder {{{key}}}: node {node_id} has no parameter {param!r}"
+                                 f"{did_you_mean(param, names)}")
+            value = _param_value(wf, registry, node_id, param)
+        try:
+            text = format(value, spec)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"placeholder {m.group(0)}: format {spec!r} does not fit {value!r} ({e})")
+        text = re.sub(r"[^\w.+\-]+", "_", text).strip("_.")
+        return text[:60] or "_"
+
+    return PLACEHOLDER.sub(fill, template)
+
+
+def _with_case(template: str) -> str:
+    root, ext = os.path.splitext(template)
+    return f"{root}_{{case}}{ext}"
+
+
+def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry) -> Tuple[List[Job], List[str]]:
+    """One workflow per case with overrides applied and output paths expanded; plus notes for the user.
+
+    Collisions are judged over the whole sweep, not just `cases`, so a retried job writes
+    where it would have in the full run."""
+    from graph_engine.executor import resolve_path
+    targets = output_params(wf, registry)
+    variants = {c.number: _case_workflow(wf, c) for c in sweep.cases}
+    notes: List[str] = []
+    problems: List[Problem] = []
+    templates: Dict[Tuple[str, str], Dict[int, str]] = {}
+    for nid, name in targets:
+        templates[(nid, name)] = {n: str(_param_value(v, registry, nid, name) or "") for n, v in variants.items()}
+
+    def expand_all(key, per_case) -> Optional[Dict[int, str]]:
+        out = {}
+        for c in sweep.cases:
+            try:
+                out[c.number] = expand(per_case[c.number], sweep.label(c), variants[c.number], registry)
+            except ValueError as e:
+                problems.append(wf.problem(str(e), "nodes", key[0], "params", key[1], node=key[0]))
+                return None
+        return out
+
+    for key, per_case in templates.items():
+        if not any(per_case.values()):
+            continue
+        paths = expand_all(key, per_case)
+        if paths is None:
+            continue
+        if len(sweep.cases) > 1 and len(set(paths.values())) < len(paths):
+            per_case = {n: _with_case(t) for n, t in per_case.items()}
+            paths = expand_all(key, per_case)
+            notes.append(f"{key[0]}.{key[1]} would be the same file for several cases; added _{{case}}: "
+                         f"{per_case[sweep.cases[0].number]}")
+            if paths is None:
+                continue
+        for n, p in paths.items():
+            variants[n].graph.nodes[key[0]].params[key[1]] = p
+    if problems:
+        raise WorkflowError(problems)
+    jobs = []
+    for c in cases:
+        v = variants[c.number]
+        outs = [resolve_path(str(v.graph.nodes[nid].params[name]), v.base_dir) for nid, name in targets
+                if v.graph.nodes[nid].params.get(name)]
+        jobs.append(Job(c, sweep.label(c), v, outs))
+    return jobs, notes
+
+
+def _case_workflow(wf: Workflow, case: Case) -> Workflow:
+    g = wf.graph.copy()
+    for key, value in case.overrides.items():
+        node_id, _, param = key.rpartition(".")
+        g.nodes[node_id].params[param] = value
+    return Workflow(g, wf.path, wf.lines)

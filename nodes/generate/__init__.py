@@ -1,0 +1,1 @@
+"""Generative core: model manager, family adapters, encoders, samplers and their nodes."""

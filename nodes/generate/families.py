@@ -1,0 +1,112 @@
+"""The model families Kinograph knows: names, frame rules, how to recognise them on disk.
+
+Pure data (no torch), so nodes can validate frame counts and the CLI can list models fast.
+Compression factors here are the released models'; a loaded model's own VAE config wins."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from graph_engine import NodeError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    title: str
+    pipelines: Tuple[str, ...]          # diffusers pipeline classes in model_index.json
+    denoisers: Tuple[str, ...]          # transformer/unet class names
+    time_factor: int = 1                # pixel frames per latent frame (causal VAEs: 1 + k*(T-1))
+    space_factor: int = 8
+    fps: float = 8.0
+    flow: bool = False                  # rectified-flow model (x = (1-s) x0 + s noise)
+    cfg: float = 7.0
+    steps: int = 25
+    size: Tuple[int, int] = (512, 512)  # width, height it was trained at
+    frames: int = 16
+
+    def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
+        k = time_factor or self.time_factor
+        return frames if k == 1 else (frames - 1) // k + 1
+
+    def pixel_frames(self, latent_frames: int, time_factor: Optional[int] = None) -> int:
+        k = time_factor or self.time_factor
+        return latent_frames if k == 1 else (latent_frames - 1) * k + 1
+
+    def check_frames(self, frames: int, time_factor: Optional[int] = None) -> None:
+        k = time_factor or self.time_factor
+        if frames < 1:
+            raise NodeError(f"{self.title} needs at least 1 frame, got {frames}")
+        if k > 1 and frames % k != 1:
+            lo = frames - (frames - 1) % k
+            hi = lo + k
+            near = f"{lo} or {hi}" if lo >= 1 else f"{hi}"
+            raise NodeError(f"{self.title} takes {k}n+1 frames (its VAE compresses time {k}x); {frames} is not "
+                            f"one of them. The nearest valid frame counts are {near}.")
+
+    def check_size(self, width: int, height: int, space_factor: Optional[int] = None) -> None:
+        f = space_factor or self.space_factor
+        if width % f or height % f or width <= 0 or height <= 0:
+            w2, h2 = max(f, round(width / f) * f), max(f, round(height / f) * f)
+            raise NodeError(f"{self.title} needs width and height divisible by {f}; {width}x{height} is not. "
+                            f"Try {w2}x{h2}.")
+
+
+FAMILIES: Dict[str, Family] = {f.name: f for f in (
+    Family("sd", "Stable Diffusion 1.5 (image)", ("StableDiffusionPipeline",), ("UNet2DConditionModel",),
+           fps=8.0, cfg=7.5, frames=1),
+    Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
+           ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),
+    Family("svd", "Stable Video Diffusion", ("StableVideoDiffusionPipeline",),
+           ("UNetSpatioTemporalConditionModel",), fps=7.0, cfg=3.0, size=(1024, 576), frames=14),
+    Family("wan", "Wan 2.1/2.2", ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline"),
+           ("WanTransformer3DModel",), time_factor=4, fps=16.0, flow=True, cfg=5.0, steps=30,
+           size=(832, 480), frames=81),
+    Family("ltx", "LTX-Video", ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline"),
+           ("LTXVideoTransformer3DModel",), time_factor=8, space_factor=32, fps=24.0, flow=True, cfg=3.0,
+           steps=40, size=(704, 480), frames=121),
+    Family("cogvideox", "CogVideoX", ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline"),
+           ("CogVideoXTransformer3DModel",), time_factor=4, fps=8.0, cfg=6.0, steps=50, size=(720, 480),
+           frames=49),
+    Family("hunyuan", "HunyuanVideo", ("HunyuanVideoPipeline",), ("HunyuanVideoTransformer3DModel",),
+           time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61),
+    Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=4.0,
+           steps=20, size=(48, 48), frames=16),
+)}
+
+
+def family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise NodeError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+def family_of_classes(pipeline: str = "", denoiser: str = "") -> Optional[str]:
+    for f in FAMILIES.values():
+        if pipeline in f.pipelines or denoiser in f.denoisers:
+            return f.name
+    return None
+
+
+# Single-file checkpoints: key fragments that only one family's original weights contain.
+_KEY_SIGNS = (
+    ("motion", ("motion_modules.",)),
+    ("hunyuan", ("double_blocks.0.img_attn", "txt_in.", "transformer_blocks.0.attn.add_q_proj",
+                 "context_embedder.token_refiner")),
+    ("wan", ("blocks.0.self_attn.q.weight", "patch_embedding.weight", "blocks.0.attn1.to_q.weight",
+             "condition_embedder.")),
+    ("ltx", ("patchify_proj.", "adaln_single.", "caption_projection.linear_1")),
+    ("cogvideox", ("transformer_blocks.0.norm1.linear", "patch_embed.text_proj", "mixins.patch_embed")),
+    ("svd", ("time_stack.", "time_mixer.")),
+    ("sd", ("model.diffusion_model.input_blocks.", "down_blocks.0.attentions.0.transformer_blocks.0.attn2")),
+)
+
+
+def family_of_keys(keys) -> Optional[str]:
+    """Best guess of a checkpoint's family from its tensor names ("motion" = an AnimateDiff motion module)."""
+    keys = list(keys)
+    for fam, signs in _KEY_SIGNS:
+        if any(s in k for k in keys for s in signs):
+            return fam
+    return None

@@ -1,0 +1,45 @@
+"""Text to video with kinograph-mini: classifier-free-guided flow-matching Euler sampling.
+
+The graph's `sample` node does the same with its own sampler choice; this is the plain-function path
+used by evaluation, tests and benchmarks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nodes.generate.samplers import flow_sigmas, sample_flow_euler
+from nodes.mini.model import CHANNELS, HEIGHT, NATIVE_FRAMES, WIDTH, to_uint8
+
+DEFAULT_STEPS = 16
+DEFAULT_GUIDANCE = 4.0
+
+
+def initial_noise(count: int, seed: int, frames: int = NATIVE_FRAMES) -> torch.Tensor:
+    """[count,3,T,H,W] standard normal noise; clip i depends only on seed + i, so batching does not
+    change a clip."""
+    return torch.stack([torch.randn(CHANNELS, frames, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(seed + i))
+                        for i in range(count)])
+
+
+def guided_velocity(model, text_encoder, prompts: list[str], guidance: float, negative: str = ""):
+    """model_fn(x, sigma) -> velocity with classifier-free guidance against `negative`."""
+    emb, mask = text_encoder.encode(list(prompts) + [negative] * len(prompts))
+
+    def model_fn(x, sigma):
+        t = sigma.to(x.device, x.dtype).expand(2 * x.shape[0])
+        cond, uncond = model(torch.cat([x, x]), t, emb.to(x.dtype), mask).chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    return model_fn
+
+
+@torch.no_grad()
+def generate(model, text_encoder, prompts: list[str], seed: int = 0, steps: int = DEFAULT_STEPS,
+             guidance: float = DEFAULT_GUIDANCE, shift: float = 1.0, frames: int = NATIVE_FRAMES,
+             callback=None) -> np.ndarray:
+    """uint8 clips [B,T,H,W,3], one per prompt."""
+    x = initial_noise(len(prompts), seed, frames).to(model.device, model.dtype)
+    x = sample_flow_euler(guided_velocity(model, text_encoder, prompts, guidance), x,
+                          flow_sigmas(steps, shift), callback)
+    return to_uint8(x)

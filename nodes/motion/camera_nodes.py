@@ -1,0 +1,210 @@
+"""Camera nodes: build, combine, save, preview and apply camera paths; camera conditioning."""
+import inspect
+from contextlib import contextmanager
+
+from graph_engine import Input, NodeError, Param, node
+from graph_engine.types import CAMERA, FLOW, IMAGE, VIDEO, register_type
+
+from .camera import PRESET_EASINGS, PRESETS   # numpy only: cheap to import
+
+CAMERA_CONTROL = register_type("CAMERA_CONTROL", "#90e0a0", port="camera_control",
+                               help="camera conditioning for a video model (Plücker rays, CameraCtrl or "
+                                    "MotionCtrl poses), computed at the model's size when it asks")
+
+CONVENTION = """
+Convention: per frame, intrinsics fx, fy, cx, cy in pixels of width x height (pixel centres
+at +0.5) and a camera-to-world 4x4 with OpenCV axes: x right, y down, z forward. Paths
+start at the origin looking down +z; a still picture sits on a plane 1 unit ahead, so
+translations are in units of that distance. Pan (yaw) positive turns right, tilt positive
+turns up, roll positive turns the camera clockwise (the picture turns counter-clockwise)."""
+
+
+def with_convention(func):
+    """Append the camera convention to a node's help."""
+    func.__doc__ = inspect.cleandoc(func.__doc__) + "\n" + CONVENTION
+    return func
+
+
+@contextmanager
+def user_errors():
+    """Bad values found by the plain functions reach the user as node errors."""
+    try:
+        yield
+    except NodeError:
+        raise
+    except (ValueError, OSError) as e:
+        raise NodeError(str(e)) from None
+
+
+def _sched(default, help):
+    return Param(default, kind="schedule", help=help)
+
+
+@node("motion.camera_path", title="Camera Path", category="Motion")
+@with_convention
+def camera_path(ctx,
+                frames: int = Param(48, min=1, max=100000, help="length of the path (a pose file sets its own)"),
+                width: int = Param(832, min=8, max=16384, help="picture width the pixel values refer to"),
+                height: int = Param(480, min=8, max=16384, help="picture height the pixel values refer to"),
+                preset: str = Param("static", choices=PRESETS, help="a ready-made move, added to the schedules"),
+                speed: float = Param(1.0, min=0.0, max=100.0,
+                                     help="preset speed: 1 = 0.01 units, 0.5 degrees or 1% zoom per frame"),
+                easing: str = Param("linear", choices=PRESET_EASINGS, help="how the preset's motion is spread in time"),
+                zoom: float = _sched(1.0, "view scale relative to frame 0 (1.5 shows the centre magnified 1.5x)"),
+                pan_x: float = _sched(0.0, "picture shift to the right in pixels, relative to frame 0"),
+                pan_y: float = _sched(0.0, "picture shift downwards in pixels, relative to frame 0"),
+                translation_x: float = _sched(0.0, "camera position, right (units)"),
+                translation_y: float = _sched(0.0, "camera position, down (units)"),
+                translation_z: float = _sched(0.0, "camera position, forward (units)"),
+                rotation_pan: float = _sched(0.0, "turn right, degrees"),
+                rotation_tilt: float = _sched(0.0, "turn up, degrees"),
+                rotation_roll: float = _sched(0.0, "roll clockwise, degrees"),
+                fov: float = _sched(60.0, "horizontal field of view, degrees"),
+                pose_file: str = Param("", kind="path", help="CameraCtrl / RealEstate10K pose file to start from"),
+                ) -> CAMERA:
+    """A per-frame camera from a preset, keyframed schedules and/or a CameraCtrl pose file.
+
+    Every numeric parameter is a schedule: a number, an expression of the frame t, or
+    keyframes such as `0:(1.0), 47:(1.4)`. The image-plane moves (zoom, pan_x, pan_y) change
+    the intrinsics only; translation and rotation move the camera in 3-D (with a depth map,
+    apply_camera shows parallax). A pose file gives the base path (and the length); the
+    schedules, then the preset, move it further in its own frame.
+
+    Presets: pan_* moves the camera sideways or up/down (truck/pedestal, as camera-control
+    models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
+    moves it forward/back, roll_* rolls it, orbit_* circles a point 1 unit ahead.
+    """
+    from .camera import build_path
+    with user_errors():
+        return build_path(frames, width, height, preset_name=preset, speed=speed, easing=easing,
+                          pose_file=pose_file, zoom=zoom, pan_x=pan_x, pan_y=pan_y,
+                          translation_x=translation_x, translation_y=translation_y, translation_z=translation_z,
+                          rotation_pan=rotation_pan, rotation_tilt=rotation_tilt, rotation_roll=rotation_roll,
+                          fov=fov)
+
+
+@node("motion.camera_combine", title="Combine Camera Paths", category="Motion")
+def camera_combine(ctx, a: CAMERA, b: CAMERA,
+                   mode: str = Param("chain", choices=("chain", "combine"),
+                                     help="chain: b continues where a ends; combine: both at once")) -> CAMERA:
+    """Join two camera paths.
+
+    chain: b's motion (relative to its first frame) continues from a's last frame; the
+    result has len(a) + len(b) - 1 frames (b's first frame is a's last). combine: b's motion
+    is added to a's frame by frame in a's local frame (a pan plus a zoom), the shorter path
+    holding its last frame."""
+    from .camera import chain, combine
+    with user_errors():
+        return chain(a, b) if mode == "chain" else combine(a, b)
+
+
+@node("motion.camera_save", title="Save Camera Path", category="Motion", output=True)
+def camera_save(ctx, camera: CAMERA,
+                path: str = Param("out/camera.txt", kind="path", reads=False, help="pose file to write")) -> None:
+    """Write the path as a CameraCtrl / RealEstate10K pose file.
+
+    One header line, then per frame: `0 fx fy cx cy w h` (intrinsics divided by the width
+    and height) and the 3x4 world-to-camera matrix, row-major."""
+    import os
+    from .camera import describe, write_pose_file
+    with user_errors():
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        write_pose_file(camera, path)
+    ctx.wrote(path)
+    ctx.report(path=path, frames=camera.length, summary=describe(camera))
+
+
+@node("motion.camera_preview", title="Camera Preview", category="Motion")
+def camera_preview(ctx, camera: CAMERA,
+                   width: int = Param(512, min=64, max=4096),
+                   height: int = Param(256, min=64, max=4096)) -> IMAGE:
+    """Draw the path from above (x right, forward up) and from the side (forward right, up up).
+
+    The path runs from blue (first frame) to red (last), with view frusta at a few frames
+    and the still picture's plane in grey."""
+    from .preview import camera_preview as draw
+    return draw(camera, width, height)
+
+
+@node("motion.apply_camera", title="Apply Camera", category="Motion")
+@with_convention
+def apply_camera(ctx, camera: CAMERA,
+                 image: IMAGE = Input(optional=True, help="a still picture to move"),
+                 video: VIDEO = Input(optional=True, help="a clip whose frame i is moved by camera frame i"),
+                 depth: IMAGE = Input(optional=True, help="depth map of the picture: enables 2.5-D parallax"),
+                 projection: str = Param("perspective", choices=("perspective", "affine"),
+                                         help="2-D: full homography, or its closest affine map"),
+                 motion: str = Param("absolute", choices=("absolute", "compounding"),
+                                     help="absolute: every frame from the source; compounding: each frame "
+                                          "from the previous one (Deforum's feedback look; stills only)"),
+                 border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
+                                     help="what fills areas the source does not cover"),
+                 depth_type: str = Param("disparity", choices=("disparity", "depth", "metric"),
+                                         help="disparity: bright = near (most estimators); depth: bright = "
+                                              "far; metric: values are distances"),
+                 near: float = Param(1.0, min=1e-3, max=1e6, help="distance of the nearest depth value (units)"),
+                 far: float = Param(10.0, min=1e-3, max=1e6, help="distance of the farthest depth value (units)"),
+                 fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip made from an image"),
+                 ) -> VIDEO:
+    """Move a picture or a video by a camera path, as a streaming clip.
+
+    Without depth the picture is a plane 1 unit in front of the first camera (2-D:
+    homographies). With a depth map each pixel is lifted to 3-D, reprojected into every
+    camera and splatted with a z-buffer; what the move uncovers is filled from the
+    background around it. The camera is fitted to the picture's size (one scale, centred).
+    With an image the clip has the path's length; with a video, the video's (the camera
+    holds its last pose)."""
+    from .warp import apply_camera as run
+    if near >= far and depth_type != "metric":
+        raise NodeError(f"near ({near}) must be smaller than far ({far})")
+    with user_errors():
+        return run(camera, image=image, video=video, depth=depth, projection=projection, motion=motion,
+                   border=border, depth_type=depth_type, near=near, far=far, fps=fps)
+
+
+@node("motion.camera_flow", title="Camera Flow", category="Motion")
+def camera_flow(ctx, camera: CAMERA,
+                depth: IMAGE = Input(optional=True, help="depth map of the first frame, for parallax"),
+                width: int = Param(0, min=0, max=16384, help="flow width; 0 = the camera's"),
+                height: int = Param(0, min=0, max=16384, help="flow height; 0 = the camera's"),
+                depth_type: str = Param("disparity", choices=("disparity", "depth", "metric")),
+                near: float = Param(1.0, min=1e-3, max=1e6),
+                far: float = Param(10.0, min=1e-3, max=1e6),
+                fps: float = Param(24.0, min=0.01, max=1000)) -> FLOW:
+    """The image motion a camera path causes, as flow fields (frame i to i+1).
+
+    Feed it to noise warping or anything that takes a FLOW; with a depth map the flow has
+    the parallax of a 3-D move."""
+    from .flowfield import flow_from_camera
+    from .warp import depth_to_z
+    w, h = width or camera.width, height or camera.height
+    with user_errors():
+        z = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
+        return flow_from_camera(camera, w, h, z, fps)
+
+
+@node("motion.camera_embed", title="Camera Embedding", category="Motion")
+@with_convention
+def camera_embed(ctx, camera: CAMERA,
+                 format: str = Param("plucker", choices=("plucker", "plucker_wan", "cameractrl", "motionctrl"),
+                                     help="what the model takes"),
+                 width: int = Param(0, min=0, max=16384, help="model input width; 0 = the camera's"),
+                 height: int = Param(0, min=0, max=16384, help="model input height; 0 = the camera's"),
+                 ) -> CAMERA_CONTROL:
+    """Camera conditioning for video models, computed when the model node asks for it.
+
+    All formats use the path relative to its first frame. plucker: per pixel the ray through
+    the pixel centre, origin o (camera centre) and unit direction d in frame 0's camera
+    space, as 6 channels [o x d, d] -> [1, 6, N, H, W] (CameraCtrl). plucker_wan: Wan's
+    camera adapter input: the first frame repeated 4 times, every 4 frames stacked as 24
+    channels -> [1, 24, (N+3)/4, H, W]; needs N = 4k+1 frames. cameractrl: pose-file rows
+    [1, N, 19] (0, fx fy cx cy normalised, w, h, 3x4 world-to-camera). motionctrl: MotionCtrl's
+    RT, the 3x4 world-to-camera flattened -> [1, N, 12]."""
+    from .embed import CameraControl
+    with user_errors():
+        ctl = CameraControl(camera, width or camera.width, height or camera.height, format)
+        if format == "plucker_wan" and camera.length % 4 != 1:
+            raise NodeError(f"Wan's camera control needs 4k+1 frames (e.g. 49 or 81); the path has "
+                            f"{camera.length}")
+    ctx.report(format=format, shape=list(ctl.shape))
+    return ctl

@@ -1,0 +1,58 @@
+"""The kinograph command: fast help, node listing, info, cache management."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from graph_engine.cache import DiskCache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys; sys.argv=['kinograph','--help'];\nimport app.cli\ntry:\n app.cli.main()\nexcept SystemExit: pass\n"
+            "heavy=[m for m in ('numpy','torch','PySide6','cv2','graph_engine','yaml') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+    assert "run" in r.stdout and "validate" in r.stdout
+
+
+def test_nodes_listing_formats():
+    r = cli("nodes", "--json")
+    specs = {s["type"]: s for s in json.loads(r.stdout)}
+    load = specs["io.load_video"]
+    assert [p["name"] for p in load["params"]] == ["path", "start", "count", "every_nth", "width", "height", "fps"]
+    assert load["outputs"] == [{"name": "video", "type": "VIDEO"}]
+    assert "h264" in {c for p in specs["io.save_video"]["params"] if p["name"] == "codec" for c in p["choices"]}
+    md = cli("nodes", "--markdown").stdout
+    assert "## `io.save_video`" in md and "| `crf` | int | `19` | 0..51 |" in md
+    assert "io.save_video" in cli("nodes").stdout
+
+
+def test_info_lists_versions_and_folders():
+    r = cli("info")
+    assert r.returncode == 0, r.stderr
+    assert "torch" in r.stdout and "cache" in r.stdout and "devices" in r.stdout
+
+
+def test_cache_info_clear_and_lru_cap(tmp_path):
+    disk = DiskCache(tmp_path / "results", cap_bytes=250_000)
+    for i in range(4):
+        disk.put(f"{i:02d}" + "k" * 30, {"a": np.zeros(100_000, np.uint8)}, {}, "test.node")
+        time.sleep(0.02)
+    keys = {e["key"][:2] for e in disk.entries()}
+    assert keys == {"02", "03"}            # the two least recently used went first
+    env = dict(__import__("os").environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    r = cli("cache", "info", env=env)
+    assert "2 results" in r.stdout and "test.node" in r.stdout
+    r = cli("cache", "clear", env=env)
+    assert "removed 2" in r.stdout and disk.entries() == []
