@@ -94,10 +94,15 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
             problems.append(Problem(label, at(k), None, f"unknown key {k!r}; a sweep file has "
                                                         f"{' and '.join(TOP_KEYS)}{did_you_mean(str(k), TOP_KEYS)}"))
 
-    def check(key: Any, value: Any, *where) -> None:
-        msg = _check_override(str(key), value, wf, registry)
+    def check(key: Any, values: List[Any], key_where: tuple, value_where) -> None:
+        msg, param = _check_key(str(key), wf, registry)
         if msg:
-            problems.append(Problem(label, at(*where), None, msg))
+            problems.append(Problem(label, at(*key_where), None, msg))
+            return
+        for i, v in enumerate(values):
+            msg = _check_value(str(key), v, param)
+            if msg:
+                problems.append(Problem(label, at(*value_where(i)), None, msg))
 
     cases: List[Case] = []
     grid = data.get("grid")
@@ -110,8 +115,7 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
                 values = values if isinstance(values, list) else [values]
                 if not values:
                     problems.append(Problem(label, at("grid", key), None, f"`{key}` has no values"))
-                for i, v in enumerate(values):
-                    check(key, v, "grid", key, i)
+                check(key, values, ("grid", key), lambda i, key=key: ("grid", key, i))
                 axes.append([(str(key), v) for v in values])
             for combo in itertools.product(*axes):
                 cases.append(Case(len(cases) + 1, dict(combo), at("grid")))
@@ -129,7 +133,7 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
                                                                          f"mapping of NODE.PARAM to a value"))
                     continue
                 for key, v in entry.items():
-                    check(key, v, "cases", i, key)
+                    check(key, [v], ("cases", i, key), lambda _, i=i, key=key: ("cases", i, key))
                 cases.append(Case(len(cases) + 1, {str(k): v for k, v in entry.items()}, at("cases", i)))
     if not cases and not problems:
         problems.append(Problem(label, 1, None, "the sweep has no cases"))
@@ -138,21 +142,26 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
     return Sweep(path, cases)
 
 
-def _check_override(key: str, value: Any, wf: Workflow, registry: Registry) -> Optional[str]:
+def _check_key(key: str, wf: Workflow, registry: Registry):
+    """(problem, Param) for a NODE.PARAM key: the problem is None when the key is good."""
     node_id, _, param = key.rpartition(".")
     if not node_id or not param:
-        return f"`{key}` must be written NODE.PARAM (for example sample.seed)"
+        return f"`{key}` must be written NODE.PARAM (for example sample.seed)", None
     g = wf.graph
     if node_id not in g.nodes:
-        return f"`{key}`: no node {node_id!r} in {wf.label}{did_you_mean(node_id, g.nodes)}"
+        return f"`{key}`: no node {node_id!r} in {wf.label}{did_you_mean(node_id, g.nodes)}", None
     spec = registry.get(g.nodes[node_id].type)
     if spec is None:
-        return None          # the workflow's own validation names the unknown node type
+        return None, None          # the workflow's own validation names the unknown node type
     if param not in spec.params:
-        return f"`{key}`: {spec.type} has no parameter {param!r}{did_you_mean(param, spec.params)}"
+        return f"`{key}`: {spec.type} has no parameter {param!r}{did_you_mean(param, spec.params)}", None
+    return None, spec.params[param]
+
+
+def _check_value(key: str, value: Any, param) -> Optional[str]:
     if isinstance(value, (list, dict)):
         return f"`{key}`: a value must be a single number, text or true/false, got {value!r}"
-    why = check_param(spec.params[param], value)
+    why = check_param(param, value) if param is not None else None
     return f"`{key}`: {why}" if why else None
 
 

@@ -6,7 +6,7 @@ flicker removed (mean |frame-to-frame change of mean luma| above the clean clip'
 against the clean clip; anchor: ffmpeg `deflicker` (defaults) on the same frames.
 Damage 2: a random shift of up to 6 px per axis per frame (hand-held shake). Scored by the
 residual jitter: mean distance between each output frame-to-frame displacement and the clean
-clip's (phase correlation on the central region), as a share of the shaken clip's; anchor:
+clip's (median phase correlation over a 3x3 grid of tiles), as a share of the shaken clip's; anchor:
 ffmpeg `deshake` (defaults). Both ffmpeg filters get the frames losslessly through pipes
 (planar RGB / YUV 4:4:4, no chroma subsampling).
 
@@ -58,13 +58,16 @@ def flicker(frames: np.ndarray) -> float:
     return float(np.abs(np.diff(y)).mean())
 
 
-def displacements(frames: np.ndarray) -> np.ndarray:
-    """Frame-to-frame global shift (phase correlation) of the central 70% of each frame."""
+def displacements(frames: np.ndarray, grid: int = 3) -> np.ndarray:
+    """Frame-to-frame global shift: the median of phase correlations over a grid of tiles, so a
+    large moving object in one tile does not pass for camera motion."""
     h, w = frames.shape[1:3]
-    y0, x0 = int(h * 0.15), int(w * 0.15)
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[y0:h - y0, x0:w - x0].astype(np.float32) for f in frames]
-    win = cv2.createHanningWindow(gray[0].shape[::-1], cv2.CV_32F)
-    return np.array([cv2.phaseCorrelate(a, b, win)[0] for a, b in zip(gray[:-1], gray[1:])])
+    th, tw = h // grid, w // grid
+    win = cv2.createHanningWindow((tw, th), cv2.CV_32F)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) for f in frames]
+    tiles = [(slice(y * th, (y + 1) * th), slice(x * tw, (x + 1) * tw)) for y in range(grid) for x in range(grid)]
+    return np.array([np.median([cv2.phaseCorrelate(a[t], b[t], win)[0] for t in tiles], axis=0)
+                     for a, b in zip(gray[:-1], gray[1:])])
 
 
 def jitter(frames: np.ndarray, clean_disp: np.ndarray) -> float:

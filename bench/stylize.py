@@ -30,7 +30,7 @@ STYLES = {
     "painterly (cv2.stylization)": lambda f: filters.painterly(f, "stylization"),
     "kuwahara r=5": lambda f: kuwahara(f, 5),
     "cartoon": lambda f: filters.cartoon(f),
-    "ink (XDoG)": lambda f: filters.sketch(f, "ink"),
+    "ink (DoG lines)": lambda f: filters.sketch(f, "ink"),
 }
 
 

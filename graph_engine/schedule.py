@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 from .errors import NodeError
 
@@ -385,7 +385,7 @@ def ease(mode: str, u: float) -> float:
 class Schedule:
     """A per-frame number: `sched(frame) -> float`, `sched.values(n) -> np.ndarray`."""
 
-    __slots__ = ("_keys", "interp", "_fns", "_frames", "_text_cache")
+    __slots__ = ("_keys", "_interp", "_fns", "_frames", "_text_cache")
 
     def __init__(self, keyframes: Iterable[Keyframe], interp: str = "linear",
                  _compiled: Optional[Sequence[Fn]] = None):
@@ -399,7 +399,7 @@ class Schedule:
                 raise ScheduleError(f"keyframes must be in increasing frame order; frame {b.frame} comes "
                                     f"after frame {a.frame}", 0)
         fns = list(_compiled) if _compiled is not None else [_compile_value(k) for k in keys]
-        self._keys, self.interp, self._fns = keys, interp, fns
+        self._keys, self._interp, self._fns = keys, interp, fns
         self._frames = [k.frame for k in keys]
         self._text_cache: Optional[str] = None
 
@@ -408,10 +408,12 @@ class Schedule:
     def constant(cls, value: float) -> "Schedule":
         return cls([Keyframe(0, _fmt(value))])
 
-    def with_keyframes(self, keyframes: Iterable[Keyframe], interp: Optional[str] = None) -> "Schedule":
-        return Schedule(keyframes, self.interp if interp is None else interp)
-
     # -- data model ---------------------------------------------------------------------
+    @property
+    def interp(self) -> str:
+        """How segments without their own easing are interpolated."""
+        return self._interp
+
     @property
     def keyframes(self) -> List[Keyframe]:
         """A copy: edit it and build a new Schedule (schedules are immutable, hence cache-safe)."""
@@ -450,7 +452,7 @@ class Schedule:
 
     # -- evaluation ---------------------------------------------------------------------
     def __call__(self, frame: float) -> float:
-        fr, fns = self._frames, self._fns
+        fr = self._frames
         t = float(frame)
         if t <= fr[0]:
             return self._value(0, t)
@@ -589,7 +591,3 @@ def _keyframe_ahead(p: _Parser) -> bool:
         return True
     return False
 
-
-def schedule_values(value, n: int):
-    """Convenience for plain functions: a schedule, its text or a number -> n per-frame values."""
-    return parse_schedule(value).values(n)

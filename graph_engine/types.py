@@ -64,6 +64,9 @@ FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair"
 TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")
 SIGMAS = register_type("SIGMAS", "#c0c0c0", help="noise levels of a sampling schedule")
+CAMERA_CONTROL = register_type("CAMERA_CONTROL", "#90e0a0", port="camera_control",
+                               help="camera conditioning for a video model (Plücker rays, CameraCtrl or "
+                                    "MotionCtrl poses), computed at the model's size when it asks")
 UPSCALE_MODEL = register_type("UPSCALE_MODEL", "#c08040", port="upscale_model", help="a super-resolution network")
 INT = register_type("INT", "#4080c0")
 FLOAT = register_type("FLOAT", "#40a0a0")
@@ -77,7 +80,14 @@ def _image_to_video(img):
     return Clip.from_array(img[None], fps=24.0)
 
 
+def _image_to_mask(img):
+    import numpy as np
+    # Rec. 709 luma: a painted picture's white areas become 1.
+    return (img[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)) / 255.0
+
+
 add_conversion(VIDEO, IMAGE, _image_to_video)
+add_conversion(MASK, IMAGE, _image_to_mask)
 add_conversion(FLOAT, INT, float)
 
 PY_PARAM_TYPES: Dict[type, str] = {int: "int", float: "float", str: "str", bool: "bool"}

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from nodes.consistency.freeinit import freeinit, iteration_steps, low_pass_filter, mix_frequencies, renoise_flow
+from nodes.consistency.freeinit import (freeinit, iteration_steps, low_pass_filter, mix_frequencies, renoise_diffusion,
+                                        renoise_flow)
 
 DIMS = (-3, -2, -1)
 
@@ -96,3 +97,11 @@ def test_driver_is_deterministic_per_generator_seed():
     assert torch.equal(a, b) and not torch.equal(a, c)
     with pytest.raises(ValueError, match="re-noise level"):
         freeinit(run, init, 4, 2, torch.Generator(), renoise_sigma=1.5)
+
+
+def test_renoise_diffusion_matches_ddpm_at_the_last_timestep():
+    z0, noise = torch.full((4,), 2.0), torch.full((4,), -1.0)
+    sigma = 14.6  # SD 1.5's largest sigma: sqrt(alpha_bar_T) = 1/sqrt(1+sigma^2) ~= 0.068
+    a = 1 / (1 + sigma ** 2)
+    torch.testing.assert_close(renoise_diffusion(z0, noise, sigma), a ** 0.5 * z0 + (1 - a) ** 0.5 * noise)
+    torch.testing.assert_close(renoise_flow(z0, noise, 0.25), 0.75 * z0 + 0.25 * noise)

@@ -140,7 +140,7 @@ def build_animatediff(root: Path) -> None:
     pipe = StableDiffusionPipeline(
         vae=sd_vae(), text_encoder=clip_text_encoder(), tokenizer=clip_tokenizer(root / "_tok"), unet=unet,
         scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
-                                set_alpha_to_one=False, steps_offset=1, timestep_spacing="linspace"),
+                                set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading"),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(root), safe_serialization=True)
     _rm(root / "_tok")

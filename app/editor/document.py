@@ -70,7 +70,7 @@ class Document(QObject):
 
     @property
     def workflow(self) -> Workflow:
-        return Workflow(self.graph, self.path)
+        return Workflow(self.graph, self.path or self.origin)
 
     @property
     def modified(self) -> bool:

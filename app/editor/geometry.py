@@ -29,3 +29,13 @@ def node_size(spec, collapsed: bool = False, thumb: bool = False) -> Tuple[float
 
 def snap(v: float, grid: Optional[float] = GRID) -> float:
     return round(v / grid) * grid if grid else v
+
+
+SLIDER_SPAN = 500
+
+
+def slider_range(p) -> Optional[Tuple[float, float]]:
+    """(min, max) when a numeric parameter's range is narrow enough for a slider to be precise."""
+    if p.type in ("int", "float") and p.min is not None and p.max is not None and 0 < p.max - p.min <= SLIDER_SPAN:
+        return float(p.min), float(p.max)
+    return None

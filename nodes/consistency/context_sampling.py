@@ -22,17 +22,20 @@ def windowed_model_fn(model_fn: Callable, options: ContextOptions, sigmas, *, co
     (prompt schedules, control frames) can be sliced with `slice_frames(value, idx, ...)`.
     check: called before each window (cancellation within a step)."""
 
-    def call(x, sigma, idx):
-        if check is not None:
-            check()
-        return model_fn(x, sigma, frames=idx) if frame_aware else model_fn(x, sigma)
-
-    def fn(x, sigma):
+    def fn(x, sigma, frames=None):
         n = x.shape[axis]
+        # An outer wrapper may hand us a window already: report frames in its numbering.
+        base = list(range(n)) if frames is None else [int(i) for i in frames]
+
+        def call(xw, idx):
+            if check is not None:
+                check()
+            return model_fn(xw, sigma, frames=[base[i] for i in idx]) if frame_aware else model_fn(xw, sigma)
+
         windows, weights = options.plan(n, step_for_sigma(sigmas, float(sigma)), compression)
         if len(windows) == 1:
-            return call(x, sigma, windows[0])
-        outs = (call(take_frames(x, idx, axis), sigma, idx) for idx in windows)
+            return call(x, windows[0])
+        outs = (call(take_frames(x, idx, axis), idx) for idx in windows)
         return fuse_window_outputs(outs, windows, weights, n, axis)
 
     return fn

@@ -8,6 +8,7 @@ Reimplemented from the algorithm (Wu et al. 2023); works on [..., T, H, W] tenso
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -64,6 +65,13 @@ def renoise_flow(z0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.T
     return (1 - sigma) * z0 + sigma * noise
 
 
+def renoise_diffusion(z0: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Diffusion forward process to noise level sigma, in unit-variance (VP) form:
+    sqrt(a) z0 + sqrt(1-a) noise with a = 1/(1+sigma^2), i.e. (z0 + sigma noise)/sqrt(1+sigma^2),
+    which is what a sampler starting at sigma scales back up like initial noise."""
+    return (z0 + sigma * noise) / math.sqrt(1 + sigma * sigma)
+
+
 def iteration_steps(steps: int, iterations: int, fast: bool) -> list[int]:
     """Steps per pass; fast mode ramps coarse-to-fine (steps*(i+1)/iterations), ending at full steps."""
     if iterations < 1 or steps < 1:
@@ -85,8 +93,9 @@ def freeinit(run_sampling: Callable[[torch.Tensor, int], torch.Tensor], initial_
     renoise_sigma 1.0 would erase z0 entirely in flow matching; 0.94 leaves z0 at the
     signal-to-noise ratio DDPM's last timestep leaves it (sqrt(alpha_bar_T) ~= 0.068).
     Returns the last pass's z0."""
-    if not 0 <= renoise_sigma <= 1:
-        raise ValueError(f"FreeInit re-noise level must be in [0, 1], got {renoise_sigma}")
+    if renoise_sigma < 0 or (renoise is renoise_flow and renoise_sigma > 1):
+        raise ValueError(f"FreeInit re-noise level must be in [0, 1] for flow matching (>= 0 for diffusion), "
+                         f"got {renoise_sigma}")
     schedule = iteration_steps(steps, iterations, fast)
     lpf = low_pass_filter(filter, *initial_noise.shape[-3:], d_s=d_s, d_t=d_t, order=order)
     noise = initial_noise

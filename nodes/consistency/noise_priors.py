@@ -155,51 +155,35 @@ def compose_flows(flows: np.ndarray) -> np.ndarray:
     return total
 
 
-def warp_noise(shape, gen: torch.Generator, flows: np.ndarray, subdivisions: int = 4) -> torch.Tensor:
+def warp_noise(shape, gen: torch.Generator, flows, subdivisions: int = 4) -> torch.Tensor:
     """Noise whose structure follows the motion: frame 0 i.i.d., each next frame the
     previous one carried along its forward flow (see `warp_noise_frame`).
 
-    `flows` is [F, h, w, 2] (frame t -> t+1, pixels of any resolution). F must be T-1,
-    or (T-1)*c for a video compressed c frames per latent frame, whose flows are composed
-    in groups of c."""
+    `flows`: an array [F, h, w, 2] or a FLOW value (`len()` and `.field(i)`), frame t -> t+1,
+    in pixels of any resolution. F must be T-1, or (T-1)*c for a video compressed c frames
+    per latent frame, whose flows are composed in groups of c. Fields are read one group
+    at a time, so a long FLOW is never held in memory whole."""
     shape = _shape(shape)
     t_len, h, w = shape[TIME], shape[3], shape[4]
-    flows = np.asarray(flows)
+    field = flows.field if hasattr(flows, "field") else None
+    if field is None:
+        flows = np.asarray(flows)
+        if flows.ndim != 4 or flows.shape[-1] != 2:
+            raise ValueError(f"flows must be an array [F, h, w, 2]; got shape {flows.shape}")
+        field = flows.__getitem__
+    count = len(flows)
     need = t_len - 1
-    if need and (flows.ndim != 4 or flows.shape[-1] != 2 or flows.shape[0] == 0 or flows.shape[0] % need):
+    if need and (count == 0 or count % need):
         raise ValueError(f"noise warping over {t_len} latent frames needs {need} flow fields (or a multiple, "
-                         f"one group per latent frame) of shape [h, w, 2]; got an array of shape {flows.shape}")
-    group = flows.shape[0] // need if need else 1
+                         f"one group per latent frame); got {count}")
+    group = count // need if need else 1
     out = torch.empty(shape)
     out[:, :, 0] = torch.randn(shape[:2] + shape[3:], generator=gen)
     for t in range(need):
-        f = flows[t * group:(t + 1) * group]
+        f = np.stack([field(i) for i in range(t * group, (t + 1) * group)])
         f = compose_flows(f) if group > 1 else f[0]
         out[:, :, t + 1] = warp_noise_frame(out[:, :, t], _resize_flow(f, h, w), gen, subdivisions)
     return out
-
-
-def camera_flow(k0: np.ndarray, c2w0: np.ndarray, k1: np.ndarray, c2w1: np.ndarray, h: int, w: int,
-                depth: float) -> np.ndarray:
-    """Forward flow (h x w x 2, pixels) induced by moving a camera from pose 0 to pose 1
-    while looking at a fronto-parallel plane `depth` units in front of camera 0.
-
-    Intrinsics are 3x3 in pixels of the h x w grid; poses camera-to-world 4x4 with
-    OpenCV axes (x right, y down, z forward). Rotation and zoom are exact at any depth;
-    translation moves the scene by parallax at that depth."""
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    pix = np.stack([xs + 0.5, ys + 0.5, np.ones_like(xs)], -1)
-    rays = pix @ np.linalg.inv(k0).T
-    pts_cam0 = rays / rays[..., 2:3] * depth
-    pts_world = pts_cam0 @ c2w0[:3, :3].T + c2w0[:3, 3]
-    w2c1 = np.linalg.inv(c2w1)
-    pts_cam1 = pts_world @ w2c1[:3, :3].T + w2c1[:3, 3]
-    z = pts_cam1[..., 2:3]
-    proj = (pts_cam1 / np.where(np.abs(z) < 1e-9, 1e-9, z)) @ k1.T
-    flow = proj[..., :2] - pix[..., :2]
-    # Points that end up behind camera 1 have no position in its image: push them off-frame.
-    flow[z[..., 0] <= 0] = np.float64(-1e6)
-    return flow.astype(np.float32)
 
 
 def _frame_masks(mask, t_len: int, h: int, w: int) -> torch.Tensor:

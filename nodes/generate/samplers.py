@@ -29,3 +29,153 @@ def sample_flow_euler(model_fn, x: torch.Tensor, sigmas: torch.Tensor, callback=
         if callback is not None:
             callback(i, total, x)
     return x
+
+
+# -- Kinograph's general samplers ------------------------------------------------------------------
+# Every sampler below takes model_fn(x, sigma) -> denoised x0 prediction. `flow` picks the frame the
+# noise levels live in: False = variance exploding (x = x0 + sigma * n; eps/v models are sampled here
+# after scaling), True = rectified flow (x = (1 - sigma) x0 + sigma * n). With alpha(s), sigma(s) of that
+# frame and lambda = log(alpha / sigma), the solvers below are written once for both.
+
+def _alpha_sigma(s: torch.Tensor, flow: bool):
+    return (1 - s, s) if flow else (torch.ones_like(s), s)
+
+
+def _lam(s: torch.Tensor, flow: bool) -> torch.Tensor:
+    """log(alpha / sigma); pure noise in the flow frame (sigma = 1) is held just short of -inf."""
+    a, sg = _alpha_sigma(s.clamp(max=1 - 1e-7) if flow else s, flow)
+    return a.log() - sg.log()
+
+
+def _noise_like(x, noise_sampler, i):
+    if noise_sampler is None:
+        raise ValueError("an ancestral sampler needs a seeded noise_sampler(step) -> tensor")
+    return noise_sampler(i).to(x)
+
+
+@torch.no_grad()
+def sample_ddim(model_fn, x, sigmas, callback=None, *, flow=False, eta=0.0, noise_sampler=None):
+    """DDIM (eta = 0: deterministic; this is also first-order Euler on the probability-flow ODE in
+    both frames). eta > 0 adds fresh noise each step while keeping the marginal at the next level:
+    the noise share is eta * sigma' * sqrt(1 - exp(-2h)), h the step in lambda."""
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        a, sg = _alpha_sigma(s, flow)
+        a2, sg2 = _alpha_sigma(s2, flow)
+        if s2 == 0:
+            x = den
+        else:
+            eps = (x - a.to(x.dtype) * den) / sg.to(x.dtype)
+            c = eta * sg2 * (1 - torch.exp(-2 * (_lam(s2, flow) - _lam(s, flow)))).clamp(min=0).sqrt()
+            x = a2.to(x.dtype) * den + (sg2 ** 2 - c ** 2).clamp(min=0).sqrt().to(x.dtype) * eps
+            if eta > 0:
+                x = x + c.to(x.dtype) * _noise_like(x, noise_sampler, i)
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
+def sample_euler(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """Euler: x += (sigma' - sigma) * (x - x0) / sigma (in the flow frame, the same as flow Euler)."""
+    return sample_ddim(model_fn, x, sigmas, callback, flow=flow, eta=0.0)
+
+
+def sample_euler_ancestral(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None, eta=1.0):
+    """Euler ancestral: step down below the next level, then add seeded noise back up to it."""
+    return sample_ddim(model_fn, x, sigmas, callback, flow=flow, eta=eta, noise_sampler=noise_sampler)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """DPM-Solver++(2M): second-order multistep in data prediction; first order on the first step and
+    into sigma = 0."""
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    old_den, h_last = None, None
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        if s2 == 0:
+            x = den
+        else:
+            a2, sg2 = _alpha_sigma(s2, flow)
+            _, sg = _alpha_sigma(s, flow)
+            h = _lam(s2, flow) - _lam(s, flow)
+            d = den
+            if old_den is not None:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)).to(x.dtype) * den - (1 / (2 * r)).to(x.dtype) * old_den
+            x = (sg2 / sg).to(x.dtype) * x - (a2 * torch.expm1(-h)).to(x.dtype) * d
+            h_last = h
+        old_den = den
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
+@torch.no_grad()
+def sample_unipc(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """UniPC (B(h) = expm1(h) variant, order 2): a second-order multistep predictor, and a corrector
+    that refines each point reached with the model output computed there (no extra model calls)."""
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    hist = []                           # (x at a step's start, its level, model output there), newest last
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        if hist:
+            xp, sp, mp = hist[-1]
+            x = _unipc_step(xp, sp, mp, s, flow, hist[-2][1:] if len(hist) > 1 else None, target=den)
+        hist = (hist + [(x, s, den)])[-2:]
+        if s2 == 0:
+            x = den
+        else:
+            x = _unipc_step(x, s, den, s2, flow, hist[-2][1:] if len(hist) > 1 else None)
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
+def _unipc_step(x, s, m0, t, flow, older=None, target=None):
+    """From x at level s (model output m0) to level t. older = (level, output) one step back makes it
+    second order; target = the model output at t turns the predictor into the UniC corrector."""
+    dt = x.dtype
+    a_t, sg_t = _alpha_sigma(t, flow)
+    _, sg_s = _alpha_sigma(s, flow)
+    lam_s = _lam(s, flow)
+    h = _lam(t, flow) - lam_s
+    bh = torch.expm1(-h)
+    out = (sg_t / sg_s).to(dt) * x - (a_t * bh).to(dt) * m0
+    d1 = rk = None
+    if older is not None:
+        rk = (_lam(older[0], flow) - lam_s) / h
+        d1 = (older[1] - m0) / rk.to(dt)
+    if target is None:
+        return out if d1 is None else out - (a_t * bh * 0.5).to(dt) * d1
+    d1_t = target - m0
+    if d1 is None:
+        return out - (a_t * bh * 0.5).to(dt) * d1_t
+    phi = bh / -h - 1
+    b1, b2 = phi / bh, (phi / -h - 0.5) * 2 / bh
+    rho0, rho1 = (b1 - b2) / (1 - rk), (b2 - rk * b1) / (1 - rk)     # [[1, 1], [rk, 1]] @ rho = b
+    return out - (a_t * bh).to(dt) * (rho0.to(dt) * d1 + rho1.to(dt) * d1_t)
+
+
+def sample_flow_euler_denoised(model_fn, x, sigmas, callback=None, *, flow=True, noise_sampler=None):
+    """Flow-matching Euler with a denoised-prediction model_fn (velocity v = (x - x0) / sigma)."""
+    return sample_flow_euler(lambda xx, s: (xx - model_fn(xx, s)) / s.to(xx.dtype), x, sigmas.float(), callback)
+
+
+SAMPLERS = {"ddim": sample_ddim, "euler": sample_euler, "euler_ancestral": sample_euler_ancestral,
+            "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc, "flow_euler": sample_flow_euler_denoised}
+STOCHASTIC = {"euler_ancestral"}
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Karras et al. (2022) noise levels: uniform in sigma^(1/rho), then a final 0."""
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1, dtype=torch.float64)])

@@ -35,27 +35,19 @@ QUALITY = {
 
 @dataclass
 class PairState:
-    f0: np.ndarray      # uint8 HxWx3 frame 0
+    f0: np.ndarray      # uint8 HxWx3 source frames
     f1: np.ndarray
-    fwd: np.ndarray     # flow 0->1, full resolution
+    fwd: np.ndarray     # flow 0->1 at flow resolution, in flow-resolution pixels
     bwd: np.ndarray     # flow 1->0
-    w0: np.ndarray      # splatting weight of each frame-0 pixel
+    w0: np.ndarray      # splatting weight of each frame-0 pixel (flow resolution)
     w1: np.ndarray
 
 
-def _flow_pair(g0: np.ndarray, g1: np.ndarray, s: Settings, size) -> tuple:
-    w, h = size
-    if s.scale != 1.0:
-        dims = (max(8, round(w * s.scale)), max(8, round(h * s.scale)))
-        g0 = cv2.resize(g0, dims, interpolation=cv2.INTER_AREA)
-        g1 = cv2.resize(g1, dims, interpolation=cv2.INTER_AREA)
-    fwd = estimate_flow(g0, g1, s.preset)
-    bwd = estimate_flow(g1, g0, s.preset)
-    if s.scale != 1.0:
-        sx, sy = w / fwd.shape[1], h / fwd.shape[0]
-        fwd = cv2.resize(fwd, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([sx, sy])
-        bwd = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([sx, sy])
-    return fwd, bwd
+def _reduce(img: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 class FlowSynth:
@@ -63,11 +55,14 @@ class FlowSynth:
         self.s = QUALITY[quality]
 
     def prepare(self, a: np.ndarray, b: np.ndarray) -> PairState:
-        h, w = a.shape[:2]
-        fwd, bwd = _flow_pair(to_gray(a), to_gray(b), self.s, (w, h))
+        # Everything but the final warp runs at flow resolution: motion fields are smooth, and
+        # this is where a 640x360 pair goes from ~80 ms to ~20 ms.
+        sa, sb = _reduce(a, self.s.scale), _reduce(b, self.s.scale)
+        ga, gb = to_gray(sa), to_gray(sb)
+        fwd, bwd = estimate_flow(ga, gb, self.s.preset), estimate_flow(gb, ga, self.s.preset)
         sharp = np.float32(self.s.sharpness)
-        return PairState(a, b, fwd, bwd, K.confidence(a, b, fwd, bwd, sharp, 0.01, 0.5),
-                         K.confidence(b, a, bwd, fwd, sharp, 0.01, 0.5))
+        return PairState(a, b, fwd, bwd, K.confidence(sa, sb, fwd, bwd, sharp, 0.01, 0.5),
+                         K.confidence(sb, sa, bwd, fwd, sharp, 0.01, 0.5))
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
         return [self._at(st, t) for t in ts]
@@ -77,10 +72,16 @@ class FlowSynth:
         # each frame lands on a pixel is its visibility at t.
         acc0, ws0, cover0 = forward_splat(st.fwd, st.fwd, st.w0, t)
         acc1, ws1, cover1 = forward_splat(-st.bwd, st.bwd, st.w1, 1.0 - t)
-        motion = fill_holes(acc0 + acc1, ws0 + ws1).astype(np.float32)
-        vis0 = cv2.GaussianBlur(np.minimum(cover0, 1.0), (5, 5), 0)
-        vis1 = cv2.GaussianBlur(np.minimum(cover1, 1.0), (5, 5), 0)
-        return K.warp_blend(st.f0, st.f1, motion, vis0, vis1, np.float32(t), np.float32(0.02))
+        motion = fill_holes(acc0 + acc1, ws0 + ws1)
+        vis = np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)])
+        vis = cv2.GaussianBlur(vis, (3, 3), 0)
+        h, w = st.f0.shape[:2]
+        if motion.shape[:2] != (h, w):
+            motion = cv2.resize(motion, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(
+                [w / motion.shape[1], h / motion.shape[0]])
+            vis = cv2.resize(vis, (w, h), interpolation=cv2.INTER_LINEAR)
+        return K.warp_blend(st.f0, st.f1, motion.astype(np.float32), vis[..., 0], vis[..., 1], np.float32(t),
+                            np.float32(0.02))
 
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",

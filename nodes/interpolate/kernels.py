@@ -7,35 +7,38 @@ import numpy as np
 
 
 @numba.njit(cache=True, inline="always")
-def _sample(img, x, y, ch):
-    """Bilinear sample with clamped (replicated) borders."""
-    h, w = img.shape[0], img.shape[1]
+def _taps(x, y, h, w):
+    """Bilinear taps at (x, y) with replicated borders: corner indices and fractions."""
     x = min(max(x, 0.0), w - 1.0)
     y = min(max(y, 0.0), h - 1.0)
-    x0 = min(int(x), w - 2) if w > 1 else 0
-    y0 = min(int(y), h - 2) if h > 1 else 0
-    fx, fy = x - x0, y - y0
-    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    x0, y0 = int(x), int(y)
+    return x0, y0, min(x0 + 1, w - 1), min(y0 + 1, h - 1), x - x0, y - y0
+
+
+@numba.njit(cache=True, inline="always")
+def _lerp(img, x0, y0, x1, y1, fx, fy, ch):
     top = img[y0, x0, ch] * (1.0 - fx) + img[y0, x1, ch] * fx
     bot = img[y1, x0, ch] * (1.0 - fx) + img[y1, x1, ch] * fx
     return top * (1.0 - fy) + bot * fy
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
     """Per pixel of frame a: exp(-sharpness * photometric error after following the flow),
     times 1 where the forward-backward check passes and the target is inside, 0.1 elsewhere."""
     h, w = flow_ab.shape[0], flow_ab.shape[1]
     out = np.empty((h, w), np.float32)
-    for y in numba.prange(h):
+    for y in range(h):
         for x in range(w):
             u, v = flow_ab[y, x, 0], flow_ab[y, x, 1]
             tx, ty = x + u, y + v
+            x0, y0, x1, y1, fx, fy = _taps(tx, ty, h, w)
             err = 0.0
             for ch in range(3):
-                err += abs(_sample(fb, tx, ty, ch) - fa[y, x, ch])
+                err += abs(_lerp(fb, x0, y0, x1, y1, fx, fy, ch) - fa[y, x, ch])
             err /= 3.0
-            bu, bv = _sample(flow_ba, tx, ty, 0), _sample(flow_ba, tx, ty, 1)
+            bu = _lerp(flow_ba, x0, y0, x1, y1, fx, fy, 0)
+            bv = _lerp(flow_ba, x0, y0, x1, y1, fx, fy, 1)
             d = (u + bu) ** 2 + (v + bv) ** 2
             tol = alpha * (u * u + v * v + bu * bu + bv * bv) + beta
             ok = d <= tol and 0.0 <= tx <= w - 1 and 0.0 <= ty <= h - 1
@@ -43,13 +46,13 @@ def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def warp_blend(f0, f1, motion, vis0, vis1, t, floor):
     """The in-between at t: frame 0 sampled at p - t*m(p) and frame 1 at p + (1-t)*m(p),
     blended by closeness in time and by each frame's visibility at p."""
     h, w = motion.shape[0], motion.shape[1]
     out = np.empty((h, w, 3), np.uint8)
-    for y in numba.prange(h):
+    for y in range(h):
         for x in range(w):
             mu, mv = motion[y, x, 0], motion[y, x, 1]
             b0 = (1.0 - t) * (vis0[y, x] + floor)
@@ -57,8 +60,9 @@ def warp_blend(f0, f1, motion, vis0, vis1, t, floor):
             s = b0 + b1
             b0 /= s
             b1 /= s
+            a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
+            e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
             for ch in range(3):
-                v = b0 * _sample(f0, x - t * mu, y - t * mv, ch) + \
-                    b1 * _sample(f1, x + (1.0 - t) * mu, y + (1.0 - t) * mv, ch)
+                v = b0 * _lerp(f0, a0, c0, a1, c1, ax, ay, ch) + b1 * _lerp(f1, e0, g0, e1, g1, ex, ey, ch)
                 out[y, x, ch] = min(max(int(v + 0.5), 0), 255)
     return out

@@ -128,10 +128,13 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class KinographMini(ModelMixin, ConfigMixin):
-    """model(x [B,3,T,H,W] in [-1,1], t [B] in [0,1], emb [B,L,D], mask [B,L]) -> velocity like x."""
+    """model(x [B,3,T,H,W] in [-1,1], t [B] in [0,1], emb [B,L,D], mask [B,L] bool) -> velocity like x.
+
+    T may differ from 16 (context windows) and H, W may be any multiple of 16; the model was trained
+    on 16 x 48 x 48."""
 
     @register_to_config
-    def __init__(self, channels: tuple[int, ...] = (64, 128, 160), patch: int = 4, text_dim: int = 128,
+    def __init__(self, channels: tuple[int, ...] = (48, 96, 160), patch: int = 4, text_dim: int = 128,
                  cond_dim: int = 256, heads: int = 4, frames: int = NATIVE_FRAMES,
                  height: int = HEIGHT, width: int = WIDTH, family: str = FAMILY):
         super().__init__()
@@ -168,6 +171,7 @@ class KinographMini(ModelMixin, ConfigMixin):
 
     def forward(self, x, t, emb, mask):
         p = self.config.patch
+        mask = mask.bool()
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         fmask = mask.to(emb.dtype)[..., None]

@@ -47,8 +47,8 @@ def flow_loss(model, text_encoder, x0, captions, generator=None):
 class Trainer:
     """Holds the networks, optimiser and EMA; `step()` does one update, `state()`/`load()` checkpoint."""
 
-    def __init__(self, channels=(64, 128, 192), text_dim=128, lr=5e-4, batch=16, steps=6000,
-                 minutes=0.0, ema=0.998, bf16=True, seed=0):
+    def __init__(self, channels=(48, 96, 160), text_dim=128, lr=5e-4, batch=12, steps=6000,
+                 minutes=0.0, ema=0.998, bf16=True, seed=0, warmup=200):
         torch.manual_seed(seed)
         self.model = KinographMini(channels=tuple(channels), text_dim=text_dim)
         self.text_encoder = MiniTextEncoder(dim=text_dim)
@@ -56,7 +56,7 @@ class Trainer:
         self.ema = [p.detach().clone() for p in self.params]
         self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
         self.lr, self.batch, self.steps, self.minutes, self.ema_decay = lr, batch, steps, minutes, ema
-        self.bf16, self.seed = bf16, seed
+        self.bf16, self.seed, self.warmup = bf16, seed, warmup
         self.exclude = frozenset(load_heldout())
         self.step_count, self.elapsed, self.losses = 0, 0.0, []
         self.generator = torch.Generator().manual_seed(seed)
@@ -67,7 +67,7 @@ class Trainer:
         return min(1.0, max(by_steps, by_time))
 
     def learning_rate(self) -> float:
-        warm = min(1.0, (self.step_count + 1) / 200)
+        warm = min(1.0, (self.step_count + 1) / self.warmup)
         return self.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * self.progress())))
 
     def step(self) -> float:
@@ -146,9 +146,9 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True, help="model folder to export into")
     ap.add_argument("--minutes", type=float, default=85.0, help="training-time budget (0 = steps only)")
     ap.add_argument("--steps", type=int, default=20000, help="step budget")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--channels", type=int, nargs=3, default=(64, 128, 192))
+    ap.add_argument("--channels", type=int, nargs=3, default=(48, 96, 160))
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)

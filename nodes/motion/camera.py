@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -208,10 +208,6 @@ def from_components(width: int, height: int, *, fov=60.0, zoom=1.0, pan_x=0.0, p
     return Camera(k, poses(head_rotation(rp, rt, rr), np.stack([tx, ty, tz], -1)), width, height)
 
 
-def static(frames: int, width: int, height: int, fov: float = 60.0) -> Camera:
-    return from_components(width, height, fov=fov, frames=frames)
-
-
 def _progress(frames: int, easing: str) -> np.ndarray:
     """Motion in 'frames at full speed': 0 .. frames-1, reshaped by the easing."""
     from graph_engine.schedule import ease
@@ -289,14 +285,6 @@ def chain(a: Camera, b: Camera) -> Camera:
     tail = combine(last, b).frames(1, b.length)
     return Camera(np.concatenate([a.intrinsics, tail.intrinsics]), np.concatenate([a.c2w, tail.c2w]),
                   a.width, a.height)
-
-
-def concat(cameras: Iterable[Camera]) -> Camera:
-    cams = list(cameras)
-    out = cams[0]
-    for c in cams[1:]:
-        out = chain(out, c)
-    return out
 
 
 def from_schedules(frames: int, width: int, height: int, *, fov=60.0, zoom=1.0, pan_x=0.0, pan_y=0.0,

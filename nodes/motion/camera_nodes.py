@@ -3,13 +3,10 @@ import inspect
 from contextlib import contextmanager
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import CAMERA, FLOW, IMAGE, VIDEO, register_type
+from graph_engine.types import CAMERA, CAMERA_CONTROL, FLOW, IMAGE, VIDEO
 
 from .camera import PRESET_EASINGS, PRESETS   # numpy only: cheap to import
 
-CAMERA_CONTROL = register_type("CAMERA_CONTROL", "#90e0a0", port="camera_control",
-                               help="camera conditioning for a video model (Plücker rays, CameraCtrl or "
-                                    "MotionCtrl poses), computed at the model's size when it asks")
 
 CONVENTION = """
 Convention: per frame, intrinsics fx, fy, cx, cy in pixels of width x height (pixel centres
@@ -126,7 +123,7 @@ def camera_preview(ctx, camera: CAMERA,
     return draw(camera, width, height)
 
 
-@node("motion.apply_camera", title="Apply Camera", category="Motion")
+@node("motion.apply_camera", title="Apply Camera", category="Motion", temporal_radius=0)
 @with_convention
 def apply_camera(ctx, camera: CAMERA,
                  image: IMAGE = Input(optional=True, help="a still picture to move"),

@@ -94,14 +94,14 @@ def flow_from_camera(cam, width: int, height: int, z: Optional[np.ndarray] = Non
     """The image motion a camera path causes, frame i -> i+1. Without z the picture is the
     2-D plane of the 2-D camera moves; z (frame 0's depth in scene units, H x W) gives 2.5-D
     flow, with the depth carried to each frame i by reprojection."""
-    from .warp import camera_flow, reproject
+    from .warp import camera_flow, depth_view_maps
     if cam.length < 2:
         raise ValueError("a camera path of 1 frame has no motion; give it at least 2 frames")
 
     def fn(i):
         if z is None:
             return camera_flow(cam, i, i + 1, width, height)
-        zi = z if i == 0 else reproject(z[..., None], z, cam.fitted(width, height), i, 0)[1]
+        zi = z if i == 0 else depth_view_maps(z, cam.fitted(width, height), i, 0)[3]
         return camera_flow(cam, i, i + 1, width, height, z=zi)
     return Flow(cam.length - 1, width, height, fn, fps)
 

@@ -1,13 +1,12 @@
 """Motion nodes: point tracks, motion brushes and optical flow as FLOW values."""
 from graph_engine import Input, NodeError, Param, node
+from graph_engine.schedule import EASINGS
 from graph_engine.types import FLOW, IMAGE, MASK, TRACKS, VIDEO
 
 from .camera_nodes import user_errors
 
-INTERPOLATIONS = ("linear", "cubic", "ease_in", "ease_out", "ease_in_out", "hold")
 
-
-@node("motion.tracks", title="Point Tracks", category="Motion",
+@node("motion.tracks", title="Point Tracks", category="Motion", temporal_radius=0,
       outputs={"tracks": TRACKS, "flow": FLOW, "preview": VIDEO})
 def tracks(ctx,
            background: VIDEO = Input(optional=True, help="drawn under the preview; also gives the size"),
@@ -17,7 +16,7 @@ def tracks(ctx,
            frames: int = Param(25, min=2, max=100000, help="length, unless the JSON sets it"),
            width: int = Param(0, min=0, max=16384, help="picture width; 0 = the background's"),
            height: int = Param(0, min=0, max=16384, help="picture height; 0 = the background's"),
-           interpolation: str = Param("cubic", choices=INTERPOLATIONS, help="between control points"),
+           interpolation: str = Param("cubic", choices=EASINGS, help="between control points"),
            flow_mode: str = Param("sparse", choices=("sparse", "dense"),
                                   help="sparse: motion only around the points; dense: everything follows"),
            sigma: float = Param(0.0, min=0.0, max=10000.0, help="flow spread in pixels; 0 = automatic"),
@@ -50,8 +49,7 @@ def tracks(ctx,
 
 @node("motion.brush", title="Motion Brush", category="Motion")
 def brush(ctx,
-          mask: MASK = Input(optional=True, help="the region that moves"),
-          mask_image: IMAGE = Input(optional=True, help="or a painted picture: white moves, black stays"),
+          mask: MASK = Input(help="the region that moves (a painted IMAGE works too: white moves)"),
           flow: FLOW = Input(optional=True, help="motion outside the region (default: none)"),
           frames: int = Param(25, min=2, max=100000),
           direction: float = Param(0.0, kind="schedule",
@@ -65,10 +63,8 @@ def brush(ctx,
     Gives flow fields (frame i to i+1) for motion-guided generation or noise warping; with
     an input flow the region's motion replaces it inside the (feathered) region."""
     from .flowfield import brush_flow
-    if (mask is None) == (mask_image is None):
-        raise NodeError("connect exactly one of mask or mask_image")
     with user_errors():
-        return brush_flow(mask if mask is not None else mask_image, frames, direction, speed, feather, follow, flow)
+        return brush_flow(mask, frames, direction, speed, feather, follow, flow)
 
 
 @node("motion.flow", title="Optical Flow", category="Motion")

@@ -112,26 +112,31 @@ def depth_to_z(depth: np.ndarray, width: int, height: int, depth_type: str = "di
     return (1.0 / (1.0 / far + u * (1.0 / near - 1.0 / far))).astype(np.float32)
 
 
+@njit(cache=True, inline="always")
+def _move_pixel(u, v, z, ka, rel, kb):
+    """Pixel (u, v) of camera a at depth z, seen by camera b (rel maps a's space to b's):
+    its OpenCV pixel position in b and its depth there (<= 0 when behind b)."""
+    x = (u + 0.5 - ka[2]) / ka[0] * z
+    y = (v + 0.5 - ka[3]) / ka[1] * z
+    X = rel[0, 0] * x + rel[0, 1] * y + rel[0, 2] * z + rel[0, 3]
+    Y = rel[1, 0] * x + rel[1, 1] * y + rel[1, 2] * z + rel[1, 3]
+    Z = rel[2, 0] * x + rel[2, 1] * y + rel[2, 2] * z + rel[2, 3]
+    if Z <= 1e-6:
+        return 0.0, 0.0, Z
+    return kb[0] * X / Z + kb[2] - 0.5, kb[1] * Y / Z + kb[3] - 0.5, Z
+
+
 @njit(cache=True)
 def _splat_depth(z0, k0, rel, ki, h_out, w_out):
     """Forward-splat source depth into camera i with a z-buffer; each point covers the 2x2
     pixels around where it lands, so magnification up to 2x leaves no cracks."""
     zb = np.full((h_out, w_out), np.inf, np.float32)
-    fx0, fy0, cx0, cy0 = k0[0], k0[1], k0[2], k0[3]
-    fxi, fyi, cxi, cyi = ki[0], ki[1], ki[2], ki[3]
     h, w = z0.shape
     for v in range(h):
         for u in range(w):
-            z = z0[v, u]
-            x = (u + 0.5 - cx0) / fx0 * z
-            y = (v + 0.5 - cy0) / fy0 * z
-            X = rel[0, 0] * x + rel[0, 1] * y + rel[0, 2] * z + rel[0, 3]
-            Y = rel[1, 0] * x + rel[1, 1] * y + rel[1, 2] * z + rel[1, 3]
-            Z = rel[2, 0] * x + rel[2, 1] * y + rel[2, 2] * z + rel[2, 3]
+            pu, pv, Z = _move_pixel(u, v, z0[v, u], k0, rel, ki)
             if Z <= 1e-6:
                 continue
-            pu = fxi * X / Z + cxi - 0.5
-            pv = fyi * Y / Z + cyi - 0.5
             iu = int(np.floor(pu))
             iv = int(np.floor(pv))
             for dv in range(2):
@@ -144,78 +149,87 @@ def _splat_depth(z0, k0, rel, ki, h_out, w_out):
 
 @njit(cache=True)
 def _fill_from_farthest(values, valid, depth):
-    """Fill invalid pixels of values [h,w,c] (and depth) from the valid 8-neighbour with the
-    largest depth, pass after pass until nothing is left: uncovered areas are background."""
+    """Fill invalid pixels of values [h,w,c] (and depth) from the neighbour with the largest
+    depth (what a camera move uncovers is background), in two raster sweeps: O(pixels)
+    whatever the size of the holes. A forward sweep takes the farthest of the left and upper
+    neighbours, a backward sweep lets the right and lower ones win when they are farther."""
     h, w, c = values.shape
-    valid = valid.copy()
-    remaining = 0
-    for v in range(h):
-        for u in range(w):
-            if not valid[v, u]:
-                remaining += 1
-    while remaining > 0:
-        newly = np.zeros((h, w), np.bool_)
-        for v in range(h):
-            for u in range(w):
+    known = valid.copy()
+    for rev in range(2):
+        step = -1 if rev else 1
+        for vv in range(h):
+            v = h - 1 - vv if rev else vv
+            for uu in range(w):
+                u = w - 1 - uu if rev else uu
                 if valid[v, u]:
                     continue
-                best, bd = -1, -np.inf
-                for dv in range(-1, 2):
-                    for du in range(-1, 2):
-                        a, b = v + dv, u + du
-                        if 0 <= a < h and 0 <= b < w and valid[a, b] and depth[a, b] > bd:
-                            bd = depth[a, b]
-                            best = a * w + b
-                if best >= 0:
-                    a, b = best // w, best % w
-                    for k in range(c):
-                        values[v, u, k] = values[a, b, k]
-                    depth[v, u] = depth[a, b]
-                    newly[v, u] = True
-        n = 0
-        for v in range(h):
-            for u in range(w):
-                if newly[v, u]:
-                    valid[v, u] = True
-                    n += 1
-        if n == 0:
-            break
-        remaining -= n
+                best_a, best_b = -1, -1
+                bd = depth[v, u] if known[v, u] else -np.inf
+                for k in range(4):
+                    dv = 0 if k == 0 else -step
+                    du = -step if k == 0 else (k - 2) * step
+                    a, b = v + dv, u + du
+                    if 0 <= a < h and 0 <= b < w and known[a, b] and depth[a, b] > bd:
+                        bd = depth[a, b]
+                        best_a, best_b = a, b
+                if best_a >= 0:
+                    for j in range(c):
+                        values[v, u, j] = values[best_a, best_b, j]
+                    depth[v, u] = bd
+                    known[v, u] = True
     return values, depth
 
 
 @njit(cache=True)
 def _backward_maps(zt, k0, rel_inv, ki, z0, tol):
     """For every pixel of camera i with depth zt: where it is in the source (OpenCV coords),
-    and whether the source sees something nearer there (then it is a hole)."""
+    and whether the source sees something nearer there (then it is a hole, so colours of a
+    foreground edge never bleed into the background it uncovers)."""
     h, w = zt.shape
     hs, ws = z0.shape
     mx = np.empty((h, w), np.float32)
     my = np.empty((h, w), np.float32)
     hole = np.zeros((h, w), np.bool_)
-    fx0, fy0, cx0, cy0 = k0[0], k0[1], k0[2], k0[3]
-    fxi, fyi, cxi, cyi = ki[0], ki[1], ki[2], ki[3]
     for v in range(h):
         for u in range(w):
-            z = zt[v, u]
-            x = (u + 0.5 - cxi) / fxi * z
-            y = (v + 0.5 - cyi) / fyi * z
-            X = rel_inv[0, 0] * x + rel_inv[0, 1] * y + rel_inv[0, 2] * z + rel_inv[0, 3]
-            Y = rel_inv[1, 0] * x + rel_inv[1, 1] * y + rel_inv[1, 2] * z + rel_inv[1, 3]
-            Z = rel_inv[2, 0] * x + rel_inv[2, 1] * y + rel_inv[2, 2] * z + rel_inv[2, 3]
+            pu, pv, Z = _move_pixel(u, v, zt[v, u], ki, rel_inv, k0)
             if Z <= 1e-6:
                 mx[v, u] = -1e6
                 my[v, u] = -1e6
                 hole[v, u] = True
                 continue
-            pu = fx0 * X / Z + cx0 - 0.5
-            pv = fy0 * Y / Z + cy0 - 0.5
             mx[v, u] = pu
             my[v, u] = pv
-            a, b = int(np.round(pv)), int(np.round(pu))
-            if 0 <= a < hs and 0 <= b < ws and z0[a, b] < Z * (1.0 - tol):
-                hole[v, u] = True
+            # any source pixel of the bilinear footprint nearer than this point hides it
+            a0, b0 = int(np.floor(pv)), int(np.floor(pu))
+            for a in range(a0, a0 + 2):
+                for b in range(b0, b0 + 2):
+                    if 0 <= a < hs and 0 <= b < ws and z0[a, b] < Z * (1.0 - tol):
+                        hole[v, u] = True
     return mx, my, hole
+
+
+def depth_view_maps(z0: np.ndarray, cam: Camera, i: int, j: int = 0):
+    """Sampling maps that show frame j's picture (depth z0, float32 H x W) from camera i:
+    (map_x, map_y, hidden, depth of the new view); `hidden` marks what frame j did not see."""
+    h, w = z0.shape
+    z0 = np.ascontiguousarray(z0, dtype=np.float32)
+    rel = cam.relative_transform(j, i)
+    zb = _splat_depth(z0, cam.intrinsics[j], rel, cam.intrinsics[i], h, w)
+    holes = ~np.isfinite(zb)
+    if holes.all():
+        raise ValueError(f"the camera sees none of the picture at frame {i} (it moved behind it)")
+    zt = np.where(holes, 0, zb).astype(np.float32)
+    _, zt = _fill_from_farthest(np.zeros((h, w, 1), np.float32), ~holes, zt)
+    mx, my, hidden = _backward_maps(zt, cam.intrinsics[j], np.linalg.inv(rel), cam.intrinsics[i], z0,
+                                    OCCLUSION_TOLERANCE)
+    return mx, my, hidden, zt
+
+
+def fill_hidden(values: np.ndarray, hidden: np.ndarray, zt: np.ndarray) -> np.ndarray:
+    """values [H,W,C] with the hidden pixels taken from their farthest neighbours (float32)."""
+    vals = np.ascontiguousarray(values, dtype=np.float32)
+    return _fill_from_farthest(vals, ~hidden, zt.copy())[0]
 
 
 def reproject(src: np.ndarray, z0: np.ndarray, cam: Camera, i: int, j: int = 0, border: str = "replicate",
@@ -224,24 +238,11 @@ def reproject(src: np.ndarray, z0: np.ndarray, cam: Camera, i: int, j: int = 0, 
 
     Returns (picture [H,W,C] in src's dtype, depth of the new view [H,W] float32)."""
     h, w = z0.shape
-    rel = cam.relative_transform(j, i)
-    k0, ki = cam.intrinsics[j], cam.intrinsics[i]
-    zb = _splat_depth(z0.astype(np.float32), k0, rel, ki, h, w)
-    holes = ~np.isfinite(zb)
-    zt = np.where(holes, 0, zb).astype(np.float32)
-    if holes.all():
-        raise ValueError("the camera sees none of the picture at this frame (it moved behind it)")
-    _, zt = _fill_from_farthest(np.zeros((h, w, 1), np.float32), ~holes, zt)
-    mx, my, hidden = _backward_maps(zt, k0, np.linalg.inv(rel), ki, z0.astype(np.float32), OCCLUSION_TOLERANCE)
+    mx, my, hidden, zt = depth_view_maps(z0, cam, i, j)
     out = remap(src, mx, my, border, interpolation)
     if hidden.any():
-        vals = out.reshape(h, w, -1).astype(np.float32)
-        vals, _ = _fill_from_farthest(vals, ~hidden, zt.copy())
-        out = vals.reshape(out.shape)
-        if src.dtype == np.uint8:
-            out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        else:
-            out = out.astype(src.dtype)
+        vals = fill_hidden(out.reshape(h, w, -1), hidden, zt).reshape(out.shape)
+        out = np.clip(np.rint(vals), 0, 255).astype(np.uint8) if src.dtype == np.uint8 else vals.astype(src.dtype)
     return out, zt
 
 
@@ -260,7 +261,7 @@ def remap(src: np.ndarray, mx: np.ndarray, my: np.ndarray, border: str = "replic
 # clips
 
 class CameraMover:
-    """Renders frame k of a camera move; shared by the image and video paths and by tensors."""
+    """Renders frame k of a camera move, for the image and the video paths of apply_camera."""
 
     def __init__(self, cam: Camera, width: int, height: int, projection: str = "perspective",
                  motion: str = "absolute", border: str = "replicate", z0: Optional[np.ndarray] = None,
@@ -352,7 +353,7 @@ def _frame_map(t_len: int, n_cam: int, frame_index=None) -> np.ndarray:
 def camera_sampling_maps(cam: Camera, width: int, height: int, frames: np.ndarray, projection: str = "perspective",
                          z0: Optional[np.ndarray] = None):
     """Per requested camera frame: (map_x, map_y, holes) that fetch frame-0 content for that
-    frame at width x height (holes is None in 2-D)."""
+    frame at width x height (holes is None in 2-D, else (hidden, depth of the view))."""
     cam = cam.fitted(width, height)
     for i in frames:
         i = int(min(i, cam.length - 1))
@@ -360,12 +361,7 @@ def camera_sampling_maps(cam: Camera, width: int, height: int, frames: np.ndarra
             mx, my = homography_maps(pixel_homography(cam, i, 0, projection), width, height)
             yield mx, my, None
         else:
-            zb = _splat_depth(z0, cam.intrinsics[0], cam.relative_transform(0, i), cam.intrinsics[i], height, width)
-            holes = ~np.isfinite(zb)
-            zt = np.where(holes, 0, zb).astype(np.float32)
-            _, zt = _fill_from_farthest(np.zeros((height, width, 1), np.float32), ~holes, zt)
-            mx, my, hidden = _backward_maps(zt, cam.intrinsics[0], np.linalg.inv(cam.relative_transform(0, i)),
-                                            cam.intrinsics[i], z0, OCCLUSION_TOLERANCE)
+            mx, my, hidden, zt = depth_view_maps(z0, cam, i, 0)
             yield mx, my, (hidden, zt)
 
 
@@ -378,7 +374,8 @@ def warp_tensor(x, cam: Camera, depth: Optional[np.ndarray] = None, *, source: s
     camera frame frame_index[t] (default: the T frames spread evenly over the path, so the 21
     latent frames of an 81-frame video use camera frames 0, 4, ..., 80) looking at
     x's frame 0 (source="first": animate the first frame) or at x's frame t (source="each").
-    x: [C, h, w] (one frame) gives [C, N, h, w] over the camera's N frames.
+    With source="first", a frame_index of any length sets the number of output frames, and
+    one frame (x: [C, h, w], or T = 1) gives the camera's N frames: [C, N, h, w].
     interpolation "nearest" copies values, so warped Gaussian noise stays exactly Gaussian per
     element; "bilinear" blends (for latents). The result has x's type, dtype and device."""
     if interpolation not in ("bilinear", "nearest"):
@@ -390,7 +387,10 @@ def warp_tensor(x, cam: Camera, depth: Optional[np.ndarray] = None, *, source: s
         raise ValueError(f"expected a tensor [C,T,h,w], [B,C,T,h,w] or [C,h,w], got shape {tuple(x.shape)}")
     single = x.ndim == 3
     h, w = int(x.shape[-2]), int(x.shape[-1])
-    t_len = cam.length if single else int(x.shape[-3])
+    if single or (source == "first" and (frame_index is not None or x.shape[-3] == 1)):
+        t_len = cam.length if frame_index is None else len(frame_index)
+    else:
+        t_len = int(x.shape[-3])
     frames = _frame_map(t_len, cam.length, frame_index)
     z0 = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
     out_frames = []
@@ -416,15 +416,10 @@ def warp_tensor(x, cam: Camera, depth: Optional[np.ndarray] = None, *, source: s
 
 
 def _fill_tensor_holes(warped, hidden, zt, is_torch):
+    arr = warped.detach().float().cpu().numpy() if is_torch else np.asarray(warped, dtype=np.float32)
+    out = np.moveaxis(fill_hidden(np.moveaxis(arr, 0, -1), hidden, zt), -1, 0)
     if is_torch:
         import torch
-        arr = warped.detach().float().cpu().numpy()
-    else:
-        arr = np.asarray(warped, dtype=np.float32)
-    vals = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
-    vals, _ = _fill_from_farthest(vals, ~hidden, zt.copy())
-    out = np.moveaxis(vals, -1, 0)
-    if is_torch:
         return torch.from_numpy(np.ascontiguousarray(out)).to(device=warped.device, dtype=warped.dtype)
     return out.astype(np.asarray(warped).dtype)
 

@@ -33,7 +33,7 @@ def stabilize(ctx, video: VIDEO,
     """Steady shaky footage: track features, smooth the camera path, warp frames onto it.
 
     Corners are tracked between frames and a shift/rotation/scale fitted robustly, so moving
-    objects do not pull the estimate. The camera path is smoothed with a local-linear fit
+    objects do not pull the estimate. The camera path is smoothed with a local quadratic fit
     (intended pans stay, jitter goes). Tracking failures such as scene cuts split the path."""
     from nodes.restore.stabilize import stabilize_clip
     return stabilize_clip(ctx, video, radius=radius, strength=strength, border=border, crop=crop,

@@ -3,7 +3,8 @@
 Corners are tracked with pyramidal Lucas-Kanade between consecutive frames and a
 similarity transform (shift, rotation, scale about the frame centre) is fitted with RANSAC,
 so moving objects do not drag the estimate. Integrated, those motions are the camera path;
-its low-pass (a Gaussian local-linear fit: pans stay pans) is where the camera should have
+its low-pass (a Gaussian-weighted local quadratic fit: pans, and pans that speed up or
+slow down, stay) is where the camera should have
 been, and each frame is warped by the difference. Tracking failures (cuts, blank frames)
 break the path so nothing is smoothed across them."""
 from __future__ import annotations
@@ -77,7 +78,7 @@ def stabilize_clip(ctx, clip, radius: int = 20, strength: float = 1.0, border: s
             path[k] = path[k - 1] + (0.0 if m is None else m)
         if not rotation:
             path[:, 2:] = 0.0
-        smooth = smooth_trajectory(path, breaks, range(a, b), lo, radius)
+        smooth = smooth_trajectory(path, breaks, range(a, b), lo, radius, degree=2)
         out = []
         for i in range(a, b):
             d = strength * (smooth[i - a] - path[i - lo])

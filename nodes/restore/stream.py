@@ -99,14 +99,15 @@ def iter_frames(ctx, clip, what: str = "") -> Iterator[Tuple[int, np.ndarray]]:
             ctx.progress(start + len(block), clip.length, what)
 
 
-def smooth_trajectory(values: np.ndarray, breaks: np.ndarray, targets: range, lo: int, radius: int
-                      ) -> np.ndarray:
-    """Low-pass of a per-frame signal at the target frames: a Gaussian-weighted local linear fit.
+def smooth_trajectory(values: np.ndarray, breaks: np.ndarray, targets: range, lo: int, radius: int,
+                      degree: int = 1) -> np.ndarray:
+    """Low-pass of a per-frame signal at the target frames: a Gaussian-weighted local polynomial fit.
 
     values[k], breaks[k] belong to frame lo + k; a break starts a new segment and no fit crosses
-    one. Inside the clip this equals a Gaussian average (sigma = radius / 2); near the clip's
-    ends and at breaks the linear term keeps ramps (pans, fades) unbiased where a plain average
-    would drag them towards the frames that are present."""
+    one. With degree 1 this equals a Gaussian average (sigma = radius / 2) inside the clip, and
+    near the clip's ends and at breaks the linear term keeps ramps (pans, fades) unbiased where a
+    plain average would drag them towards the frames that are present; degree 2 also follows
+    curving paths (a pan that slows down) at the price of passing a little more noise."""
     values = np.asarray(values, np.float64)
     segment = np.cumsum(breaks)
     t_all = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -118,9 +119,9 @@ def smooth_trajectory(values: np.ndarray, breaks: np.ndarray, targets: range, lo
         t = t_all[j0 - k + radius: j1 - k + radius]
         w = w_all[j0 - k + radius: j1 - k + radius] * (segment[j0:j1] == segment[k])
         y = values[j0:j1].reshape(j1 - j0, -1)
-        s0, s1, s2 = w.sum(), (w * t).sum(), (w * t * t).sum()
-        y0, y1 = w @ y, (w * t) @ y
-        det = s0 * s2 - s1 * s1
-        fit = (s2 * y0 - s1 * y1) / det if det > 1e-9 * max(s0 * s2, 1e-12) else y0 / s0
-        out[n] = fit.reshape(values.shape[1:])
+        # Fewer frames than coefficients (a segment just started): drop to what they can support.
+        deg = min(degree, int((w > 1e-6).sum()) - 1)
+        basis = np.vander(t, deg + 1, increasing=True) * np.sqrt(w)[:, None]
+        coef = np.linalg.lstsq(basis, y * np.sqrt(w)[:, None], rcond=None)[0]
+        out[n] = coef[0].reshape(values.shape[1:])
     return out

@@ -31,7 +31,7 @@ def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brus
 @node("stylize.sketch", title="Pencil / Ink", category="Stylize", temporal_radius=0)
 def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "color_pencil", "ink")),
            detail: float = Param(1.0, min=0.2, max=4.0, help="finer strokes when higher")) -> VIDEO:
-    """Pencil drawing (OpenCV pencil sketch) or ink lines (thresholded XDoG)."""
+    """Pencil drawing (OpenCV pencil sketch) or ink lines (soft-thresholded difference of Gaussians)."""
     from nodes.restore.stream import map_frames
     from nodes.stylize.filters import sketch as fn
     return map_frames(ctx, video, lambda f: fn(f, style, detail))

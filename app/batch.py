@@ -1,0 +1,188 @@
+"""`kinograph batch WORKFLOW --sweep SWEEP.yaml`: one job per case of a sweep, here or on Ray.
+
+Without --ray the jobs run one after another in this process, sharing one Session (so
+everything upstream of the swept parameters is computed once). With --ray they go to
+long-lived Ray workers. A failing job never stops the others; the summary (or --json)
+gives each job's result, time and error, and `--only N,M` re-runs just those cases."""
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Dict, List, Optional
+
+from graph_engine.context import CancelToken
+from graph_engine.errors import KinographError, WorkflowError
+
+EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
+
+
+def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = None) -> Dict[str, Any]:
+    """Run one workflow given as YAML text; failures come back as data, never as an exception."""
+    from graph_engine.api import load_workflow
+    t0 = time.perf_counter()
+    out: Dict[str, Any] = {"ok": False, "cancelled": False, "results": {}, "failed": {}, "error": None}
+    try:
+        wf = load_workflow(payload["path"], text=payload["yaml"])
+        res = session.run(wf, cancel=cancel, use_cache=payload.get("use_cache", True))
+        out.update(ok=res.ok, cancelled=res.cancelled, results=res.results, failed=res.failed)
+        if res.cancelled:
+            out["error"] = "cancelled"
+        elif res.failed:
+            out["error"] = "; ".join(f"{n}: {m}" for n, m in res.failed.items())
+    except WorkflowError as e:
+        out["error"] = "; ".join(str(p) for p in e.problems)
+    except KinographError as e:
+        out["error"] = str(e)
+    except Exception as e:       # an engine bug must cost one job, not the batch
+        out["error"] = f"{type(e).__name__}: {e}"
+        out["traceback"] = traceback.format_exc()
+    out["seconds"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
+class Report:
+    """Per-job lines as jobs finish, then a summary table; or JSON lines with --json."""
+
+    def __init__(self, json_lines: bool, retry_cmd: List[str]):
+        self.json = json_lines
+        self.retry_cmd = retry_cmd
+        self.rows: Dict[int, Dict[str, Any]] = {}
+        self.t0 = time.perf_counter()
+
+    def note(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def _emit(self, ev: Dict[str, Any]) -> None:
+        print(json.dumps(ev, default=str), flush=True)
+
+    def started(self, jobs) -> None:
+        if self.json:
+            self._emit({"event": "batch_started", "jobs": len(jobs),
+                        "cases": [{"case": j.case.number, "overrides": j.case.overrides, "outputs": j.outputs}
+                                  for j in jobs]})
+        else:
+            self.note(f"{len(jobs)} jobs")
+
+    def finished(self, job, out: Dict[str, Any]) -> None:
+        row = {"event": "job_finished", "case": job.case.number, "label": job.label, "ok": bool(out.get("ok")),
+               "seconds": out.get("seconds"), "overrides": job.case.overrides, "outputs": job.outputs,
+               "results": out.get("results", {}), "failed": out.get("failed", {}), "error": out.get("error")}
+        for k in ("host", "pid", "traceback"):
+            if out.get(k) is not None:
+                row[k] = out[k]
+        self.rows[job.case.number] = row
+        if self.json:
+            self._emit(row)
+        else:
+            status = "ok" if row["ok"] else "FAILED"
+            what = ", ".join(job.outputs) if row["ok"] else row["error"]
+            self.note(f"[{len(self.rows)}] case {job.label} {status} ({row['seconds'] or 0:.2f}s): {what}")
+
+    def summary(self, jobs, cancelled: bool) -> int:
+        failed = [j.case.number for j in jobs if not self.rows.get(j.case.number, {}).get("ok")]
+        not_run = [j.case.number for j in jobs if j.case.number not in self.rows]
+        retry = " ".join(shlex.quote(a) for a in self.retry_cmd + ["--only", ",".join(map(str, failed))])
+        seconds = round(time.perf_counter() - self.t0, 3)
+        ok_count = len(jobs) - len(failed)
+        if self.json:
+            self._emit({"event": "batch_finished", "ok": not failed, "jobs": len(jobs), "succeeded": ok_count,
+                        "failed_cases": failed, "not_run": not_run, "cancelled": cancelled, "seconds": seconds,
+                        "retry": retry if failed else None})
+        else:
+            print(self.table(jobs))
+            tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s"
+            if failed:
+                tail += f"; retry the others with:\n  {retry}"
+            print(tail, flush=True)
+        if cancelled:
+            return EXIT_CANCELLED
+        return EXIT_OK if not failed else EXIT_FAIL
+
+    def table(self, jobs) -> str:
+        lines = [f"{'case':>5}  {'status':<7} {'seconds':>8}  {'overrides':<36} output / error"]
+        for j in jobs:
+            row = self.rows.get(j.case.number)
+            status = "not run" if row is None else "ok" if row["ok"] else "FAILED"
+            secs = "" if row is None or row["seconds"] is None else f"{row['seconds']:.2f}"
+            sets = " ".join(f"{k}={v}" for k, v in j.case.overrides.items()) or "(as in the workflow)"
+            what = ", ".join(j.outputs) if row is None or row["ok"] else row["error"]
+            lines.append(f"{j.case.number:>5}  {status:<7} {secs:>8}  {_clip_text(sets, 36):<36} {what}")
+        return "\n".join(lines)
+
+
+def _clip_text(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def run_batch(args) -> int:
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import validate
+    from .distributed import payload_of
+    from .sweep import load_sweep, plan_jobs, select_cases
+    registry = default_registry()
+    wf = load_workflow(args.workflow)
+    sweep = load_sweep(args.sweep, wf, registry)
+    jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
+    problems = [p for j in jobs for p in validate(j.workflow, registry)]
+    if problems:
+        raise WorkflowError(problems)
+    retry = ["kinograph", "batch", args.workflow, "--sweep", args.sweep] + (["--ray", args.ray] if args.ray else [])
+    report = Report(args.json, retry)
+    for n in notes:
+        report.note(n)
+    payloads = [payload_of(j.workflow, registry) for j in jobs]
+    report.started(jobs)
+    if args.ray:
+        cancelled = _run_on_ray(args, wf, registry, jobs, payloads, report)
+    else:
+        if args.jobs > 1:
+            report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
+        cancelled = _run_here(args, jobs, payloads, report)
+    return report.summary(jobs, cancelled)
+
+
+def _run_here(args, jobs, payloads, report: Report) -> bool:
+    from graph_engine.api import Session
+    session = Session(device=args.device)
+    cancel = CancelToken()
+
+    def on_sigint(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        report.note("cancelling... (Ctrl-C again to stop at once)")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for job, payload in zip(jobs, payloads):
+            if cancel.cancelled:
+                break
+            out = run_job(session, payload, cancel)
+            if out["cancelled"]:
+                break
+            report.finished(job, out)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return cancel.cancelled
+
+
+def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
+    from .distributed import WorkerPool, needs_gpu, ray_session
+    by_label = {j.label: j for j in jobs}
+    with ray_session(args.ray, num_cpus=args.jobs or None) as ray:
+        with WorkerPool(ray, args.jobs or None, gpu_nodes=needs_gpu(wf, registry), device=args.device,
+                        note=report.note, limit=len(jobs)) as pool:
+            if not report.json:
+                report.note(f"on Ray: {pool.size} workers")
+            try:
+                for label, out in pool.imap((j.label, "run", (p,)) for j, p in zip(jobs, payloads)):
+                    report.finished(by_label[label], out)
+            except KeyboardInterrupt:
+                report.note("cancelled: stopping the Ray workers")
+                return True
+    return False

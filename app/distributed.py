@@ -1,0 +1,358 @@
+"""Running workflows on Ray: connecting, long-lived workers, and `kinograph run --ray ... --shards N`.
+
+Each worker is a Ray actor holding one engine Session for its whole life, so models a node
+loads and results it caches serve every job that worker gets, not just the first. Workers
+that see the same cache folder (`--cache-dir` on a shared filesystem, passed on through
+KINOGRAPH_CACHE_DIR) share on-disk results. Ray is an optional extra: nothing here imports
+it until a command asks for it."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from graph_engine.errors import KinographError, WorkflowError
+
+RAY_MISSING = ("Ray is not installed: `pip install kinograph[ray]` adds it (or `pip install 'ray>=2.30'`); "
+               "without --ray everything runs in this process")
+# Environment a worker needs to see what the driver sees: cache/config/node folders, offline hubs.
+ENV_PREFIXES = ("KINOGRAPH_", "HF_", "TRANSFORMERS_")
+FETCH_BYTES = 64 << 20
+WAIT_NOTE_S = 30.0
+
+Note = Callable[[str], None]
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise KinographError(RAY_MISSING) from None
+    return ray
+
+
+@contextmanager
+def ray_session(address: str, num_cpus: Optional[int] = None):
+    """Connect to `address` ('local' starts a private instance); shut down only what we started.
+
+    An already initialised Ray (an embedding application, a test session) is used as it is."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise KinographError(f"cannot connect to the Ray cluster at {address!r}: {e}. Start one with "
+                                 f"`ray start --head` (see docs/ray.md), or use --ray local") from None
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def needs_gpu(wf, registry) -> List[str]:
+    """The nodes that want an accelerator (NodeSpec.device == "gpu"); workers then ask Ray for one."""
+    out = []
+    for nid, inst in wf.graph.nodes.items():
+        spec = registry.get(inst.type)
+        if spec is not None and spec.device == "gpu" and not inst.bypass:
+            out.append(nid)
+    return out
+
+
+def worker_env() -> Dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
+
+
+class Worker:
+    """A Ray actor: one engine Session for the worker's life (models loaded once, caches kept)."""
+
+    def __init__(self, env: Dict[str, str], device: str):
+        os.environ.update(env)
+        from graph_engine.api import Session
+        self.session = Session(device=device)
+
+    def where(self) -> Dict[str, Any]:
+        return {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def run(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        from .batch import run_job
+        return {**run_job(self.session, payload), **self.where()}
+
+    def probe(self, payload, source) -> Dict[str, Any]:
+        from .shard import probe
+        return {**probe(self.session, payload, source), **self.where()}
+
+    def render(self, payload, source, a: int, b: int, out: str) -> Dict[str, Any]:
+        from .shard import render_range
+        return {**render_range(self.session, payload, source, a, b, out), **self.where()}
+
+    def read(self, path: str, offset: int, size: int) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def remove(self, path: str) -> None:
+        Path(path).unlink(missing_ok=True)
+
+
+Call = Tuple[Any, str, tuple]          # (key, Worker method, args)
+
+
+class WorkerPool:
+    """Up to `size` Worker actors; `imap` hands each call to the next idle worker and yields
+    (key, result) as calls finish. A worker that dies fails its call and is replaced."""
+
+    def __init__(self, ray, size: Optional[int], *, gpu_nodes: List[str], device: str = "auto",
+                 note: Note = lambda s: None, limit: Optional[int] = None):
+        self.ray, self.note, self.device = ray, note, device
+        total = ray.cluster_resources()
+        self.options: Dict[str, Any] = {"num_cpus": 1}
+        unit = "CPU"
+        if gpu_nodes:
+            if total.get("GPU", 0) >= 1:
+                self.options["num_gpus"] = 1
+                unit = "GPU"
+            else:
+                note(f"the workflow has GPU nodes ({', '.join(gpu_nodes)}) but the Ray cluster has no GPUs; "
+                     f"workers run them on the CPU")
+        have = max(1, int(total.get(unit, 1)))
+        n = size or have
+        if size and size > have:
+            note(f"{size} workers asked for; the cluster has {have} {unit}s, so some wait for resources")
+        self.size = max(1, min(n, limit or n))
+        self.unit = unit
+        self._cls = ray.remote(Worker)
+        self._env = worker_env()
+        self.starting: Dict[Any, Any] = {}        # ready() ref -> actor
+        self.actors: List[Any] = []
+        for _ in range(self.size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        actor = self._cls.options(**self.options).remote(self._env, self.device)
+        self.actors.append(actor)
+        self.starting[actor.where.remote()] = actor
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:      # already gone: nothing to release
+                pass
+        self.actors.clear()
+
+    def call(self, method: str, *args) -> Any:
+        """One call on any worker, waiting for the result."""
+        for _, out in self.imap([(None, method, args)]):
+            return out
+
+    def imap(self, calls: Iterable[Call]) -> Iterator[Tuple[Any, Any]]:
+        ray = self.ray
+        queue = deque(calls)
+        idle: List[Any] = []
+        running: Dict[Any, Tuple[Any, Any]] = {}    # result ref -> (actor, key)
+        replacements = self.size
+        waited_since, noted = time.monotonic(), False
+        while queue or running:
+            while idle and queue:
+                actor = idle.pop()
+                key, method, args = queue.popleft()
+                running[getattr(actor, method).remote(*args)] = (actor, key)
+            if not running and not self.starting:
+                for key, _, _ in queue:
+                    yield key, {"ok": False, "error": "no Ray worker could be started"}
+                return
+            done, _ = ray.wait(list(self.starting) + list(running), num_returns=1, timeout=5.0)
+            if not done:
+                if not running and not noted and time.monotonic() - waited_since > WAIT_NOTE_S:
+                    self.note(f"waiting for Ray to place workers (each needs 1 {self.unit}; "
+                              f"cluster resources: {ray.cluster_resources()})")
+                    noted = True
+                continue
+            ref = done[0]
+            if ref in self.starting:
+                actor = self.starting.pop(ref)
+                try:
+                    ray.get(ref)
+                    idle.append(actor)
+                except ray.exceptions.RayError as e:
+                    self._drop(actor)
+                    self.note(f"a Ray worker failed to start: {_short(e)}")
+                continue
+            actor, key = running.pop(ref)
+            try:
+                out = ray.get(ref)
+                idle.append(actor)
+            except ray.exceptions.RayActorError as e:
+                out = {"ok": False, "error": f"the worker process died: {_short(e)}"}
+                self._drop(actor)
+                if replacements > 0:
+                    replacements -= 1
+                    self._spawn()
+            except ray.exceptions.RayError as e:
+                out = {"ok": False, "error": _short(e)}
+                idle.append(actor)
+            yield key, out
+
+    def _drop(self, actor) -> None:
+        if actor in self.actors:
+            self.actors.remove(actor)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1] if text else type(e).__name__
+
+
+# -- kinograph run --ray ADDRESS [--shards N] --------------------------------------------------
+def payload_of(wf, registry, use_cache: bool = True) -> Dict[str, Any]:
+    """What travels to a worker: the workflow as YAML plus its path (relative paths resolve there)."""
+    from graph_engine.workflow import to_yaml
+    return {"yaml": to_yaml(wf.graph, registry), "path": str(wf.path) if wf.path else None,
+            "use_cache": use_cache}
+
+
+def shard_folder() -> Path:
+    """Under the cache folder, so workers on a shared filesystem write where the driver reads."""
+    from graph_engine import config
+    return config.cache_dir() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def render_sharded(wf, registry, pool: WorkerPool, shards: int, *, emit: Callable[[Dict[str, Any]], None],
+                   use_cache: bool = True, plan=None) -> Dict[str, Any]:
+    """Render the workflow's video in `shards` frame ranges on the pool and join them.
+
+    Returns {"ok", "results", "failed", "shards"} like a run's summary."""
+    from graph_engine.workflow import to_yaml
+    from .shard import encode_joined, plan_shards, split_range
+    plan = plan or plan_shards(wf, registry)
+    payload = payload_of(wf, registry, use_cache)
+    info = pool.call("probe", payload, plan.source)
+    if not info.get("ok"):
+        return {"ok": False, "results": {}, "failed": {plan.source[0]: info["error"]}, "shards": []}
+    ranges = split_range(info["length"], shards, info["chunk"])
+    folder = shard_folder()
+    emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "context": plan.context,
+          "workers": pool.size})
+    calls = [(i, "render", (payload, plan.source, a, b, str(folder / f"shard_{i:04d}.mkv")))
+             for i, (a, b) in enumerate(ranges)]
+    done: Dict[int, Dict[str, Any]] = {}
+    try:
+        for i, out in pool.imap(calls):
+            done[i] = out
+            a, b = ranges[i]
+            emit({"event": "shard_finished", "shard": i, "frames": [a, b], "ok": out["ok"],
+                  "seconds": out.get("seconds"), "host": out.get("host"), "error": out.get("error")})
+        bad = {f"shard {i} (frames {ranges[i][0]}-{ranges[i][1]})": o["error"] for i, o in sorted(done.items())
+               if not o["ok"]}
+        if bad:
+            return {"ok": False, "results": {}, "failed": bad, "shards": [done[i] for i in sorted(done)]}
+        files = [_local_copy(pool, done[i], folder) for i in range(len(ranges))]
+        emit({"event": "node_started", "node": plan.writer, "type": wf.graph.nodes[plan.writer].type})
+        t0 = time.perf_counter()
+        result = encode_joined(plan, files, ranges, info, to_yaml(wf.graph, registry),
+                               progress=lambda d, t: emit({"event": "node_progress", "node": plan.writer,
+                                                           "done": d, "total": t}))
+        emit({"event": "node_finished", "node": plan.writer, "cached": False,
+              "seconds": round(time.perf_counter() - t0, 4)})
+        return {"ok": True, "results": {plan.writer: result}, "failed": {}, "shards": [done[i] for i in sorted(done)]}
+    finally:
+        _clean(pool, done, folder)
+
+
+def _local_copy(pool: WorkerPool, shard: Dict[str, Any], folder: Path) -> str:
+    """The shard's path when this machine sees it (shared filesystem); else fetched from its worker."""
+    path = shard["path"]
+    if os.path.isfile(path) and os.path.getsize(path) == shard["bytes"]:
+        return path
+    ray = pool.ray
+    actor = next((a for a in pool.actors if ray.get(a.where.remote())["pid"] == shard["pid"]), None)
+    if actor is None:
+        raise KinographError(f"shard {path} is on a worker that is gone and this machine cannot see it; "
+                             f"put --cache-dir on a filesystem all nodes share")
+    folder.mkdir(parents=True, exist_ok=True)
+    local = folder / Path(path).name
+    with open(local, "wb") as f:
+        for off in range(0, shard["bytes"], FETCH_BYTES):
+            f.write(ray.get(actor.read.remote(path, off, FETCH_BYTES)))
+    actor.remove.remote(path)
+    return str(local)
+
+
+def _clean(pool: WorkerPool, done: Dict[int, Dict[str, Any]], folder: Path) -> None:
+    import shutil
+    for out in done.values():
+        if out.get("path"):
+            Path(out["path"]).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_distributed(args, wf) -> int:
+    """`kinograph run WORKFLOW --ray ADDRESS [--shards N]`: one job on a worker, or a sharded render."""
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides, validate
+    from .progress import ProgressPrinter
+    if not args.ray:
+        print("kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS (a cluster)",
+              file=sys.stderr)
+        return 2
+    registry = default_registry()
+    problems = apply_overrides(wf, args.set, registry) or validate(wf, registry)
+    if problems:
+        raise WorkflowError(problems)
+    printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
+    plan = None
+    if args.shards > 1:
+        from .shard import plan_shards
+        plan = plan_shards(wf, registry)       # refuse before paying for Ray
+    t0 = time.perf_counter()
+    with ray_session(args.ray) as ray:
+        with WorkerPool(ray, args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry), device=args.device,
+                        note=printer.note) as pool:
+            printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
+            if plan:
+                out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
+                                     use_cache=not args.no_cache, plan=plan)
+            else:
+                out = pool.call("run", payload_of(wf, registry, not args.no_cache))
+                for nid, msg in out.get("failed", {}).items():
+                    printer({"event": "node_failed", "node": nid, "message": msg})
+                if out.get("error") and not out.get("failed"):
+                    out["failed"] = {"workflow": out["error"]}
+    printer({"event": "run_finished", "ok": out["ok"], "cancelled": False, "results": out.get("results", {}),
+             "failed": out.get("failed", {}), "seconds": round(time.perf_counter() - t0, 4)})
+    if not out["ok"] and plan:
+        for what, msg in out["failed"].items():
+            printer.note(f"x {what} failed: {msg}")
+    return 0 if out["ok"] else 1
+
+
+def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None]:
+    def emit(ev: Dict[str, Any]) -> None:
+        if json_lines or ev["event"] not in ("shards_planned", "shard_finished"):
+            printer(ev)
+        elif ev["event"] == "shards_planned":
+            printer.note(f"{ev['frames']} frames in {len(ev['ranges'])} shards on {ev['workers']} workers "
+                         f"(each reads {ev['context']} frames of context either side)")
+        elif ev["ok"]:
+            a, b = ev["frames"]
+            printer.note(f"  shard {ev['shard']} frames {a}-{b} done on {ev['host']} ({ev['seconds']:.2f}s)")
+    return emit

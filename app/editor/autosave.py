@@ -1,0 +1,141 @@
+"""Autosave and crash recovery.
+
+Every `interval` (30 s by default) a document changed since the last autosave is written
+to a recovery file in `<config>/recovery/`, atomically (QSaveFile), so a crash loses at most
+that interval of edits and never leaves half a file. The first line records which file it
+belongs to; a QLockFile held while the editor lives tells a crashed session's leftovers
+(lock owner dead: offer them) from another running editor's (lock alive: leave them)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
+
+from graph_engine import config
+
+from .document import Document, write_atomic
+
+HEADER = "# kinograph-recovery "
+INTERVAL_MS = 30_000
+
+
+def recovery_dir() -> Path:
+    return config.config_dir() / "recovery"
+
+
+@dataclass
+class Recovery:
+    file: Path
+    path: Optional[Path]           # the workflow it belongs to, None for an untitled one
+    saved: float                   # time.time() of the autosave
+
+    def text(self) -> str:
+        return self.file.read_text(encoding="utf-8")
+
+    def discard(self) -> None:
+        for p in (self.file, Path(str(self.file) + ".lock")):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _lock(file: Path) -> QLockFile:
+    lock = QLockFile(str(file) + ".lock")
+    lock.setStaleLockTime(0)       # stale only when its owner process is gone
+    return lock
+
+
+class Autosaver(QObject):
+    saved = Signal(str)
+
+    def __init__(self, doc: Document, interval_ms: int = INTERVAL_MS, folder: Optional[Path] = None):
+        super().__init__(doc)
+        self.doc = doc
+        self.folder = Path(folder) if folder else recovery_dir()
+        self._saved_revision = doc.revision
+        self._file: Optional[Path] = None
+        self._lock: Optional[QLockFile] = None
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+        doc.pathChanged.connect(self._moved)
+        doc.modifiedChanged.connect(self._clean_saved)
+
+    def _name(self) -> str:
+        if self.doc.path is not None:
+            digest = hashlib.sha1(str(self.doc.path).encode()).hexdigest()[:10]
+            return f"{self.doc.path.stem}-{digest}.yaml"
+        return f"untitled-{os.getpid()}-{id(self.doc):x}.yaml"
+
+    def tick(self) -> None:
+        if self.doc.revision != self._saved_revision and self.doc.modified:
+            self.save_now()
+
+    def save_now(self) -> Path:
+        if self._file is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._file = self.folder / self._name()
+            self._lock = _lock(self._file)
+            self._lock.tryLock(0)
+        meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time()}
+        write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text()).encode("utf-8"))
+        self._saved_revision = self.doc.revision
+        self.saved.emit(str(self._file))
+        return self._file
+
+    def discard(self) -> None:
+        """The document is saved or its changes were thrown away: no recovery needed."""
+        if self._file is not None:
+            Recovery(self._file, None, 0).discard()
+        if self._lock is not None:
+            self._lock.unlock()
+        self._file, self._lock = None, None
+        self._saved_revision = self.doc.revision
+
+    def _moved(self, _path) -> None:
+        self.discard()
+
+    def _clean_saved(self, modified: bool) -> None:
+        if not modified:
+            self.discard()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self.discard()
+
+
+def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
+    """Recovery files whose editor is no longer running, newest first."""
+    folder = Path(folder) if folder else recovery_dir()
+    found = []
+    for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        lock = _lock(f)
+        if not lock.tryLock(0):
+            continue                # a live editor owns it
+        lock.unlock()
+        try:
+            with open(f, encoding="utf-8") as fh:
+                first = fh.readline()
+            meta = json.loads(first[len(HEADER):]) if first.startswith(HEADER) else {}
+        except (OSError, ValueError):
+            meta = {}
+        path = meta.get("path")
+        found.append(Recovery(f, Path(path) if path else None, float(meta.get("saved") or f.stat().st_mtime)))
+    found.sort(key=lambda r: -r.saved)
+    return found
+
+
+def recover(rec: Recovery, registry=None) -> Document:
+    """A document with the recovered content, marked modified, pointing at its original file."""
+    doc = Document.from_text(rec.text(), rec.path, registry)
+    doc.undo.resetClean()
+    rec.discard()
+    return doc

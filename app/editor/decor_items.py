@@ -1,0 +1,174 @@
+"""Backdrops (groups) and sticky notes: layout only, stored under `ui:`, never run."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
+
+from . import theme
+
+TITLE_H = 28.0
+GRIP = 14.0
+GROUP_FONT = QFont()
+GROUP_FONT.setPointSizeF(11)
+GROUP_FONT.setBold(True)
+
+
+class GroupItem(QGraphicsItem):
+    """Picked up by its title bar; dragging it carries the nodes inside; the corner resizes."""
+
+    def __init__(self, gid: str, data: dict):
+        super().__init__()
+        self.gid = gid
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable |
+                      QGraphicsItem.ItemSendsGeometryChanges)
+        self.setZValue(-10)
+        self._resizing = None
+        self.sync(data)
+
+    def sync(self, data: dict) -> None:
+        self.prepareGeometryChange()
+        x, y, w, h = data.get("rect", [0, 0, 300, 200])
+        self.w, self.h = max(80.0, float(w)), max(TITLE_H + 20, float(h))
+        self.title = str(data.get("title", "Group"))
+        self.color = QColor(data.get("color", "#3d5a80"))
+        if QPointF(x, y) != self.pos():
+            self.setPos(QPointF(x, y))
+        self.update()
+
+    def rect(self) -> QRectF:
+        return QRectF(0, 0, self.w, self.h)
+
+    def boundingRect(self) -> QRectF:
+        return self.rect().adjusted(-2, -2, 2, 2)
+
+    def shape(self) -> QPainterPath:
+        p = QPainterPath()
+        p.addRect(QRectF(0, 0, self.w, TITLE_H))
+        p.addRect(QRectF(self.w - GRIP, self.h - GRIP, GRIP, GRIP))
+        return p
+
+    def paint(self, painter, option, widget=None):
+        fill = QColor(self.color)
+        fill.setAlpha(60)
+        painter.setPen(QPen(theme.NODE_SELECTED if self.isSelected() else self.color.lighter(130), 1.5))
+        painter.setBrush(fill)
+        painter.drawRoundedRect(self.rect(), 8, 8)
+        head = QColor(self.color)
+        head.setAlpha(170)
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(head)
+        painter.drawRoundedRect(QRectF(0, 0, self.w, TITLE_H), 8, 8)
+        painter.drawRect(QRectF(0, TITLE_H / 2, self.w, TITLE_H / 2))
+        painter.setPen(theme.TEXT)
+        painter.setFont(GROUP_FONT)
+        painter.drawText(QRectF(10, 0, self.w - 20, TITLE_H), Qt.AlignVCenter | Qt.AlignLeft, self.title)
+        painter.setPen(QPen(self.color.lighter(150), 1.2))
+        for i in (4, 8, 12):
+            painter.drawLine(QPointF(self.w - i, self.h - 2), QPointF(self.w - 2, self.h - i))
+
+    def scene_rect(self) -> QRectF:
+        return self.mapRectToScene(self.rect())
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.ItemPositionHasChanged and self.scene() is not None:
+            self.scene().group_dragged(self)
+        return super().itemChange(change, value)
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.LeftButton and event.pos().x() > self.w - GRIP and event.pos().y() > self.h - GRIP:
+            self._resizing = (event.scenePos(), self.w, self.h)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+        if event.button() == Qt.LeftButton:
+            self.scene().begin_move(carry_group=self)
+
+    def mouseMoveEvent(self, event):
+        if self._resizing:
+            start, w, h = self._resizing
+            d = event.scenePos() - start
+            self.prepareGeometryChange()
+            self.w, self.h = max(80.0, w + d.x()), max(TITLE_H + 20, h + d.y())
+            self.update()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if self._resizing:
+            self._resizing = None
+            self.scene().controller.update_group(self.gid, rect=[self.x(), self.y(), self.w, self.h])
+            return
+        super().mouseReleaseEvent(event)
+        if event.button() == Qt.LeftButton:
+            self.scene().end_move()
+
+    def mouseDoubleClickEvent(self, event):
+        self.scene().rename_group(self)
+
+
+class _NoteText(QGraphicsTextItem):
+    def focusOutEvent(self, event):
+        super().focusOutEvent(event)
+        self.setTextInteractionFlags(Qt.NoTextInteraction)
+        self.parentItem().commit_text()
+
+
+class NoteItem(QGraphicsItem):
+    """A sticky note; double-click to edit its text in place."""
+
+    def __init__(self, nid: str, data: dict):
+        super().__init__()
+        self.nid = nid
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
+        self.setZValue(0.5)
+        self.text_item = _NoteText(self)
+        self.text_item.setDefaultTextColor(QColor("#2b2410"))
+        self.text_item.setPos(8, 6)
+        self.text_item.document().contentsChanged.connect(self._fit)
+        self.sync(data)
+
+    def sync(self, data: dict) -> None:
+        self.prepareGeometryChange()
+        self.w, self.h = (float(v) for v in data.get("size", [220, 120]))
+        text = str(data.get("text", ""))
+        if self.text_item.toPlainText() != text:
+            self.text_item.setPlainText(text)
+        self.text_item.setTextWidth(self.w - 16)
+        x, y = data.get("pos", [0, 0])
+        if QPointF(x, y) != self.pos():
+            self.setPos(QPointF(x, y))
+        self.update()
+
+    def _fit(self):
+        need = self.text_item.boundingRect().height() + 14
+        if need > self.h:
+            self.prepareGeometryChange()
+            self.h = need
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-1, -1, self.w + 2, self.h + 2)
+
+    def paint(self, painter, option, widget=None):
+        painter.setPen(QPen(theme.NODE_SELECTED if self.isSelected() else QColor("#b89a3e"), 1.5))
+        painter.setBrush(QColor("#e8d487"))
+        painter.drawRoundedRect(QRectF(0, 0, self.w, self.h), 4, 4)
+
+    def mousePressEvent(self, event):
+        super().mousePressEvent(event)
+        if event.button() == Qt.LeftButton:
+            self.scene().begin_move()
+
+    def mouseReleaseEvent(self, event):
+        super().mouseReleaseEvent(event)
+        if event.button() == Qt.LeftButton:
+            self.scene().end_move()
+
+    def mouseDoubleClickEvent(self, event):
+        self.text_item.setTextInteractionFlags(Qt.TextEditorInteraction)
+        self.text_item.setFocus(Qt.MouseFocusReason)
+
+    def commit_text(self):
+        if self.scene() is not None:
+            self.scene().controller.update_note(self.nid, text=self.text_item.toPlainText(),
+                                                size=[round(self.w), round(self.h)])

@@ -1,0 +1,65 @@
+"""The shortcut overlay (F1 or ?): every menu action with its keys, and the mouse gestures."""
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+GESTURES = (
+    ("Tab / double-click", "search nodes (type, ↑↓, Enter)"),
+    ("drag from a socket", "connect; drop on empty canvas to add a compatible node"),
+    ("drag a connected input", "move or remove that link"),
+    ("Alt+drag / Ctrl+right-drag", "cut links"),
+    ("double-click a link", "add a reroute point"),
+    ("drop a node on a link", "insert it"),
+    ("middle-drag / Space+drag", "pan"),
+    ("wheel", "zoom under the cursor"),
+    ("drag a field on a node", "scrub its value (Shift: fine)"),
+    ("Ctrl+Shift+click a node", "show its output in the viewer (Alt: as B)"),
+    ("double-click a title", "rename"),
+    ("drop a .yaml / rendered .mp4 / .png", "open the workflow inside it"),
+    ("viewer: K / J / L, Home / End", "play-pause / step back / step forward, first / last"),
+)
+
+
+class HelpOverlay(QWidget):
+    def __init__(self, parent, actions):
+        super().__init__(parent)
+        self.setAttribute(Qt.WA_StyledBackground, False)
+        rows = []
+        for a in actions:
+            keys = a.shortcut().toString()
+            if keys and a.text():
+                rows.append((keys, a.text().replace("&", "")))
+        rows += list(GESTURES)
+        half = (len(rows) + 1) // 2
+        cols = [rows[:half], rows[half:]]
+        cells = "".join(
+            "<td valign='top' style='padding-right:36px'><table cellspacing='4'>" +
+            "".join(f"<tr><td style='color:#f2b53a;padding-right:14px'><b>{html.escape(k)}</b></td>"
+                    f"<td>{html.escape(d)}</td></tr>" for k, d in col) + "</table></td>" for col in cols)
+        label = QLabel(f"<h2>Keyboard and mouse</h2><table><tr>{cells}</tr></table>"
+                       "<p style='color:#9a9ca3'>F1 or a click closes this.</p>")
+        label.setTextFormat(Qt.RichText)
+        label.setStyleSheet("color:#e2e3e6; background: transparent;")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(40, 30, 40, 30)
+        lay.addWidget(label, 0, Qt.AlignCenter)
+        self.hide()
+
+    def toggle(self) -> None:
+        if self.isVisible():
+            self.hide()
+        else:
+            self.setGeometry(self.parentWidget().rect())
+            self.show()
+            self.raise_()
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(10, 11, 13, 225))
+
+    def mousePressEvent(self, event):
+        self.hide()

@@ -1,0 +1,139 @@
+"""Links (curves coloured by the type they carry), their reroute points, and the link being dragged."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QPainterPath, QPainterPathStroker, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
+
+from . import theme
+
+REROUTE_R = 6.0
+
+
+def curve(points: List[QPointF]) -> QPainterPath:
+    """Horizontal-tangent cubic segments through the points (a node editor's usual wire)."""
+    path = QPainterPath(points[0])
+    for a, b in zip(points, points[1:]):
+        dx = max(30.0, abs(b.x() - a.x()) * 0.5)
+        path.cubicTo(QPointF(a.x() + dx, a.y()), QPointF(b.x() - dx, b.y()), b)
+    return path
+
+
+class LinkItem(QGraphicsPathItem):
+    def __init__(self, src_item, src_port: str, dst_item, dst_port: str, color: str):
+        super().__init__()
+        self.src_item, self.src_port = src_item, src_port
+        self.dst_item, self.dst_port = dst_item, dst_port
+        self.points: List[QPointF] = []            # reroutes
+        self.color = QColor(color)
+        self._shape = None
+        self.setFlags(QGraphicsItem.ItemIsSelectable)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(0)
+        self._hover = False
+        self.highlight = False                     # a node dragged over it would be inserted
+        src_item.links.add(self)
+        dst_item.links.add(self)
+        self.update_path()
+
+    @property
+    def key(self) -> str:
+        return f"{self.dst_item.node_id}.{self.dst_port}"
+
+    def detach(self) -> None:
+        self.src_item.links.discard(self)
+        self.dst_item.links.discard(self)
+
+    def update_path(self) -> None:
+        a = self.src_item.port_scene_pos(self.src_port, False)
+        b = self.dst_item.port_scene_pos(self.dst_port, True)
+        self._shape = None
+        self.setPath(curve([a] + self.points + [b]))
+
+    def shape(self) -> QPainterPath:
+        if self._shape is None:
+            s = QPainterPathStroker()
+            s.setWidth(10)
+            self._shape = s.createStroke(self.path())
+        return self._shape
+
+    def boundingRect(self) -> QRectF:
+        return self.path().boundingRect().adjusted(-5, -5, 5, 5)
+
+    def paint(self, painter, option, widget=None):
+        hot = self.isSelected() or self._hover or self.highlight
+        c = theme.NODE_SELECTED if self.highlight or self.isSelected() else self.color
+        if self.src_item.inst.bypass or self.dst_item.inst.bypass:
+            c = QColor(c)
+            c.setAlpha(130)
+        painter.setPen(QPen(c, 3.5 if hot else 2.2, Qt.SolidLine, Qt.RoundCap))
+        painter.setBrush(Qt.NoBrush)
+        painter.drawPath(self.path())
+
+    def hoverEnterEvent(self, event):
+        self._hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event):
+        self._hover = False
+        self.update()
+
+    def mouseDoubleClickEvent(self, event):
+        self.scene().add_reroute(self, event.scenePos())
+
+
+class RerouteItem(QGraphicsItem):
+    """A point a link passes through; drag to move, Delete to remove."""
+
+    def __init__(self, link_key: str, index: int, pos: QPointF, color: QColor):
+        super().__init__()
+        self.link_key, self.index, self.color = link_key, index, QColor(color)
+        self.setPos(pos)
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable |
+                      QGraphicsItem.ItemSendsGeometryChanges)
+        self.setZValue(2)
+        self.setToolTip("Reroute point: drag to move, Delete to remove")
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-REROUTE_R - 2, -REROUTE_R - 2, 2 * REROUTE_R + 4, 2 * REROUTE_R + 4)
+
+    def paint(self, painter, option, widget=None):
+        painter.setPen(QPen(theme.NODE_SELECTED if self.isSelected() else theme.NODE_BORDER, 2))
+        painter.setBrush(self.color)
+        painter.drawEllipse(QPointF(0, 0), REROUTE_R, REROUTE_R)
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.ItemPositionHasChanged and self.scene() is not None:
+            self.scene().reroute_dragged(self)
+        return super().itemChange(change, value)
+
+    def mousePressEvent(self, event):
+        super().mousePressEvent(event)
+        self.scene().begin_move()
+
+    def mouseReleaseEvent(self, event):
+        super().mouseReleaseEvent(event)
+        self.scene().end_move()
+
+
+class DragLink(QGraphicsPathItem):
+    """The wire following the mouse while connecting; red with the reason when the target refuses."""
+
+    def __init__(self, anchor: QPointF, from_input: bool, color: str):
+        super().__init__()
+        self.anchor, self.from_input, self.color = anchor, from_input, QColor(color)
+        self.setZValue(10)
+        self.label = QGraphicsSimpleTextItem(self)
+        self.label.setBrush(theme.REFUSED)
+        self.refusal: Optional[str] = None
+        self.move_to(anchor)
+
+    def move_to(self, p: QPointF, refusal: Optional[str] = None) -> None:
+        self.refusal = refusal
+        a, b = (p, self.anchor) if self.from_input else (self.anchor, p)
+        self.setPath(curve([a, b]))
+        self.setPen(QPen(theme.REFUSED if refusal else self.color, 2.2, Qt.DashLine if refusal else Qt.SolidLine))
+        self.label.setText(refusal or "")
+        self.label.setPos(p + QPointF(14, 10))

@@ -1,0 +1,88 @@
+"""`kinograph gui [WORKFLOW] [--screenshot PNG]`: open the editor, or render it to a PNG and exit."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def _app():
+    from PySide6.QtWidgets import QApplication
+    from . import theme
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("Kinograph")
+        app.setOrganizationName("Kinograph")
+        app.setDesktopFileName("kinograph")
+    theme.apply(app)
+    return app
+
+
+def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None) -> int:
+    if screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = _app()
+    from graph_engine.errors import KinographError, WorkflowError
+    from .document import Document
+    from .window import MainWindow, offer_recovery
+
+    doc = None
+    if workflow:
+        try:
+            doc = Document.load(Path(workflow))
+        except (WorkflowError, KinographError) as e:
+            print(f"kinograph: cannot open {workflow}:\n{e}", file=sys.stderr)
+            return 2
+    if screenshot:
+        return _screenshot(app, MainWindow(doc), Path(screenshot))
+    windows = offer_recovery()
+    if doc is not None or not windows:
+        w = MainWindow(doc)
+        w.show()
+    return app.exec()
+
+
+def _settle(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def _screenshot(app, w, out: Path) -> int:
+    """Lay the window out as someone working on it would see it: the graph framed, the output of
+    the node feeding the first writer in the viewer, and that node's properties."""
+    w.show()
+    _settle(app, 0.2)
+    g, reg = w.doc.graph, w.doc.registry
+    writers = [n for n, i in g.nodes.items() if reg.get(i.type) is not None and reg.get(i.type).output]
+    shown = None
+    if writers:
+        feed = g.inputs.get(writers[0], {})
+        shown = next(iter(feed.values()))[0] if feed else None
+    shown = shown or next(iter(g.nodes), None)
+    if shown is not None:
+        w.view_node(shown, "A")
+        w.runs.wait_idle(60)
+        _settle(app, 0.3)
+        w.viewer.seek(min(12, max(0, w.viewer.length - 1)))
+        deadline = time.monotonic() + 20
+        while w.viewer._waiting and time.monotonic() < deadline:
+            _settle(app, 0.05)
+        w.scene.select_nodes([shown])
+    w.view.frame_all()
+    w.view.zoom_by(min(1.0, w.view.zoom()) / w.view.zoom())
+    w.view.centerOn(w.scene.nodes_rect().center())
+    _settle(app, 0.7)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ok = w.grab().save(str(out))
+    w.doc.undo.setClean()
+    w.close()
+    if not ok:
+        print(f"kinograph: could not write {out}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,357 @@
+"""A node on the canvas: header with title and run status, typed coloured sockets, and inline
+parameter fields (numbers scrub by dragging, choices and booleans change with a click).
+
+Everything is painted by the one item (no child widgets), so a 500-node graph stays light;
+far out, nodes draw as plain coloured blocks. Dragging a field pushes one undo step per drag."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem
+
+from . import theme
+from .geometry import HEADER_H, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
+
+TITLE_FONT = QFont()
+TITLE_FONT.setPointSizeF(9.0)
+TITLE_FONT.setBold(True)
+LABEL_FONT = QFont()
+LABEL_FONT.setPointSizeF(8.0)
+BADGE_FONT = QFont()
+BADGE_FONT.setPointSizeF(7.5)
+_TITLE_FM = QFontMetricsF(TITLE_FONT)
+_LABEL_FM = QFontMetricsF(LABEL_FONT)
+
+PORT_HIT = 9.0
+NUMERIC = ("int", "float")
+
+
+def format_value(p, v) -> str:
+    if v is None:
+        return "—"
+    if p.type == "float" and isinstance(v, (int, float)):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:.4g}"
+    if p.kind == "path" and isinstance(v, str):
+        return os.path.basename(v.rstrip("/\\")) or v
+    if isinstance(v, str):
+        return " ".join(v.split())
+    return str(v)
+
+
+class NodeItem(QGraphicsItem):
+    def __init__(self, node_id: str, spec, inst, ui: dict):
+        super().__init__()
+        self.node_id = node_id
+        self.spec = spec
+        self.links = set()
+        self.status = None                      # runner.NodeStatus
+        self.thumb: Optional[QImage] = None
+        self.problem: Optional[str] = None
+        self._hover_port = None
+        self._drag = None                       # active inline parameter drag
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable |
+                      QGraphicsItem.ItemSendsGeometryChanges)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(1)
+        self.sync(inst, ui)
+
+    # -- model -> item --------------------------------------------------------------------
+    def sync(self, inst, ui: dict) -> None:
+        self.prepareGeometryChange()
+        self.inst = inst
+        self.collapsed = bool(ui.get("collapsed"))
+        self.w, self.h = node_size(self.spec, self.collapsed, self.thumb is not None and not self.collapsed)
+        cat = self.spec.category if self.spec else ""
+        self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
+        label = inst.title or (self.spec.title if self.spec else f"missing: {inst.type}")
+        self.title = _TITLE_FM.elidedText(label, Qt.ElideRight, self.w - 2 * PAD - 58)
+        pos = ui.get("pos")
+        if isinstance(pos, list) and len(pos) == 2 and QPointF(*pos) != self.pos():
+            self.setPos(QPointF(*pos))
+        self.update_links()
+        self.update()
+
+    def set_status(self, status) -> None:
+        self.status = status
+        self.update(QRectF(0, 0, self.w, HEADER_H + 4))
+
+    def set_thumb(self, image: Optional[QImage]) -> None:
+        self.thumb = image
+        self.sync(self.inst, {"collapsed": self.collapsed})
+
+    # -- geometry ---------------------------------------------------------------------------
+    def boundingRect(self) -> QRectF:
+        return QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
+
+    def shape(self) -> QPainterPath:
+        p = QPainterPath()
+        p.addRect(QRectF(-PORT_R, 0, self.w + 2 * PORT_R, self.h))
+        return p
+
+    def _port_rows(self, is_input: bool):
+        return list((self.spec.inputs if is_input else self.spec.outputs).items()) if self.spec else []
+
+    def port_pos(self, name: str, is_input: bool) -> QPointF:
+        x = 0.0 if is_input else self.w
+        if self.collapsed:
+            return QPointF(x, HEADER_H / 2)
+        names = [n for n, _ in self._port_rows(is_input)]
+        i = names.index(name) if name in names else 0
+        return QPointF(x, HEADER_H + PAD + i * ROW_H + ROW_H / 2)
+
+    def port_scene_pos(self, name: str, is_input: bool) -> QPointF:
+        return self.mapToScene(self.port_pos(name, is_input))
+
+    def port_at(self, p: QPointF) -> Optional[Tuple[str, bool]]:
+        for is_input in (True, False):
+            for name, _ in self._port_rows(is_input):
+                d = self.port_pos(name, is_input) - p
+                if d.x() * d.x() + d.y() * d.y() <= PORT_HIT * PORT_HIT:
+                    return name, is_input
+        return None
+
+    def _param_rect(self, j: int) -> QRectF:
+        rows = max(len(self.spec.inputs), len(self.spec.outputs))
+        y = HEADER_H + PAD + (rows + j) * ROW_H
+        return QRectF(PAD + 2, y + 2, self.w - 2 * PAD - 4, ROW_H - 4)
+
+    def param_at(self, p: QPointF) -> Optional[str]:
+        if self.collapsed or not self.spec:
+            return None
+        for j, name in enumerate(self.spec.params):
+            if self._param_rect(j).contains(p):
+                return name
+        return None
+
+    def param_rect(self, name: str) -> QRectF:
+        return self._param_rect(list(self.spec.params).index(name))
+
+    def update_links(self) -> None:
+        for link in self.links:
+            link.update_path()
+
+    # -- painting ---------------------------------------------------------------------------
+    def paint(self, painter, option, widget=None):
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        sel = self.isSelected()
+        rect = QRectF(0, 0, self.w, self.h)
+        bypass = self.inst.bypass
+        if bypass:
+            painter.setOpacity(0.55)
+        if lod < 0.35:
+            painter.fillRect(rect, theme.NODE_SELECTED if sel else self.header_color)
+            return
+        painter.setPen(QPen(theme.NODE_SELECTED if sel else theme.NODE_BORDER, 2.0 if sel else 1.0))
+        painter.setBrush(theme.NODE_BODY)
+        painter.drawRoundedRect(rect, 6, 6)
+        head = QPainterPath()
+        head.addRoundedRect(QRectF(0.5, 0.5, self.w - 1, HEADER_H), 5.5, 5.5)
+        if not self.collapsed:
+            head.addRect(QRectF(0.5, HEADER_H / 2, self.w - 1, HEADER_H / 2))
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(theme.BYPASS if bypass else self.header_color)
+        painter.drawPath(head.simplified())
+        self._paint_status(painter)
+        painter.setPen(theme.TEXT)
+        painter.setFont(TITLE_FONT)
+        painter.drawText(QRectF(PAD + 2, 0, self.w - 2 * PAD, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft, self.title)
+        if lod < 0.6:
+            self._paint_ports(painter, labels=False)
+            return
+        self._paint_ports(painter, labels=not self.collapsed)
+        if not self.collapsed and self.spec:
+            self._paint_params(painter)
+            if self.thumb is not None:
+                self._paint_thumb(painter)
+
+    def _paint_status(self, painter):
+        st = self.status
+        if st is None:
+            return
+        color = theme.STATUS_COLORS.get(st.state, theme.TEXT_DIM)
+        text = st.badge()
+        painter.setFont(BADGE_FONT)
+        tw = QFontMetricsF(BADGE_FONT).horizontalAdvance(text) + 12
+        r = QRectF(self.w - tw - 5, 5, tw, HEADER_H - 10)
+        painter.setBrush(color.darker(160))
+        painter.setPen(QPen(color, 1.0))
+        painter.drawRoundedRect(r, 7, 7)
+        painter.setPen(theme.TEXT)
+        painter.drawText(r, Qt.AlignCenter, text)
+        if st.state == "running" and st.progress is not None:
+            painter.fillRect(QRectF(1, HEADER_H - 3, (self.w - 2) * max(0.0, min(1.0, st.progress)), 3), color)
+
+    def _paint_ports(self, painter, labels: bool):
+        painter.setFont(LABEL_FONT)
+        linked_in = self.scene().doc.graph.inputs.get(self.node_id, {}) if self.scene() else {}
+        for is_input in (True, False):
+            for name, port in self._port_rows(is_input):
+                c = QColor(port.type.color)
+                p = self.port_pos(name, is_input)
+                hover = self._hover_port == (name, is_input)
+                painter.setPen(QPen(theme.NODE_BORDER, 1.5))
+                filled = not is_input or name in linked_in or not port.optional
+                painter.setBrush(c if filled else theme.NODE_BODY)
+                r = PORT_R + (1.5 if hover else 0.0)
+                if port.optional and is_input:
+                    painter.setPen(QPen(c, 1.8))
+                painter.drawEllipse(p, r, r)
+                if labels:
+                    painter.setPen(theme.TEXT if (not is_input or name in linked_in) else theme.TEXT_DIM)
+                    if is_input:
+                        painter.drawText(QRectF(PORT_R + 5, p.y() - ROW_H / 2, self.w / 2, ROW_H),
+                                         Qt.AlignVCenter | Qt.AlignLeft, name)
+                    else:
+                        painter.drawText(QRectF(self.w / 2 - PORT_R - 5, p.y() - ROW_H / 2, self.w / 2, ROW_H),
+                                         Qt.AlignVCenter | Qt.AlignRight, name)
+
+    def _paint_params(self, painter):
+        painter.setFont(LABEL_FONT)
+        values = self.inst.params
+        for j, (name, p) in enumerate(self.spec.params.items()):
+            r = self._param_rect(j)
+            v = values.get(name, p.default)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(theme.FIELD)
+            painter.drawRoundedRect(r, 4, 4)
+            ranged = slider_range(p)
+            if ranged and isinstance(v, (int, float)):
+                frac = max(0.0, min(1.0, (v - p.min) / (p.max - p.min)))
+                if frac > 0:
+                    painter.setBrush(theme.FIELD_FILL)
+                    painter.drawRoundedRect(QRectF(r.x(), r.y(), max(8.0, r.width() * frac), r.height()), 4, 4)
+            inner = r.adjusted(6, 0, -6, 0)
+            if p.type == "bool":
+                box = QRectF(inner.right() - 11, r.center().y() - 5.5, 11, 11)
+                painter.setPen(QPen(theme.TEXT_DIM, 1))
+                painter.setBrush(theme.FIELD_FILL if v else Qt.NoBrush)
+                painter.drawRoundedRect(box, 2, 2)
+                painter.setPen(theme.TEXT_DIM)
+                painter.drawText(inner, Qt.AlignVCenter | Qt.AlignLeft, name)
+                continue
+            painter.setPen(theme.TEXT_DIM)
+            painter.drawText(inner, Qt.AlignVCenter | Qt.AlignLeft, name)
+            shown = format_value(p, v) + (" ▾" if p.choices else "")
+            space = inner.width() - _LABEL_FM.horizontalAdvance(name) - 10
+            painter.setPen(theme.TEXT)
+            painter.drawText(inner, Qt.AlignVCenter | Qt.AlignRight, _LABEL_FM.elidedText(shown, Qt.ElideMiddle, space))
+
+    def _paint_thumb(self, painter):
+        area = QRectF(PAD, self.h - THUMB_H - PAD, self.w - 2 * PAD, THUMB_H)
+        img = self.thumb
+        s = min(area.width() / img.width(), area.height() / img.height())
+        target = QRectF(0, 0, img.width() * s, img.height() * s)
+        target.moveCenter(area.center())
+        painter.drawImage(target, img)
+
+    # -- interaction --------------------------------------------------------------------------
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.ItemPositionChange and self.scene() is not None and self.scene().snapping:
+            return QPointF(snap(value.x()), snap(value.y()))
+        if change == QGraphicsItem.ItemPositionHasChanged:
+            self.update_links()
+            if self.scene() is not None and self.scene()._moving:
+                self.scene().node_dragged(self)
+        return super().itemChange(change, value)
+
+    def hoverMoveEvent(self, event):
+        port = self.port_at(event.pos())
+        if port != self._hover_port:
+            self._hover_port = port
+            self.update()
+            self.setToolTip(self._port_tip(port) if port else self._param_tip(self.param_at(event.pos())))
+        elif port is None:
+            self.setToolTip(self._param_tip(self.param_at(event.pos())))
+
+    def hoverLeaveEvent(self, event):
+        if self._hover_port is not None:
+            self._hover_port = None
+            self.update()
+
+    def _port_tip(self, port) -> str:
+        name, is_input = port
+        p = (self.spec.inputs if is_input else self.spec.outputs)[name]
+        kind = "input" if is_input else "output"
+        extra = " (optional)" if p.optional else ""
+        return f"{kind} {name}: {p.type.name}{extra}" + (f"\n{p.type.help}" if p.type.help else "")
+
+    def _param_tip(self, name) -> str:
+        if not name:
+            return self.spec.summary if self.spec else ""
+        p = self.spec.params[name]
+        rng = f" [{p.min}..{p.max}]" if p.min is not None or p.max is not None else ""
+        return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + "\nDrag to change, click to type"
+
+    def mousePressEvent(self, event):
+        sc = self.scene()
+        if event.button() == Qt.LeftButton and self.spec:
+            port = self.port_at(event.pos())
+            if port is not None:
+                sc.start_link_drag(self, port[0], port[1], event.scenePos())
+                self._drag = ("link",)
+                event.accept()
+                return
+            name = self.param_at(event.pos())
+            if name is not None and not (event.modifiers() & (Qt.ControlModifier | Qt.ShiftModifier)):
+                self._drag = ("param", name, event.scenePos().x(), self.inst.params.get(name, self.spec.params[name].default),
+                              sc.controller.new_gesture(), False)
+                event.accept()
+                return
+        self._drag = None
+        super().mousePressEvent(event)
+        if event.button() == Qt.LeftButton:
+            sc.begin_move()
+
+    def mouseMoveEvent(self, event):
+        d = self._drag
+        if d and d[0] == "link":
+            self.scene().update_link_drag(event.scenePos())
+            return
+        if d and d[0] == "param":
+            name, x0, v0, gesture = d[1], d[2], d[3], d[4]
+            p = self.spec.params[name]
+            dx = event.scenePos().x() - x0
+            if p.type in NUMERIC and isinstance(v0, (int, float)) and not isinstance(v0, bool) and abs(dx) > 2:
+                self._drag = d[:5] + (True,)
+                fine = 0.1 if event.modifiers() & Qt.ShiftModifier else 1.0
+                self.scene().controller.set_param(self.node_id, name, scrub(p, v0, dx * fine, self.w), gesture)
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        d, self._drag = self._drag, None
+        sc = self.scene()
+        if d and d[0] == "link":
+            sc.finish_link_drag(event.scenePos())
+            return
+        if d and d[0] == "param":
+            if not d[5]:
+                sc.click_param(self, d[1], event.screenPos())
+            return
+        super().mouseReleaseEvent(event)
+        if event.button() == Qt.LeftButton:
+            sc.end_move()
+
+    def mouseDoubleClickEvent(self, event):
+        if event.pos().y() <= HEADER_H:
+            self.scene().rename_node(self)
+            return
+        super().mouseDoubleClickEvent(event)
+
+
+def scrub(p, start, dx: float, width: float):
+    """The value a field shows after dragging `dx` scene units from `start`: the full range
+    across the node for ranged numbers, a step per few pixels otherwise."""
+    if slider_range(p):
+        v = start + dx / max(1.0, width - 2 * PAD) * (p.max - p.min)
+    else:
+        step = p.step or (1 if p.type == "int" else max(0.01, abs(start) * 0.01))
+        v = start + (dx / 4.0) * step
+    if p.min is not None:
+        v = max(p.min, v)
+    if p.max is not None:
+        v = min(p.max, v)
+    return int(round(v)) if p.type == "int" else round(float(v), 4)

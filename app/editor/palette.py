@@ -1,0 +1,186 @@
+"""The node search palette (Tab, double-click, or a wire dropped on empty canvas).
+
+Keyboard only if you like: type to fuzzy-filter over names, ids, categories and help; Up/Down
+to move; Enter to add; Esc to close; Ctrl+D to star or unstar a node. With an empty query it
+lists favourites, then recent nodes, then everything. Opened from a dragged wire, it only
+offers nodes with a port of a compatible type."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout
+
+from . import fuzzy, rules
+from .settings import EditorSettings
+
+TYPE_ROLE = Qt.UserRole
+MAX_RESULTS = 60
+
+
+class SearchPalette(QFrame):
+    chosen = Signal(str)          # node type
+    closed = Signal()
+
+    def __init__(self, registry, settings: EditorSettings, parent=None):
+        super().__init__(parent)
+        self.setObjectName("SearchPalette")
+        self.registry, self.settings = registry, settings
+        self.have = self.want = None
+        self.setFrameShape(QFrame.StyledPanel)
+        self.setFixedSize(360, 380)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(4)
+        self.filter_label = QLabel()
+        self.filter_label.setObjectName("PaletteFilter")
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("Search nodes…  (Enter adds, Ctrl+D stars, Esc closes)")
+        self.edit.setClearButtonEnabled(True)
+        self.list = QListWidget()
+        self.list.setFocusPolicy(Qt.NoFocus)
+        self.help = QLabel()
+        self.help.setObjectName("PaletteHelp")
+        self.help.setWordWrap(True)
+        self.help.setMinimumHeight(48)
+        for w in (self.filter_label, self.edit, self.list, self.help):
+            lay.addWidget(w)
+        self.edit.textChanged.connect(self.refresh)
+        self.edit.installEventFilter(self)
+        self.list.itemActivated.connect(lambda it: self._choose(it))
+        self.list.itemClicked.connect(lambda it: self._choose(it))
+        self.list.currentItemChanged.connect(self._show_help)
+        self.hide()
+
+    # -- opening ------------------------------------------------------------------------------
+    def open_at(self, pos: QPoint, have=None, want=None) -> None:
+        """Show at `pos` (parent coordinates); `have`: the type a dragged output carries,
+        `want`: the type a dragged input takes."""
+        self.have, self.want = have, want
+        if have is not None:
+            self.filter_label.setText(f"Nodes that take {have.name}")
+        elif want is not None:
+            self.filter_label.setText(f"Nodes that make {want.name}")
+        self.filter_label.setVisible(have is not None or want is not None)
+        parent = self.parentWidget()
+        x = max(0, min(pos.x(), parent.width() - self.width())) if parent else pos.x()
+        y = max(0, min(pos.y(), parent.height() - self.height())) if parent else pos.y()
+        self.move(x, y)
+        self.edit.blockSignals(True)
+        self.edit.clear()
+        self.edit.blockSignals(False)
+        self.refresh()
+        self.show()
+        self.raise_()
+        self.edit.setFocus(Qt.PopupFocusReason)
+
+    def close_palette(self) -> None:
+        if self.isVisible():
+            self.hide()
+            self.closed.emit()
+
+    # -- contents -----------------------------------------------------------------------------
+    def candidates(self) -> List:
+        specs = [self.registry.get(t) for t in self.registry]
+        return rules.specs_for(specs, self.have, self.want)
+
+    def refresh(self) -> None:
+        query = self.edit.text().strip()
+        specs = self.candidates()
+        favs = self.settings.favourites
+        self.list.clear()
+        if query:
+            ranked = [s for _, s in fuzzy.rank(query, specs, fuzzy.spec_fields)][:MAX_RESULTS]
+            for s in ranked:
+                self._add(s, s.type in favs)
+        else:
+            by_type = {s.type: s for s in specs}
+            shown = set()
+            for heading, types in (("Favourites", favs), ("Recent", self.settings.recent_nodes)):
+                picked = [by_type[t] for t in types if t in by_type and t not in shown]
+                if picked:
+                    self._heading(heading)
+                    for s in picked:
+                        self._add(s, s.type in favs)
+                        shown.add(s.type)
+            self._heading("All nodes")
+            for s in sorted(specs, key=lambda s: (s.category, s.title)):
+                self._add(s, s.type in favs)
+        for i in range(self.list.count()):
+            if self.list.item(i).data(TYPE_ROLE):
+                self.list.setCurrentRow(i)
+                break
+
+    def _heading(self, text: str) -> None:
+        it = QListWidgetItem(text.upper())
+        it.setFlags(Qt.NoItemFlags)
+        self.list.addItem(it)
+
+    def _add(self, spec, fav: bool) -> None:
+        it = QListWidgetItem(f"{'★ ' if fav else '   '}{spec.title}    ·  {spec.category}")
+        it.setData(TYPE_ROLE, spec.type)
+        it.setToolTip(spec.help)
+        self.list.addItem(it)
+
+    def results(self) -> List[str]:
+        return [self.list.item(i).data(TYPE_ROLE) for i in range(self.list.count())
+                if self.list.item(i).data(TYPE_ROLE)]
+
+    def _show_help(self, item, _prev=None) -> None:
+        t = item.data(TYPE_ROLE) if item else None
+        spec = self.registry.get(t) if t else None
+        if spec is None:
+            self.help.clear()
+            return
+        ins = ", ".join(f"{n}: {p.type.name}" for n, p in spec.inputs.items()) or "none"
+        outs = ", ".join(f"{n}: {p.type.name}" for n, p in spec.outputs.items()) or "none"
+        self.help.setText(f"<b>{spec.type}</b> — {spec.summary}<br><span style='color:#9a9ca3'>in: {ins} · "
+                          f"out: {outs}</span>")
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _step(self, delta: int) -> None:
+        n = self.list.count()
+        row = self.list.currentRow()
+        for _ in range(n):
+            row = (row + delta) % n if n else -1
+            if row >= 0 and self.list.item(row).data(TYPE_ROLE):
+                self.list.setCurrentRow(row)
+                return
+
+    def _choose(self, item: Optional[QListWidgetItem] = None) -> None:
+        item = item or self.list.currentItem()
+        t = item.data(TYPE_ROLE) if item else None
+        if not t:
+            return
+        self.settings.add_recent_node(t)
+        self.hide()
+        self.chosen.emit(t)
+
+    def eventFilter(self, obj, event):
+        if obj is self.edit and event.type() == event.Type.KeyPress:
+            key, mods = event.key(), event.modifiers()
+            if key == Qt.Key_Down:
+                self._step(1)
+            elif key == Qt.Key_Up:
+                self._step(-1)
+            elif key == Qt.Key_PageDown:
+                self._step(8)
+            elif key == Qt.Key_PageUp:
+                self._step(-8)
+            elif key in (Qt.Key_Return, Qt.Key_Enter):
+                self._choose()
+            elif key == Qt.Key_Escape:
+                self.close_palette()
+            elif key == Qt.Key_D and mods & Qt.ControlModifier:
+                item = self.list.currentItem()
+                if item and item.data(TYPE_ROLE):
+                    self.settings.toggle_favourite(item.data(TYPE_ROLE))
+                    row = self.list.currentRow()
+                    self.refresh()
+                    self.list.setCurrentRow(min(row, self.list.count() - 1))
+            else:
+                return False
+            return True
+        if obj is self.edit and event.type() == event.Type.FocusOut and not self.list.underMouse():
+            self.close_palette()
+        return False

@@ -1,0 +1,163 @@
+"""The smaller docks: the node library (by category; drag onto the canvas or double-click),
+the log (click a node name to go to it), and the run queue with the output history."""
+from __future__ import annotations
+
+import html
+import time
+from typing import Optional
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QDrag
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
+                               QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from . import fuzzy
+from .runner import Job, RunController
+from .view import NODE_MIME
+
+TYPE_ROLE = Qt.UserRole
+
+
+class _NodeTree(QTreeWidget):
+    def startDrag(self, actions):
+        item = self.currentItem()
+        t = item.data(0, TYPE_ROLE) if item else None
+        if not t:
+            return
+        mime = QMimeData()
+        mime.setData(NODE_MIME, t.encode())
+        drag = QDrag(self)
+        drag.setMimeData(mime)
+        drag.exec(Qt.CopyAction)
+
+
+class LibraryPanel(QWidget):
+    addRequested = Signal(str)
+
+    def __init__(self, registry, parent=None):
+        super().__init__(parent)
+        self.registry = registry
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter…")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.refresh)
+        self.tree = _NodeTree()
+        self.tree.setHeaderHidden(True)
+        self.tree.setDragEnabled(True)
+        self.tree.itemActivated.connect(self._activated)
+        lay.addWidget(self.filter)
+        lay.addWidget(self.tree)
+        self.refresh()
+
+    def refresh(self) -> None:
+        q = self.filter.text().strip()
+        specs = [self.registry.get(t) for t in self.registry]
+        if q:
+            specs = [s for _, s in fuzzy.rank(q, specs, fuzzy.spec_fields)]
+        self.tree.clear()
+        cats = {}
+        for s in sorted(specs, key=lambda s: (s.category, s.title)):
+            if s.category not in cats:
+                cats[s.category] = QTreeWidgetItem(self.tree, [s.category])
+                cats[s.category].setFlags(Qt.ItemIsEnabled)
+            it = QTreeWidgetItem(cats[s.category], [s.title])
+            it.setData(0, TYPE_ROLE, s.type)
+            it.setToolTip(0, f"{s.type}\n\n{s.help}")
+        self.tree.expandAll() if q else self.tree.collapseAll()
+        if not q and len(cats) <= 6:
+            self.tree.expandAll()
+
+    def _activated(self, item, _col=0) -> None:
+        t = item.data(0, TYPE_ROLE)
+        if t:
+            self.addRequested.emit(t)
+
+
+class LogPanel(QTextBrowser):
+    nodeClicked = Signal(str)
+    COLORS = {"info": "#c8cad0", "warn": "#e0b050", "error": "#ff7a66"}
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setObjectName("LogPanel")
+        self.anchorClicked.connect(lambda url: self.nodeClicked.emit(url.toString()[len("node:"):])
+                                   if url.toString().startswith("node:") else None)
+        self.document().setMaximumBlockCount(2000)
+
+    def log(self, level: str, text: str, node: str = "") -> None:
+        stamp = time.strftime("%H:%M:%S")
+        body = html.escape(text).replace("\n", "<br>")
+        if node:
+            link = f"<a href='node:{html.escape(node)}' style='color:#5aa9ff'>go to {html.escape(node)}</a>"
+            body += f" &nbsp;{link}"
+        color = self.COLORS.get(level, self.COLORS["info"])
+        self.append(f"<span style='color:#6b6e75'>{stamp}</span> <span style='color:{color}'>{body}</span>")
+
+
+class QueuePanel(QWidget):
+    """Queued and running jobs on top, finished runs below; a finished run reopens with the
+    exact workflow that made it, and its outputs open in the viewer."""
+    openWorkflow = Signal(object)     # Job
+    viewOutput = Signal(str)          # path
+
+    def __init__(self, runs: RunController, parent=None):
+        super().__init__(parent)
+        self.runs = runs
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.queue = QListWidget()
+        self.queue.setMaximumHeight(110)
+        self.history = QListWidget()
+        self.history.itemDoubleClicked.connect(lambda it: self._open(it))
+        row = QHBoxLayout()
+        self.cancel_button = QPushButton("Cancel run")
+        self.cancel_button.clicked.connect(lambda: runs.cancel())
+        self.clear_button = QPushButton("Cancel all")
+        self.clear_button.clicked.connect(lambda: runs.cancel(clear_queue=True))
+        self.open_button = QPushButton("Open workflow")
+        self.open_button.setToolTip("Open the workflow exactly as this run used it")
+        self.open_button.clicked.connect(lambda: self._open(self.history.currentItem()))
+        self.view_button = QPushButton("View output")
+        self.view_button.clicked.connect(self._view)
+        for b in (self.cancel_button, self.clear_button, self.open_button, self.view_button):
+            row.addWidget(b)
+        lay.addWidget(QLabel("Queue"))
+        lay.addWidget(self.queue)
+        lay.addLayout(row)
+        lay.addWidget(QLabel("History"))
+        lay.addWidget(self.history, 1)
+        runs.jobsChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.queue.clear()
+        for j in self.runs.jobs:
+            if j.state in ("queued", "running"):
+                self.queue.addItem(f"{'▶' if j.state == 'running' else '…'} #{j.id} {j.label}")
+        self.history.clear()
+        for j in reversed(self.runs.history):
+            mark = {"done": "✔", "failed": "✘", "cancelled": "■"}.get(j.state, "?")
+            when = time.strftime("%H:%M:%S", time.localtime(j.finished_at))
+            outs = ", ".join(o.rsplit("/", 1)[-1] for o in j.outputs) or "no files"
+            it = QListWidgetItem(f"{mark} {when}  #{j.id} {j.label} — {outs}")
+            it.setData(TYPE_ROLE, j.id)
+            it.setToolTip("\n".join(j.outputs) or j.error or j.state)
+            self.history.addItem(it)
+        self.cancel_button.setEnabled(self.runs.current is not None)
+
+    def _job(self, item) -> Optional[Job]:
+        jid = item.data(TYPE_ROLE) if item else None
+        return next((j for j in self.runs.jobs if j.id == jid), None)
+
+    def _open(self, item) -> None:
+        job = self._job(item)
+        if job is not None:
+            self.openWorkflow.emit(job)
+
+    def _view(self) -> None:
+        job = self._job(self.history.currentItem())
+        if job is not None and job.outputs:
+            self.viewOutput.emit(job.outputs[0])

@@ -1,0 +1,338 @@
+"""Editors generated from parameter declarations: ranged numbers get a slider and a spin box,
+choices a combo box, `text` a multi-line box, `path` a file dialog, `color` a colour picker,
+`seed` a mode (fixed / increment / random per run), `schedule` a curve editor.
+
+Each editor shows a value with `set_value` (no signal back) and reports edits through
+`commit(value, gesture)`; a slider or curve drag passes one gesture token for the whole drag."""
+from __future__ import annotations
+
+import json
+import random
+from typing import Callable, Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
+
+from .curve_editor import CurveEditor
+from .geometry import slider_range
+
+Commit = Callable[..., None]
+INT_LIMIT = 2 ** 31 - 1
+SLIDER_STEPS = 1000
+
+
+class ParamEditor(QWidget):
+    def __init__(self, p, commit: Commit):
+        super().__init__()
+        self.p, self.commit = p, commit
+        self.lay = QHBoxLayout(self)
+        self.lay.setContentsMargins(0, 0, 0, 0)
+        self.lay.setSpacing(4)
+
+    def set_value(self, v) -> None:
+        raise NotImplementedError
+
+
+class NumberEditor(ParamEditor):
+    def __init__(self, p, commit):
+        super().__init__(p, commit)
+        is_int = p.type == "int"
+        self.spin = QSpinBox() if is_int else QDoubleSpinBox()
+        lo = p.min if p.min is not None else -INT_LIMIT
+        hi = p.max if p.max is not None else INT_LIMIT
+        if is_int:
+            self.spin.setRange(int(max(lo, -INT_LIMIT)), int(min(hi, INT_LIMIT)))
+        else:
+            self.spin.setDecimals(4)
+            self.spin.setRange(float(lo), float(hi))
+            self.spin.setSingleStep(p.step or (0.01 if p.max is not None and p.min is not None and p.max - p.min <= 2
+                                               else 0.1))
+        self.spin.setKeyboardTracking(False)
+        self.spin.valueChanged.connect(lambda v: self._changed(v, None))
+        self.slider = None
+        self._gesture = None
+        if slider_range(p):
+            self.slider = QSlider(Qt.Horizontal)
+            self.slider.setRange(0, SLIDER_STEPS if not is_int or p.max - p.min > SLIDER_STEPS else int(p.max - p.min))
+            self.slider.sliderPressed.connect(self._press)
+            self.slider.sliderReleased.connect(self._release)
+            self.slider.valueChanged.connect(self._slid)
+            self.lay.addWidget(self.slider, 3)
+        self.lay.addWidget(self.spin, 2)
+
+    def _to_slider(self, v) -> int:
+        return round((v - self.p.min) / (self.p.max - self.p.min) * self.slider.maximum())
+
+    def _from_slider(self, s: int):
+        v = self.p.min + s / self.slider.maximum() * (self.p.max - self.p.min)
+        return int(round(v)) if self.p.type == "int" else round(v, 4)
+
+    def _press(self):
+        self._gesture = ("slider", id(self), object())
+
+    def _release(self):
+        self._gesture = None
+
+    def _slid(self, s: int):
+        v = self._from_slider(s)
+        self.spin.blockSignals(True)
+        self.spin.setValue(v)
+        self.spin.blockSignals(False)
+        self.commit(v, self._gesture)
+
+    def _changed(self, v, gesture):
+        if self.slider is not None:
+            self.slider.blockSignals(True)
+            self.slider.setValue(self._to_slider(v))
+            self.slider.blockSignals(False)
+        self.commit(int(v) if self.p.type == "int" else float(v), gesture)
+
+    def set_value(self, v) -> None:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return
+        for w, val in ((self.spin, v), (self.slider, self._to_slider(v) if self.slider else None)):
+            if w is not None:
+                w.blockSignals(True)
+                w.setValue(val)
+                w.blockSignals(False)
+
+
+class ChoiceEditor(ParamEditor):
+    def __init__(self, p, commit):
+        super().__init__(p, commit)
+        self.box = QComboBox()
+        for c in p.choices:
+            self.box.addItem(str(c), c)
+        self.box.currentIndexChanged.connect(lambda i: self.commit(self.box.itemData(i), None))
+        self.lay.addWidget(self.box)
+
+    def set_value(self, v) -> None:
+        self.box.blockSignals(True)
+        i = self.box.findData(v)
+        self.box.setCurrentIndex(i if i >= 0 else 0)
+        self.box.blockSignals(False)
+
+
+class BoolEditor(ParamEditor):
+    def __init__(self, p, commit):
+        super().__init__(p, commit)
+        self.box = QCheckBox()
+        self.box.toggled.connect(lambda on: self.commit(bool(on), None))
+        self.lay.addWidget(self.box)
+        self.lay.addStretch(1)
+
+    def set_value(self, v) -> None:
+        self.box.blockSignals(True)
+        self.box.setChecked(bool(v))
+        self.box.blockSignals(False)
+
+
+class LineEditor(ParamEditor):
+    def __init__(self, p, commit):
+        super().__init__(p, commit)
+        self.edit = QLineEdit()
+        self.edit.editingFinished.connect(lambda: self.commit(self.edit.text(), None))
+        self.lay.addWidget(self.edit)
+
+    def set_value(self, v) -> None:
+        if self.edit.text() != ("" if v is None else str(v)):
+            self.edit.setText("" if v is None else str(v))
+
+
+class _PlainText(QPlainTextEdit):
+    def __init__(self, on_done):
+        super().__init__()
+        self.on_done = on_done
+
+    def focusOutEvent(self, event):
+        super().focusOutEvent(event)
+        self.on_done()
+
+    def keyPressEvent(self, event):
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and event.modifiers() & Qt.ControlModifier:
+            self.on_done()
+            return
+        super().keyPressEvent(event)
+
+
+class TextEditor(ParamEditor):
+    """Multi-line text (prompts); committed when focus leaves or on Ctrl+Enter. `json` params are
+    checked before they are committed."""
+
+    def __init__(self, p, commit):
+        super().__init__(p, commit)
+        self.edit = _PlainText(self._done)
+        self.edit.setPlaceholderText("Ctrl+Enter to apply")
+        self.edit.setFixedHeight(90)
+        self.lay.addWidget(self.edit)
+
+    def _done(self):
+        text = self.edit.toPlainText()
+        if self.p.kind == "json":
+            try:
+                json.loads(text or "null")
+            except ValueError as e:
+                self.edit.setToolTip(f"not valid JSON: {e}")
+                return
+        self.commit(text, None)
+
+    def set_value(self, v) -> None:
+        text = "" if v is None else str(v)
+        if self.edit.toPlainText() != text:
+            self.edit.setPlainText(text)
+
+
+class PathEditor(LineEditor):
+    def __init__(self, p, commit, base_dir=None):
+        super().__init__(p, commit)
+        self.base_dir = base_dir
+        b = QToolButton()
+        b.setText("…")
+        b.setToolTip("Choose a file")
+        b.clicked.connect(self._browse)
+        self.lay.addWidget(b)
+
+    def _browse(self):
+        start = str(self.base_dir() if self.base_dir else "")
+        if self.p.reads:
+            path, _ = QFileDialog.getOpenFileName(self, f"Choose {self.p.name}", start)
+        else:
+            path, _ = QFileDialog.getSaveFileName(self, f"Write {self.p.name} to", start)
+        if path:
+            self.edit.setText(path)
+            self.commit(path, None)
+
+
+class ColorEditor(LineEditor):
+    def __init__(self, p, commit):
+        super().__init__(p, commit)
+        self.swatch = QToolButton()
+        self.swatch.setToolTip("Pick a colour")
+        self.swatch.setFixedWidth(28)
+        self.swatch.clicked.connect(self._pick)
+        self.lay.insertWidget(0, self.swatch)
+
+    def _pick(self):
+        c = QColorDialog.getColor(QColor(self.edit.text() or "#ffffff"), self, f"Choose {self.p.name}")
+        if c.isValid():
+            self.set_value(c.name())
+            self.commit(c.name(), None)
+
+    def set_value(self, v) -> None:
+        super().set_value(v)
+        c = QColor(str(v or ""))
+        self.swatch.setStyleSheet(f"background: {c.name() if c.isValid() else '#000'};")
+
+
+class SeedEditor(NumberEditor):
+    """A seed with what happens to it at each run: kept, +1, or drawn at random."""
+
+    def __init__(self, p, commit, mode: str = "fixed", set_mode: Optional[Callable[[str], None]] = None):
+        super().__init__(p, commit)
+        dice = QToolButton()
+        dice.setText("🎲")
+        dice.setToolTip("A new random seed now")
+        lo = int(p.min) if p.min is not None else 0
+        hi = int(p.max) if p.max is not None else INT_LIMIT
+        dice.clicked.connect(lambda: self.commit(random.randint(lo, hi), None))
+        self.mode = QComboBox()
+        self.mode.addItems(["fixed", "increment", "random"])
+        self.mode.setToolTip("What the seed does at each run")
+        self.mode.setCurrentText(mode)
+        if set_mode is not None:
+            self.mode.currentTextChanged.connect(set_mode)
+        self.lay.addWidget(dice)
+        self.lay.addWidget(self.mode)
+
+
+class ScheduleEditor(QWidget):
+    """The schedule's text (with the position of a mistake), its interpolation, and its curve."""
+
+    def __init__(self, p, commit, frames: Optional[Callable[[], int]] = None):
+        super().__init__()
+        self.p, self.commit, self.frames = p, commit, frames
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(3)
+        row = QHBoxLayout()
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("1.0  or  0:(1.0), 24:(1.5)  or  1 + 0.1*sin(t/8)")
+        self.edit.editingFinished.connect(self._typed)
+        self.interp = QComboBox()
+        self.interp.addItems(EASINGS)
+        self.interp.setToolTip("Interpolation between keyframes without their own easing")
+        self.interp.currentTextChanged.connect(self._interp)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.interp)
+        self.error = QLabel()
+        self.error.setObjectName("FieldError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.curve = CurveEditor()
+        self.curve.edited.connect(lambda text, gesture: self.commit(text, gesture))
+        lay.addLayout(row)
+        lay.addWidget(self.error)
+        lay.addWidget(self.curve)
+
+    def _typed(self):
+        text = self.edit.text().strip()
+        try:
+            parse_schedule(text)
+        except (ScheduleError, ValueError) as e:
+            self.error.setText(str(e))
+            self.error.show()
+            return
+        self.error.hide()
+        try:
+            value = float(text)
+        except ValueError:
+            value = text
+        self.commit(value, None)
+
+    def _interp(self, mode: str):
+        try:
+            sched = parse_schedule(self.edit.text().strip() or "0")
+        except (ScheduleError, ValueError):
+            return
+        if sched.interp != mode and len(sched.keyframes) > 1:
+            self.commit(sched.with_keyframes(sched.keyframes, mode).to_text(), None)
+
+    def set_value(self, v) -> None:
+        text = "" if v is None else (str(v) if not isinstance(v, float) else f"{v:g}")
+        if self.edit.text() != text:
+            self.edit.setText(text)
+        try:
+            sched = parse_schedule(v)
+            self.interp.blockSignals(True)
+            self.interp.setCurrentText(sched.interp)
+            self.interp.blockSignals(False)
+            self.error.hide()
+        except (ScheduleError, ValueError) as e:
+            self.error.setText(str(e))
+            self.error.show()
+        self.curve.set_schedule(v, self.frames() if self.frames else None)
+
+
+def make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
+    if p.type == "schedule" or p.kind == "schedule":
+        return ScheduleEditor(p, commit, frames)
+    if p.kind == "seed" and p.type == "int":
+        return SeedEditor(p, commit, seed_mode, set_seed_mode)
+    if p.choices:
+        return ChoiceEditor(p, commit)
+    if p.type == "bool":
+        return BoolEditor(p, commit)
+    if p.type in ("int", "float"):
+        return NumberEditor(p, commit)
+    if p.kind in ("text", "json"):
+        return TextEditor(p, commit)
+    if p.kind == "path":
+        return PathEditor(p, commit, base_dir)
+    if p.kind == "color":
+        return ColorEditor(p, commit)
+    return LineEditor(p, commit)

@@ -1,0 +1,245 @@
+"""The properties panel: the selected node's title, help, run status, and an editor for every
+parameter generated from its declaration; with nothing selected, the workflow's name,
+description and problems."""
+from __future__ import annotations
+
+import html
+from typing import Dict, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
+
+from graph_engine.graph import Event
+
+from .controller import Controller
+from .param_widgets import make_editor
+
+FRAME_PARAMS = ("frames", "count", "length", "num_frames")
+
+
+class PropertiesPanel(QScrollArea):
+    viewRequested = Signal(str, str)         # node, slot
+    runRequested = Signal(str)               # run up to this node
+    whyRequested = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setObjectName("PropertiesPanel")
+        self.controller: Optional[Controller] = None
+        self.node_id: Optional[str] = None
+        self.editors: Dict[str, QWidget] = {}
+        self.status_label: Optional[QLabel] = None
+        self._show_empty()
+
+    def set_controller(self, controller: Controller) -> None:
+        self.controller = controller
+        controller.doc.changed.connect(self._on_event)
+        self.show_node(None)
+
+    @property
+    def doc(self):
+        return self.controller.doc
+
+    # -- building -------------------------------------------------------------------------------
+    def _fresh(self) -> QVBoxLayout:
+        w = QWidget()
+        w.setObjectName("PropertiesBody")
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(10, 10, 10, 10)
+        lay.setSpacing(8)
+        old = self.takeWidget()
+        if old is not None:
+            old.deleteLater()
+        self.setWidget(w)
+        self.editors, self.status_label = {}, None
+        return lay
+
+    def _show_empty(self) -> None:
+        lay = self._fresh()
+        lay.addWidget(QLabel("Nothing selected"))
+        lay.addStretch(1)
+
+    def show_selection(self, node_ids) -> None:
+        ids = list(node_ids)
+        if len(ids) == 1:
+            self.show_node(ids[0])
+        elif ids:
+            self.node_id = None
+            lay = self._fresh()
+            lay.addWidget(QLabel(f"<b>{len(ids)} nodes selected</b>"))
+            lay.addWidget(QLabel("Align and distribute them from the Arrange menu."))
+            lay.addStretch(1)
+        else:
+            self.show_node(None)
+
+    def show_node(self, node_id: Optional[str]) -> None:
+        self.node_id = node_id
+        if self.controller is None:
+            return
+        g = self.doc.graph
+        if node_id is None or node_id not in g.nodes:
+            self.node_id = None
+            self._show_workflow()
+            return
+        inst, spec = g.nodes[node_id], self.doc.spec(node_id)
+        lay = self._fresh()
+        head = QHBoxLayout()
+        self.title_edit = QLineEdit(inst.title or (spec.title if spec else inst.type))
+        self.title_edit.setObjectName("TitleEdit")
+        self.title_edit.editingFinished.connect(self._retitle)
+        head.addWidget(self.title_edit, 1)
+        self.bypass_box = QCheckBox("bypass")
+        self.bypass_box.setChecked(inst.bypass)
+        self.bypass_box.setToolTip("Pass the input through unchanged where the types allow (B)")
+        self.bypass_box.toggled.connect(lambda on: self.controller.set_bypass([node_id], on))
+        head.addWidget(self.bypass_box)
+        lay.addLayout(head)
+        sub = QLabel(f"<span style='color:#9a9ca3'>{node_id} · {html.escape(inst.type)}"
+                     + (f" v{spec.version} · {html.escape(spec.category)}" if spec else "") + "</span>")
+        lay.addWidget(sub)
+        if spec is None:
+            lay.addWidget(self._error(f"Unknown node type {inst.type!r}: install the node pack that provides it."))
+            lay.addStretch(1)
+            return
+        help_label = QLabel(html.escape(spec.help).replace("\n\n", "<br><br>").replace("\n", " "))
+        help_label.setWordWrap(True)
+        help_label.setObjectName("HelpText")
+        help_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(help_label)
+        buttons = QHBoxLayout()
+        for text, tip, fn in (("View A", "Show this node's output in the viewer (Ctrl+Shift+click)",
+                               lambda: self.viewRequested.emit(node_id, "A")),
+                              ("View B", "Show it as B, to wipe against A", lambda: self.viewRequested.emit(node_id, "B")),
+                              ("Run to here", "Run this node and what it needs (Ctrl+Shift+Enter)",
+                               lambda: self.runRequested.emit(node_id)),
+                              ("Why re-run?", "What changed since the last run", lambda: self.whyRequested.emit(node_id))):
+            b = QPushButton(text)
+            b.setToolTip(tip)
+            b.clicked.connect(fn)
+            buttons.addWidget(b)
+        lay.addLayout(buttons)
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.status_label.setObjectName("StatusText")
+        self.status_label.hide()
+        lay.addWidget(self.status_label)
+        for p in self.doc.problems:
+            if p.node == node_id:
+                lay.addWidget(self._error(p.message))
+        if spec.inputs:
+            ins = ", ".join(f"{n} ({p.type.name}{', optional' if p.optional else ''})" for n, p in spec.inputs.items())
+            lay.addWidget(QLabel(f"<span style='color:#9a9ca3'>inputs: {html.escape(ins)}</span>"))
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        seeds = (g.ui.get(node_id) or {}).get("seed") or {}
+        for name, p in spec.params.items():
+            ed = make_editor(p, self._committer(node_id, name),
+                             seed_mode=seeds.get(name, "fixed"),
+                             set_seed_mode=lambda mode, name=name: self.controller.set_seed_mode(node_id, name, mode),
+                             base_dir=lambda: self.doc.workflow.base_dir,
+                             frames=lambda: self._frames(node_id))
+            ed.set_value(inst.params.get(name, p.default))
+            label = QLabel(name)
+            label.setToolTip(p.help or name)
+            ed.setToolTip(p.help)
+            form.addRow(label, ed)
+            self.editors[name] = ed
+        lay.addLayout(form)
+        lay.addStretch(1)
+
+    def _show_workflow(self) -> None:
+        g = self.doc.graph
+        lay = self._fresh()
+        lay.addWidget(QLabel("<b>Workflow</b>"))
+        name = QLineEdit(g.name)
+        name.setPlaceholderText("Name")
+        name.editingFinished.connect(lambda: self._set_meta(name=name.text()))
+        desc = QPlainTextEdit(g.description)
+        desc.setPlaceholderText("Description")
+        desc.setFixedHeight(80)
+        lay.addWidget(name)
+        lay.addWidget(desc)
+        apply = QPushButton("Apply description")
+        apply.clicked.connect(lambda: self._set_meta(description=desc.toPlainText()))
+        lay.addWidget(apply)
+        lay.addWidget(QLabel(f"{len(g.nodes)} nodes, {sum(1 for _ in g.links())} links"))
+        for p in self.doc.validate():
+            lay.addWidget(self._error(f"{p.node + ': ' if p.node else ''}{p.message}"))
+        lay.addStretch(1)
+
+    def _set_meta(self, name=None, description=None) -> None:
+        from .ops import SetMeta
+        g = self.doc.graph
+        if (name is not None and name != g.name) or (description is not None and description != g.description):
+            self.doc.push("Edit workflow info", [SetMeta(name, description)])
+
+    def _error(self, text: str) -> QLabel:
+        l = QLabel(html.escape(text))
+        l.setObjectName("FieldError")
+        l.setWordWrap(True)
+        return l
+
+    def _frames(self, node_id: str) -> Optional[int]:
+        params = self.doc.graph.nodes[node_id].params
+        for k in FRAME_PARAMS:
+            v = params.get(k)
+            if isinstance(v, int) and v > 1:
+                return v
+        return None
+
+    def _committer(self, node_id: str, name: str):
+        def commit(value, gesture=None):
+            if node_id in self.doc.graph.nodes:
+                self.controller.set_param(node_id, name, value, gesture)
+        return commit
+
+    def _retitle(self) -> None:
+        if self.node_id is None:
+            return
+        spec = self.doc.spec(self.node_id)
+        text = self.title_edit.text().strip()
+        self.controller.set_title(self.node_id, "" if spec and text == spec.title else text)
+
+    # -- model and run updates ------------------------------------------------------------------
+    def _on_event(self, ev: Event) -> None:
+        if self.node_id is None:
+            if ev.kind in ("node_added", "node_removed", "linked", "unlinked", "meta_changed") and \
+                    self.widget() is not None and not self.widget().hasFocus():
+                self._show_workflow()
+            return
+        if ev.node != self.node_id:
+            return
+        if ev.kind == "node_removed":
+            self.show_node(None)
+        elif ev.kind == "param_changed" and ev.data.get("name") in self.editors:
+            self.editors[ev.data["name"]].set_value(ev.data.get("value"))
+        elif ev.kind == "node_changed":
+            inst = self.doc.graph.nodes[self.node_id]
+            self.bypass_box.blockSignals(True)
+            self.bypass_box.setChecked(inst.bypass)
+            self.bypass_box.blockSignals(False)
+            spec = self.doc.spec(self.node_id)
+            self.title_edit.setText(inst.title or (spec.title if spec else inst.type))
+
+    def show_status(self, node_id: str, status, why: str = "") -> None:
+        if node_id != self.node_id or self.status_label is None:
+            return
+        if status is None:
+            self.status_label.hide()
+            return
+        text = f"<b>{status.state}</b>" + (f" — {html.escape(status.message)}" if status.message else "")
+        if why:
+            text += f"<br><span style='color:#9a9ca3'>{html.escape(why)}</span>"
+        self.status_label.setText(text)
+        self.status_label.setProperty("failed", status.state == "failed")
+        self.status_label.show()
+
+    def focus_param(self, name: str) -> None:
+        ed = self.editors.get(name)
+        if ed is not None:
+            self.ensureWidgetVisible(ed)
+            target = getattr(ed, "edit", None) or ed
+            target.setFocus()

@@ -1,0 +1,252 @@
+"""Running workflows from the editor: a queue of jobs executed one at a time on a worker thread.
+
+Each job runs a snapshot of the graph taken when it was queued, so editing (or queueing the
+same graph again with other seeds) while a render runs is safe. Engine events cross into the
+GUI thread as queued signals; progress is throttled to a few updates per second per node.
+One Executor serves every job, so its caches make re-runs cheap and `why` can explain them."""
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from graph_engine.context import CancelToken
+from graph_engine.errors import WorkflowError
+from graph_engine.executor import Executor, RunResult
+from graph_engine.workflow import Workflow, to_yaml
+
+PROGRESS_INTERVAL = 0.1     # seconds between progress signals of one node
+
+
+@dataclass
+class NodeStatus:
+    state: str                      # queued, running, cached, done, failed, skipped, cancelled
+    progress: Optional[float] = None
+    seconds: Optional[float] = None
+    message: str = ""
+
+    def badge(self) -> str:
+        if self.state == "running":
+            return f"{round(100 * self.progress)}%" if self.progress is not None else "running"
+        if self.state == "done" and self.seconds is not None:
+            s = self.seconds
+            return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 100 else f"{s / 60:.1f} min"
+        return self.state
+
+
+@dataclass
+class Job:
+    id: int
+    kind: str                       # "run" (writes outputs) or "view" (computes one node for the viewer)
+    label: str
+    workflow: Workflow
+    targets: Optional[List[str]] = None
+    view: Optional[tuple] = None    # (node, port, slot) for view jobs
+    cancel: CancelToken = field(default_factory=CancelToken)
+    state: str = "queued"
+    result: Optional[RunResult] = None
+    error: str = ""
+    queued_at: float = field(default_factory=time.time)
+    finished_at: Optional[float] = None
+    yaml: str = ""
+
+    @property
+    def outputs(self) -> List[str]:
+        """Files the run wrote (what the history offers to reopen)."""
+        if self.result is None:
+            return []
+        return [str(r["path"]) for r in self.result.results.values() if isinstance(r, dict) and r.get("path")]
+
+
+class RunWorker(QObject):
+    event = Signal(int, object)
+    done = Signal(int, object, str)        # job id, RunResult or None, error text
+
+    def __init__(self, executor: Executor):
+        super().__init__()
+        self.executor = executor
+
+    @Slot(object)
+    def run(self, job: Job) -> None:
+        last: Dict[str, float] = {}
+
+        def on_event(ev: Dict[str, Any]) -> None:
+            if ev.get("event") == "node_progress":
+                now = time.perf_counter()
+                node = ev.get("node")
+                if now - last.get(node, 0.0) < PROGRESS_INTERVAL and ev.get("done") != ev.get("total"):
+                    return
+                last[node] = now
+            self.event.emit(job.id, ev)
+
+        try:
+            res = self.executor.run(job.workflow, targets=job.targets, on_event=on_event, cancel=job.cancel)
+            self.done.emit(job.id, res, "")
+        except WorkflowError as e:
+            for p in e.problems:
+                if p.node:
+                    self.event.emit(job.id, {"event": "node_failed", "node": p.node, "message": p.message})
+            self.done.emit(job.id, None, str(e))
+        except Exception as e:    # an engine bug must not take the editor down; the log shows it
+            self.done.emit(job.id, None, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+
+
+class RunController(QObject):
+    statusChanged = Signal(str, object)      # node id, NodeStatus or None (cleared)
+    logged = Signal(str, str, str)           # level (info/warn/error), text, node id or ""
+    jobsChanged = Signal()
+    jobFinished = Signal(object)             # Job
+    _submit = Signal(object)
+
+    def __init__(self, registry, parent=None, executor: Optional[Executor] = None):
+        super().__init__(parent)
+        self.executor = executor or Executor(registry)
+        self.jobs: List[Job] = []            # queued, running and finished, oldest first
+        self.status: Dict[str, NodeStatus] = {}
+        self._ids = itertools.count(1)
+        self._thread = QThread()
+        self._thread.setObjectName("kinograph-runner")
+        self._worker = RunWorker(self.executor)
+        self._worker.moveToThread(self._thread)
+        self._submit.connect(self._worker.run)
+        self._worker.event.connect(self._on_event)
+        self._worker.done.connect(self._on_done)
+        self._thread.start()
+
+    # -- queue ----------------------------------------------------------------------------------
+    @property
+    def current(self) -> Optional[Job]:
+        return next((j for j in self.jobs if j.state == "running"), None)
+
+    @property
+    def pending(self) -> List[Job]:
+        return [j for j in self.jobs if j.state == "queued"]
+
+    @property
+    def history(self) -> List[Job]:
+        return [j for j in self.jobs if j.kind == "run" and j.finished_at is not None]
+
+    def submit(self, doc, targets: Optional[List[str]] = None, kind: str = "run", label: str = "",
+               view: Optional[tuple] = None) -> Job:
+        """Queue a snapshot of the document's graph; it starts when the jobs before it are done."""
+        snap = doc.graph.copy()
+        base = doc.path or doc.origin
+        job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
+                  Workflow(snap, base), list(targets) if targets else None, view)
+        if kind == "run":
+            job.yaml = to_yaml(snap, doc.registry)
+        self.jobs.append(job)
+        self.jobsChanged.emit()
+        self._start_next()
+        return job
+
+    def _start_next(self) -> None:
+        if self.current is not None:
+            return
+        nxt = next((j for j in self.jobs if j.state == "queued"), None)
+        if nxt is None:
+            return
+        nxt.state = "running"
+        self.logged.emit("info", f"▶ {nxt.label}", "")
+        self.jobsChanged.emit()
+        self._submit.emit(nxt)
+
+    def cancel(self, job: Optional[Job] = None, clear_queue: bool = False) -> None:
+        targets = [job] if job is not None else ([self.current] if self.current else [])
+        if clear_queue:
+            targets += self.pending
+        for j in targets:
+            if j is None:
+                continue
+            j.cancel.cancel()
+            if j.state == "queued":
+                j.state, j.finished_at = "cancelled", time.time()
+        self.jobsChanged.emit()
+
+    def why(self, node_id: str) -> str:
+        return self.executor.why(node_id)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Process events until every job is finished (for scripts, screenshots and tests)."""
+        from PySide6.QtCore import QCoreApplication
+        end = time.monotonic() + timeout
+        while any(j.state in ("queued", "running") for j in self.jobs):
+            if time.monotonic() > end:
+                return False
+            QCoreApplication.processEvents()
+            time.sleep(0.005)
+        QCoreApplication.processEvents()
+        return True
+
+    def shutdown(self) -> None:
+        self.cancel(clear_queue=True)
+        self._thread.quit()
+        self._thread.wait(10000)
+
+    # -- events from the worker -----------------------------------------------------------------
+    def _job(self, job_id: int) -> Optional[Job]:
+        return next((j for j in self.jobs if j.id == job_id), None)
+
+    def _set(self, node: str, st: Optional[NodeStatus]) -> None:
+        if st is None:
+            self.status.pop(node, None)
+        else:
+            self.status[node] = st
+        self.statusChanged.emit(node, st)
+
+    def _on_event(self, job_id: int, ev: Dict[str, Any]) -> None:
+        kind, node = ev.get("event"), ev.get("node")
+        if kind == "run_started":
+            for n in ev.get("nodes", []):
+                self._set(n, NodeStatus("queued"))
+        elif kind == "node_started":
+            self._set(node, NodeStatus("running", 0.0))
+        elif kind == "node_progress":
+            total = ev.get("total") or 0
+            self._set(node, NodeStatus("running", (ev.get("done") or 0) / total if total else None,
+                                       message=ev.get("message") or ""))
+        elif kind == "node_finished":
+            cached = ev.get("cached")
+            st = NodeStatus("cached" if cached else "done", seconds=ev.get("seconds"),
+                            message="bypassed" if ev.get("bypassed") else "")
+            self._set(node, st)
+            if not cached:
+                self.logged.emit("info", f"{node} done in {ev.get('seconds', 0):.2f} s", node)
+        elif kind == "node_failed":
+            self._set(node, NodeStatus("failed", message=ev.get("message", "")))
+            self.logged.emit("error", f"{node} failed: {ev.get('message', '')}", node)
+        elif kind == "node_skipped":
+            self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
+        elif kind == "log":
+            self.logged.emit("info", f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
+
+    def _on_done(self, job_id: int, res: Optional[RunResult], error: str) -> None:
+        job = self._job(job_id)
+        if job is None:
+            return
+        job.result, job.error, job.finished_at = res, error, time.time()
+        if res is not None and res.cancelled:
+            job.state = "cancelled"
+            for n, st in list(self.status.items()):
+                if st.state in ("queued", "running"):
+                    self._set(n, NodeStatus("cancelled"))
+            self.logged.emit("warn", f"■ {job.label}: cancelled", "")
+        elif res is not None and res.ok:
+            job.state = "done"
+            self.logged.emit("info", f"✔ {job.label}: finished in {res.seconds:.2f} s", "")
+        else:
+            job.state = "failed"
+            lines = error.splitlines()
+            self.logged.emit("error", f"✘ {job.label}: " + (lines[0] if lines else f"{len(res.failed)} node(s) failed"), "")
+            if "Traceback" in error:
+                self.logged.emit("error", "\n".join(lines[1:]), "")
+            else:
+                for line in lines[1:]:
+                    self.logged.emit("error", line, "")
+        self.jobsChanged.emit()
+        self.jobFinished.emit(job)
+        self._start_next()

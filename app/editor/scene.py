@@ -1,0 +1,385 @@
+"""The canvas scene: a view of the document's graph that redraws from the graph's change events.
+
+Interactive state (a node being dragged, a wire following the mouse) lives here until the
+gesture ends; then the scene asks the controller for one undoable edit, and the items
+move to where the model's events put them."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+from PySide6.QtCore import QPointF, QRectF, Signal
+from PySide6.QtWidgets import QGraphicsScene
+
+from graph_engine.graph import Event, Link
+
+from . import rules
+from .controller import GROUPS, NOTES, REROUTES, Controller, Refused
+from .decor_items import GroupItem, NoteItem
+from .document import Document
+from .link_items import DragLink, LinkItem, RerouteItem
+from .node_item import NodeItem
+
+SCENE_EXTENT = 1.0e5
+
+
+class GraphScene(QGraphicsScene):
+    message = Signal(str)                       # a refusal or a hint for the status bar
+    linkDroppedOnEmpty = Signal(QPointF, object)   # scene pos, (node, port, port_is_input)
+    paramClicked = Signal(str, str)             # node, parameter: the view opens an editor
+    renameRequested = Signal(str, str)          # "node"/"group", id
+    layoutChanged = Signal()                    # something moved, appeared or vanished (minimap)
+
+    def __init__(self, doc: Document, controller: Controller):
+        super().__init__()
+        self.doc, self.controller = doc, controller
+        self.snapping = True
+        self.nodes: Dict[str, NodeItem] = {}
+        self.links: Dict[str, LinkItem] = {}           # by "dst.port"
+        self.groups: Dict[str, GroupItem] = {}
+        self.notes: Dict[str, NoteItem] = {}
+        self.reroute_items: List[RerouteItem] = []
+        self._drag: Optional[dict] = None
+        self._moving: Optional[dict] = None
+        self._insert_link: Optional[LinkItem] = None
+        self.setSceneRect(-SCENE_EXTENT, -SCENE_EXTENT, 2 * SCENE_EXTENT, 2 * SCENE_EXTENT)
+        self._unsubscribe = doc.graph.subscribe(self._on_event)
+        self.rebuild()
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -- model -> items -------------------------------------------------------------------------
+    def rebuild(self) -> None:
+        self.clear()
+        self.nodes, self.links, self.groups, self.notes, self.reroute_items = {}, {}, {}, {}, []
+        g = self.doc.graph
+        for nid in g.nodes:
+            self._add_node(nid)
+        for l in g.links():
+            self._add_link(l)
+        self._sync_groups()
+        self._sync_notes()
+        self._sync_reroutes()
+        self.layoutChanged.emit()
+
+    def _add_node(self, nid: str) -> None:
+        inst = self.doc.graph.nodes[nid]
+        item = NodeItem(nid, self.doc.registry.get(inst.type), inst, self.doc.graph.ui.get(nid) or {})
+        self.nodes[nid] = item
+        self.addItem(item)
+
+    def _add_link(self, l: Link) -> None:
+        a, b = self.nodes.get(l.src), self.nodes.get(l.dst)
+        if a is None or b is None:
+            return
+        t = rules.port_type(self.doc.registry, self.doc.graph, l.src, l.src_port, False)
+        item = LinkItem(a, l.src_port, b, l.dst_port, t.color if t else "#888888")
+        item.points = [QPointF(*p) for p in (self.doc.graph.ui.get(REROUTES) or {}).get(item.key, [])]
+        item.update_path()
+        self.links[item.key] = item
+        self.addItem(item)
+
+    def _remove_link(self, key: str) -> None:
+        item = self.links.pop(key, None)
+        if item is not None:
+            item.detach()
+            self.removeItem(item)
+
+    def _on_event(self, ev: Event) -> None:
+        k = ev.kind
+        if k == "node_added":
+            self._add_node(ev.node)
+        elif k == "node_removed":
+            item = self.nodes.pop(ev.node, None)
+            if item is not None:
+                self.removeItem(item)
+        elif k == "linked":
+            self._remove_link(f"{ev.node}.{ev.data['link'].dst_port}")
+            self._add_link(ev.data["link"])
+            self._refresh(ev.data["link"].dst)
+        elif k == "unlinked":
+            self._remove_link(f"{ev.node}.{ev.data['link'].dst_port}")
+            self._refresh(ev.node)
+        elif k == "param_changed":
+            self._refresh(ev.node)
+        elif k in ("node_changed", "ui_changed") and ev.node in self.nodes:
+            g = self.doc.graph
+            self.nodes[ev.node].sync(g.nodes[ev.node], g.ui.get(ev.node) or {})
+            for link in self.nodes[ev.node].links:
+                link.update()
+        elif k == "ui_changed" and ev.node == GROUPS:
+            self._sync_groups()
+        elif k == "ui_changed" and ev.node == NOTES:
+            self._sync_notes()
+        elif k == "ui_changed" and ev.node == REROUTES:
+            self._sync_reroutes()
+        else:
+            return
+        self.layoutChanged.emit()
+
+    def _refresh(self, nid: str) -> None:
+        item = self.nodes.get(nid)
+        if item is not None:
+            item.update()
+
+    def _sync_keyed(self, key: str, items: dict, make) -> None:
+        data = self.doc.graph.ui.get(key) or {}
+        for k in [k for k in items if k not in data]:
+            self.removeItem(items.pop(k))
+        for k, body in data.items():
+            if not isinstance(body, dict):
+                continue
+            if k in items:
+                items[k].sync(body)
+            else:
+                items[k] = make(k, body)
+                self.addItem(items[k])
+
+    def _sync_groups(self) -> None:
+        self._sync_keyed(GROUPS, self.groups, GroupItem)
+
+    def _sync_notes(self) -> None:
+        self._sync_keyed(NOTES, self.notes, NoteItem)
+
+    def _sync_reroutes(self) -> None:
+        for r in self.reroute_items:
+            self.removeItem(r)
+        self.reroute_items = []
+        rr = self.doc.graph.ui.get(REROUTES) or {}
+        for key, link in self.links.items():
+            pts = [QPointF(*p) for p in rr.get(key, [])]
+            if pts != link.points:
+                link.points = pts
+                link.update_path()
+            for i, p in enumerate(pts):
+                item = RerouteItem(key, i, p, link.color)
+                self.reroute_items.append(item)
+                self.addItem(item)
+
+    # -- status ---------------------------------------------------------------------------------
+    def set_status(self, node_id: str, status) -> None:
+        item = self.nodes.get(node_id)
+        if item is not None:
+            item.set_status(status)
+
+    def clear_status(self) -> None:
+        for item in self.nodes.values():
+            if item.status is not None:
+                item.set_status(None)
+
+    # -- selection ------------------------------------------------------------------------------
+    def selected_nodes(self) -> List[str]:
+        return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
+
+    def selected_notes(self) -> List[str]:
+        return [i.nid for i in self.selectedItems() if isinstance(i, NoteItem)]
+
+    def selected_groups(self) -> List[str]:
+        return [i.gid for i in self.selectedItems() if isinstance(i, GroupItem)]
+
+    def selected_links(self) -> List[Tuple[str, str]]:
+        return [(i.dst_item.node_id, i.dst_port) for i in self.selectedItems() if isinstance(i, LinkItem)]
+
+    def selected_reroutes(self) -> List[Tuple[str, int]]:
+        return [(i.link_key, i.index) for i in self.selectedItems() if isinstance(i, RerouteItem)]
+
+    def select_nodes(self, ids) -> None:
+        self.clearSelection()
+        for n in ids:
+            if n in self.nodes:
+                self.nodes[n].setSelected(True)
+
+    def node_at(self, pos: QPointF) -> Optional[NodeItem]:
+        for item in self.items(pos):
+            if isinstance(item, NodeItem):
+                return item
+        return None
+
+    # -- dragging a wire ------------------------------------------------------------------------
+    def start_link_drag(self, item: NodeItem, port: str, is_input: bool, pos: QPointF) -> None:
+        g = self.doc.graph
+        detach = None
+        if is_input and port in g.inputs.get(item.node_id, {}):
+            # Picking up a connected input moves that link's loose end, as in other node editors.
+            src, sport = g.inputs[item.node_id][port]
+            detach = (item.node_id, port)
+            origin = (src, sport, False)
+            self.links[f"{item.node_id}.{port}"].hide()
+        else:
+            origin = (item.node_id, port, is_input)
+        o_item = self.nodes[origin[0]]
+        t = rules.port_type(self.doc.registry, g, origin[0], origin[1], origin[2])
+        wire = DragLink(o_item.port_scene_pos(origin[1], origin[2]), origin[2], t.color if t else "#888888")
+        self.addItem(wire)
+        self._drag = {"origin": origin, "detach": detach, "wire": wire, "target": None}
+        self.update_link_drag(pos)
+
+    def _target_at(self, pos: QPointF):
+        item = self.node_at(pos)
+        if item is None:
+            return None
+        hit = item.port_at(item.mapFromScene(pos))
+        return (item.node_id,) + hit if hit else None
+
+    def _endpoints(self, origin, target):
+        """(src, src_port, dst, dst_port) for a drag from origin to target, or a refusal."""
+        if origin[2] == target[2]:
+            side = "inputs" if origin[2] else "outputs"
+            return None, f"cannot connect two {side}: drag from an output to an input"
+        src, dst = (target, origin) if origin[2] else (origin, target)
+        ends = (src[0], src[1], dst[0], dst[1])
+        why = rules.why_not(self.doc.registry, self.doc.graph, *ends)
+        if why and self._drag and self._drag["detach"] == (dst[0], dst[1]) and src[:2] == origin[:2]:
+            why = None
+        return (ends if not why else None), why
+
+    def update_link_drag(self, pos: QPointF) -> None:
+        d = self._drag
+        if d is None:
+            return
+        target = self._target_at(pos)
+        d["target"] = target
+        refusal = None
+        if target is not None:
+            _, refusal = self._endpoints(d["origin"], target)
+            if not refusal:
+                pos = self.nodes[target[0]].port_scene_pos(target[1], target[2])
+        d["wire"].move_to(pos, refusal)
+        if refusal:
+            self.message.emit(refusal)
+
+    def finish_link_drag(self, pos: QPointF) -> None:
+        d, self._drag = self._drag, None
+        if d is None:
+            return
+        self.removeItem(d["wire"])
+        if d["detach"]:
+            key = f"{d['detach'][0]}.{d['detach'][1]}"
+            if key in self.links:
+                self.links[key].show()
+        target = self._target_at(pos)
+        if target is None:
+            if d["detach"]:
+                self.controller.disconnect([d["detach"]])
+            else:
+                self.linkDroppedOnEmpty.emit(pos, d["origin"])
+            return
+        ends, why = self._endpoints(d["origin"], target)
+        if why:
+            self.message.emit(f"Not connected: {why}")
+            return
+        if d["detach"] and d["detach"] == (ends[2], ends[3]):
+            return
+        try:
+            self.controller.relink(d["detach"], *ends) if d["detach"] else self.controller.connect(*ends)
+        except Refused as e:
+            self.message.emit(f"Not connected: {e}")
+
+    # -- moving ---------------------------------------------------------------------------------
+    def begin_move(self, carry_group: Optional[GroupItem] = None) -> None:
+        moving = {i: i.pos() for i in self.selectedItems()
+                  if isinstance(i, (NodeItem, NoteItem, GroupItem, RerouteItem))}
+        carried = {}
+        for grp in [i for i in moving if isinstance(i, GroupItem)]:
+            area = grp.scene_rect()
+            for item in list(self.nodes.values()) + list(self.notes.values()):
+                if item not in moving and area.contains(item.sceneBoundingRect()):
+                    carried[item] = item.pos()
+        self._moving = {"start": moving, "carried": carried}
+
+    def group_dragged(self, grp: GroupItem) -> None:
+        m = self._moving
+        if not m or grp not in m["start"]:
+            return
+        delta = grp.pos() - m["start"][grp]
+        for item, p in m["carried"].items():
+            item.setPos(p + delta)
+
+    def node_dragged(self, item: NodeItem) -> None:
+        """Light up the link a lone, unconnected node would be inserted into if dropped here."""
+        m = self._moving
+        nodes = [i for i in (m["start"] if m else ()) if isinstance(i, NodeItem)]
+        target = None
+        if len(nodes) == 1 and nodes[0] is item and not item.links:
+            for other in self.items(item.sceneBoundingRect().center()):
+                if isinstance(other, LinkItem):
+                    target = other
+                    break
+        if target is not self._insert_link:
+            if self._insert_link is not None:
+                self._insert_link.highlight = False
+                self._insert_link.update()
+            if target is not None:
+                target.highlight = True
+                target.update()
+            self._insert_link = target
+
+    def reroute_dragged(self, r: RerouteItem) -> None:
+        link = self.links.get(r.link_key)
+        if link is not None and r.index < len(link.points):
+            link.points[r.index] = r.pos()
+            link.update_path()
+
+    def end_move(self) -> None:
+        m, self._moving = self._moving, None
+        insert, self._insert_link = self._insert_link, None
+        if insert is not None:
+            insert.highlight = False
+            insert.update()
+        if not m:
+            return
+        items = dict(m["start"])
+        items.update(m["carried"])
+        moved = {i: i.pos() for i, p in items.items() if i.pos() != p}
+        if not moved:
+            return
+        nodes = {i.node_id: (i.x(), i.y()) for i in moved if isinstance(i, NodeItem)}
+        notes = {i.nid: (i.x(), i.y()) for i in moved if isinstance(i, NoteItem)}
+        groups = {i.gid: (i.x(), i.y()) for i in moved if isinstance(i, GroupItem)}
+        reroutes = {}
+        for r in (i for i in moved if isinstance(i, RerouteItem)):
+            link = self.links.get(r.link_key)
+            if link is not None:
+                reroutes[r.link_key] = [(p.x(), p.y()) for p in link.points]
+        if insert is not None and len(nodes) == 1 and not notes and not groups:
+            (nid,) = nodes
+            link = Link(insert.src_item.node_id, insert.src_port, insert.dst_item.node_id, insert.dst_port)
+            if self.controller.insert_on_link(nid, link, moved=nodes):
+                return
+        self.controller.move(nodes, notes, groups, reroutes)
+
+    # -- small edits the items ask for ----------------------------------------------------------
+    def add_reroute(self, link: LinkItem, pos: QPointF) -> None:
+        a = link.src_item.port_scene_pos(link.src_port, False)
+        b = link.dst_item.port_scene_pos(link.dst_port, True)
+        chain = [a] + link.points + [b]
+
+        def d(p, q):
+            return math.hypot(p.x() - q.x(), p.y() - q.y())
+
+        i = min(range(len(chain) - 1), key=lambda i: d(chain[i], pos) + d(pos, chain[i + 1]) - d(chain[i], chain[i + 1]))
+        pts = link.points[:i] + [pos] + link.points[i:]
+        self.controller.set_reroutes(link.key, [(p.x(), p.y()) for p in pts])
+
+    def click_param(self, item: NodeItem, name: str, screen_pos) -> None:
+        p = item.spec.params[name]
+        if p.type == "bool":
+            cur = item.inst.params.get(name, p.default)
+            self.controller.set_param(item.node_id, name, not bool(cur))
+        else:
+            self.paramClicked.emit(item.node_id, name)
+
+    def rename_node(self, item: NodeItem) -> None:
+        self.renameRequested.emit("node", item.node_id)
+
+    def rename_group(self, item: GroupItem) -> None:
+        self.renameRequested.emit("group", item.gid)
+
+    def nodes_rect(self, ids=None) -> QRectF:
+        items = [self.nodes[n] for n in ids if n in self.nodes] if ids else \
+            list(self.nodes.values()) + list(self.groups.values()) + list(self.notes.values())
+        r = QRectF()
+        for i in items:
+            r = r.united(i.sceneBoundingRect())
+        return r

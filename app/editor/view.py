@@ -1,0 +1,403 @@
+"""The canvas view: pan (middle mouse or Space-drag), zoom under the cursor, frame all/selected,
+rubber-band selection, Alt-drag (or Ctrl+right-drag) to cut links, Tab or double-click for the
+node search, drops of node types and of workflow files, inline field editors, and the minimap."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QLineF, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QAction, QPainter, QPainterPath, QPainterPathStroker, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsView, QLineEdit, QMenu
+
+from graph_engine.workflow import MEDIA_SUFFIXES
+
+from . import rules, theme
+from .controller import Refused
+from .geometry import GRID
+from .link_items import LinkItem
+from .minimap import Minimap
+from .node_item import NodeItem
+from .palette import SearchPalette
+
+NODE_MIME = "application/x-kinograph-node"
+MIN_ZOOM, MAX_ZOOM = 0.05, 3.0
+INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
+
+
+class GraphView(QGraphicsView):
+    fileDropped = Signal(str)
+    viewRequested = Signal(str, str)            # node, viewer slot "A"/"B"
+    contextRequested = Signal(QPoint, object)   # global pos, node id or None
+    propertyFocusRequested = Signal(str, str)   # node, parameter that needs the big editor
+    message = Signal(str)
+
+    def __init__(self, settings, parent=None):
+        super().__init__(parent)
+        self.settings = settings
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing | QPainter.SmoothPixmapTransform)
+        self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
+        self.setOptimizationFlags(QGraphicsView.DontSavePainterState)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setAcceptDrops(True)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self._pan: Optional[QPointF] = None
+        self._space = False
+        self._knife: Optional[QGraphicsPathItem] = None
+        self._pending_link = None
+        self._editor: Optional[QLineEdit] = None
+        self.palette: Optional[SearchPalette] = None
+        self.minimap = Minimap(self)
+
+    # -- scene --------------------------------------------------------------------------------
+    def set_scene(self, scene) -> None:
+        self.setScene(scene)
+        if self.palette is not None:
+            self.palette.deleteLater()
+        self.palette = SearchPalette(scene.doc.registry, self.settings, self)
+        self.palette.chosen.connect(self._palette_chosen)
+        self.palette.closed.connect(lambda: setattr(self, "_pending_link", None))
+        scene.layoutChanged.connect(self.minimap.schedule)
+        scene.linkDroppedOnEmpty.connect(self._link_dropped)
+        scene.paramClicked.connect(self.edit_param)
+        scene.renameRequested.connect(self.rename)
+        scene.message.connect(self.message)
+        self.minimap.rebuild()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
+
+    # -- painting -------------------------------------------------------------------------------
+    def drawBackground(self, painter, rect):
+        painter.fillRect(rect, theme.CANVAS)
+        scale = self.transform().m11()
+        for step, color, min_scale in ((GRID, theme.GRID_MINOR, 0.5), (GRID * 5, theme.GRID_MAJOR, 0.12)):
+            if scale < min_scale:
+                continue
+            left, top = math.floor(rect.left() / step) * step, math.floor(rect.top() / step) * step
+            lines = [QLineF(x, rect.top(), x, rect.bottom()) for x in _frange(left, rect.right(), step)]
+            lines += [QLineF(rect.left(), y, rect.right(), y) for y in _frange(top, rect.bottom(), step)]
+            painter.setPen(QPen(color, 0))
+            painter.drawLines(lines)
+
+    # -- navigation -----------------------------------------------------------------------------
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def zoom_by(self, factor: float, anchor: Optional[QPoint] = None) -> None:
+        target = max(MIN_ZOOM, min(MAX_ZOOM, self.zoom() * factor))
+        factor = target / self.zoom()
+        if anchor is None:
+            self.setTransformationAnchor(QGraphicsView.AnchorViewCenter)
+            self.scale(factor, factor)
+            self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+            return
+        before = self.mapToScene(anchor)
+        self.scale(factor, factor)
+        after = self.mapToScene(anchor)
+        self._scroll_scene(after - before)
+        self.minimap.update()
+
+    def _scroll_scene(self, d: QPointF) -> None:
+        self.centerOn(self.mapToScene(self.viewport().rect().center()) - d)
+
+    def wheelEvent(self, event):
+        self.zoom_by(math.pow(1.0015, event.angleDelta().y()), event.position().toPoint())
+
+    def frame(self, rect: QRectF, max_zoom: float = 1.0) -> None:
+        if rect.isEmpty():
+            rect = QRectF(-200, -150, 400, 300)
+        m = 60 / max(0.2, self.zoom())
+        self.fitInView(rect.adjusted(-m, -m, m, m), Qt.KeepAspectRatio)
+        if self.zoom() > max_zoom:
+            self.zoom_by(max_zoom / self.zoom())
+        self.zoom_by(1.0)
+        self.centerOn(rect.center())
+        self.minimap.update()
+
+    def frame_all(self) -> None:
+        self.frame(self.scene().nodes_rect())
+
+    def frame_selected(self) -> None:
+        ids = self.scene().selected_nodes()
+        self.frame(self.scene().nodes_rect(ids) if ids else self.scene().nodes_rect())
+
+    # -- mouse ----------------------------------------------------------------------------------
+    def mousePressEvent(self, event):
+        mods = event.modifiers()
+        if event.button() == Qt.MiddleButton or (event.button() == Qt.LeftButton and self._space):
+            self._pan = event.position()
+            self.viewport().setCursor(Qt.ClosedHandCursor)
+            event.accept()
+            return
+        knife = (event.button() == Qt.LeftButton and mods & Qt.AltModifier) or \
+                (event.button() == Qt.RightButton and mods & Qt.ControlModifier)
+        if knife:
+            p = self.mapToScene(event.position().toPoint())
+            self._knife = QGraphicsPathItem()
+            self._knife.setPen(QPen(theme.REFUSED, 0, Qt.DashLine))
+            self._knife.setZValue(20)
+            self._knife.setPath(QPainterPath(p))
+            self.scene().addItem(self._knife)
+            self.viewport().setCursor(Qt.CrossCursor)
+            event.accept()
+            return
+        if event.button() == Qt.LeftButton and mods & Qt.ControlModifier and mods & Qt.ShiftModifier:
+            item = self.scene().node_at(self.mapToScene(event.position().toPoint()))
+            if item is not None:
+                self.viewRequested.emit(item.node_id, "B" if mods & Qt.AltModifier else "A")
+                event.accept()
+                return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event):
+        if self._pan is not None:
+            d = event.position() - self._pan
+            self._pan = event.position()
+            self._scroll_scene(QPointF(d.x() / self.zoom(), d.y() / self.zoom()))
+            self.minimap.update()
+            return
+        if self._knife is not None:
+            path = self._knife.path()
+            path.lineTo(self.mapToScene(event.position().toPoint()))
+            self._knife.setPath(path)
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if self._pan is not None:
+            self._pan = None
+            self.viewport().setCursor(Qt.OpenHandCursor if self._space else Qt.ArrowCursor)
+            return
+        if self._knife is not None:
+            self.cut_links(self._knife.path())
+            self.scene().removeItem(self._knife)
+            self._knife = None
+            self.viewport().setCursor(Qt.ArrowCursor)
+            return
+        super().mouseReleaseEvent(event)
+
+    def cut_links(self, knife: QPainterPath) -> int:
+        stroke = QPainterPathStroker()
+        stroke.setWidth(2)
+        area = stroke.createStroke(knife)
+        hit = [i for i in self.scene().items(area) if isinstance(i, LinkItem) and i.shape().intersects(area)]
+        self.scene().controller.disconnect([(i.dst_item.node_id, i.dst_port) for i in hit])
+        if hit:
+            self.message.emit(f"Cut {len(hit)} link{'s' if len(hit) > 1 else ''}")
+        return len(hit)
+
+    def mouseDoubleClickEvent(self, event):
+        p = self.mapToScene(event.position().toPoint())
+        if event.button() == Qt.LeftButton and not self.scene().items(p):
+            self.open_palette(event.position().toPoint())
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def contextMenuEvent(self, event):
+        if event.modifiers() & Qt.ControlModifier:
+            event.accept()
+            return
+        item = self.scene().node_at(self.mapToScene(event.pos()))
+        if item is not None and not item.isSelected():
+            self.scene().select_nodes([item.node_id])
+        self.contextRequested.emit(event.globalPos(), item.node_id if item else None)
+
+    # -- keys -----------------------------------------------------------------------------------
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.OpenHandCursor)
+            return
+        if event.key() == Qt.Key_Tab:
+            self.open_palette(self.mapFromGlobal(self.cursor().pos()))
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event):
+        if event.key() == Qt.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self.viewport().setCursor(Qt.ArrowCursor)
+            return
+        super().keyReleaseEvent(event)
+
+    def focusNextPrevChild(self, next_):
+        return False        # Tab belongs to the node search here
+
+    # -- node search ----------------------------------------------------------------------------
+    def open_palette(self, at: QPoint, link_from=None) -> None:
+        """Open the search at `at` (view coordinates); `link_from=(node, port, is_input)` filters
+        to compatible nodes and wires the one chosen."""
+        if not self.rect().contains(at):
+            at = self.rect().center()
+        self._pending_link = (self.mapToScene(at), link_from)
+        have = want = None
+        if link_from is not None:
+            t = rules.port_type(self.scene().doc.registry, self.scene().doc.graph, *link_from)
+            have, want = (None, t) if link_from[2] else (t, None)
+        self.palette.open_at(at, have=have, want=want)
+
+    def _link_dropped(self, scene_pos: QPointF, origin) -> None:
+        self.open_palette(self.mapFromScene(scene_pos), link_from=origin)
+
+    def _palette_chosen(self, type_name: str) -> None:
+        pos, link_from = self._pending_link or (self.mapToScene(self.viewport().rect().center()), None)
+        self._pending_link = None
+        try:
+            nid = self.scene().controller.add_node(type_name, (pos.x(), pos.y()), link_from=link_from)
+        except Refused as e:
+            self.message.emit(str(e))
+            return
+        self.scene().select_nodes([nid])
+        self.setFocus()
+
+    # -- drops ----------------------------------------------------------------------------------
+    def _dropped_paths(self, mime):
+        ok = MEDIA_SUFFIXES | {".yaml", ".yml"}
+        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).suffix.lower() in ok]
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasFormat(NODE_MIME) or self._dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event):
+        if event.mimeData().hasFormat(NODE_MIME) or self._dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event):
+        mime = event.mimeData()
+        if mime.hasFormat(NODE_MIME):
+            t = bytes(mime.data(NODE_MIME)).decode()
+            p = self.mapToScene(event.position().toPoint())
+            try:
+                nid = self.scene().controller.add_node(t, (p.x(), p.y()))
+                self.scene().select_nodes([nid])
+            except Refused as e:
+                self.message.emit(str(e))
+            event.acceptProposedAction()
+            return
+        paths = self._dropped_paths(mime)
+        if paths:
+            event.acceptProposedAction()
+            self.fileDropped.emit(paths[0])
+            return
+        super().dropEvent(event)
+
+    # -- inline editors -------------------------------------------------------------------------
+    def _line_editor(self, rect: QRectF, text: str, commit) -> QLineEdit:
+        if self._editor is not None:
+            self._editor.deleteLater()
+        r = self.mapFromScene(rect).boundingRect()
+        ed = QLineEdit(text, self.viewport())
+        ed.setObjectName("InlineEditor")
+        ed.setGeometry(r.x(), r.y(), max(r.width(), 120), max(r.height(), 22))
+        done = {"v": False}
+
+        def finish(accept: bool):
+            if done["v"]:
+                return
+            done["v"] = True
+            if accept:
+                commit(ed.text())
+            ed.deleteLater()
+            if self._editor is ed:
+                self._editor = None
+            self.setFocus()
+
+        ed.editingFinished.connect(lambda: finish(True))
+        esc = QAction(ed)
+        esc.setShortcut(Qt.Key_Escape)
+        esc.setShortcutContext(Qt.WidgetShortcut)
+        esc.triggered.connect(lambda: finish(False))
+        ed.addAction(esc)
+        ed.selectAll()
+        ed.show()
+        ed.setFocus()
+        self._editor = ed
+        return ed
+
+    def edit_param(self, node_id: str, name: str) -> None:
+        sc = self.scene()
+        item: NodeItem = sc.nodes[node_id]
+        p = item.spec.params[name]
+        cur = item.inst.params.get(name, p.default)
+        rect = item.mapRectToScene(item.param_rect(name))
+        if p.choices:
+            menu = QMenu(self)
+            for c in p.choices:
+                a = menu.addAction(str(c))
+                a.setCheckable(True)
+                a.setChecked(c == cur)
+                a.triggered.connect(lambda _=False, c=c: sc.controller.set_param(node_id, name, c))
+            menu.popup(self.mapToGlobal(self.mapFromScene(rect.bottomLeft())))
+            return
+        if p.type == "schedule" or p.kind not in INLINE_KINDS:
+            self.propertyFocusRequested.emit(node_id, name)
+            return
+
+        def commit(text: str):
+            try:
+                value = parse_field(p, text)
+            except ValueError as e:
+                self.message.emit(f"{name}: {e}")
+                return
+            sc.controller.set_param(node_id, name, value)
+
+        self._line_editor(rect, "" if cur is None else str(cur), commit)
+
+    def rename(self, what: str, key: str) -> None:
+        sc = self.scene()
+        if what == "node":
+            item = sc.nodes[key]
+            rect = item.mapRectToScene(QRectF(0, 0, item.w, 26))
+            self._line_editor(rect, item.inst.title or (item.spec.title if item.spec else key),
+                              lambda t: sc.controller.set_title(key, "" if item.spec and t == item.spec.title else t))
+        else:
+            g = sc.groups[key]
+            self._line_editor(g.mapRectToScene(QRectF(0, 0, g.w, 28)), g.title,
+                              lambda t: sc.controller.update_group(key, title=t))
+
+
+def parse_field(p, text: str):
+    """A typed value from what was typed into a field; ValueError says what was expected."""
+    from graph_engine.validate import check_param
+    t = text.strip()
+    if p.type == "int":
+        try:
+            value = int(float(t))
+        except ValueError:
+            raise ValueError(f"expects a whole number, got {t!r}")
+    elif p.type == "float":
+        try:
+            value = float(t)
+        except ValueError:
+            raise ValueError(f"expects a number, got {t!r}")
+    elif p.type == "bool":
+        value = t.lower() in ("1", "true", "yes", "on")
+    elif p.type == "schedule":
+        try:
+            value = float(t)
+        except ValueError:
+            value = t
+    else:
+        value = text
+    why = check_param(p, value)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+def _frange(a: float, b: float, step: float):
+    x = a
+    while x <= b:
+        yield x
+        x += step

@@ -1,0 +1,390 @@
+"""The viewer: any node's output, frame-accurately (play/pause, scrub, step, loop, fps, zoom),
+with an A/B wipe between two outputs.
+
+Frames are pulled one at a time from the lazy Clip on a loader thread, so only the frames
+looked at are computed; when computing is slower than the frame rate, playback slows down
+instead of skipping frames."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSizePolicy, QSlider,
+                               QSpinBox, QToolButton, QVBoxLayout, QWidget)
+
+from . import theme
+from .camera_preview import camera_path_image, is_camera
+
+FRAME_CACHE = 48
+PLAY, PAUSE = "▶", "❚❚"
+ZOOMS = (("Fit", 0.0), ("25%", 0.25), ("50%", 0.5), ("100%", 1.0), ("200%", 2.0), ("400%", 4.0))
+
+
+def to_qimage(arr: np.ndarray) -> QImage:
+    """uint8 RGB [H,W,3] or a float mask [H,W] in [0,1] as a QImage that owns its pixels."""
+    a = np.asarray(arr)
+    if a.ndim == 2:
+        a = np.repeat((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+    a = np.ascontiguousarray(a[..., :3].astype(np.uint8, copy=False))
+    h, w = a.shape[:2]
+    return QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+
+
+class Source:
+    """What a viewer slot shows: a clip, one image or mask, a camera path, or a plain value."""
+
+    def __init__(self, value, label: str):
+        self.value, self.label = value, label
+        self.text = ""
+        if hasattr(value, "frames") and hasattr(value, "length"):
+            self.length, self.fps = int(value.length), float(value.fps or 24.0)
+        elif isinstance(value, np.ndarray) and value.ndim in (2, 3):
+            self.length, self.fps = 1, 24.0
+        elif is_camera(value):
+            self.length, self.fps = 1, 24.0
+        else:
+            self.length, self.fps = 0, 24.0
+            self.text = f"{label} = {value!r}"[:400]
+
+    def render(self, i: int) -> QImage:
+        v = self.value
+        if hasattr(v, "frames"):
+            return to_qimage(v.frame(max(0, min(self.length - 1, i))))
+        if is_camera(v):
+            return camera_path_image(v)
+        return to_qimage(v)
+
+
+class FrameLoader(QObject):
+    """Renders the latest requested frame of each slot; older requests are dropped unseen."""
+    loaded = Signal(str, int, QImage)
+    failed = Signal(str, str)
+    _poke = Signal()
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+        self._want: Dict[str, Tuple[Source, int]] = {}
+        self._poke.connect(self._work, Qt.QueuedConnection)
+
+    def request(self, slot: str, source: Source, index: int) -> None:
+        with self._lock:
+            self._want[slot] = (source, index)
+        self._poke.emit()
+
+    @Slot()
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._want:
+                    return
+                slot = next(iter(self._want))
+                source, index = self._want.pop(slot)
+            try:
+                self.loaded.emit(slot, index, source.render(index))
+            except Exception as e:      # a failing upstream node: say so in the viewer, keep going
+                self.failed.emit(slot, f"{type(e).__name__}: {e}")
+
+
+class FrameCanvas(QWidget):
+    """Paints slot A, or A and B split by a draggable wipe line; wheel zooms, drag pans."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumSize(160, 120)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.images: Dict[str, Optional[QImage]] = {"A": None, "B": None}
+        self.wipe: Optional[float] = None       # fraction of width where B starts
+        self.zoom = 0.0                         # 0 = fit
+        self.offset = QPointF(0, 0)
+        self.note = ""
+        self._drag = None
+
+    def _target(self, img: QImage) -> QRectF:
+        r = QRectF(self.rect())
+        s = self.zoom or min(r.width() / img.width(), r.height() / img.height())
+        t = QRectF(0, 0, img.width() * s, img.height() * s)
+        t.moveCenter(r.center() + self.offset)
+        return t
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#111214"))
+        a, b = self.images["A"], self.images["B"]
+        p.setRenderHint(QPainter.SmoothPixmapTransform, self.zoom == 0.0 or self.zoom < 1.0)
+        if a is not None:
+            p.drawImage(self._target(a), a)
+        if b is not None and self.wipe is not None:
+            x = self.width() * self.wipe
+            p.save()
+            p.setClipRect(QRectF(x, 0, self.width() - x, self.height()))
+            p.drawImage(self._target(b), b)
+            p.restore()
+            p.setPen(QPen(theme.NODE_SELECTED, 1.5))
+            p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+            p.drawText(QRectF(x - 30, 4, 26, 16), Qt.AlignRight, "A")
+            p.drawText(QRectF(x + 4, 4, 26, 16), Qt.AlignLeft, "B")
+        if self.note:
+            p.setPen(theme.TEXT_DIM)
+            p.drawText(QRectF(self.rect()).adjusted(12, 8, -12, -8), Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap,
+                       self.note)
+
+    def wheelEvent(self, event):
+        img = self.images["A"]
+        if img is None:
+            return
+        cur = self.zoom or self._target(img).width() / img.width()
+        self.zoom = max(0.05, min(16.0, cur * (1.0015 ** event.angleDelta().y())))
+        self.update()
+
+    def mousePressEvent(self, event):
+        if self.wipe is not None and abs(event.position().x() - self.width() * self.wipe) < 8:
+            self._drag = ("wipe",)
+        else:
+            self._drag = ("pan", event.position(), QPointF(self.offset))
+
+    def mouseMoveEvent(self, event):
+        if not self._drag:
+            return
+        if self._drag[0] == "wipe":
+            self.wipe = max(0.0, min(1.0, event.position().x() / max(1, self.width())))
+        else:
+            self.offset = self._drag[2] + (event.position() - self._drag[1])
+        self.update()
+
+    def mouseReleaseEvent(self, event):
+        self._drag = None
+
+    def mouseDoubleClickEvent(self, event):
+        self.zoom, self.offset = 0.0, QPointF(0, 0)
+        self.update()
+
+
+class ViewerPanel(QWidget):
+    frameShown = Signal(str, int, QImage)      # slot, frame index, image
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.sources: Dict[str, Optional[Source]] = {"A": None, "B": None}
+        self.index = 0
+        self._cache: "OrderedDict[Tuple[str, int, int], QImage]" = OrderedDict()
+        self._waiting: Dict[str, int] = {}
+        self.canvas = FrameCanvas()
+        self.loader = FrameLoader()
+        self._thread = QThread()
+        self._thread.setObjectName("kinograph-viewer")
+        self.loader.moveToThread(self._thread)
+        self.loader.loaded.connect(self._loaded)
+        self.loader.failed.connect(self._failed)
+        self._thread.start()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._tick)
+        self._build()
+
+    def _button(self, text: str, tip: str, slot) -> QToolButton:
+        b = QToolButton()
+        b.setText(text)
+        b.setToolTip(tip)
+        b.clicked.connect(slot)
+        return b
+
+    def _build(self) -> None:
+        self.labels = {s: QLabel(f"{s}: —") for s in "AB"}
+        top = QHBoxLayout()
+        top.addWidget(self.labels["A"])
+        top.addStretch(1)
+        top.addWidget(self.labels["B"])
+        self.wipe_box = QCheckBox("A/B wipe")
+        self.wipe_box.setToolTip("Split the view: A left of the line, B right; drag the line")
+        self.wipe_box.toggled.connect(self._toggle_wipe)
+        top.addWidget(self.wipe_box)
+        top.addWidget(self._button("⇄", "Swap A and B", self.swap))
+        self.zoom_box = QComboBox()
+        for name, _ in ZOOMS:
+            self.zoom_box.addItem(name)
+        self.zoom_box.setToolTip("Zoom (wheel over the picture; double-click fits)")
+        self.zoom_box.currentIndexChanged.connect(self._zoom_changed)
+        top.addWidget(self.zoom_box)
+
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setToolTip("Scrub")
+        self.slider.valueChanged.connect(self.seek)
+        bar = QHBoxLayout()
+        self.play_button = self._button(PLAY, "Play / pause (K)", self.toggle_play)
+        for w in (self._button("⇤", "First frame (Home)", lambda: self.seek(0)),
+                  self._button("◀|", "Previous frame (J / Left)", lambda: self.step(-1)),
+                  self.play_button,
+                  self._button("|▶", "Next frame (L / Right)", lambda: self.step(1)),
+                  self._button("⇥", "Last frame (End)", lambda: self.seek(self.length - 1))):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        self.frame_box = QSpinBox()
+        self.frame_box.setToolTip("Frame")
+        self.frame_box.valueChanged.connect(self.seek)
+        bar.addWidget(self.frame_box)
+        self.count_label = QLabel("/ 0")
+        bar.addWidget(self.count_label)
+        self.loop_box = QCheckBox("loop")
+        self.loop_box.setChecked(True)
+        bar.addWidget(self.loop_box)
+        self.fps_box = QDoubleSpinBox()
+        self.fps_box.setRange(0.1, 240)
+        self.fps_box.setDecimals(2)
+        self.fps_box.setSuffix(" fps")
+        self.fps_box.setValue(24.0)
+        self.fps_box.valueChanged.connect(lambda v: self.timer.setInterval(max(1, round(1000 / v))))
+        bar.addWidget(self.fps_box)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
+        lay.addLayout(top)
+        lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.slider)
+        lay.addLayout(bar)
+        self._update_range()
+
+    # -- sources --------------------------------------------------------------------------------
+    @property
+    def length(self) -> int:
+        return max([s.length for s in self.sources.values() if s is not None] or [0])
+
+    def set_source(self, slot: str, value, label: str) -> None:
+        src = Source(value, label)
+        self.sources[slot] = src
+        self._cache = OrderedDict((k, v) for k, v in self._cache.items() if k[0] != slot)
+        self.labels[slot].setText(f"{slot}: {label}" + (f"  ({src.length} frames)" if src.length > 1 else ""))
+        if slot == "A" and src.length:
+            self.fps_box.setValue(src.fps)
+        if slot == "B" and not self.wipe_box.isChecked():
+            self.wipe_box.setChecked(True)
+        self.canvas.note = src.text
+        self._update_range()
+        self.show_frame(min(self.index, max(0, self.length - 1)))
+
+    def swap(self) -> None:
+        self.sources["A"], self.sources["B"] = self.sources["B"], self.sources["A"]
+        self._cache.clear()
+        for s in "AB":
+            src = self.sources[s]
+            self.labels[s].setText(f"{s}: {src.label if src else '—'}")
+        self.show_frame(self.index)
+
+    def _update_range(self) -> None:
+        n = self.length
+        for w in (self.slider, self.frame_box):
+            w.blockSignals(True)
+            w.setRange(0, max(0, n - 1))
+            w.blockSignals(False)
+        self.count_label.setText(f"/ {max(0, n - 1)}")
+
+    # -- frames ---------------------------------------------------------------------------------
+    def show_frame(self, i: int) -> None:
+        self.index = i
+        for w in (self.slider, self.frame_box):
+            w.blockSignals(True)
+            w.setValue(i)
+            w.blockSignals(False)
+        for slot, src in self.sources.items():
+            if src is None or src.length == 0:
+                self.canvas.images[slot] = None
+                continue
+            j = min(i, src.length - 1)
+            key = (slot, id(src), j)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self._show(slot, j, self._cache[key])
+            else:
+                self._waiting[slot] = j
+                self.loader.request(slot, src, j)
+        self.canvas.update()
+
+    def _show(self, slot: str, j: int, img: QImage) -> None:
+        self.canvas.images[slot] = img
+        self._waiting.pop(slot, None)
+        self.canvas.update()
+        self.frameShown.emit(slot, j, img)
+
+    def _loaded(self, slot: str, j: int, img: QImage) -> None:
+        src = self.sources.get(slot)
+        if src is None:
+            return
+        self._cache[(slot, id(src), j)] = img
+        while len(self._cache) > FRAME_CACHE:
+            self._cache.popitem(last=False)
+        if self._waiting.get(slot) == j:
+            self._show(slot, j, img)
+
+    def _failed(self, slot: str, message: str) -> None:
+        self._waiting.pop(slot, None)
+        self.canvas.note = f"{slot}: {message}"
+        self.canvas.update()
+
+    def seek(self, i: int) -> None:
+        if self.length:
+            self.show_frame(max(0, min(self.length - 1, int(i))))
+
+    def step(self, d: int) -> None:
+        self.pause()
+        self.seek(self.index + d)
+
+    # -- playback -------------------------------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        return self.timer.isActive()
+
+    def toggle_play(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def play(self) -> None:
+        if self.length > 1:
+            self.timer.start(max(1, round(1000 / self.fps_box.value())))
+            self.play_button.setText(PAUSE)
+
+    def pause(self) -> None:
+        self.timer.stop()
+        self.play_button.setText(PLAY)
+
+    def _tick(self) -> None:
+        if self._waiting:
+            return          # the current frame is still being computed: wait, never skip
+        nxt = self.index + 1
+        if nxt >= self.length:
+            if not self.loop_box.isChecked():
+                self.pause()
+                return
+            nxt = 0
+        self.show_frame(nxt)
+
+    def _toggle_wipe(self, on: bool) -> None:
+        self.canvas.wipe = 0.5 if on else None
+        self.canvas.update()
+
+    def _zoom_changed(self, i: int) -> None:
+        self.canvas.zoom = ZOOMS[i][1]
+        self.canvas.offset = QPointF(0, 0)
+        self.canvas.update()
+
+    def keyPressEvent(self, event):
+        k = event.key()
+        if k in (Qt.Key_K, Qt.Key_Space):
+            self.toggle_play()
+        elif k in (Qt.Key_J, Qt.Key_Left):
+            self.step(-1)
+        elif k in (Qt.Key_L, Qt.Key_Right):
+            self.step(1)
+        elif k == Qt.Key_Home:
+            self.seek(0)
+        elif k == Qt.Key_End:
+            self.seek(self.length - 1)
+        else:
+            super().keyPressEvent(event)
+
+    def shutdown(self) -> None:
+        self.pause()
+        self._thread.quit()
+        self._thread.wait(5000)

@@ -1,0 +1,601 @@
+"""The main window: canvas in the middle, library on the left, viewer and properties on the
+right, log and run queue below; menus carry every command with its shortcut."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from PySide6.QtCore import QPointF, QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget)
+
+from graph_engine.errors import KinographError, WorkflowError
+
+from .autosave import Autosaver
+from .controller import Controller, Refused
+from .document import Document
+from .help_overlay import HelpOverlay
+from .panels import LibraryPanel, LogPanel, QueuePanel
+from .properties import PropertiesPanel
+from .runner import Job, RunController
+from .scene import GraphScene
+from .settings import EditorSettings
+from .thumbs import ThumbLoader
+from .view import GraphView
+from .viewer import ViewerPanel
+
+WINDOWS: List["MainWindow"] = []
+VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
+FILE_FILTER = "Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, doc: Optional[Document] = None, registry=None, settings: Optional[EditorSettings] = None,
+                 autosave_ms: Optional[int] = None):
+        super().__init__()
+        self.setObjectName("KinographMain")
+        self.settings = settings or EditorSettings()
+        self.autosave_ms = autosave_ms
+        doc = doc or Document(registry=registry)
+        self.runs = RunController(doc.registry, self)
+        self.thumbs = ThumbLoader(self)
+        self.doc: Optional[Document] = None
+        self.autosaver: Optional[Autosaver] = None
+        self._viewing = {}                       # slot -> node id shown there (refreshed on edits)
+        self._refresh_view = QTimer(self)
+        self._refresh_view.setSingleShot(True)
+        self._refresh_view.setInterval(250)
+        self._refresh_view.timeout.connect(self._revisit_views)
+
+        self.view = GraphView(self.settings, self)
+        self.setCentralWidget(self.view)
+        self.library = LibraryPanel(doc.registry)
+        self.properties = PropertiesPanel()
+        self.viewer = ViewerPanel()
+        self.log = LogPanel()
+        self.queue = QueuePanel(self.runs)
+        self.docks = {}
+        self._dock("Library", self.library, Qt.LeftDockWidgetArea)
+        self._dock("Viewer", self.viewer, Qt.RightDockWidgetArea)
+        self._dock("Properties", self.properties, Qt.RightDockWidgetArea)
+        bottom = QTabWidget()
+        bottom.addTab(self.log, "Log")
+        bottom.addTab(self.queue, "Queue && history")
+        self.bottom_tabs = bottom
+        self._dock("Log", bottom, Qt.BottomDockWidgetArea)
+        self.resizeDocks([self.docks["Library"], self.docks["Viewer"]], [200, 470], Qt.Horizontal)
+        self.resizeDocks([self.docks["Viewer"], self.docks["Properties"], self.docks["Log"]], [430, 420, 130],
+                         Qt.Vertical)
+        self.zoom_label = QLabel()
+        self.statusBar().addPermanentWidget(self.zoom_label)
+
+        self.library.addRequested.connect(self._add_from_library)
+        self.properties.viewRequested.connect(self.view_node)
+        self.properties.runRequested.connect(lambda n: self.run([n]))
+        self.properties.whyRequested.connect(self.explain)
+        self.view.viewRequested.connect(self.view_node)
+        self.view.contextRequested.connect(self._context_menu)
+        self.view.propertyFocusRequested.connect(self._focus_property)
+        self.view.fileDropped.connect(lambda p: self.open_path(p, new_window=bool(self.doc.graph.nodes)))
+        self.view.message.connect(self.message)
+        self.log.nodeClicked.connect(self.go_to_node)
+        self.runs.statusChanged.connect(self._status)
+        self.runs.logged.connect(self.log.log)
+        self.runs.jobFinished.connect(self._job_finished)
+        self.queue.openWorkflow.connect(self.open_job)
+        self.queue.viewOutput.connect(self.view_file)
+        self.thumbs.ready.connect(self._thumb)
+        self._build_actions()
+        self.help = HelpOverlay(self.view, self.findChildren(QAction))
+        self.set_document(doc)
+        self.resize(1600, 1000)
+        WINDOWS.append(self)
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(f"dock-{title}")
+        d.setWidget(widget)
+        d.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable | QDockWidget.DockWidgetFloatable)
+        self.addDockWidget(area, d)
+        self.docks[title] = d
+        return d
+
+    def _act(self, menu: QMenu, text: str, fn: Callable, keys=None, tip: str = "", checkable=False) -> QAction:
+        a = QAction(text, self)
+        if keys:
+            a.setShortcuts([QKeySequence(k) for k in (keys if isinstance(keys, (list, tuple)) else [keys])])
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(tip)
+        a.setCheckable(checkable)
+        a.triggered.connect(fn)
+        menu.addAction(a)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._act(f, "&New", self.new_document, "Ctrl+N")
+        self._act(f, "&Open…", self.open_dialog, "Ctrl+O")
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._act(f, "&Save", self.save, "Ctrl+S")
+        self._act(f, "Save &As…", self.save_as, "Ctrl+Shift+S")
+        f.addSeparator()
+        self._act(f, "Close Window", self.close, "Ctrl+W")
+        self._act(f, "&Quit", self._quit, "Ctrl+Q")
+
+        e = mb.addMenu("&Edit")
+        self.undo_action = self._act(e, "&Undo", lambda: self.doc.undo.undo(), "Ctrl+Z")
+        self.redo_action = self._act(e, "&Redo", lambda: self.doc.undo.redo(), ["Ctrl+Shift+Z", "Ctrl+Y"])
+        e.addSeparator()
+        self._act(e, "Cu&t", self.cut, "Ctrl+X")
+        self._act(e, "&Copy", self.copy, "Ctrl+C")
+        self._act(e, "&Paste", self.paste, "Ctrl+V")
+        self._act(e, "&Duplicate", self.duplicate, "Ctrl+D")
+        self._act(e, "Delete (reconnecting)", lambda: self.delete(True), ["Delete", "Backspace", "X"],
+                  "Delete the selection; what fed it is wired to what it fed")
+        self._act(e, "Delete without reconnecting", lambda: self.delete(False), "Shift+Delete")
+        self._act(e, "Select &All", self._select_all, "Ctrl+A")
+        self._act(e, "Rename", self._rename_selected, "F2")
+
+        n = mb.addMenu("&Node")
+        self._act(n, "Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(QCursor.pos())), "Shift+A")
+        self._act(n, "Bypass", lambda: self.controller.set_bypass(self.scene.selected_nodes()), "B")
+        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self.scene.selected_nodes()), "H")
+        self._act(n, "Group Selection", self.group_selection, "Ctrl+G")
+        self._act(n, "Add Sticky Note", self.add_note, "N")
+        n.addSeparator()
+        self._act(n, "View Output (A)", lambda: self._view_selected("A"), "V")
+        self._act(n, "View Output (B)", lambda: self._view_selected("B"), "Shift+V")
+        self._act(n, "Why Did This Re-run?", lambda: [self.explain(x) for x in self.scene.selected_nodes()], "W")
+
+        ar = mb.addMenu("&Arrange")
+        for mode, label, keys in (("left", "Align Left", "Ctrl+Alt+Left"), ("right", "Align Right", "Ctrl+Alt+Right"),
+                                  ("top", "Align Top", "Ctrl+Alt+Up"), ("bottom", "Align Bottom", "Ctrl+Alt+Down"),
+                                  ("hcenter", "Align Centres Vertically", None),
+                                  ("vcenter", "Align Centres Horizontally", None)):
+            self._act(ar, label, lambda _=False, m=mode: self.controller.align(self.scene.selected_nodes(), m), keys)
+        ar.addSeparator()
+        self._act(ar, "Distribute Horizontally",
+                  lambda: self.controller.distribute(self.scene.selected_nodes(), "horizontal"), "Ctrl+Alt+H")
+        self._act(ar, "Distribute Vertically",
+                  lambda: self.controller.distribute(self.scene.selected_nodes(), "vertical"), "Ctrl+Alt+V")
+        self._act(ar, "Auto-layout", lambda: self.controller.auto_layout(self.scene.selected_nodes() or None), "L")
+        self.snap_action = self._act(ar, "Snap to Grid", self._toggle_snap, checkable=True)
+        self.snap_action.setChecked(bool(self.settings.get("snap", True)))
+
+        v = mb.addMenu("&View")
+        self._act(v, "Frame All", lambda: self.view.frame_all(), "Home")
+        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), "F")
+        self._act(v, "Zoom In", lambda: self.view.zoom_by(1.25), ["Ctrl+=", "Ctrl++"])
+        self._act(v, "Zoom Out", lambda: self.view.zoom_by(0.8), "Ctrl+-")
+        self._act(v, "Minimap", lambda on: self.view.minimap.setVisible(on), "M", checkable=True).setChecked(True)
+        v.addSeparator()
+        for d in self.docks.values():
+            v.addAction(d.toggleViewAction())
+
+        r = mb.addMenu("&Run")
+        self._act(r, "Run Workflow", lambda: self.run(), ["Ctrl+Return", "Ctrl+Enter"])
+        self._act(r, "Run to Selected", lambda: self.run(self.scene.selected_nodes() or None),
+                  ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"])
+        self._act(r, "Queue with New Seeds", self.queue_new_seeds, "Ctrl+Alt+Return",
+                  "Draw new random seeds and queue another run")
+        self._act(r, "Cancel Run", lambda: self.runs.cancel(), "Ctrl+.")
+        self._act(r, "Cancel All", lambda: self.runs.cancel(clear_queue=True), "Ctrl+Shift+.")
+
+        h = mb.addMenu("&Help")
+        self._act(h, "Keyboard Shortcuts", lambda: self.help.toggle(), ["F1", "?"])
+
+    # -- document -------------------------------------------------------------------------------
+    @property
+    def scene(self) -> GraphScene:
+        return self.view.scene()
+
+    def set_document(self, doc: Document) -> None:
+        old, old_scene = self.doc, self.view.scene()
+        if self.autosaver is not None:
+            self.autosaver.stop()
+        self.doc = doc
+        self.controller = Controller(doc)
+        scene = GraphScene(doc, self.controller)
+        scene.snapping = bool(self.settings.get("snap", True))
+        scene.selectionChanged.connect(self._selection_changed)
+        scene.message.connect(self.message)
+        scene.layoutChanged.connect(self._update_zoom_label)
+        self.view.set_scene(scene)
+        self.properties.set_controller(self.controller)
+        self.autosaver = Autosaver(doc, self.autosave_ms or 30_000)
+        doc.modifiedChanged.connect(self._update_title)
+        doc.pathChanged.connect(self._update_title)
+        doc.changed.connect(self._model_changed)
+        doc.undo.canUndoChanged.connect(self.undo_action.setEnabled)
+        doc.undo.canRedoChanged.connect(self.redo_action.setEnabled)
+        self.undo_action.setEnabled(doc.undo.canUndo())
+        self.redo_action.setEnabled(doc.undo.canRedo())
+        self._viewing = {}
+        if old_scene is not None:
+            self._detach(old_scene)
+            old_scene.deleteLater()
+        if old is not None:
+            old.close()
+        self._update_title()
+        for p in doc.problems:
+            self.log.log("warn", str(p), p.node or "")
+        for nid, st in self.runs.status.items():
+            scene.set_status(nid, st)
+        QTimer.singleShot(0, self.view.frame_all)
+
+    def _detach(self, scene: GraphScene) -> None:
+        scene.selectionChanged.disconnect(self._selection_changed)
+        scene.close()
+
+    def _update_title(self, *_):
+        self.setWindowTitle(f"{self.doc.title}{' •' if self.doc.modified else ''} — Kinograph")
+        self.setWindowModified(self.doc.modified)
+
+    def _update_zoom_label(self):
+        self.zoom_label.setText(f"{len(self.doc.graph.nodes)} nodes · {round(self.view.zoom() * 100)}%")
+
+    def message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 6000)
+
+    def confirm_discard(self) -> bool:
+        """True when the document may be replaced or closed (saved, or changes thrown away)."""
+        if not self.doc.modified:
+            return True
+        ans = QMessageBox.question(self, "Unsaved changes", f"Save changes to {self.doc.title}?",
+                                   QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        if ans == QMessageBox.Save:
+            return self.save()
+        return ans == QMessageBox.Discard
+
+    def new_document(self) -> None:
+        if self.confirm_discard():
+            self.set_document(Document(registry=self.doc.registry))
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", str(self._dir()), FILE_FILTER)
+        if path:
+            self.open_path(path)
+
+    def _dir(self) -> Path:
+        return self.doc.path.parent if self.doc.path else Path.cwd()
+
+    def open_path(self, path, new_window: bool = False) -> Optional["MainWindow"]:
+        try:
+            doc = Document.load(Path(path), self.doc.registry)
+        except (WorkflowError, KinographError, OSError) as e:
+            self.log.log("error", f"cannot open {path}: {e}")
+            self.message(f"Cannot open {Path(path).name}: {str(e).splitlines()[0]}")
+            return None
+        self.settings.add_recent_file(str(Path(path).resolve()))
+        if new_window:
+            w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
+            w.show()
+            return w
+        if not self.confirm_discard():
+            doc.close()
+            return None
+        self.set_document(doc)
+        return self
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self.settings.recent_files:
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+        if not self.settings.recent_files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def save(self) -> bool:
+        if self.doc.path is None:
+            return self.save_as()
+        return self._save_to(self.doc.path)
+
+    def save_as(self) -> bool:
+        start = str(self.doc.path or (self._dir() / "workflow.yaml"))
+        path, _ = QFileDialog.getSaveFileName(self, "Save workflow", start, "Workflows (*.yaml *.yml)")
+        if not path:
+            return False
+        if Path(path).suffix.lower() not in (".yaml", ".yml"):
+            path += ".yaml"
+        return self._save_to(Path(path))
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            self.doc.save(path)
+        except OSError as e:
+            QMessageBox.warning(self, "Not saved", str(e))
+            return False
+        self.settings.add_recent_file(str(self.doc.path))
+        self.message(f"Saved {self.doc.path}")
+        return True
+
+    def open_job(self, job: Job) -> None:
+        """A finished run's workflow, exactly as it ran, in a new window (unsaved, so nothing is overwritten)."""
+        doc = Document.from_text(job.yaml, None, self.doc.registry)
+        doc.origin = job.workflow.path
+        w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
+        w.setWindowTitle(f"run #{job.id} — Kinograph")
+        w.show()
+
+    def _quit(self) -> None:
+        for w in list(WINDOWS):
+            if not w.close():
+                return
+
+    def closeEvent(self, event):
+        if not self.confirm_discard():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop threads and timers and drop the recovery file (the changes were saved or discarded)."""
+        if self.autosaver is not None:
+            self.autosaver.stop()
+            self.autosaver = None
+        self.runs.shutdown()
+        self.viewer.shutdown()
+        self._detach(self.scene)
+        if self in WINDOWS:
+            WINDOWS.remove(self)
+
+    # -- editing --------------------------------------------------------------------------------
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except Refused as e:
+            self.message(str(e))
+            return None
+
+    def _scene_cursor(self) -> Optional[QPointF]:
+        p = self.view.mapFromGlobal(QCursor.pos())
+        return self.view.mapToScene(p) if self.view.rect().contains(p) else None
+
+    def copy(self) -> str:
+        text = self.controller.copy_text(self.scene.selected_nodes(), self.scene.selected_notes())
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+    def cut(self) -> None:
+        self.copy()
+        self.delete(False)
+
+    def paste(self) -> List[str]:
+        at = self._scene_cursor()
+        ids = self._guard(self.controller.paste, QGuiApplication.clipboard().text(),
+                          (at.x(), at.y()) if at is not None else None) or []
+        self.scene.select_nodes(ids)
+        return ids
+
+    def duplicate(self) -> None:
+        ids = self.controller.duplicate(self.scene.selected_nodes(), self.scene.selected_notes())
+        self.scene.select_nodes(ids)
+
+    def delete(self, reconnect: bool) -> None:
+        sc = self.scene
+        links = sc.selected_links()
+        if links and not sc.selected_nodes():
+            self.controller.disconnect(links)
+            return
+        self.controller.delete(sc.selected_nodes(), sc.selected_notes(), sc.selected_groups(),
+                               sc.selected_reroutes(), reconnect=reconnect)
+
+    def _select_all(self) -> None:
+        for item in self.scene.nodes.values():
+            item.setSelected(True)
+
+    def _rename_selected(self) -> None:
+        ids = self.scene.selected_nodes()
+        if len(ids) == 1:
+            self.view.rename("node", ids[0])
+
+    def group_selection(self) -> None:
+        gid = self.controller.group_selection(self.scene.selected_nodes())
+        if gid:
+            self.view.rename("group", gid)
+
+    def add_note(self) -> None:
+        at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
+        self.controller.add_note((at.x(), at.y()))
+
+    def _toggle_snap(self, on: bool) -> None:
+        self.scene.snapping = on
+        self.settings.set("snap", on)
+
+    def _add_from_library(self, type_name: str) -> None:
+        c = self.view.mapToScene(self.view.viewport().rect().center())
+        nid = self._guard(self.controller.add_node, type_name, (c.x(), c.y()))
+        if nid:
+            self.settings.add_recent_node(type_name)
+            self.scene.select_nodes([nid])
+
+    def _focus_property(self, node_id: str, name: str) -> None:
+        self.scene.select_nodes([node_id])
+        self.docks["Properties"].raise_()
+        self.properties.focus_param(name)
+
+    def _selection_changed(self) -> None:
+        ids = self.scene.selected_nodes()
+        self.properties.show_selection(ids)
+        if len(ids) == 1 and ids[0] in self.runs.status:
+            self.properties.show_status(ids[0], self.runs.status[ids[0]])
+
+    def go_to_node(self, node_id: str) -> None:
+        if node_id in self.scene.nodes:
+            self.scene.select_nodes([node_id])
+            self.view.frame_selected()
+
+    def _context_menu(self, global_pos, node_id: Optional[str]) -> None:
+        m = QMenu(self)
+        if node_id is not None:
+            m.addAction("View Output (A)", lambda: self.view_node(node_id, "A"))
+            m.addAction("View Output (B)", lambda: self.view_node(node_id, "B"))
+            m.addAction("Run to Here", lambda: self.run([node_id]))
+            m.addAction("Why Did This Re-run?", lambda: self.explain(node_id))
+            m.addSeparator()
+            m.addAction("Bypass", lambda: self.controller.set_bypass(self.scene.selected_nodes()))
+            m.addAction("Collapse / Expand", lambda: self.controller.set_collapsed(self.scene.selected_nodes()))
+            m.addAction("Duplicate", self.duplicate)
+            m.addAction("Group Selection", self.group_selection)
+            m.addAction("Delete", lambda: self.delete(True))
+        else:
+            at = self.view.mapToScene(self.view.mapFromGlobal(global_pos))
+            m.addAction("Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(global_pos)))
+            m.addAction("Add Sticky Note", lambda: self.controller.add_note((at.x(), at.y())))
+            m.addAction("Paste", self.paste)
+            m.addAction("Auto-layout", lambda: self.controller.auto_layout())
+            m.addAction("Frame All", self.view.frame_all)
+        m.popup(global_pos)
+
+    def _model_changed(self, ev) -> None:
+        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed") and \
+                any(ev.node in self.doc.graph.ancestors([n]) for n in self._viewing.values()):
+            self._refresh_view.start()
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, targets: Optional[List[str]] = None) -> Optional[Job]:
+        if not self.doc.graph.nodes:
+            self.message("Nothing to run: add nodes first (Tab)")
+            return None
+        self.controller.next_seeds()
+        self.bottom_tabs.setCurrentWidget(self.log)
+        return self.runs.submit(self.doc, targets=targets)
+
+    def queue_new_seeds(self) -> Optional[Job]:
+        import random
+        from . import ops
+        todo = []
+        for nid, inst in self.doc.graph.nodes.items():
+            spec = self.doc.registry.get(inst.type)
+            for name, p in (spec.params.items() if spec else ()):
+                if p.kind == "seed":
+                    hi = int(p.max) if p.max is not None else 2 ** 31 - 1
+                    todo.append(ops.SetParam(nid, name, random.randint(int(p.min or 0), hi), p.default))
+        if todo:
+            self.doc.push("New seeds", todo)
+        return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)")
+
+    def _status(self, node_id: str, st) -> None:
+        self.scene.set_status(node_id, st)
+        self.properties.show_status(node_id, st)
+
+    def explain(self, node_id: str) -> str:
+        why = self.runs.why(node_id)
+        self.log.log("info", f"why {node_id}: {why}", node_id)
+        self.properties.show_status(node_id, self.runs.status.get(node_id), why)
+        self.bottom_tabs.setCurrentWidget(self.log)
+        return why
+
+    def _job_finished(self, job: Job) -> None:
+        if job.kind == "view":
+            self._show_view(job)
+            return
+        if job.result is None:
+            return
+        for nid, res in job.result.results.items():
+            spec = self.doc.spec(nid)
+            if spec is not None and spec.output and isinstance(res, dict) and res.get("path"):
+                self.thumbs.load(nid, str(res["path"]))
+
+    def _thumb(self, node_id: str, img: QImage) -> None:
+        item = self.scene.nodes.get(node_id)
+        if item is not None:
+            item.set_thumb(img)
+
+    # -- viewer ---------------------------------------------------------------------------------
+    def _view_selected(self, slot: str) -> None:
+        ids = self.scene.selected_nodes()
+        if ids:
+            self.view_node(ids[0], slot)
+
+    def _view_target(self, node_id: str):
+        """(node, port) whose value shows a node: its first picture-like output; for a writer,
+        what it writes (the source of its first input)."""
+        g, spec = self.doc.graph, self.doc.spec(node_id)
+        if spec is None:
+            return None
+        for name, p in spec.outputs.items():
+            if p.type.name in VIEW_TYPES:
+                return node_id, name
+        if spec.outputs:
+            return node_id, next(iter(spec.outputs))
+        for port in spec.inputs:
+            if port in g.inputs.get(node_id, {}):
+                return g.inputs[node_id][port]
+        return None
+
+    def view_node(self, node_id: str, slot: str = "A") -> Optional[Job]:
+        target = self._view_target(node_id)
+        if target is None:
+            self.message(f"{node_id} has nothing to show yet: connect its input")
+            return None
+        self._viewing[slot] = node_id
+        self.docks["Viewer"].show()
+        self.docks["Viewer"].raise_()
+        label = f"{target[0]}.{target[1]}"
+        return self.runs.submit(self.doc, targets=[target[0]], kind="view", label=f"view {label}",
+                                view=(target[0], target[1], slot, node_id))
+
+    def _revisit_views(self) -> None:
+        for slot, nid in list(self._viewing.items()):
+            if nid in self.doc.graph.nodes:
+                self.view_node(nid, slot)
+
+    def _show_view(self, job: Job) -> None:
+        node, port, slot, shown = job.view
+        res = job.result
+        if res is None or node not in res.outputs:
+            self.viewer.canvas.note = f"{shown}: could not be computed (see the log)"
+            self.viewer.canvas.update()
+            return
+        self.viewer.set_source(slot, res.outputs[node].get(port), f"{node}.{port}")
+
+    def view_file(self, path: str) -> Optional[Job]:
+        """A rendered file in the viewer, decoded by the engine's own loader node."""
+        from graph_engine.graph import Graph
+        g = Graph()
+        still = Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+        nid = g.add_node("io.load_image" if still else "io.load_video", "file", {"path": str(path)})
+        tmp = Document(g, None, self.doc.registry)
+        job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {Path(path).name}",
+                               view=(nid, "image" if still else "video", "A", Path(path).name))
+        tmp.close()
+        return job
+
+    def sizeHint(self) -> QSize:
+        return QSize(1600, 1000)
+
+
+def offer_recovery(registry=None, ask: Optional[Callable] = None) -> List[MainWindow]:
+    """Windows for the crashed sessions' autosaves the user chooses to recover; the rest are deleted."""
+    from .autosave import find_recoveries, recover
+    opened = []
+    for rec in find_recoveries():
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.saved))
+        what = str(rec.path) if rec.path else "an untitled workflow"
+        if ask is None:
+            ans = QMessageBox.question(None, "Recover unsaved work?",
+                                       f"Kinograph closed unexpectedly. Recover the changes to {what} "
+                                       f"autosaved at {when}?", QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+            yes = ans == QMessageBox.Yes
+        else:
+            yes = ask(rec)
+        if not yes:
+            rec.discard()
+            continue
+        try:
+            doc = recover(rec, registry)
+        except (WorkflowError, OSError) as e:
+            QMessageBox.warning(None, "Not recovered", f"The autosave of {what} is unreadable: {e}")
+            rec.discard()
+            continue
+        w = MainWindow(doc)
+        w.show()
+        opened.append(w)
+    return opened

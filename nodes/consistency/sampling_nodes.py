@@ -1,0 +1,66 @@
+"""Nodes that change how `generate.sample` runs a model: context windows and FreeInit.
+
+Both take a MODEL and return it with a wrapper recorded on the handle (the loaded weights
+are shared, not copied); sample applies the wrappers for the duration of its run.
+"""
+from __future__ import annotations
+
+from graph_engine import NodeError, Param, node
+from graph_engine.types import MODEL
+
+SCHEDULES = ("static", "uniform_standard", "uniform_looped", "batched")
+FUSE_METHODS = ("flat", "pyramid", "overlap_linear")
+
+
+@node("context.windows", title="Context Windows", category="Sampling")
+def context_windows(ctx, model: MODEL,
+                    schedule: str = Param("static", choices=SCHEDULES,
+                                          help="static: fixed windows; uniform: shift every step; batched: "
+                                               "separate chunks (no overlap)"),
+                    length: int = Param(16, min=1, max=100000, help="frames per window (the model's native "
+                                                                    "length)"),
+                    overlap: int = Param(4, min=0, max=100000, help="frames shared by neighbouring windows"),
+                    stride: int = Param(1, min=1, max=8, help="uniform only: levels of dilated windows "
+                                                              "(1, 2, 4... frames apart)"),
+                    closed_loop: bool = Param(False, help="static / uniform_looped: the last window wraps to "
+                                                          "the first frames, for seamless loops"),
+                    fuse: str = Param("overlap_linear", choices=FUSE_METHODS,
+                                      help="how overlapping windows are averaged")) -> MODEL:
+    """Generate videos longer than the model's context: denoise overlapping windows and fuse them every step.
+
+    At each sampler step the latent's frames are split into windows of `length` frames, the
+    model runs on each (with the matching slice of per-frame prompts and control frames) and
+    the overlaps are averaged with the `fuse` weights (overlap_linear cross-fades, pyramid
+    favours window centres, flat averages). Lengths are pixel frames; for models that
+    compress time (Wan, LTX...) they are converted to latent frames. Pairs well with
+    noise.freenoise of the same length and overlap."""
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.wrappers import ContextWrapper
+    try:
+        options = ContextOptions(schedule, length, overlap, stride, closed_loop, fuse)
+    except ValueError as e:
+        raise NodeError(f"context.windows: {e}") from None
+    return model.with_wrapper(ContextWrapper(options))
+
+
+@node("noise.freeinit", title="FreeInit", category="Sampling")
+def freeinit(ctx, model: MODEL,
+             iterations: int = Param(3, min=1, max=10, help="sampling passes (the first is a normal one)"),
+             filter: str = Param("butterworth", choices=("butterworth", "gaussian")),
+             spatial_stop: float = Param(0.25, min=0.0, max=1.0, help="spatial stop frequency (fraction of "
+                                                                      "Nyquist)"),
+             temporal_stop: float = Param(0.25, min=0.0, max=1.0, help="temporal stop frequency (fraction of "
+                                                                       "Nyquist)"),
+             order: int = Param(4, min=1, max=16, help="Butterworth order (sharper cut-off when larger)"),
+             fast: bool = Param(False, help="fewer steps in the early passes (coarse to fine)"),
+             flow_sigma: float = Param(0.94, min=0.0, max=1.0,
+                                       help="flow-matching models: the noise level the result is re-noised to "
+                                            "(1 would erase it)")) -> MODEL:
+    """Refine a video's initial noise by sampling several times (FreeInit): more consistent frames.
+
+    After each pass the result is re-noised to the first step; its low spatio-temporal
+    frequencies (overall layout and motion) are kept and the high ones replaced by fresh noise,
+    and sampling runs again. Costs `iterations` times the sampling time (less with fast)."""
+    from nodes.consistency.wrappers import FreeInitWrapper
+    return model.with_run_wrapper(FreeInitWrapper(iterations, filter, spatial_stop, temporal_stop, order, fast,
+                                                  flow_sigma))

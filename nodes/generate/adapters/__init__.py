@@ -1,0 +1,15 @@
+"""Per-family adapters: the few lines that differ between model families (loading, text encoding,
+one denoiser call, VAE scaling). Everything else (sampling, guidance, nodes) is shared."""
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {"sd": "sd", "animatediff": "sd", "svd": "svd", "wan": "wan", "ltx": "ltx", "cogvideox": "cogvideox",
+            "hunyuan": "hunyuan", "mini": "mini"}
+
+
+def get_adapter(family: str):
+    from nodes.generate.families import family as family_spec
+    family_spec(family)
+    mod = importlib.import_module(f"nodes.generate.adapters.{_MODULES[family]}")
+    return mod.ADAPTERS[family]

@@ -1,0 +1,201 @@
+"""What every family adapter provides, with the defaults most diffusers pipelines share."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.families import Family, family as family_spec
+
+
+class Adapter:
+    """space: "vp" (noise-prediction models sampled in the variance-exploding frame: x = x0 + sigma * n,
+    the network sees x / sqrt(1 + sigma^2)) or "flow" (x = (1 - sigma) x0 + sigma * n, v = n - x0)."""
+    family = ""
+    space = "vp"
+    prediction = "epsilon"            # or "v_prediction" / "flow"
+    embedded_guidance = False         # guidance distilled into the model (HunyuanVideo): no negative pass
+    per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
+    has_text = True
+
+    @property
+    def spec(self) -> Family:
+        return family_spec(self.family)
+
+    # -- loading --------------------------------------------------------------------------
+    def load(self, path: Path, dtype, device: str, **opts):
+        from diffusers import DiffusionPipeline
+        return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+
+    # -- geometry ------------------------------------------------------------------------
+    def factors(self, pipe) -> Tuple[int, int, int]:
+        """(pixel frames per latent frame, pixels per latent pixel, latent channels) of this model's VAE."""
+        vae = pipe.vae
+        t = int(getattr(vae.config, "temporal_compression_ratio", 0) or getattr(vae, "temporal_compression_ratio", 0)
+                or self.spec.time_factor)
+        s = int(getattr(vae, "spatial_compression_ratio", 0) or getattr(vae.config, "spatial_compression_ratio", 0)
+                or 2 ** (len(vae.config.block_out_channels) - 1))
+        c = int(getattr(vae.config, "latent_channels", 0) or getattr(vae.config, "z_dim", 0))
+        return t, s, c
+
+    # -- text ----------------------------------------------------------------------------
+    def encode_text(self, pipe, prompts: List[str], device) -> Tuple[torch.Tensor, Optional[torch.Tensor],
+                                                                      Optional[torch.Tensor]]:
+        raise NodeError(f"{self.spec.title} takes no text prompt")
+
+    def token_offsets(self, pipe, text: str) -> Optional[List[Optional[Tuple[int, int]]]]:
+        """Character span of the prompt text behind each embedding position (None: special/padding)."""
+        return None
+
+    @staticmethod
+    def _offsets(tokenizer, text: str, max_length: int, **kw):
+        enc = tokenizer(text, padding="max_length", max_length=max_length, truncation=True,
+                        return_offsets_mapping=True, **kw)
+        special = set(tokenizer.all_special_ids)
+        return [None if i in special else tuple(o) for i, o in zip(enc["input_ids"], enc["offset_mapping"])]
+
+    # -- sampling ------------------------------------------------------------------------
+    def scheduler(self, pipe):
+        return type(pipe.scheduler).from_config(pipe.scheduler.config)
+
+    def alphas_cumprod(self, pipe) -> torch.Tensor:
+        ac = self.scheduler(pipe).alphas_cumprod.double()
+        return ac.clamp(min=1e-10)        # zero-terminal-SNR schedules (CogVideoX) end at exactly 0
+
+    def timestep_fn(self, pipe):
+        """sigma -> the network's time input (built once per run: VP models interpolate their table)."""
+        if self.space == "flow":
+            return lambda sigma: torch.as_tensor(sigma, dtype=torch.float32) * 1000.0
+        ac = self.alphas_cumprod(pipe)
+        log_sigmas = (((1 - ac) / ac) ** 0.5).log()
+
+        def fn(sigma):
+            ls = torch.as_tensor(sigma, dtype=torch.float64).reshape(1).clamp(min=float(log_sigmas[0].exp())).log()
+            t = torch.searchsorted(log_sigmas, ls).clamp(1, len(ac) - 1)
+            lo, hi = log_sigmas[t - 1], log_sigmas[t]
+            return (t - 1 + ((ls - lo) / (hi - lo)).clamp(0, 1)).float()[0]
+        return fn
+
+    def scheduler_kwargs(self, pipe, latent_shape) -> dict:
+        return {}
+
+    def default_sigmas(self, pipe, steps: int, latent_shape) -> torch.Tensor:
+        """The noise levels this model's own diffusers scheduler would visit, ending at its last level."""
+        sch = self.scheduler(pipe)
+        sch.set_timesteps(steps, **self.scheduler_kwargs(pipe, latent_shape))
+        if self.space == "flow" or (hasattr(sch, "sigmas") and not hasattr(sch, "final_alpha_cumprod")):
+            return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
+        ac = sch.alphas_cumprod.double().clamp(min=1e-10)
+        ts = torch.as_tensor(sch.timesteps).long()
+        final = float(sch.final_alpha_cumprod)
+        s = ((1 - ac[ts]) / ac[ts]) ** 0.5
+        return torch.cat([s, torch.tensor([((1 - final) / final) ** 0.5 if final < 1 else 0.0],
+                                          dtype=torch.float64)])
+
+    def sigma_range(self, pipe) -> Tuple[float, float]:
+        if self.space == "flow":
+            return 1.0 / 1000, 1.0
+        ac = self.alphas_cumprod(pipe)
+        s = ((1 - ac) / ac) ** 0.5
+        return float(s[0]), float(s[-1])
+
+    def flow_shift(self, pipe) -> float:
+        cfg = pipe.scheduler.config
+        return float(cfg.get("flow_shift") or cfg.get("shift") or 1.0)
+
+    def model_input(self, pipe, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if self.space == "flow":
+            return x
+        return x / (1 + sigma ** 2) ** 0.5
+
+    def denoised(self, pipe, x: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """x0 from the network output, in the sampler's frame."""
+        out = out.to(x.dtype)
+        if self.space == "flow":
+            return x - sigma * out
+        if self.prediction == "v_prediction":
+            a = 1 / (1 + sigma ** 2) ** 0.5
+            return (x * a) * a - (sigma * a) * out
+        return x - sigma * out
+
+    def noise_scaling(self, sigma: float, noise: torch.Tensor, latent: torch.Tensor, full: bool) -> torch.Tensor:
+        """The first x: the latent noised to sigma (pure noise when full denoise)."""
+        if self.space == "flow":
+            return (1 - sigma) * latent + sigma * noise
+        if full:
+            return latent + noise * (1 + sigma ** 2) ** 0.5
+        return latent + noise * sigma
+
+    def finish(self, x: torch.Tensor, sigma_last: float) -> torch.Tensor:
+        """Latent from the sampler's last x (DDIM-style schedules stop just above zero noise)."""
+        if self.space == "flow" or sigma_last == 0:
+            return x
+        return x / (1 + sigma_last ** 2) ** 0.5
+
+    def conditioning_inputs(self, handle, conds, frames: Sequence[int], batch: int, device, dtype) -> dict:
+        """Keyword inputs of one network call for a batch of conditionings (negative first); frames are
+        the latent frame indices x covers (a context window or all)."""
+        raise NotImplementedError
+
+    def forward(self, handle, x_in: torch.Tensor, t: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """One network call on a batch: x_in [N, C, T, h, w] -> raw prediction of the same shape."""
+        raise NotImplementedError
+
+    def guidance_scale(self, cfg: float, num_frames: int, device) -> object:
+        return cfg
+
+    def uncond(self, pipe, positive):
+        """The negative conditioning when none is connected (None: guidance needs one)."""
+        return None
+
+    # -- VAE ------------------------------------------------------------------------------
+    def vae_encode(self, pipe, pixels: torch.Tensor, generator=None) -> torch.Tensor:
+        """pixels [B, 3, T, H, W] in [-1, 1] -> latent [B, C, t, h, w] in the denoiser's space."""
+        raise NotImplementedError
+
+    def vae_decode(self, pipe, latent: torch.Tensor) -> torch.Tensor:
+        """latent [B, C, t, h, w] -> pixels [B, 3, T, H, W] in [-1, 1]."""
+        raise NotImplementedError
+
+    def vae_per_frame(self) -> bool:
+        """True when frames decode independently (a 2-D VAE), so a clip can be decoded chunk by chunk."""
+        return False
+
+    def set_vae_tiling(self, pipe, on: bool) -> None:
+        vae = pipe.vae
+        for name in ("enable_tiling", "enable_slicing") if on else ("disable_tiling", "disable_slicing"):
+            fn = getattr(vae, name, None)
+            if fn is not None:
+                try:
+                    fn()
+                except (NotImplementedError, AttributeError):
+                    pass
+
+
+def frame_centres(idx: Sequence[int], time_factor: int) -> List[int]:
+    """Pixel frame at the centre of each latent frame (causal VAEs: latent 0 is pixel frame 0 alone)."""
+    if time_factor == 1:
+        return [int(i) for i in idx]
+    return [0 if i == 0 else int(i * time_factor - (time_factor - 1) // 2) for i in idx]
+
+
+def stack_global(conds, frames, device, dtype, batch: int):
+    """Per-conditioning global text inputs (schedules averaged over the frames), repeated per batch item."""
+    embeds, masks, pooled = [], [], []
+    length = max(c.embeds.shape[1] for c in conds)
+    for c in conds:
+        e, m, p = c.averaged(frames)
+        if e.shape[1] < length:
+            e = torch.cat([e, e.new_zeros(1, length - e.shape[1], e.shape[2])], 1)
+            if m is not None:
+                m = torch.cat([m, m.new_zeros(1, length - m.shape[1])], 1)
+        embeds += [e] * batch
+        masks += [m] * batch
+        pooled += [p] * batch
+    out_e = torch.cat(embeds).to(device, dtype)
+    out_m = None if masks[0] is None else torch.cat(masks).to(device)
+    out_p = None if pooled[0] is None else torch.cat(pooled).to(device, dtype)
+    return out_e, out_m, out_p

@@ -1,0 +1,150 @@
+"""Stable Diffusion 1.5 (images) and AnimateDiff (SD 1.5 + a motion adapter): CLIP text, 2-D VAE."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import Adapter, frame_centres
+
+
+class SDAdapter(Adapter):
+    family = "sd"
+    per_frame_text = True
+
+    def load(self, path: Path, dtype, device: str, config: Optional[str] = None, **opts):
+        from diffusers import StableDiffusionPipeline
+        kw = dict(dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False)
+        if path.is_file():
+            if not config:
+                raise NodeError(f"{path.name} is a single-file checkpoint; set `config` to a local Stable Diffusion "
+                                "1.5 folder in diffusers layout (its model_index.json and configs describe the "
+                                "model; no weights are read from it)")
+            return StableDiffusionPipeline.from_single_file(str(path), config=str(config), **kw)
+        from nodes.generate.model_manager import read_index
+        if read_index(path).get("_class_name") == "AnimateDiffPipeline":
+            from diffusers import AnimateDiffPipeline
+            pipe = AnimateDiffPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+            return StableDiffusionPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                           unet=_unet2d(pipe.unet), scheduler=pipe.scheduler, safety_checker=None,
+                                           feature_extractor=None, requires_safety_checker=False)
+        return StableDiffusionPipeline.from_pretrained(str(path), **kw)
+
+    def factors(self, pipe):
+        return 1, 2 ** (len(pipe.vae.config.block_out_channels) - 1), int(pipe.vae.config.latent_channels)
+
+    def encode_text(self, pipe, prompts, device):
+        embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False)
+        return embeds, None, None
+
+    def token_offsets(self, pipe, text):
+        return self._offsets(pipe.tokenizer, text, pipe.tokenizer.model_max_length)
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        pix = frame_centres(frames, 1)
+        ehs = []
+        for c in conds:
+            e, _, _ = c.at_frames(pix)
+            ehs += [e] * batch
+        inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype)}
+        control = handle.option("controlnet")
+        if control is not None:
+            net, images, strength = control
+            idx = torch.as_tensor(pix).clamp(max=images.shape[0] - 1)
+            inputs["control"] = (net, images[idx].to(device, dtype).repeat(len(conds) * batch, 1, 1, 1), strength)
+        return inputs
+
+    def forward(self, handle, x_in, t, inputs):
+        n, c, f, h, w = x_in.shape
+        flat = x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
+        ehs = inputs["encoder_hidden_states"]
+        extra = _control_residuals(flat, t, ehs, inputs.get("control"))
+        out = handle.pipe.unet(flat, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
+        return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
+
+    def vae_per_frame(self):
+        return True
+
+    def vae_encode(self, pipe, pixels, generator=None):
+        vae = pipe.vae
+        b, _, t, hh, ww = pixels.shape
+        flat = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, hh, ww).to(vae.device, vae.dtype)
+        z = vae.encode(flat).latent_dist.mean * vae.config.scaling_factor
+        return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4).float()
+
+    def vae_decode(self, pipe, latent):
+        vae = pipe.vae
+        b, c, t, h, w = latent.shape
+        z = latent.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w) / vae.config.scaling_factor
+        with _upcast(vae):
+            img = vae.decode(z.to(vae.device, vae.dtype), return_dict=False)[0]
+        return img.reshape(b, t, *img.shape[1:]).permute(0, 2, 1, 3, 4).float()
+
+
+class AnimateDiffAdapter(SDAdapter):
+    family = "animatediff"
+
+    def load(self, path: Path, dtype, device: str, config: Optional[str] = None, motion_adapter=None, **opts):
+        from diffusers import AnimateDiffPipeline
+        from nodes.generate.model_manager import read_index
+        if path.is_dir() and read_index(path).get("_class_name") == "AnimateDiffPipeline" and not motion_adapter:
+            return AnimateDiffPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        base = SDAdapter.load(self, path, dtype, device, config=config)
+        if motion_adapter is None:
+            raise NodeError(f"AnimateDiff needs a motion adapter: none was given and {path} has no "
+                            "motion_adapter/ folder. Set `motion_adapter` to a motion module (a diffusers "
+                            "MotionAdapter folder, or an mm_sd_v15*.safetensors/.ckpt file)")
+        from nodes.generate.model_manager import load_motion_adapter
+        adapter = load_motion_adapter(Path(motion_adapter), dtype)
+        pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                   unet=base.unet, motion_adapter=adapter, scheduler=base.scheduler)
+        if pipe.unet.dtype != dtype:
+            pipe.unet.to(dtype=dtype)
+        return pipe
+
+    def forward(self, handle, x_in, t, inputs):
+        ehs = inputs["encoder_hidden_states"]
+        control = inputs.get("control")
+        extra = {}
+        if control is not None:
+            n, c, f, h, w = x_in.shape
+            extra = _control_residuals(x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w), t, ehs, control)
+        return handle.pipe.unet(x_in, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
+
+
+def _control_residuals(flat, t, ehs, control) -> dict:
+    if control is None:
+        return {}
+    net, images, strength = control
+    down, mid = net(flat, t, encoder_hidden_states=ehs, controlnet_cond=images, conditioning_scale=float(strength),
+                    return_dict=False)
+    return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+
+
+def _unet2d(unet):
+    from diffusers import UNet2DConditionModel
+    if isinstance(unet, UNet2DConditionModel):
+        return unet
+    raise NodeError("this AnimateDiff folder holds a motion UNet; load it with load.animatediff, not load.sd")
+
+
+class _upcast:
+    """SD's VAE overflows in fp16 (config force_upcast): decode in fp32 then return to the model dtype."""
+
+    def __init__(self, vae):
+        self.vae = vae
+        self.dtype = vae.dtype
+        self.on = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+
+    def __enter__(self):
+        if self.on:
+            self.vae.to(torch.float32)
+
+    def __exit__(self, *exc):
+        if self.on:
+            self.vae.to(self.dtype)
+
+
+ADAPTERS = {"sd": SDAdapter(), "animatediff": AnimateDiffAdapter()}

@@ -1,0 +1,58 @@
+"""Handles to loaded models: what MODEL, VAE, TEXT_ENCODER and IMAGE_ENCODER edges carry.
+
+A handle names a family and holds the loaded diffusers pipeline (shared through the model
+manager's cache, never copied or serialised). LoRAs, ControlNets and model wrappers are recorded
+on the handle and applied for the duration of a sampling run, so one loaded model serves every
+branch of a graph."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Tuple
+
+
+@dataclass(frozen=True, eq=False)
+class ModelHandle:
+    family: str
+    path: str
+    pipe: Any
+    dtype: str = "fp32"
+    device: str = "cpu"
+    loras: Tuple[Tuple[str, float], ...] = ()
+    # wrap(model_fn, info) -> model_fn, applied innermost first (context windows, guidance tweaks...).
+    wrappers: Tuple[Callable, ...] = ()
+    # run_wrap(run, noise, info) -> latent tensor around a whole sampling run (FreeInit).
+    run_wrappers: Tuple[Callable, ...] = ()
+    options: Tuple[Tuple[str, Any], ...] = field(default=())
+
+    @property
+    def denoiser(self):
+        return getattr(self.pipe, "transformer", None) or getattr(self.pipe, "unet", None)
+
+    def with_lora(self, path: str, strength: float) -> "ModelHandle":
+        return replace(self, loras=self.loras + ((path, float(strength)),))
+
+    def with_wrapper(self, wrap: Callable) -> "ModelHandle":
+        return replace(self, wrappers=self.wrappers + (wrap,))
+
+    def with_run_wrapper(self, wrap: Callable) -> "ModelHandle":
+        return replace(self, run_wrappers=self.run_wrappers + (wrap,))
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+    def __repr__(self):
+        extra = f", {len(self.loras)} LoRA" if self.loras else ""
+        return f"Model({self.family}, {self.path}, {self.dtype} on {self.device}{extra})"
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentHandle:
+    """VAE, text encoder or image encoder of a loaded family: the pipeline plus which part is meant."""
+    family: str
+    path: str
+    pipe: Any
+    part: str
+    device: str = "cpu"
+
+    def __repr__(self):
+        return f"{self.part}({self.family}, {self.path})"

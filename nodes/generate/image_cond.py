@@ -1,0 +1,48 @@
+"""Image-to-video conditioning: CLIP-vision embeddings and pinned first/last frames."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters import get_adapter
+from nodes.generate.latent import Conditioning, Latent
+
+
+def _pil(image: np.ndarray):
+    from PIL import Image
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        raise NodeError("expected an RGB image (H x W x 3 uint8)")
+    return Image.fromarray(np.ascontiguousarray(image))
+
+
+def encode_image(image_encoder, image: np.ndarray) -> Conditioning:
+    if image_encoder is None:
+        raise NodeError("this model has no image encoder; image prompts need an image-to-video model "
+                        "(SVD, Wan i2v)")
+    adapter = get_adapter(image_encoder.family)
+    pipe = image_encoder.pipe
+    with torch.inference_mode():
+        embeds = adapter.encode_image(pipe, _pil(image), pipe.image_encoder.device)
+    return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"})
+
+
+def condition_frames(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,
+                     first: Optional[np.ndarray], last: Optional[np.ndarray],
+                     image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02):
+    """(positive, negative) carrying the frames the video must start (and end) with."""
+    if first is None and last is None:
+        raise NodeError("condition.frames needs a first frame (and optionally a last frame)")
+    adapter = get_adapter(vae.family)
+    if not hasattr(adapter, "frame_condition"):
+        raise NodeError(f"{vae.family} models take no frame conditioning in Kinograph; image-to-video works with "
+                        "SVD and Wan image-to-video models")
+    with torch.inference_mode():
+        extra, meta = adapter.frame_condition(vae.pipe, latent, _pil(first) if first is not None else None,
+                                              _pil(last) if last is not None else None, image_embeds,
+                                              motion=motion, noise_aug=noise_aug)
+    pos = positive.with_extra(**extra).with_meta(**meta)
+    neg = None if negative is None else negative.with_extra(**extra).with_meta(**meta)
+    return {"positive": pos, "negative": neg}

@@ -1,0 +1,111 @@
+"""The LATENT and CONDITIONING values that flow between generative nodes.
+
+Both serialise to (tensors, json meta) for the engine's disk tier; model handles never do."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, Optional, Sequence, Tuple
+
+
+@dataclass
+class Latent:
+    """samples: float tensor [B, C, T, h, w] in the denoiser's space (VAE scaling applied).
+
+    frames/width/height are the pixel-space sizes it decodes to; family names the VAE that made it."""
+    samples: "object"
+    family: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    def to_state(self):
+        return {"samples": self.samples}, {"family": self.family, "frames": self.frames, "fps": self.fps,
+                                           "width": self.width, "height": self.height}
+
+    @classmethod
+    def from_state(cls, tensors, meta):
+        return cls(tensors["samples"], meta["family"], int(meta["frames"]), float(meta["fps"]),
+                   int(meta["width"]), int(meta["height"]))
+
+    def nbytes_estimate(self) -> int:
+        return int(self.samples.element_size() * self.samples.numel())
+
+    def with_samples(self, samples) -> "Latent":
+        return replace(self, samples=samples)
+
+    def __repr__(self):
+        return f"Latent({self.family}, {list(self.samples.shape)}, {self.frames} frames {self.width}x{self.height})"
+
+
+@dataclass
+class Conditioning:
+    """Prompt embeddings, one row per keyframe of a prompt schedule, plus family-specific extras.
+
+    embeds [K, L, D], mask [K, L] (bool) or None, pooled [K, P] or None, keyframes: the pixel frame of
+    each row. extra holds image conditioning: "image_embeds" (CLIP vision tokens), "concat" (latent
+    channels concatenated to the denoiser input, [1, C', T, h, w]), "control" (ControlNet frames),
+    each a tensor; meta holds JSON values (control weights, SVD motion bucket, ...)."""
+    family: str
+    embeds: "object"
+    mask: "object" = None
+    pooled: "object" = None
+    keyframes: Tuple[int, ...] = (0,)
+    prompts: Tuple[str, ...] = ("",)
+    extra: Dict[str, "object"] = field(default_factory=dict)
+    meta: Dict[str, object] = field(default_factory=dict)
+
+    def to_state(self):
+        tensors = {"embeds": self.embeds}
+        if self.mask is not None:
+            tensors["mask"] = self.mask
+        if self.pooled is not None:
+            tensors["pooled"] = self.pooled
+        tensors.update({"extra." + k: v for k, v in self.extra.items()})
+        return tensors, {"family": self.family, "keyframes": list(self.keyframes), "prompts": list(self.prompts),
+                         "meta": self.meta}
+
+    @classmethod
+    def from_state(cls, tensors, meta):
+        return cls(meta["family"], tensors["embeds"], tensors.get("mask"), tensors.get("pooled"),
+                   tuple(meta["keyframes"]), tuple(meta["prompts"]), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")},
+                   dict(meta.get("meta", {})))
+
+    def nbytes_estimate(self) -> int:
+        ts = [self.embeds, self.mask, self.pooled, *self.extra.values()]
+        return sum(int(t.element_size() * t.numel()) for t in ts if t is not None)
+
+    def with_extra(self, **tensors) -> "Conditioning":
+        return replace(self, extra={**self.extra, **tensors})
+
+    def with_meta(self, **values) -> "Conditioning":
+        return replace(self, meta={**self.meta, **values})
+
+    def frame_weights(self, frames: Sequence[int]):
+        """[len(frames), K] interpolation weights of the keyframe rows at these pixel frames (torch, float32)."""
+        import torch
+        from nodes.generate.prompts import interpolation_weights
+        return torch.from_numpy(interpolation_weights(self.keyframes, frames)).float()
+
+    def at_frames(self, frames: Sequence[int]):
+        """(embeds [n, L, D], mask [n, L] or None, pooled [n, P] or None) interpolated per pixel frame."""
+        if len(self.keyframes) == 1:
+            n = len(frames)
+            rep = lambda t: None if t is None else t[:1].expand(n, *t.shape[1:])  # noqa: E731
+            return rep(self.embeds), rep(self.mask), rep(self.pooled)
+        w = self.frame_weights(frames).to(self.embeds.device)
+        mix = lambda t: None if t is None else torch_mix(w, t)  # noqa: E731
+        mask = None if self.mask is None else (w @ self.mask.float().to(w.device) > 0)
+        return mix(self.embeds), mask, mix(self.pooled)
+
+    def averaged(self, frames: Sequence[int]):
+        """One (embeds [1, L, D], mask, pooled) for models whose text conditioning is global: the
+        schedule's interpolation averaged over these frames (a context window's share of the schedule)."""
+        e, m, p = self.at_frames(frames)
+        mean = lambda t: None if t is None else t.float().mean(0, keepdim=True).to(t.dtype)  # noqa: E731
+        return mean(e), None if m is None else m.any(0, keepdim=True), mean(p)
+
+
+def torch_mix(w, t):
+    flat = t.reshape(t.shape[0], -1).float()
+    return (w @ flat).reshape(w.shape[0], *t.shape[1:]).to(t.dtype)

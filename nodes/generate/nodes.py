@@ -1,0 +1,191 @@
+"""Generative nodes: loaders, encoders, VAE, latents, sampling. Heavy imports stay inside the functions."""
+from __future__ import annotations
+
+from graph_engine import Input, NodeError, Param, node
+from graph_engine.types import (CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
+
+PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
+DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
+              help="weights precision; auto = fp32 on CPU, fp16/bf16 on a GPU")
+OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
+                help="move parts to the CPU between uses when GPU memory is short (auto decides)")
+SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler")
+
+
+def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders"):
+    return Param(default, kind="path", help=what)
+
+
+def _load(ctx, family, path, dtype, offload, **opts):
+    from nodes.generate.loaders import load_parts
+    return load_parts(ctx, family, path, dtype=dtype, offload=offload, **opts)
+
+
+@node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
+def load_model(ctx, path: str = _path(), family: str = Param("auto", choices=(
+        "auto", "sd", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini")),
+               dtype: str = DTYPE, offload: str = OFFLOAD):
+    """Load any supported video model from a local folder; the family is recognised from its files.
+
+    Outputs the denoiser (model), its VAE, text encoder and image encoder (empty when the family has
+    none). Nothing is ever downloaded: a missing model is an error naming where to put it."""
+    return _load(ctx, family, path, dtype, offload)
+
+
+@node("load.sd", title="Load Stable Diffusion", category="Models", outputs=PARTS, device="gpu")
+def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file"),
+            config: str = Param("", kind="path", help="for a single file: a local SD 1.5 diffusers folder whose "
+                                                      "configs describe it"),
+            dtype: str = DTYPE, offload: str = OFFLOAD):
+    """Stable Diffusion 1.5 for text-to-image: first frames and keyframes from the same checkpoint AnimateDiff uses."""
+    return _load(ctx, "sd", path, dtype, offload, config=config)
+
+
+@node("load.animatediff", title="Load AnimateDiff", category="Models", outputs=PARTS, device="gpu")
+def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file"),
+                     motion_adapter: str = Param("", kind="path", help="motion module folder or file; empty = "
+                                                                       "the model folder's motion_adapter/"),
+                     motion_lora: str = Param("", kind="path", help="optional motion LoRA (.safetensors)"),
+                     motion_lora_strength: float = Param(1.0, min=-2.0, max=2.0),
+                     config: str = Param("", kind="path", help="for a single-file checkpoint: a local SD 1.5 "
+                                                               "diffusers folder"),
+                     dtype: str = DTYPE, offload: str = OFFLOAD):
+    """AnimateDiff: a Stable Diffusion 1.5 checkpoint plus a motion adapter (and an optional motion LoRA)."""
+    return _load(ctx, "animatediff", path, dtype, offload, motion_adapter=motion_adapter, config=config,
+                 motion_lora=motion_lora, motion_lora_strength=motion_lora_strength)
+
+
+def _family_loader(fam: str, title: str, doc: str):
+    def load(ctx, path: str = _path(), dtype: str = DTYPE, offload: str = OFFLOAD):
+        return _load(ctx, fam, path, dtype, offload)
+    load.__doc__ = doc
+    load.__name__ = load.__qualname__ = f"load_{fam}"
+    return node(f"load.{fam}", title=title, category="Models", outputs=PARTS, device="gpu")(load)
+
+
+load_svd = _family_loader("svd", "Load Stable Video Diffusion", """Stable Video Diffusion (image-to-video).
+
+Feed the start image through encode.image (positive) and condition.frames (first frame).""")
+load_wan = _family_loader("wan", "Load Wan", """Wan 2.1/2.2 text-to-video or image-to-video (also first/last frame).
+
+Frame counts are 4n+1 (81 at 16 fps is the usual clip).""")
+load_ltx = _family_loader("ltx", "Load LTX-Video", """LTX-Video: fast text-to-video; frame counts 8n+1, sizes divisible by 32.""")
+load_cogvideox = _family_loader("cogvideox", "Load CogVideoX", """CogVideoX text-to-video; frame counts 4n+1 (49 is usual).""")
+load_hunyuan = _family_loader("hunyuan", "Load HunyuanVideo", """HunyuanVideo text-to-video; frame counts 4n+1.
+
+Its guidance is distilled into the model: sample's cfg sets the embedded guidance, no negative pass.""")
+
+
+@node("load.mini", title="Load kinograph-mini", category="Models", outputs=PARTS)
+def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in resources/models/kinograph-mini"),
+                    dtype: str = DTYPE):
+    """The bundled tiny text-to-video model (shapes world, 48x48, 16 frames); runs on any CPU."""
+    return _load(ctx, "mini", path, dtype, "none")
+
+
+@node("lora.image", title="Apply LoRA", category="Models")
+def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", help="LoRA .safetensors file"),
+               strength: float = Param(1.0, min=-4.0, max=4.0)) -> MODEL:
+    """Apply a LoRA (image or motion) to the model with a strength; chains of LoRAs add up.
+
+    The loaded model stays shared: the LoRA is active only while this branch samples."""
+    from nodes.generate.loaders import add_lora
+    return add_lora(model, path, strength)
+
+
+@node("encode.text", title="Encode Prompt", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def encode_text(ctx, text_encoder: TEXT_ENCODER,
+                prompt: str = Param("", kind="text", help="the prompt; (word:1.3) emphasis; a schedule "
+                                                          "'0: a caterpillar, 24: a butterfly' changes it over time"),
+                negative: str = Param("", kind="text", help="what to steer away from")):
+    """Encode a prompt and a negative prompt with the model's text encoder.
+
+    Emphasis: (word) x1.1, [word] /1.1, (word:1.5) any weight. A prompt schedule
+    `0: a caterpillar, 24: a butterfly` gives per-frame conditioning interpolated between keyframes
+    (per frame for AnimateDiff/SD; averaged over each context window for video transformers)."""
+    from nodes.generate.text import encode_prompt
+    pos = encode_prompt(text_encoder, prompt, ctx.log)
+    neg = encode_prompt(text_encoder, negative, ctx.log)
+    return {"positive": pos, "negative": neg}
+
+
+@node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
+def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE) -> CONDITIONING:
+    """CLIP-vision embedding of an image for image-to-video (SVD's prompt; Wan i2v's image tokens)."""
+    from nodes.generate.image_cond import encode_image as run
+    return run(image_encoder, image)
+
+
+@node("condition.frames", title="First/Last Frame", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
+                     negative: CONDITIONING = Input(optional=True),
+                     first: IMAGE = Input(optional=True, help="the video's first frame"),
+                     last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V)"),
+                     image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the frame (Wan i2v)"),
+                     motion: int = Param(127, min=1, max=255, help="SVD motion bucket: more = more motion"),
+                     noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image")):
+    """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video."""
+    from nodes.generate.image_cond import condition_frames as run
+    return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug)
+
+
+@node("vae.encode", title="VAE Encode", category="Latent", device="gpu")
+def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
+    """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1)."""
+    from nodes.generate.vae_ops import encode_clip
+    return encode_clip(vae, video, ctx.check, ctx.progress)
+
+
+@node("vae.decode", title="VAE Decode", category="Latent", device="gpu")
+def vae_decode(ctx, vae: VAE, latent: LATENT) -> VIDEO:
+    """Decode latents to a video, streaming chunk by chunk where the VAE allows; tiled retry on out-of-memory."""
+    from nodes.generate.vae_ops import decode_latent
+    return decode_latent(vae, latent)
+
+
+@node("latent.empty", title="Empty Latent", category="Latent")
+def latent_empty(ctx, vae: VAE, frames: int = Param(16, min=1, max=100000),
+                 width: int = Param(512, min=8, max=8192), height: int = Param(512, min=8, max=8192),
+                 fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate")) -> LATENT:
+    """An all-zero latent for text-to-video, sized for the model's VAE.
+
+    Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple."""
+    from nodes.generate.families import family
+    from nodes.generate.vae_ops import empty_latent
+    return empty_latent(vae, frames, width, height, fps or family(vae.family).fps)
+
+
+@node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu")
+def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
+           negative: CONDITIONING = Input(optional=True),
+           noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),
+           steps: int = Param(20, min=1, max=1000),
+           cfg: float = Param(0.0, min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
+           sampler: str = Param("euler", choices=SAMPLERS),
+           scheduler: str = Param("default", choices=("default", "karras", "normal"),
+                                  help="default = the noise levels of the model's own scheduler"),
+           denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
+                                                                "(video-to-video)"),
+           seed: int = Param(0, kind="seed")) -> LATENT:
+    """The denoising loop: turn noise (or a noised input latent) into a clean latent.
+
+    Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
+    unipc and flow_euler (flow-matching models). Progress per step; cancelling stops within one
+    step and nothing is decoded. The result is kept in the disk cache tier."""
+    from nodes.generate.families import family
+    from nodes.generate.sampling import run_sampling
+    out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or family(model.family).cfg,
+                       sampler=sampler, scheduler=scheduler, denoise=denoise, seed=seed,
+                       noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check)
+    return out
+
+
+def _noise_tensor(noise):
+    if noise is None:
+        return None
+    t = getattr(noise, "samples", noise)
+    if not hasattr(t, "shape"):
+        raise NodeError(f"the noise input is a {type(noise).__name__}, not a noise tensor")
+    return t

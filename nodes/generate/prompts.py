@@ -1,0 +1,136 @@
+"""Prompt syntax: emphasis `(word:1.2)` and per-frame prompt schedules `0: a caterpillar, 24: a butterfly`.
+
+Pure string work; the text encoders turn the weights into scaled token embeddings."""
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+from graph_engine import NodeError
+
+UP, DOWN = 1.1, 1 / 1.1
+_WEIGHT = re.compile(r":\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
+
+
+def parse_emphasis(text: str) -> List[Tuple[str, float]]:
+    """Split a prompt into (text, weight) runs.
+
+    `(words)` multiplies by 1.1, `[words]` by 1/1.1, `(words:1.3)` by 1.3; groups nest and multiply.
+    `\\(` and `\\)` are literal brackets. Unbalanced brackets are a clear error."""
+    runs: List[Tuple[str, float]] = []
+    stack: List[Tuple[str, int]] = []   # (bracket, index in runs where the group starts)
+    buf = []
+
+    def flush():
+        if buf:
+            runs.append(("".join(buf), 1.0))
+            buf.clear()
+
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in "()[]\\":
+            buf.append(text[i + 1])
+            i += 2
+            continue
+        if c in "([":
+            flush()
+            stack.append((c, len(runs)))
+        elif c in ")]":
+            if not stack or stack[-1][0] != ("(" if c == ")" else "["):
+                raise NodeError(f"unbalanced {c!r} at character {i + 1} of the prompt {text!r}; "
+                                "write \\( or \\) for a literal bracket")
+            flush()
+            kind, start = stack.pop()
+            factor = UP if kind == "(" else DOWN
+            if kind == "(" and start < len(runs):
+                last_text, last_w = runs[-1]
+                m = _WEIGHT.search(last_text)
+                if m:
+                    factor = float(m.group(1))
+                    runs[-1] = (last_text[:m.start()], last_w)
+            runs[start:] = [(t, w * factor) for t, w in runs[start:]]
+        else:
+            buf.append(c)
+        i += 1
+    if stack:
+        raise NodeError(f"unclosed {stack[-1][0]!r} in the prompt {text!r}")
+    flush()
+    merged: List[Tuple[str, float]] = []
+    for t, w in runs:
+        if not t:
+            continue
+        if merged and merged[-1][1] == w:
+            merged[-1] = (merged[-1][0] + t, w)
+        else:
+            merged.append((t, w))
+    return merged
+
+
+def clean_and_weights(text: str) -> Tuple[str, List[Tuple[int, int, float]]]:
+    """The prompt without emphasis markup, and (start, end, weight) character spans with weight != 1."""
+    out, spans, pos = [], [], 0
+    for t, w in parse_emphasis(text):
+        out.append(t)
+        if w != 1.0:
+            spans.append((pos, pos + len(t), w))
+        pos += len(t)
+    return "".join(out), spans
+
+
+def token_weights(offsets, spans) -> List[float]:
+    """Weight of each token from its character offsets (None for special/padding tokens -> 1.0)."""
+    weights = []
+    for off in offsets:
+        w = 1.0
+        if off is not None and off[1] > off[0]:
+            for a, b, sw in spans:
+                if a <= off[0] < b:
+                    w = sw
+                    break
+        weights.append(w)
+    return weights
+
+
+_KEY = re.compile(r'(?:^|,)\s*(\d+)\s*:\s*')
+
+
+def is_schedule(text: str) -> bool:
+    return bool(re.match(r"\s*\d+\s*:", text or ""))
+
+
+def parse_schedule(text: str) -> List[Tuple[int, str]]:
+    """`0: a caterpillar, 24: a butterfly` -> [(0, 'a caterpillar'), (24, 'a butterfly')].
+
+    A comma followed by `N:` starts a new keyframe; other commas belong to the prompt.
+    Prompts may be quoted. Frames must increase."""
+    marks = list(_KEY.finditer(text))
+    if not marks or marks[0].start() != 0 and text[:marks[0].start()].strip():
+        raise NodeError(f"a prompt schedule looks like '0: a caterpillar, 24: a butterfly'; got {text!r}")
+    keys: List[Tuple[int, str]] = []
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        body = text[m.end(): nxt.start() if nxt else len(text)].strip().rstrip(",").strip()
+        if len(body) >= 2 and body[0] == body[-1] and body[0] in "\"'":
+            body = body[1:-1]
+        frame = int(m.group(1))
+        if keys and frame <= keys[-1][0]:
+            raise NodeError(f"prompt schedule frames must increase: {frame} comes after {keys[-1][0]} in {text!r}")
+        keys.append((frame, body))
+    return keys
+
+
+def interpolation_weights(keyframes, frames):
+    """[len(frames), len(keyframes)] linear interpolation weights between keyframes (held at the ends)."""
+    import numpy as np
+    keys = np.asarray(keyframes, dtype=np.float64)
+    f = np.asarray(frames, dtype=np.float64)
+    w = np.zeros((len(f), len(keys)))
+    if len(keys) == 1:
+        w[:, 0] = 1.0
+        return w
+    f = np.clip(f, keys[0], keys[-1])
+    j = np.clip(np.searchsorted(keys, f, side="right") - 1, 0, len(keys) - 2)
+    t = (f - keys[j]) / (keys[j + 1] - keys[j])
+    w[np.arange(len(f)), j] = 1 - t
+    w[np.arange(len(f)), j + 1] = t
+    return w

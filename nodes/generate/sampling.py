@@ -1,0 +1,184 @@
+"""The denoising run behind `sample`: noise levels, the guided model function, the sampler loop.
+
+`model_fn(x, sigma, frames=None) -> x0` is the plain function every sampler integrates, so wrappers
+(context windows, guidance tricks) compose around it: a wrapper on the MODEL handle is called as
+`wrap(model_fn, info) -> model_fn`, where `info` (SamplingInfo) tells it the run's sigmas, the
+family's temporal compression and how to check for cancellation. `frames` is the list of latent
+frame indices x covers when a wrapper runs the model on a window; per-frame conditioning (prompt
+schedules, image and control frames) is sliced to match."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters import get_adapter
+from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.samplers import SAMPLERS, STOCHASTIC, flow_sigmas, karras_sigmas
+
+SCHEDULERS = ("default", "karras", "normal")
+
+
+@dataclass
+class SamplingInfo:
+    family: str
+    sigmas: torch.Tensor
+    flow: bool
+    time_factor: int
+    num_frames: int                     # latent frames
+    seed: int
+    check: Callable[[], None]
+    generator: torch.Generator
+
+
+def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape) -> torch.Tensor:
+    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule)."""
+    if steps < 1:
+        raise NodeError(f"steps must be at least 1, got {steps}")
+    if not 0 < denoise <= 1:
+        raise NodeError(f"denoise must be in (0, 1], got {denoise}")
+    if scheduler == "default":
+        sig = adapter.default_sigmas(pipe, steps, latent_shape)
+    elif scheduler == "karras":
+        lo, hi = adapter.sigma_range(pipe)
+        sig = karras_sigmas(steps, lo, hi)
+    elif scheduler == "normal":
+        if adapter.space == "flow":
+            sig = flow_sigmas(steps, adapter.flow_shift(pipe)).double()
+        else:
+            ac = adapter.alphas_cumprod(pipe)
+            t = torch.linspace(len(ac) - 1, 0, steps).round().long()
+            sig = torch.cat([((1 - ac[t]) / ac[t]) ** 0.5, torch.zeros(1, dtype=torch.float64)])
+    else:
+        raise NodeError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    keep = max(1, round(steps * denoise))
+    return sig[len(sig) - 1 - keep:]
+
+
+def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
+                    batch: int, device, dtype):
+    """x0 prediction with classifier-free guidance (uncond and cond in one batched call)."""
+    pipe = handle.pipe
+    tfn = adapter.timestep_fn(pipe)
+    guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
+    conds = [negative, positive] if guided else [positive]
+    num_frames = [None]
+
+    def model_fn(x, sigma, frames=None):
+        idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
+        sigma = torch.as_tensor(sigma, dtype=torch.float32)
+        s = sigma.to(x.device, x.dtype)
+        x_in = adapter.model_input(pipe, x, s)
+        inputs = adapter.conditioning_inputs(handle, conds, idx, x.shape[0], device, dtype)
+        if adapter.embedded_guidance:
+            inputs["guidance"] = cfg
+        t = tfn(sigma).to(device)
+        out = adapter.forward(handle, torch.cat([x_in] * len(conds)).to(device, dtype), t, inputs)
+        den = adapter.denoised(pipe, torch.cat([x] * len(conds)), s, out.to(x.device))
+        if not guided:
+            return den
+        uncond, cond = den.chunk(2)
+        g = adapter.guidance_scale(cfg, len(idx), x.device)
+        return uncond + (cond - uncond) * g
+
+    return model_fn
+
+
+def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning], latent: Latent, *,
+                 steps: int, cfg: float, sampler: str, scheduler: str = "default", denoise: float = 1.0,
+                 seed: int = 0, noise: Optional[torch.Tensor] = None,
+                 callback: Optional[Callable[[int, int], None]] = None,
+                 check: Callable[[], None] = lambda: None) -> Latent:
+    """Denoise `latent` (pure noise when denoise = 1) and return the new latent."""
+    from nodes.generate.model_manager import activate_loras
+    adapter = get_adapter(handle.family)
+    pipe = handle.pipe
+    _check_inputs(handle, positive, negative, latent, sampler)
+    if negative is None and not adapter.embedded_guidance:
+        negative = adapter.uncond(pipe, positive)
+    if negative is None and cfg != 1.0 and not adapter.embedded_guidance:
+        raise NodeError(f"cfg {cfg} needs a negative conditioning: connect encode.text's negative output to "
+                        "sample's negative input (or set cfg to 1)")
+    x0 = latent.samples.float()
+    gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32)
+    elif tuple(noise.shape) != tuple(x0.shape):
+        raise NodeError(f"noise of shape {list(noise.shape)} does not fit the latent {list(x0.shape)}: make the "
+                        "noise from the same latent")
+    dtype = handle.denoiser.dtype
+    device = handle.denoiser.device if handle.device == "cpu" else torch.device(handle.device)
+    sigmas = make_sigmas(adapter, pipe, steps, scheduler, denoise, x0.shape)
+    work = torch.float32
+    x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work), full=denoise >= 1.0)
+    x = x.to(device)
+    info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
+                        int(seed), check, gen)
+    fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype)
+    for wrap in handle.wrappers:
+        fn = wrap(fn, info)
+
+    def step_callback(i, total, _x):
+        check()
+        if callback is not None:
+            callback(i + 1, total)
+
+    smp = SAMPLERS[sampler]
+    kw = {"flow": adapter.space == "flow"}
+    if sampler in STOCHASTIC:
+        kw["noise_sampler"] = lambda i: torch.randn(x0.shape, generator=gen, dtype=torch.float32)
+
+    def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
+        sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, pipe, n_steps, scheduler, denoise,
+                                                                  x0.shape)
+        xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
+                                   full=denoise >= 1.0).to(device)
+        return adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
+
+    lock = _pipe_lock(pipe)
+    with lock, torch.inference_mode():
+        activate_loras(pipe, handle.loras) if hasattr(pipe, "load_lora_weights") else None
+        check()
+        if handle.run_wrappers:
+            runner = run
+            for wrap in handle.run_wrappers:
+                runner = functools.partial(_wrapped_run, wrap, runner, info)
+            out = runner(noise)
+        else:
+            out = adapter.finish(smp(fn, x, sigmas, step_callback, **kw), float(sigmas[-1]))
+    return latent.with_samples(out.float().cpu())
+
+
+def _wrapped_run(wrap, inner, info, start_noise, n_steps=None):
+    """A run wrapper (FreeInit) around `inner(start_noise, n_steps) -> latent tensor`; start_noise is unit
+    Gaussian noise, scaled to the first level (and mixed with the input latent) by `inner`."""
+    return wrap(inner, start_noise, info) if n_steps is None else inner(start_noise, n_steps)
+
+
+_LOCKS = {}
+
+
+def _pipe_lock(pipe):
+    """One run at a time per loaded pipeline (LoRA activation is pipeline-wide state)."""
+    import threading
+    return _LOCKS.setdefault(id(pipe), threading.Lock())
+
+
+def _check_inputs(handle, positive, negative, latent, sampler):
+    if sampler not in SAMPLERS:
+        raise NodeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    fam = handle.family
+    compatible = {fam} | ({"sd", "animatediff"} if fam in ("sd", "animatediff") else set())
+    if latent.family not in compatible:
+        raise NodeError(f"the latent was made for {latent.family}, but the model is {fam}: make the latent with "
+                        f"this model's VAE (latent.empty / vae.encode)")
+    for name, c in (("positive", positive), ("negative", negative)):
+        if c is not None and c.family not in compatible:
+            raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "
+                            f"it with this model's text encoder")
+    if sampler == "flow_euler" and get_adapter(fam).space != "flow":
+        raise NodeError(f"flow_euler is for flow-matching models (Wan, LTX, HunyuanVideo, kinograph-mini); "
+                        f"{fam} is not one. Use ddim, euler, dpmpp_2m or unipc")

@@ -1,0 +1,149 @@
+"""VAE encode/decode between Clips and Latents: chunked in time, tiled in space when memory is short.
+
+A 2-D VAE (Stable Diffusion, AnimateDiff, kinograph-mini) decodes frame-independently, so the
+decoded Clip is lazy: each chunk of frames is decoded when a consumer asks for it. Video VAEs
+(Wan, LTX, CogVideoX, HunyuanVideo, SVD) mix frames, so the whole clip decodes once (their own
+temporal/spatial tiling bounds the memory) and is served from the uint8 result. On out-of-memory
+the decode retries tiled, then in smaller chunks, and the error says what was tried."""
+from __future__ import annotations
+
+import threading
+from typing import Callable, List, Optional
+
+import numpy as np
+import torch
+
+from graph_engine import Clip, NodeError
+from nodes.generate.adapters import get_adapter
+from nodes.generate.families import family as family_spec
+from nodes.generate.latent import Latent
+
+DECODE_CHUNK = 8
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "not enough memory" in text)
+
+
+def _free():
+    import gc
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def with_oom_retries(what: str, attempts: List[tuple]):
+    """Run (description, fn) attempts in order until one does not run out of memory."""
+    tried = []
+    for desc, fn in attempts:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+            if not is_oom(exc):
+                raise
+            tried.append(desc)
+            _free()
+    raise NodeError(f"out of memory while {what}; tried: {', '.join(tried)}. The latent is kept in the cache, "
+                    "so nothing before this is lost: free memory (close other programs), decode on the CPU "
+                    "(--device cpu), or lower the resolution")
+
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """[3, T, H, W] in [-1, 1] -> uint8 [T, H, W, 3]."""
+    x = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()
+
+
+def decode_latent(vae, latent: Latent) -> Clip:
+    """A Clip of the latent's frames (batch item 0)."""
+    adapter = get_adapter(vae.family)
+    if latent.family not in _compatible(vae.family):
+        raise NodeError(f"this latent was made for {latent.family}; decode it with that family's VAE, "
+                        f"not {vae.family}'s")
+    pipe = vae.pipe
+    z = latent.samples[:1]
+    n, w, h = latent.frames, latent.width, latent.height
+
+    def decode(zz: torch.Tensor, chunked: bool) -> torch.Tensor:
+        attempts = [("a plain decode", lambda: adapter.vae_decode(pipe, zz)),
+                    ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_decode(pipe, zz)))]
+        if chunked and zz.shape[2] > 1:
+            attempts.append(("tiled, one frame at a time", lambda: torch.cat(
+                [_tiled(adapter, pipe, lambda k=k: adapter.vae_decode(pipe, zz[:, :, k:k + 1]))
+                 for k in range(zz.shape[2])], dim=2)))
+        with torch.inference_mode():
+            return with_oom_retries(f"decoding {vae.family} latents {list(zz.shape)}", attempts)
+
+    if adapter.vae_per_frame():
+        def reader(a: int, b: int) -> np.ndarray:
+            return to_uint8(decode(z[:, :, a:b], True)[0])[:, :h, :w]
+        return Clip(n, latent.fps, w, h, reader, chunk=DECODE_CHUNK)
+
+    lock, result = threading.Lock(), []
+
+    def whole(a: int, b: int) -> np.ndarray:
+        with lock:
+            if not result:
+                result.append(to_uint8(decode(z, False)[0])[:n, :h, :w])
+        return result[0][a:b]
+    return Clip(n, latent.fps, w, h, whole, chunk=max(1, n))
+
+
+def _tiled(adapter, pipe, fn: Callable):
+    adapter.set_vae_tiling(pipe, True)
+    try:
+        return fn()
+    finally:
+        adapter.set_vae_tiling(pipe, False)
+
+
+def _compatible(fam: str):
+    return {"sd", "animatediff"} if fam in ("sd", "animatediff") else {fam}
+
+
+def pixels_of(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> [1, 3, T, H, W] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
+def encode_clip(vae, clip: Clip, check: Callable[[], None] = lambda: None,
+                progress: Optional[Callable[[int, int], None]] = None) -> Latent:
+    """Latent of a whole clip, checked against the family's frame and size rules."""
+    adapter = get_adapter(vae.family)
+    spec = family_spec(vae.family)
+    tf, sf, _ = adapter.factors(vae.pipe)
+    spec.check_frames(clip.length, tf)
+    spec.check_size(clip.width, clip.height, sf)
+    pipe = vae.pipe
+    with torch.inference_mode():
+        if adapter.vae_per_frame():
+            parts = []
+            for a, block in clip.chunks(DECODE_CHUNK):
+                check()
+                parts.append(with_oom_retries("encoding frames", [
+                    ("a plain encode", lambda b=block: adapter.vae_encode(pipe, pixels_of(b))),
+                    ("tiled and sliced", lambda b=block: _tiled(adapter, pipe,
+                                                                lambda: adapter.vae_encode(pipe, pixels_of(b))))]))
+                if progress:
+                    progress(a + len(block), clip.length)
+            z = torch.cat(parts, dim=2)
+        else:
+            px = pixels_of(clip.frames(0, clip.length))
+            z = with_oom_retries("encoding the clip", [
+                ("a plain encode", lambda: adapter.vae_encode(pipe, px)),
+                ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_encode(pipe, px)))])
+    return Latent(z.float().cpu(), vae.family, clip.length, clip.fps, clip.width, clip.height)
+
+
+def empty_latent(vae, frames: int, width: int, height: int, fps: float) -> Latent:
+    adapter = get_adapter(vae.family)
+    spec = family_spec(vae.family)
+    tf, sf, ch = adapter.factors(vae.pipe)
+    spec.check_frames(frames, tf)
+    spec.check_size(width, height, sf)
+    t = spec.latent_frames(frames, tf)
+    return Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height)

@@ -1,0 +1,163 @@
+"""Metric nodes: agreement with scikit-image, temporal measures on known motion, report files, learned metrics."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from bench.footage import footage
+from graph_engine import Clip, NodeError
+from graph_engine.context import Context
+from nodes.metrics import nodes as metric_nodes
+from node_call import Nodes
+
+W, H = 80, 56
+
+
+metrics = Nodes(metric_nodes)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    clean = footage(6, W, H, seed=1)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(clean + rng.normal(0, 12, clean.shape), 0, 255).astype(np.uint8)
+    return clean, noisy
+
+
+def test_psnr_and_ssim_agree_with_scikit_image(clips):
+    clean, noisy = clips
+    ctx = Context("psnr")
+    value = metrics.psnr(ctx, Clip.from_array(noisy), Clip.from_array(clean))
+    ref = [peak_signal_noise_ratio(c, n, data_range=255) for c, n in zip(clean, noisy)]
+    np.testing.assert_allclose(ctx.results["per_frame"], ref, atol=0.01)
+    assert value == pytest.approx(np.mean(ref), abs=0.01) and ctx.results["value"] == value
+    ctx = Context("ssim")
+    value = metrics.ssim(ctx, Clip.from_array(noisy), Clip.from_array(clean))
+    ref = [structural_similarity(c, n, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False) for c, n in zip(clean, noisy)]
+    np.testing.assert_allclose(ctx.results["per_frame"], ref, atol=0.001)
+    assert value == pytest.approx(np.mean(ref), abs=0.001)
+    assert metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean)) == 100.0
+
+
+def test_metrics_name_mismatched_clips(clips):
+    clean, _ = clips
+    with pytest.raises(NodeError, match="same length"):
+        metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean[:3]))
+
+
+def test_flicker_and_sharpness_on_known_changes(clips):
+    clean, _ = clips
+    flat = np.full((4, 32, 32, 3), 100, np.uint8)
+    flat[1] += 10
+    ctx = Context("f")
+    assert metrics.flicker(ctx, Clip.from_array(flat)) == pytest.approx(20 / 3, abs=1e-3)
+    assert ctx.results["per_frame"] == pytest.approx([10, 10, 0], abs=1e-3)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2) for f in clean])
+    assert metrics.sharpness(Context("s"), Clip.from_array(clean)) > \
+        2 * metrics.sharpness(Context("s"), Clip.from_array(blurred))
+
+
+def test_motion_and_warp_error_follow_the_motion():
+    base = footage(1, 160, 120, seed=2, noise=0.0)[0]
+    shifts = [cv2.warpAffine(base, np.float64([[1, 0, 2 * i], [0, 1, 0]]), (160, 120),
+                             borderMode=cv2.BORDER_REFLECT101) for i in range(5)]
+    moving = Clip.from_array(np.stack(shifts)[:, 20:-20, 20:-20].copy())
+    ctx = Context("m")
+    assert metrics.motion(ctx, moving) == pytest.approx(2.0, abs=0.3)
+    assert ctx.results["dynamic_degree"] == 1.0
+    steady = metrics.warp_error(Context("w"), moving)
+    rng = np.random.default_rng(1)
+    frames = moving.to_array()
+    shimmer = np.clip(frames + rng.normal(0, 15, frames.shape), 0, 255).astype(np.uint8)
+    # Flow from the clean source: the noise is judged as inconsistency, not as motion.
+    assert metrics.warp_error(Context("w"), Clip.from_array(shimmer), source=moving) > 10 * steady
+
+
+def test_report_writes_json_and_chart(clips, tmp_path):
+    clean, noisy = clips
+    ctx = Context("r")
+    path = tmp_path / "m" / "report.json"
+    n = metrics.report(ctx, Clip.from_array(noisy), reference=Clip.from_array(clean), source=None, path=str(path))
+    doc = json.loads(path.read_text())
+    assert n == 6 and set(doc["metrics"]) == {"psnr", "ssim", "warp_error", "flicker", "sharpness", "motion"}
+    assert len(doc["metrics"]["psnr"]["per_frame"]) == 6 and len(doc["metrics"]["motion"]["per_frame"]) == 5
+    chart = cv2.imread(str(path.with_suffix(".png")))
+    assert chart is not None and chart.shape[0] > 6 * 100 and chart.std() > 10
+    assert ctx.written == [str(path), str(path.with_suffix(".png"))]
+    ctx = Context("r")
+    metrics.report(ctx, Clip.from_array(noisy), reference=None, source=None, path=str(path), metrics="psnr, flicker")
+    assert ctx.results["skipped"] == ["psnr"] and list(ctx.results["metrics"]) == ["flicker"]
+    with pytest.raises(NodeError, match="unknown metric"):
+        metrics.report(Context("r"), Clip.from_array(noisy), reference=None, source=None, path=str(path),
+                       metrics="psnr, vmaf")
+
+
+def test_learned_metrics_say_what_is_missing(clips):
+    clean, _ = clips
+    c = Clip.from_array(clean)
+    with pytest.raises(NodeError, match="AlexNet backbone weights not found.*never downloaded"):
+        metrics.lpips(Context("l"), c, c, weights="", backbone="/nope/alexnet.pth")
+    with pytest.raises(NodeError, match="I3D detector not found"):
+        metrics.fvd(Context("f"), c, c, detector="")
+    with pytest.raises(NodeError, match="CLIP model folder not found"):
+        metrics.clip_score(Context("c"), c, prompt="a cat", model="/nope/clip")
+
+
+def test_lpips_with_random_weights(clips, tmp_path):
+    from nodes.metrics.learned import LPIPS
+    torch.manual_seed(0)
+    net = LPIPS()
+    torch.save({f"features.{k}": v for k, v in net.features.state_dict().items()}, tmp_path / "alex.pth")
+    torch.save({f"lin{k}.model.1.weight": lin.weight.detach().abs() for k, lin in enumerate(net.lins)},
+               tmp_path / "lin.pth")
+    clean, noisy = clips
+    kw = dict(weights=str(tmp_path / "lin.pth"), backbone=str(tmp_path / "alex.pth"))
+    assert metrics.lpips(Context("l"), Clip.from_array(clean), Clip.from_array(clean), **kw) == pytest.approx(0, abs=1e-6)
+    assert metrics.lpips(Context("l"), Clip.from_array(noisy), Clip.from_array(clean), **kw) > 0
+    with pytest.raises(NodeError, match="does not hold LPIPS head"):
+        metrics.lpips(Context("l"), Clip.from_array(clean), Clip.from_array(clean), weights=kw["backbone"],
+                      backbone=kw["backbone"])
+
+
+class TinyI3D(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(3, 8, 3, stride=2)
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = True):
+        return self.conv(x).mean((2, 3, 4))
+
+
+def test_fvd_with_a_scripted_detector(clips, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "i3d.pt"
+    torch.jit.script(TinyI3D()).save(str(path))
+    clean, noisy = clips
+    same = metrics.fvd(Context("f"), Clip.from_array(clean), Clip.from_array(clean), detector=str(path),
+                       clip_frames=3, stride=1)
+    other = metrics.fvd(Context("f"), Clip.from_array(noisy[::-1].copy()), Clip.from_array(clean),
+                        detector=str(path), clip_frames=3, stride=1)
+    assert same == pytest.approx(0, abs=1e-6) and other > same
+
+
+def test_clip_score_with_a_tiny_random_model(clips, tmp_path):
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in "abcdefghijklmnopqrstuvwxyz":
+        vocab[ch], vocab[ch + "</w>"] = len(vocab), len(vocab) + 1
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt")).save_pretrained(tmp_path / "clip")
+    cfg = CLIPConfig(text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=32),
+                     vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=32, patch_size=8), projection_dim=8)
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
+    ctx = Context("c")
+    value = metrics.clip_score(ctx, Clip.from_array(clips[0]), prompt="a cat", model=str(tmp_path / "clip"))
+    assert 0 <= value <= 100 and len(ctx.results["per_frame"]) == len(clips[0])

@@ -1,0 +1,503 @@
+"""Camera paths, applying them, camera conditioning, tracks, brushes and flow."""
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from graph_engine import Clip, NodeError
+from graph_engine.api import Session, load_workflow
+from nodes.motion import camera as cm
+from nodes.motion.embed import CameraControl, group_wan, motionctrl_poses, plucker
+from nodes.motion.flowfield import brush_flow, flow_from_camera, flow_from_video
+from nodes.motion.tracks import parse_tracks, tracks_to_flow
+from nodes.motion.warp import apply_camera, camera_flow, reproject, warp_tensor
+
+SAMPLES = Path(__file__).resolve().parent.parent / "resources" / "samples"
+
+
+def photo(name="coffee.png", width=None):
+    img = cv2.cvtColor(cv2.imread(str(SAMPLES / name)), cv2.COLOR_BGR2RGB)
+    if width:
+        img = cv2.resize(img, (width, round(img.shape[0] * width / img.shape[1])), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def similarity(a, b):
+    """Independent measure: SIFT matches + RANSAC similarity from a to b -> (scale, degrees, tx, ty)."""
+    sift = cv2.SIFT_create(3000)
+    ka, da = sift.detectAndCompute(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), None)
+    kb, db = sift.detectAndCompute(cv2.cvtColor(b, cv2.COLOR_RGB2GRAY), None)
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
+    good = [m for m, n in pairs if m.distance < 0.75 * n.distance]
+    pa = np.float32([ka[m.queryIdx].pt for m in good])
+    pb = np.float32([kb[m.trainIdx].pt for m in good])
+    m, inliers = cv2.estimateAffinePartial2D(pa, pb, method=cv2.RANSAC, ransacReprojThreshold=1.5)
+    assert inliers.sum() >= 20, "too few feature matches to measure"
+    return math.hypot(m[0, 0], m[1, 0]), math.degrees(math.atan2(m[1, 0], m[0, 0])), m[0, 2], m[1, 2]
+
+
+def run(text):
+    r = Session(use_disk=False).run(load_workflow(text=text))
+    assert r.ok, r.failed
+    return r
+
+
+# ---------------------------------------------------------------------------------------
+# the must-shows
+
+def test_zoom_of_a_real_photo_measures_1_5():
+    r = run(f"""
+kinograph: 1
+nodes:
+  photo: {{type: io.load_image, params: {{path: {SAMPLES / 'coffee.png'}}}}}
+  cam:   {{type: motion.camera_path, params: {{frames: 25, width: 600, height: 400, zoom: "0:(1.0), 24:(1.5)"}}}}
+  move:  {{type: motion.apply_camera, inputs: {{image: photo.image, camera: cam.camera}}}}
+""")
+    clip = r.outputs["move"]["video"]
+    assert isinstance(clip, Clip) and clip.length == 25 and (clip.width, clip.height) == (600, 400)
+    scale, angle, _, _ = similarity(clip.frame(0), clip.frame(24))
+    assert abs(scale - 1.5) / 1.5 < 0.02, scale
+    assert abs(angle) < 0.5
+    mid, *_ = similarity(clip.frame(0), clip.frame(12))
+    assert abs(mid - 1.25) < 0.02
+
+
+def test_image_plane_pan_measures_known_pixels_per_frame():
+    img = photo("chelsea.png")
+    h, w = img.shape[:2]
+    cam = cm.build_path(13, w, h, pan_x="0:(0), 12:(30)", pan_y="-1.5*t")     # 2.5 px and -1.5 px per frame
+    clip = apply_camera(cam, image=img)
+    frames = clip.to_array()
+    for i in (0, 5, 11):
+        s, ang, tx, ty = similarity(frames[i], frames[i + 1])
+        assert abs(tx - 2.5) < 0.5 and abs(ty + 1.5) < 0.5, (i, tx, ty)
+        assert abs(s - 1) < 0.01
+    _, _, tx, ty = similarity(frames[0], frames[12])
+    assert abs(tx - 30) < 0.5 and abs(ty + 18) < 0.5
+
+
+def test_preset_pan_moves_by_focal_times_distance():
+    # pan_right moves the camera 0.01 * speed units per frame; the picture plane is 1 unit away,
+    # so the picture moves left by fx * 0.01 * speed pixels per frame
+    img = photo("astronaut.png", 256)
+    cam = cm.preset("pan_right", 6, 256, 256, speed=2.0, fov=60)
+    px = cam.intrinsics[0, 0] * 0.01 * 2.0
+    frames = apply_camera(cam, image=img).to_array()
+    _, _, tx, ty = similarity(frames[1], frames[4])
+    assert abs(tx + 3 * px) < 0.5 and abs(ty) < 0.5, (tx, px)
+
+
+def _direct_plucker(K, c2w, u, v):
+    """One pixel, from first principles: the ray through the pixel centre in world space."""
+    d_cam = np.linalg.inv(K) @ np.array([u + 0.5, v + 0.5, 1.0])
+    d = c2w[:3, :3] @ (d_cam / np.linalg.norm(d_cam))
+    o = c2w[:3, 3]
+    return np.concatenate([np.cross(o, d), d])
+
+
+def test_plucker_matches_direct_per_pixel_computation():
+    w, h = 24, 16
+    k = np.array([[20.0, 0, 11.0], [0, 22.0, 9.0], [0, 0, 1]])
+    rot = cm.head_rotation([0, 20.0, -35.0], [0, -10.0, 5.0], [0, 15.0, 30.0])
+    c2w = cm.poses(rot, np.array([[0, 0, 0], [0.3, -0.2, 0.5], [-1.0, 0.4, 2.0]]))
+    cam = cm.Camera(np.tile([20.0, 22.0, 11.0, 9.0], (3, 1)), c2w, w, h)
+    emb = plucker(cam)
+    assert emb.shape == (3, 6, h, w) and emb.dtype == np.float32
+    for i in range(3):
+        for v in range(h):
+            for u in range(w):
+                np.testing.assert_allclose(emb[i, :, v, u], _direct_plucker(k, c2w[i], u, v), atol=1e-5)
+    # the moment is the same for every point on the ray, and the ray hits the pixel it came from
+    i, u, v = 2, 5, 12
+    d, m = emb[i, 3:, v, u].astype(np.float64), emb[i, :3, v, u].astype(np.float64)
+    x = c2w[i, :3, 3] + 3.7 * d
+    np.testing.assert_allclose(np.cross(x, d), m, atol=1e-5)
+    p = k @ (cm.invert_poses(c2w[i])[:3] @ np.append(x, 1))
+    np.testing.assert_allclose(p[:2] / p[2], [u + 0.5, v + 0.5], atol=1e-4)
+    # relative to the first frame: moving the whole path changes nothing
+    g = cm.poses(cm.rot_y(np.array([0.7])), np.array([[5.0, 1.0, -2.0]]))[0]
+    shifted = cm.Camera(cam.intrinsics, g @ c2w, w, h)
+    np.testing.assert_allclose(plucker(shifted), emb, atol=1e-5)
+
+
+def test_plucker_at_another_resolution_and_wan_grouping():
+    cam = cm.preset("orbit_left", 9, 64, 32, speed=3)
+    emb = plucker(cam, 16, 8)
+    assert emb.shape == (9, 6, 8, 16)
+    np.testing.assert_allclose(emb[0, :3], 0, atol=1e-6)          # frame 0 sits at the origin
+    g = group_wan(emb)
+    assert g.shape == (24, 3, 8, 16)
+    padded = [0, 0, 0, 0] + list(range(1, 9))                       # first frame repeated 4 times
+    for lat in range(3):
+        for c in range(6):
+            for k in range(4):
+                np.testing.assert_array_equal(g[4 * c + k, lat], emb[padded[4 * lat + k], c])
+    with pytest.raises(ValueError, match="4k\\+1"):
+        group_wan(emb[:8])
+    t = CameraControl(cam, 16, 8, "plucker_wan").tensor()
+    assert tuple(t.shape) == (1, 24, 3, 8, 16)
+    assert tuple(CameraControl(cam, 16, 8, "plucker").tensor().shape) == (1, 6, 9, 8, 16)
+
+
+def test_motionctrl_and_cameractrl_poses():
+    cam = cm.combine(cm.preset("pan_left", 5, 64, 64, speed=5), cm.preset("roll_cw", 5, 64, 64, speed=4))
+    moved = cm.Camera(cam.intrinsics, cm.poses(cm.rot_x(np.array([0.3])), [[1, 2, 3]])[0] @ cam.c2w, 64, 64)
+    rt = motionctrl_poses(moved)
+    assert rt.shape == (5, 12)
+    np.testing.assert_allclose(rt[0], np.eye(4)[:3].ravel(), atol=1e-6)
+    # MotionCtrl's to_relative_RT2 on the world-to-camera matrices
+    w2c = moved.w2c[:, :3]
+    r_rel = w2c[:, :, :3] @ w2c[0, :, :3].T
+    t_rel = w2c[:, :, 3:] - r_rel @ w2c[0, :, 3:]
+    np.testing.assert_allclose(rt, np.concatenate([r_rel, t_rel], -1).reshape(5, 12), atol=1e-6)
+    rows = CameraControl(moved, 64, 64, "cameractrl").array()
+    assert rows.shape == (5, 19)
+    np.testing.assert_allclose(rows[:, 7:].reshape(5, 3, 4), rt.reshape(5, 3, 4), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# paths
+
+def _project(cam, i, x):
+    p = cam.K(i) @ (cam.w2c[i, :3] @ np.append(x, 1.0))
+    return p[:2] / p[2]
+
+
+@pytest.mark.parametrize("name, check", [
+    ("pan_left", lambda a, b: b[0] > a[0] + 1 and abs(b[1] - a[1]) < 1e-6),      # picture moves right
+    ("pan_up", lambda a, b: b[1] > a[1] + 1),                                    # picture moves down
+    ("tilt_up", lambda a, b: b[1] > a[1] + 1),
+    ("tilt_down", lambda a, b: b[1] < a[1] - 1),
+    ("dolly_out", lambda a, b: abs(b[0] - 32) < abs(a[0] - 32)),                # things shrink to the centre
+    ("zoom_in", lambda a, b: abs(b[0] - 32) > abs(a[0] - 32)),
+    ("orbit_right", lambda a, b: abs(b[0] - a[0]) < 1e-6),                      # the target stays centred
+])
+def test_preset_directions(name, check):
+    cam = cm.preset(name, 10, 64, 64, speed=2)
+    x = np.array([0.2, 0.2, 1.0]) if name in ("dolly_out", "zoom_in") else np.array([0.0, 0.0, 1.0])
+    assert check(_project(cam, 0, x), _project(cam, 9, x))
+
+
+def test_roll_cw_turns_the_picture_counter_clockwise():
+    cam = cm.preset("roll_cw", 10, 64, 64, speed=4)               # 18 degrees
+    a, b = _project(cam, 0, np.array([0.3, 0, 1])), _project(cam, 9, np.array([0.3, 0, 1]))
+    ang = math.degrees(math.atan2(b[1] - 32, b[0] - 32) - math.atan2(a[1] - 32, a[0] - 32))
+    assert ang == pytest.approx(-18, abs=1e-6)                    # y is down: negative is counter-clockwise
+
+
+def test_easing_keeps_the_total_motion():
+    lin = cm.preset("dolly_in", 20, 64, 64, easing="linear")
+    eased = cm.preset("dolly_in", 20, 64, 64, easing="ease_in_out")
+    assert eased.positions[-1] == pytest.approx(lin.positions[-1])
+    assert eased.positions[3, 2] < lin.positions[3, 2]
+
+
+def test_schedules_fov_and_combinations():
+    cam = cm.from_schedules(10, 100, 50, fov="0:(90), 9:(60)", rotation_pan="t", translation_z=0.5)
+    assert cam.intrinsics[0, 0] == pytest.approx(50.0)
+    assert cam.intrinsics[9, 0] == pytest.approx(50 / math.tan(math.radians(30)))
+    assert cam.positions[:, 2] == pytest.approx(np.full(10, 0.5))
+    pan = cm.preset("pan_right", 5, 100, 50)
+    zoom = cm.preset("zoom_in", 8, 100, 50)
+    chained = cm.chain(pan, zoom)
+    assert chained.length == 12
+    assert np.allclose(chained.c2w[4], chained.c2w[5])            # the zoom starts where the pan ended
+    assert chained.intrinsics[11, 0] / chained.intrinsics[4, 0] == pytest.approx(1.01 ** 7)
+    both = cm.combine(pan, zoom)
+    assert both.length == 8
+    np.testing.assert_allclose(both.c2w[7], pan.c2w[4])           # the shorter path holds its last frame
+    assert both.intrinsics[7, 0] / both.intrinsics[0, 0] == pytest.approx(1.01 ** 7)
+
+
+def test_pose_file_round_trip_and_cameractrl_layout(tmp_path):
+    cam = cm.combine(cm.preset("orbit_left", 6, 320, 240, speed=3), cm.preset("zoom_in", 6, 320, 240))
+    p = tmp_path / "poses.txt"
+    cm.write_pose_file(cam, str(p))
+    lines = p.read_text().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("#")
+    first = [float(x) for x in lines[1].split()]
+    assert len(first) == 19 and first[0] == 0 and first[5:7] == [320, 240]
+    assert first[1] == pytest.approx(cam.intrinsics[0, 0] / 320)
+    back = cm.read_pose_file(str(p))
+    assert back.allclose(cam, atol=1e-6)
+    # a RealEstate10K-style file: URL header, w h columns 0, CameraCtrl's default intrinsics
+    re10k = tmp_path / "re10k.txt"
+    re10k.write_text("https://www.youtube.com/watch?v=xyz\n"
+                     "0 0.4748 0.8441 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0\n"
+                     "33366 0.4748 0.8441 0.5 0.5 0 0 1 0 0 -0.1 0 1 0 0 0 0 1 0\n")
+    with pytest.raises(ValueError, match="set width and height"):
+        cm.read_pose_file(str(re10k))
+    c = cm.read_pose_file(str(re10k), 384, 256)
+    assert c.intrinsics[0, 0] == pytest.approx(0.4748 * 384)
+    assert c.positions[1] == pytest.approx([0.1, 0, 0])           # w2c translation -0.1 = camera at +0.1
+    bad = tmp_path / "bad.txt"
+    bad.write_text("header\n0 1 2 3\n")
+    with pytest.raises(ValueError, match="line 2: a pose line has 19 numbers"):
+        cm.read_pose_file(str(bad), 64, 64)
+
+
+def test_camera_path_node_with_pose_file_and_preview(tmp_path):
+    src = cm.preset("dolly_in", 7, 128, 96, speed=3)
+    cm.write_pose_file(src, str(tmp_path / "in.txt"))
+    (tmp_path / "wf.yaml").write_text("""
+kinograph: 1
+nodes:
+  cam:  {type: motion.camera_path, params: {pose_file: in.txt, width: 128, height: 96, rotation_pan: "0:(0), 6:(12)"}}
+  save: {type: motion.camera_save, inputs: {camera: cam.camera}, params: {path: out/saved.txt}}
+  view: {type: motion.camera_preview, inputs: {camera: cam.camera}, params: {width: 320, height: 160}}
+""")
+    r = Session(use_disk=False).run(load_workflow(tmp_path / "wf.yaml"))
+    assert r.ok, r.failed
+    cam = r.outputs["cam"]["camera"]
+    assert cam.length == 7
+    np.testing.assert_allclose(cam.positions, src.positions, atol=1e-6)
+    turn = cam.relative_transform(6, 0)[:3, :3]      # camera 6 seen from camera 0
+    assert math.degrees(math.atan2(turn[0, 2], turn[2, 2])) == pytest.approx(12, abs=1e-6)
+    saved = cm.read_pose_file(str(tmp_path / "out" / "saved.txt"))
+    assert saved.allclose(cam, atol=1e-6)
+    img = r.outputs["view"]["image"]
+    assert img.shape == (160, 320, 3) and img.dtype == np.uint8
+    assert (img.max(axis=2) > 150).sum() > 200                    # the path and frusta are drawn
+
+
+# ---------------------------------------------------------------------------------------
+# applying
+
+def test_streaming_and_shards_agree():
+    img = photo("rocket.jpg", 96)
+    h, w = img.shape[:2]
+    cam = cm.build_path(12, w, h, zoom="1.03**t", rotation_roll="t")
+    for motion in ("absolute", "compounding"):
+        full = apply_camera(cam, image=img, motion=motion).to_array()
+        shard = apply_camera(cam, image=img, motion=motion)
+        np.testing.assert_array_equal(shard.frames(7, 10), full[7:10])
+        np.testing.assert_array_equal(shard.frames(2, 4), full[2:4])
+    absolute = apply_camera(cam, image=img).to_array()
+    compounding = apply_camera(cam, image=img, motion="compounding").to_array()
+    psnr = cv2.PSNR(absolute[-1][20:-20, 20:-20], compounding[-1][20:-20, 20:-20])
+    assert 20 < psnr < 60                  # the same move, softened by repeated resampling
+
+
+def test_video_input_and_affine_projection():
+    img = photo("astronaut.png", 64)
+    vid = Clip.from_array(np.stack([img, img[:, ::-1], img]), fps=12)
+    cam = cm.build_path(2, 64, 64, pan_x="0:(0), 1:(4)")
+    out = apply_camera(cam, video=vid, projection="affine")
+    assert out.length == 3 and out.fps == 12
+    np.testing.assert_array_equal(out.frame(0), img)
+    np.testing.assert_array_equal(out.frame(2)[:, 8:], img[:, 4:-4])          # holds the last pose
+    with pytest.raises(ValueError, match="still image"):
+        apply_camera(cam, video=vid, motion="compounding")
+
+
+def test_depth_of_one_equals_the_plane():
+    img = photo("chelsea.png", 120)
+    h, w = img.shape[:2]
+    cam = cm.combine(cm.preset("pan_right", 5, w, h, speed=3), cm.preset("tilt_up", 5, w, h, speed=2))
+    flat = apply_camera(cam, image=img).frame(4)
+    z = np.ones((h, w), np.float32)
+    deep = apply_camera(cam, image=img, depth=z, depth_type="metric").frame(4)
+    assert cv2.PSNR(flat[4:-4, 4:-4], deep[4:-4, 4:-4]) > 35
+
+
+def _layered_scene(w=96, h=64):
+    rng = np.random.default_rng(3)
+    bg = (np.array([40, 90, 200]) + rng.integers(-20, 20, (h, w, 3))).astype(np.uint8)
+    img = bg.copy()
+    img[20:44, 36:60] = (rng.integers(0, 2, (24, 24, 1)) * np.array([[[230, 40, 40]]])).astype(np.uint8) + 20
+    z = np.full((h, w), 4.0, np.float32)
+    z[20:44, 36:60] = 1.0
+    return img, z
+
+
+def test_depth_parallax_and_background_fill():
+    img, z = _layered_scene()
+    h, w = z.shape
+    cam = cm.from_components(w, h, fov=60, translation=(np.array([0.0, 0.08]), np.zeros(2), np.zeros(2)))
+    fx = cam.intrinsics[0, 0]
+    out, zt = reproject(img, z, cam, 1, 0)
+    # the near square moves fx * 0.08 / 1 pixels left, the far background a quarter of that
+    near_shift, far_shift = fx * 0.08, fx * 0.08 / 4
+    red = (out[..., 0] > 150) & (out[..., 2] < 100)
+    cols = np.flatnonzero(red.any(axis=0))
+    assert cols.min() == pytest.approx(36 - near_shift, abs=1.5) and cols.max() == pytest.approx(59 - near_shift,
+                                                                                                   abs=1.5)
+    f = camera_flow(cam, 0, 1, w, h, z=z)
+    np.testing.assert_allclose(flow_from_camera(cam, w, h, z).field(0), f)
+    assert f[30, 45, 0] == pytest.approx(-near_shift, abs=1e-3)
+    assert f[5, 5, 0] == pytest.approx(-far_shift, abs=0.05)
+    # the strip the square uncovered (right of it) is filled with background, not smeared red
+    uncovered = out[22:42, 61 - int(near_shift) + 1: 59 - int(far_shift)]
+    assert uncovered.size and (uncovered[..., 2] > 150).mean() > 0.95
+    assert zt[30, 45] == pytest.approx(1.0, abs=1e-3) and zt[5, 5] == pytest.approx(4.0, abs=1e-3)
+
+
+def test_depth_map_types():
+    from nodes.motion.warp import depth_to_z
+    d = np.array([[0, 255]], np.uint8)
+    assert depth_to_z(d, 2, 1, "disparity", 1, 10).tolist() == [[10, 1]]
+    assert depth_to_z(d, 2, 1, "depth", 1, 10).tolist() == [[1, 10]]
+    with pytest.raises(ValueError):
+        depth_to_z(d, 2, 1, "metric")
+
+
+def test_camera_flow_matches_the_rendered_motion():
+    from nodes.common.flow import backward_warp
+    img = photo("coffee.png", 120)
+    h, w = img.shape[:2]
+    cam = cm.build_path(3, w, h, zoom="1 + 0.05*t", pan_x="2*t", rotation_roll="t")
+    frames = apply_camera(cam, image=img).to_array()
+    f = camera_flow(cam, 1, 2, w, h)
+    recon = backward_warp(frames[2], f)
+    assert cv2.PSNR(recon[8:-8, 8:-8], frames[1][8:-8, 8:-8]) > 30
+
+
+# ---------------------------------------------------------------------------------------
+# latents and noise
+
+def test_warp_tensor_numpy_and_torch_agree_and_nearest_keeps_values():
+    import torch
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 24, 32)).astype(np.float32)
+    cam = cm.build_path(5, 32, 24, pan_x="0:(0), 4:(8)")           # 2 latent pixels per frame
+    out = warp_tensor(x, cam, frame_index=range(5))
+    assert out.shape == (4, 5, 24, 32) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, 3, :, 8:], x[:, 0, :, 2:-6], atol=1e-6)   # exact integer shift
+    tout = warp_tensor(torch.from_numpy(x)[None], cam, frame_index=range(5))
+    assert tuple(tout.shape) == (1, 4, 5, 24, 32) and tout.dtype == torch.float32
+    np.testing.assert_allclose(tout[0].numpy(), out, atol=1e-4)
+    noisy = warp_tensor(torch.from_numpy(x[:, 0]), cm.build_path(4, 32, 24, zoom="1+0.1*t", rotation_roll="3*t"),
+                        interpolation="nearest")
+    assert tuple(noisy.shape) == (4, 4, 24, 32)
+    assert np.isin(noisy.numpy(), x).all()                       # values copied, never blended
+    # with a depth map of one everywhere, the 2.5-D path gives the plane's result
+    flat = warp_tensor(x, cm.preset("tilt_up", 3, 32, 24, speed=4))
+    deep = warp_tensor(x, cm.preset("tilt_up", 3, 32, 24, speed=4), np.ones((24, 32), np.float32),
+                       depth_type="metric")
+    assert np.abs(deep - flat)[..., 2:-2, 2:-2].max() < 0.05
+    # 21 latent frames over an 81-frame path use frames 0, 4, ..., 80
+    long = cm.build_path(81, 32, 24, pan_x="t/4")
+    lat = warp_tensor(np.repeat(x, 21, axis=1), long, source="each")
+    np.testing.assert_allclose(lat[:, 20, :, 20:], x[:, 0, :, :-20], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# tracks, brush, flow
+
+def test_tracks_splines_flow_and_json_round_trip():
+    spec = {"width": 64, "height": 48, "frames": 9, "tracks": [
+        {"points": [[10, 10], [30, 10], [30, 40]], "frames": [0, 4, 8], "interpolation": "linear"},
+        {"points": [[50, 5], [40, 20], [50, 40]]},
+        [[5, 40], [5, 40]]]}
+    tr = parse_tracks(json.dumps(spec))
+    assert tr.points.shape == (3, 9, 2) and tr.count == 3
+    np.testing.assert_allclose(tr.points[0, 2], [20, 10])
+    np.testing.assert_allclose(tr.points[0, 6], [30, 25])
+    np.testing.assert_allclose(tr.points[1, [0, 4, 8]], [[50, 5], [40, 20], [50, 40]])   # cubic through points
+    assert not np.allclose(tr.points[1, 2], [45, 12.5])                                   # and curved between
+    sparse = tracks_to_flow(tr, "sparse", sigma=2.0)
+    assert sparse.length == 8
+    f = sparse.field(1)
+    np.testing.assert_allclose(f[10, 15], [5, 0], atol=1e-5)      # the step of track 1 at its point
+    assert np.abs(f[30, 60]).max() < 1e-3                          # nothing far from the points
+    dense = tracks_to_flow(parse_tracks([[[10, 10], [20, 14]]], 3, 32, 32), "dense")
+    assert np.allclose(dense.field(0), [5, 2])                     # one track: everything follows it
+    again = parse_tracks(tr.to_json())
+    np.testing.assert_allclose(again.points, tr.points, atol=1e-3)
+    for bad, words in [("{", "not valid JSON"), ('{"tracks": []}', "non-empty"),
+                       ('[{"points": [[1, 2]], "frames": [3, 4]}]', "one whole frame number"),
+                       ('[{"points": [[1, 2, 3]]}]', "pairs")]:
+        with pytest.raises(ValueError, match=words):
+            parse_tracks(bad, 5, 16, 16)
+
+
+def test_tracks_node_with_preview():
+    r = run("""
+kinograph: 1
+nodes:
+  tr: {type: motion.tracks, params: {frames: 6, width: 48, height: 32, trail: 3,
+       points: '{"tracks": [{"points": [[4, 4], [40, 28]], "visible": [1, 5]}]}'}}
+""")
+    out = r.outputs["tr"]
+    assert out["tracks"].visible[0].tolist() == [False, True, True, True, True, True]
+    assert out["flow"].length == 5
+    prev = out["preview"].to_array()
+    assert prev.shape == (6, 32, 48, 3)
+    assert (prev[0] == 40).all() and (prev[5] != 40).any()         # drawn only where visible
+
+
+def test_motion_brush():
+    mask = np.zeros((40, 60), np.float32)
+    mask[10:20, 10:20] = 1
+    fl = brush_flow(mask, 6, direction="0:(0), 5:(90)", speed=3, feather=0, follow=True)
+    assert fl.length == 5
+    np.testing.assert_allclose(fl.field(0)[15, 15], [3, 0])
+    assert np.abs(fl.field(0)[30, 40]).max() == 0
+    # after 2 frames moving right (the direction turns slowly) the region has moved ~6 px right
+    f2 = fl.field(2)
+    assert np.hypot(*f2[15, 24]) == pytest.approx(3, abs=1e-4) and np.abs(f2[15, 10]).max() < 1e-6
+    up = brush_flow(mask, 3, direction=90, speed=2, feather=0, follow=False)
+    np.testing.assert_allclose(up.field(1)[15, 15], [0, -2], atol=1e-6)
+    base = brush_flow(np.ones((40, 60), np.float32), 6, direction=180, speed=1, feather=0)
+    mixed = brush_flow(mask, 6, direction=0, speed=3, feather=0, follow=False, base=base)
+    np.testing.assert_allclose(mixed.field(0)[30, 40], [-1, 0], atol=1e-6)
+    np.testing.assert_allclose(base.resized(30, 20).field(0), np.full((20, 30, 2), [-0.5, 0]), atol=1e-6)
+
+
+def test_flow_from_video_recovers_a_camera_pan():
+    img = photo("coffee.png", 160)
+    h, w = img.shape[:2]
+    clip = apply_camera(cm.build_path(4, w, h, pan_x="3*t", pan_y="-t"), image=img)
+    fl = flow_from_video(clip, "best")
+    assert fl.length == 3 and (fl.width, fl.height) == (w, h)
+    f = fl.field(1)[20:-20, 20:-20]
+    assert np.median(f[..., 0]) == pytest.approx(3, abs=0.3) and np.median(f[..., 1]) == pytest.approx(-1, abs=0.3)
+
+
+def test_flow_nodes_and_errors():
+    r = run(f"""
+kinograph: 1
+nodes:
+  photo: {{type: io.load_image, params: {{path: {SAMPLES / 'astronaut.png'}}}}}
+  cam:   {{type: motion.camera_path, params: {{frames: 4, width: 64, height: 64, preset: zoom_in, speed: 3}}}}
+  cflow: {{type: motion.camera_flow, inputs: {{camera: cam.camera}}}}
+  show:  {{type: motion.flow_preview, inputs: {{flow: cflow.flow}}}}
+""")
+    fl = r.outputs["cflow"]["flow"]
+    assert fl.length == 3 and fl.to_array().shape == (3, 64, 64, 2)
+    # a zoom pushes pixels away from the centre
+    assert fl.field(0)[5, 5, 0] < 0 < fl.field(0)[58, 58, 0]
+    assert r.outputs["show"]["video"].to_array().shape == (3, 64, 64, 3)
+    text = """
+kinograph: 1
+nodes:
+  cam:  {type: motion.camera_path, params: {frames: 4}}
+  move: {type: motion.apply_camera, inputs: {camera: cam.camera}}
+"""
+    res = Session(use_disk=False).run(load_workflow(text=text))
+    assert not res.ok and "connect either an image or a video" in res.failed["move"]
+
+
+def test_bad_schedule_is_reported_at_validation():
+    from graph_engine.errors import WorkflowError
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(text="""
+kinograph: 1
+nodes:
+  cam: {type: motion.camera_path, params: {zoom: "0:(1.0), 24:(1.5 +)"}}
+""")
+    assert "expected a value" in str(info.value) and "^" in str(info.value)
+
+
+def test_camera_validation_messages():
+    with pytest.raises(ValueError, match="unknown camera preset"):
+        cm.preset("spin", 3, 8, 8)
+    with pytest.raises(ValueError, match="zoom must stay above 0"):
+        cm.build_path(3, 8, 8, zoom="1 - t")
+    with pytest.raises(NodeError):
+        from nodes.motion.camera_nodes import user_errors
+        with user_errors():
+            cm.preset("spin", 3, 8, 8)

@@ -1,0 +1,120 @@
+"""Stylization and relighting nodes: looks, temporal stability with random access, AdaIN with random weights."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bench.footage import footage
+from graph_engine import Clip, NodeError
+from graph_engine.context import Context
+from graph_engine.schedule import Schedule
+from nodes.metrics.measures import psnr
+from nodes.metrics.series import summary, warp_error
+from nodes.relight import nodes as relight_nodes
+from nodes.stylize import nodes as stylize_nodes
+from node_call import Nodes
+
+
+stylize, relight = Nodes(stylize_nodes), Nodes(relight_nodes)
+W, H = 96, 64
+
+
+@pytest.fixture(scope="module")
+def source():
+    return Clip.from_array(footage(24, W, H, seed=2))
+
+
+@pytest.mark.parametrize("name, kw", [("painterly", {}), ("painterly", {"method": "edge_preserving"}),
+                                      ("kuwahara", {}), ("sketch", {}), ("sketch", {"style": "ink"}),
+                                      ("sketch", {"style": "color_pencil"}), ("cartoon", {}), ("posterize", {})])
+def test_filters_change_the_look_and_keep_the_shape(source, name, kw):
+    frames = source.frames(0, 2)
+    out = getattr(stylize, name)(Context("s"), Clip.from_array(frames), **kw).to_array()
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert 8 < psnr(out[0], frames[0]) < 40
+
+
+def test_posterize_and_kuwahara_behave(source):
+    frame = source.frames(0, 1)
+    out = stylize.posterize(Context("s"), Clip.from_array(frame), levels=4).to_array()
+    assert len(np.unique(out)) <= 4
+    # Kuwahara flattens noise inside regions but keeps a step edge sharp (unlike a blur of the same size).
+    step = np.zeros((1, 40, 40, 3), np.uint8)
+    step[:, :, 20:] = 200
+    noisy = np.clip(step + np.random.default_rng(0).normal(0, 12, step.shape), 0, 255).astype(np.uint8)
+    k = stylize.kuwahara(Context("s"), Clip.from_array(noisy), radius=4).to_array()[0].astype(float)
+    assert k[5:35, 4:14].std() < 0.5 * noisy[0, 5:35, 4:14].astype(float).std()
+    assert k[20, 21:25].mean() - k[20, 15:19].mean() > 150
+
+
+def shimmering(clip):
+    """A per-frame stylization that is unstable in time: the look jitters from frame to frame."""
+    rng = np.random.default_rng(0)
+    frames = clip.to_array().astype(np.float32)
+    jitter = rng.normal(0, 14, (len(frames), H // 8, W // 8, 3)).astype(np.float32)
+    blotches = np.stack([cv2.resize(j, (W, H), interpolation=cv2.INTER_CUBIC) for j in jitter])
+    return Clip.from_array(np.clip(frames + blotches, 0, 255).astype(np.uint8))
+
+
+def test_temporal_lowers_warp_error_and_renders_any_range(source):
+    sty = shimmering(source)
+    ctx_events = []
+    out = stylize.temporal(Context("t", emit=ctx_events.append), sty, source)
+    full = out.to_array()
+    before = summary(warp_error(None, sty, source))
+    after = summary(warp_error(None, Clip.from_array(full), source))
+    assert after < 0.6 * before
+    assert ctx_events[-1]["done"] == len(full)
+    # A shard: frames [14, 20) of a clip read in chunks of 4, each computed alone from 8 warm-up frames,
+    # against the one sequential recursion over the whole clip.
+    small = Clip(sty.length, 24, W, H, lambda a, b: sty.frames(a, b), chunk=4)
+    part = stylize.temporal(Context("t"), small, source, warmup=8).frames(14, 20)
+    ref = source.frames(14, 20)
+    assert abs(np.mean([psnr(a, r) for a, r in zip(part, ref)]) -
+               np.mean([psnr(a, r) for a, r in zip(full[14:20], ref)])) < 0.1
+    with pytest.raises(NodeError, match="same length"):
+        stylize.temporal(Context("t"), Clip.from_array(sty.frames(0, 5)), source)
+
+
+def test_adain_runs_random_weights_and_names_missing_files(source, tmp_path):
+    from nodes.stylize.adain import decoder, encoder
+    torch.manual_seed(0)
+    torch.save(encoder().state_dict(), tmp_path / "vgg.pth")
+    torch.save(decoder().state_dict(), tmp_path / "dec.pth")
+    style = footage(1, 48, 48, seed=5)[0]
+    out = stylize.adain(Context("a"), Clip.from_array(source.frames(0, 2)), style,
+                        encoder_path=str(tmp_path / "vgg.pth"), decoder_path=str(tmp_path / "dec.pth")).to_array()
+    assert out.shape == (2, H, W, 3) and out.dtype == np.uint8
+    with pytest.raises(NodeError, match="encoder weights not found.*vgg_normalised.pth"):
+        stylize.adain(Context("a"), source, style, encoder_path=str(tmp_path / "no.pth"),
+                      decoder_path=str(tmp_path / "dec.pth"))
+    with pytest.raises(NodeError, match="not an AdaIN decoder state dict"):
+        stylize.adain(Context("a"), source, style, encoder_path=str(tmp_path / "vgg.pth"),
+                      decoder_path=str(tmp_path / "vgg.pth"))
+
+
+def test_relight_follows_the_light(source):
+    # A dome as depth: its side facing the light gets brighter than the far side.
+    ys, xs = np.mgrid[0:H, 0:W]
+    dome = np.clip(255 * (1 - ((xs - W / 2) ** 2 + (ys - H / 2) ** 2) / (H / 2) ** 2), 0, 255).astype(np.uint8)
+    depth = Clip.from_array(np.repeat(dome[None, ..., None], 3, -1))
+    grey = Clip.from_array(np.full((2, H, W, 3), 128, np.uint8))
+
+    def lit(azimuth, **kw):
+        return relight.directional(Context("r"), grey, depth=depth, azimuth=Schedule.constant(azimuth),
+                                   elevation=Schedule.constant(30.0), **kw).to_array()[0].astype(float)
+
+    right = lit(0.0)
+    assert right[H // 2, W // 2 + 12].mean() > right[H // 2, W // 2 - 12].mean() + 20
+    left = lit(180.0)
+    assert left[H // 2, W // 2 - 12].mean() > left[H // 2, W // 2 + 12].mean() + 20
+    warm = lit(0.0, color="#ff8040")
+    assert warm[..., 0].mean() > warm[..., 2].mean() + 10
+    same = lit(0.0, strength=0.0)
+    assert np.abs(same - 128).max() <= 1
+    from_frame = relight.directional(Context("r"), source, azimuth=Schedule.constant(90.0),
+                                     elevation=Schedule.constant(30.0)).to_array()
+    assert from_frame.shape == source.to_array().shape
+    with pytest.raises(NodeError, match="#rrggbb"):
+        relight.directional(Context("r"), grey, color="orange", azimuth=Schedule.constant(0.0),
+                            elevation=Schedule.constant(30.0))
