@@ -128,14 +128,15 @@ class WorkerPool:
                 note(f"the workflow has GPU nodes ({', '.join(gpu_nodes)}) but the Ray cluster has no GPUs; "
                      f"workers run them on the CPU")
         have = max(1, int(total.get(unit, 1)))
-        n = size or have
         if size and size > have:
-            note(f"{size} workers asked for; the cluster has {have} {unit}s, so some wait for resources")
+            note(f"{size} workers asked for, but the Ray cluster has {have} {unit}s: using {have}")
+        n = min(size or have, have)
         self.size = max(1, min(n, limit or n))
         self.unit = unit
         self._cls = ray.remote(Worker)
         self._env = worker_env()
-        self.starting: Dict[Any, Any] = {}        # ready() ref -> actor
+        self.starting: Dict[Any, Any] = {}        # where() ref -> actor not yet known to be up
+        self.idle: List[Any] = []
         self.actors: List[Any] = []
         for _ in range(self.size):
             self._spawn()
@@ -158,6 +159,7 @@ class WorkerPool:
             except Exception:      # already gone: nothing to release
                 pass
         self.actors.clear()
+        self.idle.clear()
 
     def call(self, method: str, *args) -> Any:
         """One call on any worker, waiting for the result."""
@@ -167,7 +169,7 @@ class WorkerPool:
     def imap(self, calls: Iterable[Call]) -> Iterator[Tuple[Any, Any]]:
         ray = self.ray
         queue = deque(calls)
-        idle: List[Any] = []
+        idle = self.idle
         running: Dict[Any, Tuple[Any, Any]] = {}    # result ref -> (actor, key)
         replacements = self.size
         waited_since, noted = time.monotonic(), False

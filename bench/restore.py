@@ -74,18 +74,20 @@ def jitter(frames: np.ndarray, clean_disp: np.ndarray) -> float:
     return float(np.linalg.norm(displacements(frames) - clean_disp, axis=1).mean())
 
 
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
 def run(frames: int, width: int, height: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     clean = footage(frames, width, height, seed=seed)
     print(f"footage: {frames} frames {width}x{height} (bench.footage seed {seed})")
 
     damaged = flicker_gain(clean, rng)
-    t = time.perf_counter()
-    ff = ffmpeg_filter(damaged, "format=gbrp,deflicker,format=rgb24")
-    t_ff = time.perf_counter() - t
-    t = time.perf_counter()
-    ours = deflicker_clip(None, Clip.from_array(damaged)).to_array()
-    t_ours = time.perf_counter() - t
+    ff, t_ff = timed(lambda: ffmpeg_filter(damaged, "format=gbrp,deflicker,format=rgb24"))
+    ours, t_ours = timed(lambda: deflicker_clip(None, Clip.from_array(damaged)).to_array())
     base, dmg = flicker(clean), flicker(damaged)
 
     def removed(x):
@@ -104,12 +106,8 @@ def run(frames: int, width: int, height: int, seed: int) -> None:
     print(f"time: ffmpeg {t_ff:.1f} s  kinograph {t_ours:.1f} s")
 
     shaken = shake(clean, rng)
-    t = time.perf_counter()
-    ff = ffmpeg_filter(shaken, "format=yuv444p,deshake,format=rgb24")
-    t_ff = time.perf_counter() - t
-    t = time.perf_counter()
-    ours = stabilize_clip(None, Clip.from_array(shaken), border="reflect").to_array()
-    t_ours = time.perf_counter() - t
+    ff, t_ff = timed(lambda: ffmpeg_filter(shaken, "format=yuv444p,deshake,format=rgb24"))
+    ours, t_ours = timed(lambda: stabilize_clip(None, Clip.from_array(shaken), border="reflect").to_array())
     cropped = stabilize_clip(None, Clip.from_array(shaken), border="crop").to_array()
     clean_disp = displacements(clean)
     j_s, j_f, j_o = jitter(shaken, clean_disp), jitter(ff, clean_disp), jitter(ours, clean_disp)

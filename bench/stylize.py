@@ -21,7 +21,7 @@ import numpy as np
 from bench.footage import footage
 from graph_engine import Clip
 from nodes.metrics import series
-from nodes.restore.stream import map_frames
+from nodes.common.stream import map_frames
 from nodes.stylize import filters
 from nodes.stylize.kuwahara import kuwahara
 from nodes.stylize.temporal import temporal_clip

@@ -213,3 +213,159 @@ def test_windowed_model_fn_limits_temporal_reach():
     assert out.flatten().tolist() == [7.5] * 16 + [23.5] * 16 + [35.5] * 8
     short = torch.arange(8.0).reshape(1, 1, 8, 1, 1)
     assert windowed_model_fn(temporal_mean, ContextOptions("static", 16, 4), [1.0, 0.0])(short, 1.0).flatten().tolist() == [3.5] * 8
+
+
+# -- through the engine, with a tiny random-weight kinograph-mini ---------------------------------
+
+def build_tiny_mini(folder):
+    """A kinograph-mini folder with small random weights (all of them, so frames interact)."""
+    import json
+    from nodes.mini.model import KinographMini
+    from nodes.mini.text import MiniTextEncoder
+    torch.manual_seed(0)
+    model = KinographMini(channels=(16, 16, 16), text_dim=16, cond_dim=16, heads=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1:
+                p.normal_(0, p[0].numel() ** -0.5)
+    model.save_pretrained(folder / "transformer")
+    MiniTextEncoder(dim=16, layers=1, heads=2).save_pretrained(folder / "text_encoder")
+    (folder / "model_index.json").write_text(json.dumps({"family": "mini"}))
+    return folder
+
+
+def mini_graph(folder, frames=24, noise="noise.repeat", noise_params="{seed: 3, length: 12}",
+               wrapper="context.windows", wrapper_params="{}", steps=2):
+    from graph_engine.api import load_workflow
+    return load_workflow(text=f"""
+kinograph: 1
+nodes:
+  load: {{type: load.mini, params: {{path: {folder}}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{prompt: a red circle}}}}
+  empty: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: {frames}, width: 32, height: 32}}}}
+  noise: {{type: {noise}, inputs: {{latent: empty.latent}}, params: {noise_params}}}
+  wrap: {{type: {wrapper}, inputs: {{model: load.model}}, params: {wrapper_params}}}
+  sample:
+    type: generate.sample
+    inputs: {{model: wrap.model, positive: prompt.positive, negative: prompt.negative, latent: empty.latent,
+             noise: noise.noise}}
+    params: {{steps: {steps}, sampler: flow_euler, seed: 1}}
+""")
+
+
+def run_latent(wf, events=None):
+    from graph_engine.api import Session
+    res = Session(use_disk=False).run(wf, use_cache=False, on_event=events)
+    assert res.ok, res.failed
+    return res.outputs["sample"]["latent"].samples
+
+
+@pytest.fixture(scope="module")
+def tiny_mini(tmp_path_factory):
+    return build_tiny_mini(tmp_path_factory.mktemp("mini"))
+
+
+def test_context_windows_node_splits_the_sampling_into_windows(tiny_mini):
+    # Noise whose second 12 frames repeat the first: batched 12-frame windows see identical
+    # inputs and give identical halves; one 24-frame window lets the halves interact.
+    wf = mini_graph(tiny_mini, wrapper_params="{schedule: batched, length: 12}")
+    x = run_latent(wf)
+    assert x.shape == (1, 3, 24, 32, 32)
+    torch.testing.assert_close(x[:, :, :12], x[:, :, 12:], rtol=0, atol=1e-4)
+    wf.set("wrap.length", 24)
+    whole = run_latent(wf)
+    assert float((whole[:, :, :12] - whole[:, :, 12:]).abs().max()) > 0.1
+    wf.set("wrap.length", 12)
+    wf.set("wrap.schedule", "static")
+    fused = run_latent(wf)
+    assert float((fused[:, :, :12] - fused[:, :, 12:]).abs().max()) > 0.1
+
+
+def test_same_seed_bit_identical_different_seed_different(tiny_mini):
+    wf = mini_graph(tiny_mini, noise="noise.freenoise", noise_params="{seed: 5, length: 12, overlap: 4}",
+                    wrapper_params="{schedule: uniform_standard, length: 12, overlap: 4, fuse: pyramid}")
+    a, b = run_latent(wf), run_latent(wf)
+    assert torch.equal(a, b)
+    wf.set("noise.seed", 6)
+    assert not torch.equal(a, run_latent(wf))
+
+
+def test_context_windows_node_rejects_bad_overlap(tiny_mini):
+    wf = mini_graph(tiny_mini, wrapper_params="{length: 8, overlap: 8}")
+    from graph_engine.api import Session
+    res = Session(use_disk=False).run(wf, use_cache=False)
+    assert not res.ok and "overlap" in res.failed["wrap"]
+
+
+def test_long_context_example_makes_48_frames_from_16_frame_windows(tiny_mini, tmp_path):
+    from pathlib import Path
+    from graph_engine.api import Session, load_workflow
+    wf = load_workflow(Path(__file__).parent.parent / "examples" / "tiny" / "long_context.yaml")
+    wf.set("load.path", str(tiny_mini))
+    wf.set("sample.steps", 2)
+    wf.set("save.path", str(tmp_path / "long.mp4"))
+    res = Session(use_disk=False).run(wf, use_cache=False)
+    assert res.ok, res.failed
+    assert res.outputs["decode"]["video"].length == 48
+    assert (tmp_path / "long.mp4").stat().st_size > 0
+    assert res.results["seam"]["boundaries"] == [16, 32] and res.results["seam"]["seam"] > 0
+
+
+def test_pinned_latent_start():
+    from nodes.consistency.wrappers import pinned_latent_start
+    assert pinned_latent_start(0, 4, 16, 1) == 0 and pinned_latent_start(12, 4, 16, 1) == 12
+    assert pinned_latent_start(5, 2, 21, 4) == 2  # pixel frame 5 lies in latent frame 2 (pixels 5..8)
+    assert pinned_latent_start(-1, 2, 21, 4) == 19 and pinned_latent_start(-1, 1, 16, 1) == 15
+
+
+def test_pin_frames_continues_a_chunk_from_its_last_frames(tiny_mini):
+    from graph_engine.api import Session, load_workflow
+    wf = load_workflow(text=f"""
+kinograph: 1
+nodes:
+  load: {{type: load.mini, params: {{path: {tiny_mini}}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{prompt: a red circle}}}}
+  empty: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: 8, width: 32, height: 32}}}}
+  first:
+    type: generate.sample
+    inputs: {{model: load.model, positive: prompt.positive, negative: prompt.negative, latent: empty.latent}}
+    params: {{steps: 3, sampler: flow_euler, seed: 1}}
+  decode1: {{type: vae.decode, inputs: {{vae: load.vae, latent: first.latent}}}}
+  tail: {{type: video.trim, inputs: {{video: decode1.video}}, params: {{start: 5, count: 3}}}}
+  tail_latent: {{type: vae.encode, inputs: {{vae: load.vae, video: tail.video}}}}
+  pin: {{type: condition.pin_frames, inputs: {{model: load.model, latent: tail_latent.latent}}, params: {{start: 0}}}}
+  second:
+    type: generate.sample
+    inputs: {{model: pin.model, positive: prompt.positive, negative: prompt.negative, latent: empty.latent}}
+    params: {{steps: 3, sampler: flow_euler, seed: 2}}
+""")
+    res = Session(use_disk=False).run(wf, use_cache=False)
+    assert res.ok, res.failed
+    known = res.outputs["tail_latent"]["latent"].samples
+    second = res.outputs["second"]["latent"].samples
+    torch.testing.assert_close(second[:, :, :3], known, rtol=0, atol=1e-5)
+    free = res.outputs["first"]["latent"].samples
+    assert float((second[:, :, 3:] - free[:, :, 3:]).abs().max()) > 0.1
+    wf.set("pin.start", 6)
+    res = Session(use_disk=False).run(wf, use_cache=False)
+    assert not res.ok and "do not fit" in res.failed["second"]
+
+
+@pytest.mark.parametrize("name,frames,size", [("long_autoregressive", 40, 48), ("long_keyframes", 46, 48),
+                                              ("cascade", 61, 192)])
+def test_long_video_scheme_examples_run(tiny_mini, tmp_path, name, frames, size):
+    from pathlib import Path
+    from graph_engine.api import Session, load_workflow
+    wf = load_workflow(Path(__file__).parent.parent / "examples" / f"{name}.yaml")
+    wf.set("load.path", str(tiny_mini))
+    for nid, inst in wf.graph.nodes.items():
+        if inst.type == "generate.sample":
+            wf.set(f"{nid}.steps", 2)
+    wf.set("save.path", str(tmp_path / "out.mp4"))
+    res = Session(use_disk=False).run(wf, use_cache=False)
+    assert res.ok, res.failed
+    video = res.outputs["save"] if False else None
+    src = wf.graph.inputs["save"]["video"]
+    clip = res.outputs[src[0]][src[1]]
+    assert (clip.length, clip.width, clip.height) == (frames, size, size)
+    assert (tmp_path / "out.mp4").stat().st_size > 0

@@ -105,3 +105,24 @@ def test_renoise_diffusion_matches_ddpm_at_the_last_timestep():
     a = 1 / (1 + sigma ** 2)
     torch.testing.assert_close(renoise_diffusion(z0, noise, sigma), a ** 0.5 * z0 + (1 - a) ** 0.5 * noise)
     torch.testing.assert_close(renoise_flow(z0, noise, 0.25), 0.75 * z0 + 0.25 * noise)
+
+
+def test_freeinit_node_wraps_the_sampling_run(tmp_path):
+    from test_context_windows import build_tiny_mini, mini_graph, run_latent
+    folder = build_tiny_mini(tmp_path)
+    wf = mini_graph(folder, frames=8, noise="noise.independent", noise_params="{seed: 2}",
+                    wrapper="noise.freeinit", wrapper_params="{iterations: 1}", steps=4)
+    single = run_latent(wf)
+    wf.set("wrap.iterations", 2)
+    wf.set("wrap.fast", True)
+    totals = []
+    twice = run_latent(wf, lambda e: totals.append(e["total"]) if e["event"] == "node_progress"
+                       and e["node"] == "sample" else None)
+    # Fast mode: a 2-step pass, then the full 4 steps from the re-initialised noise.
+    assert totals == [2, 2, 4, 4, 4, 4]
+    assert not torch.equal(single, twice)
+    assert torch.equal(twice, run_latent(wf))
+    # One iteration is exactly a plain sampling run.
+    plain = mini_graph(folder, frames=8, noise="noise.independent", noise_params="{seed: 2}",
+                       wrapper="context.windows", wrapper_params="{length: 100}", steps=4)
+    assert torch.equal(single, run_latent(plain))

@@ -132,6 +132,8 @@ class TinyI3D(torch.nn.Module):
         return self.conv(x).mean((2, 3, 4))
 
 
+# The public I3D detector is TorchScript, which torch now marks deprecated; loading it is still the point.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fvd_with_a_scripted_detector(clips, tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "i3d.pt"

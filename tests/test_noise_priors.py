@@ -171,3 +171,69 @@ def test_bad_shapes_are_named():
         npri.independent((4, 32, 32), npri.generator(0))
     with pytest.raises(ValueError, match="overlap < length"):
         npri.freenoise(SHAPE, npri.generator(0), 4, 4)
+
+
+# -- the noise.* nodes -----------------------------------------------------------------------------
+
+def wan_like_latent(frames=81, t=21, size=16):
+    from nodes.generate.latent import Latent
+    return Latent(torch.zeros(1, 4, t, size, size), "wan", frames, 16.0, size * 8, size * 8)
+
+
+def test_noise_nodes_shape_seed_and_pixel_frame_lengths():
+    from graph_engine.context import Context
+    from node_call import Nodes
+    from nodes.consistency import noise_nodes
+    n = Nodes(noise_nodes)
+    ctx = Context("noise")
+    lat = wan_like_latent()
+    for name in ("noise_independent", "noise_freenoise", "noise_repeat", "noise_constant", "noise_mixed",
+                 "noise_progressive"):
+        x = getattr(n, name)(ctx, lat, seed=1)
+        assert x.shape == (1, 4, 21, 16, 16) and x.dtype == torch.float32, name
+        assert torch.equal(x, getattr(n, name)(ctx, lat, seed=1)), name
+    # 33 pixel frames with 16 overlapping = 9 latent frames with 4 overlapping (Wan compresses 4x).
+    x = n.noise_freenoise(ctx, lat, seed=2, length=33, overlap=16)
+    # Frames 9..13 are latent frames 0..4 (L - O = 5 of them) shuffled.
+    assert sorted(next(s for s in range(9) if torch.equal(x[:, :, t], x[:, :, s])) for t in range(9, 14)) == \
+        list(range(5))
+    x = n.noise_repeat(ctx, lat, seed=2, length=17)  # 5 latent frames
+    assert torch.equal(x[:, :, 5], x[:, :, 0]) and not torch.equal(x[:, :, 4], x[:, :, 0])
+
+
+def test_noise_warp_node_follows_a_camera_pan():
+    from graph_engine import NodeError
+    from graph_engine.context import Context
+    from node_call import Nodes
+    from nodes.consistency import noise_nodes
+    from nodes.motion import camera
+    cam = camera.preset("pan_right", 5, 128, 128, speed=4.0)
+    lat = wan_like_latent(frames=5, t=5)
+    ctx = Context("warp")
+    x = Nodes(noise_nodes).noise_warp(ctx, lat, camera=cam, seed=0)
+    assert_standard_normal_frames(x, tol=0.1)
+    # Panning right moves the picture ~0.55 latent px left per frame: frame 1 is frame 0's noise
+    # split between shifts 0 and -1 (correlations summing to ~1), unrelated at other shifts.
+    def shifted_corr(dy, dx):
+        moved = torch.roll(x[:, :, 0], (dy, dx), dims=(2, 3))[..., 4:-4, 4:-4].flatten()
+        return float(torch.corrcoef(torch.stack([moved, x[:, :, 1, 4:-4, 4:-4].flatten()]))[0, 1])
+
+    assert shifted_corr(0, 0) + shifted_corr(0, -1) > 0.85
+    others = [(dy, dx) for dy in range(-2, 3) for dx in range(-3, 4) if (dy, dx) not in ((0, 0), (0, -1))]
+    assert max(abs(shifted_corr(dy, dx)) for dy, dx in others) < 0.25
+    with pytest.raises(NodeError, match="exactly one"):
+        Nodes(noise_nodes).noise_warp(ctx, lat, seed=0)
+
+
+def test_noise_blend_node_with_a_mask_clip():
+    from graph_engine import Clip
+    from graph_engine.context import Context
+    from node_call import Nodes
+    from nodes.consistency import noise_nodes
+    a = npri.independent((1, 4, 3, 8, 8), npri.generator(0))
+    b = npri.independent((1, 4, 3, 8, 8), npri.generator(1))
+    masks = np.zeros((9, 64, 64, 3), np.uint8)
+    masks[4:] = 255  # from pixel frame 4 on (latent frames 1 and 2 with a 4x time factor)
+    out = Nodes(noise_nodes).noise_blend(Context("blend"), a, b, mask=Clip.from_array(masks, fps=8))
+    assert torch.equal(out[:, :, 0], a[:, :, 0])
+    torch.testing.assert_close(out[:, :, 1:], b[:, :, 1:])

@@ -160,4 +160,4 @@ def test_temporal_nodes_stream_in_flat_memory(name):
 
     # After a couple of hundred frames the bounded caches are full; from there on memory must not grow.
     peak(16)  # one-time allocations (flow objects, imports) out of the way
-    assert peak(600) < 1.15 * peak(250)
+    assert peak(400) < 1.15 * peak(150)

@@ -31,7 +31,7 @@ def test_filters_change_the_look_and_keep_the_shape(source, name, kw):
     frames = source.frames(0, 2)
     out = getattr(stylize, name)(Context("s"), Clip.from_array(frames), **kw).to_array()
     assert out.shape == frames.shape and out.dtype == np.uint8
-    assert 8 < psnr(out[0], frames[0]) < 40
+    assert psnr(out[0], frames[0]) < 40 and out.std() > 5   # a new look, not a blank frame
 
 
 def test_posterize_and_kuwahara_behave(source):

@@ -9,6 +9,8 @@ from typing import Optional
 
 
 def _app():
+    from .compat import check_qt_binding
+    check_qt_binding()
     from PySide6.QtWidgets import QApplication
     from . import theme
     app = QApplication.instance()

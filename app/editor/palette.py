@@ -16,6 +16,7 @@ from .settings import EditorSettings
 
 TYPE_ROLE = Qt.UserRole
 MAX_RESULTS = 60
+PALETTE_KEYS = (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown, Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape)
 
 
 class SearchPalette(QFrame):
@@ -157,6 +158,11 @@ class SearchPalette(QFrame):
         self.chosen.emit(t)
 
     def eventFilter(self, obj, event):
+        if obj is self.edit and event.type() == event.Type.ShortcutOverride:
+            # Keys the palette uses must not trigger the window's shortcuts (Ctrl+D is Duplicate there).
+            if event.key() in PALETTE_KEYS or (event.key() == Qt.Key_D and event.modifiers() & Qt.ControlModifier):
+                event.accept()
+                return True
         if obj is self.edit and event.type() == event.Type.KeyPress:
             key, mods = event.key(), event.modifiers()
             if key == Qt.Key_Down:

@@ -6,9 +6,9 @@ import html
 import time
 from typing import Optional
 
-from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QDrag
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
+from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
                                QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from . import fuzzy
@@ -69,6 +69,11 @@ class LibraryPanel(QWidget):
         if not q and len(cats) <= 6:
             self.tree.expandAll()
 
+    def expand_categories(self, names) -> None:
+        for i in range(self.tree.topLevelItemCount()):
+            it = self.tree.topLevelItem(i)
+            it.setExpanded(it.text(0) in names)
+
     def _activated(self, item, _col=0) -> None:
         t = item.data(0, TYPE_ROLE)
         if t:
@@ -86,6 +91,9 @@ class LogPanel(QTextBrowser):
         self.anchorClicked.connect(lambda url: self.nodeClicked.emit(url.toString()[len("node:"):])
                                    if url.toString().startswith("node:") else None)
         self.document().setMaximumBlockCount(2000)
+
+    def sizeHint(self):
+        return QSize(600, 120)
 
     def log(self, level: str, text: str, node: str = "") -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -109,8 +117,11 @@ class QueuePanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         self.queue = QListWidget()
-        self.queue.setMaximumHeight(110)
+        self.queue.setMinimumHeight(30)
+        self.queue.setToolTip("Queued and running jobs")
         self.history = QListWidget()
+        self.history.setMinimumHeight(30)
+        self.history.setToolTip("Finished runs: double-click to open the workflow that made them")
         self.history.itemDoubleClicked.connect(lambda it: self._open(it))
         row = QHBoxLayout()
         self.cancel_button = QPushButton("Cancel run")
@@ -124,11 +135,11 @@ class QueuePanel(QWidget):
         self.view_button.clicked.connect(self._view)
         for b in (self.cancel_button, self.clear_button, self.open_button, self.view_button):
             row.addWidget(b)
-        lay.addWidget(QLabel("Queue"))
-        lay.addWidget(self.queue)
+        lists = QHBoxLayout()
+        lists.addWidget(self.queue, 1)
+        lists.addWidget(self.history, 2)
+        lay.addLayout(lists, 1)
         lay.addLayout(row)
-        lay.addWidget(QLabel("History"))
-        lay.addWidget(self.history, 1)
         runs.jobsChanged.connect(self.refresh)
         self.refresh()
 

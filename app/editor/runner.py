@@ -215,7 +215,7 @@ class RunController(QObject):
                             message="bypassed" if ev.get("bypassed") else "")
             self._set(node, st)
             if not cached:
-                self.logged.emit("info", f"{node} done in {ev.get('seconds', 0):.2f} s", node)
+                self.logged.emit("info", f"{node} done in {st.badge()}", node)
         elif kind == "node_failed":
             self._set(node, NodeStatus("failed", message=ev.get("message", "")))
             self.logged.emit("error", f"{node} failed: {ev.get('message', '')}", node)

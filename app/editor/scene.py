@@ -302,10 +302,11 @@ class GraphScene(QGraphicsScene):
         nodes = [i for i in (m["start"] if m else ()) if isinstance(i, NodeItem)]
         target = None
         if len(nodes) == 1 and nodes[0] is item and not item.links:
-            for other in self.items(item.sceneBoundingRect().center()):
-                if isinstance(other, LinkItem):
-                    target = other
-                    break
+            body = item.sceneBoundingRect()
+            crossing = [l for l in self.items(body) if isinstance(l, LinkItem)]
+            if crossing:
+                c = body.center()
+                target = min(crossing, key=lambda l: (l.path().pointAtPercent(0.5) - c).manhattanLength())
         if target is not self._insert_link:
             if self._insert_link is not None:
                 self._insert_link.highlight = False

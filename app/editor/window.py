@@ -64,9 +64,8 @@ class MainWindow(QMainWindow):
         bottom.addTab(self.queue, "Queue && history")
         self.bottom_tabs = bottom
         self._dock("Log", bottom, Qt.BottomDockWidgetArea)
-        self.resizeDocks([self.docks["Library"], self.docks["Viewer"]], [200, 470], Qt.Horizontal)
-        self.resizeDocks([self.docks["Viewer"], self.docks["Properties"], self.docks["Log"]], [430, 420, 130],
-                         Qt.Vertical)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.zoom_label = QLabel()
         self.statusBar().addPermanentWidget(self.zoom_label)
 
@@ -208,6 +207,7 @@ class MainWindow(QMainWindow):
         scene.layoutChanged.connect(self._update_zoom_label)
         self.view.set_scene(scene)
         self.properties.set_controller(self.controller)
+        self.library.expand_categories({s.category for s in map(doc.spec, doc.graph.nodes) if s is not None})
         self.autosaver = Autosaver(doc, self.autosave_ms or 30_000)
         doc.modifiedChanged.connect(self._update_title)
         doc.pathChanged.connect(self._update_title)
@@ -233,8 +233,18 @@ class MainWindow(QMainWindow):
         scene.selectionChanged.disconnect(self._selection_changed)
         scene.close()
 
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not getattr(self, "_laid_out", False):
+            self._laid_out = True
+            QTimer.singleShot(0, self._size_docks)
+
+    def _size_docks(self) -> None:
+        self.resizeDocks([self.docks["Library"], self.docks["Viewer"]], [200, 480], Qt.Horizontal)
+        self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [430, 140], Qt.Vertical)
+
     def _update_title(self, *_):
-        self.setWindowTitle(f"{self.doc.title}{' •' if self.doc.modified else ''} — Kinograph")
+        self.setWindowTitle(f"{self.doc.title}[*] — Kinograph")
         self.setWindowModified(self.doc.modified)
 
     def _update_zoom_label(self):
@@ -319,7 +329,7 @@ class MainWindow(QMainWindow):
         doc = Document.from_text(job.yaml, None, self.doc.registry)
         doc.origin = job.workflow.path
         w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
-        w.setWindowTitle(f"run #{job.id} — Kinograph")
+        w.setWindowTitle(f"run #{job.id}[*] — Kinograph")
         w.show()
 
     def _quit(self) -> None:

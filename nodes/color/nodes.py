@@ -11,7 +11,7 @@ def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match
           strength: float = Param(1.0, min=0.0, max=1.0)) -> VIDEO:
     """Match every frame's colours to a reference frame of the clip or to an image."""
     from nodes.color.match import matcher
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     if reference is None:
         if not 0 <= frame < video.length:
             raise NodeError(f"color.match: reference frame {frame} is outside the clip (0..{video.length - 1})")
@@ -24,7 +24,7 @@ def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file
         strength: float = Param(1.0, min=0.0, max=1.0, help="blend with the ungraded frame")) -> VIDEO:
     """Apply a `.cube` colour look-up table (3D: trilinear interpolation; 1D: linear)."""
     from nodes.color.lut import apply_lut, parse_cube
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     table = parse_cube(path)
     return map_frames(ctx, video, lambda f: apply_lut(f, table, strength))
 
@@ -43,5 +43,5 @@ def grade(ctx, video: VIDEO,
     Exposure and white balance act on linear light like a camera; contrast and gamma act on
     the encoded picture like a grading panel."""
     from nodes.color.grade import grade_frame
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     return map_frames(ctx, video, lambda f: grade_frame(f, exposure, contrast, saturation, temperature, tint, gamma))

@@ -24,21 +24,29 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def _dis(quality: str):
-    # DIS objects hold scratch buffers; one per thread and preset avoids reallocating them per pair.
+def _dis(quality: str, finest_scale=None):
+    # DIS objects hold scratch buffers; one per thread and setting avoids reallocating them per pair.
     cache = getattr(_local, "dis", None)
     if cache is None:
         cache = _local.dis = {}
-    if quality not in cache:
+    key = (quality, finest_scale)
+    if key not in cache:
         if quality not in _PRESETS:
             raise ValueError(f"unknown flow quality {quality!r}; use one of {', '.join(_PRESETS)}")
-        cache[quality] = cv2.DISOpticalFlow_create(_PRESETS[quality])
-    return cache[quality]
+        dis = cv2.DISOpticalFlow_create(_PRESETS[quality])
+        if finest_scale is not None:
+            dis.setFinestScale(int(finest_scale))
+        cache[key] = dis
+    return cache[key]
 
 
-def estimate_flow(a: np.ndarray, b: np.ndarray, quality: str = "medium") -> np.ndarray:
-    """Flow from frame a to frame b (uint8 RGB or gray), float32 HxWx2."""
-    return _dis(quality).calc(to_gray(a), to_gray(b), None)
+def estimate_flow(a: np.ndarray, b: np.ndarray, quality: str = "medium", finest_scale=None) -> np.ndarray:
+    """Flow from frame a to frame b (uint8 RGB or gray), float32 HxWx2.
+
+    finest_scale overrides the preset's finest pyramid level (0 = full resolution): on
+    frames already reduced for speed, the cheap "fast" preset at level 0 beats a slower
+    preset that stops a level above."""
+    return _dis(quality, finest_scale).calc(to_gray(a), to_gray(b), None)
 
 
 def base_grid(h: int, w: int) -> np.ndarray:

@@ -1,12 +1,12 @@
-"""Nodes that change how `generate.sample` runs a model: context windows and FreeInit.
+"""Nodes that change how `generate.sample` runs a model: context windows, FreeInit, pinned frames.
 
-Both take a MODEL and return it with a wrapper recorded on the handle (the loaded weights
+Each takes a MODEL and return it with a wrapper recorded on the handle (the loaded weights
 are shared, not copied); sample applies the wrappers for the duration of its run.
 """
 from __future__ import annotations
 
 from graph_engine import NodeError, Param, node
-from graph_engine.types import MODEL
+from graph_engine.types import LATENT, MODEL
 
 SCHEDULES = ("static", "uniform_standard", "uniform_looped", "batched")
 FUSE_METHODS = ("flat", "pyramid", "overlap_linear")
@@ -64,3 +64,18 @@ def freeinit(ctx, model: MODEL,
     from nodes.consistency.wrappers import FreeInitWrapper
     return model.with_run_wrapper(FreeInitWrapper(iterations, filter, spatial_stop, temporal_stop, order, fast,
                                                   flow_sigma))
+
+
+@node("condition.pin_frames", title="Pin Frames", category="Conditioning")
+def pin_frames(ctx, model: MODEL, latent: LATENT,
+               start: int = Param(0, min=-100000, max=100000,
+                                  help="frame of the generated video where the pinned frames begin; negative "
+                                       "counts from the end (-1: they end on the last frame)")) -> MODEL:
+    """Fix some frames of the video to given ones (vae.encode of a clip) and let the model fill the rest.
+
+    Works with any model, no image-to-video training needed: at every step the model's estimate
+    of those frames is replaced by the given frames, so the rest is generated to agree with
+    them. Chain two for first and last frames. Uses: continuing a video from its last frames
+    (autoregressive chunks), in-betweening keyframes."""
+    from nodes.consistency.wrappers import PinWrapper
+    return model.with_wrapper(PinWrapper(latent.samples, start))

@@ -41,3 +41,46 @@ class FreeInitWrapper:
                         self.iterations, info.generator, renoise_sigma=sigma, renoise=renoise,
                         filter=self.filter, d_s=self.spatial_stop, d_t=self.temporal_stop, order=self.order,
                         fast=self.fast)
+
+
+def pinned_latent_start(start: int, pinned_frames: int, latent_frames: int, time_factor: int) -> int:
+    """Latent frame where pinned frames begin, from a pixel frame `start` (negative: counted from
+    the end, -1 putting the pinned clip's last frame on the video's last frame)."""
+    if start < 0:
+        return latent_frames - pinned_frames + start + 1
+    return start if time_factor <= 1 or start == 0 else (start - 1) // time_factor + 1
+
+
+@dataclass(frozen=True, eq=False)
+class PinWrapper:
+    """Training-free frame conditioning: the denoised prediction of some frames is replaced by
+    known latent frames at every step, so the sampler walks those frames exactly along their
+    noising path while the model fills the rest around them (first frames of a continuation,
+    keyframes of an in-between)."""
+    known: object            # latent tensor [B, C, k, h, w]
+    start: int               # pixel frame, see pinned_latent_start
+
+    def __call__(self, model_fn, info):
+        k = int(self.known.shape[2])
+        first = pinned_latent_start(self.start, k, info.num_frames, info.time_factor)
+        if first < 0 or first + k > info.num_frames:
+            from graph_engine import NodeError
+            raise NodeError(f"condition.pin_frames: {k} pinned latent frames starting at frame {first} do not fit "
+                            f"in the {info.num_frames} latent frames being sampled; change start or the length")
+
+        def fn(x, sigma, frames=None):
+            den = model_fn(x, sigma, frames=frames)
+            base = range(x.shape[2]) if frames is None else frames
+            hits = [(j, f - first) for j, f in enumerate(base) if first <= f < first + k]
+            if hits:
+                if tuple(self.known.shape[3:]) != tuple(den.shape[3:]) or self.known.shape[1] != den.shape[1]:
+                    from graph_engine import NodeError
+                    raise NodeError(f"condition.pin_frames: the pinned latent {list(self.known.shape)} does not fit "
+                                    f"the sampled latent {list(den.shape)}: encode frames of the same size with "
+                                    f"this model's VAE")
+                den = den.clone()
+                dst, src = zip(*hits)
+                den[:, :, list(dst)] = self.known[:, :, list(src)].to(den.device, den.dtype)
+            return den
+
+        return fn

@@ -27,7 +27,7 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
     if motion_lora:
         handle = handle.with_lora(str(resolve_model_path(motion_lora, "loras", "motion LoRA")), motion_lora_strength)
     parts = mm.components(handle)
-    ctx.report(family=family, path=handle.path, dtype=handle.dtype)
+    ctx.report(family=family, model=handle.path, dtype=handle.dtype)
     return {"model": handle, **parts}
 
 

@@ -105,7 +105,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     x0 = latent.samples.float()
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     if noise is None:
-        noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32)
+        noise = adapter.draw_noise(x0.shape, gen)
     elif tuple(noise.shape) != tuple(x0.shape):
         raise NodeError(f"noise of shape {list(noise.shape)} does not fit the latent {list(x0.shape)}: make the "
                         "noise from the same latent")

@@ -154,9 +154,10 @@ def _i3d_clips(video, clip_frames: int, stride: int):
 
 def _features(ctx, det, video, clip_frames: int, stride: int, device) -> np.ndarray:
     feats = []
+    total = max(0, (video.length - clip_frames) // stride + 1)
     for x in _i3d_clips(video, clip_frames, stride):
         if ctx is not None:
-            ctx.check()
+            ctx.progress(len(feats), total, "FVD features")
         with torch.no_grad():
             try:
                 f = det(x.to(device), rescale=False, resize=False, return_features=True)

@@ -29,7 +29,7 @@ def directional(ctx, video: VIDEO,
     texture rather than true geometry. No cast shadows or highlights. Azimuth and elevation
     are schedules, so the light can move over the clip."""
     from nodes.relight.shading import relight
-    from nodes.restore.stream import map_indexed
+    from nodes.common.stream import map_indexed
     rgb = _hex_color(color)
     for name, clip in (("depth", depth), ("normals", normals)):
         if clip is not None and clip.length not in (1, video.length):

@@ -15,7 +15,7 @@ import numpy as np
 
 from nodes.common.color import LUMA_709
 from nodes.common.flow import backward_warp, estimate_flow, inside_mask
-from nodes.restore.stream import PairCache, smooth_trajectory, windowed
+from nodes.common.stream import PairCache, smooth_trajectory, windowed
 
 WORK_WIDTH = 192          # gains are global: a small copy measures them as well as the full frame
 MIN_CORRELATION = 0.5     # below this the aligned frames are different shots: a scene cut

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from nodes.common.flow import backward_warp, estimate_flow
-from nodes.restore.stream import PairCache, windowed
+from nodes.common.stream import PairCache, windowed
 
 _LAPLACE_DIFF = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 

@@ -59,7 +59,7 @@ def deblur(ctx, video: VIDEO,
     soften when re-blurred), a straight motion streak, or your own PSF file. Estimation
     assumes roughly uniform defocus-like blur; give the kernel for motion blur."""
     from nodes.restore import deblur as d
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     if method == "unsharp":
         return map_frames(ctx, video, lambda f: d.unsharp(f, sigma, amount))
     if kernel == "file" and not kernel_path:

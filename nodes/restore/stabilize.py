@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from nodes.common.flow import to_gray
-from nodes.restore.stream import PairCache, smooth_trajectory, windowed
+from nodes.common.stream import PairCache, smooth_trajectory, windowed
 
 WORK_WIDTH = 640
 BORDERS = {"reflect": cv2.BORDER_REFLECT101, "replicate": cv2.BORDER_REPLICATE, "black": cv2.BORDER_CONSTANT}

@@ -13,7 +13,7 @@ def painterly(ctx, video: VIDEO,
     """Edge-preserving painterly looks (OpenCV's domain-transform filters).
 
     Per-frame filters shimmer a little on moving footage: follow with stylize.temporal."""
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     from nodes.stylize.filters import painterly as fn
     return map_frames(ctx, video, lambda f: fn(f, method, sigma_s, sigma_r))
 
@@ -23,7 +23,7 @@ def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brus
              sharpness: float = Param(8.0, min=1.0, max=16.0, help="higher keeps edges crisper"),
              sectors: int = Param(8, min=4, max=16)) -> VIDEO:
     """Oil-paint look: generalized Kuwahara filter with smooth sectors (Papari et al.)."""
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     from nodes.stylize.kuwahara import kuwahara as fn
     return map_frames(ctx, video, lambda f: fn(f, radius, sharpness, sectors))
 
@@ -32,7 +32,7 @@ def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brus
 def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "color_pencil", "ink")),
            detail: float = Param(1.0, min=0.2, max=4.0, help="finer strokes when higher")) -> VIDEO:
     """Pencil drawing (OpenCV pencil sketch) or ink lines (soft-thresholded difference of Gaussians)."""
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     from nodes.stylize.filters import sketch as fn
     return map_frames(ctx, video, lambda f: fn(f, style, detail))
 
@@ -42,7 +42,7 @@ def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="colou
             edges: float = Param(1.0, min=0.0, max=1.0, help="outline darkness; 0 = none"),
             smoothing: int = Param(2, min=0, max=8, help="bilateral passes that flatten colour regions")) -> VIDEO:
     """Flat colour regions with dark outlines (bilateral smoothing, posterize, adaptive edges)."""
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     from nodes.stylize.filters import cartoon as fn
     return map_frames(ctx, video, lambda f: fn(f, levels, edges, smoothing))
 
@@ -50,7 +50,7 @@ def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="colou
 @node("stylize.posterize", title="Posterize", category="Stylize", temporal_radius=0)
 def posterize(ctx, video: VIDEO, levels: int = Param(6, min=2, max=64, help="levels per channel")) -> VIDEO:
     """Reduce each channel to a few fixed levels (the same bins every frame, so it does not flicker)."""
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     from nodes.stylize.filters import posterize as fn
     return map_frames(ctx, video, lambda f: fn(f, levels))
 
@@ -61,7 +61,7 @@ def color_transfer(ctx, video: VIDEO, style: IMAGE,
                    strength: float = Param(1.0, min=0.0, max=1.0)) -> VIDEO:
     """Give the clip the palette of a style image (Reinhard Lab statistics or histograms)."""
     from nodes.color.match import matcher
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     return map_frames(ctx, video, matcher(style, method, strength))
 
 
@@ -94,7 +94,7 @@ def adain(ctx, video: VIDEO, style: IMAGE,
 
     Kinograph ships no weights: point the paths at the reference release's encoder and
     decoder state dicts. Follow with stylize.temporal for steady video."""
-    from nodes.restore.stream import map_frames
+    from nodes.common.stream import map_frames
     from nodes.stylize.adain import StyleTransfer
     net = StyleTransfer(encoder_path, decoder_path, style, ctx.device, alpha)
     return map_frames(ctx, video, net)

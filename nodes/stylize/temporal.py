@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from nodes.common.flow import backward_warp, consistency_mask, estimate_flow
-from nodes.restore.stream import PairCache, Progress
+from nodes.common.stream import PairCache, Progress
 
 FLOW_WIDTH = 960        # flows of wider frames are measured on a reduced copy and scaled up
 SOURCE_TOLERANCE = 24.0  # source mismatch (8-bit levels) where the previous output stops being trusted

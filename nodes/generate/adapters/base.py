@@ -20,6 +20,7 @@ class Adapter:
     embedded_guidance = False         # guidance distilled into the model (HunyuanVideo): no negative pass
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
     has_text = True
+    frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
 
     @property
     def spec(self) -> Family:
@@ -143,6 +144,14 @@ class Adapter:
     def forward(self, handle, x_in: torch.Tensor, t: torch.Tensor, inputs: dict) -> torch.Tensor:
         """One network call on a batch: x_in [N, C, T, h, w] -> raw prediction of the same shape."""
         raise NotImplementedError
+
+    def draw_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
+        """Seeded unit noise for a latent [B, C, T, h, w], drawn in the element order the family's diffusers
+        pipeline uses, so a seed gives the same video here and there."""
+        if self.frames_first:
+            b, c, t, h, w = shape
+            return torch.randn((b, t, c, h, w), generator=generator, dtype=torch.float32).permute(0, 2, 1, 3, 4)
+        return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
 
     def guidance_scale(self, cfg: float, num_frames: int, device) -> object:
         return cfg

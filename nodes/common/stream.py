@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable, Iterator, Tuple
+from typing import Callable, Hashable
 
 import numpy as np
 
@@ -88,15 +88,6 @@ class PairCache:
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
         return value
-
-
-def iter_frames(ctx, clip, what: str = "") -> Iterator[Tuple[int, np.ndarray]]:
-    """Every frame of a clip in order, chunk by chunk, with progress and cancellation."""
-    for start, block in clip.chunks():
-        for k, frame in enumerate(block):
-            yield start + k, frame
-        if ctx is not None:
-            ctx.progress(start + len(block), clip.length, what)
 
 
 def smooth_trajectory(values: np.ndarray, breaks: np.ndarray, targets: range, lo: int, radius: int,

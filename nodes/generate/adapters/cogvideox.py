@@ -1,0 +1,56 @@
+"""CogVideoX: T5 text (226 tokens), a 3-D VAE (4x time, 8x space), a v-prediction transformer on
+[B, F, C, h, w] latents with a zero-terminal-SNR DDIM schedule."""
+from __future__ import annotations
+
+import torch
+
+from nodes.generate.adapters.base import Adapter, stack_global
+
+
+class CogVideoXAdapter(Adapter):
+    family = "cogvideox"
+    prediction = "v_prediction"
+    frames_first = True
+    max_tokens = 226
+
+    def factors(self, pipe):
+        return (int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial),
+                int(pipe.vae.config.latent_channels))
+
+    def encode_text(self, pipe, prompts, device):
+        embeds, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
+                                       max_sequence_length=self.max_tokens, device=device)
+        return embeds, None, None
+
+    def token_offsets(self, pipe, text):
+        return self._offsets(pipe.tokenizer, text, self.max_tokens)
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        e, _, _ = stack_global(conds, frames, device, dtype, batch)
+        return {"encoder_hidden_states": e}
+
+    def forward(self, handle, x_in, t, inputs):
+        pipe = handle.pipe
+        model = pipe.transformer
+        _, _, f, h, w = x_in.shape
+        rotary = None
+        if model.config.use_rotary_positional_embeddings:
+            sf = pipe.vae_scale_factor_spatial
+            rotary = pipe._prepare_rotary_positional_embeddings(h * sf, w * sf, f, x_in.device)
+        x = x_in.permute(0, 2, 1, 3, 4).to(model.dtype)
+        out = model(hidden_states=x, encoder_hidden_states=inputs["encoder_hidden_states"],
+                    timestep=t.to(x.device).expand(x.shape[0]), image_rotary_emb=rotary, return_dict=False)[0]
+        return out.float().permute(0, 2, 1, 3, 4)
+
+    def vae_encode(self, pipe, pixels, generator=None):
+        vae = pipe.vae
+        z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+        return (z * vae.config.scaling_factor).float()
+
+    def vae_decode(self, pipe, latent):
+        vae = pipe.vae
+        z = latent.to(vae.device, vae.dtype) / vae.config.scaling_factor
+        return vae.decode(z, return_dict=False)[0].float()
+
+
+ADAPTERS = {"cogvideox": CogVideoXAdapter()}

@@ -1,0 +1,73 @@
+"""LTX-Video: T5 text (with attention mask), a 32x/8x compressing VAE with per-channel statistics,
+a transformer on packed latent tokens, flow matching with a resolution-dependent time shift."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nodes.generate.adapters.base import Adapter, stack_global
+
+
+class LTXAdapter(Adapter):
+    family = "ltx"
+    space = "flow"
+    prediction = "flow"
+    max_tokens = 128
+
+    def factors(self, pipe):
+        return (int(pipe.vae_temporal_compression_ratio), int(pipe.vae_spatial_compression_ratio),
+                int(pipe.vae.config.latent_channels))
+
+    def encode_text(self, pipe, prompts, device):
+        embeds, mask, _, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
+                                                max_sequence_length=self.max_tokens, device=device)
+        return embeds, mask.bool(), None
+
+    def token_offsets(self, pipe, text):
+        return self._offsets(pipe.tokenizer, text, self.max_tokens)
+
+    def scheduler_kwargs(self, pipe, latent_shape):
+        from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
+        _, _, t, h, w = latent_shape
+        cfg = pipe.scheduler.config
+        return {"mu": calculate_shift(t * h * w, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                                      cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))}
+
+    def default_sigmas(self, pipe, steps, latent_shape):
+        sch = self.scheduler(pipe)
+        sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), **self.scheduler_kwargs(pipe, latent_shape))
+        return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        e, m, _ = stack_global(conds, frames, device, dtype, batch)
+        return {"encoder_hidden_states": e, "encoder_attention_mask": m, "fps": conds[-1].meta.get("fps", 25.0)}
+
+    def forward(self, handle, x_in, t, inputs):
+        pipe = handle.pipe
+        model = pipe.transformer
+        _, _, f, h, w = x_in.shape
+        p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+        tf, sf, _ = self.factors(pipe)
+        packed = pipe._pack_latents(x_in.to(model.dtype), p, pt)
+        out = model(hidden_states=packed, encoder_hidden_states=inputs["encoder_hidden_states"],
+                    timestep=t.to(packed.device).expand(packed.shape[0]),
+                    encoder_attention_mask=inputs["encoder_attention_mask"], num_frames=f, height=h, width=w,
+                    rope_interpolation_scale=(tf / float(inputs["fps"]), sf, sf), return_dict=False)[0]
+        return pipe._unpack_latents(out.float(), f, h, w, p, pt)
+
+    def vae_encode(self, pipe, pixels, generator=None):
+        vae = pipe.vae
+        z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+        return pipe._normalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor).float()
+
+    def vae_decode(self, pipe, latent):
+        vae = pipe.vae
+        z = pipe._denormalize_latents(latent.to(vae.device, vae.dtype), vae.latents_mean, vae.latents_std,
+                                      vae.config.scaling_factor)
+        temb = None
+        if vae.config.timestep_conditioning:
+            temb = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
+        return vae.decode(z, temb, return_dict=False)[0].float()
+
+
+ADAPTERS = {"ltx": LTXAdapter()}

@@ -1,0 +1,118 @@
+"""Killing the editor's saving machinery at random moments: the workflow file is never truncated,
+the autosave is always readable, and the edits lost are at most one autosave interval's worth.
+
+The child process runs the editor's real Document, Controller and Autosaver on a 200-node
+workflow, edits it every few milliseconds (a counter in one parameter), saves it now and then,
+and autosaves every INTERVAL seconds; the 30-second product interval is scaled down so the test
+is quick. After SIGKILL the parent reopens whatever is on disk."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graph_engine.graph import Graph
+from graph_engine.registry import default_registry
+from graph_engine.workflow import parse_workflow, save_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+INTERVAL = 0.25           # seconds between autosaves in the child
+GRACE = 2.0               # scheduling slack on a loaded two-core machine
+TRIALS = 5
+
+CHILD = r"""
+import os, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+app = QGuiApplication([])
+from app.editor.autosave import Autosaver
+from app.editor.controller import Controller
+from app.editor.document import Document
+path, folder, interval_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+doc = Document.load(path)
+ctl = Controller(doc)
+auto = Autosaver(doc, interval_ms, folder)
+auto.saved.connect(lambda f: print("autosaved", doc.graph.nodes["counter"].params["frames"], flush=True))
+n = 0
+def edit():
+    global n
+    n += 1
+    ctl.set_param("counter", "frames", n)
+    print("edit", n, time.time(), flush=True)
+    if n % 40 == 0:
+        doc.save()
+        print("saved", n, flush=True)
+timer = QTimer()
+timer.timeout.connect(edit)
+timer.start(3)
+print("ready", flush=True)
+app.exec()
+"""
+
+
+def _workflow(path: Path) -> None:
+    g = Graph("crash test")
+    g.add_node("generate.test_pattern", "counter", {"frames": 0}, ui={"pos": [0, 0]})
+    prev = "counter"
+    for i in range(199):
+        nid = f"rev{i}"
+        g.add_node("video.reverse", nid, ui={"pos": [220 * (i + 1), 40 * (i % 7)]})
+        g.connect(prev, "video", nid, "video")
+        prev = nid
+    save_workflow(g, path, default_registry())
+
+
+def _counter(text: str) -> int:
+    wf, problems = parse_workflow(text, None, default_registry())
+    assert not problems, problems
+    assert len(wf.graph.nodes) == 200, "a workflow file lost nodes"
+    return wf.graph.nodes["counter"].params["frames"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_killing_the_editor_never_truncates_and_loses_at_most_one_interval(tmp_path):
+    from app.editor.autosave import find_recoveries
+    rng = random.Random(4)
+    env = dict(os.environ, PYTHONPATH=str(REPO), KINOGRAPH_CONFIG_DIR=str(tmp_path / "config"))
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    for trial in range(TRIALS):
+        work = tmp_path / f"trial{trial}"
+        work.mkdir()
+        wf, rec_dir = work / "wf.yaml", work / "recovery"
+        _workflow(wf)
+        child = subprocess.Popen([sys.executable, str(script), str(wf), str(rec_dir), str(int(INTERVAL * 1000))],
+                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        time.sleep(rng.uniform(0.4, 1.6))
+        child.send_signal(signal.SIGKILL)
+        t_kill = time.time()
+        out, _ = child.communicate(timeout=30)
+        edits, autosaved, saved = {}, [0], [0]
+        for line in out.splitlines():
+            parts = line.split()
+            if parts[0] == "edit":
+                edits[int(parts[1])] = float(parts[2])
+            elif parts[0] == "autosaved":
+                autosaved.append(int(parts[1]))
+            elif parts[0] == "saved":
+                saved.append(int(parts[1]))
+        assert edits, "the child made no edits before it was killed"
+
+        for f in work.rglob("*.yaml"):      # every workflow-looking file on disk is complete
+            _counter(f.read_text())
+        on_disk = _counter(wf.read_text())
+        assert on_disk >= saved[-1], "a completed save was lost"
+        recs = find_recoveries(rec_dir)
+        assert len(recs) <= 1
+        recovered = _counter(recs[0].text()) if recs else 0
+        kept = max(on_disk, recovered)
+        assert kept >= max(autosaved[-1], saved[-1]), "a completed save or autosave was lost"
+        lost = [t for n, t in edits.items() if n > kept]
+        window = t_kill - min(lost) if lost else 0.0
+        assert window <= INTERVAL + GRACE, f"trial {trial}: {window:.2f} s of edits lost (interval {INTERVAL} s)"
