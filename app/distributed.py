@@ -7,6 +7,7 @@ KINOGRAPH_CACHE_DIR) share on-disk results. Ray is an optional extra: nothing he
 it until a command asks for it."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -47,7 +48,8 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
     if not ray.is_initialized():
         try:
             if address == "local":
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
             else:
                 ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
@@ -136,6 +138,7 @@ class WorkerPool:
         self._cls = ray.remote(Worker)
         self._env = worker_env()
         self.starting: Dict[Any, Any] = {}        # where() ref -> actor not yet known to be up
+        self.start_error = ""
         self.idle: List[Any] = []
         self.actors: List[Any] = []
         for _ in range(self.size):
@@ -180,7 +183,8 @@ class WorkerPool:
                 running[getattr(actor, method).remote(*args)] = (actor, key)
             if not running and not self.starting:
                 for key, _, _ in queue:
-                    yield key, {"ok": False, "error": "no Ray worker could be started"}
+                    yield key, {"ok": False, "error": f"no Ray worker could be started: {self.start_error} "
+                                                      f"(is kinograph installed on every Ray node?)"}
                 return
             done, _ = ray.wait(list(self.starting) + list(running), num_returns=1, timeout=5.0)
             if not done:
@@ -197,7 +201,8 @@ class WorkerPool:
                     idle.append(actor)
                 except ray.exceptions.RayError as e:
                     self._drop(actor)
-                    self.note(f"a Ray worker failed to start: {_short(e)}")
+                    self.start_error = _short(e)
+                    self.note(f"a Ray worker failed to start: {self.start_error}")
                 continue
             actor, key = running.pop(ref)
             try:
@@ -249,11 +254,11 @@ def render_sharded(wf, registry, pool: WorkerPool, shards: int, *, emit: Callabl
     payload = payload_of(wf, registry, use_cache)
     info = pool.call("probe", payload, plan.source)
     if not info.get("ok"):
-        return {"ok": False, "results": {}, "failed": {plan.source[0]: info["error"]}, "shards": []}
+        return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": []}
     ranges = split_range(info["length"], shards, info["chunk"])
     folder = shard_folder()
-    emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "context": plan.context,
-          "workers": pool.size})
+    emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "asked": shards,
+          "chunk": info["chunk"], "context": plan.context, "workers": pool.size})
     calls = [(i, "render", (payload, plan.source, a, b, str(folder / f"shard_{i:04d}.mkv")))
              for i, (a, b) in enumerate(ranges)]
     done: Dict[int, Dict[str, Any]] = {}
@@ -283,7 +288,7 @@ def render_sharded(wf, registry, pool: WorkerPool, shards: int, *, emit: Callabl
 def _local_copy(pool: WorkerPool, shard: Dict[str, Any], folder: Path) -> str:
     """The shard's path when this machine sees it (shared filesystem); else fetched from its worker."""
     path = shard["path"]
-    if os.path.isfile(path) and os.path.getsize(path) == shard["bytes"]:
+    if _visible(path, shard["bytes"]):
         return path
     ray = pool.ray
     actor = next((a for a in pool.actors if ray.get(a.where.remote())["pid"] == shard["pid"]), None)
@@ -291,12 +296,16 @@ def _local_copy(pool: WorkerPool, shard: Dict[str, Any], folder: Path) -> str:
         raise KinographError(f"shard {path} is on a worker that is gone and this machine cannot see it; "
                              f"put --cache-dir on a filesystem all nodes share")
     folder.mkdir(parents=True, exist_ok=True)
-    local = folder / Path(path).name
+    local = folder / f"fetched_{Path(path).name}"
     with open(local, "wb") as f:
         for off in range(0, shard["bytes"], FETCH_BYTES):
             f.write(ray.get(actor.read.remote(path, off, FETCH_BYTES)))
-    actor.remove.remote(path)
+    ray.get(actor.remove.remote(path))
     return str(local)
+
+
+def _visible(path: str, size: int) -> bool:
+    return os.path.isfile(path) and os.path.getsize(path) == size
 
 
 def _clean(pool: WorkerPool, done: Dict[int, Dict[str, Any]], folder: Path) -> None:
@@ -327,23 +336,23 @@ def run_distributed(args, wf) -> int:
         plan = plan_shards(wf, registry)       # refuse before paying for Ray
     t0 = time.perf_counter()
     with ray_session(args.ray) as ray:
-        with WorkerPool(ray, args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry), device=args.device,
-                        note=printer.note) as pool:
+        with WorkerPool(ray, None, limit=args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry),
+                        device=args.device, note=printer.note) as pool:
             printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
             if plan:
                 out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
                                      use_cache=not args.no_cache, plan=plan)
             else:
                 out = pool.call("run", payload_of(wf, registry, not args.no_cache))
-                for nid, msg in out.get("failed", {}).items():
-                    printer({"event": "node_failed", "node": nid, "message": msg})
                 if out.get("error") and not out.get("failed"):
                     out["failed"] = {"workflow": out["error"]}
+    for what, msg in out.get("failed", {}).items():
+        if what in wf.graph.nodes:
+            printer({"event": "node_failed", "node": what, "message": msg})
+        elif not args.json:
+            printer.note(f"x {what} failed: {msg}")
     printer({"event": "run_finished", "ok": out["ok"], "cancelled": False, "results": out.get("results", {}),
              "failed": out.get("failed", {}), "seconds": round(time.perf_counter() - t0, 4)})
-    if not out["ok"] and plan:
-        for what, msg in out["failed"].items():
-            printer.note(f"x {what} failed: {msg}")
     return 0 if out["ok"] else 1
 
 
@@ -352,8 +361,11 @@ def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None
         if json_lines or ev["event"] not in ("shards_planned", "shard_finished"):
             printer(ev)
         elif ev["event"] == "shards_planned":
-            printer.note(f"{ev['frames']} frames in {len(ev['ranges'])} shards on {ev['workers']} workers "
-                         f"(each reads {ev['context']} frames of context either side)")
+            fewer = len(ev["ranges"]) < ev["asked"]
+            n = len(ev["ranges"])
+            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {ev['workers']} workers "
+                         f"(each pulls up to {ev['context']} frames of context either side)" +
+                         (f"; shards hold whole {ev['chunk']}-frame chunks, so not {ev['asked']}" if fewer else ""))
         elif ev["ok"]:
             a, b = ev["frames"]
             printer.note(f"  shard {ev['shard']} frames {a}-{b} done on {ev['host']} ({ev['seconds']:.2f}s)")

@@ -80,23 +80,32 @@ def _topological(g, nodes: List[str]) -> List[str]:
 
 
 def split_range(length: int, shards: int, align: int = 1) -> List[Tuple[int, int]]:
-    """[a, b) ranges covering 0..length; cuts fall on multiples of `align` (the clip's chunk) when
-    shards stay that long, so no chunk is computed by two workers."""
-    shards = max(1, min(shards, length))
-    if length // shards < 2 * align:
-        align = 1
-    cuts = {round(length * i / shards / align) * align for i in range(1, shards)}
-    bounds = [0] + sorted(c for c in cuts if 0 < c < length) + [length]
-    return list(zip(bounds[:-1], bounds[1:]))
+    """[a, b) ranges covering 0..length, cut only at multiples of `align`.
+
+    `align` is the chunk of the clip feeding the writer: Clips are always computed in whole
+    aligned chunks, so a cut inside a chunk would have two workers compute all of it. A
+    clip shorter than `shards` chunks gets one shard per chunk."""
+    align = max(1, align)
+    chunks = -(-length // align)
+    shards = max(1, min(shards, chunks))
+    # Whole chunks dealt out evenly; the spare ones go to the last shards, which hold the short final chunk.
+    cuts = [chunks * i // shards * align for i in range(shards)] + [length]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 # -- worker side -------------------------------------------------------------------------------
+class NodesFailed(KinographError):
+    def __init__(self, failed: Dict[str, str]):
+        self.failed = dict(failed)
+        super().__init__("; ".join(f"node {n}: {m}" for n, m in failed.items()) or "the run was cancelled")
+
+
 def _source_clip(session, payload: Dict[str, Any], source: Tuple[str, str]) -> Clip:
     from graph_engine.api import load_workflow
     wf = load_workflow(payload["path"], text=payload["yaml"])
     res = session.run(wf, targets=[source[0]], use_cache=payload.get("use_cache", True))
     if not res.ok:
-        raise KinographError("; ".join(f"node {n}: {m}" for n, m in res.failed.items()) or "the run was cancelled")
+        raise NodesFailed(res.failed)
     return res.outputs[source[0]][source[1]]
 
 
@@ -106,6 +115,8 @@ def _guard(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     try:
         out = fn()
         out.setdefault("ok", True)
+    except NodesFailed as e:
+        out = {"ok": False, "error": str(e), "failed": e.failed}
     except KinographError as e:
         out = {"ok": False, "error": str(e)}
     except Exception as e:

@@ -1,12 +1,13 @@
 """Seams of long videos from a 16-frame model: overlap-fused context windows vs batched windows.
 
-kinograph-mini (trained on 16 frames) draws a 64-frame clip three ways from the same noise:
-batched windows (independent 16-frame chunks: the anchor), static windows with overlap
-fused by linear ramps, and uniform looped windows with pyramid weights. For each, the seam
-metric (frame difference across the batched chunk boundaries 16/32/48 over the median
-difference elsewhere; 1 = seamless) and the colour drift slope are printed, with the time.
+Runs examples/tiny/long_context.yaml (kinograph-mini, trained on 16 frames) at 64 frames with
+the same prompt, seed and noise under three window schemes: batched (independent 16-frame
+chunks: the anchor), static windows overlapping by 4 fused with linear cross-fades, and
+uniform looped windows with pyramid weights; once with FreeNoise noise (the example's) and
+once with i.i.d. noise. Prints, for each, the seam metric at the chunk boundaries 16/32/48 (frame difference there over the median elsewhere; 1 = seamless), the
+colour drift slope and the time, then checks that a repeated run is bit-identical.
 
-    python bench/consistency.py [--frames 64] [--steps 20] [--seed 0] [--prompt "..."]
+    python bench/consistency.py [--frames 64] [--steps 20] [--seed 42] [--model DIR]
 """
 from __future__ import annotations
 
@@ -18,68 +19,54 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
-from nodes.consistency.context_sampling import windowed_model_fn  # noqa: E402
-from nodes.consistency.context_windows import ContextOptions  # noqa: E402
-from nodes.consistency.noise_priors import generator, independent  # noqa: E402
-from nodes.generate.samplers import flow_sigmas, sample_flow_euler  # noqa: E402
-from nodes.metrics.seam import boundary_frames, color_drift, frame_differences, seam_discontinuity  # noqa: E402
-from nodes.mini.model import HEIGHT, LATENT_CHANNELS, NATIVE_FRAMES, WIDTH, load_mini, to_uint8  # noqa: E402
-
 SCHEMES = [
-    ("batched (anchor)", ContextOptions("batched", NATIVE_FRAMES, 0, fuse="flat")),
-    ("static, overlap 4, overlap_linear", ContextOptions("static", NATIVE_FRAMES, 4, fuse="overlap_linear")),
-    ("uniform looped, overlap 4, pyramid", ContextOptions("uniform_looped", NATIVE_FRAMES, 4, fuse="pyramid")),
+    ("batched (anchor)", {"schedule": "batched", "overlap": 0, "fuse": "flat"}),
+    ("static, overlap 4, overlap_linear", {"schedule": "static", "overlap": 4, "fuse": "overlap_linear"}),
+    ("uniform looped, overlap 4, pyramid", {"schedule": "uniform_looped", "overlap": 4, "fuse": "pyramid"}),
 ]
-
-
-def guided(model, text_encoder, prompt: str, cfg: float):
-    with torch.no_grad():
-        emb, mask = text_encoder.encode([prompt, ""])
-
-    def model_fn(x, sigma):
-        b = x.shape[0]
-        t = torch.full((2 * b,), float(sigma))
-        v = model(torch.cat([x, x]), t, emb.repeat_interleave(b, 0), mask.repeat_interleave(b, 0))
-        cond, uncond = v[:b], v[b:]
-        return uncond + cfg * (cond - uncond)
-
-    return model_fn
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "resources/models/kinograph-mini"))
+    ap.add_argument("--model", default="", help="kinograph-mini folder (default: the bundled one)")
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--cfg", type=float, default=4.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--prompt", default="a red circle moving right on a blue background")
+    ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args(argv)
-    if not (Path(args.model) / "transformer").is_dir():
-        sys.exit(f"no kinograph-mini weights in {args.model}: train them first (python -m nodes.mini.train)")
+    import torch
+    from graph_engine.api import Session, load_workflow
+
     torch.set_num_threads(2)
-    model, text_encoder = load_mini(args.model)
-    model_fn = guided(model, text_encoder, args.prompt, args.cfg)
-    sigmas = flow_sigmas(args.steps)
-    noise = independent((1, LATENT_CHANNELS, args.frames, HEIGHT, WIDTH), generator(args.seed))
-    seams = boundary_frames(args.frames, every=NATIVE_FRAMES)
-    print(f"kinograph-mini, {args.frames} frames {WIDTH}x{HEIGHT} from {NATIVE_FRAMES}-frame windows, "
-          f"{args.steps} steps, cfg {args.cfg}, seed {args.seed}, prompt {args.prompt!r}")
-    print(f"seam = mean frame difference at frames {seams} / median elsewhere (1 = seamless)")
-    anchor = None
-    for name, opts in SCHEMES:
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            x0 = sample_flow_euler(windowed_model_fn(model_fn, opts, sigmas), noise.clone(), sigmas)
-        secs = time.perf_counter() - t0
-        frames = to_uint8(x0[0])
-        seam = seam_discontinuity(frame_differences(frames), seams)["seam"]
-        drift = color_drift(frames)["slope"]
-        anchor = anchor or seam
-        print(f"{name:36s} seam {seam:6.2f} ({seam / anchor:4.2f}x anchor)  "
-              f"colour drift {drift:+.3f} dE/frame  {secs:6.1f} s")
+    wf = load_workflow(ROOT / "examples" / "tiny" / "long_context.yaml")
+    wf.set("load.path", args.model)
+    wf.set("latent.frames", args.frames)
+    wf.set("sample.steps", args.steps)
+    wf.set("noise.seed", args.seed)
+    wf.set("sample.seed", args.seed)
+    targets = ["seam", "drift"]
+    print(f"kinograph-mini, {args.frames} frames from 16-frame windows, {args.steps} steps, seed {args.seed}, "
+          f"prompt {wf.graph.nodes['prompt'].params['prompt']!r}")
+    print("seam = mean frame difference at every 16th frame over the median elsewhere (1 = seamless)")
+    for noise in ("freenoise", "independent"):
+        if noise == "independent":
+            wf.graph.disconnect("sample", "noise")  # sample then draws seeded i.i.d. noise itself
+        print(f"-- {noise} noise")
+        anchor = None
+        for name, params in SCHEMES:
+            for key, value in params.items():
+                wf.set(f"windows.{key}", value)
+            t0 = time.perf_counter()
+            res = Session(use_disk=False).run(wf, targets=targets, use_cache=False)
+            secs = time.perf_counter() - t0
+            if not res.ok:
+                sys.exit(f"{name}: {res.failed}")
+            seam, drift = res.results["seam"]["seam"], res.results["drift"]["slope"]
+            anchor = anchor or seam
+            print(f"{name:36s} seam {seam:6.2f} ({seam / anchor:4.2f}x anchor)  colour drift {drift:+.3f} "
+                  f"dE/frame  {secs:6.1f} s")
+    last = res.outputs["sample"]["latent"].samples
+    again = Session(use_disk=False).run(wf, targets=["sample"], use_cache=False).outputs["sample"]["latent"].samples
+    print(f"repeat of the last run, same seed: {'bit-identical' if torch.equal(again, last) else 'DIFFERENT'}")
 
 
 if __name__ == "__main__":

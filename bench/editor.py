@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -56,15 +57,31 @@ def generate(n: int, path: Path) -> None:
     save_workflow(g, path, default_registry())
 
 
-def repaint_ms(app, view, rounds: int = 30) -> float:
+# The machine is shared: each figure is the median of single repaints, so another process
+# taking the CPU for a moment does not masquerade as a slow frame.
+def repaint_ms(app, view, rounds: int = 40) -> float:
     vp = view.viewport()
     for _ in range(3):
         vp.repaint()
-    t = time.perf_counter()
+    times = []
     for _ in range(rounds):
+        t = time.perf_counter()
         vp.repaint()
+        times.append(time.perf_counter() - t)
     app.processEvents()
-    return (time.perf_counter() - t) / rounds * 1000
+    return statistics.median(times) * 1000
+
+
+def rezoom_ms(app, view, rounds: int = 20) -> float:
+    """A repaint right after a zoom step, when every visible node and link is drawn afresh."""
+    vp, times = view.viewport(), []
+    for i in range(rounds):
+        view.zoom_by(1.02 if i % 2 == 0 else 1 / 1.02)
+        t = time.perf_counter()
+        vp.repaint()
+        times.append(time.perf_counter() - t)
+    app.processEvents()
+    return statistics.median(times) * 1000
 
 
 def main() -> int:
@@ -109,9 +126,11 @@ def main() -> int:
     links = len(w.scene.links)
 
     all_ms = repaint_ms(app, w.view)
+    all_zoom_ms = rezoom_ms(app, w.view)
     w.view.resetTransform()
     w.view.centerOn(w.scene.nodes_rect().center())
     one_ms = repaint_ms(app, w.view)
+    one_zoom_ms = rezoom_ms(app, w.view)
     visible = sum(1 for i in w.scene.nodes.values()
                   if w.view.mapToScene(w.view.viewport().rect()).boundingRect().intersects(i.sceneBoundingRect()))
     w.close()
@@ -119,8 +138,9 @@ def main() -> int:
     print(f"editor: open a {n}-node, {links}-link workflow: {open_s:.2f} s (target < 2 s); "
           f"anchor: parsing its YAML alone {parse_s:.2f} s")
     print(f"editor: full repaint, whole graph framed ({n} nodes): {all_ms:.1f} ms (target < 16 ms); "
-          f"anchor: empty canvas {empty_ms:.1f} ms")
-    print(f"editor: full repaint at 100% zoom ({visible} nodes in view): {one_ms:.1f} ms (target < 16 ms)")
+          f"anchor: empty canvas {empty_ms:.1f} ms; just after a zoom step (all redrawn) {all_zoom_ms:.1f} ms")
+    print(f"editor: full repaint at 100% zoom ({visible} nodes in view): {one_ms:.1f} ms (target < 16 ms); "
+          f"just after a zoom step {one_zoom_ms:.1f} ms")
     return 0 if open_s < 2 and all_ms < 16 and one_ms < 16 else 1
 
 

@@ -64,7 +64,7 @@ class Workflow:
 
 
 # -- loading -----------------------------------------------------------------------------------
-def _line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
+def line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
     """Line (1-based) of every mapping key, by key path; plus duplicate keys found."""
     import yaml
     lines: Dict[Tuple, int] = {}
@@ -100,7 +100,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     label = str(path) if path else "<workflow>"
     try:
         data = yaml.safe_load(text)
-        lines, dups = _line_map(text)
+        lines, dups = line_map(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 0

@@ -9,9 +9,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QMouseEvent  # noqa: E402
-from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox  # noqa: E402
 
 from graph_engine import Param  # noqa: E402
 from graph_engine.node_api import build_spec  # noqa: E402
@@ -332,8 +332,8 @@ def test_drop_rendered_png_opens_its_workflow(win, tmp_path):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(png))])
     vp = win.view.viewport()
-    for cls in (QDragEnterEvent, QDropEvent):
-        QApplication.sendEvent(vp, cls(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    QApplication.sendEvent(vp, QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    QApplication.sendEvent(vp, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
     assert list(win.doc.graph.nodes) == ["pat"]
     assert win.doc.graph.nodes["pat"].params == {"frames": 4} and win.doc.path is None
 
@@ -412,6 +412,7 @@ def test_viewer_shows_exact_frames_and_ab_wipe(win):
     from graph_engine.api import Session
     from graph_engine.workflow import Workflow
     p, r, s = chain(win)
+    win.controller.add_node("io.save_image", (0, 400))      # half-wired elsewhere: must not block the view
     win.view_node(r, "A")
     assert win.runs.wait_idle(30)
     qbot_wait(lambda: win.viewer.canvas.images["A"] is not None)
@@ -421,7 +422,7 @@ def test_viewer_shows_exact_frames_and_ab_wipe(win):
     img = win.viewer.canvas.images["A"].convertToFormat(QImage.Format_RGB888)
     rows = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())
     got = rows[:, :img.width() * 3].reshape(img.height(), img.width(), 3)
-    res = Session().run(Workflow(win.doc.graph.copy()), targets=[r])
+    res = Session().run(Workflow(win.doc.graph.subgraph([p, r])), targets=[r])
     assert np.array_equal(got, res.outputs[r]["video"].frame(5))
     win.view_node(p, "B")
     assert win.runs.wait_idle(30)
@@ -508,3 +509,127 @@ def test_autosave_and_recovery_after_a_crash(make_window, tmp_path, registry, mo
     finally:
         rw.doc.undo.setClean()
         rw.close()
+
+
+def test_camera_path_preview_follows_edits(win):
+    n = win.controller.add_node("motion.camera_path", (0, 0))
+    win.controller.set_param(n, "frames", 12)
+    win.controller.set_param(n, "preset", "orbit_left")
+    win.scene.select_nodes([n])
+    qbot_wait(lambda: win.properties.preview_label.pixmap() is not None and
+              not win.properties.preview_label.pixmap().isNull())
+    first = win.properties.preview_label.pixmap().toImage()
+    win.controller.set_param(n, "preset", "dolly_in")
+    qbot_wait(lambda: win.properties.preview_label.pixmap().toImage() != first)
+
+
+def test_viewer_plays_every_frame_in_order_and_loops(win):
+    p, r, s = chain(win, frames=6)
+    win.view_node(r, "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.canvas.images["A"] is not None)
+    shown = []
+    win.viewer.frameShown.connect(lambda slot, i, img: shown.append(i))
+    win.viewer.fps_box.setValue(200)
+    win.viewer.play()
+    qbot_wait(lambda: len(shown) >= 9)
+    win.viewer.pause()
+    assert shown[:9] == [1, 2, 3, 4, 5, 0, 1, 2, 3]
+    last = win.viewer.index
+    win.viewer.step(-1)
+    assert win.viewer.index == max(0, last - 1) and not win.viewer.playing
+
+
+def test_library_and_help_overlay(win):
+    lib = win.library
+    lib.filter.setText("reverse")
+    leaf = lib.tree.topLevelItem(0).child(0)
+    lib.tree.itemActivated.emit(leaf, 0)
+    assert [i.type for i in win.doc.graph.nodes.values()] == ["video.reverse"]
+    win.help.toggle()
+    assert win.help.isVisible() and "Frame All" in win.help.findChild(QLabel).text()
+    win.help.toggle()
+    assert not win.help.isVisible()
+
+
+def test_unsaved_changes_guard(win, monkeypatch, tmp_path):
+    path = tmp_path / "guarded.yaml"
+    assert win._save_to(path)
+    win.controller.add_node("video.reverse", (0, 0))
+    answers = [QMessageBox.Cancel, QMessageBox.Save]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    assert not win.close() and win.isVisible() and win.doc.modified
+    assert win.close() and not answers
+    assert "video.reverse" in path.read_text()
+
+
+def test_runs_queue_behind_each_other_with_new_seeds(win):
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    slow = c.add_node("test.slow", (300, 0))
+    c.set_param(slow, "steps", 30)
+    c.connect(pat, "video", slow, "video")
+    seeded = c.add_node("test.seeded", (0, 300))
+    first = win.run()
+    second = win.queue_new_seeds()
+    assert first.state == "running" and win.runs.pending == [second]
+    assert win.runs.wait_idle(60)
+    assert [j.state for j in win.runs.history] == ["done", "done"]
+    seeds = [j.workflow.graph.nodes[seeded].params["seed"] for j in (first, second)]
+    assert seeds[0] == 5 and seeds[1] == win.doc.graph.nodes[seeded].params["seed"]
+
+
+def test_dragging_a_group_carries_its_nodes_in_one_step(win):
+    p, r, s = chain(win)
+    gid = win.controller.group_selection([p, r], "Source")
+    grp = win.scene.groups[gid]
+    win.view.centerOn(grp.sceneBoundingRect().center())
+    title = grp.mapToScene(QPointF(60, 10))
+    steps = win.doc.undo.count()
+    drag(win.view, title, title + QPointF(100, 60))
+    ui = win.doc.graph.ui
+    assert ui[p]["pos"] == [100, 60] and ui[r]["pos"] == [400, 60] and ui[s]["pos"] == [600, 0]
+    assert ui["_groups"][gid]["rect"][:2] == [round(grp.x()), round(grp.y())]
+    assert win.doc.undo.count() == steps + 1
+    win.doc.undo.undo()
+    assert ui[p]["pos"] == [0, 0] and win.scene.nodes[r].pos() == QPointF(300, 0)
+
+
+def test_inline_editors_type_values_and_titles(win):
+    p, r, s = chain(win)
+    item = win.scene.nodes[r]
+    field = item.mapToScene(item.param_rect("width").center())
+    drag(win.view, field, field, steps=1)          # a click: type the value instead of scrubbing
+    ed = win.view._editor
+    assert ed is not None and ed.text() == "16"
+    ed.setText("24")
+    ed.editingFinished.emit()
+    assert win.doc.graph.nodes[r].params["width"] == 24
+    win.view.rename("node", r)
+    win.view._editor.setText("Half size")
+    win.view._editor.editingFinished.emit()
+    assert win.doc.graph.nodes[r].title == "Half size" and "Half size" in win.scene.nodes[r].title
+    field = item.mapToScene(item.param_rect("height").center())
+    drag(win.view, field, field, steps=1)
+    win.view._editor.setText("-3")
+    win.view._editor.editingFinished.emit()
+    assert win.doc.graph.nodes[r].params["height"] == 16
+    assert "out of range" in win.statusBar().currentMessage()
+
+
+def test_far_zoom_draws_blocks_in_batches_and_still_selects(win):
+    from app.editor import theme
+    p, r, s = chain(win)
+    win.scene.select_nodes([r])
+    win.view.zoom_by(0.2 / win.view.zoom())
+    win.view.centerOn(win.scene.nodes_rect().center())
+    img = win.view.viewport().grab().toImage()
+    assert win.scene.far
+    at = win.view.mapFromScene(win.scene.nodes[r].sceneBoundingRect().center())
+    assert img.pixelColor(at) == theme.NODE_SELECTED
+    centre = win.scene.nodes[p].sceneBoundingRect().center()
+    drag(win.view, centre, centre, steps=1)
+    assert win.scene.selected_nodes() == [p]
+    win.view.resetTransform()
+    win.view.viewport().grab()
+    assert not win.scene.far

@@ -14,7 +14,7 @@ import string
 import sys
 from pathlib import Path
 
-FAMILIES = ("animatediff", "svd", "wan", "wan_i2v", "ltx", "cogvideox", "hunyuan")
+FAMILIES = ("animatediff", "svd", "wan", "wan_i2v", "ltx", "cogvideox", "hunyuan", "mini")
 
 
 def _seed(n: int = 0) -> None:
@@ -149,8 +149,13 @@ def build_animatediff(root: Path) -> None:
                             motion_num_attention_heads=4)
     adapter.save_pretrained(str(root / "motion_adapter"), safe_serialization=True)
     _seed(2)
-    ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8)).save_pretrained(
-        str(root.parent / "controlnet"), safe_serialization=True)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
+    # A fresh ControlNet's output convolutions are zero (no effect until trained): make them random.
+    import torch
+    for m in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+              controlnet.controlnet_cond_embedding.conv_out]:
+        torch.nn.init.normal_(m.weight, std=0.3)
+    controlnet.save_pretrained(str(root.parent / "controlnet"), safe_serialization=True)
     _save_lora(unet, root.parent / "loras" / "tiny_image_lora.safetensors", ["to_q", "to_k", "to_v", "to_out.0"],
                seed=3)
     from diffusers import UNetMotionModel
@@ -312,20 +317,30 @@ def build_hunyuan(root: Path) -> None:
     _rm(root / "_tok2")
 
 
+def build_mini(root: Path) -> None:
+    """kinograph-mini's layout (transformer/ + text_encoder/, no VAE) with a narrow random network."""
+    from nodes.mini.model import KinographMini
+    from nodes.mini.text import MiniTextEncoder
+    _seed(0)
+    KinographMini(channels=(8, 16, 16), text_dim=16, cond_dim=16, heads=2).save_pretrained(
+        str(root / "transformer"), safe_serialization=True)
+    MiniTextEncoder(dim=16, layers=1, heads=2).save_pretrained(str(root / "text_encoder"), safe_serialization=True)
+
+
 def _rm(path: Path) -> None:
     import shutil
     shutil.rmtree(path, ignore_errors=True)
 
 
 BUILDERS = {"animatediff": build_animatediff, "svd": build_svd, "wan": build_wan, "wan_i2v": build_wan_i2v,
-            "ltx": build_ltx, "cogvideox": build_cogvideox, "hunyuan": build_hunyuan}
+            "ltx": build_ltx, "cogvideox": build_cogvideox, "hunyuan": build_hunyuan, "mini": build_mini}
 
 
 def build_all(root, families=FAMILIES) -> Path:
     root = Path(root)
     for fam in families:
         target = root / fam
-        if not (target / "model_index.json").exists():
+        if not any(target.glob("*/config.json")):
             target.mkdir(parents=True, exist_ok=True)
             BUILDERS[fam](target)
     return root

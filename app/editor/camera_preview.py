@@ -27,6 +27,7 @@ def camera_path_image(cam, width: int = 480, height: int = 240) -> QImage:
     for k, (name, a, b, sign_b) in enumerate((("top (x, z)", 0, 2, -1), ("side (z, y)", 2, 1, -1))):
         box = QRectF(k * half + 10, 22, half - 20, height - 32)
         p.setPen(QPen(QColor("#3a3c42"), 1))
+        p.setBrush(Qt.NoBrush)
         p.drawRect(box)
         p.setPen(theme.TEXT_DIM)
         p.drawText(QRectF(k * half + 10, 2, half - 20, 18), Qt.AlignLeft | Qt.AlignVCenter, name)

@@ -173,14 +173,20 @@ class Controller:
             del ui["seed"]
         self.doc.push(f"Seed mode of {node_id}.{param}", [ops.SetUi(node_id, ui)])
 
-    def next_seeds(self, rng: Optional[random.Random] = None) -> None:
-        """Before a run: advance seeds set to increment, draw new ones for random (one undo step)."""
+    def next_seeds(self, rng: Optional[random.Random] = None, reroll: bool = False) -> None:
+        """Before a run: advance seeds set to increment, draw new ones for random (one undo step);
+        `reroll` draws new values for every seed, whatever its mode."""
         rng = rng or random.Random()
         todo = []
         for nid, inst in self.graph.nodes.items():
             spec = self.doc.registry.get(inst.type)
-            for name, mode in (self.graph.ui.get(nid, {}).get("seed") or {}).items():
-                if spec is None or name not in spec.params:
+            if spec is None:
+                continue
+            modes = self.graph.ui.get(nid, {}).get("seed") or {}
+            if reroll:
+                modes = {n: "random" for n, p in spec.params.items() if p.kind == "seed"}
+            for name, mode in modes.items():
+                if name not in spec.params:
                     continue
                 p = spec.params[name]
                 cur = int(inst.params.get(name, p.default) or 0)

@@ -82,7 +82,7 @@ class GroupItem(QGraphicsItem):
             return
         super().mousePressEvent(event)
         if event.button() == Qt.LeftButton:
-            self.scene().begin_move(carry_group=self)
+            self.scene().begin_move()
 
     def mouseMoveEvent(self, event):
         if self._resizing:

@@ -10,6 +10,7 @@ PAD = 6.0
 PORT_R = 5.5
 GRID = 20.0
 THUMB_H = 96.0
+FAR_ZOOM = 0.35         # below this zoom a node is drawn as a plain coloured block
 
 
 def node_rows(spec) -> Tuple[int, int]:

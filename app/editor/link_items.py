@@ -29,6 +29,9 @@ class LinkItem(QGraphicsPathItem):
         self.points: List[QPointF] = []            # reroutes
         self.color = QColor(color)
         self._shape = None
+        self._rect = QRectF()
+        self._pens = {}
+        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         self.setFlags(QGraphicsItem.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
         self.setZValue(0)
@@ -50,7 +53,9 @@ class LinkItem(QGraphicsPathItem):
         a = self.src_item.port_scene_pos(self.src_port, False)
         b = self.dst_item.port_scene_pos(self.dst_port, True)
         self._shape = None
-        self.setPath(curve([a] + self.points + [b]))
+        path = curve([a] + self.points + [b])
+        self._rect = path.boundingRect().adjusted(-5, -5, 5, 5)
+        self.setPath(path)
 
     def shape(self) -> QPainterPath:
         if self._shape is None:
@@ -60,15 +65,21 @@ class LinkItem(QGraphicsPathItem):
         return self._shape
 
     def boundingRect(self) -> QRectF:
-        return self.path().boundingRect().adjusted(-5, -5, 5, 5)
+        return self._rect
+
+    def _pen(self, selected: bool, hot: bool, dim: bool) -> QPen:
+        key = (selected, hot, dim)
+        pen = self._pens.get(key)
+        if pen is None:
+            c = QColor(theme.NODE_SELECTED if selected else self.color)
+            if dim:
+                c.setAlpha(130)
+            pen = self._pens[key] = QPen(c, 3.5 if hot else 2.2, Qt.SolidLine, Qt.RoundCap)
+        return pen
 
     def paint(self, painter, option, widget=None):
-        hot = self.isSelected() or self._hover or self.highlight
-        c = theme.NODE_SELECTED if self.highlight or self.isSelected() else self.color
-        if self.src_item.inst.bypass or self.dst_item.inst.bypass:
-            c = QColor(c)
-            c.setAlpha(130)
-        painter.setPen(QPen(c, 3.5 if hot else 2.2, Qt.SolidLine, Qt.RoundCap))
+        sel = self.highlight or self.isSelected()
+        painter.setPen(self._pen(sel, sel or self._hover, self.src_item.inst.bypass or self.dst_item.inst.bypass))
         painter.setBrush(Qt.NoBrush)
         painter.drawPath(self.path())
 

@@ -24,8 +24,14 @@ def _app():
 
 
 def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None) -> int:
-    if screenshot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY") \
+        and not os.environ.get("WAYLAND_DISPLAY")
+    if screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif headless and not os.environ.get("QT_QPA_PLATFORM"):
+        from graph_engine.errors import KinographError
+        raise KinographError("no display to open the editor on (DISPLAY is not set); run it on a desktop, "
+                             "or render a picture of it with --screenshot PNG")
     app = _app()
     from graph_engine.errors import KinographError, WorkflowError
     from .document import Document

@@ -71,9 +71,9 @@ class Minimap(QWidget):
 
     def paintEvent(self, event):
         p = QPainter(self)
+        p.fillRect(self.rect(), QColor(20, 21, 24))
         p.setPen(QPen(QColor("#3a3c42"), 1))
-        p.setBrush(QColor(20, 21, 24, 215))
-        p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
+        p.drawRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5))
         if self._pixmap is None:
             return
         p.drawPixmap(0, 0, self._pixmap)

@@ -9,11 +9,11 @@ import os
 from typing import Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
 from . import theme
-from .geometry import HEADER_H, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
+from .geometry import FAR_ZOOM, HEADER_H, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -22,10 +22,64 @@ LABEL_FONT = QFont()
 LABEL_FONT.setPointSizeF(8.0)
 BADGE_FONT = QFont()
 BADGE_FONT.setPointSizeF(7.5)
-_TITLE_FM = QFontMetricsF(TITLE_FONT)
-_LABEL_FM = QFontMetricsF(LABEL_FONT)
 
 PORT_HIT = 9.0
+_WIDTHS = {}
+_ELIDED = {}
+
+
+class _Text:
+    """Point-anchored text with cached metrics: drawing at a point costs a fifth of drawing
+    into an aligned rectangle, which matters for a node's dozen labels."""
+
+    def __init__(self, font: QFont):
+        self.font = font
+        self._fm = None
+        self._shift = None
+
+    @property
+    def fm(self) -> QFontMetricsF:
+        if self._fm is None:        # fonts can be measured only once the application exists
+            self._fm = QFontMetricsF(self.font)
+        return self._fm
+
+    @property
+    def shift(self) -> float:
+        """From a row's vertical centre to the baseline that centres the text on it."""
+        if self._shift is None:
+            self._shift = (self.fm.ascent() - self.fm.descent()) / 2
+        return self._shift
+
+    def width(self, s: str) -> float:
+        key = (id(self), s)
+        w = _WIDTHS.get(key)
+        if w is None:
+            if len(_WIDTHS) > 20000:
+                _WIDTHS.clear()
+            w = _WIDTHS[key] = self.fm.horizontalAdvance(s)
+        return w
+
+    def elide(self, s: str, width: float, mode=Qt.ElideRight) -> str:
+        if self.width(s) <= width:
+            return s
+        key = (id(self), s, round(width), mode)
+        e = _ELIDED.get(key)
+        if e is None:
+            if len(_ELIDED) > 20000:
+                _ELIDED.clear()
+            e = _ELIDED[key] = self.fm.elidedText(s, mode, width)
+        return e
+
+    def left(self, painter, x: float, cy: float, s: str) -> None:
+        painter.drawText(QPointF(x, cy + self.shift), s)
+
+    def right(self, painter, x: float, cy: float, s: str) -> None:
+        painter.drawText(QPointF(x - self.width(s), cy + self.shift), s)
+
+
+TITLE = _Text(TITLE_FONT)
+LABEL = _Text(LABEL_FONT)
+BADGE = _Text(BADGE_FONT)
 NUMERIC = ("int", "float")
 
 
@@ -56,6 +110,9 @@ class NodeItem(QGraphicsItem):
                       QGraphicsItem.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
         self.setZValue(1)
+        # Painting a node is dozens of Python calls; a cached pixmap makes repaints (panning,
+        # a neighbour's badge changing) blits. Zooming re-renders each node once.
+        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         self.sync(inst, ui)
 
     # -- model -> item --------------------------------------------------------------------
@@ -64,10 +121,11 @@ class NodeItem(QGraphicsItem):
         self.inst = inst
         self.collapsed = bool(ui.get("collapsed"))
         self.w, self.h = node_size(self.spec, self.collapsed, self.thumb is not None and not self.collapsed)
+        self._rect = QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
         cat = self.spec.category if self.spec else ""
         self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
         label = inst.title or (self.spec.title if self.spec else f"missing: {inst.type}")
-        self.title = _TITLE_FM.elidedText(label, Qt.ElideRight, self.w - 2 * PAD - 58)
+        self.title = TITLE.elide(label, self.w - 2 * PAD - 58)
         pos = ui.get("pos")
         if isinstance(pos, list) and len(pos) == 2 and QPointF(*pos) != self.pos():
             self.setPos(QPointF(*pos))
@@ -84,7 +142,7 @@ class NodeItem(QGraphicsItem):
 
     # -- geometry ---------------------------------------------------------------------------
     def boundingRect(self) -> QRectF:
-        return QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
+        return self._rect
 
     def shape(self) -> QPainterPath:
         p = QPainterPath()
@@ -141,7 +199,7 @@ class NodeItem(QGraphicsItem):
         bypass = self.inst.bypass
         if bypass:
             painter.setOpacity(0.55)
-        if lod < 0.35:
+        if lod < FAR_ZOOM:
             painter.fillRect(rect, theme.NODE_SELECTED if sel else self.header_color)
             return
         painter.setPen(QPen(theme.NODE_SELECTED if sel else theme.NODE_BORDER, 2.0 if sel else 1.0))
@@ -157,7 +215,7 @@ class NodeItem(QGraphicsItem):
         self._paint_status(painter)
         painter.setPen(theme.TEXT)
         painter.setFont(TITLE_FONT)
-        painter.drawText(QRectF(PAD + 2, 0, self.w - 2 * PAD, HEADER_H), Qt.AlignVCenter | Qt.AlignLeft, self.title)
+        TITLE.left(painter, PAD + 2, HEADER_H / 2, self.title)
         if lod < 0.6:
             self._paint_ports(painter, labels=False)
             return
@@ -174,13 +232,13 @@ class NodeItem(QGraphicsItem):
         color = theme.STATUS_COLORS.get(st.state, theme.TEXT_DIM)
         text = st.badge()
         painter.setFont(BADGE_FONT)
-        tw = QFontMetricsF(BADGE_FONT).horizontalAdvance(text) + 12
+        tw = BADGE.width(text) + 12
         r = QRectF(self.w - tw - 5, 5, tw, HEADER_H - 10)
         painter.setBrush(color.darker(160))
         painter.setPen(QPen(color, 1.0))
         painter.drawRoundedRect(r, 7, 7)
         painter.setPen(theme.TEXT)
-        painter.drawText(r, Qt.AlignCenter, text)
+        BADGE.left(painter, r.x() + 6, r.center().y(), text)
         if st.state == "running" and st.progress is not None:
             painter.fillRect(QRectF(1, HEADER_H - 3, (self.w - 2) * max(0.0, min(1.0, st.progress)), 3), color)
 
@@ -202,11 +260,9 @@ class NodeItem(QGraphicsItem):
                 if labels:
                     painter.setPen(theme.TEXT if (not is_input or name in linked_in) else theme.TEXT_DIM)
                     if is_input:
-                        painter.drawText(QRectF(PORT_R + 5, p.y() - ROW_H / 2, self.w / 2, ROW_H),
-                                         Qt.AlignVCenter | Qt.AlignLeft, name)
+                        LABEL.left(painter, PORT_R + 5, p.y(), name)
                     else:
-                        painter.drawText(QRectF(self.w / 2 - PORT_R - 5, p.y() - ROW_H / 2, self.w / 2, ROW_H),
-                                         Qt.AlignVCenter | Qt.AlignRight, name)
+                        LABEL.right(painter, self.w - PORT_R - 5, p.y(), name)
 
     def _paint_params(self, painter):
         painter.setFont(LABEL_FONT)
@@ -230,14 +286,14 @@ class NodeItem(QGraphicsItem):
                 painter.setBrush(theme.FIELD_FILL if v else Qt.NoBrush)
                 painter.drawRoundedRect(box, 2, 2)
                 painter.setPen(theme.TEXT_DIM)
-                painter.drawText(inner, Qt.AlignVCenter | Qt.AlignLeft, name)
+                LABEL.left(painter, inner.x(), inner.center().y(), name)
                 continue
             painter.setPen(theme.TEXT_DIM)
-            painter.drawText(inner, Qt.AlignVCenter | Qt.AlignLeft, name)
+            LABEL.left(painter, inner.x(), inner.center().y(), name)
             shown = format_value(p, v) + (" ▾" if p.choices else "")
-            space = inner.width() - _LABEL_FM.horizontalAdvance(name) - 10
+            space = inner.width() - LABEL.width(name) - 10
             painter.setPen(theme.TEXT)
-            painter.drawText(inner, Qt.AlignVCenter | Qt.AlignRight, _LABEL_FM.elidedText(shown, Qt.ElideMiddle, space))
+            LABEL.right(painter, inner.right(), inner.center().y(), LABEL.elide(shown, space, Qt.ElideMiddle))
 
     def _paint_thumb(self, painter):
         area = QRectF(PAD, self.h - THUMB_H - PAD, self.w - 2 * PAD, THUMB_H)
@@ -253,8 +309,11 @@ class NodeItem(QGraphicsItem):
             return QPointF(snap(value.x()), snap(value.y()))
         if change == QGraphicsItem.ItemPositionHasChanged:
             self.update_links()
-            if self.scene() is not None and self.scene()._moving:
-                self.scene().node_dragged(self)
+            sc = self.scene()
+            if sc is not None:
+                sc.overview_changed()
+                if sc._moving:
+                    sc.node_dragged(self)
         return super().itemChange(change, value)
 
     def hoverMoveEvent(self, event):
@@ -287,7 +346,7 @@ class NodeItem(QGraphicsItem):
 
     def mousePressEvent(self, event):
         sc = self.scene()
-        if event.button() == Qt.LeftButton and self.spec:
+        if event.button() == Qt.LeftButton and self.spec and not sc.far:     # far out a node is one block
             port = self.port_at(event.pos())
             if port is not None:
                 sc.start_link_drag(self, port[0], port[1], event.scenePos())

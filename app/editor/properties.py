@@ -7,6 +7,7 @@ import html
 from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
@@ -22,6 +23,7 @@ class PropertiesPanel(QScrollArea):
     viewRequested = Signal(str, str)         # node, slot
     runRequested = Signal(str)               # run up to this node
     whyRequested = Signal(str)
+    previewRequested = Signal(str)           # a node whose output draws in the panel (camera paths)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -53,7 +55,7 @@ class PropertiesPanel(QScrollArea):
         if old is not None:
             old.deleteLater()
         self.setWidget(w)
-        self.editors, self.status_label = {}, None
+        self.editors, self.status_label, self.preview_label = {}, None, None
         return lay
 
     def _show_empty(self) -> None:
@@ -120,6 +122,14 @@ class PropertiesPanel(QScrollArea):
             b.clicked.connect(fn)
             buttons.addWidget(b)
         lay.addLayout(buttons)
+        self.preview_label = None
+        if any(p.type.name == "CAMERA" for p in spec.outputs.values()):
+            self.preview_label = QLabel("computing the camera path…")
+            self.preview_label.setObjectName("CameraPreview")
+            self.preview_label.setAlignment(Qt.AlignCenter)
+            self.preview_label.setMinimumHeight(120)
+            lay.addWidget(self.preview_label)
+            self.previewRequested.emit(node_id)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         self.status_label.setObjectName("StatusText")
@@ -236,6 +246,11 @@ class PropertiesPanel(QScrollArea):
         self.status_label.setText(text)
         self.status_label.setProperty("failed", status.state == "failed")
         self.status_label.show()
+
+    def show_preview(self, node_id: str, image) -> None:
+        if node_id == self.node_id and self.preview_label is not None:
+            w = max(200, self.viewport().width() - 30)
+            self.preview_label.setPixmap(QPixmap.fromImage(image).scaledToWidth(w, Qt.SmoothTransformation))
 
     def focus_param(self, name: str) -> None:
         ed = self.editors.get(name)

@@ -20,6 +20,7 @@ from graph_engine.executor import Executor, RunResult
 from graph_engine.workflow import Workflow, to_yaml
 
 PROGRESS_INTERVAL = 0.1     # seconds between progress signals of one node
+MAX_HISTORY = 200
 
 
 @dataclass
@@ -132,8 +133,11 @@ class RunController(QObject):
 
     def submit(self, doc, targets: Optional[List[str]] = None, kind: str = "run", label: str = "",
                view: Optional[tuple] = None) -> Job:
-        """Queue a snapshot of the document's graph; it starts when the jobs before it are done."""
-        snap = doc.graph.copy()
+        """Queue a snapshot of the document's graph; it starts when the jobs before it are done.
+        A run up to some nodes takes only what they need, so a half-wired node elsewhere in the
+        graph does not stop it."""
+        g = doc.graph
+        snap = g.subgraph(g.ancestors(targets)) if targets else g.copy()
         base = doc.path or doc.origin
         job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
                   Workflow(snap, base), list(targets) if targets else None, view)
@@ -247,6 +251,14 @@ class RunController(QObject):
             else:
                 for line in lines[1:]:
                     self.logged.emit("error", line, "")
-        self.jobsChanged.emit()
         self.jobFinished.emit(job)
+        # Node outputs (clips, arrays) are large: the listeners took what they show; keep the rest light.
+        if job.result is not None:
+            job.result.outputs = {}
+        if job.kind == "view":
+            self.jobs.remove(job)
+        finished = [j for j in self.jobs if j.finished_at is not None]
+        for old in finished[:-MAX_HISTORY]:
+            self.jobs.remove(old)
+        self.jobsChanged.emit()
         self._start_next()

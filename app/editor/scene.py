@@ -8,19 +8,18 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Tuple
 
-from PySide6.QtCore import QPointF, QRectF, Signal
-from PySide6.QtWidgets import QGraphicsScene
+from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt, Signal
+from PySide6.QtGui import QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from graph_engine.graph import Event, Link
 
-from . import rules
+from . import rules, theme
 from .controller import GROUPS, NOTES, REROUTES, Controller, Refused
 from .decor_items import GroupItem, NoteItem
 from .document import Document
 from .link_items import DragLink, LinkItem, RerouteItem
 from .node_item import NodeItem
-
-SCENE_EXTENT = 1.0e5
 
 
 class GraphScene(QGraphicsScene):
@@ -34,6 +33,8 @@ class GraphScene(QGraphicsScene):
         super().__init__()
         self.doc, self.controller = doc, controller
         self.snapping = True
+        self.far = False                # zoomed far out: the view draws nodes and links in a few batches
+        self._overview = None
         self.nodes: Dict[str, NodeItem] = {}
         self.links: Dict[str, LinkItem] = {}           # by "dst.port"
         self.groups: Dict[str, GroupItem] = {}
@@ -42,8 +43,8 @@ class GraphScene(QGraphicsScene):
         self._drag: Optional[dict] = None
         self._moving: Optional[dict] = None
         self._insert_link: Optional[LinkItem] = None
-        self.setSceneRect(-SCENE_EXTENT, -SCENE_EXTENT, 2 * SCENE_EXTENT, 2 * SCENE_EXTENT)
         self._unsubscribe = doc.graph.subscribe(self._on_event)
+        self.selectionChanged.connect(self.overview_changed)
         self.rebuild()
 
     def close(self) -> None:
@@ -67,6 +68,7 @@ class GraphScene(QGraphicsScene):
         inst = self.doc.graph.nodes[nid]
         item = NodeItem(nid, self.doc.registry.get(inst.type), inst, self.doc.graph.ui.get(nid) or {})
         self.nodes[nid] = item
+        self._far_mode(item)
         self.addItem(item)
 
     def _add_link(self, l: Link) -> None:
@@ -78,6 +80,7 @@ class GraphScene(QGraphicsScene):
         item.points = [QPointF(*p) for p in (self.doc.graph.ui.get(REROUTES) or {}).get(item.key, [])]
         item.update_path()
         self.links[item.key] = item
+        self._far_mode(item)
         self.addItem(item)
 
     def _remove_link(self, key: str) -> None:
@@ -116,6 +119,7 @@ class GraphScene(QGraphicsScene):
             self._sync_reroutes()
         else:
             return
+        self.overview_changed()
         self.layoutChanged.emit()
 
     def _refresh(self, nid: str) -> None:
@@ -157,11 +161,54 @@ class GraphScene(QGraphicsScene):
                 self.reroute_items.append(item)
                 self.addItem(item)
 
+    # -- far out: batched drawing -----------------------------------------------------------------
+    def set_far(self, far: bool) -> None:
+        """Far out, a node is a coloured block and a link a thin line: the view paints them all in a
+        few batched calls (`paint_overview`) instead of a thousand per-item calls, while the items
+        stay in place for selecting and dragging. Close up, items paint themselves from a cache."""
+        if far == self.far:
+            return
+        self.far = far
+        for item in list(self.nodes.values()) + list(self.links.values()):
+            self._far_mode(item)
+        self._overview = None
+
+    def _far_mode(self, item) -> None:
+        item.setFlag(QGraphicsItem.ItemHasNoContents, self.far)
+        item.setCacheMode(QGraphicsItem.NoCache if self.far else QGraphicsItem.DeviceCoordinateCache)
+
+    def overview_changed(self) -> None:
+        if self.far:
+            self._overview = None
+            self.update()
+
+    def paint_overview(self, painter) -> None:
+        if self._overview is None:
+            blocks, wires = {}, {}
+            for item in self.nodes.values():
+                st = item.status.state if item.status is not None else None
+                c = theme.NODE_SELECTED if item.isSelected() else theme.STATUS_COLORS.get(st, item.header_color)
+                blocks.setdefault(c.rgba(), (c, []))[1].append(QRectF(item.pos(), QSizeF(item.w, item.h)))
+            for link in self.links.values():
+                c = theme.NODE_SELECTED if link.isSelected() else link.color
+                wires.setdefault(c.rgba(), (c, QPainterPath()))[1].addPath(link.path())
+            self._overview = (list(blocks.values()), list(wires.values()))
+        blocks, wires = self._overview
+        painter.setBrush(Qt.NoBrush)
+        for c, path in wires:
+            painter.setPen(QPen(c, 0))
+            painter.drawPath(path)
+        painter.setPen(Qt.NoPen)
+        for c, rects in blocks:
+            painter.setBrush(c)
+            painter.drawRects(rects)
+
     # -- status ---------------------------------------------------------------------------------
     def set_status(self, node_id: str, status) -> None:
         item = self.nodes.get(node_id)
         if item is not None:
             item.set_status(status)
+            self.overview_changed()
 
     def clear_status(self) -> None:
         for item in self.nodes.values():
@@ -277,7 +324,8 @@ class GraphScene(QGraphicsScene):
             self.message.emit(f"Not connected: {e}")
 
     # -- moving ---------------------------------------------------------------------------------
-    def begin_move(self, carry_group: Optional[GroupItem] = None) -> None:
+    def begin_move(self) -> None:
+        """A drag of the selection starts; selected groups carry the nodes and notes inside them."""
         moving = {i: i.pos() for i in self.selectedItems()
                   if isinstance(i, (NodeItem, NoteItem, GroupItem, RerouteItem))}
         carried = {}

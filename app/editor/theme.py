@@ -67,4 +67,4 @@ def apply(app) -> None:
     app.setPalette(palette())
     qss = THEME_DIR / "dark.qss"
     if qss.is_file():
-        app.setStyleSheet(qss.read_text(encoding="utf-8"))
+        app.setStyleSheet(qss.read_text(encoding="utf-8").replace("@THEME@", THEME_DIR.as_posix()))

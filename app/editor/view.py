@@ -15,7 +15,8 @@ from graph_engine.workflow import MEDIA_SUFFIXES
 
 from . import rules, theme
 from .controller import Refused
-from .geometry import GRID
+from .decor_items import GroupItem
+from .geometry import FAR_ZOOM, GRID
 from .link_items import LinkItem
 from .minimap import Minimap
 from .node_item import NodeItem
@@ -23,13 +24,14 @@ from .palette import SearchPalette
 
 NODE_MIME = "application/x-kinograph-node"
 MIN_ZOOM, MAX_ZOOM = 0.05, 3.0
+SCENE_EXTENT = 1.0e5
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 
 class GraphView(QGraphicsView):
     fileDropped = Signal(str)
     viewRequested = Signal(str, str)            # node, viewer slot "A"/"B"
-    contextRequested = Signal(QPoint, object)   # global pos, node id or None
+    contextRequested = Signal(QPoint, object, object)   # global pos, node id or None, group id or None
     propertyFocusRequested = Signal(str, str)   # node, parameter that needs the big editor
     message = Signal(str)
 
@@ -43,8 +45,13 @@ class GraphView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
         self.setDragMode(QGraphicsView.RubberBandDrag)
+        # The view may wander anywhere; the scene's own rect (and so its item index) stays tight
+        # around the items.
+        self.setSceneRect(-SCENE_EXTENT, -SCENE_EXTENT, 2 * SCENE_EXTENT, 2 * SCENE_EXTENT)
+        self.setCacheMode(QGraphicsView.CacheBackground)
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.StrongFocus)
+        self._painted_zoom = None
         self._pan: Optional[QPointF] = None
         self._space = False
         self._knife: Optional[QGraphicsPathItem] = None
@@ -56,6 +63,7 @@ class GraphView(QGraphicsView):
     # -- scene --------------------------------------------------------------------------------
     def set_scene(self, scene) -> None:
         self.setScene(scene)
+        self._painted_zoom = None
         if self.palette is not None:
             self.palette.deleteLater()
         self.palette = SearchPalette(scene.doc.registry, self.settings, self)
@@ -73,6 +81,19 @@ class GraphView(QGraphicsView):
         self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
 
     # -- painting -------------------------------------------------------------------------------
+    def paintEvent(self, event):
+        zoom = self.zoom()                    # whatever changed it: wheel, fit, reset
+        if zoom != self._painted_zoom:
+            self._painted_zoom = zoom
+            self.resetCachedContent()         # the cached grid was drawn for the old zoom
+            if self.scene() is not None:
+                self.scene().set_far(zoom < FAR_ZOOM)
+        super().paintEvent(event)
+
+    def drawForeground(self, painter, rect):
+        if self.scene().far:
+            self.scene().paint_overview(painter)
+
     def drawBackground(self, painter, rect):
         painter.fillRect(rect, theme.CANVAS)
         scale = self.transform().m11()
@@ -203,10 +224,12 @@ class GraphView(QGraphicsView):
         if event.modifiers() & Qt.ControlModifier:
             event.accept()
             return
-        item = self.scene().node_at(self.mapToScene(event.pos()))
+        p = self.mapToScene(event.pos())
+        item = self.scene().node_at(p)
         if item is not None and not item.isSelected():
             self.scene().select_nodes([item.node_id])
-        self.contextRequested.emit(event.globalPos(), item.node_id if item else None)
+        group = next((g.gid for g in self.scene().items(p) if isinstance(g, GroupItem)), None)
+        self.contextRequested.emit(event.globalPos(), item.node_id if item else None, group)
 
     # -- keys -----------------------------------------------------------------------------------
     def keyPressEvent(self, event):

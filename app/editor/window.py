@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
 from graph_engine.errors import KinographError, WorkflowError
 
 from .autosave import Autosaver
-from .controller import Controller, Refused
+from .camera_preview import camera_path_image, is_camera
+from .controller import GROUP_COLORS, Controller, Refused
 from .document import Document
 from .help_overlay import HelpOverlay
 from .panels import LibraryPanel, LogPanel, QueuePanel
@@ -27,6 +28,7 @@ from .viewer import ViewerPanel
 
 WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
+PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
 FILE_FILTER = "Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;All files (*)"
 
 
@@ -43,6 +45,7 @@ class MainWindow(QMainWindow):
         self.doc: Optional[Document] = None
         self.autosaver: Optional[Autosaver] = None
         self._viewing = {}                       # slot -> node id shown there (refreshed on edits)
+        self._stale = set()                      # slots to recompute when the refresh timer fires
         self._refresh_view = QTimer(self)
         self._refresh_view.setSingleShot(True)
         self._refresh_view.setInterval(250)
@@ -73,6 +76,7 @@ class MainWindow(QMainWindow):
         self.properties.viewRequested.connect(self.view_node)
         self.properties.runRequested.connect(lambda n: self.run([n]))
         self.properties.whyRequested.connect(self.explain)
+        self.properties.previewRequested.connect(lambda n: self.view_node(n, PREVIEW))
         self.view.viewRequested.connect(self.view_node)
         self.view.contextRequested.connect(self._context_menu)
         self.view.propertyFocusRequested.connect(self._focus_property)
@@ -101,7 +105,10 @@ class MainWindow(QMainWindow):
         self.docks[title] = d
         return d
 
-    def _act(self, menu: QMenu, text: str, fn: Callable, keys=None, tip: str = "", checkable=False) -> QAction:
+    def _act(self, menu: QMenu, text: str, fn: Callable, keys=None, tip: str = "", checkable=False,
+             canvas: bool = False) -> QAction:
+        """A menu command; `canvas` ones (single keys like B or Delete) fire only while the canvas has
+        the focus, so typing in a panel never bypasses or deletes nodes."""
         a = QAction(text, self)
         if keys:
             a.setShortcuts([QKeySequence(k) for k in (keys if isinstance(keys, (list, tuple)) else [keys])])
@@ -111,7 +118,11 @@ class MainWindow(QMainWindow):
         a.setCheckable(checkable)
         a.triggered.connect(fn)
         menu.addAction(a)
-        self.addAction(a)
+        if canvas:
+            a.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            self.view.addAction(a)
+        else:
+            self.addAction(a)
         return a
 
     def _build_actions(self) -> None:
@@ -136,21 +147,21 @@ class MainWindow(QMainWindow):
         self._act(e, "&Paste", self.paste, "Ctrl+V")
         self._act(e, "&Duplicate", self.duplicate, "Ctrl+D")
         self._act(e, "Delete (reconnecting)", lambda: self.delete(True), ["Delete", "Backspace", "X"],
-                  "Delete the selection; what fed it is wired to what it fed")
-        self._act(e, "Delete without reconnecting", lambda: self.delete(False), "Shift+Delete")
-        self._act(e, "Select &All", self._select_all, "Ctrl+A")
-        self._act(e, "Rename", self._rename_selected, "F2")
+                  "Delete the selection; what fed it is wired to what it fed", canvas=True)
+        self._act(e, "Delete without reconnecting", lambda: self.delete(False), "Shift+Delete", canvas=True)
+        self._act(e, "Select &All", self._select_all, "Ctrl+A", canvas=True)
+        self._act(e, "Rename", self._rename_selected, "F2", canvas=True)
 
         n = mb.addMenu("&Node")
-        self._act(n, "Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(QCursor.pos())), "Shift+A")
-        self._act(n, "Bypass", lambda: self.controller.set_bypass(self.scene.selected_nodes()), "B")
-        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self.scene.selected_nodes()), "H")
+        self._act(n, "Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(QCursor.pos())), "Shift+A", canvas=True)
+        self._act(n, "Bypass", lambda: self.controller.set_bypass(self.scene.selected_nodes()), "B", canvas=True)
+        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self.scene.selected_nodes()), "H", canvas=True)
         self._act(n, "Group Selection", self.group_selection, "Ctrl+G")
-        self._act(n, "Add Sticky Note", self.add_note, "N")
+        self._act(n, "Add Sticky Note", self.add_note, "N", canvas=True)
         n.addSeparator()
-        self._act(n, "View Output (A)", lambda: self._view_selected("A"), "V")
-        self._act(n, "View Output (B)", lambda: self._view_selected("B"), "Shift+V")
-        self._act(n, "Why Did This Re-run?", lambda: [self.explain(x) for x in self.scene.selected_nodes()], "W")
+        self._act(n, "View Output (A)", lambda: self._view_selected("A"), "V", canvas=True)
+        self._act(n, "View Output (B)", lambda: self._view_selected("B"), "Shift+V", canvas=True)
+        self._act(n, "Why Did This Re-run?", lambda: [self.explain(x) for x in self.scene.selected_nodes()], "W", canvas=True)
 
         ar = mb.addMenu("&Arrange")
         for mode, label, keys in (("left", "Align Left", "Ctrl+Alt+Left"), ("right", "Align Right", "Ctrl+Alt+Right"),
@@ -163,16 +174,16 @@ class MainWindow(QMainWindow):
                   lambda: self.controller.distribute(self.scene.selected_nodes(), "horizontal"), "Ctrl+Alt+H")
         self._act(ar, "Distribute Vertically",
                   lambda: self.controller.distribute(self.scene.selected_nodes(), "vertical"), "Ctrl+Alt+V")
-        self._act(ar, "Auto-layout", lambda: self.controller.auto_layout(self.scene.selected_nodes() or None), "L")
+        self._act(ar, "Auto-layout", lambda: self.controller.auto_layout(self.scene.selected_nodes() or None), "L", canvas=True)
         self.snap_action = self._act(ar, "Snap to Grid", self._toggle_snap, checkable=True)
         self.snap_action.setChecked(bool(self.settings.get("snap", True)))
 
         v = mb.addMenu("&View")
-        self._act(v, "Frame All", lambda: self.view.frame_all(), "Home")
-        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), "F")
+        self._act(v, "Frame All", lambda: self.view.frame_all(), "Home", canvas=True)
+        self._act(v, "Frame Selected", lambda: self.view.frame_selected(), "F", canvas=True)
         self._act(v, "Zoom In", lambda: self.view.zoom_by(1.25), ["Ctrl+=", "Ctrl++"])
         self._act(v, "Zoom Out", lambda: self.view.zoom_by(0.8), "Ctrl+-")
-        self._act(v, "Minimap", lambda on: self.view.minimap.setVisible(on), "M", checkable=True).setChecked(True)
+        self._act(v, "Minimap", lambda on: self.view.minimap.setVisible(on), "M", checkable=True, canvas=True).setChecked(True)
         v.addSeparator()
         for d in self.docks.values():
             v.addAction(d.toggleViewAction())
@@ -216,7 +227,7 @@ class MainWindow(QMainWindow):
         doc.undo.canRedoChanged.connect(self.redo_action.setEnabled)
         self.undo_action.setEnabled(doc.undo.canUndo())
         self.redo_action.setEnabled(doc.undo.canRedo())
-        self._viewing = {}
+        self._viewing, self._stale = {}, set()
         if old_scene is not None:
             self._detach(old_scene)
             old_scene.deleteLater()
@@ -225,8 +236,7 @@ class MainWindow(QMainWindow):
         self._update_title()
         for p in doc.problems:
             self.log.log("warn", str(p), p.node or "")
-        for nid, st in self.runs.status.items():
-            scene.set_status(nid, st)
+        self.runs.status.clear()      # badges belong to the graph that ran
         QTimer.singleShot(0, self.view.frame_all)
 
     def _detach(self, scene: GraphScene) -> None:
@@ -338,6 +348,9 @@ class MainWindow(QMainWindow):
                 return
 
     def closeEvent(self, event):
+        if self not in WINDOWS:
+            event.accept()
+            return
         if not self.confirm_discard():
             event.ignore()
             return
@@ -346,6 +359,8 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop threads and timers and drop the recovery file (the changes were saved or discarded)."""
+        if self not in WINDOWS:
+            return
         if self.autosaver is not None:
             self.autosaver.stop()
             self.autosaver = None
@@ -441,9 +456,15 @@ class MainWindow(QMainWindow):
             self.scene.select_nodes([node_id])
             self.view.frame_selected()
 
-    def _context_menu(self, global_pos, node_id: Optional[str]) -> None:
+    def _context_menu(self, global_pos, node_id: Optional[str], group: Optional[str] = None) -> None:
         m = QMenu(self)
-        if node_id is not None:
+        if node_id is None and group is not None:
+            m.addAction("Rename Group", lambda: self.view.rename("group", group))
+            colours = m.addMenu("Colour")
+            for name, c in zip(("Blue", "Purple", "Green", "Ochre", "Red", "Teal"), GROUP_COLORS):
+                colours.addAction(name, lambda c=c: self.controller.update_group(group, color=c))
+            m.addAction("Delete Group (keep nodes)", lambda: self.controller.delete(group_ids=[group]))
+        elif node_id is not None:
             m.addAction("View Output (A)", lambda: self.view_node(node_id, "A"))
             m.addAction("View Output (B)", lambda: self.view_node(node_id, "B"))
             m.addAction("Run to Here", lambda: self.run([node_id]))
@@ -464,8 +485,22 @@ class MainWindow(QMainWindow):
         m.popup(global_pos)
 
     def _model_changed(self, ev) -> None:
-        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed") and \
-                any(ev.node in self.doc.graph.ancestors([n]) for n in self._viewing.values()):
+        """Recompute what the viewer shows when something it depends on changed, unless that would
+        re-run an expensive node (a sampler): then the viewer says it is out of date instead."""
+        if ev.kind not in ("param_changed", "linked", "unlinked", "node_changed") or not self._viewing:
+            return
+        g, reg = self.doc.graph, self.doc.registry
+        for slot, nid in self._viewing.items():
+            needed = g.ancestors([nid])
+            if ev.node not in needed:
+                continue
+            redo = set(needed) & set(_descendants(g, ev.node))
+            if any(reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
+                if slot != PREVIEW:
+                    self.viewer.canvas.note = f"{slot} is out of date: press V to recompute {nid}"
+                    self.viewer.canvas.update()
+                continue
+            self._stale.add(slot)
             self._refresh_view.start()
 
     # -- running --------------------------------------------------------------------------------
@@ -477,18 +512,9 @@ class MainWindow(QMainWindow):
         self.bottom_tabs.setCurrentWidget(self.log)
         return self.runs.submit(self.doc, targets=targets)
 
-    def queue_new_seeds(self) -> Optional[Job]:
-        import random
-        from . import ops
-        todo = []
-        for nid, inst in self.doc.graph.nodes.items():
-            spec = self.doc.registry.get(inst.type)
-            for name, p in (spec.params.items() if spec else ()):
-                if p.kind == "seed":
-                    hi = int(p.max) if p.max is not None else 2 ** 31 - 1
-                    todo.append(ops.SetParam(nid, name, random.randint(int(p.min or 0), hi), p.default))
-        if todo:
-            self.doc.push("New seeds", todo)
+    def queue_new_seeds(self) -> Job:
+        """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""
+        self.controller.next_seeds(reroll=True)
         return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)")
 
     def _status(self, node_id: str, st) -> None:
@@ -546,25 +572,35 @@ class MainWindow(QMainWindow):
             self.message(f"{node_id} has nothing to show yet: connect its input")
             return None
         self._viewing[slot] = node_id
-        self.docks["Viewer"].show()
-        self.docks["Viewer"].raise_()
+        if slot != PREVIEW:
+            self.docks["Viewer"].show()
+            self.docks["Viewer"].raise_()
         label = f"{target[0]}.{target[1]}"
         return self.runs.submit(self.doc, targets=[target[0]], kind="view", label=f"view {label}",
                                 view=(target[0], target[1], slot, node_id))
 
     def _revisit_views(self) -> None:
-        for slot, nid in list(self._viewing.items()):
-            if nid in self.doc.graph.nodes:
+        stale, self._stale = self._stale, set()
+        for slot in stale:
+            nid = self._viewing.get(slot)
+            if slot == PREVIEW and nid != self.properties.node_id:
+                del self._viewing[slot]
+            elif nid in self.doc.graph.nodes:
                 self.view_node(nid, slot)
 
     def _show_view(self, job: Job) -> None:
         node, port, slot, shown = job.view
         res = job.result
-        if res is None or node not in res.outputs:
+        value = res.outputs.get(node, {}).get(port) if res is not None else None
+        if slot == PREVIEW:
+            if is_camera(value):
+                self.properties.show_preview(shown, camera_path_image(value))
+            return
+        if value is None:
             self.viewer.canvas.note = f"{shown}: could not be computed (see the log)"
             self.viewer.canvas.update()
             return
-        self.viewer.set_source(slot, res.outputs[node].get(port), f"{node}.{port}")
+        self.viewer.set_source(slot, value, f"{node}.{port}")
 
     def view_file(self, path: str) -> Optional[Job]:
         """A rendered file in the viewer, decoded by the engine's own loader node."""
@@ -580,6 +616,17 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1600, 1000)
+
+
+def _descendants(g, node_id: str) -> List[str]:
+    out, stack = set(), [node_id]
+    while stack:
+        n = stack.pop()
+        if n in out:
+            continue
+        out.add(n)
+        stack.extend(l.dst for l in g.links_from(n))
+    return list(out)
 
 
 def offer_recovery(registry=None, ask: Optional[Callable] = None) -> List[MainWindow]:

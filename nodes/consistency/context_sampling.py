@@ -18,8 +18,8 @@ def windowed_model_fn(model_fn: Callable, options: ContextOptions, sigmas, *, co
 
     sigmas: the run's schedule; the step index (which moves uniform windows) is found from
     the sigma a call receives, so multi-stage samplers keep one window layout per step.
-    frame_aware: call `model_fn(x_window, sigma, frames=idx)` so per-frame conditioning
-    (prompt schedules, control frames) can be sliced with `slice_frames(value, idx, ...)`.
+    frame_aware: call `model_fn(x_window, sigma, frames=idx)` so the model function slices its
+    per-frame conditioning (prompt schedules, image and control frames) to the window.
     check: called before each window (cancellation within a step)."""
 
     def fn(x, sigma, frames=None):

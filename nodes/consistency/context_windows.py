@@ -168,19 +168,6 @@ def take_frames(x, idx: list[int], axis: int):
     return torch.index_select(x, axis, torch.as_tensor(idx, device=x.device))
 
 
-def slice_frames(value, idx: list[int], num_frames: int, axis: int):
-    """The window `idx` of a per-frame value (array or tensor with num_frames along `axis`).
-
-    Values without a frame axis of that size (global conditioning, scalars, None) pass
-    through unchanged, so one call handles per-frame prompts, control frames and masks.
-    """
-    shape = getattr(value, "shape", None)
-    ndim = len(shape) if shape is not None else 0
-    if not -ndim <= axis < ndim or shape[axis] != num_frames:
-        return value
-    return take_frames(value, idx, axis)
-
-
 def fuse_window_outputs(outputs, windows: list[list[int]], weights: list[np.ndarray], num_frames: int,
                         axis: int = 2):
     """Weighted average of per-window outputs: acc[idx] += out*w; cnt[idx] += w; acc/cnt.
@@ -207,20 +194,6 @@ def fuse_window_outputs(outputs, windows: list[list[int]], weights: list[np.ndar
     return acc / _as_like(cnt.reshape(bshape), acc)
 
 
-def latent_frames(pixel_frames: int, compression: int) -> int:
-    """Latent frame count for `pixel_frames` under a causal VAE compressing time by `compression`.
-
-    Wan/Hunyuan (4): (F-1)//4+1; LTX (8): (F-1)//8+1; no compression (1): F.
-    """
-    if compression <= 1:
-        return pixel_frames
-    if (pixel_frames - 1) % compression:
-        raise ValueError(f"{pixel_frames} frames cannot be encoded by this model: it needs "
-                         f"{compression}n+1 frames (e.g. {(pixel_frames - 1) // compression * compression + 1} "
-                         f"or {((pixel_frames - 1) // compression + 1) * compression + 1})")
-    return (pixel_frames - 1) // compression + 1
-
-
 def latent_context(length: int, overlap: int, compression: int) -> tuple[int, int]:
     """Context length and overlap in pixel frames -> the same in latent frames.
 
@@ -232,16 +205,6 @@ def latent_context(length: int, overlap: int, compression: int) -> tuple[int, in
     lat_len = (length - 1) // compression + 1
     lat_overlap = max(1, overlap // compression) if overlap > 0 else 0
     return lat_len, min(lat_overlap, lat_len - 1)
-
-
-def latent_to_pixel_frames(idx: list[int], compression: int) -> list[int]:
-    """Pixel frames covered by latent frames `idx` (latent 0 holds frame 0, latent k>0 frames ck-c+1..ck)."""
-    if compression <= 1:
-        return list(idx)
-    out = []
-    for k in idx:
-        out.extend([0] if k == 0 else range(compression * k - compression + 1, compression * k + 1))
-    return out
 
 
 def step_for_sigma(sigmas, sigma: float) -> int:

@@ -51,8 +51,13 @@ def _draw(latent, seed: int, prior: str, **kw):
 
 @node("noise.independent", title="Independent Noise", category="Noise")
 def noise_independent(ctx, latent: LATENT, seed: int = SEED) -> NOISE:
-    """i.i.d. Gaussian noise: every frame independent (what sample draws when no noise is connected)."""
-    return _draw(latent, seed, "independent")
+    """i.i.d. Gaussian noise: every frame independent (what sample draws when no noise is connected).
+
+    Drawn in the element order of the family's diffusers pipeline, so the same seed gives the
+    same noise as sample's own and as the pipeline's."""
+    from nodes.consistency.noise_priors import generator
+    from nodes.generate.adapters import get_adapter
+    return get_adapter(latent.family).draw_noise(_shape(latent), generator(seed))
 
 
 @node("noise.freenoise", title="FreeNoise", category="Noise")

@@ -37,6 +37,9 @@ class ModelHandle:
     def with_run_wrapper(self, wrap: Callable) -> "ModelHandle":
         return replace(self, run_wrappers=self.run_wrappers + (wrap,))
 
+    def with_option(self, name: str, value: Any) -> "ModelHandle":
+        return replace(self, options=tuple((k, v) for k, v in self.options if k != name) + ((name, value),))
+
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
 

@@ -131,11 +131,15 @@ def check_family(path: Path, wanted: str) -> str:
         raise NodeError(f"{path} is not a model Kinograph recognises ({why}). Point the loader at a "
                         f"{family_spec(wanted).title} folder in diffusers layout (model_index.json + subfolders)")
     if found not in ok:
-        title = "an AnimateDiff motion module" if found == "motion" else f"a {family_spec(found).title} model"
+        title = "an AnimateDiff motion module" if found == "motion" else _a(f"{family_spec(found).title} model")
         use = "load.animatediff's motion_adapter" if found == "motion" else f"load.{found}"
         raise NodeError(f"{path} is {title} ({why}), not {family_spec(wanted).title}. Use {use}, or point this "
                         f"loader at a {family_spec(wanted).title} model")
     return found
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 # -- paths ---------------------------------------------------------------------------------
@@ -153,7 +157,7 @@ def resolve_model_path(path: str, kind: str, what: str) -> Path:
         return Path(path)
     md = _models_dirs()
     if path and md is not None:
-        found = md.find_model(Path(path).name, kind)
+        found = md.find_model(Path(path).name, kind, required=False)
         if found:
             return Path(found)
     dirs = [str(d) for d in md.model_dirs()] if md is not None else []
@@ -258,6 +262,9 @@ class ModelManager:
             raise NodeError(f"{source} is a single file; {spec.title} loads from a folder in diffusers layout "
                             "(model_index.json + subfolders)")
         check_family(source, family)
+        if source.is_dir():
+            for f in sorted(source.rglob("*.safetensors")):
+                safetensors_keys(f)
         if family == "animatediff" and not opts.get("motion_adapter") and (source / "motion_adapter").is_dir():
             opts["motion_adapter"] = str(source / "motion_adapter")
         dname, torch_dtype = dtype_of(dtype, family, device)
@@ -293,6 +300,24 @@ class ModelManager:
         has_image = getattr(p, "image_encoder", None) is not None
         return {"vae": mk("vae"), "text_encoder": mk("text_encoder") if has_text else None,
                 "image_encoder": mk("image_encoder") if has_image else None}
+
+    def controlnet(self, path: str, model: ModelHandle):
+        """A ControlNet in the model's dtype and device (cached like pipelines)."""
+        import torch
+        from diffusers import ControlNetModel
+        source = resolve_model_path(path, KINDS["controlnet"], "ControlNet")
+        dtype = model.denoiser.dtype
+        key = ("controlnet", str(source.resolve()), str(dtype), model.device)
+        with self._lock:
+            if key not in self._cache:
+                with local_only("ControlNet", str(source)):
+                    if source.is_file():
+                        net = ControlNetModel.from_single_file(str(source), dtype=dtype, local_files_only=True)
+                    else:
+                        net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
+                self._cache[key] = net.to(torch.device(model.device)).eval()
+            self._cache.move_to_end(key)
+            return self._cache[key]
 
     def clear(self) -> None:
         with self._lock:

@@ -189,3 +189,20 @@ def _noise_tensor(noise):
     if not hasattr(t, "shape"):
         raise NodeError(f"the noise input is a {type(noise).__name__}, not a noise tensor")
     return t
+
+
+@node("control.apply", title="ControlNet", category="Conditioning", device="gpu")
+def control_apply(ctx, model: MODEL, video: VIDEO,
+                  path: str = Param("", kind="path", help="ControlNet folder (diffusers layout) or file"),
+                  strength: float = Param(1.0, min=0.0, max=2.0),
+                  preprocessor: str = Param("canny", choices=("canny", "depth", "none"),
+                                            help="canny edges, luminance depth proxy, or none for a ready "
+                                                 "depth/pose video"),
+                  low: int = Param(100, min=0, max=255, help="canny: lower threshold"),
+                  high: int = Param(200, min=0, max=255, help="canny: upper threshold")) -> MODEL:
+    """Guide AnimateDiff / Stable Diffusion with a ControlNet driven by a video, frame by frame.
+
+    Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
+    depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is."""
+    from nodes.generate.control import apply_control
+    return apply_control(ctx.models, model, video, path, strength, preprocessor, low, high)

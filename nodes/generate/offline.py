@@ -36,7 +36,8 @@ def local_only(what: str, where: str, hint: str = ""):
     except NodeError:
         raise
     except (OSError, ValueError) as exc:
-        if not _is_hub_error(exc) and not isinstance(exc, FileNotFoundError):
+        # diffusers/transformers report a file missing from a local folder as OSError (EnvironmentError).
+        if isinstance(exc, ValueError) and not _is_hub_error(exc):
             raise
         raise NodeError(
             f"{what}: a file is missing from {where} ({_first_line(exc)}). Kinograph never downloads models: "

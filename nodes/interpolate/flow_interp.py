@@ -1,12 +1,12 @@
 """Motion-compensated in-betweens from dense optical flow (no learned weights).
 
-Per source pair: DIS flow both ways (at a reduced scale, then upsampled), and per pixel a
-confidence from the forward-backward check and the photometric error. Per in-between
-time t: both flows are forward-splatted to t (softmax-style, so a confident foreground
-wins over the background it covers), holes are filled push-pull, and the two source
-frames are backward-warped with that flow and blended by t and by visibility: a pixel at
-t that no source pixel of frame 0 lands on (being uncovered, or entering at the border)
-comes from frame 1 alone, and the other way round."""
+Per source pair: DIS flow both ways on reduced frames, and per pixel a confidence from the
+forward-backward check and the photometric error. Per in-between time t: both flows are
+forward-splatted to t (softmax-style, so a confident foreground wins over the background
+it covers) and holes filled push-pull, still at flow resolution; then, at full size, the
+two source frames are backward-warped with that motion and blended by t and by
+visibility: a pixel at t that no source pixel of frame 0 lands on (being uncovered, or
+entering at the border) comes from frame 1 alone, and the other way round."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +15,10 @@ from typing import List, Sequence
 import cv2
 import numpy as np
 
+from graph_engine import NodeError
 from nodes.common.flow import estimate_flow, fill_holes, forward_splat, to_gray
 from nodes.interpolate import kernels as K
+from nodes.interpolate.schedule import interpolated_clip
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def _reduce(img: np.ndarray, scale: float) -> np.ndarray:
 
 class FlowSynth:
     def __init__(self, quality: str = "medium"):
+        if quality not in QUALITY:
+            raise NodeError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITY)}")
         self.s = QUALITY[quality]
 
     def prepare(self, a: np.ndarray, b: np.ndarray) -> PairState:
@@ -93,6 +97,5 @@ class FlowSynth:
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",
                      scene_threshold: float = 0.3, multipliers: str = "", ctx=None):
-    from nodes.interpolate.schedule import interpolated_clip
     return interpolated_clip(video, FlowSynth(quality), factor=factor, fps=fps, multipliers=multipliers,
                              scene_threshold=scene_threshold, ctx=ctx)

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from graph_engine import Clip, NodeError
+from nodes.common.stream import PairCache, Progress
 
 # A source position closer than this to an integer is that source frame (fps ratios like 24000/1001).
 _EXACT = 1e-6
@@ -98,33 +97,15 @@ def cut_score(a: np.ndarray, b: np.ndarray) -> float:
     return float(cv2.compareHist(hist(a), hist(b), cv2.HISTCMP_BHATTACHARYYA))
 
 
-class _PairCache:
-    """Prepared pairs kept between reads: an output chunk often ends inside a pair, and the
-    next chunk needs the same pair again. Results are deterministic, so caching never changes pixels."""
-
-    def __init__(self, size: int = 2):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key, make):
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        value = make()
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
-
-
 def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 0.0, multipliers: str = "",
                       scene_threshold: float = 0.3, ctx=None) -> Clip:
     """The lazily interpolated clip: source frames stay bit-exact at their positions, pairs
     across a scene cut (cut_score > scene_threshold; 0 turns detection off) repeat the nearer
     source frame instead of blending, and any output range can be rendered on its own."""
     plan = make_plan(src.length, src.fps, factor, fps, multipliers)
-    cache = _PairCache()
+    # An output chunk often ends inside a pair and the next one needs the same pair again.
+    cache = PairCache(size=2)
+    progress = Progress(ctx, plan.length)
 
     def pair_state(i: int, a: np.ndarray, b: np.ndarray):
         def make():
@@ -155,6 +136,7 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
             else:
                 for j, frame in zip(idx, synth.render(state, [float(ts[j]) for j in idx])):
                     out[j] = frame
+        progress.add(stop - start)
         return out
 
     return src.with_(length=plan.length, fps=plan.fps, reader=reader)

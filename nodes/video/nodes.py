@@ -7,13 +7,13 @@ from graph_engine.types import VIDEO
 from . import edit
 
 
-@node("video.trim", category="Video")
+@node("video.trim", category="Video", temporal_radius=0)
 def trim(ctx, video: VIDEO, start: int = Param(0, min=0), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start`."""
     return edit.trim(video, start, count)
 
 
-@node("video.concat", category="Video")
+@node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
     """Play `other` after `video` (same size required)."""
     return edit.concat(video, other)
@@ -27,19 +27,19 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
     return edit.resize(video, width, height, method)
 
 
-@node("video.every_nth", category="Video")
+@node("video.every_nth", category="Video", temporal_radius=0)
 def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1), offset: int = Param(0, min=0)) -> VIDEO:
     """Keep one frame in n (the frame rate drops by n, so the duration stays)."""
     return edit.take(video, np.arange(offset, video.length, n), video.fps / n, video.audio)
 
 
-@node("video.reverse", category="Video")
+@node("video.reverse", category="Video", temporal_radius=0)
 def reverse(ctx, video: VIDEO) -> VIDEO:
     """Play the clip backwards."""
     return edit.take(video, np.arange(video.length - 1, -1, -1), video.fps, None)
 
 
-@node("video.pingpong", category="Video")
+@node("video.pingpong", category="Video", temporal_radius=0)
 def pingpong(ctx, video: VIDEO) -> VIDEO:
     """Forward then backward, without repeating the turning frames: a seamless loop."""
     n = video.length
@@ -47,7 +47,7 @@ def pingpong(ctx, video: VIDEO) -> VIDEO:
     return edit.take(video, idx, video.fps, None)
 
 
-@node("video.fps", category="Video")
+@node("video.fps", category="Video", temporal_radius=0)
 def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000),
         mode: str = Param("resample", choices=("resample", "retime"),
                           help="resample: drop/repeat frames, same duration; retime: same frames, new speed")) -> VIDEO:

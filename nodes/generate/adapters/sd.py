@@ -51,9 +51,10 @@ class SDAdapter(Adapter):
         inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype)}
         control = handle.option("controlnet")
         if control is not None:
-            net, images, strength = control
-            idx = torch.as_tensor(pix).clamp(max=images.shape[0] - 1)
-            inputs["control"] = (net, images[idx].to(device, dtype).repeat(len(conds) * batch, 1, 1, 1), strength)
+            from nodes.generate.control import control_images
+            net, frames, strength = control
+            images = control_images(frames, pix, (0, 0)).to(device, dtype)
+            inputs["control"] = (net, images.repeat(len(conds) * batch, 1, 1, 1), strength)
         return inputs
 
     def forward(self, handle, x_in, t, inputs):
@@ -115,9 +116,15 @@ class AnimateDiffAdapter(SDAdapter):
 
 
 def _control_residuals(flat, t, ehs, control) -> dict:
+    """ControlNet residuals for frames flattened into the batch; control images resized to the frame size."""
     if control is None:
         return {}
+    import torch.nn.functional as F
     net, images, strength = control
+    k = 2 ** (len(net.config.conditioning_embedding_out_channels) - 1)
+    size = (flat.shape[2] * k, flat.shape[3] * k)
+    if tuple(images.shape[2:]) != size:
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
     down, mid = net(flat, t, encoder_hidden_states=ehs, controlnet_cond=images, conditioning_scale=float(strength),
                     return_dict=False)
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}

@@ -1,0 +1,53 @@
+"""ControlNet for AnimateDiff / SD: weight-free preprocessors and the per-frame control images.
+
+Preprocessors need no model weights: canny edges, a luminance depth proxy (brighter = nearer,
+smoothed), or "none" for a depth/pose video made elsewhere. The control frames are kept as uint8
+and sliced per frame (and per context window) at sampling time."""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from graph_engine import Clip, NodeError
+
+PREPROCESSORS = ("canny", "depth", "none")
+
+
+def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
+    """uint8 [T, H, W, 3] control frames."""
+    import cv2
+    if method not in PREPROCESSORS:
+        raise NodeError(f"unknown preprocessor {method!r}; choose one of {', '.join(PREPROCESSORS)}")
+    out = []
+    for _, block in clip.chunks():
+        if method == "none":
+            out.append(block)
+            continue
+        for f in block:
+            grey = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+            if method == "canny":
+                g = cv2.Canny(grey, int(low), int(high))
+            else:
+                g = cv2.GaussianBlur(grey, (0, 0), max(1.0, min(grey.shape) / 64))
+                g = cv2.normalize(g, None, 0, 255, cv2.NORM_MINMAX)
+            out.append(np.repeat(g[None, :, :, None], 3, axis=3))
+    return np.concatenate(out) if out else np.zeros((0, clip.height, clip.width, 3), np.uint8)
+
+
+def control_images(frames: np.ndarray, pixel_frames: Sequence[int], size: Tuple[int, int]):
+    """Float [n, 3, H, W] in [0, 1] for these pixel frames (the last control frame repeats), resized."""
+    import torch
+    import torch.nn.functional as F
+    idx = np.clip(np.asarray(pixel_frames), 0, len(frames) - 1)
+    x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255.0
+    if size[0] and tuple(x.shape[2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x
+
+
+def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int):
+    if model.family not in ("sd", "animatediff"):
+        raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion models, not {model.family}")
+    net = manager.controlnet(path, model)
+    return model.with_option("controlnet", (net, preprocess(clip, method, low, high), float(strength)))

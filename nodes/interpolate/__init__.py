@@ -1,0 +1,1 @@
+"""Frame interpolation: optical-flow in-betweens and RIFE, sharing one frame scheduler."""

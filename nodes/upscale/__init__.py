@@ -1,0 +1,1 @@
+"""Upscaling: resampling, multi-frame super-resolution, learned single-image models."""

@@ -1,0 +1,126 @@
+"""Single-image super-resolution networks (ESRGAN, Real-ESRGAN, SwinIR, ... anything spandrel
+recognises) from a local weight file, run tile by tile so any frame size fits in memory."""
+from __future__ import annotations
+
+import functools
+from typing import Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from graph_engine import NodeError
+from nodes.upscale.spandrel_loader import spandrel
+
+MIN_TILE = 32
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str, stamp: tuple, device: str):
+    sp = spandrel()
+    try:
+        desc = sp.ModelLoader(device=torch.device(device)).load_from_file(path)
+    except sp.UnsupportedModelError:
+        raise NodeError(f"{path} is not a super-resolution architecture Kinograph can load (spandrel does not "
+                        f"recognise its parameters); use an ESRGAN/Real-ESRGAN, SwinIR, HAT, DAT, ... file") from None
+    except Exception as e:  # truncated / corrupt / not a weight file
+        raise NodeError(f"cannot read upscale model {path}: the file is damaged, truncated or not a weight file "
+                        f"({type(e).__name__}: {str(e)[:200]}); download it again") from None
+    if not isinstance(desc, sp.ImageModelDescriptor):
+        raise NodeError(f"{path} holds a {desc.architecture.name} model, which is not a single-image model")
+    if desc.input_channels != 3 or desc.output_channels != 3:
+        raise NodeError(f"{path} is a {desc.architecture.name} model for {desc.input_channels}-channel images; "
+                        f"upscale.model needs an RGB (3-channel) model")
+    desc.eval()
+    if device.startswith("cuda") and desc.supports_half:
+        desc.half()
+    return desc
+
+
+def load_model(model: str, device: str = "cpu"):
+    from nodes.common.models_dirs import find_model
+    path = find_model(model, "upscale_models")
+    st = path.stat()
+    return _load(str(path), (st.st_mtime_ns, st.st_size), device)
+
+
+def _pad_for(desc, h: int, w: int) -> Tuple[int, int]:
+    req = desc.size_requirements
+    m = max(1, req.multiple_of)
+    ph, pw = max(h, req.minimum), max(w, req.minimum)
+    if req.square:
+        ph = pw = max(ph, pw)
+    return (-ph) % m + ph - h, (-pw) % m + pw - w
+
+
+def _run(desc, x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    dh, dw = _pad_for(desc, h, w)
+    if dh or dw:
+        x = F.pad(x, (0, dw, 0, dh), mode="reflect" if dh < h and dw < w else "replicate")
+    param = next(desc.model.parameters())
+    y = desc(x.to(param.device, param.dtype)).float()
+    return y[..., :h * desc.scale, :w * desc.scale]
+
+
+def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
+    """1 inside, rising over `lead` samples at the start and falling over `trail` at the end."""
+    r = np.ones(n, np.float32)
+    if lead:
+        r[:lead] = (np.arange(lead) + 1) / (lead + 1)
+    if trail:
+        r[n - trail:] = np.minimum(r[n - trail:], (np.arange(trail, 0, -1)) / (trail + 1))
+    return r
+
+
+def upscale_image(desc, img: np.ndarray, tile: int = 512, overlap: int = 32) -> np.ndarray:
+    """uint8 HxWx3 -> uint8 (H*s)x(W*s)x3; tiles overlap and are cross-faded so no seams show.
+    Running out of memory halves the tile and tries again."""
+    h, w = img.shape[:2]
+    s = desc.scale
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+    while True:
+        try:
+            with torch.inference_mode():
+                out = _tiled(desc, x, tile, overlap)
+            break
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+            if "out of memory" not in str(e).lower() and not isinstance(e, torch.cuda.OutOfMemoryError):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            tile = (tile or max(h, w)) // 2
+            if tile < MIN_TILE:
+                raise NodeError(f"not enough memory to upscale even {MIN_TILE}x{MIN_TILE} tiles with this model; "
+                                f"free memory or use the CPU") from None
+    return (out.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)[0].permute(1, 2, 0).numpy().reshape(h * s, w * s, 3)
+
+
+def _tiled(desc, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    s = desc.scale
+    if not tile or (h <= tile and w <= tile):
+        return _run(desc, x).cpu()
+    overlap = min(overlap, tile // 4)
+    stride = tile - overlap
+    out = torch.zeros((1, 3, h * s, w * s))
+    weight = torch.zeros((1, 1, h * s, w * s))
+    for y0 in range(0, max(h - overlap, 1), stride):
+        for x0 in range(0, max(w - overlap, 1), stride):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            y0c, x0c = max(0, y1 - tile), max(0, x1 - tile)   # last tiles shift back to stay full-size
+            part = _run(desc, x[..., y0c:y1, x0c:x1]).cpu()
+            th, tw = part.shape[-2:]
+            ry = _ramp(th, overlap * s if y0c > 0 else 0, overlap * s if y1 < h else 0)
+            rx = _ramp(tw, overlap * s if x0c > 0 else 0, overlap * s if x1 < w else 0)
+            wt = torch.from_numpy(np.outer(ry, rx))[None, None]
+            out[..., y0c * s:y1 * s, x0c * s:x1 * s] += part * wt
+            weight[..., y0c * s:y1 * s, x0c * s:x1 * s] += wt
+    return out / weight
+
+
+def model_clip(video, model: str, *, tile: int = 512, overlap: int = 32, device: str = "cpu", ctx=None):
+    from nodes.common.stream import map_frames
+    desc = load_model(model, device)
+    return map_frames(ctx, video, lambda f: upscale_image(desc, f, tile, overlap),
+                      video.width * desc.scale, video.height * desc.scale)

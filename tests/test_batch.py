@@ -1,0 +1,271 @@
+"""Sweeps and batches without Ray: sweep files, output templates, local jobs, shard planning."""
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from app.shard import plan_shards, split_range
+from app.sweep import load_sweep, plan_jobs, select_cases
+from graph_engine.api import load_workflow
+from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.registry import default_registry
+from nodes.io.video_read import load_video
+from nodes.video.test_pattern import pattern_frames
+
+PIPELINE = """\
+kinograph: 1
+nodes:
+  pattern:
+    type: generate.test_pattern
+    params: {frames: 6, width: 48, height: 32}
+  trim:
+    type: video.trim
+    inputs: {video: pattern.video}
+    params: {start: 0}
+  resize:
+    type: video.resize
+    inputs: {video: trim.video}
+    params: {width: 32, height: 0}
+  save:
+    type: io.save_video
+    inputs: {video: resize.video}
+    params: {path: "%s", codec: ffv1}
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def workflow(tmp_path, out="out/clip_{case}.mkv"):
+    return write(tmp_path, "wf.yaml", PIPELINE % out)
+
+
+def test_grid_then_cases_numbered_in_file_order(tmp_path):
+    wf = load_workflow(workflow(tmp_path))
+    sweep = load_sweep(write(tmp_path, "s.yaml", """\
+        grid:
+          resize.width: [32, 40]
+          trim.start: [0, 1, 2]
+        cases:
+          - {trim.start: 3}
+          - {}
+        """), wf, default_registry())
+    assert [c.number for c in sweep.cases] == list(range(1, 9))
+    assert sweep.cases[0].overrides == {"resize.width": 32, "trim.start": 0}
+    assert sweep.cases[2].overrides == {"resize.width": 32, "trim.start": 2}
+    assert sweep.cases[3].overrides == {"resize.width": 40, "trim.start": 0}
+    assert sweep.cases[6].overrides == {"trim.start": 3}
+    assert sweep.cases[7].overrides == {}
+    assert [c.number for c in select_cases(sweep, "2, 5-7")] == [2, 5, 6, 7]
+
+
+def test_sweep_mistakes_are_located_in_the_sweep_file(tmp_path):
+    wf = load_workflow(workflow(tmp_path))
+    path = write(tmp_path, "bad.yaml", """\
+        grid:
+          resize.widht: [32, 40]
+          trim.start: [0, -2]
+          seed: [1]
+        cases:
+          - {trim.start: "a"}
+          - 5
+          - {sav.path: x.mkv}
+        extra: 1
+        """)
+    with pytest.raises(WorkflowError) as e:
+        load_sweep(path, wf, default_registry())
+    got = {(p.line, p.message) for p in e.value.problems}
+    assert all(p.file == str(path) for p in e.value.problems)
+    expected = [(2, "no parameter 'widht' (did you mean 'width'?)"), (3, "-2 is out of range"),
+                (4, "must be written NODE.PARAM"), (6, "expects a whole number, got 'a'"),
+                (7, "case 2 of `cases:` must be a mapping"), (8, "no node 'sav'"), (8, "did you mean 'save'?"),
+                (9, "unknown key 'extra'")]
+    for line, words in expected:
+        assert any(l == line and words in m for l, m in got), (line, words, got)
+    assert len(e.value.problems) == 7
+
+
+def test_only_names_existing_cases(tmp_path):
+    wf = load_workflow(workflow(tmp_path))
+    sweep = load_sweep(write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n"), wf, default_registry())
+    for bad, words in (("3", "case 3 does not exist: s.yaml has cases 1-2"), ("x", "not a case number")):
+        with pytest.raises(WorkflowError, match=words):
+            select_cases(sweep, bad)
+
+
+def test_output_templates_and_collisions(tmp_path):
+    reg = default_registry()
+    wf = load_workflow(workflow(tmp_path, "out/w{resize.width:03d}_{save.codec}_{case}.mkv"))
+    sweep = load_sweep(write(tmp_path, "s.yaml", "grid: {resize.width: [32, 40]}\n"), wf, reg)
+    jobs, notes = plan_jobs(wf, sweep, sweep.cases, reg)
+    assert [j.outputs for j in jobs] == [[str(tmp_path / "out/w032_ffv1_1.mkv")],
+                                         [str(tmp_path / "out/w040_ffv1_2.mkv")]]
+    assert notes == []
+    # No placeholder that tells the cases apart: each output gets its case number.
+    wf = load_workflow(workflow(tmp_path, "out/same.mkv"))
+    jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, "2"), reg)
+    assert jobs[0].outputs == [str(tmp_path / "out/same_2.mkv")]
+    assert "added _{case}" in notes[0]
+    wf = load_workflow(workflow(tmp_path, "out/{resize.heigth}.mkv"))
+    with pytest.raises(WorkflowError, match="node resize has no parameter 'heigth'"):
+        plan_jobs(wf, sweep, sweep.cases, reg)
+
+
+def test_local_batch_runs_every_case_and_reports_the_failure(tmp_path, capsys):
+    wf = workflow(tmp_path, "out/clip_{case}.mkv")
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 2, 100, 4]}\n")
+    code = main(["batch", str(wf), "--sweep", str(sweep), "--json"])
+    rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    jobs = {r["case"]: r for r in rows if r["event"] == "job_finished"}
+    assert [jobs[n]["ok"] for n in (1, 2, 3, 4)] == [True, True, False, True]
+    assert "start=100 is past the end of the clip (6 frames)" in jobs[3]["error"]
+    for case, start in ((1, 0), (2, 2), (4, 4)):
+        got = load_video(str(tmp_path / f"out/clip_{case}.mkv")).to_array()
+        assert got.shape == (6 - start, 21, 32, 3)
+    assert not (tmp_path / "out/clip_3.mkv").exists()
+    end = rows[-1]
+    assert end["event"] == "batch_finished" and end["failed_cases"] == [3] and end["retry"].endswith("--only 3")
+    # The retry runs that case alone; it still fails, with the same message, and nothing else re-runs.
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--only", "3"]) == 1
+    out = capsys.readouterr()
+    assert "0 of 1 jobs ok" in out.out and "start=100 is past the end" in out.err
+
+
+def test_batch_errors_exit_2_without_running(tmp_path, capsys):
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.stat: [0]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 2
+    assert "s.yaml:1: `trim.stat`: video.trim has no parameter 'stat' (did you mean 'start'?)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_shard_plan_refuses_whole_clip_nodes(tmp_path):
+    p = write(tmp_path, "rev.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 6, width: 32, height: 32}}
+          rev: {type: video.reverse, inputs: {video: pattern.video}}
+          save: {type: io.save_video, inputs: {video: rev.video}, params: {path: o.mkv, codec: ffv1}}
+        """)
+    with pytest.raises(KinographError, match=r"rev \(video.reverse\) does not declare a bounded temporal window"):
+        plan_shards(load_workflow(p), default_registry())
+    p = write(tmp_path, "two.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 6, width: 32, height: 32}}
+          a: {type: io.save_video, inputs: {video: pattern.video}, params: {path: a.mkv}}
+          b: {type: io.save_frames, inputs: {video: pattern.video}, params: {path: frames}}
+        """)
+    with pytest.raises(KinographError, match=r"exactly one output node.*a \(io.save_video\), b \(io.save_frames\)"):
+        plan_shards(load_workflow(p), default_registry())
+
+
+def test_shard_plan_of_a_frame_local_graph(tmp_path):
+    p = write(tmp_path, "fl.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 6, width: 32, height: 32}}
+          resize: {type: video.resize, inputs: {video: pattern.video}, params: {width: 16}}
+          save: {type: io.save_video, inputs: {video: resize.video}, params: {path: o.mkv, codec: ffv1, crf: 7}}
+        """)
+    plan = plan_shards(load_workflow(p), default_registry())
+    assert plan.writer == "save" and plan.source == ("resize", "video") and plan.context == 0
+    assert plan.settings["path"] == str(tmp_path / "o.mkv") and plan.settings["crf"] == 7
+
+
+@pytest.mark.parametrize("length,shards,align", [(100, 3, 1), (100, 4, 8), (5, 8, 1), (64, 2, 32), (70, 3, 32),
+                                                 (96, 4, 32), (1, 2, 32), (100, 3, 32)])
+def test_split_range_covers_every_frame_once_on_chunk_boundaries(length, shards, align):
+    ranges = split_range(length, shards, align)
+    assert ranges[0][0] == 0 and ranges[-1][1] == length
+    assert all(b0 == a1 for (_, b0), (a1, _) in zip(ranges, ranges[1:]))
+    assert all(a < b for a, b in ranges) and all(a % align == 0 for a, _ in ranges)
+    chunks = -(-length // align)
+    assert len(ranges) == min(shards, chunks)
+    assert max(b - a for a, b in ranges) <= -(-chunks // len(ranges)) * align
+
+
+def test_missing_ray_names_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
+    assert "pip install kinograph[ray]" in capsys.readouterr().err
+    assert main(["run", str(wf), "--ray", "local"]) == 1
+    assert "pip install kinograph[ray]" in capsys.readouterr().err
+
+
+def test_shards_need_ray(tmp_path, capsys):
+    assert main(["run", str(workflow(tmp_path)), "--shards", "2"]) == 2
+    assert "--shards needs Ray: add --ray local" in capsys.readouterr().err
+
+
+def test_ffv1_shards_are_lossless(tmp_path):
+    """Shards travel as FFV1 files: decoding one gives back the exact frames."""
+    p = write(tmp_path, "p.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 5, width: 40, height: 24}}
+          save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: p.mkv, codec: ffv1}}
+        """)
+    assert main(["run", str(p)]) == 0
+    assert np.array_equal(load_video(str(tmp_path / "p.mkv")).to_array(), pattern_frames(0, 5, 40, 24, 5))
+
+
+class FakeRay:
+    """Just enough of Ray's API to see what a WorkerPool asks the cluster for."""
+
+    def __init__(self, resources):
+        self.resources, self.asked = resources, []
+
+    def cluster_resources(self):
+        return dict(self.resources)
+
+    def remote(self, cls):
+        asked = self.asked
+
+        class Actor:
+            where = type("M", (), {"remote": staticmethod(object)})
+
+        class Handle:
+            def options(self, **opts):
+                asked.append(opts)
+                return self
+
+            def remote(self, *args):
+                return Actor()
+
+        return Handle()
+
+
+def test_workers_ask_for_a_gpu_when_the_graph_has_gpu_nodes(tmp_path):
+    from app.distributed import WorkerPool, needs_gpu
+    p = write(tmp_path, "sr.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern}
+          sr: {type: upscale.model, inputs: {video: pattern.video}}
+          save: {type: io.save_video, inputs: {video: sr.video}}
+        """)
+    wf = load_workflow(p, check=False)
+    gpu = needs_gpu(wf, default_registry())
+    assert gpu == ["sr"]
+    ray = FakeRay({"CPU": 16, "GPU": 4})
+    assert WorkerPool(ray, None, gpu_nodes=gpu, limit=10).size == 4
+    assert ray.asked == [{"num_cpus": 1, "num_gpus": 1}] * 4
+    notes = []
+    ray = FakeRay({"CPU": 3})
+    assert WorkerPool(ray, None, gpu_nodes=gpu, note=notes.append).size == 3
+    assert ray.asked == [{"num_cpus": 1}] * 3 and "has no GPUs" in notes[0]
+    ray = FakeRay({"CPU": 16, "GPU": 4})
+    assert WorkerPool(ray, 8, gpu_nodes=needs_gpu(load_workflow(workflow(tmp_path)), default_registry()),
+                      limit=5).size == 5
+    assert ray.asked == [{"num_cpus": 1}] * 5

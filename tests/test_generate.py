@@ -1,0 +1,419 @@
+"""Generative core end to end on tiny random-weight models in their real on-disk layouts.
+
+The models are built once per session (tests/tiny_models.py) and loaded through the same model
+manager and loaders a user's real checkpoint goes through, with the hubs switched off."""
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graph_engine import Cancelled, NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+FAMILY_FRAMES = {"animatediff": 8, "svd": 6, "wan": 9, "ltx": 9, "cogvideox": 9, "hunyuan": 9}
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny models, and one torch thread: on a shared 2-core machine tiny ops thrash with two."""
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    from tiny_models import build_all
+    root = build_all(tmp_path_factory.mktemp("tiny_models"))
+    yield root
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def mm():
+    from nodes.generate.model_manager import ModelManager
+    return ModelManager(max_loaded=8)
+
+
+def _parts(mm, tiny, fam, folder=None):
+    h = mm.load(fam, str(tiny / (folder or fam)))
+    return h, mm.components(h)
+
+
+def _t2v(mm, tiny, fam, prompt="a cat", steps=3, sampler="euler", seed=7, frames=None, model=None, **kw):
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    h, parts = _parts(mm, tiny, fam)
+    pos = encode_prompt(parts["text_encoder"], prompt)
+    neg = encode_prompt(parts["text_encoder"], "")
+    lat = empty_latent(parts["vae"], frames or FAMILY_FRAMES[fam], 64, 64, 8.0)
+    out = run_sampling(model or h, pos, neg, lat, steps=steps, cfg=kw.pop("cfg", 5.0), sampler=sampler, seed=seed,
+                       **kw)
+    return h, parts, out
+
+
+def _run(workflow, overrides, **kw):
+    from graph_engine.api import Session, load_workflow
+    return Session(device="cpu").run(load_workflow(workflow, check=False), overrides=overrides, use_cache=False, **kw)
+
+
+def _frames(path):
+    import av
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+# -- every family through its example workflow -----------------------------------------------
+@pytest.mark.parametrize("fam", sorted(FAMILY_FRAMES))
+def test_tiny_example_runs_end_to_end(tiny, tmp_path, fam):
+    out = tmp_path / f"{fam}.mp4"
+    res = _run(ROOT / "examples" / "tiny" / f"{fam}.yaml", [f"load.path={tiny / fam}", f"save.path={out}"])
+    assert res.ok, res.failed
+    assert out.stat().st_size > 0 and _frames(out) == FAMILY_FRAMES[fam]
+
+
+# -- same frames as the diffusers pipeline with the same components, seed and steps ----------
+@pytest.mark.parametrize("fam,sampler,scheduler", [
+    ("animatediff", "ddim", None), ("wan", "flow_euler", "flow_match"), ("ltx", "flow_euler", None),
+    ("cogvideox", "ddim", None), ("hunyuan", "flow_euler", None)])
+def test_matches_diffusers_pipeline(tiny, mm, fam, sampler, scheduler):
+    from nodes.generate.model_manager import ModelManager
+    fresh = ModelManager()          # its own pipeline: the scheduler swap below must not leak
+    h, _ = _parts(fresh, tiny, fam)
+    if scheduler == "flow_match":
+        from diffusers import FlowMatchEulerDiscreteScheduler
+        h.pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    cfg = 3.0
+    _, _, ours = _t2v(fresh, tiny, fam, sampler=sampler, steps=4, cfg=cfg, model=h)
+    kw = dict(num_frames=FAMILY_FRAMES[fam], height=64, width=64, num_inference_steps=4, guidance_scale=cfg,
+              generator=torch.Generator().manual_seed(7), output_type="latent")
+    if fam != "hunyuan":
+        kw["negative_prompt"] = ""
+    ref = h.pipe("a cat", **kw).frames
+    if fam == "ltx":
+        ref = h.pipe._unpack_latents(ref, *ours.samples.shape[2:], 1, 1)
+    if fam == "cogvideox":
+        ref = ref.permute(0, 2, 1, 3, 4)
+    err = float((ref.float() - ours.samples).abs().max()) / float(ref.abs().max())
+    assert err < 1e-4, f"{fam}: relative difference {err}"
+
+
+def test_kinograph_mini_through_the_same_loader(mm, tiny):
+    from nodes.generate.vae_ops import decode_latent
+    h, parts, out = _t2v(mm, tiny, "mini", prompt="a red circle moving left", frames=16, steps=3,
+                         sampler="flow_euler")
+    assert h.family == "mini" and out.samples.shape == (1, 3, 16, 64, 64)
+    assert decode_latent(parts["vae"], out).frames(0, 16).shape == (16, 64, 64, 3)
+    with pytest.raises(NodeError, match="does not know the word"):
+        _t2v(mm, tiny, "mini", prompt="a purple elephant", frames=16)
+
+
+# -- loading: folders, files, errors ----------------------------------------------------------
+def test_missing_folder_says_where_to_put_it(mm, tmp_path):
+    with pytest.raises(NodeError, match=r"not found: .*nowhere.*never downloads"):
+        mm.load("wan", str(tmp_path / "nowhere"))
+
+
+def test_wrong_family_is_named(mm, tiny):
+    with pytest.raises(NodeError, match=r"is an AnimateDiff model .*not Wan.*load\.animatediff"):
+        mm.load("wan", str(tiny / "animatediff"))
+    with pytest.raises(NodeError, match=r"is a Wan 2.1/2.2 model.*not LTX"):
+        mm.load("ltx", str(tiny / "wan"))
+
+
+def test_corrupt_weights_are_named(mm, tiny, tmp_path):
+    bad = tmp_path / "wan"
+    shutil.copytree(tiny / "wan", bad)
+    weights = bad / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(NodeError, match=r"diffusion_pytorch_model\.safetensors is not a valid safetensors.*truncated"):
+        mm.load("wan", str(bad))
+
+
+def test_missing_component_names_the_folder(mm, tiny, tmp_path):
+    bad = tmp_path / "ltx"
+    shutil.copytree(tiny / "ltx", bad)
+    shutil.rmtree(bad / "vae")
+    with pytest.raises(NodeError, match=r"missing from .*ltx.*never downloads"):
+        mm.load("ltx", str(bad))
+
+
+def test_legacy_pickle_with_code_is_refused(tmp_path):
+    import pickle
+    from nodes.generate.model_manager import load_state_dict
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    p = tmp_path / "evil.ckpt"
+    p.write_bytes(pickle.dumps({"w": Evil()}))
+    with pytest.raises(NodeError, match="refused"):
+        load_state_dict(p)
+    good = tmp_path / "good.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}}, good)
+    assert torch.equal(load_state_dict(good)["w"], torch.ones(2))
+
+
+def test_handles_are_cached_by_path_dtype_device(mm, tiny):
+    a, _ = _parts(mm, tiny, "wan")
+    b, _ = _parts(mm, tiny, "wan")
+    assert a.pipe is b.pipe
+    c = mm.load("wan", str(tiny / "wan"), dtype="bf16")
+    assert c.pipe is not a.pipe and c.denoiser.dtype == torch.bfloat16
+
+
+def test_impossible_frame_count_in_the_graph(tiny, tmp_path):
+    res = _run(ROOT / "examples" / "tiny" / "wan.yaml", [f"load.path={tiny / 'wan'}",
+                                                          f"save.path={tmp_path / 'x.mp4'}", "latent.frames=16"])
+    assert not res.ok and re.search(r"4n\+1.*13 or 17", res.failed["latent"])
+
+
+def test_motion_adapter_from_original_single_file(mm, tiny, tmp_path):
+    """An original-format AnimateDiff motion module file (mm_sd_v15 style) loads through the conversion."""
+    import json
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.model_manager import load_motion_adapter
+    src = tiny / "animatediff" / "motion_adapter"
+    state = load_file(str(src / "diffusion_pytorch_model.safetensors"))
+    original = {}
+    for k, v in state.items():
+        k = re.sub(r"(motion_modules\.\d+)\.", r"\1.temporal_transformer.", k)
+        for a, b in ((".norm1", ".norms.0"), (".norm2", ".norms.1"), (".norm3", ".ff_norm"),
+                     (".attn1", ".attention_blocks.0"), (".attn2", ".attention_blocks.1")):
+            k = k.replace(a, b)
+        original[k] = v
+    f = tmp_path / "mm_tiny.safetensors"
+    save_file(original, str(f))
+    cfg = json.loads((src / "config.json").read_text())
+    f.with_suffix(".json").write_text(json.dumps({k: v for k, v in cfg.items() if not k.startswith("_")}))
+    adapter = load_motion_adapter(f, torch.float32)
+    ref = load_motion_adapter(src, torch.float32)
+    for (k, a), (_, b) in zip(sorted(adapter.state_dict().items()), sorted(ref.state_dict().items())):
+        assert torch.equal(a, b), k
+    with pytest.raises(NodeError, match="not an AnimateDiff motion module"):
+        load_motion_adapter(tiny / "loras" / "tiny_image_lora.safetensors", torch.float32)
+
+
+# -- conditioning ------------------------------------------------------------------------------
+def test_emphasis_scales_only_the_weighted_tokens(mm, tiny):
+    from nodes.generate.text import encode_prompt
+    _, parts = _parts(mm, tiny, "animatediff")
+    plain = encode_prompt(parts["text_encoder"], "a red cat").embeds[0]
+    heavy = encode_prompt(parts["text_encoder"], "a (red:1.5) cat").embeds[0]
+    ratio = (heavy / plain).mean(-1)
+    # Tokens: <start>, a, ' ', r, e, d, ... (byte-level): "red" is tokens 2..4 after "a ".
+    others = torch.cat([ratio[:2], ratio[5:]])
+    assert torch.allclose(ratio[2:5], others.mean() * 1.5, rtol=1e-3)
+    assert torch.allclose(others, others.mean().expand_as(others), rtol=1e-3)
+    assert abs(float(heavy.mean() - plain.mean())) < 1e-5
+
+
+def test_prompt_schedule_reaches_each_frame(mm, tiny):
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.text import encode_prompt
+    h, parts = _parts(mm, tiny, "animatediff")
+    cond = encode_prompt(parts["text_encoder"], "0: a cat, 4: a dog")
+    one, two = encode_prompt(parts["text_encoder"], "a cat"), encode_prompt(parts["text_encoder"], "a dog")
+    assert cond.keyframes == (0, 4) and cond.embeds.shape[0] == 2
+    ehs = get_adapter("animatediff").conditioning_inputs(h, [cond], [0, 2, 4, 7], 1, "cpu",
+                                                         torch.float32)["encoder_hidden_states"]
+    assert torch.allclose(ehs[0], one.embeds[0], atol=1e-6) and torch.allclose(ehs[2], two.embeds[0], atol=1e-6)
+    assert torch.allclose(ehs[1], (one.embeds[0] + two.embeds[0]) / 2, atol=1e-6)
+    assert torch.allclose(ehs[3], two.embeds[0], atol=1e-6)
+
+
+def test_latent_and_conditioning_survive_the_disk_cache(mm, tiny):
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.text import encode_prompt
+    _, parts = _parts(mm, tiny, "hunyuan")
+    c = encode_prompt(parts["text_encoder"], "0: a cat, 8: a dog").with_meta(fps=8.0)
+    c2 = Conditioning.from_state(*c.to_state())
+    assert c2.keyframes == c.keyframes and c2.prompts == c.prompts and c2.meta == c.meta
+    for a, b in ((c.embeds, c2.embeds), (c.mask, c2.mask), (c.pooled, c2.pooled)):
+        assert torch.equal(a, b)
+    lat = Latent(torch.randn(1, 4, 3, 8, 8), "wan", 9, 16.0, 64, 64)
+    lat2 = Latent.from_state(*lat.to_state())
+    assert torch.equal(lat.samples, lat2.samples) and (lat2.family, lat2.frames, lat2.fps) == ("wan", 9, 16.0)
+
+
+def test_wan_first_last_frame_conditioning(mm, tiny):
+    from nodes.generate.image_cond import condition_frames, encode_image
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    h, parts = _parts(mm, tiny, "wan", "wan_i2v")
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    pos, neg = (encode_prompt(parts["text_encoder"], t) for t in ("a cat", ""))
+    lat = empty_latent(parts["vae"], 9, 64, 64, 16.0)
+    with pytest.raises(NodeError, match="encode.image"):
+        condition_frames(parts["vae"], pos, neg, lat, img, None, None)
+    c = condition_frames(parts["vae"], pos, neg, lat, img, img[::-1].copy(),
+                         encode_image(parts["image_encoder"], img))
+    # 4 mask channels = the 4 pixel frames inside each latent frame: the first latent frame is the
+    # first pixel frame alone (all 4 set), the last pixel frame is the last channel of the last one.
+    mask = c["positive"].extra["concat"][0, :4]
+    assert mask[:, 0].min() == 1 and mask[3, -1].min() == 1
+    assert mask[:, 1:-1].max() == 0 and mask[:3, -1].max() == 0
+    out = run_sampling(h, c["positive"], c["negative"], lat, steps=2, cfg=4.0, sampler="unipc", seed=1)
+    assert out.samples.shape == lat.samples.shape and torch.isfinite(out.samples).all()
+    _, t2v = _parts(mm, tiny, "wan")
+    with pytest.raises(NodeError, match="text-to-video"):
+        condition_frames(t2v["vae"], pos, neg, lat, img, None, None)
+
+
+# -- sampling behaviour -------------------------------------------------------------------------
+def test_seed_determinism_and_denoise(mm, tiny):
+    _, _, a = _t2v(mm, tiny, "wan", seed=3)
+    _, _, b = _t2v(mm, tiny, "wan", seed=3)
+    _, _, c = _t2v(mm, tiny, "wan", seed=4)
+    assert torch.equal(a.samples, b.samples) and not torch.equal(a.samples, c.samples)
+    from nodes.generate.sampling import make_sigmas
+    from nodes.generate.adapters import get_adapter
+    h, _ = _parts(mm, tiny, "wan")
+    full = make_sigmas(get_adapter("wan"), h.pipe, 10, "default", 1.0, a.samples.shape)
+    part = make_sigmas(get_adapter("wan"), h.pipe, 10, "default", 0.3, a.samples.shape)
+    assert len(full) == 11 and len(part) == 4 and torch.equal(part, full[-4:])
+
+
+@pytest.mark.parametrize("sampler,scheduler", [("euler_ancestral", "karras"), ("dpmpp_2m", "karras"),
+                                               ("unipc", "normal")])
+def test_every_sampler_runs_on_a_real_denoiser(mm, tiny, sampler, scheduler):
+    _, _, out = _t2v(mm, tiny, "animatediff", sampler=sampler, scheduler=scheduler)
+    assert torch.isfinite(out.samples).all() and out.samples.abs().max() > 0
+
+
+def test_cancel_stops_within_one_step_and_writes_nothing(tiny, tmp_path):
+    from graph_engine.context import CancelToken
+    cancel, steps = CancelToken(), []
+
+    def on_event(ev):
+        if ev.get("event") == "node_progress" and ev.get("node") == "sample":
+            steps.append(ev["done"])
+            cancel.cancel()
+    out = tmp_path / "never.mp4"
+    res = _run(ROOT / "examples" / "tiny" / "animatediff.yaml",
+               [f"load.path={tiny / 'animatediff'}", f"save.path={out}", "sample.steps=30"],
+               on_event=on_event, cancel=cancel)
+    assert res.cancelled and steps == [1]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_run_sampling_raises_cancelled_from_the_step_callback(mm, tiny):
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > 2:
+            raise Cancelled()
+    with pytest.raises(Cancelled):
+        _t2v(mm, tiny, "wan", steps=20, check=check)
+    assert len(calls) == 3
+
+
+def test_loras_apply_per_branch_with_strength(mm, tiny):
+    from nodes.generate.loaders import add_lora
+    h, _ = _parts(mm, tiny, "animatediff")
+    lora = str(tiny / "loras" / "tiny_image_lora.safetensors")
+    _, _, base = _t2v(mm, tiny, "animatediff")
+    _, _, full = _t2v(mm, tiny, "animatediff", model=add_lora(h, lora, 1.0))
+    _, _, zero = _t2v(mm, tiny, "animatediff", model=add_lora(h, lora, 0.0))
+    _, _, motion = _t2v(mm, tiny, "animatediff",
+                        model=h.with_lora(str(tiny / "loras" / "tiny_motion_lora.safetensors"), 0.8))
+    _, _, again = _t2v(mm, tiny, "animatediff")
+    assert not torch.allclose(base.samples, full.samples, atol=1e-3)
+    assert not torch.allclose(base.samples, motion.samples, atol=1e-3)
+    assert torch.allclose(base.samples, zero.samples, atol=1e-5)
+    assert torch.equal(base.samples, again.samples)          # the shared pipeline is left as it was
+    with pytest.raises(NodeError, match="no LoRA tensors"):
+        add_lora(h, str(tiny / "controlnet" / "diffusion_pytorch_model.safetensors"), 1.0)
+
+
+def test_controlnet_with_weight_free_preprocessors(mm, tiny):
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control, preprocess
+    frames = np.zeros((8, 64, 64, 3), np.uint8)
+    frames[:, 16:48, 16:48] = 255
+    clip = Clip.from_array(frames, 8.0)
+    edges = preprocess(clip, "canny")
+    assert edges.shape == frames.shape and edges[0, 14:18, 20, 0].max() == 255 and edges[0, 32, 32, 0] == 0
+    depth = preprocess(clip, "depth")
+    assert depth[0, 32, 32, 0] > depth[0, 2, 2, 0]
+    h, _ = _parts(mm, tiny, "animatediff")
+    _, _, base = _t2v(mm, tiny, "animatediff")
+    for method in ("canny", "depth", "none"):
+        ctl = apply_control(mm, h, clip, str(tiny / "controlnet"), 1.0, method, 100, 200)
+        _, _, out = _t2v(mm, tiny, "animatediff", model=ctl)
+        assert not torch.allclose(base.samples, out.samples, atol=1e-4)
+    with pytest.raises(NodeError, match="AnimateDiff and Stable Diffusion"):
+        apply_control(mm, _parts(mm, tiny, "wan")[0], clip, str(tiny / "controlnet"), 1.0, "canny", 1, 2)
+
+
+def test_context_windows_wrap_the_model_function(mm, tiny):
+    """The consistency area's window wrapper runs the denoiser on slices with frame indices."""
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.wrappers import ContextWrapper
+    h, _ = _parts(mm, tiny, "animatediff")
+    seen = []
+
+    def spy(model_fn, info):
+        def fn(x, sigma, frames=None):
+            seen.append(None if frames is None else list(frames))
+            return model_fn(x, sigma, frames=frames)
+        return fn
+    wrapped = h.with_wrapper(spy).with_wrapper(ContextWrapper(ContextOptions("static", 8, 4)))
+    _, _, out = _t2v(mm, tiny, "animatediff", prompt="0: a cat, 11: a dog", frames=12, steps=2, model=wrapped)
+    assert out.samples.shape[2] == 12 and torch.isfinite(out.samples).all()
+    assert seen[:2] == [list(range(0, 8)), list(range(4, 12))]
+
+
+# -- VAE --------------------------------------------------------------------------------------------
+def test_chunked_decode_equals_whole_decode_and_encode_roundtrips_shape(mm, tiny):
+    from graph_engine import Clip
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.vae_ops import decode_latent, encode_clip, to_uint8
+    _, parts, out = _t2v(mm, tiny, "animatediff", frames=10)
+    clip = decode_latent(parts["vae"], out)
+    whole = to_uint8(get_adapter("animatediff").vae_decode(parts["vae"].pipe, out.samples)[0])
+    assert np.array_equal(clip.frames(0, 10), whole)
+    assert np.array_equal(clip.frames(6, 9), whole[6:9])
+    lat = encode_clip(parts["vae"], Clip.from_array(whole, 8.0))
+    assert lat.samples.shape == out.samples.shape and lat.family == "animatediff"
+
+
+def test_decode_retries_tiled_on_out_of_memory_and_says_what_was_tried(mm, tiny, monkeypatch):
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.vae_ops import decode_latent
+    _, parts, out = _t2v(mm, tiny, "wan")
+    adapter = get_adapter("wan")
+    real = adapter.vae_decode
+    vae = parts["vae"].pipe.vae
+
+    def short_of_memory(pipe, latent):
+        if not vae.use_tiling:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(pipe, latent)
+    monkeypatch.setattr(adapter, "vae_decode", short_of_memory)
+    frames = decode_latent(parts["vae"], out).frames(0, 9)
+    assert frames.shape == (9, 64, 64, 3) and not vae.use_tiling
+
+    def never(pipe, latent):
+        raise RuntimeError("CUDA out of memory.")
+    monkeypatch.setattr(adapter, "vae_decode", never)
+    with pytest.raises(NodeError, match="out of memory.*tried: a plain decode, tiled and sliced"):
+        decode_latent(parts["vae"], out).frames(0, 9)
+
+
+def test_list_found_models_detects_families(tiny, monkeypatch, tmp_path):
+    from nodes.generate.model_manager import list_found_models
+    models = tmp_path / "models"
+    (models / "diffusion_models").mkdir(parents=True)
+    (models / "checkpoints").mkdir()
+    os.symlink(tiny / "wan", models / "diffusion_models" / "wan-tiny")
+    os.symlink(tiny / "animatediff", models / "checkpoints" / "sd15-tiny")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    found = {Path(p).name: fam for fam, _, p in list_found_models()}
+    assert found["wan-tiny"] == "wan" and found["sd15-tiny"] == "animatediff"

@@ -1,0 +1,155 @@
+"""interpolate.flow and the shared frame scheduler: counts, bit-exact originals, timing, cuts,
+random access, quality against a known motion, and clear errors."""
+import cv2
+import numpy as np
+import pytest
+
+from bench.footage import photos
+from graph_engine import Clip, NodeError
+from graph_engine.context import Context
+from nodes.interpolate import nodes as interp_nodes
+from nodes.interpolate.flow_interp import interpolate_clip
+from nodes.interpolate.schedule import cut_score, make_plan, parse_multipliers
+from node_call import Nodes
+
+interp = Nodes(interp_nodes)
+W, H = 64, 48
+
+
+def texture(seed=0, w=W + 40, h=H + 40):
+    """A smooth random texture, larger than the frame so it can be panned."""
+    noise = np.random.default_rng(seed).uniform(0, 255, (h // 4, w // 4, 3)).astype(np.float32)
+    return cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def panned(tex, shifts):
+    """Frames of `tex` seen through a window moved by (dx, dy) per frame (sub-pixel, exact resampling)."""
+    out = []
+    for dx, dy in shifts:
+        m = np.float32([[1, 0, 20 + dx], [0, 1, 20 + dy]])
+        f = cv2.warpAffine(tex, m, (W, H), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        out.append(np.clip(f + 0.5, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def psnr(a, b):
+    return 10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def pan():
+    return panned(texture(), [(3.0 * i, 1.5 * i) for i in range(5)])
+
+
+@pytest.mark.parametrize("factor", [2, 3, 5])
+def test_frame_count_and_bit_exact_originals(pan, factor):
+    out = interpolate_clip(Clip.from_array(pan, fps=12), factor=factor)
+    assert out.length == (len(pan) - 1) * factor + 1
+    assert out.fps == 12 * factor
+    frames = out.to_array()
+    assert frames.shape == (out.length, H, W, 3)
+    for i, src in enumerate(pan):
+        assert np.array_equal(frames[i * factor], src)
+
+
+def test_per_pair_multipliers(pan):
+    out = interpolate_clip(Clip.from_array(pan), factor=2, multipliers="0:4, 2-3:1")
+    assert out.length == 1 + 4 + 2 + 1 + 1
+    frames = out.to_array()
+    for i, k in enumerate([0, 4, 6, 7, 8]):
+        assert np.array_equal(frames[k], pan[i])
+
+
+def test_target_fps_keeps_source_frames_where_times_coincide(pan):
+    out = interpolate_clip(Clip.from_array(pan, fps=10), fps=25)
+    assert out.fps == 25 and out.length == 11            # 0.4 s of source at 25 fps, both ends included
+    frames = out.to_array()
+    for k in (0, 5, 10):                                 # 0, 0.2 and 0.4 s fall on source frames 0, 2, 4
+        assert np.array_equal(frames[k], pan[k // 5 * 2])
+    assert not np.array_equal(frames[1], pan[0])
+
+
+def test_plan_timesteps_and_bad_multipliers():
+    pairs, ts = make_plan(3, 10, factor=4).locate(0, 9)
+    assert pairs.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2]
+    assert ts.tolist() == [0, .25, .5, .75, 0, .25, .5, .75, 0]
+    assert parse_multipliers("1-2:0", 4, 3).tolist() == [3, 1, 1, 3]
+    for bad in ("x:2", "3-1:2", "0:99"):
+        with pytest.raises(NodeError, match="multipliers"):
+            parse_multipliers(bad, 4, 2)
+    with pytest.raises(NodeError, match="either"):
+        make_plan(3, 10, fps=30, multipliers="0:2")
+
+
+def test_in_betweens_follow_the_motion(pan):
+    """A pan of (3, 1.5) px per frame: the in-between at t must match the window at the
+    in-between position, far better than blending the two frames."""
+    tex = texture()
+    a, b = pan[1], pan[2]
+    out = interpolate_clip(Clip.from_array(np.stack([a, b])), factor=4).to_array()
+    for k, t in enumerate((0.25, 0.5, 0.75), start=1):
+        truth = panned(tex, [(3.0 * (1 + t), 1.5 * (1 + t))])[0]
+        blend = np.clip((1 - t) * a.astype(np.float32) + t * b + 0.5, 0, 255).astype(np.uint8)
+        assert psnr(out[k], truth) > 32
+        assert psnr(out[k], truth) > psnr(blend, truth) + 8
+
+
+def test_occlusions_come_from_the_frame_that_shows_them():
+    """A photo cut-out moving over a photo: ahead of it, the background at t=0.5 is visible
+    only in frame 0 (it is covered next), behind it only in frame 1 (just uncovered)."""
+    bg = cv2.resize(photos()[2], (360, 240), interpolation=cv2.INTER_AREA)[20:200, 20:340]
+    patch = cv2.resize(photos()[1], (90, 60), interpolation=cv2.INTER_AREA)[:, 10:70]
+
+    def frame(x):
+        f = bg.copy()
+        f[60:120, x:x + 60] = patch
+        return f
+    a, truth, b = frame(100), frame(106), frame(112)
+    mid = interpolate_clip(Clip.from_array(np.stack([a, b])), factor=2).frame(1)
+    ghost = np.clip(0.5 * a.astype(np.float32) + 0.5 * b + 0.5, 0, 255).astype(np.uint8)
+    assert psnr(mid, truth) > psnr(ghost, truth) + 8
+
+    def err(img, xs):
+        return np.abs(img[64:116, xs].astype(int) - bg[64:116, xs]).mean()
+    covered, uncovered = slice(167, 172), slice(101, 106)
+    assert err(mid, covered) < 0.2 * err(ghost, covered)
+    assert err(mid, uncovered) < 0.7 * err(ghost, uncovered)
+
+
+def test_scene_cut_is_duplicated_not_blended(pan):
+    other = 255 - panned(texture(7), [(0, 0)] * 3)
+    other[..., 1] //= 3
+    clip = np.concatenate([pan[:3], other])
+    assert cut_score(pan[0], pan[1]) < 0.3 < cut_score(pan[2], other[0])
+    frames = interpolate_clip(Clip.from_array(clip), factor=4).to_array()
+    # pair 2 -> 3 crosses the cut: its in-betweens repeat the nearer source frame exactly.
+    assert np.array_equal(frames[9], pan[2])
+    assert np.array_equal(frames[10], other[0]) and np.array_equal(frames[11], other[0])
+    # With detection off they are blends.
+    frames = interpolate_clip(Clip.from_array(clip), factor=4, scene_threshold=0).to_array()
+    assert not np.array_equal(frames[9], pan[2])
+
+
+def test_any_range_alone_equals_the_sequential_pass(pan, monkeypatch):
+    full = interpolate_clip(Clip.from_array(pan), factor=3, quality="fast").to_array()
+    # Small chunks: output ranges start and end inside pairs, as shards and chunked pulls do.
+    monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 2)
+    for a, b in [(4, 9), (0, 1), (7, 13), (11, 13)]:
+        part = interpolate_clip(Clip.from_array(pan), factor=3, quality="fast").frames(a, b)
+        assert np.array_equal(part, full[a:b])
+
+
+def test_node_call_reports_progress(pan):
+    events = []
+    out = interp.flow(Context("i", emit=events.append), Clip.from_array(pan, fps=8), factor=2, quality="best")
+    assert out.length == 9 and out.fps == 16
+    assert np.array_equal(out.to_array()[8], pan[4])
+    assert events[-1]["done"] == events[-1]["total"] == 9
+
+
+def test_undecodable_video_is_a_clear_error(tmp_path):
+    from nodes.io.video_read import load_video
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(NodeError, match="broken.mp4"):
+        interpolate_clip(load_video(str(bad)), factor=2).to_array()

@@ -1,0 +1,191 @@
+"""upscale.resize / multiframe / model and the model-folder convention."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bench.footage import photos
+from graph_engine import Clip, NodeError
+from graph_engine.context import Context
+from nodes.common import models_dirs
+from nodes.upscale import nodes as up_nodes
+from nodes.upscale.model_sr import upscale_image
+from node_call import Nodes
+
+up = Nodes(up_nodes)
+
+
+def psnr(a, b, border=4):
+    a, b = a[border:-border, border:-border], b[border:-border, border:-border]
+    return 10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return np.random.default_rng(0).integers(0, 256, (3, 12, 16, 3), dtype=np.uint8)
+
+
+# -- resize ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw,size", [(dict(scale=2.5), (40, 30)), (dict(width=32), (32, 24)),
+                                     (dict(height=6), (8, 6)), (dict(width=20, height=50), (20, 50))])
+def test_resize_sizes(frames, kw, size):
+    out = up.resize(Context("r"), Clip.from_array(frames), **kw)
+    assert (out.width, out.height) == size and out.to_array().shape == (3, size[1], size[0], 3)
+
+
+def test_resize_matches_opencv_and_sharpens(frames):
+    for method, flag in [("lanczos", cv2.INTER_LANCZOS4), ("area", cv2.INTER_AREA), ("nearest", cv2.INTER_NEAREST)]:
+        out = up.resize(Context("r"), Clip.from_array(frames), scale=2, method=method).frame(1)
+        assert np.array_equal(out, cv2.resize(frames[1], (32, 24), interpolation=flag))
+    soft = up.resize(Context("r"), Clip.from_array(frames), scale=2).frame(0).astype(float)
+    sharp = up.resize(Context("r"), Clip.from_array(frames), scale=2, sharpen=1.0).frame(0).astype(float)
+    lap = lambda im: np.abs(cv2.Laplacian(im, cv2.CV_64F)).mean()  # noqa: E731
+    assert lap(sharp) > 1.3 * lap(soft)
+
+
+# -- multiframe ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def panned_photo():
+    """A photograph panned by (0.4, 0.25) low-res pixels per frame, and its 2x area-reduced frames."""
+    photo = photos()[0].astype(np.float32)
+    hr = []
+    for k in range(5):
+        m = np.float32([[1, 0, 100 + 0.8 * k], [0, 1, 150 + 0.5 * k]])
+        f = cv2.warpAffine(photo, m, (128, 96), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        hr.append(np.clip(f + 0.5, 0, 255).astype(np.uint8))
+    hr = np.stack(hr)
+    lr = np.stack([cv2.resize(f, (64, 48), interpolation=cv2.INTER_AREA) for f in hr])
+    return hr, lr
+
+
+def test_multiframe_recovers_detail_lanczos_cannot(panned_photo):
+    hr, lr = panned_photo
+    out = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=2).to_array()
+    assert out.shape == hr.shape
+    lanczos = cv2.resize(lr[2], (128, 96), interpolation=cv2.INTER_LANCZOS4)
+    assert psnr(out[2], hr[2]) > psnr(lanczos, hr[2]) + 1.0
+    # Using the neighbours is what pays: the frame alone gains much less.
+    alone = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=0).frame(2)
+    assert psnr(out[2], hr[2]) > psnr(alone, hr[2]) + 0.5
+
+
+def test_multiframe_random_access(panned_photo, monkeypatch):
+    _, lr = panned_photo
+    full = up.multiframe(Context("m"), Clip.from_array(lr), radius=1).to_array()
+    monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 2)
+    assert np.array_equal(up.multiframe(Context("m"), Clip.from_array(lr), radius=1).frames(1, 4), full[1:4])
+
+
+# -- model (spandrel) ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def esrgan(tmp_path_factory):
+    from nodes.upscale.spandrel_loader import spandrel
+    spandrel()  # first: it makes spandrel importable without torchvision
+    from spandrel.architectures.ESRGAN import ESRGAN
+    torch.manual_seed(0)
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2)
+    d = tmp_path_factory.mktemp("models")
+    (d / "upscale_models").mkdir()
+    torch.save(net.state_dict(), d / "upscale_models" / "tiny_esrgan.pth")
+    return d
+
+
+def test_model_upscales_with_tiles_equal_to_the_whole_frame(esrgan, frames, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(esrgan))
+    whole = up.model(Context("u"), Clip.from_array(frames), model="tiny_esrgan", tile=0)
+    assert (whole.width, whole.height, whole.length) == (32, 24, 3)
+    ref = whole.frame(1)
+    # The same network run directly through spandrel: an independent computation.
+    from nodes.upscale.spandrel_loader import spandrel
+    desc = spandrel().ModelLoader().load_from_file(str(esrgan / "upscale_models" / "tiny_esrgan.pth"))
+    with torch.no_grad():
+        direct = desc(torch.from_numpy(frames[1]).permute(2, 0, 1)[None].float() / 255)[0]
+    direct = (direct.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.abs(ref.astype(int) - direct).max() <= 1
+    tiled = up.model(Context("u"), Clip.from_array(frames), model="tiny_esrgan", tile=8, overlap=2).frame(1)
+    assert np.abs(tiled.astype(int) - ref).mean() < 2.0
+
+
+def test_model_halves_the_tile_when_memory_runs_out(esrgan, frames, monkeypatch):
+    from nodes.upscale import model_sr
+    desc = model_sr._load(str(esrgan / "upscale_models" / "tiny_esrgan.pth"), (), "cpu")
+    real, sizes = model_sr._run, []
+
+    def tight(desc, x):
+        sizes.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > 8:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(desc, x)
+    monkeypatch.setattr(model_sr, "_run", tight)
+    monkeypatch.setattr(model_sr, "MIN_TILE", 4)
+    out = upscale_image(desc, frames[0], tile=32, overlap=2)
+    assert out.shape == (24, 32, 3) and max(sizes[-1:]) <= 8 and 16 in sizes
+
+
+def test_model_errors_name_the_file(tmp_path, frames):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"\x80\x02garbage" * 10)
+    with pytest.raises(NodeError, match="broken.pth.*damaged"):
+        up.model(Context("u"), Clip.from_array(frames), model=str(bad))
+    odd = tmp_path / "odd.safetensors"
+    from safetensors.torch import save_file
+    save_file({"encoder.weird.weight": torch.zeros(3, 3)}, str(odd))
+    with pytest.raises(NodeError, match="odd.safetensors is not a super-resolution architecture"):
+        up.model(Context("u"), Clip.from_array(frames), model=str(odd))
+
+
+# -- model folders ---------------------------------------------------------------------------
+@pytest.fixture
+def comfy(tmp_path, monkeypatch):
+    root = tmp_path / "ComfyUI"
+    for kind, name in [("upscale_models", "4x_foo.pth"), ("checkpoints", "sd15.safetensors"),
+                       ("clip", "t5.safetensors"), ("loras/style", "ink.safetensors")]:
+        (root / "models" / kind).mkdir(parents=True, exist_ok=True)
+        (root / "models" / kind / name).write_bytes(b"x")
+    (root / "models" / "checkpoints" / "wan").mkdir()
+    (root / "models" / "checkpoints" / "wan" / "model_index.json").write_text("{}")
+    (root / "models" / "checkpoints" / "wan" / "unet.safetensors").write_bytes(b"x")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root))
+    return root / "models"
+
+
+def test_find_model_in_a_comfyui_folder(comfy, tmp_path):
+    assert models_dirs.model_dirs()[0] == comfy
+    assert models_dirs.find_model("4x_foo.pth", "upscale_models") == comfy / "upscale_models" / "4x_foo.pth"
+    assert models_dirs.find_model("4x_foo", "upscale_models").name == "4x_foo.pth"
+    assert models_dirs.find_model("ink.safetensors", "loras").parent.name == "style"
+    assert models_dirs.find_model("t5.safetensors", "text_encoders").parent.name == "clip"
+    assert models_dirs.find_model("wan", "checkpoints").is_dir()
+    given = tmp_path / "elsewhere.pth"
+    given.write_bytes(b"x")
+    assert models_dirs.find_model(str(given), "upscale_models") == given
+
+
+def test_missing_model_says_where_it_looked(comfy):
+    with pytest.raises(NodeError) as e:
+        models_dirs.find_model("nope.pth", "upscale_models")
+    msg = str(e.value)
+    assert "nope.pth" in msg and str(comfy / "upscale_models") in msg and "KINOGRAPH_MODELS" in msg
+    assert models_dirs.find_model("nope.pth", "upscale_models", required=False) is None
+    with pytest.raises(NodeError, match="check the path"):
+        models_dirs.find_model("/no/such/file.pth", "upscale_models")
+
+
+def test_list_models_and_config_file(comfy, tmp_path, monkeypatch):
+    found = models_dirs.list_models()
+    assert [p.name for p in found["checkpoints"]] == ["sd15.safetensors", "wan"]
+    assert [p.name for p in found["upscale_models"]] == ["4x_foo.pth"]
+    # Folders from config.yaml come after KINOGRAPH_MODELS.
+    extra = tmp_path / "more"
+    (extra / "vae").mkdir(parents=True)
+    (extra / "vae" / "v.safetensors").write_bytes(b"x")
+    from graph_engine import config
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "cfg"))
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.yaml").write_text(f"model_dirs:\n  - {extra}\n")
+    config.settings.cache_clear()
+    try:
+        assert models_dirs.model_dirs()[:2] == [comfy, extra]
+        assert models_dirs.find_model("v.safetensors", "vae") == extra / "vae" / "v.safetensors"
+    finally:
+        config.settings.cache_clear()
