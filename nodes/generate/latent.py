@@ -4,7 +4,7 @@ Both serialise to (tensors, json meta) for the engine's disk tier; model handles
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 
 @dataclass

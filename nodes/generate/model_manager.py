@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.families import FAMILIES, family as family_spec, family_of_classes, family_of_keys
+from nodes.generate.families import family as family_spec, family_of_classes, family_of_keys
 from nodes.generate.handles import ComponentHandle, ModelHandle
 from nodes.generate.offline import go_offline, local_only
 

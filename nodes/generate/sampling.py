@@ -65,7 +65,6 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     tfn = adapter.timestep_fn(pipe)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
-    num_frames = [None]
 
     def model_fn(x, sigma, frames=None):
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]

@@ -1,7 +1,6 @@
 """What every family adapter provides, with the defaults most diffusers pipelines share."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 

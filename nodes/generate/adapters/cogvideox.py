@@ -2,7 +2,6 @@
 [B, F, C, h, w] latents with a zero-terminal-SNR DDIM schedule."""
 from __future__ import annotations
 
-import torch
 
 from nodes.generate.adapters.base import Adapter, stack_global
 
