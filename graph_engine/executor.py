@@ -75,11 +75,11 @@ class Executor:
     # -- keys ---------------------------------------------------------------------------------
     def prepare(self, wf: Workflow, targets=None):
         """Validated order, per-node keys and resolved params for the nodes a run needs."""
-        problems = validate(wf, self.registry)
-        if problems:
-            raise WorkflowError(problems)
         g = wf.graph
         needed = g.ancestors(targets) if targets else list(g.nodes)
+        problems = validate(wf, self.registry, only=needed if targets else None)
+        if problems:
+            raise WorkflowError(problems)
         import graphlib
         order = list(graphlib.TopologicalSorter({n: [s for s in g.upstream(n)] for n in needed}).static_order())
         keys: Dict[str, str] = {}

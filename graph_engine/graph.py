@@ -91,6 +91,19 @@ class Graph:
             stack.extend(self.upstream(n))
         return [n for n in self.nodes if n in seen]
 
+    def descendants(self, node_id: str) -> List[str]:
+        """Nodes fed (directly or not) by node_id, in graph order."""
+        down: Dict[str, List[str]] = {}
+        for l in self.links():
+            down.setdefault(l.src, []).append(l.dst)
+        seen, stack = set(), list(down.get(node_id, []))
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(down.get(n, []))
+        return [n for n in self.nodes if n in seen]
+
     def unique_id(self, base: str) -> str:
         base = re.sub(r"[^A-Za-z0-9_\-]", "_", base.split(".")[-1]) or "node"
         if not base[0].isalpha():
@@ -158,6 +171,12 @@ class Graph:
         old = inst.params.get(name)
         inst.params[name] = value
         self._emit("param_changed", node_id, name=name, old=old, value=value)
+        return old
+
+    def unset_param(self, node_id: str, name: str) -> Any:
+        """Remove an explicit value so the declared default applies (undo of a first edit)."""
+        old = self.nodes[node_id].params.pop(name, None)
+        self._emit("param_changed", node_id, name=name, old=old, value=None, unset=True)
         return old
 
     def set_bypass(self, node_id: str, bypass: bool) -> bool:

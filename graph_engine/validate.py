@@ -62,11 +62,16 @@ def coerce_param(spec_param: Param, value: Any) -> Any:
     return value
 
 
-def validate(wf: Workflow, registry: Registry) -> List[Problem]:
+def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
+    """All problems of the workflow; with `only` (node ids), of those nodes alone (a run up to a
+    target need not care about a half-wired node elsewhere)."""
     g = wf.graph
     problems: List[Problem] = []
     specs: Dict[str, NodeSpec] = {}
+    scope = set(only) if only is not None else None
     for nid, inst in g.nodes.items():
+        if scope is not None and nid not in scope:
+            continue
         spec = registry.get(inst.type)
         if spec is None:
             problems.append(wf.problem(f"unknown node type {inst.type!r}{registry.suggest(inst.type)}",
@@ -109,7 +114,8 @@ def validate(wf: Workflow, registry: Registry) -> List[Problem]:
             if not p.optional and port not in ins and not g.nodes[nid].bypass:
                 problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",
                                            "nodes", nid, node=nid))
-    ts = graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in g.nodes] for n in g.nodes})
+    ts = graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in g.nodes] for n in g.nodes
+                                     if scope is None or n in scope})
     try:
         ts.prepare()
     except graphlib.CycleError as e:

@@ -64,8 +64,12 @@ class Workflow:
 
 
 # -- loading -----------------------------------------------------------------------------------
-def line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
-    """Line (1-based) of every mapping key, by key path; plus duplicate keys found."""
+def _loader_class():
+    import yaml
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _walk_lines(root) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
     import yaml
     lines: Dict[Tuple, int] = {}
     dups: List[Tuple[int, str]] = []
@@ -85,9 +89,26 @@ def line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
                 lines[path + (i,)] = v.start_mark.line + 1
                 walk(v, path + (i,))
 
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None:
         walk(root, ())
+    return lines, dups
+
+
+def load_yaml_with_lines(text: str):
+    """Safe-load YAML once (LibYAML when present): (data, line of every key path, duplicate keys)."""
+    loader = _loader_class()(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+    lines, dups = _walk_lines(root)
+    return data, lines, dups
+
+
+def line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
+    """Line (1-based) of every mapping key, by key path; plus duplicate keys found."""
+    _, lines, dups = load_yaml_with_lines(text)
     return lines, dups
 
 
@@ -99,8 +120,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     import yaml
     label = str(path) if path else "<workflow>"
     try:
-        data = yaml.safe_load(text)
-        lines, dups = line_map(text)
+        data, lines, dups = load_yaml_with_lines(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 0

@@ -148,15 +148,27 @@ def test_batch_errors_exit_2_without_running(tmp_path, capsys):
 
 
 def test_shard_plan_refuses_whole_clip_nodes(tmp_path):
-    p = write(tmp_path, "rev.yaml", """\
+    from graph_engine import node
+    from graph_engine.registry import Registry
+    from graph_engine.types import VIDEO
+
+    @node("test.whole_clip", category="Test")
+    def whole_clip(ctx, video: VIDEO) -> VIDEO:
+        """Needs the whole clip at once (declares no temporal window)."""
+        return video
+
+    reg = Registry()
+    reg.load_builtin()
+    reg.register(whole_clip)
+    p = write(tmp_path, "whole.yaml", """\
         kinograph: 1
         nodes:
           pattern: {type: generate.test_pattern, params: {frames: 6, width: 32, height: 32}}
-          rev: {type: video.reverse, inputs: {video: pattern.video}}
-          save: {type: io.save_video, inputs: {video: rev.video}, params: {path: o.mkv, codec: ffv1}}
+          w: {type: test.whole_clip, inputs: {video: pattern.video}}
+          save: {type: io.save_video, inputs: {video: w.video}, params: {path: o.mkv, codec: ffv1}}
         """)
-    with pytest.raises(KinographError, match=r"rev \(video.reverse\) does not declare a bounded temporal window"):
-        plan_shards(load_workflow(p), default_registry())
+    with pytest.raises(KinographError, match=r"w \(test.whole_clip\) does not declare a bounded temporal window"):
+        plan_shards(load_workflow(p, registry=reg), reg)
     p = write(tmp_path, "two.yaml", """\
         kinograph: 1
         nodes:

@@ -12,9 +12,10 @@ from nodes.generate.prompts import clean_and_weights, is_schedule, parse_schedul
 
 
 def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None) -> Conditioning:
+    if text_encoder is None or not get_adapter(text_encoder.family).has_text:
+        raise NodeError("this model takes no text prompt (Stable Video Diffusion is image-to-video): use "
+                        "encode.image for its conditioning")
     adapter = get_adapter(text_encoder.family)
-    if text_encoder is None or not adapter.has_text:
-        raise NodeError(f"{text_encoder.family} takes no text prompt; use encode.image")
     keys = parse_schedule(prompt) if is_schedule(prompt) else [(0, prompt)]
     pipe = text_encoder.pipe
     device = _device(pipe)

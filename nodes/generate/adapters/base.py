@@ -32,23 +32,29 @@ class Adapter:
 
     # -- geometry ------------------------------------------------------------------------
     def factors(self, pipe) -> Tuple[int, int, int]:
-        """(pixel frames per latent frame, pixels per latent pixel, latent channels) of this model's VAE."""
-        vae = pipe.vae
-        t = int(getattr(vae.config, "temporal_compression_ratio", 0) or getattr(vae, "temporal_compression_ratio", 0)
-                or self.spec.time_factor)
-        s = int(getattr(vae, "spatial_compression_ratio", 0) or getattr(vae.config, "spatial_compression_ratio", 0)
-                or 2 ** (len(vae.config.block_out_channels) - 1))
-        c = int(getattr(vae.config, "latent_channels", 0) or getattr(vae.config, "z_dim", 0))
-        return t, s, c
+        """(pixel frames per latent frame, pixels per latent pixel, latent channels) of this model's VAE,
+        as the pipeline computed them from the VAE's config."""
+        t = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(pipe, "vae_temporal_compression_ratio", 1)
+        s = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_spatial_compression_ratio", None) \
+            or pipe.vae_scale_factor
+        c = getattr(pipe.vae.config, "latent_channels", None) or pipe.vae.config.z_dim
+        return int(t), int(s), int(c)
 
     # -- text ----------------------------------------------------------------------------
+    max_tokens = 0                    # T5-style encoders: the pipeline's max_sequence_length
+
     def encode_text(self, pipe, prompts: List[str], device) -> Tuple[torch.Tensor, Optional[torch.Tensor],
                                                                       Optional[torch.Tensor]]:
-        raise NodeError(f"{self.spec.title} takes no text prompt")
+        """(embeds [K, L, D], mask [K, L] or None, pooled [K, P] or None) for the prompts, no guidance batch."""
+        if not self.has_text:
+            raise NodeError(f"{self.spec.title} takes no text prompt")
+        embeds, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
+                                       max_sequence_length=self.max_tokens, device=device)
+        return embeds, None, None
 
     def token_offsets(self, pipe, text: str) -> Optional[List[Optional[Tuple[int, int]]]]:
         """Character span of the prompt text behind each embedding position (None: special/padding)."""
-        return None
+        return self._offsets(pipe.tokenizer, text, self.max_tokens or pipe.tokenizer.model_max_length)
 
     @staticmethod
     def _offsets(tokenizer, text: str, max_length: int, **kw):
@@ -161,12 +167,17 @@ class Adapter:
 
     # -- VAE ------------------------------------------------------------------------------
     def vae_encode(self, pipe, pixels: torch.Tensor, generator=None) -> torch.Tensor:
-        """pixels [B, 3, T, H, W] in [-1, 1] -> latent [B, C, t, h, w] in the denoiser's space."""
-        raise NotImplementedError
+        """pixels [B, 3, T, H, W] in [-1, 1] -> latent [B, C, t, h, w] in the denoiser's space
+        (here: a video VAE whose latents are scaled by its scaling_factor)."""
+        vae = pipe.vae
+        z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
+        return (z * vae.config.scaling_factor).float()
 
     def vae_decode(self, pipe, latent: torch.Tensor) -> torch.Tensor:
         """latent [B, C, t, h, w] -> pixels [B, 3, T, H, W] in [-1, 1]."""
-        raise NotImplementedError
+        vae = pipe.vae
+        z = latent.to(vae.device, vae.dtype) / vae.config.scaling_factor
+        return vae.decode(z, return_dict=False)[0].float()
 
     def vae_per_frame(self) -> bool:
         """True when frames decode independently (a 2-D VAE), so a clip can be decoded chunk by chunk."""

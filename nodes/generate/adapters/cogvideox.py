@@ -12,18 +12,6 @@ class CogVideoXAdapter(Adapter):
     frames_first = True
     max_tokens = 226
 
-    def factors(self, pipe):
-        return (int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial),
-                int(pipe.vae.config.latent_channels))
-
-    def encode_text(self, pipe, prompts, device):
-        embeds, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
-                                       max_sequence_length=self.max_tokens, device=device)
-        return embeds, None, None
-
-    def token_offsets(self, pipe, text):
-        return self._offsets(pipe.tokenizer, text, self.max_tokens)
-
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, _, _ = stack_global(conds, frames, device, dtype, batch)
         return {"encoder_hidden_states": e}
@@ -41,15 +29,6 @@ class CogVideoXAdapter(Adapter):
                     timestep=t.to(x.device).expand(x.shape[0]), image_rotary_emb=rotary, return_dict=False)[0]
         return out.float().permute(0, 2, 1, 3, 4)
 
-    def vae_encode(self, pipe, pixels, generator=None):
-        vae = pipe.vae
-        z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
-        return (z * vae.config.scaling_factor).float()
-
-    def vae_decode(self, pipe, latent):
-        vae = pipe.vae
-        z = latent.to(vae.device, vae.dtype) / vae.config.scaling_factor
-        return vae.decode(z, return_dict=False)[0].float()
 
 
 ADAPTERS = {"cogvideox": CogVideoXAdapter()}

@@ -15,10 +15,6 @@ class HunyuanAdapter(Adapter):
     embedded_guidance = True
     max_tokens = 256
 
-    def factors(self, pipe):
-        return (int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial),
-                int(pipe.vae.config.latent_channels))
-
     def encode_text(self, pipe, prompts, device):
         embeds, pooled, mask = pipe.encode_prompt(list(prompts), list(prompts), device=device,
                                                   max_sequence_length=self.max_tokens)
@@ -48,15 +44,6 @@ class HunyuanAdapter(Adapter):
         return model(hidden_states=x_in.to(model.dtype), timestep=t.to(x_in.device).expand(n).to(x_in.dtype),
                      guidance=guidance, return_dict=False, **inputs)[0]
 
-    def vae_encode(self, pipe, pixels, generator=None):
-        vae = pipe.vae
-        z = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mode()
-        return (z * vae.config.scaling_factor).float()
-
-    def vae_decode(self, pipe, latent):
-        vae = pipe.vae
-        z = latent.to(vae.device, vae.dtype) / vae.config.scaling_factor
-        return vae.decode(z, return_dict=False)[0].float()
 
 
 ADAPTERS = {"hunyuan": HunyuanAdapter()}

@@ -14,17 +14,10 @@ class LTXAdapter(Adapter):
     prediction = "flow"
     max_tokens = 128
 
-    def factors(self, pipe):
-        return (int(pipe.vae_temporal_compression_ratio), int(pipe.vae_spatial_compression_ratio),
-                int(pipe.vae.config.latent_channels))
-
     def encode_text(self, pipe, prompts, device):
         embeds, mask, _, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
                                                 max_sequence_length=self.max_tokens, device=device)
         return embeds, mask.bool(), None
-
-    def token_offsets(self, pipe, text):
-        return self._offsets(pipe.tokenizer, text, self.max_tokens)
 
     def scheduler_kwargs(self, pipe, latent_shape):
         from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift

@@ -27,6 +27,9 @@ class MiniAdapter(Adapter):
             emb, mask = pipe.text_encoder.encode(list(prompts))
         return emb, mask, None
 
+    def token_offsets(self, pipe, text):
+        return None                   # a word-level tokenizer without character offsets
+
     def timestep_fn(self, pipe):
         return lambda sigma: torch.as_tensor(sigma, dtype=torch.float32)
 

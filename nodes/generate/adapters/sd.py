@@ -32,15 +32,9 @@ class SDAdapter(Adapter):
                                            feature_extractor=None, requires_safety_checker=False)
         return StableDiffusionPipeline.from_pretrained(str(path), **kw)
 
-    def factors(self, pipe):
-        return 1, 2 ** (len(pipe.vae.config.block_out_channels) - 1), int(pipe.vae.config.latent_channels)
-
     def encode_text(self, pipe, prompts, device):
         embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False)
         return embeds, None, None
-
-    def token_offsets(self, pipe, text):
-        return self._offsets(pipe.tokenizer, text, pipe.tokenizer.model_max_length)
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)

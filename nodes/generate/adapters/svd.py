@@ -17,9 +17,6 @@ class SVDAdapter(Adapter):
     has_text = False
     decode_chunk = 8
 
-    def factors(self, pipe):
-        return 1, 2 ** (len(pipe.vae.config.block_out_channels) - 1), int(pipe.vae.config.latent_channels)
-
     def timestep_fn(self, pipe):
         return lambda sigma: 0.25 * torch.as_tensor(sigma, dtype=torch.float32).clamp(min=1e-10).log()
 

@@ -15,17 +15,6 @@ class WanAdapter(Adapter):
     prediction = "flow"
     max_tokens = 512
 
-    def factors(self, pipe):
-        return int(pipe.vae_scale_factor_temporal), int(pipe.vae_scale_factor_spatial), int(pipe.vae.config.z_dim)
-
-    def encode_text(self, pipe, prompts, device):
-        embeds, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
-                                       max_sequence_length=self.max_tokens, device=device)
-        return embeds, None, None
-
-    def token_offsets(self, pipe, text):
-        return self._offsets(pipe.tokenizer, text, self.max_tokens)
-
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, _, _ = stack_global(conds, frames, device, dtype, batch)
         inputs = {"encoder_hidden_states": e}
