@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -85,6 +86,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("kinograph: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:       # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def cmd_validate(args) -> int:
@@ -143,29 +147,29 @@ def cmd_info(args) -> int:
     from graph_engine import config
     from graph_engine.cache import DiskCache
     from graph_engine.devices import available_devices
-    print(f"python     {platform.python_version()} ({platform.platform()})")
+    print(f"{'python':<24}{platform.python_version()} ({platform.platform()})")
     for pkg in ("kinograph", "torch", "diffusers", "transformers", "PySide6-Essentials", "opencv-python-headless",
                 "av", "imageio-ffmpeg", "numba", "spandrel", "ray"):
         try:
-            print(f"{pkg:<11}{version(pkg)}")
+            print(f"{pkg:<24}{version(pkg)}")
         except PackageNotFoundError:
-            print(f"{pkg:<11}not installed")
-    print(f"devices    {', '.join(available_devices())}")
+            print(f"{pkg:<24}not installed")
+    print(f"{'devices':<24}{', '.join(available_devices())}")
     disk = DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
-    print(f"cache      {disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
-    print(f"config     {config.config_dir() / 'config.yaml'}")
-    try:
-        from nodes.common.models_dirs import list_models, model_dirs
-    except ImportError:
-        return EXIT_OK
-    print("model folders:")
+    print(f"{'cache':<24}{disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
+    print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
+    from nodes.common.models_dirs import model_dirs
+    from nodes.generate.model_manager import list_found_models
+    print("model folders (KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
     for d in model_dirs():
-        print(f"  {d}")
-    found = list_models()
-    print("models found:" if any(found.values()) else "models found: none (see README, 'Where models go')")
-    for kind, paths in found.items():
-        for p in paths:
-            print(f"  {kind:<16}{p}")
+        print(f"  {d}{'' if d.exists() else '  (missing)'}")
+    found = list_found_models()
+    print("models found:" if found else "models found: none in those folders (see README, 'Where models go')")
+    for family, kind, path in found:
+        print(f"  {family:<12}{kind:<18}{path}")
+    bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
+    if (bundled / "model_index.json").is_file():
+        print(f"bundled      mini        {bundled}")
     return EXIT_OK
 
 
