@@ -70,7 +70,7 @@ def main() -> None:
     for fam, case in CASES.items():
         n = args.frames + 1 if fam == "wan" and args.frames % 4 != 1 else args.frames
         wf = load_workflow(ROOT / "examples" / "tiny" / f"{fam}.yaml", check=False)
-        for k, v in {"load.path": str(models / fam), "prompt.prompt": case["prompt"], "prompt.negative": "",
+        for k, v in {"load.path": str(models / fam), "prompt.text": case["prompt"], "prompt.negative": "",
                      "latent.frames": n, "latent.width": args.size, "latent.height": args.size,
                      "latent.fps": case["fps"], "sample.steps": args.steps, "sample.cfg": case["cfg"],
                      "sample.sampler": case["sampler"], "sample.seed": args.seed}.items():

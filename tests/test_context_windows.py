@@ -228,7 +228,7 @@ def mini_graph(folder, frames=24, noise="noise.repeat", noise_params="{seed: 3, 
 kinograph: 1
 nodes:
   load: {{type: load.mini, params: {{path: {folder}}}}}
-  prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{prompt: a red circle}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{text: a red circle}}}}
   empty: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: {frames}, width: 32, height: 32}}}}
   noise: {{type: {noise}, inputs: {{latent: empty.latent}}, params: {noise_params}}}
   wrap: {{type: {wrapper}, inputs: {{model: load.model}}, params: {wrapper_params}}}
@@ -319,7 +319,7 @@ def test_pin_frames_continues_a_chunk_from_its_last_frames(tiny_mini):
 kinograph: 1
 nodes:
   load: {{type: load.mini, params: {{path: {tiny_mini}}}}}
-  prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{prompt: a red circle}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{text: a red circle}}}}
   empty: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: 8, width: 32, height: 32}}}}
   first:
     type: generate.sample

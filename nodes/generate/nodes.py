@@ -93,10 +93,17 @@ def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", help="LoRA 
     return add_lora(model, path, strength)
 
 
-@node("encode.text", title="Encode Prompt", category="Conditioning",
+def _prompt_to_text(params):
+    if "prompt" in params:
+        params["text"] = params.pop("prompt")
+    return params
+
+
+# Version 2 renamed `prompt` to `text`, the name sweeps and other tools address (prompt.text).
+@node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
-                prompt: str = Param("", kind="text", help="the prompt; (word:1.3) emphasis; a schedule "
+                text: str = Param("", kind="text", help="the prompt; (word:1.3) emphasis; a schedule "
                                                           "'0: a caterpillar, 24: a butterfly' changes it over time"),
                 negative: str = Param("", kind="text", help="what to steer away from")):
     """Encode a prompt and a negative prompt with the model's text encoder.
@@ -105,7 +112,7 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     `0: a caterpillar, 24: a butterfly` gives per-frame conditioning interpolated between keyframes
     (per frame for AnimateDiff/SD; averaged over each context window for video transformers)."""
     from nodes.generate.text import encode_prompt
-    pos = encode_prompt(text_encoder, prompt, ctx.log)
+    pos = encode_prompt(text_encoder, text, ctx.log)
     neg = encode_prompt(text_encoder, negative, ctx.log)
     return {"positive": pos, "negative": neg}
 
