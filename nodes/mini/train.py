@@ -3,11 +3,12 @@
     python -m nodes.mini.train --out resources/models/kinograph-mini [--minutes 85] [--resume]
 
 Rectified-flow loss ||model(x_t, t) - (noise - x0)||^2 with logit-normal t (mean 0.8, std 0.8, as in
-Li & He 2025 for clean-clip-predicting models), 10% caption dropout (for
-classifier-free guidance), AdamW with warm-up and cosine decay over whichever budget ends first
-(--steps or --minutes), an exponential moving average of the weights (exported), bf16 autocast on
-CPUs that have it. Checkpoints go to OUT/.checkpoints/ (git-ignored) every few minutes; --resume
-continues from the last one, including the elapsed time, so the schedule is unchanged by a restart.
+Li & He 2025 for clean-clip-predicting models), 10% caption dropout (for classifier-free guidance),
+AdamW with warm-up and cosine decay over whichever budget ends first (--steps or --minutes), an
+exponential moving average of the weights (exported), bf16 autocast on CPUs that have it.
+Checkpoints go to OUT/.checkpoints/ (git-ignored) every few minutes and on Ctrl-C or SIGTERM;
+--resume continues from the last one, including the elapsed time, so the schedule is unchanged by a
+restart with the same budget.
 The held-out captions (heldout.txt) are never drawn.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import time
 from pathlib import Path
 
@@ -143,6 +145,27 @@ def metrics_of(trainer: Trainer, args) -> dict:
             "parameters": sum(p.numel() for p in trainer.params)}
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def train_loop(trainer: Trainer, steps: int, ckpt_dir: Path, checkpoint_minutes: float) -> None:
+    from tqdm import tqdm
+
+    last_save = time.monotonic()
+    with tqdm(total=steps, initial=trainer.step_count, unit="step", mininterval=5.0) as bar:
+        while not trainer.done():
+            trainer.step()
+            bar.update(1)
+            if trainer.step_count % 10 == 0:
+                bar.set_postfix(loss=f"{np.mean(trainer.losses[-100:]):.4f}", lr=f"{trainer.learning_rate():.1e}",
+                                min=f"{trainer.elapsed / 60:.1f}", refresh=False)
+            if time.monotonic() - last_save > checkpoint_minutes * 60:
+                save_checkpoint(trainer, ckpt_dir)
+                last_save = time.monotonic()
+    save_checkpoint(trainer, ckpt_dir)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="model folder to export into")
@@ -159,7 +182,6 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from tqdm import tqdm
 
     ckpt_dir = args.out / ".checkpoints"
     trainer = Trainer(args.channels, lr=args.lr, batch=args.batch, steps=args.steps, minutes=args.minutes,
@@ -167,20 +189,13 @@ def main(argv=None):
     if args.resume or args.export_only:
         trainer.load(torch.load(ckpt_dir / "last.pt", weights_only=False))
     if not args.export_only:
-        last_save = time.monotonic()
-        bar = tqdm(total=args.steps, initial=trainer.step_count, unit="step", mininterval=5.0)
-        while not trainer.done():
-            trainer.step()
-            bar.update(1)
-            if trainer.step_count % 10 == 0:
-                recent = float(np.mean(trainer.losses[-100:]))
-                bar.set_postfix(loss=f"{recent:.4f}", lr=f"{trainer.learning_rate():.1e}",
-                                min=f"{trainer.elapsed / 60:.1f}", refresh=False)
-            if time.monotonic() - last_save > args.checkpoint_minutes * 60:
-                save_checkpoint(trainer, ckpt_dir)
-                last_save = time.monotonic()
-        bar.close()
-        save_checkpoint(trainer, ckpt_dir)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            train_loop(trainer, args.steps, ckpt_dir, args.checkpoint_minutes)
+        except KeyboardInterrupt:
+            save_checkpoint(trainer, ckpt_dir)
+            print(f"stopped at step {trainer.step_count}; continue with --resume")
+            return
     trainer.export(args.out, metrics_of(trainer, args))
     print(json.dumps(metrics_of(trainer, args)))
 
