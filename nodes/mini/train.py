@@ -187,7 +187,7 @@ def main(argv=None):
     trainer = Trainer(args.channels, lr=args.lr, batch=args.batch, steps=args.steps, minutes=args.minutes,
                       bf16=args.bf16, seed=args.seed)
     if args.resume or args.export_only:
-        trainer.load(torch.load(ckpt_dir / "last.pt", weights_only=False))
+        trainer.load(torch.load(ckpt_dir / "last.pt", weights_only=True))
     if not args.export_only:
         signal.signal(signal.SIGTERM, _interrupt)
         try:
