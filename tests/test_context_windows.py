@@ -313,6 +313,31 @@ def test_pinned_latent_start():
     assert pinned_latent_start(-1, 2, 21, 4) == 19 and pinned_latent_start(-1, 1, 16, 1) == 15
 
 
+def test_pin_wrapper_replaces_predictions_and_shows_pinned_frames_at_the_chosen_noise():
+    from types import SimpleNamespace
+    from nodes.consistency.wrappers import PinWrapper
+    known = torch.full((1, 2, 2, 3, 3), 5.0)
+    seen = []
+
+    def model_fn(x, sigma, frames=None):
+        seen.append(x.clone())
+        return torch.zeros_like(x)
+
+    info = SimpleNamespace(num_frames=6, time_factor=1, flow=True)
+    x = torch.randn(1, 2, 6, 3, 3, generator=torch.Generator().manual_seed(0))
+    s = 0.5
+    noisy = (1 - s) * known + s * x[:, :, 4:]  # pinned frames 4, 5 on their noising path
+    x_in = torch.cat([x[:, :, :4], noisy], 2)
+    for level, want in ((1.0, noisy), (0.5, 0.75 * known + 0.25 * x[:, :, 4:]), (0.0, known)):
+        den = PinWrapper(known, -1, level)(model_fn, info)(x_in, s)
+        assert torch.equal(den[:, :, 4:], known) and not den[:, :, :4].any()
+        torch.testing.assert_close(seen[-1][:, :, 4:], want)
+        assert torch.equal(seen[-1][:, :, :4], x_in[:, :, :4])
+    # Inside a context window only the window's own pinned frames are touched.
+    den = PinWrapper(known, -1)(model_fn, info)(x_in[:, :, 3:5], s, frames=[3, 4])
+    assert torch.equal(den[:, :, 1], known[:, :, 0]) and not den[:, :, 0].any()
+
+
 def test_pin_frames_continues_a_chunk_from_its_last_frames(tiny_mini):
     from graph_engine.api import Session, load_workflow
     wf = load_workflow(text=f"""
@@ -367,3 +392,9 @@ def test_long_video_scheme_examples_run(tiny_mini, tmp_path, name, frames, size)
         # Each chunk starts with the previous chunk's last frames, so the motion carries on.
         prev_tail = res.outputs["video1"]["video"].frames(12, 16).astype(int)
         assert np.abs(res.outputs["video2"]["video"].frames(0, 4) - prev_tail).max() <= 1
+
+
+def test_node_choices_match_the_scheduler():
+    # The node module keeps its own copies so `kinograph validate` never imports the maths.
+    from nodes.consistency import sampling_nodes
+    assert sampling_nodes.SCHEDULES == SCHEDULES and sampling_nodes.FUSE_METHODS == FUSE_METHODS

@@ -75,7 +75,7 @@ def test_all_problems_reported_at_once(tmp_path):
 def test_missing_file_and_bad_override(tmp_path):
     r = run_cli("run", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
-    example = str(Path(__file__).parents[1] / "examples" / "default.yaml")
+    example = str(Path(__file__).parents[1] / "examples" / "test_pattern.yaml")
     r = run_cli("run", example, "--set", "pattern.frame=3")
     assert r.returncode == 2 and "did you mean 'frames'" in r.stderr
     r = run_cli("run", example, "--set", "patern.frames=3")
