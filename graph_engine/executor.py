@@ -52,6 +52,14 @@ def _fingerprint(path: str) -> Any:
         return None
 
 
+def _located_fingerprint(locate, name: str) -> Any:
+    try:
+        found = locate(name)
+    except Exception:   # a name that does not resolve is the node's error to report, not the key's
+        return None
+    return _fingerprint(str(found)) if found else None
+
+
 def resolve_path(value: str, base: Path) -> str:
     if not value:
         return value
@@ -94,6 +102,8 @@ class Executor:
                     p[name] = resolve_path(p[name], wf.base_dir)
                     if ps.reads:
                         files[name] = _fingerprint(p[name])
+                elif ps.locate is not None and isinstance(p[name], str) and p[name]:
+                    files[name] = _located_fingerprint(ps.locate, p[name])
             params[nid] = p
             ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(g.inputs.get(nid, {}).items())}
             if inst.bypass:

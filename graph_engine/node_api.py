@@ -30,6 +30,10 @@ class Param:
     step: Optional[float] = None
     # Path params: True when the node reads the file, so its fingerprint enters the cache key.
     reads: bool = True
+    # Params that name a file found elsewhere (a model folder): name -> path it reads, or None.
+    # That file's fingerprint enters the cache key, so replacing the weights under the same name
+    # re-runs the node.
+    locate: Optional[Callable[[str], Any]] = None
     # Set by the decorator from the annotation.
     name: str = ""
     type: str = ""

@@ -189,3 +189,29 @@ def test_list_models_and_config_file(comfy, tmp_path, monkeypatch):
         assert models_dirs.find_model("v.safetensors", "vae") == extra / "vae" / "v.safetensors"
     finally:
         config.settings.cache_clear()
+
+
+def test_replacing_weights_under_the_same_name_reruns_the_node(esrgan, monkeypatch, tmp_path):
+    from graph_engine.api import load_workflow
+    from graph_engine.executor import Executor
+
+    models = tmp_path / "models"
+    (models / "upscale_models").mkdir(parents=True)
+    weights = models / "upscale_models" / "mine.pth"
+    weights.write_bytes((esrgan / "upscale_models" / "tiny_esrgan.pth").read_bytes())
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = load_workflow(text="kinograph: 1\nnodes:\n"
+                            "  pattern: {type: generate.test_pattern, params: {frames: 2, width: 16, height: 16}}\n"
+                            "  sr: {type: upscale.model, inputs: {video: pattern.video}, params: {model: mine}}\n")
+    ex = Executor(use_disk=False)
+    first = ex.run(wf)
+    assert first.ok and first.outputs["sr"]["video"].width == 32
+    again = ex.run(wf)
+    assert "sr" not in again.executed
+    torch.manual_seed(1)
+    from spandrel.architectures.ESRGAN import ESRGAN
+    torch.save(ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2).state_dict(), weights)
+    replaced = ex.run(wf)
+    assert "sr" in replaced.executed and "pattern" not in replaced.executed
+    assert "file of model changed on disk" in ex.why("sr")
+    assert not np.array_equal(replaced.outputs["sr"]["video"].frame(0), first.outputs["sr"]["video"].frame(0))

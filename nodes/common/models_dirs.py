@@ -91,6 +91,14 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
                     f"in config.yaml. Kinograph never downloads models.")
 
 
+def locator(kind: str):
+    """For `Param(locate=...)`: the file a model name resolves to (None when absent), so the engine
+    fingerprints the weights themselves and notices a replaced file under the same name."""
+    def locate(name: str) -> Optional[Path]:
+        return find_model(name, kind, required=False)
+    return locate
+
+
 def list_models() -> Dict[str, List[Path]]:
     """Every model file (or diffusers folder) in the model folders, by kind."""
     found: Dict[str, List[Path]] = {}

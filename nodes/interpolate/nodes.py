@@ -1,6 +1,7 @@
 """Frame interpolation nodes: optical-flow in-betweens and RIFE (own IFNet, user's weights)."""
 from graph_engine import Param, node
 from graph_engine.types import VIDEO
+from nodes.common.models_dirs import locator
 
 _FACTOR = dict(min=2, max=16, help="output frames per input pair: (N-1)*factor+1 frames in all")
 _FPS = dict(min=0.0, max=480.0, help="target frame rate; 0 = use factor (then in-betweens sit at k/factor)")
@@ -33,7 +34,7 @@ def flow(ctx, video: VIDEO,
 
 @node("interpolate.rife", title="RIFE Interpolation", category="Interpolation", device="gpu", temporal_radius=1)
 def rife(ctx, video: VIDEO,
-         model: str = Param("rife46.safetensors",
+         model: str = Param("rife46.safetensors", locate=locator("rife"),
                             help="RIFE 4.x (4.6 layout) weights: a file name in a 'rife' model folder, or a path "
                                  "(.safetensors, .pth, .pkl)"),
          factor: int = Param(2, **_FACTOR),

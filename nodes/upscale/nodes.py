@@ -1,6 +1,7 @@
 """Upscaling nodes: plain resampling, multi-frame super-resolution, and learned single-image models."""
 from graph_engine import Param, node
 from graph_engine.types import VIDEO
+from nodes.common.models_dirs import locator
 
 
 @node("upscale.resize", title="Resize (Upscale)", category="Upscale", temporal_radius=0)
@@ -36,7 +37,7 @@ def multiframe(ctx, video: VIDEO,
 
 @node("upscale.model", title="Upscale with Model", category="Upscale", device="gpu", temporal_radius=0)
 def model(ctx, video: VIDEO,
-          model: str = Param("RealESRGAN_x4plus.pth",
+          model: str = Param("RealESRGAN_x4plus.pth", locate=locator("upscale_models"),
                              help="weights: a file name in an 'upscale_models' folder, or a path (.pth, "
                                   ".safetensors, ...); ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT and more"),
           tile: int = Param(512, min=0, max=4096, help="tile size in input pixels (0 = whole frame); halved "
