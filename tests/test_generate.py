@@ -422,3 +422,17 @@ def test_list_found_models_detects_families(tiny, monkeypatch, tmp_path):
     env = dict(os.environ, KINOGRAPH_MODELS=str(models))
     out = subprocess.run([sys.executable, "-m", "app.cli", "info"], capture_output=True, text=True, env=env).stdout
     assert any(l.split()[:1] == ["wan"] and l.endswith("wan-tiny") for l in out.splitlines()), out
+
+
+def test_prompt_schedule_is_read_at_pixel_frames_by_temporally_compressed_models(mm, tiny):
+    """Wan packs 4 pixel frames into a latent frame: latent frame 4 holds pixel frames 13-16, so a
+    schedule "0: a cat, 16: a dog" is almost all dog there (15/16), not a quarter."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.text import encode_prompt
+    h, parts = _parts(mm, tiny, "wan")
+    cond = encode_prompt(parts["text_encoder"], "0: a cat, 16: a dog")
+    one, two = cond.embeds[0], cond.embeds[1]
+    e = get_adapter("wan").conditioning_inputs(h, [cond], [4], 1, "cpu", torch.float32)["encoder_hidden_states"]
+    assert torch.allclose(e[0], one / 16 + two * 15 / 16, atol=1e-5)
+    first = get_adapter("wan").conditioning_inputs(h, [cond], [0], 1, "cpu", torch.float32)["encoder_hidden_states"]
+    assert torch.allclose(first[0], one, atol=1e-6)

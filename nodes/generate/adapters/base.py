@@ -201,12 +201,16 @@ def frame_centres(idx: Sequence[int], time_factor: int) -> List[int]:
     return [0 if i == 0 else int(i * time_factor - (time_factor - 1) // 2) for i in idx]
 
 
-def stack_global(conds, frames, device, dtype, batch: int):
-    """Per-conditioning global text inputs (schedules averaged over the frames), repeated per batch item."""
+def stack_global(conds, frames, device, dtype, batch: int, time_factor: int = 1):
+    """Per-conditioning global text inputs (schedules averaged over the frames), repeated per batch item.
+
+    `frames` are latent frame indices; prompt schedules are keyed by pixel frame, so each latent
+    frame reads the schedule at the centre of the pixel frames it holds."""
     embeds, masks, pooled = [], [], []
     length = max(c.embeds.shape[1] for c in conds)
+    pixel_frames = frame_centres(frames, time_factor)
     for c in conds:
-        e, m, p = c.averaged(frames)
+        e, m, p = c.averaged(pixel_frames)
         if e.shape[1] < length:
             e = torch.cat([e, e.new_zeros(1, length - e.shape[1], e.shape[2])], 1)
             if m is not None:

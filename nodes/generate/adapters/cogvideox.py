@@ -13,7 +13,7 @@ class CogVideoXAdapter(Adapter):
     max_tokens = 226
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        e, _, _ = stack_global(conds, frames, device, dtype, batch)
+        e, _, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
         return {"encoder_hidden_states": e}
 
     def forward(self, handle, x_in, t, inputs):

@@ -33,7 +33,7 @@ class HunyuanAdapter(Adapter):
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        e, m, p = stack_global(conds, frames, device, dtype, batch)
+        e, m, p = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
         return {"encoder_hidden_states": e, "encoder_attention_mask": m, "pooled_projections": p}
 
     def forward(self, handle, x_in, t, inputs):

@@ -32,7 +32,7 @@ class LTXAdapter(Adapter):
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        e, m, _ = stack_global(conds, frames, device, dtype, batch)
+        e, m, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
         return {"encoder_hidden_states": e, "encoder_attention_mask": m, "fps": conds[-1].meta.get("fps", 25.0)}
 
     def forward(self, handle, x_in, t, inputs):

@@ -16,7 +16,7 @@ class WanAdapter(Adapter):
     max_tokens = 512
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        e, _, _ = stack_global(conds, frames, device, dtype, batch)
+        e, _, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
         inputs = {"encoder_hidden_states": e}
         if "image_embeds" in conds[-1].extra:
             inputs["encoder_hidden_states_image"] = torch.cat(
