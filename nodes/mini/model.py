@@ -19,7 +19,8 @@ Flow matching (rectified flow; the convention of diffusers' FlowMatchEulerDiscre
 
 Architecture
     A small 3D U-Net with factorised space-time convolutions (3x3 spatial then 3-tap temporal),
-    FiLM conditioning on the time step and the pooled caption, temporal self-attention at 6x6, full
+    x / y / frame coordinate channels at the input, per-frame FiLM conditioning on the time step,
+    the pooled caption and a learned frame embedding, temporal self-attention at 6x6, full
     space-time self-attention at 3x3, and cross-attention to the caption's token embeddings at both.
 """
 from __future__ import annotations
@@ -75,7 +76,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x, c):
         h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.film(c)[:, :, None, None, None].chunk(2, dim=1)
+        # c is per frame [B,T,cond]: FiLM differs from frame to frame.
+        scale, shift = self.film(c).transpose(1, 2)[..., None, None].chunk(2, dim=1)
         h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
         h = h + self.skip(x)
         return h + self.conv_t(F.silu(self.norm_t(h)))
@@ -147,7 +149,12 @@ class KinographMini(ModelMixin, ConfigMixin):
         pc = CHANNELS * patch * patch
         self.time_mlp = nn.Sequential(nn.Linear(c0, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.text_pool = nn.Linear(text_dim, cond_dim)
-        self.stem = nn.Conv3d(pc, c0, (1, 3, 3), padding=(0, 1, 1))
+        # Without an absolute frame signal the network is nearly symmetric in time (3-tap convolutions,
+        # zero padding at both ends), and the first kinograph-mini drew "moving left" as often going
+        # right: it knew the axis but not the arrow of time. The frame embedding and the frame
+        # coordinate channel give every block the arrow.
+        self.frame_embed = nn.Embedding(frames, cond_dim)
+        self.stem = nn.Conv3d(pc + 3, c0, (1, 3, 3), padding=(0, 1, 1))
         self.enc0 = ResBlock(c0, c0, cond_dim)
         self.down1 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.enc1 = ResBlock(c1, c1, cond_dim)
@@ -174,6 +181,17 @@ class KinographMini(ModelMixin, ConfigMixin):
         frames = F.pixel_shuffle(frames, r) if inverse else F.pixel_unshuffle(frames, r)
         return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
 
+    @staticmethod
+    def _with_coordinates(h):
+        """Append x, y and frame-index channels in [-1, 1]. From pure noise a convolutional network has
+        no idea where it is; to draw an object that starts on the right and ends on the left it must."""
+        b, _, t, hh, ww = h.shape
+        frame = (torch.arange(t, device=h.device) % NATIVE_FRAMES) / (NATIVE_FRAMES - 1) * 2 - 1
+        grids = torch.meshgrid(frame, torch.linspace(-1, 1, hh, device=h.device),
+                               torch.linspace(-1, 1, ww, device=h.device), indexing="ij")
+        coords = torch.stack([grids[2], grids[1], grids[0]]).to(h.dtype)
+        return torch.cat([h, coords.expand(b, -1, -1, -1, -1)], dim=1)
+
     def forward(self, x, t, emb, mask):
         p = self.config.patch
         mask = mask.bool()
@@ -181,8 +199,10 @@ class KinographMini(ModelMixin, ConfigMixin):
             t = t.expand(x.shape[0])
         fmask = mask.to(emb.dtype)[..., None]
         pooled = (emb * fmask).sum(1) / fmask.sum(1).clamp(min=1.0)
-        c = F.silu(self.time_mlp(timestep_embedding(t, self.config.channels[0]).to(x.dtype)) + self.text_pool(pooled))
-        h0 = self.enc0(self.stem(self._shuffle(x, p)), c)
+        c = self.time_mlp(timestep_embedding(t, self.config.channels[0]).to(x.dtype)) + self.text_pool(pooled)
+        frame_index = torch.arange(x.shape[2], device=x.device) % self.config.frames
+        c = F.silu(c[:, None] + self.frame_embed(frame_index).to(c.dtype)[None])
+        h0 = self.enc0(self.stem(self._with_coordinates(self._shuffle(x, p))), c)
         h1 = self.attn1(self.enc1(self.down1(h0), c), emb, mask)
         h = self.mid1(self.down2(h1), c)
         h = self.mid2(self.attn_mid(h, emb, mask), c)
