@@ -13,7 +13,8 @@ from nodes.mini.detector import detect
 from nodes.mini.evaluate import DEFAULT_MODEL, evaluate, judge
 from nodes.mini.model import KinographMini, from_uint8, load_mini, to_uint8
 from nodes.mini.text import MiniTextEncoder, tokenize
-from nodes.mini.train import Trainer, flow_loss, make_batch, save_checkpoint
+from nodes.mini.train import (HIGH_NOISE, HIGH_NOISE_SHARE, Trainer, flip_direction, flow_loss, make_batch,
+                              sample_times, save_checkpoint)
 
 SHIPPED = DEFAULT_MODEL / "transformer" / "diffusion_pytorch_model.safetensors"
 
@@ -76,6 +77,42 @@ def test_unknown_word_names_it_and_lists_the_vocabulary():
         assert known in message
 
 
+def test_screen_motion_of_captions():
+    assert sw.screen_motion("a red circle moving left") == ((-sw.MEAN_TRAVEL, 0.0), (-sw.MEAN_TRAVEL, 0.0))
+    (a, b) = sw.screen_motion("a red circle moving up right and a blue square standing still")
+    assert a == (sw.MEAN_TRAVEL, -sw.MEAN_TRAVEL) and b == (0.0, 0.0)
+    # A camera panning left makes the whole world drift right on screen.
+    assert sw.screen_motion("a white square standing still with the camera panning left")[0] == (sw.MEAN_PAN, 0.0)
+    assert sw.screen_motion("") == ((0.0, 0.0), (0.0, 0.0))
+    # The parsed motion matches what the renderer draws, on average.
+    track = [detect(sw.render(sw.parse_caption("a green circle moving down"), seed=s)).centroids for s in range(20)]
+    travel = np.mean([(c[-1] - c[0]) / sw.SIZE for c in track], axis=0)
+    assert abs(travel[0]) < 0.03 and abs(travel[1] - sw.MEAN_TRAVEL) < 0.05
+
+
+def test_motion_features_ride_in_the_begin_token():
+    te = MiniTextEncoder(dim=32, motion_features=True)
+    emb, _ = te.encode(["a red circle moving left", "a red circle moving right", ""])
+    assert emb[0, 0, :4].tolist() == pytest.approx([-sw.MEAN_TRAVEL, 0, -sw.MEAN_TRAVEL, 0])
+    assert emb[1, 0, :4].tolist() == pytest.approx([sw.MEAN_TRAVEL, 0, sw.MEAN_TRAVEL, 0])
+    assert emb[2, 0, :4].abs().sum() == 0
+    # Everything else is the learned encoding, untouched.
+    learned = te(*tokenize(["a red circle moving left", "a red circle moving right", ""], max_tokens=32))
+    assert torch.equal(emb[:, 0, 4:], learned[:, 0, 4:]) and torch.equal(emb[:, 1:], learned[:, 1:])
+
+
+def test_comoving_coordinates_hold_a_moving_object_still():
+    model = KinographMini(channels=(16, 32, 32), text_dim=32, motion_coordinates=True)
+    emb = torch.zeros(1, 3, 32)
+    emb[0, 0, :4] = torch.tensor([-0.5, 0.0, -0.5, 0.0])
+    coords = model._with_coordinates(torch.zeros(1, 0, 16, 12, 12), emb)[0]   # x, y, f, x', y', x', y'
+    assert coords.shape == (7, 16, 12, 12)
+    # A point moving 0.5 widths left over the clip (1 unit of x in [-1, 1]) keeps its co-moving x.
+    x, f, xc = coords[0], coords[2], coords[3]
+    assert torch.allclose(xc, x + 0.5 * f)
+    assert torch.allclose(coords[4], coords[1])
+
+
 def test_tokens_and_mask():
     ids, mask = tokenize(["An orange circle.", ""])
     assert mask.sum(1).tolist() == [4, 1]       # the begin token plus "a orange circle"
@@ -120,6 +157,23 @@ def test_model_shapes_and_guidance_batch():
     assert emb.shape == (2, 32, 32) and mask.dtype == torch.bool
     x = torch.randn(2, 3, 5, 32, 16)
     assert model(x, torch.rand(2), emb, mask).shape == x.shape
+
+
+def test_training_times_cover_high_noise():
+    from scipy.stats import norm
+
+    t = sample_times(40000, torch.Generator().manual_seed(0))
+    assert 0 < float(t.min()) and float(t.max()) < 1
+    lo = HIGH_NOISE[0]
+    tail = norm.sf(np.log(lo / (1 - lo)) - 0.8)          # logit-normal(0.8, 1) above lo
+    expected = HIGH_NOISE_SHARE + (1 - HIGH_NOISE_SHARE) * tail
+    assert abs(float((t > lo).float().mean()) - expected) < 0.01
+
+
+def test_flip_direction_reverses_every_motion_word():
+    assert flip_direction("a red circle moving up left with the camera panning right") == \
+        "a red circle moving down right with the camera panning left"
+    assert flip_direction("a blue square moving down on a green background") == "a blue square moving up on a green background"
 
 
 def test_a_few_training_steps_reduce_the_loss():

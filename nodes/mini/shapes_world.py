@@ -111,6 +111,36 @@ def parse_caption(text: str) -> SceneSpec:
     return SceneSpec(tuple(objects), background, camera)
 
 
+# Mean screen travel over a clip, in image widths, of the ranges `_object_track` and `_camera_path`
+# draw from: an object "moving" goes 0.35-0.5 of the width, a pan shifts the world by 0.25-0.4.
+MEAN_TRAVEL = 0.425
+MEAN_PAN = 0.325
+
+
+def screen_motion(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Mean (dx, dy) on screen over the clip, in image widths, of the first and second object a
+    caption describes (the first repeated when there is one). Lenient: a phrase that does not fit
+    the grammar moves nothing, so any prompt of known words still has a motion."""
+    words = normalise_words(text)
+    camera = (0.0, 0.0)
+    if "panning" in words:
+        d = DIRECTIONS.get(words[words.index("panning") + 1] if words.index("panning") + 1 < len(words) else "")
+        if d is not None:
+            camera = (-d[0] * MEAN_PAN, -d[1] * MEAN_PAN)   # the world drifts against the camera
+    cut = min([words.index(w) for w in ("on", "with") if w in words] + [len(words)])
+    motions = []
+    for part in " ".join(words[:cut]).split(" and "):
+        w = part.split()
+        step = [0.0, 0.0]
+        if "moving" in w:
+            for word in w[w.index("moving") + 1:]:
+                if word in DIRECTIONS:
+                    step = [step[0] + DIRECTIONS[word][0], step[1] + DIRECTIONS[word][1]]
+        motions.append((step[0] * MEAN_TRAVEL + camera[0], step[1] * MEAN_TRAVEL + camera[1]))
+    first = motions[0] if motions else camera
+    return first, motions[1] if len(motions) > 1 else first
+
+
 def load_heldout() -> list[str]:
     """The 40 captions never used for training (one per line in heldout.txt)."""
     return [ln.strip() for ln in HELDOUT_PATH.read_text().splitlines() if ln.strip()]

@@ -4,6 +4,13 @@ transformer that turns the words into per-token embeddings the video model atten
 `MiniTextEncoder.encode(prompts) -> (emb [B,L,D] float, mask [B,L] bool)`. Every prompt starts with a
 begin token, so the empty prompt "" (the unconditional branch of classifier-free guidance) still has
 one valid token. Words outside the vocabulary raise `graph_engine.NodeError` listing the known words.
+
+With `motion_features` the begin token's first MOTION_FEATURES numbers are not learned but the
+caption's parsed screen motion (`shapes_world.screen_motion`: dx, dy of the first and the second
+object, in image widths over the clip); the video model turns them into co-moving coordinates
+(see `KinographMini._with_coordinates`). They ride in the embedding so that prompt schedules and
+everything else that carries conditioning carry them unchanged (a blend of two prompts blends their
+motions).
 """
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.mini.shapes_world import (BACKGROUND_KINDS, CAMERAS, COLOURS, MOTIONS, SHAPES,
-                                     normalise_words)
+                                     normalise_words, screen_motion)
 
 PAD, BOS = "<pad>", "<bos>"
 GRAMMAR_WORDS = sorted({"a", "and", "on", "background", "with", "the", "camera", *COLOURS, *SHAPES,
@@ -22,6 +29,7 @@ GRAMMAR_WORDS = sorted({"a", "and", "on", "background", "with", "the", "camera",
                        - {"static", "plain"})
 VOCABULARY = [PAD, BOS, *GRAMMAR_WORDS]
 MAX_TOKENS = 32
+MOTION_FEATURES = 4
 
 
 def tokenize(prompts: list[str], vocabulary: list[str] = VOCABULARY,
@@ -48,7 +56,7 @@ def tokenize(prompts: list[str], vocabulary: list[str] = VOCABULARY,
 class MiniTextEncoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, vocabulary: tuple[str, ...] = tuple(VOCABULARY), max_tokens: int = MAX_TOKENS,
-                 dim: int = 128, layers: int = 2, heads: int = 4):
+                 dim: int = 128, layers: int = 2, heads: int = 4, motion_features: bool = False):
         super().__init__()
         self.embed = nn.Embedding(len(vocabulary), dim)
         self.position = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
@@ -65,4 +73,13 @@ class MiniTextEncoder(ModelMixin, ConfigMixin):
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = tokenize(list(prompts), list(self.config.vocabulary), self.config.max_tokens)
         ids, mask = ids.to(self.device), mask.to(self.device)
-        return self.forward(ids, mask), mask
+        emb = self.forward(ids, mask)
+        if self.config.motion_features:
+            motion = torch.tensor([[v for obj in screen_motion(p) for v in obj] for p in prompts],
+                                  dtype=emb.dtype, device=emb.device)
+            slot = torch.zeros(emb.shape[1:], dtype=torch.bool, device=emb.device)
+            slot[0, :MOTION_FEATURES] = True
+            values = torch.zeros_like(emb)
+            values[:, 0, :MOTION_FEATURES] = motion
+            emb = torch.where(slot, values, emb)
+        return emb, mask
