@@ -217,14 +217,13 @@ def shipped_evaluation():
     return summary, rows
 
 
-# The shipped weights (100 min of CPU training) read colour and shape right on all 40 held-out
-# captions but the motion direction on only ~40%, and keep the object's area within 10% on ~48%:
-# issue 9's targets (90%) are not met yet. strict=True turns these into failures the moment a
-# better model meets them, so the marker cannot outlive the gap.
-_BELOW_TARGET = pytest.mark.xfail(strict=True, reason="kinograph-mini below the 90% targets; see the model README")
+# The shipped weights (72 min of CPU training) keep the object's area within 10% over the clip on
+# only ~25% of the held-out captions: issue 9's 90% target is not met yet. strict=True turns this
+# into a failure the moment a better model meets it, so the marker cannot outlive the gap.
+_BELOW_TARGET = pytest.mark.xfail(strict=True, reason="kinograph-mini's area stability is below the 90% target; "
+                                                      "see the model README")
 
 
-@_BELOW_TARGET
 def test_shipped_model_follows_heldout_prompts(shipped_evaluation):
     summary, rows = shipped_evaluation
     misses = [(r["caption"], r["colour"], r["shape"], r["direction"]) for r in rows if not r["all_ok"]]

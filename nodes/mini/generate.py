@@ -11,7 +11,7 @@ import torch
 from nodes.generate.samplers import flow_sigmas, sample_flow_euler
 from nodes.mini.model import CHANNELS, HEIGHT, NATIVE_FRAMES, WIDTH, to_uint8
 
-DEFAULT_STEPS = 16
+DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 4.0
 
 
