@@ -36,13 +36,14 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from nodes.mini.shapes_world import MOTION_FEATURES
+
 NATIVE_FRAMES = 16
 HEIGHT = WIDTH = 48
 CHANNELS = 3
 LATENT_CHANNELS = 3
 FAMILY = "mini"
 T_MIN = 0.05   # floor of t when turning the clean-clip prediction into a velocity
-MOTION_FEATURES = 4       # dx, dy of two objects (see text.py)
 
 
 def from_uint8(frames: np.ndarray) -> torch.Tensor:
@@ -153,11 +154,11 @@ class KinographMini(ModelMixin, ConfigMixin):
         self.time_mlp = nn.Sequential(nn.Linear(c0, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.text_pool = nn.Linear(text_dim, cond_dim)
         # Without an absolute frame signal the network is nearly symmetric in time (3-tap convolutions,
-        # zero padding at both ends), and the first kinograph-mini drew "moving left" as often going
-        # right: it knew the axis but not the arrow of time. The frame embedding and the frame
-        # coordinate channel give every block the arrow.
+        # zero padding at both ends). The frame embedding gives every block the arrow of time; it did
+        # not by itself teach the sign of a motion (see `_with_coordinates`).
         self.frame_embed = nn.Embedding(frames, cond_dim)
-        self.stem = nn.Conv3d(pc + 3 + (MOTION_FEATURES if motion_coordinates else 0), c0, (1, 3, 3), padding=(0, 1, 1))
+        coordinates = 3 + (MOTION_FEATURES if motion_coordinates else 0)
+        self.stem = nn.Conv3d(pc + coordinates, c0, (1, 3, 3), padding=(0, 1, 1))
         self.enc0 = ResBlock(c0, c0, cond_dim)
         self.down1 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.enc1 = ResBlock(c1, c1, cond_dim)

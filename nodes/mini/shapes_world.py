@@ -115,6 +115,7 @@ def parse_caption(text: str) -> SceneSpec:
 # draw from: an object "moving" goes 0.35-0.5 of the width, a pan shifts the world by 0.25-0.4.
 MEAN_TRAVEL = 0.425
 MEAN_PAN = 0.325
+MOTION_FEATURES = 4   # screen_motion flattened: dx, dy of the first and the second object
 
 
 def screen_motion(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -122,23 +123,17 @@ def screen_motion(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
     caption describes (the first repeated when there is one). Lenient: a phrase that does not fit
     the grammar moves nothing, so any prompt of known words still has a motion."""
     words = normalise_words(text)
-    camera = (0.0, 0.0)
-    if "panning" in words:
-        d = DIRECTIONS.get(words[words.index("panning") + 1] if words.index("panning") + 1 < len(words) else "")
-        if d is not None:
-            camera = (-d[0] * MEAN_PAN, -d[1] * MEAN_PAN)   # the world drifts against the camera
+    pan = words[words.index("panning") + 1:][:1] if "panning" in words else []
+    cam = DIRECTIONS.get(pan[0], (0, 0)) if pan else (0, 0)
     cut = min([words.index(w) for w in ("on", "with") if w in words] + [len(words)])
     motions = []
     for part in " ".join(words[:cut]).split(" and "):
         w = part.split()
-        step = [0.0, 0.0]
-        if "moving" in w:
-            for word in w[w.index("moving") + 1:]:
-                if word in DIRECTIONS:
-                    step = [step[0] + DIRECTIONS[word][0], step[1] + DIRECTIONS[word][1]]
-        motions.append((step[0] * MEAN_TRAVEL + camera[0], step[1] * MEAN_TRAVEL + camera[1]))
-    first = motions[0] if motions else camera
-    return first, motions[1] if len(motions) > 1 else first
+        moves = [DIRECTIONS[x] for x in w[w.index("moving") + 1:] if x in DIRECTIONS] if "moving" in w else []
+        step = np.sum(moves, axis=0) if moves else (0, 0)
+        # The world drifts against the camera.
+        motions.append(tuple(float(step[k] * MEAN_TRAVEL - cam[k] * MEAN_PAN) for k in range(2)))
+    return motions[0], motions[1] if len(motions) > 1 else motions[0]
 
 
 def load_heldout() -> list[str]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from graph_engine import NodeError
 from nodes.mini.shapes_world import (BACKGROUND_KINDS, CAMERAS, COLOURS, MOTIONS, SHAPES,
-                                     normalise_words, screen_motion)
+                                     MOTION_FEATURES, normalise_words, screen_motion)
 
 PAD, BOS = "<pad>", "<bos>"
 GRAMMAR_WORDS = sorted({"a", "and", "on", "background", "with", "the", "camera", *COLOURS, *SHAPES,
@@ -29,7 +29,6 @@ GRAMMAR_WORDS = sorted({"a", "and", "on", "background", "with", "the", "camera",
                        - {"static", "plain"})
 VOCABULARY = [PAD, BOS, *GRAMMAR_WORDS]
 MAX_TOKENS = 32
-MOTION_FEATURES = 4
 
 
 def tokenize(prompts: list[str], vocabulary: list[str] = VOCABULARY,
@@ -77,9 +76,6 @@ class MiniTextEncoder(ModelMixin, ConfigMixin):
         if self.config.motion_features:
             motion = torch.tensor([[v for obj in screen_motion(p) for v in obj] for p in prompts],
                                   dtype=emb.dtype, device=emb.device)
-            slot = torch.zeros(emb.shape[1:], dtype=torch.bool, device=emb.device)
-            slot[0, :MOTION_FEATURES] = True
-            values = torch.zeros_like(emb)
-            values[:, 0, :MOTION_FEATURES] = motion
-            emb = torch.where(slot, values, emb)
+            begin = torch.cat([motion, emb[:, 0, MOTION_FEATURES:]], dim=-1)
+            emb = torch.cat([begin[:, None], emb[:, 1:]], dim=1)
         return emb, mask
