@@ -1,6 +1,6 @@
 """kinograph-mini: prompt adherence on the 40 held-out captions and the time to make one clip.
 
-    python bench/mini.py [--model DIR] [--steps 20] [--guidance 4] [--threads 2]
+    python bench/mini.py [--model DIR] [--steps 20] [--guidance 2.5] [--threads 2]
 
 1. `nodes.mini.evaluate`: the classical detector reads colour, shape, direction and area from the
    generated clips, next to the same reading of ground-truth shapes-world clips of the same
@@ -22,12 +22,13 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None):
     from nodes.mini.evaluate import DEFAULT_MODEL
+    from nodes.mini.generate import DEFAULT_GUIDANCE
     from nodes.mini.evaluate import main as evaluate_main
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     evaluate_main(["--model", str(args.model), "--steps", str(args.steps), "--guidance", str(args.guidance),

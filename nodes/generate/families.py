@@ -70,7 +70,7 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            frames=49),
     Family("hunyuan", "HunyuanVideo", ("HunyuanVideoPipeline",), ("HunyuanVideoTransformer3DModel",),
            time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61),
-    Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=4.0,
+    Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16),
 )}
 

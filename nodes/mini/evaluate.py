@@ -1,6 +1,6 @@
 """Prompt adherence and temporal consistency of kinograph-mini on the 40 held-out captions.
 
-    python -m nodes.mini.evaluate [--model resources/models/kinograph-mini] [--steps 20] [--guidance 4]
+    python -m nodes.mini.evaluate [--model resources/models/kinograph-mini] [--steps 20] [--guidance 2.5]
 
 Generates every held-out caption with `sample_flow_euler`, reads the clips back with the classical
 detector, and prints the share of clips whose colour, shape and motion direction match the caption
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nodes.mini.detector import detect
+from nodes.mini.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from nodes.mini.shapes_world import load_heldout, parse_caption, render
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "kinograph-mini"
@@ -50,7 +51,7 @@ def summarise(rows: list[dict], clips) -> dict:
     return share
 
 
-def evaluate(model, text_encoder, captions=None, seed: int = 0, steps: int = 20, guidance: float = 4.0,
+def evaluate(model, text_encoder, captions=None, seed: int = 0, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
              batch: int = 20) -> tuple[dict, list[dict], np.ndarray]:
     """(summary, per-caption rows, clips uint8 [N,T,H,W,3]) for generated clips of `captions`."""
     from nodes.mini.generate import generate
@@ -76,8 +77,8 @@ def contact_sheet(clips: np.ndarray, every: int = 3) -> np.ndarray:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sheet", type=Path, help="also write a PNG contact sheet of the generated clips")

@@ -12,7 +12,7 @@ from nodes.generate.samplers import flow_sigmas, sample_flow_euler
 from nodes.mini.model import CHANNELS, HEIGHT, NATIVE_FRAMES, WIDTH, to_uint8
 
 DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 4.0
+DEFAULT_GUIDANCE = 2.5
 
 
 def initial_noise(count: int, seed: int, frames: int = NATIVE_FRAMES) -> torch.Tensor:

@@ -21,8 +21,9 @@ Architecture
     A small 3D U-Net with factorised space-time convolutions (3x3 spatial then 3-tap temporal),
     x / y / frame coordinate channels at the input plus co-moving coordinates of each object's
     parsed screen motion (`motion_coordinates`), per-frame FiLM conditioning on the time step, the
-    pooled caption and a learned frame embedding, temporal self-attention at 6x6, full space-time
-    self-attention at 3x3, and cross-attention to the caption's token embeddings at both.
+    pooled caption and a learned frame embedding, self-attention at 6x6 (per pixel across frames, or
+    over the whole clip with `space_time_attention`), full space-time self-attention at 3x3, and
+    cross-attention to the caption's token embeddings at both.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ class KinographMini(ModelMixin, ConfigMixin):
     def __init__(self, channels: tuple[int, ...] = (48, 96, 160), patch: int = 4, text_dim: int = 128,
                  cond_dim: int = 256, heads: int = 4, frames: int = NATIVE_FRAMES,
                  height: int = HEIGHT, width: int = WIDTH, family: str = FAMILY,
-                 motion_coordinates: bool = False):
+                 motion_coordinates: bool = False, space_time_attention: bool = False):
         super().__init__()
         c0, c1, c2 = channels
         pc = CHANNELS * patch * patch
@@ -162,14 +163,18 @@ class KinographMini(ModelMixin, ConfigMixin):
         self.enc0 = ResBlock(c0, c0, cond_dim)
         self.down1 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.enc1 = ResBlock(c1, c1, cond_dim)
-        self.attn1 = Attention(c1, text_dim, heads, "time")
+        # Per-pixel temporal attention at 6x6 cannot follow a moving object (it crosses ~2.5 cells in a
+        # clip), so each frame settled the object's size on its own and the size drifted over the clip;
+        # space-time attention there lets every frame of the object see every other.
+        fine = "all" if space_time_attention else "time"
+        self.attn1 = Attention(c1, text_dim, heads, fine)
         self.down2 = nn.Conv3d(c1, c2, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.mid1 = ResBlock(c2, c2, cond_dim)
         self.attn_mid = Attention(c2, text_dim, heads, "all")
         self.mid2 = ResBlock(c2, c2, cond_dim)
         self.up2 = nn.Conv3d(c2, c1 * 4, 1)
         self.dec1 = ResBlock(2 * c1, c1, cond_dim)
-        self.attn_dec1 = Attention(c1, text_dim, heads, "time")
+        self.attn_dec1 = Attention(c1, text_dim, heads, fine)
         self.up1 = nn.Conv3d(c1, c0 * 4, 1)
         self.dec0 = ResBlock(2 * c0, c0, cond_dim)
         self.out_norm = nn.GroupNorm(_groups(c0), c0)

@@ -113,7 +113,8 @@ class Trainer:
     def __init__(self, channels=(32, 64, 128), text_dim=128, lr=8e-4, batch=12, steps=6000,
                  minutes=0.0, ema=0.998, bf16=False, seed=0, warmup=200):
         torch.manual_seed(seed)
-        self.model = KinographMini(channels=tuple(channels), text_dim=text_dim, motion_coordinates=True)
+        self.model = KinographMini(channels=tuple(channels), text_dim=text_dim, motion_coordinates=True,
+                                  space_time_attention=True)
         self.text_encoder = MiniTextEncoder(dim=text_dim, motion_features=True)
         self.params = list(self.model.parameters()) + list(self.text_encoder.parameters())
         self.ema = [p.detach().clone() for p in self.params]
