@@ -22,12 +22,12 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv=None):
     from nodes.mini.evaluate import DEFAULT_MODEL
-    from nodes.mini.generate import DEFAULT_GUIDANCE
     from nodes.mini.evaluate import main as evaluate_main
+    from nodes.mini.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -38,7 +38,6 @@ def main(argv=None):
     import torch
 
     from graph_engine.api import Session, load_workflow
-    from nodes.mini.generate import generate
     from nodes.mini.model import load_mini
 
     torch.set_num_threads(args.threads)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nodes.mini.detector import detect
-from nodes.mini.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from nodes.mini.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from nodes.mini.shapes_world import load_heldout, parse_caption, render
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "kinograph-mini"
@@ -51,11 +51,9 @@ def summarise(rows: list[dict], clips) -> dict:
     return share
 
 
-def evaluate(model, text_encoder, captions=None, seed: int = 0, steps: int = DEFAULT_STEPS, guidance: float = DEFAULT_GUIDANCE,
-             batch: int = 20) -> tuple[dict, list[dict], np.ndarray]:
+def evaluate(model, text_encoder, captions=None, seed: int = 0, steps: int = DEFAULT_STEPS,
+             guidance: float = DEFAULT_GUIDANCE, batch: int = 20) -> tuple[dict, list[dict], np.ndarray]:
     """(summary, per-caption rows, clips uint8 [N,T,H,W,3]) for generated clips of `captions`."""
-    from nodes.mini.generate import generate
-
     captions = captions or load_heldout()
     clips = np.concatenate([generate(model, text_encoder, captions[i:i + batch], seed=seed + i, steps=steps,
                                      guidance=guidance) for i in range(0, len(captions), batch)])

@@ -8,11 +8,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nodes.generate.families import FAMILIES
 from nodes.generate.samplers import flow_sigmas, sample_flow_euler
-from nodes.mini.model import CHANNELS, HEIGHT, NATIVE_FRAMES, WIDTH, to_uint8
+from nodes.mini.model import CHANNELS, FAMILY, HEIGHT, NATIVE_FRAMES, WIDTH, to_uint8
 
-DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 2.5
+# The graph's sample node falls back to the family's steps and cfg; one source keeps the plain path
+# (evaluation, tests, benchmarks) measuring what the graph draws.
+DEFAULT_STEPS = FAMILIES[FAMILY].steps
+DEFAULT_GUIDANCE = FAMILIES[FAMILY].cfg
 
 
 def initial_noise(count: int, seed: int, frames: int = NATIVE_FRAMES) -> torch.Tensor:
