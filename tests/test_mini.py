@@ -113,32 +113,6 @@ def test_comoving_coordinates_hold_a_moving_object_still():
     assert torch.allclose(coords[4], coords[1])
 
 
-@pytest.mark.parametrize("caption", ["a red circle moving left", "a green square moving up right",
-                                     "a blue triangle moving down with the camera panning left"])
-def test_co_moving_frame_holds_a_moving_object_still_and_rolls_back_exactly(caption):
-    model = KinographMini(channels=(16, 32, 32), text_dim=32, motion_coordinates=True, co_moving_frame=True)
-    emb, _ = MiniTextEncoder(dim=32, motion_features=True).encode([caption])
-    clip = from_uint8(sw.render(sw.parse_caption(caption), seed=3))[None]
-    shifts = model._frame_shifts(emb, 16, 48, 48)
-    inside = model._roll_frames(clip, shifts)
-    assert torch.equal(model._roll_frames(inside, -shifts), clip)
-    assert shifts[0, 7:9].abs().max() <= 1                          # mid-clip barely moves
-    travel = lambda c: np.ptp(detect(to_uint8(c[0])).centroids, axis=0).max()
-    # On screen the object crosses ~20 px; inside, only the spread of speeds around the mean is left.
-    assert travel(clip) > 12 and travel(inside) < 4
-
-
-def test_co_moving_frame_coordinates_name_the_screen_position_a_cell_came_from():
-    model = KinographMini(channels=(16, 32, 32), text_dim=32, co_moving_frame=True)
-    shifts = torch.zeros(1, 16, 2, dtype=torch.long)
-    shifts[0, 0] = torch.tensor([8, -4])                            # frame 0: two cells right, one up
-    x, y = model._with_coordinates(torch.zeros(1, 0, 16, 12, 12), torch.zeros(1, 1, 32), shifts)[0, :2]
-    grid = torch.linspace(-1, 1, 12)
-    assert torch.allclose(x[0, 0], grid[list(range(2, 12)) + [0, 1]])    # wrapped like the pixels
-    assert torch.allclose(y[0, :, 0], grid[[11] + list(range(11))])
-    assert torch.allclose(x[1, 0], grid)                            # frame 1 is not shifted
-
-
 @pytest.mark.parametrize("mode, reaches", [("time", False), ("all", True)])
 def test_space_time_attention_lets_a_frame_see_other_places(mode, reaches):
     torch.manual_seed(0)

@@ -20,9 +20,7 @@ Flow matching (rectified flow; the convention of diffusers' FlowMatchEulerDiscre
 Architecture
     A small 3D U-Net with factorised space-time convolutions (3x3 spatial then 3-tap temporal),
     x / y / frame coordinate channels at the input plus co-moving coordinates of each object's
-    parsed screen motion (`motion_coordinates`), optionally run in the co-moving frame of the first
-    object (`co_moving_frame`: every frame rolled by whole pixels against that motion on the way in
-    and back on the way out, so a moving object stands nearly still inside), per-frame FiLM conditioning on the time step, the
+    parsed screen motion (`motion_coordinates`), per-frame FiLM conditioning on the time step, the
     pooled caption and a learned frame embedding, self-attention at 6x6 (per pixel across frames, or
     over the whole clip with `space_time_attention`), full space-time self-attention at 3x3, and
     cross-attention to the caption's token embeddings at both.
@@ -150,8 +148,7 @@ class KinographMini(ModelMixin, ConfigMixin):
     def __init__(self, channels: tuple[int, ...] = (48, 96, 160), patch: int = 4, text_dim: int = 128,
                  cond_dim: int = 256, heads: int = 4, frames: int = NATIVE_FRAMES,
                  height: int = HEIGHT, width: int = WIDTH, family: str = FAMILY,
-                 motion_coordinates: bool = False, space_time_attention: bool = False,
-                 co_moving_frame: bool = False):
+                 motion_coordinates: bool = False, space_time_attention: bool = False):
         super().__init__()
         c0, c1, c2 = channels
         pc = CHANNELS * patch * patch
@@ -193,27 +190,7 @@ class KinographMini(ModelMixin, ConfigMixin):
         frames = F.pixel_shuffle(frames, r) if inverse else F.pixel_unshuffle(frames, r)
         return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
 
-    def _frame_shifts(self, emb, t: int, height: int, width: int) -> torch.Tensor:
-        """Integer pixel shifts [B,T,2] (x, y) of the first object's parsed screen motion at each frame,
-        zero at mid-clip: an object at screen position p in frame i sits at p - shift[i] in the co-moving
-        frame."""
-        frame = (torch.arange(t, device=emb.device) % NATIVE_FRAMES) / (NATIVE_FRAMES - 1) * 2 - 1
-        d = emb[:, 0, :2].float()                                                 # [B,2] image widths
-        half = torch.tensor([width / 2, height / 2], device=emb.device)
-        return torch.round(d[:, None, :] * frame[None, :, None].float() * half).long()
-
-    @staticmethod
-    def _roll_frames(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """out[b, :, i, y, x] = x[b, :, i, (y + sy) mod H, (x + sx) mod W] with (sx, sy) = shifts[b, i]:
-        an exact, invertible per-frame translation (its inverse is the roll by -shifts)."""
-        b, _, t, h, w = x.shape
-        iy = (torch.arange(h, device=x.device)[None, None] + shifts[..., 1:2]) % h     # [B,T,H]
-        ix = (torch.arange(w, device=x.device)[None, None] + shifts[..., 0:1]) % w     # [B,T,W]
-        bi = torch.arange(b, device=x.device)[:, None, None, None]
-        ti = torch.arange(t, device=x.device)[None, :, None, None]
-        return x.permute(0, 2, 3, 4, 1)[bi, ti, iy[..., None], ix[:, :, None, :]].permute(0, 4, 1, 2, 3)
-
-    def _with_coordinates(self, h, emb, shifts=None):
+    def _with_coordinates(self, h, emb):
         """Append x, y and frame-index channels in [-1, 1] and, with `motion_coordinates`, the
         co-moving coordinates x - dx * f, y - dy * f of each object's parsed screen motion (dx, dy
         in image widths over the clip, read from the begin token of `emb`; see `text.py`).
@@ -229,25 +206,12 @@ class KinographMini(ModelMixin, ConfigMixin):
         frame = (torch.arange(t, device=h.device) % NATIVE_FRAMES) / (NATIVE_FRAMES - 1) * 2 - 1
         f, y, x = torch.meshgrid(frame.to(h.dtype), torch.linspace(-1, 1, hh, device=h.device, dtype=h.dtype),
                                  torch.linspace(-1, 1, ww, device=h.device, dtype=h.dtype), indexing="ij")
-        f, y, x = (v.expand(b, -1, -1, -1) for v in (f, y, x))
-        if shifts is not None:
-            # In the co-moving frame a cell shows the screen position it was rolled from, wrapped like
-            # the pixels (shifts are in pixels; the grid here is one cell per patch).
-            patch = self.config.patch
-            x = self._wrap(x + shifts[..., 0, None, None].to(h.dtype) / patch * 2 / (ww - 1), ww)
-            y = self._wrap(y + shifts[..., 1, None, None].to(h.dtype) / patch * 2 / (hh - 1), hh)
-        coords = [torch.stack([x, y, f], dim=1)]
+        coords = [torch.stack([x, y, f]).expand(b, -1, -1, -1, -1)]
         if self.config.motion_coordinates:
             d = emb[:, 0, :MOTION_FEATURES].to(h.dtype)[:, :, None, None, None]   # [B,4,1,1,1]
-            base = torch.stack([x, y, x, y], dim=1)                               # [B,4,T,H,W]
-            coords.append(base - d * f[:, None])
+            base = torch.stack([x, y, x, y])[None]                                # [1,4,T,H,W]
+            coords.append(base - d * f)
         return torch.cat([h, *coords], dim=1)
-
-    @staticmethod
-    def _wrap(v, n: int):
-        """Wrap grid coordinates (n cells from -1 to 1, step 2/(n-1)) into one period of the grid."""
-        step = 2 / (n - 1)
-        return torch.remainder(v + 1 + step / 2, n * step) - 1 - step / 2
 
     def forward(self, x, t, emb, mask):
         p = self.config.patch
@@ -259,13 +223,7 @@ class KinographMini(ModelMixin, ConfigMixin):
         c = self.time_mlp(timestep_embedding(t, self.config.channels[0]).to(x.dtype)) + self.text_pool(pooled)
         frame_index = torch.arange(x.shape[2], device=x.device) % self.config.frames
         c = F.silu(c[:, None] + self.frame_embed(frame_index).to(c.dtype)[None])
-        # With `co_moving_frame` the network sees each frame translated against the first object's
-        # parsed motion, so a moving object stands (nearly) still: per-pixel temporal convolutions and
-        # attention then line up the object with itself in every frame and can hold its size, which
-        # they cannot do for an object that crosses several cells. The clean prediction is rolled back.
-        shifts = self._frame_shifts(emb, x.shape[2], *x.shape[-2:]) if self.config.co_moving_frame else None
-        xin = x if shifts is None else self._roll_frames(x, shifts)
-        h0 = self.enc0(self.stem(self._with_coordinates(self._shuffle(xin, p), emb, shifts)), c)
+        h0 = self.enc0(self.stem(self._with_coordinates(self._shuffle(x, p), emb)), c)
         h1 = self.attn1(self.enc1(self.down1(h0), c), emb, mask)
         h = self.mid1(self.down2(h1), c)
         h = self.mid2(self.attn_mid(h, emb, mask), c)
@@ -274,8 +232,6 @@ class KinographMini(ModelMixin, ConfigMixin):
         h = self._shuffle(self.up1(h), 2, inverse=True)
         h = self.dec0(torch.cat([h, h0], 1), c)
         x0 = self._shuffle(self.out(F.silu(self.out_norm(h))), p, inverse=True)
-        if shifts is not None:
-            x0 = self._roll_frames(x0, -shifts)
         return (x - x0) / t.clamp(min=T_MIN).to(x0.dtype)[:, None, None, None, None]
 
 

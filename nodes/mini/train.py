@@ -114,7 +114,7 @@ class Trainer:
                  minutes=0.0, ema=0.998, bf16=False, seed=0, warmup=200):
         torch.manual_seed(seed)
         self.model = KinographMini(channels=tuple(channels), text_dim=text_dim, motion_coordinates=True,
-                                  space_time_attention=True, co_moving_frame=True)
+                                  space_time_attention=True)
         self.text_encoder = MiniTextEncoder(dim=text_dim, motion_features=True)
         self.params = list(self.model.parameters()) + list(self.text_encoder.parameters())
         self.ema = [p.detach().clone() for p in self.params]
