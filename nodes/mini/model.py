@@ -164,8 +164,8 @@ class KinographMini(ModelMixin, ConfigMixin):
         self.down1 = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.enc1 = ResBlock(c1, c1, cond_dim)
         # Per-pixel temporal attention at 6x6 cannot follow a moving object (it crosses ~2.5 cells in a
-        # clip), so each frame settled the object's size on its own and the size drifted over the clip;
-        # space-time attention there lets every frame of the object see every other.
+        # clip); space-time attention there lets every frame of the object see every other, at the same
+        # parameter count and step time.
         fine = "all" if space_time_attention else "time"
         self.attn1 = Attention(c1, text_dim, heads, fine)
         self.down2 = nn.Conv3d(c1, c2, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
