@@ -1,4 +1,4 @@
-"""Context windows and FreeInit as wrappers recorded on a MODEL handle.
+"""Context windows, FreeInit, pinned frames and subject consensus as wrappers recorded on a MODEL handle.
 
 `generate.sample` applies a handle's wrappers: `wrap(model_fn, info) -> model_fn` around the
 denoiser call of every step, and `run_wrap(run, start_noise, info) -> z0` around the whole
@@ -99,5 +99,20 @@ class PinWrapper:
             den = model_fn(x, sigma, frames=frames).clone()
             den[:, :, dst] = known.to(den.dtype)
             return den
+
+        return fn
+
+
+@dataclass(frozen=True)
+class ConsensusWrapper:
+    """Every step's denoised estimate moved `strength` of the way to its motion-compensated template
+    (nodes.consistency.subject_consensus)."""
+    strength: float = 0.5
+
+    def __call__(self, model_fn, info):
+        from nodes.consistency.subject_consensus import subject_consensus
+
+        def fn(x, sigma, frames=None):
+            return subject_consensus(model_fn(x, sigma, frames=frames), self.strength)
 
         return fn

@@ -1,11 +1,13 @@
 """Prompt adherence and temporal consistency of kinograph-mini on the 40 held-out captions.
 
     python -m nodes.mini.evaluate [--model resources/models/kinograph-mini] [--steps 20] [--guidance 2.5]
+                                  [--consensus 0.5]
 
 Generates every held-out caption with `sample_flow_euler`, reads the clips back with the classical
 detector, and prints the share of clips whose colour, shape and motion direction match the caption
 (each alone and all three), the temporal checks (object area within 10% of its clip median in every
-frame; the same named colour in every frame) and the warping error, next to the same figures for
+frame; the same named colour in every frame) and the warping error: for the model alone, for the
+model with guide.subject_consensus at the example graphs' strength (what they draw), and for
 ground-truth shapes-world clips of the same captions as an anchor.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from nodes.mini.detector import detect
-from nodes.mini.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
+from nodes.mini.generate import DEFAULT_CONSENSUS, DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from nodes.mini.shapes_world import load_heldout, parse_caption, render
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "kinograph-mini"
@@ -52,11 +54,13 @@ def summarise(rows: list[dict], clips) -> dict:
 
 
 def evaluate(model, text_encoder, captions=None, seed: int = 0, steps: int = DEFAULT_STEPS,
-             guidance: float = DEFAULT_GUIDANCE, batch: int = 20) -> tuple[dict, list[dict], np.ndarray]:
+             guidance: float = DEFAULT_GUIDANCE, batch: int = 20,
+             consensus: float = 0.0) -> tuple[dict, list[dict], np.ndarray]:
     """(summary, per-caption rows, clips uint8 [N,T,H,W,3]) for generated clips of `captions`."""
     captions = captions or load_heldout()
     clips = np.concatenate([generate(model, text_encoder, captions[i:i + batch], seed=seed + i, steps=steps,
-                                     guidance=guidance) for i in range(0, len(captions), batch)])
+                                     guidance=guidance, consensus=consensus)
+                            for i in range(0, len(captions), batch)])
     rows = [judge(c, cap) for c, cap in zip(clips, captions)]
     return summarise(rows, clips), rows, clips
 
@@ -77,10 +81,12 @@ def main(argv=None):
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ap.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    ap.add_argument("--consensus", type=float, default=DEFAULT_CONSENSUS,
+                    help="guide.subject_consensus strength of the second column")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sheet", type=Path, help="also write a PNG contact sheet of the generated clips")
-    ap.add_argument("--json", action="store_true", help="print per-caption rows as JSON too")
+    ap.add_argument("--sheet", type=Path, help="also write a PNG contact sheet of the clips with consensus")
+    ap.add_argument("--json", action="store_true", help="print per-caption rows (with consensus) as JSON too")
     args = ap.parse_args(argv)
     import torch
 
@@ -89,18 +95,21 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     model, text_encoder = load_mini(args.model)
     captions = load_heldout()
-    summary, rows, clips = evaluate(model, text_encoder, captions, args.seed, args.steps, args.guidance)
+    alone, _, _ = evaluate(model, text_encoder, captions, args.seed, args.steps, args.guidance)
+    summary, rows, clips = evaluate(model, text_encoder, captions, args.seed, args.steps, args.guidance,
+                                    consensus=args.consensus)
     anchor, _ = ground_truth(captions, args.seed)
     print(f"{len(captions)} held-out captions, {args.steps} steps, guidance {args.guidance}, seed {args.seed}")
-    print(f"{'':24}{'generated':>10}{'ground truth':>14}")
+    with_label = f"consensus {args.consensus:g}"
+    print(f"{'':24}{'model alone':>12}{with_label:>16}{'ground truth':>14}")
     for key, label in (("colour_ok", "colour"), ("shape_ok", "shape"), ("direction_ok", "direction"),
                        ("all_ok", "colour+shape+direction"), ("area_ok", "area within 10%"),
                        ("colour_stable", "colour stable"), ("warp_error", "warp error (MSE)")):
-        fmt = "{:>10.4f}{:>14.4f}" if key == "warp_error" else "{:>10.1%}{:>14.1%}"
-        print(f"{label:24}" + fmt.format(summary[key], anchor[key]))
+        fmt = "{:>12.4f}{:>16.4f}{:>14.4f}" if key == "warp_error" else "{:>12.1%}{:>16.1%}{:>14.1%}"
+        print(f"{label:24}" + fmt.format(alone[key], summary[key], anchor[key]))
     for r in rows:
         if not (r["all_ok"] and r["area_ok"] and r["colour_stable"]):
-            print(f"  miss: {r['caption']!r} -> {r['colour']} {r['shape']} {r['direction']}, "
+            print(f"  miss with {with_label}: {r['caption']!r} -> {r['colour']} {r['shape']} {r['direction']}, "
                   f"area variation {r['area_variation']:.1%}, colour stable {r['colour_stable']}")
     if args.json:
         print(json.dumps(rows, indent=1))
