@@ -12,10 +12,12 @@ its edges are. Per frame, the subject is where the estimate differs from the fra
                     line that changes the size by only a little is the wander's own drift, and
                     is faded out,
 
-and each frame's estimate becomes (1 - strength) x0_f + strength T_f(template), the template being
-the mean of all frames moved to the clip's mean centroid and scale, and T_f moving it back. It
-assumes one dominant subject over a background that does not move (a static camera); with two
-subjects moving apart it blurs both, so it is an opt-in node, not part of every model.
+and each frame's estimate becomes x0_f + strength g_f (T_f(template) - d_f), where d_f is the
+frame's difference from its border colour, the template is the mean of every d_f moved to the
+clip's mean centroid and scale, T_f moves it back, and the gate g_f is 1 within a few pixels of
+the subject (in the frame or in T_f(template)) and 0 away from it, so a background is kept as
+the model drew it. It assumes one main subject; two subjects moving apart get merged, or one of
+them lost, so it is an opt-in node, not part of every model.
 
 Written here rather than taken from a library: it is a handful of tensor operations on the x0
 estimate inside the sampling loop (grid_sample does the warping), and no video library works on a
