@@ -65,7 +65,7 @@ def _near(subject: torch.Tensor) -> torch.Tensor:
 
 def subject_track(mass: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(centroids [B,T,2] as (x, y) pixels, scale [B,T] relative to the clip's mean) of mass [B*T,H,W]."""
-    n, h, w = mass.shape
+    _, h, w = mass.shape
     ys = torch.arange(h, dtype=mass.dtype, device=mass.device)
     xs = torch.arange(w, dtype=mass.dtype, device=mass.device)
     total = mass.sum(dim=(1, 2)).clamp(min=1e-6)
