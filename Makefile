@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make run` and `make test`.
+# The two commands a newcomer needs: `make run` and `make test` (`make lint` before a commit).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU wheel. With a GPU, install your CUDA build of torch into .venv first
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kinograph-installed
 
-.PHONY: run test gui bench clean-venv install
+.PHONY: run test lint gui bench clean-venv install
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+# pyflakes everywhere, plus the layering rules in graph_engine/ruff.toml and nodes/ruff.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 gui: $(STAMP)
 	$(PY) -m app.cli gui examples/default.yaml

@@ -6,7 +6,6 @@ and the time ratio engine / anchor (target: at most 1.25)."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys

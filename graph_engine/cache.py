@@ -110,6 +110,14 @@ def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
     return {"codec": "json", "value": value}
 
 
+_TRUSTED = {"graph_engine"}
+
+
+def trust_package(package: str) -> None:
+    """Let disk entries rebuild classes from `package` (the registry calls this for each node pack)."""
+    _TRUSTED.add(package)
+
+
 def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     codec = entry["codec"]
     if codec == "json":
@@ -126,8 +134,8 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
         return load_file(str(folder / entry["file"]))["t"]
     if codec == "state":
         mod, qual = entry["class"].split(":")
-        # Only classes of Kinograph's own node packages are rebuilt from a cache entry.
-        if not (mod.startswith("nodes.") or mod.startswith("graph_engine.")):
+        # Only classes of packages the registry loaded nodes from are rebuilt from a cache entry.
+        if mod.split(".", 1)[0] not in _TRUSTED:
             raise ValueError(f"refusing to rebuild {entry['class']} from the cache")
         cls = importlib.import_module(mod)
         for part in qual.split("."):

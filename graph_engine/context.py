@@ -47,10 +47,9 @@ class Context:
         return resolve_device(self._device_pref)
 
     @property
-    def models(self):
-        if self._models is None:
-            from nodes.generate.model_manager import default_manager  # lazily: it imports torch
-            self._models = default_manager()
+    def models(self) -> Any:
+        """The model manager the host application passed in, or None; the nodes that load
+        weights fall back to their package's process-wide manager (the engine knows none)."""
         return self._models
 
     def check(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from .types import SocketType, PY_PARAM_TYPES
 
@@ -111,7 +111,6 @@ class DeclarationError(TypeError):
     pass
 
 
-_PENDING: List[NodeSpec] = []
 _NoneType = type(None)
 
 
@@ -126,7 +125,6 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
                           output=output, expensive=expensive, migrations=migrations or {}, device=device,
                           temporal_radius=temporal_radius)
         func.__kinograph_spec__ = spec
-        _PENDING.append(spec)
         return func
 
     return deco
@@ -181,8 +179,3 @@ def build_spec(func, type, *, title, category, version, outputs, output, expensi
                     single_output=single, migrations=dict(migrations), device=device,
                     temporal_radius=temporal_radius, module=func.__module__)
 
-
-def take_pending() -> List[NodeSpec]:
-    out = list(_PENDING)
-    _PENDING.clear()
-    return out

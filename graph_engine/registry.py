@@ -1,6 +1,10 @@
-"""Discovers node types: built-ins under `nodes/`, the `kinograph.nodes` entry-point group,
-and a user nodes folder. Only files that declare nodes are imported, so helper modules
-with heavy imports (torch, diffusers) stay unloaded until a node actually runs."""
+"""Discovers node types. There is one way in: a module whose `@node` functions are registered.
+
+Modules come from the `kinograph.nodes` entry-point group (Kinograph's own nodes are declared
+there like any third-party pack, see pyproject.toml) and from the user nodes folder. An entry
+point names a module; if that module lists `NODE_MODULES` (names of further modules), those are
+registered too, so a pack with many files needs one entry point. Only the listed modules are
+imported, so helper modules with heavy imports (torch, diffusers) stay unloaded until a node runs."""
 from __future__ import annotations
 
 import difflib
@@ -10,32 +14,36 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
-from .node_api import NodeSpec, take_pending
+from .node_api import NodeSpec
 
-_MARKER = "@node("
+GROUP = "kinograph.nodes"
 
 
 class Registry:
     def __init__(self):
         self.specs: Dict[str, NodeSpec] = {}
         self.load_errors: List[str] = []
+        # Top-level packages nodes were registered from: the disk cache rebuilds values of
+        # classes from these packages only (see cache.trust_package).
+        self.packages: Set[str] = set()
 
     def add(self, spec: NodeSpec) -> None:
         old = self.specs.get(spec.type)
         if old is not None and old.func is not spec.func and old.module != spec.module:
             self.load_errors.append(f"node type {spec.type!r} from {spec.module} replaces the one from {old.module}")
         self.specs[spec.type] = spec
+        package = spec.module.split(".", 1)[0]
+        if package not in self.packages:
+            from .cache import trust_package
+            trust_package(package)
+            self.packages.add(package)
 
     def register(self, *funcs) -> None:
         """Add node functions declared with @node (for tests and embedding applications)."""
-        pending = take_pending()
         for f in funcs:
             self.add(f.__kinograph_spec__)
-        # Declarations not passed here stay pending for whoever loads next.
-        from .node_api import _PENDING
-        _PENDING.extend(s for s in pending if all(s is not f.__kinograph_spec__ for f in funcs))
 
     def get(self, type_name: str) -> Optional[NodeSpec]:
         return self.specs.get(type_name)
@@ -49,45 +57,33 @@ class Registry:
     def suggest(self, type_name: str) -> str:
         return did_you_mean(type_name, self.specs)
 
-    def _collect(self) -> None:
-        for spec in take_pending():
-            self.add(spec)
-
-    def _scan(self, module) -> None:
-        """Register the node functions a module defines (imports are cached, so scan, don't rely
-        on declarations happening during this import)."""
+    def register_module(self, module) -> None:
+        """Register the node functions `module` defines (not ones it merely imports), then the
+        modules named in its NODE_MODULES."""
         for obj in vars(module).values():
             spec = getattr(obj, "__kinograph_spec__", None)
             if spec is not None and spec.module == module.__name__:
                 self.add(spec)
-
-    def load_builtin(self) -> None:
-        import nodes
-        root = Path(nodes.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            if "__pycache__" in path.parts:
-                continue
+        for name in getattr(module, "NODE_MODULES", ()):
             try:
-                if _MARKER not in path.read_text(encoding="utf-8"):
-                    continue
-            except OSError:
-                continue
-            rel = path.relative_to(root.parent).with_suffix("")
-            mod = ".".join(rel.parts)
-            if mod.endswith(".__init__"):
-                mod = mod[: -len(".__init__")]
-            self._import(mod)
-        self._collect()
+                self.register_module(importlib.import_module(name))
+            except Exception as e:  # one broken module must not hide the others
+                self.load_errors.append(f"node module {name} (listed by {module.__name__}) failed to load: "
+                                        f"{type(e).__name__}: {e}")
 
     def load_entry_points(self) -> None:
         from importlib.metadata import entry_points
-        for ep in entry_points(group="kinograph.nodes"):
+        found = False
+        for ep in entry_points(group=GROUP):
+            found = True
             try:
-                ep.load()
-                self._scan(importlib.import_module(ep.module))
+                self.register_module(importlib.import_module(ep.module))
             except Exception as e:  # a broken third-party pack must not take the app down
                 self.load_errors.append(f"node pack {ep.name!r} ({ep.value}) failed to load: {e}")
-        self._collect()
+        if not found:
+            self.load_errors.append(f"no node packs are installed (entry-point group {GROUP!r} is empty): "
+                                    "install Kinograph with `make install` (or `pip install -e .`) so its "
+                                    "built-in nodes are registered")
 
     def load_folder(self, folder: Path) -> None:
         if not folder.is_dir():
@@ -99,16 +95,9 @@ class Registry:
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
                 spec.loader.exec_module(module)
-                self._scan(module)
+                self.register_module(module)
             except Exception as e:
                 self.load_errors.append(f"user node file {path} failed to load: {e}")
-        self._collect()
-
-    def _import(self, mod: str) -> None:
-        try:
-            self._scan(importlib.import_module(mod))
-        except Exception as e:
-            self.load_errors.append(f"built-in node module {mod} failed to load: {type(e).__name__}: {e}")
 
 
 def did_you_mean(name: str, candidates) -> str:
@@ -128,11 +117,10 @@ def user_nodes_dir() -> Path:
 
 
 def default_registry() -> Registry:
-    """The process-wide registry with built-ins, entry points and the user folder loaded."""
+    """The process-wide registry with the installed node packs and the user folder loaded."""
     global _DEFAULT
     if _DEFAULT is None:
         reg = Registry()
-        reg.load_builtin()
         reg.load_entry_points()
         reg.load_folder(user_nodes_dir())
         for msg in reg.load_errors:

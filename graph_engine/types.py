@@ -5,7 +5,7 @@ engine, the CLI and the editor agree on what can connect to what."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 
 @dataclass(frozen=True, eq=False)

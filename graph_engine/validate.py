@@ -6,7 +6,6 @@ from typing import Any, Dict, List, Optional
 
 from .node_api import NodeSpec, Param
 from .registry import Registry, did_you_mean
-from .types import get_type
 from .workflow import Problem, Workflow
 
 

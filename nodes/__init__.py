@@ -1,1 +1,24 @@
-"""Kinograph's built-in node library: one sub-package per category."""
+"""Kinograph's built-in node library: one sub-package per category.
+
+Registered like any node pack: pyproject.toml names this package in the `kinograph.nodes`
+entry-point group, and the registry imports the modules listed here. A new file that declares
+nodes must be added to NODE_MODULES (tests/test_registry.py checks that none is missing)."""
+
+NODE_MODULES = [
+    "nodes.color.nodes",
+    "nodes.consistency.noise_nodes",
+    "nodes.consistency.sampling_nodes",
+    "nodes.generate.nodes",
+    "nodes.interpolate.nodes",
+    "nodes.io.nodes",
+    "nodes.metrics.nodes",
+    "nodes.metrics.seam",
+    "nodes.motion.camera_nodes",
+    "nodes.motion.motion_nodes",
+    "nodes.relight.nodes",
+    "nodes.restore.nodes",
+    "nodes.stylize.nodes",
+    "nodes.upscale.nodes",
+    "nodes.video.nodes",
+    "nodes.video.test_pattern",
+]

@@ -158,7 +158,7 @@ def test_shard_plan_refuses_whole_clip_nodes(tmp_path):
         return video
 
     reg = Registry()
-    reg.load_builtin()
+    reg.load_entry_points()
     reg.register(whole_clip)
     p = write(tmp_path, "whole.yaml", """\
         kinograph: 1

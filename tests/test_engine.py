@@ -13,7 +13,7 @@ from graph_engine.cache import DiskCache
 from graph_engine.context import CancelToken
 from graph_engine.executor import Executor
 from graph_engine.registry import Registry
-from graph_engine.types import FLOAT, VIDEO
+from graph_engine.types import FLOAT
 from graph_engine.workflow import parse_workflow, to_yaml
 
 CALLS = []
@@ -65,7 +65,7 @@ def report(ctx, a: FLOAT) -> None:
 @pytest.fixture
 def registry():
     reg = Registry()
-    reg.load_builtin()
+    reg.load_entry_points()
     reg.register(number, add, slow_square, fail, wait, report)
     CALLS.clear()
     return reg
@@ -125,7 +125,7 @@ def test_expensive_result_reused_from_disk_by_second_process(tmp_path):
         import test_engine as t
         from graph_engine.cache import DiskCache
         from graph_engine.executor import Executor
-        reg = t.Registry(); reg.load_builtin(); reg.register(t.number, t.add, t.slow_square, t.fail, t.wait, t.report)
+        reg = t.Registry(); reg.load_entry_points(); reg.register(t.number, t.add, t.slow_square, t.fail, t.wait, t.report)
         from graph_engine.workflow import parse_workflow
         wf, _ = parse_workflow(open({str(wf)!r}).read(), None, reg)
         r = Executor(reg, disk=DiskCache({str(tmp_path / 'cache')!r}, 1 << 30)).run(wf)

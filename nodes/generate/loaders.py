@@ -11,7 +11,7 @@ MINI_DEFAULT = Path(__file__).resolve().parents[2] / "resources" / "models" / "k
 def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str = "auto",
                motion_lora: str = "", motion_lora_strength: float = 1.0, **opts) -> dict:
     """{"model", "vae", "text_encoder", "image_encoder"} handles (None for parts the family lacks)."""
-    from nodes.generate.model_manager import detect_family, resolve_model_path
+    from nodes.generate.model_manager import detect_family, manager_for, resolve_model_path
     if family == "mini" and not path:
         path = str(MINI_DEFAULT)
     if family == "auto":
@@ -20,7 +20,7 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
             raise NodeError(f"cannot tell which model family {path} is ({why}); use the family's own loader "
                             "(load.animatediff, load.wan, ...)")
         family = found
-    mm = ctx.models
+    mm = manager_for(ctx)
     handle = mm.load(family, path, dtype=dtype, device=ctx.device, offload=offload,
                      **{k: v for k, v in opts.items() if v})
     if motion_lora:

@@ -364,6 +364,11 @@ def default_manager() -> ModelManager:
     return _DEFAULT
 
 
+def manager_for(ctx) -> ModelManager:
+    """The manager a host passed to the run (ctx.models), else the process-wide one."""
+    return ctx.models if ctx.models is not None else default_manager()
+
+
 def list_found_models() -> List[Tuple[str, str, str]]:
     """(family, kind, path) of every model found in the configured model folders (for `kinograph info`)."""
     md = _models_dirs()

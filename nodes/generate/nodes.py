@@ -212,4 +212,5 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
     depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is."""
     from nodes.generate.control import apply_control
-    return apply_control(ctx.models, model, video, path, strength, preprocessor, low, high)
+    from nodes.generate.model_manager import manager_for
+    return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high)

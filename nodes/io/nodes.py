@@ -1,5 +1,5 @@
 """Input/output nodes: the public names other tools build workflows with."""
-from graph_engine import Clip, Param, node
+from graph_engine import Param, node
 from graph_engine.types import IMAGE, VIDEO
 
 

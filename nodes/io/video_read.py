@@ -64,7 +64,6 @@ class VideoSource:
         return int(round(float((frame.pts - self.start_pts) * self.time_base) * self.fps))
 
     def _seek(self, index: int) -> None:
-        import av
         pts = int(index / self.fps / self.time_base) + self.start_pts
         self._container.seek(max(pts, self.start_pts), stream=self.stream, backward=True, any_frame=False)
         self._iter = self._container.decode(self.stream)

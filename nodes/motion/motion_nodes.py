@@ -1,7 +1,7 @@
 """Motion nodes: point tracks, motion brushes and optical flow as FLOW values."""
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.schedule import EASINGS
-from graph_engine.types import FLOW, IMAGE, MASK, TRACKS, VIDEO
+from graph_engine.types import FLOW, MASK, TRACKS, VIDEO
 
 from .camera_nodes import user_errors
 
