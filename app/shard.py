@@ -18,6 +18,7 @@ import numpy as np
 
 from graph_engine.clip import Audio, Clip
 from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.plan import plan_run
 from graph_engine.registry import Registry
 from graph_engine.types import VIDEO
 from graph_engine.validate import validate
@@ -67,9 +68,7 @@ def plan_shards(wf: Workflow, registry: Registry) -> ShardPlan:
                              f"{'does' if len(blocking) == 1 else 'do'} not declare a bounded temporal window "
                              f"(temporal_radius), so a frame may depend on the whole clip. Render without "
                              f"--shards (with --ray alone it runs as one job on a worker)")
-    from graph_engine.executor import Executor
-    _, _, params = Executor(registry, use_disk=False).prepare(wf, [writer])
-    return ShardPlan(writer, (src, port), params[writer], context.get(src, 0))
+    return ShardPlan(writer, (src, port), plan_run(wf, registry, [writer]).params[writer], context.get(src, 0))
 
 
 def _topological(g, nodes: List[str]) -> List[str]:

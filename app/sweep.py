@@ -241,7 +241,7 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
 
     Collisions are judged over the whole sweep, not just `cases`, so a retried job writes
     where it would have in the full run."""
-    from graph_engine.executor import resolve_path
+    from graph_engine.plan import resolve_path
     targets = output_params(wf, registry)
     variants = {c.number: _case_workflow(wf, c) for c in sweep.cases}
     notes: List[str] = []

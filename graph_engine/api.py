@@ -55,11 +55,13 @@ class Session:
 
     def run(self, wf: Workflow, *, overrides: Iterable = (), targets=None,
             on_event: Optional[Callable[[Dict[str, Any]], None]] = None, cancel: Optional[CancelToken] = None,
-            use_cache: bool = True) -> RunResult:
+            use_cache: bool = True, keep=None) -> RunResult:
+        """Apply `overrides`, then run (see Executor.run for `targets` and `keep`)."""
         problems = apply_overrides(wf, list(overrides), self.executor.registry)
         if problems:
             raise WorkflowError(problems)
-        return self.executor.run(wf, targets=targets, on_event=on_event, cancel=cancel, use_cache=use_cache)
+        return self.executor.run(wf, targets=targets, on_event=on_event, cancel=cancel, use_cache=use_cache,
+                                 keep=keep)
 
 
 def run_workflow(path, overrides: Iterable = (), **kw) -> RunResult:

@@ -1,25 +1,23 @@
-"""The executor: content-addressed caching, per-node failures, progress and cancellation.
+"""The executor runs a plan (graph_engine.plan): content-addressed caching, per-node failures,
+progress and cancellation.
 
-Cache key of a node = hash(type, version, canonical params, keys of its inputs, fingerprints
-of the files it reads). Changing one parameter re-runs that node and its descendants only;
-the memory tier serves everything else, and nodes declared `expensive` also land on disk so
-a second process (or a crash at the last step) never pays for them again."""
+A node whose key is in the cache is not run: changing one parameter re-runs that node and its
+descendants only; the memory tier serves everything else, and nodes declared `expensive` also
+land on disk so a second process (or a crash at the last step) never pays for them again."""
 from __future__ import annotations
 
-import glob
 import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from .cache import DiskCache, MemoryCache, hash_key
+from .cache import DiskCache, MemoryCache
 from .clip import Clip
 from .context import CancelToken, Context
-from .errors import Cancelled, KinographError, WorkflowError
+from .errors import Cancelled, KinographError
+from .plan import explain, plan_run
 from .registry import Registry, default_registry
-from .validate import coerce_param, validate
 from .workflow import Workflow
 
 EventFn = Callable[[Dict[str, Any]], None]
@@ -37,36 +35,6 @@ class RunResult:
     seconds: float = 0.0
 
 
-def _fingerprint(path: str) -> Any:
-    """Cheap identity of what a path param points at: size and mtime, for files, folders or globs."""
-    try:
-        if any(c in path for c in "*?["):
-            files = sorted(glob.glob(path))
-            return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
-        st = os.stat(path)
-        if os.path.isdir(path):
-            return [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(path), key=lambda e: e.name)
-                    if e.is_file()]
-        return (st.st_size, st.st_mtime_ns)
-    except OSError:
-        return None
-
-
-def _located_fingerprint(locate, name: str) -> Any:
-    try:
-        found = locate(name)
-    except Exception:   # a name that does not resolve is the node's error to report, not the key's
-        return None
-    return _fingerprint(str(found)) if found else None
-
-
-def resolve_path(value: str, base: Path) -> str:
-    if not value:
-        return value
-    value = os.path.expanduser(value)
-    return value if os.path.isabs(value) else os.path.normpath(str(base / value))
-
-
 class Executor:
     def __init__(self, registry: Optional[Registry] = None, *, memory_budget: Optional[int] = None,
                  disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
@@ -80,70 +48,26 @@ class Executor:
         self.key_parts: Dict[str, Dict[str, Any]] = {}
         self.previous_parts: Dict[str, Dict[str, Any]] = {}
 
-    # -- keys ---------------------------------------------------------------------------------
-    def prepare(self, wf: Workflow, targets=None):
-        """Validated order, per-node keys and resolved params for the nodes a run needs."""
-        g = wf.graph
-        needed = g.ancestors(targets) if targets else list(g.nodes)
-        problems = validate(wf, self.registry, only=needed if targets else None)
-        if problems:
-            raise WorkflowError(problems)
-        import graphlib
-        order = list(graphlib.TopologicalSorter({n: [s for s in g.upstream(n)] for n in needed}).static_order())
-        keys: Dict[str, str] = {}
-        params: Dict[str, Dict[str, Any]] = {}
-        for nid in order:
-            inst = g.nodes[nid]
-            spec = self.registry.get(inst.type)
-            p = {name: coerce_param(ps, inst.params.get(name, ps.default)) for name, ps in spec.params.items()}
-            files = {}
-            for name, ps in spec.params.items():
-                if ps.kind == "path" and isinstance(p[name], str) and p[name]:
-                    p[name] = resolve_path(p[name], wf.base_dir)
-                    if ps.reads:
-                        files[name] = _fingerprint(p[name])
-                elif ps.locate is not None and isinstance(p[name], str) and p[name]:
-                    files[name] = _located_fingerprint(ps.locate, p[name])
-            params[nid] = p
-            ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(g.inputs.get(nid, {}).items())}
-            if inst.bypass:
-                parts = {"bypass": True, "inputs": ins}
-            else:
-                parts = {"type": inst.type, "version": spec.version, "params": p, "inputs": ins, "files": files}
-            keys[nid] = hash_key(parts)
-            self.key_parts[nid] = parts
-        return order, keys, params
-
     def why(self, node_id: str) -> str:
         """Why the node's key differs from the previous run's (the editor's "why did this re-run")."""
-        old, new = self.previous_parts.get(node_id), self.key_parts.get(node_id)
-        if new is None:
-            return "it has not been part of a run yet"
-        if old is None:
-            return "first run of this node in this session"
-        reasons = []
-        for name in sorted(set(old.get("params", {})) | set(new.get("params", {}))):
-            a, b = old.get("params", {}).get(name), new.get("params", {}).get(name)
-            if a != b:
-                reasons.append(f"parameter {name} changed from {a!r} to {b!r}")
-        for port in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
-            if old.get("inputs", {}).get(port) != new.get("inputs", {}).get(port):
-                reasons.append(f"input {port} changed upstream")
-        for name in new.get("files", {}):
-            if old.get("files", {}).get(name) != new["files"][name]:
-                reasons.append(f"file of {name} changed on disk")
-        if old.get("version") != new.get("version"):
-            reasons.append("node version changed")
-        return "; ".join(reasons) or "nothing changed: it was served from the cache"
+        return explain(self.previous_parts.get(node_id), self.key_parts.get(node_id))
 
     # -- running ------------------------------------------------------------------------------
     def run(self, wf: Workflow, *, targets=None, on_event: Optional[EventFn] = None,
-            cancel: Optional[CancelToken] = None, use_cache: bool = True) -> RunResult:
+            cancel: Optional[CancelToken] = None, use_cache: bool = True,
+            keep: Optional[Iterable[str]] = None) -> RunResult:
+        """Run `targets` and what they need (everything when None). `keep` names the nodes whose
+        values come back in RunResult.outputs (all when None, as the editor's viewer wants); the
+        values of other nodes are let go after their last consumer ran, so a long chain holds
+        only what is still needed (the memory cache keeps what fits its budget)."""
         t_run = time.perf_counter()
         emit = on_event or (lambda e: None)
         cancel = cancel or CancelToken()
+        p = plan_run(wf, self.registry, targets)
         self.previous_parts = dict(self.key_parts)
-        order, keys, params = self.prepare(wf, targets)
+        self.key_parts.update(p.parts)
+        order, keys, params = p.order, p.keys, p.params
+        kept = None if keep is None else set(keep)
         g = wf.graph
         res = RunResult(ok=True)
         values: Dict[str, Dict[str, Any]] = {}
@@ -151,7 +75,9 @@ class Executor:
         workflow_yaml = None
         emit({"event": "run_started", "nodes": order})
         try:
-            for nid in order:
+            for step, nid in enumerate(order):
+                if step:
+                    self._release(values, p.releasable(step - 1), kept)
                 cancel.check()
                 inst = g.nodes[nid]
                 spec = self.registry.get(inst.type)
@@ -211,6 +137,7 @@ class Executor:
                     except OSError as e:
                         emit({"event": "log", "node": nid, "message": f"could not write the disk cache: {e}"})
                 emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4)})
+            self._release(values, p.releasable(len(order) - 1), kept)
         except Cancelled:
             res.ok, res.cancelled = False, True
         finally:
@@ -223,6 +150,15 @@ class Executor:
         emit({"event": "run_finished", "ok": res.ok, "cancelled": res.cancelled, "results": res.results,
               "failed": res.failed, "seconds": round(res.seconds, 4)})
         return res
+
+    @staticmethod
+    def _release(values, nodes, kept) -> None:
+        if kept is None:
+            return
+        for n in nodes:
+            if n not in kept:
+                # Only the reference: a lazy Clip downstream may still read through it.
+                values.pop(n, None)
 
     def _lookup(self, key: str, spec):
         hit = self.memory.get(key)

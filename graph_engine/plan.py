@@ -1,0 +1,125 @@
+"""Planning a run: which nodes, in what order, with which parameters and cache keys.
+
+`plan_run()` is pure: it validates, coerces and resolves parameters, fingerprints the files nodes
+read (a stat, no reads of content) and hashes each node's key, but runs nothing, writes nothing
+and keeps no state. The executor runs a plan; the editor's "why did this re-run" compares two
+plans' key parts (`explain`); sharding reads the writer's resolved parameters from one.
+
+Cache key of a node = hash(type, version, canonical params, keys of its inputs, fingerprints
+of the files it reads): changing one parameter changes that node's key and its descendants'."""
+from __future__ import annotations
+
+import glob
+import graphlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+from .cache import hash_key
+from .errors import WorkflowError
+from .registry import Registry
+from .validate import coerce_param, validate
+from .workflow import Workflow
+
+
+@dataclass(frozen=True)
+class Plan:
+    order: List[str]                          # topological: every node after the nodes feeding it
+    keys: Dict[str, str]                      # node -> cache key
+    params: Dict[str, Dict[str, Any]]         # node -> parameters as the node receives them
+    parts: Dict[str, Dict[str, Any]]          # node -> what its key hashes (for `explain`)
+    last_use: Dict[str, int]                  # node -> index in `order` of its last consumer
+
+    def releasable(self, step: int) -> List[str]:
+        """Nodes whose values nothing after `order[step]` reads (free them once that node ran)."""
+        return [n for n, last in self.last_use.items() if last == step]
+
+
+def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] = None) -> Plan:
+    """The plan for `targets` and what they need (all nodes when None); raises WorkflowError."""
+    g = wf.graph
+    needed = g.ancestors(list(targets)) if targets else list(g.nodes)
+    problems = validate(wf, registry, only=needed if targets else None)
+    if problems:
+        raise WorkflowError(problems)
+    order = list(graphlib.TopologicalSorter({n: list(g.upstream(n)) for n in needed}).static_order())
+    keys: Dict[str, str] = {}
+    params: Dict[str, Dict[str, Any]] = {}
+    parts: Dict[str, Dict[str, Any]] = {}
+    last_use: Dict[str, int] = {}
+    for step, nid in enumerate(order):
+        inst = g.nodes[nid]
+        spec = registry.get(inst.type)
+        p = {name: coerce_param(ps, inst.params.get(name, ps.default)) for name, ps in spec.params.items()}
+        files = {}
+        for name, ps in spec.params.items():
+            if ps.kind == "path" and isinstance(p[name], str) and p[name]:
+                p[name] = resolve_path(p[name], wf.base_dir)
+                if ps.reads:
+                    files[name] = fingerprint(p[name])
+            elif ps.locate is not None and isinstance(p[name], str) and p[name]:
+                files[name] = _located_fingerprint(ps.locate, p[name])
+        params[nid] = p
+        links = g.inputs.get(nid, {})
+        ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(links.items())}
+        for src, _ in links.values():
+            last_use[src] = step
+        if inst.bypass:
+            parts[nid] = {"bypass": True, "inputs": ins}
+        else:
+            parts[nid] = {"type": inst.type, "version": spec.version, "params": p, "inputs": ins, "files": files}
+        keys[nid] = hash_key(parts[nid])
+    return Plan(order, keys, params, parts, last_use)
+
+
+def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str:
+    """Why a node's key parts `new` differ from `old` (the editor's "why did this re-run")."""
+    if new is None:
+        return "it has not been part of a run yet"
+    if old is None:
+        return "first run of this node in this session"
+    reasons = []
+    for name in sorted(set(old.get("params", {})) | set(new.get("params", {}))):
+        a, b = old.get("params", {}).get(name), new.get("params", {}).get(name)
+        if a != b:
+            reasons.append(f"parameter {name} changed from {a!r} to {b!r}")
+    for port in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
+        if old.get("inputs", {}).get(port) != new.get("inputs", {}).get(port):
+            reasons.append(f"input {port} changed upstream")
+    for name in new.get("files", {}):
+        if old.get("files", {}).get(name) != new["files"][name]:
+            reasons.append(f"file of {name} changed on disk")
+    if old.get("version") != new.get("version"):
+        reasons.append("node version changed")
+    return "; ".join(reasons) or "nothing changed: it was served from the cache"
+
+
+def fingerprint(path: str) -> Any:
+    """Cheap identity of what a path param points at: size and mtime, for files, folders or globs."""
+    try:
+        if any(c in path for c in "*?["):
+            files = sorted(glob.glob(path))
+            return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+        st = os.stat(path)
+        if os.path.isdir(path):
+            return [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(path), key=lambda e: e.name)
+                    if e.is_file()]
+        return (st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+
+
+def _located_fingerprint(locate, name: str) -> Any:
+    try:
+        found = locate(name)
+    except Exception:   # a name that does not resolve is the node's error to report, not the key's
+        return None
+    return fingerprint(str(found)) if found else None
+
+
+def resolve_path(value: str, base: Path) -> str:
+    if not value:
+        return value
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.normpath(str(base / value))
