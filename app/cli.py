@@ -28,9 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     r.add_argument("--ray", metavar="ADDRESS", help="render on Ray: 'local' or a cluster address")
     r.add_argument("--shards", type=int, default=0, help="with --ray: split the frame range into N shards")
+    _output_flags(r)
 
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow")
+    _output_flags(v)
 
     n = sub.add_parser("nodes", help="list node types")
     g = n.add_mutually_exclusive_group()
@@ -56,7 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--only", default="", metavar="CASES", help="comma-separated case numbers to (re)run")
     b.add_argument("--cache-dir", metavar="DIR")
     b.add_argument("--device", default="auto")
+    _output_flags(b)
     return p
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the workflow write outside its own folder and the output folder "
+                        "(existing files are still replaced only if Kinograph wrote them)")
+    p.add_argument("--output-dir", metavar="DIR", help="a folder outputs may go to besides the workflow's own "
+                   "(default: output_dir in config.yaml, else ~/.local/share/kinograph/output)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -73,6 +84,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     if getattr(args, "cache_dir", None):
         os.environ["KINOGRAPH_CACHE_DIR"] = os.path.abspath(args.cache_dir)
+    # Through the environment, so Ray workers and batch jobs apply the same output policy.
+    if getattr(args, "output_dir", None):
+        os.environ["KINOGRAPH_OUTPUT_DIR"] = os.path.abspath(os.path.expanduser(args.output_dir))
+    if getattr(args, "allow_outside", False):
+        os.environ["KINOGRAPH_ALLOW_OUTSIDE"] = "1"
     from graph_engine.errors import KinographError, WorkflowError
     try:
         return COMMANDS[args.command](args)
@@ -101,8 +117,11 @@ def cmd_validate(args) -> int:
 def cmd_run(args) -> int:
     from graph_engine.api import Session, load_workflow
     from graph_engine.context import CancelToken
+    from graph_engine.workflow import MEDIA_SUFFIXES
     from .progress import ProgressPrinter
     wf = load_workflow(args.workflow, check=False)
+    if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:
+        _announce_outputs(args, wf)
     if args.ray or args.shards:
         from .distributed import run_distributed
         return run_distributed(args, wf)
@@ -124,6 +143,24 @@ def cmd_run(args) -> int:
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _announce_outputs(args, wf) -> None:
+    """A workflow that arrived inside a video or picture says what it will write before it runs."""
+    from graph_engine.outputs import planned_outputs
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides
+    reg = default_registry()
+    problems = apply_overrides(wf, args.set, reg)
+    if problems:
+        from graph_engine.errors import WorkflowError
+        raise WorkflowError(problems)
+    specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
+    paths = [p for _, _, _, p in planned_outputs(wf, specs)]
+    print(f"{args.workflow} carries a workflow; it will write:" if paths else
+          f"{args.workflow} carries a workflow; it writes no files", file=sys.stderr)
+    for p in paths:
+        print(f"  {p}", file=sys.stderr)
 
 
 def cmd_nodes(args) -> int:

@@ -30,18 +30,23 @@ class LoadedWorkflow(Workflow):
 
 
 def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = None,
-                  registry: Optional[Registry] = None, check: bool = True) -> LoadedWorkflow:
+                  registry: Optional[Registry] = None, check: bool = True,
+                  allow_outside: Optional[bool] = None) -> LoadedWorkflow:
     """Load from a YAML file, a rendered video/PNG carrying a workflow, or YAML text.
 
     Problems of the file itself (YAML, structure) always raise one WorkflowError; with
     check=True so do type and link problems (check=False defers those until after --set
-    overrides, which may fix them)."""
+    overrides, which may fix them). Outputs are confined to the workflow's folder and the
+    output folder (graph_engine.outputs) unless `allow_outside`; YAML text given without a
+    path is the caller's own, so its outputs are not confined unless allow_outside=False."""
     reg = registry or default_registry()
     p = Path(path).resolve() if path is not None else None
     if text is None:
         text = read_text(p)
     wf, problems = parse_workflow(text, p, reg)
-    lw = LoadedWorkflow(wf.graph, wf.path, wf.lines)
+    if allow_outside is None and path is None:
+        allow_outside = True
+    lw = LoadedWorkflow(wf.graph, wf.path, wf.lines, allow_outside)
     if check and not problems:
         problems = validate(lw, reg)
     if problems:

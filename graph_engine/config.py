@@ -23,6 +23,30 @@ def cache_dir() -> Path:
     return Path(base) / "kinograph"
 
 
+def data_dir() -> Path:
+    """Kinograph's data folder (models, outputs, the record of files it wrote)."""
+    env = os.environ.get("KINOGRAPH_DATA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base) / "kinograph"
+
+
+def output_dir() -> Path:
+    """The configured output folder: outputs of any workflow may go there (besides the
+    workflow's own folder). `--output-dir`, KINOGRAPH_OUTPUT_DIR, `output_dir:` in config.yaml."""
+    value = os.environ.get("KINOGRAPH_OUTPUT_DIR") or settings().get("output_dir")
+    if isinstance(value, str) and value.strip():
+        return Path(os.path.expanduser(value.strip())).absolute()
+    return data_dir() / "output"
+
+
+def allow_outside() -> bool:
+    """`--allow-outside` (or KINOGRAPH_ALLOW_OUTSIDE=1, which Ray workers inherit): outputs may
+    go anywhere the user can write; the overwrite rules still hold."""
+    return os.environ.get("KINOGRAPH_ALLOW_OUTSIDE", "") in ("1", "true", "yes")
+
+
 @lru_cache(maxsize=1)
 def settings() -> Dict[str, Any]:
     """`config.yaml` in the config folder; absent or unreadable means defaults."""

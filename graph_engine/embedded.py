@@ -24,5 +24,7 @@ def read_embedded_workflow(path: Path) -> Optional[str]:
                 meta.update({k: v for k, v in s.metadata.items() if k not in meta})
     except (OSError, av.error.FFmpegError):
         return None
+    # Matroska stores tag names in capitals.
+    meta = {k.lower(): v for k, v in meta.items()}
     text = meta.get(KEY) or meta.get("comment")
     return text if text and "kinograph:" in text else None

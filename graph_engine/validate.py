@@ -5,6 +5,7 @@ import graphlib
 from typing import Any, Dict, List, Optional
 
 from .node_api import NodeSpec, Param
+from .outputs import output_problems
 from .registry import Registry, did_you_mean
 from .workflow import Problem, Workflow
 
@@ -113,6 +114,7 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
             if not p.optional and port not in ins and not g.nodes[nid].bypass:
                 problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",
                                            "nodes", nid, node=nid))
+    problems += output_problems(wf, registry, specs)
     ts = graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in g.nodes] for n in g.nodes
                                      if scope is None or n in scope})
     try:
@@ -166,4 +168,5 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry) -> List[Problem
             problems.append(Problem("--set", 0, node_id, f"{param} needs a value"))
             continue
         g.set_param(node_id, param, value)
+        wf.user_set.add((node_id, param))
     return problems

@@ -12,11 +12,11 @@ Loading records the line of every key so problems point at `FILE:LINE`. A render
 video or PNG that carries a workflow in its metadata loads like the YAML itself."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
+from .atomic import save_text as atomic_write_text
 from .errors import WorkflowError
 from .graph import Graph, ID_RE
 
@@ -44,6 +44,12 @@ class Workflow:
     graph: Graph
     path: Optional[Path] = None
     lines: Dict[Tuple, int] = field(default_factory=dict)
+    # Outputs outside the workflow's folder and the output folder: None = as configured
+    # (`--allow-outside`), True/False = decided by the caller (graph_engine.outputs).
+    allow_outside: Optional[bool] = None
+    # (node, param) values the user gave themselves (--set, `wf.set`): their output paths are
+    # the user's own words, not the file's, so they are not confined.
+    user_set: Set[Tuple[str, str]] = field(default_factory=set)
 
     @property
     def base_dir(self) -> Path:
@@ -288,17 +294,6 @@ def dump_yaml(data: Dict[str, Any]) -> str:
 
 def to_yaml(graph: Graph, registry=None) -> str:
     return dump_yaml(to_data(graph, registry))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write beside the target and rename, so a crash never leaves a truncated file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_workflow(graph: Graph, path: Path, registry=None) -> None:

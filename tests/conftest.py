@@ -5,6 +5,7 @@ import tempfile
 _root = tempfile.mkdtemp(prefix="kinograph-tests-")
 os.environ.setdefault("KINOGRAPH_CACHE_DIR", os.path.join(_root, "cache"))
 os.environ.setdefault("KINOGRAPH_CONFIG_DIR", os.path.join(_root, "config"))
+os.environ.setdefault("KINOGRAPH_DATA_DIR", os.path.join(_root, "data"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

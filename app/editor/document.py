@@ -70,7 +70,9 @@ class Document(QObject):
 
     @property
     def workflow(self) -> Workflow:
-        return Workflow(self.graph, self.path or self.origin)
+        base = self.path or self.origin
+        # A document never read from a file holds only paths the user typed (app/editor/outside.py).
+        return Workflow(self.graph, base, allow_outside=True if base is None else None)
 
     @property
     def modified(self) -> bool:

@@ -132,7 +132,7 @@ class RunController(QObject):
         return [j for j in self.jobs if j.kind == "run" and j.finished_at is not None]
 
     def submit(self, doc, targets: Optional[List[str]] = None, kind: str = "run", label: str = "",
-               view: Optional[tuple] = None) -> Job:
+               view: Optional[tuple] = None, allow_outside: Optional[bool] = None) -> Job:
         """Queue a snapshot of the document's graph; it starts when the jobs before it are done.
         A run up to some nodes takes only what they need, so a half-wired node elsewhere in the
         graph does not stop it."""
@@ -140,7 +140,7 @@ class RunController(QObject):
         snap = g.subgraph(g.ancestors(targets)) if targets else g.copy()
         base = doc.path or doc.origin
         job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
-                  Workflow(snap, base), list(targets) if targets else None, view)
+                  Workflow(snap, base, allow_outside=allow_outside), list(targets) if targets else None, view)
         if kind == "run":
             job.yaml = to_yaml(snap, doc.registry)
         self.jobs.append(job)

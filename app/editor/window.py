@@ -17,6 +17,7 @@ from .camera_preview import camera_path_image, is_camera
 from .controller import GROUP_COLORS, Controller, Refused
 from .document import Document
 from .help_overlay import HelpOverlay
+from .outside import allow_outside_for_run
 from .panels import LibraryPanel, LogPanel, QueuePanel
 from .properties import PropertiesPanel
 from .runner import Job, RunController
@@ -508,14 +509,21 @@ class MainWindow(QMainWindow):
         if not self.doc.graph.nodes:
             self.message("Nothing to run: add nodes first (Tab)")
             return None
+        allow = allow_outside_for_run(self, self.doc)
+        if allow is None:
+            self.message("Run cancelled: it would write outside the workflow's folder")
+            return None
         self.controller.next_seeds()
         self.bottom_tabs.setCurrentWidget(self.log)
-        return self.runs.submit(self.doc, targets=targets)
+        return self.runs.submit(self.doc, targets=targets, allow_outside=allow)
 
-    def queue_new_seeds(self) -> Job:
+    def queue_new_seeds(self) -> Optional[Job]:
         """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""
+        allow = allow_outside_for_run(self, self.doc)
+        if allow is None:
+            return None
         self.controller.next_seeds(reroll=True)
-        return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)")
+        return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)", allow_outside=allow)
 
     def _status(self, node_id: str, st) -> None:
         self.scene.set_status(node_id, st)

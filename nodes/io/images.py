@@ -59,47 +59,59 @@ def load_frames(path: str, fps: float) -> Clip:
     return Clip(len(files), fps, w, h, reader)
 
 
-def write_png(img: np.ndarray, path: str, workflow_yaml: str = "") -> None:
+def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> None:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
+    from graph_engine.atomic import atomic_output
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.partial{final.suffix}")
     im = Image.fromarray(img)
     try:
-        if final.suffix.lower() == ".png":
-            info = PngInfo()
-            if workflow_yaml:
-                info.add_text("kinograph_workflow", workflow_yaml)
-            im.save(tmp, format="PNG", pnginfo=info, compress_level=4)
-        else:
-            im.save(tmp, quality=95)
-        os.replace(tmp, final)
+        with atomic_output(final, overwrite=overwrite) as tmp:
+            if final.suffix.lower() == ".png":
+                info = PngInfo()
+                if workflow_yaml:
+                    info.add_text("kinograph_workflow", workflow_yaml)
+                im.save(tmp, format="PNG", pnginfo=info, compress_level=4)
+            else:
+                im.save(tmp, quality=95)
     except (OSError, ValueError, KeyError) as e:
-        tmp.unlink(missing_ok=True)
         raise NodeError(f"cannot write image {final}: {e}")
 
 
-def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None) -> dict:
-    """A folder of numbered PNGs (plus workflow.yaml), built beside the target and renamed when complete."""
-    import shutil
+def frame_name(i: int) -> str:
+    return f"frame_{i:06d}.png"
+
+
+def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None, overwrite: bool = False) -> dict:
+    """Numbered PNGs (plus the workflow) into `folder`, each written whole under a temporary name.
+
+    Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
+    filled this folder before (its workflow.yaml says so) or with `overwrite`."""
     import cv2
+    from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output, output_folder, written_by_kinograph
     final = Path(folder)
-    tmp = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        for a, block in clip.chunks():
-            for j, frame in enumerate(block):
-                if not cv2.imwrite(str(tmp / f"frame_{a + j:06d}.png"), frame[..., ::-1]):
+    ours = overwrite or (final.is_dir() and written_by_kinograph(final))
+    if final.is_dir() and not ours:
+        names = [frame_name(i) for i in range(clip.length)] + [FRAMES_WORKFLOW]
+        taken = [n for n in names if os.path.lexists(final / n)]
+        if taken:
+            raise NodeError(f"{final} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} and "
+                            f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
+    output_folder(final)
+    kept = sum(1 for n in os.listdir(final) if re.fullmatch(r"frame_\d{6}\.png", n)
+               and int(n[6:12]) >= clip.length)
+    # The marker goes first: a folder interrupted half way is still recognised as ours next time.
+    with atomic_output(final / FRAMES_WORKFLOW, overwrite=True, record=False) as tmp:
+        tmp.write_text(f"{FRAMES_MARK} {clip.length} frames, {clip.width}x{clip.height} at {clip.fps:g} fps\n"
+                       + (workflow_yaml or "kinograph: 1\nnodes: {}\n"), encoding="utf-8")
+    for a, block in clip.chunks():
+        for j, frame in enumerate(block):
+            with atomic_output(final / frame_name(a + j), overwrite=True, record=False) as tmp:
+                if not cv2.imwrite(str(tmp), frame[..., ::-1]):
                     raise NodeError(f"cannot write frames into {final}")
-            if progress:
-                progress(a + len(block), clip.length)
-        if workflow_yaml:
-            (tmp / "workflow.yaml").write_text(workflow_yaml, encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {"path": str(final), "frames": clip.length}
+        if progress:
+            progress(a + len(block), clip.length)
+    out = {"path": str(final), "frames": clip.length}
+    if kept:
+        out["older_frames_kept"] = kept
+    return out

@@ -40,32 +40,39 @@ def save_video(ctx, video: VIDEO,
                codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp"),
                                   help="h264/h265/av1 mp4, vp9 webm, prores mov, ffv1 lossless mkv, gif, webp"),
                crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
-               keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one")) -> None:
+               keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
     """Encode the clip to a video file, streaming chunk by chunk.
 
     The workflow is embedded in the file's metadata, so `kinograph run` and the editor can
-    open the result again. Written to a temporary name and renamed when complete."""
+    open the result again. Written to a temporary name and renamed when complete; an existing
+    file is replaced only if Kinograph wrote it, or with `overwrite`."""
     from .video_write import write_video
     info = write_video(video, path, fps=fps, codec=codec, crf=crf, workflow_yaml=ctx.workflow_yaml,
-                       keep_audio=keep_audio, progress=ctx.progress)
+                       keep_audio=keep_audio, overwrite=overwrite, progress=ctx.progress)
     ctx.wrote(info["path"])
     ctx.report(**info)
 
 
 @node("io.save_frames", title="Save Frames", category="Input/Output", output=True)
 def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False,
-                                                     help="folder to fill with frame_000000.png ...")) -> None:
-    """Write every frame as a numbered PNG into a folder (with the workflow beside them)."""
+                                                     help="folder to fill with frame_000000.png ..."),
+                overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill")) -> None:
+    """Write every frame as a numbered PNG into a folder (with the workflow beside them).
+
+    Nothing else in the folder is touched, and nothing is deleted: frames left from a longer
+    earlier render stay (the report counts them)."""
     from .images import write_frames
-    info = write_frames(video, path, ctx.workflow_yaml, ctx.progress)
+    info = write_frames(video, path, ctx.workflow_yaml, ctx.progress, overwrite=overwrite)
     ctx.wrote(info["path"])
     ctx.report(**info)
 
 
 @node("io.save_image", title="Save Image", category="Input/Output", output=True)
-def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False)) -> None:
+def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False),
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
     """Write an image; PNGs carry the workflow in a text chunk."""
     from .images import write_png
-    write_png(image, path, ctx.workflow_yaml)
+    write_png(image, path, ctx.workflow_yaml, overwrite=overwrite)
     ctx.wrote(path)
     ctx.report(path=path, width=int(image.shape[1]), height=int(image.shape[0]))

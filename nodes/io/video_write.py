@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 from queue import Queue
 from pathlib import Path
@@ -52,28 +53,56 @@ def codec_args(codec: str, crf: int, fps: float) -> list:
     raise NodeError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
 
 
+def _metadata_file(workflow_yaml: str) -> str:
+    """The workflow as an FFMETADATA file: metadata of any size reaches the muxer without argv's
+    128 KiB-per-argument limit."""
+    esc = workflow_yaml
+    for ch in ("\\", "=", ";", "#", "\n"):
+        esc = esc.replace(ch, "\\" + ch)
+    fd, name = tempfile.mkstemp(prefix="kinograph-meta-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f";FFMETADATA1\nkinograph_workflow={esc}\n")
+    return name
+
+
 def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264", crf: int = 19,
-                workflow_yaml: str = "", keep_audio: bool = True,
+                workflow_yaml: str = "", keep_audio: bool = True, overwrite: bool = False,
                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
     """Encode the clip to `path`; returns {"path", "frames", "bytes"}."""
+    from graph_engine.atomic import atomic_output
     if clip.length == 0:
         raise NodeError("the clip has no frames to write")
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.partial{final.suffix or CONTAINERS[codec]}")
+    meta = None
+    try:
+        with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec]) as tmp:
+            if workflow_yaml and codec in ("h264", "h265", "av1", "prores", "ffv1", "vp9"):
+                meta = _metadata_file(workflow_yaml)
+            _encode(clip, tmp, final.name, fps, codec, crf, meta, keep_audio, progress)
+    finally:
+        if meta:
+            os.unlink(meta)
+    return {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}
+
+
+def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
+            keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
     cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{clip.width}x{clip.height}", "-r", f"{rate:.6f}", "-i", "-"]
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
+    inputs = 1
     if audio is not None:
         cmd += ["-ss", f"{audio.start:.6f}"] + (["-t", f"{audio.duration:.6f}"] if audio.duration else []) + \
-               ["-i", audio.path, "-map", "0:v:0", "-map", "1:a:0?", "-shortest"]
-        cmd += ["-c:a", "libopus" if codec == "vp9" else "aac"]
+               ["-i", audio.path]
+        inputs += 1
+    if meta:
+        cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
+    if audio is not None:
+        cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-shortest", "-c:a", "libopus" if codec == "vp9" else "aac"]
     cmd += codec_args(codec, crf, rate)
-    if workflow_yaml and codec in ("h264", "h265", "av1", "prores", "ffv1", "vp9"):
-        cmd += ["-metadata", f"kinograph_workflow={workflow_yaml}"]
-        if tmp.suffix.lower() in (".mp4", ".mov"):
-            cmd += ["-movflags", "+use_metadata_tags+faststart"]
+    if meta and tmp.suffix.lower() in (".mp4", ".mov"):
+        cmd += ["-movflags", "+use_metadata_tags+faststart"]
     cmd += [str(tmp)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     done = False
@@ -114,15 +143,12 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
             raise BrokenPipeError()
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
-            raise NodeError(f"ffmpeg could not write {final.name} with codec {codec}: {err.strip()[-500:]}")
-        os.replace(tmp, final)
+            raise NodeError(f"ffmpeg could not write {name} with codec {codec}: {err.strip()[-500:]}")
         done = True
     except BrokenPipeError:
         err = proc.stderr.read().decode(errors="replace")
-        raise NodeError(f"ffmpeg stopped while writing {final.name} ({codec}): {err.strip()[-500:]}")
+        raise NodeError(f"ffmpeg stopped while writing {name} ({codec}): {err.strip()[-500:]}")
     finally:
         if not done:
             proc.kill()
             proc.wait()
-            tmp.unlink(missing_ok=True)
-    return {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}

@@ -57,9 +57,10 @@ def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -
     return img
 
 
-def write_chart(path: str, series: Dict[str, List[float]], offsets: Dict[str, int] = None) -> None:
+def write_chart(path: str, series: Dict[str, List[float]], offsets: Dict[str, int] = None,
+                overwrite: bool = False) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(draw_chart(series, offsets), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode the chart for {path}")
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
+    from graph_engine.atomic import write_bytes
+    write_bytes(path, buf.tobytes(), overwrite=overwrite)

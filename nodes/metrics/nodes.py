@@ -79,13 +79,14 @@ def report(ctx, video: VIDEO, reference: VIDEO = Input(optional=True, help="for 
            path: str = Param("out/metrics.json", kind="path", reads=False, help="JSON file; the chart goes "
                                                                                  "beside it as .png"),
            metrics: str = Param("psnr, ssim, warp_error, flicker, sharpness, motion",
-                                help="comma-separated; psnr/ssim are skipped without a reference")) -> FLOAT:
+                                help="comma-separated; psnr/ssim are skipped without a reference"),
+           overwrite: bool = Param(False, help="replace existing files Kinograph did not write")) -> FLOAT:
     """Measure several metrics at once; write them as JSON and a PNG chart of the per-frame series.
 
     Returns the number of metrics written."""
     from nodes.metrics.report import write_report
     names = [m.strip() for m in metrics.split(",") if m.strip()]
-    info = write_report(ctx, video, names, path, reference=reference, source=source)
+    info = write_report(ctx, video, names, path, reference=reference, source=source, overwrite=overwrite)
     for p in (info["json"], info["chart"]):
         ctx.wrote(p)
     ctx.report(**info)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List
 
 from graph_engine import NodeError
+from graph_engine.atomic import write_text
 from nodes.metrics import series
 from nodes.metrics.chart import write_chart
 
@@ -14,7 +14,8 @@ from nodes.metrics.chart import write_chart
 PAIRWISE = ("warp_error", "flicker", "motion")
 
 
-def write_report(ctx, video, names: List[str], path: str, reference=None, source=None) -> dict:
+def write_report(ctx, video, names: List[str], path: str, reference=None, source=None,
+                 overwrite: bool = False) -> dict:
     unknown = [n for n in names if n not in series.SERIES]
     if unknown or not names:
         raise NodeError(f"metrics.report: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
@@ -35,16 +36,11 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
         results[name] = {"value": series.summary(values), "per_frame": [float(v) for v in values],
                          "first_frame": 1 if name in PAIRWISE else 0}
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     chart = out.with_suffix(".png")
     doc = {"frames": video.length, "width": video.width, "height": video.height, "fps": video.fps,
            "metrics": results, "skipped": {n: "needs a reference clip" for n in skipped}}
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    os.replace(tmp, out)
-    tmp_chart = chart.with_name(chart.stem + ".part.png")
-    write_chart(str(tmp_chart), {k: v["per_frame"] for k, v in results.items()},
-                {k: v["first_frame"] for k, v in results.items()})
-    os.replace(tmp_chart, chart)
+    write_text(out, json.dumps(doc, indent=1), overwrite=overwrite)
+    write_chart(str(chart), {k: v["per_frame"] for k, v in results.items()},
+                {k: v["first_frame"] for k, v in results.items()}, overwrite=overwrite)
     return {"json": str(out), "chart": str(chart), "metrics": {k: v["value"] for k, v in results.items()},
             "skipped": skipped}

@@ -373,7 +373,7 @@ def pose_rows(cam: Camera) -> np.ndarray:
     return rows
 
 
-def write_pose_file(cam: Camera, path: str) -> str:
+def write_pose_file(cam: Camera, path: str, overwrite: bool = False) -> str:
     rows = pose_rows(cam)
     lines = [f"# Kinograph camera path: {cam.length} frames, {cam.width}x{cam.height}, "
              f"normalised intrinsics, world-to-camera, OpenCV axes (x right, y down, z forward)"]
@@ -381,11 +381,8 @@ def write_pose_file(cam: Camera, path: str) -> str:
     for r in rows:
         lines.append(" ".join(["0"] + [f"{v:.9g}" for v in r[1:5]] + [str(int(r[5])), str(int(r[6]))]
                               + [f"{v:.9g}" for v in r[7:]]))
-    import os
-    tmp = f"{path}.part"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    from graph_engine.atomic import write_text
+    write_text(path, "\n".join(lines) + "\n", overwrite=overwrite)
     return path
 
 

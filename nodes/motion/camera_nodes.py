@@ -97,16 +97,15 @@ def camera_combine(ctx, a: CAMERA, b: CAMERA,
 
 @node("motion.camera_save", title="Save Camera Path", category="Motion", output=True)
 def camera_save(ctx, camera: CAMERA,
-                path: str = Param("out/camera.txt", kind="path", reads=False, help="pose file to write")) -> None:
+                path: str = Param("out/camera.txt", kind="path", reads=False, help="pose file to write"),
+                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
     """Write the path as a CameraCtrl / RealEstate10K pose file.
 
     One header line, then per frame: `0 fx fy cx cy w h` (intrinsics divided by the width
     and height) and the 3x4 world-to-camera matrix, row-major."""
-    import os
     from .camera import describe, write_pose_file
     with user_errors():
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        write_pose_file(camera, path)
+        write_pose_file(camera, path, overwrite=overwrite)
     ctx.wrote(path)
     ctx.report(path=path, frames=camera.length, summary=describe(camera))
 

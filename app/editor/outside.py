@@ -1,0 +1,46 @@
+"""Asking before a run writes outside the workflow's folder (the editor's `--allow-outside`).
+
+A workflow opened from a file or a rendered video may name output paths anywhere; the engine
+refuses those (graph_engine.outputs) unless the user agrees. A document built in the editor
+holds only paths the user typed, so it is not asked about. Agreement is remembered per
+document for the paths listed, so a changed path is asked about again."""
+from __future__ import annotations
+
+import weakref
+from typing import Callable, List, Optional, Tuple
+
+from graph_engine.outputs import outside_paths
+from graph_engine.workflow import Workflow
+
+_confirmed: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _ask_dialog(parent, listed: List[Tuple[str, str, str, str]]) -> bool:
+    from PySide6.QtWidgets import QMessageBox
+    lines = "\n".join(f"• {path}  ({nid}: {why})" for nid, _, path, why in listed)
+    answer = QMessageBox.question(
+        parent, "Write outside the workflow's folder?",
+        f"This workflow came from a file and will write outside its own folder and the output folder:\n\n"
+        f"{lines}\n\nWrite there? (Existing files Kinograph did not write are still never replaced.)",
+        QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return answer == QMessageBox.Yes
+
+
+ask: Callable[[object, List[Tuple[str, str, str, str]]], bool] = _ask_dialog
+
+
+def allow_outside_for_run(parent, doc) -> Optional[bool]:
+    """The `allow_outside` for a run of `doc`, after asking if needed; None if the user declined."""
+    base = doc.path or doc.origin
+    if base is None:
+        return True
+    listed = outside_paths(Workflow(doc.graph, base), doc.registry)
+    if not listed:
+        return False
+    paths = {p for _, _, p, _ in listed}
+    if paths <= _confirmed.get(doc, set()):
+        return True
+    if not ask(parent, listed):
+        return None
+    _confirmed[doc] = _confirmed.get(doc, set()) | paths
+    return True

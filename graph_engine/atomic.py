@@ -1,0 +1,221 @@
+"""The one way Kinograph writes a file: never in place, never over what it did not write.
+
+Every writer goes through `atomic_output`: the data goes to a temporary file created with
+O_EXCL under a random name in the target's folder (so two runs, or a link planted at a
+predictable name, cannot share or redirect it), and is renamed onto the target only when
+complete. A target that exists is replaced only if Kinograph wrote it (its embedded
+workflow, or the record of files written here) or the node says `overwrite: true`; a
+symbolic link is never written through. Folders are created, never deleted."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from .errors import NodeError
+
+PathLike = Union[str, os.PathLike]
+# A frames folder Kinograph filled carries its workflow under this name, first line FRAMES_MARK.
+FRAMES_WORKFLOW = "workflow.yaml"
+FRAMES_MARK = "# Kinograph frames:"
+LEDGER_NAME = "written.jsonl"
+LEDGER_COMPACT_BYTES = 1 << 20
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+_MODE = 0o666 & ~_umask()
+
+
+# -- what Kinograph wrote ----------------------------------------------------------------------
+def _ledger() -> Path:
+    from .config import data_dir
+    return data_dir() / LEDGER_NAME
+
+
+def _stamp(path: Path):
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def record_written(path: PathLike) -> None:
+    """Remember that Kinograph wrote `path` as it is now (a later overwrite is then allowed,
+    unless someone changes the file in between). Losing the record only costs an `overwrite`."""
+    try:
+        entry = json.dumps({"path": os.path.realpath(path), "stamp": _stamp(Path(path))})
+        ledger = _ledger()
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(entry + "\n")
+        if ledger.stat().st_size > LEDGER_COMPACT_BYTES:
+            _compact(ledger)
+    except OSError:
+        pass
+
+
+def _entries(ledger: Path):
+    try:
+        with open(ledger, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                    yield e["path"], e["stamp"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+    except OSError:
+        return
+
+
+def _compact(ledger: Path) -> None:
+    """Keep only entries whose file is still the one Kinograph wrote."""
+    keep = {}
+    for path, stamp in _entries(ledger):
+        try:
+            if _stamp(Path(path)) == stamp:
+                keep[path] = stamp
+        except OSError:
+            continue
+    write_bytes(ledger, "".join(json.dumps({"path": p, "stamp": s}) + "\n" for p, s in keep.items()).encode(),
+                overwrite=True, record=False)
+
+
+def _in_ledger(path: Path) -> bool:
+    real = os.path.realpath(path)
+    try:
+        stamp = _stamp(path)
+    except OSError:
+        return False
+    return any(p == real and s == stamp for p, s in _entries(_ledger()))
+
+
+def written_by_kinograph(path: PathLike) -> bool:
+    """True for a file Kinograph wrote: recorded here, or carrying its workflow (videos, PNGs);
+    for a folder, a frames folder Kinograph filled."""
+    p = Path(path)
+    if p.is_dir():
+        try:
+            with open(p / FRAMES_WORKFLOW, encoding="utf-8", errors="replace") as f:
+                return f.readline().startswith(FRAMES_MARK)
+        except OSError:
+            return False
+    if _in_ledger(p):
+        return True
+    from .workflow import MEDIA_SUFFIXES
+    if p.suffix.lower() in MEDIA_SUFFIXES:
+        from .embedded import read_embedded_workflow
+        return read_embedded_workflow(p) is not None
+    return False
+
+
+def refusal(path: PathLike, overwrite: bool = False) -> Optional[str]:
+    """Why writing the file `path` would destroy something the user did not ask to change, or None."""
+    p = Path(path)
+    if p.is_symlink():
+        return f"{p} is a symbolic link; Kinograph does not write through links: give the real path"
+    if not p.exists():
+        return None
+    if p.is_dir():
+        return f"{p} is a folder; give a file name"
+    if overwrite or written_by_kinograph(p):
+        return None
+    return (f"{p} already exists and Kinograph did not write it: choose another name, move it away, "
+            f"or set `overwrite: true` on the node")
+
+
+def folder_refusal(path: PathLike) -> Optional[str]:
+    p = Path(path)
+    if p.is_symlink():
+        return f"{p} is a symbolic link; Kinograph does not write through links: give the real folder"
+    if p.exists() and not p.is_dir():
+        return f"{p} exists and is not a folder"
+    return None
+
+
+# -- writing -----------------------------------------------------------------------------------
+def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
+    try:
+        # A hard link creates the name only if it is still free, so a file that appeared since
+        # the check (another run, another program) is judged again instead of being replaced.
+        os.link(tmp, final)
+        os.unlink(tmp)
+        return
+    except FileExistsError:
+        pass
+    except OSError:     # no hard links on this filesystem: check, then rename
+        pass
+    why = refusal(final, overwrite)
+    if why:
+        raise NodeError(why)
+    os.replace(tmp, final)
+
+
+@contextmanager
+def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = True,
+                  suffix: Optional[str] = None) -> Iterator[Path]:
+    """Yield a fresh temporary path beside `path` (with its extension, or `suffix`, so encoders
+    pick the format); when the block ends without error it becomes `path`, else it is removed."""
+    final = Path(path)
+    why = refusal(final, overwrite) or folder_refusal(final.parent)
+    if why:
+        raise NodeError(why)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.stem[:40]}.", suffix=f".partial{final.suffix if suffix is None else suffix}",
+                                    dir=final.parent)
+    except OSError as e:
+        raise NodeError(f"cannot write into {final.parent}: {e.strerror}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _MODE)
+        _commit(tmp, final, overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if record:
+        record_written(final)
+
+
+def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False, record: bool = True) -> None:
+    with atomic_output(path, overwrite=overwrite, record=record) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(path: PathLike, text: str, *, overwrite: bool = False, record: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), overwrite=overwrite, record=record)
+
+
+def save_text(path: PathLike, text: str) -> None:
+    """A file the user chose to save (a workflow, settings): replaced whatever it holds; a
+    link is followed to the file it names, so dotfile links stay links."""
+    write_text(os.path.realpath(path), text, overwrite=True, record=False)
+
+
+def output_folder(path: PathLike) -> Path:
+    """Create the folder `path` (and its parents) or accept an existing one; never empties it."""
+    p = Path(path)
+    why = folder_refusal(p)
+    if why:
+        raise NodeError(why)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NodeError(f"cannot create the folder {p}: {e.strerror}") from None
+    return p

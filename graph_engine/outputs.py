@@ -1,0 +1,138 @@
+"""Where a workflow may write, checked before anything runs.
+
+A workflow file can come from anyone (a download, a video someone sent), so its output paths
+are confined: by default they must resolve inside the workflow's own folder or the configured
+output folder (`config.output_dir()`), not start with `~`, not go through hidden (dot) folders
+and not land in Kinograph's own folders. `--allow-outside` (config.allow_outside) lifts that.
+Two rules always hold: an output never names one of the workflow's own inputs (or the
+workflow file), and an existing file is replaced only if Kinograph wrote it or the node says
+`overwrite: true` (graph_engine.atomic applies the same rule again when writing)."""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .workflow import Problem, Workflow
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """A path param as the node sees it: `~` expanded, relative to the workflow's folder."""
+    if not value:
+        return value
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.normpath(str(base / value))
+
+
+def is_output_param(p) -> bool:
+    return p.kind == "path" and not p.reads
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]]:
+    """(node, param, value as written, resolved path) of every output path the nodes will write."""
+    out = []
+    for nid, spec in specs.items():
+        inst = wf.graph.nodes[nid]
+        if inst.bypass:
+            continue
+        for name, p in spec.params.items():
+            value = inst.params.get(name, p.default)
+            if is_output_param(p) and isinstance(value, str) and value.strip():
+                out.append((nid, name, value, resolve_path(value, wf.base_dir)))
+    return out
+
+
+def _inputs(wf: Workflow, registry) -> List[Tuple[str, str]]:
+    """(real path, what reads it) for the workflow file and every file or folder a node reads."""
+    found = [(_real(str(wf.path)), "the workflow file")] if wf.path else []
+    for nid, inst in wf.graph.nodes.items():
+        spec = registry.get(inst.type)
+        if spec is None:
+            continue
+        for name, p in spec.params.items():
+            value = inst.params.get(name, p.default)
+            if p.kind == "path" and p.reads and isinstance(value, str) and value.strip():
+                path = resolve_path(value, wf.base_dir)
+                if glob.has_magic(path):
+                    path = os.path.dirname(path.split("*")[0].split("?")[0].split("[")[0]) or "."
+                found.append((_real(path), f"{nid}.{name}"))
+    return found
+
+
+def allowed_roots(wf: Workflow) -> List[str]:
+    from .config import output_dir
+    return [_real(str(wf.base_dir)), _real(str(output_dir()))]
+
+
+def _confinement(value: str, real: str, roots: Iterable[str]) -> Optional[str]:
+    from .config import config_dir
+    from .registry import user_nodes_dir
+    if value.strip().startswith("~"):
+        return "starts with ~ (your home folder)"
+    for special, what in ((_real(str(user_nodes_dir())), "Kinograph's user nodes folder"),
+                          (_real(str(config_dir())), "Kinograph's configuration folder")):
+        if _within(real, special):
+            return f"is inside {what} ({special})"
+    root = next((r for r in roots if _within(real, r)), None)
+    if root is None:
+        return f"resolves to {real}, outside the workflow's folder and the output folder ({', '.join(roots)})"
+    if any(part.startswith(".") for part in Path(os.path.relpath(real, root)).parts if part != "."):
+        return f"resolves to {real}, a hidden (dot) file or folder"
+    return None
+
+
+def outside_paths(wf: Workflow, registry, specs: Optional[Dict] = None) -> List[Tuple[str, str, str, str]]:
+    """The planned outputs that the confinement refuses, with the reason: (node, param, path, why).
+    The editor lists these in its confirmation dialog."""
+    if specs is None:
+        specs = {nid: registry.get(i.type) for nid, i in wf.graph.nodes.items() if registry.get(i.type)}
+    roots = allowed_roots(wf)
+    out = []
+    for nid, name, value, path in planned_outputs(wf, specs):
+        why = _confinement(value, _real(path), roots)
+        if why:
+            out.append((nid, name, path, why))
+    return out
+
+
+def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
+    """Located problems of the output paths of the nodes in `specs` (already type-checked)."""
+    from .atomic import refusal
+    from .config import allow_outside
+    problems = []
+    allow = wf.allow_outside if wf.allow_outside is not None else allow_outside()
+    inputs = _inputs(wf, registry)
+    roots = allowed_roots(wf)
+    for nid, name, value, path in planned_outputs(wf, specs):
+        real = _real(path)
+
+        def refuse(msg):
+            problems.append(wf.problem(f"output {name!r} {msg}", "nodes", nid, "params", name, node=nid))
+
+        if not allow and (nid, name) not in wf.user_set:
+            why = _confinement(value, real, roots)
+            if why:
+                refuse(f"({value}) {why}. Outputs of a workflow stay in its folder or the output folder "
+                       f"unless you run it with --allow-outside (or confirm in the editor)")
+                continue
+        clash = next(((ip, who) for ip, who in inputs
+                      if real == ip or _within(ip, real) or (os.path.isdir(ip) and _within(real, ip))), None)
+        if clash:
+            refuse(f"({value}) would write over {clash[0]}, which this workflow reads ({clash[1]}): "
+                   f"choose another path")
+            continue
+        overwrite = wf.graph.nodes[nid].params.get("overwrite", False) is True
+        if not os.path.isdir(path):
+            why = refusal(path, overwrite)
+            if why:
+                refuse(f"cannot be written: {why}")
+    return problems

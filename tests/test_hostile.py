@@ -1,0 +1,245 @@
+"""Workflows from strangers: every file in tests/data/hostile/ tries to destroy or leak
+something. Each runs through `kinograph` in a fake home folder whose every file is hashed
+before and after; the run must exit with the right code and a located message, touch
+nothing outside the folders it may write, and stay under 300 MB."""
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_engine import Clip, NodeError
+from graph_engine.atomic import written_by_kinograph
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(__file__).parent / "data" / "hostile"
+MAX_RSS_MB = 300
+
+
+def tree_hash(root: Path, skip=()):
+    """Every file, folder and link under root (but the skipped folders) with its content hash."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel_dir, d)) not in skip]
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if os.path.islink(p):
+                out[rel] = "link:" + os.readlink(p)
+            elif os.path.isdir(p):
+                out[rel] = "dir"
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+class Sandbox:
+    """A fake home: dotfiles, documents, Kinograph's config and user nodes folder, and a
+    workflow folder `work/` holding the user's footage, a photo, a link and a git folder."""
+
+    # Kinograph's own cache and data folders change on every run; they are not the user's.
+    OWN = (".cache", os.path.join(".local", "share", "kinograph"))
+
+    def __init__(self, tmp: Path):
+        self.home = tmp / "home"
+        self.work = self.home / "work"
+        for d in ("Documents", ".config/kinograph/nodes", ".local/share/kinograph", "work/.git/hooks"):
+            (self.home / d).mkdir(parents=True)
+        (self.home / ".bashrc").write_text("export PATH=$HOME/bin:$PATH\n")
+        (self.home / ".profile").write_text("# profile\n")
+        (self.home / "Documents" / "thesis.txt").write_text("five years of work\n")
+        (self.home / ".config/kinograph/nodes/README").write_text("my nodes\n")
+        (self.work / ".git/hooks/README").write_text("hooks\n")
+        from PIL import Image
+        Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(self.work / "holiday.png")
+        os.symlink(self.home / ".bashrc", self.work / "link.mkv")
+        os.symlink(self.work / "holiday.png", self.work / "alias.mkv")
+        (self.work / "notes.json").write_text('{"shots": 12}')
+        (self.work / ".env").write_text("API_TOKEN=sk-live-123456789secret\nDB_PASSWORD=hunter2hunter2\n")
+        from nodes.io.video_write import write_video
+        write_video(Clip.from_array(np.zeros((3, 16, 16, 3), np.uint8), fps=8), str(self.work / "footage.mkv"),
+                    codec="ffv1")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KINOGRAPH_")}
+        self.env.update(HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / ".config"),
+                        XDG_DATA_HOME=str(self.home / ".local/share"), XDG_CACHE_HOME=str(self.home / ".cache"),
+                        PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
+
+    def add(self, name: str) -> Path:
+        """Copy a corpus file into the workflow folder, with @HOME@ filled in."""
+        dst = self.work / name
+        dst.write_text((CORPUS / name).read_text().replace("@HOME@", str(self.home)))
+        return dst
+
+    def snapshot(self, skip=()):
+        return tree_hash(self.home, self.OWN + tuple(skip))
+
+    def kinograph(self, *args, timeout=120):
+        """Run the CLI; (exit code, stdout, stderr, peak RSS of that process in MB)."""
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=self.work, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = [], []
+        readers = [threading.Thread(target=lambda s, b: b.append(s.read()), args=(s, b))
+                   for s, b in ((proc.stdout, out), (proc.stderr, err))]
+        for t in readers:
+            t.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        for t in readers:
+            t.join(timeout)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return proc.returncode, out[0], err[0], usage.ru_maxrss / 1024
+
+
+@pytest.fixture
+def box(tmp_path):
+    return Sandbox(tmp_path)
+
+
+def assert_refused(box, name, needle, code=2, *extra):
+    wf = box.add(name)
+    before = box.snapshot()
+    rc, out, err, rss = box.kinograph("run", name, *extra)
+    assert rc == code, err
+    assert "Traceback" not in err
+    assert needle in err, err
+    assert f"{wf}:" in err and any(ch.isdigit() for ch in err.split(f"{wf}:")[1][:4]), f"no FILE:LINE in {err}"
+    assert box.snapshot() == before
+    assert rss < MAX_RSS_MB
+    return err
+
+
+# -- outputs that would destroy what the user did not name ------------------------------------------
+@pytest.mark.parametrize("name, needle", [
+    ("save_frames_home.yaml", "starts with ~"),
+    ("save_frames_own_folder.yaml", "which this workflow reads (the workflow file)"),
+    ("bashrc.yaml", "starts with ~"),
+    ("dotdot_profile.yaml", "outside the workflow's folder"),
+    ("absolute_elsewhere.yaml", "outside the workflow's folder"),
+    ("own_input.yaml", "which this workflow reads (load.path)"),
+    ("own_workflow_file.yaml", "which this workflow reads (the workflow file)"),
+    ("user_nodes_py.yaml", "user nodes folder"),
+    ("dot_folder.yaml", "hidden (dot) file or folder"),
+    ("foreign_file.yaml", "Kinograph did not write it"),
+    ("symlink_out.yaml", "outside the workflow's folder"),
+    ("symlink_in.yaml", "symbolic link"),
+])
+def test_hostile_outputs_are_refused_before_anything_runs(box, name, needle):
+    assert_refused(box, name, needle)
+
+
+def test_allow_outside_and_overwrite_are_explicit_and_still_never_clobber(box):
+    box.add("absolute_elsewhere.yaml")
+    before = box.snapshot(skip=["Documents"])
+    rc, out, err, _ = box.kinograph("run", "absolute_elsewhere.yaml", "--allow-outside")
+    assert rc == 0, err
+    assert (box.home / "Documents" / "thesis.txt").read_text() == "five years of work\n"
+    assert written_by_kinograph(box.home / "Documents" / "taken.mkv")
+    assert box.snapshot(skip=["Documents"]) == before
+    # --allow-outside does not lift the overwrite rule; `overwrite: true` on the node does.
+    box.add("foreign_file.yaml")
+    rc, _, err, _ = box.kinograph("run", "foreign_file.yaml", "--allow-outside")
+    assert rc == 2 and "Kinograph did not write it" in err
+    rc, _, err, _ = box.kinograph("run", "foreign_file.yaml", "--set", "save.overwrite=true")
+    assert rc == 0, err
+    assert '"metrics"' in (box.work / "notes.json").read_text()
+
+
+def test_a_workflow_inside_a_video_says_what_it_writes_and_cannot_wipe_documents(box):
+    from nodes.io.video_write import write_video
+    text = (CORPUS / "save_frames_home.yaml").read_text().replace('"~"', "~/Documents")
+    write_video(Clip.from_array(np.zeros((2, 16, 16, 3), np.uint8)), str(box.work / "cute.mp4"),
+                workflow_yaml=text, codec="h264")
+    before = box.snapshot()
+    rc, out, err, rss = box.kinograph("run", "cute.mp4")
+    assert rc == 2 and "Traceback" not in err
+    assert "carries a workflow; it will write:" in err and str(box.home / "Documents") in err
+    assert "starts with ~" in err
+    assert box.snapshot() == before and rss < MAX_RSS_MB
+
+
+def test_a_legit_run_writes_only_its_outputs_and_runs_again(box):
+    wf = box.work / "legit.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  pattern: {type: generate.test_pattern, params: {frames: 3, width: 16, height: 16}}\n"
+                  "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out/v.mkv, codec: ffv1}}\n"
+                  "  frames: {type: io.save_frames, inputs: {video: pattern.video}, params: {path: out/frames}}\n")
+    before = box.snapshot(skip=["work/out"])
+    for _ in range(2):      # the second run replaces what the first wrote
+        rc, out, err, rss = box.kinograph("run", "legit.yaml", "--no-cache")
+        assert rc == 0, err
+    assert box.snapshot(skip=["work/out"]) == before and rss < MAX_RSS_MB
+    assert sorted(p.name for p in (box.work / "out" / "frames").iterdir()) == \
+        ["frame_000000.png", "frame_000001.png", "frame_000002.png", "workflow.yaml"]
+
+
+# -- the writers themselves -------------------------------------------------------------------------
+def clip(n=3, value=0):
+    return Clip.from_array(np.full((n, 16, 16, 3), value, np.uint8), fps=8)
+
+
+def test_save_frames_never_deletes_and_never_overwrites_foreign_frames(tmp_path):
+    from nodes.io.images import write_frames
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    (shots / "keep.mov").write_bytes(b"footage")
+    info = write_frames(clip(2), str(shots))
+    assert sorted(p.name for p in shots.iterdir()) == ["frame_000000.png", "frame_000001.png", "keep.mov",
+                                                       "workflow.yaml"]
+    write_frames(clip(1, 9), str(shots))          # ours now: frames are replaced, nothing removed
+    assert (shots / "keep.mov").read_bytes() == b"footage" and (shots / "frame_000001.png").exists()
+    assert info["frames"] == 2
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "frame_000000.png").write_bytes(b"not ours")
+    with pytest.raises(NodeError, match="Kinograph did not fill this folder"):
+        write_frames(clip(2), str(theirs))
+    assert sorted(p.name for p in theirs.iterdir()) == ["frame_000000.png"]
+    write_frames(clip(2), str(theirs), overwrite=True)
+    assert (theirs / "frame_000000.png").read_bytes() != b"not ours"
+
+
+def test_temporary_names_are_unique_and_planted_links_redirect_nothing(tmp_path):
+    from nodes.io.video_write import write_video
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "v.mkv"
+    for name in (".v.partial.mkv", ".v.mkv.partial", ".v.partial"):     # the names older versions used
+        os.symlink(victim, tmp_path / name)
+    write_video(clip(), str(out), codec="ffv1")
+    assert victim.read_text() == "precious" and written_by_kinograph(out)
+    os.symlink(victim, tmp_path / "w.mkv")
+    with pytest.raises(NodeError, match="symbolic link"):
+        write_video(clip(), str(tmp_path / "w.mkv"), codec="ffv1")
+    assert victim.read_text() == "precious"
+    leftovers = [p.name for p in tmp_path.iterdir() if ".partial" in p.name and not p.is_symlink()]
+    assert leftovers == []
+
+
+def test_two_concurrent_runs_to_one_output_are_honest_and_leave_a_valid_file(box):
+    from nodes.io.video_read import load_video
+    wf = box.work / "race.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  pattern: {type: generate.test_pattern, params: {frames: 24, width: 64, height: 48}}\n"
+                  "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out/same.mkv, codec: ffv1}}\n")
+    results = [None, None]
+
+    def go(i):
+        results[i] = box.kinograph("run", "race.yaml", "--no-cache")
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for rc, out, err, _ in results:
+        # Either run may win; one that says it wrote the file did, one that did not says why.
+        assert rc in (0, 1), err
+        assert ("same.mkv" in out) == (rc == 0)
+    assert any(rc == 0 for rc, *_ in results)
+    assert load_video(str(box.work / "out" / "same.mkv")).length == 24
+    assert [p.name for p in (box.work / "out").iterdir()] == ["same.mkv"]
