@@ -43,6 +43,10 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
     """Connect to `address` ('local' starts a private instance); shut down only what we started.
 
     An already initialised Ray (an embedding application, a test session) is used as it is."""
+    if address == "local" and "ray" not in sys.modules:
+        # A private instance serves this machine only. Ray binds its servers to the node's IP,
+        # which is the loopback address with this switch off (Ray reads it when imported).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     started = False
     if not ray.is_initialized():

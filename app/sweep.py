@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from graph_engine.errors import WorkflowError
 from graph_engine.registry import Registry, did_you_mean
 from graph_engine.validate import check_param
-from graph_engine.workflow import Problem, Workflow, line_map
+from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines
 
 TOP_KEYS = ("grid", "cases")
 PLACEHOLDER = re.compile(r"\{(case|[A-Za-z][A-Za-z0-9_\-]*\.[A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
@@ -70,8 +70,7 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
     except (OSError, UnicodeDecodeError) as e:
         raise WorkflowError([Problem(label, 0, None, f"cannot read the sweep file: {e}")])
     try:
-        data = yaml.safe_load(text)
-        lines, dups = line_map(text)
+        data, lines, dups = load_yaml_with_lines(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         what = getattr(e, "problem", None) or str(e).splitlines()[0]

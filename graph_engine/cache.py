@@ -7,11 +7,15 @@ as safetensors, clips as raw uint8 .npy read back through a memory map (so a cac
 `to_state()`/`from_state()` (latents, conditioning) as safetensors + JSON."""
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import importlib
 import json
+import logging
 import os
 import shutil
+import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -20,6 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .clip import Audio, Clip
+
+log = logging.getLogger("kinograph.cache")
 
 
 def value_nbytes(v: Any) -> int:
@@ -80,12 +86,13 @@ def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
     """Write one output value; returns its manifest entry, or None if it cannot live on disk."""
     if isinstance(value, Clip):
         path = folder / f"{name}.frames.npy"
-        arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
-                                        shape=(value.length, value.height, value.width, 3))
-        for a, block in value.chunks():
-            arr[a:a + len(block)] = block
-        arr.flush()
-        del arr
+        # Plain writes, not a memory map: a full disk then raises ENOSPC instead of killing the
+        # process with SIGBUS.
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                     "shape": (value.length, value.height, value.width, 3)})
+            for _, block in value.chunks():
+                f.write(np.ascontiguousarray(block, np.uint8).tobytes())
         audio = value.audio.__dict__ if value.audio else None
         return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio}
     if isinstance(value, np.ndarray) and value.dtype != object:
@@ -159,43 +166,72 @@ class DiskCache:
         return (self._dir(key) / "manifest.json").is_file()
 
     def get(self, key: str) -> Optional[Tuple[Dict[str, Any], Dict[str, Any]]]:
+        """The entry's outputs and results, or None. An entry that is not exactly what was
+        written for this key (another key's data, truncated, edited) is a miss, logged and removed."""
         folder = self._dir(key)
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            outputs = {k: _decode(e, folder) for k, e in manifest["outputs"].items()}
-        except (OSError, ValueError, KeyError):
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as e:
+            return self._reject(key, f"unreadable manifest ({e})")
+        try:
+            if manifest.get("key") != key:
+                return self._reject(key, "the entry belongs to another key")
+            for name, e in manifest["outputs"].items():
+                if "file" in e and _digest(folder / e["file"]) != e.get("sha256"):
+                    return self._reject(key, f"{e['file']} does not match its recorded content hash")
+            outputs = {k: _decode(e, folder) for k, e in manifest["outputs"].items()}
+        except Exception as e:      # whatever the damage, a bad entry costs a recomputation, not the run
+            return self._reject(key, f"{type(e).__name__}: {e}")
         try:
             os.utime(folder / "manifest.json")     # LRU order is by last use
         except OSError:
             pass
         return outputs, manifest.get("results", {})
 
+    def _reject(self, key: str, why: str) -> None:
+        log.warning("disk cache entry %s ignored and removed: %s; the node runs again", key, why)
+        shutil.rmtree(self._dir(key), ignore_errors=True)
+        return None
+
     def put(self, key: str, outputs: Dict[str, Any], results: Dict[str, Any], node_type: str) -> bool:
+        """Store an entry. Any failure (disk full, read-only, a value that will not encode) leaves
+        no partial entry and is raised as OSError, which callers report as a warning."""
         final = self._dir(key)
         if final.exists():
             return True
-        tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{time.monotonic_ns()}"
-        tmp.mkdir(parents=True, exist_ok=True)
+        need = sum(value_nbytes(v) for v in outputs.values())
+        tmp = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if shutil.disk_usage(self.root).free < need + (64 << 20):
+                raise OSError(errno.ENOSPC, f"not enough free space for {need >> 20} MB")
+            (self.root / "tmp").mkdir(exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=self.root / "tmp"))
             entries = {}
             for name, v in outputs.items():
                 e = _encode(v, tmp, name)
                 if e is None:
                     shutil.rmtree(tmp, ignore_errors=True)
                     return False
+                if "file" in e:
+                    e["sha256"] = _digest(tmp / e["file"])
                 entries[name] = e
             (tmp / "manifest.json").write_text(json.dumps(
-                {"type": node_type, "outputs": entries, "results": results, "created": time.time()}))
+                {"key": key, "type": node_type, "outputs": entries, "results": results, "created": time.time()}))
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(tmp, final)
             except OSError:       # another worker sharing this folder wrote the same key first
                 shutil.rmtree(tmp, ignore_errors=True)
-        except Exception:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self.evict()
+            self.evict()
+        except Exception as e:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise
+            raise OSError(f"{type(e).__name__}: {e}") from e
         return True
 
     def entries(self) -> List[Dict[str, Any]]:
@@ -204,12 +240,13 @@ class DiskCache:
             return out
         for man in self.root.glob("??/*/manifest.json"):
             folder = man.parent
-            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
             try:
+                size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+                used = man.stat().st_mtime
                 node_type = json.loads(man.read_text()).get("type", "?")
-            except (OSError, ValueError):
-                node_type = "?"
-            out.append({"key": folder.name, "type": node_type, "bytes": size, "used": man.stat().st_mtime})
+            except (OSError, ValueError):        # removed or damaged meanwhile
+                continue
+            out.append({"key": folder.name, "type": node_type, "bytes": size, "used": used})
         return out
 
     def size(self) -> int:
@@ -229,6 +266,42 @@ class DiskCache:
         if self.root.is_dir():
             shutil.rmtree(self.root, ignore_errors=True)
         return n
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# A single input file up to this size is fingerprinted by its content too, so a file replaced
+# by another of the same size and times still changes the key; inode and change time (which no
+# copy can keep) cover bigger files and the files of folders and globs.
+CONTENT_HASH_BYTES = 8 << 20
+_content_memo: Dict[Tuple, str] = {}
+
+
+def _file_identity(st: os.stat_result) -> List[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def fingerprint(path: str) -> Any:
+    """Identity of what a path param points at, for cache keys: files, folders or globs."""
+    try:
+        if any(c in path for c in "*?["):
+            return [(f, _file_identity(os.stat(f))) for f in sorted(glob.glob(path))]
+        st = os.stat(path)
+        if os.path.isdir(path):
+            return [(e.name, _file_identity(e.stat())) for e in sorted(os.scandir(path), key=lambda e: e.name)
+                    if e.is_file()]
+        ident = _file_identity(st)
+        if st.st_size <= CONTENT_HASH_BYTES:
+            memo = (path, *ident)
+            if memo not in _content_memo:
+                _content_memo[memo] = _digest(Path(path))
+            ident.append(_content_memo[memo])
+        return ident
+    except OSError:
+        return None
 
 
 def hash_key(*parts: Any) -> str:

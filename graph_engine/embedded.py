@@ -1,4 +1,5 @@
-"""The workflow a rendered file carries: MP4/MKV/WebM metadata or a PNG text chunk."""
+"""The workflow a rendered file carries: MP4/MKV/WebM metadata or a PNG text chunk.
+Writers put it there through a file (nodes/io/video_write.py), so any size fits."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,11 +11,14 @@ KEY = "kinograph_workflow"
 def read_embedded_workflow(path: Path) -> Optional[str]:
     path = Path(path)
     if path.suffix.lower() == ".png":
-        from PIL import Image
+        from PIL import Image, PngImagePlugin
+        from .workflow import MAX_YAML_BYTES
+        # Pillow stops at 1 MB of text by default; a big workflow is still a workflow.
+        PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, MAX_YAML_BYTES)
         try:
             with Image.open(path) as im:
                 return im.info.get(KEY) or (im.text.get(KEY) if hasattr(im, "text") else None)
-        except OSError:
+        except (OSError, ValueError, SyntaxError):
             return None
     import av
     try:

@@ -1,7 +1,7 @@
 """Planning a run: which nodes, in what order, with which parameters and cache keys.
 
 `plan_run()` is pure: it validates, coerces and resolves parameters, fingerprints the files nodes
-read (a stat, no reads of content) and hashes each node's key, but runs nothing, writes nothing
+read (a stat; the content too for small single files) and hashes each node's key, but runs nothing, writes nothing
 and keeps no state. The executor runs a plan; the editor's "why did this re-run" compares two
 plans' key parts (`explain`); sharding reads the writer's resolved parameters from one.
 
@@ -9,15 +9,13 @@ Cache key of a node = hash(type, version, canonical params, keys of its inputs, 
 of the files it reads): changing one parameter changes that node's key and its descendants'."""
 from __future__ import annotations
 
-import glob
 import graphlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from .cache import hash_key
+from .cache import fingerprint, hash_key
 from .errors import WorkflowError
+from .outputs import resolve_path
 from .registry import Registry
 from .validate import coerce_param, validate
 from .workflow import Workflow
@@ -95,31 +93,9 @@ def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str
     return "; ".join(reasons) or "nothing changed: it was served from the cache"
 
 
-def fingerprint(path: str) -> Any:
-    """Cheap identity of what a path param points at: size and mtime, for files, folders or globs."""
-    try:
-        if any(c in path for c in "*?["):
-            files = sorted(glob.glob(path))
-            return [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
-        st = os.stat(path)
-        if os.path.isdir(path):
-            return [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in sorted(os.scandir(path), key=lambda e: e.name)
-                    if e.is_file()]
-        return (st.st_size, st.st_mtime_ns)
-    except OSError:
-        return None
-
-
 def _located_fingerprint(locate, name: str) -> Any:
     try:
         found = locate(name)
     except Exception:   # a name that does not resolve is the node's error to report, not the key's
         return None
     return fingerprint(str(found)) if found else None
-
-
-def resolve_path(value: str, base: Path) -> str:
-    if not value:
-        return value
-    value = os.path.expanduser(value)
-    return value if os.path.isabs(value) else os.path.normpath(str(base / value))

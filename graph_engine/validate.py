@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import graphlib
+import math
 from typing import Any, Dict, List, Optional
 
 from .node_api import NodeSpec, Param
@@ -10,9 +11,17 @@ from .registry import Registry, did_you_mean
 from .workflow import Problem, Workflow
 
 
+# Lazy clips pull frames through every node of a chain in one nested call (about three Python
+# frames per node); past ~300 nodes Python's recursion limit stops it, so longer chains are
+# refused here rather than failing mid-render.
+MAX_CHAIN = 200
+
+
 def check_param(spec_param: Param, value: Any) -> Optional[str]:
     """Why `value` is not acceptable for the parameter, or None."""
     t = spec_param.type
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
     if t == "schedule":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return None
@@ -122,7 +131,31 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
     except graphlib.CycleError as e:
         cycle = e.args[1]
         problems.append(wf.problem("the graph has a cycle: " + " -> ".join(cycle), "nodes", cycle[0], node=cycle[0]))
+        return problems
+    deep = _deepest_chain(g, [n for n in g.nodes if scope is None or n in scope])
+    if len(deep) > MAX_CHAIN:
+        problems.append(wf.problem(f"a chain of {len(deep)} nodes ({deep[0]} -> ... -> {deep[-1]}) is deeper than the "
+                                   f"{MAX_CHAIN} Kinograph runs: frames are pulled through a whole chain at once, so "
+                                   f"split it (save the middle result, load it in a second workflow)",
+                                   "nodes", deep[-1], node=deep[-1]))
     return problems
+
+
+def _deepest_chain(g, nodes) -> List[str]:
+    """The longest path through the graph, computed iteratively in topological order."""
+    keep = set(nodes)
+    depth: Dict[str, int] = {}
+    prev: Dict[str, Optional[str]] = {}
+    for n in graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in keep] for n in nodes}).static_order():
+        ups = [s for s in g.upstream(n) if s in depth]
+        prev[n] = max(ups, key=depth.__getitem__) if ups else None
+        depth[n] = depth[prev[n]] + 1 if ups else 1
+    if not depth:
+        return []
+    path = [max(depth, key=depth.__getitem__)]
+    while prev[path[-1]] is not None:
+        path.append(prev[path[-1]])
+    return path[::-1]
 
 
 def parse_override(text: str):

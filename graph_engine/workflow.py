@@ -24,6 +24,9 @@ FORMAT_VERSION = 1
 MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".png", ".gif", ".webp", ".avi"}
 TOP_KEYS = ("kinograph", "name", "description", "nodes", "ui")
 NODE_KEYS = ("type", "version", "title", "bypass", "inputs", "params")
+# Far beyond any real workflow (a 2,000-node ComfyUI graph is about 1 MB), small enough to load at once.
+MAX_YAML_BYTES = 16 << 20
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -100,8 +103,43 @@ def _walk_lines(root) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
     return lines, dups
 
 
+def _refuse(message: str, line: int = 0):
+    import yaml
+    return yaml.constructor.ConstructorError(None, None, message, yaml.Mark("", 0, line, 0, None, None))
+
+
+def screen_yaml(text: str) -> None:
+    """Refuse, before building anything, what makes a small YAML file expensive or recursive:
+    anchors and aliases (a 600-byte alias bomb expands to gigabytes; an alias can refer to
+    itself), nesting deeper than MAX_DEPTH and text over MAX_YAML_BYTES. Raises a YAMLError
+    with the line."""
+    import yaml
+    if len(text) > MAX_YAML_BYTES:
+        raise _refuse(f"the file is {len(text) / 1e6:.1f} MB; a Kinograph YAML file is at most "
+                      f"{MAX_YAML_BYTES >> 20} MB")
+    loader = _loader_class()(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            ev = loader.get_event()
+            line = ev.start_mark.line if ev.start_mark else 0
+            if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
+                raise _refuse("anchors and aliases (&name, *name) are not allowed in Kinograph files: "
+                              "write the value out where it is used", line)
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _refuse(f"nested more than {MAX_DEPTH} levels deep", line)
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    finally:
+        loader.dispose()
+
+
 def load_yaml_with_lines(text: str):
-    """Safe-load YAML once (LibYAML when present): (data, line of every key path, duplicate keys)."""
+    """Safe-load YAML once (LibYAML when present): (data, line of every key path, duplicate keys).
+    Anchors, aliases, deep nesting and oversized text are refused first (screen_yaml)."""
+    screen_yaml(text)
     loader = _loader_class()(text)
     try:
         root = loader.get_single_node()
@@ -110,12 +148,6 @@ def load_yaml_with_lines(text: str):
         loader.dispose()
     lines, dups = _walk_lines(root)
     return data, lines, dups
-
-
-def line_map(text: str) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
-    """Line (1-based) of every mapping key, by key path; plus duplicate keys found."""
-    _, lines, dups = load_yaml_with_lines(text)
-    return lines, dups
 
 
 def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tuple[Workflow, List[Problem]]:
@@ -136,7 +168,10 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)")
                                for l, k in dups]
     if not isinstance(data, dict):
-        problems.append(wf.problem("a workflow file must be a mapping with `kinograph: 1` and `nodes:`"))
+        first = next((i for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")), 1)
+        what = "empty" if data is None else f"a {type(data).__name__}"
+        problems.append(Problem(label, first, None, f"the file is {what}; a workflow file must be a mapping with "
+                                                    f"`kinograph: 1` and `nodes:`"))
         return wf, problems
     fmt = data.get("kinograph")
     if fmt is None:
@@ -195,8 +230,13 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
                 params = mig(dict(params))
                 v += 1
             version = v
+        bypass = body.get("bypass", False)
+        if not isinstance(bypass, bool):
+            problems.append(wf.problem(f"`bypass:` must be true or false, got {bypass!r}", "nodes", nid, "bypass",
+                                       node=nid_s))
+            bypass = False
         g.add_node(str(body["type"]), nid_s, params, version if isinstance(version, int) else 1,
-                   bypass=bool(body.get("bypass", False)), title=str(body.get("title") or ""))
+                   bypass=bypass, title=str(body.get("title") or ""))
         inputs = body.get("inputs") or {}
         if not isinstance(inputs, dict):
             problems.append(wf.problem("`inputs:` must map input ports to `node.output`", "nodes", nid, "inputs",
@@ -231,6 +271,10 @@ def read_text(path: Path) -> str:
                                          "this file carries no Kinograph workflow in its metadata")])
         return text
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise WorkflowError([Problem(str(path), 1, None, f"the file is {size / 1e6:.1f} MB; a workflow file is "
+                                                             f"at most {MAX_YAML_BYTES >> 20} MB")])
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise WorkflowError([Problem(str(path), 0, None, "no such file")])

@@ -60,10 +60,10 @@ def test_lut_applies_3d_and_1d_tables(frames, tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("0 0 0\n1 1 1\n", "no LUT_3D_SIZE"),
     ("LUT_3D_SIZE 2\n0 0 0\n1 1 1\n", "needs 8 entries, found 2"),
-    ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "0 x 0\n", ":9: cannot read numbers"),
+    ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "0 x 0\n", ":9: cannot read the numbers"),
     ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "0 0\n", ":9: a LUT entry needs 3 numbers"),
-    ("LUT_3D_SIZE 1\n0 0 0\n", ":1: LUT_3D_SIZE 1 is out of range"),
-    ("LUT_3D_SIZE 2\nFOO 1\n", ":2: unknown keyword 'FOO'"),
+    ("LUT_3D_SIZE 1\n0 0 0\n", ":1: LUT_3D_SIZE is out of range"),
+    ("LUT_3D_SIZE 2\nFOO 1\n", ":2: not a .cube LUT line"),
 ])
 def test_lut_errors_name_the_line(frames, tmp_path, text, message):
     p = tmp_path / "bad.cube"

@@ -21,6 +21,22 @@ class CubeLut:
         return self.table.ndim == 4
 
 
+# Room for a 65^3 LUT several times over; parsing keeps every entry as Python floats.
+MAX_CUBE_BYTES = 64 << 20
+
+
+def _lines(f, path: str):
+    """(line number, text) of a text file, refusing binary data without quoting it."""
+    total = 0
+    for no, raw in enumerate(f, 1):
+        total += len(raw)
+        if total > MAX_CUBE_BYTES:
+            raise NodeError(f"{path}: over {MAX_CUBE_BYTES >> 20} MB, too big for a .cube LUT")
+        if "\x00" in raw or "\ufffd" in raw:
+            raise NodeError(f"{path}:{no}: not a text file (is this a .cube LUT?)")
+        yield no, raw
+
+
 def parse_cube(path: str) -> CubeLut:
     if not path:
         raise NodeError("no LUT file given: set path to a .cube file")
@@ -30,7 +46,11 @@ def parse_cube(path: str) -> CubeLut:
     size, dims, title = None, 0, ""
     dmin, dmax = np.zeros(3, np.float32), np.ones(3, np.float32)
     rows = []
-    for no, raw in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    # Messages name the file and line only, never its text: the path may point at any file
+    # (a LUT param aimed at a secrets file must not print them).
+    with open(p, encoding="utf-8", errors="replace") as f:
+        lines = list(_lines(f, path))
+    for no, raw in lines:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -42,7 +62,7 @@ def parse_cube(path: str) -> CubeLut:
             elif key in ("LUT_3D_SIZE", "LUT_1D_SIZE"):
                 size, dims = int(rest), 3 if key == "LUT_3D_SIZE" else 1
                 if not (2 <= size <= (256 if dims == 3 else 65536)):
-                    raise NodeError(f"{path}:{no}: {key} {size} is out of range")
+                    raise NodeError(f"{path}:{no}: {key} is out of range (2..{256 if dims == 3 else 65536})")
             elif key == "DOMAIN_MIN":
                 dmin = np.array(rest.split(), np.float32)
             elif key == "DOMAIN_MAX":
@@ -53,12 +73,12 @@ def parse_cube(path: str) -> CubeLut:
             elif key[0].isdigit() or key[0] in "-+.":
                 vals = [float(v) for v in line.split()]
                 if len(vals) != 3:
-                    raise NodeError(f"{path}:{no}: a LUT entry needs 3 numbers, found {len(vals)}: {raw.strip()!r}")
+                    raise NodeError(f"{path}:{no}: a LUT entry needs 3 numbers, found {len(vals)}")
                 rows.append(vals)
             else:
-                raise NodeError(f"{path}:{no}: unknown keyword {key!r} (is this a .cube LUT?)")
+                raise NodeError(f"{path}:{no}: not a .cube LUT line (is this a .cube LUT?)")
         except ValueError:
-            raise NodeError(f"{path}:{no}: cannot read numbers in {raw.strip()!r}") from None
+            raise NodeError(f"{path}:{no}: cannot read the numbers on this line") from None
     if size is None:
         raise NodeError(f"{path}: no LUT_3D_SIZE or LUT_1D_SIZE line: not a valid .cube LUT")
     if dmin.shape != (3,) or dmax.shape != (3,) or np.any(dmax <= dmin):

@@ -21,10 +21,23 @@ def read_image(path: str) -> np.ndarray:
                         f"workflow file's folder)")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8).copy()
+            if im.mode.startswith(("I", "F")):
+                return _wide_gray(im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise NodeError(f"cannot read {path} as an image (corrupt or unsupported format): {e}")
+
+
+def _wide_gray(im) -> np.ndarray:
+    """16-bit, 32-bit and float grayscale to 8-bit RGB by scaling, not clipping (Pillow's
+    convert("RGB") clips them to 255, which turns a 16-bit picture black and white)."""
+    a = np.asarray(im).astype(np.float64)
+    if im.mode.startswith("I;16") or (im.mode == "I" and a.max() > 255):
+        a = a / 257.0
+    elif im.mode == "F" and a.max() <= 1.0:
+        a = a * 255.0
+    g = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=2)
 
 
 def _natural(s: str):

@@ -1,0 +1,119 @@
+"""A disk cache that cannot lie: swapped, truncated or edited entries are misses (and the run
+gives the right frames), inputs replaced behind the cache's back change the key, and a cache
+that cannot be written (disk full) costs a warning, never the video."""
+import errno
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from graph_engine import Clip, Param, node
+from graph_engine.api import load_workflow
+from graph_engine.cache import DiskCache
+from graph_engine.executor import Executor
+from graph_engine.registry import Registry
+from graph_engine.types import VIDEO
+
+
+@node("test.seeded_clip", category="Test", expensive=True)
+def seeded_clip(ctx, seed: int = Param(1)) -> VIDEO:
+    """Stands in for sampling: expensive, so its clip goes to the disk tier."""
+    return Clip.from_array(expected(seed), fps=8)
+
+
+def expected(seed):
+    return np.random.default_rng(seed).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    reg = Registry()
+    reg.load_entry_points()
+    reg.register(seeded_clip)
+    return reg
+
+
+def workflow(tmp_path, seed, registry, out="out.mkv"):
+    return load_workflow(registry=registry, text=f"kinograph: 1\nnodes:\n"
+                              f"  gen: {{type: test.seeded_clip, params: {{seed: {seed}}}}}\n"
+                              f"  save: {{type: io.save_video, inputs: {{video: gen.video}}, "
+                              f"params: {{path: {tmp_path / out}, codec: ffv1}}}}\n")
+
+
+def frames_of(res):
+    return res.outputs["gen"]["video"].to_array()
+
+
+def entry_files(root):
+    return sorted(root.glob("??/*/*.frames.npy"))
+
+
+def test_swapped_truncated_and_foreign_entries_are_misses_with_the_right_frames(registry, tmp_path, caplog):
+    root = tmp_path / "cache"
+    for seed in (1, 2):
+        assert Executor(registry, disk=DiskCache(root, 1 << 30)).run(workflow(tmp_path, seed, registry)).ok
+    a, b = entry_files(root)
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)          # the two entries' data swapped
+    b.write_bytes(data_a)
+    caplog.set_level(logging.WARNING, "kinograph.cache")
+    for seed in (1, 2):
+        res = Executor(registry, disk=DiskCache(root, 1 << 30)).run(workflow(tmp_path, seed, registry))
+        assert res.ok and "gen" in res.executed
+        assert np.array_equal(frames_of(res), expected(seed))
+    assert "does not match its recorded content hash" in caplog.text
+    # Truncated: a miss, not a crash of every later run.
+    (a,) = [f for f in entry_files(root) if f.parent.name == a.parent.name]
+    with open(a, "r+b") as f:
+        f.truncate(100)
+    res = Executor(registry, disk=DiskCache(root, 1 << 30)).run(workflow(tmp_path, 1, registry))
+    assert res.ok and np.array_equal(frames_of(res), expected(1))
+    # A whole entry folder moved under another key (data and manifest consistent with each other).
+    k1, k2 = sorted(p.parent for p in root.glob("??/*/manifest.json"))
+    tmp = k1.with_name("swap")
+    os.rename(k1, tmp)
+    os.rename(k2, k1)
+    os.rename(tmp, k2)
+    for seed in (1, 2):
+        res = Executor(registry, disk=DiskCache(root, 1 << 30)).run(workflow(tmp_path, seed, registry))
+        assert res.ok and np.array_equal(frames_of(res), expected(seed))
+    assert "belongs to another key" in caplog.text
+    # And a healthy entry is still served from disk.
+    res = Executor(registry, disk=DiskCache(root, 1 << 30)).run(workflow(tmp_path, 1, registry))
+    assert res.ok and "gen" not in res.executed and np.array_equal(frames_of(res), expected(1))
+
+
+def test_an_input_replaced_with_the_same_size_and_times_changes_the_result(tmp_path):
+    from PIL import Image
+    img = tmp_path / "in.bmp"            # uncompressed: every 8x8 picture has the same size
+    Image.fromarray(np.full((8, 8, 3), 10, np.uint8)).save(img)
+    wf = load_workflow(text=f"kinograph: 1\nnodes:\n  load: {{type: io.load_image, params: {{path: {img}}}}}\n")
+    ex = Executor(disk=DiskCache(tmp_path / "cache", 1 << 30))
+    assert ex.run(wf).outputs["load"]["image"][0, 0, 0] == 10
+    st = img.stat()
+    replacement = tmp_path / "other.bmp"
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(replacement)
+    os.replace(replacement, img)
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert img.stat().st_size == st.st_size and img.stat().st_mtime_ns == st.st_mtime_ns
+    assert ex.run(wf).outputs["load"]["image"][0, 0, 0] == 200
+
+
+def test_a_full_cache_disk_is_a_warning_and_the_video_is_still_written(registry, tmp_path, monkeypatch):
+    import graph_engine.cache as cache
+
+    def disk_full(value, folder, name):
+        (folder / f"{name}.frames.npy").write_bytes(b"\x93NUMPY partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "_encode", disk_full)
+    events = []
+    root = tmp_path / "cache"
+    res = Executor(registry, disk=DiskCache(root, 1 << 30)).run(workflow(tmp_path, 3, registry), on_event=events.append)
+    assert res.ok, res.failed
+    from nodes.io.video_read import load_video
+    assert np.array_equal(load_video(str(tmp_path / "out.mkv")).to_array(), expected(3))
+    warnings = [e["message"] for e in events if e["event"] == "log"]
+    assert any("could not write the disk cache" in m and "No space left" in m for m in warnings), warnings
+    assert not list(root.glob("??/*")) and not list((root / "tmp").iterdir())     # no partial entry left
