@@ -187,4 +187,5 @@ def encode_joined(plan: ShardPlan, files: List[str], ranges: List[Tuple[int, int
     from nodes.io.video_write import write_video
     s = plan.settings
     return write_video(joined_clip(files, ranges, info), s["path"], fps=s["fps"], codec=s["codec"], crf=s["crf"],
-                       workflow_yaml=workflow_yaml, keep_audio=s["keep_audio"], progress=progress)
+                       workflow_yaml=workflow_yaml, keep_audio=s["keep_audio"], overwrite=s["overwrite"],
+                       progress=progress)
