@@ -332,3 +332,10 @@ def test_local_ray_listens_on_loopback_only():
     assert r.returncode == 0, r.stderr[-2000:]
     addrs = __import__("json").loads(r.stdout.strip().splitlines()[-1])
     assert addrs and all(a in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for a in addrs), addrs
+
+
+def test_validate_reports_what_run_would_refuse(box):
+    for name in ("save_frames_home.yaml", "alias_bomb.yaml"):
+        box.add(name)
+        rc, out, err, _ = box.kinograph("validate", name)
+        assert rc == 2 and "ok" not in out and f"{box.work / name}:" in err

@@ -10,7 +10,7 @@ CORPUS = Path(__file__).parent / "data" / "bad_workflows"
 # file -> (line the first message must point at, words it must contain)
 EXPECTED = {
     "bad_yaml.yaml": (4, "not valid YAML"),
-    "not_mapping.yaml": (0, "must be a mapping"),
+    "not_mapping.yaml": (1, "must be a mapping"),
     "newer_format.yaml": (1, "newer than this Kinograph reads"),
     "unknown_type.yaml": (4, "did you mean 'generate.test_pattern'"),
     "missing_link_target.yaml": (8, "missing node 'patern' (did you mean 'pattern'?)"),

@@ -337,7 +337,7 @@ def read_pose_file(path: str, width: int = 0, height: int = 0) -> Camera:
             except ValueError:
                 if not rows:    # the header line (a URL or a title)
                     continue
-                raise ValueError(f"{path}, line {lineno}: expected 19 numbers, found {line.strip()[:60]!r}")
+                raise ValueError(f"{path}, line {lineno}: expected 19 numbers, found text that is not a number")
             if len(vals) != 19:
                 raise ValueError(f"{path}, line {lineno}: a pose line has 19 numbers "
                                  f"(frame fx fy cx cy w h and a 3x4 world-to-camera matrix), found {len(vals)}")
