@@ -195,6 +195,7 @@ def cmd_info(args) -> int:
     disk = DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
     print(f"{'cache':<24}{disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
+    print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import model_dirs
     from nodes.generate.model_manager import list_found_models
     print("model folders (KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")

@@ -38,3 +38,21 @@ def test_the_editor_lists_outside_paths_and_runs_only_when_the_user_agrees(qtbot
         w.runs.cancel(clear_queue=True)
         w.doc.undo.setClean()
         w.close()
+
+
+def test_a_workflow_from_a_rendered_picture_lists_every_output_before_its_first_run(qtbot, tmp_path, monkeypatch):
+    import numpy as np
+    from nodes.io.images import write_png
+    text = ("kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern, params: {frames: 2, width: 16, height: 16}}\n"
+            "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out/v.mkv, codec: ffv1}}\n")
+    write_png(np.zeros((4, 4, 3), np.uint8), str(tmp_path / "still.png"), text)
+    w = MainWindow(Document.load(tmp_path / "still.png", default_registry()),
+                   settings=EditorSettings(tmp_path / "editor.json"))
+    asked = []
+    monkeypatch.setattr(outside, "ask", lambda parent, listed: asked.append(listed) or False)
+    try:
+        assert w.run() is None and not (tmp_path / "out").exists()
+        assert [(nid, path) for nid, _, path, _ in asked[0]] == [("save", str(tmp_path / "out" / "v.mkv"))]
+    finally:
+        w.doc.undo.setClean()
+        w.close()
