@@ -105,7 +105,9 @@ def _walk_lines(root) -> Tuple[Dict[Tuple, int], List[Tuple[int, str]]]:
 
 def _refuse(message: str, line: int = 0):
     import yaml
-    return yaml.constructor.ConstructorError(None, None, message, yaml.Mark("", 0, line, 0, None, None))
+    err = yaml.constructor.ConstructorError(None, None, message, yaml.Mark("", 0, line, 0, None, None))
+    err.refused = True      # valid YAML that Kinograph will not load (see screen_yaml)
+    return err
 
 
 def screen_yaml(text: str) -> None:
@@ -163,7 +165,8 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 0
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        return Workflow(Graph(), path), [Problem(label, line, None, f"not valid YAML: {what}")]
+        prefix = "" if getattr(e, "refused", False) else "not valid YAML: "
+        return Workflow(Graph(), path), [Problem(label, line, None, prefix + what)]
     wf = Workflow(Graph(), path, lines)
     problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)")
                                for l, k in dups]
