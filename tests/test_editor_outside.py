@@ -56,3 +56,14 @@ def test_a_workflow_from_a_rendered_picture_lists_every_output_before_its_first_
     finally:
         w.doc.undo.setClean()
         w.close()
+
+
+def test_the_editor_refuses_an_alias_bomb_without_expanding_it(tmp_path):
+    import resource
+    from pathlib import Path
+    from graph_engine.errors import WorkflowError
+    bomb = Path(__file__).parent / "data" / "hostile" / "alias_bomb.yaml"
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(WorkflowError, match="anchors and aliases"):
+        Document.load(bomb, default_registry())
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000      # KB: nothing expanded
