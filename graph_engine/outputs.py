@@ -90,17 +90,31 @@ def _confinement(value: str, real: str, roots: Iterable[str]) -> Optional[str]:
     return None
 
 
+def _replaces_foreign(wf: Workflow, nid: str, path: str) -> bool:
+    """The file's own `overwrite: true` would replace something Kinograph did not write."""
+    from .atomic import refusal, written_by_kinograph
+    if wf.graph.nodes[nid].params.get("overwrite", False) is not True or (nid, "overwrite") in wf.user_set:
+        return False
+    if os.path.isdir(path):
+        return not written_by_kinograph(path) and any(True for _ in os.scandir(path))
+    return os.path.exists(path) and refusal(path) is not None
+
+
+FOREIGN = "replaces a file Kinograph did not write (the workflow says overwrite: true)"
+
+
 def outside_paths(wf: Workflow, registry, specs: Optional[Dict] = None) -> List[Tuple[str, str, str, str]]:
-    """The planned outputs that the confinement refuses, with the reason: (node, param, path, why).
+    """The planned outputs that need the user's word, with the reason: (node, param, path, why):
+    outside the confinement, or replacing foreign files because the file says `overwrite: true`.
     The editor lists these in its confirmation dialog."""
     if specs is None:
         specs = {nid: registry.get(i.type) for nid, i in wf.graph.nodes.items() if registry.get(i.type)}
     roots = allowed_roots(wf)
     out = []
     for nid, name, value, path in planned_outputs(wf, specs):
-        why = _confinement(value, _real(path), roots)
-        if why:
-            out.append((nid, name, path, why))
+        why = _confinement(value, _real(path), roots) if (nid, name) not in wf.user_set else None
+        if why or _replaces_foreign(wf, nid, path):
+            out.append((nid, name, path, why or FOREIGN))
     return out
 
 
@@ -129,6 +143,11 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
         if clash:
             refuse(f"({value}) would write over {clash[0]}, which this workflow reads ({clash[1]}): "
                    f"choose another path")
+            continue
+        if not allow and _replaces_foreign(wf, nid, path):
+            # `overwrite: true` counts when the user says it, not when a received file does.
+            refuse(f"({value}) {FOREIGN}: confirm with --set {nid}.overwrite=true (or --allow-outside, "
+                   f"or in the editor)")
             continue
         overwrite = wf.graph.nodes[nid].params.get("overwrite", False) is True
         if not os.path.isdir(path):

@@ -130,6 +130,7 @@ def assert_refused(box, name, needle, code=2, *extra):
     ("user_nodes_py.yaml", "user nodes folder"),
     ("dot_folder.yaml", "hidden (dot) file or folder"),
     ("foreign_file.yaml", "Kinograph did not write it"),
+    ("overwrite_in_file.yaml", "the workflow says overwrite: true"),
     ("symlink_out.yaml", "outside the workflow's folder"),
     ("symlink_in.yaml", "symbolic link"),
 ])
