@@ -6,7 +6,7 @@ methods re-synthesise the dropped frames from the kept ones, and PSNR against th
 frames plus output frames/s are printed for each, measured in the same run. Then peak
 memory of a streamed interpolation at two clip lengths, which should be about equal.
 
-    python bench/interpolation.py [--frames 41] [--size 640x360] [--quality fast,medium,best] [--no-memory]
+    python bench/interpolation.py [--frames 41] [--size 640x360] [--quality fast,medium] [--no-memory]
 """
 from __future__ import annotations
 

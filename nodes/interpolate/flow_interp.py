@@ -6,7 +6,14 @@ forward-splatted to t (softmax-style, so a confident foreground wins over the ba
 it covers) and holes filled push-pull, still at flow resolution; then, at full size, the
 two source frames are backward-warped with that motion and blended by t and by
 visibility: a pixel at t that no source pixel of frame 0 lands on (being uncovered, or
-entering at the border) comes from frame 1 alone, and the other way round."""
+entering at the border) comes from frame 1 alone, and the other way round.
+
+On real footage the error sits where the flow fails: fast foreground objects over a
+background, whose motion DIS smears across the boundary (bench/interpolation_real.py).
+So before the warp, each pixel at t picks among motion hypotheses (both frames' motion
+together, each frame's alone, its neighbours' a few pixels away) the one under which
+the two frames agree best over a small window: a wrong motion fetches different things
+from the two frames, the right one the same thing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,26 +31,34 @@ from nodes.interpolate.schedule import interpolated_clip
 @dataclass(frozen=True)
 class Settings:
     preset: str         # DIS preset name understood by nodes.common.flow
-    finest: int         # DIS finest pyramid level (0 = the reduced frame's full size)
+    refine: int         # DIS variational refinement iterations per level
     scale: float        # flow is estimated at this fraction of the frame size
-    sharpness: float    # softmax-splatting weight per unit of photometric error (0..255 scale)
+    shift: int          # neighbour distance (flow pixels) of the motion hypotheses; 0 = no choice
+    sharpness: float = 0.4  # softmax-splatting weight per unit of photometric error (0..255 scale)
 
 
-# Chosen with bench/interpolation.py: at 640x360, DIS's cheapest preset at full detail on
-# reduced frames is as accurate as its slower presets on full-size ones, at a third of the time.
+# Chosen with bench/interpolation_real.py on real clips. On the fast street scene (bikes)
+# DIS's "best" preset (larger patches) and the choice of motion each gain ~0.6 dB; its
+# variational refinement loses a little there, at a third of DIS's time. Costlier settings
+# tried for a third level (finer flow, flows at two or three scales as extra hypotheses,
+# the choice at twice the resolution, nudged hypotheses) gained 0.1 dB at best for 2-4x
+# the time, so there are two levels.
 QUALITY = {
-    "fast": Settings("fast", 1, 0.5, 0.4),
-    "medium": Settings("fast", 0, 0.4, 0.4),
-    "best": Settings("best", 0, 0.5, 0.4),
+    "fast": Settings("medium", 0, 0.4, 0),
+    "medium": Settings("best", 0, 0.4, 3),
 }
 # Below this many pixels on the short side DIS loses too much, so small frames are reduced less.
-MIN_FLOW_SIDE = 144
+MIN_FLOW_SIDE = 100
+# Side of the window over which the two frames' agreement is summed when choosing a motion.
+CHOICE_WINDOW = 5
 
 
 @dataclass
 class PairState:
     f0: np.ndarray      # uint8 HxWx3 source frames
     f1: np.ndarray
+    g0: np.ndarray      # the source frames in grey at flow resolution, HxWx1
+    g1: np.ndarray
     fwd: np.ndarray     # flow 0->1 at flow resolution, in flow-resolution pixels
     bwd: np.ndarray     # flow 1->0
     w0: np.ndarray      # splatting weight of each frame-0 pixel (flow resolution)
@@ -69,10 +84,11 @@ class FlowSynth:
         # this is where a 640x360 pair goes from ~80 ms to ~20 ms.
         sa, sb = _reduce(a, self.s.scale), _reduce(b, self.s.scale)
         ga, gb = to_gray(sa), to_gray(sb)
-        fwd = estimate_flow(ga, gb, self.s.preset, self.s.finest)
-        bwd = estimate_flow(gb, ga, self.s.preset, self.s.finest)
+        fwd = estimate_flow(ga, gb, self.s.preset, 0, self.s.refine)
+        bwd = estimate_flow(gb, ga, self.s.preset, 0, self.s.refine)
         sharp = np.float32(self.s.sharpness)
-        return PairState(a, b, fwd, bwd, K.confidence(sa, sb, fwd, bwd, sharp, 0.01, 0.5),
+        return PairState(a, b, ga[..., None], gb[..., None], fwd, bwd,
+                         K.confidence(sa, sb, fwd, bwd, sharp, 0.01, 0.5),
                          K.confidence(sb, sa, bwd, fwd, sharp, 0.01, 0.5))
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
@@ -84,15 +100,15 @@ class FlowSynth:
         acc0, ws0, cover0 = forward_splat(st.fwd, st.fwd, st.w0, t)
         acc1, ws1, cover1 = forward_splat(-st.bwd, st.bwd, st.w1, 1.0 - t)
         motion = fill_holes(acc0 + acc1, ws0 + ws1)
-        vis = np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)])
-        vis = cv2.GaussianBlur(vis, (3, 3), 0)
-        h, w = st.f0.shape[:2]
-        if motion.shape[:2] != (h, w):
-            motion = cv2.resize(motion, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(
-                [w / motion.shape[1], h / motion.shape[0]])
-            vis = cv2.resize(vis, (w, h), interpolation=cv2.INTER_LINEAR)
-        return K.warp_blend(st.f0, st.f1, motion.astype(np.float32), vis[..., 0], vis[..., 1], np.float32(t),
-                            np.float32(0.02))
+        if self.s.shift:
+            # Each frame's own motion where it landed: right where the other frame's is not.
+            fields = np.stack([motion] + [np.where(ws[..., None] > 1e-3, acc / np.maximum(ws, 1e-3)[..., None], motion)
+                                          for acc, ws in ((acc0, ws0), (acc1, ws1))])
+            cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift)
+            # Summed over a window: one pixel's match is noise, a patch's is evidence.
+            motion = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift)
+        vis = cv2.GaussianBlur(np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)]), (3, 3), 0)
+        return K.warp_blend(st.f0, st.f1, motion, vis, np.float32(t), np.float32(0.02))
 
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",

@@ -47,16 +47,23 @@ def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
 
 
 @numba.njit(cache=True)
-def warp_blend(f0, f1, motion, vis0, vis1, t, floor):
-    """The in-between at t: frame 0 sampled at p - t*m(p) and frame 1 at p + (1-t)*m(p),
-    blended by closeness in time and by each frame's visibility at p."""
-    h, w = motion.shape[0], motion.shape[1]
+def warp_blend(f0, f1, motion, vis, t, floor):
+    """The in-between at t at full size: frame 0 sampled at p - t*m(p) and frame 1 at
+    p + (1-t)*m(p), blended by closeness in time and by each frame's visibility at p.
+    motion (HxWx2, in its own pixels) and vis (HxWx2) may be smaller than the frames:
+    they are sampled bilinearly here, which spares two full-size temporaries."""
+    h, w = f0.shape[0], f0.shape[1]
+    mh, mw = motion.shape[0], motion.shape[1]
+    sx, sy = mw / w, mh / h
     out = np.empty((h, w, 3), np.uint8)
     for y in range(h):
+        qy = (y + 0.5) * sy - 0.5
         for x in range(w):
-            mu, mv = motion[y, x, 0], motion[y, x, 1]
-            b0 = (1.0 - t) * (vis0[y, x] + floor)
-            b1 = t * (vis1[y, x] + floor)
+            q0, r0, q1, r1, qx, ry = _taps((x + 0.5) * sx - 0.5, qy, mh, mw)
+            mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
+            mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
+            b0 = (1.0 - t) * (_lerp(vis, q0, r0, q1, r1, qx, ry, 0) + floor)
+            b1 = t * (_lerp(vis, q0, r0, q1, r1, qx, ry, 1) + floor)
             s = b0 + b1
             b0 /= s
             b1 /= s
@@ -65,4 +72,60 @@ def warp_blend(f0, f1, motion, vis0, vis1, t, floor):
             for ch in range(3):
                 v = b0 * _lerp(f0, a0, c0, a1, c1, ax, ay, ch) + b1 * _lerp(f1, e0, g0, e1, g1, ex, ey, ch)
                 out[y, x, ch] = min(max(int(v + 0.5), 0), 255)
+    return out
+
+
+@numba.njit(cache=True, inline="always")
+def _hypothesis(fields, k, y, x, shift):
+    """Motion hypothesis k at (y, x): field k there for k < F, else the first field at one
+    of the eight neighbours `shift` pixels away."""
+    nf, h, w = fields.shape[0], fields.shape[1], fields.shape[2]
+    if k < nf:
+        return fields[k, y, x, 0], fields[k, y, x, 1]
+    j = k - nf
+    j += j >= 4                     # skip the centre of the 3x3 neighbourhood
+    yy = min(max(y + (j // 3 - 1) * shift, 0), h - 1)
+    xx = min(max(x + (j % 3 - 1) * shift, 0), w - 1)
+    return fields[0, yy, xx, 0], fields[0, yy, xx, 1]
+
+
+@numba.njit(cache=True)
+def candidate_costs(fa, fb, fields, t, shift):
+    """Per pixel at time t, the mismatch |A(p - t*m) - B(p + (1-t)*m)| of each motion
+    hypothesis m (HxWxK, K = F + 8): every field's motion at p (fields FxHxWx2, the first
+    being the joint estimate) and the first field's motion at the eight neighbours `shift`
+    pixels away, which reaches across a motion boundary that the flow smeared. The right
+    motion makes both frames agree."""
+    nf, h, w = fields.shape[0], fields.shape[1], fields.shape[2]
+    cost = np.empty((h, w, nf + 8), np.float32)
+    for y in range(h):
+        for x in range(w):
+            u0, v0 = fields[0, y, x, 0], fields[0, y, x, 1]
+            for k in range(nf + 8):
+                mu, mv = _hypothesis(fields, k, y, x, shift)
+                # Inside smooth motion most hypotheses coincide: same motion, same cost.
+                if k > 0 and abs(mu - u0) + abs(mv - v0) < 0.05:
+                    cost[y, x, k] = cost[y, x, 0]
+                    continue
+                a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
+                e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
+                err = 0.0
+                for ch in range(fa.shape[2]):
+                    err += abs(_lerp(fa, a0, c0, a1, c1, ax, ay, ch) - _lerp(fb, e0, g0, e1, g1, ex, ey, ch))
+                cost[y, x, k] = err
+    return cost
+
+
+@numba.njit(cache=True)
+def pick(cost, fields, shift):
+    """Per pixel, the hypothesis of candidate_costs with the least (window-summed) cost."""
+    h, w, nk = cost.shape
+    out = np.empty((h, w, 2), np.float32)
+    for y in range(h):
+        for x in range(w):
+            best = 0
+            for k in range(1, nk):
+                if cost[y, x, k] < cost[y, x, best]:
+                    best = k
+            out[y, x, 0], out[y, x, 1] = _hypothesis(fields, best, y, x, shift)
     return out

@@ -15,8 +15,10 @@ _MULT = dict(help="per-pair overrides of factor: 'PAIR:N' or 'FIRST-LAST:N', com
 def flow(ctx, video: VIDEO,
          factor: int = Param(2, **_FACTOR),
          fps: float = Param(0.0, **_FPS),
-         quality: str = Param("medium", choices=("fast", "medium", "best"),
-                              help="flow detail: fast ~1.4x the speed of medium, best ~0.5x"),
+         quality: str = Param("medium", choices=("fast", "medium"),
+                              help="medium picks, per pixel, the motion under which both frames agree "
+                                   "(much better on fast objects over a background); fast skips that "
+                                   "and uses a cheaper flow, ~1.5x the speed"),
          scene_threshold: float = Param(0.3, **_CUTS),
          multipliers: str = Param("", **_MULT)) -> VIDEO:
     """Raise the frame rate with motion-compensated in-betweens from dense optical flow.
@@ -24,7 +26,8 @@ def flow(ctx, video: VIDEO,
     Flow is estimated both ways between neighbouring frames and forward-splatted to each
     in-between time, so moving objects keep their shape and what they cover or uncover
     comes from the frame where it is visible; pixels entering at the frame border come from
-    the frame that has them. Source frames pass through untouched (bit-exact). Scene cuts
+    the frame that has them. Where the flow is unsure (the edge of a fast object), each
+    pixel takes the nearby motion under which the two frames match best. Source frames pass through untouched (bit-exact). Scene cuts
     are detected and never blended across. Runs on the CPU; any output frame range can be
     rendered on its own (sharded renders match a full pass)."""
     from nodes.interpolate.flow_interp import interpolate_clip
