@@ -62,7 +62,7 @@ def record_written(path: PathLike) -> None:
             f.write(entry + "\n")
         if ledger.stat().st_size > LEDGER_COMPACT_BYTES:
             _compact(ledger)
-    except OSError:
+    except (OSError, NodeError):
         pass
 
 
@@ -168,7 +168,8 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
     """Yield a fresh temporary path beside `path` (with its extension, or `suffix`, so encoders
     pick the format); when the block ends without error it becomes `path`, else it is removed."""
     final = Path(path)
-    why = refusal(final, overwrite) or folder_refusal(final.parent)
+    # Only the target itself may not be a link; a linked folder on the way is the user's own setup.
+    why = refusal(final, overwrite)
     if why:
         raise NodeError(why)
     try:

@@ -224,6 +224,10 @@ def test_temporary_names_are_unique_and_planted_links_redirect_nothing(tmp_path)
     assert victim.read_text() == "precious"
     leftovers = [p.name for p in tmp_path.iterdir() if ".partial" in p.name and not p.is_symlink()]
     assert leftovers == []
+    (tmp_path / "disk").mkdir()
+    os.symlink(tmp_path / "disk", tmp_path / "renders")      # a linked folder on the way is fine
+    write_video(clip(), str(tmp_path / "renders" / "x.mkv"), codec="ffv1")
+    assert (tmp_path / "disk" / "x.mkv").is_file()
 
 
 def test_two_concurrent_runs_to_one_output_are_honest_and_leave_a_valid_file(box):
