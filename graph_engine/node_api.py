@@ -34,6 +34,9 @@ class Param:
     # That file's fingerprint enters the cache key, so replacing the weights under the same name
     # re-runs the node.
     locate: Optional[Callable[[str], Any]] = None
+    # Validation the node adds for this value (a model file's presence and format...): value ->
+    # None when fine, else the problem in words. Runs for defaults too, before anything renders.
+    check: Optional[Callable[[Any], Optional[str]]] = None
     # Set by the decorator from the annotation.
     name: str = ""
     type: str = ""

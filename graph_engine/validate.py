@@ -71,6 +71,15 @@ def coerce_param(spec_param: Param, value: Any) -> Any:
     return value
 
 
+def _node_check(wf: Workflow, problems: List[Problem], nid: str, p: Param, value: Any) -> None:
+    try:
+        why = p.check(value)
+    except Exception as e:  # a broken check must not hide the rest of the report
+        why = f"could not be checked ({type(e).__name__}: {e})"
+    if why:
+        problems.append(wf.problem(f"{p.name}: {why}", "nodes", nid, "params", p.name, node=nid))
+
+
 def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
     """All problems of the workflow; with `only` (node ids), of those nodes alone (a run up to a
     target need not care about a half-wired node elsewhere)."""
@@ -96,6 +105,11 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
             why = check_param(p, value)
             if why:
                 problems.append(wf.problem(f"parameter {name!r} {why}", "nodes", nid, "params", name, node=nid))
+            elif p.check is not None and not inst.bypass:
+                _node_check(wf, problems, nid, p, value)
+        for name, p in spec.params.items():
+            if p.check is not None and name not in inst.params and not inst.bypass:
+                _node_check(wf, problems, nid, p, p.default)
     for nid, spec in specs.items():
         ins = g.inputs.get(nid, {})
         for port, (src, sport) in ins.items():

@@ -1,36 +1,231 @@
-"""interpolate.rife: the own IFNet loads weights in the published layout (random weights here),
-schedules frames like interpolate.flow, and rejects damaged or foreign files by name."""
+"""interpolate.rife: every published RIFE 4.x layout (random weights under the published names
+and shapes, built by tests/rife_reference.py) is recognised from the file and computes what
+an independent transcription of that release computes; files are found where ComfyUI keeps
+them; validation names missing and foreign files; frames are scheduled like interpolate.flow."""
+import textwrap
+
 import numpy as np
 import pytest
 import torch
 
 from graph_engine import Clip, NodeError
 from graph_engine.context import Context
+from graph_engine.registry import Registry
+from graph_engine.workflow import parse_workflow
+from graph_engine.validate import validate
 from nodes.interpolate import nodes as interp_nodes
-from nodes.interpolate.ifnet import IFNet, warp
-from nodes.interpolate.rife import rife_clip
+from nodes.interpolate.ifnet import warp
+from nodes.interpolate.rife import RifeSynth, compute_dtype, inspect, load_rife, rife_clip
 from node_call import Nodes
+from rife_reference import FAMILY, RELEASES, RefIFNet
 
 interp = Nodes(interp_nodes)
-WIDTHS = (16, 16, 8, 8)   # the published file uses (192, 128, 96, 64); names are the same
+# Widths divided by this keep every name, every channel count detection reads and the ratio
+# between blocks; the full-size releases are checked too, but fewer of them (time).
+SHRINK = 4
 
 
-def random_state(seed=0, prefix="module."):
-    torch.manual_seed(seed)
-    net = IFNet(WIDTHS)
+def save(state, path):
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def frames(n, size, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g), torch.rand(n, 3, size, size, generator=g)
+
+
+def ref_and_file(release, tmp_path, shrink=SHRINK, suffix=".pth", prefix=""):
+    torch.manual_seed(0)
+    ref = RefIFNet(release, shrink).eval()
+    path = save({prefix + k: v for k, v in ref.state_dict().items()}, tmp_path / f"rife_{release}{suffix}")
+    return ref, path
+
+
+@pytest.mark.parametrize("release", list(RELEASES))
+def test_each_release_is_detected_and_matches_the_reference(release, tmp_path):
+    # Alternate the containers users have: Practical-RIFE's "module." pickles and safetensors.
+    suffix, prefix = (".safetensors", "") if len(release) % 2 else (".pkl", "module.")
+    ref, path = ref_and_file(release, tmp_path, suffix=suffix, prefix=prefix)
+    assert inspect(path).release == FAMILY[release]
+    net = load_rife(str(path))
+    size = net.layout.multiple(1.0)
+    a, b = frames(2, size)
+    t = torch.tensor([0.5, 0.3])
     with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.05)
-    return {prefix + k: v.clone() for k, v in net.state_dict().items()}
+        got, want = net(a, b, t), ref(a, b, t)
+    assert got.shape == (2, 3, size, size)
+    assert (got - want).abs().max() < 1e-4
+    assert (got[0] - got[1]).abs().max() > 1e-3    # t is used per frame
+
+
+@pytest.mark.parametrize("release,shrink", [("4.0", SHRINK), ("4.6", 1), ("4.8", SHRINK), ("4.15", SHRINK),
+                                            ("4.26", 1)])
+def test_ensemble_matches_the_reference(release, shrink, tmp_path):
+    ref, path = ref_and_file(release, tmp_path, shrink=shrink)
+    net = load_rife(str(path))
+    a, b = frames(1, net.layout.multiple(1.0))
+    t = torch.tensor([0.4])
+    with torch.no_grad():
+        got, want = net(a, b, t, ensemble=True), ref(a, b, t, ensemble=True)
+        plain = net(a, b, t)
+    assert (got - want).abs().max() < 1e-4
+    if RELEASES[release][-1]:
+        assert (got - plain).abs().max() > 1e-3
+    else:   # 4.21+ were trained without it: ignored, as Practical-RIFE does
+        assert torch.equal(got, plain)
+
+
+@pytest.mark.parametrize("release,scale", [("4.6", 0.25), ("4.6", 4.0), ("4.15", 0.5), ("4.26", 2.0),
+                                           ("4.25.lite", 0.5)])
+def test_scale_matches_the_reference(release, scale, tmp_path):
+    ref, path = ref_and_file(release, tmp_path)
+    net = load_rife(str(path))
+    size = max(net.layout.multiple(scale), net.layout.multiple(1.0))
+    a, b = frames(1, size)
+    t = torch.tensor([0.5])
+    with torch.no_grad():
+        got, want = net(a, b, t, scale), ref(a, b, t, scale)
+        other = net(a, b, t, 1.0)
+    assert (got - want).abs().max() < 1e-4
+    assert (got - other).abs().max() > 1e-3
+
+
+def test_rife40_restarts_large_motion_at_finer_scales(tmp_path):
+    """4.0-4.1 run the pyramid again at doubled scales when block 1 still moves > 32 px both ways."""
+    torch.manual_seed(0)
+    ref = RefIFNet("4.0", SHRINK).eval()
+    with torch.no_grad():
+        ref.block1.lastconv.bias[:4] = 30.0      # x (2 * scale 4) = 240 px of correction
+    path = save(ref.state_dict(), tmp_path / "rife40.pth")
+    net = load_rife(str(path))
+    a, b = frames(2, 64)
+    t = torch.tensor([0.5, 0.5])
+    with torch.no_grad():
+        got, want = net(a, b, t), ref(a, b, t)
+        ref.block1.lastconv.bias[:4] = 0.0
+        calm = ref(a, b, t)
+    assert (got - want).abs().max() < 1e-4
+    assert (want - calm).abs().max() > 1e-2
+
+
+def test_training_leftovers_are_ignored_and_foreign_parts_are_not(tmp_path):
+    torch.manual_seed(0)
+    state = RefIFNet("4.2", SHRINK).state_dict()
+    state["contextnet.conv1.conv1.0.weight"] = torch.zeros(16, 3, 3, 3)   # 4.0-4.3 refinement net
+    state["unet.conv.weight"] = torch.zeros(3, 16, 3, 3)
+    assert load_rife(str(save(state, tmp_path / "rife42.pth"))).layout.release == "4.2-4.4"
+    state = RefIFNet("4.22", SHRINK).state_dict()
+    state["teacher.conv0.0.0.weight"] = torch.zeros(8, 3, 3, 3)           # distillation teacher
+    state["caltime.0.weight"] = torch.zeros(8, 41, 3, 3)
+    assert load_rife(str(save(state, tmp_path / "rife422.pth"))).layout.release == "4.21-4.23"
+    state["block9.weight"] = torch.zeros(1)
+    with pytest.raises(NodeError, match="rife422b.pth.*1 unexpected .e.g. block9.weight"):
+        load_rife(str(save(state, tmp_path / "rife422b.pth")))
+
+
+def test_unknown_layouts_say_what_they_hold_and_what_is_supported(tmp_path):
+    foreign = save({"model.0.weight": torch.zeros(8, 3, 3, 3), "model.0.bias": torch.zeros(8)}, tmp_path / "esrgan.pth")
+    with pytest.raises(NodeError) as e:
+        load_rife(str(foreign))
+    msg = str(e.value)
+    assert "esrgan.pth" in msg and "no RIFE IFNet blocks" in msg and "model.0.weight (8, 3, 3, 3)" in msg
+    assert "4.0-4.1" in msg and "4.25-4.26" in msg and "rife426.pth" in msg and "convert it" not in msg
+    # RIFE 3.x: three blocks, no time input.
+    state = {k: v for k, v in RefIFNet("4.2", SHRINK).state_dict().items() if not k.startswith("block3.")}
+    with pytest.raises(NodeError, match="3 flow blocks.*RIFE 2.x/3.x"):
+        load_rife(str(save(state, tmp_path / "rife39.pth")))
+    # Right names, channels of no release (a 4.6 body fed encoder features it does not have).
+    state = RefIFNet("4.6", SHRINK).state_dict()
+    state["block0.conv0.0.0.weight"] = torch.zeros(24, 23, 3, 3)
+    with pytest.raises(NodeError, match=r"odd.pth.*take \[23, 12, 12, 12\] input channels where the 4.6 layout "
+                                        r"takes \[7, 12, 12, 12\]"):
+        load_rife(str(save(state, tmp_path / "odd.pth")))
+
+
+def test_damaged_files_name_the_file(tmp_path):
+    _, good = ref_and_file("4.6", tmp_path)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(NodeError, match="truncated.pkl.*damaged"):
+        load_rife(str(truncated))
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a weight file at all")
+    with pytest.raises(NodeError, match="garbage.safetensors"):
+        load_rife(str(garbage))
+    with pytest.raises(NodeError, match="not found"):
+        load_rife(str(tmp_path / "missing.pkl"))
+
+
+@pytest.fixture()
+def comfy(tmp_path, monkeypatch):
+    """A ComfyUI install with Frame-Interpolation's weights where that pack keeps them."""
+    root = tmp_path / "ComfyUI"
+    (root / "models" / "checkpoints").mkdir(parents=True)
+    ckpts = root / "custom_nodes" / "ComfyUI-Frame-Interpolation" / "ckpts" / "rife"
+    ckpts.mkdir(parents=True)
+    torch.manual_seed(0)
+    save(RefIFNet("4.8", SHRINK).state_dict(), ckpts / "rife49.pth")
+    save(RefIFNet("4.26", SHRINK).state_dict(), ckpts / "rife426.pth")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root))
+    return ckpts
+
+
+def test_comfyui_frame_interpolation_folder_and_names(comfy):
+    assert load_rife("rife426.pth").layout.release == "4.25-4.26"
+    # The node's default is that pack's default; a converted copy's name finds the original.
+    assert interp_nodes.rife.__kinograph_spec__.params["model"].default == "rife49.pth"
+    assert load_rife("rife49.safetensors").layout.release == "4.7-4.9"
+    assert load_rife("rife49").layout.release == "4.7-4.9"
+    with pytest.raises(NodeError, match=r"rife47.pth' not found(.|\n)*RIFE files found there: rife426.pth, rife49.pth"):
+        load_rife("rife47.pth")
+
+
+def _model_problems(model):
+    reg = Registry()
+    reg.register(interp_nodes.rife)
+    params = "" if model is None else f"params: {{model: {model!r}}}"
+    wf, problems = parse_workflow(textwrap.dedent(f"""\
+        kinograph: 1
+        nodes:
+          slow: {{type: interpolate.rife, {params}}}
+        """), None, reg)
+    assert not problems
+    return [p.message for p in validate(wf, reg) if "model" in p.message]
+
+
+def test_validate_checks_the_file_and_its_layout(comfy, tmp_path):
+    assert _model_problems("rife426.pth") == [] and _model_problems(None) == []   # the default is there
+    (missing,) = _model_problems("rife99.pth")
+    assert "rife99.pth" in missing and "not found" in missing and "rife426.pth" in missing
+    foreign = save({"model.0.weight": torch.zeros(8, 3, 3, 3)}, tmp_path / "esrgan.pth")
+    (unknown,) = _model_problems(str(foreign))
+    assert "esrgan.pth is not a RIFE layout Kinograph knows" in unknown and "4.25-4.26" in unknown
+    (comfy / "rife49.pth").unlink()
+    (default,) = _model_problems(None)
+    assert "rife49.pth" in default and "not found" in default
+
+
+def test_precision_follows_the_device():
+    assert compute_dtype("cpu", "auto") == compute_dtype("cpu", "fp16") == torch.float32
+    assert compute_dtype("cuda", "auto") == compute_dtype("cuda:1", "fp16") == torch.float16
+    assert compute_dtype("cuda", "bf16") == torch.bfloat16 and compute_dtype("cuda", "fp32") == torch.float32
+    with pytest.raises(NodeError, match="fp8"):
+        compute_dtype("cuda", "fp8")
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("rife")
-    state = random_state()
-    torch.save(state, d / "flownet.pkl")
-    from safetensors.torch import save_file
-    save_file({k[len("module."):]: v for k, v in state.items()}, str(d / "rife.safetensors"))
+    torch.manual_seed(0)
+    state = RefIFNet("4.6", SHRINK).state_dict()
+    save({"module." + k: v for k, v in state.items()}, d / "flownet.pkl")
+    save(state, d / "rife46.safetensors")
     return d
 
 
@@ -40,41 +235,46 @@ def clip():
     return rng.integers(0, 256, (4, 40, 56, 3), dtype=np.uint8)
 
 
-def test_published_parameter_names():
-    names = set(IFNet().state_dict())
-    for key in ("block0.conv0.0.0.weight", "block0.conv0.1.0.bias", "block0.convblock.7.conv.weight",
-                "block0.convblock.0.beta", "block3.lastconv.0.weight", "block3.lastconv.0.bias"):
-        assert key in names
-    assert IFNet().state_dict()["block1.conv0.0.0.weight"].shape == (64, 12, 3, 3)
+def test_batches_across_pairs_give_the_same_frames(weights, clip):
+    net = load_rife(str(weights / "flownet.pkl"))
+    one, many = RifeSynth(net, batch=1), RifeSynth(net, batch=5)
+    jobs = [(one.prepare(clip[i], clip[i + 1]), ts) for i, ts in ((0, [0.25, 0.5, 0.75]), (1, [0.5]), (2, [0.1, 0.9]))]
+    a, b = one.render_many(jobs), many.render_many(jobs)
+    assert [len(f) for f in b] == [3, 1, 2]
+    for fa, fb in zip(a, b):
+        for x, y in zip(fa, fb):
+            assert x.shape == (40, 56, 3) and np.abs(x.astype(int) - y).max() <= 1
+    assert np.abs(b[0][0].astype(int) - b[0][2]).max() > 0
 
 
 def test_counts_originals_and_random_access(weights, clip, monkeypatch):
     path = str(weights / "flownet.pkl")
-    out = rife_clip(Clip.from_array(clip, fps=10), path, factor=3)
+    out = rife_clip(Clip.from_array(clip, fps=10), path, factor=3, batch=1)
     assert out.length == (len(clip) - 1) * 3 + 1 and out.fps == 30
-    frames = out.to_array()
+    frames_ = out.to_array()
     for i, src in enumerate(clip):
-        assert np.array_equal(frames[3 * i], src)
-    assert not any(np.array_equal(frames[k], frames[k - 1]) for k in (1, 2, 4))
+        assert np.array_equal(frames_[3 * i], src)
+    assert not any(np.array_equal(frames_[k], frames_[k - 1]) for k in (1, 2, 4))
     monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 2)
-    part = rife_clip(Clip.from_array(clip, fps=10), path, factor=3).frames(4, 8)
-    assert np.array_equal(part, frames[4:8])
+    part = rife_clip(Clip.from_array(clip, fps=10), path, factor=3, batch=1).frames(4, 8)
+    assert np.array_equal(part, frames_[4:8])
 
 
 def test_safetensors_and_pickle_give_the_same_frames(weights, clip):
     a = rife_clip(Clip.from_array(clip), str(weights / "flownet.pkl"), factor=2).frame(1)
-    b = rife_clip(Clip.from_array(clip), str(weights / "rife.safetensors"), factor=2).frame(1)
+    b = rife_clip(Clip.from_array(clip), str(weights / "rife46.safetensors"), factor=2).frame(1)
     assert np.array_equal(a, b)
 
 
 def test_zero_heads_blend_the_two_frames(tmp_path, clip):
     """With the last layers zeroed every block predicts no flow and mask 0, so the output must
     be exactly the 50/50 average: an independent check of the warp-and-merge path."""
-    state = random_state(prefix="")
+    torch.manual_seed(0)
+    state = RefIFNet("4.6", SHRINK).state_dict()
     for k in state:
         if "lastconv" in k:
             state[k].zero_()
-    torch.save(state, tmp_path / "zero.pth")
+    save(state, tmp_path / "zero.pth")
     mid = rife_clip(Clip.from_array(clip[:2]), str(tmp_path / "zero.pth"), factor=2).frame(1).astype(int)
     expect = (clip[0].astype(np.float32) / 255 + clip[1].astype(np.float32) / 255) / 2 * 255 + 0.5
     assert np.abs(mid - np.floor(expect)).max() <= 1
@@ -87,34 +287,12 @@ def test_warp_moves_by_the_flow():
     assert torch.allclose(warp(img, flow)[..., :-1], img[..., 1:])
 
 
-def test_node_uses_model_folders(weights, clip, monkeypatch):
+def test_node_with_every_option(weights, clip, monkeypatch):
     (weights / "rife").mkdir(exist_ok=True)
-    (weights / "rife" / "rife46.pkl").write_bytes((weights / "flownet.pkl").read_bytes())
+    (weights / "rife" / "rife46.pth").write_bytes((weights / "flownet.pkl").read_bytes())
     monkeypatch.setenv("KINOGRAPH_MODELS", str(weights))
-    out = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.pkl", factor=2)
+    out = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.safetensors", factor=2)
     assert out.length == 7
-
-
-def test_damaged_and_foreign_files_name_the_file(weights, tmp_path, clip):
-    data = (weights / "flownet.pkl").read_bytes()
-    truncated = tmp_path / "truncated.pkl"
-    truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(NodeError, match="truncated.pkl.*damaged"):
-        rife_clip(Clip.from_array(clip), str(truncated))
-    garbage = tmp_path / "garbage.safetensors"
-    garbage.write_bytes(b"not a weight file at all")
-    with pytest.raises(NodeError, match="garbage.safetensors"):
-        rife_clip(Clip.from_array(clip), str(garbage))
-    # Another architecture: an image upscaler's state dict.
-    foreign = tmp_path / "esrgan.pth"
-    torch.save({"model.0.weight": torch.zeros(8, 3, 3, 3), "model.0.bias": torch.zeros(8)}, foreign)
-    with pytest.raises(NodeError, match="esrgan.pth does not hold RIFE"):
-        rife_clip(Clip.from_array(clip), str(foreign))
-    # The right names with a newer layout's shapes (RIFE 4.7+ feeds encoder features in).
-    newer = random_state(prefix="")
-    newer["block0.conv0.0.0.weight"] = torch.zeros(8, 23, 3, 3)
-    torch.save(newer, tmp_path / "rife417.pth")
-    with pytest.raises(NodeError, match="rife417.pth.*23 input channels"):
-        rife_clip(Clip.from_array(clip), str(tmp_path / "rife417.pth"))
-    with pytest.raises(NodeError, match="not found"):
-        rife_clip(Clip.from_array(clip), str(tmp_path / "missing.pkl"))
+    opts = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.pth", factor=2, ensemble=True, scale=2.0,
+                       precision="fp16", batch=3).to_array()
+    assert opts.shape == (7, 40, 56, 3) and not np.array_equal(opts[1], out.frame(1))

@@ -20,6 +20,10 @@ KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", 
          "text_encoders", "clip_vision", "controlnet", "rife")
 # Older ComfyUI names still found in many installs.
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet",)}
+# Custom-node packs that keep their weights outside models/, relative to the ComfyUI folder
+# (the one holding models/); installs through ComfyUI-Manager use the lower-case folder name.
+PACK_DIRS = {"rife": ("custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife",
+                      "custom_nodes/comfyui-frame-interpolation/ckpts/rife")}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
 
 
@@ -51,7 +55,9 @@ def model_dirs() -> List[Path]:
 def _kind_dirs(kind: str) -> List[Path]:
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; kinds are {', '.join(KINDS)}")
-    return [d / k for d in model_dirs() for k in (kind,) + ALIASES.get(kind, ())]
+    dirs = [d / k for d in model_dirs() for k in (kind,) + ALIASES.get(kind, ())]
+    roots = dict.fromkeys(d.parent if d.name == "models" else d for d in model_dirs())
+    return dirs + [r / sub for r in roots for sub in PACK_DIRS.get(kind, ())]
 
 
 def _is_model(p: Path) -> bool:
@@ -114,3 +120,4 @@ def list_models() -> Dict[str, List[Path]]:
         if items:
             found[kind] = items
     return found
+

@@ -1,7 +1,6 @@
 """Frame interpolation nodes: optical-flow in-betweens and RIFE (own IFNet, user's weights)."""
 from graph_engine import Param, node
 from graph_engine.types import VIDEO
-from nodes.common.models_dirs import locator
 
 _FACTOR = dict(min=2, max=16, help="output frames per input pair: (N-1)*factor+1 frames in all")
 _FPS = dict(min=0.0, max=480.0, help="target frame rate; 0 = use factor (then in-betweens sit at k/factor)")
@@ -35,22 +34,44 @@ def flow(ctx, video: VIDEO,
                             multipliers=multipliers, ctx=ctx)
 
 
+def _rife_file(name: str):
+    from nodes.interpolate.rife import find_weights
+    return find_weights(name, required=False)
+
+
+def _rife_check(name: str):
+    from nodes.interpolate.rife import check_model
+    return check_model(name)
+
+
 @node("interpolate.rife", title="RIFE Interpolation", category="Interpolation", device="gpu", temporal_radius=1)
 def rife(ctx, video: VIDEO,
-         model: str = Param("rife46.safetensors", locate=locator("rife"),
-                            help="RIFE 4.x (4.6 layout) weights: a file name in a 'rife' model folder, or a path "
-                                 "(.safetensors, .pth, .pkl)"),
+         model: str = Param("rife49.pth", locate=_rife_file, check=_rife_check,
+                            help="RIFE 4.0-4.26 weights: a file name in a 'rife' model folder (ComfyUI-Frame-"
+                                 "Interpolation's ckpts/rife is searched too; rife49 finds rife49.pth or "
+                                 ".safetensors), or a path. The release is read from the file itself"),
          factor: int = Param(2, **_FACTOR),
          fps: float = Param(0.0, **_FPS),
-         scale: float = Param(1.0, choices=(0.25, 0.5, 1.0, 2.0),
-                              help="flow resolution: 0.5 for 4K footage, 2.0 for small or detailed frames"),
+         scale: float = Param(1.0, choices=(0.25, 0.5, 1.0, 2.0, 4.0),
+                              help="flow resolution: 0.5 or 0.25 for 4K footage and large motion, 2.0 or 4.0 for "
+                                   "small frames and fine detail (ComfyUI's scale_factor)"),
+         ensemble: bool = Param(False, help="also run the frames in reverse order and average: a little better, "
+                                            "twice the time; RIFE 4.21 and later were trained without it and ignore it"),
+         precision: str = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
+                                help="number format on a CUDA GPU (auto = fp16, half the memory and about twice "
+                                     "as fast); the CPU and Apple GPUs always use fp32"),
+         batch: int = Param(4, min=1, max=64, help="in-between frames computed together; more is faster on a GPU "
+                                                   "and takes more memory"),
          scene_threshold: float = Param(0.3, **_CUTS),
          multipliers: str = Param("", **_MULT)) -> VIDEO:
     """Raise the frame rate with RIFE, a learned interpolator, from weights you already have.
 
-    Kinograph's own implementation of the RIFE 4.x network (IFNet) loads the published
-    weight files; nothing is downloaded. Timing, scene cuts and per-pair multipliers work
-    exactly as in Flow Interpolation. Runs on the selected device (a GPU is much faster)."""
+    Kinograph's own implementation of the RIFE network (IFNet) runs every published release
+    from 4.0 to 4.26, including the lite and heavy variants; which one a file holds is read
+    from its contents, whatever its name. Nothing is downloaded. Timing, scene cuts and
+    per-pair multipliers work exactly as in Flow Interpolation. Runs on the selected device
+    (a GPU is much faster)."""
     from nodes.interpolate.rife import rife_clip
-    return rife_clip(video, model, factor=factor, fps=fps, scale=scale, scene_threshold=scene_threshold,
-                     multipliers=multipliers, device=ctx.device, ctx=ctx)
+    return rife_clip(video, model, factor=factor, fps=fps, scale=scale, ensemble=ensemble, precision=precision,
+                     batch=batch, scene_threshold=scene_threshold, multipliers=multipliers, device=ctx.device,
+                     ctx=ctx)

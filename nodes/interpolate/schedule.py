@@ -2,8 +2,10 @@
 scene-cut handling, and the lazy Clip that renders any output range on its own.
 
 An interpolator only supplies `prepare(a, b) -> state` (per source pair: flows, tensors...)
-and `render(state, ts) -> frames` (in-betweens at 0 < t < 1). Everything else lives here,
-so flow, RIFE and any later method schedule frames identically."""
+and `render(state, ts) -> frames` (in-betweens at 0 < t < 1); one that computes faster in
+batches may also supply `render_many([(state, ts), ...]) -> [frames, ...]`, which then gets
+every pair of an output chunk at once. Everything else lives here, so flow, RIFE and any
+later method schedule frames identically."""
 from __future__ import annotations
 
 import math
@@ -125,6 +127,10 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
                 out[j] = window[p - lo]
             else:
                 todo.setdefault(int(p), []).append(j)
+        # A batching synth gets the chunk's pairs at once; the others one pair at a time, so
+        # only one pair's state need be alive.
+        batched = hasattr(synth, "render_many")
+        jobs = []
         for p, idx in todo.items():
             if ctx is not None:
                 ctx.check()
@@ -133,9 +139,14 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
             if state is None:
                 for j in idx:
                     out[j] = a if ts[j] < 0.5 else b
-            else:
-                for j, frame in zip(idx, synth.render(state, [float(ts[j]) for j in idx])):
-                    out[j] = frame
+                continue
+            call = (state, [float(ts[j]) for j in idx])
+            jobs.append((idx, synth.render(*call) if not batched else call))
+        if batched and jobs:
+            jobs = [(idx, frames) for (idx, _), frames in zip(jobs, synth.render_many([c for _, c in jobs]))]
+        for idx, frames in jobs:
+            for j, frame in zip(idx, frames):
+                out[j] = frame
         progress.add(stop - start)
         return out
 
