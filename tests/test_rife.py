@@ -296,3 +296,15 @@ def test_node_with_every_option(weights, clip, monkeypatch):
     opts = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.pth", factor=2, ensemble=True, scale=2.0,
                        precision="fp16", batch=3).to_array()
     assert opts.shape == (7, 40, 56, 3) and not np.array_equal(opts[1], out.frame(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_paths_stay_close_to_fp32(weights, clip, dtype):
+    """What runs on a CUDA GPU in fp16/bf16, run here on the CPU: same frames within a few levels."""
+    net = load_rife(str(weights / "flownet.pkl"))
+    half = load_rife(str(weights / "flownet.pkl"), dtype=dtype)
+    assert next(half.parameters()).dtype == dtype and next(net.parameters()).dtype == torch.float32
+    jobs = [(RifeSynth(half).prepare(clip[0], clip[1]), [0.5])]
+    got = RifeSynth(half).render_many(jobs)[0][0].astype(int)
+    want = RifeSynth(net).render_many([(RifeSynth(net).prepare(clip[0], clip[1]), [0.5])])[0][0]
+    assert np.abs(got - want).mean() < 2.0
