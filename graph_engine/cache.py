@@ -201,10 +201,13 @@ class DiskCache:
         final = self._dir(key)
         if final.exists():
             return True
-        need = sum(value_nbytes(v) for v in outputs.values())
+        # A clip's whole length goes to disk (value_nbytes counts only what it holds in memory).
+        need = sum(v.length * v.width * v.height * 3 if isinstance(v, Clip) else value_nbytes(v)
+                   for v in outputs.values())
         tmp = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            # Leave room for the render's own output: the cache never takes the last 64 MB.
             if shutil.disk_usage(self.root).free < need + (64 << 20):
                 raise OSError(errno.ENOSPC, f"not enough free space for {need >> 20} MB")
             (self.root / "tmp").mkdir(exist_ok=True)

@@ -117,3 +117,24 @@ def test_a_full_cache_disk_is_a_warning_and_the_video_is_still_written(registry,
     warnings = [e["message"] for e in events if e["event"] == "log"]
     assert any("could not write the disk cache" in m and "No space left" in m for m in warnings), warnings
     assert not list(root.glob("??/*")) and not list((root / "tmp").iterdir())     # no partial entry left
+
+
+def test_a_small_full_disk_for_the_cache_leaves_the_render_intact(registry, tmp_path):
+    """The same on a real 1 MB tmpfs (where this machine lets the test mount one)."""
+    import subprocess
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        events = []
+        res = Executor(registry, disk=DiskCache(small / "cache", 1 << 30)).run(workflow(tmp_path, 4, registry),
+                                                                                on_event=events.append)
+        assert res.ok, res.failed
+        from nodes.io.video_read import load_video
+        assert np.array_equal(load_video(str(tmp_path / "out.mkv")).to_array(), expected(4))
+        assert any(e["event"] == "log" and "could not write the disk cache" in e["message"] for e in events)
+        assert not list((small / "cache").glob("??/*"))
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
