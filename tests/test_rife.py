@@ -308,3 +308,31 @@ def test_half_precision_paths_stay_close_to_fp32(weights, clip, dtype):
     got = RifeSynth(half).render_many(jobs)[0][0].astype(int)
     want = RifeSynth(net).render_many([(RifeSynth(net).prepare(clip[0], clip[1]), [0.5])])[0][0]
     assert np.abs(got - want).mean() < 2.0
+
+
+def test_rife40_restart_is_decided_per_pair_in_a_batch(tmp_path):
+    """Published 4.0 restarts the whole batch when any pair moves far; here each pair decides for
+    itself, so a frame never depends on which other frames share its batch."""
+    ref, path = ref_and_file("4.0", tmp_path)
+    net = load_rife(str(path))
+
+    def loud_at_t03(block):   # block 1 moves 100x more for the pair at t = 0.3 (input channel 6: time)
+        plain = block.forward
+
+        def forward(x, flow=None, scale=1):
+            fd, md, feat = plain(x, flow, scale)
+            gain = torch.where((x[:, 6].mean((1, 2)) - 0.3).abs() < 1e-3, 100.0, 1.0).view(-1, 1, 1, 1)
+            return fd * gain, md, feat
+        block.forward = forward
+
+    loud_at_t03(net.block1)
+    loud_at_t03(ref.block1)
+    a, b = frames(2, 64)
+    t = torch.tensor([0.3, 0.5])
+    with torch.no_grad():
+        both, ref_both = net(a, b, t), ref(a, b, t)
+        alone = [ref(a[i:i + 1], b[i:i + 1], t[i:i + 1])[0] for i in range(2)]
+    # Each pair as the published network computes it on its own: only the loud one restarted...
+    assert (both[0] - alone[0]).abs().max() < 1e-4 and (both[1] - alone[1]).abs().max() < 1e-4
+    # ...where the published batch restarts the quiet one too.
+    assert (ref_both[0] - alone[0]).abs().max() < 1e-4 and (ref_both[1] - alone[1]).abs().max() > 1e-2

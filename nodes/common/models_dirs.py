@@ -57,7 +57,7 @@ def _kind_dirs(kind: str) -> List[Path]:
         raise ValueError(f"unknown model kind {kind!r}; kinds are {', '.join(KINDS)}")
     dirs = [d / k for d in model_dirs() for k in (kind,) + ALIASES.get(kind, ())]
     roots = dict.fromkeys(d.parent if d.name == "models" else d for d in model_dirs())
-    return dirs + [r / sub for r in roots for sub in PACK_DIRS.get(kind, ())]
+    return dirs + [r / sub for r in roots if (r / "custom_nodes").is_dir() for sub in PACK_DIRS.get(kind, ())]
 
 
 def _is_model(p: Path) -> bool:
