@@ -182,7 +182,10 @@ def test_comfyui_frame_interpolation_folder_and_names(comfy):
     assert interp_nodes.rife.__kinograph_spec__.params["model"].default == "rife49.pth"
     assert load_rife("rife49.safetensors").layout.release == "4.7-4.9"
     assert load_rife("rife49").layout.release == "4.7-4.9"
-    with pytest.raises(NodeError, match=r"rife47.pth' not found(.|\n)*RIFE files found there: rife426.pth, rife49.pth"):
+    # Trainers' containers: {"state_dict": {...}} is looked into, for validation as for loading.
+    wrapped = save({"state_dict": RefIFNet("4.6", SHRINK).state_dict()}, comfy / "rife46.ckpt")
+    assert inspect(wrapped).release == "4.6" and load_rife("rife46.ckpt").layout.release == "4.6"
+    with pytest.raises(NodeError, match=r"rife47.pth' not found(.|\n)*RIFE files found there: rife426.pth, rife46.ckpt"):
         load_rife("rife47.pth")
 
 

@@ -31,7 +31,7 @@ def _unwrap(state, path: Path) -> Dict[str, object]:
 
 
 def _read(path: Path, shapes_only: bool):
-    """The file's tensors (or just their shapes), never executing code from it."""
+    """The file's tensors (a safetensors file's shapes only, if asked), never executing code from it."""
     try:
         if path.suffix.lower() in (".safetensors", ".sft"):
             from safetensors import safe_open
@@ -49,8 +49,6 @@ def _read(path: Path, shapes_only: bool):
     except Exception as e:  # corrupt, truncated, or not a tensor file at all
         raise NodeError(f"cannot read RIFE weights {path}: the file is damaged, truncated or not a weight file "
                         f"({type(e).__name__}: {str(e)[:200]}); download it again") from None
-    if shapes_only and isinstance(state, dict):
-        return {k: (tuple(v.shape) if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
     return state
 
 
@@ -70,7 +68,8 @@ def _stamp(path: Path) -> tuple:
 def _inspect(path: str, stamp: tuple) -> Tuple[Optional[Layout], str]:
     p = Path(path)
     try:
-        shapes = _unwrap(_read(p, True), p)
+        state = _unwrap(_read(p, True), p)
+        shapes = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
         if not all(isinstance(v, tuple) for v in shapes.values()):
             raise NodeError(f"{p} is not a RIFE weight file (it holds values that are not tensors)")
         return detect(shapes), ""
