@@ -339,3 +339,16 @@ def test_rife40_restart_is_decided_per_pair_in_a_batch(tmp_path):
     assert (both[0] - alone[0]).abs().max() < 1e-4 and (both[1] - alone[1]).abs().max() < 1e-4
     # ...where the published batch restarts the quiet one too.
     assert (ref_both[0] - alone[0]).abs().max() < 1e-4 and (ref_both[1] - alone[1]).abs().max() > 1e-2
+
+
+def test_synth_reuses_a_pairs_features_without_changing_frames(tmp_path, clip):
+    _, path = ref_and_file("4.26", tmp_path)
+    net = load_rife(str(path))
+    synth = RifeSynth(net, batch=3)
+    state = synth.prepare(clip[0], clip[1])
+    got = synth.render_many([(state, [0.25, 0.5, 0.75])])[0]
+    x0, x1 = state[0].expand(3, -1, -1, -1), state[1].expand(3, -1, -1, -1)
+    with torch.no_grad():
+        fresh = net(x0, x1, torch.tensor([0.25, 0.5, 0.75]))[:, :, :40, :56].clamp(0, 1)
+    fresh = (fresh * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert all(np.array_equal(g, f) for g, f in zip(got, fresh))

@@ -24,7 +24,7 @@ nn.Sequential encoders of 4.7-4.13 are renamed to the `Head` names on load (same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -166,29 +166,36 @@ class IFNet(nn.Module):
     def blocks(self) -> List[IFBlock]:
         return [getattr(self, f"block{i}") for i in range(len(self.layout.widths))]
 
+    def features(self, img: torch.Tensor) -> Optional[torch.Tensor]:
+        """The encoder's features of frames in [0,1] (4.7+; None before): they depend on the frame
+        alone, so a caller making several in-betweens of one pair computes them once."""
+        return self.encode(img.clamp(0, 1)) if self.layout.enc_hidden else None
+
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, scale: float = 1.0,
-                ensemble: bool = False) -> torch.Tensor:
+                ensemble: bool = False, feats: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """img0, img1: [N,3,H,W] in [0,1] with H, W multiples of `layout.multiple(scale)`; t: [N]
         times in (0,1). The in-between frames [N,3,H,W]. `ensemble` also runs every block on the
-        mirrored pair (1 - t) and averages; layouts trained without it (4.21+) ignore it."""
+        mirrored pair (1 - t) and averages; layouts trained without it (4.21+) ignore it. `feats`:
+        `features()` of img0 and img1, if already computed."""
         img0, img1 = img0.clamp(0, 1), img1.clamp(0, 1)
         time = t.to(img0.dtype).view(-1, 1, 1, 1).expand(-1, 1, *img0.shape[2:])
         ensemble = ensemble and self.layout.ensemble
         scales = [s / scale for s in self.layout.scales]
-        out, big = self._run(img0, img1, time, scales, ensemble, ensemble)
+        if feats is None and self.layout.enc_hidden:
+            feats = (self.features(img0), self.features(img1))
+        out, big = self._run(img0, img1, time, scales, ensemble, ensemble, feats)
         if big is not None and bool(big.any()):
-            # 4.0-4.1: where block 1 still corrects by more than 32 pixels both ways, the motion
-            # is too large for the pyramid; those pairs start over with every scale doubled
-            # (and, as published, no mirrored pass on the restarted first block).
+            # 4.0-4.1 (no encoder): where block 1 still corrects by more than 32 pixels both ways,
+            # the motion is too large for the pyramid; those pairs start over with every scale
+            # doubled (and, as published, no mirrored pass on the restarted first block).
             i = big.nonzero().flatten()
-            out[i] = self._run(img0[i], img1[i], time[i], [s * 2 for s in scales], False, ensemble, retry=False)[0]
+            out[i] = self._run(img0[i], img1[i], time[i], [s * 2 for s in scales], False, ensemble, None,
+                               retry=False)[0]
         return out
 
-    def _run(self, img0, img1, time, scales, ensemble_first: bool, ensemble: bool, retry: bool = True):
+    def _run(self, img0, img1, time, scales, ensemble_first: bool, ensemble: bool, feats, retry: bool = True):
         lay = self.layout
-        f0 = f1 = None
-        if lay.enc_hidden:
-            f0, f1 = self.encode(img0), self.encode(img1)
+        f0, f1 = feats if feats is not None else (None, None)
         flow = mask = feat = big = None
         warped0, warped1 = img0, img1
         for i, block in enumerate(self.blocks):

@@ -163,15 +163,17 @@ def load_rife(model: str, device: str = "cpu", dtype: torch.dtype = torch.float3
 
 class RifeSynth:
     """prepare/render for the scheduler; render_many runs up to `batch` in-betweens per forward,
-    across pairs."""
+    across pairs. A pair's state keeps its frames' encoder features for all its in-betweens."""
 
     def __init__(self, net: IFNet, device: str = "cpu", scale: float = 1.0, ensemble: bool = False, batch: int = 4):
         self.net, self.device, self.scale, self.ensemble = net, torch.device(device), scale, ensemble
         self.batch = max(1, int(batch))
         self.dtype = next(net.parameters()).dtype
 
+    @torch.inference_mode()
     def prepare(self, a: np.ndarray, b: np.ndarray):
-        return self._tensor(a), self._tensor(b), a.shape[:2]
+        x0, x1 = self._tensor(a), self._tensor(b)
+        return x0, x1, a.shape[:2], (self.net.features(x0), self.net.features(x1))
 
     def _tensor(self, frame: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None]
@@ -191,10 +193,13 @@ class RifeSynth:
             part = items[k:k + self.batch]
             x0 = torch.cat([s[0] for s, _ in part])
             x1 = torch.cat([s[1] for s, _ in part])
+            feats = None
+            if self.net.layout.enc_hidden:
+                feats = (torch.cat([s[3][0] for s, _ in part]), torch.cat([s[3][1] for s, _ in part]))
             t = torch.tensor([t for _, t in part], device=self.device)
-            y = self.net(x0, x1, t, self.scale, self.ensemble).float().clamp(0, 1)
+            y = self.net(x0, x1, t, self.scale, self.ensemble, feats).float().clamp(0, 1)
             y = (y * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            frames += [y[i, :h, :w] for i, ((_, _, (h, w)), _) in enumerate(part)]
+            frames += [y[i, :h, :w] for i, ((_, _, (h, w), _), _) in enumerate(part)]
         out, k = [], 0
         for _, ts in jobs:
             out.append(frames[k:k + len(ts)])
