@@ -203,8 +203,13 @@ def cmd_info(args) -> int:
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
     found = list_found_models()
     print("models found:" if found else "models found: none in those folders (see README, 'Where models go')")
-    for family, kind, path in found:
-        print(f"  {family:<12}{kind:<18}{path}")
+    if found:
+        print(f"  {'family':<12}{'variant':<16}{'role':<17}{'precision':<14}{'loads':<7}path")
+    for kind, path, d in found:
+        print(f"  {d['family']:<12}{d['variant'] or '-':<16}{d['role'] or '-':<17}{d['precision'] or '-':<14}"
+              f"{d['loads']:<7}{path}")
+        if d["loads"] != "yes" and d["note"]:
+            print(f"  {'':<66}({d['note']})")
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
     if (bundled / "model_index.json").is_file():
         print(f"bundled      mini        {bundled}")

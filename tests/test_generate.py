@@ -144,7 +144,7 @@ def test_missing_component_names_the_folder(mm, tiny, tmp_path):
 
 def test_legacy_pickle_with_code_is_refused(tmp_path):
     import pickle
-    from nodes.generate.model_manager import load_state_dict
+    from nodes.generate.weights import load_weights as load_state_dict
 
     class Evil:
         def __reduce__(self):
@@ -415,7 +415,7 @@ def test_list_found_models_detects_families(tiny, monkeypatch, tmp_path):
     os.symlink(tiny / "wan", models / "diffusion_models" / "wan-tiny")
     os.symlink(tiny / "animatediff", models / "checkpoints" / "sd15-tiny")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
-    found = {Path(p).name: fam for fam, _, p in list_found_models()}
+    found = {Path(p).name: d["family"] for _, p, d in list_found_models()}
     assert found["wan-tiny"] == "wan" and found["sd15-tiny"] == "animatediff"
     import subprocess
     import sys

@@ -6,8 +6,13 @@ Folders, in search order:
   3. the default `<data dir>/kinograph/models` (XDG_DATA_HOME, else ~/.local/share).
 Each folder has one sub-folder per kind, named as in ComfyUI, so a ComfyUI `models/` folder
 (or the ComfyUI folder holding it) can be listed as is: checkpoints/, vae/, loras/,
-upscale_models/, ... A bare file name is looked up in the kind's sub-folders (and their
-sub-folders); anything with a folder in it is a path and taken as it is."""
+upscale_models/, ... (and the older or node-pack names ComfyUI also searches: clip/, unet/,
+diffusers/, CogVideo/, animatediff_motion_lora/, custom_nodes/*/ckpts/<kind>). The folders an
+`extra_model_paths.yaml` names (ComfyUI's own format, incl. its A1111 preset) count too: the one
+in a listed ComfyUI folder, and any named by `extra_model_paths:` in config.yaml.
+A name is looked up in the kind's folders (and their sub-folders), also with its own sub-folder
+(`sub/x.safetensors`, or `sub\\x.safetensors` as ComfyUI on Windows writes it); an absolute path, or a relative
+one not found in a model folder, is taken as it is."""
 from __future__ import annotations
 
 import os
@@ -16,14 +21,14 @@ from typing import Dict, List, Optional
 
 from graph_engine import NodeError
 
-KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "diffusion_models",
-         "text_encoders", "clip_vision", "controlnet", "rife")
-# Older ComfyUI names still found in many installs.
-ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet",)}
-# Custom-node packs that keep their weights outside models/, relative to the ComfyUI folder
-# (the one holding models/); installs through ComfyUI-Manager use the lower-case folder name.
-PACK_DIRS = {"rife": ("custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife",
-                      "custom_nodes/comfyui-frame-interpolation/ckpts/rife")}
+KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
+         "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers")
+# Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
+# CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other).
+ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"),
+           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",)}
+# extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
+YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
 
 
@@ -52,16 +57,77 @@ def model_dirs() -> List[Path]:
     return out
 
 
+def _yaml_files() -> List[Path]:
+    from graph_engine.config import settings
+    value = settings().get("extra_model_paths") or []
+    files = [Path(os.path.expandvars(str(v))).expanduser() for v in ([value] if isinstance(value, str) else value)]
+    for d in model_dirs():
+        for f in (d / "extra_model_paths.yaml", d.parent / "extra_model_paths.yaml"):
+            if f.is_file() and f not in files and (d.name == "models" or f.parent == d):
+                files.append(f)
+    return files
+
+
+def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
+    """Kind -> folders from one extra_model_paths.yaml (relative paths against its base_path, which is
+    itself relative to the file's folder). A malformed file gives nothing rather than stopping lookups."""
+    import yaml
+    try:
+        if path.stat().st_size > 1 << 20:
+            return {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return {}
+    out: Dict[str, List[Path]] = {}
+    for section in (data.values() if isinstance(data, dict) else ()):
+        if not isinstance(section, dict):
+            continue
+        base = Path(os.path.expandvars(str(section.get("base_path") or "."))).expanduser()
+        base = base if base.is_absolute() else path.parent / base
+        for key, value in section.items():
+            kind = YAML_KINDS.get(key, key)
+            if kind not in KINDS or not isinstance(value, str):
+                continue
+            for line in value.splitlines():
+                if line.strip():
+                    p = Path(os.path.expandvars(line.strip())).expanduser()
+                    out.setdefault(kind, []).append(p if p.is_absolute() else base / p)
+    return out
+
+
+def _pack_dirs(kind: str) -> List[Path]:
+    """Node packs' own weight folders in a ComfyUI install: custom_nodes/<pack>/ckpts/<kind>."""
+    out = []
+    for d in model_dirs():
+        nodes_dir = d.parent / "custom_nodes" if d.name == "models" else d / "custom_nodes"
+        if nodes_dir.is_dir():
+            out += sorted(p for p in nodes_dir.glob(f"*/ckpts/{kind}") if p.is_dir())
+    return out
+
+
 def _kind_dirs(kind: str) -> List[Path]:
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; kinds are {', '.join(KINDS)}")
-    dirs = [d / k for d in model_dirs() for k in (kind,) + ALIASES.get(kind, ())]
-    roots = dict.fromkeys(d.parent if d.name == "models" else d for d in model_dirs())
-    return dirs + [r / sub for r in roots if (r / "custom_nodes").is_dir() for sub in PACK_DIRS.get(kind, ())]
+    names = (kind,) + ALIASES.get(kind, ())
+    dirs = [d / k for d in model_dirs() for k in names]
+    for f in _yaml_files():
+        extra = extra_model_paths(f)
+        dirs += [p for k in names for p in extra.get(k, ())]
+    dirs += _pack_dirs(kind)
+    out: List[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
 
 
 def _is_model(p: Path) -> bool:
-    return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES) or (p / "model_index.json").is_file()
+    return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES) or _is_model_folder(p)
+
+
+def _is_model_folder(p: Path) -> bool:
+    # The CogVideoX pack keeps CogVideo/<name>/{transformer,vae,scheduler} without a model_index.json.
+    return (p / "model_index.json").is_file() or (p / "transformer" / "config.json").is_file()
 
 
 def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
@@ -72,23 +138,29 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
     if not name:
         raise NodeError(f"no {kind} model given: name a file in a '{kind}' model folder, or give its path")
     given = Path(os.path.expandvars(name)).expanduser()
-    if given.is_absolute() or len(given.parts) > 1:
+    if given.is_absolute():
         if given.exists():
             return given
         if not required:
             return None
         raise NodeError(f"model not found: {given} - check the path, or give just the file name and put the "
                         f"file into {_kind_dirs(kind)[0]}")
+    # ComfyUI workflows saved on Windows name files in sub-folders as `sub\x.safetensors`.
+    rel = Path(*[p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]) if "\\" in name else given
     searched = _kind_dirs(kind)
     for d in searched:
         if not d.is_dir():
             continue
-        exact = d / name
+        exact = d / rel
         if exact.exists():
             return exact
+        if len(rel.parts) > 1:
+            continue
         for p in sorted(d.rglob("*")):
             if (p.name == name or p.stem == name) and _is_model(p):
                 return p
+    if len(given.parts) > 1 and given.exists():
+        return given
     if not required:
         return None
     looked = "\n  ".join(str(d) for d in searched)
@@ -108,14 +180,16 @@ def locator(kind: str):
 def list_models() -> Dict[str, List[Path]]:
     """Every model file (or diffusers folder) in the model folders, by kind."""
     found: Dict[str, List[Path]] = {}
+    seen = set()
     for kind in KINDS:
         items: List[Path] = []
         for d in _kind_dirs(kind):
             if d.is_dir():
                 for p in sorted(d.rglob("*")):
                     # A diffusers folder is one model; do not list the weights inside it.
-                    if _is_model(p) and not any((q / "model_index.json").is_file() for q in p.parents
-                                                if d in q.parents):
+                    if _is_model(p) and p not in seen and not any(
+                            _is_model_folder(q) for q in p.parents if d in q.parents):
+                        seen.add(p)
                         items.append(p)
         if items:
             found[kind] = items

@@ -1,6 +1,7 @@
 """The model families Kinograph knows: names, frame rules, how to recognise them on disk.
 
 Pure data (no torch), so nodes can validate frame counts and the CLI can list models fast.
+Which family a weights file belongs to is nodes/generate/detect.py's job.
 Compression factors here are the released models'; a loaded model's own VAE config wins."""
 from __future__ import annotations
 
@@ -86,27 +87,4 @@ def family_of_classes(pipeline: str = "", denoiser: str = "") -> Optional[str]:
     for f in FAMILIES.values():
         if pipeline in f.pipelines or denoiser in f.denoisers:
             return f.name
-    return None
-
-
-# Single-file checkpoints: key fragments that only one family's original weights contain.
-_KEY_SIGNS = (
-    ("motion", ("motion_modules.",)),
-    ("hunyuan", ("double_blocks.0.img_attn", "txt_in.", "transformer_blocks.0.attn.add_q_proj",
-                 "context_embedder.token_refiner")),
-    ("wan", ("blocks.0.self_attn.q.weight", "patch_embedding.weight", "blocks.0.attn1.to_q.weight",
-             "condition_embedder.")),
-    ("ltx", ("patchify_proj.", "adaln_single.", "caption_projection.linear_1")),
-    ("cogvideox", ("transformer_blocks.0.norm1.linear", "patch_embed.text_proj", "mixins.patch_embed")),
-    ("svd", ("time_stack.", "time_mixer.")),
-    ("sd", ("model.diffusion_model.input_blocks.", "down_blocks.0.attentions.0.transformer_blocks.0.attn2")),
-)
-
-
-def family_of_keys(keys) -> Optional[str]:
-    """Best guess of a checkpoint's family from its tensor names ("motion" = an AnimateDiff motion module)."""
-    keys = list(keys)
-    for fam, signs in _KEY_SIGNS:
-        if any(s in k for k in keys for s in signs):
-            return fam
     return None

@@ -31,11 +31,12 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
 
 
 def add_lora(model, path: str, strength: float):
-    from nodes.generate.model_manager import load_state_dict, resolve_model_path
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import resolve_model_path
     p = resolve_model_path(path, "loras", "LoRA")
     if not p.is_file():
         raise NodeError(f"{p} is a folder; a LoRA is one .safetensors file")
-    if not any(".lora" in k or "lora_" in k for k in load_state_dict(p)):
+    if detect_file(p).role != "lora":
         raise NodeError(f"{p} holds no LoRA tensors (no lora_A/lora_B or lora_down/lora_up weights)")
     if not hasattr(model.pipe, "load_lora_weights"):
         raise NodeError(f"{model.family} models take no LoRAs in Kinograph")

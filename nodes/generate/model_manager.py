@@ -10,21 +10,20 @@ from __future__ import annotations
 import gc
 import json
 import os
-import struct
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.families import family as family_spec, family_of_classes, family_of_keys
+from nodes.generate.detect import Detection, detect_file, detect_state_dict, read_header
+from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle
 from nodes.generate.offline import go_offline, local_only
+from nodes.generate.weights import load_weights
 
 go_offline()
 
-SAFE_EXT = (".safetensors",)
-LEGACY_EXT = (".ckpt", ".pt", ".pth", ".bin")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
@@ -41,57 +40,6 @@ def read_index(folder: Path) -> dict:
         return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise NodeError(f"{p} is not valid JSON ({exc}); re-copy the model folder") from None
-
-
-def safetensors_keys(path: Path) -> List[str]:
-    """Tensor names from a safetensors header, checking the file is complete (clear error if not)."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            if n <= 0 or n > 100 << 20 or 8 + n > size:
-                raise ValueError("header length out of range")
-            header = json.loads(f.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        if 8 + n + end > size:
-            raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
-    except (OSError, ValueError, struct.error, KeyError, TypeError) as exc:
-        raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
-                        "e.g. an interrupted copy or download. Copy the file again.") from None
-    return [k for k in header if k != "__metadata__"]
-
-
-def load_state_dict(path: Path) -> Dict[str, "object"]:
-    """A checkpoint's tensors: safetensors, or a legacy pickle read with weights_only=True (no code runs)."""
-    path = Path(path)
-    if path.suffix in SAFE_EXT:
-        safetensors_keys(path)
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    if path.suffix in LEGACY_EXT:
-        import pickle
-        import torch
-        try:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise NodeError(f"{path} holds more than plain tensors (it would run code when loaded), so it is "
-                            f"refused ({str(exc).splitlines()[0][:200]}). Convert it to .safetensors.") from None
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
-                            "truncated or corrupt. Copy the file again.") from None
-        if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-            sd = sd["state_dict"]
-        if not isinstance(sd, dict):
-            raise NodeError(f"{path} does not hold a state dict of tensors")
-        return sd
-    raise NodeError(f"{path}: unknown checkpoint format {path.suffix!r}; use .safetensors "
-                    f"(or legacy {', '.join(LEGACY_EXT)})")
-
-
-def checkpoint_keys(path: Path) -> List[str]:
-    if path.suffix in SAFE_EXT:
-        return safetensors_keys(path)
-    return list(load_state_dict(path))
 
 
 # -- detection -----------------------------------------------------------------------------
@@ -117,8 +65,13 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
                     return "motion", "config.json names MotionAdapter"
                 return family_of_classes(denoiser=cls), f"{cfg.relative_to(path)} names {cls}"
         return None, "no model_index.json or config.json"
-    fam = family_of_keys(checkpoint_keys(path))
-    return fam, "its tensor names"
+    det = detect_file(path)
+    if det.role == "motion_module":
+        return "motion", "its motion_modules tensors"
+    if det.role in ("diffusion_model", "checkpoint"):
+        return det.family, f"its tensors ({det.why})"
+    what = f"a {det.describe()} file" if det.role else "no model Kinograph knows"
+    return None, f"its tensors show {what}"
 
 
 def check_family(path: Path, wanted: str) -> str:
@@ -190,8 +143,8 @@ def load_motion_adapter(path: Path, dtype):
                             "or an mm_sd_v15*.safetensors/.ckpt file")
         with local_only("motion adapter", str(path)):
             return MotionAdapter.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-    state = load_state_dict(path)
-    if family_of_keys(state) != "motion":
+    state = load_weights(path)
+    if detect_state_dict(state).role != "motion_module":
         raise NodeError(f"{path} is not an AnimateDiff motion module (no motion_modules.* tensors)")
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
     converted = convert_animatediff_checkpoint_to_diffusers(state)
@@ -227,7 +180,7 @@ def activate_loras(pipe, loras) -> None:
     for path, strength in loras:
         name = "k" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
         if name not in loaded:
-            state = load_state_dict(Path(path))
+            state = load_weights(Path(path))
             try:
                 pipe.load_lora_weights(state, adapter_name=name)
             except (ValueError, KeyError, RuntimeError) as exc:
@@ -264,7 +217,7 @@ class ModelManager:
         check_family(source, family)
         if source.is_dir():
             for f in sorted(source.rglob("*.safetensors")):
-                safetensors_keys(f)
+                read_header(f)
         if family == "animatediff" and not opts.get("motion_adapter") and (source / "motion_adapter").is_dir():
             opts["motion_adapter"] = str(source / "motion_adapter")
         dname, torch_dtype = dtype_of(dtype, family, device)
@@ -369,17 +322,51 @@ def manager_for(ctx) -> ModelManager:
     return ctx.models if ctx.models is not None else default_manager()
 
 
-def list_found_models() -> List[Tuple[str, str, str]]:
-    """(family, kind, path) of every model found in the configured model folders (for `kinograph info`)."""
+def will_load(det: Detection) -> Tuple[bool, str]:
+    """Whether Kinograph loads a detected file, and with which node (or why not)."""
+    from nodes.generate import converters
+    if det.role is None:
+        return False, det.why or "not a model Kinograph knows"
+    if det.role == "lora":
+        ok = det.family in ("sd", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
+    if det.role == "motion_module":
+        return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \
+            "SDXL motion modules are not supported"
+    if det.role == "controlnet":
+        ok = det.family == "sd" and det.variant == "sd15"
+        return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"
+    if converters.supported(det):
+        node = {"diffusion_model": "load.diffusion_model", "checkpoint": "load.model", "vae": "load.vae",
+                "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]
+        return True, node
+    return False, f"no single-file loader for {det.describe()} yet (a diffusers folder of it loads)"
+
+
+def describe_model(path: Path) -> Dict[str, str]:
+    """family, variant, role, precision and whether it loads, for one file or folder (headers only)."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            fam, why = detect_family(path)
+        except NodeError as exc:
+            return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
+                    "note": str(exc).splitlines()[0]}
+        return {"family": fam or "unknown", "variant": "", "role": "folder", "precision": "",
+                "loads": "yes" if fam else "no", "note": why}
+    try:
+        det = detect_file(path)
+    except NodeError as exc:
+        return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
+                "note": str(exc).splitlines()[0]}
+    ok, note = will_load(det)
+    return {"family": det.family or "unknown", "variant": det.variant, "role": det.role or "",
+            "precision": det.precision, "loads": "yes" if ok else "no", "note": note}
+
+
+def list_found_models() -> List[Tuple[str, str, Dict[str, str]]]:
+    """(kind, path, describe_model(path)) of every model in the configured model folders (`kinograph info`)."""
     md = _models_dirs()
     if md is None:
         return []
-    out = []
-    for kind, paths in md.list_models().items():
-        for p in paths:
-            try:
-                fam, _ = detect_family(Path(p))
-            except NodeError:
-                fam = "unreadable"
-            out.append((fam or "unknown", kind, str(p)))
-    return out
+    return [(kind, str(p), describe_model(Path(p))) for kind, paths in md.list_models().items() for p in paths]

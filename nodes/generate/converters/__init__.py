@@ -1,0 +1,135 @@
+"""The converter registry: one function per (family, role) that turns a file's state dict (any layout
+it comes in) into a ready module with diffusers/transformers weights and a config.
+
+A converter is `fn(state, det) -> Built`: `state` holds the file's dequantised tensors (the key
+prefix of `det` already removed for single-part files), `det` is its Detection (family, variant,
+layout). It picks the diffusers config from the JSON files shipped in resources/model_configs/
+(one per known variant) and overrides what the tensor shapes state (widths, depths, channels),
+so a file loads without any hub and without a config folder. Families register in their own
+module here (wan.py, sd.py, text.py, ...), imported on first use."""
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+from graph_engine import NodeError
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "resources" / "model_configs"
+# family (or encoder name) -> module under nodes.generate.converters that registers it.
+MODULES = {"wan": "wan", "sd": "sd", "animatediff": "sd", "umt5": "text", "t5": "text", "clip_l": "text",
+           "clip_g": "text", "clip": "text", "llama": "text", "clip_vision": "text", "ltx": "ltx",
+           "hunyuan": "hunyuan", "svd": "svd", "cogvideox": "cogvideox"}
+
+
+@dataclass
+class Built:
+    make: Callable[[], "object"]           # builds the module with empty (meta) weights
+    state_dict: Dict[str, "object"]        # its tensors, in the module's own key names
+    config: Optional[dict] = None
+
+
+_REGISTRY: Dict[Tuple[str, str], Callable] = {}
+
+
+def register(family: str, role: str):
+    def deco(fn):
+        _REGISTRY[(family, role)] = fn
+        return fn
+    return deco
+
+
+def converter(family: Optional[str], role: Optional[str]) -> Optional[Callable]:
+    if not family or not role:
+        return None
+    if (family, role) not in _REGISTRY and family in MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{MODULES[family]}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{MODULES[family]}":
+                raise
+    return _REGISTRY.get((family, role))
+
+
+def supported(det) -> bool:
+    return converter(det.family, det.role) is not None
+
+
+def model_config(family: str, name: str) -> dict:
+    """A shipped diffusers/transformers config (resources/model_configs/<family>/<name>.json)."""
+    path = CONFIG_DIR / family / f"{name}.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NodeError(f"the shipped model config {path} is missing or broken ({exc}); reinstall Kinograph") from None
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def count(state: Dict[str, object], pattern: str) -> int:
+    """How many distinct indices fill `{}` in a key pattern (e.g. number of blocks)."""
+    import re
+    rx = re.compile("^" + re.escape(pattern).replace(r"\{\}", r"(\d+)"))
+    return len({m.group(1) for k in state for m in [rx.match(k)] if m})
+
+
+def build(det, state: Dict[str, object], dtype, where: str):
+    """The module for a detected file's (dequantised) tensors, in `dtype` on the CPU."""
+    from accelerate import init_empty_weights
+    from nodes.generate.weights import strip_prefix
+    fn = converter(det.family, det.role)
+    if fn is None:
+        raise NodeError(f"{where} is {det.describe()}: Kinograph cannot load that kind of file yet")
+    if det.role != "checkpoint" and det.prefix:
+        state = strip_prefix(state, det.prefix)
+    built = fn(state, det)
+    with init_empty_weights():
+        module = built.make()
+    wanted = module.state_dict()
+    built.state_dict = _align_prefix(built.state_dict, wanted)
+    missing = [k for k in wanted if k not in built.state_dict]
+    unexpected = [k for k in built.state_dict if k not in wanted]
+    tied = set(getattr(module, "_tied_weights_keys", None) or ())
+    missing = [k for k in missing if k not in tied and not _is_tied(k)]
+    if missing or unexpected:
+        raise NodeError(f"{where} ({det.describe()}) does not match the expected {type(module).__name__}: "
+                        f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}, unexpected "
+                        f"{unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}. The file may be damaged or a "
+                        "variant Kinograph does not know.")
+    bad = [k for k, v in built.state_dict.items() if k in wanted and tuple(v.shape) != tuple(wanted[k].shape)]
+    if bad:
+        k = bad[0]
+        raise NodeError(f"{where} ({det.describe()}): tensor {k} has shape {tuple(built.state_dict[k].shape)}, "
+                        f"expected {tuple(wanted[k].shape)}. The file may be damaged or a variant Kinograph does "
+                        "not know.")
+    module.load_state_dict(built.state_dict, strict=False, assign=True)
+    _tie(module)
+    return module.to(dtype).eval() if dtype is not None else module.eval()
+
+
+def _align_prefix(given: dict, wanted: dict) -> dict:
+    """The same tensors under the module's naming when the two differ by one leading prefix
+    (transformers 4 vs 5 name CLIP's towers `text_model.`/`vision_model.` or not)."""
+    if all(k in wanted for k in given):
+        return given
+    best, hits = given, sum(k in wanted for k in given)
+    heads = {k.split(".", 1)[0] + "." for k in list(given)[:50] + list(wanted)[:50]}
+    for p in heads:
+        for cand in ({(k[len(p):] if k.startswith(p) else k): v for k, v in given.items()},
+                     {p + k: v for k, v in given.items()}):
+            n = sum(k in wanted for k in cand)
+            if n > hits:
+                best, hits = cand, n
+    return best
+
+
+def _is_tied(key: str) -> bool:
+    # transformers ties these to the shared embedding; files omit them.
+    return key in ("encoder.embed_tokens.weight", "lm_head.weight")
+
+
+def _tie(module) -> None:
+    tie = getattr(module, "tie_weights", None)
+    if tie is not None:
+        tie()

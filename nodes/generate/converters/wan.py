@@ -1,0 +1,56 @@
+"""Wan 2.1/2.2 from ComfyUI's split files: the transformer (diffusion_models/) and the VAE (vae/).
+
+Keys are renamed with diffusers' own Wan converters; sizes come from the tensors (Wan's heads are
+always 128 wide, as in the released models), the rest from the shipped config of the variant."""
+from __future__ import annotations
+
+from nodes.generate.converters import Built, count, model_config, register
+
+
+@register("wan", "diffusion_model")
+def transformer(state, det) -> Built:
+    from diffusers import WanTransformer3DModel
+    if det.layout == "original":
+        from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+        state = convert_wan_transformer_to_diffusers(dict(state))
+        if "img_emb.emb_pos" in state:         # FLF2V's image position table; diffusers' renames miss it
+            state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
+    kind = det.variant.split("-")[0]
+    cfg = model_config("wan", "transformer_i2v" if kind in ("i2v", "flf2v") else "transformer_t2v")
+    pe = state["patch_embedding.weight"]
+    dim = int(pe.shape[0])
+    patch = [int(x) for x in pe.shape[2:]]
+    image = state.get("condition_embedder.image_embedder.norm1.weight")
+    pos = state.get("condition_embedder.image_embedder.pos_embed")
+    cfg.update(
+        patch_size=patch, in_channels=int(pe.shape[1]), num_attention_heads=dim // 128, attention_head_dim=128,
+        out_channels=int(state["proj_out.weight"].shape[0]) // (patch[0] * patch[1] * patch[2]),
+        text_dim=int(state["condition_embedder.text_embedder.linear_1.weight"].shape[1]),
+        freq_dim=int(state["condition_embedder.time_embedder.linear_1.weight"].shape[1]),
+        ffn_dim=int(state["blocks.0.ffn.net.0.proj.weight"].shape[0]), num_layers=count(state, "blocks.{}."),
+        cross_attn_norm="blocks.0.norm2.weight" in state,
+        qk_norm="rms_norm_across_heads" if "blocks.0.attn1.norm_q.weight" in state else None,
+        image_dim=int(image.shape[0]) if image is not None else None,
+        added_kv_proj_dim=dim if image is not None else None,
+        pos_embed_seq_len=int(pos.shape[1]) if pos is not None else None)
+    if dim % 128:
+        from graph_engine import NodeError
+        raise NodeError(f"Wan transformer width {dim} is not a multiple of 128 (its attention head size); "
+                        "this is not a Wan model Kinograph knows")
+    return Built(lambda: WanTransformer3DModel.from_config(cfg), state, cfg)
+
+
+@register("wan", "vae")
+def vae(state, det) -> Built:
+    from diffusers import AutoencoderKLWan
+    from graph_engine import NodeError
+    if det.variant == "2.2":
+        raise NodeError("the Wan 2.2 VAE (48 latent channels) loads from a diffusers folder only for now; "
+                        "Wan 2.2 A14B uses the Wan 2.1 VAE (wan_2.1_vae.safetensors)")
+    if det.layout == "original":
+        from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+        state = convert_wan_vae_to_diffusers(dict(state))
+    cfg = model_config("wan", "vae_2.1")
+    cfg.update(base_dim=int(state["encoder.conv_in.weight"].shape[0]),
+               z_dim=int(state["quant_conv.weight"].shape[0]) // 2)
+    return Built(lambda: AutoencoderKLWan.from_config(cfg), state, cfg)

@@ -1,0 +1,487 @@
+"""What a model file is, from its tensor names and shapes alone: family, variant, role and precision.
+
+Only headers are read (a safetensors file's JSON header, GGUF metadata through the `gguf` package's
+memory map, a zip pickle's records through `torch.load(mmap=True)`), so inspecting a 30 GB file
+costs milliseconds and no memory. Rules match exact key names (with or without the prefixes
+ComfyUI and the original repositories add) and shapes, as ComfyUI's model detection does; a
+substring match would take SD's `transformer_blocks.0.attn1.to_q.weight` for Wan's
+`blocks.0.attn1.to_q.weight`.
+
+Roles: diffusion_model (the denoiser alone), checkpoint (denoiser + VAE + encoders in one file),
+text_encoder, vae, clip_vision, motion_module, lora, controlnet. For text encoders and CLIP
+vision, `family` names the encoder (umt5, t5, clip_l, clip_g, llama, clip_vision) since one
+encoder serves several model families."""
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from graph_engine import NodeError
+
+Shape = Tuple[int, ...]
+SAFE_EXT = (".safetensors", ".sft")
+PICKLE_EXT = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+GGUF_EXT = (".gguf",)
+WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
+# Prefixes that wrap a model's own keys in ComfyUI saves and original checkpoints; "" first.
+PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
+            "text_model.", "vision_model.")
+ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
+         "controlnet")
+
+
+@dataclass
+class Header:
+    """Tensor names -> (shape, dtype name) and the file's metadata, read without the tensor data."""
+    shapes: Dict[str, Shape]
+    dtypes: Dict[str, str]
+    metadata: Dict[str, str] = field(default_factory=dict)
+    format: str = "safetensors"            # safetensors | gguf | pickle
+
+
+@dataclass
+class Detection:
+    role: Optional[str]                    # one of ROLES, None when unknown
+    family: Optional[str]                  # model family, or the encoder's name for encoders
+    variant: str = ""
+    precision: str = ""
+    layout: str = "original"               # original (ComfyUI / the authors' repo) | diffusers
+    prefix: str = ""                       # key prefix of the denoiser's tensors in this file
+    why: str = ""
+    extra: Dict[str, object] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        bits = [self.family or "unknown", self.variant, self.role or "", self.precision]
+        return " ".join(b for b in bits if b)
+
+
+# -- reading headers -----------------------------------------------------------------------
+def safetensors_header(path: Path) -> Header:
+    """The header of a .safetensors/.sft file, checking the file is complete (clear error if not)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            if n <= 0 or n > 100 << 20 or 8 + n > size:
+                raise ValueError("header length out of range")
+            header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", None) or {}
+        end = max((v["data_offsets"][1] for v in header.values()), default=0)
+        if 8 + n + end > size:
+            raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
+        shapes = {k: tuple(v["shape"]) for k, v in header.items()}
+        dtypes = {k: str(v["dtype"]) for k, v in header.items()}
+    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
+        raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
+                        "e.g. an interrupted copy or download. Copy the file again.") from None
+    return Header(shapes, dtypes, {str(k): str(v) for k, v in meta.items()}, "safetensors")
+
+
+def gguf_header(path: Path) -> Header:
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
+    try:
+        reader = GGUFReader(str(path))
+    except (OSError, ValueError, IndexError, struct.error) as exc:
+        raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
+                        "Copy the file again.") from None
+    meta = {}
+    for name, fld in reader.fields.items():
+        if name.startswith(("general.architecture", "comfy.gguf.orig_shape")):
+            try:
+                meta[name] = fld.contents()
+            except (ValueError, IndexError, AttributeError):
+                pass
+    shapes, dtypes = {}, {}
+    for t in reader.tensors:
+        orig = meta.get(f"comfy.gguf.orig_shape.{t.name}")
+        shapes[t.name] = tuple(int(x) for x in orig) if orig else tuple(int(x) for x in reversed(t.shape.tolist()))
+        dtypes[t.name] = t.tensor_type.name
+    return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
+
+
+def torch_load(path: Path) -> dict:
+    """A torch checkpoint's tensor dict, memory-mapped where it is a zip (tensor data read only when used).
+
+    weights_only=True refuses anything but tensors and containers, so no code in the file runs."""
+    import pickle
+    import zipfile
+    import torch
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as exc:
+        raise NodeError(f"{path} holds more than plain tensors (it would run code when loaded), so it is "
+                        f"refused ({str(exc).splitlines()[0][:200]}). Convert it to .safetensors.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
+                        "truncated or corrupt. Copy the file again.") from None
+    return unwrap_state_dict(sd, path)
+
+
+def pickle_header(path: Path) -> Header:
+    """Names, shapes and dtypes of a torch zip checkpoint: tensor data is never read."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise NodeError(f"{path} is an old-style (pre-zip) torch pickle that cannot be inspected without "
+                        "reading all of it; convert it to .safetensors")
+    sd = torch_load(path)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    dtypes = {k: str(v.dtype).replace("torch.", "") for k, v in sd.items()}
+    return Header(shapes, dtypes, {}, "pickle")
+
+
+def unwrap_state_dict(sd, path) -> dict:
+    """The tensor dict inside a checkpoint: {"state_dict": ...} and {"module": ...} wrappers are common."""
+    for key in ("state_dict", "module", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict) and not hasattr(sd.get(key), "shape"):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise NodeError(f"{path} does not hold a state dict of tensors")
+    return {k: v for k, v in sd.items() if hasattr(v, "shape")}
+
+
+def read_header(path) -> Header:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SAFE_EXT:
+        return safetensors_header(path)
+    if suffix in GGUF_EXT:
+        return gguf_header(path)
+    if suffix in PICKLE_EXT:
+        return pickle_header(path)
+    raise NodeError(f"{path}: unknown weights format {suffix!r}; Kinograph reads {', '.join(WEIGHT_EXT)}")
+
+
+# -- precision -----------------------------------------------------------------------------
+_DTYPE_NAMES = {"F16": "fp16", "float16": "fp16", "BF16": "bf16", "bfloat16": "bf16", "F32": "fp32",
+                "float32": "fp32", "F8_E4M3": "fp8_e4m3fn", "float8_e4m3fn": "fp8_e4m3fn", "F8_E5M2": "fp8_e5m2",
+                "float8_e5m2": "fp8_e5m2", "F64": "fp64", "float64": "fp64"}
+
+
+def precision_of(header: Header) -> str:
+    """fp16 / bf16 / fp32 / fp8_e4m3fn / fp8_e5m2 / fp8_scaled / gguf-<quant> of the file's matrices."""
+    if "scaled_fp8" in header.shapes or any(k.endswith(".scale_weight") for k in header.shapes):
+        return "fp8_scaled"
+    big = Counter(header.dtypes[k] for k, s in header.shapes.items() if len(s) >= 2 and k in header.dtypes)
+    if not big:
+        return ""
+    if header.format == "gguf":
+        quant = [d for d, _ in big.most_common() if d not in ("F32", "F16", "BF16")]
+        return f"gguf-{quant[0] if quant else big.most_common(1)[0][0]}"
+    name = big.most_common(1)[0][0]
+    return _DTYPE_NAMES.get(name, name.lower())
+
+
+# -- rules ---------------------------------------------------------------------------------
+class Keys:
+    """Exact key lookups that tolerate the wrapping prefixes (model.diffusion_model. etc.)."""
+
+    def __init__(self, shapes: Dict[str, Shape]):
+        self.shapes = shapes
+
+    def prefix_of(self, key: str) -> Optional[str]:
+        for p in PREFIXES:
+            if p + key in self.shapes:
+                return p
+        return None
+
+    def has(self, *keys: str) -> bool:
+        return all(self.prefix_of(k) is not None for k in keys)
+
+    def any(self, *keys: str) -> bool:
+        return any(self.prefix_of(k) is not None for k in keys)
+
+    def shape(self, key: str) -> Optional[Shape]:
+        p = self.prefix_of(key)
+        return None if p is None else self.shapes[p + key]
+
+    def count(self, pattern: str) -> int:
+        """How many distinct indices fill `{}` in `pattern` (e.g. number of blocks)."""
+        rx = re.compile("^(?:" + "|".join(re.escape(p) for p in PREFIXES if p) + ")?"
+                        + re.escape(pattern).replace(r"\{\}", r"(\d+)") + "$")
+        return len({m.group(1) for k in self.shapes for m in [rx.match(k)] if m})
+
+    def starts(self, *prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in self.shapes)
+
+
+_WAN_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
+
+
+def _wan(k: Keys) -> Optional[Detection]:
+    if k.has("head.modulation", "patch_embedding.weight"):
+        layout = "original"
+    elif k.has("scale_shift_table", "patch_embedding.weight", "condition_embedder.time_embedder.linear_1.weight"):
+        layout = "diffusers"
+    else:
+        return None
+    pe = k.shape("patch_embedding.weight")
+    dim, in_ch = pe[0], pe[1]
+    size = _WAN_SIZES.get(dim, f"dim{dim}")
+    if k.any("vace_patch_embedding.weight", "vace_blocks.0.after_proj.weight", "vace_blocks.0.proj_out.weight"):
+        kind = "vace"
+    elif k.any("motion_encoder.dec.direction.weight"):
+        kind = "animate"
+    elif k.any("control_adapter.conv.weight"):
+        kind = "camera"
+    elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
+        kind = "flf2v"
+    elif k.any("img_emb.proj.0.bias", "condition_embedder.image_embedder.norm1.bias"):
+        kind = "i2v"
+    elif in_ch == 36:
+        kind = "i2v-2.2"                  # Wan 2.2 A14B image-to-video: no CLIP image tokens
+    elif in_ch == 48:
+        kind = "ti2v-2.2"
+    else:
+        kind = "t2v"
+    prefix = k.prefix_of("patch_embedding.weight")
+    return Detection("diffusion_model", "wan", f"{kind}-{size}", layout=layout, prefix=prefix,
+                     why="head.modulation / patch_embedding" if layout == "original" else "scale_shift_table",
+                     extra={"dim": dim, "in_channels": in_ch})
+
+
+def _hunyuan(k: Keys) -> Optional[Detection]:
+    if k.any("txt_in.individual_token_refiner.blocks.0.norm1.weight", "double_blocks.0.img_attn_qkv.weight"):
+        layout, img_in = "original", "img_in.proj.weight"
+    elif k.has("context_embedder.token_refiner.refiner_blocks.0.norm1.weight"):
+        layout, img_in = "diffusers", "x_embedder.proj.weight"
+    else:
+        return None
+    shape = k.shape(img_in)
+    in_ch = shape[1] if shape else 16
+    kind = {16: "t2v", 33: "i2v"}.get(in_ch, f"in{in_ch}")
+    if k.any("guidance_in.in_layer.weight", "time_text_embed.guidance_embedder.linear_1.weight"):
+        kind += "-guidance"
+    return Detection("diffusion_model", "hunyuan", kind, layout=layout,
+                     prefix=k.prefix_of(img_in) or "", why="token refiner / double blocks")
+
+
+def _ltx(k: Keys) -> Optional[Detection]:
+    if k.has("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight"):
+        layout, q = "original", "transformer_blocks.0.attn1.to_q.weight"
+    elif k.has("time_embed.emb.timestep_embedder.linear_1.weight", "proj_in.weight", "caption_projection.linear_1.weight"):
+        layout, q = "diffusers", "transformer_blocks.0.attn1.to_q.weight"
+    else:
+        return None
+    dim = (k.shape(q) or (0,))[0]
+    size = {2048: "2B", 4096: "13B"}.get(dim, f"dim{dim}")
+    role = "checkpoint" if k.starts("vae.", "first_stage_model.") else "diffusion_model"
+    return Detection(role, "ltx", size, layout=layout,
+                     prefix=k.prefix_of("patchify_proj.weight" if layout == "original" else "proj_in.weight") or "",
+                     why="adaln_single / patchify_proj")
+
+
+def _cogvideox(k: Keys) -> Optional[Detection]:
+    if k.has("mixins.patch_embed.proj.weight"):
+        layout, pe = "original", "mixins.patch_embed.proj.weight"
+    elif k.has("patch_embed.text_proj.weight", "transformer_blocks.0.norm1.linear.weight"):
+        layout, pe = "diffusers", "patch_embed.proj.weight"
+    else:
+        return None
+    shape = k.shape(pe) or (0, 16)
+    kind = "i2v" if shape[1] in (32,) else "t2v"
+    size = {1920: "2B", 3072: "5B"}.get(shape[0], f"dim{shape[0]}")
+    return Detection("diffusion_model", "cogvideox", f"{kind}-{size}", layout=layout, prefix=k.prefix_of(pe) or "",
+                     why="patch_embed")
+
+
+def _svd(k: Keys) -> Optional[Detection]:
+    if k.has("down_blocks.0.resnets.0.temporal_res_block.conv1.weight", "conv_in.weight", "time_embedding.linear_1.weight"):
+        layout = "diffusers"
+    elif k.has("input_blocks.0.0.weight") and any(".time_stack." in n for n in k.shapes):
+        layout = "original"
+    else:
+        return None
+    role = "checkpoint" if k.starts("first_stage_model.", "conditioner.") else "diffusion_model"
+    return Detection(role, "svd", "", layout=layout, prefix="model.diffusion_model." if k.starts(
+        "model.diffusion_model.") else "", why="time_stack / temporal blocks")
+
+
+def _sd(k: Keys) -> Optional[Detection]:
+    if k.has("input_blocks.0.0.weight", "out.2.weight"):
+        layout = "original"
+        ctx = k.shape("input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight") or \
+            k.shape("input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight")
+        in_ch = k.shape("input_blocks.0.0.weight")[1]
+        prefix = k.prefix_of("input_blocks.0.0.weight")
+    elif k.has("conv_in.weight", "time_embedding.linear_1.weight", "conv_norm_out.weight") and k.starts(
+            "down_blocks.", "unet.down_blocks."):
+        layout = "diffusers"
+        ctx = k.shape("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight") or \
+            k.shape("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight")
+        in_ch = k.shape("conv_in.weight")[1]
+        prefix = k.prefix_of("conv_in.weight")
+    else:
+        return None
+    if k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
+        variant = "sdxl"
+    elif ctx is not None and ctx[1] == 1024:
+        variant = "sd2"
+    else:
+        variant = "sd15"
+    if in_ch == 9:
+        variant += "-inpainting"
+    role = "checkpoint" if k.starts("cond_stage_model.", "first_stage_model.", "conditioner.") else "diffusion_model"
+    return Detection(role, "sd", variant, layout=layout, prefix=prefix or "", why="input_blocks / out" if
+                     layout == "original" else "conv_in / time_embedding", extra={"context_dim": ctx[1] if ctx else 0})
+
+
+def _motion(k: Keys) -> Optional[Detection]:
+    if not k.any("down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight",
+                 "down_blocks.0.motion_modules.0.proj_in.weight"):
+        return None
+    if k.any("mid_block.motion_modules.0.temporal_transformer.norm.bias", "mid_block.motion_modules.0.norm.bias"):
+        variant = "v2"
+    elif not k.any("down_blocks.3.motion_modules.0.temporal_transformer.proj_in.weight",
+                   "down_blocks.3.motion_modules.0.proj_in.weight"):
+        variant = "sdxl"
+    else:
+        variant = "v1/v3"
+    layout = "original" if k.any("down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight") else "diffusers"
+    return Detection("motion_module", "animatediff", variant, layout=layout, why="motion_modules")
+
+
+def _controlnet(k: Keys) -> Optional[Detection]:
+    if k.any("input_hint_block.0.weight", "control_model.input_hint_block.0.weight"):
+        layout = "original"
+    elif k.has("controlnet_cond_embedding.conv_in.weight") and k.any("controlnet_down_blocks.0.weight"):
+        layout = "diffusers"
+    else:
+        return None
+    if any("motion_modules" in n for n in k.shapes):
+        return Detection("controlnet", "animatediff", "sparsectrl", layout=layout, why="controlnet + motion modules")
+    sdxl = k.any("add_embedding.linear_1.weight", "label_emb.0.0.weight", "control_model.label_emb.0.0.weight")
+    return Detection("controlnet", "sd", "sdxl" if sdxl else "sd15", layout=layout, why="input_hint_block / "
+                     "controlnet_cond_embedding")
+
+
+def _vae(k: Keys) -> Optional[Detection]:
+    if k.any("decoder.middle.0.residual.0.gamma"):
+        z = (k.shape("conv1.weight") or (32,))[0] // 2
+        return Detection("vae", "wan", "2.2" if z == 48 else "2.1", why="decoder.middle residual gamma",
+                         extra={"z_dim": z})
+    if k.any("encoder.down_blocks.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
+        z = (k.shape("quant_conv.weight") or (32,))[0] // 2
+        return Detection("vae", "wan", "2.2" if z == 48 else "2.1", layout="diffusers", extra={"z_dim": z})
+    if k.any("per_channel_statistics.mean-of-means", "vae.per_channel_statistics.mean-of-means") or (
+            k.has("latents_mean", "encoder.conv_in.conv.weight")):
+        return Detection("vae", "ltx", "", layout="original" if k.any(
+            "per_channel_statistics.mean-of-means", "vae.per_channel_statistics.mean-of-means") else "diffusers",
+            why="per-channel statistics")
+    if k.any("decoder.up_blocks.0.resnets.0.norm1.conv_y.weight"):
+        return Detection("vae", "cogvideox", "", layout="diffusers", why="spatial norm (conv_y)")
+    if k.any("encoder.down_blocks.0.downsamplers.0.conv.conv.weight"):
+        return Detection("vae", "hunyuan", "", layout="diffusers", why="causal conv3d blocks")
+    if k.any("decoder.time_mixer.mix_factor", "decoder.up_blocks.0.resnets.0.time_mixer.mix_factor") or \
+            any(n.startswith(("decoder.up.0.block.0.time_stack", "first_stage_model.decoder.up.0.block.0.time_stack"))
+                for n in k.shapes):
+        return Detection("vae", "svd", "temporal-decoder", why="time_mixer")
+    if k.has("encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight"):
+        return Detection("vae", "sd", "", why="encoder.down / decoder.up")
+    if k.has("encoder.down_blocks.0.resnets.0.conv1.weight", "decoder.up_blocks.0.resnets.0.conv1.weight"):
+        return Detection("vae", "sd", "", layout="diffusers", why="AutoencoderKL blocks")
+    return None
+
+
+def _text_encoder(k: Keys) -> Optional[Detection]:
+    q = k.shape("encoder.block.0.layer.0.SelfAttention.q.weight")
+    if q is not None:
+        umt5 = k.any("encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight")
+        d = q[1]
+        size = {4096: "xxl", 1024: "large", 768: "base", 512: "small"}.get(d, f"d{d}")
+        return Detection("text_encoder", "umt5" if umt5 else "t5", size, why="encoder.block SelfAttention",
+                         extra={"d_model": d})
+    emb = k.shape("embeddings.token_embedding.weight")
+    if emb is not None:
+        name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
+        return Detection("text_encoder", name, "", why="text_model embeddings", extra={"hidden": emb[1]})
+    if k.has("layers.0.self_attn.q_proj.weight", "embed_tokens.weight") or \
+            k.has("model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"):
+        hidden = (k.shape("embed_tokens.weight") or k.shape("model.embed_tokens.weight"))[1]
+        return Detection("text_encoder", "llama", "llava-llama3" if hidden == 4096 else f"h{hidden}",
+                         why="layers.*.self_attn q_proj / embed_tokens", extra={"hidden": hidden})
+    return None
+
+
+def _clip_vision(k: Keys) -> Optional[Detection]:
+    pe = k.shape("embeddings.patch_embedding.weight")
+    if pe is None and k.has("visual.conv1.weight"):
+        pe = k.shape("visual.conv1.weight")
+    if pe is None:
+        return None
+    variant = {1280: "vit-h", 1024: "vit-l", 1664: "vit-bigg", 768: "vit-b"}.get(pe[0], f"w{pe[0]}")
+    return Detection("clip_vision", "clip_vision", variant, why="vision_model patch embedding",
+                     layout="original" if k.has("visual.conv1.weight") else "diffusers",
+                     extra={"hidden": pe[0]})
+
+
+_LORA = re.compile(r"(\.lora_[AB]\.|\.lora_(down|up)\.|\.lora\.(down|up)\.|_lora\.(down|up)\.|\.lora_(A|B)$|"
+                   r"^lora_(unet|te\d?)_)")
+
+
+def _lora(k: Keys) -> Optional[Detection]:
+    names = [n for n in k.shapes if _LORA.search(n)]
+    if not names:
+        return None
+    text = " ".join(names[:400])
+    if "motion_modules" in text:
+        fam, why = "animatediff", "motion_modules LoRA"
+    elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
+            "transformer_blocks" not in text and "double_blocks" not in text:
+        fam, why = "wan", "Wan block names"
+    elif "double_blocks" in text or "single_blocks" in text or "token_refiner" in text:
+        fam, why = "hunyuan", "double/single blocks"
+    elif re.search(r"(down_blocks|up_blocks|input_blocks|output_blocks|lora_te_)", text):
+        fam, why = "sd", "UNet block names"
+    elif "transformer_blocks" in text:
+        fam, why = None, "transformer_blocks (LTX or CogVideoX)"
+    else:
+        fam, why = None, "unrecognised base layer names"
+    style = "kohya" if any(n.startswith(("lora_unet_", "lora_te")) for n in names) else (
+        "peft" if any(".lora_A." in n for n in names) else "original")
+    return Detection("lora", fam, style, why=why)
+
+
+def _flux_like(k: Keys) -> Optional[Detection]:
+    if k.any("double_blocks.0.img_attn.qkv.weight"):
+        return Detection(None, "flux", "", why="Flux image model (not a video family Kinograph runs)")
+    if k.any("joint_blocks.0.x_block.attn.qkv.weight"):
+        return Detection(None, "sd3", "", why="SD3 image model (not a video family Kinograph runs)")
+    return None
+
+
+# Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
+RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux_like, _vae,
+         _text_encoder, _clip_vision]
+
+
+def detect_keys(shapes: Dict[str, Shape]) -> Detection:
+    """Detection from tensor names and shapes (exact names, prefixes tolerated)."""
+    k = Keys(shapes)
+    for rule in RULES:
+        found = rule(k)
+        if found is not None:
+            return found
+    return Detection(None, None, why="no known key pattern")
+
+
+def detect_header(header: Header) -> Detection:
+    det = detect_keys(header.shapes)
+    det.precision = precision_of(header)
+    return det
+
+
+def detect_file(path) -> Detection:
+    return detect_header(read_header(path))
+
+
+def detect_state_dict(state: Dict[str, object]) -> Detection:
+    """Detection of tensors already in memory (name -> tensor)."""
+    return detect_keys({k: tuple(getattr(v, "shape", ())) for k, v in state.items()})

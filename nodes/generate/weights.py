@@ -1,0 +1,118 @@
+"""One place that turns a weights file into a state dict of correct values.
+
+Formats: safetensors (.safetensors, .sft), GGUF (.gguf, dequantised with diffusers' GGUF kernels),
+legacy torch pickles (.ckpt/.pt/.pth/.bin, read with weights_only=True so no code runs, memory-mapped
+where the file is a zip). Precisions: fp32/fp16/bf16 as stored; fp8_e4m3fn/fp8_e5m2 cast up to the
+compute dtype (or kept in fp8 when asked); ComfyUI's fp8_scaled (a `scaled_fp8` marker and a
+`<layer>.scale_weight` per matrix) dequantised as weight * scale_weight: loading the raw fp8
+values instead gives weights hundreds of times too large, which is what a naive loader does."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+from graph_engine import NodeError
+from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
+
+# Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
+_SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+
+
+def _fp8_dtypes():
+    import torch
+    return tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+                 if hasattr(torch, n))
+
+
+def read_raw(path) -> Dict[str, "object"]:
+    """The file's tensors exactly as stored (fp8 stays fp8, GGUF stays quantised)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SAFE_EXT:
+        read_header(path)                 # a clear error for a truncated file, before safetensors' own
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    if suffix in GGUF_EXT:
+        return _read_gguf(path)
+    if suffix in PICKLE_EXT:
+        return torch_load(path)
+    raise NodeError(f"{path}: unknown weights format {suffix!r}; Kinograph reads {', '.join(WEIGHT_EXT)}")
+
+
+def _read_gguf(path: Path) -> dict:
+    """GGUF tensors dequantised to float32, in torch dimension order and their original shapes."""
+    import torch
+    header = read_header(path)            # checks the file and gives the original shapes
+    try:
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+        from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
+    except ImportError as exc:
+        raise NodeError(f"reading {path.name} needs the `gguf` package ({exc}): pip install gguf") from None
+    try:
+        raw = load_gguf_checkpoint(str(path), return_tensors=True)
+    except ValueError as exc:
+        raise NodeError(f"{path}: {str(exc).splitlines()[0][:300]}") from None
+    out = {}
+    for name, t in raw.items():
+        t = dequantize_gguf_tensor(t) if hasattr(t, "quant_type") else t
+        # A plain tensor again (not a GGUFParameter), float32 like every dequantised tensor.
+        t = t.as_subclass(torch.Tensor)
+        t = t.float() if t.is_floating_point() else t
+        shape = header.shapes.get(name)
+        if shape is not None and tuple(t.shape) != shape and t.numel() == _numel(shape):
+            t = t.reshape(shape)
+        out[name] = t
+    return out
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
+    """fp8_scaled folded (weight * scale_weight), fp8 cast to `dtype` unless keep_fp8, markers dropped.
+
+    dtype None keeps fp16/bf16/fp32 tensors as stored and casts fp8 to float32."""
+    import torch
+    fp8 = _fp8_dtypes()
+    out = {}
+    for name, t in state.items():
+        if name == "scaled_fp8" or name.endswith(_SCALE_SUFFIXES):
+            continue
+        if not hasattr(t, "dtype"):
+            continue
+        if name.endswith(".weight"):
+            scale = state.get(name[: -len(".weight")] + ".scale_weight")
+            if scale is not None:
+                w = t.to(torch.float32) * scale.to(torch.float32)
+                out[name] = w.to(dtype or torch.float32)
+                continue
+        if t.dtype in fp8:
+            out[name] = t if keep_fp8 else t.to(dtype or torch.float32)
+        elif dtype is not None and t.is_floating_point():
+            out[name] = t.to(dtype)
+        else:
+            out[name] = t
+    return out
+
+
+def load_weights(path, dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
+    """A file's state dict with correct values: see the module docstring."""
+    return dequantise(read_raw(path), dtype, keep_fp8)
+
+
+def strip_prefix(state: Dict[str, "object"], prefix: str) -> Dict[str, "object"]:
+    """The tensors under `prefix`, without it (all tensors when prefix is empty)."""
+    if not prefix:
+        return dict(state)
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def torch_dtype(name: Optional[str]):
+    import torch
+    return {None: None, "": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+            "fp8_e4m3fn": getattr(torch, "float8_e4m3fn", None),
+            "fp8_e5m2": getattr(torch, "float8_e5m2", None)}[name]

@@ -1,0 +1,296 @@
+"""Model files as users have them: detection by exact keys and shapes, weight formats, folders.
+
+Key sets are those of the real files (ComfyUI's repackaged split files, the authors' checkpoints,
+diffusers layouts), trimmed to the tensors the rules read plus near-misses that once fooled a
+substring match (SD 1.5's `transformer_blocks.0.attn1.to_q.weight` contains Wan's
+`blocks.0.attn1.to_q.weight`)."""
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+M = "model.diffusion_model."
+
+# name -> (keys with shapes, expected (role, family, variant))
+SD15 = {M + "input_blocks.0.0.weight": (320, 4, 3, 3), M + "out.2.weight": (4, 320, 3, 3),
+        M + "input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight": (320, 320),
+        M + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (49408, 768),
+        "first_stage_model.encoder.down.0.block.0.conv1.weight": (128, 128, 3, 3)}
+WAN_T2V = {"head.modulation": (1, 2, 1536), "patch_embedding.weight": (1536, 16, 1, 2, 2),
+           "blocks.0.self_attn.q.weight": (1536, 1536), "blocks.0.cross_attn.k.weight": (1536, 4096),
+           "text_embedding.0.weight": (1536, 4096)}
+WAN_I2V = {M + "head.modulation": (1, 2, 5120), M + "patch_embedding.weight": (5120, 36, 1, 2, 2),
+           M + "img_emb.proj.0.bias": (1280,), M + "blocks.0.cross_attn.k_img.weight": (5120, 5120)}
+CASES = {
+    "sd15 checkpoint (not Wan)": (SD15, ("checkpoint", "sd", "sd15")),
+    "sd15 unet only": ({k[len(M):]: v for k, v in SD15.items() if k.startswith(M)}, ("diffusion_model", "sd", "sd15")),
+    "sd2 checkpoint": ({**SD15, M + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)},
+                       ("checkpoint", "sd", "sd2")),
+    "sdxl checkpoint": ({**SD15, "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight":
+                         (49408, 768), M + "label_emb.0.0.weight": (1280, 2816)}, ("checkpoint", "sd", "sdxl")),
+    "sd15 diffusers unet": ({"conv_in.weight": (320, 4, 3, 3), "time_embedding.linear_1.weight": (1280, 320),
+                             "conv_norm_out.weight": (320,),
+                             "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight": (320, 320),
+                             "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight": (320, 768)},
+                            ("diffusion_model", "sd", "sd15")),
+    "wan2.1 t2v 1.3B": (WAN_T2V, ("diffusion_model", "wan", "t2v-1.3B")),
+    "wan2.1 t2v prefixed": ({M + k: v for k, v in WAN_T2V.items()}, ("diffusion_model", "wan", "t2v-1.3B")),
+    "wan2.1 i2v 14B": (WAN_I2V, ("diffusion_model", "wan", "i2v-14B")),
+    "wan2.1 flf2v 14B": ({**WAN_I2V, M + "img_emb.emb_pos": (1, 514, 1280)}, ("diffusion_model", "wan", "flf2v-14B")),
+    "wan vace 1.3B": ({**WAN_T2V, "vace_patch_embedding.weight": (1536, 96, 1, 2, 2)},
+                      ("diffusion_model", "wan", "vace-1.3B")),
+    "wan2.2 i2v A14B": ({**WAN_I2V, M + "img_emb.proj.0.bias": None}, ("diffusion_model", "wan", "i2v-2.2-14B")),
+    "wan2.2 ti2v 5B": ({"head.modulation": (1, 2, 3072), "patch_embedding.weight": (3072, 48, 1, 2, 2)},
+                       ("diffusion_model", "wan", "ti2v-2.2-5B")),
+    "wan diffusers transformer": ({"scale_shift_table": (1, 2, 1536), "patch_embedding.weight": (1536, 16, 1, 2, 2),
+                                   "condition_embedder.time_embedder.linear_1.weight": (1536, 256),
+                                   "blocks.0.attn1.to_q.weight": (1536, 1536)}, ("diffusion_model", "wan", "t2v-1.3B")),
+    "hunyuan video t2v": ({"txt_in.individual_token_refiner.blocks.0.norm1.weight": (3072,),
+                           "double_blocks.0.img_attn_qkv.weight": (9216, 3072), "img_in.proj.weight": (3072, 16, 1, 2, 2),
+                           "guidance_in.in_layer.weight": (3072, 256)}, ("diffusion_model", "hunyuan", "t2v-guidance")),
+    "hunyuan video i2v": ({"txt_in.individual_token_refiner.blocks.0.norm1.weight": (3072,),
+                           "img_in.proj.weight": (3072, 33, 1, 2, 2)}, ("diffusion_model", "hunyuan", "i2v")),
+    "flux (image model)": ({"double_blocks.0.img_attn.qkv.weight": (9216, 3072), "img_in.weight": (3072, 64)},
+                           (None, "flux", "")),
+    "ltx 2B checkpoint": ({M + "adaln_single.emb.timestep_embedder.linear_1.weight": (2048, 256),
+                           M + "patchify_proj.weight": (2048, 128),
+                           M + "transformer_blocks.0.attn1.to_q.weight": (2048, 2048),
+                           "vae.decoder.up_blocks.0.res_blocks.0.conv1.conv.weight": (512, 512, 3, 3, 3),
+                           "vae.per_channel_statistics.mean-of-means": (128,)}, ("checkpoint", "ltx", "2B")),
+    "cogvideox diffusers 5B": ({"patch_embed.text_proj.weight": (3072, 4096), "patch_embed.proj.weight": (3072, 16, 2, 2),
+                                "transformer_blocks.0.norm1.linear.weight": (18432, 512)},
+                               ("diffusion_model", "cogvideox", "t2v-5B")),
+    "cogvideox SAT": ({M + "mixins.patch_embed.proj.weight": (1920, 16, 2, 2)}, ("diffusion_model", "cogvideox", "t2v-2B")),
+    "svd checkpoint": ({M + "input_blocks.0.0.weight": (320, 8, 3, 3), M + "out.2.weight": (4, 320, 3, 3),
+                        M + "input_blocks.1.0.time_stack.in_layers.0.weight": (320,),
+                        "first_stage_model.decoder.up.0.block.0.time_stack.in_layers.0.weight": (128,),
+                        "conditioner.embedders.0.open_clip.model.visual.proj": (1280, 1024)},
+                       ("checkpoint", "svd", "")),
+    "animatediff v2 motion module": ({
+        "down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight": (320, 320),
+        "down_blocks.3.motion_modules.0.temporal_transformer.proj_in.weight": (1280, 1280),
+        "mid_block.motion_modules.0.temporal_transformer.norm.bias": (1280,),
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe":
+            (1, 32, 320)}, ("motion_module", "animatediff", "v2")),
+    "animatediff motion lora (original)": ({
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.processor."
+        "to_q_lora.down.weight": (2, 320)}, ("lora", "animatediff", "original")),
+    "wan lora (comfyui)": ({"diffusion_model.blocks.0.self_attn.q.lora_A.weight": (32, 1536),
+                            "diffusion_model.blocks.0.self_attn.q.lora_B.weight": (1536, 32)}, ("lora", "wan", "peft")),
+    "wan lora (kohya)": ({"lora_unet_blocks_0_cross_attn_k.lora_down.weight": (32, 1536),
+                          "lora_unet_blocks_0_cross_attn_k.alpha": ()}, ("lora", "wan", "kohya")),
+    "sd15 lora (kohya)": ({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight":
+                           (4, 320), "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": (3072, 4)},
+                          ("lora", "sd", "kohya")),
+    "hunyuan lora": ({"diffusion_model.double_blocks.0.img_attn_qkv.lora_A.weight": (32, 3072)},
+                     ("lora", "hunyuan", "peft")),
+    "controlnet sd15 (original)": ({"control_model.input_hint_block.0.weight": (16, 3, 3, 3),
+                                    "control_model.zero_convs.0.0.weight": (320, 320, 1, 1),
+                                    "control_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight": (320, 320)},
+                                   ("controlnet", "sd", "sd15")),
+    "controlnet sd15 (diffusers)": ({"controlnet_cond_embedding.conv_in.weight": (16, 3, 3, 3),
+                                     "controlnet_down_blocks.0.weight": (320, 320, 1, 1),
+                                     "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight": (320, 320)},
+                                    ("controlnet", "sd", "sd15")),
+    "wan 2.1 vae": ({"decoder.middle.0.residual.0.gamma": (384, 1, 1, 1), "conv1.weight": (32, 32, 1, 1, 1),
+                     "encoder.conv1.weight": (96, 3, 3, 3, 3)}, ("vae", "wan", "2.1")),
+    "wan 2.2 vae": ({"decoder.middle.0.residual.0.gamma": (1024, 1, 1, 1), "conv1.weight": (96, 96, 1, 1, 1)},
+                    ("vae", "wan", "2.2")),
+    "sd vae (ldm)": ({"encoder.down.0.block.0.conv1.weight": (128, 128, 3, 3),
+                      "decoder.up.0.block.0.conv1.weight": (128, 256, 3, 3), "quant_conv.weight": (8, 8, 1, 1)},
+                     ("vae", "sd", "")),
+    "umt5 xxl": ({"encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096),
+                  "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": (32, 64),
+                  "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight": (32, 64),
+                  "shared.weight": (256384, 4096), "scaled_fp8": (0,)}, ("text_encoder", "umt5", "xxl")),
+    "t5 xxl": ({"encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096),
+                "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": (32, 64),
+                "shared.weight": (32128, 4096)}, ("text_encoder", "t5", "xxl")),
+    "clip_l": ({"text_model.embeddings.token_embedding.weight": (49408, 768),
+                "text_model.encoder.layers.0.self_attn.q_proj.weight": (768, 768)}, ("text_encoder", "clip_l", "")),
+    "llava llama3": ({"model.embed_tokens.weight": (128320, 4096), "model.layers.0.self_attn.q_proj.weight": (4096, 4096)},
+                     ("text_encoder", "llama", "llava-llama3")),
+    "clip vision h": ({"vision_model.embeddings.patch_embedding.weight": (1280, 3, 14, 14),
+                       "vision_model.encoder.layers.0.self_attn.q_proj.weight": (1280, 1280)},
+                      ("clip_vision", "clip_vision", "vit-h")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_detection_by_exact_keys_and_shapes(name):
+    from nodes.generate.detect import detect_keys
+    keys, (role, fam, variant) = CASES[name]
+    det = detect_keys({k: v for k, v in keys.items() if v is not None})
+    assert (det.role, det.family, det.variant) == (role, fam, variant), det
+
+
+def test_diffusers_layouts_of_every_family_are_detected():
+    """The key sets of diffusers' own classes (tiny configs), as a diffusers-layout single file holds them."""
+    from tiny_models import clip_vision, sd_vae, t5_encoder, wan_vae
+    from nodes.generate.detect import detect_keys
+    import diffusers
+
+    def shapes(m):
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    got = {
+        "wan vae": detect_keys(shapes(wan_vae())), "sd vae": detect_keys(shapes(sd_vae())),
+        "umt5": detect_keys(shapes(t5_encoder(32, umt5=True))), "t5": detect_keys(shapes(t5_encoder(32))),
+        "clip vision": detect_keys(shapes(clip_vision(32, projection=False))),
+        "motion adapter": detect_keys(shapes(diffusers.MotionAdapter(
+            block_out_channels=(8, 8), motion_layers_per_block=2, motion_norm_num_groups=2,
+            motion_num_attention_heads=4))),
+    }
+    assert (got["wan vae"].role, got["wan vae"].family) == ("vae", "wan")
+    assert (got["sd vae"].role, got["sd vae"].family) == ("vae", "sd")
+    assert (got["umt5"].role, got["umt5"].family) == ("text_encoder", "umt5")
+    assert (got["t5"].role, got["t5"].family) == ("text_encoder", "t5")
+    assert got["clip vision"].role == "clip_vision"
+    assert got["motion adapter"].role == "motion_module"
+
+
+def _write_safetensors_header(path: Path, header: dict) -> None:
+    """A safetensors file whose data is zeros: enough for header-only readers."""
+    end = 0
+    full = {}
+    for k, (dtype, shape) in header.items():
+        n = 1
+        for s in shape:
+            n *= s
+        size = n * {"F16": 2, "BF16": 2, "F32": 4, "F8_E4M3": 1}[dtype]
+        full[k] = {"dtype": dtype, "shape": list(shape), "data_offsets": [end, end + size]}
+        end += size
+    blob = json.dumps(full).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * end)
+
+
+@pytest.mark.parametrize("dtypes,expected", [
+    ({"a.weight": "F16", "b.weight": "F16"}, "fp16"), ({"a.weight": "BF16"}, "bf16"), ({"a.weight": "F32"}, "fp32"),
+    ({"a.weight": "F8_E4M3", "b.norm": "F32"}, "fp8_e4m3fn"),
+    ({"a.weight": "F8_E4M3", "a.scale_weight": "F32", "scaled_fp8": "F8_E4M3"}, "fp8_scaled")])
+def test_precision_from_the_header(tmp_path, dtypes, expected):
+    from nodes.generate.detect import detect_file
+    p = tmp_path / "x.safetensors"
+    _write_safetensors_header(p, {k: (d, (4, 4) if k.endswith("weight") and "scale" not in k else (1,))
+                                  for k, d in dtypes.items()})
+    assert detect_file(p).precision == expected
+
+
+def test_fp8_scaled_is_dequantised_with_its_scale(tmp_path):
+    """ComfyUI's fp8_scaled: stored = weight / scale in fp8. Loading must give weight back, never the raw
+    fp8 values (which are ~448 where the real weight is ~0.2)."""
+    from safetensors.torch import save_file
+    from nodes.generate.weights import load_weights
+    torch.manual_seed(0)
+    w = torch.randn(8, 16) * 0.2
+    scale = w.abs().max() / 448.0
+    stored = (w / scale).to(torch.float8_e4m3fn)
+    p = tmp_path / "m_fp8_scaled.safetensors"
+    save_file({"layer.weight": stored, "layer.scale_weight": scale.reshape(1), "layer.bias": torch.zeros(8),
+               "scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}, str(p))
+    sd = load_weights(p, torch.float32)
+    assert set(sd) == {"layer.weight", "layer.bias"}
+    assert stored.float().abs().max() > 400                      # the hazard: raw values
+    assert torch.allclose(sd["layer.weight"], w, rtol=0.07, atol=2e-3)   # fp8 rounding (3 mantissa bits) only
+    assert sd["layer.weight"].dtype == torch.float32
+
+
+def test_sft_and_pickle_read_the_same_tensors(tmp_path):
+    from safetensors.torch import save_file
+    from nodes.generate.weights import load_weights
+    t = {"a.weight": torch.randn(3, 4), "b": torch.arange(5)}
+    save_file(t, str(tmp_path / "x.sft"))
+    torch.save({"state_dict": t}, str(tmp_path / "x.ckpt"))
+    for name in ("x.sft", "x.ckpt"):
+        got = load_weights(tmp_path / name)
+        assert set(got) == set(t) and all(torch.equal(got[k], t[k]) for k in t)
+
+
+def test_gguf_is_read_and_dequantised(tmp_path):
+    import gguf
+    import numpy as np
+    from nodes.generate.detect import detect_file
+    from nodes.generate.weights import load_weights
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    conv = rng.standard_normal((4, 2, 1, 2, 2)).astype(np.float32)
+    p = tmp_path / "m-Q8_0.gguf"
+    writer = gguf.GGUFWriter(str(p), "wan")
+    writer.add_tensor("blocks.0.ffn.0.weight", gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q8_0),
+                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    # 5-D weights are stored flattened, with the true shape in metadata (as city96's ComfyUI-GGUF writes them).
+    writer.add_tensor("patch_embedding.weight", conv.reshape(4, -1).astype(np.float16))
+    writer.add_array("comfy.gguf.orig_shape.patch_embedding.weight", list(conv.shape))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    det = detect_file(p)
+    assert det.precision == "gguf-Q8_0"
+    sd = load_weights(p)
+    assert sd["patch_embedding.weight"].shape == conv.shape
+    assert np.abs(sd["blocks.0.ffn.0.weight"].numpy() - w).max() < 0.05
+    assert np.abs(sd["patch_embedding.weight"].numpy() - conv).max() < 0.01
+
+
+def test_header_reading_never_loads_the_tensors(tmp_path):
+    """A .ckpt is inspected through a memory map: a 400 MB file costs no more memory than a 400-byte one
+    (peak RSS of `kinograph info`'s detection in a fresh process, big minus small)."""
+    import subprocess
+
+    def peak_kb(shape):
+        path = tmp_path / f"m{len(shape)}.ckpt"
+        # Written by another process: a child forked from a process that held the tensor inherits its peak.
+        subprocess.run([sys.executable, "-c", "import sys, torch; torch.save({'state_dict': {'model.diffusion_model."
+                        f"input_blocks.0.0.weight': torch.zeros{shape}}}}}, sys.argv[1])", str(path)], check=True)
+        code = ("import resource, sys; from nodes.generate.detect import detect_file; d = detect_file(sys.argv[1]); "
+                "print(d.precision, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert out.returncode == 0, out.stderr
+        precision, kb = out.stdout.split()
+        assert precision == "fp32"
+        return int(kb), path.stat().st_size
+
+    small, _ = peak_kb((10, 10))
+    big, size = peak_kb((100, 1000, 1000))
+    assert big - small < size // 1024 // 10
+
+
+def test_comfyui_folder_names_subfolders_and_extra_model_paths(tmp_path, monkeypatch):
+    from nodes.common import models_dirs
+    comfy = tmp_path / "ComfyUI"
+    for rel in ("models/diffusion_models/wan/wan2.1_t2v.safetensors", "models/diffusers/Wan-Diffusers/model_index.json",
+                "models/animatediff_motion_lora/v2_lora_PanLeft.ckpt", "models/CogVideo/CogVideoX-2b/transformer/config.json",
+                "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife49.pth"):
+        (comfy / rel).parent.mkdir(parents=True, exist_ok=True)
+        (comfy / rel).write_text("{}")
+    a1111 = tmp_path / "webui"
+    (a1111 / "models" / "Stable-diffusion").mkdir(parents=True)
+    (a1111 / "models" / "Stable-diffusion" / "dreamshaper.safetensors").write_bytes(b"x")
+    (a1111 / "models" / "Lora").mkdir(parents=True)
+    (a1111 / "models" / "Lora" / "ink.safetensors").write_bytes(b"x")
+    (comfy / "extra_model_paths.yaml").write_text(
+        f"a111:\n    base_path: {a1111}\n    checkpoints: models/Stable-diffusion\n    loras: |\n"
+        "        models/Lora\n        models/LyCORIS\n")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    find = models_dirs.find_model
+    assert find("wan/wan2.1_t2v.safetensors", "diffusion_models").name == "wan2.1_t2v.safetensors"
+    assert find("wan\\wan2.1_t2v.safetensors", "diffusion_models").name == "wan2.1_t2v.safetensors"
+    assert find("Wan-Diffusers", "diffusion_models").is_dir()
+    assert find("CogVideoX-2b", "diffusion_models").is_dir()
+    assert find("v2_lora_PanLeft.ckpt", "loras").parent.name == "animatediff_motion_lora"
+    assert find("rife49.pth", "rife").parent.name == "rife"
+    assert find("dreamshaper.safetensors", "checkpoints").parent == a1111 / "models" / "Stable-diffusion"
+    assert find("ink", "loras").parent == a1111 / "models" / "Lora"
+    with pytest.raises(NodeError, match="not found"):
+        find("other/wan2.1_t2v.safetensors", "diffusion_models")
