@@ -9,6 +9,7 @@ NODE_MODULES = [
     "nodes.consistency.noise_nodes",
     "nodes.consistency.sampling_nodes",
     "nodes.generate.nodes",
+    "nodes.generate.split_nodes",
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
     "nodes.metrics.nodes",

@@ -294,3 +294,82 @@ def test_comfyui_folder_names_subfolders_and_extra_model_paths(tmp_path, monkeyp
     assert find("ink", "loras").parent == a1111 / "models" / "Lora"
     with pytest.raises(NodeError, match="not found"):
         find("other/wan2.1_t2v.safetensors", "diffusion_models")
+
+
+def test_original_motion_lora_gives_the_same_video_as_its_diffusers_form(tmp_path):
+    """animatediff_motion_lora/v2_lora_PanLeft.ckpt's layout, applied to AnimateDiff, equals the PEFT file."""
+    from safetensors.torch import load_file
+    from tiny_models import build_all, motion_lora_original
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        root = build_all(tmp_path / "tiny", ("animatediff",))
+        peft = root / "loras" / "tiny_motion_lora.safetensors"
+        original = root / "v2_lora_Tiny.ckpt"
+        torch.save(motion_lora_original(load_file(str(peft))), str(original))
+        det = detect_file(original)
+        assert (det.role, det.family, det.variant) == ("lora", "animatediff", "original")
+        mm = ModelManager()
+        h = mm.load("animatediff", str(root / "animatediff"))
+        te, vae = mm.components(h)["text_encoder"], mm.components(h)["vae"]
+        pos, neg = encode_prompt(te, "a cat"), encode_prompt(te, "")
+
+        def sample(model):
+            return run_sampling(model, pos, neg, empty_latent(vae, 8, 64, 64, 8.0), steps=2, cfg=5.0,
+                                sampler="euler", seed=1).samples
+        base, a, b = sample(h), sample(h.with_lora(str(peft), 0.8)), sample(h.with_lora(str(original), 0.8))
+        assert not torch.allclose(base, a, atol=1e-3)
+        assert torch.allclose(a, b, atol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_controlnet_single_file_loads_without_a_hub(tmp_path):
+    """A ControlNet as one .safetensors file (its config comes from the UNet it steers): same as its folder."""
+    import shutil
+    from tiny_models import build_all
+    from nodes.generate.model_manager import ModelManager
+    root = build_all(tmp_path / "tiny", ("animatediff",))
+    single = tmp_path / "control_tiny.safetensors"
+    shutil.copy(root / "controlnet" / "diffusion_pytorch_model.safetensors", single)
+    mm = ModelManager()
+    h = mm.load("animatediff", str(root / "animatediff"))
+    a = mm.controlnet(str(root / "controlnet"), h)
+    b = mm.controlnet(str(single), h)
+    assert list(b.config.conditioning_embedding_out_channels) == list(a.config.conditioning_embedding_out_channels)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_sd15_single_file_loads_with_the_shipped_config(tmp_path, monkeypatch):
+    """An SD 1.5 checkpoints/ file (LDM keys) with no config folder: detected as SD 1.5 (not Wan), built from the
+    shipped configs, and sampling equals the same model from its diffusers folder."""
+    from tiny_models import build_sd15_single_file
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import decode_latent, empty_latent
+    root = build_sd15_single_file(tmp_path)
+    ckpt = root / "models" / "checkpoints" / "sd15_tiny.safetensors"
+    det = detect_file(ckpt)
+    assert (det.role, det.family, det.variant, det.precision) == ("checkpoint", "sd", "sd15", "fp16")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    mm = ModelManager()
+
+    def run(path):
+        h = mm.load("sd", path)
+        parts = mm.components(h)
+        pos, neg = encode_prompt(parts["text_encoder"], "a cat"), encode_prompt(parts["text_encoder"], "")
+        lat = run_sampling(h, pos, neg, empty_latent(parts["vae"], 2, 32, 32, 8.0), steps=2, cfg=5.0,
+                           sampler="euler", seed=1)
+        return lat.samples, decode_latent(parts["vae"], lat).frames(0, 2)
+    ref, ref_px = run(str(root / "diffusers"))
+    got, got_px = run("sd15_tiny.safetensors")
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+    assert abs(got_px.astype(int) - ref_px.astype(int)).max() <= 1

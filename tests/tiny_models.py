@@ -351,3 +351,305 @@ if __name__ == "__main__":
         sys.exit("usage: python tests/tiny_models.py DIR [family ...]")
     out = build_all(sys.argv[1], tuple(sys.argv[2:]) or FAMILIES)
     print(f"tiny models written to {out}")
+
+
+# -- ComfyUI single-file layouts (issue 24: model files as users have them) --------------------
+# The same tiny model saved twice: as a diffusers folder, and as the split files ComfyUI users
+# download (original key names, built by inverting diffusers' own converters and checked by
+# running those converters forward), so a test can load both and compare outputs.
+def _inverse_check(original: dict, converted: dict, forward) -> dict:
+    """`original` if diffusers' forward converter turns it back into `converted` exactly."""
+    back = forward(dict(original))
+    assert set(back) == set(converted), (sorted(set(back) ^ set(converted)))[:6]
+    return original
+
+
+def wan_original_transformer(diffusers_sd: dict) -> dict:
+    """Wan's original (ComfyUI diffusion_models/) key names from a diffusers WanTransformer3DModel state dict."""
+    import re
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+    renames = [("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+               ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+               ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+               ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+               ("condition_embedder.time_proj", "time_projection.1"),
+               ("condition_embedder.image_embedder.norm1", "img_emb.proj.0"),
+               ("condition_embedder.image_embedder.ff.net.0.proj", "img_emb.proj.1"),
+               ("condition_embedder.image_embedder.ff.net.2", "img_emb.proj.3"),
+               ("condition_embedder.image_embedder.norm2", "img_emb.proj.4"),
+               ("attn2", "cross_attn"), ("attn1", "self_attn"), (".to_out.0.", ".o."), (".to_q.", ".q."),
+               (".to_k.", ".k."), (".to_v.", ".v."), (".add_k_proj.", ".k_img."), (".add_v_proj.", ".v_img."),
+               (".norm_added_k.", ".norm_k_img."), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+               ("proj_out", "head.head")]
+    out = {}
+    for k, v in diffusers_sd.items():
+        n = k
+        for a, b in renames:
+            n = n.replace(a, b)
+        n = re.sub(r"^scale_shift_table$", "head.modulation", n)
+        n = re.sub(r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation", n)
+        n = re.sub(r"\.norm([23])\.", lambda m: ".norm%d." % (5 - int(m.group(1))), n)
+        out[n] = v
+    return _inverse_check(out, diffusers_sd, convert_wan_transformer_to_diffusers)
+
+
+def wan_original_vae(diffusers_sd: dict) -> dict:
+    """The original Wan 2.1 VAE key names (ComfyUI's vae/wan_2.1_vae.safetensors) of a diffusers AutoencoderKLWan
+    with num_res_blocks=2, as diffusers' converter expects."""
+    import re
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+    res = {"norm1.gamma": "residual.0.gamma", "conv1": "residual.2", "norm2.gamma": "residual.3.gamma",
+           "conv2": "residual.6", "conv_shortcut": "shortcut"}
+
+    def resnet(tail: str) -> str:
+        for a, b in res.items():
+            if tail.startswith(a + ".") or tail == a:
+                return b + tail[len(a):]
+        return tail
+    out = {}
+    for k, v in diffusers_sd.items():
+        n = k
+        m = re.match(r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)$", k)
+        if m:
+            n = f"{m.group(1)}.middle.{2 * int(m.group(2))}.{resnet(m.group(3))}"
+        elif re.match(r"^(encoder|decoder)\.mid_block\.attentions\.0\.", k):
+            n = re.sub(r"mid_block\.attentions\.0\.", "middle.1.", k)
+        elif re.match(r"^(encoder|decoder)\.norm_out\.gamma$", k):
+            n = k.replace("norm_out", "head.0")
+        elif re.match(r"^(encoder|decoder)\.conv_out\.", k):
+            n = k.replace("conv_out", "head.2")
+        elif re.match(r"^(encoder|decoder)\.conv_in\.", k):
+            n = k.replace("conv_in", "conv1")
+        elif k.startswith("quant_conv."):
+            n = k.replace("quant_conv", "conv1")
+        elif k.startswith("post_quant_conv."):
+            n = k.replace("post_quant_conv", "conv2")
+        elif k.startswith("encoder.down_blocks."):
+            idx, tail = re.match(r"^encoder\.down_blocks\.(\d+)\.(.*)$", k).groups()
+            n = f"encoder.downsamples.{idx}.{resnet(tail)}"
+        elif k.startswith("decoder.up_blocks."):
+            m = re.match(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$", k)
+            if m:
+                b, r, tail = int(m.group(1)), int(m.group(2)), m.group(3)
+                if tail.startswith("conv_shortcut"):
+                    n = f"decoder.upsamples.{4 * b + r}.shortcut{tail[len('conv_shortcut'):]}"
+                else:
+                    n = f"decoder.upsamples.{4 * b + r}.{resnet(tail)}"
+            else:
+                b, tail = re.match(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)$", k).groups()
+                n = f"decoder.upsamples.{4 * int(b) + 3}.{tail}"
+        out[n] = v
+    return _inverse_check(out, diffusers_sd, convert_wan_vae_to_diffusers)
+
+
+def to_fp8_scaled(state: dict) -> dict:
+    """ComfyUI's fp8_scaled format: each matrix stored as fp8(weight / scale) beside its `scale_weight`."""
+    import torch
+    out = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+    for k, v in state.items():
+        if k.endswith(".weight") and v.ndim == 2:
+            scale = (v.abs().max().float() / 448.0).clamp(min=1e-12)
+            out[k] = (v.float() / scale).to(torch.float8_e4m3fn)
+            out[k[: -len(".weight")] + ".scale_weight"] = scale.reshape(1)
+        else:
+            out[k] = v
+    return out
+
+
+def to_gguf(state: dict, path: Path, arch: str = "wan") -> None:
+    """A GGUF file as ComfyUI-GGUF writes one: 2-D matrices quantised Q8_0 where their width allows,
+    the rest F16/F32, shapes over 4-D flattened with the true shape in `comfy.gguf.orig_shape.<name>`."""
+    import gguf
+    import numpy as np
+    w = gguf.GGUFWriter(str(path), arch)
+    for k, v in state.items():
+        a = v.float().numpy()
+        if a.ndim == 2 and a.shape[1] % 32 == 0:
+            w.add_tensor(k, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
+                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            continue
+        if a.ndim > 4:
+            w.add_array(f"comfy.gguf.orig_shape.{k}", list(a.shape))
+            a = a.reshape(a.shape[0], -1)
+        w.add_tensor(k, a.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def build_wan_comfy(root: Path, i2v: bool = False) -> Path:
+    """A tiny Wan (head width 128 like every real Wan) as a diffusers folder `root/diffusers/` and as
+    ComfyUI's split files under `root/models/`: diffusion_models/ (fp16, fp8_scaled, GGUF),
+    text_encoders/ (umt5, tokenizer folder beside it), vae/ (Wan 2.1 layout), clip_vision/ for i2v."""
+    from safetensors.torch import save_file
+    from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    _seed(0)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=36 if i2v else 16,
+        out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=32 if i2v else None,
+        added_kv_proj_dim=128 if i2v else None)
+    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                           temperal_downsample=[False, True, True])
+    text = t5_encoder(32, umt5=True)
+    for m in (transformer, vae, text):           # fp16 values in both layouts, like the fp16 files users have
+        m.half().float()
+    tok_dir = root / "models" / "text_encoders" / "umt5_tiny_fp16"
+    tok = t5_tokenizer(tok_dir)
+    parts = dict(tokenizer=tok, text_encoder=text, vae=vae, scheduler=wan_scheduler(), transformer=transformer)
+    if i2v:
+        # Real CLIP ViT-H settings (16 heads, gelu) at a tiny width, as Kinograph's shipped config has them.
+        vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                                  num_attention_heads=16, image_size=32, patch_size=4,
+                                                  hidden_act="gelu", projection_dim=32))
+        vision.half().float()
+        parts.update(image_encoder=vision, image_processor=clip_image_processor())
+        WanImageToVideoPipeline(**parts).save_pretrained(str(root / "diffusers"), safe_serialization=True)
+    else:
+        WanPipeline(**parts).save_pretrained(str(root / "diffusers"), safe_serialization=True)
+    models = root / "models"
+    for sub in ("diffusion_models", "vae", "clip_vision"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    name = "wan_tiny_i2v" if i2v else "wan_tiny_t2v"
+    orig = {k: v.contiguous() for k, v in wan_original_transformer(transformer.state_dict()).items()}
+    save_file({k: v.half() for k, v in orig.items()}, str(models / "diffusion_models" / f"{name}_fp16.safetensors"))
+    save_file(to_fp8_scaled(orig), str(models / "diffusion_models" / f"{name}_fp8_scaled.safetensors"))
+    to_gguf(orig, models / "diffusion_models" / f"{name}-Q8_0.gguf")
+    te = {k: v for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file({k: v.half().contiguous() for k, v in te.items()},
+              str(models / "text_encoders" / "umt5_tiny_fp16.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
+              str(models / "vae" / "wan_tiny_vae.safetensors"))
+    if i2v:
+        save_file({("vision_model." + k if not k.startswith("vision_model.") else k): v.half().contiguous()
+                   for k, v in vision.state_dict().items()}, str(models / "clip_vision" / "clip_vision_tiny.safetensors"))
+    return root
+
+
+def motion_lora_original(peft_state: dict) -> dict:
+    """AnimateDiff's original motion LoRA layout (v2_lora_*.ckpt) of a diffusers/PEFT motion LoRA."""
+    import re
+    out = {}
+    for k, v in peft_state.items():
+        m = re.match(r"^unet\.(.*)\.(to_q|to_k|to_v|to_out\.0)\.lora_([AB])\.weight$", k)
+        base = re.sub(r"(motion_modules\.\d+)\.", r"\1.temporal_transformer.", m.group(1))
+        base = base.replace(".attn1", ".attention_blocks.0").replace(".attn2", ".attention_blocks.1")
+        proj = "to_out" if m.group(2) == "to_out.0" else m.group(2)
+        out[f"{base}.processor.{proj}_lora.{'down' if m.group(3) == 'A' else 'up'}.weight"] = v
+    return out
+
+
+def sd_ldm_unet(diffusers_sd: dict, levels: int, attn: list) -> dict:
+    """The LDM (original SD) key names of a diffusers UNet2DConditionModel with layers_per_block=2."""
+    import re
+    from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
+    res = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
+           ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
+    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+
+    def resnet(tail):
+        for a, b in res:
+            if tail.startswith(a + "."):
+                return b + tail[len(a):]
+        return tail
+    out = {}
+    for k, v in diffusers_sd.items():
+        head, _, last = k.rpartition(".")
+        if head in fixed:
+            out[f"{fixed[head]}.{last}"] = v
+            continue
+        m = re.match(r"^(down|up)_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)$", k)
+        if m:
+            # Down level i holds input_blocks 3i+1, 3i+2 (0 is conv_in); up level i output_blocks 3i..3i+2.
+            ldm, first = ("input_blocks", 1) if m.group(1) == "down" else ("output_blocks", 0)
+            i, kind, j, tail = int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
+            out[f"{ldm}.{3 * i + j + first}.{0 if kind == 'resnets' else 1}."
+                f"{resnet(tail) if kind == 'resnets' else tail}"] = v
+            continue
+        m = re.match(r"^down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)$", k)
+        if m:
+            out[f"input_blocks.{3 * (int(m.group(1)) + 1)}.0.op.{m.group(2)}"] = v
+            continue
+        m = re.match(r"^up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)$", k)
+        if m:
+            i = int(m.group(1))
+            out[f"output_blocks.{3 * i + 2}.{2 if attn[levels - 1 - i] else 1}.conv.{m.group(2)}"] = v
+            continue
+        m = re.match(r"^mid_block\.(resnets|attentions)\.(\d+)\.(.*)$", k)
+        if m:
+            kind, j, tail = m.group(1), int(m.group(2)), m.group(3)
+            out[f"middle_block.{2 * j if kind == 'resnets' else 1}.{resnet(tail) if kind == 'resnets' else tail}"] = v
+            continue
+        raise KeyError(k)
+    cfg = {"layers_per_block": 2, "down_block_types": ["x"] * levels}
+    back = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in out.items()}, cfg)
+    assert set(back) == set(diffusers_sd), sorted(set(back) ^ set(diffusers_sd))[:6]
+    return out
+
+
+def sd_ldm_vae(diffusers_sd: dict, levels: int) -> dict:
+    """The LDM key names of a diffusers AutoencoderKL (layers_per_block=2)."""
+    import re
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    out = {}
+    for k, v in diffusers_sd.items():
+        n = k.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
+        n = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.down.\1.block.\2.", n)
+        n = re.sub(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", n)
+        n = re.sub(r"^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.",
+                   lambda m: f"decoder.up.{levels - 1 - int(m.group(1))}.block.{m.group(2)}.", n)
+        n = re.sub(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
+                   lambda m: f"decoder.up.{levels - 1 - int(m.group(1))}.upsample.", n)
+        n = re.sub(r"^(encoder|decoder)\.mid_block\.resnets\.(\d)\.",
+                   lambda m: f"{m.group(1)}.mid.block_{int(m.group(2)) + 1}.", n)
+        m = re.match(r"^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(.*)$", n)
+        if m:
+            part = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}[m.group(2)]
+            n = f"{m.group(1)}.mid.attn_1.{part}.{m.group(3)}"
+            if v.ndim == 2:                       # LDM keeps these as 1x1 convolutions
+                v = v[:, :, None, None]
+        out[n] = v
+    cfg = {"block_out_channels": [0] * levels, "layers_per_block": 2, "down_block_types": ["x"] * levels,
+           "up_block_types": ["x"] * levels}
+    back = convert_ldm_vae_checkpoint(dict(out), cfg)
+    assert set(back) == set(diffusers_sd), sorted(set(back) ^ set(diffusers_sd))[:6]
+    return out
+
+
+def build_sd15_single_file(root: Path) -> Path:
+    """A tiny SD 1.5 (SD 1.5's own head counts, norm groups and blocks at tiny widths) as a diffusers folder
+    `root/diffusers/` and as one LDM checkpoint `root/models/checkpoints/sd15_tiny.safetensors` (with its
+    CLIP tokenizer in a folder named after it), both with the shipped SD 1.5 scheduler."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from nodes.generate.split import scheduler
+    _seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=64,
+                                attention_head_dim=8, norm_num_groups=32)
+    vae = AutoencoderKL(block_out_channels=(32, 32), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        layers_per_block=2, norm_num_groups=32)
+    text = CLIPTextModel(CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_size=64,
+                                        intermediate_size=37, num_attention_heads=1, num_hidden_layers=2,
+                                        vocab_size=1000, max_position_embeddings=77, hidden_act="quick_gelu"))
+    for m in (unet, vae, text):
+        m.half().float()
+    ckpt = root / "models" / "checkpoints" / "sd15_tiny.safetensors"
+    tok = clip_tokenizer(ckpt.parent / ckpt.stem)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler("sd"),
+                            safety_checker=None, feature_extractor=None, requires_safety_checker=False
+                            ).save_pretrained(str(root / "diffusers"), safe_serialization=True)
+    state = {f"model.diffusion_model.{k}": v for k, v in sd_ldm_unet(unet.state_dict(), 2, [True, False]).items()}
+    state.update({f"first_stage_model.{k}": v for k, v in sd_ldm_vae(vae.state_dict(), 2).items()})
+    state.update({f"cond_stage_model.transformer.text_model.{k}": v for k, v in text.state_dict().items()
+                  if not k.startswith("text_model.")})
+    state.update({f"cond_stage_model.transformer.{k}": v for k, v in text.state_dict().items()
+                  if k.startswith("text_model.")})
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(ckpt))
+    return root

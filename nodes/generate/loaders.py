@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from graph_engine import NodeError
 
@@ -9,17 +10,39 @@ MINI_DEFAULT = Path(__file__).resolve().parents[2] / "resources" / "models" / "k
 
 
 def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str = "auto",
-               motion_lora: str = "", motion_lora_strength: float = 1.0, **opts) -> dict:
-    """{"model", "vae", "text_encoder", "image_encoder"} handles (None for parts the family lacks)."""
+               motion_lora: str = "", motion_lora_strength: float = 1.0, given: Optional[dict] = None,
+               **opts) -> dict:
+    """{"model", "vae", "text_encoder", "image_encoder"} handles (None for parts the family lacks).
+
+    `given`: parts loaded from their own files (split loaders); they replace the folder's, and with no
+    path they are the whole model. A path to a single diffusion-model file loads just the denoiser."""
     from nodes.generate.model_manager import detect_family, manager_for, resolve_model_path
-    if family == "mini" and not path:
-        path = str(MINI_DEFAULT)
-    if family == "auto":
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if family == "auto" and path:
         found, why = detect_family(resolve_model_path(path, "checkpoints", "model"))
         if found in (None, "motion"):
             raise NodeError(f"cannot tell which model family {path} is ({why}); use the family's own loader "
                             "(load.animatediff, load.wan, ...)")
         family = found
+    for part, handle in given.items():
+        if handle.family != family:
+            raise NodeError(f"the {part} input is a {handle.family} part; load.{family} needs {family} parts")
+    if (given and not path) or (path and _is_single_file(path) and family not in ("sd", "animatediff")):
+        out = {"model": None, "vae": None, "text_encoder": None, "image_encoder": None}
+        if path:
+            from nodes.generate.split import load_diffusion_model
+            out["model"] = load_diffusion_model(manager_for(ctx), path, dtype if dtype in ("fp16", "bf16", "fp32")
+                                                else "default", ctx.device)
+            if out["model"].family != family:
+                raise NodeError(f"{path} is a {out['model'].family} model, not {family}; use "
+                                f"load.{out['model'].family} or load.diffusion_model")
+        out.update(given)
+        if out["model"] is None:
+            raise NodeError(f"load.{family} has no model: set `path` (a folder or a diffusion model file) or "
+                            "connect load.diffusion_model to its model input")
+        return out
+    if family == "mini" and not path:
+        path = str(MINI_DEFAULT)
     mm = manager_for(ctx)
     handle = mm.load(family, path, dtype=dtype, device=ctx.device, offload=offload,
                      **{k: v for k, v in opts.items() if v})
@@ -27,7 +50,12 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
         handle = handle.with_lora(str(resolve_model_path(motion_lora, "loras", "motion LoRA")), motion_lora_strength)
     parts = mm.components(handle)
     ctx.report(family=family, model=handle.path, dtype=handle.dtype)
-    return {"model": handle, **parts}
+    return {"model": handle, **parts, **given}
+
+
+def _is_single_file(path: str) -> bool:
+    from nodes.generate.detect import WEIGHT_EXT
+    return Path(path.replace("\\", "/")).suffix.lower() in WEIGHT_EXT
 
 
 def add_lora(model, path: str, strength: float):

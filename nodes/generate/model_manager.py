@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
+from nodes.generate.converters.lora import lora_state
 from nodes.generate.detect import Detection, detect_file, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle
@@ -180,7 +181,7 @@ def activate_loras(pipe, loras) -> None:
     for path, strength in loras:
         name = "k" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
         if name not in loaded:
-            state = load_weights(Path(path))
+            state = lora_state(Path(path))
             try:
                 pipe.load_lora_weights(state, adapter_name=name)
             except (ValueError, KeyError, RuntimeError) as exc:
@@ -265,17 +266,67 @@ class ModelManager:
             if key not in self._cache:
                 with local_only("ControlNet", str(source)):
                     if source.is_file():
-                        net = ControlNetModel.from_single_file(str(source), dtype=dtype, local_files_only=True)
+                        net = controlnet_from_file(source, model.denoiser, dtype)
                     else:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
                 self._cache[key] = net.to(torch.device(model.device)).eval()
             self._cache.move_to_end(key)
             return self._cache[key]
 
+    def cached(self, key: tuple, build):
+        """The value cached under `key`, built (once) by `build()` when absent; shares the LRU with pipelines."""
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            value = build()
+            self._cache[key] = value
+            while len(self._cache) > self.max_loaded:
+                self._cache.popitem(last=False)
+                gc.collect()
+            return value
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
         gc.collect()
+
+
+def controlnet_from_file(path: Path, unet, dtype):
+    """An SD 1.5 ControlNet from one file (original `control_model.*` or diffusers layout), its config taken
+    from the model it steers (a ControlNet copies its UNet's encoder), so no config is fetched from a hub."""
+    from accelerate import init_empty_weights
+    from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+    det = detect_file(path)
+    if det.role != "controlnet" or det.family != "sd" or det.variant != "sd15":
+        raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph recognises'}, not an SD 1.5 "
+                        "ControlNet")
+    state = load_weights(path)
+    if det.layout == "diffusers":
+        emb = [int(state["controlnet_cond_embedding.conv_in.weight"].shape[0])] + [
+            int(state[f"controlnet_cond_embedding.blocks.{i}.weight"].shape[0]) for i in (1, 3, 5)
+            if f"controlnet_cond_embedding.blocks.{i}.weight" in state]
+    else:
+        hint = sorted((int(k.split(".")[-2]), v) for k, v in state.items()
+                      if k.endswith(".weight") and "input_hint_block." in k)
+        emb = [int(v.shape[0]) for i, v in hint[:-1] if i % 4 == 0] or [16, 32, 96, 256]
+    import inspect
+    params = inspect.signature(ControlNetModel.__init__).parameters
+    cfg = {k: v for k, v in dict(unet.config).items() if k in params and not k.startswith("_")}
+    # AnimateDiff's motion UNet names its blocks *Motion; the ControlNet copies their 2-D form.
+    cfg["down_block_types"] = [t.replace("Motion", "2D") for t in cfg["down_block_types"]]
+    cfg.pop("mid_block_type", None)
+    cfg["conditioning_embedding_out_channels"] = tuple(emb)
+    with init_empty_weights():
+        net = ControlNetModel.from_config(cfg)
+    if det.layout != "diffusers":
+        state = convert_controlnet_checkpoint(state, net.config)
+    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        raise NodeError(f"{path.name} does not fit this model's ControlNet shape (missing {missing[:3]}, unexpected "
+                        f"{unexpected[:3]}): it is a ControlNet for another base model")
+    return net.to(dtype)
 
 
 def _is_corrupt(exc: BaseException) -> bool:
@@ -336,6 +387,10 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant == "sd15"
         return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"
+    if det.family == "wan" and det.variant.split("-")[0] in ("vace", "animate", "camera"):
+        return False, f"Wan {det.variant.split('-')[0]} models are not supported yet"
+    if det.family == "wan" and det.role == "vae" and det.variant == "2.2":
+        return False, "the Wan 2.2 VAE loads from a diffusers folder only for now"
     if converters.supported(det):
         node = {"diffusion_model": "load.diffusion_model", "checkpoint": "load.model", "vae": "load.vae",
                 "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]

@@ -56,8 +56,15 @@ def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layou
 
 
 def _family_loader(fam: str, title: str, doc: str):
-    def load(ctx, path: str = _path(), dtype: str = DTYPE, offload: str = OFFLOAD):
-        return _load(ctx, fam, path, dtype, offload)
+    split = "from load.diffusion_model / load.text_encoder / load.vae / load.clip_vision; replaces the folder's"
+
+    def load(ctx, path: str = _path(what="model folder (diffusers layout), a diffusion model file, or empty when "
+                                         "the parts come in through the inputs"),
+             dtype: str = DTYPE, offload: str = OFFLOAD, model: MODEL = Input(optional=True, help=split),
+             text_encoder: TEXT_ENCODER = Input(optional=True, help=split), vae: VAE = Input(optional=True, help=split),
+             image_encoder: IMAGE_ENCODER = Input(optional=True, help=split)):
+        return _load(ctx, fam, path, dtype, offload, given=dict(model=model, text_encoder=text_encoder, vae=vae,
+                                                                 image_encoder=image_encoder))
     load.__doc__ = doc
     load.__name__ = load.__qualname__ = f"load_{fam}"
     return node(f"load.{fam}", title=title, category="Models", outputs=PARTS, device="gpu")(load)

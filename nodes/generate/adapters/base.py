@@ -37,6 +37,9 @@ class Adapter:
         t = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(pipe, "vae_temporal_compression_ratio", 1)
         s = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_spatial_compression_ratio", None) \
             or pipe.vae_scale_factor
+        if getattr(pipe, "vae", None) is None:     # a diffusion model loaded from its own file
+            den = getattr(pipe, "transformer", None) or pipe.unet
+            return int(t), int(s), int(den.config.out_channels)
         c = getattr(pipe.vae.config, "latent_channels", None) or pipe.vae.config.z_dim
         return int(t), int(s), int(c)
 

@@ -19,9 +19,8 @@ class SDAdapter(Adapter):
         kw = dict(dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False)
         if path.is_file():
             if not config:
-                raise NodeError(f"{path.name} is a single-file checkpoint; set `config` to a local Stable Diffusion "
-                                "1.5 folder in diffusers layout (its model_index.json and configs describe the "
-                                "model; no weights are read from it)")
+                from nodes.generate.converters.sd import sd15_pipeline
+                return sd15_pipeline(path, dtype)
             return StableDiffusionPipeline.from_single_file(str(path), config=str(config), **kw)
         from nodes.generate.model_manager import read_index
         if read_index(path).get("_class_name") == "AnimateDiffPipeline":

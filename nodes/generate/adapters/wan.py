@@ -9,6 +9,14 @@ import torch
 from nodes.generate.adapters.base import Adapter, stack_global
 
 
+TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning needs a Wan image-to-video "
+             "(or FLF2V) model")
+
+
+NEEDS_IMAGE = ("this Wan 2.1 image-to-video model also takes the frame's CLIP image tokens: connect "
+               "encode.image (of the first frame) to condition.frames' image_embeds")
+
+
 class WanAdapter(Adapter):
     family = "wan"
     space = "flow"
@@ -36,6 +44,14 @@ class WanAdapter(Adapter):
                 and float(t) < boundary * pipe.scheduler.config.num_train_timesteps:
             model = pipe.transformer_2           # Wan 2.2 A14B: the low-noise expert
         x = x_in.to(model.dtype)
+        if "concat" in inputs and model.config.in_channels == model.config.out_channels:
+            from graph_engine import NodeError
+            raise NodeError(TEXT_ONLY)
+        if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
+            from graph_engine import NodeError
+            raise NodeError(NEEDS_IMAGE)
+        if "encoder_hidden_states_image" in inputs and not getattr(model.config, "image_dim", None):
+            inputs = {k: v for k, v in inputs.items() if k != "encoder_hidden_states_image"}
         if "concat" in inputs:
             x = torch.cat([x, inputs["concat"]], dim=1)
         kw = {}
@@ -51,10 +67,10 @@ class WanAdapter(Adapter):
         """The i2v model's extra input: a 4-channel mask of pinned frames and the VAE latents of a clip
         holding the pinned frames (zeros elsewhere); plus CLIP image tokens where the model takes them."""
         from graph_engine import NodeError
-        in_ch = pipe.transformer.config.in_channels
-        if in_ch == pipe.transformer.config.out_channels:
-            raise NodeError("this Wan model is text-to-video; first/last frame conditioning needs a Wan "
-                            "image-to-video (or FLF2V) model")
+        # A VAE loaded from its own file knows no transformer: the sampler checks the model instead.
+        den = getattr(pipe, "transformer", None)
+        if den is not None and den.config.in_channels == den.config.out_channels:
+            raise NodeError(TEXT_ONLY)
         if first is None:
             raise NodeError("Wan image-to-video needs the first frame")
         h, w, n = latent.height, latent.width, latent.frames
@@ -74,10 +90,11 @@ class WanAdapter(Adapter):
         mask = torch.cat([mask[:, :, :1].repeat_interleave(tf, dim=2), mask[:, :, 1:]], dim=2)
         mask = mask.view(1, -1, tf, z.shape[3], z.shape[4]).transpose(1, 2)
         extra = {"concat": torch.cat([mask, z], dim=1)}
-        if getattr(pipe.transformer.config, "image_dim", None):
+        if den is None and image_embeds is not None:
+            extra["image_embeds"] = image_embeds.embeds
+        elif den is not None and getattr(den.config, "image_dim", None):
             if image_embeds is None:
-                raise NodeError("this Wan 2.1 image-to-video model also takes the frame's CLIP image tokens: "
-                                "connect encode.image (of the first frame) to condition.frames' image_embeds")
+                raise NodeError(NEEDS_IMAGE)
             extra["image_embeds"] = image_embeds.embeds
         return extra, {}
 

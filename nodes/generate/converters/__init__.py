@@ -105,7 +105,18 @@ def build(det, state: Dict[str, object], dtype, where: str):
                         "not know.")
     module.load_state_dict(built.state_dict, strict=False, assign=True)
     _tie(module)
-    return module.to(dtype).eval() if dtype is not None else module.eval()
+    if dtype is not None:
+        _cast(module, dtype)
+    return module.eval()
+
+
+def _cast(module, dtype) -> None:
+    """Cast to `dtype`, keeping the modules the class wants in float32 (as from_pretrained does)."""
+    import torch
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ()) if dtype != torch.float32 else set()
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if t.is_floating_point():
+            t.data = t.data.to(torch.float32 if keep & set(name.split(".")) else dtype)
 
 
 def _align_prefix(given: dict, wanted: dict) -> dict:

@@ -16,6 +16,10 @@ def transformer(state, det) -> Built:
         if "img_emb.emb_pos" in state:         # FLF2V's image position table; diffusers' renames miss it
             state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
     kind = det.variant.split("-")[0]
+    if kind in ("vace", "animate", "camera"):
+        from graph_engine import NodeError
+        raise NodeError(f"Wan {kind} models are recognised but not loaded by Kinograph yet; Wan t2v, i2v, flf2v "
+                        "and the Wan 2.2 models load")
     cfg = model_config("wan", "transformer_i2v" if kind in ("i2v", "flf2v") else "transformer_t2v")
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])

@@ -1,0 +1,87 @@
+"""Stable Diffusion 1.5 from one file: an all-in-one checkpoint (checkpoints/), a UNet alone
+(diffusion_models/) or a VAE (vae/), in the original LDM layout or diffusers'.
+
+Keys are converted with diffusers' own LDM converters; sizes come from the tensors, the rest from
+the shipped SD 1.5 configs, and the CLIP tokenizer is found locally (see split.tokenizer)."""
+from __future__ import annotations
+
+from nodes.generate.converters import Built, model_config, register
+from nodes.generate.detect import Detection
+
+
+def _unet_config(state) -> dict:
+    """SD 1.5's UNet config with the widths, depths and attention levels an LDM state dict shows."""
+    cfg = model_config("sd", "unet_sd15")
+    levels = max(int(k.split(".")[1]) for k in state if k.startswith("input_blocks.")) // 3 + 1
+    chans = [int(state[f"input_blocks.{3 * i + 1}.0.out_layers.3.weight"].shape[0]) for i in range(levels)]
+    attn = [f"input_blocks.{3 * i + 1}.1.proj_in.weight" in state for i in range(levels)]
+    first = next(i for i in range(levels) if attn[i])
+    proj = state[f"input_blocks.{3 * first + 1}.1.proj_in.weight"]
+    cfg.update(block_out_channels=chans, in_channels=int(state["input_blocks.0.0.weight"].shape[1]),
+               out_channels=int(state["out.2.weight"].shape[0]),
+               cross_attention_dim=int(state[f"input_blocks.{3 * first + 1}.1.transformer_blocks.0.attn2.to_k.weight"]
+                                       .shape[1]),
+               use_linear_projection=proj.ndim == 2,
+               down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
+               up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)])
+    return cfg
+
+
+@register("sd", "diffusion_model")
+def unet(state, det) -> Built:
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
+    if det.layout != "original":
+        from graph_engine import NodeError
+        raise NodeError("an SD UNet in diffusers layout loads from its diffusers folder (unet/ + config.json)")
+    cfg = _unet_config(state)
+    converted = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in state.items()}, cfg)
+    return Built(lambda: UNet2DConditionModel.from_config(cfg), converted, cfg)
+
+
+@register("sd", "vae")
+def vae(state, det) -> Built:
+    """An LDM-layout VAE: a vae/ file, or the first_stage_model.* part of a checkpoint."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import LDM_VAE_KEYS, convert_ldm_vae_checkpoint
+    prefix = next((p for p in LDM_VAE_KEYS if any(k.startswith(p) for k in state)), "")
+    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    cfg = model_config("sd", "vae_sd15")
+    if "encoder.down.0.block.0.conv1.weight" in own:
+        levels = len({k.split(".")[2] for k in own if k.startswith("encoder.down.")})
+        cfg.update(block_out_channels=[int(own[f"encoder.down.{i}.block.0.conv1.weight"].shape[0])
+                                       for i in range(levels)],
+                   latent_channels=int(own["post_quant_conv.weight"].shape[0]))
+        cfg["down_block_types"] = cfg["down_block_types"][:1] * levels
+        cfg["up_block_types"] = cfg["up_block_types"][:1] * levels
+        converted = convert_ldm_vae_checkpoint(own, cfg)
+    else:
+        from graph_engine import NodeError
+        raise NodeError("an SD VAE in diffusers layout loads from its diffusers folder (vae/ + config.json)")
+    return Built(lambda: AutoencoderKL.from_config(cfg), converted, cfg)
+
+
+def sd15_pipeline(path, dtype):
+    """A StableDiffusionPipeline from one SD 1.5 checkpoint file, with the shipped configs."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
+    from graph_engine import NodeError
+    from nodes.generate import converters
+    from nodes.generate.detect import detect_file
+    from nodes.generate.split import scheduler, tokenizer
+    from nodes.generate.weights import load_weights
+    det = detect_file(path)
+    if det.role != "checkpoint" or det.family != "sd" or det.variant != "sd15":
+        raise NodeError(f"{path.name} is {det.describe()}, not a Stable Diffusion 1.5 checkpoint (UNet, VAE and text "
+                        "encoder in one file)")
+    state = load_weights(path, dtype)
+    where = str(path)
+    unet_det = Detection("diffusion_model", "sd", det.variant, layout="original", prefix=det.prefix)
+    net = converters.build(unet_det, state, dtype, where)
+    vae_net = converters.build(Detection("vae", "sd", layout="original"), state, dtype, where)
+    clip = convert_ldm_clip_checkpoint(state)
+    clip_det = Detection("text_encoder", "clip_l")
+    text = converters.build(clip_det, clip, dtype, where)
+    return StableDiffusionPipeline(vae=vae_net, text_encoder=text, tokenizer=tokenizer(path, clip_det), unet=net,
+                                   scheduler=scheduler("sd"), safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)

@@ -1,0 +1,255 @@
+"""Split-file models: a diffusion model, text encoder, VAE or CLIP-vision file on its own, as ComfyUI
+keeps them (diffusion_models/, text_encoders/, vae/, clip_vision/, or a checkpoints/ all-in-one).
+
+Each part is detected from its header, read with weights.load_weights (fp8_scaled, GGUF, ...),
+converted through the converter registry and wrapped in the family's diffusers pipeline with the
+other parts left empty, so the encode/sample/decode nodes use it exactly like a part of a
+diffusers folder. Tokenizers are found, never downloaded: inside the file (ComfyUI's
+`spiece_model`), in a folder beside it, in a diffusers folder of the family, in ComfyUI's own
+bundled tokenizers, or in the Hugging Face cache."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from pathlib import Path
+from typing import List, Optional
+
+from graph_engine import NodeError
+from nodes.generate.detect import Detection, detect_file
+from nodes.generate.families import FAMILIES
+from nodes.generate.handles import ComponentHandle, ModelHandle
+
+# ComfyUI's CLIPLoader `type` names -> Kinograph family.
+TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyuan", "hunyuan": "hunyuan",
+              "sd": "sd", "stable_diffusion": "sd", "animatediff": "animatediff", "cogvideox": "cogvideox",
+              "mochi": "ltx"}
+# Encoder -> the family that uses it when the type is auto.
+ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan"}
+# Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
+HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
+                 "llama": "xtuner/llava-llama-3-8b-v1_1-transformers"}
+COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
+                    "llama": "comfy/text_encoders/llama_tokenizer"}
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
+
+
+def _resolve(name: str, kind: str, what: str) -> Path:
+    from nodes.generate.model_manager import resolve_model_path
+    return resolve_model_path(name, kind, what)
+
+
+def _detect(path: Path, roles, what: str) -> Detection:
+    if path.is_dir():
+        raise NodeError(f"{path} is a folder; {what} takes one weights file (for a diffusers folder use load.model "
+                        "or the family's loader)")
+    det = detect_file(path)
+    if det.role not in roles:
+        got = det.describe() if det.role else f"not a model Kinograph recognises ({det.why})"
+        raise NodeError(f"{path.name} is {got}, not {what}. Check which folder it came from "
+                        f"(ComfyUI keeps {what}s in {_FOLDERS[roles[0]]}/)")
+    return det
+
+
+_FOLDERS = {"diffusion_model": "diffusion_models", "checkpoint": "checkpoints", "text_encoder": "text_encoders",
+            "vae": "vae", "clip_vision": "clip_vision"}
+
+
+def _module(path: Path, det: Detection, dtype, device: str, role: Optional[str] = None):
+    """The converted module for one file (callers cache the pipeline holding it)."""
+    from nodes.generate import converters
+    from nodes.generate.weights import load_weights
+    # A part taken from an all-in-one checkpoint: the denoiser's prefix is stripped for the denoiser only;
+    # the family's converter for the other parts picks its own keys (vae., first_stage_model., ...).
+    prefix = det.prefix if det.role != "checkpoint" or role == "diffusion_model" else ""
+    det_role = Detection(role or det.role, det.family, det.variant, det.precision, det.layout, prefix, det.why,
+                         det.extra)
+    return converters.build(det_role, load_weights(path, dtype), dtype, str(path)).to(device)
+
+
+def pipeline(family: str, variant: str = "", **parts):
+    """The family's diffusers pipeline holding only these parts (the rest None)."""
+    import diffusers
+    names = FAMILIES[family].pipelines
+    image = variant.split("-")[0] in ("i2v", "flf2v") or parts.get("image_encoder") is not None
+    name = next((n for n in names if image and "ImageToVideo" in n), names[0])
+    cls = getattr(diffusers, name)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    # Only a denoiser samples: text encoder, VAE and CLIP-vision pipelines need no scheduler.
+    if "scheduler" in params and parts.get("scheduler") is None and (parts.get("transformer") is not None
+                                                                     or parts.get("unet") is not None):
+        parts["scheduler"] = scheduler(family)
+    return cls(**{p: parts.get(p) for p in params if p in parts or _required(cls, p)})
+
+
+def _required(cls, name: str) -> bool:
+    p = inspect.signature(cls.__init__).parameters[name]
+    return p.default is inspect.Parameter.empty
+
+
+def scheduler(family: str):
+    """The family's default scheduler from its shipped config (resources/model_configs/<family>/scheduler.json)."""
+    from nodes.generate.converters import CONFIG_DIR
+    path = CONFIG_DIR / family / "scheduler.json"
+    if not path.is_file():
+        raise NodeError(f"no shipped scheduler config for {family} ({path}); reinstall Kinograph")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    import diffusers
+    return getattr(diffusers, cfg["_class_name"]).from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
+
+
+# -- the four loaders ----------------------------------------------------------------------
+def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> ModelHandle:
+    from nodes.generate.model_manager import dtype_of
+    path = _resolve(name, "diffusion_models", "diffusion model")
+    det = _detect(path, ("diffusion_model", "checkpoint"), "a diffusion model")
+    if det.family not in FAMILIES:
+        raise NodeError(f"{path.name} is {det.describe()}, a model family Kinograph does not run")
+    dname, dtype = _weight_dtype(weight_dtype, det.family, device, dtype_of)
+    slot = "unet" if det.family in ("sd", "animatediff", "svd") else "transformer"
+    pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: pipeline(
+        det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}))
+    return ModelHandle(family=det.family, path=str(path), pipe=pipe, dtype=dname, device=device)
+
+
+def _weight_dtype(name: str, family: str, device: str, dtype_of):
+    # fp8 storage is what the file holds; Kinograph computes in the device's float type.
+    if name in ("default", "fp8_e4m3fn", "fp8_e5m2", "fp8_e4m3fn_fast"):
+        name = "auto"
+    return dtype_of(name, family, device)
+
+
+def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> ComponentHandle:
+    from nodes.generate.model_manager import dtype_of
+    path = _resolve(name, "text_encoders", "text encoder")
+    det = _detect(path, ("text_encoder",), "a text encoder")
+    family = _text_family(det, type_)
+    _, dtype = dtype_of("auto", family, device)
+    files = [(path, det)]
+    if name2:
+        path2 = _resolve(name2, "text_encoders", "second text encoder")
+        det2 = _detect(path2, ("text_encoder",), "a text encoder")
+        # HunyuanVideo reads llava-llama3 first and clip_l second, whichever order they were given in.
+        files = [(path2, det2), (path, det)] if det.family == "clip_l" and det2.family == "llama" else \
+            [(path, det), (path2, det2)]
+
+    def build():
+        parts = {}
+        for i, (p, d) in enumerate(files):
+            suffix = f"_{i + 1}" if i else ""
+            parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
+            parts[f"tokenizer{suffix}"] = tokenizer(p, d)
+        return pipeline(family, **parts)
+    where = "+".join(str(p) for p, _ in files)
+    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build)
+    return ComponentHandle(family, where, pipe, "text_encoder", device)
+
+
+def _text_family(det: Detection, type_: str) -> str:
+    if type_ and type_ != "auto":
+        if type_ not in TEXT_TYPES:
+            raise NodeError(f"unknown text encoder type {type_!r}; choose auto or one of {', '.join(TEXT_TYPES)}")
+        return TEXT_TYPES[type_]
+    fam = ENCODER_FAMILY.get(det.family or "")
+    if fam is None:
+        raise NodeError(f"cannot tell which model family the {det.describe()} text encoder is for; set `type`")
+    return fam
+
+
+def load_vae(mm, name: str, device: str) -> ComponentHandle:
+    from nodes.generate.model_manager import dtype_of
+    path = _resolve(name, "vae", "VAE")
+    det = _detect(path, ("vae", "checkpoint"), "a VAE")
+    family = det.family
+    _, dtype = dtype_of("auto", family, device)
+    pipe = mm.cached(("vae", str(path.resolve()), str(dtype), device),
+                     lambda: pipeline(family, vae=_module(path, det, dtype, device, "vae")))
+    return ComponentHandle(family, str(path), pipe, "vae", device)
+
+
+def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
+    """CLIP vision for image-to-video; its handle belongs to the family that reads its tokens (Wan i2v)."""
+    from transformers import CLIPImageProcessor
+    from nodes.generate.converters import model_config
+    from nodes.generate.model_manager import dtype_of
+    path = _resolve(name, "clip_vision", "CLIP vision model")
+    det = _detect(path, ("clip_vision",), "a CLIP vision model")
+    _, dtype = dtype_of("auto", family, device)
+
+    def build():
+        module = _module(path, det, dtype, device)
+        size = int(module.config.image_size)
+        proc = model_config("clip_vision", "preprocessor")
+        proc.update(crop_size={"height": size, "width": size}, size={"shortest_edge": size})
+        return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
+    pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build)
+    return ComponentHandle(family, str(path), pipe, "image_encoder", device)
+
+
+# -- tokenizers ----------------------------------------------------------------------------
+def tokenizer(path: Path, det: Detection):
+    """The tokenizer for a text encoder file; a clear error listing where it looked when none is found."""
+    from transformers import AutoTokenizer
+    looked: List[str] = []
+    embedded = _embedded_spiece(path, det)
+    if embedded is not None:
+        return embedded
+    looked.append(f"a spiece_model tensor inside {path.name}")
+    for folder in _tokenizer_folders(path, det):
+        looked.append(str(folder))
+        if any((folder / f).is_file() for f in TOKENIZER_FILES):
+            try:
+                return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise NodeError(f"the tokenizer in {folder} could not be read ({str(exc).splitlines()[0][:200]})") \
+                    from None
+    repo = HF_TOKENIZERS.get(det.family or "")
+    if repo:
+        looked.append(f"the Hugging Face cache ({repo})")
+        try:
+            return AutoTokenizer.from_pretrained(repo, local_files_only=True)
+        except (OSError, ValueError):
+            pass
+    where = "\n  ".join(looked)
+    raise NodeError(f"no tokenizer found for {path.name} ({det.describe()}). Looked in:\n  {where}\nPut the "
+                    f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into a folder "
+                    f"named {path.stem}/ beside the file. Kinograph never downloads them.")
+
+
+def _tokenizer_folders(path: Path, det: Detection) -> List[Path]:
+    from nodes.common.models_dirs import list_models, model_dirs
+    out = [path.parent / path.stem, path.parent / f"{path.stem}_tokenizer", path.parent / "tokenizer"]
+    family = ENCODER_FAMILY.get(det.family or "")
+    pipes = FAMILIES[family].pipelines if family else ()
+    for kind in ("diffusers", "checkpoints", "diffusion_models"):
+        for folder in list_models().get(kind, []):
+            index = folder / "model_index.json"
+            if index.is_file():
+                try:
+                    cls = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+                except ValueError:
+                    continue
+                if cls in pipes:
+                    out.append(folder / "tokenizer")
+    comfy = COMFY_TOKENIZERS.get(det.family or "")
+    if comfy:
+        out += [d.parent / comfy for d in model_dirs() if d.name == "models"]
+    return out
+
+
+def _embedded_spiece(path: Path, det: Detection):
+    """ComfyUI stores the sentencepiece model of T5-family encoders in the file (`spiece_model`, uint8)."""
+    if det.family not in ("umt5", "t5") or path.suffix.lower() not in (".safetensors", ".sft"):
+        return None
+    from nodes.generate.detect import read_header
+    if "spiece_model" not in read_header(path).shapes:
+        return None
+    import tempfile
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        data = bytes(f.get_tensor("spiece_model").numpy().tobytes())
+    tokenizers = importlib.import_module("transformers")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "spiece.model"
+        model.write_bytes(data)
+        return tokenizers.T5TokenizerFast(vocab_file=str(model), extra_ids=0)

@@ -1,0 +1,57 @@
+"""The split-file loaders, named as in ComfyUI (UNETLoader, CLIPLoader, VAELoader, CLIPVisionLoader)
+so users recognise them: one file each from diffusion_models/, text_encoders/, vae/, clip_vision/."""
+from __future__ import annotations
+
+from graph_engine import Param, node
+from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
+from nodes.common.models_dirs import locator
+
+WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
+TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox")
+
+
+@node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
+def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator("diffusion_models"),
+                                                help="file in diffusion_models/ (or checkpoints/), or a path"),
+                         weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
+                                                   help="compute precision; default = the device's usual "
+                                                        "(fp8 files are dequantised to it)")) -> MODEL:
+    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2 in fp16,
+    bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.split import load_diffusion_model as run
+    return run(manager_for(ctx), name, weight_dtype, ctx.device)
+
+
+@node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
+def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"),
+                                             help="file in text_encoders/ (umt5, t5, clip_l, llava-llama3)"),
+                      name2: str = Param("", kind="path", locate=locator("text_encoders"),
+                                         help="second file for two-encoder models (HunyuanVideo: clip_l)"),
+                      type: str = Param("auto", choices=TEXT_TYPES,
+                                        help="which model family reads it; auto = from the encoder")) -> TEXT_ENCODER:
+    """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader), with its tokenizer found
+    inside the file, beside it, or in a local model folder; never downloaded."""
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.split import load_text_encoder as run
+    return run(manager_for(ctx), name, name2, type, ctx.device)
+
+
+@node("load.vae", title="Load VAE", category="Models", device="gpu")
+def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"),
+                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors)")) -> VAE:
+    """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file."""
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.split import load_vae as run
+    return run(manager_for(ctx), name, ctx.device)
+
+
+@node("load.clip_vision", title="Load CLIP Vision", category="Models", device="gpu",
+      outputs={"image_encoder": IMAGE_ENCODER})
+def load_clip_vision(ctx, name: str = Param("", kind="path", locate=locator("clip_vision"),
+                                            help="file in clip_vision/ (e.g. clip_vision_h.safetensors)"),
+                     family: str = Param("wan", choices=("wan",), help="the model family that reads its tokens")):
+    """CLIP vision from its own file (ComfyUI's Load CLIP Vision), for Wan image-to-video via encode.image."""
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.split import load_clip_vision as run
+    return {"image_encoder": run(manager_for(ctx), name, family, ctx.device)}

@@ -1,0 +1,174 @@
+"""Wan as ComfyUI users hold it: split files (diffusion_models/, text_encoders/, vae/, clip_vision/) in
+fp16, fp8_scaled and GGUF, loaded through the graph's split loaders and compared with the same tiny
+model loaded from its diffusers folder."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+GRAPH = """
+kinograph: 1
+nodes:
+%(loaders)s
+  prompt: {type: encode.text, inputs: {text_encoder: %(te)s}, params: {text: a red fox, negative: blurry}}
+  latent: {type: latent.empty, inputs: {vae: %(vae)s}, params: {frames: 5, width: 32, height: 32}}
+  sample:
+    type: generate.sample
+    inputs: {model: %(model)s, positive: prompt.positive, negative: prompt.negative, latent: latent.latent}
+    params: {steps: 2, sampler: flow_euler, seed: 3, cfg: 4.0}
+  decode: {type: vae.decode, inputs: {vae: %(vae)s, latent: sample.latent}}
+"""
+SPLIT = GRAPH % {"loaders": """  unet: {type: load.diffusion_model, params: {name: %(unet)s}}
+  clip: {type: load.text_encoder, params: {name: umt5_tiny_fp16.safetensors, type: wan}}
+  vae: {type: load.vae, params: {name: wan_tiny_vae.safetensors}}""", "te": "clip.text_encoder",
+                 "vae": "vae.vae", "model": "unet.model"}
+FOLDER = GRAPH % {"loaders": "  load: {type: load.wan, params: {path: %(path)s}}", "te": "load.text_encoder",
+                  "vae": "load.vae", "model": "load.model"}
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory, monkeypatch_module):
+    from tiny_models import build_wan_comfy
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = build_wan_comfy(tmp_path_factory.mktemp("wan_comfy"))
+    monkeypatch_module.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    yield root
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def _run(text):
+    from graph_engine.api import Session, load_workflow
+    res = Session(device="cpu").run(load_workflow(text=text, check=False), use_cache=False)
+    assert res.ok, res.failed
+    return res.outputs
+
+
+@pytest.fixture(scope="module")
+def reference(wan):
+    return _run(FOLDER % {"path": wan / "diffusers"})
+
+
+@pytest.mark.parametrize("unet,tol", [("wan_tiny_t2v_fp16.safetensors", 1e-5),
+                                      ("wan_tiny_t2v_fp8_scaled.safetensors", None),
+                                      ("wan_tiny_t2v-Q8_0.gguf", None)])
+def test_split_files_match_the_diffusers_folder(wan, reference, unet, tol):
+    out = _run(SPLIT % {"unet": unet})
+    ref = reference["sample"]["latent"].samples
+    got = out["sample"]["latent"].samples
+    assert got.shape == ref.shape
+    if tol is not None:
+        # fp16 weights stored in both layouts: the same numbers, so the same latent.
+        assert torch.allclose(got, ref, atol=tol), (got - ref).abs().max()
+        assert torch.equal(out["prompt"]["positive"].embeds, reference["prompt"]["positive"].embeds)
+        frames = out["decode"]["video"].frames(0, 5)
+        assert (abs(frames.astype(int) - reference["decode"]["video"].frames(0, 5).astype(int)) <= 1).all()
+    else:
+        # Quantised weights: close to the fp16 result, and nowhere near the raw-fp8 hazard.
+        rel = (got - ref).norm() / ref.norm()
+        assert rel < 0.05, rel
+
+
+def test_fp8_scaled_weights_load_dequantised(wan):
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    mm = ModelManager()
+    scaled = load_diffusion_model(mm, "wan_tiny_t2v_fp8_scaled.safetensors", "default", "cpu").denoiser
+    fp16 = load_diffusion_model(mm, "wan_tiny_t2v_fp16.safetensors", "default", "cpu").denoiser
+    a = scaled.blocks[0].attn1.to_q.weight
+    b = fp16.blocks[0].attn1.to_q.weight
+    assert torch.allclose(a, b, rtol=0.07, atol=b.abs().max().item() * 0.02)
+
+
+def test_wrong_file_in_a_split_loader_says_what_it_is(wan):
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    with pytest.raises(NodeError, match="umt5.*not a VAE"):
+        load_vae(ModelManager(), str(wan / "models" / "text_encoders" / "umt5_tiny_fp16.safetensors"), "cpu")
+
+
+def test_info_lists_each_file_with_family_variant_precision(wan):
+    import os
+    import subprocess
+    out = subprocess.run([sys.executable, "-m", "app.cli", "info"], capture_output=True, text=True,
+                         env=dict(os.environ, KINOGRAPH_MODELS=str(wan / "models"), PYTHONPATH=str(ROOT))).stdout
+    rows = {line.split()[-1].rsplit("/", 1)[-1]: line.split() for line in out.splitlines() if "/models/" in line}
+    assert rows["wan_tiny_t2v_fp16.safetensors"][:5] == ["wan", "t2v-dim128", "diffusion_model", "fp16", "yes"]
+    assert rows["wan_tiny_t2v_fp8_scaled.safetensors"][3] == "fp8_scaled"
+    assert rows["wan_tiny_t2v-Q8_0.gguf"][3] == "gguf-Q8_0"
+    assert rows["umt5_tiny_fp16.safetensors"][:3] == ["umt5", "d32", "text_encoder"]
+    assert rows["wan_tiny_vae.safetensors"][:3] == ["wan", "2.1", "vae"]
+
+
+def test_wan_i2v_from_split_files_matches_the_diffusers_folder(tmp_path_factory, monkeypatch):
+    """Wan 2.1 image-to-video from diffusion_models/ + text_encoders/ + vae/ + clip_vision/, against the folder."""
+    import numpy as np
+    from tiny_models import build_wan_comfy
+    from nodes.generate.image_cond import condition_frames, encode_image
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_clip_vision, load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    root = build_wan_comfy(tmp_path_factory.mktemp("wan_i2v"), i2v=True)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    mm = ModelManager(max_loaded=8)
+    folder = mm.load("wan", str(root / "diffusers"))
+    ref_parts = {"model": folder, **mm.components(folder)}
+    split = {"model": load_diffusion_model(mm, "wan_tiny_i2v_fp16.safetensors", "default", "cpu"),
+             "text_encoder": load_text_encoder(mm, "umt5_tiny_fp16.safetensors", "", "wan", "cpu"),
+             "vae": load_vae(mm, "wan_tiny_vae.safetensors", "cpu"),
+             "image_encoder": load_clip_vision(mm, "clip_vision_tiny.safetensors", "wan", "cpu")}
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+
+    def run(p):
+        pos, neg = (encode_prompt(p["text_encoder"], t) for t in ("a cat", ""))
+        lat = empty_latent(p["vae"], 5, 32, 32, 16.0)
+        c = condition_frames(p["vae"], pos, neg, lat, img, None, encode_image(p["image_encoder"], img))
+        return run_sampling(p["model"], c["positive"], c["negative"], lat, steps=2, cfg=4.0, sampler="flow_euler",
+                            seed=1).samples
+    ref, got = run(ref_parts), run(split)
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+    assert split["model"].denoiser.config.image_dim == 32
+
+
+def test_shipped_comfyui_files_example_runs(wan, tmp_path):
+    from graph_engine.api import Session, load_workflow
+    out = tmp_path / "wan.mp4"
+    res = Session(device="cpu").run(load_workflow(ROOT / "examples" / "wan_comfyui_files.yaml", check=False), overrides=[
+        "unet.name=wan_tiny_t2v-Q8_0.gguf", "clip.name=umt5_tiny_fp16.safetensors", "vae.name=wan_tiny_vae.safetensors",
+        "latent.frames=5", "latent.width=32", "latent.height=32", "sample.steps=2", f"save.path={out}"], use_cache=False)
+    assert res.ok, res.failed
+    assert out.stat().st_size > 0
+
+
+def test_load_wan_takes_split_parts_as_inputs(wan, reference):
+    """load.wan with no folder: the diffusion model file as its path, text encoder and VAE from the split loaders."""
+    text = GRAPH % {"loaders": """  clip: {type: load.text_encoder, params: {name: umt5_tiny_fp16.safetensors}}
+  vae: {type: load.vae, params: {name: wan_tiny_vae.safetensors}}
+  load:
+    type: load.wan
+    inputs: {text_encoder: clip.text_encoder, vae: vae.vae}
+    params: {path: wan_tiny_t2v_fp16.safetensors}""", "te": "load.text_encoder", "vae": "load.vae",
+                    "model": "load.model"}
+    out = _run(text)
+    assert torch.allclose(out["sample"]["latent"].samples, reference["sample"]["latent"].samples, atol=1e-5)
+    from graph_engine.api import Session, load_workflow
+    bad = GRAPH % {"loaders": """  clip: {type: load.text_encoder, params: {name: umt5_tiny_fp16.safetensors, type: ltxv}}
+  load: {type: load.wan, inputs: {text_encoder: clip.text_encoder}, params: {path: wan_tiny_t2v_fp16.safetensors}}""",
+                   "te": "load.text_encoder", "vae": "load.vae", "model": "load.model"}
+    res = Session(device="cpu").run(load_workflow(text=bad, check=False), use_cache=False)
+    assert not res.ok and "ltx part" in " ".join(res.failed.values())
