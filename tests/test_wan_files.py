@@ -172,3 +172,51 @@ def test_load_wan_takes_split_parts_as_inputs(wan, reference):
                    "te": "load.text_encoder", "vae": "load.vae", "model": "load.model"}
     res = Session(device="cpu").run(load_workflow(text=bad, check=False), use_cache=False)
     assert not res.ok and "ltx part" in " ".join(res.failed.values())
+
+
+def test_wan_lora_in_comfyui_and_kohya_layouts_equals_the_diffusers_form(wan, tmp_path):
+    """A Wan LoRA as ComfyUI (diffusion_model.blocks.0.self_attn.q.lora_A) and kohya (lora_unet_blocks_0_self_attn_q)
+    save it gives the same video as its diffusers/PEFT form (transformer.blocks.0.attn1.to_q.lora_A)."""
+    from safetensors.torch import save_file
+    from nodes.generate.detect import detect_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    torch.manual_seed(5)
+    peft, comfy, kohya = {}, {}, {}
+    for blk in range(2):
+        # Every projection, as trainers write them (diffusers' kohya reader expects the full set).
+        pairs = [(f"attn{i}.{o}", f"{t}.{x}") for i, t in ((1, "self_attn"), (2, "cross_attn"))
+                 for o, x in (("to_q", "q"), ("to_k", "k"), ("to_v", "v"), ("to_out.0", "o"))]
+        for ours, theirs in pairs + [("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2")]:
+            width_in, width_out = {"ffn.0": (128, 32), "ffn.2": (32, 128)}.get(theirs, (128, 128))
+            a, b = torch.randn(4, width_in) * 0.3, torch.randn(width_out, 4) * 0.3
+            peft[f"transformer.blocks.{blk}.{ours}.lora_A.weight"] = a
+            peft[f"transformer.blocks.{blk}.{ours}.lora_B.weight"] = b
+            comfy[f"diffusion_model.blocks.{blk}.{theirs}.lora_A.weight"] = a
+            comfy[f"diffusion_model.blocks.{blk}.{theirs}.lora_B.weight"] = b
+            name = f"lora_unet_blocks_{blk}_{theirs.replace('.', '_')}"
+            kohya[f"{name}.lora_down.weight"], kohya[f"{name}.lora_up.weight"] = a, b
+            kohya[f"{name}.alpha"] = torch.tensor(4.0)
+    paths = {}
+    for name, state in (("peft", peft), ("comfy", comfy), ("kohya", kohya)):
+        paths[name] = tmp_path / f"wan_{name}.safetensors"
+        save_file(state, str(paths[name]))
+    assert detect_file(paths["comfy"]).family == "wan" and detect_file(paths["kohya"]).family == "wan"
+    mm = ModelManager(max_loaded=8)
+    model = load_diffusion_model(mm, "wan_tiny_t2v_fp16.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, "umt5_tiny_fp16.safetensors", "", "wan", "cpu")
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    pos, neg = encode_prompt(te, "a fox"), encode_prompt(te, "")
+
+    def sample(m):
+        return run_sampling(m, pos, neg, empty_latent(vae, 5, 32, 32, 16.0), steps=2, cfg=4.0, sampler="flow_euler",
+                            seed=2).samples
+    base = sample(model)
+    out = {name: sample(add_lora(model, str(p), 0.7)) for name, p in paths.items()}
+    assert not torch.allclose(base, out["peft"], atol=1e-3)
+    assert torch.allclose(out["comfy"], out["peft"], atol=1e-5)
+    assert torch.allclose(out["kohya"], out["peft"], atol=1e-5)
