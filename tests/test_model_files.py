@@ -373,3 +373,34 @@ def test_sd15_single_file_loads_with_the_shipped_config(tmp_path, monkeypatch):
     got, got_px = run("sd15_tiny.safetensors")
     assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
     assert abs(got_px.astype(int) - ref_px.astype(int)).max() <= 1
+
+
+def test_umt5_tokenizer_embedded_in_the_file_as_comfyui_stores_it(tmp_path, monkeypatch):
+    """ComfyUI's umt5 files carry their sentencepiece model as a uint8 tensor `spiece_model`: the tokenizer comes
+    from there (no folder beside, no hub) and tokenizes as sentencepiece itself does."""
+    import io
+    import numpy as np
+    import sentencepiece as spm
+    from safetensors.torch import save_file
+    from tiny_models import t5_encoder
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    lines = ["a red fox in the snow", "a cat running on grass", "blurry static video", "the quick brown fox"] * 50
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=proto, vocab_size=30,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   minloglevel=2)
+    data = proto.getvalue()
+    state = {k: v.contiguous() for k, v in t5_encoder(32, umt5=True).state_dict().items()
+             if k != "encoder.embed_tokens.weight"}
+    state["spiece_model"] = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
+    (tmp_path / "text_encoders").mkdir()
+    save_file(state, str(tmp_path / "text_encoders" / "umt5_tiny_scaled.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    handle = load_text_encoder(ModelManager(), "umt5_tiny_scaled.safetensors", "", "auto", "cpu")
+    assert handle.family == "wan"
+    want = spm.SentencePieceProcessor(model_proto=data).encode("a red fox") + [1]
+    assert handle.pipe.tokenizer("a red fox").input_ids == want
+    from nodes.generate.text import encode_prompt
+    cond = encode_prompt(handle, "a red fox")
+    assert cond.embeds.shape[-1] == 32 and torch.isfinite(cond.embeds).all()

@@ -9,7 +9,6 @@ diffusers folder. Tokenizers are found, never downloaded: inside the file (Comfy
 bundled tokenizers, or in the Hugging Face cache."""
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from pathlib import Path
@@ -238,18 +237,29 @@ def _tokenizer_folders(path: Path, det: Detection) -> List[Path]:
 
 
 def _embedded_spiece(path: Path, det: Detection):
-    """ComfyUI stores the sentencepiece model of T5-family encoders in the file (`spiece_model`, uint8)."""
+    """ComfyUI stores the sentencepiece model of T5-family encoders in the file (`spiece_model`, uint8).
+
+    It is rebuilt as a `tokenizers` Unigram from the model's own pieces and scores (what transformers'
+    converter does, without needing protobuf), so prompts tokenize as sentencepiece tokenizes them."""
     if det.family not in ("umt5", "t5") or path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     from nodes.generate.detect import read_header
     if "spiece_model" not in read_header(path).shapes:
         return None
-    import tempfile
+    import sentencepiece as spm
     from safetensors import safe_open
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
     with safe_open(str(path), "pt") as f:
-        data = bytes(f.get_tensor("spiece_model").numpy().tobytes())
-    tokenizers = importlib.import_module("transformers")
-    with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "spiece.model"
-        model.write_bytes(data)
-        return tokenizers.T5TokenizerFast(vocab_file=str(model), extra_ids=0)
+        data = f.get_tensor("spiece_model").numpy().tobytes()
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    tok = Tokenizer(models.Unigram([(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())],
+                                   unk_id=sp.unk_id()))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("  ", " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    eos = sp.id_to_piece(sp.eos_id())
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
+                                                       special_tokens=[(eos, sp.eos_id())])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, unk_token=sp.id_to_piece(sp.unk_id()),
+                                   pad_token=sp.id_to_piece(max(sp.pad_id(), 0)), model_max_length=512)
