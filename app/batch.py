@@ -1,47 +1,27 @@
-"""`kinograph batch WORKFLOW --sweep SWEEP.yaml`: one job per case of a sweep, here or on Ray.
+"""The commands that hand jobs to workers: `kinograph batch` and `kinograph run --ray`.
 
-Without --ray the jobs run one after another in this process, sharing one Session (so
-everything upstream of the swept parameters is computed once). With --ray they go to
-long-lived Ray workers. A failing job never stops the others; the summary (or --json)
-gives each job's result, time and error, and `--only N,M` re-runs just those cases."""
+`kinograph batch WORKFLOW --sweep SWEEP.yaml` runs one job per case of a sweep. Without --ray
+the jobs run one after another in this process, sharing one Session (so everything upstream
+of the swept parameters is computed once). With --ray they go to long-lived Ray workers. A
+failing job never stops the others; the summary (or --json) gives each job's result, time and
+error, and `--only N,M` re-runs just those cases.
+
+`kinograph run WORKFLOW --ray ADDRESS [--shards N]` runs one job on a worker, or renders the
+video in frame ranges on several (app.shard)."""
 from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
 import time
-import traceback
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from graph_engine.context import CancelToken
-from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.errors import WorkflowError
+
+from .jobs import cancel_on_sigint, payload_of, run_job
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
-
-
-def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = None) -> Dict[str, Any]:
-    """Run one workflow given as YAML text; failures come back as data, never as an exception."""
-    from graph_engine.api import load_workflow
-    t0 = time.perf_counter()
-    out: Dict[str, Any] = {"ok": False, "cancelled": False, "results": {}, "failed": {}, "error": None}
-    try:
-        wf = load_workflow(payload["path"], text=payload["yaml"])
-        res = session.run(wf, cancel=cancel, use_cache=payload.get("use_cache", True))
-        out.update(ok=res.ok, cancelled=res.cancelled, results=res.results, failed=res.failed)
-        if res.cancelled:
-            out["error"] = "cancelled"
-        elif res.failed:
-            out["error"] = "; ".join(f"{n}: {m}" for n, m in res.failed.items())
-    except WorkflowError as e:
-        out["error"] = "; ".join(str(p) for p in e.problems)
-    except KinographError as e:
-        out["error"] = str(e)
-    except Exception as e:       # an engine bug must cost one job, not the batch
-        out["error"] = f"{type(e).__name__}: {e}"
-        out["traceback"] = traceback.format_exc()
-    out["seconds"] = round(time.perf_counter() - t0, 4)
-    return out
 
 
 class Report:
@@ -122,7 +102,6 @@ def run_batch(args) -> int:
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
     from graph_engine.validate import validate
-    from .distributed import payload_of
     from .sweep import load_sweep, plan_jobs, select_cases
     registry = default_registry()
     wf = load_workflow(args.workflow)
@@ -149,16 +128,7 @@ def run_batch(args) -> int:
 def _run_here(args, jobs, payloads, report: Report) -> bool:
     from graph_engine.api import Session
     session = Session(device=args.device)
-    cancel = CancelToken()
-
-    def on_sigint(signum, frame):
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        cancel.cancel()
-        report.note("cancelling... (Ctrl-C again to stop at once)")
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with cancel_on_sigint(CancelToken(), report.note) as cancel:
         for job, payload in zip(jobs, payloads):
             if cancel.cancelled:
                 break
@@ -166,8 +136,6 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
             if out["cancelled"]:
                 break
             report.finished(job, out)
-    finally:
-        signal.signal(signal.SIGINT, old)
     return cancel.cancelled
 
 
@@ -186,3 +154,61 @@ def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
                 report.note("cancelled: stopping the Ray workers")
                 return True
     return False
+
+
+# -- kinograph run --ray ADDRESS [--shards N] --------------------------------------------------
+def run_distributed(args, wf) -> int:
+    """`kinograph run WORKFLOW --ray ADDRESS [--shards N]`: one job on a worker, or a sharded render."""
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides, validate
+    from .distributed import WorkerPool, needs_gpu, ray_session
+    from .progress import ProgressPrinter
+    from .shard import plan_shards, render_sharded
+    if not args.ray:
+        print("kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS (a cluster)",
+              file=sys.stderr)
+        return 2
+    registry = default_registry()
+    problems = apply_overrides(wf, args.set, registry) or validate(wf, registry)
+    if problems:
+        raise WorkflowError(problems)
+    printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
+    plan = None
+    if args.shards > 1:
+        plan = plan_shards(wf, registry)       # refuse before paying for Ray
+    t0 = time.perf_counter()
+    with ray_session(args.ray) as ray:
+        with WorkerPool(ray, None, limit=args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry),
+                        device=args.device, note=printer.note) as pool:
+            printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
+            if plan:
+                out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
+                                     use_cache=not args.no_cache, plan=plan)
+            else:
+                out = pool.call("run", payload_of(wf, registry, not args.no_cache))
+                if out.get("error") and not out.get("failed"):
+                    out["failed"] = {"workflow": out["error"]}
+    for what, msg in out.get("failed", {}).items():
+        if what in wf.graph.nodes:
+            printer({"event": "node_failed", "node": what, "message": msg})
+        elif not args.json:
+            printer.note(f"x {what} failed: {msg}")
+    printer({"event": "run_finished", "ok": out["ok"], "cancelled": False, "results": out.get("results", {}),
+             "failed": out.get("failed", {}), "seconds": round(time.perf_counter() - t0, 4)})
+    return 0 if out["ok"] else 1
+
+
+def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None]:
+    def emit(ev: Dict[str, Any]) -> None:
+        if json_lines or ev["event"] not in ("shards_planned", "shard_finished"):
+            printer(ev)
+        elif ev["event"] == "shards_planned":
+            fewer = len(ev["ranges"]) < ev["asked"]
+            n = len(ev["ranges"])
+            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {ev['workers']} workers "
+                         f"(each pulls up to {ev['context']} frames of context either side)" +
+                         (f"; shards hold whole {ev['chunk']}-frame chunks, so not {ev['asked']}" if fewer else ""))
+        elif ev["ok"]:
+            a, b = ev["frames"]
+            printer.note(f"  shard {ev['shard']} frames {a}-{b} done on {ev['host']} ({ev['seconds']:.2f}s)")
+    return emit

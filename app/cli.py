@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -118,28 +117,18 @@ def cmd_run(args) -> int:
     from graph_engine.api import Session, load_workflow
     from graph_engine.context import CancelToken
     from graph_engine.workflow import MEDIA_SUFFIXES
+    from .jobs import cancel_on_sigint
     from .progress import ProgressPrinter
     wf = load_workflow(args.workflow, check=False)
     if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:
         _announce_outputs(args, wf)
     if args.ray or args.shards:
-        from .distributed import run_distributed
+        from .batch import run_distributed
         return run_distributed(args, wf)
-    cancel = CancelToken()
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
-
-    def on_sigint(signum, frame):
-        if cancel.cancelled:        # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        cancel.cancel()
-        printer.note("cancelling... (Ctrl-C again to stop at once)")
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with cancel_on_sigint(CancelToken(), printer.note) as cancel:
         result = Session(device=args.device).run(wf, overrides=args.set, on_event=printer, cancel=cancel,
-                                                 use_cache=not args.no_cache)
-    finally:
-        signal.signal(signal.SIGINT, old)
+                                                 use_cache=not args.no_cache, keep=())
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL

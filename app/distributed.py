@@ -1,4 +1,4 @@
-"""Running workflows on Ray: connecting, long-lived workers, and `kinograph run --ray ... --shards N`.
+"""Ray: connecting to a cluster, and long-lived workers that run app.jobs / app.shard calls.
 
 Each worker is a Ray actor holding one engine Session for its whole life, so models a node
 loads and results it caches serve every job that worker gets, not just the first. Workers
@@ -12,13 +12,12 @@ import os
 import socket
 import sys
 import time
-import uuid
 from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.errors import KinographError
 
 RAY_MISSING = ("Ray is not installed: `pip install kinograph[ray]` adds it (or `pip install 'ray>=2.30'`); "
                "without --ray everything runs in this process")
@@ -93,7 +92,7 @@ class Worker:
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
     def run(self, payload: Dict[str, Any]) -> Dict[str, Any]:
-        from .batch import run_job
+        from .jobs import run_job
         return {**run_job(self.session, payload), **self.where()}
 
     def probe(self, payload, source) -> Dict[str, Any]:
@@ -227,150 +226,30 @@ class WorkerPool:
         if actor in self.actors:
             self.actors.remove(actor)
 
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[-1] if text else type(e).__name__
-
-
-# -- kinograph run --ray ADDRESS [--shards N] --------------------------------------------------
-def payload_of(wf, registry, use_cache: bool = True) -> Dict[str, Any]:
-    """What travels to a worker: the workflow as YAML plus its path (relative paths resolve there)."""
-    from graph_engine.workflow import to_yaml
-    return {"yaml": to_yaml(wf.graph, registry), "path": str(wf.path) if wf.path else None,
-            "use_cache": use_cache}
-
-
-def shard_folder() -> Path:
-    """Under the cache folder, so workers on a shared filesystem write where the driver reads."""
-    from graph_engine import config
-    return config.cache_dir() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-
-
-def render_sharded(wf, registry, pool: WorkerPool, shards: int, *, emit: Callable[[Dict[str, Any]], None],
-                   use_cache: bool = True, plan=None) -> Dict[str, Any]:
-    """Render the workflow's video in `shards` frame ranges on the pool and join them.
-
-    Returns {"ok", "results", "failed", "shards"} like a run's summary."""
-    from graph_engine.workflow import to_yaml
-    from .shard import encode_joined, plan_shards, split_range
-    plan = plan or plan_shards(wf, registry)
-    payload = payload_of(wf, registry, use_cache)
-    info = pool.call("probe", payload, plan.source)
-    if not info.get("ok"):
-        return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": []}
-    ranges = split_range(info["length"], shards, info["chunk"])
-    folder = shard_folder()
-    emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "asked": shards,
-          "chunk": info["chunk"], "context": plan.context, "workers": pool.size})
-    calls = [(i, "render", (payload, plan.source, a, b, str(folder / f"shard_{i:04d}.mkv")))
-             for i, (a, b) in enumerate(ranges)]
-    done: Dict[int, Dict[str, Any]] = {}
-    try:
-        for i, out in pool.imap(calls):
-            done[i] = out
-            a, b = ranges[i]
-            emit({"event": "shard_finished", "shard": i, "frames": [a, b], "ok": out["ok"],
-                  "seconds": out.get("seconds"), "host": out.get("host"), "error": out.get("error")})
-        bad = {f"shard {i} (frames {ranges[i][0]}-{ranges[i][1]})": o["error"] for i, o in sorted(done.items())
-               if not o["ok"]}
-        if bad:
-            return {"ok": False, "results": {}, "failed": bad, "shards": [done[i] for i in sorted(done)]}
-        files = [_local_copy(pool, done[i], folder) for i in range(len(ranges))]
-        emit({"event": "node_started", "node": plan.writer, "type": wf.graph.nodes[plan.writer].type})
-        t0 = time.perf_counter()
-        result = encode_joined(plan, files, ranges, info, to_yaml(wf.graph, registry),
-                               progress=lambda d, t: emit({"event": "node_progress", "node": plan.writer,
-                                                           "done": d, "total": t}))
-        emit({"event": "node_finished", "node": plan.writer, "cached": False,
-              "seconds": round(time.perf_counter() - t0, 4)})
-        return {"ok": True, "results": {plan.writer: result}, "failed": {}, "shards": [done[i] for i in sorted(done)]}
-    finally:
-        _clean(pool, done, folder)
-
-
-def _local_copy(pool: WorkerPool, shard: Dict[str, Any], folder: Path) -> str:
-    """The shard's path when this machine sees it (shared filesystem); else fetched from its worker."""
-    path = shard["path"]
-    if _visible(path, shard["bytes"]):
-        return path
-    ray = pool.ray
-    actor = next((a for a in pool.actors if ray.get(a.where.remote())["pid"] == shard["pid"]), None)
-    if actor is None:
-        raise KinographError(f"shard {path} is on a worker that is gone and this machine cannot see it; "
-                             f"put --cache-dir on a filesystem all nodes share")
-    folder.mkdir(parents=True, exist_ok=True)
-    local = folder / f"fetched_{Path(path).name}"
-    with open(local, "wb") as f:
-        for off in range(0, shard["bytes"], FETCH_BYTES):
-            f.write(ray.get(actor.read.remote(path, off, FETCH_BYTES)))
-    ray.get(actor.remove.remote(path))
-    return str(local)
+    def local_copy(self, shard: Dict[str, Any], folder: Path) -> str:
+        """The path of a file a worker wrote ({"path", "bytes", "pid"}) when this machine sees it
+        (shared filesystem); else the file fetched from that worker into `folder`."""
+        path = shard["path"]
+        if _visible(path, shard["bytes"]):
+            return path
+        ray = self.ray
+        actor = next((a for a in self.actors if ray.get(a.where.remote())["pid"] == shard["pid"]), None)
+        if actor is None:
+            raise KinographError(f"{path} is on a worker that is gone and this machine cannot see it; "
+                                 f"put --cache-dir on a filesystem all nodes share")
+        folder.mkdir(parents=True, exist_ok=True)
+        local = folder / f"fetched_{Path(path).name}"
+        with open(local, "wb") as f:
+            for off in range(0, shard["bytes"], FETCH_BYTES):
+                f.write(ray.get(actor.read.remote(path, off, FETCH_BYTES)))
+        ray.get(actor.remove.remote(path))
+        return str(local)
 
 
 def _visible(path: str, size: int) -> bool:
     return os.path.isfile(path) and os.path.getsize(path) == size
 
 
-def _clean(pool: WorkerPool, done: Dict[int, Dict[str, Any]], folder: Path) -> None:
-    import shutil
-    for out in done.values():
-        if out.get("path"):
-            Path(out["path"]).unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def run_distributed(args, wf) -> int:
-    """`kinograph run WORKFLOW --ray ADDRESS [--shards N]`: one job on a worker, or a sharded render."""
-    from graph_engine.registry import default_registry
-    from graph_engine.validate import apply_overrides, validate
-    from .progress import ProgressPrinter
-    if not args.ray:
-        print("kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS (a cluster)",
-              file=sys.stderr)
-        return 2
-    registry = default_registry()
-    problems = apply_overrides(wf, args.set, registry) or validate(wf, registry)
-    if problems:
-        raise WorkflowError(problems)
-    printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
-    plan = None
-    if args.shards > 1:
-        from .shard import plan_shards
-        plan = plan_shards(wf, registry)       # refuse before paying for Ray
-    t0 = time.perf_counter()
-    with ray_session(args.ray) as ray:
-        with WorkerPool(ray, None, limit=args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry),
-                        device=args.device, note=printer.note) as pool:
-            printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
-            if plan:
-                out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
-                                     use_cache=not args.no_cache, plan=plan)
-            else:
-                out = pool.call("run", payload_of(wf, registry, not args.no_cache))
-                if out.get("error") and not out.get("failed"):
-                    out["failed"] = {"workflow": out["error"]}
-    for what, msg in out.get("failed", {}).items():
-        if what in wf.graph.nodes:
-            printer({"event": "node_failed", "node": what, "message": msg})
-        elif not args.json:
-            printer.note(f"x {what} failed: {msg}")
-    printer({"event": "run_finished", "ok": out["ok"], "cancelled": False, "results": out.get("results", {}),
-             "failed": out.get("failed", {}), "seconds": round(time.perf_counter() - t0, 4)})
-    return 0 if out["ok"] else 1
-
-
-def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None]:
-    def emit(ev: Dict[str, Any]) -> None:
-        if json_lines or ev["event"] not in ("shards_planned", "shard_finished"):
-            printer(ev)
-        elif ev["event"] == "shards_planned":
-            fewer = len(ev["ranges"]) < ev["asked"]
-            n = len(ev["ranges"])
-            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {ev['workers']} workers "
-                         f"(each pulls up to {ev['context']} frames of context either side)" +
-                         (f"; shards hold whole {ev['chunk']}-frame chunks, so not {ev['asked']}" if fewer else ""))
-        elif ev["ok"]:
-            a, b = ev["frames"]
-            printer.note(f"  shard {ev['shard']} frames {a}-{b} done on {ev['host']} ({ev['seconds']:.2f}s)")
-    return emit
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1] if text else type(e).__name__

@@ -1,10 +1,14 @@
-"""How `kinograph run` shows engine events: progress lines for people, JSON lines for programs."""
+"""How `kinograph run` shows engine events: progress lines for people, JSON lines for programs.
+
+Progress bars are tqdm's, one per running node, on a terminal only (a log file gets the
+lines, not a redrawn bar)."""
 from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any, Dict
+
+from tqdm import tqdm
 
 
 class ProgressPrinter:
@@ -13,11 +17,27 @@ class ProgressPrinter:
         self.graph = graph
         self.out = stream or sys.stdout
         self.err = sys.stderr
-        self._last_draw = 0.0
         self._tty = self.err.isatty()
+        self._bars: Dict[str, tqdm] = {}
 
     def note(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+        # Through tqdm so a bar being drawn is cleared first and redrawn below the line.
+        tqdm.write(text, file=self.err)
+        self.err.flush()
+
+    def _bar(self, ev: Dict[str, Any]) -> None:
+        bar = self._bars.get(ev["node"])
+        if bar is None:
+            bar = self._bars[ev["node"]] = tqdm(total=ev["total"], desc=f"  {ev['node']}", file=self.err,
+                                                leave=False, dynamic_ncols=True, disable=not self._tty)
+        if bar.total != ev["total"]:
+            bar.total = ev["total"]
+        bar.update(ev["done"] - bar.n)
+
+    def _close(self, node: str) -> None:
+        bar = self._bars.pop(node, None)
+        if bar is not None:
+            bar.close()
 
     def _name(self, nid: str) -> str:
         if self.graph is not None and nid in self.graph.nodes:
@@ -31,34 +51,25 @@ class ProgressPrinter:
             return
         kind = ev["event"]
         if kind == "node_progress":
-            now = time.monotonic()
-            if now - self._last_draw < 0.1 and ev["done"] < ev["total"]:
-                return
-            self._last_draw = now
-            total = ev["total"] or 1
-            frac = min(1.0, ev["done"] / total)
-            bar = "#" * int(frac * 30)
-            line = f"  {ev['node']:<16} [{bar:<30}] {ev['done']:g}/{ev['total']:g}"
-            if self._tty:
-                print("\r" + line, end="", file=self.err, flush=True)
+            self._bar(ev)
         elif kind == "node_started":
-            print(f"> {self._name(ev['node'])}", file=self.err, flush=True)
+            self.note(f"> {self._name(ev['node'])}")
         elif kind == "node_finished":
-            if self._tty:
-                print("\r\033[K", end="", file=self.err)
+            self._close(ev["node"])
             how = "bypassed" if ev.get("bypassed") else "cached" if ev["cached"] else f"{ev['seconds']:.2f}s"
-            print(f"  {ev['node']:<16} done ({how})", file=self.err, flush=True)
+            self.note(f"  {ev['node']:<16} done ({how})")
         elif kind == "node_failed":
-            if self._tty:
-                print("\r\033[K", end="", file=self.err)
-            print(f"x {self._name(ev['node'])} failed: {ev['message']}", file=self.err, flush=True)
+            self._close(ev["node"])
+            self.note(f"x {self._name(ev['node'])} failed: {ev['message']}")
         elif kind == "node_skipped":
-            print(f"- {ev['node']} skipped ({ev['because']} failed)", file=self.err, flush=True)
+            self.note(f"- {ev['node']} skipped ({ev['because']} failed)")
         elif kind == "log":
-            print(f"  {ev['node']}: {ev['message']}", file=self.err, flush=True)
+            self.note(f"  {ev['node']}: {ev['message']}")
         elif kind == "run_finished":
+            for node in list(self._bars):
+                self._close(node)
             if ev.get("cancelled"):
-                print("cancelled: no partial outputs were left behind", file=self.err, flush=True)
+                self.note("cancelled: no partial outputs were left behind")
                 return
             for nid, res in ev["results"].items():
                 if "path" in res:
@@ -69,4 +80,4 @@ class ProgressPrinter:
                     if nums:
                         print(f"{nid}: {nums}", file=self.out, flush=True)
             status = "ok" if ev["ok"] else f"{len(ev['failed'])} node(s) failed"
-            print(f"finished in {ev['seconds']:.2f}s: {status}", file=self.err, flush=True)
+            self.note(f"finished in {ev['seconds']:.2f}s: {status}")

@@ -4,27 +4,38 @@ A graph qualifies when every node between its sources and the writer declares a 
 temporal window (`NodeSpec.temporal_radius`: 0 for frame-local, r for r frames of context).
 Each worker builds the lazy Clip that feeds the writer and pulls only frames [a, b) of it;
 temporal nodes pull their own context from upstream (the overlap between neighbouring
-shards), so the frames equal those of a full sequential pass. Shards go to lossless FFV1
-files; the driver decodes them in order and encodes once with the writer's own settings,
-so the result is the file an unsharded render writes."""
+shards), so the frames equal those of a full sequential pass. Each worker runs the registered
+writer node on its range with a lossless codec; the driver reads the shards back with the
+registered reader node and runs the writer once, with its own resolved parameters, over the
+joined clip, so the result is the file an unsharded render writes.
+
+Driving the workers (WorkerPool) is app.distributed's; the command is app.batch.run_distributed."""
 from __future__ import annotations
 
 import time
-import traceback
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from graph_engine.clip import Audio, Clip
+from graph_engine.context import Context
 from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.executor import call_node
 from graph_engine.plan import plan_run
 from graph_engine.registry import Registry
 from graph_engine.types import VIDEO
 from graph_engine.validate import validate
 from graph_engine.workflow import Workflow
 
+from .jobs import NodesFailed, guard, payload_of, workflow_of
+
 WRITER = "io.save_video"
+READER = "io.load_video"
+# What a worker writes its range as: lossless, no audio (the driver's writer adds the source's).
+SHARD_PARAMS = {"codec": "ffv1", "keep_audio": False}
 
 
 @dataclass
@@ -93,35 +104,12 @@ def split_range(length: int, shards: int, align: int = 1) -> List[Tuple[int, int
 
 
 # -- worker side -------------------------------------------------------------------------------
-class NodesFailed(KinographError):
-    def __init__(self, failed: Dict[str, str]):
-        self.failed = dict(failed)
-        super().__init__("; ".join(f"node {n}: {m}" for n, m in failed.items()) or "the run was cancelled")
-
-
 def _source_clip(session, payload: Dict[str, Any], source: Tuple[str, str]) -> Clip:
-    from graph_engine.api import load_workflow
-    wf = load_workflow(payload["path"], text=payload["yaml"])
-    res = session.run(wf, targets=[source[0]], use_cache=payload.get("use_cache", True))
+    res = session.run(workflow_of(payload), targets=[source[0]], use_cache=payload.get("use_cache", True),
+                      keep=[source[0]])
     if not res.ok:
         raise NodesFailed(res.failed)
     return res.outputs[source[0]][source[1]]
-
-
-def _guard(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
-    """Failures come back as data so the driver reports them; a worker never dies of a user mistake."""
-    t0 = time.perf_counter()
-    try:
-        out = fn()
-        out.setdefault("ok", True)
-    except NodesFailed as e:
-        out = {"ok": False, "error": str(e), "failed": e.failed}
-    except KinographError as e:
-        out = {"ok": False, "error": str(e)}
-    except Exception as e:
-        out = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-    out["seconds"] = round(time.perf_counter() - t0, 4)
-    return out
 
 
 def probe(session, payload: Dict[str, Any], source: Tuple[str, str]) -> Dict[str, Any]:
@@ -130,26 +118,26 @@ def probe(session, payload: Dict[str, Any], source: Tuple[str, str]) -> Dict[str
         clip = _source_clip(session, payload, source)
         return {"length": clip.length, "fps": clip.fps, "width": clip.width, "height": clip.height,
                 "chunk": clip.chunk, "audio": clip.audio.__dict__ if clip.audio else None}
-    return _guard(go)
+    return guard(go)
 
 
 def render_range(session, payload: Dict[str, Any], source: Tuple[str, str], a: int, b: int,
                  out: str) -> Dict[str, Any]:
-    """Frames [a, b) of the clip feeding the writer, to a lossless FFV1 file at `out`."""
+    """Frames [a, b) of the clip feeding the writer, written by the writer node losslessly at `out`."""
     def go():
-        from nodes.io.video_write import write_video
         clip = _source_clip(session, payload, source)
         part = clip.with_(length=b - a, reader=lambda s, e: clip.frames(a + s, a + e), audio=None)
-        info = write_video(part, _writable(out), codec="ffv1", keep_audio=False)
-        return {"path": info["path"], "frames": info["frames"], "bytes": info["bytes"]}
-    return _guard(go)
+        ctx = Context(f"shard {a}-{b}")
+        call_node(session.executor.registry.get(WRITER), ctx, {"video": part},
+                  {"path": _writable(out), **SHARD_PARAMS})
+        return {k: ctx.results[k] for k in ("path", "frames", "bytes")}
+    return guard(go)
 
 
 def _writable(path: str) -> str:
     """`path` if this worker can write there (a shared cache folder); else a local temp file the
     driver fetches from this worker."""
     import tempfile
-    from pathlib import Path
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return path
@@ -158,10 +146,16 @@ def _writable(path: str) -> str:
 
 
 # -- driver side -------------------------------------------------------------------------------
-def joined_clip(files: List[str], ranges: List[Tuple[int, int]], info: Dict[str, Any]) -> Clip:
+def shard_folder() -> Path:
+    """Under the cache folder, so workers on a shared filesystem write where the driver reads."""
+    from graph_engine import config
+    return config.cache_dir() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def joined_clip(registry: Registry, files: List[str], ranges: List[Tuple[int, int]], info: Dict[str, Any]) -> Clip:
     """The shard files played back to back, as the clip the writer would have received."""
-    from nodes.io.video_read import load_video
-    parts = [load_video(f) for f in files]
+    reader_spec = registry.get(READER)
+    parts = [call_node(reader_spec, Context("shards"), {}, {"path": f})["video"] for f in files]
     for clip, (a, b), f in zip(parts, ranges, files):
         if clip.length != b - a:
             raise KinographError(f"shard {f} holds {clip.length} frames, expected {b - a} (frames {a}-{b})")
@@ -181,11 +175,56 @@ def joined_clip(files: List[str], ranges: List[Tuple[int, int]], info: Dict[str,
     return Clip(info["length"], info["fps"], info["width"], info["height"], reader, audio)
 
 
-def encode_joined(plan: ShardPlan, files: List[str], ranges: List[Tuple[int, int]], info: Dict[str, Any],
-                  workflow_yaml: str, progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
-    """The writer's job, done once on the driver over the joined shards."""
-    from nodes.io.video_write import write_video
-    s = plan.settings
-    return write_video(joined_clip(files, ranges, info), s["path"], fps=s["fps"], codec=s["codec"], crf=s["crf"],
-                       workflow_yaml=workflow_yaml, keep_audio=s["keep_audio"], overwrite=s["overwrite"],
-                       progress=progress)
+def write_joined(registry: Registry, plan: ShardPlan, clip: Clip, workflow_yaml: str,
+                 emit: Callable[[Dict[str, Any]], None]) -> Dict[str, Any]:
+    """The writer node's job, done once on the driver over the joined shards; returns its report."""
+    ctx = Context(plan.writer, emit=emit, workflow_yaml=workflow_yaml)
+    call_node(registry.get(WRITER), ctx, {"video": clip}, plan.settings)
+    return dict(ctx.results)
+
+
+def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str, Any]], None],
+                   use_cache: bool = True, plan: Optional[ShardPlan] = None) -> Dict[str, Any]:
+    """Render the workflow's video in `shards` frame ranges on the pool (app.distributed.WorkerPool)
+    and join them. Returns {"ok", "results", "failed", "shards"} like a run's summary."""
+    from graph_engine.workflow import to_yaml
+    plan = plan or plan_shards(wf, registry)
+    payload = payload_of(wf, registry, use_cache)
+    info = pool.call("probe", payload, plan.source)
+    if not info.get("ok"):
+        return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": []}
+    ranges = split_range(info["length"], shards, info["chunk"])
+    folder = shard_folder()
+    emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "asked": shards,
+          "chunk": info["chunk"], "context": plan.context, "workers": pool.size})
+    calls = [(i, "render", (payload, plan.source, a, b, str(folder / f"shard_{i:04d}.mkv")))
+             for i, (a, b) in enumerate(ranges)]
+    done: Dict[int, Dict[str, Any]] = {}
+    try:
+        for i, out in pool.imap(calls):
+            done[i] = out
+            a, b = ranges[i]
+            emit({"event": "shard_finished", "shard": i, "frames": [a, b], "ok": out["ok"],
+                  "seconds": out.get("seconds"), "host": out.get("host"), "error": out.get("error")})
+        bad = {f"shard {i} (frames {ranges[i][0]}-{ranges[i][1]})": o["error"] for i, o in sorted(done.items())
+               if not o["ok"]}
+        if bad:
+            return {"ok": False, "results": {}, "failed": bad, "shards": [done[i] for i in sorted(done)]}
+        files = [pool.local_copy(done[i], folder) for i in range(len(ranges))]
+        emit({"event": "node_started", "node": plan.writer, "type": wf.graph.nodes[plan.writer].type})
+        t0 = time.perf_counter()
+        result = write_joined(registry, plan, joined_clip(registry, files, ranges, info),
+                              to_yaml(wf.graph, registry), emit)
+        emit({"event": "node_finished", "node": plan.writer, "cached": False,
+              "seconds": round(time.perf_counter() - t0, 4)})
+        return {"ok": True, "results": {plan.writer: result}, "failed": {}, "shards": [done[i] for i in sorted(done)]}
+    finally:
+        _clean(done, folder)
+
+
+def _clean(done: Dict[int, Dict[str, Any]], folder: Path) -> None:
+    import shutil
+    for out in done.values():
+        if out.get("path"):
+            Path(out["path"]).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)

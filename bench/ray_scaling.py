@@ -29,7 +29,9 @@ os.environ.setdefault("KINOGRAPH_CACHE_DIR", os.path.join(_tmp, "cache"))
 
 import numpy as np  # noqa: E402
 
-from app.distributed import WorkerPool, payload_of, render_sharded  # noqa: E402
+from app.distributed import WorkerPool  # noqa: E402
+from app.jobs import payload_of  # noqa: E402
+from app.shard import render_sharded  # noqa: E402
 from graph_engine.api import Session, load_workflow  # noqa: E402
 from graph_engine.registry import default_registry  # noqa: E402
 from nodes.io.video_read import load_video  # noqa: E402

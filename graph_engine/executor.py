@@ -35,6 +35,34 @@ class RunResult:
     seconds: float = 0.0
 
 
+def call_node(spec, ctx: Context, inputs: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    """Call one node's function as a run does: inputs by port (absent optional ones as None), params by
+    name (absent ones take the declared default, schedules parsed); returns its outputs by name."""
+    kwargs = {}
+    for port, p in spec.inputs.items():
+        v = inputs.get(port)
+        if v is not None:
+            kwargs[port] = v
+        elif p.optional:
+            kwargs[port] = None
+    for name, ps in spec.params.items():
+        v = params.get(name, ps.default)
+        if ps.type == "schedule":
+            from .schedule import parse_schedule
+            v = parse_schedule(v)
+        kwargs[name] = v
+    out = spec.func(ctx, **kwargs)
+    if spec.single_output:
+        if not spec.outputs:
+            return {}
+        (name,) = spec.outputs
+        return {name: out}
+    if not isinstance(out, dict) or set(out) != set(spec.outputs):
+        raise RuntimeError(f"{spec.type} returned {sorted(out) if isinstance(out, dict) else type(out).__name__}, "
+                           f"expected outputs {sorted(spec.outputs)}")
+    return out
+
+
 class Executor:
     def __init__(self, registry: Optional[Registry] = None, *, memory_budget: Optional[int] = None,
                  disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
@@ -109,7 +137,7 @@ class Executor:
                 ctx = Context(nid, device=self.device, cancel=cancel, emit=emit, workflow_yaml=workflow_yaml,
                               models=self.models, workflow_dir=wf.base_dir)
                 try:
-                    outputs = self._call(spec, ctx, ins, params[nid])
+                    outputs = call_node(spec, ctx, ins, params[nid])
                 except Cancelled:
                     raise
                 except KinographError as e:
@@ -173,31 +201,6 @@ class Executor:
                 self.memory.put(key, (got[0], got[1], []))
                 return got
         return None
-
-    def _call(self, spec, ctx: Context, ins: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
-        kwargs = {}
-        for port, p in spec.inputs.items():
-            v = ins.get(port)
-            if v is not None:
-                kwargs[port] = v
-            elif p.optional:
-                kwargs[port] = None
-        for name, ps in spec.params.items():
-            v = params[name]
-            if ps.type == "schedule":
-                from .schedule import parse_schedule
-                v = parse_schedule(v)
-            kwargs[name] = v
-        out = spec.func(ctx, **kwargs)
-        if spec.single_output:
-            if not spec.outputs:
-                return {}
-            (name,) = spec.outputs
-            return {name: out}
-        if not isinstance(out, dict) or set(out) != set(spec.outputs):
-            raise RuntimeError(f"{spec.type} returned {sorted(out) if isinstance(out, dict) else type(out).__name__}, "
-                               f"expected outputs {sorted(spec.outputs)}")
-        return out
 
     def _gather(self, g, spec, nid, values) -> Dict[str, Any]:
         """Input values by port, through a converter where the socket types differ (IMAGE into VIDEO)."""

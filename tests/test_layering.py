@@ -62,3 +62,23 @@ def test_builtins_come_through_the_entry_point_once():
     assert not reg.load_errors
     assert {"io.save_video", "generate.test_pattern", "generate.sample"} <= set(reg.specs)
     assert "nodes" in reg.packages
+
+
+def imported_modules(path: Path) -> set:
+    """Every module a file imports, anywhere in it, relative imports resolved against app/."""
+    import ast
+    out = set()
+    for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(n, ast.Import):
+            out |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom):
+            out.add(("app." if n.level else "") + (n.module or ""))
+    return out
+
+
+def test_app_modules_import_one_way():
+    # jobs -> (nothing of app but the engine); shard -> jobs; distributed -> jobs, shard; batch -> all three.
+    jobs, dist, shard = (imported_modules(ROOT / "app" / f) for f in ("jobs.py", "distributed.py", "shard.py"))
+    assert not {m for m in jobs if m.startswith("app.") or m.startswith("ray")}, jobs
+    assert "app.batch" not in dist and "app.batch" not in shard and "app.distributed" not in shard
+    assert not {m for m in shard if m.startswith("nodes")}, "shard.py runs the registered writer/reader nodes"

@@ -1,0 +1,81 @@
+"""One workflow run as a job: what travels to a worker, how it runs there, and Ctrl-C.
+
+Nothing here needs Ray: `kinograph batch` runs these jobs one after another in this process,
+and app.distributed hands the same payloads to Ray workers, which call the same functions."""
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, Optional
+
+from graph_engine.context import CancelToken
+from graph_engine.errors import KinographError, WorkflowError
+
+
+class NodesFailed(KinographError):
+    """Nodes of a job failed (node -> message): the job fails, naming them."""
+
+    def __init__(self, failed: Dict[str, str]):
+        self.failed = dict(failed)
+        super().__init__("; ".join(f"node {n}: {m}" for n, m in failed.items()) or "the run was cancelled")
+
+
+def payload_of(wf, registry, use_cache: bool = True) -> Dict[str, Any]:
+    """What travels to a worker: the workflow as YAML plus its path (relative paths resolve there)."""
+    from graph_engine.workflow import to_yaml
+    return {"yaml": to_yaml(wf.graph, registry), "path": str(wf.path) if wf.path else None,
+            "use_cache": use_cache}
+
+
+def workflow_of(payload: Dict[str, Any]):
+    from graph_engine.api import load_workflow
+    return load_workflow(payload["path"], text=payload["yaml"])
+
+
+def guard(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """Call `fn`; failures come back as data ({"ok": False, "error", ...}), never as an exception,
+    so a batch reports them and a worker never dies of a user's mistake. Adds "seconds"."""
+    t0 = time.perf_counter()
+    out: Dict[str, Any] = {"ok": False, "cancelled": False, "results": {}, "failed": {}, "error": None}
+    try:
+        out.update({"ok": True, **fn()})
+    except NodesFailed as e:
+        out.update(error=str(e), failed=e.failed)
+    except WorkflowError as e:
+        out["error"] = "; ".join(str(p) for p in e.problems)
+    except KinographError as e:
+        out["error"] = str(e)
+    except Exception as e:       # an engine bug must cost one job, not the batch
+        out.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    out["seconds"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
+def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = None) -> Dict[str, Any]:
+    """Run one workflow given as a payload; a summary {"ok", "cancelled", "results", "failed", "error",
+    "seconds"} comes back whatever happens."""
+    def go():
+        res = session.run(workflow_of(payload), cancel=cancel, use_cache=payload.get("use_cache", True), keep=())
+        error = "cancelled" if res.cancelled else "; ".join(f"{n}: {m}" for n, m in res.failed.items()) or None
+        return {"ok": res.ok, "cancelled": res.cancelled, "results": res.results, "failed": res.failed,
+                "error": error}
+    return guard(go)
+
+
+@contextmanager
+def cancel_on_sigint(cancel: CancelToken, note: Callable[[str], None]) -> Iterator[CancelToken]:
+    """The first Ctrl-C cancels `cancel` (the run stops cleanly at the next node or progress
+    report); a second one raises KeyboardInterrupt at once. The old handler comes back after."""
+    def on_sigint(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        note("cancelling... (Ctrl-C again to stop at once)")
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, old)
