@@ -41,7 +41,7 @@ def main(argv=None):
     import torch
 
     from graph_engine.api import Session, load_workflow
-    from nodes.mini.detector import detect
+    from bench.mini_lab.detector import detect
 
     torch.set_num_threads(2)
     wf = load_workflow(ROOT / "examples" / "tiny" / "long_context.yaml")

@@ -2,7 +2,7 @@
 
     python bench/mini.py [--model DIR] [--steps 20] [--guidance 2.5] [--threads 2]
 
-1. `nodes.mini.evaluate`: the classical detector reads colour, shape, direction and area from the
+1. `bench.mini_lab.evaluate`: the classical detector reads colour, shape, direction and area from the
    generated clips, next to the same reading of ground-truth shapes-world clips of the same
    captions (the anchor: what the detector can reach at best).
    Both with and without guide.subject_consensus (the example graphs use it).
@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None):
-    from nodes.mini.evaluate import DEFAULT_MODEL
-    from nodes.mini.evaluate import main as evaluate_main
+    from bench.mini_lab.evaluate import DEFAULT_MODEL
+    from bench.mini_lab.evaluate import main as evaluate_main
     from nodes.mini.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -173,12 +173,6 @@ class Graph:
         self._emit("param_changed", node_id, name=name, old=old, value=value)
         return old
 
-    def unset_param(self, node_id: str, name: str) -> Any:
-        """Remove an explicit value so the declared default applies (undo of a first edit)."""
-        old = self.nodes[node_id].params.pop(name, None)
-        self._emit("param_changed", node_id, name=name, old=old, value=None, unset=True)
-        return old
-
     def set_bypass(self, node_id: str, bypass: bool) -> bool:
         old = self.nodes[node_id].bypass
         self.nodes[node_id].bypass = bool(bypass)

@@ -20,14 +20,18 @@ Expressions are read by a small recursive-descent parser and evaluated by closur
 `math`: nothing reaches Python's eval, names or attributes. Mistakes raise `ScheduleError`,
 whose message shows the text with a caret under the offending character.
 
+Prompt schedules (`0: a caterpillar, 24: a butterfly`) use the same keyframe syntax with text
+values: `parse_text_keyframes`.
+
 For editors, a `Schedule` is plain data: `keyframes` (a list of `Keyframe(frame, value,
 easing)`) and `interp`; `Schedule(keyframes, interp).to_text()` writes the string back.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import NodeError
 
@@ -591,3 +595,37 @@ def _keyframe_ahead(p: _Parser) -> bool:
         return True
     return False
 
+
+
+# ---------------------------------------------------------------------------------------
+# keyframed text (prompt schedules): the same keyframe syntax with text values
+
+_TEXT_KEY = re.compile(r"(?:^|,)\s*(\d+)\s*:\s*")
+
+
+def is_keyframed_text(text: str) -> bool:
+    """Whether `text` starts with a keyframe (`0: ...`), i.e. is a schedule rather than one prompt."""
+    return bool(re.match(r"\s*\d+\s*:", text or ""))
+
+
+def parse_text_keyframes(text: str) -> List[Tuple[int, str]]:
+    """`0: a caterpillar, 24: a butterfly` -> [(0, 'a caterpillar'), (24, 'a butterfly')].
+
+    The keyframes of a number schedule, with text for values: `FRAME: value` separated by commas,
+    frames increasing. A value runs to the next `, FRAME:`, so other commas belong to it; it may
+    be wrapped in parentheses (as number keyframes are) or quotes."""
+    _check_length(text)
+    marks = list(_TEXT_KEY.finditer(text))
+    if not marks or text[:marks[0].start()].strip():
+        raise ScheduleError("keyframed text looks like '0: a caterpillar, 24: a butterfly'", 0, text)
+    keys: List[Tuple[int, str]] = []
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        body = text[m.end(): nxt.start() if nxt else len(text)].strip().rstrip(",").strip()
+        if len(body) >= 2 and (body[0], body[-1]) in (("(", ")"), ('"', '"'), ("'", "'")):
+            body = body[1:-1].strip()
+        frame = int(m.group(1))
+        if keys and frame <= keys[-1][0]:
+            raise ScheduleError(f"keyframes must be in increasing frame order; frame {frame} comes after "
+                                f"frame {keys[-1][0]}", m.start(1), text)
+        keys.append((frame, body))
+    return keys

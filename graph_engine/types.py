@@ -64,9 +64,6 @@ FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair"
 TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")
 SIGMAS = register_type("SIGMAS", "#c0c0c0", help="noise levels of a sampling schedule")
-CAMERA_CONTROL = register_type("CAMERA_CONTROL", "#90e0a0", port="camera_control",
-                               help="camera conditioning for a video model (Plücker rays, CameraCtrl or "
-                                    "MotionCtrl poses), computed at the model's size when it asks")
 UPSCALE_MODEL = register_type("UPSCALE_MODEL", "#c08040", port="upscale_model", help="a super-resolution network")
 INT = register_type("INT", "#4080c0")
 FLOAT = register_type("FLOAT", "#40a0a0")

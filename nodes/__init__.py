@@ -14,6 +14,7 @@ NODE_MODULES = [
     "nodes.io.nodes",
     "nodes.metrics.nodes",
     "nodes.metrics.seam",
+    "nodes.mini.nodes",
     "nodes.motion.camera_nodes",
     "nodes.motion.motion_nodes",
     "nodes.relight.nodes",

@@ -6,7 +6,8 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.families import family
-from nodes.generate.prompts import clean_and_weights, interpolation_weights, parse_emphasis, parse_schedule
+from graph_engine.schedule import parse_text_keyframes
+from nodes.generate.prompts import clean_and_weights, interpolation_weights, parse_emphasis
 from nodes.generate.samplers import SAMPLERS, flow_sigmas, karras_sigmas, sample_unipc
 
 MU, S0 = 0.7, 0.5
@@ -116,12 +117,17 @@ def test_emphasis_syntax():
 
 
 def test_prompt_schedule_and_interpolation():
-    keys = parse_schedule("0: a caterpillar, on a leaf, 24: a butterfly")
+    keys = parse_text_keyframes("0: a caterpillar, on a leaf, 24: a butterfly")
     assert keys == [(0, "a caterpillar, on a leaf"), (24, "a butterfly")]
+    # The number schedules' keyframe syntax: a value may be parenthesised (or quoted).
+    assert parse_text_keyframes("0:(a cat), 12: 'a dog, asleep'") == [(0, "a cat"), (12, "a dog, asleep")]
     w = interpolation_weights([0, 24], [0, 6, 24, 40])
     assert w.tolist() == [[1, 0], [0.75, 0.25], [0, 1], [0, 1]]
-    with pytest.raises(NodeError, match="increase"):
-        parse_schedule("10: a, 5: b")
+    with pytest.raises(NodeError, match="increasing frame order; frame 5 comes after frame 10") as e:
+        parse_text_keyframes("10: a, 5: b")
+    assert "^" in str(e.value)          # the caret under the offending frame, as for number schedules
+    with pytest.raises(NodeError, match="looks like"):
+        parse_text_keyframes("a cat, 5: b")
 
 
 def test_frame_rules_name_the_nearest_valid_counts():

@@ -9,12 +9,12 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.samplers import flow_sigmas, sample_flow_euler
 from nodes.mini import shapes_world as sw
-from nodes.mini.detector import detect
-from nodes.mini.evaluate import DEFAULT_MODEL, evaluate, judge
-from nodes.mini.generate import DEFAULT_CONSENSUS
+from bench.mini_lab.detector import detect
+from bench.mini_lab.evaluate import DEFAULT_MODEL, evaluate, judge
+from nodes.mini.generate import DEFAULT_CONSENSUS, generate
 from nodes.mini.model import Attention, KinographMini, from_uint8, load_mini, to_uint8
 from nodes.mini.text import MiniTextEncoder, tokenize
-from nodes.mini.train import (HIGH_NOISE, HIGH_NOISE_SHARE, Trainer, flip_direction, flow_loss, make_batch,
+from bench.mini_lab.train import (HIGH_NOISE, HIGH_NOISE_SHARE, Trainer, flip_direction, flow_loss, make_batch,
                               sample_times, save_checkpoint)
 
 SHIPPED = DEFAULT_MODEL / "transformer" / "diffusion_pytorch_model.safetensors"
@@ -225,7 +225,7 @@ def test_export_load_and_resume_round_trip(tmp_path):
 @pytest.fixture(scope="module")
 def shipped_model():
     if not SHIPPED.exists():
-        pytest.skip(f"no shipped weights at {SHIPPED}; train them with python -m nodes.mini.train")
+        pytest.skip(f"no shipped weights at {SHIPPED}; train them with python -m bench.mini_lab.train")
     torch.set_num_threads(2)
     return load_mini(DEFAULT_MODEL)
 
@@ -270,3 +270,24 @@ def test_example_graphs_draw_what_the_evaluation_measures(name):
     assert graph.nodes["subject"].type == "guide.subject_consensus"
     assert graph.nodes["subject"].params["strength"] == DEFAULT_CONSENSUS
     assert [(k.src, k.dst_port) for k in graph.links_to("sample") if k.dst_port == "model"] == [("subject", "model")]
+
+
+def test_graph_and_plain_sampling_draw_the_same_frames(shipped_model):
+    """The example graph (load.mini -> guide.subject_consensus -> generate.sample -> vae.decode) and
+    the plain function the evaluation measures (generate) draw the same clip."""
+    from pathlib import Path
+
+    from graph_engine.api import Session, load_workflow
+    wf = load_workflow(Path(__file__).parents[1] / "examples" / "mini_text_to_video.yaml")
+    wf.set("sample.steps", 4)
+    res = Session(use_disk=False).run(wf, targets=["decode"], keep=["decode"])
+    assert res.ok, res.failed
+    graph = np.asarray(res.outputs["decode"]["video"].frames(0, 16))
+    nodes = wf.graph.nodes
+    plain = generate(*shipped_model, [nodes["prompt"].params["text"]], seed=nodes["sample"].params["seed"],
+                     steps=4, consensus=nodes["subject"].params["strength"])[0]
+    assert graph.shape == plain.shape == (16, 48, 48, 3)
+    assert np.abs(graph.astype(int) - plain.astype(int)).max() <= 1
+    # And the consensus changed something, so the comparison covers it.
+    alone = generate(*shipped_model, [nodes["prompt"].params["text"]], seed=nodes["sample"].params["seed"], steps=4)[0]
+    assert np.abs(alone.astype(int) - plain.astype(int)).max() > 8

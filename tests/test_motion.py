@@ -10,10 +10,9 @@ import pytest
 from graph_engine import Clip, NodeError
 from graph_engine.api import Session, load_workflow
 from nodes.motion import camera as cm
-from nodes.motion.embed import CameraControl, group_wan, motionctrl_poses, plucker
 from nodes.motion.flowfield import brush_flow, flow_from_camera, flow_from_video
 from nodes.motion.tracks import parse_tracks, tracks_to_flow
-from nodes.motion.warp import apply_camera, camera_flow, reproject, warp_tensor
+from nodes.motion.warp import apply_camera, camera_flow, reproject
 
 SAMPLES = Path(__file__).resolve().parent.parent / "resources" / "samples"
 
@@ -88,74 +87,6 @@ def test_preset_pan_moves_by_focal_times_distance():
     frames = apply_camera(cam, image=img).to_array()
     _, _, tx, ty = similarity(frames[1], frames[4])
     assert abs(tx + 3 * px) < 0.5 and abs(ty) < 0.5, (tx, px)
-
-
-def _direct_plucker(K, c2w, u, v):
-    """One pixel, from first principles: the ray through the pixel centre in world space."""
-    d_cam = np.linalg.inv(K) @ np.array([u + 0.5, v + 0.5, 1.0])
-    d = c2w[:3, :3] @ (d_cam / np.linalg.norm(d_cam))
-    o = c2w[:3, 3]
-    return np.concatenate([np.cross(o, d), d])
-
-
-def test_plucker_matches_direct_per_pixel_computation():
-    w, h = 24, 16
-    k = np.array([[20.0, 0, 11.0], [0, 22.0, 9.0], [0, 0, 1]])
-    rot = cm.head_rotation([0, 20.0, -35.0], [0, -10.0, 5.0], [0, 15.0, 30.0])
-    c2w = cm.poses(rot, np.array([[0, 0, 0], [0.3, -0.2, 0.5], [-1.0, 0.4, 2.0]]))
-    cam = cm.Camera(np.tile([20.0, 22.0, 11.0, 9.0], (3, 1)), c2w, w, h)
-    emb = plucker(cam)
-    assert emb.shape == (3, 6, h, w) and emb.dtype == np.float32
-    for i in range(3):
-        for v in range(h):
-            for u in range(w):
-                np.testing.assert_allclose(emb[i, :, v, u], _direct_plucker(k, c2w[i], u, v), atol=1e-5)
-    # the moment is the same for every point on the ray, and the ray hits the pixel it came from
-    i, u, v = 2, 5, 12
-    d, m = emb[i, 3:, v, u].astype(np.float64), emb[i, :3, v, u].astype(np.float64)
-    x = c2w[i, :3, 3] + 3.7 * d
-    np.testing.assert_allclose(np.cross(x, d), m, atol=1e-5)
-    p = k @ (cm.invert_poses(c2w[i])[:3] @ np.append(x, 1))
-    np.testing.assert_allclose(p[:2] / p[2], [u + 0.5, v + 0.5], atol=1e-4)
-    # relative to the first frame: moving the whole path changes nothing
-    g = cm.poses(cm.rot_y(np.array([0.7])), np.array([[5.0, 1.0, -2.0]]))[0]
-    shifted = cm.Camera(cam.intrinsics, g @ c2w, w, h)
-    np.testing.assert_allclose(plucker(shifted), emb, atol=1e-5)
-
-
-def test_plucker_at_another_resolution_and_wan_grouping():
-    cam = cm.preset("orbit_left", 9, 64, 32, speed=3)
-    emb = plucker(cam, 16, 8)
-    assert emb.shape == (9, 6, 8, 16)
-    np.testing.assert_allclose(emb[0, :3], 0, atol=1e-6)          # frame 0 sits at the origin
-    g = group_wan(emb)
-    assert g.shape == (24, 3, 8, 16)
-    padded = [0, 0, 0, 0] + list(range(1, 9))                       # first frame repeated 4 times
-    for lat in range(3):
-        for c in range(6):
-            for k in range(4):
-                np.testing.assert_array_equal(g[4 * c + k, lat], emb[padded[4 * lat + k], c])
-    with pytest.raises(ValueError, match="4k\\+1"):
-        group_wan(emb[:8])
-    t = CameraControl(cam, 16, 8, "plucker_wan").tensor()
-    assert tuple(t.shape) == (1, 24, 3, 8, 16)
-    assert tuple(CameraControl(cam, 16, 8, "plucker").tensor().shape) == (1, 6, 9, 8, 16)
-
-
-def test_motionctrl_and_cameractrl_poses():
-    cam = cm.combine(cm.preset("pan_left", 5, 64, 64, speed=5), cm.preset("roll_cw", 5, 64, 64, speed=4))
-    moved = cm.Camera(cam.intrinsics, cm.poses(cm.rot_x(np.array([0.3])), [[1, 2, 3]])[0] @ cam.c2w, 64, 64)
-    rt = motionctrl_poses(moved)
-    assert rt.shape == (5, 12)
-    np.testing.assert_allclose(rt[0], np.eye(4)[:3].ravel(), atol=1e-6)
-    # MotionCtrl's to_relative_RT2 on the world-to-camera matrices
-    w2c = moved.w2c[:, :3]
-    r_rel = w2c[:, :, :3] @ w2c[0, :, :3].T
-    t_rel = w2c[:, :, 3:] - r_rel @ w2c[0, :, 3:]
-    np.testing.assert_allclose(rt, np.concatenate([r_rel, t_rel], -1).reshape(5, 12), atol=1e-6)
-    rows = CameraControl(moved, 64, 64, "cameractrl").array()
-    assert rows.shape == (5, 19)
-    np.testing.assert_allclose(rows[:, 7:].reshape(5, 3, 4), rt.reshape(5, 3, 4), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,35 +284,6 @@ def test_camera_flow_matches_the_rendered_motion():
     f = camera_flow(cam, 1, 2, w, h)
     recon = backward_warp(frames[2], f)
     assert cv2.PSNR(recon[8:-8, 8:-8], frames[1][8:-8, 8:-8]) > 30
-
-
-# ---------------------------------------------------------------------------------------
-# latents and noise
-
-def test_warp_tensor_numpy_and_torch_agree_and_nearest_keeps_values():
-    import torch
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 1, 24, 32)).astype(np.float32)
-    cam = cm.build_path(5, 32, 24, pan_x="0:(0), 4:(8)")           # 2 latent pixels per frame
-    out = warp_tensor(x, cam, frame_index=range(5))
-    assert out.shape == (4, 5, 24, 32) and out.dtype == np.float32
-    np.testing.assert_allclose(out[:, 3, :, 8:], x[:, 0, :, 2:-6], atol=1e-6)   # exact integer shift
-    tout = warp_tensor(torch.from_numpy(x)[None], cam, frame_index=range(5))
-    assert tuple(tout.shape) == (1, 4, 5, 24, 32) and tout.dtype == torch.float32
-    np.testing.assert_allclose(tout[0].numpy(), out, atol=1e-4)
-    noisy = warp_tensor(torch.from_numpy(x[:, 0]), cm.build_path(4, 32, 24, zoom="1+0.1*t", rotation_roll="3*t"),
-                        interpolation="nearest")
-    assert tuple(noisy.shape) == (4, 4, 24, 32)
-    assert np.isin(noisy.numpy(), x).all()                       # values copied, never blended
-    # with a depth map of one everywhere, the 2.5-D path gives the plane's result
-    flat = warp_tensor(x, cm.preset("tilt_up", 3, 32, 24, speed=4))
-    deep = warp_tensor(x, cm.preset("tilt_up", 3, 32, 24, speed=4), np.ones((24, 32), np.float32),
-                       depth_type="metric")
-    assert np.abs(deep - flat)[..., 2:-2, 2:-2].max() < 0.05
-    # 21 latent frames over an 81-frame path use frames 0, 4, ..., 80
-    long = cm.build_path(81, 32, 24, pan_x="t/4")
-    lat = warp_tensor(np.repeat(x, 21, axis=1), long, source="each")
-    np.testing.assert_allclose(lat[:, 20, :, 20:], x[:, 0, :, :-20], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------

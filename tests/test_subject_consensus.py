@@ -1,10 +1,14 @@
-"""guide.subject_consensus: the motion-compensated template of a clip's denoised estimate."""
+"""guide.subject_consensus: the motion-compensated template of a clip's denoised estimate.
+
+Sizes are measured by the disc's colour (bench/mini_lab/colour_area.py), not by the consensus's own
+idea of a subject (pixels far from the border colour), so a pass is not the algorithm grading itself."""
 import cv2
 import numpy as np
 import torch
 
-from nodes.consistency.subject_consensus import _warp, subject_consensus
-from nodes.mini.detector import detect
+from nodes.mini.subject_consensus import _warp, subject_consensus
+from bench.mini_lab.colour_area import area_variation, colour_areas
+from bench.mini_lab.detector import detect
 from nodes.mini.model import from_uint8, to_uint8
 
 
@@ -34,9 +38,10 @@ def test_warp_moves_content_by_the_offset():
 def test_wandering_size_is_pulled_to_one_size_along_the_measured_path():
     radii = 7 + 0.8 * np.sin(np.arange(16) * 1.3)   # +-23% in area, frame to frame
     clip = disc_clip(radii, PATH)
-    before, after = detect(clip), detect(consensus_of(clip, 1.0))
-    assert before.area_variation() > 0.15
-    assert after.area_variation() < 0.04
+    out = consensus_of(clip, 1.0)
+    assert area_variation(colour_areas(clip, "red")) > 0.15
+    assert area_variation(colour_areas(out, "red")) < 0.04
+    before, after = detect(clip), detect(out)
     # The subject stays where each frame had it.
     assert np.abs(after.centroids - before.centroids).max() < 0.3
     assert after.colour_stable() and after.colour == "red"
@@ -45,7 +50,8 @@ def test_wandering_size_is_pulled_to_one_size_along_the_measured_path():
 def test_a_steady_growth_is_kept():
     radii = np.linspace(5, 11, 16)
     clip = disc_clip(radii, [(24, 24)] * 16)
-    before, after = detect(clip).areas, detect(consensus_of(clip, 1.0)).areas
+    before, after = colour_areas(clip, "red"), colour_areas(consensus_of(clip, 1.0), "red")
+    assert after[-1] / after[0] > 3.5
     np.testing.assert_allclose(after, before, rtol=0.08)
 
 
@@ -85,4 +91,16 @@ def test_background_away_from_the_subject_is_untouched():
     for f, (r, (x, y)) in enumerate(zip(radii, path)):
         far = np.hypot(xs - x, ys - y) > r + 8
         np.testing.assert_array_equal(out[f][far], clip[f][far])
-    assert detect(out).area_variation() < detect(clip).area_variation() / 2
+    assert area_variation(colour_areas(out, "red")) < area_variation(colour_areas(clip, "red")) / 2
+
+
+def test_other_model_families_are_refused():
+    import pytest
+
+    from graph_engine import NodeError
+    from nodes.generate.handles import ModelHandle
+    from nodes.mini.nodes import subject_consensus as node
+    with pytest.raises(NodeError, match="kinograph-mini's pixels only.*'wan'.*latent space"):
+        node(None, ModelHandle("wan", "", None), strength=0.5)
+    wrapped = node(None, ModelHandle("mini", "", None), strength=0.5)
+    assert wrapped.wrappers[0].strength == 0.5

@@ -30,10 +30,6 @@ def _link_key_inside(sub: Graph, key: str) -> bool:
     return port in sub.inputs.get(dst, {})
 
 
-def looks_like_workflow(text: str) -> bool:
-    return "kinograph:" in text and "nodes:" in text
-
-
 def _fresh_id(want: str, taken: Set[str]) -> str:
     base = want if ID_RE.match(want) else "node"
     if base not in taken:

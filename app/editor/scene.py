@@ -210,11 +210,6 @@ class GraphScene(QGraphicsScene):
             item.set_status(status)
             self.overview_changed()
 
-    def clear_status(self) -> None:
-        for item in self.nodes.values():
-            if item.status is not None:
-                item.set_status(None)
-
     # -- selection ------------------------------------------------------------------------------
     def selected_nodes(self) -> List[str]:
         return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]

@@ -495,7 +495,7 @@ class MainWindow(QMainWindow):
             needed = g.ancestors([nid])
             if ev.node not in needed:
                 continue
-            redo = set(needed) & set(_descendants(g, ev.node))
+            redo = set(needed) & {ev.node, *g.descendants(ev.node)}
             if any(reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
                 if slot != PREVIEW:
                     self.viewer.canvas.note = f"{slot} is out of date: press V to recompute {nid}"
@@ -624,17 +624,6 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1600, 1000)
-
-
-def _descendants(g, node_id: str) -> List[str]:
-    out, stack = set(), [node_id]
-    while stack:
-        n = stack.pop()
-        if n in out:
-            continue
-        out.add(n)
-        stack.extend(l.dst for l in g.links_from(n))
-    return list(out)
 
 
 def offer_recovery(registry=None, ask: Optional[Callable] = None) -> List[MainWindow]:

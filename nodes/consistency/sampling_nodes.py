@@ -1,5 +1,5 @@
-"""Nodes that change how `generate.sample` runs a model: context windows, FreeInit, pinned frames,
-subject consensus.
+"""Nodes that change how `generate.sample` runs a model: context windows, FreeInit, pinned frames
+(kinograph-mini's subject consensus is in nodes/mini/nodes.py).
 
 Each takes a MODEL and return it with a wrapper recorded on the handle (the loaded weights
 are shared, not copied); sample applies the wrappers for the duration of its run.
@@ -84,21 +84,3 @@ def pin_frames(ctx, model: MODEL, latent: LATENT,
     (autoregressive chunks), in-betweening keyframes."""
     from nodes.consistency.wrappers import PinWrapper
     return model.with_wrapper(PinWrapper(latent.samples, start, context_noise))
-
-
-@node("guide.subject_consensus", title="Subject Consensus", category="Sampling")
-def subject_consensus(ctx, model: MODEL,
-                      strength: float = Param(0.5, min=0.0, max=1.0,
-                                              help="how far each frame's estimate moves towards the shared "
-                                                   "template at every step (0 = off)")) -> MODEL:
-    """Keep one subject the same size and shape in every frame: at each sampler step the frames'
-    estimates are lined up on the subject (its measured path, and its size trend over the clip),
-    averaged, and each frame near the subject is pulled towards that average.
-
-    For a single main subject: it keeps steady growth, zooms and any path (bouncing too), and
-    leaves the background away from the subject as the model drew it. With two or more subjects
-    it merges them or loses one: leave it out for such scenes. With kinograph-mini it keeps the
-    object's area within 10% over the clip on all 40 held-out captions (4 seeds), against 40-48%
-    without; sampling takes ~15% longer."""
-    from nodes.consistency.wrappers import ConsensusWrapper
-    return model.with_wrapper(ConsensusWrapper(strength))

@@ -101,18 +101,3 @@ class PinWrapper:
             return den
 
         return fn
-
-
-@dataclass(frozen=True)
-class ConsensusWrapper:
-    """Every step's denoised estimate moved `strength` of the way to its motion-compensated template
-    (nodes.consistency.subject_consensus)."""
-    strength: float = 0.5
-
-    def __call__(self, model_fn, info):
-        from nodes.consistency.subject_consensus import subject_consensus
-
-        def fn(x, sigma, frames=None):
-            return subject_consensus(model_fn(x, sigma, frames=frames), self.strength)
-
-        return fn

@@ -1,4 +1,5 @@
-"""Prompt syntax: emphasis `(word:1.2)` and per-frame prompt schedules `0: a caterpillar, 24: a butterfly`.
+"""Prompt syntax: emphasis `(word:1.2)`, and how keyframed prompts blend (the keyframes themselves,
+`0: a caterpillar, 24: a butterfly`, are read by graph_engine.schedule.parse_text_keyframes).
 
 Pure string work; the text encoders turn the weights into scaled token embeddings."""
 from __future__ import annotations
@@ -90,33 +91,6 @@ def token_weights(offsets, spans) -> List[float]:
                     break
         weights.append(w)
     return weights
-
-
-_KEY = re.compile(r'(?:^|,)\s*(\d+)\s*:\s*')
-
-
-def is_schedule(text: str) -> bool:
-    return bool(re.match(r"\s*\d+\s*:", text or ""))
-
-
-def parse_schedule(text: str) -> List[Tuple[int, str]]:
-    """`0: a caterpillar, 24: a butterfly` -> [(0, 'a caterpillar'), (24, 'a butterfly')].
-
-    A comma followed by `N:` starts a new keyframe; other commas belong to the prompt.
-    Prompts may be quoted. Frames must increase."""
-    marks = list(_KEY.finditer(text))
-    if not marks or marks[0].start() != 0 and text[:marks[0].start()].strip():
-        raise NodeError(f"a prompt schedule looks like '0: a caterpillar, 24: a butterfly'; got {text!r}")
-    keys: List[Tuple[int, str]] = []
-    for m, nxt in zip(marks, marks[1:] + [None]):
-        body = text[m.end(): nxt.start() if nxt else len(text)].strip().rstrip(",").strip()
-        if len(body) >= 2 and body[0] == body[-1] and body[0] in "\"'":
-            body = body[1:-1]
-        frame = int(m.group(1))
-        if keys and frame <= keys[-1][0]:
-            raise NodeError(f"prompt schedule frames must increase: {frame} comes after {keys[-1][0]} in {text!r}")
-        keys.append((frame, body))
-    return keys
 
 
 def interpolation_weights(keyframes, frames):

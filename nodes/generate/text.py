@@ -6,9 +6,10 @@ from typing import Callable
 import torch
 
 from graph_engine import NodeError
+from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
 from nodes.generate.adapters import get_adapter
 from nodes.generate.latent import Conditioning
-from nodes.generate.prompts import clean_and_weights, is_schedule, parse_schedule, token_weights
+from nodes.generate.prompts import clean_and_weights, token_weights
 
 
 def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None) -> Conditioning:
@@ -16,7 +17,7 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
         raise NodeError("this model takes no text prompt (Stable Video Diffusion is image-to-video): use "
                         "encode.image for its conditioning")
     adapter = get_adapter(text_encoder.family)
-    keys = parse_schedule(prompt) if is_schedule(prompt) else [(0, prompt)]
+    keys = parse_text_keyframes(prompt) if is_keyframed_text(prompt) else [(0, prompt)]
     pipe = text_encoder.pipe
     device = _device(pipe)
     cleaned = [clean_and_weights(text) for _, text in keys]

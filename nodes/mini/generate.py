@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nodes.consistency.subject_consensus import subject_consensus
+from nodes.mini.subject_consensus import subject_consensus
 from nodes.generate.families import FAMILIES
 from nodes.generate.samplers import flow_sigmas, sample_flow_euler
 from nodes.mini.model import CHANNELS, FAMILY, HEIGHT, NATIVE_FRAMES, T_MIN, WIDTH, to_uint8
@@ -32,7 +32,7 @@ def initial_noise(count: int, seed: int, frames: int = NATIVE_FRAMES) -> torch.T
 def guided_velocity(model, text_encoder, prompts: list[str], guidance: float, negative: str = "",
                     consensus: float = 0.0):
     """model_fn(x, sigma) -> velocity with classifier-free guidance against `negative`, its clean-clip
-    estimate moved `consensus` of the way to the subject's template (nodes.consistency.subject_consensus)."""
+    estimate moved `consensus` of the way to the subject's template (nodes.mini.subject_consensus)."""
     emb, mask = text_encoder.encode(list(prompts) + [negative] * len(prompts))
 
     def model_fn(x, sigma):

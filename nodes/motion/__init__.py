@@ -1,2 +1,2 @@
-"""Motion and camera control: camera paths, applying them to pictures and latents,
-model conditioning (Plücker, CameraCtrl, MotionCtrl), point tracks, motion brushes, flow."""
+"""Motion and camera control: camera paths, applying them to pictures, point tracks, motion
+brushes, flow."""

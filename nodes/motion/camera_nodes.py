@@ -3,7 +3,7 @@ import inspect
 from contextlib import contextmanager
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import CAMERA, CAMERA_CONTROL, FLOW, IMAGE, VIDEO
+from graph_engine.types import CAMERA, FLOW, IMAGE, VIDEO
 
 from .camera import PRESET_EASINGS, PRESETS   # numpy only: cheap to import
 
@@ -177,30 +177,3 @@ def camera_flow(ctx, camera: CAMERA,
     with user_errors():
         z = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
         return flow_from_camera(camera, w, h, z, fps)
-
-
-@node("motion.camera_embed", title="Camera Embedding", category="Motion")
-@with_convention
-def camera_embed(ctx, camera: CAMERA,
-                 format: str = Param("plucker", choices=("plucker", "plucker_wan", "cameractrl", "motionctrl"),
-                                     help="what the model takes"),
-                 width: int = Param(0, min=0, max=16384, help="model input width; 0 = the camera's"),
-                 height: int = Param(0, min=0, max=16384, help="model input height; 0 = the camera's"),
-                 ) -> CAMERA_CONTROL:
-    """Camera conditioning for video models, computed when the model node asks for it.
-
-    All formats use the path relative to its first frame. plucker: per pixel the ray through
-    the pixel centre, origin o (camera centre) and unit direction d in frame 0's camera
-    space, as 6 channels [o x d, d] -> [1, 6, N, H, W] (CameraCtrl). plucker_wan: Wan's
-    camera adapter input: the first frame repeated 4 times, every 4 frames stacked as 24
-    channels -> [1, 24, (N+3)/4, H, W]; needs N = 4k+1 frames. cameractrl: pose-file rows
-    [1, N, 19] (0, fx fy cx cy normalised, w, h, 3x4 world-to-camera). motionctrl: MotionCtrl's
-    RT, the 3x4 world-to-camera flattened -> [1, N, 12]."""
-    from .embed import CameraControl
-    with user_errors():
-        ctl = CameraControl(camera, width or camera.width, height or camera.height, format)
-        if format == "plucker_wan" and camera.length % 4 != 1:
-            raise NodeError(f"Wan's camera control needs 4k+1 frames (e.g. 49 or 81); the path has "
-                            f"{camera.length}")
-    ctx.report(format=format, shape=list(ctl.shape))
-    return ctl

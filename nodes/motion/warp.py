@@ -1,4 +1,4 @@
-"""Moving pictures, videos, latents and noise by a camera path.
+"""Moving pictures and videos by a camera path.
 
 2-D: the picture is a plane 1 unit in front of frame 0's camera; frame i shows it through
 camera i, which is a homography (`projection="perspective"`) or its least-squares affine
@@ -334,108 +334,6 @@ def apply_camera(cam: Camera, image: Optional[np.ndarray] = None, video=None, de
             src = video.frames(a, b)
             return np.stack([mover.frame(src[k - a], k) for k in range(a, b)])
     return Clip(length, fps, w, h, reader)
-
-
-# ---------------------------------------------------------------------------------------
-# latents and noise
-
-def _frame_map(t_len: int, n_cam: int, frame_index=None) -> np.ndarray:
-    if frame_index is not None:
-        idx = np.asarray(frame_index, dtype=int)
-        if len(idx) != t_len:
-            raise ValueError(f"frame_index has {len(idx)} entries for {t_len} tensor frames")
-        return idx
-    if t_len == 1:
-        return np.zeros(1, int)
-    return np.rint(np.linspace(0, n_cam - 1, t_len)).astype(int)
-
-
-def camera_sampling_maps(cam: Camera, width: int, height: int, frames: np.ndarray, projection: str = "perspective",
-                         z0: Optional[np.ndarray] = None):
-    """Per requested camera frame: (map_x, map_y, holes) that fetch frame-0 content for that
-    frame at width x height (holes is None in 2-D, else (hidden, depth of the view))."""
-    cam = cam.fitted(width, height)
-    for i in frames:
-        i = int(min(i, cam.length - 1))
-        if z0 is None:
-            mx, my = homography_maps(pixel_homography(cam, i, 0, projection), width, height)
-            yield mx, my, None
-        else:
-            mx, my, hidden, zt = depth_view_maps(z0, cam, i, 0)
-            yield mx, my, (hidden, zt)
-
-
-def warp_tensor(x, cam: Camera, depth: Optional[np.ndarray] = None, *, source: str = "first",
-                projection: str = "perspective", interpolation: str = "bilinear", border: str = "replicate",
-                frame_index=None, depth_type: str = "disparity", near: float = 1.0, far: float = 10.0):
-    """Move latents or noise by a camera path (absolute: no resampling of resampled values).
-
-    x: [C, T, h, w] or [B, C, T, h, w], a torch tensor or a numpy array. Output frame t shows
-    camera frame frame_index[t] (default: the T frames spread evenly over the path, so the 21
-    latent frames of an 81-frame video use camera frames 0, 4, ..., 80) looking at
-    x's frame 0 (source="first": animate the first frame) or at x's frame t (source="each").
-    With source="first", a frame_index of any length sets the number of output frames, and
-    one frame (x: [C, h, w], or T = 1) gives the camera's N frames: [C, N, h, w].
-    interpolation "nearest" copies values, so warped Gaussian noise stays exactly Gaussian per
-    element; "bilinear" blends (for latents). The result has x's type, dtype and device."""
-    if interpolation not in ("bilinear", "nearest"):
-        raise ValueError(f"unknown interpolation {interpolation!r}; use bilinear or nearest")
-    if source not in ("first", "each"):
-        raise ValueError(f"unknown source {source!r}; use first or each")
-    is_torch = type(x).__module__.startswith("torch")
-    if x.ndim not in (3, 4, 5):
-        raise ValueError(f"expected a tensor [C,T,h,w], [B,C,T,h,w] or [C,h,w], got shape {tuple(x.shape)}")
-    single = x.ndim == 3
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    if single or (source == "first" and (frame_index is not None or x.shape[-3] == 1)):
-        t_len = cam.length if frame_index is None else len(frame_index)
-    else:
-        t_len = int(x.shape[-3])
-    frames = _frame_map(t_len, cam.length, frame_index)
-    z0 = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
-    out_frames = []
-    maps = camera_sampling_maps(cam, w, h, frames, projection, z0)
-    for t, (mx, my, extra) in enumerate(maps):
-        frame = x if single else (x[..., t, :, :] if source == "each" else x[..., 0, :, :])
-        lead = tuple(frame.shape[:-2])
-        src = frame.reshape(-1, h, w)
-        if is_torch:
-            warped = _torch_remap(src, mx, my, interpolation, border)
-        else:
-            hw_c = np.ascontiguousarray(np.moveaxis(np.asarray(src, dtype=np.float32), 0, -1))
-            warped = remap(hw_c, mx, my, border,
-                           cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR)
-            warped = np.moveaxis(warped.reshape(h, w, -1), -1, 0).astype(np.asarray(src).dtype)
-        if extra is not None and extra[0].any():
-            warped = _fill_tensor_holes(warped, extra[0], extra[1], is_torch)
-        out_frames.append(warped.reshape(*lead, h, w))
-    if is_torch:
-        import torch
-        return torch.stack(out_frames, dim=-3)
-    return np.stack(out_frames, axis=-3)
-
-
-def _fill_tensor_holes(warped, hidden, zt, is_torch):
-    arr = warped.detach().float().cpu().numpy() if is_torch else np.asarray(warped, dtype=np.float32)
-    out = np.moveaxis(fill_hidden(np.moveaxis(arr, 0, -1), hidden, zt), -1, 0)
-    if is_torch:
-        import torch
-        return torch.from_numpy(np.ascontiguousarray(out)).to(device=warped.device, dtype=warped.dtype)
-    return out.astype(np.asarray(warped).dtype)
-
-
-def _torch_remap(src, mx: np.ndarray, my: np.ndarray, interpolation: str, border: str):
-    import torch
-    import torch.nn.functional as F
-    h, w = mx.shape
-    if border == "wrap":
-        mx, my = np.mod(mx + 0.5, w) - 0.5, np.mod(my + 0.5, h) - 0.5
-    grid = np.stack([(mx + 0.5) / w * 2 - 1, (my + 0.5) / h * 2 - 1], -1)[None]
-    g = torch.from_numpy(grid.astype(np.float32)).to(src.device)
-    pad = {"replicate": "border", "wrap": "border", "reflect": "reflection", "black": "zeros"}[border]
-    inp = src[None].float() if src.dtype in (torch.float16, torch.bfloat16) else src[None]
-    out = F.grid_sample(inp, g.to(inp.dtype), mode=interpolation, padding_mode=pad, align_corners=False)
-    return out[0].to(src.dtype)
 
 
 # ---------------------------------------------------------------------------------------

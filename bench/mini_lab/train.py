@@ -1,6 +1,6 @@
 """Train kinograph-mini from scratch on the CPU with shapes-world clips generated on the fly.
 
-    python -m nodes.mini.train --out resources/models/kinograph-mini [--minutes 85] [--resume]
+    python -m bench.mini_lab.train --out resources/models/kinograph-mini [--minutes 85] [--resume]
 
 Rectified-flow loss ||model(x_t, t) - (noise - x0)||^2 (see `sample_times` and `flow_loss` for the
 times and weights), 10% caption dropout (for classifier-free guidance), AdamW with warm-up and cosine

@@ -25,6 +25,8 @@ model's estimate mid-sampling.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -122,3 +124,16 @@ def subject_consensus(x0: torch.Tensor, strength: float) -> torch.Tensor:
     gate = strength * _near((mass > 0) | (subject_mass(back) > 0))
     out = frames + gate * (back - deviation)
     return out.view(b, t, c, h, w).transpose(1, 2).to(x0.dtype)
+
+
+@dataclass(frozen=True)
+class ConsensusWrapper:
+    """Every step's denoised estimate moved `strength` of the way to its motion-compensated template
+    (the guide.subject_consensus node)."""
+    strength: float = 0.5
+
+    def __call__(self, model_fn, info):
+        def fn(x, sigma, frames=None):
+            return subject_consensus(model_fn(x, sigma, frames=frames), self.strength)
+
+        return fn
