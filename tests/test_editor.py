@@ -56,13 +56,18 @@ def _spec(fn, type_name):
                       expensive=False, migrations={}, device="cpu", temporal_radius=None)
 
 
-@pytest.fixture(scope="module")
-def registry():
+def registry_with(**fns):
+    """The default node types plus test-only ones, {type name: function}."""
     reg = Registry()
     reg.specs.update(default_registry().specs)
-    reg.add(_spec(_slow, "test.slow"))
-    reg.add(_spec(_seeded, "test.seeded"))
+    for name, fn in fns.items():
+        reg.add(_spec(fn, name.replace("_", ".", 1)))
     return reg
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return registry_with(test_slow=_slow, test_seeded=_seeded)
 
 
 @pytest.fixture(autouse=True)
@@ -502,7 +507,7 @@ def test_autosave_and_recovery_after_a_crash(make_window, tmp_path, registry, mo
     w.autosaver._lock.unlock()        # what the OS does to a crashed process's lock
     recs = find_recoveries()
     assert len(recs) == 1 and recs[0].path is None
-    (rw,) = offer_recovery(registry, ask=lambda rec: True)
+    (rw,) = offer_recovery(registry=registry, ask=lambda rec: True)
     try:
         assert to_data(rw.doc.graph, registry) == expected and rw.doc.modified
         assert find_recoveries() == []
@@ -595,24 +600,24 @@ def test_dragging_a_group_carries_its_nodes_in_one_step(win):
     assert ui[p]["pos"] == [0, 0] and win.scene.nodes[r].pos() == QPointF(300, 0)
 
 
-def test_inline_editors_type_values_and_titles(win):
+def test_inline_editors_type_values_and_titles(win, qtbot):
     p, r, s = chain(win)
     item = win.scene.nodes[r]
     field = item.mapToScene(item.param_rect("width").center())
     drag(win.view, field, field, steps=1)          # a click: type the value instead of scrubbing
     ed = win.view._editor
     assert ed is not None and ed.text() == "16"
-    ed.setText("24")
-    ed.editingFinished.emit()
+    qtbot.keyClicks(ed, "24")
+    qtbot.keyClick(ed, Qt.Key_Return)
     assert win.doc.graph.nodes[r].params["width"] == 24
     win.view.rename("node", r)
-    win.view._editor.setText("Half size")
-    win.view._editor.editingFinished.emit()
+    qtbot.keyClicks(win.view._editor, "Half size")
+    qtbot.keyClick(win.view._editor, Qt.Key_Return)
     assert win.doc.graph.nodes[r].title == "Half size" and "Half size" in win.scene.nodes[r].title
     field = item.mapToScene(item.param_rect("height").center())
     drag(win.view, field, field, steps=1)
-    win.view._editor.setText("-3")
-    win.view._editor.editingFinished.emit()
+    qtbot.keyClicks(win.view._editor, "-3")
+    qtbot.keyClick(win.view._editor, Qt.Key_Return)
     assert win.doc.graph.nodes[r].params["height"] == 16
     assert "out of range" in win.statusBar().currentMessage()
 

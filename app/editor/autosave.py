@@ -91,6 +91,14 @@ class Autosaver(QObject):
         self.saved.emit(str(self._file))
         return self._file
 
+    def adopt(self, file: Path) -> None:
+        """Take over a recovered session's file: it stays (locked, so no other editor offers it)
+        until this document is saved or its changes are discarded, and is updated meanwhile."""
+        self.discard()
+        self._file = Path(file)
+        self._lock = _lock(self._file)
+        self._lock.tryLock(0)
+
     def discard(self) -> None:
         """The document is saved or its changes were thrown away: no recovery needed."""
         if self._file is not None:
@@ -134,8 +142,8 @@ def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
 
 
 def recover(rec: Recovery, registry=None) -> Document:
-    """A document with the recovered content, marked modified, pointing at its original file."""
+    """A document with the recovered content, marked modified, pointing at its original file.
+    The recovery file is left for the window's autosaver to adopt (see `Autosaver.adopt`)."""
     doc = Document.from_text(rec.text(), rec.path, registry)
     doc.undo.resetClean()
-    rec.discard()
     return doc

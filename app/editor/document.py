@@ -50,10 +50,15 @@ class Document(QObject):
         self.problems: List[Problem] = list(problems)
         self.revision = 0
         self.undo = QUndoStack(self)
-        self.undo.cleanChanged.connect(lambda clean: self.modifiedChanged.emit(not clean))
+        # A bound slot, not a lambda: Qt drops it with the document, so the undo stack's last
+        # cleanChanged while both are torn down at quit reaches no half-deleted signal.
+        self.undo.cleanChanged.connect(self._clean_changed)
         self._unsubscribe = self.graph.subscribe(self._on_event)
 
     # -- model ------------------------------------------------------------------------------
+    def _clean_changed(self, clean: bool) -> None:
+        self.modifiedChanged.emit(not clean)
+
     def _on_event(self, ev: Event) -> None:
         self.revision += 1
         self.changed.emit(ev)

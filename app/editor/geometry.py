@@ -11,6 +11,7 @@ PORT_R = 5.5
 GRID = 20.0
 THUMB_H = 96.0
 FAR_ZOOM = 0.35         # below this zoom a node is drawn as a plain coloured block
+DETAIL_ZOOM = 0.6       # below this zoom a node shows no socket labels or fields (so none can be clicked)
 
 
 def node_rows(spec) -> Tuple[int, int]:

@@ -46,10 +46,9 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
             return 2
     if screenshot:
         return _screenshot(app, MainWindow(doc), Path(screenshot))
-    windows = offer_recovery()
-    if doc is not None or not windows:
-        w = MainWindow(doc)
-        w.show()
+    w = MainWindow(doc)
+    w.show()
+    offer_recovery(w)
     return app.exec()
 
 

@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QP
 from PySide6.QtWidgets import QGraphicsItem
 
 from . import theme
-from .geometry import FAR_ZOOM, HEADER_H, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
+from .geometry import DETAIL_ZOOM, FAR_ZOOM, HEADER_H, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -216,7 +216,7 @@ class NodeItem(QGraphicsItem):
         painter.setPen(theme.TEXT)
         painter.setFont(TITLE_FONT)
         TITLE.left(painter, PAD + 2, HEADER_H / 2, self.title)
-        if lod < 0.6:
+        if lod < DETAIL_ZOOM:
             self._paint_ports(painter, labels=False)
             return
         self._paint_ports(painter, labels=not self.collapsed)
@@ -353,7 +353,7 @@ class NodeItem(QGraphicsItem):
                 self._drag = ("link",)
                 event.accept()
                 return
-            name = self.param_at(event.pos())
+            name = self.param_at(event.pos()) if _zoom(event) >= DETAIL_ZOOM else None
             if name is not None and not (event.modifiers() & (Qt.ControlModifier | Qt.ShiftModifier)):
                 self._drag = ("param", name, event.scenePos().x(), self.inst.params.get(name, self.spec.params[name].default),
                               sc.controller.new_gesture(), False)
@@ -399,6 +399,13 @@ class NodeItem(QGraphicsItem):
             self.scene().rename_node(self)
             return
         super().mouseDoubleClickEvent(event)
+
+
+def _zoom(event) -> float:
+    """The zoom of the view a mouse event came through (its fields are drawn only close up)."""
+    vp = event.widget()
+    view = vp.parentWidget() if vp is not None else None
+    return view.transform().m11() if view is not None and hasattr(view, "transform") else 1.0
 
 
 def scrub(p, start, dx: float, width: float):

@@ -37,6 +37,9 @@ class ParamEditor(QWidget):
     def set_value(self, v) -> None:
         raise NotImplementedError
 
+    def flush(self) -> None:
+        """Commit what was typed but not yet applied (a run is about to start)."""
+
 
 class NumberEditor(ParamEditor):
     def __init__(self, p, commit):
@@ -92,6 +95,9 @@ class NumberEditor(ParamEditor):
             self.slider.blockSignals(False)
         self.commit(int(v) if self.p.type == "int" else float(v), gesture)
 
+    def flush(self) -> None:
+        self.spin.interpretText()       # emits valueChanged when the typed number differs
+
     def set_value(self, v) -> None:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return
@@ -136,8 +142,13 @@ class LineEditor(ParamEditor):
     def __init__(self, p, commit):
         super().__init__(p, commit)
         self.edit = QLineEdit()
-        self.edit.editingFinished.connect(lambda: self.commit(self.edit.text(), None))
+        self.edit.editingFinished.connect(self.flush)
         self.lay.addWidget(self.edit)
+
+    def flush(self) -> None:
+        if self.edit.isModified():
+            self.edit.setModified(False)
+            self.commit(self.edit.text(), None)
 
     def set_value(self, v) -> None:
         if self.edit.text() != ("" if v is None else str(v)):
@@ -181,6 +192,9 @@ class TextEditor(ParamEditor):
                 return
         self.commit(text, None)
 
+    def flush(self) -> None:
+        self._done()
+
     def set_value(self, v) -> None:
         text = "" if v is None else str(v)
         if self.edit.toPlainText() != text:
@@ -205,6 +219,7 @@ class PathEditor(LineEditor):
             path, _ = QFileDialog.getSaveFileName(self, f"Write {self.p.name} to", start)
         if path:
             self.edit.setText(path)
+            self.edit.setModified(False)
             self.commit(path, None)
 
 
@@ -279,7 +294,12 @@ class ScheduleEditor(QWidget):
         lay.addWidget(self.error)
         lay.addWidget(self.curve)
 
+    def flush(self) -> None:
+        if self.edit.isModified():
+            self._typed()
+
     def _typed(self):
+        self.edit.setModified(False)
         text = self.edit.text().strip()
         try:
             parse_schedule(text)

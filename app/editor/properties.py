@@ -252,6 +252,15 @@ class PropertiesPanel(QScrollArea):
             w = max(200, self.viewport().width() - 30)
             self.preview_label.setPixmap(QPixmap.fromImage(image).scaledToWidth(w, Qt.SmoothTransformation))
 
+    def commit_pending(self) -> None:
+        """Apply what is typed but not yet committed (a prompt still being edited), so a run or a
+        save sees exactly what the panel shows."""
+        if self.node_id is not None and self.title_edit.isModified():
+            self.title_edit.setModified(False)
+            self._retitle()
+        for ed in list(self.editors.values()):
+            ed.flush()
+
     def focus_param(self, name: str) -> None:
         ed = self.editors.get(name)
         if ed is not None:

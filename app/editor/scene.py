@@ -24,6 +24,7 @@ from .node_item import NodeItem
 
 class GraphScene(QGraphicsScene):
     message = Signal(str)                       # a refusal or a hint for the status bar
+    refused = Signal(str, QPointF)              # why an edit was refused, where it was tried
     linkDroppedOnEmpty = Signal(QPointF, object)   # scene pos, (node, port, port_is_input)
     paramClicked = Signal(str, str)             # node, parameter: the view opens an editor
     renameRequested = Signal(str, str)          # "node"/"group", id
@@ -309,14 +310,14 @@ class GraphScene(QGraphicsScene):
             return
         ends, why = self._endpoints(d["origin"], target)
         if why:
-            self.message.emit(f"Not connected: {why}")
+            self.refused.emit(f"Not connected: {why}", pos)
             return
         if d["detach"] and d["detach"] == (ends[2], ends[3]):
             return
         try:
             self.controller.relink(d["detach"], *ends) if d["detach"] else self.controller.connect(*ends)
         except Refused as e:
-            self.message.emit(f"Not connected: {e}")
+            self.refused.emit(f"Not connected: {e}", pos)
 
     # -- moving ---------------------------------------------------------------------------------
     def begin_move(self) -> None:

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QLineF, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QPainter, QPainterPath, QPainterPathStroker, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsView, QLineEdit, QMenu
+from PySide6.QtCore import QLineF, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QPainter, QPainterPath, QPainterPathStroker, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsView, QLabel, QLineEdit, QMenu
 
 from graph_engine.workflow import MEDIA_SUFFIXES
 
@@ -59,6 +59,15 @@ class GraphView(QGraphicsView):
         self._editor: Optional[QLineEdit] = None
         self.palette: Optional[SearchPalette] = None
         self.minimap = Minimap(self)
+        self.toast = QLabel(self)
+        self.toast.setObjectName("CanvasToast")
+        self.toast.setWordWrap(True)
+        self.toast.setMaximumWidth(420)
+        self.toast.hide()
+        self._toast_timer = QTimer(self)
+        self._toast_timer.setSingleShot(True)
+        self._toast_timer.setInterval(5000)
+        self._toast_timer.timeout.connect(self.toast.hide)
 
     # -- scene --------------------------------------------------------------------------------
     def set_scene(self, scene) -> None:
@@ -74,6 +83,8 @@ class GraphView(QGraphicsView):
         scene.paramClicked.connect(self.edit_param)
         scene.renameRequested.connect(self.rename)
         scene.message.connect(self.message)
+        scene.refused.connect(self.show_toast)
+        scene.doc.changed.connect(self._follow_model)
         self.minimap.rebuild()
 
     def resizeEvent(self, event):
@@ -316,37 +327,46 @@ class GraphView(QGraphicsView):
         super().dropEvent(event)
 
     # -- inline editors -------------------------------------------------------------------------
-    def _line_editor(self, rect: QRectF, text: str, commit) -> QLineEdit:
-        if self._editor is not None:
-            self._editor.deleteLater()
+    def _line_editor(self, rect: QRectF, text: str, commit, current=None) -> "InlineEditor":
+        """A field editor over `rect`. `commit(text)` applies it and returns an error text, which
+        keeps the editor open and says what is wrong; `current()` is the model's value now, which
+        an unmodified editor follows (an undo, a panel edit)."""
+        self.commit_editor()
         r = self.mapFromScene(rect).boundingRect()
-        ed = QLineEdit(text, self.viewport())
-        ed.setObjectName("InlineEditor")
+        ed = InlineEditor(text, self.viewport(), commit, current, self._editor_closed, self.show_toast)
         ed.setGeometry(r.x(), r.y(), max(r.width(), 120), max(r.height(), 22))
-        done = {"v": False}
-
-        def finish(accept: bool):
-            if done["v"]:
-                return
-            done["v"] = True
-            if accept:
-                commit(ed.text())
-            ed.deleteLater()
-            if self._editor is ed:
-                self._editor = None
-            self.setFocus()
-
-        ed.editingFinished.connect(lambda: finish(True))
-        esc = QAction(ed)
-        esc.setShortcut(Qt.Key_Escape)
-        esc.setShortcutContext(Qt.WidgetShortcut)
-        esc.triggered.connect(lambda: finish(False))
-        ed.addAction(esc)
         ed.selectAll()
         ed.show()
         ed.setFocus()
         self._editor = ed
         return ed
+
+    def _editor_closed(self, ed) -> None:
+        if self._editor is ed:
+            self._editor = None
+            self.setFocus()
+
+    def commit_editor(self) -> None:
+        """Apply and close an open field editor (before a run, a save, another editor)."""
+        if self._editor is not None:
+            self._editor.finish(True)
+
+    def _follow_model(self, _ev=None) -> None:
+        if self._editor is not None:
+            self._editor.follow()
+
+    def show_toast(self, text: str, at: Optional[QPointF] = None) -> None:
+        """A message by the place it concerns that stays a few seconds (the status bar is far)."""
+        self.message.emit(text)
+        self.toast.setText(text)
+        self.toast.adjustSize()
+        p = self.mapFromScene(at) if at is not None else self.rect().center()
+        x = max(4, min(p.x() + 12, self.width() - self.toast.width() - 4))
+        y = max(4, min(p.y() + 16, self.height() - self.toast.height() - 4))
+        self.toast.move(x, y)
+        self.toast.show()
+        self.toast.raise_()
+        self._toast_timer.start()
 
     def edit_param(self, node_id: str, name: str) -> None:
         sc = self.scene()
@@ -367,15 +387,22 @@ class GraphView(QGraphicsView):
             self.propertyFocusRequested.emit(node_id, name)
             return
 
-        def commit(text: str):
+        def commit(text: str) -> Optional[str]:
             try:
                 value = parse_field(p, text)
             except ValueError as e:
-                self.message.emit(f"{name}: {e}")
-                return
+                return f"{name}: {e}"
             sc.controller.set_param(node_id, name, value)
+            return None
 
-        self._line_editor(rect, "" if cur is None else str(cur), commit)
+        def current() -> Optional[str]:
+            inst = sc.doc.graph.nodes.get(node_id)
+            if inst is None:
+                return None
+            v = inst.params.get(name, p.default)
+            return "" if v is None else str(v)
+
+        self._line_editor(rect, "" if cur is None else str(cur), commit, current)
 
     def rename(self, what: str, key: str) -> None:
         sc = self.scene()
@@ -388,6 +415,59 @@ class GraphView(QGraphicsView):
             g = sc.groups[key]
             self._line_editor(g.mapRectToScene(QRectF(0, 0, g.w, 28)), g.title,
                               lambda t: sc.controller.update_group(key, title=t))
+
+
+class InlineEditor(QLineEdit):
+    """A field typed on the canvas. Enter applies; a refused value keeps it open with the reason;
+    Esc cancels; leaving it (a click elsewhere, a run) applies what was typed and closes it, so
+    it never lingers showing an old value."""
+
+    def __init__(self, text, parent, commit, current, closed, toast):
+        super().__init__(text, parent)
+        self.setObjectName("InlineEditor")
+        self._commit, self._current, self._closed, self._toast = commit, current, closed, toast
+        self._done = False
+        self.returnPressed.connect(lambda: self.finish(True, keep_on_error=True))
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape:
+            self.finish(False)
+            return
+        super().keyPressEvent(event)
+
+    def focusOutEvent(self, event):
+        super().focusOutEvent(event)
+        if event.reason() != Qt.PopupFocusReason:       # a context menu of the field itself
+            self.finish(True)
+
+    def follow(self) -> None:
+        """The model changed under the editor: show its value unless the user typed something."""
+        now = self._current() if self._current else ""
+        if now is None:
+            self.finish(False)
+        elif not self.isModified() and now != self.text():
+            self.setText(now)
+            self.selectAll()
+
+    def _anchor(self):
+        view = self.parentWidget().parentWidget()
+        return view.mapToScene(self.geometry().bottomLeft())
+
+    def finish(self, accept: bool, keep_on_error: bool = False) -> None:
+        if self._done:
+            return
+        if accept and (self.isModified() or self._current is None):
+            error = self._commit(self.text())
+            if error:
+                self.setProperty("invalid", True)
+                self.style().polish(self)
+                self._toast(error + ("  (Esc keeps the old value)" if keep_on_error else "  (kept the old value)"), self._anchor())
+                if keep_on_error:
+                    return
+        self._done = True
+        self.hide()
+        self.deleteLater()
+        self._closed(self)
 
 
 def parse_field(p, text: str):

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from PySide6.QtCore import QPointF, QSize, Qt, QTimer
+from PySide6.QtCore import QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget)
 
@@ -326,6 +326,7 @@ class MainWindow(QMainWindow):
         return self._save_to(Path(path))
 
     def _save_to(self, path: Path) -> bool:
+        self.commit_pending()
         try:
             self.doc.save(path)
         except OSError as e:
@@ -505,7 +506,14 @@ class MainWindow(QMainWindow):
             self._refresh_view.start()
 
     # -- running --------------------------------------------------------------------------------
+    def commit_pending(self) -> None:
+        """Edits typed into a field but not yet applied go into the model first: what runs or is
+        saved is what the user sees on screen."""
+        self.view.commit_editor()
+        self.properties.commit_pending()
+
     def run(self, targets: Optional[List[str]] = None) -> Optional[Job]:
+        self.commit_pending()
         if not self.doc.graph.nodes:
             self.message("Nothing to run: add nodes first (Tab)")
             return None
@@ -519,6 +527,7 @@ class MainWindow(QMainWindow):
 
     def queue_new_seeds(self) -> Optional[Job]:
         """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""
+        self.commit_pending()
         allow = allow_outside_for_run(self, self.doc)
         if allow is None:
             return None
@@ -575,6 +584,7 @@ class MainWindow(QMainWindow):
         return None
 
     def view_node(self, node_id: str, slot: str = "A") -> Optional[Job]:
+        self.commit_pending()
         target = self._view_target(node_id)
         if target is None:
             self.message(f"{node_id} has nothing to show yet: connect its input")
@@ -626,15 +636,19 @@ class MainWindow(QMainWindow):
         return QSize(1600, 1000)
 
 
-def offer_recovery(registry=None, ask: Optional[Callable] = None) -> List[MainWindow]:
-    """Windows for the crashed sessions' autosaves the user chooses to recover; the rest are deleted."""
+def offer_recovery(window: Optional[MainWindow] = None, registry=None,
+                   ask: Optional[Callable] = None) -> List[MainWindow]:
+    """Offer the crashed sessions' autosaves. A recovered workflow replaces `window`'s document
+    when that is the same file or an untouched empty one (never a second window hidden under
+    the first); it is marked modified, and its recovery file stays until it is saved or its
+    changes are discarded. Declined autosaves are deleted."""
     from .autosave import find_recoveries, recover
     opened = []
     for rec in find_recoveries():
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.saved))
         what = str(rec.path) if rec.path else "an untitled workflow"
         if ask is None:
-            ans = QMessageBox.question(None, "Recover unsaved work?",
+            ans = QMessageBox.question(window, "Recover unsaved work?",
                                        f"Kinograph closed unexpectedly. Recover the changes to {what} "
                                        f"autosaved at {when}?", QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
             yes = ans == QMessageBox.Yes
@@ -644,12 +658,24 @@ def offer_recovery(registry=None, ask: Optional[Callable] = None) -> List[MainWi
             rec.discard()
             continue
         try:
-            doc = recover(rec, registry)
+            doc = recover(rec, registry or (window.doc.registry if window else None))
         except (WorkflowError, OSError) as e:
-            QMessageBox.warning(None, "Not recovered", f"The autosave of {what} is unreadable: {e}")
+            QMessageBox.warning(window, "Not recovered", f"The autosave of {what} is unreadable: {e}")
             rec.discard()
             continue
-        w = MainWindow(doc)
-        w.show()
+        here = window is not None and window not in opened and (
+            (rec.path is not None and window.doc.path == Path(rec.path).resolve()) or
+            (window.doc.path is None and not window.doc.modified and not window.doc.graph.nodes))
+        if here:
+            window.set_document(doc)
+            w = window
+        else:
+            w = MainWindow(doc, settings=window.settings if window else None,
+                           autosave_ms=window.autosave_ms if window else None)
+            if window is not None:
+                w.move(window.pos() + QPoint(40, 40) * (len(opened) + 1))
+            w.show()
+        w.autosaver.adopt(rec.file)
+        w.log.log("warn", f"recovered the changes autosaved at {when}; save to keep them")
         opened.append(w)
     return opened
