@@ -85,6 +85,7 @@ def make_window(qtbot, registry, tmp_path, request):
     def make(doc=None, autosave_ms=None):
         w = MainWindow(doc or Document(registry=registry), settings=EditorSettings(tmp_path / "editor.json"),
                        autosave_ms=autosave_ms)
+        w.resize(1600, 1000)        # the geometry these tests click in (the offscreen screen is smaller)
         w.show()
         qtbot.waitExposed(w)
         w.view.resetTransform()

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
-from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox, QPlainTextEdit  # noqa: E402
+from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QMessageBox, QPlainTextEdit, QPushButton  # noqa: E402
 
 from graph_engine import Param  # noqa: E402
 from graph_engine.types import FLOAT, STRING, VIDEO  # noqa: E402
@@ -20,9 +20,14 @@ check_qt_binding()
 
 from app.editor import window as window_mod  # noqa: E402
 from app.editor.document import Document  # noqa: E402
+from app.editor.settings import EditorSettings  # noqa: E402
+from app.editor.window import MainWindow  # noqa: E402
 # The window fixtures (Qt warnings fail a test, no modal dialog may block) and the way test-only
 # node types are declared are test_editor's; `registry` below adds this file's node types.
-from test_editor import chain, make_window, no_modal_dialogs, qbot_wait, registry_with  # noqa: E402,F401
+import test_editor  # noqa: E402
+from test_editor import chain, qbot_wait, registry_with  # noqa: E402
+
+make_window, no_modal_dialogs = test_editor.make_window, test_editor.no_modal_dialogs
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
@@ -50,9 +55,14 @@ def private_config(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def win(make_window):  # noqa: F811 (the fixture imported above)
-    w = make_window()
+def win(make_window, qtbot):
+    return active(make_window(), qtbot)
+
+
+def active(w, qtbot):
+    """The window takes keyboard shortcuts only once it is the active one."""
     w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
     return w
 
 
@@ -218,3 +228,214 @@ def test_13_quit_with_discard_prints_no_error(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0 and "closed True" in out.stdout, out.stderr
     assert "Error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+# -- 2. the first view of a workflow is legible, on a canvas that has most of the window -----------
+def test_2_opened_workflow_is_legible_and_the_canvas_has_most_of_the_window(make_window, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+    from app.editor.geometry import DETAIL_ZOOM
+    w = active(make_window(), qtbot)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (str(REPO / "examples" / "default.yaml"), ""))
+    w.view.setFocus()
+    qtbot.keyClick(w.view, Qt.Key_O, Qt.ControlModifier)
+    qtbot.wait(200)
+    assert len(w.doc.graph.nodes) == 12
+    assert w.view.zoom() >= DETAIL_ZOOM and not w.scene.far, f"opened at {w.view.zoom():.0%}"
+    canvas = w.view.width() * w.view.height()
+    assert canvas >= 0.5 * w.width() * w.height(), f"canvas {w.view.width()}x{w.view.height()} of {w.size()}"
+    shown = w.view.mapToScene(w.view.viewport().rect()).boundingRect()
+    whole = [n for n, item in w.scene.nodes.items() if shown.contains(item.sceneBoundingRect())]
+    assert len(whole) >= 4, f"only {whole} fully on screen"
+
+
+# -- 15. relative paths in saved files, a window that fits the screen, a named reason to re-run ----
+def test_15_relative_paths_window_fits_screen_and_why_names_the_parameter(make_window, qtbot, tmp_path,
+                                                                          monkeypatch, registry):
+    fresh = MainWindow(Document(registry=registry), settings=EditorSettings(tmp_path / "e.json"))
+    fresh.show()
+    qtbot.waitExposed(fresh)
+    screen = fresh.screen().availableGeometry()
+    assert screen.contains(fresh.frameGeometry()), f"{fresh.frameGeometry()} does not fit {screen}"
+    fresh.close()
+
+    w = active(make_window(), qtbot)
+    p, r, s = chain(w)
+    (tmp_path / "out").mkdir()
+    w.controller.set_param(s, "path", str(tmp_path / "out" / "shot.mp4"))
+    from PySide6.QtWidgets import QFileDialog
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "shot.yaml"), ""))
+    qtbot.keyClick(w.view, Qt.Key_S, Qt.ControlModifier)
+    text = (tmp_path / "shot.yaml").read_text()
+    assert "out/shot.mp4" in text and str(tmp_path) not in text
+
+    w.run([r])
+    assert w.runs.wait_idle(30)
+    w.controller.set_param(p, "width", 40)
+    w.run([r])
+    assert w.runs.wait_idle(30)
+    w.scene.select_nodes([r])
+    (button,) = [b for b in w.properties.findChildren(QPushButton) if b.text() == "Why re-run?"]
+    qtbot.mouseClick(button, Qt.LeftButton)
+    assert f"{p}.width changed from 32 to 40" in w.log.toPlainText()
+
+
+# -- 6. the viewer is a monitor: cleared on open, A/B by time, wipe stays off, failures shown ------
+def test_6_viewer_clears_on_open_aligns_by_time_keeps_wipe_choice_and_shows_failures(make_window, qtbot,
+                                                                                      monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+    w = active(make_window(), qtbot)
+    c = w.controller
+    slow = c.add_node("generate.test_pattern", (0, 0))
+    fast = c.add_node("generate.test_pattern", (0, 300))
+    for n, frames, fps in ((slow, 8, 12.0), (fast, 16, 24.0)):
+        for k, v in (("frames", frames), ("fps", fps), ("width", 32), ("height", 32)):
+            c.set_param(n, k, v)
+    w.view_node(slow, "A")
+    assert "computing" in w.viewer.canvas.loading, "no sign that the frame is on its way"
+    assert w.runs.wait_idle(30)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
+    assert "32×32" in w.viewer.labels["A"].text() and "12 fps" in w.viewer.labels["A"].text()
+    w.view_node(fast, "B")
+    assert w.runs.wait_idle(30)
+    qbot_wait(lambda: w.viewer.canvas.images["B"] is not None)
+    shown = {}
+    w.viewer.frameShown.connect(lambda slot, i, img: shown.__setitem__(slot, i))
+    w.viewer.canvas.setFocus()
+    for _ in range(3):
+        qtbot.keyClick(w.viewer.canvas, Qt.Key_Right)
+    qbot_wait(lambda: not w.viewer._waiting)
+    assert shown == {"A": 3, "B": 6}, "A/B matched by frame number instead of time"
+    assert w.viewer.timecode_label.text() == "00:00:00:03"
+
+    qtbot.mouseClick(w.viewer.wipe_box, Qt.LeftButton)
+    assert w.viewer.canvas.wipe is None
+    w.view_node(slow, "B")
+    assert w.runs.wait_idle(30)
+    qbot_wait(lambda: not w.viewer._waiting)
+    assert w.viewer.canvas.wipe is None and not w.viewer.wipe_box.isChecked(), "the wipe turned itself on"
+
+    bad = c.add_node("io.load_video", (0, 600))
+    c.set_param(bad, "path", str(tmp_path / "missing.mp4"))
+    w.view_node(bad, "A")
+    assert w.runs.wait_idle(30)
+    qbot_wait(lambda: w.viewer.canvas.alert)
+    assert w.viewer.canvas.images["A"] is None, "the old frame stays as if it were the answer"
+    assert "missing.mp4" in w.viewer.canvas.note
+
+    path = tmp_path / "other.yaml"
+    Document(registry=w.doc.registry).save(path)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    w.doc.undo.setClean()
+    qtbot.keyClick(w.view, Qt.Key_O, Qt.ControlModifier)
+    assert w.doc.path == path.resolve()
+    assert w.viewer.sources == {"A": None, "B": None} and w.viewer.canvas.images == {"A": None, "B": None}
+
+
+# -- 5. the viewer takes its keys when clicked or hovered, with the J/K/L shuttle -------------------
+def test_5_viewer_keys_go_to_the_viewer_with_jkl_shuttle(win, qtbot):
+    p, r, s = chain(win)
+    before = {n: list(win.doc.graph.ui[n]["pos"]) for n in (p, r, s)}
+    win.view_node(r, "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.canvas.images["A"] is not None)
+    win.view.setFocus()
+    qtbot.mouseClick(win.viewer.canvas, Qt.LeftButton)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_L)
+    assert {n: list(win.doc.graph.ui[n]["pos"]) for n in (p, r, s)} == before, "L laid out the graph"
+    assert win.viewer.playing and win.viewer.direction == 1
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_L)
+    assert win.viewer.speed == 2
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_K)
+    assert not win.viewer.playing
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_J)
+    assert win.viewer.playing and win.viewer.direction == -1
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_K)
+    i = win.viewer.index
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Right)
+    assert win.viewer.index == min(i + 1, win.viewer.length - 1)
+
+
+# -- 7. the properties panel fits its column, says how a run ended, and shows messages as written --
+def test_7_properties_fit_the_panel_show_the_final_state_and_plain_messages(make_window, qtbot, registry):
+    doc = Document.from_text(
+        "kinograph: 1\nnodes:\n  save: {type: io.save_video, params: {path: a.mp4}}\n"
+        "  sample: {type: generate.sample}\n", None, registry)
+    w = active(make_window(doc), qtbot)
+    w.resizeDocks([w.docks["Properties"]], [330], Qt.Horizontal)
+    qtbot.wait(50)
+    w.scene.select_nodes(["sample"])
+    qtbot.wait(50)
+    panel = w.properties
+    assert panel.widget().minimumSizeHint().width() <= panel.viewport().width(), "Sample's rows run off the side"
+    assert not panel.horizontalScrollBar().isVisible()
+    buttons = [b for b in panel.findChildren(QPushButton) if b.isVisible()]
+    assert buttons and all(panel.viewport().rect().contains(b.mapTo(panel.viewport(), b.rect().topRight()))
+                           for b in buttons)
+
+    w.scene.select_nodes(["save"])
+    errors = [lab.text() for lab in panel.findChildren(QLabel, "FieldError")]
+    assert any("'video'" in t for t in errors) and not any("&#" in t for t in errors), errors
+
+    c = w.controller
+    p = c.add_node("generate.test_pattern", (0, 400))
+    slow = c.add_node("test.count", (300, 400))
+    c.connect(p, "video", slow, "video")
+    w.scene.select_nodes([slow])
+    job = w.run([slow])
+    w.runs.cancel(job)
+    assert w.runs.wait_idle(30)
+    status = panel.findChild(QLabel, "StatusText")
+    assert status.isVisible() and "running" not in status.text() and "queued" not in status.text()
+
+
+# -- 9. a new sticky note takes what is typed next --------------------------------------------------
+def test_9_new_sticky_note_starts_in_edit_mode(win, qtbot):
+    win.view.setFocus()
+    qtbot.keyClick(win.view, Qt.Key_N)
+    assert len(win.scene.notes) == 1
+    qtbot.keyClicks(win.view, "hand-held, 2x slower")
+    qtbot.keyClick(win.view, Qt.Key_Escape)
+    notes = win.doc.graph.ui.get("_notes") or {}
+    assert len(notes) == 1, "typing made more notes"
+    assert [n["text"] for n in notes.values()] == ["hand-held, 2x slower"]
+    assert not win.doc.graph.nodes
+
+
+# -- 11. a Run button and queue state, a hint on an empty canvas, a whole F1 sheet, task words -----
+def test_11_run_button_empty_hint_help_sheet_search_words_and_zero_auto(win, qtbot):
+    from app.editor import theme
+    img = win.view.viewport().grab().toImage()
+    hint = sum(1 for x in range(0, img.width(), 2) for y in range(img.height() // 3, 2 * img.height() // 3, 2)
+               if img.pixelColor(x, y).lightness() > theme.GRID_MAJOR.lightness() + 40)
+    assert hint > 50, "the empty canvas says nothing about how to start"
+
+    qtbot.keyClick(win.view, Qt.Key_F1)
+    sheet = win.help.findChild(QLabel)
+    assert win.help.isVisible()
+    top_left = sheet.mapTo(win.help, sheet.rect().topLeft())
+    assert win.help.rect().contains(top_left), "the shortcut sheet is cut off"
+    assert win.help.width() >= win.width() - 2
+    qtbot.keyClick(win.view, Qt.Key_F1)
+
+    win.view.open_palette(win.view.rect().center())
+    qtbot.keyClicks(win.view.palette.edit, "slow motion")
+    found = win.view.palette.results()
+    assert found[0].startswith("interpolate.") and "interpolate.flow" in found, found
+    qtbot.keyClick(win.view.palette.edit, Qt.Key_Escape)
+
+    p, r, s = chain(win)
+    c = win.controller
+    sample = c.add_node("generate.sample", (0, 300))
+    item = win.scene.nodes[sample]
+    item.update()
+    from app.editor.node_item import format_value
+    assert format_value(item.spec.params["cfg"], 0.0) == "auto"
+
+    assert win.run_button.isVisible() and "Run" in win.run_button.text()
+    c.delete([sample])
+    qtbot.mouseClick(win.run_button, Qt.LeftButton)
+    assert win.runs.jobs and win.runs.jobs[-1].kind == "run"
+    assert "running" in win.queue_label.text() or "idle" in win.queue_label.text()
+    assert win.runs.wait_idle(30)
+    assert "idle" in win.queue_label.text()

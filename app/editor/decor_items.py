@@ -1,8 +1,8 @@
 """Backdrops (groups) and sticky notes: layout only, stored under `ui:`, never run."""
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainterPath, QPen
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QPainterPath, QPen, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from . import theme
@@ -108,6 +108,19 @@ class GroupItem(QGraphicsItem):
 
 
 class _NoteText(QGraphicsTextItem):
+    def sceneEvent(self, event):
+        # While typing, every key is text: the canvas's one-key commands (H, X, N…) must not fire.
+        if event.type() == QEvent.ShortcutOverride and self.textInteractionFlags() & Qt.TextEditorInteraction:
+            event.accept()
+            return True
+        return super().sceneEvent(event)
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape:
+            self.clearFocus()
+            return
+        super().keyPressEvent(event)
+
     def focusOutEvent(self, event):
         super().focusOutEvent(event)
         self.setTextInteractionFlags(Qt.NoTextInteraction)
@@ -165,8 +178,16 @@ class NoteItem(QGraphicsItem):
             self.scene().end_move()
 
     def mouseDoubleClickEvent(self, event):
+        self.start_editing(select_all=False)
+
+    def start_editing(self, select_all: bool = True) -> None:
+        """Type into the note (a new one starts this way, its placeholder text selected)."""
         self.text_item.setTextInteractionFlags(Qt.TextEditorInteraction)
         self.text_item.setFocus(Qt.MouseFocusReason)
+        if select_all:
+            cur = self.text_item.textCursor()
+            cur.select(QTextCursor.Document)
+            self.text_item.setTextCursor(cur)
 
     def commit_text(self):
         if self.scene() is not None:

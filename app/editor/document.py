@@ -4,6 +4,7 @@ Saving writes the same YAML as the CLI (layout under `ui:`) through QSaveFile, s
 on disk is always either the old one or the complete new one."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -90,8 +91,13 @@ class Document(QObject):
     def validate(self) -> List[Problem]:
         return validate(self.workflow, self.registry)
 
-    def text(self) -> str:
-        return to_yaml(self.graph, self.registry)
+    def text(self, path: Optional[Path] = None) -> str:
+        """The YAML of the workflow file at `path` (default: its own); file paths near it are
+        written relative to it, so a project folder can be moved or shared and still finds its
+        clips and renders."""
+        path = path or self.path
+        g = relative_paths(self.graph, self.registry, path.parent) if path is not None else self.graph
+        return to_yaml(g, self.registry)
 
     def close(self) -> None:
         self._unsubscribe()
@@ -101,7 +107,7 @@ class Document(QObject):
         target = Path(path).resolve() if path else self.path
         if target is None:
             raise ValueError("the document has no file yet; choose one with Save As")
-        write_atomic(target, self.text().encode("utf-8"))
+        write_atomic(target, self.text(target).encode("utf-8"))
         moved = target != self.path
         self.path = target
         self.undo.setClean()
@@ -132,6 +138,25 @@ class Document(QObject):
             doc.path = None
             doc.origin = path
         return doc
+
+
+def relative_paths(graph: Graph, registry, base: Path) -> Graph:
+    """A copy of `graph` with absolute `path` parameters under `base` (or its parent folder, the
+    usual project layout: workflows/ beside footage/ and out/) made relative to `base`."""
+    out = graph.copy()
+    for nid, inst in out.nodes.items():
+        spec = registry.get(inst.type)
+        for name, p in (spec.params.items() if spec else ()):
+            v = inst.params.get(name)
+            if p.kind != "path" or not isinstance(v, str) or not os.path.isabs(v):
+                continue
+            try:
+                rel = os.path.relpath(v, base)
+            except ValueError:          # another drive on Windows
+                continue
+            if not rel.startswith(os.path.join("..", "..")):
+                inst.params[name] = Path(rel).as_posix()
+    return out
 
 
 def _empty_but_valid(text: str) -> bool:

@@ -44,10 +44,29 @@ def score(query: str, text: str) -> Optional[float]:
     return best - len(text) * 0.05
 
 
+# What artists type for a task, and the word the nodes use for it.
+ALIASES = {
+    "slow motion": "interpolation", "slow-mo": "interpolation", "slowmo": "interpolation",
+    "frame rate": "interpolation", "in-between": "interpolation", "tween": "interpolation",
+    "upres": "upscale", "super resolution": "upscale", "enlarge": "upscale",
+    "txt2vid": "sample", "text to video": "sample", "ksampler": "sample",
+    "img2vid": "image", "style": "stylize", "flicker": "deflicker",
+}
+
+
+def expand(query: str) -> str:
+    q = query.lower()
+    for phrase, word in ALIASES.items():
+        if phrase in q:
+            q = q.replace(phrase, word)
+    return q
+
+
 def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, object]]:
     """Items whose every query word matches one of `fields(item)` = [(text, weight, fuzzy?)];
-    non-fuzzy fields (long help text) match whole substrings only."""
-    words = query.split()
+    non-fuzzy fields (long help text) match whole substrings only. Task words ("slow motion")
+    are read as the nodes' words ("interpolation") first."""
+    words = expand(query).split()
     out = []
     for item in items:
         total = 0.0

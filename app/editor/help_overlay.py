@@ -5,7 +5,7 @@ import html
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 GESTURES = (
     ("Tab / double-click", "search nodes (type, ↑↓, Enter)"),
@@ -44,9 +44,18 @@ class HelpOverlay(QWidget):
                        "<p style='color:#9a9ca3'>F1 or a click closes this.</p>")
         label.setTextFormat(Qt.RichText)
         label.setStyleSheet("color:#e2e3e6; background: transparent;")
+        label.setAlignment(Qt.AlignCenter)
+        # Over the whole window, and scrolling when even that is too small: no row is ever cut off.
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(label)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setStyleSheet("QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }")
+        self.scroll.viewport().setAutoFillBackground(False)
+        label.mousePressEvent = lambda e: self.hide()
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(40, 30, 40, 30)
-        lay.addWidget(label, 0, Qt.AlignCenter)
+        lay.setContentsMargins(24, 16, 24, 16)
+        lay.addWidget(self.scroll)
         self.hide()
 
     def toggle(self) -> None:

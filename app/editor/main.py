@@ -62,6 +62,7 @@ def _settle(app, seconds: float) -> None:
 def _screenshot(app, w, out: Path) -> int:
     """Lay the window out as someone working on it would see it: the graph framed, the output of
     the node feeding the first writer in the viewer, and that node's properties."""
+    w.resize(1600, 1000)          # the README's picture, whatever screen (or none) this runs on
     w.show()
     _settle(app, 0.2)
     g, reg = w.doc.graph, w.doc.registry
@@ -80,9 +81,7 @@ def _screenshot(app, w, out: Path) -> int:
         while w.viewer._waiting and time.monotonic() < deadline:
             _settle(app, 0.05)
         w.scene.select_nodes([shown])
-    w.view.frame_all()
-    w.view.zoom_by(min(1.0, w.view.zoom()) / w.view.zoom())
-    w.view.centerOn(w.scene.nodes_rect().center())
+    w.view.frame_legible()
     _settle(app, 0.7)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok = w.grab().save(str(out))

@@ -6,6 +6,7 @@ far out, nodes draw as plain coloured blocks. Dragging a field pushes one undo s
 from __future__ import annotations
 
 import os
+import re
 from typing import Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -83,9 +84,20 @@ BADGE = _Text(BADGE_FONT)
 NUMERIC = ("int", "float")
 
 
+ZERO_MEANS = re.compile(r"\b0 = (the |use |from |automatic|whole|keep)|\b0 = (off|none)\b")
+
+
+def zero_meaning(p) -> Optional[str]:
+    """"auto" or "off" for a number whose help says what 0 stands for, so the field says it too."""
+    m = ZERO_MEANS.search(p.help or "") if p.type in NUMERIC else None
+    return None if m is None else ("auto" if m.group(1) else "off")
+
+
 def format_value(p, v) -> str:
     if v is None:
         return "—"
+    if v == 0 and not isinstance(v, bool) and zero_meaning(p):
+        return zero_meaning(p)
     if p.type == "float" and isinstance(v, (int, float)):
         return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1e6 else f"{v:.4g}"
     if p.kind == "path" and isinstance(v, str):

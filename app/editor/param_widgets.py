@@ -250,7 +250,7 @@ class SeedEditor(NumberEditor):
     def __init__(self, p, commit, mode: str = "fixed", set_mode: Optional[Callable[[str], None]] = None):
         super().__init__(p, commit)
         dice = QToolButton()
-        dice.setText("🎲")
+        dice.setText("↻")
         dice.setToolTip("A new random seed now")
         lo = int(p.min) if p.min is not None else 0
         hi = int(p.max) if p.max is not None else INT_LIMIT

@@ -6,9 +6,9 @@ from __future__ import annotations
 import html
 from typing import Dict, Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from graph_engine.graph import Event
@@ -28,6 +28,8 @@ class PropertiesPanel(QScrollArea):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWidgetResizable(True)
+        # Rows wrap and shrink to the panel's width; a sideways scroll would hide buttons and values.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setObjectName("PropertiesPanel")
         self.controller: Optional[Controller] = None
         self.node_id: Optional[str] = None
@@ -56,7 +58,20 @@ class PropertiesPanel(QScrollArea):
             old.deleteLater()
         self.setWidget(w)
         self.editors, self.status_label, self.preview_label = {}, None, None
+        QTimer.singleShot(0, self._fit_height)
         return lay
+
+    def _fit_height(self) -> None:
+        """A scroll area sizes its widget by its minimum size, which knows nothing of wrapped text:
+        give the body the height its rows need at this width, so they scroll instead of squashing."""
+        body = self.widget()
+        lay = body.layout() if body is not None else None
+        if lay is not None and lay.hasHeightForWidth():
+            body.setMinimumHeight(lay.totalHeightForWidth(self.viewport().width()))
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_height()
 
     def _show_empty(self) -> None:
         lay = self._fresh()
@@ -110,17 +125,17 @@ class PropertiesPanel(QScrollArea):
         help_label.setObjectName("HelpText")
         help_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(help_label)
-        buttons = QHBoxLayout()
-        for text, tip, fn in (("View A", "Show this node's output in the viewer (Ctrl+Shift+click)",
+        buttons = QGridLayout()
+        for i, (text, tip, fn) in enumerate( (("View A", "Show this node's output in the viewer (Ctrl+Shift+click)",
                                lambda: self.viewRequested.emit(node_id, "A")),
                               ("View B", "Show it as B, to wipe against A", lambda: self.viewRequested.emit(node_id, "B")),
                               ("Run to here", "Run this node and what it needs (Ctrl+Shift+Enter)",
                                lambda: self.runRequested.emit(node_id)),
-                              ("Why re-run?", "What changed since the last run", lambda: self.whyRequested.emit(node_id))):
+                              ("Why re-run?", "What changed since the last run", lambda: self.whyRequested.emit(node_id)))):
             b = QPushButton(text)
             b.setToolTip(tip)
             b.clicked.connect(fn)
-            buttons.addWidget(b)
+            buttons.addWidget(b, i // 2, i % 2)
         lay.addLayout(buttons)
         self.preview_label = None
         if any(p.type.name == "CAMERA" for p in spec.outputs.values()):
@@ -140,7 +155,9 @@ class PropertiesPanel(QScrollArea):
                 lay.addWidget(self._error(p.message))
         if spec.inputs:
             ins = ", ".join(f"{n} ({p.type.name}{', optional' if p.optional else ''})" for n, p in spec.inputs.items())
-            lay.addWidget(QLabel(f"<span style='color:#9a9ca3'>inputs: {html.escape(ins)}</span>"))
+            inputs = QLabel(f"<span style='color:#9a9ca3'>inputs: {html.escape(ins)}</span>")
+            inputs.setWordWrap(True)
+            lay.addWidget(inputs)
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
         form.setRowWrapPolicy(QFormLayout.WrapLongRows)
@@ -187,7 +204,8 @@ class PropertiesPanel(QScrollArea):
             self.doc.push("Edit workflow info", [SetMeta(name, description)])
 
     def _error(self, text: str) -> QLabel:
-        l = QLabel(html.escape(text))
+        l = QLabel(text)
+        l.setTextFormat(Qt.PlainText)       # a message quoting 'video' must read as written
         l.setObjectName("FieldError")
         l.setWordWrap(True)
         return l

@@ -233,11 +233,13 @@ class RunController(QObject):
         if job is None:
             return
         job.result, job.error, job.finished_at = res, error, time.time()
+        # No badge may say "running" or "queued" once its job is over.
+        left = "cancelled" if res is not None and res.cancelled else "skipped"
+        for n, st in list(self.status.items()):
+            if st.state in ("queued", "running"):
+                self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))
         if res is not None and res.cancelled:
             job.state = "cancelled"
-            for n, st in list(self.status.items()):
-                if st.state in ("queued", "running"):
-                    self._set(n, NodeStatus("cancelled"))
             self.logged.emit("warn", f"■ {job.label}: cancelled", "")
         elif res is not None and res.ok:
             job.state = "done"

@@ -9,7 +9,7 @@ from typing import Optional
 
 from PySide6.QtCore import QLineF, QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QPainter, QPainterPath, QPainterPathStroker, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsView, QLabel, QLineEdit, QMenu
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsTextItem, QGraphicsView, QLabel, QLineEdit, QMenu
 
 from graph_engine.workflow import MEDIA_SUFFIXES
 
@@ -24,7 +24,10 @@ from .palette import SearchPalette
 
 NODE_MIME = "application/x-kinograph-node"
 MIN_ZOOM, MAX_ZOOM = 0.05, 3.0
+LEGIBLE_ZOOM = 0.85         # node titles, socket names and fields read at 100% display size
 SCENE_EXTENT = 1.0e5
+EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · or drop a .yaml, a video or a still here\n"
+              "Ctrl+Enter: run · F1: every shortcut")
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 
@@ -79,6 +82,7 @@ class GraphView(QGraphicsView):
         self.palette.chosen.connect(self._palette_chosen)
         self.palette.closed.connect(lambda: setattr(self, "_pending_link", None))
         scene.layoutChanged.connect(self.minimap.schedule)
+        scene.layoutChanged.connect(self._hint_changed)
         scene.linkDroppedOnEmpty.connect(self._link_dropped)
         scene.paramClicked.connect(self.edit_param)
         scene.renameRequested.connect(self.rename)
@@ -101,9 +105,22 @@ class GraphView(QGraphicsView):
                 self.scene().set_far(zoom < FAR_ZOOM)
         super().paintEvent(event)
 
+    def _hint_changed(self) -> None:
+        empty = not self.scene().nodes and not self.scene().notes
+        if empty != getattr(self, "_was_empty", None):
+            self._was_empty = empty
+            self.viewport().update()        # the empty-canvas hint appears or goes
+
     def drawForeground(self, painter, rect):
-        if self.scene().far:
-            self.scene().paint_overview(painter)
+        sc = self.scene()
+        if sc.far:
+            sc.paint_overview(painter)
+        if not sc.nodes and not sc.notes:
+            painter.save()
+            painter.resetTransform()
+            painter.setPen(theme.TEXT_DIM)
+            painter.drawText(QRectF(self.viewport().rect()), Qt.AlignCenter, EMPTY_HINT)
+            painter.restore()
 
     def drawBackground(self, painter, rect):
         painter.fillRect(rect, theme.CANVAS)
@@ -154,6 +171,26 @@ class GraphView(QGraphicsView):
 
     def frame_all(self) -> None:
         self.frame(self.scene().nodes_rect())
+
+    def frame_legible(self) -> None:
+        """The first view of a workflow: all of it when that is legible, otherwise its start (the
+        sources, top left) at the smallest zoom that still shows titles, sockets and fields; the
+        minimap shows where the rest is."""
+        rect = self.scene().nodes_rect()
+        if rect.isEmpty():
+            self.frame(rect)
+            return
+        vw, vh = self.viewport().width(), self.viewport().height()
+        m = 40.0
+        fit = min(vw / (rect.width() + 2 * m), vh / (rect.height() + 2 * m))
+        if fit >= LEGIBLE_ZOOM:
+            self.frame(rect)
+            return
+        self.zoom_by(LEGIBLE_ZOOM / self.zoom())
+        cx = rect.left() - m + vw / (2 * LEGIBLE_ZOOM)
+        cy = rect.center().y() if rect.height() * LEGIBLE_ZOOM + 2 * m <= vh else rect.top() - m + vh / (2 * LEGIBLE_ZOOM)
+        self.centerOn(QPointF(cx, cy))
+        self.minimap.update()
 
     def frame_selected(self) -> None:
         ids = self.scene().selected_nodes()
@@ -243,7 +280,15 @@ class GraphView(QGraphicsView):
         self.contextRequested.emit(event.globalPos(), item.node_id if item else None, group)
 
     # -- keys -----------------------------------------------------------------------------------
+    def _typing(self) -> bool:
+        """A note on the canvas is being typed into: keys are its text."""
+        item = self.scene().focusItem() if self.scene() is not None else None
+        return isinstance(item, QGraphicsTextItem) and bool(item.textInteractionFlags() & Qt.TextEditorInteraction)
+
     def keyPressEvent(self, event):
+        if self._typing():
+            super().keyPressEvent(event)
+            return
         if event.key() == Qt.Key_Space and not event.isAutoRepeat():
             self._space = True
             self.viewport().setCursor(Qt.OpenHandCursor)
@@ -254,7 +299,7 @@ class GraphView(QGraphicsView):
         super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event):
-        if event.key() == Qt.Key_Space and not event.isAutoRepeat():
+        if event.key() == Qt.Key_Space and not event.isAutoRepeat() and self._space:
             self._space = False
             self.viewport().setCursor(Qt.ArrowCursor)
             return

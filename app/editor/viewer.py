@@ -13,8 +13,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSizePolicy, QSlider,
-                               QSpinBox, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QSizePolicy, QSlider, QSpinBox, QTextEdit,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from . import theme
 from .camera_preview import camera_path_image, is_camera
@@ -34,21 +35,40 @@ def to_qimage(arr: np.ndarray) -> QImage:
     return QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
 
 
+def timecode(frame: int, fps: float) -> str:
+    """HH:MM:SS:FF of a frame index (non-drop; fractional rates count whole frames per second)."""
+    per = max(1, round(fps))
+    secs, ff = divmod(int(frame), per)
+    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}:{ff:02d}"
+
+
 class Source:
     """What a viewer slot shows: a clip, one image or mask, a camera path, or a plain value."""
 
     def __init__(self, value, label: str):
         self.value, self.label = value, label
         self.text = ""
+        self.size = None                        # (width, height) when known without computing
         if hasattr(value, "frames") and hasattr(value, "length"):
             self.length, self.fps = int(value.length), float(value.fps or 24.0)
+            self.size = (int(getattr(value, "width", 0)), int(getattr(value, "height", 0)))
         elif isinstance(value, np.ndarray) and value.ndim in (2, 3):
             self.length, self.fps = 1, 24.0
+            self.size = (value.shape[1], value.shape[0])
         elif is_camera(value):
             self.length, self.fps = 1, 24.0
         else:
             self.length, self.fps = 0, 24.0
             self.text = f"{label} = {value!r}"[:400]
+
+    def describe(self) -> str:
+        """Size, rate and duration, as a monitor shows them."""
+        parts = []
+        if self.size and all(self.size):
+            parts.append(f"{self.size[0]}×{self.size[1]}")
+        if self.length > 1:
+            parts.append(f"{self.fps:g} fps · {self.length} frames · {timecode(self.length, self.fps)}")
+        return " · ".join(parts)
 
     def render(self, i: int) -> QImage:
         v = self.value
@@ -102,7 +122,10 @@ class FrameCanvas(QWidget):
         self.zoom = 0.0                         # 0 = fit
         self.offset = QPointF(0, 0)
         self.note = ""
+        self.alert = False                      # the note is a failure or a stale picture: a banner over it
+        self.loading = ""                       # "computing…" while the shown frame is not there yet
         self._drag = None
+        self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
 
     def _target(self, img: QImage) -> QRectF:
         r = QRectF(self.rect())
@@ -128,10 +151,31 @@ class FrameCanvas(QWidget):
             p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
             p.drawText(QRectF(x - 30, 4, 26, 16), Qt.AlignRight, "A")
             p.drawText(QRectF(x + 4, 4, 26, 16), Qt.AlignLeft, "B")
+        if self.loading:
+            p.setPen(theme.TEXT)
+            p.fillRect(QRectF(self.width() / 2 - 110, self.height() / 2 - 16, 220, 32), QColor(0, 0, 0, 170))
+            p.drawText(QRectF(self.rect()), Qt.AlignCenter, self.loading)
         if self.note:
-            p.setPen(theme.TEXT_DIM)
-            p.drawText(QRectF(self.rect()).adjusted(12, 8, -12, -8), Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap,
-                       self.note)
+            box = QRectF(self.rect()).adjusted(8, 8, -8, -8)
+            flags = Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap
+            if self.alert:
+                need = p.boundingRect(box.adjusted(8, 6, -8, -6), flags, self.note)
+                p.fillRect(QRectF(box.x(), box.y(), box.width(), need.height() + 12), QColor(120, 30, 24, 215))
+                p.setPen(QColor("#ffd9d3"))
+                p.drawText(box.adjusted(8, 6, -8, -6), flags, self.note)
+            else:
+                p.setPen(theme.TEXT_DIM)
+                p.drawText(box.adjusted(4, 0, -4, 0), flags, self.note)
+
+    def set_note(self, text: str, alert: bool = False) -> None:
+        self.note, self.alert = text, alert
+        self.update()
+
+    def enterEvent(self, event):
+        focused = QApplication.focusWidget()
+        if not isinstance(focused, (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox)):
+            self.setFocus(Qt.MouseFocusReason)      # hover gives the keys, unless the user is typing
+        super().enterEvent(event)
 
     def wheelEvent(self, event):
         img = self.images["A"]
@@ -142,6 +186,7 @@ class FrameCanvas(QWidget):
         self.update()
 
     def mousePressEvent(self, event):
+        self.setFocus(Qt.MouseFocusReason)
         if self.wipe is not None and abs(event.position().x() - self.width() * self.wipe) < 8:
             self._drag = ("wipe",)
         else:
@@ -171,6 +216,7 @@ class ViewerPanel(QWidget):
         super().__init__(parent)
         self.sources: Dict[str, Optional[Source]] = {"A": None, "B": None}
         self.index = 0
+        self.direction, self.speed = 1, 1        # J/K/L shuttle: backwards or forwards, 1x, 2x, 4x
         self._cache: "OrderedDict[Tuple[str, int, int], QImage]" = OrderedDict()
         self._waiting: Dict[str, int] = {}
         self.canvas = FrameCanvas()
@@ -194,10 +240,12 @@ class ViewerPanel(QWidget):
 
     def _build(self) -> None:
         self.labels = {s: QLabel(f"{s}: —") for s in "AB"}
+        for label in self.labels.values():
+            label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)     # long names clip, the panel stays narrow
+        names = QHBoxLayout()
+        names.addWidget(self.labels["A"], 1)
+        names.addWidget(self.labels["B"], 1)
         top = QHBoxLayout()
-        top.addWidget(self.labels["A"])
-        top.addStretch(1)
-        top.addWidget(self.labels["B"])
         self.wipe_box = QCheckBox("A/B wipe")
         self.wipe_box.setToolTip("Split the view: A left of the line, B right; drag the line")
         self.wipe_box.toggled.connect(self._toggle_wipe)
@@ -214,11 +262,11 @@ class ViewerPanel(QWidget):
         self.slider.setToolTip("Scrub")
         self.slider.valueChanged.connect(self.seek)
         bar = QHBoxLayout()
-        self.play_button = self._button(PLAY, "Play / pause (K)", self.toggle_play)
+        self.play_button = self._button(PLAY, "Play / pause (Space; J back, K stop, L forward)", self.toggle_play)
         for w in (self._button("⇤", "First frame (Home)", lambda: self.seek(0)),
-                  self._button("◀|", "Previous frame (J / Left)", lambda: self.step(-1)),
+                  self._button("◀|", "Previous frame (Left)", lambda: self.step(-1)),
                   self.play_button,
-                  self._button("|▶", "Next frame (L / Right)", lambda: self.step(1)),
+                  self._button("|▶", "Next frame (Right)", lambda: self.step(1)),
                   self._button("⇥", "Last frame (End)", lambda: self.seek(self.length - 1))):
             bar.addWidget(w)
         bar.addStretch(1)
@@ -228,21 +276,27 @@ class ViewerPanel(QWidget):
         bar.addWidget(self.frame_box)
         self.count_label = QLabel("/ 0")
         bar.addWidget(self.count_label)
+        self.timecode_label = QLabel(timecode(0, 24))
+        self.timecode_label.setObjectName("Timecode")
+        self.timecode_label.setToolTip("Timecode of the shown frame (HH:MM:SS:FF)")
+        bar.addWidget(self.timecode_label)
         self.loop_box = QCheckBox("loop")
         self.loop_box.setChecked(True)
-        bar.addWidget(self.loop_box)
+        top.insertWidget(0, self.loop_box)
         self.fps_box = QDoubleSpinBox()
         self.fps_box.setRange(0.1, 240)
         self.fps_box.setDecimals(2)
         self.fps_box.setSuffix(" fps")
         self.fps_box.setValue(24.0)
-        self.fps_box.valueChanged.connect(lambda v: self.timer.setInterval(max(1, round(1000 / v))))
-        bar.addWidget(self.fps_box)
+        self.fps_box.valueChanged.connect(lambda v: self.timer.setInterval(self._interval()))
+        top.insertWidget(1, self.fps_box)
+        top.insertStretch(2, 1)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.setSpacing(4)
         lay.addLayout(top)
+        lay.addLayout(names)
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.slider)
         lay.addLayout(bar)
@@ -250,28 +304,68 @@ class ViewerPanel(QWidget):
 
     # -- sources --------------------------------------------------------------------------------
     @property
+    def master(self) -> Optional[Source]:
+        """The source whose frames the slider counts (A, or B alone); the other follows by time."""
+        return self.sources["A"] or self.sources["B"]
+
+    @property
     def length(self) -> int:
-        return max([s.length for s in self.sources.values() if s is not None] or [0])
+        m = self.master
+        return m.length if m is not None else 0
+
+    def _label(self, slot: str) -> None:
+        src = self.sources[slot]
+        text = f"{slot}: {src.label}" if src else f"{slot}: —"
+        self.labels[slot].setText(text + (f"  {src.describe()}" if src and src.describe() else ""))
 
     def set_source(self, slot: str, value, label: str) -> None:
         src = Source(value, label)
+        self.canvas.loading = ""
+        first_b = slot == "B" and self.sources["B"] is None
         self.sources[slot] = src
         self._cache = OrderedDict((k, v) for k, v in self._cache.items() if k[0] != slot)
-        self.labels[slot].setText(f"{slot}: {label}" + (f"  ({src.length} frames)" if src.length > 1 else ""))
+        self._label(slot)
         if slot == "A" and src.length:
             self.fps_box.setValue(src.fps)
-        if slot == "B" and not self.wipe_box.isChecked():
-            self.wipe_box.setChecked(True)
-        self.canvas.note = src.text
+        if first_b and not self.wipe_box.isChecked():
+            self.wipe_box.setChecked(True)       # once; after that the wipe is the user's choice
+        self.canvas.set_note(src.text)
         self._update_range()
         self.show_frame(min(self.index, max(0, self.length - 1)))
+
+    def clear(self) -> None:
+        """Nothing shown (another document was opened: its outputs are not this one's)."""
+        self.pause()
+        self.sources = {"A": None, "B": None}
+        self._cache.clear()
+        self._waiting.clear()
+        self.canvas.images = {"A": None, "B": None}
+        self.canvas.loading = ""
+        self.canvas.set_note("")
+        for s in "AB":
+            self._label(s)
+        self.index = 0
+        self._update_range()
+
+    def computing(self, slot: str, what: str) -> None:
+        """A view job for `slot` is on its way."""
+        self.canvas.loading = f"computing {what}…"
+        self.canvas.update()
+
+    def fail(self, slot: str, message: str) -> None:
+        """The output could not be computed: no old picture left to look like the answer."""
+        self.canvas.images[slot] = None
+        self.canvas.loading = ""
+        self.sources[slot] = None
+        self._label(slot)
+        self.canvas.set_note(message, alert=True)
+        self._update_range()
 
     def swap(self) -> None:
         self.sources["A"], self.sources["B"] = self.sources["B"], self.sources["A"]
         self._cache.clear()
         for s in "AB":
-            src = self.sources[s]
-            self.labels[s].setText(f"{s}: {src.label if src else '—'}")
+            self._label(s)
         self.show_frame(self.index)
 
     def _update_range(self) -> None:
@@ -281,6 +375,7 @@ class ViewerPanel(QWidget):
             w.setRange(0, max(0, n - 1))
             w.blockSignals(False)
         self.count_label.setText(f"/ {max(0, n - 1)}")
+        self.timecode_label.setText(timecode(self.index, self.master.fps if self.master else 24))
 
     # -- frames ---------------------------------------------------------------------------------
     def show_frame(self, i: int) -> None:
@@ -289,23 +384,31 @@ class ViewerPanel(QWidget):
             w.blockSignals(True)
             w.setValue(i)
             w.blockSignals(False)
+        master = self.master
+        if master is not None:
+            self.timecode_label.setText(timecode(i, master.fps))
         for slot, src in self.sources.items():
             if src is None or src.length == 0:
                 self.canvas.images[slot] = None
                 continue
-            j = min(i, src.length - 1)
+            # Aligned by time, not frame number: B at 48 fps beside A at 24 shows frame 2i.
+            j = i if src is master else round(i / master.fps * src.fps)
+            j = max(0, min(j, src.length - 1))
             key = (slot, id(src), j)
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self._show(slot, j, self._cache[key])
             else:
                 self._waiting[slot] = j
+                self.canvas.loading = f"computing frame {j}…"
                 self.loader.request(slot, src, j)
         self.canvas.update()
 
     def _show(self, slot: str, j: int, img: QImage) -> None:
         self.canvas.images[slot] = img
         self._waiting.pop(slot, None)
+        if not self._waiting:
+            self.canvas.loading = ""
         self.canvas.update()
         self.frameShown.emit(slot, j, img)
 
@@ -321,8 +424,9 @@ class ViewerPanel(QWidget):
 
     def _failed(self, slot: str, message: str) -> None:
         self._waiting.pop(slot, None)
-        self.canvas.note = f"{slot}: {message}"
-        self.canvas.update()
+        self.canvas.images[slot] = None
+        self.canvas.loading = ""
+        self.canvas.set_note(f"{slot} failed: {message}", alert=True)
 
     def seek(self, i: int) -> None:
         if self.length:
@@ -340,24 +444,34 @@ class ViewerPanel(QWidget):
     def toggle_play(self) -> None:
         self.pause() if self.playing else self.play()
 
-    def play(self) -> None:
+    def _interval(self) -> int:
+        return max(1, round(1000 / (self.fps_box.value() * self.speed)))
+
+    def play(self, direction: int = 1, speed: int = 1) -> None:
+        self.direction, self.speed = direction, speed
         if self.length > 1:
-            self.timer.start(max(1, round(1000 / self.fps_box.value())))
+            self.timer.start(self._interval())
             self.play_button.setText(PAUSE)
+
+    def shuttle(self, direction: int) -> None:
+        """J / L as in editing software: play that way; pressed again, twice as fast (up to 4x)."""
+        same = self.playing and self.direction == direction
+        self.play(direction, min(4, self.speed * 2) if same else 1)
 
     def pause(self) -> None:
         self.timer.stop()
+        self.speed = 1
         self.play_button.setText(PLAY)
 
     def _tick(self) -> None:
         if self._waiting:
             return          # the current frame is still being computed: wait, never skip
-        nxt = self.index + 1
-        if nxt >= self.length:
+        nxt = self.index + self.direction
+        if not 0 <= nxt < self.length:
             if not self.loop_box.isChecked():
                 self.pause()
                 return
-            nxt = 0
+            nxt = nxt % self.length
         self.show_frame(nxt)
 
     def _toggle_wipe(self, on: bool) -> None:
@@ -371,11 +485,17 @@ class ViewerPanel(QWidget):
 
     def keyPressEvent(self, event):
         k = event.key()
-        if k in (Qt.Key_K, Qt.Key_Space):
+        if k == Qt.Key_Space:
             self.toggle_play()
-        elif k in (Qt.Key_J, Qt.Key_Left):
+        elif k == Qt.Key_K:
+            self.pause()
+        elif k == Qt.Key_J:
+            self.shuttle(-1)
+        elif k == Qt.Key_L:
+            self.shuttle(1)
+        elif k == Qt.Key_Left:
             self.step(-1)
-        elif k in (Qt.Key_L, Qt.Key_Right):
+        elif k == Qt.Key_Right:
             self.step(1)
         elif k == Qt.Key_Home:
             self.seek(0)

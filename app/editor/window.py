@@ -60,13 +60,21 @@ class MainWindow(QMainWindow):
         self.log = LogPanel()
         self.queue = QueuePanel(self.runs)
         self.docks = {}
-        self._dock("Library", self.library, Qt.LeftDockWidgetArea)
+        # The canvas gets most of the window: the library shares the right column with the
+        # properties (Tab searches nodes anyway), the viewer sits above them.
         self._dock("Viewer", self.viewer, Qt.RightDockWidgetArea)
         self._dock("Properties", self.properties, Qt.RightDockWidgetArea)
+        self._dock("Library", self.library, Qt.RightDockWidgetArea)
+        self.tabifyDockWidget(self.docks["Properties"], self.docks["Library"])
+        self.docks["Properties"].raise_()
         bottom = QTabWidget()
         bottom.addTab(self.log, "Log")
         bottom.addTab(self.queue, "Queue && history")
         self.bottom_tabs = bottom
+        # Small screens: the panels may be squeezed (their rows clip) rather than push the window,
+        # and with it the status bar, off the screen.
+        for panel in (bottom, self.viewer, self.properties, self.library):
+            panel.setMinimumWidth(220)
         self._dock("Log", bottom, Qt.BottomDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
@@ -91,9 +99,9 @@ class MainWindow(QMainWindow):
         self.queue.viewOutput.connect(self.view_file)
         self.thumbs.ready.connect(self._thumb)
         self._build_actions()
-        self.help = HelpOverlay(self.view, self.findChildren(QAction))
+        self.help = HelpOverlay(self, self.findChildren(QAction))
         self.set_document(doc)
-        self.resize(1600, 1000)
+        self.resize(self.sizeHint())
         WINDOWS.append(self)
 
     # -- layout ---------------------------------------------------------------------------------
@@ -190,13 +198,29 @@ class MainWindow(QMainWindow):
             v.addAction(d.toggleViewAction())
 
         r = mb.addMenu("&Run")
-        self._act(r, "Run Workflow", lambda: self.run(), ["Ctrl+Return", "Ctrl+Enter"])
+        run = self._act(r, "Run Workflow", lambda: self.run(), ["Ctrl+Return", "Ctrl+Enter"],
+                        "Render every output (Ctrl+Enter); while one runs, this queues another")
         self._act(r, "Run to Selected", lambda: self.run(self.scene.selected_nodes() or None),
                   ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"])
-        self._act(r, "Queue with New Seeds", self.queue_new_seeds, "Ctrl+Alt+Return",
-                  "Draw new random seeds and queue another run")
-        self._act(r, "Cancel Run", lambda: self.runs.cancel(), "Ctrl+.")
+        again = self._act(r, "Queue with New Seeds", self.queue_new_seeds, "Ctrl+Alt+Return",
+                          "Draw new random seeds and queue another run")
+        stop = self._act(r, "Cancel Run", lambda: self.runs.cancel(), "Ctrl+.", "Stop the running job (Ctrl+.)")
         self._act(r, "Cancel All", lambda: self.runs.cancel(clear_queue=True), "Ctrl+Shift+.")
+
+        bar = self.addToolBar("Run")
+        bar.setObjectName("RunBar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        for a, text in ((run, "▶ Run"), (again, "Queue new seeds"), (stop, "■ Cancel")):
+            bar.addAction(a)
+            bar.widgetForAction(a).setText(text)
+        self.run_button = bar.widgetForAction(run)
+        self.run_button.setObjectName("RunButton")
+        self.queue_label = QLabel()
+        self.queue_label.setObjectName("QueueState")
+        bar.addWidget(self.queue_label)
+        self.runs.jobsChanged.connect(self._queue_state)
+        self._queue_state()
 
         h = mb.addMenu("&Help")
         self._act(h, "Keyboard Shortcuts", lambda: self.help.toggle(), ["F1", "?"])
@@ -229,6 +253,7 @@ class MainWindow(QMainWindow):
         self.undo_action.setEnabled(doc.undo.canUndo())
         self.redo_action.setEnabled(doc.undo.canRedo())
         self._viewing, self._stale = {}, set()
+        self.viewer.clear()
         if old_scene is not None:
             self._detach(old_scene)
             old_scene.deleteLater()
@@ -238,7 +263,7 @@ class MainWindow(QMainWindow):
         for p in doc.problems:
             self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
-        QTimer.singleShot(0, self.view.frame_all)
+        QTimer.singleShot(0, self.view.frame_legible)
 
     def _detach(self, scene: GraphScene) -> None:
         scene.selectionChanged.disconnect(self._selection_changed)
@@ -251,8 +276,10 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._size_docks)
 
     def _size_docks(self) -> None:
-        self.resizeDocks([self.docks["Library"], self.docks["Viewer"]], [200, 480], Qt.Horizontal)
-        self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [430, 140], Qt.Vertical)
+        side = max(300, min(460, round(self.width() * 0.3)))
+        self.resizeDocks([self.docks["Viewer"]], [side], Qt.Horizontal)
+        self.resizeDocks([self.docks["Viewer"], self.docks["Log"]], [round(side * 0.75), 110], Qt.Vertical)
+        QTimer.singleShot(0, self.view.frame_legible)       # the canvas has its final size now
 
     def _update_title(self, *_):
         self.setWindowTitle(f"{self.doc.title}[*] — Kinograph")
@@ -429,7 +456,8 @@ class MainWindow(QMainWindow):
 
     def add_note(self) -> None:
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
-        self.controller.add_note((at.x(), at.y()))
+        nid = self.controller.add_note((at.x(), at.y()))
+        self.scene.notes[nid].start_editing()
 
     def _toggle_snap(self, on: bool) -> None:
         self.scene.snapping = on
@@ -480,7 +508,8 @@ class MainWindow(QMainWindow):
         else:
             at = self.view.mapToScene(self.view.mapFromGlobal(global_pos))
             m.addAction("Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(global_pos)))
-            m.addAction("Add Sticky Note", lambda: self.controller.add_note((at.x(), at.y())))
+            m.addAction("Add Sticky Note",
+                        lambda: self.scene.notes[self.controller.add_note((at.x(), at.y()))].start_editing())
             m.addAction("Paste", self.paste)
             m.addAction("Auto-layout", lambda: self.controller.auto_layout())
             m.addAction("Frame All", self.view.frame_all)
@@ -499,8 +528,7 @@ class MainWindow(QMainWindow):
             redo = set(needed) & {ev.node, *g.descendants(ev.node)}
             if any(reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
                 if slot != PREVIEW:
-                    self.viewer.canvas.note = f"{slot} is out of date: press V to recompute {nid}"
-                    self.viewer.canvas.update()
+                    self.viewer.canvas.set_note(f"{slot} is out of date: press V to recompute {nid}", alert=True)
                 continue
             self._stale.add(slot)
             self._refresh_view.start()
@@ -534,12 +562,29 @@ class MainWindow(QMainWindow):
         self.controller.next_seeds(reroll=True)
         return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)", allow_outside=allow)
 
+    def _queue_state(self) -> None:
+        cur, waiting = self.runs.current, len(self.runs.pending)
+        text = f"running {cur.label}" if cur else "idle"
+        self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
+
     def _status(self, node_id: str, st) -> None:
         self.scene.set_status(node_id, st)
         self.properties.show_status(node_id, st)
 
-    def explain(self, node_id: str) -> str:
+    def why(self, node_id: str) -> str:
+        """The engine's reason, and when it is an upstream change, which parameter up there changed."""
         why = self.runs.why(node_id)
+        if "changed upstream" not in why:
+            return why
+        causes = []
+        for up in self.doc.graph.ancestors([node_id]):
+            if up == node_id:
+                continue
+            causes += [f"{up}.{r[len('parameter '):]}" for r in self.runs.why(up).split("; ") if r.startswith("parameter ")]
+        return why + (": " + "; ".join(causes) if causes else "")
+
+    def explain(self, node_id: str) -> str:
+        why = self.why(node_id)
         self.log.log("info", f"why {node_id}: {why}", node_id)
         self.properties.show_status(node_id, self.runs.status.get(node_id), why)
         self.bottom_tabs.setCurrentWidget(self.log)
@@ -594,6 +639,8 @@ class MainWindow(QMainWindow):
             self.docks["Viewer"].show()
             self.docks["Viewer"].raise_()
         label = f"{target[0]}.{target[1]}"
+        if slot != PREVIEW:
+            self.viewer.computing(slot, label)
         return self.runs.submit(self.doc, targets=[target[0]], kind="view", label=f"view {label}",
                                 view=(target[0], target[1], slot, node_id))
 
@@ -615,8 +662,9 @@ class MainWindow(QMainWindow):
                 self.properties.show_preview(shown, camera_path_image(value))
             return
         if value is None:
-            self.viewer.canvas.note = f"{shown}: could not be computed (see the log)"
-            self.viewer.canvas.update()
+            why = next((st.message for n, st in self.runs.status.items() if st.state == "failed" and st.message), "")
+            why = why or (job.error.splitlines()[0] if job.error else "see the log")
+            self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
         self.viewer.set_source(slot, value, f"{node}.{port}")
 
@@ -633,7 +681,11 @@ class MainWindow(QMainWindow):
         return job
 
     def sizeHint(self) -> QSize:
-        return QSize(1600, 1000)
+        """1600x1000, or less on a smaller screen: the status bar must stay on screen."""
+        scr = self.screen().availableGeometry() if self.screen() is not None else None
+        if scr is None:
+            return QSize(1600, 1000)
+        return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
 
 
 def offer_recovery(window: Optional[MainWindow] = None, registry=None,
