@@ -439,3 +439,20 @@ def test_11_run_button_empty_hint_help_sheet_search_words_and_zero_auto(win, qtb
     assert "running" in win.queue_label.text() or "idle" in win.queue_label.text()
     assert win.runs.wait_idle(30)
     assert "idle" in win.queue_label.text()
+
+
+# -- 14. a desktop without Qt's X11 libraries gets the exact install command ------------------------
+def test_14_missing_x11_libraries_name_the_apt_command(tmp_path):
+    import subprocess
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ldd").write_text("#!/bin/sh\necho '\tlibxcb-cursor.so.0 => not found'\necho '\tlibc.so.6 => /lib/libc.so.6'\n")
+    (fake / "ldd").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    env.update(PATH=f"{fake}:{env.get('PATH', '')}", DISPLAY=":99", PYTHONPATH=str(REPO),
+               KINOGRAPH_CONFIG_DIR=str(tmp_path / "config"))
+    out = subprocess.run([sys.executable, "-m", "app.cli", "gui"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1, (out.returncode, out.stderr[-800:])
+    assert "sudo apt-get install libxcb-cursor0" in out.stderr
+    assert "Traceback" not in out.stderr

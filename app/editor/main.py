@@ -5,7 +5,49 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
+
+
+def missing_system_libraries() -> List[str]:
+    """Debian/Ubuntu packages of the shared libraries Qt's X11 plugin needs and cannot find (a
+    plain Debian lacks libxcb-cursor0, among others); [] when all are there or it cannot tell."""
+    import importlib.util
+    import subprocess
+    spec = importlib.util.find_spec("PySide6")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    plugin = Path(list(spec.submodule_search_locations)[0]) / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.is_file():
+        return []
+    try:
+        out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    packages = []
+    for line in out.splitlines():
+        if "not found" in line:
+            name = line.split()[0]                      # libxcb-cursor.so.0
+            base, _, version = name.partition(".so")
+            version = version.lstrip(".").split(".")[0]
+            pkg = base.lower() + ("-" if base[-1:].isdigit() else "") + version
+            if pkg not in packages:
+                packages.append(pkg)
+    return packages
+
+
+def _check_x11() -> None:
+    """On an X11 desktop, name the missing system packages instead of letting Qt abort."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    x11 = sys.platform.startswith("linux") and os.environ.get("DISPLAY") and (
+        platform.startswith("xcb") or (not platform and not os.environ.get("WAYLAND_DISPLAY")))
+    if not x11:
+        return
+    missing = missing_system_libraries()
+    if missing:
+        from graph_engine.errors import KinographError
+        raise KinographError("the editor needs system libraries that are not installed: "
+                             f"{', '.join(missing)}.\nInstall them with:\n    sudo apt-get install {' '.join(missing)}\n"
+                             "(package names for Debian and Ubuntu; other systems name them alike)")
 
 
 def _app():
@@ -32,6 +74,8 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
         from graph_engine.errors import KinographError
         raise KinographError("no display to open the editor on (DISPLAY is not set); run it on a desktop, "
                              "or render a picture of it with --screenshot PNG")
+    if not screenshot:
+        _check_x11()
     app = _app()
     from graph_engine.errors import KinographError, WorkflowError
     from .document import Document
