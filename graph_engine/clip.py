@@ -9,6 +9,7 @@ stays O(chunk) whatever the clip's length."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Tuple
@@ -125,3 +126,40 @@ class Clip:
     def drop_cache(self) -> None:
         with self._lock:
             self._cache.clear()
+
+
+class WorkMeter:
+    """Seconds of work per node, wherever it happens. A lazy clip's frames are computed when a
+    later node (a writer, the viewer) pulls them; the time belongs to the node whose reader ran,
+    not to the puller and not to the node that merely returned the clip. Readers nest (a clip
+    reads its upstream's), so each node gets its own time minus the readers it called."""
+
+    def __init__(self):
+        self.seconds: dict = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def measure(self, node: str, fn: Callable, *args):
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append(0.0)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            elapsed = time.perf_counter() - t0
+            inner = stack.pop()
+            if stack:
+                stack[-1] += elapsed
+            with self._lock:
+                self.seconds[node] = self.seconds.get(node, 0.0) + elapsed - inner
+
+    def wrap(self, node: str, clip: Clip) -> Clip:
+        """The same frames, their computing time counted for `node`."""
+        reader = clip._reader
+        return Clip(clip.length, clip.fps, clip.width, clip.height,
+                    lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk)
+
+    def take(self) -> dict:
+        with self._lock:
+            out, self.seconds = self.seconds, {}
+        return out

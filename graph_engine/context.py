@@ -29,8 +29,10 @@ class CancelToken:
 class Context:
     def __init__(self, node_id: str, *, device: str = "cpu", cancel: Optional[CancelToken] = None,
                  emit: Optional[Callable[[Dict[str, Any]], None]] = None, scratch_dir: Optional[Path] = None,
-                 workflow_yaml: str = "", models: Any = None, workflow_dir: Optional[Path] = None):
+                 workflow_yaml: str = "", models: Any = None, workflow_dir: Optional[Path] = None,
+                 previews: bool = False):
         self.node_id = node_id
+        self.wants_previews = previews      # the host shows pictures of work in progress
         self._device_pref = device
         self.cancel = cancel or CancelToken()
         self._emit = emit
@@ -60,6 +62,13 @@ class Context:
         if self._emit:
             self._emit({"event": "node_progress", "node": self.node_id, "done": done, "total": total,
                         "message": message})
+
+    def preview(self, image, step: Optional[int] = None, total: Optional[int] = None) -> None:
+        """A picture of the work so far (uint8 [H, W, 3]), as a `node_preview` event; nodes compute
+        one only when `wants_previews`, so hosts that show none (the CLI) pay nothing."""
+        if self._emit and self.wants_previews:
+            self._emit({"event": "node_preview", "node": self.node_id, "image": image, "step": step,
+                        "total": total})
 
     def log(self, message: str) -> None:
         if self._emit:

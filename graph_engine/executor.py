@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from .cache import DiskCache, MemoryCache
-from .clip import Clip
+from .clip import Clip, WorkMeter
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError
 from .plan import explain, plan_run
@@ -68,6 +68,8 @@ class Executor:
                  disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
         from . import config
         self.registry = registry or default_registry()
+        self.meter = WorkMeter()
+        self.previews = False               # hosts that draw node_preview events turn this on
         self.memory = MemoryCache(memory_budget if memory_budget is not None else config.memory_budget())
         self.disk = disk if disk is not None else (DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
                                                    if use_disk else None)
@@ -98,6 +100,7 @@ class Executor:
         kept = None if keep is None else set(keep)
         g = wf.graph
         res = RunResult(ok=True)
+        self.meter.take()                    # frames the viewer pulled between runs are not this run's
         values: Dict[str, Dict[str, Any]] = {}
         dead: Dict[str, str] = {}
         workflow_yaml = None
@@ -135,9 +138,11 @@ class Executor:
                 emit({"event": "node_started", "node": nid, "type": inst.type})
                 t0 = time.perf_counter()
                 ctx = Context(nid, device=self.device, cancel=cancel, emit=emit, workflow_yaml=workflow_yaml,
-                              models=self.models, workflow_dir=wf.base_dir)
+                              models=self.models, workflow_dir=wf.base_dir, previews=self.previews)
                 try:
-                    outputs = call_node(spec, ctx, ins, params[nid])
+                    outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
+                    lazy = any(isinstance(v, Clip) for v in outputs.values())
+                    outputs = {k: self.meter.wrap(nid, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
                 except Cancelled:
                     raise
                 except KinographError as e:
@@ -164,7 +169,8 @@ class Executor:
                         self.disk.put(key, outputs, dict(ctx.results), spec.type)
                     except OSError as e:
                         emit({"event": "log", "node": nid, "message": f"could not write the disk cache: {e}"})
-                emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4)})
+                emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4),
+                      "lazy": lazy})
             self._release(values, p.releasable(len(order) - 1), kept)
         except Cancelled:
             res.ok, res.cancelled = False, True
@@ -173,6 +179,8 @@ class Executor:
                 for v in outs.values():
                     if isinstance(v, Clip):
                         v.drop_cache()
+            for n, secs in self.meter.take().items():     # each node's own work, lazy frames included
+                emit({"event": "node_time", "node": n, "seconds": round(secs, 4)})
         res.outputs = values
         res.seconds = time.perf_counter() - t_run
         emit({"event": "run_finished", "ok": res.ok, "cancelled": res.cancelled, "results": res.results,

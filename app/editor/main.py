@@ -104,8 +104,9 @@ def _settle(app, seconds: float) -> None:
 
 
 def _screenshot(app, w, out: Path) -> int:
-    """Lay the window out as someone working on it would see it: the graph framed, the output of
-    the node feeding the first writer in the viewer, and that node's properties."""
+    """Lay the window out as someone working on it would see it: the graph at its first legible
+    view, the output of the node feeding the first writer in the viewer, and the properties of
+    the first expensive node on screen (the sampler, in a generating workflow)."""
     w.resize(1600, 1000)          # the README's picture, whatever screen (or none) this runs on
     w.show()
     _settle(app, 0.2)
@@ -118,14 +119,20 @@ def _screenshot(app, w, out: Path) -> int:
     shown = shown or next(iter(g.nodes), None)
     if shown is not None:
         w.view_node(shown, "A")
-        w.runs.wait_idle(60)
+        w.runs.wait_idle(600)
         _settle(app, 0.3)
         w.viewer.seek(min(12, max(0, w.viewer.length - 1)))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 300
         while w.viewer._waiting and time.monotonic() < deadline:
             _settle(app, 0.05)
-        w.scene.select_nodes([shown])
     w.view.frame_legible()
+    _settle(app, 0.3)
+    on_screen = w.view.mapToScene(w.view.viewport().rect()).boundingRect()
+    visible = [n for n, item in w.scene.nodes.items() if on_screen.contains(item.sceneBoundingRect())]
+    focus = next((n for n in visible if reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive),
+                 shown if shown in visible else next(iter(visible), None))
+    if focus is not None:
+        w.scene.select_nodes([focus])
     _settle(app, 0.7)
     out.parent.mkdir(parents=True, exist_ok=True)
     ok = w.grab().save(str(out))

@@ -115,6 +115,7 @@ class NodeItem(QGraphicsItem):
         self.links = set()
         self.status = None                      # runner.NodeStatus
         self.thumb: Optional[QImage] = None
+        self.info = ""                          # what a loader found: size, rate, length
         self.problem: Optional[str] = None
         self._hover_port = None
         self._drag = None                       # active inline parameter drag
@@ -133,6 +134,8 @@ class NodeItem(QGraphicsItem):
         self.inst = inst
         self.collapsed = bool(ui.get("collapsed"))
         self.w, self.h = node_size(self.spec, self.collapsed, self.thumb is not None and not self.collapsed)
+        if self.info and not self.collapsed:
+            self.h += ROW_H
         self._rect = QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
         cat = self.spec.category if self.spec else ""
         self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
@@ -151,6 +154,11 @@ class NodeItem(QGraphicsItem):
     def set_thumb(self, image: Optional[QImage]) -> None:
         self.thumb = image
         self.sync(self.inst, {"collapsed": self.collapsed})
+
+    def set_info(self, text: str) -> None:
+        if text != self.info:
+            self.info = text
+            self.sync(self.inst, {"collapsed": self.collapsed})
 
     # -- geometry ---------------------------------------------------------------------------
     def boundingRect(self) -> QRectF:
@@ -236,6 +244,10 @@ class NodeItem(QGraphicsItem):
             self._paint_params(painter)
             if self.thumb is not None:
                 self._paint_thumb(painter)
+            if self.info:
+                painter.setFont(LABEL_FONT)
+                painter.setPen(theme.TEXT_DIM)
+                LABEL.left(painter, PAD + 2, self.h - ROW_H / 2 - 2, LABEL.elide(self.info, self.w - 2 * PAD - 4))
 
     def _paint_status(self, painter):
         st = self.status
@@ -308,7 +320,8 @@ class NodeItem(QGraphicsItem):
             LABEL.right(painter, inner.right(), inner.center().y(), LABEL.elide(shown, space, Qt.ElideMiddle))
 
     def _paint_thumb(self, painter):
-        area = QRectF(PAD, self.h - THUMB_H - PAD, self.w - 2 * PAD, THUMB_H)
+        bottom = self.h - (ROW_H if self.info else 0.0)
+        area = QRectF(PAD, bottom - THUMB_H - PAD, self.w - 2 * PAD, THUMB_H)
         img = self.thumb
         s = min(area.width() / img.width(), area.height() / img.height())
         target = QRectF(0, 0, img.width() * s, img.height() * s)

@@ -258,7 +258,8 @@ class PropertiesPanel(QScrollArea):
         if status is None:
             self.status_label.hide()
             return
-        text = f"<b>{status.state}</b>" + (f" — {html.escape(status.message)}" if status.message else "")
+        head = f"running {status.badge()}" if status.state == "running" and status.progress is not None else status.state
+        text = f"<b>{html.escape(head)}</b>" + (f" — {html.escape(status.message)}" if status.message else "")
         if why:
             text += f"<br><span style='color:#9a9ca3'>{html.escape(why)}</span>"
         self.status_label.setText(text)

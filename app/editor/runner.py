@@ -29,14 +29,22 @@ class NodeStatus:
     progress: Optional[float] = None
     seconds: Optional[float] = None
     message: str = ""
+    steps: Optional[tuple] = None           # (done, total) while running
+    eta: Optional[float] = None             # seconds left, from the pace so far
 
     def badge(self) -> str:
         if self.state == "running":
-            return f"{round(100 * self.progress)}%" if self.progress is not None else "running"
+            if self.progress is None:
+                return "running"
+            head = f"{self.steps[0]:g}/{self.steps[1]:g}" if self.steps else f"{round(100 * self.progress)}%"
+            return head + (f" · {_duration(self.eta)}" if self.eta is not None else "")
         if self.state == "done" and self.seconds is not None:
-            s = self.seconds
-            return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 100 else f"{s / 60:.1f} min"
+            return _duration(self.seconds)
         return self.state
+
+
+def _duration(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 100 else f"{s / 60:.1f} min"
 
 
 @dataclass
@@ -98,6 +106,7 @@ class RunWorker(QObject):
 
 class RunController(QObject):
     statusChanged = Signal(str, object)      # node id, NodeStatus or None (cleared)
+    previewed = Signal(str, object, object)  # node id, uint8 [H,W,3] of work in progress, NodeStatus
     logged = Signal(str, str, str)           # level (info/warn/error), text, node id or ""
     jobsChanged = Signal()
     jobFinished = Signal(object)             # Job
@@ -106,8 +115,11 @@ class RunController(QObject):
     def __init__(self, registry, parent=None, executor: Optional[Executor] = None):
         super().__init__(parent)
         self.executor = executor or Executor(registry)
+        self.executor.previews = True        # samplers send a picture of each step
         self.jobs: List[Job] = []            # queued, running and finished, oldest first
         self.status: Dict[str, NodeStatus] = {}
+        self._wall: Dict[str, Optional[float]] = {}     # node -> seconds its call took (None: lazy)
+        self._started: Dict[str, float] = {}
         self._ids = itertools.count(1)
         self._thread = QThread()
         self._thread.setObjectName("kinograph-runner")
@@ -209,22 +221,49 @@ class RunController(QObject):
                 self._set(n, NodeStatus("queued"))
         elif kind == "node_started":
             self._set(node, NodeStatus("running", 0.0))
+            self._wall.pop(node, None)
+            self._started[node] = time.perf_counter()
         elif kind == "node_progress":
-            total = ev.get("total") or 0
-            self._set(node, NodeStatus("running", (ev.get("done") or 0) / total if total else None,
-                                       message=ev.get("message") or ""))
+            if node in self.status and self.status[node].state != "running":
+                return          # a late report from a node already finished: its badge stays final
+            total, done = ev.get("total") or 0, ev.get("done") or 0
+            frac = done / total if total else None
+            spent = time.perf_counter() - self._started.get(node, time.perf_counter())
+            eta = spent / frac * (1 - frac) if frac and spent > 0.5 else None
+            self._set(node, NodeStatus("running", frac, message=ev.get("message") or "",
+                                       steps=(done, total) if total and total <= 10000 else None, eta=eta))
         elif kind == "node_finished":
             cached = ev.get("cached")
-            st = NodeStatus("cached" if cached else "done", seconds=ev.get("seconds"),
-                            message="bypassed" if ev.get("bypassed") else "")
+            lazy = ev.get("lazy") and not cached
+            # A lazy clip's node returns at once; its frames are computed when a later node reads
+            # them, and that time arrives with node_time: no "done in 1 ms" in the meantime.
+            st = NodeStatus("cached" if cached else "done", seconds=None if lazy else ev.get("seconds"),
+                            message="bypassed" if ev.get("bypassed") else
+                            "frames are computed as later nodes read them" if lazy else "")
             self._set(node, st)
-            if not cached:
+            self._wall[node] = None if lazy else ev.get("seconds")
+            if not cached and not lazy:
                 self.logged.emit("info", f"{node} done in {st.badge()}", node)
+        elif kind == "node_time":
+            old = self.status.get(node)
+            if old is None or old.state != "done":
+                return
+            own = NodeStatus("done", seconds=ev.get("seconds") or 0.0)
+            wall = self._wall.get(node, 0.0)
+            if wall is None:
+                self._set(node, own)
+                self.logged.emit("info", f"{node} computed its frames in {own.badge()} (as later nodes read them)", node)
+            elif wall - own.seconds > max(0.05, 0.2 * wall):
+                self._set(node, own)
+                self.logged.emit("info", f"{node}: {own.badge()} of its own work; the rest of its "
+                                 f"{NodeStatus('done', seconds=wall).badge()} was computing upstream frames", node)
         elif kind == "node_failed":
             self._set(node, NodeStatus("failed", message=ev.get("message", "")))
             self.logged.emit("error", f"{node} failed: {ev.get('message', '')}", node)
         elif kind == "node_skipped":
             self._set(node, NodeStatus("skipped", message=f"not run: {ev.get('because')} failed"))
+        elif kind == "node_preview":
+            self.previewed.emit(node, ev.get("image"), self.status.get(node))
         elif kind == "log":
             self.logged.emit("info", f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
 
@@ -236,7 +275,8 @@ class RunController(QObject):
         # No badge may say "running" or "queued" once its job is over.
         left = "cancelled" if res is not None and res.cancelled else "skipped"
         for n, st in list(self.status.items()):
-            if st.state in ("queued", "running"):
+            # A lazy node of a cancelled run never finished its frames either.
+            if st.state in ("queued", "running") or (left == "cancelled" and n in self._wall and self._wall[n] is None):
                 self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))
         if res is not None and res.cancelled:
             job.state = "cancelled"

@@ -124,6 +124,7 @@ class FrameCanvas(QWidget):
         self.note = ""
         self.alert = False                      # the note is a failure or a stale picture: a banner over it
         self.loading = ""                       # "computing…" while the shown frame is not there yet
+        self.live: Optional[QImage] = None      # a sampler's step preview, shown over A and B while it runs
         self._drag = None
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
 
@@ -137,7 +138,7 @@ class FrameCanvas(QWidget):
     def paintEvent(self, event):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#111214"))
-        a, b = self.images["A"], self.images["B"]
+        a, b = (self.live, None) if self.live is not None else (self.images["A"], self.images["B"])
         p.setRenderHint(QPainter.SmoothPixmapTransform, self.zoom == 0.0 or self.zoom < 1.0)
         if a is not None:
             p.drawImage(self._target(a), a)
@@ -317,6 +318,9 @@ class ViewerPanel(QWidget):
         src = self.sources[slot]
         text = f"{slot}: {src.label}" if src else f"{slot}: —"
         self.labels[slot].setText(text + (f"  {src.describe()}" if src and src.describe() else ""))
+        self.labels[slot].setToolTip(self.labels[slot].text())
+        if slot == "B":
+            self.labels["B"].setVisible(src is not None)        # A's line gets the room until there is a B
 
     def set_source(self, slot: str, value, label: str) -> None:
         src = Source(value, label)
@@ -346,6 +350,18 @@ class ViewerPanel(QWidget):
             self._label(s)
         self.index = 0
         self._update_range()
+
+    def show_live(self, img: QImage, caption: str) -> None:
+        """A step of a running sampler (a cheap projection of its latent), with step count and ETA."""
+        self.canvas.live = img
+        self.canvas.loading = caption
+        self.canvas.update()
+
+    def end_live(self) -> None:
+        if self.canvas.live is not None:
+            self.canvas.live = None
+            self.canvas.loading = ""
+            self.canvas.update()
 
     def computing(self, slot: str, what: str) -> None:
         """A view job for `slot` is on its way."""

@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
         self.runs.statusChanged.connect(self._status)
         self.runs.logged.connect(self.log.log)
         self.runs.jobFinished.connect(self._job_finished)
+        self.runs.previewed.connect(self._step_preview)
+        self.viewer.frameShown.connect(self._viewed_frame)
         self.queue.openWorkflow.connect(self.open_job)
         self.queue.viewOutput.connect(self.view_file)
         self.thumbs.ready.connect(self._thumb)
@@ -590,7 +592,26 @@ class MainWindow(QMainWindow):
         self.bottom_tabs.setCurrentWidget(self.log)
         return why
 
+    def _step_preview(self, node_id: str, image, status) -> None:
+        """Live preview while a sampler runs: on its node, and in the viewer with step and ETA."""
+        from .viewer import to_qimage
+        if image is None:
+            return
+        img = to_qimage(image)
+        item = self.scene.nodes.get(node_id)
+        if item is not None:
+            item.set_thumb(img)
+        self.viewer.show_live(img, f"{node_id} · step {status.badge() if status else ''}")
+
+    def _viewed_frame(self, slot: str, index: int, img: QImage) -> None:
+        """The node whose output the viewer shows gets it as its thumbnail (no extra computing)."""
+        item = self.scene.nodes.get(self._viewing.get(slot, ""))
+        if item is not None:
+            item.set_thumb(img.scaled(320, 180, Qt.KeepAspectRatio, Qt.SmoothTransformation))
+
     def _job_finished(self, job: Job) -> None:
+        self.viewer.end_live()
+        self._clip_info(job)
         if job.kind == "view":
             self._show_view(job)
             return
@@ -600,6 +621,20 @@ class MainWindow(QMainWindow):
             spec = self.doc.spec(nid)
             if spec is not None and spec.output and isinstance(res, dict) and res.get("path"):
                 self.thumbs.load(nid, str(res["path"]))
+
+    def _clip_info(self, job: Job) -> None:
+        """Loaders say what they found (size, rate, length), read from the clip's header, not its frames."""
+        if job.result is None:
+            return
+        for nid, outs in (job.result.outputs or {}).items():
+            item = self.scene.nodes.get(nid)
+            inst = self.doc.graph.nodes.get(nid)
+            if item is None or inst is None or not inst.type.startswith("io.load"):
+                continue
+            for v in outs.values():
+                if hasattr(v, "fps") and hasattr(v, "length") and hasattr(v, "width"):
+                    item.set_info(clip_info(v))
+                    break
 
     def _thumb(self, node_id: str, img: QImage) -> None:
         item = self.scene.nodes.get(node_id)
@@ -686,6 +721,11 @@ class MainWindow(QMainWindow):
         if scr is None:
             return QSize(1600, 1000)
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
+
+
+def clip_info(clip) -> str:
+    from .viewer import timecode
+    return f"{clip.width}×{clip.height} · {clip.fps:g} fps · {clip.length} fr · {timecode(clip.length, clip.fps)}"
 
 
 def offer_recovery(window: Optional[MainWindow] = None, registry=None,

@@ -190,9 +190,16 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     step and nothing is decoded. The result is kept in the disk cache tier."""
     from nodes.generate.families import family
     from nodes.generate.sampling import run_sampling
+    preview = None
+    if ctx.wants_previews:
+        from nodes.generate.preview import latent_preview
+
+        def preview(x, i, n):
+            ctx.preview(latent_preview(x), i, n)
     out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or family(model.family).cfg,
                        sampler=sampler, scheduler=scheduler, denoise=denoise, seed=seed,
-                       noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check)
+                       noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
+                       preview=preview)
     return out
 
 

@@ -90,8 +90,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  steps: int, cfg: float, sampler: str, scheduler: str = "default", denoise: float = 1.0,
                  seed: int = 0, noise: Optional[torch.Tensor] = None,
                  callback: Optional[Callable[[int, int], None]] = None,
-                 check: Callable[[], None] = lambda: None) -> Latent:
-    """Denoise `latent` (pure noise when denoise = 1) and return the new latent."""
+                 check: Callable[[], None] = lambda: None,
+                 preview: Optional[Callable[[torch.Tensor, int, int], None]] = None) -> Latent:
+    """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
+    steps)` sees the latent after each step (the editor's live preview)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -120,10 +122,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     for wrap in handle.wrappers:
         fn = wrap(fn, info)
 
-    def step_callback(i, total, _x):
+    def step_callback(i, total, x_now):
         check()
         if callback is not None:
             callback(i + 1, total)
+        if preview is not None:
+            preview(x_now, i + 1, total)
 
     smp = SAMPLERS[sampler]
     kw = {"flow": adapter.space == "flow"}
