@@ -1,6 +1,7 @@
 """Node geometry shared by the painter, hit-testing and auto-layout (which runs before any item exists)."""
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
 
 NODE_W = 200.0
@@ -41,3 +42,12 @@ def slider_range(p) -> Optional[Tuple[float, float]]:
     if p.type in ("int", "float") and p.min is not None and p.max is not None and 0 < p.max - p.min <= SLIDER_SPAN:
         return float(p.min), float(p.max)
     return None
+
+
+ZERO_MEANS = re.compile(r"\b0 = (the |use |from |automatic|whole|keep)|\b0 = (off|none)\b")
+
+
+def zero_meaning(p) -> Optional[str]:
+    """"auto" or "off" for a number whose help says what 0 stands for, so fields say it too."""
+    m = ZERO_MEANS.search(p.help or "") if p.type in ("int", "float") else None
+    return None if m is None else ("auto" if m.group(1) else "off")

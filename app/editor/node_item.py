@@ -6,7 +6,6 @@ far out, nodes draw as plain coloured blocks. Dragging a field pushes one undo s
 from __future__ import annotations
 
 import os
-import re
 from typing import Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -14,7 +13,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QP
 from PySide6.QtWidgets import QGraphicsItem
 
 from . import theme
-from .geometry import DETAIL_ZOOM, FAR_ZOOM, HEADER_H, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
+from .geometry import DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -82,15 +81,6 @@ TITLE = _Text(TITLE_FONT)
 LABEL = _Text(LABEL_FONT)
 BADGE = _Text(BADGE_FONT)
 NUMERIC = ("int", "float")
-
-
-ZERO_MEANS = re.compile(r"\b0 = (the |use |from |automatic|whole|keep)|\b0 = (off|none)\b")
-
-
-def zero_meaning(p) -> Optional[str]:
-    """"auto" or "off" for a number whose help says what 0 stands for, so the field says it too."""
-    m = ZERO_MEANS.search(p.help or "") if p.type in NUMERIC else None
-    return None if m is None else ("auto" if m.group(1) else "off")
 
 
 def format_value(p, v) -> str:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QDoubleSpinBo
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 
 from .curve_editor import CurveEditor
-from .geometry import slider_range
+from .geometry import slider_range, zero_meaning
 
 Commit = Callable[..., None]
 INT_LIMIT = 2 ** 31 - 1
@@ -56,6 +56,8 @@ class NumberEditor(ParamEditor):
             self.spin.setSingleStep(p.step or (0.01 if p.max is not None and p.min is not None and p.max - p.min <= 2
                                                else 0.1))
         self.spin.setKeyboardTracking(False)
+        if zero_meaning(p) and p.min == 0:
+            self.spin.setSpecialValueText(zero_meaning(p))      # shown at 0, as on the node
         self.spin.valueChanged.connect(lambda v: self._changed(v, None))
         self.slider = None
         self._gesture = None

@@ -250,6 +250,9 @@ class RunController(QObject):
                 return
             own = NodeStatus("done", seconds=ev.get("seconds") or 0.0)
             wall = self._wall.get(node, 0.0)
+            job = self._job(job_id)
+            if wall is None and job is not None and job.kind == "view":
+                return          # the viewer computes the frames it shows after this job: no time to tell yet
             if wall is None:
                 self._set(node, own)
                 self.logged.emit("info", f"{node} computed its frames in {own.badge()} (as later nodes read them)", node)
