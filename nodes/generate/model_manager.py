@@ -28,7 +28,7 @@ go_offline()
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
-         "ltx": "diffusion_models", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
+         "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
          "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
@@ -212,7 +212,7 @@ class ModelManager:
         spec = family_spec(family)
         source = resolve_model_path(path, KINDS[family], f"{spec.title} model")
         config = opts.get("config")
-        if source.is_file() and family not in ("sd", "animatediff"):
+        if source.is_file() and family not in ("sd", "animatediff") and not get_adapter(family).single_file:
             raise NodeError(f"{source} is a single file; {spec.title} loads from a folder in diffusers layout "
                             "(model_index.json + subfolders)")
         check_family(source, family)

@@ -20,6 +20,7 @@ class Adapter:
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
     has_text = True
     frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
+    single_file = False               # load() also takes one weights file (ComfyUI's layouts)
 
     @property
     def spec(self) -> Family:
@@ -27,6 +28,9 @@ class Adapter:
 
     # -- loading --------------------------------------------------------------------------
     def load(self, path: Path, dtype, device: str, **opts):
+        if self.single_file and Path(path).is_file():
+            from nodes.generate.converters.pipelines import load_single_file
+            return load_single_file(self.family, Path(path), dtype)
         from diffusers import DiffusionPipeline
         return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
 

@@ -10,6 +10,7 @@ from nodes.generate.adapters.base import Adapter, stack_global
 
 class HunyuanAdapter(Adapter):
     family = "hunyuan"
+    single_file = True
     space = "flow"
     prediction = "flow"
     embedded_guidance = True

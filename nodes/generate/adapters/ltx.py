@@ -10,6 +10,7 @@ from nodes.generate.adapters.base import Adapter, stack_global
 
 class LTXAdapter(Adapter):
     family = "ltx"
+    single_file = True
     space = "flow"
     prediction = "flow"
     max_tokens = 128

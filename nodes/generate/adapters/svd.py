@@ -12,6 +12,7 @@ from nodes.generate.latent import Conditioning
 
 class SVDAdapter(Adapter):
     family = "svd"
+    single_file = True
     prediction = "v_prediction"
     frames_first = True
     has_text = False

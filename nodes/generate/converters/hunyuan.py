@@ -1,0 +1,103 @@
+"""HunyuanVideo single files as ComfyUI users hold them:
+  diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors  (Tencent's names: double_blocks, txt_in, ...)
+  vae/hunyuan_video_vae_bf16.safetensors                    (ComfyUI's names: encoder.down.N.block.M, ...)
+The transformer goes through diffusers' own converter, after splitting the single blocks' fused
+linear1 here: diffusers splits it at the released model's width (3072) whatever the file's width.
+diffusers has no converter for the VAE; the one here maps ComfyUI's (LDM-style, 3-D convolution)
+names onto AutoencoderKLHunyuanVideo. A VAE already in Tencent's own names (which are diffusers')
+passes through unchanged."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from nodes.generate.converters import Built, count, model_config, register
+
+FAMILY = "hunyuan"
+HEAD_DIM = 128                      # every released HunyuanVideo transformer
+
+
+def variant(state: Mapping) -> str:
+    """t2v, or "i2v": the image-to-video model that concatenates the image latent (2 x 16 + 1 input channels)."""
+    w = state.get("img_in.proj.weight", state.get("x_embedder.proj.weight"))
+    cin = int(w.shape[1]) if w is not None else 16
+    if cin == 2 * _latent(state) + 1:
+        return "i2v"
+    return "t2v"
+
+
+def _latent(state: Mapping) -> int:
+    w = state.get("final_layer.linear.weight", state.get("proj_out.weight"))
+    return int(w.shape[0]) if w is not None else 16
+
+
+def transformer_to_diffusers(state: Mapping) -> dict:
+    from diffusers.loaders.single_file_utils import (
+        convert_hunyuan_video_transformer_to_diffusers,
+    )
+    if "x_embedder.proj.weight" in state:          # already diffusers names
+        return dict(state)
+    hidden = int(state["img_in.proj.weight"].shape[0])
+    out = {}
+    for k, v in state.items():
+        m = re.match(r"single_blocks\.(\d+)\.linear1\.(weight|bias)$", k)
+        if m is None:
+            out[k] = v
+            continue
+        n, kind = m.groups()
+        q, kk, vv, mlp = v.split([hidden, hidden, hidden, v.shape[0] - 3 * hidden], dim=0)
+        base = f"single_transformer_blocks.{n}"
+        out.update({f"{base}.attn.to_q.{kind}": q, f"{base}.attn.to_k.{kind}": kk, f"{base}.attn.to_v.{kind}": vv,
+                    f"{base}.proj_mlp.{kind}": mlp})
+    return convert_hunyuan_video_transformer_to_diffusers(out)
+
+
+def vae_to_diffusers(state: Mapping) -> dict:
+    """ComfyUI's Hunyuan VAE names -> AutoencoderKLHunyuanVideo's (identity for Tencent/diffusers names)."""
+    from nodes.generate.converters.ldm import vae_to_diffusers as ldm_vae
+    if not any(k.startswith(("encoder.down.", "decoder.up.")) for k in state):
+        return dict(state)
+    return ldm_vae(state)
+
+
+def transformer_config(state: Mapping, kind: str) -> dict:
+    cfg = model_config(FAMILY, f"transformer_{kind}")
+    w = state["x_embedder.proj.weight"]
+    inner = int(w.shape[0])
+    cfg.update(in_channels=int(w.shape[1]), out_channels=int(state["proj_out.weight"].shape[0]) //
+               (cfg["patch_size"] ** 2 * cfg["patch_size_t"]),
+               num_attention_heads=inner // HEAD_DIM, attention_head_dim=HEAD_DIM,
+               num_layers=count(state, "transformer_blocks.{}."),
+               num_single_layers=count(state, "single_transformer_blocks.{}."),
+               num_refiner_layers=count(state, "context_embedder.token_refiner.refiner_blocks.{}."),
+               mlp_ratio=state["transformer_blocks.0.ff.net.0.proj.weight"].shape[0] / inner,
+               guidance_embeds="time_text_embed.guidance_embedder.linear_1.weight" in state,
+               text_embed_dim=int(state["context_embedder.proj_in.weight"].shape[1]),
+               pooled_projection_dim=int(state["time_text_embed.text_embedder.linear_1.weight"].shape[1]))
+    return cfg
+
+
+def vae_config(state: Mapping) -> dict:
+    cfg = model_config(FAMILY, "vae")
+    downs = count(state, "encoder.down_blocks.{}.")
+    boc = [int(state[f"encoder.down_blocks.{i}.resnets.0.conv1.conv.weight"].shape[0]) for i in range(downs)]
+    cfg.update(block_out_channels=boc, latent_channels=int(state["decoder.conv_in.conv.weight"].shape[1]),
+               layers_per_block=count(state, "encoder.down_blocks.0.resnets.{}."))
+    return cfg
+
+
+@register("hunyuan", "diffusion_model")
+def transformer(state, det) -> Built:
+    from diffusers import HunyuanVideoTransformer3DModel
+    kind = variant(state)
+    conv = transformer_to_diffusers(state)
+    cfg = transformer_config(conv, kind)
+    return Built(lambda: HunyuanVideoTransformer3DModel.from_config(cfg), conv, cfg)
+
+
+@register("hunyuan", "vae")
+def vae(state, det) -> Built:
+    from diffusers import AutoencoderKLHunyuanVideo
+    conv = vae_to_diffusers(state)
+    cfg = vae_config(conv)
+    return Built(lambda: AutoencoderKLHunyuanVideo.from_config(cfg), conv, cfg)

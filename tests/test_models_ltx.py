@@ -1,0 +1,26 @@
+"""LTX-Video from the files a ComfyUI user holds (checkpoints/ltx-video-2b-v0.9.5.safetensors: transformer
+and VAE in Lightricks' names; text_encoders/t5xxl_fp16.safetensors) gives exactly what the same model
+gives from a diffusers folder, through the graph."""
+import pytest
+import torch
+
+from tests.comfy_layouts import build_ltx, same_frames, text_to_video
+
+
+@pytest.fixture(scope="module")
+def ltx(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield build_ltx(tmp_path_factory.mktemp("ltx"))
+    torch.set_num_threads(threads)
+
+
+def test_comfyui_checkpoint_runs_like_the_diffusers_folder(ltx):
+    ref = text_to_video(f"  load: {{type: load.ltx, params: {{path: '{ltx['diffusers']}'}}}}",
+                        "load.model", "load.text_encoder", "load.vae", frames=9)
+    got = text_to_video(f"  load: {{type: load.ltx, params: {{path: '{ltx['checkpoint']}'}}}}\n"
+                        f"  text: {{type: load.ltx, params: {{path: '{ltx['diffusers']}'}}}}",
+                        "load.model", "text.text_encoder", "load.vae", frames=9)
+    assert ref[0].shape == (1, 8, 2, 2, 2) and ref[1].shape == (9, 64, 64, 3)
+    assert torch.equal(ref[0], got[0]) and ref[0].abs().sum() > 0
+    same_frames(ref[1], got[1])
