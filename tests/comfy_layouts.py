@@ -378,7 +378,7 @@ def build_svd(root: Path) -> dict[str, Path]:
     vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32, 32, 32), in_channels=3, out_channels=3,
                                        down_block_types=["DownEncoderBlock2D"] * 4, latent_channels=4, layers_per_block=1)
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=80, projection_dim=16, num_hidden_layers=1, num_attention_heads=1, image_size=224,
+        hidden_size=80, projection_dim=16, num_hidden_layers=1, num_attention_heads=1, image_size=224, hidden_act="gelu",
         intermediate_size=37, patch_size=32))
     folder = root / "diffusers" / "svd"
     StableVideoDiffusionPipeline(vae=vae, image_encoder=clip, unet=unet, scheduler=scheduler("svd"),
@@ -432,3 +432,49 @@ def same_frames(a, b) -> None:
     import numpy as np
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
     assert a.shape == b.shape and diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
+
+
+def image_to_video_svd(load: str, frames: int = 6, size: int = 64, steps: int = 2):
+    """SVD's image-to-video workflow on the loader node `load` (YAML); (latent, decoded frames)."""
+    from graph_engine.api import Session, load_workflow
+    photo = Path(__file__).resolve().parents[1] / "resources" / "samples" / "coffee.png"
+    text = f"""kinograph: 1
+nodes:
+{load}
+  photo: {{type: io.load_image, params: {{path: '{photo}'}}}}
+  clip_vision: {{type: encode.image, inputs: {{image_encoder: load.image_encoder, image: photo.image}}}}
+  latent:
+    type: latent.empty
+    inputs: {{vae: load.vae}}
+    params: {{frames: {frames}, width: {size}, height: {size}, fps: 7}}
+  frames:
+    type: condition.frames
+    inputs: {{vae: load.vae, positive: clip_vision.conditioning, latent: latent.latent, first: photo.image}}
+    params: {{motion: 127, noise_aug: 0.02}}
+  sample:
+    type: generate.sample
+    inputs: {{model: load.model, positive: frames.positive, latent: latent.latent}}
+    params: {{steps: {steps}, cfg: 3.0, sampler: euler, seed: 42}}
+  decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: sample.latent}}}}
+"""
+    res = Session(device="cpu").run(load_workflow(text=text, check=True), use_cache=False)
+    assert res.ok, res.failed
+    return res.outputs["sample"]["latent"].samples, res.outputs["decode"]["video"].to_array()
+
+
+# -- CogVideoX ---------------------------------------------------------------------------------
+def build_cogvideox(root: Path) -> dict:
+    """DIR/diffusers/cogvideox and the folder ComfyUI's CogVideoX pack downloads: models/CogVideo/CogVideoX-5b/
+    with transformer/, vae/ and scheduler/ only (no model_index.json), plus text_encoders/t5xxl_fp16.safetensors."""
+    import shutil
+    from tests.tiny_models import build_cogvideox as build_folder
+    folder = root / "diffusers" / "cogvideox"
+    folder.mkdir(parents=True)
+    build_folder(folder)
+    pack = root / "models" / "CogVideo" / "CogVideoX-5b"
+    for part in ("transformer", "vae", "scheduler"):
+        shutil.copytree(folder / part, pack / part)
+    from transformers import T5EncoderModel
+    text = T5EncoderModel.from_pretrained(str(folder / "text_encoder"))
+    return {"diffusers": folder, "pack": pack,
+            "text_encoder": _save(t5_file(text), root / "models" / "text_encoders" / "t5xxl_fp16.safetensors")}

@@ -379,6 +379,8 @@ def _vae(k: Keys) -> Optional[Detection]:
         return Detection("vae", "cogvideox", "", layout="diffusers", why="spatial norm (conv_y)")
     if k.any("encoder.down_blocks.0.downsamplers.0.conv.conv.weight"):
         return Detection("vae", "hunyuan", "", layout="diffusers", why="causal conv3d blocks")
+    if k.has("encoder.down.0.block.0.conv1.conv.weight", "decoder.conv_in.conv.weight"):
+        return Detection("vae", "hunyuan", "", why="LDM blocks with 3-D convolutions (ComfyUI's Hunyuan VAE)")
     if k.any("decoder.time_mixer.mix_factor", "decoder.up_blocks.0.resnets.0.time_mixer.mix_factor") or \
             any(n.startswith(("decoder.up.0.block.0.time_stack", "first_stage_model.decoder.up.0.block.0.time_stack"))
                 for n in k.shapes):

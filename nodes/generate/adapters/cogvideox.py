@@ -2,6 +2,7 @@
 [B, F, C, h, w] latents with a zero-terminal-SNR DDIM schedule."""
 from __future__ import annotations
 
+from pathlib import Path
 
 from nodes.generate.adapters.base import Adapter, stack_global
 
@@ -11,6 +12,16 @@ class CogVideoXAdapter(Adapter):
     prediction = "v_prediction"
     frames_first = True
     max_tokens = 226
+
+    def load(self, path: Path, dtype, device: str, **opts):
+        """A diffusers folder, or one as ComfyUI's CogVideoX pack keeps it: CogVideo/<name>/ with only
+        transformer/, vae/ and scheduler/ (no model_index.json; the T5 encoder comes from load.text_encoder)."""
+        if Path(path).is_dir() and not (Path(path) / "model_index.json").is_file():
+            from nodes.generate.converters.pipelines import load_folder_parts
+            pipe = load_folder_parts(self.family, Path(path), dtype)
+            if pipe is not None:
+                return pipe
+        return super().load(path, dtype, device, **opts)
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, _, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])

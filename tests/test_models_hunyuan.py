@@ -1,0 +1,25 @@
+"""HunyuanVideo from the files a ComfyUI user holds (diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors
+in Tencent's names, vae/hunyuan_video_vae_bf16.safetensors in ComfyUI's LDM names) gives exactly what
+the same model gives from a diffusers folder, through the graph."""
+import pytest
+import torch
+
+from tests.comfy_layouts import build_hunyuan, same_frames, text_to_video
+
+
+@pytest.fixture(scope="module")
+def hunyuan(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield build_hunyuan(tmp_path_factory.mktemp("hunyuan"))
+    torch.set_num_threads(threads)
+
+
+def test_comfyui_transformer_file_runs_like_the_diffusers_folder(hunyuan):
+    folder = f"  ref: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusers']}'}}}}"
+    ref = text_to_video(folder, "ref.model", "ref.text_encoder", "ref.vae", frames=5)
+    got = text_to_video(folder + f"\n  load: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusion_model']}'}}}}",
+                        "load.model", "ref.text_encoder", "ref.vae", frames=5)
+    assert ref[0].shape == (1, 4, 2, 8, 8) and ref[1].shape == (5, 64, 64, 3)
+    assert torch.equal(ref[0], got[0]) and ref[0].abs().sum() > 0
+    same_frames(ref[1], got[1])
