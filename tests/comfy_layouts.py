@@ -478,3 +478,19 @@ def build_cogvideox(root: Path) -> dict:
     text = T5EncoderModel.from_pretrained(str(folder / "text_encoder"))
     return {"diffusers": folder, "pack": pack,
             "text_encoder": _save(t5_file(text), root / "models" / "text_encoders" / "t5xxl_fp16.safetensors")}
+
+
+def fp8_scaled(state: dict) -> dict:
+    """ComfyUI's fp8_scaled form of a file: each block matrix stored as float8_e4m3fn of weight/scale with
+    its `<layer>.scale_weight`, and a `scaled_fp8` marker."""
+    import torch
+    out = {}
+    for k, v in state.items():
+        if k.endswith(".weight") and v.ndim == 2 and ("blocks." in k):
+            scale = (v.abs().max() / 448.0).clamp(min=1e-12).reshape(1).float()
+            out[k] = (v / scale).to(torch.float8_e4m3fn)
+            out[k[: -len(".weight")] + ".scale_weight"] = scale
+        else:
+            out[k] = v
+    out["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+    return out

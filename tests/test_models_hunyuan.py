@@ -23,3 +23,24 @@ def test_comfyui_transformer_file_runs_like_the_diffusers_folder(hunyuan):
     assert ref[0].shape == (1, 4, 2, 8, 8) and ref[1].shape == (5, 64, 64, 3)
     assert torch.equal(ref[0], got[0]) and ref[0].abs().sum() > 0
     same_frames(ref[1], got[1])
+
+
+def test_fp8_scaled_transformer_is_dequantised(hunyuan, tmp_path):
+    """hunyuan_video_t2v_720p_fp8_scaled: weights come back as fp8 value x scale_weight (a loader that
+    ignores the scales gets weights hundreds of times too large) and the video stays close."""
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.model_manager import ModelManager
+    from tests.comfy_layouts import fp8_scaled
+    original = load_file(str(hunyuan["diffusion_model"]))
+    path = tmp_path / "hunyuan_video_t2v_720p_fp8_scaled.safetensors"
+    save_file(fp8_scaled(original), str(path))
+    got = ModelManager().load("hunyuan", str(path)).pipe.transformer
+    ref = ModelManager().load("hunyuan", str(hunyuan["diffusers"])).pipe.transformer
+    w, w_ref = got.transformer_blocks[0].attn.to_q.weight, ref.transformer_blocks[0].attn.to_q.weight
+    assert not torch.equal(w, w_ref)                                   # it really went through fp8
+    assert (w - w_ref).abs().max() <= w_ref.abs().max() / 8            # e4m3 keeps 3 mantissa bits
+    folder = f"  ref: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusers']}'}}}}"
+    a = text_to_video(folder, "ref.model", "ref.text_encoder", "ref.vae", frames=5)[0]
+    b = text_to_video(folder + f"\n  load: {{type: load.hunyuan, params: {{path: '{path}'}}}}",
+                      "load.model", "ref.text_encoder", "ref.vae", frames=5)[0]
+    assert (a - b).abs().mean() < 0.1 * a.abs().mean()

@@ -128,8 +128,7 @@ def vae_config(state: Mapping, version: str) -> dict:
 def transformer(state, det) -> Built:
     """The transformer of an LTX-Video file: a transformer-only file or the all-in-one checkpoint."""
     from diffusers import LTXVideoTransformer3DModel
-    body = {k[len(det.prefix):]: v for k, v in state.items() if k.startswith(det.prefix) and not k.startswith("vae.")}
-    conv = to_diffusers(body)["transformer"]
+    conv = to_diffusers({k: v for k, v in state.items() if not k.startswith("vae.")})["transformer"]
     cfg = transformer_config(conv)
     return Built(lambda: LTXVideoTransformer3DModel.from_config(cfg), conv, cfg)
 
