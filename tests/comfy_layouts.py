@@ -107,7 +107,8 @@ def build_ltx(root: Path) -> dict[str, Path]:
     original = ltx_original(t_state, v_state)
     _check_roundtrip(original, {"transformer": t_state, "vae": v_state}, ltx.to_diffusers)
     models = root / "models"
-    return {"diffusers": folder,
+    t5_tokenizer(models / "text_encoders" / "t5xxl_fp16")        # found beside the file, never downloaded
+    return {"diffusers": folder, "models": models,
             "checkpoint": _save(original, models / "checkpoints" / "ltx-video-2b-v0.9.5.safetensors"),
             "text_encoder": _save(t5_file(text), models / "text_encoders" / "t5xxl_fp16.safetensors")}
 
@@ -257,7 +258,9 @@ def build_hunyuan(root: Path) -> dict[str, Path]:
                      lambda s: {"transformer": hunyuan.transformer_to_diffusers(s)})
     _check_roundtrip(vae_orig, {"vae": v_state}, lambda s: {"vae": hunyuan.vae_to_diffusers(s)})
     models = root / "models"
-    return {"diffusers": folder,
+    llama_tokenizer(models / "text_encoders" / "llava_llama3_fp16")
+    clip_tokenizer(models / "text_encoders" / "clip_l")
+    return {"diffusers": folder, "models": models,
             "diffusion_model": _save(original, models / "diffusion_models" / "hunyuan_video_t2v_720p_bf16.safetensors"),
             "vae": _save(vae_orig, models / "vae" / "hunyuan_video_vae_bf16.safetensors"),
             "text_encoder": _save(llama_file(llama), models / "text_encoders" / "llava_llama3_fp16.safetensors"),
@@ -390,7 +393,7 @@ def build_svd(root: Path) -> dict[str, Path]:
                      lambda s: {"unet": svd.unet_to_diffusers(svd._under(s, svd.UNET)),
                                 "vae": svd.vae_to_diffusers(svd._under(s, svd.VAE)),
                                 "image_encoder": svd.clip_to_transformers(svd._under(s, svd.CLIP))})
-    return {"diffusers": folder,
+    return {"diffusers": folder, "models": root / "models",
             "checkpoint": _save(original, root / "models" / "checkpoints" / "svd_xt.safetensors")}
 
 
@@ -476,7 +479,8 @@ def build_cogvideox(root: Path) -> dict:
         shutil.copytree(folder / part, pack / part)
     from transformers import T5EncoderModel
     text = T5EncoderModel.from_pretrained(str(folder / "text_encoder"))
-    return {"diffusers": folder, "pack": pack,
+    t5_tokenizer(root / "models" / "text_encoders" / "t5xxl_fp16")
+    return {"diffusers": folder, "pack": pack, "models": root / "models",
             "text_encoder": _save(t5_file(text), root / "models" / "text_encoders" / "t5xxl_fp16.safetensors")}
 
 
@@ -494,3 +498,22 @@ def fp8_scaled(state: dict) -> dict:
             out[k] = v
     out["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
     return out
+
+
+def run_example(name: str, models: Path, out: Path, overrides=()):
+    """Run examples/comfyui/<name>.yaml with KINOGRAPH_MODELS pointing at `models`; (latent, frames)."""
+    import os
+    from graph_engine.api import Session, load_workflow
+    root = Path(__file__).resolve().parents[1]
+    old = os.environ.get("KINOGRAPH_MODELS")
+    os.environ["KINOGRAPH_MODELS"] = str(models)
+    try:
+        res = Session(device="cpu").run(load_workflow(root / "examples" / "comfyui" / f"{name}.yaml", check=False),
+                                         overrides=[f"save.path={out}", *overrides], use_cache=False)
+    finally:
+        if old is None:
+            os.environ.pop("KINOGRAPH_MODELS")
+        else:
+            os.environ["KINOGRAPH_MODELS"] = old
+    assert res.ok, res.failed
+    return res.outputs["sample"]["latent"].samples, res.outputs["decode"]["video"].to_array()

@@ -27,3 +27,13 @@ def test_auto_loader_recognises_the_checkpoint(svd):
     got = image_to_video_svd(f"  load: {{type: load.model, params: {{path: '{svd['checkpoint']}'}}}}")
     ref = image_to_video_svd(f"  load: {{type: load.svd, params: {{path: '{svd['checkpoint']}'}}}}")
     assert torch.equal(ref[0], got[0])
+
+
+def test_shipped_comfyui_example_runs_from_a_models_folder(svd, tmp_path):
+    from tests.comfy_layouts import run_example
+    out = tmp_path / "svd.mp4"
+    got = run_example("svd", svd["models"], out, ["latent.frames=6", "latent.width=64", "latent.height=64",
+                                                  "sample.steps=2"])
+    ref = image_to_video_svd(f"  load: {{type: load.svd, params: {{path: '{svd['diffusers']}'}}}}")
+    assert torch.allclose(ref[0], got[0], atol=1e-5, rtol=0)
+    assert out.stat().st_size > 0
