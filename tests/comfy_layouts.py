@@ -235,15 +235,16 @@ def build_hunyuan(root: Path) -> dict[str, Path]:
     transformer = HunyuanVideoTransformer3DModel(
         in_channels=4, out_channels=4, num_attention_heads=1, attention_head_dim=128, num_layers=1,
         num_single_layers=1, num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True,
-        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(16, 56, 56))
+        text_embed_dim=128, pooled_projection_dim=8, rope_axes_dim=(16, 56, 56))
     vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(32, 32, 32, 32),
                                     layers_per_block=1, act_fn="silu", norm_num_groups=32, scaling_factor=0.476986,
                                     spatial_compression_ratio=8, temporal_compression_ratio=4,
                                     mid_block_add_attention=True)
-    llama = LlamaModel(LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=37, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+    llama = LlamaModel(LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=37, num_hidden_layers=2,
+                                   num_attention_heads=1, num_key_value_heads=1, head_dim=128,
+                                   max_position_embeddings=1024, rope_theta=500000.0, rms_norm_eps=1e-5,
                                    bos_token_id=1, eos_token_id=2, pad_token_id=2))
     clip = clip_text_encoder(8)
     folder = root / "diffusers" / "hunyuan"

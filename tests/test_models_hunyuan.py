@@ -44,3 +44,11 @@ def test_fp8_scaled_transformer_is_dequantised(hunyuan, tmp_path):
     b = text_to_video(folder + f"\n  load: {{type: load.hunyuan, params: {{path: '{path}'}}}}",
                       "load.model", "ref.text_encoder", "ref.vae", frames=5)[0]
     assert (a - b).abs().mean() < 0.1 * a.abs().mean()
+
+
+def test_files_are_recognised_and_reported_loadable(hunyuan):
+    from nodes.generate.model_manager import describe_model
+    for key, family, role in (("diffusion_model", "hunyuan", "diffusion_model"), ("vae", "hunyuan", "vae"),
+                              ("text_encoder", "llama", "text_encoder"), ("text_encoder_2", "clip", "text_encoder")):
+        got = describe_model(hunyuan[key])
+        assert (got["family"], got["role"], got["loads"]) == (family, role, "yes"), (key, got)

@@ -24,3 +24,11 @@ def test_comfyui_checkpoint_runs_like_the_diffusers_folder(ltx):
     assert ref[0].shape == (1, 8, 2, 2, 2) and ref[1].shape == (9, 64, 64, 3)
     assert torch.equal(ref[0], got[0]) and ref[0].abs().sum() > 0
     same_frames(ref[1], got[1])
+
+
+def test_files_are_recognised_and_reported_loadable(ltx):
+    from nodes.generate.model_manager import describe_model
+    ck = describe_model(ltx["checkpoint"])
+    assert (ck["family"], ck["role"], ck["loads"]) == ("ltx", "checkpoint", "yes")
+    te = describe_model(ltx["text_encoder"])
+    assert (te["family"], te["role"], te["loads"]) == ("t5", "text_encoder", "yes")

@@ -37,3 +37,9 @@ def test_shipped_comfyui_example_runs_from_a_models_folder(svd, tmp_path):
     ref = image_to_video_svd(f"  load: {{type: load.svd, params: {{path: '{svd['diffusers']}'}}}}")
     assert torch.allclose(ref[0], got[0], atol=1e-5, rtol=0)
     assert out.stat().st_size > 0
+
+
+def test_checkpoint_is_recognised_and_reported_loadable(svd):
+    from nodes.generate.model_manager import describe_model
+    got = describe_model(svd["checkpoint"])
+    assert (got["family"], got["role"], got["loads"]) == ("svd", "checkpoint", "yes")

@@ -101,3 +101,22 @@ def vae(state, det) -> Built:
     conv = vae_to_diffusers(state)
     cfg = vae_config(conv)
     return Built(lambda: AutoencoderKLHunyuanVideo.from_config(cfg), conv, cfg)
+
+
+@register("llama", "text_encoder")
+def llama(state, det) -> Built:
+    """llava-llama-3's language model as ComfyUI keeps it (text_encoders/llava_llama3_fp8_scaled.safetensors:
+    LlamaForCausalLM names under `model.`): HunyuanVideo reads its hidden states, so the head is dropped."""
+    from transformers import LlamaConfig, LlamaModel
+    state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()
+             if not k.startswith("lm_head.")}
+    cfg = model_config("llama", "text_encoder")
+    emb = state["embed_tokens.weight"]
+    head = cfg["head_dim"]
+    cfg.update(vocab_size=int(emb.shape[0]), hidden_size=int(emb.shape[1]),
+               intermediate_size=int(state["layers.0.mlp.gate_proj.weight"].shape[0]),
+               num_hidden_layers=count(state, "layers.{}."),
+               num_attention_heads=int(state["layers.0.self_attn.q_proj.weight"].shape[0]) // head,
+               num_key_value_heads=int(state["layers.0.self_attn.k_proj.weight"].shape[0]) // head)
+    config = LlamaConfig(**cfg)
+    return Built(lambda: LlamaModel(config), state, cfg)

@@ -124,6 +124,7 @@ def vae_config(state: Mapping, version: str) -> dict:
     return cfg
 
 
+@register("ltx", "checkpoint")          # the all-in-one file: its denoiser (load.diffusion_model)
 @register("ltx", "diffusion_model")
 def transformer(state, det) -> Built:
     """The transformer of an LTX-Video file: a transformer-only file or the all-in-one checkpoint."""

@@ -143,6 +143,7 @@ def _unet_state(state: Mapping, det) -> dict:
     return unet_to_diffusers(state)
 
 
+@register("svd", "checkpoint")          # the all-in-one file: its denoiser (load.diffusion_model)
 @register("svd", "diffusion_model")
 def unet(state, det) -> Built:
     from diffusers import UNetSpatioTemporalConditionModel
