@@ -18,17 +18,13 @@ HEAD_DIM = 128                      # every released HunyuanVideo transformer
 
 
 def variant(state: Mapping) -> str:
-    """t2v, or "i2v": the image-to-video model that concatenates the image latent (2 x 16 + 1 input channels)."""
+    """t2v, or "i2v": the image-to-video model that concatenates the image latent (2 x latent + 1 input channels)."""
     w = state.get("img_in.proj.weight", state.get("x_embedder.proj.weight"))
-    cin = int(w.shape[1]) if w is not None else 16
-    if cin == 2 * _latent(state) + 1:
-        return "i2v"
-    return "t2v"
-
-
-def _latent(state: Mapping) -> int:
-    w = state.get("final_layer.linear.weight", state.get("proj_out.weight"))
-    return int(w.shape[0]) if w is not None else 16
+    out = state.get("final_layer.linear.weight", state.get("proj_out.weight"))
+    if w is None or out is None or w.ndim != 5:
+        return "t2v"
+    latent = int(out.shape[0]) // (int(w.shape[2]) * int(w.shape[3]) * int(w.shape[4]))
+    return "i2v" if int(w.shape[1]) == 2 * latent + 1 else "t2v"
 
 
 def transformer_to_diffusers(state: Mapping) -> dict:
@@ -60,8 +56,8 @@ def vae_to_diffusers(state: Mapping) -> dict:
     return ldm_vae(state)
 
 
-def transformer_config(state: Mapping, kind: str) -> dict:
-    cfg = model_config(FAMILY, f"transformer_{kind}")
+def transformer_config(state: Mapping) -> dict:
+    cfg = model_config(FAMILY, "transformer_t2v")
     w = state["x_embedder.proj.weight"]
     inner = int(w.shape[0])
     cfg.update(in_channels=int(w.shape[1]), out_channels=int(state["proj_out.weight"].shape[0]) //
@@ -90,8 +86,12 @@ def vae_config(state: Mapping) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import HunyuanVideoTransformer3DModel
     kind = variant(state)
+    if kind == "i2v":
+        from graph_engine import NodeError
+        raise NodeError("this is the HunyuanVideo image-to-video transformer (33 input channels); Kinograph runs "
+                        "HunyuanVideo text-to-video only for now. Use hunyuan_video_t2v_720p_bf16.safetensors")
     conv = transformer_to_diffusers(state)
-    cfg = transformer_config(conv, kind)
+    cfg = transformer_config(conv)
     return Built(lambda: HunyuanVideoTransformer3DModel.from_config(cfg), conv, cfg)
 
 
