@@ -12,6 +12,16 @@ from pathlib import Path
 from tests.tiny_models import _rm, _seed, t5_encoder, t5_tokenizer
 
 
+def built(builder, tmp_path_factory):
+    """A module fixture's body: the tiny models built once, sampled with one torch thread (on a shared
+    2-core machine tiny ops thrash with two)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield builder(tmp_path_factory.mktemp(builder.__name__))
+    torch.set_num_threads(threads)
+
+
 def _check_roundtrip(original: dict, expected: dict, convert) -> None:
     back = convert(dict(original))
     for part, state in expected.items():

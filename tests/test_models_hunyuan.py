@@ -4,25 +4,36 @@ the same model gives from a diffusers folder, through the graph."""
 import pytest
 import torch
 
-from tests.comfy_layouts import build_hunyuan, same_frames, text_to_video
+from tests.comfy_layouts import built, build_hunyuan, same_frames, text_to_video
 
 
 @pytest.fixture(scope="module")
 def hunyuan(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield build_hunyuan(tmp_path_factory.mktemp("hunyuan"))
-    torch.set_num_threads(threads)
+    yield from built(build_hunyuan, tmp_path_factory)
 
 
-def test_comfyui_transformer_file_runs_like_the_diffusers_folder(hunyuan):
-    folder = f"  ref: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusers']}'}}}}"
-    ref = text_to_video(folder, "ref.model", "ref.text_encoder", "ref.vae", frames=5)
-    got = text_to_video(folder + f"\n  load: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusion_model']}'}}}}",
-                        "load.model", "ref.text_encoder", "ref.vae", frames=5)
+def _comfy_loaders(h, model=None) -> str:
+    return (f"  load: {{type: load.hunyuan, params: {{path: '{model or h['diffusion_model']}'}}}}\n"
+            f"  vae: {{type: load.vae, params: {{name: '{h['vae']}'}}}}\n"
+            f"  text: {{type: load.text_encoder, params: {{name: '{h['text_encoder']}', name2: '{h['text_encoder_2']}', "
+            "type: hunyuan_video}}")
+
+
+def test_comfyui_files_run_like_the_diffusers_folder(hunyuan):
+    ref = text_to_video(f"  ref: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusers']}'}}}}",
+                        "ref.model", "ref.text_encoder", "ref.vae", frames=5)
+    got = text_to_video(_comfy_loaders(hunyuan), "load.model", "text.text_encoder", "vae.vae", frames=5)
     assert ref[0].shape == (1, 4, 2, 8, 8) and ref[1].shape == (5, 64, 64, 3)
-    assert torch.equal(ref[0], got[0]) and ref[0].abs().sum() > 0
+    assert torch.allclose(ref[0], got[0], atol=1e-5, rtol=0) and ref[0].abs().sum() > 0
     same_frames(ref[1], got[1])
+
+
+def test_shipped_comfyui_example_runs_from_a_models_folder(hunyuan, tmp_path):
+    from tests.comfy_layouts import run_example
+    out = tmp_path / "hunyuan.mp4"
+    got = run_example("hunyuan", hunyuan["models"], out, ["text.name=llava_llama3_fp16.safetensors", "latent.frames=5",
+                                                          "latent.width=64", "latent.height=64", "sample.steps=2"])
+    assert got[0].shape == (1, 4, 2, 8, 8) and out.stat().st_size > 0
 
 
 def test_fp8_scaled_transformer_is_dequantised(hunyuan, tmp_path):
@@ -41,8 +52,7 @@ def test_fp8_scaled_transformer_is_dequantised(hunyuan, tmp_path):
     assert (w - w_ref).abs().max() <= w_ref.abs().max() / 8            # e4m3 keeps 3 mantissa bits
     folder = f"  ref: {{type: load.hunyuan, params: {{path: '{hunyuan['diffusers']}'}}}}"
     a = text_to_video(folder, "ref.model", "ref.text_encoder", "ref.vae", frames=5)[0]
-    b = text_to_video(folder + f"\n  load: {{type: load.hunyuan, params: {{path: '{path}'}}}}",
-                      "load.model", "ref.text_encoder", "ref.vae", frames=5)[0]
+    b = text_to_video(_comfy_loaders(hunyuan, path), "load.model", "text.text_encoder", "vae.vae", frames=5)[0]
     assert (a - b).abs().mean() < 0.1 * a.abs().mean()
 
 
@@ -55,13 +65,12 @@ def test_files_are_recognised_and_reported_loadable(hunyuan):
 
 
 def test_image_to_video_transformer_is_refused_by_name(hunyuan, tmp_path):
-    import torch as t
     from safetensors.torch import load_file, save_file
     from graph_engine import NodeError
     from nodes.generate.model_manager import ModelManager
     state = load_file(str(hunyuan["diffusion_model"]))
     w = state["img_in.proj.weight"]                        # 2 x 4 latent channels + mask, as the i2v model has
-    state["img_in.proj.weight"] = t.cat([w, w, w[:, :1]], dim=1)
+    state["img_in.proj.weight"] = torch.cat([w, w, w[:, :1]], dim=1)
     path = tmp_path / "hunyuan_video_image_to_video_720p_bf16.safetensors"
     save_file(state, str(path))
     with pytest.raises(NodeError, match="image-to-video"):

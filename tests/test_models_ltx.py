@@ -4,26 +4,43 @@ gives from a diffusers folder, through the graph."""
 import pytest
 import torch
 
-from tests.comfy_layouts import build_ltx, same_frames, text_to_video
+from tests.comfy_layouts import built, build_ltx, same_frames, text_to_video
 
 
 @pytest.fixture(scope="module")
 def ltx(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield build_ltx(tmp_path_factory.mktemp("ltx"))
-    torch.set_num_threads(threads)
+    yield from built(build_ltx, tmp_path_factory)
 
 
-def test_comfyui_checkpoint_runs_like_the_diffusers_folder(ltx):
+def test_comfyui_files_run_like_the_diffusers_folder(ltx):
     ref = text_to_video(f"  load: {{type: load.ltx, params: {{path: '{ltx['diffusers']}'}}}}",
                         "load.model", "load.text_encoder", "load.vae", frames=9)
     got = text_to_video(f"  load: {{type: load.ltx, params: {{path: '{ltx['checkpoint']}'}}}}\n"
-                        f"  text: {{type: load.ltx, params: {{path: '{ltx['diffusers']}'}}}}",
+                        f"  text: {{type: load.text_encoder, params: {{name: '{ltx['text_encoder']}', type: ltxv}}}}",
                         "load.model", "text.text_encoder", "load.vae", frames=9)
     assert ref[0].shape == (1, 8, 2, 2, 2) and ref[1].shape == (9, 64, 64, 3)
     assert torch.equal(ref[0], got[0]) and ref[0].abs().sum() > 0
     same_frames(ref[1], got[1])
+
+
+def test_split_loaders_take_the_checkpoint(ltx):
+    """load.diffusion_model and load.vae each read their part of the all-in-one checkpoint."""
+    ref = text_to_video(f"  load: {{type: load.ltx, params: {{path: '{ltx['diffusers']}'}}}}",
+                        "load.model", "load.text_encoder", "load.vae", frames=9)
+    got = text_to_video(f"  unet: {{type: load.diffusion_model, params: {{name: '{ltx['checkpoint']}'}}}}\n"
+                        f"  vae: {{type: load.vae, params: {{name: '{ltx['checkpoint']}'}}}}\n"
+                        f"  text: {{type: load.text_encoder, params: {{name: '{ltx['text_encoder']}', type: ltxv}}}}",
+                        "unet.model", "text.text_encoder", "vae.vae", frames=9)
+    assert torch.equal(ref[0], got[0])
+    same_frames(ref[1], got[1])
+
+
+def test_shipped_comfyui_example_runs_from_a_models_folder(ltx, tmp_path):
+    from tests.comfy_layouts import run_example
+    out = tmp_path / "ltx.mp4"
+    got = run_example("ltx", ltx["models"], out, ["latent.frames=9", "latent.width=64", "latent.height=64",
+                                                  "sample.steps=2"])
+    assert got[0].shape == (1, 8, 2, 2, 2) and out.stat().st_size > 0
 
 
 def test_files_are_recognised_and_reported_loadable(ltx):

@@ -4,15 +4,12 @@ animates a still exactly as the same model does from a diffusers folder, through
 import pytest
 import torch
 
-from tests.comfy_layouts import build_svd, image_to_video_svd, same_frames
+from tests.comfy_layouts import built, build_svd, image_to_video_svd, same_frames
 
 
 @pytest.fixture(scope="module")
 def svd(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield build_svd(tmp_path_factory.mktemp("svd"))
-    torch.set_num_threads(threads)
+    yield from built(build_svd, tmp_path_factory)
 
 
 def test_comfyui_checkpoint_runs_like_the_diffusers_folder(svd):
