@@ -58,52 +58,78 @@ def _sub(key: str, rules) -> str:
 
 
 # -- LTX-Video ---------------------------------------------------------------------------------
-def ltx_original(transformer: dict, vae: dict) -> dict:
-    """Lightricks' names for a 0.9.5-generation model, as in ltx-video-2b-v0.9.5.safetensors."""
+def ltx_original(transformer: dict, vae: dict, version: str = "0.9.5") -> dict:
+    """Lightricks' names, as in ltx-video-2b-v0.9.5.safetensors: `model.diffusion_model.` + the VAE under `vae.`."""
     out = {}
     for k, v in transformer.items():
         for new, old in (("proj_in", "patchify_proj"), ("time_embed", "adaln_single"), ("norm_q", "q_norm"),
                          ("norm_k", "k_norm")):
             k = k.replace(new, old)
         out["model.diffusion_model." + k] = v
-    enc = [(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", lambda m: f"encoder.down_blocks.{2 * int(m[1]) + 1}."),
-           (r"^encoder\.down_blocks\.(\d+)\.", lambda m: f"encoder.down_blocks.{2 * int(m[1])}."),
-           (r"^encoder\.mid_block\.", "encoder.down_blocks.8."),
-           (r"^decoder\.mid_block\.", "decoder.up_blocks.0."),
-           (r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.up_blocks.{2 * int(m[1]) + 1}."),
-           (r"^decoder\.up_blocks\.(\d+)\.", lambda m: f"decoder.up_blocks.{2 * int(m[1]) + 2}."),
-           (r"^decoder\.time_embedder\.", "decoder.last_time_embedder."),
-           (r"^decoder\.scale_shift_table$", "decoder.last_scale_shift_table"),
-           (r"^latents_mean$", "per_channel_statistics.mean-of-means"),
-           (r"^latents_std$", "per_channel_statistics.std-of-means")]
+    out.update(ltx_vae_original(vae, version))
+    return out
+
+
+def ltx_vae_original(vae: dict, version: str) -> dict:
+    """A diffusers LTX VAE in Lightricks' flat block lists, by inverting the converter's table of `version`:
+    each diffusers block prefix (longest first) goes back to the original index it came from."""
+    from nodes.generate.converters.ltx import _vae_table
+    back = {"encoder": sorted(((n, o) for o, n in _vae_table(version) if o.startswith("down_blocks")),
+                              key=lambda r: -len(r[0])),
+            "decoder": sorted(((n, o) for o, n in _vae_table(version) if o.startswith("up_blocks")),
+                              key=lambda r: -len(r[0]))}
+    top = {"decoder.time_embedder.": "decoder.last_time_embedder.",
+           "decoder.scale_shift_table": "decoder.last_scale_shift_table",
+           "latents_mean": "per_channel_statistics.mean-of-means", "latents_std": "per_channel_statistics.std-of-means"}
+    out = {}
     for k, v in vae.items():
-        k = _sub(k, enc).replace("resnets", "res_blocks").replace("conv_shortcut.conv", "conv_shortcut")
-        k = k.replace("norm3.", "norm3.norm.")
+        part, _, rest = k.partition(".")
+        hit = next(((n, o) for n, o in back.get(part, ()) if rest.startswith(n + ".")), None)
+        if hit:
+            k = f"{part}.{hit[1]}{rest[len(hit[0]):]}"
+        k = next((o2 + k[len(o1):] for o1, o2 in top.items() if k.startswith(o1)), k)
+        k = k.replace("resnets", "res_blocks").replace("conv_shortcut.conv", "conv_shortcut").replace("norm3.", "norm3.norm.")
         out["vae." + k] = v
     out["vae.per_channel_statistics.channel"] = vae["latents_mean"].new_zeros(vae["latents_mean"].shape)
     out["vae.per_channel_statistics.mean-of-stds"] = vae["latents_std"].clone()
     return out
 
 
+def ltx_vae(version: str):
+    """A tiny LTX VAE of one released generation's structure (widths doubling like the real ones)."""
+    from diffusers import AutoencoderKLLTXVideo
+    common = dict(in_channels=3, out_channels=3, latent_channels=8, patch_size=4, patch_size_t=1)
+    if version == "0.9.5":
+        return AutoencoderKLLTXVideo(
+            **common, block_out_channels=(8, 8, 16, 16, 32), down_block_types=("LTXVideo095DownBlock3D",) * 4,
+            decoder_block_out_channels=(8, 16, 32), layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1), spatio_temporal_scaling=(True,) * 4,
+            decoder_spatio_temporal_scaling=(True,) * 3, decoder_inject_noise=(False,) * 4,
+            downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+            upsample_residual=(True,) * 3, upsample_factor=(2, 2, 2), timestep_conditioning=True,
+            spatial_compression_ratio=32, temporal_compression_ratio=8)
+    if version == "0.9.1":
+        return AutoencoderKLLTXVideo(
+            **common, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32),
+            layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+            decoder_spatio_temporal_scaling=(True,) * 3, decoder_inject_noise=(True, True, True, False),
+            upsample_residual=(True,) * 3, upsample_factor=(2, 2, 2), timestep_conditioning=True)
+    return AutoencoderKLLTXVideo(**common, block_out_channels=(8, 16, 32, 32), decoder_block_out_channels=(8, 16, 32, 32),
+                                 layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1))
+
+
 def build_ltx(root: Path) -> dict[str, Path]:
     """DIR/diffusers/ltx (a diffusers folder) and the ComfyUI files: checkpoints/ltx-video-2b-v0.9.5.safetensors
     (transformer + VAE), text_encoders/t5xxl_fp16.safetensors."""
     import torch
-    from diffusers import AutoencoderKLLTXVideo, LTXPipeline, LTXVideoTransformer3DModel
+    from diffusers import LTXPipeline, LTXVideoTransformer3DModel
 
     from nodes.generate.converters import ltx
     _seed(0)
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
                                              num_attention_heads=1, attention_head_dim=64, cross_attention_dim=64,
                                              num_layers=1, caption_channels=32)
-    vae = AutoencoderKLLTXVideo(
-        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 16, 16, 32),
-        down_block_types=("LTXVideo095DownBlock3D",) * 4, decoder_block_out_channels=(8, 16, 32),
-        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
-        spatio_temporal_scaling=(True,) * 4, decoder_spatio_temporal_scaling=(True,) * 3,
-        decoder_inject_noise=(False,) * 4, downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-        upsample_residual=(True,) * 3, upsample_factor=(2, 2, 2), timestep_conditioning=True,
-        spatial_compression_ratio=32, temporal_compression_ratio=8)
+    vae = ltx_vae("0.9.5")
     with torch.no_grad():           # non-trivial latent statistics, so their conversion is tested too
         vae.latents_mean.uniform_(-0.5, 0.5)
         vae.latents_std.uniform_(0.5, 1.5)

@@ -49,3 +49,31 @@ def test_files_are_recognised_and_reported_loadable(ltx):
     assert (ck["family"], ck["role"], ck["loads"]) == ("ltx", "checkpoint", "yes")
     te = describe_model(ltx["text_encoder"])
     assert (te["family"], te["role"], te["loads"]) == ("t5", "text_encoder", "yes")
+
+
+@pytest.mark.parametrize("version", ["0.9.0", "0.9.1", "0.9.5"])
+def test_vae_of_every_released_generation_converts_and_builds(version):
+    """The VAE generation is read from the structure, and for 0.9.0/0.9.1 (where diffusers' own converter
+    picks the right table at any width) the renames equal diffusers' exactly."""
+    import dataclasses
+    from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
+    from nodes.generate import converters
+    from nodes.generate.converters import ltx as conv
+    from nodes.generate.detect import detect_state_dict
+    from tests.comfy_layouts import ltx_vae, ltx_vae_original
+    torch.manual_seed(0)
+    vae = ltx_vae(version)
+    state = vae.state_dict()
+    original = ltx_vae_original(state, version)
+    assert conv.vae_version(original) == version
+    got = conv.to_diffusers(dict(original))["vae"]
+    assert set(got) == set(state) and all(torch.equal(got[k], state[k]) for k in state)
+    if version != "0.9.5":
+        theirs = convert_ltx_vae_checkpoint_to_diffusers(dict(original))
+        assert set(theirs) == set(got) and all(torch.equal(theirs[k], got[k]) for k in got)
+    det = dataclasses.replace(detect_state_dict(original), role="vae", prefix="")
+    built = converters.build(det, original, torch.float32, "test")
+    z = torch.randn(1, 8, 2, 2, 2)
+    temb = torch.zeros(1) if vae.config.timestep_conditioning else None
+    with torch.no_grad():
+        assert torch.allclose(built.decode(z, temb).sample, vae.eval().decode(z, temb).sample, atol=1e-5)

@@ -109,11 +109,8 @@ def vae_config(state: Mapping, version: str) -> dict:
     nres = lambda p: count(state, p + ".resnets.{}.")
     downs = range(count(state, "encoder.down_blocks.{}."))
     modern = cfg["down_block_types"][-1] == "LTXVideo095DownBlock3D"
-    if modern:
-        boc = [conv1(f"encoder.down_blocks.{i}") for i in downs] + [conv1("encoder.mid_block")]
-    else:
-        boc = [int(state["encoder.conv_in.conv.weight"].shape[0])] + \
-              [conv1(f"encoder.down_blocks.{i}") for i in downs[:-1]]
+    # Each level's res blocks run at its width; 0.9.5's list also names the mid block's.
+    boc = [conv1(f"encoder.down_blocks.{i}") for i in downs] + ([conv1("encoder.mid_block")] if modern else [])
     ups = range(count(state, "decoder.up_blocks.{}."))
     uf = list(cfg.get("upsample_factor") or [1] * len(ups))
     rev = [conv1("decoder.mid_block")] + [conv1(f"decoder.up_blocks.{i}") * uf[i] for i in ups[1:]]
