@@ -358,8 +358,9 @@ def svd_unet_original(unet: dict, layers: int) -> dict:
 
 
 def svd_vae_original(vae: dict) -> dict:
+    """Stability's names; its autoencoder has no quant_conv (the diffusers VAE's must be the identity)."""
     out = {}
-    for k, v in ldm_vae_original(vae).items():
+    for k, v in ldm_vae_original({k: v for k, v in vae.items() if not k.startswith("quant_conv.")}).items():
         m = re.match(r"^(decoder\.(?:mid\.block_\d|up\.\d+\.block\.\d+))\.(spatial_res_block|temporal_res_block)\.(.*)$", k)
         if m:
             k = f"{m.group(1)}.{m.group(3)}" if m.group(2) == "spatial_res_block" else \
@@ -405,6 +406,7 @@ def open_clip_visual(clip: dict) -> dict:
 
 def build_svd(root: Path) -> dict[str, Path]:
     """DIR/diffusers/svd and checkpoints/svd_xt.safetensors (UNet + VAE + image encoder in one file)."""
+    import torch
     from diffusers import AutoencoderKLTemporalDecoder, StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
     from nodes.generate.converters import svd
@@ -417,6 +419,9 @@ def build_svd(root: Path) -> dict[str, Path]:
         num_attention_heads=(1, 2), projection_class_embeddings_input_dim=96, addition_time_embed_dim=32)
     vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 32, 32, 32), in_channels=3, out_channels=3,
                                        down_block_types=["DownEncoderBlock2D"] * 4, latent_channels=4, layers_per_block=1)
+    with torch.no_grad():
+        vae.quant_conv.weight.copy_(torch.eye(8).reshape(8, 8, 1, 1))
+        vae.quant_conv.bias.zero_()
     clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
         hidden_size=80, projection_dim=16, num_hidden_layers=1, num_attention_heads=1, image_size=224, hidden_act="gelu",
         intermediate_size=37, patch_size=32))

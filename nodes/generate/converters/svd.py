@@ -53,6 +53,12 @@ def vae_to_diffusers(state: Mapping) -> dict:
         elif k.startswith("decoder.conv_out.time_mix_conv."):
             k = "decoder.time_conv_out." + k[len("decoder.conv_out.time_mix_conv."):]
         out[k] = v
+    if "quant_conv.weight" not in out:
+        # Stability's AutoencodingEngine has no quant_conv; diffusers' class always applies one: the identity.
+        import torch
+        z2 = int(out["encoder.conv_out.weight"].shape[0])
+        out["quant_conv.weight"] = torch.eye(z2, dtype=out["encoder.conv_out.weight"].dtype).reshape(z2, z2, 1, 1)
+        out["quant_conv.bias"] = torch.zeros(z2, dtype=out["encoder.conv_out.weight"].dtype)
     return out
 
 
