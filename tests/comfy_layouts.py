@@ -266,12 +266,13 @@ def build_hunyuan(root: Path) -> dict[str, Path]:
     from transformers import LlamaConfig, LlamaModel
 
     from nodes.generate.converters import hunyuan
-    from tests.tiny_models import clip_text_encoder, clip_tokenizer, llama_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from tests.tiny_models import clip_tokenizer, llama_tokenizer
     _seed(0)
     transformer = HunyuanVideoTransformer3DModel(
         in_channels=4, out_channels=4, num_attention_heads=1, attention_head_dim=128, num_layers=1,
         num_single_layers=1, num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True,
-        text_embed_dim=128, pooled_projection_dim=8, rope_axes_dim=(16, 56, 56))
+        text_embed_dim=128, pooled_projection_dim=64, rope_axes_dim=(16, 56, 56))
     vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(32, 32, 32, 32),
@@ -282,7 +283,10 @@ def build_hunyuan(root: Path) -> dict[str, Path]:
                                    num_attention_heads=1, num_key_value_heads=1, head_dim=128,
                                    max_position_embeddings=1024, rope_theta=500000.0, rms_norm_eps=1e-5,
                                    bos_token_id=1, eos_token_id=2, pad_token_id=2))
-    clip = clip_text_encoder(8)
+    # clip_l's 64-wide heads (the loader derives the head count from them), with the tiny tokenizer's ids.
+    clip = CLIPTextModel(CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_size=64,
+                                        intermediate_size=37, num_attention_heads=1, num_hidden_layers=2,
+                                        vocab_size=1000, projection_dim=64, hidden_act="quick_gelu"))
     folder = root / "diffusers" / "hunyuan"
     HunyuanVideoPipeline(text_encoder=llama, tokenizer=llama_tokenizer(root / "_tok"), transformer=transformer,
                          vae=vae, scheduler=scheduler("hunyuan"), text_encoder_2=clip,
