@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from nodes.generate.split import scheduler
 from tests.tiny_models import _rm, _seed, t5_encoder, t5_tokenizer
 
 
@@ -36,17 +37,6 @@ def _save(state: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return path
-
-
-def scheduler(family: str):
-    """The family's scheduler from the config Kinograph ships (what a single-file load uses too)."""
-    import json
-
-    import diffusers
-
-    from nodes.generate.converters import CONFIG_DIR
-    cfg = json.loads((CONFIG_DIR / family / "scheduler.json").read_text())
-    return getattr(diffusers, cfg["_class_name"]).from_config(cfg)
 
 
 def _sub(key: str, rules) -> str:

@@ -27,7 +27,7 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
     for part, handle in given.items():
         if handle.family != family:
             raise NodeError(f"the {part} input is a {handle.family} part; load.{family} needs {family} parts")
-    if (given and not path) or (path and _is_single_file(path) and family not in ("sd", "animatediff")):
+    if (given and not path) or (path and _is_denoiser_file(path, family)):
         out = {"model": None, "vae": None, "text_encoder": None, "image_encoder": None}
         if path:
             from nodes.generate.split import load_diffusion_model
@@ -56,6 +56,16 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
 def _is_single_file(path: str) -> bool:
     from nodes.generate.detect import WEIGHT_EXT
     return Path(path.replace("\\", "/")).suffix.lower() in WEIGHT_EXT
+
+
+def _is_denoiser_file(path: str, family: str) -> bool:
+    """A file holding only the denoiser (diffusion_models/). All-in-one checkpoints (LTX-Video, SVD) load
+    through the model manager instead, which builds every part they hold."""
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import KINDS, resolve_model_path
+    if family in ("sd", "animatediff") or not _is_single_file(path):
+        return False
+    return detect_file(resolve_model_path(path, KINDS.get(family, "checkpoints"), "model")).role != "checkpoint"
 
 
 def add_lora(model, path: str, strength: float):

@@ -1,51 +1,19 @@
-"""Diffusers pipelines put together from parts that came from separate files (ComfyUI's way of
-holding a model: one file per part), with the family's shipped scheduler config. A part no file
-gave stays None: the split loaders (load.text_encoder, load.vae, ...) supply it on their own handle."""
+"""Pipelines from one weights file that holds more than the denoiser (LTX-Video's and SVD's all-in-one
+checkpoints), or from the folders ComfyUI's CogVideoX pack keeps (subfolders, no model_index.json).
+The pipeline itself is split.pipeline's: parts no file gave stay None, the split loaders supply them."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
-from nodes.generate.converters import CONFIG_DIR, build, model_config
+from nodes.generate.converters import build
+from nodes.generate.split import pipeline
 
-# The pipeline a family's parts go into; the image-to-video class where the denoiser says so.
-PIPELINES = {"ltx": "LTXPipeline", "hunyuan": "HunyuanVideoPipeline", "svd": "StableVideoDiffusionPipeline",
-             "cogvideox": "CogVideoXPipeline", "wan": "WanPipeline"}
 DENOISER = {"svd": "unet"}
 # Which component each role of a file fills, for files that hold more than the denoiser.
 CHECKPOINT_PARTS = {"ltx": {"transformer": "diffusion_model", "vae": "vae"},
                     "svd": {"unet": "diffusion_model", "vae": "vae", "image_encoder": "clip_vision"}}
-
-
-def scheduler(family: str):
-    import json
-    import diffusers
-    cfg = json.loads((CONFIG_DIR / family / "scheduler.json").read_text(encoding="utf-8"))
-    return getattr(diffusers, cfg["_class_name"]).from_config(cfg)
-
-
-def pipeline_class(family: str, parts: Dict[str, object]):
-    import diffusers
-    name = PIPELINES[family]
-    denoiser = parts.get(DENOISER.get(family, "transformer"))
-    if family == "cogvideox" and denoiser is not None and denoiser.config.in_channels == 32:
-        name = "CogVideoXImageToVideoPipeline"
-    return getattr(diffusers, name)
-
-
-def assemble(family: str, parts: Dict[str, object]):
-    """The family's pipeline with these components (None for the rest) and its shipped scheduler."""
-    cls = pipeline_class(family, parts)
-    params = inspect.signature(cls.__init__).parameters
-    kw = {n: parts.get(n) for n, p in params.items()
-          if n != "self" and (n in parts or p.default is inspect.Parameter.empty)}
-    kw["scheduler"] = parts.get("scheduler") or scheduler(family)
-    if "feature_extractor" in params and kw.get("feature_extractor") is None:
-        from transformers import CLIPImageProcessor
-        kw["feature_extractor"] = CLIPImageProcessor(**model_config("clip_vision", "preprocessor"))
-    return cls(**kw)
 
 
 def load_single_file(family: str, path: Path, dtype, det=None):
@@ -68,7 +36,11 @@ def load_single_file(family: str, path: Path, dtype, det=None):
         else:
             part_det = det
         parts[part] = build(part_det, state, dtype, str(path))
-    return assemble(family, parts)
+    if "image_encoder" in parts:        # SVD normalises its conditioning image with CLIP's statistics
+        from transformers import CLIPImageProcessor
+        from nodes.generate.converters import model_config
+        parts["feature_extractor"] = CLIPImageProcessor(**model_config("clip_vision", "preprocessor"))
+    return pipeline(family, det.variant, **parts)
 
 
 def load_folder_parts(family: str, folder: Path, dtype, names=("transformer", "vae", "scheduler")) -> Optional[object]:
@@ -87,4 +59,4 @@ def load_folder_parts(family: str, folder: Path, dtype, names=("transformer", "v
         found[name] = cls.from_pretrained(str(folder / name), local_files_only=True, **kw)
     if not found:
         return None
-    return assemble(family, found)
+    return pipeline(family, **found)
