@@ -109,3 +109,22 @@ class Conditioning:
 def torch_mix(w, t):
     flat = t.reshape(t.shape[0], -1).float()
     return (w @ flat).reshape(w.shape[0], *t.shape[1:]).to(t.dtype)
+
+
+def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact") -> Latent:
+    """Resize every frame of a latent by `scale` in both spatial axes; the pixel size it decodes to
+    follows (latent pixels times the VAE's spatial factor)."""
+    import torch.nn.functional as F
+    from graph_engine import NodeError
+    modes = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "area": "area", "bicubic": "bicubic"}
+    if method not in modes:
+        raise NodeError(f"unknown upscale method {method!r}; choose one of {', '.join(modes)}")
+    x = latent.samples
+    b, c, t, h, w = x.shape
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).float()
+    kw = {"align_corners": False} if modes[method] in ("bilinear", "bicubic") else {}
+    out = F.interpolate(frames, size=(nh, nw), mode=modes[method], **kw)
+    out = out.reshape(b, t, c, nh, nw).permute(0, 2, 1, 3, 4).to(x.dtype).contiguous()
+    fy, fx = latent.height // h, latent.width // w
+    return replace(latent, samples=out, width=nw * fx, height=nh * fy)

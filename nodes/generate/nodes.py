@@ -9,7 +9,7 @@ DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
               help="weights precision; auto = fp32 on CPU, fp16/bf16 on a GPU")
 OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
                 help="move parts to the CPU between uses when GPU memory is short (auto decides)")
-SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler")
+SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep")
 
 
 def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders"):
@@ -112,15 +112,21 @@ def _prompt_to_text(params):
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
                 text: str = Param("", kind="text", help="the prompt; (word:1.3) emphasis; a schedule "
                                                           "'0: a caterpillar, 24: a butterfly' changes it over time"),
-                negative: str = Param("", kind="text", help="what to steer away from")):
+                negative: str = Param("", kind="text", help="what to steer away from"),
+                clip_skip: int = Param(1, min=1, max=24, help="CLIP text encoders: 1 = last layer, 2 = the one "
+                                                                "before (ComfyUI's CLIPSetLastLayer -2)"),
+                weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
+                                       help="emphasis: kinograph scales words and keeps the prompt's mean; "
+                                            "comfy moves them away from the empty prompt, as ComfyUI does")):
     """Encode a prompt and a negative prompt with the model's text encoder.
 
     Emphasis: (word) x1.1, [word] /1.1, (word:1.5) any weight. A prompt schedule
     `0: a caterpillar, 24: a butterfly` gives per-frame conditioning interpolated between keyframes
-    (per frame for AnimateDiff/SD; averaged over each context window for video transformers)."""
+    (per frame for AnimateDiff/SD; averaged over each context window for video transformers).
+    clip_skip 2 takes the penultimate CLIP layer (many SD 1.5 / AnimateDiff checkpoints want it)."""
     from nodes.generate.text import encode_prompt
-    pos = encode_prompt(text_encoder, text, ctx.log)
-    neg = encode_prompt(text_encoder, negative, ctx.log)
+    pos = encode_prompt(text_encoder, text, ctx.log, clip_skip=clip_skip, weighting=weighting)
+    neg = encode_prompt(text_encoder, negative, ctx.log, clip_skip=clip_skip, weighting=weighting)
     return {"positive": pos, "negative": neg}
 
 
@@ -178,16 +184,26 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            steps: int = Param(20, min=1, max=1000),
            cfg: float = Param(0.0, min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
            sampler: str = Param("euler", choices=SAMPLERS),
-           scheduler: str = Param("default", choices=("default", "karras", "normal"),
-                                  help="default = the noise levels of the model's own scheduler"),
+           scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta"),
+                                  help="default = the noise levels of the model's own scheduler; simple, "
+                                       "sgm_uniform and beta pick them from its table as ComfyUI does"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video)"),
-           seed: int = Param(0, kind="seed")) -> LATENT:
+           seed: int = Param(0, kind="seed"),
+           start_step: int = Param(0, min=0, max=10000, help="run the schedule from this step (a second sampler "
+                                                              "finishing another's work)"),
+           end_step: int = Param(10000, min=0, max=10000, help="stop before this step; `steps` or more = the end"),
+           add_noise: bool = Param(True, help="off: the input latent already holds leftover noise to continue"),
+           leftover_noise: bool = Param(False, help="stopping early: return the still-noisy latent for the next "
+                                                    "sampler (on) or finish it at once (off)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
-    unipc and flow_euler (flow-matching models). Progress per step; cancelling stops within one
-    step and nothing is decoded. The result is kept in the disk cache tier."""
+    unipc, res_multistep (second-order exponential) and flow_euler (flow-matching models). Progress per
+    step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier.
+
+    Two samplers can share one schedule (Wan 2.2's high- and low-noise experts): the first with
+    end_step N and leftover_noise on, the second with start_step N and add_noise off."""
     from nodes.generate.families import family
     from nodes.generate.sampling import run_sampling
     preview = None
@@ -199,7 +215,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     out = run_sampling(model, positive, negative, latent, steps=steps, cfg=cfg or family(model.family).cfg,
                        sampler=sampler, scheduler=scheduler, denoise=denoise, seed=seed,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
-                       preview=preview)
+                       preview=preview, start_step=start_step,
+                       end_step=end_step if end_step < steps else None, add_noise=add_noise,
+                       leftover_noise=leftover_noise)
     return out
 
 
@@ -228,3 +246,38 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
     return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high)
+
+
+# -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
+@node("model.flow_shift", title="Flow Shift", category="Sampling")
+def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.0, max=100.0,
+                                                        help="above 1 spends more steps at high noise")) -> MODEL:
+    """Set a flow-matching model's time shift (Wan, LTX, HunyuanVideo): noise levels
+    shift * s / (1 + (shift - 1) * s) over the schedule, as ComfyUI's ModelSamplingSD3 sets them."""
+    return model.with_option("flow_shift", float(shift))
+
+
+@node("guide.linear_cfg", title="Linear CFG over Frames", category="Sampling")
+def linear_cfg_guide(ctx, model: MODEL, min_cfg: float = Param(1.0, min=0.0, max=50.0,
+                                                                help="guidance at the first frame")) -> MODEL:
+    """Guidance that rises linearly from min_cfg at the first frame to sample's cfg at the last
+    (ComfyUI's VideoLinearCFGGuidance): the first frames stay close to the start image."""
+    return model.with_option("min_cfg", float(min_cfg))
+
+
+@node("latent.upscale", title="Upscale Latent", category="Latent")
+def latent_upscale(ctx, latent: LATENT, scale: float = Param(1.5, min=0.01, max=8.0),
+                   method: str = Param("nearest-exact", choices=("nearest-exact", "bilinear", "area", "bicubic"))
+                   ) -> LATENT:
+    """Resize a latent in space (every frame alike), e.g. for a second, higher-resolution sampling pass."""
+    from nodes.generate.latent import upscale_latent
+    return upscale_latent(latent, scale, method)
+
+
+@node("image.ltx_preprocess", title="LTX Image Preprocess", category="Conditioning")
+def ltx_preprocess(ctx, image: IMAGE, compression: int = Param(35, min=0, max=100,
+                                                               help="H.264 CRF; 0 leaves the image as it is")) -> IMAGE:
+    """Give a start image the look of a video frame (one H.264 encode at this CRF), which LTX-Video's
+    image-to-video expects (ComfyUI's LTXVPreprocess)."""
+    from nodes.generate.preprocess import video_compress
+    return video_compress(image, compression)

@@ -179,3 +179,122 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return torch.cat([(hi + ramp * (lo - hi)) ** rho, torch.zeros(1, dtype=torch.float64)])
+
+
+@torch.no_grad()
+def sample_res_multistep(model_fn, x, sigmas, callback=None, *, flow=False, noise_sampler=None):
+    """RES multistep (second-order exponential integrator, Zhang & Chen's "refined exponential solver"):
+    the denoised prediction is taken as linear in lambda = log(alpha / sigma) through this step's and the
+    previous step's values, and integrated exactly against the ODE's exponential factor:
+
+        x' = (sigma' / sigma) x + alpha' h [(phi1 - phi2 / c) D + (phi2 / c) D_prev]
+
+    with h the step in lambda, c = (lambda_prev - lambda) / h, phi1(-h) = (1 - e^-h) / h and
+    phi2(-h) = (h - 1 + e^-h) / h^2. First order (DDIM) on the first step and into sigma = 0."""
+    sigmas = sigmas.double()
+    total = len(sigmas) - 1
+    old_den, old_lam = None, None
+    for i in range(total):
+        s, s2 = sigmas[i], sigmas[i + 1]
+        den = model_fn(x, s.float())
+        lam = _lam(s, flow)
+        if s2 == 0:
+            x = den
+        else:
+            a2, sg2 = _alpha_sigma(s2, flow)
+            _, sg = _alpha_sigma(s, flow)
+            h = _lam(s2, flow) - lam
+            phi1 = -torch.expm1(-h) / h
+            if old_den is None:
+                x = (sg2 / sg).to(x.dtype) * x + (a2 * h * phi1).to(x.dtype) * den
+            else:
+                phi2 = (h - 1 + torch.exp(-h)) / h ** 2
+                c = (old_lam - lam) / h
+                b1, b2 = a2 * h * (phi1 - phi2 / c), a2 * h * phi2 / c
+                x = (sg2 / sg).to(x.dtype) * x + b1.to(x.dtype) * den + b2.to(x.dtype) * old_den
+        old_den, old_lam = den, lam
+        if callback is not None:
+            callback(i, total, x)
+    return x
+
+
+SAMPLERS["res_multistep"] = sample_res_multistep
+
+
+# -- schedules over a model's table of noise levels --------------------------------------------------
+# ComfyUI's schedulers `simple`, `sgm_uniform` and `beta` pick levels from the model's own table of
+# noise levels by training timestep, so the same names give the same steps here as there.
+
+class SigmaTable:
+    """A model's noise levels by training timestep, ascending (index 0 = least noise).
+
+    Discrete (VP) models: sqrt((1 - alphas_cumprod) / alphas_cumprod), one level per timestep.
+    Flow models: the shifted line shift * t / (1 + (shift - 1) t) at t = i / n, i = 1..n, continuous
+    in t, so `sigma(t)` and `timestep(sigma)` are exact there."""
+
+    def __init__(self, sigmas: torch.Tensor, shift: float = 0.0):
+        self.sigmas = sigmas.double()
+        self.shift = float(shift)
+
+    @classmethod
+    def vp(cls, alphas_cumprod: torch.Tensor) -> "SigmaTable":
+        ac = alphas_cumprod.double()
+        return cls(((1 - ac) / ac) ** 0.5)
+
+    @classmethod
+    def flow(cls, shift: float = 1.0, n: int = 1000) -> "SigmaTable":
+        t = torch.arange(1, n + 1, dtype=torch.float64) / n
+        return cls(shift * t / (1 + (shift - 1) * t), shift)
+
+    def __len__(self) -> int:
+        return len(self.sigmas)
+
+    def timestep(self, sigma: float) -> float:
+        n = len(self.sigmas)
+        if self.shift:
+            return n * sigma / (self.shift - (self.shift - 1) * sigma)
+        return float((self.sigmas.log() - torch.log(torch.tensor(float(sigma), dtype=torch.float64))).abs().argmin())
+
+    def sigma(self, t: float) -> float:
+        n = len(self.sigmas)
+        if self.shift:
+            u = t / n
+            return self.shift * u / (1 + (self.shift - 1) * u)
+        t = min(max(float(t), 0.0), n - 1.0)
+        lo = int(t)
+        hi = min(lo + 1, n - 1)
+        w = t - lo
+        ls = self.sigmas.log()
+        return float(((1 - w) * ls[lo] + w * ls[hi]).exp())
+
+
+def _with_zero(levels) -> torch.Tensor:
+    return torch.cat([torch.as_tensor(levels, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
+
+
+def simple_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """Every (n / steps)-th level of the table, from the noisiest down, then 0."""
+    stride = len(table) / steps
+    return _with_zero([float(table.sigmas[-(1 + int(i * stride))]) for i in range(steps)])
+
+
+def sgm_uniform_sigmas(table: SigmaTable, steps: int) -> torch.Tensor:
+    """Evenly spaced timesteps from the noisiest level towards the least noisy (that end excluded), then 0."""
+    t0, t1 = table.timestep(float(table.sigmas[-1])), table.timestep(float(table.sigmas[0]))
+    ts = torch.linspace(t0, t1, steps + 1, dtype=torch.float64)[:-1]
+    return _with_zero([table.sigma(float(t)) for t in ts])
+
+
+def beta_sigmas(table: SigmaTable, steps: int, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
+    """Timesteps at the quantiles of a Beta(alpha, beta) distribution (Lee et al. 2024, "Beta sampling is
+    all you need"): with 0.6/0.6, denser at both ends of the schedule. Repeated timesteps are dropped."""
+    import numpy as np
+    from scipy.stats import beta as beta_dist
+    total = len(table) - 1
+    q = 1.0 - np.arange(steps, dtype=np.float64) / steps
+    idx = np.rint(beta_dist.ppf(q, alpha, beta) * total).astype(int)
+    picked = [int(t) for k, t in enumerate(idx) if k == 0 or t != idx[k - 1]]
+    return _with_zero([float(table.sigmas[t]) for t in picked])
+
+
+TABLE_SCHEDULES = {"simple": simple_sigmas, "sgm_uniform": sgm_uniform_sigmas, "beta": beta_sigmas}

@@ -17,9 +17,10 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.adapters import get_adapter
 from nodes.generate.latent import Conditioning, Latent
-from nodes.generate.samplers import SAMPLERS, STOCHASTIC, flow_sigmas, karras_sigmas
+from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
+                                     karras_sigmas)
 
-SCHEDULERS = ("default", "karras", "normal")
+SCHEDULERS = ("default", "karras", "normal", "simple", "sgm_uniform", "beta")
 
 
 @dataclass
@@ -34,20 +35,33 @@ class SamplingInfo:
     generator: torch.Generator
 
 
-def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape) -> torch.Tensor:
-    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule)."""
+def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
+                shift: Optional[float] = None) -> torch.Tensor:
+    """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule).
+
+    shift (model.flow_shift) replaces a flow model's own time shift; its default schedule is then the
+    plain shifted line, as ComfyUI's ModelSamplingSD3 with the `simple` scheduler gives."""
     if steps < 1:
         raise NodeError(f"steps must be at least 1, got {steps}")
     if not 0 < denoise <= 1:
         raise NodeError(f"denoise must be in (0, 1], got {denoise}")
-    if scheduler == "default":
+    if shift is not None and adapter.space != "flow":
+        raise NodeError(f"flow shift applies to flow-matching models (Wan, LTX, HunyuanVideo); {adapter.family} "
+                        "is not one: remove the flow shift node")
+    flow_shift = shift if shift is not None else (adapter.flow_shift(pipe) if adapter.space == "flow" else 0.0)
+    if scheduler == "default" and shift is not None:
+        sig = flow_sigmas(steps, shift).double()
+    elif scheduler == "default":
         sig = adapter.default_sigmas(pipe, steps, latent_shape)
     elif scheduler == "karras":
         lo, hi = adapter.sigma_range(pipe)
         sig = karras_sigmas(steps, lo, hi)
+    elif scheduler in TABLE_SCHEDULES:
+        table = SigmaTable.flow(flow_shift) if adapter.space == "flow" else SigmaTable.vp(adapter.alphas_cumprod(pipe))
+        sig = TABLE_SCHEDULES[scheduler](table, steps)
     elif scheduler == "normal":
         if adapter.space == "flow":
-            sig = flow_sigmas(steps, adapter.flow_shift(pipe)).double()
+            sig = flow_sigmas(steps, flow_shift).double()
         else:
             ac = adapter.alphas_cumprod(pipe)
             t = torch.linspace(len(ac) - 1, 0, steps).round().long()
@@ -58,10 +72,32 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
     return sig[len(sig) - 1 - keep:]
 
 
+def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional[int] = None,
+                   leftover_noise: bool = False) -> Optional[torch.Tensor]:
+    """Steps start_step..end_step of a schedule (KSamplerAdvanced's window), or None when nothing is left.
+
+    Stopping early ends at that step's noise level with leftover_noise, else jumps to zero noise there."""
+    total = len(sigmas) - 1
+    if start_step < 0 or (end_step is not None and end_step < 0):
+        raise NodeError(f"start and end steps must be 0 or more, got {start_step} and {end_step}")
+    sig = sigmas.clone()
+    if end_step is not None and end_step < total:
+        sig = sig[:end_step + 1]
+        if not leftover_noise:
+            sig[-1] = 0.0
+    if start_step >= len(sig) - 1:
+        return None
+    return sig[start_step:]
+
+
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
-                    batch: int, device, dtype):
-    """x0 prediction with classifier-free guidance (uncond and cond in one batched call)."""
+                    batch: int, device, dtype, num_frames: int = 0):
+    """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
+
+    With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
+    num_frames latent frames, from min_cfg at the first to cfg at the last."""
     pipe = handle.pipe
+    min_cfg = handle.option("min_cfg")
     tfn = adapter.timestep_fn(pipe)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
@@ -80,10 +116,18 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         if not guided:
             return den
         uncond, cond = den.chunk(2)
-        g = adapter.guidance_scale(cfg, len(idx), x.device)
+        if min_cfg is None:
+            g = adapter.guidance_scale(cfg, len(idx), x.device)
+        else:
+            g = linear_cfg(min_cfg, cfg, max(num_frames, max(idx) + 1))[idx].to(x.device, x.dtype).view(1, 1, -1, 1, 1)
         return uncond + (cond - uncond) * g
 
     return model_fn
+
+
+def linear_cfg(lo: float, hi: float, frames: int) -> torch.Tensor:
+    """Guidance scale per frame rising linearly from lo (first frame) to hi (last frame)."""
+    return torch.linspace(float(lo), float(hi), frames, dtype=torch.float64)
 
 
 def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning], latent: Latent, *,
@@ -91,9 +135,14 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  seed: int = 0, noise: Optional[torch.Tensor] = None,
                  callback: Optional[Callable[[int, int], None]] = None,
                  check: Callable[[], None] = lambda: None,
-                 preview: Optional[Callable[[torch.Tensor, int, int], None]] = None) -> Latent:
+                 preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
+                 end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
-    steps)` sees the latent after each step (the editor's live preview)."""
+    steps)` sees the latent after each step (the editor's live preview).
+
+    start_step/end_step run only part of the schedule (KSamplerAdvanced). Without add_noise the latent is
+    taken as the sampler's state at the first level (another sampler's leftover-noise output); with
+    leftover_noise an early end returns that state instead of a clean latent."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -112,13 +161,26 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                         "noise from the same latent")
     dtype = handle.denoiser.dtype
     device = handle.denoiser.device if handle.device == "cpu" else torch.device(handle.device)
-    sigmas = make_sigmas(adapter, pipe, steps, scheduler, denoise, x0.shape)
+    shift = handle.option("flow_shift")
+    sigmas = make_sigmas(adapter, pipe, steps, scheduler, denoise, x0.shape, shift)
+    partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
+    if partial:
+        if handle.run_wrappers:
+            raise NodeError("start/end steps and add_noise off cannot be combined with FreeInit (it reruns the "
+                            "whole schedule): remove one of them")
+        sigmas = split_schedule(sigmas, start_step, end_step, leftover_noise)
+        if sigmas is None:
+            return latent
     work = torch.float32
-    x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work), full=denoise >= 1.0)
+    if add_noise:
+        x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work),
+                                  full=denoise >= 1.0 and start_step == 0)
+    else:
+        x = x0.to(work)
     x = x.to(device)
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
                         int(seed), check, gen)
-    fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype)
+    fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2])
     for wrap in handle.wrappers:
         fn = wrap(fn, info)
 
@@ -136,7 +198,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, pipe, n_steps, scheduler, denoise,
-                                                                  x0.shape)
+                                                                  x0.shape, shift)
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
         return adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
@@ -151,7 +213,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                 runner = functools.partial(_wrapped_run, wrap, runner, info)
             out = runner(noise)
         else:
-            out = adapter.finish(smp(fn, x, sigmas, step_callback, **kw), float(sigmas[-1]))
+            out = smp(fn, x, sigmas, step_callback, **kw)
+            # A leftover-noise result is the sampler's state, which the next sampler continues as is.
+            if not (leftover_noise and float(sigmas[-1]) > 0 and partial):
+                out = adapter.finish(out, float(sigmas[-1]))
     return latent.with_samples(out.float().cpu())
 
 

@@ -12,7 +12,12 @@ from nodes.generate.latent import Conditioning
 from nodes.generate.prompts import clean_and_weights, token_weights
 
 
-def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None) -> Conditioning:
+def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda m: None, *,
+                  clip_skip: int = 1, weighting: str = "kinograph") -> Conditioning:
+    """weighting "kinograph": emphasise() below; "comfy": ComfyUI's rule, each weighted token embedding
+    moved away from the empty prompt's embedding at the same position, e + (w - 1) (e - e_empty)."""
+    if weighting not in ("kinograph", "comfy"):
+        raise NodeError(f"unknown prompt weighting {weighting!r}; choose kinograph or comfy")
     if text_encoder is None or not get_adapter(text_encoder.family).has_text:
         raise NodeError("this model takes no text prompt (Stable Video Diffusion is image-to-video): use "
                         "encode.image for its conditioning")
@@ -21,8 +26,21 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     pipe = text_encoder.pipe
     device = _device(pipe)
     cleaned = [clean_and_weights(text) for _, text in keys]
+    kw = {}
+    if clip_skip > 1:
+        if getattr(adapter, "clip_layers", False):
+            kw["clip_skip"] = clip_skip
+        else:
+            log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
     with torch.inference_mode():
-        embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device)
+        embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device, **kw)
+        empty = None
+        if weighting == "comfy" and any(spans for _, spans in cleaned):
+            empty = adapter.encode_text(pipe, [""], device, **kw)[0][0]
+            if empty.shape != embeds.shape[1:]:
+                log(f"{text_encoder.family}: comfy weighting needs fixed-length prompt embeddings; "
+                    "kinograph weighting used")
+                empty = None
         for row, (clean, spans) in enumerate(cleaned):
             if not spans:
                 continue
@@ -31,7 +49,10 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
                 log(f"{text_encoder.family}: emphasis is not supported by this text encoder; weights ignored")
                 continue
             w = torch.tensor(token_weights(offsets, spans), dtype=torch.float32)
-            embeds[row] = emphasise(embeds[row], w[: embeds.shape[1]])
+            if empty is not None:
+                embeds[row] = weigh_from_empty(embeds[row], empty, w[: embeds.shape[1]])
+            else:
+                embeds[row] = emphasise(embeds[row], w[: embeds.shape[1]])
     return Conditioning(text_encoder.family, embeds.cpu(), None if mask is None else mask.cpu().bool(),
                         None if pooled is None else pooled.cpu(), tuple(k for k, _ in keys),
                         tuple(t for _, t in keys))
@@ -49,6 +70,14 @@ def emphasise(embeds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     if after.abs() > 1e-12:
         out = out * (before / after)
     return out.to(embeds.dtype)
+
+
+def weigh_from_empty(embeds: torch.Tensor, empty: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """ComfyUI's emphasis: token i becomes empty_i + w_i (e_i - empty_i); weight-1 tokens are unchanged."""
+    w = torch.ones(embeds.shape[0])
+    w[: len(weights)] = weights
+    e, z = embeds.float(), empty.float().to(embeds.device)
+    return (z + (e - z) * w[:, None].to(e.device)).to(embeds.dtype)
 
 
 def _device(pipe):

@@ -31,8 +31,11 @@ class SDAdapter(Adapter):
                                            feature_extractor=None, requires_safety_checker=False)
         return StableDiffusionPipeline.from_pretrained(str(path), **kw)
 
-    def encode_text(self, pipe, prompts, device):
-        embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False)
+    clip_layers = True                  # encode_text takes clip_skip (1 = last CLIP layer)
+
+    def encode_text(self, pipe, prompts, device, clip_skip: int = 1):
+        # diffusers counts layers skipped after the last one: its clip_skip=1 is the penultimate layer.
+        embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False, clip_skip=(clip_skip - 1) or None)
         return embeds, None, None
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):

@@ -1,0 +1,89 @@
+"""Open ComfyUI workflows: the UI and API JSON formats, and the PNG/WebP/MP4/WebM files that carry them.
+
+    from app.comfyui import import_workflow
+    result = import_workflow("wan_t2v.json")
+    print(result.report.text())          # every ComfyUI node: mapped exactly / approximately / not mapped
+    result.yaml                          # the Kinograph workflow
+
+`kinograph import FILE` and the editor's File > Open use this; mapping.py is the table."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import ComfyImportError
+from .report import Report
+
+__all__ = ["ComfyImportError", "ImportResult", "import_workflow", "import_data", "is_comfyui_file"]
+
+
+@dataclass
+class ImportResult:
+    graph: Any
+    report: Report
+    kind: str                  # "ui" or "api"
+    origin: str
+
+    @property
+    def yaml(self) -> str:
+        from graph_engine.registry import default_registry
+        from graph_engine.workflow import to_yaml
+        return to_yaml(self.graph, default_registry())
+
+
+def import_data(data: Any, *, name: str = "", origin: str = "", registry=None) -> ImportResult:
+    """Convert a parsed ComfyUI workflow (UI or API format)."""
+    from .convert import convert
+    from .flatten import from_api, from_ui
+    from .mapping import widget_names
+    from .sources import classify
+    kind = classify(data)
+    if kind == "api-wrapped":
+        data, kind = data["prompt"], "api"
+    if kind is None:
+        raise ComfyImportError(f"{origin or 'this data'}: not a ComfyUI workflow")
+    if registry is None:
+        from graph_engine.registry import default_registry
+        registry = default_registry()
+    try:
+        flat = from_ui(data, widget_names) if kind == "ui" else from_api(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ComfyImportError(f"{origin or 'the workflow'}: damaged ComfyUI workflow ({type(e).__name__}: {e})") \
+            from None
+    graph, report = convert(flat, registry)
+    graph.name = name
+    graph.description = f"Imported from ComfyUI ({origin})" if origin else "Imported from ComfyUI"
+    return ImportResult(graph, report, kind, origin)
+
+
+def import_workflow(path, *, registry=None) -> ImportResult:
+    """Read and convert a .json workflow or a media file carrying one."""
+    from .sources import read_source
+    src = read_source(path)
+    p = Path(path)
+    return import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry)
+
+
+def is_comfyui_file(path) -> bool:
+    """True when the file holds a ComfyUI workflow (and no Kinograph one): what File > Open asks."""
+    from .sources import read_source
+    p = Path(path)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return False
+    if p.suffix.lower() != ".json":
+        from graph_engine.embedded import read_embedded_workflow
+        try:
+            if read_embedded_workflow(p):
+                return False
+        except Exception:           # an unreadable media file: let the importer say why
+            pass
+    try:
+        read_source(p)
+    except ComfyImportError:
+        return p.suffix.lower() == ".json"
+    return True
+
+
+def result_for(path, registry=None) -> Optional[ImportResult]:
+    return import_workflow(path, registry=registry) if is_comfyui_file(path) else None

@@ -1,0 +1,447 @@
+"""Flattened ComfyUI nodes -> a Kinograph graph, with a report line for every ComfyUI node."""
+from __future__ import annotations
+
+import graphlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from graph_engine.graph import Graph
+
+from .errors import ComfyImportError
+from .flatten import CNode, Flat, Ref
+from .mapping import RULES, Approx, Rule
+from .report import Entry, Report
+
+LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
+
+
+@dataclass
+class Out:
+    """What a ComfyUI output slot became: a Kinograph output port, and settings that travel with it to
+    whoever consumes it (clip skip, distilled guidance, a folded node's whole settings)."""
+    port: Optional[Tuple[str, str]] = None
+    attrs: Dict[str, Any] = field(default_factory=dict)
+
+
+class Converter:
+    def __init__(self, flat: Flat, registry=None):
+        self.flat = flat
+        self.registry = registry
+        self.graph = Graph()
+        self.outs: Dict[Tuple[str, int], Out] = {}
+        self.report = Report()
+        self.pending_vae: List[Tuple[str, str]] = []        # (kinograph node, ComfyUI node) needing a VAE link
+        self.consumers: Dict[str, List[str]] = {}
+        for cn in flat.nodes.values():
+            for v in cn.inputs.values():
+                if isinstance(v, Ref):
+                    self.consumers.setdefault(v.node, []).append(cn.id)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def node_id(self, cn: CNode, suffix: str = "") -> str:
+        base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", cn.class_type)
+        base = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").lower() or "node"
+        if not base[0].isalpha():
+            base = "n_" + base
+        nid = f"{base}_{re.sub(r'[^A-Za-z0-9]+', '_', cn.id)}{suffix}"
+        k = 2
+        while nid in self.graph.nodes:
+            nid = f"{base}_{cn.id}{suffix}_{k}"
+            k += 1
+        return nid
+
+    def add(self, type_name: str, cn: CNode, params: Dict[str, Any], suffix: str = "", dy: float = 0.0) -> str:
+        nid = self.node_id(cn, suffix)
+        spec = self.registry.get(type_name) if self.registry is not None else None
+        title = cn.title if not suffix else ""
+        self.graph.add_node(type_name, nid, params, spec.version if spec else 1, title=title)
+        if cn.pos is not None:
+            self.graph.ui[nid] = {"pos": [round(cn.pos[0]), round(cn.pos[1] + dy)]}
+        return nid
+
+    def link(self, out: Optional[Out], dst: str, port: str) -> bool:
+        if out is None or out.port is None:
+            return False
+        self.graph.connect(out.port[0], out.port[1], dst, port)
+        return True
+
+    def resolve(self, v) -> Any:
+        """An input's value: an Out for links (None when its source did not convert), else the literal."""
+        if isinstance(v, Ref):
+            return self.outs.get((v.node, v.slot))
+        return v
+
+    # -- the walk -----------------------------------------------------------------------------------------
+    def run(self) -> Tuple[Graph, Report]:
+        deps = {nid: {v.node for v in cn.inputs.values() if isinstance(v, Ref) and v.node in self.flat.nodes}
+                for nid, cn in self.flat.nodes.items()}
+        try:
+            order = list(graphlib.TopologicalSorter(deps).static_order())
+        except graphlib.CycleError as e:
+            raise ComfyImportError(f"the workflow's links form a loop through nodes {e.args[1]}; "
+                                   "ComfyUI cannot run it either") from None
+        for nid in order:
+            cn = self.flat.nodes[nid]
+            rule = RULES.get(cn.class_type)
+            if rule is None:
+                self.placeholder(cn)
+            elif rule.kind == "ui":
+                self.report.add(Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
+            else:
+                self.convert(cn, rule)
+        for nid, cls, title, why in self.flat.dropped:
+            self.report.add(Entry(nid, cls, title, "ui", [], [why]))
+        self.connect_vaes()
+        self.layout_extras()
+        return self.graph, self.report
+
+    def params_of(self, cn: CNode, rule: Rule, notes: List[str]) -> Dict[str, Any]:
+        params = dict(rule.fixed)
+        for p in rule.params:
+            if p.comfy not in cn.inputs:
+                continue
+            v = self.resolve(cn.inputs[p.comfy])
+            if isinstance(v, Out) or v is None:
+                notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
+                continue
+            try:
+                params[p.param] = p.convert(v) if p.convert else v
+            except Approx as a:
+                params[p.param] = a.value
+                notes.append(a.note)
+            except (TypeError, ValueError):
+                notes.append(f"{p.comfy}={v!r} is not a value Kinograph can use; left at its default")
+        for k, neutral in rule.ignore.items():
+            if k in cn.inputs and neutral is not None:
+                v = self.resolve(cn.inputs[k])
+                ok = neutral if isinstance(neutral, tuple) else (neutral,)
+                if v not in ok:
+                    notes.append(f"{k}={v!r} is not carried")
+        return params
+
+    def finish(self, cn: CNode, rule: Rule, made: List[str], notes: List[str]) -> None:
+        notes = ([rule.note] if rule.note else []) + notes
+        self.report.add(Entry(cn.id, cn.class_type, cn.title, "approx" if notes else "exact", made, notes))
+
+    def convert(self, cn: CNode, rule: Rule) -> None:
+        notes: List[str] = []
+        params = self.params_of(cn, rule, notes)
+        handler = getattr(self, "special_" + rule.special, None) if rule.special else None
+        if handler is not None:
+            made = handler(cn, rule, params, notes)
+            if made is None:
+                return
+        elif rule.fold:
+            self.fold(cn, rule, params)
+            made = []
+        else:
+            made = [self.plain(cn, rule, params, notes)]
+        self.finish(cn, rule, made, notes)
+
+    def fold(self, cn: CNode, rule: Rule, params: Dict[str, Any]) -> None:
+        attrs = dict(params)
+        for comfy, port in rule.inputs.items():
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                attrs[port] = v
+        self.outs[(cn.id, 0)] = Out(None, attrs)
+
+    def plain(self, cn: CNode, rule: Rule, params: Dict[str, Any], notes: List[str], nid: Optional[str] = None) -> str:
+        for comfy in rule.inputs:
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                for k in rule.takes:
+                    if k in v.attrs and not isinstance(v.attrs[k], Out):
+                        params.setdefault(k, v.attrs[k])
+        nid = nid or self.add(rule.node, cn, params)
+        for comfy, port in rule.inputs.items():
+            v = self.resolve(cn.inputs.get(comfy))
+            if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
+                notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
+        for slot, port in enumerate(rule.outputs):
+            if port:
+                self.outs[(cn.id, slot)] = Out((nid, port))
+        return nid
+
+    def placeholder(self, cn: CNode) -> None:
+        wired = {k: (f"ComfyUI node {v.node} output {v.slot}" if isinstance(v, Ref) else v)
+                 for k, v in cn.inputs.items()}
+        params = {"comfyui_inputs": wired} if wired else {}
+        if cn.widgets:
+            params["widgets_values"] = cn.widgets
+        nid = self.add("comfyui." + re.sub(r"[^A-Za-z0-9_\-]+", "_", cn.class_type), cn, params)
+        self.graph.ui.setdefault(nid, {})["placeholder"] = True
+        self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid],
+                              ["no Kinograph equivalent: a placeholder marks its place"], runs=cn.mode == 0))
+
+    # -- after the walk -------------------------------------------------------------------------------------------
+    def connect_vaes(self) -> None:
+        """ComfyUI's empty latents need no VAE; Kinograph's size theirs from one: take the VAE that decodes
+        (or otherwise meets) this latent downstream, else the only VAE in the graph."""
+        for nid, cid in self.pending_vae:
+            seen, todo, found = set(), list(self.consumers.get(cid, [])), None
+            while todo and found is None:
+                c = todo.pop(0)
+                if c in seen:
+                    continue
+                seen.add(c)
+                v = self.flat.nodes[c].inputs.get("vae")
+                out = self.resolve(v) if isinstance(v, Ref) else None
+                if isinstance(out, Out) and out.port:
+                    found = out
+                todo += self.consumers.get(c, [])
+            if found is None:
+                vaes = {o.port for o in self.outs.values() if o.port and o.port[1] == "vae"}
+                found = Out(vaes.pop()) if len(vaes) == 1 else None
+            if not self.link(found, nid, "vae"):
+                self.report.note_on(nid, "no VAE found to size this latent; connect its vae input")
+
+    def layout_extras(self) -> None:
+        notes = {}
+        for n in self.flat.notes:
+            key = "note_" + re.sub(r"[^A-Za-z0-9]+", "_", n["id"])
+            pos = n.get("pos") or [0, 0]
+            size = n.get("size") or [220, 120]
+            if isinstance(pos, dict):
+                pos = [pos.get("0", 0), pos.get("1", 0)]
+            if isinstance(size, dict):
+                size = [size.get("0", 220), size.get("1", 120)]
+            notes[key] = {"text": n["text"], "pos": [round(pos[0]), round(pos[1])],
+                          "size": [round(size[0]), round(size[1])]}
+            self.report.add(Entry(n["id"], "Note", n.get("title") or "", "ui", [], ["kept as a note"]))
+        if notes:
+            self.graph.ui["_notes"] = notes
+        groups = {}
+        for k, g in enumerate(self.flat.groups):
+            b = g.get("bounding") or [0, 0, 400, 300]
+            groups[f"group_{k + 1}"] = {"title": str(g.get("title") or "Group"), "color": g.get("color") or "#3f789e",
+                                        "rect": [round(v) for v in b[:4]]}
+        if groups:
+            self.graph.ui["_groups"] = groups
+
+    # -- special cases ------------------------------------------------------------------------------------------
+    def special_clip_skip(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("clip"))
+        base = src if isinstance(src, Out) else Out()
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "clip_skip": params.get("clip_skip", 1)})
+        return []
+
+    def special_guidance(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("conditioning"))
+        base = src if isinstance(src, Out) else Out()
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "guidance": params.get("cfg")})
+        return []
+
+    def special_ltxv_conditioning(self, cn, rule, params, notes):
+        for slot, name in enumerate(("positive", "negative")):
+            src = self.resolve(cn.inputs.get(name))
+            base = src if isinstance(src, Out) else Out()
+            self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
+        return []
+
+    def special_create_video(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("images"))
+        base = src if isinstance(src, Out) else Out()
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
+        if "audio" in cn.inputs:
+            notes.append("the audio input is not carried")
+        return []
+
+    def special_guider(self, cn, rule, params, notes):
+        attrs = dict(params)
+        for comfy, key in rule.inputs.items():
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                attrs[key] = v
+        self.outs[(cn.id, 0)] = Out(None, attrs)
+        return []
+
+    def special_motion_apply(self, cn, rule, params, notes):
+        attrs = {}
+        for comfy in ("motion_model", "motion_lora"):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                attrs.update({k: x for k, x in v.attrs.items() if not isinstance(x, Out)})
+        for k in ("scale_multival", "effect_multival", "ad_keyframes", "per_block"):
+            if isinstance(cn.inputs.get(k), Ref):
+                notes.append(f"{k} is not carried")
+        self.outs[(cn.id, 0)] = Out(None, attrs)
+        return []
+
+    def special_lora(self, cn, rule, params, notes):
+        nid = self.plain(cn, rule, params, notes)
+        clip = self.resolve(cn.inputs.get("clip"))
+        if isinstance(clip, Out):
+            self.outs[(cn.id, 1)] = clip
+        return [nid]
+
+    def special_empty_latent(self, cn, rule, params, notes):
+        nid = self.plain(cn, rule, params, notes)
+        self.pending_vae.append((nid, cn.id))
+        return [nid]
+
+    def special_wan22_latent(self, cn, rule, params, notes):
+        if isinstance(cn.inputs.get("start_image"), Ref):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("a start image here (Wan 2.2 TI2V) has no Kinograph equivalent yet")
+            return None
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_i2v(self, cn, rule, params, notes):
+        lat_params = {k: params[k] for k in ("width", "height", "frames") if k in params}
+        lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)
+        self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
+        images = {port: self.resolve(cn.inputs.get(c)) for c, port in rule.inputs.items() if port in ("first", "last")}
+        if not any(isinstance(v, Out) and v.port for v in images.values()):
+            for slot, name in enumerate(("positive", "negative")):      # nothing to pin: conditioning passes through
+                v = self.resolve(cn.inputs.get(name))
+                self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
+            self.outs[(cn.id, 2)] = Out((lat, "latent"))
+            return [lat]
+        cond = self.add("condition.frames", cn, {})
+        for comfy, port in rule.inputs.items():
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                self.link(v, cond, port)
+        self.graph.connect(lat, "latent", cond, "latent")
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        self.outs[(cn.id, 1)] = Out((cond, "negative"))
+        self.outs[(cn.id, 2)] = Out((lat, "latent"))
+        return [lat, cond]
+
+    def special_svd(self, cn, rule, params, notes):
+        lat = self.add("latent.empty", cn, {k: params[k] for k in ("width", "height", "frames", "fps") if k in params},
+                       "_latent", dy=-160)
+        self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
+        enc = self.add("encode.image", cn, {}, "_image", dy=160)
+        self.link(self.resolve(cn.inputs.get("clip_vision")), enc, "image_encoder")
+        self.link(self.resolve(cn.inputs.get("init_image")), enc, "image")
+        cond = self.add("condition.frames", cn, {k: params[k] for k in ("motion", "noise_aug") if k in params})
+        self.link(self.resolve(cn.inputs.get("vae")), cond, "vae")
+        self.link(self.resolve(cn.inputs.get("init_image")), cond, "first")
+        self.graph.connect(enc, "conditioning", cond, "positive")
+        self.graph.connect(lat, "latent", cond, "latent")
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        self.outs[(cn.id, 1)] = Out()           # SVD's negative is the model's own empty image embedding
+        self.outs[(cn.id, 2)] = Out((lat, "latent"))
+        return [lat, enc, cond]
+
+    def special_sampler(self, cn, rule, params, notes):
+        bundles = {}
+        for comfy in ("sampler", "sigmas", "noise", "guider"):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                bundles.update(v.attrs)
+            elif comfy in cn.inputs:
+                notes.append(f"its {comfy} comes from a node Kinograph does not have; check sample's settings")
+        for k in rule.takes:
+            if k in bundles and not isinstance(bundles[k], Out):
+                params[k] = bundles[k]
+        if "guider" in cn.inputs and "cfg" not in params:
+            params["cfg"] = 1.0
+        wires = {"model": cn.inputs.get("model"), "positive": cn.inputs.get("positive"),
+                 "negative": cn.inputs.get("negative")}
+        outs = {k: (self.resolve(v) if v is not None else bundles.get(k)) for k, v in wires.items()}
+        pos = outs.get("positive")
+        if isinstance(pos, Out) and "guidance" in pos.attrs:
+            if params.get("cfg", 1.0) in (1, 1.0):
+                params["cfg"] = pos.attrs["guidance"]       # distilled guidance: Kinograph's cfg for HunyuanVideo
+            else:
+                notes.append(f"real CFG {params['cfg']} on top of distilled guidance {pos.attrs['guidance']}: "
+                             "Kinograph uses the guidance only")
+                params["cfg"] = pos.attrs["guidance"]
+        nid = self.add(rule.node, cn, params)
+        for port in ("model", "positive", "negative"):
+            v = outs.get(port)
+            if isinstance(v, Out):
+                self.link(v, nid, port)
+            elif wires.get(port) is not None:
+                notes.append(f"input {port} comes from a node that did not convert; connect it by hand")
+        lat = self.resolve(cn.inputs.get("latent_image"))
+        if isinstance(lat, Out):
+            self.link(lat, nid, "latent")
+        fps = pos.attrs.get("fps") if isinstance(pos, Out) else None
+        if fps and isinstance(lat, Out) and lat.port and self.graph.nodes[lat.port[0]].type == "latent.empty":
+            self.graph.nodes[lat.port[0]].params["fps"] = fps
+        self.outs[(cn.id, 0)] = Out((nid, "latent"))
+        return [nid]
+
+    def special_animatediff(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("model"))
+        loader = self._loader_behind(src)
+        bundles = {}
+        for comfy in ("m_models", "motion_lora", "context_options"):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                bundles[comfy] = v.attrs
+        motion = params.get("motion_adapter") or bundles.get("m_models", {}).get("motion_adapter")
+        lora = bundles.get("motion_lora") or bundles.get("m_models", {})
+        made = []
+        if loader is None:
+            notes.append("no checkpoint loader found upstream to turn into an AnimateDiff loader")
+        else:
+            node = self.graph.nodes[loader]
+            node.type = "load.animatediff"
+            spec = self.registry.get("load.animatediff") if self.registry is not None else None
+            node.version = spec.version if spec else node.version
+            if motion:
+                node.params["motion_adapter"] = motion
+            for k in ("motion_lora", "motion_lora_strength"):
+                if k in lora:
+                    node.params[k] = lora[k]
+            made.append(loader)
+        out = src if isinstance(src, Out) else Out()
+        ctx = bundles.get("context_options")
+        if ctx and out.port:
+            cparams = {k: v for k, v in ctx.items() if not isinstance(v, Out)}
+            cid = self.add("context.windows", cn, cparams, "_context", dy=160)
+            self.link(out, cid, "model")
+            out = Out((cid, "model"))
+            made.append(cid)
+        self.outs[(cn.id, 0)] = out
+        return made
+
+    def _loader_behind(self, out) -> Optional[str]:
+        node = out.port[0] if isinstance(out, Out) and out.port else None
+        for _ in range(64):
+            if node is None:
+                return None
+            if self.graph.nodes[node].type in LOADERS:
+                return node
+            src = self.graph.inputs.get(node, {}).get("model")
+            node = src[0] if src else None
+        return None
+
+    def special_vhs_combine(self, cn, rule, params, notes):
+        fmt = self.resolve(cn.inputs.get("format")) or "video/h264-mp4"
+        from .mapping import VHS_FORMATS, out_path
+        codec, ext = VHS_FORMATS.get(fmt, ("h264", ".mp4"))
+        if fmt not in VHS_FORMATS:
+            notes.append(f"format {fmt!r} is not in Kinograph; H.264 MP4 written")
+        params["codec"] = codec
+        params["path"] = out_path(ext)(self.resolve(cn.inputs.get("filename_prefix")))
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_vhs_load(self, cn, rule, params, notes):
+        size = self.resolve(cn.inputs.get("force_size")) or "Disabled"
+        w, h = self.resolve(cn.inputs.get("custom_width")), self.resolve(cn.inputs.get("custom_height"))
+        if size in ("Custom", "Custom Width"):
+            params["width"] = w
+        if size in ("Custom", "Custom Height"):
+            params["height"] = h
+        if size not in ("Disabled", "Custom", "Custom Width", "Custom Height"):
+            notes.append(f"force_size {size!r} is not carried; set width/height")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_webm_codec(self, cn, rule, params, notes):
+        codec = self.resolve(cn.inputs.get("codec")) or "vp9"
+        if codec == "av1":
+            params["codec"] = "av1"
+            params["path"] = params.get("path", "out/ComfyUI.webm")[: -len(".webm")] + ".mp4"
+            notes.append("AV1 is written in an MP4 container")
+        return [self.plain(cn, rule, params, notes)]
+
+
+def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:
+    return Converter(flat, registry).run()

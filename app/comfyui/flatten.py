@@ -1,0 +1,288 @@
+"""ComfyUI's two JSON formats reduced to one shape: executable nodes with named inputs.
+
+The UI format stores widget values by position, links in a separate array, and editor-only nodes
+(reroutes, primitives, notes) beside the real ones; subgraphs live in `definitions.subgraphs`. Here
+subgraphs are expanded, reroutes and primitives inlined, muted nodes dropped and bypassed nodes
+rewired past (an output takes the input of the same type, the same slot first), the way ComfyUI
+builds the prompt it executes. The API format is already this shape."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import ComfyImportError
+
+MODE_NEVER, MODE_BYPASS = 2, 4
+REROUTES = {"Reroute", "Reroute (rgthree)"}
+PRIMITIVES = {"PrimitiveNode"}
+NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+SEED_WIDGETS = {"seed", "noise_seed"}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A link to output `slot` of node `node`."""
+    node: str
+    slot: int
+
+
+@dataclass
+class CNode:
+    id: str
+    class_type: str
+    title: str = ""
+    inputs: Dict[str, Any] = field(default_factory=dict)    # name -> literal or Ref
+    widgets: Any = None                                     # raw widgets_values when names are unknown
+    pos: Optional[Tuple[float, float]] = None
+    out_types: List[str] = field(default_factory=list)
+    mode: int = 0
+
+
+@dataclass
+class Flat:
+    nodes: Dict[str, CNode]
+    notes: List[Dict[str, Any]] = field(default_factory=list)
+    groups: List[Dict[str, Any]] = field(default_factory=list)
+    dropped: List[Tuple[str, str, str, str]] = field(default_factory=list)   # id, class, title, why
+
+
+def from_api(prompt: Dict[str, Any]) -> Flat:
+    nodes = {}
+    for nid, body in prompt.items():
+        if not isinstance(body, dict) or not isinstance(body.get("class_type"), str):
+            raise ComfyImportError(f"API prompt node {nid!r} has no class_type")
+        inputs = {}
+        for k, v in (body.get("inputs") or {}).items():
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[1], int) and isinstance(v[0], (str, int)):
+                inputs[k] = Ref(str(v[0]), v[1])
+            else:
+                inputs[k] = v
+        title = ((body.get("_meta") or {}).get("title") or "") if isinstance(body.get("_meta"), dict) else ""
+        nodes[str(nid)] = CNode(str(nid), body["class_type"], title, inputs)
+    return Flat(nodes)
+
+
+# -- UI format ---------------------------------------------------------------------------------------
+def _links(raw) -> Dict[int, Tuple[str, int, str, int]]:
+    """link id -> (origin node, origin slot, target node, target slot); both list and dict layouts."""
+    out = {}
+    for l in raw or []:
+        if isinstance(l, dict):
+            out[l["id"]] = (str(l["origin_id"]), int(l["origin_slot"]), str(l["target_id"]), int(l["target_slot"]))
+        elif isinstance(l, list) and len(l) >= 5 and l[0] is not None:
+            out[l[0]] = (str(l[1]), int(l[2]), str(l[3]), int(l[4]))
+    return out
+
+
+@dataclass
+class _UINode:
+    raw: Dict[str, Any]
+    id: str
+    inputs: List[Dict[str, Any]]        # each: name, type, link (id or None), widget name or None
+    outputs: List[Dict[str, Any]]
+
+
+def _ui_nodes(raw_nodes, prefix="") -> Dict[str, _UINode]:
+    out = {}
+    for n in raw_nodes:
+        if not isinstance(n, dict) or "id" not in n or "type" not in n:
+            raise ComfyImportError("a workflow node has no `id` or `type`; the file is damaged")
+        nid = prefix + str(n["id"])
+        ins = [{"name": i.get("name", ""), "type": i.get("type", ""), "link": i.get("link"),
+                "widget": (i.get("widget") or {}).get("name")} for i in (n.get("inputs") or [])]
+        outs = [{"name": o.get("name", ""), "type": o.get("type", "")} for o in (n.get("outputs") or [])]
+        out[nid] = _UINode(n, nid, ins, outs)
+    return out
+
+
+def _expand_subgraphs(data: Dict[str, Any]) -> Tuple[List[Dict], List[Any]]:
+    """Inline every subgraph instance: inner node ids become "<instance>:<inner>" (ComfyUI's own
+    execution ids), links through the subgraph's input and output nodes are joined up."""
+    defs = {s.get("id"): s for s in ((data.get("definitions") or {}).get("subgraphs") or []) if isinstance(s, dict)}
+    nodes = [dict(n) for n in data.get("nodes") or []]
+    links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or []]
+    for _ in range(16):                                   # nested subgraphs: one level per pass
+        inst = [n for n in nodes if n.get("type") in defs]
+        if not inst:
+            return nodes, links
+        for n in inst:
+            nodes, links = _inline(n, defs[n["type"]], nodes, links)
+    raise ComfyImportError("subgraphs nest more than 16 levels deep (or contain themselves)")
+
+
+def _inline(inst, sub, nodes, links):
+    pid = f"{inst['id']}:"
+    norm = _links(links)
+    inner_links = _links(sub.get("links"))
+    inner_nodes = []
+    for n in sub.get("nodes") or []:
+        m = dict(n)
+        m["id"] = pid + str(n["id"])
+        m["_title_prefix"] = inst.get("title") or sub.get("name") or ""
+        if n.get("mode") in (MODE_NEVER, MODE_BYPASS) or inst.get("mode") not in (None, 0):
+            m["mode"] = n.get("mode") if n.get("mode") in (MODE_NEVER, MODE_BYPASS) else inst.get("mode")
+        m["inputs"] = [dict(i) for i in n.get("inputs") or []]
+        inner_nodes.append(m)
+    by_id = {m["id"]: m for m in inner_nodes}
+    # which outer link feeds the instance's input k; which outer links leave its output k
+    into = {t_slot: (o, o_slot) for lid, (o, o_slot, t, t_slot) in norm.items() if t == str(inst["id"])}
+    out_of = {}
+    for lid, (o, o_slot, t, t_slot) in norm.items():
+        if o == str(inst["id"]):
+            out_of.setdefault(o_slot, []).append((lid, t, t_slot))
+    new_links = [l for l in links if (l[0] if isinstance(l, list) else l["id"]) not in
+                 {lid for lid, (o, _, t, _) in norm.items() if str(inst["id"]) in (o, t)}]
+    next_id = max([k for k in norm if isinstance(k, int)] + [0]) + 1
+    inner_to_outer = {}
+    for lid, (o, o_slot, t, t_slot) in inner_links.items():
+        inner_to_outer[lid] = next_id
+        next_id += 1
+    for lid, (o, o_slot, t, t_slot) in inner_links.items():
+        new = inner_to_outer[lid]
+        if o == "-10":                                       # from the subgraph's input k
+            if o_slot not in into:
+                _unlink(by_id.get(pid + t), t_slot)          # unconnected: the inner widget keeps its value
+                continue
+            src, src_slot = into[o_slot]
+        else:
+            src, src_slot = pid + o, o_slot
+        if t == "-20":                                       # to the subgraph's output k
+            for outer_lid, dst, dst_slot in out_of.get(t_slot, []):
+                new_links.append([next_id, src, src_slot, dst, dst_slot, "*"])
+                _relink(nodes, dst, dst_slot, outer_lid, next_id)
+                next_id += 1
+            continue
+        new_links.append([new, src, src_slot, pid + t, t_slot, "*"])
+        _relink_inner(by_id.get(pid + t), t_slot, lid, new)
+    nodes = [n for n in nodes if n is not inst] + inner_nodes
+    return nodes, new_links
+
+
+def _unlink(node, slot):
+    if node is not None and slot < len(node["inputs"]):
+        node["inputs"][slot] = dict(node["inputs"][slot], link=None)
+
+
+def _relink_inner(node, slot, old, new):
+    if node is not None and slot < len(node["inputs"]):
+        node["inputs"][slot] = dict(node["inputs"][slot], link=new)
+
+
+def _relink(nodes, dst, slot, old, new):
+    for n in nodes:
+        if str(n.get("id")) == str(dst):
+            ins = n.get("inputs") or []
+            for k, i in enumerate(ins):
+                if i.get("link") == old:
+                    ins[k] = dict(i, link=new)
+            n["inputs"] = ins
+
+
+def from_ui(data: Dict[str, Any], widget_names) -> Flat:
+    """`widget_names(class_type)` gives the positional widget names of a known class, or None."""
+    raw_nodes, raw_links = _expand_subgraphs(data)
+    nodes = _ui_nodes(raw_nodes)
+    links = _links(raw_links)
+    flat = Flat({})
+    for g in data.get("groups") or []:
+        if isinstance(g, dict):
+            flat.groups.append(g)
+
+    def title(n: _UINode) -> str:
+        t = n.raw.get("title") or ""
+        prefix = n.raw.get("_title_prefix")
+        return f"{prefix} / {t}" if prefix and t else t
+
+    # 1. editor-only nodes become values or disappear; muted nodes are dropped
+    literal: Dict[Tuple[str, int], Any] = {}
+    passthrough: Dict[str, Optional[int]] = {}       # reroute / bypassed node -> how outputs map to inputs
+    for nid, n in nodes.items():
+        t = n.raw["type"]
+        mode = n.raw.get("mode", 0)
+        if t in NOTES:
+            text = (n.raw.get("widgets_values") or [""])[0]
+            flat.notes.append({"id": nid, "title": n.raw.get("title") or t, "text": str(text),
+                               "pos": n.raw.get("pos"), "size": n.raw.get("size")})
+        elif t in PRIMITIVES:
+            vals = n.raw.get("widgets_values") or [None]
+            literal[(nid, 0)] = vals[0] if isinstance(vals, list) else vals
+        elif t in REROUTES:
+            passthrough[nid] = None
+        elif mode == MODE_NEVER:
+            flat.dropped.append((nid, t, title(n), "muted in ComfyUI (never runs)"))
+        elif mode == MODE_BYPASS:
+            passthrough[nid] = None
+            flat.dropped.append((nid, t, title(n), "bypassed in ComfyUI: its inputs pass straight through"))
+
+    def source(link_id, depth=0) -> Any:
+        """What feeds a link after reroutes, primitives and bypasses: Ref, a literal, or None."""
+        if link_id is None or link_id not in links or depth > 256:
+            return None
+        o, o_slot, _, _ = links[link_id]
+        if (o, o_slot) in literal:
+            return ("literal", literal[(o, o_slot)])
+        n = nodes.get(o)
+        if n is None:
+            return None
+        if o in passthrough:
+            if n.raw["type"] in REROUTES:
+                return source(n.inputs[0]["link"], depth + 1) if n.inputs else None
+            want = n.outputs[o_slot]["type"] if o_slot < len(n.outputs) else None
+            cands = [k for k, i in enumerate(n.inputs) if i["link"] is not None and i["type"] == want]
+            if not cands:
+                return None
+            k = o_slot if o_slot in cands else cands[0]
+            return source(n.inputs[k]["link"], depth + 1)
+        if n.raw.get("mode", 0) == MODE_NEVER or n.raw["type"] in NOTES:
+            return None
+        return Ref(o, o_slot)
+
+    # 2. the executable nodes, widgets named, links resolved
+    for nid, n in nodes.items():
+        t = n.raw["type"]
+        if t in NOTES or t in PRIMITIVES or nid in passthrough or n.raw.get("mode", 0) == MODE_NEVER:
+            continue
+        cn = CNode(nid, t, title(n), pos=_pos(n.raw.get("pos")), out_types=[o["type"] for o in n.outputs],
+                   mode=n.raw.get("mode", 0))
+        values = n.raw.get("widgets_values")
+        names = widget_names(t)
+        if isinstance(values, dict):                  # VideoHelperSuite stores its widgets by name
+            cn.inputs.update({k: v for k, v in values.items() if k != "videopreview"})
+        elif isinstance(values, list):
+            if names is None:
+                cn.widgets = list(values)
+            else:
+                cn.inputs.update(_name_widgets(names, values))
+        for i in n.inputs:
+            src = source(i["link"])
+            if src is None:
+                continue
+            if isinstance(src, tuple) and src[0] == "literal":
+                cn.inputs[i["widget"] or i["name"]] = src[1]
+            else:
+                cn.inputs[i["widget"] or i["name"]] = src
+        flat.nodes[nid] = cn
+    return flat
+
+
+def _name_widgets(names, values) -> Dict[str, Any]:
+    """Positional widget values to names; the "control after generate" value ComfyUI stores after a
+    seed widget is skipped when present (older files lack it)."""
+    out, k = {}, 0
+    for name in names:
+        if k >= len(values):
+            break
+        out[name] = values[k]
+        k += 1
+        if name in SEED_WIDGETS and k < len(values) and isinstance(values[k], str) and values[k] in CONTROL_VALUES:
+            k += 1
+    return out
+
+
+def _pos(p) -> Optional[Tuple[float, float]]:
+    if isinstance(p, dict):
+        p = [p.get("0"), p.get("1")]
+    if isinstance(p, (list, tuple)) and len(p) >= 2 and all(isinstance(v, (int, float)) for v in p[:2]):
+        return float(p[0]), float(p[1])
+    return None

@@ -1,0 +1,351 @@
+"""ComfyUI class_type -> Kinograph node, parameter by parameter: the one table the importer and
+docs/comfyui-mapping.md are built from (`python -m app.comfyui.docs` rewrites that page).
+
+A Rule names the Kinograph node a ComfyUI node becomes, the ComfyUI widget order (UI files store
+widget values by position; the "control after generate" value after a seed is handled by the
+reader), which ComfyUI inputs and widgets become which Kinograph inputs and parameters, and what
+differs when the match is not exact. Nodes that Kinograph expresses as a parameter of another node
+(a sampler choice, a schedule, clip skip, guidance) are `fold`: they hand their settings to the
+node that consumes them. A few need more than a renaming (one ComfyUI node becoming two Kinograph
+nodes, a motion module turning the checkpoint loader into an AnimateDiff loader): `special` names
+the handler in convert.py, and its parameters are still listed here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+
+class Approx(Exception):
+    """Raised by a value converter: the nearest Kinograph value, and what differs."""
+
+    def __init__(self, value, note: str):
+        super().__init__(note)
+        self.value, self.note = value, note
+
+
+@dataclass(frozen=True)
+class P:
+    """ComfyUI input/widget `comfy` becomes Kinograph parameter `param` (through `convert`)."""
+    comfy: str
+    param: str
+    convert: Optional[Callable[[Any], Any]] = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    node: Optional[str]                                  # Kinograph node type; None = folded or dropped
+    widgets: Tuple[str, ...] = ()
+    params: Tuple[P, ...] = ()
+    inputs: Dict[str, str] = field(default_factory=dict)     # ComfyUI input -> Kinograph input port
+    outputs: Tuple[Optional[str], ...] = ()              # Kinograph output port per ComfyUI output slot
+    fixed: Dict[str, Any] = field(default_factory=dict)
+    ignore: Dict[str, Any] = field(default_factory=dict)     # widgets not carried: value that changes nothing
+    note: str = ""                                       # what differs, always ('' = exact)
+    fold: bool = False
+    special: str = ""
+    takes: Tuple[str, ...] = ()                          # settings folded nodes may hand this node
+    kind: str = "run"                                    # "run", or "ui" (editor-only: previews, notes)
+
+
+# -- value converters ------------------------------------------------------------------------------------------
+SAMPLERS_EXACT = {"euler": "euler", "euler_ancestral": "euler_ancestral", "ddim": "ddim", "dpmpp_2m": "dpmpp_2m",
+                  "uni_pc_bh2": "unipc", "res_multistep": "res_multistep"}
+SAMPLERS_NEAR = {"uni_pc": "unipc", "dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gpu": "dpmpp_2m",
+                 "dpmpp_sde": "dpmpp_2m", "dpmpp_3m_sde": "dpmpp_2m", "ddpm": "euler_ancestral",
+                 "lcm": "euler_ancestral", "euler_ancestral_cfg_pp": "euler_ancestral", "euler_cfg_pp": "euler",
+                 "heun": "euler", "dpm_2": "euler", "dpm_2_ancestral": "euler_ancestral", "lms": "euler",
+                 "res_multistep_ancestral": "res_multistep", "res_multistep_cfg_pp": "res_multistep",
+                 "gradient_estimation": "euler", "er_sde": "euler_ancestral", "deis": "unipc", "ipndm": "dpmpp_2m"}
+SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta"}
+
+
+def sampler_name(v):
+    if v in SAMPLERS_EXACT:
+        return SAMPLERS_EXACT[v]
+    if v in SAMPLERS_NEAR:
+        note = ("ComfyUI's uni_pc is UniPC-bh1; Kinograph's unipc is bh2" if v == "uni_pc"
+                else f"sampler {v} is not in Kinograph; {SAMPLERS_NEAR[v]} is the nearest")
+        raise Approx(SAMPLERS_NEAR[v], note)
+    raise Approx("euler", f"sampler {v!r} is not in Kinograph; euler used")
+
+
+def scheduler_name(v):
+    if v in SCHEDULERS_EXACT:
+        return SCHEDULERS_EXACT[v]
+    if v == "normal":
+        raise Approx("normal", "Kinograph's normal schedule rounds timesteps to whole steps")
+    raise Approx("simple", f"scheduler {v!r} is not in Kinograph; simple used")
+
+
+def enable(v):
+    return v in (True, "enable", "enabled", "true", 1)
+
+
+def clip_type(v):
+    return {"stable_diffusion": "sd"}.get(v, v)
+
+
+def weight_dtype(v):
+    if v == "fp8_e4m3fn_fast":
+        raise Approx("fp8_e4m3fn", "fp8_e4m3fn_fast's fast matmul is not used; weights stay fp8_e4m3fn")
+    return v
+
+
+def out_path(ext: str):
+    """ComfyUI's filename_prefix (under its output folder) -> a path in the workflow's out/ folder."""
+    def conv(prefix):
+        parts = [p for p in str(prefix or "ComfyUI").replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        return "out/" + "/".join(parts or ["ComfyUI"]) + ext
+    conv.__doc__ = f"out/<prefix>{ext}"
+    return conv
+
+
+def positive_int(v):
+    return max(int(v), 0)
+
+
+VHS_FORMATS = {"video/h264-mp4": ("h264", ".mp4"), "video/h265-mp4": ("h265", ".mp4"), "video/webm": ("vp9", ".webm"),
+               "video/av1-webm": ("av1", ".mp4"), "video/ProRes": ("prores", ".mov"), "video/ffv1-mkv": ("ffv1", ".mkv"),
+               "image/gif": ("gif", ".gif"), "image/webp": ("webp", ".webp"), "video/nvenc_h264-mp4": ("h264", ".mp4"),
+               "video/nvenc_hevc-mp4": ("h265", ".mp4")}
+
+SEED = ("seed",)
+LOADER_OUT = ("model", "text_encoder", "vae")
+LATENT_SIZE = (P("width", "width"), P("height", "height"))
+VIDEO_SAVE_TAKES = ("fps",)
+
+# -- the table ---------------------------------------------------------------------------------------------------
+RULES: Dict[str, Rule] = {
+    # loaders
+    "CheckpointLoaderSimple": Rule("load.model", ("ckpt_name",), (P("ckpt_name", "path"),), outputs=LOADER_OUT),
+    "CheckpointLoader": Rule("load.model", ("config_name", "ckpt_name"), (P("ckpt_name", "path"),), outputs=LOADER_OUT,
+                             note="the yaml config is not needed: Kinograph recognises the checkpoint's layout"),
+    "ImageOnlyCheckpointLoader": Rule("load.model", ("ckpt_name",), (P("ckpt_name", "path"),),
+                                      outputs=("model", "image_encoder", "vae")),
+    "UNETLoader": Rule("load.diffusion_model", ("unet_name", "weight_dtype"),
+                       (P("unet_name", "name"), P("weight_dtype", "weight_dtype", weight_dtype)), outputs=("model",)),
+    "CLIPLoader": Rule("load.text_encoder", ("clip_name", "type", "device"),
+                       (P("clip_name", "name"), P("type", "type", clip_type)), outputs=("text_encoder",),
+                       ignore={"device": "default"}),
+    "DualCLIPLoader": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type", "device"),
+                           (P("clip_name1", "name"), P("clip_name2", "name2"), P("type", "type", clip_type)),
+                           outputs=("text_encoder",), ignore={"device": "default"}),
+    "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
+    "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
+    "LoraLoaderModelOnly": Rule("lora.image", ("lora_name", "strength_model"),
+                                (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"},
+                                ("model",)),
+    "LoraLoader": Rule("lora.image", ("lora_name", "strength_model", "strength_clip"),
+                       (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"}, ("model", None),
+                       special="lora", ignore={"strength_clip": 0.0},
+                       note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not applied"),
+    # text and image conditioning
+    "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
+                           fixed={"weighting": "comfy"}, takes=("clip_skip",)),
+    "CLIPSetLastLayer": Rule(None, ("stop_at_clip_layer",), (P("stop_at_clip_layer", "clip_skip", lambda v: -int(v)),),
+                             fold=True, special="clip_skip"),
+    "CLIPVisionEncode": Rule("encode.image", ("crop",), (), {"clip_vision": "image_encoder", "image": "image"},
+                             ("conditioning",), ignore={"crop": "center"},
+                             note=""),
+    "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
+    "LTXVConditioning": Rule(None, ("frame_rate",), (P("frame_rate", "fps"),), fold=True, special="ltxv_conditioning"),
+    # latents
+    "EmptyLatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
+                             LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent",
+                             note=""),
+    "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                                    LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
+                                    ignore={"batch_size": 1}),
+    "EmptyLTXVLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                                 LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
+                                 ignore={"batch_size": 1}),
+    "EmptyMochiLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                                  LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
+                                  ignore={"batch_size": 1}),
+    "Wan22ImageToVideoLatent": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                                    LATENT_SIZE + (P("length", "frames"),), {"vae": "vae"}, ("latent",),
+                                    special="wan22_latent", ignore={"batch_size": 1}),
+    "LatentUpscaleBy": Rule("latent.upscale", ("upscale_method", "scale_by"),
+                            (P("upscale_method", "method", lambda v: v if v != "bislerp" else _bislerp()),
+                             P("scale_by", "scale")), {"samples": "latent"}, ("latent",)),
+    "VAEDecode": Rule("vae.decode", (), (), {"samples": "latent", "vae": "vae"}, ("video",)),
+    "VAEDecodeTiled": Rule("vae.decode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
+                           {"samples": "latent", "vae": "vae"}, ("video",),
+                           ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None}),
+    "VAEDecodeHunyuan3D": Rule(None),
+    "VAEEncode": Rule("vae.encode", (), (), {"pixels": "video", "vae": "vae"}, ("latent",)),
+    # image-to-video
+    "WanImageToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
+                            LATENT_SIZE + (P("length", "frames"),),
+                            {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                             "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
+                            special="i2v", ignore={"batch_size": 1}),
+    "WanFirstLastFrameToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
+                                     LATENT_SIZE + (P("length", "frames"),),
+                                     {"positive": "positive", "negative": "negative", "vae": "vae",
+                                      "start_image": "first", "end_image": "last",
+                                      "clip_vision_start_image": "image_embeds"}, ("positive", "negative", "latent"),
+                                     special="i2v", ignore={"batch_size": 1, "clip_vision_end_image": None}),
+    "LTXVImgToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size", "strength"),
+                           LATENT_SIZE + (P("length", "frames"),),
+                           {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
+                           ("positive", "negative", "latent"), special="i2v", ignore={"batch_size": 1, "strength": 1.0}),
+    "SVD_img2vid_Conditioning": Rule("condition.frames", ("width", "height", "video_frames", "motion_bucket_id", "fps",
+                                                          "augmentation_level"),
+                                     LATENT_SIZE + (P("video_frames", "frames"), P("motion_bucket_id", "motion"),
+                                                    P("fps", "fps"), P("augmentation_level", "noise_aug")),
+                                     {"clip_vision": "image_encoder", "init_image": "first", "vae": "vae"},
+                                     ("positive", "negative", "latent"), special="svd"),
+    "LTXVPreprocess": Rule("image.ltx_preprocess", ("img_compression",), (P("img_compression", "compression"),),
+                           {"image": "image"}, ("image",)),
+    # model tweaks
+    "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    "VideoLinearCFGGuidance": Rule("guide.linear_cfg", ("min_cfg",), (P("min_cfg", "min_cfg"),), {"model": "model"},
+                                   ("model",)),
+    # sampling
+    "KSampler": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+                     (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
+                      P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise")),
+                     {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
+                     ("latent",), special="sampler", takes=("cfg", "fps")),
+    "KSamplerAdvanced": Rule("generate.sample", ("add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler",
+                                                 "start_at_step", "end_at_step", "return_with_leftover_noise"),
+                             (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("steps", "steps"),
+                              P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
+                              P("scheduler", "scheduler", scheduler_name), P("start_at_step", "start_step", positive_int),
+                              P("end_at_step", "end_step", lambda v: min(int(v), 10000)),
+                              P("return_with_leftover_noise", "leftover_noise", enable)),
+                             {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
+                             ("latent",), special="sampler", takes=("cfg", "fps")),
+    "SamplerCustom": Rule("generate.sample", ("add_noise", "noise_seed", "cfg"),
+                          (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("cfg", "cfg")),
+                          {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
+                          ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
+                                                                       "fps")),
+    "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
+                                  special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
+                                                            "sampler", "scheduler", "steps", "denoise", "fps")),
+    "KSamplerSelect": Rule(None, ("sampler_name",), (P("sampler_name", "sampler", sampler_name),), fold=True),
+    "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
+                           (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
+                           fold=True),
+    "OptimalStepsScheduler": Rule(None, ("model_type", "steps", "denoise"), (P("steps", "steps"), P("denoise", "denoise")),
+                                  fold=True, fixed={"scheduler": "simple"},
+                                  note="Kinograph has no tabulated optimal steps; the simple schedule is used"),
+    "LTXVScheduler": Rule(None, ("steps", "max_shift", "base_shift", "stretch", "terminal"), (P("steps", "steps"),),
+                          fold=True, fixed={"scheduler": "default"},
+                          note="LTX-Video's own scheduler (its diffusers config) replaces max_shift/base_shift/stretch/"
+                               "terminal"),
+    "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
+    "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
+    "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True, special="guider",
+                        fixed={"cfg": 1.0}),
+    "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
+                      {"model": "model", "positive": "positive", "negative": "negative"}, fold=True, special="guider"),
+    # AnimateDiff-Evolved
+    "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
+                                      (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
+                                      special="animatediff", ignore={"beta_schedule": ("autoselect",
+                                                                                       "sqrt_linear (AnimateDiff)")}),
+    "ADE_AnimateDiffLoaderWithContext": Rule("load.animatediff", ("model_name", "beta_schedule", "motion_scale",
+                                                                  "apply_v2_models_properly"),
+                                             (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
+                                             special="animatediff",
+                                             ignore={"beta_schedule": ("autoselect", "sqrt_linear (AnimateDiff)"),
+                                                     "motion_scale": 1.0, "apply_v2_models_properly": None}),
+    "ADE_UseEvolvedSampling": Rule("load.animatediff", ("beta_schedule",), (), {"model": "model"}, ("model",),
+                                   special="animatediff",
+                                   ignore={"beta_schedule": ("autoselect", "sqrt_linear (AnimateDiff)")}),
+    "ADE_LoadAnimateDiffModel": Rule(None, ("model_name",), (P("model_name", "motion_adapter"),), fold=True),
+    "ADE_ApplyAnimateDiffModelSimple": Rule(None, (), (), fold=True, special="motion_apply"),
+    "ADE_AnimateDiffLoRALoader": Rule(None, ("lora_name", "strength"),
+                                      (P("lora_name", "motion_lora"), P("strength", "motion_lora_strength")), fold=True),
+    "ADE_AnimateDiffUniformContextOptions": Rule(
+        "context.windows", ("context_length", "context_stride", "context_overlap", "context_schedule", "closed_loop",
+                            "fuse_method", "use_on_equal_length", "start_percent", "guarantee_steps"),
+        (P("context_length", "length"), P("context_stride", "stride"), P("context_overlap", "overlap"),
+         P("closed_loop", "closed_loop"), P("fuse_method", "fuse", lambda v: _fuse(v))),
+        fold=True, fixed={"schedule": "uniform_standard"}, ignore={"context_schedule": None,
+                                                                   "use_on_equal_length": False,
+                                                                   "start_percent": 0.0, "guarantee_steps": 1}),
+    "ADE_StandardStaticContextOptions": Rule(
+        "context.windows", ("context_length", "context_overlap", "fuse_method", "use_on_equal_length", "start_percent",
+                            "guarantee_steps"),
+        (P("context_length", "length"), P("context_overlap", "overlap"), P("fuse_method", "fuse", lambda v: _fuse(v))),
+        fold=True, fixed={"schedule": "static"}, ignore={"use_on_equal_length": False, "start_percent": 0.0,
+                                                         "guarantee_steps": 1}),
+    "ADE_StandardUniformContextOptions": Rule(
+        "context.windows", ("context_length", "context_stride", "context_overlap", "fuse_method", "use_on_equal_length",
+                            "start_percent", "guarantee_steps"),
+        (P("context_length", "length"), P("context_stride", "stride"), P("context_overlap", "overlap"),
+         P("fuse_method", "fuse", lambda v: _fuse(v))),
+        fold=True, fixed={"schedule": "uniform_standard"}, ignore={"use_on_equal_length": False, "start_percent": 0.0,
+                                                                   "guarantee_steps": 1}),
+    "ADE_LoopedUniformContextOptions": Rule(
+        "context.windows", ("context_length", "context_stride", "context_overlap", "closed_loop", "fuse_method",
+                            "use_on_equal_length", "start_percent", "guarantee_steps"),
+        (P("context_length", "length"), P("context_stride", "stride"), P("context_overlap", "overlap"),
+         P("closed_loop", "closed_loop"), P("fuse_method", "fuse", lambda v: _fuse(v))),
+        fold=True, fixed={"schedule": "uniform_looped"}, ignore={"use_on_equal_length": False, "start_percent": 0.0,
+                                                                 "guarantee_steps": 1}),
+    # images and video in and out
+    "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path"),), outputs=("image", None),
+                      ignore={"upload": None}),
+    "VHS_LoadVideo": Rule("io.load_video", ("video", "force_rate", "force_size", "custom_width", "custom_height",
+                                            "frame_load_cap", "skip_first_frames", "select_every_nth"),
+                          (P("video", "path"), P("force_rate", "fps"), P("frame_load_cap", "count"),
+                           P("skip_first_frames", "start"), P("select_every_nth", "every_nth")),
+                          outputs=("video", None, None, None), special="vhs_load",
+                          ignore={"force_size": "Disabled", "custom_width": None, "custom_height": None,
+                                  "choose video to upload": None, "format": None, "meta_batch": None}),
+    "SaveAnimatedWEBP": Rule("io.save_video", ("filename_prefix", "fps", "lossless", "quality", "method"),
+                             (P("filename_prefix", "path", out_path(".webp")), P("fps", "fps")), {"images": "video"},
+                             fixed={"codec": "webp"}, ignore={"lossless": False, "quality": None, "method": None}),
+    "SaveAnimatedPNG": Rule("io.save_video", ("filename_prefix", "fps", "compress_level"),
+                            (P("filename_prefix", "path", out_path(".gif")), P("fps", "fps")), {"images": "video"},
+                            fixed={"codec": "gif"}, note="written as a GIF: Kinograph writes no APNG",
+                            ignore={"compress_level": None}),
+    "SaveWEBM": Rule("io.save_video", ("filename_prefix", "codec", "fps", "crf"),
+                     (P("filename_prefix", "path", out_path(".webm")), P("fps", "fps"),
+                      P("crf", "crf", lambda v: _crf(v))), {"images": "video"}, fixed={"codec": "vp9"},
+                     special="webm_codec"),
+    "SaveVideo": Rule("io.save_video", ("filename_prefix", "format", "codec"),
+                      (P("filename_prefix", "path", out_path(".mp4")),), {"video": "video"},
+                      fixed={"codec": "h264"}, ignore={"format": "auto", "codec": "auto"}, takes=VIDEO_SAVE_TAKES),
+    "CreateVideo": Rule(None, ("fps",), (P("fps", "fps"),), fold=True, special="create_video"),
+    "VHS_VideoCombine": Rule("io.save_video", ("frame_rate", "loop_count", "filename_prefix", "format", "pingpong",
+                                               "save_output"),
+                             (P("frame_rate", "fps"), P("crf", "crf", lambda v: _crf(v))), {"images": "video"},
+                             special="vhs_combine",
+                             ignore={"loop_count": 0, "pingpong": False, "save_output": None, "pix_fmt": None,
+                                     "save_metadata": None, "trim_to_audio": None, "save_image": None,
+                                     "audio_file": None}),
+    "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
+                      {"images": "video"}),
+    "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+}
+
+
+def _bislerp():
+    raise Approx("bilinear", "bislerp is not in Kinograph; bilinear used")
+
+
+def _fuse(v):
+    v = str(v).replace("-", "_")
+    if v in ("flat", "pyramid", "overlap_linear"):
+        return v
+    raise Approx("pyramid", f"fuse method {v!r} is not in Kinograph; pyramid used")
+
+
+def _crf(v):
+    v = int(v)
+    if v > 51:
+        raise Approx(51, f"crf {v} is above Kinograph's 51")
+    return v
+
+
+def widget_names(class_type: str) -> Optional[Tuple[str, ...]]:
+    rule = RULES.get(class_type)
+    return rule.widgets if rule is not None else None

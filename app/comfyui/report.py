@@ -1,0 +1,67 @@
+"""What happened to every ComfyUI node, for the person who imported it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+EXACT, APPROX, UNMAPPED, UI = "exact", "approx", "unmapped", "ui"
+LABELS = {EXACT: "mapped exactly", APPROX: "mapped approximately", UNMAPPED: "NOT MAPPED", UI: "editor only"}
+EXIT_EXACT, EXIT_UNMAPPED, EXIT_APPROX = 0, 2, 3
+
+
+@dataclass
+class Entry:
+    comfy_id: str
+    class_type: str
+    title: str
+    status: str
+    kinograph: List[str]
+    notes: List[str] = field(default_factory=list)
+    runs: bool = True
+
+    def line(self) -> str:
+        name = f"{self.class_type} #{self.comfy_id}" + (f" \"{self.title}\"" if self.title else "")
+        target = f" -> {', '.join(self.kinograph)}" if self.kinograph else ""
+        why = f": {'; '.join(n for n in self.notes if n)}" if any(self.notes) else ""
+        return f"{LABELS[self.status]:<22} {name}{target}{why}"
+
+
+@dataclass
+class Report:
+    entries: Dict[str, Entry] = field(default_factory=dict)
+
+    def add(self, e: Entry) -> None:
+        self.entries[e.comfy_id] = e
+
+    def note_on(self, kinograph_id: str, note: str) -> None:
+        for e in self.entries.values():
+            if kinograph_id in e.kinograph:
+                e.notes.append(note)
+                if e.status == EXACT:
+                    e.status = APPROX
+                return
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.entries.values() if e.status == status)
+
+    @property
+    def blocking(self) -> List[Entry]:
+        """Unmapped nodes that would run in ComfyUI: the import cannot stand in for them."""
+        return [e for e in self.entries.values() if e.status == UNMAPPED and e.runs]
+
+    @property
+    def exit_code(self) -> int:
+        if self.blocking:
+            return EXIT_UNMAPPED
+        return EXIT_APPROX if self.count(APPROX) or self.count(UNMAPPED) else EXIT_EXACT
+
+    def summary(self) -> str:
+        parts = [f"{self.count(s)} {LABELS[s]}" for s in (EXACT, APPROX, UNMAPPED, UI) if self.count(s)]
+        return ", ".join(parts) or "nothing to import"
+
+    def text(self) -> str:
+        order = {UNMAPPED: 0, APPROX: 1, EXACT: 2, UI: 3}
+
+        def key(e):
+            return order[e.status], int(e.comfy_id) if e.comfy_id.isdigit() else 1 << 30, e.comfy_id
+        return "\n".join(e.line() for e in sorted(self.entries.values(), key=key))

@@ -1,0 +1,149 @@
+"""Where a ComfyUI workflow comes from: its two JSON formats, and the media files that carry one.
+
+ComfyUI itself writes the UI workflow and the API prompt into PNG text chunks ("workflow", "prompt"),
+into WebP EXIF (Make = "workflow:{...}", Model = "prompt:{...}") and, with SaveVideo/SaveWEBM, into
+container metadata keys of the same names; VideoHelperSuite writes one JSON object holding both into
+the video's `comment` metadata. All of that is read here, never executed."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from .errors import ComfyImportError
+
+JSON_SUFFIXES = {".json"}
+PNG_SUFFIXES = {".png", ".apng"}
+WEBP_SUFFIXES = {".webp"}
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mkv", ".mov", ".m4v"}
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Source:
+    """A workflow found in a file: kind "ui" (nodes/links arrays) or "api" (prompt by node id)."""
+    kind: str
+    data: Dict[str, Any]
+    origin: str                      # where in the file it was found, for messages
+
+
+def classify(data: Any) -> Optional[str]:
+    """ "ui", "api" or None for anything else."""
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("nodes"), list) and "links" in data:
+        return "ui"
+    if "prompt" in data and isinstance(data["prompt"], dict) and classify(data["prompt"]) == "api":
+        return "api-wrapped"        # a /prompt request body: {"prompt": {...}, "extra_data": ...}
+    if data and all(isinstance(v, dict) and "class_type" in v for v in data.values()):
+        return "api"
+    return None
+
+
+def _parse_json(text: Any, where: str, path: str) -> Any:
+    if isinstance(text, (dict, list)):
+        return text
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise ComfyImportError(f"{path}: the {where} is not valid JSON ({e})") from None
+
+
+def _pick(found: Dict[str, Any], path: str) -> Source:
+    """Prefer the UI workflow (it has positions, groups and notes); fall back to the API prompt."""
+    for key in ("workflow", "prompt"):
+        if key in found and found[key] not in (None, "", "null"):
+            data = _parse_json(found[key], f"embedded {key}", path)
+            kind = classify(data)
+            if kind == "api-wrapped":
+                data, kind = data["prompt"], "api"
+            if kind:
+                return Source(kind, data, f"embedded {key}")
+    raise ComfyImportError(f"{path}: this file carries no ComfyUI workflow in its metadata")
+
+
+def read_source(path) -> Source:
+    """The workflow in a .json file or in a PNG/APNG/WebP/MP4/WebM that ComfyUI or VideoHelperSuite wrote."""
+    p = Path(path)
+    label = str(p)
+    if not p.exists():
+        raise ComfyImportError(f"{label}: no such file")
+    if p.is_dir():
+        raise ComfyImportError(f"{label}: is a folder, not a workflow file")
+    suffix = p.suffix.lower()
+    if suffix in PNG_SUFFIXES:
+        return _pick(_png_chunks(p), label)
+    if suffix in WEBP_SUFFIXES:
+        return _pick(_webp_exif(p), label)
+    if suffix in VIDEO_SUFFIXES:
+        return _pick(_video_metadata(p), label)
+    if p.stat().st_size > MAX_JSON_BYTES:
+        raise ComfyImportError(f"{label}: {p.stat().st_size // 2**20} MB is too large for a workflow file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ComfyImportError(f"{label}: not a text file; a ComfyUI workflow is JSON, or a PNG/WebP/MP4/WebM "
+                               "that carries one") from None
+    except OSError as e:
+        raise ComfyImportError(f"{label}: cannot read ({e.strerror})") from None
+    data = _parse_json(text, "file", label)
+    kind = classify(data)
+    if kind == "api-wrapped":
+        return Source("api", data["prompt"], "API request")
+    if kind is None:
+        raise ComfyImportError(f"{label}: not a ComfyUI workflow (expected a UI workflow with `nodes` and "
+                               "`links`, or an API prompt of nodes with `class_type`)")
+    return Source(kind, data, "file")
+
+
+def _png_chunks(p: Path) -> Dict[str, Any]:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(p) as im:
+            found = dict(getattr(im, "text", {}) or {})
+            found.update({k: v for k, v in im.info.items() if isinstance(v, (str, bytes)) and k not in found})
+            return found
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ComfyImportError(f"{p}: not a readable PNG ({e})") from None
+
+
+def _webp_exif(p: Path) -> Dict[str, Any]:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(p) as im:
+            exif = im.getexif()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ComfyImportError(f"{p}: not a readable WebP ({e})") from None
+    found: Dict[str, Any] = {}
+    for value in exif.values():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str) and ":" in value:
+            key, _, body = value.partition(":")
+            if key in ("workflow", "prompt"):
+                found[key] = body
+    return found
+
+
+def _video_metadata(p: Path) -> Dict[str, Any]:
+    import av
+    try:
+        with av.open(str(p)) as c:
+            meta = dict(c.metadata)
+            for s in c.streams:
+                meta.update({k: v for k, v in s.metadata.items() if k not in meta})
+    except (OSError, av.error.FFmpegError) as e:
+        raise ComfyImportError(f"{p}: not a readable video ({e})") from None
+    found = {k.lower(): v for k, v in meta.items() if k.lower() in ("workflow", "prompt")}
+    comment = meta.get("comment") or meta.get("COMMENT")
+    if comment and not found:
+        try:
+            wrapped = json.loads(comment)
+        except ValueError:
+            wrapped = None
+        if isinstance(wrapped, dict):
+            found = {k: v for k, v in wrapped.items() if k in ("workflow", "prompt")}
+    return found
