@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--shards", type=int, default=0, help="with --ray: split the frame range into N shards")
     _output_flags(r)
 
+    from .comfyui.cli import add_parser as add_import
+    add_import(sub)
+
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow")
     _output_flags(v)
@@ -104,6 +107,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:       # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from .comfyui.cli import cmd_import as run
+    return run(args)
 
 
 def cmd_validate(args) -> int:
@@ -248,7 +256,7 @@ def _size(n: int) -> str:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "info": cmd_info, "cache": cmd_cache,
-            "gui": cmd_gui, "batch": cmd_batch}
+            "gui": cmd_gui, "batch": cmd_batch, "import": cmd_import}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -32,8 +32,8 @@ class ImportResult:
         return to_yaml(self.graph, default_registry())
 
 
-def import_data(data: Any, *, name: str = "", origin: str = "", registry=None) -> ImportResult:
-    """Convert a parsed ComfyUI workflow (UI or API format)."""
+def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, label: str = "") -> ImportResult:
+    """Convert a parsed ComfyUI workflow (UI or API format); `label` names it in error messages."""
     from .convert import convert
     from .flatten import from_api, from_ui
     from .mapping import widget_names
@@ -46,12 +46,14 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None) -
     if registry is None:
         from graph_engine.registry import default_registry
         registry = default_registry()
+    where = label or origin or "the workflow"
     try:
         flat = from_ui(data, widget_names) if kind == "ui" else from_api(data)
+        graph, report = convert(flat, registry)
+    except ComfyImportError as e:
+        raise ComfyImportError(f"{where}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise ComfyImportError(f"{origin or 'the workflow'}: damaged ComfyUI workflow ({type(e).__name__}: {e})") \
-            from None
-    graph, report = convert(flat, registry)
+        raise ComfyImportError(f"{where}: damaged ComfyUI workflow ({type(e).__name__}: {e})") from None
     graph.name = name
     graph.description = f"Imported from ComfyUI ({origin})" if origin else "Imported from ComfyUI"
     return ImportResult(graph, report, kind, origin)
@@ -62,7 +64,7 @@ def import_workflow(path, *, registry=None) -> ImportResult:
     from .sources import read_source
     src = read_source(path)
     p = Path(path)
-    return import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry)
+    return import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p))
 
 
 def is_comfyui_file(path) -> bool:

@@ -110,7 +110,6 @@ VHS_FORMATS = {"video/h264-mp4": ("h264", ".mp4"), "video/h265-mp4": ("h265", ".
                "image/gif": ("gif", ".gif"), "image/webp": ("webp", ".webp"), "video/nvenc_h264-mp4": ("h264", ".mp4"),
                "video/nvenc_hevc-mp4": ("h265", ".mp4")}
 
-SEED = ("seed",)
 LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
 VIDEO_SAVE_TAKES = ("fps",)
@@ -173,7 +172,6 @@ RULES: Dict[str, Rule] = {
     "VAEDecodeTiled": Rule("vae.decode", ("tile_size", "overlap", "temporal_size", "temporal_overlap"), (),
                            {"samples": "latent", "vae": "vae"}, ("video",),
                            ignore={"tile_size": None, "overlap": None, "temporal_size": None, "temporal_overlap": None}),
-    "VAEDecodeHunyuan3D": Rule(None),
     "VAEEncode": Rule("vae.encode", (), (), {"pixels": "video", "vae": "vae"}, ("latent",)),
     # image-to-video
     "WanImageToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),

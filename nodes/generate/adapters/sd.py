@@ -34,9 +34,17 @@ class SDAdapter(Adapter):
     clip_layers = True                  # encode_text takes clip_skip (1 = last CLIP layer)
 
     def encode_text(self, pipe, prompts, device, clip_skip: int = 1):
-        # diffusers counts layers skipped after the last one: its clip_skip=1 is the penultimate layer.
-        embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False, clip_skip=(clip_skip - 1) or None)
-        return embeds, None, None
+        if clip_skip <= 1:
+            embeds, _ = pipe.encode_prompt(list(prompts), device, 1, False)
+            return embeds, None, None
+        # The clip_skip-th layer from the end through the final layer norm, as ComfyUI and A1111 take it
+        # (diffusers' own clip_skip path reaches for `text_model`, which transformers 5 no longer has).
+        tok = pipe.tokenizer(list(prompts), padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt")
+        enc = pipe.text_encoder
+        hidden = enc(tok.input_ids.to(device), output_hidden_states=True).hidden_states
+        norm = getattr(enc, "final_layer_norm", None) or enc.text_model.final_layer_norm
+        return norm(hidden[-min(clip_skip, len(hidden) - 1)]).to(enc.dtype), None, None
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)

@@ -1,0 +1,63 @@
+"""`kinograph import FILE [-o OUT.yaml]`: the report on stderr, the workflow to OUT (or stdout).
+
+Exit 0: every node mapped exactly; 3: imported with approximations; 2: a node that runs has no
+Kinograph equivalent (nothing written unless --partial), or the file is not a readable workflow."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import ComfyImportError
+from .report import EXIT_UNMAPPED
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one)")
+    p.add_argument("file", help="UI or API format JSON, or an image/video ComfyUI or VideoHelperSuite wrote")
+    p.add_argument("-o", "--output", metavar="OUT.yaml", help="where to write the Kinograph workflow (default: stdout)")
+    p.add_argument("--partial", action="store_true",
+                   help="write the workflow even when nodes have no equivalent (red placeholders mark them)")
+    p.add_argument("--force", action="store_true", help="replace OUT.yaml if it exists")
+
+
+def cmd_import(args) -> int:
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    from graph_engine.workflow import atomic_write_text
+    from . import import_workflow
+    try:
+        result = import_workflow(args.file)
+    except ComfyImportError as e:
+        print(f"kinograph import: {e}", file=sys.stderr)
+        return EXIT_UNMAPPED
+    report = result.report
+    print(f"{args.file}: ComfyUI {result.kind} workflow: {report.summary()}", file=sys.stderr)
+    print(report.text(), file=sys.stderr)
+    code = report.exit_code
+    if code == EXIT_UNMAPPED and not args.partial:
+        names = ", ".join(f"{e.class_type} #{e.comfy_id}" for e in report.blocking)
+        print(f"not written: no Kinograph equivalent for {names}; --partial writes it with placeholders",
+              file=sys.stderr)
+        return code
+    text = result.yaml
+    if not report.blocking:
+        try:
+            load_workflow(text=text)
+        except WorkflowError as e:
+            print("the imported workflow does not validate yet:", file=sys.stderr)
+            for p in e.problems:
+                print(f"  {p.message}" + (f" (node {p.node})" if p.node else ""), file=sys.stderr)
+    if not args.output:
+        sys.stdout.write(text)
+        return code
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        print(f"kinograph import: {out} exists; choose another name or pass --force", file=sys.stderr)
+        return EXIT_UNMAPPED
+    try:
+        atomic_write_text(out, text)
+    except OSError as e:
+        print(f"kinograph import: cannot write {out}: {e.strerror}", file=sys.stderr)
+        return EXIT_UNMAPPED
+    print(out)
+    return code

@@ -1,0 +1,328 @@
+"""ComfyUI workflows in: both JSON formats, the files that carry them, the report and exit codes.
+
+Real public workflows are in tests/data/comfyui (README there names their sources and licences);
+the small graphs built here exercise one UI-format rule each."""
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.comfyui import ComfyImportError, import_data, import_workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+DATA = ROOT / "tests" / "data" / "comfyui"
+
+
+def _load(name):
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def _by_type(graph, type_name):
+    return [n for n in graph.nodes.values() if n.type == type_name]
+
+
+def _cli(*args):
+    from app.cli import main
+    return main(["import", *map(str, args)])
+
+
+# -- the corpus ------------------------------------------------------------------------------------------
+def test_public_corpus_imports_and_validates(capsys):
+    from comfyui_corpus import check, corpus_files
+    files = corpus_files()
+    results = {f.name: check(f) for f in files}
+    ok = sum(good for good, _ in results.values())
+    for name, (good, how) in results.items():
+        print(f"{'ok  ' if good else 'FAIL'} {name}: {how}")
+    print(f"{ok} of {len(files)} ComfyUI workflows import and validate")
+    assert len(files) >= 10
+    assert ok >= len(files) - 1, results
+    assert not results["wan22_i2v_5B.json"][0]     # Wan 2.2 TI2V's start image has no equivalent: said so
+    assert "Wan22ImageToVideoLatent" in results["wan22_i2v_5B.json"][1]
+
+
+def test_every_family_is_in_the_corpus():
+    from app.comfyui.mapping import RULES
+    names = {f.name for f in DATA.glob("*.json")}
+    for prefix in ("wan_", "wan22_", "ltxv_", "hunyuan_", "svd_"):
+        assert any(n.startswith(prefix) for n in names), prefix
+    readme = (DATA / "README.md").read_text()
+    for n in names:
+        assert n in readme, f"{n} has no source and licence line in tests/data/comfyui/README.md"
+    assert "ADE_AnimateDiffLoaderGen1" in RULES
+
+
+# -- UI format rules -------------------------------------------------------------------------------------
+def test_positional_widgets_with_and_without_control_after_generate():
+    wf = _load("wan_t2v.json")
+    sample = _by_type(import_data(wf).graph, "generate.sample")[0]
+    assert sample.params == {"seed": 878361741413693, "steps": 30, "cfg": 6, "sampler": "unipc",
+                             "scheduler": "simple", "denoise": 1}
+    old = copy.deepcopy(wf)                         # files written before "control after generate" existed
+    ks = next(n for n in old["nodes"] if n["type"] == "KSampler")
+    ks["widgets_values"] = [5, 12, 4.5, "euler", "karras", 0.8]
+    sample = _by_type(import_data(old).graph, "generate.sample")[0]
+    assert sample.params == {"seed": 5, "steps": 12, "cfg": 4.5, "sampler": "euler", "scheduler": "karras",
+                             "denoise": 0.8}
+
+
+def test_wan22_two_experts_become_two_samplers_sharing_a_schedule():
+    g = import_data(_load("wan22_t2v_14B.json")).graph
+    first, second = sorted(_by_type(g, "generate.sample"), key=lambda n: n.params["start_step"])
+    assert first.params["end_step"] == 10 and first.params["leftover_noise"] and first.params["add_noise"]
+    assert second.params["start_step"] == 10 and not second.params["add_noise"]
+    assert not second.params["leftover_noise"] and second.params["end_step"] == 10000
+    assert g.inputs[second.id]["latent"] == (first.id, "latent")
+    shifts = {g.inputs[s.id]["model"][0] for s in (first, second)}
+    assert {g.nodes[s].type for s in shifts} == {"model.flow_shift"} and len(shifts) == 2
+    loaders = {g.nodes[g.inputs[s]["model"][0]].params["name"] for s in shifts}
+    assert loaders == {"wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+                       "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"}
+
+
+def test_vhs_dict_widgets():
+    g = import_data(_load("vhs_load_combine.json")).graph
+    load = _by_type(g, "io.load_video")[0]
+    assert load.params == {"path": "leader.webm", "fps": 8, "count": 16, "start": 1, "every_nth": 1, "width": 304}
+    save = _by_type(g, "io.save_video")[0]
+    assert save.params == {"fps": 8, "crf": 20, "codec": "vp9", "path": "out/AnimateDiff.webm"}
+
+
+def test_bypassed_node_is_rewired_and_muted_node_dropped():
+    wf = _load("wan_t2v_optimalsteps.json")
+    next(n for n in wf["nodes"] if n["type"] == "ModelSamplingSD3")["mode"] = 4
+    res = import_data(wf)
+    sample = _by_type(res.graph, "generate.sample")[0]
+    assert res.graph.nodes[res.graph.inputs[sample.id]["model"][0]].type == "load.diffusion_model"
+    assert not _by_type(res.graph, "model.flow_shift")
+    assert "bypassed" in res.report.entries["48"].notes[0]
+    res = import_workflow(DATA / "hunyuan_t2v.json")    # its plain VAEDecode is muted, the tiled one runs
+    assert len(_by_type(res.graph, "vae.decode")) == 1
+    assert res.report.entries["8"].status == "ui" and "muted" in res.report.entries["8"].notes[0]
+
+
+def _tiny_ui(extra_nodes, links, sampler_inputs):
+    """A KSampler fed by what the test puts in front of it."""
+    nodes = [{"id": 4, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0, "outputs": [
+                 {"name": "MODEL", "type": "MODEL"}, {"name": "CLIP", "type": "CLIP"}, {"name": "VAE", "type": "VAE"}],
+              "widgets_values": ["sd15.safetensors"]},
+             {"id": 3, "type": "KSampler", "pos": [400, 0], "mode": 0, "inputs": sampler_inputs,
+              "outputs": [{"name": "LATENT", "type": "LATENT"}],
+              "widgets_values": [7, "fixed", 20, 8, "euler", "karras", 1]}] + extra_nodes
+    return {"last_node_id": 20, "last_link_id": 20, "nodes": nodes, "links": links, "groups": [], "version": 0.4}
+
+
+def test_reroutes_and_primitives_are_inlined():
+    wf = _tiny_ui(
+        [{"id": 10, "type": "Reroute", "pos": [200, 0], "mode": 0, "inputs": [{"name": "", "type": "*", "link": 1}],
+          "outputs": [{"name": "", "type": "MODEL", "links": [2]}]},
+         {"id": 11, "type": "Reroute", "pos": [300, 0], "mode": 0, "inputs": [{"name": "", "type": "*", "link": 2}],
+          "outputs": [{"name": "", "type": "MODEL", "links": [3]}]},
+         {"id": 12, "type": "PrimitiveNode", "pos": [0, 300], "mode": 0,
+          "outputs": [{"name": "INT", "type": "INT", "links": [4], "widget": {"name": "steps"}}],
+          "widgets_values": [33, "fixed"]}],
+        [[1, 4, 0, 10, 0, "MODEL"], [2, 10, 0, 11, 0, "MODEL"], [3, 11, 0, 3, 0, "MODEL"], [4, 12, 0, 3, 4, "INT"]],
+        [{"name": "model", "type": "MODEL", "link": 3}, {"name": "positive", "type": "CONDITIONING", "link": None},
+         {"name": "negative", "type": "CONDITIONING", "link": None},
+         {"name": "latent_image", "type": "LATENT", "link": None},
+         {"name": "steps", "type": "INT", "link": 4, "widget": {"name": "steps"}}])
+    g = import_data(wf).graph
+    sample = _by_type(g, "generate.sample")[0]
+    assert g.inputs[sample.id]["model"] == ("checkpoint_loader_simple_4", "model")
+    assert sample.params["steps"] == 33
+    assert set(g.nodes) == {"checkpoint_loader_simple_4", "k_sampler_3"}
+
+
+def test_groups_notes_and_positions_are_kept_in_ui():
+    res = import_data(_load("svd_i2v.json"))
+    assert res.graph.ui["_groups"]["group_1"] == {"title": "Image to Video", "color": "#8A8",
+                                                   "rect": [478, 192, 954, 478]}
+    assert res.graph.ui["k_sampler_3"]["pos"] == [868, 376]
+    res = import_data(_load("ltxv_t2v.json"))
+    notes = res.graph.ui["_notes"]
+    assert list(notes.values())[0]["text"].startswith("This model needs long descriptive prompts")
+    assert list(notes.values())[0]["pos"] == [40, 350]
+
+
+def test_subgraph_is_expanded_with_its_widget_values():
+    inner = {"id": "sub-1", "name": "Sampler block", "inputNode": {"id": -10}, "outputNode": {"id": -20},
+             "inputs": [{"name": "model", "type": "MODEL", "linkIds": [101]},
+                        {"name": "steps", "type": "INT", "linkIds": [102]}],
+             "outputs": [{"name": "LATENT", "type": "LATENT", "linkIds": [103]}],
+             "nodes": [{"id": 1, "type": "ModelSamplingSD3", "pos": [0, 0], "mode": 0,
+                        "inputs": [{"name": "model", "type": "MODEL", "link": 101}],
+                        "outputs": [{"name": "MODEL", "type": "MODEL"}], "widgets_values": [5]},
+                       {"id": 2, "type": "KSampler", "pos": [200, 0], "mode": 0,
+                        "inputs": [{"name": "model", "type": "MODEL", "link": 104},
+                                   {"name": "steps", "type": "INT", "link": 102, "widget": {"name": "steps"}}],
+                        "outputs": [{"name": "LATENT", "type": "LATENT"}],
+                        "widgets_values": [3, "randomize", 25, 5, "euler", "simple", 1]}],
+             "links": [{"id": 101, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0},
+                       {"id": 104, "origin_id": 1, "origin_slot": 0, "target_id": 2, "target_slot": 0},
+                       {"id": 102, "origin_id": -10, "origin_slot": 1, "target_id": 2, "target_slot": 1},
+                       {"id": 103, "origin_id": 2, "origin_slot": 0, "target_id": -20, "target_slot": 0}]}
+    wf = {"nodes": [{"id": 4, "type": "UNETLoader", "pos": [0, 0], "mode": 0,
+                     "outputs": [{"name": "MODEL", "type": "MODEL", "links": [1]}],
+                     "widgets_values": ["wan.safetensors", "default"]},
+                    {"id": 9, "type": "sub-1", "pos": [300, 0], "mode": 0,
+                     "inputs": [{"name": "model", "type": "MODEL", "link": 1},
+                                {"name": "steps", "type": "INT", "link": None, "widget": {"name": "steps"}}],
+                     "outputs": [{"name": "LATENT", "type": "LATENT", "links": [2]}], "widgets_values": []},
+                    {"id": 5, "type": "VAEDecode", "pos": [600, 0], "mode": 0,
+                     "inputs": [{"name": "samples", "type": "LATENT", "link": 2}],
+                     "outputs": [{"name": "IMAGE", "type": "IMAGE"}]}],
+             "links": [[1, 4, 0, 9, 0, "MODEL"], [2, 9, 0, 5, 0, "LATENT"]],
+             "definitions": {"subgraphs": [inner]}}
+    res = import_data(wf)
+    g = res.graph
+    assert set(res.report.entries) == {"4", "5", "9:1", "9:2"}
+    sample = g.nodes["k_sampler_9_2"]
+    assert sample.params["steps"] == 25                      # the subgraph input is unconnected: inner value
+    assert g.inputs["k_sampler_9_2"]["model"] == ("model_sampling_sd3_9_1", "model")
+    assert g.inputs["model_sampling_sd3_9_1"]["model"] == ("unet_loader_4", "model")
+    assert g.inputs["vae_decode_5"]["latent"] == ("k_sampler_9_2", "latent")
+
+
+# -- API format and the report ----------------------------------------------------------------------------
+def test_api_prompt_with_clip_skip_and_animatediff():
+    from comfyui_workflows import ANIMATEDIFF_API
+    res = import_data(ANIMATEDIFF_API)
+    g = res.graph
+    loader = g.nodes["checkpoint_loader_simple_1"]
+    assert loader.type == "load.animatediff" and loader.params == {"path": "dreamshaper_8.safetensors",
+                                                                   "motion_adapter": "mm_sd_v15_v2.ckpt"}
+    enc = [n for n in _by_type(g, "encode.text")]
+    assert {n.params["clip_skip"] for n in enc} == {2} and {n.params["weighting"] for n in enc} == {"comfy"}
+    ctx = _by_type(g, "context.windows")[0]
+    assert ctx.params == {"schedule": "static", "length": 16, "overlap": 4, "fuse": "pyramid"}
+    sample = _by_type(g, "generate.sample")[0]
+    assert g.inputs[sample.id]["model"] == (ctx.id, "model")
+    assert res.report.exit_code == 0, res.report.text()
+
+
+def test_exit_codes_and_partial(tmp_path, capsys):
+    assert _cli(DATA / "svd_i2v.json", "-o", tmp_path / "svd.yaml") == 0
+    assert (tmp_path / "svd.yaml").read_text().startswith("kinograph: 1")
+    assert _cli(DATA / "wan_t2v.json", "-o", tmp_path / "wan.yaml") == 3
+    err = capsys.readouterr().err
+    assert "mapped approximately   KSampler #3" in err and "UniPC-bh1" in err
+    wf = _load("svd_i2v.json")
+    wf["nodes"].append({"id": 30, "type": "ImageSharpen", "pos": [1300, 600], "mode": 0, "title": "Crisp",
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [1, 0.4, 0.6]})
+    wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
+    src = tmp_path / "sharpen.json"
+    src.write_text(json.dumps(wf))
+    assert _cli(src, "-o", tmp_path / "out.yaml") == 2
+    assert not (tmp_path / "out.yaml").exists()
+    assert "NOT MAPPED             ImageSharpen #30 \"Crisp\"" in capsys.readouterr().err
+    assert _cli(src, "-o", tmp_path / "out.yaml", "--partial") == 2
+    text = (tmp_path / "out.yaml").read_text()
+    assert "type: comfyui.ImageSharpen" in text and "placeholder: true" in text
+    assert _cli(src, "-o", tmp_path / "out.yaml", "--partial") == 2       # never overwrites silently
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"\x89PNG\r\n\x1a\nbroken", "not a readable PNG"),
+    (b"not json at all", "not valid JSON"),
+    (b'{"hello": "world"}', "not a ComfyUI workflow"),
+    (b'{"nodes": [{"id": 1}], "links": []}', "damaged"),
+    (b'{"1": {"class_type": "KSampler", "inputs": {"model": ["1", 0]}}}', "loop"),
+    (b'{"nodes": [{"id": 1, "type": "VAEDecode", "widgets_values": 5, "inputs": "x"}], "links": [[1]]}', "damaged"),
+])
+def test_malformed_files_get_a_message_and_exit_2(tmp_path, capsys, content, message):
+    suffix = ".png" if content.startswith(b"\x89PNG") else ".json"
+    f = tmp_path / f"bad{suffix}"
+    f.write_bytes(content)
+    assert _cli(f) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and str(f) in err
+
+
+def test_missing_file_and_media_without_workflow(tmp_path, capsys):
+    from PIL import Image
+    assert _cli(tmp_path / "nope.json") == 2
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    assert _cli(tmp_path / "plain.png") == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "carries no ComfyUI workflow" in err
+
+
+# -- workflows embedded in ComfyUI's outputs ---------------------------------------------------------------
+def _prompt_of(ui):
+    """The API prompt ComfyUI would queue for a UI workflow (enough of it for these files)."""
+    from comfyui_workflows import ANIMATEDIFF_API
+    return ANIMATEDIFF_API
+
+
+def test_png_and_apng_text_chunks(tmp_path):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(_prompt_of(None)))
+    info.add_text("workflow", (DATA / "svd_i2v.json").read_text())
+    Image.new("RGB", (8, 8)).save(tmp_path / "out.png", pnginfo=info)
+    res = import_workflow(tmp_path / "out.png")
+    assert res.kind == "ui" and _by_type(res.graph, "guide.linear_cfg")      # the UI workflow is preferred
+    frames = [Image.new("RGB", (8, 8), (i * 60, 0, 0)) for i in range(3)]
+    api = PngInfo()
+    api.add_text("prompt", json.dumps(_prompt_of(None)))
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:], pnginfo=api)
+    res = import_workflow(tmp_path / "anim.png")
+    assert res.kind == "api" and _by_type(res.graph, "context.windows")
+
+
+def test_webp_exif_as_comfyui_writes_it(tmp_path):
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + json.dumps(_prompt_of(None))
+    exif[0x010F] = "workflow:" + (DATA / "hunyuan_t2v.json").read_text()
+    Image.new("RGB", (8, 8)).save(tmp_path / "out.webp", exif=exif.tobytes())
+    res = import_workflow(tmp_path / "out.webp")
+    assert res.kind == "ui" and _by_type(res.graph, "generate.sample")[0].params["cfg"] == 6
+
+
+def _tiny_video(path, metadata):
+    import av
+    import numpy as np
+    codec = "libvpx-vp9" if path.suffix == ".webm" else "libx264"
+    with av.open(str(path), "w") as c:
+        c.metadata.update(metadata)
+        s = c.add_stream(codec, rate=8)
+        s.width, s.height, s.pix_fmt = 16, 16, "yuv420p"
+        for i in range(2):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.full((16, 16, 3), i * 50, np.uint8), format="rgb24")))
+        c.mux(s.encode(None))
+
+
+def test_mp4_comment_as_videohelpersuite_writes_it(tmp_path):
+    wf = json.loads((DATA / "wan_t2v.json").read_text())
+    _tiny_video(tmp_path / "vhs.mp4", {"comment": json.dumps({"prompt": json.dumps(_prompt_of(None)), "workflow": wf})})
+    res = import_workflow(tmp_path / "vhs.mp4")
+    assert res.kind == "ui" and _by_type(res.graph, "generate.sample")[0].params["steps"] == 30
+
+
+def test_webm_metadata_as_comfyui_savewebm_writes_it(tmp_path):
+    _tiny_video(tmp_path / "out.webm", {"prompt": json.dumps(_prompt_of(None))})
+    res = import_workflow(tmp_path / "out.webm")
+    assert res.kind == "api" and _by_type(res.graph, "load.animatediff")
+
+
+def test_kinograph_file_is_not_taken_for_comfyui(tmp_path):
+    from app.comfyui import is_comfyui_file
+    assert is_comfyui_file(DATA / "wan_t2v.json")
+    assert not is_comfyui_file(ROOT / "examples" / "default.yaml")
+    with pytest.raises(ComfyImportError, match="no such file"):
+        import_workflow(tmp_path / "x.json")
+
+
+# -- the mapping page stays current -------------------------------------------------------------------------
+def test_mapping_doc_is_generated_from_the_table():
+    from app.comfyui.docs import mapping_markdown
+    doc = ROOT / "docs" / "comfyui-mapping.md"
+    assert doc.read_text(encoding="utf-8") == mapping_markdown(), \
+        "docs/comfyui-mapping.md is stale: run `python -m app.comfyui.docs`"
