@@ -29,8 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--shards", type=int, default=0, help="with --ray: split the frame range into N shards")
     _output_flags(r)
 
-    from .comfyui.cli import add_parser as add_import
-    add_import(sub)
+    im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one)")
+    im.add_argument("file", help="UI or API format JSON, or an image/video ComfyUI or VideoHelperSuite wrote")
+    im.add_argument("-o", "--output", metavar="OUT.yaml", help="where to write the workflow (default: stdout)")
+    im.add_argument("--partial", action="store_true",
+                    help="write it even when nodes have no equivalent (red placeholders mark them)")
+    im.add_argument("--force", action="store_true", help="replace OUT.yaml if it exists")
 
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow")

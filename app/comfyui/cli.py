@@ -1,4 +1,5 @@
-"""`kinograph import FILE [-o OUT.yaml]`: the report on stderr, the workflow to OUT (or stdout).
+"""`kinograph import FILE [-o OUT.yaml]` (arguments declared in app/cli.py): the report on stderr,
+the workflow to OUT (or stdout).
 
 Exit 0: every node mapped exactly; 3: imported with approximations; 2: a node that runs has no
 Kinograph equivalent (nothing written unless --partial), or the file is not a readable workflow."""
@@ -9,15 +10,6 @@ from pathlib import Path
 
 from .errors import ComfyImportError
 from .report import EXIT_UNMAPPED
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one)")
-    p.add_argument("file", help="UI or API format JSON, or an image/video ComfyUI or VideoHelperSuite wrote")
-    p.add_argument("-o", "--output", metavar="OUT.yaml", help="where to write the Kinograph workflow (default: stdout)")
-    p.add_argument("--partial", action="store_true",
-                   help="write the workflow even when nodes have no equivalent (red placeholders mark them)")
-    p.add_argument("--force", action="store_true", help="replace OUT.yaml if it exists")
 
 
 def cmd_import(args) -> int:

@@ -337,7 +337,7 @@ class GraphView(QGraphicsView):
 
     # -- drops ----------------------------------------------------------------------------------
     def _dropped_paths(self, mime):
-        ok = MEDIA_SUFFIXES | {".yaml", ".yml"}
+        ok = MEDIA_SUFFIXES | {".yaml", ".yml", ".json"}
         return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).suffix.lower() in ok]
 
     def dragEnterEvent(self, event):

@@ -30,7 +30,8 @@ from .viewer import ViewerPanel
 WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
-FILE_FILTER = "Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;All files (*)"
+FILE_FILTER = ("Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
+               "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;All files (*)")
 
 
 class MainWindow(QMainWindow):
@@ -316,8 +317,10 @@ class MainWindow(QMainWindow):
         return self.doc.path.parent if self.doc.path else Path.cwd()
 
     def open_path(self, path, new_window: bool = False) -> Optional["MainWindow"]:
+        from .comfyui_open import open_comfyui, show_report
         try:
-            doc = Document.load(Path(path), self.doc.registry)
+            imported = open_comfyui(path, self.doc.registry)
+            doc = imported[0] if imported else Document.load(Path(path), self.doc.registry)
         except (WorkflowError, KinographError, OSError) as e:
             self.log.log("error", f"cannot open {path}: {e}")
             self.message(f"Cannot open {Path(path).name}: {str(e).splitlines()[0]}")
@@ -326,11 +329,15 @@ class MainWindow(QMainWindow):
         if new_window:
             w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
             w.show()
+            if imported:
+                show_report(w, imported[1], path)
             return w
         if not self.confirm_discard():
             doc.close()
             return None
         self.set_document(doc)
+        if imported:
+            show_report(self, imported[1], path)
         return self
 
     def _fill_recent(self) -> None:

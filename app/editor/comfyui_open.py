@@ -1,0 +1,48 @@
+"""ComfyUI files in the editor: File > Open and drag and drop go through the same importer as
+`kinograph import`, and its report opens beside the canvas. Unmapped nodes arrive as placeholder
+nodes (`comfyui.<class_type>`), which the canvas draws in red as missing types."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+from .document import Document
+
+
+def open_comfyui(path, registry) -> Optional[Tuple[Document, object]]:
+    """(document, report) when `path` holds a ComfyUI workflow, None when it is a Kinograph file.
+
+    Raises ComfyImportError (a KinographError) with a message when the file cannot be read."""
+    from app.comfyui import import_workflow, is_comfyui_file
+    p = Path(path)
+    if not is_comfyui_file(p):
+        return None
+    result = import_workflow(p, registry=registry)
+    doc = Document.from_text(result.yaml, None, registry)
+    doc.origin = p.resolve()                 # unsaved: Save asks where, the ComfyUI file is never overwritten
+    return doc, result.report
+
+
+def show_report(parent, report, path) -> None:
+    """A non-modal window listing what became of every ComfyUI node."""
+    from PySide6.QtGui import QFontDatabase
+    from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QVBoxLayout
+    dlg = QDialog(parent)
+    dlg.setObjectName("comfyuiReport")
+    dlg.setWindowTitle(f"Imported from ComfyUI: {Path(path).name}")
+    lay = QVBoxLayout(dlg)
+    head = QLabel(report.summary() + (". Red nodes have no Kinograph equivalent: replace them before running."
+                                      if report.blocking else "."))
+    head.setWordWrap(True)
+    lay.addWidget(head)
+    text = QPlainTextEdit(report.text())
+    text.setReadOnly(True)
+    text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+    text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+    lay.addWidget(text)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dlg.close)
+    lay.addWidget(buttons)
+    dlg.resize(820, 420)
+    dlg.show()
+    parent._comfyui_report = dlg             # kept alive while shown

@@ -1,0 +1,75 @@
+"""The editor opens ComfyUI files through the importer: dropped or opened, with the report shown and
+unmapped nodes drawn as red placeholders."""
+import json
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.editor.document import Document
+from app.editor.settings import EditorSettings
+from app.editor import window as window_mod
+from app.editor.window import MainWindow
+
+DATA = Path(__file__).resolve().parent / "data" / "comfyui"
+
+
+@pytest.fixture
+def win(qtbot, tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError(f"a modal dialog would block the test: {a[1:3]}")
+    monkeypatch.setattr(QMessageBox, "question", refuse)
+    monkeypatch.setattr(QMessageBox, "warning", refuse)
+    w = MainWindow(Document(), settings=EditorSettings(tmp_path / "editor.json"))
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    for x in list(window_mod.WINDOWS):
+        x.doc.undo.setClean()
+        x.close()
+
+
+def _drop(win, path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    vp = win.view.viewport()
+    QApplication.sendEvent(vp, QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    QApplication.sendEvent(vp, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+
+
+def test_dropping_a_comfyui_json_imports_it_and_shows_the_report(win):
+    _drop(win, DATA / "svd_i2v.json")
+    g = win.doc.graph
+    assert {n.type for n in g.nodes.values()} >= {"generate.sample", "guide.linear_cfg", "condition.frames"}
+    assert g.ui["k_sampler_3"]["pos"] == [868, 376]
+    assert win.doc.path is None and win.doc.origin == (DATA / "svd_i2v.json").resolve()
+    dlg = win._comfyui_report
+    assert dlg.isVisible() and "SVD_img2vid_Conditioning #12" in dlg.findChild(
+        __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+
+
+def test_unmapped_nodes_are_red_placeholders(win, tmp_path):
+    wf = json.loads((DATA / "svd_i2v.json").read_text())
+    wf["nodes"].append({"id": 30, "type": "ImageSharpen", "pos": [1300, 600], "mode": 0, "title": "Crisp",
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [1, 0.4, 0.6]})
+    wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
+    src = tmp_path / "sharpen.json"
+    src.write_text(json.dumps(wf))
+    assert win.open_path(src) is win
+    item = win.view.scene().nodes["image_sharpen_30"]
+    assert item.spec is None and item.header_color.name() == "#8a2f2f"
+    assert win.doc.graph.nodes["image_sharpen_30"].params["widgets_values"] == [1, 0.4, 0.6]
+    assert "NOT MAPPED" in win._comfyui_report.findChild(
+        __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+
+
+def test_a_broken_comfyui_file_is_a_message(win, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nodes": [{"id": 1}], "links": []}')
+    before = dict(win.doc.graph.nodes)
+    assert win.open_path(bad) is None
+    assert win.doc.graph.nodes == before
+    assert "damaged" in win.statusBar().currentMessage()
