@@ -2,6 +2,8 @@
 schedules (simple, sgm_uniform, beta), the res_multistep sampler, split schedules (KSamplerAdvanced),
 flow shift, linear CFG, latent upscale, LTX preprocess, clip skip and ComfyUI's prompt weighting."""
 import math
+import sys
+from pathlib import Path as _P
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.samplers import (SAMPLERS, SigmaTable, beta_sigmas, flow_sigmas, sgm_uniform_sigmas,
                                      simple_sigmas)
+
+sys.path.insert(0, str(_P(__file__).resolve().parent))
 
 
 def _shifted(t, shift):
@@ -156,3 +160,24 @@ def test_weigh_from_empty_moves_weighted_tokens_away_from_the_empty_prompt():
     z = torch.tensor([[0.5, 0.0], [1.0, 1.0], [0.0, 0.0]])
     out = weigh_from_empty(e, z, torch.tensor([1.0, 1.5]))
     assert torch.allclose(out, torch.tensor([[1.0, 2.0], [4.0, -2.0], [0.5, 0.5]]))
+
+
+# -- a frame of a clip as an image (ComfyUI's IMAGE batch feeding an image input) ---------------------------
+def test_video_frame_and_its_insertion_on_import():
+    import json
+    from pathlib import Path
+    from app.comfyui import import_data
+    from graph_engine import Clip
+    from nodes.video import nodes as video_nodes
+    from node_call import Nodes
+    frames = np.stack([np.full((4, 6, 3), i * 40, np.uint8) for i in range(5)])
+    clip = Clip.from_array(frames, fps=8.0)
+    call = Nodes(video_nodes)
+    assert np.array_equal(call.frame(None, clip), frames[0])
+    assert np.array_equal(call.frame(None, clip, index=-1), frames[4])
+    with pytest.raises(NodeError, match="outside the clip's 5 frames"):
+        call.frame(None, clip, index=5)
+    wf = json.loads((Path(__file__).parent / "data" / "comfyui" / "svd_txt2img2vid.json").read_text())
+    g = import_data(wf).graph
+    assert g.inputs["svd_img2vid_conditioning_12"]["first"] == ("vae_decode_20_frame", "image")
+    assert g.inputs["vae_decode_20_frame"]["video"] == ("vae_decode_20", "video")

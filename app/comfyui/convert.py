@@ -63,8 +63,24 @@ class Converter:
     def link(self, out: Optional[Out], dst: str, port: str) -> bool:
         if out is None or out.port is None:
             return False
-        self.graph.connect(out.port[0], out.port[1], dst, port)
+        src, sport = out.port
+        if self._type(src, sport, True) == "VIDEO" and self._type(dst, port, False) == "IMAGE":
+            # ComfyUI's IMAGE is a batch of frames; where one image is wanted its first frame is meant
+            still = f"{src}_frame"
+            if still not in self.graph.nodes:
+                self.graph.add_node("video.frame", still, {"index": 0})
+                self.graph.connect(src, sport, still, "video")
+                pos = (self.graph.ui.get(src) or {}).get("pos")
+                if pos:
+                    self.graph.ui[still] = {"pos": [pos[0], pos[1] + 120]}
+            src, sport = still, "image"
+        self.graph.connect(src, sport, dst, port)
         return True
+
+    def _type(self, node: str, port: str, output: bool) -> Optional[str]:
+        spec = self.registry.get(self.graph.nodes[node].type) if self.registry is not None else None
+        ports = (spec.outputs if output else spec.inputs) if spec else {}
+        return ports[port].type.name if port in ports else None
 
     def resolve(self, v) -> Any:
         """An input's value: an Out for links (None when its source did not convert), else the literal."""

@@ -2,7 +2,7 @@
 import numpy as np
 
 from graph_engine import Param, node
-from graph_engine.types import VIDEO
+from graph_engine.types import IMAGE, VIDEO
 
 from . import edit
 
@@ -53,3 +53,12 @@ def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000),
                           help="resample: drop/repeat frames, same duration; retime: same frames, new speed")) -> VIDEO:
     """Change the frame rate."""
     return edit.change_fps(video, fps, mode)
+
+
+@node("video.frame", title="Frame of Video", category="Video", temporal_radius=0)
+def frame(ctx, video: VIDEO, index: int = Param(0, help="frame number; negative counts from the end")) -> IMAGE:
+    """One frame of a clip as an image (a start image for image-to-video, a still to save)."""
+    from graph_engine import NodeError
+    if not -video.length <= index < video.length:
+        raise NodeError(f"frame {index} is outside the clip's {video.length} frames")
+    return video.frame(index)
