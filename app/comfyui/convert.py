@@ -326,6 +326,33 @@ class Converter:
         self.outs[(cn.id, 2)] = Out((lat, "latent"))
         return [lat, cond]
 
+    def special_ltxv_guide(self, cn, rule, params, notes):
+        """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since
+        Kinograph conditions on the image instead of appending guide frames to the latent."""
+        idx = self.resolve(cn.inputs.get("frame_idx", 0))
+        if idx not in (0, -1):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"a guide at frame {idx}: Kinograph pins only the first or "
+                                                    "last frame")
+            return None
+        cond = self.add("condition.frames", cn, {})
+        for comfy, port in (("positive", "positive"), ("negative", "negative"), ("vae", "vae"), ("latent", "latent"),
+                            ("image", "first" if idx == 0 else "last")):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                self.link(v, cond, port)
+        lat = self.resolve(cn.inputs.get("latent"))
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        self.outs[(cn.id, 1)] = Out((cond, "negative"))
+        self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
+        return [cond]
+
+    def special_crop_guides(self, cn, rule, params, notes):
+        for slot, name in enumerate(("positive", "negative", "latent")):
+            v = self.resolve(cn.inputs.get(name))
+            self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
+        return []
+
     def special_svd(self, cn, rule, params, notes):
         lat = self.add("latent.empty", cn, {k: params[k] for k in ("width", "height", "frames", "fps") if k in params},
                        "_latent", dy=-160)
