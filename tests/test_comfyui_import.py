@@ -231,6 +231,7 @@ def test_exit_codes_and_partial(tmp_path, capsys):
 @pytest.mark.parametrize("content,message", [
     (b"\x89PNG\r\n\x1a\nbroken", "not a readable PNG"),
     (b"not json at all", "not valid JSON"),
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     (b'{"hello": "world"}', "not a ComfyUI workflow"),
     (b'{"nodes": [{"id": 1}], "links": []}', "damaged"),
     (b'{"1": {"class_type": "KSampler", "inputs": {"model": ["1", 0]}}}', "loop"),

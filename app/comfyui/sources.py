@@ -50,6 +50,9 @@ def _parse_json(text: Any, where: str, path: str) -> Any:
         return json.loads(text)
     except (TypeError, ValueError) as e:
         raise ComfyImportError(f"{path}: the {where} is not valid JSON ({e})") from None
+    except RecursionError:
+        # json's C scanner recurses per bracket; no real workflow nests more than a few levels.
+        raise ComfyImportError(f"{path}: the {where} is nested too deeply to be a ComfyUI workflow") from None
 
 
 def _pick(found: Dict[str, Any], path: str) -> Source:
@@ -142,7 +145,7 @@ def _video_metadata(p: Path) -> Dict[str, Any]:
     if comment and not found:
         try:
             wrapped = json.loads(comment)
-        except ValueError:
+        except (ValueError, RecursionError):
             wrapped = None
         if isinstance(wrapped, dict):
             found = {k: v for k, v in wrapped.items() if k in ("workflow", "prompt")}
