@@ -1,7 +1,7 @@
 """What a model file is, from its tensor names and shapes alone: family, variant, role and precision.
 
 Only headers are read (a safetensors file's JSON header, GGUF metadata through the `gguf` package's
-memory map, a zip pickle's records through `torch.load(mmap=True)`), so inspecting a 30 GB file
+memory map, a zip pickle's records through `torch.load(weights_only=True, mmap=True)`), so inspecting a 30 GB file
 costs milliseconds and no memory. Rules match exact key names (with or without the prefixes
 ComfyUI and the original repositories add) and shapes, as ComfyUI's model detection does; a
 substring match would take SD's `transformer_blocks.0.attn1.to_q.weight` for Wan's

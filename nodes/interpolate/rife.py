@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.detect import SAFE_EXT, read_header
+from nodes.generate.weights import read_raw
 from nodes.interpolate.ifnet import IFNet, Layout
 from nodes.interpolate.rife_layouts import UnknownLayout, detect, rename, strip
 from nodes.interpolate.schedule import interpolated_clip
@@ -31,25 +33,19 @@ def _unwrap(state, path: Path) -> Dict[str, object]:
 
 
 def _read(path: Path, shapes_only: bool):
-    """The file's tensors (a safetensors file's shapes only, if asked), never executing code from it."""
+    """The file's tensors (a safetensors file's shapes only, if asked), never executing code from it.
+
+    The model-file readers do the reading (headers, memory-mapped pickles with weights_only); RIFE only
+    words the failure for its own node."""
     try:
-        if path.suffix.lower() in (".safetensors", ".sft"):
-            from safetensors import safe_open
-            with safe_open(str(path), framework="numpy") as f:
-                if shapes_only:
-                    return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        try:   # memory-mapped: reading the shapes of a large file costs nothing
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:   # files from torch < 1.6 cannot be mapped
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        if shapes_only and path.suffix.lower() in SAFE_EXT:
+            return dict(read_header(path).shapes)
+        return read_raw(path)
     except FileNotFoundError:
         raise NodeError(f"RIFE weights not found: {path}") from None
     except Exception as e:  # corrupt, truncated, or not a tensor file at all
         raise NodeError(f"cannot read RIFE weights {path}: the file is damaged, truncated or not a weight file "
                         f"({type(e).__name__}: {str(e)[:200]}); download it again") from None
-    return state
 
 
 def read_state(path: Path) -> Dict[str, torch.Tensor]:
