@@ -40,10 +40,9 @@ def test_public_corpus_imports_and_validates(capsys):
     print(f"{ok} of {len(files)} ComfyUI workflows import and validate")
     assert len(files) >= 17
     failing = {name for name, (good, _) in results.items() if not good}
-    # no Kinograph equivalent yet, and said so: Wan 2.2 TI2V's start image, Wan's Fun camera control
-    assert failing == {"wan22_i2v_5B.json", "wan_camera_i2v.json"}, results
+    # no Kinograph equivalent yet, and said so: Wan 2.2 TI2V's start image
+    assert failing == {"wan22_i2v_5B.json"}, results
     assert "Wan22ImageToVideoLatent" in results["wan22_i2v_5B.json"][1]
-    assert "WanCameraImageToVideo" in results["wan_camera_i2v.json"][1]
 
 
 def test_every_family_is_in_the_corpus():

@@ -478,16 +478,35 @@ def to_gguf(state: dict, path: Path, arch: str = "wan") -> None:
     w.close()
 
 
-def build_wan_comfy(root: Path, i2v: bool = False) -> Path:
+def wan_camera_adapter(dim: int, zero: bool = False, seed: int = 1) -> dict:
+    """The `control_adapter.*` tensors of a Wan 2.1 Fun camera file, in the released models' layout:
+    a 2x2 stride-2 convolution over 24 Plücker channels pixel-unshuffled 8x8 (24 * 64 inputs), then one
+    residual block of two 3x3 convolutions."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"conv.weight": (dim, 24 * 64, 2, 2), "conv.bias": (dim,),
+              "residual_blocks.0.conv1.weight": (dim, dim, 3, 3), "residual_blocks.0.conv1.bias": (dim,),
+              "residual_blocks.0.conv2.weight": (dim, dim, 3, 3), "residual_blocks.0.conv2.bias": (dim,)}
+    return {f"control_adapter.{k}": torch.zeros(v) if zero else torch.randn(v, generator=g) * 0.02
+            for k, v in shapes.items()}
+
+
+def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False) -> Path:
     """A tiny Wan (head width 128 like every real Wan) as a diffusers folder `root/diffusers/` and as
     ComfyUI's split files under `root/models/`: diffusion_models/ (fp16, fp8_scaled, GGUF),
-    text_encoders/ (umt5, tokenizer folder beside it), vae/ (Wan 2.1 layout), clip_vision/ for i2v."""
+    text_encoders/ (umt5, tokenizer folder beside it), vae/ (Wan 2.1 layout), clip_vision/ for i2v.
+
+    camera: a Wan 2.1 Fun camera model instead (i2v with 16 noise + 16 start-frame channels), the folder
+    holding its plain i2v transformer and diffusion_models/ the camera files: wan_tiny_camera_fp16 (a
+    random camera encoder) and wan_tiny_camera_zero_fp16 (all-zero camera encoder)."""
     from safetensors.torch import save_file
     from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel
     _seed(0)
+    i2v = i2v or camera
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=36 if i2v else 16,
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128,
+        in_channels=32 if camera else 36 if i2v else 16,
         out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=32 if i2v else None,
         added_kv_proj_dim=128 if i2v else None)
@@ -512,11 +531,16 @@ def build_wan_comfy(root: Path, i2v: bool = False) -> Path:
     models = root / "models"
     for sub in ("diffusion_models", "vae", "clip_vision"):
         (models / sub).mkdir(parents=True, exist_ok=True)
-    name = "wan_tiny_i2v" if i2v else "wan_tiny_t2v"
     orig = {k: v.contiguous() for k, v in wan_original_transformer(transformer.state_dict()).items()}
-    save_file({k: v.half() for k, v in orig.items()}, str(models / "diffusion_models" / f"{name}_fp16.safetensors"))
-    save_file(to_fp8_scaled(orig), str(models / "diffusion_models" / f"{name}_fp8_scaled.safetensors"))
-    to_gguf(orig, models / "diffusion_models" / f"{name}-Q8_0.gguf")
+    if camera:
+        for name, zero in (("wan_tiny_camera_fp16", False), ("wan_tiny_camera_zero_fp16", True)):
+            save_file({k: v.half().contiguous() for k, v in {**orig, **wan_camera_adapter(128, zero)}.items()},
+                      str(models / "diffusion_models" / f"{name}.safetensors"))
+    else:
+        name = "wan_tiny_i2v" if i2v else "wan_tiny_t2v"
+        save_file({k: v.half() for k, v in orig.items()}, str(models / "diffusion_models" / f"{name}_fp16.safetensors"))
+        save_file(to_fp8_scaled(orig), str(models / "diffusion_models" / f"{name}_fp8_scaled.safetensors"))
+        to_gguf(orig, models / "diffusion_models" / f"{name}-Q8_0.gguf")
     te = {k: v for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"}
     save_file({k: v.half().contiguous() for k, v in te.items()},
               str(models / "text_encoders" / "umt5_tiny_fp16.safetensors"))

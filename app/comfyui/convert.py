@@ -118,6 +118,8 @@ class Converter:
             if p.comfy not in cn.inputs:
                 continue
             v = self.resolve(cn.inputs[p.comfy])
+            if isinstance(v, Out) and v.port is None and "value" in v.attrs:
+                v = v.attrs["value"]        # a number another node passes on (WanCameraEmbedding's width)
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
                 continue
@@ -308,14 +310,15 @@ class Converter:
         lat_params = {k: params[k] for k in ("width", "height", "frames") if k in params}
         lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)
         self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
-        images = {port: self.resolve(cn.inputs.get(c)) for c, port in rule.inputs.items() if port in ("first", "last")}
+        images = {port: self.resolve(cn.inputs.get(c)) for c, port in rule.inputs.items()
+                  if port in ("first", "last", "camera")}
         if not any(isinstance(v, Out) and v.port for v in images.values()):
             for slot, name in enumerate(("positive", "negative")):      # nothing to pin: conditioning passes through
                 v = self.resolve(cn.inputs.get(name))
                 self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
             self.outs[(cn.id, 2)] = Out((lat, "latent"))
             return [lat]
-        cond = self.add("condition.frames", cn, {})
+        cond = self.add(rule.node, cn, {})
         for comfy, port in rule.inputs.items():
             v = self.resolve(cn.inputs.get(comfy))
             if isinstance(v, Out):
@@ -325,6 +328,14 @@ class Converter:
         self.outs[(cn.id, 1)] = Out((cond, "negative"))
         self.outs[(cn.id, 2)] = Out((lat, "latent"))
         return [lat, cond]
+
+    def special_echo_size(self, cn, rule, params, notes):
+        """Width, height and length outputs repeat the node's own settings: consumers read them as numbers."""
+        nid = self.plain(cn, rule, params, notes)
+        for slot, key in ((1, "width"), (2, "height"), (3, "frames")):
+            if key in params:
+                self.outs[(cn.id, slot)] = Out(None, {"value": params[key]})
+        return [nid]
 
     def special_ltxv_guide(self, cn, rule, params, notes):
         """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since

@@ -110,6 +110,10 @@ VHS_FORMATS = {"video/h264-mp4": ("h264", ".mp4"), "video/h265-mp4": ("h265", ".
                "image/gif": ("gif", ".gif"), "image/webp": ("webp", ".webp"), "video/nvenc_h264-mp4": ("h264", ".mp4"),
                "video/nvenc_hevc-mp4": ("h265", ".mp4")}
 
+WAN_CAMERA_POSES = {"Static": "static", "Pan Up": "pan_up", "Pan Down": "pan_down", "Pan Left": "pan_left",
+                    "Pan Right": "pan_right", "Zoom In": "zoom_in", "Zoom Out": "zoom_out",
+                    "Anti Clockwise (ACW)": "anticlockwise", "ClockWise (CW)": "clockwise"}
+
 LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
 VIDEO_SAVE_TAKES = ("fps",)
@@ -185,6 +189,18 @@ RULES: Dict[str, Rule] = {
                                       "start_image": "first", "end_image": "last",
                                       "clip_vision_start_image": "image_embeds"}, ("positive", "negative", "latent"),
                                      special="i2v", ignore={"batch_size": 1, "clip_vision_end_image": None}),
+    "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
+                                  LATENT_SIZE + (P("length", "frames"),),
+                                  {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                                   "clip_vision_output": "image_embeds", "camera_conditions": "camera"},
+                                  ("positive", "negative", "latent"), special="i2v", ignore={"batch_size": 1}),
+    "WanCameraEmbedding": Rule("motion.wan_camera", ("camera_pose", "width", "height", "length", "speed", "fx", "fy",
+                                                     "cx", "cy"),
+                               (P("camera_pose", "pose", lambda v: WAN_CAMERA_POSES[v], "Static -> static, Pan Up -> "
+                                  "pan_up, ..., Anti Clockwise (ACW) -> anticlockwise, ClockWise (CW) -> clockwise"),
+                                *LATENT_SIZE, P("length", "frames"), P("speed", "speed"), P("fx", "fx"), P("fy", "fy"),
+                                P("cx", "cx"), P("cy", "cy")),
+                               outputs=("camera",), special="echo_size"),
     "LTXVImgToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size", "strength"),
                            LATENT_SIZE + (P("length", "frames"),),
                            {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},

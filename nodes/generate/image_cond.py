@@ -46,3 +46,29 @@ def condition_frames(vae, positive: Conditioning, negative: Optional[Conditionin
     pos = positive.with_extra(**extra).with_meta(**meta)
     neg = None if negative is None else negative.with_extra(**extra).with_meta(**meta)
     return {"positive": pos, "negative": neg}
+
+
+def condition_camera(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent, camera,
+                     first: Optional[np.ndarray], image_embeds: Optional[Conditioning]):
+    """(positive, negative) carrying a camera path (Plücker rays at the latent's size and length) and the
+    start frame, for camera-control models (Wan Fun camera)."""
+    adapter = get_adapter(vae.family)
+    if not hasattr(adapter, "camera_condition"):
+        raise NodeError(f"{vae.family} models take no camera conditioning in Kinograph; Wan Fun camera-control "
+                        "models do")
+    rays = None
+    if camera is not None:
+        from nodes.motion.embed import plucker_wan
+        try:
+            rays = torch.from_numpy(plucker_wan(camera, latent.frames, latent.width, latent.height))[None]
+        except ValueError as e:
+            raise NodeError(str(e)) from None
+        if rays.shape[2] != latent.samples.shape[2]:
+            raise NodeError(f"the camera gives {rays.shape[2]} latent frames for {latent.frames} frames but the "
+                            f"latent has {latent.samples.shape[2]}; make the latent with this model's VAE")
+    with torch.inference_mode():
+        extra = adapter.camera_condition(vae.pipe, latent, _pil(first) if first is not None else None, image_embeds,
+                                         rays)
+    pos = positive.with_extra(**extra)
+    neg = None if negative is None else negative.with_extra(**extra)
+    return {"positive": pos, "negative": neg}

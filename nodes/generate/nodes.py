@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
+from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
 DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -149,6 +149,22 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
     """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video."""
     from nodes.generate.image_cond import condition_frames as run
     return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug)
+
+
+@node("condition.camera", title="Camera Control", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def condition_camera(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
+                     negative: CONDITIONING = Input(optional=True),
+                     camera: CAMERA = Input(optional=True, help="the camera path (motion.camera_path, "
+                                                                "motion.wan_camera, a pose file)"),
+                     first: IMAGE = Input(optional=True, help="the video's first frame"),
+                     image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the first frame")):
+    """Camera-controlled image-to-video for Wan Fun camera models (ComfyUI's WanCameraImageToVideo).
+
+    The camera path becomes per-pixel Plücker rays at the latent's size and length (the path is fitted
+    to the picture, a shorter one holds its last pose); the first frame pins the start."""
+    from nodes.generate.image_cond import condition_camera as run
+    return run(vae, positive, negative, latent, camera, first, image_embeds)
 
 
 @node("vae.encode", title="VAE Encode", category="Latent", device="gpu")

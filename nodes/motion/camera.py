@@ -262,6 +262,40 @@ def preset(name: str, frames: int, width: int, height: int, *, speed: float = 1.
     return from_components(width, height, fov=fov, frames=frames, **kw)
 
 
+# Wan Fun camera-control presets, as VideoX-Fun defined them and ComfyUI's WanCameraEmbedding uses them:
+# over `frames` frames the camera moves linearly, frame i at i/frames of the full move (so the last frame
+# stops one step short), the full move being speed * WAN_TRAVEL units along the direction or speed *
+# WAN_TURN degrees of roll. "zoom" moves the camera forward/back (a dolly), the focal length stays.
+WAN_PRESETS = {"static": ((0, 0, 0), 0), "pan_up": ((0, -1, 0), 0), "pan_down": ((0, 1, 0), 0),
+               "pan_left": ((-1, 0, 0), 0), "pan_right": ((1, 0, 0), 0), "zoom_in": ((0, 0, 2), 0),
+               "zoom_out": ((0, 0, -2), 0), "anticlockwise": ((0, 0, 0), -1), "clockwise": ((0, 0, 0), 1)}
+WAN_TRAVEL = 1.5
+WAN_TURN = 60.0
+# The presets' intrinsics are fractions of a 1280x720 picture, fitted (covering, centred) to the output.
+WAN_POSE_SIZE = (1280, 720)
+
+
+def wan_preset(name: str, frames: int, width: int, height: int, *, speed: float = 1.0, fx: float = 0.5,
+               fy: float = 0.5, cx: float = 0.5, cy: float = 0.5) -> Camera:
+    """A Wan Fun camera-control preset (see WAN_PRESETS) as a Camera of width x height.
+
+    fx, fy are focal lengths as fractions of WAN_POSE_SIZE's width and height (so 0.5, 0.5 is not
+    square: the presets were made that way); cx, cy place the principal point as fractions of the
+    output picture."""
+    if name not in WAN_PRESETS:
+        raise ValueError(f"unknown Wan camera preset {name!r}; use one of {', '.join(WAN_PRESETS)}")
+    if frames < 1:
+        raise ValueError(f"a camera path needs at least 1 frame, got {frames}")
+    direction, turn = WAN_PRESETS[name]
+    u = np.arange(frames) / frames * speed
+    c2w = poses(rot_z(np.radians(u * WAN_TURN * turn)), np.outer(u * WAN_TRAVEL, direction))
+    pw, ph = WAN_POSE_SIZE
+    k = Camera(np.tile([fx * pw, fy * ph, pw / 2, ph / 2], (frames, 1)), c2w, pw, ph).fitted(width, height)
+    k = k.intrinsics.copy()
+    k[:, 2], k[:, 3] = cx * width, cy * height
+    return Camera(k, c2w, width, height)
+
+
 def combine(a: Camera, b: Camera) -> Camera:
     """Apply b's motion (relative to its first frame) on top of a, frame by frame.
 

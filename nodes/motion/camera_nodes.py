@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import CAMERA, FLOW, IMAGE, VIDEO
 
-from .camera import PRESET_EASINGS, PRESETS   # numpy only: cheap to import
+from .camera import PRESET_EASINGS, PRESETS, WAN_PRESETS   # numpy only: cheap to import
 
 
 CONVENTION = """
@@ -78,6 +78,30 @@ def camera_path(ctx,
                           translation_x=translation_x, translation_y=translation_y, translation_z=translation_z,
                           rotation_pan=rotation_pan, rotation_tilt=rotation_tilt, rotation_roll=rotation_roll,
                           fov=fov)
+
+
+@node("motion.wan_camera", title="Wan Camera Preset", category="Motion")
+@with_convention
+def wan_camera(ctx,
+               pose: str = Param("static", choices=tuple(WAN_PRESETS), help="the move"),
+               width: int = Param(832, min=16, max=16384, help="picture width"),
+               height: int = Param(480, min=16, max=16384, help="picture height"),
+               frames: int = Param(81, min=1, max=100000, help="length of the path (Wan: 4n+1)"),
+               speed: float = Param(1.0, min=0.0, max=10.0, help="1 = 1.5 units of travel or 60 degrees of roll "
+                                                                 "over the clip"),
+               fx: float = Param(0.5, min=0.001, max=1.0, help="focal length, fraction of a 1280-wide picture"),
+               fy: float = Param(0.5, min=0.001, max=1.0, help="focal length, fraction of a 720-high picture"),
+               cx: float = Param(0.5, min=0.0, max=1.0, help="principal point, fraction of the width"),
+               cy: float = Param(0.5, min=0.0, max=1.0, help="principal point, fraction of the height"),
+               ) -> CAMERA:
+    """The camera moves Wan Fun camera-control models were trained with (ComfyUI's WanCameraEmbedding).
+
+    The camera moves linearly: pan_* sideways or up/down, zoom_* forward/back (a dolly: the focal
+    length stays), clockwise/anticlockwise rolls it. Feed condition.camera; any other camera path
+    (motion.camera_path, a pose file) works there too."""
+    from .camera import wan_preset
+    with user_errors():
+        return wan_preset(pose, frames, width, height, speed=speed, fx=fx, fy=fy, cx=cx, cy=cy)
 
 
 @node("motion.camera_combine", title="Combine Camera Paths", category="Motion")

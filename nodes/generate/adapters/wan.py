@@ -4,9 +4,12 @@ Image-to-video / first-last-frame models (36 input channels) take a 4-channel fr
 VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from nodes.generate.adapters.base import Adapter, stack_global
+from nodes.generate.wan_camera import NOT_CAMERA, camera_input, is_camera_model
 
 
 TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning needs a Wan image-to-video "
@@ -15,6 +18,10 @@ TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning nee
 
 NEEDS_IMAGE = ("this Wan 2.1 image-to-video model also takes the frame's CLIP image tokens: connect "
                "encode.image (of the first frame) to condition.frames' image_embeds")
+
+
+CAMERA_FRAMES = ("a Wan Fun camera model takes its start frame and camera path through condition.camera, not "
+                 "condition.frames")
 
 
 class WanAdapter(Adapter):
@@ -30,10 +37,11 @@ class WanAdapter(Adapter):
             inputs["encoder_hidden_states_image"] = torch.cat(
                 [c.extra.get("image_embeds", conds[-1].extra["image_embeds"]) for c in conds
                  for _ in range(batch)]).to(device, dtype)
-        if "concat" in conds[-1].extra:
-            idx = torch.as_tensor(list(frames))
-            inputs["concat"] = torch.cat([c.extra.get("concat", conds[-1].extra["concat"])[:, :, idx]
-                                          for c in conds for _ in range(batch)]).to(device, dtype)
+        idx = torch.as_tensor(list(frames))
+        for key in ("concat", "camera"):        # per latent frame: a context window takes its frames
+            if key in conds[-1].extra:
+                inputs[key] = torch.cat([c.extra.get(key, conds[-1].extra[key])[:, :, idx]
+                                         for c in conds for _ in range(batch)]).to(device, dtype)
         return inputs
 
     def forward(self, handle, x_in, t, inputs):
@@ -49,16 +57,30 @@ class WanAdapter(Adapter):
             raise NodeError(TEXT_ONLY)
         if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
             from graph_engine import NodeError
-            raise NodeError(NEEDS_IMAGE)
+            raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.camera") if is_camera_model(model)
+                            else NEEDS_IMAGE)
         if "encoder_hidden_states_image" in inputs and not getattr(model.config, "image_dim", None):
             inputs = {k: v for k, v in inputs.items() if k != "encoder_hidden_states_image"}
+        if "camera" in inputs and not is_camera_model(model):
+            from graph_engine import NodeError
+            raise NodeError(NOT_CAMERA)
+        if "concat" not in inputs and is_camera_model(model):
+            # no start frame: the camera model's image channels stay zero, as in ComfyUI
+            inputs = {**inputs, "concat": x.new_zeros(x.shape[0], model.config.in_channels - x.shape[1], *x.shape[2:])}
         if "concat" in inputs:
             x = torch.cat([x, inputs["concat"]], dim=1)
+        if x.shape[1] != model.config.in_channels:
+            from graph_engine import NodeError
+            raise NodeError(f"this Wan model reads {model.config.in_channels} channels but its conditioning gives "
+                            f"{x.shape[1]}: " + (CAMERA_FRAMES if is_camera_model(model) else
+                                                 "connect the conditioning node made for this model"))
         kw = {}
         if "encoder_hidden_states_image" in inputs:
             kw["encoder_hidden_states_image"] = inputs["encoder_hidden_states_image"]
-        return model(hidden_states=x, timestep=t.to(x.device).expand(x.shape[0]),
-                     encoder_hidden_states=inputs["encoder_hidden_states"], return_dict=False, **kw)[0]
+        camera = camera_input(model, inputs["camera"]) if "camera" in inputs else nullcontext()
+        with camera:
+            return model(hidden_states=x, timestep=t.to(x.device).expand(x.shape[0]),
+                         encoder_hidden_states=inputs["encoder_hidden_states"], return_dict=False, **kw)[0]
 
     def encode_image(self, pipe, image, device):
         return pipe.encode_image(image, device)
@@ -97,6 +119,24 @@ class WanAdapter(Adapter):
                 raise NodeError(NEEDS_IMAGE)
             extra["image_embeds"] = image_embeds.embeds
         return extra, {}
+
+    def camera_condition(self, pipe, latent, first, image_embeds, rays):
+        """Wan Fun camera models: the start frame's latent in the first of 16 image channels (zeros after it,
+        no mask) and the camera's Plücker rays; plus CLIP image tokens where the model takes them."""
+        from graph_engine import NodeError
+        den = getattr(pipe, "transformer", None)
+        if den is not None and not is_camera_model(den):
+            raise NodeError("condition.camera is for Wan Fun camera-control models; this Wan model has no camera "
+                            "encoder (use condition.frames for image-to-video)")
+        n, h, w = latent.samples.shape[2:]
+        concat = torch.zeros(1, latent.samples.shape[1], n, h, w)
+        if first is not None:
+            frame = pipe.video_processor.preprocess(first, height=latent.height, width=latent.width)
+            concat[:, :, :1] = self.vae_encode(pipe, frame.permute(1, 0, 2, 3)[None])[:, :, :1]
+        extra = {"concat": concat} if rays is None else {"concat": concat, "camera": rays}
+        if image_embeds is not None:
+            extra["image_embeds"] = image_embeds.embeds
+        return extra
 
     def _stats(self, vae, like):
         mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(like.device, like.dtype)

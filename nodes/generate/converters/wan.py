@@ -10,17 +10,21 @@ from nodes.generate.converters import Built, count, model_config, register
 @register("wan", "diffusion_model")
 def transformer(state, det) -> Built:
     from diffusers import WanTransformer3DModel
+    kind = det.variant.split("-")[0]
+    # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
+    camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
     if det.layout == "original":
         from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
         state = convert_wan_transformer_to_diffusers(dict(state))
         if "img_emb.emb_pos" in state:         # FLF2V's image position table; diffusers' renames miss it
             state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
-    kind = det.variant.split("-")[0]
-    if kind in ("vace", "animate", "camera"):
+    if kind in ("vace", "animate"):
         from graph_engine import NodeError
-        raise NodeError(f"Wan {kind} models are recognised but not loaded by Kinograph yet; Wan t2v, i2v, flf2v "
-                        "and the Wan 2.2 models load")
-    cfg = model_config("wan", "transformer_i2v" if kind in ("i2v", "flf2v") else "transformer_t2v")
+        raise NodeError(f"Wan {kind} models are recognised but not loaded by Kinograph yet; Wan t2v, i2v, flf2v, "
+                        "Fun camera and the Wan 2.2 models load")
+    if kind == "camera":
+        _check_camera(state, camera)
+    cfg = model_config("wan", "transformer_i2v" if kind in ("i2v", "flf2v", "camera") else "transformer_t2v")
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
     patch = [int(x) for x in pe.shape[2:]]
@@ -41,7 +45,21 @@ def transformer(state, det) -> Built:
         from graph_engine import NodeError
         raise NodeError(f"Wan transformer width {dim} is not a multiple of 128 (its attention head size); "
                         "this is not a Wan model Kinograph knows")
+    if camera:
+        from nodes.generate.wan_camera import attach
+        return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)
     return Built(lambda: WanTransformer3DModel.from_config(cfg), state, cfg)
+
+
+def _check_camera(state, camera) -> None:
+    """A Wan 2.1 Fun camera model: the i2v transformer reading 16 noise + 16 start-frame channels (no mask)."""
+    from graph_engine import NodeError
+    if "control_adapter.conv.weight" not in camera:
+        raise NodeError("this Wan Fun camera file has no control_adapter.conv.weight: it is incomplete or damaged")
+    in_ch = int(state["patch_embedding.weight"].shape[1])
+    if in_ch != 32:
+        raise NodeError(f"this Wan Fun camera model reads {in_ch} input channels; Kinograph runs the Wan 2.1 Fun "
+                        "camera models (32: noise + start frame), not the Wan 2.2 ones yet")
 
 
 @register("wan", "vae")
