@@ -206,10 +206,14 @@ def test_comfyui_camera_example_imports_and_runs_on_tiny_models(camera_models, t
     from graph_engine.api import Session, load_workflow
     result = import_workflow(ROOT / "tests" / "data" / "comfyui" / "wan_camera_i2v.json")
     assert not result.report.blocking
+    assert result.report.entries["56"].status == result.report.entries["57"].status == "exact"
     g = result.graph
     types = {n.type for n in g.nodes.values()}
     assert {"motion.wan_camera", "condition.camera", "load.diffusion_model", "load.clip_vision"} <= types
     cam = next(n for n in g.nodes.values() if n.type == "motion.wan_camera")
+    lat = next(n for n in g.nodes.values() if n.type == "latent.empty")
+    # WanCameraImageToVideo's width, height and length come from WanCameraEmbedding's outputs in the file
+    assert (lat.params["width"], lat.params["height"], lat.params["frames"]) == (512, 512, 81)
     assert cam.params == {"pose": "zoom_out", "width": 512, "height": 512, "frames": 81, "speed": 1, "fx": 0.5,
                           "fy": 0.5, "cx": 0.5, "cy": 0.5}
     Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "in.png")
@@ -230,3 +234,18 @@ def test_comfyui_camera_example_imports_and_runs_on_tiny_models(camera_models, t
     assert res.ok, res.failed
     with Image.open(tmp_path / "out.webp") as im:
         assert im.n_frames == 5
+
+
+def test_shipped_example_drives_the_model_with_a_keyframed_camera_path(camera_models, tmp_path):
+    """examples/comfyui/wan_camera.yaml: motion.camera_path (schedules, not a Wan preset) into condition.camera;
+    the same graph with a still camera gives another video."""
+    from comfy_layouts import run_example
+    small = ["unet.name=wan_tiny_camera_fp16.safetensors", "clip.name=umt5_tiny_fp16.safetensors",
+             "vae.name=wan_tiny_vae.safetensors", "vision.name=clip_vision_tiny.safetensors", "cam.frames=5",
+             "cam.width=32", "cam.height=32", "latent.frames=5", "latent.width=32", "latent.height=32",
+             "sample.steps=2"]
+    moving, frames = run_example("wan_camera", camera_models / "models", tmp_path / "a.mp4", small)
+    assert frames.shape[:3] == (5, 32, 32)
+    still, _ = run_example("wan_camera", camera_models / "models", tmp_path / "b.mp4",
+                           small + ["cam.translation_z=0", "cam.translation_y=0", "cam.rotation_roll=0"])
+    assert (moving - still).abs().max() > 1e-3
