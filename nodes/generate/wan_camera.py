@@ -68,14 +68,14 @@ def camera_input(transformer, rays: torch.Tensor):
     """While active, the transformer's patch embedding carries the camera encoder's features of `rays`."""
     if not is_camera_model(transformer):
         raise NodeError(NOT_CAMERA)
-    enc = transformer.control_adapter
-    feats = enc(rays.to(enc.conv.weight.device, enc.conv.weight.dtype))
 
     def add(_module, _args, out):
+        # computed where the patch embedding ran: with offloading the encoder's weights live elsewhere between calls
+        feats = transformer.control_adapter(rays.to(out.device, out.dtype))
         if out.shape != feats.shape:
             raise NodeError(f"the camera rays give features {list(feats.shape[2:])} but the latent's patch grid is "
                             f"{list(out.shape[2:])}: condition.camera must see the same latent the sampler uses")
-        return out + feats.to(out.dtype)
+        return out + feats
     hook = transformer.patch_embedding.register_forward_hook(add)
     try:
         yield
