@@ -10,6 +10,7 @@ NODE_MODULES = [
     "nodes.consistency.sampling_nodes",
     "nodes.generate.nodes",
     "nodes.generate.split_nodes",
+    "nodes.generate.vace_nodes",
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
     "nodes.metrics.nodes",

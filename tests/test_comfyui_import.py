@@ -38,7 +38,7 @@ def test_public_corpus_imports_and_validates(capsys):
     for name, (good, how) in results.items():
         print(f"{'ok  ' if good else 'FAIL'} {name}: {how}")
     print(f"{ok} of {len(files)} ComfyUI workflows import and validate")
-    assert len(files) >= 17
+    assert len(files) >= 18
     failing = {name for name, (good, _) in results.items() if not good}
     # no Kinograph equivalent yet, and said so: Wan 2.2 TI2V's start image
     assert failing == {"wan22_i2v_5B.json"}, results

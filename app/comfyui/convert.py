@@ -119,7 +119,7 @@ class Converter:
                 continue
             v = self.resolve(cn.inputs[p.comfy])
             if isinstance(v, Out) and v.port is None and "value" in v.attrs:
-                v = v.attrs["value"]        # a number another node passes on (WanCameraEmbedding's width)
+                v = v.attrs["value"]        # a number passed on (WanCameraEmbedding's width, VACE's trim)
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
                 continue
@@ -335,6 +335,13 @@ class Converter:
         for slot, key in ((1, "width"), (2, "height"), (3, "frames")):
             if key in params:
                 self.outs[(cn.id, slot)] = Out(None, {"value": params[key]})
+        return [nid]
+
+    def special_vace(self, cn, rule, params, notes):
+        """ComfyUI's trim_latent output is the number of reference-image latent frames in front: 1 with a
+        reference image, else 0. Known at import time, it becomes TrimVideoLatent's amount."""
+        nid = self.plain(cn, rule, params, notes)
+        self.outs[(cn.id, 3)] = Out(None, {"value": int(isinstance(cn.inputs.get("reference_image"), Ref))})
         return [nid]
 
     def special_ltxv_guide(self, cn, rule, params, notes):

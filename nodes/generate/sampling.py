@@ -247,6 +247,10 @@ def _check_inputs(handle, positive, negative, latent, sampler):
         if c is not None and c.family not in compatible:
             raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "
                             f"it with this model's text encoder")
+        vace = None if c is None else c.extra.get("vace")
+        if vace is not None and vace.shape[2] != latent.samples.shape[2]:
+            raise NodeError(f"the {name} VACE conditioning covers {vace.shape[2]} latent frames but the latent has "
+                            f"{latent.samples.shape[2]}: sample the latent that condition.vace made")
     if sampler == "flow_euler" and get_adapter(fam).space != "flow":
         raise NodeError(f"flow_euler is for flow-matching models (Wan, LTX, HunyuanVideo, kinograph-mini); "
                         f"{fam} is not one. Use ddim, euler, dpmpp_2m or unipc")

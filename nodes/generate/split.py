@@ -72,6 +72,8 @@ def pipeline(family: str, variant: str = "", **parts):
     names = FAMILIES[family].pipelines
     image = variant.split("-")[0] in ("i2v", "flf2v") or parts.get("image_encoder") is not None
     name = next((n for n in names if image and "ImageToVideo" in n), names[0])
+    if variant.startswith("vace-"):
+        name = next(n for n in names if "VACE" in n)
     cls = getattr(diffusers, name)
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     # Only a denoiser samples: text encoder, VAE and CLIP-vision pipelines need no scheduler.

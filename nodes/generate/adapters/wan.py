@@ -24,6 +24,25 @@ CAMERA_FRAMES = ("a Wan Fun camera model takes its start frame and camera path t
                  "condition.frames")
 
 
+NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
+            "model has no VACE blocks")
+
+
+def vace_inputs(model, x, context, strength: float, layers: int) -> dict:
+    """The VACE transformer's control input and per-layer hint scale. Without condition.vace the model gets
+    ComfyUI's "no control" context: zero latents (in the raw VAE space) and an all-ones mask."""
+    if context is None:
+        from nodes.generate.converters import model_config
+        stats = model_config("wan", "vae_2.1")
+        mean = torch.tensor(stats["latents_mean"]).view(1, -1, 1, 1, 1)
+        std = torch.tensor(stats["latents_std"]).view(1, -1, 1, 1, 1)
+        zero = ((0 - mean) / std).expand(x.shape[0], -1, *x.shape[2:])
+        masks = model.config.vace_in_channels - 2 * zero.shape[1]
+        context = torch.cat([zero, zero, torch.ones(x.shape[0], masks, *x.shape[2:])], dim=1)
+    return {"control_hidden_states": context.to(x.device, x.dtype),
+            "control_hidden_states_scale": torch.full((layers,), float(strength), device=x.device, dtype=x.dtype)}
+
+
 class WanAdapter(Adapter):
     family = "wan"
     space = "flow"
@@ -38,10 +57,12 @@ class WanAdapter(Adapter):
                 [c.extra.get("image_embeds", conds[-1].extra["image_embeds"]) for c in conds
                  for _ in range(batch)]).to(device, dtype)
         idx = torch.as_tensor(list(frames))
-        for key in ("concat", "camera"):        # per latent frame: a context window takes its frames
+        for key in ("concat", "camera", "vace"):        # per latent frame: a context window takes its frames
             if key in conds[-1].extra:
                 inputs[key] = torch.cat([c.extra.get(key, conds[-1].extra[key])[:, :, idx]
                                          for c in conds for _ in range(batch)]).to(device, dtype)
+        if "vace" in inputs:
+            inputs["vace_strength"] = float(conds[-1].meta.get("vace_strength", 1.0))
         return inputs
 
     def forward(self, handle, x_in, t, inputs):
@@ -77,6 +98,12 @@ class WanAdapter(Adapter):
         kw = {}
         if "encoder_hidden_states_image" in inputs:
             kw["encoder_hidden_states_image"] = inputs["encoder_hidden_states_image"]
+        layers = getattr(model.config, "vace_layers", None)
+        if layers is not None:
+            kw.update(vace_inputs(model, x, inputs.get("vace"), inputs.get("vace_strength", 1.0), len(layers)))
+        elif "vace" in inputs:
+            from graph_engine import NodeError
+            raise NodeError(NOT_VACE)
         camera = camera_input(model, inputs["camera"]) if "camera" in inputs else nullcontext()
         with camera:
             return model(hidden_states=x, timestep=t.to(x.device).expand(x.shape[0]),

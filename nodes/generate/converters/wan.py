@@ -1,7 +1,9 @@
 """Wan 2.1/2.2 from ComfyUI's split files: the transformer (diffusion_models/) and the VAE (vae/).
 
 Keys are renamed with diffusers' own Wan converters; sizes come from the tensors (Wan's heads are
-always 128 wide, as in the released models), the rest from the shipped config of the variant."""
+always 128 wide, as in the released models), the rest from the shipped config of the variant.
+Wan VACE files (wan2.1_vace_*.safetensors) are a Wan text-to-video transformer plus `vace_blocks.*`
+and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel."""
 from __future__ import annotations
 
 from nodes.generate.converters import Built, count, model_config, register
@@ -18,13 +20,14 @@ def transformer(state, det) -> Built:
         state = convert_wan_transformer_to_diffusers(dict(state))
         if "img_emb.emb_pos" in state:         # FLF2V's image position table; diffusers' renames miss it
             state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
-    if kind in ("vace", "animate"):
+    if kind == "animate":
         from graph_engine import NodeError
         raise NodeError(f"Wan {kind} models are recognised but not loaded by Kinograph yet; Wan t2v, i2v, flf2v, "
-                        "Fun camera and the Wan 2.2 models load")
+                        "VACE, Fun camera and the Wan 2.2 models load")
     if kind == "camera":
         _check_camera(state, camera)
-    cfg = model_config("wan", "transformer_i2v" if kind in ("i2v", "flf2v", "camera") else "transformer_t2v")
+    cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
+                               "vace": "transformer_vace"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
     patch = [int(x) for x in pe.shape[2:]]
@@ -48,6 +51,10 @@ def transformer(state, det) -> Built:
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)
+    if kind == "vace":
+        from diffusers import WanVACETransformer3DModel
+        cfg.update(vace_settings(state, cfg["num_layers"]))
+        return Built(lambda: WanVACETransformer3DModel.from_config(cfg), state, cfg)
     return Built(lambda: WanTransformer3DModel.from_config(cfg), state, cfg)
 
 
@@ -60,6 +67,21 @@ def _check_camera(state, camera) -> None:
     if in_ch != 32:
         raise NodeError(f"this Wan Fun camera model reads {in_ch} input channels; Kinograph runs the Wan 2.1 Fun "
                         "camera models (32: noise + start frame), not the Wan 2.2 ones yet")
+
+
+def vace_settings(state, num_layers: int) -> dict:
+    """vace_layers and vace_in_channels of a VACE file. The files do not name the layers the hints join;
+    like ComfyUI, they are spread evenly from layer 0 (every 2nd of 30 for 1.3B, every 5th of 40 for 14B)."""
+    from graph_engine import NodeError
+    pe = state.get("vace_patch_embedding.weight")
+    n = count(state, "vace_blocks.{}.")
+    if pe is None or n == 0 or "vace_blocks.0.proj_in.weight" not in state:
+        raise NodeError("this Wan VACE file lacks its VACE part (vace_patch_embedding, vace_blocks.0.before_proj): "
+                        "it is incomplete or damaged. Copy the file again")
+    if n > num_layers:
+        raise NodeError(f"this Wan VACE file has {n} VACE blocks for {num_layers} transformer blocks; "
+                        "it is not a VACE model Kinograph knows")
+    return {"vace_layers": list(range(0, num_layers, num_layers // n))[:n], "vace_in_channels": int(pe.shape[1])}
 
 
 @register("wan", "vae")
