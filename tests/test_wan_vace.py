@@ -95,6 +95,10 @@ def test_vace_file_matches_the_diffusers_folder(vace):
 def test_vace_layers_are_spread_like_comfyui(vace):
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import will_load
+    det = detect_file(vace / "models" / "diffusion_models" / UNET)
+    assert (det.variant, will_load(det)) == ("vace-dim128", (True, "load.diffusion_model"))
     h = load_diffusion_model(ModelManager(), UNET, "default", "cpu")
     assert type(h.denoiser).__name__ == "WanVACETransformer3DModel"
     assert h.denoiser.config.vace_layers == [0, 2] and h.denoiser.config.vace_in_channels == 96

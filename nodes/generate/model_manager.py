@@ -387,7 +387,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant == "sd15"
         return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"
-    if det.family == "wan" and det.variant.split("-")[0] in ("vace", "animate"):
+    if det.family == "wan" and det.variant.split("-")[0] == "animate":
         return False, f"Wan {det.variant.split('-')[0]} models are not supported yet"
     if det.family == "wan" and det.role == "vae" and det.variant == "2.2":
         return False, "the Wan 2.2 VAE loads from a diffusers folder only for now"
