@@ -96,7 +96,9 @@ def vace_condition(vae, positive: Conditioning, negative: Optional[Conditioning]
     mask = control_masks(masks, length, width, height)
 
     def encode(rgb01: torch.Tensor) -> torch.Tensor:     # [T, H, W, 3] in [0, 1] -> normalised latent
-        return adapter.vae_encode(vae.pipe, (rgb01 * 2 - 1).permute(3, 0, 1, 2)[None]).float().cpu()
+        from nodes.generate.vae_ops import encode_pixels
+        return encode_pixels(adapter, vae.pipe, (rgb01 * 2 - 1).permute(3, 0, 1, 2)[None],
+                             "encoding the VACE control video").float().cpu()
 
     with torch.inference_mode():
         centred = pixels - 0.5

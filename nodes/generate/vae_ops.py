@@ -132,11 +132,15 @@ def encode_clip(vae, clip: Clip, check: Callable[[], None] = lambda: None,
                     progress(a + len(block), clip.length)
             z = torch.cat(parts, dim=2)
         else:
-            px = pixels_of(clip.frames(0, clip.length))
-            z = with_oom_retries("encoding the clip", [
-                ("a plain encode", lambda: adapter.vae_encode(pipe, px)),
-                ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_encode(pipe, px)))])
+            z = encode_pixels(adapter, pipe, pixels_of(clip.frames(0, clip.length)))
     return Latent(z.float().cpu(), vae.family, clip.length, clip.fps, clip.width, clip.height)
+
+
+def encode_pixels(adapter, pipe, px: torch.Tensor, what: str = "encoding the clip") -> torch.Tensor:
+    """A whole clip's latent ([1, 3, T, H, W] in [-1, 1] in), retried tiled on out-of-memory."""
+    return with_oom_retries(what, [
+        ("a plain encode", lambda: adapter.vae_encode(pipe, px)),
+        ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_encode(pipe, px)))])
 
 
 def empty_latent(vae, frames: int, width: int, height: int, fps: float) -> Latent:
