@@ -233,3 +233,13 @@ def test_comfyui_vace_reference_example_runs_on_the_tiny_model(vace, tmp_path):
     assert res.ok, res.failed
     assert res.outputs["k_sampler_3"]["latent"].samples.shape[2] == 3
     assert _frames(tmp_path / "ComfyUI.webp") == 5 and _frames(tmp_path / "ComfyUI.webm") == 5
+
+
+def test_shipped_vace_example_runs(vace, tmp_path):
+    from graph_engine.api import Session, load_workflow
+    out = tmp_path / "vace.mp4"
+    res = Session(device="cpu").run(load_workflow(ROOT / "examples" / "wan_vace_reference.yaml", check=False), overrides=[
+        f"unet.name={UNET}", "clip.name=umt5_tiny_fp16.safetensors", "vae.name=wan_tiny_vae.safetensors",
+        "vace.frames=5", "vace.width=32", "vace.height=32", "sample.steps=2", f"save.path={out}"], use_cache=False)
+    assert res.ok, res.failed
+    assert _frames(out) == 5
