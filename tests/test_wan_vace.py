@@ -243,3 +243,18 @@ def test_shipped_vace_example_runs(vace, tmp_path):
         "vace.frames=5", "vace.width=32", "vace.height=32", "sample.steps=2", f"save.path={out}"], use_cache=False)
     assert res.ok, res.failed
     assert _frames(out) == 5
+
+
+def test_control_clips_are_fitted_and_padded_as_comfyui_does():
+    """Control frames and masks cropped about the centre to the size, and padded past their end: grey
+    frames (nothing to follow) and white masks (generate)."""
+    from graph_engine import Clip
+    from nodes.generate.vace import control_frames, control_masks
+    wide = np.zeros((2, 16, 64, 3), np.uint8)
+    wide[:, :, 28:36] = 255                               # a white band in the middle
+    px = control_frames(Clip.from_array(wide, 16.0), 5, 16, 16)
+    assert px.shape == (5, 16, 16, 3)
+    assert px[:2, :, 4:12].min() == 1.0 and px[:2, :, 0].max() == 0.0      # only the centre 16 columns kept
+    assert (px[2:] == 0.5).all()
+    m = control_masks(Clip.from_array(np.zeros((2, 16, 16, 3), np.uint8), 16.0), 5, 16, 16)
+    assert m.shape == (5, 16, 16, 1) and (m[:2] == 0).all() and (m[2:] == 1).all()

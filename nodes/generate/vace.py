@@ -54,16 +54,13 @@ def control_frames(video, length: int, width: int, height: int) -> torch.Tensor:
 
 
 def control_masks(masks, length: int, width: int, height: int) -> torch.Tensor:
-    """[length, H, W, 1] in [0, 1] (1 = generate there): a clip's luma; one frame masks every frame;
-    a shorter clip is padded with 1 (generate), as ComfyUI pads."""
+    """[length, H, W, 1] in [0, 1] (1 = generate there): a clip's luma, padded with 1 (generate) past its
+    end, as ComfyUI pads."""
     if masks is None:
         return torch.ones(length, height, width, 1)
     rgb = np.ascontiguousarray(masks.frames(0, min(masks.length, length))).astype(np.float32)
     luma = torch.from_numpy(rgb[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32) / 255.0)[..., None]
-    m = cover(luma, width, height).clamp(0, 1)
-    if m.shape[0] == 1:
-        return m.expand(length, -1, -1, -1)
-    return _fit_length(m, length, 1.0)
+    return _fit_length(cover(luma, width, height).clamp(0, 1), length, 1.0)
 
 
 def mask_latent(mask: torch.Tensor, latent_frames: int, space: int) -> torch.Tensor:

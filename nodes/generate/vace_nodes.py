@@ -12,8 +12,8 @@ def condition_vace(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITIONING
                    control_video: VIDEO = Input(optional=True, help="the video to follow (a pose, depth or edge "
                                                                      "clip, or footage to edit); none = free"),
                    control_masks: VIDEO = Input(optional=True, help="where to generate (white) and where to keep "
-                                                                     "the control video (black); one frame masks "
-                                                                     "every frame"),
+                                                                     "the control video (black), frame by frame; "
+                                                                     "frames past its end are white"),
                    reference: IMAGE = Input(optional=True, help="a subject or style image the video should show"),
                    width: int = Param(832, min=16, max=8192), height: int = Param(480, min=16, max=8192),
                    frames: int = Param(81, min=1, max=100000, help="4n+1"),
