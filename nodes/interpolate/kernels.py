@@ -22,7 +22,7 @@ def _lerp(img, x0, y0, x1, y1, fx, fy, ch):
     return top * (1.0 - fy) + bot * fy
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
     """Per pixel of frame a: exp(-sharpness * photometric error after following the flow),
     times 1 where the forward-backward check passes and the target is inside, 0.1 elsewhere."""
@@ -46,29 +46,35 @@ def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
+def _full_size_taps(motion, x, y, sx, sy, t, h, w):
+    """At full-size pixel (x, y): the taps of the (smaller) motion field, then of frame 0 at
+    p - t*m and of frame 1 at p + (1-t)*m, m being the motion sampled there in full-size pixels."""
+    q = _taps((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, motion.shape[0], motion.shape[1])
+    q0, r0, q1, r1, qx, ry = q
+    mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
+    mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
+    return q, _taps(x - t * mu, y - t * mv, h, w), _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
+
+
+@numba.njit(cache=True, nogil=True)
 def warp_blend(f0, f1, motion, vis, t, floor):
     """The in-between at t at full size: frame 0 sampled at p - t*m(p) and frame 1 at
     p + (1-t)*m(p), blended by closeness in time and by each frame's visibility at p.
     motion (HxWx2, in its own pixels) and vis (HxWx2) may be smaller than the frames:
     they are sampled bilinearly here, which spares two full-size temporaries."""
     h, w = f0.shape[0], f0.shape[1]
-    mh, mw = motion.shape[0], motion.shape[1]
-    sx, sy = mw / w, mh / h
+    sx, sy = motion.shape[1] / w, motion.shape[0] / h
     out = np.empty((h, w, 3), np.uint8)
     for y in range(h):
-        qy = (y + 0.5) * sy - 0.5
         for x in range(w):
-            q0, r0, q1, r1, qx, ry = _taps((x + 0.5) * sx - 0.5, qy, mh, mw)
-            mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
-            mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
+            (q0, r0, q1, r1, qx, ry), (a0, c0, a1, c1, ax, ay), (e0, g0, e1, g1, ex, ey) = \
+                _full_size_taps(motion, x, y, sx, sy, t, h, w)
             b0 = (1.0 - t) * (_lerp(vis, q0, r0, q1, r1, qx, ry, 0) + floor)
             b1 = t * (_lerp(vis, q0, r0, q1, r1, qx, ry, 1) + floor)
             s = b0 + b1
             b0 /= s
             b1 /= s
-            a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
-            e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
             for ch in range(3):
                 v = b0 * _lerp(f0, a0, c0, a1, c1, ax, ay, ch) + b1 * _lerp(f1, e0, g0, e1, g1, ex, ey, ch)
                 out[y, x, ch] = min(max(int(v + 0.5), 0), 255)
@@ -89,7 +95,7 @@ def _hypothesis(fields, k, y, x, shift):
     return fields[0, yy, xx, 0], fields[0, yy, xx, 1]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def candidate_costs(fa, fb, fields, t, shift):
     """Per pixel at time t, the mismatch |A(p - t*m) - B(p + (1-t)*m)| of each motion
     hypothesis m (HxWxK, K = F + 8): every field's motion at p (fields FxHxWx2, the first
@@ -117,11 +123,14 @@ def candidate_costs(fa, fb, fields, t, shift):
     return cost
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pick(cost, fields, shift):
-    """Per pixel, the hypothesis of candidate_costs with the least (window-summed) cost."""
+    """Per pixel, the hypothesis of candidate_costs with the least (window-summed) cost, and
+    (that cost, the first hypothesis's cost): how well the chosen motion explains the pixel
+    and how much better than the plain joint motion it does."""
     h, w, nk = cost.shape
     out = np.empty((h, w, 2), np.float32)
+    costs = np.empty((h, w, 2), np.float32)
     for y in range(h):
         for x in range(w):
             best = 0
@@ -129,5 +138,45 @@ def pick(cost, fields, shift):
                 if cost[y, x, k] < cost[y, x, best]:
                     best = k
             out[y, x, 0], out[y, x, 1] = _hypothesis(fields, best, y, x, shift)
+            costs[y, x, 0], costs[y, x, 1] = cost[y, x, best], cost[y, x, 0]
+    return out, costs
+
+
+
+@numba.njit(cache=True, nogil=True)
+def warp_pair(f0, f1, motion, t):
+    """Frame 0 sampled at p - t*m(p) and frame 1 at p + (1-t)*m(p), as float32 0..1 images
+    (motion at the frames' size): the two candidates the refinement network weighs."""
+    h, w, c = f0.shape
+    out = np.empty((2, h, w, c), np.float32)
+    for y in range(h):
+        for x in range(w):
+            mu, mv = motion[y, x, 0], motion[y, x, 1]
+            a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
+            e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
+            for ch in range(c):
+                out[0, y, x, ch] = _lerp(f0, a0, c0, a1, c1, ax, ay, ch) * (1.0 / 255.0)
+                out[1, y, x, ch] = _lerp(f1, e0, g0, e1, g1, ex, ey, ch) * (1.0 / 255.0)
     return out
 
+
+@numba.njit(cache=True, nogil=True)
+def warp_mix(f0, f1, motion, mix, t):
+    """The in-between at full size from low-resolution fields sampled bilinearly (as in
+    warp_blend): s0 * frame 0 at p - t*m + s1 * frame 1 at p + (1-t)*m + s2 * the frames'
+    plain blend at p + base, with mix = (s0, s1, s2, base r, g, b) per pixel (base in 0..1 units)."""
+    h, w = f0.shape[0], f0.shape[1]
+    sx, sy = motion.shape[1] / w, motion.shape[0] / h
+    out = np.empty((h, w, 3), np.uint8)
+    for y in range(h):
+        for x in range(w):
+            (q0, r0, q1, r1, qx, ry), (a0, c0, a1, c1, ax, ay), (e0, g0, e1, g1, ex, ey) = \
+                _full_size_taps(motion, x, y, sx, sy, t, h, w)
+            s0 = _lerp(mix, q0, r0, q1, r1, qx, ry, 0)
+            s1 = _lerp(mix, q0, r0, q1, r1, qx, ry, 1)
+            s2 = _lerp(mix, q0, r0, q1, r1, qx, ry, 2)
+            for ch in range(3):
+                v = s0 * _lerp(f0, a0, c0, a1, c1, ax, ay, ch) + s1 * _lerp(f1, e0, g0, e1, g1, ex, ey, ch) + \
+                    s2 * ((1.0 - t) * f0[y, x, ch] + t * f1[y, x, ch]) + 255.0 * _lerp(mix, q0, r0, q1, r1, qx, ry, 3 + ch)
+                out[y, x, ch] = min(max(int(v + 0.5), 0), 255)
+    return out

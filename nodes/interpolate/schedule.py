@@ -4,12 +4,17 @@ scene-cut handling, and the lazy Clip that renders any output range on its own.
 An interpolator only supplies `prepare(a, b) -> state` (per source pair: flows, tensors...)
 and `render(state, ts) -> frames` (in-betweens at 0 < t < 1); one that computes faster in
 batches may also supply `render_many([(state, ts), ...]) -> [frames, ...]`, which then gets
-every pair of an output chunk at once. Everything else lives here, so flow, RIFE and any
+every pair of an output chunk at once, and one whose work releases the GIL (OpenCV, numba
+nogil kernels) may set `parallel = True` to have the pairs of a chunk prepared and rendered on
+a small pool of threads, one pair per task. Everything else lives here, so flow, RIFE and any
 later method schedule frames identically."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -21,6 +26,18 @@ from nodes.common.stream import PairCache, Progress
 
 # A source position closer than this to an integer is that source frame (fps ratios like 24000/1001).
 _EXACT = 1e-6
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    # One pool for every clip: pairs are independent, and more threads than cores only contend.
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)),
+                                       thread_name_prefix="interpolate")
+        return _POOL
 
 
 class Synth(Protocol):
@@ -127,23 +144,30 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
                 out[j] = window[p - lo]
             else:
                 todo.setdefault(int(p), []).append(j)
-        # A batching synth gets the chunk's pairs at once; the others one pair at a time, so
-        # only one pair's state need be alive.
+        # A batching synth gets the chunk's pairs at once; the others one pair at a time (on
+        # the pool's threads if the synth allows), so only a few pairs' states are alive.
         batched = hasattr(synth, "render_many")
-        jobs = []
-        for p, idx in todo.items():
+
+        def work(p: int, idx: List[int]):
             if ctx is not None:
                 ctx.check()
             a, b = window[p - lo], window[p - lo + 1]
             state = pair_state(p, a, b)
             if state is None:
-                for j in idx:
-                    out[j] = a if ts[j] < 0.5 else b
-                continue
+                return idx, [a if ts[j] < 0.5 else b for j in idx]
             call = (state, [float(ts[j]) for j in idx])
-            jobs.append((idx, synth.render(*call) if not batched else call))
-        if batched and jobs:
-            jobs = [(idx, frames) for (idx, _), frames in zip(jobs, synth.render_many([c for _, c in jobs]))]
+            return idx, (call if batched else synth.render(*call))
+
+        items = list(todo.items())
+        if getattr(synth, "parallel", False) and not batched and len(items) > 1:
+            jobs = list(_pool().map(lambda item: work(*item), items))
+        else:
+            jobs = [work(p, idx) for p, idx in items]
+        if batched:
+            calls = [(k, call) for k, (_, call) in enumerate(jobs) if isinstance(call, tuple)]
+            if calls:
+                for (k, _), frames in zip(calls, synth.render_many([c for _, c in calls])):
+                    jobs[k] = (jobs[k][0], frames)
         for idx, frames in jobs:
             for j, frame in zip(idx, frames):
                 out[j] = frame
