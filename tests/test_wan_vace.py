@@ -92,6 +92,15 @@ def test_vace_file_matches_the_diffusers_folder(vace):
     assert (plain - b[:, :, 1:]).abs().max() > 1e-3
 
 
+def test_fp8_scaled_vace_file_samples_close_to_fp16(vace):
+    """Kijai's and ComfyUI's fp8_scaled VACE files: every matrix (the VACE blocks' too) dequantised."""
+    got = _run(_graph({**SPLIT, "loaders": SPLIT["loaders"].replace(UNET, "wan_tiny_vace_fp8_scaled.safetensors")}))
+    ref = _run(_graph(SPLIT))
+    a, b = ref["sample"]["latent"].samples, got["sample"]["latent"].samples
+    rel = float((a - b).norm() / a.norm())
+    assert 0 < rel < 0.05, rel
+
+
 def test_vace_layers_are_spread_like_comfyui(vace):
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model

@@ -501,7 +501,7 @@ def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False, vace: b
     camera: a Wan 2.1 Fun camera model instead (i2v with 16 noise + 16 start-frame channels), the folder
     holding its plain i2v transformer and diffusion_models/ the camera files: wan_tiny_camera_fp16 (a
     random camera encoder) and wan_tiny_camera_zero_fp16 (all-zero camera encoder).
-    vace: a Wan VACE model (4 blocks, VACE hints after blocks 0 and 2), its fp16 file only."""
+    vace: a Wan VACE model (4 blocks, VACE hints after blocks 0 and 2), its fp16 and fp8_scaled files."""
     from safetensors.torch import save_file
     from diffusers import (AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel,
                            WanVACEPipeline, WanVACETransformer3DModel)
@@ -548,8 +548,9 @@ def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False, vace: b
     else:
         name = "wan_tiny_vace" if vace else "wan_tiny_i2v" if i2v else "wan_tiny_t2v"
         save_file({k: v.half() for k, v in orig.items()}, str(models / "diffusion_models" / f"{name}_fp16.safetensors"))
-    if not (camera or vace):
+    if not camera:
         save_file(to_fp8_scaled(orig), str(models / "diffusion_models" / f"{name}_fp8_scaled.safetensors"))
+    if not (camera or vace):
         to_gguf(orig, models / "diffusion_models" / f"{name}-Q8_0.gguf")
     te = {k: v for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"}
     save_file({k: v.half().contiguous() for k, v in te.items()},
