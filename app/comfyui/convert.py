@@ -299,13 +299,6 @@ class Converter:
         self.pending_vae.append((nid, cn.id))
         return [nid]
 
-    def special_wan22_latent(self, cn, rule, params, notes):
-        if isinstance(cn.inputs.get("start_image"), Ref):
-            self.placeholder(cn)
-            self.report.entries[cn.id].notes.append("a start image here (Wan 2.2 TI2V) has no Kinograph equivalent yet")
-            return None
-        return [self.plain(cn, rule, params, notes)]
-
     def special_i2v(self, cn, rule, params, notes):
         lat_params = {k: params[k] for k in ("width", "height", "frames") if k in params}
         lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)

@@ -11,22 +11,26 @@ from typing import Dict, Sequence, Tuple
 class Latent:
     """samples: float tensor [B, C, T, h, w] in the denoiser's space (VAE scaling applied).
 
-    frames/width/height are the pixel-space sizes it decodes to; family names the VAE that made it."""
+    frames/width/height are the pixel-space sizes it decodes to; family names the VAE that made it.
+    mask (ComfyUI's noise_mask), when set: [1, 1, T, h, w], 1 where the sampler generates, 0 where it keeps
+    `samples` as they are (a start image's latent frames for Wan 2.2 TI2V-5B)."""
     samples: "object"
     family: str
     frames: int
     fps: float
     width: int
     height: int
+    mask: "object" = None
 
     def to_state(self):
-        return {"samples": self.samples}, {"family": self.family, "frames": self.frames, "fps": self.fps,
-                                           "width": self.width, "height": self.height}
+        tensors = {"samples": self.samples} if self.mask is None else {"samples": self.samples, "mask": self.mask}
+        return tensors, {"family": self.family, "frames": self.frames, "fps": self.fps, "width": self.width,
+                         "height": self.height}
 
     @classmethod
     def from_state(cls, tensors, meta):
         return cls(tensors["samples"], meta["family"], int(meta["frames"]), float(meta["fps"]),
-                   int(meta["width"]), int(meta["height"]))
+                   int(meta["width"]), int(meta["height"]), tensors.get("mask"))
 
     def nbytes_estimate(self) -> int:
         return int(self.samples.element_size() * self.samples.numel())
@@ -127,4 +131,7 @@ def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact") 
     out = F.interpolate(frames, size=(nh, nw), mode=modes[method], **kw)
     out = out.reshape(b, t, c, nh, nw).permute(0, 2, 1, 3, 4).to(x.dtype).contiguous()
     fy, fx = latent.height // h, latent.width // w
-    return replace(latent, samples=out, width=nw * fx, height=nh * fy)
+    mask = latent.mask
+    if mask is not None:        # kept frames stay kept: the mask follows the new size
+        mask = F.interpolate(mask.float(), size=(mask.shape[2], nh, nw), mode="nearest")
+    return replace(latent, samples=out, width=nw * fx, height=nh * fy, mask=mask)

@@ -182,15 +182,21 @@ def vae_decode(ctx, vae: VAE, latent: LATENT) -> VIDEO:
 
 
 @node("latent.empty", title="Empty Latent", category="Latent")
-def latent_empty(ctx, vae: VAE, frames: int = Param(16, min=1, max=100000),
+def latent_empty(ctx, vae: VAE,
+                 start_image: IMAGE = Input(optional=True, help="Wan 2.2 TI2V-5B: the video's first frame, kept "
+                                                                 "as it is while sampling (image-to-video)"),
+                 frames: int = Param(16, min=1, max=100000),
                  width: int = Param(512, min=8, max=8192), height: int = Param(512, min=8, max=8192),
                  fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate")) -> LATENT:
     """An all-zero latent for text-to-video, sized for the model's VAE.
 
-    Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple."""
+    Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple.
+    With a start image (Wan 2.2 TI2V-5B and its VAE) the first latent frame is the image's encoding,
+    which the sampler keeps clean (ComfyUI's Wan22ImageToVideoLatent); other image-to-video models pin
+    their first frame with condition.frames."""
     from nodes.generate.families import family
     from nodes.generate.vae_ops import empty_latent
-    return empty_latent(vae, frames, width, height, fps or family(vae.family).fps)
+    return empty_latent(vae, frames, width, height, fps or family(vae.family).fps, start_image)
 
 
 @node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu")

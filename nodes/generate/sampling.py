@@ -91,11 +91,12 @@ def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional
 
 
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
-                    batch: int, device, dtype, num_frames: int = 0):
+                    batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None):
     """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
 
     With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
-    num_frames latent frames, from min_cfg at the first to cfg at the last."""
+    num_frames latent frames, from min_cfg at the first to cfg at the last. With `keep` (a latent with a
+    mask) the masked-out parts enter the model as keep's clean values, and are its prediction there."""
     pipe = handle.pipe
     min_cfg = handle.option("min_cfg")
     tfn = adapter.timestep_fn(pipe)
@@ -104,10 +105,18 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
 
     def model_fn(x, sigma, frames=None):
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
+        if keep is not None:
+            mask, clean = (t[:, :, idx].to(x.device, x.dtype) for t in (keep.mask, keep.samples))
+            return mask * predict(x * mask + clean * (1 - mask), sigma, idx, mask) + clean * (1 - mask)
+        return predict(x, sigma, idx)
+
+    def predict(x, sigma, idx, mask=None):
         sigma = torch.as_tensor(sigma, dtype=torch.float32)
         s = sigma.to(x.device, x.dtype)
         x_in = adapter.model_input(pipe, x, s)
         inputs = adapter.conditioning_inputs(handle, conds, idx, x.shape[0], device, dtype)
+        if mask is not None:
+            inputs["noise_mask"] = mask
         if adapter.embedded_guidance:
             inputs["guidance"] = cfg
         t = tfn(sigma).to(device)
@@ -180,7 +189,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     x = x.to(device)
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
                         int(seed), check, gen)
-    fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2])
+    keep = None
+    if latent.mask is not None:
+        adapter.check_noise_mask(handle)
+        keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
+                      latent.mask.float().to(device))
+    fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep)
     for wrap in handle.wrappers:
         fn = wrap(fn, info)
 
@@ -217,6 +231,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # A leftover-noise result is the sampler's state, which the next sampler continues as is.
             if not (leftover_noise and float(sigmas[-1]) > 0 and partial):
                 out = adapter.finish(out, float(sigmas[-1]))
+        if keep is not None:
+            # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them).
+            out = out * keep.mask + keep.samples * (1 - keep.mask)
     return latent.with_samples(out.float().cpu())
 
 

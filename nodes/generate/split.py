@@ -31,6 +31,9 @@ HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l"
 COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
                     "llama": "comfy/text_encoders/llama_tokenizer"}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
+# Pipeline settings a model variant needs, as its diffusers folder's model_index.json has them
+# (Wan 2.2 TI2V-5B: per-token timesteps, so a start image's latent frames stay clean).
+PIPELINE_OPTIONS = {("wan", "ti2v"): {"expand_timesteps": True}}
 
 
 def _resolve(name: str, kind: str, what: str) -> Path:
@@ -70,7 +73,8 @@ def pipeline(family: str, variant: str = "", **parts):
     """The family's diffusers pipeline holding only these parts (the rest None)."""
     import diffusers
     names = FAMILIES[family].pipelines
-    image = variant.split("-")[0] in ("i2v", "flf2v") or parts.get("image_encoder") is not None
+    kind = variant.split("-")[0]
+    image = kind in ("i2v", "flf2v") or parts.get("image_encoder") is not None
     name = next((n for n in names if image and "ImageToVideo" in n), names[0])
     if variant.startswith("vace-"):
         name = next(n for n in names if "VACE" in n)
@@ -79,8 +83,9 @@ def pipeline(family: str, variant: str = "", **parts):
     # Only a denoiser samples: text encoder, VAE and CLIP-vision pipelines need no scheduler.
     if "scheduler" in params and parts.get("scheduler") is None and (parts.get("transformer") is not None
                                                                      or parts.get("unet") is not None):
-        parts["scheduler"] = scheduler(family)
-    return cls(**{p: parts.get(p) for p in params if p in parts or _required(cls, p)})
+        parts["scheduler"] = scheduler(family, kind)
+    opts = {k: v for k, v in PIPELINE_OPTIONS.get((family, kind), {}).items() if k in params}
+    return cls(**{p: parts.get(p) for p in params if p in parts or _required(cls, p)}, **opts)
 
 
 def _required(cls, name: str) -> bool:
@@ -88,10 +93,13 @@ def _required(cls, name: str) -> bool:
     return p.default is inspect.Parameter.empty
 
 
-def scheduler(family: str):
-    """The family's default scheduler from its shipped config (resources/model_configs/<family>/scheduler.json)."""
+def scheduler(family: str, kind: str = ""):
+    """The family's default scheduler from its shipped config (resources/model_configs/<family>/scheduler.json,
+    or scheduler_<kind>.json where a model variant samples differently)."""
     from nodes.generate.converters import CONFIG_DIR
-    path = CONFIG_DIR / family / "scheduler.json"
+    path = CONFIG_DIR / family / f"scheduler_{kind}.json"
+    if not kind or not path.is_file():
+        path = CONFIG_DIR / family / "scheduler.json"
     if not path.is_file():
         raise NodeError(f"no shipped scheduler config for {family} ({path}); reinstall Kinograph")
     cfg = json.loads(path.read_text(encoding="utf-8"))

@@ -143,11 +143,24 @@ def encode_pixels(adapter, pipe, px: torch.Tensor, what: str = "encoding the cli
         ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_encode(pipe, px)))])
 
 
-def empty_latent(vae, frames: int, width: int, height: int, fps: float) -> Latent:
+def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_image: Optional[np.ndarray] = None
+                 ) -> Latent:
+    """An all-zero latent; with a start image (Wan 2.2 TI2V-5B) its first latent frame holds the image's
+    encoding, and the latent's mask keeps that frame as it is while the sampler makes the rest."""
     adapter = get_adapter(vae.family)
     spec = family_spec(vae.family)
     tf, sf, ch = adapter.factors(vae.pipe)
     spec.check_frames(frames, tf)
     spec.check_size(width, height, sf)
     t = spec.latent_frames(frames, tf)
-    return Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height)
+    latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height)
+    if start_image is None:
+        return latent
+    with torch.inference_mode():
+        first = encode_pixels(adapter, vae.pipe, adapter.start_pixels(vae.pipe, latent, start_image),
+                              "encoding the start image")
+    samples = latent.samples.clone()
+    samples[:, :, :first.shape[2]] = first.to(samples.dtype)
+    mask = torch.ones(1, 1, *samples.shape[2:])
+    mask[:, :, :first.shape[2]] = 0
+    return Latent(samples, vae.family, frames, fps, width, height, mask)

@@ -157,6 +157,17 @@ class Adapter:
         """One network call on a batch: x_in [N, C, T, h, w] -> raw prediction of the same shape."""
         raise NotImplementedError
 
+    def start_pixels(self, pipe, latent, image) -> torch.Tensor:
+        """A start image as the pixels [1, 3, k, H, W] of the latent frames the sampler keeps as they are
+        (latent.empty's start_image); only models trained to continue clean latent frames take one."""
+        raise NodeError(f"a start image on latent.empty is for Wan 2.2 TI2V-5B; {self.spec.title} models do "
+                        "not take one there. Pin the first frame with condition.frames instead")
+
+    def check_noise_mask(self, handle) -> None:
+        """Raise unless this model samples a latent whose mask keeps some frames as they are."""
+        raise NodeError(f"this latent keeps its first frames fixed (a start image for Wan 2.2 TI2V-5B), which "
+                        f"{self.spec.title} models cannot continue: remove the start image from latent.empty")
+
     def draw_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
         """Seeded unit noise for a latent [B, C, T, h, w], drawn in the element order the family's diffusers
         pipeline uses, so a seed gives the same video here and there."""

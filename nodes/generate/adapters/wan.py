@@ -1,11 +1,16 @@
 """Wan 2.1/2.2: UMT5 text, causal 3-D VAE (4x time, 8x space), flow-matching transformer.
 
 Image-to-video / first-last-frame models (36 input channels) take a 4-channel frame mask and the
-VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens."""
+VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens.
+
+Wan 2.2 TI2V-5B works in the Wan 2.2 VAE's 48-channel latents (16x space) and takes a start image
+differently: its encoding is the first latent frame itself, kept clean while sampling, and those
+tokens get timestep 0 (diffusers' expand_timesteps, ComfyUI's Wan22ImageToVideoLatent)."""
 from __future__ import annotations
 
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
 from nodes.generate.adapters.base import Adapter, stack_global
@@ -16,6 +21,9 @@ TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning nee
              "(or FLF2V) model")
 
 
+TI2V_CHANNELS = 48          # the Wan 2.2 VAE's latent channels: TI2V-5B's working space
+TI2V_FRAMES = ("this is Wan 2.2 TI2V-5B, which takes its start image in the latent: connect the image to "
+               "latent.empty's start_image instead of condition.frames")
 NEEDS_IMAGE = ("this Wan 2.1 image-to-video model also takes the frame's CLIP image tokens: connect "
                "encode.image (of the first frame) to condition.frames' image_embeds")
 
@@ -75,7 +83,13 @@ class WanAdapter(Adapter):
         x = x_in.to(model.dtype)
         if "concat" in inputs and model.config.in_channels == model.config.out_channels:
             from graph_engine import NodeError
-            raise NodeError(TEXT_ONLY)
+            raise NodeError(TI2V_FRAMES if model.config.out_channels == TI2V_CHANNELS else TEXT_ONLY)
+        patch = model.config.patch_size
+        if x.shape[-2] % patch[1] or x.shape[-1] % patch[2]:
+            from graph_engine import NodeError
+            raise NodeError(f"the latent is {x.shape[-1]}x{x.shape[-2]}, which this Wan model's {patch[2]}x{patch[1]} "
+                            "patches do not tile: use a width and height divisible by 16 (Wan 2.1, A14B) or by 32 "
+                            "(Wan 2.2 TI2V-5B)")
         if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
             from graph_engine import NodeError
             raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.camera") if is_camera_model(model)
@@ -104,10 +118,38 @@ class WanAdapter(Adapter):
         elif "vace" in inputs:
             from graph_engine import NodeError
             raise NodeError(NOT_VACE)
+        t = t.to(x.device)
+        if "noise_mask" in inputs:
+            # One timestep per token: kept (clean) frames at 0, the rest at t, on the patch grid.
+            grid = inputs["noise_mask"][:, 0, ::patch[0], ::patch[1], ::patch[2]].flatten(1)
+            t = (grid.to(x.device, torch.float32) * t).expand(x.shape[0], -1)
+        else:
+            t = t.expand(x.shape[0])
         camera = camera_input(model, inputs["camera"]) if "camera" in inputs else nullcontext()
         with camera:
-            return model(hidden_states=x, timestep=t.to(x.device).expand(x.shape[0]),
-                         encoder_hidden_states=inputs["encoder_hidden_states"], return_dict=False, **kw)[0]
+            return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
+                         return_dict=False, **kw)[0]
+
+    def check_noise_mask(self, handle):
+        if self.factors(handle.pipe)[2] != TI2V_CHANNELS:
+            from graph_engine import NodeError
+            raise NodeError("this latent keeps its first frame fixed (a start image on latent.empty), which only "
+                            "Wan 2.2 TI2V-5B continues; this Wan model is not it: remove the start image, or pin "
+                            "the first frame with condition.frames and a Wan image-to-video model")
+
+    def start_pixels(self, pipe, latent, image):
+        """The start image, resized to cover the latent's size and centre-cropped (ComfyUI crops it to the centre
+        too), as the first latent frame's one pixel frame (TI2V-5B's VAE only: other Wan models take it through
+        condition.frames)."""
+        from graph_engine import NodeError
+        from PIL import Image
+        if self.factors(pipe)[2] != TI2V_CHANNELS:
+            raise NodeError("a start image on latent.empty is for Wan 2.2 TI2V-5B and its VAE (wan2.2_vae, 48 "
+                            "latent channels); this is a Wan 2.1 VAE: pin the first frame with condition.frames "
+                            "and a Wan image-to-video model instead")
+        px = pipe.video_processor.preprocess(Image.fromarray(np.ascontiguousarray(image)), height=latent.height,
+                                             width=latent.width, resize_mode="crop")
+        return px[:, :, None]
 
     def encode_image(self, pipe, image, device):
         return pipe.encode_image(image, device)
@@ -118,6 +160,8 @@ class WanAdapter(Adapter):
         from graph_engine import NodeError
         # A VAE loaded from its own file knows no transformer: the sampler checks the model instead.
         den = getattr(pipe, "transformer", None)
+        if self.factors(pipe)[2] == TI2V_CHANNELS:
+            raise NodeError(TI2V_FRAMES)
         if den is not None and den.config.in_channels == den.config.out_channels:
             raise NodeError(TEXT_ONLY)
         if first is None:

@@ -6,6 +6,8 @@ Wan VACE files (wan2.1_vace_*.safetensors) are a Wan text-to-video transformer p
 and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel."""
 from __future__ import annotations
 
+import re
+
 from nodes.generate.converters import Built, count, model_config, register
 
 
@@ -27,7 +29,7 @@ def transformer(state, det) -> Built:
     if kind == "camera":
         _check_camera(state, camera)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
-                               "vace": "transformer_vace"}.get(kind, "transformer_t2v"))
+                               "vace": "transformer_vace", "ti2v": "transformer_ti2v"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
     patch = [int(x) for x in pe.shape[2:]]
@@ -87,14 +89,51 @@ def vace_settings(state, num_layers: int) -> dict:
 @register("wan", "vae")
 def vae(state, det) -> Built:
     from diffusers import AutoencoderKLWan
-    from graph_engine import NodeError
     if det.variant == "2.2":
-        raise NodeError("the Wan 2.2 VAE (48 latent channels) loads from a diffusers folder only for now; "
-                        "Wan 2.2 A14B uses the Wan 2.1 VAE (wan_2.1_vae.safetensors)")
+        return _vae_22(state, det)
     if det.layout == "original":
         from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
         state = convert_wan_vae_to_diffusers(dict(state))
     cfg = model_config("wan", "vae_2.1")
     cfg.update(base_dim=int(state["encoder.conv_in.weight"].shape[0]),
                z_dim=int(state["quant_conv.weight"].shape[0]) // 2)
+    return Built(lambda: AutoencoderKLWan.from_config(cfg), state, cfg)
+
+
+# The Wan 2.2 VAE (TI2V-5B, wan2.2_vae.safetensors) nests its blocks one level deeper than 2.1:
+# encoder.downsamples.<level>.downsamples.<i>.* (residual blocks, then the resampler at i = num_res_blocks),
+# decoder.upsamples.<level>.upsamples.<i>.*. diffusers 0.42 can load this VAE only from its own folder
+# (its single-file converter knows the 2.1 nesting), so the nested names are renamed here; the names the
+# two versions share (middle, head, conv1/conv2) still go through diffusers' converter.
+_NESTED = re.compile(r"^(encoder|decoder)\.(?:down|up)samples\.(\d+)\.(?:down|up)samples\.(\d+)\.(.*)$")
+_RESIDUAL = (("residual.0.", "norm1."), ("residual.2.", "conv1."), ("residual.3.", "norm2."),
+             ("residual.6.", "conv2."), ("shortcut.", "conv_shortcut."))
+
+
+def _vae_22(state, det) -> Built:
+    from diffusers import AutoencoderKLWan
+    if det.layout == "original":
+        from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+        nested, shared = {}, {}
+        for k, v in state.items():
+            m = _NESTED.match(k)
+            if m is None:
+                shared[k] = v
+                continue
+            part, level, _, tail = m.groups()
+            block = "down_blocks" if part == "encoder" else "up_blocks"
+            for a, b in _RESIDUAL:
+                if tail.startswith(a):
+                    nested[f"{part}.{block}.{level}.resnets.{m.group(3)}.{b}{tail[len(a):]}"] = v
+                    break
+            else:                                 # resample.* / time_conv.*: the level's resampler
+                sampler = "downsampler" if part == "encoder" else "upsampler"
+                nested[f"{part}.{block}.{level}.{sampler}.{tail}"] = v
+        state = {**convert_wan_vae_to_diffusers(shared), **nested}
+    cfg = model_config("wan", "vae_2.2")
+    cfg.update(base_dim=int(state["encoder.conv_in.weight"].shape[0]),
+               decoder_base_dim=int(state["decoder.conv_in.weight"].shape[0]) // cfg["dim_mult"][-1],
+               z_dim=int(state["quant_conv.weight"].shape[0]) // 2,
+               in_channels=int(state["encoder.conv_in.weight"].shape[1]),
+               out_channels=int(state["decoder.conv_out.weight"].shape[0]))
     return Built(lambda: AutoencoderKLWan.from_config(cfg), state, cfg)

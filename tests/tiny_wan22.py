@@ -1,0 +1,92 @@
+"""A tiny random-weight Wan 2.2 TI2V-5B (48-channel transformer, Wan 2.2 VAE with its 2x2 patching and
+residual blocks, umt5) saved twice: as a diffusers folder `root/diffusers/` (WanPipeline with
+expand_timesteps, as Wan-AI/Wan2.2-TI2V-5B-Diffusers) and as ComfyUI's split files under `root/models/`
+in the original key layout (diffusion_models/wan22_tiny_ti2v_fp16.safetensors,
+vae/wan22_tiny_vae.safetensors, text_encoders/umt5_tiny_fp16.safetensors)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tiny_models import _seed, t5_encoder, t5_tokenizer, wan_original_transformer
+
+RESIDUAL = {"norm1.": "residual.0.", "conv1.": "residual.2.", "norm2.": "residual.3.", "conv2.": "residual.6.",
+            "conv_shortcut.": "shortcut."}
+
+
+def wan22_vae():
+    """The Wan 2.2 VAE's structure (residual blocks, 2x2 patching, 16x space) at a tiny width."""
+    from diffusers import AutoencoderKLWan
+    from nodes.generate.converters import model_config
+    cfg = model_config("wan", "vae_2.2")
+    cfg.update(base_dim=8, decoder_base_dim=12)
+    return AutoencoderKLWan.from_config(cfg)
+
+
+def wan_original_vae_22(diffusers_sd: dict, num_res_blocks: int = 2) -> dict:
+    """The original Wan 2.2 VAE key names (ComfyUI's vae/wan2.2_vae.safetensors) of a diffusers AutoencoderKLWan:
+    blocks nested as encoder.downsamples.<level>.downsamples.<i> / decoder.upsamples.<level>.upsamples.<i>, the
+    resampler after the level's residual blocks. Checked by running Kinograph's forward converter on it."""
+    import torch
+    from nodes.generate.converters.wan import vae
+    from nodes.generate.detect import Detection
+    out = {}
+    for k, v in diffusers_sd.items():
+        n = k
+        m = re.match(r"^(encoder|decoder)\.(down|up)_blocks\.(\d+)\.(resnets\.(\d+)|downsampler|upsampler)\.(.*)$", k)
+        if m:
+            part, way, level, _, res, tail = m.groups()
+            if res is not None:
+                head = next(a for a in RESIDUAL if tail.startswith(a))
+                idx, tail = res, RESIDUAL[head] + tail[len(head):]
+            else:                        # the decoder's levels hold one more residual block than the encoder's
+                idx = num_res_blocks + (part == "decoder")
+            n = f"{part}.{way}samples.{level}.{way}samples.{idx}.{tail}"
+        else:
+            for a, b in (("mid_block.resnets.0.", "middle.0."), ("mid_block.resnets.1.", "middle.2."),
+                         ("mid_block.attentions.0.", "middle.1."), ("norm_out.", "head.0."),
+                         ("conv_out.", "head.2."), ("conv_in.", "conv1.")):
+                if k.split(".", 1)[1].startswith(a):
+                    part, tail = k.split(".", 1)
+                    tail = b + tail[len(a):]
+                    if a.startswith("mid_block.resnets"):
+                        rest = tail[len(b):]
+                        head = next(x for x in RESIDUAL if rest.startswith(x))
+                        tail = b + RESIDUAL[head] + rest[len(head):]
+                    n = f"{part}.{tail}"
+                    break
+            n = {"quant_conv.weight": "conv1.weight", "quant_conv.bias": "conv1.bias",
+                 "post_quant_conv.weight": "conv2.weight", "post_quant_conv.bias": "conv2.bias"}.get(k, n)
+        out[n] = v
+    back = vae(dict(out), Detection("vae", "wan", "2.2", layout="original")).state_dict
+    assert set(back) == set(diffusers_sd), sorted(set(back) ^ set(diffusers_sd))[:6]
+    assert all(torch.equal(back[k], diffusers_sd[k]) for k in back)
+    return out
+
+
+def build_wan22_comfy(root: Path) -> Path:
+    from safetensors.torch import save_file
+    from diffusers import WanPipeline, WanTransformer3DModel
+    from nodes.generate.split import scheduler
+    _seed(0)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=48, out_channels=48,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32)
+    vae = wan22_vae()
+    text = t5_encoder(32, umt5=True)
+    for m in (transformer, vae, text):           # fp16 values in both layouts, like the fp16 files users have
+        m.half().float()
+    models = root / "models"
+    tok = t5_tokenizer(models / "text_encoders" / "umt5_tiny_fp16")
+    WanPipeline(tokenizer=tok, text_encoder=text, vae=vae, scheduler=scheduler("wan", "ti2v"), transformer=transformer,
+                expand_timesteps=True).save_pretrained(str(root / "diffusers"), safe_serialization=True)
+    for sub in ("diffusion_models", "vae"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    save_file({k: v.half().contiguous() for k, v in wan_original_transformer(transformer.state_dict()).items()},
+              str(models / "diffusion_models" / "wan22_tiny_ti2v_fp16.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in wan_original_vae_22(vae.state_dict()).items()},
+              str(models / "vae" / "wan22_tiny_vae.safetensors"))
+    te = {k: v for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file({k: v.half().contiguous() for k, v in te.items()}, str(models / "text_encoders" / "umt5_tiny_fp16.safetensors"))
+    return root
