@@ -220,3 +220,44 @@ def test_two_samplers_sharing_a_schedule_keep_the_start_frame(parts):
     assert torch.equal(half.samples[:, :, :1], lat.samples[:, :, :1]) and half.mask is not None
     done = run_sampling(p["model"], pos, neg, half, start_step=2, add_noise=False, **kw)
     assert torch.allclose(done.samples, whole.samples, atol=1e-5), (done.samples - whole.samples).abs().max()
+
+
+def test_released_sizes_are_detected_and_convert_to_the_shipped_configs():
+    """The real wan2.2_vae and wan2.2_ti2v_5B key sets and shapes (diffusers' classes at the released configs on the
+    meta device, renamed to the original layout) are detected, convert, and give back the released configs:
+    705M and 5.0B parameters, as the published files hold."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from tiny_models import wan_original_transformer
+    from tiny_wan22 import wan_original_vae_22
+    from nodes.generate.converters import model_config
+    from nodes.generate.converters.wan import transformer, vae
+    from nodes.generate.detect import detect_keys
+    for cls, name, to_original, convert, want, size in (
+            (AutoencoderKLWan, "vae_2.2", wan_original_vae_22, vae, ("vae", "2.2"), 704.7e6),
+            (WanTransformer3DModel, "transformer_ti2v", wan_original_transformer, transformer,
+             ("diffusion_model", "ti2v-2.2-5B"), 5.0e9)):
+        shipped = model_config("wan", name)
+        with init_empty_weights():
+            module = cls.from_config(shipped)
+        assert abs(sum(p.numel() for p in module.parameters()) - size) / size < 1e-3
+        original = to_original(module.state_dict())
+        det = detect_keys({k: tuple(v.shape) for k, v in original.items()})
+        assert (det.role, det.family, det.variant, det.layout) == (*want[:1], "wan", want[1], "original")
+        built = convert(dict(original), det)
+        assert {k: built.config[k] for k in shipped} == shipped
+        assert {k: tuple(v.shape) for k, v in built.state_dict.items()} == \
+            {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def test_shipped_ti2v_example_runs_on_the_tiny_files(w22, tmp_path):
+    """examples/comfyui/wan22_ti2v.yaml with the tiny files' names: a photo of another aspect, cropped to the size."""
+    from graph_engine.api import Session, load_workflow
+    out = tmp_path / "ti2v.mp4"
+    res = Session(device="cpu").run(load_workflow(ROOT / "examples" / "comfyui" / "wan22_ti2v.yaml"), overrides=[
+        f"unet.name={FILES['UNETLoader']}", f"clip.name={FILES['CLIPLoader']}", f"vae.name={FILES['VAELoader']}",
+        "latent.frames=5", "latent.width=64", "latent.height=32", "sample.steps=2", f"save.path={out}"],
+        use_cache=False)
+    assert res.ok, res.failed
+    assert res.outputs["latent"]["latent"].mask[0, 0, :, 0, 0].tolist() == [0.0, 1.0]
+    assert out.stat().st_size > 0
