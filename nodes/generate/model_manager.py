@@ -389,8 +389,6 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"
     if det.family == "wan" and det.variant.split("-")[0] == "animate":
         return False, f"Wan {det.variant.split('-')[0]} models are not supported yet"
-    if det.family == "wan" and det.role == "vae" and det.variant == "2.2":
-        return False, "the Wan 2.2 VAE loads from a diffusers folder only for now"
     if converters.supported(det):
         node = {"diffusion_model": "load.diffusion_model", "checkpoint": "load.model", "vae": "load.vae",
                 "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]
