@@ -206,6 +206,10 @@ def test_wrong_parts_and_damaged_files_are_named(w22, parts, tmp_path):
     save_file(state, str(bad))
     with pytest.raises(NodeError, match="wan2.2_vae_damaged.*missing.*damaged"):
         load_vae(ModelManager(), str(bad), "cpu")
+    cut = tmp_path / "wan2.2_vae_cut.safetensors"           # an interrupted copy
+    cut.write_bytes((w22 / "models" / "vae" / FILES["VAELoader"]).read_bytes()[:100000])
+    with pytest.raises(NodeError, match="wan2.2_vae_cut.*truncated.*Copy the file again"):
+        load_vae(ModelManager(), str(cut), "cpu")
 
 
 def test_two_samplers_sharing_a_schedule_keep_the_start_frame(parts):
