@@ -83,9 +83,11 @@ class Converter:
         return ports[port].type.name if port in ports else None
 
     def resolve(self, v) -> Any:
-        """An input's value: an Out for links (None when its source did not convert), else the literal."""
+        """An input's value: an Out for links (None when its source did not convert), else the literal; a
+        number or string passed on by a link (a constant node, a size echoed by another node) is that value."""
         if isinstance(v, Ref):
-            return self.outs.get((v.node, v.slot))
+            out = self.outs.get((v.node, v.slot))
+            return out.attrs["value"] if out is not None and out.port is None and "value" in out.attrs else out
         return v
 
     # -- the walk -----------------------------------------------------------------------------------------
@@ -118,8 +120,6 @@ class Converter:
             if p.comfy not in cn.inputs:
                 continue
             v = self.resolve(cn.inputs[p.comfy])
-            if isinstance(v, Out) and v.port is None and "value" in v.attrs:
-                v = v.attrs["value"]        # a number passed on (WanCameraEmbedding's width, VACE's trim)
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
                 continue
@@ -264,6 +264,18 @@ class Converter:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
         if "audio" in cn.inputs:
             notes.append("the audio input is not carried")
+        return []
+
+    def special_constant(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("value"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
+        return []
+
+    def special_video_components(self, cn, rule, params, notes):
+        """The frames are the clip itself; its audio and frame rate are not separate values in Kinograph (the
+        clip carries them), so a node reading those outputs is told to set them by hand."""
+        src = self.resolve(cn.inputs.get("video"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
         return []
 
     def special_guider(self, cn, rule, params, notes):

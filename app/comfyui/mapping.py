@@ -356,6 +356,17 @@ RULES: Dict[str, Rule] = {
                       {"images": "video"}),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # ComfyUI's core constants: each consumer gets the value as its own setting, as ComfyUI passes it unchanged
+    "PrimitiveInt": Rule(None, ("value", "control_after_generate"), (P("value", "value"),), fold=True,
+                         special="constant", ignore={"control_after_generate": None}),
+    "PrimitiveFloat": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
+    "PrimitiveBoolean": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
+    "PrimitiveString": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
+    "PrimitiveStringMultiline": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
+    # ComfyUI's core VIDEO type: a Kinograph clip is its frames, with its frame rate and audio
+    "LoadVideo": Rule("io.load_video", ("file", "upload"), (P("file", "path"),), outputs=("video",),
+                      ignore={"upload": None}),
+    "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),
 }
 
 
