@@ -34,30 +34,25 @@ def _cli(*args):
 # equivalent yet, reported as such. Any change either way (a regression, or a file that now imports)
 # must show here.
 BLOCKED = {
-    "templates-6-key-frames.json": {"BatchImagesNode"},
     "templates_mjm_looped_restyler.json": {"ImageScaleToTotalPixels", "SplitImageWithAlpha", "GeminiImageNode",
-                                           "GeminiNodeV3", "GetImageSize", "BatchImagesNode", "ImageStitch"},
+                                           "GeminiNodeV3", "GetImageSize", "ImageStitch"},
     "video_wan2.1_alpha_t2v_14B.json": {"ImageToMask", "JoinImageWithAlpha", "InvertMask"},
     "video_wan2_1_infinitetalk.json": {"ConditioningZeroOut", "AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
-                                       "BatchImagesNode", "LoadAudio"},
+                                       "LoadAudio"},
     "video_wan2_2_14B_fun_control.json": {"Wan22FunControlToVideo"},
     "video_wan2_2_14B_fun_inpaint.json": {"WanFunInpaintToVideo"},
-    "video_wan2_2_14B_i2v.json": {"ComfyMathExpression", "ComfySwitchNode"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
-    "video_wan2_2_14B_t2v.json": {"ComfyMathExpression", "ComfySwitchNode"},
     "video_wan2_2_5B_fun_control.json": {"Wan22FunControlToVideo"},
     "video_wan2_2_5B_fun_inpaint.json": {"WanFunInpaintToVideo"},
     "video_wan_ati.json": {"WanTrackToVideo"},
-    "video_wan_vace_flf2v.json": {"ComfySwitchNode", "RepeatImageBatch", "SolidMask", "ComfyMathExpression",
-                                  "ImageToMask", "BatchImagesNode", "MaskToImage"},
-    "video_wan_vace_inpainting.json": {"MaskToImage", "SAM3_Detect", "ComfySwitchNode", "ComfyMathExpression",
-                                       "ImageCompositeMasked", "GetImageSize", "ResizeImageMaskNode", "GrowMask",
-                                       "InvertMask"},
+    "video_wan_vace_flf2v.json": {"RepeatImageBatch", "SolidMask", "ImageToMask", "BatchImagesNode", "MaskToImage"},
+    "video_wan_vace_inpainting.json": {"MaskToImage", "SAM3_Detect", "ImageCompositeMasked", "GetImageSize",
+                                       "ResizeImageMaskNode", "GrowMask", "InvertMask"},
     "video_wan_vace_outpainting.json": {"MaskToImage", "ImagePadForOutpaint", "ImageToMask", "RepeatImageBatch"},
-    "video_wanmove_480p.json": {"ComfySwitchNode", "ImageScale", "GenerateTracks", "WanMoveTrackToVideo",
-                                "GetImageSize", "WanMoveConcatTrack"},
+    "video_wanmove_480p.json": {"ImageScale", "GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
+                                "WanMoveConcatTrack"},
     "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "Canny", "CFGZeroStar", "SkipLayerGuidanceDiT",
                                 "WanFunControlToVideo"},
     "wan2.1_fun_inp.json": {"WanFunInpaintToVideo", "UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT",
@@ -237,6 +232,81 @@ def test_core_video_nodes_load_and_save_the_clip():
     api["4"]["inputs"]["fps"] = ["2", 2]
     entry = import_data(api).report.entries["4"]
     assert entry.status == "approx" and "set fps by hand" in entry.line()
+
+
+def test_batched_clips_play_one_after_another():
+    api = {"1": {"class_type": "LoadVideo", "inputs": {"file": "a.mp4"}},
+           "2": {"class_type": "LoadVideo", "inputs": {"file": "b.mp4"}},
+           "3": {"class_type": "LoadVideo", "inputs": {"file": "c.mp4"}},
+           "4": {"class_type": "BatchImagesNode", "inputs": {"images.image0": ["1", 0], "images.image2": ["3", 0],
+                                                             "images.image1": ["2", 0]}},
+           "5": {"class_type": "SaveVideo", "inputs": {"video": ["4", 0], "filename_prefix": "all"}}}
+    res = import_data(api)
+    g = res.graph
+    save, = _by_type(g, "io.save_video")
+    last = g.inputs[save.id]["video"][0]
+    first = g.inputs[last]["video"][0]
+    assert [g.inputs[first]["video"][0], g.inputs[first]["other"][0], g.inputs[last]["other"][0]] == \
+        ["load_video_1", "load_video_2", "load_video_3"]
+    assert res.report.entries["4"].status == "approx"          # ComfyUI resizes other sizes; Kinograph refuses
+    # single images are no clip to concatenate
+    api["1"] = {"class_type": "LoadImage", "inputs": {"image": "a.png"}}
+    assert [e.class_type for e in import_data(api).report.blocking] == ["BatchImagesNode"]
+
+
+def test_switch_and_math_on_constants_are_resolved_at_import():
+    """A constant switch hands on the input it picks, and the nodes feeding only the other input are left out (ComfyUI
+    never runs them); a formula over constants becomes its FLOAT / INT / BOOLEAN results."""
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "wan.safetensors"}},
+           "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "fast.safetensors",
+                                                                 "strength_model": 1.0}},
+           "3": {"class_type": "PrimitiveBoolean", "inputs": {"value": False}},
+           "4": {"class_type": "ComfySwitchNode", "inputs": {"switch": ["3", 0], "on_true": ["2", 0],
+                                                             "on_false": ["1", 0]}},
+           "5": {"class_type": "PrimitiveInt", "inputs": {"value": 4}},
+           "6": {"class_type": "PrimitiveInt", "inputs": {"value": 20}},
+           "7": {"class_type": "ComfySwitchNode", "inputs": {"switch": ["3", 0], "on_true": ["5", 0],
+                                                             "on_false": ["6", 0]}},
+           "8": {"class_type": "PrimitiveFloat", "inputs": {"value": 16.0}},
+           "9": {"class_type": "ComfyMathExpression", "inputs": {"expression": "floor(a * b) + 1 - 0.5",
+                                                                 "values.a": ["8", 0], "values.b": 5}},
+           "10": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64,
+                                                                      "length": ["9", 1], "batch_size": 1}},
+           "11": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "latent_image": ["10", 0], "seed": 1,
+                                                       "steps": ["7", 0], "cfg": ["9", 0], "sampler_name": "euler",
+                                                       "scheduler": "simple", "denoise": 1.0}}}
+    res = import_data(api)
+    g = res.graph
+    sample, = _by_type(g, "generate.sample")
+    assert g.inputs[sample.id]["model"][0] == "checkpoint_loader_simple_1"
+    assert (sample.params["steps"], sample.params["cfg"]) == (20, 80.5)
+    assert _by_type(g, "latent.empty")[0].params["frames"] == 80          # INT output: truncated
+    assert not _by_type(g, "lora.image")
+    assert {cid for cid, e in res.report.entries.items() if e.status == "ui"} == {"2", "5"}
+    assert not res.report.blocking
+    # a switch or a value known only when the workflow runs stays not mapped
+    api["3"] = {"class_type": "SomeNodePack_IsDaytime", "inputs": {}}
+    api["8"] = {"class_type": "SomeNodePack_Random", "inputs": {}}
+    blocking = {e.class_type for e in import_data(api).report.blocking}
+    assert blocking == {"SomeNodePack_IsDaytime", "SomeNodePack_Random", "ComfySwitchNode", "ComfyMathExpression"}
+
+
+@pytest.mark.parametrize("expression, values, result", [
+    ("a + b", {"a": 1, "b": 2.5}, 3.5), ("max(4, (int(a) // 16) * 16)", {"a": 481}, 480),
+    ("a * 16 + 1", {"a": 5}, 81), ("sum(values) / 2", {"a": 1, "b": 3}, 2.0), ("-a ** 2", {"a": 3}, -9),
+    ("a if a > 1 else 1", {"a": 0.5}, 1), ("sqrt(a)", {"a": 16}, 4.0), ("a > 0", {"a": 2}, 1)])
+def test_math_expression_values(expression, values, result):
+    from app.comfyui.expr import evaluate
+    assert evaluate(expression, values) == result
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("a.__class__", "not arithmetic"), ("open('x')", "not arithmetic"), ("a +", "not a formula"),
+    ("a / 0", "fails"), ("c", "no value named 'c'"), ("2 ** 100000", "exponent"), ("a * 1e308 * 10", "not a finite number")])
+def test_math_expression_refuses_what_is_not_arithmetic(expression, message):
+    from app.comfyui.expr import ExprError, evaluate
+    with pytest.raises(ExprError, match=message):
+        evaluate(expression, {"a": 1})
 
 
 def test_groups_notes_and_positions_are_kept_in_ui():

@@ -33,6 +33,7 @@ class Converter:
         self.report = Report()
         self.pending_vae: List[Tuple[str, str]] = []        # (kinograph node, ComfyUI node) needing a VAE link
         self.consumers: Dict[str, List[str]] = {}
+        self.skipped: Dict[str, set] = {}                    # switch -> ComfyUI nodes feeding only its unpicked input
         for cn in flat.nodes.values():
             for v in cn.inputs.values():
                 if isinstance(v, Ref):
@@ -110,6 +111,7 @@ class Converter:
                 self.convert(cn, rule)
         for nid, cls, title, why in self.flat.dropped:
             self.report.add(Entry(nid, cls, title, "ui", [], [why]))
+        self.drop_unpicked()
         self.connect_vaes()
         self.layout_extras()
         return self.graph, self.report
@@ -193,7 +195,33 @@ class Converter:
         self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid],
                               ["no Kinograph equivalent: a placeholder marks its place"], runs=cn.mode == 0))
 
+    def not_constant(self, cn: CNode, what: str) -> None:
+        self.placeholder(cn)
+        self.report.entries[cn.id].notes.append(f"its {what} is only known when the workflow runs")
+
     # -- after the walk -------------------------------------------------------------------------------------------
+    def drop_unpicked(self) -> None:
+        """Nodes that only feed a switch's unpicked input never run in ComfyUI (its inputs are lazy): their
+        Kinograph nodes go, so that nothing loads a file the workflow does not use."""
+        dead: set = set()
+        todo = [n for nodes in self.skipped.values() for n in nodes]
+        while todo:
+            x = todo.pop()
+            if x in dead or x not in self.flat.nodes:
+                continue
+            if any(c not in dead and x not in self.skipped.get(c, ()) for c in self.consumers.get(x, [])):
+                continue
+            dead.add(x)
+            entry = self.report.entries.get(x)
+            for nid in (entry.kinograph if entry else []):
+                if nid in self.graph.nodes:
+                    self.graph.remove_node(nid)
+                    self.graph.ui.pop(nid, None)
+            cn = self.flat.nodes[x]
+            self.report.add(Entry(x, cn.class_type, cn.title, "ui", [],
+                                  ["not run: it only feeds the input a switch does not pick"]))
+            todo += [v.node for v in cn.inputs.values() if isinstance(v, Ref)]
+
     def connect_vaes(self) -> None:
         """ComfyUI's empty latents need no VAE; Kinograph's size theirs from one: take the VAE that decodes
         (or otherwise meets) this latent downstream, else the only VAE in the graph."""
@@ -270,6 +298,55 @@ class Converter:
         src = self.resolve(cn.inputs.get("value"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
         return []
+
+    def special_switch(self, cn, rule, params, notes):
+        if not isinstance(params.get("switch"), bool):
+            return self.not_constant(cn, "switch")
+        pick, other = ("on_true", "on_false") if params["switch"] else ("on_false", "on_true")
+        src = self.resolve(cn.inputs.get(pick))
+        if src is not None:
+            self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": src})
+        picked = cn.inputs.get(pick)
+        unpicked = cn.inputs.get(other)
+        if isinstance(unpicked, Ref) and not (isinstance(picked, Ref) and picked.node == unpicked.node):
+            self.skipped[cn.id] = {unpicked.node}
+        return []
+
+    def special_math(self, cn, rule, params, notes):
+        from .expr import ExprError, evaluate
+        values = {k.split(".", 1)[1]: self.resolve(v) for k, v in cn.inputs.items() if k.startswith("values.")}
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
+            return self.not_constant(cn, "input values")
+        try:
+            result = evaluate(params.get("expression", ""), values)
+        except ExprError as e:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(str(e))
+            return None
+        for slot, value in enumerate((float(result), int(result), bool(result))):
+            self.outs[(cn.id, slot)] = Out(None, {"value": value})
+        return []
+
+    def special_batch_clips(self, cn, rule, params, notes):
+        """ComfyUI's batch of images is a clip's frames: batching decoded clips plays them one after another."""
+        keys = sorted((k for k in cn.inputs if k.startswith("images.")),
+                      key=lambda k: int(re.sub(r"\D", "", k) or 0))
+        srcs = [self.resolve(cn.inputs[k]) for k in keys]
+        if len(srcs) < 2 or not all(isinstance(s, Out) and s.port and self._type(*s.port, True) == "VIDEO"
+                                    for s in srcs):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("it batches single images (or a node that did not convert): "
+                                                    "Kinograph concatenates clips only")
+            return None
+        made, cur = [], srcs[0]
+        for k, src in enumerate(srcs[1:], 1):
+            nid = self.add(rule.node, cn, {}, "" if k == len(srcs) - 1 else f"_{k}", dy=120.0 * (k - len(srcs) + 1))
+            self.link(cur, nid, "video")
+            self.link(src, nid, "other")
+            cur = Out((nid, "video"))
+            made.append(nid)
+        self.outs[(cn.id, 0)] = cur
+        return made
 
     def special_video_components(self, cn, rule, params, notes):
         """The frames are the clip itself; its audio and frame rate are not separate values in Kinograph (the

@@ -350,6 +350,9 @@ RULES: Dict[str, Rule] = {
                              ignore={"loop_count": 0, "pingpong": False, "save_output": None, "pix_fmt": None,
                                      "save_metadata": None, "trim_to_audio": None, "save_image": None,
                                      "audio_file": None}),
+    "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
+                            note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
+                                 "centre crop), Kinograph's video.concat stops and says so"),
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
@@ -367,6 +370,10 @@ RULES: Dict[str, Rule] = {
     "LoadVideo": Rule("io.load_video", ("file", "upload"), (P("file", "path"),), outputs=("video",),
                       ignore={"upload": None}),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),
+    # a switch and arithmetic on constants: their results are known from the file, as ComfyUI knows them before
+    # it runs anything (a switch or value that depends on a running node stays not mapped)
+    "ComfySwitchNode": Rule(None, ("switch",), (P("switch", "switch"),), fold=True, special="switch"),
+    "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
 }
 
 
