@@ -41,11 +41,9 @@ BLOCKED = {
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},
     "video_wan2_2_14B_fun_control.json": {"Wan22FunControlToVideo"},
-    "video_wan2_2_14B_fun_inpaint.json": {"WanFunInpaintToVideo"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
     "video_wan2_2_5B_fun_control.json": {"Wan22FunControlToVideo"},
-    "video_wan2_2_5B_fun_inpaint.json": {"WanFunInpaintToVideo"},
     "video_wan_ati.json": {"WanTrackToVideo"},
     "video_wan_vace_flf2v.json": {"RepeatImageBatch", "SolidMask", "ImageToMask", "BatchImagesNode", "MaskToImage"},
     "video_wan_vace_inpainting.json": {"MaskToImage", "SAM3_Detect", "ImageCompositeMasked", "GetImageSize",
@@ -55,8 +53,7 @@ BLOCKED = {
                                 "WanMoveConcatTrack"},
     "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "Canny", "CFGZeroStar", "SkipLayerGuidanceDiT",
                                 "WanFunControlToVideo"},
-    "wan2.1_fun_inp.json": {"WanFunInpaintToVideo", "UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT",
-                            "CFGZeroStar"},
+    "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT", "CFGZeroStar"},
 }
 
 

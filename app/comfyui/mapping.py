@@ -190,6 +190,12 @@ RULES: Dict[str, Rule] = {
                                       "start_image": "first", "end_image": "last",
                                       "clip_vision_start_image": "image_embeds"}, ("positive", "negative", "latent"),
                                      special="i2v", ignore={"batch_size": 1, "clip_vision_end_image": None}),
+    # ComfyUI computes Wan-Fun InP's conditioning with WanFirstLastFrameToVideo, its output as the start image's
+    "WanFunInpaintToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
+                                 LATENT_SIZE + (P("length", "frames"),),
+                                 {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                                  "end_image": "last", "clip_vision_output": "image_embeds"},
+                                 ("positive", "negative", "latent"), special="i2v", ignore={"batch_size": 1}),
     "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
                                   LATENT_SIZE + (P("length", "frames"),),
                                   {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
