@@ -231,6 +231,13 @@ def test_core_video_nodes_load_and_save_the_clip():
     assert entry.status == "approx" and "set fps by hand" in entry.line()
 
 
+def test_wan_fun_inpaint_is_first_last_frame_conditioning():
+    wf = import_data(_load("templates/video_wan2_2_5B_fun_inpaint.json"))
+    cond, = _by_type(wf.graph, "condition.frames")
+    assert {"first", "last", "latent", "vae"} <= set(wf.graph.inputs[cond.id])
+    assert [e.status for e in wf.report.entries.values() if e.class_type == "WanFunInpaintToVideo"] == ["exact"]
+
+
 def test_batched_clips_play_one_after_another():
     api = {"1": {"class_type": "LoadVideo", "inputs": {"file": "a.mp4"}},
            "2": {"class_type": "LoadVideo", "inputs": {"file": "b.mp4"}},
