@@ -288,6 +288,13 @@ def test_switch_and_math_on_constants_are_resolved_at_import():
     assert not _by_type(g, "lora.image")
     assert {cid for cid, e in res.report.entries.items() if e.status == "ui"} == {"2", "5"}
     assert not res.report.blocking
+    # an empty latent on the unpicked side goes too (it would have been given a VAE after the walk)
+    api["12"] = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 32, "height": 32, "length": 9}}
+    api["13"] = {"class_type": "ComfySwitchNode", "inputs": {"switch": ["3", 0], "on_true": ["12", 0],
+                                                              "on_false": ["10", 0]}}
+    api["11"]["inputs"]["latent_image"] = ["13", 0]
+    res = import_data(api)
+    assert [n.params["frames"] for n in _by_type(res.graph, "latent.empty")] == [80]
     # a switch or a value known only when the workflow runs stays not mapped
     api["3"] = {"class_type": "SomeNodePack_IsDaytime", "inputs": {}}
     api["8"] = {"class_type": "SomeNodePack_Random", "inputs": {}}

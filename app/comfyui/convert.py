@@ -225,7 +225,7 @@ class Converter:
     def connect_vaes(self) -> None:
         """ComfyUI's empty latents need no VAE; Kinograph's size theirs from one: take the VAE that decodes
         (or otherwise meets) this latent downstream, else the only VAE in the graph."""
-        for nid, cid in self.pending_vae:
+        for nid, cid in [(n, c) for n, c in self.pending_vae if n in self.graph.nodes]:
             seen, todo, found = set(), list(self.consumers.get(cid, [])), None
             while todo and found is None:
                 c = todo.pop(0)
