@@ -368,6 +368,29 @@ def test_subgraph_is_expanded_with_its_widget_values():
     assert g.inputs["k_sampler_9_2"]["model"] == ("model_sampling_sd3_9_1", "model")
     assert g.inputs["model_sampling_sd3_9_1"]["model"] == ("unet_loader_4", "model")
     assert g.inputs["vae_decode_5"]["latent"] == ("k_sampler_9_2", "latent")
+    # an instance that lists only the inputs it links (as ComfyUI's templates do): matched by name, not position
+    inner["inputs"].insert(0, {"name": "cfg", "type": "FLOAT", "linkIds": []})
+    for link in inner["links"]:
+        if link["origin_id"] == -10:
+            link["origin_slot"] += 1
+    wf["nodes"][1]["inputs"] = [{"name": "steps", "type": "INT", "link": 3, "widget": {"name": "steps"}},
+                                {"name": "model", "type": "MODEL", "link": 1}]
+    wf["nodes"].append({"id": 6, "type": "PrimitiveInt", "pos": [0, 200], "mode": 0,
+                        "outputs": [{"name": "INT", "type": "INT", "links": [3]}], "widgets_values": [12, "fixed"]})
+    wf["links"] = [[1, 4, 0, 9, 1, "MODEL"], [2, 9, 0, 5, 0, "LATENT"], [3, 6, 0, 9, 0, "INT"]]
+    g = import_data(wf).graph
+    assert g.nodes["k_sampler_9_2"].params["steps"] == 12
+    assert g.inputs["model_sampling_sd3_9_1"]["model"] == ("unet_loader_4", "model")
+
+
+def test_the_same_file_always_gives_the_same_workflow():
+    import os
+    import subprocess
+    code = "from app.comfyui import import_workflow; import sys; print(import_workflow(sys.argv[1]).yaml)"
+    outs = {subprocess.run([sys.executable, "-c", code, str(DATA / "wan_camera_i2v.json")], capture_output=True,
+                           text=True, check=True, env=dict(os.environ, PYTHONHASHSEED=seed)).stdout
+            for seed in ("0", "1")}          # two seeds that ordered it differently before
+    assert len(outs) == 1
 
 
 # -- API format and the report ----------------------------------------------------------------------------

@@ -93,7 +93,8 @@ class Converter:
 
     # -- the walk -----------------------------------------------------------------------------------------
     def run(self) -> Tuple[Graph, Report]:
-        deps = {nid: {v.node for v in cn.inputs.values() if isinstance(v, Ref) and v.node in self.flat.nodes}
+        # sorted, so that the same file always gives the same workflow (set order changes from run to run)
+        deps = {nid: sorted({v.node for v in cn.inputs.values() if isinstance(v, Ref) and v.node in self.flat.nodes})
                 for nid, cn in self.flat.nodes.items()}
         try:
             order = list(graphlib.TopologicalSorter(deps).static_order())

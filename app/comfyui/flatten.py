@@ -125,8 +125,16 @@ def _inline(inst, sub, nodes, links):
         m["inputs"] = [dict(i) for i in n.get("inputs") or []]
         inner_nodes.append(m)
     by_id = {m["id"]: m for m in inner_nodes}
-    # which outer link feeds the instance's input k; which outer links leave its output k
-    into = {t_slot: (o, o_slot) for lid, (o, o_slot, t, t_slot) in norm.items() if t == str(inst["id"])}
+    # which outer link feeds the subgraph's input k; which outer links leave its output k. The instance lists
+    # only some of the subgraph's inputs (widget inputs left unlinked are not there), so its slots are matched
+    # to the subgraph's inputs by name
+    sub_slot = {i.get("name"): k for k, i in enumerate(sub.get("inputs") or []) if isinstance(i, dict)}
+    inst_inputs = inst.get("inputs") or []
+
+    def slot_in_sub(t_slot):
+        name = inst_inputs[t_slot].get("name") if t_slot < len(inst_inputs) else None
+        return sub_slot.get(name, t_slot)
+    into = {slot_in_sub(t_slot): (o, o_slot) for lid, (o, o_slot, t, t_slot) in norm.items() if t == str(inst["id"])}
     out_of = {}
     for lid, (o, o_slot, t, t_slot) in norm.items():
         if o == str(inst["id"]):
