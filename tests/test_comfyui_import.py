@@ -381,6 +381,11 @@ def test_subgraph_is_expanded_with_its_widget_values():
     g = import_data(wf).graph
     assert g.nodes["k_sampler_9_2"].params["steps"] == 12
     assert g.inputs["model_sampling_sd3_9_1"]["model"] == ("unet_loader_4", "model")
+    # a value set on the instance for an unlinked widget input is the one ComfyUI runs with
+    wf["nodes"][1]["inputs"] = [{"name": "model", "type": "MODEL", "link": 1}]
+    wf["nodes"][1]["widgets_values"] = [40]
+    wf["links"] = [[1, 4, 0, 9, 0, "MODEL"], [2, 9, 0, 5, 0, "LATENT"]]
+    assert import_data(wf).graph.nodes["k_sampler_9_2"].params["steps"] == 40
 
 
 def test_the_same_file_always_gives_the_same_workflow():

@@ -146,13 +146,21 @@ def _inline(inst, sub, nodes, links):
     for lid, (o, o_slot, t, t_slot) in inner_links.items():
         inner_to_outer[lid] = next_id
         next_id += 1
+    promoted = _promoted_values(inst, sub, by_id, pid, inner_links)
     for lid, (o, o_slot, t, t_slot) in inner_links.items():
         new = inner_to_outer[lid]
         if o == "-10":                                       # from the subgraph's input k
-            if o_slot not in into:
+            if o_slot in promoted and o_slot not in into:    # unconnected, with a value set on the instance
+                src, src_slot = f"{pid}input{o_slot}", 0
+                if src not in by_id:
+                    by_id[src] = {"id": src, "type": "PrimitiveNode", "mode": 0, "inputs": [],
+                                  "outputs": [{"name": "", "type": "*"}], "widgets_values": [promoted[o_slot]]}
+                    inner_nodes.append(by_id[src])
+            elif o_slot not in into:
                 _unlink(by_id.get(pid + t), t_slot)          # unconnected: the inner widget keeps its value
                 continue
-            src, src_slot = into[o_slot]
+            else:
+                src, src_slot = into[o_slot]
         else:
             src, src_slot = pid + o, o_slot
         if t == "-20":                                       # to the subgraph's output k
@@ -165,6 +173,20 @@ def _inline(inst, sub, nodes, links):
         _relink_inner(by_id.get(pid + t), t_slot, lid, new)
     nodes = [n for n in nodes if n is not inst] + inner_nodes
     return nodes, new_links
+
+
+def _promoted_values(inst, sub, by_id, pid, inner_links) -> Dict[int, Any]:
+    """Subgraph input k -> the value the instance holds for it, when the subgraph's widget inputs show as widgets on
+    the instance (their values in `widgets_values`, one each, in input order). Newer files that promote inner
+    widgets instead (`proxyWidgets`) keep the values on the inner nodes and have none here."""
+    def is_widget(node, slot):
+        return node is not None and slot < len(node["inputs"]) and bool(node["inputs"][slot].get("widget"))
+    widget_inputs = sorted({o_slot for o, o_slot, t, t_slot in inner_links.values()
+                            if o == "-10" and is_widget(by_id.get(pid + t), t_slot)})
+    values = inst.get("widgets_values")
+    if isinstance(values, list) and values and len(values) == len(widget_inputs):
+        return dict(zip(widget_inputs, values))
+    return {}
 
 
 def _unlink(node, slot):
