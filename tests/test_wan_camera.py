@@ -152,6 +152,11 @@ def test_camera_model_from_comfyui_file_equals_plain_i2v_with_a_zero_encoder(cam
     assert torch.allclose(_call(model, x, concat, None, text, image), want, atol=1e-5)      # no camera: plain
     other = torch.from_numpy(plucker_wan(cm.wan_preset("zoom_in", 5, 32, 32, speed=3), 5, 32, 32))[None]
     assert (_call(model, x, concat, other, text, image) - moved).abs().max() > 1e-3
+    # one camera for a batch of two (a guided call) equals the camera given to each item
+    xs, cs, ts, ims = torch.cat([x, -x]), torch.cat([concat] * 2), torch.cat([text] * 2), torch.cat([image] * 2)
+    shared = _call(model, xs, cs, rays, ts, ims)
+    each = _call(model, xs, cs, torch.cat([rays, rays]), ts, ims)
+    assert torch.allclose(shared, each, atol=1e-6) and torch.allclose(shared[:1], moved, atol=1e-5)
 
 
 def test_bad_camera_files_and_wiring_say_what_is_wrong(camera_models, mm, tmp_path):

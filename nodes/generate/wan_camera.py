@@ -65,14 +65,15 @@ def is_camera_model(transformer) -> bool:
 
 @contextmanager
 def camera_input(transformer, rays: torch.Tensor):
-    """While active, the transformer's patch embedding carries the camera encoder's features of `rays`."""
+    """While active, the transformer's patch embedding carries the camera encoder's features of `rays`
+    ([B, C, F, H, W]; B = 1 serves the whole batch)."""
     if not is_camera_model(transformer):
         raise NodeError(NOT_CAMERA)
 
     def add(_module, _args, out):
         # computed where the patch embedding ran: with offloading the encoder's weights live elsewhere between calls
         feats = transformer.control_adapter(rays.to(out.device, out.dtype))
-        if out.shape != feats.shape:
+        if out.shape[1:] != feats.shape[1:] or feats.shape[0] not in (1, out.shape[0]):
             raise NodeError(f"the camera rays give features {list(feats.shape[2:])} but the latent's patch grid is "
                             f"{list(out.shape[2:])}: condition.camera must see the same latent the sampler uses")
         return out + feats

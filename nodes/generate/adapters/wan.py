@@ -67,8 +67,12 @@ class WanAdapter(Adapter):
         idx = torch.as_tensor(list(frames))
         for key in ("concat", "camera", "vace"):        # per latent frame: a context window takes its frames
             if key in conds[-1].extra:
-                inputs[key] = torch.cat([c.extra.get(key, conds[-1].extra[key])[:, :, idx]
-                                         for c in conds for _ in range(batch)]).to(device, dtype)
+                each = [c.extra.get(key, conds[-1].extra[key]) for c in conds]
+                if key == "camera" and all(t is each[0] for t in each):
+                    # one path for the whole batch (condition.camera's positive and negative): encoded once
+                    inputs[key] = each[0][:, :, idx].to(device, dtype)
+                else:
+                    inputs[key] = torch.cat([t[:, :, idx] for t in each for _ in range(batch)]).to(device, dtype)
         if "vace" in inputs:
             inputs["vace_strength"] = float(conds[-1].meta.get("vace_strength", 1.0))
         return inputs
