@@ -1,7 +1,9 @@
 """Wan 2.1/2.2: UMT5 text, causal 3-D VAE (4x time, 8x space), flow-matching transformer.
 
 Image-to-video / first-last-frame models (36 input channels) take a 4-channel frame mask and the
-VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens.
+VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens. Wan Fun camera models
+(32 channels: no mask, the start frame's latent only) also take Plücker rays of a camera path, read by the
+camera encoder nodes/generate/wan_camera.py attaches to the transformer.
 
 Wan 2.2 TI2V-5B works in the Wan 2.2 VAE's 48-channel latents (16x space) and takes a start image
 differently: its encoding is the first latent frame itself, kept clean while sampling, and those
