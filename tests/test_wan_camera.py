@@ -196,6 +196,12 @@ def test_bad_camera_files_and_wiring_say_what_is_wrong(camera_models, mm, tmp_pa
     camera = condition_camera(vae, pos, None, lat, cm.wan_preset("pan_up", 5, 32, 32), img, tokens)["positive"]
     assert camera.extra["concat"].shape == (1, 16, 2, 4, 4) and camera.extra["camera"].shape == (1, 24, 2, 32, 32)
     assert camera.extra["concat"][:, :, 1:].abs().max() == 0          # only the start frame is pinned
+    # a wider picture is centre-cropped (as ComfyUI's WanCameraImageToVideo does), not squeezed
+    wide = np.random.default_rng(5).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    centre = condition_camera(vae, pos, None, lat, None, np.ascontiguousarray(wide[:, 16:48]), None)["positive"]
+    cropped = condition_camera(vae, pos, None, lat, None, wide, None)["positive"]
+    assert torch.allclose(cropped.extra["concat"], centre.extra["concat"], atol=1e-5)
+    assert "camera" not in cropped.extra
     plain = load_diffusion_model(mm, str(camera_models / "diffusers" / "transformer" /
                                          "diffusion_pytorch_model.safetensors"), "default", "cpu")
     with pytest.raises(NodeError, match="needs a Wan Fun camera-control model"):

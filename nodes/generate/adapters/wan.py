@@ -208,7 +208,9 @@ class WanAdapter(Adapter):
         n, h, w = latent.samples.shape[2:]
         concat = torch.zeros(1, latent.samples.shape[1], n, h, w)
         if first is not None:
-            frame = pipe.video_processor.preprocess(first, height=latent.height, width=latent.width)
+            # covering the size and centre-cropped, as ComfyUI's WanCameraImageToVideo takes it
+            frame = pipe.video_processor.preprocess(first, height=latent.height, width=latent.width,
+                                                    resize_mode="crop")
             concat[:, :, :1] = self.vae_encode(pipe, frame.permute(1, 0, 2, 3)[None])[:, :, :1]
         extra = {"concat": concat} if rays is None else {"concat": concat, "camera": rays}
         if image_embeds is not None:
