@@ -17,8 +17,11 @@ differs) or not mapped. This page is generated from `app/comfyui/mapping.py`
 How the two formats are read: UI files store widget values by position (the "control after generate"
 value after a seed is skipped), VideoHelperSuite stores them by name; reroutes and primitive nodes are
 inlined, muted nodes dropped, bypassed nodes rewired past (each output takes the input of the same
-type), subgraphs expanded (inner ids become `outer:inner`), groups and notes kept in `ui:`. API
-prompts map the same way by input name. Unmapped nodes become red placeholder nodes
+type), subgraphs expanded (inner ids become `outer:inner`; a value set on the subgraph node wins over
+the inner widget's), groups and notes kept in `ui:`. API prompts map the same way by input name.
+Constants (`PrimitiveInt` and its kin), a `ComfySwitchNode` whose switch is a constant and a
+`ComfyMathExpression` over constants are resolved on import, as ComfyUI resolves them before anything
+runs; nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them). Unmapped nodes become red placeholder nodes
 (`comfyui.<class_type>`) that keep their widget values, so nothing the user set is lost.
 
 Differences that hold for every workflow: a seed does not give ComfyUI's exact noise (Kinograph draws
