@@ -245,14 +245,20 @@ def llama_file(llama) -> dict:
     return {"model." + k: v for k, v in llama.state_dict().items()}
 
 
+def tiny_hunyuan_vae():
+    from diffusers import AutoencoderKLHunyuanVideo
+    return AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
+                                     down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+                                     up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(32,) * 4,
+                                     layers_per_block=1, act_fn="silu", norm_num_groups=32, scaling_factor=0.476986,
+                                     spatial_compression_ratio=8, temporal_compression_ratio=4,
+                                     mid_block_add_attention=True)
+
+
 def build_hunyuan(root: Path) -> dict[str, Path]:
     """DIR/diffusers/hunyuan and the ComfyUI files: diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors,
     vae/hunyuan_video_vae_bf16.safetensors, text_encoders/llava_llama3_fp16.safetensors, text_encoders/clip_l.safetensors."""
-    from diffusers import (
-        AutoencoderKLHunyuanVideo,
-        HunyuanVideoPipeline,
-        HunyuanVideoTransformer3DModel,
-    )
+    from diffusers import HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
     from transformers import LlamaConfig, LlamaModel
 
     from nodes.generate.converters import hunyuan
@@ -263,12 +269,7 @@ def build_hunyuan(root: Path) -> dict[str, Path]:
         in_channels=4, out_channels=4, num_attention_heads=1, attention_head_dim=128, num_layers=1,
         num_single_layers=1, num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True,
         text_embed_dim=128, pooled_projection_dim=64, rope_axes_dim=(16, 56, 56))
-    vae = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=4,
-                                    down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-                                    up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(32, 32, 32, 32),
-                                    layers_per_block=1, act_fn="silu", norm_num_groups=32, scaling_factor=0.476986,
-                                    spatial_compression_ratio=8, temporal_compression_ratio=4,
-                                    mid_block_add_attention=True)
+    vae = tiny_hunyuan_vae()
     llama = LlamaModel(LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=37, num_hidden_layers=2,
                                    num_attention_heads=1, num_key_value_heads=1, head_dim=128,
                                    max_position_embeddings=1024, rope_theta=500000.0, rms_norm_eps=1e-5,
@@ -296,6 +297,95 @@ def build_hunyuan(root: Path) -> dict[str, Path]:
             "vae": _save(vae_orig, models / "vae" / "hunyuan_video_vae_bf16.safetensors"),
             "text_encoder": _save(llama_file(llama), models / "text_encoders" / "llava_llama3_fp16.safetensors"),
             "text_encoder_2": _save(clip.state_dict(), models / "text_encoders" / "clip_l.safetensors")}
+
+
+# -- HunyuanVideo image-to-video --------------------------------------------------------------
+LLAMA3_TOKENS = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"]
+
+
+def llava_tokenizer(folder: Path):
+    """The tiny byte-level llama tokenizer with llama-3's chat tokens and llava's <image> as special tokens and
+    the template's role words as single tokens, as llava-llama-3's tokenizer has them (diffusers' pipeline
+    counts the assistant header as 4 tokens)."""
+    from transformers import AutoTokenizer
+    from tests.tiny_models import llama_tokenizer
+    tok = llama_tokenizer(folder)
+    tok.add_special_tokens({"additional_special_tokens": LLAMA3_TOKENS})
+    tok.add_tokens(["system", "user", "assistant"])
+    tok.save_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def tiny_llava(image_token: int):
+    """llava-llama-3 in miniature: a CLIP vision tower (28 px, 14 px patches: 4 image tokens) and a llama
+    whose heads are the released 128 wide."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    return LlavaForConditionalGeneration(LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=128, intermediate_size=37, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=28, patch_size=14),
+        text_config=LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=37, num_hidden_layers=2,
+                                num_attention_heads=1, num_key_value_heads=1, head_dim=128,
+                                max_position_embeddings=2048, rope_theta=500000.0, rms_norm_eps=1e-5,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=2),
+        image_token_index=image_token, pad_token_id=2, projector_hidden_act="gelu", vision_feature_layer=-2,
+        vision_feature_select_strategy="default"))
+
+
+def llava_vision_file(llava) -> dict:
+    """llava's image side as clip_vision/llava_llama3_vision.safetensors holds it."""
+    m = llava.model
+    return {**{"vision_model." + k: v for k, v in m.vision_tower.state_dict().items()},
+            **{"multi_modal_projector." + k: v for k, v in m.multi_modal_projector.state_dict().items()}}
+
+
+def build_hunyuan_i2v(root: Path) -> dict[str, Path]:
+    """The files of ComfyUI's two HunyuanVideo image-to-video examples, under their names in models/:
+    diffusion_models/hunyuan_video_image_to_video_720p_bf16.safetensors (v1, 2 x 4 + 1 input channels),
+    diffusion_models/hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors (v2, 4), text_encoders/
+    llava_llama3_fp8_scaled.safetensors + clip_l.safetensors, clip_vision/llava_llama3_vision.safetensors,
+    vae/hunyuan_video_vae_bf16.safetensors; and the same v1 model as a diffusers folder
+    (HunyuanVideoImageToVideoPipeline), the v2 transformer as diffusers' token_replace model folder."""
+    from diffusers import HunyuanVideoImageToVideoPipeline, HunyuanVideoTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
+
+    from nodes.generate.converters import hunyuan
+    from tests.tiny_models import clip_tokenizer
+    _seed(0)
+    kw = dict(out_channels=4, num_attention_heads=1, attention_head_dim=128, num_layers=1, num_single_layers=1,
+              num_refiner_layers=1, patch_size=2, patch_size_t=1, guidance_embeds=True, text_embed_dim=128,
+              pooled_projection_dim=64, rope_axes_dim=(16, 56, 56))
+    v1 = HunyuanVideoTransformer3DModel(in_channels=9, image_condition_type="latent_concat", **kw)
+    v2 = HunyuanVideoTransformer3DModel(in_channels=4, image_condition_type="token_replace", **kw)
+    vae = tiny_hunyuan_vae()
+    models = root / "models"
+    tok = llava_tokenizer(models / "text_encoders" / "llava_llama3_fp8_scaled")
+    llava = tiny_llava(tok.convert_tokens_to_ids("<image>"))
+    clip = CLIPTextModel(CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_size=64,
+                                        intermediate_size=37, num_attention_heads=1, num_hidden_layers=2,
+                                        vocab_size=1000, projection_dim=64, hidden_act="quick_gelu"))
+    clip_tok = clip_tokenizer(models / "text_encoders" / "clip_l")
+    processor = CLIPImageProcessor(crop_size={"height": 28, "width": 28}, size={"shortest_edge": 28})
+    folder = root / "diffusers" / "hunyuan_i2v"
+    HunyuanVideoImageToVideoPipeline(text_encoder=llava, tokenizer=tok, transformer=v1, vae=vae,
+                                     scheduler=scheduler("hunyuan"), text_encoder_2=clip, tokenizer_2=clip_tok,
+                                     image_processor=processor).save_pretrained(str(folder), safe_serialization=True)
+    v2.save_pretrained(str(root / "diffusers" / "hunyuan_v2_transformer"), safe_serialization=True)
+    files = {}
+    for name, model in (("v1", v1), ("v2", v2)):
+        state = model.state_dict()
+        original = hunyuan_original(state)
+        _check_roundtrip(original, {"transformer": state}, lambda s: {"transformer": hunyuan.transformer_to_diffusers(s)})
+        files[name] = original
+    dm = models / "diffusion_models"
+    return {"diffusers": folder, "v2_diffusers": root / "diffusers" / "hunyuan_v2_transformer", "models": models,
+            "llava": llava, "tokenizer": tok, "clip": clip, "clip_tokenizer": clip_tok, "processor": processor,
+            "v1": _save(files["v1"], dm / "hunyuan_video_image_to_video_720p_bf16.safetensors"),
+            "v2": _save(files["v2"], dm / "hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors"),
+            "vae": _save(hunyuan_vae_original(vae.state_dict()), models / "vae" / "hunyuan_video_vae_bf16.safetensors"),
+            "text_encoder": _save(llama_file(llava.model.language_model),
+                                  models / "text_encoders" / "llava_llama3_fp8_scaled.safetensors"),
+            "text_encoder_2": _save(clip.state_dict(), models / "text_encoders" / "clip_l.safetensors"),
+            "clip_vision": _save(llava_vision_file(llava), models / "clip_vision" / "llava_llama3_vision.safetensors")}
 
 
 # -- Stable Video Diffusion --------------------------------------------------------------------

@@ -62,16 +62,3 @@ def test_files_are_recognised_and_reported_loadable(hunyuan):
                               ("text_encoder", "llama", "text_encoder"), ("text_encoder_2", "clip", "text_encoder")):
         got = describe_model(hunyuan[key])
         assert (got["family"], got["role"], got["loads"]) == (family, role, "yes"), (key, got)
-
-
-def test_image_to_video_transformer_is_refused_by_name(hunyuan, tmp_path):
-    from safetensors.torch import load_file, save_file
-    from graph_engine import NodeError
-    from nodes.generate.model_manager import ModelManager
-    state = load_file(str(hunyuan["diffusion_model"]))
-    w = state["img_in.proj.weight"]                        # 2 x 4 latent channels + mask, as the i2v model has
-    state["img_in.proj.weight"] = torch.cat([w, w, w[:, :1]], dim=1)
-    path = tmp_path / "hunyuan_video_image_to_video_720p_bf16.safetensors"
-    save_file(state, str(path))
-    with pytest.raises(NodeError, match="image-to-video"):
-        ModelManager().load("hunyuan", str(path))

@@ -101,6 +101,15 @@ def out_path(ext: str):
     return conv
 
 
+def hunyuan_guidance(v):
+    """v1 (concat) -> concat, v2 (replace) -> replace"""
+    found = {"v1 (concat)": "concat", "v2 (replace)": "replace"}.get(v)
+    if found is None:
+        raise Approx("concat", f"guidance_type {v!r} (a reference latent, for HunyuanCustom models) is not in "
+                               "Kinograph; v1 (concat) used")
+    return found
+
+
 def positive_int(v):
     return max(int(v), 0)
 
@@ -148,9 +157,8 @@ RULES: Dict[str, Rule] = {
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
     "CLIPSetLastLayer": Rule(None, ("stop_at_clip_layer",), (P("stop_at_clip_layer", "clip_skip", lambda v: -int(v)),),
                              fold=True, special="clip_skip"),
-    "CLIPVisionEncode": Rule("encode.image", ("crop",), (), {"clip_vision": "image_encoder", "image": "image"},
-                             ("conditioning",), ignore={"crop": "center"},
-                             note=""),
+    "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
+                             {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
     "LTXVConditioning": Rule(None, ("frame_rate",), (P("frame_rate", "fps"),), fold=True, special="ltxv_conditioning"),
     # latents
@@ -226,6 +234,17 @@ RULES: Dict[str, Rule] = {
                            special="vace", ignore={"batch_size": 1}),
     "TrimVideoLatent": Rule("latent.trim", ("trim_amount",), (P("trim_amount", "amount"),), {"samples": "latent"},
                             ("latent",)),
+    "HunyuanImageToVideo": Rule("condition.hunyuan_i2v", ("width", "height", "length", "batch_size", "guidance_type"),
+                                LATENT_SIZE + (P("length", "frames"), P("guidance_type", "guidance", hunyuan_guidance)),
+                                {"positive": "positive", "vae": "vae", "start_image": "start_image"},
+                                ("positive", "latent"), ignore={"batch_size": 1}),
+    "TextEncodeHunyuanVideo_ImageToVideo": Rule("encode.text_image", ("prompt", "image_interleave"),
+                                                (P("prompt", "text"), P("image_interleave", "image_interleave")),
+                                                {"clip": "text_encoder", "clip_vision_output": "image_embeds"},
+                                                ("positive",),
+                                                note="encoded as diffusers' HunyuanVideoImageToVideoPipeline does: the "
+                                                     "prompt's tokens end with the template's \"\\n\\n\" where "
+                                                     "ComfyUI's end with <|eot_id|>"),
     "LTXVAddGuide": Rule("condition.frames", ("frame_idx", "strength"), (),
                          {"positive": "positive", "negative": "negative", "vae": "vae", "image": "first"},
                          ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),

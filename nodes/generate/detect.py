@@ -255,8 +255,12 @@ def _hunyuan(k: Keys) -> Optional[Detection]:
     else:
         return None
     shape = k.shape(img_in)
+    out = k.shape("final_layer.linear.weight" if layout == "original" else "proj_out.weight")
     in_ch = shape[1] if shape else 16
-    kind = {16: "t2v", 33: "i2v"}.get(in_ch, f"in{in_ch}")
+    # Input channels against the latent's (output / patch volume): equal for text-to-video and the v2
+    # "replace" image-to-video model, 2 x latent + 1 for the v1 "concat" one.
+    latent = out[0] // (shape[2] * shape[3] * shape[4]) if shape and out and len(shape) == 5 else 16
+    kind = {latent: "t2v", 2 * latent + 1: "i2v"}.get(in_ch, f"in{in_ch}")
     if k.any("guidance_in.in_layer.weight", "time_text_embed.guidance_embedder.linear_1.weight"):
         kind += "-guidance"
     return Detection("diffusion_model", "hunyuan", kind, layout=layout,
@@ -419,6 +423,8 @@ def _clip_vision(k: Keys) -> Optional[Detection]:
     if pe is None:
         return None
     variant = {1280: "vit-h", 1024: "vit-l", 1664: "vit-bigg", 768: "vit-b"}.get(pe[0], f"w{pe[0]}")
+    if k.any("multi_modal_projector.linear_1.weight"):
+        variant = "llava-" + variant          # llava-llama-3's image side (HunyuanVideo image-to-video)
     return Detection("clip_vision", "clip_vision", variant, why="vision_model patch embedding",
                      layout="original" if k.has("visual.conv1.weight") else "diffusers",
                      extra={"hidden": pe[0]})

@@ -18,14 +18,25 @@ def _pil(image: np.ndarray):
     return Image.fromarray(np.ascontiguousarray(image))
 
 
-def encode_image(image_encoder, image: np.ndarray) -> Conditioning:
+def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Conditioning:
+    """crop "center": the encoder's square from the middle of the image (its processor's resize and crop);
+    "none": the whole image squeezed into that square, as ComfyUI's CLIPVisionEncode crop=none."""
     if image_encoder is None:
         raise NodeError("this model has no image encoder; image prompts need an image-to-video model "
-                        "(SVD, Wan i2v)")
+                        "(SVD, Wan i2v, HunyuanVideo i2v)")
+    if crop not in ("center", "none"):
+        raise NodeError(f"unknown crop {crop!r}; choose center or none")
     adapter = get_adapter(image_encoder.family)
     pipe = image_encoder.pipe
+    pil = _pil(image)
+    if crop == "none":
+        from PIL import Image
+        proc = getattr(pipe, "image_processor", None) or getattr(pipe, "feature_extractor", None)
+        side = (getattr(proc, "crop_size", None) or {}).get("height")
+        if side:
+            pil = pil.resize((int(side), int(side)), Image.BICUBIC)
     with torch.inference_mode():
-        embeds = adapter.encode_image(pipe, _pil(image), pipe.image_encoder.device)
+        embeds = adapter.encode_image(pipe, pil, pipe.image_encoder.device)
     return Conditioning(image_encoder.family, embeds.cpu(), prompts=("<image>",), meta={"kind": "image"})
 
 

@@ -248,12 +248,13 @@ class ModelManager:
 
     def components(self, handle: ModelHandle) -> Dict[str, Optional[ComponentHandle]]:
         """VAE, text encoder and image encoder handles of a loaded model (None where it has none)."""
+        from nodes.generate.adapters import get_adapter
         p = handle.pipe
-        mk = lambda part: ComponentHandle(handle.family, handle.path, p, part, handle.device)  # noqa: E731
+        mk = lambda part, pipe=p: ComponentHandle(handle.family, handle.path, pipe, part, handle.device)  # noqa: E731
         has_text = getattr(p, "text_encoder", None) is not None
-        has_image = getattr(p, "image_encoder", None) is not None
+        image = get_adapter(handle.family).image_encoder_pipe(p)
         return {"vae": mk("vae"), "text_encoder": mk("text_encoder") if has_text else None,
-                "image_encoder": mk("image_encoder") if has_image else None}
+                "image_encoder": mk("image_encoder", image) if image is not None else None}
 
     def controlnet(self, path: str, model: ModelHandle):
         """A ControlNet in the model's dtype and device (cached like pipelines)."""
@@ -389,6 +390,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"
     if det.family == "wan" and det.variant.split("-")[0] == "animate":
         return False, f"Wan {det.variant.split('-')[0]} models are not supported yet"
+    if det.family == "hunyuan" and det.variant.startswith("in"):
+        return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
+                       "image-to-video) are not supported")
     if converters.supported(det):
         node = {"diffusion_model": "load.diffusion_model", "checkpoint": "load.model", "vae": "load.vae",
                 "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]

@@ -78,9 +78,11 @@ load_wan = _family_loader("wan", "Load Wan", """Wan 2.1/2.2 text-to-video or ima
 Frame counts are 4n+1 (81 at 16 fps is the usual clip).""")
 load_ltx = _family_loader("ltx", "Load LTX-Video", """LTX-Video: fast text-to-video; frame counts 8n+1, sizes divisible by 32.""")
 load_cogvideox = _family_loader("cogvideox", "Load CogVideoX", """CogVideoX text-to-video; frame counts 4n+1 (49 is usual).""")
-load_hunyuan = _family_loader("hunyuan", "Load HunyuanVideo", """HunyuanVideo text-to-video; frame counts 4n+1.
+load_hunyuan = _family_loader("hunyuan", "Load HunyuanVideo", """HunyuanVideo text-to-video or image-to-video; frame
+counts 4n+1.
 
-Its guidance is distilled into the model: sample's cfg sets the embedded guidance, no negative pass.""")
+Its guidance is distilled into the model: sample's cfg sets the embedded guidance, no negative pass.
+Image-to-video: encode.image (llava_llama3_vision) -> encode.text_image -> condition.hunyuan_i2v.""")
 
 
 @node("load.mini", title="Load kinograph-mini", category="Models", outputs=PARTS)
@@ -131,10 +133,14 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
 
 
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
-def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE) -> CONDITIONING:
-    """CLIP-vision embedding of an image for image-to-video (SVD's prompt; Wan i2v's image tokens)."""
+def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
+                 crop: str = Param("center", choices=("center", "none"),
+                                   help="center: the encoder's square from the middle; none: the whole image "
+                                        "squeezed into it")) -> CONDITIONING:
+    """CLIP-vision embedding of an image for image-to-video (SVD's prompt; Wan i2v's image tokens;
+    HunyuanVideo i2v's llava image tokens for encode.text_image)."""
     from nodes.generate.image_cond import encode_image as run
-    return run(image_encoder, image)
+    return run(image_encoder, image, crop)
 
 
 @node("condition.frames", title="First/Last Frame", category="Conditioning",

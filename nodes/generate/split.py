@@ -139,7 +139,7 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
         path2 = _resolve(name2, "text_encoders", "second text encoder")
         det2 = _detect(path2, ("text_encoder",), "a text encoder")
         # HunyuanVideo reads llava-llama3 first and clip_l second, whichever order they were given in.
-        files = [(path2, det2), (path, det)] if det.family == "clip_l" and det2.family == "llama" else \
+        files = [(path2, det2), (path, det)] if det.family in ("clip_l", "clip") and det2.family == "llama" else \
             [(path, det), (path2, det2)]
 
     def build():
@@ -177,19 +177,31 @@ def load_vae(mm, name: str, device: str) -> ComponentHandle:
 
 
 def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
-    """CLIP vision for image-to-video; its handle belongs to the family that reads its tokens (Wan i2v)."""
+    """CLIP vision for image-to-video; its handle belongs to the family that reads its tokens (Wan i2v, or
+    HunyuanVideo i2v for llava-llama-3's image side). family "auto" picks by the file."""
     from transformers import CLIPImageProcessor
     from nodes.generate.converters import model_config
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "clip_vision", "CLIP vision model")
     det = _detect(path, ("clip_vision",), "a CLIP vision model")
+    llava = det.variant.startswith("llava")
+    if family == "auto":
+        family = "hunyuan" if llava else "wan"
+    if llava != (family == "hunyuan"):
+        raise NodeError(f"{path.name} is {det.describe()}: " + (
+            "llava-llama-3's image encoder, which HunyuanVideo image-to-video reads; set family to hunyuan or auto"
+            if llava else "a plain CLIP vision model; HunyuanVideo image-to-video reads llava-llama-3's "
+            "(clip_vision/llava_llama3_vision.safetensors)"))
     _, dtype = dtype_of("auto", family, device)
 
     def build():
         module = _module(path, det, dtype, device)
-        size = int(module.config.image_size)
+        size = int(module.config.vision_config.image_size if llava else module.config.image_size)
         proc = model_config("clip_vision", "preprocessor")
         proc.update(crop_size={"height": size, "width": size}, size={"shortest_edge": size})
+        if llava:
+            from nodes.generate.llava import VisionPipe
+            return VisionPipe(module, CLIPImageProcessor(**proc))
         return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
     pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build)
     return ComponentHandle(family, str(path), pipe, "image_encoder", device)

@@ -50,8 +50,11 @@ def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"),
       outputs={"image_encoder": IMAGE_ENCODER})
 def load_clip_vision(ctx, name: str = Param("", kind="path", locate=locator("clip_vision"),
                                             help="file in clip_vision/ (e.g. clip_vision_h.safetensors)"),
-                     family: str = Param("wan", choices=("wan",), help="the model family that reads its tokens")):
-    """CLIP vision from its own file (ComfyUI's Load CLIP Vision), for Wan image-to-video via encode.image."""
+                     family: str = Param("auto", choices=("auto", "wan", "hunyuan"),
+                                         help="the model family that reads its tokens; auto = HunyuanVideo for "
+                                              "llava_llama3_vision, else Wan")):
+    """CLIP vision from its own file (ComfyUI's Load CLIP Vision), for image-to-video via encode.image:
+    clip_vision_h for Wan, llava_llama3_vision for HunyuanVideo (its tokens go to encode.text_image)."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_clip_vision as run
     return {"image_encoder": run(manager_for(ctx), name, family, ctx.device)}

@@ -34,6 +34,10 @@ class Adapter:
         from diffusers import DiffusionPipeline
         return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
 
+    def image_encoder_pipe(self, pipe):
+        """What the IMAGE_ENCODER handle of a loaded folder holds (None: this folder has no image encoder)."""
+        return pipe if getattr(pipe, "image_encoder", None) is not None else None
+
     # -- geometry ------------------------------------------------------------------------
     def factors(self, pipe) -> Tuple[int, int, int]:
         """(pixel frames per latent frame, pixels per latent pixel, latent channels) of this model's VAE,

@@ -1,5 +1,10 @@
 """HunyuanVideo single files as ComfyUI users hold them:
   diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors  (Tencent's names: double_blocks, txt_in, ...)
+  diffusion_models/hunyuan_video_image_to_video_720p_bf16.safetensors  (the same names, 33 input channels:
+      noise, the image latent and a mask, diffusers' image_condition_type "latent_concat")
+  diffusion_models/hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors  (16 channels, the
+      text-to-video layout: its "token_replace" conditioning is chosen per run, see adapters/hunyuan.py)
+  clip_vision/llava_llama3_vision.safetensors  (CLIP ViT-L/336 + llava's projector, converters/text.py)
   vae/hunyuan_video_vae_bf16.safetensors                    (ComfyUI's names: encoder.down.N.block.M, ...)
 The transformer goes through diffusers' own converter, after splitting the single blocks' fused
 linear1 here: diffusers splits it at the released model's width (3072) whatever the file's width.
@@ -18,13 +23,14 @@ HEAD_DIM = 128                      # every released HunyuanVideo transformer
 
 
 def variant(state: Mapping) -> str:
-    """t2v, or "i2v": the image-to-video model that concatenates the image latent (2 x latent + 1 input channels)."""
+    """t2v (input channels = latent channels), "i2v": the image-to-video model that concatenates the image
+    latent and a mask (2 x latent + 1), or "in<N>" for any other input width (e.g. SkyReels' 2 x latent)."""
     w = state.get("img_in.proj.weight", state.get("x_embedder.proj.weight"))
     out = state.get("final_layer.linear.weight", state.get("proj_out.weight"))
     if w is None or out is None or w.ndim != 5:
         return "t2v"
     latent = int(out.shape[0]) // (int(w.shape[2]) * int(w.shape[3]) * int(w.shape[4]))
-    return "i2v" if int(w.shape[1]) == 2 * latent + 1 else "t2v"
+    return {latent: "t2v", 2 * latent + 1: "i2v"}.get(int(w.shape[1]), f"in{int(w.shape[1])}")
 
 
 def transformer_to_diffusers(state: Mapping) -> dict:
@@ -56,8 +62,8 @@ def vae_to_diffusers(state: Mapping) -> dict:
     return ldm_vae(state)
 
 
-def transformer_config(state: Mapping) -> dict:
-    cfg = model_config(FAMILY, "transformer_t2v")
+def transformer_config(state: Mapping, kind: str = "t2v") -> dict:
+    cfg = model_config(FAMILY, f"transformer_{kind}")
     w = state["x_embedder.proj.weight"]
     inner = int(w.shape[0])
     cfg.update(in_channels=int(w.shape[1]), out_channels=int(state["proj_out.weight"].shape[0]) //
@@ -86,12 +92,14 @@ def vae_config(state: Mapping) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import HunyuanVideoTransformer3DModel
     kind = variant(state)
-    if kind == "i2v":
+    if kind not in ("t2v", "i2v"):
         from graph_engine import NodeError
-        raise NodeError("this is the HunyuanVideo image-to-video transformer (33 input channels); Kinograph runs "
-                        "HunyuanVideo text-to-video only for now. Use hunyuan_video_t2v_720p_bf16.safetensors")
+        w = state.get("img_in.proj.weight", state.get("x_embedder.proj.weight"))
+        raise NodeError(f"this HunyuanVideo transformer takes {int(w.shape[1])} input channels: Kinograph runs the "
+                        "text-to-video model (16), the v2 \"replace\" image-to-video model (16) and the v1 "
+                        "\"concat\" image-to-video model (33), not this variant (SkyReels' image-to-video has 32)")
     conv = transformer_to_diffusers(state)
-    cfg = transformer_config(conv)
+    cfg = transformer_config(conv, kind)
     return Built(lambda: HunyuanVideoTransformer3DModel.from_config(cfg), conv, cfg)
 
 

@@ -67,19 +67,42 @@ for _name in ("clip_l", "clip_g", "clip"):
     register(_name, "text_encoder")(_clip_text)
 
 
-@register("clip_vision", "clip_vision")
-def clip_vision(state, det) -> Built:
-    """The vision tower (CLIPVisionModel): Wan and SVD read its hidden states, not the projection."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-    state = tower(state, "vision_model.")
+def _vision_config(state, variant: str) -> dict:
+    """CLIPVisionConfig values: sizes from the (prefix-free) tower tensors, the rest from the shipped config."""
     pe = state["embeddings.patch_embedding.weight"]
     hidden, patch = int(pe.shape[0]), int(pe.shape[2])
     positions = int(state["embeddings.position_embedding.weight"].shape[0])
-    cfg = model_config("clip_vision", det.variant if det.variant in ("vit-h", "vit-l") else "vit-h")
+    cfg = model_config("clip_vision", variant)
     cfg.update(hidden_size=hidden, patch_size=patch, image_size=int(round((positions - 1) ** 0.5)) * patch,
                intermediate_size=int(state["encoder.layers.0.mlp.fc1.weight"].shape[0]),
                num_hidden_layers=count(state, "encoder.layers.{}."))
     if hidden % cfg["num_attention_heads"]:
         cfg["num_attention_heads"] = max(1, hidden // 64)
+    return cfg
+
+
+@register("clip_vision", "clip_vision")
+def clip_vision(state, det) -> Built:
+    """The vision tower (CLIPVisionModel): Wan and SVD read its hidden states, not the projection. A file
+    that also holds llava's projector (HunyuanVideo i2v's llava_llama3_vision) builds the llava image side."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    if "multi_modal_projector.linear_1.weight" in state:
+        return _llava_vision(state)
+    state = tower(state, "vision_model.")
+    cfg = _vision_config(state, det.variant if det.variant in ("vit-h", "vit-l") else "vit-h")
     config = CLIPVisionConfig(**cfg)
     return Built(lambda: CLIPVisionModel(config), state, cfg)
+
+
+def _llava_vision(state) -> Built:
+    from transformers import CLIPVisionConfig, LlavaConfig
+    from nodes.generate.llava import LlavaVision
+    proj = {k: v for k, v in state.items() if k.startswith("multi_modal_projector.")}
+    vision = tower(state, "vision_model.")
+    cfg = _vision_config(vision, "llava-vit-l-336")
+    cfg["num_attention_heads"] = max(1, cfg["hidden_size"] // 64)     # ViT-L/14's heads are 64 wide
+    settings = model_config("clip_vision", "llava")
+    text = {"model_type": "llama", "hidden_size": int(proj["multi_modal_projector.linear_2.weight"].shape[0])}
+    config = LlavaConfig(vision_config=CLIPVisionConfig(**cfg), text_config=text, **settings)
+    state = {**{"vision_model." + k: v for k, v in vision.items()}, **proj}
+    return Built(lambda: LlavaVision(config), state, {"vision_config": cfg, **settings})
