@@ -356,15 +356,6 @@ class Converter:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
         return []
 
-    def special_guider(self, cn, rule, params, notes):
-        attrs = dict(params)
-        for comfy, key in rule.inputs.items():
-            v = self.resolve(cn.inputs.get(comfy))
-            if isinstance(v, Out):
-                attrs[key] = v
-        self.outs[(cn.id, 0)] = Out(None, attrs)
-        return []
-
     def special_motion_apply(self, cn, rule, params, notes):
         attrs = {}
         for comfy in ("motion_model", "motion_lora"):

@@ -292,10 +292,10 @@ RULES: Dict[str, Rule] = {
                                "terminal"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
-    "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True, special="guider",
+    "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
                         fixed={"cfg": 1.0}),
     "CFGGuider": Rule(None, ("cfg",), (P("cfg", "cfg"),),
-                      {"model": "model", "positive": "positive", "negative": "negative"}, fold=True, special="guider"),
+                      {"model": "model", "positive": "positive", "negative": "negative"}, fold=True),
     # AnimateDiff-Evolved
     "ADE_AnimateDiffLoaderGen1": Rule("load.animatediff", ("model_name", "beta_schedule"),
                                       (P("model_name", "motion_adapter"),), {"model": "model"}, ("model",),
