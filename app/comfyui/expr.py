@@ -10,23 +10,42 @@ import math
 import operator
 from typing import Any, Dict
 
-# the functions ComfyUI's node offers (its documentation lists them)
-FUNCTIONS = {"sum": sum, "min": min, "max": max, "abs": abs, "round": round, "pow": pow, "sqrt": math.sqrt,
-             "ceil": math.ceil, "floor": math.floor, "log": math.log, "log2": math.log2, "log10": math.log10,
-             "sin": math.sin, "cos": math.cos, "tan": math.tan, "int": int, "float": float}
-BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
-COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-           ast.Gt: operator.gt, ast.GtE: operator.ge}
+# A formula is a line or two in ComfyUI's widget; a longer one is refused before parsing, which also
+# bounds the parse tree's depth and how large a product of bounded powers can grow.
+MAX_LENGTH = 1000
 
 
 class ExprError(ValueError):
     pass
 
 
+def _power(base, exponent):
+    """`**` and pow(): a file from a stranger must not make the import compute a number of millions of
+    digits (pow(9, 9 ** 9), or ((9 ** 999) ** 999) ** 999), so exponents and the integer result's size are
+    bounded; floats overflow to an error on their own."""
+    if abs(exponent) > 1024:
+        raise ExprError("an exponent above 1024")
+    if isinstance(base, int) and isinstance(exponent, int) and base.bit_length() * abs(exponent) > 4096:
+        raise ExprError("a power of more than 4096 bits")
+    return operator.pow(base, exponent)
+
+
+# the functions ComfyUI's node offers (its documentation lists them)
+FUNCTIONS = {"sum": sum, "min": min, "max": max, "abs": abs, "round": round, "pow": _power, "sqrt": math.sqrt,
+             "ceil": math.ceil, "floor": math.floor, "log": math.log, "log2": math.log2, "log10": math.log10,
+             "sin": math.sin, "cos": math.cos, "tan": math.tan, "int": int, "float": float}
+BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _power}
+UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+           ast.Gt: operator.gt, ast.GtE: operator.ge}
+
+
 def evaluate(expression: str, values: Dict[str, Any]):
     """The number `expression` gives with these letter values (`values` also names them all as a list)."""
+    if len(str(expression)) > MAX_LENGTH:
+        raise ExprError(f"a formula of {len(str(expression))} characters; ComfyUI's math node takes short ones "
+                        f"(at most {MAX_LENGTH} here)")
     try:
         tree = ast.parse(str(expression).strip(), mode="eval")
     except SyntaxError as e:
@@ -49,10 +68,7 @@ def _eval(node, names):
             raise ExprError(f"no value named {node.id!r}")
         return names[node.id]
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
-        left, right = _eval(node.left, names), _eval(node.right, names)
-        if isinstance(node.op, ast.Pow) and abs(right) > 1024:
-            raise ExprError("an exponent above 1024")
-        return BINARY[type(node.op)](left, right)
+        return BINARY[type(node.op)](_eval(node.left, names), _eval(node.right, names))
     if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
         return UNARY[type(node.op)](_eval(node.operand, names))
     if isinstance(node, ast.Compare) and all(type(o) in COMPARE for o in node.ops):
