@@ -58,7 +58,6 @@ def sample(synth, a, b, truth, t):
     """(features hxwxC float32, the full-size candidates 3xHxWx3 uint8 (frames warped by the motion,
     their plain blend), truth HxWx3 uint8)."""
     from nodes.interpolate import kernels as K
-    from nodes.interpolate.flow_interp import BLEND_FLOOR
     from nodes.interpolate.refine import features
     st = synth.prepare(a, b)
     mo = synth.motion_at(st, t)
@@ -67,7 +66,7 @@ def sample(synth, a, b, truth, t):
     full = cv2.resize(mo.motion, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / mw, h / mh])
     warped = K.warp_pair(a, b, np.ascontiguousarray(full), np.float32(t)) * 255
     plain = (1 - t) * a.astype(np.float32) + t * b
-    return features(st, mo, t, BLEND_FLOOR), np.clip(np.stack([*warped, plain]) + 0.5, 0, 255).astype(np.uint8), truth
+    return features(st, mo, t), np.clip(np.stack([*warped, plain]) + 0.5, 0, 255).astype(np.uint8), truth
 
 
 def build_samples():

