@@ -331,3 +331,102 @@ def test_missing_or_damaged_blend_weights_are_clear_errors(tmp_path):
     save_file({"body.0.weight": torch.zeros(3, 3)}, str(wrong), metadata={"config": '{"width": 12}'})
     with pytest.raises(NodeError, match=r"wrong.safetensors are damaged"):
         refiner(wrong)
+
+
+def test_each_source_frame_is_prepared_once(pan, monkeypatch):
+    """The scheduler hands a synth's per-frame work (and the scene-cut histogram) to every pair a
+    frame serves, and the frames equal those of preparing every pair from the frames themselves."""
+    import nodes.interpolate.schedule as schedule
+    from nodes.interpolate.flow_interp import FlowSynth
+    clip = np.concatenate([pan, pan[::-1]])
+    calls = {"frame": 0, "hist": 0}
+    real_frame, real_hist = FlowSynth.prepare_frame, schedule.colour_histogram
+
+    def frame(self, img):
+        calls["frame"] += 1
+        return real_frame(self, img)
+
+    def hist(img):
+        calls["hist"] += 1
+        return real_hist(img)
+    monkeypatch.setattr(FlowSynth, "prepare_frame", frame)
+    monkeypatch.setattr(schedule, "colour_histogram", hist)
+    out = interpolate_clip(Clip.from_array(clip), factor=2).to_array()
+    assert calls == {"frame": len(clip), "hist": len(clip)}
+    synth = FlowSynth()
+    n = len(clip)
+    alone = [synth.render(synth.prepare(clip[i], clip[i + 1], clip[i - 1] if i else None,
+                                        clip[i + 2] if i + 2 < n else None), [0.5])[0] for i in range(n - 1)]
+    assert np.array_equal(out[1::2], np.stack(alone))
+
+
+def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
+    """warp_blend reads motion and visibility at flow resolution: the same in-between as from
+    fields first resized to the frame size (OpenCV's bilinear, pixel centres aligned)."""
+    from nodes.interpolate.kernels import warp_blend
+    rng = np.random.default_rng(3)
+    f0, f1 = (rng.integers(0, 256, (37, 53, 3), dtype=np.uint8) for _ in range(2))
+    f0 = cv2.GaussianBlur(f0, (5, 5), 0)
+    f1 = cv2.GaussianBlur(f1, (5, 5), 0)
+    motion = rng.normal(0, 2, (15, 21, 2)).astype(np.float32)
+    vis = rng.uniform(0, 1, (15, 21, 2)).astype(np.float32)
+    full = cv2.resize(motion, (53, 37), interpolation=cv2.INTER_LINEAR) * np.float32([53 / 21, 37 / 15])
+    args = (np.float32(0.3), np.float32(0.02), np.float32(0))     # edge 0: the taps' own motions are not tried
+    got = warp_blend(f0, f1, motion, vis, *args).astype(int)
+    want = warp_blend(f0, f1, full, cv2.resize(vis, (53, 37), interpolation=cv2.INTER_LINEAR), *args)
+    assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
+
+
+def test_hypothesis_fields_are_each_frames_own_motion_where_it_landed():
+    from nodes.interpolate.kernels import hypothesis_fields
+    rng = np.random.default_rng(5)
+    joint, acc0, acc1 = (rng.normal(0, 3, (9, 11, 2)).astype(np.float32) for _ in range(3))
+    ws0, ws1 = (rng.choice(np.float32([0, 1e-3, np.nextafter(np.float32(1e-3), 1), 0.5, 2]), (9, 11))
+                for _ in range(2))
+    want = np.stack([joint] + [np.where(ws[..., None] > 1e-3, acc / np.maximum(ws, 1e-3)[..., None], joint)
+                               for acc, ws in ((acc0, ws0), (acc1, ws1))])
+    assert np.array_equal(hypothesis_fields(joint, acc0, ws0, acc1, ws1), want)
+
+
+def test_fill_holes_keeps_trusted_pixels_and_blends_in_the_coarser_estimate():
+    """Push-pull: each level is k * own + (1 - k) * the coarser level upsampled, k = min(weight / trust, 1),
+    with float32 arithmetic exactly as the numpy formula."""
+    from nodes.common.flow import fill_holes
+    rng = np.random.default_rng(2)
+    acc = rng.normal(0, 4, (23, 31, 2)).astype(np.float32)
+    ws = rng.choice(np.float32([0, 2e-4, 1e-3, 0.3, 1.5]), (23, 31))
+    acc *= ws[..., None]
+    got = fill_holes(acc, ws)
+    # The finest level from the coarser result fill_holes itself gives for the half-size sums.
+    half = fill_holes(cv2.resize(acc, (15, 11), interpolation=cv2.INTER_AREA),
+                      cv2.resize(ws, (15, 11), interpolation=cv2.INTER_AREA))
+    up = cv2.resize(half, (31, 23), interpolation=cv2.INTER_LINEAR)
+    k = np.minimum(ws / 1e-3, 1.0)[..., None]
+    assert np.array_equal(got, k * (acc / np.maximum(ws, 1e-12)[..., None]) + (1.0 - k) * up)
+    assert got.dtype == np.float32
+
+
+def test_pair_cache_computes_a_key_once_for_threads_asking_together():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nodes.common.stream import PairCache
+    cache, calls, go = PairCache(4), [], threading.Event()
+
+    def slow():
+        calls.append(1)
+        go.wait(5)
+        return 42
+    with ThreadPoolExecutor(3) as pool:
+        jobs = [pool.submit(cache.get, "frame", slow) for _ in range(3)]
+        time.sleep(0.2)     # all three are asking by now
+        go.set()
+        assert [j.result() for j in jobs] == [42, 42, 42]
+    assert len(calls) == 1
+
+    def broken():
+        raise ValueError("no")
+    with pytest.raises(ValueError):
+        cache.get("bad", broken)
+    assert cache.get("bad", lambda: 7) == 7

@@ -167,7 +167,31 @@ def fill_holes(acc: np.ndarray, wsum: np.ndarray, trust: float = 1e-3) -> np.nda
     out = a / np.maximum(s, eps)[..., None]
     for a, s in reversed(levels[:-1]):
         up = cv2.resize(out, (s.shape[1], s.shape[0]), interpolation=cv2.INTER_LINEAR).reshape(a.shape)
-        # Trust a level where it has weight; lean on the coarser estimate where it has little.
-        k = np.minimum(s / trust, 1.0)[..., None]
-        out = k * (a / np.maximum(s, eps)[..., None]) + (1.0 - k) * up
+        out = np.empty_like(up)
+        _pull_kernel()(np.ascontiguousarray(a), np.ascontiguousarray(s), up, s.dtype.type(trust), s.dtype.type(eps), out)
     return out
+
+
+def _pull_kernel():
+    # One pass per level instead of six numpy temporaries (half of fill_holes' time on small fields).
+    global _PULL
+    if _PULL is None:
+        import numba
+
+        # No fastmath: the same float32 operations in the same order as the numpy it replaced.
+        @numba.njit(cache=True, nogil=True)
+        def pull(a, s, up, trust, eps, out):
+            h, w, c = a.shape
+            one = s.dtype.type(1.0)
+            for y in range(h):
+                for x in range(w):
+                    # Trust a level where it has weight; lean on the coarser estimate where it has little.
+                    k = min(s[y, x] / trust, one)
+                    d = max(s[y, x], eps)
+                    for ch in range(c):
+                        out[y, x, ch] = k * (a[y, x, ch] / d) + (one - k) * up[y, x, ch]
+        _PULL = pull
+    return _PULL
+
+
+_PULL = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable, Dict, Hashable
 
 import numpy as np
 
@@ -70,24 +70,39 @@ class PairCache:
     """Bounded memo of per-frame or per-pair results (pure functions of the frames).
 
     Overlapping windows of consecutive chunks reuse flows and statistics instead of
-    recomputing them; because the cached values are pure, caching never changes results."""
+    recomputing them; because the cached values are pure, caching never changes results.
+    Threads that ask for the same key together get one computation: the others wait for it
+    (two pairs rendered side by side share a frame)."""
 
     def __init__(self, size: int = 96):
         self.size = size
         self._data: "OrderedDict[Hashable, object]" = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: Dict[Hashable, threading.Event] = {}
 
     def get(self, key: Hashable, compute: Callable[[], object]):
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        value = compute()
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-        return value
+        while True:
+            with self._lock:
+                if key in self._data:
+                    self._data.move_to_end(key)
+                    return self._data[key]
+                busy = self._pending.get(key)
+                if busy is None:
+                    busy = self._pending[key] = threading.Event()
+                    break
+            # Another thread computes it; if that fails (or it is evicted at once), compute it here.
+            busy.wait()
+        try:
+            value = compute()
+            with self._lock:
+                self._data[key] = value
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._pending[key]
+            busy.set()
 
 
 def smooth_trajectory(values: np.ndarray, breaks: np.ndarray, targets: range, lo: int, radius: int,

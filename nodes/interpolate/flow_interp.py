@@ -100,6 +100,14 @@ class PairState:
     gn: Optional[np.ndarray] = None     # (None at the clip's ends and across scene cuts)
 
 
+@dataclass
+class Frame:
+    """What every pair a source frame belongs to needs of it (FlowSynth.prepare_frame)."""
+    img: np.ndarray     # uint8 HxWx3
+    small: np.ndarray   # at flow resolution, uint8 hxwx3
+    gray: np.ndarray    # at flow resolution, grey hxw
+
+
 def _reduce(img: np.ndarray, scale: float) -> np.ndarray:
     h, w = img.shape[:2]
     scale = min(1.0, max(scale, MIN_FLOW_SIDE / min(h, w)))
@@ -125,21 +133,28 @@ class FlowSynth:
             from nodes.interpolate.refine import refiner
             self.net = refiner()
 
-    def prepare(self, a: np.ndarray, b: np.ndarray, before: Optional[np.ndarray] = None,
-                after: Optional[np.ndarray] = None) -> PairState:
+    def prepare_frame(self, img: np.ndarray) -> Frame:
         # Everything but the final warp runs at flow resolution: motion fields are smooth, and
         # this is where a 640x360 pair goes from ~80 ms to ~20 ms.
-        sa, sb = _reduce(a, self.s.scale), _reduce(b, self.s.scale)
-        ga, gb = to_gray(sa), to_gray(sb)
-        fwd = estimate_flow(ga, gb, self.s.preset, 0, self.s.refine)
-        bwd = estimate_flow(gb, ga, self.s.preset, 0, self.s.refine)
+        small = _reduce(img, self.s.scale)
+        return Frame(img, small, to_gray(small))
+
+    def prepare(self, a, b, before=None, after=None) -> PairState:
+        """a, b, and the frames either side of them (or None): uint8 frames, or the Frames that
+        prepare_frame made of them (the scheduler prepares each source frame once, not per pair)."""
+        fa, fb = self._frame(a), self._frame(b)
+        fwd = estimate_flow(fa.gray, fb.gray, self.s.preset, 0, self.s.refine)
+        bwd = estimate_flow(fb.gray, fa.gray, self.s.preset, 0, self.s.refine)
         sharp = np.float32(self.s.sharpness)
         gp = gn = None
         if before is not None and after is not None:
-            gp, gn = (to_gray(_reduce(f, self.s.scale))[..., None] for f in (before, after))
-        return PairState(a, b, sa, sb, ga[..., None], gb[..., None], fwd, bwd,
-                         K.confidence(sa, sb, fwd, bwd, sharp, 0.01, 0.5),
-                         K.confidence(sb, sa, bwd, fwd, sharp, 0.01, 0.5), gp, gn)
+            gp, gn = (self._frame(f).gray[..., None] for f in (before, after))
+        return PairState(fa.img, fb.img, fa.small, fb.small, fa.gray[..., None], fb.gray[..., None], fwd, bwd,
+                         K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
+                         K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn)
+
+    def _frame(self, f) -> Frame:
+        return f if isinstance(f, Frame) else self.prepare_frame(f)
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
         return [self._at(st, t) for t in ts]
@@ -160,8 +175,7 @@ class FlowSynth:
         costs = None
         if self.s.shift:
             # Each frame's own motion where it landed: right where the other frame's is not.
-            fields = np.stack([motion] + [np.where(ws[..., None] > 1e-3, acc / np.maximum(ws, 1e-3)[..., None], motion)
-                                          for acc, ws in ((acc0, ws0), (acc1, ws1))])
+            fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1)
             cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift)
             # Summed over a window: one pixel's match is noise, a patch's is evidence.
             motion, costs = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift)

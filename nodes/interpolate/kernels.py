@@ -104,11 +104,18 @@ def warp_blend(f0, f1, motion, vis, t, floor, edge):
     fetches different colours from the two frames, p takes whichever of it and the four taps'
     own motions under which the two frames agree best at p."""
     h, w = f0.shape[0], f0.shape[1]
-    sx, sy = motion.shape[1] / w, motion.shape[0] / h
+    mh, mw = motion.shape[0], motion.shape[1]
+    sx, sy = mw / w, mh / h
     out = np.empty((h, w, 3), np.uint8)
+    # Where a full-size pixel falls on the smaller fields is separable: its column fixes the
+    # horizontal taps and its row the vertical ones, so they are found once per column and row.
+    col0, col1, colf = np.empty(w, np.int64), np.empty(w, np.int64), np.empty(w, np.float64)
+    for x in range(w):
+        col0[x], _, col1[x], _, colf[x], _ = _taps((x + 0.5) * sx - 0.5, 0.0, mh, mw)
     for y in range(h):
+        _, r0, _, r1, _, ry = _taps(0.0, (y + 0.5) * sy - 0.5, mh, mw)
         for x in range(w):
-            q0, r0, q1, r1, qx, ry = _taps((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, motion.shape[0], motion.shape[1])
+            q0, q1, qx = col0[x], col1[x], colf[x]
             mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
             mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
             c = _rgb_pair(f0, f1, x, y, mu, mv, t, h, w)
@@ -168,6 +175,23 @@ def _hypothesis(fields, k, y, x, shift):
     yy = min(max(y + (j // 3 - 1) * shift, 0), h - 1)
     xx = min(max(x + (j % 3 - 1) * shift, 0), w - 1)
     return fields[0, yy, xx, 0], fields[0, yy, xx, 1]
+
+
+@numba.njit(cache=True, nogil=True)
+def hypothesis_fields(joint, acc0, ws0, acc1, ws1):
+    """The motion fields candidate_costs weighs (3xHxWx2): the joint motion, then each frame's
+    own splatted motion (acc / ws) where enough of it landed, the joint motion elsewhere.
+    No fastmath: the division stays exact, as numpy's was."""
+    h, w = joint.shape[0], joint.shape[1]
+    out = np.empty((3, h, w, 2), np.float32)
+    least = np.float32(1e-3)
+    for y in range(h):
+        for x in range(w):
+            for ch in range(2):
+                out[0, y, x, ch] = joint[y, x, ch]
+                out[1, y, x, ch] = acc0[y, x, ch] / ws0[y, x] if ws0[y, x] > least else joint[y, x, ch]
+                out[2, y, x, ch] = acc1[y, x, ch] / ws1[y, x] if ws1[y, x] > least else joint[y, x, ch]
+    return out
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

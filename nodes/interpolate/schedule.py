@@ -8,8 +8,10 @@ every pair of an output chunk at once, and one whose work releases the GIL (Open
 nogil kernels) may set `parallel = True` to have the pairs of a chunk prepared and rendered on
 a small pool of threads, one pair per task. One that sets `outer = True` gets the source frames
 on either side of the pair too, `prepare(a, b, before, after)` (None at the clip's ends and
-across a scene cut): they show what each frame of the pair hides from the other. Everything else
-lives here, so flow, RIFE and any later method schedule frames identically."""
+across a scene cut): they show what each frame of the pair hides from the other. One with work of
+its own per source frame (reduced copies, say) may supply `prepare_frame(img)`: its prepare then
+gets what that returned in place of each frame, made once per frame rather than once per pair that
+uses it. Everything else lives here, so flow, RIFE and any later method schedule frames identically."""
 from __future__ import annotations
 
 import math
@@ -32,13 +34,15 @@ _POOL: Optional[ThreadPoolExecutor] = None
 _POOL_LOCK = threading.Lock()
 
 
+_WORKERS = max(1, min(8, os.cpu_count() or 1))
+
+
 def _pool() -> ThreadPoolExecutor:
     # One pool for every clip: pairs are independent, and more threads than cores only contend.
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)),
-                                       thread_name_prefix="interpolate")
+            _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="interpolate")
         return _POOL
 
 
@@ -106,16 +110,23 @@ def make_plan(n_src: int, src_fps: float, factor: int = 2, fps: float = 0.0, mul
     return Plan(n_src, src_fps * factor, int(offsets[-1]) + 1, offsets=offsets)
 
 
+def colour_histogram(img: np.ndarray) -> np.ndarray:
+    """The normalised 8x8x8 RGB histogram cut_score compares (of a 64-wide copy: enough for shares)."""
+    small = cv2.resize(img, (64, max(1, 64 * img.shape[0] // img.shape[1])), interpolation=cv2.INTER_AREA)
+    h = cv2.calcHist([small], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
+    return h / max(h.sum(), 1.0)
+
+
+def histogram_distance(ha: np.ndarray, hb: np.ndarray) -> float:
+    return float(cv2.compareHist(ha, hb, cv2.HISTCMP_BHATTACHARYYA))
+
+
 def cut_score(a: np.ndarray, b: np.ndarray) -> float:
     """How unlike two frames' colour distributions are, 0 (same) to 1 (disjoint).
 
     Histograms ignore where things are, so camera and object motion barely move the score
     while a cut to another shot does (Bhattacharyya distance of 8x8x8 RGB histograms)."""
-    def hist(img):
-        small = cv2.resize(img, (64, max(1, 64 * img.shape[0] // img.shape[1])), interpolation=cv2.INTER_AREA)
-        h = cv2.calcHist([small], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
-        return h / max(h.sum(), 1.0)
-    return float(cv2.compareHist(hist(a), hist(b), cv2.HISTCMP_BHATTACHARYYA))
+    return histogram_distance(colour_histogram(a), colour_histogram(b))
 
 
 def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 0.0, multipliers: str = "",
@@ -130,6 +141,10 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
 
     outer = getattr(synth, "outer", False)
     reach = 1 if outer else 0
+    # A frame serves up to four pairs (two as a member, two as an outer frame), which the pool
+    # may prepare side by side: its histogram and the synth's work on it are kept for all of them.
+    per_frame = PairCache(size=4 * (_WORKERS + 4))
+    prepare_frame = getattr(synth, "prepare_frame", None)
 
     def reader(start: int, stop: int) -> np.ndarray:
         pairs, ts = plan.locate(start, stop)
@@ -141,9 +156,18 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
         def frame(i: int) -> np.ndarray:
             return window[i - first]
 
+        def given(i: int):
+            """Frame i as the synth takes it."""
+            if prepare_frame is None:
+                return frame(i)
+            return per_frame.get(("synth", i), lambda: prepare_frame(frame(i)))
+
+        def hist(i: int) -> np.ndarray:
+            return per_frame.get(("hist", i), lambda: colour_histogram(frame(i)))
+
         def cut(i: int) -> bool:
             if i not in cuts:
-                cuts[i] = scene_threshold > 0 and cut_score(frame(i), frame(i + 1)) > scene_threshold
+                cuts[i] = scene_threshold > 0 and histogram_distance(hist(i), hist(i + 1)) > scene_threshold
             return cuts[i]
 
         def pair_state(i: int):
@@ -151,10 +175,10 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
                 if cut(i):
                     return None
                 if not outer:
-                    return synth.prepare(frame(i), frame(i + 1))
-                before = frame(i - 1) if i > 0 and not cut(i - 1) else None
-                after = frame(i + 2) if i + 2 < src.length and not cut(i + 1) else None
-                return synth.prepare(frame(i), frame(i + 1), before, after)
+                    return synth.prepare(given(i), given(i + 1))
+                before = given(i - 1) if i > 0 and not cut(i - 1) else None
+                after = given(i + 2) if i + 2 < src.length and not cut(i + 1) else None
+                return synth.prepare(given(i), given(i + 1), before, after)
             return cache.get(i, make)
 
         out = np.empty((stop - start, src.height, src.width, 3), np.uint8)
