@@ -1,6 +1,7 @@
 """interpolate.flow and the shared frame scheduler: counts, bit-exact originals, timing, cuts,
 random access, quality against a known motion and on real footage, and clear errors."""
 import importlib.util
+from functools import partial
 
 import cv2
 import numpy as np
@@ -149,6 +150,37 @@ def test_frames_beyond_the_pair_say_where_a_too_fast_ball_is_not():
     cut = frames.copy()
     cut[0] = cv2.resize(photos()[0], (320, 180), interpolation=cv2.INTER_AREA)
     assert np.array_equal(interpolate_clip(Clip.from_array(cut), factor=2).frame(3), pair_only)
+
+
+def test_a_far_moving_blurred_region_the_flow_misses_is_followed():
+    """A motion-blurred slab of one photo crosses another photo fast (80 px between the two
+    frames of a 192-wide clip): coarse-to-fine DIS gives it the background's motion; phase
+    correlation finds its shift and the flow estimated around that shift follows it. PSNR
+    against the slab drawn at the in-between's time: 18.8 dB without the second layer, 22.5 with."""
+    from nodes.common.flow import estimate_flow, second_layer
+
+    bg = cv2.resize(photos()[1], (360, 240), interpolation=cv2.INTER_AREA)[40:200, 80:272]
+    slab = cv2.blur(cv2.resize(photos()[2], (360, 240), interpolation=cv2.INTER_AREA)[60:140, 100:200], (15, 1))
+
+    def frame(x):
+        f = bg.copy()
+        f[40:120, x:x + 100] = slab
+        return f
+    frames = np.stack([frame(82), frame(2)])
+    mid = interpolate_clip(Clip.from_array(frames), factor=2).frame(1)
+    assert psnr(mid, frame(42)) > 21.5
+    # The flow itself at the size interpolate.flow estimates it (120x100: the slab moves -50 px).
+    a, b = (cv2.cvtColor(cv2.resize(f, (120, 100), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY) for f in frames)
+    flow = partial(estimate_flow, quality="best", finest_scale=0)
+    fwd, bwd = flow(a, b), flow(b, a)
+    on_slab = (slice(27, 73), slice(53, 113)), (slice(27, 73), slice(3, 63))    # in a, in b
+
+    def follows(f, where, dx):
+        return np.mean(np.abs(f[where][..., 0] - dx) < 2)
+    assert follows(fwd, on_slab[0], -50) < 0.1 and follows(bwd, on_slab[1], 50) < 0.1
+    lf, lb = second_layer(a, b, fwd, bwd, flow)
+    assert follows(lf, on_slab[0], -50) > 0.95 and follows(lb, on_slab[1], 50) > 0.95
+    assert np.array_equal(lf[:20], fwd[:20]) and np.array_equal(lb[:20], bwd[:20])   # the background keeps its flow
 
 
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
