@@ -10,7 +10,8 @@ _MULT = dict(help="per-pair overrides of factor: 'PAIR:N' or 'FIRST-LAST:N', com
                   "from 0, e.g. '0:4, 10-19:1' (1 or 0 = no in-betweens for those pairs)")
 
 
-@node("interpolate.flow", title="Flow Interpolation", category="Interpolation", temporal_radius=1)
+# An in-between of frames i and i+1 also reads frames i-1 and i+2 (which of the pair to trust).
+@node("interpolate.flow", title="Flow Interpolation", category="Interpolation", temporal_radius=2)
 def flow(ctx, video: VIDEO,
          factor: int = Param(2, **_FACTOR),
          fps: float = Param(0.0, **_FPS),
@@ -26,7 +27,9 @@ def flow(ctx, video: VIDEO,
     in-between time, so moving objects keep their shape and what they cover or uncover
     comes from the frame where it is visible; pixels entering at the frame border come from
     the frame that has them. Where the flow is unsure (the edge of a fast object), each
-    pixel takes the nearby motion under which the two frames match best. Source frames pass through untouched (bit-exact). Scene cuts
+    pixel takes the nearby motion under which the two frames match best. Where one frame of
+    the pair shows what the other hides, the frames before and after the pair decide which
+    of the two to trust. Source frames pass through untouched (bit-exact). Scene cuts
     are detected and never blended across. Runs on the CPU; any output frame range can be
     rendered on its own (sharded renders match a full pass)."""
     from nodes.interpolate.flow_interp import interpolate_clip
