@@ -194,9 +194,11 @@ class FlowSynth:
             miss = cv2.blur(K.outer_mismatch(st.g0, st.g1, st.gp, st.gn, motion, np.float32(t)),
                             (CHOICE_WINDOW, CHOICE_WINDOW))
             trust = 1.0 / (OUTER_EPS + miss)
+            # (The larger trust by np.maximum: numpy's max over a last axis of two is ~30x slower.)
+            most = np.maximum(trust[..., :1], trust[..., 1:])
             # The blend weight, floor included, goes with the trust: the floor hedges the
             # visibility, not this verdict (which would leave a ghost a floor's worth strong).
-            vis = (vis + BLEND_FLOOR) * (trust / trust.max(axis=2, keepdims=True)) - BLEND_FLOOR
+            vis = (vis + BLEND_FLOOR) * (trust / most) - BLEND_FLOOR
         return MotionAt(motion, vis, costs)
 
 

@@ -112,6 +112,11 @@ def warp_blend(f0, f1, motion, vis, t, floor, edge):
     col0, col1, colf = np.empty(w, np.int64), np.empty(w, np.int64), np.empty(w, np.float64)
     for x in range(w):
         col0[x], _, col1[x], _, colf[x], _ = _taps((x + 0.5) * sx - 0.5, 0.0, mh, mw)
+    # Each tap's own motion in full-size pixels, divided once rather than at every pixel near it.
+    taps = np.empty((mh, mw, 2), np.float64)
+    for yy in range(mh):
+        for xx in range(mw):
+            taps[yy, xx, 0], taps[yy, xx, 1] = motion[yy, xx, 0] / sx, motion[yy, xx, 1] / sy
     for y in range(h):
         _, r0, _, r1, _, ry = _taps(0.0, (y + 0.5) * sy - 0.5, mh, mw)
         for x in range(w):
@@ -123,12 +128,12 @@ def warp_blend(f0, f1, motion, vis, t, floor, edge):
                 spread = 0.0
                 for k in range(4):
                     yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
-                    spread = max(spread, abs(motion[yy, xx, 0] / sx - mu) + abs(motion[yy, xx, 1] / sy - mv))
+                    spread = max(spread, abs(taps[yy, xx, 0] - mu) + abs(taps[yy, xx, 1] - mv))
                 best = _rgb_mismatch(c)
                 if spread >= edge and best >= EDGE_MISMATCH:
                     for k in range(4):
                         yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
-                        ck = _rgb_pair(f0, f1, x, y, motion[yy, xx, 0] / sx, motion[yy, xx, 1] / sy, t, h, w)
+                        ck = _rgb_pair(f0, f1, x, y, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w)
                         err = _rgb_mismatch(ck)
                         if err < best:
                             best, c = err, ck
