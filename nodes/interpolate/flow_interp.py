@@ -111,7 +111,6 @@ class PairState:
 @dataclass
 class Frame:
     """What every pair a source frame belongs to needs of it (FlowSynth.prepare_frame)."""
-    img: np.ndarray     # uint8 HxWx3
     small: np.ndarray   # at flow resolution, uint8 hxwx3
     gray: np.ndarray    # at flow resolution, grey hxw
 
@@ -145,26 +144,26 @@ class FlowSynth:
         # Everything but the final warp runs at flow resolution: motion fields are smooth, and
         # this is where a 640x360 pair goes from ~80 ms to ~20 ms.
         small = _reduce(img, self.s.scale)
-        return Frame(img, small, to_gray(small))
+        return Frame(small, to_gray(small))
 
-    def prepare(self, a, b, before=None, after=None) -> PairState:
-        """a, b, and the frames either side of them (or None): uint8 frames, or the Frames that
-        prepare_frame made of them (the scheduler prepares each source frame once, not per pair)."""
-        fa, fb = self._frame(a), self._frame(b)
+    def prepare(self, a: np.ndarray, b: np.ndarray, before: Optional[np.ndarray] = None,
+                after: Optional[np.ndarray] = None, frames: Optional[Sequence[Optional[Frame]]] = None) -> PairState:
+        """frames: what prepare_frame made of a, b, before, after, where the caller has it (the
+        scheduler prepares each source frame once, not once per pair)."""
+        given = list(frames or []) + [None] * 4
+        fa, fb, fp, fn = (given[k] if given[k] is not None else None if f is None else self.prepare_frame(f)
+                          for k, f in enumerate((a, b, before, after)))
         flow = partial(estimate_flow, quality=self.s.preset, finest_scale=0, refine=self.s.refine)
         fwd, bwd = flow(fa.gray, fb.gray), flow(fb.gray, fa.gray)
         if self.s.layers:
             fwd, bwd = second_layer(fa.gray, fb.gray, fwd, bwd, partial(flow, quality=self.s.layers))
         sharp = np.float32(self.s.sharpness)
         gp = gn = None
-        if before is not None and after is not None:
-            gp, gn = (self._frame(f).gray[..., None] for f in (before, after))
-        return PairState(fa.img, fb.img, fa.small, fb.small, fa.gray[..., None], fb.gray[..., None], fwd, bwd,
+        if fp is not None and fn is not None:
+            gp, gn = fp.gray[..., None], fn.gray[..., None]
+        return PairState(a, b, fa.small, fb.small, fa.gray[..., None], fb.gray[..., None], fwd, bwd,
                          K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
                          K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn)
-
-    def _frame(self, f) -> Frame:
-        return f if isinstance(f, Frame) else self.prepare_frame(f)
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
         return [self._at(st, t) for t in ts]

@@ -10,8 +10,9 @@ a small pool of threads, one pair per task. One that sets `outer = True` gets th
 on either side of the pair too, `prepare(a, b, before, after)` (None at the clip's ends and
 across a scene cut): they show what each frame of the pair hides from the other. One with work of
 its own per source frame (reduced copies, say) may supply `prepare_frame(img)`: its prepare then
-gets what that returned in place of each frame, made once per frame rather than once per pair that
-uses it. Everything else lives here, so flow, RIFE and any later method schedule frames identically."""
+also gets `frames=` what that returned for each of those frames, made once per frame rather than
+once per pair that uses it. Everything else lives here, so flow, RIFE and any later method
+schedule frames identically."""
 from __future__ import annotations
 
 import math
@@ -142,8 +143,9 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
     outer = getattr(synth, "outer", False)
     reach = 1 if outer else 0
     # A frame serves up to four pairs (two as a member, two as an outer frame), which the pool
-    # may prepare side by side: its histogram and the synth's work on it are kept for all of them.
-    per_frame = PairCache(size=4 * (_WORKERS + 4))
+    # may prepare side by side: its histogram and the synth's work on it are kept for all of them
+    # (the pairs in flight need at most _WORKERS + 3 frames).
+    per_frame = PairCache(size=2 * (_WORKERS + 4))
     prepare_frame = getattr(synth, "prepare_frame", None)
 
     def reader(start: int, stop: int) -> np.ndarray:
@@ -156,10 +158,9 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
         def frame(i: int) -> np.ndarray:
             return window[i - first]
 
-        def given(i: int):
-            """Frame i as the synth takes it."""
-            if prepare_frame is None:
-                return frame(i)
+        def prepared(i: Optional[int]):
+            if i is None:
+                return None
             return per_frame.get(("synth", i), lambda: prepare_frame(frame(i)))
 
         def hist(i: int) -> np.ndarray:
@@ -174,11 +175,14 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
             def make():
                 if cut(i):
                     return None
-                if not outer:
-                    return synth.prepare(given(i), given(i + 1))
-                before = given(i - 1) if i > 0 and not cut(i - 1) else None
-                after = given(i + 2) if i + 2 < src.length and not cut(i + 1) else None
-                return synth.prepare(given(i), given(i + 1), before, after)
+                around = []
+                if outer:
+                    around = [i - 1 if i > 0 and not cut(i - 1) else None,
+                              i + 2 if i + 2 < src.length and not cut(i + 1) else None]
+                args = [frame(k) if k is not None else None for k in [i, i + 1] + around]
+                if prepare_frame is None:
+                    return synth.prepare(*args)
+                return synth.prepare(*args, frames=[prepared(k) for k in [i, i + 1] + around])
             return cache.get(i, make)
 
         out = np.empty((stop - start, src.height, src.width, 3), np.uint8)
