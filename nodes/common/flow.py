@@ -5,6 +5,7 @@ Convention: flow[y, x] = (dx, dy) maps a pixel of frame A to its position in fra
 so `backward_warp(B, flow_AB)` reconstructs A."""
 from __future__ import annotations
 
+import functools
 import threading
 
 import cv2
@@ -54,9 +55,14 @@ def estimate_flow(a: np.ndarray, b: np.ndarray, quality: str = "medium", finest_
     return _dis(quality, finest_scale, refine).calc(to_gray(a), to_gray(b), None)
 
 
+@functools.lru_cache(maxsize=16)
 def base_grid(h: int, w: int) -> np.ndarray:
+    """Each pixel's own (x, y), read-only: built once per size (building it took as long as the
+    remap that uses it)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return np.dstack([xs, ys])
+    grid = np.dstack([xs, ys])
+    grid.setflags(write=False)
+    return grid
 
 
 def backward_warp(img: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLICATE,
