@@ -239,16 +239,50 @@ LAYER_RATIO, LAYER_MARGIN, LAYER_MIN_AREA, LAYER_SCREEN = 0.7, 1.0, 0.05, 0.03
 _WINDOW = (7, 7)
 
 
-def _warp_error(a, b, flow):
-    """Per pixel of a: the window-mean grey error of following `flow` into b."""
-    return cv2.blur(np.abs(a.astype(np.float32) - backward_warp(b, flow).astype(np.float32)), _WINDOW)
+def _fit_kernel():
+    # Compiled on first use (as _splat_kernel); one pass instead of two remaps and a dozen numpy
+    # temporaries per cost map, which made the costs dearer than the flows they judge.
+    global _FIT
+    if _FIT is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, fastmath=True)
+        def fit(a, b, flow, back, cap, out):
+            h, w = a.shape
+            zero, one, right, bottom = np.float32(0), np.float32(1), np.float32(w - 1), np.float32(h - 1)
+            for y in range(h):
+                for x in range(w):
+                    u, v = flow[y, x, 0], flow[y, x, 1]
+                    # Bilinear taps at the target, borders replicated (as backward_warp).
+                    tx = min(max(np.float32(x) + u, zero), right)
+                    ty = min(max(np.float32(y) + v, zero), bottom)
+                    x0, y0 = int(tx), int(ty)
+                    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+                    fx, fy = tx - np.float32(x0), ty - np.float32(y0)
+                    w00, w01, w10, w11 = (one - fx) * (one - fy), fx * (one - fy), (one - fx) * fy, fx * fy
+                    e = abs(np.float32(a[y, x]) - (w00 * np.float32(b[y0, x0]) + w01 * np.float32(b[y0, x1]) +
+                                                   w10 * np.float32(b[y1, x0]) + w11 * np.float32(b[y1, x1])))
+                    if cap > 0:
+                        bu = w00 * back[y0, x0, 0] + w01 * back[y0, x1, 0] + w10 * back[y1, x0, 0] + w11 * back[y1, x1, 0]
+                        bv = w00 * back[y0, x0, 1] + w01 * back[y0, x1, 1] + w10 * back[y1, x0, 1] + w11 * back[y1, x1, 1]
+                        e += min(np.sqrt((u + bu) ** 2 + (v + bv) ** 2), cap)
+                    out[y, x] = e
+        _FIT = fit
+    return _FIT
 
 
-def _fit_cost(a, b, flow, back):
-    """_warp_error plus (up to 4 pixels) how far the way back `back` misses the start: low
+_FIT = None
+
+
+def _fit_cost(a, b, flow, back=None):
+    """Per pixel of a (grey uint8): the window-mean grey error of following `flow` into b, plus
+    (with `back`, the flow b->a; up to 4 pixels) how far the way back misses the start: low
     where the flow is right."""
-    miss = np.sqrt(np.sum((flow + backward_warp(back, flow)) ** 2, axis=-1))
-    return _warp_error(a, b, flow) + cv2.blur(np.minimum(miss, 4.0), _WINDOW)
+    out = np.empty(a.shape[:2], np.float32)
+    flow = np.ascontiguousarray(flow, np.float32)
+    _fit_kernel()(a, b, flow, flow if back is None else np.ascontiguousarray(back, np.float32),
+                  np.float32(0.0 if back is None else 4.0), out)
+    return cv2.blur(out, _WINDOW)
 
 
 def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, flow, min_shift: float = 3.0):
@@ -270,9 +304,9 @@ def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray,
     shifts = [np.round(d) for d in shifts if np.abs(d - median).sum() >= min_shift]   # not the flow's own motion
     if not shifts:
         return fwd, bwd
-    err, base_f, base_b = _warp_error(a, b, fwd), None, None
+    err, base_f, base_b = _fit_cost(a, b, fwd), None, None
     for d in shifts:
-        if np.mean(_warp_error(a, b, np.broadcast_to(d, fwd.shape)) < LAYER_RATIO * err) < LAYER_SCREEN:
+        if np.mean(_fit_cost(a, b, np.broadcast_to(d, fwd.shape)) < LAYER_RATIO * err) < LAYER_SCREEN:
             continue
         if base_f is None:
             base_f, base_b = _fit_cost(a, b, fwd, bwd), _fit_cost(b, a, bwd, fwd)
@@ -289,3 +323,14 @@ def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray,
         fwd, bwd = np.where(win_f[..., None], lf, fwd), np.where(win_b[..., None], lb, bwd)
         base_f, base_b = np.where(win_f, cost_f, base_f), np.where(win_b, cost_b, base_b)
     return fwd, bwd
+
+
+def fuse_directions(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray):
+    """fwd (a->b) and bwd (b->a), each taking per pixel the other direction's flow read at its
+    target and negated where that explains the frames better (_fit_cost: window photometric
+    error plus forward-backward miss). DIS estimates the two directions independently, and
+    where one misses a region (a reflection, a low-contrast edge) the other often has it."""
+    cand_f, cand_b = -backward_warp(bwd, fwd), -backward_warp(fwd, bwd)
+    take_f = _fit_cost(a, b, cand_f, bwd) < _fit_cost(a, b, fwd, bwd)
+    take_b = _fit_cost(b, a, cand_b, fwd) < _fit_cost(b, a, bwd, fwd)
+    return np.where(take_f[..., None], cand_f, fwd), np.where(take_b[..., None], cand_b, bwd)
