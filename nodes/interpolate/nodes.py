@@ -27,9 +27,11 @@ def flow(ctx, video: VIDEO,
     in-between time, so moving objects keep their shape and what they cover or uncover
     comes from the frame where it is visible; pixels entering at the frame border come from
     the frame that has them. Where the flow is unsure (the edge of a fast object), each
-    pixel takes the nearby motion under which the two frames match best. Where one frame of
-    the pair shows what the other hides, the frames before and after the pair decide which
-    of the two to trust. Source frames pass through untouched (bit-exact). Scene cuts
+    pixel takes the nearby motion under which the two frames match best, down to the single
+    full-size pixel at a motion boundary; where the motion stays unsure, the in-between
+    leans on no single frame or motion (a blend errs less than a wrong bet). Where one frame
+    of the pair shows what the other hides, the frames before and after the pair decide
+    which of the two to trust. Source frames pass through untouched (bit-exact). Scene cuts
     are detected and never blended across. Runs on the CPU; any output frame range can be
     rendered on its own (sharded renders match a full pass)."""
     from nodes.interpolate.flow_interp import interpolate_clip
