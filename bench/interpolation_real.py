@@ -10,7 +10,7 @@ that no setting was tuned on (bikes-b/c/d, carphone-b, bunny-b). Every other fra
 method re-synthesises the dropped frames from the kept ones, and per clip the PSNR and
 SSIM against the dropped frames and the output frames/s are printed.
 
-Time for interpolate.flow is the whole lazy render (to_array) minus a pass-through of a
+Each time is the best of three runs. Time for interpolate.flow is the whole lazy render (to_array) minus a pass-through of a
 lazy clip of the same output size; minterpolate's is the ffmpeg run, piping included.
 
     python bench/interpolation_real.py [--frames 41] [--clips bikes,carphone,bunny] [--quality fast,learned]
@@ -134,7 +134,9 @@ def main():
         print(f"{name} ({f.shape[2]}x{f.shape[1]}, {len(truth)} in-betweens):", flush=True)
         rows = {}
         for label, fn in methods:
-            out, dt = timed(fn, kept)
+            # Best of three for every method alike: one run's figure swings by 20-30% with what else the machine
+            # does, and the first run of a method pays numba compilation and ffmpeg's cold start.
+            out, dt = timed(fn, kept, repeat=3)
             if label.startswith("interpolate.flow"):
                 dt = max(dt - floor, 1e-9)
             synth = out[1:2 * len(truth):2]
