@@ -328,7 +328,10 @@ def build_mini(root: Path) -> None:
 
 
 def _rm(path: Path) -> None:
+    """Remove a scratch tokenizer folder (`_tok*`) that a builder above made inside its own new model folder."""
     import shutil
+    if not path.name.startswith("_tok"):
+        raise ValueError(f"refusing to delete {path}: only the builders' own _tok scratch folders are removed")
     shutil.rmtree(path, ignore_errors=True)
 
 
