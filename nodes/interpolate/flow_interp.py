@@ -169,9 +169,10 @@ class FlowSynth:
                 after: Optional[np.ndarray] = None, frames: Optional[Sequence[Optional[Frame]]] = None) -> PairState:
         """frames: what prepare_frame made of a, b, before, after, where the caller has it (the
         scheduler prepares each source frame once, not once per pair)."""
-        given = list(frames or []) + [None] * 4
-        fa, fb, fp, fn = (given[k] if given[k] is not None else None if f is None else self.prepare_frame(f)
-                          for k, f in enumerate((a, b, before, after)))
+        made = list(frames or [])
+        made += [None] * (4 - len(made))
+        fa, fb, fp, fn = (m if m is not None or img is None else self.prepare_frame(img)
+                          for img, m in zip((a, b, before, after), made))
         flow = partial(estimate_flow, quality=self.s.preset, finest_scale=0, refine=self.s.refine)
         fwd, bwd = flow(fa.gray, fb.gray), flow(fb.gray, fa.gray)
         if self.s.layers:
