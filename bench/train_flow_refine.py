@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.interpolation import psnr  # noqa: E402
-from bench.interpolation_real import CLIPS, read_frames  # noqa: E402
+from bench.heldout import bench_frames  # noqa: E402
+from bench.interpolation_real import CLIPS, FRAMES as BENCH_FRAMES, read_frames  # noqa: E402
 
-BENCH_FRAMES = 41          # interpolation_real.py's default --frames
 HELD_OUT = ["bikes-b", "bikes-c", "bikes-d", "carphone-b", "bunny-b"]
 FILE_FRAMES = {"bikes.mp4": 250, "carphone_pristine.mp4": 120, "bigbuckbunny.mp4": 132}
 # (label, file, crop (x, y, w, h) or None, downscale, strides)
@@ -41,11 +41,6 @@ SOURCES = [
     ("bunny-tl", "bigbuckbunny.mp4", (0, 0, 640, 360), 1, (2,)),
     ("bunny-br", "bigbuckbunny.mp4", (640, 360, 640, 360), 1, (2,)),
 ]
-
-
-def bench_frames(fname: str) -> set:
-    """Every frame of `fname` that a bench segment uses (whatever its crop)."""
-    return {i for f, first, _ in CLIPS.values() if f == fname for i in range(first, first + BENCH_FRAMES)}
 
 
 def training_windows(fname: str, stride: int):
