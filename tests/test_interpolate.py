@@ -473,6 +473,39 @@ def test_hypothesis_fields_are_each_frames_own_motion_where_it_landed():
     assert np.array_equal(hypothesis_fields(joint, acc0, ws0, acc1, ws1), want)
 
 
+def test_candidate_costs_are_each_hypothesis_mismatch_of_the_two_grey_frames():
+    """Hypothesis k: field k, then the joint field at the 8 neighbours 2 pixels away (borders
+    clamped); its cost |A(p - t*m) - B(p + (1-t)*m)| (bilinear, borders replicated), or the joint
+    motion's cost where it lies within a quarter pixel of the joint motion."""
+    from nodes.interpolate.kernels import candidate_costs
+    rng = np.random.default_rng(7)
+    h, w, t, shift = 13, 17, 0.3, 2
+    a, b = (cv2.GaussianBlur(rng.integers(0, 256, (h, w), dtype=np.uint8), (3, 3), 0) for _ in range(2))
+    fields = rng.normal(0, 2, (3, h, w, 2)).astype(np.float32)
+    fields[1, :5] = fields[0, :5] + 0.1     # within a quarter pixel: shares the joint motion's cost
+
+    def sample(img, x, y):
+        x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        x1, y1, fx, fy = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1), x - x0, y - y0
+        img = img.astype(np.float64)
+        return ((img[y0, x0] * (1 - fx) + img[y0, x1] * fx) * (1 - fy) +
+                (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy)
+
+    ys, xs = np.mgrid[0:h, 0:w]
+    hyps = list(fields)
+    for dy, dx in [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]:
+        hyps.append(fields[0][np.clip(ys + dy * shift, 0, h - 1), np.clip(xs + dx * shift, 0, w - 1)])
+    want = np.stack([np.abs(sample(a, xs - t * m[..., 0], ys - t * m[..., 1]) -
+                            sample(b, xs + (1 - t) * m[..., 0], ys + (1 - t) * m[..., 1])) for m in hyps], -1)
+    near = np.stack([np.abs(m - fields[0]).sum(-1) < 0.25 for m in hyps], -1)
+    near[..., 0] = False
+    want = np.where(near, want[..., :1], want)
+    got = candidate_costs(a, b, fields, np.float32(t), shift)
+    assert near[..., 1].sum() >= 5 * w and got.shape == (h, w, 11)
+    assert np.allclose(got, want, atol=1e-3)
+
+
 def test_fill_holes_keeps_trusted_pixels_and_blends_in_the_coarser_estimate():
     """Push-pull: each level is k * own + (1 - k) * the coarser level upsampled, k = min(weight / trust, 1),
     with float32 arithmetic exactly as the numpy formula."""

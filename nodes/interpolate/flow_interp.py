@@ -106,7 +106,7 @@ class PairState:
     f1: np.ndarray
     s0: np.ndarray      # the source frames at flow resolution, uint8 hxwx3
     s1: np.ndarray
-    g0: np.ndarray      # the source frames in grey at flow resolution, HxWx1
+    g0: np.ndarray      # the source frames in grey at flow resolution, hxw
     g1: np.ndarray
     fwd: np.ndarray     # flow 0->1 at flow resolution, in flow-resolution pixels
     bwd: np.ndarray     # flow 1->0
@@ -182,8 +182,8 @@ class FlowSynth:
         sharp = np.float32(self.s.sharpness)
         gp = gn = None
         if fp is not None and fn is not None:
-            gp, gn = fp.gray[..., None], fn.gray[..., None]
-        return PairState(a, b, fa.small, fb.small, fa.gray[..., None], fb.gray[..., None], fwd, bwd,
+            gp, gn = fp.gray, fn.gray
+        return PairState(a, b, fa.small, fb.small, fa.gray, fb.gray, fwd, bwd,
                          K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
                          K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn)
 

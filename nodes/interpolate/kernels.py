@@ -60,14 +60,20 @@ def _full_size_taps(motion, x, y, sx, sy, t, h, w):
 
 
 @numba.njit(cache=True, inline="always", fastmath=True)
+def _lerp_grey(img, x0, y0, x1, y1, fx, fy):
+    """_lerp of a 2-D (grey) image: the same sums, a third less time than through a channel axis
+    of length one in candidate_costs."""
+    top = img[y0, x0] * (1.0 - fx) + img[y0, x1] * fx
+    bot = img[y1, x0] * (1.0 - fx) + img[y1, x1] * fx
+    return top * (1.0 - fy) + bot * fy
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
 def _mismatch(f0, f1, x, y, mu, mv, t, h, w):
-    """|frame 0 at p - t*m  -  frame 1 at p + (1-t)*m|, summed over channels."""
+    """|frame 0 at p - t*m  -  frame 1 at p + (1-t)*m| (grey frames, 2-D)."""
     a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
     e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
-    err = 0.0
-    for ch in range(f0.shape[2]):
-        err += abs(_lerp(f0, a0, c0, a1, c1, ax, ay, ch) - _lerp(f1, e0, g0, e1, g1, ex, ey, ch))
-    return err
+    return abs(_lerp_grey(f0, a0, c0, a1, c1, ax, ay) - _lerp_grey(f1, e0, g0, e1, g1, ex, ey))
 
 
 @numba.njit(cache=True, inline="always", fastmath=True)
@@ -162,7 +168,7 @@ def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
 def outer_mismatch(fa, fb, fc, fd, motion, t):
     """Per pixel at time t with motion m (in frame-0-to-1 units), how far each frame of the
     pair is from the frame beyond it on the same straight path: |A(p - t*m) - C(p - (1+t)*m)|
-    and |B(p + (1-t)*m) - D(p + (2-t)*m)|, C before A and D after B (grey, hxwx1). Where A's
+    and |B(p + (1-t)*m) - D(p + (2-t)*m)|, C before A and D after B (grey, hxw). Where A's
     sample is covered in B, B fetches the occluder, which D does not repeat, while A and C
     still agree."""
     h, w = motion.shape[0], motion.shape[1]
@@ -172,10 +178,10 @@ def outer_mismatch(fa, fb, fc, fd, motion, t):
             mu, mv = motion[y, x, 0], motion[y, x, 1]
             a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
             p0, q0, p1, q1, px, py = _taps(x - (1.0 + t) * mu, y - (1.0 + t) * mv, h, w)
-            out[y, x, 0] = abs(_lerp(fa, a0, c0, a1, c1, ax, ay, 0) - _lerp(fc, p0, q0, p1, q1, px, py, 0))
+            out[y, x, 0] = abs(_lerp_grey(fa, a0, c0, a1, c1, ax, ay) - _lerp_grey(fc, p0, q0, p1, q1, px, py))
             a0, c0, a1, c1, ax, ay = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
             p0, q0, p1, q1, px, py = _taps(x + (2.0 - t) * mu, y + (2.0 - t) * mv, h, w)
-            out[y, x, 1] = abs(_lerp(fb, a0, c0, a1, c1, ax, ay, 0) - _lerp(fd, p0, q0, p1, q1, px, py, 0))
+            out[y, x, 1] = abs(_lerp_grey(fb, a0, c0, a1, c1, ax, ay) - _lerp_grey(fd, p0, q0, p1, q1, px, py))
     return out
 
 
