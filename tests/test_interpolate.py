@@ -241,7 +241,7 @@ def test_motion_boundary_stays_sharp_at_full_size():
     edges = (slice(12, 28), slice(30, 66)), (slice(52, 68), slice(30, 66))
 
     def err(edge):
-        mid = K.warp_blend(a, b, motion, motion, vis, np.float32(0.5), np.float32(BLEND_FLOOR), np.float32(edge), np.float32(0))
+        mid = K.warp_blend(a, b, motion, motion, vis, np.float32(0.5), np.float32(BLEND_FLOOR), np.float32(edge), np.float32(np.inf))
         return max(np.abs(mid[e].astype(int) - truth[e]).mean() for e in edges)
     assert err(1.0) < 0.5
     assert err(0.0) > 3
@@ -494,10 +494,33 @@ def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     vis = rng.uniform(0, 1, (15, 21, 2)).astype(np.float32)
     full = cv2.resize(motion, (53, 37), interpolation=cv2.INTER_LINEAR) * np.float32([53 / 21, 37 / 15])
     # edge 0: the taps' own motions are not tried; no second motion field (alt = motion)
-    args = (np.float32(0.3), np.float32(0.02), np.float32(0), np.float32(0))
+    args = (np.float32(0.3), np.float32(0.02), np.float32(0), np.float32(np.inf))
     got = warp_blend(f0, f1, motion, motion, vis, *args).astype(int)
     want = warp_blend(f0, f1, full, full, cv2.resize(vis, (53, 37), interpolation=cv2.INTER_LINEAR), *args)
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
+
+
+def test_frames_are_sampled_sharply_between_their_pixels():
+    """An in-between samples both frames between their pixels nearly everywhere. A sharp texture
+    (waves up to 0.3 cycles per pixel) moving 1.5 px per frame, its exact motion given: the
+    in-between at t = 0.5 is the texture itself, fetched a quarter pixel off the grid of both
+    frames. Bilinear sampling there is a [0.75, 0.25] low-pass (29 dB here); cubic: 38.7 dB."""
+    from nodes.common.flow import backward_warp
+    from nodes.interpolate.kernels import warp_blend
+    ys, xs = np.mgrid[0:48, 0:64].astype(np.float64)
+    waves = np.random.default_rng(5).uniform([-.3, -.3, 0], [.3, .3, 2 * np.pi], (3, 12, 3))
+
+    def frame(dx):
+        rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in w) for w in waves]
+        return np.clip(np.dstack(rgb) + 0.5, 0, 255).astype(np.uint8)
+    a, truth, b = frame(-0.75), frame(0.0), frame(0.75)
+    motion = np.zeros((48, 64, 2), np.float32)
+    motion[..., 0] = 1.5
+    mid = warp_blend(a, b, motion, motion, np.ones_like(motion), np.float32(0.5), np.float32(0.3), np.float32(0), np.float32(np.inf))
+    bilinear = (backward_warp(a.astype(np.float32), -0.5 * motion) + backward_warp(b.astype(np.float32), 0.5 * motion)) / 2
+    inner = (slice(3, -3), slice(3, -3))       # where neither frame's samples reach past its border
+    assert psnr(mid[inner], truth[inner]) > 37
+    assert psnr(mid[inner], truth[inner]) > psnr(bilinear[inner], truth[inner]) + 8
 
 
 def test_hypothesis_fields_are_each_frames_own_motion_where_it_landed():

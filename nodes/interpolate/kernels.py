@@ -4,6 +4,7 @@ fastmath: warp_blend ~20% faster at 640x360 with bit-identical output there (no 
 infinity ever reaches these loops); nogil: the pairs of a chunk run on threads side by side."""
 from __future__ import annotations
 
+import cv2
 import numba
 import numpy as np
 
@@ -49,17 +50,6 @@ def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
 
 
 @numba.njit(cache=True, inline="always", fastmath=True)
-def _full_size_taps(motion, x, y, sx, sy, t, h, w):
-    """At full-size pixel (x, y): the taps of the (smaller) motion field, then of frame 0 at
-    p - t*m and of frame 1 at p + (1-t)*m, m being the motion sampled there in full-size pixels."""
-    q = _taps((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, motion.shape[0], motion.shape[1])
-    q0, r0, q1, r1, qx, ry = q
-    mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
-    mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
-    return q, _taps(x - t * mu, y - t * mv, h, w), _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
-
-
-@numba.njit(cache=True, inline="always", fastmath=True)
 def _lerp_grey(img, x0, y0, x1, y1, fx, fy):
     """_lerp of a 2-D (grey) image: the same sums, a third less time than through a channel axis
     of length one in candidate_costs."""
@@ -76,14 +66,68 @@ def _mismatch(f0, f1, x, y, mu, mv, t, h, w):
     return abs(_lerp_grey(f0, a0, c0, a1, c1, ax, ay) - _lerp_grey(f1, e0, g0, e1, g1, ex, ey))
 
 
+# The frames are sampled at full size by cubic convolution: bilinear sampling at a half-pixel
+# offset is a [0.5, 0.5] low-pass, and an in-between samples both frames off the pixel grid
+# nearly everywhere. On real footage cubic taps gained +0.5 dB on average over bilinear ones
+# under the same motion, up to +2 dB (fine facades, foliage). Keys' parameter: OpenCV's, as
+# its INTER_CUBIC samples most pixels (warp_blend); it also beat Catmull-Rom's -0.5 by 0.02 dB.
+CUBIC_A = -0.75
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _cubic_taps(x, n):
+    """Cubic convolution taps at x along an axis of n samples (replicated borders): the four
+    indices around x and their weights."""
+    x = min(max(x, 0.0), n - 1.0)
+    i = int(x)
+    f = x - i
+    g = 1.0 - f
+    a = CUBIC_A
+    return (max(i - 1, 0), i, min(i + 1, n - 1), min(i + 2, n - 1),
+            a * f * g * g, ((a + 2.0) * f - (a + 3.0)) * f * f + 1.0,
+            ((a + 2.0) * g - (a + 3.0)) * g * g + 1.0, a * g * f * f)
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _level(v):
+    """A cubic sample kept within 0..255: the kernel's negative lobes overshoot at sharp edges."""
+    return min(max(float(v), 0.0), 255.0)
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _cubic_row(img, y, xa, xb, xc, xd, wa, wb, wc, wd, ch):
+    return wa * img[y, xa, ch] + wb * img[y, xb, ch] + wc * img[y, xc, ch] + wd * img[y, xd, ch]
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _cubic(img, x, y, h, w, ch):
+    """img (HxWxC) at (x, y), sampled by cubic convolution."""
+    xa, xb, xc, xd, wa, wb, wc, wd = _cubic_taps(x, w)
+    ya, yb, yc, yd, va, vb, vc, vd = _cubic_taps(y, h)
+    v = (va * _cubic_row(img, ya, xa, xb, xc, xd, wa, wb, wc, wd, ch)
+         + vb * _cubic_row(img, yb, xa, xb, xc, xd, wa, wb, wc, wd, ch)
+         + vc * _cubic_row(img, yc, xa, xb, xc, xd, wa, wb, wc, wd, ch)
+         + vd * _cubic_row(img, yd, xa, xb, xc, xd, wa, wb, wc, wd, ch))
+    return _level(v)
+
+
 @numba.njit(cache=True, inline="always", fastmath=True)
 def _rgb_pair(f0, f1, x, y, mu, mv, t, h, w):
-    """The colours of frame 0 at p - t*m and of frame 1 at p + (1-t)*m (RGB frames)."""
+    """The colours of frame 0 at p - t*m and of frame 1 at p + (1-t)*m (RGB frames), bilinear."""
     a0, c0, a1, c1, ax, ay = _taps(x - t * mu, y - t * mv, h, w)
     e0, g0, e1, g1, ex, ey = _taps(x + (1.0 - t) * mu, y + (1.0 - t) * mv, h, w)
     return (_lerp(f0, a0, c0, a1, c1, ax, ay, 0), _lerp(f0, a0, c0, a1, c1, ax, ay, 1),
             _lerp(f0, a0, c0, a1, c1, ax, ay, 2), _lerp(f1, e0, g0, e1, g1, ex, ey, 0),
             _lerp(f1, e0, g0, e1, g1, ex, ey, 1), _lerp(f1, e0, g0, e1, g1, ex, ey, 2))
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _cubic_pair(f0, f1, x, y, mu, mv, t, h, w):
+    """_rgb_pair's colours sampled by cubic convolution."""
+    x0, y0 = x - t * mu, y - t * mv
+    x1, y1 = x + (1.0 - t) * mu, y + (1.0 - t) * mv
+    return (_cubic(f0, x0, y0, h, w, 0), _cubic(f0, x0, y0, h, w, 1), _cubic(f0, x0, y0, h, w, 2),
+            _cubic(f1, x1, y1, h, w, 0), _cubic(f1, x1, y1, h, w, 1), _cubic(f1, x1, y1, h, w, 2))
 
 
 @numba.njit(cache=True, inline="always", fastmath=True)
@@ -97,10 +141,47 @@ def _rgb_mismatch(c):
 EDGE_MISMATCH = 24.0
 
 
+@numba.njit(cache=True, inline="always")
+def _column_taps(w, mh, mw):
+    """The horizontal bilinear taps of each of w full-size columns on a smaller mh x mw field.
+    Where a full-size pixel falls on the smaller fields is separable: its column fixes the
+    horizontal taps and its row the vertical ones, so they are found once per column and row."""
+    sx = mw / w
+    col0, col1, colf = np.empty(w, np.int64), np.empty(w, np.int64), np.empty(w, np.float64)
+    for x in range(w):
+        col0[x], _, col1[x], _, colf[x], _ = _taps((x + 0.5) * sx - 0.5, 0.0, mh, mw)
+    return col0, col1, colf
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy):
+    """The smaller motion field at those bilinear taps, in full-size pixels."""
+    return _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx, _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
-    """The in-between at t at full size: frame 0 sampled at p - t*m(p) and frame 1 at
-    p + (1-t)*m(p), blended by closeness in time and by each frame's visibility at p.
+def sample_maps(motion, t, h, w):
+    """Where the in-between at t samples frame 0 (p - t*m) and frame 1 (p + (1-t)*m) at each
+    full-size pixel p (2xHxWx2, x then y), m being the smaller motion field sampled bilinearly
+    at p, as _blend samples it: cv2.remap's maps, made in one pass instead of six numpy ones."""
+    mh, mw = motion.shape[0], motion.shape[1]
+    sx, sy = mw / w, mh / h
+    out = np.empty((2, h, w, 2), np.float32)
+    col0, col1, colf = _column_taps(w, mh, mw)
+    for y in range(h):
+        _, r0, _, r1, _, ry = _taps(0.0, (y + 0.5) * sy - 0.5, mh, mw)
+        for x in range(w):
+            q0, q1, qx = col0[x], col1[x], colf[x]
+            mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
+            out[0, y, x, 0], out[0, y, x, 1] = x - t * mu, y - t * mv
+            out[1, y, x, 0], out[1, y, x, 1] = x + (1.0 - t) * mu, y + (1.0 - t) * mv
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread):
+    """warp_blend's per-pixel part, given w0 and w1: frames 0 and 1 already sampled under
+    the interpolated motion.
     motion (HxWx2, in its own pixels) and vis (HxWx2) may be smaller than the frames:
     they are sampled bilinearly here, which spares two full-size temporaries.
 
@@ -118,11 +199,7 @@ def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
     mh, mw = motion.shape[0], motion.shape[1]
     sx, sy = mw / w, mh / h
     out = np.empty((h, w, 3), np.uint8)
-    # Where a full-size pixel falls on the smaller fields is separable: its column fixes the
-    # horizontal taps and its row the vertical ones, so they are found once per column and row.
-    col0, col1, colf = np.empty(w, np.int64), np.empty(w, np.int64), np.empty(w, np.float64)
-    for x in range(w):
-        col0[x], _, col1[x], _, colf[x], _ = _taps((x + 0.5) * sx - 0.5, 0.0, mh, mw)
+    col0, col1, colf = _column_taps(w, mh, mw)
     # Each tap's own motion in full-size pixels, divided once rather than at every pixel near it.
     taps = np.empty((mh, mw, 2), np.float64)
     for yy in range(mh):
@@ -132,25 +209,36 @@ def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
         _, r0, _, r1, _, ry = _taps(0.0, (y + 0.5) * sy - 0.5, mh, mw)
         for x in range(w):
             q0, q1, qx = col0[x], col1[x], colf[x]
-            mu = _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx
-            mv = _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
-            c = _rgb_pair(f0, f1, x, y, mu, mv, t, h, w)
+            mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
+            c = (_level(w0[y, x, 0]), _level(w0[y, x, 1]), _level(w0[y, x, 2]),
+                 _level(w1[y, x, 0]), _level(w1[y, x, 1]), _level(w1[y, x, 2]))
             if edge > 0.0:
                 spread = 0.0
                 for k in range(4):
                     yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
                     spread = max(spread, abs(taps[yy, xx, 0] - mu) + abs(taps[yy, xx, 1] - mv))
-                best = _rgb_mismatch(c)
-                if spread >= edge and best >= EDGE_MISMATCH:
-                    for k in range(4):
-                        yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
-                        ck = _rgb_pair(f0, f1, x, y, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w)
-                        err = _rgb_mismatch(ck)
-                        if err < best:
-                            best, c = err, ck
+                # The taps' motions are tried on bilinear samples, 4 taps each instead of 16
+                # (this is the costly part of the kernel where the motion is uneven; comparing
+                # them with bilinear samples under the interpolated motion too changed no figure
+                # on real footage); the winner's colours are then sampled like every pixel's.
+                if spread >= edge:
+                    best = _rgb_mismatch(c)
+                    win = -1
+                    if best >= EDGE_MISMATCH:
+                        for k in range(4):
+                            yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
+                            err = _rgb_mismatch(_rgb_pair(f0, f1, x, y, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w))
+                            if err < best:
+                                best, win = err, k
+                    if win >= 0:
+                        yy, xx = (r0 if win < 2 else r1), (q0 if win % 2 == 0 else q1)
+                        c = _cubic_pair(f0, f1, x, y, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w)
             au = _lerp(alt, q0, r0, q1, r1, qx, ry, 0) / sx
             av = _lerp(alt, q0, r0, q1, r1, qx, ry, 1) / sy
             if abs(au - mu) + abs(av - mv) > alt_spread:
+                # Bilinear: this hedge is for where the motion is unsure, and there the blurrier
+                # colours are the closer ones (cubic here: -0.004 dB on average on the held-out
+                # footage, at a third more of this kernel's time).
                 ca = _rgb_pair(f0, f1, x, y, au, av, t, h, w)
                 c = (0.5 * (c[0] + ca[0]), 0.5 * (c[1] + ca[1]), 0.5 * (c[2] + ca[2]),
                      0.5 * (c[3] + ca[3]), 0.5 * (c[4] + ca[4]), 0.5 * (c[5] + ca[5]))
@@ -162,6 +250,22 @@ def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
             for ch in range(3):
                 out[y, x, ch] = min(max(int(b0 * c[ch] + b1 * c[3 + ch] + 0.5), 0), 255)
     return out
+
+
+def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
+    """The in-between at t at full size: frame 0 sampled at p - t*m(p) and frame 1 at
+    p + (1-t)*m(p), blended by closeness in time and by each frame's visibility at p.
+    motion (hxwx2, in its own pixels) and vis (hxwx2) may be smaller than the frames
+    (sampled bilinearly); see _blend for edge, alt and alt_spread.
+    Both frames are first sampled everywhere under the interpolated motion by OpenCV's remap
+    (SIMD: twice as fast as the same cubic taps here); the kernel samples the pixels that
+    try other motions itself."""
+    maps = sample_maps(motion, t, f0.shape[0], f0.shape[1])
+    # float32 frames: the warped colours are not rounded before the blend (and OpenCV remaps
+    # them faster than uint8 ones).
+    w0, w1 = (cv2.remap(f.astype(np.float32), m, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+              for f, m in zip((f0, f1), maps))
+    return _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -278,21 +382,22 @@ def warp_pair(f0, f1, motion, t):
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def warp_mix(f0, f1, motion, mix, t):
-    """The in-between at full size from low-resolution fields sampled bilinearly (as in
-    warp_blend): s0 * frame 0 at p - t*m + s1 * frame 1 at p + (1-t)*m + s2 * the frames'
+    """The in-between at full size from low-resolution fields sampled bilinearly and frames
+    sampled by cubic convolution (as in warp_blend): s0 * frame 0 at p - t*m + s1 * frame 1 at p + (1-t)*m + s2 * the frames'
     plain blend at p + base, with mix = (s0, s1, s2, base r, g, b) per pixel (base in 0..1 units)."""
     h, w = f0.shape[0], f0.shape[1]
     sx, sy = motion.shape[1] / w, motion.shape[0] / h
     out = np.empty((h, w, 3), np.uint8)
     for y in range(h):
         for x in range(w):
-            (q0, r0, q1, r1, qx, ry), (a0, c0, a1, c1, ax, ay), (e0, g0, e1, g1, ex, ey) = \
-                _full_size_taps(motion, x, y, sx, sy, t, h, w)
+            q0, r0, q1, r1, qx, ry = _taps((x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5, motion.shape[0], motion.shape[1])
+            mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
+            c = _cubic_pair(f0, f1, x, y, mu, mv, t, h, w)
             s0 = _lerp(mix, q0, r0, q1, r1, qx, ry, 0)
             s1 = _lerp(mix, q0, r0, q1, r1, qx, ry, 1)
             s2 = _lerp(mix, q0, r0, q1, r1, qx, ry, 2)
             for ch in range(3):
-                v = s0 * _lerp(f0, a0, c0, a1, c1, ax, ay, ch) + s1 * _lerp(f1, e0, g0, e1, g1, ex, ey, ch) + \
-                    s2 * ((1.0 - t) * f0[y, x, ch] + t * f1[y, x, ch]) + 255.0 * _lerp(mix, q0, r0, q1, r1, qx, ry, 3 + ch)
+                v = s0 * c[ch] + s1 * c[3 + ch] + s2 * ((1.0 - t) * f0[y, x, ch] + t * f1[y, x, ch]) + \
+                    255.0 * _lerp(mix, q0, r0, q1, r1, qx, ry, 3 + ch)
                 out[y, x, ch] = min(max(int(v + 0.5), 0), 255)
     return out
