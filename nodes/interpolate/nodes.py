@@ -32,7 +32,9 @@ def flow(ctx, video: VIDEO,
     which the two frames match best, down to the single full-size pixel at a motion boundary; where the motion stays unsure, the in-between
     leans on no single frame or motion (a blend errs less than a wrong bet). Where one frame
     of the pair shows what the other hides, the frames before and after the pair decide
-    which of the two to trust. Source frames pass through untouched (bit-exact). Scene cuts
+    which of the two to trust, and show where a motion speeds up or slows down (a face, a
+    held camera): the in-between follows that curve rather than the straight path.
+    Source frames pass through untouched (bit-exact). Scene cuts
     are detected and never blended across. Runs on the CPU; any output frame range can be
     rendered on its own (sharded renders match a full pass)."""
     from nodes.interpolate.flow_interp import interpolate_clip
