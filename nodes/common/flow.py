@@ -475,6 +475,8 @@ def adopt_nearby(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray,
         # Candidates are weighed only in the windows of the pixels their own flow explains badly.
         where = cv2.dilate((cv2.blur(first, box) >= need).astype(np.uint8), np.ones(box, np.uint8))
         cost = errors(x, y, f, REACH, first, where)
-        flows.append(adopt(np.stack([cv2.blur(c, box) for c in cost]), f, REACH, need))
+        for c in cost:
+            cv2.blur(c, box, dst=c)     # in place: a fresh stack of them costs more in page faults
+        flows.append(adopt(cost, f, REACH, need))
     tol = np.float32(ADOPT_TOL)
     return confirmed(flows[0], fwd, flows[1], tol), confirmed(flows[1], bwd, flows[0], tol)

@@ -159,6 +159,23 @@ def _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy):
     return _lerp(motion, q0, r0, q1, r1, qx, ry, 0) / sx, _lerp(motion, q0, r0, q1, r1, qx, ry, 1) / sy
 
 
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _rows(field, r0, r1, ry, rows, k):
+    """A 2-channel field interpolated between its rows r0 and r1 (weight ry of r1), into columns
+    2k, 2k+1 of rows (mw x 2K): a full-size row's pixels share their vertical taps on the smaller
+    fields, so each of them then needs one horizontal lerp per field instead of three lerps."""
+    for xx in range(field.shape[1]):
+        for ch in range(2):
+            rows[xx, 2 * k + ch] = field[r0, xx, ch] * (1.0 - ry) + field[r1, xx, ch] * ry
+
+
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _across(rows, q0, q1, qx, k):
+    """Field k of _rows at a full-size pixel between columns q0 and q1 (weight qx of q1)."""
+    return (rows[q0, 2 * k] * (1.0 - qx) + rows[q1, 2 * k] * qx,
+            rows[q0, 2 * k + 1] * (1.0 - qx) + rows[q1, 2 * k + 1] * qx)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def sample_maps(motion, bend, t, h, w):
     """Where the in-between at t samples frame 0 (p - t*m - b) and frame 1 (p + (1-t)*m - b) at
@@ -169,12 +186,16 @@ def sample_maps(motion, bend, t, h, w):
     sx, sy = mw / w, mh / h
     out = np.empty((2, h, w, 2), np.float32)
     col0, col1, colf = _column_taps(w, mh, mw)
+    rows = np.empty((mw, 4), np.float64)
     for y in range(h):
         _, r0, _, r1, _, ry = _taps(0.0, (y + 0.5) * sy - 0.5, mh, mw)
+        _rows(motion, r0, r1, ry, rows, 0)
+        _rows(bend, r0, r1, ry, rows, 1)
         for x in range(w):
             q0, q1, qx = col0[x], col1[x], colf[x]
-            mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
-            bu, bv = _motion_px(bend, q0, r0, q1, r1, qx, ry, sx, sy)
+            mu, mv = _across(rows, q0, q1, qx, 0)
+            bu, bv = _across(rows, q0, q1, qx, 1)
+            mu, mv, bu, bv = mu / sx, mv / sy, bu / sx, bv / sy
             out[0, y, x, 0], out[0, y, x, 1] = x - bu - t * mu, y - bv - t * mv
             out[1, y, x, 0], out[1, y, x, 1] = x - bu + (1.0 - t) * mu, y - bv + (1.0 - t) * mv
     return out
@@ -207,14 +228,20 @@ def _blend(f0, f1, w0, w1, motion, bend, alt, vis, t, floor, edge, alt_spread):
     for yy in range(mh):
         for xx in range(mw):
             taps[yy, xx, 0], taps[yy, xx, 1] = motion[yy, xx, 0] / sx, motion[yy, xx, 1] / sy
+    rows = np.empty((mw, 8), np.float64)
     for y in range(h):
         _, r0, _, r1, _, ry = _taps(0.0, (y + 0.5) * sy - 0.5, mh, mw)
+        _rows(motion, r0, r1, ry, rows, 0)
+        _rows(bend, r0, r1, ry, rows, 1)
+        _rows(alt, r0, r1, ry, rows, 2)
+        _rows(vis, r0, r1, ry, rows, 3)
         for x in range(w):
             q0, q1, qx = col0[x], col1[x], colf[x]
-            mu, mv = _motion_px(motion, q0, r0, q1, r1, qx, ry, sx, sy)
+            mu, mv = _across(rows, q0, q1, qx, 0)
+            mu, mv = mu / sx, mv / sy
             # The motions tried below are straight paths through the bent in-between point.
-            bu, bv = _motion_px(bend, q0, r0, q1, r1, qx, ry, sx, sy)
-            px, py = x - bu, y - bv
+            bu, bv = _across(rows, q0, q1, qx, 1)
+            px, py = x - bu / sx, y - bv / sy
             c = (_level(w0[y, x, 0]), _level(w0[y, x, 1]), _level(w0[y, x, 2]),
                  _level(w1[y, x, 0]), _level(w1[y, x, 1]), _level(w1[y, x, 2]))
             if edge > 0.0:
@@ -238,8 +265,8 @@ def _blend(f0, f1, w0, w1, motion, bend, alt, vis, t, floor, edge, alt_spread):
                     if win >= 0:
                         yy, xx = (r0 if win < 2 else r1), (q0 if win % 2 == 0 else q1)
                         c = _cubic_pair(f0, f1, px, py, taps[yy, xx, 0], taps[yy, xx, 1], t, h, w)
-            au = _lerp(alt, q0, r0, q1, r1, qx, ry, 0) / sx
-            av = _lerp(alt, q0, r0, q1, r1, qx, ry, 1) / sy
+            au, av = _across(rows, q0, q1, qx, 2)
+            au, av = au / sx, av / sy
             if abs(au - mu) + abs(av - mv) > alt_spread:
                 # Bilinear: this hedge is for where the motion is unsure, and there the blurrier
                 # colours are the closer ones (cubic here: -0.004 dB on average on the held-out
@@ -247,8 +274,9 @@ def _blend(f0, f1, w0, w1, motion, bend, alt, vis, t, floor, edge, alt_spread):
                 ca = _rgb_pair(f0, f1, px, py, au, av, t, h, w)
                 c = (0.5 * (c[0] + ca[0]), 0.5 * (c[1] + ca[1]), 0.5 * (c[2] + ca[2]),
                      0.5 * (c[3] + ca[3]), 0.5 * (c[4] + ca[4]), 0.5 * (c[5] + ca[5]))
-            b0 = (1.0 - t) * (_lerp(vis, q0, r0, q1, r1, qx, ry, 0) + floor)
-            b1 = t * (_lerp(vis, q0, r0, q1, r1, qx, ry, 1) + floor)
+            v0, v1 = _across(rows, q0, q1, qx, 3)
+            b0 = (1.0 - t) * (v0 + floor)
+            b1 = t * (v1 + floor)
             s = b0 + b1
             b0 /= s
             b1 /= s
