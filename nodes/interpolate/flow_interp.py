@@ -7,7 +7,8 @@ nodes.common.flow.second_layer), and per pixel a confidence from the forward-bac
 and the photometric error. Per in-between time t: both flows are forward-splatted to t
 (softmax-style, so a confident foreground wins over the background it covers) and holes
 filled push-pull, still at flow resolution; then, at full size, the two source frames are
-backward-warped with that motion and blended by t and by visibility: a pixel at t that no
+backward-warped with that motion (sampled by cubic convolution: bilinear sampling blurs by up
+to half a pixel, and an in-between samples both frames between their pixels) and blended by t and by visibility: a pixel at t that no
 source pixel of frame 0 lands on (being uncovered, or entering at the border) comes from
 frame 1 alone, and the other way round.
 

@@ -26,8 +26,10 @@ def flow(ctx, video: VIDEO,
     Flow is estimated both ways between neighbouring frames and forward-splatted to each
     in-between time, so moving objects keep their shape and what they cover or uncover
     comes from the frame where it is visible; pixels entering at the frame border come from
-    the frame that has them. Where the flow fits the frames badly (something moving behind a
-    fence), it may take a motion found a patch away, if both directions agree. Where the
+    the frame that has them. Both frames are sampled between their pixels by cubic
+    convolution, which keeps fine texture (foliage, windows) as sharp as the source. Where
+    the flow fits the frames badly (something moving behind a fence), it may take a motion
+    found a patch away, if both directions agree. Where the
     flow is unsure (the edge of a fast object), each pixel takes the nearby motion under
     which the two frames match best, down to the single full-size pixel at a motion boundary; where the motion stays unsure, the in-between
     leans on no single frame or motion (a blend errs less than a wrong bet). Where one frame
