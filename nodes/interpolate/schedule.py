@@ -11,15 +11,19 @@ on either side of the pair too, `prepare(a, b, before, after)` (None at the clip
 across a scene cut): they show what each frame of the pair hides from the other. One with work of
 its own per source frame (reduced copies, say) may supply `prepare_frame(img)`: its prepare then
 also gets `frames=` what that returned for each of those frames, made once per frame rather than
-once per pair that uses it. Everything else lives here, so flow, RIFE and any later method
-schedule frames identically."""
+once per pair that uses it. Likewise one with work per pair of neighbouring source frames that
+the pairs either side read too (flows) may supply `prepare_link(x, y)` (x, y: what prepare_frame
+made of the two frames) and set `around = True`: its prepare then also gets `links=` those of
+(before, a), (a, b) and (b, after) (None where before or after is), each made once: all the links
+an output chunk needs are made first, side by side, then its pairs are prepared and rendered.
+Everything else lives here, so flow, RIFE and any later method schedule frames identically."""
 from __future__ import annotations
 
 import math
 import os
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -130,6 +134,11 @@ def cut_score(a: np.ndarray, b: np.ndarray) -> float:
     return histogram_distance(colour_histogram(a), colour_histogram(b))
 
 
+def resolved(value):
+    """value, or its result where it is a Future still running on the pool."""
+    return value.result() if isinstance(value, Future) else value
+
+
 def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 0.0, multipliers: str = "",
                       scene_threshold: float = 0.3, ctx=None) -> Clip:
     """The lazily interpolated clip: source frames stay bit-exact at their positions, pairs
@@ -147,6 +156,11 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
     # (the pairs in flight need at most _WORKERS + 3 frames).
     per_frame = PairCache(size=2 * (_WORKERS + 4))
     prepare_frame = getattr(synth, "prepare_frame", None)
+    prepare_link = getattr(synth, "prepare_link", None) if prepare_frame is not None else None
+    around_links = getattr(synth, "around", False)
+    # The links a chunk's last pair read, which the next chunk's first pair (the same one, where
+    # the chunk ends inside it, or the one after) reads again.
+    carried: Dict[str, Dict[int, Any]] = {"links": {}}
 
     def reader(start: int, stop: int) -> np.ndarray:
         pairs, ts = plan.locate(start, stop)
@@ -154,6 +168,9 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
         first = max(0, lo - reach)
         window = src.frames(first, min(src.length, hi + 2 + reach))
         cuts: Dict[int, bool] = {}
+        # The chunk's own: its links read more frames than per_frame keeps.
+        made: Dict[int, Any] = {}
+        links: Dict[int, Any] = {}
 
         def frame(i: int) -> np.ndarray:
             return window[i - first]
@@ -161,7 +178,9 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
         def prepared(i: Optional[int]):
             if i is None:
                 return None
-            return per_frame.get(("synth", i), lambda: prepare_frame(frame(i)))
+            if i not in made:
+                made[i] = per_frame.get(("synth", i), lambda: prepare_frame(frame(i)))
+            return made[i]
 
         def hist(i: int) -> np.ndarray:
             return per_frame.get(("hist", i), lambda: colour_histogram(frame(i)))
@@ -171,18 +190,27 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
                 cuts[i] = scene_threshold > 0 and histogram_distance(hist(i), hist(i + 1)) > scene_threshold
             return cuts[i]
 
+        def around(i: int) -> List[Optional[int]]:
+            if not outer:
+                return []
+            return [i - 1 if i > 0 and not cut(i - 1) else None, i + 2 if i + 2 < src.length and not cut(i + 1) else None]
+
+        def link_pairs(i: int) -> List[Optional[int]]:
+            """The pairs whose links pair i reads: (before, a), (a, b), (b, after), by first frame."""
+            before, after = (around(i) + [None, None])[:2] if around_links else (None, None)
+            return [None if before is None else i - 1, i, None if after is None else i + 1]
+
         def pair_state(i: int):
             def make():
                 if cut(i):
                     return None
-                around = []
-                if outer:
-                    around = [i - 1 if i > 0 and not cut(i - 1) else None,
-                              i + 2 if i + 2 < src.length and not cut(i + 1) else None]
-                args = [frame(k) if k is not None else None for k in [i, i + 1] + around]
+                args = [frame(k) if k is not None else None for k in [i, i + 1] + around(i)]
                 if prepare_frame is None:
                     return synth.prepare(*args)
-                return synth.prepare(*args, frames=[prepared(k) for k in [i, i + 1] + around])
+                kw = {"frames": [prepared(k) for k in [i, i + 1] + around(i)]}
+                if prepare_link is not None:
+                    kw["links"] = [None if k is None else resolved(links.get(k)) for k in link_pairs(i)]
+                return synth.prepare(*args, **kw)
             return cache.get(i, make)
 
         out = np.empty((stop - start, src.height, src.width, 3), np.uint8)
@@ -205,11 +233,36 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
             call = (state, [float(ts[j]) for j in idx])
             return idx, (call if batched else synth.render(*call))
 
+        def link(k: int):
+            if ctx is not None:
+                ctx.check()
+            return prepare_link(prepared(k), prepared(k + 1))
+
         items = list(todo.items())
-        if getattr(synth, "parallel", False) and not batched and len(items) > 1:
-            jobs = list(_pool().map(lambda item: work(*item), items))
+        missing: List[int] = []
+        if prepare_link is not None:
+            need = sorted({k for p in todo if not cut(p) for k in link_pairs(p) if k is not None})
+            kept = carried["links"]
+            links.update((k, kept[k]) for k in need if k in kept)
+            missing = [k for k in need if k not in kept]
+        if getattr(synth, "parallel", False) and not batched and len(missing) + len(items) > 1:
+            # The links first, then the pairs: the queue is first in, first out, so a pair's task
+            # starts only after every link it reads has started, and waits at most for those still
+            # running instead of for the chunk's last link.
+            made_links = [_pool().submit(link, k) for k in missing]
+            links.update(zip(missing, made_links))
+            tasks = made_links + [_pool().submit(work, p, idx) for p, idx in items]
+            try:
+                jobs = [task.result() for task in tasks[len(missing):]]
+            except BaseException:
+                for task in tasks:          # a failed or cancelled chunk leaves nothing queued behind it
+                    task.cancel()
+                raise
         else:
+            links.update((k, link(k)) for k in missing)
             jobs = [work(p, idx) for p, idx in items]
+        if prepare_link is not None:
+            carried["links"] = {k: resolved(links[k]) for k in need[-3:]}
         if batched:
             calls = [(k, call) for k, (_, call) in enumerate(jobs) if isinstance(call, tuple)]
             if calls:
