@@ -236,12 +236,16 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
         def link(k: int):
             if ctx is not None:
                 ctx.check()
-            return prepare_link(prepared(k), prepared(k + 1))
+            # (None across a cut: no pair reads it.)
+            return None if cut(k) else prepare_link(prepared(k), prepared(k + 1))
 
         items = list(todo.items())
         missing: List[int] = []
         if prepare_link is not None:
-            need = sorted({k for p in todo if not cut(p) for k in link_pairs(p) if k is not None})
+            # Every link a pair of the chunk may read; which ones it does depends on the cuts, whose
+            # histograms the tasks compute side by side.
+            reads = (-1, 0, 1) if around_links else (0,)
+            need = sorted({p + d for p in todo for d in reads if 0 <= p + d < src.length - 1})
             kept = carried["links"]
             links.update((k, kept[k]) for k in need if k in kept)
             missing = [k for k in need if k not in kept]
