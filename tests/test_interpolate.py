@@ -615,6 +615,33 @@ def test_candidate_costs_are_each_hypothesis_mismatch_of_the_two_grey_frames():
     assert np.allclose(got, want, atol=1e-3)
 
 
+def test_pick_keeps_the_joint_motion_unless_another_beats_it_by_the_margin():
+    """Per pixel: the least-cost hypothesis (the first of equal ones) where its cost is below the
+    joint motion's (hypothesis 0) minus the margin, the joint motion elsewhere; with (its cost,
+    the joint's cost)."""
+    from nodes.interpolate.kernels import pick
+    rng = np.random.default_rng(11)
+    h, w, shift, margin = 9, 12, 2, 1.0
+    fields = rng.normal(0, 3, (3, h, w, 2)).astype(np.float32)
+    cost = rng.uniform(0, 4, (h, w, 11)).astype(np.float32)
+    # Rows 0-2: others better, but not by the margin (the joint motion stays); rows 3-4: hypothesis 4
+    # better by more than the margin, and the least (tied with 7: the first wins).
+    cost[:5, :, 1:] = cost[:5, :, :1] + rng.uniform(-0.9, 2, (5, w, 10)).astype(np.float32)
+    cost[3:5, :, 4] = cost[3:5, :, 7] = cost[3:5, :, 0] - 1.5
+    ys, xs = np.mgrid[0:h, 0:w]
+    hyps = list(fields)
+    for dy, dx in [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]:
+        hyps.append(fields[0][np.clip(ys + dy * shift, 0, h - 1), np.clip(xs + dx * shift, 0, w - 1)])
+    best = np.argmin(cost, axis=-1)
+    least = np.take_along_axis(cost, best[..., None], -1)[..., 0]
+    best = np.where(least > cost[..., 0] - margin, 0, best)
+    want = np.take_along_axis(np.stack(hyps, -2), best[..., None, None], -2)[..., 0, :]
+    got, costs = pick(cost, fields, shift, np.float32(margin))
+    assert (best[:3] == 0).all() and (best[3:5] == 4).all() and 0 < (best[5:] > 0).sum() < best[5:].size
+    assert np.array_equal(got, want)
+    assert np.array_equal(costs, np.stack([np.take_along_axis(cost, best[..., None], -1)[..., 0], cost[..., 0]], -1))
+
+
 def test_fill_holes_keeps_trusted_pixels_and_blends_in_the_coarser_estimate():
     """Push-pull: each level is k * own + (1 - k) * the coarser level upsampled, k = min(weight / trust, 1),
     with float32 arithmetic exactly as the numpy formula."""

@@ -385,10 +385,11 @@ def candidate_costs(fa, fb, fields, t, shift):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def pick(cost, fields, shift):
-    """Per pixel, the hypothesis of candidate_costs with the least (window-summed) cost, and
-    (that cost, the first hypothesis's cost): how well the chosen motion explains the pixel
-    and how much better than the plain joint motion it does."""
+def pick(cost, fields, shift, margin):
+    """Per pixel, the hypothesis of candidate_costs with the least (window-mean) cost, kept only
+    where it beats the first (joint) hypothesis by `margin` (the joint motion otherwise), and
+    (its cost, the first hypothesis's cost): how well the chosen motion explains the pixel and
+    how much better than the plain joint motion it does."""
     h, w, nk = cost.shape
     out = np.empty((h, w, 2), np.float32)
     costs = np.empty((h, w, 2), np.float32)
@@ -398,6 +399,8 @@ def pick(cost, fields, shift):
             for k in range(1, nk):
                 if cost[y, x, k] < cost[y, x, best]:
                     best = k
+            if cost[y, x, best] > cost[y, x, 0] - margin:
+                best = 0
             out[y, x, 0], out[y, x, 1] = _hypothesis(fields, best, y, x, shift)
             costs[y, x, 0], costs[y, x, 1] = cost[y, x, best], cost[y, x, 0]
     return out, costs
