@@ -547,6 +547,45 @@ def test_each_pairs_flows_are_estimated_once_and_the_pairs_either_side_read_them
         assert np.array_equal(interpolate_clip(Clip.from_array(clip), factor=3).frames(a, b), full[a:b])
 
 
+@pytest.mark.parametrize("outer", [False, True])
+def test_scheduler_hands_each_pair_the_links_of_its_frames_made_once(outer, monkeypatch):
+    """A synth's per-link work (prepare_link of two neighbouring frames) is made once per pair, from
+    the right frames, also when chunks end inside pairs; with outer frames and `around` a pair also
+    gets the links either side (None at the clip's ends), without them its own link alone."""
+    from nodes.interpolate.schedule import interpolated_clip
+    made, got = [], {}
+
+    class Synth:
+        around = True
+
+        def __init__(self):
+            self.outer = outer
+
+        def prepare_frame(self, img):
+            return int(img[0, 0, 0])
+
+        def prepare_link(self, x, y):
+            made.append((x, y))
+            return (x, y)
+
+        def prepare(self, a, b, *around, frames, links):
+            got[frames[0]] = list(links)
+            return a
+
+        def render(self, a, ts):
+            return [a for _ in ts]
+
+    clip = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(6)])
+    monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 2)
+    interpolated_clip(Clip.from_array(clip), Synth(), factor=3, scene_threshold=0).to_array()
+    assert sorted(made) == [(i, i + 1) for i in range(5)]
+    if outer:
+        want = {i: [(i - 1, i) if i else None, (i, i + 1), (i + 1, i + 2) if i < 4 else None] for i in range(5)}
+    else:
+        want = {i: [None, (i, i + 1), None] for i in range(5)}
+    assert got == want
+
+
 def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     """warp_blend reads motion and visibility at flow resolution: the same in-between as from
     fields first resized to the frame size (OpenCV's bilinear, pixel centres aligned)."""

@@ -11,11 +11,11 @@ on either side of the pair too, `prepare(a, b, before, after)` (None at the clip
 across a scene cut): they show what each frame of the pair hides from the other. One with work of
 its own per source frame (reduced copies, say) may supply `prepare_frame(img)`: its prepare then
 also gets `frames=` what that returned for each of those frames, made once per frame rather than
-once per pair that uses it. Likewise one with work per pair of neighbouring source frames that
-the pairs either side read too (flows) may supply `prepare_link(x, y)` (x, y: what prepare_frame
-made of the two frames) and set `around = True`: its prepare then also gets `links=` those of
-(before, a), (a, b) and (b, after) (None where before or after is), each made once: all the links
-an output chunk needs are made first, side by side, then its pairs are prepared and rendered.
+once per pair that uses it. Likewise one with work per pair of neighbouring source frames
+(flows) may supply `prepare_link(x, y)` (x, y: what prepare_frame made of the two frames): its
+prepare then also gets `links=` those of (before, a), (a, b) and (b, after), where it sets `outer`
+and `around = True` (the pairs either side read them too; None where before or after is), else
+of (a, b) alone; each is made once, the links an output chunk needs queued ahead of its pairs.
 Everything else lives here, so flow, RIFE and any later method schedule frames identically."""
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
     per_frame = PairCache(size=2 * (_WORKERS + 4))
     prepare_frame = getattr(synth, "prepare_frame", None)
     prepare_link = getattr(synth, "prepare_link", None) if prepare_frame is not None else None
-    around_links = getattr(synth, "around", False)
+    around_links = outer and getattr(synth, "around", False)
     # The links a chunk's last pair read, which the next chunk's first pair (the same one, where
     # the chunk ends inside it, or the one after) reads again.
     carried: Dict[str, Dict[int, Any]] = {"links": {}}
