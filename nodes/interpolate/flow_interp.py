@@ -108,6 +108,11 @@ CHOICE_MARGIN = 1.0
 # smoothed copy of _smoothed: the city clips' fine parallax, which 0.5 hedged (-0.02..-0.05 dB),
 # stays sharp, and fewer pixels pay for the second rendering.
 HEDGE_SPREAD = 1.0
+# Flow pixels (|dx| + |dy|) from which the neighbouring pairs' motions are offered to the choice
+# (_carried): +0.017 dB on the 12 bench clips (bikes-b +0.07, bikes +0.06, bikes-c +0.05, bikes-d
+# +0.02; bunny-b -0.002 the lowest), +0.006 on bench/heldout.py's segments (bikes@0 +0.10, Big Buck
+# Bunny@0 -0.014 the lowest). Offered everywhere (0) they lost on slow footage (bunny-b -0.04).
+CARRY_MIN = 4.0
 # Gaussian sigma (flow pixels) of the blend weights' blur (_spread): +0.021 dB on the 12 bench
 # clips (bikes +0.06, bikes-b, bikes-d +0.04, bikes-c +0.04; none lower than +0.001), +0.009 on
 # bench/heldout.py's segments (bikes@0 -0.03 the lowest: a van roof leaving the frame), +0.014 on
@@ -214,6 +219,20 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     return bend * (kept / np.maximum(size, 1e-6))[..., None]
 
 
+def _carried(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
+    """Two more motion hypotheses (2xhxwx2) from the pairs either side: frame 0's motion from the
+    frame before, reversed (-back, read where the point is in frame 0), and frame 1's motion to the
+    frame after (ahead, read where it is in frame 1). A car moves on at the same speed, and where
+    this pair's flow lost it behind a fence bar, the neighbouring pairs, whose bars fall elsewhere on
+    it, often kept it. Only fast motions (CARRY_MIN) are offered; elsewhere the hypothesis is the
+    joint motion, which candidate_costs does not weigh twice."""
+    out = []
+    for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion)):
+        fast = np.abs(f[..., 0]) + np.abs(f[..., 1]) >= CARRY_MIN
+        out.append(np.where(fast[..., None], f, motion))
+    return np.stack(out)
+
+
 def _spread(vis: np.ndarray) -> np.ndarray:
     """The blend weights (MotionAt.vis) blurred over VIS_SIGMA flow pixels: splatted at flow
     resolution and judged by the frames beyond the pair pixel by pixel, they flip from one frame
@@ -309,6 +328,8 @@ class FlowSynth:
         if self.s.shift:
             # Each frame's own motion where it landed: right where the other frame's is not.
             fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1)
+            if st.back is not None:
+                fields = np.concatenate([fields, _carried(st, motion, t)])
             cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift)
             # Summed over a window: one pixel's match is noise, a patch's is evidence.
             motion, costs = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift,
