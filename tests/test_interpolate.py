@@ -1,6 +1,7 @@
 """interpolate.flow and the shared frame scheduler: counts, bit-exact originals, timing, cuts,
 random access, quality against a known motion and on real footage, and clear errors."""
 import importlib.util
+import threading
 from functools import partial
 
 import cv2
@@ -602,6 +603,88 @@ def test_scheduler_hands_each_pair_the_links_of_its_frames_made_once(outer, monk
     else:
         want = {i: [None, (i, i + 1), None] for i in range(5)}
     assert got == want
+
+
+class _Recording:
+    """A tiny parallel synth: a frame is its grey value, a link the two values; the render of a pair
+    in `hold` waits (10 s at most) until the link that starts at the given frame has started."""
+    parallel = outer = around = True
+
+    def __init__(self, hold=None, fail=None):
+        self.hold, self.fail = hold or {}, fail
+        self.made, self.waited, self.started = [], {}, {}
+        self.lock = threading.Lock()
+
+    def _started(self, k):
+        with self.lock:
+            return self.started.setdefault(k, threading.Event())
+
+    def prepare_frame(self, img):
+        return int(img[0, 0, 0])
+
+    def prepare_link(self, x, y):
+        self._started(x).set()
+        if x == self.fail:
+            raise ValueError(f"link {x}")
+        self.made.append((x, y))
+        return x, y
+
+    def prepare(self, a, b, *around, frames, links):
+        return frames[0]
+
+    def render(self, p, ts):
+        if p in self.hold:
+            self.waited[p] = self._started(self.hold[p]).wait(10)
+        return [np.full((4, 4, 3), 100 + p, np.uint8) for _ in ts]
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """The scheduler's pool with two threads whatever the machine, and a way to wait until it is idle."""
+    import nodes.interpolate.schedule as schedule
+    monkeypatch.setattr(schedule, "_WORKERS", 2)
+    monkeypatch.setattr(schedule, "_POOL", None)
+    monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 1)     # one output frame per read, as at 4K
+
+    def idle():
+        # Both threads take a task queued after everything else: all before them has finished.
+        both = threading.Barrier(2)
+        for task in [schedule._pool().submit(both.wait) for _ in range(2)]:
+            task.result()
+    yield idle
+    schedule._pool().shutdown()
+
+
+def test_reads_queue_the_next_pairs_work_so_one_frame_chunks_keep_two_threads_busy(two_threads):
+    """At 4K an output chunk is one frame, and a pair's render needs the link to the frame after it:
+    alone, a read keeps one thread busy. Reads in sequence queue the links and renders of the next
+    pairs: the link 3 -> 4 (read by pairs 2-4) starts while pair 1 renders, and the chunks of source
+    frames alone in between lose nothing already made (each link is made once)."""
+    from nodes.interpolate.schedule import interpolated_clip
+    synth = _Recording(hold={1: 3})
+    clip = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(7)])
+    out = interpolated_clip(Clip.from_array(clip), synth, factor=2, scene_threshold=0).to_array()
+    assert synth.waited == {1: True}
+    assert sorted(synth.made) == [(i, i + 1) for i in range(6)]
+    assert np.array_equal(out[0::2], clip) and np.array_equal(out[1::2, 0, 0, 0], 100 + np.arange(6))
+
+
+def test_a_read_elsewhere_queues_nothing_more_and_unused_work_fails_silently(two_threads):
+    """A read that does not continue the last one queues its own pairs' work alone; work queued for
+    reads that never come, or come elsewhere, fails without a word, and fails aloud when read."""
+    from nodes.interpolate.schedule import interpolated_clip
+    clip = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(7)])
+    synth = _Recording()
+    assert np.array_equal(interpolated_clip(Clip.from_array(clip), synth, factor=2).frames(5, 6)[0, 0, 0], [102] * 3)
+    two_threads()
+    assert sorted(synth.made) == [(1, 2), (2, 3), (3, 4)]
+    synth = _Recording(fail=4)
+    broken = interpolated_clip(Clip.from_array(clip), synth, factor=2)
+    assert np.array_equal(broken.frames(0, 4)[:, 0, 0, 0], [0, 100, 1, 101])
+    two_threads()
+    assert synth.started[4].is_set()        # the link pair 3 reads was made for the reads to come, and failed
+    with pytest.raises(ValueError, match="link 4"):
+        broken.frames(7, 8)
 
 
 def test_warp_blend_samples_small_fields_as_a_bilinear_resize():

@@ -16,6 +16,8 @@ once per pair that uses it. Likewise one with work per pair of neighbouring sour
 prepare then also gets `links=` those of (before, a), (a, b) and (b, after), where it sets `outer`
 and `around = True` (the pairs either side read them too; None where before or after is), else
 of (a, b) alone; each is made once, the links an output chunk needs queued ahead of its pairs.
+A parallel synth's pool also works ahead of sequential reads (see _Reader): the next pairs' links
+and renders are queued behind the chunk being read, so both cores stay busy across chunks and at 4K.
 Everything else lives here, so flow, RIFE and any later method schedule frames identically."""
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import math
 import os
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -135,8 +137,229 @@ def cut_score(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def resolved(value):
-    """value, or its result where it is a Future still running on the pool."""
+    """value, or its result where it is a Future of the pool."""
     return value.result() if isinstance(value, Future) else value
+
+
+def _failed(value) -> bool:
+    return isinstance(value, Future) and value.done() and (value.cancelled() or value.exception() is not None)
+
+
+class _Frame:
+    """A source frame and what is made of it (histogram, scene cut to the next frame, the synth's
+    prepare_frame) once for every pair and link that reads it, on whichever thread asks first."""
+
+    def __init__(self, img: np.ndarray):
+        self.img = img
+        self.made = PairCache(size=3)
+
+
+# An output render: a pair and the times of its in-betweens that one read (an output chunk) shows.
+Key = Tuple[int, Tuple[float, ...]]
+
+
+class _Reader:
+    """The interpolated clip's reader, and the work it keeps from one read to the next.
+
+    The frames, links and renders a read needs live in dicts keyed by source frame, link (first
+    frame) and render; each read drops what it and the reads it expects next do not need. With a
+    parallel synth, a read that continues the previous one (or starts the clip) also queues, behind
+    its own tasks, the links and renders of the next _WORKERS pairs the next reads will show: the
+    pool's threads go on with those while the read's last tasks finish and while the caller handles
+    the chunk and asks for the next, so both cores stay busy across chunks, and at 4K (one frame per
+    chunk, a pair's render waiting for its link) a pair renders while the next pairs' links are made.
+    Everything is a pure function of the source frames, so what a read gets never depends on what was
+    queued before it: a queued render nobody reads is cancelled (or, if running, finishes unread), and
+    one that failed is made again when a read needs it, so its error surfaces only if it is used."""
+
+    def __init__(self, src: Clip, synth: Synth, plan: Plan, scene_threshold: float, ctx):
+        self.src, self.synth, self.plan, self.ctx = src, synth, plan, ctx
+        self.threshold = scene_threshold
+        self.outer = getattr(synth, "outer", False)
+        self.reach = 1 if self.outer else 0
+        self.prepare_frame = getattr(synth, "prepare_frame", None)
+        self.prepare_link = getattr(synth, "prepare_link", None) if self.prepare_frame is not None else None
+        self.around_links = self.outer and getattr(synth, "around", False)
+        # A batching synth gets the read's pairs at once; the others one pair at a time (on the pool's
+        # threads if the synth allows), so only a few pairs' states are alive.
+        self.batched = hasattr(synth, "render_many")
+        self.parallel = getattr(synth, "parallel", False) and not self.batched
+        # An output chunk often ends inside a pair and the next one needs the same pair again.
+        self.states = PairCache(size=2)
+        self.progress = Progress(ctx, plan.length)
+        self.chunk = 1                      # the output clip's, set by interpolated_clip
+        self.frames: Dict[int, _Frame] = {}
+        self.links: Dict[int, Any] = {}     # value, or its Future
+        self.renders: Dict[Key, Any] = {}
+        self.dropped: List[Future] = []     # dropped while running: they finish unread
+        self.follows = 0                    # where a read that continues the last one starts
+        self.lock = threading.Lock()
+
+    # -- what a range of output frames needs --------------------------------------------------
+    def keys(self, start: int, stop: int) -> Dict[Key, List[int]]:
+        """The renders output frames [start, stop) need, each with the offsets of its frames."""
+        pairs, ts = self.plan.locate(start, stop)
+        by_pair: Dict[int, List[int]] = {}
+        for j, (p, t) in enumerate(zip(pairs, ts)):
+            if t != 0.0:
+                by_pair.setdefault(int(p), []).append(j)
+        return {(p, tuple(float(ts[j]) for j in idx)): idx for p, idx in by_pair.items()}
+
+    def ahead(self, stop: int) -> List[Key]:
+        """The renders of the next _WORKERS pairs that sequential reads after `stop` will show."""
+        keys: List[Key] = []
+        start = stop
+        # (Chunks of source frames alone need no render: at 4K, factor 2, every other chunk.)
+        for _ in range(2 * _WORKERS):
+            if start >= self.plan.length or len(keys) >= _WORKERS:
+                break
+            stop = min(self.plan.length, start + self.chunk)
+            keys += list(self.keys(start, stop))[:_WORKERS - len(keys)]
+            start = stop
+        return keys
+
+    def link_keys(self, pairs) -> List[int]:
+        """Every link the pairs may read; which ones they do depends on the scene cuts."""
+        if self.prepare_link is None:
+            return []
+        reads = (-1, 0, 1) if self.around_links else (0,)
+        return sorted({p + d for p in pairs for d in reads if 0 <= p + d < self.src.length - 1})
+
+    def frame_keys(self, pairs) -> List[int]:
+        return sorted({i for p in pairs for i in range(p - self.reach, p + 2 + self.reach) if 0 <= i < self.src.length})
+
+    # -- the reader ---------------------------------------------------------------------------
+    def read(self, start: int, stop: int) -> np.ndarray:
+        with self.lock:
+            own = self.keys(start, stop)
+            pairs, ts = self.plan.locate(start, stop)
+            ahead = self.ahead(stop) if self.parallel and start == self.follows else []
+            self.follows = stop
+            self.drop(set(own) | set(ahead), [int(p) for p in pairs] + [p for p, _ in ahead])
+            try:
+                self.fetch(self.frame_keys(range(int(pairs.min()), int(pairs.max()) + 1)))
+                self.queue(list(own))
+                if ahead:
+                    try:
+                        self.fetch(self.frame_keys([p for p, _ in ahead]))
+                    except Exception:   # the source fails there: a read that needs those frames will say so
+                        ahead = []
+                    self.queue(ahead)
+                out = np.empty((stop - start, self.src.height, self.src.width, 3), np.uint8)
+                for j, (p, t) in enumerate(zip(pairs, ts)):
+                    if t == 0.0:
+                        out[j] = self.frames[int(p)].img
+                made = [(idx, resolved(self.renders.pop(key))) for key, idx in own.items()]
+            except BaseException:
+                self.abandon()
+                raise
+        if self.batched:
+            calls = [(k, call) for k, (_, call) in enumerate(made) if isinstance(call, tuple)]
+            if calls:
+                for (k, _), frames in zip(calls, self.synth.render_many([c for _, c in calls])):
+                    made[k] = (made[k][0], frames)
+        for idx, frames in made:
+            for j, frame in zip(idx, frames):
+                out[j] = frame
+        self.progress.add(stop - start)
+        return out
+
+    def drop(self, renders, pairs) -> None:
+        """Forget (and cancel, where not started) what neither this read nor the next ones need."""
+        links, frames = set(self.link_keys(pairs)), set(self.frame_keys(pairs))
+        self.dropped = [f for f in self.dropped if not f.done()]
+        for store, keep in ((self.renders, renders), (self.links, links)):
+            for k in [k for k in store if k not in keep]:
+                if isinstance(store[k], Future) and not store[k].cancel():
+                    self.dropped.append(store[k])
+                del store[k]
+        for i in [i for i in self.frames if i not in frames]:
+            del self.frames[i]
+
+    def fetch(self, indices) -> None:
+        # On the calling thread: a source may itself be a clip whose reader waits on the pool.
+        for i in indices:
+            if i not in self.frames:
+                self.frames[i] = _Frame(self.src.frames(i, i + 1)[0])
+
+    def queue(self, keys: List[Key]) -> None:
+        """Start the renders of `keys` and the links they read, links first, where not started yet (or
+        failed). The pool's queue is first in, first out: a render's task starts only after every
+        link it reads has started, and waits at most for those still running."""
+        pairs = [p for p, _ in keys]
+        for k in self.link_keys(pairs):
+            if k not in self.links or _failed(self.links[k]):
+                self.links[k] = self.run(self.link, k, {i: self.frames[i] for i in (k, k + 1)})
+        for key in keys:
+            if key not in self.renders or _failed(self.renders[key]):
+                p = key[0]
+                win = {i: self.frames[i] for i in self.frame_keys([p])}
+                links = {k: self.links[k] for k in self.link_keys([p])}
+                self.renders[key] = self.run(self.render, key, win, links)
+
+    def run(self, fn, *args):
+        return _pool().submit(fn, *args) if self.parallel else fn(*args)
+
+    def abandon(self) -> None:
+        """After a failed or cancelled read: cancel what is queued, and let nothing run on behind it."""
+        pending = [f for f in (*self.links.values(), *self.renders.values()) if isinstance(f, Future)]
+        for f in pending:
+            f.cancel()
+        wait(pending + self.dropped)
+        self.dropped = []
+        self.links.clear()
+        self.renders.clear()
+        self.follows = -1
+
+    # -- pool tasks: `win` holds the source frames a task may read, `links` the links -----------
+    def check(self) -> None:
+        if self.ctx is not None:
+            self.ctx.check()
+
+    def hist(self, f: _Frame) -> np.ndarray:
+        return f.made.get("hist", lambda: colour_histogram(f.img))
+
+    def prepared(self, f: Optional[_Frame]):
+        return None if f is None else f.made.get("synth", lambda: self.prepare_frame(f.img))
+
+    def cut(self, win: Dict[int, _Frame], i: int) -> bool:
+        return win[i].made.get("cut", lambda: self.threshold > 0 and
+                               histogram_distance(self.hist(win[i]), self.hist(win[i + 1])) > self.threshold)
+
+    def around(self, win, i: int) -> List[Optional[int]]:
+        if not self.outer:
+            return []
+        return [i - 1 if i > 0 and not self.cut(win, i - 1) else None,
+                i + 2 if i + 2 < self.src.length and not self.cut(win, i + 1) else None]
+
+    def link(self, k: int, win):
+        self.check()
+        # (None across a cut: no pair reads it.)
+        return None if self.cut(win, k) else self.prepare_link(self.prepared(win[k]), self.prepared(win[k + 1]))
+
+    def render(self, key: Key, win, links):
+        self.check()
+        p, ts = key
+        state = self.states.get(p, lambda: self.prepare(p, win, links))
+        if state is None:
+            return [win[p].img if t < 0.5 else win[p + 1].img for t in ts]
+        call = (state, list(ts))
+        return call if self.batched else self.synth.render(*call)
+
+    def prepare(self, i: int, win, links):
+        if self.cut(win, i):
+            return None
+        which = [i, i + 1] + self.around(win, i)
+        args = [None if k is None else win[k].img for k in which]
+        if self.prepare_frame is None:
+            return self.synth.prepare(*args)
+        kw = {"frames": [self.prepared(None if k is None else win[k]) for k in which]}
+        if self.prepare_link is not None:
+            # The pairs whose links pair i reads: (before, a), (a, b), (b, after), by first frame.
+            before, after = (self.around(win, i) + [None, None])[:2] if self.around_links else (None, None)
+            kw["links"] = [None if k is None else resolved(links[k])
+                           for k in (None if before is None else i - 1, i, None if after is None else i + 1)]
+        return self.synth.prepare(*args, **kw)
 
 
 def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 0.0, multipliers: str = "",
@@ -145,137 +368,7 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
     across a scene cut (cut_score > scene_threshold; 0 turns detection off) repeat the nearer
     source frame instead of blending, and any output range can be rendered on its own."""
     plan = make_plan(src.length, src.fps, factor, fps, multipliers)
-    # An output chunk often ends inside a pair and the next one needs the same pair again.
-    cache = PairCache(size=2)
-    progress = Progress(ctx, plan.length)
-
-    outer = getattr(synth, "outer", False)
-    reach = 1 if outer else 0
-    # A frame serves up to four pairs (two as a member, two as an outer frame), which the pool
-    # may prepare side by side: its histogram and the synth's work on it are kept for all of them
-    # (the pairs in flight need at most _WORKERS + 3 frames).
-    per_frame = PairCache(size=2 * (_WORKERS + 4))
-    prepare_frame = getattr(synth, "prepare_frame", None)
-    prepare_link = getattr(synth, "prepare_link", None) if prepare_frame is not None else None
-    around_links = outer and getattr(synth, "around", False)
-    # The links a chunk's last pair read, which the next chunk's first pair (the same one, where
-    # the chunk ends inside it, or the one after) reads again.
-    carried: Dict[str, Dict[int, Any]] = {"links": {}}
-
-    def reader(start: int, stop: int) -> np.ndarray:
-        pairs, ts = plan.locate(start, stop)
-        lo, hi = int(pairs.min()), int(pairs.max())
-        first = max(0, lo - reach)
-        window = src.frames(first, min(src.length, hi + 2 + reach))
-        cuts: Dict[int, bool] = {}
-        # The chunk's own: its links read more frames than per_frame keeps.
-        made: Dict[int, Any] = {}
-        links: Dict[int, Any] = {}
-
-        def frame(i: int) -> np.ndarray:
-            return window[i - first]
-
-        def prepared(i: Optional[int]):
-            if i is None:
-                return None
-            if i not in made:
-                made[i] = per_frame.get(("synth", i), lambda: prepare_frame(frame(i)))
-            return made[i]
-
-        def hist(i: int) -> np.ndarray:
-            return per_frame.get(("hist", i), lambda: colour_histogram(frame(i)))
-
-        def cut(i: int) -> bool:
-            if i not in cuts:
-                cuts[i] = scene_threshold > 0 and histogram_distance(hist(i), hist(i + 1)) > scene_threshold
-            return cuts[i]
-
-        def around(i: int) -> List[Optional[int]]:
-            if not outer:
-                return []
-            return [i - 1 if i > 0 and not cut(i - 1) else None, i + 2 if i + 2 < src.length and not cut(i + 1) else None]
-
-        def link_pairs(i: int) -> List[Optional[int]]:
-            """The pairs whose links pair i reads: (before, a), (a, b), (b, after), by first frame."""
-            before, after = (around(i) + [None, None])[:2] if around_links else (None, None)
-            return [None if before is None else i - 1, i, None if after is None else i + 1]
-
-        def pair_state(i: int):
-            def make():
-                if cut(i):
-                    return None
-                args = [frame(k) if k is not None else None for k in [i, i + 1] + around(i)]
-                if prepare_frame is None:
-                    return synth.prepare(*args)
-                kw = {"frames": [prepared(k) for k in [i, i + 1] + around(i)]}
-                if prepare_link is not None:
-                    kw["links"] = [None if k is None else resolved(links.get(k)) for k in link_pairs(i)]
-                return synth.prepare(*args, **kw)
-            return cache.get(i, make)
-
-        out = np.empty((stop - start, src.height, src.width, 3), np.uint8)
-        todo: Dict[int, List[int]] = {}
-        for j, (p, t) in enumerate(zip(pairs, ts)):
-            if t == 0.0:
-                out[j] = frame(p)
-            else:
-                todo.setdefault(int(p), []).append(j)
-        # A batching synth gets the chunk's pairs at once; the others one pair at a time (on
-        # the pool's threads if the synth allows), so only a few pairs' states are alive.
-        batched = hasattr(synth, "render_many")
-
-        def work(p: int, idx: List[int]):
-            if ctx is not None:
-                ctx.check()
-            state = pair_state(p)
-            if state is None:
-                return idx, [frame(p) if ts[j] < 0.5 else frame(p + 1) for j in idx]
-            call = (state, [float(ts[j]) for j in idx])
-            return idx, (call if batched else synth.render(*call))
-
-        def link(k: int):
-            if ctx is not None:
-                ctx.check()
-            # (None across a cut: no pair reads it.)
-            return None if cut(k) else prepare_link(prepared(k), prepared(k + 1))
-
-        items = list(todo.items())
-        missing: List[int] = []
-        if prepare_link is not None:
-            # Every link a pair of the chunk may read; which ones it does depends on the cuts, whose
-            # histograms the tasks compute side by side.
-            reads = (-1, 0, 1) if around_links else (0,)
-            need = sorted({p + d for p in todo for d in reads if 0 <= p + d < src.length - 1})
-            kept = carried["links"]
-            links.update((k, kept[k]) for k in need if k in kept)
-            missing = [k for k in need if k not in kept]
-        if getattr(synth, "parallel", False) and not batched and len(missing) + len(items) > 1:
-            # The links first, then the pairs: the queue is first in, first out, so a pair's task
-            # starts only after every link it reads has started, and waits at most for those still
-            # running instead of for the chunk's last link.
-            made_links = [_pool().submit(link, k) for k in missing]
-            links.update(zip(missing, made_links))
-            tasks = made_links + [_pool().submit(work, p, idx) for p, idx in items]
-            try:
-                jobs = [task.result() for task in tasks[len(missing):]]
-            except BaseException:
-                for task in tasks:          # a failed or cancelled chunk leaves nothing queued behind it
-                    task.cancel()
-                raise
-        else:
-            links.update((k, link(k)) for k in missing)
-            jobs = [work(p, idx) for p, idx in items]
-        if prepare_link is not None:
-            carried["links"] = {k: resolved(links[k]) for k in need[-3:]}
-        if batched:
-            calls = [(k, call) for k, (_, call) in enumerate(jobs) if isinstance(call, tuple)]
-            if calls:
-                for (k, _), frames in zip(calls, synth.render_many([c for _, c in calls])):
-                    jobs[k] = (jobs[k][0], frames)
-        for idx, frames in jobs:
-            for j, frame in zip(idx, frames):
-                out[j] = frame
-        progress.add(stop - start)
-        return out
-
-    return src.with_(length=plan.length, fps=plan.fps, reader=reader)
+    reader = _Reader(src, synth, plan, scene_threshold, ctx)
+    clip = src.with_(length=plan.length, fps=plan.fps, reader=reader.read)
+    reader.chunk = clip.chunk
+    return clip
