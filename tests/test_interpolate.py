@@ -197,9 +197,10 @@ def test_pixel_grid_of_warps_is_built_once_and_cannot_be_corrupted():
 
 
 def test_per_pixel_flow_choice_and_shift_equal_numpys_broadcasts_bit_for_bit():
-    """choose and shifted (the flows' fast paths) give exactly numpy's broadcast results, also for
-    a strided input flow and for values a float reinterpretation could mangle (-0.0, NaN, infinity)."""
-    from nodes.common.flow import choose, shifted
+    """choose, shifted and per_channel (the flows' fast paths) give exactly numpy's broadcast results,
+    also for a strided input flow and for values a float reinterpretation could mangle (-0.0, NaN,
+    infinity)."""
+    from nodes.common.flow import choose, per_channel, shifted
     rng = np.random.default_rng(3)
     a, b = (rng.normal(0, 20, (37, 53, 2)).astype(np.float32) for _ in range(2))
     a[0, 0], a[0, 1], a[0, 2] = (-0.0, np.nan), (np.inf, -np.inf), (1e-45, -3.4e38)
@@ -212,6 +213,10 @@ def test_per_pixel_flow_choice_and_shift_equal_numpys_broadcasts_bit_for_bit():
     d = np.round(np.float32([7.6, -3.2]))
     assert shifted(a.copy(), d).tobytes() == (a + d).tobytes()
     assert shifted(a.copy(), -d).tobytes() == (a - d).tobytes()
+    k = rng.uniform(0.1, 3, (37, 53)).astype(np.float32)
+    for op in (np.multiply, np.divide):
+        got, want = per_channel(op, b[:, ::-1], k), op(b[:, ::-1], k[..., None])
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
@@ -814,6 +819,45 @@ def test_candidate_costs_are_each_hypothesis_mismatch_of_the_two_grey_frames():
     got = candidate_costs(a, b, fields, np.float32(t), shift)
     assert near[..., 1].sum() >= 5 * w and got.shape == (h, w, 11)
     assert np.allclose(got, want, atol=1e-3)
+
+
+def test_flow_confidence_and_fit_cost_are_their_formulas_at_the_borders_too():
+    """K.confidence: exp(-sharpness * mean RGB error of following the flow (bilinear, borders
+    replicated)) times 1 where the way back lands within alpha * (|f|^2 + |b|^2) + beta and the
+    target is inside, else 0.1. _fit_cost: the 7x7 window mean of the grey error plus (with a back
+    flow) how far the way back misses, at most 4 pixels. Targets leave the frame on every side."""
+    from nodes.common.flow import _fit_cost
+    from nodes.interpolate.kernels import confidence
+    rng = np.random.default_rng(5)
+    h, w = 11, 16
+    fa, fb = (cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (3, 3), 0) for _ in range(2))
+    fwd, bwd = (rng.normal(0, 4, (h, w, 2)).astype(np.float32) for _ in range(2))
+    fwd[0, :, 1], fwd[-1, :, 1], fwd[:, 0, 0], fwd[:, -1, 0] = -3, 3, -3, 3     # off every border
+    bwd[:4] = -fwd[:4]      # consistent rows (those targets' back flows are near -fwd)
+
+    def sample(img, x, y):
+        x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        x1, y1, fx, fy = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1), x - x0, y - y0
+        img = img.astype(np.float64)
+        if img.ndim == 3:
+            fx, fy = fx[..., None], fy[..., None]
+        return ((img[y0, x0] * (1 - fx) + img[y0, x1] * fx) * (1 - fy) + (img[y1, x0] * (1 - fx) + img[y1, x1] * fx) * fy)
+
+    ys, xs = np.mgrid[0:h, 0:w]
+    tx, ty = xs + fwd[..., 0], ys + fwd[..., 1]
+    err = np.abs(sample(fb, tx, ty) - fa).mean(-1)
+    back = sample(bwd, tx, ty)
+    miss = ((fwd + back) ** 2).sum(-1)
+    ok = (miss <= 0.01 * ((fwd ** 2).sum(-1) + (back ** 2).sum(-1)) + 0.5) & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    got = confidence(fa, fb, fwd, bwd, np.float32(0.4), 0.01, 0.5)
+    assert got.dtype == np.float32 and 0 < ok.mean() < 1
+    assert np.allclose(got, np.exp(-0.4 * err) * np.where(ok, 1.0, 0.1), rtol=1e-5, atol=1e-7)
+    a, b = fa[..., 0], fb[..., 0]
+    grey = np.abs(sample(b, tx, ty) - a)
+    assert np.allclose(_fit_cost(a, b, fwd), cv2.blur(grey.astype(np.float32), (7, 7)), atol=1e-3)
+    tied = grey + np.minimum(np.sqrt(miss), 4.0)
+    assert np.allclose(_fit_cost(a, b, fwd, bwd), cv2.blur(tied.astype(np.float32), (7, 7)), atol=1e-3)
 
 
 def test_pick_keeps_the_joint_motion_unless_another_beats_it_by_the_margin():

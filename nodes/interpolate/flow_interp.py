@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.flow import (adopt_nearby, backward_warp, estimate_flow, fill_holes, forward_splat, fuse_directions, second_layer,
-                               to_gray)
+from nodes.common.flow import (adopt_nearby, backward_warp, choose, estimate_flow, fill_holes, forward_splat, fuse_directions,
+                               per_channel, second_layer, to_gray)
 from nodes.interpolate import kernels as K
 from nodes.interpolate.schedule import interpolated_clip
 
@@ -216,7 +216,7 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     px = st.f0.shape[1] / motion.shape[1]       # full-size pixels per flow pixel
     size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
     kept = np.clip(size - BEND_NOISE, 0.0, BEND_MAX)
-    return bend * (kept / np.maximum(size, 1e-6))[..., None]
+    return per_channel(np.multiply, bend, kept / np.maximum(size, 1e-6))
 
 
 def _carried(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
@@ -229,7 +229,7 @@ def _carried(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     out = []
     for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion)):
         fast = np.abs(f[..., 0]) + np.abs(f[..., 1]) >= CARRY_MIN
-        out.append(np.where(fast[..., None], f, motion))
+        out.append(choose(fast, f, motion))
     return np.stack(out)
 
 
@@ -340,10 +340,10 @@ class FlowSynth:
                             (CHOICE_WINDOW, CHOICE_WINDOW))
             trust = 1.0 / (OUTER_EPS + miss)
             # (The larger trust by np.maximum: numpy's max over a last axis of two is ~30x slower.)
-            most = np.maximum(trust[..., :1], trust[..., 1:])
+            most = np.maximum(trust[..., 0], trust[..., 1])
             # The blend weight, floor included, goes with the trust: the floor hedges the
             # visibility, not this verdict (which would leave a ghost a floor's worth strong).
-            vis = (vis + BLEND_FLOOR) * (trust / most) - BLEND_FLOOR
+            vis = (vis + BLEND_FLOOR) * per_channel(np.divide, trust, most) - BLEND_FLOOR
         bend = None if st.back is None else _bend(st, motion, t)
         return MotionAt(motion, _spread(vis) if self.s.hedge else vis, costs, bend)
 

@@ -25,12 +25,21 @@ def _lerp(img, x0, y0, x1, y1, fx, fy, ch):
     return top * (1.0 - fy) + bot * fy
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
 def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
     """Per pixel of frame a: exp(-sharpness * photometric error after following the flow),
     times 1 where the forward-backward check passes and the target is inside, 0.1 elsewhere."""
     h, w = flow_ab.shape[0], flow_ab.shape[1]
-    out = np.empty((h, w), np.float32)
+    exponent, factor = np.empty((h, w)), np.empty((h, w))
+    _confidence_terms(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta, exponent, factor)
+    # One vectorised exponential over the field: called pixel by pixel in the loop it was a
+    # third of the loop's time.
+    return (np.exp(exponent, out=exponent) * factor).astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _confidence_terms(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta, exponent, factor):
+    """confidence's exponent (-sharpness * error) and factor (1 or 0.1) per pixel."""
+    h, w = flow_ab.shape[0], flow_ab.shape[1]
     for y in range(h):
         for x in range(w):
             u, v = flow_ab[y, x, 0], flow_ab[y, x, 1]
@@ -45,8 +54,8 @@ def confidence(fa, fb, flow_ab, flow_ba, sharpness, alpha, beta):
             d = (u + bu) ** 2 + (v + bv) ** 2
             tol = alpha * (u * u + v * v + bu * bu + bv * bv) + beta
             ok = d <= tol and 0.0 <= tx <= w - 1 and 0.0 <= ty <= h - 1
-            out[y, x] = np.exp(-sharpness * err) * (1.0 if ok else 0.1)
-    return out
+            exponent[y, x] = -sharpness * err
+            factor[y, x] = 1.0 if ok else 0.1
 
 
 @numba.njit(cache=True, inline="always", fastmath=True)
