@@ -388,6 +388,7 @@ def _adopt_kernels():
     if _ADOPT is None:
         import numba
 
+        # (Unsigned tap indices throughout, as in _fit_kernel.)
         @numba.njit(cache=True, inline="always", fastmath=True)
         def error(a, b, y, x, u, v):
             h, w = a.shape
@@ -395,8 +396,8 @@ def _adopt_kernels():
             right, bottom = np.float32(w - 1), np.float32(h - 1)
             e = np.float32(0.0) if 0 <= tx <= right and 0 <= ty <= bottom else np.float32(_OUTSIDE)
             tx, ty = min(max(tx, np.float32(0)), right), min(max(ty, np.float32(0)), bottom)
-            x0, y0 = int(tx), int(ty)
-            x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+            x0, y0 = np.uint64(tx), np.uint64(ty)
+            x1, y1 = min(x0 + np.uint64(1), np.uint64(w - 1)), min(y0 + np.uint64(1), np.uint64(h - 1))
             fx, fy = tx - np.float32(x0), ty - np.float32(y0)
             top = np.float32(b[y0, x0]) * (1 - fx) + np.float32(b[y0, x1]) * fx
             bot = np.float32(b[y1, x0]) * (1 - fx) + np.float32(b[y1, x1]) * fx
@@ -424,11 +425,11 @@ def _adopt_kernels():
             for k in range(1, len(reach) + 1):
                 dy, dx = reach[k - 1, 0], reach[k - 1, 1]
                 for y in range(h):
-                    yy = min(max(y + dy, 0), h - 1)
+                    yy = np.uint64(min(max(y + dy, 0), h - 1))
                     for x in range(w):
                         e0 = first[y, x]
                         if where[y, x]:
-                            xx = min(max(x + dx, 0), w - 1)
+                            xx = np.uint64(min(max(x + dx, 0), w - 1))
                             u, v = flow[yy, xx, 0], flow[yy, xx, 1]
                             # Inside smooth motion an offset often carries the pixel's own motion.
                             if abs(u - flow[y, x, 0]) + abs(v - flow[y, x, 1]) >= 0.25:
@@ -467,8 +468,8 @@ def _adopt_kernels():
                         continue
                     tx = min(max(np.float32(x) + u, np.float32(0)), np.float32(w - 1))
                     ty = min(max(np.float32(y) + v, np.float32(0)), np.float32(h - 1))
-                    x0, y0 = int(tx), int(ty)
-                    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+                    x0, y0 = np.uint64(tx), np.uint64(ty)
+                    x1, y1 = min(x0 + np.uint64(1), np.uint64(w - 1)), min(y0 + np.uint64(1), np.uint64(h - 1))
                     fx, fy = tx - np.float32(x0), ty - np.float32(y0)
                     bu = (back[y0, x0, 0] * (1 - fx) + back[y0, x1, 0] * fx) * (1 - fy) + \
                         (back[y1, x0, 0] * (1 - fx) + back[y1, x1, 0] * fx) * fy
