@@ -710,6 +710,31 @@ def test_a_read_elsewhere_queues_nothing_more_and_unused_work_fails_silently(two
         broken.frames(7, 8)
 
 
+def test_a_cancelled_read_leaves_nothing_running(two_threads):
+    """Cancelling a render stops its reads, and none returns (with the error) while a pool task of the
+    clip still runs: link 1 -> 2 cancels the run while link 0 -> 1 is made on the other thread."""
+    from graph_engine.context import CancelToken
+    from graph_engine.errors import Cancelled
+    from nodes.interpolate.schedule import interpolated_clip
+    token, running = CancelToken(), []
+
+    class Slow(_Recording):
+        def prepare_link(self, x, y):
+            running.append(x)
+            if x == 1:
+                token.cancel()
+            elif x == 0:
+                self._started(1).wait(10)
+                threading.Event().wait(0.2)      # still at work when the run is cancelled
+            running.remove(x)
+            return super().prepare_link(x, y)
+
+    clip = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(5)])
+    with pytest.raises(Cancelled):
+        interpolated_clip(Clip.from_array(clip), Slow(), factor=2, ctx=Context("i", cancel=token)).to_array()
+    assert running == []
+
+
 def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     """warp_blend reads motion and visibility at flow resolution: the same in-between as from
     fields first resized to the frame size (OpenCV's bilinear, pixel centres aligned)."""

@@ -250,18 +250,18 @@ class _Reader:
                     if t == 0.0:
                         out[j] = self.frames[int(p)].img
                 made = [(idx, resolved(self.renders.pop(key))) for key, idx in own.items()]
+                if self.batched:
+                    calls = [(k, call) for k, (_, call) in enumerate(made) if isinstance(call, tuple)]
+                    if calls:
+                        for (k, _), frames in zip(calls, self.synth.render_many([c for _, c in calls])):
+                            made[k] = (made[k][0], frames)
+                for idx, frames in made:
+                    for j, frame in zip(idx, frames):
+                        out[j] = frame
+                self.progress.add(stop - start)
             except BaseException:
                 self.abandon()
                 raise
-        if self.batched:
-            calls = [(k, call) for k, (_, call) in enumerate(made) if isinstance(call, tuple)]
-            if calls:
-                for (k, _), frames in zip(calls, self.synth.render_many([c for _, c in calls])):
-                    made[k] = (made[k][0], frames)
-        for idx, frames in made:
-            for j, frame in zip(idx, frames):
-                out[j] = frame
-        self.progress.add(stop - start)
         return out
 
     def drop(self, renders, pairs) -> None:
