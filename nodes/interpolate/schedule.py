@@ -164,10 +164,12 @@ class _Reader:
     The frames, links and renders a read needs live in dicts keyed by source frame, link (first
     frame) and render; each read drops what it and the reads it expects next do not need. With a
     parallel synth, a read that continues the previous one (or starts the clip) also queues, behind
-    its own tasks, the links and renders of the next _WORKERS pairs the next reads will show: the
-    pool's threads go on with those while the read's last tasks finish and while the caller handles
-    the chunk and asks for the next, so both cores stay busy across chunks, and at 4K (one frame per
-    chunk, a pair's render waiting for its link) a pair renders while the next pairs' links are made.
+    its own tasks, the renders of the next _WORKERS pairs the next reads will show and the links of
+    one pair more (a render waits for the link after its pair): the pool's threads go on with those
+    while the read's last tasks finish and while the caller handles the chunk and asks for the next,
+    so both cores stay busy across chunks, and at 4K (one frame per chunk, a pair's render waiting
+    for its link) a pair renders while the next pairs' links are made. At 4K that keeps at most 6
+    links (21 MB each) and 2 rendered frames ahead alive.
     Everything is a pure function of the source frames, so what a read gets never depends on what was
     queued before it: a queued render nobody reads is cancelled (or, if running, finishes unread), and
     one that failed is made again when a read needs it, so its error surfaces only if it is used."""
@@ -205,18 +207,19 @@ class _Reader:
                 by_pair.setdefault(int(p), []).append(j)
         return {(p, tuple(float(ts[j]) for j in idx)): idx for p, idx in by_pair.items()}
 
-    def ahead(self, stop: int) -> List[Key]:
-        """The renders of the next _WORKERS pairs that sequential reads after `stop` will show."""
+    def ahead(self, stop: int) -> Tuple[List[Key], List[int]]:
+        """The renders of the next _WORKERS pairs that sequential reads after `stop` will show, and the
+        pairs whose links to make: those and one more, since a pair's render waits for the link after it."""
         keys: List[Key] = []
         start = stop
         # (Chunks of source frames alone need no render: at 4K, factor 2, every other chunk.)
-        for _ in range(2 * _WORKERS):
-            if start >= self.plan.length or len(keys) >= _WORKERS:
+        for _ in range(2 * _WORKERS + 2):
+            if start >= self.plan.length or len(keys) > _WORKERS:
                 break
             stop = min(self.plan.length, start + self.chunk)
-            keys += list(self.keys(start, stop))[:_WORKERS - len(keys)]
+            keys += list(self.keys(start, stop))[:_WORKERS + 1 - len(keys)]
             start = stop
-        return keys
+        return keys[:_WORKERS], [p for p, _ in keys]
 
     def link_keys(self, pairs) -> List[int]:
         """Every link the pairs may read; which ones they do depends on the scene cuts."""
@@ -233,18 +236,18 @@ class _Reader:
         with self.lock:
             own = self.keys(start, stop)
             pairs, ts = self.plan.locate(start, stop)
-            ahead = self.ahead(stop) if self.parallel and start == self.follows else []
+            ahead, linked = self.ahead(stop) if self.parallel and start == self.follows else ([], [])
             self.follows = stop
-            self.drop(set(own) | set(ahead), [int(p) for p in pairs] + [p for p, _ in ahead])
+            self.drop(set(own) | set(ahead), [int(p) for p in pairs] + linked)
             try:
                 self.fetch(self.frame_keys(range(int(pairs.min()), int(pairs.max()) + 1)))
                 self.queue(list(own))
-                if ahead:
+                if linked:
                     try:
-                        self.fetch(self.frame_keys([p for p, _ in ahead]))
+                        self.fetch(self.frame_keys(linked))
                     except Exception:   # the source fails there: a read that needs those frames will say so
-                        ahead = []
-                    self.queue(ahead)
+                        ahead, linked = [], []
+                    self.queue(ahead, linked)
                 out = np.empty((stop - start, self.src.height, self.src.width, 3), np.uint8)
                 for j, (p, t) in enumerate(zip(pairs, ts)):
                     if t == 0.0:
@@ -282,12 +285,11 @@ class _Reader:
             if i not in self.frames:
                 self.frames[i] = _Frame(self.src.frames(i, i + 1)[0])
 
-    def queue(self, keys: List[Key]) -> None:
+    def queue(self, keys: List[Key], linked: Sequence[int] = ()) -> None:
         """Start the renders of `keys` and the links they read, links first, where not started yet (or
-        failed). The pool's queue is first in, first out: a render's task starts only after every
-        link it reads has started, and waits at most for those still running."""
-        pairs = [p for p, _ in keys]
-        for k in self.link_keys(pairs):
+        failed), and those the pairs `linked` read. The pool's queue is first in, first out: a render's
+        task starts only after every link it reads has started, and waits at most for those still running."""
+        for k in self.link_keys([p for p, _ in keys] + list(linked)):
             if k not in self.links or _failed(self.links[k]):
                 self.links[k] = self.run(self.link, k, {i: self.frames[i] for i in (k, k + 1)})
         for key in keys:
