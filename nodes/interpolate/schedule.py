@@ -118,8 +118,12 @@ def make_plan(n_src: int, src_fps: float, factor: int = 2, fps: float = 0.0, mul
 
 
 def colour_histogram(img: np.ndarray) -> np.ndarray:
-    """The normalised 8x8x8 RGB histogram cut_score compares (of a 64-wide copy: enough for shares)."""
-    small = cv2.resize(img, (64, max(1, 64 * img.shape[0] // img.shape[1])), interpolation=cv2.INTER_AREA)
+    """The normalised 8x8x8 RGB histogram cut_score compares (of a ~64-wide copy: enough for shares)."""
+    h, w = img.shape[:2]
+    # Area averaging by a whole factor, the last odd rows/columns cropped: OpenCV's fast path. A
+    # fractional ratio (640x272 to 64x27) took 0.5 ms a frame, about 1% of a pair's work.
+    s = max(1, w // 64)
+    small = cv2.resize(img[:max(s, h // s * s), :w // s * s], (w // s, max(1, h // s)), interpolation=cv2.INTER_AREA)
     h = cv2.calcHist([small], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3)
     return h / max(h.sum(), 1.0)
 
