@@ -162,8 +162,16 @@ def _rgb_mismatch(c):
 # PSNR as trying the taps at every boundary pixel, at a fraction of the time. Cubic samples
 # keep the texture that bilinear ones blurred, so they differ more: 40 rather than bilinear's
 # 24 tries the taps at fewer pixels (warp_blend 20-30% faster on bikes-d) for -0.001 dB on
-# average on real footage (bikes, bikes-d -0.01).
-EDGE_MISMATCH = 40.0
+# average on real footage (bikes, bikes-d -0.01). 64 rather than 40 (with SAME_MOTION 0.5): _blend
+# -16% on bikes-d (-1.1 ms per in-between; 11% of its pixels tried the taps), -5% on city-b, and
+# +0.003 dB mean on the 12 bench clips (bikes-d -0.005 the lowest) and on bench/heldout.py's 21
+# segments (bigbuckbunny@0 -0.005 the lowest). 56 / 72 alone: lowest clip -0.004 / -0.008.
+EDGE_MISMATCH = 64.0
+# Flow pixels (|du| + |dv|) within which a motion hypothesis of candidate_costs counts as the joint
+# motion and shares its cost: in smooth motion most of them coincide. Half a pixel rather than a
+# quarter: candidate_costs -7% on bikes-d, -13% on city-b, and +0.003 dB on the 12 bench clips and
+# +0.003 on bench/heldout.py's segments (no clip below -0.003; 0.75 / a whole pixel: lowest -0.024 / -0.019).
+SAME_MOTION = 0.5
 
 
 @numba.njit(cache=True, inline="always")
@@ -397,9 +405,8 @@ def candidate_costs(fa, fb, fields, t, shift):
             u0, v0 = fields[0, y, x, 0], fields[0, y, x, 1]
             for k in range(nf + 8):
                 mu, mv = _hypothesis(fields, k, y, x, shift)
-                # Inside smooth motion most hypotheses coincide (within a quarter pixel, which
-                # changed no figure of the bench): same motion, same cost.
-                if k > 0 and abs(mu - u0) + abs(mv - v0) < 0.25:
+                # Inside smooth motion most hypotheses coincide: same motion, same cost.
+                if k > 0 and abs(mu - u0) + abs(mv - v0) < SAME_MOTION:
                     cost[y, x, k] = cost[y, x, 0]
                     continue
                 cost[y, x, k] = _mismatch(fa, fb, x, y, mu, mv, t, h, w)
