@@ -120,8 +120,19 @@ CHOICE_MARGIN = 1.0
 # +0.030 (bikes-b +0.08). Prior 1 / 3 (cap 8): +0.025 / +0.047 on the bench (bunny-b -0.03 at 3).
 # One region motion (a median, or one mode) lost on the car's boundary (bikes-b -0.03..-0.07); the
 # region motions offered as hypotheses too lost at the frame border (bikes@0 -0.06..-0.17).
+# Where the neighbouring pairs' flows are known (FlowSynth.around), they vote too (frame 0's motion
+# from the frame before, -back, and frame 1's to the frame after, ahead): a car moves on at the same
+# speed and its motion gathers votes in all four flows, while the motion a fence bar's texture lends
+# it in this pair's flows does not recur in the others'. The four are sampled every REGION_STEP4
+# pixels (fewer votes than two every 2nd, in about as little time). Landed with _pushed and
+# kernels.BORDER_OUT, the three: +0.026 dB on the 12 bench clips (bikes-d +0.12, bikes +0.10, bikes-c
+# +0.06, bikes-b +0.017; portrait-b -0.009 the lowest), +0.030 on bench/heldout.py's segments
+# (bikes@0 +0.49; Pexels@66 -0.007 the lowest); without _pushed bikes-b lost 0.013. Four flows every
+# 2nd pixel: bikes-b +0.04, bunny-b -0.016, ~0.3 ms more per pair; the outer two every 4th: bikes-b
+# +0.015 (both before main 59a532a).
 REGION_TILE = 16
 REGION_STEP = 2
+REGION_STEP4 = 3
 REGION_PRIOR = 2.0
 REGION_CAP = 6.0
 # Full-size pixels by which the chosen motion and its smoothed copy must differ before a pixel
@@ -134,6 +145,9 @@ HEDGE_SPREAD = 1.0
 # +0.02; bunny-b -0.002 the lowest), +0.006 on bench/heldout.py's segments (bikes@0 +0.10, Big Buck
 # Bunny@0 -0.014 the lowest). Offered everywhere (0) they lost on slow footage (bunny-b -0.04).
 CARRY_MIN = 4.0
+# Splatted weight below which _pushed's motion has not landed on a flow pixel (a fast pixel splats
+# a weight of 1 over its four nearest).
+PUSH_MIN = 0.3
 # Gaussian sigma (flow pixels) of the blend weights' blur (_spread): +0.021 dB on the 12 bench
 # clips (bikes +0.06, bikes-b, bikes-d +0.04, bikes-c +0.04; none lower than +0.001), +0.009 on
 # bench/heldout.py's segments (bikes@0 -0.03 the lowest: a van roof leaving the frame), +0.014 on
@@ -255,6 +269,20 @@ def _carried(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     return np.stack(out)
 
 
+def _pushed(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
+    """One more motion hypothesis (hxwx2): frame 0's fast motions from the frame before (-back)
+    pushed on to time t along themselves (splatted), the joint motion where none lands. _carried
+    reads that motion where the joint motion says the point was in frame 0, and where the joint
+    motion lost a fast car (behind fence bars, say), it reads the car's motion at the wrong place;
+    pushed forward, the car's motion lands where the car is at t. Frame 1's motion to the frame after
+    pushed back to t as well lost on Big Buck Bunny (bunny-b -0.013 dB) for +0.014 on bikes-b."""
+    v = -st.back
+    fast = (np.abs(v[..., 0]) + np.abs(v[..., 1]) >= CARRY_MIN).astype(np.float32)
+    acc, ws, _ = forward_splat(v, v, fast, t)
+    landed = ws > PUSH_MIN
+    return choose(landed, per_channel(np.divide, acc, np.maximum(ws, PUSH_MIN)), motion)
+
+
 def _spread(vis: np.ndarray) -> np.ndarray:
     """The blend weights (MotionAt.vis) blurred over VIS_SIGMA flow pixels: splatted at flow
     resolution and judged by the frames beyond the pair pixel by pixel, they flip from one frame
@@ -325,7 +353,11 @@ class FlowSynth:
                 back, ahead = (lp or self.prepare_link(fp, fa)).bwd, (ln or self.prepare_link(fb, fn)).fwd
         sharp = np.float32(self.s.sharpness)
         fwd, bwd = lab.fwd, lab.bwd
-        regions = K.tile_motions(fwd, bwd, REGION_TILE, REGION_TILE // 2, REGION_STEP) if self.s.shift else None
+        regions = None
+        if self.s.shift:
+            flows = [fwd, -bwd] + ([-back, ahead] if back is not None else [])
+            step = REGION_STEP if len(flows) == 2 else REGION_STEP4
+            regions = K.tile_motions(np.stack(flows), REGION_TILE, REGION_TILE // 2, step)
         return PairState(a, b, fa.small, fb.small, fa.gray, fb.gray, fwd, bwd,
                          K.confidence(fa.small, fb.small, fwd, bwd, sharp, 0.01, 0.5),
                          K.confidence(fb.small, fa.small, bwd, fwd, sharp, 0.01, 0.5), gp, gn, back, ahead, regions)
@@ -352,8 +384,10 @@ class FlowSynth:
             # Each frame's own motion where it landed: right where the other frame's is not.
             fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1)
             if st.back is not None:
-                fields = np.concatenate([fields, _carried(st, motion, t)])
-            cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift)
+                fields = np.concatenate([fields, _carried(st, motion, t), _pushed(st, motion, t)[None]])
+            # With the frames beyond the pair, a sample from outside one frame is weighed on the other
+            # side of the pair (kernels.candidate_costs, BORDER_OUT).
+            cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift, st.gp, st.gn)
             # Summed over a window: one pixel's match is noise, a patch's is evidence.
             motion, costs = K.pick(cv2.blur(cost, (CHOICE_WINDOW, CHOICE_WINDOW)), fields, self.s.shift,
                                    np.float32(CHOICE_MARGIN), st.regions, REGION_TILE, np.float32(REGION_PRIOR),
