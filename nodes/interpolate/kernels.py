@@ -451,6 +451,14 @@ def _candidate_costs(fa, fb, fc, fd, fields, t, shift, beyond):
     return cost
 
 
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _off_region(mu, mv, regions, ty, tx, prior, cap):
+    """pick's prior for motion (mu, mv): `prior` per flow pixel it lies off the nearer of tile
+    (ty, tx)'s two region motions, at most `cap` pixels."""
+    return prior * min(abs(mu - regions[ty, tx, 0, 0]) + abs(mv - regions[ty, tx, 0, 1]),
+                       abs(mu - regions[ty, tx, 1, 0]) + abs(mv - regions[ty, tx, 1, 1]), cap)
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def pick(cost, fields, shift, margin, regions, tile, prior, cap):
     """Per pixel, the hypothesis of candidate_costs with the least (window-mean) cost, kept only
@@ -460,7 +468,7 @@ def pick(cost, fields, shift, margin, regions, tile, prior, cap):
     flow pixel (|du| + |dv|, at most `cap`) that its motion lies off the nearer of the two motions
     of `regions` (tile_motions, `tile` pixels a side) at the tile of the pixel it was read at (a
     neighbour's motion is judged at the neighbour)."""
-    h, w, nk = cost.shape
+    h, w = cost.shape[0], cost.shape[1]
     nf = fields.shape[0]
     th, tw = regions.shape[0], regions.shape[1]
     off = np.empty((h, w), np.float32)      # the joint motion's prior, which its neighbours read
@@ -468,21 +476,16 @@ def pick(cost, fields, shift, margin, regions, tile, prior, cap):
         ty = min(y // tile, th - 1)
         for x in range(w):
             tx = min(x // tile, tw - 1)
-            mu, mv = fields[0, y, x, 0], fields[0, y, x, 1]
-            off[y, x] = prior * min(abs(mu - regions[ty, tx, 0, 0]) + abs(mv - regions[ty, tx, 0, 1]),
-                                    abs(mu - regions[ty, tx, 1, 0]) + abs(mv - regions[ty, tx, 1, 1]), cap)
+            off[y, x] = _off_region(fields[0, y, x, 0], fields[0, y, x, 1], regions, ty, tx, prior, cap)
     out = np.empty((h, w, 2), np.float32)
     costs = np.empty((h, w, 2), np.float32)
     for y in range(h):
         ty = min(y // tile, th - 1)
         for x in range(w):
             tx = min(x // tile, tw - 1)
-            au, av = regions[ty, tx, 0, 0], regions[ty, tx, 0, 1]
-            bu, bv = regions[ty, tx, 1, 0], regions[ty, tx, 1, 1]
             best, least = 0, cost[y, x, 0] + off[y, x] - margin
             for k in range(1, nf):
-                mu, mv = fields[k, y, x, 0], fields[k, y, x, 1]
-                c = cost[y, x, k] + prior * min(abs(mu - au) + abs(mv - av), abs(mu - bu) + abs(mv - bv), cap)
+                c = cost[y, x, k] + _off_region(fields[k, y, x, 0], fields[k, y, x, 1], regions, ty, tx, prior, cap)
                 if c < least:
                     best, least = k, c
             for j in range(8):
