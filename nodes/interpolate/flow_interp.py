@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.flow import (adopt_nearby, backward_warp, choose, estimate_flow, fill_holes, forward_splat, fuse_directions,
-                               layered_flows, per_channel, to_gray)
+from nodes.common.flow import (adopt_nearby, backward_warp, border_layers, choose, estimate_flow, fill_holes, forward_splat,
+                               fuse_directions, layered_flows, per_channel, to_gray)
 from nodes.interpolate import kernels as K
 from nodes.interpolate.schedule import interpolated_clip
 
@@ -51,8 +51,9 @@ class Settings:
     sharpness: float = 0.4  # softmax-splatting weight per unit of photometric error (0..255 scale)
     edge: float = 0.0   # motion boundaries chosen per full-size pixel where the motion taps spread this much; 0 = off
     # DIS preset of the flows that follow a far-moving second layer the main flow missed
-    # (nodes.common.flow.second_layer), "" for none. "fast" is as good there as "best" on the
-    # real clips (bikes-d +0.92 vs +0.94 dB, no segment worse) at about a third of the time.
+    # (nodes.common.flow.second_layer, and a small fast one at a side: border_layers), "" for none.
+    # "fast" is as good there as "best" on the real clips (bikes-d +0.92 vs +0.94 dB, no segment
+    # worse) at about a third of the time.
     layers: str = ""
     fuse: bool = False      # each flow direction may take the other's where it fits better (fuse_directions)
     hedge: bool = False  # average the warps under the chosen motion and a median-smoothed copy of it; blur the weights (_spread)
@@ -340,6 +341,9 @@ class FlowSynth:
             # the fusion weighs the flows by (~0.55 ms thread CPU at 256x109; bikes-d: 5 pairs of 20,
             # city-b: 9).
             fwd, bwd, fits = layered_flows(x.gray, y.gray, fwd, bwd, partial(flow, quality=self.s.layers))
+            lf, lb = border_layers(x.gray, y.gray, fwd, bwd, partial(flow, quality=self.s.layers))
+            if lf is not fwd or lb is not bwd:
+                fwd, bwd, fits = lf, lb, None       # those costs were the flows' before the border layer
         if self.s.fuse:
             fwd, bwd = fuse_directions(x.gray, y.gray, fwd, bwd, fits)
         if self.s.adopt:
