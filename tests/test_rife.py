@@ -234,6 +234,9 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip():
+    # Unrelated random frames: no motion matches one to the next, so to the scheduler's cut check
+    # (schedule.structure_mismatch) every pair is a scene cut; tests that need in-betweens of them
+    # turn detection off (scene_threshold=0).
     rng = np.random.default_rng(1)
     return rng.integers(0, 256, (4, 40, 56, 3), dtype=np.uint8)
 
@@ -252,14 +255,14 @@ def test_batches_across_pairs_give_the_same_frames(weights, clip):
 
 def test_counts_originals_and_random_access(weights, clip, monkeypatch):
     path = str(weights / "flownet.pkl")
-    out = rife_clip(Clip.from_array(clip, fps=10), path, factor=3, batch=1)
+    out = rife_clip(Clip.from_array(clip, fps=10), path, factor=3, batch=1, scene_threshold=0)
     assert out.length == (len(clip) - 1) * 3 + 1 and out.fps == 30
     frames_ = out.to_array()
     for i, src in enumerate(clip):
         assert np.array_equal(frames_[3 * i], src)
     assert not any(np.array_equal(frames_[k], frames_[k - 1]) for k in (1, 2, 4))
     monkeypatch.setattr("graph_engine.clip.MAX_CHUNK", 2)
-    part = rife_clip(Clip.from_array(clip, fps=10), path, factor=3, batch=1).frames(4, 8)
+    part = rife_clip(Clip.from_array(clip, fps=10), path, factor=3, batch=1, scene_threshold=0).frames(4, 8)
     assert np.array_equal(part, frames_[4:8])
 
 
@@ -278,7 +281,8 @@ def test_zero_heads_blend_the_two_frames(tmp_path, clip):
         if "lastconv" in k:
             state[k].zero_()
     save(state, tmp_path / "zero.pth")
-    mid = rife_clip(Clip.from_array(clip[:2]), str(tmp_path / "zero.pth"), factor=2).frame(1).astype(int)
+    mid = rife_clip(Clip.from_array(clip[:2]), str(tmp_path / "zero.pth"), factor=2,
+                    scene_threshold=0).frame(1).astype(int)
     expect = (clip[0].astype(np.float32) / 255 + clip[1].astype(np.float32) / 255) / 2 * 255 + 0.5
     assert np.abs(mid - np.floor(expect)).max() <= 1
 
@@ -294,10 +298,10 @@ def test_node_with_every_option(weights, clip, monkeypatch):
     (weights / "rife").mkdir(exist_ok=True)
     (weights / "rife" / "rife46.pth").write_bytes((weights / "flownet.pkl").read_bytes())
     monkeypatch.setenv("KINOGRAPH_MODELS", str(weights))
-    out = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.safetensors", factor=2)
+    out = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.safetensors", factor=2, scene_threshold=0)
     assert out.length == 7
     opts = interp.rife(Context("r"), Clip.from_array(clip), model="rife46.pth", factor=2, ensemble=True, scale=2.0,
-                       precision="fp16", batch=3).to_array()
+                       precision="fp16", batch=3, scene_threshold=0).to_array()
     assert opts.shape == (7, 40, 56, 3) and not np.array_equal(opts[1], out.frame(1))
 
 
