@@ -342,6 +342,19 @@ def test_each_flow_direction_takes_the_other_where_it_fits_better():
     assert np.allclose(ff[took], -backward_warp(bwd, fwd)[took]) and np.abs(ff - fwd).max() > 2
 
 
+def test_second_layer_screens_a_shift_as_one_translation_bit_for_bit():
+    """_shift_cost (the second layer's screen of a whole-pixel shift) equals _fit_cost of the flow
+    that is that shift everywhere exactly, also for shifts that reach past the frame's borders."""
+    from nodes.common.flow import _fit_cost, _shift_cost
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 256, (2, 37, 53), dtype=np.uint8)
+    for d in [(0, 0), (3, -2), (-42, -2), (80, 5), (-7, 60), (-60, -40)]:
+        flow = np.empty((37, 53, 2), np.float32)
+        flow[...] = d
+        assert np.array_equal(_shift_cost(a, b, np.float32(d)), _fit_cost(a, b, flow))
+
+
 def _link_grey(start):
     """Frames start and start + 2 of bikes.mp4 in grey at interpolate.flow's flow size, and their flows."""
     from nodes.common.flow import estimate_flow

@@ -335,6 +335,16 @@ def _fit_cost(a, b, flow, back=None):
     return cv2.blur(out, _WINDOW)
 
 
+def _shift_cost(a, b, d):
+    """_fit_cost(a, b, flow) for the flow that is d = (dx, dy), whole pixels, everywhere (no way
+    back): bit for bit the same, as b translated (borders replicated) against a: 0.05 instead of
+    0.24 ms at 256x109, for each shift that second_layer screens."""
+    h, w = a.shape[:2]
+    m = np.float32([[1, 0, d[0]], [0, 1, d[1]]])
+    moved = cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.blur(cv2.absdiff(a, moved).astype(np.float32), _WINDOW)
+
+
 def second_layer(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, flow, min_shift: float = 3.0):
     """fwd (a->b) and bwd (b->a) with the regions of a large, rigidly moving second layer
     replaced by a flow that follows it (layered_flows without its fit costs)."""
@@ -365,7 +375,7 @@ def layered_flows(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray
         return fwd, bwd, None
     err, base_f, base_b, taken = _fit_cost(a, b, fwd), None, None, False
     for d in shifts:
-        screen = np.mean(_fit_cost(a, b, shifted(np.zeros_like(fwd), d)) < LAYER_RATIO * err)
+        screen = np.mean(_shift_cost(a, b, d) < LAYER_RATIO * err)
         if screen < LAYER_SCREEN:
             continue
         if screen < LAYER_SURE and _half_size_share(*small, fwd, bwd, d / scale, flow) < LAYER_HALF * LAYER_MIN_AREA:
