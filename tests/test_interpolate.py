@@ -355,6 +355,23 @@ def test_second_layer_screens_a_shift_as_one_translation_bit_for_bit():
         assert np.array_equal(_shift_cost(a, b, np.float32(d)), _fit_cost(a, b, flow))
 
 
+def test_second_layer_of_a_tiny_frame_is_weighed_in_full(monkeypatch):
+    """At 20x16 the half-size frames (10x8) are too small for DIS: the layer is weighed in full
+    instead of failing there."""
+    import nodes.common.flow as flow_module
+    from nodes.common.flow import estimate_flow, layered_flows
+
+    monkeypatch.setattr(flow_module, "LAYER_SURE", 1.0)        # every shift would be screened at half size
+    monkeypatch.setattr(flow_module, "LAYER_SCREEN", 0.0)
+    a = cv2.cvtColor(np.clip(texture(5, 40, 32)[:16, :20], 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    b = np.roll(a, 6, axis=1)
+    flow = partial(estimate_flow, quality="fast", finest_scale=0, refine=0)
+    zero = np.zeros((16, 20, 2), np.float32)
+    sizes = []
+    layered_flows(a, b, zero, zero, lambda x, y: sizes.append(x.shape) or flow(x, y))
+    assert sizes and set(sizes) == {(16, 20)}
+
+
 def _link_grey(start):
     """Frames start and start + 2 of bikes.mp4 in grey at interpolate.flow's flow size, and their flows."""
     from nodes.common.flow import estimate_flow

@@ -284,6 +284,8 @@ LAYER_RATIO, LAYER_MARGIN, LAYER_MIN_AREA, LAYER_SCREEN = 0.7, 1.0, 0.05, 0.03
 # (interleaved A/B on recorded links, min of 9): bikes-d 25.5 -> 24.1 ms, city-b 28.2 -> 25.2.
 LAYER_HALF = 0.4
 LAYER_SURE = 0.1
+# OpenCV's DIS refuses frames whose sides are both shorter (a tiny clip's half size: weighed in full).
+DIS_MIN_SIDE = 12
 _WINDOW = (7, 7)
 
 
@@ -378,7 +380,8 @@ def layered_flows(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray
         screen = np.mean(_shift_cost(a, b, d) < LAYER_RATIO * err)
         if screen < LAYER_SCREEN:
             continue
-        if screen < LAYER_SURE and _half_size_share(*small, fwd, bwd, d / scale, flow) < LAYER_HALF * LAYER_MIN_AREA:
+        if screen < LAYER_SURE and max(half) >= DIS_MIN_SIDE and \
+                _half_size_share(*small, fwd, bwd, d / scale, flow) < LAYER_HALF * LAYER_MIN_AREA:
             continue
         if base_f is None:
             base_f, base_b = _fit_cost(a, b, fwd, bwd), _fit_cost(b, a, bwd, fwd)
