@@ -1373,3 +1373,69 @@ def test_pair_cache_computes_a_key_once_for_threads_asking_together():
     with pytest.raises(ValueError):
         cache.get("bad", broken)
     assert cache.get("bad", lambda: 7) == 7
+
+
+class _Threads(_Recording):
+    """_Recording that notes OpenCV's thread count in every pool task."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def prepare_link(self, x, y):
+        self.seen.add(cv2.getNumThreads())
+        return super().prepare_link(x, y)
+
+    def render(self, p, ts):
+        self.seen.add(cv2.getNumThreads())
+        return super().render(p, ts)
+
+
+def _threads_in_tasks(monkeypatch, idle, cores):
+    """OpenCV's thread counts seen in the pool's tasks (two threads) on `cores` cores, with the caller's
+    set to 3, and the caller's count once the pool is idle."""
+    import nodes.interpolate.schedule as schedule
+    from nodes.interpolate.schedule import interpolated_clip
+    monkeypatch.setattr(schedule, "_CORES", cores)
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(3)
+        synth = _Threads()
+        clip = np.stack([np.full((4, 4, 3), i, np.uint8) for i in range(7)])
+        out = interpolated_clip(Clip.from_array(clip), synth, factor=2, scene_threshold=0).to_array()
+        assert len(out) == 13
+        idle()
+        return synth.seen, cv2.getNumThreads()
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_pool_tasks_run_opencv_on_one_thread_and_restore_the_callers_setting(two_threads, monkeypatch):
+    """Where the pool's threads fill the cores, its tasks run OpenCV single-threaded (schedule._OpenCVSerial:
+    its own worker only contends with them), and once the pool is idle the caller's setting is back."""
+    assert _threads_in_tasks(monkeypatch, two_threads, 2) == ({1}, 3)
+
+
+def test_pool_narrower_than_the_machine_leaves_opencv_threads_alone(two_threads, monkeypatch):
+    """With more cores than pool threads, OpenCV's own threads use the spare cores."""
+    assert _threads_in_tasks(monkeypatch, two_threads, 4) == ({3}, 3)
+
+
+def test_opencv_output_does_not_depend_on_its_thread_count():
+    """What _OpenCVSerial relies on: OpenCV's DIS flows (each preset the node uses) and cubic remaps are
+    the same at any thread count, so a pair's frames do not depend on when its task ran."""
+    from nodes.common.flow import backward_warp, estimate_flow, to_gray
+    tex = texture(3, 260, 120)
+    a, b = to_gray(np.clip(tex, 0, 255).astype(np.uint8)), to_gray(panned(texture(3), [(2.5, 1.0)])[0])
+    a, b = np.ascontiguousarray(a[:100, :240]), cv2.resize(b, (240, 100))
+    before = cv2.getNumThreads()
+    made = []
+    try:
+        for n in (1, 2, 4):
+            cv2.setNumThreads(n)
+            flows = [estimate_flow(a, b, q, 0, 0) for q in ("best", "medium", "fast")]
+            made.append(flows + [backward_warp(tex[:100, :240], 3 * flows[0], interpolation=cv2.INTER_CUBIC)])
+    finally:
+        cv2.setNumThreads(before)
+    for other in made[1:]:
+        assert all(np.array_equal(x, y) for x, y in zip(made[0], other))

@@ -41,7 +41,8 @@ _POOL: Optional[ThreadPoolExecutor] = None
 _POOL_LOCK = threading.Lock()
 
 
-_WORKERS = max(1, min(8, os.cpu_count() or 1))
+_CORES = os.cpu_count() or 1
+_WORKERS = max(1, min(8, _CORES))
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -51,6 +52,53 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="interpolate")
         return _POOL
+
+
+class _OpenCVSerial:
+    """OpenCV's own threads off (cv2.setNumThreads(1)) while any of the pool's tasks runs, the caller's
+    setting back once none does, where the pool's threads fill every core (_WORKERS >= the cores).
+
+    OpenCV runs one parallel_for_ at a time across its worker threads; with both pool threads calling
+    it, its worker only takes the third slot on two cores and costs wake-ups and waits. Two Python
+    threads making bikes-d's main DIS flows (256x109) side by side: 6.32-6.68 ms process CPU a call
+    with 1 OpenCV thread, 6.79-6.86 with 2 (wall 3.17-3.37 vs 3.44-3.50 ms a call). Whole bikes-d runs
+    of the bench (20 pairs, 2 cores), with and without, alternating processes, 6 rounds of 8: process
+    CPU a run -1.9% (median of each round: mean 975 vs 994 ms), wall -3.1% (502 vs 519 ms); at the
+    start and tail of a run, the only times one task is in flight (~25 ms of ~480), OpenCV's second
+    thread would help a little, but not as much as it costs the rest. OpenCV has no per-thread or
+    scoped thread count, and setNumThreads is process-global (the editor and other nodes share it:
+    their OpenCV calls run single-threaded too while the pool fills the cores), hence on only while
+    the pool is busy (twice per run of a clip read in order). OpenCV 5.1's DIS, remap and filters give
+    the same output at any thread count (test_opencv_output_does_not_depend_on_its_thread_count), so
+    what a task makes does not depend on when it runs. Where the pool is narrower than the machine
+    (over 8 cores) OpenCV's threads use the spare cores and are left alone."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = 0
+        self.saved: Optional[int] = None
+
+    def __enter__(self):
+        with self.lock:
+            if self.running == 0 and _WORKERS >= _CORES:
+                self.saved = cv2.getNumThreads()
+                cv2.setNumThreads(1)
+            self.running += 1
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.running -= 1
+            if self.running == 0 and self.saved is not None:
+                cv2.setNumThreads(self.saved)
+                self.saved = None
+
+
+_SERIAL = _OpenCVSerial()
+
+
+def _task(fn, *args):
+    with _SERIAL:
+        return fn(*args)
 
 
 class Synth(Protocol):
@@ -332,7 +380,7 @@ class _Reader:
                 self.renders[key] = self.run(self.render, key, win, links)
 
     def run(self, fn, *args):
-        return _pool().submit(fn, *args) if self.parallel else fn(*args)
+        return _pool().submit(_task, fn, *args) if self.parallel else fn(*args)
 
     def abandon(self) -> None:
         """After a failed or cancelled read: cancel what is queued, and let nothing run on behind it."""
