@@ -22,7 +22,7 @@ import argparse
 import functools
 import sys
 from pathlib import Path
-from typing import List, NamedTuple, Sequence
+from typing import Any, Callable, List, NamedTuple, Sequence
 
 import numpy as np
 
@@ -55,14 +55,15 @@ def bench_frames(fname: str) -> set:
 
 @functools.lru_cache(maxsize=None)
 def shots(fname: str) -> tuple:
-    """(number of frames, the first frame of each shot after the first) of a file of FOOTAGE."""
+    """(number of frames, the first frame of each shot after the first) of a file of FOOTAGE, by the
+    node's own cut detector (schedule.scene_cut)."""
     import av
-    from nodes.interpolate.schedule import cut_score
+    from nodes.interpolate.schedule import cut_score, scene_cut
     cuts, prev, n = [], None, 0
     with av.open(str(footage_path(fname))) as box:
         for n, fr in enumerate(box.decode(video=0)):
             img = fr.to_ndarray(format="rgb24")
-            if prev is not None and cut_score(prev, img) > CUT:
+            if prev is not None and scene_cut(cut_score(prev, img), prev, img, CUT):
                 cuts.append(n)
             prev = img
     return n + 1, tuple(cuts)
@@ -105,15 +106,21 @@ def main():
     segs = tuning_segments(files, args.frames)
     print(f"{len(segs)} tuning segments of {args.frames} frames (no bench frame, no cut); drop every other frame: "
           f"PSNR of minterpolate, interpolate.flow (default)")
+    score(segs, read_segment)
+
+
+def score(segs: Sequence, read: Callable[[Any], np.ndarray]) -> None:
+    """Print, per segment (read by `read`), the drop-every-other-frame PSNR of minterpolate and
+    interpolate.flow (default), then their mean difference."""
     gains = []
     for seg in segs:
-        f = read_segment(seg)
+        f = read(seg)
         kept, truth = f[0::2], f[1::2]
         m, o = (float(np.mean([psnr(s, t) for s, t in zip(fn(kept)[1::2], truth)]))
                 for fn in (minterpolate, lambda k: ours(k, None)))
         gains.append(o - m)
-        print(f"  {seg.name:32s} {f.shape[2]}x{f.shape[1]}  minterpolate {m:6.2f} dB  interpolate.flow {o:6.2f} dB  "
-              f"({o - m:+.2f})", flush=True)
+        print(f"  {seg.name:36s} {f.shape[2]}x{f.shape[1]}x{len(f)}  minterpolate {m:6.2f} dB  interpolate.flow "
+              f"{o:6.2f} dB  ({o - m:+.2f})", flush=True)
     print(f"mean interpolate.flow - minterpolate over {len(gains)} segments: {np.mean(gains):+.3f} dB")
 
 

@@ -29,9 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.heldout import bench_frames, shots  # noqa: E402
-from bench.interpolation import minterpolate, psnr  # noqa: E402
-from bench.interpolation_real import CLIPS, ours, read_frames  # noqa: E402
+from bench.heldout import bench_frames, score, shots  # noqa: E402
+from bench.interpolation_real import CLIPS, read_frames  # noqa: E402
 
 # File: (downscale factors, crop as the bench clips' or None for the whole frame).
 SCALES = {
@@ -42,11 +41,6 @@ SCALES = {
     "WolfgangLanger_Pexels.mp4": ((0.3,), "bench"),
 }
 SHORTEST, LONGEST = 9, 25       # frames of a segment (odd: the last frame is a kept one)
-# Cuts that bench/heldout.shots (the node's detector at its default threshold 0.3) misses: bikes.mp4
-# cuts from the fence shot to a pavement at frame 187 (cut_score 0.265). A segment across it scored
-# interpolate.flow 12.4 dB on the in-between at 186 (minterpolate, which holds a frame at a scene
-# change, 24.3): a missed cut, not a tuning signal.
-MISSED_CUTS = {"bikes.mp4": (187,)}
 
 
 class SmallSegment(NamedTuple):
@@ -88,7 +82,7 @@ def small_segments(files: Sequence[str] = tuple(SCALES)) -> List[SmallSegment]:
         scales, crop = SCALES[fname]
         crop = next(c for f, _, c in CLIPS.values() if f == fname) if crop == "bench" else None
         total, cuts = shots(fname)
-        for first, n in stretches(total, bench_frames(fname), cuts + MISSED_CUTS.get(fname, ())):
+        for first, n in stretches(total, bench_frames(fname), cuts):
             segs += [SmallSegment(fname, first, n, crop, s) for s in scales]
     return segs
 
@@ -109,17 +103,7 @@ def main():
     segs = small_segments(list(SCALES) if args.files == "all" else args.files.split(","))
     print(f"{len(segs)} small tuning segments (no bench frame, no cut); drop every other frame: PSNR of "
           f"minterpolate, interpolate.flow (default)")
-    gains = []
-    for seg in segs:
-        f = read_small(seg)
-        kept, truth = f[0::2], f[1::2]
-        m, o = (float(np.mean([psnr(s, t) for s, t in zip(fn(kept)[1::2], truth)]))
-                for fn in (minterpolate, lambda k: ours(k, None)))
-        gains.append(o - m)
-        print(f"  {seg.name:36s} {f.shape[2]}x{f.shape[1]}x{len(f)}  minterpolate {m:6.2f} dB  interpolate.flow "
-              f"{o:6.2f} dB  ({o - m:+.2f})", flush=True)
-    print(f"mean interpolate.flow - minterpolate over {len(gains)} segments: {np.mean(gains):+.3f} dB")
-
+    score(segs, read_small)
 
 if __name__ == "__main__":
     main()

@@ -209,7 +209,7 @@ def test_validate_checks_the_file_and_its_layout(comfy, tmp_path):
     foreign = save({"model.0.weight": torch.zeros(8, 3, 3, 3)}, tmp_path / "esrgan.pth")
     (unknown,) = _model_problems(str(foreign))
     assert "esrgan.pth is not a RIFE layout Kinograph knows" in unknown and "4.25-4.26" in unknown
-    (comfy / "rife49.pth").unlink()
+    (comfy / "rife49.pth").unlink()     # the copy the comfy fixture wrote under tmp_path: the default goes missing
     (default,) = _model_problems(None)
     assert "rife49.pth" in default and "not found" in default
 

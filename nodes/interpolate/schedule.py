@@ -216,6 +216,14 @@ def structure_mismatch(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.median(np.abs(moved - small[0])))
 
 
+def scene_cut(score: float, a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+    """Whether frames a, b whose colour histograms differ by `score` (cut_score) lie either side of a
+    scene cut at `threshold` (0: never): over it, or over CUT_DOUBT of it where their structure does
+    not match either (structure_mismatch)."""
+    return threshold > 0 and (score > threshold or (score > CUT_DOUBT * threshold and
+                                                    structure_mismatch(a, b) > CUT_MISMATCH))
+
+
 def resolved(value):
     """value, or its result where it is a Future of the pool."""
     return value.result() if isinstance(value, Future) else value
@@ -408,11 +416,9 @@ class _Reader:
         return win[i].made.get("cut", lambda: self.is_cut(win[i], win[i + 1]))
 
     def is_cut(self, a: _Frame, b: _Frame) -> bool:
-        if self.threshold <= 0:
-            return False
-        score = histogram_distance(self.hist(a), self.hist(b))
-        return score > self.threshold or (score > CUT_DOUBT * self.threshold and
-                                          structure_mismatch(a.img, b.img) > CUT_MISMATCH)
+        # (No histograms at all where detection is off.)
+        return self.threshold > 0 and scene_cut(histogram_distance(self.hist(a), self.hist(b)), a.img, b.img,
+                                                self.threshold)
 
     def around(self, win, i: int) -> List[Optional[int]]:
         if not self.outer:
