@@ -340,7 +340,7 @@ def _fit_cost(a, b, flow, back=None):
 def _shift_cost(a, b, d):
     """_fit_cost(a, b, flow) for the flow that is d = (dx, dy), whole pixels, everywhere (no way
     back): bit for bit the same, as b translated (borders replicated) against a: 0.05 instead of
-    0.24 ms at 256x109, for each shift that second_layer screens."""
+    0.24 ms at 256x109, for each shift that second_layer and border_layers screen."""
     h, w = a.shape[:2]
     m = np.float32([[1, 0, d[0]], [0, 1, d[1]]])
     moved = cv2.warpAffine(b, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
@@ -394,11 +394,12 @@ def layered_flows(a: np.ndarray, b: np.ndarray, fwd: np.ndarray, bwd: np.ndarray
     return fwd, bwd, (None if base_f is None or taken else (base_f, base_b))
 
 
-def _layer(a, b, base_f, base_b, d, flow):
+def _layer(a, b, base_f, base_b, d, flow, lf=None):
     """The layer moving by d (dx, dy) of layered_flows: its flows a->b and b->a, their fit costs,
     and where each explains the pair better than the costs base_f, base_b (lf, lb, cost_f, cost_b,
-    win_f, win_b)."""
-    lf, lb = _layer_flow(a, b, d, flow), _layer_flow(b, a, -d, flow)
+    win_f, win_b). lf: its flow a->b where the caller has already made it."""
+    lf = _layer_flow(a, b, d, flow) if lf is None else lf
+    lb = _layer_flow(b, a, -d, flow)
     cost_f, cost_b = _fit_cost(a, b, lf, lb), _fit_cost(b, a, lb, lf)
     return (lf, lb, cost_f, cost_b, cost_f + LAYER_MARGIN < LAYER_RATIO * base_f,
             cost_b + LAYER_MARGIN < LAYER_RATIO * base_b)
@@ -511,13 +512,12 @@ def _strip_layer(a, b, fwd, bwd, flow):
     # At full strip size: at half size the car's peak is lost on some pairs (bikes-b's 7th).
     shifts = [np.float32(d) for d, peak in translation_peaks(a, b, BORDER_PEAKS, strength=True)
               if peak >= BORDER_PEAK and abs(d[0]) >= BORDER_ACROSS * abs(d[1])
-              and np.abs(np.float32(d) - median).sum() >= 3.0]
+              and np.abs(np.float32(d) - median).sum() >= LAYER_APART]
     if not shifts:
         return fwd, bwd
     err, base_f, base_b = _fit_cost(a, b, fwd), None, None
     for d in shifts:
-        if not BORDER_SCREEN <= np.mean(_fit_cost(a, b, shifted(np.zeros_like(fwd), d)) < LAYER_RATIO * err) \
-                <= BORDER_LARGE:
+        if not BORDER_SCREEN <= np.mean(_shift_cost(a, b, d) < LAYER_RATIO * err) <= BORDER_LARGE:
             continue
         if base_f is None:
             base_f, base_b = _fit_cost(a, b, fwd, bwd), _fit_cost(b, a, bwd, fwd)
@@ -527,10 +527,7 @@ def _strip_layer(a, b, fwd, bwd, flow):
         near = _fit_cost(a, b, lf) + LAYER_MARGIN < LAYER_RATIO * err
         if near.mean() < BORDER_AREA or _spread(lf[near]) > BORDER_RIGID:
             continue
-        lb = _layer_flow(b, a, -d, flow)
-        cost_f, cost_b = _fit_cost(a, b, lf, lb), _fit_cost(b, a, lb, lf)
-        win_f = cost_f + LAYER_MARGIN < LAYER_RATIO * base_f
-        win_b = cost_b + LAYER_MARGIN < LAYER_RATIO * base_b
+        lf, lb, cost_f, cost_b, win_f, win_b = _layer(a, b, base_f, base_b, d, flow, lf)
         if min(win_f.mean(), win_b.mean()) < BORDER_AREA or not _rigid_layer(lf[win_f], lb[win_b], fwd[win_f]):
             continue
         fwd, bwd = choose(win_f, lf, fwd), choose(win_b, lb, bwd)
