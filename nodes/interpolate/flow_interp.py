@@ -273,11 +273,13 @@ def _carried(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     this pair's flow lost it behind a fence bar, the neighbouring pairs, whose bars fall elsewhere on
     it, often kept it. Only fast motions (CARRY_MIN) are offered; elsewhere the hypothesis is the
     joint motion, which candidate_costs does not weigh twice."""
-    out = []
-    for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion)):
-        fast = np.abs(f[..., 0]) + np.abs(f[..., 1]) >= CARRY_MIN
-        out.append(choose(fast, f, motion))
-    return np.stack(out)
+    return np.stack([choose(_fast(f), f, motion)
+                     for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion))])
+
+
+def _fast(motion: np.ndarray) -> np.ndarray:
+    """Where a motion field (hxwx2) moves CARRY_MIN flow pixels (|dx| + |dy|) or more."""
+    return np.abs(motion[..., 0]) + np.abs(motion[..., 1]) >= CARRY_MIN
 
 
 def _pushed(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
@@ -288,8 +290,7 @@ def _pushed(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     pushed forward, the car's motion lands where the car is at t. Frame 1's motion to the frame after
     pushed back to t as well lost on Big Buck Bunny (bunny-b -0.013 dB) for +0.014 on bikes-b."""
     v = -st.back
-    fast = (np.abs(v[..., 0]) + np.abs(v[..., 1]) >= CARRY_MIN).astype(np.float32)
-    acc, ws, _ = forward_splat(v, v, fast, t)
+    acc, ws, _ = forward_splat(v, v, _fast(v).astype(np.float32), t)
     landed = ws > PUSH_MIN
     return choose(landed, per_channel(np.divide, acc, np.maximum(ws, PUSH_MIN)), motion)
 
