@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from graph_engine import Clip, NodeError
+from nodes.common.flow import backward_warp, estimate_flow, to_gray
 from nodes.common.stream import PairCache, Progress
 
 # A source position closer than this to an integer is that source frame (fps ratios like 24000/1001).
@@ -206,7 +207,6 @@ CUT_MISMATCH = 27.0
 def structure_mismatch(a: np.ndarray, b: np.ndarray) -> float:
     """Median grey-level error left where b, moved onto a by a fast flow, misses a (CUT_THUMB-wide grey
     copies): a few levels within a shot, however things move, tens across a cut."""
-    from nodes.common.flow import backward_warp, estimate_flow, to_gray
     small = []
     for img in (a, b):
         h, w = img.shape[:2]
