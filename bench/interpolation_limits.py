@@ -16,7 +16,20 @@ minterpolate:
   predicting each dropped frame's position from the kept frames' alone, by the straight line
   through its two neighbours and by the cubic through four (the frames two and four apart). A
   cubic no better than the line means the jitter is not on a smooth path: the kept frames do not
-  tell where the dropped one was.
+  tell where the dropped one was. A quadratic least-squares fit through the six kept frames
+  around it (1, 3 and 5 frames either side) would beat the line if the jitter were white noise on
+  a smooth path (it averages the kept frames' own jitter out); where it does worse, the camera's
+  velocity wanders (a random walk), and the neighbours' line is as good as a prediction gets.
+- Where the error left after the oracle shift lies: its share on the flat half of the true frame's
+  pixels (grey gradient below the median), on the top tenth by gradient (edges), and the flat
+  half's own MSE (grey^2).
+- The noise floor, measured on the true dropped frames, not on any interpolator's output: sigma
+  (grey levels, RGB) by the flattest tenth of 8x8 blocks after a plane fit (a low estimate: the
+  least noisy blocks are picked) and by Immerkaer's filter with a median (robust to edges; the
+  mean of its magnitude counts texture as noise: carphone 2.2 instead of 1.1-1.2). The true frame's
+  own noise (sigma^2) and half of it in an in-between that blends two frames (sigma^2 / 2) are
+  beyond any interpolation of two frames; blending in the frames beyond the pair could at best save
+  about sigma^2 / 4 more. The flat half's MSE after the shift bounds 1.5 sigma^2 from above.
 
     PYTHONPATH=$PWD python bench/interpolation_limits.py [--clips carphone,carphone-b] [--frames 41]
 """
@@ -55,8 +68,9 @@ def crop(img: np.ndarray) -> np.ndarray:
 
 
 def oracle_shift_scores(synth: np.ndarray, truth: np.ndarray):
-    """Mean cropped PSNR as is, mean cropped PSNR after the oracle global shift, rms shift (px)."""
-    plain, moved, shifts = [], [], []
+    """Mean cropped PSNR as is, mean cropped PSNR after the oracle global shift, rms shift (px), and
+    where the squared error after the shift lies (error_by_gradient, summed over the frames)."""
+    plain, moved, shifts, where = [], [], [], []
     for s, t in zip(synth, truth):
         d = global_shift(t, s)
         flow = np.empty(s.shape[:2] + (2,), np.float32)
@@ -65,7 +79,40 @@ def oracle_shift_scores(synth: np.ndarray, truth: np.ndarray):
         plain.append(psnr(crop(s), crop(t)))
         moved.append(psnr(crop(back), crop(t)))
         shifts.append(d)
-    return float(np.mean(plain)), float(np.mean(moved)), float(np.sqrt(np.mean(np.square(shifts))))
+        where.append(error_by_gradient(crop(back), crop(t)))
+    where = np.sum(where, 0)
+    shares = (where[0] / where[3], where[1] / where[3], where[0] / where[2])
+    return float(np.mean(plain)), float(np.mean(moved)), float(np.sqrt(np.mean(np.square(shifts)))), shares
+
+
+def error_by_gradient(img: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Squared error (RGB mean per pixel) summed over the flat half of truth's pixels (grey gradient
+    below its median) and over its top tenth by gradient, the flat half's pixel count, and the total."""
+    err = np.mean((img.astype(np.float64) - truth.astype(np.float64)) ** 2, -1)
+    g = _gray(truth)
+    grad = cv2.GaussianBlur(np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)), (0, 0), 1)
+    flat, edge = grad < np.median(grad), grad >= np.quantile(grad, 0.9)
+    return np.array([err[flat].sum(), err[edge].sum(), flat.sum(), err.sum()])
+
+
+def noise_sigma(frames: np.ndarray, block: int = 8):
+    """Noise sigma (grey levels, RMS over RGB channels and frames) of `frames`: from the flattest
+    tenth of block x block tiles after a plane fit, and from Immerkaer's filter with a median."""
+    yy, xx = np.mgrid[0:block, 0:block]
+    design = np.c_[np.ones(block * block), xx.ravel(), yy.ravel()]
+    residual = np.eye(block * block) - design @ np.linalg.pinv(design)
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    flat, robust = [], []
+    for f in frames:
+        for c in range(3):
+            ch = f[..., c].astype(np.float64)
+            h, w = (ch.shape[0] // block) * block, (ch.shape[1] // block) * block
+            tiles = ch[:h, :w].reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3).reshape(-1, block * block)
+            var = np.sort(np.sum((tiles @ residual) ** 2, 1) / (block * block - 3))
+            flat.append(np.mean(var[:max(1, len(var) // 10)]))
+            lap = cv2.filter2D(f[..., c].astype(np.float32), -1, kernel)[1:-1, 1:-1]
+            robust.append((1.4826 * np.median(np.abs(lap)) / 6) ** 2)
+    return float(np.sqrt(np.mean(flat))), float(np.sqrt(np.mean(robust)))
 
 
 def path_residuals(frames: np.ndarray):
@@ -76,8 +123,12 @@ def path_residuals(frames: np.ndarray):
     odd = range(3, len(x) - 3, 2)         # dropped frames with two kept frames either side
     lin = np.array([x[k] - (x[k - 1] + x[k + 1]) / 2 for k in odd])
     cub = np.array([x[k] - (-x[k - 3] + 9 * x[k - 1] + 9 * x[k + 1] - x[k + 3]) / 16 for k in odd])
+    # Least squares: the quadratic through the six kept frames 1, 3 and 5 away, at the dropped one.
+    near = np.array([-5, -3, -1, 1, 3, 5])
+    fit = np.linalg.pinv(np.vander(near.astype(float), 3))[-1]       # its constant term's weights
+    smooth = np.array([x[k] - fit @ x[k + near] for k in range(5, len(x) - 5, 2)])
     rms = lambda r: np.sqrt(np.mean(r ** 2, 0))          # noqa: E731
-    return rms(lin), rms(cub), rms(steps)
+    return rms(lin), rms(cub), rms(smooth), rms(steps)
 
 
 def main():
@@ -92,11 +143,17 @@ def main():
         kept, truth = f[0::2], f[1::2]
         line = [f"{name} ({f.shape[2]}x{f.shape[1]}):"]
         for label, fn in (("interpolate.flow", ours), ("minterpolate", minterpolate)):
-            p0, p1, sh = oracle_shift_scores(fn(kept)[1:2 * len(truth):2], truth)
-            line.append(f"  {label:16s} {p0:6.2f} -> {p1:6.2f} dB ({p1 - p0:+.2f}), rms shift {sh:.2f} px")
-        lin, cub, step = path_residuals(f)
+            p0, p1, sh, (flat, edge, flat_mse) = oracle_shift_scores(fn(kept)[1:2 * len(truth):2], truth)
+            line.append(f"  {label:16s} {p0:6.2f} -> {p1:6.2f} dB ({p1 - p0:+.2f}), rms shift {sh:.2f} px; after it "
+                        f"{flat:.0%} of the error on the flat half (MSE {flat_mse:.1f}), {edge:.0%} on the top tenth")
+        lin, cub, smooth, step = path_residuals(f)
         line.append(f"  path: rms step ({step[0]:.2f}, {step[1]:.2f}), residual linear ({lin[0]:.2f}, {lin[1]:.2f}) "
-                    f"cubic ({cub[0]:.2f}, {cub[1]:.2f})")
+                    f"cubic ({cub[0]:.2f}, {cub[1]:.2f}) least-squares quadratic of 6 ({smooth[0]:.2f}, {smooth[1]:.2f})")
+        low, robust = noise_sigma(truth)
+        line.append(f"  noise sigma {low:.2f} (flattest blocks) .. {robust:.2f} (Immerkaer, median): the true frame's "
+                    f"sigma^2 + a 2-frame blend's sigma^2/2 = {1.5 * low * low:.1f} .. {1.5 * robust * robust:.1f} grey^2 "
+                    f"({10 * np.log10(255 ** 2 / (1.5 * robust * robust)):.1f} .. "
+                    f"{10 * np.log10(255 ** 2 / (1.5 * low * low)):.1f} dB alone)")
         print("\n".join(line), flush=True)
 
 
