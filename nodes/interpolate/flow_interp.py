@@ -278,15 +278,31 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     return per_channel(np.multiply, bend, kept / np.maximum(size, 1e-6))
 
 
-def _carried(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
-    """Two more motion hypotheses (2xhxwx2) from the pairs either side: frame 0's motion from the
+def _carried(st: PairState, motion: np.ndarray, t: float) -> tuple:
+    """Two more motion hypotheses (hxwx2 each) from the pairs either side: frame 0's motion from the
     frame before, reversed (-back, read where the point is in frame 0), and frame 1's motion to the
     frame after (ahead, read where it is in frame 1). A car moves on at the same speed, and where
     this pair's flow lost it behind a fence bar, the neighbouring pairs, whose bars fall elsewhere on
     it, often kept it. Only fast motions (CARRY_MIN) are offered; elsewhere the hypothesis is the
-    joint motion, which candidate_costs does not weigh twice."""
-    return np.stack([choose(_fast(f), f, motion)
-                     for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion))])
+    joint motion, which candidate_costs does not weigh twice (where nothing is fast, the hypothesis
+    is `motion` itself: _extra leaves it out)."""
+    return tuple(_where_fast(f, motion)
+                 for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion)))
+
+
+def _where_fast(field: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """field where it is fast (_fast), motion elsewhere; motion itself where nothing is."""
+    fast = _fast(field)
+    return choose(fast, field, motion) if fast.any() else motion
+
+
+def _extra(st: PairState, motion: np.ndarray, t: float) -> list:
+    """The hypotheses of _carried and _pushed that are not the joint motion everywhere. One that is
+    costs the joint motion's cost at every pixel and never wins (pick keeps the joint motion unless
+    another beats it by CHOICE_MARGIN), so leaving it out changes no output, and spares
+    candidate_costs, its window blur and pick a field per pixel (slow footage, where nothing moves
+    CARRY_MIN: about half of the carphone clips' pairs)."""
+    return [f for f in (*_carried(st, motion, t), _pushed(st, motion, t)) if f is not motion]
 
 
 def _fast(motion: np.ndarray) -> np.ndarray:
@@ -300,11 +316,15 @@ def _pushed(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     reads that motion where the joint motion says the point was in frame 0, and where the joint
     motion lost a fast car (behind fence bars, say), it reads the car's motion at the wrong place;
     pushed forward, the car's motion lands where the car is at t. Frame 1's motion to the frame after
-    pushed back to t as well lost on Big Buck Bunny (bunny-b -0.013 dB) for +0.014 on bikes-b."""
+    pushed back to t as well lost on Big Buck Bunny (bunny-b -0.013 dB) for +0.014 on bikes-b.
+    `motion` itself where nothing lands (_extra)."""
     v = -st.back
-    acc, ws, _ = forward_splat(v, v, _fast(v).astype(np.float32), t)
+    fast = _fast(v)
+    if not fast.any():
+        return motion
+    acc, ws, _ = forward_splat(v, v, fast.astype(np.float32), t)
     landed = ws > PUSH_MIN
-    return choose(landed, per_channel(np.divide, acc, np.maximum(ws, PUSH_MIN)), motion)
+    return choose(landed, per_channel(np.divide, acc, np.maximum(ws, PUSH_MIN)), motion) if landed.any() else motion
 
 
 def _spread(vis: np.ndarray) -> np.ndarray:
@@ -414,8 +434,9 @@ class FlowSynth:
         if self.s.shift:
             # Each frame's own motion where it landed: right where the other frame's is not.
             fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1)
-            if st.back is not None:
-                fields = np.concatenate([fields, _carried(st, motion, t), _pushed(st, motion, t)[None]])
+            extra = [] if st.back is None else _extra(st, motion, t)
+            if extra:
+                fields = np.concatenate([fields, np.stack(extra)])
             # With the frames beyond the pair, a sample from outside one frame is weighed on the other
             # side of the pair (kernels.candidate_costs, BORDER_OUT).
             cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift, st.gp, st.gn)
