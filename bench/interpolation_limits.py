@@ -23,6 +23,11 @@ minterpolate:
 - Where the error left after the oracle shift lies: its share on the flat half of the true frame's
   pixels (grey gradient below the median), on the top tenth by gradient (edges), and the flat
   half's own MSE (grey^2).
+- How good the blend would have to be: an ORACLE that picks, per PICK_WINDOW-pixel window and
+  knowing the true frame, among interpolate.flow's in-between, its two warped frames alone and their
+  plain mean (same motion, same bend), full frame like the bench's PSNR. Reaching it needs content as
+  good as a truth-guided choice between what the two frames offer (carphone: +0.55 dB, its whole gap
+  to the bar).
 - The noise floor, measured on the true dropped frames, not on any interpolator's output: sigma
   (grey levels, RGB) by the flattest tenth of 8x8 blocks after a plane fit (a low estimate: the
   least noisy blocks are picked) and by Immerkaer's filter with a median (robust to edges; the
@@ -50,6 +55,7 @@ from bench.interpolation_real import CLIPS, FRAMES, ours, real_clip  # noqa: E40
 from nodes.common.flow import backward_warp  # noqa: E402
 
 BORDER = 8      # full-size pixels cropped on each side before scoring (a shifted frame's edge is made up)
+PICK_WINDOW = 5     # side of the windows over which the oracle pick sums the squared error
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -115,6 +121,29 @@ def noise_sigma(frames: np.ndarray, block: int = 8):
     return float(np.sqrt(np.mean(flat))), float(np.sqrt(np.mean(robust)))
 
 
+def oracle_pick_scores(kept: np.ndarray, truth: np.ndarray):
+    """Mean PSNR (full frame) of interpolate.flow's in-betweens rendered pair by pair (as the node's
+    scheduler does on a clip without cuts), and of the oracle pick among them, the two warped frames
+    and their mean, per PICK_WINDOW window by the squared error against the true frame."""
+    from nodes.interpolate import kernels
+    from nodes.interpolate.flow_interp import FlowSynth
+    synth, ours_db, picked_db = FlowSynth(), [], []
+    for i, t in enumerate(truth):
+        a, b = kept[i], kept[i + 1]
+        st = synth.prepare(a, b, kept[i - 1] if i > 0 else None, kept[i + 2] if i + 2 < len(kept) else None)
+        out = synth.render(st, [0.5])[0]
+        mo = synth.motion_at(st, 0.5)
+        w0, w1 = kernels.sampled_frames(a, b, mo.motion, np.zeros_like(mo.motion) if mo.bend is None else mo.bend,
+                                        np.float32(0.5))
+        cands = [out.astype(np.float32), w0, w1, (w0 + w1) / 2]
+        err = np.dstack([np.mean((c - t.astype(np.float32)) ** 2, -1) for c in cands])
+        best = cv2.blur(err, (PICK_WINDOW, PICK_WINDOW)).argmin(-1)
+        pick = np.choose(best[..., None], cands)
+        ours_db.append(psnr(out, t))
+        picked_db.append(psnr(np.clip(pick + 0.5, 0, 255).astype(np.uint8), t))
+    return float(np.mean(ours_db)), float(np.mean(picked_db))
+
+
 def path_residuals(frames: np.ndarray):
     """rms residual (x, y) of the dropped (odd) frames' global positions predicted from the kept
     (even) frames': the line through the two neighbours, the cubic through four."""
@@ -146,6 +175,9 @@ def main():
             p0, p1, sh, (flat, edge, flat_mse) = oracle_shift_scores(fn(kept)[1:2 * len(truth):2], truth)
             line.append(f"  {label:16s} {p0:6.2f} -> {p1:6.2f} dB ({p1 - p0:+.2f}), rms shift {sh:.2f} px; after it "
                         f"{flat:.0%} of the error on the flat half (MSE {flat_mse:.1f}), {edge:.0%} on the top tenth")
+        mine, picked = oracle_pick_scores(kept, truth)
+        line.append(f"  ORACLE pick per {PICK_WINDOW}x{PICK_WINDOW} window among our in-between, its two warped frames and "
+                    f"their mean (full frame): {mine:.2f} -> {picked:.2f} dB ({picked - mine:+.2f})")
         lin, cub, smooth, step = path_residuals(f)
         line.append(f"  path: rms step ({step[0]:.2f}, {step[1]:.2f}), residual linear ({lin[0]:.2f}, {lin[1]:.2f}) "
                     f"cubic ({cub[0]:.2f}, {cub[1]:.2f}) least-squares quadratic of 6 ({smooth[0]:.2f}, {smooth[1]:.2f})")

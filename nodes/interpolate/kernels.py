@@ -331,12 +331,18 @@ def warp_blend(f0, f1, motion, alt, vis, t, floor, edge, alt_spread, bend=None):
     try other motions itself."""
     if bend is None:
         bend = np.zeros_like(motion)
-    maps = sample_maps(motion, bend, t, f0.shape[0], f0.shape[1])
-    # float32 frames: the warped colours are not rounded before the blend (and OpenCV remaps
-    # them faster than uint8 ones).
-    w0, w1 = (cv2.remap(f.astype(np.float32), m, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-              for f, m in zip((f0, f1), maps))
+    w0, w1 = sampled_frames(f0, f1, motion, bend, t)
     return _blend(f0, f1, w0, w1, motion, bend, alt, vis, t, floor, edge, alt_spread)
+
+
+def sampled_frames(f0, f1, motion, bend, t):
+    """Frames 0 and 1 sampled (cubic, float32 HxWx3) where the in-between at t fetches them under
+    the interpolated motion and bend (sample_maps): warp_blend's two warped frames before its blend.
+    float32 frames: the warped colours are not rounded before the blend (and OpenCV remaps them
+    faster than uint8 ones)."""
+    maps = sample_maps(motion, bend, t, f0.shape[0], f0.shape[1])
+    return tuple(cv2.remap(f.astype(np.float32), m, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+                 for f, m in zip((f0, f1), maps))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
