@@ -125,8 +125,9 @@ def test_frames_beyond_the_pair_say_where_a_too_fast_ball_is_not():
     at both its old and its new place. Frame 0's sample at the new place repeats the frame
     before it (background) while frame 1's ball is gone again in the frame after, and the
     other way round at the old place, so the frames beyond the pair say which frame to trust.
-    PSNR against the frame drawn at the in-between's time; a scene cut before the pair or the
-    clip's end falls back to the pair alone, and rendering one frame alone gives its pixels."""
+    PSNR against the frame drawn at the in-between's time; a scene cut before the pair makes it
+    a clip's first pair (nothing of the other shot is read), and rendering one frame alone gives
+    its pixels."""
     bg = cv2.resize(photos()[2], (360, 240), interpolation=cv2.INTER_AREA)[20:200, 20:340]
     ball = cv2.resize(photos()[1], (24, 24), interpolation=cv2.INTER_AREA)
 
@@ -150,7 +151,8 @@ def test_frames_beyond_the_pair_say_where_a_too_fast_ball_is_not():
     assert np.array_equal(beyond.frames(3, 4)[0], mid)
     cut = frames.copy()
     cut[0] = cv2.resize(photos()[0], (320, 180), interpolation=cv2.INTER_AREA)
-    assert np.array_equal(interpolate_clip(Clip.from_array(cut), factor=2).frame(3), pair_only)
+    first = interpolate_clip(Clip.from_array(frames[1:]), factor=2).frame(1)
+    assert np.array_equal(interpolate_clip(Clip.from_array(cut), factor=2).frame(3), first)
 
 
 def test_a_far_moving_blurred_region_the_flow_misses_is_followed():
@@ -948,6 +950,20 @@ def test_warp_blend_samples_small_fields_as_a_bilinear_resize():
     assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.01
 
 
+def _accelerating(speed: float, w: int = 96, h: int = 80):
+    """frame(k): a smooth texture (waves up to 0.15 cycles per pixel) at speed*k + 1.5*k^2 px in frame
+    k, uint8 hxwx3 (halfway between frames 0 and 1 it is 3/8 px behind the straight path's point),
+    and the frames -1, 0, 1, 2 of it."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    waves = np.random.default_rng(3).uniform([-.15, -.15, 0], [.15, .15, 2 * np.pi], (3, 10, 3))
+
+    def frame(k):
+        dx = speed * k + 1.5 * k * k
+        rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in wv) for wv in waves]
+        return np.clip(np.dstack(rgb) + 0.5, 0, 255).astype(np.uint8)
+    return frame, [frame(k) for k in (-1, 0, 1, 2)]
+
+
 @pytest.mark.parametrize("speed", [1, 12])
 def test_in_between_follows_the_paths_bend_through_the_outer_frames(speed):
     """A texture that speeds up (at speed*k + 1.5*k^2 px in frame k; for speed 1: 0, 2.5 and 8 px
@@ -957,14 +973,7 @@ def test_in_between_follows_the_paths_bend_through_the_outer_frames(speed):
     object's bend counts as fully as a slow one's (the flows the bend reads are the pairs' own)."""
     import dataclasses
     from nodes.interpolate.flow_interp import FlowSynth
-    ys, xs = np.mgrid[0:80, 0:96].astype(np.float64)
-    waves = np.random.default_rng(3).uniform([-.15, -.15, 0], [.15, .15, 2 * np.pi], (3, 10, 3))
-
-    def frame(k):
-        dx = speed * k + 1.5 * k * k
-        rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in w) for w in waves]
-        return np.clip(np.dstack(rgb) + 0.5, 0, 255).astype(np.uint8)
-    before, a, b, after = (frame(k) for k in (-1, 0, 1, 2))
+    frame, (before, a, b, after) = _accelerating(speed)
     inner = (slice(8, -8), slice(8 + 2 * speed, -8 - 2 * speed))
     got = {}
     for bend in (False, True):
@@ -1001,19 +1010,31 @@ def test_a_clear_bend_is_kept_whole_above_the_noise_floor(size):
     noise floor (0.03 / 0.05 px there). Taking the floor off every bend left it 0.03 / 0.05 px short
     of its true point (46.3 / 45.4 dB against the true frame); the garrote keeps a clear bend nearly
     whole (49.1 / 48.8 dB)."""
-    w, h = size
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    waves = np.random.default_rng(3).uniform([-.15, -.15, 0], [.15, .15, 2 * np.pi], (3, 10, 3))
-
-    def frame(k):
-        dx = 3 * k + 1.5 * k * k
-        rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in wv) for wv in waves]
-        return np.clip(np.dstack(rgb) + 0.5, 0, 255).astype(np.uint8)
     from nodes.interpolate.flow_interp import FlowSynth
-    before, a, b, after = (frame(k) for k in (-1, 0, 1, 2))
+    frame, (before, a, b, after) = _accelerating(3, *size)
     synth = FlowSynth("medium")
     inner = (slice(8, -8), slice(14, -14))
     assert psnr(synth.render(synth.prepare(a, b, before, after), [0.5])[0][inner], frame(0.5)[inner]) > 47.5
+
+
+@pytest.mark.parametrize("side", ["first", "last"])
+def test_end_pairs_bend_from_their_one_outer_frame(side):
+    """The accelerating texture of the bend tests above (its in-between 3/8 px behind the straight
+    path) at the clip's first pair (no frame before it) or last (none after): the one outer frame
+    shows the path's second difference at its side of the pair, and the in-between bends half of
+    that side's share of the way (3/32 px of the 3/8), closer to the true frame than the straight
+    path (which such pairs took before)."""
+    import dataclasses
+    from nodes.interpolate.flow_interp import FlowSynth
+    frame, (before, a, b, after) = _accelerating(3)
+    before, after = (None, after) if side == "first" else (before, None)
+    inner = (slice(8, -8), slice(14, -14))
+    got = {}
+    for bend in (False, True):
+        synth = FlowSynth("medium")
+        synth.s = dataclasses.replace(synth.s, bend=bend)
+        got[bend] = psnr(synth.render(synth.prepare(a, b, before, after), [0.5])[0][inner], frame(0.5)[inner])
+    assert got[True] > got[False] + 1.5
 
 
 def test_frames_are_sampled_sharply_between_their_pixels():
@@ -1027,7 +1048,7 @@ def test_frames_are_sampled_sharply_between_their_pixels():
     waves = np.random.default_rng(5).uniform([-.3, -.3, 0], [.3, .3, 2 * np.pi], (3, 12, 3))
 
     def frame(dx):
-        rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in w) for w in waves]
+        rgb = [128 + 30 * sum(np.cos(2 * np.pi * (fx * (xs - dx) + fy * ys) + ph) for fx, fy, ph in wv) for wv in waves]
         return np.clip(np.dstack(rgb) + 0.5, 0, 255).astype(np.uint8)
     a, truth, b = frame(-0.75), frame(0.0), frame(0.75)
     motion = np.zeros((48, 64, 2), np.float32)

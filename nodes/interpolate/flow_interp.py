@@ -190,6 +190,19 @@ OUTER_EPS = 4.0
 # tuning sets also favoured, +0.012 / +0.025 on the small segments, lost portrait -0.006 / -0.034.)
 BEND_NOISE = 0.02
 BEND_MAX = 0.5
+# A pair with an outer frame on one side only (the clip's first and last pairs, pairs next to a cut)
+# still bends: the second difference at its other frame is unknown (on a smooth path as large as the
+# known one, on a jittering camera's path of the opposite sign), so it counts as 0, and the known one,
+# a guess's only evidence, as half of itself. Half, because the one-sided bend's gain is spread
+# wide: taken whole, its end frames gained +0.18 / +0.14 dB on average (first / last in-between of
+# the 33 + 21 tuning segments and 12 bench clips) but from -0.70 / -1.53 (carphone's last -0.98,
+# bunny-b's -0.70, portrait's +1.78); halved, the losses shrink as its square, the gains only
+# linearly. On real footage: +0.022 dB on bench/heldout_small.py's segments (carphone@0 +0.29;
+# portrait@266x0.3 -0.063 the lowest), +0.017 on bench/heldout.py's of all files (portrait@266 -0.015
+# the lowest), +0.0045 on the 12 bench clips (portrait +0.037, portrait-b +0.031; bunny-b -0.017,
+# carphone -0.007, carphone-b -0.001 the lowest). Whole: +0.008 on the bench but carphone -0.041,
+# bunny-b -0.035; the missing one taken equal to the known one (a quadratic): carphone -0.10.
+ONE_SIDED = 0.5
 
 
 @dataclass
@@ -267,9 +280,14 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     pixels): the cubic through the path's four positions in the frame before, the pair and the
     frame after, at t. With a0 = x(-1) - 2x(0) + x(1) and a1 = x(0) - 2x(1) + x(2) (the path's
     second differences at frames 0 and 1, read where the point is in each), the cubic leaves the
-    straight line by l(-1)*a0 + l(2)*a1, l being its Lagrange weights at t (-1/16 each at t = 1/2)."""
-    a0 = backward_warp(st.back, -t * motion) + motion
-    a1 = backward_warp(st.ahead, (1.0 - t) * motion) - motion
+    straight line by l(-1)*a0 + l(2)*a1, l being its Lagrange weights at t (-1/16 each at t = 1/2).
+    With one of the outer frames only (st.back or st.ahead None), the missing second difference
+    counts as 0 and the known one as ONE_SIDED of itself."""
+    a0 = None if st.back is None else backward_warp(st.back, -t * motion) + motion
+    a1 = None if st.ahead is None else backward_warp(st.ahead, (1.0 - t) * motion) - motion
+    if a0 is None or a1 is None:
+        known = ONE_SIDED * (a1 if a0 is None else a0)
+        a0, a1 = (known, np.zeros_like(known)) if a1 is None else (np.zeros_like(known), known)
     bend = (-t * (t - 1.0) * (t - 2.0) / 6.0) * a0 + ((t + 1.0) * t * (t - 1.0) / 6.0) * a1
     px = st.f0.shape[1] / motion.shape[1]       # full-size pixels per flow pixel
     size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
@@ -398,15 +416,19 @@ class FlowSynth:
         gp = gn = back = ahead = None
         if fp is not None and fn is not None:
             gp, gn = fp.gray, fn.gray
-            if self.s.bend:
-                # Flow frame 0 -> the frame before is the pair before's backward flow, and frame 1 -> the
-                # frame after the pair after's forward flow: the bend costs no flow of its own.
-                back, ahead = (lp or self.prepare_link(fp, fa)).bwd, (ln or self.prepare_link(fb, fn)).fwd
+        if self.s.bend:
+            # Flow frame 0 -> the frame before is the pair before's backward flow, and frame 1 -> the
+            # frame after the pair after's forward flow: the bend costs no flow of its own. At the
+            # clip's ends and next to a cut only one of them exists (_bend: ONE_SIDED).
+            if fp is not None:
+                back = (lp or self.prepare_link(fp, fa)).bwd
+            if fn is not None:
+                ahead = (ln or self.prepare_link(fb, fn)).fwd
         sharp = np.float32(self.s.sharpness)
         fwd, bwd = lab.fwd, lab.bwd
         regions = None
         if self.s.shift:
-            flows = [fwd, -bwd] + ([-back, ahead] if back is not None else [])
+            flows = [fwd, -bwd] + ([-back, ahead] if back is not None and ahead is not None else [])
             step = REGION_STEP if len(flows) == 2 else REGION_STEP4
             regions = K.tile_motions(np.stack(flows), REGION_TILE, REGION_TILE // 2, step)
         return PairState(a, b, fa.small, fb.small, fa.gray, fb.gray, fwd, bwd,
@@ -434,7 +456,7 @@ class FlowSynth:
         if self.s.shift:
             # Each frame's own motion where it landed: right where the other frame's is not.
             fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1)
-            extra = [] if st.back is None else _extra(st, motion, t)
+            extra = [] if st.back is None or st.ahead is None else _extra(st, motion, t)
             if extra:
                 fields = np.concatenate([fields, np.stack(extra)])
             # With the frames beyond the pair, a sample from outside one frame is weighed on the other
@@ -454,7 +476,7 @@ class FlowSynth:
             # The blend weight, floor included, goes with the trust: the floor hedges the
             # visibility, not this verdict (which would leave a ghost a floor's worth strong).
             vis = (vis + BLEND_FLOOR) * per_channel(np.divide, trust, most) - BLEND_FLOOR
-        bend = None if st.back is None else _bend(st, motion, t)
+        bend = None if st.back is None and st.ahead is None else _bend(st, motion, t)
         return MotionAt(motion, _spread(vis) if self.s.hedge else vis, costs, bend)
 
 
