@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.flow import (adopt_nearby, backward_warp, border_layers, choose, estimate_flow, fill_holes, forward_splat,
+from nodes.common.flow import (adopt_nearby, backward_warp, border_layers, estimate_flow, fill_holes, forward_splat,
                                fuse_directions, layered_flows, per_channel, to_gray)
 from nodes.interpolate import kernels as K
 from nodes.interpolate.schedule import interpolated_clip
@@ -283,17 +283,14 @@ def _bend(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     straight line by l(-1)*a0 + l(2)*a1, l being its Lagrange weights at t (-1/16 each at t = 1/2).
     With one of the outer frames only (st.back or st.ahead None), the missing second difference
     counts as 0 and the known one as ONE_SIDED of itself."""
-    a0 = None if st.back is None else backward_warp(st.back, -t * motion) + motion
-    a1 = None if st.ahead is None else backward_warp(st.ahead, (1.0 - t) * motion) - motion
-    if a0 is None or a1 is None:
-        known = ONE_SIDED * (a1 if a0 is None else a0)
-        a0, a1 = (known, np.zeros_like(known)) if a1 is None else (np.zeros_like(known), known)
-    bend = (-t * (t - 1.0) * (t - 2.0) / 6.0) * a0 + ((t + 1.0) * t * (t - 1.0) / 6.0) * a1
+    w0 = None if st.back is None else backward_warp(st.back, -t * motion)
+    w1 = None if st.ahead is None else backward_warp(st.ahead, (1.0 - t) * motion)
     px = st.f0.shape[1] / motion.shape[1]       # full-size pixels per flow pixel
-    size = np.sqrt(bend[..., 0] ** 2 + bend[..., 1] ** 2) * px
     floor = BEND_NOISE * px
-    kept = np.clip(size - floor * floor / np.maximum(size, floor), 0.0, BEND_MAX)
-    return per_channel(np.multiply, bend, kept / np.maximum(size, 1e-6))
+    f32 = np.float32
+    return K.bent(motion if w0 is None else w0, motion if w1 is None else w1, motion, w0 is not None, w1 is not None,
+                  f32(-t * (t - 1.0) * (t - 2.0) / 6.0), f32((t + 1.0) * t * (t - 1.0) / 6.0), f32(ONE_SIDED), f32(px),
+                  f32(floor * floor), f32(floor), f32(BEND_MAX), f32(1e-6))
 
 
 def _carried(st: PairState, motion: np.ndarray, t: float) -> tuple:
@@ -304,14 +301,15 @@ def _carried(st: PairState, motion: np.ndarray, t: float) -> tuple:
     it, often kept it. Only fast motions (CARRY_MIN) are offered; elsewhere the hypothesis is the
     joint motion, which candidate_costs does not weigh twice (where nothing is fast, the hypothesis
     is `motion` itself: _extra leaves it out)."""
-    return tuple(_where_fast(f, motion)
-                 for f in (-backward_warp(st.back, -t * motion), backward_warp(st.ahead, (1.0 - t) * motion)))
+    return (_where_fast(backward_warp(st.back, -t * motion), motion, -1.0),
+            _where_fast(backward_warp(st.ahead, (1.0 - t) * motion), motion, 1.0))
 
 
-def _where_fast(field: np.ndarray, motion: np.ndarray) -> np.ndarray:
-    """field where it is fast (_fast), motion elsewhere; motion itself where nothing is."""
-    fast = _fast(field)
-    return choose(fast, field, motion) if fast.any() else motion
+def _where_fast(field: np.ndarray, motion: np.ndarray, sign: float = 1.0) -> np.ndarray:
+    """sign * field where it moves CARRY_MIN flow pixels (|dx| + |dy|) or more, motion elsewhere;
+    motion itself where nothing does."""
+    out, fast = K.where_fast(field, motion, np.float32(sign), np.float32(CARRY_MIN))
+    return out if fast else motion
 
 
 def _extra(st: PairState, motion: np.ndarray, t: float) -> list:
@@ -323,11 +321,6 @@ def _extra(st: PairState, motion: np.ndarray, t: float) -> list:
     return [f for f in (*_carried(st, motion, t), _pushed(st, motion, t)) if f is not motion]
 
 
-def _fast(motion: np.ndarray) -> np.ndarray:
-    """Where a motion field (hxwx2) moves CARRY_MIN flow pixels (|dx| + |dy|) or more."""
-    return np.abs(motion[..., 0]) + np.abs(motion[..., 1]) >= CARRY_MIN
-
-
 def _pushed(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     """One more motion hypothesis (hxwx2): frame 0's fast motions from the frame before (-back)
     pushed on to time t along themselves (splatted), the joint motion where none lands. _carried
@@ -337,12 +330,12 @@ def _pushed(st: PairState, motion: np.ndarray, t: float) -> np.ndarray:
     pushed back to t as well lost on Big Buck Bunny (bunny-b -0.013 dB) for +0.014 on bikes-b.
     `motion` itself where nothing lands (_extra)."""
     v = -st.back
-    fast = _fast(v)
-    if not fast.any():
+    weight, fast = K.fast_weights(v, np.float32(CARRY_MIN))     # its fast motions only
+    if not fast:
         return motion
-    acc, ws, _ = forward_splat(v, v, fast.astype(np.float32), t)
-    landed = ws > PUSH_MIN
-    return choose(landed, per_channel(np.divide, acc, np.maximum(ws, PUSH_MIN)), motion) if landed.any() else motion
+    acc, ws, _ = forward_splat(v, v, weight, t)
+    out, landed = K.landed(acc, ws, motion, np.float32(PUSH_MIN))
+    return out if landed else motion
 
 
 def _spread(vis: np.ndarray) -> np.ndarray:
