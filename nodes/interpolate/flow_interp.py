@@ -448,10 +448,10 @@ class FlowSynth:
         costs = None
         if self.s.shift:
             # Each frame's own motion where it landed: right where the other frame's is not.
-            fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1)
             extra = [] if st.back is None or st.ahead is None else _extra(st, motion, t)
-            if extra:
-                fields = np.concatenate([fields, np.stack(extra)])
+            fields = K.hypothesis_fields(motion, acc0, ws0, acc1, ws1, len(extra))
+            for k, f in enumerate(extra):
+                fields[3 + k] = f
             # With the frames beyond the pair, a sample from outside one frame is weighed on the other
             # side of the pair (kernels.candidate_costs, BORDER_OUT).
             cost = K.candidate_costs(st.g0, st.g1, fields, np.float32(t), self.s.shift, st.gp, st.gn)

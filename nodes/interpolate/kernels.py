@@ -381,12 +381,15 @@ def _hypothesis(fields, k, y, x, shift):
 
 
 @numba.njit(cache=True, nogil=True)
-def hypothesis_fields(joint, acc0, ws0, acc1, ws1):
+def hypothesis_fields(joint, acc0, ws0, acc1, ws1, more=0):
     """The motion fields candidate_costs weighs (3xHxWx2): the joint motion, then each frame's
     own splatted motion (acc / ws) where enough of it landed, the joint motion elsewhere.
+    more: room for that many fields after them ((3 + more)xHxWx2, for the caller to fill): other
+    hypotheses join them without a stack and a concatenation of the whole set (~1.5 MB copied per
+    640-wide pair).
     No fastmath: the division stays exact, as numpy's was."""
     h, w = joint.shape[0], joint.shape[1]
-    out = np.empty((3, h, w, 2), np.float32)
+    out = np.empty((3 + more, h, w, 2), np.float32)
     least = np.float32(1e-3)
     for y in range(h):
         for x in range(w):
