@@ -305,7 +305,7 @@ def _carried(st: PairState, motion: np.ndarray, t: float) -> tuple:
             _where_fast(backward_warp(st.ahead, (1.0 - t) * motion), motion, 1.0))
 
 
-def _where_fast(field: np.ndarray, motion: np.ndarray, sign: float = 1.0) -> np.ndarray:
+def _where_fast(field: np.ndarray, motion: np.ndarray, sign: float) -> np.ndarray:
     """sign * field where it moves CARRY_MIN flow pixels (|dx| + |dy|) or more, motion elsewhere;
     motion itself where nothing does."""
     out, fast = K.where_fast(field, motion, np.float32(sign), np.float32(CARRY_MIN))

@@ -546,6 +546,13 @@ def bent(w0, w1, motion, has0, has1, c0, c1, one_sided, px, floor2, floor, cap, 
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _moves(u, v, least):
+    """Whether a motion (u, v) moves `least` flow pixels (|dx| + |dy|) or more: where_fast's and
+    fast_weights' one test of a fast motion."""
+    return abs(u) + abs(v) >= least
+
+
 @numba.njit(cache=True, nogil=True)
 def where_fast(field, motion, sign, least):
     """(sign * field where it moves `least` flow pixels (|dx| + |dy|) or more, motion elsewhere;
@@ -556,7 +563,7 @@ def where_fast(field, motion, sign, least):
     for y in range(h):
         for x in range(w):
             u, v = sign * field[y, x, 0], sign * field[y, x, 1]
-            if abs(u) + abs(v) >= least:
+            if _moves(u, v, least):
                 out[y, x, 0], out[y, x, 1] = u, v
                 fast = True
             else:
@@ -573,8 +580,9 @@ def fast_weights(field, least):
     fast = False
     for y in range(h):
         for x in range(w):
-            out[y, x] = np.float32(1.0) if abs(field[y, x, 0]) + abs(field[y, x, 1]) >= least else np.float32(0.0)
-            fast |= out[y, x] > 0
+            moves = _moves(field[y, x, 0], field[y, x, 1], least)
+            out[y, x] = np.float32(1.0) if moves else np.float32(0.0)
+            fast |= moves
     return out, fast
 
 
@@ -587,9 +595,8 @@ def landed(acc, ws, motion, least):
     any_ = False
     for y in range(h):
         for x in range(w):
-            if ws[y, x] > least:
-                d = max(ws[y, x], least)
-                out[y, x, 0], out[y, x, 1] = acc[y, x, 0] / d, acc[y, x, 1] / d
+            if ws[y, x] > least:      # numpy's max(ws, least) divisor is ws itself here
+                out[y, x, 0], out[y, x, 1] = acc[y, x, 0] / ws[y, x], acc[y, x, 1] / ws[y, x]
                 any_ = True
             else:
                 out[y, x, 0], out[y, x, 1] = motion[y, x, 0], motion[y, x, 1]
