@@ -151,8 +151,12 @@ def test_legacy_pickle_with_code_is_refused(tmp_path):
             return (print, ("pwned",))
     p = tmp_path / "evil.ckpt"
     p.write_bytes(pickle.dumps({"w": Evil()}))
-    with pytest.raises(NodeError, match="refused"):
+    with pytest.raises(NodeError, match=r"evil.ckpt .*would run builtins.print, so it is refused"):
         load_state_dict(p)
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(b"\x80\x02" + bytes(range(161, 256)))
+    with pytest.raises(NodeError, match=r"noise.ckpt is not a readable checkpoint.*Copy the file again"):
+        load_state_dict(noise)
     good = tmp_path / "good.pt"
     torch.save({"state_dict": {"w": torch.ones(2)}}, good)
     assert torch.equal(load_state_dict(good)["w"], torch.ones(2))

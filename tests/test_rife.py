@@ -152,8 +152,14 @@ def test_damaged_files_name_the_file(tmp_path):
     data = good.read_bytes()
     truncated = tmp_path / "truncated.pkl"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(NodeError, match="truncated.pkl.*damaged"):
+    with pytest.raises(NodeError, match="truncated.pkl is not a readable checkpoint.*corrupt"):
         load_rife(str(truncated))
+    # Bytes that are no pickle at all are a damaged file, not a file that would run code.
+    noise = tmp_path / "rife49.pth"
+    noise.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(NodeError, match=r"cannot read RIFE weights: .*rife49.pth is not a readable checkpoint") as e:
+        load_rife(str(noise))
+    assert "would run" not in str(e.value) and "refused" not in str(e.value)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a weight file at all")
     with pytest.raises(NodeError, match="garbage.safetensors"):

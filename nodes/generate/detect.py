@@ -117,12 +117,46 @@ def torch_load(path: Path) -> dict:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        raise NodeError(f"{path} holds more than plain tensors (it would run code when loaded), so it is "
-                        f"refused ({str(exc).splitlines()[0][:200]}). Convert it to .safetensors.") from None
+        # torch raises this both for a pickle that names code to run (or uses an opcode it does not
+        # allow) and for bytes that are no pickle at all, such as a cut-off download: only the first is
+        # a safety refusal, and telling a user with a broken download that the file is hostile misleads.
+        named = re.findall(r"GLOBAL (\S+)", str(exc)) if zipfile.is_zipfile(path) else _pickle_globals(path)
+        if named is not None:
+            foreign = [n for n in named if not n.startswith(TENSOR_GLOBALS)]
+            runs = f"would run {foreign[0]}" if foreign else "may run code"
+            raise NodeError(f"{path} holds more than plain tensors: loading it {runs}, so it is refused. "
+                            "Convert it to .safetensors, or get the file again from a trusted source.") from None
+        raise NodeError(f"{path} is not a readable checkpoint: it is truncated, corrupt or not a torch file. "
+                        "Copy the file again.") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
                         "truncated or corrupt. Copy the file again.") from None
     return unwrap_state_dict(sd, path)
+
+
+# What a plain tensor checkpoint's pickle names anyway; anything else is what the refusal is about.
+TENSOR_GLOBALS = ("torch.", "collections.", "_codecs.")
+
+
+def _pickle_globals(path: Path) -> Optional[list]:
+    """The callables a plain pickle file names, read opcode by opcode without running any of it;
+    None where the bytes are no pickle (a cut-off or damaged download)."""
+    import pickletools
+    names, strings = [], []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if isinstance(arg, str):
+                    strings.append(arg)
+                if op.name == "GLOBAL":
+                    names.append(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+                elif op.name == "STOP":
+                    return names
+    except Exception:  # genops raises ValueError and others on bytes that are no pickle
+        return None
+    return None
 
 
 def pickle_header(path: Path) -> Header:

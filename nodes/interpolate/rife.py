@@ -43,6 +43,8 @@ def _read(path: Path, shapes_only: bool):
         return read_raw(path)
     except FileNotFoundError:
         raise NodeError(f"RIFE weights not found: {path}") from None
+    except NodeError as e:  # the readers already name the file and what is wrong with it
+        raise NodeError(f"cannot read RIFE weights: {e}") from None
     except Exception as e:  # corrupt, truncated, or not a tensor file at all
         raise NodeError(f"cannot read RIFE weights {path}: the file is damaged, truncated or not a weight file "
                         f"({type(e).__name__}: {str(e)[:200]}); download it again") from None
