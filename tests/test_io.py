@@ -168,10 +168,14 @@ nodes:
 
 def test_bad_inputs_give_clear_messages(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
-    with pytest.raises(NodeError, match="broken.mp4"):
+    with pytest.raises(NodeError, match=r"broken.mp4 as a video \(Invalid data found when processing input\): "
+                                        r"the file is damaged") as e:
         load_video(str(tmp_path / "broken.mp4"))
+    assert "Errno" not in str(e.value)
     with pytest.raises(NodeError, match="not found"):
         load_video(str(tmp_path / "missing.mp4"))
+    with pytest.raises(NodeError, match="is a folder, not a video file"):
+        load_video(str(tmp_path))
     from nodes.io.images import load_frames, read_image
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(NodeError, match="bad.png"):

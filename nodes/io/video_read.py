@@ -24,13 +24,18 @@ class VideoSource:
     def __init__(self, path: str):
         import av
         self.path = path
+        if Path(path).is_dir():
+            raise NodeError(f"{path} is a folder, not a video file: name a file in it (io.load_frames reads "
+                            f"a folder of images)")
         if not Path(path).is_file():
             raise NodeError(f"video file not found: {path} - check the path (relative paths are taken from "
                             f"the workflow file's folder)")
         try:
             self._container = av.open(path)
         except (av.error.FFmpegError, OSError) as e:
-            raise NodeError(f"cannot open {path} as a video: {e}")
+            # PyAV's text leads with FFmpeg's internal error number, which tells a user nothing.
+            raise NodeError(f"cannot open {path} as a video ({getattr(e, 'strerror', None) or e}): the file is "
+                            f"damaged, cut short or not a video. Copy or export it again.") from None
         if not self._container.streams.video:
             raise NodeError(f"{path} has no video stream")
         self.stream = self._container.streams.video[0]
