@@ -97,6 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["KINOGRAPH_ALLOW_OUTSIDE"] = "1"
     from graph_engine.errors import KinographError, WorkflowError
     try:
+        if args.command in ("run", "validate", "batch"):
+            _refuse_comfyui(args.workflow)
         return COMMANDS[args.command](args)
     except WorkflowError as e:
         for p in e.problems:
@@ -111,6 +113,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:       # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _refuse_comfyui(path: str) -> None:
+    """A ComfyUI workflow given where a Kinograph one belongs gets one line on how to convert it, rather
+    than the schema's complaints about keys ComfyUI's format was never meant to share with ours."""
+    from graph_engine.errors import WorkflowError
+    from .comfyui import ComfyImportError, is_comfyui_file
+    from .comfyui.sources import read_source
+    if not Path(path).is_file() or not is_comfyui_file(path):
+        return
+    try:
+        src = read_source(path)
+    except ComfyImportError:     # not a workflow of either kind: the loader says what is wrong with it
+        return
+    out = Path(path).with_suffix(".yaml").name
+    what = "is a ComfyUI workflow" if src.origin == "file" else f"carries a ComfyUI workflow ({src.origin})"
+    raise WorkflowError([f"{path} {what}, not a Kinograph one. Convert it "
+                         f"first: `kinograph import {path} -o {out}` lists every node it maps and any it "
+                         f"cannot, then `kinograph run {out}` (`kinograph gui {path}` opens it in the editor)."])
 
 
 def cmd_import(args) -> int:

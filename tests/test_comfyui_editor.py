@@ -73,3 +73,34 @@ def test_a_broken_comfyui_file_is_a_message(win, tmp_path):
     assert win.open_path(bad) is None
     assert win.doc.graph.nodes == before
     assert "damaged" in win.statusBar().currentMessage()
+
+
+def test_the_command_line_opens_a_comfyui_file_as_file_open_does(qtbot, monkeypatch):
+    from app.editor import main as editor_main
+    monkeypatch.setattr(QApplication, "exec", lambda *a: 0)
+    before = list(window_mod.WINDOWS)
+    assert editor_main.run_editor(str(DATA / "svd_i2v.json")) == 0
+    new = [w for w in window_mod.WINDOWS if w not in before]
+    try:
+        (w,) = new
+        assert "generate.sample" in {n.type for n in w.doc.graph.nodes.values()}
+        assert w.doc.path is None and w._comfyui_report.isVisible()
+    finally:
+        for w in new:
+            w.doc.undo.setClean()
+            w.close()
+
+
+def test_node_help_renders_quotes_as_written(win):
+    from PySide6.QtGui import QTextDocument
+    from PySide6.QtWidgets import QLabel
+    node = win.controller.add_node("load.text_encoder", (0, 0))
+    win.scene.select_nodes([node])
+    (label,) = [x for x in win.properties.findChildren(QLabel) if x.objectName() == "HelpText"]
+    rich = label.textFormat() == Qt.RichText or (label.textFormat() == Qt.AutoText and Qt.mightBeRichText(label.text()))
+    shown = label.text()
+    if rich:
+        doc = QTextDocument()
+        doc.setHtml(shown)
+        shown = doc.toPlainText()
+    assert "ComfyUI's Load CLIP" in shown and "&#x27;" not in shown

@@ -541,3 +541,18 @@ def test_mapping_doc_is_generated_from_the_table():
     doc = ROOT / "docs" / "comfyui-mapping.md"
     assert doc.read_text(encoding="utf-8") == mapping_markdown(), \
         "docs/comfyui-mapping.md is stale: run `python -m app.comfyui.docs`"
+
+
+def test_run_and_validate_point_a_comfyui_file_to_import(tmp_path, capsys):
+    from app.cli import main
+    for cmd in ("run", "validate"):
+        assert main([cmd, str(DATA / "svd_i2v.json")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err                        # one line, not the schema's complaints
+        assert "svd_i2v.json is a ComfyUI workflow, not a Kinograph one" in err[0]
+        assert f"kinograph import {DATA / 'svd_i2v.json'} -o svd_i2v.yaml" in err[0]
+    # A Kinograph workflow written as JSON (YAML's subset) is not taken for a ComfyUI one.
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps({"kinograph": 1, "nodes": {"p": {"type": "generate.test_pattern"}}}))
+    assert main(["validate", str(own)]) == 0
+    assert "own.json: ok (1 nodes)" in capsys.readouterr().out

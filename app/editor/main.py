@@ -81,10 +81,13 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
     from .document import Document
     from .window import MainWindow, offer_recovery
 
-    doc = None
+    from .comfyui_open import open_comfyui, show_report
+
+    doc, report = None, None
     if workflow:
         try:
-            doc = Document.load(Path(workflow))
+            # A ComfyUI file opens as it does from File > Open: imported, with its report beside it.
+            doc, report = open_comfyui(workflow, None) or (Document.load(Path(workflow)), None)
         except (WorkflowError, KinographError) as e:
             print(f"kinograph: cannot open {workflow}:\n{e}", file=sys.stderr)
             return 2
@@ -92,6 +95,8 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
         return _screenshot(app, MainWindow(doc), Path(screenshot))
     w = MainWindow(doc)
     w.show()
+    if report is not None:
+        show_report(w, report, workflow)
     offer_recovery(w)
     return app.exec()
 

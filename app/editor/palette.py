@@ -6,6 +6,7 @@ lists favourites, then recent nodes, then everything. Opened from a dragged wire
 offers nodes with a port of a compatible type."""
 from __future__ import annotations
 
+import html
 from typing import List, Optional
 
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -135,7 +136,7 @@ class SearchPalette(QFrame):
             return
         ins = ", ".join(f"{n}: {p.type.name}" for n, p in spec.inputs.items()) or "none"
         outs = ", ".join(f"{n}: {p.type.name}" for n, p in spec.outputs.items()) or "none"
-        self.help.setText(f"<b>{spec.type}</b> — {spec.summary}<br><span style='color:#9a9ca3'>in: {ins} · "
+        self.help.setText(f"<b>{spec.type}</b> — {html.escape(spec.summary)}<br><span style='color:#9a9ca3'>in: {ins} · "
                           f"out: {outs}</span>")
 
     # -- keys ---------------------------------------------------------------------------------

@@ -121,6 +121,8 @@ class PropertiesPanel(QScrollArea):
             lay.addStretch(1)
             return
         help_label = QLabel(html.escape(spec.help).replace("\n\n", "<br><br>").replace("\n", " "))
+        # Escaped text with no tag left in it would be taken for plain text and show "&#x27;" for "'".
+        help_label.setTextFormat(Qt.RichText)
         help_label.setWordWrap(True)
         help_label.setObjectName("HelpText")
         help_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
