@@ -119,13 +119,9 @@ def _refuse_comfyui(path: str) -> None:
     """A ComfyUI workflow given where a Kinograph one belongs gets one line on how to convert it, rather
     than the schema's complaints about keys ComfyUI's format was never meant to share with ours."""
     from graph_engine.errors import WorkflowError
-    from .comfyui import ComfyImportError, is_comfyui_file
-    from .comfyui.sources import read_source
-    if not Path(path).is_file() or not is_comfyui_file(path):
-        return
-    try:
-        src = read_source(path)
-    except ComfyImportError:     # not a workflow of either kind: the loader says what is wrong with it
+    from .comfyui import comfyui_source
+    src = comfyui_source(path)
+    if src is None:              # Kinograph's, or neither kind: the loader says what is wrong with it
         return
     out = Path(path).with_suffix(".yaml").name
     what = "is a ComfyUI workflow" if src.origin == "file" else f"carries a ComfyUI workflow ({src.origin})"

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from .errors import ComfyImportError
 from .report import Report
 
-__all__ = ["ComfyImportError", "ImportResult", "import_workflow", "import_data", "is_comfyui_file"]
+__all__ = ["ComfyImportError", "ImportResult", "import_workflow", "import_data", "comfyui_source", "is_comfyui_file"]
 
 
 @dataclass
@@ -67,24 +67,30 @@ def import_workflow(path, *, registry=None) -> ImportResult:
     return import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p))
 
 
-def is_comfyui_file(path) -> bool:
-    """True when the file holds a ComfyUI workflow (and no Kinograph one): what File > Open asks."""
+def comfyui_source(path):
+    """The ComfyUI workflow a file holds (a sources.Source), or None: for YAML, for a render carrying
+    Kinograph's own workflow, and for a file holding no readable ComfyUI workflow."""
     from .sources import read_source
     p = Path(path)
     if p.suffix.lower() in (".yaml", ".yml"):
-        return False
+        return None
     if p.suffix.lower() != ".json":
         from graph_engine.embedded import read_embedded_workflow
         try:
             if read_embedded_workflow(p):
-                return False
-        except Exception:           # an unreadable media file: let the importer say why
+                return None
+        except Exception:           # an unreadable media file: read_source says why, or finds nothing
             pass
     try:
-        read_source(p)
+        return read_source(p)
     except ComfyImportError:
-        return p.suffix.lower() == ".json"
-    return True
+        return None
+
+
+def is_comfyui_file(path) -> bool:
+    """True when the file holds a ComfyUI workflow (and no Kinograph one): what File > Open asks.
+    Any .json counts, so that the importer says what is wrong with a damaged one."""
+    return Path(path).suffix.lower() == ".json" or comfyui_source(path) is not None
 
 
 def result_for(path, registry=None) -> Optional[ImportResult]:

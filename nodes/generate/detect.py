@@ -120,14 +120,16 @@ def torch_load(path: Path) -> dict:
         # torch raises this both for a pickle that names code to run (or uses an opcode it does not
         # allow) and for bytes that are no pickle at all, such as a cut-off download: only the first is
         # a safety refusal, and telling a user with a broken download that the file is hostile misleads.
-        named = re.findall(r"GLOBAL (\S+)", str(exc)) if zipfile.is_zipfile(path) else _pickle_globals(path)
-        if named is not None:
-            foreign = [n for n in named if not n.startswith(TENSOR_GLOBALS)]
-            runs = f"would run {foreign[0]}" if foreign else "may run code"
-            raise NodeError(f"{path} holds more than plain tensors: loading it {runs}, so it is refused. "
-                            "Convert it to .safetensors, or get the file again from a trusted source.") from None
-        raise NodeError(f"{path} is not a readable checkpoint: it is truncated, corrupt or not a torch file. "
-                        "Copy the file again.") from None
+        named = [] if zipfile.is_zipfile(path) else _pickle_globals(path)
+        if named is None:
+            raise NodeError(f"{path} is not a readable checkpoint: it is truncated, corrupt or not a torch "
+                            "file. Copy the file again.") from None
+        # torch names the global it blocked, but not what a pickle of a newer protocol would call (it
+        # stops at the first opcode it does not allow); the file's own opcodes say that.
+        foreign = re.findall(r"GLOBAL (\S+)", str(exc)) or [n for n in named if not n.startswith(TENSOR_GLOBALS)]
+        runs = f"would run {foreign[0]}" if foreign else "may run code"
+        raise NodeError(f"{path} holds more than plain tensors: loading it {runs}, so it is refused. "
+                        "Convert it to .safetensors, or get the file again from a trusted source.") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
                         "truncated or corrupt. Copy the file again.") from None
@@ -139,10 +141,11 @@ TENSOR_GLOBALS = ("torch.", "collections.", "_codecs.")
 
 
 def _pickle_globals(path: Path) -> Optional[list]:
-    """The callables a plain pickle file names, read opcode by opcode without running any of it;
-    None where the bytes are no pickle (a cut-off or damaged download)."""
+    """The callables the first pickle in a file names, read opcode by opcode without running any of
+    it; None where the bytes are no pickle (a cut-off or damaged download)."""
     import pickletools
-    names, strings = [], []
+    from collections import deque
+    names, strings = [], deque(maxlen=2)          # STACK_GLOBAL takes the last two strings pushed
     try:
         with open(path, "rb") as f:
             for op, arg, _ in pickletools.genops(f):
@@ -150,8 +153,8 @@ def _pickle_globals(path: Path) -> Optional[list]:
                     strings.append(arg)
                 if op.name == "GLOBAL":
                     names.append(arg.replace(" ", "."))
-                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    names.append(".".join(strings[-2:]))
+                elif op.name == "STACK_GLOBAL" and len(strings) == 2:
+                    names.append(".".join(strings))
                 elif op.name == "STOP":
                     return names
     except Exception:  # genops raises ValueError and others on bytes that are no pickle
