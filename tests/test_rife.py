@@ -2,6 +2,7 @@
 and shapes, built by tests/rife_reference.py) is recognised from the file and computes what
 an independent transcription of that release computes; files are found where ComfyUI keeps
 them; validation names missing and foreign files; frames are scheduled like interpolate.flow."""
+import shutil
 import textwrap
 
 import numpy as np
@@ -208,14 +209,17 @@ def _model_problems(model):
     return [p.message for p in validate(wf, reg) if "model" in p.message]
 
 
-def test_validate_checks_the_file_and_its_layout(comfy, tmp_path):
+def test_validate_checks_the_file_and_its_layout(comfy, tmp_path, monkeypatch):
     assert _model_problems("rife426.pth") == [] and _model_problems(None) == []   # the default is there
     (missing,) = _model_problems("rife99.pth")
     assert "rife99.pth" in missing and "not found" in missing and "rife426.pth" in missing
     foreign = save({"model.0.weight": torch.zeros(8, 3, 3, 3)}, tmp_path / "esrgan.pth")
     (unknown,) = _model_problems(str(foreign))
     assert "esrgan.pth is not a RIFE layout Kinograph knows" in unknown and "4.25-4.26" in unknown
-    (comfy / "rife49.pth").unlink()     # the copy the comfy fixture wrote under tmp_path: the default goes missing
+    only = tmp_path / "elsewhere" / "rife"           # a model folder with rife426 alone: the default is missing
+    only.mkdir(parents=True)
+    shutil.copy(comfy / "rife426.pth", only)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(only.parent))
     (default,) = _model_problems(None)
     assert "rife49.pth" in default and "not found" in default
 
