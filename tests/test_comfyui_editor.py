@@ -104,3 +104,11 @@ def test_node_help_renders_quotes_as_written(win):
         doc.setHtml(shown)
         shown = doc.toPlainText()
     assert "ComfyUI's Load CLIP" in shown and "&#x27;" not in shown
+
+
+def test_a_kinograph_workflow_written_as_json_opens_as_itself(win, tmp_path):
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps({"kinograph": 1, "nodes": {"p": {"type": "generate.test_pattern"}}}))
+    assert win.open_path(own) is win
+    assert [n.type for n in win.doc.graph.nodes.values()] == ["generate.test_pattern"]
+    assert not hasattr(win, "_comfyui_report")

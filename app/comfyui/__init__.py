@@ -8,6 +8,7 @@
 `kinograph import FILE` and the editor's File > Open use this; mapping.py is the table."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -89,8 +90,18 @@ def comfyui_source(path):
 
 def is_comfyui_file(path) -> bool:
     """True when the file holds a ComfyUI workflow (and no Kinograph one): what File > Open asks.
-    Any .json counts, so that the importer says what is wrong with a damaged one."""
-    return Path(path).suffix.lower() == ".json" or comfyui_source(path) is not None
+    Any other .json counts too, so that the importer says what is wrong with a damaged one, except a
+    Kinograph workflow written as JSON (YAML's subset)."""
+    if comfyui_source(path) is not None:
+        return True
+    p = Path(path)
+    if p.suffix.lower() != ".json":
+        return False
+    try:
+        data = json.loads(p.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return True
+    return not (isinstance(data, dict) and "kinograph" in data)
 
 
 def result_for(path, registry=None) -> Optional[ImportResult]:
