@@ -296,6 +296,9 @@ class MainWindow(QMainWindow):
 
     def confirm_discard(self) -> bool:
         """True when the document may be replaced or closed (saved, or changes thrown away)."""
+        # A prompt still being typed is unsaved work too: applied first, it makes the document
+        # modified, so closing asks instead of dropping it with the window.
+        self.commit_pending()
         if not self.doc.modified:
             return True
         ans = QMessageBox.question(self, "Unsaved changes", f"Save changes to {self.doc.title}?",
