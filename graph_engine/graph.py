@@ -143,7 +143,13 @@ class Graph:
     def restore_node(self, inst: NodeInstance, ui: Dict[str, Any], links: List[Link]) -> None:
         self.add_node(inst.type, inst.id, inst.params, inst.version, ui, inst.bypass, inst.title)
         for l in links:
-            self.connect(l.src, l.src_port, l.dst, l.dst_port)
+            if l.src in self.nodes:
+                self.connect(l.src, l.src_port, l.dst, l.dst_port)
+            else:
+                # A link from a node the file names but does not hold: kept as it was read
+                # (validate names it), so deleting and undoing loses nothing.
+                self.inputs.setdefault(l.dst, {})[l.dst_port] = (l.src, l.src_port)
+                self._emit("linked", l.dst, link=l)
 
     def connect(self, src: str, src_port: str, dst: str, dst_port: str) -> Optional[Link]:
         """Link src.src_port into dst.dst_port; returns the link it replaced, if any."""

@@ -86,3 +86,30 @@ def test_a_typed_prompt_counts_as_unsaved_at_close_and_new(win, qtbot, tmp_path,
         assert not win.doc.graph.nodes
     assert [t for t, _ in asked] == ["Unsaved changes"], "the typed prompt was dropped without asking"
     assert "old prompt at dusk" in path.read_text()
+
+
+# -- undo puts back exactly what was deleted ----------------------------------------------------------
+DANGLING = """kinograph: 1
+nodes:
+  pat:
+    type: generate.test_pattern
+    params: {frames: 8}
+  save:
+    type: io.save_video
+    inputs: {video: ghost.video}
+    params: {path: out/x.mp4}
+"""
+
+
+def test_undo_of_deleting_a_node_with_a_link_from_a_missing_node_puts_the_link_back(registry, qtbot):
+    from app.editor.controller import Controller
+    from app.editor.document import Document
+    doc = Document.from_text(DANGLING, None, registry)
+    before = doc.text()
+    Controller(doc).delete(["save"])
+    assert "save" not in doc.graph.nodes
+    doc.undo.undo()             # raised "no node 'ghost'" half-way and left the link out
+    assert doc.graph.inputs["save"] == {"video": ("ghost", "video")}
+    assert doc.text() == before
+    doc.undo.redo()
+    assert "save" not in doc.graph.nodes and "save" not in doc.graph.inputs
