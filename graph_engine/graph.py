@@ -140,8 +140,20 @@ class Graph:
         self._emit("node_removed", node_id)
         return inst, ui, links
 
-    def restore_node(self, inst: NodeInstance, ui: Dict[str, Any], links: List[Link]) -> None:
+    def position(self, node_id: str) -> Tuple[int, Optional[int]]:
+        """Where a node stands in the file: its index among the nodes and among the layout keys."""
+        ui = list(self.ui)
+        return list(self.nodes).index(node_id), (ui.index(node_id) if node_id in self.ui else None)
+
+    def restore_node(self, inst: NodeInstance, ui: Dict[str, Any], links: List[Link],
+                     at: Optional[Tuple[int, Optional[int]]] = None) -> None:
+        """Undo `remove_node`; `at` (from `position`) puts it back where it stood, so a workflow
+        saved after a delete and its undo reads as it did before."""
         self.add_node(inst.type, inst.id, inst.params, inst.version, ui, inst.bypass, inst.title)
+        if at is not None:
+            _move_key(self.nodes, inst.id, at[0])
+            if at[1] is not None and inst.id in self.ui:
+                _move_key(self.ui, inst.id, at[1])
         for l in links:
             if l.src in self.nodes:
                 self.connect(l.src, l.src_port, l.dst, l.dst_port)
@@ -229,3 +241,11 @@ class Graph:
             if l.src in keep and l.dst in keep:
                 g.inputs.setdefault(l.dst, {})[l.dst_port] = (l.src, l.src_port)
         return g
+
+
+def _move_key(d: Dict[str, Any], key: str, index: int) -> None:
+    """Move `key` to `index` in the insertion order of `d`, in place."""
+    items = [(k, v) for k, v in d.items() if k != key]
+    items.insert(min(index, len(items)), (key, d[key]))
+    d.clear()
+    d.update(items)

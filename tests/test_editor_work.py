@@ -113,3 +113,21 @@ def test_undo_of_deleting_a_node_with_a_link_from_a_missing_node_puts_the_link_b
     assert doc.text() == before
     doc.undo.redo()
     assert "save" not in doc.graph.nodes and "save" not in doc.graph.inputs
+
+
+def test_undo_of_a_delete_puts_nodes_back_where_they_were_in_the_file(win, tmp_path):
+    """Node order is the file's order: a delete undone must not move blocks around in a saved
+    workflow (a diff of a file 'unchanged' by delete + undo showed them moved to the end)."""
+    from test_editor import chain
+    p, r, s = chain(win)
+    win.controller.set_collapsed([r])
+    path = tmp_path / "order.yaml"
+    assert win._save_to(path)
+    before = path.read_text()
+    win.controller.delete([r])                       # reconnects p -> s
+    win.controller.delete([p], reconnect=False)
+    win.doc.undo.undo()
+    win.doc.undo.undo()
+    assert list(win.doc.graph.nodes) == [p, r, s]
+    assert win._save_to(path)
+    assert path.read_text() == before

@@ -44,12 +44,14 @@ class RemoveNode(Op):
     def __init__(self, node_id: str):
         self.node_id = node_id
         self.saved = None
+        self.at = None
 
     def do(self, g):
+        self.at = g.position(self.node_id)
         self.saved = g.remove_node(self.node_id)
 
     def undo(self, g):
-        g.restore_node(*self.saved)
+        g.restore_node(*self.saved, at=self.at)
 
 
 class Connect(Op):
