@@ -2,7 +2,6 @@
 unreadable on disk, autosaves of two windows, undo of odd graphs (issue: probe of stop 13).
 Driven through the real window offscreen; any Qt warning fails a test."""
 import os
-from pathlib import Path
 
 import pytest
 
@@ -131,3 +130,34 @@ def test_undo_of_a_delete_puts_nodes_back_where_they_were_in_the_file(win, tmp_p
     assert list(win.doc.graph.nodes) == [p, r, s]
     assert win._save_to(path)
     assert path.read_text() == before
+
+
+
+# -- saving over a file that is not what was opened --------------------------------------------------
+def test_saving_over_a_file_changed_on_disk_asks_and_never_drops_either_version(win, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+    path = tmp_path / "shared.yaml"
+    win.controller.add_node("video.reverse", (0, 0))
+    assert win._save_to(path)
+    win.controller.add_node("generate.test_pattern", (0, 200))
+    theirs = path.read_text() + "name: a colleague's edit (a git pull)\n"
+    path.write_text(theirs)
+
+    asked = answer(monkeypatch, QMessageBox.Cancel)
+    assert not win.save()
+    assert path.read_text() == theirs and win.doc.modified
+    (title, text), = asked
+    assert str(path) in text and "changed on disk" in text and "another name" in text
+
+    mine = tmp_path / "mine.yaml"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(mine), ""))
+    answer(monkeypatch, QMessageBox.No)              # No: keep theirs, save mine beside it
+    assert win.save()
+    assert path.read_text() == theirs and "test_pattern" in mine.read_text() and win.doc.path == mine
+
+    win.controller.add_node("video.reverse", (300, 200))
+    assert win.save(), "a file this window wrote itself was taken for someone else's"
+    mine.write_text(mine.read_text() + "# touched\n")
+    win.controller.add_node("video.reverse", (300, 400))
+    answer(monkeypatch, QMessageBox.Yes)             # Yes: replace it
+    assert win.save() and "touched" not in mine.read_text() and not win.doc.modified

@@ -4,6 +4,7 @@ Saving writes the same YAML as the CLI (layout under `ui:`) through QSaveFile, s
 on disk is always either the old one or the complete new one."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -49,6 +50,7 @@ class Document(QObject):
         self.path = Path(path).resolve() if path else None
         self.origin: Optional[Path] = None          # the rendered file a workflow was read from
         self.problems: List[Problem] = list(problems)
+        self.on_disk: Optional[str] = None          # digest of the file as read or last written here
         self.revision = 0
         self.undo = QUndoStack(self)
         # A bound slot, not a lambda: Qt drops it with the document, so the undo stack's last
@@ -107,13 +109,26 @@ class Document(QObject):
         target = Path(path).resolve() if path else self.path
         if target is None:
             raise ValueError("the document has no file yet; choose one with Save As")
-        write_atomic(target, self.text(target).encode("utf-8"))
+        data = self.text(target).encode("utf-8")
+        write_atomic(target, data)
+        self.on_disk = _digest(data)
         moved = target != self.path
         self.path = target
         self.undo.setClean()
         if moved:
             self.pathChanged.emit(target)
         return target
+
+    def changed_on_disk(self) -> bool:
+        """True when the file this document came from now holds something else than what was
+        read or last saved here (another editor, another window, a git pull): saving would
+        overwrite that silently. A file gone or unreadable is not 'changed': saving loses nothing."""
+        if self.path is None or self.on_disk is None:
+            return False
+        try:
+            return _digest(self.path.read_bytes()) != self.on_disk
+        except OSError:
+            return False
 
     @classmethod
     def from_text(cls, text: str, path: Optional[Path] = None, registry=None) -> "Document":
@@ -133,11 +148,18 @@ class Document(QObject):
         """From a .yaml, or from a rendered video/PNG carrying its workflow (which then has no
         file of its own: saving asks where)."""
         path = Path(path).resolve()
-        doc = cls.from_text(read_text(path), path, registry)
+        text = read_text(path)
+        doc = cls.from_text(text, path, registry)
         if path.suffix.lower() not in (".yaml", ".yml"):
             doc.path = None
             doc.origin = path
+        else:
+            doc.on_disk = _digest(text.encode("utf-8"))
         return doc
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def relative_paths(graph: Graph, registry, base: Path) -> Graph:

@@ -355,8 +355,11 @@ class MainWindow(QMainWindow):
             return self.save_as()
         return self._save_to(self.doc.path)
 
-    def save_as(self) -> bool:
+    def save_as(self, other: bool = False) -> bool:
+        """`other`: the dialog starts on a new name beside the file (which is not to be replaced)."""
         start = str(self.doc.path or (self._dir() / "workflow.yaml"))
+        if other and self.doc.path is not None:
+            start = str(self.doc.path.with_name(f"{self.doc.path.stem}-mine{self.doc.path.suffix}"))
         path, _ = QFileDialog.getSaveFileName(self, "Save workflow", start, "Workflows (*.yaml *.yml)")
         if not path:
             return False
@@ -366,6 +369,17 @@ class MainWindow(QMainWindow):
 
     def _save_to(self, path: Path) -> bool:
         self.commit_pending()
+        if Path(path).resolve() == self.doc.path and self.doc.changed_on_disk():
+            ans = QMessageBox.question(
+                self, "File changed on disk",
+                f"{path} changed on disk since you opened or last saved it here (another program, another "
+                f"window or a git pull wrote it).\n\nReplace it with your version? No saves yours under "
+                f"another name and leaves that file as it is; Cancel saves nothing.",
+                QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel, QMessageBox.Cancel)
+            if ans == QMessageBox.No:
+                return self.save_as(other=True)
+            if ans != QMessageBox.Yes:
+                return False
         try:
             self.doc.save(path)
         except OSError as e:
