@@ -35,6 +35,9 @@ class Problem:
     line: int
     node: Optional[str]
     message: str
+    # Part of the file that the graph does not hold (a node with a bad id, an unknown key): a file
+    # written from the graph would not have it, so an editor saving over the file asks first.
+    dropped: bool = False
 
     def __str__(self):
         where = f"{self.file}:{self.line}:" if self.line else f"{self.file}:"
@@ -68,8 +71,8 @@ class Workflow:
                 return self.lines[keys[:n]]
         return 0
 
-    def problem(self, message: str, *keys, node: Optional[str] = None) -> Problem:
-        return Problem(self.label, self.line(*keys), node, message)
+    def problem(self, message: str, *keys, node: Optional[str] = None, dropped: bool = False) -> Problem:
+        return Problem(self.label, self.line(*keys), node, message, dropped)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -168,7 +171,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         prefix = "" if getattr(e, "refused", False) else "not valid YAML: "
         return Workflow(Graph(), path), [Problem(label, line, None, prefix + what)]
     wf = Workflow(Graph(), path, lines)
-    problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)")
+    problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)", True)
                                for l, k in dups]
     if not isinstance(data, dict):
         first = next((i for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")), 1)
@@ -187,7 +190,8 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         return wf, problems
     for k in data:
         if k not in TOP_KEYS:
-            problems.append(wf.problem(f"unknown top-level key {k!r}; allowed: {', '.join(TOP_KEYS)}", k))
+            problems.append(wf.problem(f"unknown top-level key {k!r}; allowed: {', '.join(TOP_KEYS)}", k,
+                                       dropped=True))
     g = wf.graph
     g.name = str(data.get("name") or "")
     g.description = str(data.get("description") or "")
@@ -200,18 +204,19 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         nid_s = str(nid)
         if not ID_RE.match(nid_s):
             problems.append(wf.problem(f"node id {nid_s!r} must start with a letter and use letters, digits, _ or -",
-                                       "nodes", nid, node=nid_s))
+                                       "nodes", nid, node=nid_s, dropped=True))
             continue
         if not isinstance(body, dict) or "type" not in body:
-            problems.append(wf.problem("a node needs a mapping with at least `type:`", "nodes", nid, node=nid_s))
+            problems.append(wf.problem("a node needs a mapping with at least `type:`", "nodes", nid, node=nid_s,
+                                       dropped=True))
             continue
         for k in body:
             if k not in NODE_KEYS:
                 problems.append(wf.problem(f"unknown key {k!r}; a node has {', '.join(NODE_KEYS)}",
-                                           "nodes", nid, k, node=nid_s))
+                                           "nodes", nid, k, node=nid_s, dropped=True))
         params = body.get("params") or {}
         if not isinstance(params, dict):
-            problems.append(wf.problem("`params:` must be a mapping", "nodes", nid, "params", node=nid_s))
+            problems.append(wf.problem("`params:` must be a mapping", "nodes", nid, "params", node=nid_s, dropped=True))
             params = {}
         version = body.get("version", None)
         spec = registry.get(str(body["type"])) if registry is not None else None
@@ -219,7 +224,7 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
             v = spec.version if version is None else version
             if not isinstance(v, int) or v < 1:
                 problems.append(wf.problem(f"`version:` must be a positive integer, got {v!r}", "nodes", nid,
-                                           "version", node=nid_s))
+                                           "version", node=nid_s, dropped=True))
                 v = spec.version
             if v > spec.version:
                 problems.append(wf.problem(f"{spec.type} version {v} is newer than this Kinograph knows "
@@ -236,21 +241,21 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         bypass = body.get("bypass", False)
         if not isinstance(bypass, bool):
             problems.append(wf.problem(f"`bypass:` must be true or false, got {bypass!r}", "nodes", nid, "bypass",
-                                       node=nid_s))
+                                       node=nid_s, dropped=True))
             bypass = False
         g.add_node(str(body["type"]), nid_s, params, version if isinstance(version, int) else 1,
                    bypass=bypass, title=str(body.get("title") or ""))
         inputs = body.get("inputs") or {}
         if not isinstance(inputs, dict):
             problems.append(wf.problem("`inputs:` must map input ports to `node.output`", "nodes", nid, "inputs",
-                                       node=nid_s))
+                                       node=nid_s, dropped=True))
             continue
         for port, ref in inputs.items():
             pending_links.append((nid_s, str(port), ref))
     for nid, port, ref in pending_links:
         if not isinstance(ref, str) or "." not in ref:
             problems.append(wf.problem(f"input {port!r} must be written `node.output`, got {ref!r}",
-                                       "nodes", nid, "inputs", port, node=nid))
+                                       "nodes", nid, "inputs", port, node=nid, dropped=True))
             continue
         src, sport = ref.rsplit(".", 1)
         # Links to unknown nodes are kept in `dangling` so validate can name them with a suggestion.

@@ -161,3 +161,42 @@ def test_saving_over_a_file_changed_on_disk_asks_and_never_drops_either_version(
     win.controller.add_node("video.reverse", (300, 400))
     answer(monkeypatch, QMessageBox.Yes)             # Yes: replace it
     assert win.save() and "touched" not in mine.read_text() and not win.doc.modified
+
+
+UNREADABLE = """kinograph: 1
+nodes:
+  pat:
+    type: generate.test_pattern
+    params: {frames: 8}
+  "my node":
+    type: video.reverse
+    inputs: {video: pat.video}
+  keyed:
+    type: video.reverse
+    colour: red
+    inputs: {video: pat.video}
+extra: {x: 1}
+"""
+
+
+def test_saving_over_a_file_with_parts_it_could_not_read_asks_first(win, tmp_path, monkeypatch):
+    """A node id with a space, an unknown key: the log lists them, and Save wrote the file without
+    them, silently. Now it asks; No keeps the file and saves under another name."""
+    path = tmp_path / "hand_written.yaml"
+    path.write_text(UNREADABLE)
+    assert win.open_path(str(path)) is win
+    assert sorted(win.doc.graph.nodes) == ["keyed", "pat"]
+    win.controller.add_node("video.reverse", (0, 300))
+
+    asked = answer(monkeypatch, QMessageBox.Cancel)
+    assert not win.save()
+    assert path.read_text() == UNREADABLE and win.doc.modified
+    (title, text), = asked
+    assert str(path) in text and "my node" in text and "'colour'" in text and "'extra'" in text
+    assert "another name" in text
+
+    asked = answer(monkeypatch, QMessageBox.Yes)
+    assert win.save() and "my node" not in path.read_text()
+    win.controller.add_node("video.reverse", (0, 500))
+    asked = answer(monkeypatch)
+    assert win.save() and asked == [], "asked again about a file it has just written"

@@ -51,6 +51,9 @@ class Document(QObject):
         self.origin: Optional[Path] = None          # the rendered file a workflow was read from
         self.problems: List[Problem] = list(problems)
         self.on_disk: Optional[str] = None          # digest of the file as read or last written here
+        # What the file at `path` holds that the graph does not (parse problems marked dropped):
+        # saving over it would remove them, so the window asks first. Empty once a save wrote it.
+        self.unread: List[Problem] = [p for p in problems if p.dropped]
         self.revision = 0
         self.undo = QUndoStack(self)
         # A bound slot, not a lambda: Qt drops it with the document, so the undo stack's last
@@ -112,6 +115,7 @@ class Document(QObject):
         data = self.text(target).encode("utf-8")
         write_atomic(target, data)
         self.on_disk = _digest(data)
+        self.unread = []
         moved = target != self.path
         self.path = target
         self.undo.setClean()

@@ -369,11 +369,10 @@ class MainWindow(QMainWindow):
 
     def _save_to(self, path: Path) -> bool:
         self.commit_pending()
-        if Path(path).resolve() == self.doc.path and self.doc.changed_on_disk():
+        why = self._overwrite_warning(Path(path))
+        if why:
             ans = QMessageBox.question(
-                self, "File changed on disk",
-                f"{path} changed on disk since you opened or last saved it here (another program, another "
-                f"window or a git pull wrote it).\n\nReplace it with your version? No saves yours under "
+                self, "Replace the file?", f"{why}\n\nReplace it with your version? No saves yours under "
                 f"another name and leaves that file as it is; Cancel saves nothing.",
                 QMessageBox.Yes | QMessageBox.No | QMessageBox.Cancel, QMessageBox.Cancel)
             if ans == QMessageBox.No:
@@ -388,6 +387,21 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_file(str(self.doc.path))
         self.message(f"Saved {self.doc.path}")
         return True
+
+    def _overwrite_warning(self, path: Path) -> str:
+        """Why writing the document over its own file at `path` would lose something, or ''."""
+        doc = self.doc
+        if path.resolve() != doc.path:
+            return ""
+        if doc.changed_on_disk():
+            return (f"{path} changed on disk since you opened or last saved it here (another program, "
+                    f"another window or a git pull wrote it).")
+        if doc.unread:
+            lines = [f"line {p.line}: {p.message}" if p.line else p.message for p in doc.unread[:6]]
+            more = f"\n… and {len(doc.unread) - 6} more (see the log)" if len(doc.unread) > 6 else ""
+            return (f"{path} has parts this Kinograph could not read, and saving over it would remove them:\n"
+                    + "\n".join(lines) + more)
+        return ""
 
     def open_job(self, job: Job) -> None:
         """A finished run's workflow, exactly as it ran, in a new window (unsaved, so nothing is overwritten)."""
