@@ -241,6 +241,10 @@ def cmd_cache(args) -> int:
     if args.action == "clear":
         n = disk.clear()
         print(f"removed {n} cached results from {disk.root}")
+        left = disk.others()
+        if left:
+            print(f"left {len(left)} other item(s) there, not Kinograph's: {', '.join(left[:5])}"
+                  f"{' ...' if len(left) > 5 else ''}")
         return EXIT_OK
     entries = disk.entries()
     print(f"{disk.root}: {len(entries)} results, {_size(sum(e['bytes'] for e in entries))} "

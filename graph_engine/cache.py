@@ -265,10 +265,43 @@ class DiskCache:
             total -= e["bytes"]
 
     def clear(self) -> int:
-        n = len(self.entries())
-        if self.root.is_dir():
-            shutil.rmtree(self.root, ignore_errors=True)
+        """Remove every entry and unfinished write; returns how many entries went. Only what
+        the cache itself lays out goes: `--cache-dir` may name a project folder whose `results/`
+        also holds someone's files, and those stay (see `others`)."""
+        if not self.root.is_dir():
+            return 0
+        n = 0
+        for folder in self.root.glob("??/*"):
+            if _is_entry(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                n += 1
+        for folder in self.root.glob("tmp/*"):
+            if folder.is_dir() and _looks_like_key(folder.name.split(".", 1)[0]):
+                shutil.rmtree(folder, ignore_errors=True)
+        for d in [*self.root.glob("??"), self.root / "tmp", self.root]:
+            try:
+                d.rmdir()           # only when empty: anything else in it is not ours
+            except OSError:
+                pass
         return n
+
+    def others(self) -> List[str]:
+        """Names in the cache folder that are not the cache's own (what `clear` leaves)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if not (p.name == "tmp" or (len(p.name) == 2 and p.is_dir()
+                                                  and all(_is_entry(e) for e in p.iterdir()))))
+
+
+def _looks_like_key(name: str) -> bool:
+    return len(name) >= 16 and name.isalnum()
+
+
+def _is_entry(folder: Path) -> bool:
+    """A folder laid out as one of the cache's entries: `XX/XXkey/manifest.json`."""
+    return (folder.is_dir() and folder.name[:2] == folder.parent.name and _looks_like_key(folder.name)
+            and (folder / "manifest.json").is_file())
 
 
 def _digest(path: Path) -> str:

@@ -56,3 +56,24 @@ def test_cache_info_clear_and_lru_cap(tmp_path):
     assert "2 results" in r.stdout and "test.node" in r.stdout
     r = cli("cache", "clear", env=env)
     assert "removed 2" in r.stdout and disk.entries() == []
+
+
+def test_cache_clear_removes_only_cache_entries(tmp_path):
+    """`--cache-dir` may name a project folder whose `results/` holds someone's files: clearing the
+    cache removes its entries and unfinished writes, never what Kinograph did not put there."""
+    root = tmp_path / "results"
+    disk = DiskCache(root, cap_bytes=1 << 30)
+    key = "ab" + "0" * 30
+    disk.put(key, {"a": np.zeros(10, np.uint8)}, {}, "test.node")
+    (root / "tmp" / f"{'cd' + '1' * 30}.x7q").mkdir(parents=True)          # a write cut short by a kill
+    (root / "final_grade.mov").write_bytes(b"precious")
+    (root / "ab" / "notes").mkdir()
+    (root / "ab" / "notes" / "todo.txt").write_text("keep")
+    env = dict(__import__("os").environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    r = cli("cache", "clear", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 cached results" in r.stdout
+    assert (root / "final_grade.mov").read_bytes() == b"precious"
+    assert (root / "ab" / "notes" / "todo.txt").read_text() == "keep"
+    assert not (root / "ab" / key).exists() and not (root / "tmp").exists()
+    assert "final_grade.mov" in r.stdout and "not Kinograph's" in r.stdout
