@@ -1,6 +1,8 @@
 """Where Kinograph keeps things: config, caches, model folders. Overridable by environment."""
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -47,33 +49,94 @@ def allow_outside() -> bool:
     return os.environ.get("KINOGRAPH_ALLOW_OUTSIDE", "") in ("1", "true", "yes")
 
 
+# The keys config.yaml may hold, with what each must be (a value of another kind is named and left out).
+KEYS = {
+    "output_dir": ("a folder", lambda v: isinstance(v, str)),
+    "model_dirs": ("a folder or a list of folders", lambda v: _paths(v)),
+    "extra_model_paths": ("a file or a list of files", lambda v: _paths(v)),
+    "memory_cache_mb": ("a number of MB", lambda v: _number(v)),
+    "disk_cache_gb": ("a number of GB", lambda v: _number(v)),
+}
+DEFAULTS = {"memory_cache_mb": 2048, "disk_cache_gb": 20}
+log = logging.getLogger("kinograph.config")
+
+
+def _paths(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v == v and v != float("inf")
+
+
 @lru_cache(maxsize=1)
 def settings() -> Dict[str, Any]:
-    """`config.yaml` in the config folder; absent or unreadable means defaults."""
+    """`config.yaml` in the config folder; absent means defaults. A mistake in it (broken YAML,
+    an unknown key, a value of the wrong kind) is a warning naming the file and line, once per
+    process, and that part falls back to the default: a typo must not pass unnoticed, nor stop a render."""
     path = config_dir() / "config.yaml"
     if not path.is_file():
         return {}
     import yaml
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("%s: cannot read it (%s); Kinograph uses its defaults", path, e)
         return {}
-    return data if isinstance(data, dict) else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        log.warning("%s:%s: not valid YAML (%s); Kinograph uses its defaults until it is fixed",
+                    path, mark.line + 1 if mark else 1, what)
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        log.warning("%s:1: config.yaml is a mapping of settings (%s); Kinograph uses its defaults",
+                    path, ", ".join(KEYS))
+        return {}
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    out = {}
+    for key, value in data.items():
+        where = f"{path}:{lines.get(str(key), 1)}"
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
+            log.warning("%s: unknown key %r%s, ignored; config.yaml knows %s", where, key,
+                        f" (did you mean {close[0]!r}?)" if close else "", ", ".join(KEYS))
+            continue
+        what, ok = KEYS[key]
+        if value is None:
+            continue
+        if not ok(value):
+            fallback = f"using {DEFAULTS[key]}" if key in DEFAULTS else "using the default"
+            log.warning("%s: %s must be %s, not %r; %s", where, key, what, value, fallback)
+            continue
+        out[key] = value
+    return out
 
 
-def setting(key: str, default: Any) -> Any:
-    env = os.environ.get("KINOGRAPH_" + key.upper())
+def _amount(key: str) -> float:
+    """A numeric setting: KINOGRAPH_<KEY>, else config.yaml, else the default."""
+    env_name = "KINOGRAPH_" + key.upper()
+    env = os.environ.get(env_name)
     if env is not None:
         try:
-            return type(default)(env) if default is not None else env
+            value = float(env)
+            if _number(value):
+                return value
         except ValueError:
-            return default
-    return settings().get(key, default)
+            pass
+        log.warning("%s=%r is not a number of %s; using %s", env_name, env, KEYS[key][0].split()[-1],
+                    DEFAULTS[key])
+        return DEFAULTS[key]
+    return settings().get(key, DEFAULTS[key])
 
 
 def memory_budget() -> int:
-    return int(setting("memory_cache_mb", 2048)) << 20
+    return int(_amount("memory_cache_mb") * (1 << 20))
 
 
 def disk_cache_cap() -> int:
-    return int(setting("disk_cache_gb", 20)) << 30
+    return int(_amount("disk_cache_gb") * (1 << 30))
