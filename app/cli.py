@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     r.add_argument("--no-cache", action="store_true", help="ignore cached results (still writes new ones)")
     r.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
-    r.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
+    r.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     r.add_argument("--ray", metavar="ADDRESS", help="render on Ray: 'local' or a cluster address")
     r.add_argument("--shards", type=int, default=0, help="with --ray: split the frame range into N shards")
     _output_flags(r)
@@ -63,9 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--only", default="", metavar="CASES", help="comma-separated case numbers to (re)run")
     b.add_argument("--cache-dir", metavar="DIR")
-    b.add_argument("--device", default="auto")
+    b.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     _output_flags(b)
     return p
+
+
+def _device(text: str) -> str:
+    """A device name checked as the command line is read, so a typo stops before anything runs."""
+    from graph_engine.devices import check_device
+    from graph_engine.errors import KinographError
+    try:
+        return check_device(text)
+    except KinographError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:

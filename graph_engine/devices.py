@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import re
+
 CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def check_device(pref: str) -> str:
+    """`pref` lower-cased, or a KinographError naming the choices: an unknown name must not fall
+    through to the CPU unnoticed (`--device gpu` on a GPU machine would render on the CPU)."""
+    name = (pref or "auto").strip().lower()
+    if name in CHOICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    import difflib
+    from .errors import KinographError
+    # "gpu" reads like "cpu" to difflib, but whoever typed it wants the GPU.
+    close = (["cuda"] if name.startswith(("gpu", "nvidia", "cuda")) else ["mps"] if name in ("metal", "apple")
+             else difflib.get_close_matches(name, CHOICES, n=1, cutoff=0.5))
+    hint = close[0] if close else None
+    raise KinographError(f"unknown device {pref!r}{f' (did you mean {hint!r}?)' if hint else ''}: "
+                         f"use auto, cpu, cuda, cuda:N or mps")
 
 
 @lru_cache(maxsize=None)
 def resolve_device(pref: str = "auto") -> str:
-    pref = (pref or "auto").lower()
+    pref = check_device(pref)
     if pref.startswith("cuda") or pref in ("mps", "auto"):
         try:
             import torch
