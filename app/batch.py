@@ -110,7 +110,7 @@ def run_batch(args) -> int:
     problems = [p for j in jobs for p in validate(j.workflow, registry)]
     if problems:
         raise WorkflowError(problems)
-    retry = ["kinograph", "batch", args.workflow, "--sweep", args.sweep] + (["--ray", args.ray] if args.ray else [])
+    retry = ["kinograph", "batch", args.workflow, "--sweep", args.sweep] + _same_flags(args)
     report = Report(args.json, retry)
     for n in notes:
         report.note(n)
@@ -123,6 +123,18 @@ def run_batch(args) -> int:
             report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
         cancelled = _run_here(args, jobs, payloads, report)
     return report.summary(jobs, cancelled)
+
+
+def _same_flags(args) -> List[str]:
+    """The options that shape where and how the jobs ran, so the printed retry runs like the batch
+    (without --output-dir it would refuse the outputs the batch was allowed to write)."""
+    out: List[str] = []
+    for flag, value in (("--ray", args.ray), ("--jobs", args.jobs or None), ("--cache-dir", args.cache_dir),
+                        ("--device", None if args.device == "auto" else args.device),
+                        ("--output-dir", args.output_dir)):
+        if value:
+            out += [flag, str(value)]
+    return out + (["--allow-outside"] if args.allow_outside else [])
 
 
 def _run_here(args, jobs, payloads, report: Report) -> bool:

@@ -281,3 +281,24 @@ def test_workers_ask_for_a_gpu_when_the_graph_has_gpu_nodes(tmp_path):
     assert WorkerPool(ray, 8, gpu_nodes=needs_gpu(load_workflow(workflow(tmp_path)), default_registry()),
                       limit=5).size == 5
     assert ray.asked == [{"num_cpus": 1}] * 5
+
+
+def test_retry_command_keeps_the_flags_the_batch_ran_with(tmp_path, capsys, monkeypatch):
+    """The retry line is run as printed: without --output-dir it refused the outputs the batch was
+    allowed to write, and without --cache-dir it recomputed what the shared cache holds."""
+    for name in ("KINOGRAPH_OUTPUT_DIR", "KINOGRAPH_CACHE_DIR"):     # main() sets them: undone after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    renders = tmp_path / "renders"
+    (tmp_path / "shot").mkdir()
+    wf = write(tmp_path / "shot", "wf.yaml", PIPELINE % f"{renders}/clip_{{case}}.mkv")
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 100]}\n")
+    flags = ["--output-dir", str(renders), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--json", *flags]) == 1
+    end = [json.loads(l) for l in capsys.readouterr().out.splitlines()][-1]
+    retry = end["retry"].split()
+    for flag, value in zip(flags[::2], flags[1::2]):
+        assert retry[retry.index(flag) + 1] == value
+    assert main(retry[1:]) == 1          # runs as printed: the same case fails the same way, not refused
+    out = capsys.readouterr()
+    assert "start=100 is past the end" in out.err and "outside" not in out.err
