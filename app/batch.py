@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
-from .jobs import cancel_on_sigint, payload_of, run_job
+from .jobs import cancel_on_interrupt, payload_of, run_job
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 
@@ -140,7 +140,7 @@ def _same_flags(args) -> List[str]:
 def _run_here(args, jobs, payloads, report: Report) -> bool:
     from graph_engine.api import Session
     session = Session(device=args.device)
-    with cancel_on_sigint(CancelToken(), report.note) as cancel:
+    with cancel_on_interrupt(CancelToken(), report.note) as cancel:
         for job, payload in zip(jobs, payloads):
             if cancel.cancelled:
                 break

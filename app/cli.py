@@ -156,7 +156,7 @@ def cmd_run(args) -> int:
     from graph_engine.api import Session, load_workflow
     from graph_engine.context import CancelToken
     from graph_engine.workflow import MEDIA_SUFFIXES
-    from .jobs import cancel_on_sigint
+    from .jobs import cancel_on_interrupt
     from .progress import ProgressPrinter
     wf = load_workflow(args.workflow, check=False)
     if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:
@@ -165,7 +165,7 @@ def cmd_run(args) -> int:
         from .batch import run_distributed
         return run_distributed(args, wf)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
-    with cancel_on_sigint(CancelToken(), printer.note) as cancel:
+    with cancel_on_interrupt(CancelToken(), printer.note) as cancel:
         result = Session(device=args.device).run(wf, overrides=args.set, on_event=printer, cancel=cancel,
                                                  use_cache=not args.no_cache, keep=())
     if result.cancelled:

@@ -65,17 +65,23 @@ def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = No
 
 
 @contextmanager
-def cancel_on_sigint(cancel: CancelToken, note: Callable[[str], None]) -> Iterator[CancelToken]:
-    """The first Ctrl-C cancels `cancel` (the run stops cleanly at the next node or progress
-    report); a second one raises KeyboardInterrupt at once. The old handler comes back after."""
-    def on_sigint(signum, frame):
+def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Iterator[CancelToken]:
+    """The first Ctrl-C (SIGINT), or SIGTERM as a job scheduler sends it, cancels `cancel` (the run
+    stops cleanly at the next node or progress report, removing its unfinished outputs); a second
+    one raises KeyboardInterrupt at once. SIGTERM's default would kill the process on the spot,
+    leaving the hidden .partial files behind. The old handlers come back after."""
+    def on_signal(signum, frame):
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
-        note("cancelling... (Ctrl-C again to stop at once)")
+        if signum == signal.SIGTERM:
+            note("terminated (SIGTERM): cancelling... (a second SIGTERM stops at once)")
+        else:
+            note("cancelling... (Ctrl-C again to stop at once)")
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield cancel
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

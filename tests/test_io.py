@@ -166,6 +166,29 @@ nodes:
     assert not [p for p in os.listdir(tmp_path) if "partial" in p]
 
 
+def test_sigterm_cancels_like_ctrl_c(tmp_path):
+    """SIGTERM is what a job scheduler (Slurm, Kubernetes) sends: it killed the process at once,
+    leaving the hidden .partial file behind (and exit 143). It cancels as Ctrl-C does now."""
+    wf = tmp_path / "long.yaml"
+    wf.write_text(f"""
+kinograph: 1
+nodes:
+  p: {{type: generate.test_pattern, params: {{frames: 100000, width: 256, height: 256}}}}
+  save: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: {tmp_path}/long.mp4}}}}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "run", str(wf), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:       # wait until frames are flowing
+        if '"node_progress"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    assert '"cancelled": true' in rest.splitlines()[-1]
+    assert not [p for p in os.listdir(tmp_path) if p != "long.yaml"]
+
+
 def test_bad_inputs_give_clear_messages(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     with pytest.raises(NodeError, match=r"broken.mp4 as a video \(Invalid data found when processing input\): "

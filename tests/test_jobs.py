@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from app.jobs import NodesFailed, cancel_on_sigint, guard, run_job
+from app.jobs import NodesFailed, cancel_on_interrupt, guard, run_job
 from graph_engine.api import Session
 from graph_engine.context import CancelToken
 from graph_engine.errors import NodeError
@@ -29,9 +29,20 @@ def test_run_job_reports_a_bad_workflow_without_raising():
 def test_first_ctrl_c_cancels_the_second_stops():
     notes = []
     before = signal.getsignal(signal.SIGINT)
-    with cancel_on_sigint(CancelToken(), notes.append) as cancel:
+    with cancel_on_interrupt(CancelToken(), notes.append) as cancel:
         os.kill(os.getpid(), signal.SIGINT)
         assert cancel.cancelled and "Ctrl-C again" in notes[0]
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_sigterm_cancels_too():
+    notes = []
+    before = signal.getsignal(signal.SIGTERM)
+    with cancel_on_interrupt(CancelToken(), notes.append) as cancel:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert cancel.cancelled and "SIGTERM" in notes[0]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before
