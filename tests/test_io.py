@@ -213,3 +213,23 @@ def test_load_frames_and_save_frames(tmp_path):
     assert info["frames"] == 5 and (tmp_path / "seq" / "workflow.yaml").exists()
     back = load_frames(str(tmp_path / "seq"), 12)
     assert np.array_equal(back.to_array(), make_clip(5).to_array())
+
+
+@pytest.mark.parametrize("script, says", [
+    ('echo "[out#0/mp4 @ 0x1] Error writing trailer: No space left on device" >&2; exit 1',
+     "the disk holding {folder} is full: x.mp4 was not written. Free some space there or write it elsewhere"),
+    ("kill -s XFSZ $$",     # what `ulimit -f` does to ffmpeg: it dies without a word
+     "x.mp4 grew past the largest file this process may write (`ulimit -f`"),
+])
+def test_a_full_disk_or_a_file_size_limit_is_named(tmp_path, monkeypatch, script, says):
+    """ffmpeg's own words were the message: five lines of muxer errors for a full disk, and
+    'ffmpeg stopped while writing x.mp4 (h264): ' with nothing after it under a file size limit."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!/bin/sh\ncat > /dev/null\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("nodes.io.video_write.ffmpeg_exe", lambda: str(fake))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(NodeError) as e:
+        write_video(make_clip(4, 32, 32), str(tmp_path / "out" / "x.mp4"))
+    assert says.format(folder=tmp_path / "out") in str(e.value)
+    assert os.listdir(tmp_path / "out") == []

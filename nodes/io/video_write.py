@@ -6,6 +6,7 @@ and tagged BT.709 (TV range for YUV codecs) so players show the colours we compu
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -85,6 +86,23 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
     return {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}
 
 
+def _failure(name: str, folder: Path, codec: str, err: str, code: int) -> str:
+    """Why ffmpeg could not write `name`, in words that say what to do: its own stderr is a page of
+    muxer errors for a full disk, and nothing at all when the file size limit (SIGXFSZ) kills it."""
+    if "No space left on device" in err:
+        return (f"the disk holding {folder} is full: {name} was not written. Free some space there or write "
+                f"it elsewhere (another `path` on the node)")
+    if "File too large" in err or code == -getattr(signal, "SIGXFSZ", 0):
+        return (f"{name} grew past the largest file this process may write (`ulimit -f`, or the largest file "
+                f"the filesystem of {folder} holds): raise the limit, or write it elsewhere")
+    if not folder.is_dir():
+        return f"the folder {folder} was removed while {name} was being written; nothing was written"
+    if code < 0 and not err.strip():
+        what = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        return f"ffmpeg was stopped by {what} while writing {name} ({codec}); nothing was written"
+    return f"ffmpeg could not write {name} with codec {codec}: {err.strip()[-500:]}"
+
+
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
@@ -139,15 +157,11 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
         finally:
             queue.put(None)
             feeder.join()
-        if feeder_error:
-            raise BrokenPipeError()
         err = proc.stderr.read().decode(errors="replace")
-        if proc.wait() != 0:
-            raise NodeError(f"ffmpeg could not write {name} with codec {codec}: {err.strip()[-500:]}")
+        code = proc.wait()
+        if code != 0 or feeder_error:
+            raise NodeError(_failure(name, tmp.parent, codec, err, code))
         done = True
-    except BrokenPipeError:
-        err = proc.stderr.read().decode(errors="replace")
-        raise NodeError(f"ffmpeg stopped while writing {name} ({codec}): {err.strip()[-500:]}")
     finally:
         if not done:
             proc.kill()
