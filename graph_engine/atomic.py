@@ -182,8 +182,14 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, _MODE)
-        _commit(tmp, final, overwrite)
+        try:
+            os.chmod(tmp, _MODE)
+            _commit(tmp, final, overwrite)
+        except FileNotFoundError:
+            if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
+                raise NodeError(f"the folder {final.parent} was removed while {final.name} was being written; "
+                                f"nothing was written") from None
+            raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -233,3 +233,15 @@ def test_a_full_disk_or_a_file_size_limit_is_named(tmp_path, monkeypatch, script
         write_video(make_clip(4, 32, 32), str(tmp_path / "out" / "x.mp4"))
     assert says.format(folder=tmp_path / "out") in str(e.value)
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_output_folder_removed_while_writing_is_named(tmp_path):
+    """A folder deleted under a running writer ended in 'FileNotFoundError: [Errno 2] ... .x.partial.mkv'."""
+    import shutil
+    from graph_engine.atomic import atomic_output
+    folder = tmp_path / "renders"
+    with pytest.raises(NodeError) as e:
+        with atomic_output(folder / "x.mkv") as tmp:
+            tmp.write_bytes(b"frames")
+            shutil.rmtree(folder)
+    assert str(e.value) == f"the folder {folder} was removed while x.mkv was being written; nothing was written"
