@@ -113,9 +113,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except WorkflowError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
+        _json_finish(args, "\n".join(str(p) for p in e.problems))
         return EXIT_USAGE
     except KinographError as e:
         print(f"kinograph: {e}", file=sys.stderr)
+        _json_finish(args, str(e))
         return EXIT_FAIL
     except KeyboardInterrupt:
         print("kinograph: cancelled", file=sys.stderr)
@@ -123,6 +125,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:       # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _json_finish(args, error: str) -> None:
+    """With --json a program reads stdout: a run or batch refused before it started still ends with
+    its finished event, carrying the message (stderr has it for people)."""
+    if not getattr(args, "json", False) or args.command not in ("run", "batch"):
+        return
+    event = {"event": "run_finished", "ok": False, "cancelled": False, "results": {}, "failed": {}} \
+        if args.command == "run" else {"event": "batch_finished", "ok": False, "cancelled": False}
+    print(json.dumps({**event, "error": error}), flush=True)
 
 
 def _refuse_comfyui(path: str) -> None:

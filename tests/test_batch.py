@@ -302,3 +302,20 @@ def test_retry_command_keeps_the_flags_the_batch_ran_with(tmp_path, capsys, monk
     assert main(retry[1:]) == 1          # runs as printed: the same case fails the same way, not refused
     out = capsys.readouterr()
     assert "start=100 is past the end" in out.err and "outside" not in out.err
+
+
+def test_json_ends_with_a_finished_event_when_nothing_could_run(tmp_path, capsys):
+    """--json promises events ending with run_finished (batch_finished): a workflow refused before
+    anything ran printed nothing on stdout, so a program reading it saw no result at all."""
+    wf = workflow(tmp_path)
+    assert main(["run", str(wf), "--json", "--set", "trim.start=abc"]) == 2
+    out = capsys.readouterr()
+    end = json.loads(out.out.splitlines()[-1])
+    assert end["event"] == "run_finished" and end["ok"] is False and end["cancelled"] is False
+    assert "parameter 'start' expects a whole number, got 'abc'" in end["error"]
+    assert "expects a whole number" in out.err                 # people still read it on stderr
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.stat: [0]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--json"]) == 2
+    end = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert end["event"] == "batch_finished" and end["ok"] is False
+    assert "video.trim has no parameter 'stat'" in end["error"]
