@@ -171,7 +171,7 @@ class DiskCache:
         folder = self._dir(key)
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):     # no entry (or the cache folder is a file)
             return None
         except (OSError, ValueError) as e:
             return self._reject(key, f"unreadable manifest ({e})")
@@ -208,8 +208,10 @@ class DiskCache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             # Leave room for the render's own output: the cache never takes the last 64 MB.
-            if shutil.disk_usage(self.root).free < need + (64 << 20):
-                raise OSError(errno.ENOSPC, f"not enough free space for {need >> 20} MB")
+            free = shutil.disk_usage(self.root).free
+            if free < need + (64 << 20):
+                raise OSError(errno.ENOSPC, f"No space left: {free >> 20} MB free, the entry needs "
+                                            f"{max(1, need >> 20)} MB and the cache leaves 64 MB for outputs")
             (self.root / "tmp").mkdir(exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=self.root / "tmp"))
             entries = {}

@@ -168,7 +168,10 @@ class Executor:
                     try:
                         self.disk.put(key, outputs, dict(ctx.results), spec.type)
                     except OSError as e:
-                        emit({"event": "log", "node": nid, "message": f"could not write the disk cache: {e}"})
+                        why = e.strerror or str(e)
+                        emit({"event": "log", "node": nid, "message": f"could not write the disk cache in "
+                              f"{self.disk.root} ({why}); the render goes on without it: point --cache-dir "
+                              f"(KINOGRAPH_CACHE_DIR) at another folder"})
                 emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4),
                       "lazy": lazy})
             self._release(values, p.releasable(len(order) - 1), kept)

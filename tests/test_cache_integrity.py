@@ -138,3 +138,21 @@ def test_a_small_full_disk_for_the_cache_leaves_the_render_intact(registry, tmp_
         assert not list((small / "cache").glob("??/*"))
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_a_cache_folder_that_is_a_file_is_one_clear_warning(registry, tmp_path, caplog):
+    """--cache-dir naming a file: the read side warned 'entry ... ignored and removed: unreadable manifest
+    ([Errno 20] Not a directory ...)' though there was no entry, and the write side did not say the render
+    goes on nor where the cache should go."""
+    caplog.set_level(logging.WARNING, "kinograph.cache")
+    root = tmp_path / "cachefile"
+    root.write_text("not a folder")
+    events = []
+    res = Executor(registry, disk=DiskCache(root / "results", 1 << 30)).run(workflow(tmp_path, 5, registry),
+                                                                           on_event=events.append)
+    assert res.ok, res.failed
+    assert "ignored and removed" not in caplog.text
+    warnings = [e["message"] for e in events if e["event"] == "log"]
+    assert warnings == [f"could not write the disk cache in {root / 'results'} (Not a directory); the render goes "
+                        f"on without it: point --cache-dir (KINOGRAPH_CACHE_DIR) at another folder"]
+    assert root.read_text() == "not a folder"
