@@ -53,9 +53,14 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
         files = {}
         for name, ps in spec.params.items():
             if ps.kind == "path" and isinstance(p[name], str) and p[name]:
-                p[name] = resolve_path(p[name], wf.base_dir)
+                given = p[name]
+                p[name] = resolve_path(given, wf.base_dir)
                 if ps.reads:
                     files[name] = fingerprint(p[name])
+                    # Not beside the workflow: the node looks the name up (a model folder), so the file it
+                    # finds is what it reads; a file replaced under the same name must change the key.
+                    if files[name] is None and ps.locate is not None:
+                        files[name] = _located_fingerprint(ps.locate, given)
             elif ps.locate is not None and isinstance(p[name], str) and p[name]:
                 files[name] = _located_fingerprint(ps.locate, p[name])
         params[nid] = p

@@ -7,6 +7,7 @@ substring match (SD 1.5's `transformer_blocks.0.attn1.to_q.weight` contains Wan'
 import json
 import os
 import struct
+import textwrap
 import sys
 from pathlib import Path
 
@@ -404,3 +405,39 @@ def test_umt5_tokenizer_embedded_in_the_file_as_comfyui_stores_it(tmp_path, monk
     from nodes.generate.text import encode_prompt
     cond = encode_prompt(handle, "a red fox")
     assert cond.embeds.shape[-1] == 32 and torch.isfinite(cond.embeds).all()
+
+
+def test_a_model_file_replaced_under_its_name_reruns_what_it_feeds(tmp_path, monkeypatch):
+    """A LoRA retrained and saved under the same name, or a diffusion model downloaded again, must change the
+    cache keys of the nodes it feeds: the key fingerprints the file found in the model folders (it fingerprinted
+    the name joined to the workflow's folder, where no file is, so the next run served the old video)."""
+    import time
+    from graph_engine.api import load_workflow
+    from graph_engine.plan import plan_run
+    from graph_engine.registry import default_registry
+    models = tmp_path / "models"
+    for rel in ("loras/mine.safetensors", "diffusion_models/wan.safetensors", "checkpoints/ltx.safetensors"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"old weights")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    (tmp_path / "wf").mkdir()
+    wf_file = tmp_path / "wf" / "w.yaml"
+    wf_file.write_text(textwrap.dedent("""\
+        kinograph: 1
+        nodes:
+          u: {type: load.diffusion_model, params: {name: wan.safetensors}}
+          l: {type: lora.image, inputs: {model: u.model}, params: {path: mine.safetensors}}
+          c: {type: load.model, params: {path: ltx.safetensors}}
+        """))
+
+    def keys():
+        return plan_run(load_workflow(str(wf_file)), default_registry()).keys
+    before = keys()
+    time.sleep(0.01)
+    (models / "loras" / "mine.safetensors").write_bytes(b"new weights")
+    after = keys()
+    assert after["l"] != before["l"] and after["u"] == before["u"]
+    (models / "diffusion_models" / "wan.safetensors").write_bytes(b"new weights")
+    (models / "checkpoints" / "ltx.safetensors").write_bytes(b"new weights")
+    last = keys()
+    assert last["u"] != after["u"] and last["l"] != after["l"] and last["c"] != after["c"]

@@ -169,11 +169,16 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
                     f"in config.yaml. Kinograph never downloads models.")
 
 
-def locator(kind: str):
-    """For `Param(locate=...)`: the file a model name resolves to (None when absent), so the engine
-    fingerprints the weights themselves and notices a replaced file under the same name."""
+def locator(*kinds: str):
+    """For `Param(locate=...)`: the file a model name resolves to in the first of `kinds` holding it (None
+    when absent), so the engine fingerprints the weights themselves and notices a replaced file under the
+    same name."""
     def locate(name: str) -> Optional[Path]:
-        return find_model(name, kind, required=False)
+        for kind in kinds:
+            found = find_model(name, kind, required=False)
+            if found is not None:
+                return found
+        return None
     return locate
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
+from nodes.common.models_dirs import locator
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
 DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -12,8 +13,10 @@ OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep")
 
 
-def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders"):
-    return Param(default, kind="path", help=what)
+def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders",
+          kinds=("checkpoints", "diffusion_models")):
+    # locate: a name found in the model folders is fingerprinted there (a replaced file re-runs what it feeds)
+    return Param(default, kind="path", help=what, locate=locator(*kinds))
 
 
 def _load(ctx, family, path, dtype, offload, **opts):
@@ -43,9 +46,11 @@ def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or sin
 
 @node("load.animatediff", title="Load AnimateDiff", category="Models", outputs=PARTS, device="gpu")
 def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file"),
-                     motion_adapter: str = Param("", kind="path", help="motion module folder or file; empty = "
-                                                                       "the model folder's motion_adapter/"),
-                     motion_lora: str = Param("", kind="path", help="optional motion LoRA (.safetensors)"),
+                     motion_adapter: str = Param("", kind="path", locate=locator("animatediff_models"),
+                                                 help="motion module folder or file; empty = the model "
+                                                      "folder's motion_adapter/"),
+                     motion_lora: str = Param("", kind="path", locate=locator("loras"),
+                                              help="optional motion LoRA (.safetensors)"),
                      motion_lora_strength: float = Param(1.0, min=-2.0, max=2.0),
                      config: str = Param("", kind="path", help="for a single-file checkpoint: a local SD 1.5 "
                                                                "diffusers folder"),
@@ -93,7 +98,8 @@ def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in re
 
 
 @node("lora.image", title="Apply LoRA", category="Models")
-def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", help="LoRA .safetensors file"),
+def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=locator("loras"),
+                                                   help="LoRA .safetensors file"),
                strength: float = Param(1.0, min=-4.0, max=4.0)) -> MODEL:
     """Apply a LoRA (image or motion) to the model with a strength; chains of LoRAs add up.
 
@@ -260,7 +266,8 @@ def _noise_tensor(noise):
 
 @node("control.apply", title="ControlNet", category="Conditioning", device="gpu")
 def control_apply(ctx, model: MODEL, video: VIDEO,
-                  path: str = Param("", kind="path", help="ControlNet folder (diffusers layout) or file"),
+                  path: str = Param("", kind="path", locate=locator("controlnet"),
+                                    help="ControlNet folder (diffusers layout) or file"),
                   strength: float = Param(1.0, min=0.0, max=2.0),
                   preprocessor: str = Param("canny", choices=("canny", "depth", "none"),
                                             help="canny edges, luminance depth proxy, or none for a ready "
