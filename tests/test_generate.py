@@ -335,6 +335,27 @@ def test_loras_apply_per_branch_with_strength(mm, tiny):
         add_lora(h, str(tiny / "controlnet" / "diffusion_pytorch_model.safetensors"), 1.0)
 
 
+
+def test_a_lora_of_another_family_or_naming_no_layer_is_refused_by_name(mm, tiny, tmp_path):
+    """An SD LoRA or an LTX-style one given to Wan stopped sampling with diffusers' ValueError 'Adapter name(s)
+    {...} not in the list of present adapters' (a traceback): diffusers found none of its keys in Wan's
+    transformer, loaded nothing and only logged a warning."""
+    from safetensors.torch import save_file
+    from nodes.generate.loaders import add_lora
+    h, _ = _parts(mm, tiny, "wan")
+    with pytest.raises(NodeError) as e:
+        add_lora(h, str(tiny / "loras" / "tiny_image_lora.safetensors"), 1.0)
+    assert "tiny_image_lora.safetensors" in str(e.value) and "Stable Diffusion" in str(e.value)
+    assert "Wan" in str(e.value)
+    # Names of another transformer (its family cannot be told from them): refused when it is applied.
+    odd = tmp_path / "ltx_style_lora.safetensors"
+    save_file({"transformer_blocks.0.attn1.to_q.lora_A.weight": torch.randn(2, 128),
+               "transformer_blocks.0.attn1.to_q.lora_B.weight": torch.randn(128, 2)}, str(odd))
+    with pytest.raises(NodeError) as e:
+        _t2v(mm, tiny, "wan", steps=1, model=add_lora(h, str(odd), 1.0))
+    assert "ltx_style_lora.safetensors" in str(e.value) and "none of its" in str(e.value)
+    _t2v(mm, tiny, "wan", steps=1)                     # the shared model still samples without it
+
 def test_controlnet_with_weight_free_preprocessors(mm, tiny):
     from graph_engine import Clip
     from nodes.generate.control import apply_control, preprocess

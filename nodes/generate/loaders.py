@@ -74,8 +74,20 @@ def add_lora(model, path: str, strength: float):
     p = resolve_model_path(path, "loras", "LoRA")
     if not p.is_file():
         raise NodeError(f"{p} is a folder; a LoRA is one .safetensors file")
-    if detect_file(p).role != "lora":
+    det = detect_file(p)
+    if det.role != "lora":
         raise NodeError(f"{p} holds no LoRA tensors (no lora_A/lora_B or lora_down/lora_up weights)")
     if not hasattr(model.pipe, "load_lora_weights"):
         raise NodeError(f"{model.family} models take no LoRAs in Kinograph")
+    # A LoRA changes layers of the model it was trained on; on another family none of its names match, and
+    # diffusers then loads nothing and only logs a warning.
+    fits = {"sd": ("sd", "animatediff"), "animatediff": ("animatediff",)}.get(det.family or "", (det.family,))
+    if det.family and model.family not in fits:
+        from nodes.generate.families import family as family_spec
+        from nodes.generate.model_manager import _a
+        what = "an AnimateDiff motion" if det.family == "animatediff" else _a(family_spec(det.family).title)
+        mine = family_spec(model.family).title
+        raise NodeError(f"{p.name} is {what} LoRA ({det.why}), and this model is {mine}: a LoRA only works on "
+                        f"the model family it was trained for. Use {_a(mine)} LoRA here, or apply this one to "
+                        f"{_a(family_spec(det.family).title)} model")
     return model.with_lora(str(p), strength)

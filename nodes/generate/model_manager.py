@@ -187,6 +187,12 @@ def activate_loras(pipe, loras) -> None:
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise NodeError(f"{path} does not fit this {type(pipe).__name__} as a LoRA "
                                 f"({str(exc).splitlines()[0][:200]})") from None
+            # diffusers skips a LoRA none of whose names it maps to this model's layers with only a warning.
+            present = {a for names_ in pipe.get_list_adapters().values() for a in names_}
+            if name not in present:
+                raise NodeError(f"{path} changes nothing in this {type(pipe).__name__}: none of its tensor names "
+                                "match a layer of the model, so it is a LoRA for another model (family or "
+                                "version). Use a LoRA trained for this model")
             loaded.add(name)
             pipe._kinograph_loras = loaded
         names.append(name)
