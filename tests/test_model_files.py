@@ -441,3 +441,25 @@ def test_a_model_file_replaced_under_its_name_reruns_what_it_feeds(tmp_path, mon
     (models / "checkpoints" / "ltx.safetensors").write_bytes(b"new weights")
     last = keys()
     assert last["u"] != after["u"] and last["l"] != after["l"] and last["c"] != after["c"]
+
+
+def test_a_text_encoder_of_another_family_is_refused_by_name(tmp_path, monkeypatch):
+    """umt5 (Wan's encoder) with type hunyuan_video stopped encode.text with "AttributeError: 'NoneType' object
+    has no attribute 'dtype'", and with type sd it loaded and encoded as if it were SD's CLIP: the loader now
+    names the file, the encoder it holds and the type that reads it."""
+    from safetensors.torch import save_file
+    from tiny_models import t5_encoder, t5_tokenizer
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    (tmp_path / "text_encoders").mkdir()
+    state = {k: v.contiguous() for k, v in t5_encoder(32, umt5=True).state_dict().items()
+             if k != "encoder.embed_tokens.weight"}
+    save_file(state, str(tmp_path / "text_encoders" / "umt5_tiny.safetensors"))
+    t5_tokenizer(tmp_path / "text_encoders" / "umt5_tiny")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    for type_ in ("hunyuan_video", "sd", "ltxv"):
+        with pytest.raises(NodeError) as e:
+            load_text_encoder(ModelManager(), "umt5_tiny.safetensors", "", type_, "cpu")
+        msg = str(e.value)
+        assert "umt5_tiny.safetensors" in msg and "umt5" in msg and "type wan" in msg, msg
+    assert load_text_encoder(ModelManager(), "umt5_tiny.safetensors", "", "wan", "cpu").family == "wan"

@@ -25,6 +25,12 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "mochi": "ltx"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan"}
+# Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
+FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
+                   "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip")}
+# Family -> the `type` naming it, as the node offers it.
+TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
+           "cogvideox": "cogvideox"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers"}
@@ -133,11 +139,13 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
     path = _resolve(name, "text_encoders", "text encoder")
     det = _detect(path, ("text_encoder",), "a text encoder")
     family = _text_family(det, type_)
+    _check_encoder(path, det, family)
     _, dtype = dtype_of("auto", family, device)
     files = [(path, det)]
     if name2:
         path2 = _resolve(name2, "text_encoders", "second text encoder")
         det2 = _detect(path2, ("text_encoder",), "a text encoder")
+        _check_encoder(path2, det2, family)
         # HunyuanVideo reads llava-llama3 first and clip_l second, whichever order they were given in.
         files = [(path2, det2), (path, det)] if det.family in ("clip_l", "clip") and det2.family == "llama" else \
             [(path, det), (path2, det2)]
@@ -152,6 +160,19 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build)
     return ComponentHandle(family, where, pipe, "text_encoder", device)
+
+
+def _check_encoder(path: Path, det: Detection, family: str) -> None:
+    reads = FAMILY_ENCODERS.get(family)
+    if reads is None or det.family in reads:
+        return
+    fits = ENCODER_FAMILY.get(det.family or "")
+    hint = f"set type {TYPE_OF[fits]} (or auto) to use it with {FAMILIES[fits].title}" if fits else \
+        "it is an encoder Kinograph does not pair with a model family"
+    what = " ".join(b for b in (det.family, det.variant, det.precision) if b)
+    raise NodeError(f"{path.name} is {'an' if what[:1] in 'aeiou' else 'a'} {what} text encoder, and {FAMILIES[family].title} reads "
+                    f"{' / '.join(r for r in reads if r != 'clip')}: {hint}, or give this loader "
+                    f"{FAMILIES[family].title}'s text encoder")
 
 
 def _text_family(det: Detection, type_: str) -> str:
