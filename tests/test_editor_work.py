@@ -200,3 +200,29 @@ def test_saving_over_a_file_with_parts_it_could_not_read_asks_first(win, tmp_pat
     win.controller.add_node("video.reverse", (0, 500))
     asked = answer(monkeypatch)
     assert win.save() and asked == [], "asked again about a file it has just written"
+
+
+# -- autosave -------------------------------------------------------------------------------------------
+def test_two_windows_on_one_file_autosave_apart_and_both_are_recovered(registry, tmp_path, qtbot):
+    """The file opened twice (dropped again on a full canvas): both autosaved to one recovery file,
+    so after a crash one window's edits were gone, and the first save deleted the other's."""
+    from app.editor.autosave import Autosaver, find_recoveries
+    from app.editor.controller import Controller
+    from app.editor.document import Document
+    path = tmp_path / "shot.yaml"
+    first = Document(registry=registry)
+    Controller(first).add_node("generate.test_pattern", (0, 0))
+    first.save(path)
+    a, b = Document.load(path, registry), Document.load(path, registry)
+    Controller(a).add_node("video.reverse", (300, 0))
+    Controller(b).add_node("video.resize", (300, 200))
+    folder = tmp_path / "recovery"
+    savers = [Autosaver(d, 60_000, folder) for d in (a, b)]
+    for s in savers:
+        s.save_now()
+    for s in savers:
+        s.timer.stop()
+        s._lock.unlock()                # what the OS does to a crashed editor's locks
+    texts = [r.text() for r in find_recoveries(folder)]
+    assert len(texts) == 2
+    assert any("video.reverse" in t for t in texts) and any("video.resize" in t for t in texts)

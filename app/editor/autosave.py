@@ -70,10 +70,13 @@ class Autosaver(QObject):
         doc.modifiedChanged.connect(self._clean_saved)
 
     def _name(self) -> str:
+        # One file per open document, not per workflow path: a file open in two windows has two
+        # sets of edits, and each must survive a crash (and the other's save).
+        own = f"{os.getpid()}-{id(self.doc):x}"
         if self.doc.path is not None:
             digest = hashlib.sha1(str(self.doc.path).encode()).hexdigest()[:10]
-            return f"{self.doc.path.stem}-{digest}.yaml"
-        return f"untitled-{os.getpid()}-{id(self.doc):x}.yaml"
+            return f"{self.doc.path.stem}-{digest}-{own}.yaml"
+        return f"untitled-{own}.yaml"
 
     def tick(self) -> None:
         if self.doc.revision != self._saved_revision and self.doc.modified:
