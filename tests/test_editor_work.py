@@ -33,7 +33,7 @@ def _echo(ctx, text: str = Param("", kind="text")) -> STRING:
 
 @pytest.fixture(scope="module")
 def registry():
-    return registry_with(test_echo=_echo)
+    return registry_with(test_echo=_echo, test_slow=test_editor._slow)
 
 
 @pytest.fixture(autouse=True)
@@ -226,3 +226,29 @@ def test_two_windows_on_one_file_autosave_apart_and_both_are_recovered(registry,
     texts = [r.text() for r in find_recoveries(folder)]
     assert len(texts) == 2
     assert any("video.reverse" in t for t in texts) and any("video.resize" in t for t in texts)
+
+
+# -- a render in progress is work too ---------------------------------------------------------------------
+def slow_chain(w, steps):
+    c = w.controller
+    p = c.add_node("generate.test_pattern", (0, 0))
+    s = c.add_node("test.slow", (300, 0))
+    c.set_param(p, "frames", 2)
+    c.set_param(s, "steps", steps)
+    c.connect(p, "video", s, "video")
+    return p, s
+
+
+def test_closing_a_window_while_it_renders_asks_before_cancelling(win, qtbot, tmp_path, monkeypatch):
+    w = win
+    p, s = slow_chain(w, 100000)
+    assert w._save_to(tmp_path / "render.yaml")
+    job = w.run([s])
+    qtbot.waitUntil(lambda: job.state == "running")
+    asked = answer(monkeypatch, QMessageBox.No)
+    assert not w.close(), "closing cancelled a running render without asking"
+    (title, text), = asked
+    assert job.label in text and "cancel" in text.lower()
+    assert w.isVisible() and job.state == "running" and not job.cancel.cancelled
+    answer(monkeypatch, QMessageBox.Yes)
+    assert w.close() and job.cancel.cancelled

@@ -420,11 +420,26 @@ class MainWindow(QMainWindow):
         if self not in WINDOWS:
             event.accept()
             return
-        if not self.confirm_discard():
+        if not self.confirm_cancel_runs() or not self.confirm_discard():
             event.ignore()
             return
         self.shutdown()
         event.accept()
+
+    def confirm_cancel_runs(self) -> bool:
+        """True when no render of this window is under way, or the user agrees to cancel it: a
+        render can be hours of work, and closing the window ends it."""
+        runs = [j for j in self.runs.jobs if j.kind == "run" and j.state in ("running", "queued")
+                and not j.cancel.cancelled]
+        if not runs:
+            return True
+        what = runs[0].label + (f" and {len(runs) - 1} more queued" if len(runs) > 1 else "")
+        ans = QMessageBox.question(self, "Render in progress",
+                                   f"{what} is still rendering. Closing this window cancels it (sampled "
+                                   f"latents already finished stay in the disk cache). Close and cancel the "
+                                   f"render?",
+                                   QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return ans == QMessageBox.Yes
 
     def shutdown(self) -> None:
         """Stop threads and timers and drop the recovery file (the changes were saved or discarded)."""
