@@ -252,3 +252,18 @@ def test_closing_a_window_while_it_renders_asks_before_cancelling(win, qtbot, tm
     assert w.isVisible() and job.state == "running" and not job.cancel.cancelled
     answer(monkeypatch, QMessageBox.Yes)
     assert w.close() and job.cancel.cancelled
+
+
+def test_a_render_left_running_by_new_marks_nothing_on_the_next_workflow(win, qtbot, monkeypatch):
+    """File > New while a render runs: the render goes on, but its badges landed on the new
+    workflow's nodes of the same ids ('done' on a node that never ran)."""
+    p, s = slow_chain(win, 200)
+    job = win.run([s])
+    qtbot.waitUntil(lambda: job.state == "running")
+    answer(monkeypatch, QMessageBox.Discard)
+    win.new_document()
+    n = win.controller.add_node("test.slow", (0, 0))
+    assert n == s
+    assert win.runs.wait_idle(30) and job.state == "done"
+    assert win.scene.nodes[n].status is None and n not in win.runs.status
+    assert f"✔ {job.label}: finished" in win.log.toPlainText()

@@ -62,6 +62,7 @@ class Job:
     queued_at: float = field(default_factory=time.time)
     finished_at: Optional[float] = None
     yaml: str = ""
+    owner: Any = None               # the document whose canvas shows this job's badges
 
     @property
     def outputs(self) -> List[str]:
@@ -118,6 +119,9 @@ class RunController(QObject):
         self.executor.previews = True        # samplers send a picture of each step
         self.jobs: List[Job] = []            # queued, running and finished, oldest first
         self.status: Dict[str, NodeStatus] = {}
+        # The document on the canvas: a job of another one (File > New while it renders) goes on,
+        # but its badges would land on the new workflow's nodes of the same ids.
+        self.shown: Any = None
         self._wall: Dict[str, Optional[float]] = {}     # node -> seconds its call took (None: lazy)
         self._started: Dict[str, float] = {}
         self._ids = itertools.count(1)
@@ -144,7 +148,7 @@ class RunController(QObject):
         return [j for j in self.jobs if j.kind == "run" and j.finished_at is not None]
 
     def submit(self, doc, targets: Optional[List[str]] = None, kind: str = "run", label: str = "",
-               view: Optional[tuple] = None, allow_outside: Optional[bool] = None) -> Job:
+               view: Optional[tuple] = None, allow_outside: Optional[bool] = None, owner: Any = None) -> Job:
         """Queue a snapshot of the document's graph; it starts when the jobs before it are done.
         A run up to some nodes takes only what they need, so a half-wired node elsewhere in the
         graph does not stop it."""
@@ -153,6 +157,7 @@ class RunController(QObject):
         base = doc.path or doc.origin
         job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
                   Workflow(snap, base, allow_outside=allow_outside), list(targets) if targets else None, view)
+        job.owner = doc if owner is None else owner
         if kind == "run":
             job.yaml = to_yaml(snap, doc.registry)
         self.jobs.append(job)
@@ -214,8 +219,16 @@ class RunController(QObject):
             self.status[node] = st
         self.statusChanged.emit(node, st)
 
+    def _shows(self, job: Optional[Job]) -> bool:
+        return self.shown is None or job is None or job.owner is self.shown
+
     def _on_event(self, job_id: int, ev: Dict[str, Any]) -> None:
         kind, node = ev.get("event"), ev.get("node")
+        if not self._shows(self._job(job_id)):
+            if kind in ("log", "node_failed"):
+                self.logged.emit("error" if kind == "node_failed" else "info",
+                                 f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), "")
+            return
         if kind == "run_started":
             for n in ev.get("nodes", []):
                 self._set(n, NodeStatus("queued"))
@@ -277,7 +290,7 @@ class RunController(QObject):
         job.result, job.error, job.finished_at = res, error, time.time()
         # No badge may say "running" or "queued" once its job is over.
         left = "cancelled" if res is not None and res.cancelled else "skipped"
-        for n, st in list(self.status.items()):
+        for n, st in list(self.status.items()) if self._shows(job) else ():
             # A lazy node of a cancelled run never finished its frames either.
             if st.state in ("queued", "running") or (left == "cancelled" and n in self._wall and self._wall[n] is None):
                 self._set(n, NodeStatus(left, message="" if left == "cancelled" else "the run ended before it"))

@@ -266,6 +266,7 @@ class MainWindow(QMainWindow):
         for p in doc.problems:
             self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
+        self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
 
     def _detach(self, scene: GraphScene) -> None:
@@ -664,6 +665,8 @@ class MainWindow(QMainWindow):
 
     def _job_finished(self, job: Job) -> None:
         self.viewer.end_live()
+        if job.owner is not self.doc:
+            return              # a workflow this window no longer shows: its outputs are in the history
         self._clip_info(job)
         if job.kind == "view":
             self._show_view(job)
@@ -764,7 +767,7 @@ class MainWindow(QMainWindow):
         nid = g.add_node("io.load_image" if still else "io.load_video", "file", {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
         job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {Path(path).name}",
-                               view=(nid, "image" if still else "video", "A", Path(path).name))
+                               view=(nid, "image" if still else "video", "A", Path(path).name), owner=self.doc)
         tmp.close()
         return job
 
