@@ -267,3 +267,21 @@ def test_a_render_left_running_by_new_marks_nothing_on_the_next_workflow(win, qt
     assert win.runs.wait_idle(30) and job.state == "done"
     assert win.scene.nodes[n].status is None and n not in win.runs.status
     assert f"✔ {job.label}: finished" in win.log.toPlainText()
+
+
+def test_an_autosave_that_cannot_be_written_says_so_once_and_raises_nothing(make_window, tmp_path, monkeypatch):
+    """A config folder that cannot hold the recovery folder (read-only, full, a file): every 30 s
+    a traceback on stderr, and the user believed their work was protected."""
+    blocker = tmp_path / "config-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(blocker))
+    w = make_window(autosave_ms=60_000)
+    w.controller.add_node("video.reverse", (0, 0))
+    w.autosaver.tick()
+    w.controller.add_node("video.reverse", (0, 200))
+    w.autosaver.tick()
+    log = w.log.toPlainText()
+    lines = [l for l in log.splitlines() if "autosave cannot" in l]
+    assert len(lines) == 1, log
+    line = lines[0]
+    assert str(blocker / "recovery") in line and "Ctrl+S" in line

@@ -54,6 +54,7 @@ def _lock(file: Path) -> QLockFile:
 
 class Autosaver(QObject):
     saved = Signal(str)
+    failed = Signal(str)           # what went wrong and what to do, once per run of failures
 
     def __init__(self, doc: Document, interval_ms: int = INTERVAL_MS, folder: Optional[Path] = None):
         super().__init__(doc)
@@ -62,6 +63,7 @@ class Autosaver(QObject):
         self._saved_revision = doc.revision
         self._file: Optional[Path] = None
         self._lock: Optional[QLockFile] = None
+        self._failing = False
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.tick)
@@ -80,7 +82,18 @@ class Autosaver(QObject):
 
     def tick(self) -> None:
         if self.doc.revision != self._saved_revision and self.doc.modified:
-            self.save_now()
+            try:
+                self.save_now()
+            except OSError as e:
+                # A timer has no caller to raise to: say it (once, not every interval), since
+                # the user counts on the autosave.
+                if not self._failing:
+                    self._failing = True
+                    self.failed.emit(f"autosave cannot write to {self.folder} ({e.strerror or e}): your changes "
+                                     f"are not protected against a crash until it can. Save the workflow "
+                                     f"(Ctrl+S), and make that folder writable or free some disk space.")
+                return
+            self._failing = False
 
     def save_now(self) -> Path:
         if self._file is None:

@@ -248,6 +248,7 @@ class MainWindow(QMainWindow):
         self.properties.set_controller(self.controller)
         self.library.expand_categories({s.category for s in map(doc.spec, doc.graph.nodes) if s is not None})
         self.autosaver = Autosaver(doc, self.autosave_ms or 30_000)
+        self.autosaver.failed.connect(self._autosave_failed)
         doc.modifiedChanged.connect(self._update_title)
         doc.pathChanged.connect(self._update_title)
         doc.changed.connect(self._model_changed)
@@ -291,6 +292,10 @@ class MainWindow(QMainWindow):
 
     def _update_zoom_label(self):
         self.zoom_label.setText(f"{len(self.doc.graph.nodes)} nodes · {round(self.view.zoom() * 100)}%")
+
+    def _autosave_failed(self, text: str) -> None:
+        self.log.log("warn", text)
+        self.message(text)
 
     def message(self, text: str) -> None:
         self.statusBar().showMessage(text, 6000)
