@@ -2,6 +2,7 @@
 unreadable on disk, autosaves of two windows, undo of odd graphs (issue: probe of stop 13).
 Driven through the real window offscreen; any Qt warning fails a test."""
 import os
+from pathlib import Path
 
 import pytest
 
@@ -285,3 +286,31 @@ def test_an_autosave_that_cannot_be_written_says_so_once_and_raises_nothing(make
     assert len(lines) == 1, log
     line = lines[0]
     assert str(blocker / "recovery") in line and "Ctrl+S" in line
+
+
+# -- Save As into another folder ---------------------------------------------------------------------------
+def test_save_as_into_another_folder_keeps_reading_the_same_footage(win, tmp_path):
+    """Save As kept 'footage/coffee.png' as typed, so the copy (and the open window, now based
+    there) looked for other-folder/footage/coffee.png: 'image not found' at the next run."""
+    import shutil
+    from graph_engine.outputs import resolve_path
+    proj, other = tmp_path / "proj", tmp_path / "other"
+    (proj / "footage").mkdir(parents=True)
+    other.mkdir()
+    shutil.copy(test_editor.__file__, proj / "footage" / "clip.png")     # any file: only its place matters
+    (proj / "shot.yaml").write_text("kinograph: 1\nnodes:\n"
+                                    "  img: {type: io.load_image, params: {path: footage/clip.png}}\n"
+                                    "  save: {type: io.save_image, inputs: {image: img.image}, "
+                                    "params: {path: out/copy.png}}\n"
+                                    "  model: {type: load.model, params: {path: wan/not_here.safetensors}}\n")
+    assert win.open_path(str(proj / "shot.yaml")) is win
+    copy = other / "shot.yaml"
+    assert win._save_to(copy) and not win.doc.modified
+    saved = test_editor.parse_workflow(copy.read_text(), copy, win.doc.registry)[0].graph
+    read = saved.nodes["img"].params["path"]
+    assert Path(resolve_path(read, other)) == proj / "footage" / "clip.png"
+    assert not Path(read).is_absolute(), "the project pair is no longer movable together"
+    assert saved.nodes["save"].params["path"] == "out/copy.png"                 # outputs go beside the workflow
+    assert saved.nodes["model"].params["path"] == "wan/not_here.safetensors"    # a model name, not a file here
+    live = win.doc.workflow
+    assert Path(resolve_path(live.graph.nodes["img"].params["path"], live.base_dir)) == proj / "footage" / "clip.png"

@@ -4,6 +4,7 @@ Saving writes the same YAML as the CLI (layout under `ui:`) through QSaveFile, s
 on disk is always either the old one or the complete new one."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines, parse
 from .commands import GraphCommand
 from .geometry import node_size
 from .layout import auto_layout
-from .ops import Op
+from .ops import Op, SetParam
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -96,13 +97,34 @@ class Document(QObject):
     def validate(self) -> List[Problem]:
         return validate(self.workflow, self.registry)
 
-    def text(self, path: Optional[Path] = None) -> str:
+    def text(self, path: Optional[Path] = None, graph: Optional[Graph] = None) -> str:
         """The YAML of the workflow file at `path` (default: its own); file paths near it are
         written relative to it, so a project folder can be moved or shared and still finds its
         clips and renders."""
         path = path or self.path
-        g = relative_paths(self.graph, self.registry, path.parent) if path is not None else self.graph
+        graph = graph or self.graph
+        g = relative_paths(graph, self.registry, path.parent) if path is not None else graph
         return to_yaml(g, self.registry)
+
+    def _follow_inputs(self, target: Path) -> List[Op]:
+        """Saved into another folder, a relative path to a file the workflow reads would name a file
+        beside the new one: these make each existing one absolute again (the file writes it
+        relative to its new place). Outputs stay relative: they go beside the workflow, as before."""
+        base = self.path or self.origin
+        if base is None or base.parent == target.parent:
+            return []
+        todo: List[Op] = []
+        for nid, inst in self.graph.nodes.items():
+            spec = self.registry.get(inst.type)
+            for name, p in (spec.params.items() if spec else ()):
+                v = inst.params.get(name)
+                if p.kind != "path" or not p.reads or not isinstance(v, str) or not v or os.path.isabs(v) \
+                        or v.startswith("~"):
+                    continue
+                old = os.path.normpath(base.parent / v)
+                if os.path.exists(old) or (glob.has_magic(v) and glob.glob(old)):
+                    todo.append(SetParam(nid, name, old, p.default))     # model names found elsewhere stay
+        return todo
 
     def close(self) -> None:
         self._unsubscribe()
@@ -112,8 +134,16 @@ class Document(QObject):
         target = Path(path).resolve() if path else self.path
         if target is None:
             raise ValueError("the document has no file yet; choose one with Save As")
-        data = self.text(target).encode("utf-8")
+        follow = self._follow_inputs(target)
+        moved_graph = None
+        if follow:
+            moved_graph = self.graph.copy()
+            for op in self._follow_inputs(target):
+                op.do(moved_graph)
+        data = self.text(target, moved_graph).encode("utf-8")
         write_atomic(target, data)
+        if follow:           # one undo step, so the open workflow reads the same files as the one saved
+            self.push("Keep input paths after Save As", follow)
         self.on_disk = _digest(data)
         self.unread = []
         moved = target != self.path
