@@ -314,3 +314,35 @@ def test_save_as_into_another_folder_keeps_reading_the_same_footage(win, tmp_pat
     assert saved.nodes["model"].params["path"] == "wan/not_here.safetensors"    # a model name, not a file here
     live = win.doc.workflow
     assert Path(resolve_path(live.graph.nodes["img"].params["path"], live.base_dir)) == proj / "footage" / "clip.png"
+
+
+def test_recovered_work_still_asks_before_replacing_a_file_changed_or_unreadable_on_disk(make_window, registry,
+                                                                                       tmp_path, monkeypatch):
+    """After a crash the file may have moved on (saved from another editor, a git pull), or may
+    hold parts this version cannot read: the recovered workflow overwrote it without a word."""
+    from app.editor.autosave import Autosaver
+    from app.editor.controller import Controller
+    from app.editor.document import Document
+    from app.editor.window import offer_recovery
+    path = tmp_path / "shot.yaml"
+    path.write_text(UNREADABLE)
+    crashed = Document.load(path, registry)
+    Controller(crashed).add_node("video.resize", (300, 0))
+    saver = Autosaver(crashed, 60_000)
+    saver.save_now()
+    saver.timer.stop()
+    saver._lock.unlock()                       # what the OS does to a crashed editor's lock
+    saver._file = saver._lock = None
+
+    w = make_window()
+    (rw,) = offer_recovery(w, registry, ask=lambda rec: True)
+    assert rw is w and "video.resize" in [i.type for i in w.doc.graph.nodes.values()]
+    asked = answer(monkeypatch, QMessageBox.Cancel)
+    assert not w.save() and path.read_text() == UNREADABLE
+    assert "my node" in asked[0][1]
+
+    theirs = UNREADABLE.replace("frames: 8", "frames: 9")
+    path.write_text(theirs)
+    asked = answer(monkeypatch, QMessageBox.Cancel)
+    assert not w.save() and path.read_text() == theirs
+    assert "changed on disk" in asked[0][1]

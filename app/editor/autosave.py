@@ -11,13 +11,14 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
 
 from graph_engine import config
+from graph_engine.workflow import Problem
 
 from .document import Document, write_atomic
 
@@ -34,6 +35,10 @@ class Recovery:
     file: Path
     path: Optional[Path]           # the workflow it belongs to, None for an untitled one
     saved: float                   # time.time() of the autosave
+    # What the document knew about its file (Document.on_disk, .unread), so Save after recovery
+    # still asks before replacing a file changed since, or one with parts it could not read.
+    on_disk: Optional[str] = None
+    unread: List[Tuple[int, str]] = field(default_factory=list)
 
     def text(self) -> str:
         return self.file.read_text(encoding="utf-8")
@@ -101,7 +106,8 @@ class Autosaver(QObject):
             self._file = self.folder / self._name()
             self._lock = _lock(self._file)
             self._lock.tryLock(0)
-        meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time()}
+        meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time(),
+                "on_disk": self.doc.on_disk, "unread": [[p.line, p.message] for p in self.doc.unread]}
         write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text()).encode("utf-8"))
         self._saved_revision = self.doc.revision
         self.saved.emit(str(self._file))
@@ -152,7 +158,9 @@ def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
         except (OSError, ValueError):
             meta = {}
         path = meta.get("path")
-        found.append(Recovery(f, Path(path) if path else None, float(meta.get("saved") or f.stat().st_mtime)))
+        unread = [(int(u[0]), str(u[1])) for u in meta.get("unread") or [] if isinstance(u, list) and len(u) == 2]
+        found.append(Recovery(f, Path(path) if path else None, float(meta.get("saved") or f.stat().st_mtime),
+                              meta.get("on_disk"), unread))
     found.sort(key=lambda r: -r.saved)
     return found
 
@@ -161,5 +169,7 @@ def recover(rec: Recovery, registry=None) -> Document:
     """A document with the recovered content, marked modified, pointing at its original file.
     The recovery file is left for the window's autosaver to adopt (see `Autosaver.adopt`)."""
     doc = Document.from_text(rec.text(), rec.path, registry)
+    doc.on_disk = rec.on_disk
+    doc.unread = [Problem(str(rec.path), line, None, message, True) for line, message in rec.unread]
     doc.undo.resetClean()
     return doc
