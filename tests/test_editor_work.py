@@ -346,3 +346,52 @@ def test_recovered_work_still_asks_before_replacing_a_file_changed_or_unreadable
     asked = answer(monkeypatch, QMessageBox.Cancel)
     assert not w.save() and path.read_text() == theirs
     assert "changed on disk" in asked[0][1]
+
+
+# -- a layout the editor cannot use never keeps the workflow from opening ------------------------------------
+BAD_LAYOUT = """kinograph: 1
+nodes:
+  pat:
+    type: generate.test_pattern
+  rev:
+    type: video.reverse
+    inputs: {video: pat.video}
+ui:
+  pat: {pos: "abc", collapsed: "yes"}
+  rev: [1, 2]
+  _groups:
+    g1: {title: no rect}
+    g2: {rect: [1, 2], color: 12}
+    g3: {rect: [0, 0, 300, 200], title: kept}
+  _notes:
+    n1: {text: 5, pos: [1]}
+    n2: {text: kept, pos: [10, 10]}
+  _reroutes:
+    rev.video: x
+"""
+
+
+def test_a_malformed_layout_opens_with_each_bad_entry_named_and_save_asks(win, tmp_path, monkeypatch):
+    """A hand-edited or newer file's `ui:` (positions as text, a group without its rectangle):
+    File > Open died with AttributeError. Layout never changes what runs: the workflow opens."""
+    path = tmp_path / "layout.yaml"
+    path.write_text(BAD_LAYOUT)
+    assert win.open_path(str(path)) is win
+    assert sorted(win.doc.graph.nodes) == ["pat", "rev"] and set(win.scene.nodes) == {"pat", "rev"}
+    assert set(win.scene.groups) == {"g3"} and set(win.scene.notes) == {"n2"}
+    log = win.log.toPlainText()
+    for what in ("pat", "rev", "g1", "g2", "n1", "rev.video"):
+        assert f"layout of {what}" in log, (what, log)
+    win.controller.move(groups={"g3": (40, 40)})                 # the kept ones work
+    asked = answer(monkeypatch, QMessageBox.Cancel)
+    assert not win.save() and path.read_text() == BAD_LAYOUT
+    assert "layout of g1" in asked[0][1]
+
+
+def test_pasting_text_with_a_malformed_layout_pastes_the_nodes(win):
+    """Text pasted from a forum post or another program: `ui:` with a position as a list of the
+    wrong shape raised AttributeError out of Paste."""
+    text = BAD_LAYOUT.replace("  _groups:", "  _unused:")
+    ids = win.controller.paste(text, (100, 100))
+    assert sorted(ids) == ["pat", "rev"] and win.doc.graph.inputs["rev"]["video"] == ("pat", "video")
+    assert all(isinstance(win.doc.graph.ui[n]["pos"], list) for n in ids)

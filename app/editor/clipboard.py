@@ -9,6 +9,7 @@ from graph_engine.graph import ID_RE, Graph
 from graph_engine.workflow import parse_workflow, to_yaml
 
 from . import ops
+from .document import usable_layout
 
 NOTES, REROUTES = "_notes", "_reroutes"
 
@@ -46,6 +47,7 @@ def paste_ops(text: str, graph: Graph, registry, at: Optional[Tuple[float, float
     """Operations that add the clipboard's nodes (renamed where ids clash), their links, notes
     and reroutes; placed with their top-left at `at`, or `offset` from where they were copied."""
     wf, problems = parse_workflow(text, None, registry)
+    usable_layout(wf)           # pasted text may come from anywhere: its layout is only a hint
     src = wf.graph
     if not src.nodes:
         raise ValueError(problems[0].message if problems else "the clipboard holds no nodes")

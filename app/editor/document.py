@@ -172,6 +172,7 @@ class Document(QObject):
         wf, problems = parse_workflow(text, Path(path).resolve() if path else None, reg)
         if problems and not wf.graph.nodes and not _empty_but_valid(text):
             raise WorkflowError(problems)
+        problems += usable_layout(wf)
         place_unplaced(wf.graph, reg)
         doc = cls(wf.graph, wf.path, reg, problems)
         doc.problems += [p for p in validate(wf, reg) if p not in problems]
@@ -222,6 +223,72 @@ def _empty_but_valid(text: str) -> bool:
     except yaml.YAMLError:
         return False
     return isinstance(data, dict) and data.get("kinograph") == 1 and data.get("nodes") in ({}, None)
+
+
+def _numbers(v, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                        for x in v)
+
+
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+# The layout the canvas draws: field -> (check, what it must be), per kind of entry.
+_POS = (lambda v: _numbers(v, 2), "[x, y]")
+_NODE_UI = {"pos": _POS, "collapsed": (lambda v: isinstance(v, bool), "true or false"),
+            "seed": (lambda v: isinstance(v, dict) and all(map(_text, v.values())), "a mapping of parameter to mode")}
+_ITEM_UI = {"_groups": {"rect": (lambda v: _numbers(v, 4), "[x, y, width, height]"), "title": (_text, "text"),
+                        "color": (_text, "a colour such as '#3d5a80'")},
+            "_notes": {"pos": _POS, "size": (lambda v: _numbers(v, 2), "[width, height]"), "text": (_text, "text")}}
+_REQUIRED = {"_groups": "rect", "_notes": "pos"}
+
+
+def _shape_problem(body: dict, fields: dict, required: Optional[str] = None) -> Optional[str]:
+    if required and required not in body:
+        return f"has no {required} {fields[required][1]}"
+    return next((f"{f} {body[f]!r} is not {what}" for f, (ok, what) in fields.items() if f in body and not ok(body[f])),
+                None)
+
+
+def usable_layout(wf: Workflow) -> List[Problem]:
+    """Drop from `wf.graph.ui` what the canvas cannot draw (a position written as text, a group
+    without its rectangle: a hand-edited file, or a newer Kinograph's layout), so the workflow
+    still opens; layout never changes what runs. Each entry left out is a problem marked dropped,
+    so Save asks before writing the file without it."""
+    g, out = wf.graph, []
+
+    def drop(key: str, what: str, outcome: str, *where) -> None:
+        out.append(wf.problem(f"layout of {key}: {what}; {outcome}", "ui", *where, dropped=True))
+
+    for key in list(g.ui):
+        body = g.ui[key]
+        if key in g.nodes:
+            if not isinstance(body, dict):
+                drop(key, f"expected a mapping such as {{pos: [x, y]}}, got {body!r}", "the node is placed anew", key)
+                del g.ui[key]
+                continue
+            for field, (ok, what) in _NODE_UI.items():
+                if field in body and not ok(body[field]):
+                    drop(key, f"{field} {body[field]!r} is not {what}", "left out", key, field)
+                    del body[field]
+        elif key in _ITEM_UI or key == "_reroutes":
+            if not isinstance(body, dict):
+                drop(key, f"expected a mapping, got {body!r}", "left out", key)
+                del g.ui[key]
+                continue
+            for item in list(body):
+                v = body[item]
+                if key == "_reroutes":
+                    bad = None if isinstance(v, list) and all(_numbers(p, 2) for p in v) else \
+                        f"expected a list of [x, y] points, got {v!r}"
+                else:
+                    bad = f"expected a mapping, got {v!r}" if not isinstance(v, dict) else \
+                        _shape_problem(v, _ITEM_UI[key], _REQUIRED[key])
+                if bad:
+                    drop(str(item), bad, "left out", key, item)
+                    del body[item]
+    return out
 
 
 def place_unplaced(graph: Graph, registry) -> None:
