@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtWidgets import QMessageBox, QPlainTextEdit  # noqa: E402
+from PySide6.QtWidgets import QLabel, QMessageBox, QPlainTextEdit  # noqa: E402
 
 from graph_engine import Param  # noqa: E402
 from graph_engine.types import STRING  # noqa: E402
@@ -395,3 +395,26 @@ def test_pasting_text_with_a_malformed_layout_pastes_the_nodes(win):
     ids = win.controller.paste(text, (100, 100))
     assert sorted(ids) == ["pat", "rev"] and win.doc.graph.inputs["rev"]["video"] == ("pat", "video")
     assert all(isinstance(win.doc.graph.ui[n]["pos"], list) for n in ids)
+
+
+# -- a node this install does not have ---------------------------------------------------------------------
+def test_a_node_of_a_missing_type_shows_what_it_holds_and_is_marked_missing(win, qtbot, tmp_path):
+    """A node from a newer Kinograph or a missing node pack, with a title: the canvas showed only
+    its title (nothing said 'missing'), the panel hid its parameters and links, and View said
+    'connect its input' when it was connected."""
+    path = tmp_path / "future.yaml"
+    path.write_text("kinograph: 1\nnodes:\n  pat: {type: generate.test_pattern}\n"
+                    "  magic: {type: future.magic_filter, title: My magic, inputs: {video: pat.video},\n"
+                    "          params: {strength: 0.7, mode: swirl}}\n")
+    assert win.open_path(str(path)) is win
+    item = win.scene.nodes["magic"]
+    assert item.title.startswith("missing: ") and item.label == "missing: My magic"
+    assert "future.magic_filter" in item.toolTip()
+    win.scene.select_nodes(["magic"])
+    qtbot.wait(50)
+    shown = "\n".join(l.text() for l in win.properties.widget().findChildren(QLabel))
+    for what in ("future.magic_filter", "strength", "0.7", "swirl", "pat.video", "kept as they are"):
+        assert what in shown, (what, shown)
+    win.view_node("magic")
+    msg = win.statusBar().currentMessage()
+    assert "future.magic_filter" in msg and "connect" not in msg

@@ -129,8 +129,12 @@ class NodeItem(QGraphicsItem):
         self._rect = QRectF(-PORT_R - 2, -2, self.w + 2 * PORT_R + 4, self.h + 4)
         cat = self.spec.category if self.spec else ""
         self.header_color = theme.category_color(cat) if self.spec else QColor("#8a2f2f")
-        label = inst.title or (self.spec.title if self.spec else f"missing: {inst.type}")
+        # A type this install lacks says so even when the node has a title of its own.
+        label = (inst.title or self.spec.title) if self.spec else f"missing: {inst.title or inst.type}"
+        self.label = label
         self.title = TITLE.elide(label, self.w - 2 * PAD - 58)
+        if not self.spec:
+            self.setToolTip(f"{label} ({inst.type}): this Kinograph does not have this node type")
         pos = ui.get("pos")
         if isinstance(pos, list) and len(pos) == 2 and QPointF(*pos) != self.pos():
             self.setPos(QPointF(*pos))

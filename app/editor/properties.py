@@ -118,6 +118,7 @@ class PropertiesPanel(QScrollArea):
         lay.addWidget(sub)
         if spec is None:
             lay.addWidget(self._error(f"Unknown node type {inst.type!r}: install the node pack that provides it."))
+            lay.addWidget(self._kept(node_id))
             lay.addStretch(1)
             return
         help_label = QLabel(html.escape(spec.help).replace("\n\n", "<br><br>").replace("\n", " "))
@@ -204,6 +205,17 @@ class PropertiesPanel(QScrollArea):
         g = self.doc.graph
         if (name is not None and name != g.name) or (description is not None and description != g.description):
             self.doc.push("Edit workflow info", [SetMeta(name, description)])
+
+    def _kept(self, node_id: str) -> QLabel:
+        """What a node of an unknown type holds, read-only: the file keeps it and Save writes it back."""
+        g = self.doc.graph
+        rows = [f"{k}: {v!r}" for k, v in g.nodes[node_id].params.items()]
+        rows += [f"{port} ← {src}.{sport}" for port, (src, sport) in g.inputs.get(node_id, {}).items()]
+        l = QLabel("Its settings and links are kept as they are:\n" + ("\n".join(rows) or "(none)"))
+        l.setTextFormat(Qt.PlainText)
+        l.setWordWrap(True)
+        l.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        return l
 
     def _error(self, text: str) -> QLabel:
         l = QLabel(text)

@@ -728,7 +728,12 @@ class MainWindow(QMainWindow):
         self.commit_pending()
         target = self._view_target(node_id)
         if target is None:
-            self.message(f"{node_id} has nothing to show yet: connect its input")
+            inst = self.doc.graph.nodes.get(node_id)
+            if inst is not None and self.doc.spec(node_id) is None:
+                self.message(f"{node_id} is of type {inst.type}, which this Kinograph does not have: "
+                             f"install the node pack that provides it to see its output")
+            else:
+                self.message(f"{node_id} has nothing to show yet: connect its input")
             return None
         self._viewing[slot] = node_id
         if slot != PREVIEW:
