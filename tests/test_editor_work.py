@@ -418,3 +418,14 @@ def test_a_node_of_a_missing_type_shows_what_it_holds_and_is_marked_missing(win,
     win.view_node("magic")
     msg = win.statusBar().currentMessage()
     assert "future.magic_filter" in msg and "connect" not in msg
+
+
+def test_a_failed_save_says_the_changes_are_still_open_and_how_to_keep_them(win, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    win.controller.add_node("video.reverse", (0, 0))
+    said = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: said.append(text))
+    assert not win._save_to(blocker / "shot.yaml")
+    (text,) = said
+    assert str(blocker / "shot.yaml") in text and "Save As" in text and win.doc.modified

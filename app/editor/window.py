@@ -388,7 +388,8 @@ class MainWindow(QMainWindow):
         try:
             self.doc.save(path)
         except OSError as e:
-            QMessageBox.warning(self, "Not saved", str(e))
+            QMessageBox.warning(self, "Not saved", f"{e}.\n\nNothing was written and your changes are still "
+                                                   f"open here: use File > Save As… to save them somewhere else.")
             return False
         self.settings.add_recent_file(str(self.doc.path))
         self.message(f"Saved {self.doc.path}")
