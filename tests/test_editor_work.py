@@ -429,3 +429,26 @@ def test_a_failed_save_says_the_changes_are_still_open_and_how_to_keep_them(win,
     assert not win._save_to(blocker / "shot.yaml")
     (text,) = said
     assert str(blocker / "shot.yaml") in text and "Save As" in text and win.doc.modified
+
+
+def test_recovered_work_from_a_rendered_file_keeps_reading_beside_it(registry, tmp_path, qtbot):
+    """A workflow opened from a render (or a ComfyUI file) has no file of its own; its relative
+    paths are taken from the render's folder. Recovered after a crash, it lost that folder, so
+    'footage/clip.mp4' was looked for in whatever the current folder was."""
+    from app.editor.autosave import Autosaver, find_recoveries, recover
+    from app.editor.controller import Controller
+    from app.editor.document import Document
+    render = tmp_path / "renders" / "shot.png"
+    crashed = Document.from_text("kinograph: 1\nnodes:\n  clip: {type: io.load_video, params: {path: footage/a.mp4}}\n",
+                                 None, registry)
+    crashed.origin = render
+    Controller(crashed).add_node("video.reverse", (300, 0))
+    folder = tmp_path / "recovery"
+    saver = Autosaver(crashed, 60_000, folder)
+    saver.save_now()
+    saver.timer.stop()
+    saver._lock.unlock()
+    (rec,) = find_recoveries(folder)
+    doc = recover(rec, registry)
+    assert doc.path is None and doc.origin == render
+    assert doc.workflow.base_dir == render.parent

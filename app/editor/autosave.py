@@ -39,6 +39,7 @@ class Recovery:
     # still asks before replacing a file changed since, or one with parts it could not read.
     on_disk: Optional[str] = None
     unread: List[Tuple[int, str]] = field(default_factory=list)
+    origin: Optional[Path] = None  # the render or ComfyUI file an untitled workflow was read from
 
     def text(self) -> str:
         return self.file.read_text(encoding="utf-8")
@@ -107,7 +108,8 @@ class Autosaver(QObject):
             self._lock = _lock(self._file)
             self._lock.tryLock(0)
         meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time(),
-                "on_disk": self.doc.on_disk, "unread": [[p.line, p.message] for p in self.doc.unread]}
+                "on_disk": self.doc.on_disk, "unread": [[p.line, p.message] for p in self.doc.unread],
+                "origin": str(self.doc.origin) if self.doc.origin else None}
         write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text()).encode("utf-8"))
         self._saved_revision = self.doc.revision
         self.saved.emit(str(self._file))
@@ -159,10 +161,14 @@ def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
             meta = {}
         path = meta.get("path")
         unread = [(int(u[0]), str(u[1])) for u in meta.get("unread") or [] if isinstance(u, list) and len(u) == 2]
-        found.append(Recovery(f, Path(path) if path else None, float(meta.get("saved") or f.stat().st_mtime),
-                              meta.get("on_disk"), unread))
+        found.append(Recovery(f, _path(path), float(meta.get("saved") or f.stat().st_mtime),
+                              meta.get("on_disk"), unread, _path(meta.get("origin"))))
     found.sort(key=lambda r: -r.saved)
     return found
+
+
+def _path(value) -> Optional[Path]:
+    return Path(value) if isinstance(value, str) and value else None
 
 
 def recover(rec: Recovery, registry=None) -> Document:
@@ -170,6 +176,7 @@ def recover(rec: Recovery, registry=None) -> Document:
     The recovery file is left for the window's autosaver to adopt (see `Autosaver.adopt`)."""
     doc = Document.from_text(rec.text(), rec.path, registry)
     doc.on_disk = rec.on_disk
+    doc.origin = rec.origin         # its relative paths are taken from there, as before the crash
     doc.unread = [Problem(str(rec.path), line, None, message, True) for line, message in rec.unread]
     doc.undo.resetClean()
     return doc

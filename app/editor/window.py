@@ -805,7 +805,8 @@ def offer_recovery(window: Optional[MainWindow] = None, registry=None,
     opened = []
     for rec in find_recoveries():
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.saved))
-        what = str(rec.path) if rec.path else "an untitled workflow"
+        what = str(rec.path) if rec.path else (f"the workflow from {rec.origin}" if rec.origin else
+                                                "an untitled workflow")
         if ask is None:
             ans = QMessageBox.question(window, "Recover unsaved work?",
                                        f"Kinograph closed unexpectedly. Recover the changes to {what} "
