@@ -452,3 +452,24 @@ def test_recovered_work_from_a_rendered_file_keeps_reading_beside_it(registry, t
     doc = recover(rec, registry)
     assert doc.path is None and doc.origin == render
     assert doc.workflow.base_dir == render.parent
+
+
+def test_a_sticky_note_being_typed_is_saved_by_ctrl_s_and_counts_at_close(win, qtbot, tmp_path, monkeypatch):
+    """Typing in a sticky note: Ctrl+S was eaten by the note (every key was text), and closing
+    the window dropped the text typed since the note was opened, without asking."""
+    path = tmp_path / "notes.yaml"
+    nid = win.controller.add_note((0, 0), "Note")
+    assert win._save_to(path)
+    note = win.scene.notes[nid]
+    note.start_editing()
+    qtbot.keyClicks(win.view.viewport(), "shot 12: keep the flare")
+    assert note.text_item.toPlainText() == "shot 12: keep the flare"
+    qtbot.keyClick(win.view.viewport(), Qt.Key_S, Qt.ControlModifier)
+    assert "keep the flare" in path.read_text(), "Ctrl+S in a note did not save what it shows"
+
+    note.start_editing(select_all=False)
+    qtbot.keyClicks(win.view.viewport(), " (ask Ana)")
+    asked = answer(monkeypatch, QMessageBox.Save)
+    assert win.close()
+    assert [t for t, _ in asked] == ["Unsaved changes"]
+    assert "keep the flare (ask Ana)" in path.read_text()

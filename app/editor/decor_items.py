@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainterPath, QPen, QTextCursor
+from PySide6.QtGui import QColor, QFont, QKeySequence, QPainterPath, QPen, QTextCursor
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsTextItem
 
 from . import theme
@@ -107,13 +107,27 @@ class GroupItem(QGraphicsItem):
         self.scene().rename_group(self)
 
 
+# Ctrl/Alt keys a text box keeps while typing; the others (Ctrl+S, Ctrl+W, Ctrl+Enter…) stay the window's.
+TEXT_KEYS = (QKeySequence.Undo, QKeySequence.Redo, QKeySequence.Copy, QKeySequence.Cut, QKeySequence.Paste,
+             QKeySequence.SelectAll, QKeySequence.MoveToNextWord, QKeySequence.MoveToPreviousWord,
+             QKeySequence.SelectNextWord, QKeySequence.SelectPreviousWord, QKeySequence.DeleteEndOfWord,
+             QKeySequence.DeleteStartOfWord, QKeySequence.MoveToStartOfDocument, QKeySequence.MoveToEndOfDocument,
+             QKeySequence.SelectStartOfDocument, QKeySequence.SelectEndOfDocument)
+
+
 class _NoteText(QGraphicsTextItem):
     def sceneEvent(self, event):
-        # While typing, every key is text: the canvas's one-key commands (H, X, N…) must not fire.
-        if event.type() == QEvent.ShortcutOverride and self.textInteractionFlags() & Qt.TextEditorInteraction:
-            event.accept()
-            return True
+        # While typing, plain keys are text: the canvas's one-key commands (H, X, N…) must not
+        # fire. Ctrl+S and the like still save, close and run (with the text typed so far).
+        if event.type() == QEvent.ShortcutOverride and self.editing():
+            plain = not event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier)
+            if plain or any(event.matches(k) for k in TEXT_KEYS):
+                event.accept()
+                return True
         return super().sceneEvent(event)
+
+    def editing(self) -> bool:
+        return bool(self.textInteractionFlags() & Qt.TextEditorInteraction)
 
     def keyPressEvent(self, event):
         if event.key() == Qt.Key_Escape:

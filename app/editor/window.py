@@ -601,6 +601,9 @@ class MainWindow(QMainWindow):
         saved is what the user sees on screen."""
         self.view.commit_editor()
         self.properties.commit_pending()
+        for note in self.scene.notes.values():        # a sticky note still being typed
+            if note.text_item.editing():
+                note.commit_text()
 
     def run(self, targets: Optional[List[str]] = None) -> Optional[Job]:
         self.commit_pending()
