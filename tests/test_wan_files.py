@@ -226,3 +226,12 @@ def test_wan_lora_in_comfyui_and_kohya_layouts_equals_the_diffusers_form(wan, tm
     assert not torch.allclose(base, out["peft"], atol=1e-3)
     assert torch.allclose(out["comfy"], out["peft"], atol=1e-5)
     assert torch.allclose(out["kohya"], out["peft"], atol=1e-5)
+
+
+def test_load_model_finds_a_diffusion_model_file_by_its_name(wan, reference):
+    """load.model (family auto) given the name of a file in diffusion_models/ looked in checkpoints/ alone and said
+    'model not found' for a file the models folder holds."""
+    text = SPLIT.replace("unet: {type: load.diffusion_model, params: {name: %(unet)s}}",
+                         "unet: {type: load.model, params: {path: wan_tiny_t2v_fp16.safetensors}}")
+    out = _run(text)
+    assert torch.allclose(out["sample"]["latent"].samples, reference["sample"]["latent"].samples, atol=1e-5)

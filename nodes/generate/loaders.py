@@ -19,7 +19,7 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
     from nodes.generate.model_manager import detect_family, manager_for, resolve_model_path
     given = {k: v for k, v in (given or {}).items() if v is not None}
     if family == "auto" and path:
-        found, why = detect_family(resolve_model_path(path, "checkpoints", "model"))
+        found, why = detect_family(_resolve_any(path))
         if found in (None, "motion"):
             raise NodeError(f"cannot tell which model family {path} is ({why}); use the family's own loader "
                             "(load.animatediff, load.wan, ...)")
@@ -51,6 +51,20 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
     parts = mm.components(handle)
     ctx.report(family=family, model=handle.path, dtype=handle.dtype)
     return {"model": handle, **parts, **given}
+
+
+def _resolve_any(path: str) -> Path:
+    """A name for load.model (family auto) in checkpoints/ (all-in-one files, diffusers folders) or, as the
+    family loaders take it, diffusion_models/; not found: the checkpoints error, which names any other folder
+    holding it."""
+    from nodes.generate.model_manager import resolve_model_path
+    try:
+        return resolve_model_path(path, "checkpoints", "model")
+    except NodeError as first:
+        try:
+            return resolve_model_path(path, "diffusion_models", "model")
+        except NodeError:
+            raise first from None
 
 
 def _is_single_file(path: str) -> bool:
