@@ -463,3 +463,46 @@ def test_a_text_encoder_of_another_family_is_refused_by_name(tmp_path, monkeypat
         msg = str(e.value)
         assert "umt5_tiny.safetensors" in msg and "umt5" in msg and "type wan" in msg, msg
     assert load_text_encoder(ModelManager(), "umt5_tiny.safetensors", "", "wan", "cpu").family == "wan"
+
+
+def test_linked_model_folders_are_searched_as_comfyui_searches_them(tmp_path, monkeypatch):
+    """diffusion_models/wan linked to a folder on another drive: ComfyUI finds the files in it, Kinograph said
+    'not found' (Path.rglob does not enter linked folders) and `kinograph info` did not list them. A link to a
+    file on a drive that is not mounted is named as such."""
+    from nodes.common import models_dirs
+    nas = tmp_path / "nas" / "wan"
+    nas.mkdir(parents=True)
+    (nas / "wan2.1_t2v.safetensors").write_bytes(b"x")
+    folder = tmp_path / "models" / "diffusion_models"
+    folder.mkdir(parents=True)
+    (folder / "wan").symlink_to(nas)
+    (folder / "loop").symlink_to(folder)                # a link back up is walked once
+    (folder / "gone.safetensors").symlink_to(tmp_path / "unmounted" / "gone.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    found = models_dirs.find_model("wan2.1_t2v.safetensors", "diffusion_models")
+    assert found.resolve() == (nas / "wan2.1_t2v.safetensors").resolve()
+    assert [p.name for p in models_dirs.list_models()["diffusion_models"]] == ["wan2.1_t2v.safetensors"]
+    with pytest.raises(NodeError) as e:
+        models_dirs.find_model("gone.safetensors", "diffusion_models")
+    assert f"is a link to {tmp_path / 'unmounted' / 'gone.safetensors'}, which does not exist" in str(e.value)
+
+
+def test_a_model_name_not_found_says_where_else_it_is_and_close_names(tmp_path, monkeypatch):
+    """load.diffusion_model given the VAE's name, or a name one letter off, said 'diffusion model not found:
+    <the workflow's folder>/<name>' and to copy 'the model (a diffusers folder ...)' there. Now: the name as
+    written, the vae folder that holds it and the node that loads it, and the close names."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    models = tmp_path / "models"
+    for rel in ("diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors", "vae/wan_2.1_vae.safetensors"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"x")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    with pytest.raises(NodeError) as e:
+        load_diffusion_model(ModelManager(), "wan_2.1_vae.safetensors", "default", "cpu")
+    msg = str(e.value)
+    assert "not found: 'wan_2.1_vae.safetensors'" in msg and "never downloads" in msg
+    assert f"wan_2.1_vae.safetensors is in {models / 'vae'} (vae): files there are loaded by load.vae" in msg
+    with pytest.raises(NodeError) as e:
+        load_diffusion_model(ModelManager(), "wan2.1_t2v_1.3B_fp61.safetensors", "default", "cpu")
+    assert "Close names there: wan2.1_t2v_1.3B_fp16.safetensors" in str(e.value)

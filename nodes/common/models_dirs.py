@@ -121,6 +121,21 @@ def _kind_dirs(kind: str) -> List[Path]:
     return out
 
 
+def _walk(root: Path) -> List[Path]:
+    """Every file and folder under `root`, sorted, following linked folders as ComfyUI does (a models
+    folder often links to a bigger drive; Path.rglob does not enter links). A link back up is walked once."""
+    out: List[Path] = []
+    seen = set()
+    for top, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out += [Path(top) / n for n in dirs + files]
+    return sorted(out)
+
+
 def _is_model(p: Path) -> bool:
     return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES) or _is_model_folder(p)
 
@@ -148,6 +163,7 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
     # ComfyUI workflows saved on Windows name files in sub-folders as `sub\x.safetensors`.
     rel = Path(*[p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]) if "\\" in name else given
     searched = _kind_dirs(kind)
+    broken: List[Path] = []
     for d in searched:
         if not d.is_dir():
             continue
@@ -156,17 +172,47 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
             return exact
         if len(rel.parts) > 1:
             continue
-        for p in sorted(d.rglob("*")):
-            if (p.name == name or p.stem == name) and _is_model(p):
-                return p
+        for p in _walk(d):
+            if p.name == name or p.stem == name:
+                if _is_model(p):
+                    return p
+                if p.is_symlink() and not p.exists():
+                    broken.append(p)
     if len(given.parts) > 1 and given.exists():
         return given
     if not required:
         return None
-    looked = "\n  ".join(str(d) for d in searched)
-    raise NodeError(f"{kind} model {name!r} not found. Looked in:\n  {looked}\nPut the file into "
-                    f"{searched[0]}, or add the folder that holds it to KINOGRAPH_MODELS or to model_dirs "
-                    f"in config.yaml. Kinograph never downloads models.")
+    raise not_found(name, kind, broken=broken)
+
+
+# Which node loads the files of a kind's folder (said when a name is found in another kind's folder).
+LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_model (or load.model)",
+             "vae": "load.vae", "text_encoders": "load.text_encoder", "clip_vision": "load.clip_vision",
+             "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
+             "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
+             "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model"}
+
+
+def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), what: str = "") -> NodeError:
+    """The error for a model name that is in none of the kind's folders: where it looked, names close to it,
+    the other folder it is in (a VAE named where a diffusion model belongs), and how to fix it."""
+    import difflib
+    base = Path(name.replace("\\", "/")).name
+    searched = _kind_dirs(kind)
+    have = sorted({p.name for d in searched if d.is_dir() for p in _walk(d) if _is_model(p)})
+    close = difflib.get_close_matches(base, have, n=3, cutoff=0.6)
+    elsewhere = [(k, f) for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
+    head = f"{what} not found: {name!r}" if what else f"{kind} model {name!r} not found"
+    lines = [head + (f" (nor at {tried})" if tried and str(tried) != name else "") +
+             f". Kinograph never downloads models: put the file into {searched[0]}, or add the folder that holds "
+             "it to KINOGRAPH_MODELS or to model_dirs in config.yaml. Looked in:"]
+    lines += [f"  {d}" for d in searched]
+    lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
+              for p in broken]
+    if close:
+        lines.append(f"Close names there: {', '.join(close)}")
+    lines += [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}" for k, f in elsewhere]
+    return NodeError("\n".join(lines))
 
 
 def locator(*kinds: str):
@@ -190,7 +236,7 @@ def list_models() -> Dict[str, List[Path]]:
         items: List[Path] = []
         for d in _kind_dirs(kind):
             if d.is_dir():
-                for p in sorted(d.rglob("*")):
+                for p in _walk(d):
                     # A diffusers folder is one model; do not list the weights inside it.
                     if _is_model(p) and p not in seen and not any(
                             _is_model_folder(q) for q in p.parents if d in q.parents):

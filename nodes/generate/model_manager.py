@@ -114,6 +114,9 @@ def resolve_model_path(path: str, kind: str, what: str) -> Path:
         found = md.find_model(Path(path).name, kind, required=False)
         if found:
             return Path(found)
+        # The name as the user wrote it, where else it is, names close to it (not the path the workflow's
+        # folder made of it).
+        raise md.not_found(Path(path).name, kind, tried=Path(path), what=what)
     dirs = [str(d) for d in md.model_dirs()] if md is not None else []
     where = f" or into a '{kind}' folder of one of the model folders ({', '.join(dirs)})" if dirs else ""
     raise NodeError(f"{what} not found: {path or '(no path given)'}. Kinograph never downloads models; copy the "
