@@ -506,3 +506,21 @@ def test_a_model_name_not_found_says_where_else_it_is_and_close_names(tmp_path, 
     with pytest.raises(NodeError) as e:
         load_diffusion_model(ModelManager(), "wan2.1_t2v_1.3B_fp61.safetensors", "default", "cpu")
     assert "Close names there: wan2.1_t2v_1.3B_fp16.safetensors" in str(e.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"<!DOCTYPE html><html><body>404</body></html>", bytes(range(256)) * 4])
+def test_a_damaged_ckpt_is_not_called_an_old_style_pickle(tmp_path, content):
+    """An empty .ckpt, an HTML page saved under a model's name or random bytes were called 'an old-style (pre-zip)
+    torch pickle that cannot be inspected ...; convert it to .safetensors': nothing to convert, the file is
+    damaged. A real pre-zip torch file keeps that message."""
+    from nodes.generate.detect import detect_file
+    bad = tmp_path / "model.ckpt"
+    bad.write_bytes(content)
+    with pytest.raises(NodeError) as e:
+        detect_file(bad)
+    msg = str(e.value)
+    assert "model.ckpt" in msg and "old-style" not in msg and "Copy the file again" in msg, msg
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"a.weight": torch.zeros(2, 2)}, str(legacy), _use_new_zipfile_serialization=False)
+    with pytest.raises(NodeError, match="old-style"):
+        detect_file(legacy)

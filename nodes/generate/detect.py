@@ -136,6 +136,8 @@ def torch_load(path: Path) -> dict:
     return unwrap_state_dict(sd, path)
 
 
+# The first bytes of a legacy (pre-zip, torch < 1.6) torch.save file: a pickled magic number, protocol 2.
+LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 # What a plain tensor checkpoint's pickle names anyway; anything else is what the refusal is about.
 TENSOR_GLOBALS = ("torch.", "collections.", "_codecs.")
 
@@ -166,6 +168,17 @@ def pickle_header(path: Path) -> Header:
     """Names, shapes and dtypes of a torch zip checkpoint: tensor data is never read."""
     import zipfile
     if not zipfile.is_zipfile(path):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(LEGACY_MAGIC))
+        except OSError as exc:
+            raise NodeError(f"{path} cannot be read ({exc.strerror or exc})") from None
+        # An empty file, an HTML error page saved under the model's name or a cut-off download is neither
+        # a zip nor a legacy torch file (which opens with a pickled magic number): nothing to convert.
+        if head != LEGACY_MAGIC:
+            what = "an empty file" if not head else "neither a zip nor a legacy torch file"
+            raise NodeError(f"{path} is not a torch checkpoint ({what}): it is damaged, cut short or not a "
+                            "weights file. Copy the file again.")
         raise NodeError(f"{path} is an old-style (pre-zip) torch pickle that cannot be inspected without "
                         "reading all of it; convert it to .safetensors")
     sd = torch_load(path)
