@@ -524,3 +524,24 @@ def test_a_damaged_ckpt_is_not_called_an_old_style_pickle(tmp_path, content):
     torch.save({"a.weight": torch.zeros(2, 2)}, str(legacy), _use_new_zipfile_serialization=False)
     with pytest.raises(NodeError, match="old-style"):
         detect_file(legacy)
+
+
+def test_a_diffusers_layout_sd_file_is_named_and_not_listed_as_loading(tmp_path, monkeypatch):
+    """A diffusers-layout SD UNet or VAE saved as one file (unet/diffusion_pytorch_model.safetensors copied out of
+    its folder) was refused without naming the file, and `kinograph info` listed it as loading."""
+    from safetensors.torch import save_file
+    from diffusers import UNet2DConditionModel
+    from tiny_models import sd_unet_config, sd_vae
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_diffusion_model, load_vae
+    for sub, name, module in (("diffusion_models", "sd_unet.safetensors", UNet2DConditionModel(**sd_unet_config())),
+                              ("vae", "sd_vae.safetensors", sd_vae())):
+        (tmp_path / sub).mkdir()
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp_path / sub / name))
+        assert describe_model(tmp_path / sub / name)["loads"] == "no"
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    for load, name in ((lambda n: load_diffusion_model(ModelManager(), n, "default", "cpu"), "sd_unet.safetensors"),
+                       (lambda n: load_vae(ModelManager(), n, "cpu"), "sd_vae.safetensors")):
+        with pytest.raises(NodeError) as e:
+            load(name)
+        assert name in str(e.value) and "diffusers folder" in str(e.value)

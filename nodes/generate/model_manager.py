@@ -402,6 +402,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")
+    if det.family == "sd" and det.role in ("diffusion_model", "vae") and det.layout == "diffusers":
+        part = {"diffusion_model": "UNet", "vae": "VAE"}[det.role]
+        return False, f"an SD {part} in diffusers layout loads from its diffusers folder (with its config.json)"
     if converters.supported(det):
         node = {"diffusion_model": "load.diffusion_model", "checkpoint": "load.model", "vae": "load.vae",
                 "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]

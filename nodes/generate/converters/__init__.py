@@ -83,7 +83,12 @@ def build(det, state: Dict[str, object], dtype, where: str):
         raise NodeError(f"{where} is {det.describe()}: Kinograph cannot load that kind of file yet")
     if det.role != "checkpoint" and det.prefix:
         state = strip_prefix(state, det.prefix)
-    built = fn(state, det)
+    try:
+        built = fn(state, det)
+    except NodeError as exc:
+        if where in str(exc):
+            raise
+        raise NodeError(f"{where}: {exc}") from None   # converters know the tensors, not the file
     with init_empty_weights():
         module = built.make()
     wanted = module.state_dict()
