@@ -245,3 +245,21 @@ def test_output_folder_removed_while_writing_is_named(tmp_path):
             tmp.write_bytes(b"frames")
             shutil.rmtree(folder)
     assert str(e.value) == f"the folder {folder} was removed while x.mkv was being written; nothing was written"
+
+
+@pytest.mark.parametrize("degrees", [-90, 90, 180])
+def test_rotation_metadata_is_applied(lossless, tmp_path, degrees):
+    """A phone's portrait video is stored landscape with a display matrix saying how to turn it;
+    players turn it, and so must the loader (it came out sideways, and stayed so in every render)."""
+    clip, path, _ = lossless
+    rotated = tmp_path / "phone.mkv"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", str(degrees), "-i", str(path),
+                    "-c", "copy", str(rotated)], check=True)
+    # -display_rotation is counter-clockwise degrees, as np.rot90 turns for k > 0.
+    want = np.rot90(clip.to_array(), degrees // 90, axes=(1, 2))
+    loaded = load_video(str(rotated))
+    assert (loaded.height, loaded.width) == want.shape[1:3]
+    assert np.array_equal(loaded.to_array(), want)
+    assert np.array_equal(load_video(str(rotated)).frames(21, 25), want[21:25])     # after a seek too
+    small = load_video(str(rotated), width=16)
+    assert (small.width, small.height) == ((16, 24) if degrees != 180 else (16, 11))

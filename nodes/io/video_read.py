@@ -44,6 +44,11 @@ class VideoSource:
         self.fps = float(rate)
         self.width = self.stream.codec_context.width
         self.height = self.stream.codec_context.height
+        # Phones store portrait video landscape with a display matrix saying how to turn it;
+        # players apply it, so frames are turned here (np.rot90 turns counter-clockwise for k > 0).
+        self.turns = _display_turns(path)
+        if self.turns % 2:
+            self.width, self.height = self.height, self.width
         self.time_base = self.stream.time_base
         self.start_pts = self.stream.start_time or 0
         self.has_audio = bool(self._container.streams.audio)
@@ -106,6 +111,8 @@ class VideoSource:
                     while k < len(indices) and indices[k] <= idx:
                         if arr is None:
                             arr = frame.to_ndarray(format="rgb24")
+                            if self.turns:
+                                arr = np.ascontiguousarray(np.rot90(arr, self.turns))
                             if (arr.shape[1], arr.shape[0]) != (w, h):
                                 arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
                             last = arr
@@ -114,6 +121,17 @@ class VideoSource:
             except av.error.FFmpegError as e:
                 raise NodeError(f"{self.path}: the video is damaged near frame {indices[k]}: {e}")
         return out
+
+
+def _display_turns(path: str) -> int:
+    """Quarter turns counter-clockwise the file's display matrix asks for (0 when it has none)."""
+    import av
+    try:
+        with av.open(path) as c:
+            frame = next(c.decode(video=0), None)
+    except av.error.FFmpegError:
+        return 0        # a damaged file: reading its frames says so, with the frame number
+    return round((frame.rotation if frame is not None else 0) / 90) % 4
 
 
 def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, width: int = 0, height: int = 0,
