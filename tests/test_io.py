@@ -263,3 +263,24 @@ def test_rotation_metadata_is_applied(lossless, tmp_path, degrees):
     assert np.array_equal(load_video(str(rotated)).frames(21, 25), want[21:25])     # after a seek too
     small = load_video(str(rotated), width=16)
     assert (small.width, small.height) == ((16, 24) if degrees != 180 else (16, 11))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
+    """A phone photo is stored as the sensor saw it, with an EXIF orientation saying how to turn it;
+    every viewer turns it, and so must io.load_image and io.load_frames (they loaded it sideways)."""
+    from PIL import Image
+    from nodes.io.images import load_frames, read_image
+    upright = make_clip(1, 48, 32).frame(0)
+    ex = Image.Exif()
+    ex[0x0112] = 6                       # "turn 90 degrees clockwise to display"
+    stored = np.ascontiguousarray(np.rot90(upright, 1))      # so it is stored turned the other way
+    (tmp_path / "seq").mkdir()
+    for p in (tmp_path / f"photo{suffix}", tmp_path / "seq" / f"f1{suffix}"):
+        Image.fromarray(stored).save(p, exif=ex, **({"quality": 100} if suffix == ".jpg" else {}))
+    img = read_image(str(tmp_path / f"photo{suffix}"))
+    assert img.shape == upright.shape
+    tol = 8 if suffix == ".jpg" else 0
+    assert np.abs(img.astype(int) - upright).mean() <= tol
+    seq = load_frames(str(tmp_path / "seq"), 24)
+    assert (seq.width, seq.height) == (48, 32) and np.abs(seq.frame(0).astype(int) - upright).mean() <= tol

@@ -15,12 +15,14 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
 
 
 def read_image(path: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     if not os.path.isfile(path):
         raise NodeError(f"image not found: {path} - check the path (relative paths are taken from the "
                         f"workflow file's folder)")
     try:
         with Image.open(path) as im:
+            # A camera stores the sensor's rows and an EXIF orientation; viewers turn the picture by it.
+            im = ImageOps.exif_transpose(im)
             if im.mode.startswith(("I", "F")):
                 return _wide_gray(im)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
