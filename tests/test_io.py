@@ -284,3 +284,34 @@ def test_exif_orientation_is_applied(tmp_path, suffix):
     assert np.abs(img.astype(int) - upright).mean() <= tol
     seq = load_frames(str(tmp_path / "seq"), 24)
     assert (seq.width, seq.height) == (48, 32) and np.abs(seq.frame(0).astype(int) - upright).mean() <= tol
+
+
+@pytest.mark.parametrize("name,codec,says", [
+    ("clip.gif", "h264", "a .gif file takes codec gif; for h264 name the file .mp4"),
+    ("clip.webm", "h264", "a .webm file takes codec vp9 or av1; for h264 name the file .mp4"),
+    ("clip.mov", "vp9", "a .mov file takes codec h264, h265, prores or ffv1; for vp9 name the file .webm"),
+    ("clip.mp4", "gif", "a .mp4 file takes codec h264, h265, vp9, av1 or ffv1; for gif name the file .gif"),
+    ("clip.mkv", "webp", "for webp name the file .webp"),
+    ("clip.png", "h264", "io.save_frames writes one PNG per frame, io.save_image a single image"),
+    ("clip.jpg", "webp", "io.save_frames writes one PNG per frame"),
+    ("clip.xyz", "h264", "ffmpeg knows no .xyz file: name it .mp4"),
+])
+def test_save_video_refuses_a_file_type_that_cannot_hold_the_codec(tmp_path, name, codec, says):
+    """A name and a codec that do not go together failed after encoding began with ffmpeg's own
+    lines ('ts only codec gif for type video'), or worse wrote something else: codec gif into
+    .mp4 made an H.264 file, codec webp into .png a WebP under a PNG name."""
+    pulled = []
+    clip = make_clip(4)
+    watched = clip.with_(reader=lambda a, b: pulled.append(a) or clip.frames(a, b))
+    with pytest.raises(NodeError) as e:
+        write_video(watched, str(tmp_path / name), codec=codec)
+    assert str(tmp_path / name) in str(e.value) and says in str(e.value)
+    assert "@ 0x" not in str(e.value)            # none of ffmpeg's internal lines
+    assert not pulled and not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("name,codec", [("c.avi", "h264"), ("c.mkv", "vp9"), ("c.mov", "prores"), ("c", "h264"),
+                                        ("c.MP4", "h265"), ("c.webm", "av1")])
+def test_save_video_containers_that_hold_the_codec(tmp_path, name, codec):
+    info = write_video(make_clip(4), str(tmp_path / name), codec=codec)
+    assert info["frames"] == 4 and load_video(info["path"]).length == 4

@@ -21,6 +21,14 @@ from graph_engine import Clip, NodeError
 CODECS = ("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp", "png")
 CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "prores": ".mov", "ffv1": ".mkv",
               "gif": ".gif", "webp": ".webp", "png": ".apng"}
+# What each file type Kinograph writes video into can hold (as the bundled ffmpeg muxes it).
+# The gif, webp and png encoders are chosen by the file type alone, so a mismatch would not fail
+# but silently write something else (codec gif into .mp4 made an H.264 file).
+HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
+         ".mov": ("h264", "h265", "prores", "ffv1"), ".mkv": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
+         ".webm": ("vp9", "av1"), ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
+         ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr")
 _BT709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
 
 
@@ -74,6 +82,9 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
     if clip.length == 0:
         raise NodeError("the clip has no frames to write")
     final = Path(path)
+    why = container_problem(final, codec)
+    if why:
+        raise NodeError(why)
     meta = None
     try:
         with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec]) as tmp:
@@ -101,6 +112,41 @@ def _failure(name: str, folder: Path, codec: str, err: str, code: int) -> str:
         what = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
         return f"ffmpeg was stopped by {what} while writing {name} ({codec}); nothing was written"
     return f"ffmpeg could not write {name} with codec {codec}: {err.strip()[-500:]}"
+
+
+def _or(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def container_problem(final: Path, codec: str) -> Optional[str]:
+    """Why `final`'s file type cannot hold `codec` (and what to name it instead), or None.
+    Checked before any frame is pulled, so an hour of upstream work is not spent on it."""
+    ext = final.suffix.lower()
+    if not ext or codec not in CONTAINERS:
+        return None         # no extension: the codec's own file type; an unknown codec says so itself
+    own = CONTAINERS[codec]
+    if ext in STILL_SUFFIXES:
+        return (f"{final} is a still-image name: io.save_frames writes one PNG per frame, io.save_image a "
+                f"single image; for a video name it {own}")
+    if ext in HOLDS:
+        if codec in HOLDS[ext]:
+            return None
+        return (f"cannot write {codec} video into {final}: a {ext} file takes codec {_or(HOLDS[ext])}; "
+                f"for {codec} name the file {own}")
+    if codec in ("gif", "webp", "png") or ext[1:] not in _ffmpeg_suffixes():
+        return f"cannot write {final}: ffmpeg knows no {ext} file: name it {own}"
+    return None
+
+
+def _ffmpeg_suffixes() -> set:
+    import av
+    out = set()
+    for name in av.formats_available:
+        fmt = av.ContainerFormat(name)
+        if fmt.is_output:
+            out |= set(fmt.extensions)
+    return out
 
 
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
