@@ -315,3 +315,16 @@ def test_save_video_refuses_a_file_type_that_cannot_hold_the_codec(tmp_path, nam
 def test_save_video_containers_that_hold_the_codec(tmp_path, name, codec):
     info = write_video(make_clip(4), str(tmp_path / name), codec=codec)
     assert info["frames"] == 4 and load_video(info["path"]).length == 4
+
+
+def test_an_image_too_big_to_read_is_named_with_its_size(tmp_path, monkeypatch):
+    """Pillow refuses pictures over ~179 Mpx (a guard against decompression bombs); that came out
+    as 'DecompressionBombError: ... could be decompression bomb DOS attack'."""
+    from PIL import Image
+    from nodes.io.images import read_image
+    Image.new("RGB", (64, 40)).save(tmp_path / "pano.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)     # so 64x40 is over twice the limit
+    with pytest.raises(NodeError) as e:
+        read_image(str(tmp_path / "pano.png"))
+    assert str(e.value) == (f"{tmp_path / 'pano.png'} has 2,560 pixels, more than the 2,000 an image may have to be "
+                            f"read safely: scale it down or cut it into parts in an image editor first")

@@ -26,8 +26,20 @@ def read_image(path: str) -> np.ndarray:
             if im.mode.startswith(("I", "F")):
                 return _wide_gray(im)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except Image.DecompressionBombError as e:
+        raise NodeError(_too_big(path, str(e))) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise NodeError(f"cannot read {path} as an image (corrupt or unsupported format): {e}")
+
+
+def _too_big(path: str, pillow_says: str) -> str:
+    """Pillow refuses pictures far over its pixel limit (a guard against decompression bombs, tiny
+    files that unpack to gigabytes); its own text calls that a 'DOS attack'."""
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", pillow_says)
+    if not found:
+        return f"{path} is too large to be read safely: scale it down in an image editor first"
+    return (f"{path} has {int(found[1]):,} pixels, more than the {int(found[2]):,} an image may have to be read "
+            f"safely: scale it down or cut it into parts in an image editor first")
 
 
 def _wide_gray(im) -> np.ndarray:
