@@ -328,3 +328,27 @@ def test_an_image_too_big_to_read_is_named_with_its_size(tmp_path, monkeypatch):
         read_image(str(tmp_path / "pano.png"))
     assert str(e.value) == (f"{tmp_path / 'pano.png'} has 2,560 pixels, more than the 2,000 an image may have to be "
                             f"read safely: scale it down or cut it into parts in an image editor first")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_variable_frame_rate_keeps_every_frame_in_time(tmp_path, suffix):
+    """A phone or a browser records at a variable rate: here 10 frames at 30 fps, then 10 at 15 fps
+    (low light). The loader dropped frames (MP4: 3 of 20, replaced by repeats) or lost the end
+    (MKV/WebM: the last 4 frames and 0.3 s of a 0.97 s clip). It must show every frame, each at its
+    time, on the file's nominal rate."""
+    levels = (np.arange(20) * 12).astype(np.uint8)
+    (tmp_path / "v.rgb").write_bytes(np.repeat(levels, 16 * 16 * 3).tobytes())
+    out = tmp_path / f"vfr{suffix}"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "16x16",
+                    "-r", "30", "-i", str(tmp_path / "v.rgb"), "-vf", "setpts='if(lt(N,10),N,10+(N-10)*2)/(30*TB)'",
+                    "-fps_mode", "passthrough", "-c:v", "libvpx-vp9" if suffix == ".webm" else "ffv1", str(out)],
+                   check=True)
+    clip = load_video(str(out))
+    shown = [int(round(f[0, 0, 0] / 12)) for f in clip.to_array()]
+    slot = [i if i < 10 else 2 * i - 10 for i in range(20)]        # frame i is on screen from slot[i]
+    want = [next(i for i in range(20) if slot[i] >= k) for k in range(29)]
+    assert clip.fps == 30.0 and shown[:29] == want and set(shown[29:]) <= {19}
+    assert np.array_equal(load_video(str(out)).frames(20, 24), clip.to_array()[20:24])     # seeking agrees
+    tail = load_video(str(out))
+    assert np.array_equal(tail.frames(clip.length - 1, clip.length), clip.to_array()[-1:])   # a shard at the end
+    assert np.array_equal(tail.frames(0, 2), clip.to_array()[:2])

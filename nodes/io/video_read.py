@@ -40,7 +40,14 @@ class VideoSource:
             raise NodeError(f"{path} has no video stream")
         self.stream = self._container.streams.video[0]
         self.stream.thread_type = "AUTO"
-        rate = self.stream.average_rate or self.stream.guessed_rate or Fraction(24)
+        avg, nominal = self.stream.average_rate, self.stream.guessed_rate
+        rate = avg or nominal or Fraction(24)
+        # A variable-rate recording (phones, browsers) averages fewer frames a second than it
+        # records in its fast stretches; on the average rate those lose frames to their neighbours.
+        # Its nominal rate (ffmpeg's r_frame_rate) shows every frame at its time.
+        variable = bool(avg and nominal and avg * Fraction(101, 100) < nominal <= 4 * avg)
+        if variable:
+            rate = nominal
         self.fps = float(rate)
         self.width = self.stream.codec_context.width
         self.height = self.stream.codec_context.height
@@ -53,11 +60,18 @@ class VideoSource:
         self.start_pts = self.stream.start_time or 0
         self.has_audio = bool(self._container.streams.audio)
         self.length = self._count_frames()
+        if self.length > 0 and (variable or not self.stream.frames):
+            # On a variable rate the frames span more slots than their count, and an MKV/WebM states
+            # a rate its frames need not keep: the clip lasts as long as the video does.
+            span = self._span()
+            if span:
+                self.length = max(self.length, int(round(span * self.fps)))
         if self.length <= 0 or not self.width:
             raise NodeError(f"{path}: no decodable frames (is the file complete?)")
         self._lock = threading.Lock()
         self._iter = None
         self._next = 0          # source index the running decoder yields next
+        self._last = None       # the frame it yielded last: on screen to the end of the video
 
     def _count_frames(self) -> int:
         n = self.stream.frames
@@ -67,6 +81,28 @@ class VideoSource:
         import av
         with av.open(self.path) as c:
             return sum(1 for p in c.demux(video=0) if p.size)
+
+    def _span(self) -> Optional[float]:
+        """Seconds from the first video frame to the end of the last (None when the file keeps no
+        timestamps). Only the packets after the last keyframe are read."""
+        import av
+        end = None
+        try:
+            with av.open(self.path) as c:
+                s = c.streams.video[0]
+                try:
+                    if s.duration:
+                        c.seek((s.start_time or 0) + s.duration, stream=s, backward=True, any_frame=False)
+                    elif c.duration:
+                        c.seek(c.duration, backward=True, any_frame=False)
+                except av.error.FFmpegError:
+                    pass
+                for pkt in c.demux(s):
+                    if pkt.pts is not None and pkt.size:
+                        end = max(end or pkt.pts, pkt.pts + (pkt.duration or 0))
+        except av.error.FFmpegError:
+            return None
+        return float((end - self.start_pts) * self.time_base) if end is not None else None
 
     def _index_of(self, frame) -> int:
         if frame.pts is None:
@@ -78,6 +114,7 @@ class VideoSource:
         self._container.seek(max(pts, self.start_pts), stream=self.stream, backward=True, any_frame=False)
         self._iter = self._container.decode(self.stream)
         self._next = -1
+        self._last = None
 
     def _frames_from(self, first: int):
         if self._iter is None or first < self._next or first - self._next > SEEK_GAP or self._next < 0:
@@ -88,35 +125,37 @@ class VideoSource:
                 self._seek(first)
         return self._iter
 
+    def _pixels(self, frame, w: int, h: int) -> np.ndarray:
+        import cv2
+        arr = frame.to_ndarray(format="rgb24")
+        if self.turns:
+            arr = np.ascontiguousarray(np.rot90(arr, self.turns))
+        if (arr.shape[1], arr.shape[0]) != (w, h):
+            arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
+        return arr
+
     def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
         import av
-        import cv2
         w, h = size or (self.width, self.height)
         out = np.empty((len(indices), h, w, 3), np.uint8)
         with self._lock:
             it = self._frames_from(indices[0])
             k = 0
-            last = None
+            pixels = None
             try:
                 while k < len(indices):
                     frame = next(it, None)
-                    if frame is None:   # fewer frames than the header promised: repeat the last one
-                        if last is None:
+                    if frame is None:   # past the last frame (or fewer than the header promised): it stays
+                        if self._last is None:
                             raise NodeError(f"{self.path}: could not decode frame {indices[k]}")
-                        out[k:] = last
+                        out[k:] = pixels if pixels is not None else self._pixels(self._last, w, h)
                         break
                     idx = self._index_of(frame)
-                    self._next = idx + 1
-                    arr = None
+                    self._next, self._last, pixels = idx + 1, frame, None
                     while k < len(indices) and indices[k] <= idx:
-                        if arr is None:
-                            arr = frame.to_ndarray(format="rgb24")
-                            if self.turns:
-                                arr = np.ascontiguousarray(np.rot90(arr, self.turns))
-                            if (arr.shape[1], arr.shape[0]) != (w, h):
-                                arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
-                            last = arr
-                        out[k] = arr
+                        if pixels is None:
+                            pixels = self._pixels(frame, w, h)
+                        out[k] = pixels
                         k += 1
             except av.error.FFmpegError as e:
                 raise NodeError(f"{self.path}: the video is damaged near frame {indices[k]}: {e}")
