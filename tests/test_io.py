@@ -352,3 +352,18 @@ def test_variable_frame_rate_keeps_every_frame_in_time(tmp_path, suffix):
     tail = load_video(str(out))
     assert np.array_equal(tail.frames(clip.length - 1, clip.length), clip.to_array()[-1:])   # a shard at the end
     assert np.array_equal(tail.frames(0, 2), clip.to_array()[:2])
+
+
+def test_avi_with_b_frames_reads_the_right_frames(tmp_path):
+    """An AVI keeps no presentation times: what PyAV reports for an H.264 AVI with B-frames is the
+    packets' order, so the loader showed frames 0,0,1,1,... (repeats, and frames lost)."""
+    clip = make_clip(12)
+    src = clip.to_array()
+    write_video(clip, str(tmp_path / "old.avi"))
+
+    def which(frames):
+        return [int(np.argmin([np.abs(f.astype(int) - s).mean() for s in src])) for f in frames]
+    loaded = load_video(str(tmp_path / "old.avi"))
+    assert loaded.length == 12 and which(loaded.to_array()) == list(range(12))
+    again = load_video(str(tmp_path / "old.avi"))
+    assert which(again.frames(8, 11)) == [8, 9, 10] and which(again.frames(2, 4)) == [2, 3]    # jumps

@@ -59,6 +59,9 @@ class VideoSource:
         self.time_base = self.stream.time_base
         self.start_pts = self.stream.start_time or 0
         self.has_audio = bool(self._container.streams.audio)
+        # An AVI keeps no presentation times: with B-frames, the times PyAV reports follow the
+        # packets' order, not the pictures'. The decoder gives pictures in order, so count them.
+        self._counted = self._container.format.name == "avi"
         self.length = self._count_frames()
         if self.length > 0 and (variable or not self.stream.frames):
             # On a variable rate the frames span more slots than their count, and an MKV/WebM states
@@ -105,7 +108,7 @@ class VideoSource:
         return float((end - self.start_pts) * self.time_base) if end is not None else None
 
     def _index_of(self, frame) -> int:
-        if frame.pts is None:
+        if frame.pts is None or self._counted:
             return self._next
         return int(round(float((frame.pts - self.start_pts) * self.time_base) * self.fps))
 
@@ -117,6 +120,12 @@ class VideoSource:
         self._last = None
 
     def _frames_from(self, first: int):
+        if self._counted:       # no times to seek by: forward by decoding, back by starting again
+            if self._iter is None or first < self._next:
+                self._container.seek(0, backward=True, any_frame=False)
+                self._iter = self._container.decode(self.stream)
+                self._next, self._last = 0, None
+            return self._iter
         if self._iter is None or first < self._next or first - self._next > SEEK_GAP or self._next < 0:
             if first == 0 and self._iter is None:
                 self._iter = self._container.decode(self.stream)
