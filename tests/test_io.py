@@ -367,3 +367,27 @@ def test_avi_with_b_frames_reads_the_right_frames(tmp_path):
     assert loaded.length == 12 and which(loaded.to_array()) == list(range(12))
     again = load_video(str(tmp_path / "old.avi"))
     assert which(again.frames(8, 11)) == [8, 9, 10] and which(again.frames(2, 4)) == [2, 3]    # jumps
+
+
+def test_animated_webp_loads(tmp_path):
+    """ffmpeg has no animated WebP decoder: a .webp that save_video (codec webp) or ComfyUI's
+    SaveAnimatedWEBP wrote read 'no decodable frames (is the file complete?)'."""
+    from PIL import Image
+    src = make_clip(6).to_array()
+    Image.fromarray(src[0]).save(tmp_path / "lossless.webp", save_all=True, lossless=True, duration=125,
+                                 append_images=[Image.fromarray(f) for f in src[1:]])
+    clip = load_video(str(tmp_path / "lossless.webp"))
+    assert (clip.length, clip.fps, clip.width, clip.height) == (6, 8.0, 48, 32)
+    assert np.array_equal(clip.to_array(), src) and np.array_equal(clip.frames(4, 6), src[4:6])
+    assert np.array_equal(load_video(str(tmp_path / "lossless.webp"), start=1, every_nth=2).to_array(), src[1::2])
+    write_video(make_clip(6), str(tmp_path / "ours.webp"), codec="webp")
+    assert load_video(str(tmp_path / "ours.webp")).length == 6
+
+
+def test_a_file_without_pictures_says_so(tmp_path):
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=0.5",
+                    str(tmp_path / "voice.m4a")], check=True)
+    with pytest.raises(NodeError) as e:
+        load_video(str(tmp_path / "voice.m4a"))
+    assert str(e.value) == (f"{tmp_path / 'voice.m4a'} holds no pictures (no video stream: a sound or data file?): "
+                            f"give a video file, or io.load_image for a still picture")

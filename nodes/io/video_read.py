@@ -37,7 +37,8 @@ class VideoSource:
             raise NodeError(f"cannot open {path} as a video ({getattr(e, 'strerror', None) or e}): the file is "
                             f"damaged, cut short or not a video. Copy or export it again.") from None
         if not self._container.streams.video:
-            raise NodeError(f"{path} has no video stream")
+            raise NodeError(f"{path} holds no pictures (no video stream: a sound or data file?): give a video "
+                            f"file, or io.load_image for a still picture")
         self.stream = self._container.streams.video[0]
         self.stream.thread_type = "AUTO"
         avg, nominal = self.stream.average_rate, self.stream.guessed_rate
@@ -182,9 +183,52 @@ def _display_turns(path: str) -> int:
     return round((frame.rotation if frame is not None else 0) / 90) % 4
 
 
+class PillowSource:
+    """An animated WebP, read with Pillow: ffmpeg has no decoder for them (it finds no frames), yet
+    they are what save_video's webp codec and ComfyUI's SaveAnimatedWEBP write. Same interface as
+    VideoSource; frames are decoded when read."""
+
+    has_audio = False
+
+    def __init__(self, path: str):
+        from PIL import Image
+        self.path = path
+        if not Path(path).is_file():
+            VideoSource(path)       # says what is wrong with the path, as for any video
+        try:
+            self._im = Image.open(path)
+            self._im.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise NodeError(f"cannot open {path} as a video ({e}): the file is damaged, cut short or not a "
+                            f"video. Copy or export it again.") from None
+        self.length = getattr(self._im, "n_frames", 1)
+        self.width, self.height = self._im.size
+        total_ms = 0
+        for i in range(self.length):
+            self._im.seek(i)
+            self._im.load()     # Pillow sets a frame's duration when it decodes it
+            total_ms += self._im.info.get("duration", 0) or 0
+        # Frames may each last their own time; they play as a sequence at their average rate.
+        self.fps = 1000.0 * self.length / total_ms if total_ms > 0 else 10.0
+        self._lock = threading.Lock()
+
+    def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
+        import cv2
+        w, h = size or (self.width, self.height)
+        out = np.empty((len(indices), h, w, 3), np.uint8)
+        with self._lock:
+            for k, i in enumerate(indices):
+                self._im.seek(int(i))
+                arr = np.asarray(self._im.convert("RGB"))
+                if (arr.shape[1], arr.shape[0]) != (w, h):
+                    arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
+                out[k] = arr
+        return out
+
+
 def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, width: int = 0, height: int = 0,
                fps: float = 0.0) -> Clip:
-    src = VideoSource(path)
+    src = PillowSource(path) if Path(path).suffix.lower() == ".webp" else VideoSource(path)
     n_src, fps_src = src.length, src.fps
     if fps and abs(fps - fps_src) > 1e-6:
         n_re = int(np.floor((n_src - 1) * fps / fps_src)) + 1
