@@ -391,3 +391,12 @@ def test_a_file_without_pictures_says_so(tmp_path):
         load_video(str(tmp_path / "voice.m4a"))
     assert str(e.value) == (f"{tmp_path / 'voice.m4a'} holds no pictures (no video stream: a sound or data file?): "
                             f"give a video file, or io.load_image for a still picture")
+
+
+def test_load_frames_given_a_video_file_points_at_load_video(tmp_path):
+    from nodes.io.images import load_frames
+    write_video(make_clip(3), str(tmp_path / "shot.gif"), codec="gif")
+    with pytest.raises(NodeError) as e:
+        load_frames(str(tmp_path / "shot.gif"), 24)      # read 'no images found at .../shot.gif'
+    assert str(e.value) == (f"{tmp_path / 'shot.gif'} is one file, not a folder of images: io.load_video reads a "
+                            f"video or an animated GIF/WebP, io.load_image a single picture")

@@ -61,6 +61,9 @@ def _natural(s: str):
 def list_frames(path: str) -> List[str]:
     if os.path.isdir(path):
         files = [os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS)]
+    elif os.path.isfile(path) and not path.lower().endswith(IMAGE_EXTS):
+        raise NodeError(f"{path} is one file, not a folder of images: io.load_video reads a video or an "
+                        f"animated GIF/WebP, io.load_image a single picture")
     else:
         files = [f for f in glob.glob(path) if f.lower().endswith(IMAGE_EXTS)]
     if not files:
