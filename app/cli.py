@@ -159,7 +159,15 @@ def cmd_import(args) -> int:
 
 def cmd_validate(args) -> int:
     from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import missing_model_files
+    from nodes.common.models_dirs import model_dirs
     wf = load_workflow(args.workflow)
+    # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
+    missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})")
+    if missing:
+        raise WorkflowError(missing)
     print(f"{args.workflow}: ok ({len(wf.graph.nodes)} nodes)")
     return EXIT_OK
 

@@ -155,6 +155,36 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
     return problems
 
 
+def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:
+    """Model files the workflow names that are neither beside it nor in the model folders (params with a
+    `locate`), for `kinograph validate`. Not part of `validate`: a shared or imported workflow is valid before
+    its models are copied in, and a run names a missing file when its node loads it. `where`: the folders
+    searched, for the message."""
+    import os
+    from .outputs import resolve_path
+    problems = []
+    for nid, inst in wf.graph.nodes.items():
+        spec = registry.get(inst.type)
+        if spec is None or inst.bypass:
+            continue
+        for name, p in spec.params.items():
+            value = inst.params.get(name, p.default)
+            # A `check` reports its own missing file (interpolate.rife).
+            if p.locate is None or p.check is not None or not isinstance(value, str) or not value.strip():
+                continue
+            if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir)):
+                continue
+            try:
+                found = p.locate(value)
+            except Exception:  # a name that cannot be looked up is as missing as one that is not there
+                found = None
+            if not found:
+                problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
+                                           "workflow; copy the file there (`kinograph info` lists the folders and "
+                                           "the models in them)", "nodes", nid, "params", name, node=nid))
+    return problems
+
+
 def _deepest_chain(g, nodes) -> List[str]:
     """The longest path through the graph, computed iteratively in topological order."""
     keep = set(nodes)

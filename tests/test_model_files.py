@@ -545,3 +545,36 @@ def test_a_diffusers_layout_sd_file_is_named_and_not_listed_as_loading(tmp_path,
         with pytest.raises(NodeError) as e:
             load(name)
         assert name in str(e.value) and "diffusers folder" in str(e.value)
+
+
+def test_validate_names_model_files_that_are_not_in_the_model_folders(tmp_path, monkeypatch, capsys):
+    """`kinograph validate` said 'ok' for a workflow whose diffusion model, VAE or upscaler is in no model folder
+    (interpolate.rife's was already checked); the run then stopped at that node. Now each missing file is a
+    located problem (exit 2), and files that are there, beside the workflow or in the model folders, pass."""
+    from app.cli import main
+    models = tmp_path / "models"
+    for rel in ("vae/wan_2.1_vae.safetensors", "loras/mine.safetensors"):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"x")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "wf" / "beside.safetensors").write_bytes(b"x")
+    wf = tmp_path / "wf" / "w.yaml"
+    wf.write_text(textwrap.dedent("""\
+        kinograph: 1
+        nodes:
+          unet: {type: load.diffusion_model, params: {name: wan2.1_t2v_1.3B_fp16.safetensors}}
+          vae: {type: load.vae, params: {name: wan_2.1_vae.safetensors}}
+          lora: {type: lora.image, inputs: {model: unet.model}, params: {path: mine.safetensors}}
+          lora2: {type: lora.image, inputs: {model: lora.model}, params: {path: beside.safetensors}}
+          lora3: {type: lora.image, inputs: {model: lora2.model}, params: {path: other.safetensors}}
+          src: {type: generate.test_pattern}
+          up: {type: upscale.model, inputs: {video: src.video}}
+        """))
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert f"{wf}:3: node unet: name: 'wan2.1_t2v_1.3B_fp16.safetensors' is not in the model folders" in err
+    assert f"{wf}:7: node lora3: path: 'other.safetensors'" in err
+    assert "node up: model: 'RealESRGAN_x4plus.pth'" in err
+    assert "node vae" not in err and "node lora:" not in err and "node lora2" not in err
+    assert str(models) in err and "Traceback" not in err
