@@ -118,6 +118,17 @@ def test_missing_folder_says_where_to_put_it(mm, tmp_path):
         mm.load("wan", str(tmp_path / "nowhere"))
 
 
+
+def test_a_diffusers_folder_missing_a_part_names_the_part(mm, tiny, tmp_path):
+    """A Wan folder copied without its vae/ said 'a file is missing from X (Error no file named config.json found in
+    directory X.)', pointing at the folder itself; now it names the part model_index.json lists and is not there."""
+    copy = tmp_path / "Wan-partial"
+    shutil.copytree(tiny / "wan", copy, ignore=shutil.ignore_patterns("vae"))
+    with pytest.raises(NodeError) as e:
+        mm.load("wan", str(copy))
+    assert f"{copy}: model_index.json lists vae/, which is not there" in str(e.value)
+    assert "Copy the whole model folder again" in str(e.value)
+
 def test_wrong_family_is_named(mm, tiny):
     with pytest.raises(NodeError, match=r"is an AnimateDiff model .*not Wan.*load\.animatediff"):
         mm.load("wan", str(tiny / "animatediff"))

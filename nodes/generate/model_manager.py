@@ -92,6 +92,21 @@ def check_family(path: Path, wanted: str) -> str:
     return found
 
 
+# Parts Kinograph loads without (SD's safety checker and the feature extractor that feeds it).
+OPTIONAL_PARTS = ("safety_checker", "feature_extractor")
+
+
+def _check_parts(folder: Path) -> None:
+    """Every part model_index.json lists is there: a partial copy or download is named by the part it lacks
+    (diffusers says 'no file named config.json found in <the model folder>')."""
+    for part, value in read_index(folder).items():
+        if part.startswith("_") or part in OPTIONAL_PARTS or not isinstance(value, list) or None in value:
+            continue
+        if not (folder / part).is_dir():
+            raise NodeError(f"{folder}: model_index.json lists {part}/, which is not there: the copy is incomplete. "
+                            "Copy the whole model folder again (Kinograph never downloads models)")
+
+
 def _a(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
@@ -226,6 +241,7 @@ class ModelManager:
                             "(model_index.json + subfolders)")
         check_family(source, family)
         if source.is_dir():
+            _check_parts(source)
             for f in sorted(source.rglob("*.safetensors")):
                 read_header(f)
         if family == "animatediff" and not opts.get("motion_adapter") and (source / "motion_adapter").is_dir():
