@@ -134,6 +134,26 @@ def test_model_errors_name_the_file(tmp_path, frames):
         up.model(Context("u"), Clip.from_array(frames), model=str(odd))
 
 
+
+def test_a_pickle_that_runs_code_or_a_gguf_file_is_named_for_what_it_is(tmp_path, frames):
+    """An upscaler .pth whose pickle calls a function, or a .gguf, were both 'damaged, truncated or not a weight
+    file ... download it again': the first is refused for safety (another copy is no better), the second is the
+    format of quantised diffusion models, not an upscaler."""
+    class Runs:
+        def __reduce__(self):
+            return (print, ("ran",))
+    evil = tmp_path / "evil.pth"
+    torch.save({"params": Runs()}, str(evil))
+    with pytest.raises(NodeError) as e:
+        up.model(Context("u"), Clip.from_array(frames), model=str(evil))
+    assert "evil.pth" in str(e.value) and "print" in str(e.value) and "refused" in str(e.value)
+    assert "damaged" not in str(e.value)
+    gguf = tmp_path / "wan-Q8_0.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    with pytest.raises(NodeError) as e:
+        up.model(Context("u"), Clip.from_array(frames), model=str(gguf))
+    assert "wan-Q8_0.gguf is a GGUF file" in str(e.value) and "damaged" not in str(e.value)
+
 # -- model folders ---------------------------------------------------------------------------
 @pytest.fixture
 def comfy(tmp_path, monkeypatch):

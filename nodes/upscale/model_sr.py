@@ -17,6 +17,11 @@ MIN_TILE = 32
 
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str):
+    import re
+    if path.lower().endswith(".gguf"):
+        raise NodeError(f"{path} is a GGUF file, the format of quantised diffusion models and text encoders, not "
+                        "an upscaler; upscale.model reads super-resolution weights (.pth, .safetensors, .ckpt: "
+                        "ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ...)")
     sp = spandrel()
     try:
         desc = sp.ModelLoader(device=torch.device(device)).load_from_file(path)
@@ -24,6 +29,12 @@ def _load(path: str, stamp: tuple, device: str):
         raise NodeError(f"{path} is not a super-resolution architecture Kinograph can load (spandrel does not "
                         f"recognise its parameters); use an ESRGAN/Real-ESRGAN, SwinIR, HAT, DAT, ... file") from None
     except Exception as e:  # truncated / corrupt / not a weight file
+        # A pickle naming a function to call is refused for safety: another copy of it would be no better.
+        runs = re.search(r"Global '([^']+)' is forbidden|GLOBAL (\S+)", str(e))
+        if runs:
+            raise NodeError(f"{path} holds more than plain tensors: loading it would run {runs.group(1) or runs.group(2)}"
+                            ", so it is refused. Convert it to .safetensors, or get the file from a trusted "
+                            "source") from None
         raise NodeError(f"cannot read upscale model {path}: the file is damaged, truncated or not a weight file "
                         f"({type(e).__name__}: {str(e)[:200]}); download it again") from None
     if not isinstance(desc, sp.ImageModelDescriptor):
