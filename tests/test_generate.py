@@ -126,7 +126,7 @@ def test_a_diffusers_folder_missing_a_part_names_the_part(mm, tiny, tmp_path):
     shutil.copytree(tiny / "wan", copy, ignore=shutil.ignore_patterns("vae"))
     with pytest.raises(NodeError) as e:
         mm.load("wan", str(copy))
-    assert f"{copy}: model_index.json lists vae/, which is not there" in str(e.value)
+    assert f"vae/ is missing from {copy} (its model_index.json lists it)" in str(e.value)
     assert "Copy the whole model folder again" in str(e.value)
 
 def test_wrong_family_is_named(mm, tiny):

@@ -103,8 +103,8 @@ def _check_parts(folder: Path) -> None:
         if part.startswith("_") or part in OPTIONAL_PARTS or not isinstance(value, list) or None in value:
             continue
         if not (folder / part).is_dir():
-            raise NodeError(f"{folder}: model_index.json lists {part}/, which is not there: the copy is incomplete. "
-                            "Copy the whole model folder again (Kinograph never downloads models)")
+            raise NodeError(f"{part}/ is missing from {folder} (its model_index.json lists it): the copy is "
+                            "incomplete. Copy the whole model folder again; Kinograph never downloads models")
 
 
 def _a(noun: str) -> str:
