@@ -400,3 +400,26 @@ def test_load_frames_given_a_video_file_points_at_load_video(tmp_path):
         load_frames(str(tmp_path / "shot.gif"), 24)      # read 'no images found at .../shot.gif'
     assert str(e.value) == (f"{tmp_path / 'shot.gif'} is one file, not a folder of images: io.load_video reads a "
                             f"video or an animated GIF/WebP, io.load_image a single picture")
+
+
+def test_nodes_that_drop_the_audio_say_so(lossless):
+    """video.reverse, pingpong, concat and fps retime drop the sound (it would not match); the render
+    came out silent with no word about it."""
+    _, silent, with_audio = lossless
+    wf = load_workflow(text=f"""
+kinograph: 1
+nodes:
+  load: {{type: io.load_video, params: {{path: {with_audio}}}}}
+  quiet: {{type: io.load_video, params: {{path: {silent}}}}}
+  rev: {{type: video.reverse, inputs: {{video: load.video}}}}
+  pp: {{type: video.pingpong, inputs: {{video: load.video}}}}
+  join: {{type: video.concat, inputs: {{video: quiet.video, other: load.video}}}}
+  slow: {{type: video.fps, inputs: {{video: load.video}}, params: {{fps: 6, mode: retime}}}}
+  same: {{type: video.fps, inputs: {{video: load.video}}, params: {{fps: 6}}}}
+  qrev: {{type: video.reverse, inputs: {{video: quiet.video}}}}
+""")
+    events = []
+    Session(use_disk=False).run(wf, on_event=events.append)
+    logs = {e["node"]: e["message"] for e in events if e["event"] == "log"}
+    assert set(logs) == {"rev", "pp", "join", "slow"}
+    assert all(m.startswith("the audio track is dropped: ") for m in logs.values())

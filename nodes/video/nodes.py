@@ -7,6 +7,12 @@ from graph_engine.types import IMAGE, VIDEO
 from . import edit
 
 
+def _drops_audio(ctx, why: str, *clips) -> None:
+    """Say so when the sound a clip carried does not go on (a writer would otherwise just be silent)."""
+    if any(c.audio is not None for c in clips):
+        ctx.log(f"the audio track is dropped: {why}")
+
+
 @node("video.trim", category="Video", temporal_radius=0)
 def trim(ctx, video: VIDEO, start: int = Param(0, min=0), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start`."""
@@ -15,7 +21,8 @@ def trim(ctx, video: VIDEO, start: int = Param(0, min=0), count: int = Param(0, 
 
 @node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
-    """Play `other` after `video` (same size required)."""
+    """Play `other` after `video` (same size required). The result carries no audio."""
+    _drops_audio(ctx, "Kinograph does not join sound tracks", video, other)
     return edit.concat(video, other)
 
 
@@ -35,13 +42,15 @@ def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1), offset: int = Param(0
 
 @node("video.reverse", category="Video", temporal_radius=0)
 def reverse(ctx, video: VIDEO) -> VIDEO:
-    """Play the clip backwards."""
+    """Play the clip backwards (without its audio)."""
+    _drops_audio(ctx, "the sound does not play backwards with the pictures", video)
     return edit.take(video, np.arange(video.length - 1, -1, -1), video.fps, None)
 
 
 @node("video.pingpong", category="Video", temporal_radius=0)
 def pingpong(ctx, video: VIDEO) -> VIDEO:
-    """Forward then backward, without repeating the turning frames: a seamless loop."""
+    """Forward then backward, without repeating the turning frames: a seamless loop (without audio)."""
+    _drops_audio(ctx, "the sound does not play backwards with the pictures", video)
     n = video.length
     idx = np.concatenate([np.arange(n), np.arange(n - 2, 0, -1)]) if n > 2 else np.arange(n)
     return edit.take(video, idx, video.fps, None)
@@ -51,7 +60,9 @@ def pingpong(ctx, video: VIDEO) -> VIDEO:
 def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000),
         mode: str = Param("resample", choices=("resample", "retime"),
                           help="resample: drop/repeat frames, same duration; retime: same frames, new speed")) -> VIDEO:
-    """Change the frame rate."""
+    """Change the frame rate (retime drops the audio: it would no longer match)."""
+    if mode == "retime":
+        _drops_audio(ctx, "retimed pictures no longer match the sound", video)
     return edit.change_fps(video, fps, mode)
 
 
