@@ -329,8 +329,7 @@ def fingerprint(path: str) -> Any:
             return [(f, _file_identity(os.stat(f))) for f in sorted(glob.glob(path))]
         st = os.stat(path)
         if os.path.isdir(path):
-            return [(e.name, _file_identity(e.stat())) for e in sorted(os.scandir(path), key=lambda e: e.name)
-                    if e.is_file()]
+            return _folder_identity(path)
         ident = _file_identity(st)
         if st.st_size <= CONTENT_HASH_BYTES:
             memo = (path, *ident)
@@ -340,6 +339,21 @@ def fingerprint(path: str) -> Any:
         return ident
     except OSError:
         return None
+
+
+def _folder_identity(path: str) -> List[Tuple[str, List[int]]]:
+    """The files of a folder and of its sub-folders one level down. A diffusers or Hugging Face
+    folder keeps its weights there (transformer/, vae/, text_encoder/), so weights replaced in place
+    must change the key; deeper levels are not a model layout, and walking them (a project or a
+    drive named by mistake) would stall every plan."""
+    files = []
+    for e in sorted(os.scandir(path), key=lambda e: e.name):
+        if e.is_file():
+            files.append((e.name, _file_identity(e.stat())))
+        elif e.is_dir():
+            files += [(f"{e.name}/{s.name}", _file_identity(s.stat()))
+                      for s in sorted(os.scandir(e.path), key=lambda s: s.name) if s.is_file()]
+    return files
 
 
 def hash_key(*parts: Any) -> str:

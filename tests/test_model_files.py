@@ -443,6 +443,32 @@ def test_a_model_file_replaced_under_its_name_reruns_what_it_feeds(tmp_path, mon
     assert last["u"] != after["u"] and last["l"] != after["l"] and last["c"] != after["c"]
 
 
+def test_weights_replaced_inside_a_diffusers_folder_rerun_what_they_feed(tmp_path):
+    """A diffusers folder keeps its weights one level down (transformer/, vae/): the key fingerprinted the
+    folder's own files (model_index.json) alone, so a transformer copied in again over the old one kept
+    serving the old video from the cache."""
+    import time
+    from graph_engine.api import load_workflow
+    from graph_engine.plan import plan_run
+    from graph_engine.registry import default_registry
+    model = tmp_path / "wan-diffusers"
+    for rel in ("model_index.json", "transformer/diffusion_pytorch_model.safetensors", "vae/config.json"):
+        (model / rel).parent.mkdir(parents=True, exist_ok=True)
+        (model / rel).write_bytes(b"old")
+    (model / "transformer" / "deeper").mkdir()
+    wf_file = tmp_path / "w.yaml"
+    wf_file.write_text("kinograph: 1\nnodes:\n  m: {type: load.model, params: {path: wan-diffusers}}\n")
+
+    def key():
+        return plan_run(load_workflow(str(wf_file)), default_registry()).keys["m"]
+    before = key()
+    time.sleep(0.01)
+    (model / "transformer" / "deeper" / "notes.txt").write_bytes(b"two levels down is not a model layout")
+    assert key() == before
+    (model / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"new")
+    assert key() != before
+
+
 def test_a_text_encoder_of_another_family_is_refused_by_name(tmp_path, monkeypatch):
     """umt5 (Wan's encoder) with type hunyuan_video stopped encode.text with "AttributeError: 'NoneType' object
     has no attribute 'dtype'", and with type sd it loaded and encoded as if it were SD's CLIP: the loader now
