@@ -423,3 +423,25 @@ nodes:
     logs = {e["node"]: e["message"] for e in events if e["event"] == "log"}
     assert set(logs) == {"rev", "pp", "join", "slow"}
     assert all(m.startswith("the audio track is dropped: ") for m in logs.values())
+
+
+def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):
+    """cv2.imwrite only answers False: the message was 'cannot write frames into DIR', no reason, no frame."""
+    import shutil
+    import cv2
+    from collections import namedtuple
+    from nodes.io.images import write_frames
+    real = cv2.imwrite
+    calls = []
+
+    def imwrite(path, img):
+        calls.append(path)
+        return len(calls) <= 2 and real(path, img)
+
+    monkeypatch.setattr(cv2, "imwrite", imwrite)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(10, 10, 0))
+    with pytest.raises(NodeError) as e:
+        write_frames(make_clip(4, 32, 32), str(tmp_path / "shots"))
+    assert str(e.value) == (f"the disk holding {tmp_path / 'shots'} is full: frame_000002.png was not written "
+                            f"(2 frames before it were). Free some space there or write the frames elsewhere")
+    assert sorted(os.listdir(tmp_path / "shots")) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]

@@ -112,6 +112,20 @@ def frame_name(i: int) -> str:
     return f"frame_{i:06d}.png"
 
 
+def _frame_failure(folder: Path, i: int, nbytes: int) -> str:
+    """Why frame `i` could not be written: cv2.imwrite only answers False, so look at the disk."""
+    import shutil
+    done = f"{i} frame{'s' if i != 1 else ''} before it were"
+    try:
+        full = shutil.disk_usage(folder).free < nbytes + (1 << 20)
+    except OSError:
+        full = False
+    if full:
+        return (f"the disk holding {folder} is full: {frame_name(i)} was not written ({done}). Free some "
+                f"space there or write the frames elsewhere")
+    return f"cannot write {frame_name(i)} into {folder} ({done}): check that the folder is writable"
+
+
 def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None, overwrite: bool = False) -> dict:
     """Numbered PNGs (plus the workflow) into `folder`, each written whole under a temporary name.
 
@@ -138,7 +152,7 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
         for j, frame in enumerate(block):
             with atomic_output(final / frame_name(a + j), overwrite=True, record=False) as tmp:
                 if not cv2.imwrite(str(tmp), frame[..., ::-1]):
-                    raise NodeError(f"cannot write frames into {final}")
+                    raise NodeError(_frame_failure(final, a + j, frame.nbytes))
         if progress:
             progress(a + len(block), clip.length)
     out = {"path": str(final), "frames": clip.length}
