@@ -111,6 +111,9 @@ def run_batch(args) -> int:
     if problems:
         raise WorkflowError(problems)
     retry = ["kinograph", "batch", args.workflow, "--sweep", args.sweep] + _same_flags(args)
+    if args.ray:
+        from .distributed import require_ray
+        require_ray()          # a missing Ray is said before any job is announced
     report = Report(args.json, retry)
     for n in notes:
         report.note(n)

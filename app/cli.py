@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
     r.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     r.add_argument("--ray", metavar="ADDRESS", help="render on Ray: 'local' or a cluster address")
-    r.add_argument("--shards", type=int, default=0, help="with --ray: split the frame range into N shards")
+    r.add_argument("--shards", type=_count, default=0, help="with --ray: split the frame range into N shards")
     _output_flags(r)
 
     im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one)")
@@ -59,13 +59,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("workflow")
     b.add_argument("--sweep", required=True, metavar="SWEEP.yaml")
     b.add_argument("--ray", metavar="ADDRESS", help="'local' or a cluster address; without it jobs run here")
-    b.add_argument("--jobs", type=int, default=0, help="concurrent jobs (Ray)")
+    b.add_argument("--jobs", type=_count, default=0, help="concurrent jobs (Ray)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--only", default="", metavar="CASES", help="comma-separated case numbers to (re)run")
     b.add_argument("--cache-dir", metavar="DIR")
     b.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     _output_flags(b)
     return p
+
+
+def _count(text: str) -> int:
+    """A number of jobs or shards: 0 means the default; a negative one was taken as 1 without a word."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return n
 
 
 def _device(text: str) -> str:

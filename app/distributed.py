@@ -37,6 +37,14 @@ def import_ray():
     return ray
 
 
+def require_ray() -> None:
+    """Raise RAY_MISSING when Ray is not installed, without importing it (ray_session sets what Ray
+    reads at import time first)."""
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise KinographError(RAY_MISSING)
+
+
 @contextmanager
 def ray_session(address: str, num_cpus: Optional[int] = None):
     """Connect to `address` ('local' starts a private instance); shut down only what we started.

@@ -319,3 +319,24 @@ def test_json_ends_with_a_finished_event_when_nothing_could_run(tmp_path, capsys
     end = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert end["event"] == "batch_finished" and end["ok"] is False
     assert "video.trim has no parameter 'stat'" in end["error"]
+
+
+def test_counts_must_be_whole_and_not_negative(tmp_path, capsys):
+    """--jobs -2 and --shards -3 were taken (one worker, no shards) without a word."""
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0]}\n")
+    for argv in (["batch", str(wf), "--sweep", str(sweep), "--jobs", "-2"], ["run", str(wf), "--shards", "-3"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert "is not a whole number of 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_ray_is_said_before_any_job_is_announced(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install kinograph[ray]" in err and "2 jobs" not in err
