@@ -62,6 +62,7 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
                 ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING)
             else:
+                _check_answers(address)
                 ray.init(address=address, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise KinographError(f"cannot connect to the Ray cluster at {address!r}: {e}. Start one with "
@@ -72,6 +73,29 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_answers(address: str) -> None:
+    """Raise when nothing accepts a connection at a HOST:PORT address: ray.init would retry it for
+    ever, printing 'Failed to connect to GCS' lines, and not even SIGTERM stops it. 'auto' and
+    addresses that are not HOST:PORT are left to Ray."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")
+    # Ray itself swaps a loopback address for this machine's own IP, which a head may listen on alone.
+    hosts = [host] + ([socket.gethostbyname(socket.gethostname())] if host in ("127.0.0.1", "localhost") else [])
+    why = ""
+    for h in hosts:
+        try:
+            socket.create_connection((h, int(port)), timeout=10).close()
+            return
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+    raise KinographError(f"cannot connect to the Ray cluster at {address!r}: nothing answers there ({why}). "
+                         f"Check the head's address and port (`ray status` on the head prints them), start one "
+                         f"with `ray start --head` (see docs/ray.md), or use --ray local")
 
 
 def needs_gpu(wf, registry) -> List[str]:

@@ -340,3 +340,20 @@ def test_missing_ray_is_said_before_any_job_is_announced(tmp_path, monkeypatch, 
     assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
     err = capsys.readouterr().err
     assert "pip install kinograph[ray]" in err and "2 jobs" not in err
+
+
+def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
+    """A mistyped head address made `--ray HOST:PORT` retry forever, printing Ray's 'Failed to connect
+    to GCS' lines every few seconds (SIGTERM did not stop it). Nothing listens there: say so and stop."""
+    pytest.importorskip("ray")
+    import socket
+    import subprocess
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wf = workflow(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf), "--ray", f"127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}': nothing answers there" in r.stderr
+    assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
