@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
-from .jobs import cancel_on_interrupt, payload_of, run_job
+from .jobs import cancel_on_interrupt, payload_of, run_job, sigterm_interrupts
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 
@@ -163,8 +163,9 @@ def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
             if not report.json:
                 report.note(f"on Ray: {pool.size} workers")
             try:
-                for label, out in pool.imap((j.label, "run", (p,)) for j, p in zip(jobs, payloads)):
-                    report.finished(by_label[label], out)
+                with sigterm_interrupts():
+                    for label, out in pool.imap((j.label, "run", (p,)) for j, p in zip(jobs, payloads)):
+                        report.finished(by_label[label], out)
             except KeyboardInterrupt:
                 report.note("cancelled: stopping the Ray workers")
                 return True
@@ -178,7 +179,7 @@ def run_distributed(args, wf) -> int:
     from graph_engine.validate import apply_overrides, validate
     from .distributed import WorkerPool, needs_gpu, ray_session
     from .progress import ProgressPrinter
-    from .shard import plan_shards, render_sharded
+    from .shard import plan_shards
     if not args.ray:
         print("kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS (a cluster)",
               file=sys.stderr)
@@ -196,13 +197,8 @@ def run_distributed(args, wf) -> int:
         with WorkerPool(ray, None, limit=args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry),
                         device=args.device, note=printer.note) as pool:
             printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
-            if plan:
-                out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
-                                     use_cache=not args.no_cache, plan=plan)
-            else:
-                out = pool.call("run", payload_of(wf, registry, not args.no_cache))
-                if out.get("error") and not out.get("failed"):
-                    out["failed"] = {"workflow": out["error"]}
+            with sigterm_interrupts():      # stops as Ctrl-C does: workers stopped, exit 130
+                out = _run_on_pool(args, wf, registry, pool, printer, plan)
     for what, msg in out.get("failed", {}).items():
         if what in wf.graph.nodes:
             printer({"event": "node_failed", "node": what, "message": msg})
@@ -211,6 +207,19 @@ def run_distributed(args, wf) -> int:
     printer({"event": "run_finished", "ok": out["ok"], "cancelled": False, "results": out.get("results", {}),
              "failed": out.get("failed", {}), "seconds": round(time.perf_counter() - t0, 4)})
     return 0 if out["ok"] else 1
+
+
+def _run_on_pool(args, wf, registry, pool, printer, plan) -> Dict[str, Any]:
+    """The job (or the shards) on the pool's workers; the run's summary."""
+    from .shard import render_sharded
+    if plan:
+        out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
+                             use_cache=not args.no_cache, plan=plan)
+    else:
+        out = pool.call("run", payload_of(wf, registry, not args.no_cache))
+        if out.get("error") and not out.get("failed"):
+            out["failed"] = {"workflow": out["error"]}
+    return out
 
 
 def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None]:

@@ -85,3 +85,18 @@ def cancel_on_interrupt(cancel: CancelToken, note: Callable[[str], None]) -> Ite
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside, SIGTERM raises KeyboardInterrupt, so what stops cleanly on Ctrl-C (stopping the Ray
+    workers, printing the summary) does the same for a scheduler's SIGTERM. Entered after ray.init,
+    it stands in for Ray's own handler, which dumped a C++ stack and exited 1. The old handler comes back after."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -357,3 +357,49 @@ def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
     assert r.returncode == 1
     assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}': nothing answers there" in r.stderr
     assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, capsys):
+    """On Ray, SIGTERM went to Ray's handler: a C++ stack dump, exit 1 and no summary. It now stops the
+    workers and prints the table with the retry line, exit 130, as Ctrl-C does. (Fake Ray: the pool sends
+    the signal while the first job runs.)"""
+    import os
+    import signal
+    from contextlib import contextmanager
+    import app.distributed as dist
+
+    class Pool:
+        size = 1
+
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def imap(self, calls):
+            for key, _, _ in calls:
+                os.kill(os.getpid(), signal.SIGTERM)
+                yield key, {"ok": True, "seconds": 0.0}
+
+    monkeypatch.setattr(dist, "ray_session", contextmanager(lambda *a, **k: (yield None)))
+    monkeypatch.setattr(dist, "WorkerPool", Pool)
+    monkeypatch.setattr(dist, "require_ray", lambda: None)
+
+    def unhandled(signum, frame):
+        raise RuntimeError("SIGTERM reached the process's own handler")
+
+    old = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        wf = workflow(tmp_path)
+        sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n")
+        assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 130
+    finally:
+        assert signal.getsignal(signal.SIGTERM) is unhandled
+        signal.signal(signal.SIGTERM, old)
+    out = capsys.readouterr()
+    assert "cancelled: stopping the Ray workers" in out.err
+    assert "0 of 2 jobs ok" in out.out and "--only 1,2" in out.out
