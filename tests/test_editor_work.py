@@ -473,3 +473,12 @@ def test_a_sticky_note_being_typed_is_saved_by_ctrl_s_and_counts_at_close(win, q
     assert win.close()
     assert [t for t, _ in asked] == ["Unsaved changes"]
     assert "keep the flare (ask Ana)" in path.read_text()
+
+
+def test_a_workflow_with_windows_line_endings_is_not_taken_for_changed_on_disk(win, tmp_path, monkeypatch):
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(b"kinograph: 1\r\nnodes:\r\n  pat: {type: generate.test_pattern}\r\n")
+    assert win.open_path(str(path)) is win
+    win.controller.add_node("video.reverse", (300, 0))
+    asked = answer(monkeypatch)
+    assert win.save() and asked == [] and "video.reverse" in path.read_text()

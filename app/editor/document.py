@@ -189,7 +189,12 @@ class Document(QObject):
             doc.path = None
             doc.origin = path
         else:
-            doc.on_disk = _digest(text.encode("utf-8"))
+            # The bytes, not the text: reading turns CRLF into LF, and a CRLF file would then
+            # always look changed on disk.
+            try:
+                doc.on_disk = _digest(path.read_bytes())
+            except OSError:
+                doc.on_disk = None
         return doc
 
 
