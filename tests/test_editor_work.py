@@ -482,3 +482,20 @@ def test_a_workflow_with_windows_line_endings_is_not_taken_for_changed_on_disk(w
     win.controller.add_node("video.reverse", (300, 0))
     asked = answer(monkeypatch)
     assert win.save() and asked == [] and "video.reverse" in path.read_text()
+
+
+def test_saving_an_imported_comfyui_workflow_starts_beside_the_file_it_came_from(win, tmp_path, monkeypatch):
+    """Ctrl+S on a workflow opened from a ComfyUI file or a render: the dialog opened in whatever
+    folder the editor was started from, as 'workflow.yaml'."""
+    import shutil
+    from PySide6.QtWidgets import QFileDialog
+    src = tmp_path / "shots" / "wan_t2v.json"
+    src.parent.mkdir()
+    shutil.copy(Path(test_editor.__file__).parent / "data" / "comfyui" / "wan_t2v.json", src)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    assert win.open_path(str(src)) is win and win.doc.origin == src.resolve()
+    starts = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda parent, title, start, *a, **k: starts.append(start)
+                        or ("", ""))
+    assert not win.save()
+    assert starts == [str(src.with_suffix(".yaml").resolve())]

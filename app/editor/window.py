@@ -323,7 +323,8 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def _dir(self) -> Path:
-        return self.doc.path.parent if self.doc.path else Path.cwd()
+        base = self.doc.path or self.doc.origin
+        return base.parent if base else Path.cwd()
 
     def open_path(self, path, new_window: bool = False) -> Optional["MainWindow"]:
         from .comfyui_open import open_comfyui, show_report
@@ -363,7 +364,12 @@ class MainWindow(QMainWindow):
 
     def save_as(self, other: bool = False) -> bool:
         """`other`: the dialog starts on a new name beside the file (which is not to be replaced)."""
-        start = str(self.doc.path or (self._dir() / "workflow.yaml"))
+        # A workflow read from a render or a ComfyUI file is offered a name beside that file (a past
+        # run's copy of a workflow file, another name than the file's own).
+        origin = self.doc.origin
+        offer = origin and (origin.with_name(f"{origin.stem}-run.yaml") if origin.suffix.lower() in (".yaml", ".yml")
+                            else origin.with_suffix(".yaml"))
+        start = str(self.doc.path or offer or self._dir() / "workflow.yaml")
         if other and self.doc.path is not None:
             start = str(self.doc.path.with_name(f"{self.doc.path.stem}-mine{self.doc.path.suffix}"))
         path, _ = QFileDialog.getSaveFileName(self, "Save workflow", start, "Workflows (*.yaml *.yml)")
