@@ -92,8 +92,8 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
             continue
         spec = registry.get(inst.type)
         if spec is None:
-            problems.append(wf.problem(f"unknown node type {inst.type!r}{registry.suggest(inst.type)}",
-                                       "nodes", nid, "type", node=nid))
+            problems.append(wf.problem(f"unknown node type {inst.type!r}{registry.suggest(inst.type)}"
+                                       f"{_failed_packs(registry)}", "nodes", nid, "type", node=nid))
             continue
         specs[nid] = spec
         for name, value in inst.params.items():
@@ -247,3 +247,13 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry) -> List[Problem
         g.set_param(node_id, param, value)
         wf.user_set.add((node_id, param))
     return problems
+
+
+def _failed_packs(registry) -> str:
+    """The node files and packs that failed to load may be where an unknown type lives (a typo
+    in the user's own node file): name them, with their error, where the type is missing."""
+    failed = [e for e in getattr(registry, "load_errors", ()) if "failed to load" in e]
+    if not failed:
+        return ""
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"; it may be defined where loading failed: {failed[0]}{more}"

@@ -499,3 +499,36 @@ def test_saving_an_imported_comfyui_workflow_starts_beside_the_file_it_came_from
                         or ("", ""))
     assert not win.save()
     assert starts == [str(src.with_suffix(".yaml").resolve())]
+
+
+# -- a user node file that does not load --------------------------------------------------------------------
+BROKEN_NODE = '''from graph_engine import node, Param
+from graph_engine.types import VIDEO
+
+@node("my.invert", category="Mine")
+def invert(ctx, video: VIDEO, amount: float = Param(1.0, min=0, max=1)) -> VIDEO:
+    """Invert the colours."""
+    return video.map(lambda f: (255 - f).astype("uint8")
+'''
+
+
+def test_a_node_whose_user_file_failed_to_load_names_that_file(make_window, tmp_path, qtbot):
+    """The user's own node file with a typo: the workflow said 'unknown node type my.invert',
+    the panel said 'install the node pack', and the import error went to a terminal nobody sees."""
+    from graph_engine.registry import Registry, default_registry
+    from app.editor.document import Document
+    folder = tmp_path / "nodes"
+    folder.mkdir()
+    (folder / "mine.py").write_text(BROKEN_NODE)
+    reg = Registry()
+    reg.specs.update(default_registry().specs)
+    reg.load_folder(folder)
+    doc = Document.from_text("kinograph: 1\nnodes:\n  pat: {type: generate.test_pattern}\n"
+                             "  inv: {type: my.invert, inputs: {video: pat.video}}\n", None, reg)
+    (p,) = [p for p in doc.problems if p.node == "inv"]
+    assert "my.invert" in p.message and str(folder / "mine.py") in p.message and "line 7" in p.message
+    w = make_window(doc)
+    w.scene.select_nodes(["inv"])
+    qtbot.wait(50)
+    shown = "\n".join(l.text() for l in w.properties.widget().findChildren(QLabel))
+    assert "mine.py" in shown and "line 7" in shown

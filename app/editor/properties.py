@@ -118,6 +118,9 @@ class PropertiesPanel(QScrollArea):
         lay.addWidget(sub)
         if spec is None:
             lay.addWidget(self._error(f"Unknown node type {inst.type!r}: install the node pack that provides it."))
+            for p in self.doc.problems:          # e.g. the user's node file that failed to load
+                if p.node == node_id and "failed to load" in p.message:
+                    lay.addWidget(self._error(p.message))
             lay.addWidget(self._kept(node_id))
             lay.addStretch(1)
             return
