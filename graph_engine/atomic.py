@@ -187,14 +187,19 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
             _commit(tmp, final, overwrite)
         except FileNotFoundError:
             if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
-                raise NodeError(f"the folder {final.parent} was removed while {final.name} was being written; "
-                                f"nothing was written") from None
+                raise NodeError(folder_removed(final)) from None
             raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if record:
         record_written(final)
+
+
+def folder_removed(final: Path) -> str:
+    """The message for an output folder deleted under a running writer (atomic_output's rename, or
+    ffmpeg writing into it), naming the file and not its temporary."""
+    return f"the folder {final.parent} was removed while {final.name} was being written; nothing was written"
 
 
 def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False, record: bool = True) -> None:

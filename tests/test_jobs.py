@@ -26,23 +26,14 @@ def test_run_job_reports_a_bad_workflow_without_raising():
     assert not row["ok"] and "no.such" in row["error"] and row["seconds"] >= 0
 
 
-def test_first_ctrl_c_cancels_the_second_stops():
+@pytest.mark.parametrize("sig, says", [(signal.SIGINT, "Ctrl-C again"), (signal.SIGTERM, "SIGTERM")])
+def test_the_first_signal_cancels_the_second_stops(sig, says):
+    """SIGTERM, what a job scheduler sends, cancels as Ctrl-C does."""
     notes = []
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.getsignal(sig)
     with cancel_on_interrupt(CancelToken(), notes.append) as cancel:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert cancel.cancelled and "Ctrl-C again" in notes[0]
+        os.kill(os.getpid(), sig)
+        assert cancel.cancelled and says in notes[0]
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
-
-
-def test_sigterm_cancels_too():
-    notes = []
-    before = signal.getsignal(signal.SIGTERM)
-    with cancel_on_interrupt(CancelToken(), notes.append) as cancel:
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert cancel.cancelled and "SIGTERM" in notes[0]
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGTERM)
-    assert signal.getsignal(signal.SIGTERM) is before
+            os.kill(os.getpid(), sig)
+    assert signal.getsignal(sig) is before

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from graph_engine import Clip, NodeError
+from graph_engine.atomic import folder_removed
 
 CODECS = ("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp", "png")
 CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "prores": ".mov", "ffv1": ".mkv",
@@ -107,7 +108,7 @@ def _failure(name: str, folder: Path, codec: str, err: str, code: int) -> str:
         return (f"{name} grew past the largest file this process may write (`ulimit -f`, or the largest file "
                 f"the filesystem of {folder} holds): raise the limit, or write it elsewhere")
     if not folder.is_dir():
-        return f"the folder {folder} was removed while {name} was being written; nothing was written"
+        return folder_removed(folder / name)
     if code < 0 and not err.strip():
         what = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
         return f"ffmpeg was stopped by {what} while writing {name} ({codec}); nothing was written"
