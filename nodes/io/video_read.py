@@ -5,6 +5,7 @@ ahead seeks to the keyframe before the target and decodes forward, so any frame 
 can be read on its own (sharded rendering relies on this)."""
 from __future__ import annotations
 
+import itertools
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -54,7 +55,7 @@ class VideoSource:
         self.height = self.stream.codec_context.height
         # Phones store portrait video landscape with a display matrix saying how to turn it;
         # players apply it, so frames are turned here (np.rot90 turns counter-clockwise for k > 0).
-        self.turns = _display_turns(path)
+        self.turns, self._iter = self._display_turns()
         if self.turns % 2:
             self.width, self.height = self.height, self.width
         self.time_base = self.stream.time_base
@@ -63,49 +64,72 @@ class VideoSource:
         # An AVI keeps no presentation times: with B-frames, the times PyAV reports follow the
         # packets' order, not the pictures'. The decoder gives pictures in order, so count them.
         self._counted = self._container.format.name == "avi"
-        self.length = self._count_frames()
+        self.length, end = self._count_frames()
         if self.length > 0 and (variable or not self.stream.frames):
             # On a variable rate the frames span more slots than their count, and an MKV/WebM states
             # a rate its frames need not keep: the clip lasts as long as the video does.
-            span = self._span()
+            span = self._span(end)
             if span:
                 self.length = max(self.length, int(round(span * self.fps)))
         if self.length <= 0 or not self.width:
             raise NodeError(f"{path}: no decodable frames (is the file complete?)")
         self._lock = threading.Lock()
-        self._iter = None
         self._next = 0          # source index the running decoder yields next
         self._last = None       # the frame it yielded last: on screen to the end of the video
 
-    def _count_frames(self) -> int:
+    def _display_turns(self) -> tuple:
+        """Quarter turns counter-clockwise the display matrix asks for (0 when it has none; PyAV shows
+        it on decoded frames only), and the decoder left at frame 0 with that frame in front, so the
+        first read does not open and decode the start of the file again."""
+        import av
+        gen = self._container.decode(self.stream)
+        try:
+            frame = next(gen, None)
+        except av.error.FFmpegError:
+            return 0, None      # a damaged file: reading its frames says so, with the frame number
+        if frame is None:
+            return 0, None
+        return round(frame.rotation / 90) % 4, itertools.chain([frame], gen)
+
+    def _count_frames(self) -> tuple:
+        """The number of video frames, and where the last packet ends when the packets had to be
+        read for it (None otherwise)."""
         n = self.stream.frames
         if n:
-            return int(n)
-        # Containers like MKV/WebM don't store a count: demux (no decode) and count packets.
+            return int(n), None
+        # Containers like MKV/WebM don't store a count: demux (no decode) and count packets; the
+        # same pass finds where the video ends, which _span would otherwise read the file again for.
         import av
+        count, end = 0, None
         with av.open(self.path) as c:
-            return sum(1 for p in c.demux(video=0) if p.size)
-
-    def _span(self) -> Optional[float]:
-        """Seconds from the first video frame to the end of the last (None when the file keeps no
-        timestamps). Only the packets after the last keyframe are read."""
-        import av
-        end = None
-        try:
-            with av.open(self.path) as c:
-                s = c.streams.video[0]
-                try:
-                    if s.duration:
-                        c.seek((s.start_time or 0) + s.duration, stream=s, backward=True, any_frame=False)
-                    elif c.duration:
-                        c.seek(c.duration, backward=True, any_frame=False)
-                except av.error.FFmpegError:
-                    pass
-                for pkt in c.demux(s):
-                    if pkt.pts is not None and pkt.size:
+            for pkt in c.demux(video=0):
+                if pkt.size:
+                    count += 1
+                    if pkt.pts is not None:
                         end = max(end or pkt.pts, pkt.pts + (pkt.duration or 0))
-        except av.error.FFmpegError:
-            return None
+        return count, end
+
+    def _span(self, end) -> Optional[float]:
+        """Seconds from the first video frame to the end of the last (None when the file keeps no
+        timestamps). `end` is where the packets end if _count_frames read them all; otherwise only
+        the packets after the last keyframe are read."""
+        import av
+        if end is None and self.stream.frames:
+            try:
+                with av.open(self.path) as c:
+                    s = c.streams.video[0]
+                    try:
+                        if s.duration:
+                            c.seek((s.start_time or 0) + s.duration, stream=s, backward=True, any_frame=False)
+                        elif c.duration:
+                            c.seek(c.duration, backward=True, any_frame=False)
+                    except av.error.FFmpegError:
+                        pass
+                    for pkt in c.demux(s):
+                        if pkt.pts is not None and pkt.size:
+                            end = max(end or pkt.pts, pkt.pts + (pkt.duration or 0))
+            except av.error.FFmpegError:
+                return None
         return float((end - self.start_pts) * self.time_base) if end is not None else None
 
     def _index_of(self, frame) -> int:
@@ -170,17 +194,6 @@ class VideoSource:
             except av.error.FFmpegError as e:
                 raise NodeError(f"{self.path}: the video is damaged near frame {indices[k]}: {e}")
         return out
-
-
-def _display_turns(path: str) -> int:
-    """Quarter turns counter-clockwise the file's display matrix asks for (0 when it has none)."""
-    import av
-    try:
-        with av.open(path) as c:
-            frame = next(c.decode(video=0), None)
-    except av.error.FFmpegError:
-        return 0        # a damaged file: reading its frames says so, with the frame number
-    return round((frame.rotation if frame is not None else 0) / 90) % 4
 
 
 class PillowSource:
