@@ -49,15 +49,6 @@ def allow_outside() -> bool:
     return os.environ.get("KINOGRAPH_ALLOW_OUTSIDE", "") in ("1", "true", "yes")
 
 
-# The keys config.yaml may hold, with what each must be (a value of another kind is named and left out).
-KEYS = {
-    "output_dir": ("a folder", lambda v: isinstance(v, str)),
-    "model_dirs": ("a folder or a list of folders", lambda v: _paths(v)),
-    "extra_model_paths": ("a file or a list of files", lambda v: _paths(v)),
-    "memory_cache_mb": ("a number of MB", lambda v: _number(v)),
-    "disk_cache_gb": ("a number of GB", lambda v: _number(v)),
-}
-DEFAULTS = {"memory_cache_mb": 2048, "disk_cache_gb": 20}
 log = logging.getLogger("kinograph.config")
 
 
@@ -67,6 +58,17 @@ def _paths(v: Any) -> bool:
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v == v and v != float("inf")
+
+
+# The keys config.yaml may hold, with what each must be (a value of another kind is named and left out).
+KEYS = {
+    "output_dir": ("a folder", lambda v: isinstance(v, str)),
+    "model_dirs": ("a folder or a list of folders", _paths),
+    "extra_model_paths": ("a file or a list of files", _paths),
+    "memory_cache_mb": ("a number of MB", _number),
+    "disk_cache_gb": ("a number of GB", _number),
+}
+DEFAULTS = {"memory_cache_mb": 2048, "disk_cache_gb": 20}
 
 
 @lru_cache(maxsize=1)
