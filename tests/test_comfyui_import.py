@@ -133,6 +133,38 @@ def test_bypassed_node_is_rewired_and_muted_node_dropped():
     assert res.report.entries["8"].status == "ui" and "muted" in res.report.entries["8"].notes[0]
 
 
+def test_a_linked_input_that_receives_nothing_is_named_in_the_report():
+    """Links into a node or link the file lacks, from a muted node, or through a bypass with nothing to pass on
+    leave the input empty (an image-to-video without its image): the node's line says so, never 'exactly'."""
+    def entry(wf, nid):
+        e = import_data(wf).report.entries[nid]
+        return e.status, "; ".join(e.notes)
+
+    wf = _load("wan_i2v.json")
+    for n in wf["nodes"]:
+        if n["type"] == "ModelSamplingSD3":
+            n["mode"] = 4                                  # a bypass that passes its MODEL on: nothing lost
+    assert entry(wf, "50") == ("exact", "")
+    gone = copy.deepcopy(wf)
+    gone["nodes"] = [n for n in gone["nodes"] if n["type"] != "LoadImage"]
+    status, notes = entry(gone, "50")
+    assert status == "approx" and "input start_image receives nothing: it is linked to node 52, which is not in " \
+                                  "the file" in notes
+    cut = copy.deepcopy(wf)
+    cut["links"] = [link for link in cut["links"] if link[0] != 106]
+    assert "input start_image receives nothing: its link 106 is missing" in entry(cut, "50")[1]
+    for mode, why in ((2, "LoadImage #52, which feeds it, is muted in ComfyUI"),
+                      (4, "LoadImage #52, which feeds it, is bypassed in ComfyUI and has no connected IMAGE input")):
+        off = copy.deepcopy(wf)
+        next(n for n in off["nodes"] if n["type"] == "LoadImage")["mode"] = mode
+        status, notes = entry(off, "50")
+        assert status == "approx" and f"input start_image receives nothing: {why}" in notes
+        assert f"input image receives nothing: {why}" in entry(off, "51")[1]
+    api = {"1": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["2", 0]}},
+           "2": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}}}
+    assert "input samples receives nothing: it is linked to node 7, which is not in the file" in entry(api, "1")[1]
+
+
 def _tiny_ui(extra_nodes, links, sampler_inputs):
     """A KSampler fed by what the test puts in front of it."""
     nodes = [{"id": 4, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0, "outputs": [

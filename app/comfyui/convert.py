@@ -11,7 +11,7 @@ from graph_engine.graph import Graph
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
 from .mapping import RULES, Approx, Rule
-from .report import Entry, Report
+from .report import APPROX, EXACT, UI, Entry, Report
 
 LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
 
@@ -115,6 +115,7 @@ class Converter:
         self.drop_unpicked()
         self.connect_vaes()
         self.layout_extras()
+        self.name_lost_inputs()
         return self.graph, self.report
 
     def params_of(self, cn: CNode, rule: Rule, notes: List[str]) -> Dict[str, Any]:
@@ -222,6 +223,17 @@ class Converter:
             self.report.add(Entry(x, cn.class_type, cn.title, "ui", [],
                                   ["not run: it only feeds the input a switch does not pick"]))
             todo += [v.node for v in cn.inputs.values() if isinstance(v, Ref)]
+
+    def name_lost_inputs(self) -> None:
+        """A linked input that receives nothing changes what runs (an image-to-video without its image): the node's
+        report line says which input and why, and it no longer counts as mapped exactly."""
+        for nid, notes in self.flat.lost.items():
+            entry = self.report.entries.get(nid)
+            if entry is None or entry.status == UI:
+                continue
+            entry.notes += notes
+            if entry.status == EXACT:
+                entry.status = APPROX
 
     def connect_vaes(self) -> None:
         """ComfyUI's empty latents need no VAE; Kinograph's size theirs from one: take the VAE that decodes

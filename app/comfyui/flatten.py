@@ -45,22 +45,39 @@ class Flat:
     notes: List[Dict[str, Any]] = field(default_factory=list)
     groups: List[Dict[str, Any]] = field(default_factory=list)
     dropped: List[Tuple[str, str, str, str]] = field(default_factory=list)   # id, class, title, why
+    # node id -> inputs whose link leads nowhere (a node or link the file lacks, a muted node, a bypass with nothing
+    # to pass on): ComfyUI runs without them too, but the report must say so, not call the node mapped exactly
+    lost: Dict[str, List[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Why a linked input receives nothing."""
+    why: str
 
 
 def from_api(prompt: Dict[str, Any]) -> Flat:
-    nodes = {}
+    nodes, lost = {}, {}
     for nid, body in prompt.items():
         if not isinstance(body, dict) or not isinstance(body.get("class_type"), str):
             raise ComfyImportError(f"API prompt node {nid!r} has no class_type")
         inputs = {}
         for k, v in (body.get("inputs") or {}).items():
             if isinstance(v, list) and len(v) == 2 and isinstance(v[1], int) and isinstance(v[0], (str, int)):
+                if str(v[0]) not in prompt:
+                    lost.setdefault(str(nid), []).append(_lost_note(k, f"it is linked to node {v[0]}, which is not "
+                                                                       "in the file"))
+                    continue
                 inputs[k] = Ref(str(v[0]), v[1])
             else:
                 inputs[k] = v
         title = ((body.get("_meta") or {}).get("title") or "") if isinstance(body.get("_meta"), dict) else ""
         nodes[str(nid)] = CNode(str(nid), body["class_type"], title, inputs)
-    return Flat(nodes)
+    return Flat(nodes, lost=lost)
+
+
+def _lost_note(name: str, why: str) -> str:
+    return f"input {name} receives nothing: {why}; connect it by hand if it is needed"
 
 
 # -- UI format ---------------------------------------------------------------------------------------
@@ -245,27 +262,39 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
             passthrough[nid] = None
             flat.dropped.append((nid, t, title(n), "bypassed in ComfyUI: its inputs pass straight through"))
 
+    def named(o: str) -> str:
+        n = nodes[o]
+        t = n.raw.get("title")
+        return f"{n.raw['type']} #{o}" + (f" \"{t}\"" if t and t != n.raw["type"] else "")
+
     def source(link_id, depth=0) -> Any:
-        """What feeds a link after reroutes, primitives and bypasses: Ref, a literal, or None."""
-        if link_id is None or link_id not in links or depth > 256:
-            return None
+        """What feeds a link after reroutes, primitives and bypasses: Ref, a literal, or Lost (why nothing)."""
+        if link_id not in links:
+            return Lost(f"its link {link_id} is missing from the file's links")
+        if depth > 256:
+            return Lost("it passes through more than 256 reroutes or bypassed nodes")
         o, o_slot, _, _ = links[link_id]
         if (o, o_slot) in literal:
             return ("literal", literal[(o, o_slot)])
         n = nodes.get(o)
         if n is None:
-            return None
+            return Lost(f"it is linked to node {o}, which is not in the file")
         if o in passthrough:
             if n.raw["type"] in REROUTES:
-                return source(n.inputs[0]["link"], depth + 1) if n.inputs else None
+                if not n.inputs or n.inputs[0]["link"] is None:
+                    return Lost(f"it comes through {named(o)}, which has nothing connected")
+                return source(n.inputs[0]["link"], depth + 1)
             want = n.outputs[o_slot]["type"] if o_slot < len(n.outputs) else None
             cands = [k for k, i in enumerate(n.inputs) if i["link"] is not None and i["type"] == want]
             if not cands:
-                return None
+                return Lost(f"{named(o)}, which feeds it, is bypassed in ComfyUI and has no connected {want} input "
+                            "to pass on")
             k = o_slot if o_slot in cands else cands[0]
             return source(n.inputs[k]["link"], depth + 1)
-        if n.raw.get("mode", 0) == MODE_NEVER or n.raw["type"] in NOTES:
-            return None
+        if n.raw.get("mode", 0) == MODE_NEVER:
+            return Lost(f"{named(o)}, which feeds it, is muted in ComfyUI")
+        if n.raw["type"] in NOTES:
+            return Lost(f"it is linked to {named(o)}, a note")
         return Ref(o, o_slot)
 
     # 2. the executable nodes, widgets named, links resolved
@@ -285,8 +314,11 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
             else:
                 cn.inputs.update(_name_widgets(names, values))
         for i in n.inputs:
+            if i["link"] is None:
+                continue
             src = source(i["link"])
-            if src is None:
+            if isinstance(src, Lost):
+                flat.lost.setdefault(nid, []).append(_lost_note(i["widget"] or i["name"], src.why))
                 continue
             if isinstance(src, tuple) and src[0] == "literal":
                 cn.inputs[i["widget"] or i["name"]] = src[1]
