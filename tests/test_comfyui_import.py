@@ -98,6 +98,24 @@ def test_positional_widgets_with_and_without_control_after_generate():
                              "denoise": 0.8}
 
 
+def test_widgets_a_file_stops_short_of_are_named_with_the_default_used():
+    """widgets_values ending early (an older save, a hand-edited file): ComfyUI fills in its own defaults, which
+    Kinograph's need not equal (its cfg default is not ComfyUI's 8), so each missing setting is named."""
+    wf = _load("wan_t2v.json")
+    ks = next(n for n in wf["nodes"] if n["type"] == "KSampler")
+    ks["widgets_values"] = [5, "fixed", 12]
+    res = import_data(wf)
+    entry = res.report.entries[str(ks["id"])]
+    assert entry.status == "approx"
+    notes = "; ".join(entry.notes)
+    sample = _by_type(res.graph, "generate.sample")[0]
+    assert sample.params["seed"] == 5 and sample.params["steps"] == 12
+    for comfy, param in (("cfg", "cfg"), ("sampler_name", "sampler"), ("scheduler", "scheduler"),
+                         ("denoise", "denoise")):
+        assert f"{comfy} is not in the file (its widgets_values ends early): Kinograph's default {param}=" in notes
+    assert "steps is not" not in notes and "seed is not" not in notes
+
+
 def test_wan22_two_experts_become_two_samplers_sharing_a_schedule():
     g = import_data(_load("wan22_t2v_14B.json")).graph
     first, second = sorted(_by_type(g, "generate.sample"), key=lambda n: n.params["start_step"])

@@ -122,6 +122,8 @@ class Converter:
         params = dict(rule.fixed)
         for p in rule.params:
             if p.comfy not in cn.inputs:
+                if p.comfy in cn.missing_widgets and p.param not in params:
+                    notes.append(self.missing_widget(rule, p))
                 continue
             v = self.resolve(cn.inputs[p.comfy])
             if isinstance(v, Out) or v is None:
@@ -141,6 +143,15 @@ class Converter:
                 if v not in ok:
                     notes.append(f"{k}={v!r} is not carried")
         return params
+
+    def missing_widget(self, rule: Rule, p) -> str:
+        """A widget the file has no value for (saved before ComfyUI had it, or cut short): ComfyUI would fill in its
+        own default, which Kinograph's may not equal, so the one used is named."""
+        spec = self.registry.get(rule.node) if self.registry is not None and rule.node else None
+        param = spec.params.get(p.param) if spec is not None else None
+        used = f"Kinograph's default {p.param}={param.default!r} is used" if param is not None and param.default is not None \
+            else f"{p.param} is left unset"
+        return f"{p.comfy} is not in the file (its widgets_values ends early): {used}; check it"
 
     def finish(self, cn: CNode, rule: Rule, made: List[str], notes: List[str]) -> None:
         notes = ([rule.note] if rule.note else []) + notes

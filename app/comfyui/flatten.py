@@ -37,6 +37,7 @@ class CNode:
     pos: Optional[Tuple[float, float]] = None
     out_types: List[str] = field(default_factory=list)
     mode: int = 0
+    missing_widgets: Tuple[str, ...] = ()       # named widgets the file's widgets_values stops short of
 
 
 @dataclass
@@ -312,7 +313,9 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
             if names is None:
                 cn.widgets = list(values)
             else:
-                cn.inputs.update(_name_widgets(names, values))
+                by_name = _name_widgets(names, values)
+                cn.inputs.update(by_name)
+                cn.missing_widgets = tuple(k for k in names if k not in by_name)
         for i in n.inputs:
             if i["link"] is None:
                 continue
@@ -330,7 +333,8 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
 
 def _name_widgets(names, values) -> Dict[str, Any]:
     """Positional widget values to names; the "control after generate" value ComfyUI stores after a
-    seed widget is skipped when present (older files lack it)."""
+    seed widget is skipped when present (older files lack it). Values past the known widgets are left:
+    the frontend stores some of its own there (an upload button, a preview)."""
     out, k = {}, 0
     for name in names:
         if k >= len(values):
