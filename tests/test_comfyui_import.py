@@ -490,6 +490,31 @@ def test_exit_codes_and_partial(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
+    """A group node or a subgraph missing its definition bundles nodes Kinograph may well map: 'no Kinograph
+    equivalent' sent the user looking for one. A custom node names the pack ComfyUI recorded for it."""
+    wf = _load("svd_i2v.json")
+    loader = next(n for n in wf["nodes"] if n["type"] == "ImageOnlyCheckpointLoader")
+    for kind, says in (("workflow>Loaders", "a group node (ComfyUI's older bundle of nodes), which Kinograph does "
+                                            "not open: in ComfyUI right-click it > Convert to nodes, save, and import "
+                                            "again"),
+                       ("0d1e2f3a-1111-4222-8333-444455556666", "a subgraph whose definition is missing from the "
+                                                                "file (definitions.subgraphs)")):
+        loader["type"] = kind
+        src = tmp_path / "wf.json"
+        src.write_text(json.dumps(wf))
+        assert _cli(src, "-o", tmp_path / "out.yaml") == 2
+        err = capsys.readouterr().err
+        assert f"NOT MAPPED             {kind} #{loader['id']}" in err and says in err
+        assert f"not written: {kind} #{loader['id']} cannot be converted (why is above)" in err
+    loader["type"] = "ImageOnlyCheckpointLoader"
+    wf["nodes"].append({"id": 30, "type": "ImageResizeKJv2", "pos": [0, 0], "mode": 0, "widgets_values": [512],
+                        "properties": {"cnr_id": "comfyui-kjnodes", "ver": "1.1.0"}})
+    entry = import_data(wf).report.entries["30"]
+    assert entry.notes == ["no Kinograph equivalent (from the custom node pack comfyui-kjnodes 1.1.0): a placeholder "
+                           "marks its place"]
+
+
 @pytest.mark.parametrize("content,message", [
     (b"\x89PNG\r\n\x1a\nbroken", "not a readable PNG"),
     (b"not json at all", "not valid JSON"),

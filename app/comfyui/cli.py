@@ -28,8 +28,8 @@ def cmd_import(args) -> int:
     code = report.exit_code
     if code == EXIT_UNMAPPED and not args.partial:
         names = ", ".join(f"{e.class_type} #{e.comfy_id}" for e in report.blocking)
-        print(f"not written: no Kinograph equivalent for {names}; --partial writes it with placeholders",
-              file=sys.stderr)
+        print(f"not written: {names} cannot be converted (why is above); --partial writes the workflow with "
+              "placeholders in their place", file=sys.stderr)
         return code
     text = result.yaml
     if not report.blocking:

@@ -205,8 +205,8 @@ class Converter:
             params["widgets_values"] = cn.widgets
         nid = self.add("comfyui." + re.sub(r"[^A-Za-z0-9_\-]+", "_", cn.class_type), cn, params)
         self.graph.ui.setdefault(nid, {})["placeholder"] = True
-        self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid],
-                              ["no Kinograph equivalent: a placeholder marks its place"], runs=cn.mode == 0))
+        self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid], [unmapped_note(cn)],
+                              runs=cn.mode == 0))
 
     def not_constant(self, cn: CNode, what: str) -> None:
         self.placeholder(cn)
@@ -599,6 +599,24 @@ class Converter:
             params["path"] = params.get("path", "out/ComfyUI.webm")[: -len(".webm")] + ".mp4"
             notes.append("AV1 is written in an MP4 container")
         return [self.plain(cn, rule, params, notes)]
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
+def unmapped_note(cn: CNode) -> str:
+    """What the node is and what to do: a group node or a subgraph without its definition is a bundle of
+    nodes Kinograph may well have, not a node it lacks; a custom node's pack tells the user where it came from."""
+    mark = "a placeholder marks its place"
+    if cn.class_type.startswith(("workflow>", "workflow/")):
+        return (f"a group node (ComfyUI's older bundle of nodes), which Kinograph does not open: in ComfyUI "
+                f"right-click it > Convert to nodes, save, and import again; {mark}")
+    if UUID.fullmatch(cn.class_type):
+        return (f"a subgraph whose definition is missing from the file (definitions.subgraphs): save the workflow "
+                f"again from ComfyUI and import that; {mark}")
+    if cn.pack and not cn.pack.startswith("comfy-core"):
+        return f"no Kinograph equivalent (from the custom node pack {cn.pack}): {mark}"
+    return f"no Kinograph equivalent: {mark}"
 
 
 def convert(flat: Flat, registry=None) -> Tuple[Graph, Report]:

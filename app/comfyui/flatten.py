@@ -38,6 +38,7 @@ class CNode:
     out_types: List[str] = field(default_factory=list)
     mode: int = 0
     missing_widgets: Tuple[str, ...] = ()       # named widgets the file's widgets_values stops short of
+    pack: str = ""                              # the custom node pack ComfyUI recorded for it (cnr_id / aux_id)
 
 
 @dataclass
@@ -305,6 +306,10 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
             continue
         cn = CNode(nid, t, title(n), pos=_pos(n.raw.get("pos")), out_types=[o["type"] for o in n.outputs],
                    mode=n.raw.get("mode", 0))
+        props = n.raw.get("properties") if isinstance(n.raw.get("properties"), dict) else {}
+        pack = props.get("cnr_id") or props.get("aux_id")
+        if isinstance(pack, str) and pack:
+            cn.pack = pack + (f" {props['ver']}" if isinstance(props.get("ver"), str) and props["ver"] else "")
         values = n.raw.get("widgets_values")
         names = widget_names(t)
         if isinstance(values, dict):                  # VideoHelperSuite stores its widgets by name
