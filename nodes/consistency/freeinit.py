@@ -102,7 +102,9 @@ def freeinit(run_sampling: Callable[[torch.Tensor, int], torch.Tensor], initial_
     z0 = None
     for i, n_steps in enumerate(schedule):
         if i:
-            noised = renoise(z0, initial_noise, renoise_sigma)
+            # The noise is drawn on the CPU (the same seed gives the same video on any device); a
+            # pass returns z0 on the device it ran on.
+            noised = renoise(z0.to(initial_noise), initial_noise, renoise_sigma)
             fresh = torch.randn(initial_noise.shape, generator=gen).to(initial_noise)
             noise = mix_frequencies(noised, fresh, lpf.to(initial_noise.device))
         if on_iteration is not None:
