@@ -520,6 +520,12 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
     (b"not json at all", "not valid JSON"),
     (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     (b'{"hello": "world"}', "not a ComfyUI workflow"),
+    (b'{"nodes": [],\n "links": [], "note": "caf\xe9"}', "not UTF-8 text (byte 0xe9 on line 2, in another encoding "
+                                                         "such as Windows-1252): ComfyUI writes UTF-8; save the file as "
+                                                         "UTF-8"),
+    (b'{"nodes": [{"id": 1, "type": "VAEDecode", "title": "dec', "the file ends before its JSON does: it was cut short"),
+    (b'{"nodes": [{"id": 1, "type": "VAEDecode"}, ', "the file ends before its JSON does: it was cut short"),
+    (b"  \n", "the file is empty"),
     (b'{"nodes": [{"id": 1}], "links": []}', "damaged"),
     (b'{"1": {"class_type": "KSampler", "inputs": {"model": ["1", 0]}}}', "loop"),
     (b'{"nodes": [{"id": 1, "type": "VAEDecode", "widgets_values": 5, "inputs": "x"}], "links": [[1]]}', "damaged"),
@@ -564,6 +570,40 @@ def test_png_and_apng_text_chunks(tmp_path):
     frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:], pnginfo=api)
     res = import_workflow(tmp_path / "anim.png")
     assert res.kind == "api" and _by_type(res.graph, "context.windows")
+
+
+def test_workflows_as_they_arrive_from_other_hands(tmp_path):
+    """A .json saved by a Windows editor as "Unicode" (UTF-16 with a BOM), a ComfyUI WebP that an image host or chat
+    app renamed .png, a PNG whose workflow chunk is damaged but whose prompt is whole, a workflow too large for
+    Pillow's default text limit, a note storing its text in a dict: each imports."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+    wf = _load("svd_i2v.json")
+    (tmp_path / "unicode.json").write_bytes(json.dumps(wf).encode("utf-16"))
+    assert _by_type(import_workflow(tmp_path / "unicode.json").graph, "guide.linear_cfg")
+    exif = Image.Exif()
+    exif[0x010F] = "workflow:" + json.dumps(wf)
+    Image.new("RGB", (8, 8)).save(tmp_path / "render.png", format="WEBP", exif=exif.tobytes())
+    assert import_workflow(tmp_path / "render.png").kind == "ui"
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png", format="JPEG")
+    with pytest.raises(ComfyImportError, match="is a JPEG image, not a PNG or WebP, which ComfyUI writes its workflow "
+                                               "into .* get the original PNG or the .json"):
+        import_workflow(tmp_path / "photo.png")
+    info = PngInfo()
+    info.add_text("workflow", json.dumps(wf)[:300])
+    info.add_text("prompt", json.dumps(_prompt_of(None)))
+    Image.new("RGB", (8, 8)).save(tmp_path / "cut.png", pnginfo=info)
+    res = import_workflow(tmp_path / "cut.png")
+    assert res.kind == "api" and _by_type(res.graph, "context.windows")
+    assert res.report.text().startswith("note: the embedded workflow is not readable JSON, so this is the embedded "
+                                        "prompt: what runs, without positions, groups and notes")
+    big = copy.deepcopy(wf)
+    big["nodes"].append({"id": 900, "type": "Note", "pos": [0, 0], "widgets_values": {"text": "x" * 2_000_000}})
+    info = PngInfo()
+    info.add_text("workflow", json.dumps(big), zip=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "big.png", pnginfo=info)
+    res = import_workflow(tmp_path / "big.png")
+    assert res.graph.ui["_notes"]["note_900"]["text"] == "x" * 2_000_000
 
 
 def test_webp_exif_as_comfyui_writes_it(tmp_path):

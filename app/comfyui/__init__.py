@@ -65,7 +65,10 @@ def import_workflow(path, *, registry=None) -> ImportResult:
     from .sources import read_source
     src = read_source(path)
     p = Path(path)
-    return import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p))
+    result = import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p))
+    if src.remark:
+        result.report.remarks.append(src.remark)
+    return result
 
 
 def comfyui_source(path):

@@ -250,7 +250,10 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
         t = n.raw["type"]
         mode = n.raw.get("mode", 0)
         if t in NOTES:
-            text = (n.raw.get("widgets_values") or [""])[0]
+            values = n.raw.get("widgets_values")
+            # a list as ComfyUI writes it; some note nodes of custom packs store a dict
+            text = (values or [""])[0] if isinstance(values, list) else \
+                (values.get("text", "") if isinstance(values, dict) else values or "")
             flat.notes.append({"id": nid, "title": n.raw.get("title") or t, "text": str(text),
                                "pos": n.raw.get("pos"), "size": n.raw.get("size")})
         elif t in PRIMITIVES:

@@ -29,6 +29,7 @@ class Entry:
 @dataclass
 class Report:
     entries: Dict[str, Entry] = field(default_factory=dict)
+    remarks: List[str] = field(default_factory=list)      # about the file as a whole, shown first
 
     def add(self, e: Entry) -> None:
         self.entries[e.comfy_id] = e
@@ -64,4 +65,5 @@ class Report:
 
         def key(e):
             return order[e.status], int(e.comfy_id) if e.comfy_id.isdigit() else 1 << 30, e.comfy_id
-        return "\n".join(e.line() for e in sorted(self.entries.values(), key=key))
+        return "\n".join([f"note: {r}" for r in self.remarks] +
+                         [e.line() for e in sorted(self.entries.values(), key=key)])

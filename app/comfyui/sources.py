@@ -26,6 +26,7 @@ class Source:
     kind: str
     data: Dict[str, Any]
     origin: str                      # where in the file it was found, for messages
+    remark: str = ""                 # what the report should say about how it was read
 
 
 def classify(data: Any) -> Optional[str]:
@@ -48,6 +49,14 @@ def _parse_json(text: Any, where: str, path: str) -> Any:
         text = text.decode("utf-8", "replace")
     try:
         return json.loads(text)
+    except json.JSONDecodeError as e:
+        if not text.strip():
+            raise ComfyImportError(f"{path}: the {where} is empty") from None
+        if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
+            # a download or copy that stopped part way: the JSON is fine up to where the bytes end
+            raise ComfyImportError(f"{path}: the {where} ends before its JSON does: it was cut short (an "
+                                   "interrupted download or copy?); get it again") from None
+        raise ComfyImportError(f"{path}: the {where} is not valid JSON ({e})") from None
     except (TypeError, ValueError) as e:
         raise ComfyImportError(f"{path}: the {where} is not valid JSON ({e})") from None
     except RecursionError:
@@ -55,16 +64,48 @@ def _parse_json(text: Any, where: str, path: str) -> Any:
         raise ComfyImportError(f"{path}: the {where} is nested too deeply to be a ComfyUI workflow") from None
 
 
+def _decode(raw: bytes, label: str) -> str:
+    """UTF-8 (with or without a BOM), or UTF-16/32 with a BOM as Windows editors save "Unicode" text."""
+    import codecs
+    for bom, enc in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                     (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(enc)
+            except UnicodeDecodeError:
+                break
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if b"\0" in raw[:8192]:
+            raise ComfyImportError(f"{label}: not a text file; a ComfyUI workflow is JSON, or a PNG/WebP/MP4/WebM "
+                                   "that carries one") from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ComfyImportError(f"{label}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}, in another "
+                               "encoding such as Windows-1252): ComfyUI writes UTF-8; save the file as UTF-8 and "
+                               "import it again") from None
+
+
 def _pick(found: Dict[str, Any], path: str) -> Source:
     """Prefer the UI workflow (it has positions, groups and notes); fall back to the API prompt."""
+    damaged = None
     for key in ("workflow", "prompt"):
         if key in found and found[key] not in (None, "", "null"):
-            data = _parse_json(found[key], f"embedded {key}", path)
+            try:
+                data = _parse_json(found[key], f"embedded {key}", path)
+            except ComfyImportError as e:
+                damaged = damaged or e
+                continue
             kind = classify(data)
             if kind == "api-wrapped":
                 data, kind = data["prompt"], "api"
             if kind:
-                return Source(kind, data, f"embedded {key}")
+                # the prompt has what runs but no layout: the report says why the layout is missing
+                remark = ("the embedded workflow is not readable JSON, so this is the embedded prompt: what runs, "
+                          "without positions, groups and notes") if damaged else ""
+                return Source(kind, data, f"embedded {key}", remark)
+    if damaged:
+        raise damaged
     raise ComfyImportError(f"{path}: this file carries no ComfyUI workflow in its metadata")
 
 
@@ -77,19 +118,14 @@ def read_source(path) -> Source:
     if p.is_dir():
         raise ComfyImportError(f"{label}: is a folder, not a workflow file")
     suffix = p.suffix.lower()
-    if suffix in PNG_SUFFIXES:
-        return _pick(_png_chunks(p), label)
-    if suffix in WEBP_SUFFIXES:
-        return _pick(_webp_exif(p), label)
+    if suffix in PNG_SUFFIXES | WEBP_SUFFIXES:
+        return _pick(_image_metadata(p), label)
     if suffix in VIDEO_SUFFIXES:
         return _pick(_video_metadata(p), label)
     if p.stat().st_size > MAX_JSON_BYTES:
         raise ComfyImportError(f"{label}: {p.stat().st_size // 2**20} MB is too large for a workflow file")
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ComfyImportError(f"{label}: not a text file; a ComfyUI workflow is JSON, or a PNG/WebP/MP4/WebM "
-                               "that carries one") from None
+        text = _decode(p.read_bytes(), label)
     except OSError as e:
         raise ComfyImportError(f"{label}: cannot read ({e.strerror})") from None
     data = _parse_json(text, "file", label)
@@ -102,32 +138,30 @@ def read_source(path) -> Source:
     return Source(kind, data, "file")
 
 
-def _png_chunks(p: Path) -> Dict[str, Any]:
-    from PIL import Image, UnidentifiedImageError
+def _image_metadata(p: Path) -> Dict[str, Any]:
+    """PNG text chunks and WebP EXIF, read by what the file is, not by its name: image hosts and chat apps
+    convert a PNG to WebP and keep the name."""
+    from PIL import Image, PngImagePlugin, UnidentifiedImageError
+    # Pillow stops at 1 MB of compressed text by default; a large workflow is still a workflow
+    PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, MAX_JSON_BYTES)
     try:
         with Image.open(p) as im:
             found = dict(getattr(im, "text", {}) or {})
             found.update({k: v for k, v in im.info.items() if isinstance(v, (str, bytes)) and k not in found})
-            return found
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ComfyImportError(f"{p}: not a readable PNG ({e})") from None
-
-
-def _webp_exif(p: Path) -> Dict[str, Any]:
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(p) as im:
             exif = im.getexif()
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ComfyImportError(f"{p}: not a readable WebP ({e})") from None
-    found: Dict[str, Any] = {}
-    for value in exif.values():
+            kind = im.format
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise ComfyImportError(f"{p}: not a readable {p.suffix.lstrip('.').upper() or 'image'} ({e})") from None
+    for value in exif.values():              # ComfyUI's WebP: Make = "workflow:{...}", Model = "prompt:{...}"
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if isinstance(value, str) and ":" in value:
             key, _, body = value.partition(":")
-            if key in ("workflow", "prompt"):
+            if key in ("workflow", "prompt") and key not in found:
                 found[key] = body
+    if kind not in ("PNG", "WEBP") and not any(k in found for k in ("workflow", "prompt")):
+        raise ComfyImportError(f"{p}: is a {kind} image, not a PNG or WebP, which ComfyUI writes its workflow "
+                               "into (an image host may have converted it): get the original PNG or the .json") from None
     return found
 
 
