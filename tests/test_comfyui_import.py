@@ -183,6 +183,24 @@ def test_a_linked_input_that_receives_nothing_is_named_in_the_report():
     assert "input samples receives nothing: it is linked to node 7, which is not in the file" in entry(api, "1")[1]
 
 
+def test_two_nodes_of_one_id_and_junk_link_rows_lose_nothing_silently():
+    """A damaged or hand-merged file: the second node of an id replaced the first (a prompt gone without a word), a
+    null row in `links` stopped the whole import with 'TypeError'. Both nodes are kept and the second is named."""
+    wf = _load("wan_i2v.json")
+    second = copy.deepcopy(next(n for n in wf["nodes"] if n["id"] == 6))
+    second["widgets_values"] = ["a second prompt"]
+    wf["nodes"].append(second)
+    wf["links"] += [None, 7, [999, 3, 0], {"id": 998}]
+    res = import_data(wf)
+    texts = {n.params["text"] for n in _by_type(res.graph, "encode.text")}
+    assert {"a second prompt", "a cute anime girl with massive fennec ears and a big fluffy tail wearing a maid "
+                               "outfit turning around"} <= texts
+    entry = res.report.entries["6-2"]
+    assert entry.status == "approx" and entry.notes == [
+        "the file has another node with id 6 (CLIPTextEncode): this one is imported as #6-2, and links from node 6 "
+        "go to the other; check its connections"]
+
+
 def _tiny_ui(extra_nodes, links, sampler_inputs):
     """A KSampler fed by what the test puts in front of it."""
     nodes = [{"id": 4, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0, "outputs": [

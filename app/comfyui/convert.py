@@ -115,7 +115,7 @@ class Converter:
         self.drop_unpicked()
         self.connect_vaes()
         self.layout_extras()
-        self.name_lost_inputs()
+        self.add_remarks()
         return self.graph, self.report
 
     def params_of(self, cn: CNode, rule: Rule, notes: List[str]) -> Dict[str, Any]:
@@ -235,10 +235,11 @@ class Converter:
                                   ["not run: it only feeds the input a switch does not pick"]))
             todo += [v.node for v in cn.inputs.values() if isinstance(v, Ref)]
 
-    def name_lost_inputs(self) -> None:
-        """A linked input that receives nothing changes what runs (an image-to-video without its image): the node's
-        report line says which input and why, and it no longer counts as mapped exactly."""
-        for nid, notes in self.flat.lost.items():
+    def add_remarks(self) -> None:
+        """A linked input that receives nothing changes what runs (an image-to-video without its image), a node
+        sharing its id with another may be wired wrong: the node's report line says so, and it no longer counts
+        as mapped exactly."""
+        for nid, notes in self.flat.remarks.items():
             entry = self.report.entries.get(nid)
             if entry is None or entry.status == UI:
                 continue

@@ -47,9 +47,9 @@ class Flat:
     notes: List[Dict[str, Any]] = field(default_factory=list)
     groups: List[Dict[str, Any]] = field(default_factory=list)
     dropped: List[Tuple[str, str, str, str]] = field(default_factory=list)   # id, class, title, why
-    # node id -> inputs whose link leads nowhere (a node or link the file lacks, a muted node, a bypass with nothing
-    # to pass on): ComfyUI runs without them too, but the report must say so, not call the node mapped exactly
-    lost: Dict[str, List[str]] = field(default_factory=dict)
+    # node id -> what its report line must add: inputs whose link leads nowhere (a node or link the file lacks, a
+    # muted node, a bypass with nothing to pass on; ComfyUI runs without them too), a second node of the same id
+    remarks: Dict[str, List[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def from_api(prompt: Dict[str, Any]) -> Flat:
                 inputs[k] = v
         title = ((body.get("_meta") or {}).get("title") or "") if isinstance(body.get("_meta"), dict) else ""
         nodes[str(nid)] = CNode(str(nid), body["class_type"], title, inputs)
-    return Flat(nodes, lost=lost)
+    return Flat(nodes, remarks=lost)
 
 
 def _lost_note(name: str, why: str) -> str:
@@ -87,10 +87,13 @@ def _links(raw) -> Dict[int, Tuple[str, int, str, int]]:
     """link id -> (origin node, origin slot, target node, target slot); both list and dict layouts."""
     out = {}
     for l in raw or []:
-        if isinstance(l, dict):
-            out[l["id"]] = (str(l["origin_id"]), int(l["origin_slot"]), str(l["target_id"]), int(l["target_slot"]))
-        elif isinstance(l, list) and len(l) >= 5 and l[0] is not None:
-            out[l[0]] = (str(l[1]), int(l[2]), str(l[3]), int(l[4]))
+        try:
+            if isinstance(l, dict):
+                out[l["id"]] = (str(l["origin_id"]), int(l["origin_slot"]), str(l["target_id"]), int(l["target_slot"]))
+            elif isinstance(l, list) and len(l) >= 5 and l[0] is not None:
+                out[l[0]] = (str(l[1]), int(l[2]), str(l[3]), int(l[4]))
+        except (KeyError, TypeError, ValueError):
+            continue        # a damaged row links nothing; an input that names it is reported as receiving nothing
     return out
 
 
@@ -102,12 +105,22 @@ class _UINode:
     outputs: List[Dict[str, Any]]
 
 
-def _ui_nodes(raw_nodes, prefix="") -> Dict[str, _UINode]:
+def _ui_nodes(raw_nodes, remarks, prefix="") -> Dict[str, _UINode]:
     out = {}
     for n in raw_nodes:
         if not isinstance(n, dict) or "id" not in n or "type" not in n:
             raise ComfyImportError("a workflow node has no `id` or `type`; the file is damaged")
         nid = prefix + str(n["id"])
+        if nid in out:
+            # two nodes of one id (a damaged or hand-merged file): both are kept, as ComfyUI keeps both by giving
+            # the second a new id; a link naming the id can only go to one of them, the first
+            k = 2
+            while f"{nid}-{k}" in out:
+                k += 1
+            remarks.setdefault(f"{nid}-{k}", []).append(
+                f"the file has another node with id {nid} ({out[nid].raw['type']}): this one is imported as "
+                f"#{nid}-{k}, and links from node {nid} go to the other; check its connections")
+            nid = f"{nid}-{k}"
         ins = [{"name": i.get("name", ""), "type": i.get("type", ""), "link": i.get("link"),
                 "widget": (i.get("widget") or {}).get("name")} for i in (n.get("inputs") or [])]
         outs = [{"name": o.get("name", ""), "type": o.get("type", "")} for o in (n.get("outputs") or [])]
@@ -120,7 +133,8 @@ def _expand_subgraphs(data: Dict[str, Any]) -> Tuple[List[Dict], List[Any]]:
     execution ids), links through the subgraph's input and output nodes are joined up."""
     defs = {s.get("id"): s for s in ((data.get("definitions") or {}).get("subgraphs") or []) if isinstance(s, dict)}
     nodes = [dict(n) for n in data.get("nodes") or []]
-    links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or []]
+    # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
+    links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or [] if isinstance(l, (list, dict))]
     for _ in range(16):                                   # nested subgraphs: one level per pass
         inst = [n for n in nodes if n.get("type") in defs]
         if not inst:
@@ -231,9 +245,9 @@ def _relink(nodes, dst, slot, old, new):
 def from_ui(data: Dict[str, Any], widget_names) -> Flat:
     """`widget_names(class_type)` gives the positional widget names of a known class, or None."""
     raw_nodes, raw_links = _expand_subgraphs(data)
-    nodes = _ui_nodes(raw_nodes)
-    links = _links(raw_links)
     flat = Flat({})
+    nodes = _ui_nodes(raw_nodes, flat.remarks)
+    links = _links(raw_links)
     for g in data.get("groups") or []:
         if isinstance(g, dict):
             flat.groups.append(g)
@@ -329,7 +343,7 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
                 continue
             src = source(i["link"])
             if isinstance(src, Lost):
-                flat.lost.setdefault(nid, []).append(_lost_note(i["widget"] or i["name"], src.why))
+                flat.remarks.setdefault(nid, []).append(_lost_note(i["widget"] or i["name"], src.why))
                 continue
             if isinstance(src, tuple) and src[0] == "literal":
                 cn.inputs[i["widget"] or i["name"]] = src[1]
