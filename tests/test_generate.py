@@ -471,3 +471,37 @@ def test_prompt_schedule_is_read_at_pixel_frames_by_temporally_compressed_models
     assert torch.allclose(e[0], one / 16 + two * 15 / 16, atol=1e-5)
     first = get_adapter("wan").conditioning_inputs(h, [cond], [0], 1, "cpu", torch.float32)["encoder_hidden_states"]
     assert torch.allclose(first[0], one, atol=1e-6)
+
+
+# -- NaN/inf: half-precision overflow or damaged weights decode as black frames ---------------
+def test_a_sampler_that_breaks_down_stops_at_that_step_and_says_why(mm, tiny):
+    import dataclasses
+    h, parts = _parts(mm, tiny, "mini")
+    calls = []
+
+    def overflow(fn, info):
+        def g(x, sigma, frames=None):
+            calls.append(float(sigma))
+            return fn(x, sigma, frames=frames) * float("inf")
+        return g
+    for dtype, fix in (("fp16", "set the loader's dtype to bf16 or fp32"), ("fp32", "the model file or a LoRA")):
+        calls.clear()
+        bad = dataclasses.replace(h, dtype=dtype, wrappers=h.wrappers + (overflow,))
+        with pytest.raises(NodeError) as e:
+            _t2v(mm, tiny, "mini", prompt="a red circle", frames=4, steps=5, sampler="flow_euler", model=bad)
+        assert f"sampling broke down at step 1 of 5: the mini model ({dtype} on cpu) produced NaN/inf" in str(e.value)
+        assert fix in str(e.value) and len(calls) == 1
+
+
+def test_decoding_nan_says_whether_the_latent_or_the_vae_made_it(mm, tiny, monkeypatch):
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.vae_ops import decode_latent
+    _, parts, out = _t2v(mm, tiny, "mini", prompt="a red circle", frames=4, steps=2, sampler="flow_euler")
+    assert decode_latent(parts["vae"], out).frames(0, 4).shape == (4, 64, 64, 3)
+    broken = out.with_samples(out.samples.clone())
+    broken.samples[0, 0, 2, 5, 5] = float("nan")
+    with pytest.raises(NodeError, match="the latent to decode holds NaN/inf values: the sampler"):
+        decode_latent(parts["vae"], broken).frames(0, 4)
+    monkeypatch.setattr(get_adapter("mini"), "vae_decode", lambda pipe, z: z.float() * float("inf"))
+    with pytest.raises(NodeError, match="the mini VAE decoded NaN/inf pixels.*set the loader's dtype to fp32"):
+        decode_latent(parts["vae"], out).frames(0, 4)

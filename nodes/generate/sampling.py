@@ -200,6 +200,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     def step_callback(i, total, x_now):
         check()
+        # One NaN spreads to the whole latent within a step or two and decodes as black frames: stop
+        # at the step it appeared, with the precision that is the usual cause, instead of finishing.
+        if not bool(torch.isfinite(x_now).all()):
+            raise NodeError(broke_down(handle, i + 1, total))
         if callback is not None:
             callback(i + 1, total)
         if preview is not None:
@@ -235,6 +239,19 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them).
             out = out * keep.mask + keep.samples * (1 - keep.mask)
     return latent.with_samples(out.float().cpu())
+
+
+def broke_down(handle, step: int, total: int) -> str:
+    """What to say when sampling produced NaN/inf values at `step`."""
+    if handle.dtype == "fp16":
+        fix = "half precision overflows in some models: set the loader's dtype to bf16 or fp32"
+    elif handle.dtype == "bf16":
+        fix = "set the loader's dtype to fp32"
+    else:
+        fix = ("in fp32 that points at the weights: the model file or a LoRA holds NaN/inf values or is "
+               "damaged (a LoRA's strength far above 1 can do it too)")
+    return (f"sampling broke down at step {step} of {total}: the {handle.family} model ({handle.dtype} on "
+            f"{handle.device}) produced NaN/inf values, which decode as black frames; {fix}")
 
 
 def _wrapped_run(wrap, inner, info, start_noise, n_steps=None):

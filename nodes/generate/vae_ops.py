@@ -76,7 +76,11 @@ def decode_latent(vae, latent: Latent) -> Clip:
                 [_tiled(adapter, pipe, lambda k=k: adapter.vae_decode(pipe, zz[:, :, k:k + 1]))
                  for k in range(zz.shape[2])], dim=2)))
         with torch.inference_mode():
-            return with_oom_retries(f"decoding {vae.family} latents {list(zz.shape)}", attempts)
+            pixels = with_oom_retries(f"decoding {vae.family} latents {list(zz.shape)}", attempts)
+        if not bool(torch.isfinite(pixels).all()):
+            # uint8 conversion would turn these into black (or garbage) frames without a word.
+            raise NodeError(_not_finite(vae, zz))
+        return pixels
 
     if adapter.vae_per_frame():
         def reader(a: int, b: int) -> np.ndarray:
@@ -91,6 +95,16 @@ def decode_latent(vae, latent: Latent) -> Clip:
                 result.append(to_uint8(decode(z, False)[0])[:n, :h, :w])
         return result[0][a:b]
     return Clip(n, latent.fps, w, h, whole, chunk=max(1, n))
+
+
+def _not_finite(vae, z: torch.Tensor) -> str:
+    if not bool(torch.isfinite(z).all()):
+        return ("the latent to decode holds NaN/inf values: the sampler (or node) that made it broke down; "
+                "run it again with the model loaded in fp32 or bf16")
+    dtype = getattr(getattr(vae.pipe, "vae", None), "dtype", None)
+    precision = "" if dtype is None else f" in {str(dtype).replace('torch.', '')}"
+    return (f"the {vae.family} VAE decoded NaN/inf pixels{precision}: its activations overflow in half "
+            "precision; set the loader's dtype to fp32 (or bf16), or decode on the CPU (--device cpu)")
 
 
 def _tiled(adapter, pipe, fn: Callable):
