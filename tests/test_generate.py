@@ -505,3 +505,26 @@ def test_decoding_nan_says_whether_the_latent_or_the_vae_made_it(mm, tiny, monke
     monkeypatch.setattr(get_adapter("mini"), "vae_decode", lambda pipe, z: z.float() * float("inf"))
     with pytest.raises(NodeError, match="the mini VAE decoded NaN/inf pixels.*set the loader's dtype to fp32"):
         decode_latent(parts["vae"], out).frames(0, 4)
+
+
+def test_out_of_memory_while_sampling_names_the_run_and_what_lowers_memory(mm, tiny):
+    import dataclasses
+    from nodes.generate.sampling import _named_oom
+    h, _ = _parts(mm, tiny, "mini")
+    torch_says = "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 23.65 GiB total capacity)"
+
+    def oom(fn, info):
+        def g(x, sigma, frames=None):
+            raise RuntimeError(torch_says)
+        return g
+    with pytest.raises(NodeError) as e:
+        _t2v(mm, tiny, "mini", prompt="a red circle", frames=4, steps=2, sampler="flow_euler",
+             model=dataclasses.replace(h, wrappers=(oom,)))
+    assert str(e.value) == ("out of memory while sampling 4 frames of 64x64 with the mini model (fp32 on cpu): lower "
+                            "width/height or frames, or sample a long clip in context windows (context.windows); what "
+                            f"ran before is kept in the cache. ({torch_says})")
+    _, _, out = _t2v(mm, tiny, "mini", prompt="a red circle", frames=4, steps=1, sampler="flow_euler")
+    with pytest.raises(NodeError, match=r"^out of memory while sampling 4 frames of 64x64 with the mini model \(fp16 "
+                       r"on cuda\): set the loader's offload to model \(or sequential: least memory, slowest\), "):
+        with _named_oom(dataclasses.replace(h, device="cuda", dtype="fp16"), out):
+            raise RuntimeError(torch_says)

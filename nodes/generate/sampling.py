@@ -8,6 +8,7 @@ frame indices x covers when a wrapper runs the model on a window; per-frame cond
 schedules, image and control frames) is sliced to match."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -222,7 +223,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         return adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
 
     lock = _pipe_lock(pipe)
-    with lock, torch.inference_mode():
+    with lock, torch.inference_mode(), _named_oom(handle, latent):
         activate_loras(pipe, handle.loras) if hasattr(pipe, "load_lora_weights") else None
         check()
         if handle.run_wrappers:
@@ -239,6 +240,25 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them).
             out = out * keep.mask + keep.samples * (1 - keep.mask)
     return latent.with_samples(out.float().cpu())
+
+
+@contextlib.contextmanager
+def _named_oom(handle, latent: Latent):
+    """Out of memory while sampling names the run and what lowers its memory; torch's own text
+    (allocator figures) stays at its end for whoever needs it."""
+    from nodes.generate.vae_ops import free_memory, is_oom
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory is renamed
+        if not is_oom(exc):
+            raise
+        free_memory()
+        offload = ("set the loader's offload to model (or sequential: least memory, slowest), "
+                   if handle.device != "cpu" else "")
+        raise NodeError(f"out of memory while sampling {latent.frames} frames of {latent.width}x{latent.height} with the {handle.family} model "
+                        f"({handle.dtype} on {handle.device}): {offload}lower width/height or frames, or sample a long "
+                        f"clip in context windows (context.windows); what ran before is kept in the cache. "
+                        f"({str(exc).strip().splitlines()[0][:200]})") from None
 
 
 def broke_down(handle, step: int, total: int) -> str:

@@ -29,7 +29,7 @@ def is_oom(exc: BaseException) -> bool:
                                               or "not enough memory" in text)
 
 
-def _free():
+def free_memory():
     import gc
     gc.collect()
     if torch.cuda.is_available():
@@ -46,7 +46,7 @@ def with_oom_retries(what: str, attempts: List[tuple]):
             if not is_oom(exc):
                 raise
             tried.append(desc)
-            _free()
+            free_memory()
     raise NodeError(f"out of memory while {what}; tried: {', '.join(tried)}. The latent is kept in the cache, "
                     "so nothing before this is lost: free memory (close other programs), decode on the CPU "
                     "(--device cpu), or lower the resolution")
