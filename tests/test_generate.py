@@ -186,6 +186,20 @@ def test_impossible_frame_count_in_the_graph(tiny, tmp_path):
     assert not res.ok and re.search(r"4n\+1.*13 or 17", res.failed["latent"])
 
 
+def test_a_size_the_denoiser_cannot_tile_is_refused_by_latent_empty(tiny, tmp_path):
+    """latent.empty passed sizes the denoiser's grid does not divide: kinograph-mini (16-pixel grid) at
+    52x52 failed in sample with torch's 'Sizes of tensors must match', Wan (8x VAE, 2x2 patches) at 40x40
+    failed only in sample after latent.empty had accepted it."""
+    mini = _run(ROOT / "examples" / "mini_text_to_video.yaml", ["latent.width=52", "latent.height=52",
+                                                                f"save.path={tmp_path / 'm.mp4'}"])
+    assert not mini.ok and set(mini.failed) == {"latent"}
+    assert "kinograph-mini needs width and height divisible by 16; 52x52 is not. Try 48x48." in mini.failed["latent"]
+    wan = _run(ROOT / "examples" / "tiny" / "wan.yaml", [f"load.path={tiny / 'wan'}", "latent.width=40",
+                                                         "latent.height=40", f"save.path={tmp_path / 'w.mp4'}"])
+    assert not wan.ok and set(wan.failed) == {"latent"}
+    assert "divisible by 16; 40x40 is not" in wan.failed["latent"]
+
+
 def test_motion_adapter_from_original_single_file(mm, tiny, tmp_path):
     """An original-format AnimateDiff motion module file (mm_sd_v15 style) loads through the conversion."""
     import json

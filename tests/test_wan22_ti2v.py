@@ -195,8 +195,12 @@ def test_wrong_parts_and_damaged_files_are_named(w22, parts, tmp_path):
     # Kinograph's other image-to-video path, on TI2V-5B, points at latent.empty's start_image
     with pytest.raises(NodeError, match="start_image"):
         condition_frames(split["vae"], cond, None, lat, _image(), None, None)
-    # a size the 2x2 patches of TI2V-5B cannot tile (16x space: 48 px is 3 latent pixels)
-    odd = empty_latent(split["vae"], 5, 48, 48, 24.0, _image(size=48))
+    # a size the 2x2 patches of TI2V-5B cannot tile (16x space: 48 px is 3 latent pixels): latent.empty says so,
+    # and the sampler too when a latent of that size comes another way (latent.upscale)
+    with pytest.raises(NodeError, match=r"divisible by 32; 48x48 is not\. Try 64x64"):
+        empty_latent(split["vae"], 5, 48, 48, 24.0, _image(size=48))
+    from nodes.generate.latent import upscale_latent
+    odd = upscale_latent(empty_latent(split["vae"], 5, 64, 64, 24.0, _image(size=64)), 0.75)
     with pytest.raises(NodeError, match=r"by 32 \(Wan 2.2 TI2V-5B\)"):
         run_sampling(split["model"], cond, None, odd, steps=1, cfg=1.0, sampler="flow_euler")
     # a damaged wan2.2_vae file: one block's weights missing

@@ -25,6 +25,10 @@ class Family:
     steps: int = 25
     size: Tuple[int, int] = (512, 512)  # width, height it was trained at
     frames: int = 16
+    # Latent pixels per side of the denoiser's grid (its patch size, times its downsampling for
+    # kinograph-mini): a latent that does not divide into it fails inside the model with a tensor
+    # error, so sizes must be multiples of space_factor * patch.
+    patch: int = 1
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
         k = time_factor or self.time_factor
@@ -46,7 +50,7 @@ class Family:
                             f"one of them. The nearest valid frame counts are {near}.")
 
     def check_size(self, width: int, height: int, space_factor: Optional[int] = None) -> None:
-        f = space_factor or self.space_factor
+        f = (space_factor or self.space_factor) * self.patch
         if width % f or height % f or width <= 0 or height <= 0:
             w2, h2 = max(f, round(width / f) * f), max(f, round(height / f) * f)
             raise NodeError(f"{self.title} needs width and height divisible by {f}; {width}x{height} is not. "
@@ -63,18 +67,18 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("wan", "Wan 2.1/2.2", ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline",
                                   "WanVACEPipeline"),
            ("WanTransformer3DModel", "WanVACETransformer3DModel"), time_factor=4, fps=16.0, flow=True, cfg=5.0, steps=30,
-           size=(832, 480), frames=81),
+           size=(832, 480), frames=81, patch=2),
     Family("ltx", "LTX-Video", ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline"),
            ("LTXVideoTransformer3DModel",), time_factor=8, space_factor=32, fps=24.0, flow=True, cfg=3.0,
            steps=40, size=(704, 480), frames=121),
     Family("cogvideox", "CogVideoX", ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline"),
            ("CogVideoXTransformer3DModel",), time_factor=4, fps=8.0, cfg=6.0, steps=50, size=(720, 480),
-           frames=49),
+           frames=49, patch=2),
     Family("hunyuan", "HunyuanVideo", ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline"),
            ("HunyuanVideoTransformer3DModel",),
-           time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61),
+           time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61, patch=2),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
-           steps=20, size=(48, 48), frames=16),
+           steps=20, size=(48, 48), frames=16, patch=16),
 )}
 
 

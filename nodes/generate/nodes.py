@@ -80,11 +80,11 @@ load_svd = _family_loader("svd", "Load Stable Video Diffusion", """Stable Video 
 Feed the start image through encode.image (positive) and condition.frames (first frame).""")
 load_wan = _family_loader("wan", "Load Wan", """Wan 2.1/2.2 text-to-video or image-to-video (also first/last frame).
 
-Frame counts are 4n+1 (81 at 16 fps is the usual clip).""")
+Frame counts are 4n+1 (81 at 16 fps is the usual clip), sizes divisible by 16 (32 for Wan 2.2 TI2V-5B).""")
 load_ltx = _family_loader("ltx", "Load LTX-Video", """LTX-Video: fast text-to-video; frame counts 8n+1, sizes divisible by 32.""")
-load_cogvideox = _family_loader("cogvideox", "Load CogVideoX", """CogVideoX text-to-video; frame counts 4n+1 (49 is usual).""")
+load_cogvideox = _family_loader("cogvideox", "Load CogVideoX", """CogVideoX text-to-video; frame counts 4n+1 (49 is usual), sizes divisible by 16.""")
 load_hunyuan = _family_loader("hunyuan", "Load HunyuanVideo", """HunyuanVideo text-to-video or image-to-video; frame
-counts 4n+1.
+counts 4n+1, sizes divisible by 16.
 
 Its guidance is distilled into the model: sample's cfg sets the embedded guidance, no negative pass.
 Image-to-video: encode.image (llava_llama3_vision) -> encode.text_image -> condition.hunyuan_i2v.""")
@@ -93,7 +93,8 @@ Image-to-video: encode.image (llava_llama3_vision) -> encode.text_image -> condi
 @node("load.mini", title="Load kinograph-mini", category="Models", outputs=PARTS)
 def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in resources/models/kinograph-mini"),
                     dtype: str = DTYPE):
-    """The bundled tiny text-to-video model (shapes world, 48x48, 16 frames); runs on any CPU."""
+    """The bundled tiny text-to-video model (shapes world, 48x48, 16 frames; sizes divisible by 16); runs on
+    any CPU."""
     return _load(ctx, "mini", path, dtype, "none")
 
 
@@ -202,7 +203,8 @@ def latent_empty(ctx, vae: VAE,
                  fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate")) -> LATENT:
     """An all-zero latent for text-to-video, sized for the model's VAE.
 
-    Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple.
+    Checks the family's frame rule (Wan/CogVideoX/HunyuanVideo 4n+1, LTX 8n+1) and size multiple
+    (16 for Wan, CogVideoX, HunyuanVideo and kinograph-mini; 32 for LTX and Wan 2.2 TI2V-5B; 8 otherwise).
     With a start image (Wan 2.2 TI2V-5B and its VAE) the first latent frame is the image's encoding,
     which the sampler keeps clean (ComfyUI's Wan22ImageToVideoLatent); other image-to-video models pin
     their first frame with condition.frames."""
