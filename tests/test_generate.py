@@ -200,6 +200,28 @@ def test_a_size_the_denoiser_cannot_tile_is_refused_by_latent_empty(tiny, tmp_pa
     assert "divisible by 16; 40x40 is not" in wan.failed["latent"]
 
 
+@pytest.mark.parametrize("window, says", [
+    (["sample.start_step=4"], "start_step 4 leaves nothing to sample: the schedule stops at step 4 (steps 4)"),
+    (["sample.start_step=3", "sample.end_step=1"], "the schedule stops at step 1 (steps 4, end_step 1)")])
+def test_a_sample_window_without_steps_is_refused_not_passed_through(tmp_path, window, says):
+    """A start_step at or past the end of the schedule returned the empty latent as it was: a black video
+    and 'ok'. It is an error naming the parameter and what to set."""
+    out = tmp_path / "m.mp4"
+    res = _run(ROOT / "examples" / "mini_text_to_video.yaml", ["sample.steps=4", f"save.path={out}", *window])
+    assert not res.ok and set(res.failed) == {"sample"} and not out.exists()
+    assert says in res.failed["sample"] and "Set start_step below" in res.failed["sample"]
+
+
+def test_a_flow_shift_of_zero_is_refused_before_running():
+    """Shift 0 made every noise level 0: nothing was sampled and the video came out black, 'ok'."""
+    from graph_engine.errors import WorkflowError
+    text = ("kinograph: 1\nnodes:\n  load: {type: load.mini}\n"
+            "  shift: {type: model.flow_shift, inputs: {model: load.model}, params: {shift: 0}}\n")
+    with pytest.raises(WorkflowError, match=r"node shift: parameter 'shift' 0 is out of range \(0\.01\.\.100"):
+        from graph_engine.api import load_workflow
+        load_workflow(text=text)
+
+
 def test_motion_adapter_from_original_single_file(mm, tiny, tmp_path):
     """An original-format AnimateDiff motion module file (mm_sd_v15 style) loads through the conversion."""
     import json

@@ -287,10 +287,11 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
 @node("model.flow_shift", title="Flow Shift", category="Sampling")
-def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.0, max=100.0,
+def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
                                                         help="above 1 spends more steps at high noise")) -> MODEL:
     """Set a flow-matching model's time shift (Wan, LTX, HunyuanVideo): noise levels
-    shift * s / (1 + (shift - 1) * s) over the schedule, as ComfyUI's ModelSamplingSD3 sets them."""
+    shift * s / (1 + (shift - 1) * s) over the schedule, as ComfyUI's ModelSamplingSD3 sets them. Shift 0 would
+    make every level 0 (nothing sampled: a black video), so it starts at 0.01."""
     return model.with_option("flow_shift", float(shift))
 
 

@@ -178,9 +178,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         if handle.run_wrappers:
             raise NodeError("start/end steps and add_noise off cannot be combined with FreeInit (it reruns the "
                             "whole schedule): remove one of them")
+        total = len(sigmas) - 1
         sigmas = split_schedule(sigmas, start_step, end_step, leftover_noise)
         if sigmas is None:
-            return latent
+            # ComfyUI's KSamplerAdvanced passes the latent through here; a latent that comes out as it
+            # went in (zeros, noise) decodes to a black or noisy video with no sign of what went wrong.
+            raise NodeError(_empty_window(start_step, end_step, steps, total))
     work = torch.float32
     if add_noise:
         x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work),
@@ -272,6 +275,15 @@ def broke_down(handle, step: int, total: int) -> str:
                "damaged (a LoRA's strength far above 1 can do it too)")
     return (f"sampling broke down at step {step} of {total}: the {handle.family} model ({handle.dtype} on "
             f"{handle.device}) produced NaN/inf values, which decode as black frames; {fix}")
+
+
+def _empty_window(start_step: int, end_step: Optional[int], steps: int, total: int) -> str:
+    last = total if end_step is None else min(end_step, total)
+    why = [f"steps {steps}"] + ([f"denoise runs the last {total} of them"] if total != steps else []) \
+        + ([f"end_step {end_step}"] if end_step is not None and end_step < total else [])
+    return (f"start_step {start_step} leaves nothing to sample: the schedule stops at step {last} "
+            f"({', '.join(why)}), so the latent would come out unchanged (a black or noisy video). Set start_step "
+            f"below {last}, or raise steps or end_step")
 
 
 def _wrapped_run(wrap, inner, info, start_noise, n_steps=None):
