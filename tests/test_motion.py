@@ -403,3 +403,28 @@ def test_camera_validation_messages():
         from nodes.motion.camera_nodes import user_errors
         with user_errors():
             cm.preset("spin", 3, 8, 8)
+
+
+@pytest.mark.parametrize("move, says", [
+    ("preset: dolly_in, speed: 50", "camera frame 2 has travelled 1 forward, through the picture"),
+    ("rotation_pan: '0:(0), 3:(120)'", "camera frame 2 turns so far that part of its view looks away"),
+])
+def test_a_camera_that_passes_or_turns_from_the_picture_is_refused(move, says):
+    """A 2-D move whose camera reached the picture plane rendered a white frame and then the picture
+    mirrored (a homography cannot tell in front from behind), and the run said ok; so did a turn past
+    the picture's edge. apply_camera, and camera_flow without depth, now name the frame and what to change."""
+    text = f"""
+kinograph: 1
+nodes:
+  photo: {{type: io.load_image, params: {{path: {SAMPLES / 'astronaut.png'}}}}}
+  cam:   {{type: motion.camera_path, params: {{frames: 4, width: 64, height: 64, {move}}}}}
+  move:  {{type: motion.apply_camera, inputs: {{image: photo.image, camera: cam.camera}}}}
+  cflow: {{type: motion.camera_flow, inputs: {{camera: cam.camera}}}}
+"""
+    res = Session(use_disk=False).run(load_workflow(text=text))
+    assert set(res.failed) == {"move", "cflow"}
+    assert says in res.failed["move"] and says in res.failed["cflow"]
+    # The frames before the bad one were fine: the same move over 2 frames still renders.
+    ok = Session(use_disk=False).run(load_workflow(text=text.replace("frames: 4", "frames: 2")))
+    assert ok.ok, ok.failed
+    assert ok.outputs["move"]["video"].to_array().shape[0] == 2

@@ -169,7 +169,8 @@ def apply_camera(ctx, camera: CAMERA,
     """Move a picture or a video by a camera path, as a streaming clip.
 
     Without depth the picture is a plane 1 unit in front of the first camera (2-D:
-    homographies). With a depth map each pixel is lifted to 3-D, reprojected into every
+    homographies), seen from in front only: a path that travels 1 unit forward or turns its view
+    away from the plane is refused, naming the frame. With a depth map each pixel is lifted to 3-D, reprojected into every
     camera and splatted with a z-buffer; what the move uncovers is filled from the
     background around it. The camera is fitted to the picture's size (one scale, centred).
     With an image the clip has the path's length; with a video, the video's (the camera

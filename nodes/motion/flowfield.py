@@ -94,9 +94,11 @@ def flow_from_camera(cam, width: int, height: int, z: Optional[np.ndarray] = Non
     """The image motion a camera path causes, frame i -> i+1. Without z the picture is the
     2-D plane of the 2-D camera moves; z (frame 0's depth in scene units, H x W) gives 2.5-D
     flow, with the depth carried to each frame i by reprojection."""
-    from .warp import camera_flow, depth_view_maps
+    from .warp import camera_flow, check_plane_in_view, depth_view_maps
     if cam.length < 2:
         raise ValueError("a camera path of 1 frame has no motion; give it at least 2 frames")
+    if z is None:
+        check_plane_in_view(cam.fitted(width, height))
 
     def fn(i):
         if z is None:

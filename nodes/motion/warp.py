@@ -55,6 +55,29 @@ def pixel_homography(cam: Camera, i: int, j: int = 0, projection: str = "perspec
     return h / h[2, 2]
 
 
+def check_plane_in_view(cam: Camera) -> None:
+    """Refuse a path whose camera reaches the picture plane of the 2-D moves or turns part of its view away
+    from it. A homography cannot tell in front from behind: those frames came out white, or showed the
+    picture mirrored where the view looks away from it, with nothing to say the path was the cause."""
+    rel = cam.relative()
+    w, h = cam.width, cam.height
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
+    for i in range(cam.length):
+        c2w = rel.c2w[i]
+        ahead = 1.0 - c2w[2, 3]                 # the plane's distance along frame 0's axis
+        if ahead <= 1e-6:
+            raise ValueError(f"camera frame {i} has travelled {c2w[2, 3]:.3g} forward, through the picture: a still "
+                             f"picture is a plane 1 unit ahead of the first camera, and a 2-D move shows it from "
+                             f"in front only. Keep the forward travel under 1 (a lower speed or translation_z), "
+                             f"zoom instead, or give a depth map")
+        rays = corners @ np.linalg.inv(cam.K(i)).T @ c2w[:3, :3].T
+        if (rays[:, 2] <= 1e-6).any():
+            raise ValueError(f"camera frame {i} turns so far that part of its view looks away from the picture "
+                             f"(a still picture is a plane ahead of the first camera; past that a 2-D move "
+                             f"would show it mirrored). Turn less (rotation_pan / rotation_tilt), lower the "
+                             f"preset speed, or narrow the field of view")
+
+
 def _affine_fit(h: np.ndarray, w: int, ht: int) -> np.ndarray:
     """The affine map closest (least squares over a grid on the frame) to homography h."""
     xs, ys = np.meshgrid(np.linspace(0, w - 1, 7), np.linspace(0, ht - 1, 7))
@@ -275,6 +298,7 @@ class CameraMover:
         self._state: Optional[Tuple[int, np.ndarray, Optional[np.ndarray]]] = None
         if z0 is None:
             pixel_homography(self.cam, 0, 0, projection)    # validates projection early
+            check_plane_in_view(self.cam)
 
     def _index(self, k: int) -> int:
         return min(k, self.cam.length - 1)
