@@ -428,3 +428,22 @@ nodes:
     ok = Session(use_disk=False).run(load_workflow(text=text.replace("frames: 4", "frames: 2")))
     assert ok.ok, ok.failed
     assert ok.outputs["move"]["video"].to_array().shape[0] == 2
+
+
+def test_a_track_point_far_off_the_picture_draws_its_line_to_the_edge():
+    """A point at 1e9 pixels (a slip, or normalised values without "normalized") wrapped OpenCV's int32
+    coordinates: the preview, and the save that pulled it, failed with 'Bad argument in function circle'."""
+    r = run("""
+kinograph: 1
+nodes:
+  tr: {type: motion.tracks, params: {frames: 3, width: 64, height: 48, interpolation: linear,
+       points: '{"tracks": [{"points": [[8, 24], [1e9, 24], [1e9, 1e9]]},
+                            {"points": [[0, 0], [1e9, 1e9], [-1e9, 5]]}]}'}}
+""")
+    prev = r.outputs["tr"]["preview"].to_array()
+    assert prev.shape == (3, 48, 64, 3)
+    drawn = (prev[1] != 40).any(axis=2)
+    # Frame 1: the first track's trail runs right along row 24 to the edge, the second's down the diagonal.
+    assert drawn[24, 10:].all()
+    assert all(drawn[k, k] for k in range(2, 46))
+    assert not drawn[2:20, 40:60].any() and not drawn[30:46, 2:20].any()

@@ -194,6 +194,8 @@ def draw_tracks(tracks: Tracks, background=None, trail: int = 0, fps: float = 24
             frames = np.stack([cv2.resize(f, (w, h)) for f in frames])
         return frames.copy()
 
+    box = (np.array([-16.0, -16.0]), np.array([w + 16.0, h + 16.0]))
+
     def reader(a, b):
         out = bg(a, b)
         for n, i in enumerate(range(a, b)):
@@ -201,11 +203,38 @@ def draw_tracks(tracks: Tracks, background=None, trail: int = 0, fps: float = 24
                 lo = 0 if trail <= 0 else max(0, i - trail)
                 seg = [j for j in range(lo, i + 1) if tracks.visible[k, j]]
                 if len(seg) > 1:
-                    pts = np.round(tracks.points[k, seg] * 4).astype(np.int32)   # 2 bits of sub-pixel
-                    cv2.polylines(out[n], [pts], False, colours[k], 2, cv2.LINE_AA, shift=2)
-                if tracks.visible[k, i]:
-                    c = np.round(tracks.points[k, i] * 4).astype(int)
+                    runs = [np.round(r * 4).astype(np.int32) for r in _on_picture(tracks.points[k, seg], *box)]
+                    cv2.polylines(out[n], runs, False, colours[k], 2, cv2.LINE_AA, shift=2)  # 2 bits of sub-pixel
+                c = tracks.points[k, i]
+                if tracks.visible[k, i] and (c > box[0]).all() and (c < box[1]).all():
+                    c = np.round(c * 4).astype(int)
                     cv2.circle(out[n], (int(c[0]), int(c[1])), 4 * 4, colours[k], -1, cv2.LINE_AA, shift=2)
         return out
     return Clip(length, fps, w, h, reader)
 
+
+
+def _on_picture(pts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list:
+    """The parts of a polyline inside the box lo..hi, cut exactly where they cross it (Liang-Barsky).
+
+    OpenCV draws int32 coordinates: a point far off the picture (1e9) wrapped round and failed the whole
+    preview with 'Bad argument in function circle', and long lines off the picture cost time for nothing."""
+    if ((pts > lo) & (pts < hi)).all():
+        return [pts]
+    runs, cur = [], []
+    for a, b in zip(pts[:-1], pts[1:]):
+        d, t0, t1 = b - a, 0.0, 1.0
+        for p, q in ((-d[0], a[0] - lo[0]), (d[0], hi[0] - a[0]), (-d[1], a[1] - lo[1]), (d[1], hi[1] - a[1])):
+            if p == 0:
+                t0, t1 = (t0, t1) if q >= 0 else (1.0, 0.0)
+            elif p < 0:
+                t0 = max(t0, q / p)
+            else:
+                t1 = min(t1, q / p)
+        if t0 > t1:
+            continue
+        start, end = (a if t0 == 0 else a + t0 * d), (b if t1 == 1 else a + t1 * d)   # kept points stay exact
+        if not cur or not np.array_equal(cur[-1], start):
+            runs.append(cur := [start])
+        cur.append(end)
+    return [np.array(r) for r in runs if len(r) > 1]
