@@ -439,3 +439,25 @@ def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):
     assert str(e.value) == (f"the disk holding {tmp_path / 'shots'} is full: frame_000002.png was not written "
                             f"(2 frames before it were). Free some space there or write the frames elsewhere")
     assert sorted(os.listdir(tmp_path / "shots")) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
+
+
+@pytest.mark.parametrize("name, says", [
+    ("still", "'still' has no file type: name the image .png (it carries the workflow), .jpg or .webp"),
+    ("still.mp4", "'still.mp4' is a video name (io.save_video writes videos)"),
+    ("still.psd", "'still.psd' is not an image type Kinograph writes (.psd)")])
+def test_save_image_names_a_file_type_it_cannot_write_before_running(tmp_path, name, says):
+    """io.save_image with no or a non-image extension ran everything upstream, then failed with Pillow's
+    'unknown file extension: .partial' (the name of its own temporary file). Validation now refuses it."""
+    from graph_engine.errors import WorkflowError
+    (tmp_path / "wf.yaml").write_text(
+        "kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 1, width: 16, height: 16}}\n"
+        "  f: {type: video.frame, inputs: {video: p.video}}\n"
+        f"  s: {{type: io.save_image, inputs: {{image: f.image}}, params: {{path: {name}}}}}\n")
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(tmp_path / "wf.yaml")
+    assert "node s: path: " + says in str(e.value) and "wf.yaml:5" in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["wf.yaml"]
+    for fine in ("still.png", "still.JPG", "still.webp", "still.tif"):
+        wf = load_workflow(tmp_path / "wf.yaml", check=False)
+        assert Session(use_disk=False).run(wf, overrides=[f"s.path={fine}"]).ok
+    assert {"still.png", "still.JPG", "still.webp", "still.tif"} <= set(os.listdir(tmp_path))

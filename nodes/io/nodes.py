@@ -1,4 +1,7 @@
 """Input/output nodes: the public names other tools build workflows with."""
+from pathlib import PurePath
+from typing import Optional
+
 from graph_engine import Param, node
 from graph_engine.types import IMAGE, VIDEO
 
@@ -68,8 +71,26 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     ctx.report(**info)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _image_name(path) -> Optional[str]:
+    """Why io.save_image cannot write `path`, before anything runs: Pillow picks the format by the name, and
+    without a known one it failed after the work with its temporary file's name ('unknown file extension:
+    .partial')."""
+    suffix = PurePath(str(path)).suffix.lower()
+    if suffix in IMAGE_SUFFIXES or not str(path).strip():
+        return None
+    from .video_write import HOLDS
+    kind = "is a video name (io.save_video writes videos)" if suffix in HOLDS else \
+        f"is not an image type Kinograph writes ({suffix})" if suffix else "has no file type"
+    return f"{path!r} {kind}: name the image .png (it carries the workflow), .jpg or .webp"
+
+
 @node("io.save_image", title="Save Image", category="Input/Output", output=True)
-def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False),
+def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False, check=_image_name,
+                                                    help="file to write: .png (carries the workflow), .jpg, .webp, "
+                                                         ".bmp or .tif"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
     """Write an image; PNGs carry the workflow in a text chunk."""
     from .images import write_png
