@@ -461,3 +461,30 @@ def test_save_image_names_a_file_type_it_cannot_write_before_running(tmp_path, n
         wf = load_workflow(tmp_path / "wf.yaml", check=False)
         assert Session(use_disk=False).run(wf, overrides=[f"s.path={fine}"]).ok
     assert {"still.png", "still.JPG", "still.webp", "still.tif"} <= set(os.listdir(tmp_path))
+
+
+def test_every_nth_offset_past_the_end_is_refused_and_the_sound_starts_with_the_first_kept_frame(lossless, tmp_path):
+    """video.every_nth with offset past the clip's end made an empty clip: io.save_frames then wrote an empty
+    folder and said ok. And with an offset the sound still started at frame 0, `offset` frames ahead."""
+    from nodes.io.images import write_frames
+    _, _, with_audio = lossless
+    text = f"""
+kinograph: 1
+nodes:
+  v: {{type: io.load_video, params: {{path: {with_audio}}}}}
+  nth: {{type: video.every_nth, inputs: {{video: v.video}}, params: {{n: 2, offset: 6}}}}
+  out: {{type: io.save_frames, inputs: {{video: nth.video}}, params: {{path: {tmp_path / 'f'}}}}}
+"""
+    r = Session(use_disk=False).run(load_workflow(text=text))
+    assert r.ok, r.failed
+    src, kept = r.outputs["v"]["video"], r.outputs["nth"]["video"]
+    assert kept.length == 12 and kept.fps == src.fps / 2 and np.array_equal(kept.frame(0), src.frame(6))
+    assert kept.audio.start == pytest.approx(src.audio.start + 6 / src.fps)
+    text = text.replace("offset: 6", "offset: 30").replace(str(tmp_path / "f"), str(tmp_path / "g"))
+    r = Session(use_disk=False).run(load_workflow(text=text))
+    assert set(r.failed) == {"nth"} and not (tmp_path / "g").exists()
+    assert "offset=30 is past the end of the clip (30 frames): nothing would be left to keep; use an offset below 30" \
+        in r.failed["nth"]
+    with pytest.raises(NodeError, match="the clip has no frames to write"):
+        write_frames(Clip(0, 12.0, 16, 16, lambda a, b: np.zeros((0, 16, 16, 3), np.uint8)), str(tmp_path / "e"))
+    assert not (tmp_path / "e").exists()

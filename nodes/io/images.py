@@ -134,6 +134,8 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     import cv2
     from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output, output_folder, written_by_kinograph
     final = Path(folder)
+    if clip.length == 0:        # as io.save_video says: an empty folder and 'ok' would hide the mistake upstream
+        raise NodeError("the clip has no frames to write")
     ours = overwrite or (final.is_dir() and written_by_kinograph(final))
     if final.is_dir() and not ours:
         names = [frame_name(i) for i in range(clip.length)] + [FRAMES_WORKFLOW]

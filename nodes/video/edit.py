@@ -33,6 +33,19 @@ def trim(clip: Clip, start: int, count: int) -> Clip:
     return take(clip, np.arange(start, stop), clip.fps, audio)
 
 
+def every_nth(clip: Clip, n: int, offset: int) -> Clip:
+    """Frames offset, offset + n, ... at fps / n; the sound starts where the first kept frame does."""
+    if offset >= clip.length:
+        raise NodeError(f"offset={offset} is past the end of the clip ({clip.length} frames): nothing would be "
+                        f"left to keep; use an offset below {clip.length}")
+    idx = np.arange(offset, clip.length, n)
+    audio = clip.audio
+    if audio and offset:        # kept whole, the sound would run `offset` frames ahead of the pictures
+        duration = None if audio.duration is None else max(0.0, audio.duration - offset / clip.fps)
+        audio = Audio(audio.path, audio.start + offset / clip.fps, duration)
+    return take(clip, idx, clip.fps / n, audio)
+
+
 def concat(a: Clip, b: Clip) -> Clip:
     if (a.width, a.height) != (b.width, b.height):
         raise NodeError(f"cannot join a {a.width}x{a.height} clip with a {b.width}x{b.height} one; "

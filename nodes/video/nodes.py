@@ -37,7 +37,7 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
 @node("video.every_nth", category="Video", temporal_radius=0)
 def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1), offset: int = Param(0, min=0)) -> VIDEO:
     """Keep one frame in n (the frame rate drops by n, so the duration stays)."""
-    return edit.take(video, np.arange(offset, video.length, n), video.fps / n, video.audio)
+    return edit.every_nth(video, n, offset)
 
 
 @node("video.reverse", category="Video", temporal_radius=0)
