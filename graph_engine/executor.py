@@ -120,6 +120,10 @@ class Executor:
                     continue
                 key = keys[nid]
                 ins = self._gather(g, spec, nid, values)
+                empty = self._empty_input(g, spec, nid, ins)
+                if empty and not inst.bypass:
+                    self._fail(res, dead, nid, empty, None, emit)
+                    continue
                 if inst.bypass:
                     values[nid] = self._bypass(spec, ins)
                     emit({"event": "node_finished", "node": nid, "cached": True, "seconds": 0.0, "bypassed": True})
@@ -223,6 +227,19 @@ class Executor:
             conv = want.converter(have) if have is not want else None
             ins[port] = conv(v) if conv else v
         return ins
+
+    @staticmethod
+    def _empty_input(g, spec, nid, ins) -> Optional[str]:
+        """Why a required input that is linked got no value, or None. A loader leaves a part its model lacks
+        empty (SVD has no text encoder, a text-to-video model no image encoder); the node was then called
+        without it and failed with Python's "missing 1 required positional argument"."""
+        for port, p in spec.inputs.items():
+            if not p.optional and port in ins and ins[port] is None:
+                src, sport = g.inputs[nid][port]
+                return (f"input {port!r} is empty: {src}.{sport} gave nothing there (a loader leaves a part its "
+                        f"model does not have empty); connect the {p.type.name} of a model that has one, or "
+                        f"remove this node")
+        return None
 
     def _bypass(self, spec, ins: Dict[str, Any]) -> Dict[str, Any]:
         """A bypassed node passes through, per output, the first input of the same type."""

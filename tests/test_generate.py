@@ -564,3 +564,22 @@ def test_out_of_memory_while_sampling_names_the_run_and_what_lowers_memory(mm, t
                        r"on cuda\): set the loader's offload to model \(or sequential: least memory, slowest\), "):
         with _named_oom(dataclasses.replace(h, device="cuda", dtype="fp16"), out):
             raise RuntimeError(torch_says)
+
+
+def test_a_part_the_model_does_not_have_is_named_when_wired(tiny, tmp_path):
+    """SVD has no text encoder and a text-to-video Wan no image encoder: their loaders leave those outputs
+    empty, and a node wired to one failed with Python's 'TypeError: encode_text() missing 1 required
+    positional argument: 'text_encoder''."""
+    (tmp_path / "wf.yaml").write_text(f"""kinograph: 1
+nodes:
+  svd: {{type: load.svd, params: {{path: {tiny / 'svd'}}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: svd.text_encoder}}, params: {{text: a cat}}}}
+  wan: {{type: load.wan, params: {{path: {tiny / 'wan'}}}}}
+  photo: {{type: io.load_image, params: {{path: {ROOT / 'resources' / 'samples' / 'coffee.png'}}}}}
+  look: {{type: encode.image, inputs: {{image_encoder: wan.image_encoder, image: photo.image}}}}
+""")
+    res = _run(tmp_path / "wf.yaml", [])
+    assert set(res.failed) == {"prompt", "look"}
+    assert res.failed["prompt"].startswith("input 'text_encoder' is empty: svd.text_encoder gave nothing there")
+    assert res.failed["look"].startswith("input 'image_encoder' is empty: wan.image_encoder gave nothing there")
+    assert "TypeError" not in res.failed["prompt"] + res.failed["look"]
