@@ -134,6 +134,24 @@ def test_deblur_kernel_files(sharp, tmp_path):
         restore.deblur(Context("n"), Clip.from_array(blurred), kernel="file", kernel_path="")
 
 
+
+def test_a_nan_or_oversized_psf_is_refused_before_any_frame(sharp, tmp_path):
+    """A .npy PSF holding NaN passed the checks (NaN compares false) and every frame came out black with
+    numpy's 'invalid value' warnings, ok; a picture given as the PSF (bigger than the frames) ran
+    Richardson-Lucy for minutes and gave garbage."""
+    clip = Clip.from_array(sharp)
+    pulled = []
+    watched = clip.with_(reader=lambda a, b: pulled.append(a) or clip.frames(a, b))
+    np.save(tmp_path / "nan.npy", np.full((5, 5), np.nan, np.float32))
+    with pytest.raises(NodeError, match=r"nan\.npy must be finite, non-negative and not all zero"):
+        restore.deblur(Context("n"), watched, kernel="file", kernel_path=str(tmp_path / "nan.npy"))
+    h, w = sharp.shape[1:3]
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((h + 1, 9), 255, np.uint8))
+    with pytest.raises(NodeError, match=rf"the blur kernel is 9x{h + 1}, larger than the {w}x{h} frames.*crop"):
+        restore.deblur(Context("n"), watched, method="richardson_lucy", kernel="file",
+                       kernel_path=str(tmp_path / "photo.png"))
+    assert pulled == []
+
 def test_denoise_motion_compensated(clean):
     rng = np.random.default_rng(0)
     noisy = np.clip(clean + rng.normal(0, 10, clean.shape), 0, 255).astype(np.uint8)

@@ -44,8 +44,10 @@ def load_kernel(path: str) -> np.ndarray:
     if k is None or np.asarray(k).ndim != 2:
         raise ValueError(f"blur kernel file {path} is not a 2-D grayscale image or array")
     k = np.asarray(k, np.float32)
-    if k.min() < 0 or k.sum() <= 0:
-        raise ValueError(f"blur kernel in {path} must be non-negative and not all zero")
+    # NaN passes both comparisons below; a NaN kernel deblurred every frame to black with only numpy's
+    # 'invalid value' warnings.
+    if not np.isfinite(k).all() or k.min() < 0 or k.sum() <= 0:
+        raise ValueError(f"blur kernel in {path} must be finite, non-negative and not all zero")
     return k / k.sum()
 
 

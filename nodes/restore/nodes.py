@@ -70,6 +70,11 @@ def deblur(ctx, video: VIDEO,
         k = d.choose_kernel(kernel, sigma, length, angle, kernel_path, samples)
     except (OSError, ValueError) as e:
         raise NodeError(f"restore.deblur: {e}") from None
+    if k.shape[0] > video.height or k.shape[1] > video.width:
+        # A picture given as the PSF: deconvolving by it is meaningless, and Richardson-Lucy spent minutes on it.
+        raise NodeError(f"restore.deblur: the blur kernel is {k.shape[1]}x{k.shape[0]}, larger than the "
+                        f"{video.width}x{video.height} frames: a PSF is the blur of one point (a few to a few dozen "
+                        f"pixels across); crop kernel_path's image to the blur")
     ctx.report(kernel_size=list(k.shape))
     if method == "wiener":
         return map_frames(ctx, video, lambda f: d.wiener(f, k, balance))
