@@ -488,3 +488,24 @@ nodes:
     with pytest.raises(NodeError, match="the clip has no frames to write"):
         write_frames(Clip(0, 12.0, 16, 16, lambda a, b: np.zeros((0, 16, 16, 3), np.uint8)), str(tmp_path / "e"))
     assert not (tmp_path / "e").exists()
+
+
+def test_concat_of_clips_at_different_rates_says_the_second_changes_speed():
+    """video.concat joined a 12 fps clip after a 24 fps one at 24 fps without a word: its motion ran twice as
+    fast. The frames are still joined as they are (as ComfyUI batches them), and the log says so."""
+    wf = load_workflow(text="""
+kinograph: 1
+nodes:
+  a: {type: generate.test_pattern, params: {frames: 4, width: 32, height: 24, fps: 24}}
+  b: {type: generate.test_pattern, params: {frames: 3, width: 32, height: 24, fps: 12}}
+  same: {type: generate.test_pattern, params: {frames: 3, width: 32, height: 24, fps: 24}}
+  join: {type: video.concat, inputs: {video: a.video, other: b.video}}
+  fine: {type: video.concat, inputs: {video: a.video, other: same.video}}
+""")
+    events = []
+    r = Session(use_disk=False).run(wf, on_event=events.append)
+    assert r.ok and r.outputs["join"]["video"].length == 7 and r.outputs["join"]["video"].fps == 24
+    logs = {e["node"]: e["message"] for e in events if e["event"] == "log"}
+    assert set(logs) == {"join"}
+    assert logs["join"] == ("the clips run at 24 and 12 fps: joined at 24 fps, `other` plays 2x as fast as it was "
+                            "made; resample it first (video.fps, mode resample, fps 24) to keep its speed")

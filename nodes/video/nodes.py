@@ -21,8 +21,13 @@ def trim(ctx, video: VIDEO, start: int = Param(0, min=0), count: int = Param(0, 
 
 @node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
-    """Play `other` after `video` (same size required). The result carries no audio."""
+    """Play `other` after `video` (same size required) at `video`'s frame rate. The result carries no audio."""
     _drops_audio(ctx, "Kinograph does not join sound tracks", video, other)
+    if abs(video.fps - other.fps) > 1e-3 * max(video.fps, other.fps):
+        # Frames are joined as they are (as ComfyUI batches them), so the second clip's motion changes speed.
+        ctx.log(f"the clips run at {video.fps:g} and {other.fps:g} fps: joined at {video.fps:g} fps, `other` plays "
+                f"{video.fps / other.fps:.3g}x as fast as it was made; resample it first (video.fps, mode "
+                f"resample, fps {video.fps:g}) to keep its speed")
     return edit.concat(video, other)
 
 
