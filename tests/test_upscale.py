@@ -235,3 +235,26 @@ def test_replacing_weights_under_the_same_name_reruns_the_node(esrgan, monkeypat
     assert "sr" in replaced.executed and "pattern" not in replaced.executed
     assert "file of model changed on disk" in ex.why("sr")
     assert not np.array_equal(replaced.outputs["sr"]["video"].frame(0), first.outputs["sr"]["video"].frame(0))
+
+
+def test_a_model_path_beside_the_workflow_is_read_from_there(esrgan, monkeypatch, tmp_path):
+    """upscale.model's help says 'or a path', and relative paths are taken from the workflow's folder; a
+    relative path was looked up in the model folders only: 'upscale_models model 'weights/mine.pth' not
+    found' (unless the shell happened to stand in the workflow's folder)."""
+    from graph_engine.api import Session, load_workflow
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "no_models"))
+    monkeypatch.chdir(tmp_path.parent)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "mine.pth").write_bytes((esrgan / "upscale_models" / "tiny_esrgan.pth").read_bytes())
+    (tmp_path / "wf.yaml").write_text(
+        "kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern, params: {frames: 2, width: 16, height: 16}}\n"
+        "  sr: {type: upscale.model, inputs: {video: pattern.video}, params: {model: weights/mine.pth}}\n")
+    r = Session(use_disk=False).run(load_workflow(tmp_path / "wf.yaml"))
+    assert r.ok, r.failed
+    assert r.outputs["sr"]["video"].width == 32
+    # A name that is not beside the workflow is still looked up in the model folders, as written.
+    r = Session(use_disk=False).run(load_workflow(tmp_path / "wf.yaml"), overrides=["sr.model=tiny_esrgan"])
+    assert not r.ok and "upscale_models model 'tiny_esrgan' not found" in r.failed["sr"]
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(esrgan))
+    r = Session(use_disk=False).run(load_workflow(tmp_path / "wf.yaml"), overrides=["sr.model=tiny_esrgan"])
+    assert r.ok and r.outputs["sr"]["video"].width == 32

@@ -37,7 +37,7 @@ def multiframe(ctx, video: VIDEO,
 
 @node("upscale.model", title="Upscale with Model", category="Upscale", device="gpu", temporal_radius=0)
 def model(ctx, video: VIDEO,
-          model: str = Param("RealESRGAN_x4plus.pth", locate=locator("upscale_models"),
+          model: str = Param("RealESRGAN_x4plus.pth", kind="path", locate=locator("upscale_models"),
                              help="weights: a file name in an 'upscale_models' folder, or a path (.pth, "
                                   ".safetensors, ...); ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT and more"),
           tile: int = Param(512, min=0, max=4096, help="tile size in input pixels (0 = whole frame); halved "
@@ -49,4 +49,16 @@ def model(ctx, video: VIDEO,
     downloaded); the scale comes from the model. Frames are processed in overlapping tiles
     so large frames fit in GPU memory. Runs on the selected device."""
     from nodes.upscale.model_sr import model_clip
-    return model_clip(video, model, tile=tile, overlap=overlap, device=ctx.device, ctx=ctx)
+    return model_clip(video, _as_given(model, ctx.workflow_dir), tile=tile, overlap=overlap, device=ctx.device,
+                      ctx=ctx)
+
+
+def _as_given(path: str, workflow_dir) -> str:
+    """The engine makes a path param absolute from the workflow's folder, so a file beside the workflow is read
+    (a relative path was looked up in the model folders only, and not found); a name that is not there is
+    looked up in the model folders as written."""
+    import os
+    if not path or os.path.exists(path) or not workflow_dir:
+        return path
+    rel = os.path.relpath(path, workflow_dir)
+    return path if rel.startswith("..") else rel
