@@ -63,6 +63,23 @@ def call_node(spec, ctx: Context, inputs: Dict[str, Any], params: Dict[str, Any]
     return out
 
 
+def _too_big(text: str) -> Optional[str]:
+    """An allocation the machine cannot make at all (PyTorch's CPU allocator: "[enforce fail at
+    alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 805306368000
+    bytes. Error code 12"), said as what it is."""
+    import re
+    asked = re.search(r"(?:can't|cannot) allocate memory: you tried to allocate (\d+) bytes", text)
+    if not asked:
+        return None
+    n, unit = float(asked[1]), "bytes"
+    for step in ("kB", "MB", "GB", "TB", "PB", "EB"):
+        if n < 1000:
+            break
+        n, unit = n / 1000, step
+    return (f"out of memory: this node asked for {n:.3g} {unit} at once, more than this machine has; lower the "
+            f"frames, width or height it works on")
+
+
 class Executor:
     def __init__(self, registry: Optional[Registry] = None, *, memory_budget: Optional[int] = None,
                  disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
@@ -160,6 +177,8 @@ class Executor:
                     msg = f"{type(e).__name__}: {e}"
                     if "out of memory" in str(e).lower():
                         msg = f"out of memory on {ctx._device_pref}: {e}"
+                    elif _too_big(str(e)):
+                        msg = _too_big(str(e))
                     self._fail(res, dead, nid, msg, traceback.format_exc(), emit)
                     continue
                 seconds = time.perf_counter() - t0

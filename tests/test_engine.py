@@ -283,3 +283,25 @@ def test_video_pipeline_end_to_end(tmp_path):
     res = Session(use_disk=False).run(wf)
     assert res.ok and res.results["save"]["frames"] == 10
     assert (tmp_path / "o.mp4").stat().st_size > 0
+
+
+@node("test.allocate", category="Test")
+def allocate(ctx, a: FLOAT) -> FLOAT:
+    """Asks PyTorch for more memory than any machine has."""
+    import torch
+    return float(torch.empty(2 ** 62, dtype=torch.uint8).numel())
+
+
+def test_an_allocation_no_machine_can_make_is_said_in_words(registry):
+    """latent.empty at 1000 frames of 8192x8192 failed with PyTorch's allocator line: 'RuntimeError: [enforce
+    fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate
+    805306368000 bytes. Error code 12 (Cannot allocate memory)'."""
+    registry.register(allocate)
+    res = Executor(registry, use_disk=False).run(wf_of("""
+        kinograph: 1
+        nodes:
+          x: {type: test.number}
+          big: {type: test.allocate, inputs: {a: x.float}}
+        """, registry))
+    assert res.failed == {"big": "out of memory: this node asked for 4.61 EB at once, more than this machine has; "
+                                 "lower the frames, width or height it works on"}
