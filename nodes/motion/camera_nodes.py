@@ -61,8 +61,8 @@ def camera_path(ctx,
                 ) -> CAMERA:
     """A per-frame camera from a preset, keyframed schedules and/or a CameraCtrl pose file.
 
-    Every numeric parameter is a schedule: a number, an expression of the frame t, or
-    keyframes such as `0:(1.0), 47:(1.4)`. The image-plane moves (zoom, pan_x, pan_y) change
+    The moves (zoom, pan_*, translation_*, rotation_*, fov) are schedules: a number, an
+    expression of the frame t, or keyframes such as `0:(1.0), 47:(1.4)`. The image-plane moves (zoom, pan_x, pan_y) change
     the intrinsics only; translation and rotation move the camera in 3-D (with a depth map,
     apply_camera shows parallax). A pose file gives the base path (and the length); the
     schedules, then the preset, move it further in its own frame.
