@@ -49,6 +49,22 @@ def test_metrics_name_mismatched_clips(clips):
         metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean[:3]))
 
 
+
+def test_clips_at_two_frame_rates_are_compared_but_said_to_be(clips):
+    """A 12 fps clip scored against a 24 fps reference of as many frames compared different moments and
+    printed a number with no word about it."""
+    clean, noisy = clips
+    events = []
+    ctx = Context("p", emit=events.append)
+    value = metrics.psnr(ctx, Clip.from_array(noisy, fps=12.0), Clip.from_array(clean, fps=24.0))
+    assert value == metrics.psnr(Context("q"), Clip.from_array(noisy), Clip.from_array(clean))
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert logs == ["PSNR: the clips run at 12 and 24 fps; frame i is compared with frame i, which are different "
+                    "moments. Resample one (video.fps) to compare like with like"]
+    events.clear()
+    metrics.ssim(ctx, Clip.from_array(noisy), Clip.from_array(clean))
+    assert not [e for e in events if e["event"] == "log"]
+
 def test_flicker_and_sharpness_on_known_changes(clips):
     clean, _ = clips
     flat = np.full((4, 32, 32, 3), 100, np.uint8)

@@ -19,6 +19,10 @@ def _pairs(ctx, clips, what: str):
         if c.length != n or c.size != clips[0].size:
             raise NodeError(f"{what}: the clips differ ({clips[0]!r} vs {c!r}); compare clips of the same length "
                             f"and size (resize or trim one first)")
+        if ctx is not None and abs(c.fps - clips[0].fps) > 1e-3 * max(c.fps, clips[0].fps):
+            # Frame i meets frame i: at two rates they are different moments, and the score says nothing of it.
+            ctx.log(f"{what}: the clips run at {clips[0].fps:g} and {c.fps:g} fps; frame i is compared with frame "
+                    f"i, which are different moments. Resample one (video.fps) to compare like with like")
     step = clips[0].chunk
     for a in range(0, n, step):
         b = min(n, a + step)
