@@ -258,3 +258,22 @@ def test_a_model_path_beside_the_workflow_is_read_from_there(esrgan, monkeypatch
     monkeypatch.setenv("KINOGRAPH_MODELS", str(esrgan))
     r = Session(use_disk=False).run(load_workflow(tmp_path / "wf.yaml"), overrides=["sr.model=tiny_esrgan"])
     assert r.ok and r.outputs["sr"]["video"].width == 32
+
+
+def test_a_tile_too_small_is_refused_and_a_cut_overlap_is_said(esrgan, monkeypatch, tmp_path):
+    """tile 1 ran the network once per pixel (minutes for one 64x48 frame), validated fine; an overlap of
+    more than a quarter of the tile was cut to a quarter without a word."""
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.errors import WorkflowError
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(esrgan))
+    text = ("kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern, params: {frames: 1, width: 64, height: 48}}\n"
+            "  sr: {type: upscale.model, inputs: {video: pattern.video}, params: {model: tiny_esrgan, tile: 1}}\n")
+    with pytest.raises(WorkflowError, match=r"node sr: tile: 1 is too small a tile: use 0 \(the whole frame at "
+                                            r"once\) or 32 or more"):
+        load_workflow(text=text)
+    events = []
+    r = Session(use_disk=False).run(load_workflow(text=text.replace("tile: 1", "tile: 32, overlap: 200")),
+                                    on_event=events.append)
+    assert r.ok and r.outputs["sr"]["video"].to_array().shape == (1, 96, 128, 3)
+    assert [e["message"] for e in events if e["event"] == "log"] == [
+        "overlap 200 is more than a quarter of the 32-pixel tile: 8 is used"]

@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.upscale.nodes import MIN_TILE
 from nodes.upscale.spandrel_loader import spandrel
-
-MIN_TILE = 32
 
 
 @functools.lru_cache(maxsize=2)

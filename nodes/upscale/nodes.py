@@ -1,7 +1,19 @@
 """Upscaling nodes: plain resampling, multi-frame super-resolution, and learned single-image models."""
+from typing import Optional
+
 from graph_engine import Param, node
 from graph_engine.types import VIDEO
 from nodes.common.models_dirs import locator
+
+# The smallest tile worth running a network on; running out of memory halves the tile down to this.
+MIN_TILE = 32
+
+
+def _tile_size(tile) -> Optional[str]:
+    """Tiles of a few pixels ran the network thousands of times a frame (tile 1: minutes for a 64x48 frame)."""
+    if tile == 0 or not isinstance(tile, int) or tile >= MIN_TILE:
+        return None
+    return f"{tile} is too small a tile: use 0 (the whole frame at once) or {MIN_TILE} or more"
 
 
 @node("upscale.resize", title="Resize (Upscale)", category="Upscale", temporal_radius=0)
@@ -40,15 +52,19 @@ def model(ctx, video: VIDEO,
           model: str = Param("RealESRGAN_x4plus.pth", kind="path", locate=locator("upscale_models"),
                              help="weights: a file name in an 'upscale_models' folder, or a path (.pth, "
                                   ".safetensors, ...); ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT and more"),
-          tile: int = Param(512, min=0, max=4096, help="tile size in input pixels (0 = whole frame); halved "
-                                                       "automatically when memory runs out"),
-          overlap: int = Param(32, min=0, max=256, help="tile overlap in input pixels, cross-faded")) -> VIDEO:
+          tile: int = Param(512, min=0, max=4096, check=_tile_size,
+                            help=f"tile size in input pixels (0 = whole frame, else {MIN_TILE} or more); halved "
+                                 "automatically when memory runs out"),
+          overlap: int = Param(32, min=0, max=256, help="tile overlap in input pixels, cross-faded; at most a "
+                                                        "quarter of the tile")) -> VIDEO:
     """Upscale every frame with a learned single-image super-resolution network.
 
     Any architecture spandrel recognises is loaded from your local file (nothing is
     downloaded); the scale comes from the model. Frames are processed in overlapping tiles
     so large frames fit in GPU memory. Runs on the selected device."""
     from nodes.upscale.model_sr import model_clip
+    if tile and overlap > tile // 4:
+        ctx.log(f"overlap {overlap} is more than a quarter of the {tile}-pixel tile: {tile // 4} is used")
     return model_clip(video, _as_given(model, ctx.workflow_dir), tile=tile, overlap=overlap, device=ctx.device,
                       ctx=ctx)
 
