@@ -583,3 +583,15 @@ nodes:
     assert res.failed["prompt"].startswith("input 'text_encoder' is empty: svd.text_encoder gave nothing there")
     assert res.failed["look"].startswith("input 'image_encoder' is empty: wan.image_encoder gave nothing there")
     assert "TypeError" not in res.failed["prompt"] + res.failed["look"]
+
+
+def test_animatediff_past_its_motion_window_says_to_use_context_windows(tiny, tmp_path):
+    """40 frames of AnimateDiff (its motion module holds 32 positions) failed at the first step with torch's
+    'RuntimeError: The size of tensor a (40) must match the size of tensor b (32) at non-singleton dimension 1'."""
+    out = tmp_path / "x.mp4"
+    res = _run(ROOT / "examples" / "tiny" / "animatediff.yaml", [f"load.path={tiny / 'animatediff'}", "latent.frames=40",
+                                                                 "sample.steps=1", f"save.path={out}"])
+    assert set(res.failed) == {"sample"} and not out.exists()
+    assert res.failed["sample"] == (
+        "AnimateDiff's motion module takes at most 32 frames at once (its motion_max_seq_length); this run gives "
+        "it 40. Put context.windows (length 16, overlap 4) between the loader and sample, or make 32 frames or fewer")

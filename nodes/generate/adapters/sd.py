@@ -110,6 +110,13 @@ class AnimateDiffAdapter(SDAdapter):
         return pipe
 
     def forward(self, handle, x_in, t, inputs):
+        limit = handle.pipe.unet.config.get("motion_max_seq_length")
+        if limit and x_in.shape[2] > limit:
+            # The motion module's position table ends there; past it the unet failed with torch's
+            # "The size of tensor a (40) must match the size of tensor b (32)".
+            raise NodeError(f"AnimateDiff's motion module takes at most {limit} frames at once (its "
+                            f"motion_max_seq_length); this run gives it {x_in.shape[2]}. Put context.windows "
+                            f"(length 16, overlap 4) between the loader and sample, or make {limit} frames or fewer")
         ehs = inputs["encoder_hidden_states"]
         control = inputs.get("control")
         extra = {}
