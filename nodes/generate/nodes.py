@@ -279,7 +279,9 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     """Guide AnimateDiff / Stable Diffusion with a ControlNet driven by a video, frame by frame.
 
     Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
-    depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is."""
+    depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is.
+    Control frame i steers generated frame i: a shorter video holds its last frame, and frames of
+    another size are stretched to the generation's."""
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
     return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high)
