@@ -20,6 +20,7 @@ from .geometry import node_size
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
+SEED_TOP = 2 ** 64 - 1      # the largest seed a torch generator takes
 GROUP_COLORS = ("#3d5a80", "#6b4f7a", "#4f7a5a", "#7a6a4f", "#7a4f4f", "#4f6f7a")
 
 
@@ -190,9 +191,13 @@ class Controller:
                     continue
                 p = spec.params[name]
                 cur = int(inst.params.get(name, p.default) or 0)
-                hi = int(p.max) if p.max is not None else 2 ** 31 - 1
                 lo = int(p.min) if p.min is not None else 0
-                new = (cur + 1 if cur < hi else lo) if mode == "increment" else rng.randint(lo, hi)
+                if mode == "increment":
+                    # No declared top: a seed grows past 2^31 (ComfyUI's do) instead of wrapping to 0.
+                    top = int(p.max) if p.max is not None else SEED_TOP
+                    new = cur + 1 if cur < top else lo
+                else:
+                    new = rng.randint(lo, int(p.max) if p.max is not None else 2 ** 31 - 1)
                 todo.append(ops.SetParam(nid, name, new, p.default))
         if todo:
             self.doc.push("New seeds", todo)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Callable, Optional
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
-                               QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QValidator
+from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog,
+                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
 
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 
@@ -41,14 +42,73 @@ class ParamEditor(QWidget):
         """Commit what was typed but not yet applied (a run is about to start)."""
 
 
+class IntBox(QAbstractSpinBox):
+    """A spin box for whole numbers of any size. QSpinBox holds 32 bits, and a seed does not:
+    ComfyUI's reach 2^50 and more (878361741413693 in its Wan example), which QSpinBox could
+    neither show nor take."""
+    valueChanged = Signal(object)
+
+    def __init__(self):
+        super().__init__()
+        self._lo: Optional[int] = None
+        self._hi: Optional[int] = None
+        self._value = 0
+        self.lineEdit().setText("0")
+        self.editingFinished.connect(self.interpretText)
+
+    def setRange(self, lo: Optional[int], hi: Optional[int]) -> None:
+        self._lo, self._hi = lo, hi
+
+    def _clamp(self, v: int) -> int:
+        if self._lo is not None:
+            v = max(self._lo, v)
+        return min(self._hi, v) if self._hi is not None else v
+
+    def value(self) -> int:
+        return self._value
+
+    def setValue(self, v) -> None:
+        v = self._clamp(int(v))
+        changed, self._value = v != self._value, v
+        if self.lineEdit().text() != str(v):
+            self.lineEdit().setText(str(v))
+        if changed:
+            self.valueChanged.emit(v)
+
+    def interpretText(self) -> None:
+        try:
+            self.setValue(int(self.lineEdit().text().strip()))
+        except ValueError:
+            self.lineEdit().setText(str(self._value))      # half-typed ("-", ""): back to the value
+
+    def stepBy(self, steps: int) -> None:
+        self.setValue(self._value + steps)
+
+    def stepEnabled(self):
+        up = self._hi is None or self._value < self._hi
+        down = self._lo is None or self._value > self._lo
+        return ((QAbstractSpinBox.StepUpEnabled if up else QAbstractSpinBox.StepNone) |
+                (QAbstractSpinBox.StepDownEnabled if down else QAbstractSpinBox.StepNone))
+
+    def validate(self, text: str, pos: int):
+        t = text.strip()
+        if re.fullmatch(r"-?\d+", t):
+            return QValidator.Acceptable, text, pos
+        return (QValidator.Intermediate if t in ("", "-") else QValidator.Invalid), text, pos
+
+
 class NumberEditor(ParamEditor):
+    wide = False            # whole numbers beyond 32 bits (an IntBox)
+
     def __init__(self, p, commit):
         super().__init__(p, commit)
         is_int = p.type == "int"
-        self.spin = QSpinBox() if is_int else QDoubleSpinBox()
+        self.spin = IntBox() if is_int and self.wide else QSpinBox() if is_int else QDoubleSpinBox()
         lo = p.min if p.min is not None else -INT_LIMIT
         hi = p.max if p.max is not None else INT_LIMIT
-        if is_int:
+        if is_int and self.wide:
+            self.spin.setRange(None if p.min is None else int(p.min), None if p.max is None else int(p.max))
+        elif is_int:
             self.spin.setRange(int(max(lo, -INT_LIMIT)), int(min(hi, INT_LIMIT)))
         else:
             self.spin.setDecimals(4)
@@ -103,6 +163,8 @@ class NumberEditor(ParamEditor):
     def set_value(self, v) -> None:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return
+        if isinstance(self.spin, QSpinBox):
+            v = max(self.spin.minimum(), min(self.spin.maximum(), int(v)))     # beyond 32 bits: shown at the end
         for w, val in ((self.spin, v), (self.slider, self._to_slider(v) if self.slider else None)):
             if w is not None:
                 w.blockSignals(True)
@@ -248,6 +310,7 @@ class ColorEditor(LineEditor):
 
 class SeedEditor(NumberEditor):
     """A seed with what happens to it at each run: kept, +1, or drawn at random."""
+    wide = True
 
     def __init__(self, p, commit, mode: str = "fixed", set_mode: Optional[Callable[[str], None]] = None):
         super().__init__(p, commit)

@@ -521,7 +521,7 @@ def parse_field(p, text: str):
     t = text.strip()
     if p.type == "int":
         try:
-            value = int(float(t))
+            value = int(t) if t.lstrip("+-").isdigit() else int(float(t))     # a float would round a big seed
         except ValueError:
             raise ValueError(f"expects a whole number, got {t!r}")
     elif p.type == "float":

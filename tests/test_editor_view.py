@@ -1,0 +1,68 @@
+"""What the editor shows is what renders, and it makes sense to a person: the properties panel of
+an imported sampler, the viewer's failure message, drops, duplicates, tooltips and the help sheet
+(issue: probe of stop 14). Driven through the real window offscreen; any Qt warning fails a test."""
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor  # noqa: E402
+from test_editor import registry_with  # noqa: E402
+
+make_window, no_modal_dialogs = test_editor.make_window, test_editor.no_modal_dialogs
+DATA = Path(__file__).resolve().parent / "data" / "comfyui"
+
+pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
+              pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return registry_with()
+
+
+@pytest.fixture(autouse=True)
+def private_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def win(make_window):
+    return make_window()
+
+
+# -- a ComfyUI seed is wider than 32 bits ----------------------------------------------------------
+def test_an_imported_samplers_big_seed_is_shown_typed_and_incremented_exactly(win, qtbot):
+    win.open_path(DATA / "wan_t2v.json")
+    g = win.doc.graph
+    assert g.nodes["k_sampler_3"].params["seed"] == 878361741413693
+    win.scene.select_nodes(["k_sampler_3"])         # raised OverflowError; the panel showed no parameter
+    eds = win.properties.editors
+    assert {"steps", "seed", "start_step", "end_step", "add_noise"} <= set(eds)
+    seed = eds["seed"].spin
+    assert seed.text() == "878361741413693"
+    win.properties.commit_pending()                 # what a run does first: nothing may change
+    assert g.nodes["k_sampler_3"].params["seed"] == 878361741413693 and not win.doc.undo.canUndo()
+    seed.setFocus()
+    seed.lineEdit().selectAll()
+    qtbot.keyClicks(seed, "18446744073709551615")
+    qtbot.keyClick(seed, Qt.Key_Return)
+    assert g.nodes["k_sampler_3"].params["seed"] == 18446744073709551615
+    qtbot.keyClick(seed, Qt.Key_Down)
+    assert g.nodes["k_sampler_3"].params["seed"] == 18446744073709551614
+    win.controller.set_param("k_sampler_3", "seed", 878361741413693)
+    win.controller.set_seed_mode("k_sampler_3", "seed", "increment")
+    win.controller.next_seeds()
+    assert g.nodes["k_sampler_3"].params["seed"] == 878361741413694, "increment wrapped the seed to 0"
+    assert seed.text() == "878361741413694"
+    from app.editor.view import parse_field
+    spec = win.doc.spec("k_sampler_3")
+    assert parse_field(spec.params["seed"], "878361741413693123") == 878361741413693123   # typed on the node
