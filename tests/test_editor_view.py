@@ -15,7 +15,7 @@ from app.editor.compat import check_qt_binding  # noqa: E402
 check_qt_binding()
 
 import test_editor  # noqa: E402
-from test_editor import registry_with  # noqa: E402
+from test_editor import qbot_wait, registry_with  # noqa: E402
 
 make_window, no_modal_dialogs = test_editor.make_window, test_editor.no_modal_dialogs
 DATA = Path(__file__).resolve().parent / "data" / "comfyui"
@@ -66,3 +66,22 @@ def test_an_imported_samplers_big_seed_is_shown_typed_and_incremented_exactly(wi
     from app.editor.view import parse_field
     spec = win.doc.spec("k_sampler_3")
     assert parse_field(spec.params["seed"], "878361741413693123") == 878361741413693123   # typed on the node
+
+
+# -- the viewer's failure is the viewed node's own -------------------------------------------------
+def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_path):
+    c = win.controller
+    clip = c.add_node("io.load_video", (0, 0))
+    c.set_param(clip, "path", str(tmp_path / "missing_clip.mp4"))
+    save = c.add_node("io.save_video", (300, 0))
+    c.set_param(save, "path", str(tmp_path / "out.mp4"))
+    c.connect(clip, "video", save, "video")
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "failed"
+    still = c.add_node("io.load_image", (0, 300))
+    c.set_param(still, "path", str(tmp_path / "missing_still.png"))
+    win.view_node(still, "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.canvas.alert)
+    note = win.viewer.canvas.note
+    assert "missing_still.png" in note and "missing_clip.mp4" not in note, note

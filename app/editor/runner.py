@@ -63,6 +63,7 @@ class Job:
     finished_at: Optional[float] = None
     yaml: str = ""
     owner: Any = None               # the document whose canvas shows this job's badges
+    failed: Dict[str, str] = field(default_factory=dict)    # node -> message, of this job alone
 
     @property
     def outputs(self) -> List[str]:
@@ -224,7 +225,10 @@ class RunController(QObject):
 
     def _on_event(self, job_id: int, ev: Dict[str, Any]) -> None:
         kind, node = ev.get("event"), ev.get("node")
-        if not self._shows(self._job(job_id)):
+        job = self._job(job_id)
+        if kind == "node_failed" and job is not None:
+            job.failed.setdefault(node, ev.get("message", ""))
+        if not self._shows(job):
             if kind in ("log", "node_failed"):
                 self.logged.emit("error" if kind == "node_failed" else "info",
                                  f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), "")
@@ -263,7 +267,6 @@ class RunController(QObject):
                 return
             own = NodeStatus("done", seconds=ev.get("seconds") or 0.0)
             wall = self._wall.get(node, 0.0)
-            job = self._job(job_id)
             if wall is None and job is not None and job.kind == "view":
                 return          # the viewer computes the frames it shows after this job: no time to tell yet
             if wall is None:

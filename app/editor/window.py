@@ -773,7 +773,8 @@ class MainWindow(QMainWindow):
                 self.properties.show_preview(shown, camera_path_image(value))
             return
         if value is None:
-            why = next((st.message for n, st in self.runs.status.items() if st.state == "failed" and st.message), "")
+            # This job's own failure: a badge left from an earlier run may name another file.
+            why = next((m for m in job.failed.values() if m), "")
             why = why or (job.error.splitlines()[0] if job.error else "see the log")
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
