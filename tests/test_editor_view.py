@@ -85,3 +85,54 @@ def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_p
     qbot_wait(lambda: win.viewer.canvas.alert)
     note = win.viewer.canvas.note
     assert "missing_still.png" in note and "missing_clip.mp4" not in note, note
+
+
+# -- dropped footage becomes a loader --------------------------------------------------------------
+def _drop_files(w, paths, at=(300, 200)):
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    vp = w.view.viewport()
+    enter = QDragEnterEvent(QPoint(*at), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(vp, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(vp, QDropEvent(QPointF(*at), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    return w.view.mapToScene(QPoint(*at))
+
+
+def _clip(path, frames=6):
+    import av
+    import numpy as np
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=24)
+        s.width, s.height, s.pix_fmt = 32, 24, "yuv420p"
+        for i in range(frames):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.full((24, 32, 3), 30 * i, np.uint8), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def test_dropped_footage_and_a_still_become_loader_nodes_where_they_were_dropped(win, tmp_path):
+    from PIL import Image
+    from app.editor import window as window_mod
+    import numpy as np
+    clip, still = tmp_path / "take 17.mkv", tmp_path / "plate.jpg"
+    _clip(clip)
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(still)
+    win.controller.add_node("generate.test_pattern", (0, 0))
+    before = set(win.doc.graph.nodes)
+    at = _drop_files(win, [clip, still])
+    g = win.doc.graph
+    new = [n for n in g.nodes if n not in before]
+    assert [g.nodes[n].type for n in new] == ["io.load_video", "io.load_image"], win.statusBar().currentMessage()
+    assert [g.nodes[n].params["path"] for n in new] == [str(clip), str(still)]
+    assert g.ui[new[0]]["pos"] == [round(at.x()), round(at.y())] and g.ui[new[1]]["pos"][1] > g.ui[new[0]]["pos"][1]
+    assert window_mod.WINDOWS == [win] and set(win.scene.selected_nodes()) == set(new)
+    win.view_node(new[0], "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.length == 6)
+    win.doc.undo.undo()
+    assert set(g.nodes) == before, "the drop was more than one undo step"

@@ -75,6 +75,26 @@ class Controller:
         self.doc.push(f"Add {spec.title}", todo)
         return nid
 
+    def add_loaders(self, files: Sequence[Tuple[str, str]], pos: Tuple[float, float]) -> List[str]:
+        """A loader node for each dropped file, `(type, path)`, one under the other from `pos`, as
+        one undo step."""
+        todo: List[ops.Op] = []
+        ids: List[str] = []
+        x, y = pos
+        for type_name, path in files:
+            spec = self.doc.registry.get(type_name)
+            if spec is None:
+                raise Refused(f"unknown node type {type_name!r}")
+            nid = clipboard._fresh_id(self.graph.unique_id(type_name), set(self.graph.nodes) | set(ids))
+            params = {n: copy.deepcopy(p.default) for n, p in spec.params.items()}
+            params["path"] = str(path)
+            todo.append(ops.AddNode(type_name, nid, params, spec.version, {"pos": [round(x), round(y)]}))
+            ids.append(nid)
+            y += node_size(spec)[1] + 20
+        if todo:
+            self.doc.push(f"Add {len(ids)} loader{'s' if len(ids) > 1 else ''}", todo)
+        return ids
+
     def delete(self, node_ids: Iterable[str] = (), note_ids: Iterable[str] = (), group_ids: Iterable[str] = (),
                reroutes: Iterable[Tuple[str, int]] = (), reconnect: bool = True) -> None:
         """Delete; with `reconnect`, what fed a deleted chain is wired to what it fed, where the types allow."""

@@ -20,6 +20,7 @@ GESTURES = (
     ("Ctrl+Shift+click a node", "show its output in the viewer (Alt: as B)"),
     ("double-click a title", "rename"),
     ("drop a .yaml / rendered .mp4 / .png", "open the workflow inside it"),
+    ("drop footage or a still", "a Load Video / Load Image node for it"),
     ("viewer: K / J / L, Home / End", "play-pause / step back / step forward, first / last"),
 )
 

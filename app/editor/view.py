@@ -28,11 +28,12 @@ LEGIBLE_ZOOM = 0.85         # node titles, socket names and fields read at 100% 
 SCENE_EXTENT = 1.0e5
 EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · or drop a .yaml, a video or a still here\n"
               "Ctrl+Enter: run · F1: every shortcut")
+STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 
 class GraphView(QGraphicsView):
-    fileDropped = Signal(str)
+    fileDropped = Signal(list, QPointF)         # paths, where they were dropped (scene)
     viewRequested = Signal(str, str)            # node, viewer slot "A"/"B"
     contextRequested = Signal(QPoint, object, object)   # global pos, node id or None, group id or None
     propertyFocusRequested = Signal(str, str)   # node, parameter that needs the big editor
@@ -337,7 +338,7 @@ class GraphView(QGraphicsView):
 
     # -- drops ----------------------------------------------------------------------------------
     def _dropped_paths(self, mime):
-        ok = MEDIA_SUFFIXES | {".yaml", ".yml", ".json"}
+        ok = MEDIA_SUFFIXES | STILL_SUFFIXES | {".yaml", ".yml", ".json"}
         return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).suffix.lower() in ok]
 
     def dragEnterEvent(self, event):
@@ -367,7 +368,7 @@ class GraphView(QGraphicsView):
         paths = self._dropped_paths(mime)
         if paths:
             event.acceptProposedAction()
-            self.fileDropped.emit(paths[0])
+            self.fileDropped.emit(paths, self.mapToScene(event.position().toPoint()))
             return
         super().dropEvent(event)
 

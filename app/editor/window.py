@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         self.view.viewRequested.connect(self.view_node)
         self.view.contextRequested.connect(self._context_menu)
         self.view.propertyFocusRequested.connect(self._focus_property)
-        self.view.fileDropped.connect(lambda p: self.open_path(p, new_window=bool(self.doc.graph.nodes)))
+        self.view.fileDropped.connect(self.drop_files)
         self.view.message.connect(self.message)
         self.log.nodeClicked.connect(self.go_to_node)
         self.runs.statusChanged.connect(self._status)
@@ -349,6 +349,21 @@ class MainWindow(QMainWindow):
         if imported:
             show_report(self, imported[1], path)
         return self
+
+    def drop_files(self, paths: List[str], at: Optional[QPointF] = None) -> None:
+        """Files dropped on the canvas: footage and stills become loader nodes where they were dropped
+        (the empty canvas invites that drop); a workflow, a ComfyUI file or a render carrying its
+        workflow opens, in a new window when this one holds nodes."""
+        kinds = [(loader_for(p), p) for p in paths]
+        if not all(t for t, _ in kinds):
+            self.open_path(next(p for t, p in kinds if t is None), new_window=bool(self.doc.graph.nodes))
+            return
+        at = at if at is not None else self.view.mapToScene(self.view.viewport().rect().center())
+        ids = self._guard(self.controller.add_loaders, kinds, (at.x(), at.y())) or []
+        self.scene.select_nodes(ids)
+        if ids:
+            self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
+                         f"footage (Ctrl+Shift+click shows it)")
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -798,6 +813,29 @@ class MainWindow(QMainWindow):
         if scr is None:
             return QSize(1600, 1000)
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
+
+
+def loader_for(path) -> Optional[str]:
+    """The node that reads a dropped file as footage (io.load_video, or io.load_image for a still),
+    or None when the file is a workflow to open: YAML, ComfyUI, or a render that carries one."""
+    from app.comfyui import is_comfyui_file
+    from graph_engine.embedded import read_embedded_workflow
+    from graph_engine.workflow import MEDIA_SUFFIXES
+    from .view import STILL_SUFFIXES
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):
+        return None
+    if suffix in MEDIA_SUFFIXES and read_embedded_workflow(p) is not None:
+        return None
+    if suffix in (".gif", ".webp"):         # animated or not
+        try:
+            from PIL import Image
+            with Image.open(p) as im:
+                return "io.load_video" if getattr(im, "n_frames", 1) > 1 else "io.load_image"
+        except (OSError, ValueError):
+            return "io.load_video"          # the loader will say what is wrong with it
+    return "io.load_image" if suffix in STILL_SUFFIXES else "io.load_video"
 
 
 def clip_info(clip) -> str:
