@@ -136,3 +136,16 @@ def test_dropped_footage_and_a_still_become_loader_nodes_where_they_were_dropped
     qbot_wait(lambda: win.viewer.length == 6)
     win.doc.undo.undo()
     assert set(g.nodes) == before, "the drop was more than one undo step"
+
+
+# -- an imported ComfyUI graph: no node covers another ----------------------------------------------
+@pytest.mark.parametrize("name", ["wan_i2v.json", "svd_i2v.json", "ltxv_i2v.json"])
+def test_an_imported_comfyui_workflow_has_no_node_on_top_of_another(win, name):
+    from PySide6.QtCore import QRectF
+    _drop_files(win, [DATA / name])
+    items = list(win.scene.nodes.values())
+    assert len(items) > 5
+    rects = {i.node_id: QRectF(i.pos().x(), i.pos().y(), i.w, i.h) for i in items}
+    covered = [(a, b) for k, a in enumerate(rects) for b in list(rects)[k + 1:] if rects[a].intersects(rects[b])]
+    assert not covered, f"nodes drawn on top of each other: {covered}"
+    assert not win.doc.undo.canUndo() and not win.doc.modified

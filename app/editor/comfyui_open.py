@@ -20,7 +20,21 @@ def open_comfyui(path, registry) -> Optional[Tuple[Document, object]]:
     result = import_workflow(p, registry=registry)
     doc = Document.from_text(result.yaml, None, registry)
     doc.origin = p.resolve()                 # unsaved: Save asks where, the ComfyUI file is never overwritten
+    _unstack(doc)
     return doc, result.report
+
+
+def _unstack(doc: Document) -> None:
+    """ComfyUI's positions were laid out for its node sizes; a Kinograph node is often taller (the
+    sampler carries more fields), and would cover the one below it. Move those down."""
+    from .geometry import node_size
+    from .layout import separate
+    g = doc.graph
+    pos = {n: tuple(g.ui[n]["pos"]) for n in g.nodes if isinstance((g.ui.get(n) or {}).get("pos"), list)}
+    sizes = {n: node_size(doc.spec(n), bool(g.ui[n].get("collapsed"))) for n in pos}
+    for n, (x, y) in separate(pos, sizes).items():
+        if (x, y) != pos[n]:
+            g.ui[n] = dict(g.ui[n], pos=[round(x), round(y)])
 
 
 def show_report(parent, report, path) -> None:

@@ -102,3 +102,21 @@ def distribute(pos: Dict[str, Pos], sizes: Dict[str, Size], axis: str) -> Dict[s
         out[n] = (p[0], p[1])
         cur += sizes[n][k] + gap
     return out
+
+
+def separate(pos: Dict[str, Pos], sizes: Dict[str, Size], gap: float = 20.0) -> Dict[str, Pos]:
+    """Nodes that overlap moved down, each just below the one it covered, top to bottom; the
+    others stay put. For layouts made for other node sizes (a ComfyUI file's)."""
+    placed: Dict[str, Pos] = {}
+    for n in sorted(pos, key=lambda n: (pos[n][1], pos[n][0])):
+        x, y = pos[n]
+        w, h = sizes[n]
+        moved = True
+        while moved:
+            moved = False
+            for m, (mx, my) in placed.items():
+                mw, mh = sizes[m]
+                if x < mx + mw and mx < x + w and y < my + mh and my < y + h:
+                    y, moved = my + mh + gap, True
+        placed[n] = (x, y)
+    return placed
