@@ -149,3 +149,27 @@ def test_an_imported_comfyui_workflow_has_no_node_on_top_of_another(win, name):
     covered = [(a, b) for k, a in enumerate(rects) for b in list(rects)[k + 1:] if rects[a].intersects(rects[b])]
     assert not covered, f"nodes drawn on top of each other: {covered}"
     assert not win.doc.undo.canUndo() and not win.doc.modified
+
+
+# -- copies never lie exactly on each other --------------------------------------------------------
+def test_duplicating_twice_and_pasting_twice_at_one_spot_never_stack_copies(win, qtbot):
+    c = win.controller
+    a = c.add_node("generate.test_pattern", (0, 0))
+    b = c.add_node("color.grade", (300, 0))
+    c.connect(a, "video", b, "video")
+    c.set_param(b, "exposure", 1.5)
+    win.scene.select_nodes([a, b])
+    win.view.setFocus()
+    for _ in range(2):
+        win.scene.select_nodes([a, b])
+        qtbot.keyClick(win.view, Qt.Key_D, Qt.ControlModifier)
+    g = win.doc.graph
+    for _ in range(2):
+        c.paste(c.copy_text([b]), at=(0, 400))
+    assert len(g.nodes) == 8
+    spots = [tuple(g.ui[n]["pos"]) for n in g.nodes]
+    assert len(set(spots)) == len(spots), f"copies stacked on one another: {spots}"
+    copies = [n for n in g.nodes if g.nodes[n].type == "color.grade" and n != b]
+    assert all(g.nodes[n].params["exposure"] == 1.5 for n in copies)
+    assert sum(1 for n in copies if g.inputs.get(n, {}).get("video", (None,))[0] not in (None, a)) == 2, \
+        "a duplicated pair lost its own link"

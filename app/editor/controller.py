@@ -377,10 +377,19 @@ class Controller:
         return clipboard.copy_text(self.graph, self.doc.registry, node_ids, note_ids)
 
     def paste(self, text: str, at: Optional[Tuple[float, float]] = None) -> List[str]:
-        try:
-            todo, mapping = clipboard.paste_ops(text, self.graph, self.doc.registry, at)
-        except ValueError as e:
-            raise Refused(f"nothing to paste: {e}")
+        # Ctrl+D twice, or Ctrl+V twice at one spot, laid the copies exactly on each other (two
+        # nodes looking like one): a copy that would land on a node goes one step further.
+        taken = {tuple(u["pos"]) for n, u in self.graph.ui.items() if n in self.graph.nodes and "pos" in (u or {})}
+        for step in range(50):
+            d = 40.0 * step
+            try:
+                todo, mapping = clipboard.paste_ops(text, self.graph, self.doc.registry,
+                                                    None if at is None else (at[0] + d, at[1] + d),
+                                                    offset=(40.0 + d, 40.0 + d))
+            except ValueError as e:
+                raise Refused(f"nothing to paste: {e}")
+            if not any(tuple(op.args[4]["pos"]) in taken for op in todo if isinstance(op, ops.AddNode)):
+                break
         self.doc.push(f"Paste {len(mapping)} nodes", todo)
         return list(mapping.values())
 
