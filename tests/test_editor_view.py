@@ -173,3 +173,26 @@ def test_duplicating_twice_and_pasting_twice_at_one_spot_never_stack_copies(win,
     assert all(g.nodes[n].params["exposure"] == 1.5 for n in copies)
     assert sum(1 for n in copies if g.inputs.get(n, {}).get("video", (None,))[0] not in (None, a)) == 2, \
         "a duplicated pair lost its own link"
+
+
+# -- a failed node says why where its red badge is -------------------------------------------------
+def test_hovering_a_failed_node_tells_why_it_failed(win, tmp_path):
+    from PySide6.QtCore import QEvent, QPointF
+    c = win.controller
+    load = c.add_node("io.load_video", (0, 0))
+    c.set_param(load, "path", str(tmp_path / "take_17.mp4"))
+    grade = c.add_node("color.grade", (300, 0))
+    c.connect(load, "video", grade, "video")
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "failed"
+    tips = {}
+    for n in (load, grade):
+        item = win.scene.nodes[n]
+        header = item.mapToScene(QPointF(item.w / 3, 8))
+        vp = win.view.viewport()
+        for dx in (0, 3):       # two moves: the first enters the node, the second hovers in it
+            test_editor._mouse(vp, QEvent.MouseMove, QPointF(win.view.mapFromScene(header)) + QPointF(dx, 0),
+                               Qt.NoButton, Qt.NoButton)
+        tips[n] = item.toolTip()
+    assert "take_17.mp4" in tips[load] and tips[load].startswith("failed"), tips[load]
+    assert "not run: load_video failed" in tips[grade], tips[grade]

@@ -6,6 +6,7 @@ far out, nodes draw as plain coloured blocks. Dragging a field pushes one undo s
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -358,7 +359,11 @@ class NodeItem(QGraphicsItem):
 
     def _param_tip(self, name) -> str:
         if not name:
-            return self.spec.summary if self.spec else ""
+            # Why it failed (or was not run), where the red badge is: the log may be scrolled away.
+            st = self.status
+            why = (textwrap.fill(f"{st.state}: {st.message}", 90) + "\n\n"
+                   if st is not None and st.state in ("failed", "skipped") and st.message else "")
+            return why + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
         rng = f" [{p.min}..{p.max}]" if p.min is not None or p.max is not None else ""
         return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + "\nDrag to change, click to type"
