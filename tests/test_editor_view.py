@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -89,7 +89,7 @@ def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_p
 
 # -- dropped footage becomes a loader --------------------------------------------------------------
 def _drop_files(w, paths, at=(300, 200)):
-    from PySide6.QtCore import QMimeData, QPoint, QPointF, QUrl
+    from PySide6.QtCore import QMimeData, QPoint, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
     mime = QMimeData()
@@ -177,7 +177,7 @@ def test_duplicating_twice_and_pasting_twice_at_one_spot_never_stack_copies(win,
 
 # -- a failed node says why where its red badge is -------------------------------------------------
 def test_hovering_a_failed_node_tells_why_it_failed(win, tmp_path):
-    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtCore import QEvent
     c = win.controller
     load = c.add_node("io.load_video", (0, 0))
     c.set_param(load, "path", str(tmp_path / "take_17.mp4"))
@@ -196,3 +196,20 @@ def test_hovering_a_failed_node_tells_why_it_failed(win, tmp_path):
         tips[n] = item.toolTip()
     assert "take_17.mp4" in tips[load] and tips[load].startswith("failed"), tips[load]
     assert "not run: load_video failed" in tips[grade], tips[grade]
+
+
+# -- the shortcut sheet says what the keys do, and nothing reads through it ---------------------------
+def test_the_shortcut_sheet_says_what_j_k_l_do_and_the_canvas_does_not_read_through(win, qtbot):
+    from PySide6.QtWidgets import QLabel
+    n = win.controller.add_node("generate.test_pattern", (0, 0))
+    item = win.scene.nodes[n]
+    win.view.centerOn(item.mapToScene(item.boundingRect().center()))
+    win.help.toggle()
+    text = win.help.findChild(QLabel).text()
+    assert "play backwards" in text and "step back /" not in text, "J is said to step back; it plays backwards"
+    assert "Space" in text and "one frame back" in text
+    shot = win.grab().toImage()
+    at = win.view.mapTo(win, win.view.mapFromScene(item.mapToScene(QPointF(item.w / 2, 13))))
+    bg = shot.pixelColor(at.x(), at.y())
+    assert max(abs(bg.red() - 10), abs(bg.green() - 11), abs(bg.blue() - 13)) <= 3, \
+        f"the node's header reads through the sheet: {bg.getRgb()}"

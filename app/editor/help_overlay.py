@@ -21,7 +21,9 @@ GESTURES = (
     ("double-click a title", "rename"),
     ("drop a .yaml / rendered .mp4 / .png", "open the workflow inside it"),
     ("drop footage or a still", "a Load Video / Load Image node for it"),
-    ("viewer: K / J / L, Home / End", "play-pause / step back / step forward, first / last"),
+    ("viewer: Space", "play / pause"),
+    ("viewer: J / K / L", "play backwards / stop / play forwards (again: faster)"),
+    ("viewer: ← / →, Home / End", "one frame back / forward, first / last frame"),
 )
 
 
@@ -69,7 +71,9 @@ class HelpOverlay(QWidget):
 
     def paintEvent(self, event):
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor(10, 11, 13, 225))
+        # Near opaque: the canvas's own text (the empty-canvas hint, node titles) would read
+        # through the rows at 225 and mix with them.
+        p.fillRect(self.rect(), QColor(10, 11, 13, 250))
 
     def mousePressEvent(self, event):
         self.hide()
