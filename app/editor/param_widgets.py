@@ -178,13 +178,25 @@ class ChoiceEditor(ParamEditor):
         self.box = QComboBox()
         for c in p.choices:
             self.box.addItem(str(c), c)
-        self.box.currentIndexChanged.connect(lambda i: self.commit(self.box.itemData(i), None))
+        self.box.currentIndexChanged.connect(self._chosen)
         self.lay.addWidget(self.box)
 
+    def _chosen(self, i: int) -> None:
+        if i < len(self.p.choices):
+            self.commit(self.box.itemData(i), None)
+
     def set_value(self, v) -> None:
+        # A value that is not a choice (a newer sampler's name, a file from another version) is
+        # shown as it is, last and marked, instead of as the first choice: the field said 'euler'
+        # while the workflow held, and the run refused, another name.
         self.box.blockSignals(True)
-        i = self.box.findData(v)
-        self.box.setCurrentIndex(i if i >= 0 else 0)
+        while self.box.count() > len(self.p.choices):
+            self.box.removeItem(self.box.count() - 1)
+        i = self.box.findData(v) if v is not None else -1
+        if i < 0:
+            self.box.addItem(f"{v} (not a choice here)", v)
+            i = self.box.count() - 1
+        self.box.setCurrentIndex(i)
         self.box.blockSignals(False)
 
 
