@@ -233,3 +233,27 @@ def test_a_choice_the_list_does_not_hold_is_shown_as_it_is_and_replaced_by_a_pic
     assert [box.itemText(i) for i in range(box.count())] == [str(c) for c in w.doc.spec("sample").params["sampler"].choices]
     w.doc.undo.undo()
     assert "dpmpp_3m_sde" in box.currentText()
+
+
+# -- a picture the last run could not make again is marked --------------------------------------------
+def test_the_viewer_marks_its_picture_out_of_date_when_the_run_fails_upstream(win, tmp_path):
+    c = win.controller
+    take = tmp_path / "take.mkv"
+    _clip(take)
+    load = c.add_node("io.load_video", (0, 0))
+    c.set_param(load, "path", str(take))
+    grade = c.add_node("color.grade", (300, 0))
+    c.connect(load, "video", grade, "video")
+    save = c.add_node("io.save_video", (600, 0))
+    c.set_param(save, "path", str(tmp_path / "out.mkv"))
+    c.set_param(save, "codec", "ffv1")
+    c.connect(grade, "video", save, "video")
+    win.view_node(grade, "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.canvas.images["A"] is not None)
+    assert not win.viewer.canvas.alert
+    take.rename(tmp_path / "take_moved.mkv")
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "failed"
+    note = win.viewer.canvas.note
+    assert win.viewer.canvas.alert and "out of date" in note and "grade" in note and "take.mkv" in note, note

@@ -701,12 +701,25 @@ class MainWindow(QMainWindow):
         if job.kind == "view":
             self._show_view(job)
             return
+        self._mark_stale_views(job)
         if job.result is None:
             return
         for nid, res in job.result.results.items():
             spec = self.doc.spec(nid)
             if spec is not None and spec.output and isinstance(res, dict) and res.get("path"):
                 self.thumbs.load(nid, str(res["path"]))
+
+    def _mark_stale_views(self, job: Job) -> None:
+        """A run in which a node shown in the viewer failed, or was not run because something it
+        needs failed (a clip moved away): its picture is from before, and says so."""
+        for slot, nid in self._viewing.items():
+            st = self.runs.status.get(nid)
+            if slot == PREVIEW or nid not in job.workflow.graph.nodes or st is None:
+                continue
+            if st.state in ("failed", "skipped") and self.viewer.sources.get(slot) is not None:
+                why = next((f"{n}: {m}" for n, m in job.failed.items() if m), st.message)
+                self.viewer.canvas.set_note(f"{slot} is out of date: {nid} {st.state} in the last run ({why}). "
+                                            f"The picture is from before.", alert=True)
 
     def _clip_info(self, job: Job) -> None:
         """Loaders say what they found (size, rate, length), read from the clip's header, not its frames."""
