@@ -257,3 +257,28 @@ def test_the_viewer_marks_its_picture_out_of_date_when_the_run_fails_upstream(wi
     assert win.runs.wait_idle(60) and job.state == "failed"
     note = win.viewer.canvas.note
     assert win.viewer.canvas.alert and "out of date" in note and "grade" in note and "take.mkv" in note, note
+
+
+# -- a pasted path reads as the file it names --------------------------------------------------------
+@pytest.mark.parametrize("typed", ['  {p}  ', '"{p}"', "'{p}'\n", "{url}"])
+def test_a_path_pasted_with_blanks_quotes_or_as_a_file_url_names_the_file(win, qtbot, tmp_path, typed):
+    from PySide6.QtCore import QUrl
+    from app.editor.view import parse_field
+    clip = tmp_path / "my takes" / "take 17.mkv"
+    clip.parent.mkdir()
+    _clip(clip)
+    text = typed.format(p=clip, url=QUrl.fromLocalFile(str(clip)).toString())
+    load = win.controller.add_node("io.load_video", (0, 0))
+    win.scene.select_nodes([load])
+    field = win.properties.editors["path"].edit
+    field.setFocus()
+    field.selectAll()
+    qtbot.keyClicks(field, text.replace("\n", ""))
+    qtbot.keyClick(field, Qt.Key_Return)
+    assert win.doc.graph.nodes[load].params["path"] == str(clip)
+    assert field.text() == str(clip)
+    assert parse_field(win.doc.spec(load).params["path"], text) == str(clip)     # typed on the node
+    win.view_node(load, "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.length == 6 or win.viewer.canvas.alert)
+    assert not win.viewer.canvas.alert, win.viewer.canvas.note

@@ -277,6 +277,19 @@ class TextEditor(ParamEditor):
             self.edit.setPlainText(text)
 
 
+def clean_path(text: str) -> str:
+    """A path as pasted or dropped into a field: without the blanks around it, the quotes a file
+    manager's 'Copy as path' puts round it, or the file:// of a dropped file. Kept, the first two
+    read 'not found' for a file that is there, with nothing on screen to show why."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
+        t = t[1:-1].strip()
+    if t.startswith("file://"):
+        from PySide6.QtCore import QUrl
+        t = QUrl(t).toLocalFile() or t
+    return t
+
+
 class PathEditor(LineEditor):
     def __init__(self, p, commit, base_dir=None):
         super().__init__(p, commit)
@@ -286,6 +299,14 @@ class PathEditor(LineEditor):
         b.setToolTip("Choose a file")
         b.clicked.connect(self._browse)
         self.lay.addWidget(b)
+
+    def flush(self) -> None:
+        if self.edit.isModified():
+            self.edit.setModified(False)
+            path = clean_path(self.edit.text())
+            if path != self.edit.text():
+                self.edit.setText(path)
+            self.commit(path, None)
 
     def _browse(self):
         start = str(self.base_dir() if self.base_dir else "")

@@ -20,6 +20,7 @@ from .geometry import FAR_ZOOM, GRID
 from .link_items import LinkItem
 from .minimap import Minimap
 from .node_item import NodeItem
+from .param_widgets import clean_path
 from .palette import SearchPalette
 
 NODE_MIME = "application/x-kinograph-node"
@@ -537,6 +538,8 @@ def parse_field(p, text: str):
             value = float(t)
         except ValueError:
             value = t
+    elif p.kind == "path":
+        value = clean_path(text)
     else:
         value = text
     why = check_param(p, value)
