@@ -85,6 +85,14 @@ def test_a_failed_view_names_its_own_missing_file_not_an_earlier_runs(win, tmp_p
     qbot_wait(lambda: win.viewer.canvas.alert)
     note = win.viewer.canvas.note
     assert "missing_still.png" in note and "missing_clip.mp4" not in note, note
+    grade = c.add_node("color.grade", (300, 300))
+    c.connect(still_video := c.add_node("io.load_video", (0, 600)), "video", grade, "video")
+    c.set_param(still_video, "width", -3)
+    win.view_node(grade, "B")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: "grade could not" in win.viewer.canvas.note)
+    assert f"grade could not be computed: {still_video}: parameter 'width' -3" in win.viewer.canvas.note, \
+        "the failure of the node upstream reads as the viewed node's own"
 
 
 # -- dropped footage becomes a loader --------------------------------------------------------------

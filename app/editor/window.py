@@ -801,8 +801,9 @@ class MainWindow(QMainWindow):
                 self.properties.show_preview(shown, camera_path_image(value))
             return
         if value is None:
-            # This job's own failure: a badge left from an earlier run may name another file.
-            why = next((m for m in job.failed.values() if m), "")
+            # This job's own failure (a badge left from an earlier run may name another file), and
+            # which node it is when not the one shown: 'grade: ... width' sends the user to load.
+            why = next((m if n in (node, shown) else f"{n}: {m}" for n, m in job.failed.items() if m), "")
             why = why or (job.error.splitlines()[0] if job.error else "see the log")
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
