@@ -290,3 +290,35 @@ def test_a_path_pasted_with_blanks_quotes_or_as_a_file_url_names_the_file(win, q
     assert win.runs.wait_idle(30)
     qbot_wait(lambda: win.viewer.length == 6 or win.viewer.canvas.alert)
     assert not win.viewer.canvas.alert, win.viewer.canvas.note
+
+
+# -- the node on screen deleted ------------------------------------------------------------------------
+def test_deleting_the_node_on_screen_marks_its_picture_and_no_new_node_takes_it_over(win, qtbot):
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    for k, v in (("frames", 4), ("width", 32), ("height", 32)):
+        c.set_param(pat, k, v)
+    grade = c.add_node("color.grade", (300, 0))
+    c.connect(pat, "video", grade, "video")
+    win.view_node(grade, "A")
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: win.viewer.canvas.images["A"] is not None)
+    win.scene.select_nodes([grade])
+    win.view.setFocus()
+    qtbot.keyClick(win.view, Qt.Key_Delete)
+    assert grade not in win.doc.graph.nodes
+    assert win.viewer.canvas.alert and f"{grade} was deleted" in win.viewer.canvas.note
+    new = c.add_node("color.grade", (300, 300))       # takes the free id 'grade'
+    assert new == grade
+    c.connect(pat, "video", new, "video")
+    c.set_param(new, "exposure", 2.0)
+    qbot_wait(lambda: not win._refresh_view.isActive())
+    assert win.runs.wait_idle(30)
+    assert f"{grade} was deleted" in win.viewer.canvas.note, "a new node with the same id took the viewer over"
+    for _ in range(4):
+        win.doc.undo.undo()          # exposure, link, add, delete
+    assert grade in win.doc.graph.nodes
+    win.scene.select_nodes([grade])
+    qtbot.keyClick(win.view, Qt.Key_V)
+    assert win.runs.wait_idle(30)
+    qbot_wait(lambda: not win.viewer.canvas.alert and win.viewer.canvas.images["A"] is not None)

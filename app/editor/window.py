@@ -601,6 +601,9 @@ class MainWindow(QMainWindow):
     def _model_changed(self, ev) -> None:
         """Recompute what the viewer shows when something it depends on changed, unless that would
         re-run an expensive node (a sampler): then the viewer says it is out of date instead."""
+        if ev.kind == "node_removed":
+            self._viewed_node_gone(ev.node)
+            return
         if ev.kind not in ("param_changed", "linked", "unlinked", "node_changed") or not self._viewing:
             return
         g, reg = self.doc.graph, self.doc.registry
@@ -615,6 +618,16 @@ class MainWindow(QMainWindow):
                 continue
             self._stale.add(slot)
             self._refresh_view.start()
+
+    def _viewed_node_gone(self, node: str) -> None:
+        """The node on screen deleted: its picture is marked as the output of a node that is no more.
+        It looked current, and a new node given the same free id took the slot over at its first edit."""
+        for slot, nid in list(self._viewing.items()):
+            if nid == node and slot != PREVIEW:
+                del self._viewing[slot]
+                if self.viewer.sources.get(slot) is not None:
+                    self.viewer.canvas.set_note(f"{slot}: {nid} was deleted; this is its last output (Ctrl+Z "
+                                                f"brings the node back, V shows it again)", alert=True)
 
     # -- running --------------------------------------------------------------------------------
     def commit_pending(self) -> None:
