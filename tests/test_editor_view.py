@@ -322,3 +322,16 @@ def test_deleting_the_node_on_screen_marks_its_picture_and_no_new_node_takes_it_
     qtbot.keyClick(win.view, Qt.Key_V)
     assert win.runs.wait_idle(30)
     qbot_wait(lambda: not win.viewer.canvas.alert and win.viewer.canvas.images["A"] is not None)
+
+
+# -- Select All is all ---------------------------------------------------------------------------------
+def test_select_all_then_copy_takes_the_sticky_notes_too(win, qtbot):
+    from PySide6.QtGui import QGuiApplication
+    c = win.controller
+    a = c.add_node("generate.test_pattern", (0, 0))
+    c.add_note((0, 300), "client wants it warmer")
+    win.view.setFocus()
+    qtbot.keyClick(win.view, Qt.Key_A, Qt.ControlModifier)
+    assert win.scene.selected_nodes() == [a] and len(win.scene.selected_notes()) == 1
+    qtbot.keyClick(win.view, Qt.Key_C, Qt.ControlModifier)
+    assert "client wants it warmer" in QGuiApplication.clipboard().text()

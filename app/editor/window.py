@@ -524,7 +524,8 @@ class MainWindow(QMainWindow):
                                sc.selected_reroutes(), reconnect=reconnect)
 
     def _select_all(self) -> None:
-        for item in self.scene.nodes.values():
+        # Sticky notes too: Ctrl+A, Ctrl+C left them out of the copy, Ctrl+A, Delete on the canvas.
+        for item in list(self.scene.nodes.values()) + list(self.scene.notes.values()):
             item.setSelected(True)
 
     def _rename_selected(self) -> None:
