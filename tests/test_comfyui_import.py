@@ -233,6 +233,28 @@ def test_reroutes_and_primitives_are_inlined():
     assert set(g.nodes) == {"checkpoint_loader_simple_4", "k_sampler_3"}
 
 
+def test_kjnodes_set_and_get_pairs_are_inlined_as_reroutes():
+    """Community workflows send a VAE or model across the canvas through KJNodes' SetNode/GetNode pairs, which ComfyUI
+    resolves before running, as it does reroutes: they blocked the import as unmapped custom nodes."""
+    wf = _load("wan_i2v.json")
+    wf["nodes"] += [{"id": 80, "type": "SetNode", "title": "Set_vae", "pos": [0, 0], "mode": 0,
+                     "inputs": [{"name": "VAE", "type": "VAE", "link": 300}], "outputs": [{"name": "*", "type": "*"}],
+                     "widgets_values": ["vae"]},
+                    {"id": 81, "type": "GetNode", "title": "Get_vae", "pos": [0, 0], "mode": 0, "inputs": [],
+                     "outputs": [{"name": "VAE", "type": "VAE"}], "widgets_values": ["vae"]}]
+    for link in wf["links"]:
+        if link[0] in (76, 99):                     # the VAE into VAEDecode and WanImageToVideo: from the GetNode
+            link[1], link[2] = 81, 0
+    wf["links"].append([300, 39, 0, 80, 0, "VAE"])
+    res = import_data(wf)
+    assert not res.report.blocking and {"80", "81"}.isdisjoint(res.report.entries)
+    assert res.graph.inputs["vae_decode_8"]["vae"] == ("vae_loader_39", "vae")
+    assert res.graph.inputs["wan_image_to_video_50"]["vae"] == ("vae_loader_39", "vae")
+    next(n for n in wf["nodes"] if n["id"] == 81)["widgets_values"] = ["vea"]
+    assert "input vae receives nothing: GetNode #81 \"Get_vae\" reads 'vea', which no SetNode in the file sets" in \
+        import_data(wf).report.entries["8"].notes[0]
+
+
 def test_core_primitive_nodes_become_their_values():
     """PrimitiveInt/Float/Boolean/String(Multiline) are nodes that run in ComfyUI and output their widget value:
     the consumer gets that value (also through a second primitive), and the report says each mapped exactly."""

@@ -13,7 +13,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from .errors import ComfyImportError
 
 MODE_NEVER, MODE_BYPASS = 2, 4
-REROUTES = {"Reroute", "Reroute (rgthree)"}
+REROUTES = {"Reroute", "Reroute (rgthree)", "SetNode"}
+# KJNodes' wireless pair: a GetNode gives what the SetNode of the same name (its one widget) receives; both are
+# editor-only in ComfyUI, which resolves them before it runs anything, like reroutes
+GETS = {"GetNode"}
 PRIMITIVES = {"PrimitiveNode"}
 NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -260,6 +263,7 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
     # 1. editor-only nodes become values or disappear; muted nodes are dropped
     literal: Dict[Tuple[str, int], Any] = {}
     passthrough: Dict[str, Optional[int]] = {}       # reroute / bypassed node -> how outputs map to inputs
+    sets: Dict[str, str] = {}                        # SetNode name -> node id
     for nid, n in nodes.items():
         t = n.raw["type"]
         mode = n.raw.get("mode", 0)
@@ -273,8 +277,10 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
         elif t in PRIMITIVES:
             vals = n.raw.get("widgets_values") or [None]
             literal[(nid, 0)] = vals[0] if isinstance(vals, list) else vals
-        elif t in REROUTES:
+        elif t in REROUTES or t in GETS:
             passthrough[nid] = None
+            if t == "SetNode" and n.raw.get("widgets_values"):
+                sets.setdefault(str(n.raw["widgets_values"][0]), nid)
         elif mode == MODE_NEVER:
             flat.dropped.append((nid, t, title(n), "muted in ComfyUI (never runs)"))
         elif mode == MODE_BYPASS:
@@ -299,6 +305,12 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
         if n is None:
             return Lost(f"it is linked to node {o}, which is not in the file")
         if o in passthrough:
+            if n.raw["type"] in GETS:
+                name = str((n.raw.get("widgets_values") or [""])[0])
+                if name not in sets:
+                    return Lost(f"{named(o)} reads {name!r}, which no SetNode in the file sets")
+                o = sets[name]
+                n = nodes[o]
             if n.raw["type"] in REROUTES:
                 if not n.inputs or n.inputs[0]["link"] is None:
                     return Lost(f"it comes through {named(o)}, which has nothing connected")
