@@ -15,9 +15,10 @@ differs) or not mapped. This page is generated from `app/comfyui/mapping.py`
 (`python -m app.comfyui.docs`); a test fails when it is out of date.
 
 How the two formats are read: UI files store widget values by position (the "control after generate"
-value after a seed is skipped), VideoHelperSuite stores them by name; reroutes and primitive nodes are
-inlined, muted nodes dropped, bypassed nodes rewired past (each output takes the input of the same
-type), subgraphs expanded (inner ids become `outer:inner`; a value set on the subgraph node wins over
+value after a seed is skipped), VideoHelperSuite stores them by name; reroutes, KJNodes'
+SetNode/GetNode pairs and primitive nodes are inlined, muted nodes dropped, bypassed nodes rewired
+past (each output takes the input of the same type; an input left with nothing is named in its
+node's line), subgraphs expanded (inner ids become `outer:inner`; a value set on the subgraph node wins over
 the inner widget's), groups and notes kept in `ui:`. API prompts map the same way by input name.
 Constants (`PrimitiveInt` and its kin), a `ComfySwitchNode` whose switch is a constant and a
 `ComfyMathExpression` over constants are resolved on import, as ComfyUI resolves them before anything
