@@ -255,6 +255,21 @@ def test_kjnodes_set_and_get_pairs_are_inlined_as_reroutes():
         import_data(wf).report.entries["8"].notes[0]
 
 
+def test_editor_only_nodes_of_popular_packs_do_not_stop_an_import():
+    """rgthree's group bypasser (on most community canvases) and image comparer run nothing: they stopped the import
+    as nodes Kinograph lacks ('not written', exit 2)."""
+    wf = _load("wan_i2v.json")
+    wf["nodes"] += [{"id": 90, "type": "Fast Groups Bypasser (rgthree)", "pos": [0, 0], "mode": 0, "inputs": [],
+                     "outputs": [{"name": "OPT_CONNECTION", "type": "*", "links": None}]},
+                    {"id": 91, "type": "Image Comparer (rgthree)", "pos": [0, 0], "mode": 0,
+                     "inputs": [{"name": "image_a", "type": "IMAGE", "link": 400}], "outputs": [], "widgets_values": [[]]}]
+    wf["links"].append([400, 8, 0, 91, 0, "IMAGE"])
+    res = import_data(wf)
+    assert not res.report.blocking and res.report.exit_code == 3           # 3: uni_pc, as without them
+    assert res.report.entries["90"].status == res.report.entries["91"].status == "ui"
+    assert not [n for n in res.graph.nodes.values() if n.type.startswith("comfyui.")]
+
+
 def test_core_primitive_nodes_become_their_values():
     """PrimitiveInt/Float/Boolean/String(Multiline) are nodes that run in ComfyUI and output their widget value:
     the consumer gets that value (also through a second primitive), and the report says each mapped exactly."""

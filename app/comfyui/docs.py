@@ -71,7 +71,7 @@ def mapping_markdown() -> str:
                                                                                        if r.kind == "ui" else "")
         if r.special:
             target += f" [{r.special}]"
-        rows.append(f"| `{cls}` | {target} | {_cell(_params(r))} | {_cell(_differences(r))} |")
+        rows.append(f"| `{_cell(cls)}` | {target} | {_cell(_params(r))} | {_cell(_differences(r))} |")
     samplers = ", ".join(f"`{k}` -> `{v}`" for k, v in SAMPLERS_EXACT.items())
     near = ", ".join(f"`{k}` -> `{v}`" for k, v in SAMPLERS_NEAR.items())
     sched = ", ".join(f"`{k}`" for k in SCHEDULERS_EXACT)

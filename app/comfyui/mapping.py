@@ -384,6 +384,15 @@ RULES: Dict[str, Rule] = {
                       {"images": "video"}),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # editor-only nodes of popular packs: nothing runs through them, so they must not stop an import as nodes
+    # Kinograph lacks. rgthree's switchboards set other nodes' modes in ComfyUI's editor; the file holds those modes
+    **{f"Fast {what} (rgthree)": Rule(None, kind="ui", note="rgthree's switchboard: the bypassed and muted nodes it set "
+                                                            "are read as such")
+       for what in ("Groups Bypasser", "Groups Muter", "Bypasser", "Muter")},
+    "Bookmark (rgthree)": Rule(None, kind="ui", note="a canvas bookmark"),
+    "Image Comparer (rgthree)": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    "Display Any (rgthree)": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    "ShowText|pysssss": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     # ComfyUI's core constants: each consumer gets the value as its own setting, as ComfyUI passes it unchanged
     "PrimitiveInt": Rule(None, ("value", "control_after_generate"), (P("value", "value"),), fold=True,
                          special="constant", ignore={"control_after_generate": None}),
