@@ -114,6 +114,9 @@ def test_widgets_a_file_stops_short_of_are_named_with_the_default_used():
                          ("denoise", "denoise")):
         assert f"{comfy} is not in the file (its widgets_values ends early): Kinograph's default {param}=" in notes
     assert "steps is not" not in notes and "seed is not" not in notes
+    ks["widgets_values"] = [5, "fixed", 12, 6, None, "simple", 1]      # a null where the sampler's name belongs
+    assert import_data(wf).report.entries[str(ks["id"])].notes == [
+        "sampler_name is empty (null) in the file: Kinograph's default sampler='euler' is used; check it"]
 
 
 def test_wan22_two_experts_become_two_samplers_sharing_a_schedule():

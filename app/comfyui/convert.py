@@ -126,6 +126,10 @@ class Converter:
                     notes.append(self.missing_widget(rule, p))
                 continue
             v = self.resolve(cn.inputs[p.comfy])
+            if cn.inputs[p.comfy] is None:
+                # null in the file itself (a hand edit, an empty primitive): no node is to blame
+                notes.append(f"{p.comfy} is empty (null) in the file: {self.default_of(rule, p)}; check it")
+                continue
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
                 continue
@@ -147,11 +151,14 @@ class Converter:
     def missing_widget(self, rule: Rule, p) -> str:
         """A widget the file has no value for (saved before ComfyUI had it, or cut short): ComfyUI would fill in its
         own default, which Kinograph's may not equal, so the one used is named."""
+        return f"{p.comfy} is not in the file (its widgets_values ends early): {self.default_of(rule, p)}; check it"
+
+    def default_of(self, rule: Rule, p) -> str:
         spec = self.registry.get(rule.node) if self.registry is not None and rule.node else None
         param = spec.params.get(p.param) if spec is not None else None
-        used = f"Kinograph's default {p.param}={param.default!r} is used" if param is not None and param.default is not None \
-            else f"{p.param} is left unset"
-        return f"{p.comfy} is not in the file (its widgets_values ends early): {used}; check it"
+        if param is not None and param.default is not None:
+            return f"Kinograph's default {p.param}={param.default!r} is used"
+        return f"{p.param} is left unset"
 
     def finish(self, cn: CNode, rule: Rule, made: List[str], notes: List[str]) -> None:
         notes = ([rule.note] if rule.note else []) + notes
