@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from graph_engine import Clip, NodeError
+from graph_engine.errors import WorkflowError
 from graph_engine.api import Session, load_workflow
 from nodes.io.video_read import load_video
 from nodes.io.video_write import ffmpeg_exe, write_video
@@ -207,6 +208,20 @@ def test_load_frames_and_save_frames(tmp_path):
     assert info["frames"] == 5 and (tmp_path / "seq" / "workflow.yaml").exists()
     back = load_frames(str(tmp_path / "seq"), 12)
     assert np.array_equal(back.to_array(), make_clip(5).to_array())
+
+
+def test_an_image_named_with_brackets_is_that_file_not_a_pattern(tmp_path):
+    """"shot [1].png" (or ComfyUI's "ComfyUI_00001_.png [output]") was read as a glob standing for its whole folder,
+    so every output beside the workflow was refused: 'would write over <folder>, which this workflow reads'."""
+    from PIL import Image
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "shot [1].png")
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  img: {type: io.load_image, params: {path: 'shot [1].png'}}\n"
+                  "  save: {type: io.save_frames, inputs: {video: img.image}, params: {path: out/frames}}\n")
+    assert load_workflow(wf) is not None                      # refused with a WorkflowError before
+    wf.write_text(wf.read_text().replace("out/frames", "'shot [1].png'"))     # the image itself: still refused
+    with pytest.raises(WorkflowError, match=r"would write over .*shot \[1\]\.png, which this workflow reads \(img\.path\)"):
+        load_workflow(wf)
 
 
 @pytest.mark.parametrize("script, says", [
