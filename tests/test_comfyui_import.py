@@ -273,6 +273,22 @@ def test_editor_only_nodes_of_popular_packs_do_not_stop_an_import():
     assert not [n for n in res.graph.nodes.values() if n.type.startswith("comfyui.")]
 
 
+def test_a_file_comfyui_marks_as_in_its_output_folder_is_named():
+    """LoadImage's "ComfyUI_00001_.png [output]" (a render picked from ComfyUI's output folder) was kept as a path
+    with " [output]" in it, which no file has."""
+    wf = _load("wan_i2v.json")
+    load = next(n for n in wf["nodes"] if n["type"] == "LoadImage")
+    load["widgets_values"] = ["ComfyUI_00001_.png [output]", "image"]
+    res = import_data(wf)
+    assert _by_type(res.graph, "io.load_image")[0].params["path"] == "ComfyUI_00001_.png"
+    assert res.report.entries[str(load["id"])].notes == [
+        "ComfyUI_00001_.png is in ComfyUI's output folder: copy it beside the workflow (or give its full path)"]
+    load["widgets_values"] = ["flux_dev_example.png [input]", "image"]
+    res = import_data(wf)
+    assert _by_type(res.graph, "io.load_image")[0].params["path"] == "flux_dev_example.png"
+    assert res.report.entries[str(load["id"])].status == "exact"
+
+
 def test_core_primitive_nodes_become_their_values():
     """PrimitiveInt/Float/Boolean/String(Multiline) are nodes that run in ComfyUI and output their widget value:
     the consumer gets that value (also through a second primitive), and the report says each mapped exactly."""

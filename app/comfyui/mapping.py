@@ -11,6 +11,8 @@ nodes, a motion module turning the checkpoint loader into an AnimateDiff loader)
 the handler in convert.py, and its parameters are still listed here."""
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -108,6 +110,14 @@ def hunyuan_guidance(v):
         raise Approx("concat", f"guidance_type {v!r} (a reference latent, for HunyuanCustom models) is not in "
                                "Kinograph; v1 (concat) used")
     return found
+
+
+def comfy_file(v):
+    """`x.png [output]` (a file ComfyUI picked from its output, temp or input folder) -> `x.png`"""
+    m = re.fullmatch(r"(.+?) \[(input|output|temp)\]", str(v))
+    if m is None or m[2] == "input":
+        return m[1] if m else v
+    raise Approx(m[1], f"{m[1]} is in ComfyUI's {m[2]} folder: copy it beside the workflow (or give its full path)")
 
 
 def positive_int(v):
@@ -343,7 +353,7 @@ RULES: Dict[str, Rule] = {
         fold=True, fixed={"schedule": "uniform_looped"}, ignore={"use_on_equal_length": False, "start_percent": 0.0,
                                                                  "guarantee_steps": 1}),
     # images and video in and out
-    "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path"),), outputs=("image", None),
+    "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path", comfy_file),), outputs=("image", None),
                       ignore={"upload": None}),
     "VHS_LoadVideo": Rule("io.load_video", ("video", "force_rate", "force_size", "custom_width", "custom_height",
                                             "frame_load_cap", "skip_first_frames", "select_every_nth"),
@@ -401,7 +411,7 @@ RULES: Dict[str, Rule] = {
     "PrimitiveString": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "PrimitiveStringMultiline": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     # ComfyUI's core VIDEO type: a Kinograph clip is its frames, with its frame rate and audio
-    "LoadVideo": Rule("io.load_video", ("file", "upload"), (P("file", "path"),), outputs=("video",),
+    "LoadVideo": Rule("io.load_video", ("file", "upload"), (P("file", "path", comfy_file),), outputs=("video",),
                       ignore={"upload": None}),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),
     # a switch and arithmetic on constants: their results are known from the file, as ComfyUI knows them before
