@@ -289,6 +289,22 @@ def test_a_file_comfyui_marks_as_in_its_output_folder_is_named():
     assert res.report.entries[str(load["id"])].status == "exact"
 
 
+def test_a_workflow_that_only_previews_says_that_nothing_is_saved():
+    """ComfyUI shows a PreviewImage's frames; after the import `kinograph run` computed the whole video and kept none,
+    'finished: ok'. The report says so up front."""
+    wf = _load("svd_i2v.json")
+    for n in wf["nodes"]:
+        if n["type"] == "SaveAnimatedWEBP":
+            n["type"], n["widgets_values"] = "PreviewImage", []
+            preview = n["id"]
+    res = import_data(wf)
+    assert res.report.remarks == [
+        f"nothing in this workflow saves a file (PreviewImage #{preview} only shows frames, in the editor's viewer): "
+        "`kinograph run` would compute it and keep nothing; add io.save_video (or io.save_frames) where you want a file"]
+    assert res.report.text().startswith("note: nothing in this workflow saves a file")
+    assert not import_data(_load("svd_i2v.json")).report.remarks
+
+
 def test_core_primitive_nodes_become_their_values():
     """PrimitiveInt/Float/Boolean/String(Multiline) are nodes that run in ComfyUI and output their widget value:
     the consumer gets that value (also through a second primitive), and the report says each mapped exactly."""

@@ -116,6 +116,7 @@ class Converter:
         self.connect_vaes()
         self.layout_extras()
         self.add_remarks()
+        self.say_if_nothing_is_saved()
         return self.graph, self.report
 
     def params_of(self, cn: CNode, rule: Rule, notes: List[str]) -> Dict[str, Any]:
@@ -241,6 +242,22 @@ class Converter:
             self.report.add(Entry(x, cn.class_type, cn.title, "ui", [],
                                   ["not run: it only feeds the input a switch does not pick"]))
             todo += [v.node for v in cn.inputs.values() if isinstance(v, Ref)]
+
+    def say_if_nothing_is_saved(self) -> None:
+        """A workflow that ends in ComfyUI's previews saves nothing: ComfyUI shows them, but `kinograph run` would
+        compute every frame and keep none, so the report says so before a long render is lost."""
+        if self.registry is None or not self.graph.nodes:
+            return
+        for inst in self.graph.nodes.values():
+            spec = self.registry.get(inst.type)
+            if spec is None or spec.output:
+                return              # a placeholder (the import is not done) or a node that writes a file
+        previews = [f"{e.class_type} #{e.comfy_id}" for e in self.report.entries.values()
+                    if e.class_type in ("PreviewImage", "PreviewAny") or "previews show" in " ".join(e.notes)]
+        shown = (f" ({', '.join(previews)} only show{'s' if len(previews) == 1 else ''} frames, in the editor's "
+                 "viewer)") if previews else ""
+        self.report.remarks.append(f"nothing in this workflow saves a file{shown}: `kinograph run` would compute it "
+                                   "and keep nothing; add io.save_video (or io.save_frames) where you want a file")
 
     def add_remarks(self) -> None:
         """A linked input that receives nothing changes what runs (an image-to-video without its image), a node
