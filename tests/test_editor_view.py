@@ -335,3 +335,21 @@ def test_select_all_then_copy_takes_the_sticky_notes_too(win, qtbot):
     assert win.scene.selected_nodes() == [a] and len(win.scene.selected_notes()) == 1
     qtbot.keyClick(win.view, Qt.Key_C, Qt.ControlModifier)
     assert "client wants it warmer" in QGuiApplication.clipboard().text()
+
+
+# -- a number held out of range reads as it is ----------------------------------------------------------
+def test_a_number_out_of_range_in_the_file_reads_as_it_is_in_the_panel(make_window, registry, tmp_path):
+    from app.editor.document import Document
+    path = tmp_path / "hand_edited.yaml"
+    path.write_text("kinograph: 1\nnodes:\n  load:\n    type: io.load_video\n    params: {path: a.mp4, width: -3}\n"
+                    "  grade:\n    type: color.grade\n    inputs: {video: load.video}\n    params: {exposure: 9.5}\n")
+    w = make_window(Document.load(path, registry))
+    w.scene.select_nodes(["grade"])
+    assert w.properties.editors["exposure"].spin.text() == "9.5000"      # read '6.0000'
+    w.scene.select_nodes(["load"])
+    width = w.properties.editors["width"].spin
+    assert width.text() == "-3", f"the field reads {width.text()!r}"     # read 'auto'
+    w.properties.commit_pending()
+    assert w.doc.graph.nodes["load"].params["width"] == -3 and not w.doc.modified
+    w.controller.set_param("load", "width", 0)
+    assert width.text() == "auto" and width.minimum() == 0, "the range stayed widened"

@@ -116,8 +116,9 @@ class NumberEditor(ParamEditor):
             self.spin.setSingleStep(p.step or (0.01 if p.max is not None and p.min is not None and p.max - p.min <= 2
                                                else 0.1))
         self.spin.setKeyboardTracking(False)
-        if zero_meaning(p) and p.min == 0:
-            self.spin.setSpecialValueText(zero_meaning(p))      # shown at 0, as on the node
+        self._declared = (self.spin.minimum(), self.spin.maximum()) if not isinstance(self.spin, IntBox) else None
+        self._special = zero_meaning(p) if zero_meaning(p) and p.min == 0 else ""
+        self.spin.setSpecialValueText(self._special)      # shown at 0, as on the node
         self.spin.valueChanged.connect(lambda v: self._changed(v, None))
         self.slider = None
         self._gesture = None
@@ -163,8 +164,17 @@ class NumberEditor(ParamEditor):
     def set_value(self, v) -> None:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return
-        if isinstance(self.spin, QSpinBox):
-            v = max(self.spin.minimum(), min(self.spin.maximum(), int(v)))     # beyond 32 bits: shown at the end
+        if self._declared is not None:
+            # A value outside the declared range (read from a file) is shown as it is, not clamped
+            # to the end (exposure 9.5 read '6.0000', width -3 read 'auto' while the node showed
+            # them and the run refused them): the range widens to take it, until it is back inside.
+            lo, hi = self._declared
+            if isinstance(self.spin, QSpinBox):
+                v = max(-INT_LIMIT, min(INT_LIMIT, int(v)))
+            outside = not lo <= v <= hi
+            self.spin.setRange(min(lo, v), max(hi, v))
+            self.spin.setSpecialValueText("" if outside else self._special)
+            self.spin.setToolTip(f"{v:g} is outside {lo:g}..{hi:g}: the run refuses it" if outside else self.p.help)
         for w, val in ((self.spin, v), (self.slider, self._to_slider(v) if self.slider else None)):
             if w is not None:
                 w.blockSignals(True)
