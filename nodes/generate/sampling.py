@@ -258,10 +258,10 @@ def _named_oom(handle, latent: Latent):
         free_memory()
         offload = ("set the loader's offload to model (or sequential: least memory, slowest), "
                    if handle.device != "cpu" else "")
-        raise NodeError(f"out of memory while sampling {latent.frames} frames of {latent.width}x{latent.height} with the {handle.family} model "
-                        f"({handle.dtype} on {handle.device}): {offload}lower width/height or frames, or sample a long "
-                        f"clip in context windows (context.windows); what ran before is kept in the cache. "
-                        f"({str(exc).strip().splitlines()[0][:200]})") from None
+        raise NodeError(f"out of memory while sampling {latent.frames} frames of {latent.width}x{latent.height} "
+                        f"with the {handle.family} model ({handle.dtype} on {handle.device}): {offload}lower "
+                        f"width/height or frames, or sample a long clip in context windows (context.windows); what "
+                        f"ran before is kept in the cache. ({str(exc).strip().splitlines()[0][:200]})") from None
 
 
 def broke_down(handle, step: int, total: int) -> str:
