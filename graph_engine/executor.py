@@ -176,7 +176,8 @@ class Executor:
                 except Exception as e:
                     msg = f"{type(e).__name__}: {e}"
                     if "out of memory" in str(e).lower():
-                        msg = f"out of memory on {ctx._device_pref}: {e}"
+                        # the device it ran on: 'auto' (the usual preference) says nothing about which
+                        msg = f"out of memory on {ctx.device}: {e}"
                     elif _too_big(str(e)):
                         msg = _too_big(str(e))
                     self._fail(res, dead, nid, msg, traceback.format_exc(), emit)

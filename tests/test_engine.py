@@ -305,3 +305,21 @@ def test_an_allocation_no_machine_can_make_is_said_in_words(registry):
         """, registry))
     assert res.failed == {"big": "out of memory: this node asked for 4.61 EB at once, more than this machine has; "
                                  "lower the frames, width or height it works on"}
+
+
+@node("test.gpu_oom", category="Test")
+def gpu_oom(ctx, a: FLOAT) -> FLOAT:
+    """Fails as PyTorch does when a GPU runs out of memory."""
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_names_the_device_it_ran_on_not_the_preference(registry):
+    from graph_engine.devices import resolve_device
+    registry.register(gpu_oom)
+    res = Executor(registry, use_disk=False, device="auto").run(wf_of("""
+        kinograph: 1
+        nodes:
+          x: {type: test.number}
+          big: {type: test.gpu_oom, inputs: {a: x.float}}
+        """, registry))
+    assert res.failed == {"big": f"out of memory on {resolve_device('auto')}: CUDA out of memory. Tried to allocate 2.00 GiB"}
