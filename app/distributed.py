@@ -119,6 +119,7 @@ class Worker:
         os.environ.update(env)
         from graph_engine.api import Session
         self.session = Session(device=device)
+        self.written: set = set()       # shard files this worker wrote: the only ones remove() deletes
 
     def where(self) -> Dict[str, Any]:
         return {"host": socket.gethostname(), "pid": os.getpid()}
@@ -133,7 +134,10 @@ class Worker:
 
     def render(self, payload, source, a: int, b: int, out: str) -> Dict[str, Any]:
         from .shard import render_range
-        return {**render_range(self.session, payload, source, a, b, out), **self.where()}
+        done = render_range(self.session, payload, source, a, b, out)
+        if done.get("path"):
+            self.written.add(done["path"])
+        return {**done, **self.where()}
 
     def read(self, path: str, offset: int, size: int) -> bytes:
         with open(path, "rb") as f:
@@ -141,7 +145,10 @@ class Worker:
             return f.read(size)
 
     def remove(self, path: str) -> None:
-        Path(path).unlink(missing_ok=True)
+        """Delete a shard file this worker wrote (fetched by the driver); any other path is left alone."""
+        if path in self.written:
+            self.written.discard(path)
+            Path(path).unlink(missing_ok=True)
 
 
 Call = Tuple[Any, str, tuple]          # (key, Worker method, args)

@@ -226,3 +226,19 @@ def test_shards_come_back_through_ray_when_the_driver_cannot_see_them(ray_local,
         """)
     ref, got = sharded_equals_unsharded(tmp_path, capsys, wf, shards=2)
     assert len(fetched) == 2 and np.array_equal(ref, got) and np.array_equal(got, pattern_frames(0, 40, 32, 24, 40))
+
+
+def test_a_worker_deletes_only_shard_files_it_wrote(tmp_path, monkeypatch):
+    """Worker.remove is a remote call taking any path: it deletes the shard files this worker wrote, nothing else."""
+    import app.shard
+    from app.distributed import Worker
+    theirs, mine = tmp_path / "user.mp4", tmp_path / "shard_0.mkv"
+    theirs.write_bytes(b"the user's")
+    monkeypatch.setattr(app.shard, "render_range", lambda session, payload, source, a, b, out:
+                        (mine.write_bytes(b"frames"), {"ok": True, "path": out, "frames": b - a, "bytes": 6})[1])
+    w = Worker({}, "cpu")
+    w.remove(str(theirs))
+    assert theirs.read_bytes() == b"the user's"
+    assert w.render({}, None, 0, 4, str(mine))["path"] == str(mine)
+    w.remove(str(mine))
+    assert not mine.exists()
