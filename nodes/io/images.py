@@ -12,6 +12,8 @@ import numpy as np
 from graph_engine import Clip, NodeError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
+# What write_png can write: Pillow picks the format by the name, and it has no EXR writer.
+WRITABLE_EXTS = tuple(e for e in IMAGE_EXTS if e != ".exr")
 
 
 def read_image(path: str) -> np.ndarray:

@@ -71,15 +71,13 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     ctx.report(**info)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
 def _image_name(path) -> Optional[str]:
     """Why io.save_image cannot write `path`, before anything runs: Pillow picks the format by the name, and
     without a known one it failed after the work with its temporary file's name ('unknown file extension:
     .partial')."""
+    from .images import WRITABLE_EXTS
     suffix = PurePath(str(path)).suffix.lower()
-    if suffix in IMAGE_SUFFIXES or not str(path).strip():
+    if suffix in WRITABLE_EXTS or not str(path).strip():
         return None
     from .video_write import HOLDS
     kind = "is a video name (io.save_video writes videos)" if suffix in HOLDS else \
