@@ -29,7 +29,6 @@ HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
          ".mov": ("h264", "h265", "prores", "ffv1"), ".mkv": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".webm": ("vp9", "av1"), ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
-STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr")
 _BT709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
 
 
@@ -127,7 +126,8 @@ def container_problem(final: Path, codec: str) -> Optional[str]:
     if not ext or codec not in CONTAINERS:
         return None         # no extension: the codec's own file type; an unknown codec says so itself
     own = CONTAINERS[codec]
-    if ext in STILL_SUFFIXES:
+    from .images import IMAGE_EXTS
+    if ext in IMAGE_EXTS and ext not in HOLDS:       # .webp holds animation too
         return (f"{final} is a still-image name: io.save_frames writes one PNG per frame, io.save_image a "
                 f"single image; for a video name it {own}")
     if ext in HOLDS:
