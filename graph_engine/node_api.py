@@ -17,6 +17,9 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from .types import SocketType, PY_PARAM_TYPES
 
 PARAM_KINDS = ("", "path", "schedule", "seed", "text", "color", "json")
+# The seeds a torch generator takes, and ComfyUI's range: a seed outside it would wrap silently
+# (2**64 + 5 drawing the noise of 5; -1, "random" in A1111, a fixed 2**64 - 1).
+SEED_MAX = 2 ** 64 - 1
 
 
 @dataclass
@@ -40,6 +43,11 @@ class Param:
     # Set by the decorator from the annotation.
     name: str = ""
     type: str = ""
+
+    def __post_init__(self):
+        if self.kind == "seed":
+            self.min = 0 if self.min is None else self.min
+            self.max = SEED_MAX if self.max is None else self.max
 
     def to_dict(self) -> Dict[str, Any]:
         d = {"name": self.name, "type": self.type, "default": self.default, "help": self.help}

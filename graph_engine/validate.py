@@ -59,6 +59,10 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
         lo, hi = spec_param.min, spec_param.max
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+            if spec_param.kind == "seed":
+                return (f"{value!r} is out of range ({rng}): a seed is a whole number from 0 to 2**64 - 1, as in "
+                        f"ComfyUI, and stays the same from run to run; for a new one each run set its mode to "
+                        f"random in the editor, or sweep seeds with `kinograph batch --sweep`")
             return f"{value!r} is out of range ({rng})"
     return None
 

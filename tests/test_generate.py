@@ -595,3 +595,27 @@ def test_animatediff_past_its_motion_window_says_to_use_context_windows(tiny, tm
     assert res.failed["sample"] == (
         "AnimateDiff's motion module takes at most 32 frames at once (its motion_max_seq_length); this run gives "
         "it 40. Put context.windows (length 16, overlap 4) between the loader and sample, or make 32 frames or fewer")
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 64, 2 ** 70])
+def test_a_seed_outside_what_a_generator_takes_is_refused_not_wrapped(seed):
+    """Seeds were masked to 64 bits: 2**70 drew the noise of 0, and -1 (A1111's "random") a fixed
+    2**64 - 1, each without a word. They are refused with the range and how to get new seeds."""
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    text = ("kinograph: 1\nnodes:\n  load: {type: load.mini}\n  empty: {type: latent.empty, inputs: {vae: load.vae}}\n"
+            f"  noise: {{type: noise.independent, inputs: {{latent: empty.latent}}, params: {{seed: {seed}}}}}\n")
+    with pytest.raises(WorkflowError, match=rf"parameter 'seed' {seed} is out of range \(0\.\.18446744073709551615\): "
+                                            r"a seed is a whole number from 0 to 2\*\*64 - 1.*mode to random"):
+        load_workflow(text=text)
+
+
+def test_the_largest_seed_is_taken_and_every_seed_parameter_declares_the_range():
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    text = ("kinograph: 1\nnodes:\n  load: {type: load.mini}\n  empty: {type: latent.empty, inputs: {vae: load.vae}}\n"
+            f"  noise: {{type: noise.independent, inputs: {{latent: empty.latent}}, params: {{seed: {2 ** 64 - 1}}}}}\n")
+    assert load_workflow(text=text).graph.nodes["noise"].params["seed"] == 2 ** 64 - 1
+    reg = default_registry()
+    seeds = [(t, p) for t in reg for p in reg.get(t).params.values() if p.kind == "seed"]
+    assert len(seeds) >= 2 and all((p.min, p.max) == (0, 2 ** 64 - 1) for _, p in seeds)

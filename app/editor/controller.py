@@ -13,6 +13,7 @@ import random
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from graph_engine.graph import Link
+from graph_engine.node_api import SEED_MAX
 
 from . import clipboard, layout, ops, rules
 from .document import Document
@@ -20,7 +21,6 @@ from .geometry import node_size
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 SEED_MODES = ("fixed", "increment", "random")
-SEED_TOP = 2 ** 64 - 1      # the largest seed a torch generator takes
 GROUP_COLORS = ("#3d5a80", "#6b4f7a", "#4f7a5a", "#7a6a4f", "#7a4f4f", "#4f6f7a")
 
 
@@ -214,7 +214,7 @@ class Controller:
                 lo = int(p.min) if p.min is not None else 0
                 if mode == "increment":
                     # No declared top: a seed grows past 2^31 (ComfyUI's do) instead of wrapping to 0.
-                    top = int(p.max) if p.max is not None else SEED_TOP
+                    top = int(p.max) if p.max is not None else SEED_MAX
                     new = cur + 1 if cur < top else lo
                 else:
                     new = rng.randint(lo, int(p.max) if p.max is not None else 2 ** 31 - 1)
