@@ -1,4 +1,7 @@
 """Stylization and relighting nodes: looks, temporal stability with random access, AdaIN with random weights."""
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -74,6 +77,40 @@ def test_temporal_lowers_warp_error_and_renders_any_range(source):
                np.mean([psnr(a, r) for a, r in zip(full[14:20], ref)])) < 0.1
     with pytest.raises(NodeError, match="same length"):
         stylize.temporal(Context("t"), Clip.from_array(sty.frames(0, 5)), source)
+
+
+def test_a_flow_does_not_depend_on_the_frame_size_measured_before():
+    """OpenCV's DIS re-chose its pyramid levels for a small frame and kept them on the object
+    estimate_flow reuses per thread: a 320x240 pair's flow changed by 34 px once a 48x48 pair had
+    been measured, so stylize.temporal's output depended on what ran before it in the process."""
+    from nodes.common.flow import estimate_flow
+    big, small = footage(2, 320, 240, seed=3), footage(2, 48, 48, seed=3)
+    first = estimate_flow(big[0], big[1], "medium")
+    estimate_flow(small[0], small[1], "medium")
+    np.testing.assert_array_equal(estimate_flow(big[0], big[1], "medium"), first)
+
+
+def test_temporal_on_thin_and_tiny_clips_runs_without_crashing():
+    """A 200x24 clip crashed the whole process (DIS read past its pyramid: SIGSEGV), a 5x3 one
+    ended in OpenCV's "width or height >= 12". Run in a child: a crash must fail the test, not
+    end pytest."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np\n"
+        "from graph_engine import Clip\nfrom graph_engine.context import Context\n"
+        "from nodes.stylize import nodes\nfrom node_call import Nodes\n"
+        "rng = np.random.default_rng(0)\n"
+        "for w, h in ((200, 24), (320, 24), (5, 3), (1, 1), (4097, 33)):\n"
+        "    src = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)\n"
+        "    clip = Clip.from_array(src)\n"
+        "    out = Nodes(nodes).temporal(Context('t'), clip, clip).to_array()\n"
+        "    assert out.shape == src.shape and np.array_equal(out[0], src[0]), (w, h)\n"
+        "print('ALL RAN')\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    assert r.returncode == 0 and "ALL RAN" in r.stdout, (r.returncode, r.stderr[-2000:])
 
 
 def test_adain_runs_random_weights_and_names_missing_files(source, tmp_path):

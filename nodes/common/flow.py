@@ -6,6 +6,7 @@ so `backward_warp(B, flow_AB)` reconstructs A."""
 from __future__ import annotations
 
 import functools
+import math
 import threading
 
 import cv2
@@ -52,7 +53,39 @@ def estimate_flow(a: np.ndarray, b: np.ndarray, quality: str = "medium", finest_
     preset that stops a level above. refine overrides the variational refinement
     iterations per level (0 = none: a third of the time, and on real footage the
     interpolator's choice of motion recovers what it would add)."""
-    return _dis(quality, finest_scale, refine).calc(to_gray(a), to_gray(b), None)
+    ga, gb = to_gray(a), to_gray(b)
+    h, w = ga.shape[:2]
+    dis = _dis(quality, finest_scale, refine)
+    patch = dis.getPatchSize()
+    top = _coarsest_level(w, h, patch)
+    if top >= dis.getFinestScale():
+        return dis.calc(ga, gb, None)
+    # OpenCV's DIS builds its pyramid from the frame size. Where the pyramid stops above the
+    # preset's finest level (sides under ~32 px, or the long side under ~90 px, for the "fast" and
+    # "medium" presets), it re-chooses its levels from the width alone and keeps them on the
+    # object: a thin frame then reads past the pyramid's rows (a segfault at 100x24 or 320x24),
+    # and every later pair in this thread, of any size, is measured at the changed levels (a
+    # 320x240 pair's flow moved by 34 px after one 48x48 pair). Such frames are measured down to
+    # full resolution, the level OpenCV's own fallback picks for them, by an object set so; frames
+    # too small for any pyramid (OpenCV refuses them) are first padded by repeating their edges.
+    pw, ph = w, h
+    if top < 0:
+        pw, ph = max(w, patch), max(h, patch)
+        while _coarsest_level(pw, ph, patch) < 0:       # the long side: a few pixels at most
+            pw, ph = (pw + 1, ph) if pw >= ph else (pw, ph + 1)
+        pad = dict(top=0, bottom=ph - h, left=0, right=pw - w, borderType=cv2.BORDER_REPLICATE)
+        ga, gb = cv2.copyMakeBorder(ga, **pad), cv2.copyMakeBorder(gb, **pad)
+    flow = _dis(quality, 0, refine).calc(ga, gb, None)
+    return flow if (pw, ph) == (w, h) else np.ascontiguousarray(flow[:h, :w])
+
+
+def _coarsest_level(w: int, h: int, patch: int) -> int:
+    """The coarsest pyramid level OpenCV's DIS takes for a w x h frame (its formula, integer
+    division included); -1 where it refuses the frame."""
+    fit = min(w, h) // patch
+    if fit < 1:
+        return -1
+    return min(int(math.log(max(w, h) / (4.0 * patch)) / math.log(2.0) + 0.5), int(math.log(fit) / math.log(2.0)))
 
 
 @functools.lru_cache(maxsize=16)
