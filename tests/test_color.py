@@ -89,6 +89,19 @@ def test_color_match_to_reference_image_and_frame(frames):
         nodes.match(Context("m"), clip, frame=9)
 
 
+def test_histogram_match_maps_levels_as_scikit_image_does(frames):
+    """Each frame's brightest level went to 255 (np.interp over the reference's flat cumulative
+    histogram took its far end): a clip matched to its own frame gained white specks."""
+    from skimage.exposure import match_histograms
+    clip = Clip.from_array((frames * 0.7).astype(np.uint8))           # no level above 178
+    own = nodes.match(Context("m"), clip, frame=0, method="histogram").to_array()
+    np.testing.assert_array_equal(own[0], clip.frame(0))
+    ref = (footage(1, 64, 48, seed=3)[0] // 2).astype(np.uint8)       # a darker palette, levels 0..127
+    out = nodes.match(Context("m"), clip, reference=ref, method="histogram").to_array()
+    want = match_histograms(clip.to_array()[1], ref, channel_axis=-1)
+    assert out[1].max() <= ref.max() and np.abs(out[1].astype(float) - want).max() <= 1
+
+
 def test_grade_controls(frames):
     clip = Clip.from_array(frames)
     neutral = nodes.grade(Context("g"), clip).to_array()

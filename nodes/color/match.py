@@ -45,7 +45,11 @@ def histogram(frame: np.ndarray, ref_cdfs: np.ndarray, strength: float = 1.0) ->
     levels = np.arange(256, dtype=np.float64)
     out = np.empty_like(frame)
     for c in range(3):
-        mapped = np.interp(src[c], ref_cdfs[c], levels)
+        # Interpolate over the levels the reference has: its cumulative histogram is flat over the
+        # others (always above its brightest pixel), and np.interp on a flat stretch took its far end,
+        # which sent every frame's brightest level to 255 (matching a frame to itself made white specks).
+        has = np.diff(ref_cdfs[c], prepend=0.0) > 0
+        mapped = np.interp(src[c], ref_cdfs[c][has], levels[has])
         lut = np.clip(levels + strength * (mapped - levels) + 0.5, 0, 255).astype(np.uint8)
         out[..., c] = lut[frame[..., c]]
     return out
