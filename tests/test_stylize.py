@@ -130,6 +130,44 @@ def test_adain_runs_random_weights_and_names_missing_files(source, tmp_path):
                       decoder_path=str(tmp_path / "vgg.pth"))
 
 
+def test_adain_of_tiny_frames_and_styles_runs(tmp_path):
+    """Frames or a style image of 8 px or less on a side ended in "RuntimeError: Argument #4:
+    Padding size should be less than the corresponding input dimension"."""
+    from nodes.stylize.adain import decoder, encoder
+    torch.manual_seed(0)
+    torch.save(encoder().state_dict(), tmp_path / "vgg.pth")
+    torch.save(decoder().state_dict(), tmp_path / "dec.pth")
+    paths = dict(encoder_path=str(tmp_path / "vgg.pth"), decoder_path=str(tmp_path / "dec.pth"))
+    for w, h in ((1, 1), (5, 3), (8, 8)):
+        frames = footage(2, 16, 16, seed=1)[:, :h, :w].copy()
+        out = stylize.adain(Context("a"), Clip.from_array(frames), footage(1, 48, 48, seed=5)[0], **paths)
+        assert out.to_array().shape == (2, h, w, 3)
+        tiny_style = footage(1, 16, 16, seed=5)[0][:h, :w].copy()
+        out = stylize.adain(Context("a"), Clip.from_array(footage(1, 32, 24, seed=1)), tiny_style, **paths)
+        assert out.to_array().shape == (1, 24, 32, 3)
+
+
+def test_learned_weights_that_are_no_checkpoint_are_named_so(tmp_path):
+    """A picture or a cut-off download given as weights was reported with torch's own text, which
+    advises loading it again with weights_only=False (running whatever code the file holds)."""
+    from nodes.metrics.learned import _state
+    from nodes.stylize.adain import decoder, encoder
+    torch.save(encoder().state_dict(), tmp_path / "vgg.pth")
+    torch.save(decoder().state_dict(), tmp_path / "dec.pth")
+    cv2.imwrite(str(tmp_path / "style.png"), footage(1, 16, 16, seed=5)[0])
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "dec.pth").read_bytes()[:5000])
+    for bad in ("style.png", "cut.pth"):
+        with pytest.raises(NodeError) as e:
+            stylize.adain(Context("a"), Clip.from_array(footage(1, 16, 16, seed=1)), footage(1, 16, 16, seed=5)[0],
+                          encoder_path=str(tmp_path / "vgg.pth"), decoder_path=str(tmp_path / bad))
+        assert f"AdaIN decoder weights: {tmp_path / bad} is not a readable checkpoint" in str(e.value)
+        assert "weights_only" not in str(e.value)
+        with pytest.raises(NodeError) as e:
+            _state(tmp_path / bad, "LPIPS weights")
+        assert f"LPIPS weights: {tmp_path / bad} is not a readable checkpoint" in str(e.value)
+        assert "weights_only" not in str(e.value)
+
+
 def test_relight_follows_the_light(source):
     # A dome as depth: its side facing the light gets brighter than the far side.
     ys, xs = np.mgrid[0:H, 0:W]

@@ -36,11 +36,13 @@ def _need_file(path: str, what: str, where: str) -> Path:
 
 
 def _state(path: Path, what: str) -> dict:
+    from nodes.generate.detect import torch_load
+    # The model files' reader: a damaged or non-torch file is named as such (torch's own message
+    # suggested loading it with weights_only=False, which would run any code the file holds).
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise NodeError(f"{what} at {path} could not be read: {e}") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+        return torch_load(path)
+    except NodeError as e:
+        raise NodeError(f"{what}: {e}") from None
 
 
 def _load_into(net: nn.Module, state: dict, path: Path, what: str, prefix: str = "") -> None:

@@ -47,10 +47,13 @@ def _load(net: nn.Sequential, path: str, what: str) -> nn.Sequential:
     if not path or not Path(path).is_file():
         raise NodeError(f"AdaIN {what} weights not found at {path!r}: download the reference release's "
                         f"{'vgg_normalised.pth' if what == 'encoder' else 'decoder.pth'} and set the path to it")
+    from nodes.generate.detect import torch_load
+    # The model files' reader: a damaged or non-torch file is named as such (torch's own message
+    # suggested loading it with weights_only=False, which would run any code the file holds).
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise NodeError(f"AdaIN {what} weights at {path} could not be read: {e}") from None
+        state = torch_load(Path(path))
+    except NodeError as e:
+        raise NodeError(f"AdaIN {what} weights: {e}") from None
     wanted = net.state_dict()
     missing = [k for k in wanted if k not in state]
     wrong = [k for k in wanted if k in state and tuple(state[k].shape) != tuple(wanted[k].shape)]
@@ -68,6 +71,9 @@ def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torc
     return (content - cm) / cs * ss + sm
 
 
+MIN_SIDE = 16     # pixels a side the encoder is given at least (it needs more than 8)
+
+
 class StyleTransfer:
     """Loaded networks plus the style's features, computed once for the whole clip."""
 
@@ -81,7 +87,15 @@ class StyleTransfer:
             self.style_feat = self.enc(self._tensor(style))
 
     def _tensor(self, img: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        # The encoder halves the picture three times and pads each 3x3 conv by reflection, which needs
+        # 2 px at relu4_1: a frame or style image of 8 px or less on a side ended in a RuntimeError.
+        # Such pictures are enlarged first (a frame's result is sized back to it in __call__).
+        short = min(x.shape[2:])
+        if short < MIN_SIDE:
+            size = [max(MIN_SIDE, round(n * MIN_SIDE / short)) for n in x.shape[2:]]
+            x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
