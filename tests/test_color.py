@@ -64,6 +64,10 @@ def test_lut_applies_3d_and_1d_tables(frames, tmp_path):
     ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "0 0\n", ":9: a LUT entry needs 3 numbers"),
     ("LUT_3D_SIZE 1\n0 0 0\n", ":1: LUT_3D_SIZE is out of range"),
     ("LUT_3D_SIZE 2\nFOO 1\n", ":2: not a .cube LUT line"),
+    # A nan domain was an IndexError while applying it; nan/inf entries turned colours black.
+    ("DOMAIN_MIN nan 0 0\nLUT_3D_SIZE 2\n" + "0 0 0\n" * 8, "need 3 finite numbers each with max > min"),
+    ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "nan nan nan\n", ":9: a LUT entry needs finite numbers"),
+    ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "1 -inf 1\n", ":9: a LUT entry needs finite numbers"),
 ])
 def test_lut_errors_name_the_line(frames, tmp_path, text, message):
     p = tmp_path / "bad.cube"
@@ -72,6 +76,18 @@ def test_lut_errors_name_the_line(frames, tmp_path, text, message):
         nodes.lut(Context("l"), Clip.from_array(frames), path=str(p))
     with pytest.raises(NodeError, match="not found"):
         nodes.lut(Context("l"), Clip.from_array(frames), path=str(tmp_path / "none.cube"))
+
+
+def test_lut_with_a_byte_order_mark_or_tabs_reads(frames, tmp_path):
+    """A .cube saved with a UTF-8 byte-order mark, or with tabs between its values, was refused as
+    'not a .cube LUT line' at line 1."""
+    clip = Clip.from_array(frames)
+    ref = nodes.lut(Context("l"), clip, path=write_cube(tmp_path / "plain.cube", 5, lambda x: x[:, ::-1] ** 2))
+    text = (tmp_path / "plain.cube").read_text()
+    for name, variant in (("bom", "\ufeff" + text), ("tabs", text.replace(" ", "\t"))):
+        (tmp_path / f"{name}.cube").write_text(variant, encoding="utf-8")
+        out = nodes.lut(Context("l"), clip, path=str(tmp_path / f"{name}.cube")).to_array()
+        np.testing.assert_array_equal(out, ref.to_array())
 
 
 def test_color_match_to_reference_image_and_frame(frames):

@@ -1,6 +1,7 @@
 """Adobe/Resolve `.cube` LUTs: parsing with located errors, trilinear 3D and linear 1D application."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +49,14 @@ def parse_cube(path: str) -> CubeLut:
     rows = []
     # Messages name the file and line only, never its text: the path may point at any file
     # (a LUT param aimed at a secrets file must not print them).
-    with open(p, encoding="utf-8", errors="replace") as f:
+    # utf-8-sig: a byte-order mark, as some Windows tools write it, is not part of the first line.
+    with open(p, encoding="utf-8-sig", errors="replace") as f:
         lines = list(_lines(f, path))
     for no, raw in lines:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        key, _, rest = line.partition(" ")
+        key, rest = (line.split(None, 1) + [""])[:2]     # keywords and values may be split by tabs
         key = key.upper()
         try:
             if key == "TITLE":
@@ -70,10 +72,12 @@ def parse_cube(path: str) -> CubeLut:
             elif key in ("LUT_3D_INPUT_RANGE", "LUT_1D_INPUT_RANGE"):
                 lo, hi = (float(v) for v in rest.split())
                 dmin, dmax = np.full(3, lo, np.float32), np.full(3, hi, np.float32)
-            elif key[0].isdigit() or key[0] in "-+.":
+            elif key[0].isdigit() or key[0] in "-+." or key.lower().startswith(("nan", "inf")):
                 vals = [float(v) for v in line.split()]
                 if len(vals) != 3:
                     raise NodeError(f"{path}:{no}: a LUT entry needs 3 numbers, found {len(vals)}")
+                if not all(map(math.isfinite, vals)):   # nan would turn those colours black
+                    raise NodeError(f"{path}:{no}: a LUT entry needs finite numbers (no nan or inf)")
                 rows.append(vals)
             else:
                 raise NodeError(f"{path}:{no}: not a .cube LUT line (is this a .cube LUT?)")
@@ -81,8 +85,9 @@ def parse_cube(path: str) -> CubeLut:
             raise NodeError(f"{path}:{no}: cannot read the numbers on this line") from None
     if size is None:
         raise NodeError(f"{path}: no LUT_3D_SIZE or LUT_1D_SIZE line: not a valid .cube LUT")
-    if dmin.shape != (3,) or dmax.shape != (3,) or np.any(dmax <= dmin):
-        raise NodeError(f"{path}: DOMAIN_MIN/DOMAIN_MAX need 3 numbers each with max > min")
+    if dmin.shape != (3,) or dmax.shape != (3,) or not (np.isfinite(dmin).all() and np.isfinite(dmax).all()) \
+            or np.any(dmax <= dmin):
+        raise NodeError(f"{path}: DOMAIN_MIN/DOMAIN_MAX need 3 finite numbers each with max > min")
     expected = size ** 3 if dims == 3 else size
     if len(rows) != expected:
         raise NodeError(f"{path}: LUT size {size} needs {expected} entries, found {len(rows)}")
