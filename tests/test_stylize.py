@@ -193,3 +193,15 @@ def test_relight_follows_the_light(source):
     with pytest.raises(NodeError, match="#rrggbb"):
         relight.directional(Context("r"), grey, color="orange", azimuth=Schedule.constant(0.0),
                             elevation=Schedule.constant(30.0))
+
+
+def test_relight_without_any_light_still_blends_by_strength(source):
+    """ambient 0 and intensity 0 divided 0 by 0: every pixel nan, so black at any strength (and numpy
+    warnings); strength 0.5 now gives half the light of the original, in linear light."""
+    from nodes.common.color import linear_to_srgb, srgb_to_linear, to_float, to_uint8
+    frames = source.frames(0, 2)
+    out = relight.directional(Context("r"), Clip.from_array(frames), azimuth=Schedule.constant(0.0),
+                              elevation=Schedule.constant(30.0), ambient=0.0, intensity=0.0,
+                              strength=0.5).to_array()
+    want = to_uint8(linear_to_srgb(0.5 * srgb_to_linear(to_float(frames))))
+    assert np.abs(out.astype(int) - want).max() <= 1

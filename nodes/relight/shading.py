@@ -58,6 +58,9 @@ def relight(frame: np.ndarray, azimuth: float = 45.0, elevation: float = 35.0, c
     # Normalise so a surface facing the viewer keeps its brightness under a white light at the default setting.
     light = ambient + intensity * shade[..., None] * np.asarray(color, np.float32)
     flat = ambient + intensity * max(float(light_vector(azimuth, elevation)[2]), 0.2)
+    # With no light at all (ambient and intensity 0) the relit frame is black, and `strength`
+    # still blends it with the original; 0/0 made every pixel nan, i.e. black at any strength.
+    flat = max(flat, 1e-6)
     lin = srgb_to_linear(to_float(frame))
     out = lin * (1.0 + strength * (light / flat - 1.0))
     return to_uint8(linear_to_srgb(out))
