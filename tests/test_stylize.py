@@ -205,3 +205,18 @@ def test_relight_without_any_light_still_blends_by_strength(source):
                               strength=0.5).to_array()
     want = to_uint8(linear_to_srgb(0.5 * srgb_to_linear(to_float(frames))))
     assert np.abs(out.astype(int) - want).max() <= 1
+
+
+def test_every_parameter_of_the_look_and_clip_nodes_says_what_it_does():
+    """The editor shows a parameter's help as its tooltip: colour match strength, colour transfer's method
+    and strength, Kuwahara sectors, sketch style, relight intensity, the video nodes' n, offset, start,
+    fps and method and the test pattern's sizes had none, and relight's angles gave no unit."""
+    from nodes.color import nodes as color_nodes
+    from nodes.video import nodes as video_nodes, test_pattern
+    bare = [f"{spec.type}.{name}"
+            for module in (color_nodes, relight_nodes, stylize_nodes, video_nodes, test_pattern)
+            for fn in vars(module).values() if hasattr(fn, "__kinograph_spec__")
+            for spec in [fn.__kinograph_spec__] for name, p in spec.params.items() if not p.help.strip()]
+    assert bare == []
+    params = relight_nodes.directional.__kinograph_spec__.params
+    assert params["azimuth"].help.startswith("degrees") and params["elevation"].help.startswith("degrees")

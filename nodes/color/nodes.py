@@ -8,7 +8,7 @@ def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match
           frame: int = Param(0, min=0, help="reference frame of the video (when no reference image)"),
           method: str = Param("reinhard", choices=("reinhard", "histogram"),
                               help="reinhard: Lab mean and spread; histogram: per-channel distribution"),
-          strength: float = Param(1.0, min=0.0, max=1.0)) -> VIDEO:
+          strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = fully matched")) -> VIDEO:
     """Match every frame's colours to a reference frame of the clip or to an image."""
     from nodes.color.match import matcher
     from nodes.common.stream import map_frames

@@ -15,13 +15,16 @@ def directional(ctx, video: VIDEO,
                 depth: VIDEO = Input(optional=True, help="depth maps (bright = near), one per frame or one still"),
                 normals: VIDEO = Input(optional=True, help="RGB normal maps (x right, y up, z out)"),
                 azimuth: float = Param(45.0, min=-180.0, max=180.0, kind="schedule",
-                                       help="light direction in the picture plane: 0 = from the right, 90 = from above"),
-                elevation: float = Param(35.0, min=0.0, max=90.0, kind="schedule", help="90 = light from the camera"),
+                                       help="degrees, light direction in the picture plane: 0 = from the right, 90 = from above, "
+                                            "180 = from the left"),
+                elevation: float = Param(35.0, min=0.0, max=90.0, kind="schedule", help="degrees above the picture plane: 0 = grazing, 90 = from the camera"),
                 color: str = Param("#ffffff", kind="color", help="light colour"),
-                intensity: float = Param(1.0, min=0.0, max=4.0),
+                intensity: float = Param(1.0, min=0.0, max=4.0,
+                                         help="how strongly the light shades surfaces against the ambient light "
+                                              "(those facing the camera keep their brightness)"),
                 ambient: float = Param(0.35, min=0.0, max=2.0, help="light that reaches everything"),
                 relief: float = Param(8.0, min=0.0, max=64.0, help="how strongly surface detail catches the light"),
-                strength: float = Param(1.0, min=0.0, max=1.0, help="blend with the original lighting")) -> VIDEO:
+                strength: float = Param(1.0, min=0.0, max=1.0, help="blend with the original lighting: 0 keeps it, 1 is fully relit")) -> VIDEO:
     """Re-shade footage with a movable coloured light (a classical Lambertian approximation).
 
     Normals come from a normal map or depth map when connected, else from the frame's own

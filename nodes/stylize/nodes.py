@@ -21,7 +21,8 @@ def painterly(ctx, video: VIDEO,
 @node("stylize.kuwahara", title="Kuwahara", category="Stylize", temporal_radius=0)
 def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brush size, pixels"),
              sharpness: float = Param(8.0, min=1.0, max=16.0, help="higher keeps edges crisper"),
-             sectors: int = Param(8, min=4, max=16)) -> VIDEO:
+             sectors: int = Param(8, min=4, max=16, help="directions each pixel is smoothed from: more follows "
+                                                          "curved edges closer, slower")) -> VIDEO:
     """Oil-paint look: generalized Kuwahara filter with smooth sectors (Papari et al.)."""
     from nodes.common.stream import map_frames
     from nodes.stylize.kuwahara import kuwahara as fn
@@ -29,7 +30,9 @@ def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brus
 
 
 @node("stylize.sketch", title="Pencil / Ink", category="Stylize", temporal_radius=0)
-def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "color_pencil", "ink")),
+def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "color_pencil", "ink"),
+                                                help="pencil: grey shading; color_pencil: coloured shading; ink: "
+                                                     "black lines on white"),
            detail: float = Param(1.0, min=0.2, max=4.0, help="finer strokes when higher")) -> VIDEO:
     """Pencil drawing (OpenCV pencil sketch) or ink lines (soft-thresholded difference of Gaussians)."""
     from nodes.common.stream import map_frames
@@ -57,8 +60,10 @@ def posterize(ctx, video: VIDEO, levels: int = Param(6, min=2, max=64, help="lev
 
 @node("stylize.color_transfer", title="Colour Transfer", category="Stylize", temporal_radius=0)
 def color_transfer(ctx, video: VIDEO, style: IMAGE,
-                   method: str = Param("reinhard", choices=("reinhard", "histogram")),
-                   strength: float = Param(1.0, min=0.0, max=1.0)) -> VIDEO:
+                   method: str = Param("reinhard", choices=("reinhard", "histogram"),
+                                       help="reinhard: Lab mean and spread; histogram: per-channel distribution"),
+                   strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = the style's palette")
+                   ) -> VIDEO:
     """Give the clip the palette of a style image (Reinhard Lab statistics or histograms)."""
     from nodes.color.match import matcher
     from nodes.common.stream import map_frames

@@ -14,7 +14,7 @@ def _drops_audio(ctx, why: str, *clips) -> None:
 
 
 @node("video.trim", category="Video", temporal_radius=0)
-def trim(ctx, video: VIDEO, start: int = Param(0, min=0), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
+def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
     """Keep `count` frames starting at `start`."""
     return edit.trim(video, start, count)
 
@@ -34,13 +34,16 @@ def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
 @node("video.resize", category="Video", temporal_radius=0)
 def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 = follow height"),
            height: int = Param(0, min=0, max=16384, help="0 = follow width"),
-           method: str = Param("area", choices=tuple(edit.RESIZE_METHODS))) -> VIDEO:
+           method: str = Param("area", choices=tuple(edit.RESIZE_METHODS),
+                               help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
+                                    "nearest: hard pixels")) -> VIDEO:
     """Resize every frame; a 0 side keeps the aspect ratio."""
     return edit.resize(video, width, height, method)
 
 
 @node("video.every_nth", category="Video", temporal_radius=0)
-def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1), offset: int = Param(0, min=0)) -> VIDEO:
+def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1, help="keep one frame in n"),
+              offset: int = Param(0, min=0, help="the first frame kept")) -> VIDEO:
     """Keep one frame in n (the frame rate drops by n, so the duration stays)."""
     return edit.every_nth(video, n, offset)
 
@@ -62,7 +65,7 @@ def pingpong(ctx, video: VIDEO) -> VIDEO:
 
 
 @node("video.fps", category="Video", temporal_radius=0)
-def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000),
+def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000, help="frames per second of the result"),
         mode: str = Param("resample", choices=("resample", "retime"),
                           help="resample: drop/repeat frames, same duration; retime: same frames, new speed")) -> VIDEO:
     """Change the frame rate (retime drops the audio: it would no longer match)."""

@@ -31,7 +31,9 @@ def pattern_frames(start: int, stop: int, width: int, height: int, frames: int) 
 
 
 @node("generate.test_pattern", title="Test Pattern", category="Generate", temporal_radius=0)
-def test_pattern(ctx, frames: int = Param(48, min=1, max=100000), width: int = Param(320, min=16, max=8192),
-                 height: int = Param(240, min=16, max=8192), fps: float = Param(24.0, min=0.01, max=1000)) -> VIDEO:
+def test_pattern(ctx, frames: int = Param(48, min=1, max=100000, help="length of the clip"),
+                 width: int = Param(320, min=16, max=8192, help="pixels"),
+                 height: int = Param(240, min=16, max=8192, help="pixels"),
+                 fps: float = Param(24.0, min=0.01, max=1000, help="frames per second")) -> VIDEO:
     """A moving synthetic pattern (drifting colour bands, scrolling checker, orbiting disc)."""
     return Clip(frames, fps, width, height, lambda a, b: pattern_frames(a, b, width, height, frames))
