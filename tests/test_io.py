@@ -326,6 +326,20 @@ def test_save_video_containers_that_hold_the_codec(tmp_path, name, codec):
     assert info["frames"] == 4 and load_video(info["path"]).length == 4
 
 
+@pytest.mark.parametrize("name,codec", [("ref.mp4", "h264"), ("ref.mkv", "ffv1"), ("ref.webm", "vp9"),
+                                        ("ref.avi", "h264"), ("ref.png", "h264")])
+def test_a_video_given_as_an_image_says_how_to_take_a_frame(tmp_path, name, codec):
+    """A video wired as a style or reference image said 'cannot read ... as an image (corrupt or
+    unsupported format): cannot identify image file', as for a broken file; whatever its name."""
+    from nodes.io.images import read_image
+    video = write_video(make_clip(2), str(tmp_path / "v" / name.replace(".png", ".mp4")), codec=codec)["path"]
+    (tmp_path / name).write_bytes(Path(video).read_bytes())
+    with pytest.raises(NodeError) as e:
+        read_image(str(tmp_path / name))
+    assert str(e.value) == (f"{tmp_path / name} is a video, not a still image: read it with io.load_video and take "
+                            f"the frame you want with video.frame")
+
+
 def test_an_image_too_big_to_read_is_named_with_its_size(tmp_path, monkeypatch):
     """Pillow refuses pictures over ~179 Mpx (a guard against decompression bombs); that came out
     as 'DecompressionBombError: ... could be decompression bomb DOS attack'."""

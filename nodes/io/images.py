@@ -31,7 +31,20 @@ def read_image(path: str) -> np.ndarray:
     except Image.DecompressionBombError as e:
         raise NodeError(_too_big(path, str(e))) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        if _is_video(path):
+            raise NodeError(f"{path} is a video, not a still image: read it with io.load_video and take the "
+                            f"frame you want with video.frame") from None
         raise NodeError(f"cannot read {path} as an image (corrupt or unsupported format): {e}")
+
+
+def _is_video(path: str) -> bool:
+    """Whether the file starts like an MP4/MOV, Matroska/WebM or AVI container."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
 def _too_big(path: str, pillow_says: str) -> str:
