@@ -619,3 +619,15 @@ def test_the_largest_seed_is_taken_and_every_seed_parameter_declares_the_range()
     reg = default_registry()
     seeds = [(t, p) for t in reg for p in reg.get(t).params.values() if p.kind == "seed"]
     assert len(seeds) >= 2 and all((p.min, p.max) == (0, 2 ** 64 - 1) for _, p in seeds)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1)])
+def test_svd_encodes_a_picture_one_pixel_thin_as_that_pixel_repeated(mm, tiny, shape):
+    """SVD's image encoder raised 'Padding size should be less than the corresponding input dimension'
+    on a picture one pixel high or wide (its antialiasing blur pads by reflection)."""
+    from nodes.generate.image_cond import encode_image
+    _, parts = _parts(mm, tiny, "svd")
+    img = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    doubled = np.repeat(np.repeat(img, 2 if shape[0] == 1 else 1, 0), 2 if shape[1] == 1 else 1, 1)
+    got, want = (encode_image(parts["image_encoder"], x).embeds for x in (img, doubled))
+    assert got.shape == want.shape and torch.equal(got, want)

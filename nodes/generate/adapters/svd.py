@@ -26,6 +26,11 @@ class SVDAdapter(Adapter):
         return float(cfg.get("sigma_min") or 0.002), float(cfg.get("sigma_max") or 700.0)
 
     def encode_image(self, pipe, image, device):
+        if min(image.size) < 2:
+            # diffusers' antialiasing blur pads by reflection, which needs two pixels a side; repeating
+            # a one-pixel row or column adds nothing the resize to the encoder's square would not.
+            from PIL import Image
+            image = image.resize((max(2, image.width), max(2, image.height)), Image.Resampling.NEAREST)
         return pipe._encode_image(image, device, 1, False)
 
     def frame_condition(self, pipe, latent, first, last, image_embeds, motion=127, noise_aug=0.02):
