@@ -11,10 +11,10 @@ import random
 import re
 from typing import Callable, Optional
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QValidator
-from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog,
-                               QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton,
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QCheckBox,
+                               QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
@@ -446,7 +446,44 @@ class ScheduleEditor(QWidget):
         self.curve.set_schedule(v, self.frames() if self.frames else None)
 
 
+class _WheelGuard(QObject):
+    """The wheel over a field that has not been clicked (or tabbed) into scrolls the panel and
+    leaves the value alone: scrolling down the properties changed every spin box, choice and
+    slider the cursor passed over, silently, each one an edit of the workflow."""
+
+    def eventFilter(self, obj, event):
+        if event.type() != QEvent.Wheel or obj.hasFocus():
+            return False
+        area = obj.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            QApplication.sendEvent(area.viewport(), event)
+        return True
+
+
+_WHEEL_GUARD = None
+
+
+def guard_wheel(editor: QWidget) -> QWidget:
+    """Fields of `editor` that change with the wheel take it only once they have the focus."""
+    global _WHEEL_GUARD
+    if _WHEEL_GUARD is None:
+        _WHEEL_GUARD = _WheelGuard()
+    for w in editor.findChildren(QWidget):
+        if not isinstance(w, (QAbstractSpinBox, QComboBox, QAbstractSlider)):
+            continue
+        w.setFocusPolicy(Qt.StrongFocus)        # the wheel does not hand them the focus either
+        w.installEventFilter(_WHEEL_GUARD)
+    return editor
+
+
 def make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
+    return guard_wheel(_make_editor(p, commit, seed_mode=seed_mode, set_seed_mode=set_seed_mode,
+                                    base_dir=base_dir, frames=frames))
+
+
+def _make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
     if p.type == "schedule" or p.kind == "schedule":
         return ScheduleEditor(p, commit, frames)
     if p.kind == "seed" and p.type == "int":
