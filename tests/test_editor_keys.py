@@ -71,3 +71,47 @@ def test_scrolling_the_properties_over_fields_changes_no_value(win, qtbot):
     qtbot.waitUntil(eds["steps"].spin.hasFocus)
     wheel(eds["steps"].spin, 1)
     assert win.doc.graph.nodes[n].params["steps"] == before["steps"] + 1
+
+
+# -- clipboard keys belong to the canvas ------------------------------------------------------------
+def test_ctrl_x_and_ctrl_c_in_a_panel_act_on_its_text_never_on_the_selected_node(win, qtbot):
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QLabel
+    p, r, s = chain(win)
+    win.scene.select_nodes([r])
+    help_text = win.properties.findChild(QLabel, "HelpText")
+    help_text.setFocus()                        # the user selects the node's help to copy it
+    qtbot.waitUntil(help_text.hasFocus)
+    qtbot.keyClick(help_text, Qt.Key_A, Qt.ControlModifier)
+    qtbot.keyClick(help_text, Qt.Key_C, Qt.ControlModifier)
+    assert QGuiApplication.clipboard().text() == help_text.selectedText() != ""
+    steps = win.doc.undo.count()
+    for key in (Qt.Key_X, Qt.Key_V, Qt.Key_D):
+        qtbot.keyClick(help_text, key, Qt.ControlModifier)
+    assert r in win.doc.graph.nodes, "Ctrl+X with the focus on the help text cut the node away"
+    assert sorted(win.doc.graph.nodes) == sorted([p, r, s]) and win.doc.undo.count() == steps
+    choice = win.properties.editors["method"].box       # a choice field has no text to cut
+    choice.setFocus()
+    qtbot.waitUntil(choice.hasFocus)
+    qtbot.keyClick(choice, Qt.Key_X, Qt.ControlModifier)
+    assert r in win.doc.graph.nodes and win.doc.undo.count() == steps
+    win.view.setFocus()                         # on the canvas the keys are the node's
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_X, Qt.ControlModifier)
+    assert r not in win.doc.graph.nodes
+    qtbot.keyClick(win.view, Qt.Key_V, Qt.ControlModifier)
+    assert [i.type for i in win.doc.graph.nodes.values()].count("video.resize") == 1
+
+
+def test_copy_with_nothing_selected_leaves_the_clipboard_and_says_so(win, qtbot):
+    from PySide6.QtGui import QGuiApplication
+    chain(win)
+    QGuiApplication.clipboard().setText("/footage/shot_042/plate.mov")
+    win.scene.clearSelection()
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    for key in (Qt.Key_C, Qt.Key_X):
+        qtbot.keyClick(win.view, key, Qt.ControlModifier)
+        assert QGuiApplication.clipboard().text() == "/footage/shot_042/plate.mov"
+        assert "Nothing selected to copy" in win.statusBar().currentMessage()
+    assert len(win.doc.graph.nodes) == 3

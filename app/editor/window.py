@@ -154,10 +154,12 @@ class MainWindow(QMainWindow):
         self.undo_action = self._act(e, "&Undo", lambda: self.doc.undo.undo(), "Ctrl+Z")
         self.redo_action = self._act(e, "&Redo", lambda: self.doc.undo.redo(), ["Ctrl+Shift+Z", "Ctrl+Y"])
         e.addSeparator()
-        self._act(e, "Cu&t", self.cut, "Ctrl+X")
-        self._act(e, "&Copy", self.copy, "Ctrl+C")
-        self._act(e, "&Paste", self.paste, "Ctrl+V")
-        self._act(e, "&Duplicate", self.duplicate, "Ctrl+D")
+        # The canvas's, like Delete: with the focus in a panel (a node's help text selected, a
+        # choice, the log) Ctrl+X cut the selected node away and Ctrl+C copied it instead of the text.
+        self._act(e, "Cu&t", self.cut, "Ctrl+X", canvas=True)
+        self._act(e, "&Copy", self.copy, "Ctrl+C", canvas=True)
+        self._act(e, "&Paste", self.paste, "Ctrl+V", canvas=True)
+        self._act(e, "&Duplicate", self.duplicate, "Ctrl+D", canvas=True)
         self._act(e, "Delete (reconnecting)", lambda: self.delete(True), ["Delete", "Backspace", "X"],
                   "Delete the selection; what fed it is wired to what it fed", canvas=True)
         self._act(e, "Delete without reconnecting", lambda: self.delete(False), "Shift+Delete", canvas=True)
@@ -495,13 +497,19 @@ class MainWindow(QMainWindow):
         return self.view.mapToScene(p) if self.view.rect().contains(p) else None
 
     def copy(self) -> str:
-        text = self.controller.copy_text(self.scene.selected_nodes(), self.scene.selected_notes())
+        nodes, notes = self.scene.selected_nodes(), self.scene.selected_notes()
+        if not nodes and not notes:
+            # An empty workflow on the clipboard replaced what the user had there (a path to paste
+            # into a field), and Ctrl+V then said '`nodes:` must be a mapping'.
+            self.message("Nothing selected to copy: click a node (or Ctrl+A) first; the clipboard is unchanged")
+            return ""
+        text = self.controller.copy_text(nodes, notes)
         QGuiApplication.clipboard().setText(text)
         return text
 
     def cut(self) -> None:
-        self.copy()
-        self.delete(False)
+        if self.copy():
+            self.delete(False)
 
     def paste(self) -> List[str]:
         at = self._scene_cursor()
