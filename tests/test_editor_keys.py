@@ -115,3 +115,32 @@ def test_copy_with_nothing_selected_leaves_the_clipboard_and_says_so(win, qtbot)
         assert QGuiApplication.clipboard().text() == "/footage/shot_042/plate.mov"
         assert "Nothing selected to copy" in win.statusBar().currentMessage()
     assert len(win.doc.graph.nodes) == 3
+
+
+# -- a big graph stays responsive -----------------------------------------------------------------
+def test_pasting_many_nodes_checks_the_workflow_once_not_once_per_node(win, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QLabel
+    c = win.controller
+    ids = []
+    for i in range(20):
+        p = c.add_node("generate.test_pattern", (0, i * 200))
+        r = c.add_node("video.resize", (260, i * 200))
+        c.connect(p, "video", r, "video")
+        ids += [p, r]
+    text = c.copy_text(ids)
+    win.scene.clearSelection()                  # the panel shows the workflow page and its problems
+    QApplication.processEvents()
+    checks = []
+    real = type(win.doc).validate
+    monkeypatch.setattr(type(win.doc), "validate", lambda doc: checks.append(1) or real(doc))
+    new = c.paste(text)                         # one undo step: 40 nodes and 20 links
+    assert len(new) == 40 and not checks, "the whole graph was validated during the paste, at each node"
+    qtbot.waitUntil(lambda: len(checks) == 1)
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: len(checks) == 2)
+    win.doc.undo.redo()
+    qtbot.waitUntil(lambda: len(checks) == 3)
+    QApplication.processEvents()
+    assert len(checks) == 3
+    page = " ".join(lab.text() for lab in win.properties.findChildren(QLabel))
+    assert "80 nodes, 40 links" in page          # and the page is up to date once the step is done
