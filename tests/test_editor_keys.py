@@ -144,3 +144,24 @@ def test_pasting_many_nodes_checks_the_workflow_once_not_once_per_node(win, qtbo
     assert len(checks) == 3
     page = " ".join(lab.text() for lab in win.properties.findChildren(QLabel))
     assert "80 nodes, 40 links" in page          # and the page is up to date once the step is done
+
+
+# -- the keyboard alone -------------------------------------------------------------------------------
+def test_tab_leaves_a_prompt_for_the_next_field_and_types_no_tab(win, qtbot):
+    n = win.controller.add_node("encode.text", (0, 0))
+    win.scene.select_nodes([n])
+    eds = win.properties.editors
+    prompt = eds["text"].edit
+    qtbot.waitUntil(lambda: eds["negative"].edit.isVisible())
+    prompt.setFocus()
+    qtbot.waitUntil(prompt.hasFocus)
+    prompt.selectAll()
+    qtbot.keyClicks(prompt, "a red circle moving right")
+    qtbot.keyClick(prompt, Qt.Key_Tab)
+    assert win.doc.graph.nodes[n].params["text"] == "a red circle moving right"     # no '\t' in it
+    assert not prompt.hasFocus() and QApplication.focusWidget() is eds["negative"].edit
+    qtbot.keyClicks(QApplication.focusWidget(), "blurry")
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Tab)
+    assert win.doc.graph.nodes[n].params["negative"] == "blurry"
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Backtab, Qt.ShiftModifier)
+    assert QApplication.focusWidget() is eds["negative"].edit

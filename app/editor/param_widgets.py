@@ -264,6 +264,9 @@ class TextEditor(ParamEditor):
     def __init__(self, p, commit):
         super().__init__(p, commit)
         self.edit = _PlainText(self._done)
+        # Tab goes on to the next field, as everywhere in the panel: it typed a tab character
+        # into the prompt, and a keyboard user could not leave the box.
+        self.edit.setTabChangesFocus(True)
         self.edit.setPlaceholderText("Ctrl+Enter to apply")
         self.edit.setFixedHeight(90)
         self.lay.addWidget(self.edit)

@@ -197,6 +197,7 @@ class PropertiesPanel(QScrollArea):
         name.setPlaceholderText("Name")
         name.editingFinished.connect(lambda: self._set_meta(name=name.text()))
         desc = QPlainTextEdit(g.description)
+        desc.setTabChangesFocus(True)
         desc.setPlaceholderText("Description")
         desc.setFixedHeight(80)
         lay.addWidget(name)
