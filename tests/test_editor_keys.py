@@ -165,3 +165,27 @@ def test_tab_leaves_a_prompt_for_the_next_field_and_types_no_tab(win, qtbot):
     assert win.doc.graph.nodes[n].params["negative"] == "blurry"
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Backtab, Qt.ShiftModifier)
     assert QApplication.focusWidget() is eds["negative"].edit
+
+
+# -- wires dropped on a node ---------------------------------------------------------------------------
+def test_a_wire_dropped_on_a_nodes_body_connects_to_the_port_that_fits_or_says_why_not(win):
+    from test_editor import drag, port
+    c = win.controller
+    p = c.add_node("generate.test_pattern", (0, 0))
+    r = c.add_node("video.resize", (400, 0))
+    lat = c.add_node("latent.empty", (0, 400))
+    QApplication.processEvents()
+    body = win.scene.nodes[r].sceneBoundingRect().center()
+    drag(win.view, port(win, p, "video", False), body)
+    # It opened the add-node search ('Nodes that take VIDEO') as if dropped on empty canvas.
+    assert win.doc.graph.inputs.get(r) == {"video": (p, "video")} and not win.view.palette.isVisible()
+    win.doc.undo.undo()
+    assert r not in win.doc.graph.inputs or not win.doc.graph.inputs[r]
+    steps = win.doc.undo.count()
+    drag(win.view, port(win, lat, "latent", False), body)
+    assert not win.view.palette.isVisible() and win.doc.undo.count() == steps
+    assert win.view.toast.isVisible()
+    assert win.view.toast.text() == "Not connected: resize has no input that takes LATENT"
+    # from an input to a body: the output that fits
+    drag(win.view, port(win, r, "video", True), win.scene.nodes[p].sceneBoundingRect().center())
+    assert win.doc.graph.inputs[r] == {"video": (p, "video")}

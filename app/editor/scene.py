@@ -259,11 +259,45 @@ class GraphScene(QGraphicsScene):
         self.update_link_drag(pos)
 
     def _target_at(self, pos: QPointF):
+        """(node, port, is_input) under `pos` for the wire being dragged: the socket there, or on a
+        node's body the port the wire would take; (None, why) when that node has none."""
         item = self.node_at(pos)
         if item is None:
             return None
         hit = item.port_at(item.mapFromScene(pos))
-        return (item.node_id,) + hit if hit else None
+        if hit:
+            return (item.node_id,) + hit
+        # Dropped on the body (sockets are small): the first port that fits, as in other node
+        # editors. It opened the add-node search as if dropped on empty canvas, and for a type the
+        # node could not take said nothing of why.
+        if not self._drag:
+            return None
+        port, why = self._port_on(item, self._drag["origin"])
+        return port or (None, why)
+
+    def _port_on(self, item: NodeItem, origin):
+        g, reg = self.doc.graph, self.doc.registry
+        node, port, from_input = origin
+        if item.node_id == node:
+            return None, "a node cannot feed itself"
+        if item.spec is None:
+            return None, f"{item.node_id} is of type {item.inst.type}, which this Kinograph does not have"
+        t = rules.port_type(reg, g, node, port, from_input)
+        if t is None:
+            return None, None
+        if from_input:
+            out = rules.first_output_for(item.spec, t)
+            return ((item.node_id, out, False), None) if out else \
+                (None, f"{item.node_id} has no output that {node}.{port} ({t.name}) takes")
+        fits = [n for n, p in item.spec.inputs.items() if p.type.can_take(t)]
+        if not fits:
+            return None, f"{item.node_id} has no input that takes {t.name}"
+        exact = [n for n in fits if item.spec.inputs[n].type is t] + fits
+        taken = g.inputs.get(item.node_id, {})
+        detached = self._drag["detach"] if self._drag else None
+        best = next((n for n in exact if detached == (item.node_id, n)), None) or \
+            next((n for n in exact if n not in taken), exact[0])
+        return (item.node_id, best, True), None
 
     def _endpoints(self, origin, target):
         """(src, src_port, dst, dst_port) for a drag from origin to target, or a refusal."""
@@ -282,27 +316,39 @@ class GraphScene(QGraphicsScene):
         if d is None:
             return
         target = self._target_at(pos)
-        d["target"] = target
         refusal = None
-        if target is not None:
+        if target is not None and target[0] is None:
+            target, refusal = None, target[1]
+        elif target is not None and target != d["origin"]:        # not the socket it starts from
             _, refusal = self._endpoints(d["origin"], target)
             if not refusal:
                 pos = self.nodes[target[0]].port_scene_pos(target[1], target[2])
+        d["target"] = target
         d["wire"].move_to(pos, refusal)
         if refusal:
             self.message.emit(refusal)
 
     def finish_link_drag(self, pos: QPointF) -> None:
-        d, self._drag = self._drag, None
+        d = self._drag
         if d is None:
             return
+        try:
+            self._finish_link_drag(d, pos)
+        finally:
+            self._drag = None
+
+    def _finish_link_drag(self, d: dict, pos: QPointF) -> None:
         self.removeItem(d["wire"])
         if d["detach"]:
             key = f"{d['detach'][0]}.{d['detach'][1]}"
             if key in self.links:
                 self.links[key].show()
         target = self._target_at(pos)
-        if target is None:
+        if target is not None and target[0] is None and not d["detach"]:
+            if target[1]:
+                self.refused.emit(f"Not connected: {target[1]}", pos)
+            return
+        if target is None or target[0] is None:        # a loose end let go where nothing takes it
             if d["detach"]:
                 self.controller.disconnect([d["detach"]])
             else:
