@@ -189,3 +189,19 @@ def test_a_wire_dropped_on_a_nodes_body_connects_to_the_port_that_fits_or_says_w
     # from an input to a body: the output that fits
     drag(win.view, port(win, r, "video", True), win.scene.nodes[p].sceneBoundingRect().center())
     assert win.doc.graph.inputs[r] == {"video": (p, "video")}
+
+
+# -- zoom ------------------------------------------------------------------------------------------------
+def test_the_status_bar_says_the_zoom_the_canvas_is_at(win, qtbot):
+    chain(win)
+    QApplication.processEvents()
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_Equal, Qt.ControlModifier)
+    assert round(win.view.zoom() * 100) == 125
+    assert win.zoom_label.text() == "3 nodes · 125%"
+    for _ in range(40):
+        qtbot.keyClick(win.view, Qt.Key_Minus, Qt.ControlModifier)
+    assert win.zoom_label.text() == "3 nodes · 5%"          # the far limit
+    qtbot.keyClick(win.view, Qt.Key_Home)
+    assert win.zoom_label.text() == f"3 nodes · {round(win.view.zoom() * 100)}%" != "3 nodes · 5%"

@@ -39,6 +39,7 @@ class GraphView(QGraphicsView):
     contextRequested = Signal(QPoint, object, object)   # global pos, node id or None, group id or None
     propertyFocusRequested = Signal(str, str)   # node, parameter that needs the big editor
     message = Signal(str)
+    zoomed = Signal()                           # the wheel, Zoom In/Out, a frame: the status bar's % follows
 
     def __init__(self, settings, parent=None):
         super().__init__(parent)
@@ -147,12 +148,13 @@ class GraphView(QGraphicsView):
             self.setTransformationAnchor(QGraphicsView.AnchorViewCenter)
             self.scale(factor, factor)
             self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
-            return
-        before = self.mapToScene(anchor)
-        self.scale(factor, factor)
-        after = self.mapToScene(anchor)
-        self._scroll_scene(after - before)
-        self.minimap.update()
+        else:
+            before = self.mapToScene(anchor)
+            self.scale(factor, factor)
+            after = self.mapToScene(anchor)
+            self._scroll_scene(after - before)
+            self.minimap.update()
+        self.zoomed.emit()
 
     def _scroll_scene(self, d: QPointF) -> None:
         self.centerOn(self.mapToScene(self.viewport().rect().center()) - d)

@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.view.propertyFocusRequested.connect(self._focus_property)
         self.view.fileDropped.connect(self.drop_files)
         self.view.message.connect(self.message)
+        self.view.zoomed.connect(self._update_zoom_label)     # it said 100% at any zoom until a node moved
         self.log.nodeClicked.connect(self.go_to_node)
         self.runs.statusChanged.connect(self._status)
         self.runs.logged.connect(self.log.log)
