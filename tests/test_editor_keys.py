@@ -205,3 +205,28 @@ def test_the_status_bar_says_the_zoom_the_canvas_is_at(win, qtbot):
     assert win.zoom_label.text() == "3 nodes · 5%"          # the far limit
     qtbot.keyClick(win.view, Qt.Key_Home)
     assert win.zoom_label.text() == f"3 nodes · {round(win.view.zoom() * 100)}%" != "3 nodes · 5%"
+
+
+def test_a_node_placed_far_out_can_still_be_brought_on_screen(win, tmp_path, qtbot):
+    far = tmp_path / "far.yaml"
+    far.write_text("kinograph: 1\nnodes:\n  a: {type: generate.test_pattern}\n"
+                   "  b: {type: video.resize, inputs: {video: a.video}}\n"
+                   "ui:\n  a: {pos: [0, 0]}\n  b: {pos: [250000, 180000]}\n")
+    win.open_path(far)
+    QApplication.processEvents()
+
+    def on_screen(nid):
+        shown = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+        return shown.contains(win.scene.nodes[nid].sceneBoundingRect())
+
+    win.go_to_node("b")                         # the log's link to a node, or select + F
+    assert on_screen("b"), "the view stopped at 100000 scene units: node b could not be reached"
+    win.go_to_node("a")
+    assert on_screen("a")
+    mm = win.view.minimap                       # a click on b in the minimap goes there too
+    mm.rebuild()
+    b = win.scene.nodes["b"].sceneBoundingRect()
+    t, area = mm._target(), mm._area
+    s = t.width() / area.width()
+    mm._go(QPointF(t.x() + (b.center().x() - area.x()) * s, t.y() + (b.center().y() - area.y()) * s))
+    assert on_screen("b")

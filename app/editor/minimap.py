@@ -33,6 +33,7 @@ class Minimap(QWidget):
     def rebuild(self) -> None:
         sc = self.view.scene()
         area = sc.nodes_rect() if sc is not None else QRectF()
+        self.view.reach(area)           # every node drawn here can be gone to
         if area.isEmpty():
             self._pixmap, self._area = None, QRectF()
             self.update()

@@ -94,6 +94,17 @@ class GraphView(QGraphicsView):
         scene.doc.changed.connect(self._follow_model)
         self.minimap.rebuild()
 
+    def reach(self, rect: QRectF) -> None:
+        """Let the view wander SCENE_EXTENT past `rect` (the graph): a node placed further out than
+        the fixed extent (a generated or hand-written file) could not be brought on screen, by
+        Frame All, the minimap or the log's go-to, and looked lost."""
+        e = SCENE_EXTENT
+        want = QRectF(-e, -e, 2 * e, 2 * e)
+        if not rect.isEmpty():
+            want = want.united(rect.adjusted(-e, -e, e, e))
+        if want != self.sceneRect():
+            self.setSceneRect(want)
+
     def resizeEvent(self, event):
         super().resizeEvent(event)
         self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
@@ -165,6 +176,7 @@ class GraphView(QGraphicsView):
     def frame(self, rect: QRectF, max_zoom: float = 1.0) -> None:
         if rect.isEmpty():
             rect = QRectF(-200, -150, 400, 300)
+        self.reach(self.scene().nodes_rect().united(rect))
         m = 60 / max(0.2, self.zoom())
         self.fitInView(rect.adjusted(-m, -m, m, m), Qt.KeepAspectRatio)
         if self.zoom() > max_zoom:
@@ -184,6 +196,7 @@ class GraphView(QGraphicsView):
         if rect.isEmpty():
             self.frame(rect)
             return
+        self.reach(rect)
         vw, vh = self.viewport().width(), self.viewport().height()
         m = 40.0
         fit = min(vw / (rect.width() + 2 * m), vh / (rect.height() + 2 * m))
