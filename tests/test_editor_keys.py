@@ -230,3 +230,31 @@ def test_a_node_placed_far_out_can_still_be_brought_on_screen(win, tmp_path, qtb
     s = t.width() / area.width()
     mm._go(QPointF(t.x() + (b.center().x() - area.x()) * s, t.y() + (b.center().y() - area.y()) * s))
     assert on_screen("b")
+
+
+# -- a small window ------------------------------------------------------------------------------------
+def test_in_a_small_window_the_search_fits_the_canvas_and_the_minimap_leaves_it_usable(win, qtbot):
+    chain(win)
+    win.resize(640, 420)
+    view = win.view
+    qtbot.waitUntil(lambda: view.width() < 400)
+    QApplication.processEvents()
+    mm = view.minimap
+    assert mm.width() <= view.width() // 3 + 1 and mm.height() <= view.height() // 3 + 1, \
+        f"minimap {mm.width()}x{mm.height()} on a {view.width()}x{view.height()} canvas"
+    assert view.rect().contains(mm.geometry())
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key_Tab)
+    pal = view.palette
+    assert pal.isVisible() and view.rect().contains(pal.geometry()), \
+        f"search {pal.geometry()} runs off the {view.width()}x{view.height()} canvas"
+    qtbot.keyClicks(pal.edit, "resize")
+    qtbot.keyClick(pal.edit, Qt.Key_Return)
+    assert "video.resize" in [i.type for i in win.doc.graph.nodes.values()]
+    win.resize(1600, 1000)                      # back to full size: full-size search and minimap
+    qtbot.waitUntil(lambda: view.width() > 800)
+    QApplication.processEvents()
+    assert (mm.width(), mm.height()) == (220, 140)
+    view.open_palette(view.rect().center())
+    assert (pal.width(), pal.height()) == (360, 380)

@@ -26,6 +26,15 @@ class Minimap(QWidget):
         self._timer.timeout.connect(self.rebuild)
         self.setToolTip("Minimap: click or drag to move the view")
 
+    def fit(self, canvas) -> None:
+        """At most a third of the canvas each way: at its full size it covered half of a small
+        window's canvas (900x600), and the nodes under it could not be clicked."""
+        w = max(60, min(SIZE[0], canvas.width() // 3))
+        h = max(40, min(SIZE[1], canvas.height() // 3))
+        if (w, h) != (self.width(), self.height()):
+            self.setFixedSize(w, h)
+            self.rebuild()
+
     def schedule(self) -> None:
         if not self._timer.isActive():
             self._timer.start()

@@ -17,6 +17,7 @@ from .settings import EditorSettings
 
 TYPE_ROLE = Qt.UserRole
 MAX_RESULTS = 60
+SIZE = (360, 380)
 PALETTE_KEYS = (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown, Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape)
 
 
@@ -30,7 +31,7 @@ class SearchPalette(QFrame):
         self.registry, self.settings = registry, settings
         self.have = self.want = None
         self.setFrameShape(QFrame.StyledPanel)
-        self.setFixedSize(360, 380)
+        self.setFixedSize(*SIZE)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(4)
@@ -64,6 +65,7 @@ class SearchPalette(QFrame):
         elif want is not None:
             self.filter_label.setText(f"Nodes that make {want.name}")
         self.filter_label.setVisible(have is not None or want is not None)
+        self.fit()
         parent = self.parentWidget()
         x = max(0, min(pos.x(), parent.width() - self.width())) if parent else pos.x()
         y = max(0, min(pos.y(), parent.height() - self.height())) if parent else pos.y()
@@ -75,6 +77,18 @@ class SearchPalette(QFrame):
         self.show()
         self.raise_()
         self.edit.setFocus(Qt.PopupFocusReason)
+
+    def fit(self) -> None:
+        """No larger than the canvas it opens on: in a small window the search field, the list's
+        right side and the help line of the node picked ran off it."""
+        parent = self.parentWidget()
+        if parent is None:
+            return
+        w, h = min(SIZE[0], max(160, parent.width() - 8)), min(SIZE[1], max(140, parent.height() - 8))
+        if (w, h) != (self.width(), self.height()):
+            self.setFixedSize(w, h)
+            x, y = max(0, min(self.x(), parent.width() - w)), max(0, min(self.y(), parent.height() - h))
+            self.move(x, y)
 
     def close_palette(self) -> None:
         if self.isVisible():

@@ -107,6 +107,9 @@ class GraphView(QGraphicsView):
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
+        self.minimap.fit(self.size())
+        if self.palette is not None and self.palette.isVisible():
+            self.palette.fit()
         self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
 
     # -- painting -------------------------------------------------------------------------------
