@@ -258,3 +258,18 @@ def test_in_a_small_window_the_search_fits_the_canvas_and_the_minimap_leaves_it_
     assert (mm.width(), mm.height()) == (220, 140)
     view.open_palette(view.rect().center())
     assert (pal.width(), pal.height()) == (360, 380)
+
+
+# -- the shortcut sheet ------------------------------------------------------------------------------------
+def test_the_shortcut_sheet_lists_every_key_of_a_command(win):
+    import html
+    import re
+
+    from PySide6.QtWidgets import QLabel
+    win.help.toggle()
+    text = html.unescape(re.sub("<[^>]+>", " ", win.help.findChild(QLabel).text()))
+    rows = " ".join(text.split())
+    for keys, what in (("Del / Backspace / X", "Delete (reconnecting)"), ("Ctrl+Shift+Z / Ctrl+Y", "Redo"),
+                       ("Ctrl+= / Ctrl++", "Zoom In"), ("Ctrl+Return / Ctrl+Enter", "Run Workflow"),
+                       ("F1 / ?", "Keyboard Shortcuts")):
+        assert f"{keys} {what}" in rows

@@ -33,7 +33,9 @@ class HelpOverlay(QWidget):
         self.setAttribute(Qt.WA_StyledBackground, False)
         rows = []
         for a in actions:
-            keys = a.shortcut().toString()
+            # Every key that does it: the sheet showed only the first (Del, not Backspace or X;
+            # Ctrl+Shift+Z, not Ctrl+Y; Ctrl+Return, not Ctrl+Enter).
+            keys = " / ".join(k.toString() for k in a.shortcuts())
             if keys and a.text():
                 rows.append((keys, a.text().replace("&", "")))
         rows += list(GESTURES)
