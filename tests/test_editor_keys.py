@@ -273,3 +273,23 @@ def test_the_shortcut_sheet_lists_every_key_of_a_command(win):
                        ("Ctrl+= / Ctrl++", "Zoom In"), ("Ctrl+Return / Ctrl+Enter", "Run Workflow"),
                        ("F1 / ?", "Keyboard Shortcuts")):
         assert f"{keys} {what}" in rows
+
+
+def test_tab_in_the_node_search_steps_through_the_results_and_keeps_the_query(win, qtbot):
+    view = win.view
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key_Tab)
+    pal = view.palette
+    qtbot.keyClicks(pal.edit, "blur")
+    results = pal.results()
+    assert len(results) >= 2 and pal.list.currentItem().data(Qt.UserRole) == results[0]
+    qtbot.keyClick(pal.edit, Qt.Key_Tab)
+    # Tab reached the canvas, which opened the search anew: the query was gone.
+    assert pal.isVisible() and pal.edit.text() == "blur"
+    assert pal.list.currentItem().data(Qt.UserRole) == results[1]
+    qtbot.keyClick(pal.edit, Qt.Key_Backtab, Qt.ShiftModifier)
+    assert pal.list.currentItem().data(Qt.UserRole) == results[0]
+    qtbot.keyClick(pal.edit, Qt.Key_Tab)
+    qtbot.keyClick(pal.edit, Qt.Key_Return)
+    assert [i.type for i in win.doc.graph.nodes.values()] == [results[1]]

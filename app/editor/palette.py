@@ -1,8 +1,8 @@
 """The node search palette (Tab, double-click, or a wire dropped on empty canvas).
 
 Keyboard only if you like: type to fuzzy-filter over names, ids, categories and help; Up/Down
-to move; Enter to add; Esc to close; Ctrl+D to star or unstar a node. With an empty query it
-lists favourites, then recent nodes, then everything. Opened from a dragged wire, it only
+(or Tab/Shift+Tab) to move; Enter to add; Esc to close; Ctrl+D to star or unstar a node. With an
+empty query it lists favourites, then recent nodes, then everything. Opened from a dragged wire, it only
 offers nodes with a port of a compatible type."""
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from .settings import EditorSettings
 TYPE_ROLE = Qt.UserRole
 MAX_RESULTS = 60
 SIZE = (360, 380)
-PALETTE_KEYS = (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown, Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape)
+PALETTE_KEYS = (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown, Qt.Key_Return, Qt.Key_Enter, Qt.Key_Escape,
+                Qt.Key_Tab, Qt.Key_Backtab)
 
 
 class SearchPalette(QFrame):
@@ -180,9 +181,11 @@ class SearchPalette(QFrame):
                 return True
         if obj is self.edit and event.type() == event.Type.KeyPress:
             key, mods = event.key(), event.modifiers()
-            if key == Qt.Key_Down:
+            # Tab steps through the results as in a completer: it reached the canvas, which opened
+            # the search anew and wiped what had been typed.
+            if key == Qt.Key_Down or (key == Qt.Key_Tab and not mods & Qt.ShiftModifier):
                 self._step(1)
-            elif key == Qt.Key_Up:
+            elif key in (Qt.Key_Up, Qt.Key_Backtab) or key == Qt.Key_Tab:
                 self._step(-1)
             elif key == Qt.Key_PageDown:
                 self._step(8)
