@@ -293,3 +293,22 @@ def test_tab_in_the_node_search_steps_through_the_results_and_keeps_the_query(wi
     qtbot.keyClick(pal.edit, Qt.Key_Tab)
     qtbot.keyClick(pal.edit, Qt.Key_Return)
     assert [i.type for i in win.doc.graph.nodes.values()] == [results[1]]
+
+
+# -- undo says what it takes back ----------------------------------------------------------------------------
+def test_ctrl_z_says_which_step_it_took_back_and_the_menu_names_it_first(win, qtbot):
+    p, r, s = chain(win)
+    c = win.controller
+    c.set_param(r, "width", 8)
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    last = win.doc.undo.undoText()
+    assert win.undo_action.text() == f"&Undo {last}"
+    qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
+    assert win.statusBar().currentMessage() == f"Undone: {last}"
+    assert win.redo_action.text() == f"&Redo {last}"
+    while win.doc.undo.canUndo():
+        qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
+    assert win.undo_action.text() == "&Undo" and not win.undo_action.isEnabled()
+    qtbot.keyClick(win.view, Qt.Key_Y, Qt.ControlModifier)
+    assert win.statusBar().currentMessage().startswith("Redone: Add ")

@@ -152,8 +152,8 @@ class MainWindow(QMainWindow):
         self._act(f, "&Quit", self._quit, "Ctrl+Q")
 
         e = mb.addMenu("&Edit")
-        self.undo_action = self._act(e, "&Undo", lambda: self.doc.undo.undo(), "Ctrl+Z")
-        self.redo_action = self._act(e, "&Redo", lambda: self.doc.undo.redo(), ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.undo_action = self._act(e, "&Undo", lambda: self._step_history(-1), "Ctrl+Z")
+        self.redo_action = self._act(e, "&Redo", lambda: self._step_history(1), ["Ctrl+Shift+Z", "Ctrl+Y"])
         e.addSeparator()
         # The canvas's, like Delete: with the focus in a panel (a node's help text selected, a
         # choice, the log) Ctrl+X cut the selected node away and Ctrl+C copied it instead of the text.
@@ -257,8 +257,13 @@ class MainWindow(QMainWindow):
         doc.changed.connect(self._model_changed)
         doc.undo.canUndoChanged.connect(self.undo_action.setEnabled)
         doc.undo.canRedoChanged.connect(self.redo_action.setEnabled)
+        # The texts come with the signals: the stack may be half torn down when it sends the last ones.
+        doc.undo.undoTextChanged.connect(self._name_undo)
+        doc.undo.redoTextChanged.connect(self._name_redo)
         self.undo_action.setEnabled(doc.undo.canUndo())
         self.redo_action.setEnabled(doc.undo.canRedo())
+        self._name_undo(doc.undo.undoText())
+        self._name_redo(doc.undo.redoText())
         self._viewing, self._stale = {}, set()
         self.viewer.clear()
         if old_scene is not None:
@@ -292,6 +297,23 @@ class MainWindow(QMainWindow):
     def _update_title(self, *_):
         self.setWindowTitle(f"{self.doc.title}[*] — Kinograph")
         self.setWindowModified(self.doc.modified)
+
+    # Edit > Undo / Redo say which step they take back: after a run that drew new seeds, Ctrl+Z
+    # took those back, not the edit the user had in mind, and nothing said so.
+    def _name_undo(self, text: str) -> None:
+        self.undo_action.setText(f"&Undo {text}" if text else "&Undo")
+
+    def _name_redo(self, text: str) -> None:
+        self.redo_action.setText(f"&Redo {text}" if text else "&Redo")
+
+    def _step_history(self, step: int) -> None:
+        stack = self.doc.undo
+        what = stack.undoText() if step < 0 else stack.redoText()
+        if not (stack.canUndo() if step < 0 else stack.canRedo()):
+            self.message("Nothing to undo" if step < 0 else "Nothing to redo")
+            return
+        stack.undo() if step < 0 else stack.redo()
+        self.message(f"{'Undone' if step < 0 else 'Redone'}: {what}")
 
     def _update_zoom_label(self):
         self.zoom_label.setText(f"{len(self.doc.graph.nodes)} nodes · {round(self.view.zoom() * 100)}%")
