@@ -312,3 +312,17 @@ def test_ctrl_z_says_which_step_it_took_back_and_the_menu_names_it_first(win, qt
     assert win.undo_action.text() == "&Undo" and not win.undo_action.isEnabled()
     qtbot.keyClick(win.view, Qt.Key_Y, Qt.ControlModifier)
     assert win.statusBar().currentMessage().startswith("Redone: Add ")
+
+
+def test_a_search_that_finds_nothing_says_so(win, qtbot):
+    view = win.view
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key_Tab)
+    pal = view.palette
+    qtbot.keyClicks(pal.edit, "zzqqxx")
+    qtbot.keyClick(pal.edit, Qt.Key_Return)
+    assert pal.isVisible() and not pal.results() and not win.doc.graph.nodes
+    assert "No node matches “zzqqxx”" in pal.help.text()
+    pal.edit.setText("resize")
+    assert "No node" not in pal.help.text() and pal.results()

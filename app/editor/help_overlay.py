@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 GESTURES = (
     ("Tab / double-click", "search nodes (type, ↑↓, Enter)"),
-    ("drag from a socket", "connect; drop on empty canvas to add a compatible node"),
+    ("drag from a socket", "connect (on a socket or a node); drop on empty canvas to add a node that fits"),
     ("drag a connected input", "move or remove that link"),
     ("Alt+drag / Ctrl+right-drag", "cut links"),
     ("double-click a link", "add a reroute point"),
