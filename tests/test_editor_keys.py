@@ -326,3 +326,27 @@ def test_a_search_that_finds_nothing_says_so(win, qtbot):
     assert "No node matches “zzqqxx”" in pal.help.text()
     pal.edit.setText("resize")
     assert "No node" not in pal.help.text() and pal.results()
+
+
+def test_the_keyboard_alone_adds_a_node_sets_its_parameters_and_comes_back(win, qtbot):
+    view = win.view
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    qtbot.keyClick(view, Qt.Key_Tab)
+    qtbot.keyClicks(view.palette.edit, "resize")
+    qtbot.keyClick(view.palette.edit, Qt.Key_Return)
+    (nid,) = win.doc.graph.nodes
+    assert view.hasFocus() and win.scene.selected_nodes() == [nid]
+    eds = win.properties.editors
+    qtbot.waitUntil(lambda: eds["width"].spin.isVisible())
+    qtbot.keyClick(view, Qt.Key_Return)         # into its parameters: there was no key for that
+    width = eds["width"].spin
+    assert width.hasFocus()
+    width.lineEdit().selectAll()
+    qtbot.keyClicks(width, "320")
+    qtbot.keyClick(width, Qt.Key_Tab)
+    assert eds["height"].spin.hasFocus() and win.doc.graph.nodes[nid].params["width"] == 320
+    qtbot.keyClick(eds["height"].spin, Qt.Key_Escape)
+    assert view.hasFocus()                      # back on the canvas, where its keys work again
+    qtbot.keyClick(view, Qt.Key_B)
+    assert win.doc.graph.nodes[nid].bypass

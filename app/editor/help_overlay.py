@@ -19,6 +19,7 @@ GESTURES = (
     ("drag a field on a node", "scrub its value (Shift: fine)"),
     ("Ctrl+Shift+click a node", "show its output in the viewer (Alt: as B)"),
     ("double-click a title", "rename"),
+    ("Enter on a node", "into its parameters (Tab between them; Esc: back to the canvas)"),
     ("drop a .yaml / rendered .mp4 / .png", "open the workflow inside it"),
     ("drop footage or a still", "a Load Video / Load Image node for it"),
     ("viewer: Space", "play / pause"),

@@ -24,6 +24,7 @@ class PropertiesPanel(QScrollArea):
     runRequested = Signal(str)               # run up to this node
     whyRequested = Signal(str)
     previewRequested = Signal(str)           # a node whose output draws in the panel (camera paths)
+    backToCanvas = Signal()                  # Esc in a field
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -309,8 +310,18 @@ class PropertiesPanel(QScrollArea):
             ed.flush()
 
     def focus_param(self, name: str) -> None:
-        ed = self.editors.get(name)
+        """The keyboard into parameter `name`, or with "" into the first one (the title when the
+        node has none)."""
+        ed = self.editors.get(name) or (next(iter(self.editors.values()), None) if not name else None)
         if ed is not None:
             self.ensureWidgetVisible(ed)
-            target = getattr(ed, "edit", None) or ed
-            target.setFocus()
+            target = getattr(ed, "edit", None) or getattr(ed, "spin", None) or getattr(ed, "box", None) or ed
+            target.setFocus(Qt.ShortcutFocusReason)
+        elif not name and self.node_id is not None:
+            self.title_edit.setFocus(Qt.ShortcutFocusReason)
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape:
+            self.backToCanvas.emit()        # the way back for the keyboard (Enter on a node came here)
+            return
+        super().keyPressEvent(event)

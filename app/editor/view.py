@@ -316,6 +316,13 @@ class GraphView(QGraphicsView):
         if event.key() == Qt.Key_Tab:
             self.open_palette(self.mapFromGlobal(self.cursor().pos()))
             return
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not event.modifiers() & ~Qt.KeypadModifier:
+            # Enter on a node: into its parameters (Esc comes back). Without it the keyboard could
+            # add a node (Tab, type, Enter) but never reach its settings: Tab belongs to the search.
+            ids = self.scene().selected_nodes()
+            if len(ids) == 1:
+                self.propertyFocusRequested.emit(ids[0], "")
+                return
         super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event):

@@ -87,6 +87,7 @@ class MainWindow(QMainWindow):
         self.properties.runRequested.connect(lambda n: self.run([n]))
         self.properties.whyRequested.connect(self.explain)
         self.properties.previewRequested.connect(lambda n: self.view_node(n, PREVIEW))
+        self.properties.backToCanvas.connect(self.view.setFocus)
         self.view.viewRequested.connect(self.view_node)
         self.view.contextRequested.connect(self._context_menu)
         self.view.propertyFocusRequested.connect(self._focus_property)
@@ -586,7 +587,8 @@ class MainWindow(QMainWindow):
             self.scene.select_nodes([nid])
 
     def _focus_property(self, node_id: str, name: str) -> None:
-        self.scene.select_nodes([node_id])
+        if self.scene.selected_nodes() != [node_id]:        # (selecting anew rebuilds the panel)
+            self.scene.select_nodes([node_id])
         self.docks["Properties"].raise_()
         self.properties.focus_param(name)
 
