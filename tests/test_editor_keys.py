@@ -11,6 +11,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from graph_engine import Param  # noqa: E402
+from graph_engine.types import VIDEO  # noqa: E402
+
 from app.editor.compat import check_qt_binding  # noqa: E402
 
 check_qt_binding()
@@ -24,9 +27,16 @@ pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
               pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")]
 
 
+def _long_names(ctx, video: VIDEO,
+                temporal_consistency_strength_for_the_background: float = Param(0.5, min=0.0, max=1.0),
+                keep_the_original_grain_structure_when_upscaling: bool = Param(True)) -> VIDEO:
+    """A user's node with long parameter names."""
+    return video
+
+
 @pytest.fixture(scope="module")
 def registry():
-    return registry_with()
+    return registry_with(test_long_names=_long_names)
 
 
 @pytest.fixture(autouse=True)
@@ -350,3 +360,70 @@ def test_the_keyboard_alone_adds_a_node_sets_its_parameters_and_comes_back(win, 
     assert view.hasFocus()                      # back on the canvas, where its keys work again
     qtbot.keyClick(view, Qt.Key_B)
     assert win.doc.graph.nodes[nid].bypass
+
+
+def test_ctrl_z_in_a_field_after_enter_undoes_that_edit_in_the_workflow(win, qtbot):
+    c = win.controller
+    r = c.add_node("video.resize", (0, 0))
+    t = c.add_node("encode.text", (0, 300))
+    g = win.doc.graph
+    win.scene.select_nodes([r])
+    width = win.properties.editors["width"].spin
+    qtbot.waitUntil(width.isVisible)
+    width.setFocus()
+    qtbot.waitUntil(width.hasFocus)
+    width.lineEdit().selectAll()
+    qtbot.keyClicks(width, "320")
+    qtbot.keyClick(width, Qt.Key_Return)
+    assert g.nodes[r].params["width"] == 320
+    qtbot.keyClick(width, Qt.Key_Z, Qt.ControlModifier)       # did nothing at all
+    assert g.nodes[r].params["width"] == 512 and width.text() == "512"
+    qtbot.keyClick(width, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert g.nodes[r].params["width"] == 320 and width.text() == "320"
+
+    win.scene.select_nodes([t])
+    prompt = win.properties.editors["text"].edit
+    qtbot.waitUntil(prompt.isVisible)
+    prompt.setFocus()
+    qtbot.waitUntil(prompt.hasFocus)
+    before = g.nodes[t].params["text"]
+    prompt.selectAll()
+    qtbot.keyClicks(prompt, "a blue square")
+    steps = win.doc.undo.count()
+    qtbot.keyClick(prompt, Qt.Key_Z, Qt.ControlModifier)      # typing not applied yet: the field's own undo
+    assert win.doc.undo.count() == steps and g.nodes[t].params["text"] == before
+    qtbot.keyClicks(prompt, "a blue square")
+    qtbot.keyClick(prompt, Qt.Key_Return, Qt.ControlModifier)
+    assert g.nodes[t].params["text"] == "a blue square"
+    steps = win.doc.undo.count()
+    qtbot.keyClick(prompt, Qt.Key_Z, Qt.ControlModifier)      # applied: the workflow's undo
+    assert g.nodes[t].params["text"] == before and prompt.toPlainText() == before
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    # It took the text back on screen only, and leaving the field applied it again as a new edit.
+    assert g.nodes[t].params["text"] == before and win.doc.undo.count() == steps and win.doc.undo.canRedo()
+
+
+# -- long names ----------------------------------------------------------------------------------------------
+def test_a_long_parameter_name_stays_on_its_node_and_leaves_the_value_room(win):
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtWidgets import QStyleOptionGraphicsItem
+
+    from app.editor.geometry import PORT_R
+    n = win.controller.add_node("test.long_names", (0, 0))
+    item = win.scene.nodes[n]
+    img = QImage(int(item.w) + 300, int(item.h) + 20, QImage.Format_ARGB32)
+    img.fill(0)
+    p = QPainter(img)
+    p.translate(10, 10)
+    item.paint(p, QStyleOptionGraphicsItem(), None)
+    p.end()
+    right = int(10 + item.w + PORT_R + 3)
+    painted = [(x, y) for x in range(right, img.width(), 2) for y in range(0, img.height(), 2)
+               if img.pixelColor(x, y).alpha() > 0]
+    assert not painted, f"drawn past the node's right edge, e.g. at {painted[0]}"
+    from app.editor.node_item import LABEL, field_texts
+    field = item.param_rect("temporal_consistency_strength_for_the_background").adjusted(6, 0, -6, 0)
+    label, value = field_texts("temporal_consistency_strength_for_the_background", "0.5", field.width())
+    assert value == "0.5" and label.startswith("temporal_") and label.endswith("…")
+    assert LABEL.width(label) + LABEL.width(value) <= field.width()

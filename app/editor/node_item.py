@@ -305,14 +305,14 @@ class NodeItem(QGraphicsItem):
                 painter.setBrush(theme.FIELD_FILL if v else Qt.NoBrush)
                 painter.drawRoundedRect(box, 2, 2)
                 painter.setPen(theme.TEXT_DIM)
-                LABEL.left(painter, inner.x(), inner.center().y(), name)
+                LABEL.left(painter, inner.x(), inner.center().y(), LABEL.elide(name, inner.width() - 16))
                 continue
-            painter.setPen(theme.TEXT_DIM)
-            LABEL.left(painter, inner.x(), inner.center().y(), name)
             shown = format_value(p, v) + (" ▾" if p.choices else "")
-            space = inner.width() - LABEL.width(name) - 10
+            label, value = field_texts(name, shown, inner.width())
+            painter.setPen(theme.TEXT_DIM)
+            LABEL.left(painter, inner.x(), inner.center().y(), label)
             painter.setPen(theme.TEXT)
-            LABEL.right(painter, inner.right(), inner.center().y(), LABEL.elide(shown, space, Qt.ElideMiddle))
+            LABEL.right(painter, inner.right(), inner.center().y(), value)
 
     def _paint_thumb(self, painter):
         bottom = self.h - (ROW_H if self.info else 0.0)
@@ -423,6 +423,16 @@ class NodeItem(QGraphicsItem):
             self.scene().rename_node(self)
             return
         super().mouseDoubleClickEvent(event)
+
+
+def field_texts(name: str, shown: str, width: float) -> Tuple[str, str]:
+    """(name, value) as a field `width` wide shows them: a long name (a user node's) ran past the
+    node's edge and left the value no room at all; now it gives way down to half the field, elided
+    (the tooltip has it whole), and the value takes the rest."""
+    room = width - 10
+    name_room = min(LABEL.width(name), max(room * 0.5, room - LABEL.width(shown)))
+    label = LABEL.elide(name, name_room)
+    return label, LABEL.elide(shown, room - LABEL.width(label), Qt.ElideMiddle)
 
 
 def _zoom(event) -> float:

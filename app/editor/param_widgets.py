@@ -12,7 +12,7 @@ import re
 from typing import Callable, Optional
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QColor, QValidator
+from PySide6.QtGui import QColor, QKeySequence, QValidator
 from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QCheckBox,
                                QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
@@ -40,6 +40,10 @@ class ParamEditor(QWidget):
 
     def flush(self) -> None:
         """Commit what was typed but not yet applied (a run is about to start)."""
+
+    def pending(self) -> bool:
+        """True while the field holds typing not yet applied (Ctrl+Z then undoes that typing)."""
+        return False
 
 
 class IntBox(QAbstractSpinBox):
@@ -116,6 +120,8 @@ class NumberEditor(ParamEditor):
             self.spin.setSingleStep(p.step or (0.01 if p.max is not None and p.min is not None and p.max - p.min <= 2
                                                else 0.1))
         self.spin.setKeyboardTracking(False)
+        self._typed = False
+        self.spin.lineEdit().textEdited.connect(lambda _t: setattr(self, "_typed", True))
         self._declared = (self.spin.minimum(), self.spin.maximum()) if not isinstance(self.spin, IntBox) else None
         self._special = zero_meaning(p) if zero_meaning(p) and p.min == 0 else ""
         self.spin.setSpecialValueText(self._special)      # shown at 0, as on the node
@@ -151,7 +157,11 @@ class NumberEditor(ParamEditor):
         self.spin.blockSignals(False)
         self.commit(v, self._gesture)
 
+    def pending(self) -> bool:
+        return self._typed
+
     def _changed(self, v, gesture):
+        self._typed = False
         if self.slider is not None:
             self.slider.blockSignals(True)
             self.slider.setValue(self._to_slider(v))
@@ -164,6 +174,7 @@ class NumberEditor(ParamEditor):
     def set_value(self, v) -> None:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return
+        self._typed = False
         if self._declared is not None:
             # A value outside the declared range (read from a file) is shown as it is, not clamped
             # to the end (exposure 9.5 read '6.0000', width -3 read 'auto' while the node showed
@@ -236,6 +247,9 @@ class LineEditor(ParamEditor):
             self.edit.setModified(False)
             self.commit(self.edit.text(), None)
 
+    def pending(self) -> bool:
+        return self.edit.isModified()
+
     def set_value(self, v) -> None:
         if self.edit.text() != ("" if v is None else str(v)):
             self.edit.setText("" if v is None else str(v))
@@ -270,6 +284,7 @@ class TextEditor(ParamEditor):
         self.edit.setPlaceholderText("Ctrl+Enter to apply")
         self.edit.setFixedHeight(90)
         self.lay.addWidget(self.edit)
+        self._applied = ""
 
     def _done(self):
         text = self.edit.toPlainText()
@@ -279,13 +294,18 @@ class TextEditor(ParamEditor):
             except ValueError as e:
                 self.edit.setToolTip(f"not valid JSON: {e}")
                 return
+        self._applied = text
         self.commit(text, None)
 
     def flush(self) -> None:
         self._done()
 
+    def pending(self) -> bool:
+        return self.edit.toPlainText() != self._applied
+
     def set_value(self, v) -> None:
         text = "" if v is None else str(v)
+        self._applied = text
         if self.edit.toPlainText() != text:
             self.edit.setPlainText(text)
 
@@ -409,6 +429,9 @@ class ScheduleEditor(QWidget):
         if self.edit.isModified():
             self._typed()
 
+    def pending(self) -> bool:
+        return self.edit.isModified()
+
     def _typed(self):
         self.edit.setModified(False)
         text = self.edit.text().strip()
@@ -481,9 +504,33 @@ def guard_wheel(editor: QWidget) -> QWidget:
     return editor
 
 
+class _UndoRoute(QObject):
+    """Ctrl+Z / Ctrl+Shift+Z in a field whose typing is applied go to the workflow's history: in a
+    number field they did nothing at all after Enter, and in a text field they took the text back
+    on screen only, to be applied again as a new edit when the focus left."""
+
+    def __init__(self, editor):
+        super().__init__(editor)
+        self.editor = editor
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.ShortcutOverride and not self.editor.pending() and \
+                any(event.matches(k) for k in (QKeySequence.Undo, QKeySequence.Redo)):
+            event.ignore()          # not the field's: the window's Undo / Redo takes the key
+            return True
+        return False
+
+
+def route_undo(editor: QWidget) -> QWidget:
+    field = getattr(editor, "spin", None) or getattr(editor, "edit", None)
+    if field is not None and hasattr(editor, "pending"):
+        field.installEventFilter(_UndoRoute(editor))
+    return editor
+
+
 def make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
-    return guard_wheel(_make_editor(p, commit, seed_mode=seed_mode, set_seed_mode=set_seed_mode,
-                                    base_dir=base_dir, frames=frames))
+    return route_undo(guard_wheel(_make_editor(p, commit, seed_mode=seed_mode, set_seed_mode=set_seed_mode,
+                                               base_dir=base_dir, frames=frames)))
 
 
 def _make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
