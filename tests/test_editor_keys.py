@@ -427,3 +427,24 @@ def test_a_long_parameter_name_stays_on_its_node_and_leaves_the_value_room(win):
     label, value = field_texts("temporal_consistency_strength_for_the_background", "0.5", field.width())
     assert value == "0.5" and label.startswith("temporal_") and label.endswith("…")
     assert LABEL.width(label) + LABEL.width(value) <= field.width()
+
+
+# -- what is typed is what runs ---------------------------------------------------------------------------------
+def test_json_that_does_not_parse_is_applied_and_named_not_silently_replaced_by_the_last_good_one(win, qtbot):
+    n = win.controller.add_node("motion.tracks", (0, 0))
+    good = '{"tracks": [{"points": [[0, 0], [10, 10]]}]}'
+    win.controller.set_param(n, "points", good)
+    win.scene.select_nodes([n])
+    ed = win.properties.editors["points"]
+    qtbot.waitUntil(ed.edit.isVisible)
+    ed.edit.setFocus()
+    qtbot.waitUntil(ed.edit.hasFocus)
+    ed.edit.selectAll()
+    qtbot.keyClicks(ed.edit, '{"tracks": [{"points": [[0, 0], [40, 10]]}]')      # one brace short
+    qtbot.keyClick(ed.edit, Qt.Key_Return, Qt.ControlModifier)
+    # The model kept the previous text (the run used it) and the reason was only in a tooltip.
+    assert win.doc.graph.nodes[n].params["points"] == '{"tracks": [{"points": [[0, 0], [40, 10]]}]'
+    assert ed.error.isVisible() and ed.error.text().startswith("not valid JSON")
+    ed.edit.setPlainText(good)
+    ed.flush()
+    assert win.doc.graph.nodes[n].params["points"] == good and not ed.error.isVisible()

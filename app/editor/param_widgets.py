@@ -283,19 +283,36 @@ class TextEditor(ParamEditor):
         self.edit.setTabChangesFocus(True)
         self.edit.setPlaceholderText("Ctrl+Enter to apply")
         self.edit.setFixedHeight(90)
-        self.lay.addWidget(self.edit)
+        self.error = QLabel()
+        self.error.setObjectName("FieldError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        box = QVBoxLayout()
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.edit)
+        box.addWidget(self.error)
+        self.lay.addLayout(box)
         self._applied = ""
 
     def _done(self):
         text = self.edit.toPlainText()
-        if self.p.kind == "json":
-            try:
-                json.loads(text or "null")
-            except ValueError as e:
-                self.edit.setToolTip(f"not valid JSON: {e}")
-                return
+        # What is typed is what runs, JSON or not: a text that is not JSON was kept out of the
+        # workflow with the reason in a tooltip, and the run used the previous text without a word.
+        # Now it is applied, the reason shows under the box, and the run refuses it by name.
+        self._check(text)
         self._applied = text
         self.commit(text, None)
+
+    def _check(self, text: str) -> None:
+        if self.p.kind != "json":
+            return
+        try:
+            json.loads(text or "null")
+        except ValueError as e:
+            self.error.setText(f"not valid JSON: {e}")
+            self.error.show()
+            return
+        self.error.hide()
 
     def flush(self) -> None:
         self._done()
@@ -308,6 +325,7 @@ class TextEditor(ParamEditor):
         self._applied = text
         if self.edit.toPlainText() != text:
             self.edit.setPlainText(text)
+        self._check(text)
 
 
 def clean_path(text: str) -> str:
