@@ -448,3 +448,28 @@ def test_json_that_does_not_parse_is_applied_and_named_not_silently_replaced_by_
     ed.edit.setPlainText(good)
     ed.flush()
     assert win.doc.graph.nodes[n].params["points"] == good and not ed.error.isVisible()
+
+
+def test_a_description_being_typed_is_saved_with_the_workflow(win, qtbot, tmp_path):
+    from PySide6.QtWidgets import QLineEdit
+    win.controller.add_node("video.resize", (0, 0))
+    path = tmp_path / "shot.yaml"
+    win.doc.save(path)
+    win.scene.clearSelection()
+    QApplication.processEvents()
+    name = next(e for e in win.properties.findChildren(QLineEdit) if e.placeholderText() == "Name")
+    qtbot.waitUntil(name.isVisible)
+    name.setFocus()
+    qtbot.waitUntil(name.hasFocus)
+    qtbot.keyClicks(name, "Shot 42")
+    qtbot.keyClick(name, Qt.Key_Tab)                # on to the description, and type it
+    desc = QApplication.focusWidget()
+    qtbot.keyClicks(desc, "grade for the trailer")
+    qtbot.keyClick(desc, Qt.Key_S, Qt.ControlModifier)
+    # Saved without it, and marked saved: closing did not ask, and the text was gone.
+    assert "description: grade for the trailer" in path.read_text()
+    assert win.doc.graph.description == "grade for the trailer" and not win.doc.modified
+    qtbot.keyClicks(desc, ", v2")
+    win.view.setFocus()                             # leaving the box applies it, as a prompt
+    qtbot.waitUntil(win.view.hasFocus)
+    assert win.doc.graph.description == "grade for the trailer, v2" and win.doc.modified

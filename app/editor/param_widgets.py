@@ -14,8 +14,8 @@ from typing import Callable, Optional
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QValidator
 from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QCheckBox,
-                               QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QSlider, QSpinBox, QToolButton,
-                               QVBoxLayout, QWidget)
+                               QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
+                               QPlainTextEdit, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 
@@ -255,7 +255,7 @@ class LineEditor(ParamEditor):
             self.edit.setText("" if v is None else str(v))
 
 
-class _PlainText(QPlainTextEdit):
+class PlainTextField(QPlainTextEdit):
     def __init__(self, on_done):
         super().__init__()
         self.on_done = on_done
@@ -277,7 +277,7 @@ class TextEditor(ParamEditor):
 
     def __init__(self, p, commit):
         super().__init__(p, commit)
-        self.edit = _PlainText(self._done)
+        self.edit = PlainTextField(self._done)
         # Tab goes on to the next field, as everywhere in the panel: it typed a tab character
         # into the prompt, and a keyboard user could not leave the box.
         self.edit.setTabChangesFocus(True)

@@ -8,13 +8,13 @@ from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from graph_engine.graph import Event
 
 from .controller import Controller
-from .param_widgets import make_editor
+from .param_widgets import PlainTextField, make_editor
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
 
@@ -65,6 +65,7 @@ class PropertiesPanel(QScrollArea):
             old.deleteLater()
         self.setWidget(w)
         self.editors, self.status_label, self.preview_label = {}, None, None
+        self._meta_edits = None             # the workflow page's name and description fields
         QTimer.singleShot(0, self._fit_height)
         return lay
 
@@ -197,15 +198,16 @@ class PropertiesPanel(QScrollArea):
         name = QLineEdit(g.name)
         name.setPlaceholderText("Name")
         name.editingFinished.connect(lambda: self._set_meta(name=name.text()))
-        desc = QPlainTextEdit(g.description)
+        # Applied when the focus leaves it (or Ctrl+Enter), as a prompt is, and before a save or a
+        # close: a description typed was saved without it, the workflow marked saved, and lost.
+        desc = PlainTextField(lambda: self._set_meta(description=desc.toPlainText()))
+        desc.setPlainText(g.description)
         desc.setTabChangesFocus(True)
-        desc.setPlaceholderText("Description")
+        desc.setPlaceholderText("Description (Ctrl+Enter to apply)")
         desc.setFixedHeight(80)
         lay.addWidget(name)
         lay.addWidget(desc)
-        apply = QPushButton("Apply description")
-        apply.clicked.connect(lambda: self._set_meta(description=desc.toPlainText()))
-        lay.addWidget(apply)
+        self._meta_edits = (name, desc)
         lay.addWidget(QLabel(f"{len(g.nodes)} nodes, {sum(1 for _ in g.links())} links"))
         for p in self.doc.validate():
             lay.addWidget(self._error(f"{p.node + ': ' if p.node else ''}{p.message}"))
@@ -303,6 +305,9 @@ class PropertiesPanel(QScrollArea):
     def commit_pending(self) -> None:
         """Apply what is typed but not yet committed (a prompt still being edited), so a run or a
         save sees exactly what the panel shows."""
+        if self.node_id is None and self._meta_edits is not None:
+            name, desc = self._meta_edits
+            self._set_meta(name=name.text(), description=desc.toPlainText())
         if self.node_id is not None and self.title_edit.isModified():
             self.title_edit.setModified(False)
             self._retitle()
