@@ -473,3 +473,18 @@ def test_a_description_being_typed_is_saved_with_the_workflow(win, qtbot, tmp_pa
     win.view.setFocus()                             # leaving the box applies it, as a prompt
     qtbot.waitUntil(win.view.hasFocus)
     assert win.doc.graph.description == "grade for the trailer, v2" and win.doc.modified
+
+
+def test_the_canvas_keys_act_on_a_node_just_added_from_the_library(win, qtbot):
+    lib = win.library
+    lib.tree.setFocus()
+    qtbot.waitUntil(lib.tree.hasFocus)
+    lib.filter.setText("reverse")
+    leaf = lib.tree.topLevelItem(0).child(0)
+    lib.tree.itemActivated.emit(leaf, 0)            # a double-click (or Enter) in the library
+    (nid,) = win.doc.graph.nodes
+    focus = QApplication.focusWidget()
+    qtbot.keyClick(focus, Qt.Key_D, Qt.ControlModifier)
+    assert len(win.doc.graph.nodes) == 2, "Ctrl+D did nothing: the focus stayed in the library"
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Delete)
+    assert list(win.doc.graph.nodes) == [nid]

@@ -388,6 +388,8 @@ class MainWindow(QMainWindow):
         ids = self._guard(self.controller.add_loaders, kinds, (at.x(), at.y())) or []
         self.scene.select_nodes(ids)
         if ids:
+            self.view.setFocus(Qt.OtherFocusReason)
+        if ids:
             self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
 
@@ -585,6 +587,9 @@ class MainWindow(QMainWindow):
         if nid:
             self.settings.add_recent_node(type_name)
             self.scene.select_nodes([nid])
+            # The canvas's keys (Delete, B, Ctrl+D, Enter) act on the node just added, as after
+            # the node search: they did nothing while the focus stayed in the library.
+            self.view.setFocus(Qt.OtherFocusReason)
 
     def _focus_property(self, node_id: str, name: str) -> None:
         if self.scene.selected_nodes() != [node_id]:        # (selecting anew rebuilds the panel)
