@@ -488,3 +488,16 @@ def test_the_canvas_keys_act_on_a_node_just_added_from_the_library(win, qtbot):
     assert len(win.doc.graph.nodes) == 2, "Ctrl+D did nothing: the focus stayed in the library"
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Delete)
     assert list(win.doc.graph.nodes) == [nid]
+
+
+def test_pasting_what_is_not_nodes_says_what_the_clipboard_holds(win, qtbot):
+    from PySide6.QtGui import QGuiApplication
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    for text, said in (("a red circle moving right", "the clipboard holds text, not Kinograph nodes"),
+                       ('{"last_node_id": 3, "nodes": [{"id": 3, "type": "KSampler"}], "links": []}',
+                        "the clipboard holds a ComfyUI workflow, not Kinograph nodes: save it as a .json file"),
+                       ('{"3": {"class_type": "KSampler", "inputs": {}}}', "holds a ComfyUI workflow")):
+        QGuiApplication.clipboard().setText(text)
+        qtbot.keyClick(win.view, Qt.Key_V, Qt.ControlModifier)
+        assert said in win.statusBar().currentMessage() and not win.doc.graph.nodes

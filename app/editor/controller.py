@@ -387,7 +387,7 @@ class Controller:
                                                     None if at is None else (at[0] + d, at[1] + d),
                                                     offset=(40.0 + d, 40.0 + d))
             except ValueError as e:
-                raise Refused(f"nothing to paste: {e}")
+                raise Refused(f"nothing to paste: {_not_nodes(text) or e}")
             if not any(tuple(op.args[4]["pos"]) in taken for op in todo if isinstance(op, ops.AddNode)):
                 break
         self.doc.push(f"Paste {len(mapping)} nodes", todo)
@@ -398,3 +398,21 @@ class Controller:
         if not ids and not note_ids:
             return []
         return self.paste(self.copy_text(ids, note_ids))
+
+
+def _not_nodes(text: str) -> str:
+    """What the clipboard holds when it is not Kinograph nodes at all, or '': plain text read 'the
+    file is a str; a workflow file must be a mapping', a ComfyUI workflow 'missing `kinograph: 1`'."""
+    import json
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "kinograph" not in data and (
+            isinstance(data.get("nodes"), list) or
+            (data and all(isinstance(v, dict) and "class_type" in v for v in data.values()))):
+        return ("the clipboard holds a ComfyUI workflow, not Kinograph nodes: save it as a .json file and "
+                "open it (Ctrl+O) or drop it on the canvas, which imports it")
+    if data is None and ":" not in text and "\n" not in text.strip():
+        return "the clipboard holds text, not Kinograph nodes (select nodes and Ctrl+C to copy them)"
+    return ""
