@@ -501,3 +501,16 @@ def test_pasting_what_is_not_nodes_says_what_the_clipboard_holds(win, qtbot):
         QGuiApplication.clipboard().setText(text)
         qtbot.keyClick(win.view, Qt.Key_V, Qt.ControlModifier)
         assert said in win.statusBar().currentMessage() and not win.doc.graph.nodes
+
+
+def test_tab_in_a_field_typed_on_the_canvas_applies_it_and_opens_nothing(win, qtbot):
+    from test_editor import drag
+    p, r, s = chain(win)
+    item = win.scene.nodes[r]
+    field = item.mapToScene(item.param_rect("width").center())
+    drag(win.view, field, field, steps=1)           # a click on the field: type its value
+    ed = win.view._editor
+    qtbot.keyClicks(ed, "24")
+    qtbot.keyClick(ed, Qt.Key_Tab)
+    assert win.doc.graph.nodes[r].params["width"] == 24
+    assert win.view._editor is None and not win.view.palette.isVisible() and win.view.hasFocus()

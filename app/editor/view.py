@@ -505,6 +505,11 @@ class InlineEditor(QLineEdit):
         if event.key() == Qt.Key_Escape:
             self.finish(False)
             return
+        if event.key() in (Qt.Key_Tab, Qt.Key_Backtab):
+            # Applies, as Enter does. It went on to the canvas, which opened the node search over
+            # the field and left the field open, its value not applied, behind it.
+            self.finish(True, keep_on_error=True)
+            return
         super().keyPressEvent(event)
 
     def focusOutEvent(self, event):
