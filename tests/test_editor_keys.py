@@ -514,3 +514,23 @@ def test_tab_in_a_field_typed_on_the_canvas_applies_it_and_opens_nothing(win, qt
     qtbot.keyClick(ed, Qt.Key_Tab)
     assert win.doc.graph.nodes[r].params["width"] == 24
     assert win.view._editor is None and not win.view.palette.isVisible() and win.view.hasFocus()
+
+
+def test_a_command_that_needs_a_selection_says_so_instead_of_doing_nothing(win, qtbot):
+    chain(win)
+    win.scene.clearSelection()
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    steps = win.doc.undo.count()
+    for key, mods, said in ((Qt.Key_B, Qt.NoModifier, "Bypass: select a node first"),
+                            (Qt.Key_V, Qt.NoModifier, "View Output (A): select a node first"),
+                            (Qt.Key_F2, Qt.NoModifier, "Rename: select a node first"),
+                            (Qt.Key_G, Qt.ControlModifier, "Group Selection: select a node first"),
+                            (Qt.Key_Left, Qt.ControlModifier | Qt.AltModifier, "Align Left: select 2 nodes or more")):
+        win.statusBar().clearMessage()
+        qtbot.keyClick(win.view, key, mods)
+        assert win.statusBar().currentMessage().startswith(said)
+    assert win.doc.undo.count() == steps
+    win._select_all()
+    qtbot.keyClick(win.view, Qt.Key_F2)
+    assert win.statusBar().currentMessage() == "Rename: select one node (3 are selected)"

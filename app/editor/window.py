@@ -170,26 +170,28 @@ class MainWindow(QMainWindow):
 
         n = mb.addMenu("&Node")
         self._act(n, "Add Node…", lambda: self.view.open_palette(self.view.mapFromGlobal(QCursor.pos())), "Shift+A", canvas=True)
-        self._act(n, "Bypass", lambda: self.controller.set_bypass(self.scene.selected_nodes()), "B", canvas=True)
-        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self.scene.selected_nodes()), "H", canvas=True)
+        self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), "B", canvas=True)
+        self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")), "H",
+                  canvas=True)
         self._act(n, "Group Selection", self.group_selection, "Ctrl+G")
         self._act(n, "Add Sticky Note", self.add_note, "N", canvas=True)
         n.addSeparator()
         self._act(n, "View Output (A)", lambda: self._view_selected("A"), "V", canvas=True)
         self._act(n, "View Output (B)", lambda: self._view_selected("B"), "Shift+V", canvas=True)
-        self._act(n, "Why Did This Re-run?", lambda: [self.explain(x) for x in self.scene.selected_nodes()], "W", canvas=True)
+        self._act(n, "Why Did This Re-run?", lambda: [self.explain(x) for x in self._selected("Why did this re-run")],
+                  "W", canvas=True)
 
         ar = mb.addMenu("&Arrange")
         for mode, label, keys in (("left", "Align Left", "Ctrl+Alt+Left"), ("right", "Align Right", "Ctrl+Alt+Right"),
                                   ("top", "Align Top", "Ctrl+Alt+Up"), ("bottom", "Align Bottom", "Ctrl+Alt+Down"),
                                   ("hcenter", "Align Centres Vertically", None),
                                   ("vcenter", "Align Centres Horizontally", None)):
-            self._act(ar, label, lambda _=False, m=mode: self.controller.align(self.scene.selected_nodes(), m), keys)
+            self._act(ar, label, lambda _=False, m=mode, t=label: self.controller.align(self._selected(t, 2), m), keys)
         ar.addSeparator()
         self._act(ar, "Distribute Horizontally",
-                  lambda: self.controller.distribute(self.scene.selected_nodes(), "horizontal"), "Ctrl+Alt+H")
+                  lambda: self.controller.distribute(self._selected("Distribute", 3), "horizontal"), "Ctrl+Alt+H")
         self._act(ar, "Distribute Vertically",
-                  lambda: self.controller.distribute(self.scene.selected_nodes(), "vertical"), "Ctrl+Alt+V")
+                  lambda: self.controller.distribute(self._selected("Distribute", 3), "vertical"), "Ctrl+Alt+V")
         self._act(ar, "Auto-layout", lambda: self.controller.auto_layout(self.scene.selected_nodes() or None), "L", canvas=True)
         self.snap_action = self._act(ar, "Snap to Grid", self._toggle_snap, checkable=True)
         self.snap_action.setChecked(bool(self.settings.get("snap", True)))
@@ -562,13 +564,25 @@ class MainWindow(QMainWindow):
         for item in list(self.scene.nodes.values()) + list(self.scene.notes.values()):
             item.setSelected(True)
 
-    def _rename_selected(self) -> None:
+    def _selected(self, what: str, least: int = 1) -> List[str]:
+        """The selected nodes for a command that needs `least` of them; fewer: [] and a message
+        saying so (B, V, F2, Ctrl+G... did nothing and said nothing with nothing selected)."""
         ids = self.scene.selected_nodes()
-        if len(ids) == 1:
+        if len(ids) < least:
+            need = "a node" if least == 1 else f"{least} nodes or more"
+            self.message(f"{what}: select {need} first (click, Shift+click or drag a box; Ctrl+A for all)")
+            return []
+        return ids
+
+    def _rename_selected(self) -> None:
+        ids = self._selected("Rename")
+        if len(ids) > 1:
+            self.message(f"Rename: select one node ({len(ids)} are selected)")
+        elif ids:
             self.view.rename("node", ids[0])
 
     def group_selection(self) -> None:
-        gid = self.controller.group_selection(self.scene.selected_nodes())
+        gid = self.controller.group_selection(self._selected("Group Selection"))
         if gid:
             self.view.rename("group", gid)
 
@@ -794,7 +808,7 @@ class MainWindow(QMainWindow):
 
     # -- viewer ---------------------------------------------------------------------------------
     def _view_selected(self, slot: str) -> None:
-        ids = self.scene.selected_nodes()
+        ids = self._selected(f"View Output ({slot})")
         if ids:
             self.view_node(ids[0], slot)
 
