@@ -534,3 +534,19 @@ def test_a_command_that_needs_a_selection_says_so_instead_of_doing_nothing(win, 
     win._select_all()
     qtbot.keyClick(win.view, Qt.Key_F2)
     assert win.statusBar().currentMessage() == "Rename: select one node (3 are selected)"
+
+
+def test_hovering_a_node_whose_title_is_cut_short_shows_it_whole(win):
+    n = win.controller.add_node("io.load_video", (0, 0))
+    title = "Main plate of shot 042, graded, from the server"
+    win.controller.set_title(n, title)
+    item = win.scene.nodes[n]
+    assert item.title != title and item.title.endswith("…")       # elided on the node
+    from PySide6.QtCore import QEvent
+
+    from test_editor import _mouse
+    QApplication.processEvents()
+    head = win.view.mapFromScene(item.mapToScene(QPointF(item.w / 2, 12)))
+    for dx in (0, 3):                           # the cursor coming to rest on the title
+        _mouse(win.view.viewport(), QEvent.MouseMove, QPointF(head) + QPointF(dx, 0), Qt.NoButton, Qt.NoButton)
+    assert item.toolTip().startswith(title + "\n")

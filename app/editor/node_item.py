@@ -363,7 +363,9 @@ class NodeItem(QGraphicsItem):
             st = self.status
             why = (textwrap.fill(f"{st.state}: {st.message}", 90) + "\n\n"
                    if st is not None and st.state in ("failed", "skipped") and st.message else "")
-            return why + (self.spec.summary if self.spec else "")
+            # A title cut short on the node reads whole here (it was nowhere but the properties).
+            whole = f"{self.label}\n\n" if self.title != self.label else ""
+            return whole + why + (self.spec.summary if self.spec else "")
         p = self.spec.params[name]
         rng = f" [{p.min}..{p.max}]" if p.min is not None or p.max is not None else ""
         return f"{name} ({p.type}{rng})" + (f": {p.help}" if p.help else "") + "\nDrag to change, click to type"
