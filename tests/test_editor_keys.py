@@ -550,3 +550,20 @@ def test_hovering_a_node_whose_title_is_cut_short_shows_it_whole(win):
     for dx in (0, 3):                           # the cursor coming to rest on the title
         _mouse(win.view.viewport(), QEvent.MouseMove, QPointF(head) + QPointF(dx, 0), Qt.NoButton, Qt.NoButton)
     assert item.toolTip().startswith(title + "\n")
+
+
+def test_esc_closes_the_shortcut_sheet_and_keys_never_reach_the_nodes_under_it(win, qtbot):
+    p, r, s = chain(win)
+    win.scene.select_nodes([r])
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_F1)
+    assert win.help.isVisible()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Delete)    # deleted the selected node, unseen
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_B)
+    assert r in win.doc.graph.nodes and not win.doc.graph.nodes[r].bypass
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Escape)    # did not close it
+    assert not win.help.isVisible() and win.view.hasFocus()
+    qtbot.keyClick(win.view, Qt.Key_F1)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_F1)
+    assert not win.help.isVisible() and win.view.hasFocus()

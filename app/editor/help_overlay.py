@@ -5,7 +5,7 @@ import html
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 GESTURES = (
     ("Tab / double-click", "search nodes (type, ↑↓, Enter)"),
@@ -47,7 +47,7 @@ class HelpOverlay(QWidget):
             "".join(f"<tr><td style='color:#f2b53a;padding-right:14px'><b>{html.escape(k)}</b></td>"
                     f"<td>{html.escape(d)}</td></tr>" for k, d in col) + "</table></td>" for col in cols)
         label = QLabel(f"<h2>Keyboard and mouse</h2><table><tr>{cells}</tr></table>"
-                       "<p style='color:#9a9ca3'>F1 or a click closes this.</p>")
+                       "<p style='color:#9a9ca3'>Esc, F1 or a click closes this.</p>")
         label.setTextFormat(Qt.RichText)
         label.setStyleSheet("color:#e2e3e6; background: transparent;")
         label.setAlignment(Qt.AlignCenter)
@@ -62,15 +62,34 @@ class HelpOverlay(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(24, 16, 24, 16)
         lay.addWidget(self.scroll)
+        # While it is up it has the keyboard: Esc closes it (it did not), and the canvas's keys do
+        # not act on nodes hidden under it (Delete deleted the selection unseen).
+        self.setFocusPolicy(Qt.StrongFocus)
+        self._was_focused = None
         self.hide()
 
     def toggle(self) -> None:
         if self.isVisible():
             self.hide()
         else:
+            self._was_focused = QApplication.focusWidget()
             self.setGeometry(self.parentWidget().rect())
             self.show()
             self.raise_()
+            self.setFocus(Qt.OtherFocusReason)
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape:
+            self.hide()
+        elif event.key() in (Qt.Key_Up, Qt.Key_Down, Qt.Key_PageUp, Qt.Key_PageDown, Qt.Key_Home, Qt.Key_End):
+            QApplication.sendEvent(self.scroll.verticalScrollBar(), event)      # scroll the sheet
+        event.accept()              # the keys of what lies under it wait until it is closed
+
+    def hideEvent(self, event):
+        super().hideEvent(event)
+        back, self._was_focused = self._was_focused, None
+        if back is not None and back.isVisible():
+            back.setFocus(Qt.OtherFocusReason)
 
     def paintEvent(self, event):
         p = QPainter(self)
