@@ -567,3 +567,21 @@ def test_esc_closes_the_shortcut_sheet_and_keys_never_reach_the_nodes_under_it(w
     qtbot.keyClick(win.view, Qt.Key_F1)
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key_F1)
     assert not win.help.isVisible() and win.view.hasFocus()
+
+
+def test_the_library_filter_adds_its_first_match_on_enter_and_down_goes_to_the_list(win, qtbot):
+    lib = win.library
+    win.docks["Library"].raise_()
+    lib.filter.setFocus()
+    qtbot.waitUntil(lib.filter.hasFocus)
+    qtbot.keyClicks(lib.filter, "reverse")
+    qtbot.keyClick(lib.filter, Qt.Key_Return)        # did nothing
+    assert [i.type for i in win.doc.graph.nodes.values()] == ["video.reverse"]
+    assert win.view.hasFocus()                       # on the new node, as after the node search
+    lib.filter.setFocus()
+    qtbot.waitUntil(lib.filter.hasFocus)
+    lib.filter.setText("resize")
+    qtbot.keyClick(lib.filter, Qt.Key_Down)          # stayed in the filter
+    assert lib.tree.hasFocus() and lib.tree.currentItem().data(0, Qt.UserRole) == "video.resize"
+    qtbot.keyClick(lib.tree, Qt.Key_Return)
+    assert sorted(i.type for i in win.doc.graph.nodes.values()) == ["video.resize", "video.reverse"]

@@ -6,7 +6,7 @@ import html
 import time
 from typing import Optional
 
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
                                QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
@@ -43,6 +43,10 @@ class LibraryPanel(QWidget):
         self.filter.setPlaceholderText("Filter…")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.refresh)
+        # From the keyboard as the node search works: Enter adds the first match, Down goes to the
+        # list (Enter in the filter did nothing, Down stayed in it).
+        self.filter.returnPressed.connect(self._add_first)
+        self.filter.installEventFilter(self)
         self.tree = _NodeTree()
         self.tree.setHeaderHidden(True)
         self.tree.setDragEnabled(True)
@@ -56,6 +60,7 @@ class LibraryPanel(QWidget):
         specs = [self.registry.get(t) for t in self.registry]
         if q:
             specs = [s for _, s in fuzzy.rank(q, specs, fuzzy.spec_fields)]
+        self._best = specs[0].type if q and specs else None     # what Enter adds
         self.tree.clear()
         cats = {}
         for s in sorted(specs, key=lambda s: (s.category, s.title)):
@@ -73,6 +78,30 @@ class LibraryPanel(QWidget):
         for i in range(self.tree.topLevelItemCount()):
             it = self.tree.topLevelItem(i)
             it.setExpanded(it.text(0) in names)
+
+    def _first_leaf(self):
+        """The best match of the filter (the list is by category), else the first node listed."""
+        first = None
+        for i in range(self.tree.topLevelItemCount()):
+            cat = self.tree.topLevelItem(i)
+            for j in range(cat.childCount()):
+                if cat.child(j).data(0, TYPE_ROLE) == self._best:
+                    return cat.child(j)
+                first = first or cat.child(j)
+        return first
+
+    def _add_first(self) -> None:
+        if self._best:
+            self.addRequested.emit(self._best)
+
+    def eventFilter(self, obj, event):
+        if obj is self.filter and event.type() == QEvent.KeyPress and event.key() == Qt.Key_Down:
+            leaf = self._first_leaf()
+            if leaf is not None:
+                self.tree.setFocus(Qt.TabFocusReason)
+                self.tree.setCurrentItem(leaf)
+                return True
+        return False
 
     def _activated(self, item, _col=0) -> None:
         t = item.data(0, TYPE_ROLE)
