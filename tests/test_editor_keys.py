@@ -488,6 +488,18 @@ def test_the_canvas_keys_act_on_a_node_just_added_from_the_library(win, qtbot):
     assert len(win.doc.graph.nodes) == 2, "Ctrl+D did nothing: the focus stayed in the library"
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Delete)
     assert list(win.doc.graph.nodes) == [nid]
+    from PySide6.QtCore import QMimeData
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    lib.tree.setFocus()                             # dragged from the library onto the canvas
+    qtbot.waitUntil(lib.tree.hasFocus)
+    mime = QMimeData()
+    mime.setData("application/x-kinograph-node", b"video.resize")
+    vp = win.view.viewport()
+    QApplication.sendEvent(vp, QDragEnterEvent(QPoint(300, 300), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    QApplication.sendEvent(vp, QDropEvent(QPointF(300, 300), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    assert len(win.doc.graph.nodes) == 2
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_B)
+    assert [i.bypass for i in win.doc.graph.nodes.values()] == [False, True]
 
 
 def test_pasting_what_is_not_nodes_says_what_the_clipboard_holds(win, qtbot):

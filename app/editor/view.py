@@ -387,6 +387,7 @@ class GraphView(QGraphicsView):
             try:
                 nid = self.scene().controller.add_node(t, (p.x(), p.y()))
                 self.scene().select_nodes([nid])
+                self.setFocus(Qt.OtherFocusReason)      # its keys (Delete, B, Enter) act on the node dropped
             except Refused as e:
                 self.message.emit(str(e))
             event.acceptProposedAction()
