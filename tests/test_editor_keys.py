@@ -538,11 +538,13 @@ def test_a_command_that_needs_a_selection_says_so_instead_of_doing_nothing(win, 
                             (Qt.Key_V, Qt.NoModifier, "View Output (A): select a node first"),
                             (Qt.Key_F2, Qt.NoModifier, "Rename: select a node first"),
                             (Qt.Key_G, Qt.ControlModifier, "Group Selection: select a node first"),
-                            (Qt.Key_Left, Qt.ControlModifier | Qt.AltModifier, "Align Left: select 2 nodes or more")):
+                            (Qt.Key_Left, Qt.ControlModifier | Qt.AltModifier, "Align Left: select 2 nodes or more"),
+                            (Qt.Key_Return, Qt.ControlModifier | Qt.ShiftModifier, "Run to Selected: select a node")):
         win.statusBar().clearMessage()
         qtbot.keyClick(win.view, key, mods)
         assert win.statusBar().currentMessage().startswith(said)
     assert win.doc.undo.count() == steps
+    assert not win.runs.jobs, "Run to Selected with nothing selected rendered the whole workflow"
     win._select_all()
     qtbot.keyClick(win.view, Qt.Key_F2)
     assert win.statusBar().currentMessage() == "Rename: select one node (3 are selected)"

@@ -209,7 +209,8 @@ class MainWindow(QMainWindow):
         r = mb.addMenu("&Run")
         run = self._act(r, "Run Workflow", lambda: self.run(), ["Ctrl+Return", "Ctrl+Enter"],
                         "Render every output (Ctrl+Enter); while one runs, this queues another")
-        self._act(r, "Run to Selected", lambda: self.run(self.scene.selected_nodes() or None),
+        # With nothing selected it rendered the whole workflow, unasked (it can be hours).
+        self._act(r, "Run to Selected", lambda: self._selected("Run to Selected") and self.run(self.scene.selected_nodes()),
                   ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"])
         again = self._act(r, "Queue with New Seeds", self.queue_new_seeds, "Ctrl+Alt+Return",
                           "Draw new random seeds and queue another run")
