@@ -101,13 +101,13 @@ def _clip_text(text: str, width: int) -> str:
 def run_batch(args) -> int:
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    from graph_engine.validate import validate
+    from graph_engine.validate import validate_run
     from .sweep import load_sweep, plan_jobs, select_cases
     registry = default_registry()
     wf = load_workflow(args.workflow)
     sweep = load_sweep(args.sweep, wf, registry)
     jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
-    problems = [p for j in jobs for p in validate(j.workflow, registry)]
+    problems = [p for j in jobs for p in validate_run(j.workflow, registry)]
     if problems:
         raise WorkflowError(problems)
     retry = ["kinograph", "batch", args.workflow, "--sweep", args.sweep] + _same_flags(args)
@@ -176,7 +176,7 @@ def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
 def run_distributed(args, wf) -> int:
     """`kinograph run WORKFLOW --ray ADDRESS [--shards N]`: one job on a worker, or a sharded render."""
     from graph_engine.registry import default_registry
-    from graph_engine.validate import apply_overrides, validate
+    from graph_engine.validate import apply_overrides, validate_run
     from .distributed import WorkerPool, needs_gpu, ray_session
     from .progress import ProgressPrinter
     from .shard import plan_shards
@@ -185,7 +185,7 @@ def run_distributed(args, wf) -> int:
               file=sys.stderr)
         return 2
     registry = default_registry()
-    problems = apply_overrides(wf, args.set, registry) or validate(wf, registry)
+    problems = apply_overrides(wf, args.set, registry) or validate_run(wf, registry)
     if problems:
         raise WorkflowError(problems)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)

@@ -64,7 +64,7 @@ class ProgressPrinter:
         elif kind == "node_skipped":
             self.note(f"- {ev['node']} skipped ({ev['because']} failed)")
         elif kind == "log":
-            self.note(f"  {ev['node']}: {ev['message']}")
+            self.note(f"  {ev['node']}: {ev['message']}" if ev.get("node") else f"  {ev['message']}")
         elif kind == "run_finished":
             for node in list(self._bars):
                 self._close(node)

@@ -27,7 +27,7 @@ from graph_engine.executor import call_node
 from graph_engine.plan import plan_run
 from graph_engine.registry import Registry
 from graph_engine.types import VIDEO
-from graph_engine.validate import validate
+from graph_engine.validate import validate_run
 from graph_engine.workflow import Workflow
 
 from .jobs import NodesFailed, guard, payload_of, workflow_of
@@ -48,7 +48,7 @@ class ShardPlan:
 
 def plan_shards(wf: Workflow, registry: Registry) -> ShardPlan:
     """Check that the workflow can be rendered in shards; raise a message naming what stops it."""
-    problems = validate(wf, registry)
+    problems = validate_run(wf, registry)
     if problems:
         raise WorkflowError(problems)
     g = wf.graph

@@ -16,7 +16,7 @@ from .context import CancelToken
 from .errors import WorkflowError
 from .executor import Executor, RunResult
 from .registry import Registry, default_registry
-from .validate import apply_overrides, validate
+from .validate import apply_overrides, validate_run
 from .workflow import Workflow, parse_workflow, read_text
 
 
@@ -48,7 +48,7 @@ def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = 
         allow_outside = True
     lw = LoadedWorkflow(wf.graph, wf.path, wf.lines, allow_outside)
     if check and not problems:
-        problems = validate(lw, reg)
+        problems = validate_run(lw, reg)
     if problems:
         raise WorkflowError(problems)
     return lw

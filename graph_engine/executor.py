@@ -18,6 +18,7 @@ from .context import CancelToken, Context
 from .errors import Cancelled, KinographError
 from .plan import explain, plan_run
 from .registry import Registry, default_registry
+from .validate import left_out_note
 from .workflow import Workflow
 
 EventFn = Callable[[Dict[str, Any]], None]
@@ -122,6 +123,8 @@ class Executor:
         dead: Dict[str, str] = {}
         workflow_yaml = None
         emit({"event": "run_started", "nodes": order})
+        if p.left_out:
+            emit({"event": "log", "node": None, "message": left_out_note(p.left_out)})
         try:
             for step, nid in enumerate(order):
                 if step:

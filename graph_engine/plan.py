@@ -17,7 +17,7 @@ from .cache import fingerprint, hash_key
 from .errors import WorkflowError
 from .outputs import resolve_path
 from .registry import Registry
-from .validate import coerce_param, validate
+from .validate import coerce_param, run_scope, validate
 from .workflow import Workflow
 
 
@@ -28,6 +28,7 @@ class Plan:
     params: Dict[str, Dict[str, Any]]         # node -> parameters as the node receives them
     parts: Dict[str, Dict[str, Any]]          # node -> what its key hashes (for `explain`)
     last_use: Dict[str, int]                  # node -> index in `order` of its last consumer
+    left_out: List[str] = ()                  # nodes a whole run does not run (validate.run_scope)
 
     def releasable(self, step: int) -> List[str]:
         """Nodes whose values nothing after `order[step]` reads (free them once that node ran)."""
@@ -37,8 +38,8 @@ class Plan:
 def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] = None) -> Plan:
     """The plan for `targets` and what they need (all nodes when None); raises WorkflowError."""
     g = wf.graph
-    needed = g.ancestors(list(targets)) if targets else list(g.nodes)
-    problems = validate(wf, registry, only=needed if targets else None)
+    needed, left_out = (g.ancestors(list(targets)), []) if targets else run_scope(wf, registry)
+    problems = validate(wf, registry, only=needed)
     if problems:
         raise WorkflowError(problems)
     order = list(graphlib.TopologicalSorter({n: list(g.upstream(n)) for n in needed}).static_order())
@@ -73,7 +74,7 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
         else:
             parts[nid] = {"type": inst.type, "version": spec.version, "params": p, "inputs": ins, "files": files}
         keys[nid] = hash_key(parts[nid])
-    return Plan(order, keys, params, parts, last_use)
+    return Plan(order, keys, params, parts, last_use, left_out)
 
 
 def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import graphlib
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .node_api import NodeSpec, Param
 from .outputs import output_problems
@@ -82,6 +82,35 @@ def _node_check(wf: Workflow, problems: List[Problem], nid: str, p: Param, value
         why = f"could not be checked ({type(e).__name__}: {e})"
     if why:
         problems.append(wf.problem(f"{p.name}: {why}", "nodes", nid, "params", p.name, node=nid))
+
+
+def run_scope(wf: Workflow, registry: Registry) -> Tuple[List[str], List[str]]:
+    """(the nodes a whole run runs, the nodes it leaves out). A node set aside with a required input
+    unconnected, as artists park nodes while editing, would stop the whole run; unless an output node
+    (a save, a metric) needs it, it is left out instead, with what it feeds. Every other node runs."""
+    g = wf.graph
+    spec = {n: registry.get(inst.type) for n, inst in g.nodes.items()}
+    half = [n for n, inst in g.nodes.items() if spec[n] is not None and not inst.bypass
+            and any(not p.optional and port not in g.inputs.get(n, {}) for port, p in spec[n].inputs.items())]
+    if not half:
+        return list(g.nodes), []
+    tainted = set(half)
+    for n in half:
+        tainted.update(g.descendants(n))
+    outs = [n for n in tainted if not g.nodes[n].bypass and getattr(spec[n], "output", False)]
+    stays = tainted & set(g.ancestors(outs))        # an output needs it: its problem stops the run
+    left = [n for n in g.nodes if n in tainted and n not in stays]
+    return [n for n in g.nodes if n not in left], left
+
+
+def left_out_note(left_out: List[str]) -> str:
+    return (f"not run: {', '.join(left_out)} (a required input is not connected, and no save or metrics node "
+            f"needs {'it' if len(left_out) == 1 else 'them'})")
+
+
+def validate_run(wf: Workflow, registry: Registry) -> List[Problem]:
+    """The problems that would stop a whole run: those of the nodes it runs (run_scope)."""
+    return validate(wf, registry, only=run_scope(wf, registry)[0])
 
 
 def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
@@ -167,9 +196,10 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
     import os
     from .outputs import resolve_path
     problems = []
+    runs = set(run_scope(wf, registry)[0])
     for nid, inst in wf.graph.nodes.items():
         spec = registry.get(inst.type)
-        if spec is None or inst.bypass:
+        if spec is None or inst.bypass or nid not in runs:
             continue
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)

@@ -77,3 +77,19 @@ def test_cache_clear_removes_only_cache_entries(tmp_path):
     assert (root / "ab" / "notes" / "todo.txt").read_text() == "keep"
     assert not (root / "ab" / key).exists() and not (root / "tmp").exists()
     assert "final_grade.mov" in r.stdout and "not Kinograph's" in r.stdout
+
+
+def test_a_node_parked_half_wired_does_not_stop_run_or_validate(tmp_path):
+    """`kinograph run` refused a workflow with a node left unconnected beside the render (exit 2);
+    it renders what the save needs and names the node it left out."""
+    wf = tmp_path / "parked.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  pattern: {type: generate.test_pattern, params: {frames: 3, width: 32, height: 24}}\n"
+                  "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out.mp4}}\n"
+                  "  parked: {type: video.resize}\n")
+    note = "not run: parked (a required input is not connected, and no save or metrics node needs it)"
+    r = cli("validate", str(wf))
+    assert r.returncode == 0 and note in r.stdout, r.stdout + r.stderr
+    r = cli("run", str(wf), "--no-cache")
+    assert r.returncode == 0 and note in r.stdout + r.stderr, r.stdout + r.stderr
+    assert (tmp_path / "out.mp4").stat().st_size > 0

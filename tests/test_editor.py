@@ -414,6 +414,17 @@ def test_seed_modes_apply_per_run(win):
     assert [j.workflow.graph.nodes[n].params["seed"] for j in win.runs.history] == [6, 7]
 
 
+def test_run_workflow_goes_past_a_node_parked_half_wired(win, tmp_path):
+    """Run Workflow failed as a whole over a node the artist had set aside unconnected."""
+    out = tmp_path / "out.mkv"
+    chain(win, out=out)
+    parked = win.controller.add_node("video.resize", (0, 400))
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "done", job.error
+    assert out.stat().st_size > 0
+    assert f"not run: {parked} (a required input is not connected" in win.log.toPlainText()
+
+
 def test_viewer_shows_exact_frames_and_ab_wipe(win):
     from graph_engine.api import Session
     from graph_engine.workflow import Workflow

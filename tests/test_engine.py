@@ -323,3 +323,26 @@ def test_out_of_memory_names_the_device_it_ran_on_not_the_preference(registry):
           big: {type: test.gpu_oom, inputs: {a: x.float}}
         """, registry))
     assert res.failed == {"big": f"out of memory on {resolve_device('auto')}: CUDA out of memory. Tried to allocate 2.00 GiB"}
+
+
+def test_a_whole_run_leaves_out_a_half_wired_node_no_output_needs(registry, tmp_path):
+    """A node parked half-wired while editing stopped the whole run ('required input ... is not
+    connected'). Unless a save or metric needs it, it is left out with what it feeds, and named."""
+    extra = ("  parked: {type: test.add}\n  after: {type: test.add, inputs: {a: parked.float}}\n"
+             "  idle: {type: test.add, inputs: {a: x.float}}\n")
+    wf = wf_of(CHAIN + extra, registry)
+    events = []
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf, on_event=events.append)
+    assert r.ok and r.results["out"]["value"] == 6.0 and r.outputs["idle"]["float"] == 2.0
+    assert sorted(CALLS) == ["idle", "out", "s", "t", "x", "y"]
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert logs == ["not run: parked, after (a required input is not connected, and no save or metrics node "
+                    "needs them)"]
+    load_workflow(text=textwrap.dedent(CHAIN + extra), registry=registry)
+
+
+def test_a_half_wired_node_an_output_needs_still_stops_the_run(registry, tmp_path):
+    from graph_engine.errors import WorkflowError
+    wf = wf_of(CHAIN.replace("inputs: {a: s.float}, ", ""), registry)
+    with pytest.raises(WorkflowError, match=r"node t: required input 'a' \(FLOAT\) is not connected"):
+        Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
