@@ -599,3 +599,20 @@ def test_the_library_filter_adds_its_first_match_on_enter_and_down_goes_to_the_l
     assert lib.tree.hasFocus() and lib.tree.currentItem().data(0, Qt.UserRole) == "video.resize"
     qtbot.keyClick(lib.tree, Qt.Key_Return)
     assert sorted(i.type for i in win.doc.graph.nodes.values()) == ["video.resize", "video.reverse"]
+
+
+def test_duplicating_while_a_canvas_field_is_typed_copies_the_value_on_screen(win, qtbot):
+    from test_editor import drag
+    p, r, s = chain(win)
+    win.scene.select_nodes([r])
+    item = win.scene.nodes[r]
+    field = item.mapToScene(item.param_rect("width").center())
+    drag(win.view, field, field, steps=1)
+    qtbot.keyClicks(win.view._editor, "24")
+    qtbot.keyClick(win.view._editor, Qt.Key_D, Qt.ControlModifier)
+    # The copy took the value from before (16) while the field showed 24.
+    widths = sorted(n.params["width"] for n in win.doc.graph.nodes.values() if n.type == "video.resize")
+    assert widths == [24, 24]
+    win.view.setFocus()
+    qtbot.keyClick(win.view, Qt.Key_Period, Qt.ControlModifier)
+    assert win.statusBar().currentMessage() == "Nothing is running"

@@ -214,7 +214,7 @@ class MainWindow(QMainWindow):
                   ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"])
         again = self._act(r, "Queue with New Seeds", self.queue_new_seeds, "Ctrl+Alt+Return",
                           "Draw new random seeds and queue another run")
-        stop = self._act(r, "Cancel Run", lambda: self.runs.cancel(), "Ctrl+.", "Stop the running job (Ctrl+.)")
+        stop = self._act(r, "Cancel Run", self._cancel_run, "Ctrl+.", "Stop the running job (Ctrl+.)")
         self._act(r, "Cancel All", lambda: self.runs.cancel(clear_queue=True), "Ctrl+Shift+.")
 
         bar = self.addToolBar("Run")
@@ -526,6 +526,9 @@ class MainWindow(QMainWindow):
         return self.view.mapToScene(p) if self.view.rect().contains(p) else None
 
     def copy(self) -> str:
+        # A value still being typed (Ctrl+D while a canvas field is open) goes with the copy: what
+        # was copied was the value from before, while the field showed the new one.
+        self.commit_pending()
         nodes, notes = self.scene.selected_nodes(), self.scene.selected_notes()
         if not nodes and not notes:
             # An empty workflow on the clipboard replaced what the user had there (a path to paste
@@ -548,6 +551,7 @@ class MainWindow(QMainWindow):
         return ids
 
     def duplicate(self) -> None:
+        self.commit_pending()
         ids = self.controller.duplicate(self.scene.selected_nodes(), self.scene.selected_notes())
         self.scene.select_nodes(ids)
 
@@ -714,6 +718,12 @@ class MainWindow(QMainWindow):
             return None
         self.controller.next_seeds(reroll=True)
         return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)", allow_outside=allow)
+
+    def _cancel_run(self) -> None:
+        if self.runs.current is None:
+            self.message("Nothing is running")
+            return
+        self.runs.cancel()
 
     def _queue_state(self) -> None:
         cur, waiting = self.runs.current, len(self.runs.pending)
