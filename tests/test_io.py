@@ -71,6 +71,36 @@ def test_audio_is_kept(lossless, tmp_path):
         assert abs(float(c.streams.audio[0].duration * c.streams.audio[0].time_base) - 1.0) < 0.15
 
 
+def _decoded_frames(path) -> int:
+    import av
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_a_sound_shorter_than_the_pictures_keeps_every_frame(tmp_path):
+    # A camera file whose sound stops early: `-shortest` cut the video at the sound's end and the
+    # render failed with "ffmpeg could not write ...:" and no reason.
+    from graph_engine import Audio
+    wav = tmp_path / "half_second.wav"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=0.5",
+                    str(wav)], check=True)
+    clip = make_clip(24).with_(audio=Audio(str(wav), 0.0, 2.0))
+    out = tmp_path / "long_pictures.mkv"
+    info = write_video(clip, str(out), codec="ffv1")
+    assert info["frames"] == 24 and _decoded_frames(out) == 24
+
+
+@pytest.mark.parametrize("fps", [30000 / 1001, 24000 / 1001])
+def test_ntsc_rates_with_sound_keep_the_last_frame(lossless, fps, tmp_path):
+    # At 29.97 and 23.976 fps `-shortest` dropped the last frame of a clip with sound; the report said 30.
+    from graph_engine import Audio
+    _, _, with_audio = lossless
+    clip = make_clip(30).with_(fps=fps, audio=Audio(str(with_audio), 0.0, 30 / fps))
+    out = tmp_path / "ntsc.mkv"
+    info = write_video(clip, str(out), codec="ffv1")
+    assert info["frames"] == 30 and _decoded_frames(out) == 30 and load_video(str(out)).length == 30
+
+
 @pytest.mark.parametrize("codec,suffix", [("h264", ".mp4"), ("ffv1", ".mkv"), ("gif", ".gif"), ("webp", ".webp"),
                                           ("vp9", ".webm")])
 def test_codecs_write_the_right_number_of_frames(codec, suffix, tmp_path):

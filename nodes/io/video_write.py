@@ -158,13 +158,19 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
     if audio is not None:
-        cmd += ["-ss", f"{audio.start:.6f}"] + (["-t", f"{audio.duration:.6f}"] if audio.duration else []) + \
-               ["-i", audio.path]
+        # The pictures set the file's length: the sound is cut to them here, not with `-shortest`, which ended
+        # the file with the shorter stream. A sound that stops before the pictures cut the video there (ffmpeg
+        # closed the pipe mid-render: "could not write" and nothing more), and at 29.97 or 23.976 fps it
+        # dropped the last frame while the report still counted it.
+        seconds = clip.length / rate
+        if audio.duration:
+            seconds = min(seconds, audio.duration)
+        cmd += ["-ss", f"{audio.start:.6f}", "-t", f"{seconds:.6f}", "-i", audio.path]
         inputs += 1
     if meta:
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
     if audio is not None:
-        cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-shortest", "-c:a", "libopus" if codec == "vp9" else "aac"]
+        cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-c:a", "libopus" if codec == "vp9" else "aac"]
     cmd += codec_args(codec, crf, rate)
     if meta and tmp.suffix.lower() in (".mp4", ".mov"):
         cmd += ["-movflags", "+use_metadata_tags+faststart"]
