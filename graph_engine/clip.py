@@ -4,8 +4,8 @@ A node that processes video returns a new Clip whose reader pulls only what it n
 from upstream. Readers are always called on aligned chunks, so a frame's pixels never
 depend on the order in which a consumer asks for frames: a shard rendering frames
 [a, b) alone gets exactly what a full sequential pass gets. A small LRU of recent
-chunks makes overlapping pulls (temporal windows, two consumers) cheap while memory
-stays O(chunk) whatever the clip's length."""
+chunks (grown to the widest span a consumer reads at once: a temporal window) makes
+overlapping pulls cheap while memory stays O(chunk + window) whatever the clip's length."""
 from __future__ import annotations
 
 import threading
@@ -43,6 +43,7 @@ class Clip:
         self._reader = reader
         self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._keep = CACHED_CHUNKS
         self._lock = threading.RLock()
 
     # -- construction -------------------------------------------------------------------
@@ -93,6 +94,12 @@ class Clip:
         if first == last:
             block = self._chunk(first)
             return block[start - first * c: stop - first * c]
+        with self._lock:
+            # A temporal window (stabilize, deflicker: radius 20 around a chunk of 9 frames at 720p, of 1 at
+            # 4K) spans many chunks, and the next window shares all but one of them. With only the last
+            # CACHED_CHUNKS kept, each window computed its span again upstream (10x the decoding at 1080p).
+            # Keeping a span's worth costs what the window itself already holds.
+            self._keep = max(self._keep, last - first + 2)
         parts = [self._chunk(k) for k in range(first, last + 1)]
         return np.concatenate(parts)[start - first * c: stop - first * c]
 
@@ -119,7 +126,7 @@ class Clip:
                 raise RuntimeError(f"clip reader returned {block.dtype} {block.shape} for frames {a}-{b}, "
                                    f"expected uint8 {(b - a, self.height, self.width, 3)}")
             self._cache[k] = block
-            while len(self._cache) > CACHED_CHUNKS:
+            while len(self._cache) > self._keep:
                 self._cache.popitem(last=False)
             return block
 

@@ -179,3 +179,22 @@ def test_temporal_nodes_stream_in_flat_memory(name):
     # After a couple of hundred frames the bounded caches are full; from there on memory must not grow.
     peak(16)  # one-time allocations (flow objects, imports) out of the way
     assert peak(400) < 1.15 * peak(150)
+
+
+@pytest.mark.parametrize("name", ["deflicker", "stabilize"])
+def test_temporal_nodes_compute_each_source_frame_once(name):
+    # Big frames make small chunks (4 frames at 1080p, 1 at 4K) while stabilize's window reaches 20 frames either
+    # side: the source kept only its last 3 chunks, so every window computed most of its span again upstream
+    # (decoding, grading: 7x the time at 1080p). Here chunks of 2 and a radius of 6 stand for that.
+    frame = footage(1, 48, 32, seed=4, noise=0.0)[0]
+    read = []
+
+    def reader(a, b):
+        read.extend(range(a, b))
+        return np.stack([np.roll(frame, i, axis=1) for i in range(a, b)])
+
+    src = Clip(60, 24, 48, 32, reader, chunk=2)
+    out = getattr(restore, name)(Context("n"), src, radius=6)
+    for _ in out.chunks(4):
+        pass
+    assert sorted(read) == list(range(60))
