@@ -568,3 +568,24 @@ nodes:
     assert set(logs) == {"join"}
     assert logs["join"] == ("the clips run at 24 and 12 fps: joined at 24 fps, `other` plays 2x as fast as it was "
                             "made; resample it first (video.fps, mode resample, fps 24) to keep its speed")
+
+
+def test_a_file_cut_short_is_named_not_padded_with_its_last_frame(tmp_path):
+    # An MP4 copied only in part keeps its header (moov first) and loses its tail: the missing frames were
+    # filled with the last one that decoded, a render ending on a frozen picture without a word.
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=24:d=4",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "12", "-movflags", "+faststart", str(whole)],
+                   check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:int(whole.stat().st_size * 0.7)])
+    clip = load_video(str(cut))
+    assert clip.length == 96                       # the header's count
+    with pytest.raises(NodeError) as e:
+        for _ in clip.chunks():
+            pass
+    msg = str(e.value)
+    assert str(cut) in msg and "cut short" in msg and "96 frames" in msg and "io.load_video's count" in msg
+    kept = int(msg.split("keep to its first ")[1].split()[0])
+    assert 0 < kept < 96 and len(load_video(str(cut), count=kept).to_array()) == kept
+    assert load_video(str(whole)).to_array().shape[0] == 96

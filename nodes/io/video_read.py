@@ -17,6 +17,9 @@ from graph_engine import Audio, Clip, NodeError
 
 # Decoding forward beats seeking for short gaps; beyond this many frames we seek.
 SEEK_GAP = 48
+# Frames a file whose header states its frame count may end short of it and still be whole (the last
+# frame held, as players hold it); more missing is a file cut short.
+HOLD_FRAMES = 2
 
 
 class VideoSource:
@@ -65,6 +68,9 @@ class VideoSource:
         # packets' order, not the pictures'. The decoder gives pictures in order, so count them.
         self._counted = self._container.format.name == "avi"
         self.length, end = self._count_frames()
+        # The count is the header's word (an MP4's sample table), not what the packets hold: a copy that
+        # did not finish keeps its header and loses its tail.
+        self._stated = bool(self.stream.frames) and not variable
         if self.length > 0 and (variable or not self.stream.frames):
             # On a variable rate the frames span more slots than their count, and an MKV/WebM states
             # a rate its frames need not keep: the clip lasts as long as the video does.
@@ -159,6 +165,14 @@ class VideoSource:
                 self._seek(first)
         return self._iter
 
+    def _cut_short(self, wanted: int, last: Optional[int]) -> str:
+        """Why frame `wanted` is not there in a file whose header states more: holding the last frame
+        over the missing tail rendered a frozen ending without a word."""
+        where = f"ends after frame {last + 1}" if last is not None else f"has no pictures at frame {wanted + 1}"
+        use = f"keep to its first {last + 1} frames" if last is not None else "keep to the frames before it"
+        return (f"{self.path} {where} but its header states {self.length} frames: the file is cut short (a copy "
+                f"or download that did not finish?). Copy it again, or {use} (io.load_video's count)")
+
     def _pixels(self, frame, w: int, h: int) -> np.ndarray:
         import cv2
         arr = frame.to_ndarray(format="rgb24")
@@ -180,6 +194,9 @@ class VideoSource:
                 while k < len(indices):
                     frame = next(it, None)
                     if frame is None:   # past the last frame (or fewer than the header promised): it stays
+                        last = self._next - 1 if self._last is not None else None
+                        if self._stated and (last is None or self.length - 1 - last > HOLD_FRAMES):
+                            raise NodeError(self._cut_short(indices[k], last))
                         if self._last is None:
                             raise NodeError(f"{self.path}: could not decode frame {indices[k]}")
                         out[k:] = pixels if pixels is not None else self._pixels(self._last, w, h)
