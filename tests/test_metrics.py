@@ -112,6 +112,27 @@ def test_report_writes_json_and_chart(clips, tmp_path):
                        metrics="psnr, vmaf")
 
 
+def test_report_pulls_each_frame_once(clips, tmp_path):
+    # A clip is lazy: every pass over it computes its chain upstream again. Measured one metric after another,
+    # metrics.report's six metrics ran a restore -> interpolate chain six times over.
+    clean, noisy = clips
+    pulled = {"video": 0, "reference": 0}
+
+    def counted(frames, name):
+        def reader(a, b):
+            pulled[name] += b - a
+            return frames[a:b]
+        return Clip(len(frames), 24, frames.shape[2], frames.shape[1], reader, chunk=1)
+
+    video, reference = counted(noisy, "video"), counted(clean, "reference")
+    metrics.report(Context("r"), video, reference=reference, source=None, path=str(tmp_path / "r.json"))
+    assert pulled == {"video": len(noisy), "reference": len(clean)}
+    doc = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert doc["psnr"]["value"] == pytest.approx(metrics.psnr(Context("p"), Clip.from_array(noisy),
+                                                              Clip.from_array(clean)))
+    assert doc["motion"]["value"] == pytest.approx(metrics.motion(Context("m"), Clip.from_array(noisy)))
+
+
 def test_learned_metrics_say_what_is_missing(clips):
     clean, _ = clips
     c = Clip.from_array(clean)

@@ -22,19 +22,12 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
                         f"choose from {', '.join(series.SERIES)}")
     if not path:
         raise NodeError("metrics.report: set path to the JSON file to write")
-    results, skipped = {}, []
-    for name in names:
-        if name in series.NEEDS_REFERENCE:
-            if reference is None:
-                skipped.append(name)
-                continue
-            values = series.SERIES[name](ctx, video, reference)
-        elif name == "warp_error":
-            values = series.warp_error(ctx, video, source)
-        else:
-            values = series.SERIES[name](ctx, video)
-        results[name] = {"value": series.summary(values), "per_frame": [float(v) for v in values],
-                         "first_frame": 1 if name in PAIRWISE else 0}
+    skipped = [n for n in names if n in series.NEEDS_REFERENCE and reference is None]
+    measured = [n for n in dict.fromkeys(names) if n not in skipped]
+    # One pass for all of them: the clip's frames (and the chain that computes them) are pulled once.
+    values = series.series_of(ctx, measured, video, reference, source, what="metrics.report") if measured else {}
+    results = {name: {"value": series.summary(values[name]), "per_frame": [float(v) for v in values[name]],
+                      "first_frame": 1 if name in PAIRWISE else 0} for name in measured}
     out = Path(path)
     chart = out.with_suffix(".png")
     doc = {"frames": video.length, "width": video.width, "height": video.height, "fps": video.fps,

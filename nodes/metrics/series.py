@@ -41,41 +41,64 @@ def frame_series(ctx, video, fn: Callable, what: str) -> List[float]:
     return [fn(f) for (f,) in _pairs(ctx, [video], what)]
 
 
-def consecutive_series(ctx, video, fn: Callable, what: str, source=None) -> List[float]:
-    """fn(prev, cur) or, with a source clip, fn(prev, cur, prev_src, cur_src), for each frame pair."""
-    clips = [video] if source is None else [video, source]
-    out, prev = [], None
-    for cur in _pairs(ctx, clips, what):
-        if prev is not None:
-            out.append(fn(prev[0], cur[0]) if source is None else fn(prev[0], cur[0], prev[1], cur[1]))
+def series_of(ctx, names: List[str], video, reference=None, source=None, what: str = "") -> Dict[str, List[float]]:
+    """The series of several metrics in one pass over the clips. Each frame is pulled once whatever the
+    number of metrics: a lazy clip computes its whole chain upstream for every pass, so metrics.report's
+    six metrics, measured one after another, ran that chain six times. psnr/ssim need `reference`;
+    warp_error measures flow on `source` when given."""
+    clips, ref, src = [video], None, 0
+    if any(n in NEEDS_REFERENCE for n in names):
+        ref = len(clips)
+        clips.append(reference)
+    if "warp_error" in names and source is not None:
+        src = len(clips)
+        clips.append(source)
+    out: Dict[str, List[float]] = {n: [] for n in names}
+    prev = None
+    for cur in _pairs(ctx, clips, what or ", ".join(names)):
+        v = cur[0]
+        for n in names:
+            if n == "psnr":
+                out[n].append(measures.psnr(v, cur[ref]))
+            elif n == "ssim":
+                out[n].append(measures.ssim(v, cur[ref]))
+            elif n == "sharpness":
+                out[n].append(measures.sharpness(v))
+            elif n == "flicker":
+                out[n].append(measures.mean_luma(v))
+            elif prev is not None and n == "motion":
+                out[n].append(measures.motion(prev[0], v))
+            elif prev is not None and n == "warp_error":
+                out[n].append(measures.warp_error(prev[0], v, prev[src], cur[src]))
         prev = cur
+    if "flicker" in out:
+        lum = out["flicker"]
+        out["flicker"] = [abs(b - a) for a, b in zip(lum[:-1], lum[1:])]
     return out
 
 
 def psnr(ctx, video, reference) -> List[float]:
-    return reference_series(ctx, video, reference, measures.psnr, "PSNR")
+    return series_of(ctx, ["psnr"], video, reference, what="PSNR")["psnr"]
 
 
 def ssim(ctx, video, reference) -> List[float]:
-    return reference_series(ctx, video, reference, measures.ssim, "SSIM")
+    return series_of(ctx, ["ssim"], video, reference, what="SSIM")["ssim"]
 
 
 def sharpness(ctx, video) -> List[float]:
-    return frame_series(ctx, video, measures.sharpness, "sharpness")
+    return series_of(ctx, ["sharpness"], video, what="sharpness")["sharpness"]
 
 
 def flicker(ctx, video) -> List[float]:
-    lum = frame_series(ctx, video, measures.mean_luma, "flicker")
-    return [abs(b - a) for a, b in zip(lum[:-1], lum[1:])]
+    return series_of(ctx, ["flicker"], video, what="flicker")["flicker"]
 
 
 def motion(ctx, video) -> List[float]:
-    return consecutive_series(ctx, video, measures.motion, "motion")
+    return series_of(ctx, ["motion"], video, what="motion")["motion"]
 
 
 def warp_error(ctx, video, source=None) -> List[float]:
-    src = source if source is not None else video
-    return consecutive_series(ctx, video, measures.warp_error, "warp error", source=src)
+    return series_of(ctx, ["warp_error"], video, source=source, what="warp error")["warp_error"]
 
 
 SERIES: Dict[str, Callable] = {"psnr": psnr, "ssim": ssim, "warp_error": warp_error, "flicker": flicker,
