@@ -152,6 +152,15 @@ class WorkMeter:
         t0 = time.perf_counter()
         try:
             return fn(*args)
+        except Exception as e:
+            # The innermost reader that failed is the node at fault; the readers and the writer that pulled
+            # through it only pass the error on (the executor names it).
+            if not hasattr(e, "kinograph_node"):
+                try:
+                    e.kinograph_node = node
+                except AttributeError:      # an exception type that takes no attributes
+                    pass
+            raise
         finally:
             elapsed = time.perf_counter() - t0
             inner = stack.pop()

@@ -64,6 +64,18 @@ def call_node(spec, ctx: Context, inputs: Dict[str, Any], params: Dict[str, Any]
     return out
 
 
+def _in_upstream(g, nid: str, error: BaseException, message: str) -> str:
+    """The message, naming the node whose frames were being computed when it failed. Clips are lazy: an
+    upstream node's work runs when a later node (a writer) pulls its frames, so the error surfaces in the
+    puller, and "save failed: out of memory" sent the user to the wrong node."""
+    culprit = getattr(error, "kinograph_node", nid)
+    if culprit == nid:
+        return message
+    inst = g.nodes.get(culprit)
+    name = f"{culprit} ({inst.type})" if inst is not None else culprit
+    return f"{name}, computing the frames {nid} pulled: {message}"
+
+
 def _too_big(text: str) -> Optional[str]:
     """An allocation the machine cannot make at all (PyTorch's CPU allocator: "[enforce fail at
     alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 805306368000
@@ -170,11 +182,12 @@ class Executor:
                 except Cancelled:
                     raise
                 except KinographError as e:
-                    self._fail(res, dead, nid, str(e), None, emit)
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, str(e)), None, emit)
                     continue
-                except MemoryError:
-                    self._fail(res, dead, nid, "out of memory: try smaller frames, fewer frames per chunk, "
-                                               "or a lower memory setting on the node", traceback.format_exc(), emit)
+                except MemoryError as e:
+                    msg = "out of memory: give it smaller frames (io.load_video's width and height, or video.resize " \
+                          "before it) or a smaller radius, tile or batch"
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
                     continue
                 except Exception as e:
                     msg = f"{type(e).__name__}: {e}"
@@ -183,7 +196,9 @@ class Executor:
                         msg = f"out of memory on {ctx.device}: {e}"
                     elif _too_big(str(e)):
                         msg = _too_big(str(e))
-                    self._fail(res, dead, nid, msg, traceback.format_exc(), emit)
+                    elif "(-4:Insufficient memory)" in str(e):      # OpenCV's words for it
+                        msg = f"out of memory on cpu: OpenCV {str(e).split('(-4:Insufficient memory)')[-1].strip()}"
+                    self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
                     continue
                 seconds = time.perf_counter() - t0
                 values[nid] = outputs

@@ -13,7 +13,7 @@ from graph_engine.cache import DiskCache
 from graph_engine.context import CancelToken
 from graph_engine.executor import Executor
 from graph_engine.registry import Registry
-from graph_engine.types import FLOAT
+from graph_engine.types import FLOAT, VIDEO
 from graph_engine.workflow import parse_workflow, to_yaml
 
 CALLS = []
@@ -346,3 +346,32 @@ def test_a_half_wired_node_an_output_needs_still_stops_the_run(registry, tmp_pat
     wf = wf_of(CHAIN.replace("inputs: {a: s.float}, ", ""), registry)
     with pytest.raises(WorkflowError, match=r"node t: required input 'a' \(FLOAT\) is not connected"):
         Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
+
+
+@node("test.greedy", category="Test")
+def greedy(ctx, video: VIDEO, error: str = Param("memory")) -> VIDEO:
+    """A lazy node whose frames cannot be computed: memory runs out (numpy's MemoryError, or OpenCV's
+    error text) when a later node pulls them."""
+    def reader(a, b):
+        if error == "memory":
+            raise MemoryError("Unable to allocate 24.9 MiB for an array with shape (1, 2160, 3840, 3)")
+        raise RuntimeError("OpenCV(5.1.0) /io/opencv/modules/core/src/alloc.cpp:73: error: (-4:Insufficient memory) "
+                           "Failed to allocate 10616832 bytes in function 'OutOfMemoryError'")
+    return video.with_(reader=reader)
+
+
+@pytest.mark.parametrize("error", ["memory", "opencv"])
+def test_a_failure_in_lazy_frames_names_the_node_that_computes_them(registry, error, tmp_path):
+    """A lazy node's frames are computed when the writer pulls them, so running out of memory there read
+    'save failed: out of memory' (or OpenCV's allocator line), sending the user to the writer."""
+    registry.register(greedy)
+    res = Executor(registry, use_disk=False).run(wf_of(f"""
+        kinograph: 1
+        nodes:
+          pattern: {{type: generate.test_pattern, params: {{frames: 4, width: 32, height: 32}}}}
+          heavy: {{type: test.greedy, inputs: {{video: pattern.video}}, params: {{error: {error}}}}}
+          save: {{type: io.save_video, inputs: {{video: heavy.video}}, params: {{path: o.mp4}}}}
+        """, registry, path=tmp_path / "wf.yaml"))
+    msg = res.failed["save"]
+    assert msg.startswith("heavy (test.greedy), computing the frames save pulled: out of memory")
+    assert "OpenCV(5.1.0)" not in msg and not (tmp_path / "o.mp4").exists()
