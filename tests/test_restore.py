@@ -198,3 +198,21 @@ def test_temporal_nodes_compute_each_source_frame_once(name):
     for _ in out.chunks(4):
         pass
     assert sorted(read) == list(range(60))
+
+
+def test_a_window_too_big_for_memory_is_refused_before_any_frame(monkeypatch):
+    # At 8K, stabilize's window of 121 frames (radius 60) holds 24 GB twice over; past what the machine has,
+    # the kernel killed the render partway with no word. It is now refused up front, naming a radius that fits.
+    from nodes.common import stream
+    read = []
+    src = Clip(200, 24, 48, 32, lambda a, b: read.extend(range(a, b)) or np.zeros((b - a, 32, 48, 3), np.uint8),
+               chunk=2)
+    frame = 48 * 32 * 3
+    monkeypatch.setattr(stream, "free_memory", lambda: 2 * 30 * frame)      # room for a window of 30 frames
+    with pytest.raises(NodeError) as e:
+        restore.stabilize(Context("n"), src, radius=20)
+    assert str(e.value).startswith("a window of 42 frames of 48x32 (20 either side) needs about") and \
+        "lower radius to 14 or less" in str(e.value) and "video.resize" in str(e.value)
+    assert read == []
+    for _ in restore.stabilize(Context("n"), src, radius=14).chunks():      # what it named fits
+        pass
