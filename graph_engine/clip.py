@@ -98,8 +98,10 @@ class Clip:
             # A temporal window (stabilize, deflicker: radius 20 around a chunk of 9 frames at 720p, of 1 at
             # 4K) spans many chunks, and the next window shares all but one of them. With only the last
             # CACHED_CHUNKS kept, each window computed its span again upstream (10x the decoding at 1080p).
-            # Keeping a span's worth costs what the window itself already holds.
-            self._keep = max(self._keep, last - first + 2)
+            # Keeping a span's worth costs what the window itself already holds. A read of the whole clip
+            # (a VAE encoding it) overlaps nothing later: kept, it would hold the clip twice until the run ends.
+            if first > 0 or last < (self.length - 1) // c:
+                self._keep = max(self._keep, last - first + 2)
         parts = [self._chunk(k) for k in range(first, last + 1)]
         return np.concatenate(parts)[start - first * c: stop - first * c]
 

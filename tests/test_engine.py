@@ -375,3 +375,17 @@ def test_a_failure_in_lazy_frames_names_the_node_that_computes_them(registry, er
     msg = res.failed["save"]
     assert msg.startswith("heavy (test.greedy), computing the frames save pulled: out of memory")
     assert "OpenCV(5.1.0)" not in msg and not (tmp_path / "o.mp4").exists()
+
+
+def test_a_clip_keeps_a_window_of_chunks_but_not_a_whole_read():
+    """Overlapping windows wider than the chunk cache are served from it (the chain upstream runs once), but a
+    consumer reading the whole clip at once (a VAE encoding it) does not leave the clip held twice."""
+    data = np.arange(40, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    read = []
+    clip = Clip(40, 24, 4, 4, lambda a, b: read.extend(range(a, b)) or data[a:b], chunk=2)
+    for a in range(0, 40, 2):
+        assert np.array_equal(clip.frames(max(0, a - 6), a + 8), data[max(0, a - 6):a + 8])
+    assert sorted(read) == list(range(40))
+    whole = Clip(40, 24, 4, 4, lambda a, b: data[a:b], chunk=2)
+    assert np.array_equal(whole.to_array(), data)
+    assert sum(len(c) for c in whole._cache.values()) <= 3 * 2
