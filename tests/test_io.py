@@ -101,6 +101,18 @@ def test_ntsc_rates_with_sound_keep_the_last_frame(lossless, fps, tmp_path):
     assert info["frames"] == 30 and _decoded_frames(out) == 30 and load_video(str(out)).length == 30
 
 
+@pytest.mark.parametrize("fps,rate", [(30000 / 1001, (30000, 1001)), (24000 / 1001, (24000, 1001)),
+                                      (60000 / 1001, (60000, 1001)), (12.5, (25, 2))])
+def test_ntsc_rates_are_written_as_their_fractions(fps, rate, tmp_path):
+    # "-r 29.970030" made a file of 979001/32666 fps with a 1/979001 time base.
+    import av
+    from fractions import Fraction
+    out = tmp_path / "rate.mp4"
+    write_video(make_clip(6).with_(fps=fps), str(out))
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].average_rate == Fraction(*rate)
+
+
 @pytest.mark.parametrize("codec,suffix", [("h264", ".mp4"), ("ffv1", ".mkv"), ("gif", ".gif"), ("webp", ".webp"),
                                           ("vp9", ".webm")])
 def test_codecs_write_the_right_number_of_frames(codec, suffix, tmp_path):

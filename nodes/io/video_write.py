@@ -150,11 +150,20 @@ def _ffmpeg_suffixes() -> set:
     return out
 
 
+def _rate(fps: float) -> str:
+    """The frame rate as ffmpeg should store it: NTSC rates as the fractions they are. As decimals
+    ("29.970030") they became a rate of 979001/32666 and a time base of 1/979001, which editing software
+    shows as an odd, slightly-off rate."""
+    from fractions import Fraction
+    exact = Fraction(fps).limit_denominator(1001)
+    return f"{exact.numerator}/{exact.denominator}" if abs(float(exact) - fps) < 1e-6 * fps else f"{fps:.6f}"
+
+
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
     cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", f"{clip.width}x{clip.height}", "-r", f"{rate:.6f}", "-i", "-"]
+           "-s", f"{clip.width}x{clip.height}", "-r", _rate(rate), "-i", "-"]
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
     if audio is not None:
