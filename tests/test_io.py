@@ -601,3 +601,22 @@ def test_a_file_cut_short_is_named_not_padded_with_its_last_frame(tmp_path):
     kept = int(msg.split("keep to its first ")[1].split()[0])
     assert 0 < kept < 96 and len(load_video(str(cut), count=kept).to_array()) == kept
     assert load_video(str(whole)).to_array().shape[0] == 96
+
+
+def test_every_nth_holds_a_few_source_chunks_not_one_per_frame():
+    # Each kept frame was a view into its source chunk, and the list of them kept every one of those chunks
+    # alive until the output chunk was stacked: every_nth 50 on 640x360 footage held 32 chunks (700 MB).
+    import weakref
+    blocks, most = [], [0]
+
+    def reader(a, b):
+        most[0] = max(most[0], sum(r() is not None for r in blocks))
+        block = np.zeros((b - a, 8, 8, 3), np.uint8) + (np.arange(a, b) % 200).astype(np.uint8)[:, None, None, None]
+        blocks.append(weakref.ref(block))
+        return block
+
+    src = Clip(400, 24, 8, 8, reader, chunk=10)
+    kept = edit.every_nth(src, 20, 0)
+    frames = np.concatenate([b for _, b in kept.chunks(20)])
+    assert [int(f[0, 0, 0]) for f in frames] == [i % 200 for i in range(0, 400, 20)]
+    assert most[0] <= 4          # the source's 3 cached chunks (and the one being read)
