@@ -16,6 +16,8 @@ class SocketType:
     help: str = ""
     # Values of this type that may also feed this socket, with a converter (e.g. IMAGE -> VIDEO).
     accepts: Dict[str, Callable[[Any], Any]] = field(default_factory=dict, compare=False, hash=False)
+    # What to do instead when a value of another type is refused here, by that type's name.
+    hints: Dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __repr__(self):
         return self.name
@@ -25,6 +27,11 @@ class SocketType:
 
     def converter(self, other: "SocketType") -> Optional[Callable[[Any], Any]]:
         return self.accepts.get(other.name)
+
+    def refusal_hint(self, other: "SocketType") -> str:
+        """": what to do instead" when `other` is refused here and a pack said what, else ""."""
+        hint = self.hints.get(other.name)
+        return f": {hint}" if hint else ""
 
 
 _TYPES: Dict[str, SocketType] = {}
@@ -48,6 +55,11 @@ def all_types() -> Dict[str, SocketType]:
 
 def add_conversion(to: SocketType, frm: SocketType, fn: Callable[[Any], Any]) -> None:
     to.accepts[frm.name] = fn
+
+
+def add_hint(to: SocketType, frm: SocketType, text: str) -> None:
+    """Say what to do when a `frm` value is linked to a `to` socket (the node that converts it)."""
+    to.hints[frm.name] = text
 
 
 VIDEO = register_type("VIDEO", "#e0a030", help="a lazy clip of uint8 RGB frames")

@@ -165,7 +165,7 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
             have, want = sspec.outputs[sport].type, spec.inputs[port].type
             if not want.can_take(have):
                 problems.append(wf.problem(f"input {port!r}: {have.name} ({src}.{sport}) cannot connect to "
-                                           f"{want.name}", *where, node=nid))
+                                           f"{want.name}{want.refusal_hint(have)}", *where, node=nid))
         for port, p in spec.inputs.items():
             if not p.optional and port not in ins and not g.nodes[nid].bypass:
                 problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",

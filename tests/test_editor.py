@@ -179,6 +179,7 @@ def test_connect_by_dragging_and_refusal_with_reason(win):
     assert "image" not in win.doc.graph.inputs.get(img, {})
     assert win.doc.undo.count() == steps
     assert "VIDEO cannot connect to IMAGE" in win.statusBar().currentMessage()
+    assert win.statusBar().currentMessage().endswith(": take one frame of the clip with video.frame")
     with pytest.raises(Refused, match="VIDEO cannot connect to IMAGE"):
         c.connect(r, "video", img, "image")
     r2 = c.add_node("video.reverse", (600, 0))

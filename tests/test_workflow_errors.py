@@ -16,7 +16,8 @@ EXPECTED = {
     "missing_link_target.yaml": (8, "missing node 'patern' (did you mean 'pattern'?)"),
     "missing_required_input.yaml": (3, "required input 'video' (VIDEO) is not connected"),
     "cycle.yaml": (3, "cycle"),
-    "wrong_type.yaml": (12, "VIDEO (vid.video) cannot connect to IMAGE"),
+    # A clip where one picture is wanted also says how to take one (it said only that it could not connect).
+    "wrong_type.yaml": (12, "VIDEO (vid.video) cannot connect to IMAGE: take one frame of the clip with video.frame"),
     "out_of_range.yaml": (6, "'frames' 0 is out of range"),
     "unknown_param.yaml": (6, "no parameter 'frame' (did you mean 'frames'?)"),
     "bad_port.yaml": (8, "no input 'vidoe' (did you mean 'video'?)"),

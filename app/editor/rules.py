@@ -28,7 +28,7 @@ def why_not(registry, graph: Graph, src: str, src_port: str, dst: str, dst_port:
     if want is None:
         return f"{dst} has no input {dst_port!r}"
     if not want.can_take(have):
-        return f"{have.name} cannot connect to {want.name} (input {dst_port!r} of {dst})"
+        return f"{have.name} cannot connect to {want.name} (input {dst_port!r} of {dst}){want.refusal_hint(have)}"
     if dst in graph.ancestors([src]):
         return f"this link would make a loop: {dst} already feeds {src}"
     return None

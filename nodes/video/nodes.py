@@ -2,9 +2,12 @@
 import numpy as np
 
 from graph_engine import Param, node
-from graph_engine.types import IMAGE, VIDEO
+from graph_engine.types import IMAGE, VIDEO, add_hint
 
 from . import edit
+
+# A clip wired where one picture is wanted (a style, reference or start image) is refused; say how.
+add_hint(IMAGE, VIDEO, "take one frame of the clip with video.frame")
 
 
 def _drops_audio(ctx, why: str, *clips) -> None:
