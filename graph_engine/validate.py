@@ -45,10 +45,10 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                return f"expects a whole number, got {value!r}"
+                return f"expects a whole number, got {value!r}{_yaml_text_number(value, whole=True)}"
     elif t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expects a number, got {value!r}"
+            return f"expects a number, got {value!r}{_yaml_text_number(value, whole=False)}"
     elif t == "str":
         if not isinstance(value, str):
             return f"expects text, got {value!r}"
@@ -65,6 +65,19 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
                         f"random in the editor, or sweep seeds with `kinograph batch --sweep`")
             return f"{value!r} is out of range ({rng})"
     return None
+
+
+def _yaml_text_number(value: Any, whole: bool) -> str:
+    """How to write a number that YAML read as text. YAML 1.1 (PyYAML, and so workflow files and
+    --set) takes 1e9 and 1e-3 for strings: its floats need a dot and a signed exponent (1.0e+9)."""
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:
+        return ""
+    if number is None or not math.isfinite(number):
+        return ""
+    plain = str(int(number)) if whole and number.is_integer() else repr(number)
+    return f": YAML reads {value} as text; write {plain}"
 
 
 def coerce_param(spec_param: Param, value: Any) -> Any:

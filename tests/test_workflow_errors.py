@@ -1,4 +1,5 @@
 """Every malformed workflow in the corpus: exit 2, a located message, no traceback."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,22 @@ def test_missing_file_and_bad_override(tmp_path):
     assert r.returncode == 2 and "did you mean 'frames'" in r.stderr
     r = run_cli("run", example, "--set", "patern.frames=3")
     assert r.returncode == 2 and "did you mean 'pattern'" in r.stderr
+
+
+@pytest.mark.parametrize("param, text, says", [
+    ("frames", "1e1", "expects a whole number, got '1e1': YAML reads 1e1 as text; write 10"),
+    ("fps", "2.5e1", "expects a number, got '2.5e1': YAML reads 2.5e1 as text; write 25.0"),
+    ("fps", "1e-3", "expects a number, got '1e-3': YAML reads 1e-3 as text; write 0.001")])
+def test_a_number_yaml_reads_as_text_says_how_to_write_it(param, text, says):
+    """YAML 1.1 reads 1e9 as a string, so `frames: 1e9` said only "expects a whole number, got '1e9'",
+    which reads as nonsense to whoever wrote a number. The message says how to write it."""
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    wf = f"kinograph: 1\nnodes:\n  pattern: {{type: generate.test_pattern, params: {{{param}: {text}}}}}\n"
+    with pytest.raises(WorkflowError, match=re.escape(f"parameter '{param}' {says}")):
+        load_workflow(text=wf)
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides, validate_run
+    ok = load_workflow(text="kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern}\n")
+    assert not apply_overrides(ok, [f"pattern.{param}={text}"], default_registry())      # --set reads YAML too
+    assert [says in p.message for p in validate_run(ok, default_registry())] == [True]
