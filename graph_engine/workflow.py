@@ -196,7 +196,13 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
     g.name = str(data.get("name") or "")
     g.description = str(data.get("description") or "")
     nodes = data.get("nodes")
-    if not isinstance(nodes, dict) or not nodes:
+    if not nodes and (nodes is None or isinstance(nodes, dict)):
+        # What the editor saves for a blank canvas: it is a mapping, only an empty one.
+        name = wf.path.name if wf.path is not None else "FILE"
+        problems.append(wf.problem(f"the workflow has no nodes yet: add some in the editor (`kinograph gui {name}`); "
+                                   "`kinograph nodes` lists them", "nodes"))
+        return wf, problems
+    if not isinstance(nodes, dict):
         problems.append(wf.problem("`nodes:` must be a mapping of node ids to nodes", "nodes"))
         return wf, problems
     pending_links = []

@@ -101,3 +101,14 @@ def test_a_number_yaml_reads_as_text_says_how_to_write_it(param, text, says):
     ok = load_workflow(text="kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern}\n")
     assert not apply_overrides(ok, [f"pattern.{param}={text}"], default_registry())      # --set reads YAML too
     assert [says in p.message for p in validate_run(ok, default_registry())] == [True]
+
+
+@pytest.mark.parametrize("body", ["nodes: {}\n", "nodes:\n", ""])
+def test_a_workflow_without_nodes_says_so(tmp_path, body):
+    """A blank canvas saved by the editor (`nodes: {}`) said "`nodes:` must be a mapping of node ids to
+    nodes", about what is a mapping, only an empty one."""
+    wf = tmp_path / "blank.yaml"
+    wf.write_text("kinograph: 1\ndescription: ideas\n" + body)
+    r = run_cli("run", str(wf))
+    assert r.returncode == 2 and "the workflow has no nodes yet: add some in the editor (`kinograph gui blank.yaml`)" \
+        in r.stderr and "Traceback" not in r.stderr, r.stderr
