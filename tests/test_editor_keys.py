@@ -285,13 +285,18 @@ def test_the_shortcut_sheet_lists_every_key_of_a_command(win):
         assert f"{keys} {what}" in rows
 
 
-def test_tab_in_the_node_search_steps_through_the_results_and_keeps_the_query(win, qtbot):
+def _search(win, qtbot, query: str):
+    """Tab on the focused canvas opens the node search; the query is typed into it."""
     view = win.view
     view.setFocus()
     qtbot.waitUntil(view.hasFocus)
     qtbot.keyClick(view, Qt.Key_Tab)
-    pal = view.palette
-    qtbot.keyClicks(pal.edit, "blur")
+    qtbot.keyClicks(view.palette.edit, query)
+    return view.palette
+
+
+def test_tab_in_the_node_search_steps_through_the_results_and_keeps_the_query(win, qtbot):
+    pal = _search(win, qtbot, "blur")
     results = pal.results()
     assert len(results) >= 2 and pal.list.currentItem().data(Qt.UserRole) == results[0]
     qtbot.keyClick(pal.edit, Qt.Key_Tab)
@@ -325,12 +330,7 @@ def test_ctrl_z_says_which_step_it_took_back_and_the_menu_names_it_first(win, qt
 
 
 def test_a_search_that_finds_nothing_says_so(win, qtbot):
-    view = win.view
-    view.setFocus()
-    qtbot.waitUntil(view.hasFocus)
-    qtbot.keyClick(view, Qt.Key_Tab)
-    pal = view.palette
-    qtbot.keyClicks(pal.edit, "zzqqxx")
+    pal = _search(win, qtbot, "zzqqxx")
     qtbot.keyClick(pal.edit, Qt.Key_Return)
     assert pal.isVisible() and not pal.results() and not win.doc.graph.nodes
     assert "No node matches “zzqqxx”" in pal.help.text()
@@ -340,11 +340,7 @@ def test_a_search_that_finds_nothing_says_so(win, qtbot):
 
 def test_the_keyboard_alone_adds_a_node_sets_its_parameters_and_comes_back(win, qtbot):
     view = win.view
-    view.setFocus()
-    qtbot.waitUntil(view.hasFocus)
-    qtbot.keyClick(view, Qt.Key_Tab)
-    qtbot.keyClicks(view.palette.edit, "resize")
-    qtbot.keyClick(view.palette.edit, Qt.Key_Return)
+    qtbot.keyClick(_search(win, qtbot, "resize").edit, Qt.Key_Return)
     (nid,) = win.doc.graph.nodes
     assert view.hasFocus() and win.scene.selected_nodes() == [nid]
     eds = win.properties.editors
