@@ -166,8 +166,85 @@ def test_pose_file_round_trip_and_cameractrl_layout(tmp_path):
     assert c.positions[1] == pytest.approx([0.1, 0, 0])           # w2c translation -0.1 = camera at +0.1
     bad = tmp_path / "bad.txt"
     bad.write_text("header\n0 1 2 3\n")
-    with pytest.raises(ValueError, match="line 2: a pose line has 19 numbers"):
+    with pytest.raises(ValueError, match="line 2: 4 numbers; a camera file is a CameraCtrl"):
         cm.read_pose_file(str(bad), 64, 64)
+
+
+def test_pose_file_quirks_of_other_editors(tmp_path):
+    """A byte-order mark made the first pose line read as a header (frame 0 dropped without a word); NaN
+    passed to a message naming neither file nor line; a Latin-1 comment was a UnicodeDecodeError."""
+    cam = cm.preset("pan_right", 5, 64, 48)
+    cm.write_pose_file(cam, str(tmp_path / "p.txt"))
+    body = (tmp_path / "p.txt").read_text().split("\n", 1)[1]
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeff".encode() + body.replace("\n", "\r\n").encode())
+    assert cm.read_pose_file(str(bom)).allclose(cam)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("# caméra\n".encode("latin-1") + body.encode())
+    assert cm.read_pose_file(str(latin)).allclose(cam)
+    lines = body.splitlines()
+    lines[2] = lines[2].replace(" 64 48 ", " 64 48 nan ", 1).rsplit(" ", 1)[0]
+    (tmp_path / "nan.txt").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"nan.txt, line 3: nan is not a number a camera can have"):
+        cm.read_pose_file(str(tmp_path / "nan.txt"))
+    (tmp_path / "cam.json").write_text('{"frames": []}')
+    with pytest.raises(ValueError, match="cam.json is JSON; Kinograph reads camera paths from a CameraCtrl"):
+        cm.read_pose_file(str(tmp_path / "cam.json"))
+    (tmp_path / "shot.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    with pytest.raises(ValueError, match="shot.png is not a text file"):
+        cm.read_pose_file(str(tmp_path / "shot.png"))
+
+
+def chan_file(path, rows):
+    path.write_text("".join("\t".join(f"{v:.12g}" for v in r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_nuke_chan_file_is_read_in_kinograph_axes(tmp_path):
+    """A .chan (Nuke, Blender's chan export) given as pose_file was refused: 'a pose line has 19 numbers'.
+    Nuke's axes: Y up, the camera looking down -Z; positive ry turns it left, rz rolls it counter-clockwise."""
+    p = chan_file(tmp_path / "shot.chan", [(1001, 0, 0, 0, 0, 0, 0), (1002, 1, 2, 3, 0, -10, 0),
+                                           (1003, 0, 0, 0, 10, 0, 0), (1004, 0, 0, 0, 0, 0, 10)])
+    c = cm.read_pose_file(p, 64, 48, hfov=50).relative()
+    # the same moves in Kinograph's words: right 1, up 2 (y down), back 3 (z forward); pan right 10,
+    # tilt up 10, roll counter-clockwise 10
+    ref = cm.from_components(64, 48, fov=50, translation=([0, 1, 0, 0], [0, -2, 0, 0], [0, -3, 0, 0]),
+                             rotation=([0, 10, 0, 0], [0, 0, 10, 0], [0, 0, 0, -10]))
+    assert c.allclose(ref, atol=1e-9)
+    # Rotations about all three axes: scipy's extrinsic Euler angles (the first letter turns first), in the
+    # order the file was written with, converted from OpenGL camera axes to OpenCV's.
+    from scipy.spatial.transform import Rotation
+    rng = np.random.default_rng(0)
+    ang = rng.uniform(-40, 40, (3, 3))
+    rows = [(i + 1, 0.1 * i, 0, 0, *a, 30 + i) for i, a in enumerate(ang)]
+    for order in ("ZXY", "XYZ"):
+        c = cm.read_pose_file(chan_file(tmp_path / "r.chan", rows), 320, 240, rotation_order=order)
+        for i, a in enumerate(ang):
+            r = Rotation.from_euler(order.lower(), [a["XYZ".index(x)] for x in order], degrees=True).as_matrix()
+            np.testing.assert_allclose(c.c2w[i, :3, :3], r @ np.diag([1, -1, -1]), atol=1e-9)
+        # the 8th column is the vertical field of view
+        assert c.intrinsics[2, 1] == pytest.approx(120 / math.tan(math.radians(32 / 2)))
+    assert not cm.read_pose_file(p, 64, 48, rotation_order="XYZ").allclose(
+        cm.read_pose_file(chan_file(tmp_path / "r2.chan", rows), 64, 48), atol=1e-3)
+    (tmp_path / "gap.chan").write_text("1 0 0 0 0 0 0\n2 0 0 0 0 0 0\n4 0 0 0 0 0 0\n")
+    with pytest.raises(ValueError, match="gap.chan, line 3: the frame numbers go from 2 to 4; .*export every frame"):
+        cm.read_pose_file(str(tmp_path / "gap.chan"), 64, 48)
+    (tmp_path / "mixed.chan").write_text("1 0 0 0 0 0 0\n2 0 0 0 0 0 0 40\n")
+    with pytest.raises(ValueError, match="line 2: 8 numbers where line 1 has 7"):
+        cm.read_pose_file(str(tmp_path / "mixed.chan"), 64, 48)
+
+
+def test_camera_path_node_reads_a_chan_file_under_any_name(tmp_path):
+    chan_file(tmp_path / "cam_export.txt", [(1, 0, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, -12, 0), (3, 0, 0, 0, 0, -24, 0)])
+    (tmp_path / "wf.yaml").write_text("""
+kinograph: 1
+nodes:
+  cam: {type: motion.camera_path, params: {pose_file: cam_export.txt, width: 128, height: 96, fov: 40}}
+""")
+    r = Session(use_disk=False).run(load_workflow(tmp_path / "wf.yaml"))
+    assert r.ok, r.failed
+    cam = r.outputs["cam"]["camera"]
+    assert cam.relative().allclose(cm.from_components(128, 96, fov=40, rotation=([0, 12, 24], 0, 0)), atol=1e-9)
 
 
 def test_camera_path_node_with_pose_file_and_preview(tmp_path):

@@ -337,11 +337,14 @@ def from_schedules(frames: int, width: int, height: int, *, fov=60.0, zoom=1.0, 
 
 
 def build_path(frames: int, width: int, height: int, *, preset_name: str = "static", speed: float = 1.0,
-               easing: str = "linear", pose_file: str = "", **schedules) -> Camera:
+               easing: str = "linear", pose_file: str = "", rotation_order: str = "ZXY", **schedules) -> Camera:
     """What `motion.camera_path` makes: a pose file (or the origin) moved by the schedules
-    (see `from_schedules`), then by the preset, each in the previous one's local frame."""
+    (see `from_schedules`), then by the preset, each in the previous one's local frame. A .chan
+    file without a field-of-view column takes the fov schedule's first value."""
     if pose_file:
-        base = read_pose_file(pose_file, width, height).fitted(width, height)
+        from graph_engine.schedule import parse_schedule
+        hfov = float(parse_schedule(schedules.get("fov", 60.0))(0))
+        base = read_pose_file(pose_file, width, height, rotation_order, hfov).fitted(width, height)
         frames = base.length
         cam = combine(base, from_schedules(frames, width, height, **schedules))
     else:
@@ -357,28 +360,13 @@ def build_path(frames: int, width: int, height: int, *, preset_name: str = "stat
 # with intrinsics normalised by the image size; the first line is a header (a URL in
 # RealEstate10K) that CameraCtrl skips, so a header is always written.
 
-def read_pose_file(path: str, width: int = 0, height: int = 0) -> Camera:
-    """Read a CameraCtrl / RealEstate10K pose file. The image size comes from the file's
-    w, h columns when they are set, else from width/height (required then)."""
-    rows = []
-    with open(path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.replace(",", " ").split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            try:
-                vals = [float(p) for p in parts]
-            except ValueError:
-                if not rows:    # the header line (a URL or a title)
-                    continue
-                raise ValueError(f"{path}, line {lineno}: expected 19 numbers, found text that is not a number")
-            if len(vals) != 19:
-                raise ValueError(f"{path}, line {lineno}: a pose line has 19 numbers "
-                                 f"(frame fx fy cx cy w h and a 3x4 world-to-camera matrix), found {len(vals)}")
-            rows.append(vals)
-    if not rows:
-        raise ValueError(f"{path}: no pose lines found")
-    return camera_from_pose_rows(np.array(rows), width, height, source=str(path))
+def read_pose_file(path: str, width: int = 0, height: int = 0, rotation_order: str = "ZXY",
+                   hfov: float = 60.0) -> Camera:
+    """Read a camera file: a CameraCtrl / RealEstate10K pose file, or a Nuke .chan file (told apart by
+    their columns; see camera_files). The image size comes from a pose file's w, h columns when they
+    are set, else from width/height (required then); rotation_order and hfov are for .chan files."""
+    from .camera_files import read_camera_file
+    return read_camera_file(path, width, height, rotation_order, hfov)
 
 
 def camera_from_pose_rows(rows: np.ndarray, width: int = 0, height: int = 0, source: str = "pose rows") -> Camera:

@@ -6,6 +6,7 @@ from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import CAMERA, FLOW, IMAGE, VIDEO
 
 from .camera import PRESET_EASINGS, PRESETS, WAN_PRESETS   # numpy only: cheap to import
+from .camera_files import CHAN_ROTATION_ORDERS
 
 
 CONVENTION = """
@@ -57,7 +58,11 @@ def camera_path(ctx,
                 rotation_tilt: float = _sched(0.0, "turn up, degrees"),
                 rotation_roll: float = _sched(0.0, "roll clockwise, degrees"),
                 fov: float = _sched(60.0, "horizontal field of view, degrees"),
-                pose_file: str = Param("", kind="path", help="CameraCtrl / RealEstate10K pose file to start from"),
+                pose_file: str = Param("", kind="path", help="camera file to start from: CameraCtrl / RealEstate10K "
+                                                             "poses or a Nuke .chan (Nuke, Blender, Houdini)"),
+                rotation_order: str = Param("ZXY", choices=CHAN_ROTATION_ORDERS,
+                                            help=".chan files: the order of the rotations (Nuke's cameras: ZXY; "
+                                                 "Blender's chan export: XYZ unless changed there)"),
                 ) -> CAMERA:
     """A per-frame camera from a preset, keyframed schedules and/or a CameraCtrl pose file.
 
@@ -67,6 +72,13 @@ def camera_path(ctx,
     apply_camera shows parallax). A pose file gives the base path (and the length); the
     schedules, then the preset, move it further in its own frame.
 
+    Pose files are read by their columns, whatever the extension. A .chan file (`frame tx ty tz
+    rx ry rz [vertical fov]`: degrees, Y up, the camera looking down -Z) is converted to the
+    convention below; its first line is frame 0 whatever its number (1, 1001), frames must follow
+    one by one, and without the fov column the camera gets `fov`. Its translations stay in the
+    scene's units (metres from Blender), while apply_camera without depth puts the picture 1 unit
+    ahead: give a depth map with near/far in the same units.
+
     Presets: pan_* moves the camera sideways or up/down (truck/pedestal, as camera-control
     models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
     moves it forward/back, roll_* rolls it, orbit_* circles a point 1 unit ahead.
@@ -74,7 +86,7 @@ def camera_path(ctx,
     from .camera import build_path
     with user_errors():
         return build_path(frames, width, height, preset_name=preset, speed=speed, easing=easing,
-                          pose_file=pose_file, zoom=zoom, pan_x=pan_x, pan_y=pan_y,
+                          pose_file=pose_file, rotation_order=rotation_order, zoom=zoom, pan_x=pan_x, pan_y=pan_y,
                           translation_x=translation_x, translation_y=translation_y, translation_z=translation_z,
                           rotation_pan=rotation_pan, rotation_tilt=rotation_tilt, rotation_roll=rotation_roll,
                           fov=fov)

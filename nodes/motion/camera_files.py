@@ -1,0 +1,115 @@
+"""Camera files from other tools, read into Kinograph's convention (see camera.py).
+
+The format is told by the content, not the extension (a .txt export of a .chan, a pose file
+saved as .cam are common):
+
+- CameraCtrl / RealEstate10K pose files: 19 numbers a line, `frame fx fy cx cy w h` (intrinsics
+  divided by the image size) and the 3x4 world-to-camera matrix, OpenCV axes; a first line of
+  text (a URL) is a header.
+- Nuke .chan files (also written by Blender's "Nuke (.chan)" export, Houdini, 3DEqualizer):
+  7 or 8 numbers a line, `frame tx ty tz rx ry rz [vertical fov]`. Translations in scene units,
+  rotations in degrees applied in `rotation_order` (Nuke's cameras default to ZXY, Blender's
+  export to XYZ; the file does not say which), Y-up world, the camera looking down -Z (OpenGL
+  axes). The 8th column is the vertical field of view in degrees; without it the camera gets
+  `hfov`. Frame numbers may start anywhere (1, 1001): the first line is frame 0 of the path,
+  and a gap in the numbers is refused rather than silently closed up.
+
+Every line is checked for numbers that are not finite, and errors name the file and line."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from .camera import Camera, camera_from_pose_rows, focal_from_fov, poses, rot_x, rot_y, rot_z
+
+CHAN_ROTATION_ORDERS = ("ZXY", "XYZ", "XZY", "YXZ", "YZX", "ZYX")
+# OpenGL camera axes (x right, y up, looking down -z) to OpenCV's (x right, y down, z forward).
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+FORMATS = ("a CameraCtrl / RealEstate10K pose file (19 numbers a line: frame fx fy cx cy w h and a 3x4 "
+           "world-to-camera matrix) or a Nuke .chan file (7 or 8: frame tx ty tz rx ry rz and the vertical "
+           "field of view)")
+
+
+def number_lines(path: str) -> List[Tuple[int, List[float]]]:
+    """(line number, numbers) of each line of numbers; blank lines and # comments skipped. A first line
+    of text is a header (RealEstate10K's URL); text after numbers have started is an error."""
+    raw = Path(path).read_bytes()
+    if b"\0" in raw[:8192]:
+        raise ValueError(f"{path} is not a text file; a camera file is {FORMATS}")
+    # utf-8-sig: a byte-order mark (Windows editors write one) made the first pose line read as a header
+    # and dropped frame 0 without a word. Numbers are ASCII, so undecodable bytes can only be in comments.
+    text = raw.decode("utf-8-sig", errors="replace")
+    if text.lstrip()[:1] in ("{", "["):
+        raise ValueError(f"{path} is JSON; Kinograph reads camera paths from {FORMATS}")
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.replace(",", " ").split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            if not rows:    # the header line (a URL or a title)
+                continue
+            raise ValueError(f"{path}, line {lineno}: expected numbers, found text that is not a number") from None
+        if not all(map(math.isfinite, vals)):
+            raise ValueError(f"{path}, line {lineno}: {' '.join(p for p, v in zip(parts, vals) if not math.isfinite(v))}"
+                             f" is not a number a camera can have; fix or remove the line")
+        rows.append((lineno, vals))
+    if not rows:
+        raise ValueError(f"{path}: no lines of numbers found; a camera file is {FORMATS}")
+    return rows
+
+
+def read_camera_file(path: str, width: int = 0, height: int = 0, rotation_order: str = "ZXY",
+                     hfov: float = 60.0) -> Camera:
+    """A camera path from a CameraCtrl pose file or a Nuke .chan file, told apart by their columns.
+    width/height: the picture size (a .chan file has none; a pose file's w, h columns win when set)."""
+    rows = number_lines(path)
+    lineno, first = rows[0]
+    for n, vals in rows:
+        if len(vals) != len(first):
+            raise ValueError(f"{path}, line {n}: {len(vals)} numbers where line {lineno} has {len(first)}; "
+                             f"every line of a camera file has the same columns")
+    if len(first) == 19:
+        return camera_from_pose_rows(np.array([v for _, v in rows]), width, height, source=str(path))
+    if len(first) in (7, 8):
+        return chan_camera(np.array([v for _, v in rows]), width, height, rotation_order, hfov, str(path),
+                           [n for n, _ in rows])
+    raise ValueError(f"{path}, line {lineno}: {len(first)} numbers; a camera file is {FORMATS}")
+
+
+def chan_camera(rows: np.ndarray, width: int, height: int, rotation_order: str = "ZXY", hfov: float = 60.0,
+                source: str = ".chan rows", linenos=None) -> Camera:
+    """Rows of a .chan file ([N, 7] or [N, 8], see the module docstring) as a Camera of width x height."""
+    if rotation_order not in CHAN_ROTATION_ORDERS:
+        raise ValueError(f"unknown rotation order {rotation_order!r}; use one of {', '.join(CHAN_ROTATION_ORDERS)}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{source} does not give the picture size; set width and height")
+    frame = rows[:, 0]
+    steps = np.diff(frame)
+    if len(steps) and not np.all(steps == 1):
+        k = int(np.argmax(steps != 1))
+        where = f"line {linenos[k + 1]}: " if linenos else ""
+        raise ValueError(f"{source}, {where}the frame numbers go from {frame[k]:g} to {frame[k + 1]:g}; a .chan "
+                         f"file has one line per frame, in order: export every frame (step 1)")
+    angles = {axis: np.radians(rows[:, 4 + i]) for i, axis in enumerate("XYZ")}
+    turn = {"X": rot_x, "Y": rot_y, "Z": rot_z}
+    r = np.tile(np.eye(3), (len(rows), 1, 1))
+    for axis in rotation_order:     # the first letter turns first (about the fixed world axes)
+        r = turn[axis](angles[axis]) @ r
+    c2w = poses(r, rows[:, 1:4]) @ GL_TO_CV
+    if rows.shape[1] == 8:
+        vfov = rows[:, 7]
+        if (vfov <= 0).any() or (vfov >= 180).any():
+            raise ValueError(f"{source}: the 8th column is the vertical field of view in degrees (between 0 and "
+                             f"180), got {vfov.min():g}..{vfov.max():g}")
+        f = focal_from_fov(vfov, height)
+    else:
+        f = np.full(len(rows), float(focal_from_fov(hfov, width)))
+    k = np.stack([f, f, np.full_like(f, width / 2.0), np.full_like(f, height / 2.0)], -1)
+    return Camera(k, c2w, width, height)
+
