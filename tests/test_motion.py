@@ -247,6 +247,38 @@ nodes:
     assert cam.relative().allclose(cm.from_components(128, 96, fov=40, rotation=([0, 12, 24], 0, 0)), atol=1e-9)
 
 
+def test_deforum_style_per_frame_schedules():
+    """Deforum's schedules are steps (zoom 1.02 = 2% more every frame); pasted into camera_path they were
+    places relative to frame 0, so 'zoom: 1.02' gave a still camera without a word."""
+    from graph_engine.context import Context
+    from nodes.motion import camera_nodes
+    from node_call import Nodes
+    events = []
+    cam = Nodes(camera_nodes).camera_path(Context("cam", emit=events.append), frames=5, width=64, height=48,
+                                          zoom="1.02", rotation_pan="0:(0), 4:(0)", translation_x=0.5)
+    assert np.allclose(cam.intrinsics, cam.intrinsics[0]) and np.allclose(cam.relative().c2w, np.eye(4))
+    assert [e["message"] for e in events if e["event"] == "log"] == [
+        "zoom 1.02, translation_x 0.5 on every frame: the moves are places relative to frame 0, so these do not "
+        "move the camera. For Deforum-style steps (zoom 1.02 = 2% more every frame) set schedules: per_frame; to "
+        "move, give keyframes such as '0:(1), 4:(1.5)'"]
+    events.clear()
+    cam = Nodes(camera_nodes).camera_path(Context("cam", emit=events.append), frames=5, width=64, height=48,
+                                          schedules="per_frame", zoom="1.02", pan_x=3, rotation_pan=10,
+                                          translation_z="0:(7), 1:(0.1)")
+    assert not [e for e in events if e["event"] == "log"]
+    np.testing.assert_allclose(cam.intrinsics[:, 0] / cam.intrinsics[0, 0], 1.02 ** np.arange(5))
+    np.testing.assert_allclose(cam.intrinsics[:, 2], 32 + 3 * np.arange(5))
+    # each step moves 0.1 along the previous frame's view, then turns 10 degrees right (frame 0's values unused)
+    pos, expected = np.zeros(3), [np.zeros(3)]
+    for i in range(1, 5):
+        th = math.radians(10 * (i - 1))
+        pos = pos + 0.1 * np.array([math.sin(th), 0, math.cos(th)])
+        expected.append(pos)
+    np.testing.assert_allclose(cam.positions, expected, atol=1e-12)
+    fwd = cam.c2w[:, :3, 2]
+    np.testing.assert_allclose(np.degrees(np.arctan2(fwd[:, 0], fwd[:, 2])), 10 * np.arange(5), atol=1e-9)
+
+
 def test_camera_path_node_with_pose_file_and_preview(tmp_path):
     src = cm.preset("dolly_in", 7, 128, 96, speed=3)
     cm.write_pose_file(src, str(tmp_path / "in.txt"))

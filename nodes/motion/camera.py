@@ -323,21 +323,65 @@ def chain(a: Camera, b: Camera) -> Camera:
 
 def from_schedules(frames: int, width: int, height: int, *, fov=60.0, zoom=1.0, pan_x=0.0, pan_y=0.0,
                    translation_x=0.0, translation_y=0.0, translation_z=0.0,
-                   rotation_pan=0.0, rotation_tilt=0.0, rotation_roll=0.0) -> Camera:
-    """A camera whose components are schedules (Schedule objects, their text, or numbers)."""
+                   rotation_pan=0.0, rotation_tilt=0.0, rotation_roll=0.0, per_frame: bool = False) -> Camera:
+    """A camera whose components are schedules (Schedule objects, their text, or numbers).
+
+    per_frame=False: each value is where the camera is at that frame (relative to frame 0).
+    per_frame=True (Deforum's convention): each value is the step from the previous frame to this
+    one, accumulated: zoom multiplies (1.02 = 2% more every frame), pan_x/pan_y add pixels, and the
+    translation and rotation of each step are made in the camera's own axes of the previous frame
+    (a turn while moving forward curves the path). fov stays a plain value per frame."""
     from graph_engine.schedule import parse_schedule
     if frames < 1:
         raise ValueError(f"a camera path needs at least 1 frame, got {frames}")
 
     def v(x):
         return parse_schedule(x).values(frames)
-    return from_components(width, height, fov=v(fov), zoom=v(zoom), pan_x=v(pan_x), pan_y=v(pan_y),
-                           translation=(v(translation_x), v(translation_y), v(translation_z)),
-                           rotation=(v(rotation_pan), v(rotation_tilt), v(rotation_roll)), frames=frames)
+    moves = dict(zoom=v(zoom), pan_x=v(pan_x), pan_y=v(pan_y),
+                 translation=(v(translation_x), v(translation_y), v(translation_z)),
+                 rotation=(v(rotation_pan), v(rotation_tilt), v(rotation_roll)))
+    if not per_frame:
+        return from_components(width, height, fov=v(fov), frames=frames, **moves)
+    after = np.arange(frames) > 0          # frame 0 is where the path starts: its step values are unused
+    step = from_components(width, height, zoom=np.where(after, moves["zoom"], 1.0),
+                           translation=[np.where(after, c, 0.0) for c in moves["translation"]],
+                           rotation=[np.where(after, c, 0.0) for c in moves["rotation"]], frames=frames)
+    c2w = step.c2w.copy()
+    for i in range(1, frames):
+        c2w[i] = c2w[i - 1] @ step.c2w[i]
+    zooms = np.cumprod(step.intrinsics[:, 0] / step.intrinsics[0, 0])
+    cam = from_components(width, height, fov=v(fov), zoom=zooms, frames=frames,
+                          pan_x=np.cumsum(np.where(after, moves["pan_x"], 0.0)),
+                          pan_y=np.cumsum(np.where(after, moves["pan_y"], 0.0)))
+    return Camera(cam.intrinsics, c2w, width, height)
+
+
+# What each move of from_schedules is when it does not move the camera.
+REST = {"zoom": 1.0, "pan_x": 0.0, "pan_y": 0.0, "translation_x": 0.0, "translation_y": 0.0, "translation_z": 0.0,
+        "rotation_pan": 0.0, "rotation_tilt": 0.0, "rotation_roll": 0.0}
+
+
+def held_moves(frames: int, **schedules) -> str:
+    """A note naming the moves whose schedule holds one value other than their rest on every frame,
+    or "". As places relative to frame 0 they do not move the camera at all: the Deforum habit of
+    zoom 1.02 meaning 2% more each frame (per_frame) gave a still camera without a word."""
+    from graph_engine.schedule import parse_schedule
+    held = []
+    for name, rest in REST.items():
+        vals = parse_schedule(schedules.get(name, rest)).values(max(frames, 2))
+        if np.all(vals == vals[0]) and vals[0] != rest:
+            held.append(f"{name} {vals[0]:g}")
+    if not held:
+        return ""
+    return (f"{', '.join(held)} on every frame: the moves are places relative to frame 0, so "
+            f"{'this does' if len(held) == 1 else 'these do'} not move the camera. For Deforum-style steps "
+            f"(zoom 1.02 = 2% more every frame) set schedules: per_frame; to move, give keyframes such as "
+            f"'0:(1), {max(frames, 2) - 1}:(1.5)'")
 
 
 def build_path(frames: int, width: int, height: int, *, preset_name: str = "static", speed: float = 1.0,
-               easing: str = "linear", pose_file: str = "", rotation_order: str = "ZXY", **schedules) -> Camera:
+               easing: str = "linear", pose_file: str = "", rotation_order: str = "ZXY", per_frame: bool = False,
+               **schedules) -> Camera:
     """What `motion.camera_path` makes: a pose file (or the origin) moved by the schedules
     (see `from_schedules`), then by the preset, each in the previous one's local frame. A .chan
     file without a field-of-view column takes the fov schedule's first value."""
@@ -346,9 +390,9 @@ def build_path(frames: int, width: int, height: int, *, preset_name: str = "stat
         hfov = float(parse_schedule(schedules.get("fov", 60.0))(0))
         base = read_pose_file(pose_file, width, height, rotation_order, hfov).fitted(width, height)
         frames = base.length
-        cam = combine(base, from_schedules(frames, width, height, **schedules))
+        cam = combine(base, from_schedules(frames, width, height, per_frame=per_frame, **schedules))
     else:
-        cam = from_schedules(frames, width, height, **schedules)
+        cam = from_schedules(frames, width, height, per_frame=per_frame, **schedules)
     if preset_name != "static":
         fov0 = math.degrees(2 * math.atan(width / 2 / cam.intrinsics[0, 0]))
         cam = combine(cam, preset(preset_name, frames, width, height, speed=speed, easing=easing, fov=fov0))

@@ -60,6 +60,10 @@ def camera_path(ctx,
                 fov: float = _sched(60.0, "horizontal field of view, degrees"),
                 pose_file: str = Param("", kind="path", help="camera file to start from: CameraCtrl / RealEstate10K "
                                                              "poses or a Nuke .chan (Nuke, Blender, Houdini)"),
+                schedules: str = Param("absolute", choices=("absolute", "per_frame"),
+                                       help="absolute: each move is the camera's place at that frame, relative to "
+                                            "frame 0; per_frame: the step from the previous frame, accumulated, "
+                                            "as in Deforum (zoom 1.02 = 2% more every frame)"),
                 rotation_order: str = Param("ZXY", choices=CHAN_ROTATION_ORDERS,
                                             help=".chan files: the order of the rotations (Nuke's cameras: ZXY; "
                                                  "Blender's chan export: XYZ unless changed there)"),
@@ -67,7 +71,11 @@ def camera_path(ctx,
     """A per-frame camera from a preset, keyframed schedules and/or a CameraCtrl pose file.
 
     The moves (zoom, pan_*, translation_*, rotation_*, fov) are schedules: a number, an
-    expression of the frame t, or keyframes such as `0:(1.0), 47:(1.4)`. The image-plane moves (zoom, pan_x, pan_y) change
+    expression of the frame t, or keyframes such as `0:(1.0), 47:(1.4)`. With `schedules:
+    absolute` each is the camera's place at that frame relative to frame 0 (a constant does not
+    move it); with `per_frame` each is the step from the previous frame, accumulated, as Deforum's
+    are: zoom 1.02 zooms 2% more every frame, rotation_pan 1 turns 1 degree a frame, steps made in
+    the camera's own axes (fov stays a plain value). The image-plane moves (zoom, pan_x, pan_y) change
     the intrinsics only; translation and rotation move the camera in 3-D (with a depth map,
     apply_camera shows parallax). A pose file gives the base path (and the length); the
     schedules, then the preset, move it further in its own frame.
@@ -83,13 +91,17 @@ def camera_path(ctx,
     models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
     moves it forward/back, roll_* rolls it, orbit_* circles a point 1 unit ahead.
     """
-    from .camera import build_path
+    from .camera import build_path, held_moves
+    moves = dict(zoom=zoom, pan_x=pan_x, pan_y=pan_y, translation_x=translation_x, translation_y=translation_y,
+                 translation_z=translation_z, rotation_pan=rotation_pan, rotation_tilt=rotation_tilt,
+                 rotation_roll=rotation_roll)
     with user_errors():
+        note = held_moves(frames, **moves) if schedules == "absolute" else ""
+        if note:
+            ctx.log(note)
         return build_path(frames, width, height, preset_name=preset, speed=speed, easing=easing,
-                          pose_file=pose_file, rotation_order=rotation_order, zoom=zoom, pan_x=pan_x, pan_y=pan_y,
-                          translation_x=translation_x, translation_y=translation_y, translation_z=translation_z,
-                          rotation_pan=rotation_pan, rotation_tilt=rotation_tilt, rotation_roll=rotation_roll,
-                          fov=fov)
+                          pose_file=pose_file, rotation_order=rotation_order, per_frame=schedules == "per_frame",
+                          fov=fov, **moves)
 
 
 @node("motion.wan_camera", title="Wan Camera Preset", category="Motion")
