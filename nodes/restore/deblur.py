@@ -90,10 +90,12 @@ def _otf(k: np.ndarray, shape) -> np.ndarray:
 
 
 def wiener(frame: np.ndarray, k: np.ndarray, balance: float = 0.01) -> np.ndarray:
-    """Wiener deconvolution with a constant noise-to-signal ratio `balance`."""
+    """Wiener deconvolution with a constant noise-to-signal ratio `balance`, scaled so flat areas keep
+    their level: the plain filter passes 1 / (1 + balance) of the mean (the kernel sums to 1), so
+    raising `balance` against ringing darkened the whole picture (0.1: 9%, 0.5: a third)."""
     img, p = _padded(frame, k)
     h = _otf(k, img.shape[:2])
-    filt = np.conj(h) / (np.abs(h) ** 2 + balance)
+    filt = np.conj(h) * (1.0 + balance) / (np.abs(h) ** 2 + balance)
     out = np.stack([np.fft.irfft2(np.fft.rfft2(img[..., c]) * filt, s=img.shape[:2]) for c in range(3)], -1)
     return np.clip(out[p:-p, p:-p] * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
