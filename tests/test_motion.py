@@ -221,7 +221,8 @@ def test_a_nuke_chan_file_is_read_in_kinograph_axes(tmp_path):
         c = cm.read_pose_file(chan_file(tmp_path / "r.chan", rows), 320, 240, rotation_order=order)
         for i, a in enumerate(ang):
             r = Rotation.from_euler(order.lower(), [a["XYZ".index(x)] for x in order], degrees=True).as_matrix()
-            np.testing.assert_allclose(c.c2w[i, :3, :3], r @ np.diag([1, -1, -1]), atol=1e-9)
+            # Nuke's Y-up world turned to Kinograph's y-down, z-forward one
+            np.testing.assert_allclose(c.c2w[i, :3, :3], np.diag([1, -1, -1]) @ r @ np.diag([1, -1, -1]), atol=1e-9)
         # the 8th column is the vertical field of view
         assert c.intrinsics[2, 1] == pytest.approx(120 / math.tan(math.radians(32 / 2)))
     assert not cm.read_pose_file(p, 64, 48, rotation_order="XYZ").allclose(
@@ -232,6 +233,39 @@ def test_a_nuke_chan_file_is_read_in_kinograph_axes(tmp_path):
     (tmp_path / "mixed.chan").write_text("1 0 0 0 0 0 0\n2 0 0 0 0 0 0 40\n")
     with pytest.raises(ValueError, match="line 2: 8 numbers where line 1 has 7"):
         cm.read_pose_file(str(tmp_path / "mixed.chan"), 64, 48)
+
+
+def test_camera_save_writes_a_chan_file_nuke_reads_as_the_same_move(tmp_path):
+    """camera_save wrote CameraCtrl pose files only: a move made here could not go back to Nuke or Blender."""
+    from graph_engine.context import Context
+    from nodes.motion import camera_nodes
+    from node_call import Nodes
+    cam = cm.combine(cm.preset("orbit_left", 6, 320, 240, speed=3), cm.preset("tilt_up", 6, 320, 240, speed=4))
+    for order in ("ZXY", "XYZ"):
+        path = str(tmp_path / f"move_{order}.chan")
+        events = []
+        Nodes(camera_nodes).camera_save(Context("s", emit=events.append), cam, path=path, rotation_order=order,
+                                        first_frame=1001)
+        assert not [e for e in events if e["event"] == "log"]
+        rows = [[float(v) for v in line.split("\t")] for line in Path(path).read_text().splitlines()]
+        assert [r[0] for r in rows] == list(range(1001, 1007)) and all(len(r) == 8 for r in rows)
+        assert rows[0][1:7] == pytest.approx([0] * 6, abs=1e-9)       # frame 0 is Nuke's camera at rest
+        assert rows[0][7] == pytest.approx(2 * math.degrees(math.atan(120 / cam.intrinsics[0, 1])))
+        assert cm.read_pose_file(path, 320, 240, rotation_order=order).allclose(cam, atol=1e-6)
+    # a pure turn right is a negative Y rotation in Nuke; moving right is +x, up is +y, forward is -z
+    Nodes(camera_nodes).camera_save(Context("s"), cm.from_components(64, 48, rotation=([0, 20], 0, 0),
+                                                                   translation=([0, 1], [0, -2], [0, 3])),
+                                    path=str(tmp_path / "turn.chan"))
+    last = [float(v) for v in (tmp_path / "turn.chan").read_text().splitlines()[1].split()]
+    assert last[1:7] == pytest.approx([1, 2, -3, 0, -20, 0])
+    events = []
+    Nodes(camera_nodes).camera_save(Context("s", emit=events.append), cm.preset("pan_right", 3, 64, 48),
+                                    path=str(tmp_path / "p.chan"))
+    assert not events or all(e["event"] != "log" for e in events)
+    Nodes(camera_nodes).camera_save(Context("s", emit=events.append),
+                                    cm.from_components(64, 48, pan_x=[0, 5]), path=str(tmp_path / "shift.chan"))
+    assert [e["message"] for e in events if e["event"] == "log"] == [
+        "a .chan file has no place for the principal point shifts (pan_x, pan_y); they are left out"]
 
 
 def test_camera_path_node_reads_a_chan_file_under_any_name(tmp_path):

@@ -10,7 +10,8 @@ saved as .cam are common):
   7 or 8 numbers a line, `frame tx ty tz rx ry rz [vertical fov]`. Translations in scene units,
   rotations in degrees applied in `rotation_order` (Nuke's cameras default to ZXY, Blender's
   export to XYZ; the file does not say which), Y-up world, the camera looking down -Z (OpenGL
-  axes). The 8th column is the vertical field of view in degrees; without it the camera gets
+  axes; the world is turned to Kinograph's y-down, z-forward one, so a camera at rest is one at
+  Kinograph's origin). The 8th column is the vertical field of view in degrees; without it the camera gets
   `hfov`. Frame numbers may start anywhere (1, 1001): the first line is frame 0 of the path,
   and a gap in the numbers is refused rather than silently closed up.
 
@@ -26,8 +27,9 @@ import numpy as np
 from .camera import Camera, camera_from_pose_rows, focal_from_fov, poses, rot_x, rot_y, rot_z
 
 CHAN_ROTATION_ORDERS = ("ZXY", "XYZ", "XZY", "YXZ", "YZX", "ZYX")
-# OpenGL camera axes (x right, y up, looking down -z) to OpenCV's (x right, y down, z forward).
-GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+# OpenGL camera axes (x right, y up, looking down -z) to OpenCV's (x right, y down, z forward); the same
+# flip takes a Y-up world to Kinograph's y-down one, so Nuke's camera at rest is Kinograph's frame 0.
+FLIP_YZ = np.diag([1.0, -1.0, -1.0, 1.0])
 FORMATS = ("a CameraCtrl / RealEstate10K pose file (19 numbers a line: frame fx fy cx cy w h and a 3x4 "
            "world-to-camera matrix) or a Nuke .chan file (7 or 8: frame tx ty tz rx ry rz and the vertical "
            "field of view)")
@@ -101,7 +103,7 @@ def chan_camera(rows: np.ndarray, width: int, height: int, rotation_order: str =
     r = np.tile(np.eye(3), (len(rows), 1, 1))
     for axis in rotation_order:     # the first letter turns first (about the fixed world axes)
         r = turn[axis](angles[axis]) @ r
-    c2w = poses(r, rows[:, 1:4]) @ GL_TO_CV
+    c2w = FLIP_YZ @ poses(r, rows[:, 1:4]) @ FLIP_YZ
     if rows.shape[1] == 8:
         vfov = rows[:, 7]
         if (vfov <= 0).any() or (vfov >= 180).any():
@@ -113,3 +115,36 @@ def chan_camera(rows: np.ndarray, width: int, height: int, rotation_order: str =
     k = np.stack([f, f, np.full_like(f, width / 2.0), np.full_like(f, height / 2.0)], -1)
     return Camera(k, c2w, width, height)
 
+
+
+def chan_rows(cam: Camera, rotation_order: str = "ZXY", first_frame: int = 1) -> np.ndarray:
+    """The inverse of chan_camera: [N, 8] rows `frame tx ty tz rx ry rz vfov` of a .chan file."""
+    from scipy.spatial.transform import Rotation
+    if rotation_order not in CHAN_ROTATION_ORDERS:
+        raise ValueError(f"unknown rotation order {rotation_order!r}; use one of {', '.join(CHAN_ROTATION_ORDERS)}")
+    gl = FLIP_YZ @ cam.c2w @ FLIP_YZ
+    seq = Rotation.from_matrix(gl[:, :3, :3]).as_euler(rotation_order.lower(), degrees=True)
+    rot = np.stack([seq[:, rotation_order.index(axis)] for axis in "XYZ"], -1)
+    vfov = np.degrees(2 * np.arctan(cam.height / 2.0 / cam.intrinsics[:, 1]))
+    return np.column_stack([np.arange(cam.length) + first_frame, gl[:, :3, 3], rot, vfov])
+
+
+def write_chan(cam: Camera, path: str, rotation_order: str = "ZXY", first_frame: int = 1,
+               overwrite: bool = False) -> str:
+    """Write a .chan file (tab-separated, as Nuke and Blender write them). It has no place for the
+    principal point or non-square focal lengths: see chan_losses."""
+    lines = ["\t".join([str(int(r[0]))] + [f"{v:.9g}" for v in r[1:]]) for r in chan_rows(cam, rotation_order, first_frame)]
+    from graph_engine.atomic import write_text
+    write_text(path, "\n".join(lines) + "\n", overwrite=overwrite)
+    return path
+
+
+def chan_losses(cam: Camera) -> str:
+    """What a .chan file cannot hold of this camera, in words, or ""."""
+    k = cam.intrinsics
+    lost = []
+    if np.abs(k[:, 2] - cam.width / 2).max() > 1e-3 or np.abs(k[:, 3] - cam.height / 2).max() > 1e-3:
+        lost.append("the principal point shifts (pan_x, pan_y)")
+    if np.abs(k[:, 0] / k[:, 1] - 1).max() > 1e-6:
+        lost.append("non-square focal lengths (the vertical field of view is kept)")
+    return f"a .chan file has no place for {' or '.join(lost)}; they are left out" if lost else ""

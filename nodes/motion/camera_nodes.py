@@ -145,15 +145,28 @@ def camera_combine(ctx, a: CAMERA, b: CAMERA,
 
 @node("motion.camera_save", title="Save Camera Path", category="Motion", output=True)
 def camera_save(ctx, camera: CAMERA,
-                path: str = Param("out/camera.txt", kind="path", reads=False, help="pose file to write"),
-                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
-    """Write the path as a CameraCtrl / RealEstate10K pose file.
+                path: str = Param("out/camera.txt", kind="path", reads=False,
+                                  help="pose file to write; a name ending in .chan writes a Nuke .chan"),
+                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write"),
+                rotation_order: str = Param("ZXY", choices=CHAN_ROTATION_ORDERS,
+                                            help=".chan: the rotation order to write (Nuke's cameras: ZXY)"),
+                first_frame: int = Param(1, min=-100000, max=100000, help=".chan: the number of the first frame"),
+                ) -> None:
+    """Write the path as a CameraCtrl / RealEstate10K pose file, or a Nuke .chan file.
 
-    One header line, then per frame: `0 fx fy cx cy w h` (intrinsics divided by the width
-    and height) and the 3x4 world-to-camera matrix, row-major."""
+    Pose file: one header line, then per frame `0 fx fy cx cy w h` (intrinsics divided by the
+    width and height) and the 3x4 world-to-camera matrix, row-major. .chan (for Nuke's Camera
+    'import chan file', Blender's chan import): per frame `frame tx ty tz rx ry rz vfov`, Y up,
+    the camera looking down -Z, degrees; frame 0 of the path is Nuke's camera at rest."""
     from .camera import describe, write_pose_file
+    from .camera_files import chan_losses, write_chan
     with user_errors():
-        write_pose_file(camera, path, overwrite=overwrite)
+        if str(path).lower().endswith(".chan"):
+            write_chan(camera, path, rotation_order, first_frame, overwrite=overwrite)
+            if chan_losses(camera):
+                ctx.log(chan_losses(camera))
+        else:
+            write_pose_file(camera, path, overwrite=overwrite)
     ctx.wrote(path)
     ctx.report(path=path, frames=camera.length, summary=describe(camera))
 
