@@ -187,8 +187,8 @@ def test_pose_file_quirks_of_other_editors(tmp_path):
     (tmp_path / "nan.txt").write_text("\n".join(lines))
     with pytest.raises(ValueError, match=r"nan.txt, line 3: nan is not a number a camera can have"):
         cm.read_pose_file(str(tmp_path / "nan.txt"))
-    (tmp_path / "cam.json").write_text('{"frames": []}')
-    with pytest.raises(ValueError, match="cam.json is JSON; Kinograph reads camera paths from a CameraCtrl"):
+    (tmp_path / "cam.json").write_text('{"shots": []}')
+    with pytest.raises(ValueError, match="cam.json is JSON but neither a nerfstudio camera_path.json"):
         cm.read_pose_file(str(tmp_path / "cam.json"))
     (tmp_path / "shot.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
     with pytest.raises(ValueError, match="shot.png is not a text file"):
@@ -266,6 +266,36 @@ def test_camera_save_writes_a_chan_file_nuke_reads_as_the_same_move(tmp_path):
                                     cm.from_components(64, 48, pan_x=[0, 5]), path=str(tmp_path / "shift.chan"))
     assert [e["message"] for e in events if e["event"] == "log"] == [
         "a .chan file has no place for the principal point shifts (pan_x, pan_y); they are left out"]
+
+
+def test_nerfstudio_and_nerf_json_cameras(tmp_path):
+    """JSON camera files (nerfstudio's render paths, NeRF transforms.json) were 'no pose lines found'."""
+    turn = math.radians(-10)             # OpenGL axes, Y up: a negative turn about y looks right
+    moved = [[math.cos(turn), 0, math.sin(turn), 1], [0, 1, 0, 2], [-math.sin(turn), 0, math.cos(turn), -3],
+             [0, 0, 0, 1]]
+    still = np.eye(4).tolist()
+    (tmp_path / "camera_path.json").write_text(json.dumps({
+        "render_width": 320, "render_height": 240, "fps": 24, "seconds": 1,
+        "camera_path": [{"camera_to_world": sum(still, []), "fov": 40, "aspect": 4 / 3},
+                        {"camera_to_world": sum(moved, []), "fov": 40, "aspect": 4 / 3}]}))
+    c = cm.read_pose_file(str(tmp_path / "camera_path.json"))
+    f = 120 / math.tan(math.radians(20))                                   # fov is vertical
+    hfov = math.degrees(2 * math.atan(160 / f))
+    # right 1, up 2, forward 3, turned 10 degrees right, in Kinograph's words
+    assert c.allclose(cm.from_components(320, 240, fov=hfov, rotation=([0, 10], 0, 0),
+                                         translation=([0, 1], [0, -2], [0, 3])), atol=1e-9)
+    (tmp_path / "transforms.json").write_text(json.dumps({
+        "camera_angle_x": math.radians(60), "w": 64, "h": 48,
+        "frames": [{"file_path": "images/frame_00002.png", "transform_matrix": moved, "fl_x": 70},
+                   {"file_path": "images/frame_00001.png", "transform_matrix": still}]}))
+    c = cm.read_pose_file(str(tmp_path / "transforms.json"))
+    assert (c.width, c.height) == (64, 48)
+    np.testing.assert_allclose(c.intrinsics, [[32 / math.tan(math.radians(30))] * 2 + [32, 24], [70, 70, 32, 24]])
+    np.testing.assert_allclose(c.c2w[0], np.eye(4), atol=1e-12)             # sorted by file name
+    assert c.positions[1] == pytest.approx([1, -2, 3])
+    (tmp_path / "bad.json").write_text('{"camera_path": [{"fov": 40}], "render_width": 8, "render_height": 8}')
+    with pytest.raises(ValueError, match="bad.json: a camera entry lacks 'camera_to_world'"):
+        cm.read_pose_file(str(tmp_path / "bad.json"))
 
 
 def test_camera_path_node_reads_a_chan_file_under_any_name(tmp_path):

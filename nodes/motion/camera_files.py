@@ -15,6 +15,9 @@ saved as .cam are common):
   `hfov`. Frame numbers may start anywhere (1, 1001): the first line is frame 0 of the path,
   and a gap in the numbers is refused rather than silently closed up.
 
+- JSON: nerfstudio's camera_path.json or a NeRF / instant-ngp / nerfstudio transforms.json
+  (see json_camera), OpenGL camera axes like .chan.
+
 Every line is checked for numbers that are not finite, and errors name the file and line."""
 from __future__ import annotations
 
@@ -31,21 +34,22 @@ CHAN_ROTATION_ORDERS = ("ZXY", "XYZ", "XZY", "YXZ", "YZX", "ZYX")
 # flip takes a Y-up world to Kinograph's y-down one, so Nuke's camera at rest is Kinograph's frame 0.
 FLIP_YZ = np.diag([1.0, -1.0, -1.0, 1.0])
 FORMATS = ("a CameraCtrl / RealEstate10K pose file (19 numbers a line: frame fx fy cx cy w h and a 3x4 "
-           "world-to-camera matrix) or a Nuke .chan file (7 or 8: frame tx ty tz rx ry rz and the vertical "
-           "field of view)")
+           "world-to-camera matrix), a Nuke .chan file (7 or 8: frame tx ty tz rx ry rz and the vertical "
+           "field of view) or a nerfstudio camera_path.json / NeRF transforms.json")
 
 
-def number_lines(path: str) -> List[Tuple[int, List[float]]]:
-    """(line number, numbers) of each line of numbers; blank lines and # comments skipped. A first line
-    of text is a header (RealEstate10K's URL); text after numbers have started is an error."""
+def read_text(path: str) -> str:
     raw = Path(path).read_bytes()
     if b"\0" in raw[:8192]:
         raise ValueError(f"{path} is not a text file; a camera file is {FORMATS}")
     # utf-8-sig: a byte-order mark (Windows editors write one) made the first pose line read as a header
     # and dropped frame 0 without a word. Numbers are ASCII, so undecodable bytes can only be in comments.
-    text = raw.decode("utf-8-sig", errors="replace")
-    if text.lstrip()[:1] in ("{", "["):
-        raise ValueError(f"{path} is JSON; Kinograph reads camera paths from {FORMATS}")
+    return raw.decode("utf-8-sig", errors="replace")
+
+
+def number_lines(path: str, text: str) -> List[Tuple[int, List[float]]]:
+    """(line number, numbers) of each line of numbers; blank lines and # comments skipped. A first line
+    of text is a header (RealEstate10K's URL); text after numbers have started is an error."""
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.replace(",", " ").split()
@@ -70,7 +74,10 @@ def read_camera_file(path: str, width: int = 0, height: int = 0, rotation_order:
                      hfov: float = 60.0) -> Camera:
     """A camera path from a CameraCtrl pose file or a Nuke .chan file, told apart by their columns.
     width/height: the picture size (a .chan file has none; a pose file's w, h columns win when set)."""
-    rows = number_lines(path)
+    text = read_text(path)
+    if text.lstrip()[:1] in ("{", "["):
+        return json_camera(path, text, width, height)
+    rows = number_lines(path, text)
     lineno, first = rows[0]
     for n, vals in rows:
         if len(vals) != len(first):
@@ -82,6 +89,59 @@ def read_camera_file(path: str, width: int = 0, height: int = 0, rotation_order:
         return chan_camera(np.array([v for _, v in rows]), width, height, rotation_order, hfov, str(path),
                            [n for n, _ in rows])
     raise ValueError(f"{path}, line {lineno}: {len(first)} numbers; a camera file is {FORMATS}")
+
+
+def from_y_up(c2w: np.ndarray) -> np.ndarray:
+    """Camera-to-world matrices of OpenGL cameras in a Y-up world (Nuke, Blender's exports, NeRF
+    data) in Kinograph's axes."""
+    return FLIP_YZ @ c2w @ FLIP_YZ
+
+
+def json_camera(path: str, text: str, width: int = 0, height: int = 0) -> Camera:
+    """nerfstudio's camera_path.json (its viewer's render paths: `camera_path` entries with a row-major
+    `camera_to_world` and a vertical `fov` in degrees) or a NeRF / instant-ngp / nerfstudio
+    transforms.json (`frames` with a 4x4 `transform_matrix`, ordered by file name as nerfstudio does;
+    intrinsics from fl_x, fl_y, cx, cy or the horizontal `camera_angle_x` in radians). Both use OpenGL
+    camera axes. The picture size is the file's (render_width/height, w/h), else width and height."""
+    import json
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("camera_path", doc.get("frames")), list):
+        raise ValueError(f"{path} is JSON but neither a nerfstudio camera_path.json (a 'camera_path' list) nor a "
+                         f"transforms.json (a 'frames' list); a camera file is one of those, {FORMATS}")
+    nerfstudio = "camera_path" in doc
+    w = int(doc.get("render_width" if nerfstudio else "w", 0)) or width
+    h = int(doc.get("render_height" if nerfstudio else "h", 0)) or height
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{path} does not give the picture size; set width and height")
+    try:
+        if nerfstudio:
+            entries = doc["camera_path"]
+            c2w = [np.reshape(np.asarray(e["camera_to_world"], np.float64), (4, 4)) for e in entries]
+            k = [[f, f, w / 2, h / 2] for f in (focal_from_fov(float(e["fov"]), h) for e in entries)]
+        else:
+            entries = sorted(doc["frames"], key=lambda e: str(e.get("file_path", "")))
+            c2w = [np.asarray(e["transform_matrix"], np.float64)[:4, :4] for e in entries]
+            k = [_nerf_intrinsics({**doc, **e}, w, h) for e in entries]     # a frame's own values win
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: a camera entry lacks {e} or has it in the wrong shape") from None
+    if not entries:
+        raise ValueError(f"{path}: the camera list is empty")
+    if not (np.isfinite(c2w).all() and np.isfinite(k).all()):
+        raise ValueError(f"{path}: a camera holds a value that is not a number")
+    return Camera(np.array(k), from_y_up(np.array(c2w)), w, h)
+
+
+def _nerf_intrinsics(d: dict, w: int, h: int) -> list:
+    if "fl_x" in d:
+        fx = float(d["fl_x"])
+    elif "camera_angle_x" in d:
+        fx = w / 2 / math.tan(float(d["camera_angle_x"]) / 2)
+    else:
+        raise KeyError("fl_x or camera_angle_x")
+    return [fx, float(d.get("fl_y", fx)), float(d.get("cx", w / 2)), float(d.get("cy", h / 2))]
 
 
 def chan_camera(rows: np.ndarray, width: int, height: int, rotation_order: str = "ZXY", hfov: float = 60.0,
@@ -103,7 +163,7 @@ def chan_camera(rows: np.ndarray, width: int, height: int, rotation_order: str =
     r = np.tile(np.eye(3), (len(rows), 1, 1))
     for axis in rotation_order:     # the first letter turns first (about the fixed world axes)
         r = turn[axis](angles[axis]) @ r
-    c2w = FLIP_YZ @ poses(r, rows[:, 1:4]) @ FLIP_YZ
+    c2w = from_y_up(poses(r, rows[:, 1:4]))
     if rows.shape[1] == 8:
         vfov = rows[:, 7]
         if (vfov <= 0).any() or (vfov >= 180).any():
@@ -122,7 +182,7 @@ def chan_rows(cam: Camera, rotation_order: str = "ZXY", first_frame: int = 1) ->
     from scipy.spatial.transform import Rotation
     if rotation_order not in CHAN_ROTATION_ORDERS:
         raise ValueError(f"unknown rotation order {rotation_order!r}; use one of {', '.join(CHAN_ROTATION_ORDERS)}")
-    gl = FLIP_YZ @ cam.c2w @ FLIP_YZ
+    gl = from_y_up(cam.c2w)     # the flip is its own inverse
     seq = Rotation.from_matrix(gl[:, :3, :3]).as_euler(rotation_order.lower(), degrees=True)
     rot = np.stack([seq[:, rotation_order.index(axis)] for axis in "XYZ"], -1)
     vfov = np.degrees(2 * np.arctan(cam.height / 2.0 / cam.intrinsics[:, 1]))

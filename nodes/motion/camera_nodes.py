@@ -59,7 +59,8 @@ def camera_path(ctx,
                 rotation_roll: float = _sched(0.0, "roll clockwise, degrees"),
                 fov: float = _sched(60.0, "horizontal field of view, degrees"),
                 pose_file: str = Param("", kind="path", help="camera file to start from: CameraCtrl / RealEstate10K "
-                                                             "poses or a Nuke .chan (Nuke, Blender, Houdini)"),
+                                                             "poses, a Nuke .chan (Nuke, Blender, Houdini), a "
+                                                             "nerfstudio camera_path.json or a NeRF transforms.json"),
                 schedules: str = Param("absolute", choices=("absolute", "per_frame"),
                                        help="absolute: each move is the camera's place at that frame, relative to "
                                             "frame 0; per_frame: the step from the previous frame, accumulated, "
@@ -80,12 +81,13 @@ def camera_path(ctx,
     apply_camera shows parallax). A pose file gives the base path (and the length); the
     schedules, then the preset, move it further in its own frame.
 
-    Pose files are read by their columns, whatever the extension. A .chan file (`frame tx ty tz
+    Camera files are told apart by their content, whatever the extension. A .chan file (`frame tx ty tz
     rx ry rz [vertical fov]`: degrees, Y up, the camera looking down -Z) is converted to the
     convention below; its first line is frame 0 whatever its number (1, 1001), frames must follow
     one by one, and without the fov column the camera gets `fov`. Its translations stay in the
     scene's units (metres from Blender), while apply_camera without depth puts the picture 1 unit
-    ahead: give a depth map with near/far in the same units.
+    ahead: give a depth map with near/far in the same units. JSON: nerfstudio's camera_path.json
+    (its render paths) or a NeRF / instant-ngp transforms.json (frames in file-name order).
 
     Presets: pan_* moves the camera sideways or up/down (truck/pedestal, as camera-control
     models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
