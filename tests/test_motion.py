@@ -567,6 +567,31 @@ nodes:
     assert "expected a value" in str(info.value) and "^" in str(info.value)
 
 
+def test_a_camera_file_in_metres_moves_toward_a_picture_at_its_distance(tmp_path):
+    """A camera from Nuke or Blender moves in metres, and the picture of a 2-D move sat 1 unit ahead: a
+    dolly of 2 m toward a painting 10 m away was refused as travelling 'through the picture'. distance
+    puts the picture where it is."""
+    chan_file(tmp_path / "dolly.chan", [(1001 + i, 0, 1.6, -0.5 * i, 0, 0, 0, 40) for i in range(5)])
+    h, w = photo().shape[:2]
+    text = f"""
+kinograph: 1
+nodes:
+  photo: {{type: io.load_image, params: {{path: {SAMPLES / 'coffee.png'}}}}}
+  cam:   {{type: motion.camera_path, params: {{pose_file: {tmp_path / 'dolly.chan'}, width: {w}, height: {h}}}}}
+  near:  {{type: motion.apply_camera, inputs: {{image: photo.image, camera: cam.camera}}}}
+  far:   {{type: motion.apply_camera, inputs: {{image: photo.image, camera: cam.camera}}, params: {{distance: 10}}}}
+"""
+    res = Session(use_disk=False).run(load_workflow(text=text))
+    assert set(res.failed) == {"near"}
+    assert res.failed["near"].startswith("camera frame 2 has travelled 1 forward, through the picture: a still "
+                                         "picture is a plane 1 unit ahead of the first camera (distance)")
+    assert "set distance to how far the picture is in the path's units" in res.failed["near"]
+    frames = res.outputs["far"]["video"].to_array()
+    # 2 m nearer to a picture 10 m away: it looks 10 / 8 = 1.25 times bigger (SIFT, independent of the warp)
+    scale, angle, _, _ = similarity(frames[0], frames[4])
+    assert scale == pytest.approx(1.25, abs=0.01) and abs(angle) < 0.2
+
+
 def test_camera_validation_messages():
     with pytest.raises(ValueError, match="unknown camera preset"):
         cm.preset("spin", 3, 8, 8)

@@ -111,6 +111,13 @@ class Camera:
         k[:, 3] = height / 2 + (k[:, 3] - self.height / 2) * s
         return Camera(k, self.c2w, width, height)
 
+    def scaled(self, s: float) -> "Camera":
+        """The same path with every position (so every move) times s: a plane at distance d seen by
+        this path looks as a plane at distance d * s seen by the scaled one."""
+        m = self.c2w.copy()
+        m[:, :3, 3] *= s
+        return Camera(self.intrinsics, m, self.width, self.height)
+
     def frames(self, start: int, stop: int) -> "Camera":
         return Camera(self.intrinsics[start:stop], self.c2w[start:stop], self.width, self.height)
 

@@ -34,6 +34,10 @@ def user_errors():
         raise NodeError(str(e)) from None
 
 
+DISTANCE_HELP = ("without depth: how far the picture is from the first camera, in the path's units (1 for "
+                 "Kinograph's paths; a Nuke / Blender camera in metres: the distance in metres)")
+
+
 def _sched(default, help):
     return Param(default, kind="schedule", help=help)
 
@@ -204,11 +208,13 @@ def apply_camera(ctx, camera: CAMERA,
                  near: float = Param(1.0, min=1e-3, max=1e6, help="distance of the nearest depth value (units)"),
                  far: float = Param(10.0, min=1e-3, max=1e6, help="distance of the farthest depth value (units)"),
                  fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip made from an image"),
+                 distance: float = Param(1.0, min=1e-3, max=1e6, help=DISTANCE_HELP),
                  ) -> VIDEO:
     """Move a picture or a video by a camera path, as a streaming clip.
 
-    Without depth the picture is a plane 1 unit in front of the first camera (2-D:
-    homographies), seen from in front only: a path that travels 1 unit forward or turns its view
+    Without depth the picture is a plane `distance` in front of the first camera (2-D:
+    homographies; 1 unit for Kinograph's own paths, the picture's real distance for a camera file
+    in metres), seen from in front only: a path that travels 1 unit forward or turns its view
     away from the plane is refused, naming the frame. With a depth map each pixel is lifted to 3-D, reprojected into every
     camera and splatted with a z-buffer; what the move uncovers is filled from the
     background around it. The camera is fitted to the picture's size (one scale, centred).
@@ -219,7 +225,7 @@ def apply_camera(ctx, camera: CAMERA,
         raise NodeError(f"near ({near}) must be smaller than far ({far})")
     with user_errors():
         return run(camera, image=image, video=video, depth=depth, projection=projection, motion=motion,
-                   border=border, depth_type=depth_type, near=near, far=far, fps=fps)
+                   border=border, depth_type=depth_type, near=near, far=far, fps=fps, distance=distance)
 
 
 @node("motion.camera_flow", title="Camera Flow", category="Motion")
@@ -230,7 +236,8 @@ def camera_flow(ctx, camera: CAMERA,
                 depth_type: str = Param("disparity", choices=("disparity", "depth", "metric")),
                 near: float = Param(1.0, min=1e-3, max=1e6),
                 far: float = Param(10.0, min=1e-3, max=1e6),
-                fps: float = Param(24.0, min=0.01, max=1000)) -> FLOW:
+                fps: float = Param(24.0, min=0.01, max=1000),
+                distance: float = Param(1.0, min=1e-3, max=1e6, help=DISTANCE_HELP)) -> FLOW:
     """The image motion a camera path causes, as flow fields (frame i to i+1).
 
     Feed it to noise warping or anything that takes a FLOW; with a depth map the flow has
@@ -240,4 +247,4 @@ def camera_flow(ctx, camera: CAMERA,
     w, h = width or camera.width, height or camera.height
     with user_errors():
         z = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
-        return flow_from_camera(camera, w, h, z, fps)
+        return flow_from_camera(camera, w, h, z, fps, distance)

@@ -90,15 +90,17 @@ def flow_from_video(video, quality: str = "medium") -> Flow:
     return Flow(video.length - 1, video.width, video.height, fn, video.fps)
 
 
-def flow_from_camera(cam, width: int, height: int, z: Optional[np.ndarray] = None, fps: float = 24.0) -> Flow:
+def flow_from_camera(cam, width: int, height: int, z: Optional[np.ndarray] = None, fps: float = 24.0,
+                     distance: float = 1.0) -> Flow:
     """The image motion a camera path causes, frame i -> i+1. Without z the picture is the
-    2-D plane of the 2-D camera moves; z (frame 0's depth in scene units, H x W) gives 2.5-D
-    flow, with the depth carried to each frame i by reprojection."""
-    from .warp import camera_flow, check_plane_in_view, depth_view_maps
+    2-D plane of the 2-D camera moves, `distance` ahead; z (frame 0's depth in scene units, H x W)
+    gives 2.5-D flow, with the depth carried to each frame i by reprojection."""
+    from .warp import camera_flow, check_plane_in_view, depth_view_maps, picture_at
     if cam.length < 2:
         raise ValueError("a camera path of 1 frame has no motion; give it at least 2 frames")
     if z is None:
-        check_plane_in_view(cam.fitted(width, height))
+        cam = picture_at(cam, distance)
+        check_plane_in_view(cam.fitted(width, height), distance)
 
     def fn(i):
         if z is None:

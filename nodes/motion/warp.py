@@ -55,10 +55,19 @@ def pixel_homography(cam: Camera, i: int, j: int = 0, projection: str = "perspec
     return h / h[2, 2]
 
 
-def check_plane_in_view(cam: Camera) -> None:
+def picture_at(cam: Camera, distance: float) -> Camera:
+    """The path a picture `distance` units ahead (in the path's units) sees as the 2-D moves' plane 1 unit
+    ahead: a camera file in metres moved 1 m toward a picture 10 m away, not through one 1 m away."""
+    if not distance > 0:
+        raise ValueError(f"the picture's distance must be above 0, got {distance:g}")
+    return cam if distance == 1 else cam.scaled(1.0 / distance)
+
+
+def check_plane_in_view(cam: Camera, distance: float = 1.0) -> None:
     """Refuse a path whose camera reaches the picture plane of the 2-D moves or turns part of its view away
     from it. A homography cannot tell in front from behind: those frames came out white, or showed the
-    picture mirrored where the view looks away from it, with nothing to say the path was the cause."""
+    picture mirrored where the view looks away from it, with nothing to say the path was the cause.
+    `cam` is already scaled by picture_at(distance); messages speak in the path's own units."""
     rel = cam.relative()
     w, h = cam.width, cam.height
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
@@ -66,10 +75,12 @@ def check_plane_in_view(cam: Camera) -> None:
         c2w = rel.c2w[i]
         ahead = 1.0 - c2w[2, 3]                 # the plane's distance along frame 0's axis
         if ahead <= 1e-6:
-            raise ValueError(f"camera frame {i} has travelled {c2w[2, 3]:.3g} forward, through the picture: a still "
-                             f"picture is a plane 1 unit ahead of the first camera, and a 2-D move shows it from "
-                             f"in front only. Keep the forward travel under 1 (a lower speed or translation_z), "
-                             f"zoom instead, or give a depth map")
+            raise ValueError(f"camera frame {i} has travelled {c2w[2, 3] * distance:.3g} forward, through the picture: "
+                             f"a still picture is a plane {distance:g} unit{'' if distance == 1 else 's'} ahead of the "
+                             f"first camera (distance), and a 2-D move shows it from in front only. Keep the forward "
+                             f"travel under {distance:g} (a lower speed or translation_z), set distance to how far "
+                             f"the picture is in the path's units (a camera file in metres: metres), zoom instead, "
+                             f"or give a depth map")
         rays = corners @ np.linalg.inv(cam.K(i)).T @ c2w[:3, :3].T
         if (rays[:, 2] <= 1e-6).any():
             raise ValueError(f"camera frame {i} turns so far that part of its view looks away from the picture "
@@ -288,7 +299,7 @@ class CameraMover:
 
     def __init__(self, cam: Camera, width: int, height: int, projection: str = "perspective",
                  motion: str = "absolute", border: str = "replicate", z0: Optional[np.ndarray] = None,
-                 interpolation: int = cv2.INTER_LINEAR):
+                 interpolation: int = cv2.INTER_LINEAR, distance: float = 1.0):
         if motion not in MOTIONS:
             raise ValueError(f"unknown motion {motion!r}; use one of {', '.join(MOTIONS)}")
         _border(border)
@@ -298,7 +309,7 @@ class CameraMover:
         self._state: Optional[Tuple[int, np.ndarray, Optional[np.ndarray]]] = None
         if z0 is None:
             pixel_homography(self.cam, 0, 0, projection)    # validates projection early
-            check_plane_in_view(self.cam)
+            check_plane_in_view(self.cam, distance)
 
     def _index(self, k: int) -> int:
         return min(k, self.cam.length - 1)
@@ -332,9 +343,11 @@ class CameraMover:
 
 def apply_camera(cam: Camera, image: Optional[np.ndarray] = None, video=None, depth: Optional[np.ndarray] = None,
                  projection: str = "perspective", motion: str = "absolute", border: str = "replicate",
-                 depth_type: str = "disparity", near: float = 1.0, far: float = 10.0, fps: float = 24.0):
+                 depth_type: str = "disparity", near: float = 1.0, far: float = 10.0, fps: float = 24.0,
+                 distance: float = 1.0):
     """A lazy Clip: the image moved by the camera path (camera.length frames), or each video
-    frame i moved by camera frame i (the video's length; the camera holds its last pose)."""
+    frame i moved by camera frame i (the video's length; the camera holds its last pose).
+    Without depth the picture is a plane `distance` ahead of the first camera."""
     from graph_engine import Clip
     if (image is None) == (video is None):
         raise ValueError("connect either an image or a video to move")
@@ -348,7 +361,8 @@ def apply_camera(cam: Camera, image: Optional[np.ndarray] = None, video=None, de
     else:
         w, h, length, fps = video.width, video.height, video.length, video.fps
     z0 = depth_to_z(depth, w, h, depth_type, near, far) if depth is not None else None
-    mover = CameraMover(cam, w, h, projection, motion, border, z0)
+    mover = CameraMover(cam if z0 is not None else picture_at(cam, distance), w, h, projection, motion, border, z0,
+                        distance=distance)
 
     if image is not None:
         def reader(a, b):
