@@ -286,12 +286,12 @@ def test_nerfstudio_and_nerf_json_cameras(tmp_path):
                                          translation=([0, 1], [0, -2], [0, 3])), atol=1e-9)
     (tmp_path / "transforms.json").write_text(json.dumps({
         "camera_angle_x": math.radians(60), "w": 64, "h": 48,
-        "frames": [{"file_path": "images/frame_00002.png", "transform_matrix": moved, "fl_x": 70},
-                   {"file_path": "images/frame_00001.png", "transform_matrix": still}]}))
+        "frames": [{"file_path": "images/frame_10.png", "transform_matrix": moved, "fl_x": 70},
+                   {"file_path": "images/frame_9.png", "transform_matrix": still}]}))
     c = cm.read_pose_file(str(tmp_path / "transforms.json"))
     assert (c.width, c.height) == (64, 48)
     np.testing.assert_allclose(c.intrinsics, [[32 / math.tan(math.radians(30))] * 2 + [32, 24], [70, 70, 32, 24]])
-    np.testing.assert_allclose(c.c2w[0], np.eye(4), atol=1e-12)             # sorted by file name
+    np.testing.assert_allclose(c.c2w[0], np.eye(4), atol=1e-12)             # frame_9 before frame_10
     assert c.positions[1] == pytest.approx([1, -2, 3])
     (tmp_path / "bad.json").write_text('{"camera_path": [{"fov": 40}], "render_width": 8, "render_height": 8}')
     with pytest.raises(ValueError, match="bad.json: a camera entry lacks 'camera_to_world'"):

@@ -22,6 +22,7 @@ Every line is checked for numbers that are not finite, and errors name the file 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import List, Tuple
 
@@ -100,7 +101,7 @@ def from_y_up(c2w: np.ndarray) -> np.ndarray:
 def json_camera(path: str, text: str, width: int = 0, height: int = 0) -> Camera:
     """nerfstudio's camera_path.json (its viewer's render paths: `camera_path` entries with a row-major
     `camera_to_world` and a vertical `fov` in degrees) or a NeRF / instant-ngp / nerfstudio
-    transforms.json (`frames` with a 4x4 `transform_matrix`, ordered by file name as nerfstudio does;
+    transforms.json (`frames` with a 4x4 `transform_matrix`, ordered by file name, numbers as numbers;
     intrinsics from fl_x, fl_y, cx, cy or the horizontal `camera_angle_x` in radians). Both use OpenGL
     camera axes. The picture size is the file's (render_width/height, w/h), else width and height."""
     import json
@@ -122,7 +123,7 @@ def json_camera(path: str, text: str, width: int = 0, height: int = 0) -> Camera
             c2w = [np.reshape(np.asarray(e["camera_to_world"], np.float64), (4, 4)) for e in entries]
             k = [[f, f, w / 2, h / 2] for f in (focal_from_fov(float(e["fov"]), h) for e in entries)]
         else:
-            entries = sorted(doc["frames"], key=lambda e: str(e.get("file_path", "")))
+            entries = sorted(doc["frames"], key=_natural)
             c2w = [np.asarray(e["transform_matrix"], np.float64)[:4, :4] for e in entries]
             k = [_nerf_intrinsics({**doc, **e}, w, h) for e in entries]     # a frame's own values win
     except (KeyError, TypeError, ValueError) as e:
@@ -132,6 +133,11 @@ def json_camera(path: str, text: str, width: int = 0, height: int = 0) -> Camera
     if not (np.isfinite(c2w).all() and np.isfinite(k).all()):
         raise ValueError(f"{path}: a camera holds a value that is not a number")
     return Camera(np.array(k), from_y_up(np.array(c2w)), w, h)
+
+
+def _natural(entry: dict) -> list:
+    """Sort key of a frame by its file name, numbers as numbers: frame_10 after frame_9."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(entry.get("file_path", "")))]
 
 
 def _nerf_intrinsics(d: dict, w: int, h: int) -> list:
