@@ -156,9 +156,26 @@ nodes:
     assert np.array_equal(out["rev"]["video"].to_array(), src[::-1])
     assert out["pp"]["video"].length == 8 and np.array_equal(out["pp"]["video"].frame(5), src[3])
     assert out["nth"]["video"].length == 3 and out["nth"]["video"].fps == 12.0
-    assert out["fps"]["video"].length == 9
+    # 5 frames of 1/24 s make 10 of 1/48 s, each source frame shown twice (the last too: same duration)
+    assert np.array_equal(out["fps"]["video"].to_array(), src[np.arange(10) // 2])
     with pytest.raises(NodeError, match="resize one of them"):
         edit.concat(c, make_clip(3, 16, 16))
+
+
+@pytest.mark.parametrize("src_fps, fps, length, want", [
+    (30.0, 24.0, 10, [0, 1, 2, 3, 5, 6, 7, 8]),    # every fifth frame dropped, 1/3 s stays 1/3 s
+    (24.0, 12.0, 5, [0, 2, 4]),                    # halving keeps frames 0, 2, 4, as every_nth does
+    (24.0, 60.0, 2, [0, 0, 0, 1, 1]),              # 2/24 s = 5/60 s, each frame on screen while it lasts
+    (24.0, 1.0, 3, [0]),                           # shorter than one new frame: still one frame
+])
+def test_fps_resample_keeps_the_duration(src_fps, fps, length, want):
+    """Resampling counted frames as instants, so 2 s at 24 fps became 95 frames at 48 (1.98 s) and the
+    sound ran past the pictures; each frame now lasts 1/fps, as in ffmpeg's fps filter."""
+    c = make_clip(length)
+    c = c.with_(fps=src_fps)
+    out = edit.change_fps(c, fps, "resample")
+    assert out.fps == fps
+    assert np.array_equal(out.to_array(), c.to_array()[want])
 
 
 def test_workflow_embedded_in_outputs_runs_again(tmp_path):

@@ -95,6 +95,10 @@ def resize(clip: Clip, width: int, height: int, method: str = "area") -> Clip:
 def change_fps(clip: Clip, fps: float, mode: str) -> Clip:
     if mode == "retime":
         return clip.with_(fps=fps, audio=None)
-    n = max(1, int(np.floor((clip.length - 1) * fps / clip.fps)) + 1)
-    idx = np.minimum(np.round(np.arange(n) * clip.fps / fps).astype(np.int64), clip.length - 1)
+    # Frames last 1/fps each, as in ffmpeg's fps filter: 2 s at 24 fps stay 2 s at 48 (96 frames, not the 95
+    # that counting frames as instants gave, which left the sound running past the pictures). Each new frame
+    # shows the source frame on screen when it starts, so halving the rate keeps frames 0, 2, 4...
+    ratio = clip.fps / fps
+    n = max(1, int(np.floor(clip.length / ratio + 0.5)))
+    idx = np.minimum(np.floor(np.arange(n) * ratio + 1e-6).astype(np.int64), clip.length - 1)
     return take(clip, idx, fps, clip.audio)
