@@ -637,3 +637,33 @@ def test_every_nth_holds_a_few_source_chunks_not_one_per_frame():
     frames = np.concatenate([b for _, b in kept.chunks(20)])
     assert [int(f[0, 0, 0]) for f in frames] == [i % 200 for i in range(0, 400, 20)]
     assert most[0] <= 4          # the source's 3 cached chunks (and the one being read)
+
+
+def test_transparent_png_is_laid_over_black_and_gives_its_alpha(tmp_path):
+    """The alpha channel was dropped: what transparent pixels store (here a leftover red, as GIMP can keep)
+    showed through, and a painted mask's transparency was lost. Now the colour is laid over black and the
+    alpha comes out as a mask."""
+    from PIL import Image
+    rgba = np.zeros((4, 6, 4), np.uint8)
+    rgba[..., 0] = 255                      # red everywhere, hidden where alpha is 0
+    rgba[:, :2, 3] = 0
+    rgba[:, 2:4] = (40, 200, 100, 128)      # half-covered green
+    rgba[:, 4:] = (10, 20, 30, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "logo.png")
+    Image.fromarray(rgba[..., :3], "RGB").save(tmp_path / "flat.png")
+    pal = Image.fromarray(rgba[..., :3], "RGB").quantize(4)
+    pal.save(tmp_path / "pal.png", transparency=pal.getpixel((0, 0)))
+    wf = load_workflow(text=f"""
+kinograph: 1
+nodes:
+  logo: {{type: io.load_image, params: {{path: {tmp_path / 'logo.png'}}}}}
+  flat: {{type: io.load_image, params: {{path: {tmp_path / 'flat.png'}}}}}
+  pal: {{type: io.load_image, params: {{path: {tmp_path / 'pal.png'}}}}}
+""")
+    out = Session(use_disk=False).run(wf).outputs
+    a = rgba[..., 3:].astype(np.float64) / 255
+    assert np.array_equal(out["logo"]["image"], np.round(rgba[..., :3] * a).astype(np.uint8))
+    assert np.allclose(out["logo"]["alpha"], a[..., 0])
+    assert np.array_equal(out["flat"]["image"], rgba[..., :3]) and np.all(out["flat"]["alpha"] == 1.0)
+    assert np.all(out["pal"]["alpha"][:, :2] == 0) and np.all(out["pal"]["alpha"][:, 2:] == 1)
+    assert np.all(out["pal"]["image"][:, :2] == 0)

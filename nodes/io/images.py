@@ -17,6 +17,16 @@ WRITABLE_EXTS = tuple(e for e in IMAGE_EXTS if e != ".exr")
 
 
 def read_image(path: str) -> np.ndarray:
+    """The picture at `path` as uint8 RGB; transparent parts are laid over black (see read_image_alpha)."""
+    return read_image_alpha(path)[0]
+
+
+def read_image_alpha(path: str) -> tuple:
+    """(uint8 RGB, float32 HxW alpha in [0, 1] or None when the file has no transparency).
+
+    The colour is laid over black (straight alpha times colour): what a transparent pixel stores is
+    undefined (GIMP and Krita may keep old paint there), and dropping the alpha showed it, with jagged,
+    full-strength edges; over black the edges stay antialiased."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     if not os.path.isfile(path):
         raise NodeError(f"image not found: {path} - check the path (relative paths are taken from the "
@@ -26,8 +36,13 @@ def read_image(path: str) -> np.ndarray:
             # A camera stores the sensor's rows and an EXIF orientation; viewers turn the picture by it.
             im = ImageOps.exif_transpose(im)
             if im.mode.startswith(("I", "F")):
-                return _wide_gray(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                return _wide_gray(im), None
+            if "A" not in im.getbands() and "transparency" not in im.info:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), None
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+            alpha = rgba[..., 3].astype(np.float32) / 255.0
+            rgb = (rgba[..., :3] * alpha[..., None] + 0.5).astype(np.uint8)
+            return rgb, alpha
     except Image.DecompressionBombError as e:
         raise NodeError(_too_big(path, str(e))) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:

@@ -2,15 +2,19 @@
 from pathlib import PurePath
 from typing import Optional
 
+import numpy as np
+
 from graph_engine import Param, node
-from graph_engine.types import IMAGE, VIDEO
+from graph_engine.types import IMAGE, MASK, VIDEO
 
 
-@node("io.load_image", title="Load Image", category="Input/Output")
-def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, ...)")) -> IMAGE:
-    """Read a still image as 8-bit RGB."""
-    from .images import read_image
-    return read_image(path)
+@node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
+def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, ...)")):
+    """Read a still image as 8-bit RGB, and its transparency as a mask (1 = opaque; all 1 when the file
+    has none). Transparent parts of the image are laid over black."""
+    from .images import read_image_alpha
+    rgb, alpha = read_image_alpha(path)
+    return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha}
 
 
 @node("io.load_video", title="Load Video", category="Input/Output")
