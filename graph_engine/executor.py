@@ -18,6 +18,7 @@ from .context import CancelToken, Context
 from .errors import Cancelled, KinographError
 from .plan import explain, plan_run
 from .registry import Registry, default_registry
+from .spill import Spill
 from .validate import left_out_note
 from .workflow import Workflow
 
@@ -134,6 +135,13 @@ class Executor:
         values: Dict[str, Dict[str, Any]] = {}
         dead: Dict[str, str] = {}
         workflow_yaml = None
+        readers: Dict[tuple, int] = {}
+        for nid in order:
+            for src in g.inputs.get(nid, {}).values():
+                readers[src] = readers.get(src, 0) + 1
+        shared = {src for src, n in readers.items() if n > 1}
+        from . import config
+        spill = Spill(config.cache_dir() / "spill")
         emit({"event": "run_started", "nodes": order})
         if p.left_out:
             emit({"event": "log", "node": None, "message": left_out_note(p.left_out)})
@@ -151,7 +159,7 @@ class Executor:
                     emit({"event": "node_skipped", "node": nid, "because": bad[0]})
                     continue
                 key = keys[nid]
-                ins = self._gather(g, spec, nid, values)
+                ins = self._gather(g, spec, nid, values, shared, spill)
                 empty = self._empty_input(g, spec, nid, ins)
                 if empty and not inst.bypass:
                     self._fail(res, dead, nid, empty, None, emit)
@@ -220,6 +228,7 @@ class Executor:
         except Cancelled:
             res.ok, res.cancelled = False, True
         finally:
+            spill.close()
             for outs in values.values():
                 for v in outs.values():
                     if isinstance(v, Clip):
@@ -255,11 +264,14 @@ class Executor:
                 return got
         return None
 
-    def _gather(self, g, spec, nid, values) -> Dict[str, Any]:
-        """Input values by port, through a converter where the socket types differ (IMAGE into VIDEO)."""
+    def _gather(self, g, spec, nid, values, shared, spill) -> Dict[str, Any]:
+        """Input values by port, through a converter where the socket types differ (IMAGE into VIDEO). A clip
+        that more than one node reads comes through the run's spill, so it is computed once."""
         ins = {}
         for port, (src, sport) in g.inputs.get(nid, {}).items():
             v = values[src][sport]
+            if isinstance(v, Clip) and (src, sport) in shared:
+                v = spill.share((src, sport), v)
             want = spec.inputs[port].type
             have = self.registry.get(g.nodes[src].type).outputs[sport].type
             conv = want.converter(have) if have is not want else None

@@ -1,0 +1,124 @@
+"""A clip that several nodes of one run read is computed once: its chunks go to disk as the first reader
+pulls them, and the other readers get them back from there.
+
+Clips are lazy, and each consumer reads the whole clip in turn (a save_video, then a save_frames or a
+metrics.report), so a chain feeding two outputs ran twice: an upscale or a stylization feeding an MP4 and
+a PNG sequence cost double. Holding the frames in memory would make memory grow with the clip's length;
+the disk holds them instead, for the run only. Chunks are the source clip's own, so what a reader gets is
+byte for byte what the source gives."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Dict, Hashable, Optional
+
+import numpy as np
+
+from .clip import Clip
+
+PREFIX = "run-"
+
+
+class Spill:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.dir: Optional[Path] = None
+        self.shared: Dict[Hashable, "_Shared"] = {}
+        self._lock = threading.Lock()
+
+    def share(self, key: Hashable, clip: Clip) -> Clip:
+        """The clip as its readers in this run see it: one computation, however many read it."""
+        with self._lock:
+            s = self.shared.get(key)
+            if s is None or s.source is not clip:
+                s = self.shared[key] = _Shared(self, clip, len(self.shared))
+            return s.clip
+
+    def folder(self) -> Optional[Path]:
+        """This run's folder, made at the first chunk that needs it; None where none can be made (the run goes
+        on, recomputing as before)."""
+        with self._lock:
+            if self.dir is None:
+                try:
+                    self.root.mkdir(parents=True, exist_ok=True)
+                    _sweep(self.root)
+                    self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{socket.gethostname()}-{os.getpid()}-",
+                                                     dir=self.root))
+                except OSError:
+                    self.dir = False
+            return self.dir or None
+
+    def close(self) -> None:
+        """Delete this run's chunks. Clips made from the shared ones (kept in the memory cache for the next
+        run) then read their source again."""
+        with self._lock:
+            for s in self.shared.values():
+                s.closed = True
+            self.shared.clear()
+            if self.dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+class _Shared:
+    def __init__(self, spill: Spill, source: Clip, n: int):
+        self.spill, self.source, self.n = spill, source, n
+        self.closed = False
+        self.stored: set = set()
+        nbytes = source.length * source.width * source.height * 3
+        try:
+            # A clip that would take half the free space is recomputed instead: a full disk stops everything.
+            self.off = nbytes > shutil.disk_usage(_existing(spill.root)).free // 2
+        except OSError:
+            self.off = True
+        self.clip = Clip(source.length, source.fps, source.width, source.height, self.read, source.audio,
+                         chunk=source.chunk)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        # Called under the shared clip's own lock, one chunk at a time (aligned to the source's chunks).
+        shape = (b - a, self.source.height, self.source.width, 3)
+        if self.closed or self.off:
+            return self.source.frames(a, b)
+        folder = self.spill.folder()
+        path = folder / f"{self.n}-{a}.raw" if folder else None
+        if a in self.stored:
+            try:
+                return np.fromfile(path, np.uint8).reshape(shape)
+            except (OSError, ValueError):     # deleted under us (a cleaner): compute it again
+                self.stored.discard(a)
+        block = self.source.frames(a, b)
+        if path is not None and not self.closed:
+            try:
+                _store(block, path)
+                self.stored.add(a)
+            except OSError:                   # disk full: stop spilling this clip, keep rendering
+                self.off = True
+                path.unlink(missing_ok=True)
+        return block
+
+
+def _store(block: np.ndarray, path: Path) -> None:
+    np.ascontiguousarray(block).tofile(path)
+
+
+def _existing(p: Path) -> Path:
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _sweep(root: Path) -> None:
+    """Remove what runs on this machine that were killed (kill -9, a crash) left behind."""
+    host = socket.gethostname()
+    for d in root.glob(f"{PREFIX}{host}-*"):
+        try:
+            pid = int(d.name[len(PREFIX) + len(host) + 1:].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            pass

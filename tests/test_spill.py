@@ -1,0 +1,111 @@
+"""A clip that two nodes of one run read is computed once (graph_engine/spill.py)."""
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_engine import config
+from graph_engine.api import Session, load_workflow
+from nodes.io.images import read_image
+import nodes.video.test_pattern as test_pattern
+
+WF = """
+kinograph: 1
+nodes:
+  p: {{type: generate.test_pattern, params: {{frames: 40, width: 64, height: 48}}}}
+  g: {{type: color.grade, inputs: {{video: p.video}}, params: {{exposure: 0.5}}}}
+  a: {{type: io.save_frames, inputs: {{video: g.video}}, params: {{path: {d}/a}}}}
+"""
+SECOND = "  b: {{type: io.save_frames, inputs: {{video: g.video}}, params: {{path: {d}/b}}}}\n"
+
+
+@pytest.fixture
+def pulled(monkeypatch):
+    """The source frames computed, in the order the run pulled them. Chunks of 4 frames: a clip keeps its
+    last few chunks in memory, and 40 frames must be more than those for a second reader to miss them."""
+    from graph_engine import clip
+    monkeypatch.setattr(clip, "MAX_CHUNK", 4)
+    seen = []
+    real = test_pattern.pattern_frames
+
+    def counting(a, b, *rest):
+        seen.extend(range(a, b))
+        return real(a, b, *rest)
+
+    monkeypatch.setattr(test_pattern, "pattern_frames", counting)
+    return seen
+
+
+def frames(folder):
+    return np.stack([read_image(str(p)) for p in sorted(Path(folder).glob("*.png"))])
+
+
+def spill_dirs():
+    root = config.cache_dir() / "spill"
+    return list(root.glob("run-*")) if root.exists() else []
+
+
+def test_two_outputs_of_one_chain_compute_it_once(tmp_path, pulled):
+    """Each save pulled the whole chain again: a stylization or an upscale feeding an MP4 and a PNG
+    sequence cost twice its time."""
+    Session(use_disk=False).run(load_workflow(text=WF.format(d=tmp_path / "one")))
+    alone = frames(tmp_path / "one" / "a")
+    assert sorted(pulled) == list(range(40))
+    pulled.clear()
+    res = Session(use_disk=False).run(load_workflow(text=(WF + SECOND).format(d=tmp_path / "two")))
+    assert res.ok and sorted(pulled) == list(range(40))
+    assert np.array_equal(frames(tmp_path / "two" / "a"), alone)
+    assert np.array_equal(frames(tmp_path / "two" / "b"), alone)
+    assert spill_dirs() == []
+
+
+def test_no_room_on_disk_recomputes_instead(tmp_path, pulled, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(10, 10, 1000))
+    res = Session(use_disk=False).run(load_workflow(text=(WF + SECOND).format(d=tmp_path)))
+    assert res.ok and sorted(pulled) == sorted(list(range(40)) * 2)
+    assert np.array_equal(frames(tmp_path / "a"), frames(tmp_path / "b"))
+
+
+def test_a_failed_write_keeps_the_render_going(tmp_path, pulled, monkeypatch):
+    from graph_engine import spill
+
+    def full(block, path):
+        Path(path).write_bytes(b"x")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spill, "_store", full)
+    res = Session(use_disk=False).run(load_workflow(text=(WF + SECOND).format(d=tmp_path)))
+    assert res.ok and len(frames(tmp_path / "b")) == 40
+    assert np.array_equal(frames(tmp_path / "a"), frames(tmp_path / "b"))
+    assert spill_dirs() == []
+
+
+def test_what_a_killed_run_left_is_swept(tmp_path, pulled):
+    root = config.cache_dir() / "spill"
+    dead = root / f"run-{socket.gethostname()}-{2 ** 22 + 12345}-abc"     # above Linux's pid_max default
+    alive = root / f"run-{socket.gethostname()}-{os.getpid()}-abc"
+    other = root / "run-another-machine-1-abc"                              # a cluster's shared cache: not ours
+    for d in (dead, alive, other):
+        d.mkdir(parents=True)
+        (d / "0-0.raw").write_bytes(b"x" * 10)
+    Session(use_disk=False).run(load_workflow(text=(WF + SECOND).format(d=tmp_path)))
+    assert not dead.exists() and alive.exists() and other.exists()
+    for d in (alive, other):
+        (d / "0-0.raw").unlink()
+        d.rmdir()
+
+
+def test_a_cached_clip_reads_its_source_after_the_run(tmp_path, pulled):
+    """The memory cache keeps clips made from the shared one; after the run its chunks are gone."""
+    s = Session(use_disk=False)
+    s.run(load_workflow(text=(WF + SECOND).format(d=tmp_path / "x")))
+    pulled.clear()
+    wf = WF + SECOND + "  r: {{type: video.reverse, inputs: {{video: g.video}}}}\n" \
+                      "  c: {{type: io.save_frames, inputs: {{video: r.video}}, params: {{path: {d}/c}}}}\n"
+    res = s.run(load_workflow(text=wf.format(d=tmp_path / "x")))
+    assert res.ok
+    assert np.array_equal(frames(tmp_path / "x" / "c"), frames(tmp_path / "x" / "a")[::-1])
