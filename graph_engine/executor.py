@@ -137,6 +137,8 @@ class Executor:
         workflow_yaml = None
         readers: Dict[tuple, int] = {}
         for nid in order:
+            if use_cache and self.memory.get(keys[nid]) is not None:
+                continue            # served from memory: it reads nothing (the editor re-running one output)
             for src in g.inputs.get(nid, {}).values():
                 readers[src] = readers.get(src, 0) + 1
         shared = {src for src, n in readers.items() if n > 1}

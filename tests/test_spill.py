@@ -109,3 +109,18 @@ def test_a_cached_clip_reads_its_source_after_the_run(tmp_path, pulled):
     res = s.run(load_workflow(text=wf.format(d=tmp_path / "x")))
     assert res.ok
     assert np.array_equal(frames(tmp_path / "x" / "c"), frames(tmp_path / "x" / "a")[::-1])
+
+
+def test_an_output_served_from_the_cache_is_not_a_reader(tmp_path, pulled, monkeypatch):
+    """The editor re-running after one save's path changed: the other save is cached and reads nothing, so
+    the chain is not written to disk for nobody."""
+    from graph_engine import spill
+    s = Session(use_disk=False)
+    s.run(load_workflow(text=(WF + SECOND).format(d=tmp_path)))
+    stored = []
+    real = spill._store
+    monkeypatch.setattr(spill, "_store", lambda block, path: stored.append(path) or real(block, path))
+    pulled.clear()
+    res = s.run(load_workflow(text=(WF + SECOND.replace("/b", "/c")).format(d=tmp_path)))
+    assert res.ok and len(frames(tmp_path / "c")) == 40
+    assert stored == []
