@@ -32,12 +32,14 @@ class Report:
         self.retry_cmd = retry_cmd
         self.rows: Dict[int, Dict[str, Any]] = {}
         self.t0 = time.perf_counter()
+        # Held now: while Ray runs, sys.stdout is stderr (app.distributed.ray_session).
+        self.out = sys.stdout
 
     def note(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     def _emit(self, ev: Dict[str, Any]) -> None:
-        print(json.dumps(ev, default=str), flush=True)
+        print(json.dumps(ev, default=str), file=self.out, flush=True)
 
     def started(self, jobs) -> None:
         if self.json:
@@ -73,11 +75,11 @@ class Report:
                         "failed_cases": failed, "not_run": not_run, "cancelled": cancelled, "seconds": seconds,
                         "retry": retry if failed else None})
         else:
-            print(self.table(jobs))
+            print(self.table(jobs), file=self.out)
             tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s"
             if failed:
                 tail += f"; retry the others with:\n  {retry}"
-            print(tail, flush=True)
+            print(tail, file=self.out, flush=True)
         if cancelled:
             return EXIT_CANCELLED
         return EXIT_OK if not failed else EXIT_FAIL

@@ -7,6 +7,7 @@ KINOGRAPH_CACHE_DIR) share on-disk results. Ray is an optional extra: nothing he
 it until a command asks for it."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -25,6 +26,10 @@ RAY_MISSING = ("Ray is not installed: `pip install kinograph[ray]` adds it (or `
 ENV_PREFIXES = ("KINOGRAPH_", "HF_", "TRANSFORMERS_")
 FETCH_BYTES = 64 << 20
 WAIT_NOTE_S = 30.0
+# A call whose worker process dies (OOM killer, a preempted node, a crash in native code) runs again on
+# another worker this many times: jobs and shards are idempotent, so a lost worker costs its call's time,
+# not the whole batch or sharded render.
+RETRIES_ON_DEATH = 1
 
 Note = Callable[[str], None]
 
@@ -55,24 +60,29 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
         # which is the loopback address with this switch off (Ray reads it when imported).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
-    started = False
-    if not ray.is_initialized():
+    # Ray's driver prints what it hears from the cluster (a dead worker's report, "(raylet) ...")
+    # to stdout, which belongs to the command: with --json a program reads one JSON event per
+    # line there. Those messages are diagnostics, so they go to stderr while Ray is in use; the
+    # command's printers hold the real stdout from before.
+    with contextlib.redirect_stdout(sys.stderr):
+        started = False
+        if not ray.is_initialized():
+            try:
+                if address == "local":
+                    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.WARNING)
+                else:
+                    _check_answers(address)
+                    ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                raise KinographError(f"cannot connect to the Ray cluster at {address!r}: {e}. Start one with "
+                                     f"`ray start --head` (see docs/ray.md), or use --ray local") from None
+            started = True
         try:
-            if address == "local":
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING)
-            else:
-                _check_answers(address)
-                ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            raise KinographError(f"cannot connect to the Ray cluster at {address!r}: {e}. Start one with "
-                                 f"`ray start --head` (see docs/ray.md), or use --ray local") from None
-        started = True
-    try:
-        yield ray
-    finally:
-        if started:
-            ray.shutdown()
+            yield ray
+        finally:
+            if started:
+                ray.shutdown()
 
 
 def _check_answers(address: str) -> None:
@@ -213,18 +223,18 @@ class WorkerPool:
 
     def imap(self, calls: Iterable[Call]) -> Iterator[Tuple[Any, Any]]:
         ray = self.ray
-        queue = deque(calls)
+        queue = deque((key, method, args, 0) for key, method, args in calls)    # + times its worker died
         idle = self.idle
-        running: Dict[Any, Tuple[Any, Any]] = {}    # result ref -> (actor, key)
-        replacements = self.size
+        running: Dict[Any, Tuple[Any, tuple]] = {}    # result ref -> (actor, queued call)
+        replacements = self.size * (1 + RETRIES_ON_DEATH)
         waited_since, noted = time.monotonic(), False
         while queue or running:
             while idle and queue:
                 actor = idle.pop()
-                key, method, args = queue.popleft()
-                running[getattr(actor, method).remote(*args)] = (actor, key)
+                call = queue.popleft()
+                running[getattr(actor, call[1]).remote(*call[2])] = (actor, call)
             if not running and not self.starting:
-                for key, _, _ in queue:
+                for key, _, _, _ in queue:
                     yield key, {"ok": False, "error": f"no Ray worker could be started: {self.start_error} "
                                                       f"(is kinograph installed on every Ray node?)"}
                 return
@@ -246,16 +256,23 @@ class WorkerPool:
                     self.start_error = _short(e)
                     self.note(f"a Ray worker failed to start: {self.start_error}")
                 continue
-            actor, key = running.pop(ref)
+            actor, call = running.pop(ref)
+            key, method, args, deaths = call
             try:
                 out = ray.get(ref)
                 idle.append(actor)
             except ray.exceptions.RayActorError as e:
-                out = {"ok": False, "error": f"the worker process died: {_short(e)}"}
                 self._drop(actor)
                 if replacements > 0:
                     replacements -= 1
                     self._spawn()
+                if deaths < RETRIES_ON_DEATH:
+                    self.note(f"a Ray worker died running {_what(key, method, args)} ({_short(e)}); running it "
+                              f"again on another worker")
+                    queue.append((key, method, args, deaths + 1))
+                    continue
+                again = f" on {deaths + 1} workers in turn" if deaths else ""
+                out = {"ok": False, "error": f"the worker process died{again}: {_short(e)}"}
             except ray.exceptions.RayError as e:
                 out = {"ok": False, "error": _short(e)}
                 idle.append(actor)
@@ -285,10 +302,20 @@ class WorkerPool:
         return str(local)
 
 
+def _what(key: Any, method: str, args: tuple) -> str:
+    """A call in words for a note: a shard names its frames, a batch job its case."""
+    if method == "render" and len(args) >= 4:
+        return f"shard {key} (frames {args[2]}-{args[3]})"
+    if method == "run":
+        return "the job" if key is None else f"case {key}"
+    return "the probe of the clip to shard" if method == "probe" else method
+
+
 def _visible(path: str, size: int) -> bool:
     return os.path.isfile(path) and os.path.getsize(path) == size
 
 
 def _short(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[-1] if text else type(e).__name__
+    # A dead actor's report runs on with Ray's list of common causes: the first sentences say what happened.
+    return text[-1].split(" Some common causes include")[0] if text else type(e).__name__

@@ -56,6 +56,20 @@ def tint(ctx, video: VIDEO, gain: float = Param(1.0, min=0, max=1)) -> VIDEO:
         _MODEL["rgb"] = np.array([1.0, 0.8, 0.6], np.float32)
     scale = _MODEL["rgb"] * gain
     return video.map(lambda fr: (fr * scale + 0.5).astype(np.uint8))
+
+
+@node("raytest.die_once", category="Test", temporal_radius=0)
+def die_once(ctx, video: VIDEO) -> VIDEO:
+    """Frames pass through; the first process to compute frames past 20 dies on the spot, as one the
+    OOM killer ends (the file KINOGRAPH_RAYTEST_DIED records that it happened)."""
+    def reader(a, b):
+        marker = os.environ["KINOGRAPH_RAYTEST_DIED"]
+        if b > 20 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return video.frames(a, b)
+
+    return video.with_(reader=reader)
 '''
 
 
@@ -79,7 +93,7 @@ def user_nodes(tmp_path_factory):
     reg = default_registry()
     reg.load_folder(folder)
     yield loads
-    for t in ("raytest.temporal_mean", "raytest.tint"):
+    for t in ("raytest.temporal_mean", "raytest.tint", "raytest.die_once"):
         reg.specs.pop(t, None)
     sys.modules.pop("kinograph_user_nodes.raytest_nodes", None)
     for k, v in old.items():
@@ -242,3 +256,35 @@ def test_a_worker_deletes_only_shard_files_it_wrote(tmp_path, monkeypatch):
     assert w.render({}, None, 0, 4, str(mine))["path"] == str(mine)
     w.remove(str(mine))
     assert not mine.exists()
+
+
+def test_a_shard_whose_worker_dies_runs_again_and_stdout_stays_json(ray_local, user_nodes, tmp_path, capsys,
+                                                                    monkeypatch):
+    """A worker killed mid-shard (OOM killer, a lost node) failed the whole render, throwing away the
+    shards that were done, and Ray's report of the death ('(raylet) A worker died...') landed on stdout
+    among the --json events. The shard now runs again on another worker; Ray's reports go to stderr."""
+    died = tmp_path / "died"
+    monkeypatch.setenv("KINOGRAPH_RAYTEST_DIED", str(died))
+    wf = write(tmp_path, "wf.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 70, width: 32, height: 24}}
+          die: {type: raytest.die_once, inputs: {video: pattern.video}}
+          save: {type: io.save_video, inputs: {video: die.video}, params: {path: sharded.mkv, codec: ffv1}}
+        """)
+    assert main(["run", str(wf), "--ray", "local", "--shards", "3", "--json"]) == 0
+    out = capsys.readouterr()
+    assert died.exists(), "no worker died: the test did not test anything"
+    evs = [json.loads(line) for line in out.out.splitlines()]          # every line of stdout is an event
+    assert evs[-1]["event"] == "run_finished" and evs[-1]["ok"]
+    assert "a Ray worker died running shard 0 (frames 0-32)" in out.err and "running it again" in out.err
+    assert np.array_equal(frames(tmp_path / "sharded.mkv"), pattern_frames(0, 70, 32, 24, 70))
+
+
+def test_what_ray_prints_goes_to_stderr_while_a_command_uses_it(ray_local, capsys):
+    """Ray's driver prints the cluster's error reports with print() from a thread; stdout is the command's."""
+    from app.distributed import ray_session
+    with ray_session("local"):
+        print("(raylet) A worker died or was killed while executing a task")
+    out = capsys.readouterr()
+    assert out.out == "" and "(raylet) A worker died" in out.err
