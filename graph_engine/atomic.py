@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -144,6 +146,54 @@ def folder_refusal(path: PathLike) -> Optional[str]:
     return None
 
 
+# -- what killed writers leave ----------------------------------------------------------------
+# The temporary names atomic_output gives: "." + stem + "." + mkstemp's 8 random characters + ".partial" + ext.
+_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}\.partial(\.[^.]*)?")
+_STARTED = time.time()
+_swept: set = set()
+
+
+def _claim(fd: int) -> bool:
+    """Take the lock that says 'a live writer owns this temporary'; False when another holds it.
+    The kernel drops it when the owner dies, however it dies. Where there are no such locks
+    (Windows), nothing is ever claimed, so nothing is removed."""
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except (ImportError, OSError):
+        return False
+
+
+def remove_abandoned(folder: Path) -> None:
+    """Delete temporaries in `folder` that writers killed outright left (kill -9, the OOM killer,
+    a lost machine): SIGTERM and Ctrl-C clean up, those cannot, and a render's hidden half-written
+    video stayed beside its output for ever. A temporary goes only when no live writer holds its
+    lock and it is older than this process (so one a writer has only just created is never taken).
+    Once per folder per process: a frames folder gets thousands of writes."""
+    key = os.path.abspath(folder)
+    if key in _swept:
+        return
+    _swept.add(key)
+    try:
+        found = [e for e in os.scandir(folder) if _TEMP_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+                 and e.stat(follow_symlinks=False).st_mtime < _STARTED]
+    except OSError:
+        return
+    for e in found:
+        try:
+            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if _claim(fd):
+                os.unlink(e.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 # -- writing -----------------------------------------------------------------------------------
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
     try:
@@ -174,11 +224,16 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         raise NodeError(why)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(final.parent)
         fd, name = tempfile.mkstemp(prefix=f".{final.stem[:40]}.", suffix=f".partial{final.suffix if suffix is None else suffix}",
                                     dir=final.parent)
     except OSError as e:
         raise NodeError(f"cannot write into {final.parent}: {e.strerror}") from None
-    os.close(fd)
+    # Held open and locked until the block ends: the lock marks the temporary as a live writer's
+    # (remove_abandoned). Without such locks it is closed at once, as Windows will not rename an open file.
+    if not _claim(fd):
+        os.close(fd)
+        fd = -1
     tmp = Path(name)
     try:
         yield tmp
@@ -192,6 +247,9 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if record:
         record_written(final)
 

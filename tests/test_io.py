@@ -243,6 +243,35 @@ def test_sigterm_cancels_like_ctrl_c(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p != "long.yaml"]
 
 
+def test_a_render_killed_outright_leaves_no_partial_file_after_the_next_write_there(tmp_path):
+    """kill -9 (the OOM killer, a lost machine) cannot clean up: the hidden half-written .partial video
+    stayed beside the output for ever, growing a render folder by a failed render each time. The next
+    write into that folder removes it now, but never a temporary a live writer holds."""
+    code, _ = _cancel_a_long_render(tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    left = [p for p in os.listdir(tmp_path) if ".partial" in p]
+    assert len(left) == 1 and left[0].startswith(".long.")
+    (tmp_path / ".notes.partial").write_text("someone's own file")
+    live = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "from graph_engine.atomic import atomic_output\n"
+                             "with atomic_output(sys.argv[1]) as tmp:\n"
+                             "    print(tmp.name, flush=True)\n"
+                             "    time.sleep(120)\n", str(tmp_path / "busy.mkv")],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        busy = live.stdout.readline().strip()
+        wf = tmp_path / "short.yaml"
+        wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 32, "
+                      "height: 32}}\n  save: {type: io.save_video, inputs: {video: p.video}, params: {path: s.mkv, "
+                      "codec: ffv1}}\n")
+        r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf)], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        assert sorted(p for p in os.listdir(tmp_path) if ".partial" in p) == sorted([".notes.partial", busy])
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_bad_inputs_give_clear_messages(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     with pytest.raises(NodeError, match=r"broken.mp4 as a video \(Invalid data found when processing input\): "
