@@ -12,6 +12,8 @@ joined clip, so the result is the file an unsharded render writes.
 Driving the workers (WorkerPool) is app.distributed's; the command is app.batch.run_distributed."""
 from __future__ import annotations
 
+import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -146,10 +148,24 @@ def _writable(path: str) -> str:
 
 
 # -- driver side -------------------------------------------------------------------------------
+SHARD_FOLDER = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}")
+
+
 def shard_folder() -> Path:
-    """Under the cache folder, so workers on a shared filesystem write where the driver reads."""
+    """Under the cache folder, so workers on a shared filesystem write where the driver reads.
+    Created here, after removing the folders of sharded renders whose driver was killed outright:
+    their lossless shards (often gigabytes) would otherwise stay in the cache folder for ever."""
     from graph_engine import config
-    return config.cache_dir() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    from graph_engine.atomic import remove_abandoned
+    root = config.cache_dir() / "shards"
+    remove_abandoned(root, SHARD_FOLDER)
+    folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True)
+    except OSError as e:
+        raise KinographError(f"cannot create the shard folder {folder}: {e.strerror}; "
+                             f"give a writable --cache-dir") from None
+    return folder
 
 
 def joined_clip(registry: Registry, files: List[str], ranges: List[Tuple[int, int]], info: Dict[str, Any]) -> Clip:
@@ -193,8 +209,10 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
     info = pool.call("probe", payload, plan.source)
     if not info.get("ok"):
         return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": []}
+    from graph_engine.atomic import hold
     ranges = split_range(info["length"], shards, info["chunk"])
     folder = shard_folder()
+    lock = hold(folder)         # while held, no other render takes this folder for abandoned
     emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "asked": shards,
           "chunk": info["chunk"], "context": plan.context, "workers": pool.size})
     calls = [(i, "render", (payload, plan.source, a, b, str(folder / f"shard_{i:04d}.mkv")))
@@ -220,6 +238,8 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
         return {"ok": True, "results": {plan.writer: result}, "failed": {}, "shards": [done[i] for i in sorted(done)]}
     finally:
         _clean(done, folder)
+        if lock >= 0:
+            os.close(lock)
 
 
 def _clean(done: Dict[int, Dict[str, Any]], folder: Path) -> None:

@@ -165,18 +165,34 @@ def _claim(fd: int) -> bool:
         return False
 
 
-def remove_abandoned(folder: Path) -> None:
-    """Delete temporaries in `folder` that writers killed outright left (kill -9, the OOM killer,
-    a lost machine): SIGTERM and Ctrl-C clean up, those cannot, and a render's hidden half-written
-    video stayed beside its output for ever. A temporary goes only when no live writer holds its
-    lock and it is older than this process (so one a writer has only just created is never taken).
-    Once per folder per process: a frames folder gets thousands of writes."""
-    key = os.path.abspath(folder)
+def hold(path: PathLike) -> int:
+    """An open descriptor holding the lock on `path` (a temporary file or folder being written) that
+    marks it as a live writer's, for remove_abandoned; -1 where there are no such locks. Close it
+    when the write is done."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return -1
+    if _claim(fd):
+        return fd
+    os.close(fd)
+    return -1
+
+
+def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> None:
+    """Delete what writers killed outright left in `folder` (kill -9, the OOM killer, a lost machine):
+    the temporaries matching `names` (atomic_output's by default; the disk cache and sharded renders
+    name their temporary folders). SIGTERM and Ctrl-C clean up, those cannot, and a render's hidden
+    half-written video stayed beside its output for ever. One goes only when no live writer holds its
+    lock (`hold`) and it is older than this process (so one a writer has only just created is never
+    taken). Once per folder per process: a frames folder gets thousands of writes."""
+    import shutil
+    key = (os.path.abspath(folder), names.pattern)
     if key in _swept:
         return
     _swept.add(key)
     try:
-        found = [e for e in os.scandir(folder) if _TEMP_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+        found = [e for e in os.scandir(folder) if names.fullmatch(e.name) and not e.is_symlink()
                  and e.stat(follow_symlinks=False).st_mtime < _STARTED]
     except OSError:
         return
@@ -186,7 +202,11 @@ def remove_abandoned(folder: Path) -> None:
         except OSError:
             continue
         try:
-            if _claim(fd):
+            if not _claim(fd):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
                 os.unlink(e.path)
         except OSError:
             pass

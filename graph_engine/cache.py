@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,9 +24,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .atomic import hold, remove_abandoned
 from .clip import Audio, Clip
 
 log = logging.getLogger("kinograph.cache")
+# An entry being written: tmp/KEY.XXXXXXXX (mkdtemp's random part).
+_TEMP_ENTRY = re.compile(r"[0-9A-Za-z]{16,}\.[a-z0-9_]{8}")
 
 
 def value_nbytes(v: Any) -> int:
@@ -204,9 +208,12 @@ class DiskCache:
         # A clip's whole length goes to disk (value_nbytes counts only what it holds in memory).
         need = sum(v.length * v.width * v.height * 3 if isinstance(v, Clip) else value_nbytes(v)
                    for v in outputs.values())
-        tmp = None
+        tmp, lock = None, -1
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            # Entries a killed process was writing (a clip's can be gigabytes) are counted by no cap:
+            # they go before the free space is judged.
+            remove_abandoned(self.root / "tmp", _TEMP_ENTRY)
             # Leave room for the render's own output: the cache never takes the last 64 MB.
             free = shutil.disk_usage(self.root).free
             if free < need + (64 << 20):
@@ -214,6 +221,7 @@ class DiskCache:
                                             f"{max(1, need >> 20)} MB and the cache leaves 64 MB for outputs")
             (self.root / "tmp").mkdir(exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=self.root / "tmp"))
+            lock = hold(tmp)
             entries = {}
             for name, v in outputs.items():
                 e = _encode(v, tmp, name)
@@ -237,6 +245,9 @@ class DiskCache:
             if isinstance(e, OSError):
                 raise
             raise OSError(f"{type(e).__name__}: {e}") from e
+        finally:
+            if lock >= 0:
+                os.close(lock)
         return True
 
     def entries(self) -> List[Dict[str, Any]]:

@@ -403,3 +403,46 @@ def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, 
     out = capsys.readouterr()
     assert "cancelled: stopping the Ray workers" in out.err
     assert "0 of 2 jobs ok" in out.out and "--only 1,2" in out.out
+
+
+HELD_SHARD_FOLDER = """from app.shard import shard_folder
+from graph_engine.atomic import hold
+import time
+folder = shard_folder()
+lock = hold(folder)
+(folder / "shard_0000.mkv").write_bytes(b"lossless frames" * 1000)
+print(folder.name, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_sharded_render_killed_outright_leaves_no_shards_in_the_cache(tmp_path, monkeypatch):
+    """kill -9 of `kinograph run --shards` (or a lost driver machine) left CACHE/shards/RUN/ with its
+    lossless shard files for ever, outside the cache's cap. The next sharded render removes such a
+    folder; one a live render holds stays."""
+    import signal
+    import subprocess
+    from pathlib import Path
+    from app.shard import shard_folder
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path))
+
+    def driver():
+        proc = subprocess.Popen([sys.executable, "-c", HELD_SHARD_FOLDER], stdout=subprocess.PIPE, text=True,
+                                cwd=Path(__file__).resolve().parents[1])
+        return proc, proc.stdout.readline().strip()
+
+    live, busy = driver()
+    try:
+        killed, gone = driver()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted([busy, gone])
+        later = subprocess.run([sys.executable, "-c", "from app.shard import shard_folder\nprint(shard_folder().name)"],
+                               capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+        mine = later.stdout.strip()
+        assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted([busy, mine])
+        assert (tmp_path / "shards" / busy / "shard_0000.mkv").is_file()
+        assert shard_folder().is_dir()
+    finally:
+        live.kill()
+        live.wait()

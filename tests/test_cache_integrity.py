@@ -156,3 +156,49 @@ def test_a_cache_folder_that_is_a_file_is_one_clear_warning(registry, tmp_path, 
     assert warnings == [f"could not write the disk cache in {root / 'results'} (Not a directory); the render goes "
                         f"on without it: point --cache-dir (KINOGRAPH_CACHE_DIR) at another folder"]
     assert root.read_text() == "not a folder"
+
+
+def _python(code: str, *args: str):
+    """A Python process running `code` (from the checkout), stopped once it prints a line; the line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    return proc, proc.stdout.readline().strip()
+
+
+SLOW_PUT = """import sys, time
+import numpy as np
+import graph_engine.cache as cache
+def slow(value, folder, name):
+    (folder / "half.npy").write_bytes(b"0" * 100000)
+    print(folder.name, flush=True)
+    time.sleep(120)
+cache._encode = slow
+cache.DiskCache(sys.argv[1], 1 << 30).put(sys.argv[2], {"x": np.zeros(4)}, {}, "test.node")
+"""
+
+
+def test_an_entry_a_killed_process_was_writing_goes_at_the_next_put(tmp_path):
+    """kill -9 during a disk-cache write left tmp/KEY.xxxx behind, counted by no cap (a clip's entry
+    can be gigabytes), until `kinograph cache clear`. The next put in a later process removes it;
+    an entry another live process is writing stays."""
+    import signal
+    root = tmp_path / "cache"
+    live, busy = _python(SLOW_PUT, str(root), "b" * 32)
+    try:
+        killed, name = _python(SLOW_PUT, str(root), "a" * 32)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        (root / "tmp" / "notes").mkdir()          # not the cache's: stays
+        assert sorted(p.name for p in (root / "tmp").iterdir()) == sorted([name, busy, "notes"])
+        later, _ = _python("import sys\nimport numpy as np\nfrom graph_engine.cache import DiskCache\n"
+                           "print(DiskCache(sys.argv[1], 1 << 30).put('c' * 32, {'x': np.zeros(4)}, {}, 't'))",
+                           str(root))
+        later.wait()
+        assert sorted(p.name for p in (root / "tmp").iterdir()) == sorted([busy, "notes"])
+        assert DiskCache(root, 1 << 30).has("c" * 32)
+    finally:
+        live.kill()
+        live.wait()
