@@ -1,7 +1,8 @@
 """How `kinograph run` shows engine events: progress lines for people, JSON lines for programs.
 
-Progress bars are tqdm's, one per running node, on a terminal only (a log file gets the
-lines, not a redrawn bar)."""
+Progress bars are tqdm's, one per running node, on a terminal only. A log file (a render farm's,
+`nohup`'s) gets a plain line at every tenth of a node's work instead of a redrawn bar, so a
+long node shows it is moving and a farm can read its percentage."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ class ProgressPrinter:
         self.err = sys.stderr
         self._tty = self.err.isatty()
         self._bars: Dict[str, tqdm] = {}
+        self._tenths: Dict[str, int] = {}      # without a terminal: the last tenth of each node's work noted
 
     def note(self, text: str) -> None:
         # Through tqdm so a bar being drawn is cleared first and redrawn below the line.
@@ -26,6 +28,9 @@ class ProgressPrinter:
         self.err.flush()
 
     def _bar(self, ev: Dict[str, Any]) -> None:
+        if not self._tty:
+            self._log_progress(ev)
+            return
         bar = self._bars.get(ev["node"])
         if bar is None:
             bar = self._bars[ev["node"]] = tqdm(total=ev["total"], desc=f"  {ev['node']}", file=self.err,
@@ -34,7 +39,18 @@ class ProgressPrinter:
             bar.total = ev["total"]
         bar.update(ev["done"] - bar.n)
 
+    def _log_progress(self, ev: Dict[str, Any]) -> None:
+        total, done = ev["total"], ev["done"]
+        if not total or total <= 0:
+            return
+        tenth = min(10, int(10 * done / total))
+        if tenth > self._tenths.get(ev["node"], 0) and done < total:      # the done line says 100%
+            self._tenths[ev["node"]] = tenth
+            amount = f"{done:g}/{total:g}" if isinstance(done, (int, float)) else ""
+            self.note(f"  {ev['node']}: {tenth * 10}% ({amount})")
+
     def _close(self, node: str) -> None:
+        self._tenths.pop(node, None)
         bar = self._bars.pop(node, None)
         if bar is not None:
             bar.close()

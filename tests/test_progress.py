@@ -27,4 +27,19 @@ def test_a_terminal_gets_a_bar_then_the_done_line(monkeypatch):
 
 
 def test_a_log_gets_lines_only(monkeypatch):
-    assert run_events(monkeypatch, io.StringIO()) == "> up\n  up               done (1.50s)\n"
+    """A log gets no bar; it got nothing at all between '> up' and 'done', so a node running for hours
+    on a farm looked stuck. It gets a line at each tenth of the work now (the done line stands for 100%)."""
+    tenths = "".join(f"  up: {n}0% ({n}/10)\n" for n in range(1, 10))
+    assert run_events(monkeypatch, io.StringIO()) == "> up\n" + tenths + "  up               done (1.50s)\n"
+
+
+def test_a_log_gets_each_tenth_once_however_many_reports_come(monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    p = ProgressPrinter(stream=io.StringIO())
+    for done in range(0, 1001, 7):
+        p({"event": "node_progress", "node": "save", "done": done, "total": 1000})
+    p({"event": "node_progress", "node": "save", "done": 1000, "total": 1000})
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"  save: {n}0%" for n in range(1, 10)]
+    assert lines[0] == "  save: 10% (105/1000)"

@@ -109,6 +109,17 @@ def write(tmp_path, name, text):
     return p
 
 
+def through(tmp_path, node_type, width=48, height=32):
+    """A workflow of 70 pattern frames through one `node_type` node into sharded.mkv (lossless)."""
+    return write(tmp_path, "wf.yaml", f"""\
+        kinograph: 1
+        nodes:
+          pattern: {{type: generate.test_pattern, params: {{frames: 70, width: {width}, height: {height}}}}}
+          node: {{type: {node_type}, inputs: {{video: pattern.video}}}}
+          save: {{type: io.save_video, inputs: {{video: node.video}}, params: {{path: sharded.mkv, codec: ffv1}}}}
+        """)
+
+
 def events(out: str):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
@@ -188,13 +199,7 @@ def test_sharded_frame_local_render_equals_unsharded(ray_local, tmp_path, capsys
 
 
 def test_sharded_temporal_render_equals_unsharded(ray_local, user_nodes, tmp_path, capsys):
-    wf = write(tmp_path, "wf.yaml", """\
-        kinograph: 1
-        nodes:
-          pattern: {type: generate.test_pattern, params: {frames: 70, width: 48, height: 32}}
-          mean: {type: raytest.temporal_mean, inputs: {video: pattern.video}}
-          save: {type: io.save_video, inputs: {video: mean.video}, params: {path: sharded.mkv, codec: ffv1}}
-        """)
+    wf = through(tmp_path, "raytest.temporal_mean")
     ref, got = sharded_equals_unsharded(tmp_path, capsys, wf)
     src = pattern_frames(0, 70, 48, 32, 70).astype(np.uint16)
     idx = np.clip(np.arange(70)[:, None] + np.arange(-2, 3), 0, 69)
@@ -212,13 +217,7 @@ def test_sharded_render_of_library_temporal_nodes(ray_local, tmp_path, capsys, n
     spec = default_registry().get(node_type)
     if spec is None or spec.temporal_radius is None:
         pytest.skip(f"{node_type} is not a shardable node in this checkout")
-    wf = write(tmp_path, "wf.yaml", f"""\
-        kinograph: 1
-        nodes:
-          pattern: {{type: generate.test_pattern, params: {{frames: 70, width: 48, height: 32}}}}
-          node: {{type: {node_type}, inputs: {{video: pattern.video}}}}
-          save: {{type: io.save_video, inputs: {{video: node.video}}, params: {{path: sharded.mkv, codec: ffv1}}}}
-        """)
+    wf = through(tmp_path, node_type)
     ref, got = sharded_equals_unsharded(tmp_path, capsys, wf)
     assert ref.shape == got.shape
     if not np.array_equal(ref, got):
@@ -265,13 +264,7 @@ def test_a_shard_whose_worker_dies_runs_again_and_stdout_stays_json(ray_local, u
     among the --json events. The shard now runs again on another worker; Ray's reports go to stderr."""
     died = tmp_path / "died"
     monkeypatch.setenv("KINOGRAPH_RAYTEST_DIED", str(died))
-    wf = write(tmp_path, "wf.yaml", """\
-        kinograph: 1
-        nodes:
-          pattern: {type: generate.test_pattern, params: {frames: 70, width: 32, height: 24}}
-          die: {type: raytest.die_once, inputs: {video: pattern.video}}
-          save: {type: io.save_video, inputs: {video: die.video}, params: {path: sharded.mkv, codec: ffv1}}
-        """)
+    wf = through(tmp_path, "raytest.die_once", width=32, height=24)
     assert main(["run", str(wf), "--ray", "local", "--shards", "3", "--json"]) == 0
     out = capsys.readouterr()
     assert died.exists(), "no worker died: the test did not test anything"
