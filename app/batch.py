@@ -182,10 +182,9 @@ def run_distributed(args, wf) -> int:
     from .distributed import WorkerPool, needs_gpu, ray_session
     from .progress import ProgressPrinter
     from .shard import plan_shards
-    if not args.ray:
-        print("kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS (a cluster)",
-              file=sys.stderr)
-        return 2
+    if not args.ray:        # a usage mistake: exit 2, and with --json the finished event that says so
+        raise WorkflowError(["kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS "
+                             "(a cluster)"])
     registry = default_registry()
     problems = apply_overrides(wf, args.set, registry) or validate_run(wf, registry)
     if problems:

@@ -218,6 +218,10 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch, capsys):
 def test_shards_need_ray(tmp_path, capsys):
     assert main(["run", str(workflow(tmp_path)), "--shards", "2"]) == 2
     assert "--shards needs Ray: add --ray local" in capsys.readouterr().err
+    # With --json a program reading stdout got nothing at all; it gets the finished event, as for every refusal.
+    assert main(["run", str(workflow(tmp_path)), "--shards", "2", "--json"]) == 2
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["event"] == "run_finished" and not last["ok"] and "--shards needs Ray" in last["error"]
 
 
 def test_ffv1_shards_are_lossless(tmp_path):
