@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
-from .jobs import cancel_on_interrupt, payload_of, run_job, sigterm_interrupts
+from .jobs import cancel_on_interrupt, done_before, payload_of, run_job, sigterm_interrupts
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 
@@ -53,7 +53,7 @@ class Report:
         row = {"event": "job_finished", "case": job.case.number, "label": job.label, "ok": bool(out.get("ok")),
                "seconds": out.get("seconds"), "overrides": job.case.overrides, "outputs": job.outputs,
                "results": out.get("results", {}), "failed": out.get("failed", {}), "error": out.get("error")}
-        for k in ("host", "pid", "traceback"):
+        for k in ("host", "pid", "traceback", "skipped"):
             if out.get(k) is not None:
                 row[k] = out[k]
         self.rows[job.case.number] = row
@@ -61,8 +61,12 @@ class Report:
             self._emit(row)
         else:
             status = "ok" if row["ok"] else "FAILED"
+            if row.get("skipped"):
+                status = "skipped, done earlier"
+            else:
+                status += f" ({row['seconds'] or 0:.2f}s)"
             what = ", ".join(job.outputs) if row["ok"] else row["error"]
-            self.note(f"[{len(self.rows)}] case {job.label} {status} ({row['seconds'] or 0:.2f}s): {what}")
+            self.note(f"[{len(self.rows)}] case {job.label} {status}: {what}")
 
     def summary(self, jobs, cancelled: bool) -> int:
         failed = [j.case.number for j in jobs if not self.rows.get(j.case.number, {}).get("ok")]
@@ -88,7 +92,8 @@ class Report:
         lines = [f"{'case':>5}  {'status':<7} {'seconds':>8}  {'overrides':<36} output / error"]
         for j in jobs:
             row = self.rows.get(j.case.number)
-            status = "not run" if row is None else "ok" if row["ok"] else "FAILED"
+            status = "not run" if row is None else "skipped" if row.get("skipped") else "ok" if row["ok"] \
+                else "FAILED"
             secs = "" if row is None or row["seconds"] is None else f"{row['seconds']:.2f}"
             sets = " ".join(f"{k}={v}" for k, v in j.case.overrides.items()) or "(as in the workflow)"
             what = ", ".join(j.outputs) if row is None or row["ok"] else row["error"]
@@ -121,12 +126,20 @@ def run_batch(args) -> int:
         report.note(n)
     payloads = [payload_of(j.workflow, registry) for j in jobs]
     report.started(jobs)
-    if args.ray:
-        cancelled = _run_on_ray(args, wf, registry, jobs, payloads, report)
+    todo = list(zip(jobs, payloads))
+    if args.skip_done:
+        for job, payload in todo:
+            if done_before(job.outputs, payload["yaml"]):
+                report.finished(job, {"ok": True, "seconds": None, "skipped": True})
+        todo = [(j, p) for j, p in todo if j.case.number not in report.rows]
+    if not todo:
+        cancelled = False
+    elif args.ray:
+        cancelled = _run_on_ray(args, wf, registry, [j for j, _ in todo], [p for _, p in todo], report)
     else:
         if args.jobs > 1:
             report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
-        cancelled = _run_here(args, jobs, payloads, report)
+        cancelled = _run_here(args, [j for j, _ in todo], [p for _, p in todo], report)
     return report.summary(jobs, cancelled)
 
 
@@ -139,7 +152,7 @@ def _same_flags(args) -> List[str]:
                         ("--output-dir", args.output_dir)):
         if value:
             out += [flag, str(value)]
-    return out + (["--allow-outside"] if args.allow_outside else [])
+    return out + (["--allow-outside"] if args.allow_outside else []) + (["--skip-done"] if args.skip_done else [])
 
 
 def _run_here(args, jobs, payloads, report: Report) -> bool:

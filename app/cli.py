@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=_count, default=0, help="concurrent jobs (Ray)")
     b.add_argument("--json", action="store_true")
     b.add_argument("--only", default="", metavar="CASES", help="comma-separated case numbers to (re)run")
+    b.add_argument("--skip-done", action="store_true",
+                   help="skip the cases whose outputs are all there, each carrying that case's workflow (what "
+                        "a finished job leaves): a batch that was stopped or crashed picks up where it was. "
+                        "Input files changed since are not noticed")
     b.add_argument("--cache-dir", metavar="DIR")
     b.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     _output_flags(b)

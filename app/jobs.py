@@ -4,11 +4,13 @@ Nothing here needs Ray: `kinograph batch` runs these jobs one after another in t
 and app.distributed hands the same payloads to Ray workers, which call the same functions."""
 from __future__ import annotations
 
+import os
 import signal
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from graph_engine.context import CancelToken
 from graph_engine.errors import KinographError, WorkflowError
@@ -27,6 +29,17 @@ def payload_of(wf, registry, use_cache: bool = True) -> Dict[str, Any]:
     from graph_engine.workflow import to_yaml
     return {"yaml": to_yaml(wf.graph, registry), "path": str(wf.path) if wf.path else None,
             "use_cache": use_cache}
+
+
+def done_before(outputs: List[str], workflow_yaml: str) -> bool:
+    """Every output is a file carrying exactly this workflow, so a finished run of it left them (writes are
+    atomic: a file at its name is whole). An output that cannot say so (a frames folder, which fills frame
+    by frame; a JPEG or CSV, which carry no workflow) means the job has to run."""
+    from graph_engine.embedded import read_embedded_workflow
+    from graph_engine.workflow import MEDIA_SUFFIXES
+    return bool(outputs) and all(
+        os.path.isfile(o) and Path(o).suffix.lower() in MEDIA_SUFFIXES and read_embedded_workflow(Path(o)) == workflow_yaml
+        for o in outputs)
 
 
 def workflow_of(payload: Dict[str, Any]):

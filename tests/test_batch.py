@@ -450,3 +450,26 @@ def test_a_sharded_render_killed_outright_leaves_no_shards_in_the_cache(tmp_path
     finally:
         live.kill()
         live.wait()
+
+
+def test_skip_done_picks_a_batch_up_where_it_stopped(tmp_path, capsys):
+    """After a crash or kill -9 a batch had to render every case again (or the user had to work out
+    which had finished for --only). --skip-done skips a case whose outputs are there carrying that
+    case's workflow; a case with a missing output, or one written by another workflow, runs."""
+    wf = workflow(tmp_path, "out/clip_{case}.mkv")
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 2, 4]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--only", "1-2"]) == 0      # then the batch died
+    capsys.readouterr()
+    first = (tmp_path / "out/clip_1.mkv").stat().st_mtime_ns
+    other = write(tmp_path, "other.yaml", PIPELINE % "out/clip_2.mkv")            # clip_2 from another workflow
+    assert main(["run", str(other), "--set", "trim.start=1"]) == 0
+    capsys.readouterr()
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--skip-done", "--json"]) == 0
+    rows = {r["case"]: r for r in map(json.loads, capsys.readouterr().out.splitlines()) if r["event"] == "job_finished"}
+    assert rows[1]["ok"] and rows[1].get("skipped") and not rows[2].get("skipped") and not rows[3].get("skipped")
+    assert (tmp_path / "out/clip_1.mkv").stat().st_mtime_ns == first
+    for case, start in ((1, 0), (2, 2), (3, 4)):
+        assert load_video(str(tmp_path / f"out/clip_{case}.mkv")).length == 6 - start
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--skip-done"]) == 0
+    out = capsys.readouterr()
+    assert "3 of 3 jobs ok" in out.out and out.out.count("skipped") == 3
