@@ -20,6 +20,7 @@ from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
 from .jobs import cancel_on_interrupt, done_before, payload_of, run_job, sigterm_interrupts
+from .progress import print_out
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 
@@ -34,12 +35,16 @@ class Report:
         self.t0 = time.perf_counter()
         # Held now: while Ray runs, sys.stdout is stderr (app.distributed.ray_session).
         self.out = sys.stdout
+        self._reader = True          # False once stdout's reader has gone: the jobs go on (progress.print_out)
 
     def note(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     def _emit(self, ev: Dict[str, Any]) -> None:
-        print(json.dumps(ev, default=str), file=self.out, flush=True)
+        self._print(json.dumps(ev, default=str))
+
+    def _print(self, text: str) -> None:
+        self._reader = self._reader and print_out(self.out, text)
 
     def started(self, jobs) -> None:
         if self.json:
@@ -79,11 +84,10 @@ class Report:
                         "failed_cases": failed, "not_run": not_run, "cancelled": cancelled, "seconds": seconds,
                         "retry": retry if failed else None})
         else:
-            print(self.table(jobs), file=self.out)
             tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s"
             if failed:
                 tail += f"; retry the others with:\n  {retry}"
-            print(tail, file=self.out, flush=True)
+            self._print(f"{self.table(jobs)}\n{tail}")
         if cancelled:
             return EXIT_CANCELLED
         return EXIT_OK if not failed else EXIT_FAIL

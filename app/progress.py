@@ -6,10 +6,26 @@ long node shows it is moving and a farm can read its percentage."""
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, TextIO
 
 from tqdm import tqdm
+
+
+def print_out(stream: TextIO, text: str) -> bool:
+    """Print a line a program reads; False once nobody reads it any more (`| head -1`, a log reader
+    that died). The render is the product and stdout only its report, so the caller carries on without
+    printing: the broken pipe had stopped the render and exited 0 with nothing written."""
+    try:
+        print(text, file=stream, flush=True)
+        return True
+    except BrokenPipeError:
+        try:        # what is still buffered, and Python's flush at exit, go nowhere instead of raising again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
 
 
 class ProgressPrinter:
@@ -21,6 +37,10 @@ class ProgressPrinter:
         self._tty = self.err.isatty()
         self._bars: Dict[str, tqdm] = {}
         self._tenths: Dict[str, int] = {}      # without a terminal: the last tenth of each node's work noted
+        self._reader = True                    # False once stdout's reader has gone
+
+    def _print(self, text: str) -> None:
+        self._reader = self._reader and print_out(self.out, text)
 
     def note(self, text: str) -> None:
         # Through tqdm so a bar being drawn is cleared first and redrawn below the line.
@@ -63,7 +83,7 @@ class ProgressPrinter:
     def __call__(self, ev: Dict[str, Any]) -> None:
         if self.json:
             ev = {k: v for k, v in ev.items() if k != "traceback" or v}
-            print(json.dumps(ev, default=str), file=self.out, flush=True)
+            self._print(json.dumps(ev, default=str))
             return
         kind = ev["event"]
         if kind == "node_progress":
@@ -89,11 +109,11 @@ class ProgressPrinter:
                 return
             for nid, res in ev["results"].items():
                 if "path" in res:
-                    print(f"wrote {res['path']}", file=self.out, flush=True)
+                    self._print(f"wrote {res['path']}")
                 else:
                     nums = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                      for k, v in res.items() if isinstance(v, (int, float, str)))
                     if nums:
-                        print(f"{nid}: {nums}", file=self.out, flush=True)
+                        self._print(f"{nid}: {nums}")
             status = "ok" if ev["ok"] else f"{len(ev['failed'])} node(s) failed"
             self.note(f"finished in {ev['seconds']:.2f}s: {status}")

@@ -93,3 +93,27 @@ def test_a_node_parked_half_wired_does_not_stop_run_or_validate(tmp_path):
     r = cli("run", str(wf), "--no-cache")
     assert r.returncode == 0 and note in r.stdout + r.stderr, r.stdout + r.stderr
     assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_a_reader_that_stops_reading_does_not_stop_the_render(tmp_path):
+    """`kinograph run --json | head -1` (or a log reader that dies) broke stdout: the render stopped at its
+    next event, wrote nothing, and the command exited 0 as if it had. The render now finishes; only the
+    printing stops, and the exit code is the render's."""
+    from nodes.io.video_read import load_video
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 40, width: 32, height: 32}}\n"
+                  "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out.mkv, codec: ffv1}}\n")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("cases: [{p.frames: 40}, {p.frames: 30}]\n")
+    outs = {"run": ["out.mkv"], "batch": ["out_1.mkv", "out_2.mkv"]}
+    for command in (["run", str(wf), "--json"], ["run", str(wf)], ["batch", str(wf), "--sweep", str(sweep), "--json"]):
+        for name in outs[command[0]]:
+            (tmp_path / name).unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", *command], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        if "--json" in command:
+            assert json.loads(proc.stdout.readline())["event"] in ("run_started", "batch_started")
+        proc.stdout.close()                # as `head -1` does
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0, err
+        assert [load_video(str(tmp_path / name)).length for name in outs[command[0]]] == [40, 30][:len(outs[command[0]])]
