@@ -151,8 +151,23 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
                    f"or in the editor)")
             continue
         overwrite = wf.graph.nodes[nid].params.get("overwrite", False) is True
-        if not os.path.isdir(path):
-            why = refusal(path, overwrite)
-            if why:
-                refuse(f"cannot be written: {why}")
+        why = None if os.path.isdir(path) else refusal(path, overwrite)
+        why = why or _unwritable(path)
+        if why:
+            refuse(f"cannot be written: {why}")
     return problems
+
+
+def _unwritable(path: str) -> Optional[str]:
+    """Why the existing folder an output goes into (a frames folder itself) takes no files: found only
+    when the writer ran, after every node upstream of it (a long generation) had done its work. A folder
+    still to be created is left to the writer, which may run on another machine (a Ray worker)."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if not os.path.isdir(folder) or os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        readonly = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        readonly = False
+    what = "is on a read-only filesystem" if readonly else "is not writable for this user"
+    return f"the folder {folder} {what}: choose another folder"

@@ -344,3 +344,36 @@ def test_validate_reports_what_run_would_refuse(box):
         box.add(name)
         rc, out, err, _ = box.kinograph("validate", name)
         assert rc == 2 and "ok" not in out and f"{box.work / name}:" in err
+
+
+def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, capsys):
+    """An output folder that takes no files (a read-only mount, another user's folder) was found only when
+    the writer ran, after everything upstream of it (a long generation) had done its work, and the run
+    exited 1. Validation names it now: exit 2, no node run."""
+    import json
+    from app.cli import main
+    ro = tmp_path / "renders"
+    ro.mkdir()
+    if os.geteuid() == 0:          # root writes into any folder whatever its mode: a read-only mount then
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a read-only tmpfs here")
+        why = "is on a read-only filesystem"
+    else:
+        ro.chmod(0o555)
+        why = "is not writable for this user"
+    try:
+        wf = tmp_path / "wf.yaml"
+        wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 4, width: 32, "
+                      "height: 32}}\n  save: {type: io.save_video, inputs: {video: p.video}, params: {path: "
+                      "renders/x.mkv, codec: ffv1}}\n")
+        assert main(["run", str(wf), "--json"]) == 2
+        out = capsys.readouterr()
+        assert not [e for e in map(json.loads, out.out.splitlines()) if e["event"] == "node_started"]
+        assert f"{wf}:4: node save: output 'path' cannot be written: the folder {ro} {why}: choose another " \
+               f"folder" in out.err
+        assert main(["validate", str(wf)]) == 2 and why in capsys.readouterr().err
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(ro)], capture_output=True)
+        ro.chmod(0o755)
