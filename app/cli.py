@@ -195,6 +195,7 @@ def cmd_run(args) -> int:
     from .jobs import cancel_on_interrupt
     from .progress import ProgressPrinter
     wf = load_workflow(args.workflow, check=False)
+    _note_relative_sets(args.set, wf)
     if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:
         _announce_outputs(args, wf)
     if args.ray or args.shards:
@@ -207,6 +208,30 @@ def cmd_run(args) -> int:
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _note_relative_sets(sets: List[str], wf) -> None:
+    """A relative path given with --set is taken from the workflow's folder, like every path in it; run
+    from elsewhere (a shot folder, with a template workflow) that silently read or wrote beside the
+    template, so the command says where it points."""
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import parse_override
+    base = wf.base_dir
+    if os.path.realpath(os.getcwd()) == os.path.realpath(base):
+        return
+    for item in sets:
+        try:
+            nid, param, value = parse_override(item)
+        except ValueError:
+            continue                # apply_overrides names the mistake
+        spec = default_registry().get(wf.graph.nodes[nid].type) if nid in wf.graph.nodes else None
+        p = spec.params.get(param) if spec else None
+        if p is None or p.kind != "path" or not isinstance(value, str) or not value.strip() \
+                or os.path.isabs(os.path.expanduser(value)):
+            continue
+        print(f"kinograph: --set {nid}.{param}={value} is taken from the workflow's folder, not from here: "
+              f"{os.path.normpath(os.path.join(base, value))} (give an absolute path for another place)",
+              file=sys.stderr)
 
 
 def _announce_outputs(args, wf) -> None:

@@ -117,3 +117,23 @@ def test_a_reader_that_stops_reading_does_not_stop_the_render(tmp_path):
         err = proc.stderr.read()
         assert proc.wait(timeout=120) == 0, err
         assert [load_video(str(tmp_path / name)).length for name in outs[command[0]]] == [40, 30][:len(outs[command[0]])]
+
+
+def test_a_relative_set_path_run_from_elsewhere_says_where_it_points(tmp_path, monkeypatch, capsys):
+    """--set paths are taken from the workflow's folder, like the paths in it; run from a shot folder with
+    a template workflow elsewhere, a relative output silently landed beside the template. The command
+    now says where such a path points; from the workflow's own folder it says nothing."""
+    from app.cli import main
+    (tmp_path / "templates").mkdir()
+    wf = tmp_path / "templates" / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 32, height: 32}}\n"
+                  "  save: {type: io.save_video, inputs: {video: p.video}, params: {path: out.mkv, codec: ffv1}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(wf), "--set", "save.path=shot.mkv", "--set", "p.frames=3"]) == 0
+    err = capsys.readouterr().err
+    assert (f"--set save.path=shot.mkv is taken from the workflow's folder, not from here: "
+            f"{tmp_path / 'templates' / 'shot.mkv'}") in err and "p.frames" not in err
+    assert (tmp_path / "templates" / "shot.mkv").is_file()
+    monkeypatch.chdir(tmp_path / "templates")
+    assert main(["run", "wf.yaml", "--set", "save.path=again.mkv"]) == 0
+    assert "taken from the workflow's folder" not in capsys.readouterr().err
