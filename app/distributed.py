@@ -272,7 +272,8 @@ class WorkerPool:
                     queue.append((key, method, args, deaths + 1))
                     continue
                 again = f" on {deaths + 1} workers in turn" if deaths else ""
-                out = {"ok": False, "error": f"the worker process died{again}: {_short(e)}"}
+                out = {"ok": False, "error": f"the worker process died{again} (out of memory, killed, or a crash "
+                                             f"in native code: `dmesg` on its node shows the OOM killer): {_short(e)}"}
             except ray.exceptions.RayError as e:
                 out = {"ok": False, "error": _short(e)}
                 idle.append(actor)

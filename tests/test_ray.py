@@ -59,12 +59,12 @@ def tint(ctx, video: VIDEO, gain: float = Param(1.0, min=0, max=1)) -> VIDEO:
 
 
 @node("raytest.die_once", category="Test", temporal_radius=0)
-def die_once(ctx, video: VIDEO) -> VIDEO:
+def die_once(ctx, video: VIDEO, always: bool = Param(False)) -> VIDEO:
     """Frames pass through; the first process to compute frames past 20 dies on the spot, as one the
-    OOM killer ends (the file KINOGRAPH_RAYTEST_DIED records that it happened)."""
+    OOM killer ends (the file KINOGRAPH_RAYTEST_DIED records that it happened); every one, if `always`."""
     def reader(a, b):
         marker = os.environ["KINOGRAPH_RAYTEST_DIED"]
-        if b > 20 and not os.path.exists(marker):
+        if b > 20 and (always or not os.path.exists(marker)):
             open(marker, "w").close()
             os._exit(1)
         return video.frames(a, b)
@@ -281,3 +281,17 @@ def test_what_ray_prints_goes_to_stderr_while_a_command_uses_it(ray_local, capsy
         print("(raylet) A worker died or was killed while executing a task")
     out = capsys.readouterr()
     assert out.out == "" and "(raylet) A worker died" in out.err
+
+
+def test_a_job_that_kills_every_worker_fails_after_one_retry_and_the_others_finish(ray_local, user_nodes, tmp_path,
+                                                                                     capsys, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_RAYTEST_DIED", str(tmp_path / "died"))
+    wf = through(tmp_path, "raytest.die_once", width=32, height=24)
+    sweep = write(tmp_path, "s.yaml", "cases:\n  - {node.always: true}\n  - {node.always: false}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local", "--json"]) == 1
+    out = capsys.readouterr()
+    rows = {e["case"]: e for e in map(json.loads, out.out.splitlines()) if e["event"] == "job_finished"}
+    assert not rows[1]["ok"] and rows[1]["error"].startswith(
+        "the worker process died on 2 workers in turn (out of memory, killed, or a crash in native code")
+    assert out.err.count("a Ray worker died running case 1") == 1
+    assert rows[2]["ok"] and frames(tmp_path / "sharded_2.mkv").shape[0] == 70
