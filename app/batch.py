@@ -247,7 +247,8 @@ def _shard_printer(printer, json_lines: bool) -> Callable[[Dict[str, Any]], None
         elif ev["event"] == "shards_planned":
             fewer = len(ev["ranges"]) < ev["asked"]
             n = len(ev["ranges"])
-            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {ev['workers']} workers "
+            w = ev["workers"]
+            printer.note(f"{ev['frames']} frames in {n} shard{'s' if n > 1 else ''} on {w} worker{'s' if w > 1 else ''} "
                          f"(each pulls up to {ev['context']} frames of context either side)" +
                          (f"; shards hold whole {ev['chunk']}-frame chunks, so not {ev['asked']}" if fewer else ""))
         elif ev["ok"]:

@@ -216,6 +216,22 @@ class WorkerPool:
         self.actors.clear()
         self.idle.clear()
 
+    def fit(self, calls: int) -> None:
+        """Stop the workers beyond `calls`: a sharded render learns how many shards the clip makes only
+        once the pool is up (--shards 32 on a clip of 4 chunks makes 4), and each surplus worker held a
+        CPU, or a GPU other work could use, to the end of the render."""
+        while self.size > max(1, calls):
+            ref = next(iter(self.starting), None)
+            actor = self.starting.pop(ref) if ref is not None else self.idle.pop() if self.idle else None
+            if actor is None:
+                return
+            self._drop(actor)
+            try:
+                self.ray.kill(actor)
+            except Exception:      # already gone: nothing to release
+                pass
+            self.size -= 1
+
     def call(self, method: str, *args) -> Any:
         """One call on any worker, waiting for the result."""
         for _, out in self.imap([(None, method, args)]):

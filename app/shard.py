@@ -211,6 +211,7 @@ def render_sharded(wf, registry, pool, shards: int, *, emit: Callable[[Dict[str,
         return {"ok": False, "results": {}, "failed": info.get("failed") or {"workflow": info["error"]}, "shards": []}
     from graph_engine.atomic import hold
     ranges = split_range(info["length"], shards, info["chunk"])
+    pool.fit(len(ranges))
     folder = shard_folder()
     lock = hold(folder)         # while held, no other render takes this folder for abandoned
     emit({"event": "shards_planned", "frames": info["length"], "ranges": ranges, "asked": shards,

@@ -295,3 +295,18 @@ def test_a_job_that_kills_every_worker_fails_after_one_retry_and_the_others_fini
         "the worker process died on 2 workers in turn (out of memory, killed, or a crash in native code")
     assert out.err.count("a Ray worker died running case 1") == 1
     assert rows[2]["ok"] and frames(tmp_path / "sharded_2.mkv").shape[0] == 70
+
+
+def test_more_shards_than_the_clip_makes_keep_only_the_workers_they_need(ray_local, tmp_path, capsys):
+    """--shards 100 on a clip of one chunk made one shard yet kept every worker it had started (on a GPU
+    cluster, a GPU each) to the end of the render; the surplus is stopped once the shards are known."""
+    wf = write(tmp_path, "wf.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 10, width: 32, height: 24}}
+          save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: sharded.mkv, codec: ffv1}}
+        """)
+    assert main(["run", str(wf), "--ray", "local", "--shards", "100", "--json"]) == 0
+    planned = next(e for e in events(capsys.readouterr().out) if e["event"] == "shards_planned")
+    assert planned["ranges"] == [[0, 10]] and planned["workers"] == 1
+    assert np.array_equal(frames(tmp_path / "sharded.mkv"), pattern_frames(0, 10, 32, 24, 10))
