@@ -198,7 +198,8 @@ def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> None
         return
     for e in found:
         try:
-            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+            # Writable for a file: NFS takes these locks as fcntl ones, which need it for an exclusive lock.
+            fd = os.open(e.path, (os.O_RDONLY if e.is_dir(follow_symlinks=False) else os.O_RDWR) | os.O_NOFOLLOW)
         except OSError:
             continue
         try:
