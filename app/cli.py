@@ -136,19 +136,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         print("kinograph: cancelled", file=sys.stderr)
+        _json_finish(args, "cancelled", cancelled=True)
         return EXIT_CANCELLED
     except BrokenPipeError:       # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
-def _json_finish(args, error: str) -> None:
-    """With --json a program reads stdout: a run or batch refused before it started still ends with
-    its finished event, carrying the message (stderr has it for people)."""
+def _json_finish(args, error: str, cancelled: bool = False) -> None:
+    """With --json a program reads stdout: a run or batch refused before it started, or stopped by
+    Ctrl-C or SIGTERM where no finished event was printed (a run on Ray), still ends with its finished
+    event, carrying the message (stderr has it for people)."""
     if not getattr(args, "json", False) or args.command not in ("run", "batch"):
         return
-    event = {"event": "run_finished", "ok": False, "cancelled": False, "results": {}, "failed": {}} \
-        if args.command == "run" else {"event": "batch_finished", "ok": False, "cancelled": False}
+    event = {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {}} \
+        if args.command == "run" else {"event": "batch_finished", "ok": False, "cancelled": cancelled}
     print(json.dumps({**event, "error": error}), flush=True)
 
 

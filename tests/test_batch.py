@@ -363,35 +363,44 @@ def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
     assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
 
 
+class SigtermPool:
+    """A fake Ray worker pool that sends this process SIGTERM while its first call runs."""
+    size = 1
+
+    def __init__(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def imap(self, calls):
+        import os
+        import signal
+        for key, _, _ in calls:
+            os.kill(os.getpid(), signal.SIGTERM)
+            yield key, {"ok": True, "seconds": 0.0}
+
+    def call(self, method, *args):
+        return next(self.imap([(None, method, args)]))[1]
+
+
+def fake_ray(monkeypatch):
+    from contextlib import contextmanager
+    import app.distributed as dist
+    monkeypatch.setattr(dist, "ray_session", contextmanager(lambda *a, **k: (yield None)))
+    monkeypatch.setattr(dist, "WorkerPool", SigtermPool)
+    monkeypatch.setattr(dist, "require_ray", lambda: None)
+
+
 def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, capsys):
     """On Ray, SIGTERM went to Ray's handler: a C++ stack dump, exit 1 and no summary. It now stops the
     workers and prints the table with the retry line, exit 130, as Ctrl-C does. (Fake Ray: the pool sends
     the signal while the first job runs.)"""
-    import os
     import signal
-    from contextlib import contextmanager
-    import app.distributed as dist
-
-    class Pool:
-        size = 1
-
-        def __init__(self, *a, **k):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def imap(self, calls):
-            for key, _, _ in calls:
-                os.kill(os.getpid(), signal.SIGTERM)
-                yield key, {"ok": True, "seconds": 0.0}
-
-    monkeypatch.setattr(dist, "ray_session", contextmanager(lambda *a, **k: (yield None)))
-    monkeypatch.setattr(dist, "WorkerPool", Pool)
-    monkeypatch.setattr(dist, "require_ray", lambda: None)
+    fake_ray(monkeypatch)
 
     def unhandled(signum, frame):
         raise RuntimeError("SIGTERM reached the process's own handler")
@@ -407,6 +416,15 @@ def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, 
     out = capsys.readouterr()
     assert "cancelled: stopping the Ray workers" in out.err
     assert "0 of 2 jobs ok" in out.out and "--only 1,2" in out.out
+
+
+def test_a_run_on_ray_stopped_by_sigterm_ends_its_json_with_the_cancelled_event(tmp_path, monkeypatch, capsys):
+    """`kinograph run --ray --json` stopped by SIGTERM or Ctrl-C exited 130 with no run_finished event, so a
+    program reading stdout could not tell a cancelled render from a crashed one; a local run prints it."""
+    fake_ray(monkeypatch)
+    assert main(["run", str(workflow(tmp_path)), "--ray", "local", "--json"]) == 130
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert last["event"] == "run_finished" and last["cancelled"] and not last["ok"]
 
 
 HELD_SHARD_FOLDER = """from app.shard import shard_folder
