@@ -47,7 +47,9 @@ def context_windows(ctx, model: MODEL,
 @node("noise.freeinit", title="FreeInit", category="Sampling")
 def freeinit(ctx, model: MODEL,
              iterations: int = Param(3, min=1, max=10, help="sampling passes (the first is a normal one)"),
-             filter: str = Param("butterworth", choices=("butterworth", "gaussian")),
+             filter: str = Param("butterworth", choices=("butterworth", "gaussian"),
+                                 help="low-pass that keeps the layout: butterworth cuts sharply (see order), "
+                                      "gaussian softly"),
              spatial_stop: float = Param(0.25, min=0.0, max=1.0, help="spatial stop frequency (fraction of "
                                                                       "Nyquist)"),
              temporal_stop: float = Param(0.25, min=0.0, max=1.0, help="temporal stop frequency (fraction of "

@@ -23,7 +23,8 @@ def encode_text_image(ctx, text_encoder: TEXT_ENCODER, image_embeds: CONDITIONIN
       outputs={"positive": CONDITIONING, "latent": LATENT})
 def condition_hunyuan_i2v(ctx, vae: VAE, positive: CONDITIONING,
                           start_image: IMAGE = Input(optional=True, help="the video's first frame"),
-                          width: int = Param(848, min=16, max=8192), height: int = Param(480, min=16, max=8192),
+                          width: int = Param(848, min=16, max=8192, help="video width in pixels (multiple of 16)"),
+                          height: int = Param(480, min=16, max=8192, help="video height in pixels (multiple of 16)"),
                           frames: int = Param(53, min=1, max=100000, help="4n+1"),
                           guidance: str = Param("concat", choices=("concat", "replace"),
                                                 help="concat: the v1 image-to-video model (33 channels); "

@@ -26,7 +26,8 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(), family: str = Param("auto", choices=(
-        "auto", "sd", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini")),
+        "auto", "sd", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
+        help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
     """Load any supported video model from a local folder; the family is recognised from its files.
 
@@ -51,7 +52,9 @@ def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layou
                                                       "folder's motion_adapter/"),
                      motion_lora: str = Param("", kind="path", locate=locator("loras"),
                                               help="optional motion LoRA (.safetensors)"),
-                     motion_lora_strength: float = Param(1.0, min=-2.0, max=2.0),
+                     motion_lora_strength: float = Param(1.0, min=-2.0, max=2.0,
+                                                         help="how much of the motion LoRA's move to apply; "
+                                                              "negative reverses it"),
                      config: str = Param("", kind="path", help="for a single-file checkpoint: a local SD 1.5 "
                                                                "diffusers folder"),
                      dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -101,7 +104,8 @@ def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in re
 @node("lora.image", title="Apply LoRA", category="Models")
 def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=locator("loras"),
                                                    help="LoRA .safetensors file"),
-               strength: float = Param(1.0, min=-4.0, max=4.0)) -> MODEL:
+               strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
+                                                                     "negative pushes away from it")) -> MODEL:
     """Apply a LoRA (image or motion) to the model with a strength; chains of LoRAs add up.
 
     The loaded model stays shared: the LoRA is active only while this branch samples."""
@@ -198,8 +202,12 @@ def vae_decode(ctx, vae: VAE, latent: LATENT) -> VIDEO:
 def latent_empty(ctx, vae: VAE,
                  start_image: IMAGE = Input(optional=True, help="Wan 2.2 TI2V-5B: the video's first frame, kept "
                                                                  "as it is while sampling (image-to-video)"),
-                 frames: int = Param(16, min=1, max=100000),
-                 width: int = Param(512, min=8, max=8192), height: int = Param(512, min=8, max=8192),
+                 frames: int = Param(16, min=1, max=100000,
+                                 help="length of the video in frames (Wan, CogVideoX, HunyuanVideo: 4n+1; LTX: 8n+1)"),
+                 width: int = Param(512, min=8, max=8192,
+                                help="video width in pixels, a multiple of the family's size step (16 for most)"),
+                 height: int = Param(512, min=8, max=8192,
+                                 help="video height in pixels, a multiple of the family's size step (16 for most)"),
                  fps: float = Param(0.0, min=0.0, max=240.0, help="0 = the family's usual rate")) -> LATENT:
     """An all-zero latent for text-to-video, sized for the model's VAE.
 
@@ -217,15 +225,17 @@ def latent_empty(ctx, vae: VAE,
 def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            negative: CONDITIONING = Input(optional=True),
            noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),
-           steps: int = Param(20, min=1, max=1000),
+           steps: int = Param(20, min=1, max=1000, help="denoising steps: more is slower and usually cleaner"),
            cfg: float = Param(0.0, min=0.0, max=50.0, help="guidance scale; 0 = the family's usual value"),
-           sampler: str = Param("euler", choices=SAMPLERS),
+           sampler: str = Param("euler", choices=SAMPLERS,
+                                help="the update rule per step; flow_euler for flow-matching models (Wan, LTX, "
+                                     "HunyuanVideo, kinograph-mini)"),
            scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform", "beta"),
                                   help="default = the noise levels of the model's own scheduler; simple, "
                                        "sgm_uniform and beta pick them from its table as ComfyUI does"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
                                                                 "(video-to-video)"),
-           seed: int = Param(0, kind="seed"),
+           seed: int = Param(0, kind="seed", help="the starting noise: the same seed gives the same video"),
            start_step: int = Param(0, min=0, max=10000, help="run the schedule from this step (a second sampler "
                                                               "finishing another's work)"),
            end_step: int = Param(10000, min=0, max=10000, help="stop before this step; `steps` or more = the end"),
@@ -270,7 +280,8 @@ def _noise_tensor(noise):
 def control_apply(ctx, model: MODEL, video: VIDEO,
                   path: str = Param("", kind="path", locate=locator("controlnet"),
                                     help="ControlNet folder (diffusers layout) or file"),
-                  strength: float = Param(1.0, min=0.0, max=2.0),
+                  strength: float = Param(1.0, min=0.0, max=2.0, help="how strongly the control video steers; "
+                                                                      "0 = not at all"),
                   preprocessor: str = Param("canny", choices=("canny", "depth", "none"),
                                             help="canny edges, luminance depth proxy, or none for a ready "
                                                  "depth/pose video"),
@@ -306,8 +317,11 @@ def linear_cfg_guide(ctx, model: MODEL, min_cfg: float = Param(1.0, min=0.0, max
 
 
 @node("latent.upscale", title="Upscale Latent", category="Latent")
-def latent_upscale(ctx, latent: LATENT, scale: float = Param(1.5, min=0.01, max=8.0),
-                   method: str = Param("nearest-exact", choices=("nearest-exact", "bilinear", "area", "bicubic"))
+def latent_upscale(ctx, latent: LATENT,
+                   scale: float = Param(1.5, min=0.01, max=8.0, help="factor on width and height (rounded to "
+                                                                     "whole latent pixels)"),
+                   method: str = Param("nearest-exact", choices=("nearest-exact", "bilinear", "area", "bicubic"),
+                                       help="how latent pixels are resampled (as in ComfyUI's Upscale Latent)")
                    ) -> LATENT:
     """Resize a latent in space (every frame alike), e.g. for a second, higher-resolution sampling pass."""
     from nodes.generate.latent import upscale_latent

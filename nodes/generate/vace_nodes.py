@@ -15,7 +15,8 @@ def condition_vace(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITIONING
                                                                      "the control video (black), frame by frame; "
                                                                      "frames past its end are white"),
                    reference: IMAGE = Input(optional=True, help="a subject or style image the video should show"),
-                   width: int = Param(832, min=16, max=8192), height: int = Param(480, min=16, max=8192),
+                   width: int = Param(832, min=16, max=8192, help="video width in pixels (multiple of 16)"),
+                   height: int = Param(480, min=16, max=8192, help="video height in pixels (multiple of 16)"),
                    frames: int = Param(81, min=1, max=100000, help="4n+1"),
                    strength: float = Param(1.0, min=0.0, max=1000.0, help="how strongly the VACE hints steer "
                                                                            "the video")):

@@ -42,6 +42,13 @@ def _sched(default, help):
     return Param(default, kind="schedule", help=help)
 
 
+# How a depth map's values read, shared by the nodes that lift a picture to 3-D.
+DEPTH_TYPE = Param("disparity", choices=("disparity", "depth", "metric"),
+                   help="disparity: bright = near (most estimators); depth: bright = far; metric: values are distances")
+NEAR = Param(1.0, min=1e-3, max=1e6, help="distance of the nearest depth value (units)")
+FAR = Param(10.0, min=1e-3, max=1e6, help="distance of the farthest depth value (units)")
+
+
 @node("motion.camera_path", title="Camera Path", category="Motion")
 @with_convention
 def camera_path(ctx,
@@ -179,8 +186,8 @@ def camera_save(ctx, camera: CAMERA,
 
 @node("motion.camera_preview", title="Camera Preview", category="Motion")
 def camera_preview(ctx, camera: CAMERA,
-                   width: int = Param(512, min=64, max=4096),
-                   height: int = Param(256, min=64, max=4096)) -> IMAGE:
+                   width: int = Param(512, min=64, max=4096, help="picture width in pixels (both views)"),
+                   height: int = Param(256, min=64, max=4096, help="picture height in pixels")) -> IMAGE:
     """Draw the path from above (x right, forward up) and from the side (forward right, up up).
 
     The path runs from blue (first frame) to red (last), with view frusta at a few frames
@@ -202,11 +209,7 @@ def apply_camera(ctx, camera: CAMERA,
                                           "from the previous one (Deforum's feedback look; stills only)"),
                  border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                      help="what fills areas the source does not cover"),
-                 depth_type: str = Param("disparity", choices=("disparity", "depth", "metric"),
-                                         help="disparity: bright = near (most estimators); depth: bright = "
-                                              "far; metric: values are distances"),
-                 near: float = Param(1.0, min=1e-3, max=1e6, help="distance of the nearest depth value (units)"),
-                 far: float = Param(10.0, min=1e-3, max=1e6, help="distance of the farthest depth value (units)"),
+                 depth_type: str = DEPTH_TYPE, near: float = NEAR, far: float = FAR,
                  fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip made from an image"),
                  distance: float = Param(1.0, min=1e-3, max=1e6, help=DISTANCE_HELP),
                  ) -> VIDEO:
@@ -233,10 +236,8 @@ def camera_flow(ctx, camera: CAMERA,
                 depth: IMAGE = Input(optional=True, help="depth map of the first frame, for parallax"),
                 width: int = Param(0, min=0, max=16384, help="flow width; 0 = the camera's"),
                 height: int = Param(0, min=0, max=16384, help="flow height; 0 = the camera's"),
-                depth_type: str = Param("disparity", choices=("disparity", "depth", "metric")),
-                near: float = Param(1.0, min=1e-3, max=1e6),
-                far: float = Param(10.0, min=1e-3, max=1e6),
-                fps: float = Param(24.0, min=0.01, max=1000),
+                depth_type: str = DEPTH_TYPE, near: float = NEAR, far: float = FAR,
+                fps: float = Param(24.0, min=0.01, max=1000, help="frame rate the flow is labelled with"),
                 distance: float = Param(1.0, min=1e-3, max=1e6, help=DISTANCE_HELP)) -> FLOW:
     """The image motion a camera path causes, as flow fields (frame i to i+1).
 

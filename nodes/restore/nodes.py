@@ -42,7 +42,9 @@ def stabilize(ctx, video: VIDEO,
 
 @node("restore.deblur", title="Deblur", category="Restoration", temporal_radius=0)
 def deblur(ctx, video: VIDEO,
-           method: str = Param("wiener", choices=("unsharp", "wiener", "richardson_lucy")),
+           method: str = Param("wiener", choices=("unsharp", "wiener", "richardson_lucy"),
+                               help="unsharp: boost edges (fast, mild); wiener: one-step deconvolution; "
+                                    "richardson_lucy: iterative, sharper, slower"),
            kernel: str = Param("auto", choices=("auto", "gaussian", "motion", "file"),
                                help="auto: estimate a Gaussian blur from the clip; file: a PSF image or .npy"),
            sigma: float = Param(1.5, min=0.3, max=20.0, help="Gaussian kernel / unsharp radius, pixels"),
