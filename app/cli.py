@@ -37,22 +37,26 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--force", action="store_true", help="replace OUT.yaml if it exists")
 
     v = sub.add_parser("validate", help="check a workflow without running it")
-    v.add_argument("workflow")
+    v.add_argument("workflow", help="a workflow .yaml (or a video/PNG carrying one): its links, values, output "
+                                    "paths and model files are checked; exit 2 lists every problem as FILE:LINE")
     _output_flags(v)
 
     n = sub.add_parser("nodes", help="list node types")
     g = n.add_mutually_exclusive_group()
-    g.add_argument("--json", action="store_true")
-    g.add_argument("--markdown", action="store_true")
+    g.add_argument("--json", action="store_true", help="machine-readable: one object per node")
+    g.add_argument("--markdown", action="store_true", help="a reference page: each node's help and a table of its "
+                                                           "parameters")
 
     sub.add_parser("info", help="versions, devices, cache and model folders")
 
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
-    c.add_argument("action", nargs="?", default="info", choices=("info", "clear"))
-    c.add_argument("--cache-dir", metavar="DIR")
+    c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
+                   help="info (the default): size and what is in it; clear: remove the cached results")
+    c.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: ~/.cache/kinograph)")
 
     gu = sub.add_parser("gui", help="open the node editor")
-    gu.add_argument("workflow", nargs="?")
+    gu.add_argument("workflow", nargs="?", help="a workflow .yaml, a ComfyUI .json, or a video/PNG carrying one "
+                                                "(default: an empty canvas)")
     gu.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
 
     b = sub.add_parser("batch", help="run a workflow once per case of a sweep file")
@@ -178,11 +182,11 @@ def cmd_validate(args) -> int:
     from graph_engine.api import load_workflow
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
-    from graph_engine.validate import left_out_note, missing_model_files, run_scope
+    from graph_engine.validate import left_out_note, missing_files, run_scope
     from nodes.common.models_dirs import model_dirs
     wf = load_workflow(args.workflow)
     # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
-    missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})")
+    missing = missing_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})")
     if missing:
         raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]

@@ -201,11 +201,13 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
     return problems
 
 
-def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:
-    """Model files the workflow names that are neither beside it nor in the model folders (params with a
-    `locate`), for `kinograph validate`. Not part of `validate`: a shared or imported workflow is valid before
-    its models are copied in, and a run names a missing file when its node loads it. `where`: the folders
+def missing_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:
+    """Files the workflow reads that are not there, for `kinograph validate`: model files that are neither
+    beside it nor in the model folders (params with a `locate`), and footage, pictures and other inputs
+    (path params a node reads). Not part of `validate`: a shared or imported workflow is valid before its
+    files are copied in, and a run names a missing file when its node loads it. `where`: the model folders
     searched, for the message."""
+    import glob
     import os
     from .outputs import resolve_path
     problems = []
@@ -217,7 +219,20 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)
             # A `check` reports its own missing file (interpolate.rife).
-            if p.locate is None or p.check is not None or not isinstance(value, str) or not value.strip():
+            if p.check is not None or not isinstance(value, str) or not value.strip():
+                continue
+            if p.locate is None:
+                if p.kind != "path" or not p.reads:
+                    continue
+                path = resolve_path(value, wf.base_dir)
+                # A pattern (io.load_frames' shots/*.png) is there when it matches a file.
+                if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)):
+                    continue
+                folder, base = os.path.split(path)
+                near = did_you_mean(base, os.listdir(folder)) if os.path.isdir(folder) else ""
+                problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are "
+                                           "taken from the workflow file's folder", "nodes", nid, "params", name,
+                                           node=nid))
                 continue
             if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir)):
                 continue

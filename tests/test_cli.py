@@ -137,3 +137,27 @@ def test_a_relative_set_path_run_from_elsewhere_says_where_it_points(tmp_path, m
     monkeypatch.chdir(tmp_path / "templates")
     assert main(["run", "wf.yaml", "--set", "save.path=again.mkv"]) == 0
     assert "taken from the workflow's folder" not in capsys.readouterr().err
+
+
+def test_validate_names_missing_footage_before_a_run(tmp_path):
+    """`kinograph validate` said ok about a workflow whose footage was not there (only model files were
+    checked), and the run then failed at the loader; it now names the file, where it looked and a
+    close name beside it. A pattern that matches files, and footage that is there, pass."""
+    folder = tmp_path / "my films" / "café"
+    (folder / "shots").mkdir(parents=True)
+    (folder / "clip ñ.png").write_bytes(b"")
+    (folder / "shots" / "a.png").write_bytes(b"")
+    wf = folder / "flow.yaml"
+    body = ("kinograph: 1\nnodes:\n"
+            "  load: {type: io.load_image, params: {path: %s}}\n"
+            "  frames: {type: io.load_frames, params: {path: shots/*.png}}\n"
+            "  save: {type: io.save_image, inputs: {image: load.image}, params: {path: out.png}}\n")
+    wf.write_text(body % '"clip n.png"', encoding="utf-8")
+    r = cli("validate", str(wf))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert (f"flow.yaml:3: node load: path: 'clip n.png' is not there ({folder / 'clip n.png'}) "
+            "(did you mean 'clip ñ.png'?)") in r.stderr, r.stderr
+    assert "frames" not in r.stderr
+    wf.write_text(body % '"clip ñ.png"', encoding="utf-8")
+    r = cli("validate", str(wf))
+    assert r.returncode == 0, r.stdout + r.stderr
