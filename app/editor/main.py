@@ -35,19 +35,12 @@ def missing_system_libraries() -> List[str]:
     return packages
 
 
-def _check_x11() -> None:
-    """On an X11 desktop, name the missing system packages instead of letting Qt abort."""
+def _missing_x11() -> List[str]:
+    """The system packages Qt's X11 plugin lacks, when the editor is to open on an X11 desktop; [] otherwise."""
     platform = os.environ.get("QT_QPA_PLATFORM", "")
     x11 = sys.platform.startswith("linux") and os.environ.get("DISPLAY") and (
         platform.startswith("xcb") or (not platform and not os.environ.get("WAYLAND_DISPLAY")))
-    if not x11:
-        return
-    missing = missing_system_libraries()
-    if missing:
-        from graph_engine.errors import KinographError
-        raise KinographError("the editor needs system libraries that are not installed: "
-                             f"{', '.join(missing)}.\nInstall them with:\n    sudo apt-get install {' '.join(missing)}\n"
-                             "(package names for Debian and Ubuntu; other systems name them alike)")
+    return missing_system_libraries() if x11 else []
 
 
 def _app():
@@ -68,16 +61,24 @@ def _app():
 def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None) -> int:
     headless = sys.platform.startswith("linux") and not os.environ.get("DISPLAY") \
         and not os.environ.get("WAYLAND_DISPLAY")
+    from graph_engine.errors import KinographError
     if screenshot and headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif headless and not os.environ.get("QT_QPA_PLATFORM"):
-        from graph_engine.errors import KinographError
         raise KinographError("no display to open the editor on (DISPLAY is not set); run it on a desktop, "
                              "or render a picture of it with --screenshot PNG")
-    if not screenshot:
-        _check_x11()
+    missing = _missing_x11()
+    if missing and screenshot and not os.environ.get("QT_QPA_PLATFORM"):
+        # A picture of the window needs no display; Qt's X11 plugin without its libraries would abort
+        # the process (a core dump, not a message).
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    elif missing:
+        # On an X11 desktop, name the missing system packages instead of letting Qt abort.
+        raise KinographError("the editor needs system libraries that are not installed: "
+                             f"{', '.join(missing)}.\nInstall them with:\n    sudo apt-get install {' '.join(missing)}\n"
+                             "(package names for Debian and Ubuntu; other systems name them alike)")
     app = _app()
-    from graph_engine.errors import KinographError, WorkflowError
+    from graph_engine.errors import WorkflowError
     from .document import Document
     from .window import MainWindow, offer_recovery
 
