@@ -56,10 +56,13 @@ class Workflow:
     # (node, param) values the user gave themselves (--set, `wf.set`): their output paths are
     # the user's own words, not the file's, so they are not confined.
     user_set: Set[Tuple[str, str]] = field(default_factory=set)
+    # Where relative paths resolve when there is no file (the editor's untitled workflow gives the
+    # output folder); None: the current folder, as for YAML text a script hands over.
+    folder: Optional[Path] = None
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent if self.path else Path.cwd()
+        return self.path.parent if self.path else (self.folder or Path.cwd())
 
     @property
     def label(self) -> str:

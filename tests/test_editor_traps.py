@@ -561,3 +561,28 @@ def test_14b_screenshot_without_x11_libraries_renders_offscreen(tmp_path):
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, (out.returncode, out.stderr[-800:])
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- 16. a first graph, never saved: where did the video go? -----------------------------------------
+def test_16_an_untitled_graph_renders_into_the_output_folder_and_the_log_says_where(make_window, qtbot, tmp_path,
+                                                                                   monkeypatch):
+    """Tab, Test Pattern, drag to Save Video, Run: its out/video.mp4 was written relative to the folder
+    the editor was started from (the home folder, from a desktop launcher) and the log said only
+    'save_video done'. An untitled workflow now writes into the output folder, and the log names the file."""
+    out_dir, started = tmp_path / "output", tmp_path / "started here"
+    started.mkdir()
+    monkeypatch.setenv("KINOGRAPH_OUTPUT_DIR", str(out_dir))
+    monkeypatch.chdir(started)
+    w = make_window()
+    c = w.controller
+    p = c.add_node("generate.test_pattern", (0, 0))
+    s = c.add_node("io.save_video", (300, 0))
+    for name, value in (("frames", 3), ("width", 32), ("height", 24)):
+        c.set_param(p, name, value)
+    c.connect(p, "video", s, "video")
+    assert w.doc.graph.nodes[s].params.get("path", "out/video.mp4") == "out/video.mp4"
+    job = w.run()
+    assert w.runs.wait_idle(60) and job.state == "done", job.error
+    written = out_dir / "out" / "video.mp4"
+    assert written.stat().st_size > 0 and not (started / "out").exists()
+    assert f"wrote {written}" in w.log.toPlainText()

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence
 from PySide6.QtCore import QObject, QSaveFile, Signal
 from PySide6.QtGui import QUndoStack
 
+from graph_engine.config import output_dir
 from graph_engine.errors import WorkflowError
 from graph_engine.graph import Event, Graph
 from graph_engine.registry import default_registry
@@ -82,9 +83,16 @@ class Document(QObject):
 
     @property
     def workflow(self) -> Workflow:
-        base = self.path or self.origin
         # A document never read from a file holds only paths the user typed (app/editor/outside.py).
-        return Workflow(self.graph, base, allow_outside=True if base is None else None)
+        return self.workflow_of(self.graph, True if (self.path or self.origin) is None else None)
+
+    def workflow_of(self, graph: Graph, allow_outside: Optional[bool] = None) -> Workflow:
+        """`graph` as this document's workflow: relative paths resolve beside its file, or the render
+        it was read from; an untitled one's in the output folder. They resolved in the folder the
+        editor was started from: out/video.mp4 of a first graph landed in the home folder of a
+        desktop launcher, or wherever the terminal was, and the log did not say where."""
+        base = self.path or self.origin
+        return Workflow(graph, base, allow_outside=allow_outside, folder=None if base else output_dir())
 
     @property
     def modified(self) -> bool:

@@ -155,9 +155,8 @@ class RunController(QObject):
         graph does not stop it."""
         g = doc.graph
         snap = g.subgraph(g.ancestors(targets)) if targets else g.copy()
-        base = doc.path or doc.origin
         job = Job(next(self._ids), kind, label or (f"{doc.title}" + (f" → {', '.join(targets)}" if targets else "")),
-                  Workflow(snap, base, allow_outside=allow_outside), list(targets) if targets else None, view)
+                  doc.workflow_of(snap, allow_outside), list(targets) if targets else None, view)
         job.owner = doc if owner is None else owner
         if kind == "run":
             job.yaml = to_yaml(snap, doc.registry)
@@ -302,6 +301,9 @@ class RunController(QObject):
             self.logged.emit("warn", f"■ {job.label}: cancelled", "")
         elif res is not None and res.ok:
             job.state = "done"
+            # Where the result is, as `kinograph run` prints it: the first thing a newcomer looks for.
+            for path in job.outputs:
+                self.logged.emit("info", f"wrote {path}", "")
             self.logged.emit("info", f"✔ {job.label}: finished in {res.seconds:.2f} s", "")
         else:
             job.state = "failed"
