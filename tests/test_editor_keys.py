@@ -612,3 +612,23 @@ def test_duplicating_while_a_canvas_field_is_typed_copies_the_value_on_screen(wi
     win.view.setFocus()
     qtbot.keyClick(win.view, Qt.Key_Period, Qt.ControlModifier)
     assert win.statusBar().currentMessage() == "Nothing is running"
+
+
+# -- where a node from the search lands ---------------------------------------------------------------------
+def test_a_node_added_with_the_cursor_in_a_corner_lands_whole_on_the_canvas_clear_of_the_minimap(win, qtbot):
+    """Tab with the cursor near the canvas' bottom-right corner put the new node's corner at the
+    cursor: the node ran off the canvas and under the minimap, as if nothing had been added."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QCursor
+    view = win.view
+    corner = QPoint(view.viewport().width() - 30, view.viewport().height() - 30)
+    QCursor.setPos(view.viewport().mapToGlobal(corner))
+    qtbot.waitUntil(lambda: view.viewport().mapFromGlobal(QCursor.pos()) == corner)
+    pal = _search(win, qtbot, "save video")
+    qtbot.keyClick(pal.edit, Qt.Key_Return)
+    (nid,) = win.doc.graph.nodes
+    item = win.scene.nodes[nid]
+    on_canvas = view.mapFromScene(item.sceneBoundingRect()).boundingRect()
+    assert view.viewport().rect().contains(on_canvas), (on_canvas, view.viewport().rect())
+    mini = view.minimap.geometry().translated(-view.viewport().pos())
+    assert view.minimap.isVisible() and not QRectF(on_canvas).intersects(QRectF(mini)), (on_canvas, mini)

@@ -16,7 +16,7 @@ from graph_engine.workflow import MEDIA_SUFFIXES
 from . import rules, theme
 from .controller import Refused
 from .decor_items import GroupItem
-from .geometry import FAR_ZOOM, GRID
+from .geometry import FAR_ZOOM, GRID, node_size
 from .link_items import LinkItem
 from .minimap import Minimap
 from .node_item import NodeItem
@@ -348,12 +348,33 @@ class GraphView(QGraphicsView):
             have, want = (None, t) if link_from[2] else (t, None)
         self.palette.open_at(at, have=have, want=want)
 
+    def _on_screen(self, pos: QPointF, size) -> QPointF:
+        """Where a node of `size` added at `pos` (its corner: the cursor or the end of a dragged link)
+        is whole on screen and clear of the minimap. Tab with the cursor near the canvas' right or
+        bottom edge put the new node mostly off it, under the minimap, as if nothing had been added."""
+        m = 12 / max(self.zoom(), 1e-6)
+        vis = self.mapToScene(self.viewport().rect()).boundingRect().adjusted(m, m, -m, -m)
+        w, h = size
+        x = max(vis.left(), min(pos.x(), vis.right() - w))
+        y = max(vis.top(), min(pos.y(), vis.bottom() - h))
+        if self.minimap.isVisible():
+            mini = self.mapToScene(self.minimap.geometry().translated(-self.viewport().pos())).boundingRect()
+            mini = mini.adjusted(-m, -m, m, m)
+            if QRectF(x, y, w, h).intersects(mini):
+                # Beside it if there is room to its left, else above it.
+                if mini.left() - w >= vis.left():
+                    x = mini.left() - w
+                else:
+                    y = max(vis.top(), mini.top() - h)
+        return QPointF(x, y)
+
     def _link_dropped(self, scene_pos: QPointF, origin) -> None:
         self.open_palette(self.mapFromScene(scene_pos), link_from=origin)
 
     def _palette_chosen(self, type_name: str) -> None:
         pos, link_from = self._pending_link or (self.mapToScene(self.viewport().rect().center()), None)
         self._pending_link = None
+        pos = self._on_screen(pos, node_size(self.scene().doc.registry.get(type_name)))
         try:
             nid = self.scene().controller.add_node(type_name, (pos.x(), pos.y()), link_from=link_from)
         except Refused as e:
