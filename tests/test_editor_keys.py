@@ -632,3 +632,19 @@ def test_a_node_added_with_the_cursor_in_a_corner_lands_whole_on_the_canvas_clea
     assert view.viewport().rect().contains(on_canvas), (on_canvas, view.viewport().rect())
     mini = view.minimap.geometry().translated(-view.viewport().pos())
     assert view.minimap.isVisible() and not QRectF(on_canvas).intersects(QRectF(mini)), (on_canvas, mini)
+
+
+def test_a_title_is_cut_short_only_as_far_as_its_status_badge_needs(win):
+    """A fixed 58 px was kept for the status badge: 'Load kinograph-mini', the first node of the
+    default example, read 'Load kinograph-…' with no badge, or a short one, beside it."""
+    from app.editor.node_item import BADGE, PAD, TITLE
+    from app.editor.runner import NodeStatus
+    n = win.controller.add_node("load.mini", (0, 0))
+    item = win.scene.nodes[n]
+    assert item.title == "Load kinograph-mini"
+    for st in (NodeStatus("done", seconds=9.6), NodeStatus("running", 0.5, steps=(10, 20), eta=75.0)):
+        item.set_status(st)
+        room = item.w - BADGE.width(st.badge()) - 12 - 5 - 6 - (PAD + 2)   # up to the badge, as painted
+        assert TITLE.width(item.title) <= room
+        assert item.title == item.label or TITLE.width(item.label) > room, (st.badge(), item.title)
+    assert item.title.endswith("…")             # '10/20 · 1.2 min' leaves too little room

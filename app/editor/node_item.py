@@ -133,7 +133,6 @@ class NodeItem(QGraphicsItem):
         # A type this install lacks says so even when the node has a title of its own.
         label = (inst.title or self.spec.title) if self.spec else f"missing: {inst.title or inst.type}"
         self.label = label
-        self.title = TITLE.elide(label, self.w - 2 * PAD - 58)
         if not self.spec:
             self.setToolTip(f"{label} ({inst.type}): this Kinograph does not have this node type")
         pos = ui.get("pos")
@@ -141,6 +140,15 @@ class NodeItem(QGraphicsItem):
             self.setPos(QPointF(*pos))
         self.update_links()
         self.update()
+
+    @property
+    def title(self) -> str:
+        """The label as the header shows it, cut short only where the status badge beside it needs the
+        room: a fixed 58 px was kept for a badge, so 'Load kinograph-mini' read 'Load kinograph-…' in
+        the default example with no badge or a short one ('9.6 s') there."""
+        # The badge's left edge (as _paint_status draws it) less a gap, or the node's right padding.
+        end = self.w - (BADGE.width(self.status.badge()) + 12 + 5 + 6 if self.status is not None else PAD)
+        return TITLE.elide(self.label, end - (PAD + 2))
 
     def set_status(self, status) -> None:
         self.status = status
