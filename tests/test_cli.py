@@ -36,6 +36,10 @@ def test_nodes_listing_formats():
     md = cli("nodes", "--markdown").stdout
     assert "## `io.save_video`" in md and "| `crf` | int | `19` | 0..51 |" in md
     assert "io.save_video" in cli("nodes").stdout
+    # The editor's tooltips and this listing are the reference a newcomer has: 26 parameters
+    # (latent.empty's frames, width and height, generate.sample's steps and seed...) said nothing.
+    bare = [f"{t}.{p['name']}" for t, s in specs.items() for p in s["params"] if not p["help"].strip()]
+    assert bare == []
 
 
 def test_info_lists_versions_and_folders():
