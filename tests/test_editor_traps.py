@@ -586,3 +586,20 @@ def test_16_an_untitled_graph_renders_into_the_output_folder_and_the_log_says_wh
     written = out_dir / "out" / "video.mp4"
     assert written.stat().st_size > 0 and not (started / "out").exists()
     assert f"wrote {written}" in w.log.toPlainText()
+
+
+def test_17_a_run_with_the_viewer_empty_shows_what_it_wrote(make_window, qtbot, tmp_path):
+    """After the first Run the viewer stayed empty: the result was a thumbnail on the save node and a
+    Ctrl+Shift+click away. A run that writes a clip now shows it when the viewer shows nothing;
+    a clip already on screen is left alone."""
+    w = make_window()
+    p, r, s = chain(w, frames=4, out=tmp_path / "first.mkv")
+    job = w.run()
+    assert w.runs.wait_idle(60) and job.state == "done", job.error
+    qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None, timeout=30000)
+    shown = w.viewer.sources["A"]
+    assert (shown.length, shown.size, shown.label) == (4, (16, 16), f"{r}.video") and w._viewing["A"] == s
+    w.view_node(p, "A")
+    qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None and w.viewer.sources["A"].size == (32, 32))
+    w.run()
+    assert w.runs.wait_idle(60) and w._viewing["A"] == p and w.viewer.sources["A"].size == (32, 32)

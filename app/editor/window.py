@@ -781,10 +781,16 @@ class MainWindow(QMainWindow):
         self._mark_stale_views(job)
         if job.result is None:
             return
+        written = []
         for nid, res in job.result.results.items():
             spec = self.doc.spec(nid)
             if spec is not None and spec.output and isinstance(res, dict) and res.get("path"):
                 self.thumbs.load(nid, str(res["path"]))
+                written.append(nid)
+        # A run that leaves the viewer empty showed nothing but thumbnails: someone new did not know
+        # the picture was a Ctrl+Shift+click away. The viewer now shows what the first writer wrote.
+        if written and job.state == "done" and "A" not in self._viewing and self.viewer.sources["A"] is None:
+            self.view_node(written[0], "A")
 
     def _mark_stale_views(self, job: Job) -> None:
         """A run in which a node shown in the viewer failed, or was not run because something it
