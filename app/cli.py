@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     _output_flags(v)
 
     n = sub.add_parser("nodes", help="list node types")
+    n.add_argument("find", nargs="*", metavar="NAME",
+                   help="only the nodes whose type, title or category contains each word (generate.sample, "
+                        "interpolat), with their whole help")
     g = n.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable: one object per node")
     g.add_argument("--markdown", action="store_true", help="a reference page: each node's help and a table of its "
@@ -262,6 +265,15 @@ def cmd_nodes(args) -> int:
     from graph_engine.registry import default_registry
     reg = default_registry()
     specs = [reg.get(t) for t in reg]
+    if args.find:
+        words = [w.lower() for w in args.find]
+        specs = [s for s in specs if all(w in f"{s.type} {s.title} {s.category}".lower() for w in words)]
+        if not specs:
+            from graph_engine.errors import KinographError
+            from graph_engine.registry import did_you_mean
+            raise KinographError(f"no node type matches {' '.join(args.find)!r}"
+                                 f"{did_you_mean(args.find[0], [*reg, *(t.split('.', 1)[-1] for t in reg)])}; "
+                                 "`kinograph nodes` lists them all")
     if args.json:
         print(json.dumps([s.to_dict() for s in specs], indent=1, default=str))
     elif args.markdown:
@@ -269,7 +281,7 @@ def cmd_nodes(args) -> int:
         print(nodes_markdown(specs))
     else:
         from .docs import nodes_text
-        print(nodes_text(specs))
+        print(nodes_text(specs, full=bool(args.find)))
     return EXIT_OK
 
 

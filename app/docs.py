@@ -14,10 +14,13 @@ def _param_line(p) -> str:
     return line + (f": {p.help}" if p.help else "")
 
 
-def nodes_text(specs: List) -> str:
+def nodes_text(specs: List, full: bool = False) -> str:
+    """One line of summary per node, or (`full`) its whole help, then its sockets and parameters."""
     out = []
     for s in specs:
         out.append(f"{s.type}  [{s.category}]  {s.summary}")
+        if full and s.help.strip() != s.summary.strip():
+            out += ["    " + line if line else "" for line in s.help.strip().splitlines()[1:]]
         for p in s.inputs.values():
             out.append(f"    in  {p.name}: {p.type.name}{' (optional)' if p.optional else ''}")
         for p in s.outputs.values():

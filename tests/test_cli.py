@@ -165,3 +165,16 @@ def test_validate_names_missing_footage_before_a_run(tmp_path):
     wf.write_text(body % '"clip ñ.png"', encoding="utf-8")
     r = cli("validate", str(wf))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nodes_finds_one_node_with_its_whole_help():
+    """`kinograph nodes generate.sample` was refused ('unrecognized arguments'): the only way to read
+    one node's reference was to search 700 lines, which gave its first line of help only."""
+    r = cli("nodes", "generate.sample")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("generate.sample  [Sampling]")
+    assert "Two samplers can share one schedule" in r.stdout and "param seed (int" in r.stdout
+    assert "io.save_video" not in r.stdout
+    assert [s["type"] for s in json.loads(cli("nodes", "--json", "save", "video").stdout)] == ["io.save_video"]
+    r = cli("nodes", "smaple")
+    assert r.returncode == 1 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
