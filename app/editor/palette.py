@@ -39,7 +39,10 @@ class SearchPalette(QFrame):
         self.filter_label = QLabel()
         self.filter_label.setObjectName("PaletteFilter")
         self.edit = QLineEdit()
-        self.edit.setPlaceholderText("Search nodes…  (Enter adds, Ctrl+D stars, Esc closes)")
+        # Short enough for the field with a large desktop font (the longer one ended in "Ctrl+D …").
+        self.edit.setPlaceholderText("Search nodes…  (Enter adds, Esc closes)")
+        self.edit.setToolTip("Name, category, help or task words (\"slow motion\"). Enter adds the node, "
+                             "Ctrl+D stars it (starred nodes are listed first), Esc closes")
         self.edit.setClearButtonEnabled(True)
         self.list = QListWidget()
         self.list.setFocusPolicy(Qt.NoFocus)
