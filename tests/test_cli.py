@@ -178,3 +178,28 @@ def test_nodes_finds_one_node_with_its_whole_help():
     assert [s["type"] for s in json.loads(cli("nodes", "--json", "save", "video").stdout)] == ["io.save_video"]
     r = cli("nodes", "smaple")
     assert r.returncode == 1 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
+
+
+def test_the_readme_sets_parameters_its_example_workflows_have():
+    """The README's headless example and its Python one set `pattern.frames` on examples/default.yaml,
+    which has no node `pattern`: a newcomer's second command failed. Every --set and wf.set the README
+    shows on an example workflow is applied here to that workflow."""
+    import re
+    import shlex
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides
+    readme = (ROOT / "README.md").read_text()
+    checked = 0
+    for m in re.finditer(r"kinograph (?:run|validate|batch) (examples/\S+\.ya?ml)([^\n#]*)", readme):
+        args = shlex.split(m.group(2))
+        sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+        wf = load_workflow(ROOT / m.group(1))
+        assert apply_overrides(wf, sets, default_registry()) == [], m.group(0)
+        checked += len(sets)
+    for m in re.finditer(r'load_workflow\("(examples/[^"]+)"\)\n((?:wf\.set\(.*\)\n)+)', readme):
+        wf = load_workflow(ROOT / m.group(1))
+        for target, value in re.findall(r'wf\.set\("([^"]+)", ([^)]+)\)', m.group(2)):
+            wf.set(target, json.loads(value))
+            checked += 1
+    assert checked >= 5
