@@ -417,7 +417,18 @@ def test_a_node_of_a_missing_type_shows_what_it_holds_and_is_marked_missing(win,
         assert what in shown, (what, shown)
     win.view_node("magic")
     msg = win.statusBar().currentMessage()
-    assert "future.magic_filter" in msg and "connect" not in msg
+    assert "future.magic_filter" in msg and "connect" not in msg and "install the node pack" in msg
+
+
+def test_viewing_a_node_whose_type_is_a_typo_names_the_type_meant(win, tmp_path):
+    """'vae.decod' typed by hand: View told the user to install the node pack that provides it."""
+    path = tmp_path / "typo.yaml"
+    path.write_text("kinograph: 1\nnodes:\n  decode: {type: vae.decod}\n")
+    assert win.open_path(str(path)) is win
+    win.view_node("decode")
+    assert win.statusBar().currentMessage() == ("decode is of type vae.decod, which this Kinograph does not "
+                                                "have (did you mean 'vae.decode'?): correct the type in the "
+                                                "file to see its output")
 
 
 def test_a_failed_save_says_the_changes_are_still_open_and_how_to_keep_them(win, tmp_path, monkeypatch):

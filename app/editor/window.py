@@ -11,6 +11,7 @@ from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequenc
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget)
 
 from graph_engine.errors import KinographError, WorkflowError
+from graph_engine.registry import did_you_mean
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
@@ -851,8 +852,11 @@ class MainWindow(QMainWindow):
         if target is None:
             inst = self.doc.graph.nodes.get(node_id)
             if inst is not None and self.doc.spec(node_id) is None:
-                self.message(f"{node_id} is of type {inst.type}, which this Kinograph does not have: "
-                             f"install the node pack that provides it to see its output")
+                # A typo in a hand-written file ('vae.decod') was told to install a node pack.
+                close = did_you_mean(inst.type, self.doc.registry)
+                self.message(f"{node_id} is of type {inst.type}, which this Kinograph does not have"
+                             + (f"{close}: correct the type in the file" if close else
+                                ": install the node pack that provides it") + " to see its output")
             else:
                 self.message(f"{node_id} has nothing to show yet: connect its input")
             return None
