@@ -648,3 +648,22 @@ def test_a_title_is_cut_short_only_as_far_as_its_status_badge_needs(win):
         assert TITLE.width(item.title) <= room
         assert item.title == item.label or TITLE.width(item.label) > room, (st.badge(), item.title)
     assert item.title.endswith("…")             # '10/20 · 1.2 min' leaves too little room
+
+
+def test_the_minimap_is_not_drawn_over_an_empty_canvas(win, qtbot):
+    """A blank dark box sat in the corner of the empty canvas, beside the hint on how to start, and
+    took the clicks there; it now appears with the first node."""
+    from PySide6.QtGui import QColor, QImage, QRegion
+    from PySide6.QtWidgets import QWidget
+    mm = win.view.minimap
+
+    def painted() -> int:
+        img = QImage(mm.size(), QImage.Format_RGB32)
+        img.fill(QColor(255, 0, 255))
+        mm.render(img, QPoint(), QRegion(), QWidget.RenderFlag.DrawChildren)     # what paintEvent draws
+        return sum(img.pixelColor(x, y) != QColor(255, 0, 255) for x in range(0, img.width(), 4)
+                   for y in range(0, img.height(), 4))
+    assert painted() == 0 and mm.testAttribute(Qt.WA_TransparentForMouseEvents)
+    win.controller.add_node("generate.test_pattern", (0, 0))
+    mm.rebuild()
+    assert painted() > 0 and not mm.testAttribute(Qt.WA_TransparentForMouseEvents)

@@ -43,6 +43,9 @@ class Minimap(QWidget):
         sc = self.view.scene()
         area = sc.nodes_rect() if sc is not None else QRectF()
         self.view.reach(area)           # every node drawn here can be gone to
+        # Over an empty canvas it is nothing: a blank dark box in the corner beside the canvas' "how
+        # to start" hint was a mystery to someone new (and took clicks meant for the canvas).
+        self.setAttribute(Qt.WA_TransparentForMouseEvents, area.isEmpty())
         if area.isEmpty():
             self._pixmap, self._area = None, QRectF()
             self.update()
@@ -80,12 +83,12 @@ class Minimap(QWidget):
                       max(2.0, r.width() * s), max(2.0, r.height() * s))
 
     def paintEvent(self, event):
+        if self._pixmap is None:
+            return
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(20, 21, 24))
         p.setPen(QPen(QColor("#3a3c42"), 1))
         p.drawRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5))
-        if self._pixmap is None:
-            return
         p.drawPixmap(0, 0, self._pixmap)
         s = self._target().width() / self._area.width()
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
