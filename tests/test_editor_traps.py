@@ -603,3 +603,21 @@ def test_17_a_run_with_the_viewer_empty_shows_what_it_wrote(make_window, qtbot, 
     qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None and w.viewer.sources["A"].size == (32, 32))
     w.run()
     assert w.runs.wait_idle(60) and w._viewing["A"] == p and w.viewer.sources["A"].size == (32, 32)
+
+
+def test_16b_choosing_footage_for_an_untitled_workflow_starts_in_a_folder_that_exists(make_window, qtbot, tmp_path,
+                                                                                     monkeypatch):
+    """An untitled workflow's relative paths resolve in the output folder, which a first run has not
+    made yet: the file dialog for a Load Video's path was given that folder and opened elsewhere."""
+    from PySide6.QtWidgets import QFileDialog, QToolButton
+    monkeypatch.setenv("KINOGRAPH_OUTPUT_DIR", str(tmp_path / "not made yet"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    starts = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda parent, title, start, *a, **k: starts.append(start)
+                        or ("", ""))
+    w = make_window()
+    n = w.controller.add_node("io.load_video", (0, 0))
+    w.scene.select_nodes([n])
+    qtbot.waitUntil(lambda: "path" in w.properties.editors)
+    qtbot.mouseClick(w.properties.editors["path"].findChild(QToolButton), Qt.LeftButton)
+    assert starts == [str(tmp_path)]

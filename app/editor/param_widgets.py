@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 from typing import Callable, Optional
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -360,7 +361,10 @@ class PathEditor(LineEditor):
             self.commit(path, None)
 
     def _browse(self):
-        start = str(self.base_dir() if self.base_dir else "")
+        # An untitled workflow's folder is the output folder, which a first run has not made yet:
+        # the dialog then opened wherever the editor was started; the home folder is a known place.
+        base = self.base_dir() if self.base_dir else None
+        start = str(base if base is not None and Path(base).is_dir() else Path.home())
         if self.p.reads:
             path, _ = QFileDialog.getOpenFileName(self, f"Choose {self.p.name}", start)
         else:
