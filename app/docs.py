@@ -22,7 +22,8 @@ def nodes_text(specs: List, full: bool = False) -> str:
         if full and s.help.strip() != s.summary.strip():
             out += ["    " + line if line else "" for line in s.help.strip().splitlines()[1:]]
         for p in s.inputs.values():
-            out.append(f"    in  {p.name}: {p.type.name}{' (optional)' if p.optional else ''}")
+            out.append(f"    in  {p.name}: {p.type.name}{' (optional)' if p.optional else ''}"
+                       + (f": {p.help}" if p.help else ""))
         for p in s.outputs.values():
             out.append(f"    out {p.name}: {p.type.name}")
         for p in s.params.values():
@@ -35,7 +36,9 @@ def nodes_markdown(specs: List) -> str:
     for s in specs:
         out += [f"## `{s.type}` — {s.title}", "", s.help, ""]
         if s.inputs:
-            out.append("Inputs: " + ", ".join(f"`{p.name}` ({p.type.name}{', optional' if p.optional else ''})"
+            # What an input is for (a start image, a mask...) was in the editor's tooltip only.
+            out.append("Inputs: " + ", ".join(f"`{p.name}` ({p.type.name}{', optional' if p.optional else ''}"
+                                              + (f": {p.help}" if p.help else "") + ")"
                                               for p in s.inputs.values()))
         if s.outputs:
             out.append("Outputs: " + ", ".join(f"`{p.name}` ({p.type.name})" for p in s.outputs.values()))

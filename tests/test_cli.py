@@ -176,6 +176,10 @@ def test_nodes_finds_one_node_with_its_whole_help():
     assert "Two samplers can share one schedule" in r.stdout and "param seed (int" in r.stdout
     assert "io.save_video" not in r.stdout
     assert [s["type"] for s in json.loads(cli("nodes", "--json", "save", "video").stdout)] == ["io.save_video"]
+    # What an input is for was in the editor's tooltip only.
+    assert "in  start_image: IMAGE (optional): Wan 2.2 TI2V-5B: the video's first frame" in \
+        cli("nodes", "latent.empty").stdout
+    assert "`start_image` (IMAGE, optional: Wan 2.2 TI2V-5B:" in cli("nodes", "--markdown").stdout
     r = cli("nodes", "smaple")
     assert r.returncode == 1 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
 
