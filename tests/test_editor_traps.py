@@ -599,6 +599,8 @@ def test_17_a_run_with_the_viewer_empty_shows_what_it_wrote(make_window, qtbot, 
     qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None, timeout=30000)
     shown = w.viewer.sources["A"]
     assert (shown.length, shown.size, shown.label) == (4, (16, 16), f"{r}.video") and w._viewing["A"] == s
+    # The run's own badges stay: showing it re-ran nothing, so nothing reads 'cached'.
+    assert {w.runs.status[n].state for n in (p, r, s)} == {"done"}
     w.view_node(p, "A")
     qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None and w.viewer.sources["A"].size == (32, 32))
     w.run()

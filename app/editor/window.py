@@ -789,9 +789,14 @@ class MainWindow(QMainWindow):
                 self.thumbs.load(nid, str(res["path"]))
                 written.append(nid)
         # A run that leaves the viewer empty showed nothing but thumbnails: someone new did not know
-        # the picture was a Ctrl+Shift+click away. The viewer now shows what the first writer wrote.
+        # the picture was a Ctrl+Shift+click away. The viewer now shows what the first writer wrote,
+        # from this run's own values (a view job would re-mark every node 'cached').
         if written and job.state == "done" and "A" not in self._viewing and self.viewer.sources["A"] is None:
-            self.view_node(written[0], "A")
+            target = self._view_target(written[0])
+            value = (job.result.outputs or {}).get(target[0], {}).get(target[1]) if target else None
+            if value is not None:
+                self._viewing["A"] = written[0]
+                self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
 
     def _mark_stale_views(self, job: Job) -> None:
         """A run in which a node shown in the viewer failed, or was not run because something it
