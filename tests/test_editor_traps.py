@@ -623,3 +623,15 @@ def test_16b_choosing_footage_for_an_untitled_workflow_starts_in_a_folder_that_e
     qtbot.waitUntil(lambda: "path" in w.properties.editors)
     qtbot.mouseClick(w.properties.editors["path"].findChild(QToolButton), Qt.LeftButton)
     assert starts == [str(tmp_path)]
+
+
+# -- 18. a first workflow to look at --------------------------------------------------------------------
+def test_18_file_menu_opens_the_examples_by_name(make_window, qtbot):
+    """Someone new had an empty canvas and a file dialog: the examples were a folder of the source
+    tree to know about. File > Open Example lists them by name and opens one."""
+    w = make_window()
+    w.examples_menu.aboutToShow.emit()
+    acts = {a.text(): a for a in w.examples_menu.actions()}
+    assert "Text to video with kinograph-mini  (mini_text_to_video.yaml)" in acts, list(acts)
+    acts["Kinograph showcase  (default.yaml)"].trigger()
+    assert w.doc.path == REPO / "examples" / "default.yaml" and len(w.doc.graph.nodes) == 12

@@ -27,7 +27,8 @@ NODE_MIME = "application/x-kinograph-node"
 MIN_ZOOM, MAX_ZOOM = 0.05, 3.0
 LEGIBLE_ZOOM = 0.85         # node titles, socket names and fields read at 100% display size
 SCENE_EXTENT = 1.0e5
-EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · or drop a .yaml, a video or a still here\n"
+EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · File > Open Example: a ready-made one\n"
+              "or drop a .yaml, a video or a still here\n"
               "Ctrl+Enter: run · F1: every shortcut")
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel

@@ -147,6 +147,8 @@ class MainWindow(QMainWindow):
         self._act(f, "&Open…", self.open_dialog, "Ctrl+O")
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.examples_menu = f.addMenu("Open E&xample")
+        self.examples_menu.aboutToShow.connect(self._fill_examples)
         self._act(f, "&Save", self.save, "Ctrl+S")
         self._act(f, "Save &As…", self.save_as, "Ctrl+Shift+S")
         f.addSeparator()
@@ -403,6 +405,15 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
         if not self.settings.recent_files:
             self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _fill_examples(self) -> None:
+        # Someone new faced an empty canvas and a file dialog: the examples were in a folder of the
+        # source tree they had to know about.
+        self.examples_menu.clear()
+        for path, name in example_workflows():
+            self.examples_menu.addAction(f"{name}  ({path.name})", lambda p=path: self.open_path(str(p)))
+        if self.examples_menu.isEmpty():
+            self.examples_menu.addAction("(no examples folder beside this Kinograph)").setEnabled(False)
 
     def save(self) -> bool:
         if self.doc.path is None:
@@ -919,6 +930,23 @@ class MainWindow(QMainWindow):
         if scr is None:
             return QSize(1600, 1000)
         return QSize(min(1600, round(scr.width() * 0.92)), min(1000, round(scr.height() * 0.88)))
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example_workflows(folder: Path = EXAMPLES) -> List[tuple]:
+    """(path, name) of the example workflows, by file name; the name is the workflow's own `name:`."""
+    import yaml
+    found = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("nodes"), dict):
+            found.append((path, str(data.get("name") or path.stem)))
+    return found
 
 
 def loader_for(path) -> Optional[str]:
