@@ -601,6 +601,15 @@ def test_17_a_run_with_the_viewer_empty_shows_what_it_wrote(make_window, qtbot, 
     assert (shown.length, shown.size, shown.label) == (4, (16, 16), f"{r}.video") and w._viewing["A"] == s
     # The run's own badges stay: showing it re-ran nothing, so nothing reads 'cached'.
     assert {w.runs.status[n].state for n in (p, r, s)} == {"done"}
+    # An edit starts no job the user did not ask for: the picture says it is out of date until the
+    # next run, whose result it then shows.
+    w.controller.set_param(r, "width", 8)
+    qtbot.wait(400)
+    assert not w.runs.jobs[1:] and "A is out of date" in w.viewer.canvas.note
+    w.run()
+    assert w.runs.wait_idle(60)
+    qtbot.waitUntil(lambda: w.viewer.sources["A"].size == (8, 16))
+    assert {w.runs.status[n].state for n in (r, s)} == {"done"}
     w.view_node(p, "A")
     qtbot.waitUntil(lambda: w.viewer.sources["A"] is not None and w.viewer.sources["A"].size == (32, 32))
     w.run()

@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self.doc: Optional[Document] = None
         self.autosaver: Optional[Autosaver] = None
         self._viewing = {}                       # slot -> node id shown there (refreshed on edits)
+        self._follows_runs = False               # viewer A shows what the last run wrote (not asked for)
         self._stale = set()                      # slots to recompute when the refresh timer fires
         self._refresh_view = QTimer(self)
         self._refresh_view.setSingleShot(True)
@@ -272,6 +273,7 @@ class MainWindow(QMainWindow):
         self._name_undo(doc.undo.undoText())
         self._name_redo(doc.undo.redoText())
         self._viewing, self._stale = {}, set()
+        self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
             self._detach(old_scene)
@@ -682,7 +684,10 @@ class MainWindow(QMainWindow):
             if ev.node not in needed:
                 continue
             redo = set(needed) & {ev.node, *g.descendants(ev.node)}
-            if any(reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
+            # What a run put on screen unasked waits for the next run (or V): recomputing it at every
+            # edit would run jobs the user never started, and re-mark the run's badges.
+            if (slot == "A" and self._follows_runs) or any(
+                    reg.get(g.nodes[n].type) is not None and reg.get(g.nodes[n].type).expensive for n in redo):
                 if slot != PREVIEW:
                     self.viewer.canvas.set_note(f"{slot} is out of date: press V to recompute {nid}", alert=True)
                 continue
@@ -802,11 +807,12 @@ class MainWindow(QMainWindow):
         # A run that leaves the viewer empty showed nothing but thumbnails: someone new did not know
         # the picture was a Ctrl+Shift+click away. The viewer now shows what the first writer wrote,
         # from this run's own values (a view job would re-mark every node 'cached').
-        if written and job.state == "done" and "A" not in self._viewing and self.viewer.sources["A"] is None:
+        empty = "A" not in self._viewing and self.viewer.sources["A"] is None
+        if written and job.state == "done" and (empty or self._follows_runs):
             target = self._view_target(written[0])
             value = (job.result.outputs or {}).get(target[0], {}).get(target[1]) if target else None
             if value is not None:
-                self._viewing["A"] = written[0]
+                self._viewing["A"], self._follows_runs = written[0], True
                 self.viewer.set_source("A", value, f"{target[0]}.{target[1]}")
 
     def _mark_stale_views(self, job: Job) -> None:
@@ -864,6 +870,8 @@ class MainWindow(QMainWindow):
 
     def view_node(self, node_id: str, slot: str = "A") -> Optional[Job]:
         self.commit_pending()
+        if slot == "A":
+            self._follows_runs = False           # the user chose what A shows
         target = self._view_target(node_id)
         if target is None:
             inst = self.doc.graph.nodes.get(node_id)
