@@ -38,6 +38,7 @@ class ProgressPrinter:
         self._bars: Dict[str, tqdm] = {}
         self._tenths: Dict[str, int] = {}      # without a terminal: the last tenth of each node's work noted
         self._reader = True                    # False once stdout's reader has gone
+        self._wall: Dict[str, Any] = {}        # node -> seconds its node_finished said; None: lazy
 
     def _print(self, text: str) -> None:
         self._reader = self._reader and print_out(self.out, text)
@@ -92,8 +93,21 @@ class ProgressPrinter:
             self.note(f"> {self._name(ev['node'])}")
         elif kind == "node_finished":
             self._close(ev["node"])
-            how = "bypassed" if ev.get("bypassed") else "cached" if ev["cached"] else f"{ev['seconds']:.2f}s"
-            self.note(f"  {ev['node']:<16} done ({how})")
+            # A lazy node returns at once and computes its frames as later nodes read them: its
+            # "done (0.00s)" and the writer's "done (55.86s)" read as if saving were the slow part.
+            lazy = ev.get("lazy") and not ev["cached"]
+            if not ev["cached"]:
+                self._wall[ev["node"]] = None if lazy else ev["seconds"]
+            how = "bypassed" if ev.get("bypassed") else "cached" if ev["cached"] else \
+                "frames computed as they are read" if lazy else f"{ev['seconds']:.2f}s"
+            self.note(f"  {ev['node']:<16} {'ready' if lazy else 'done'} ({how})")
+        elif kind == "node_time":
+            node, own = ev["node"], ev["seconds"] or 0.0
+            if node in self._wall and self._wall[node] is None:
+                self.note(f"  {node:<16} computed its frames in {own:.2f}s")
+            elif node in self._wall and self._wall[node] - own > max(0.05, 0.2 * self._wall[node]):
+                self.note(f"  {node:<16} {own:.2f}s of its own work; the rest of its {self._wall[node]:.2f}s "
+                          "was computing upstream frames")
         elif kind == "node_failed":
             self._close(ev["node"])
             self.note(f"x {self._name(ev['node'])} failed: {ev['message']}")

@@ -43,3 +43,23 @@ def test_a_log_gets_each_tenth_once_however_many_reports_come(monkeypatch):
     lines = stream.getvalue().splitlines()
     assert [line.split(" (")[0] for line in lines] == [f"  save: {n}0%" for n in range(1, 10)]
     assert lines[0] == "  save: 10% (105/1000)"
+
+
+def test_lazy_nodes_say_when_their_frames_were_computed(monkeypatch):
+    """`make run` printed 'paint done (0.00s)' for a node whose frames took 5 s, and 'save done
+    (55.86s)', as if saving were the slow part: a lazy node's frames are computed as the writer reads
+    them. Its line now says so, and the time each node's own work took follows the run."""
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    p = ProgressPrinter(stream=io.StringIO())
+    p({"event": "node_finished", "node": "paint", "cached": False, "seconds": 0.001, "lazy": True})
+    p({"event": "node_finished", "node": "save", "cached": False, "seconds": 55.86, "lazy": False})
+    p({"event": "node_finished", "node": "sample", "cached": True, "seconds": 0.0})
+    for node, secs in (("paint", 5.2), ("save", 0.32), ("sample", 0.0)):
+        p({"event": "node_time", "node": node, "seconds": secs})
+    assert err.getvalue().splitlines() == [
+        "  paint            ready (frames computed as they are read)",
+        "  save             done (55.86s)",
+        "  sample           done (cached)",
+        "  paint            computed its frames in 5.20s",
+        "  save             0.32s of its own work; the rest of its 55.86s was computing upstream frames"]
