@@ -185,11 +185,12 @@ def cmd_validate(args) -> int:
     from graph_engine.api import load_workflow
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
-    from graph_engine.validate import left_out_note, missing_files, run_scope
+    from graph_engine.validate import left_out_note, missing_input_files, missing_model_files, run_scope
     from nodes.common.models_dirs import model_dirs
     wf = load_workflow(args.workflow)
     # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
-    missing = missing_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})")
+    missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})") + \
+        missing_input_files(wf, default_registry())
     if missing:
         raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]

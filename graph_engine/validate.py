@@ -201,16 +201,33 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
     return problems
 
 
-def missing_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:
-    """Files the workflow reads that are not there, for `kinograph validate`: model files that are neither
-    beside it nor in the model folders (params with a `locate`), and footage, pictures and other inputs
-    (path params a node reads). Not part of `validate`: a shared or imported workflow is valid before its
-    files are copied in, and a run names a missing file when its node loads it. `where`: the model folders
+def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:
+    """Model files the workflow names that are neither beside it nor in the model folders (params with a
+    `locate`), for `kinograph validate`. Not part of `validate`: a shared or imported workflow is valid before
+    its models are copied in, and a run names a missing file when its node loads it. `where`: the folders
     searched, for the message."""
-    import glob
     import os
     from .outputs import resolve_path
     problems = []
+    for nid, name, p, value in _named_files(wf, registry):
+        if p.locate is None:
+            continue
+        if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir)):
+            continue
+        try:
+            found = p.locate(value)
+        except Exception:  # a name that cannot be looked up is as missing as one that is not there
+            found = None
+        if not found:
+            problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
+                                       "workflow; copy the file there (`kinograph info` lists the folders and "
+                                       "the models in them)", "nodes", nid, "params", name, node=nid))
+    return problems
+
+
+def _named_files(wf: Workflow, registry: Registry):
+    """(node, param name, Param, value) of every non-empty text value of a node that runs, for the file
+    checks; a param with a `check` reports its own missing file (interpolate.rife)."""
     runs = set(run_scope(wf, registry)[0])
     for nid, inst in wf.graph.nodes.items():
         spec = registry.get(inst.type)
@@ -218,32 +235,29 @@ def missing_files(wf: Workflow, registry: Registry, where: str = "") -> List[Pro
             continue
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)
-            # A `check` reports its own missing file (interpolate.rife).
-            if p.check is not None or not isinstance(value, str) or not value.strip():
-                continue
-            if p.locate is None:
-                if p.kind != "path" or not p.reads:
-                    continue
-                path = resolve_path(value, wf.base_dir)
-                # A pattern (io.load_frames' shots/*.png) is there when it matches a file.
-                if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)):
-                    continue
-                folder, base = os.path.split(path)
-                near = did_you_mean(base, os.listdir(folder)) if os.path.isdir(folder) else ""
-                problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are "
-                                           "taken from the workflow file's folder", "nodes", nid, "params", name,
-                                           node=nid))
-                continue
-            if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir)):
-                continue
-            try:
-                found = p.locate(value)
-            except Exception:  # a name that cannot be looked up is as missing as one that is not there
-                found = None
-            if not found:
-                problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
-                                           "workflow; copy the file there (`kinograph info` lists the folders and "
-                                           "the models in them)", "nodes", nid, "params", name, node=nid))
+            if p.check is None and isinstance(value, str) and value.strip():
+                yield nid, name, p, value
+
+
+def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
+    """Footage, pictures and other files the workflow reads (path params without a model-folder lookup)
+    that are not there, for `kinograph validate`: it said ok, and the run failed at the loader. Not part
+    of `validate`, as with model files: a shared workflow is valid before its files are copied in."""
+    import glob
+    import os
+    from .outputs import resolve_path
+    problems = []
+    for nid, name, p, value in _named_files(wf, registry):
+        if p.kind != "path" or not p.reads or p.locate is not None:
+            continue
+        path = resolve_path(value, wf.base_dir)
+        # A pattern (io.load_frames' shots/*.png) is there when it matches a file.
+        if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)):
+            continue
+        folder, base = os.path.split(path)
+        near = did_you_mean(base, os.listdir(folder)) if os.path.isdir(folder) else ""
+        problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are taken "
+                                   "from the workflow file's folder", "nodes", nid, "params", name, node=nid))
     return problems
 
 
