@@ -50,6 +50,24 @@ def test_metrics_name_mismatched_clips(clips):
 
 
 
+def test_frames_too_small_for_ssim_say_so_and_the_report_keeps_the_rest(tmp_path):
+    """SSIM on 8x8 frames ended in 'ValueError: SSIM needs frames of at least 11x11 pixels', and metrics.report,
+    which measures SSIM by default, lost every other number with it."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 8, 10, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + 5, 0, 255).astype(np.uint8)
+    with pytest.raises(NodeError, match=r"SSIM needs frames of at least 11x11 pixels \(its window\), the clips are "
+                                        r"10x8: enlarge both the same way \(upscale.resize\) or measure PSNR"):
+        metrics.ssim(Context("s"), Clip.from_array(a), Clip.from_array(b))
+    ctx = Context("r")
+    metrics.report(ctx, Clip.from_array(a), reference=Clip.from_array(b), source=None, path=str(tmp_path / "m.json"))
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["skipped"] == {"ssim": "frames smaller than 11x11 pixels (SSIM's window)"}
+    assert ctx.results["skipped"] == ["ssim"]
+    ref = [peak_signal_noise_ratio(y, x, data_range=255) for x, y in zip(a, b)]
+    assert doc["metrics"]["psnr"]["per_frame"] == pytest.approx(ref)
+
+
 def test_clips_at_two_frame_rates_are_compared_but_said_to_be(clips):
     """A 12 fps clip scored against a 24 fps reference of as many frames compared different moments and
     printed a number with no word about it."""

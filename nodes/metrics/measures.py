@@ -14,6 +14,7 @@ import numpy as np
 from nodes.common.color import luma_u8
 from nodes.common.flow import backward_warp, consistency_mask, estimate_flow, flow_magnitude
 
+SSIM_WINDOW = 11  # SSIM's Gaussian window: smaller frames cannot be measured
 PSNR_CAP = 100.0   # identical frames: reported as 100 dB so results stay valid JSON
 FLOW_WIDTH = 512   # flow-based measures run at most this wide; magnitudes are scaled back
 # A finer flow preset than the processing nodes use by default, so a filter is not scored by
@@ -28,8 +29,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     x, y = a.astype(np.float64), b.astype(np.float64)
-    if min(x.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs frames of at least 11x11 pixels, got {x.shape[1]}x{x.shape[0]}")
+    if min(x.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(ssim_too_small(x.shape[1], x.shape[0]))
 
     def blur(z):
         return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
@@ -39,6 +40,11 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return float(s[5:-5, 5:-5].mean())
+
+
+def ssim_too_small(width: int, height: int) -> str:
+    return (f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its window), the clips are "
+            f"{width}x{height}: enlarge both the same way (upscale.resize) or measure PSNR")
 
 
 def mean_luma(frame: np.ndarray) -> float:

@@ -82,6 +82,8 @@ def psnr(ctx, video, reference) -> List[float]:
 
 
 def ssim(ctx, video, reference) -> List[float]:
+    if min(video.size) < measures.SSIM_WINDOW:     # refused before any frame is pulled, not as a ValueError
+        raise NodeError(measures.ssim_too_small(*video.size))
     return series_of(ctx, ["ssim"], video, reference, what="SSIM")["ssim"]
 
 
