@@ -298,6 +298,32 @@ def test_nerfstudio_and_nerf_json_cameras(tmp_path):
         cm.read_pose_file(str(tmp_path / "bad.json"))
 
 
+def test_a_colmap_text_model_is_a_path_through_its_images(tmp_path):
+    """A COLMAP images.txt said 'expected 19 numbers, found text that is not a number'. Its poses are world-to-camera in
+    OpenCV axes (Kinograph's): a quaternion QW QX QY QZ and a translation."""
+    half = math.radians(-10) / 2                     # world-to-camera: turned 10 degrees right is -10 about y
+    c = np.array([0.5, -0.2, 1.0])                   # the second camera's centre
+    r = np.array([[math.cos(2 * half), 0, math.sin(2 * half)], [0, 1, 0], [-math.sin(2 * half), 0, math.cos(2 * half)]])
+    t = -r @ c
+    (tmp_path / "images.txt").write_text(
+        "# Image list with two lines of data per image:\n"
+        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
+        f"7 {math.cos(half)} 0 {math.sin(half)} 0 {t[0]} {t[1]} {t[2]} 2 frame_10.jpg\n"
+        "12.5 30.25 -1 40 8.5 3\n"
+        "3 1 0 0 0 0 0 0 1 frame_9.jpg\n"
+        "\n")
+    (tmp_path / "cameras.txt").write_text("# Camera list\n1 PINHOLE 320 240 300 310 161 119\n"
+                                          "2 SIMPLE_RADIAL 320 240 290 160 120 0.01\n")
+    cam = cm.read_pose_file(str(tmp_path / "images.txt"))
+    assert (cam.width, cam.height) == (320, 240)
+    np.testing.assert_allclose(cam.intrinsics, [[300, 310, 161, 119], [290, 290, 160, 120]])
+    ref = cm.from_components(320, 240, rotation=([0, 10], 0, 0), translation=([0, 0.5], [0, -0.2], [0, 1.0]))
+    np.testing.assert_allclose(cam.c2w, ref.c2w, atol=1e-12)
+    (tmp_path / "cameras.txt").unlink()
+    cam = cm.read_pose_file(str(tmp_path / "images.txt"), 64, 48, hfov=90)
+    np.testing.assert_allclose(cam.intrinsics[0], [32, 32, 32, 24])
+
+
 def test_camera_path_node_reads_a_chan_file_under_any_name(tmp_path):
     chan_file(tmp_path / "cam_export.txt", [(1, 0, 0, 0, 0, 0, 0), (2, 0, 0, 0, 0, -12, 0), (3, 0, 0, 0, 0, -24, 0)])
     (tmp_path / "wf.yaml").write_text("""

@@ -15,6 +15,7 @@ saved as .cam are common):
   `hfov`. Frame numbers may start anywhere (1, 1001): the first line is frame 0 of the path,
   and a gap in the numbers is refused rather than silently closed up.
 
+- COLMAP text models: images.txt (with cameras.txt beside it for the lens), see colmap_camera.
 - JSON: nerfstudio's camera_path.json or a NeRF / instant-ngp / nerfstudio transforms.json
   (see json_camera), OpenGL camera axes like .chan.
 
@@ -28,7 +29,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .camera import Camera, camera_from_pose_rows, focal_from_fov, poses, rot_x, rot_y, rot_z
+from .camera import Camera, camera_from_pose_rows, focal_from_fov, invert_poses, poses, rot_x, rot_y, rot_z
 
 CHAN_ROTATION_ORDERS = ("ZXY", "XYZ", "XZY", "YXZ", "YZX", "ZYX")
 # OpenGL camera axes (x right, y up, looking down -z) to OpenCV's (x right, y down, z forward); the same
@@ -36,7 +37,7 @@ CHAN_ROTATION_ORDERS = ("ZXY", "XYZ", "XZY", "YXZ", "YZX", "ZYX")
 FLIP_YZ = np.diag([1.0, -1.0, -1.0, 1.0])
 FORMATS = ("a CameraCtrl / RealEstate10K pose file (19 numbers a line: frame fx fy cx cy w h and a 3x4 "
            "world-to-camera matrix), a Nuke .chan file (7 or 8: frame tx ty tz rx ry rz and the vertical "
-           "field of view) or a nerfstudio camera_path.json / NeRF transforms.json")
+           "field of view), a COLMAP images.txt, or a nerfstudio camera_path.json / NeRF transforms.json")
 
 
 def read_text(path: str) -> str:
@@ -73,11 +74,14 @@ def number_lines(path: str, text: str) -> List[Tuple[int, List[float]]]:
 
 def read_camera_file(path: str, width: int = 0, height: int = 0, rotation_order: str = "ZXY",
                      hfov: float = 60.0) -> Camera:
-    """A camera path from a CameraCtrl pose file or a Nuke .chan file, told apart by their columns.
-    width/height: the picture size (a .chan file has none; a pose file's w, h columns win when set)."""
+    """A camera path from any of the formats of the module docstring, told apart by their content.
+    width/height: the picture size (a .chan file has none; a file's own size wins when it has one)."""
     text = read_text(path)
     if text.lstrip()[:1] in ("{", "["):
         return json_camera(path, text, width, height)
+    images = colmap_images(text)
+    if images:
+        return colmap_camera(path, images, width, height, hfov)
     rows = number_lines(path, text)
     lineno, first = rows[0]
     for n, vals in rows:
@@ -90,6 +94,67 @@ def read_camera_file(path: str, width: int = 0, height: int = 0, rotation_order:
         return chan_camera(np.array([v for _, v in rows]), width, height, rotation_order, hfov, str(path),
                            [n for n, _ in rows])
     raise ValueError(f"{path}, line {lineno}: {len(first)} numbers; a camera file is {FORMATS}")
+
+
+def _is_number(t: str) -> bool:
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def colmap_images(text: str) -> list:
+    """The image lines of a COLMAP images.txt, `IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME` (each
+    followed by a line of 2-D points, all numbers), as (name, camera id, [qw qx qy qz tx ty tz]); []
+    when the text is not one."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 10 and not parts[0].startswith("#") and all(map(_is_number, parts[:9])) \
+                and not _is_number(parts[9]):
+            out.append((" ".join(parts[9:]), parts[8], [float(v) for v in parts[1:8]]))
+    return out
+
+
+def colmap_camera(path: str, images: list, width: int = 0, height: int = 0, hfov: float = 60.0) -> Camera:
+    """A COLMAP sparse model's images.txt (world-to-camera quaternion and translation, OpenCV axes like
+    Kinograph's) as a path through its images in file-name order, numbers as numbers. The lens and
+    picture size come from cameras.txt beside it (PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL,
+    OPENCV...: distortion is ignored); without one, from width, height and hfov."""
+    from scipy.spatial.transform import Rotation
+    images = sorted(images, key=lambda im: _natural({"file_path": im[0]}))
+    lenses = _colmap_cameras(Path(path).with_name("cameras.txt"))
+    if not lenses and (width <= 0 or height <= 0):
+        raise ValueError(f"{path}: there is no cameras.txt beside it to give the picture size; set width and height")
+    size = next(iter(lenses.values()))[0] if lenses else (width, height)
+    k = []
+    for name, cam_id, _ in images:
+        if lenses and cam_id not in lenses:
+            raise ValueError(f"{path}: image {name} uses camera {cam_id}, which cameras.txt does not list")
+        if lenses and lenses[cam_id][0] != size:
+            raise ValueError(f"{path}: the images come from cameras of different sizes ({size[0]}x{size[1]} and "
+                             f"{lenses[cam_id][0][0]}x{lenses[cam_id][0][1]}); a camera path has one picture size")
+        k.append(lenses[cam_id][1] if lenses else [float(focal_from_fov(hfov, size[0]))] * 2 + [size[0] / 2, size[1] / 2])
+    q = np.array([im[2] for im in images])
+    w2c = poses(Rotation.from_quat(q[:, [1, 2, 3, 0]]).as_matrix(), q[:, 4:7])   # scipy: x y z w
+    return Camera(np.array(k), invert_poses(w2c), *size)
+
+
+def _colmap_cameras(path: Path) -> dict:
+    """camera id -> ((width, height), [fx, fy, cx, cy]) from a COLMAP cameras.txt, {} if there is none."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in read_text(str(path)).splitlines():
+        parts = line.split()
+        if len(parts) < 7 or parts[0].startswith("#"):
+            continue
+        model, (w, h), p = parts[1], (int(parts[2]), int(parts[3])), [float(v) for v in parts[4:]]
+        # SIMPLE_* and RADIAL* models have one focal length; the rest fx, fy
+        f = [p[0], p[0], p[1], p[2]] if model.startswith(("SIMPLE", "RADIAL")) else p[:4]
+        out[parts[0]] = ((w, h), f)
+    return out
 
 
 def from_y_up(c2w: np.ndarray) -> np.ndarray:

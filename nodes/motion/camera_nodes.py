@@ -70,8 +70,9 @@ def camera_path(ctx,
                 rotation_roll: float = _sched(0.0, "roll clockwise, degrees"),
                 fov: float = _sched(60.0, "horizontal field of view, degrees"),
                 pose_file: str = Param("", kind="path", help="camera file to start from: CameraCtrl / RealEstate10K "
-                                                             "poses, a Nuke .chan (Nuke, Blender, Houdini), a "
-                                                             "nerfstudio camera_path.json or a NeRF transforms.json"),
+                                                             "poses, a Nuke .chan (Nuke, Blender, Houdini), a COLMAP "
+                                                             "images.txt, a nerfstudio camera_path.json or a NeRF "
+                                                             "transforms.json"),
                 schedules: str = Param("absolute", choices=("absolute", "per_frame"),
                                        help="absolute: each move is the camera's place at that frame, relative to "
                                             "frame 0; per_frame: the step from the previous frame, accumulated, "
@@ -98,7 +99,8 @@ def camera_path(ctx,
     one by one, and without the fov column the camera gets `fov`. Its translations stay in the
     scene's units (metres from Blender), while apply_camera without depth puts the picture 1 unit
     ahead: give a depth map with near/far in the same units. JSON: nerfstudio's camera_path.json
-    (its render paths) or a NeRF / instant-ngp transforms.json (frames in file-name order).
+    (its render paths) or a NeRF / instant-ngp transforms.json (frames in file-name order). COLMAP:
+    images.txt in file-name order, the lens from the cameras.txt beside it.
 
     Presets: pan_* moves the camera sideways or up/down (truck/pedestal, as camera-control
     models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
