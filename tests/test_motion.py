@@ -314,7 +314,8 @@ def test_a_colmap_text_model_is_a_path_through_its_images(tmp_path):
         "\n")
     (tmp_path / "cameras.txt").write_text("# Camera list\n1 PINHOLE 320 240 300 310 161 119\n"
                                           "2 SIMPLE_RADIAL 320 240 290 160 120 0.01\n")
-    cam = cm.read_pose_file(str(tmp_path / "images.txt"))
+    cam = cm.read_pose_file(str(tmp_path))          # the model's folder, or its images.txt
+    assert cam.allclose(cm.read_pose_file(str(tmp_path / "images.txt")))
     assert (cam.width, cam.height) == (320, 240)
     np.testing.assert_allclose(cam.intrinsics, [[300, 310, 161, 119], [290, 290, 160, 120]])
     ref = cm.from_components(320, 240, rotation=([0, 10], 0, 0), translation=([0, 0.5], [0, -0.2], [0, 1.0]))

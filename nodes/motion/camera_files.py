@@ -15,7 +15,8 @@ saved as .cam are common):
   `hfov`. Frame numbers may start anywhere (1, 1001): the first line is frame 0 of the path,
   and a gap in the numbers is refused rather than silently closed up.
 
-- COLMAP text models: images.txt (with cameras.txt beside it for the lens), see colmap_camera.
+- COLMAP text models: images.txt (with cameras.txt beside it for the lens), or their folder; see
+  colmap_camera.
 - JSON: nerfstudio's camera_path.json or a NeRF / instant-ngp / nerfstudio transforms.json
   (see json_camera), OpenGL camera axes like .chan.
 
@@ -76,6 +77,12 @@ def read_camera_file(path: str, width: int = 0, height: int = 0, rotation_order:
                      hfov: float = 60.0) -> Camera:
     """A camera path from any of the formats of the module docstring, told apart by their content.
     width/height: the picture size (a .chan file has none; a file's own size wins when it has one)."""
+    if Path(path).is_dir():
+        # A COLMAP sparse model's folder: as a path param a folder is fingerprinted whole, so editing its
+        # cameras.txt re-runs the node (given images.txt, only that file is watched).
+        if not (Path(path) / "images.txt").is_file():
+            raise ValueError(f"{path} is a folder without a COLMAP images.txt; a camera file is {FORMATS}")
+        path = str(Path(path) / "images.txt")
     text = read_text(path)
     if text.lstrip()[:1] in ("{", "["):
         return json_camera(path, text, width, height)

@@ -100,7 +100,7 @@ def camera_path(ctx,
     scene's units (metres from Blender), while apply_camera without depth puts the picture 1 unit
     ahead: give a depth map with near/far in the same units. JSON: nerfstudio's camera_path.json
     (its render paths) or a NeRF / instant-ngp transforms.json (frames in file-name order). COLMAP:
-    images.txt in file-name order, the lens from the cameras.txt beside it.
+    images.txt (or its folder) in file-name order, the lens from the cameras.txt beside it.
 
     Presets: pan_* moves the camera sideways or up/down (truck/pedestal, as camera-control
     models use the word), tilt_* turns it up/down, zoom_* changes the focal length, dolly_*
