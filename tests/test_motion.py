@@ -293,6 +293,11 @@ def test_nerfstudio_and_nerf_json_cameras(tmp_path):
     np.testing.assert_allclose(c.intrinsics, [[32 / math.tan(math.radians(30))] * 2 + [32, 24], [70, 70, 32, 24]])
     np.testing.assert_allclose(c.c2w[0], np.eye(4), atol=1e-12)             # frame_9 before frame_10
     assert c.positions[1] == pytest.approx([1, -2, 3])
+    doc = json.loads((tmp_path / "transforms.json").read_text())
+    (tmp_path / "degrees.json").write_text(json.dumps({**doc, "camera_angle_x": 60}))
+    with pytest.raises(ValueError, match=r"degrees.json: camera_angle_x is the horizontal field of view in radians "
+                                         r"\(NeRF's convention\), between 0 and pi; 60 is not one \(degrees\?\)"):
+        cm.read_pose_file(str(tmp_path / "degrees.json"))
     (tmp_path / "bad.json").write_text('{"camera_path": [{"fov": 40}], "render_width": 8, "render_height": 8}')
     with pytest.raises(ValueError, match="bad.json: a camera entry lacks 'camera_to_world'"):
         cm.read_pose_file(str(tmp_path / "bad.json"))

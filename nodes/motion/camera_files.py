@@ -197,8 +197,10 @@ def json_camera(path: str, text: str, width: int = 0, height: int = 0) -> Camera
         else:
             entries = sorted(doc["frames"], key=_natural)
             c2w = [np.asarray(e["transform_matrix"], np.float64)[:4, :4] for e in entries]
-            k = [_nerf_intrinsics({**doc, **e}, w, h) for e in entries]     # a frame's own values win
+            k = [_nerf_intrinsics({**doc, **e}, w, h, path) for e in entries]     # a frame's own values win
     except (KeyError, TypeError, ValueError) as e:
+        if str(e).startswith(str(path)):
+            raise
         raise ValueError(f"{path}: a camera entry lacks {e} or has it in the wrong shape") from None
     if not entries:
         raise ValueError(f"{path}: the camera list is empty")
@@ -212,11 +214,15 @@ def _natural(entry: dict) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(entry.get("file_path", "")))]
 
 
-def _nerf_intrinsics(d: dict, w: int, h: int) -> list:
+def _nerf_intrinsics(d: dict, w: int, h: int, path: str) -> list:
     if "fl_x" in d:
         fx = float(d["fl_x"])
     elif "camera_angle_x" in d:
-        fx = w / 2 / math.tan(float(d["camera_angle_x"]) / 2)
+        angle = float(d["camera_angle_x"])
+        if not 0 < angle < math.pi:
+            raise ValueError(f"{path}: camera_angle_x is the horizontal field of view in radians (NeRF's convention), "
+                             f"between 0 and pi; {angle:g} is not one{' (degrees?)' if angle >= math.pi else ''}")
+        fx = w / 2 / math.tan(angle / 2)
     else:
         raise KeyError("fl_x or camera_angle_x")
     return [fx, float(d.get("fl_y", fx)), float(d.get("cx", w / 2)), float(d.get("cy", h / 2))]
