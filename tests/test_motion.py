@@ -536,6 +536,20 @@ nodes:
     assert (prev[0] == 40).all() and (prev[5] != 40).any()         # drawn only where visible
 
 
+def test_tracks_file_saved_by_a_windows_editor(tmp_path):
+    """A tracks JSON file with a byte-order mark and CRLF lines (Notepad, PowerShell) said 'tracks text is not
+    valid JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)'."""
+    text = '{"frames": 6, "width": 48, "height": 32,\r\n "tracks": [{"points": [[4, 4], [40, 28]], "name": "caf\u00e9"}]}'
+    (tmp_path / "tracks.json").write_bytes(b"\xef\xbb\xbf" + text.replace("\u00e9", "\xe9").encode("latin-1"))
+    r = run(f"""
+kinograph: 1
+nodes:
+  tr: {{type: motion.tracks, params: {{path: {tmp_path / 'tracks.json'}}}}}
+""")
+    pts = r.outputs["tr"]["tracks"].points[0]
+    assert pts[0].tolist() == [4, 4] and pts[-1].tolist() == [40, 28]
+
+
 def test_motion_brush():
     mask = np.zeros((40, 60), np.float32)
     mask[10:20, 10:20] = 1

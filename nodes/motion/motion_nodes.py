@@ -39,7 +39,8 @@ def tracks(ctx,
     with user_errors():
         spec = points
         if path:
-            with open(path, "r", encoding="utf-8") as f:
+            # utf-8-sig: Windows editors start the file with a byte-order mark, which json refuses
+            with open(path, "r", encoding="utf-8-sig", errors="replace") as f:
                 spec = f.read()
         tr = parse_tracks(spec, frames, w, h, interpolation)
         flow = tracks_to_flow(tr, flow_mode, sigma, fps)
