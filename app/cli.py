@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a workflow without running it")
     v.add_argument("workflow", help="a workflow .yaml (or a video/PNG carrying one): its links, values, output "
                                     "paths and model files are checked; exit 2 lists every problem as FILE:LINE")
+    v.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a parameter, as for run")
     _output_flags(v)
 
     n = sub.add_parser("nodes", help="list node types")
@@ -185,9 +187,14 @@ def cmd_validate(args) -> int:
     from graph_engine.api import load_workflow
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
-    from graph_engine.validate import left_out_note, missing_input_files, missing_model_files, run_scope
+    from graph_engine.validate import (apply_overrides, left_out_note, missing_input_files, missing_model_files,
+                                       run_scope, validate_run)
     from nodes.common.models_dirs import model_dirs
-    wf = load_workflow(args.workflow)
+    # The same overrides as the run it precedes: they may fix a problem or make one.
+    wf = load_workflow(args.workflow, check=False)
+    problems = apply_overrides(wf, args.set, default_registry()) or validate_run(wf, default_registry())
+    if problems:
+        raise WorkflowError(problems)
     # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.
     missing = missing_model_files(wf, default_registry(), f" ({', '.join(str(d) for d in model_dirs())})") + \
         missing_input_files(wf, default_registry())

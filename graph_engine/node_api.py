@@ -103,6 +103,11 @@ class NodeSpec:
     # Frame-local / bounded-window nodes can be rendered in shards (see app.shard). None = not shardable.
     temporal_radius: Optional[int] = None
     module: str = ""
+    # A check across the node's params and what feeds it, run by validation before anything renders (a
+    # frame count the model cannot take should not wait for minutes of model loading): (params, sources)
+    # -> [(param, problem)], where params holds every param as the node gets it and sources maps each
+    # linked input to (the feeding node's type, its params). It says nothing where it cannot tell.
+    preflight: Optional[Callable[[Dict[str, Any], Dict[str, Any]], Sequence[Any]]] = None
 
     @property
     def summary(self) -> str:
@@ -128,13 +133,14 @@ _NoneType = type(None)
 def node(type: str, *, title: str = "", category: str = "", version: int = 1,
          outputs: Optional[Dict[str, SocketType]] = None, output: bool = False, expensive: bool = False,
          migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
-         temporal_radius: Optional[int] = None):
+         temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None):
     """Declare a node type; see the module docstring."""
 
     def deco(func: Callable) -> Callable:
         spec = build_spec(func, type, title=title, category=category, version=version, outputs=outputs,
                           output=output, expensive=expensive, migrations=migrations or {}, device=device,
                           temporal_radius=temporal_radius)
+        spec.preflight = preflight
         func.__kinograph_spec__ = spec
         return func
 

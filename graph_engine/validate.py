@@ -183,6 +183,7 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
             if not p.optional and port not in ins and not g.nodes[nid].bypass:
                 problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",
                                            "nodes", nid, node=nid))
+    problems += _preflights(wf, specs, {p.node for p in problems})
     problems += output_problems(wf, registry, specs)
     ts = graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in g.nodes] for n in g.nodes
                                      if scope is None or n in scope})
@@ -198,6 +199,41 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
                                    f"{MAX_CHAIN} Kinograph runs: frames are pulled through a whole chain at once, so "
                                    f"split it (save the middle result, load it in a second workflow)",
                                    "nodes", deep[-1], node=deep[-1]))
+    return problems
+
+
+def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, Any]:
+    """Every param as the node function gets it: defaults filled in, numbers coerced, paths resolved
+    against the workflow's folder."""
+    from .outputs import resolve_path
+    out = {name: coerce_param(p, params.get(name, p.default)) for name, p in spec.params.items()}
+    for name, p in spec.params.items():
+        if p.kind == "path" and isinstance(out[name], str) and out[name]:
+            out[name] = resolve_path(out[name], base_dir)
+    return out
+
+
+def _preflights(wf: Workflow, specs: Dict[str, NodeSpec], troubled) -> List[Problem]:
+    """The nodes' own checks across params and sources (NodeSpec.preflight), for nodes whose params
+    passed the plain checks (a preflight sees only values of the declared types)."""
+    g = wf.graph
+    problems = []
+    for nid, spec in specs.items():
+        inst = g.nodes[nid]
+        if spec.preflight is None or inst.bypass or nid in troubled:
+            continue
+        sources = {}
+        for port, (src, _sport) in g.inputs.get(nid, {}).items():
+            sspec = specs.get(src)
+            if sspec is not None and not g.nodes[src].bypass and src not in troubled:
+                sources[port] = (sspec.type, node_params(sspec, g.nodes[src].params, wf.base_dir))
+        try:
+            found = list(spec.preflight(node_params(spec, inst.params, wf.base_dir), sources) or ())
+        except Exception:  # a preflight only anticipates the run, which reports the problem itself
+            continue
+        for param, why in found:
+            keys = ("nodes", nid, "params", param) if param in inst.params else ("nodes", nid)
+            problems.append(wf.problem(f"{param}: {why}" if param else why, *keys, node=nid))
     return problems
 
 

@@ -194,6 +194,17 @@ def fuse_window_outputs(outputs, windows: list[list[int]], weights: list[np.ndar
     return acc / _as_like(cnt.reshape(bshape), acc)
 
 
+def overlap_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
+    """context.windows and noise.freenoise, at validation: a window overlaps the next by less than its
+    length (FreeNoise would otherwise clamp the overlap silently, context.windows fail once the model
+    had loaded)."""
+    length, overlap = params["length"], params["overlap"]
+    if overlap < length:
+        return []
+    return [("overlap", f"{overlap} is not less than length {length}: a window would repeat the one before "
+                        f"it; set overlap below length (a quarter of it, {length // 4}, is usual)")]
+
+
 def latent_context(length: int, overlap: int, compression: int) -> tuple[int, int]:
     """Context length and overlap in pixel frames -> the same in latent frames.
 

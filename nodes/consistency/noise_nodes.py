@@ -12,6 +12,7 @@ import numpy as np
 
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import CAMERA, FLOW, LATENT, MASK, NOISE
+from nodes.consistency.context_windows import overlap_preflight
 
 SEED = Param(0, kind="seed", help="same seed, same noise on every machine")
 ALPHA = Param(1.0, min=0.0, max=100.0, help="PYoCo's alpha: larger = frames more alike")
@@ -60,7 +61,7 @@ def noise_independent(ctx, latent: LATENT, seed: int = SEED) -> NOISE:
     return get_adapter(latent.family).draw_noise(_shape(latent), generator(seed))
 
 
-@node("noise.freenoise", title="FreeNoise", category="Noise")
+@node("noise.freenoise", title="FreeNoise", category="Noise", preflight=overlap_preflight)
 def noise_freenoise(ctx, latent: LATENT, seed: int = SEED,
                     length: int = Param(16, min=1, max=100000, help="context window length (frames)"),
                     overlap: int = Param(4, min=0, max=100000, help="context window overlap (frames)")) -> NOISE:

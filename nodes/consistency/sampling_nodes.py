@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from graph_engine import NodeError, Param, node
 from graph_engine.types import LATENT, MODEL
+from nodes.consistency.context_windows import overlap_preflight
 
 SCHEDULES = ("static", "uniform_standard", "uniform_looped", "batched")
 FUSE_METHODS = ("flat", "pyramid", "overlap_linear")
 
 
-@node("context.windows", title="Context Windows", category="Sampling")
+@node("context.windows", title="Context Windows", category="Sampling", preflight=overlap_preflight)
 def context_windows(ctx, model: MODEL,
                     schedule: str = Param("static", choices=SCHEDULES,
                                           help="static: fixed windows; uniform: shift every step; batched: "

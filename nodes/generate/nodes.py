@@ -4,6 +4,7 @@ from __future__ import annotations
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
 from nodes.common.models_dirs import locator
+from nodes.generate.preflight import latent_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
 DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -198,7 +199,7 @@ def vae_decode(ctx, vae: VAE, latent: LATENT) -> VIDEO:
     return decode_latent(vae, latent)
 
 
-@node("latent.empty", title="Empty Latent", category="Latent")
+@node("latent.empty", title="Empty Latent", category="Latent", preflight=latent_preflight)
 def latent_empty(ctx, vae: VAE,
                  start_image: IMAGE = Input(optional=True, help="Wan 2.2 TI2V-5B: the video's first frame, kept "
                                                                  "as it is while sampling (image-to-video)"),

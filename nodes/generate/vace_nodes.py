@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from graph_engine import Input, Param, node
 from graph_engine.types import CONDITIONING, IMAGE, LATENT, VAE, VIDEO
+from nodes.generate.preflight import latent_preflight
 
 
-@node("condition.vace", title="Wan VACE", category="Conditioning", device="gpu",
+@node("condition.vace", title="Wan VACE", category="Conditioning", device="gpu", preflight=latent_preflight,
       outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
 def condition_vace(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITIONING = Input(optional=True),
                    control_video: VIDEO = Input(optional=True, help="the video to follow (a pose, depth or edge "

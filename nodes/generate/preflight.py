@@ -1,0 +1,101 @@
+"""Frame and size rules checked while a workflow is validated, before any model loads.
+
+A frame count the model cannot take used to surface only when latent.empty ran, after the
+loader had spent minutes reading a real checkpoint (and `kinograph validate` said ok). The
+VAE's family is known earlier, from the loader's type or a glance at its files (model_index.json,
+a safetensors header), so validation applies the same rules the node applies when it runs.
+Whatever cannot be told without loading (a VAE handed over by another node) is left to the run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from graph_engine import NodeError
+
+
+def _vae_config_spatial(folder: Path) -> Optional[int]:
+    """A diffusers folder's VAE: Wan 2.2's (48 latent channels) packs 16 pixels per latent pixel."""
+    cfg = folder / "vae" / "config.json"
+    if not cfg.is_file():
+        return None
+    z = json.loads(cfg.read_text(encoding="utf-8")).get("z_dim")
+    return 16 if z == 48 else None
+
+
+def _header_only(file: Path) -> bool:
+    """Files whose tensor names can be read without unpickling them: validation runs on every edit in the
+    editor, and a pickled checkpoint takes seconds to open."""
+    from nodes.generate.detect import GGUF_EXT, SAFE_EXT
+    return file.suffix.lower() in SAFE_EXT + GGUF_EXT
+
+
+def vae_source(kind: str, params: dict) -> Optional[Tuple[str, Optional[int]]]:
+    """(family, pixels per latent pixel or None for the family's usual) of the VAE a loader node hands
+    out, from its type and params without loading it; None where that cannot be told."""
+    from nodes.generate.families import FAMILIES
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import detect_family, resolve_model_path
+    if kind == "load.vae":
+        name = params.get("name") or ""
+        file = resolve_model_path(name, "vae", "VAE") if name else None
+        if file is None or not _header_only(file):
+            return None
+        det = detect_file(file)
+        if det.role != "vae" or det.family not in FAMILIES:
+            return None
+        return det.family, 16 if det.family == "wan" and det.variant == "2.2" else None
+    fam = kind[len("load."):] if kind.startswith("load.") else ""
+    path = params.get("path") or ""
+    if kind == "load.model":
+        fam = params.get("family", "auto")
+        if fam == "auto":
+            if not path:
+                return None
+            from nodes.generate.loaders import _resolve_any
+            found = _resolve_any(path)
+            if found.is_file() and not _header_only(found):
+                return None
+            fam = detect_family(found)[0]
+    if fam not in FAMILIES:
+        return None
+    folder = Path(path) if path else None
+    return fam, _vae_config_spatial(folder) if folder is not None and folder.is_dir() else None
+
+
+def frame_rules(frames: int, width: int, height: int, source) -> List[Tuple[str, str]]:
+    """[(param, problem)] for a clip of this length and size made with the VAE `source` (type, params)
+    links in; the messages are the ones the node gives when it runs."""
+    if source is None:
+        return []
+    try:
+        found = vae_source(*source)
+    except (NodeError, OSError, ValueError):     # a missing or unreadable file: the loader says so when it runs
+        return []
+    if found is None:
+        return []
+    from nodes.generate.families import family
+    spec, space = family(found[0]), found[1]
+    problems = []
+    try:
+        spec.check_frames(frames)
+    except NodeError as e:
+        problems.append(("frames", str(e)))
+    try:
+        spec.check_size(width, height, space)
+    except NodeError as e:
+        problems.append(("width" if _fails(spec, width, space) else "height", str(e)))
+    return problems
+
+
+def _fails(spec, side: int, space: Optional[int]) -> bool:
+    try:
+        spec.check_size(side, side, space)
+    except NodeError:
+        return True
+    return False
+
+
+def latent_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
+    """latent.empty and condition.vace: their frames, width and height against their VAE's rules."""
+    return frame_rules(params["frames"], params["width"], params["height"], sources.get("vae"))
