@@ -94,8 +94,29 @@ def test_positional_widgets_with_and_without_control_after_generate():
     ks = next(n for n in old["nodes"] if n["type"] == "KSampler")
     ks["widgets_values"] = [5, 12, 4.5, "euler", "karras", 0.8]
     sample = _by_type(import_data(old).graph, "generate.sample")[0]
-    assert sample.params == {"seed": 5, "steps": 12, "cfg": 4.5, "sampler": "euler", "scheduler": "karras",
+    # ComfyUI's 12 steps at denoise 0.8 are the last 12 of 15 (test_denoise_runs_comfyuis_steps)
+    assert sample.params == {"seed": 5, "steps": 15, "cfg": 4.5, "sampler": "euler", "scheduler": "karras",
                              "denoise": 0.8}
+
+
+@pytest.mark.parametrize("steps,denoise,total", [(4, 0.3, 13), (20, 0.5, 40), (30, 0.75, 40), (1, 0.5, 2)])
+def test_denoise_runs_comfyuis_steps(steps, denoise, total):
+    """ComfyUI's KSampler runs all `steps` over the tail of a schedule of int(steps / denoise) steps; Kinograph's
+    sample runs the last round(steps * denoise) of `steps`. Imported as they stood, steps 4 at denoise 0.3 (a
+    distilled model's video-to-video) ran one step, and steps 1 at denoise 0.5 redrew the input from pure noise."""
+    import torch
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import make_sigmas
+    wf = _load("wan_t2v.json")
+    ks = next(n for n in wf["nodes"] if n["type"] == "KSampler")
+    ks["widgets_values"] = [5, "fixed", steps, 6, "euler", "simple", denoise]
+    res = import_data(wf)
+    assert res.report.entries[str(ks["id"])].status == "exact"
+    p = _by_type(res.graph, "generate.sample")[0].params
+    wan, shape = get_adapter("wan"), (1, 16, 3, 8, 8)
+    ran = make_sigmas(wan, None, p["steps"], p["scheduler"], p["denoise"], shape, shift=5.0)
+    comfy = make_sigmas(wan, None, total, "simple", 1.0, shape, shift=5.0)[-(steps + 1):]
+    assert p["steps"] == total and len(ran) == steps + 1 and torch.equal(ran, comfy)
 
 
 def test_widgets_a_file_stops_short_of_are_named_with_the_default_used():

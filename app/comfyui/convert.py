@@ -534,6 +534,7 @@ class Converter:
                 notes.append(f"real CFG {params['cfg']} on top of distilled guidance {pos.attrs['guidance']}: "
                              "Kinograph uses the guidance only")
                 params["cfg"] = pos.attrs["guidance"]
+        comfy_denoise(params)
         nid = self.add(rule.node, cn, params)
         for port in ("model", "positive", "negative"):
             v = outs.get(port)
@@ -627,6 +628,20 @@ class Converter:
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
+def comfy_denoise(params: Dict[str, Any]) -> None:
+    """ComfyUI's steps and denoise below 1 in Kinograph's terms. ComfyUI runs all `steps` over the last
+    part of a schedule of int(steps / denoise) steps; Kinograph's sample runs the last round(steps * denoise)
+    of `steps`. So steps 20, denoise 0.5 becomes steps 40, denoise 0.5, and steps 4, denoise 0.3 (a
+    distilled model's video-to-video) steps 13, denoise 4/13: the same noise levels, the same step count."""
+    steps, denoise = params.get("steps"), params.get("denoise", 1.0)
+    if not isinstance(steps, int) or not isinstance(denoise, (int, float)) or not 0 < denoise <= 0.9999 \
+            or "start_step" in params or "end_step" in params:      # those count steps as the file gives them
+        return
+    total = int(steps / denoise)
+    if 0 < steps <= total <= 1000:       # generate.sample's largest step count
+        params["steps"], params["denoise"] = total, steps / total
 
 
 def unmapped_note(cn: CNode) -> str:

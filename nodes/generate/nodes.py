@@ -235,7 +235,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                                   help="default = the noise levels of the model's own scheduler; simple, "
                                        "sgm_uniform and beta pick them from its table as ComfyUI does"),
            denoise: float = Param(1.0, min=0.01, max=1.0, help="below 1: keep the input latent's structure "
-                                                                "(video-to-video)"),
+                                                                "(video-to-video), running the last denoise "
+                                                                "share of the steps (ComfyUI's steps 20 at "
+                                                                "0.5 are steps 40 here)"),
            seed: int = Param(0, kind="seed", help="the starting noise: the same seed gives the same video"),
            start_step: int = Param(0, min=0, max=10000, help="run the schedule from this step (a second sampler "
                                                               "finishing another's work)"),
