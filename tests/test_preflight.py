@@ -127,3 +127,16 @@ def test_validate_takes_the_runs_overrides(tmp_path):
     assert "node windows: overlap: 16 is not less than length 16" in r.stderr
     r = validate("--set", "latnt.width=40")
     assert r.returncode == 2 and "no node 'latnt'" in r.stderr and "did you mean 'latent'" in r.stderr
+
+
+def test_guidance_without_a_negative_is_refused_before_the_load(tmp_path):
+    """sample said 'cfg 5.0 needs a negative conditioning' only after the loader and the text encoder ran."""
+    problems = _problems((WAN % (9, 64, 64)).replace("cfg: 1.0", "cfg: 0"), tmp_path)
+    assert len(problems) == 1 and problems[0].endswith(
+        "node sample: cfg: cfg 5.0 needs a negative conditioning: connect encode.text's negative output to "
+        "sample's negative input (or set cfg to 1)")
+    from graph_engine.api import load_workflow
+    linked = (WAN % (9, 64, 64)).replace("cfg: 1.0", "cfg: 0").replace(
+        "positive: prompt.positive,", "positive: prompt.positive, negative: prompt.negative,")
+    (tmp_path / "linked.yaml").write_text(linked)
+    load_workflow(tmp_path / "linked.yaml")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
 from nodes.common.models_dirs import locator
-from nodes.generate.preflight import latent_preflight
+from nodes.generate.preflight import guidance_preflight, latent_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
 DTYPE = Param("auto", choices=("auto", "fp32", "fp16", "bf16"),
@@ -222,7 +222,8 @@ def latent_empty(ctx, vae: VAE,
     return empty_latent(vae, frames, width, height, fps or family(vae.family).fps, start_image)
 
 
-@node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu")
+@node("generate.sample", title="Sample", category="Sampling", expensive=True, device="gpu",
+      preflight=guidance_preflight)
 def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            negative: CONDITIONING = Input(optional=True),
            noise: NOISE = Input(optional=True, help="initial noise (noise.* priors); default: seeded i.i.d."),

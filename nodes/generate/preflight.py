@@ -99,3 +99,36 @@ def _fails(spec, side: int, space: Optional[int]) -> bool:
 def latent_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
     """latent.empty and condition.vace: their frames, width and height against their VAE's rules."""
     return frame_rules(params["frames"], params["width"], params["height"], sources.get("vae"))
+
+
+def model_family(kind: str, params: dict) -> Optional[str]:
+    """The family of the model a loader node hands out, without loading it; None where that cannot be told
+    (a model that comes through LoRA or context-window nodes is only known when it runs)."""
+    if kind == "load.diffusion_model":
+        from nodes.generate.detect import detect_file
+        from nodes.generate.model_manager import resolve_model_path
+        name = params.get("name") or ""
+        file = resolve_model_path(name, "diffusion_models", "diffusion model") if name else None
+        return detect_file(file).family if file is not None and _header_only(file) else None
+    found = vae_source(kind, params) if kind != "load.vae" else None
+    return found[0] if found else None
+
+
+def guidance_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
+    """generate.sample without a negative: guidance (cfg other than 1) needs one, except for models that bring
+    their own (SVD's empty image, HunyuanVideo's distilled guidance). The run says so after the loader."""
+    if "negative" in sources or "model" not in sources:
+        return []
+    try:
+        fam = model_family(*sources["model"])
+    except (NodeError, OSError, ValueError):
+        return []
+    if fam is None or fam in ("svd", "hunyuan"):
+        return []
+    from nodes.generate.families import family
+    cfg = params["cfg"] or family(fam).cfg
+    if cfg == 1.0:
+        return []
+    return [("cfg", f"cfg {cfg} needs a negative conditioning: connect encode.text's negative output to "
+                    "sample's negative input (or set cfg to 1)")]
+
