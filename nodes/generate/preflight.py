@@ -30,6 +30,21 @@ def _header_only(file: Path) -> bool:
     return file.suffix.lower() in SAFE_EXT + GGUF_EXT
 
 
+def _holds(fam: str, path: str) -> bool:
+    """False where a family's loader points at another family's model: the loader refuses it when it runs,
+    and that, not this family's frame rule, is the problem to report."""
+    from nodes.generate.loaders import _resolve_any
+    from nodes.generate.model_manager import detect_family
+    try:
+        found = _resolve_any(path)
+    except NodeError:       # not there yet: nothing says it is another family's
+        return True
+    if found.is_file() and not _header_only(found):
+        return True
+    got = detect_family(found)[0]
+    return got in (None, "motion", fam) or (fam == "animatediff" and got == "sd")
+
+
 def vae_source(kind: str, params: dict) -> Optional[Tuple[str, Optional[int]]]:
     """(family, pixels per latent pixel or None for the family's usual) of the VAE a loader node hands
     out, from its type and params without loading it; None where that cannot be told."""
@@ -57,7 +72,7 @@ def vae_source(kind: str, params: dict) -> Optional[Tuple[str, Optional[int]]]:
             if found.is_file() and not _header_only(found):
                 return None
             fam = detect_family(found)[0]
-    if fam not in FAMILIES:
+    if fam not in FAMILIES or (path and kind != "load.model" and not _holds(fam, path)):
         return None
     folder = Path(path) if path else None
     return fam, _vae_config_spatial(folder) if folder is not None and folder.is_dir() else None
