@@ -338,6 +338,10 @@ def cmd_cache(args) -> int:
     if args.action == "clear":
         n = disk.clear()
         print(f"removed {n} cached results from {disk.root}")
+        from .shard import remove_abandoned_shards, shards_root
+        freed = remove_abandoned_shards()
+        if freed:
+            print(f"removed {_size(freed)} of shards that killed sharded renders left in {shards_root()}")
         left = disk.others()
         if left:
             print(f"left {len(left)} other item(s) there, not Kinograph's: {', '.join(left[:5])}"

@@ -151,14 +151,23 @@ def _writable(path: str) -> str:
 SHARD_FOLDER = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}")
 
 
-def shard_folder() -> Path:
-    """Under the cache folder, so workers on a shared filesystem write where the driver reads.
-    Created here, after removing the folders of sharded renders whose driver was killed outright:
-    their lossless shards (often gigabytes) would otherwise stay in the cache folder for ever."""
+def shards_root() -> Path:
+    """Under the cache folder, so workers on a shared filesystem write where the driver reads."""
     from graph_engine import config
+    return config.cache_dir() / "shards"
+
+
+def remove_abandoned_shards() -> int:
+    """Remove the shard folders of sharded renders whose driver was killed outright: their lossless
+    shards (often gigabytes) stayed in the cache folder for ever, outside its cap. Returns the bytes freed."""
     from graph_engine.atomic import remove_abandoned
-    root = config.cache_dir() / "shards"
-    remove_abandoned(root, SHARD_FOLDER)
+    return remove_abandoned(shards_root(), SHARD_FOLDER)
+
+
+def shard_folder() -> Path:
+    """A new folder for one sharded render's shards (abandoned ones removed first)."""
+    remove_abandoned_shards()
+    root = shards_root()
     folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     try:
         folder.mkdir(parents=True)

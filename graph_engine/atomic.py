@@ -179,23 +179,24 @@ def hold(path: PathLike) -> int:
     return -1
 
 
-def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> None:
+def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> int:
     """Delete what writers killed outright left in `folder` (kill -9, the OOM killer, a lost machine):
     the temporaries matching `names` (atomic_output's by default; the disk cache and sharded renders
     name their temporary folders). SIGTERM and Ctrl-C clean up, those cannot, and a render's hidden
     half-written video stayed beside its output for ever. One goes only when no live writer holds its
     lock (`hold`) and it is older than this process (so one a writer has only just created is never
-    taken). Once per folder per process: a frames folder gets thousands of writes."""
+    taken). Once per folder per process: a frames folder gets thousands of writes. Returns the bytes freed."""
     import shutil
     key = (os.path.abspath(folder), names.pattern)
     if key in _swept:
-        return
+        return 0
     _swept.add(key)
     try:
         found = [e for e in os.scandir(folder) if names.fullmatch(e.name) and not e.is_symlink()
                  and e.stat(follow_symlinks=False).st_mtime < _STARTED]
     except OSError:
-        return
+        return 0
+    freed = 0
     for e in found:
         try:
             # Writable for a file: NFS takes these locks as fcntl ones, which need it for an exclusive lock.
@@ -206,13 +207,17 @@ def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> None
             if not _claim(fd):
                 continue
             if e.is_dir(follow_symlinks=False):
+                size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(e.path) for f in fs)
                 shutil.rmtree(e.path, ignore_errors=True)
             else:
+                size = os.fstat(fd).st_size
                 os.unlink(e.path)
+            freed += size
         except OSError:
             pass
         finally:
             os.close(fd)
+    return freed
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -465,6 +465,14 @@ def test_a_sharded_render_killed_outright_leaves_no_shards_in_the_cache(tmp_path
         assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == sorted([busy, mine])
         assert (tmp_path / "shards" / busy / "shard_0000.mkv").is_file()
         assert shard_folder().is_dir()
+        # `kinograph cache clear` takes them too (one killed now), for whoever needs the space back at once.
+        killed, gone = driver()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        r = subprocess.run([sys.executable, "-m", "app.cli", "cache", "clear"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1], check=True)
+        assert f"removed 14.6 KB of shards that killed sharded renders left in {tmp_path / 'shards'}" in r.stdout
+        assert not (tmp_path / "shards" / gone).exists() and (tmp_path / "shards" / busy).is_dir()
     finally:
         live.kill()
         live.wait()
