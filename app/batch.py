@@ -180,7 +180,7 @@ def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
         with WorkerPool(ray, args.jobs or None, gpu_nodes=needs_gpu(wf, registry), device=args.device,
                         note=report.note, limit=len(jobs)) as pool:
             if not report.json:
-                report.note(f"on Ray: {pool.size} workers")
+                report.note(f"on Ray: {pool.size} worker{'s' if pool.size != 1 else ''}")
             try:
                 with sigterm_interrupts():
                     for label, out in pool.imap((j.label, "run", (p,)) for j, p in zip(jobs, payloads)):
