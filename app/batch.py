@@ -36,9 +36,10 @@ class Report:
         # Held now: while Ray runs, sys.stdout is stderr (app.distributed.ray_session).
         self.out = sys.stdout
         self._reader = True          # False once stdout's reader has gone: the jobs go on (progress.print_out)
+        self.err, self._notes = sys.stderr, True      # the same for stderr
 
     def note(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        self._notes = self._notes and print_out(self.err, text)
 
     def _emit(self, ev: Dict[str, Any]) -> None:
         self._print(json.dumps(ev, default=str))

@@ -13,12 +13,17 @@ from typing import Any, Dict, TextIO
 from tqdm import tqdm
 
 
-def print_out(stream: TextIO, text: str) -> bool:
-    """Print a line a program reads; False once nobody reads it any more (`| head -1`, a log reader
-    that died). The render is the product and stdout only its report, so the caller carries on without
-    printing: the broken pipe had stopped the render and exited 0 with nothing written."""
+def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
+    """Print a line to stdout or stderr; False once nobody reads it any more (`| head -1`, `2>&1 | head`,
+    a log reader that died). The render is the product and these lines only its report, so the caller
+    carries on without printing: the broken pipe had stopped the render and exited 0 with nothing written.
+    `through_tqdm` clears a progress bar being drawn first and redraws it below the line."""
     try:
-        print(text, file=stream, flush=True)
+        if through_tqdm:
+            tqdm.write(text, file=stream)
+        else:
+            print(text, file=stream)
+        stream.flush()
         return True
     except BrokenPipeError:
         try:        # what is still buffered, and Python's flush at exit, go nowhere instead of raising again
@@ -39,14 +44,13 @@ class ProgressPrinter:
         self._tenths: Dict[str, int] = {}      # without a terminal: the last tenth of each node's work noted
         self._reader = True                    # False once stdout's reader has gone
         self._wall: Dict[str, Any] = {}        # node -> seconds its node_finished said; None: lazy
+        self._notes = True                     # the same for stderr
 
     def _print(self, text: str) -> None:
         self._reader = self._reader and print_out(self.out, text)
 
     def note(self, text: str) -> None:
-        # Through tqdm so a bar being drawn is cleared first and redrawn below the line.
-        tqdm.write(text, file=self.err)
-        self.err.flush()
+        self._notes = self._notes and print_out(self.err, text, through_tqdm=True)
 
     def _bar(self, ev: Dict[str, Any]) -> None:
         if not self._tty:
