@@ -4,6 +4,7 @@ The nodes under test reach the Ray workers the way a user's own nodes would: fro
 nodes folder named by KINOGRAPH_NODES_DIR, which the driver passes on to its workers."""
 import json
 import os
+import re
 import sys
 import textwrap
 
@@ -270,7 +271,8 @@ def test_a_shard_whose_worker_dies_runs_again_and_stdout_stays_json(ray_local, u
     assert died.exists(), "no worker died: the test did not test anything"
     evs = [json.loads(line) for line in out.out.splitlines()]          # every line of stdout is an event
     assert evs[-1]["event"] == "run_finished" and evs[-1]["ok"]
-    assert "a Ray worker died running shard 0 (frames 0-32)" in out.err and "running it again" in out.err
+    # Whichever shard first computes frames past 20 loses its worker (two run at once).
+    assert re.search(r"a Ray worker died running shard \d \(frames \d+-\d+\) \(.*\); running it again", out.err)
     assert np.array_equal(frames(tmp_path / "sharded.mkv"), pattern_frames(0, 70, 32, 24, 70))
 
 
