@@ -196,7 +196,7 @@ def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
 def run_distributed(args, wf) -> int:
     """`kinograph run WORKFLOW --ray ADDRESS [--shards N]`: one job on a worker, or a sharded render."""
     from graph_engine.registry import default_registry
-    from graph_engine.validate import apply_overrides, validate_run
+    from graph_engine.validate import validate_run
     from .distributed import WorkerPool, needs_gpu, ray_session
     from .progress import ProgressPrinter
     from .shard import plan_shards
@@ -204,7 +204,7 @@ def run_distributed(args, wf) -> int:
         raise WorkflowError(["kinograph: --shards needs Ray: add --ray local (this machine) or --ray ADDRESS "
                              "(a cluster)"])
     registry = default_registry()
-    problems = apply_overrides(wf, args.set, registry) or validate_run(wf, registry)
+    problems = validate_run(wf, registry)         # --set is applied (app.cli._apply_sets)
     if problems:
         raise WorkflowError(problems)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)

@@ -213,6 +213,7 @@ def cmd_run(args) -> int:
     from .progress import ProgressPrinter
     wf = load_workflow(args.workflow, check=False)
     _note_relative_sets(args.set, wf)
+    _apply_sets(args.set, wf)
     if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:
         _announce_outputs(args, wf)
     if args.ray or args.shards:
@@ -220,11 +221,26 @@ def cmd_run(args) -> int:
         return run_distributed(args, wf)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
     with cancel_on_interrupt(CancelToken(), printer.note) as cancel:
-        result = Session(device=args.device).run(wf, overrides=args.set, on_event=printer, cancel=cancel,
-                                                 use_cache=not args.no_cache, keep=())
+        result = Session(device=args.device).run(wf, on_event=printer, cancel=cancel, use_cache=not args.no_cache,
+                                                 keep=())
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _apply_sets(sets: List[str], wf) -> None:
+    """The --set overrides, then the output paths' {NODE.PARAM} placeholders filled from the result, as a
+    batch fills them (app.sweep.fill_placeholders)."""
+    from graph_engine.errors import WorkflowError
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides
+    from .sweep import fill_placeholders
+    reg = default_registry()
+    problems = apply_overrides(wf, sets, reg)
+    if problems:
+        raise WorkflowError(problems)
+    for note in fill_placeholders(wf, reg):
+        print(f"kinograph: {note}", file=sys.stderr)
 
 
 def _note_relative_sets(sets: List[str], wf) -> None:
@@ -255,12 +271,7 @@ def _announce_outputs(args, wf) -> None:
     """A workflow that arrived inside a video or picture says what it will write before it runs."""
     from graph_engine.outputs import planned_outputs
     from graph_engine.registry import default_registry
-    from graph_engine.validate import apply_overrides
     reg = default_registry()
-    problems = apply_overrides(wf, args.set, reg)
-    if problems:
-        from graph_engine.errors import WorkflowError
-        raise WorkflowError(problems)
     specs = {n: reg.get(i.type) for n, i in wf.graph.nodes.items() if reg.get(i.type)}
     paths = [p for _, _, _, p in planned_outputs(wf, specs)]
     print(f"{args.workflow} carries a workflow; it will write:" if paths else

@@ -204,11 +204,14 @@ def _param_value(wf: Workflow, registry: Registry, node_id: str, param: str) -> 
     return registry.get(inst.type).params[param].default
 
 
-def expand(template: str, label: str, wf: Workflow, registry: Registry) -> str:
-    """Fill `{case}` and `{NODE.PARAM[:spec]}`; values become file-name safe (spaces and slashes to _)."""
+def expand(template: str, label: Optional[str], wf: Workflow, registry: Registry) -> str:
+    """Fill `{case}` (left as it is without a label) and `{NODE.PARAM[:spec]}`; values become file-name
+    safe (spaces and slashes to _)."""
     def fill(m: "re.Match") -> str:
         key, spec = m.group(1), m.group(2) or ""
         if key == "case":
+            if label is None:           # a single run: no case to number
+                return m.group(0)
             value: Any = label
         else:
             node_id, param = key.split(".", 1)
@@ -228,6 +231,30 @@ def expand(template: str, label: str, wf: Workflow, registry: Registry) -> str:
         return text[:60] or "_"
 
     return PLACEHOLDER.sub(fill, template)
+
+
+def fill_placeholders(wf: Workflow, registry: Registry) -> List[str]:
+    """Fill the `{NODE.PARAM}` placeholders of output paths for a single run (`kinograph run`), as a batch
+    fills them for each case: a batch's workflow rendered alone wrote a file named 'fox_{sample.seed}.mp4'.
+    `{case}` means nothing outside a batch and stays as written; the notes returned say so."""
+    notes: List[str] = []
+    problems: List[Problem] = []
+    for nid, name in output_params(wf, registry):
+        value = wf.graph.nodes[nid].params.get(name)
+        if not isinstance(value, str) or not PLACEHOLDER.search(value):
+            continue
+        try:
+            filled = expand(value, None, wf, registry)
+        except ValueError as e:
+            problems.append(wf.problem(str(e), "nodes", nid, "params", name, node=nid))
+            continue
+        if any(m.group(1) == "case" for m in PLACEHOLDER.finditer(filled)):
+            notes.append(f"{nid}.{name} holds {{case}}, which kinograph batch fills with the case number; "
+                         f"this run writes {filled}")
+        wf.graph.nodes[nid].params[name] = filled
+    if problems:
+        raise WorkflowError(problems)
+    return notes
 
 
 def _with_case(template: str) -> str:

@@ -499,3 +499,18 @@ def test_skip_done_picks_a_batch_up_where_it_stopped(tmp_path, capsys):
     assert main(["batch", str(wf), "--sweep", str(sweep), "--skip-done"]) == 0
     out = capsys.readouterr()
     assert "3 of 3 jobs ok" in out.out and out.out.count("skipped") == 3
+
+
+def test_a_batch_workflow_run_alone_fills_its_placeholders(tmp_path, capsys):
+    """A batch's workflow rendered alone with `kinograph run` (a test render of one case) wrote a file named
+    'clip_{trim.start}.mkv'. Its {NODE.PARAM} placeholders are filled as the batch fills them; {case}, which
+    has no value outside a batch, stays and a note says so."""
+    wf = workflow(tmp_path, "out/clip_{trim.start:02d}_{case}.mkv")
+    assert main(["run", str(wf), "--set", "trim.start=2"]) == 0
+    err = capsys.readouterr().err
+    assert load_video(str(tmp_path / "out/clip_02_{case}.mkv")).length == 4
+    assert "save.path holds {case}, which kinograph batch fills with the case number; this run writes " \
+           "out/clip_02_{case}.mkv" in err
+    wf = workflow(tmp_path, "out/c{pattern.nope}.mkv")
+    assert main(["run", str(wf)]) == 2
+    assert "placeholder {pattern.nope}: node pattern has no parameter 'nope'" in capsys.readouterr().err
