@@ -212,6 +212,29 @@ def test_temporal_nodes_stream_in_flat_memory(name):
     assert peak(400) < 1.15 * peak(150)
 
 
+def test_a_temporal_window_is_held_once(monkeypatch):
+    """The window was joined from the source's chunks, which the source kept for the next window: held twice
+    (550 MB for stabilize at 1080p, radius 20; 8 GB at 8K). Chunks of 2 frames stand for a big frame's few."""
+    from graph_engine import clip
+    monkeypatch.setattr(clip, "CHUNK_BYTES", 2 * 64 * 64 * 3)
+    frame = footage(1, 64, 64, seed=4, noise=0.0)[0]
+
+    def src():
+        return Clip(120, 24, 64, 64, lambda a, b: np.stack([np.roll(frame, i, axis=1) for i in range(a, b)]))
+
+    for _ in restore.stabilize(Context("n"), src(), radius=20, border="reflect").chunks():
+        pass                        # one-time allocations (imports, OpenCV) out of the way
+    out = restore.stabilize(Context("n"), src(), radius=20, border="reflect")
+    tracemalloc.start()
+    for _ in out.chunks():
+        pass
+    _, top = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    window = (2 + 2 * 20) * 64 * 64 * 3
+    # The window once, plus a few chunks of source and output (0.3 windows); it was 2.4 windows.
+    assert top < 1.75 * window
+
+
 @pytest.mark.parametrize("name", ["deflicker", "stabilize"])
 def test_temporal_nodes_compute_each_source_frame_once(name):
     # Big frames make small chunks (4 frames at 1080p, 1 at 4K) while stabilize's window reaches 20 frames either
@@ -232,18 +255,19 @@ def test_temporal_nodes_compute_each_source_frame_once(name):
 
 
 def test_a_window_too_big_for_memory_is_refused_before_any_frame(monkeypatch):
-    # At 8K, stabilize's window of 121 frames (radius 60) holds 24 GB twice over; past what the machine has,
+    # At 8K, stabilize's window of 121 frames (radius 60) needs 12 GB; past what the machine has,
     # the kernel killed the render partway with no word. It is now refused up front, naming a radius that fits.
     from nodes.common import stream
     read = []
     src = Clip(200, 24, 48, 32, lambda a, b: read.extend(range(a, b)) or np.zeros((b - a, 32, 48, 3), np.uint8),
                chunk=2)
     frame = 48 * 32 * 3
-    monkeypatch.setattr(stream, "free_memory", lambda: 2 * 30 * frame)      # room for a window of 30 frames
+    # Room for 30 frames: the window (2 + 2 * radius frames) and the source's 3 cached chunks of 2 must fit
+    monkeypatch.setattr(stream, "free_memory", lambda: 30 * frame)
     with pytest.raises(NodeError) as e:
         restore.stabilize(Context("n"), src, radius=20)
     assert str(e.value).startswith("a window of 42 frames of 48x32 (20 either side) needs about") and \
-        "lower radius to 14 or less" in str(e.value) and "video.resize" in str(e.value)
+        "lower radius to 11 or less" in str(e.value) and "video.resize" in str(e.value)
     assert read == []
-    for _ in restore.stabilize(Context("n"), src, radius=14).chunks():      # what it named fits
+    for _ in restore.stabilize(Context("n"), src, radius=11).chunks():      # what it named fits
         pass
