@@ -9,8 +9,8 @@ byte for byte what the source gives."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -18,15 +18,18 @@ from typing import Dict, Hashable, Optional
 
 import numpy as np
 
+from .atomic import hold, remove_abandoned
 from .clip import Clip
 
-PREFIX = "run-"
+# A run's folder: mkdtemp(prefix="run-") names it run-XXXXXXXX.
+RUN_FOLDER = re.compile(r"run-[A-Za-z0-9_]{8}")
 
 
 class Spill:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.dir: Optional[Path] = None
+        self.lock = -1
         self.shared: Dict[Hashable, "_Shared"] = {}
         self._lock = threading.Lock()
 
@@ -45,9 +48,10 @@ class Spill:
             if self.dir is None:
                 try:
                     self.root.mkdir(parents=True, exist_ok=True)
-                    _sweep(self.root)
-                    self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{socket.gethostname()}-{os.getpid()}-",
-                                                     dir=self.root))
+                    # What runs killed outright (kill -9, the OOM killer) left; a live run holds its folder.
+                    remove_abandoned(self.root, RUN_FOLDER)
+                    self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
+                    self.lock = hold(self.dir)
                 except OSError:
                     self.dir = False
             return self.dir or None
@@ -61,7 +65,9 @@ class Spill:
             self.shared.clear()
             if self.dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+            if self.lock >= 0:
+                os.close(self.lock)
+            self.dir, self.lock = None, -1
 
 
 class _Shared:
@@ -109,16 +115,3 @@ def _existing(p: Path) -> Path:
     while not p.exists() and p != p.parent:
         p = p.parent
     return p
-
-
-def _sweep(root: Path) -> None:
-    """Remove what runs on this machine that were killed (kill -9, a crash) left behind."""
-    host = socket.gethostname()
-    for d in root.glob(f"{PREFIX}{host}-*"):
-        try:
-            pid = int(d.name[len(PREFIX) + len(host) + 1:].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            pass

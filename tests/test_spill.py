@@ -1,6 +1,7 @@
 """A clip that two nodes of one run read is computed once (graph_engine/spill.py)."""
 import os
-import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,19 +85,28 @@ def test_a_failed_write_keeps_the_render_going(tmp_path, pulled, monkeypatch):
     assert spill_dirs() == []
 
 
-def test_what_a_killed_run_left_is_swept(tmp_path, pulled):
-    root = config.cache_dir() / "spill"
-    dead = root / f"run-{socket.gethostname()}-{2 ** 22 + 12345}-abc"     # above Linux's pid_max default
-    alive = root / f"run-{socket.gethostname()}-{os.getpid()}-abc"
-    other = root / "run-another-machine-1-abc"                              # a cluster's shared cache: not ours
-    for d in (dead, alive, other):
+def test_what_a_killed_run_left_is_swept(tmp_path):
+    """A run killed outright (kill -9, the OOM killer) cannot remove its folder; the next run that spills does,
+    leaving alone the folder a live run holds."""
+    from graph_engine.atomic import hold
+    cache = tmp_path / "cache"
+    root = cache / "spill"
+    dead, alive = root / "run-abcd1234", root / "run-live5678"
+    for d in (dead, alive):
         d.mkdir(parents=True)
         (d / "0-0.raw").write_bytes(b"x" * 10)
-    Session(use_disk=False).run(load_workflow(text=(WF + SECOND).format(d=tmp_path)))
-    assert not dead.exists() and alive.exists() and other.exists()
-    for d in (alive, other):
-        (d / "0-0.raw").unlink()
-        d.rmdir()
+        os.utime(d, (1e9, 1e9))                 # older than the run below
+    lock = hold(alive)
+    wf = tmp_path / "w.yaml"
+    wf.write_text((WF + SECOND).format(d=tmp_path))
+    try:
+        r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf)], capture_output=True, text=True,
+                           env={**os.environ, "KINOGRAPH_CACHE_DIR": str(cache)})
+    finally:
+        os.close(lock)
+    assert r.returncode == 0, r.stderr
+    assert not dead.exists() and (alive / "0-0.raw").exists()
+    assert [d.name for d in root.iterdir()] == ["run-live5678"]     # the run's own folder went at its end
 
 
 def test_a_cached_clip_reads_its_source_after_the_run(tmp_path, pulled):
