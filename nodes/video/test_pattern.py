@@ -7,6 +7,15 @@ from graph_engine.types import VIDEO
 
 def pattern_frames(start: int, stop: int, width: int, height: int, frames: int) -> np.ndarray:
     """Colour bands drifting sideways, a checker that scrolls, and a disc on a circular path."""
+    out = np.empty((stop - start, height, width, 3), np.uint8)
+    for i in range(start, stop):
+        # A frame at a time: a chunk's float temporaries at once came to 340 MB at 1080p, more than the
+        # temporal node the pattern fed.
+        out[i - start] = _pattern(i, i + 1, width, height, frames)[0]
+    return out
+
+
+def _pattern(start: int, stop: int, width: int, height: int, frames: int) -> np.ndarray:
     t = np.arange(start, stop, dtype=np.float32)[:, None, None] / max(1, frames)
     y = np.linspace(0, 1, height, dtype=np.float32)[None, :, None]
     x = np.linspace(0, 1, width, dtype=np.float32)[None, None, :]
