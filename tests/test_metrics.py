@@ -50,6 +50,19 @@ def test_metrics_name_mismatched_clips(clips):
 
 
 
+def test_clips_of_one_duration_at_two_rates_are_told_to_resample(clips):
+    """A 12-frame 24 fps render against its 6-frame 12 fps source was told to 'resize or trim one first':
+    trimming compares different moments. Same duration, two rates: resample."""
+    clean, noisy = clips
+    doubled = np.repeat(noisy, 2, axis=0)
+    with pytest.raises(NodeError) as e:
+        metrics.psnr(Context("p"), Clip.from_array(doubled, fps=24.0), Clip.from_array(clean, fps=12.0))
+    assert str(e.value) == ("PSNR: the clips last as long but have 12 and 6 frames, at 24 and 12 fps; resample one "
+                            "to the other's rate (video.fps) to compare frame with frame")
+    with pytest.raises(NodeError, match="trim one first"):          # a different duration: trim
+        metrics.psnr(Context("p"), Clip.from_array(doubled, fps=24.0), Clip.from_array(clean[:3], fps=12.0))
+
+
 def test_frames_too_small_for_ssim_say_so_and_the_report_keeps_the_rest(tmp_path):
     """SSIM on 8x8 frames ended in 'ValueError: SSIM needs frames of at least 11x11 pixels', and metrics.report,
     which measures SSIM by default, lost every other number with it."""

@@ -12,10 +12,23 @@ from graph_engine import NodeError
 from nodes.metrics import measures
 
 
+def _same_duration(a, b) -> bool:
+    """Within a frame of each other, at two different rates."""
+    if abs(a.fps - b.fps) <= 1e-3 * max(a.fps, b.fps):
+        return False
+    return abs(a.length / a.fps - b.length / b.fps) <= max(1 / a.fps, 1 / b.fps) + 1e-9
+
+
 def _pairs(ctx, clips, what: str):
     """Yield aligned frames of several equal-length clips, in order."""
     n = clips[0].length
     for c in clips[1:]:
+        if c.length != n and c.size == clips[0].size and _same_duration(clips[0], c):
+            # An interpolated or resampled clip against its source: trimming (the advice below) would compare
+            # different moments; what they need is one frame rate.
+            raise NodeError(f"{what}: the clips last as long but have {n} and {c.length} frames, at "
+                            f"{clips[0].fps:g} and {c.fps:g} fps; resample one to the other's rate (video.fps) to "
+                            f"compare frame with frame")
         if c.length != n or c.size != clips[0].size:
             raise NodeError(f"{what}: the clips differ ({clips[0]!r} vs {c!r}); compare clips of the same length "
                             f"and size (resize or trim one first)")
