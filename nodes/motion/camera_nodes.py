@@ -81,7 +81,7 @@ def camera_path(ctx,
                                             help=".chan files: the order of the rotations (Nuke's cameras: ZXY; "
                                                  "Blender's chan export: XYZ unless changed there)"),
                 ) -> CAMERA:
-    """A per-frame camera from a preset, keyframed schedules and/or a CameraCtrl pose file.
+    """A per-frame camera from a preset, keyframed schedules and/or a camera file (CameraCtrl, .chan, COLMAP, JSON).
 
     The moves (zoom, pan_*, translation_*, rotation_*, fov) are schedules: a number, an
     expression of the frame t, or keyframes such as `0:(1.0), 47:(1.4)`. With `schedules:
