@@ -521,6 +521,11 @@ def parse_schedule(value: Union[str, int, float, Schedule]) -> Schedule:
             raise ScheduleError(f"a schedule value must be finite, got {value}", 0)
         return Schedule.constant(value)
     text = value
+    inner = text.strip()
+    if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
+        # Deforum's settings files quote every schedule ("zoom": "0: (1.02)"); pasted with its quotes it is
+        # still that schedule, and quotes can mean nothing else here (said 'text strings are not allowed').
+        text = inner[1:-1]
     _check_length(text)
     toks = _tokenize(text)
     if toks[0].kind == "end":

@@ -16,6 +16,18 @@ def test_constant_number_and_text():
     assert np.array_equal(s.values(4), [1.5] * 4)
 
 
+def test_a_schedule_pasted_with_its_quotes_from_a_deforum_settings_file():
+    """Deforum's settings files quote every schedule; pasted with the quotes it said 'unexpected character '"':
+    text strings are not allowed'."""
+    for quoted in ('"0: (1.02), 30: (1.05)"', " '0: (1.02), 30: (1.05)' "):
+        s = parse_schedule(quoted)
+        assert np.array_equal(s.values(31), parse_schedule("0: (1.02), 30: (1.05)").values(31))
+        assert s.to_text() == parse_schedule("0: (1.02), 30: (1.05)").to_text()
+    e = _err('"0: (1 +)"')          # a mistake inside the quotes is shown in the schedule itself
+    assert str(e).splitlines()[1] == "  0: (1 +)"
+    assert _err("\"0: (1)'").position == 0         # quotes that do not pair are still refused
+
+
 def test_linear_keyframes_hold_outside_range():
     s = parse_schedule("0:(1.0), 24:(1.5)")
     v = s.values(30)
