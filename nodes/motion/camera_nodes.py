@@ -97,8 +97,8 @@ def camera_path(ctx,
     rx ry rz [vertical fov]`: degrees, Y up, the camera looking down -Z) is converted to the
     convention below; its first line is frame 0 whatever its number (1, 1001), frames must follow
     one by one, and without the fov column the camera gets `fov`. Its translations stay in the
-    scene's units (metres from Blender), while apply_camera without depth puts the picture 1 unit
-    ahead: give a depth map with near/far in the same units. JSON: nerfstudio's camera_path.json
+    scene's units (metres from Blender): set apply_camera's distance (or a depth map's near/far)
+    in the same units. JSON: nerfstudio's camera_path.json
     (its render paths) or a NeRF / instant-ngp transforms.json (frames in file-name order). COLMAP:
     images.txt (or its folder) in file-name order, the lens from the cameras.txt beside it.
 
