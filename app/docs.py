@@ -19,8 +19,9 @@ def nodes_text(specs: List, full: bool = False) -> str:
     out = []
     for s in specs:
         out.append(f"{s.type}  [{s.category}]  {s.summary}")
-        if full and s.help.strip() != s.summary.strip():
-            out += ["    " + line if line else "" for line in s.help.strip().splitlines()[1:]]
+        rest = s.help.strip().split("\n\n", 1)[1:]          # what follows the summary's paragraph
+        if full and rest:
+            out += [""] + ["    " + line if line else "" for line in rest[0].splitlines()]
         for p in s.inputs.values():
             out.append(f"    in  {p.name}: {p.type.name}{' (optional)' if p.optional else ''}"
                        + (f": {p.help}" if p.help else ""))

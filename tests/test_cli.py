@@ -184,6 +184,8 @@ def test_nodes_finds_one_node_with_its_whole_help():
     assert "in  start_image: IMAGE (optional): Wan 2.2 TI2V-5B: the video's first frame" in \
         cli("nodes", "latent.empty").stdout
     assert "`start_image` (IMAGE, optional: Wan 2.2 TI2V-5B:" in cli("nodes", "--markdown").stdout
+    # A summary is the help's first paragraph: its first line cut 14 nodes mid-sentence.
+    assert cli("nodes", "load.mini").stdout.splitlines()[0].endswith("sizes divisible by 16); runs on any CPU.")
     r = cli("nodes", "smaple")
     assert r.returncode == 1 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
 
