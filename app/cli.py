@@ -338,7 +338,7 @@ def cmd_info(args) -> int:
             print(f"  {'':<66}({d['note']})")
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
     if (bundled / "model_index.json").is_file():
-        print(f"bundled      mini        {bundled}")
+        print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")
     return EXIT_OK
 
 
