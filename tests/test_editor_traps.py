@@ -644,3 +644,14 @@ def test_18_file_menu_opens_the_examples_by_name(make_window, qtbot):
     assert "Text to video with kinograph-mini  (mini_text_to_video.yaml)" in acts, list(acts)
     acts["Kinograph showcase  (default.yaml)"].trigger()
     assert w.doc.path == REPO / "examples" / "default.yaml" and len(w.doc.graph.nodes) == 12
+
+
+def test_16c_a_run_with_nothing_to_save_says_how_to_see_something(make_window, qtbot):
+    """A Test Pattern alone, Run: 'finished in 0.01 s' and nothing to see (a whole run computes what
+    saves and metrics read). The log and the status bar now say what to add, or how to look."""
+    w = make_window()
+    w.controller.add_node("generate.test_pattern", (0, 0))
+    job = w.run()
+    assert w.runs.wait_idle(60) and job.state == "done"
+    said = "nothing in this workflow saves or measures anything: add a Save Video"
+    assert said in w.log.toPlainText() and w.statusBar().currentMessage().startswith("Nothing in this workflow")

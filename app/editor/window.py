@@ -808,6 +808,14 @@ class MainWindow(QMainWindow):
         # the picture was a Ctrl+Shift+click away. The viewer now shows what the first writer wrote,
         # from this run's own values (a view job would re-mark every node 'cached').
         empty = "A" not in self._viewing and self.viewer.sources["A"] is None
+        if job.state == "done" and job.targets is None and not any(
+                getattr(self.doc.spec(n), "output", False) for n in job.workflow.graph.nodes):
+            # A first graph of a Test Pattern alone 'finished in 0.01 s' and showed nothing: a whole
+            # run computes what saves and metrics read, and there were none.
+            hint = ("nothing in this workflow saves or measures anything: add a Save Video (drag from an "
+                    "output to empty canvas), or Ctrl+Shift+click a node to see its output")
+            self.log.log("warn", hint, "")
+            self.message(hint[0].upper() + hint[1:])
         if written and job.state == "done" and (empty or self._follows_runs):
             target = self._view_target(written[0])
             value = (job.result.outputs or {}).get(target[0], {}).get(target[1]) if target else None
