@@ -19,9 +19,12 @@ def context_windows(ctx, model: MODEL,
                     schedule: str = Param("static", choices=SCHEDULES,
                                           help="static: fixed windows; uniform: shift every step; batched: "
                                                "separate chunks (no overlap)"),
-                    length: int = Param(16, min=1, max=100000, help="frames per window (the model's native "
-                                                                    "length)"),
-                    overlap: int = Param(4, min=0, max=100000, help="frames shared by neighbouring windows"),
+                    length: int = Param(16, min=1, max=100000, help="frames per window: the model's native "
+                                                                    "length (AnimateDiff and kinograph-mini 16, "
+                                                                    "CogVideoX 49, HunyuanVideo 61, Wan 81, "
+                                                                    "LTX-Video 121)"),
+                    overlap: int = Param(4, min=0, max=100000, help="frames shared by neighbouring windows, "
+                                                                    "below length (a quarter of it is usual)"),
                     stride: int = Param(1, min=1, max=8, help="uniform only: levels of dilated windows "
                                                               "(1, 2, 4... frames apart)"),
                     closed_loop: bool = Param(False, help="static / uniform_looped: the last window wraps to "
