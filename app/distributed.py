@@ -75,7 +75,8 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
                     _check_answers(address)
                     ray.init(address=address, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
-                raise KinographError(f"cannot connect to the Ray cluster at {address!r}: {e}. Start one with "
+                raise KinographError(f"cannot connect to the Ray cluster at {address!r}: "
+                                     f"{str(e).strip().rstrip('.')}. Start one with "
                                      f"`ray start --head` (see docs/ray.md), or use --ray local") from None
             started = True
         try:

@@ -363,6 +363,25 @@ def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
     assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_no_ray_cluster_is_said_once(monkeypatch):
+    """Ray's own message ends with a full stop, and ours went on with '. Start one': '..'."""
+    ray = pytest.importorskip("ray")
+    from app.distributed import ray_session
+    from graph_engine.errors import KinographError
+
+    def no_cluster(**kw):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(KinographError) as e:
+        with ray_session("auto"):
+            pass
+    assert str(e.value) == ("cannot connect to the Ray cluster at 'auto': Could not find any running Ray instance. "
+                            "Please specify the one to connect to. Start one with `ray start --head` (see "
+                            "docs/ray.md), or use --ray local")
+
+
 class SigtermPool:
     """A fake Ray worker pool that sends this process SIGTERM while its first call runs."""
     size = 1
