@@ -160,6 +160,13 @@ class Worker:
         if path in self.written:
             self.written.discard(path)
             Path(path).unlink(missing_ok=True)
+            from .shard import LOCAL_SHARDS
+            folder = Path(path).parent
+            if folder.name.startswith(LOCAL_SHARDS):      # the temp folder shard._writable made for it
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
 
 
 Call = Tuple[Any, str, tuple]          # (key, Worker method, args)

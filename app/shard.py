@@ -136,6 +136,9 @@ def render_range(session, payload: Dict[str, Any], source: Tuple[str, str], a: i
     return guard(go)
 
 
+LOCAL_SHARDS = "kinograph-shard-"    # a worker's own temp folder for a shard, when it cannot write the cache's
+
+
 def _writable(path: str) -> str:
     """`path` if this worker can write there (a shared cache folder); else a local temp file the
     driver fetches from this worker."""
@@ -144,7 +147,7 @@ def _writable(path: str) -> str:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return path
     except OSError:
-        return str(Path(tempfile.mkdtemp(prefix="kinograph-shard-")) / Path(path).name)
+        return str(Path(tempfile.mkdtemp(prefix=LOCAL_SHARDS)) / Path(path).name)
 
 
 # -- driver side -------------------------------------------------------------------------------

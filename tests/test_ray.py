@@ -255,7 +255,25 @@ def test_a_worker_deletes_only_shard_files_it_wrote(tmp_path, monkeypatch):
     assert theirs.read_bytes() == b"the user's"
     assert w.render({}, None, 0, 4, str(mine))["path"] == str(mine)
     w.remove(str(mine))
-    assert not mine.exists()
+    assert not mine.exists() and tmp_path.exists()
+
+
+def test_a_shard_written_into_a_local_temp_folder_leaves_no_folder(tmp_path, monkeypatch):
+    """A worker that cannot write the shared cache renders into its own temp folder; after the driver
+    fetched the shard the file went, but the empty folder stayed in /tmp, one per shard."""
+    import tempfile
+    from pathlib import Path
+    import app.shard
+    from app.distributed import Worker
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    out = app.shard._writable("/proc/no-such-cache/shard_0.mkv")        # /proc takes no folders
+    assert Path(out).parent.parent == tmp_path
+    monkeypatch.setattr(app.shard, "render_range", lambda session, payload, source, a, b, path:
+                        (Path(path).write_bytes(b"frames"), {"ok": True, "path": path, "frames": b - a, "bytes": 6})[1])
+    w = Worker({}, "cpu")
+    w.render({}, None, 0, 4, out)
+    w.remove(out)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_shard_whose_worker_dies_runs_again_and_stdout_stays_json(ray_local, user_nodes, tmp_path, capsys,
