@@ -50,7 +50,9 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"expects a number, got {value!r}{_yaml_text_number(value, whole=False)}"
     elif t == "str":
-        if not isinstance(value, str):
+        if _yaml_number(value):
+            value = str(value)
+        elif not isinstance(value, str):
             return f"expects text, got {value!r}"
     if spec_param.choices is not None and value not in spec_param.choices:
         opts = ", ".join(map(str, spec_param.choices))
@@ -80,7 +82,15 @@ def _yaml_text_number(value: Any, whole: bool) -> str:
     return f": YAML reads {value} as text; write {plain}"
 
 
+def _yaml_number(value: Any) -> bool:
+    """A number where text is wanted: YAML reads `boundaries: 16` or a prompt of `2024` as a number, and
+    'expects text, got 16' made the user quote what is plainly text."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def coerce_param(spec_param: Param, value: Any) -> Any:
+    if spec_param.type == "str" and _yaml_number(value):
+        return str(value)
     if spec_param.type == "int" and isinstance(value, float) and value.is_integer():
         return int(value)
     if spec_param.type == "float" and isinstance(value, int) and not isinstance(value, bool):

@@ -103,6 +103,27 @@ def test_a_number_yaml_reads_as_text_says_how_to_write_it(param, text, says):
     assert [says in p.message for p in validate_run(ok, default_registry())] == [True]
 
 
+def test_a_number_where_text_is_wanted_is_taken_as_text():
+    """YAML reads `boundaries: 16` or a prompt of 2024 as numbers: 'expects text, got 16' made the user quote
+    what is plainly text (`--set seam.boundaries=16` too)."""
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides, validate_run
+    text = """kinograph: 1
+nodes:
+  p: {type: generate.test_pattern, params: {frames: 24, width: 32, height: 32}}
+  seam: {type: metrics.seam, inputs: {video: p.video}, params: {every: 0, boundaries: 12}}
+"""
+    wf = load_workflow(text=text)
+    res = Session(use_disk=False).run(wf)
+    assert res.ok and res.results["seam"]["seam"] > 0
+    assert not apply_overrides(wf, ["seam.boundaries=8"], default_registry())
+    assert validate_run(wf, default_registry()) == []
+    # a choice written as a number is judged as the text it is
+    with pytest.raises(Exception, match="parameter 'mode' '7' is not one of: resample, retime"):
+        load_workflow(text=text + "  f: {type: video.fps, inputs: {video: p.video}, params: {mode: 7}}\n")
+
+
 @pytest.mark.parametrize("body", ["nodes: {}\n", "nodes:\n", ""])
 def test_a_workflow_without_nodes_says_so(tmp_path, body):
     """A blank canvas saved by the editor (`nodes: {}`) said "`nodes:` must be a mapping of node ids to
