@@ -306,7 +306,11 @@ def test_long_context_example_makes_48_frames_from_16_frame_windows(tiny_mini, t
     assert res.ok, res.failed
     assert res.outputs["decode"]["video"].length == 48
     assert (tmp_path / "long.mp4").stat().st_size > 0
-    assert res.results["seam"]["boundaries"] == [16, 32] and res.results["seam"]["seam"] > 0
+    # the seams it reports are where its windows begin (the metric measured at 16 and 32, in mid-overlap)
+    from nodes.consistency.context_windows import context_windows
+    p = wf.graph.nodes["windows"].params
+    starts = [w[0] for w in context_windows(p["schedule"], 48, p["length"], p["overlap"])][1:]
+    assert res.results["seam"]["boundaries"] == starts == [12, 24, 32] and res.results["seam"]["seam"] > 0
 
 
 def test_pinned_latent_start():
