@@ -65,17 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     gu.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
 
     b = sub.add_parser("batch", help="run a workflow once per case of a sweep file")
-    b.add_argument("workflow")
-    b.add_argument("--sweep", required=True, metavar="SWEEP.yaml")
+    b.add_argument("workflow", help="the workflow each case starts from (.yaml, or a video/PNG carrying one)")
+    b.add_argument("--sweep", required=True, metavar="SWEEP.yaml",
+                   help="the cases: 'grid:' (every combination) and/or 'cases:' lists of NODE.PARAM: value; "
+                        "output paths may hold {case} and {NODE.PARAM} (see docs/ray.md)")
     b.add_argument("--ray", metavar="ADDRESS", help="'local' or a cluster address; without it jobs run here")
     b.add_argument("--jobs", type=_count, default=0, help="concurrent jobs (Ray)")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="JSON lines on stdout: batch_started, job_finished per case, batch_finished")
     b.add_argument("--only", default="", metavar="CASES", help="comma-separated case numbers to (re)run")
     b.add_argument("--skip-done", action="store_true",
                    help="skip the cases whose outputs are all there, each carrying that case's workflow (what "
                         "a finished job leaves): a batch that was stopped or crashed picks up where it was. "
                         "Input files changed since are not noticed")
-    b.add_argument("--cache-dir", metavar="DIR")
+    b.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
     b.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     _output_flags(b)
     return p

@@ -215,3 +215,14 @@ def test_the_readme_sets_parameters_its_example_workflows_have():
             wf.set(target, json.loads(value))
             checked += 1
     assert checked >= 5
+
+
+def test_every_command_line_argument_has_help():
+    """`kinograph batch --help` listed workflow, --sweep, --json and --cache-dir with no word on what they
+    take; every argument of every command now says."""
+    import argparse
+    from app.cli import _parser
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {a.dest}" for name, p in sub.choices.items() for a in p._actions
+            if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert bare == []
