@@ -135,13 +135,7 @@ class Executor:
         values: Dict[str, Dict[str, Any]] = {}
         dead: Dict[str, str] = {}
         workflow_yaml = None
-        readers: Dict[tuple, int] = {}
-        for nid in order:
-            if use_cache and self.memory.get(keys[nid]) is not None:
-                continue            # served from memory: it reads nothing (the editor re-running one output)
-            for src in g.inputs.get(nid, {}).values():
-                readers[src] = readers.get(src, 0) + 1
-        shared = {src for src, n in readers.items() if n > 1}
+        shared = self._read_twice(g, order, keys, use_cache)
         from . import config
         spill = Spill(config.cache_dir() / "spill")
         emit({"event": "run_started", "nodes": order})
@@ -265,6 +259,17 @@ class Executor:
                 self.memory.put(key, (got[0], got[1], []))
                 return got
         return None
+
+    def _read_twice(self, g, order, keys, use_cache) -> set:
+        """The (node, output) pairs that more than one node of this run reads. A node the memory cache
+        serves reads nothing (the editor re-running one changed output)."""
+        readers: Dict[tuple, int] = {}
+        for nid in order:
+            if use_cache and self.memory.get(keys[nid]) is not None:
+                continue
+            for src in g.inputs.get(nid, {}).values():
+                readers[src] = readers.get(src, 0) + 1
+        return {src for src, n in readers.items() if n > 1}
 
     def _gather(self, g, spec, nid, values, shared, spill) -> Dict[str, Any]:
         """Input values by port, through a converter where the socket types differ (IMAGE into VIDEO). A clip

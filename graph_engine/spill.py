@@ -29,6 +29,7 @@ class Spill:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.dir: Optional[Path] = None
+        self.unwritable = False         # the folder could not be made: the run recomputes instead
         self.lock = -1
         self.shared: Dict[Hashable, "_Shared"] = {}
         self._lock = threading.Lock()
@@ -36,16 +37,15 @@ class Spill:
     def share(self, key: Hashable, clip: Clip) -> Clip:
         """The clip as its readers in this run see it: one computation, however many read it."""
         with self._lock:
-            s = self.shared.get(key)
-            if s is None or s.source is not clip:
-                s = self.shared[key] = _Shared(self, clip, len(self.shared))
-            return s.clip
+            if key not in self.shared:
+                self.shared[key] = _Shared(self, clip, len(self.shared))
+            return self.shared[key].clip
 
     def folder(self) -> Optional[Path]:
         """This run's folder, made at the first chunk that needs it; None where none can be made (the run goes
         on, recomputing as before)."""
         with self._lock:
-            if self.dir is None:
+            if self.dir is None and not self.unwritable:
                 try:
                     self.root.mkdir(parents=True, exist_ok=True)
                     # What runs killed outright (kill -9, the OOM killer) left; a live run holds its folder.
@@ -53,8 +53,8 @@ class Spill:
                     self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
                     self.lock = hold(self.dir)
                 except OSError:
-                    self.dir = False
-            return self.dir or None
+                    self.unwritable = True
+            return self.dir
 
     def close(self) -> None:
         """Delete this run's chunks. Clips made from the shared ones (kept in the memory cache for the next
