@@ -14,15 +14,18 @@ import json
 import shlex
 import sys
 import time
+from functools import partial
 from typing import Any, Callable, Dict, List
 
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
 from .jobs import cancel_on_interrupt, done_before, payload_of, run_job, sigterm_interrupts
-from .progress import print_out
+from .progress import Relay, print_out
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
+# Seconds between a long job's progress lines (Report.progress).
+PROGRESS_LINE_S = 10.0
 
 
 class Report:
@@ -37,6 +40,8 @@ class Report:
         self.out = sys.stdout
         self._reader = True          # False once stdout's reader has gone: the jobs go on (progress.print_out)
         self.err, self._notes = sys.stderr, True      # the same for stderr
+        self._began: Dict[int, float] = {}            # case -> when its first node started (progress)
+        self._said: Dict[int, float] = {}             # case -> when its last progress line was printed
 
     def note(self, text: str) -> None:
         self._notes = self._notes and print_out(self.err, text)
@@ -46,6 +51,28 @@ class Report:
 
     def _print(self, text: str) -> None:
         self._reader = self._reader and print_out(self.out, text)
+
+    def progress(self, job, ev: Dict[str, Any]) -> None:
+        """A node event of a job while it runs (app.progress.Relay has thinned its progress): with --json
+        every one, tagged with the case; for people, a job's log lines, and where a job runs long, a line
+        on how far its current node is at most every PROGRESS_LINE_S (not in its first PROGRESS_LINE_S,
+        so a sweep of quick jobs stays one line per job)."""
+        if self.json:
+            self._emit({**{k: v for k, v in ev.items() if k != "traceback" or v}, "case": job.case.number})
+            return
+        kind = ev["event"]
+        if kind == "log":
+            self.note(f"  case {job.label}: {ev['node'] + ': ' if ev.get('node') else ''}{ev['message']}")
+        elif kind == "node_started":
+            self._began.setdefault(job.case.number, time.monotonic())
+        elif kind == "node_progress" and ev.get("total"):
+            now = time.monotonic()
+            began = self._began.setdefault(job.case.number, now)
+            if now - max(began, self._said.get(job.case.number, began)) >= PROGRESS_LINE_S:
+                self._said[job.case.number] = now
+                done, total = ev["done"], ev["total"]
+                self.note(f"  case {job.label}: {ev['node']} {min(100, int(100 * done / total))}% "
+                          f"({done:g}/{total:g})")
 
     def started(self, jobs) -> None:
         if self.json:
@@ -167,7 +194,7 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
         for job, payload in zip(jobs, payloads):
             if cancel.cancelled:
                 break
-            out = run_job(session, payload, cancel)
+            out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
             if out["cancelled"]:
                 break
             report.finished(job, out)
@@ -179,12 +206,14 @@ def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
     by_label = {j.label: j for j in jobs}
     with ray_session(args.ray, num_cpus=args.jobs or None) as ray:
         with WorkerPool(ray, args.jobs or None, gpu_nodes=needs_gpu(wf, registry), device=args.device,
-                        note=report.note, limit=len(jobs)) as pool:
+                        note=report.note, limit=len(jobs),
+                        watch=lambda label, ev: report.progress(by_label[label], ev)) as pool:
             if not report.json:
                 report.note(f"on Ray: {pool.size} worker{'s' if pool.size != 1 else ''}")
             try:
                 with sigterm_interrupts():
-                    for label, out in pool.imap((j.label, "run", (p,)) for j, p in zip(jobs, payloads)):
+                    for label, out in pool.imap((j.label, "run", (p, pool.sink, j.label))
+                                                for j, p in zip(jobs, payloads)):
                         report.finished(by_label[label], out)
             except KeyboardInterrupt:
                 report.note("cancelled: stopping the Ray workers")
@@ -212,13 +241,23 @@ def run_distributed(args, wf) -> int:
     if args.shards > 1:
         plan = plan_shards(wf, registry)       # refuse before paying for Ray
     t0 = time.perf_counter()
+    said = set()        # nodes whose failure the worker's own events reported
+
+    def watch(_, ev: Dict[str, Any]) -> None:
+        if ev["event"] == "node_failed":
+            said.add(ev["node"])
+        printer(ev)
+
     with ray_session(args.ray) as ray:
         with WorkerPool(ray, None, limit=args.shards if plan else 1, gpu_nodes=needs_gpu(wf, registry),
-                        device=args.device, note=printer.note) as pool:
+                        device=args.device, note=printer.note,
+                        watch=None if plan else watch) as pool:
             printer({"event": "run_started", "nodes": list(wf.graph.nodes)})
             with sigterm_interrupts():      # stops as Ctrl-C does: workers stopped, exit 130
                 out = _run_on_pool(args, wf, registry, pool, printer, plan)
     for what, msg in out.get("failed", {}).items():
+        if what in said:
+            continue
         if what in wf.graph.nodes:
             printer({"event": "node_failed", "node": what, "message": msg})
         elif not args.json:
@@ -235,7 +274,8 @@ def _run_on_pool(args, wf, registry, pool, printer, plan) -> Dict[str, Any]:
         out = render_sharded(wf, registry, pool, args.shards, emit=_shard_printer(printer, args.json),
                              use_cache=not args.no_cache, plan=plan)
     else:
-        out = pool.call("run", payload_of(wf, registry, not args.no_cache))
+        # The worker's node events reach the printer as they happen (the pool's watch), as in a local run.
+        out = pool.call("run", payload_of(wf, registry, not args.no_cache), pool.sink)
         if out.get("error") and not out.get("failed"):
             out["failed"] = {"workflow": out["error"]}
     return out

@@ -135,9 +135,24 @@ class Worker:
     def where(self) -> Dict[str, Any]:
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
-    def run(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+    def run(self, payload: Dict[str, Any], sink=None, tag: Any = None) -> Dict[str, Any]:
+        """The job; its node events go to the EventSink `sink` as (tag, event) while it runs."""
         from .jobs import run_job
-        return {**run_job(self.session, payload), **self.where()}
+        if sink is None:
+            return {**run_job(self.session, payload), **self.where()}
+        from .progress import Relay
+        sent: List[Any] = []
+        out = run_job(self.session, payload, on_event=Relay(lambda ev: sent.append(sink.put.remote(tag, ev))))
+        if sent:
+            # Calls from one caller run in order, so once the last has, the driver finds every event of
+            # the job in the sink before it sees the job's result.
+            self._ray().wait(sent[-1:], timeout=30)
+        return {**out, **self.where()}
+
+    @staticmethod
+    def _ray():
+        import ray
+        return ray
 
     def probe(self, payload, source) -> Dict[str, Any]:
         from .shard import probe
@@ -169,7 +184,24 @@ class Worker:
                     pass
 
 
+class EventSink:
+    """A Ray actor holding the node events workers send while they run jobs, until the driver takes them."""
+
+    def __init__(self):
+        self.events: List[Tuple[Any, Dict[str, Any]]] = []
+
+    def put(self, tag: Any, ev: Dict[str, Any]) -> None:
+        self.events.append((tag, ev))
+
+    def take(self) -> List[Tuple[Any, Dict[str, Any]]]:
+        out, self.events = self.events, []
+        return out
+
+
 Call = Tuple[Any, str, tuple]          # (key, Worker method, args)
+Watcher = Callable[[Any, Dict[str, Any]], None]     # (tag, event) from a job in progress
+# How often the driver looks for events from running jobs (it otherwise waits up to 5 s for a result).
+POLL_S = 0.25
 
 
 class WorkerPool:
@@ -177,8 +209,12 @@ class WorkerPool:
     (key, result) as calls finish. A worker that dies fails its call and is replaced."""
 
     def __init__(self, ray, size: Optional[int], *, gpu_nodes: List[str], device: str = "auto",
-                 note: Note = lambda s: None, limit: Optional[int] = None):
+                 note: Note = lambda s: None, limit: Optional[int] = None, watch: Optional[Watcher] = None):
+        """watch: called with (tag, event) for the node events of jobs run with `self.sink` (Worker.run)."""
         self.ray, self.note, self.device = ray, note, device
+        self.watch = watch
+        # It takes no CPU: a worker's slot is for rendering.
+        self.sink = ray.remote(EventSink).options(num_cpus=0).remote() if watch else None
         total = ray.cluster_resources()
         self.options: Dict[str, Any] = {"num_cpus": 1}
         unit = "CPU"
@@ -216,7 +252,7 @@ class WorkerPool:
         self.close()
 
     def close(self) -> None:
-        for actor in self.actors:
+        for actor in self.actors + ([self.sink] if self.sink is not None else []):
             try:
                 self.ray.kill(actor)
             except Exception:      # already gone: nothing to release
@@ -262,7 +298,9 @@ class WorkerPool:
                     yield key, {"ok": False, "error": f"no Ray worker could be started: {self.start_error} "
                                                       f"(is kinograph installed on every Ray node?)"}
                 return
-            done, _ = ray.wait(list(self.starting) + list(running), num_returns=1, timeout=5.0)
+            done, _ = ray.wait(list(self.starting) + list(running), num_returns=1,
+                               timeout=POLL_S if self.sink is not None and running else 5.0)
+            self._pass_events()
             if not done:
                 if not running and not noted and time.monotonic() - waited_since > WAIT_NOTE_S:
                     self.note(f"waiting for Ray to place workers (each needs 1 {self.unit}; "
@@ -302,6 +340,16 @@ class WorkerPool:
                 out = {"ok": False, "error": _short(e)}
                 idle.append(actor)
             yield key, out
+
+    def _pass_events(self) -> None:
+        if self.sink is None:
+            return
+        try:
+            events = self.ray.get(self.sink.take.remote())
+        except self.ray.exceptions.RayError:     # progress is a report: losing it must not stop the jobs
+            return
+        for tag, ev in events:
+            self.watch(tag, ev)
 
     def _drop(self, actor) -> None:
         if actor in self.actors:

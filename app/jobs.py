@@ -66,11 +66,13 @@ def guard(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = None) -> Dict[str, Any]:
+def run_job(session, payload: Dict[str, Any], cancel: Optional[CancelToken] = None,
+            on_event: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
     """Run one workflow given as a payload; a summary {"ok", "cancelled", "results", "failed", "error",
-    "seconds"} comes back whatever happens."""
+    "seconds"} comes back whatever happens. `on_event` gets the run's engine events (app.progress.Relay)."""
     def go():
-        res = session.run(workflow_of(payload), cancel=cancel, use_cache=payload.get("use_cache", True), keep=())
+        res = session.run(workflow_of(payload), cancel=cancel, use_cache=payload.get("use_cache", True), keep=(),
+                          on_event=on_event)
         error = "cancelled" if res.cancelled else "; ".join(f"{n}: {m}" for n, m in res.failed.items()) or None
         return {"ok": res.ok, "cancelled": res.cancelled, "results": res.results, "failed": res.failed,
                 "error": error}

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, TextIO
+import time
+from typing import Any, Callable, Dict, TextIO
 
 from tqdm import tqdm
 
@@ -31,6 +32,36 @@ def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
         except (OSError, ValueError, AttributeError):
             pass
         return False
+
+
+# A job running elsewhere (a Ray worker, a batch's job) passes its node events on to whoever watches
+# it; a node's progress goes at each tenth of its work and at most every RELAY_EVERY_S between, so a
+# bar moves smoothly without one message per frame crossing the cluster.
+RELAY_EVERY_S = 0.5
+# The driver makes its own run_started / run_finished; a preview is a picture nobody there shows.
+NOT_RELAYED = ("run_started", "run_finished", "node_preview")
+
+
+class Relay:
+    """An on_event callback that sends a job's node events on through `send`, node_progress thinned."""
+
+    def __init__(self, send: Callable[[Dict[str, Any]], None]):
+        self.send = send
+        self.last: Dict[str, tuple] = {}        # node -> (tenth, monotonic time) of its last progress sent
+
+    def __call__(self, ev: Dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind in NOT_RELAYED:
+            return
+        if kind == "node_progress":
+            total, done = ev.get("total") or 0, ev.get("done") or 0
+            tenth = int(10 * done / total) if total > 0 else 0
+            now = time.monotonic()
+            prev = self.last.get(ev["node"])
+            if prev is not None and prev[0] == tenth and now - prev[1] < RELAY_EVERY_S and done < total:
+                return
+            self.last[ev["node"]] = (tenth, now)
+        self.send(ev)
 
 
 class ProgressPrinter:

@@ -385,6 +385,7 @@ def test_no_ray_cluster_is_said_once(monkeypatch):
 class SigtermPool:
     """A fake Ray worker pool that sends this process SIGTERM while its first call runs."""
     size = 1
+    sink = None
 
     def __init__(self, *a, **k):
         pass
@@ -533,3 +534,40 @@ def test_a_batch_workflow_run_alone_fills_its_placeholders(tmp_path, capsys):
     wf = workflow(tmp_path, "out/c{pattern.nope}.mkv")
     assert main(["run", str(wf)]) == 2
     assert "placeholder {pattern.nope}: node pattern has no parameter 'nope'" in capsys.readouterr().err
+
+
+def test_a_batch_job_reports_its_nodes_while_it_runs(tmp_path, capsys, monkeypatch):
+    from app import batch
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 2]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--json"]) == 0
+    rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    for case, frames in ((1, 6), (2, 4)):
+        mine = [r for r in rows if r.get("case") == case]
+        # Its node events carry the case and come before the job's own line.
+        assert mine[-1]["event"] == "job_finished" and mine[-1]["ok"]
+        assert {"node_started", "node_finished"} <= {r["event"] for r in mine[:-1]}
+        saved = [r for r in mine if r["event"] == "node_progress" and r["node"] == "save"]
+        assert saved and saved[-1]["done"] == saved[-1]["total"] == frames
+    # People see how far a long job is; quick jobs stay one line each.
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0
+    assert "case 1: save" not in capsys.readouterr().err
+    monkeypatch.setattr(batch, "PROGRESS_LINE_S", 0.0)
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0
+    err = capsys.readouterr().err
+    assert "case 1: save 100% (6/6)" in err and "case 2: save 100% (4/4)" in err
+
+
+def test_relay_thins_progress_but_passes_every_tenth_and_the_end():
+    from app.progress import Relay
+    sent = []
+    relay = Relay(sent.append)
+    relay({"event": "run_started", "nodes": ["a"]})
+    for i in range(1, 1001):
+        relay({"event": "node_progress", "node": "a", "done": i, "total": 1000})
+    relay({"event": "node_preview", "node": "a", "image": None})
+    relay({"event": "node_finished", "node": "a", "cached": False, "seconds": 1.0})
+    done = [e["done"] for e in sent if e["event"] == "node_progress"]
+    # A thousand steps in well under RELAY_EVERY_S: the first, each new tenth, and the last.
+    assert done == [1, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
+    assert [e["event"] for e in sent if e["event"] != "node_progress"] == ["node_finished"]

@@ -330,3 +330,31 @@ def test_more_shards_than_the_clip_makes_keep_only_the_workers_they_need(ray_loc
     planned = next(e for e in events(capsys.readouterr().out) if e["event"] == "shards_planned")
     assert planned["ranges"] == [[0, 10]] and planned["workers"] == 1
     assert np.array_equal(frames(tmp_path / "sharded.mkv"), pattern_frames(0, 10, 32, 24, 10))
+
+
+def test_jobs_on_ray_report_their_nodes_while_they_run(ray_local, tmp_path, capsys):
+    wf = write(tmp_path, "wf.yaml", """\
+        kinograph: 1
+        nodes:
+          pattern: {type: generate.test_pattern, params: {frames: 40, width: 32, height: 24}}
+          trim: {type: video.trim, inputs: {video: pattern.video}}
+          save: {type: io.save_video, inputs: {video: trim.video}, params: {path: "out/t{trim.start}.mkv", codec: ffv1}}
+        """)
+    assert main(["run", str(wf), "--ray", "local", "--json"]) == 0
+    evs = events(capsys.readouterr().out)
+    # The worker's node events, as a local run prints them, between the driver's start and end.
+    assert evs[0]["event"] == "run_started" and evs[-1]["event"] == "run_finished" and evs[-1]["ok"]
+    assert {e["node"] for e in evs if e["event"] == "node_started"} == {"pattern", "trim", "save"}
+    saved = [e for e in evs if e["event"] == "node_progress" and e["node"] == "save"]
+    assert saved and saved[-1]["done"] == saved[-1]["total"] == 40
+    assert main(["run", str(wf), "--ray", "local"]) == 0
+    assert "> save (io.save_video)" in capsys.readouterr().err
+
+    sweep = write(tmp_path, "sweep.yaml", "cases:\n  - {trim.start: 0}\n  - {trim.start: 30}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local", "--json"]) == 0
+    rows = events(capsys.readouterr().out)
+    for case, frames in ((1, 40), (2, 10)):
+        mine = [r for r in rows if r.get("case") == case]
+        assert mine[-1]["event"] == "job_finished" and mine[-1]["ok"]
+        saved = [r for r in mine if r["event"] == "node_progress" and r["node"] == "save"]
+        assert saved and saved[-1]["done"] == saved[-1]["total"] == frames
