@@ -597,16 +597,96 @@ nodes:
     assert "TypeError" not in res.failed["prompt"] + res.failed["look"]
 
 
-def test_animatediff_past_its_motion_window_says_to_use_context_windows(tiny, tmp_path):
-    """40 frames of AnimateDiff (its motion module holds 32 positions) failed at the first step with torch's
-    'RuntimeError: The size of tensor a (40) must match the size of tensor b (32) at non-singleton dimension 1'."""
+def test_animatediff_past_its_motion_window_samples_in_context_windows(tiny, tmp_path):
+    """40 frames of AnimateDiff (its motion module holds 32 positions) failed at the first step, first with
+    torch's 'The size of tensor a (40) must match the size of tensor b (32)', then with 'Put context.windows
+    between the loader and sample'. A long clip now just works: uniform windows of 16 overlapping by 4, with
+    FreeNoise, and the run says so."""
     out = tmp_path / "x.mp4"
+    events = []
     res = _run(ROOT / "examples" / "tiny" / "animatediff.yaml", [f"load.path={tiny / 'animatediff'}", "latent.frames=40",
-                                                                 "sample.steps=1", f"save.path={out}"])
-    assert set(res.failed) == {"sample"} and not out.exists()
-    assert res.failed["sample"] == (
-        "AnimateDiff's motion module takes at most 32 frames at once (its motion_max_seq_length); this run gives "
-        "it 40. Put context.windows (length 16, overlap 4) between the loader and sample, or make 32 frames or fewer")
+                                                                 "sample.steps=2", f"save.path={out}"],
+               on_event=events.append)
+    assert res.ok, res.failed
+    assert _frames(out) == 40
+    assert [e["message"] for e in events if e["event"] == "log" and e["node"] == "sample"] == [
+        "40 frames are more than the 32 the AnimateDiff model takes at once: sampled in uniform context windows "
+        "of 16 frames overlapping by 4 with FreeNoise; put context.windows before sample to choose them yourself"]
+
+
+def _calls(monkeypatch):
+    """The frame counts of every network call the AnimateDiff adapter makes while sampling."""
+    from nodes.generate.adapters.sd import AnimateDiffAdapter
+    seen, forward = [], AnimateDiffAdapter.forward
+
+    def spy(self, h, x_in, t, inputs):
+        seen.append(int(x_in.shape[2]))
+        return forward(self, h, x_in, t, inputs)
+    monkeypatch.setattr(AnimateDiffAdapter, "forward", spy)
+    return seen
+
+
+def test_long_animatediff_runs_windows_of_its_trained_length_with_freenoise(mm, tiny, monkeypatch):
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.noise_priors import freenoise, generator
+    from nodes.consistency.wrappers import ContextWrapper
+    h, _ = _parts(mm, tiny, "animatediff")
+    seen = _calls(monkeypatch)
+    _, _, out = _t2v(mm, tiny, "animatediff", frames=64, steps=2, sampler="ddim")
+    assert out.samples.shape[2] == 64 and torch.isfinite(out.samples).all()
+    # Every call is one 16-frame window; 64 frames need 5 or more of them per step (overlapping by 4).
+    assert set(seen) == {16} and len(seen) >= 2 * 5
+    # The same as a context.windows node (uniform, 16, 4) and noise.freenoise (16, 4) of the run's seed.
+    shape = tuple(out.samples.shape)
+    _, _, own = _t2v(mm, tiny, "animatediff", frames=64, steps=2, sampler="ddim",
+                     model=h.with_wrapper(ContextWrapper(ContextOptions("uniform_standard", 16, 4))),
+                     noise=freenoise(shape, generator(7), 16, 4))
+    assert torch.equal(out.samples, own.samples)
+    # Up to its limit the model takes the clip whole.
+    seen.clear()
+    _t2v(mm, tiny, "animatediff", frames=32, steps=1, sampler="ddim")
+    assert seen == [32]
+
+
+def test_long_animatediff_windows_leave_no_jump_where_they_meet(mm, tiny, monkeypatch):
+    """Seams measured on the decoded frames: with one noise frame for every frame (noise.constant) frames differ
+    only by what the windows make of them. Windows that do not overlap (batched) jump 2.7-3.4 times the usual
+    frame step where one ends; the automatic windows' largest step stays within 1.5 of it."""
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.noise_priors import constant, generator
+    from nodes.consistency.wrappers import ContextWrapper
+    from nodes.generate.vae_ops import decode_latent
+    from nodes.metrics.seam import frame_differences
+    h, parts = _parts(mm, tiny, "animatediff")
+
+    def worst_step(model):
+        from nodes.generate.vae_ops import empty_latent
+        lat = empty_latent(parts["vae"], 64, 64, 64, 8.0)
+        noise = constant(tuple(lat.samples.shape), generator(2))
+        _, _, out = _t2v(mm, tiny, "animatediff", frames=64, steps=4, sampler="ddim", model=model, noise=noise)
+        d = frame_differences(decode_latent(parts["vae"], out))
+        return float(d.max() / np.median(d)), int(d.argmax()) + 1
+    batched, at = worst_step(h.with_wrapper(ContextWrapper(ContextOptions("batched", 16, 0))))
+    assert batched > 2.5 and at % 16 == 0
+    auto, _ = worst_step(h)
+    assert auto < 1.6
+
+
+def test_a_context_window_longer_than_the_motion_module_is_named(mm, tiny, monkeypatch):
+    """Windows of the user's own are kept; windows longer than the module takes are refused before the first
+    step, naming the node and the length to set (the run used to reach the network and fail there)."""
+    from nodes.consistency.context_windows import ContextOptions
+    from nodes.consistency.wrappers import ContextWrapper
+    h, _ = _parts(mm, tiny, "animatediff")
+    with pytest.raises(NodeError) as e:
+        _t2v(mm, tiny, "animatediff", frames=40, steps=1, model=h.with_wrapper(ContextWrapper(ContextOptions(
+            "static", 36, 4))))
+    assert str(e.value) == ("context.windows length 36 is longer than the 32 frames the AnimateDiff model takes at "
+                            "once: set its length to 16 (overlap 4)")
+    seen = _calls(monkeypatch)
+    _t2v(mm, tiny, "animatediff", frames=40, steps=1, model=h.with_wrapper(ContextWrapper(ContextOptions(
+        "static", 24, 8))))
+    assert set(seen) == {24}
 
 
 @pytest.mark.parametrize("seed", [-1, 2 ** 64, 2 ** 70])

@@ -38,7 +38,8 @@ def context_windows(ctx, model: MODEL,
     the overlaps are averaged with the `fuse` weights (overlap_linear cross-fades, pyramid
     favours window centres, flat averages). Lengths are pixel frames; for models that
     compress time (Wan, LTX...) they are converted to latent frames. Pairs well with
-    noise.freenoise of the same length and overlap."""
+    noise.freenoise of the same length and overlap. AnimateDiff past its motion module's 32 frames
+    gets uniform windows of 16 overlapping by 4 without this node; add it to choose others."""
     from nodes.consistency.context_windows import ContextOptions
     from nodes.consistency.wrappers import ContextWrapper
     try:

@@ -253,7 +253,11 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier.
 
     Two samplers can share one schedule (Wan 2.2's high- and low-noise experts): the first with
-    end_step N and leftover_noise on, the second with start_step N and add_noise off."""
+    end_step N and leftover_noise on, the second with start_step N and add_noise off.
+
+    Long clips: past the most frames a model takes at once (AnimateDiff's motion module: 32, 24 for v1)
+    the clip is sampled in uniform context windows of 16 frames overlapping by 4, with FreeNoise when no
+    noise is connected, and the log says so; a context.windows node before sample chooses them instead."""
     from nodes.generate.families import family
     from nodes.generate.sampling import run_sampling
     preview = None
@@ -267,7 +271,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
-                       leftover_noise=leftover_noise)
+                       leftover_noise=leftover_noise, log=ctx.log)
     return out
 
 

@@ -146,13 +146,15 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  callback: Optional[Callable[[int, int], None]] = None,
                  check: Callable[[], None] = lambda: None,
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
-                 end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False) -> Latent:
+                 end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
+                 log: Callable[[str], None] = lambda message: None) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
     start_step/end_step run only part of the schedule (KSamplerAdvanced). Without add_noise the latent is
     taken as the sampler's state at the first level (another sampler's leftover-noise output); with
-    leftover_noise an early end returns that state instead of a clean latent."""
+    leftover_noise an early end returns that state instead of a clean latent. A clip longer than the model
+    takes in one pass is sampled in context windows (fit_frame_limit), which `log` reports."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -164,6 +166,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                         "sample's negative input (or set cfg to 1)")
     x0 = latent.samples.float()
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    handle, noise = fit_frame_limit(handle, adapter, x0.shape, noise, gen, log)
     if noise is None:
         noise = adapter.draw_noise(x0.shape, gen)
     elif tuple(noise.shape) != tuple(x0.shape):
@@ -243,6 +246,46 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them).
             out = out * keep.mask + keep.samples * (1 - keep.mask)
     return latent.with_samples(out.float().cpu())
+
+
+AUTO_SCHEDULE = "uniform_standard"
+
+
+def fit_frame_limit(handle, adapter, shape, noise: Optional[torch.Tensor], gen: torch.Generator,
+                    log: Callable[[str], None]):
+    """(handle, noise) for a clip of latent `shape` on a model that takes at most so many frames at once
+    (AnimateDiff's motion module): past that, uniform context windows of the model's trained length
+    overlapping by a quarter, with FreeNoise when no noise is connected, as AnimateDiff-Evolved's
+    defaults do; a long clip used to fail at the first step with 'add context windows'. A context.windows
+    node of the user's is kept, unless its windows are themselves longer than the model takes."""
+    from nodes.consistency.context_windows import ContextOptions, latent_context
+    from nodes.consistency.wrappers import ContextWrapper
+    limit = adapter.frame_limit(handle.pipe)
+    frames = int(shape[2])
+    if limit is None or frames <= limit[0]:
+        return handle, noise
+    most, native = limit
+    title = adapter.spec.title
+    tf = adapter.factors(handle.pipe)[0]
+    own = [w.options for w in handle.wrappers if isinstance(w, ContextWrapper)]
+    if own:
+        longest = max(own, key=lambda o: latent_context(o.length, o.overlap, tf)[0])
+        if latent_context(longest.length, longest.overlap, tf)[0] > most:
+            raise NodeError(f"context.windows length {longest.length} is longer than the {most} frames the {title} "
+                            f"model takes at once: set its length to {native} (overlap {native // 4})")
+        return handle, noise
+    options = ContextOptions(AUTO_SCHEDULE, native, native // 4)
+    note = (f"{frames} frames are more than the {most} the {title} model takes at once: sampled in "
+            f"{AUTO_SCHEDULE.replace('_standard', '')} context windows of {options.length} frames overlapping by "
+            f"{options.overlap}")
+    if noise is None:
+        from nodes.consistency.noise_priors import freenoise
+        noise = freenoise(shape, gen, options.length, options.overlap)
+        note += " with FreeNoise"
+    else:
+        note += " (the connected noise as it is)"
+    log(f"{note}; put context.windows before sample to choose them yourself")
+    return handle.with_wrapper(ContextWrapper(options)), noise
 
 
 @contextlib.contextmanager

@@ -161,6 +161,11 @@ class Adapter:
         """One network call on a batch: x_in [N, C, T, h, w] -> raw prediction of the same shape."""
         raise NotImplementedError
 
+    def frame_limit(self, pipe) -> Optional[Tuple[int, int]]:
+        """(most latent frames one network call takes, the length it was trained on), or None where a model
+        takes any length (it may drift past its native length, but it runs)."""
+        return None
+
     def start_pixels(self, pipe, latent, image) -> torch.Tensor:
         """A start image as the pixels [1, 3, k, H, W] of the latent frames the sampler keeps as they are
         (latent.empty's start_image); only models trained to continue clean latent frames take one."""

@@ -109,14 +109,20 @@ class AnimateDiffAdapter(SDAdapter):
             pipe.unet.to(dtype=dtype)
         return pipe
 
+    def frame_limit(self, pipe):
+        # The motion module's position table ends at motion_max_seq_length (32 in v2/v3 modules, 24 in v1);
+        # past it the unet failed with torch's "The size of tensor a (40) must match the size of tensor b
+        # (32)". The modules were trained on 16 frames, AnimateDiff-Evolved's default context length.
+        limit = pipe.unet.config.get("motion_max_seq_length")
+        return (int(limit), min(16, int(limit))) if limit else None
+
     def forward(self, handle, x_in, t, inputs):
-        limit = handle.pipe.unet.config.get("motion_max_seq_length")
-        if limit and x_in.shape[2] > limit:
-            # The motion module's position table ends there; past it the unet failed with torch's
-            # "The size of tensor a (40) must match the size of tensor b (32)".
-            raise NodeError(f"AnimateDiff's motion module takes at most {limit} frames at once (its "
-                            f"motion_max_seq_length); this run gives it {x_in.shape[2]}. Put context.windows "
-                            f"(length 16, overlap 4) between the loader and sample, or make {limit} frames or fewer")
+        limit = self.frame_limit(handle.pipe)
+        if limit and x_in.shape[2] > limit[0]:
+            # Sampling fits the clip to the limit before the first step (sampling.fit_frame_limit); a caller
+            # that reaches the network another way still gets the reason, not torch's shape mismatch.
+            raise NodeError(f"AnimateDiff's motion module takes at most {limit[0]} frames at once (its "
+                            f"motion_max_seq_length); this call gives it {x_in.shape[2]}")
         ehs = inputs["encoder_hidden_states"]
         control = inputs.get("control")
         extra = {}
