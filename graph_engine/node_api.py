@@ -108,6 +108,11 @@ class NodeSpec:
     # -> [(param, problem)], where params holds every param as the node gets it and sources maps each
     # linked input to (the feeding node's type, its params). It says nothing where it cannot tell.
     preflight: Optional[Callable[[Dict[str, Any], Dict[str, Any]], Sequence[Any]]] = None
+    # Outputs that carry an input on, changed but of the same origin (a LoRA on a model: the same family and
+    # frame rules): output -> input. A preflight's sources look through such a node, when that input is
+    # linked, to the node behind it, so a VAE or model that reaches a check through a LoRA or a context-window
+    # node is checked as if linked directly.
+    passes: Dict[str, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -135,7 +140,8 @@ _NoneType = type(None)
 def node(type: str, *, title: str = "", category: str = "", version: int = 1,
          outputs: Optional[Dict[str, SocketType]] = None, output: bool = False, expensive: bool = False,
          migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
-         temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None):
+         temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None,
+         passes: Optional[Dict[str, str]] = None):
     """Declare a node type; see the module docstring."""
 
     def deco(func: Callable) -> Callable:
@@ -143,10 +149,22 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
                           output=output, expensive=expensive, migrations=migrations or {}, device=device,
                           temporal_radius=temporal_radius)
         spec.preflight = preflight
+        spec.passes = _passes(spec, passes or {})
         func.__kinograph_spec__ = spec
         return func
 
     return deco
+
+
+def _passes(spec: NodeSpec, passes: Dict[str, str]) -> Dict[str, str]:
+    for out, inp in passes.items():
+        if out not in spec.outputs or inp not in spec.inputs:
+            raise DeclarationError(f"node {spec.type!r}: passes={{{out!r}: {inp!r}}} names no such "
+                                   f"{'output' if out not in spec.outputs else 'input'}")
+        if spec.outputs[out].type is not spec.inputs[inp].type:
+            raise DeclarationError(f"node {spec.type!r}: output {out!r} ({spec.outputs[out].type.name}) cannot pass "
+                                   f"input {inp!r} ({spec.inputs[inp].type.name}) through")
+    return dict(passes)
 
 
 def build_spec(func, type, *, title, category, version, outputs, output, expensive, migrations, device,

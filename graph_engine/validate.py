@@ -233,10 +233,10 @@ def _preflights(wf: Workflow, specs: Dict[str, NodeSpec], troubled) -> List[Prob
         if spec.preflight is None or inst.bypass or nid in troubled:
             continue
         sources = {}
-        for port, (src, _sport) in g.inputs.get(nid, {}).items():
-            sspec = specs.get(src)
-            if sspec is not None and not g.nodes[src].bypass and src not in troubled:
-                sources[port] = (sspec.type, node_params(sspec, g.nodes[src].params, wf.base_dir))
+        for port, link in g.inputs.get(nid, {}).items():
+            src = _origin(g, specs, link, troubled)
+            if src is not None:
+                sources[port] = (specs[src].type, node_params(specs[src], g.nodes[src].params, wf.base_dir))
         try:
             found = list(spec.preflight(node_params(spec, inst.params, wf.base_dir), sources) or ())
         except Exception:  # a preflight only anticipates the run, which reports the problem itself
@@ -245,6 +245,31 @@ def _preflights(wf: Workflow, specs: Dict[str, NodeSpec], troubled) -> List[Prob
             keys = ("nodes", nid, "params", param) if param in inst.params else ("nodes", nid)
             problems.append(wf.problem(f"{param}: {why}" if param else why, *keys, node=nid))
     return problems
+
+
+def _origin(g, specs: Dict[str, NodeSpec], link, troubled) -> Optional[str]:
+    """The node whose output reaches an input through `link` (src, port), looking through nodes that pass
+    that output on (NodeSpec.passes) and bypassed ones (which pass their first linked input of the output's
+    type, as the executor does); None where it cannot be told."""
+    seen = set()
+    src, port = link
+    while src not in seen:
+        seen.add(src)
+        spec = specs.get(src)
+        if spec is None or src in troubled or port not in spec.outputs:
+            return None
+        ins = g.inputs.get(src, {})
+        if g.nodes[src].bypass:
+            want = spec.outputs[port].type
+            through = next((name for name, p in spec.inputs.items() if p.type is want and name in ins), None)
+            if through is None:
+                return None
+        else:
+            through = spec.passes.get(port)
+            if through not in ins:
+                return src
+        src, port = ins[through]
+    return None
 
 
 def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> List[Problem]:

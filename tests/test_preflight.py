@@ -140,3 +140,47 @@ def test_guidance_without_a_negative_is_refused_before_the_load(tmp_path):
         "positive: prompt.positive,", "positive: prompt.positive, negative: prompt.negative,")
     (tmp_path / "linked.yaml").write_text(linked)
     load_workflow(tmp_path / "linked.yaml")
+
+
+THROUGH = """kinograph: 1
+nodes:
+  vae: {type: load.vae, params: {name: wan2.2_vae.safetensors}}
+  load: {type: load.wan, inputs: {vae: vae.vae}, params: {path: models/wan}}
+  lora: {type: lora.image, inputs: {model: load.model}, params: {path: loras/x.safetensors}%s}
+  windows: {type: context.windows, inputs: {model: lora.model}, params: {length: 81, overlap: 16}}
+  prompt: {type: encode.text, inputs: {text_encoder: load.text_encoder}, params: {text: a fox}}
+  latent: {type: latent.empty, inputs: {vae: load.vae}, params: {frames: 41, width: 1280, height: 720}}
+  sample:
+    type: generate.sample
+    inputs: {model: windows.model, positive: prompt.positive, latent: latent.latent}
+    params: {steps: 2, cfg: 0}
+"""
+
+
+def test_checks_look_through_nodes_that_pass_a_model_or_vae_on(tmp_path, monkeypatch):
+    """Preflights saw only the node one link back: a Wan 2.2 VAE linked into load.wan was judged by Wan 2.1's
+    size rule (1280x720 let through), and a model reaching sample through a LoRA and context windows was not
+    checked at all (cfg without a negative failed after the loader had run). Nodes declare what they pass on
+    (`passes=`), and bypassed nodes pass their input, so both reach the loader behind them."""
+    models = tmp_path / "models"
+    _vae_file(models / "vae" / "wan2.2_vae.safetensors", 48)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    want = ["node latent: height: Wan 2.1/2.2 needs width and height divisible by 32; 1280x720 is not. Try 1280x704.",
+            "node sample: cfg: cfg 5.0 needs a negative conditioning: connect encode.text's negative output to "
+            "sample's negative input (or set cfg to 1)"]
+    for bypass in ("", ", bypass: true"):
+        problems = _problems(THROUGH % bypass, tmp_path)
+        assert [p.split(": ", 1)[1] for p in problems] == want
+
+
+def test_a_pass_through_that_names_no_such_port_or_another_type_fails_at_declaration():
+    from graph_engine import node
+    from graph_engine.node_api import DeclarationError
+    from graph_engine.types import LATENT, MODEL
+
+    def f(ctx, model: MODEL, latent: LATENT) -> MODEL:
+        """Probe."""
+    with pytest.raises(DeclarationError, match=r"passes=\{'model': 'modle'\} names no such input"):
+        node("probe.x", passes={"model": "modle"})(f)
+    with pytest.raises(DeclarationError, match=r"output 'model' \(MODEL\) cannot pass input 'latent' \(LATENT\)"):
+        node("probe.x", passes={"model": "latent"})(f)

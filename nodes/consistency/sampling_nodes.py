@@ -14,7 +14,8 @@ SCHEDULES = ("static", "uniform_standard", "uniform_looped", "batched")
 FUSE_METHODS = ("flat", "pyramid", "overlap_linear")
 
 
-@node("context.windows", title="Context Windows", category="Sampling", preflight=overlap_preflight)
+@node("context.windows", title="Context Windows", category="Sampling", preflight=overlap_preflight,
+      passes={"model": "model"})
 def context_windows(ctx, model: MODEL,
                     schedule: str = Param("static", choices=SCHEDULES,
                                           help="static: fixed windows; uniform: shift every step; batched: "
@@ -49,7 +50,7 @@ def context_windows(ctx, model: MODEL,
     return model.with_wrapper(ContextWrapper(options))
 
 
-@node("noise.freeinit", title="FreeInit", category="Sampling")
+@node("noise.freeinit", title="FreeInit", category="Sampling", passes={"model": "model"})
 def freeinit(ctx, model: MODEL,
              iterations: int = Param(3, min=1, max=10, help="sampling passes (the first is a normal one)"),
              filter: str = Param("butterworth", choices=("butterworth", "gaussian"),
@@ -74,7 +75,7 @@ def freeinit(ctx, model: MODEL,
                                                   flow_sigma))
 
 
-@node("condition.pin_frames", title="Pin Frames", category="Conditioning")
+@node("condition.pin_frames", title="Pin Frames", category="Conditioning", passes={"model": "model"})
 def pin_frames(ctx, model: MODEL, latent: LATENT,
                start: int = Param(0, min=-100000, max=100000,
                                   help="frame of the generated video where the pinned frames begin; negative "

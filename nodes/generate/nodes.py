@@ -76,7 +76,9 @@ def _family_loader(fam: str, title: str, doc: str):
                                                                  image_encoder=image_encoder))
     load.__doc__ = doc
     load.__name__ = load.__qualname__ = f"load_{fam}"
-    return node(f"load.{fam}", title=title, category="Models", outputs=PARTS, device="gpu")(load)
+    # A part linked in is the part handed out (it replaces the folder's).
+    return node(f"load.{fam}", title=title, category="Models", outputs=PARTS, device="gpu",
+                passes={part: part for part in PARTS})(load)
 
 
 load_svd = _family_loader("svd", "Load Stable Video Diffusion", """Stable Video Diffusion (image-to-video).
@@ -102,7 +104,7 @@ def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in re
     return _load(ctx, "mini", path, dtype, "none")
 
 
-@node("lora.image", title="Apply LoRA", category="Models")
+@node("lora.image", title="Apply LoRA", category="Models", passes={"model": "model"})
 def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=locator("loras"),
                                                    help="LoRA .safetensors file"),
                strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
@@ -284,7 +286,7 @@ def _noise_tensor(noise):
     return t
 
 
-@node("control.apply", title="ControlNet", category="Conditioning", device="gpu")
+@node("control.apply", title="ControlNet", category="Conditioning", device="gpu", passes={"model": "model"})
 def control_apply(ctx, model: MODEL, video: VIDEO,
                   path: str = Param("", kind="path", locate=locator("controlnet"),
                                     help="ControlNet folder (diffusers layout) or file"),
@@ -307,7 +309,7 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
 
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
-@node("model.flow_shift", title="Flow Shift", category="Sampling")
+@node("model.flow_shift", title="Flow Shift", category="Sampling", passes={"model": "model"})
 def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
                                                         help="above 1 spends more steps at high noise")) -> MODEL:
     """Set a flow-matching model's time shift (Wan, LTX, HunyuanVideo): noise levels
@@ -316,7 +318,7 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
     return model.with_option("flow_shift", float(shift))
 
 
-@node("guide.linear_cfg", title="Linear CFG over Frames", category="Sampling")
+@node("guide.linear_cfg", title="Linear CFG over Frames", category="Sampling", passes={"model": "model"})
 def linear_cfg_guide(ctx, model: MODEL, min_cfg: float = Param(1.0, min=0.0, max=50.0,
                                                                 help="guidance at the first frame")) -> MODEL:
     """Guidance that rises linearly from min_cfg at the first frame to sample's cfg at the last

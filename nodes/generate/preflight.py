@@ -4,7 +4,9 @@ A frame count the model cannot take used to surface only when latent.empty ran, 
 loader had spent minutes reading a real checkpoint (and `kinograph validate` said ok). The
 VAE's family is known earlier, from the loader's type or a glance at its files (model_index.json,
 a safetensors header), so validation applies the same rules the node applies when it runs.
-Whatever cannot be told without loading (a VAE handed over by another node) is left to the run."""
+A VAE or model that arrives through nodes passing it on (a LoRA, context windows, a family loader given
+the part: their `passes=`) is judged by the loader behind them; whatever cannot be told without loading
+is left to the run."""
 from __future__ import annotations
 
 import json
@@ -117,8 +119,7 @@ def latent_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
 
 
 def model_family(kind: str, params: dict) -> Optional[str]:
-    """The family of the model a loader node hands out, without loading it; None where that cannot be told
-    (a model that comes through LoRA or context-window nodes is only known when it runs)."""
+    """The family of the model a loader node hands out, without loading it; None where that cannot be told."""
     if kind == "load.diffusion_model":
         from nodes.generate.detect import detect_file
         from nodes.generate.model_manager import resolve_model_path

@@ -5,7 +5,8 @@ from graph_engine import NodeError, Param, node
 from graph_engine.types import MODEL
 
 
-@node("guide.subject_consensus", title="Subject Consensus (kinograph-mini)", category="kinograph-mini")
+@node("guide.subject_consensus", title="Subject Consensus (kinograph-mini)", category="kinograph-mini",
+      passes={"model": "model"})
 def subject_consensus(ctx, model: MODEL,
                       strength: float = Param(0.5, min=0.0, max=1.0,
                                               help="how far each frame's estimate moves towards the shared "
