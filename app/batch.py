@@ -184,7 +184,8 @@ def _same_flags(args) -> List[str]:
                         ("--output-dir", args.output_dir)):
         if value:
             out += [flag, str(value)]
-    return out + (["--allow-outside"] if args.allow_outside else []) + (["--skip-done"] if args.skip_done else [])
+    return out + (["--allow-outside"] if args.allow_outside else []) + (["--skip-done"] if args.skip_done else []) \
+        + (["--replace"] if args.replace else [])
 
 
 def _run_here(args, jobs, payloads, report: Report) -> bool:

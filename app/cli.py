@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="render a workflow headless")
-    r.add_argument("workflow", help="a workflow .yaml, or a video/PNG that Kinograph rendered")
+    r.add_argument("workflow", help="a workflow .yaml, or a video/PNG that Kinograph rendered: its workflow runs "
+                                    "again and writes where it wrote before (out/shot.mp4 again, beside the "
+                                    "render, the render itself kept as an earlier take in out/takes/)")
     r.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
     r.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     r.add_argument("--no-cache", action="store_true", help="ignore cached results (still writes new ones)")
@@ -28,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", metavar="ADDRESS", help="render on Ray: 'local' or a cluster address")
     r.add_argument("--shards", type=_count, default=0, help="with --ray: split the frame range into N shards")
     _output_flags(r)
+    _replace_flag(r)
 
     im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one)")
     im.add_argument("file", help="UI or API format JSON, or an image/video ComfyUI or VideoHelperSuite wrote")
@@ -80,7 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
     b.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     _output_flags(b)
+    _replace_flag(b)
     return p
+
+
+def _replace_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--replace", action="store_true",
+                   help="replace the earlier render of each output instead of keeping it as takes/NAME.001.mp4 "
+                        "beside it (keep_takes in config.yaml bounds how many are kept)")
 
 
 def _count(text: str) -> int:
@@ -131,6 +141,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["KINOGRAPH_OUTPUT_DIR"] = os.path.abspath(os.path.expanduser(args.output_dir))
     if getattr(args, "allow_outside", False):
         os.environ["KINOGRAPH_ALLOW_OUTSIDE"] = "1"
+    if getattr(args, "replace", False):
+        os.environ["KINOGRAPH_KEEP_TAKES"] = "0"
     from graph_engine.errors import KinographError, WorkflowError
     try:
         if args.command in ("run", "validate", "batch"):

@@ -28,7 +28,7 @@ def payload_of(wf, registry, use_cache: bool = True) -> Dict[str, Any]:
     """What travels to a worker: the workflow as YAML plus its path (relative paths resolve there)."""
     from graph_engine.workflow import to_yaml
     return {"yaml": to_yaml(wf.graph, registry), "path": str(wf.path) if wf.path else None,
-            "use_cache": use_cache}
+            "render_dir": str(wf.render_dir) if wf.render_dir else None, "use_cache": use_cache}
 
 
 def done_before(outputs: List[str], workflow_yaml: str) -> bool:
@@ -44,7 +44,8 @@ def done_before(outputs: List[str], workflow_yaml: str) -> bool:
 
 def workflow_of(payload: Dict[str, Any]):
     from graph_engine.api import load_workflow
-    return load_workflow(payload["path"], text=payload["yaml"])
+    # Where the driver resolved a render's workflow from, not found again after --set changed its paths.
+    return load_workflow(payload["path"], text=payload["yaml"], render_dir=payload.get("render_dir"))
 
 
 def guard(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:

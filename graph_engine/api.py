@@ -31,14 +31,17 @@ class LoadedWorkflow(Workflow):
 
 def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = None,
                   registry: Optional[Registry] = None, check: bool = True,
-                  allow_outside: Optional[bool] = None) -> LoadedWorkflow:
+                  allow_outside: Optional[bool] = None,
+                  render_dir: Union[str, Path, None] = None) -> LoadedWorkflow:
     """Load from a YAML file, a rendered video/PNG carrying a workflow, or YAML text.
 
     Problems of the file itself (YAML, structure) always raise one WorkflowError; with
     check=True so do type and link problems (check=False defers those until after --set
     overrides, which may fix them). Outputs are confined to the workflow's folder and the
     output folder (graph_engine.outputs) unless `allow_outside`; YAML text given without a
-    path is the caller's own, so its outputs are not confined unless allow_outside=False."""
+    path is the caller's own, so its outputs are not confined unless allow_outside=False.
+    A render's workflow resolves relative paths where it was made (Workflow.render_dir), or
+    from `render_dir` when given."""
     reg = registry or default_registry()
     p = Path(path).resolve() if path is not None else None
     if text is None:
@@ -46,7 +49,8 @@ def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = 
     wf, problems = parse_workflow(text, p, reg)
     if allow_outside is None and path is None:
         allow_outside = True
-    lw = LoadedWorkflow(wf.graph, wf.path, wf.lines, allow_outside)
+    lw = LoadedWorkflow(wf.graph, wf.path, wf.lines, allow_outside,
+                        render_dir=Path(render_dir) if render_dir else None)
     if check and not problems:
         problems = validate_run(lw, reg)
     if problems:

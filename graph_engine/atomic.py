@@ -221,7 +221,7 @@ def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> int:
 
 
 # -- writing -----------------------------------------------------------------------------------
-def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
+def _commit(tmp: Path, final: Path, overwrite: bool, takes: Optional[list]) -> None:
     try:
         # A hard link creates the name only if it is still free, so a file that appeared since
         # the check (another run, another program) is judged again instead of being replaced.
@@ -235,14 +235,21 @@ def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
     why = refusal(final, overwrite)
     if why:
         raise NodeError(why)
+    if takes is not None:
+        from .takes import keep_file
+        take = keep_file(final, tmp)
+        if take is not None:
+            takes.append(take)
     os.replace(tmp, final)
 
 
 @contextmanager
 def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = True,
-                  suffix: Optional[str] = None) -> Iterator[Path]:
+                  suffix: Optional[str] = None, takes: Optional[list] = None) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path` (with its extension, or `suffix`, so encoders
-    pick the format); when the block ends without error it becomes `path`, else it is removed."""
+    pick the format); when the block ends without error it becomes `path`, else it is removed.
+    With a list as `takes` (a render), the file it replaces is kept as an earlier take
+    (graph_engine.takes) and the take's path appended to the list."""
     final = Path(path)
     # Only the target itself may not be a link; a linked folder on the way is the user's own setup.
     why = refusal(final, overwrite)
@@ -265,7 +272,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         yield tmp
         try:
             os.chmod(tmp, _MODE)
-            _commit(tmp, final, overwrite)
+            _commit(tmp, final, overwrite, takes)
         except FileNotFoundError:
             if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
                 raise NodeError(folder_removed(final)) from None

@@ -67,6 +67,8 @@ KEYS = {
     "extra_model_paths": ("a file or a list of files", _paths),
     "memory_cache_mb": ("a number of MB", _number),
     "disk_cache_gb": ("a number of GB", _number),
+    "keep_takes": ("a number of earlier takes to keep per output (0 replaces), or all",
+                   lambda v: v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)),
 }
 DEFAULTS = {"memory_cache_mb": 2048, "disk_cache_gb": 20}
 

@@ -37,6 +37,34 @@ def _real(path: str) -> str:
     return os.path.realpath(path)
 
 
+def render_folder(graph, render: Path) -> Path:
+    """The folder the workflow a render carries took its relative paths from, found from where the render
+    is: out/default.mp4, written by examples/default.yaml as 'out/default.mp4', gives examples/ (an earlier
+    take, out/takes/default.002.mp4, too). Taken from its own folder, the re-run wrote out/out/default.mp4,
+    one folder deeper each time, and footage it read as '../footage/a.mp4' was not found. A render renamed
+    or moved on its own gives its own folder."""
+    from .takes import stable_name
+    parts = stable_name(Path(render)).parts
+    for inst in graph.nodes.values():
+        for v in inst.params.values():
+            if not isinstance(v, str) or not v.strip() or v.strip().startswith("~") or os.path.isabs(v):
+                continue
+            rel = Path(os.path.normpath(v)).parts
+            if ".." not in rel and len(rel) < len(parts) and parts[-len(rel):] == rel:
+                return Path(*parts[:-len(rel)])
+    return Path(render).parent
+
+
+def render_home(wf: Workflow) -> Optional[Path]:
+    """For a workflow read from a render: the render's folder (of its stable name, for an earlier take),
+    where its outputs may go without --allow-outside. Its relative paths resolve from render_folder, which
+    may be further up; outputs are not let out of the folder the render was found in on that account."""
+    if wf.render_dir is None or wf.path is None:
+        return None
+    from .takes import stable_name
+    return stable_name(wf.path).parent
+
+
 def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]]:
     """(node, param, value as written, resolved path) of every output path the nodes will write."""
     out = []
@@ -53,7 +81,9 @@ def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]
 
 def _inputs(wf: Workflow, registry) -> List[Tuple[str, str]]:
     """(real path, what reads it) for the workflow file and every file or folder a node reads."""
-    found = [(_real(str(wf.path)), "the workflow file")] if wf.path else []
+    # A render's workflow was read before the run: re-running it writes its new take at the render's own
+    # name, and the render it came from is kept as an earlier take (graph_engine.takes).
+    found = [(_real(str(wf.path)), "the workflow file")] if wf.path and wf.render_dir is None else []
     for nid, inst in wf.graph.nodes.items():
         spec = registry.get(inst.type)
         if spec is None:
@@ -71,7 +101,7 @@ def _inputs(wf: Workflow, registry) -> List[Tuple[str, str]]:
 
 def allowed_roots(wf: Workflow) -> List[str]:
     from .config import output_dir
-    return [_real(str(wf.base_dir)), _real(str(output_dir()))]
+    return [_real(str(render_home(wf) or wf.base_dir)), _real(str(output_dir()))]
 
 
 def _confinement(value: str, real: str, roots: Iterable[str]) -> Optional[str]:

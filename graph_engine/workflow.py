@@ -59,9 +59,20 @@ class Workflow:
     # Where relative paths resolve when there is no file (the editor's untitled workflow gives the
     # output folder); None: the current folder, as for YAML text a script hands over.
     folder: Optional[Path] = None
+    # A workflow read from a render: the folder its relative paths were written from, found when it is
+    # read (graph_engine.outputs.render_folder), so a re-run writes beside the render and not into
+    # out/out/, and finds the footage it read. Set by whoever reads it; later edits do not move it.
+    render_dir: Optional[Path] = None
+
+    def __post_init__(self):
+        if self.render_dir is None and self.path is not None and self.path.suffix.lower() in MEDIA_SUFFIXES:
+            from .outputs import render_folder
+            self.render_dir = render_folder(self.graph, self.path)
 
     @property
     def base_dir(self) -> Path:
+        if self.render_dir is not None:
+            return self.render_dir
         return self.path.parent if self.path else (self.folder or Path.cwd())
 
     @property

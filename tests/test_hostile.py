@@ -196,8 +196,8 @@ def test_save_frames_never_deletes_and_never_overwrites_foreign_frames(tmp_path)
     info = write_frames(clip(2), str(shots))
     assert sorted(p.name for p in shots.iterdir()) == ["frame_000000.png", "frame_000001.png", "keep.mov",
                                                        "workflow.yaml"]
-    write_frames(clip(1, 9), str(shots))          # ours now: frames are replaced, nothing removed
-    assert (shots / "keep.mov").read_bytes() == b"footage" and (shots / "frame_000001.png").exists()
+    write_frames(clip(1, 9), str(shots))          # ours now: frames are replaced, the earlier ones kept as a take
+    assert (shots / "keep.mov").read_bytes() == b"footage" and (tmp_path / "takes/shots.001/frame_000001.png").exists()
     assert info["frames"] == 2
     theirs = tmp_path / "theirs"
     theirs.mkdir()
@@ -207,6 +207,7 @@ def test_save_frames_never_deletes_and_never_overwrites_foreign_frames(tmp_path)
     assert sorted(p.name for p in theirs.iterdir()) == ["frame_000000.png"]
     write_frames(clip(2), str(theirs), overwrite=True)
     assert (theirs / "frame_000000.png").read_bytes() != b"not ours"
+    assert (tmp_path / "takes/theirs.001/frame_000000.png").read_bytes() == b"not ours"
 
 
 def test_temporary_names_are_unique_and_planted_links_redirect_nothing(tmp_path):

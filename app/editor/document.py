@@ -51,6 +51,9 @@ class Document(QObject):
         self.graph = graph if graph is not None else Graph()
         self.path = Path(path).resolve() if path else None
         self.origin: Optional[Path] = None          # the rendered file a workflow was read from
+        # Where that render's workflow takes relative paths from, found when it was read (Workflow.render_dir):
+        # editing its output path must not move its outputs into the render's folder.
+        self.render_dir: Optional[Path] = None
         self.problems: List[Problem] = list(problems)
         self.on_disk: Optional[str] = None          # digest of the file as read or last written here
         # What the file at `path` holds that the graph does not (parse problems marked dropped):
@@ -92,7 +95,8 @@ class Document(QObject):
         editor was started from: out/video.mp4 of a first graph landed in the home folder of a
         desktop launcher, or wherever the terminal was, and the log did not say where."""
         base = self.path or self.origin
-        return Workflow(graph, base, allow_outside=allow_outside, folder=None if base else output_dir())
+        return Workflow(graph, base, allow_outside=allow_outside, folder=None if base else output_dir(),
+                        render_dir=None if self.path else self.render_dir)
 
     @property
     def modified(self) -> bool:
@@ -119,7 +123,10 @@ class Document(QObject):
         beside the new one: these make each existing one absolute again (the file writes it
         relative to its new place). Outputs stay relative: they go beside the workflow, as before."""
         base = self.path or self.origin
-        if base is None or base.parent == target.parent:
+        if base is None:
+            return []
+        folder = self.render_dir if self.path is None and self.render_dir else base.parent
+        if folder == target.parent:
             return []
         todo: List[Op] = []
         for nid, inst in self.graph.nodes.items():
@@ -129,7 +136,7 @@ class Document(QObject):
                 if p.kind != "path" or not p.reads or not isinstance(v, str) or not v or os.path.isabs(v) \
                         or v.startswith("~"):
                     continue
-                old = os.path.normpath(base.parent / v)
+                old = os.path.normpath(folder / v)
                 if os.path.exists(old) or (glob.has_magic(v) and glob.glob(old)):
                     todo.append(SetParam(nid, name, old, p.default))     # model names found elsewhere stay
         return todo
@@ -196,6 +203,7 @@ class Document(QObject):
         if path.suffix.lower() not in (".yaml", ".yml"):
             doc.path = None
             doc.origin = path
+            doc.render_dir = doc.workflow.render_dir
         else:
             # The bytes, not the text: reading turns CRLF into LF, and a CRLF file would then
             # always look changed on disk.

@@ -36,7 +36,7 @@ def allow_outside_for_run(parent, doc) -> Optional[bool]:
     base = doc.path or doc.origin
     if base is None:
         return True
-    wf = Workflow(doc.graph, base)
+    wf = Workflow(doc.graph, base, render_dir=None if doc.path else doc.render_dir)
     listed = outside_paths(wf, doc.registry)
     if doc.path is None:        # read out of a rendered video or picture: show every output
         specs = {n: doc.registry.get(i.type) for n, i in doc.graph.nodes.items() if doc.registry.get(i.type)}

@@ -285,11 +285,25 @@ class RunController(QObject):
         elif kind == "log":
             self.logged.emit("info", f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
 
+    def _follow_takes(self, job: Job) -> None:
+        """A run that kept the render it replaced as an earlier take (graph_engine.takes): the run that made
+        that render now finds it there in the history, not at the name that holds the new one."""
+        for r in (job.result.results.values() if job.result is not None else ()):
+            if not isinstance(r, dict) or not r.get("earlier_take"):
+                continue
+            for old in reversed([j for j in self.history if j is not job and j.result is not None]):
+                mine = next((o for o in old.result.results.values() if isinstance(o, dict)
+                             and str(o.get("path")) == str(r["path"])), None)
+                if mine is not None:
+                    mine["path"] = str(r["earlier_take"])
+                    break
+
     def _on_done(self, job_id: int, res: Optional[RunResult], error: str) -> None:
         job = self._job(job_id)
         if job is None:
             return
         job.result, job.error, job.finished_at = res, error, time.time()
+        self._follow_takes(job)
         # No badge may say "running" or "queued" once its job is over.
         left = "cancelled" if res is not None and res.cancelled else "skipped"
         for n, st in list(self.status.items()) if self._shows(job) else ():

@@ -2,6 +2,7 @@
 right, log and run queue below; menus carry every command with its shortcut."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -220,6 +221,12 @@ class MainWindow(QMainWindow):
                           "Draw new random seeds and queue another run")
         stop = self._act(r, "Cancel Run", self._cancel_run, "Ctrl+.", "Stop the running job (Ctrl+.)")
         self._act(r, "Cancel All", lambda: self.runs.cancel(clear_queue=True), "Ctrl+Shift+.")
+        r.addSeparator()
+        self.takes_action = self._act(r, "Keep Earlier Takes", self._toggle_takes, checkable=True,
+                                      tip="A render keeps the one it replaces as takes/NAME.001.mp4 beside it; "
+                                          "off: it replaces it, as kinograph run --replace does")
+        self.takes_action.setChecked(bool(self.settings.get("keep_takes", True)))
+        self._toggle_takes(self.takes_action.isChecked(), save=False)
 
         bar = self.addToolBar("Run")
         bar.setObjectName("RunBar")
@@ -609,6 +616,16 @@ class MainWindow(QMainWindow):
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
         nid = self.controller.add_note((at.x(), at.y()))
         self.scene.notes[nid].start_editing()
+
+    def _toggle_takes(self, on: bool, save: bool = True) -> None:
+        # Through the environment, as --replace does, so the writers of every run in this editor see it.
+        if on:
+            if os.environ.get("KINOGRAPH_KEEP_TAKES") == "0":
+                del os.environ["KINOGRAPH_KEEP_TAKES"]
+        else:
+            os.environ["KINOGRAPH_KEEP_TAKES"] = "0"
+        if save:
+            self.settings.set("keep_takes", on)
 
     def _toggle_snap(self, on: bool) -> None:
         self.scene.snapping = on

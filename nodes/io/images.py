@@ -5,7 +5,7 @@ import glob
 import os
 import re
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -119,14 +119,17 @@ def load_frames(path: str, fps: float) -> Clip:
     return Clip(len(files), fps, w, h, reader)
 
 
-def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> None:
+def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> Optional[str]:
+    """Write the picture (PNGs carry the workflow); returns where the render it replaced is kept
+    (graph_engine.takes), when it kept one."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
     from graph_engine.atomic import atomic_output
     final = Path(path)
     im = Image.fromarray(img)
+    kept: list = []
     try:
-        with atomic_output(final, overwrite=overwrite) as tmp:
+        with atomic_output(final, overwrite=overwrite, takes=kept) as tmp:
             if final.suffix.lower() == ".png":
                 info = PngInfo()
                 if workflow_yaml:
@@ -136,6 +139,7 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
                 im.save(tmp, quality=95)
     except (OSError, ValueError, KeyError) as e:
         raise NodeError(f"cannot write image {final}: {e}")
+    return str(kept[0]) if kept else None
 
 
 def frame_name(i: int) -> str:
@@ -161,8 +165,8 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
 
     Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
     filled this folder before (its workflow.yaml says so) or with `overwrite`."""
-    import cv2
-    from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output, output_folder, written_by_kinograph
+    from graph_engine.atomic import FRAMES_WORKFLOW, output_folder, written_by_kinograph
+    from graph_engine.takes import drop_if_same, keep_folder, restore_folder
     final = Path(folder)
     if clip.length == 0:        # as io.save_video says: an empty folder and 'ok' would hide the mistake upstream
         raise NodeError("the clip has no frames to write")
@@ -174,8 +178,34 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
             raise NodeError(f"{final} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} and "
                             f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
     output_folder(final)
-    kept = sum(1 for n in os.listdir(final) if re.fullmatch(r"frame_\d{6}\.png", n)
-               and int(n[6:12]) >= clip.length)
+    frame = re.compile(r"frame_\d{6}\.png")
+    mine = [n for n in os.listdir(final) if frame.fullmatch(n) or n == FRAMES_WORKFLOW]
+    # The earlier render goes to takes/ first (hard links): the folder then holds this render alone,
+    # and one that fails or is cancelled puts the earlier one back.
+    take = keep_folder(final, mine) if mine and ours else None
+    new = [frame_name(i) for i in range(clip.length)] + [FRAMES_WORKFLOW]
+    try:
+        _fill(final, clip, workflow_yaml, progress)
+    except BaseException:
+        if take is not None:
+            restore_folder(final, take, new)
+        raise
+    out = {"path": str(final), "frames": clip.length}
+    if take is not None:
+        for n in set(mine) - set(new):      # frames of a longer earlier render: kept in its take
+            os.unlink(final / n)
+        if not drop_if_same(final, take, new):
+            out["earlier_take"] = str(take)
+        return out
+    kept = sum(1 for n in mine if frame.fullmatch(n) and int(n[6:12]) >= clip.length)
+    if kept:
+        out["older_frames_kept"] = kept
+    return out
+
+
+def _fill(final: Path, clip: Clip, workflow_yaml: str, progress) -> None:
+    import cv2
+    from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output
     # The marker goes first: a folder interrupted half way is still recognised as ours next time.
     with atomic_output(final / FRAMES_WORKFLOW, overwrite=True, record=False) as tmp:
         tmp.write_text(f"{FRAMES_MARK} {clip.length} frames, {clip.width}x{clip.height} at {clip.fps:g} fps\n"
@@ -187,7 +217,3 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
                     raise NodeError(_frame_failure(final, a + j, frame.nbytes))
         if progress:
             progress(a + len(block), clip.length)
-    out = {"path": str(final), "frames": clip.length}
-    if kept:
-        out["older_frames_kept"] = kept
-    return out

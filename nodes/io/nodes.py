@@ -40,6 +40,16 @@ def load_frames(ctx, path: str = Param("", kind="path", help="a folder of images
     return _load(path, fps)
 
 
+def _wrote(ctx, info: dict) -> None:
+    """A writer's report; where it kept the render it replaced (graph_engine.takes) goes to the log."""
+    from pathlib import Path
+    from graph_engine.takes import settle
+    ctx.wrote(info["path"])
+    ctx.report(**info)
+    if info.get("earlier_take"):
+        ctx.log(settle(Path(info["path"]), Path(info["earlier_take"])))
+
+
 @node("io.save_video", title="Save Video", category="Input/Output", output=True)
 def save_video(ctx, video: VIDEO,
                path: str = Param("out/video.mp4", kind="path", reads=False, help="where to write"),
@@ -53,12 +63,13 @@ def save_video(ctx, video: VIDEO,
 
     The workflow is embedded in the file's metadata, so `kinograph run` and the editor can
     open the result again. Written to a temporary name and renamed when complete; an existing
-    file is replaced only if Kinograph wrote it, or with `overwrite`."""
+    file is replaced only if Kinograph wrote it, or with `overwrite`, and the render it replaces
+    is kept as takes/NAME.001.mp4, .002, ... beside it (`--replace` or `keep_takes` in config.yaml
+    to keep fewer)."""
     from .video_write import write_video
     info = write_video(video, path, fps=fps, codec=codec, crf=crf, workflow_yaml=ctx.workflow_yaml,
                        keep_audio=keep_audio, overwrite=overwrite, progress=ctx.progress)
-    ctx.wrote(info["path"])
-    ctx.report(**info)
+    _wrote(ctx, info)
 
 
 @node("io.save_frames", title="Save Frames", category="Input/Output", output=True)
@@ -67,12 +78,13 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
                 overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill")) -> None:
     """Write every frame as a numbered PNG into a folder (with the workflow beside them).
 
-    Nothing else in the folder is touched, and nothing is deleted: frames left from a longer
-    earlier render stay (the report counts them)."""
+    Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
+    beside the folder, which then holds this render alone; with `--replace` (or `keep_takes: 0` in
+    config.yaml) they are replaced in place, and frames left from a longer earlier render stay (the
+    report counts them)."""
     from .images import write_frames
     info = write_frames(video, path, ctx.workflow_yaml, ctx.progress, overwrite=overwrite)
-    ctx.wrote(info["path"])
-    ctx.report(**info)
+    _wrote(ctx, info)
 
 
 def _image_name(path) -> Optional[str]:
@@ -94,8 +106,9 @@ def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path"
                                                     help="file to write: .png (carries the workflow), .jpg, .webp, "
                                                          ".bmp or .tif"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
-    """Write an image; PNGs carry the workflow in a text chunk."""
+    """Write an image; PNGs carry the workflow in a text chunk. The image it replaces is kept as
+    takes/NAME.001.png, .002, ... beside it (`--replace` or `keep_takes` in config.yaml to keep fewer)."""
     from .images import write_png
-    write_png(image, path, ctx.workflow_yaml, overwrite=overwrite)
-    ctx.wrote(path)
-    ctx.report(path=path, width=int(image.shape[1]), height=int(image.shape[0]))
+    take = write_png(image, path, ctx.workflow_yaml, overwrite=overwrite)
+    _wrote(ctx, {"path": path, "width": int(image.shape[1]), "height": int(image.shape[0]),
+                 **({"earlier_take": take} if take else {})})

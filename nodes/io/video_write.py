@@ -77,7 +77,8 @@ def _metadata_file(workflow_yaml: str) -> str:
 def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264", crf: int = 19,
                 workflow_yaml: str = "", keep_audio: bool = True, overwrite: bool = False,
                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
-    """Encode the clip to `path`; returns {"path", "frames", "bytes"}."""
+    """Encode the clip to `path`; returns {"path", "frames", "bytes"}, and "earlier_take": where the render it
+    replaced is kept (graph_engine.takes), when it kept one."""
     from graph_engine.atomic import atomic_output
     if clip.length == 0:
         raise NodeError("the clip has no frames to write")
@@ -86,15 +87,17 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
     if why:
         raise NodeError(why)
     meta = None
+    kept: list = []
     try:
-        with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec]) as tmp:
+        with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec], takes=kept) as tmp:
             if workflow_yaml and codec in ("h264", "h265", "av1", "prores", "ffv1", "vp9"):
                 meta = _metadata_file(workflow_yaml)
             _encode(clip, tmp, final.name, fps, codec, crf, meta, keep_audio, progress)
     finally:
         if meta:
             os.unlink(meta)
-    return {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}
+    info = {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}
+    return {**info, "earlier_take": str(kept[0])} if kept else info
 
 
 def _failure(name: str, folder: Path, codec: str, err: str, code: int) -> str:
@@ -183,6 +186,10 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     cmd += codec_args(codec, crf, rate)
     if meta and tmp.suffix.lower() in (".mp4", ".mov"):
         cmd += ["-movflags", "+use_metadata_tags+faststart"]
+    if tmp.suffix.lower() in (".mkv", ".webm"):
+        # Matroska stamps a random segment id and the date into every file: the same render twice made two
+        # different files, so an unchanged re-run was kept as a new take (graph_engine.takes) for ever.
+        cmd += ["-fflags", "+bitexact"]
     cmd += [str(tmp)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     done = False

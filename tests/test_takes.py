@@ -1,0 +1,169 @@
+"""Earlier takes: a render never silently destroys the render it replaces, and a re-run from a render
+writes where the workflow first wrote (graph_engine.takes, graph_engine.outputs.render_folder)."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main
+from graph_engine.embedded import read_embedded_workflow
+
+WORKFLOW = """kinograph: 1
+nodes:
+  pat: {type: generate.test_pattern, params: {frames: 4, width: 32, height: 32}}
+  save: {type: io.save_video, inputs: {video: pat.video}, params: {path: out/shot.mp4}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _takes_as_configured():
+    # --replace sets KINOGRAPH_KEEP_TAKES for the process (Ray workers inherit it): none before or after a test.
+    os.environ.pop("KINOGRAPH_KEEP_TAKES", None)
+    yield
+    os.environ.pop("KINOGRAPH_KEEP_TAKES", None)
+
+
+def _project(tmp_path, text=WORKFLOW):
+    wf = tmp_path / "project" / "shot.yaml"
+    wf.parent.mkdir()
+    wf.write_text(text)
+    return wf
+
+
+def _frames(path) -> int:
+    import av
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_a_rerun_keeps_the_earlier_take_and_an_unchanged_one_keeps_none(tmp_path, capsys):
+    wf = _project(tmp_path)
+    out = wf.parent / "out"
+    assert main(["run", str(wf)]) == 0
+    first = (out / "shot.mp4").read_bytes()
+    assert main(["run", str(wf), "--set", "pat.frames=6"]) == 0
+    # The latest at the stable name (scripts and --skip-done read it), the earlier one whole in takes/.
+    assert _frames(out / "shot.mp4") == 6
+    assert (out / "takes" / "shot.001.mp4").read_bytes() == first
+    assert "frames: 4" in read_embedded_workflow(out / "takes" / "shot.001.mp4")
+    assert "frames: 6" in read_embedded_workflow(out / "shot.mp4")
+    assert "the earlier take of shot.mp4 is kept as takes/shot.001.mp4 (1 earlier take" in capsys.readouterr().err
+    # The same render again is no new take: re-running an unchanged workflow does not grow the disk.
+    assert main(["run", str(wf), "--set", "pat.frames=6"]) == 0
+    assert sorted(os.listdir(out / "takes")) == ["shot.001.mp4"]
+    assert "earlier take" not in capsys.readouterr().err
+
+
+def test_replace_and_keep_takes_bound_what_is_kept(tmp_path, monkeypatch, capsys):
+    wf = _project(tmp_path)
+    takes = wf.parent / "out" / "takes"
+    for n in (2, 3):
+        assert main(["run", str(wf), "--set", f"pat.frames={n}", "--replace"]) == 0
+    assert not takes.exists()
+    monkeypatch.setenv("KINOGRAPH_KEEP_TAKES", "2")
+    for n in (4, 5, 6, 7):
+        assert main(["run", str(wf), "--set", f"pat.frames={n}"]) == 0
+    # Four replaced renders (3, 4, 5, 6 frames), two kept: the oldest went, and the log said so.
+    assert sorted(os.listdir(takes)) == ["shot.003.mp4", "shot.004.mp4"]
+    assert [_frames(takes / n) for n in ("shot.003.mp4", "shot.004.mp4")] == [5, 6]
+    assert "removed shot.002.mp4, keep_takes is 2" in capsys.readouterr().err
+
+
+def test_keep_takes_in_config_yaml(tmp_path, monkeypatch):
+    from graph_engine import config
+    from graph_engine.takes import keep_takes
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "config.yaml").write_text("keep_takes: 0\n")
+    config.settings.cache_clear()
+    try:
+        assert keep_takes() == 0
+        (tmp_path / "config.yaml").write_text("keep_takes: all\n")
+        config.settings.cache_clear()
+        assert keep_takes() is None
+    finally:
+        config.settings.cache_clear()
+
+
+def test_a_take_that_cannot_be_kept_leaves_the_earlier_render_in_place(tmp_path):
+    from graph_engine import Clip, NodeError
+    from nodes.io.video_write import write_video
+    clip = Clip.from_array(np.zeros((3, 16, 16, 3), np.uint8), fps=8)
+    target = tmp_path / "a.mp4"
+    write_video(clip, str(target), workflow_yaml="kinograph: 1\nnodes: {}\n")
+    before = target.read_bytes()
+    (tmp_path / "takes").write_bytes(b"someone's file")       # the takes folder cannot be made
+    with pytest.raises(NodeError, match="cannot keep the earlier take of a.mp4 .* so it was not replaced"):
+        write_video(Clip.from_array(np.full((3, 16, 16, 3), 200, np.uint8), fps=8), str(target),
+                    workflow_yaml="kinograph: 1\nnodes: {}\n")
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4", "takes"]       # no temporary left behind
+
+
+def test_a_frames_folder_keeps_its_earlier_take_and_a_cancelled_render_puts_it_back(tmp_path):
+    from graph_engine import Clip
+    from graph_engine.errors import Cancelled
+    from nodes.io.images import write_frames
+    folder = tmp_path / "frames"
+    write_frames(Clip.from_array(np.full((3, 8, 8, 3), 10, np.uint8), fps=8), str(folder))
+    old = {n: (folder / n).read_bytes() for n in os.listdir(folder)}
+    info = write_frames(Clip.from_array(np.full((2, 8, 8, 3), 90, np.uint8), fps=8), str(folder))
+    take = tmp_path / "takes" / "frames.001"
+    assert info["earlier_take"] == str(take)
+    assert {n: (take / n).read_bytes() for n in os.listdir(take)} == old
+    # The folder holds the latest render alone: no third frame left from the longer one.
+    assert sorted(os.listdir(folder)) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
+    now = {n: (folder / n).read_bytes() for n in os.listdir(folder)}
+
+    def cancelled(a, b):
+        if a >= 1:
+            raise Cancelled()
+        return np.full((b - a, 8, 8, 3), 200, np.uint8)
+    with pytest.raises(Cancelled):
+        write_frames(Clip(4, 8, 8, 8, cancelled, chunk=1), str(folder))
+    assert {n: (folder / n).read_bytes() for n in os.listdir(folder)} == now
+    assert sorted(os.listdir(tmp_path / "takes")) == ["frames.001"]
+
+
+def test_a_rerun_from_a_render_writes_where_it_wrote_before(tmp_path, capsys):
+    wf = _project(tmp_path, WORKFLOW.replace("out/shot.mp4", "renders/v1/shot.mp4"))
+    out = wf.parent / "renders" / "v1"
+    assert main(["run", str(wf)]) == 0
+    for source in (out / "shot.mp4", out / "shot.mp4", out / "takes" / "shot.001.mp4"):
+        n = len(os.listdir(out / "takes")) if (out / "takes").exists() else 0
+        assert main(["run", str(source), "--set", f"pat.frames={5 + n}"]) == 0
+        assert f"it will write:\n  {out / 'shot.mp4'}\n" in capsys.readouterr().err
+    # Not renders/v1/renders/v1/shot.mp4, one folder deeper each time; the render it ran from is a take.
+    assert sorted(p.relative_to(wf.parent).as_posix() for p in wf.parent.rglob("*.mp4")) == [
+        "renders/v1/shot.mp4", "renders/v1/takes/shot.001.mp4", "renders/v1/takes/shot.002.mp4",
+        "renders/v1/takes/shot.003.mp4"]
+    assert _frames(out / "shot.mp4") == 7
+
+
+def test_a_render_moved_on_its_own_writes_beside_itself(tmp_path):
+    from graph_engine.api import load_workflow
+    wf = _project(tmp_path)
+    assert main(["run", str(wf)]) == 0
+    moved = tmp_path / "elsewhere" / "mine.mp4"
+    moved.parent.mkdir()
+    os.replace(wf.parent / "out" / "shot.mp4", moved)
+    loaded = load_workflow(moved)
+    assert loaded.base_dir == moved.parent
+    # Edited after it was read, its paths still resolve from where it was found.
+    src = load_workflow(Path(wf.parent / "out" / "x.mp4"), text=WORKFLOW.replace("out/shot.mp4", "out/x.mp4"))
+    src.set("save.path", "out/y.mp4")
+    assert src.base_dir == wf.parent
+
+
+@pytest.mark.parametrize("name, codec", [("a.mkv", "ffv1"), ("a.webm", "vp9"), ("a.mp4", "h264")])
+def test_the_same_render_twice_is_the_same_file(tmp_path, name, codec):
+    """Matroska stamped a random segment id and the date into each file, so an unchanged re-run was never
+    recognised as one and kept a new take every time."""
+    from graph_engine import Clip
+    from nodes.io.video_write import write_video
+    clip = Clip.from_array(np.arange(3 * 16 * 16 * 3, dtype=np.uint8).reshape(3, 16, 16, 3), fps=8)
+    first = write_video(clip, str(tmp_path / name), codec=codec, workflow_yaml="kinograph: 1\nnodes: {}\n")
+    data = (tmp_path / name).read_bytes()
+    again = write_video(clip, str(tmp_path / name), codec=codec, workflow_yaml="kinograph: 1\nnodes: {}\n")
+    assert "earlier_take" not in first and "earlier_take" not in again
+    assert (tmp_path / name).read_bytes() == data and not (tmp_path / "takes").exists()
