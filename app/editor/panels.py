@@ -7,7 +7,7 @@ import time
 from typing import Optional
 
 from PySide6.QtCore import QEvent, QMimeData, QSize, Qt, Signal
-from PySide6.QtGui import QDrag
+from PySide6.QtGui import QDrag, QFontMetricsF
 from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
                                QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
@@ -123,6 +123,29 @@ class LogPanel(QTextBrowser):
 
     def sizeHint(self):
         return QSize(600, 120)
+
+    def _line_height(self) -> float:
+        block = self.document().firstBlock()
+        layout = block.layout()
+        if layout is not None and layout.lineCount():
+            return layout.lineAt(0).height()
+        return QFontMetricsF(self.font()).lineSpacing()
+
+    def fit_lines(self) -> None:
+        """Make the visible height a whole number of lines (the rest is a strip below them): scrolled to
+        the newest line, the panel showed the top line cut in half, whatever height the dock had."""
+        lh = self._line_height()
+        if lh <= 0:
+            return
+        full = self.viewport().height() + self.viewportMargins().bottom()
+        spare = int(round((full - self.document().documentMargin()) % lh))
+        if spare != self.viewportMargins().bottom():
+            self.setViewportMargins(0, 0, 0, spare)
+            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+
+    def resizeEvent(self, e):
+        super().resizeEvent(e)
+        self.fit_lines()
 
     def log(self, level: str, text: str, node: str = "") -> None:
         stamp = time.strftime("%H:%M:%S")

@@ -364,8 +364,15 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     def _dir(self) -> Path:
-        base = self.doc.path or self.doc.origin
-        return base.parent if base else Path.cwd()
+        """Where the file dialogs start: beside the workflow (a render's: where its workflow was made); for
+        an untitled one the folder of the last workflow opened or saved, else the home folder. It was the
+        folder the editor was started from: a desktop launcher's, or wherever a terminal happened to be."""
+        if self.doc.path is not None:
+            return self.doc.path.parent
+        if self.doc.origin is not None:
+            return self.doc.render_dir or self.doc.origin.parent
+        recent = next((Path(f).parent for f in self.settings.recent_files if Path(f).parent.is_dir()), None)
+        return recent or Path.home()
 
     def open_path(self, path, new_window: bool = False) -> Optional["MainWindow"]:
         from .comfyui_open import open_comfyui, show_report
@@ -436,6 +443,11 @@ class MainWindow(QMainWindow):
         origin = self.doc.origin
         offer = origin and (origin.with_name(f"{origin.stem}-run.yaml") if origin.suffix.lower() in (".yaml", ".yml")
                             else origin.with_suffix(".yaml"))
+        if origin and self.doc.render_dir is not None:
+            # A render's workflow goes where it was made (examples/, not examples/out/): saved beside the
+            # render, its output 'out/x.mp4' would name out/out/x.mp4.
+            offer = self.doc.render_dir / f"{origin.stem}.yaml"
+            offer = offer.with_name(f"{origin.stem}-run.yaml") if offer.exists() else offer
         start = str(self.doc.path or offer or self._dir() / "workflow.yaml")
         if other and self.doc.path is not None:
             start = str(self.doc.path.with_name(f"{self.doc.path.stem}-mine{self.doc.path.suffix}"))
