@@ -17,9 +17,12 @@ def read_embedded_workflow(path: Path) -> Optional[str]:
         PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, MAX_YAML_BYTES)
         try:
             with Image.open(path) as im:
-                return im.info.get(KEY) or (im.text.get(KEY) if hasattr(im, "text") else None)
+                text = im.info.get(KEY) or (im.text.get(KEY) if hasattr(im, "text") else None)
         except (OSError, ValueError, SyntaxError):
             return None
+        # A workflow with a character beyond Latin-1 (a prompt's dash, a path's ☃) is an iTXt chunk, which
+        # Pillow gives as a str subclass that the YAML parser refuses with a TypeError (a traceback).
+        return str(text) if text else None
     import av
     try:
         with av.open(str(path)) as c:

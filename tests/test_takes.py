@@ -167,3 +167,15 @@ def test_the_same_render_twice_is_the_same_file(tmp_path, name, codec):
     again = write_video(clip, str(tmp_path / name), codec=codec, workflow_yaml="kinograph: 1\nnodes: {}\n")
     assert "earlier_take" not in first and "earlier_take" not in again
     assert (tmp_path / name).read_bytes() == data and not (tmp_path / "takes").exists()
+
+
+def test_a_png_whose_workflow_is_beyond_latin1_runs_again(tmp_path):
+    """A workflow with a ☃ or an em dash goes into an iTXt chunk, which Pillow hands back as a str subclass
+    the YAML parser refused: `kinograph run still.png` ended in a TypeError traceback."""
+    wf = _project(tmp_path, WORKFLOW.replace("out/shot.mp4", "out/shot ☃.mp4") + """\
+  still: {type: video.frame, inputs: {video: pat.video}, params: {index: 1}}
+  png: {type: io.save_image, inputs: {image: still.image}, params: {path: "out/still — ☃.png"}}
+""")
+    assert main(["run", str(wf)]) == 0
+    assert main(["run", str(wf.parent / "out" / "still — ☃.png"), "--set", "still.index=2"]) == 0
+    assert sorted(os.listdir(wf.parent / "out" / "takes")) == ["shot ☃.001.mp4", "still — ☃.001.png"]
