@@ -94,6 +94,15 @@ def _too_big(text: str) -> Optional[str]:
             f"frames, width or height it works on")
 
 
+def _stamp(path: str):
+    """What changes when a file (or a folder's list of files) is replaced: None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class Executor:
     def __init__(self, registry: Optional[Registry] = None, *, memory_budget: Optional[int] = None,
                  disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
@@ -209,7 +218,7 @@ class Executor:
                 res.executed.append(nid)
                 if ctx.results:
                     res.results[nid] = dict(ctx.results)
-                self.memory.put(key, (outputs, dict(ctx.results), list(ctx.written)))
+                self.memory.put(key, (outputs, dict(ctx.results), [(w, _stamp(w)) for w in ctx.written]))
                 if spec.expensive and self.disk is not None:
                     try:
                         self.disk.put(key, outputs, dict(ctx.results), spec.type)
@@ -250,7 +259,10 @@ class Executor:
         hit = self.memory.get(key)
         if hit is not None:
             outputs, results, written = hit
-            if all(os.path.exists(p) for p in written):
+            # What this node wrote is still there as it wrote it: deleted, or replaced since by another run
+            # (another value, then this one again: the file held the other run's render while the node said
+            # 'cached'), it writes again.
+            if all(_stamp(p) == stamp for p, stamp in written):
                 return outputs, results
             return None
         if spec.expensive and self.disk is not None:

@@ -56,6 +56,10 @@ def test_runs_keep_earlier_takes_and_the_history_finds_each_one(make_window, tmp
     assert jobs[0].outputs == [str(out / "takes" / "shot.001.mp4")]
     assert jobs[1].outputs == [str(out / "shot.mp4")]
     assert "the earlier take of shot.mp4 is kept as takes/shot.001.mp4" in w.log.toPlainText()
+    # Run again unchanged, the writer is served from the cache: its old report moves no history entry.
+    again = w.runs.submit(w.doc)
+    assert w.runs.wait_idle(60) and "save" not in again.result.executed
+    assert jobs[1].outputs == [str(out / "shot.mp4")]
     # Off, as `--replace`: the run replaces the render, keeping nothing more.
     w.takes_action.trigger()
     assert not w.takes_action.isChecked() and w.settings.get("keep_takes") is False

@@ -179,3 +179,22 @@ def test_a_png_whose_workflow_is_beyond_latin1_runs_again(tmp_path):
     assert main(["run", str(wf)]) == 0
     assert main(["run", str(wf.parent / "out" / "still — ☃.png"), "--set", "still.index=2"]) == 0
     assert sorted(os.listdir(wf.parent / "out" / "takes")) == ["shot ☃.001.mp4", "still — ☃.001.png"]
+
+
+def test_a_writer_whose_file_another_run_replaced_writes_again(tmp_path):
+    """The editor's session, 4 frames, then 6, then 4 again (an undo): the writer of the third run was
+    'cached' (its file was there) and the file held the 6-frame render under the 4-frame workflow."""
+    from graph_engine.api import Session, load_workflow
+    wf = _project(tmp_path)
+    session = Session()
+    runs = []
+    for frames in (4, 6, 4):
+        w = load_workflow(wf)
+        w.set("pat.frames", frames)
+        runs.append(session.run(w))
+    out = wf.parent / "out"
+    assert "save" in runs[2].executed and _frames(out / "shot.mp4") == 4
+    assert "frames: 4" in read_embedded_workflow(out / "shot.mp4")
+    # Unchanged since, it is served from the cache again.
+    w = load_workflow(wf)
+    assert "save" not in session.run(w).executed

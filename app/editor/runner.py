@@ -288,14 +288,17 @@ class RunController(QObject):
     def _follow_takes(self, job: Job) -> None:
         """A run that kept the render it replaced as an earlier take (graph_engine.takes): the run that made
         that render now finds it there in the history, not at the name that holds the new one."""
-        for r in (job.result.results.values() if job.result is not None else ()):
-            if not isinstance(r, dict) or not r.get("earlier_take"):
+        res = job.result
+        for nid, r in (res.results.items() if res is not None else ()):
+            # A writer served from the cache wrote nothing this time: its report is the earlier run's.
+            if not isinstance(r, dict) or not r.get("earlier_take") or nid not in res.executed:
                 continue
             for old in reversed([j for j in self.history if j is not job and j.result is not None]):
-                mine = next((o for o in old.result.results.values() if isinstance(o, dict)
+                mine = next((n for n, o in old.result.results.items() if isinstance(o, dict)
                              and str(o.get("path")) == str(r["path"])), None)
                 if mine is not None:
-                    mine["path"] = str(r["earlier_take"])
+                    # A new dict: the old one may be the memory cache's own.
+                    old.result.results[mine] = {**old.result.results[mine], "path": str(r["earlier_take"])}
                     break
 
     def _on_done(self, job_id: int, res: Optional[RunResult], error: str) -> None:
