@@ -182,6 +182,20 @@ def restore_folder(final: Path, take: Path, new: List[str]) -> None:
     shutil.rmtree(take, ignore_errors=True)
 
 
+def on_full_disk(folder: Path) -> str:
+    """For a message about a full disk: what the earlier takes beside the output use, as those are the
+    first thing to clear, or ''."""
+    takes = Path(folder) / TAKES
+    try:
+        total = sum(_size(Path(e.path)) for e in os.scandir(takes))
+    except OSError:
+        return ""
+    if not total:
+        return ""
+    return (f". Earlier takes in {takes} use {_mb(total)}: delete those you do not need, or keep fewer "
+            f"(keep_takes in config.yaml, --replace)")
+
+
 def settle(final: Path, take: Optional[Path]) -> str:
     """After a take was kept: remove the oldest beyond keep_takes and say what is kept, for the log."""
     if take is None:

@@ -554,7 +554,7 @@ def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):
     with pytest.raises(NodeError) as e:
         write_frames(make_clip(4, 32, 32), str(tmp_path / "shots"))
     assert str(e.value) == (f"the disk holding {tmp_path / 'shots'} is full: frame_000002.png was not written "
-                            f"(2 frames before it were). Free some space there or write the frames elsewhere")
+                            f"(2 frames were written before it). Free some space there or write the frames elsewhere")
     assert sorted(os.listdir(tmp_path / "shots")) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
 
 

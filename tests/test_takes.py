@@ -198,3 +198,30 @@ def test_a_writer_whose_file_another_run_replaced_writes_again(tmp_path):
     # Unchanged since, it is served from the cache again.
     w = load_workflow(wf)
     assert "save" not in session.run(w).executed
+
+
+def test_a_full_disk_names_what_the_earlier_takes_use(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    import cv2
+    from graph_engine import Clip, NodeError
+    from nodes.io.images import write_frames
+    from nodes.io.video_write import _failure
+    (tmp_path / "takes").mkdir()
+    (tmp_path / "takes" / "a.001.mp4").write_bytes(b"x" * 300_000)
+    says = _failure("a.mp4", tmp_path, "h264", "Error: No space left on device", 1)
+    assert says.endswith(f". Earlier takes in {tmp_path / 'takes'} use 0.3 MB: delete those you do not need, or "
+                         f"keep fewer (keep_takes in config.yaml, --replace)")
+    folder = tmp_path / "frames"
+    write_frames(Clip.from_array(np.full((3, 8, 8, 3), 10, np.uint8), fps=8), str(folder))
+    before = {n: (folder / n).read_bytes() for n in os.listdir(folder)}
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: False)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(10, 10, 0))
+    with pytest.raises(NodeError) as e:
+        write_frames(Clip.from_array(np.full((3, 8, 8, 3), 90, np.uint8), fps=8), str(folder))
+    # The earlier frames are back in their folder, and the takes left (not theirs) are what the message counts.
+    assert {n: (folder / n).read_bytes() for n in os.listdir(folder)} == before
+    assert os.listdir(tmp_path / "takes") == ["a.001.mp4"]
+    msg = str(e.value)
+    assert "(0 frames were written before it)" in msg
+    assert msg.endswith("use 0.3 MB: delete those you do not need, or keep fewer (keep_takes in config.yaml, --replace)")

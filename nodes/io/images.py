@@ -149,7 +149,7 @@ def frame_name(i: int) -> str:
 def _frame_failure(folder: Path, i: int, nbytes: int) -> str:
     """Why frame `i` could not be written: cv2.imwrite only answers False, so look at the disk."""
     import shutil
-    done = f"{i} frame{'s' if i != 1 else ''} before it were"
+    done = f"{i} frame{'s were' if i != 1 else ' was'} written before it"
     try:
         full = shutil.disk_usage(folder).free < nbytes + (1 << 20)
     except OSError:
@@ -166,7 +166,7 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
     filled this folder before (its workflow.yaml says so) or with `overwrite`."""
     from graph_engine.atomic import FRAMES_WORKFLOW, output_folder, written_by_kinograph
-    from graph_engine.takes import drop_if_same, keep_folder, restore_folder
+    from graph_engine.takes import drop_if_same, keep_folder, on_full_disk, restore_folder
     final = Path(folder)
     if clip.length == 0:        # as io.save_video says: an empty folder and 'ok' would hide the mistake upstream
         raise NodeError("the clip has no frames to write")
@@ -186,9 +186,12 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     new = [frame_name(i) for i in range(clip.length)] + [FRAMES_WORKFLOW]
     try:
         _fill(final, clip, workflow_yaml, progress)
-    except BaseException:
+    except BaseException as e:
         if take is not None:
             restore_folder(final, take, new)
+        if isinstance(e, NodeError) and str(e).startswith("the disk holding"):
+            # Said once the earlier take is back in place: what the takes left there use.
+            raise NodeError(f"{e}{on_full_disk(final.parent)}") from None
         raise
     out = {"path": str(final), "frames": clip.length}
     if take is not None:

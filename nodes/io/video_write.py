@@ -104,8 +104,9 @@ def _failure(name: str, folder: Path, codec: str, err: str, code: int) -> str:
     """Why ffmpeg could not write `name`, in words that say what to do: its own stderr is a page of
     muxer errors for a full disk, and nothing at all when the file size limit (SIGXFSZ) kills it."""
     if "No space left on device" in err:
+        from graph_engine.takes import on_full_disk
         return (f"the disk holding {folder} is full: {name} was not written. Free some space there or write "
-                f"it elsewhere (another `path` on the node)")
+                f"it elsewhere (another `path` on the node){on_full_disk(folder)}")
     if "File too large" in err or code == -getattr(signal, "SIGXFSZ", 0):
         return (f"{name} grew past the largest file this process may write (`ulimit -f`, or the largest file "
                 f"the filesystem of {folder} holds): raise the limit, or write it elsewhere")
