@@ -138,13 +138,23 @@ def keep_file(final: Path, new: Path) -> Optional[Path]:
     return take
 
 
+# In a frames take while the render that replaces it fills the folder, locked by that render (atomic.hold):
+# one found unlocked is a render killed outright (kill -9, the OOM killer), whose half is undone next time.
+FILLING = ".filling"
+_held: dict = {}
+
+
 def keep_folder(final: Path, names: List[str]) -> Optional[Path]:
     """A frames folder about to be filled again: its files `names` (frames and workflow, not the user's
-    own files) are linked into the next take folder. Returns the take folder, or None when takes are off."""
+    own files) are linked into the next take folder. Returns the take folder, or None when takes are off.
+    Call `done_folder` (or `restore_folder`) when the render ends."""
     if keep_takes() == 0 or not names:
         return None
+    from .atomic import hold
     try:
         take = _reserve(final, folder=True)
+        os.close(os.open(take / FILLING, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        _held[take] = hold(take / FILLING)
         for n in names:
             _link(final / n, take / n)
     except OSError as e:
@@ -154,9 +164,43 @@ def keep_folder(final: Path, names: List[str]) -> Optional[Path]:
     return take
 
 
+def done_folder(take: Path) -> None:
+    fd = _held.pop(take, -1)
+    (take / FILLING).unlink(missing_ok=True)
+    if fd >= 0:
+        os.close(fd)
+
+
+def undo_killed(final: Path) -> int:
+    """Put back the earlier frames of a render into `final` that was killed outright while filling it (its
+    take is still marked FILLING and no live render holds it): the folder held a mix of both renders, and
+    the next render kept that mix as a take of its own. Returns how many were undone."""
+    from .atomic import _claim
+    undone = 0
+    for _, take in takes_of(final):
+        marker = take / FILLING
+        if not take.is_dir() or not marker.is_file():
+            continue
+        try:
+            fd = os.open(marker, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if not _claim(fd):
+                continue            # its render is still running (another process)
+            marker.unlink()
+            frame = re.compile(r"frame_\d{6}\.png|workflow\.yaml")
+            restore_folder(final, take, [n for n in os.listdir(final) if frame.fullmatch(n)])
+            undone += 1
+        finally:
+            os.close(fd)
+    return undone
+
+
 def drop_if_same(final: Path, take: Path, names: List[str]) -> bool:
     """A frames take identical to what replaced it (the same files `names`, the same bytes) is no take:
     removed. True when it was."""
+    done_folder(take)
     try:
         same = sorted(os.listdir(take)) == sorted(names) and all(_same(final / n, take / n) for n in names)
     except OSError:
@@ -169,6 +213,7 @@ def drop_if_same(final: Path, take: Path, names: List[str]) -> bool:
 def restore_folder(final: Path, take: Path, new: List[str]) -> None:
     """A frames render that failed or was cancelled: its files `new` leave the folder and the earlier
     take's files go back, so the folder holds the earlier render whole again (as a file output keeps it)."""
+    done_folder(take)
     for n in new:
         try:
             os.unlink(final / n)

@@ -225,3 +225,22 @@ def test_a_full_disk_names_what_the_earlier_takes_use(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "(0 frames were written before it)" in msg
     assert msg.endswith("use 0.3 MB: delete those you do not need, or keep fewer (keep_takes in config.yaml, --replace)")
+
+
+def test_a_frames_render_killed_outright_is_undone_by_the_next(tmp_path):
+    """kill -9 half way through filling a frames folder left a mix of two renders in it, and the next render
+    kept that mix as a take of its own (frames.002), beside the real earlier take."""
+    from graph_engine import Clip, takes
+    from nodes.io.images import write_frames
+    folder = tmp_path / "frames"
+    write_frames(Clip.from_array(np.full((3, 8, 8, 3), 10, np.uint8), fps=8), str(folder))
+    first = {n: (folder / n).read_bytes() for n in os.listdir(folder)}
+    # What a render killed after its first frame leaves: the take marked as being filled, one frame replaced,
+    # and no process holding it any more.
+    take = takes.keep_folder(folder, sorted(first))
+    (folder / "frame_000000.png").unlink()
+    (folder / "frame_000000.png").write_bytes(b"half of another render")
+    os.close(takes._held.pop(take))
+    write_frames(Clip.from_array(np.full((2, 8, 8, 3), 90, np.uint8), fps=8), str(folder))
+    assert os.listdir(tmp_path / "takes") == ["frames.001"]
+    assert {n: (take / n).read_bytes() for n in os.listdir(take)} == first

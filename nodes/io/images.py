@@ -166,7 +166,7 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
     filled this folder before (its workflow.yaml says so) or with `overwrite`."""
     from graph_engine.atomic import FRAMES_WORKFLOW, output_folder, written_by_kinograph
-    from graph_engine.takes import drop_if_same, keep_folder, on_full_disk, restore_folder
+    from graph_engine.takes import drop_if_same, keep_folder, on_full_disk, restore_folder, undo_killed
     final = Path(folder)
     if clip.length == 0:        # as io.save_video says: an empty folder and 'ok' would hide the mistake upstream
         raise NodeError("the clip has no frames to write")
@@ -178,6 +178,7 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
             raise NodeError(f"{final} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} and "
                             f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
     output_folder(final)
+    undo_killed(final)
     frame = re.compile(r"frame_\d{6}\.png")
     mine = [n for n in os.listdir(final) if frame.fullmatch(n) or n == FRAMES_WORKFLOW]
     # The earlier render goes to takes/ first (hard links): the folder then holds this render alone,
