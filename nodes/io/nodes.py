@@ -58,7 +58,8 @@ def save_video(ctx, video: VIDEO,
                                   help="h264/h265/av1 mp4, vp9 webm, prores mov, ffv1 lossless mkv, gif, webp"),
                crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
                keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
-               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                   "earlier take unless --replace)")) -> None:
     """Encode the clip to a video file, streaming chunk by chunk.
 
     The workflow is embedded in the file's metadata, so `kinograph run` and the editor can
@@ -75,7 +76,8 @@ def save_video(ctx, video: VIDEO,
 @node("io.save_frames", title="Save Frames", category="Input/Output", output=True)
 def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False,
                                                      help="folder to fill with frame_000000.png ..."),
-                overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill")) -> None:
+                overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill (kept as "
+                                                    "an earlier take unless --replace)")) -> None:
     """Write every frame as a numbered PNG into a folder (with the workflow beside them).
 
     Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
@@ -105,7 +107,8 @@ def _image_name(path) -> Optional[str]:
 def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False, check=_image_name,
                                                     help="file to write: .png (carries the workflow), .jpg, .webp, "
                                                          ".bmp or .tif"),
-               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write")) -> None:
+               overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
+                                                   "earlier take unless --replace)")) -> None:
     """Write an image; PNGs carry the workflow in a text chunk. The image it replaces is kept as
     takes/NAME.001.png, .002, ... beside it (`--replace` or `keep_takes` in config.yaml to keep fewer)."""
     from .images import write_png
