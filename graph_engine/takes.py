@@ -95,13 +95,23 @@ def _mb(n: int) -> str:
 
 
 def _link(src: Path, dst: Path) -> None:
-    """`dst` becomes `src`'s content without copying where the filesystem allows (a hard link)."""
+    """`dst` (a new name) becomes `src`'s content without copying where the filesystem allows (a hard link;
+    a takes folder linked to another disk gets a copy). Never through a link planted at `dst`."""
     try:
         os.link(src, dst)
+        return
     except FileExistsError:
         raise
     except OSError:
-        shutil.copy2(src, dst)
+        pass
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with open(src, "rb") as f, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+    except BaseException:
+        os.unlink(dst)
+        raise
+    shutil.copystat(src, dst)
 
 
 def _reserve(final: Path, folder: bool) -> Path:

@@ -244,3 +244,29 @@ def test_a_frames_render_killed_outright_is_undone_by_the_next(tmp_path):
     write_frames(Clip.from_array(np.full((2, 8, 8, 3), 90, np.uint8), fps=8), str(folder))
     assert os.listdir(tmp_path / "takes") == ["frames.001"]
     assert {n: (take / n).read_bytes() for n in os.listdir(take)} == first
+
+
+def test_takes_on_another_disk_are_copies(tmp_path, monkeypatch):
+    """A takes folder linked to an archive disk: no hard link across disks, so the take is a copy."""
+    from graph_engine import Clip, takes
+    from nodes.io.video_write import write_video
+
+    def no_hard_links(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+    clip = Clip.from_array(np.zeros((3, 16, 16, 3), np.uint8), fps=8)
+    write_video(clip, str(tmp_path / "a.mp4"), workflow_yaml="kinograph: 1\nnodes: {}\n")
+    first = (tmp_path / "a.mp4").read_bytes()
+    (tmp_path / "archive").mkdir()
+    os.symlink(tmp_path / "archive", tmp_path / "takes")
+    monkeypatch.setattr(takes.os, "link", no_hard_links)
+    info = write_video(Clip.from_array(np.full((3, 16, 16, 3), 99, np.uint8), fps=8), str(tmp_path / "a.mp4"),
+                       workflow_yaml="kinograph: 1\nnodes: {}\n")
+    assert info["earlier_take"] == str(tmp_path / "takes" / "a.001.mp4")
+    assert (tmp_path / "archive" / "a.001.mp4").read_bytes() == first
+    # Never through a link someone planted at the take's name (a copy followed it and wrote over its target).
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.symlink(victim, tmp_path / "archive" / "a.002.mp4")
+    with pytest.raises(OSError):
+        takes._link(tmp_path / "a.mp4", tmp_path / "archive" / "a.002.mp4")
+    assert victim.read_text() == "precious"
