@@ -28,7 +28,7 @@ def payload_of(wf, registry, use_cache: bool = True) -> Dict[str, Any]:
     """What travels to a worker: the workflow as YAML plus its path (relative paths resolve there)."""
     from graph_engine.workflow import to_yaml
     return {"yaml": to_yaml(wf.graph, registry), "path": str(wf.path) if wf.path else None,
-            "render_dir": str(wf.render_dir) if wf.render_dir else None, "use_cache": use_cache}
+            "render_dir": str(wf.render_base) if wf.render_base else None, "use_cache": use_cache}
 
 
 def done_before(outputs: List[str], workflow_yaml: str) -> bool:

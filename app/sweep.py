@@ -317,4 +317,4 @@ def _case_workflow(wf: Workflow, case: Case) -> Workflow:
     for key, value in case.overrides.items():
         node_id, _, param = key.rpartition(".")
         g.nodes[node_id].params[param] = value
-    return Workflow(g, wf.path, wf.lines, render_dir=wf.render_dir)
+    return Workflow(g, wf.path, wf.lines, render_dir=wf.render_base)

@@ -51,6 +51,7 @@ def load_workflow(path: Union[str, Path, None] = None, *, text: Optional[str] = 
         allow_outside = True
     lw = LoadedWorkflow(wf.graph, wf.path, wf.lines, allow_outside,
                         render_dir=Path(render_dir) if render_dir else None)
+    lw.render_base          # found now, from the graph as the render holds it: a --set does not move it
     if check and not problems:
         problems = validate_run(lw, reg)
     if problems:

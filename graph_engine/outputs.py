@@ -59,7 +59,7 @@ def render_home(wf: Workflow) -> Optional[Path]:
     """For a workflow read from a render: the render's folder (of its stable name, for an earlier take),
     where its outputs may go without --allow-outside. Its relative paths resolve from render_folder, which
     may be further up; outputs are not let out of the folder the render was found in on that account."""
-    if wf.render_dir is None or wf.path is None:
+    if wf.render_base is None or wf.path is None:
         return None
     from .takes import stable_name
     return stable_name(wf.path).parent
@@ -83,7 +83,7 @@ def _inputs(wf: Workflow, registry) -> List[Tuple[str, str]]:
     """(real path, what reads it) for the workflow file and every file or folder a node reads."""
     # A render's workflow was read before the run: re-running it writes its new take at the render's own
     # name, and the render it came from is kept as an earlier take (graph_engine.takes).
-    found = [(_real(str(wf.path)), "the workflow file")] if wf.path and wf.render_dir is None else []
+    found = [(_real(str(wf.path)), "the workflow file")] if wf.path and wf.render_base is None else []
     for nid, inst in wf.graph.nodes.items():
         spec = registry.get(inst.type)
         if spec is None:

@@ -59,19 +59,23 @@ class Workflow:
     # Where relative paths resolve when there is no file (the editor's untitled workflow gives the
     # output folder); None: the current folder, as for YAML text a script hands over.
     folder: Optional[Path] = None
-    # A workflow read from a render: the folder its relative paths were written from, found when it is
-    # read (graph_engine.outputs.render_folder), so a re-run writes beside the render and not into
-    # out/out/, and finds the footage it read. Set by whoever reads it; later edits do not move it.
+    # A workflow read from a render: the folder its relative paths were written from, so a re-run writes
+    # beside the render and not into out/out/, and finds the footage it read. Given, or found from the
+    # graph the first time it is asked for (render_base); later edits do not move it.
     render_dir: Optional[Path] = None
 
-    def __post_init__(self):
-        if self.render_dir is None and self.path is not None and self.path.suffix.lower() in MEDIA_SUFFIXES:
+    @property
+    def render_base(self) -> Optional[Path]:
+        """`render_dir` for a workflow read from a render (graph_engine.outputs.render_folder), else None."""
+        if self.render_dir is None and self.path is not None and self.path.suffix.lower() in MEDIA_SUFFIXES \
+                and self.graph.nodes:
             from .outputs import render_folder
             self.render_dir = render_folder(self.graph, self.path)
+        return self.render_dir
 
     @property
     def base_dir(self) -> Path:
-        if self.render_dir is not None:
+        if self.render_base is not None:
             return self.render_dir
         return self.path.parent if self.path else (self.folder or Path.cwd())
 

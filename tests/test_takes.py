@@ -270,3 +270,14 @@ def test_takes_on_another_disk_are_copies(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         takes._link(tmp_path / "a.mp4", tmp_path / "archive" / "a.002.mp4")
     assert victim.read_text() == "precious"
+
+
+def test_a_render_parsed_for_the_editor_resolves_where_it_was_made(tmp_path):
+    """The workflow a parse builds starts with no nodes: where its paths resolve was found then, from
+    nothing, and the editor's first check of a render's outputs looked in out/out/."""
+    from graph_engine.workflow import parse_workflow
+    wf = _project(tmp_path)
+    assert main(["run", str(wf)]) == 0
+    render = wf.parent / "out" / "shot.mp4"
+    parsed, problems = parse_workflow(read_embedded_workflow(render), render)
+    assert problems == [] and parsed.base_dir == wf.parent

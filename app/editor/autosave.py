@@ -177,7 +177,7 @@ def recover(rec: Recovery, registry=None) -> Document:
     doc = Document.from_text(rec.text(), rec.path, registry)
     doc.on_disk = rec.on_disk
     doc.origin = rec.origin         # its relative paths are taken from there, as before the crash
-    doc.render_dir = doc.workflow.render_dir if rec.path is None else None
+    doc.render_dir = doc.workflow.render_base if rec.path is None else None
     doc.unread = [Problem(str(rec.path), line, None, message, True) for line, message in rec.unread]
     doc.undo.resetClean()
     return doc

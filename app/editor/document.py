@@ -203,7 +203,7 @@ class Document(QObject):
         if path.suffix.lower() not in (".yaml", ".yml"):
             doc.path = None
             doc.origin = path
-            doc.render_dir = doc.workflow.render_dir
+            doc.render_dir = doc.workflow.render_base
         else:
             # The bytes, not the text: reading turns CRLF into LF, and a CRLF file would then
             # always look changed on disk.
