@@ -281,3 +281,13 @@ def test_a_render_parsed_for_the_editor_resolves_where_it_was_made(tmp_path):
     render = wf.parent / "out" / "shot.mp4"
     parsed, problems = parse_workflow(read_embedded_workflow(render), render)
     assert problems == [] and parsed.base_dir == wf.parent
+
+
+def test_a_video_name_without_a_file_type_is_refused_before_the_run(tmp_path, capsys):
+    """save.path 'out/shot' wrote an H.264 file named 'shot' that `kinograph run out/shot` read as YAML
+    ('not a text file') and players did not recognise."""
+    wf = _project(tmp_path, WORKFLOW.replace("out/shot.mp4", "out/shot"))
+    assert main(["run", str(wf)]) == 2
+    assert (f"{wf}:4: node save: path: 'out/shot' has no file type: name the video .mp4 (h264, h265, av1), "
+            f".webm (vp9), .mov (prores), .mkv (ffv1), .gif or .webp") in capsys.readouterr().err
+    assert not (wf.parent / "out").exists()

@@ -50,9 +50,19 @@ def _wrote(ctx, info: dict) -> None:
         ctx.log(settle(Path(info["path"]), Path(info["earlier_take"])))
 
 
+def _video_name(path) -> Optional[str]:
+    """A video name without a file type, before anything runs: ffmpeg wrote the codec's format under it, and
+    the file did not open again in Kinograph (`kinograph run`, a drop on the canvas) nor in most players."""
+    if not str(path).strip() or PurePath(str(path)).suffix:
+        return None
+    return (f"{path!r} has no file type: name the video .mp4 (h264, h265, av1), .webm (vp9), .mov (prores), "
+            f".mkv (ffv1), .gif or .webp")
+
+
 @node("io.save_video", title="Save Video", category="Input/Output", output=True)
 def save_video(ctx, video: VIDEO,
-               path: str = Param("out/video.mp4", kind="path", reads=False, help="where to write"),
+               path: str = Param("out/video.mp4", kind="path", reads=False, check=_video_name,
+                                 help="the video file to write: out/shot.mp4 (its type goes with the codec)"),
                fps: float = Param(0.0, min=0, max=1000, help="0 = the clip's rate"),
                codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp"),
                                   help="h264/h265/av1 mp4, vp9 webm, prores mov, ffv1 lossless mkv, gif, webp"),
