@@ -291,3 +291,15 @@ def test_a_video_name_without_a_file_type_is_refused_before_the_run(tmp_path, ca
     assert (f"{wf}:4: node save: path: 'out/shot' has no file type: name the video .mp4 (h264, h265, av1), "
             f".webm (vp9), .mov (prores), .mkv (ffv1), .gif or .webp") in capsys.readouterr().err
     assert not (wf.parent / "out").exists()
+
+
+def test_a_frames_take_of_another_workflow_is_told_apart_without_reading_its_frames(tmp_path, monkeypatch):
+    from graph_engine import Clip, takes
+    from nodes.io.images import write_frames
+    clip = Clip.from_array(np.full((5, 8, 8, 3), 10, np.uint8), fps=8)
+    write_frames(clip, str(tmp_path / "frames"), "kinograph: 1\nnodes: {}\n")
+    compared = []
+    real = takes._same
+    monkeypatch.setattr(takes, "_same", lambda a, b: compared.append(a.name) or real(a, b))
+    info = write_frames(clip, str(tmp_path / "frames"), "kinograph: 1\nname: other\nnodes: {}\n")
+    assert info["earlier_take"] and compared == ["workflow.yaml"]
