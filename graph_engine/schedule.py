@@ -12,8 +12,8 @@ A keyframe is `FRAME:(EXPRESSION)` (the parentheses may be left out), optionally
 the easing of the segment that starts there: linear, cubic (Catmull-Rom through the
 neighbouring keyframes), ease_in, ease_out, ease_in_out (cubic ease curves) or hold (keep the
 value until the next keyframe). Before the first keyframe the first value holds, after the
-last the last one does. Expressions use numbers, t, pi, e, + - * / ** %, parentheses and the
-functions in `FUNCTIONS`; each keyframe's expression is evaluated at the current frame, so
+last the last one does. Expressions use numbers, t, pi, e, + - * / ** %, comparisons (< > <= >= == !=,
+1 when true, 0 when false: `where(t < 24, 1, 2)`), parentheses and the functions in `FUNCTIONS`; each keyframe's expression is evaluated at the current frame, so
 `0:(sin(t))` is a sine everywhere and two expression keyframes crossfade.
 
 Expressions are read by a small recursive-descent parser and evaluated by closures over
@@ -54,7 +54,13 @@ FUNCTIONS = {
     "log": (_log, 1, 2), "floor": (lambda x: float(math.floor(x)), 1, 1),
     "ceil": (lambda x: float(math.ceil(x)), 1, 1),
     "min": (min, 2, None), "max": (max, 2, None), "clamp": (_clamp, 3, 3),
+    # numexpr's (Deforum evaluates its schedules with numexpr, and its users write these)
+    "asin": (math.asin, 1, 1), "acos": (math.acos, 1, 1), "atan": (math.atan, 1, 1), "atan2": (math.atan2, 2, 2),
+    "sinh": (math.sinh, 1, 1), "cosh": (math.cosh, 1, 1), "tanh": (math.tanh, 1, 1), "log10": (math.log10, 1, 1),
+    "where": (lambda c, a, b: a if c else b, 3, 3),
 }
+COMPARISONS = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
+               ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
 MAX_TEXT = 20000
 MAX_DEPTH = 60
@@ -99,8 +105,8 @@ class _Tok:
     pos: int
 
 
-_OPS2 = ("**",)
-_OPS1 = "+-*/%(),:;="
+_OPS2 = ("**", "<=", ">=", "==", "!=")
+_OPS1 = "+-*/%(),:;=<>"
 
 
 def _tokenize(text: str) -> List[_Tok]:
@@ -139,8 +145,8 @@ def _tokenize(text: str) -> List[_Tok]:
                 j += 1
             toks.append(_Tok("name", text[i:j], i))
             i = j
-        elif text.startswith("**", i):
-            toks.append(_Tok("op", "**", i))
+        elif text[i:i + 2] in _OPS2:
+            toks.append(_Tok("op", text[i:i + 2], i))
             i += 2
         elif c in _OPS1:
             toks.append(_Tok("op", c, i))
@@ -201,8 +207,18 @@ class _Parser:
     def _describe(tok: _Tok) -> str:
         return "the end of the text" if tok.kind == "end" else repr(tok.text)
 
-    # expr := term (('+' | '-') term)*      terms are summed in a loop, so long sums stay shallow
+    # expr := sum [('<' | '>' | '<=' | '>=' | '==' | '!=') sum]      a comparison is 1 or 0, for where()
     def expr(self) -> Fn:
+        f = self.sum()
+        if self.tok.kind == "op" and self.tok.text in COMPARISONS:
+            cmp = COMPARISONS[self.tok.text]
+            self.i += 1
+            g = self.sum()
+            return lambda t: 1.0 if cmp(f(t), g(t)) else 0.0
+        return f
+
+    # sum := term (('+' | '-') term)*      terms are summed in a loop, so long sums stay shallow
+    def sum(self) -> Fn:
         f = self.term()
         if not (self.at("+") or self.at("-")):
             return f

@@ -28,6 +28,21 @@ def test_a_schedule_pasted_with_its_quotes_from_a_deforum_settings_file():
     assert _err("\"0: (1)'").position == 0         # quotes that do not pair are still refused
 
 
+def test_deforums_numexpr_functions_and_comparisons():
+    """Deforum's schedules are numexpr: its users write where(), comparisons and arc functions, which were
+    'unknown function' or 'unexpected character'."""
+    s = parse_schedule("0:(where(t % 20 < 10, 1.02, 0.98))")
+    assert s(3) == 1.02 and s(13) == 0.98 and s(20) == 1.02
+    assert parse_schedule("t >= 5")(5) == 1.0 and parse_schedule("t != 5")(5) == 0.0
+    assert parse_schedule("(t == 2) * 3 + 1")(2) == 4.0
+    assert parse_schedule("atan(1) * 4")(0) == pytest.approx(math.pi)
+    assert parse_schedule("atan2(1, 1) + asin(1) + acos(1) + tanh(0) + log10(100)")(0) == \
+        pytest.approx(math.pi / 4 + math.pi / 2 + 2)
+    assert parse_schedule("0:(1), 10:(t>3)")(10) == 1.0        # a comparison inside a keyframe's value
+    assert "unexpected character '!'" in str(_err("!t"))
+    assert _err("t < ").position == 4
+
+
 def test_linear_keyframes_hold_outside_range():
     s = parse_schedule("0:(1.0), 24:(1.5)")
     v = s.values(30)
