@@ -32,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     _output_flags(r)
     _replace_flag(r)
 
-    im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one)")
-    im.add_argument("file", help="UI or API format JSON, or an image/video ComfyUI or VideoHelperSuite wrote")
+    im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one) or "
+                                       "Deforum settings (.txt or .json)")
+    im.add_argument("file", help="UI or API format JSON, an image/video ComfyUI or VideoHelperSuite wrote, or the "
+                                 "settings file Deforum saves")
     im.add_argument("-o", "--output", metavar="OUT.yaml", help="where to write the workflow (default: stdout)")
     im.add_argument("--partial", action="store_true",
                     help="write it even when nodes have no equivalent (red placeholders mark them)")
@@ -63,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: ~/.cache/kinograph)")
 
     gu = sub.add_parser("gui", help="open the node editor")
-    gu.add_argument("workflow", nargs="?", help="a workflow .yaml, a ComfyUI .json, or a video/PNG carrying one "
-                                                "(default: an empty canvas)")
+    gu.add_argument("workflow", nargs="?", help="a workflow .yaml, a ComfyUI .json, Deforum settings, or a "
+                                                "video/PNG carrying a workflow (default: an empty canvas)")
     gu.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
 
     b = sub.add_parser("batch", help="run a workflow once per case of a sweep file")
@@ -182,14 +184,20 @@ def _refuse_comfyui(path: str) -> None:
     than the schema's complaints about keys ComfyUI's format was never meant to share with ours."""
     from graph_engine.errors import WorkflowError
     from .comfyui import comfyui_source
+    from .deforum import is_deforum_file
     src = comfyui_source(path)
-    if src is None:              # Kinograph's, or neither kind: the loader says what is wrong with it
+    deforum = src is None and is_deforum_file(path)
+    if src is None and not deforum:  # Kinograph's, or neither kind: the loader says what is wrong with it
         return
     out = Path(path).with_suffix(".yaml").name
-    what = "is a ComfyUI workflow" if src.origin == "file" else f"carries a ComfyUI workflow ({src.origin})"
-    raise WorkflowError([f"{path} {what}, not a Kinograph one. Convert it "
-                         f"first: `kinograph import {path} -o {out}` lists every node it maps and any it "
-                         f"cannot, then `kinograph run {out}` (`kinograph gui {path}` opens it in the editor)."])
+    if deforum:
+        what, unit = "holds Deforum settings, not a Kinograph workflow", "setting"
+    else:
+        what = "is a ComfyUI workflow" if src.origin == "file" else f"carries a ComfyUI workflow ({src.origin})"
+        what, unit = what + ", not a Kinograph one", "node"
+    raise WorkflowError([f"{path} {what}. Convert it first: `kinograph import {path} -o {out}` lists every {unit} "
+                         f"it maps and any it cannot, then `kinograph run {out}` (`kinograph gui {path}` opens it "
+                         "in the editor)."])
 
 
 def cmd_import(args) -> int:

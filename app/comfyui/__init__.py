@@ -23,8 +23,13 @@ __all__ = ["ComfyImportError", "ImportResult", "import_workflow", "import_data",
 class ImportResult:
     graph: Any
     report: Report
-    kind: str                  # "ui" or "api"
+    kind: str                  # "ui" or "api"; "deforum" for Deforum settings
     origin: str
+
+    @property
+    def what(self) -> str:
+        """What the file was, for the first line of the report."""
+        return "Deforum settings" if self.kind == "deforum" else f"ComfyUI {self.kind} workflow"
 
     @property
     def yaml(self) -> str:
@@ -61,8 +66,11 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
 
 
 def import_workflow(path, *, registry=None) -> ImportResult:
-    """Read and convert a .json workflow or a media file carrying one."""
+    """Read and convert a .json workflow or a media file carrying one, or Deforum's settings (app.deforum)."""
     from .sources import read_source
+    from ..deforum import import_settings, is_deforum_file
+    if is_deforum_file(path):
+        return import_settings(path, registry=registry)
     src = read_source(path)
     p = Path(path)
     result = import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p))
@@ -94,8 +102,10 @@ def comfyui_source(path):
 def is_comfyui_file(path) -> bool:
     """True when the file holds a ComfyUI workflow (and no Kinograph one): what File > Open asks.
     Any other .json counts too, so that the importer says what is wrong with a damaged one, except a
-    Kinograph workflow written as JSON (YAML's subset)."""
-    if comfyui_source(path) is not None:
+    Kinograph workflow written as JSON (YAML's subset). Deforum's settings files (.txt or .json) count too:
+    they open through the same importer."""
+    from ..deforum import is_deforum_file
+    if comfyui_source(path) is not None or is_deforum_file(path):
         return True
     p = Path(path)
     if p.suffix.lower() != ".json":

@@ -23,7 +23,7 @@ def cmd_import(args) -> int:
         print(f"kinograph import: {e}", file=sys.stderr)
         return EXIT_UNMAPPED
     report = result.report
-    print(f"{args.file}: ComfyUI {result.kind} workflow: {report.summary()}", file=sys.stderr)
+    print(f"{args.file}: {result.what}: {report.summary()}", file=sys.stderr)
     print(report.text(), file=sys.stderr)
     code = report.exit_code
     if code == EXIT_UNMAPPED and not args.partial:

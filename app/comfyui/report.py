@@ -30,6 +30,7 @@ class Entry:
 class Report:
     entries: Dict[str, Entry] = field(default_factory=dict)
     remarks: List[str] = field(default_factory=list)      # about the file as a whole, shown first
+    source: str = "ComfyUI"                                # what the file came from: ComfyUI, Deforum
 
     def add(self, e: Entry) -> None:
         self.entries[e.comfy_id] = e

@@ -1,5 +1,5 @@
-"""ComfyUI files in the editor: File > Open and drag and drop go through the same importer as
-`kinograph import`, and its report opens beside the canvas. Unmapped nodes arrive as placeholder
+"""ComfyUI files (and Deforum settings) in the editor: File > Open and drag and drop go through the same
+importer as `kinograph import`, and its report opens beside the canvas. Unmapped nodes arrive as placeholder
 nodes (`comfyui.<class_type>`), which the canvas draws in red as missing types."""
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ def _unstack(doc: Document) -> None:
 
 
 def show_report(parent, report, path) -> None:
-    """A non-modal window listing what became of every ComfyUI node."""
+    """A non-modal window listing what became of every ComfyUI node (or Deforum setting)."""
     from PySide6.QtGui import QFontDatabase
     from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QVBoxLayout
     dlg = QDialog(parent)
     dlg.setObjectName("comfyuiReport")
-    dlg.setWindowTitle(f"Imported from ComfyUI: {Path(path).name}")
+    dlg.setWindowTitle(f"Imported from {report.source}: {Path(path).name}")
     lay = QVBoxLayout(dlg)
     head = QLabel(report.summary() + (". Red nodes have no Kinograph equivalent: replace them before running."
                                       if report.blocking else "."))

@@ -33,7 +33,7 @@ WINDOWS: List["MainWindow"] = []
 VIEW_TYPES = ("VIDEO", "IMAGE", "MASK", "CAMERA")
 PREVIEW = "preview"          # the properties panel's camera-path picture, as opposed to viewer slots A and B
 FILE_FILTER = ("Workflows (*.yaml *.yml);;Rendered files with a workflow (*.mp4 *.mov *.mkv *.webm *.png);;"
-               "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;All files (*)")
+               "ComfyUI workflows (*.json *.png *.webp *.mp4 *.webm);;Deforum settings (*.txt *.json);;All files (*)")
 
 
 class MainWindow(QMainWindow):

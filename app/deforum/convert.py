@@ -1,0 +1,629 @@
+"""A Deforum settings dictionary -> a Kinograph graph, with a report line for every setting that matters.
+
+Deforum renders frame by frame: frame 0 from the prompt (or the init image), then each frame is the
+previous one moved by one step of the camera schedules and re-diffused with img2img at the strength
+schedule. Kinograph's graph is not a loop, so the import builds the nearest graph of its nodes: the
+first frame, moved by the same per-frame steps (motion.apply_camera compounding them, as Deforum's
+feedback does), then every frame re-diffused from the moved picture with the same strength, prompts and
+seed behaviour. What that changes is said once as a remark; every setting that is approximated or has
+no equivalent is named in the report with why."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any, Dict, List, Tuple
+
+from graph_engine.graph import Graph
+
+from ..comfyui.report import APPROX, EXACT, LABELS, UNMAPPED, Entry, Report
+from .schedules import (Converted, DeforumValueError, convert_schedule, cut_schedule, prompt_keyframes,
+                        split_negative)
+
+MODES = ("2D", "3D", "Video Input", "Interpolation", "None")
+TRANSLATION_SCALE = 200.0       # Deforum's 3-D translations are in 1/200 of the picture's distance
+
+
+class DeforumSettingError(ValueError):
+    """A setting that cannot be read; the message names the setting."""
+
+
+class SettingEntry(Entry):
+    """A report line about one Deforum setting (the Entry's class_type holds the setting's name)."""
+
+    def line(self) -> str:
+        target = f" -> {', '.join(self.kinograph)}" if self.kinograph else ""
+        why = f": {'; '.join(n for n in self.notes if n)}" if any(self.notes) else ""
+        return f"{LABELS[self.status]:<22} {self.class_type}{target}{why}"
+
+
+# Settings that change nothing in a render of Kinograph's (Deforum's own UI, files and bookkeeping).
+HOUSEKEEPING = {
+    "show_info_on_ui", "batch_name", "filename_format", "outdir", "save_samples", "save_settings", "display_samples",
+    "save_sample_per_step", "show_sample_per_step", "seed_iter_N", "n_samples", "precision", "C", "f", "timestring",
+    "seed_internal", "init_sample", "init_latent", "init_c", "mask_image", "noise_mask", "prompt", "sd_model_hash",
+    "deforum_git_commit_id", "skip_video_creation", "delete_imgs", "delete_input_frames", "store_frames_in_ram",
+    "save_depth_maps", "motion_preview_mode", "overwrite_extracted_frames", "frame_interpolation_keep_imgs",
+    "frame_interpolation_use_upscaled", "frame_interpolation_slow_mo_enabled", "frame_interpolation_slow_mo_amount",
+    "r_upscale_keep_imgs", "r_upscale_factor", "r_upscale_model", "soundtrack_path", "resume_timestring",
+    "sampling_mode", "near_schedule", "far_schedule", "midas_weight", "depth_algorithm", "legacy_colormatch",
+    "aspect_ratio_use_old_formula", "reroll_patience", "strength_0_no_init", "seed_resize_from_w",
+    "seed_resize_from_h", "subseed", "subseed_strength", "subseed_schedule", "subseed_strength_schedule",
+    "pix2pix_img_cfg_scale_schedule", "sampler_schedule", "checkpoint_schedule", "clipskip_schedule",
+    "ddim_eta_schedule", "ancestral_eta_schedule", "noise_multiplier_schedule", "mask_schedule",
+    "noise_mask_schedule", "kernel_schedule", "sigma_schedule", "threshold_schedule", "cadence_flow_factor_schedule",
+    "redo_flow_factor_schedule", "noise_type", "perlin_w", "perlin_h", "perlin_octaves", "perlin_persistence",
+    "color_coherence_video_every_N_frames", "color_coherence_image_path", "mask_file", "invert_mask",
+    "mask_contrast_adjust", "mask_brightness_adjust", "overlay_mask", "mask_overlay_blur", "fill", "full_res_mask",
+    "full_res_mask_padding", "use_alpha_as_mask", "video_mask_path", "image_strength_schedule", "blendFactorMax",
+    "blendFactorSlope", "tweening_frames_schedule", "color_correction_factor", "init_images", "ffmpeg_location",
+    "ffmpeg_crf", "ffmpeg_preset", "image_path", "mp4_path", "render_steps", "path_name_modifier",
+    "max_video_frames", "ncnn_upscale_model", "ncnn_upscale_factor", "ncnn_upscale_keep_imgs", "n_batch",
+    "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
+    "steps_schedule", "parseq_use_deltas", "parseq_non_schedule_overrides", "tiling", "restore_faces",
+    "hybrid_comp_alpha_schedule", "hybrid_comp_mask_blend_alpha_schedule", "hybrid_comp_mask_contrast_schedule",
+    "hybrid_comp_mask_auto_contrast_cutoff_high_schedule", "hybrid_comp_mask_auto_contrast_cutoff_low_schedule",
+    "hybrid_flow_factor_schedule", "hybrid_generate_inputframes", "hybrid_generate_human_masks",
+    "hybrid_use_first_frame_as_init_image", "hybrid_motion_use_prev_img", "hybrid_flow_consistency",
+    "hybrid_consistency_blur", "hybrid_flow_method", "hybrid_use_init_image", "hybrid_comp_mask_type",
+    "hybrid_comp_mask_inverse", "hybrid_comp_mask_equalize", "hybrid_comp_mask_auto_contrast",
+    "hybrid_comp_save_extra_frames", "extract_nth_frame", "extract_from_frame", "extract_to_frame",
+    "video_init_path", "ddim_eta", "dynamic_threshold", "static_threshold", "prompt_weighting",
+    "normalize_prompt_weights", "log_weighted_subprompts", "make_grid", "grid_rows", "seed_enable_extras",
+    "animation_prompts", "prompts", "positive_prompts", "negative_prompts", "animation_prompts_positive",
+    "animation_prompts_negative", "use_init", "init_image", "strength", "scale", "cfg_scale", "sampler",
+    "scheduler", "steps", "seed", "seed_behavior", "seed_schedule", "W", "H", "width", "height", "fps",
+    "max_frames", "animation_mode", "border", "padding_mode", "angle", "zoom", "translation_x", "translation_y",
+    "translation_z", "transform_center_x", "transform_center_y", "rotation_3d_x", "rotation_3d_y",
+    "rotation_3d_z", "fov_schedule", "fov", "near_plane", "far_plane", "use_depth_warping", "noise_schedule",
+    "strength_schedule", "contrast_schedule", "cfg_scale_schedule", "color_coherence", "color_force_grayscale",
+    "diffusion_cadence", "sd_model_name", "aspect_ratio_schedule", "amount_schedule", "enable_steps_scheduling",
+    "enable_clipskip_scheduling", "use_mask_video", "frame_interpolation_engine",
+}
+# Features that are off unless the setting says otherwise: (is it on?, what the report says when it is)
+OPTIONAL = {
+    "enable_perspective_flip": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
+    "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused"),
+    "use_noise_mask": (bool, "noise masks are not imported"),
+    "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is not imported (motion.flow of the "
+                      "video into noise.warp is Kinograph's way to follow a clip's motion)"),
+    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video compositing is not imported"),
+    "enable_checkpoint_scheduling": (bool, "one checkpoint for the whole clip: model.path"),
+    "enable_sampler_scheduling": (bool, "one sampler for the whole clip: sample.sampler"),
+    "enable_subseed_scheduling": (bool, "subseeds are not imported"),
+    "enable_ddim_eta_scheduling": (bool, "eta schedules are not imported"),
+    "enable_ancestral_eta_scheduling": (bool, "eta schedules are not imported"),
+    "enable_noise_multiplier_scheduling": (bool, "noise multiplier schedules are not imported"),
+    "parseq_manifest": (bool, "Parseq manifests are not read; the file's own schedules are used instead"),
+    "optical_flow_cadence": (lambda v: v not in ("None", None, ""), "optical-flow cadence is not imported"),
+    "optical_flow_redo_generation": (lambda v: v not in ("None", None, ""), "optical-flow redo is not imported"),
+    "diffusion_redo": (lambda v: bool(v) and str(v) != "0", "diffusion redo is not imported"),
+    "reroll_blank_frames": (lambda v: v not in ("ignore", None, ""), "blank frames are not rerolled"),
+    "resume_from_timestring": (bool, "a render is not resumed from Deforum's frames; the whole clip renders"),
+    "add_soundtrack": (lambda v: v not in ("None", None, "", False), "the soundtrack is not added"),
+    "r_upscale_video": (bool, "the upscaled copy is not made: add upscale.model or upscale.resize after decode"),
+    "make_gif": (bool, "no GIF is written: set save.codec to gif, or add a second io.save_video"),
+    "frame_interpolation_x_amount": (lambda v: v not in ("Disabled", None, "", 0, 1, "0", "1"),
+                                     "frame interpolation is not added: put interpolate.rife (with RIFE weights) "
+                                     "or interpolate.flow between decode and save"),
+    "use_looper": (bool, "guided images (the looper) are not imported"),
+}
+
+
+def _is_on(test, v) -> bool:
+    try:
+        return bool(test(v)) if test is not bool else v not in (False, None, "", 0, "false", "False", "None")
+    except (TypeError, ValueError):
+        return True
+
+
+class Builder:
+    def __init__(self, settings: Dict[str, Any], registry=None):
+        self.s = settings
+        self.registry = registry
+        self.graph = Graph()
+        self.report = Report(source="Deforum")
+        self.n = 0
+
+    # -- reading settings ----------------------------------------------------------------------------
+    def get(self, key: str, default=None, *alts):
+        for k in (key, *alts):
+            if k in self.s and self.s[k] is not None:
+                return self.s[k]
+        return default
+
+    def number(self, key: str, default: float, *alts, whole: bool = False) -> float:
+        v = self.get(key, default, *alts)
+        if isinstance(v, str):
+            try:
+                v = float(v.strip())
+            except ValueError:
+                raise DeforumSettingError(f"{key}: expected a number, got {v!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DeforumSettingError(f"{key}: expected a number, got {v!r}")
+        if whole:
+            if v != int(v):
+                raise DeforumSettingError(f"{key}: expected a whole number, got {v!r}")
+            return int(v)
+        return float(v)
+
+    def schedule(self, key: str, default: str, *alts) -> Converted:
+        v = self.get(key, default, *alts)
+        try:
+            return convert_schedule(v, self.frames, self.seed)
+        except DeforumValueError as e:
+            raise DeforumSettingError(f"{key}: {e} (the setting is {str(v)[:120]!r})") from None
+
+    def entry(self, key: str, status: str, targets: List[str], *notes: str) -> None:
+        self.n += 1
+        self.report.add(SettingEntry(f"{self.n:04d}", key, "", status, list(targets), [n for n in notes if n],
+                                     runs=False))
+
+    # -- graph ---------------------------------------------------------------------------------------
+    def add(self, type_name: str, nid: str, params: Dict[str, Any], pos: Tuple[int, int]) -> str:
+        spec = self.registry.get(type_name) if self.registry is not None else None
+        self.graph.add_node(type_name, nid, params, spec.version if spec else 1)
+        self.graph.ui[nid] = {"pos": [pos[0], pos[1]]}
+        return nid
+
+    def link(self, src: str, port: str, dst: str, dport: str) -> None:
+        self.graph.connect(src, port, dst, dport)
+
+    # -- the whole conversion --------------------------------------------------------------------------
+    def run(self) -> Tuple[Graph, Report]:
+        mode = str(self.get("animation_mode", "2D")).strip()
+        match = {m.lower(): m for m in MODES}.get(mode.lower())
+        if match is None:
+            raise DeforumSettingError(f"animation_mode: {mode!r} is not one of Deforum's modes ({', '.join(MODES)})")
+        self.mode = match
+        self.frames = self.number("max_frames", 120, whole=True)
+        if self.frames < 1:
+            raise DeforumSettingError(f"max_frames: {self.frames} frames; a clip needs at least 1")
+        seed = self.number("seed", -1, whole=True)
+        self.seed = seed if seed >= 0 else 0
+        self.entry("animation_mode", EXACT if self.mode in ("2D", "Video Input", "Interpolation", "None") else APPROX,
+                   [], self._mode_note())
+        self.entry("max_frames", EXACT, ["camera.frames" if self.mode in ("2D", "3D") else "latent / video length"])
+        self.size()
+        self.model_and_prompts()
+        self.sampling_settings(seed)
+        build = {"2D": self.animation, "3D": self.animation, "Video Input": self.video_input,
+                 "Interpolation": self.interpolation, "None": self.still}[self.mode]
+        build()
+        self.optional_features()
+        self.unknown_settings()
+        return self.graph, self.report
+
+    def _mode_note(self) -> str:
+        return {"3D": "no depth estimator: the picture moves as a plane (see use_depth_warping)",
+                "Interpolation": "", "None": "one still from the first prompt"}.get(self.mode, "")
+
+    def size(self) -> None:
+        w = self.number("W", 512, "width", whole=True)
+        h = self.number("H", 512, "height", whole=True)
+        if w < 64 or h < 64:
+            raise DeforumSettingError(f"W, H: {w}x{h} is too small to render (64 pixels at least)")
+        # Stable Diffusion's latents are 1/8 of the picture: the size is a multiple of 8, as A1111 rounds it
+        self.w, self.h = w - w % 8, h - h % 8
+        note = f"{w}x{h} rounded down to {self.w}x{self.h} (a multiple of 8)" if (w, h) != (self.w, self.h) else ""
+        self.entry("W, H", APPROX if note else EXACT, ["size"], note)
+        self.fps = self.number("fps", 15)
+        if self.fps <= 0:
+            raise DeforumSettingError(f"fps: {self.fps:g} frames a second; it must be above 0")
+        self.entry("fps", EXACT, ["save.fps"])
+
+    def model_and_prompts(self) -> None:
+        name = str(self.get("sd_model_name", "") or "").strip()
+        note = ""
+        if not name:
+            note = "the file names no checkpoint: set model.path to your SD 1.5 checkpoint"
+        elif not PurePosixPath(name).suffix:
+            name += ".safetensors"
+            note = f"A1111 names it without its extension: looked up as {name}"
+        name = PureWindowsPath(name).as_posix() if "\\" in name else name
+        self.add("load.sd", "model", {"path": name}, (0, 0))
+        self.entry("sd_model_name", APPROX if note else EXACT, ["model.path"], note,
+                   "Kinograph loads SD 1.5 checkpoints; an SDXL one is refused when it loads")
+        prompts = self.get("prompts", None, "animation_prompts")
+        if prompts is None:
+            raise DeforumSettingError("prompts: the file has no prompts (Deforum saves them as \"prompts\": "
+                                      "{\"0\": \"...\"})")
+        if isinstance(prompts, str):          # some tools save the dictionary as JSON text
+            import json
+            try:
+                prompts = json.loads(prompts)
+            except ValueError:
+                raise DeforumSettingError("prompts: expected a dictionary of frame: prompt, such as "
+                                          "{\"0\": \"a forest\"}, got text that is not one") from None
+        key = "prompts" if "prompts" in self.s else "animation_prompts"
+        try:
+            keys = prompt_keyframes(prompts, self.frames)
+        except DeforumValueError as e:
+            raise DeforumSettingError(f"{key}: {e}") from None
+        extra_pos = str(self.get("animation_prompts_positive", "", "positive_prompts") or "").strip()
+        extra_neg = str(self.get("animation_prompts_negative", "", "negative_prompts") or "").strip()
+        pos, neg, notes = [], [], []
+        for frame, text in keys:
+            p, n = split_negative(text)
+            if "`" in p or "`" in n:
+                notes.append(f"frame {frame}: `...` weight expressions are not evaluated: the backquoted part is "
+                             f"left out (write a fixed weight such as (word:1.2))")
+                p, n = re.sub(r":\s*`[^`]*`", "", p), re.sub(r":\s*`[^`]*`", "", n)
+            pos.append((frame, ", ".join(x for x in (extra_pos, p) if x)))
+            neg.append((frame, ", ".join(x for x in (n, extra_neg) if x)))
+        self.blend = self.mode == "Interpolation"
+        if self.blend:
+            text = ", ".join(f"{f}: {t}" for f, t in pos) if len(pos) > 1 else pos[0][1]
+            negative = ", ".join(f"{f}: {t}" for f, t in neg) if len({t for _, t in neg}) > 1 else neg[0][1]
+        else:
+            text, negative = cut_schedule(pos), cut_schedule(neg)
+        self.add("encode.text", "prompt", {"text": text, "negative": negative}, (0, 260))
+        self.link("model", "text_encoder", "prompt", "text_encoder")
+        how = "blended between keyframes, as Interpolation mode does" if self.blend else \
+            "each keyframe's prompt from its frame on, as Deforum switches them"
+        self.entry(key, APPROX if notes else EXACT, ["prompt.text", "prompt.negative"], how, *notes)
+        if extra_pos or extra_neg:
+            self.entry("animation_prompts_positive / negative", EXACT, ["prompt.text", "prompt.negative"],
+                       "joined to every prompt")
+        self.clip_skip()
+
+    def clip_skip(self) -> None:
+        if not _is_on(bool, self.get("enable_clipskip_scheduling", False)):
+            return
+        c = self.schedule("clipskip_schedule", "0:(2)")
+        self.graph.nodes["prompt"].params["clip_skip"] = max(1, int(round(c.values[0])))
+        self.entry("clipskip_schedule", EXACT if c.constant is not None else APPROX, ["prompt.clip_skip"],
+                   "" if c.constant is not None else "one clip skip for the whole clip: its first value")
+
+    def sampling_settings(self, seed: int) -> None:
+        self.steps = self.number("steps", 25, whole=True)
+        if self.steps < 1:
+            raise DeforumSettingError(f"steps: {self.steps}; at least 1 step is needed")
+        if _is_on(bool, self.get("enable_steps_scheduling", False)):
+            st = self.schedule("steps_schedule", "0: (25)")
+            self.steps = max(1, int(round(st.values[min(1, self.frames - 1)])))
+            self.entry("steps_schedule", EXACT if st.constant is not None else APPROX, ["sample.steps"],
+                       "" if st.constant is not None else "one step count for the whole clip: frame 1's")
+        else:
+            self.entry("steps", EXACT, ["sample.steps"])
+        if "cfg_scale_schedule" in self.s:
+            c = self.schedule("cfg_scale_schedule", "0: (7)")
+            self.cfg = c.values[min(1, self.frames - 1)]
+            self.entry("cfg_scale_schedule", EXACT if c.constant is not None else APPROX, ["sample.cfg"],
+                       "" if c.constant is not None else f"one guidance for the whole clip: frame 1's ({self.cfg:g})")
+        else:
+            self.cfg = self.number("scale", 7, "cfg_scale")
+            self.entry("scale", EXACT, ["sample.cfg"])
+        if not 0 < self.cfg <= 50:
+            raise DeforumSettingError(f"cfg_scale_schedule: guidance {self.cfg:g} is outside 0..50")
+        self.sampler, self.scheduler, note = sampler_for(str(self.get("sampler", "Euler a")),
+                                                         str(self.get("scheduler", "") or ""))
+        self.entry("sampler" + (", scheduler" if "scheduler" in self.s else ""), APPROX if note else EXACT,
+                   ["sample.sampler", "sample.scheduler"], note)
+        self.entry("seed", EXACT if seed >= 0 else APPROX, ["sample.seed"],
+                   "" if seed >= 0 else "-1 (a new random seed every run in Deforum) is seed 0 here, so a run "
+                                        "repeats; change sample.seed for another")
+        behaviour = str(self.get("seed_behavior", "iter"))
+        self.fixed_seed = behaviour == "fixed"
+        if behaviour in ("iter", "fixed", "random"):
+            self.entry("seed_behavior", EXACT, ["noise.constant" if self.fixed_seed else "sample.seed"],
+                       {"iter": "every frame its own noise", "random": "every frame its own noise (from one seed, "
+                        "so a run repeats)", "fixed": "the same noise on every frame"}[behaviour])
+        else:
+            self.entry("seed_behavior", APPROX, ["sample.seed"], f"{behaviour!r}: every frame gets its own noise "
+                       "from one seed (Deforum's ladder, alternate and schedule patterns are not reproduced)")
+
+    def sample_params(self, denoise: float = 1.0) -> Dict[str, Any]:
+        p = {"steps": self.steps, "cfg": round(self.cfg, 4), "sampler": self.sampler, "seed": self.seed}
+        if self.scheduler != "default":
+            p["scheduler"] = self.scheduler
+        if denoise < 1:
+            p["denoise"] = denoise
+        return p
+
+    def sample_chain(self, latent: Tuple[str, str], denoise: float, x: int) -> str:
+        """sample -> decode (and the fixed-seed noise), from a latent; returns the decode node."""
+        self.add("generate.sample", "sample", self.sample_params(denoise), (x, 0))
+        self.link("model", "model", "sample", "model")
+        self.link("prompt", "positive", "sample", "positive")
+        self.link("prompt", "negative", "sample", "negative")
+        self.link(latent[0], latent[1], "sample", "latent")
+        if self.fixed_seed:
+            self.add("noise.constant", "noise", {"seed": self.seed}, (x, -200))
+            self.link(latent[0], latent[1], "noise", "latent")
+            self.link("noise", "noise", "sample", "noise")
+        self.add("vae.decode", "decode", {}, (x + 280, 0))
+        self.link("model", "vae", "decode", "vae")
+        self.link("sample", "latent", "decode", "latent")
+        return "decode"
+
+    def finish(self, src: str, x: int) -> None:
+        """Colour coherence, greyscale and the saved video."""
+        port = "video"
+        coherence = str(self.get("color_coherence", "None"))
+        method = {"match frame 0 rgb": "histogram", "rgb": "histogram", "match frame 0 lab": "reinhard",
+                  "lab": "reinhard", "match frame 0 hsv": "histogram", "hsv": "histogram"}.get(coherence.lower())
+        if method and self.mode in ("2D", "3D", "Video Input"):
+            self.add("color.match", "colour", {"frame": 0, "method": method}, (x, 0))
+            self.link(src, port, "colour", "video")
+            src, x = "colour", x + 280
+            exact = coherence.lower().endswith("rgb")
+            self.entry("color_coherence", EXACT if exact else APPROX, ["colour"],
+                       "each frame's colours matched to frame 0's after it is rendered (Deforum matches the "
+                       "moved picture before it is diffused)" + ("" if exact else f"; {coherence}: "
+                       + ("Lab mean and spread" if method == "reinhard" else "per-channel histograms in RGB")))
+        elif coherence not in ("None", "none", "") and self.mode in ("2D", "3D", "Video Input"):
+            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (color.match matches frame "
+                       "0 or an image you give it)")
+        if _is_on(bool, self.get("color_force_grayscale", False)):
+            self.add("color.grade", "grey", {"saturation": 0.0}, (x, 0))
+            self.link(src, port, "grey", "video")
+            src, x = "grey", x + 280
+            self.entry("color_force_grayscale", EXACT, ["grey.saturation"])
+        name = re.sub(r"\{[^}]*\}", "", str(self.get("batch_name", "") or "")).strip("_- .")
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "deforum"
+        self.add("io.save_video", "save", {"path": f"out/{name}.mp4", "fps": self.fps}, (x, 0))
+        self.link(src, port, "save", "video")
+
+    # -- the modes -----------------------------------------------------------------------------------
+    def first_image(self) -> Tuple[str, str]:
+        """Frame 0: the init image, or the first prompt rendered from noise."""
+        init = str(self.get("init_image", "") or "").strip()
+        if _is_on(bool, self.get("use_init", False)) and init:
+            path, note = local_path(init)
+            self.add("io.load_image", "init", {"path": path}, (280, 500))
+            self.entry("init_image", APPROX, ["init.path"], note, "the picture is frame 0 as it is: every frame, "
+                       "this one too, is re-diffused at the strength schedule (Deforum's own init 'strength' is "
+                       "not applied separately)")
+            return "init", "image"
+        self.add("latent.empty", "first_latent", {"frames": 1, "width": self.w, "height": self.h}, (280, 500))
+        self.link("model", "vae", "first_latent", "vae")
+        self.add("generate.sample", "first", self.sample_params(), (560, 500))
+        for a, b in (("model", "model"), ("prompt", "positive"), ("prompt", "negative")):
+            self.link(a if a == "model" else "prompt", b, "first", b)
+        self.link("first_latent", "latent", "first", "latent")
+        self.add("vae.decode", "first_decode", {}, (840, 500))
+        self.link("model", "vae", "first_decode", "vae")
+        self.link("first", "latent", "first_decode", "latent")
+        self.add("video.frame", "first_frame", {"index": 0}, (1120, 500))
+        self.link("first_decode", "video", "first_frame", "video")
+        return "first_frame", "image"
+
+    def animation(self) -> None:
+        image = self.first_image()
+        self.camera()
+        border = self.border()
+        self.add("motion.apply_camera", "move", {"motion": "compounding", "border": border, "fps": self.fps},
+                 (1400, 250))
+        self.link(*image, "move", "image")
+        self.link("camera", "camera", "move", "camera")
+        self.add("vae.encode", "encode", {}, (1680, 250))
+        self.link("model", "vae", "encode", "vae")
+        self.link("move", "video", "encode", "video")
+        denoise = self.denoise()
+        dec = self.sample_chain(("encode", "latent"), denoise, 1960)
+        self.cadence()
+        self.finish(dec, 2520)
+        self.report.remarks.append(
+            "Deforum feeds every rendered frame back into the next; here the first frame is moved by the "
+            "camera steps (compounded frame after frame, as the feedback moves it) and every frame is re-diffused "
+            "from that moved picture with the same strength, prompts and seeds. New detail that Deforum grows "
+            "from frame to frame is drawn afresh in each frame instead.")
+
+    def video_input(self) -> None:
+        path = str(self.get("video_init_path", "") or "").strip()
+        if not path:
+            raise DeforumSettingError("video_init_path: Video Input mode needs a video; the setting is empty")
+        path, note = local_path(path)
+        start = self.number("extract_from_frame", 0, whole=True)
+        to = self.number("extract_to_frame", -1, whole=True)
+        nth = max(1, self.number("extract_nth_frame", 1, whole=True))
+        count = 0 if to < 0 else max(1, to - max(start, 0) + 1)
+        self.add("io.load_video", "video", {"path": path, "start": max(start, 0), "count": count, "every_nth": nth,
+                                            "width": self.w, "height": self.h}, (280, 250))
+        self.entry("video_init_path", APPROX if note else EXACT, ["video.path"], note)
+        self.entry("extract_from_frame, extract_to_frame, extract_nth_frame", EXACT,
+                   ["video.start", "video.count", "video.every_nth"])
+        self.add("vae.encode", "encode", {}, (560, 250))
+        self.link("model", "vae", "encode", "vae")
+        self.link("video", "video", "encode", "video")
+        dec = self.sample_chain(("encode", "latent"), self.denoise(), 840)
+        self.finish(dec, 1400)
+
+    def interpolation(self) -> None:
+        self.add("latent.empty", "latent", {"frames": self.frames, "width": self.w, "height": self.h}, (280, 250))
+        self.link("model", "vae", "latent", "vae")
+        self.fixed_seed = True          # Interpolation mode renders every frame from one seed
+        dec = self.sample_chain(("latent", "latent"), 1.0, 560)
+        self.finish(dec, 1120)
+
+    def still(self) -> None:
+        self.add("latent.empty", "latent", {"frames": 1, "width": self.w, "height": self.h}, (280, 250))
+        self.link("model", "vae", "latent", "vae")
+        dec = self.sample_chain(("latent", "latent"), 1.0, 560)
+        self.add("video.frame", "frame", {"index": 0}, (1120, 0))
+        self.link(dec, "video", "frame", "video")
+        self.add("io.save_image", "save", {"path": "out/deforum.png"}, (1400, 0))
+        self.link("frame", "image", "save", "image")
+
+    # -- pieces of the animation modes ------------------------------------------------------------------
+    def denoise(self) -> float:
+        st = self.schedule("strength_schedule", "0: (0.65)")
+        s = st.values[min(1, self.frames - 1)]
+        if not 0 <= s <= 1:
+            raise DeforumSettingError(f"strength_schedule: strength {s:g} at frame 1 is outside 0..1")
+        varies = st.constant is None
+        self.entry("strength_schedule", APPROX if varies else EXACT, ["sample.denoise"],
+                   f"denoise = 1 - strength = {1 - s:.4g}" + (f"; one strength for the whole clip: frame 1's "
+                                                              f"(it goes from {min(st.values):g} to "
+                                                              f"{max(st.values):g})" if varies else ""))
+        return round(min(max(1.0 - s, 0.01), 1.0), 6)
+
+    def border(self) -> str:
+        if self.mode == "3D":
+            mode = str(self.get("padding_mode", "border"))
+            out = {"border": "replicate", "reflection": "reflect", "zeros": "black"}.get(mode)
+            self.entry("padding_mode", EXACT if out else APPROX, ["move.border"],
+                       "" if out else f"{mode!r} is read as border (replicate)")
+            return out or "replicate"
+        mode = str(self.get("border", "replicate"))
+        out = {"replicate": "replicate", "wrap": "wrap", "zeros": "black"}.get(mode)
+        self.entry("border", EXACT if out else APPROX, ["move.border"],
+                   "" if out else f"{mode!r} is read as replicate")
+        return out or "replicate"
+
+    def cadence(self) -> None:
+        c = self.get("diffusion_cadence", 1)
+        try:
+            n = int(str(c).strip())
+        except ValueError:
+            raise DeforumSettingError(f"diffusion_cadence: expected a whole number, got {c!r}") from None
+        if n > 1:
+            self.entry("diffusion_cadence", APPROX, [], f"{n}: every frame is diffused here (Deforum diffuses "
+                       f"one frame in {n} and blends the moved frames between); to save time, diffuse fewer "
+                       "frames with video.every_nth and raise the rate with interpolate.flow")
+
+    def camera(self) -> None:
+        p: Dict[str, Any] = {"frames": self.frames, "width": self.w, "height": self.h, "schedules": "per_frame"}
+        moves: List[Tuple[str, str, str, float, float]] = []  # (deforum key, kinograph param, default, scale, rest)
+        if self.mode == "2D":
+            moves = [("zoom", "zoom", "0:(1.0)", 1.0, 1.0), ("angle", "rotation_roll", "0:(0)", 1.0, 0.0),
+                     ("translation_x", "pan_x", "0:(0)", 1.0, 0.0), ("translation_y", "pan_y", "0:(0)", 1.0, 0.0)]
+            unused = ("translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
+        else:
+            # Deforum's 3-D camera: x right, y up (the picture moves down for +y), z forward, in 1/200 units
+            moves = [("translation_x", "translation_x", "0:(0)", 1 / TRANSLATION_SCALE, 0.0),
+                     ("translation_y", "translation_y", "0:(0)", -1 / TRANSLATION_SCALE, 0.0),
+                     ("translation_z", "translation_z", "0:(0)", 1 / TRANSLATION_SCALE, 0.0),
+                     ("rotation_3d_x", "rotation_tilt", "0:(0)", 1.0, 0.0),
+                     ("rotation_3d_y", "rotation_pan", "0:(0)", 1.0, 0.0),
+                     ("rotation_3d_z", "rotation_roll", "0:(0)", 1.0, 0.0)]
+            unused = ("zoom", "angle")
+        turning = self.mode == "2D" and any(self.schedule(k, d).constant != r for k, _, d, _, r in moves[:2])
+        for key, param, default, scale, rest in moves:
+            c = self.schedule(key, default)
+            if c.constant == rest:
+                continue
+            drift = turning and key.startswith("translation")
+            p[param] = c.text if scale == 1 else scaled(c.text, scale)
+            how = {"zoom": "compounded every frame (1.02 = 2% more each frame)",
+                   "angle": "degrees per frame, counter-clockwise",
+                   "translation_x": "pixels per frame" if self.mode == "2D" else "camera right, 1/200 unit a frame",
+                   "translation_y": "pixels per frame, down" if self.mode == "2D" else "camera up, 1/200 unit a frame",
+                   "translation_z": "camera forward, 1/200 unit a frame (the picture is 1 unit away)"}.get(key, "")
+            self.entry(key, EXACT if self.mode == "2D" and not drift else APPROX, [f"camera.{param}"], how,
+                       "" if self.mode == "2D" else "as Deforum moves a picture without depth",
+                       "with zoom or angle moving too, Deforum's later zooms and turns also scale and turn the "
+                       "earlier shifts; here they add up in the first frame's pixels" if drift else "")
+        if self.mode == "3D":
+            fov = self.schedule("fov_schedule", "0: (40)", "fov")
+            # Deforum's field of view is vertical; Kinograph's is horizontal
+            p["fov"] = scaled_fov(fov, self.w / self.h)
+            self.entry("fov_schedule", EXACT if fov.constant is not None else APPROX, ["camera.fov"],
+                       "vertical field of view made horizontal" +
+                       ("" if fov.constant is not None else "; a changing one keeps its keyframes' values"))
+            if _is_on(bool, self.get("use_depth_warping", True)):
+                self.entry("use_depth_warping", UNMAPPED, [], "Kinograph has no depth estimator: the picture moves "
+                           "as a flat plane, without parallax (give motion.apply_camera a depth map for parallax)")
+        else:
+            for key in ("transform_center_x", "transform_center_y"):
+                c = self.schedule(key, "0: (0.5)")
+                if c.constant != 0.5:
+                    self.entry(key, APPROX, [], "zoom and rotation turn about the picture's centre here")
+        rest = {"zoom": 1.0}
+        moving = [k for k in unused if k in self.s and self.schedule(k, "0:(0)").constant != rest.get(k, 0.0)]
+        if moving:
+            self.report.remarks.append(f"{', '.join(moving)}: not used in {self.mode} mode, in Deforum either")
+        self.add("motion.camera_path", "camera", p, (1120, 250))
+        for key, why in (("noise_schedule", "Deforum adds this much noise to the moved picture before img2img; "
+                                            "here only the sampler's own noise (denoise) is added"),
+                         ("contrast_schedule", "the picture's contrast is not scaled between frames"),
+                         ("amount_schedule", "Deforum's anti-blur sharpening is not applied"),
+                         ("aspect_ratio_schedule", "the 3-D aspect ratio is not changed")):
+            if key not in self.s:
+                continue
+            rest = 1.0 if key in ("contrast_schedule", "aspect_ratio_schedule") else 0.0
+            c = self.schedule(key, f"0:({rest})")
+            if c.constant != rest and (key != "aspect_ratio_schedule" or self.mode == "3D"):
+                self.entry(key, UNMAPPED, [], why)
+
+    def optional_features(self) -> None:
+        interpolating = str(self.get("frame_interpolation_engine", "None")) not in ("None", "")
+        for key, (test, why) in OPTIONAL.items():
+            if key == "frame_interpolation_x_amount" and not interpolating:
+                continue
+            if key in self.s and _is_on(test, self.s[key]) and why:
+                self.entry(key, UNMAPPED, [], why)
+        cn = sorted(k for k, v in self.s.items() if re.fullmatch(r"cn_\d+_enabled", k) and _is_on(bool, v))
+        if cn:
+            self.entry(", ".join(cn), UNMAPPED, [], "Deforum's ControlNet units are not imported (control.apply "
+                       "is Kinograph's ControlNet node)")
+
+    def unknown_settings(self) -> None:
+        known = HOUSEKEEPING | set(OPTIONAL) | {"controlnet_args"}
+        unknown = sorted(k for k in self.s if k not in known and not re.match(r"cn_\d+_", k))
+        if unknown:
+            self.report.remarks.append(f"settings this importer does not know, left out: {', '.join(unknown)}")
+
+
+def scaled(text: str, k: float) -> str:
+    """A schedule multiplied by k, keyframe by keyframe (numbers stay numbers, so their segments stay linear)."""
+    from graph_engine.schedule import Keyframe, Schedule, parse_schedule
+    s = parse_schedule(text)
+    keys = []
+    for kf in s.keyframes:
+        value = repr(round(kf.number * k, 12)) if kf.number is not None else f"({kf.value})*{k!r}"
+        keys.append(Keyframe(kf.frame, value, kf.easing))
+    return Schedule(keys, s.interp).to_text()
+
+
+def scaled_fov(c: Converted, aspect: float) -> Any:
+    """Deforum's vertical field of view as Kinograph's horizontal one, keyframe by keyframe."""
+    from graph_engine.schedule import Keyframe, Schedule, parse_schedule
+
+    def horiz(v: float) -> float:
+        return round(math.degrees(2 * math.atan(aspect * math.tan(math.radians(v) / 2))), 6)
+    if c.constant is not None:
+        return horiz(c.constant)
+    s = parse_schedule(c.text)
+    keys = [Keyframe(kf.frame, repr(horiz(kf.number)) if kf.number is not None else repr(horiz(c.values[
+        min(kf.frame, len(c.values) - 1)])), kf.easing) for kf in s.keyframes]
+    return Schedule(keys, s.interp).to_text()
+
+
+SAMPLERS = {
+    "euler a": "euler_ancestral", "euler_ancestral": "euler_ancestral", "euler_a": "euler_ancestral",
+    "euler": "euler", "ddim": "ddim", "dpm++ 2m": "dpmpp_2m", "dpmpp_2m": "dpmpp_2m", "unipc": "unipc",
+}
+SCHEDULERS = {"automatic": "default", "": "default", "karras": "karras", "simple": "simple",
+              "sgm uniform": "sgm_uniform", "sgm_uniform": "sgm_uniform", "beta": "beta", "normal": "normal"}
+
+
+def sampler_for(name: str, scheduler: str = "") -> Tuple[str, str, str]:
+    """A1111's sampler (and scheduler) names as Kinograph's, and a note when one is only close."""
+    low = name.strip().lower()
+    sched = "default"
+    if low.endswith(" karras"):
+        low, sched = low[:-len(" karras")], "karras"
+    notes = []
+    if scheduler:
+        s = SCHEDULERS.get(scheduler.strip().lower())
+        if s is None:
+            notes.append(f"scheduler {scheduler!r} is read as the model's default")
+        elif s != "default":
+            sched = s
+    out = SAMPLERS.get(low)
+    if out is None:
+        ancestral = low.endswith(" a") or "ancestral" in low or "sde" in low or low.endswith("_a")
+        out = "euler_ancestral" if ancestral else ("dpmpp_2m" if low.startswith("dpm++") else "euler")
+        notes.insert(0, f"{name!r} has no Kinograph equivalent; the nearest is {out}")
+    return out, sched, "; ".join(notes)
+
+
+def local_path(path: str) -> Tuple[str, str]:
+    """A file a setting names, as a path a workflow can read; a URL (Kinograph downloads nothing) becomes the
+    file's name beside the workflow, with a note saying to put it there."""
+    if re.match(r"^[a-z][a-z0-9+.-]*://", path, re.I):
+        name = PurePosixPath(path.split("?")[0].rstrip("/")).name or "init"
+        return name, f"{path} is a URL and Kinograph downloads nothing: save it as {name} beside the workflow"
+    return (PureWindowsPath(path).as_posix() if "\\" in path else path), ""

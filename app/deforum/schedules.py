@@ -1,0 +1,183 @@
+"""Deforum's keyframe strings and prompt dictionaries, rewritten in Kinograph's schedule syntax.
+
+Deforum writes `0:(1.0), 30:(1.02)`, as Kinograph does, but reads it differently in three ways that
+change the animation, so the text is rewritten rather than copied:
+
+- A keyframe's frame may be an expression of `max_f` (the last frame), quoted: `"max_f-1":(0)`.
+- Values may name `max_f` and `s` (the seed), and numexpr's functions (`arcsin`, `where`, ...).
+- A keyframe whose value is an expression holds that expression, evaluated at every frame, until the
+  next keyframe; Kinograph crossfades two keyframes, so those segments are written with `hold`.
+  Keyframes with plain numbers are linear in between in both.
+
+Prompts: Deforum switches to a keyframe's prompt at its frame (no blend); Kinograph blends keyframed
+prompts, so a keyframe on the frame before each switch repeats the previous prompt."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from graph_engine.schedule import ScheduleError, compile_expression, parse_schedule
+
+# numexpr's spellings (Deforum evaluates with numexpr) -> Kinograph's
+_RENAMES = {"arcsin": "asin", "arccos": "acos", "arctan2": "atan2", "arctan": "atan"}
+
+
+class DeforumValueError(ValueError):
+    """A setting Deforum would read that cannot be read here; the message names what is wrong."""
+
+
+@dataclass
+class Converted:
+    text: str                # Kinograph schedule text
+    values: List[float]      # its value at every frame 0 .. frames-1
+    exact: bool = True       # False: a part of it could not be kept (note says what)
+    note: str = ""
+
+    @property
+    def constant(self) -> Optional[float]:
+        return self.values[0] if all(v == self.values[0] for v in self.values) else None
+
+
+def _split_keyframes(text: str) -> List[Tuple[str, str]]:
+    """`0:(1), "max_f-1":(2)` -> [("0", "1"), ("max_f-1", "2")]. A value's parentheses may nest (function calls)
+    and hold commas; an unparenthesised value runs to the next comma."""
+    out: List[Tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n:
+            break
+        if text[i] in "\"'":
+            end = text.find(text[i], i + 1)
+            if end < 0:
+                raise DeforumValueError(f"the frame {text[i:]!r} opens a quote that is never closed")
+            frame, i = text[i + 1:end], end + 1
+        else:
+            m = re.match(r"[^:,()]*", text[i:])
+            frame = m.group(0)
+            i += len(frame)
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n or text[i] != ":":
+            raise DeforumValueError(f"expected FRAME:(VALUE) keyframes such as '0:(1.0), 30:(1.5)', found "
+                                    f"{text[max(0, i - len(frame)):][:40]!r}")
+        i += 1
+        while i < n and text[i] in " \t":
+            i += 1
+        if i < n and text[i] == "(":
+            depth, j, quote = 0, i, None
+            while j < n:
+                c = text[j]
+                if quote:
+                    quote = None if c == quote else quote
+                elif c in "\"'":
+                    quote = c
+                elif c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            if j >= n:
+                raise DeforumValueError(f"the value of keyframe {frame.strip()} opens a parenthesis that is "
+                                        "never closed")
+            value, i = text[i + 1:j], j + 1
+        else:
+            m = re.match(r"[^,]*", text[i:])
+            value = m.group(0)
+            i += len(value)
+        out.append((frame.strip(), value.strip()))
+    if not out:
+        raise DeforumValueError("the schedule is empty; Deforum writes keyframes such as '0:(1.0)'")
+    return out
+
+
+def _substitute(expr: str, max_f: int, seed: int) -> str:
+    """Deforum's variables as numbers, numexpr's function names as Kinograph's."""
+    expr = re.sub(r"\bmax_f\b", f"({max_f})", expr)
+    expr = re.sub(r"\bs\b", f"({seed})", expr)
+    return re.sub(r"\b(arcsin|arccos|arctan2|arctan)\b(?=\s*\()", lambda m: _RENAMES[m.group(1)], expr)
+
+
+def frame_number(text: str, max_frames: int) -> int:
+    """A keyframe's frame: a whole number, or an expression of max_f (`max_f/2`, `max_f-1`) as Deforum allows."""
+    text = text.strip().strip("\"'")
+    if text.isdigit():
+        return int(text)
+    try:
+        v = compile_expression(_substitute(text, max_frames - 1, 0))(0)
+    except ScheduleError as e:
+        raise DeforumValueError(f"the keyframe frame {text!r} is not a number or an expression of max_f "
+                                f"({e.message})") from None
+    if not math.isfinite(v) or v < 0:
+        raise DeforumValueError(f"the keyframe frame {text!r} comes to {v:g}, not a frame")
+    return int(v)
+
+
+def convert_schedule(text, max_frames: int, seed: int = 0) -> Converted:
+    """A Deforum keyframe string (or a bare number, as old settings files hold) as a Kinograph schedule."""
+    frames = max(int(max_frames), 1)
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise DeforumValueError(f"expected keyframes such as '0:(1.0)', got {text!r}")
+    if not isinstance(text, str):
+        keys = [("0", repr(float(text)))]
+    else:
+        keys = _split_keyframes(text) if ":" in text else [("0", text.strip())]
+    by_frame: Dict[int, str] = {}
+    for frame, value in keys:
+        by_frame[frame_number(frame, frames)] = _substitute(value, frames - 1, seed)
+    parts = []
+    for f in sorted(by_frame):
+        value = by_frame[f]
+        try:
+            float(value)
+            easing = ""
+        except ValueError:
+            easing = " hold"        # an expression holds until the next keyframe, as Deforum evaluates it
+        parts.append(f"{f}:({value}){easing}")
+    kin = ", ".join(parts)
+    try:
+        sched = parse_schedule(kin)
+        values = [float(v) for v in sched.values(frames)]
+    except ScheduleError as e:
+        raise DeforumValueError(e.message) from None
+    return Converted(kin, values)
+
+
+def prompt_keyframes(prompts: Dict, max_frames: int) -> List[Tuple[int, str]]:
+    """Deforum's {"0": "...", "max_f/2": "..."} as (frame, prompt) sorted by frame; later duplicates win,
+    as they do in Deforum."""
+    if not isinstance(prompts, dict) or not prompts:
+        raise DeforumValueError("expected a dictionary of frame: prompt, such as {\"0\": \"a forest\"}")
+    out: Dict[int, str] = {}
+    for k, v in prompts.items():
+        if not isinstance(v, str):
+            raise DeforumValueError(f"the prompt at frame {k} is {type(v).__name__}, not text")
+        out[frame_number(str(k), max_frames)] = v
+    return sorted(out.items())
+
+
+def split_negative(prompt: str) -> Tuple[str, str]:
+    """Deforum's `positive --neg negative` within one prompt."""
+    pos, sep, neg = prompt.partition("--neg")
+    return pos.strip().rstrip(",").strip(), neg.strip() if sep else ""
+
+
+def cut_schedule(keys: List[Tuple[int, str]]) -> str:
+    """Keyframed text that switches at each keyframe instead of blending: the prompt before a switch is
+    repeated on the frame before it. One prompt is plain text. A prompt's own `, 30:` would read as a
+    keyframe, so such commas lose their space."""
+    keys = [(f, re.sub(r",(\s*\d+\s*:)", lambda m: "," + m.group(1).lstrip(), t)) for f, t in keys]
+    keys = [k for i, k in enumerate(keys) if i == 0 or k[1] != keys[i - 1][1]]     # no switch, no keyframe
+    if len(keys) == 1:
+        return keys[0][1]
+    parts: List[str] = []
+    for i, (frame, text) in enumerate(keys):
+        parts.append(f"{frame}: {text}")
+        if i + 1 < len(keys) and keys[i + 1][0] - 1 > frame:
+            parts.append(f"{keys[i + 1][0] - 1}: {text}")
+    return ", ".join(parts)

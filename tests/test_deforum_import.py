@@ -1,0 +1,267 @@
+"""Deforum settings files (what the A1111 extension saves, with its real key names) open as Kinograph workflows:
+the graph's parameters carry Deforum's schedules, prompts and sampling with Deforum's meaning, every setting
+left out or approximated is named, damaged files are one message naming the setting, and a short one renders
+on a tiny SD 1.5 checkpoint."""
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+DATA = ROOT / "tests" / "data" / "deforum"
+BASE = json.loads((DATA / "deforum_settings_2d.txt").read_text())
+
+
+def settings_file(tmp_path, name="deforum_settings.txt", **changes):
+    s = dict(BASE, **changes)
+    p = tmp_path / name
+    p.write_text(json.dumps(s, indent=4))
+    return p
+
+
+def imported(path):
+    from app.comfyui import import_workflow
+    return import_workflow(path)
+
+
+def params(result, node):
+    return result.graph.nodes[node].params
+
+
+def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
+    from graph_engine.schedule import parse_schedule
+    r = imported(DATA / "deforum_settings_2d.txt")
+    g = r.graph
+    assert r.kind == "deforum" and r.report.source == "Deforum"
+    assert g.nodes["model"].type == "load.sd" and params(r, "model")["path"] == "v1-5-pruned-emaonly.safetensors"
+    cam = params(r, "camera")
+    assert (cam["frames"], cam["width"], cam["height"], cam["schedules"]) == (120, 512, 512, "per_frame")
+    # Deforum's expression evaluated at every frame, as Deforum evaluates it (numexpr, t = the frame)
+    zoom = parse_schedule(cam["zoom"]).values(120)
+    want = [1.0025 + 0.002 * math.sin(1.25 * 3.14 * t / 30) for t in range(120)]
+    assert max(abs(a - b) for a, b in zip(zoom, want)) < 1e-12
+    pan = parse_schedule(cam["pan_x"]).values(120)
+    assert pan[60] == 0 and pan[75] == 1.5 and pan[90] == 3 and pan[119] == 3
+    assert "rotation_roll" not in cam and "pan_y" not in cam and "translation_z" not in cam
+    move = params(r, "move")
+    assert (move["motion"], move["border"], move["fps"]) == ("compounding", "replicate", 15.0)
+    assert [(link.src, link.dst_port) for link in g.links_to("move")] == [("camera", "camera"), ("first_frame", "image")] \
+        or {(link.src, link.dst_port) for link in g.links_to("move")} == {("camera", "camera"), ("first_frame", "image")}
+    sample = params(r, "sample")
+    assert sample == {"steps": 25, "cfg": 7.0, "sampler": "euler_ancestral", "seed": 2738123946, "denoise": 0.35}
+    assert params(r, "first") == {"steps": 25, "cfg": 7.0, "sampler": "euler_ancestral", "seed": 2738123946}
+    assert params(r, "first_latent") == {"frames": 1, "width": 512, "height": 512}
+    assert {link.src for link in g.links_to("encode")} == {"model", "move"}
+    assert params(r, "colour") == {"frame": 0, "method": "reinhard"}
+    assert params(r, "save") == {"path": "out/Deforum.mp4", "fps": 15.0}
+    assert "noise" not in g.nodes           # seed_behavior iter: every frame its own noise
+
+
+def test_prompts_switch_at_their_frames_with_their_negatives():
+    """Deforum switches prompts at keyframes; Kinograph blends keyframed prompts, so the frame before each
+    switch repeats the earlier prompt. `--neg` and the negative for every prompt go to the negative schedule;
+    a frame written as an expression of max_f is that frame."""
+    from graph_engine.schedule import parse_text_keyframes
+    from nodes.generate.prompts import interpolation_weights
+    r = imported(DATA / "deforum_settings_2d.txt")
+    text, negative = params(r, "prompt")["text"], params(r, "prompt")["negative"]
+    keys = parse_text_keyframes(text)
+    assert [f for f, _ in keys] == [0, 29, 30, 59, 60, 88, 89]     # max_f/2+30 = 119/2+30 = 89
+    assert keys[-1][1] == "a beautiful durian, award winning photography"
+    assert keys[4][1] == "a beautiful coconut"
+    w = interpolation_weights([f for f, _ in keys], [29, 30, 45, 88, 89])
+    mixed = [{keys[i][1] for i in range(len(keys)) if row[i] > 0} for row in w]
+    assert [len(m) for m in mixed] == [1] * 5           # one prompt at every frame, never a blend of two
+    prompts = [m.pop() for m in mixed]
+    assert prompts[0].startswith("tiny cute swamp bunny") and prompts[1].startswith("anthropomorphic clean cat")
+    assert prompts[3] == "a beautiful coconut"
+    neg = dict(parse_text_keyframes(negative))
+    assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic, nsfw, nude" and neg[89] == "nsfw, nude"
+
+
+def test_the_report_names_every_setting_left_out_or_approximated():
+    r = imported(DATA / "deforum_settings_2d.txt")
+    text = r.report.text()
+    lines = text.splitlines()
+    for key, why in (("noise_schedule", "adds this much noise"), ("amount_schedule", "anti-blur"),
+                     ("enable_noise_multiplier_scheduling", "not imported"),
+                     ("diffusion_cadence", "one frame in 2"), ("color_coherence", "Lab mean and spread"),
+                     ("translation_x", "later zooms")):
+        assert any(key in line and why in line for line in lines), (key, text)
+    assert "NOT MAPPED             noise_schedule" in text
+    assert "Deforum feeds every rendered frame back" in r.report.remarks[-1]
+    assert "translation_z: not used in 2D mode" in text
+    # off features and Deforum's own bookkeeping are not listed
+    assert "hybrid" not in text and "cn_1" not in text and "batch_name" not in text
+    assert "frame_interpolation" not in text      # its engine is None
+    assert r.report.exit_code == 3
+
+
+def test_import_from_the_command_line_writes_a_workflow_that_validates(tmp_path, monkeypatch, capsys):
+    from app.cli import main
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")      # validate checks the name is there
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    src = settings_file(tmp_path)
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(src), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"{src}: Deforum settings: " in err and "NOT MAPPED             noise_schedule" in err
+    assert main(["validate", str(out)]) == 0
+    assert f"{out}: ok (13 nodes)" in capsys.readouterr().out
+    # run and validate given the settings themselves say how to convert them
+    assert main(["run", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "holds Deforum settings, not a Kinograph workflow" in err and f"kinograph import {src}" in err
+
+
+def test_3d_camera_moves_as_deforum_moves_its_camera(tmp_path):
+    """3D: translation in 1/200 of the picture's distance per frame (x right, y up, z forward), rotation_3d_x
+    tilts up, _y pans right, _z rolls clockwise, compounded in the camera's own axes; fov is vertical."""
+    import numpy as np
+    from nodes.motion.camera import from_schedules
+    r = imported(settings_file(tmp_path, animation_mode="3D", W=768, H=512, translation_x="0:(0)",
+                               translation_y="0:(2)", translation_z="0:(10)", rotation_3d_y="0:(0)",
+                               rotation_3d_x="0:(0)", rotation_3d_z="0:(0)", fov_schedule="0: (70)"))
+    cam = params(r, "camera")
+    assert cam["translation_z"] == "0.05" and cam["translation_y"] == "-0.01"
+    assert cam["fov"] == pytest.approx(math.degrees(2 * math.atan(1.5 * math.tan(math.radians(35)))))
+    assert "zoom" not in cam and "rotation_roll" not in cam     # 2-D moves are not used in 3D mode
+    path = from_schedules(11, 768, 512, **{k: v for k, v in cam.items() if k not in (
+        "frames", "width", "height", "schedules")}, per_frame=True)
+    assert np.allclose(path.c2w[10][:3, 3], [0, -0.1, 0.5])       # 10 frames: 0.5 forward, 0.1 up
+    r = imported(settings_file(tmp_path, animation_mode="3D", rotation_3d_y="0:(1.5)", translation_z="0:(0)"))
+    path = from_schedules(11, 512, 512, rotation_pan=params(r, "camera")["rotation_pan"], per_frame=True)
+    forward = path.c2w[10][:3, 2]
+    assert math.degrees(math.atan2(forward[0], forward[2])) == pytest.approx(15.0)     # turned right
+    text = r.report.text()
+    assert "use_depth_warping: Kinograph has no depth estimator" in text
+    assert "padding_mode -> move.border" in text and params(r, "move")["border"] == "replicate"
+
+
+def test_schedules_keep_deforums_meaning():
+    """An expression keyframe holds its expression until the next keyframe (Deforum evaluates it there; a
+    blend would bend it); frames may be expressions of max_f; `s` is the seed; numexpr names are read."""
+    from app.deforum.schedules import convert_schedule
+    c = convert_schedule("0:(sin(t/4)), 10:(1), \"max_f-1\":(0)", 21)
+    assert c.values[9] == pytest.approx(math.sin(9 / 4)) and c.values[10] == 1.0
+    assert c.values[15] == pytest.approx(1 - 5 / 9) and c.values[19] == c.values[20] == 0.0     # max_f-1 = 19
+    assert convert_schedule("0: (s % 7)", 5, seed=23).values == [2.0] * 5
+    assert convert_schedule("0:(arctan(1))", 3).values[0] == pytest.approx(math.pi / 4)
+    assert convert_schedule(1.5, 3).values == [1.5] * 3       # old settings files hold bare numbers
+
+
+def test_video_input_and_interpolation_modes(tmp_path):
+    r = imported(settings_file(tmp_path, animation_mode="Video Input", video_init_path="clips\\dance.mp4",
+                               extract_from_frame=10, extract_to_frame=49, extract_nth_frame=2))
+    assert params(r, "video") == {"path": "clips/dance.mp4", "start": 10, "count": 40, "every_nth": 2,
+                                  "width": 512, "height": 512}
+    assert {link.src for link in r.graph.links_to("encode")} == {"model", "video"}
+    assert params(r, "sample")["denoise"] == 0.35 and "camera" not in r.graph.nodes
+    r = imported(settings_file(tmp_path, animation_mode="Interpolation"))
+    assert params(r, "latent") == {"frames": 120, "width": 512, "height": 512}
+    assert r.graph.nodes["noise"].type == "noise.constant"      # one seed for every frame, as Deforum does
+    assert "denoise" not in params(r, "sample")
+    assert params(r, "prompt")["text"].startswith("0: tiny cute swamp bunny") and ", 29:" not in \
+        params(r, "prompt")["text"]        # blended between keyframes in this mode
+
+
+def test_settings_choices_map_to_nodes(tmp_path):
+    r = imported(settings_file(tmp_path, seed=-1, seed_behavior="fixed", sampler="DPM++ 2M Karras", W=500, H=300,
+                               color_coherence="None", color_force_grayscale=True, use_init=True,
+                               init_image="https://deforum.github.io/a1/I1.png", border="wrap",
+                               strength_schedule="0:(0.5), 60:(0.7)"))
+    s = params(r, "sample")
+    assert (s["sampler"], s["scheduler"], s["seed"]) == ("dpmpp_2m", "karras", 0)
+    assert abs(s["denoise"] - (1 - (0.5 + 0.2 / 60))) < 1e-6        # frame 1's strength
+    assert r.graph.nodes["noise"].type == "noise.constant" and params(r, "noise")["seed"] == 0
+    assert params(r, "camera")["width"] == 496 and params(r, "camera")["height"] == 296
+    assert params(r, "init") == {"path": "I1.png"} and "first" not in r.graph.nodes
+    assert params(r, "grey") == {"saturation": 0.0} and "colour" not in r.graph.nodes
+    assert params(r, "move")["border"] == "wrap"
+    text = r.report.text()
+    for key, why in (("seed", "new random seed every run"), ("W, H", "rounded down to 496x296"),
+                     ("init_image", "save it as I1.png beside the workflow"),
+                     ("strength_schedule", "goes from 0.5 to 0.7")):
+        assert any(line.split()[2:3] == [key.split(",")[0] + ("," if "," in key else "")] and why in line
+                   for line in text.splitlines()), (key, text)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"max_frames": "lots"}, "max_frames: expected a number, got 'lots'"),
+    ({"zoom": "0:(1.0"}, "zoom: the value of keyframe 0 opens a parenthesis that is never closed"),
+    ({"zoom": "0:(1.0 +* 2)"}, "zoom: "),
+    ({"animation_mode": "4D"}, "animation_mode: '4D' is not one of Deforum's modes"),
+    ({"prompts": {"0": 5}}, "prompts: the prompt at frame 0 is int, not text"),
+    ({"prompts": None}, "prompts: the file has no prompts"),
+    ({"strength_schedule": "0:(1.4)"}, "strength_schedule: strength 1.4 at frame 1 is outside 0..1"),
+    ({"translation_x": "0:(0), \"max_q\":(1)"}, "translation_x: the keyframe frame 'max_q' is not a number"),
+])
+def test_a_damaged_setting_is_one_message_naming_it(tmp_path, capsys, change, message):
+    from app.cli import main
+    src = settings_file(tmp_path, **change)
+    assert main(["import", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kinograph import: {src}: ") and message in err and "Traceback" not in err
+
+
+def test_a_settings_file_cut_short_says_so(tmp_path, capsys):
+    from app.cli import main
+    src = tmp_path / "deforum_settings.txt"
+    src.write_text((DATA / "deforum_settings_2d.txt").read_text()[:3000])
+    assert main(["import", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "ends before its JSON does: it was cut short" in err and "Traceback" not in err
+
+
+def test_the_editor_opens_deforum_settings_with_the_report(qtbot, tmp_path):
+    from PySide6.QtWidgets import QPlainTextEdit
+    from app.editor import window as window_mod
+    from app.editor.document import Document
+    from app.editor.settings import EditorSettings
+    from app.editor.window import MainWindow, loader_for
+    src = settings_file(tmp_path)
+    assert loader_for(src) is None          # dropped, it opens as a workflow instead of becoming a loader
+    w = MainWindow(Document(), settings=EditorSettings(tmp_path / "editor.json"))
+    try:
+        assert w.open_path(str(src)) is w
+        assert w.doc.graph.nodes["camera"].params["schedules"] == "per_frame" and w.doc.path is None
+        dlg = w._comfyui_report
+        assert dlg.windowTitle() == "Imported from Deforum: deforum_settings.txt"
+        assert "noise_schedule" in dlg.findChild(QPlainTextEdit).toPlainText()
+    finally:
+        for x in list(window_mod.WINDOWS) + [w]:
+            x.doc.undo.setClean()
+            x.close()
+
+
+def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypatch):
+    import av
+    import numpy as np
+    import torch
+    from app.cli import main
+    from tiny_models import build_sd15_single_file
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    root = build_sd15_single_file(tmp_path / "tiny")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        src = settings_file(tmp_path, W=64, H=64, max_frames=5, steps=2, sd_model_name="sd15_tiny.safetensors",
+                            zoom="0:(1.2)", translation_x="0:(0)")
+        out = tmp_path / "shot.yaml"
+        assert main(["import", str(src), "-o", str(out)]) == 3
+        assert main(["validate", str(out)]) == 0
+        assert main(["run", str(out), "--device", "cpu", "--no-cache"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    with av.open(str(tmp_path / "out" / "Deforum.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        rate = c.streams.video[0].average_rate
+    assert len(frames) == 5 and frames[0].shape == (64, 64, 3) and float(rate) == 15.0
+    assert np.abs(frames[4].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
