@@ -135,6 +135,11 @@ def test_3d_camera_moves_as_deforum_moves_its_camera(tmp_path):
     path = from_schedules(11, 768, 512, **{k: v for k, v in cam.items() if k not in (
         "frames", "width", "height", "schedules")}, per_frame=True)
     assert np.allclose(path.c2w[10][:3, 3], [0, -0.1, 0.5])       # 10 frames: 0.5 forward, 0.1 up
+    # Deforum flies on into its picture: 40 frames of translation_z 10 travel 2 of the picture's distances
+    from nodes.motion.warp import apply_camera
+    far = from_schedules(40, 64, 64, translation_z=cam["translation_z"], per_frame=True)
+    ramp = np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (64, 1, 3))
+    assert apply_camera(far, image=ramp, motion=params(r, "move")["motion"]).frame(39).shape == (64, 64, 3)
     r = imported(settings_file(tmp_path, animation_mode="3D", rotation_3d_y="0:(1.5)", translation_z="0:(0)"))
     path = from_schedules(11, 512, 512, rotation_pan=params(r, "camera")["rotation_pan"], per_frame=True)
     forward = path.c2w[10][:3, 2]

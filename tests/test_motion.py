@@ -691,3 +691,23 @@ nodes:
     assert drawn[24, 10:].all()
     assert all(drawn[k, k] for k in range(2, 46))
     assert not drawn[2:20, 40:60].any() and not drawn[30:46, 2:20].any()
+
+
+def test_compounding_moves_forward_into_the_picture_as_deforum_does():
+    """Deforum's 3-D feedback without depth: every frame the picture is a plane 1 unit ahead of the camera that
+    made it, so 0.05 forward a frame magnifies it 1/0.95 each frame, frame after frame. The plane stayed where
+    frame 0 saw it: the zoom sped up, and past 1 unit of travel (20 frames of Deforum's translation_z 10) the
+    path was refused as going through the picture."""
+    img = photo("rocket.jpg", 96)
+    h, w = img.shape[:2]
+    forward = cm.build_path(30, w, h, translation_z="0.05", per_frame=True)
+    zoom = cm.build_path(30, w, h, zoom=repr(1 / 0.95), per_frame=True)
+    got = apply_camera(forward, image=img, motion="compounding").to_array()
+    want = apply_camera(zoom, image=img, motion="compounding").to_array()
+    assert got.shape == (30, h, w, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    assert np.abs(got[29].astype(int) - img.astype(int)).mean() > 5       # it did move
+    with pytest.raises(ValueError, match="camera frame 1 has travelled 1.2 forward in one step"):
+        apply_camera(cm.build_path(3, w, h, translation_z="1.2", per_frame=True), image=img, motion="compounding")
+    with pytest.raises(ValueError, match="camera frame 20 has travelled 1 forward, through"):
+        apply_camera(forward, image=img)          # absolute: the plane stays where frame 0 saw it

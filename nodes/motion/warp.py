@@ -4,7 +4,8 @@
 camera i, which is a homography (`projection="perspective"`) or its least-squares affine
 approximation (`"affine"`). `motion="absolute"` samples every frame from the source (sharp);
 `"compounding"` warps each output frame from the previous output by one frame's step, as
-Deforum does when it feeds each frame back (detail softens, border fill accumulates).
+Deforum does when it feeds each frame back (detail softens, border fill accumulates); the picture fed
+back is the plane ahead of the previous camera, so a forward move keeps zooming into it.
 
 2.5-D (a depth map): source pixels are lifted to 3-D with the depth, moved into camera i and
 forward-splatted with a z-buffer; the splatted depth is completed (holes take the farthest
@@ -63,21 +64,25 @@ def picture_at(cam: Camera, distance: float) -> Camera:
     return cam if distance == 1 else cam.scaled(1.0 / distance)
 
 
-def check_plane_in_view(cam: Camera, distance: float = 1.0) -> None:
+def check_plane_in_view(cam: Camera, distance: float = 1.0, steps: bool = False) -> None:
     """Refuse a path whose camera reaches the picture plane of the 2-D moves or turns part of its view away
     from it. A homography cannot tell in front from behind: those frames came out white, or showed the
     picture mirrored where the view looks away from it, with nothing to say the path was the cause.
-    `cam` is already scaled by picture_at(distance); messages speak in the path's own units."""
+    `cam` is already scaled by picture_at(distance); messages speak in the path's own units. steps: each
+    frame is checked against the plane ahead of the frame before it (compounding moves re-place it there)."""
     rel = cam.relative()
     w, h = cam.width, cam.height
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], dtype=np.float64)
     for i in range(cam.length):
-        c2w = rel.c2w[i]
+        c2w = cam.relative_transform(i, i - 1) if steps and i else rel.c2w[i]
         ahead = 1.0 - c2w[2, 3]                 # the plane's distance along frame 0's axis
         if ahead <= 1e-6:
-            raise ValueError(f"camera frame {i} has travelled {c2w[2, 3] * distance:.3g} forward, through the picture: "
-                             f"a still picture is a plane {distance:g} unit{'' if distance == 1 else 's'} ahead of the "
-                             f"first camera (distance), and a 2-D move shows it from in front only. Keep the forward "
+            first = "the previous frame's camera (compounding puts it there again every frame)" if steps else \
+                "the first camera (distance)"
+            raise ValueError(f"camera frame {i} has travelled {c2w[2, 3] * distance:.3g} forward"
+                             f"{' in one step' if steps else ''}, through the picture: "
+                             f"a still picture is a plane {distance:g} unit{'' if distance == 1 else 's'} ahead of "
+                             f"{first}, and a 2-D move shows it from in front only. Keep the forward "
                              f"travel under {distance:g} (a lower speed or translation_z), set distance to how far "
                              f"the picture is in the path's units (a camera file in metres: metres), zoom instead, "
                              f"or give a depth map")
@@ -309,7 +314,7 @@ class CameraMover:
         self._state: Optional[Tuple[int, np.ndarray, Optional[np.ndarray]]] = None
         if z0 is None:
             pixel_homography(self.cam, 0, 0, projection)    # validates projection early
-            check_plane_in_view(self.cam, distance)
+            check_plane_in_view(self.cam, distance, steps=motion == "compounding")
 
     def _index(self, k: int) -> int:
         return min(k, self.cam.length - 1)
@@ -330,8 +335,10 @@ class CameraMover:
             if z is not None:
                 img, z = reproject(img, z, self.cam, b, a, self.border, self.interpolation)
             else:
-                step = pixel_homography(self.cam, b, 0, self.projection) @ \
-                    np.linalg.inv(pixel_homography(self.cam, a, 0, self.projection))
+                # The picture fed back is a plane `distance` ahead of the camera that made it, as in Deforum:
+                # a step forward magnifies it the same at frame 100 as at frame 1 (a plane fixed in the world
+                # magnified faster and faster, and refused a path once it had travelled the distance).
+                step = pixel_homography(self.cam, b, a, self.projection)
                 img = warp_2d(img, step, self.border, self.interpolation)
             n += 1
         self._state = (n, img, z)
