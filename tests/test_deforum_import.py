@@ -89,10 +89,10 @@ def test_the_report_names_every_setting_left_out_or_approximated():
     lines = text.splitlines()
     for key, why in (("noise_schedule", "adds this much noise"), ("amount_schedule", "anti-blur"),
                      ("enable_noise_multiplier_scheduling", "not imported"),
-                     ("diffusion_cadence", "one frame in 2"), ("color_coherence", "Lab mean and spread"),
-                     ("translation_x", "later zooms")):
+                     ("diffusion_cadence", "one frame in 2"), ("color_coherence", "Lab mean and spread")):
         assert any(key in line and why in line for line in lines), (key, text)
     assert "NOT MAPPED             noise_schedule" in text
+    assert "mapped exactly         translation_x -> camera.pan_x: pixels per frame" in text
     assert "Deforum feeds every rendered frame back" in r.report.remarks[-1]
     assert "translation_z: not used in 2D mode" in text
     # off features and Deforum's own bookkeeping are not listed

@@ -363,7 +363,10 @@ def test_deforum_style_per_frame_schedules():
                                           translation_z="0:(7), 1:(0.1)")
     assert not [e for e in events if e["event"] == "log"]
     np.testing.assert_allclose(cam.intrinsics[:, 0] / cam.intrinsics[0, 0], 1.02 ** np.arange(5))
-    np.testing.assert_allclose(cam.intrinsics[:, 2], 32 + 3 * np.arange(5))
+    pans = [0.0]
+    for _ in range(4):
+        pans.append(1.02 * (pans[-1] + 3))          # each step's 3 pixels, zoomed with the frame after it
+    np.testing.assert_allclose(cam.intrinsics[:, 2], 32 + np.array(pans))
     # each step moves 0.1 along the previous frame's view, then turns 10 degrees right (frame 0's values unused)
     pos, expected = np.zeros(3), [np.zeros(3)]
     for i in range(1, 5):
@@ -711,3 +714,19 @@ def test_compounding_moves_forward_into_the_picture_as_deforum_does():
         apply_camera(cm.build_path(3, w, h, translation_z="1.2", per_frame=True), image=img, motion="compounding")
     with pytest.raises(ValueError, match="camera frame 20 has travelled 1 forward, through"):
         apply_camera(forward, image=img)          # absolute: the plane stays where frame 0 saw it
+
+
+def test_per_frame_2d_steps_are_deforums_2d_steps():
+    """Deforum's 2-D frame i is frame i-1 shifted by translation_x/y, then turned by angle and zoomed about the
+    centre (OpenCV's getRotationMatrix2D). Each step of a per_frame path is that same map, frame after frame;
+    the pans used to add up unzoomed, so with a zoom they slowed down and turned back."""
+    from nodes.motion.warp import pixel_homography
+    w, h = 96, 64
+    cam = cm.build_path(60, w, h, per_frame=True, zoom="1.04", rotation_roll="0:(2), 30:(-1)",
+                        pan_x="5", pan_y="0:(-3), 40:(2)")
+    centre = (w / 2 - 0.5, h / 2 - 0.5)            # pixel centres at integers, as OpenCV counts them
+    for i in (1, 2, 25, 45, 59):
+        angle, ty = 2 - 3 * min(i, 30) / 30, -3 + 5 * min(i, 40) / 40        # the keyframes, linear between
+        deforum = np.vstack([cv2.getRotationMatrix2D(centre, angle, 1.04), [0, 0, 1]]) @ \
+            np.array([[1, 0, 5], [0, 1, ty], [0, 0, 1]])
+        np.testing.assert_allclose(pixel_homography(cam, i, i - 1), deforum, atol=1e-9)

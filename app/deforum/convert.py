@@ -499,22 +499,18 @@ class Builder:
                      ("rotation_3d_y", "rotation_pan", "0:(0)", 1.0, 0.0),
                      ("rotation_3d_z", "rotation_roll", "0:(0)", 1.0, 0.0)]
             unused = ("zoom", "angle")
-        turning = self.mode == "2D" and any(self.schedule(k, d).constant != r for k, _, d, _, r in moves[:2])
         for key, param, default, scale, rest in moves:
             c = self.schedule(key, default)
             if c.constant == rest:
                 continue
-            drift = turning and key.startswith("translation")
             p[param] = c.text if scale == 1 else scaled(c.text, scale)
             how = {"zoom": "compounded every frame (1.02 = 2% more each frame)",
                    "angle": "degrees per frame, counter-clockwise",
                    "translation_x": "pixels per frame" if self.mode == "2D" else "camera right, 1/200 unit a frame",
                    "translation_y": "pixels per frame, down" if self.mode == "2D" else "camera up, 1/200 unit a frame",
                    "translation_z": "camera forward, 1/200 unit a frame (the picture is 1 unit away)"}.get(key, "")
-            self.entry(key, EXACT if self.mode == "2D" and not drift else APPROX, [f"camera.{param}"], how,
-                       "" if self.mode == "2D" else "as Deforum moves a picture without depth",
-                       "with zoom or angle moving too, Deforum's later zooms and turns also scale and turn the "
-                       "earlier shifts; here they add up in the first frame's pixels" if drift else "")
+            self.entry(key, EXACT if self.mode == "2D" else APPROX, [f"camera.{param}"], how,
+                       "" if self.mode == "2D" else "as Deforum moves a picture without depth")
         if self.mode == "3D":
             fov = self.schedule("fov_schedule", "0: (40)", "fov")
             # Deforum's field of view is vertical; Kinograph's is horizontal

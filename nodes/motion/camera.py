@@ -335,7 +335,8 @@ def from_schedules(frames: int, width: int, height: int, *, fov=60.0, zoom=1.0, 
 
     per_frame=False: each value is where the camera is at that frame (relative to frame 0).
     per_frame=True (Deforum's convention): each value is the step from the previous frame to this
-    one, accumulated: zoom multiplies (1.02 = 2% more every frame), pan_x/pan_y add pixels, and the
+    one, accumulated: zoom multiplies (1.02 = 2% more every frame), pan_x/pan_y shift the previous frame's
+    picture (which the frame's zoom and roll then scale and turn, as Deforum's 2-D steps do), and the
     translation and rotation of each step are made in the camera's own axes of the previous frame
     (a turn while moving forward curves the path). fov stays a plain value per frame."""
     from graph_engine.schedule import parse_schedule
@@ -357,10 +358,26 @@ def from_schedules(frames: int, width: int, height: int, *, fov=60.0, zoom=1.0, 
     for i in range(1, frames):
         c2w[i] = c2w[i - 1] @ step.c2w[i]
     zooms = np.cumprod(step.intrinsics[:, 0] / step.intrinsics[0, 0])
-    cam = from_components(width, height, fov=v(fov), zoom=zooms, frames=frames,
-                          pan_x=np.cumsum(np.where(after, moves["pan_x"], 0.0)),
-                          pan_y=np.cumsum(np.where(after, moves["pan_y"], 0.0)))
+    fovs = v(fov)
+    still = from_components(width, height, fov=fovs, zoom=zooms, frames=frames)
+    pan = step_pans(still.intrinsics[:, 0], moves["rotation"][2], np.where(after, moves["pan_x"], 0.0),
+                    np.where(after, moves["pan_y"], 0.0))
+    cam = from_components(width, height, fov=fovs, zoom=zooms, frames=frames, pan_x=pan[:, 0], pan_y=pan[:, 1])
     return Camera(cam.intrinsics, c2w, width, height)
+
+
+def step_pans(focal: np.ndarray, roll_steps: np.ndarray, step_x: np.ndarray, step_y: np.ndarray) -> np.ndarray:
+    """Principal-point shifts [frames, 2] for pans made in steps, each in the previous frame's pixels: the
+    shift so far and this step's are zoomed and rolled with the frame, as Deforum's 2-D move does (frame i is
+    frame i-1 shifted, then turned and zoomed about the centre). Added up without that, a pan with a zoom
+    slowed down and turned back: 5 pixels a frame with zoom 1.04 went the other way after 26 frames."""
+    pan = np.zeros((len(focal), 2))
+    for i in range(1, len(focal)):
+        th = math.radians(roll_steps[i])
+        # a positive roll turns the picture counter-clockwise on screen (y down)
+        a = focal[i] / focal[i - 1] * np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+        pan[i] = a @ (pan[i - 1] + (step_x[i], step_y[i]))
+    return pan
 
 
 # What each move of from_schedules is when it does not move the camera.
