@@ -59,6 +59,9 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert params(r, "colour") == {"frame": 0, "method": "reinhard"}
     assert params(r, "save") == {"path": "out/Deforum.mp4", "fps": 15.0}
     assert "noise" not in g.nodes           # seed_behavior iter: every frame its own noise
+    # SD draws each frame alone: sampled 16 at a time, not 120 in one batch
+    assert params(r, "windows") == {"schedule": "batched", "length": 16, "overlap": 0}
+    assert [link.src for link in g.links_to("sample") if link.dst_port == "model"] == ["windows"]
 
 
 def test_prompts_switch_at_their_frames_with_their_negatives():
@@ -113,7 +116,7 @@ def test_import_from_the_command_line_writes_a_workflow_that_validates(tmp_path,
     err = capsys.readouterr().err
     assert f"{src}: Deforum settings: " in err and "NOT MAPPED             noise_schedule" in err
     assert main(["validate", str(out)]) == 0
-    assert f"{out}: ok (13 nodes)" in capsys.readouterr().out
+    assert f"{out}: ok (14 nodes)" in capsys.readouterr().out
     # run and validate given the settings themselves say how to convert them
     assert main(["run", str(src)]) == 2
     err = capsys.readouterr().err
