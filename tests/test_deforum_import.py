@@ -273,3 +273,24 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
         rate = c.streams.video[0].average_rate
     assert len(frames) == 5 and frames[0].shape == (64, 64, 3) and float(rate) == 15.0
     assert np.abs(frames[4].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
+
+
+def test_an_early_colab_settings_file_with_its_older_key_names():
+    """The Deforum notebook's settings: `scale` for the guidance, `fov` a number, `flip_2d_perspective`, klms,
+    no fps (its default, said so), schedules that are expressions of t in 3D."""
+    from graph_engine.schedule import parse_schedule
+    r = imported(DATA / "deforum_colab_settings.txt")
+    cam = params(r, "camera")
+    assert (cam["width"], cam["height"], cam["frames"]) == (512, 448, 100)
+    assert cam["fov"] == pytest.approx(math.degrees(2 * math.atan(512 / 448 * math.tan(math.radians(20)))))
+    tx = parse_schedule(cam["translation_x"]).values(100)
+    assert tx[7] == pytest.approx(10 * math.sin(2 * 3.14 * 7 / 10) / 200)
+    assert cam["translation_z"] == "0.05"
+    s = params(r, "sample")
+    assert (s["cfg"], s["sampler"], s["steps"], s["seed"]) == (7.0, "euler", 50, 1185529623)
+    text = r.report.text()
+    assert "sampler -> sample.sampler, sample.scheduler: 'klms' has no Kinograph equivalent; the nearest is euler" in text
+    assert "fps -> save.fps: not in the file: Deforum's default" in text
+    assert "the file names no checkpoint: set model.path" in text
+    assert "flip_2d_perspective" not in text and "does not know" not in text
+    assert params(r, "save")["path"] == "out/StableFun.mp4"

@@ -80,10 +80,12 @@ HOUSEKEEPING = {
     "strength_schedule", "contrast_schedule", "cfg_scale_schedule", "color_coherence", "color_force_grayscale",
     "diffusion_cadence", "sd_model_name", "aspect_ratio_schedule", "amount_schedule", "enable_steps_scheduling",
     "enable_clipskip_scheduling", "use_mask_video", "frame_interpolation_engine",
+    "interpolate_key_frames", "interpolate_x_frames",
 }
 # Features that are off unless the setting says otherwise: (is it on?, what the report says when it is)
 OPTIONAL = {
     "enable_perspective_flip": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
+    "flip_2d_perspective": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
     "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused"),
     "use_noise_mask": (bool, "noise masks are not imported"),
     "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is not imported (motion.flow of the "
@@ -157,6 +159,8 @@ class Builder:
 
     def entry(self, key: str, status: str, targets: List[str], *notes: str) -> None:
         self.n += 1
+        if not any(k.strip() in self.s for k in re.split(r"[,/]", key)) and key not in ("prompts", "animation_mode"):
+            notes = ("not in the file: Deforum's default",) + notes
         self.report.add(SettingEntry(f"{self.n:04d}", key, "", status, list(targets), [n for n in notes if n],
                                      runs=False))
 
