@@ -86,6 +86,13 @@ def test_prompts_switch_at_their_frames_with_their_negatives():
     assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic, nsfw, nude" and neg[89] == "nsfw, nude"
 
 
+def test_a_prompt_holding_a_comma_and_a_number_with_a_colon_stays_one_prompt(tmp_path):
+    from graph_engine.schedule import parse_text_keyframes
+    r = imported(settings_file(tmp_path, prompts={"0": "a beach, 16:9 frame", "10": "a forest"}))
+    assert parse_text_keyframes(params(r, "prompt")["text"]) == [(0, "a beach; 16:9 frame"), (9, "a beach; 16:9 frame"),
+                                                                  (10, "a forest")]
+
+
 def test_the_report_names_every_setting_left_out_or_approximated():
     r = imported(DATA / "deforum_settings_2d.txt")
     text = r.report.text()

@@ -170,8 +170,8 @@ def split_negative(prompt: str) -> Tuple[str, str]:
 def cut_schedule(keys: List[Tuple[int, str]]) -> str:
     """Keyframed text that switches at each keyframe instead of blending: the prompt before a switch is
     repeated on the frame before it. One prompt is plain text. A prompt's own `, 30:` would read as a
-    keyframe, so such commas lose their space."""
-    keys = [(f, re.sub(r",(\s*\d+\s*:)", lambda m: "," + m.group(1).lstrip(), t)) for f, t in keys]
+    keyframe, so such a comma becomes a semicolon."""
+    keys = [(f, re.sub(r",(\s*\d+\s*:)", r";\1", t)) for f, t in keys]
     keys = [k for i, k in enumerate(keys) if i == 0 or k[1] != keys[i - 1][1]]     # no switch, no keyframe
     if len(keys) == 1:
         return keys[0][1]
