@@ -39,7 +39,7 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert r.kind == "deforum" and r.report.source == "Deforum"
     assert g.nodes["model"].type == "load.sd" and params(r, "model")["path"] == "v1-5-pruned-emaonly.safetensors"
     cam = params(r, "camera")
-    assert (cam["frames"], cam["width"], cam["height"], cam["schedules"]) == (120, 512, 512, "per_frame")
+    assert (cam["frames"], cam["width"], cam["height"], cam["schedules"]) == (121, 512, 512, "per_frame")
     # Deforum's expression evaluated at every frame, as Deforum evaluates it (numexpr, t = the frame)
     zoom = parse_schedule(cam["zoom"]).values(120)
     want = [1.0025 + 0.002 * math.sin(1.25 * 3.14 * t / 30) for t in range(120)]
@@ -55,22 +55,29 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert sample == {"steps": 25, "cfg": 7.0, "sampler": "euler_ancestral", "seed": 2738123946, "denoise": 0.35}
     assert params(r, "first") == {"steps": 25, "cfg": 7.0, "sampler": "euler_ancestral", "seed": 2738123946}
     assert params(r, "first_latent") == {"frames": 1, "width": 512, "height": 512}
-    assert {link.src for link in g.links_to("encode")} == {"model", "move"}
+    assert [link.src for link in g.links_to("cadence")] == ["move"]
     assert params(r, "colour") == {"frame": 0, "method": "reinhard"}
     assert params(r, "save") == {"path": "out/Deforum.mp4", "fps": 15.0}
+    assert [link.src for link in g.links_to("save")] == ["colour"]
     assert "noise" not in g.nodes           # seed_behavior iter: every frame its own noise
+    # diffusion_cadence 2: one moved frame in 2 is diffused, the others are in-betweens of the diffused ones;
+    # the path goes on to frame 120 (the in-betweens of 118..120) and the clip is trimmed back to 120 frames
+    assert params(r, "cadence") == {"n": 2} and params(r, "tween") == {"factor": 2}
+    assert params(r, "trim") == {"start": 0, "count": 120}
+    assert [link.src for link in g.links_to("encode") if link.dst_port == "video"] == ["cadence"]
+    assert [link.src for link in g.links_to("colour")] == ["trim"]
     # SD draws each frame alone: sampled 16 at a time, not 120 in one batch
     assert params(r, "windows") == {"schedule": "batched", "length": 16, "overlap": 0}
     assert [link.src for link in g.links_to("sample") if link.dst_port == "model"] == ["windows"]
 
 
-def test_prompts_switch_at_their_frames_with_their_negatives():
+def test_prompts_switch_at_their_frames_with_their_negatives(tmp_path):
     """Deforum switches prompts at keyframes; Kinograph blends keyframed prompts, so the frame before each
     switch repeats the earlier prompt. `--neg` and the negative for every prompt go to the negative schedule;
     a frame written as an expression of max_f is that frame."""
     from graph_engine.schedule import parse_text_keyframes
     from nodes.generate.prompts import interpolation_weights
-    r = imported(DATA / "deforum_settings_2d.txt")
+    r = imported(settings_file(tmp_path, diffusion_cadence=1))
     text, negative = params(r, "prompt")["text"], params(r, "prompt")["negative"]
     keys = parse_text_keyframes(text)
     assert [f for f, _ in keys] == [0, 29, 30, 59, 60, 88, 89]     # max_f/2+30 = 119/2+30 = 89
@@ -84,11 +91,14 @@ def test_prompts_switch_at_their_frames_with_their_negatives():
     assert prompts[3] == "a beautiful coconut"
     neg = dict(parse_text_keyframes(negative))
     assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic, nsfw, nude" and neg[89] == "nsfw, nude"
+    # cadence 2 samples frames 0, 2, 4...: each prompt starts on the first of them at or after its frame
+    r = imported(DATA / "deforum_settings_2d.txt")
+    assert [f for f, _ in parse_text_keyframes(params(r, "prompt")["text"])] == [0, 14, 15, 29, 30, 44, 45]
 
 
 def test_a_prompt_holding_a_comma_and_a_number_with_a_colon_stays_one_prompt(tmp_path):
     from graph_engine.schedule import parse_text_keyframes
-    r = imported(settings_file(tmp_path, prompts={"0": "a beach, 16:9 frame", "10": "a forest"}))
+    r = imported(settings_file(tmp_path, prompts={"0": "a beach, 16:9 frame", "10": "a forest"}, diffusion_cadence=1))
     assert parse_text_keyframes(params(r, "prompt")["text"]) == [(0, "a beach; 16:9 frame"), (9, "a beach; 16:9 frame"),
                                                                   (10, "a forest")]
 
@@ -123,7 +133,7 @@ def test_import_from_the_command_line_writes_a_workflow_that_validates(tmp_path,
     err = capsys.readouterr().err
     assert f"{src}: Deforum settings: " in err and "NOT MAPPED             noise_schedule" in err
     assert main(["validate", str(out)]) == 0
-    assert f"{out}: ok (14 nodes)" in capsys.readouterr().out
+    assert f"{out}: ok (17 nodes)" in capsys.readouterr().out
     # run and validate given the settings themselves say how to convert them
     assert main(["run", str(src)]) == 2
     err = capsys.readouterr().err
@@ -267,8 +277,9 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        src = settings_file(tmp_path, W=64, H=64, max_frames=5, steps=2, sd_model_name="sd15_tiny.safetensors",
-                            zoom="0:(1.2)", translation_x="0:(0)")
+        # cadence 2 over 6 frames: frames 0, 2, 4 and 6 diffused, 7 in all after the in-betweens, trimmed to 6
+        src = settings_file(tmp_path, W=64, H=64, max_frames=6, steps=2, sd_model_name="sd15_tiny.safetensors",
+                            zoom="0:(1.2)", translation_x="0:(0)", diffusion_cadence=2)
         out = tmp_path / "shot.yaml"
         assert main(["import", str(src), "-o", str(out)]) == 3
         assert main(["validate", str(out)]) == 0
@@ -278,8 +289,8 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
     with av.open(str(tmp_path / "out" / "Deforum.mp4")) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         rate = c.streams.video[0].average_rate
-    assert len(frames) == 5 and frames[0].shape == (64, 64, 3) and float(rate) == 15.0
-    assert np.abs(frames[4].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
+    assert len(frames) == 6 and frames[0].shape == (64, 64, 3) and float(rate) == 15.0
+    assert np.abs(frames[5].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
 
 
 def test_an_early_colab_settings_file_with_its_older_key_names():

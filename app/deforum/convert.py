@@ -190,6 +190,8 @@ class Builder:
                    [], self._mode_note())
         self.entry("max_frames", EXACT, ["camera.frames" if self.mode in ("2D", "3D") else "latent / video length"])
         self.size()
+        # Deforum's cadence (2D and 3D): only one frame in n is sampled, so prompts index those frames
+        self.n_cadence = self.read_cadence() if self.mode in ("2D", "3D") else 1
         self.model_and_prompts()
         self.sampling_settings(seed)
         build = {"2D": self.animation, "3D": self.animation, "Video Input": self.video_input,
@@ -245,6 +247,9 @@ class Builder:
             keys = prompt_keyframes(prompts, self.frames)
         except DeforumValueError as e:
             raise DeforumSettingError(f"{key}: {e}") from None
+        if self.n_cadence > 1:
+            # the sampled frames are 0, n, 2n...: a prompt starts on the first of them at or after its frame
+            keys = sorted({-(-f // self.n_cadence): t for f, t in keys}.items())
         extra_pos = str(self.get("animation_prompts_positive", "", "positive_prompts") or "").strip()
         extra_neg = str(self.get("animation_prompts_negative", "", "negative_prompts") or "").strip()
         pos, neg, notes = [], [], []
@@ -410,13 +415,28 @@ class Builder:
                  (1400, 250))
         self.link(*image, "move", "image")
         self.link("camera", "camera", "move", "camera")
+        src = "move"
+        if self.n_cadence > 1:
+            # Deforum diffuses one frame in n: the others are never sampled (the time it saves is the point)
+            self.add("video.every_nth", "cadence", {"n": self.n_cadence}, (1540, 500))
+            self.link("move", "video", "cadence", "video")
+            src = "cadence"
+            self.cadence_entry(self.n_cadence)
         self.add("vae.encode", "encode", {}, (1680, 250))
         self.link("model", "vae", "encode", "vae")
-        self.link("move", "video", "encode", "video")
+        self.link(src, "video", "encode", "video")
         denoise = self.denoise()
         dec = self.sample_chain(("encode", "latent"), denoise, 1960)
-        self.cadence()
-        self.finish(dec, 2520)
+        x = 2520
+        if self.n_cadence > 1:
+            self.add("interpolate.flow", "tween", {"factor": self.n_cadence}, (x, 0))
+            self.link(dec, "video", "tween", "video")
+            dec, x = "tween", x + 280
+            if self.path_frames > self.frames:
+                self.add("video.trim", "trim", {"start": 0, "count": self.frames}, (x, 0))
+                self.link(dec, "video", "trim", "video")
+                dec, x = "trim", x + 280
+        self.finish(dec, x)
         self.report.remarks.append(
             "Deforum feeds every rendered frame back into the next; here the first frame is moved by the "
             "camera steps (compounded frame after frame, as the feedback moves it) and every frame is re-diffused "
@@ -485,19 +505,30 @@ class Builder:
                    "" if out else f"{mode!r} is read as replicate")
         return out or "replicate"
 
-    def cadence(self) -> None:
+    def read_cadence(self) -> int:
         c = self.get("diffusion_cadence", 1)
         try:
             n = int(str(c).strip())
         except ValueError:
             raise DeforumSettingError(f"diffusion_cadence: expected a whole number, got {c!r}") from None
-        if n > 1:
-            self.entry("diffusion_cadence", APPROX, [], f"{n}: every frame is diffused here (Deforum diffuses "
-                       f"one frame in {n} and blends the moved frames between); to save time, diffuse fewer "
-                       "frames with video.every_nth and raise the rate with interpolate.flow")
+        if n < 1:
+            raise DeforumSettingError(f"diffusion_cadence: {n}; 1 diffuses every frame, 2 one in two, ...")
+        return min(n, 16, self.frames)
+
+    def cadence_entry(self, n: int) -> None:
+        self.entry("diffusion_cadence", APPROX, ["cadence.n", "tween.factor"],
+                   f"one frame in {n} is diffused, as in Deforum; the frames between are optical-flow in-betweens "
+                   f"of the diffused ones (Deforum blends the moved frames instead)")
+
+    @property
+    def path_frames(self) -> int:
+        """Frames the camera moves through: with a cadence, on to the next diffused frame after the last one
+        wanted (the in-betweens need a frame on each side), trimmed off at the end."""
+        n = self.n_cadence
+        return -(-(self.frames - 1) // n) * n + 1
 
     def camera(self) -> None:
-        p: Dict[str, Any] = {"frames": self.frames, "width": self.w, "height": self.h, "schedules": "per_frame"}
+        p: Dict[str, Any] = {"frames": self.path_frames, "width": self.w, "height": self.h, "schedules": "per_frame"}
         moves: List[Tuple[str, str, str, float, float]] = []  # (deforum key, kinograph param, default, scale, rest)
         if self.mode == "2D":
             moves = [("zoom", "zoom", "0:(1.0)", 1.0, 1.0), ("angle", "rotation_roll", "0:(0)", 1.0, 0.0),
