@@ -124,6 +124,43 @@ def test_motion_and_warp_error_follow_the_motion():
     assert metrics.warp_error(Context("w"), Clip.from_array(shimmer), source=moving) > 10 * steady
 
 
+def _unrelated_pair():
+    """Two frames of noise that share nothing: the forward-backward flow check finds no pixel visible in both."""
+    return np.random.default_rng(5).integers(0, 256, (2, 32, 48, 3), dtype=np.uint8)
+
+
+def test_warp_error_does_not_score_a_pair_it_cannot_measure_as_steady(tmp_path):
+    """With no pixel visible in both frames, E_warp was an average over nothing, reported as 0: a perfectly
+    steady pair. Such a pair is now not measured: left out of the mean and named, and a clip of nothing else
+    is an error."""
+    from nodes.metrics.measures import warp_error
+    a, b = _unrelated_pair()
+    assert np.isnan(warp_error(a, b, a, b))
+    with pytest.raises(NodeError, match="no frame could be measured: the flow check found almost no pixel "
+                                        "visible in both frames"):
+        metrics.warp_error(Context("w"), Clip.from_array(np.stack([a, b])))
+    # Steady frames, then the unrelated pair: the value is the steady pairs' mean, the pair is named.
+    steady = footage(1, 48, 32, seed=2, noise=0.0)[0]
+    frames = np.stack([steady, steady, steady, a, b])
+    logs = []
+    ctx = Context("w", emit=lambda e: logs.append(e.get("message")))
+    value = metrics.warp_error(ctx, Clip.from_array(frames))
+    series = ctx.results["per_frame"]
+    assert series[:2] == [0.0, 0.0] and series[3] is None and ctx.results["unmeasured"] == [4]
+    assert value == pytest.approx(np.mean(series[:3]))
+    assert any("not measured" in (m or "") and "4" in m for m in logs)
+    path = tmp_path / "r.json"
+    metrics.report(Context("r"), Clip.from_array(frames), reference=None, source=None, path=str(path),
+                   metrics="warp_error, flicker")
+    doc = json.loads(path.read_text())["metrics"]["warp_error"]          # valid JSON: no NaN in it
+    assert doc["value"] == pytest.approx(value) and doc["per_frame"] == series and doc["unmeasured"] == [4]
+    assert "not measured" in doc["note"] and cv2.imread(str(path.with_suffix(".png"))) is not None
+    metrics.report(Context("r"), Clip.from_array(np.stack([a, b])), reference=None, source=None, path=str(path),
+                   metrics="warp_error")
+    doc = json.loads(path.read_text())["metrics"]["warp_error"]
+    assert doc["value"] is None and doc["per_frame"] == [None] and doc["note"].endswith("no value")
+
+
 def test_report_writes_json_and_chart(clips, tmp_path):
     clean, noisy = clips
     ctx = Context("r")

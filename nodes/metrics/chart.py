@@ -33,22 +33,31 @@ def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -
         vals = np.asarray(series[name], np.float64)
         off = (offsets or {}).get(name, 0)
         top, bottom = p * PANEL_H + MARGIN_T, (p + 1) * PANEL_H - 8
-        lo, hi = float(vals.min()), float(vals.max())
+        cv2.rectangle(img, (x0, top), (x1, bottom), GRID, 1)
+        seen = ~np.isnan(vals)          # NaN: a frame the metric could not measure, left as a gap
+        if not seen.any():
+            cv2.putText(img, f"{name}   not measured", (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+            continue
+        lo, hi = float(vals[seen].min()), float(vals[seen].max())
         if hi - lo < 1e-12:
             lo, hi = lo - 0.5, hi + 0.5
-        cv2.rectangle(img, (x0, top), (x1, bottom), GRID, 1)
         xs = x0 + (np.arange(len(vals)) + off) / max(1, last - 1) * (x1 - x0)
-        ys = bottom - (vals - lo) / (hi - lo) * (bottom - top)
+        ys = bottom - (np.where(seen, vals, lo) - lo) / (hi - lo) * (bottom - top)
         colour = COLOURS[p % len(COLOURS)]
         pts = np.round(np.stack([xs, ys], -1)).astype(np.int32)
-        if len(pts) > 1:
-            cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-        else:
-            cv2.circle(img, tuple(int(v) for v in pts[0]), 3, colour, -1, cv2.LINE_AA)
-        mean_y = int(round(bottom - (vals.mean() - lo) / (hi - lo) * (bottom - top)))
+        for run in np.split(np.arange(len(vals)), np.flatnonzero(np.diff(seen.astype(np.int8))) + 1):
+            if not seen[run[0]]:
+                continue
+            if len(run) > 1:
+                cv2.polylines(img, [pts[run]], False, colour, 2, cv2.LINE_AA)
+            else:
+                cv2.circle(img, tuple(int(v) for v in pts[run[0]]), 3, colour, -1, cv2.LINE_AA)
+        mean = float(vals[seen].mean())
+        mean_y = int(round(bottom - (mean - lo) / (hi - lo) * (bottom - top)))
         for xa in range(x0, x1, 12):
             cv2.line(img, (xa, mean_y), (min(xa + 6, x1), mean_y), (120, 120, 120), 1)
-        cv2.putText(img, f"{name}   mean {_fmt(vals.mean())}", (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+        gaps = f"   ({int((~seen).sum())} not measured)" if not seen.all() else ""
+        cv2.putText(img, f"{name}   mean {_fmt(mean)}{gaps}", (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
         cv2.putText(img, _fmt(hi), (6, top + 12), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
         cv2.putText(img, _fmt(lo), (6, bottom), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
     y = len(names) * PANEL_H + 18

@@ -5,7 +5,8 @@ window with sigma 1.5, K1 = 0.01, K2 = 0.03, averaged over channels and over the
 a 5-pixel border), so they agree with scikit-image's `peak_signal_noise_ratio` and
 `structural_similarity(gaussian_weights=True, use_sample_covariance=False, data_range=255)`.
 The warping error is Lai et al. 2018's E_warp: mean squared difference (RGB in [0, 1])
-between a frame and the previous one warped onto it by flow, over non-occluded pixels."""
+between a frame and the previous one warped onto it by flow, over non-occluded pixels; a pair
+where the flow check finds (almost) no pixel visible in both frames is not measured (NaN)."""
 from __future__ import annotations
 
 import cv2
@@ -20,6 +21,10 @@ FLOW_WIDTH = 512   # flow-based measures run at most this wide; magnitudes are s
 # A finer flow preset than the processing nodes use by default, so a filter is not scored by
 # the very flow field it was built on.
 FLOW_QUALITY = "best"
+# The share of a pair's pixels (at flow size) the flow check must find visible in both frames for
+# E_warp to be measured: below it the pair is NaN, not 0. Unrelated frames (noise, a hard cut) can
+# leave no pixel at all, and an empty average scored them 0, a perfectly steady pair.
+MIN_VISIBLE = 0.001
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,11 +78,14 @@ def motion(prev: np.ndarray, cur: np.ndarray) -> float:
 
 
 def warp_error(prev_out: np.ndarray, cur_out: np.ndarray, prev_src: np.ndarray, cur_src: np.ndarray) -> float:
-    """E_warp between consecutive output frames, with flow and occlusions taken from the source frames."""
+    """E_warp between consecutive output frames, with flow and occlusions taken from the source frames;
+    NaN where the flow check leaves fewer than MIN_VISIBLE of the pixels to measure."""
     _, size = _work_size(cur_out)
     ps, cs = _shrink(prev_src, size), _shrink(cur_src, size)
     fwd, bwd = estimate_flow(cs, ps, FLOW_QUALITY), estimate_flow(ps, cs, FLOW_QUALITY)
     mask = consistency_mask(fwd, bwd)
+    if mask.sum() < max(1.0, MIN_VISIBLE * mask.size):
+        return float("nan")
     po, co = _shrink(prev_out, size).astype(np.float32) / 255.0, _shrink(cur_out, size).astype(np.float32) / 255.0
     diff = np.sum((co - backward_warp(po, fwd)) ** 2, axis=-1) / 3.0
-    return float((diff * mask).sum() / max(mask.sum(), 1.0))
+    return float((diff * mask).sum() / mask.sum())

@@ -3,12 +3,24 @@ from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import FLOAT, VIDEO
 
 
-def _report(ctx, values, **extra) -> float:
-    from nodes.metrics.series import summary
+def _report(ctx, values, metric: str = "", **extra) -> float:
+    """Report a series and return its mean. Frames the metric could not measure (NaN; `metric` says why,
+    see series.NOT_MEASURED) are left out of the mean, named in the log and the report, and null in the
+    series; none measured at all is an error, not a score."""
+    from nodes.metrics.series import NOT_MEASURED, PAIRWISE, as_json, summary, unmeasured
     value = summary(values)
+    missing = unmeasured(values, 1 if metric in PAIRWISE else 0)
+    if value is None and missing:
+        raise NodeError(f"{ctx.node_id}: no frame could be measured: {NOT_MEASURED[metric]} in every pair, so "
+                        f"there is no {metric} to report")
     if value is None:
         raise NodeError(f"{ctx.node_id}: the clip is too short to measure (pairwise metrics need two frames)")
-    ctx.report(value=value, per_frame=[float(v) for v in values], **extra)
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        ctx.log(f"{ctx.node_id}: {len(missing)} of {len(values)} frames not measured ({shown}): "
+                f"{NOT_MEASURED[metric]}; the value is the mean of the others")
+        extra["unmeasured"] = missing
+    ctx.report(value=value, per_frame=as_json(values), **extra)
     return value
 
 
@@ -39,11 +51,12 @@ def warp_error(ctx, video: VIDEO, source: VIDEO = Input(optional=True, help="cli
     Lai et al. 2018's E_warp: mean squared RGB difference (values in [0, 1]) over pixels the
     forward-backward flow check finds visible in both frames. Flow is measured on `source`
     when given (so a stylization is judged against the motion of the original), else on
-    the video itself."""
+    the video itself. A pair with (almost) no pixel visible in both frames (noise, a cut) is not
+    measured: it is left out of the mean and named in the log."""
     from nodes.metrics import series
     if source is not None and (source.length != video.length or source.size != video.size):
         raise NodeError(f"metrics.warp_error: source {source!r} must match video {video!r} in length and size")
-    return _report(ctx, series.warp_error(ctx, video, source))
+    return _report(ctx, series.warp_error(ctx, video, source), "warp_error")
 
 
 @node("metrics.flicker", title="Flicker", category="Metrics", output=True)

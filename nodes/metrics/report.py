@@ -10,9 +10,6 @@ from graph_engine.atomic import write_text
 from nodes.metrics import measures, series
 from nodes.metrics.chart import write_chart
 
-# Pairwise series start at the second frame.
-PAIRWISE = ("warp_error", "flicker", "motion")
-
 
 def write_report(ctx, video, names: List[str], path: str, reference=None, source=None,
                  overwrite: bool = False) -> dict:
@@ -30,14 +27,27 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
     measured = [n for n in dict.fromkeys(names) if n not in skipped]
     # One pass for all of them: the clip's frames (and the chain that computes them) are pulled once.
     values = series.series_of(ctx, measured, video, reference, source, what="metrics.report") if measured else {}
-    results = {name: {"value": series.summary(values[name]), "per_frame": [float(v) for v in values[name]],
-                      "first_frame": 1 if name in PAIRWISE else 0} for name in measured}
+    results = {name: _result(name, values[name]) for name in measured}
     out = Path(path)
     chart = out.with_suffix(".png")
     doc = {"frames": video.length, "width": video.width, "height": video.height, "fps": video.fps,
            "metrics": results, "skipped": why}
     write_text(out, json.dumps(doc, indent=1), overwrite=overwrite)
-    write_chart(str(chart), {k: v["per_frame"] for k, v in results.items()},
+    write_chart(str(chart), {k: values[k] for k in results},
                 {k: v["first_frame"] for k, v in results.items()}, overwrite=overwrite)
     return {"json": str(out), "chart": str(chart), "metrics": {k: v["value"] for k, v in results.items()},
             "skipped": skipped}
+
+
+def _result(name: str, values: List[float]) -> dict:
+    """One metric's entry: its mean over the frames it measured, the series (null where not measured) and,
+    when some frames could not be measured, which and why (a mean that silently skipped them, or an empty
+    average that read as a perfect score, would mislead)."""
+    first = 1 if name in series.PAIRWISE else 0
+    out = {"value": series.summary(values), "per_frame": series.as_json(values), "first_frame": first}
+    missing = series.unmeasured(values, first)
+    if missing:
+        out["unmeasured"] = missing
+        out["note"] = (f"{len(missing)} of {len(values)} frames not measured: {series.NOT_MEASURED[name]}; "
+                       + ("the value is the mean of the others" if len(missing) < len(values) else "no value"))
+    return out

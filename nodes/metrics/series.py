@@ -119,7 +119,26 @@ def warp_error(ctx, video, source=None) -> List[float]:
 SERIES: Dict[str, Callable] = {"psnr": psnr, "ssim": ssim, "warp_error": warp_error, "flicker": flicker,
                                "sharpness": sharpness, "motion": motion}
 NEEDS_REFERENCE = ("psnr", "ssim")
+# Pairwise series start at the second frame.
+PAIRWISE = ("warp_error", "flicker", "motion")
 
 
 def summary(values: List[float]) -> Optional[float]:
-    return float(np.mean(values)) if values else None
+    """The mean of the measured values (NaN: a frame the metric could not measure); None if there are none."""
+    measured = [v for v in values if not np.isnan(v)]
+    return float(np.mean(measured)) if measured else None
+
+
+def unmeasured(values: List[float], first_frame: int = 0) -> List[int]:
+    """The frames (numbered as in the clip; a pairwise series starts at frame 1) a series could not measure."""
+    return [first_frame + i for i, v in enumerate(values) if np.isnan(v)]
+
+
+def as_json(values: List[float]) -> List[Optional[float]]:
+    """A series as JSON can hold it: NaN (not measured) as null."""
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+# Why warp_error leaves a pair unmeasured, for the log and the report.
+NOT_MEASURED = {"warp_error": "the flow check found almost no pixel visible in both frames (unrelated frames: "
+                              "noise, or a cut)"}
