@@ -439,8 +439,8 @@ class Builder:
         self.finish(dec, x)
         self.report.remarks.append(
             "Deforum feeds every rendered frame back into the next; here the first frame is moved by the "
-            "camera steps (compounded frame after frame, as the feedback moves it) and every frame is re-diffused "
-            "from that moved picture with the same strength, prompts and seeds. New detail that Deforum grows "
+            "camera steps (compounded frame after frame, as the feedback moves it) and each diffused frame is "
+            "img2img of that moved picture, with the same strength, prompts and seeds. New detail that Deforum grows "
             "from frame to frame is drawn afresh in each frame instead.")
 
     def video_input(self) -> None:
