@@ -103,6 +103,28 @@ def test_a_prompt_holding_a_comma_and_a_number_with_a_colon_stays_one_prompt(tmp
                                                                   (10, "a forest")]
 
 
+def test_prompt_weights_that_change_every_frame(tmp_path):
+    """Deforum evaluates a backquoted weight at every frame, `(apple:`where(sin(t)>0, 1.5, 0.2)`)`; it was
+    dropped, leaving (apple) at 1.1. Each frame of the stretch gets its prompt with the weight evaluated."""
+    from graph_engine.schedule import MAX_TEXT, parse_text_keyframes
+    prompt = "(apple:`where(cos(3.14159*t/5)>0, 1.5*cos(3.14159*t/5), 0.2)`), tree --neg (pear:`0.5+t/100`)"
+    r = imported(settings_file(tmp_path, prompts={"0": prompt, "20": "a lake"}, diffusion_cadence=1, max_frames=30))
+    keys = dict(parse_text_keyframes(params(r, "prompt")["text"]))
+    assert sorted(keys) == list(range(0, 21))
+    assert keys[0] == "(apple:1.5), tree" and keys[5] == "(apple:0.2), tree" and keys[10] == "(apple:1.5), tree"
+    assert keys[2] == f"(apple:{1.5 * math.cos(3.14159 * 2 / 5):.4g}), tree" and keys[20] == "a lake"
+    neg = dict(parse_text_keyframes(params(r, "prompt")["negative"]))
+    assert neg[7] == "(pear:0.57), nsfw, nude" and neg[19] == "(pear:0.69), nsfw, nude" and neg[20] == "nsfw, nude"
+    assert "`...` weights evaluated at every frame" in r.report.text()
+    # a long clip: every few frames, within what a schedule may hold
+    r = imported(settings_file(tmp_path, prompts={"0": prompt}, diffusion_cadence=1, max_frames=3000))
+    text = params(r, "prompt")["text"]
+    assert len(text) <= MAX_TEXT and len(parse_text_keyframes(text)) > 100
+    assert "weights are evaluated every" in r.report.text()
+    with pytest.raises(Exception, match=r"prompts: frame 0: the weight `1 \+` cannot be read"):
+        imported(settings_file(tmp_path, prompts={"0": "(a:`1 +`)"}))
+
+
 def test_the_report_names_every_setting_left_out_or_approximated():
     r = imported(DATA / "deforum_settings_2d.txt")
     text = r.report.text()

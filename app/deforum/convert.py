@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Tuple
 from graph_engine.graph import Graph
 
 from ..comfyui.report import APPROX, EXACT, LABELS, UNMAPPED, Entry, Report
-from .schedules import (Converted, DeforumValueError, convert_schedule, cut_schedule, prompt_keyframes,
-                        split_negative)
+from .schedules import (Converted, DeforumValueError, convert_schedule, prompt_keyframes, split_negative,
+                        weight_expressions, weighted_schedule)
 
 MODES = ("2D", "3D", "Video Input", "Interpolation", "None")
 TRANSLATION_SCALE = 200.0       # Deforum's 3-D translations are in 1/200 of the picture's distance
@@ -255,22 +255,32 @@ class Builder:
         pos, neg, notes = [], [], []
         for frame, text in keys:
             p, n = split_negative(text)
-            if "`" in p or "`" in n:
-                notes.append(f"frame {frame}: `...` weight expressions are not evaluated: the backquoted part is "
-                             f"left out (write a fixed weight such as (word:1.2))")
-                p, n = re.sub(r":\s*`[^`]*`", "", p), re.sub(r":\s*`[^`]*`", "", n)
             pos.append((frame, ", ".join(x for x in (extra_pos, p) if x)))
             neg.append((frame, ", ".join(x for x in (n, extra_neg) if x)))
+
+        def at(text: str, frame: int) -> str:
+            # the sampled frames are 0, n, 2n... of Deforum's (cadence n); its weights are of Deforum's frames
+            try:
+                return weight_expressions(text, frame * self.n_cadence, self.frames, self.seed)
+            except DeforumValueError as e:
+                raise DeforumSettingError(f"{key}: frame {frame * self.n_cadence}: {e}") from None
         self.blend = self.mode == "Interpolation"
+        end = -(-self.frames // self.n_cadence)
         if self.blend:
-            text = ", ".join(f"{f}: {t}" for f, t in pos) if len(pos) > 1 else pos[0][1]
-            negative = ", ".join(f"{f}: {t}" for f, t in neg) if len({t for _, t in neg}) > 1 else neg[0][1]
+            text = ", ".join(f"{f}: {at(t, f)}" for f, t in pos) if len(pos) > 1 else at(pos[0][1], 0)
+            negative = ", ".join(f"{f}: {at(t, f)}" for f, t in neg) if len({t for _, t in neg}) > 1 else \
+                at(neg[0][1], 0)
         else:
-            text, negative = cut_schedule(pos), cut_schedule(neg)
+            (text, a), (negative, b) = weighted_schedule(pos, end, at), weighted_schedule(neg, end, at)
+            if max(a, b) > 1:
+                notes.append(f"`...` weights are evaluated every {max(a, b)} frames (at every frame the prompt "
+                             "schedule would be too long) and blended between")
         self.add("encode.text", "prompt", {"text": text, "negative": negative}, (0, 260))
         self.link("model", "text_encoder", "prompt", "text_encoder")
         how = "blended between keyframes, as Interpolation mode does" if self.blend else \
             "each keyframe's prompt from its frame on, as Deforum switches them"
+        if any("`" in t for _, t in pos + neg):
+            how += "; `...` weights evaluated at every frame"
         self.entry(key, APPROX if notes else EXACT, ["prompt.text", "prompt.negative"], how, *notes)
         if extra_pos or extra_neg:
             self.entry("animation_prompts_positive / negative", EXACT, ["prompt.text", "prompt.negative"],

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from graph_engine.schedule import ScheduleError, compile_expression, parse_schedule
+from graph_engine.schedule import MAX_TEXT, ScheduleError, compile_expression, parse_schedule
 
 # numexpr's spellings (Deforum evaluates with numexpr) -> Kinograph's
 _RENAMES = {"arcsin": "asin", "arccos": "acos", "arctan2": "atan2", "arctan": "atan"}
@@ -167,17 +167,49 @@ def split_negative(prompt: str) -> Tuple[str, str]:
     return pos.strip().rstrip(",").strip(), neg.strip() if sep else ""
 
 
-def cut_schedule(keys: List[Tuple[int, str]]) -> str:
+def weight_expressions(text: str, t: float, max_frames: int, seed: int = 0) -> str:
+    """Deforum's per-frame prompt weights, `(cherry:`where(cos(6.28*t/10)>0, 1.8, 0.001)`)`, evaluated at frame t."""
+    def value(m):
+        try:
+            v = compile_expression(_substitute(m.group(1), max_frames - 1, seed))(t)
+        except ScheduleError as e:
+            raise DeforumValueError(f"the weight `{m.group(1)}` cannot be read: {e.message}") from None
+        return f"{v:.4g}"
+    return re.sub(r"`([^`]*)`", value, text)
+
+
+def cut_schedule(keys: List[Tuple[int, str]], end: int = 0, at=None, step: int = 1) -> str:
     """Keyframed text that switches at each keyframe instead of blending: the prompt before a switch is
     repeated on the frame before it. One prompt is plain text. A prompt's own `, 30:` would read as a
-    keyframe, so such a comma becomes a semicolon."""
-    keys = [(f, re.sub(r",(\s*\d+\s*:)", r";\1", t)) for f, t in keys]
+    keyframe, so such a comma becomes a semicolon. A prompt with `...` weights is written out at every
+    `step`-th frame of its stretch (up to `end`), `at(text, frame)` giving it there; Kinograph blends
+    between them."""
     keys = [k for i, k in enumerate(keys) if i == 0 or k[1] != keys[i - 1][1]]     # no switch, no keyframe
-    if len(keys) == 1:
-        return keys[0][1]
-    parts: List[str] = []
+    if len(keys) == 1 and "`" not in keys[0][1]:
+        return _safe(keys[0][1])
+    parts: List[Tuple[int, str]] = []
     for i, (frame, text) in enumerate(keys):
-        parts.append(f"{frame}: {text}")
-        if i + 1 < len(keys) and keys[i + 1][0] - 1 > frame:
-            parts.append(f"{keys[i + 1][0] - 1}: {text}")
-    return ", ".join(parts)
+        last = keys[i + 1][0] - 1 if i + 1 < len(keys) else max(end - 1, frame)
+        if "`" in text and at is not None:
+            frames = sorted(set(range(frame, last + 1, step)) | {last})
+            parts += [(f, at(text, f)) for f in frames]
+            continue
+        parts.append((frame, text))
+        if i + 1 < len(keys) and last > frame:
+            parts.append((last, text))
+    return ", ".join(f"{f}: {_safe(t)}" for f, t in parts)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r",(\s*\d+\s*:)", r";\1", text)
+
+
+def weighted_schedule(keys: List[Tuple[int, str]], end: int, at) -> Tuple[str, int]:
+    """cut_schedule with `...` weights written out at every frame, or every few frames where every frame
+    would make the text longer than a schedule may be; (the text, the step)."""
+    step = 1
+    while True:
+        text = cut_schedule(keys, end, at, step)
+        if len(text) <= MAX_TEXT or step >= end:
+            return text, step
+        step = max(step + 1, int(step * len(text) / MAX_TEXT) + 1)
