@@ -198,6 +198,10 @@ def test_schedules_keep_deforums_meaning():
     c = convert_schedule("0:(sin(t/4)), 10:(1), \"max_f-1\":(0)", 21)
     assert c.values[9] == pytest.approx(math.sin(9 / 4)) and c.values[10] == 1.0
     assert c.values[15] == pytest.approx(1 - 5 / 9) and c.values[19] == c.values[20] == 0.0     # max_f-1 = 19
+    # a number runs linearly to the expression's value at its keyframe, then the expression runs
+    c = convert_schedule("0:(0), 10:(t*t/10), 20:(3)", 30)
+    assert c.values[5] == pytest.approx(5.0) and c.values[9] == pytest.approx(9.0)
+    assert c.values[15] == pytest.approx(22.5) and c.values[20:] == [3.0] * 10
     assert convert_schedule("0: (s % 7)", 5, seed=23).values == [2.0] * 5
     assert convert_schedule("0:(arctan(1))", 3).values[0] == pytest.approx(math.pi / 4)
     assert convert_schedule(1.5, 3).values == [1.5] * 3       # old settings files hold bare numbers

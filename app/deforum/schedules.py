@@ -130,15 +130,28 @@ def convert_schedule(text, max_frames: int, seed: int = 0) -> Converted:
     by_frame: Dict[int, str] = {}
     for frame, value in keys:
         by_frame[frame_number(frame, frames)] = _substitute(value, frames - 1, seed)
+    def number(v: str) -> Optional[float]:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    frames_in = sorted(by_frame)
+    for a, b in zip(frames_in, frames_in[1:]):
+        # Deforum runs a number keyframe linearly to the next keyframe's value at that frame, also when that
+        # one is an expression; Kinograph would blend toward the expression as it moves. A number on the
+        # frame before makes the two agree on every frame.
+        if number(by_frame[a]) is not None and number(by_frame[b]) is None and b - a > 1:
+            try:
+                v = compile_expression(by_frame[b])(b)
+            except ScheduleError as e:
+                raise DeforumValueError(f"keyframe {b}: {e.message}") from None
+            x = number(by_frame[a])
+            by_frame[b - 1] = repr(x + (v - x) * (b - 1 - a) / (b - a))
     parts = []
     for f in sorted(by_frame):
         value = by_frame[f]
-        try:
-            float(value)
-            easing = ""
-        except ValueError:
-            easing = " hold"        # an expression holds until the next keyframe, as Deforum evaluates it
-        parts.append(f"{f}:({value}){easing}")
+        # an expression holds until the next keyframe, as Deforum evaluates it
+        parts.append(f"{f}:({value})" + ("" if number(value) is not None else " hold"))
     kin = ", ".join(parts)
     try:
         sched = parse_schedule(kin)
