@@ -87,8 +87,10 @@ def camera_path(ctx,
     expression of the frame t, or keyframes such as `0:(1.0), 47:(1.4)`. With `schedules:
     absolute` each is the camera's place at that frame relative to frame 0 (a constant does not
     move it); with `per_frame` each is the step from the previous frame, accumulated, as Deforum's
-    are: zoom 1.02 zooms 2% more every frame, rotation_pan 1 turns 1 degree a frame, steps made in
-    the camera's own axes (fov stays a plain value). The image-plane moves (zoom, pan_x, pan_y) change
+    are: zoom 1.02 zooms 2% more every frame, rotation_pan 1 turns 1 degree a frame, pan_x 5 shifts
+    the previous frame's picture 5 pixels (zoomed and rolled with it after, as Deforum's 2-D translation_x),
+    steps made in the camera's own axes (fov stays a plain value; `kinograph import` reads a Deforum
+    settings file into these). The image-plane moves (zoom, pan_x, pan_y) change
     the intrinsics only; translation and rotation move the camera in 3-D (with a depth map,
     apply_camera shows parallax). A pose file gives the base path (and the length); the
     schedules, then the preset, move it further in its own frame.
