@@ -367,10 +367,15 @@ def cmd_info(args) -> int:
 def cmd_cache(args) -> int:
     from graph_engine import config
     from graph_engine.cache import DiskCache
+    from graph_engine.partial import Partials
     disk = DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
+    partials = Partials(config.cache_dir() / "partial")
     if args.action == "clear":
         n = disk.clear()
         print(f"removed {n} cached results from {disk.root}")
+        freed = partials.clear()
+        if freed:
+            print(f"removed {_size(freed)} of sampling work in progress that stopped runs left in {partials.root}")
         from .shard import remove_abandoned_shards, shards_root
         freed = remove_abandoned_shards()
         if freed:
@@ -389,6 +394,10 @@ def cmd_cache(args) -> int:
         by_type[e["type"]] = (n + 1, b + e["bytes"])
     for t, (n, b) in sorted(by_type.items(), key=lambda kv: -kv[1][1]):
         print(f"  {t:<28}{n:>5} results {_size(b):>10}")
+    n, b = partials.usage()
+    if n:
+        print(f"{partials.root}: {n} sampling run(s) that stopped, {_size(b)} (the next run with the same inputs "
+              f"takes up from there; the {partials.keep} most recent are kept)")
     return EXIT_OK
 
 

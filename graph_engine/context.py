@@ -30,7 +30,7 @@ class Context:
     def __init__(self, node_id: str, *, device: str = "cpu", cancel: Optional[CancelToken] = None,
                  emit: Optional[Callable[[Dict[str, Any]], None]] = None, scratch_dir: Optional[Path] = None,
                  workflow_yaml: str = "", models: Any = None, workflow_dir: Optional[Path] = None,
-                 previews: bool = False):
+                 previews: bool = False, partial: Optional[Callable[[], Optional[Path]]] = None):
         self.node_id = node_id
         self.wants_previews = previews      # the host shows pictures of work in progress
         self._device_pref = device
@@ -42,6 +42,7 @@ class Context:
         self._models = models
         self.results: Dict[str, Any] = {}
         self.written: list = []
+        self._partial = partial
 
     @property
     def device(self) -> str:
@@ -73,6 +74,12 @@ class Context:
     def log(self, message: str) -> None:
         if self._emit:
             self._emit({"event": "log", "node": self.node_id, "message": message})
+
+    def partial_folder(self) -> Optional[Path]:
+        """A folder for this node's work in progress (graph_engine.partial), which a run that stops keeps for
+        the next run of the node with the same inputs; None where there is none (no disk cache, or a run told
+        not to reuse cached work)."""
+        return self._partial() if self._partial is not None else None
 
     def report(self, **values: Any) -> None:
         """Add JSON-serialisable results (paths written, numbers, per-frame series)."""

@@ -6,6 +6,7 @@ descendants only; the memory tier serves everything else, and nodes declared `ex
 land on disk so a second process (or a crash at the last step) never pays for them again."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
@@ -16,6 +17,7 @@ from .cache import DiskCache, MemoryCache
 from .clip import Clip, WorkMeter
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError
+from .partial import Partials
 from .plan import explain, plan_run
 from .registry import Registry, default_registry
 from .spill import Spill
@@ -113,6 +115,8 @@ class Executor:
         self.memory = MemoryCache(memory_budget if memory_budget is not None else config.memory_budget())
         self.disk = disk if disk is not None else (DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
                                                    if use_disk else None)
+        # Beside the disk cache: an expensive node's work in progress, for the next run after one that stopped.
+        self.partials = Partials((self.disk.root.parent if self.disk is not None else config.cache_dir()) / "partial")
         self.device = device
         self.models = models
         self.key_parts: Dict[str, Dict[str, Any]] = {}
@@ -186,8 +190,12 @@ class Executor:
                     workflow_yaml = to_yaml(g, self.registry)
                 emit({"event": "node_started", "node": nid, "type": inst.type})
                 t0 = time.perf_counter()
+                partial = None
+                if spec.expensive and self.disk is not None and use_cache:
+                    partial = functools.partial(self.partials.folder, key)
                 ctx = Context(nid, device=self.device, cancel=cancel, emit=emit, workflow_yaml=workflow_yaml,
-                              models=self.models, workflow_dir=wf.base_dir, previews=self.previews)
+                              models=self.models, workflow_dir=wf.base_dir, previews=self.previews,
+                              partial=partial)
                 try:
                     outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())
@@ -195,14 +203,17 @@ class Executor:
                 except Cancelled:
                     raise
                 except KinographError as e:
+                    self.partials.release(key)
                     self._fail(res, dead, nid, _in_upstream(g, nid, e, str(e)), None, emit)
                     continue
                 except MemoryError as e:
+                    self.partials.release(key)
                     msg = "out of memory: give it smaller frames (io.load_video's width and height, or video.resize " \
                           "before it) or a smaller radius, tile or batch"
                     self._fail(res, dead, nid, _in_upstream(g, nid, e, msg), traceback.format_exc(), emit)
                     continue
                 except Exception as e:
+                    self.partials.release(key)
                     msg = f"{type(e).__name__}: {e}"
                     if "out of memory" in str(e).lower():
                         # the device it ran on: 'auto' (the usual preference) says nothing about which
@@ -227,6 +238,7 @@ class Executor:
                         emit({"event": "log", "node": nid, "message": f"could not write the disk cache in "
                               f"{self.disk.root} ({why}); the render goes on without it: point --cache-dir "
                               f"(KINOGRAPH_CACHE_DIR) at another folder"})
+                self.partials.finish(key)
                 emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4),
                       "lazy": lazy})
             self._release(values, p.releasable(len(order) - 1), kept)
@@ -234,6 +246,11 @@ class Executor:
             res.ok, res.cancelled = False, True
         finally:
             spill.close()
+            # A node stopped with work in progress (cancelled, failed): it stays for the next run, which says so.
+            for n in [n for n in order if keys.get(n) in self.partials.held and self.partials.kept(keys[n])]:
+                emit({"event": "log", "node": n, "message": f"its finished work is kept in "
+                      f"{self.partials.root / keys[n]}: run it again with the same inputs to go on from there"})
+            self.partials.release_all()
             for outs in values.values():
                 for v in outs.values():
                     if isinstance(v, Clip):

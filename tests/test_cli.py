@@ -226,3 +226,35 @@ def test_every_command_line_argument_has_help():
     bare = [f"{name} {a.dest}" for name, p in sub.choices.items() for a in p._actions
             if not isinstance(a, argparse._HelpAction) and not a.help]
     assert bare == []
+
+
+def test_sampling_work_in_progress_is_listed_pruned_and_cleared(tmp_path):
+    """What stopped sampling runs leave (graph_engine.partial) is bounded: the few most recent stay, one a live
+    run holds is never taken, `kinograph cache` shows them and `cache clear` removes them."""
+    import os
+    from graph_engine.atomic import hold
+    from graph_engine.partial import Partials
+    root = tmp_path / "partial"
+    keys = [f"{i:02d}" + "k" * 30 for i in range(5)]
+    for i, key in enumerate(keys):
+        (root / key).mkdir(parents=True)
+        (root / key / "00000.pt").write_bytes(b"x" * 1000)
+        os.utime(root / key, (1000 + i, 1000 + i))
+    (root / "my notes").mkdir()
+    other = hold(root / keys[0])                  # another live run works on the oldest
+    try:
+        live = Partials(root)
+        assert live.folder("new" + "k" * 30) == root / ("new" + "k" * 30)
+        # The newest three stay (the new one, 04 and 03), and 00 which a live run holds; 01 and 02 go.
+        assert sorted(p.name[:3] for p in root.iterdir()) == ["00k", "03k", "04k", "my ", "new"]
+        assert Partials(root).clear() == 2000         # neither held one, nor the user's folder
+        assert sorted(p.name[:3] for p in root.iterdir()) == ["00k", "my ", "new"]
+        live.release_all()
+    finally:
+        os.close(other)
+    env = dict(os.environ, KINOGRAPH_CACHE_DIR=str(tmp_path))
+    r = cli("cache", "info", env=env)
+    assert f"{root}: 2 sampling run(s) that stopped, 1000 B" in r.stdout, r.stdout
+    r = cli("cache", "clear", env=env)
+    assert f"removed 1000 B of sampling work in progress that stopped runs left in {root}" in r.stdout, r.stdout
+    assert [p.name for p in root.iterdir()] == ["my notes"]

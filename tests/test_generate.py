@@ -723,3 +723,42 @@ def test_svd_encodes_a_picture_one_pixel_thin_as_that_pixel_repeated(mm, tiny, s
     doubled = np.repeat(np.repeat(img, 2 if shape[0] == 1 else 1, 0), 2 if shape[1] == 1 else 1, 1)
     got, want = (encode_image(parts["image_encoder"], x).embeds for x in (img, doubled))
     assert got.shape == want.shape and torch.equal(got, want)
+
+
+def test_a_sampling_run_that_stops_is_taken_up_where_it_stopped(tiny, tmp_path, monkeypatch):
+    """A long sampling run cancelled at step 2 of 4 began again at step 0 (only finished nodes are cached).
+    Each step's model output is now kept while the node runs; the next run with the same inputs replays them
+    and makes only the calls that were left, and its latent is the one an uninterrupted run makes."""
+    from graph_engine.api import Session, load_workflow
+    from graph_engine.cache import DiskCache
+    from graph_engine.context import CancelToken
+    seen = _calls(monkeypatch)
+    wf = ROOT / "examples" / "tiny" / "animatediff.yaml"
+    sets = [f"load.path={tiny / 'animatediff'}", "latent.frames=40", "sample.steps=4"]
+    whole = Session(device="cpu", use_disk=False).run(load_workflow(wf), overrides=sets, targets=["sample"])
+    calls = len(seen)
+    cache = tmp_path / "cache"
+
+    def run(cancel_at=None):
+        seen.clear()
+        events, cancel = [], CancelToken()
+
+        def on_event(e):
+            events.append(e)
+            if e["event"] == "node_progress" and e["node"] == "sample" and e["done"] == cancel_at:
+                cancel.cancel()
+        session = Session(device="cpu", disk=DiskCache(cache / "results", 10 ** 9))
+        res = session.run(load_workflow(wf), overrides=sets, targets=["sample"], on_event=on_event, cancel=cancel)
+        return res, [e["message"] for e in events if e["event"] == "log" and e["node"] == "sample"], len(seen)
+    stopped, said, first = run(cancel_at=2)
+    assert stopped.cancelled and 0 < first < calls
+    folder = next((cache / "partial").iterdir())
+    assert said[-1] == (f"its finished work is kept in {folder}: run it again with the same inputs to go on from "
+                        "there")
+    assert len(list((cache / "partial").glob("*/*.pt"))) == 2
+    taken_up, notes, second = run()
+    assert taken_up.ok and first + second == calls
+    assert any(n.startswith("taking up a run that stopped: its first 2 model steps are replayed") for n in notes)
+    assert torch.equal(taken_up.outputs["sample"]["latent"].samples, whole.outputs["sample"]["latent"].samples)
+    # The result is cached now; the work in progress is gone.
+    assert not any((cache / "partial").iterdir())

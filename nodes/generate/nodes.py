@@ -252,7 +252,9 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
     unipc, res_multistep (second-order exponential) and flow_euler (flow-matching models). Progress per
-    step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier.
+    step; cancelling stops within one step and nothing is decoded. The result is kept in the disk cache tier,
+    and so are the finished steps of a run that stops (cancelled, killed): running it again with the same
+    inputs takes up from there.
 
     Two samplers can share one schedule (Wan 2.2's high- and low-noise experts): the first with
     end_step N and leftover_noise on, the second with start_step N and add_noise off.
@@ -273,7 +275,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
-                       leftover_noise=leftover_noise, log=ctx.log)
+                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder())
     return out
 
 

@@ -147,14 +147,15 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  check: Callable[[], None] = lambda: None,
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
-                 log: Callable[[str], None] = lambda message: None) -> Latent:
+                 log: Callable[[str], None] = lambda message: None, resume_dir=None) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
     start_step/end_step run only part of the schedule (KSamplerAdvanced). Without add_noise the latent is
     taken as the sampler's state at the first level (another sampler's leftover-noise output); with
     leftover_noise an early end returns that state instead of a clean latent. A clip longer than the model
-    takes in one pass is sampled in context windows (fit_frame_limit), which `log` reports."""
+    takes in one pass is sampled in context windows (fit_frame_limit), which `log` reports. `resume_dir`: a
+    folder where each step's model output is kept, so a run that stops is taken up there (resume.py)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -204,6 +205,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep)
     for wrap in handle.wrappers:
         fn = wrap(fn, info)
+    from nodes.generate.resume import replaying
+    fn = replaying(fn, resume_dir, log)
 
     def step_callback(i, total, x_now):
         check()

@@ -1,0 +1,109 @@
+"""Work in progress that outlives a stopped run: the finished steps of a long sampling run.
+
+Only finished nodes reach the cache, so a sampling run cancelled (or killed) at step 18 of 20 began
+again at step 0. An expensive node may keep its work in progress in a folder named by its cache key
+(Context.partial_folder); the same node with the same inputs, run again, finds it there and goes on;
+the folder goes once the node's result is cached. Folders of runs that stopped are kept for the few
+most recent stops only, never one a live run holds."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .atomic import _claim, hold
+from .cache import _looks_like_key
+
+KEEP = 3
+
+
+class Partials:
+    def __init__(self, root: Path, keep: int = KEEP):
+        self.root = Path(root)
+        self.keep = keep
+        self.held: Dict[str, int] = {}
+
+    def folder(self, key: str) -> Optional[Path]:
+        """The folder of `key`'s work in progress (made if new, held while this run lives); None where none
+        can be made (the node then works as if it had none)."""
+        path = self.root / key
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            os.utime(path)
+        except OSError:
+            return None
+        if key not in self.held:
+            fd = hold(path)
+            if fd < 0 and os.name == "posix":
+                return None         # another live run works on the same node: let it have the folder
+            self.held[key] = fd
+        self._prune()
+        return path
+
+    def finish(self, key: str) -> None:
+        """The node's result is cached: its work in progress is no longer needed."""
+        if key in self.held:
+            shutil.rmtree(self.root / key, ignore_errors=True)
+        self.release(key)
+
+    def release(self, key: str) -> None:
+        """The run stops holding the folder (it stays for the next run)."""
+        fd = self.held.pop(key, -1)
+        if fd >= 0:
+            os.close(fd)
+
+    def kept(self, key: str) -> bool:
+        """Whether `key`'s folder holds any work."""
+        try:
+            with os.scandir(self.root / key) as it:
+                return any(True for _ in it)
+        except OSError:
+            return False
+
+    def release_all(self) -> None:
+        for key in list(self.held):
+            self.release(key)
+
+    def usage(self) -> Tuple[int, int]:
+        """(folders, bytes) of work in progress kept on disk."""
+        found = self._folders()
+        return len(found), sum(_size(e.path) for e in found)
+
+    def clear(self) -> int:
+        """Remove the work in progress no live run holds (`kinograph cache clear`); the bytes freed."""
+        return sum(self._remove(e) for e in self._folders())
+
+    def _prune(self) -> None:
+        """All but the `keep` most recently used folders that no live run holds."""
+        for e in self._folders()[self.keep:]:
+            self._remove(e)
+
+    def _folders(self) -> List[os.DirEntry]:
+        """Newest first; only folders named as cache keys (--cache-dir may name a folder of the user's)."""
+        try:
+            return sorted((e for e in os.scandir(self.root) if e.is_dir(follow_symlinks=False)
+                           and _looks_like_key(e.name)),
+                          key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
+        except OSError:
+            return []
+
+    def _remove(self, e: os.DirEntry) -> int:
+        if e.name in self.held:
+            return 0
+        try:
+            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return 0
+        try:
+            if not _claim(fd):
+                return 0
+            size = _size(e.path)
+            shutil.rmtree(e.path, ignore_errors=True)
+            return size
+        finally:
+            os.close(fd)
+
+
+def _size(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
