@@ -632,10 +632,16 @@ def test_long_animatediff_runs_windows_of_its_trained_length_with_freenoise(mm, 
     from nodes.consistency.wrappers import ContextWrapper
     h, _ = _parts(mm, tiny, "animatediff")
     seen = _calls(monkeypatch)
-    _, _, out = _t2v(mm, tiny, "animatediff", frames=64, steps=2, sampler="ddim")
+    progress = []
+    _, _, out = _t2v(mm, tiny, "animatediff", frames=64, steps=2, sampler="ddim",
+                     callback=lambda done, total: progress.append((done, total)))
     assert out.samples.shape[2] == 64 and torch.isfinite(out.samples).all()
     # Every call is one 16-frame window; 64 frames need 5 or more of them per step (overlapping by 4).
     assert set(seen) == {16} and len(seen) >= 2 * 5
+    # Progress moves with each window (a step of a long clip on a real model takes minutes), never backwards.
+    done = [d for d, total in progress if total == 2]
+    assert len(done) == len(seen) and done == sorted(done) and done[-1] == 2
+    assert done[:5] == [0.2, 0.4, 0.6, 0.8, 1]          # the first step's 5 windows
     # The same as a context.windows node (uniform, 16, 4) and noise.freenoise (16, 4) of the run's seed.
     shape = tuple(out.samples.shape)
     _, _, own = _t2v(mm, tiny, "animatediff", frames=64, steps=2, sampler="ddim",

@@ -13,14 +13,16 @@ from nodes.consistency.context_windows import ContextOptions, fuse_window_output
 
 def windowed_model_fn(model_fn: Callable, options: ContextOptions, sigmas, *, compression: int = 1,
                       axis: int = 2, frame_aware: bool = False,
-                      check: Optional[Callable[[], None]] = None) -> Callable:
+                      check: Optional[Callable[[], None]] = None,
+                      window_done: Optional[Callable[[int, int, int], None]] = None) -> Callable:
     """`model_fn` run on context windows along latent `axis`, fused per `options`.
 
     sigmas: the run's schedule; the step index (which moves uniform windows) is found from
     the sigma a call receives, so multi-stage samplers keep one window layout per step.
     frame_aware: call `model_fn(x_window, sigma, frames=idx)` so the model function slices its
     per-frame conditioning (prompt schedules, image and control frames) to the window.
-    check: called before each window (cancellation within a step)."""
+    check: called before each window (cancellation within a step).
+    window_done(step, done, count): called after each window (progress within a step)."""
 
     def fn(x, sigma, frames=None):
         n = x.shape[axis]
@@ -32,10 +34,16 @@ def windowed_model_fn(model_fn: Callable, options: ContextOptions, sigmas, *, co
                 check()
             return model_fn(xw, sigma, frames=[base[i] for i in idx]) if frame_aware else model_fn(xw, sigma)
 
-        windows, weights = options.plan(n, step_for_sigma(sigmas, float(sigma)), compression)
+        step = step_for_sigma(sigmas, float(sigma))
+        windows, weights = options.plan(n, step, compression)
         if len(windows) == 1:
             return call(x, windows[0])
-        outs = (call(take_frames(x, idx, axis), idx) for idx in windows)
-        return fuse_window_outputs(outs, windows, weights, n, axis)
+
+        def outs():
+            for k, idx in enumerate(windows):
+                yield call(take_frames(x, idx, axis), idx)
+                if window_done is not None:
+                    window_done(step, k + 1, len(windows))
+        return fuse_window_outputs(outs(), windows, weights, n, axis)
 
     return fn

@@ -18,7 +18,7 @@ class ContextWrapper:
     def __call__(self, model_fn, info):
         from nodes.consistency.context_sampling import windowed_model_fn
         return windowed_model_fn(model_fn, self.options, info.sigmas, compression=info.time_factor,
-                                 frame_aware=True, check=info.check)
+                                 frame_aware=True, check=info.check, window_done=info.window_done)
 
 
 @dataclass(frozen=True)

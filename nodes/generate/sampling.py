@@ -34,6 +34,9 @@ class SamplingInfo:
     seed: int
     check: Callable[[], None]
     generator: torch.Generator
+    # (step, windows done, windows in the step): a step split into context windows reports each, so the
+    # progress of a long clip (a minute or more per step) moves within the step.
+    window_done: Callable[[int, int, int], None] = lambda step, done, count: None
 
 
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
@@ -195,8 +198,11 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     else:
         x = x0.to(work)
     x = x.to(device)
+    def window_done(step: int, done: int, count: int) -> None:
+        if callback is not None and done < count:
+            callback(round(step + done / count, 2), len(sigmas) - 1)
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
-                        int(seed), check, gen)
+                        int(seed), check, gen, window_done)
     keep = None
     if latent.mask is not None:
         adapter.check_noise_mask(handle)
