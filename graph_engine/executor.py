@@ -191,7 +191,7 @@ class Executor:
                 emit({"event": "node_started", "node": nid, "type": inst.type})
                 t0 = time.perf_counter()
                 partial = None
-                if spec.expensive and self.disk is not None and use_cache:
+                if spec.expensive and self.disk is not None and self.disk.cap > 0 and use_cache:
                     partial = functools.partial(self.partials.folder, key)
                 ctx = Context(nid, device=self.device, cancel=cancel, emit=emit, workflow_yaml=workflow_yaml,
                               models=self.models, workflow_dir=wf.base_dir, previews=self.previews,

@@ -768,3 +768,17 @@ def test_a_sampling_run_that_stops_is_taken_up_where_it_stopped(tiny, tmp_path, 
     assert torch.equal(taken_up.outputs["sample"]["latent"].samples, whole.outputs["sample"]["latent"].samples)
     # The result is cached now; the work in progress is gone.
     assert not any((cache / "partial").iterdir())
+
+
+def test_sampling_keeps_no_steps_on_a_nearly_full_disk(mm, tiny, tmp_path, monkeypatch):
+    """The kept steps never take the last 64 MB (the render's own output needs them), as the disk cache."""
+    import collections
+    from nodes.generate import resume
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(resume.shutil, "disk_usage", lambda p: usage(1 << 40, 1 << 40, resume.RESERVE + 1000))
+    _, _, full = _t2v(mm, tiny, "animatediff", steps=2, resume_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    _, _, kept = _t2v(mm, tiny, "animatediff", steps=2, resume_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.pt", "00001.pt"]
+    assert torch.equal(full.samples, kept.samples)

@@ -9,6 +9,7 @@ latent on disk per step while the node runs; the folder goes once its result is 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,7 +28,7 @@ def replaying(model_fn: Callable, folder: Optional[Path], log: Callable[[str], N
     """`model_fn` that returns the kept output of each call already made in `folder` and keeps each new one."""
     if folder is None:
         return model_fn
-    state = {"kept": kept_calls(folder), "calls": 0}
+    state = {"kept": kept_calls(folder), "calls": 0, "keeping": True}
     if state["kept"]:
         log(f"taking up a run that stopped: its first {state['kept']} model steps are replayed from {folder} "
             f"instead of computed again")
@@ -44,7 +45,10 @@ def replaying(model_fn: Callable, folder: Optional[Path], log: Callable[[str], N
             _drop_from(folder, i)
             state["kept"] = i
         out = model_fn(x, sigma) if frames is None else model_fn(x, sigma, frames=frames)
-        _save(path, out, sigma)
+        # Only an unbroken run of calls from the first can be replayed: after one that could not be kept,
+        # keeping more would only take space.
+        if state["keeping"]:
+            state["keeping"] = _save(path, out, sigma)
         return out
 
     return fn
@@ -61,16 +65,26 @@ def _load(path: Path, x: torch.Tensor, sigma) -> Optional[torch.Tensor]:
     return out.to(x.device, x.dtype)
 
 
-def _save(path: Path, out: torch.Tensor, sigma) -> None:
+# As the disk cache: the work in progress never takes the last 64 MB, which the render's own output needs.
+RESERVE = 64 << 20
+
+
+def _save(path: Path, out: torch.Tensor, sigma) -> bool:
+    """Keep one call's output; False where the disk has no room for it (a full disk costs the resume, never
+    the run or its output)."""
     tmp = path.with_suffix(".tmp")
     try:
+        if shutil.disk_usage(path.parent).free < out.numel() * out.element_size() + RESERVE:
+            return False
         torch.save({"out": out.detach().cpu(), "sigma": float(sigma)}, tmp)
         os.replace(tmp, path)
-    except OSError:         # a full disk costs the resume, never the run
+        return True
+    except OSError:
         try:
             tmp.unlink()
         except OSError:
             pass
+        return False
 
 
 def _drop_from(folder: Path, first: int) -> None:
