@@ -7,6 +7,8 @@ import numpy as np
 from graph_engine import Param, node
 from graph_engine.types import IMAGE, MASK, VIDEO
 
+from .video_read import DEINTERLACE
+
 
 @node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
 def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, ...)")):
@@ -24,12 +26,19 @@ def load_video(ctx, path: str = Param("", kind="path", help="video file (mp4, mo
                every_nth: int = Param(1, min=1, help="keep one frame in n"),
                width: int = Param(0, min=0, max=16384, help="resize to this width; 0 = keep (or follow height)"),
                height: int = Param(0, min=0, max=16384, help="resize to this height; 0 = keep (or follow width)"),
-               fps: float = Param(0.0, min=0, max=1000, help="resample to this frame rate; 0 = the file's")) -> VIDEO:
+               fps: float = Param(0.0, min=0, max=1000, help="resample to this frame rate; 0 = the file's"),
+               deinterlace: str = Param("auto", choices=list(DEINTERLACE),
+                                        help="auto: deinterlace when the file says it is interlaced (DV, "
+                                             "broadcast, DVD); the field orders force it, for captures that "
+                                             "do not say so; off keeps the combed fields")) -> VIDEO:
     """Stream a video file as a clip; frames are decoded only when something pulls them.
 
-    The audio track, if any, travels with the clip so writers can keep it."""
+    Frames come as players show them: turned upright (phones), stretched to square pixels (DV, DVD,
+    HDV store them wider or narrower than tall) and deinterlaced where the file is interlaced (each
+    picture keeps its time; the log says what was done). The audio track, if any, travels with the
+    clip so writers can keep it."""
     from .video_read import load_video as _load
-    return _load(path, start, count, every_nth, width, height, fps)
+    return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log)
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")

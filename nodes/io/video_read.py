@@ -20,14 +20,23 @@ SEEK_GAP = 48
 # Frames a file whose header states its frame count may end short of it and still be whole (the last
 # frame held, as players hold it); more missing is a file cut short.
 HOLD_FRAMES = 2
+# io.load_video's `deinterlace` choices. Interlaced video (DV, broadcast, VHS and DVD captures) holds two
+# fields taken 1/50 or 1/60 s apart in each frame: anything that moves is combed, and every node after
+# (flow, upscaling, a diffusion model) takes the comb for detail. Players deinterlace; so does "auto"
+# where the file says it is interlaced; the other two force it, for captures flagged progressive.
+DEINTERLACE = ("auto", "off", "top field first", "bottom field first")
+# libavcodec's AVFieldOrder, in the order of the stream's field_order: 0 unknown, 1 progressive, then the
+# interlaced ones, named by the field coded first and the one shown first (TT, BB, TB, BT).
+_SHOWN_TOP_FIRST = {2: True, 3: False, 4: False, 5: True}
 
 
 class VideoSource:
     """One open video file; `read(indices)` returns uint8 RGB frames for ascending source indices."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, deinterlace: str = "auto"):
         import av
         self.path = path
+        self.notes: List[str] = []      # what was done to the pictures to show them as players do
         if Path(path).is_dir():
             raise NodeError(f"{path} is a folder, not a video file: name a file in it (io.load_frames reads "
                             f"a folder of images)")
@@ -56,11 +65,22 @@ class VideoSource:
         self.fps = float(rate)
         self.width = self.stream.codec_context.width
         self.height = self.stream.codec_context.height
+        # DV, DVD and HDV store pixels wider (or narrower) than tall, and say so (the sample aspect
+        # ratio); players stretch them. Frames are resampled to the picture players show, so that
+        # every node (a circle-finding face model, flow, a diffusion model) sees square pixels.
+        sar = self.stream.sample_aspect_ratio
+        if sar and sar > 0 and sar != 1 and self.width:
+            coded = self.width
+            self.width = max(2, int(round(coded * sar)))
+            self.notes.append(f"its pixels are not square (aspect {sar.numerator}:{sar.denominator}): frames are "
+                              f"resampled from {coded}x{self.height} to {self.width}x{self.height}, as players show them")
         # Phones store portrait video landscape with a display matrix saying how to turn it;
         # players apply it, so frames are turned here (np.rot90 turns counter-clockwise for k > 0).
-        self.turns, self._iter = self._display_turns()
+        self.turns, first = self._display_turns()
         if self.turns % 2:
             self.width, self.height = self.height, self.width
+        self._bwdif = self._deinterlacer(deinterlace, first)
+        self._iter = None if first is None else self._through(first)
         self.time_base = self.stream.time_base
         self.start_pts = self.stream.start_time or 0
         self.has_audio = bool(self._container.streams.audio)
@@ -89,14 +109,45 @@ class VideoSource:
         first read does not open and decode the start of the file again."""
         import av
         gen = self._container.decode(self.stream)
+        self._first_frame = None
         try:
             frame = next(gen, None)
         except av.error.FFmpegError:
             return 0, None      # a damaged file: reading its frames says so, with the frame number
+        self._first_frame = frame
         if frame is None:
             return 0, None
         return round(frame.rotation / 90) % 4, itertools.chain([frame], gen)
 
+    def _deinterlacer(self, mode: str, first) -> Optional[str]:
+        """FFmpeg's bwdif options for `mode` (DEINTERLACE), None for none. "auto" follows the stream's
+        field order, or the first frame's interlaced flag where the stream has none."""
+        if mode not in DEINTERLACE:
+            raise NodeError(f"deinterlace={mode!r}: choose one of {', '.join(DEINTERLACE)}")
+        order = self.stream.codec_context.field_order
+        if mode == "off":
+            return None
+        if mode != "auto":
+            parity = "tff" if mode == "top field first" else "bff"
+        elif order in _SHOWN_TOP_FIRST:
+            parity = "tff" if _SHOWN_TOP_FIRST[order] else "bff"
+        else:
+            peek = self._first_frame
+            if peek is None or not peek.interlaced_frame:
+                return None
+            parity = "auto"     # bwdif reads each frame's own field order
+        self.notes.append(f"it is interlaced ({'field order from each frame' if parity == 'auto' else parity}): "
+                          f"frames are deinterlaced (bwdif); deinterlace=off keeps the fields as they are")
+        # send_frame: one picture per frame at its own time, so the clip keeps its frames and rate.
+        return f"mode=send_frame:parity={parity}:deint=all"
+
+    def _through(self, frames):
+        """The decoded frames through the deinterlacer, if any. bwdif makes frame k from frames k-1, k
+        and k+1 alone (a fresh filter given frame k-1 first makes the same frame k as one that ran
+        from the start), which is why a seek starts a frame early (_seek)."""
+        if self._bwdif is None:
+            return frames
+        return _filtered(self.stream, "bwdif", self._bwdif, frames)
     def _count_frames(self) -> tuple:
         """The number of video frames, and where the last packet ends when the packets had to be
         read for it (None otherwise)."""
@@ -144,9 +195,11 @@ class VideoSource:
         return int(round(float((frame.pts - self.start_pts) * self.time_base) * self.fps))
 
     def _seek(self, index: int) -> None:
+        if self._bwdif is not None:
+            index -= 1      # the deinterlacer makes frame `index` from the one before it too
         pts = int(index / self.fps / self.time_base) + self.start_pts
         self._container.seek(max(pts, self.start_pts), stream=self.stream, backward=True, any_frame=False)
-        self._iter = self._container.decode(self.stream)
+        self._iter = self._through(self._container.decode(self.stream))
         self._next = -1
         self._last = None
 
@@ -154,12 +207,12 @@ class VideoSource:
         if self._counted:       # no times to seek by: forward by decoding, back by starting again
             if self._iter is None or first < self._next:
                 self._container.seek(0, backward=True, any_frame=False)
-                self._iter = self._container.decode(self.stream)
+                self._iter = self._through(self._container.decode(self.stream))
                 self._next, self._last = 0, None
             return self._iter
         if self._iter is None or first < self._next or first - self._next > SEEK_GAP or self._next < 0:
             if first == 0 and self._iter is None:
-                self._iter = self._container.decode(self.stream)
+                self._iter = self._through(self._container.decode(self.stream))
                 self._next = 0
             else:
                 self._seek(first)
@@ -174,13 +227,10 @@ class VideoSource:
                 f"or download that did not finish?). Copy it again, or {use} (io.load_video's count)")
 
     def _pixels(self, frame, w: int, h: int) -> np.ndarray:
-        import cv2
         arr = frame.to_ndarray(format="rgb24")
         if self.turns:
             arr = np.ascontiguousarray(np.rot90(arr, self.turns))
-        if (arr.shape[1], arr.shape[0]) != (w, h):
-            arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
-        return arr
+        return _resized(arr, w, h)
 
     def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
         import av
@@ -213,6 +263,45 @@ class VideoSource:
         return out
 
 
+def _resized(arr: np.ndarray, w: int, h: int) -> np.ndarray:
+    """arr at w x h: area averaging to shrink; cubic to enlarge (area averaging enlarges as bilinear
+    does, softer than the bicubic players and ffmpeg stretch non-square pixels with)."""
+    import cv2
+    if (arr.shape[1], arr.shape[0]) == (w, h):
+        return arr
+    grow = w > arr.shape[1] or h > arr.shape[0]
+    return cv2.resize(arr, (w, h), interpolation=cv2.INTER_CUBIC if grow else cv2.INTER_AREA)
+
+
+def _filtered(stream, name: str, options: str, frames):
+    """`frames` (decoded from `stream`) through one FFmpeg filter, as its output frames come."""
+    import av
+    graph = av.filter.Graph()
+    src, filt, sink = graph.add_buffer(template=stream), graph.add(name, options), graph.add("buffersink")
+    src.link_to(filt)
+    filt.link_to(sink)
+    graph.configure()
+
+    def drain():
+        while True:
+            try:
+                out = graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+            # A deinterlacer halves the time base (room for a picture per field): times go back into
+            # the stream's, which frame indices are counted in.
+            if out.pts is not None and out.time_base and out.time_base != stream.time_base:
+                out.pts = int(round(out.pts * out.time_base / stream.time_base))
+                out.time_base = stream.time_base
+            yield out
+
+    for frame in frames:
+        graph.push(frame)
+        yield from drain()
+    graph.push(None)       # the end: the filter gives the frames it held back
+    yield from drain()
+
+
 class PillowSource:
     """An animated WebP, read with Pillow: ffmpeg has no decoder for them (it finds no frames), yet
     they are what save_video's webp codec and ComfyUI's SaveAnimatedWEBP write. Same interface as
@@ -243,22 +332,23 @@ class PillowSource:
         self._lock = threading.Lock()
 
     def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
-        import cv2
         w, h = size or (self.width, self.height)
         out = np.empty((len(indices), h, w, 3), np.uint8)
         with self._lock:
             for k, i in enumerate(indices):
                 self._im.seek(int(i))
-                arr = np.asarray(self._im.convert("RGB"))
-                if (arr.shape[1], arr.shape[0]) != (w, h):
-                    arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
-                out[k] = arr
+                out[k] = _resized(np.asarray(self._im.convert("RGB")), w, h)
         return out
 
 
 def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, width: int = 0, height: int = 0,
-               fps: float = 0.0) -> Clip:
-    src = PillowSource(path) if Path(path).suffix.lower() == ".webp" else VideoSource(path)
+               fps: float = 0.0, deinterlace: str = "auto", log=None) -> Clip:
+    """log: called with a line for each thing done to show the pictures as players do (deinterlacing,
+    non-square pixels)."""
+    src = PillowSource(path) if Path(path).suffix.lower() == ".webp" else VideoSource(path, deinterlace)
+    for note in getattr(src, "notes", ()):
+        if log is not None:
+            log(f"{Path(path).name}: {note}")
     n_src, fps_src = src.length, src.fps
     if fps and abs(fps - fps_src) > 1e-6:
         n_re = int(np.floor((n_src - 1) * fps / fps_src)) + 1
