@@ -115,3 +115,60 @@ def test_the_load_video_node_says_what_it_did_in_the_run_log(interlaced, tmp_pat
     said = [e["message"] for e in logs if e["event"] == "log" and e["node"] == "load"]
     assert any("deinterlaced" in m for m in said)
     assert load_video(str(tmp_path / "out.mkv"), deinterlace="off").length == 20
+
+
+# BT.2408's reference levels, as PQ and HLG signals: HDR reference white (203 nits) and an 18% grey card
+# (26 nits). An SDR screen shows reference white as white and the grey card as that fraction of white.
+PQ_M1, PQ_M2 = 2610 / 16384, 2523 / 4096 * 128
+PQ_C1, PQ_C2, PQ_C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+REF_WHITE, GREY_CARD = 203.0, 26.0
+BT709_TO_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+
+
+def pq(nits):
+    p = (np.asarray(nits, np.float64) / 10000.0) ** PQ_M1
+    return ((PQ_C1 + PQ_C2 * p) / (1 + PQ_C3 * p)) ** PQ_M2
+
+
+def hlg_signal(nits):
+    """The HLG signal an HLG display (1000 nits, system gamma 1.2: display light = 1000 Ys^0.2 E for scene
+    light E of luminance Ys) shows as `nits` (a grey level, or R, G, B in BT.2020)."""
+    nits = np.asarray(nits, np.float64)
+    shown = nits @ np.array([0.2627, 0.6780, 0.0593]) if nits.ndim else nits
+    e = nits / (1000.0 * (shown / 1000.0) ** (0.2 / 1.2))             # scene light
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    return np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-9)) + c)
+
+
+def hdr_file(path, transfer, patches):
+    """A 10-bit BT.2020 file (ffv1, lossless) of four vertical patches, each given as non-linear R'G'B'."""
+    rgb = np.zeros((32, 64, 3))
+    for i, p in enumerate(patches):
+        rgb[:, 16 * i:16 * i + 16] = p
+    y = rgb @ np.array([0.2627, 0.6780, 0.0593])
+    cb, cr = (rgb[..., 2] - y) / 1.8814, (rgb[..., 0] - y) / 1.4746
+    planes = np.stack([64 + 876 * y, 512 + 896 * cb, 512 + 896 * cr]).round().astype("<u2")
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv444p10le", "-s", "64x32",
+                    "-r", "30", "-i", "-", "-frames:v", "1", "-vf", f"setparams=range=tv:color_primaries=bt2020:"
+                    f"color_trc={transfer}:colorspace=bt2020nc", "-c:v", "ffv1", str(path)],
+                   input=np.concatenate([planes] * 2).tobytes(), check=True)
+
+
+@pytest.mark.parametrize("transfer", ["smpte2084", "arib-std-b67"])
+def test_hdr_video_comes_out_as_an_sdr_screen_shows_it(tmp_path, transfer):
+    """A phone's HDR video (HLG on iPhones, PQ in HDR10) read as SDR was grey and washed out: its
+    reference white came out at about 58-75% grey."""
+    signal = pq if transfer == "smpte2084" else hlg_signal
+    red_709 = BT709_TO_2020 @ np.array([1.0, 0.0, 0.0]) * REF_WHITE     # SDR's red at reference white
+    patches = [signal(REF_WHITE), signal(GREY_CARD), signal(red_709), signal(4 * REF_WHITE)]
+    path = tmp_path / f"phone_{transfer}.mkv"
+    hdr_file(path, transfer, patches)
+    notes = []
+    got = load_video(str(path), log=notes.append).to_array()[0, 16].astype(int)       # one row: the 4 patches
+    white, grey, red, bright = got[8], got[24], got[40], got[56]
+    assert white.min() >= 245                                       # reference white is white
+    grey_srgb = 255 * (1.055 * (GREY_CARD / REF_WHITE) ** (1 / 2.4) - 0.055)
+    assert np.abs(grey - grey_srgb).max() <= 4, (grey, grey_srgb)   # the grey card is its share of white
+    assert red[0] >= 240 and red[1:].max() <= 12, red               # BT.709's red is red again
+    assert (bright >= white).all() and bright.min() >= 250          # brighter than white: rolled off, not wrapped
+    assert any("HDR" in n for n in notes)

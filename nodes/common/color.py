@@ -83,3 +83,94 @@ def kelvin_gains(kelvin: float, reference: float = 6500.0) -> np.ndarray:
 
     gains = rgb_of(kelvin) / rgb_of(reference)
     return (gains / float(luma(gains))).astype(np.float32)
+
+
+# -- HDR video to the SDR frames every node works on ------------------------------------------------
+# Phones record HDR by default (HLG on iPhones, PQ for HDR10): 10-bit BT.2020 signals whose code values
+# mean light levels up to 1000-10000 nits. Taken as SDR they look grey and washed out. Mapped as an SDR
+# screen shows them: the reference white of HDR production (203 nits, BT.2408; HLG's 75% signal) becomes
+# SDR white, colour goes from BT.2020 to BT.709 primaries, and what is brighter is rolled off into the
+# top of the range (HDR_KNEE) instead of clipped. Written here, not with FFmpeg's zscale+tonemap, because
+# PyAV's FFmpeg has no zscale, and one numba pass over 16-bit pixels costs less than a filter chain.
+# (libavutil's AVColorTransferCharacteristic numbers, as PyAV reports a stream's color_trc.)
+TRC_PQ, TRC_HLG = 16, 18
+HDR_WHITE_NITS = 203.0
+HLG_PEAK_NITS = 1000.0      # the nominal display HLG's OOTF assumes (system gamma 1.2 there)
+HDR_KNEE = 0.9              # linear SDR level above which brighter light is rolled off towards 1
+_BT2020_TO_709 = np.array([[1.6605, -0.5876, -0.0728],
+                           [-0.1246, 1.1329, -0.0083],
+                           [-0.0182, -0.1006, 1.1187]], np.float32)
+_OUT_STEPS = 16384          # entries of the linear-to-sRGB table (a fifth of a grey level at the darkest)
+_HDR_KERNEL = None
+
+
+def _hdr_input_table(transfer: int) -> np.ndarray:
+    """Per 16-bit code value: linear light, as a fraction of HDR_WHITE_NITS (PQ: display light;
+    HLG: scene light in [0, 1], which the kernel's OOTF turns into display light)."""
+    e = np.arange(65536, dtype=np.float64) / 65535.0
+    if transfer == TRC_PQ:      # SMPTE ST 2084
+        m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+        c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+        p = e ** (1 / m2)
+        return (10000.0 / HDR_WHITE_NITS * (np.maximum(p - c1, 0) / (c2 - c3 * p)) ** (1 / m1)).astype(np.float32)
+    a, b, c = 0.17883277, 0.28466892, 0.55991073       # ARIB STD-B67 (HLG) inverse OETF
+    return np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / a) + b) / 12.0).astype(np.float32)
+
+
+def _hdr_kernel():
+    # Compiled on first use so importing this module never pays numba's start-up cost.
+    global _HDR_KERNEL
+    if _HDR_KERNEL is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def kernel(src, table, hlg, gain, ootf_gain, matrix, convert, knee, out_table, out):
+            h, w, _ = src.shape
+            top = out_table.shape[0] - 1
+            steps = gain.shape[0] - 1
+            for y in range(h):
+                for x in range(w):
+                    r = table[src[y, x, 0]]
+                    g = table[src[y, x, 1]]
+                    b = table[src[y, x, 2]]
+                    if hlg:     # OOTF: display light = peak * Ys^(gamma - 1) * scene light, gamma 1.2
+                        ys = min(1.0, 0.2627 * r + 0.6780 * g + 0.0593 * b) * steps
+                        i = min(int(ys), steps - 1)
+                        k = ootf_gain * (gain[i] + (ys - i) * (gain[i + 1] - gain[i]))
+                        r, g, b = r * k, g * k, b * k
+                    if convert:
+                        r, g, b = (matrix[0, 0] * r + matrix[0, 1] * g + matrix[0, 2] * b,
+                                   matrix[1, 0] * r + matrix[1, 1] * g + matrix[1, 2] * b,
+                                   matrix[2, 0] * r + matrix[2, 1] * g + matrix[2, 2] * b)
+                    r, g, b = max(r, 0.0), max(g, 0.0), max(b, 0.0)
+                    m = max(r, max(g, b))
+                    if m > knee:    # roll off on the largest channel, so hues keep their ratios
+                        s = (knee + (1.0 - knee) * (1.0 - np.exp(-(m - knee) / (1.0 - knee)))) / m
+                        r, g, b = r * s, g * s, b * s
+                    out[y, x, 0] = out_table[min(top, int(r * top + 0.5))]
+                    out[y, x, 1] = out_table[min(top, int(g * top + 0.5))]
+                    out[y, x, 2] = out_table[min(top, int(b * top + 0.5))]
+        _HDR_KERNEL = kernel
+    return _HDR_KERNEL
+
+
+_TABLES: dict = {}
+
+
+def hdr_to_sdr(rgb16: np.ndarray, transfer: int, bt2020: bool = True) -> np.ndarray:
+    """uint16 HxWx3 non-linear HDR RGB (full range, as FFmpeg converts a PQ or HLG frame to rgb48)
+    -> uint8 sRGB in BT.709 primaries, as an SDR screen shows it (see HDR_WHITE_NITS)."""
+    if transfer not in (TRC_PQ, TRC_HLG):
+        raise ValueError(f"not an HDR transfer: {transfer}")
+    if transfer not in _TABLES:
+        _TABLES[transfer] = _hdr_input_table(transfer)
+    if "out" not in _TABLES:
+        lin = np.arange(_OUT_STEPS, dtype=np.float32) / (_OUT_STEPS - 1)
+        _TABLES["out"] = to_uint8(linear_to_srgb(lin))
+        # Ys^0.2 of HLG's OOTF by table: a power per pixel cost 49 ms a 1080p frame, the table 11.
+        _TABLES["ootf"] = (np.arange(_OUT_STEPS + 1, dtype=np.float64) / _OUT_STEPS) ** 0.2
+    out = np.empty(rgb16.shape, np.uint8)
+    _hdr_kernel()(np.ascontiguousarray(rgb16), _TABLES[transfer], transfer == TRC_HLG, _TABLES["ootf"],
+                  np.float32(HLG_PEAK_NITS / HDR_WHITE_NITS), _BT2020_TO_709, bt2020, np.float32(HDR_KNEE),
+                  _TABLES["out"], out)
+    return out

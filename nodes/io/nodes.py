@@ -33,9 +33,10 @@ def load_video(ctx, path: str = Param("", kind="path", help="video file (mp4, mo
                                              "do not say so; off keeps the combed fields")) -> VIDEO:
     """Stream a video file as a clip; frames are decoded only when something pulls them.
 
-    Frames come as players show them: turned upright (phones), stretched to square pixels (DV, DVD,
-    HDV store them wider or narrower than tall) and deinterlaced where the file is interlaced (each
-    picture keeps its time; the log says what was done). The audio track, if any, travels with the
+    Frames come as players show them: turned upright (phones), HDR (HLG, PQ) mapped to SDR with
+    HDR's reference white as white, stretched to square pixels (DV, DVD, HDV store them wider or
+    narrower than tall) and deinterlaced where the file is interlaced (each picture keeps its time;
+    the log says what was done). The audio track, if any, travels with the
     clip so writers can keep it."""
     from .video_read import load_video as _load
     return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log)

@@ -14,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from graph_engine import Audio, Clip, NodeError
+from nodes.common.color import TRC_HLG, TRC_PQ, hdr_to_sdr
 
 # Decoding forward beats seeking for short gaps; beyond this many frames we seek.
 SEEK_GAP = 48
@@ -80,6 +81,15 @@ class VideoSource:
         if self.turns % 2:
             self.width, self.height = self.height, self.width
         self._bwdif = self._deinterlacer(deinterlace, first)
+        cc, f0 = self.stream.codec_context, self._first_frame
+        trc = cc.color_trc if cc.color_trc in (TRC_PQ, TRC_HLG) else getattr(f0, "color_trc", None)
+        self._hdr = trc if trc in (TRC_PQ, TRC_HLG) else None
+        self._bt2020 = (cc.color_primaries if cc.color_primaries not in (None, 2) else
+                        getattr(f0, "color_primaries", None)) == 9
+        if self._hdr:
+            self.notes.append(f"it is HDR ({'HLG' if self._hdr == TRC_HLG else 'PQ'}"
+                              f"{', BT.2020' if self._bt2020 else ''}): frames are mapped to SDR as an SDR screen "
+                              f"shows them (203-nit white as white, brighter light rolled off, BT.709 colours)")
         self._iter = None if first is None else self._through(first)
         self.time_base = self.stream.time_base
         self.start_pts = self.stream.start_time or 0
@@ -227,7 +237,10 @@ class VideoSource:
                 f"or download that did not finish?). Copy it again, or {use} (io.load_video's count)")
 
     def _pixels(self, frame, w: int, h: int) -> np.ndarray:
-        arr = frame.to_ndarray(format="rgb24")
+        if self._hdr:
+            arr = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), self._hdr, self._bt2020)
+        else:
+            arr = frame.to_ndarray(format="rgb24")
         if self.turns:
             arr = np.ascontiguousarray(np.rot90(arr, self.turns))
         return _resized(arr, w, h)
