@@ -1,4 +1,4 @@
-"""The workflow a rendered file carries: MP4/MKV/WebM metadata or a PNG text chunk.
+"""The workflow a rendered file carries: MP4/MKV/WebM metadata, a PNG text chunk or an EXR header attribute.
 Writers put it there through a file (nodes/io/video_write.py), so any size fits."""
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def read_embedded_workflow(path: Path) -> Optional[str]:
         # A workflow with a character beyond Latin-1 (a prompt's dash, a path's ☃) is an iTXt chunk, which
         # Pillow gives as a str subclass that the YAML parser refuses with a TypeError (a traceback).
         return str(text) if text else None
+    if path.suffix.lower() == ".exr":
+        try:
+            import OpenEXR
+            with OpenEXR.File(str(path), header_only=True) as f:
+                text = f.header().get(KEY)
+        except Exception:       # no bindings, not an EXR, or damaged: it carries nothing readable
+            return None
+        return text if isinstance(text, str) and "kinograph:" in text else None
     import av
     try:
         with av.open(str(path)) as c:

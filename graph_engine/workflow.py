@@ -21,7 +21,7 @@ from .errors import WorkflowError
 from .graph import Graph, ID_RE
 
 FORMAT_VERSION = 1
-MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".png", ".gif", ".webp", ".avi"}
+MEDIA_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".png", ".gif", ".webp", ".avi", ".exr"}
 TOP_KEYS = ("kinograph", "name", "description", "nodes", "ui")
 NODE_KEYS = ("type", "version", "title", "bypass", "inputs", "params")
 # Far beyond any real workflow (a 2,000-node ComfyUI graph is about 1 MB), small enough to load at once.

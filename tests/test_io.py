@@ -559,7 +559,8 @@ def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name, says", [
-    ("still", "'still' has no file type: name the image .png (it carries the workflow), .jpg or .webp"),
+    ("still", "'still' has no file type: name the image .png (it carries the workflow), .exr (linear half float, "
+              "for Nuke and Blender), .jpg or .webp"),
     ("still.mp4", "'still.mp4' is a video name (io.save_video writes videos)"),
     ("still.psd", "'still.psd' is not an image type Kinograph writes (.psd)")])
 def test_save_image_names_a_file_type_it_cannot_write_before_running(tmp_path, name, says):

@@ -12,8 +12,8 @@ import numpy as np
 from graph_engine import Clip, NodeError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
-# What write_png can write: Pillow picks the format by the name, and it has no EXR writer.
-WRITABLE_EXTS = tuple(e for e in IMAGE_EXTS if e != ".exr")
+# What write_png can write: Pillow picks the format by the name, and EXR goes through nodes/io/exr.py.
+WRITABLE_EXTS = IMAGE_EXTS
 
 
 def read_image(path: str) -> np.ndarray:
@@ -31,6 +31,9 @@ def read_image_alpha(path: str) -> tuple:
     if not os.path.isfile(path):
         raise NodeError(f"image not found: {path} - check the path (relative paths are taken from the "
                         f"workflow file's folder)")
+    if str(path).lower().endswith(".exr"):
+        from .exr import read_exr
+        return read_exr(path)
     try:
         with Image.open(path) as im:
             # A camera stores the sensor's rows and an EXIF orientation; viewers turn the picture by it.
@@ -126,17 +129,19 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
     from PIL.PngImagePlugin import PngInfo
     from graph_engine.atomic import atomic_output
     final = Path(path)
-    im = Image.fromarray(img)
     kept: list = []
     try:
         with atomic_output(final, overwrite=overwrite, takes=kept) as tmp:
-            if final.suffix.lower() == ".png":
+            if final.suffix.lower() == ".exr":
+                from .exr import write_exr
+                write_exr(img, tmp, workflow_yaml)
+            elif final.suffix.lower() == ".png":
                 info = PngInfo()
                 if workflow_yaml:
                     info.add_text("kinograph_workflow", workflow_yaml)
-                im.save(tmp, format="PNG", pnginfo=info, compress_level=4)
+                Image.fromarray(img).save(tmp, format="PNG", pnginfo=info, compress_level=4)
             else:
-                im.save(tmp, quality=95)
+                Image.fromarray(img).save(tmp, quality=95)
     except (OSError, ValueError, KeyError) as e:
         raise NodeError(f"cannot write image {final}: {e}")
     return str(kept[0]) if kept else None

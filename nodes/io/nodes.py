@@ -11,7 +11,7 @@ from .video_read import DEINTERLACE
 
 
 @node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
-def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, ...)")):
+def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, exr, ...)")):
     """Read a still image as 8-bit RGB, and its transparency as a mask (1 = opaque; all 1 when the file
     has none). Transparent parts of the image are laid over black."""
     from .images import read_image_alpha
@@ -120,17 +120,20 @@ def _image_name(path) -> Optional[str]:
     from .video_write import HOLDS
     kind = "is a video name (io.save_video writes videos)" if suffix in HOLDS else \
         f"is not an image type Kinograph writes ({suffix})" if suffix else "has no file type"
-    return f"{path!r} {kind}: name the image .png (it carries the workflow), .jpg or .webp"
+    return f"{path!r} {kind}: name the image .png (it carries the workflow), .exr (linear half float, for Nuke " \
+           f"and Blender), .jpg or .webp"
 
 
 @node("io.save_image", title="Save Image", category="Input/Output", output=True)
 def save_image(ctx, image: IMAGE, path: str = Param("out/image.png", kind="path", reads=False, check=_image_name,
-                                                    help="file to write: .png (carries the workflow), .jpg, .webp, "
+                                                    help="file to write: .png (carries the workflow), .exr "
+                                                         "(linear-light half float; carries it too), .jpg, .webp, "
                                                          ".bmp or .tif"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
                                                    "earlier take unless --replace)")) -> None:
-    """Write an image; PNGs carry the workflow in a text chunk. The image it replaces is kept as
-    takes/NAME.001.png, .002, ... beside it (`--replace` or `keep_takes` in config.yaml to keep fewer)."""
+    """Write an image; PNGs carry the workflow in a text chunk, EXRs (linear light, as Nuke and Blender
+    expect them) in a header attribute. The image it replaces is kept as takes/NAME.001.png, .002, ...
+    beside it (`--replace` or `keep_takes` in config.yaml to keep fewer)."""
     from .images import write_png
     take = write_png(image, path, ctx.workflow_yaml, overwrite=overwrite)
     _wrote(ctx, {"path": path, "width": int(image.shape[1]), "height": int(image.shape[0]),

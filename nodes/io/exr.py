@@ -1,0 +1,112 @@
+"""OpenEXR files, as Nuke and Blender render them: linear-light float pictures to and from the 8-bit sRGB
+frames every node works on.
+
+Read with the OpenEXR project's own bindings (the `openexr` package): Pillow has no EXR reader and
+opencv-python's wheels are built without OpenEXR. A picture is shown as Nuke's and Blender's "Standard"
+sRGB view shows it: linear light encoded with the sRGB curve, above 1.0 clipped. EXR colour is
+premultiplied by alpha, which is what "laid over black" means for the other formats (images.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from graph_engine import NodeError
+from graph_engine.embedded import KEY
+from nodes.common.color import linear_to_srgb, srgb_to_linear, to_uint8
+
+# Where a file has several layers (Blender's multilayer EXR: "ViewLayer.Combined.R", ...), the picture is
+# the first layer named like this, else the first layer with colour in it.
+MAIN_LAYERS = ("Combined", "rgba", "beauty", "Beauty")
+
+
+def _openexr():
+    try:
+        import OpenEXR
+    except ImportError:
+        raise NodeError("reading and writing EXR files needs the openexr package: `pip install openexr` "
+                        "(`make install` adds it)") from None
+    return OpenEXR
+
+
+def _layers(channels: dict) -> dict:
+    """layer name ("" for the unnamed one) -> {"R": array, "G": ..., "A": ..., "Y": ...}."""
+    out: dict = {}
+    for name, ch in channels.items():
+        layer, _, comp = name.rpartition(".")
+        out.setdefault(layer, {})[comp.upper() if len(comp) == 1 else comp] = ch.pixels
+    return out
+
+
+def _picture(layers: dict, path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def colour(layer: dict) -> bool:
+        return all(c in layer for c in "RGB") or "Y" in layer
+
+    named = [n for n in layers if colour(layers[n]) and n.rpartition(".")[2] in MAIN_LAYERS]
+    plain = [n for n in layers if colour(layers[n])]
+    pick = "" if "" in plain else (named or plain or [None])[0]
+    if pick is None:
+        names = sorted(f"{n}.{c}" if n else c for n, layer in layers.items() for c in layer)
+        raise NodeError(f"{path} holds no colour channels (it has {', '.join(names) or 'none'}): "
+                        f"render or export a layer with R, G, B (or Y) channels")
+    layer = layers[pick]
+    if all(c in layer for c in "RGB"):
+        rgb = np.stack([layer["R"], layer["G"], layer["B"]], axis=-1).astype(np.float32)
+    else:
+        rgb = np.repeat(layer["Y"].astype(np.float32)[..., None], 3, axis=2)
+    alpha = layer.get("A")
+    return rgb, None if alpha is None else alpha.astype(np.float32)
+
+
+def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(uint8 sRGB HxWx3, float32 alpha in [0, 1] or None) of the EXR at `path`, in its display window
+    (a picture whose data window is smaller, as Nuke writes a bounding box, is black around it)."""
+    OpenEXR = _openexr()
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as f:
+            # Copied at once: the bindings' header dict loses its windows once the pixels are read.
+            header = f.header()
+            data, shown = (np.array(header[k]) if k in header else None for k in ("dataWindow", "displayWindow"))
+            rgb, alpha = _picture(_layers(f.channels()), path)
+    except NodeError:
+        raise
+    except Exception as e:         # the bindings raise plain RuntimeErrors for damaged files
+        raise NodeError(f"cannot read {path} as an EXR image (damaged or cut short?): {e}") from None
+    rgb = np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0)
+    img = to_uint8(linear_to_srgb(np.minimum(rgb, 1.0)))
+    if alpha is not None:
+        alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0)
+    if data is not None and shown is not None and not np.array_equal(data, shown):
+        img, alpha = _in_display_window(img, alpha, data, shown)
+    return img, alpha
+
+
+def _in_display_window(img, alpha, data, shown):
+    """The pixels of the data window [(x0, y0), (x1, y1)] placed in the display window, black outside."""
+    (dx0, dy0), (sx0, sy0), (sx1, sy1) = data[0], shown[0], shown[1]
+    w, h = int(sx1 - sx0 + 1), int(sy1 - sy0 + 1)
+    out = np.zeros((h, w, 3), np.uint8)
+    a_out = None if alpha is None else np.zeros((h, w), np.float32)
+    # Overlap of the data window with the display window, in each one's own pixel coordinates.
+    x0, y0 = max(dx0, sx0), max(dy0, sy0)
+    x1, y1 = min(dx0 + img.shape[1], sx1 + 1), min(dy0 + img.shape[0], sy1 + 1)
+    if x1 > x0 and y1 > y0:
+        out[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0] = img[y0 - dy0:y1 - dy0, x0 - dx0:x1 - dx0]
+        if a_out is not None:
+            a_out[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0] = alpha[y0 - dy0:y1 - dy0, x0 - dx0:x1 - dx0]
+    return out, a_out
+
+
+def write_exr(img: np.ndarray, path, workflow_yaml: str = "") -> None:
+    """uint8 sRGB HxWx3 as a half-float linear-light EXR (ZIP compressed, as Nuke and Blender read it),
+    carrying the workflow that made it."""
+    OpenEXR = _openexr()
+    lin = srgb_to_linear(img.astype(np.float32) / 255.0).astype(np.float16)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    if workflow_yaml:
+        header[KEY] = workflow_yaml
+    channels = {c: np.ascontiguousarray(lin[..., i]) for i, c in enumerate("RGB")}
+    with OpenEXR.File(header, channels) as f:
+        f.write(str(Path(path)))
+

@@ -1,0 +1,109 @@
+"""EXR stills and sequences, as Nuke and Blender render them (before: 'cannot read ... as an image
+(corrupt or unsupported format)' for every EXR, though load_frames listed .exr among its types)."""
+import numpy as np
+import pytest
+
+OpenEXR = pytest.importorskip("OpenEXR")
+
+from graph_engine import NodeError  # noqa: E402
+from graph_engine.api import Session, load_workflow  # noqa: E402
+from graph_engine.embedded import read_embedded_workflow  # noqa: E402
+from nodes.io.images import load_frames, read_image, read_image_alpha  # noqa: E402
+
+
+def srgb_code(linear: float) -> int:
+    """IEC 61966-2-1's encoding of a linear level, as an 8-bit code."""
+    v = linear * 12.92 if linear <= 0.0031308 else 1.055 * linear ** (1 / 2.4) - 0.055
+    return int(round(255 * min(1.0, v)))
+
+
+def write(path, channels, **header):
+    h = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **header}
+    with OpenEXR.File(h, channels) as f:
+        f.write(str(path))
+
+
+# Linear levels a render holds: an 18% grey card, a colour, a highlight four stops over white, a NaN.
+PATCHES = [(0.18, 0.18, 0.18), (1.0, 0.5, 0.25), (4.0, 4.0, 4.0), (np.nan, 0.0, 0.0)]
+
+
+def patches(dtype=np.float16):
+    rgb = np.zeros((8, 32, 3), np.float32)
+    for i, p in enumerate(PATCHES):
+        rgb[:, 8 * i:8 * i + 8] = p
+    return {c: np.ascontiguousarray(rgb[..., i].astype(dtype)) for i, c in enumerate("RGB")}
+
+
+def test_an_exr_reads_as_the_srgb_view_shows_it(tmp_path):
+    write(tmp_path / "still.exr", patches())
+    img = read_image(str(tmp_path / "still.exr")).astype(int)
+    grey, colour, hot, nan = img[4, 4], img[4, 12], img[4, 20], img[4, 28]
+    assert (np.abs(grey - srgb_code(0.18)) <= 1).all()
+    assert np.abs(colour - [srgb_code(1.0), srgb_code(0.5), srgb_code(0.25)]).max() <= 1
+    assert (hot == 255).all() and (nan == 0).all()      # over white clips, as the view does; NaN is black
+
+
+def test_a_nuke_style_sequence_loads_as_a_clip(tmp_path):
+    for i in range(3):
+        ch = patches(np.float32)
+        ch["R"] = np.full_like(ch["R"], i / 4.0)        # frames told apart by their red
+        write(tmp_path / f"shot.{1001 + i:04d}.exr", ch)
+    clip = load_frames(str(tmp_path / "shot.*.exr"), 24.0)
+    assert (clip.length, clip.width, clip.height) == (3, 32, 8)
+    assert [int(f[0, 0, 0]) for f in clip.to_array()] == [srgb_code(i / 4.0) for i in range(3)]
+
+
+def test_a_blender_multilayer_exr_shows_its_combined_pass_and_alpha(tmp_path):
+    combined = np.full((8, 16), 0.5, np.float32)
+    alpha = np.zeros((8, 16), np.float32)
+    alpha[:, :8] = 1.0
+    write(tmp_path / "render.exr", {"ViewLayer.Depth.Z": np.full((8, 16), 7.0, np.float32),
+                                    "ViewLayer.Combined.R": combined * alpha, "ViewLayer.Combined.G": combined * alpha,
+                                    "ViewLayer.Combined.B": combined * alpha, "ViewLayer.Combined.A": alpha})
+    rgb, a = read_image_alpha(str(tmp_path / "render.exr"))
+    assert (rgb[:, :8] == srgb_code(0.5)).all() and (rgb[:, 8:] == 0).all()     # premultiplied: over black
+    assert np.array_equal(a, alpha)
+
+
+def test_a_bounding_box_smaller_than_the_frame_lands_where_it_belongs(tmp_path):
+    box = np.full((10, 20), 1.0, np.float32)
+    write(tmp_path / "bbox.exr", {"R": box, "G": box, "B": box},
+          dataWindow=(np.array([5, 3], np.int32), np.array([24, 12], np.int32)),
+          displayWindow=(np.array([0, 0], np.int32), np.array([31, 15], np.int32)))
+    img = read_image(str(tmp_path / "bbox.exr"))
+    assert img.shape == (16, 32, 3)
+    lit = img[..., 0] == 255
+    assert lit.sum() == 200 and lit[3:13, 5:25].all()
+
+
+def test_exr_mistakes_are_named(tmp_path):
+    write(tmp_path / "depth.exr", {"Z": np.ones((4, 4), np.float32)})
+    with pytest.raises(NodeError, match=r"depth.exr holds no colour channels \(it has Z\)"):
+        read_image(str(tmp_path / "depth.exr"))
+    write(tmp_path / "good.exr", patches())
+    cut = tmp_path / "cut.exr"
+    cut.write_bytes((tmp_path / "good.exr").read_bytes()[:300])
+    with pytest.raises(NodeError, match="cannot read .*cut.exr as an EXR image"):
+        read_image(str(cut))
+
+
+def test_save_image_writes_a_linear_exr_that_carries_its_workflow(tmp_path):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  pattern: {type: generate.test_pattern, params: {frames: 1, width: 32, height: 16}}\n"
+                  "  frame: {type: video.frame, inputs: {video: pattern.video}}\n"
+                  "  save: {type: io.save_image, inputs: {image: frame.image}, params: {path: still.exr}}\n")
+    res = Session().run(load_workflow(str(wf)))
+    assert res.ok, res.failed
+    with OpenEXR.File(str(tmp_path / "still.exr"), separate_channels=True) as f:
+        ch = f.channels()
+        assert ch["R"].pixels.dtype == np.float16
+        linear = np.stack([ch[c].pixels for c in "RGB"], -1).astype(np.float32)
+    again = read_image(str(tmp_path / "still.exr")).astype(int)
+    from nodes.video.test_pattern import pattern_frames
+    src = pattern_frames(0, 1, 32, 16, 1)[0].astype(int)
+    # Linear light in the file (IEC 61966-2-1 decoding; half floats hold it to 0.1%), and back the same picture.
+    want = np.where(src <= 10, src / 255 / 12.92, ((src / 255 + 0.055) / 1.055) ** 2.4)
+    assert np.abs(linear - want).max() < 2e-3
+    assert np.abs(again - src).max() <= 1
+    assert "io.save_image" in read_embedded_workflow(tmp_path / "still.exr")
