@@ -107,3 +107,18 @@ def test_save_image_writes_a_linear_exr_that_carries_its_workflow(tmp_path):
     assert np.abs(linear - want).max() < 2e-3
     assert np.abs(again - src).max() <= 1
     assert "io.save_image" in read_embedded_workflow(tmp_path / "still.exr")
+
+
+def test_save_frames_writes_an_exr_plate_that_loads_back(tmp_path):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  pattern: {type: generate.test_pattern, params: {frames: 5, width: 32, height: 16}}\n"
+                  "  save: {type: io.save_frames, inputs: {video: pattern.video}, "
+                  "params: {path: plate, format: exr}}\n")
+    res = Session().run(load_workflow(str(wf)))
+    assert res.ok, res.failed
+    names = sorted(p.name for p in (tmp_path / "plate").iterdir())
+    assert names == [f"frame_{i:06d}.exr" for i in range(5)] + ["workflow.yaml"]
+    from nodes.video.test_pattern import pattern_frames
+    back = load_frames(str(tmp_path / "plate"), 24.0).to_array().astype(int)
+    assert np.abs(back - pattern_frames(0, 5, 32, 16, 5).astype(int)).max() <= 1

@@ -147,11 +147,17 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
     return str(kept[0]) if kept else None
 
 
-def frame_name(i: int) -> str:
-    return f"frame_{i:06d}.png"
+# io.save_frames' formats: PNG, or linear half-float EXR for a compositor (Nuke, Blender, Resolve Fusion).
+FRAME_FORMATS = ("png", "exr")
+# A frame io.save_frames writes, in either format: a render in one replaces an earlier one in the other.
+_FRAME_FILE = re.compile(r"frame_\d{6}\.(png|exr)")
 
 
-def _frame_failure(folder: Path, i: int, nbytes: int) -> str:
+def frame_name(i: int, fmt: str = "png") -> str:
+    return f"frame_{i:06d}.{fmt}"
+
+
+def _frame_failure(folder: Path, i: int, nbytes: int, fmt: str = "png") -> str:
     """Why frame `i` could not be written: cv2.imwrite only answers False, so look at the disk."""
     import shutil
     done = f"{i} frame{'s were' if i != 1 else ' was'} written before it"
@@ -160,13 +166,15 @@ def _frame_failure(folder: Path, i: int, nbytes: int) -> str:
     except OSError:
         full = False
     if full:
-        return (f"the disk holding {folder} is full: {frame_name(i)} was not written ({done}). Free some "
+        return (f"the disk holding {folder} is full: {frame_name(i, fmt)} was not written ({done}). Free some "
                 f"space there or write the frames elsewhere")
-    return f"cannot write {frame_name(i)} into {folder} ({done}): check that the folder is writable"
+    return f"cannot write {frame_name(i, fmt)} into {folder} ({done}): check that the folder is writable"
 
 
-def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None, overwrite: bool = False) -> dict:
-    """Numbered PNGs (plus the workflow) into `folder`, each written whole under a temporary name.
+def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None, overwrite: bool = False,
+                 fmt: str = "png") -> dict:
+    """Numbered PNGs or EXRs (FRAME_FORMATS; plus the workflow) into `folder`, each written whole under a
+    temporary name.
 
     Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
     filled this folder before (its workflow.yaml says so) or with `overwrite`."""
@@ -177,21 +185,20 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
         raise NodeError("the clip has no frames to write")
     ours = overwrite or (final.is_dir() and written_by_kinograph(final))
     if final.is_dir() and not ours:
-        names = [frame_name(i) for i in range(clip.length)] + [FRAMES_WORKFLOW]
+        names = [frame_name(i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
         taken = [n for n in names if os.path.lexists(final / n)]
         if taken:
             raise NodeError(f"{final} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} and "
                             f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
     output_folder(final)
     undo_killed(final)
-    frame = re.compile(r"frame_\d{6}\.png")
-    mine = [n for n in os.listdir(final) if frame.fullmatch(n) or n == FRAMES_WORKFLOW]
+    mine = [n for n in os.listdir(final) if _FRAME_FILE.fullmatch(n) or n == FRAMES_WORKFLOW]
     # The earlier render goes to takes/ first (hard links): the folder then holds this render alone,
     # and one that fails or is cancelled puts the earlier one back.
     take = keep_folder(final, mine) if mine and ours else None
-    new = [frame_name(i) for i in range(clip.length)] + [FRAMES_WORKFLOW]
+    new = [frame_name(i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
     try:
-        _fill(final, clip, workflow_yaml, progress)
+        _fill(final, clip, workflow_yaml, progress, fmt)
     except BaseException as e:
         if take is not None:
             restore_folder(final, take, new)
@@ -206,13 +213,23 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
         if not drop_if_same(final, take, new):
             out["earlier_take"] = str(take)
         return out
-    kept = sum(1 for n in mine if frame.fullmatch(n) and int(n[6:12]) >= clip.length)
+    kept = sum(1 for n in mine if _FRAME_FILE.fullmatch(n) and (int(n[6:12]) >= clip.length or not n.endswith(fmt)))
     if kept:
         out["older_frames_kept"] = kept
     return out
 
 
-def _fill(final: Path, clip: Clip, workflow_yaml: str, progress) -> None:
+def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int) -> None:
+    from .exr import write_exr
+    try:
+        write_exr(frame, tmp)
+    except NodeError:
+        raise
+    except Exception:          # the bindings raise a bare RuntimeError for any write failure
+        raise NodeError(_frame_failure(folder, i, frame.nbytes * 2, "exr")) from None
+
+
+def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png") -> None:
     import cv2
     from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output
     # The marker goes first: a folder interrupted half way is still recognised as ours next time.
@@ -221,8 +238,10 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress) -> None:
                        + (workflow_yaml or "kinograph: 1\nnodes: {}\n"), encoding="utf-8")
     for a, block in clip.chunks():
         for j, frame in enumerate(block):
-            with atomic_output(final / frame_name(a + j), overwrite=True, record=False) as tmp:
-                if not cv2.imwrite(str(tmp), frame[..., ::-1]):
+            with atomic_output(final / frame_name(a + j, fmt), overwrite=True, record=False) as tmp:
+                if fmt == "exr":
+                    _write_exr_frame(frame, tmp, final, a + j)
+                elif not cv2.imwrite(str(tmp), frame[..., ::-1]):
                     raise NodeError(_frame_failure(final, a + j, frame.nbytes))
         if progress:
             progress(a + len(block), clip.length)

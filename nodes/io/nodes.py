@@ -7,6 +7,7 @@ import numpy as np
 from graph_engine import Param, node
 from graph_engine.types import IMAGE, MASK, VIDEO
 
+from .images import FRAME_FORMATS
 from .video_read import DEINTERLACE
 
 
@@ -97,15 +98,18 @@ def save_video(ctx, video: VIDEO,
 def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False,
                                                      help="folder to fill with frame_000000.png ..."),
                 overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill (kept as "
-                                                    "an earlier take unless --replace)")) -> None:
-    """Write every frame as a numbered PNG into a folder (with the workflow beside them).
+                                                    "an earlier take unless --replace)"),
+                format: str = Param("png", choices=list(FRAME_FORMATS),
+                                    help="png, or exr: linear-light half float, as Nuke and Blender read a plate")
+                ) -> None:
+    """Write every frame as a numbered PNG (or EXR) into a folder (with the workflow beside them).
 
     Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
     beside the folder, which then holds this render alone; with `--replace` (or `keep_takes: 0` in
     config.yaml) they are replaced in place, and frames left from a longer earlier render stay (the
     report counts them)."""
     from .images import write_frames
-    info = write_frames(video, path, ctx.workflow_yaml, ctx.progress, overwrite=overwrite)
+    info = write_frames(video, path, ctx.workflow_yaml, ctx.progress, overwrite=overwrite, fmt=format)
     _wrote(ctx, info)
 
 
