@@ -87,14 +87,19 @@ def test_exr_mistakes_are_named(tmp_path):
         read_image(str(cut))
 
 
-def test_save_image_writes_a_linear_exr_that_carries_its_workflow(tmp_path):
+def run_pattern(tmp_path, frames: int, rest: str) -> None:
+    """Run a workflow of `frames` 32x16 test-pattern frames and the nodes `rest` adds after it."""
     wf = tmp_path / "wf.yaml"
     wf.write_text("kinograph: 1\nnodes:\n"
-                  "  pattern: {type: generate.test_pattern, params: {frames: 1, width: 32, height: 16}}\n"
-                  "  frame: {type: video.frame, inputs: {video: pattern.video}}\n"
-                  "  save: {type: io.save_image, inputs: {image: frame.image}, params: {path: still.exr}}\n")
+                  f"  pattern: {{type: generate.test_pattern, params: {{frames: {frames}, width: 32, height: 16}}}}\n"
+                  + rest)
     res = Session().run(load_workflow(str(wf)))
     assert res.ok, res.failed
+
+
+def test_save_image_writes_a_linear_exr_that_carries_its_workflow(tmp_path):
+    run_pattern(tmp_path, 1, "  frame: {type: video.frame, inputs: {video: pattern.video}}\n"
+                             "  save: {type: io.save_image, inputs: {image: frame.image}, params: {path: still.exr}}\n")
     with OpenEXR.File(str(tmp_path / "still.exr"), separate_channels=True) as f:
         ch = f.channels()
         assert ch["R"].pixels.dtype == np.float16
@@ -110,13 +115,8 @@ def test_save_image_writes_a_linear_exr_that_carries_its_workflow(tmp_path):
 
 
 def test_save_frames_writes_an_exr_plate_that_loads_back(tmp_path):
-    wf = tmp_path / "wf.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n"
-                  "  pattern: {type: generate.test_pattern, params: {frames: 5, width: 32, height: 16}}\n"
-                  "  save: {type: io.save_frames, inputs: {video: pattern.video}, "
-                  "params: {path: plate, format: exr}}\n")
-    res = Session().run(load_workflow(str(wf)))
-    assert res.ok, res.failed
+    run_pattern(tmp_path, 5, "  save: {type: io.save_frames, inputs: {video: pattern.video}, "
+                             "params: {path: plate, format: exr}}\n")
     names = sorted(p.name for p in (tmp_path / "plate").iterdir())
     assert names == [f"frame_{i:06d}.exr" for i in range(5)] + ["workflow.yaml"]
     from nodes.video.test_pattern import pattern_frames
