@@ -122,3 +122,23 @@ def test_save_frames_writes_an_exr_plate_that_loads_back(tmp_path):
     from nodes.video.test_pattern import pattern_frames
     back = load_frames(str(tmp_path / "plate"), 24.0).to_array().astype(int)
     assert np.abs(back - pattern_frames(0, 5, 32, 16, 5).astype(int)).max() <= 1
+
+
+def test_a_frame_missing_from_a_sequence_is_held_and_named(tmp_path):
+    """A render farm's sequence with holes (shot.1003, shot.1004 never rendered) was read in name order:
+    every later frame came early, the clip short. The frame before a hole is held in its place."""
+    for n in (1001, 1002, 1005, 1006):
+        ch = patches(np.float32)
+        ch["R"] = np.full_like(ch["R"], (n - 1000) / 8.0)
+        write(tmp_path / f"shot.{n}.exr", ch)
+    notes = []
+    clip = load_frames(str(tmp_path), 24.0, log=notes.append)
+    reds = [int(f[0, 0, 0]) for f in clip.to_array()]
+    assert reds == [srgb_code(k / 8.0) for k in (1, 2, 2, 2, 5, 6)]
+    assert notes and notes[0].startswith("shot.1003.exr, shot.1004.exr missing from the sequence")
+    # Every 10th frame rendered on purpose, or names without numbers: nothing is missing.
+    for n in (2000, 2010, 2020):
+        write(tmp_path / f"step.{n}.exr", patches())
+    from nodes.io.images import hold_gaps
+    steps = sorted(str(p) for p in tmp_path.glob("step.*.exr"))
+    assert hold_gaps(steps) == (steps, [])

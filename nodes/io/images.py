@@ -104,8 +104,38 @@ def list_frames(path: str) -> List[str]:
     return sorted(files, key=_natural)
 
 
-def load_frames(path: str, fps: float) -> Clip:
-    files = list_frames(path)
+# A frame name: what comes before its frame number, the number, the file type (shot.1001.exr).
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
+
+
+def hold_gaps(files: List[str]) -> tuple:
+    """(files laid out on their frame numbers, the names missing): where one numbered sequence (frames one
+    apart) lacks a number, the frame before it is held in its place, as Nuke's 'hold' does; read in name
+    order, a missing frame had moved every later one a frame early and shortened the clip."""
+    parts = [_NUMBERED.match(os.path.basename(f)) for f in files]
+    if not all(parts) or len({(os.path.dirname(f), m[1], m[3].lower()) for f, m in zip(files, parts)}) != 1:
+        return files, []       # not one numbered sequence: frames in name order
+    nums = [int(m[2]) for m in parts]
+    steps = np.diff(nums)
+    if len(steps) == 0 or (steps <= 0).any() or np.median(steps) != 1:
+        return files, []       # every n-th frame rendered, or repeated numbers: nothing is missing
+    out, missing = [files[0]], []
+    pad = min(len(m[2]) for m in parts)
+    for k in range(1, len(files)):
+        for n in range(nums[k - 1] + 1, nums[k]):
+            out.append(out[-1])
+            missing.append(f"{parts[0][1]}{n:0{pad}d}{parts[0][3]}")
+        out.append(files[k])
+    return out, missing
+
+
+def load_frames(path: str, fps: float, log=None) -> Clip:
+    """log: called with a line naming frames missing from the sequence (see hold_gaps)."""
+    files, missing = hold_gaps(list_frames(path))
+    if missing and log is not None:
+        names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        log(f"{names} missing from the sequence: the frame before each is held in its place, as Nuke's 'hold' "
+            f"does, so later frames keep their timing. Render the missing frames to fill the gap")
     first = read_image(files[0])
     h, w = first.shape[:2]
 

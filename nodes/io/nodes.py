@@ -46,9 +46,10 @@ def load_video(ctx, path: str = Param("", kind="path", help="video file (mp4, mo
 @node("io.load_frames", title="Load Frames", category="Input/Output")
 def load_frames(ctx, path: str = Param("", kind="path", help="a folder of images or a glob such as shots/*.png"),
                 fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip (images carry none)")) -> VIDEO:
-    """Read an image sequence (sorted by natural order) as a clip."""
+    """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
+    (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it."""
     from .images import load_frames as _load
-    return _load(path, fps)
+    return _load(path, fps, log=ctx.log)
 
 
 def _wrote(ctx, info: dict) -> None:
