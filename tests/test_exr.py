@@ -142,3 +142,13 @@ def test_a_frame_missing_from_a_sequence_is_held_and_named(tmp_path):
     from nodes.io.images import hold_gaps
     steps = sorted(str(p) for p in tmp_path.glob("step.*.exr"))
     assert hold_gaps(steps) == (steps, [])
+
+
+def test_an_exr_plate_replacing_a_png_render_keeps_it_as_an_earlier_take(tmp_path):
+    for fmt in ("png", "exr"):
+        run_pattern(tmp_path, 3, "  save: {type: io.save_frames, inputs: {video: pattern.video}, "
+                                 f"params: {{path: plate, format: {fmt}}}}}\n")
+    assert sorted(p.name for p in (tmp_path / "plate").iterdir()) == \
+        [f"frame_{i:06d}.exr" for i in range(3)] + ["workflow.yaml"]
+    earlier = [p for p in (tmp_path / "takes").rglob("frame_*")]
+    assert sorted(p.name for p in earlier) == [f"frame_{i:06d}.png" for i in range(3)]
