@@ -65,6 +65,15 @@ def test_a_blender_multilayer_exr_shows_its_combined_pass_and_alpha(tmp_path):
     assert np.array_equal(a, alpha)
 
 
+def test_a_multi_part_exr_shows_its_first_part_with_colour(tmp_path):
+    grey = np.full((8, 16), 0.5, np.float32)
+    parts = [OpenEXR.Part({"type": OpenEXR.scanlineimage}, {"Z": grey * 9}, name="depth"),
+             OpenEXR.Part({"type": OpenEXR.scanlineimage}, {"R": grey, "G": grey, "B": grey}, name="beauty")]
+    with OpenEXR.File(parts) as f:
+        f.write(str(tmp_path / "passes.exr"))
+    assert (read_image(str(tmp_path / "passes.exr")) == srgb_code(0.5)).all()
+
+
 def test_a_bounding_box_smaller_than_the_frame_lands_where_it_belongs(tmp_path):
     box = np.full((10, 20), 1.0, np.float32)
     write(tmp_path / "bbox.exr", {"R": box, "G": box, "B": box},

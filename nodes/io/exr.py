@@ -39,7 +39,8 @@ def _layers(channels: dict) -> dict:
     return out
 
 
-def _picture(layers: dict, path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _picture(layers: dict) -> Optional[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """(linear RGB, alpha or None) of the layer that is the picture, None when no layer has colour."""
     def colour(layer: dict) -> bool:
         return all(c in layer for c in "RGB") or "Y" in layer
 
@@ -47,9 +48,7 @@ def _picture(layers: dict, path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     plain = [n for n in layers if colour(layers[n])]
     pick = "" if "" in plain else (named or plain or [None])[0]
     if pick is None:
-        names = sorted(f"{n}.{c}" if n else c for n, layer in layers.items() for c in layer)
-        raise NodeError(f"{path} holds no colour channels (it has {', '.join(names) or 'none'}): "
-                        f"render or export a layer with R, G, B (or Y) channels")
+        return None
     layer = layers[pick]
     if all(c in layer for c in "RGB"):
         rgb = np.stack([layer["R"], layer["G"], layer["B"]], axis=-1).astype(np.float32)
@@ -63,16 +62,25 @@ def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """(uint8 sRGB HxWx3, float32 alpha in [0, 1] or None) of the EXR at `path`, in its display window
     (a picture whose data window is smaller, as Nuke writes a bounding box, is black around it)."""
     OpenEXR = _openexr()
+    found, names = None, []
     try:
         with OpenEXR.File(str(path), separate_channels=True) as f:
-            # Copied at once: the bindings' header dict loses its windows once the pixels are read.
-            header = f.header()
-            data, shown = (np.array(header[k]) if k in header else None for k in ("dataWindow", "displayWindow"))
-            rgb, alpha = _picture(_layers(f.channels()), path)
-    except NodeError:
-        raise
+            # A multi-part file (Nuke's, a renderer's passes) shows its first part with colour in it.
+            for part in f.parts:
+                # Copied first: the bindings' header dict loses its windows once the pixels are read.
+                data, shown = (np.array(part.header[k]) if k in part.header else None
+                               for k in ("dataWindow", "displayWindow"))
+                layers = _layers(part.channels)
+                found = _picture(layers)
+                if found is not None:
+                    break
+                names += sorted(f"{n}.{c}" if n else c for n, layer in layers.items() for c in layer)
     except Exception as e:         # the bindings raise plain RuntimeErrors for damaged files
         raise NodeError(f"cannot read {path} as an EXR image (damaged or cut short?): {e}") from None
+    if found is None:
+        raise NodeError(f"{path} holds no colour channels (it has {', '.join(names) or 'none'}): "
+                        f"render or export a layer with R, G, B (or Y) channels")
+    rgb, alpha = found
     rgb = np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0)
     img = to_uint8(linear_to_srgb(np.minimum(rgb, 1.0)))
     if alpha is not None:
