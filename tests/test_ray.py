@@ -121,6 +121,17 @@ def through(tmp_path, node_type, width=48, height=32):
         """)
 
 
+def trimmed(tmp_path, n: int):
+    """A workflow of n 32x24 pattern frames through video.trim into out/t{trim.start}.mkv (lossless)."""
+    return write(tmp_path, "wf.yaml", f"""\
+        kinograph: 1
+        nodes:
+          pattern: {{type: generate.test_pattern, params: {{frames: {n}, width: 32, height: 24}}}}
+          trim: {{type: video.trim, inputs: {{video: pattern.video}}}}
+          save: {{type: io.save_video, inputs: {{video: trim.video}}, params: {{path: "out/t{{trim.start}}.mkv", codec: ffv1}}}}
+        """)
+
+
 def events(out: str):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
@@ -158,13 +169,7 @@ def test_sweep_on_ray_writes_one_output_per_case_and_loads_models_once_per_worke
 
 
 def test_failing_case_is_reported_and_the_others_finish(ray_local, tmp_path, capsys):
-    wf = write(tmp_path, "wf.yaml", """\
-        kinograph: 1
-        nodes:
-          pattern: {type: generate.test_pattern, params: {frames: 5, width: 32, height: 24}}
-          trim: {type: video.trim, inputs: {video: pattern.video}}
-          save: {type: io.save_video, inputs: {video: trim.video}, params: {path: "out/t{trim.start}.mkv", codec: ffv1}}
-        """)
+    wf = trimmed(tmp_path, 5)
     sweep = write(tmp_path, "sweep.yaml", "cases:\n  - {trim.start: 0}\n  - {trim.start: 50}\n  - {trim.start: 2}\n")
     assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
     out = capsys.readouterr()
@@ -333,13 +338,7 @@ def test_more_shards_than_the_clip_makes_keep_only_the_workers_they_need(ray_loc
 
 
 def test_jobs_on_ray_report_their_nodes_while_they_run(ray_local, tmp_path, capsys):
-    wf = write(tmp_path, "wf.yaml", """\
-        kinograph: 1
-        nodes:
-          pattern: {type: generate.test_pattern, params: {frames: 40, width: 32, height: 24}}
-          trim: {type: video.trim, inputs: {video: pattern.video}}
-          save: {type: io.save_video, inputs: {video: trim.video}, params: {path: "out/t{trim.start}.mkv", codec: ffv1}}
-        """)
+    wf = trimmed(tmp_path, 40)
     assert main(["run", str(wf), "--ray", "local", "--json"]) == 0
     evs = events(capsys.readouterr().out)
     # The worker's node events, as a local run prints them, between the driver's start and end.
