@@ -85,7 +85,8 @@ def test_multiframe_never_loses_to_the_frame_alone_on_a_fast_pan():
 
 def test_multiframe_is_not_dragged_down_by_blurred_neighbours():
     """A hand-held shot whose neighbours are smeared by motion blur (7 px) and the frame itself sharp: the
-    fusion pulled the frame toward their blur, 2.4 dB under Lanczos; it now stays above it."""
+    fusion pulled the frame toward their blur, 2.4 dB under Lanczos (and the cross-validation, which they
+    pass together, still left it 0.2 dB under the frame alone); it now does better than the frame alone."""
     photo = photos()[0].astype(np.float32)
     kernel = np.zeros((7, 7), np.float32)
     kernel[3] = 1 / 7
@@ -96,8 +97,9 @@ def test_multiframe_is_not_dragged_down_by_blurred_neighbours():
         hr.append(np.clip((f if k == 2 else cv2.filter2D(f, -1, kernel)) + 0.5, 0, 255).astype(np.uint8))
     lr = np.stack([cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in hr])
     fused = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=2).frame(2)
+    alone = up.multiframe(Context("m"), Clip.from_array(lr), scale=2, radius=0).frame(2)
     lanczos = cv2.resize(lr[2], (256, 192), interpolation=cv2.INTER_LANCZOS4)
-    assert psnr(fused, hr[2]) > psnr(lanczos, hr[2])
+    assert psnr(fused, hr[2]) > psnr(alone, hr[2]) > psnr(lanczos, hr[2])
 
 
 def test_multiframe_random_access(panned_photo, monkeypatch):
