@@ -229,6 +229,10 @@ def test_model_errors_name_the_file(tmp_path, frames):
     bad.write_bytes(b"\x80\x02garbage" * 10)
     with pytest.raises(NodeError, match="broken.pth.*damaged"):
         up.model(Context("u"), Clip.from_array(frames), model=str(bad))
+    # A folder (the model folder itself, say) was 'damaged ... download it again'; its weight files are named.
+    with pytest.raises(NodeError, match=r"is a folder; upscale.model reads one weight file: give one of the "
+                                        r"files in it \(broken.pth\)"):
+        up.model(Context("u"), Clip.from_array(frames), model=str(tmp_path))
     odd = tmp_path / "odd.safetensors"
     from safetensors.torch import save_file
     save_file({"encoder.weird.weight": torch.zeros(3, 3)}, str(odd))

@@ -48,8 +48,14 @@ def _load(path: str, stamp: tuple, device: str):
 
 
 def load_model(model: str, device: str = "cpu"):
-    from nodes.common.models_dirs import find_model
+    from nodes.common.models_dirs import WEIGHT_SUFFIXES, find_model
     path = find_model(model, "upscale_models")
+    if path.is_dir():
+        # A folder was read as a file and called damaged, with the advice to download it again.
+        inside = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+        raise NodeError(f"{path} is a folder; upscale.model reads one weight file: "
+                        + (f"give one of the files in it ({', '.join(inside[:8])})" if inside else
+                           "it holds no weight file (.pth, .safetensors, ...)"))
     st = path.stat()
     return _load(str(path), (st.st_mtime_ns, st.st_size), device)
 
