@@ -241,6 +241,10 @@ def test_settings_choices_map_to_nodes(tmp_path):
                      ("strength_schedule", "goes from 0.5 to 0.7")):
         assert any(line.split()[2:3] == [key.split(",")[0] + ("," if "," in key else "")] and why in line
                    for line in text.splitlines()), (key, text)
+    r = imported(settings_file(tmp_path, color_coherence="Match Frame 0 RGB"))
+    assert params(r, "colour") == {"frame": 0, "method": "histogram"}
+    assert "mapped approximately   color_coherence -> colour: each frame's colours matched to frame 0's after it " \
+        "is rendered" in r.report.text()
 
 
 @pytest.mark.parametrize("change,message", [

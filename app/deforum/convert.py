@@ -375,10 +375,11 @@ class Builder:
             self.add("color.match", "colour", {"frame": 0, "method": method}, (x, 0))
             self.link(src, port, "colour", "video")
             src, x = "colour", x + 280
-            exact = coherence.lower().endswith("rgb")
-            self.entry("color_coherence", EXACT if exact else APPROX, ["colour"],
+            rgb = coherence.lower().endswith("rgb")
+            # after, not before, the diffusion: approximate even where the matching itself is Deforum's
+            self.entry("color_coherence", APPROX, ["colour"],
                        "each frame's colours matched to frame 0's after it is rendered (Deforum matches the "
-                       "moved picture before it is diffused)" + ("" if exact else f"; {coherence}: "
+                       "moved picture before it is diffused)" + ("" if rgb else f"; {coherence}: "
                        + ("Lab mean and spread" if method == "reinhard" else "per-channel histograms in RGB")))
         elif coherence not in ("None", "none", "") and self.mode in ("2D", "3D", "Video Input"):
             self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (color.match matches frame "
