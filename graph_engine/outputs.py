@@ -59,10 +59,12 @@ def render_home(wf: Workflow) -> Optional[Path]:
     """For a workflow read from a render: the render's folder (of its stable name, for an earlier take),
     where its outputs may go without --allow-outside. Its relative paths resolve from render_folder, which
     may be further up; outputs are not let out of the folder the render was found in on that account."""
-    if wf.render_base is None or wf.path is None:
+    from .workflow import rendered_from
+    render = rendered_from(wf.path) if wf.render_base is not None else None
+    if render is None:
         return None
     from .takes import stable_name
-    return stable_name(wf.path).parent
+    return stable_name(render).parent
 
 
 def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]]:

@@ -44,6 +44,24 @@ class Problem:
         return f"{where} node {self.node}: {self.message}" if self.node else f"{where} {self.message}"
 
 
+def rendered_from(path: Optional[Path]) -> Optional[Path]:
+    """The render a workflow is read from: the video or picture carrying it, or the frames folder whose
+    workflow.yaml it is (run from there, out/frames/out/frames was written); None for a workflow file."""
+    if path is None:
+        return None
+    if path.suffix.lower() in MEDIA_SUFFIXES:
+        return path
+    from .atomic import FRAMES_MARK, FRAMES_WORKFLOW
+    if path.name == FRAMES_WORKFLOW:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                if f.readline().startswith(FRAMES_MARK):
+                    return path.parent
+        except OSError:
+            pass
+    return None
+
+
 @dataclass
 class Workflow:
     """A graph plus where it came from (for relative paths and located messages)."""
@@ -63,14 +81,17 @@ class Workflow:
     # beside the render and not into out/out/, and finds the footage it read. Given, or found from the
     # graph the first time it is asked for (render_base); later edits do not move it.
     render_dir: Optional[Path] = None
+    _looked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def render_base(self) -> Optional[Path]:
         """`render_dir` for a workflow read from a render (graph_engine.outputs.render_folder), else None."""
-        if self.render_dir is None and self.path is not None and self.path.suffix.lower() in MEDIA_SUFFIXES \
-                and self.graph.nodes:
-            from .outputs import render_folder
-            self.render_dir = render_folder(self.graph, self.path)
+        if self.render_dir is None and not self._looked and self.graph.nodes:
+            self._looked = True
+            render = rendered_from(self.path)
+            if render is not None:
+                from .outputs import render_folder
+                self.render_dir = render_folder(self.graph, render)
         return self.render_dir
 
     @property

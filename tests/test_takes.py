@@ -303,3 +303,14 @@ def test_a_frames_take_of_another_workflow_is_told_apart_without_reading_its_fra
     monkeypatch.setattr(takes, "_same", lambda a, b: compared.append(a.name) or real(a, b))
     info = write_frames(clip, str(tmp_path / "frames"), "kinograph: 1\nname: other\nnodes: {}\n")
     assert info["earlier_take"] and compared == ["workflow.yaml"]
+
+
+def test_a_frames_folders_workflow_runs_again_into_that_folder(tmp_path):
+    """Run from the workflow.yaml a frames folder carries, out/frames wrote out/frames/out/frames."""
+    wf = _project(tmp_path, WORKFLOW.replace("io.save_video", "io.save_frames").replace("out/shot.mp4", "out/frames"))
+    assert main(["run", str(wf)]) == 0
+    frames = wf.parent / "out" / "frames"
+    assert main(["run", str(frames / "workflow.yaml"), "--set", "pat.frames=2"]) == 0
+    assert not (frames / "out").exists()
+    assert sorted(os.listdir(frames)) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
+    assert len(os.listdir(wf.parent / "out" / "takes" / "frames.001")) == 5
