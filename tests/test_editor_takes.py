@@ -124,3 +124,13 @@ def test_the_log_shows_whole_lines_at_any_height(make_window, qtbot):
         # Scrolled to the newest line, the first line shown starts at the top of the panel (not above it).
         cut.append(bar.value() - log.document().documentLayout().blockBoundingRect(top).top())
     assert cut == [0] * len(cut)
+
+
+def test_keep_earlier_takes_is_one_setting_for_every_window(make_window):
+    first, second = make_window(), make_window()
+    first.takes_action.trigger()
+    # Runs of both windows replace now (the process's setting): the other window's tick said 'keep'.
+    assert os.environ.get("KINOGRAPH_KEEP_TAKES") == "0"
+    assert not first.takes_action.isChecked() and not second.takes_action.isChecked()
+    second.takes_action.trigger()
+    assert "KINOGRAPH_KEEP_TAKES" not in os.environ and first.takes_action.isChecked()

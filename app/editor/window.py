@@ -638,6 +638,11 @@ class MainWindow(QMainWindow):
             os.environ["KINOGRAPH_KEEP_TAKES"] = "0"
         if save:
             self.settings.set("keep_takes", on)
+            for w in WINDOWS:          # one setting for the process: every window's tick says it
+                if w is not self and w.takes_action.isChecked() != on:
+                    w.takes_action.blockSignals(True)
+                    w.takes_action.setChecked(on)
+                    w.takes_action.blockSignals(False)
 
     def _toggle_snap(self, on: bool) -> None:
         self.scene.snapping = on
