@@ -114,18 +114,17 @@ def _link(src: Path, dst: Path) -> None:
     shutil.copystat(src, dst)
 
 
-def _reserve(final: Path, folder: bool) -> Path:
-    """The next take's name, claimed (created) so two runs never take one number."""
+def _reserve(final: Path, make) -> Path:
+    """The next take's name, made by `make(name)` (a hard link, a copy, a folder), which fails with
+    FileExistsError when the name is taken: two runs never take one number, and nothing but the whole
+    take is ever made under it (an empty name claimed first was left behind by a run killed then)."""
     takes = takes_folder(final)
     takes.mkdir(exist_ok=True)
     n = (takes_of(final) or [(0, None)])[-1][0] + 1
     while True:
         name = takes / f"{final.stem}.{n:03d}{final.suffix}"
         try:
-            if folder:
-                name.mkdir()
-            else:
-                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            make(name)
             return name
         except FileExistsError:
             n += 1
@@ -138,14 +137,11 @@ def keep_file(final: Path, new: Path) -> Optional[Path]:
     if keep_takes() == 0 or not final.is_file() or _same(final, new):
         return None
     try:
-        take = _reserve(final, folder=False)
-        os.unlink(take)          # the number is ours; the hard link takes the name
-        _link(final, take)
+        return _reserve(final, lambda name: _link(final, name))
     except OSError as e:
         raise NodeError(f"cannot keep the earlier take of {final.name} in {takes_folder(final)} ({e.strerror}), so "
                         f"it was not replaced: free some space there, or run with --replace (keep_takes: 0) to "
                         f"replace it") from None
-    return take
 
 
 # In a frames take while the render that replaces it fills the folder, locked by that render (atomic.hold):
@@ -162,7 +158,7 @@ def keep_folder(final: Path, names: List[str]) -> Optional[Path]:
         return None
     from .atomic import hold
     try:
-        take = _reserve(final, folder=True)
+        take = _reserve(final, Path.mkdir)
         os.close(os.open(take / FILLING, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         _held[take] = hold(take / FILLING)
         for n in names:

@@ -314,3 +314,22 @@ def test_a_frames_folders_workflow_runs_again_into_that_folder(tmp_path):
     assert not (frames / "out").exists()
     assert sorted(os.listdir(frames)) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
     assert len(os.listdir(wf.parent / "out" / "takes" / "frames.001")) == 5
+
+
+def test_two_renders_keeping_a_take_at_once_take_two_numbers(tmp_path, monkeypatch):
+    """The number was claimed with an empty file, given up, then linked: another run taking it in between
+    made this one fail with 'cannot keep the earlier take'."""
+    from graph_engine import Clip, takes
+    from nodes.io.video_write import write_video
+    write_video(Clip.from_array(np.zeros((3, 16, 16, 3), np.uint8), fps=8), str(tmp_path / "a.mp4"))
+    real, raced = takes._link, []
+
+    def other_run_first(src, dst):
+        if not raced:
+            raced.append(dst)
+            Path(dst).write_bytes(b"the other run's take")
+        return real(src, dst)
+    monkeypatch.setattr(takes, "_link", other_run_first)
+    info = write_video(Clip.from_array(np.full((3, 16, 16, 3), 50, np.uint8), fps=8), str(tmp_path / "a.mp4"))
+    assert info["earlier_take"] == str(tmp_path / "takes" / "a.002.mp4")
+    assert (tmp_path / "takes" / "a.001.mp4").read_bytes() == b"the other run's take"
