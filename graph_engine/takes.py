@@ -104,22 +104,38 @@ def _link(src: Path, dst: Path) -> None:
         raise
     except OSError:
         pass
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    # Copied under a temporary name (atomic_output's kind, swept when abandoned) and linked to its own when
+    # whole: a copy cut short (a kill, a full disk) never stands under a take's name.
+    import tempfile
+    from .atomic import _claim
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem[:40]}.", suffix=f".partial{dst.suffix}", dir=dst.parent)
+    _claim(fd)
     try:
-        with open(src, "rb") as f, os.fdopen(fd, "wb") as out:
+        with open(src, "rb") as f, open(fd, "wb", closefd=False) as out:
             shutil.copyfileobj(f, out, 1 << 20)
-    except BaseException:
-        os.unlink(dst)
-        raise
-    shutil.copystat(src, dst)
+        shutil.copystat(src, tmp)
+        try:
+            os.link(tmp, dst)
+        except FileExistsError:
+            raise
+        except OSError:         # no hard links at all here: claim the name, then put the copy there
+            os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+            os.replace(tmp, dst)
+            return
+    finally:
+        os.close(fd)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def _reserve(final: Path, make) -> Path:
     """The next take's name, made by `make(name)` (a hard link, a copy, a folder), which fails with
     FileExistsError when the name is taken: two runs never take one number, and nothing but the whole
     take is ever made under it (an empty name claimed first was left behind by a run killed then)."""
+    from .atomic import remove_abandoned
     takes = takes_folder(final)
     takes.mkdir(exist_ok=True)
+    remove_abandoned(takes)
     n = (takes_of(final) or [(0, None)])[-1][0] + 1
     while True:
         name = takes / f"{final.stem}.{n:03d}{final.suffix}"

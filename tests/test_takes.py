@@ -333,3 +333,17 @@ def test_two_renders_keeping_a_take_at_once_take_two_numbers(tmp_path, monkeypat
     info = write_video(Clip.from_array(np.full((3, 16, 16, 3), 50, np.uint8), fps=8), str(tmp_path / "a.mp4"))
     assert info["earlier_take"] == str(tmp_path / "takes" / "a.002.mp4")
     assert (tmp_path / "takes" / "a.001.mp4").read_bytes() == b"the other run's take"
+
+
+def test_a_copy_cut_short_in_takes_is_swept(tmp_path):
+    """A take copied (no hard links there) by a run killed half way stays a hidden temporary, removed by the
+    next run that keeps a take there, as atomic_output's are beside outputs."""
+    from graph_engine import Clip
+    from nodes.io.video_write import write_video
+    write_video(Clip.from_array(np.zeros((3, 16, 16, 3), np.uint8), fps=8), str(tmp_path / "a.mp4"))
+    (tmp_path / "takes").mkdir()
+    left = tmp_path / "takes" / ".a.001.k3j9x0ab.partial.mp4"
+    left.write_bytes(b"half a copy")
+    os.utime(left, (1e9, 1e9))
+    write_video(Clip.from_array(np.full((3, 16, 16, 3), 50, np.uint8), fps=8), str(tmp_path / "a.mp4"))
+    assert os.listdir(tmp_path / "takes") == ["a.001.mp4"]
