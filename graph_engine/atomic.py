@@ -236,8 +236,12 @@ def _commit(tmp: Path, final: Path, overwrite: bool, takes: Optional[list]) -> N
     if why:
         raise NodeError(why)
     if takes is not None:
-        from .takes import keep_file
-        take = keep_file(final, tmp)
+        from .takes import keep_file, set_aside
+        try:
+            take = keep_file(final, tmp)
+        except NodeError as e:
+            # The earlier render stays where it is, and this one is not thrown away either.
+            raise NodeError(f"{e}. This render is {set_aside(final, tmp)}") from None
         if take is not None:
             takes.append(take)
     os.replace(tmp, final)

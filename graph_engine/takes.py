@@ -160,6 +160,28 @@ def keep_file(final: Path, new: Path) -> Optional[Path]:
                         f"replace it") from None
 
 
+def set_aside(final: Path, new: Path) -> Path:
+    """A finished render whose earlier take could not be kept: under the first free name `NAME.new.mp4`,
+    `NAME.new2.mp4`, ... beside `final` (a name in a folder that already holds its temporary)."""
+    n = 1
+    while True:
+        name = final.with_name(f"{final.stem}.new{n if n > 1 else ''}{final.suffix}")
+        try:
+            os.link(new, name)
+            os.unlink(new)
+            return name
+        except FileExistsError:
+            n += 1
+        except OSError:
+            try:
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+            except FileExistsError:
+                n += 1
+                continue
+            os.replace(new, name)
+            return name
+
+
 # In a frames take while the render that replaces it fills the folder, locked by that render (atomic.hold):
 # one found unlocked is a render killed outright (kill -9, the OOM killer), whose half is undone next time.
 FILLING = ".filling"

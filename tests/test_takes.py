@@ -93,11 +93,14 @@ def test_a_take_that_cannot_be_kept_leaves_the_earlier_render_in_place(tmp_path)
     write_video(clip, str(target), workflow_yaml="kinograph: 1\nnodes: {}\n")
     before = target.read_bytes()
     (tmp_path / "takes").write_bytes(b"someone's file")       # the takes folder cannot be made
-    with pytest.raises(NodeError, match="cannot keep the earlier take of a.mp4 .* so it was not replaced"):
+    with pytest.raises(NodeError, match="cannot keep the earlier take of a.mp4 .* so it was not replaced: .*"
+                                        f"This render is {tmp_path / 'a.new.mp4'}"):
         write_video(Clip.from_array(np.full((3, 16, 16, 3), 200, np.uint8), fps=8), str(target),
-                    workflow_yaml="kinograph: 1\nnodes: {}\n")
+                    workflow_yaml="kinograph: 1\nnodes: {}\nname: second\n")
     assert target.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["a.mp4", "takes"]       # no temporary left behind
+    # The new render is not thrown away either, and no temporary is left behind.
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4", "a.new.mp4", "takes"]
+    assert "name: second" in read_embedded_workflow(tmp_path / "a.new.mp4")
 
 
 def test_a_frames_folder_keeps_its_earlier_take_and_a_cancelled_render_puts_it_back(tmp_path):
