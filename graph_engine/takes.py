@@ -66,8 +66,9 @@ def stable_name(path: Path) -> Path:
     path = Path(path)
     if path.parent.name != TAKES:
         return path
-    m = re.fullmatch(r"(.+)\.\d{3,}", path.stem)
-    return path.parent.parent / (m[1] + path.suffix) if m else path
+    # By the whole name: a frames take `frames.001` has no suffix of its own (its stem is 'frames').
+    m = re.fullmatch(r"(.+)\.\d{3,}((?:\.[^.]+)?)", path.name)
+    return path.parent.parent / (m[1] + m[2]) if m else path
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -350,3 +350,15 @@ def test_a_copy_cut_short_in_takes_is_swept(tmp_path):
     os.utime(left, (1e9, 1e9))
     write_video(Clip.from_array(np.full((3, 16, 16, 3), 50, np.uint8), fps=8), str(tmp_path / "a.mp4"))
     assert os.listdir(tmp_path / "takes") == ["a.001.mp4"]
+
+
+def test_a_frames_takes_workflow_runs_again_into_the_frames_folder(tmp_path):
+    """Run from takes/frames.001/workflow.yaml, the frames went to out/takes/out/frames: the take's name
+    was read as a file's (stem 'frames', suffix '.001')."""
+    wf = _project(tmp_path, WORKFLOW.replace("io.save_video", "io.save_frames").replace("out/shot.mp4", "out/frames"))
+    assert main(["run", str(wf)]) == 0
+    assert main(["run", str(wf), "--set", "pat.frames=2"]) == 0
+    take = wf.parent / "out" / "takes" / "frames.001"
+    assert main(["run", str(take / "workflow.yaml")]) == 0
+    assert sorted(os.listdir(wf.parent / "out")) == ["frames", "takes"]
+    assert len(os.listdir(wf.parent / "out" / "frames")) == 5
