@@ -362,3 +362,17 @@ def test_a_frames_takes_workflow_runs_again_into_the_frames_folder(tmp_path):
     assert main(["run", str(take / "workflow.yaml")]) == 0
     assert sorted(os.listdir(wf.parent / "out")) == ["frames", "takes"]
     assert len(os.listdir(wf.parent / "out" / "frames")) == 5
+
+
+def test_a_killed_exr_render_over_png_frames_is_undone_whole(tmp_path):
+    """The undo took back PNG frames only: an EXR plate killed half way over a PNG render left its .exr
+    frames beside the restored PNGs."""
+    from graph_engine import Clip, takes
+    from nodes.io.images import write_frames
+    folder = tmp_path / "frames"
+    write_frames(Clip.from_array(np.full((2, 8, 8, 3), 10, np.uint8), fps=8), str(folder))
+    take = takes.keep_folder(folder, sorted(os.listdir(folder)))
+    (folder / "frame_000000.exr").write_bytes(b"half an exr plate")
+    os.close(takes._held.pop(take))
+    assert takes.undo_killed(folder) == 1
+    assert sorted(os.listdir(folder)) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
