@@ -405,3 +405,20 @@ def test_node_choices_match_the_scheduler():
     # The node module keeps its own copies so `kinograph validate` never imports the maths.
     from nodes.consistency import sampling_nodes
     assert sampling_nodes.SCHEDULES == SCHEDULES and sampling_nodes.FUSE_METHODS == FUSE_METHODS
+
+
+def test_a_prompt_schedule_one_pass_cannot_follow_is_named(tiny_mini):
+    """kinograph-mini (like Wan, LTX...) reads one prompt for all the frames of a pass: '0: a red circle,
+    20: a blue circle' sampled in one pass drew every frame from the schedule's average, without a word.
+    The run now says so and what makes the schedule work; windows shorter than the clip need no note."""
+    def notes(length):
+        events = []
+        wf = mini_graph(tiny_mini, wrapper_params=f"{{length: {length}, overlap: 4}}")
+        wf.set("prompt.text", "0: a red circle, 20: a blue circle")
+        run_latent(wf, events.append)
+        return [e["message"] for e in events if e["event"] == "log" and e["node"] == "sample"]
+    assert notes(24) == [
+        "the prompt schedule's 2 keyframes do not change this clip over time: the kinograph-mini model reads one "
+        "prompt for all the frames it samples at once, so every frame gets the schedule's average. Put "
+        "context.windows (shorter than the clip) before sample to give each window its part of the schedule"]
+    assert notes(12) == []

@@ -171,6 +171,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     x0 = latent.samples.float()
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     handle, noise = fit_frame_limit(handle, adapter, x0.shape, noise, gen, log)
+    note = unchanging_schedule(handle, adapter, positive, x0.shape[2])
+    if note:
+        log(note)
     if noise is None:
         noise = adapter.draw_noise(x0.shape, gen)
     elif tuple(noise.shape) != tuple(x0.shape):
@@ -295,6 +298,24 @@ def fit_frame_limit(handle, adapter, shape, noise: Optional[torch.Tensor], gen: 
         note += " (the connected noise as it is)"
     log(f"{note}; put context.windows before sample to choose them yourself")
     return handle.with_wrapper(ContextWrapper(options)), noise
+
+
+def unchanging_schedule(handle, adapter, positive: Conditioning, latent_frames: int) -> Optional[str]:
+    """What to say when a prompt schedule cannot change over the clip: a model that reads one prompt for all
+    the frames of a pass (every family but AnimateDiff/SD) gets the schedule's average over the pass, so
+    '0: a caterpillar, 24: a butterfly' sampled in one pass drew one creature, half of each, without a word."""
+    from nodes.consistency.context_windows import latent_context
+    from nodes.consistency.wrappers import ContextWrapper
+    if adapter.per_frame_text or len(positive.keyframes) < 2:
+        return None
+    tf = adapter.factors(handle.pipe)[0]
+    if any(latent_context(w.options.length, w.options.overlap, tf)[0] < latent_frames
+           for w in handle.wrappers if isinstance(w, ContextWrapper)):
+        return None
+    return (f"the prompt schedule's {len(positive.keyframes)} keyframes do not change this clip over time: the "
+            f"{adapter.spec.title} model reads one prompt for all the frames it samples at once, so every frame "
+            f"gets the schedule's average. Put context.windows (shorter than the clip) before sample to give each "
+            f"window its part of the schedule")
 
 
 @contextlib.contextmanager
