@@ -48,8 +48,14 @@ class Partials:
         self.release(key)
 
     def release(self, key: str) -> None:
-        """The run stops holding the folder (it stays for the next run)."""
-        fd = self.held.pop(key, -1)
+        """The run stops holding the folder: it stays for the next run if it holds any work."""
+        if key not in self.held:
+            return
+        fd = self.held.pop(key)
+        try:
+            os.rmdir(self.root / key)       # only when empty (a node that failed before its first step)
+        except OSError:
+            pass
         if fd >= 0:
             os.close(fd)
 
