@@ -40,6 +40,9 @@ class Param:
     # Validation the node adds for this value (a model file's presence and format...): value ->
     # None when fine, else the problem in words. Runs for defaults too, before anything renders.
     check: Optional[Callable[[Any], Optional[str]]] = None
+    # Text the node cannot run without (the file a loader reads): empty, it is named at validation, and a
+    # node parked with it empty is left out of a run like one with a required input unconnected.
+    required: bool = False
     # Set by the decorator from the annotation.
     name: str = ""
     type: str = ""

@@ -114,7 +114,8 @@ def run_scope(wf: Workflow, registry: Registry) -> Tuple[List[str], List[str]]:
     g = wf.graph
     spec = {n: registry.get(inst.type) for n, inst in g.nodes.items()}
     half = [n for n, inst in g.nodes.items() if spec[n] is not None and not inst.bypass
-            and any(not p.optional and port not in g.inputs.get(n, {}) for port, p in spec[n].inputs.items())]
+            and (any(not p.optional and port not in g.inputs.get(n, {}) for port, p in spec[n].inputs.items())
+                 or _unnamed(spec[n], inst.params))]
     if not half:
         return list(g.nodes), []
     tainted = set(half)
@@ -126,9 +127,15 @@ def run_scope(wf: Workflow, registry: Registry) -> Tuple[List[str], List[str]]:
     return [n for n in g.nodes if n not in left], left
 
 
+def _unnamed(spec: NodeSpec, params: Dict[str, Any]) -> List[str]:
+    """The required params (Param.required) left empty."""
+    return [name for name, p in spec.params.items()
+            if p.required and not str(params.get(name, p.default) or "").strip()]
+
+
 def left_out_note(left_out: List[str]) -> str:
-    return (f"not run: {', '.join(left_out)} (a required input is not connected, and no save or metrics node "
-            f"needs {'it' if len(left_out) == 1 else 'them'})")
+    return (f"not run: {', '.join(left_out)} (a required input is not connected or a required file is not named, "
+            f"and no save or metrics node needs {'it' if len(left_out) == 1 else 'them'})")
 
 
 def validate_run(wf: Workflow, registry: Registry) -> List[Problem]:
@@ -166,6 +173,9 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
         for name, p in spec.params.items():
             if p.check is not None and name not in inst.params and not inst.bypass:
                 _node_check(wf, problems, nid, p, p.default)
+        for name in [] if inst.bypass else _unnamed(spec, inst.params):
+            problems.append(wf.problem(f"{name} is empty; it takes: {spec.params[name].help or 'a file name'}",
+                                       "nodes", nid, "params", name, node=nid))
     for nid, spec in specs.items():
         ins = g.inputs.get(nid, {})
         for port, (src, sport) in ins.items():

@@ -92,7 +92,8 @@ def test_a_node_parked_half_wired_does_not_stop_run_or_validate(tmp_path):
                   "  pattern: {type: generate.test_pattern, params: {frames: 3, width: 32, height: 24}}\n"
                   "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out.mp4}}\n"
                   "  parked: {type: video.resize}\n")
-    note = "not run: parked (a required input is not connected, and no save or metrics node needs it)"
+    note = ("not run: parked (a required input is not connected or a required file is not named, and no save or "
+            "metrics node needs it)")
     r = cli("validate", str(wf))
     assert r.returncode == 0 and note in r.stdout, r.stdout + r.stderr
     r = cli("run", str(wf), "--no-cache")
@@ -260,3 +261,20 @@ def test_sampling_work_in_progress_is_listed_pruned_and_cleared(tmp_path):
     r = cli("cache", "clear", env=env)
     assert f"removed 1000 B of sampling work in progress that stopped runs left in {root}" in r.stdout, r.stdout
     assert [p.name for p in root.iterdir()] == ["my notes"]
+
+
+def test_a_loader_with_no_file_named_is_refused_by_validate_or_left_out(tmp_path):
+    """io.load_video with an empty path passed validate; the run then said ' is a folder, not a video file'
+    (the empty path was the workflow's folder). A load.sd with none failed only when it ran."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  load: {type: io.load_video}\n  sd: {type: load.sd}\n"
+                  "  save: {type: io.save_video, inputs: {video: load.video}, params: {path: out.mp4}}\n")
+    r = cli("validate", str(wf))
+    assert r.returncode == 2
+    assert "wf.yaml:3: node load: path is empty; it takes: video file (mp4, mov, mkv, webm, ...)" in r.stdout + r.stderr
+    assert "node sd" not in r.stdout + r.stderr         # nothing needs it: parked, left out like a half-wired node
+    wf.write_text("kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern, params: {frames: 2}}\n"
+                  "  sd: {type: load.sd}\n"
+                  "  save: {type: io.save_video, inputs: {video: pattern.video}, params: {path: out.mp4}}\n")
+    r = cli("run", str(wf))
+    assert r.returncode == 0 and "not run: sd (" in r.stderr

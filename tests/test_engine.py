@@ -336,8 +336,8 @@ def test_a_whole_run_leaves_out_a_half_wired_node_no_output_needs(registry, tmp_
     assert r.ok and r.results["out"]["value"] == 6.0 and r.outputs["idle"]["float"] == 2.0
     assert sorted(CALLS) == ["idle", "out", "s", "t", "x", "y"]
     logs = [e["message"] for e in events if e["event"] == "log"]
-    assert logs == ["not run: parked, after (a required input is not connected, and no save or metrics node "
-                    "needs them)"]
+    assert logs == ["not run: parked, after (a required input is not connected or a required file is not named, "
+                    "and no save or metrics node needs them)"]
     load_workflow(text=textwrap.dedent(CHAIN + extra), registry=registry)
 
 

@@ -15,9 +15,9 @@ SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler
 
 
 def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders",
-          kinds=("checkpoints", "diffusion_models")):
+          kinds=("checkpoints", "diffusion_models"), required: bool = False):
     # locate: a name found in the model folders is fingerprinted there (a replaced file re-runs what it feeds)
-    return Param(default, kind="path", help=what, locate=locator(*kinds))
+    return Param(default, kind="path", help=what, locate=locator(*kinds), required=required)
 
 
 def _load(ctx, family, path, dtype, offload, **opts):
@@ -26,7 +26,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
-def load_model(ctx, path: str = _path(), family: str = Param("auto", choices=(
+def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
         "auto", "sd", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -38,7 +38,8 @@ def load_model(ctx, path: str = _path(), family: str = Param("auto", choices=(
 
 
 @node("load.sd", title="Load Stable Diffusion", category="Models", outputs=PARTS, device="gpu")
-def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file"),
+def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file",
+                                   required=True),
             config: str = Param("", kind="path", help="for a single file: a local SD 1.5 diffusers folder whose "
                                                       "configs describe it"),
             dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -47,7 +48,8 @@ def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or sin
 
 
 @node("load.animatediff", title="Load AnimateDiff", category="Models", outputs=PARTS, device="gpu")
-def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file"),
+def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file",
+                                            required=True),
                      motion_adapter: str = Param("", kind="path", locate=locator("animatediff_models"),
                                                  help="motion module folder or file; empty = the model "
                                                       "folder's motion_adapter/"),

@@ -11,7 +11,7 @@ TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
-def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator("diffusion_models"),
+def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator("diffusion_models"), required=True,
                                                 help="file in diffusion_models/ (or checkpoints/), or a path"),
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
                                                    help="compute precision; default = the device's usual "
@@ -24,7 +24,7 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
 
 
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
-def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"),
+def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
                                              help="file in text_encoders/ (umt5, t5, clip_l, llava-llama3)"),
                       name2: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l)"),
@@ -38,7 +38,7 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
 
 
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
-def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"),
+def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
                                     help="file in vae/ (e.g. wan_2.1_vae.safetensors)")) -> VAE:
     """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file."""
     from nodes.generate.model_manager import manager_for
@@ -48,7 +48,7 @@ def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"),
 
 @node("load.clip_vision", title="Load CLIP Vision", category="Models", device="gpu",
       outputs={"image_encoder": IMAGE_ENCODER})
-def load_clip_vision(ctx, name: str = Param("", kind="path", locate=locator("clip_vision"),
+def load_clip_vision(ctx, name: str = Param("", kind="path", locate=locator("clip_vision"), required=True,
                                             help="file in clip_vision/ (e.g. clip_vision_h.safetensors)"),
                      family: str = Param("auto", choices=("auto", "wan", "hunyuan"),
                                          help="the model family that reads its tokens; auto = HunyuanVideo for "

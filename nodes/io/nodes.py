@@ -12,7 +12,7 @@ from .video_read import DEINTERLACE
 
 
 @node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
-def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jpg, webp, exr, ...)")):
+def load_image(ctx, path: str = Param("", kind="path", required=True, help="image file (png, jpg, webp, exr, ...)")):
     """Read a still image as 8-bit RGB, and its transparency as a mask (1 = opaque; all 1 when the file
     has none). Transparent parts of the image are laid over black."""
     from .images import read_image_alpha
@@ -21,7 +21,7 @@ def load_image(ctx, path: str = Param("", kind="path", help="image file (png, jp
 
 
 @node("io.load_video", title="Load Video", category="Input/Output")
-def load_video(ctx, path: str = Param("", kind="path", help="video file (mp4, mov, mkv, webm, ...)"),
+def load_video(ctx, path: str = Param("", kind="path", required=True, help="video file (mp4, mov, mkv, webm, ...)"),
                start: int = Param(0, min=0, help="first frame to keep (after fps resampling)"),
                count: int = Param(0, min=0, help="frames to keep; 0 = all"),
                every_nth: int = Param(1, min=1, help="keep one frame in n"),
@@ -44,7 +44,8 @@ def load_video(ctx, path: str = Param("", kind="path", help="video file (mp4, mo
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")
-def load_frames(ctx, path: str = Param("", kind="path", help="a folder of images or a glob such as shots/*.png"),
+def load_frames(ctx, path: str = Param("", kind="path", required=True,
+                                        help="a folder of images or a glob such as shots/*.png"),
                 fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip (images carry none)")) -> VIDEO:
     """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
     (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it."""
