@@ -202,6 +202,19 @@ def test_a_cancel_stops_the_model_between_tiles_not_after_the_frame(esrgan, fram
     assert len(ran) == 2
 
 
+
+def test_the_model_reports_progress_tile_by_tile(esrgan, frames, monkeypatch):
+    """Progress moved once a frame, so a CPU run of a big frame showed 0% for half an hour; it now moves with
+    the tiles and says which tile it is on."""
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(esrgan))
+    events = []
+    ctx = Context("u", emit=lambda e: events.append(e) if e["event"] == "node_progress" else None)
+    big = np.repeat(np.repeat(frames[:2], 8, axis=1), 8, axis=2)        # 128x96: 12 tiles of 32
+    up.model(ctx, Clip.from_array(big), model="tiny_esrgan", tile=32, overlap=0).to_array()
+    done = [(e["done"], e["message"]) for e in events]
+    assert (0.5, "frame 1: tile 6 of 12") in done and (1.5, "frame 2: tile 6 of 12") in done
+    assert [d for d, _ in done] == sorted(d for d, _ in done) and done[-1][0] == 2
+
 def test_model_output_of_a_big_frame_is_not_copied_as_floats_over_and_over(tmp_path):
     """The blended 4x output of a frame was divided, clamped and scaled into a new float tensor each time:
     1.2 GB at the peak for a 1080p frame whose result is 95 MB (4.8 GB for a 4K frame). Done in place, the

@@ -29,15 +29,24 @@ class Progress:
         if self.ctx is not None:
             self.ctx.progress(done, self.total)
 
+    def within(self, fraction: float, message: str = "") -> None:
+        """Report a share (0..1) of the frame being computed, for frames that take minutes each."""
+        if self.ctx is not None:
+            self.ctx.progress(min(self.total, self.done + fraction), self.total, message)
+
 
 def map_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray], width: int = None, height: int = None):
     """A frame-local clip: fn(uint8 HxWx3) -> uint8 H'xW'x3, applied per frame with progress."""
     return map_indexed(ctx, clip, lambda i, f: fn(f), width, height)
 
 
-def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: int = None, height: int = None):
-    """Like map_frames, but fn also gets the frame's index (for per-frame schedules and side inputs)."""
-    progress = Progress(ctx, clip.length)
+def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: int = None, height: int = None,
+                progress: Optional[Progress] = None):
+    """Like map_frames, but fn also gets the frame's index (for per-frame schedules and side inputs).
+    `progress` (one made for this clip) lets fn report within a frame (Progress.within); it then counts
+    each frame as it is done, not each chunk, so that a report within a frame follows the frames before it."""
+    per_frame = progress is not None
+    progress = progress or Progress(ctx, clip.length)
     w, h = width or clip.width, height or clip.height
 
     def reader(a: int, b: int) -> np.ndarray:
@@ -46,7 +55,10 @@ def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: i
             if ctx is not None:
                 ctx.check()
             out[k] = fn(a + k, frame)
-        progress.add(b - a)
+            if per_frame:
+                progress.add(1)
+        if not per_frame:
+            progress.add(b - a)
         return out
 
     return clip.with_(width=w, height=h, reader=reader)

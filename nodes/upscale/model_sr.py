@@ -3,6 +3,7 @@ recognises) from a local weight file, run tile by tile so any frame size fits in
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Tuple
 
 import numpy as np
@@ -95,18 +96,18 @@ def _ramp(n: int, lead: int, trail: int) -> np.ndarray:
     return r
 
 
-def upscale_image(desc, img: np.ndarray, tile: int = 512, overlap: int = 32, check=None) -> np.ndarray:
+def upscale_image(desc, img: np.ndarray, tile: int = 512, overlap: int = 32, check=None, on_tile=None) -> np.ndarray:
     """uint8 HxWx3 -> uint8 (H*s)x(W*s)x3; tiles overlap and are cross-faded so no seams show.
     Running out of memory halves the tile and tries again. check() (ctx.check: raises when the run is
     cancelled) is called before each tile: on a CPU one 1080p frame of Real-ESRGAN x4plus takes half an
-    hour, and a cancel waited for the whole frame."""
+    hour, and a cancel waited for the whole frame. on_tile(done, total) follows the tiles."""
     h, w = img.shape[:2]
     s = desc.scale
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
     while True:
         try:
             with torch.inference_mode():
-                out = _tiled(desc, x, tile, overlap, check)
+                out = _tiled(desc, x, tile, overlap, check, on_tile)
             break
         except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
             if "out of memory" not in str(e).lower() and not isinstance(e, torch.cuda.OutOfMemoryError):
@@ -123,7 +124,7 @@ def upscale_image(desc, img: np.ndarray, tile: int = 512, overlap: int = 32, che
     return out.permute(1, 2, 0).numpy().reshape(h * s, w * s, 3)
 
 
-def _tiled(desc, x: torch.Tensor, tile: int, overlap: int, check=None) -> torch.Tensor:
+def _tiled(desc, x: torch.Tensor, tile: int, overlap: int, check=None, on_tile=None) -> torch.Tensor:
     h, w = x.shape[-2:]
     s = desc.scale
     if not tile or (h <= tile and w <= tile):
@@ -132,25 +133,34 @@ def _tiled(desc, x: torch.Tensor, tile: int, overlap: int, check=None) -> torch.
     stride = tile - overlap
     out = torch.zeros((1, 3, h * s, w * s))
     weight = torch.zeros((1, 1, h * s, w * s))
-    for y0 in range(0, max(h - overlap, 1), stride):
-        for x0 in range(0, max(w - overlap, 1), stride):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            y0c, x0c = max(0, y1 - tile), max(0, x1 - tile)   # last tiles shift back to stay full-size
-            if check is not None:
-                check()
-            part = _run(desc, x[..., y0c:y1, x0c:x1]).cpu()
-            th, tw = part.shape[-2:]
-            ry = _ramp(th, overlap * s if y0c > 0 else 0, overlap * s if y1 < h else 0)
-            rx = _ramp(tw, overlap * s if x0c > 0 else 0, overlap * s if x1 < w else 0)
-            wt = torch.from_numpy(np.outer(ry, rx))[None, None]
-            out[..., y0c * s:y1 * s, x0c * s:x1 * s] += part * wt
-            weight[..., y0c * s:y1 * s, x0c * s:x1 * s] += wt
+    rows, cols = range(0, max(h - overlap, 1), stride), range(0, max(w - overlap, 1), stride)
+    for k, (y0, x0) in enumerate(itertools.product(rows, cols)):
+        y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+        y0c, x0c = max(0, y1 - tile), max(0, x1 - tile)   # last tiles shift back to stay full-size
+        if check is not None:
+            check()
+        part = _run(desc, x[..., y0c:y1, x0c:x1]).cpu()
+        th, tw = part.shape[-2:]
+        ry = _ramp(th, overlap * s if y0c > 0 else 0, overlap * s if y1 < h else 0)
+        rx = _ramp(tw, overlap * s if x0c > 0 else 0, overlap * s if x1 < w else 0)
+        wt = torch.from_numpy(np.outer(ry, rx))[None, None]
+        out[..., y0c * s:y1 * s, x0c * s:x1 * s] += part * wt
+        weight[..., y0c * s:y1 * s, x0c * s:x1 * s] += wt
+        if on_tile is not None:
+            on_tile(k + 1, len(rows) * len(cols))
     return out.div_(weight)
 
 
 def model_clip(video, model: str, *, tile: int = 512, overlap: int = 32, device: str = "cpu", ctx=None):
-    from nodes.common.stream import map_frames
+    from nodes.common.stream import Progress, map_indexed
     desc = load_model(model, device)
     check = None if ctx is None else ctx.check
-    return map_frames(ctx, video, lambda f: upscale_image(desc, f, tile, overlap, check),
-                      video.width * desc.scale, video.height * desc.scale)
+    progress = Progress(ctx, video.length)
+
+    def on_tile(i: int, done: int, total: int) -> None:
+        # A big frame is minutes of tiles on a CPU: the bar moves with them, not once a frame.
+        if total > 1:
+            progress.within(done / total, f"frame {i + 1}: tile {done} of {total}")
+    return map_indexed(ctx, video, lambda i, f: upscale_image(desc, f, tile, overlap, check,
+                                                             lambda d, t: on_tile(i, d, t)),
+                       video.width * desc.scale, video.height * desc.scale, progress)
