@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .takes import TAKES
 from .workflow import Problem, Workflow
 
 
@@ -171,6 +172,11 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
                 refuse(f"({value}) {why}. Outputs of a workflow stay in its folder or the output folder "
                        f"unless you run it with --allow-outside (or confirm in the editor)")
                 continue
+        if os.path.basename(os.path.normpath(path)) == TAKES:
+            # Every output's earlier takes go into the folder named so beside it (graph_engine.takes).
+            refuse(f"({value}) is named '{TAKES}', the folder that keeps the earlier takes of the outputs beside "
+                   f"it: choose another name")
+            continue
         clash = next(((ip, who) for ip, who in inputs
                       if real == ip or _within(ip, real) or (os.path.isdir(ip) and _within(real, ip))), None)
         if clash:

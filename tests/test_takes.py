@@ -376,3 +376,16 @@ def test_a_killed_exr_render_over_png_frames_is_undone_whole(tmp_path):
     os.close(takes._held.pop(take))
     assert takes.undo_killed(folder) == 1
     assert sorted(os.listdir(folder)) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
+
+
+def test_an_output_named_takes_is_refused_before_anything_runs(tmp_path):
+    """An output named 'takes' (a frames folder out/takes) would be the folder the outputs beside it keep
+    their earlier takes in: each re-run's take of out/shot.mp4 went into the frames folder."""
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import WorkflowError
+    (tmp_path / "wf.yaml").write_text(
+        "kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 16, height: 16}}\n"
+        "  f: {type: io.save_frames, inputs: {video: p.video}, params: {path: out/takes}}\n")
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(tmp_path / "wf.yaml")
+    assert "output 'path' (out/takes) is named 'takes', the folder that keeps the earlier takes" in str(e.value)
