@@ -77,11 +77,11 @@ class VideoSource:
                               f"resampled from {coded}x{self.height} to {self.width}x{self.height}, as players show them")
         # Phones store portrait video landscape with a display matrix saying how to turn it;
         # players apply it, so frames are turned here (np.rot90 turns counter-clockwise for k > 0).
-        self.turns, first = self._display_turns()
+        self.turns, f0, first = self._display_turns()
         if self.turns % 2:
             self.width, self.height = self.height, self.width
-        self._bwdif = self._deinterlacer(deinterlace, first)
-        cc, f0 = self.stream.codec_context, self._first_frame
+        self._bwdif = self._deinterlacer(deinterlace, f0)
+        cc = self.stream.codec_context
         trc = cc.color_trc if cc.color_trc in (TRC_PQ, TRC_HLG) else getattr(f0, "color_trc", None)
         self._hdr = trc if trc in (TRC_PQ, TRC_HLG) else None
         self._bt2020 = (cc.color_primaries if cc.color_primaries not in (None, 2) else
@@ -115,21 +115,20 @@ class VideoSource:
 
     def _display_turns(self) -> tuple:
         """Quarter turns counter-clockwise the display matrix asks for (0 when it has none; PyAV shows
-        it on decoded frames only), and the decoder left at frame 0 with that frame in front, so the
-        first read does not open and decode the start of the file again."""
+        it on decoded frames only), the first frame (its flags say what the stream may not: interlaced,
+        HDR), and the decoder left at frame 0 with that frame in front, so the first read does not open
+        and decode the start of the file again."""
         import av
         gen = self._container.decode(self.stream)
-        self._first_frame = None
         try:
             frame = next(gen, None)
         except av.error.FFmpegError:
-            return 0, None      # a damaged file: reading its frames says so, with the frame number
-        self._first_frame = frame
+            return 0, None, None    # a damaged file: reading its frames says so, with the frame number
         if frame is None:
-            return 0, None
-        return round(frame.rotation / 90) % 4, itertools.chain([frame], gen)
+            return 0, None, None
+        return round(frame.rotation / 90) % 4, frame, itertools.chain([frame], gen)
 
-    def _deinterlacer(self, mode: str, first) -> Optional[str]:
+    def _deinterlacer(self, mode: str, first_frame) -> Optional[str]:
         """FFmpeg's bwdif options for `mode` (DEINTERLACE), None for none. "auto" follows the stream's
         field order, or the first frame's interlaced flag where the stream has none."""
         if mode not in DEINTERLACE:
@@ -142,8 +141,7 @@ class VideoSource:
         elif order in _SHOWN_TOP_FIRST:
             parity = "tff" if _SHOWN_TOP_FIRST[order] else "bff"
         else:
-            peek = self._first_frame
-            if peek is None or not peek.interlaced_frame:
+            if first_frame is None or not first_frame.interlaced_frame:
                 return None
             parity = "auto"     # bwdif reads each frame's own field order
         self.notes.append(f"it is interlaced ({'field order from each frame' if parity == 'auto' else parity}): "
