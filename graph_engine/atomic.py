@@ -186,7 +186,6 @@ def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> int:
     half-written video stayed beside its output for ever. One goes only when no live writer holds its
     lock (`hold`) and it is older than this process (so one a writer has only just created is never
     taken). Once per folder per process: a frames folder gets thousands of writes. Returns the bytes freed."""
-    import shutil
     key = (os.path.abspath(folder), names.pattern)
     if key in _swept:
         return 0
@@ -196,28 +195,37 @@ def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> int:
                  and e.stat(follow_symlinks=False).st_mtime < _STARTED]
     except OSError:
         return 0
-    freed = 0
-    for e in found:
-        try:
-            # Writable for a file: NFS takes these locks as fcntl ones, which need it for an exclusive lock.
-            fd = os.open(e.path, (os.O_RDONLY if e.is_dir(follow_symlinks=False) else os.O_RDWR) | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            if not _claim(fd):
-                continue
-            if e.is_dir(follow_symlinks=False):
-                size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(e.path) for f in fs)
-                shutil.rmtree(e.path, ignore_errors=True)
-            else:
-                size = os.fstat(fd).st_size
-                os.unlink(e.path)
-            freed += size
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return freed
+    return sum(remove_unheld(e) for e in found)
+
+
+def tree_bytes(folder: PathLike) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+
+
+def remove_unheld(e: os.DirEntry) -> int:
+    """Delete the temporary file or folder `e` (Kinograph's own, by its name) unless a live writer holds
+    its lock (`hold`); the bytes freed, 0 when held or already gone."""
+    import shutil
+    folder = e.is_dir(follow_symlinks=False)
+    try:
+        # Writable for a file: NFS takes these locks as fcntl ones, which need it for an exclusive lock.
+        fd = os.open(e.path, (os.O_RDONLY if folder else os.O_RDWR) | os.O_NOFOLLOW)
+    except OSError:
+        return 0
+    try:
+        if not _claim(fd):
+            return 0
+        if folder:
+            size = tree_bytes(e.path)
+            shutil.rmtree(e.path, ignore_errors=True)
+        else:
+            size = os.fstat(fd).st_size
+            os.unlink(e.path)
+        return size
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
 
 
 # -- writing -----------------------------------------------------------------------------------

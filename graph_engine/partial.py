@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .atomic import _claim, hold
+from .atomic import hold, remove_unheld, tree_bytes
 from .cache import _looks_like_key
 
 KEEP = 3
@@ -74,7 +74,7 @@ class Partials:
     def usage(self) -> Tuple[int, int]:
         """(folders, bytes) of work in progress kept on disk."""
         found = self._folders()
-        return len(found), sum(_size(e.path) for e in found)
+        return len(found), sum(tree_bytes(e.path) for e in found)
 
     def clear(self) -> int:
         """Remove the work in progress no live run holds (`kinograph cache clear`); the bytes freed."""
@@ -95,21 +95,4 @@ class Partials:
             return []
 
     def _remove(self, e: os.DirEntry) -> int:
-        if e.name in self.held:
-            return 0
-        try:
-            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return 0
-        try:
-            if not _claim(fd):
-                return 0
-            size = _size(e.path)
-            shutil.rmtree(e.path, ignore_errors=True)
-            return size
-        finally:
-            os.close(fd)
-
-
-def _size(folder: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+        return 0 if e.name in self.held else remove_unheld(e)
