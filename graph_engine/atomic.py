@@ -15,7 +15,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
 from .errors import NodeError
 
@@ -255,6 +255,14 @@ def _commit(tmp: Path, final: Path, overwrite: bool, takes: Optional[list]) -> N
     os.replace(tmp, final)
 
 
+def held_temporary(final: Path, suffix: Optional[str] = None) -> Tuple[int, Path, bool]:
+    """A new hidden temporary beside `final`, named as remove_abandoned knows them: (its open fd, its path,
+    whether the fd holds the lock that marks it as a live writer's; False where there are no such locks)."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem[:40]}.",
+                                suffix=f".partial{final.suffix if suffix is None else suffix}", dir=final.parent)
+    return fd, Path(name), _claim(fd)
+
+
 @contextmanager
 def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = True,
                   suffix: Optional[str] = None, takes: Optional[list] = None) -> Iterator[Path]:
@@ -270,16 +278,14 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned(final.parent)
-        fd, name = tempfile.mkstemp(prefix=f".{final.stem[:40]}.", suffix=f".partial{final.suffix if suffix is None else suffix}",
-                                    dir=final.parent)
+        fd, tmp, held = held_temporary(final, suffix)
     except OSError as e:
         raise NodeError(f"cannot write into {final.parent}: {e.strerror}") from None
     # Held open and locked until the block ends: the lock marks the temporary as a live writer's
     # (remove_abandoned). Without such locks it is closed at once, as Windows will not rename an open file.
-    if not _claim(fd):
+    if not held:
         os.close(fd)
         fd = -1
-    tmp = Path(name)
     try:
         yield tmp
         try:

@@ -107,10 +107,8 @@ def _link(src: Path, dst: Path) -> None:
         pass
     # Copied under a temporary name (atomic_output's kind, swept when abandoned) and linked to its own when
     # whole: a copy cut short (a kill, a full disk) never stands under a take's name.
-    import tempfile
-    from .atomic import _claim
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem[:40]}.", suffix=f".partial{dst.suffix}", dir=dst.parent)
-    _claim(fd)
+    from .atomic import held_temporary
+    fd, tmp, _ = held_temporary(dst)
     try:
         with open(src, "rb") as f, open(fd, "wb", closefd=False) as out:
             shutil.copyfileobj(f, out, 1 << 20)
