@@ -99,6 +99,19 @@ def test_positional_widgets_with_and_without_control_after_generate():
                              "denoise": 0.8}
 
 
+def test_early_2023_randomize_toggle_after_the_seed_is_skipped():
+    """ComfyUI's first frontends stored "control after generate" as a true/false toggle. Read as the next
+    widget, a KSampler's [seed, true, 20, 8, "euler", "normal", 1] became steps=True, cfg=20, sampler 8."""
+    wf = _load("wan_t2v.json")
+    ks = next(n for n in wf["nodes"] if n["type"] == "KSampler")
+    for toggle in (True, False):
+        ks["widgets_values"] = [617281412569369, toggle, 20, 8, "euler", "karras", 1]
+        res = import_data(wf)
+        assert _by_type(res.graph, "generate.sample")[0].params == {
+            "seed": 617281412569369, "steps": 20, "cfg": 8, "sampler": "euler", "scheduler": "karras", "denoise": 1}
+        assert res.report.entries[str(ks["id"])].status == "exact"
+
+
 @pytest.mark.parametrize("steps,denoise,total", [(4, 0.3, 13), (20, 0.5, 40), (30, 0.75, 40), (1, 0.5, 2)])
 def test_denoise_runs_comfyuis_steps(steps, denoise, total):
     """ComfyUI's KSampler runs all `steps` over the tail of a schedule of int(steps / denoise) steps; Kinograph's

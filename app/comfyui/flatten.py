@@ -367,15 +367,19 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
 
 def _name_widgets(names, values) -> Dict[str, Any]:
     """Positional widget values to names; the "control after generate" value ComfyUI stores after a
-    seed widget is skipped when present (older files lack it). Values past the known widgets are left:
-    the frontend stores some of its own there (an upload button, a preview)."""
+    seed widget is skipped when present (older files lack it). Frontends of early 2023 stored it as a
+    true/false "randomize" toggle: a boolean after the seed, when the file holds one value more than the
+    widgets, is that toggle (read as steps, it shifted every later value one place). Values past the known
+    widgets are left: the frontend stores some of its own there (an upload button, a preview)."""
     out, k = {}, 0
     for name in names:
         if k >= len(values):
             break
         out[name] = values[k]
         k += 1
-        if name in SEED_WIDGETS and k < len(values) and isinstance(values[k], str) and values[k] in CONTROL_VALUES:
+        if name in SEED_WIDGETS and k < len(values) and (
+                (isinstance(values[k], str) and values[k] in CONTROL_VALUES)
+                or (isinstance(values[k], bool) and len(values) > len(names))):
             k += 1
     return out
 
