@@ -54,6 +54,7 @@ BLOCKED = {
     "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "Canny", "CFGZeroStar", "SkipLayerGuidanceDiT",
                                 "WanFunControlToVideo"},
     "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT", "CFGZeroStar"},
+    "vhs_batch4x4.json": {"SolidMask", "ImageCompositeMasked"},
 }
 
 
@@ -173,6 +174,52 @@ def test_vhs_dict_widgets():
     assert load.params == {"path": "leader.webm", "fps": 8, "count": 16, "start": 1, "every_nth": 1, "width": 304}
     save = _by_type(g, "io.save_video")[0]
     assert save.params == {"fps": 8, "crf": 20, "codec": "vp9", "path": "out/AnimateDiff.webm"}
+
+
+def test_vhs_path_loader_and_video_info_as_vhs_tests_use_them():
+    """VideoHelperSuite's own test workflows: VHS_LoadVideoPath (a typed path) and VHS_VideoInfoLoaded (whose fps
+    sets the combine's frame rate) were not mapped, so the two-node load-and-save did not import."""
+    res = import_data(_load("vhs_converted_input.json"))
+    assert res.report.summary() == "3 mapped exactly"
+    load, = _by_type(res.graph, "io.load_video")
+    assert load.params == {"path": "input/leader.webm", "start": 0, "count": 64, "every_nth": 1, "fps": 0}
+    save, = _by_type(res.graph, "io.save_video")
+    # the loaded clip's own rate: io.save_video's default keeps it
+    assert "fps" not in save.params and res.graph.inputs[save.id]["video"] == (load.id, "video")
+
+
+def test_vhs_vae_inputs_make_latents_and_decode_them():
+    """With a VAE on VHS's loader it outputs latents, and its combine decodes them: without the VAE the frames
+    skipped the encode-decode round trip the file asks for, and the report said mapped exactly."""
+    g = import_data(_load("vhs_old_vae_conversion.json")).graph
+    vae, = _by_type(g, "load.vae")
+    enc, = _by_type(g, "vae.encode")
+    dec, = _by_type(g, "vae.decode")
+    load, = _by_type(g, "io.load_video")
+    save, = _by_type(g, "io.save_video")
+    assert g.inputs[enc.id] == {"video": (load.id, "video"), "vae": (vae.id, "vae")}
+    assert g.inputs[dec.id] == {"latent": (enc.id, "latent"), "vae": (vae.id, "vae")}
+    assert g.inputs[save.id] == {"video": (dec.id, "video")}
+
+
+def test_vhs_batch_manager_size_presets_pingpong_and_audio():
+    res = import_data(_load("vhs_batch4x4.json"))
+    assert res.report.entries["18"].status == "ui"          # VHS_BatchManager: Kinograph streams clips itself
+    loads = {n.id: n.params for n in _by_type(res.graph, "io.load_video")}
+    assert loads["vhs_load_video_path_10"]["width"] == 512 and "height" not in loads["vhs_load_video_path_10"]
+    assert loads["vhs_load_video_path_14"]["width"] == 384 and "height" not in loads["vhs_load_video_path_14"]
+    assert not any("force_size" in n for e in res.report.entries.values() for n in e.notes)
+    assert "its audio input is not carried" in "; ".join(res.report.entries["11"].notes)
+    wf = _load("vhs_load_combine.json")
+    combine = next(n for n in wf["nodes"] if n["type"] == "VHS_VideoCombine")
+    combine["widgets_values"]["pingpong"] = True
+    res = import_data(wf)
+    g = res.graph
+    pp, = _by_type(g, "video.pingpong")
+    load, = _by_type(g, "io.load_video")
+    save, = _by_type(g, "io.save_video")
+    assert g.inputs[pp.id]["video"] == (load.id, "video") and g.inputs[save.id]["video"] == (pp.id, "video")
+    assert res.report.entries[str(combine["id"])].status == "exact"
 
 
 def test_bypassed_node_is_rewired_and_muted_node_dropped():

@@ -137,6 +137,13 @@ LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
 VIDEO_SAVE_TAKES = ("fps",)
 
+VHS_LOAD = Rule("io.load_video", ("video", "force_rate", "force_size", "custom_width", "custom_height", "frame_load_cap",
+                                   "skip_first_frames", "select_every_nth"),
+                (P("video", "path"), P("force_rate", "fps"), P("frame_load_cap", "count"),
+                 P("skip_first_frames", "start"), P("select_every_nth", "every_nth")),
+                outputs=("video", None, None, "video"), special="vhs_load",
+                ignore={"choose video to upload": None, "format": None, "meta_batch": None})
+
 # -- the table ---------------------------------------------------------------------------------------------------
 RULES: Dict[str, Rule] = {
     # loaders
@@ -355,13 +362,9 @@ RULES: Dict[str, Rule] = {
     # images and video in and out
     "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path", comfy_file),), outputs=("image", None),
                       ignore={"upload": None}),
-    "VHS_LoadVideo": Rule("io.load_video", ("video", "force_rate", "force_size", "custom_width", "custom_height",
-                                            "frame_load_cap", "skip_first_frames", "select_every_nth"),
-                          (P("video", "path"), P("force_rate", "fps"), P("frame_load_cap", "count"),
-                           P("skip_first_frames", "start"), P("select_every_nth", "every_nth")),
-                          outputs=("video", None, None, None), special="vhs_load",
-                          ignore={"force_size": "Disabled", "custom_width": None, "custom_height": None,
-                                  "choose video to upload": None, "format": None, "meta_batch": None}),
+    "VHS_LoadVideo": VHS_LOAD,
+    # the same node with a typed path instead of a file picked from ComfyUI's input folder
+    "VHS_LoadVideoPath": VHS_LOAD,
     "SaveAnimatedWEBP": Rule("io.save_video", ("filename_prefix", "fps", "lossless", "quality", "method"),
                              (P("filename_prefix", "path", out_path(".webp")), P("fps", "fps")), {"images": "video"},
                              fixed={"codec": "webp"}, ignore={"lossless": False, "quality": None, "method": None}),
@@ -382,9 +385,16 @@ RULES: Dict[str, Rule] = {
                                                "save_output"),
                              (P("frame_rate", "fps"), P("crf", "crf", lambda v: _crf(v))), {"images": "video"},
                              special="vhs_combine",
-                             ignore={"loop_count": 0, "pingpong": False, "save_output": None, "pix_fmt": None,
+                             ignore={"loop_count": 0, "pingpong": None, "save_output": None, "pix_fmt": None,
                                      "save_metadata": None, "trim_to_audio": None, "save_image": None,
                                      "audio_file": None}),
+    # VHS's batch manager splits a long clip into runs of frames_per_batch to fit memory; Kinograph streams clips
+    # in chunks itself, so the frames and the file come out the same without it
+    "VHS_BatchManager": Rule(None, kind="ui", note="Kinograph streams long clips in chunks itself: no batch manager "
+                                                   "is needed"),
+    # what VHS read about a loaded clip: its frame rate is the clip's own (Kinograph's clips carry it)
+    **{name: Rule(None, (), (), fold=True, special="video_info") for name in
+       ("VHS_VideoInfo", "VHS_VideoInfoLoaded", "VHS_VideoInfoSource")},
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
                             note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
                                  "centre crop), Kinograph's video.concat stops and says so"),
