@@ -49,7 +49,7 @@ BLOCKED = {
     "video_wan_vace_inpainting.json": {"MaskToImage", "SAM3_Detect", "ImageCompositeMasked", "GetImageSize",
                                        "ResizeImageMaskNode", "GrowMask", "InvertMask"},
     "video_wan_vace_outpainting.json": {"MaskToImage", "ImagePadForOutpaint", "ImageToMask", "RepeatImageBatch"},
-    "video_wanmove_480p.json": {"ImageScale", "GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
+    "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
                                 "WanMoveConcatTrack"},
     "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "Canny", "CFGZeroStar", "SkipLayerGuidanceDiT",
                                 "WanFunControlToVideo"},
@@ -220,6 +220,79 @@ def test_vhs_batch_manager_size_presets_pingpong_and_audio():
     save, = _by_type(g, "io.save_video")
     assert g.inputs[pp.id]["video"] == (load.id, "video") and g.inputs[save.id]["video"] == (pp.id, "video")
     assert res.report.entries[str(combine["id"])].status == "exact"
+
+
+UPSCALE_API = {
+    "1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "in.mp4", "force_rate": 0, "force_size": "Disabled",
+                                                    "custom_width": 512, "custom_height": 512, "frame_load_cap": 0,
+                                                    "skip_first_frames": 0, "select_every_nth": 1}},
+    "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+    "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+    "4": {"class_type": "ImageScaleBy", "inputs": {"upscale_method": "area", "scale_by": 0.5, "image": ["3", 0]}},
+    "5": {"class_type": "ImageScale", "inputs": {"upscale_method": "nearest-exact", "width": 640, "height": 0,
+                                                 "crop": "disabled", "image": ["4", 0]}},
+    "6": {"class_type": "RIFE VFI", "inputs": {"ckpt_name": "rife47.pth", "clear_cache_after_n_frames": 10,
+                                               "multiplier": 3, "fast_mode": True, "ensemble": True, "scale_factor": 1,
+                                               "frames": ["5", 0]}},
+    "7": {"class_type": "FILM VFI", "inputs": {"ckpt_name": "film_net_fp32.pt", "clear_cache_after_n_frames": 10,
+                                               "multiplier": 2, "frames": ["6", 0]}},
+    "8": {"class_type": "VHS_VideoCombine", "inputs": {"frame_rate": 48, "loop_count": 0, "filename_prefix": "up",
+                                                       "format": "video/h264-mp4", "pingpong": False,
+                                                       "save_output": True, "images": ["7", 0]}},
+}
+
+
+def test_upscale_resize_and_interpolation_nodes_map_to_kinographs():
+    """The upscale-and-interpolate tail of most community video workflows (an ESRGAN model, ImageScaleBy, RIFE VFI
+    from ComfyUI-Frame-Interpolation) had no mapping although Kinograph has each: the import stopped there."""
+    res = import_data(UPSCALE_API)
+    assert not res.report.blocking
+    g = res.graph
+    chain, node = [], _by_type(g, "io.save_video")[0].id
+    while g.inputs.get(node):
+        node = g.inputs[node]["video"][0]
+        chain.append((g.nodes[node].type, g.nodes[node].params))
+    assert chain[::-1] == [
+        ("io.load_video", {"path": "in.mp4", "fps": 0, "count": 0, "start": 0, "every_nth": 1}),
+        ("upscale.model", {"model": "4x-UltraSharp.pth"}),
+        ("upscale.resize", {"method": "area", "scale": 0.5}),
+        ("video.resize", {"method": "nearest", "width": 640, "height": 0}),
+        ("interpolate.rife", {"scene_threshold": 0.0, "model": "rife47.pth", "factor": 3, "ensemble": True,
+                              "scale": 1}),
+        ("interpolate.flow", {"scene_threshold": 0.0, "quality": "medium", "factor": 2})]
+    statuses = {k: e.status for k, e in res.report.entries.items()}
+    assert statuses == {"1": "exact", "2": "exact", "3": "exact", "4": "exact", "5": "exact", "6": "exact",
+                        "7": "approx", "8": "exact"}
+    assert "FILM is not in Kinograph" in res.report.entries["7"].notes[0]
+    odd = copy.deepcopy(UPSCALE_API)
+    odd["4"]["inputs"]["upscale_method"] = "bilinear"
+    odd["5"]["inputs"]["crop"] = "center"
+    odd["6"]["inputs"].update(multiplier=24, fast_mode=False)
+    notes = {k: "; ".join(e.notes) for k, e in import_data(odd).report.entries.items()}
+    assert "upscale.resize has no bilinear; bicubic used" in notes["4"]
+    assert "crop='center' is not carried" in notes["5"]
+    assert "multiplier 24 is above Kinograph's 16" in notes["6"] and "fast_mode=False is not carried" in notes["6"]
+
+
+def test_a_clips_own_rate_and_sound_stay_with_it():
+    """ComfyUI splits a clip into frames, sound and rate (GetVideoComponents) and joins them again (CreateVideo);
+    Kinograph's clip carries all three. The rate became `fps: null` (the workflow did not validate) and the sound
+    'not carried'; now both are the clip's own, unless a node between changes the rate."""
+    wf = json.loads((DATA / "templates" / "utility-gan_upscaler.json").read_text(encoding="utf-8"))
+    res = import_data(wf)
+    assert res.report.summary() == "6 mapped exactly, 1 editor only"
+    save, = _by_type(res.graph, "io.save_video")
+    assert save.params == {"path": "out/video/ComfyUI.mp4", "codec": "h264"}
+    from graph_engine.api import load_workflow
+    load_workflow(text=res.yaml)
+    api = {"1": {"class_type": "LoadVideo", "inputs": {"file": "a.mp4"}},
+           "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+           "3": {"class_type": "RIFE VFI", "inputs": {"ckpt_name": "rife49.pth", "multiplier": 2, "frames": ["2", 0]}},
+           "4": {"class_type": "CreateVideo", "inputs": {"images": ["3", 0], "audio": ["2", 1], "fps": ["2", 2]}},
+           "5": {"class_type": "SaveVideo", "inputs": {"video": ["4", 0], "filename_prefix": "x"}}}
+    notes = "; ".join(import_data(api).report.entries["4"].notes)
+    assert "fps is the loaded clip's frame rate, and the frames here went through a node that changes the rate" \
+        in notes and "the audio input is not carried" in notes
 
 
 def test_bypassed_node_is_rewired_and_muted_node_dropped():
@@ -446,10 +519,13 @@ def test_core_video_nodes_load_and_save_the_clip():
     assert {e.status for e in res.report.entries.values()} == {"exact"}, res.report.text()
     from graph_engine.api import load_workflow
     load_workflow(text=res.yaml)
-    # GetVideoComponents' fps is only known when the clip is read: a consumer is told, not given a guess
+    # GetVideoComponents' fps is the clip's own rate, which the trimmed clip still carries: left unset, io.save_video
+    # keeps it (it was `fps: null`, a workflow that did not validate)
     api["4"]["inputs"]["fps"] = ["2", 2]
-    entry = import_data(api).report.entries["4"]
-    assert entry.status == "approx" and "set fps by hand" in entry.line()
+    res = import_data(api)
+    assert res.report.entries["4"].status == "exact"
+    assert "fps" not in _by_type(res.graph, "io.save_video")[0].params
+    load_workflow(text=res.yaml)
 
 
 def test_wan_fun_inpaint_is_first_last_frame_conditioning():

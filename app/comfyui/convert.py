@@ -131,8 +131,14 @@ class Converter:
                 # null in the file itself (a hand edit, an empty primitive): no node is to blame
                 notes.append(f"{p.comfy} is empty (null) in the file: {self.default_of(rule, p)}; check it")
                 continue
-            if isinstance(v, Out) and v.attrs.get("clip_fps") and rule.node == "io.save_video" and p.param == "fps":
-                continue            # the rate the clip was loaded at: io.save_video's default (0) keeps the clip's own
+            if isinstance(v, Out) and "clip_fps" in v.attrs and p.param == "fps":
+                # the rate a clip was loaded at: Kinograph's clips carry it, so leaving fps unset keeps it, as long
+                # as nothing between the load and here changes the rate
+                if not self.rate_kept(cn, v.attrs["clip_fps"]):
+                    notes.append(f"{p.comfy} is the loaded clip's frame rate, and the frames here went through a "
+                                 f"node that changes the rate: the clip's new rate is kept; set {p.param} by hand "
+                                 "to play it at the old one")
+                continue
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
                 continue
@@ -150,6 +156,25 @@ class Converter:
                 if v not in ok:
                     notes.append(f"{k}={v!r} is not carried")
         return params
+
+    RATE_CHANGERS = ("interpolate.rife", "interpolate.flow", "video.every_nth", "video.fps")
+    SOUND_DROPPERS = RATE_CHANGERS + ("video.reverse", "video.pingpong", "video.concat")
+
+    def rate_kept(self, cn: CNode, load: str, changers=RATE_CHANGERS) -> bool:
+        """Whether the frames `cn` takes come from Kinograph node `load` through nodes that keep the frame rate (or
+        with `changers` SOUND_DROPPERS, the sound)."""
+        starts = [v.port[0] for k in ("images", "video", "frames") for v in [self.resolve(cn.inputs.get(k))]
+                  if isinstance(v, Out) and v.port]
+        seen: set = set()
+        while starts:
+            n = starts.pop()
+            if n == load:
+                return True
+            if n in seen or self.graph.nodes[n].type in changers:
+                continue
+            seen.add(n)
+            starts += [src for src, _ in self.graph.inputs.get(n, {}).values()]
+        return False
 
     def missing_widget(self, rule: Rule, p) -> str:
         """A widget the file has no value for (saved before ComfyUI had it, or cut short): ComfyUI would fill in its
@@ -340,8 +365,12 @@ class Converter:
     def special_create_video(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("images"))
         base = src if isinstance(src, Out) else Out()
-        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
-        if "audio" in cn.inputs:
+        fps = {"fps": params["fps"]} if params.get("fps") is not None else {}
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, **fps})
+        audio = self.resolve(cn.inputs.get("audio"))
+        if "audio" in cn.inputs and not (isinstance(audio, Out) and "clip_audio" in audio.attrs and
+                                         self.rate_kept(cn, audio.attrs["clip_audio"], self.SOUND_DROPPERS)):
+            # the clip's own sound travels with its frames in Kinograph; any other sound is not joined to them
             notes.append("the audio input is not carried")
         return []
 
@@ -404,6 +433,9 @@ class Converter:
         clip carries them), so a node reading those outputs is told to set them by hand."""
         src = self.resolve(cn.inputs.get("video"))
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        if isinstance(src, Out) and src.port:
+            self.outs[(cn.id, 1)] = Out(None, {"clip_audio": src.port[0]})
+            self.outs[(cn.id, 2)] = Out(None, {"clip_fps": src.port[0]})
         return []
 
     def special_motion_apply(self, cn, rule, params, notes):
@@ -668,8 +700,23 @@ class Converter:
                  "VHS_VideoInfo": {0: not forced, 5: True}}[cn.class_type]
         for slot, same in slots.items():
             if same and load is not None:
-                self.outs[(cn.id, slot)] = Out(None, {"clip_fps": True})
+                self.outs[(cn.id, slot)] = Out(None, {"clip_fps": src.port[0]})
         return []
+
+    def special_upscale_model(self, cn, rule, params, notes):
+        """The loader's file becomes upscale.model's `model`; ComfyUI's tiles (512, overlap 32) are its defaults."""
+        loader = self.resolve(cn.inputs.get("upscale_model"))
+        model = loader.attrs.get("model") if isinstance(loader, Out) else None
+        if isinstance(model, str) and model:
+            params["model"] = model
+        else:
+            notes.append("its upscale_model comes from a node that did not convert; set model by hand")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_vfi(self, cn, rule, params, notes):
+        if isinstance(cn.inputs.get("optional_interpolation_states"), Ref):
+            notes.append("optional_interpolation_states (frames to skip) is not carried: every pair is interpolated")
+        return [self.plain(cn, rule, params, notes)]
 
     def special_webm_codec(self, cn, rule, params, notes):
         codec = self.resolve(cn.inputs.get("codec")) or "vp9"

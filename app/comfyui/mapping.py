@@ -144,6 +144,34 @@ VHS_LOAD = Rule("io.load_video", ("video", "force_rate", "force_size", "custom_w
                 outputs=("video", None, None, "video"), special="vhs_load",
                 ignore={"choose video to upload": None, "format": None, "meta_batch": None})
 
+def resize_method(v):
+    """nearest-exact -> nearest; bilinear, bicubic, area, lanczos as they are"""
+    found = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area",
+             "lanczos": "lanczos"}.get(v)
+    if found is None:
+        raise Approx("bicubic", f"upscale_method {v!r} is not in Kinograph; bicubic used")
+    if found == "lanczos":
+        raise Approx(found, "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper")
+    return found
+
+
+def resize_method_no_bilinear(v):
+    """as for ImageScale; bilinear -> bicubic (upscale.resize has no bilinear)"""
+    if v == "bilinear":
+        raise Approx("bicubic", "upscale.resize has no bilinear; bicubic used (a little sharper)")
+    return resize_method(v)
+
+
+def vfi_factor(v):
+    """in-between frames per pair, as Kinograph's factor (2-16)"""
+    v = int(v)
+    if v > 16:
+        raise Approx(16, f"multiplier {v} is above Kinograph's 16; 16 used (chain two interpolations for more)")
+    if v < 2:
+        raise Approx(2, f"multiplier {v} adds no frames in ComfyUI; Kinograph's smallest factor, 2, used")
+    return v
+
+
 # -- the table ---------------------------------------------------------------------------------------------------
 RULES: Dict[str, Rule] = {
     # loaders
@@ -395,6 +423,31 @@ RULES: Dict[str, Rule] = {
     # what VHS read about a loaded clip: its frame rate is the clip's own (Kinograph's clips carry it)
     **{name: Rule(None, (), (), fold=True, special="video_info") for name in
        ("VHS_VideoInfo", "VHS_VideoInfoLoaded", "VHS_VideoInfoSource")},
+    # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
+    "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    "ImageUpscaleWithModel": Rule("upscale.model", (), (), {"image": "video"}, ("video",), special="upscale_model"),
+    "ImageScaleBy": Rule("upscale.resize", ("upscale_method", "scale_by"),
+                         (P("upscale_method", "method", resize_method_no_bilinear), P("scale_by", "scale")),
+                         {"image": "video"}, ("video",)),
+    "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
+                       (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
+                       {"image": "video"}, ("video",), ignore={"crop": "disabled"}),
+    # ComfyUI-Frame-Interpolation (Fannovel16): RIFE runs as Kinograph's RIFE, from the same weight files. It has no
+    # scene-cut detection, so Kinograph's is off; fast_mode only changes RIFE 4.0-4.4, whose refinement network
+    # Kinograph does not run (fast_mode on)
+    "RIFE VFI": Rule("interpolate.rife", ("ckpt_name", "clear_cache_after_n_frames", "multiplier", "fast_mode",
+                                          "ensemble", "scale_factor"),
+                     (P("ckpt_name", "model"), P("multiplier", "factor", vfi_factor), P("ensemble", "ensemble"),
+                      P("scale_factor", "scale")), {"frames": "video"}, ("video",), fixed={"scene_threshold": 0.0},
+                     ignore={"clear_cache_after_n_frames": None, "fast_mode": True,
+                             "optional_interpolation_states": None}, special="vfi"),
+    "FILM VFI": Rule("interpolate.flow", ("ckpt_name", "clear_cache_after_n_frames", "multiplier"),
+                     (P("multiplier", "factor", vfi_factor),), {"frames": "video"}, ("video",),
+                     fixed={"scene_threshold": 0.0, "quality": "medium"},
+                     ignore={"ckpt_name": None, "clear_cache_after_n_frames": None,
+                             "optional_interpolation_states": None}, special="vfi",
+                     note="FILM is not in Kinograph: its optical-flow interpolation (no weights) makes the in-betweens; "
+                          "interpolate.rife with RIFE weights is closer to FILM on large motion"),
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
                             note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
                                  "centre crop), Kinograph's video.concat stops and says so"),
