@@ -1,5 +1,6 @@
-"""Files shaped as DV, DVD and broadcast video are: interlaced fields and non-square pixels. The loader
-gives the pictures players show (before: combed frames, and a 16:9 picture squeezed into 720x480)."""
+"""Files shaped as DV, DVD, broadcast, phone and compositing video are: interlaced fields, non-square pixels,
+HDR and transparency. The loader gives the pictures players show (before: combed frames, a 16:9 picture
+squeezed into 720x480, washed-out HDR, and the key colour a transparent pixel happens to store)."""
 import subprocess
 
 import numpy as np
@@ -172,3 +173,45 @@ def test_hdr_video_comes_out_as_an_sdr_screen_shows_it(tmp_path, transfer):
     assert red[0] >= 240 and red[1:].max() <= 12, red               # BT.709's red is red again
     assert (bright >= white).all() and bright.min() >= 250          # brighter than white: rolled off, not wrapped
     assert any("HDR" in n for n in notes)
+
+
+def keyed(n: int) -> np.ndarray:
+    """n RGBA frames as a keyer or After Effects exports them: a moving colour gradient whose alpha ramps
+    from 0 (left) to 1 (right), and the green of the screen kept in the colour where alpha is 0."""
+    y, x = np.mgrid[0:48, 0:64]
+    out = np.zeros((n, 48, 64, 4), np.uint8)
+    for i in range(n):
+        out[i, ..., 0] = (40 + 3 * x + 5 * i) % 256
+        out[i, ..., 1] = np.where(x < 8, 255, 60 + 2 * y)
+        out[i, ..., 2] = 200 - 2 * x
+        out[i, ..., 3] = np.clip((x - 8) * 255 // 40, 0, 255)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["prores4444.mov", "qtrle.mov", "png.mov", "vp9.webm", "animated.webp"])
+def test_transparent_video_is_laid_over_black_as_transparent_stills_are(tmp_path, kind):
+    """A keyed plate (ProRes 4444, QuickTime Animation or PNG in MOV, VP9 WebM with alpha, an animated
+    WebP) showed the colour its transparent pixels store, the green screen, with hard edges; and FFmpeg's
+    own VP9 decoder skips the alpha altogether. Frames are now laid over black, as io.load_image lays a
+    transparent PNG, and the log says so."""
+    src = keyed(12)
+    path = tmp_path / kind
+    if kind == "animated.webp":
+        from PIL import Image
+        Image.fromarray(src[0], "RGBA").save(path, save_all=True, lossless=True, duration=100,
+                                             append_images=[Image.fromarray(f, "RGBA") for f in src[1:]])
+    else:
+        codec = {"prores4444.mov": ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le"],
+                 "qtrle.mov": ["-c:v", "qtrle", "-pix_fmt", "argb"], "png.mov": ["-c:v", "png", "-pix_fmt", "rgba"],
+                 "vp9.webm": ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-crf", "4", "-b:v", "0"]}[kind]
+        subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgba", "-s", "64x48",
+                        "-r", "10", "-i", "-", *codec, str(path)], input=src.tobytes(), check=True)
+    shown = src[..., :3] * (src[..., 3:] / 255.0)
+    notes = []
+    got = load_video(str(path), log=notes.append).to_array().astype(float)
+    assert got.shape == (12, 48, 64, 3)
+    assert got[:, :, :8].max() <= 6, "the screen's green shows through where the plate is transparent"
+    assert np.abs(got - shown).mean() < 3, np.abs(got - shown).mean()
+    assert any("transparency" in n and "over black" in n for n in notes)
+    again = load_video(str(path), start=7).to_array().astype(float)     # a seek decodes the alpha as well
+    assert np.array_equal(again, got[7:])

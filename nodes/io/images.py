@@ -44,8 +44,7 @@ def read_image_alpha(path: str) -> tuple:
                 return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), None
             rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
             alpha = rgba[..., 3].astype(np.float32) / 255.0
-            rgb = (rgba[..., :3] * alpha[..., None] + 0.5).astype(np.uint8)
-            return rgb, alpha
+            return over_black(rgba[..., :3], alpha), alpha
     except Image.DecompressionBombError as e:
         raise NodeError(_too_big(path, str(e))) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
@@ -53,6 +52,12 @@ def read_image_alpha(path: str) -> tuple:
             raise NodeError(f"{path} is a video, not a still image: read it with io.load_video and take the "
                             f"frame you want with video.frame") from None
         raise NodeError(f"cannot read {path} as an image (corrupt or unsupported format): {e}")
+
+
+def over_black(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 RGB laid over black by a float alpha in [0, 1] (HxW): how every reader of Kinograph shows a
+    transparent picture, a still or a video, so a matte's edges look the same whichever way it came in."""
+    return (rgb * alpha[..., None] + 0.5).astype(np.uint8)
 
 
 def _is_video(path: str) -> bool:

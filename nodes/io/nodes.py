@@ -36,8 +36,9 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
 
     Frames come as players show them: turned upright (phones), HDR (HLG, PQ) mapped to SDR with
     HDR's reference white as white, stretched to square pixels (DV, DVD, HDV store them wider or
-    narrower than tall) and deinterlaced where the file is interlaced (each picture keeps its time;
-    the log says what was done). The audio track, if any, travels with the
+    narrower than tall), deinterlaced where the file is interlaced (each picture keeps its time), and
+    laid over black where it is transparent (ProRes 4444, VP9 with alpha), as io.load_image lays a
+    transparent picture; the log says what was done. The audio track, if any, travels with the
     clip so writers can keep it."""
     from .video_read import load_video as _load
     return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log)

@@ -16,6 +16,8 @@ import numpy as np
 from graph_engine import Audio, Clip, NodeError
 from nodes.common.color import TRC_HLG, TRC_PQ, hdr_to_sdr
 
+from .images import over_black
+
 # Decoding forward beats seeking for short gaps; beyond this many frames we seek.
 SEEK_GAP = 48
 # Frames a file whose header states its frame count may end short of it and still be whole (the last
@@ -26,6 +28,8 @@ HOLD_FRAMES = 2
 # (flow, upscaling, a diffusion model) takes the comb for detail. Players deinterlace; so does "auto"
 # where the file says it is interlaced; the other two force it, for captures flagged progressive.
 DEINTERLACE = ("auto", "off", "top field first", "bottom field first")
+ALPHA_NOTE = "it has transparency (an alpha channel): frames are laid over black, as io.load_image lays a " \
+             "transparent picture"
 # libavcodec's AVFieldOrder, in the order of the stream's field_order: 0 unknown, 1 progressive, then the
 # interlaced ones, named by the field coded first and the one shown first (TT, BB, TB, BT).
 _SHOWN_TOP_FIRST = {2: True, 3: False, 4: False, 5: True}
@@ -77,6 +81,11 @@ class VideoSource:
                               f"resampled from {coded}x{self.height} to {self.width}x{self.height}, as players show them")
         # Phones store portrait video landscape with a display matrix saying how to turn it;
         # players apply it, so frames are turned here (np.rot90 turns counter-clockwise for k > 0).
+        # VP9 and VP8 keep transparency in a side channel FFmpeg's own decoders skip; libvpx reads it.
+        self._vpx = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(self.stream.codec_context.name) \
+            if self.stream.metadata.get("alpha_mode") == "1" else None
+        if self._vpx not in av.codecs_available:
+            self._vpx = None
         self.turns, f0, first = self._display_turns()
         if self.turns % 2:
             self.width, self.height = self.height, self.width
@@ -86,6 +95,11 @@ class VideoSource:
         self._hdr = trc if trc in (TRC_PQ, TRC_HLG) else None
         self._bt2020 = (cc.color_primaries if cc.color_primaries not in (None, 2) else
                         getattr(f0, "color_primaries", None)) == 9
+        # What a transparent pixel stores is undefined (often the key colour): shown as io.load_image
+        # shows a transparent picture, laid over black.
+        self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
+        if self._alpha:
+            self.notes.append(ALPHA_NOTE)
         if self._hdr:
             self.notes.append(f"it is HDR ({'HLG' if self._hdr == TRC_HLG else 'PQ'}"
                               f"{', BT.2020' if self._bt2020 else ''}): frames are mapped to SDR as an SDR screen "
@@ -119,7 +133,7 @@ class VideoSource:
         HDR), and the decoder left at frame 0 with that frame in front, so the first read does not open
         and decode the start of the file again."""
         import av
-        gen = self._container.decode(self.stream)
+        gen = self._decoded()
         try:
             frame = next(gen, None)
         except av.error.FFmpegError:
@@ -127,6 +141,14 @@ class VideoSource:
         if frame is None:
             return 0, None, None
         return round(frame.rotation / 90) % 4, frame, itertools.chain([frame], gen)
+
+    def _decoded(self):
+        """The stream's frames from where the container stands, through libvpx where it holds the alpha."""
+        if self._vpx is None:
+            return self._container.decode(self.stream)
+        import av
+        decoder = av.CodecContext.create(self._vpx, "r")     # a fresh one: a seek leaves nothing in it
+        return (frame for packet in self._container.demux(self.stream) for frame in decoder.decode(packet))
 
     def _deinterlacer(self, mode: str, first_frame) -> Optional[str]:
         """FFmpeg's bwdif options for `mode` (DEINTERLACE), None for none. "auto" follows the stream's
@@ -207,7 +229,7 @@ class VideoSource:
             index -= 1      # the deinterlacer makes frame `index` from the one before it too
         pts = int(index / self.fps / self.time_base) + self.start_pts
         self._container.seek(max(pts, self.start_pts), stream=self.stream, backward=True, any_frame=False)
-        self._iter = self._through(self._container.decode(self.stream))
+        self._iter = self._through(self._decoded())
         self._next = -1
         self._last = None
 
@@ -215,12 +237,12 @@ class VideoSource:
         if self._counted:       # no times to seek by: forward by decoding, back by starting again
             if self._iter is None or first < self._next:
                 self._container.seek(0, backward=True, any_frame=False)
-                self._iter = self._through(self._container.decode(self.stream))
+                self._iter = self._through(self._decoded())
                 self._next, self._last = 0, None
             return self._iter
         if self._iter is None or first < self._next or first - self._next > SEEK_GAP or self._next < 0:
             if first == 0 and self._iter is None:
-                self._iter = self._through(self._container.decode(self.stream))
+                self._iter = self._through(self._decoded())
                 self._next = 0
             else:
                 self._seek(first)
@@ -235,7 +257,12 @@ class VideoSource:
                 f"or download that did not finish?). Copy it again, or {use} (io.load_video's count)")
 
     def _pixels(self, frame, w: int, h: int) -> np.ndarray:
-        if self._hdr:
+        if self._alpha:
+            wide = frame.to_ndarray(format="rgba64le" if self._hdr else "rgba")
+            arr = hdr_to_sdr(np.ascontiguousarray(wide[..., :3]), self._hdr, self._bt2020) if self._hdr \
+                else wide[..., :3]
+            arr = over_black(arr, wide[..., 3].astype(np.float32) / (65535.0 if self._hdr else 255.0))
+        elif self._hdr:
             arr = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), self._hdr, self._bt2020)
         else:
             arr = frame.to_ndarray(format="rgb24")
@@ -333,6 +360,8 @@ class PillowSource:
                             f"video. Copy or export it again.") from None
         self.length = getattr(self._im, "n_frames", 1)
         self.width, self.height = self._im.size
+        self._alpha = "A" in self._im.getbands() or "transparency" in self._im.info
+        self.notes = [ALPHA_NOTE] if self._alpha else []
         total_ms = 0
         for i in range(self.length):
             self._im.seek(i)
@@ -348,7 +377,11 @@ class PillowSource:
         with self._lock:
             for k, i in enumerate(indices):
                 self._im.seek(int(i))
-                out[k] = _resized(np.asarray(self._im.convert("RGB")), w, h)
+                if self._alpha:
+                    rgba = np.asarray(self._im.convert("RGBA"))
+                    out[k] = _resized(over_black(rgba[..., :3], rgba[..., 3] / np.float32(255.0)), w, h)
+                else:
+                    out[k] = _resized(np.asarray(self._im.convert("RGB")), w, h)
         return out
 
 
