@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from graph_engine.clip import Audio, Clip
+from graph_engine.clip import Audio, Clip, Timecode
 from graph_engine.context import Context
 from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.executor import call_node
@@ -119,7 +119,8 @@ def probe(session, payload: Dict[str, Any], source: Tuple[str, str]) -> Dict[str
     def go():
         clip = _source_clip(session, payload, source)
         return {"length": clip.length, "fps": clip.fps, "width": clip.width, "height": clip.height,
-                "chunk": clip.chunk, "audio": clip.audio.__dict__ if clip.audio else None}
+                "chunk": clip.chunk, "audio": clip.audio.__dict__ if clip.audio else None,
+                "timecode": clip.timecode.__dict__ if clip.timecode else None}
     return guard(go)
 
 
@@ -200,7 +201,8 @@ def joined_clip(registry: Registry, files: List[str], ranges: List[Tuple[int, in
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     audio = Audio(**info["audio"]) if info.get("audio") else None
-    return Clip(info["length"], info["fps"], info["width"], info["height"], reader, audio)
+    timecode = Timecode(**info["timecode"]) if info.get("timecode") else None
+    return Clip(info["length"], info["fps"], info["width"], info["height"], reader, audio, timecode=timecode)
 
 
 def write_joined(registry: Registry, plan: ShardPlan, clip: Clip, workflow_yaml: str,

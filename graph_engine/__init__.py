@@ -3,7 +3,7 @@
 Imports neither Qt nor torch: the CLI's validate/help and the editor's model stay fast."""
 from .errors import Cancelled, KinographError, NodeError, WorkflowError
 from .node_api import Input, Param, node
-from .clip import Audio, Clip
+from .clip import Audio, Clip, Timecode
 
 __all__ = ["node", "Param", "Input", "NodeError", "Cancelled", "KinographError", "WorkflowError",
-           "Clip", "Audio"]
+           "Clip", "Audio", "Timecode"]

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .atomic import hold, remove_abandoned
-from .clip import Audio, Clip
+from .clip import Audio, Clip, Timecode
 
 log = logging.getLogger("kinograph.cache")
 # An entry being written: tmp/KEY.XXXXXXXX (mkdtemp's random part).
@@ -98,7 +98,8 @@ def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
             for _, block in value.chunks():
                 f.write(np.ascontiguousarray(block, np.uint8).tobytes())
         audio = value.audio.__dict__ if value.audio else None
-        return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio}
+        timecode = value.timecode.__dict__ if value.timecode else None
+        return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio, "timecode": timecode}
     if isinstance(value, np.ndarray) and value.dtype != object:
         np.save(folder / f"{name}.npy", value, allow_pickle=False)
         return {"codec": "npy", "file": f"{name}.npy"}
@@ -138,8 +139,9 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     if codec == "clip":
         arr = np.load(folder / entry["file"], mmap_mode="r", allow_pickle=False)
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
+        timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
         return Clip(arr.shape[0], entry["fps"], arr.shape[2], arr.shape[1],
-                    lambda a, b: np.array(arr[a:b]), audio)
+                    lambda a, b: np.array(arr[a:b]), audio, timecode=timecode)
     if codec == "tensor":
         from safetensors.torch import load_file
         return load_file(str(folder / entry["file"]))["t"]

@@ -16,6 +16,8 @@ from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 
+from .timecode import Timecode
+
 Reader = Callable[[int, int], np.ndarray]
 
 # Aim for chunks of about this many bytes: big enough to amortise per-call overhead
@@ -35,11 +37,13 @@ class Audio:
 
 class Clip:
     def __init__(self, length: int, fps: float, width: int, height: int, reader: Reader,
-                 audio: Optional[Audio] = None, chunk: Optional[int] = None):
+                 audio: Optional[Audio] = None, chunk: Optional[int] = None,
+                 timecode: Optional[Timecode] = None):
         if length < 0 or width <= 0 or height <= 0:
             raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
         self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
         self.audio = audio
+        self.timecode = timecode    # of frame 0, as the source file stated it; writers stamp it on renders
         self._reader = reader
         self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
@@ -55,10 +59,12 @@ class Clip:
         return cls(len(frames), fps, frames.shape[2], frames.shape[1], lambda a, b: frames[a:b], audio,
                    chunk=max(1, len(frames)))
 
-    def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...) -> "Clip":
+    def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...,
+              timecode=...) -> "Clip":
         return Clip(self.length if length is None else length, self.fps if fps is None else fps,
                     self.width if width is None else width, self.height if height is None else height,
-                    reader or self._reader, self.audio if audio is ... else audio)
+                    reader or self._reader, self.audio if audio is ... else audio,
+                    timecode=self.timecode if timecode is ... else timecode)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
             height: Optional[int] = None) -> "Clip":
@@ -175,7 +181,8 @@ class WorkMeter:
         """The same frames, their computing time counted for `node`."""
         reader = clip._reader
         return Clip(clip.length, clip.fps, clip.width, clip.height,
-                    lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk)
+                    lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk,
+                    timecode=clip.timecode)
 
     def take(self) -> dict:
         with self._lock:

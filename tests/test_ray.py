@@ -204,6 +204,25 @@ def test_sharded_frame_local_render_equals_unsharded(ray_local, tmp_path, capsys
     assert ref.shape == (70, 30, 40, 3) and np.array_equal(ref, got)
 
 
+def test_a_sharded_render_carries_the_plate_timecode(ray_local, tmp_path, capsys):
+    """The driver assembles the shards with the source clip's timecode, as an unsharded render has it."""
+    import subprocess
+    import av
+    from nodes.io.video_write import ffmpeg_exe
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=s=48x32:d=3:r=24",
+                    "-c:v", "libx264", "-timecode", "10:00:00:00", str(tmp_path / "plate.mov")], check=True)
+    wf = write(tmp_path, "wf.yaml", """\
+        kinograph: 1
+        nodes:
+          load: {type: io.load_video, params: {path: plate.mov, start: 30}}
+          save: {type: io.save_video, inputs: {video: load.video}, params: {path: sharded.mov, codec: prores}}
+        """)
+    assert main(["run", str(wf), "--ray", "local", "--shards", "2", "--json"]) == 0
+    assert [e for e in events(capsys.readouterr().out) if e["event"] == "shard_finished"][1]["ok"]
+    with av.open(str(tmp_path / "sharded.mov")) as c:
+        assert c.streams.video[0].metadata.get("timecode") == "10:00:01:06"
+
+
 def test_sharded_temporal_render_equals_unsharded(ray_local, user_nodes, tmp_path, capsys):
     wf = through(tmp_path, "raytest.temporal_mean")
     ref, got = sharded_equals_unsharded(tmp_path, capsys, wf)

@@ -38,8 +38,8 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
     HDR's reference white as white, stretched to square pixels (DV, DVD, HDV store them wider or
     narrower than tall), deinterlaced where the file is interlaced (each picture keeps its time), and
     laid over black where it is transparent (ProRes 4444, VP9 with alpha), as io.load_image lays a
-    transparent picture; the log says what was done. The audio track, if any, travels with the
-    clip so writers can keep it."""
+    transparent picture; the log says what was done. The audio track and the timecode, if any,
+    travel with the clip so writers can keep them."""
     from .video_read import load_video as _load
     return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log)
 
@@ -84,7 +84,8 @@ def save_video(ctx, video: VIDEO,
                keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
                                                    "earlier take unless --replace)")) -> None:
-    """Encode the clip to a video file, streaming chunk by chunk.
+    """Encode the clip to a video file, streaming chunk by chunk. It starts at the timecode of its
+    first source frame, when the source stated one (camera files, editors' exports).
 
     The workflow is embedded in the file's metadata, so `kinograph run` and the editor can
     open the result again. Written to a temporary name and renamed when complete; an existing

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from graph_engine import Audio, Clip, NodeError
+from graph_engine import Audio, Clip, NodeError, Timecode
 from nodes.common.color import TRC_HLG, TRC_PQ, hdr_to_sdr
 
 from .images import over_black
@@ -108,6 +108,7 @@ class VideoSource:
         self.time_base = self.stream.time_base
         self.start_pts = self.stream.start_time or 0
         self.has_audio = bool(self._container.streams.audio)
+        self.timecode = self._stated_timecode()
         # An AVI keeps no presentation times: with B-frames, the times PyAV reports follow the
         # packets' order, not the pictures'. The decoder gives pictures in order, so count them.
         self._counted = self._container.format.name == "avi"
@@ -126,6 +127,16 @@ class VideoSource:
         self._lock = threading.Lock()
         self._next = 0          # source index the running decoder yields next
         self._last = None       # the frame it yielded last: on screen to the end of the video
+
+    def _stated_timecode(self) -> Optional[Timecode]:
+        """The timecode of the first frame: on the video stream or its timecode track (MOV, MP4, MXF
+        from cameras and editors) or on the file (Matroska)."""
+        c = self._container
+        for tags in (self.stream.metadata, *(s.metadata for s in c.streams if s is not self.stream), c.metadata):
+            text = tags.get("timecode") or tags.get("TIMECODE")
+            if text:
+                return Timecode.parse(text, self.fps)
+        return None
 
     def _display_turns(self) -> tuple:
         """Quarter turns counter-clockwise the display matrix asks for (0 when it has none; PyAV shows
@@ -346,6 +357,7 @@ class PillowSource:
     VideoSource; frames are decoded when read."""
 
     has_audio = False
+    timecode = None
 
     def __init__(self, path: str):
         from PIL import Image
@@ -408,7 +420,9 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     w, h = _target_size(src.width, src.height, width, height)
     out_fps = base_fps / max(1, every_nth)
     audio = Audio(path, start / base_fps, len(idx) * max(1, every_nth) / base_fps) if src.has_audio else None
-    return Clip(len(idx), out_fps, w, h, lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), audio)
+    timecode = src.timecode.shifted(int(idx[0]), src.fps) if src.timecode and len(idx) else None
+    return Clip(len(idx), out_fps, w, h, lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), audio,
+                timecode=timecode)
 
 
 def _target_size(w0: int, h0: int, w: int, h: int):

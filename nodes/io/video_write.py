@@ -184,6 +184,9 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
     if audio is not None:
         cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-c:a", "libopus" if codec == "vp9" else "aac"]
+    if clip.timecode is not None and codec not in ("gif", "webp", "png"):
+        # The source's timecode, so an editor conforming the cut finds the render where the plate was.
+        cmd += ["-timecode", clip.timecode.at(rate).label()]
     cmd += codec_args(codec, crf, rate)
     if meta and tmp.suffix.lower() in (".mp4", ".mov"):
         cmd += ["-movflags", "+use_metadata_tags+faststart"]

@@ -8,8 +8,9 @@ from graph_engine import Audio, Clip, NodeError
 RESIZE_METHODS = {"area": 3, "bilinear": 1, "bicubic": 2, "lanczos": 4, "nearest": 0}   # cv2.INTER_* values
 
 
-def take(clip: Clip, indices: np.ndarray, fps: float, audio=...) -> Clip:
-    """A clip of clip's frames at `indices` (any order, repeats allowed), read in chunks."""
+def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=...) -> Clip:
+    """A clip of clip's frames at `indices` (any order, repeats allowed), read in chunks. Without `audio`
+    or `timecode` it has none: only the caller knows whether the frames still play in the source's time."""
     indices = np.asarray(indices, dtype=np.int64)
 
     def reader(a: int, b: int) -> np.ndarray:
@@ -25,7 +26,7 @@ def take(clip: Clip, indices: np.ndarray, fps: float, audio=...) -> Clip:
         return out
 
     return clip.with_(length=len(indices), fps=fps, reader=reader,
-                      audio=None if audio is ... else audio)
+                      audio=None if audio is ... else audio, timecode=None if timecode is ... else timecode)
 
 
 def trim(clip: Clip, start: int, count: int) -> Clip:
@@ -35,7 +36,7 @@ def trim(clip: Clip, start: int, count: int) -> Clip:
     audio = None
     if clip.audio:
         audio = Audio(clip.audio.path, clip.audio.start + start / clip.fps, (stop - start) / clip.fps)
-    return take(clip, np.arange(start, stop), clip.fps, audio)
+    return take(clip, np.arange(start, stop), clip.fps, audio, _shifted(clip, start))
 
 
 def every_nth(clip: Clip, n: int, offset: int) -> Clip:
@@ -48,7 +49,12 @@ def every_nth(clip: Clip, n: int, offset: int) -> Clip:
     if audio and offset:        # kept whole, the sound would run `offset` frames ahead of the pictures
         duration = None if audio.duration is None else max(0.0, audio.duration - offset / clip.fps)
         audio = Audio(audio.path, audio.start + offset / clip.fps, duration)
-    return take(clip, idx, clip.fps / n, audio)
+    return take(clip, idx, clip.fps / n, audio, _shifted(clip, offset))
+
+
+def _shifted(clip: Clip, frames: int):
+    """The timecode of the clip's frame `frames` (None when the clip has none)."""
+    return clip.timecode.shifted(frames, clip.fps) if clip.timecode else None
 
 
 def concat(a: Clip, b: Clip) -> Clip:
@@ -101,4 +107,4 @@ def change_fps(clip: Clip, fps: float, mode: str) -> Clip:
     ratio = clip.fps / fps
     n = max(1, int(np.floor(clip.length / ratio + 0.5)))
     idx = np.minimum(np.floor(np.arange(n) * ratio + 1e-6).astype(np.int64), clip.length - 1)
-    return take(clip, idx, fps, clip.audio)
+    return take(clip, idx, fps, clip.audio, clip.timecode)
