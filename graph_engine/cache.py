@@ -86,6 +86,11 @@ def _is_tensor(v) -> bool:
     return type(v).__module__.startswith("torch") and hasattr(v, "numel")
 
 
+class ClipFailed(Exception):
+    """Computing a lazy clip's frames to store them failed (its __cause__ says why): put raises that error as it
+    is, since it is the node's (cancelled, a sampler that broke down), not the cache's."""
+
+
 def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
     """Write one output value; returns its manifest entry, or None if it cannot live on disk."""
     if isinstance(value, Clip):
@@ -95,8 +100,15 @@ def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
         with open(path, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
                                                      "shape": (value.length, value.height, value.width, 3)})
-            for _, block in value.chunks():
-                f.write(np.ascontiguousarray(block, np.uint8).tobytes())
+            frames = value.chunks()
+            while True:
+                try:
+                    block = next(frames, None)
+                except Exception as e:  # noqa: BLE001 - the clip's own node failed: its error, not the cache's
+                    raise ClipFailed() from e
+                if block is None:
+                    break
+                f.write(np.ascontiguousarray(block[1], np.uint8).tobytes())
         audio = value.audio.__dict__ if value.audio else None
         timecode = value.timecode.__dict__ if value.timecode else None
         return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio, "timecode": timecode}
@@ -203,7 +215,8 @@ class DiskCache:
 
     def put(self, key: str, outputs: Dict[str, Any], results: Dict[str, Any], node_type: str) -> bool:
         """Store an entry. Any failure (disk full, read-only, a value that will not encode) leaves
-        no partial entry and is raised as OSError, which callers report as a warning."""
+        no partial entry and is raised as OSError, which callers report as a warning; an error while a
+        clip's frames are computed to be stored is the clip's node's, raised as it is."""
         final = self._dir(key)
         if final.exists():
             return True
@@ -244,6 +257,8 @@ class DiskCache:
         except Exception as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, ClipFailed):
+                raise e.__cause__ from None
             if isinstance(e, OSError):
                 raise
             raise OSError(f"{type(e).__name__}: {e}") from e

@@ -200,6 +200,8 @@ class Executor:
                     outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())
                     outputs = {k: self.meter.wrap(nid, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
+                    if spec.expensive and self.disk is not None:
+                        outputs = self._keep(key, spec, outputs, ctx, emit)
                 except Cancelled:
                     raise
                 except KinographError as e:
@@ -230,14 +232,6 @@ class Executor:
                 if ctx.results:
                     res.results[nid] = dict(ctx.results)
                 self.memory.put(key, (outputs, dict(ctx.results), [(w, _stamp(w)) for w in ctx.written]))
-                if spec.expensive and self.disk is not None:
-                    try:
-                        self.disk.put(key, outputs, dict(ctx.results), spec.type)
-                    except OSError as e:
-                        why = e.strerror or str(e)
-                        emit({"event": "log", "node": nid, "message": f"could not write the disk cache in "
-                              f"{self.disk.root} ({why}); the render goes on without it: point --cache-dir "
-                              f"(KINOGRAPH_CACHE_DIR) at another folder"})
                 self.partials.finish(key)
                 emit({"event": "node_finished", "node": nid, "cached": False, "seconds": round(seconds, 4),
                       "lazy": lazy})
@@ -271,6 +265,24 @@ class Executor:
             if n not in kept:
                 # Only the reference: a lazy Clip downstream may still read through it.
                 values.pop(n, None)
+
+    def _keep(self, key: str, spec, outputs, ctx, emit):
+        """Store an expensive node's outputs in the disk tier; the outputs its readers get. A clip (a feedback
+        loop's frames) is computed while it is stored, so its readers get it back from the disk entry: its work in
+        progress goes once it is cached, and reading the lazy clip again would have made every frame again."""
+        try:
+            self.disk.put(key, outputs, dict(ctx.results), spec.type)
+        except OSError as e:
+            why = e.strerror or str(e)
+            emit({"event": "log", "node": ctx.node_id, "message": f"could not write the disk cache in "
+                  f"{self.disk.root} ({why}); the render goes on without it: point --cache-dir "
+                  f"(KINOGRAPH_CACHE_DIR) at another folder"})
+            return outputs
+        if any(isinstance(v, Clip) for v in outputs.values()):
+            got = self.disk.get(key)
+            if got is not None:
+                return got[0]
+        return outputs
 
     def _lookup(self, key: str, spec):
         hit = self.memory.get(key)

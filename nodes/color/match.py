@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from nodes.common.color import lab_to_rgb, rgb_to_lab, to_float, to_uint8
+from nodes.common.color import channel_cdfs, lab_to_rgb, match_cdfs as histogram, rgb_to_lab, to_float, to_uint8
 
 STATS_WIDTH = 256   # statistics of a subsampled copy: the same to a fraction of a level, much faster
 
@@ -32,27 +32,6 @@ def reinhard(frame: np.ndarray, ref_stats, strength: float = 1.0) -> np.ndarray:
     matched = (lab - mean_f) * (std_r / np.maximum(std_f, 1e-3)) + mean_r
     out = lab_to_rgb(lab + strength * (matched - lab))
     return to_uint8(out)
-
-
-def channel_cdfs(img: np.ndarray) -> np.ndarray:
-    """Per-channel cumulative histograms [3, 256] of a uint8 RGB image."""
-    hist = np.stack([np.bincount(img[..., c].ravel(), minlength=256) for c in range(3)]).astype(np.float64)
-    return np.cumsum(hist, axis=1) / hist.sum(axis=1, keepdims=True)
-
-
-def histogram(frame: np.ndarray, ref_cdfs: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    src = channel_cdfs(frame)
-    levels = np.arange(256, dtype=np.float64)
-    out = np.empty_like(frame)
-    for c in range(3):
-        # Interpolate over the levels the reference has: its cumulative histogram is flat over the
-        # others (always above its brightest pixel), and np.interp on a flat stretch took its far end,
-        # which sent every frame's brightest level to 255 (matching a frame to itself made white specks).
-        has = np.diff(ref_cdfs[c], prepend=0.0) > 0
-        mapped = np.interp(src[c], ref_cdfs[c][has], levels[has])
-        lut = np.clip(levels + strength * (mapped - levels) + 0.5, 0, 255).astype(np.uint8)
-        out[..., c] = lut[frame[..., c]]
-    return out
 
 
 def matcher(reference: np.ndarray, method: str, strength: float):

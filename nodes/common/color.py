@@ -174,3 +174,43 @@ def hdr_to_sdr(rgb16: np.ndarray, transfer: int, bt2020: bool = True) -> np.ndar
                   np.float32(HLG_PEAK_NITS / HDR_WHITE_NITS), _BT2020_TO_709, bt2020, np.float32(HDR_KNEE),
                   _TABLES["out"], out)
     return out
+
+
+# -- histogram matching (color.match's histogram method; generate.feedback's colour coherence) ---------------------
+def channel_cdfs(img: np.ndarray) -> np.ndarray:
+    """Per-channel cumulative histograms [3, 256] of a uint8 3-channel image."""
+    hist = np.stack([np.bincount(img[..., c].ravel(), minlength=256) for c in range(3)]).astype(np.float64)
+    return np.cumsum(hist, axis=1) / hist.sum(axis=1, keepdims=True)
+
+
+def match_cdfs(frame: np.ndarray, ref_cdfs: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Each channel of a uint8 frame mapped through the reference's cumulative histograms (channel_cdfs)."""
+    src = channel_cdfs(frame)
+    levels = np.arange(256, dtype=np.float64)
+    out = np.empty_like(frame)
+    for c in range(3):
+        # Interpolate over the levels the reference has: its cumulative histogram is flat over the
+        # others (always above its brightest pixel), and np.interp on a flat stretch took its far end,
+        # which sent every frame's brightest level to 255 (matching a frame to itself made white specks).
+        has = np.diff(ref_cdfs[c], prepend=0.0) > 0
+        mapped = np.interp(src[c], ref_cdfs[c][has], levels[has])
+        lut = np.clip(levels + strength * (mapped - levels) + 0.5, 0, 255).astype(np.uint8)
+        out[..., c] = lut[frame[..., c]]
+    return out
+
+
+HISTOGRAM_SPACES = ("rgb", "hsv", "lab")
+
+
+def histogram_matcher(reference: np.ndarray, space: str = "rgb"):
+    """A function matching uint8 RGB frames to `reference`'s per-channel histograms in `space`: rgb, hsv or lab
+    (OpenCV's 8-bit HSV and Lab, as Deforum's colour coherence 'Match Frame 0 RGB / HSV / LAB' matches them).
+    The reference's histograms are computed once."""
+    import cv2
+    to, back = {"rgb": (None, None), "hsv": (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB),
+                "lab": (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB)}[space]
+
+    def conv(img, code):
+        return img if code is None else cv2.cvtColor(np.ascontiguousarray(img), code)
+    cdfs = channel_cdfs(conv(reference, to))
+    return lambda frame: conv(match_cdfs(conv(frame, to), cdfs), back)

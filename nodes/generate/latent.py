@@ -102,6 +102,14 @@ class Conditioning:
         mask = None if self.mask is None else (w @ self.mask.float().to(w.device) > 0)
         return mix(self.embeds), mask, mix(self.pooled)
 
+    def at_frame(self, frame: int) -> "Conditioning":
+        """The schedule at one pixel frame as a conditioning of one keyframe, for a loop that samples a clip one
+        frame at a time (generate.feedback): frame 0 of its one-frame latent is this frame of the schedule."""
+        e, m, p = self.at_frames([frame])
+        last = max([k for k, f in enumerate(self.keyframes) if f <= frame] or [0])
+        prompt = self.prompts[last] if last < len(self.prompts) else ""
+        return replace(self, embeds=e, mask=m, pooled=p, keyframes=(0,), prompts=(prompt,))
+
     def averaged(self, frames: Sequence[int]):
         """One (embeds [1, L, D], mask, pooled) for models whose text conditioning is global: the
         schedule's interpolation averaged over these frames (a context window's share of the schedule)."""

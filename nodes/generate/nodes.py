@@ -281,6 +281,49 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     return out
 
 
+@node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu")
+def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA,
+             negative: CONDITIONING = Input(optional=True),
+             image: IMAGE = Input(optional=True, help="frame 0's picture (an init image), re-diffused at denoise's "
+                                                      "frame-0 value; without one frame 0 is drawn from noise"),
+             width: int = Param(512, min=8, max=8192, help="picture width without an image (the image sets it)"),
+             height: int = Param(512, min=8, max=8192, help="picture height without an image"),
+             denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
+                                                                "is drawn again; 0 keeps it as moved (Deforum's "
+                                                                "strength is 1 - denoise)"),
+             cfg: float = Param(7.0, kind="schedule", help="guidance per frame; 0 = the family's usual value"),
+             steps: int = Param(20, kind="schedule", help="denoising steps per frame (a diffused frame runs the "
+                                                          "last `denoise` share of them)"),
+             sampler: str = Param("euler", choices=SAMPLERS, help="the update rule per step"),
+             scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform",
+                                                        "beta"), help="the noise levels, as generate.sample's"),
+             seed: int = Param(0, kind="seed", help="the first diffused frame's seed"),
+             seed_behaviour: str = Param("iter", choices=("iter", "fixed", "schedule"),
+                                         help="iter: one more for every diffused frame; fixed: the same noise "
+                                              "every frame; schedule: seed_schedule's value at the frame"),
+             seed_schedule: float = Param(0.0, kind="schedule", help="the seed per frame (seed_behaviour schedule)"),
+             cadence: int = Param(1, min=1, max=16, help="diffuse one frame in this many; the ones between are "
+                                                         "the diffused frames moved on and crossfaded"),
+             color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
+                                          help="match each moved frame's histograms to frame 0's before it is "
+                                               "diffused (Deforum's Match Frame 0 RGB / HSV / LAB)"),
+             border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
+                                 help="what fills the edge a move uncovers"),
+             fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip")) -> VIDEO:
+    """Deforum's animation loop: each frame is img2img of the previous generated frame moved by one step of the
+    camera path, with that frame's prompt (an encode.text schedule), denoise, cfg, steps and seed.
+
+    The camera's steps are motion.camera_path's (schedules: per_frame for Deforum's zoom 1.02 = 2% a frame);
+    the clip has the path's length. Frames are made in order as they are read, one sampling run each (every
+    `cadence`-th frame only); every diffused frame is kept in the node's work-in-progress folder, so a run that
+    stops (cancelled, killed) goes on from its last diffused frame when run again with the same inputs."""
+    from nodes.generate.feedback import feedback_clip
+    return feedback_clip(ctx, model, vae, positive, negative, camera, image, width=width, height=height,
+                         denoise=denoise, cfg=cfg, steps=steps, sampler=sampler, scheduler=scheduler, seed=seed,
+                         seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, cadence=cadence,
+                         color_coherence=color_coherence, border=border, fps=fps)
+
+
 def _noise_tensor(noise):
     if noise is None:
         return None

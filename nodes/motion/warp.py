@@ -331,18 +331,21 @@ class CameraMover:
             self._state = (0, src, self.z0)
         n, img, z = self._state
         while n < k:
-            a, b = self._index(n), self._index(n + 1)
-            if z is not None:
-                img, z = reproject(img, z, self.cam, b, a, self.border, self.interpolation)
-            else:
-                # The picture fed back is a plane `distance` ahead of the camera that made it, as in Deforum:
-                # a step forward magnifies it the same at frame 100 as at frame 1 (a plane fixed in the world
-                # magnified faster and faster, and refused a path once it had travelled the distance).
-                step = pixel_homography(self.cam, b, a, self.projection)
-                img = warp_2d(img, step, self.border, self.interpolation)
             n += 1
+            img, z = self.step(img, n, z)
         self._state = (n, img, z)
         return img
+
+    def step(self, img: np.ndarray, k: int, z: Optional[np.ndarray] = None):
+        """(picture, depth): frame k-1's picture (and depth) as camera k sees it, one step of the feedback loop
+        (compounding here; generate.feedback moves each generated frame by it)."""
+        a, b = self._index(k - 1), self._index(k)
+        if z is not None:
+            return reproject(img, z, self.cam, b, a, self.border, self.interpolation)
+        # The picture fed back is a plane `distance` ahead of the camera that made it, as in Deforum:
+        # a step forward magnifies it the same at frame 100 as at frame 1 (a plane fixed in the world
+        # magnified faster and faster, and refused a path once it had travelled the distance).
+        return warp_2d(img, pixel_homography(self.cam, b, a, self.projection), self.border, self.interpolation), None
 
     def frame(self, src: np.ndarray, k: int) -> np.ndarray:
         return self.compounding(src, k) if self.motion == "compounding" else self.absolute(src, k)

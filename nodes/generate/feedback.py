@@ -1,0 +1,246 @@
+"""The feedback loop behind `generate.feedback` (Deforum's animation): each diffused frame is img2img of the previous
+diffused frame moved by one step of the camera path, with that frame's prompt, denoise, guidance, steps and seed.
+
+    D_0 = the init picture re-diffused (or the first prompt drawn from noise)
+    D_k = diffuse(colour_match(step^c(D_{k-c})), k)        k = c, 2c, ... (c: the cadence)
+
+Between diffused frames (cadence c > 1) frame j = a + m (a = the last diffused frame, m < c) is Deforum's in-between:
+both D_{a-c} and D_a moved on to frame j, mixed (1 - w) : w with w = (m + 1) / c, so a new frame fades in over c
+frames as Deforum's turbo frames show it (frames before the second diffused one are D_0 moved). Colour coherence
+matches each moved picture's histograms to D_0's before it is diffused, as Deforum's 'Match Frame 0' does.
+
+`FeedbackLoop` is the loop alone (pure: moving, diffusing and colour matching are functions handed to it), so it is
+tested without a model. It produces frames in order as a clip's reader asks for them, holding two pictures; every
+diffused frame is kept on disk as it is made (`KeyStore`: the node's work-in-progress folder, graph_engine.partial),
+so a run that stops keeps what it made and the next run of the same node takes up from the last kept frame, and
+reading an earlier frame again re-moves kept frames instead of diffusing them again."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from graph_engine import NodeError
+
+SEED_BEHAVIOURS = ("iter", "fixed", "schedule")
+COHERENCE = ("none", "rgb", "hsv", "lab")
+Picture = np.ndarray
+
+
+@dataclass
+class FrameSchedules:
+    """Per-frame values of the loop's schedules (arrays of the clip's length)."""
+    denoise: np.ndarray
+    cfg: np.ndarray
+    steps: np.ndarray
+    seeds: np.ndarray
+
+
+def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int, seed_behaviour: str = "iter",
+                    seed_schedule="0") -> FrameSchedules:
+    """Each schedule evaluated at every frame and checked; seeds per Deforum's behaviours: iter adds 1 for every
+    diffused frame (seed, seed + 1, ... at frames 0, c, 2c, ...), fixed keeps one, schedule reads seed_schedule."""
+    from graph_engine.schedule import parse_schedule
+
+    def values(name, text, lo, hi):
+        v = parse_schedule(text).values(frames)
+        bad = np.flatnonzero(~((v >= lo) & (v <= hi)))
+        if len(bad):
+            raise NodeError(f"generate.feedback: {name} is {v[bad[0]]:g} at frame {int(bad[0])}; it must be within "
+                            f"{lo:g}..{hi:g}: change the {name} schedule")
+        return v
+    if seed_behaviour not in SEED_BEHAVIOURS:
+        raise NodeError(f"generate.feedback: seed_behaviour {seed_behaviour!r}: use one of {', '.join(SEED_BEHAVIOURS)}")
+    index = np.arange(frames)
+    if seed_behaviour == "schedule":
+        seeds = np.round(values("seed_schedule", seed_schedule, 0, 2 ** 63 - 1)).astype(np.int64)
+    else:
+        seeds = int(seed) + (index // cadence if seed_behaviour == "iter" else 0 * index)
+    return FrameSchedules(values("denoise", denoise, 0.0, 1.0), values("cfg", cfg, 0.0, 50.0),
+                          np.round(values("steps", steps, 1, 1000)).astype(int), np.asarray(seeds, np.int64))
+
+
+class KeyStore:
+    """The diffused frames, one .npy each, in `folder`; without one, in a temporary folder of this store's own
+    (removed with it). A frame that cannot be written is only not kept (it is made again if asked for again)."""
+
+    def __init__(self, folder: Optional[Path]):
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="kinograph-feedback-"))
+            weakref.finalize(self, shutil.rmtree, str(folder), True)
+        self.folder = Path(folder)
+
+    def _path(self, k: int) -> Path:
+        return self.folder / f"key{k:06d}.npy"
+
+    def get(self, k: int, shape) -> Optional[Picture]:
+        try:
+            got = np.load(self._path(k), allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return got if got.shape == tuple(shape) and got.dtype == np.uint8 else None
+
+    def put(self, k: int, picture: Picture) -> None:
+        tmp = self._path(k).with_suffix(".tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.save(f, picture, allow_pickle=False)
+            os.replace(tmp, self._path(k))
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def has(self, k: int) -> bool:
+        return self._path(k).is_file()
+
+
+class FeedbackLoop:
+    """Frames of the loop in order. step(picture, k) moves frame k-1's picture to frame k; diffuse(picture, k) makes
+    diffused frame k from the moved picture (None: frame 0 drawn from noise); matcher(reference) -> a function
+    matching a picture's colours to the reference (None: no colour coherence)."""
+
+    def __init__(self, length: int, cadence: int, step: Callable[[Picture, int], Picture],
+                 diffuse: Callable[[Optional[Picture], int], Picture], store: KeyStore, shape,
+                 first: Optional[Picture] = None, matcher: Optional[Callable] = None,
+                 log: Callable[[str], None] = lambda message: None):
+        self.length, self.c = int(length), max(1, int(cadence))
+        self.step, self.diffuse, self.store, self.shape = step, diffuse, store, tuple(shape)
+        self.first, self.matcher, self.log = first, matcher, log
+        self.match: Optional[Callable] = None
+        self.j = -1
+        self.prev: Optional[Picture] = None     # D_{a-c} moved on to frame j (None before the second diffused frame)
+        self.next: Optional[Picture] = None     # D_a moved on to frame j
+        self.made = False                       # this loop has diffused a frame (or said it is taking up a stopped one)
+
+    def frame(self, j: int) -> Picture:
+        if not 0 <= j < self.length:
+            raise IndexError(f"frame {j} is outside the loop's {self.length} frames")
+        if j < self.j or self.j < 0:
+            self._restart(j)
+        while self.j < j:
+            self._advance()
+        return self._output()
+
+    def _key(self, k: int, moved: Optional[Picture]) -> Picture:
+        got = self.store.get(k, self.shape)
+        if got is None:
+            if self.match is not None and moved is not None:
+                moved = self.match(moved)
+            got = np.ascontiguousarray(self.diffuse(moved, k), np.uint8)
+            self.store.put(k, got)
+            self.made = True
+        elif k and not self.made:
+            self.made = True        # said once, and only for frames a run before this one made
+            self.log(f"taking up a loop that stopped: the diffused frames it kept in {self.store.folder} are read "
+                     f"instead of made again")
+        if k == 0 and self.matcher is not None:
+            self.match = self.matcher(got)
+        return got
+
+    def _restart(self, j: int) -> None:
+        """The state at the start of the window holding frame j, from the last diffused frames kept before it
+        (moved on from there: no frame is diffused again), or from frame 0."""
+        c = self.c
+        self.prev, self.next, self.j = None, self._key(0, self.first), 0
+        for a in range(j - j % c, c - 1, -c):
+            if not (self.store.has(a) and self.store.has(a - c)):
+                continue
+            older, newer = self.store.get(a - c, self.shape), self.store.get(a, self.shape)
+            if older is None or newer is None:
+                continue
+            for k in range(a - c + 1, a + 1):
+                older = self.step(older, k)
+            self.prev, self.next, self.j = older, newer, a
+            return
+
+    def _advance(self) -> None:
+        k = self.j + 1
+        if k % self.c == 0:
+            moved = self.step(self.next, k)
+            self.prev, self.next = moved, self._key(k, moved)
+        else:
+            self.prev = None if self.prev is None else self.step(self.prev, k)
+            self.next = self.step(self.next, k)
+        self.j = k
+
+    def _output(self) -> Picture:
+        w = (self.j % self.c + 1) / self.c
+        if self.prev is None or w >= 1:
+            return self.next
+        mixed = (1 - w) * self.prev.astype(np.float32) + w * self.next.astype(np.float32)
+        return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, sampler: str, scheduler: str,
+                   width: int, height: int, fps: float, check: Callable[[], None] = lambda: None,
+                   log: Callable[[str], None] = lambda message: None,
+                   step_progress: Callable[[int, int, int], None] = lambda frame, step, steps: None):
+    """diffuse(picture, k) for FeedbackLoop: one frame sampled with frame k's prompt, denoise, guidance, steps and
+    seed, through the same sampling and VAE code as generate.sample (img2img of the picture; None: from noise).
+    Denoise 0 keeps the picture as it is (no model call)."""
+    from graph_engine import Clip
+    from nodes.generate.families import family
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.vae_ops import decode_latent, empty_latent, encode_clip
+    default_cfg = family(model.family).cfg
+
+    def diffuse(picture: Optional[Picture], k: int) -> Picture:
+        denoise = 1.0 if picture is None else float(plan.denoise[k])
+        if denoise <= 0:
+            return picture
+        latent = (empty_latent(vae, 1, width, height, fps) if picture is None
+                  else encode_clip(vae, Clip.from_array(picture[None], fps), check))
+        out = run_sampling(model, positive.at_frame(k), None if negative is None else negative.at_frame(k), latent,
+                           steps=int(plan.steps[k]), cfg=float(plan.cfg[k]) or default_cfg, sampler=sampler,
+                           scheduler=scheduler, denoise=denoise, seed=int(plan.seeds[k]),
+                           callback=lambda i, n: step_progress(k, i, n), check=check, log=log)
+        return decode_latent(vae, out).frame(0)
+    return diffuse
+
+
+def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: int, height: int, denoise, cfg,
+                  steps, sampler: str, scheduler: str, seed: int, seed_behaviour: str, seed_schedule, cadence: int,
+                  color_coherence: str, border: str, fps: float):
+    """generate.feedback's clip: camera.length frames of the loop, made as they are read."""
+    from graph_engine import Clip
+    from nodes.common.color import histogram_matcher
+    from nodes.common.stream import Progress
+    from nodes.generate.families import family
+    from nodes.motion.warp import CameraMover, picture_at
+    if image is not None:
+        height, width = image.shape[:2]
+    family(vae.family).check_size(width, height)
+    n = camera.length
+    plan = frame_schedules(n, cadence, denoise=denoise, cfg=cfg, steps=steps, seed=seed,
+                           seed_behaviour=seed_behaviour, seed_schedule=seed_schedule)
+    try:
+        mover = CameraMover(picture_at(camera, 1.0), width, height, "perspective", "compounding", border)
+    except ValueError as e:
+        raise NodeError(f"generate.feedback: {e}") from None
+    progress = Progress(ctx, n)
+    diffuse = frame_diffuser(model, vae, positive, negative, plan, sampler=sampler, scheduler=scheduler, width=width,
+                             height=height, fps=fps, check=ctx.check, log=ctx.log,
+                             step_progress=lambda k, i, steps: progress.within(i / max(1, steps),
+                                                                               f"frame {k}: step {i} of {steps}"))
+    matcher = None if color_coherence == "none" else (lambda ref: histogram_matcher(ref, color_coherence))
+    loop = FeedbackLoop(n, cadence, lambda img, k: mover.step(img, k)[0], diffuse, KeyStore(ctx.partial_folder()),
+                        (height, width, 3), None if image is None else np.ascontiguousarray(image[..., :3], np.uint8),
+                        matcher, ctx.log)
+
+    def reader(a: int, b: int) -> np.ndarray:
+        out = np.empty((b - a, height, width, 3), np.uint8)
+        for i in range(a, b):
+            ctx.check()
+            out[i - a] = loop.frame(i)
+            if i >= progress.done:
+                progress.add(1)
+            if ctx.wants_previews:
+                ctx.preview(out[i - a], i + 1, n)
+        return out
+    return Clip(n, fps, width, height, reader)

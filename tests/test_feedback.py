@@ -1,0 +1,297 @@
+"""generate.feedback, Deforum's loop: each frame img2img of the previous generated frame moved by the camera.
+
+The loop alone (nodes/generate/feedback.py: FeedbackLoop) is checked with stand-in moves and diffusions; the node
+on a tiny random-weight SD 1.5 (tests/tiny_models.py) through the same sampling code as generate.sample."""
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+# -- the loop alone ----------------------------------------------------------------------------------------------
+def _shift(img, k):
+    """A stand-in camera step: the picture one pixel to the right (so each frame shows where it came from)."""
+    return np.roll(img, 1, axis=1)
+
+
+def _loop(tmp_path, n=7, cadence=1, calls=None, diffuse=None, **kw):
+    from nodes.generate.feedback import FeedbackLoop, KeyStore
+    calls = [] if calls is None else calls
+
+    def made(picture, k):
+        calls.append(k)
+        if diffuse is not None:
+            return diffuse(picture, k)
+        base = np.zeros((8, 8, 3), np.uint8) if picture is None else picture
+        return (base.astype(int) + 10).clip(0, 255).astype(np.uint8)
+    return FeedbackLoop(n, cadence, _shift, made, KeyStore(tmp_path / "keys"), (8, 8, 3), **kw), calls
+
+
+def _ramp():
+    return np.tile(np.arange(8, dtype=np.uint8)[None, :, None] * 20, (8, 1, 3))
+
+
+def test_every_frame_is_the_previous_generated_frame_moved_then_diffused(tmp_path):
+    loop, calls = _loop(tmp_path, first=_ramp())
+    frames = [loop.frame(j) for j in range(7)]
+    assert calls == list(range(7))
+    want = _ramp() + 10
+    np.testing.assert_array_equal(frames[0], want)
+    for j in range(1, 7):
+        want = _shift(want, j) + 10             # the previous *output* moved, then diffused
+        np.testing.assert_array_equal(frames[j], want)
+
+
+def test_cadence_diffuses_one_frame_in_n_and_crossfades_the_moved_ones_between(tmp_path):
+    loop, calls = _loop(tmp_path, n=8, cadence=3, first=_ramp())
+    frames = [loop.frame(j) for j in range(8)]
+    assert calls == [0, 3, 6]
+    d0 = _ramp() + 10
+    moved = [d0]
+    for k in range(1, 8):
+        moved.append(_shift(moved[-1], k))
+    np.testing.assert_array_equal(frames[1], moved[1])           # before the second diffused frame: D0 moved
+    np.testing.assert_array_equal(frames[2], moved[2])
+    d3 = moved[3] + 10
+    # Deforum's turbo frames: frame 3 is 2/3 of D0 moved on to it and 1/3 of D3, frame 5 all of D3 moved
+    want3 = np.rint(2 / 3 * moved[3].astype(np.float32) + 1 / 3 * d3.astype(np.float32)).astype(np.uint8)
+    np.testing.assert_array_equal(frames[3], want3)
+    np.testing.assert_array_equal(frames[5], _shift(_shift(d3, 4), 5))
+
+
+def test_a_loop_that_stopped_goes_on_from_its_kept_frames(tmp_path):
+    def fail_at_4(picture, k):
+        if k == 4:
+            raise KeyboardInterrupt         # the run stopped while frame 4 was being diffused
+        return (picture.astype(int) + 10).clip(0, 255).astype(np.uint8)
+    first, _ = _loop(tmp_path, diffuse=fail_at_4, first=_ramp())
+    with pytest.raises(KeyboardInterrupt):
+        [first.frame(j) for j in range(7)]
+    said = []
+    again, calls = _loop(tmp_path, first=_ramp(), log=said.append)
+    frames = [again.frame(j) for j in range(7)]
+    assert calls == [4, 5, 6] and "taking up a loop that stopped" in said[0]
+    fresh, _ = _loop(tmp_path / "other", first=_ramp())
+    for j in range(7):
+        np.testing.assert_array_equal(frames[j], fresh.frame(j))
+
+
+def test_reading_an_earlier_frame_again_diffuses_nothing_again(tmp_path):
+    loop, calls = _loop(tmp_path, n=9, cadence=2, first=_ramp())
+    frames = [loop.frame(j) for j in range(9)]
+    assert calls == [0, 2, 4, 6, 8]
+    for j in (5, 1, 8, 0, 3):
+        np.testing.assert_array_equal(loop.frame(j), frames[j])
+    assert calls == [0, 2, 4, 6, 8]
+
+
+def test_colour_coherence_matches_the_moved_picture_to_frame_0_before_it_is_diffused(tmp_path):
+    from nodes.common.color import histogram_matcher
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    seen = []
+
+    def warmer(picture, k):                 # a model that pushes every frame towards red
+        seen.append(picture)
+        base = first if picture is None else picture
+        return (base.astype(int) + [40, 0, -40]).clip(0, 255).astype(np.uint8)
+
+    def distance(a, b):
+        """How far apart two pictures' histograms are, in the space they were matched in."""
+        code = {"rgb": None, "lab": cv2.COLOR_RGB2LAB, "hsv": cv2.COLOR_RGB2HSV}[space]
+        a, b = (x if code is None else cv2.cvtColor(x, code) for x in (a, b))
+        return sum(np.abs(np.sort(a[..., c].ravel()).astype(int) - np.sort(b[..., c].ravel())).mean() for c in range(3))
+    plain, _ = _loop(tmp_path / "a", n=4, diffuse=warmer)
+    drift = [plain.frame(j) for j in range(4)]
+    for space in ("rgb", "lab", "hsv"):
+        seen.clear()
+        kept, _ = _loop(tmp_path / space, n=4, diffuse=warmer, matcher=lambda ref, s=space: histogram_matcher(ref, s))
+        frames = [kept.frame(j) for j in range(4)]
+        # the picture handed to the model at frame 3 has frame 0's histograms (nearly: they are 8-bit levels)
+        assert distance(seen[3], frames[0]) < 0.25 * distance(_shift(drift[2], 3), drift[0]), space
+        assert distance(frames[3], frames[0]) < distance(drift[3], drift[0]), space
+
+
+def test_histogram_matching_moves_a_frame_toward_the_reference():
+    from nodes.common.color import histogram_matcher
+    rng = np.random.default_rng(1)
+    ref = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    dark = (rng.integers(0, 256, (32, 32, 3)) * 0.4).astype(np.uint8)
+    for space in ("rgb", "lab", "hsv"):
+        out = histogram_matcher(ref, space)(dark)
+        assert abs(out.mean() - ref.mean()) < 0.2 * abs(dark.mean() - ref.mean()), space
+
+
+def test_schedules_are_evaluated_per_frame_and_checked():
+    from graph_engine import NodeError
+    from nodes.generate.feedback import frame_schedules
+    p = frame_schedules(7, 2, denoise="0:(0.2), 6:(0.8)", cfg="0:(4), 3:(10)", steps="0:(2), 6:(8)", seed=5)
+    np.testing.assert_allclose(p.denoise, [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    assert list(p.steps) == [2, 3, 4, 5, 6, 7, 8] and p.cfg[3] == 10 and p.cfg[1] == 6
+    assert list(p.seeds) == [5, 5, 6, 6, 7, 7, 8]          # iter: one more for every diffused frame
+    assert list(frame_schedules(3, 1, denoise=0.5, cfg=7, steps=4, seed=5, seed_behaviour="fixed").seeds) == [5] * 3
+    assert list(frame_schedules(3, 1, denoise=0.5, cfg=7, steps=4, seed=5, seed_behaviour="schedule",
+                                seed_schedule="100+t*t").seeds) == [100, 101, 104]
+    with pytest.raises(NodeError, match="denoise is 1.1 at frame 1; it must be within 0..1: change the denoise schedule"):
+        frame_schedules(3, 1, denoise="0:(1), 2:(1.2)", cfg=7, steps=4, seed=0)
+
+
+# -- on a tiny SD 1.5 --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    import torch
+    from tiny_models import build_sd15_single_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.text import encode_prompt
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = build_sd15_single_file(tmp_path_factory.mktemp("tiny_sd"))
+    mm = ModelManager(max_loaded=2)
+    h = mm.load("sd", str(root / "diffusers"))
+    parts = mm.components(h)
+    enc = parts["text_encoder"]
+    yield dict(root=root, model=h, vae=parts["vae"], pos=encode_prompt(enc, "0: a cat, 2: a dog"),
+               neg=encode_prompt(enc, ""))
+    torch.set_num_threads(threads)
+
+
+class _Ctx:
+    def __init__(self, folder=None):
+        self.node_id, self.wants_previews, self.said, self.folder = "fb", False, [], folder
+
+    def check(self):
+        pass
+
+    def progress(self, done, total, message=""):
+        pass
+
+    def log(self, message):
+        self.said.append(message)
+
+    def partial_folder(self):
+        return self.folder
+
+
+def _clip(sd, cam, image=None, **kw):
+    from nodes.generate.feedback import feedback_clip
+    p = dict(width=64, height=64, denoise="0.5", cfg="5", steps="3", sampler="euler", scheduler="default", seed=3,
+             seed_behaviour="iter", seed_schedule="0", cadence=1, color_coherence="none", border="replicate", fps=8.0)
+    p.update(kw)
+    return feedback_clip(_Ctx(), sd["model"], sd["vae"], sd["pos"], sd["neg"], cam, image, **p)
+
+
+@pytest.fixture
+def sampled(monkeypatch):
+    """Each sampling run's frame settings, the run itself going through as usual."""
+    import nodes.generate.sampling as sampling
+    runs = []
+    real = sampling.run_sampling
+
+    def spy(handle, positive, negative, latent, **kw):
+        runs.append(dict(kw, embeds=positive.embeds.clone(), frames=latent.frames))
+        return real(handle, positive, negative, latent, **kw)
+    monkeypatch.setattr(sampling, "run_sampling", spy)
+    return runs
+
+
+def test_with_denoise_0_each_frame_is_the_previous_one_zoomed_as_opencv_zooms_it(sd, sampled):
+    """Frame 0 drawn from noise, then denoise 0: every frame is the one before moved by the camera step, checked
+    against OpenCV's own zoom about the centre (Deforum's 2-D step) applied to the node's previous frame."""
+    from nodes.motion.camera import build_path
+    cam = build_path(5, 64, 64, per_frame=True, zoom="1.1", rotation_roll="3")
+    frames = _clip(sd, cam, denoise="0").to_array()
+    assert frames.shape == (5, 64, 64, 3) and len(sampled) == 1 and sampled[0]["denoise"] == 1.0
+    step = cv2.getRotationMatrix2D((31.5, 31.5), 3, 1.1)
+    for j in range(1, 5):
+        want = cv2.warpAffine(frames[j - 1], step, (64, 64), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        assert np.abs(frames[j].astype(int) - want).max() <= 1
+        assert np.abs(frames[j].astype(int) - frames[j - 1]).mean() > 2        # it did move
+
+
+def test_schedules_reach_each_frames_sampling_run(sd, sampled):
+    from nodes.motion.camera import build_path
+    cam = build_path(5, 64, 64, per_frame=True, zoom="1.05")
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    _clip(sd, cam, image, denoise="0:(0.25), 4:(0.75)", cfg="0:(2), 4:(6)", steps="0:(4), 4:(8)", seed=10,
+          seed_behaviour="iter").to_array()
+    assert [r["denoise"] for r in sampled] == [0.25, 0.375, 0.5, 0.625, 0.75]
+    assert [r["cfg"] for r in sampled] == [2, 3, 4, 5, 6] and [r["steps"] for r in sampled] == [4, 5, 6, 7, 8]
+    assert [r["seed"] for r in sampled] == [10, 11, 12, 13, 14] and {r["frames"] for r in sampled} == {1}
+    # the prompt schedule '0: a cat, 2: a dog': frame 1 is halfway, frame 2 on is the dog
+    e = [r["embeds"] for r in sampled]
+    assert not np.allclose(e[0], e[2]) and np.allclose(e[2], e[4])
+    np.testing.assert_allclose(e[1], (e[0] + e[2]) / 2, atol=1e-5)
+
+
+def test_cadence_samples_only_every_nth_frame(sd, sampled):
+    from nodes.motion.camera import build_path
+    cam = build_path(7, 64, 64, per_frame=True, zoom="1.05")
+    frames = _clip(sd, cam, cadence=3, seed_behaviour="fixed").to_array()
+    assert len(frames) == 7 and len(sampled) == 3 and {r["seed"] for r in sampled} == {3}
+
+
+WORKFLOW = """kinograph: 1
+nodes:
+  model: {type: load.sd, params: {path: MODEL}}
+  prompt: {type: encode.text, inputs: {text_encoder: model.text_encoder}, params: {text: a cat}}
+  camera: {type: motion.camera_path, params: {frames: 5, width: 64, height: 64, zoom: '1.1', schedules: per_frame}}
+  loop:
+    type: generate.feedback
+    inputs: {model: model.model, vae: model.vae, positive: prompt.positive, negative: prompt.negative,
+             camera: camera.camera}
+    params: {width: 64, height: 64, steps: '2', denoise: '0.5', seed: 0}
+  save: {type: io.save_video, inputs: {video: loop.video}, params: {path: out.mp4, fps: 8}}
+"""
+
+
+def test_the_node_runs_in_a_graph_and_a_cancelled_run_keeps_its_frames(sd, sampled, tmp_path, monkeypatch):
+    import av
+    from graph_engine.context import CancelToken
+    from graph_engine.api import Session, load_workflow
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path / "cache"))
+    wf = tmp_path / "loop.yaml"
+    wf.write_text(WORKFLOW.replace("MODEL", str(sd["root"] / "diffusers")))
+    cancel = CancelToken()
+
+    def stop_after_frame_2(e):
+        if e.get("event") == "node_progress" and e.get("node") == "loop" and e["done"] >= 3:
+            cancel.cancel()
+    res = Session(device="cpu").run(load_workflow(wf), cancel=cancel, on_event=stop_after_frame_2)
+    # frames 0..2 made (iter seeds 0, 1, 2), stopped before frame 3
+    assert res.cancelled and [r["seed"] for r in sampled] == [0, 1, 2]
+    said = []
+    res = Session(device="cpu").run(load_workflow(wf), on_event=lambda e: said.append(str(e.get("message", ""))))
+    assert res.ok, res.failed
+    assert [r["seed"] for r in sampled[3:]] == [3, 4]        # only what the stopped run had not made
+    assert any("taking up a loop that stopped" in m for m in said)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5
+
+
+def test_a_frame_that_fails_fails_the_node_with_its_own_message(sd, monkeypatch, tmp_path):
+    """The loop's frames are made while the engine stores them in the disk cache: an error there is the node's
+    (it read as 'could not write the disk cache', and the run went on to fail again in the writer)."""
+    import nodes.generate.sampling as sampling
+    from graph_engine import NodeError
+    from graph_engine.api import Session, load_workflow
+    monkeypatch.setenv("KINOGRAPH_CACHE_DIR", str(tmp_path / "cache"))
+    real = sampling.run_sampling
+
+    def broken(handle, positive, negative, latent, **kw):
+        if kw["seed"] == 2:
+            raise NodeError("sampling broke down at step 1 of 2")
+        return real(handle, positive, negative, latent, **kw)
+    monkeypatch.setattr(sampling, "run_sampling", broken)
+    wf = tmp_path / "loop.yaml"
+    wf.write_text(WORKFLOW.replace("MODEL", str(sd["root"] / "diffusers")))
+    said = []
+    res = Session(device="cpu").run(load_workflow(wf), on_event=lambda e: said.append(str(e.get("message", ""))))
+    assert not res.ok and res.failed["loop"] == "sampling broke down at step 1 of 2" and "save" not in res.failed
+    assert not any("disk cache" in m for m in said)
