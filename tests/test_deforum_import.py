@@ -39,7 +39,7 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert r.kind == "deforum" and r.report.source == "Deforum"
     assert g.nodes["model"].type == "load.sd" and params(r, "model")["path"] == "v1-5-pruned-emaonly.safetensors"
     cam = params(r, "camera")
-    assert (cam["frames"], cam["width"], cam["height"], cam["schedules"]) == (121, 512, 512, "per_frame")
+    assert (cam["frames"], cam["width"], cam["height"], cam["schedules"]) == (120, 512, 512, "per_frame")
     # Deforum's expression evaluated at every frame, as Deforum evaluates it (numexpr, t = the frame)
     zoom = parse_schedule(cam["zoom"]).values(120)
     want = [1.0025 + 0.002 * math.sin(1.25 * 3.14 * t / 30) for t in range(120)]
@@ -47,28 +47,44 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     pan = parse_schedule(cam["pan_x"]).values(120)
     assert pan[60] == 0 and pan[75] == 1.5 and pan[90] == 3 and pan[119] == 3
     assert "rotation_roll" not in cam and "pan_y" not in cam and "translation_z" not in cam
-    move = params(r, "move")
-    assert (move["motion"], move["border"], move["fps"]) == ("compounding", "replicate", 15.0)
-    assert [(link.src, link.dst_port) for link in g.links_to("move")] == [("camera", "camera"), ("first_frame", "image")] \
-        or {(link.src, link.dst_port) for link in g.links_to("move")} == {("camera", "camera"), ("first_frame", "image")}
-    sample = params(r, "sample")
-    assert sample == {"steps": 25, "cfg": 7.0, "sampler": "euler_ancestral", "seed": 2738123946, "denoise": 0.35}
-    assert params(r, "first") == {"steps": 25, "cfg": 7.0, "sampler": "euler_ancestral", "seed": 2738123946}
-    assert params(r, "first_latent") == {"frames": 1, "width": 512, "height": 512}
-    assert [link.src for link in g.links_to("cadence")] == ["move"]
-    assert params(r, "colour") == {"frame": 0, "method": "reinhard"}
+    # Deforum's loop: every frame img2img of the previous generated frame moved by the camera step
+    loop = params(r, "loop")
+    assert r.graph.nodes["loop"].type == "generate.feedback"
+    assert loop == {"width": 512, "height": 512, "denoise": 0.35, "cfg": 7.0, "steps": 25, "sampler": "euler_ancestral",
+                    "seed": 2738123946, "seed_behaviour": "iter", "cadence": 2, "color_coherence": "lab",
+                    "border": "replicate", "fps": 15.0, "noise": 0.065}
+    assert {(link.src, link.src_port, link.dst_port) for link in g.links_to("loop")} == {
+        ("model", "model", "model"), ("model", "vae", "vae"), ("prompt", "positive", "positive"),
+        ("prompt", "negative", "negative"), ("camera", "camera", "camera")}
     assert params(r, "save") == {"path": "out/Deforum.mp4", "fps": 15.0}
-    assert [link.src for link in g.links_to("save")] == ["colour"]
-    assert "noise" not in g.nodes           # seed_behavior iter: every frame its own noise
-    # diffusion_cadence 2: one moved frame in 2 is diffused, the others are in-betweens of the diffused ones;
-    # the path goes on to frame 120 (the in-betweens of 118..120) and the clip is trimmed back to 120 frames
-    assert params(r, "cadence") == {"n": 2} and params(r, "tween") == {"factor": 2}
-    assert params(r, "trim") == {"start": 0, "count": 120}
-    assert [link.src for link in g.links_to("encode") if link.dst_port == "video"] == ["cadence"]
-    assert [link.src for link in g.links_to("colour")] == ["trim"]
-    # SD draws each frame alone: sampled 16 at a time, not 120 in one batch
-    assert params(r, "windows") == {"schedule": "batched", "length": 16, "overlap": 0}
-    assert [link.src for link in g.links_to("sample") if link.dst_port == "model"] == ["windows"]
+    assert [link.src for link in g.links_to("save")] == ["loop"]
+    assert set(g.nodes) == {"model", "prompt", "camera", "loop", "save"}
+
+
+def test_schedules_that_change_reach_the_loop_frame_by_frame(tmp_path):
+    """strength, cfg and steps schedules that vary were one value for the whole clip (frame 1's); the loop takes
+    them per frame, strength as denoise = 1 - strength."""
+    from graph_engine.schedule import parse_schedule
+    r = imported(settings_file(tmp_path, strength_schedule="0:(0.5), 60:(0.7), 90:(0.25+0.1*sin(t/5))",
+                               cfg_scale_schedule="0:(4), 119:(12)", enable_steps_scheduling=True,
+                               steps_schedule="0:(10), 60:(30)", seed_behavior="schedule",
+                               seed_schedule="0:(100), 50:(7+t)", contrast_schedule="0:(1.02)"))
+    loop = params(r, "loop")
+    denoise = parse_schedule(loop["denoise"]).values(120)
+    assert denoise[0] == pytest.approx(0.5) and denoise[30] == pytest.approx(0.4)
+    assert denoise[100] == pytest.approx(0.75 - 0.1 * math.sin(100 / 5))
+    cfg = parse_schedule(loop["cfg"]).values(120)
+    assert (cfg[0], cfg[119]) == (4, 12)
+    assert [round(v) for v in parse_schedule(loop["steps"]).values(120)[::30]] == [10, 20, 30, 30]
+    assert loop["seed_behaviour"] == "schedule" and parse_schedule(loop["seed_schedule"])(80) == 87
+    assert loop["contrast"] == 1.02
+    text = r.report.text()
+    for line in ("mapped exactly         strength_schedule -> loop.denoise", "mapped exactly         cfg_scale_"
+                 "schedule -> loop.cfg", "mapped exactly         steps_schedule -> loop.steps",
+                 "mapped exactly         seed_behavior, seed_schedule -> loop.seed_behaviour, loop.seed_schedule",
+                 "mapped exactly         contrast_schedule -> loop.contrast"):
+        assert line in text, text
+    assert "one strength for the whole clip" not in text and "frame 1's" not in text
 
 
 def test_prompts_switch_at_their_frames_with_their_negatives(tmp_path):
@@ -91,9 +107,9 @@ def test_prompts_switch_at_their_frames_with_their_negatives(tmp_path):
     assert prompts[3] == "a beautiful coconut"
     neg = dict(parse_text_keyframes(negative))
     assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic, nsfw, nude" and neg[89] == "nsfw, nude"
-    # cadence 2 samples frames 0, 2, 4...: each prompt starts on the first of them at or after its frame
+    # with a cadence the loop still reads the prompts at Deforum's own frames
     r = imported(DATA / "deforum_settings_2d.txt")
-    assert [f for f, _ in parse_text_keyframes(params(r, "prompt")["text"])] == [0, 14, 15, 29, 30, 44, 45]
+    assert [f for f, _ in parse_text_keyframes(params(r, "prompt")["text"])] == [0, 29, 30, 59, 60, 88, 89]
 
 
 def test_a_prompt_holding_a_comma_and_a_number_with_a_colon_stays_one_prompt(tmp_path):
@@ -129,13 +145,14 @@ def test_the_report_names_every_setting_left_out_or_approximated():
     r = imported(DATA / "deforum_settings_2d.txt")
     text = r.report.text()
     lines = text.splitlines()
-    for key, why in (("noise_schedule", "adds this much noise"), ("amount_schedule", "anti-blur"),
+    for key, why in (("noise_schedule", "perlin noise type also shapes it"), ("amount_schedule", "anti-blur"),
                      ("enable_noise_multiplier_scheduling", "not imported"),
-                     ("diffusion_cadence", "one frame in 2"), ("color_coherence", "Lab mean and spread")):
+                     ("diffusion_cadence", "one frame in 2"), ("color_coherence", "LAB histograms matched to frame "
+                                                                                  "0's before it is diffused")):
         assert any(key in line and why in line for line in lines), (key, text)
-    assert "NOT MAPPED             noise_schedule" in text
+    assert "NOT MAPPED             amount_schedule" in text
     assert "mapped exactly         translation_x -> camera.pan_x: pixels per frame" in text
-    assert "Deforum feeds every rendered frame back" in r.report.remarks[-1]
+    assert not any("Deforum feeds" in remark for remark in r.report.remarks)     # no approximation left to own
     assert "translation_z: not used in 2D mode" in text
     # off features and Deforum's own bookkeeping are not listed
     assert "hybrid" not in text and "cn_1" not in text and "batch_name" not in text
@@ -153,9 +170,9 @@ def test_import_from_the_command_line_writes_a_workflow_that_validates(tmp_path,
     out = tmp_path / "shot.yaml"
     assert main(["import", str(src), "-o", str(out)]) == 3
     err = capsys.readouterr().err
-    assert f"{src}: Deforum settings: " in err and "NOT MAPPED             noise_schedule" in err
+    assert f"{src}: Deforum settings: " in err and "NOT MAPPED             amount_schedule" in err
     assert main(["validate", str(out)]) == 0
-    assert f"{out}: ok (17 nodes)" in capsys.readouterr().out
+    assert f"{out}: ok (5 nodes)" in capsys.readouterr().out
     # run and validate given the settings themselves say how to convert them
     assert main(["run", str(src)]) == 2
     err = capsys.readouterr().err
@@ -181,14 +198,14 @@ def test_3d_camera_moves_as_deforum_moves_its_camera(tmp_path):
     from nodes.motion.warp import apply_camera
     far = from_schedules(40, 64, 64, translation_z=cam["translation_z"], per_frame=True)
     ramp = np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (64, 1, 3))
-    assert apply_camera(far, image=ramp, motion=params(r, "move")["motion"]).frame(39).shape == (64, 64, 3)
+    assert apply_camera(far, image=ramp, motion="compounding").frame(39).shape == (64, 64, 3)
     r = imported(settings_file(tmp_path, animation_mode="3D", rotation_3d_y="0:(1.5)", translation_z="0:(0)"))
     path = from_schedules(11, 512, 512, rotation_pan=params(r, "camera")["rotation_pan"], per_frame=True)
     forward = path.c2w[10][:3, 2]
     assert math.degrees(math.atan2(forward[0], forward[2])) == pytest.approx(15.0)     # turned right
     text = r.report.text()
     assert "use_depth_warping: Kinograph has no depth estimator" in text
-    assert "padding_mode -> move.border" in text and params(r, "move")["border"] == "replicate"
+    assert "padding_mode -> loop.border" in text and params(r, "loop")["border"] == "replicate"
 
 
 def test_schedules_keep_deforums_meaning():
@@ -227,24 +244,24 @@ def test_settings_choices_map_to_nodes(tmp_path):
                                color_coherence="None", color_force_grayscale=True, use_init=True,
                                init_image="https://deforum.github.io/a1/I1.png", border="wrap",
                                strength_schedule="0:(0.5), 60:(0.7)"))
-    s = params(r, "sample")
-    assert (s["sampler"], s["scheduler"], s["seed"]) == ("dpmpp_2m", "karras", 0)
-    assert abs(s["denoise"] - (1 - (0.5 + 0.2 / 60))) < 1e-6        # frame 1's strength
-    assert r.graph.nodes["noise"].type == "noise.constant" and params(r, "noise")["seed"] == 0
+    s = params(r, "loop")
+    assert (s["sampler"], s["scheduler"], s["seed"], s["seed_behaviour"]) == ("dpmpp_2m", "karras", 0, "fixed")
+    assert s["denoise"] == "0:(0.5), 60:(0.3)"
     assert params(r, "camera")["width"] == 496 and params(r, "camera")["height"] == 296
-    assert params(r, "init") == {"path": "I1.png"} and "first" not in r.graph.nodes
-    assert params(r, "grey") == {"saturation": 0.0} and "colour" not in r.graph.nodes
-    assert params(r, "move")["border"] == "wrap"
+    assert (s["width"], s["height"], s["color_coherence"], s["border"]) == (496, 296, "none", "wrap")
+    assert params(r, "init") == {"path": "I1.png"}
+    assert [link.src for link in r.graph.links_to("loop") if link.dst_port == "image"] == ["init"]
+    assert params(r, "grey") == {"saturation": 0.0} and [link.src for link in r.graph.links_to("grey")] == ["loop"]
     text = r.report.text()
     for key, why in (("seed", "new random seed every run"), ("W, H", "rounded down to 496x296"),
                      ("init_image", "save it as I1.png beside the workflow"),
-                     ("strength_schedule", "goes from 0.5 to 0.7")):
+                     ("strength_schedule", "denoise = 1 - strength, frame by frame")):
         assert any(line.split()[2:3] == [key.split(",")[0] + ("," if "," in key else "")] and why in line
                    for line in text.splitlines()), (key, text)
     r = imported(settings_file(tmp_path, color_coherence="Match Frame 0 RGB"))
-    assert params(r, "colour") == {"frame": 0, "method": "histogram"}
-    assert "mapped approximately   color_coherence -> colour: each frame's colours matched to frame 0's after it " \
-        "is rendered" in r.report.text()
+    assert params(r, "loop")["color_coherence"] == "rgb" and "colour" not in r.graph.nodes
+    assert "mapped exactly         color_coherence -> loop.color_coherence: each moved frame's RGB histograms " \
+        "matched to frame 0's before it is diffused" in r.report.text()
 
 
 @pytest.mark.parametrize("change,message", [
@@ -254,7 +271,7 @@ def test_settings_choices_map_to_nodes(tmp_path):
     ({"animation_mode": "4D"}, "animation_mode: '4D' is not one of Deforum's modes"),
     ({"prompts": {"0": 5}}, "prompts: the prompt at frame 0 is int, not text"),
     ({"prompts": None}, "prompts: the file has no prompts"),
-    ({"strength_schedule": "0:(1.4)"}, "strength_schedule: strength 1.4 at frame 1 is outside 0..1"),
+    ({"strength_schedule": "0:(0.5), 9:(1.4)"}, "strength_schedule: strength 1.1 at frame 6 is outside 0..1"),
     ({"translation_x": "0:(0), \"max_q\":(1)"}, "translation_x: the keyframe frame 'max_q' is not a number"),
 ])
 def test_a_damaged_setting_is_one_message_naming_it(tmp_path, capsys, change, message):
@@ -307,7 +324,7 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        # cadence 2 over 6 frames: frames 0, 2, 4 and 6 diffused, 7 in all after the in-betweens, trimmed to 6
+        # generate.feedback, cadence 2 over 6 frames: frames 0, 2 and 4 diffused, the others moved on and mixed
         src = settings_file(tmp_path, W=64, H=64, max_frames=6, steps=2, sd_model_name="sd15_tiny.safetensors",
                             zoom="0:(1.2)", translation_x="0:(0)", diffusion_cadence=2)
         out = tmp_path / "shot.yaml"
@@ -334,10 +351,10 @@ def test_an_early_colab_settings_file_with_its_older_key_names():
     tx = parse_schedule(cam["translation_x"]).values(100)
     assert tx[7] == pytest.approx(10 * math.sin(2 * 3.14 * 7 / 10) / 200)
     assert cam["translation_z"] == "0.05"
-    s = params(r, "sample")
+    s = params(r, "loop")
     assert (s["cfg"], s["sampler"], s["steps"], s["seed"]) == (7.0, "euler", 50, 1185529623)
     text = r.report.text()
-    assert "sampler -> sample.sampler, sample.scheduler: 'klms' has no Kinograph equivalent; the nearest is euler" in text
+    assert "sampler -> loop.sampler, loop.scheduler: 'klms' has no Kinograph equivalent; the nearest is euler" in text
     assert "fps -> save.fps: not in the file: Deforum's default" in text
     assert "the file names no checkpoint: set model.path" in text
     assert "flip_2d_perspective" not in text and "does not know" not in text

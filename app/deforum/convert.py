@@ -2,17 +2,15 @@
 
 Deforum renders frame by frame: frame 0 from the prompt (or the init image), then each frame is the
 previous one moved by one step of the camera schedules and re-diffused with img2img at the strength
-schedule. Kinograph's graph is not a loop, so the import builds the nearest graph of its nodes: the
-first frame, moved by the same per-frame steps (motion.apply_camera compounding them, as Deforum's
-feedback does), then every frame re-diffused from the moved picture with the same strength, prompts and
-seed behaviour. What that changes is said once as a remark; every setting that is approximated or has
-no equivalent is named in the report with why."""
+schedule. 2D and 3D animations become that loop, generate.feedback, fed by a per-frame camera path and the
+prompt schedule, with Deforum's strength, guidance, steps and seed schedules, cadence and colour coherence;
+every setting that is approximated or has no equivalent is named in the report with why."""
 from __future__ import annotations
 
 import math
 import re
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from graph_engine.graph import Graph
 
@@ -247,9 +245,6 @@ class Builder:
             keys = prompt_keyframes(prompts, self.frames)
         except DeforumValueError as e:
             raise DeforumSettingError(f"{key}: {e}") from None
-        if self.n_cadence > 1:
-            # the sampled frames are 0, n, 2n...: a prompt starts on the first of them at or after its frame
-            keys = sorted({-(-f // self.n_cadence): t for f, t in keys}.items())
         extra_pos = str(self.get("animation_prompts_positive", "", "positive_prompts") or "").strip()
         extra_neg = str(self.get("animation_prompts_negative", "", "negative_prompts") or "").strip()
         pos, neg, notes = [], [], []
@@ -259,13 +254,12 @@ class Builder:
             neg.append((frame, ", ".join(x for x in (n, extra_neg) if x)))
 
         def at(text: str, frame: int) -> str:
-            # the sampled frames are 0, n, 2n... of Deforum's (cadence n); its weights are of Deforum's frames
             try:
-                return weight_expressions(text, frame * self.n_cadence, self.frames, self.seed)
+                return weight_expressions(text, frame, self.frames, self.seed)
             except DeforumValueError as e:
-                raise DeforumSettingError(f"{key}: frame {frame * self.n_cadence}: {e}") from None
+                raise DeforumSettingError(f"{key}: frame {frame}: {e}") from None
         self.blend = self.mode == "Interpolation"
-        end = -(-self.frames // self.n_cadence)
+        end = self.frames
         if self.blend:
             text = ", ".join(f"{f}: {at(t, f)}" for f, t in pos) if len(pos) > 1 else at(pos[0][1], 0)
             negative = ", ".join(f"{f}: {at(t, f)}" for f, t in neg) if len({t for _, t in neg}) > 1 else \
@@ -295,43 +289,64 @@ class Builder:
         self.entry("clipskip_schedule", EXACT if c.constant is not None else APPROX, ["prompt.clip_skip"],
                    "" if c.constant is not None else "one clip skip for the whole clip: its first value")
 
+    def per_frame(self, key: str, default: str, lo: float, hi: float, what: str) -> Converted:
+        """A schedule whose every frame must lie within lo..hi (one message naming the frame otherwise)."""
+        c = self.schedule(key, default)
+        bad = [i for i, v in enumerate(c.values) if not lo <= v <= hi]
+        if bad:
+            raise DeforumSettingError(f"{key}: {what} {c.values[bad[0]]:g} at frame {bad[0]} is outside {lo:g}..{hi:g}")
+        return c
+
     def sampling_settings(self, seed: int) -> None:
-        self.steps = self.number("steps", 25, whole=True)
-        if self.steps < 1:
-            raise DeforumSettingError(f"steps: {self.steps}; at least 1 step is needed")
+        # 2D and 3D run generate.feedback, which takes the schedules frame by frame; the other modes sample once
+        self.looping = self.mode in ("2D", "3D")
+        node = "loop" if self.looping else "sample"
+        one = min(1, self.frames - 1)
+        steps = self.number("steps", 25, whole=True)
+        if steps < 1:
+            raise DeforumSettingError(f"steps: {steps}; at least 1 step is needed")
+        self.steps: Any = steps
         if _is_on(bool, self.get("enable_steps_scheduling", False)):
-            st = self.schedule("steps_schedule", "0: (25)")
-            self.steps = max(1, int(round(st.values[min(1, self.frames - 1)])))
-            self.entry("steps_schedule", EXACT if st.constant is not None else APPROX, ["sample.steps"],
-                       "" if st.constant is not None else "one step count for the whole clip: frame 1's")
+            st = self.per_frame("steps_schedule", "0: (25)", 0.5, 1000, "steps")
+            self.steps = st.text if self.looping and st.constant is None else max(1, int(round(st.values[one])))
+            self.entry("steps_schedule", EXACT if self.looping or st.constant is not None else APPROX,
+                       [f"{node}.steps"], "" if self.looping or st.constant is not None else
+                       "one step count for the whole clip: frame 1's")
         else:
-            self.entry("steps", EXACT, ["sample.steps"])
+            self.entry("steps", EXACT, [f"{node}.steps"])
         if "cfg_scale_schedule" in self.s:
-            c = self.schedule("cfg_scale_schedule", "0: (7)")
-            self.cfg = c.values[min(1, self.frames - 1)]
-            self.entry("cfg_scale_schedule", EXACT if c.constant is not None else APPROX, ["sample.cfg"],
-                       "" if c.constant is not None else f"one guidance for the whole clip: frame 1's ({self.cfg:g})")
+            c = self.per_frame("cfg_scale_schedule", "0: (7)", 1e-6, 50, "guidance")
+            self.cfg: Any = c.text if self.looping and c.constant is None else round(c.values[one], 4)
+            self.entry("cfg_scale_schedule", EXACT if self.looping or c.constant is not None else APPROX,
+                       [f"{node}.cfg"], "" if self.looping or c.constant is not None else
+                       f"one guidance for the whole clip: frame 1's ({self.cfg:g})")
         else:
             self.cfg = self.number("scale", 7, "cfg_scale")
-            self.entry("scale", EXACT, ["sample.cfg"])
-        if not 0 < self.cfg <= 50:
-            raise DeforumSettingError(f"cfg_scale_schedule: guidance {self.cfg:g} is outside 0..50")
+            if not 0 < self.cfg <= 50:
+                raise DeforumSettingError(f"scale: guidance {self.cfg:g} is outside 0..50")
+            self.entry("scale", EXACT, [f"{node}.cfg"])
         self.sampler, self.scheduler, note = sampler_for(str(self.get("sampler", "Euler a")),
                                                          str(self.get("scheduler", "") or ""))
         self.entry("sampler" + (", scheduler" if "scheduler" in self.s else ""), APPROX if note else EXACT,
-                   ["sample.sampler", "sample.scheduler"], note)
-        self.entry("seed", EXACT if seed >= 0 else APPROX, ["sample.seed"],
-                   "" if seed >= 0 else "-1 (a new random seed every run in Deforum) is seed 0 here, so a run "
-                                        "repeats; change sample.seed for another")
+                   [f"{node}.sampler", f"{node}.scheduler"], note)
+        self.entry("seed", EXACT if seed >= 0 else APPROX, [f"{node}.seed"],
+                   "" if seed >= 0 else f"-1 (a new random seed every run in Deforum) is seed 0 here, so a run "
+                                        f"repeats; change {node}.seed for another")
         behaviour = str(self.get("seed_behavior", "iter"))
         self.fixed_seed = behaviour == "fixed"
-        if behaviour in ("iter", "fixed", "random"):
-            self.entry("seed_behavior", EXACT, ["noise.constant" if self.fixed_seed else "sample.seed"],
-                       {"iter": "every frame its own noise", "random": "every frame its own noise (from one seed, "
-                        "so a run repeats)", "fixed": "the same noise on every frame"}[behaviour])
+        self.seed_behaviour, self.seed_schedule = ("fixed" if self.fixed_seed else "iter"), None
+        if self.looping and behaviour == "schedule":
+            self.seed_behaviour = "schedule"
+            self.seed_schedule = self.per_frame("seed_schedule", "0:(-1)", 0, 2 ** 63 - 1, "seed").text
+            self.entry("seed_behavior, seed_schedule", EXACT, ["loop.seed_behaviour", "loop.seed_schedule"])
+        elif behaviour in ("iter", "fixed", "random"):
+            target = f"{node}.seed_behaviour" if self.looping else "noise.constant" if self.fixed_seed else "sample.seed"
+            self.entry("seed_behavior", EXACT, [target],
+                       {"iter": "one more for every diffused frame", "random": "every frame its own noise (from one "
+                        "seed, so a run repeats)", "fixed": "the same noise on every frame"}[behaviour])
         else:
-            self.entry("seed_behavior", APPROX, ["sample.seed"], f"{behaviour!r}: every frame gets its own noise "
-                       "from one seed (Deforum's ladder, alternate and schedule patterns are not reproduced)")
+            self.entry("seed_behavior", APPROX, [f"{node}.seed"], f"{behaviour!r}: every frame gets its own noise "
+                       "from one seed (Deforum's ladder and alternate patterns are not reproduced)")
 
     def sample_params(self, denoise: float = 1.0) -> Dict[str, Any]:
         p = {"steps": self.steps, "cfg": round(self.cfg, 4), "sampler": self.sampler, "seed": self.seed}
@@ -371,7 +386,7 @@ class Builder:
         coherence = str(self.get("color_coherence", "None"))
         method = {"match frame 0 rgb": "histogram", "rgb": "histogram", "match frame 0 lab": "reinhard",
                   "lab": "reinhard", "match frame 0 hsv": "histogram", "hsv": "histogram"}.get(coherence.lower())
-        if method and self.mode in ("2D", "3D", "Video Input"):
+        if method and self.mode == "Video Input":
             self.add("color.match", "colour", {"frame": 0, "method": method}, (x, 0))
             self.link(src, port, "colour", "video")
             src, x = "colour", x + 280
@@ -381,7 +396,7 @@ class Builder:
                        "each frame's colours matched to frame 0's after it is rendered (Deforum matches the "
                        "moved picture before it is diffused)" + ("" if rgb else f"; {coherence}: "
                        + ("Lab mean and spread" if method == "reinhard" else "per-channel histograms in RGB")))
-        elif coherence not in ("None", "none", "") and self.mode in ("2D", "3D", "Video Input"):
+        elif coherence not in ("None", "none", "") and self.mode == "Video Input":
             self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (color.match matches frame "
                        "0 or an image you give it)")
         if _is_on(bool, self.get("color_force_grayscale", False)):
@@ -395,64 +410,42 @@ class Builder:
         self.link(src, port, "save", "video")
 
     # -- the modes -----------------------------------------------------------------------------------
-    def first_image(self) -> Tuple[str, str]:
-        """Frame 0: the init image, or the first prompt rendered from noise."""
+    def init_image(self) -> Optional[Tuple[str, str]]:
+        """Frame 0's picture when the file starts from an init image (without one the loop draws frame 0)."""
         init = str(self.get("init_image", "") or "").strip()
-        if _is_on(bool, self.get("use_init", False)) and init:
-            path, note = local_path(init)
-            self.add("io.load_image", "init", {"path": path}, (280, 500))
-            self.entry("init_image", APPROX, ["init.path"], note, "the picture is frame 0 as it is: every frame, "
-                       "this one too, is re-diffused at the strength schedule (Deforum's own init 'strength' is "
-                       "not applied separately)")
-            return "init", "image"
-        self.add("latent.empty", "first_latent", {"frames": 1, "width": self.w, "height": self.h}, (280, 500))
-        self.link("model", "vae", "first_latent", "vae")
-        self.add("generate.sample", "first", self.sample_params(), (560, 500))
-        for a, b in (("model", "model"), ("prompt", "positive"), ("prompt", "negative")):
-            self.link(a if a == "model" else "prompt", b, "first", b)
-        self.link("first_latent", "latent", "first", "latent")
-        self.add("vae.decode", "first_decode", {}, (840, 500))
-        self.link("model", "vae", "first_decode", "vae")
-        self.link("first", "latent", "first_decode", "latent")
-        self.add("video.frame", "first_frame", {"index": 0}, (1120, 500))
-        self.link("first_decode", "video", "first_frame", "video")
-        return "first_frame", "image"
+        if not (_is_on(bool, self.get("use_init", False)) and init):
+            return None
+        path, note = local_path(init)
+        self.add("io.load_image", "init", {"path": path}, (280, 500))
+        self.entry("init_image", APPROX, ["init.path"], note, "frame 0 is the picture re-diffused at the strength "
+                   "schedule's frame-0 value (Deforum's own init 'strength' is not applied separately)")
+        return "init", "image"
 
     def animation(self) -> None:
-        image = self.first_image()
+        image = self.init_image()
         self.camera()
-        border = self.border()
-        self.add("motion.apply_camera", "move", {"motion": "compounding", "border": border, "fps": self.fps},
-                 (1400, 250))
-        self.link(*image, "move", "image")
-        self.link("camera", "camera", "move", "camera")
-        src = "move"
+        p: Dict[str, Any] = {"width": self.w, "height": self.h, "denoise": self.denoise_schedule(),
+                             "cfg": self.cfg, "steps": self.steps, "sampler": self.sampler, "seed": self.seed,
+                             "seed_behaviour": self.seed_behaviour, "cadence": self.n_cadence,
+                             "color_coherence": self.coherence(), "border": self.border(), "fps": self.fps}
+        if self.scheduler != "default":
+            p["scheduler"] = self.scheduler
+        if self.seed_schedule is not None:
+            p["seed_schedule"] = self.seed_schedule
+        p.update(self.noise_and_contrast())
+        self.add("generate.feedback", "loop", p, (1400, 250))
+        for port in ("model", "vae"):
+            self.link("model", port, "loop", port)
+        self.link("prompt", "positive", "loop", "positive")
+        self.link("prompt", "negative", "loop", "negative")
+        self.link("camera", "camera", "loop", "camera")
+        if image is not None:
+            self.link(*image, "loop", "image")
         if self.n_cadence > 1:
-            # Deforum diffuses one frame in n: the others are never sampled (the time it saves is the point)
-            self.add("video.every_nth", "cadence", {"n": self.n_cadence}, (1540, 500))
-            self.link("move", "video", "cadence", "video")
-            src = "cadence"
-            self.cadence_entry(self.n_cadence)
-        self.add("vae.encode", "encode", {}, (1680, 250))
-        self.link("model", "vae", "encode", "vae")
-        self.link(src, "video", "encode", "video")
-        denoise = self.denoise()
-        dec = self.sample_chain(("encode", "latent"), denoise, 1960)
-        x = 2520
-        if self.n_cadence > 1:
-            self.add("interpolate.flow", "tween", {"factor": self.n_cadence}, (x, 0))
-            self.link(dec, "video", "tween", "video")
-            dec, x = "tween", x + 280
-            if self.path_frames > self.frames:
-                self.add("video.trim", "trim", {"start": 0, "count": self.frames}, (x, 0))
-                self.link(dec, "video", "trim", "video")
-                dec, x = "trim", x + 280
-        self.finish(dec, x)
-        self.report.remarks.append(
-            "Deforum feeds every rendered frame back into the next; here the first frame is moved by the "
-            "camera steps (compounded frame after frame, as the feedback moves it) and each diffused frame is "
-            "img2img of that moved picture, with the same strength, prompts and seeds. New detail that Deforum grows "
-            "from frame to frame is drawn afresh in each frame instead.")
+            self.entry("diffusion_cadence", EXACT, ["loop.cadence"],
+                       f"one frame in {self.n_cadence} is diffused; the frames between are the diffused frames "
+                       f"around them moved on and crossfaded, as Deforum's cadence makes them")
+        self.finish("loop", 1680)
 
     def video_input(self) -> None:
         path = str(self.get("video_init_path", "") or "").strip()
@@ -503,16 +496,52 @@ class Builder:
                                                               f"{max(st.values):g})" if varies else ""))
         return round(min(max(1.0 - s, 0.01), 1.0), 6)
 
+    def denoise_schedule(self) -> Any:
+        """Deforum's strength schedule (how much of the moved frame is kept) as the loop's denoise: 1 - strength."""
+        st = self.per_frame("strength_schedule", "0: (0.65)", 0, 1, "strength")
+        self.entry("strength_schedule", EXACT, ["loop.denoise"], "denoise = 1 - strength, frame by frame")
+        return round(1 - st.constant, 6) if st.constant is not None else scaled(st.text, -1.0, 1.0)
+
+    def noise_and_contrast(self) -> Dict[str, Any]:
+        """Deforum's noise and contrast schedules, applied to the moved picture before img2img."""
+        out: Dict[str, Any] = {}
+        for key, param, default, hi in (("noise_schedule", "noise", "0: (0.065)", 1), ("contrast_schedule", "contrast",
+                                                                                      "0: (1.0)", 10)):
+            if key not in self.s:
+                continue
+            c = self.per_frame(key, default, 0, hi, param)
+            if c.constant == (1.0 if param == "contrast" else 0.0):
+                continue
+            out[param] = c.constant if c.constant is not None else c.text
+            perlin = param == "noise" and str(self.get("noise_type", "perlin")).lower() == "perlin"
+            self.entry(key, APPROX if perlin else EXACT, [f"loop.{param}"],
+                       "white noise mixed into the moved picture before it is diffused" +
+                       ("; Deforum's perlin noise type also shapes it in blobs, which is left out" if perlin else "")
+                       if param == "noise" else "the moved picture's values scaled before it is diffused")
+        return out
+
+    def coherence(self) -> str:
+        """Deforum's colour coherence as the loop's: the moved picture's histograms matched before it is diffused."""
+        coherence = str(self.get("color_coherence", "None"))
+        space = {"match frame 0 rgb": "rgb", "rgb": "rgb", "match frame 0 lab": "lab", "lab": "lab",
+                 "match frame 0 hsv": "hsv", "hsv": "hsv"}.get(coherence.lower())
+        if space:
+            self.entry("color_coherence", EXACT, ["loop.color_coherence"],
+                       f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused")
+        elif coherence.lower() not in ("none", ""):
+            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (the loop matches frame 0)")
+        return space or "none"
+
     def border(self) -> str:
         if self.mode == "3D":
             mode = str(self.get("padding_mode", "border"))
             out = {"border": "replicate", "reflection": "reflect", "zeros": "black"}.get(mode)
-            self.entry("padding_mode", EXACT if out else APPROX, ["move.border"],
+            self.entry("padding_mode", EXACT if out else APPROX, ["loop.border"],
                        "" if out else f"{mode!r} is read as border (replicate)")
             return out or "replicate"
         mode = str(self.get("border", "replicate"))
         out = {"replicate": "replicate", "wrap": "wrap", "zeros": "black"}.get(mode)
-        self.entry("border", EXACT if out else APPROX, ["move.border"],
+        self.entry("border", EXACT if out else APPROX, ["loop.border"],
                    "" if out else f"{mode!r} is read as replicate")
         return out or "replicate"
 
@@ -526,20 +555,8 @@ class Builder:
             raise DeforumSettingError(f"diffusion_cadence: {n}; 1 diffuses every frame, 2 one in two, ...")
         return min(n, 16, self.frames)
 
-    def cadence_entry(self, n: int) -> None:
-        self.entry("diffusion_cadence", APPROX, ["cadence.n", "tween.factor"],
-                   f"one frame in {n} is diffused, as in Deforum; the frames between are optical-flow in-betweens "
-                   f"of the diffused ones (Deforum blends the moved frames instead)")
-
-    @property
-    def path_frames(self) -> int:
-        """Frames the camera moves through: with a cadence, on to the next diffused frame after the last one
-        wanted (the in-betweens need a frame on each side), trimmed off at the end."""
-        n = self.n_cadence
-        return -(-(self.frames - 1) // n) * n + 1
-
     def camera(self) -> None:
-        p: Dict[str, Any] = {"frames": self.path_frames, "width": self.w, "height": self.h, "schedules": "per_frame"}
+        p: Dict[str, Any] = {"frames": self.frames, "width": self.w, "height": self.h, "schedules": "per_frame"}
         moves: List[Tuple[str, str, str, float, float]] = []  # (deforum key, kinograph param, default, scale, rest)
         if self.mode == "2D":
             moves = [("zoom", "zoom", "0:(1.0)", 1.0, 1.0), ("angle", "rotation_roll", "0:(0)", 1.0, 0.0),
@@ -586,14 +603,11 @@ class Builder:
         if moving:
             self.report.remarks.append(f"{', '.join(moving)}: not used in {self.mode} mode, in Deforum either")
         self.add("motion.camera_path", "camera", p, (1120, 250))
-        for key, why in (("noise_schedule", "Deforum adds this much noise to the moved picture before img2img; "
-                                            "here only the sampler's own noise (denoise) is added"),
-                         ("contrast_schedule", "the picture's contrast is not scaled between frames"),
-                         ("amount_schedule", "Deforum's anti-blur sharpening is not applied"),
+        for key, why in (("amount_schedule", "Deforum's anti-blur sharpening is not applied"),
                          ("aspect_ratio_schedule", "the 3-D aspect ratio is not changed")):
             if key not in self.s:
                 continue
-            rest = 1.0 if key in ("contrast_schedule", "aspect_ratio_schedule") else 0.0
+            rest = 1.0 if key == "aspect_ratio_schedule" else 0.0
             c = self.schedule(key, f"0:({rest})")
             if c.constant != rest and (key != "aspect_ratio_schedule" or self.mode == "3D"):
                 self.entry(key, UNMAPPED, [], why)
@@ -617,13 +631,16 @@ class Builder:
             self.report.remarks.append(f"settings this importer does not know, left out: {', '.join(unknown)}")
 
 
-def scaled(text: str, k: float) -> str:
-    """A schedule multiplied by k, keyframe by keyframe (numbers stay numbers, so their segments stay linear)."""
+def scaled(text: str, k: float, offset: float = 0.0) -> str:
+    """A schedule times k plus offset, keyframe by keyframe (numbers stay numbers, so their segments stay linear)."""
     from graph_engine.schedule import Keyframe, Schedule, parse_schedule
     s = parse_schedule(text)
     keys = []
     for kf in s.keyframes:
-        value = repr(round(kf.number * k, 12)) if kf.number is not None else f"({kf.value})*{k!r}"
+        if kf.number is not None:
+            value = repr(round(offset + kf.number * k, 12))
+        else:
+            value = f"({kf.value})*{k!r}" if not offset else f"{offset!r}+({kf.value})*{k!r}"
         keys.append(Keyframe(kf.frame, value, kf.easing))
     return Schedule(keys, s.interp).to_text()
 

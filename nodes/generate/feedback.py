@@ -40,10 +40,12 @@ class FrameSchedules:
     cfg: np.ndarray
     steps: np.ndarray
     seeds: np.ndarray
+    noise: np.ndarray = None
+    contrast: np.ndarray = None
 
 
 def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int, seed_behaviour: str = "iter",
-                    seed_schedule="0") -> FrameSchedules:
+                    seed_schedule="0", noise=0.0, contrast=1.0) -> FrameSchedules:
     """Each schedule evaluated at every frame and checked; seeds per Deforum's behaviours: iter adds 1 for every
     diffused frame (seed, seed + 1, ... at frames 0, c, 2c, ...), fixed keeps one, schedule reads seed_schedule."""
     from graph_engine.schedule import parse_schedule
@@ -63,7 +65,22 @@ def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int
     else:
         seeds = int(seed) + (index // cadence if seed_behaviour == "iter" else 0 * index)
     return FrameSchedules(values("denoise", denoise, 0.0, 1.0), values("cfg", cfg, 0.0, 50.0),
-                          np.round(values("steps", steps, 1, 1000)).astype(int), np.asarray(seeds, np.int64))
+                          np.round(values("steps", steps, 1, 1000)).astype(int), np.asarray(seeds, np.int64),
+                          values("noise", noise, 0.0, 1.0), values("contrast", contrast, 0.0, 10.0))
+
+
+def prepared(picture: Picture, plan: FrameSchedules, k: int) -> Picture:
+    """The moved picture as Deforum hands it to img2img at frame k: its values times `contrast`, then mixed
+    (1 - noise) : noise with a picture of white noise (mid-grey, 127.5 levels a unit) drawn from the frame's seed."""
+    c, amount = float(plan.contrast[k]), float(plan.noise[k])
+    if c == 1 and amount == 0:
+        return picture
+    x = picture.astype(np.float32) * c
+    if amount:
+        rng = np.random.default_rng(int(plan.seeds[k]) & 0xFFFF_FFFF_FFFF_FFFF)
+        grain = np.clip(rng.standard_normal(picture.shape, dtype=np.float32) * 127.5 + 127.5, 0, 255)
+        x = np.clip(x, 0, 255) * (1 - amount) + grain * amount
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 class KeyStore:
@@ -130,8 +147,8 @@ class FeedbackLoop:
     def _key(self, k: int, moved: Optional[Picture]) -> Picture:
         got = self.store.get(k, self.shape)
         if got is None:
-            if self.match is not None and moved is not None:
-                moved = self.match(moved)
+            if self.matcher is not None and moved is not None and k > self.c:     # at c it is the reference
+                moved = self._reference()(moved)
             got = np.ascontiguousarray(self.diffuse(moved, k), np.uint8)
             self.store.put(k, got)
             self.made = True
@@ -139,9 +156,17 @@ class FeedbackLoop:
             self.made = True        # said once, and only for frames a run before this one made
             self.log(f"taking up a loop that stopped: the diffused frames it kept in {self.store.folder} are read "
                      f"instead of made again")
-        if k == 0 and self.matcher is not None:
-            self.match = self.matcher(got)
         return got
+
+    def _reference(self) -> Callable:
+        """The colour match: to frame 0 as the second diffused frame's camera sees it (the first picture Deforum's
+        colour coherence meets, which it keeps as its sample), made from the kept frame 0 when first needed."""
+        if self.match is None:
+            ref = self._key(0, self.first)
+            for k in range(1, self.c + 1):
+                ref = self.step(ref, k)
+            self.match = self.matcher(ref)
+        return self.match
 
     def _restart(self, j: int) -> None:
         """The state at the start of the window holding frame j, from the last diffused frames kept before it
@@ -183,7 +208,7 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
                    step_progress: Callable[[int, int, int], None] = lambda frame, step, steps: None):
     """diffuse(picture, k) for FeedbackLoop: one frame sampled with frame k's prompt, denoise, guidance, steps and
     seed, through the same sampling and VAE code as generate.sample (img2img of the picture; None: from noise).
-    Denoise 0 keeps the picture as it is (no model call)."""
+    The picture's contrast and noise are applied first (prepared); denoise 0 then keeps it (no model call)."""
     from graph_engine import Clip
     from nodes.generate.families import family
     from nodes.generate.sampling import run_sampling
@@ -192,6 +217,8 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
 
     def diffuse(picture: Optional[Picture], k: int) -> Picture:
         denoise = 1.0 if picture is None else float(plan.denoise[k])
+        if picture is not None:
+            picture = prepared(picture, plan, k)
         if denoise <= 0:
             return picture
         latent = (empty_latent(vae, 1, width, height, fps) if picture is None
@@ -206,7 +233,7 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
 
 def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: int, height: int, denoise, cfg,
                   steps, sampler: str, scheduler: str, seed: int, seed_behaviour: str, seed_schedule, cadence: int,
-                  color_coherence: str, border: str, fps: float):
+                  color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0):
     """generate.feedback's clip: camera.length frames of the loop, made as they are read."""
     from graph_engine import Clip
     from nodes.common.color import histogram_matcher
@@ -218,7 +245,7 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
     family(vae.family).check_size(width, height)
     n = camera.length
     plan = frame_schedules(n, cadence, denoise=denoise, cfg=cfg, steps=steps, seed=seed,
-                           seed_behaviour=seed_behaviour, seed_schedule=seed_schedule)
+                           seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, noise=noise, contrast=contrast)
     try:
         mover = CameraMover(picture_at(camera, 1.0), width, height, "perspective", "compounding", border)
     except ValueError as e:

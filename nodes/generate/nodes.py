@@ -307,6 +307,10 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
              color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
                                           help="match each moved frame's histograms to frame 0's before it is "
                                                "diffused (Deforum's Match Frame 0 RGB / HSV / LAB)"),
+             noise: float = Param(0.0, kind="schedule", help="share of white noise mixed into each moved frame "
+                                                             "before it is diffused (0..1); Deforum's noise_schedule"),
+             contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
+                                                                "is diffused; Deforum's contrast_schedule"),
              border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                  help="what fills the edge a move uncovers"),
              fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip")) -> VIDEO:
@@ -321,7 +325,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
     return feedback_clip(ctx, model, vae, positive, negative, camera, image, width=width, height=height,
                          denoise=denoise, cfg=cfg, steps=steps, sampler=sampler, scheduler=scheduler, seed=seed,
                          seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, cadence=cadence,
-                         color_coherence=color_coherence, border=border, fps=fps)
+                         color_coherence=color_coherence, border=border, fps=fps, noise=noise, contrast=contrast)
 
 
 def _noise_tensor(noise):

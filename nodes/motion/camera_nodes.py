@@ -210,7 +210,8 @@ def apply_camera(ctx, camera: CAMERA,
                                          help="2-D: full homography, or its closest affine map"),
                  motion: str = Param("absolute", choices=("absolute", "compounding"),
                                      help="absolute: every frame from the source; compounding: each frame "
-                                          "from the previous one (Deforum's feedback look; stills only)"),
+                                          "from the previous one (Deforum's move without its diffusion; stills "
+                                          "only; generate.feedback re-diffuses every step)"),
                  border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                      help="what fills areas the source does not cover"),
                  depth_type: str = DEPTH_TYPE, near: float = NEAR, far: float = FAR,
