@@ -295,6 +295,41 @@ def test_a_clips_own_rate_and_sound_stay_with_it():
         in notes and "the audio input is not carried" in notes
 
 
+def test_controlnet_on_the_conditioning_steers_the_samplers_model():
+    """AnimateDiff video-to-video drives each frame with a ControlNet (a pose or depth video): ComfyUI attaches it to
+    the conditioning, Kinograph's control.apply to the model. The ControlNet nodes were not mapped."""
+    api = {"1": {"class_type": "CheckpointLoader|pysssss",
+                 "inputs": {"ckpt_name": {"content": "sd15\\dream.safetensors", "image": "x.jpg"}, "example": "[none]"}},
+           "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a dancer", "clip": ["1", 1]}},
+           "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+           "4": {"class_type": "VHS_LoadVideo", "inputs": {"video": "pose.mp4", "frame_load_cap": 16}},
+           "5": {"class_type": "ControlNetLoaderAdvanced", "inputs": {"control_net_name": "openpose.pth"}},
+           "6": {"class_type": "ACN_AdvancedControlNetApply",
+                 "inputs": {"strength": 0.8, "start_percent": 0, "end_percent": 1, "positive": ["2", 0],
+                            "negative": ["3", 0], "control_net": ["5", 0], "image": ["4", 0]}},
+           "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 16}},
+           "8": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7, "sampler_name": "euler",
+                                                      "scheduler": "karras", "denoise": 1, "model": ["1", 0],
+                                                      "positive": ["6", 0], "negative": ["6", 1],
+                                                      "latent_image": ["7", 0]}},
+           "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+           "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "f"}}}
+    res = import_data(api)
+    assert {e.status for e in res.report.entries.values()} == {"exact"}, res.report.text()
+    g = res.graph
+    (loader,), (control,), (video,), (sample,) = (_by_type(g, t) for t in ("load.model", "control.apply",
+                                                                            "io.load_video", "generate.sample"))
+    assert loader.params == {"path": "sd15\\dream.safetensors"}
+    assert control.params == {"path": "openpose.pth", "strength": 0.8, "preprocessor": "none"}
+    assert g.inputs[control.id] == {"model": (loader.id, "model"), "video": (video.id, "video")}
+    assert g.inputs[sample.id]["model"] == (control.id, "model")
+    assert {g.inputs[sample.id][k][0] for k in ("positive", "negative")} == {n.id for n in _by_type(g, "encode.text")}
+    from graph_engine.api import load_workflow
+    load_workflow(text=res.yaml)
+    api["6"]["inputs"]["end_percent"] = 0.6
+    assert "end_percent=0.6 is not carried" in import_data(api).report.entries["6"].notes
+
+
 def test_bypassed_node_is_rewired_and_muted_node_dropped():
     wf = _load("wan_t2v_optimalsteps.json")
     next(n for n in wf["nodes"] if n["type"] == "ModelSamplingSD3")["mode"] = 4

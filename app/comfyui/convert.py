@@ -34,6 +34,7 @@ class Converter:
         self.pending_vae: List[Tuple[str, str]] = []        # (kinograph node, ComfyUI node) needing a VAE link
         self.consumers: Dict[str, List[str]] = {}
         self.skipped: Dict[str, set] = {}                    # switch -> ComfyUI nodes feeding only its unpicked input
+        self.control_nodes: Dict[Tuple[Tuple[str, str], int], str] = {}   # (model port, control) -> control.apply
         for cn in flat.nodes.values():
             for v in cn.inputs.values():
                 if isinstance(v, Ref):
@@ -569,6 +570,11 @@ class Converter:
                              "Kinograph uses the guidance only")
                 params["cfg"] = pos.attrs["guidance"]
         comfy_denoise(params)
+        outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
+        if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
+                and not (isinstance(outs["model"], Out) and outs["model"].port):
+            notes.append("its conditioning carries a ControlNet, which Kinograph applies to the model: connect the "
+                         "model, then put control.apply before it")
         nid = self.add(rule.node, cn, params)
         for port in ("model", "positive", "negative"):
             v = outs.get(port)
@@ -583,7 +589,7 @@ class Converter:
         if fps and isinstance(lat, Out) and lat.port and self.graph.nodes[lat.port[0]].type == "latent.empty":
             self.graph.nodes[lat.port[0]].params["fps"] = fps
         self.outs[(cn.id, 0)] = Out((nid, "latent"))
-        return [nid]
+        return controls + [nid]
 
     def special_animatediff(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("model"))
@@ -717,6 +723,47 @@ class Converter:
         if isinstance(cn.inputs.get("optional_interpolation_states"), Ref):
             notes.append("optional_interpolation_states (frames to skip) is not carried: every pair is interpolated")
         return [self.plain(cn, rule, params, notes)]
+
+    def special_controlnet(self, cn, rule, params, notes):
+        """The control rides on the conditioning (attrs "controls") to the sampler, which puts control.apply on its
+        model (special_sampler): ComfyUI's ControlNet is applied while sampling, whatever conditioning carries it."""
+        cnet = self.resolve(cn.inputs.get("control_net"))
+        path = cnet.attrs.get("path") if isinstance(cnet, Out) else None
+        image = self.resolve(cn.inputs.get("image"))
+        if not isinstance(path, str) or not path or not (isinstance(image, Out) and image.port):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("its control_net or image comes from a node that did not convert")
+            return None
+        control = {"path": path, "strength": params.get("strength", 1.0), "video": image}
+        for k in ("mask_optional", "timestep_kf", "latent_kf_override", "weights_override", "model_optional"):
+            if isinstance(cn.inputs.get(k), Ref):
+                notes.append(f"{k} is not carried")
+        names = ("conditioning",) if cn.class_type == "ControlNetApply" else ("positive", "negative")
+        for slot, name in enumerate(names):
+            v = self.resolve(cn.inputs.get(name))
+            base = v if isinstance(v, Out) else Out()
+            self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs,
+                                                       "controls": base.attrs.get("controls", ()) + (control,)})
+        return []
+
+    def control_model(self, cn, model: Out, conds) -> Tuple[Out, List[str]]:
+        """`model` through a control.apply for each ControlNet the conditionings carry (each once)."""
+        made, seen = [], set()
+        for cond in conds:
+            for c in (cond.attrs.get("controls", ()) if isinstance(cond, Out) else ()):
+                if id(c) in seen or not (isinstance(model, Out) and model.port):
+                    continue
+                seen.add(id(c))
+                key = (model.port, id(c))
+                if key not in self.control_nodes:
+                    nid = self.add("control.apply", cn, {"path": c["path"], "strength": c["strength"],
+                                                         "preprocessor": "none"}, f"_control{len(seen)}", dy=-160)
+                    self.link(model, nid, "model")
+                    self.link(c["video"], nid, "video")
+                    self.control_nodes[key] = nid
+                    made.append(nid)
+                model = Out((self.control_nodes[key], "model"))
+        return model, made
 
     def special_webm_codec(self, cn, rule, params, notes):
         codec = self.resolve(cn.inputs.get("codec")) or "vp9"

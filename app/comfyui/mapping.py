@@ -144,6 +144,11 @@ VHS_LOAD = Rule("io.load_video", ("video", "force_rate", "force_size", "custom_w
                 outputs=("video", None, None, "video"), special="vhs_load",
                 ignore={"choose video to upload": None, "format": None, "meta_batch": None})
 
+def pysssss_file(v):
+    """{"content": "x.safetensors", "image": ...} -> x.safetensors"""
+    return v.get("content") if isinstance(v, dict) else v
+
+
 def resize_method(v):
     """nearest-exact -> nearest; bilinear, bicubic, area, lanczos as they are"""
     found = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area",
@@ -190,6 +195,15 @@ RULES: Dict[str, Rule] = {
                            outputs=("text_encoder",), ignore={"device": "default"}),
     "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
     "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
+    # pysssss's Custom Scripts loaders: ComfyUI's own, with a preview picture; the file name is the widget's `content`
+    "CheckpointLoader|pysssss": Rule("load.model", ("ckpt_name", "example"), (P("ckpt_name", "path", pysssss_file),),
+                                     outputs=LOADER_OUT, ignore={"example": None}),
+    "LoraLoader|pysssss": Rule("lora.image", ("lora_name", "strength_model", "strength_clip", "example"),
+                               (P("lora_name", "path", pysssss_file), P("strength_model", "strength")),
+                               {"model": "model"}, ("model", None), special="lora",
+                               ignore={"strength_clip": 0.0, "example": None},
+                               note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not "
+                                    "applied"),
     "LoraLoaderModelOnly": Rule("lora.image", ("lora_name", "strength_model"),
                                 (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"},
                                 ("model",)),
@@ -202,6 +216,17 @@ RULES: Dict[str, Rule] = {
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
     "CLIPSetLastLayer": Rule(None, ("stop_at_clip_layer",), (P("stop_at_clip_layer", "clip_skip", lambda v: -int(v)),),
                              fold=True, special="clip_skip"),
+    # ControlNet: ComfyUI attaches a control image to the conditioning; Kinograph's control.apply steers the model
+    # (both prompts), so each sampler given controlled conditioning gets control.apply on its model input. The
+    # image is taken as it is (preprocessor none), as ComfyUI takes it
+    "ControlNetLoader": Rule(None, ("control_net_name",), (P("control_net_name", "path"),), fold=True),
+    "ControlNetLoaderAdvanced": Rule(None, ("control_net_name",), (P("control_net_name", "path"),), fold=True),
+    "ControlNetApply": Rule(None, ("strength",), (P("strength", "strength"),), fold=True, special="controlnet",
+                            note="ComfyUI applies it to the positive prompt only; Kinograph's ControlNet steers the "
+                                 "model, under both prompts"),
+    **{name: Rule(None, ("strength", "start_percent", "end_percent"), (P("strength", "strength"),), fold=True,
+                  special="controlnet", ignore={"start_percent": 0.0, "end_percent": 1.0})
+       for name in ("ControlNetApplyAdvanced", "ACN_AdvancedControlNetApply", "ACN_AdvancedControlNetApply_v2")},
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
