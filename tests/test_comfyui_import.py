@@ -330,6 +330,32 @@ def test_controlnet_on_the_conditioning_steers_the_samplers_model():
     assert "end_percent=0.6 is not carried" in import_data(api).report.entries["6"].notes
 
 
+def test_fizznodes_prompt_schedule_and_advanced_clip_encode():
+    """FizzNodes' BatchPromptSchedule (the prompt travel of most AnimateDiff workflows) and ADV_CLIP_emb's encoder
+    were not mapped. The schedule's JSON-like keyframes become Kinograph's `FRAME: (prompt)` schedule, which
+    Kinograph's own parser reads back to the same prompts (the emphasis inside them kept)."""
+    from graph_engine.schedule import parse_text_keyframes
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "dreamshaper_8.safetensors"}},
+           "2": {"class_type": "BatchPromptSchedule",
+                 "inputs": {"text": '"0" :"girl closed eyes (happy:1.2), seaside",\n"6" :"girl \\"open\\" eyes",\n'
+                                    '"9" :"(smiling:1.2)"\n\n', "max_frames": 16, "print_output": False,
+                            "pre_text": "best quality, masterpiece,\n", "app_text": "", "start_frame": 0,
+                            "end_frame": 0, "clip": ["1", 1]}},
+           "3": {"class_type": "BNK_CLIPTextEncodeAdvanced",
+                 "inputs": {"text": "blurry", "token_normalization": "none", "weight_interpretation": "comfy",
+                            "clip": ["1", 1]}}}
+    res = import_data(api)
+    sched = res.graph.nodes["batch_prompt_schedule_2"]
+    assert parse_text_keyframes(sched.params["text"]) == [
+        (0, "best quality, masterpiece, girl closed eyes (happy:1.2), seaside"),
+        (6, 'best quality, masterpiece, girl "open" eyes'), (9, "best quality, masterpiece, (smiling:1.2)")]
+    assert sched.params["weighting"] == "comfy" and res.report.entries["2"].status == "approx"
+    neg = res.graph.nodes["bnk_clip_text_encode_advanced_3"]
+    assert neg.params == {"text": "blurry", "weighting": "comfy"} and res.report.entries["3"].status == "exact"
+    api["3"]["inputs"]["weight_interpretation"] = "A1111"
+    assert import_data(api).report.entries["3"].notes == ["weight_interpretation='A1111' is not carried"]
+
+
 def test_bypassed_node_is_rewired_and_muted_node_dropped():
     wf = _load("wan_t2v_optimalsteps.json")
     next(n for n in wf["nodes"] if n["type"] == "ModelSamplingSD3")["mode"] = 4

@@ -214,6 +214,20 @@ RULES: Dict[str, Rule] = {
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
+    # ComfyUI_ADV_CLIP_emb: ComfyUI's encoder with a choice of weighting; "comfy" with no normalization is the same
+    "BNK_CLIPTextEncodeAdvanced": Rule("encode.text", ("text", "token_normalization", "weight_interpretation"),
+                                       (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
+                                       fixed={"weighting": "comfy"}, takes=("clip_skip",),
+                                       ignore={"token_normalization": "none", "weight_interpretation": "comfy"}),
+    # FizzNodes' prompt schedule ("0": "a caterpillar", "24": "a butterfly") as Kinograph's "0: ..., 24: ..."
+    "BatchPromptSchedule": Rule("encode.text", ("text", "max_frames", "print_output", "pre_text", "app_text",
+                                                "start_frame", "end_frame", "pw_a", "pw_b", "pw_c", "pw_d"),
+                                (), {"clip": "text_encoder"}, ("positive", "negative"), fixed={"weighting": "comfy"},
+                                takes=("clip_skip",), special="prompt_schedule",
+                                ignore={"max_frames": None, "print_output": None, "start_frame": 0, "end_frame": 0},
+                                note="FizzNodes blends the keyframes' conditionings frame by frame, as Kinograph's "
+                                     "prompt schedule does, but Kinograph averages them over each context window of a "
+                                     "video transformer"),
     "CLIPSetLastLayer": Rule(None, ("stop_at_clip_layer",), (P("stop_at_clip_layer", "clip_skip", lambda v: -int(v)),),
                              fold=True, special="clip_skip"),
     # ControlNet: ComfyUI attaches a control image to the conditioning; Kinograph's control.apply steers the model
