@@ -290,9 +290,42 @@ def test_a_clips_own_rate_and_sound_stay_with_it():
            "3": {"class_type": "RIFE VFI", "inputs": {"ckpt_name": "rife49.pth", "multiplier": 2, "frames": ["2", 0]}},
            "4": {"class_type": "CreateVideo", "inputs": {"images": ["3", 0], "audio": ["2", 1], "fps": ["2", 2]}},
            "5": {"class_type": "SaveVideo", "inputs": {"video": ["4", 0], "filename_prefix": "x"}}}
-    notes = "; ".join(import_data(api).report.entries["4"].notes)
-    assert "fps is the loaded clip's frame rate, and the frames here went through a node that changes the rate" \
-        in notes and "the audio input is not carried" in notes
+    res = import_data(api)
+    assert res.report.entries["4"].notes == [
+        "fps is the loaded clip's frame rate, and the frames here are not at that rate (a node between changes it): "
+        "the clip's own rate is kept; set fps by hand to play them at another"]
+    # the sound lasts as long as the interpolated frames: it stays with them
+    assert res.report.entries["4"].status == "approx"
+
+
+def test_comfyuis_frame_interpolation_template_plays_at_the_same_speed():
+    """ComfyUI's Frame Interpolation template: its own FrameInterpolate node (not mapped) and an fps of
+    'min(abs(b), 16) * a' over the clip's rate (only known when it runs: not mapped). Interpolated frames at the
+    clip's rate times the multiplier are what Kinograph's interpolator gives the clip, so the rate is left to it."""
+    wf = json.loads((DATA / "templates" / "utility_video_frame_interpolation.json").read_text(encoding="utf-8"))
+    res = import_data(wf)
+    assert not res.report.blocking and res.report.entries["16:11"].status == "exact"
+    g = res.graph
+    (load,), (interp,), (save,) = (_by_type(g, t) for t in ("io.load_video", "interpolate.flow", "io.save_video"))
+    assert interp.params == {"factor": 2, "quality": "medium", "scene_threshold": 0.0}      # FILM's weights
+    assert g.inputs[save.id]["video"] == (interp.id, "video") and "fps" not in save.params
+    assert {e.status for k, e in res.report.entries.items() if k != "16:2"} <= {"exact", "ui"}, res.report.text()
+    loader = next(n for n in wf["definitions"]["subgraphs"][0]["nodes"] if n["type"] == "FrameInterpolationModelLoader")
+    loader["widgets_values"] = ["rife_v4.26.safetensors"]
+    mult = next(n for n in wf["definitions"]["subgraphs"][0]["nodes"] if n["type"] == "PrimitiveInt")
+    mult["widgets_values"] = [4, "fixed"]
+    res = import_data(wf)
+    rife, = _by_type(res.graph, "interpolate.rife")
+    assert rife.params == {"model": "rife_v4.26.safetensors", "factor": 4, "scene_threshold": 0.0}
+    assert "fps" not in _by_type(res.graph, "io.save_video")[0].params
+    formula = next(n for n in wf["definitions"]["subgraphs"][0]["nodes"] if n["type"] == "ComfyMathExpression")
+    formula["widgets_values"] = ["a * 3"]                 # not the rate the interpolated frames have
+    res = import_data(wf)
+    assert "fps is the loaded clip's frame rate x 3, and the frames here are not at that rate" in \
+        "; ".join(res.report.entries["16:5"].notes)
+    formula["widgets_values"] = ["a * a"]                 # not a multiple of the rate: only known when it runs
+    assert "its input values is only known when the workflow runs" in \
+        "; ".join(import_data(wf).report.entries["16:11"].notes)
 
 
 def test_controlnet_on_the_conditioning_steers_the_samplers_model():

@@ -272,7 +272,9 @@ def test_comfyui_folder_names_subfolders_and_extra_model_paths(tmp_path, monkeyp
     comfy = tmp_path / "ComfyUI"
     for rel in ("models/diffusion_models/wan/wan2.1_t2v.safetensors", "models/diffusers/Wan-Diffusers/model_index.json",
                 "models/animatediff_motion_lora/v2_lora_PanLeft.ckpt", "models/CogVideo/CogVideoX-2b/transformer/config.json",
-                "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife49.pth"):
+                "custom_nodes/ComfyUI-Frame-Interpolation/ckpts/rife/rife49.pth",
+                # ComfyUI's own frame interpolation (FrameInterpolationModelLoader) keeps its weights here
+                "models/frame_interpolation/rife_v4.26.safetensors"):
         (comfy / rel).parent.mkdir(parents=True, exist_ok=True)
         (comfy / rel).write_text("{}")
     a1111 = tmp_path / "webui"
@@ -291,6 +293,7 @@ def test_comfyui_folder_names_subfolders_and_extra_model_paths(tmp_path, monkeyp
     assert find("CogVideoX-2b", "diffusion_models").is_dir()
     assert find("v2_lora_PanLeft.ckpt", "loras").parent.name == "animatediff_motion_lora"
     assert find("rife49.pth", "rife").parent.name == "rife"
+    assert find("rife_v4.26.safetensors", "rife").parent.name == "frame_interpolation"
     assert find("dreamshaper.safetensors", "checkpoints").parent == a1111 / "models" / "Stable-diffusion"
     assert find("ink", "loras").parent == a1111 / "models" / "Lora"
     with pytest.raises(NodeError, match="not found"):

@@ -133,12 +133,15 @@ class Converter:
                 notes.append(f"{p.comfy} is empty (null) in the file: {self.default_of(rule, p)}; check it")
                 continue
             if isinstance(v, Out) and "clip_fps" in v.attrs and p.param == "fps":
-                # the rate a clip was loaded at: Kinograph's clips carry it, so leaving fps unset keeps it, as long
-                # as nothing between the load and here changes the rate
-                if not self.rate_kept(cn, v.attrs["clip_fps"]):
-                    notes.append(f"{p.comfy} is the loaded clip's frame rate, and the frames here went through a "
-                                 f"node that changes the rate: the clip's new rate is kept; set {p.param} by hand "
-                                 "to play it at the old one")
+                # a multiple of the rate a clip was loaded at: Kinograph's clips carry their rate, and its
+                # interpolators and frame droppers change it with the frames, so leaving fps unset is the same
+                # when the frames here are at that multiple (fps * 2 after a 2x interpolation)
+                load, k = v.attrs["clip_fps"]
+                here = self.rate_factor(cn, load)
+                if here is None or abs(here - k) > 1e-6:
+                    notes.append(f"{p.comfy} is the loaded clip's frame rate" + (f" x {k:g}" if k != 1 else "") +
+                                 ", and the frames here are not at that rate (a node between changes it): the "
+                                 f"clip's own rate is kept; set {p.param} by hand to play them at another")
                 continue
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
@@ -158,12 +161,11 @@ class Converter:
                     notes.append(f"{k}={v!r} is not carried")
         return params
 
-    RATE_CHANGERS = ("interpolate.rife", "interpolate.flow", "video.every_nth", "video.fps")
-    SOUND_DROPPERS = RATE_CHANGERS + ("video.reverse", "video.pingpong", "video.concat")
+    # the nodes that do not keep a clip's sound (interpolators and rate changers keep it: the duration stays)
+    SOUND_DROPPERS = ("video.reverse", "video.pingpong", "video.concat", "video.trim")
 
-    def rate_kept(self, cn: CNode, load: str, changers=RATE_CHANGERS) -> bool:
-        """Whether the frames `cn` takes come from Kinograph node `load` through nodes that keep the frame rate (or
-        with `changers` SOUND_DROPPERS, the sound)."""
+    def rate_kept(self, cn: CNode, load: str, changers=SOUND_DROPPERS) -> bool:
+        """Whether the frames `cn` takes come from Kinograph node `load` through nodes that keep its sound."""
         starts = [v.port[0] for k in ("images", "video", "frames") for v in [self.resolve(cn.inputs.get(k))]
                   if isinstance(v, Out) and v.port]
         seen: set = set()
@@ -176,6 +178,30 @@ class Converter:
             seen.add(n)
             starts += [src for src, _ in self.graph.inputs.get(n, {}).values()]
         return False
+
+    def rate_factor(self, cn: CNode, load: str) -> Optional[float]:
+        """The frames `cn` takes are at this multiple of Kinograph node `load`'s rate (None: not from it, or through
+        a node that sets a rate of its own)."""
+        src = next((v.port for k in ("images", "video", "frames") for v in [self.resolve(cn.inputs.get(k))]
+                    if isinstance(v, Out) and v.port), None)
+        k = 1.0
+        for _ in range(256):
+            if src is None:
+                return None
+            n = self.graph.nodes[src[0]]
+            if n.id == load:
+                return k
+            if n.type in ("interpolate.rife", "interpolate.flow"):
+                if n.params.get("fps"):
+                    return None
+                k *= n.params.get("factor", 2)
+            elif n.type == "video.every_nth":
+                k /= n.params.get("n", 2)
+            elif n.type == "video.fps":
+                return None
+            ins = self.graph.inputs.get(n.id, {})
+            src = ins.get("video") or (next(iter(ins.values())) if len(ins) == 1 else None)
+        return None
 
     def missing_widget(self, rule: Rule, p) -> str:
         """A widget the file has no value for (saved before ComfyUI had it, or cut short): ComfyUI would fill in its
@@ -370,7 +396,7 @@ class Converter:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, **fps})
         audio = self.resolve(cn.inputs.get("audio"))
         if "audio" in cn.inputs and not (isinstance(audio, Out) and "clip_audio" in audio.attrs and
-                                         self.rate_kept(cn, audio.attrs["clip_audio"], self.SOUND_DROPPERS)):
+                                         self.rate_kept(cn, audio.attrs["clip_audio"])):
             # the clip's own sound travels with its frames in Kinograph; any other sound is not joined to them
             notes.append("the audio input is not carried")
         return []
@@ -396,6 +422,9 @@ class Converter:
     def special_math(self, cn, rule, params, notes):
         from .expr import ExprError, evaluate
         values = {k.split(".", 1)[1]: self.resolve(v) for k, v in cn.inputs.items() if k.startswith("values.")}
+        rates = {k: v.attrs["clip_fps"] for k, v in values.items() if isinstance(v, Out) and "clip_fps" in v.attrs}
+        if rates and len({load for load, _ in rates.values()}) == 1:
+            return self.rate_math(cn, params, values, rates)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
             return self.not_constant(cn, "input values")
         try:
@@ -406,6 +435,22 @@ class Converter:
             return None
         for slot, value in enumerate((float(result), int(result), bool(result))):
             self.outs[(cn.id, slot)] = Out(None, {"value": value})
+        return []
+
+    def rate_math(self, cn, params, values, rates):
+        """A formula of a clip's frame rate (fps * multiplier, to play interpolated frames at the same speed): when
+        it is a fixed multiple of the rate, whatever the rate, its result is that multiple of the clip's rate."""
+        from .expr import ExprError, evaluate
+        load = next(iter(rates.values()))[0]
+        try:
+            out = [evaluate(params.get("expression", ""), {**values, **{k: f * m for k, (_, m) in rates.items()}}) / f
+                   for f in (24.0, 30.0)]
+        except (ExprError, TypeError, ZeroDivisionError):
+            out = None
+        if out is None or abs(out[0] - out[1]) > 1e-9 or any(isinstance(v, Out) for k, v in values.items()
+                                                                if k not in rates):
+            return self.not_constant(cn, "input values")
+        self.outs[(cn.id, 0)] = Out(None, {"clip_fps": (load, out[0])})
         return []
 
     def special_batch_clips(self, cn, rule, params, notes):
@@ -436,7 +481,7 @@ class Converter:
         self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
         if isinstance(src, Out) and src.port:
             self.outs[(cn.id, 1)] = Out(None, {"clip_audio": src.port[0]})
-            self.outs[(cn.id, 2)] = Out(None, {"clip_fps": src.port[0]})
+            self.outs[(cn.id, 2)] = Out(None, {"clip_fps": (src.port[0], 1.0)})
         return []
 
     def special_motion_apply(self, cn, rule, params, notes):
@@ -706,7 +751,7 @@ class Converter:
                  "VHS_VideoInfo": {0: not forced, 5: True}}[cn.class_type]
         for slot, same in slots.items():
             if same and load is not None:
-                self.outs[(cn.id, slot)] = Out(None, {"clip_fps": src.port[0]})
+                self.outs[(cn.id, slot)] = Out(None, {"clip_fps": (src.port[0], 1.0)})
         return []
 
     def special_upscale_model(self, cn, rule, params, notes):
@@ -717,6 +762,21 @@ class Converter:
             params["model"] = model
         else:
             notes.append("its upscale_model comes from a node that did not convert; set model by hand")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_frame_interpolate(self, cn, rule, params, notes):
+        """RIFE weights run as interpolate.rife; FILM's, which Kinograph has no network for, as FILM VFI's do."""
+        loader = self.resolve(cn.inputs.get("interp_model") or cn.inputs.get("model"))
+        model = loader.attrs.get("model") if isinstance(loader, Out) else None
+        if not isinstance(model, str) or not model:
+            notes.append("its interp_model comes from a node that did not convert; set model by hand")
+        elif "film" in model.lower():
+            film = RULES["FILM VFI"]
+            notes.append(film.note)
+            return [self.plain(cn, Rule(film.node, outputs=rule.outputs, inputs=rule.inputs),
+                               {**film.fixed, "factor": params.get("factor", 2)}, notes)]
+        else:
+            params["model"] = model
         return [self.plain(cn, rule, params, notes)]
 
     def special_vfi(self, cn, rule, params, notes):

@@ -480,6 +480,11 @@ RULES: Dict[str, Rule] = {
                       P("scale_factor", "scale")), {"frames": "video"}, ("video",), fixed={"scene_threshold": 0.0},
                      ignore={"clear_cache_after_n_frames": None, "fast_mode": True,
                              "optional_interpolation_states": None}, special="vfi"),
+    # ComfyUI's own interpolator (RIFE or FILM weights in models/frame_interpolation): the same frames as RIFE VFI
+    "FrameInterpolationModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    "FrameInterpolate": Rule("interpolate.rife", ("multiplier",), (P("multiplier", "factor", vfi_factor),),
+                             {"images": "video"}, ("video",), fixed={"scene_threshold": 0.0},
+                             special="frame_interpolate"),
     "FILM VFI": Rule("interpolate.flow", ("ckpt_name", "clear_cache_after_n_frames", "multiplier"),
                      (P("multiplier", "factor", vfi_factor),), {"frames": "video"}, ("video",),
                      fixed={"scene_threshold": 0.0, "quality": "medium"},

@@ -25,7 +25,7 @@ KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", 
          "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other).
-ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"),
+ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",)}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
