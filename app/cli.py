@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("-o", "--output", metavar="OUT.yaml", help="where to write the workflow (default: stdout)")
     im.add_argument("--partial", action="store_true",
                     help="write it even when nodes have no equivalent (red placeholders mark them)")
+    im.add_argument("--bypass-unmapped", action="store_true",
+                    help="bypass nodes with no equivalent that pass a value on (a model patch, a conditioning or image "
+                         "filter), as ComfyUI's bypass does: the rest runs without what they do")
     im.add_argument("--force", action="store_true", help="replace OUT.yaml if it exists")
 
     v = sub.add_parser("validate", help="check a workflow without running it")

@@ -38,8 +38,10 @@ class ImportResult:
         return to_yaml(self.graph, default_registry())
 
 
-def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, label: str = "") -> ImportResult:
-    """Convert a parsed ComfyUI workflow (UI or API format); `label` names it in error messages."""
+def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, label: str = "",
+                bypass_unmapped: bool = False) -> ImportResult:
+    """Convert a parsed ComfyUI workflow (UI or API format); `label` names it in error messages. `bypass_unmapped`
+    bypasses the nodes Kinograph has no equivalent for that pass a value through (UI format), as ComfyUI would."""
     from .convert import convert
     from .flatten import from_api, from_ui
     from .mapping import widget_names
@@ -54,7 +56,7 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
         registry = default_registry()
     where = label or origin or "the workflow"
     try:
-        flat = from_ui(data, widget_names) if kind == "ui" else from_api(data)
+        flat = from_ui(data, widget_names, bypass_unmapped) if kind == "ui" else from_api(data)
         graph, report = convert(flat, registry)
     except ComfyImportError as e:
         raise ComfyImportError(f"{where}: {e}") from None
@@ -65,7 +67,7 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
     return ImportResult(graph, report, kind, origin)
 
 
-def import_workflow(path, *, registry=None) -> ImportResult:
+def import_workflow(path, *, registry=None, bypass_unmapped: bool = False) -> ImportResult:
     """Read and convert a .json workflow or a media file carrying one, or Deforum's settings (app.deforum)."""
     from .sources import read_source
     from ..deforum import import_settings, is_deforum_file
@@ -73,7 +75,8 @@ def import_workflow(path, *, registry=None) -> ImportResult:
         return import_settings(path, registry=registry)
     src = read_source(path)
     p = Path(path)
-    result = import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p))
+    result = import_data(src.data, name=p.stem, origin=f"{p.name}, {src.origin}", registry=registry, label=str(p),
+                         bypass_unmapped=bypass_unmapped)
     if src.remark:
         result.report.remarks.append(src.remark)
     return result

@@ -18,7 +18,7 @@ def cmd_import(args) -> int:
     from graph_engine.workflow import atomic_write_text
     from . import import_workflow
     try:
-        result = import_workflow(args.file)
+        result = import_workflow(args.file, bypass_unmapped=getattr(args, "bypass_unmapped", False))
     except ComfyImportError as e:
         print(f"kinograph import: {e}", file=sys.stderr)
         return EXIT_UNMAPPED
@@ -28,8 +28,10 @@ def cmd_import(args) -> int:
     code = report.exit_code
     if code == EXIT_UNMAPPED and not args.partial:
         names = ", ".join(f"{e.class_type} #{e.comfy_id}" for e in report.blocking)
+        bypass = ("; --bypass-unmapped bypasses them (they pass a value on) and writes a workflow that runs without "
+                  "what they do" if all(e.bypassable for e in report.blocking) else "")
         print(f"not written: {names} cannot be converted (why is above); --partial writes the workflow with "
-              "placeholders in their place", file=sys.stderr)
+              f"placeholders in their place{bypass}", file=sys.stderr)
         return code
     text = result.yaml
     if not report.blocking:

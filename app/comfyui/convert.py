@@ -113,6 +113,10 @@ class Converter:
                 self.convert(cn, rule)
         for nid, cls, title, why in self.flat.dropped:
             self.report.add(Entry(nid, cls, title, "ui", [], [why]))
+        for nid, cls, title, types in self.flat.bypassed:
+            self.report.add(Entry(nid, cls, title, APPROX, [], [
+                f"no Kinograph equivalent: bypassed as you asked (--bypass-unmapped), its {types} input passed "
+                "straight on, so what it did is missing"]))
         self.drop_unpicked()
         self.connect_vaes()
         self.layout_extras()
@@ -267,8 +271,14 @@ class Converter:
             params["widgets_values"] = cn.widgets
         nid = self.add("comfyui." + re.sub(r"[^A-Za-z0-9_\-]+", "_", cn.class_type), cn, params)
         self.graph.ui.setdefault(nid, {})["placeholder"] = True
-        self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid], [unmapped_note(cn)],
-                              runs=cn.mode == 0))
+        notes = [unmapped_note(cn)]
+        if cn.id in self.flat.bypassable:
+            types = self.flat.bypassable[cn.id]
+            notes.append(f"it passes a {types} on, so it can be bypassed as ComfyUI bypasses a node (`kinograph "
+                         f"import --bypass-unmapped`, or delete it and link its {types} input on): the rest then runs, "
+                         "without what it does")
+        self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid], notes, runs=cn.mode == 0,
+                              bypassable=cn.id in self.flat.bypassable))
 
     def not_constant(self, cn: CNode, what: str) -> None:
         self.placeholder(cn)

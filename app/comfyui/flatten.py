@@ -50,6 +50,10 @@ class Flat:
     notes: List[Dict[str, Any]] = field(default_factory=list)
     groups: List[Dict[str, Any]] = field(default_factory=list)
     dropped: List[Tuple[str, str, str, str]] = field(default_factory=list)   # id, class, title, why
+    # nodes Kinograph has no mapping for whose every used output has a linked input of its type, as ComfyUI's bypass
+    # needs: passed through when the user asks (bypass_unmapped), else named so that the report can offer it
+    bypassable: Dict[str, str] = field(default_factory=dict)    # id -> the types it passes
+    bypassed: List[Tuple[str, str, str, str]] = field(default_factory=list)  # id, class, title, types, at the user's word
     # node id -> what its report line must add: inputs whose link leads nowhere (a node or link the file lacks, a
     # muted node, a bypass with nothing to pass on; ComfyUI runs without them too), a second node of the same id
     remarks: Dict[str, List[str]] = field(default_factory=dict)
@@ -245,8 +249,19 @@ def _relink(nodes, dst, slot, old, new):
             n["inputs"] = ins
 
 
-def from_ui(data: Dict[str, Any], widget_names) -> Flat:
-    """`widget_names(class_type)` gives the positional widget names of a known class, or None."""
+def _passes(n: "_UINode") -> Optional[str]:
+    """The types a node could pass through if bypassed (each used output has a linked input of its type), or None."""
+    used = [o["type"] for k, o in enumerate(n.outputs)
+            if k < len(n.raw.get("outputs") or []) and (n.raw["outputs"][k] or {}).get("links")]
+    have = {i["type"] for i in n.inputs if i["link"] is not None}
+    if not used or any(t in ("*", "") or t not in have for t in used):
+        return None
+    return ", ".join(dict.fromkeys(used))
+
+
+def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -> Flat:
+    """`widget_names(class_type)` gives the positional widget names of a known class, or None. With `bypass_unmapped`
+    a node of no known class that can pass its inputs through is bypassed, as ComfyUI bypasses a node."""
     raw_nodes, raw_links = _expand_subgraphs(data)
     flat = Flat({})
     nodes = _ui_nodes(raw_nodes, flat.remarks)
@@ -286,6 +301,12 @@ def from_ui(data: Dict[str, Any], widget_names) -> Flat:
         elif mode == MODE_BYPASS:
             passthrough[nid] = None
             flat.dropped.append((nid, t, title(n), "bypassed in ComfyUI: its inputs pass straight through"))
+        elif widget_names(t) is None and not t.startswith(("workflow>", "workflow/")) and _passes(n):
+            if bypass_unmapped:
+                passthrough[nid] = None
+                flat.bypassed.append((nid, t, title(n), _passes(n)))
+            else:
+                flat.bypassable[nid] = _passes(n)
 
     def named(o: str) -> str:
         n = nodes[o]

@@ -501,6 +501,7 @@ RULES: Dict[str, Rule] = {
                       {"images": "video"}),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    "ImageCompare": Rule(None, kind="ui", note="previews show in Kinograph's viewer (its compare mode shows two)"),
     # editor-only nodes of popular packs: nothing runs through them, so they must not stop an import as nodes
     # Kinograph lacks. rgthree's switchboards set other nodes' modes in ComfyUI's editor; the file holds those modes
     **{f"Fast {what} (rgthree)": Rule(None, kind="ui", note="rgthree's switchboard: the bypassed and muted nodes it set "

@@ -18,6 +18,7 @@ class Entry:
     kinograph: List[str]
     notes: List[str] = field(default_factory=list)
     runs: bool = True
+    bypassable: bool = False        # unmapped, but passes a value on: `--bypass-unmapped` can bypass it
 
     def line(self) -> str:
         name = f"{self.class_type} #{self.comfy_id}" + (f" \"{self.title}\"" if self.title else "")
