@@ -389,6 +389,45 @@ def test_fizznodes_prompt_schedule_and_advanced_clip_encode():
     assert import_data(api).report.entries["3"].notes == ["weight_interpretation='A1111' is not carried"]
 
 
+def test_efficiency_nodes_loader_and_sampler_unbundle():
+    """efficiency-nodes' Efficient Loader (checkpoint, VAE, clip skip, LoRA, both prompts, empty latent in one node)
+    and KSampler (Efficient) (a KSampler that also decodes) are in many shared AnimateDiff workflows; neither was
+    mapped, so nothing downstream of them converted."""
+    api = {"15": {"class_type": "Efficient Loader",
+                  "inputs": {"ckpt_name": "dreamshaper_8.safetensors", "vae_name": "vae-ft-mse.safetensors",
+                             "clip_skip": -2, "lora_name": "ink.safetensors", "lora_model_strength": 0.8,
+                             "lora_clip_strength": 0, "positive": "a fox", "negative": "blurry",
+                             "token_normalization": "none", "weight_interpretation": "comfy",
+                             "empty_latent_width": 512, "empty_latent_height": 384, "batch_size": 16}},
+           "2": {"class_type": "KSampler (Efficient)",
+                 "inputs": {"seed": 7, "steps": 20, "cfg": 7, "sampler_name": "euler", "scheduler": "karras",
+                            "denoise": 1, "preview_method": "auto", "vae_decode": "true", "model": ["15", 0],
+                            "positive": ["15", 1], "negative": ["15", 2], "latent_image": ["15", 3],
+                            "optional_vae": ["15", 4]}},
+           "3": {"class_type": "ImageSharpen", "inputs": {"sharpen_radius": 1, "sigma": 0.4, "alpha": 0.6,
+                                                          "image": ["2", 5]}},
+           "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "fox"}}}
+    res = import_data(api)
+    assert not res.report.blocking and res.report.entries["15"].status == "exact", res.report.text()
+    g = res.graph
+    (load,), (vae,), (lora,), (enc,), (lat,), (sample,), (dec,), (sharp,) = (
+        _by_type(g, t) for t in ("load.model", "load.vae", "lora.image", "encode.text", "latent.empty",
+                                 "generate.sample", "vae.decode", "upscale.resize"))
+    assert (load.params, vae.params, lora.params) == ({"path": "dreamshaper_8.safetensors"},
+                                                      {"name": "vae-ft-mse.safetensors"},
+                                                      {"path": "ink.safetensors", "strength": 0.8})
+    assert enc.params == {"text": "a fox", "negative": "blurry", "weighting": "comfy", "clip_skip": 2}
+    assert lat.params == {"width": 512, "height": 384, "frames": 16} and g.inputs[lat.id]["vae"] == (vae.id, "vae")
+    assert g.inputs[sample.id] == {"model": (lora.id, "model"), "positive": (enc.id, "positive"),
+                                   "negative": (enc.id, "negative"), "latent": (lat.id, "latent")}
+    assert sample.params == {"seed": 7, "steps": 20, "cfg": 7, "sampler": "euler", "scheduler": "karras",
+                             "denoise": 1}
+    assert g.inputs[dec.id] == {"latent": (sample.id, "latent"), "vae": (vae.id, "vae")}
+    assert g.inputs[sharp.id]["video"] == (dec.id, "video") and sharp.params == {"scale": 1.0, "sharpen": 0.6}
+    from graph_engine.api import load_workflow
+    load_workflow(text=res.yaml)
+
+
 def test_bypassed_node_is_rewired_and_muted_node_dropped():
     wf = _load("wan_t2v_optimalsteps.json")
     next(n for n in wf["nodes"] if n["type"] == "ModelSamplingSD3")["mode"] = 4

@@ -854,6 +854,59 @@ class Converter:
             notes.append("its --neg parts and pw_a..pw_d weights are not carried")
         return [self.plain(cn, rule, params, notes)]
 
+    def special_efficient_loader(self, cn, rule, params, notes):
+        """One node of efficiency-nodes as the Kinograph nodes it bundles: load.model, load.vae (unless the baked
+        VAE), lora.image (unless None), one encode.text for both prompts, latent.empty."""
+        v = lambda k: self.resolve(cn.inputs.get(k))       # noqa: E731
+        loader = self.add(rule.node, cn, params)
+        made, model, vae = [loader], Out((loader, "model")), Out((loader, "vae"))
+        if v("vae_name") not in (None, "", "Baked VAE"):
+            made.append(self.add("load.vae", cn, {"name": v("vae_name")}, "_vae", dy=120))
+            vae = Out((made[-1], "vae"))
+        if v("lora_name") not in (None, "", "None"):
+            made.append(self.add("lora.image", cn, {"path": v("lora_name"), "strength": v("lora_model_strength")},
+                                 "_lora", dy=240))
+            self.link(model, made[-1], "model")
+            model = Out((made[-1], "model"))
+            if v("lora_clip_strength") not in (None, 0, 0.0):
+                notes.append("the LoRA acts on the denoiser; its text-encoder part (lora_clip_strength) is not applied")
+        for k in ("lora_stack", "cnet_stack"):
+            if isinstance(cn.inputs.get(k), Ref):
+                notes.append(f"its {k} input is not carried")
+        skip = v("clip_skip")
+        enc = {"text": v("positive") or "", "negative": v("negative") or "", "weighting": "comfy"}
+        if isinstance(skip, int) and skip < -1:
+            enc["clip_skip"] = -skip
+        made.append(self.add("encode.text", cn, enc, "_prompts", dy=360))
+        self.graph.connect(loader, "text_encoder", made[-1], "text_encoder")
+        size = {"width": v("empty_latent_width"), "height": v("empty_latent_height"), "frames": v("batch_size")}
+        made.append(self.add("latent.empty", cn, {k: x for k, x in size.items() if isinstance(x, int)}, "_latent",
+                             dy=480))
+        self.link(vae, made[-1], "vae")
+        self.outs.update({(cn.id, 0): model, (cn.id, 1): Out((made[-2], "positive")),
+                          (cn.id, 2): Out((made[-2], "negative")), (cn.id, 3): Out((made[-1], "latent")),
+                          (cn.id, 4): vae, (cn.id, 5): Out((loader, "text_encoder"))})
+        return made
+
+    def special_efficient_sampler(self, cn, rule, params, notes):
+        """KSampler, then what efficiency-nodes' sampler passes on; its IMAGE is the latent decoded (vae_decode)."""
+        made = self.special_sampler(cn, rule, params, notes)
+        latent = self.outs.pop((cn.id, 0))
+        self.outs[(cn.id, 3)] = latent
+        for slot, k in ((0, "model"), (1, "positive"), (2, "negative"), (4, "optional_vae")):
+            v = self.resolve(cn.inputs.get(k))
+            if isinstance(v, Out):
+                self.outs[(cn.id, slot)] = v
+        vae = self.resolve(cn.inputs.get("optional_vae"))
+        if str(self.resolve(cn.inputs.get("vae_decode"))).startswith("true") and isinstance(vae, Out) and vae.port:
+            made.append(self.add("vae.decode", cn, {}, "_decode", dy=200))
+            self.link(latent, made[-1], "latent")
+            self.link(vae, made[-1], "vae")
+            self.outs[(cn.id, 5)] = Out((made[-1], "video"))
+        if isinstance(cn.inputs.get("script"), Ref):
+            notes.append("its script input (HighRes-Fix, XY Plot, ...) is not carried")
+        return made
+
     def special_webm_codec(self, cn, rule, params, notes):
         codec = self.resolve(cn.inputs.get("codec")) or "vp9"
         if codec == "av1":

@@ -204,6 +204,13 @@ RULES: Dict[str, Rule] = {
                                ignore={"strength_clip": 0.0, "example": None},
                                note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not "
                                     "applied"),
+    # efficiency-nodes' loader: checkpoint, VAE, clip skip, a LoRA, both prompts and an empty latent in one node
+    "Efficient Loader": Rule("load.model", ("ckpt_name", "vae_name", "clip_skip", "lora_name", "lora_model_strength",
+                                            "lora_clip_strength", "positive", "negative", "token_normalization",
+                                            "weight_interpretation", "empty_latent_width", "empty_latent_height",
+                                            "batch_size"),
+                             (P("ckpt_name", "path"),), special="efficient_loader",
+                             ignore={"token_normalization": "none", "weight_interpretation": "comfy"}),
     "LoraLoaderModelOnly": Rule("lora.image", ("lora_name", "strength_model"),
                                 (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"},
                                 ("model",)),
@@ -346,6 +353,16 @@ RULES: Dict[str, Rule] = {
                       P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise")),
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
+    # efficiency-nodes: KSampler's settings, then the model, conditionings and VAE passed on, and the latent decoded
+    # when vae_decode is on (its IMAGE output)
+    "KSampler (Efficient)": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
+                                                     "preview_method", "vae_decode"),
+                                 (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"),
+                                  P("sampler_name", "sampler", sampler_name), P("scheduler", "scheduler", scheduler_name),
+                                  P("denoise", "denoise")),
+                                 {"model": "model", "positive": "positive", "negative": "negative",
+                                  "latent_image": "latent"}, ("latent",), special="efficient_sampler",
+                                 takes=("cfg", "fps"), ignore={"preview_method": None, "vae_decode": None}),
     "KSamplerAdvanced": Rule("generate.sample", ("add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler",
                                                  "start_at_step", "end_at_step", "return_with_leftover_noise"),
                              (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("steps", "steps"),
@@ -468,6 +485,11 @@ RULES: Dict[str, Rule] = {
     "ImageScaleBy": Rule("upscale.resize", ("upscale_method", "scale_by"),
                          (P("upscale_method", "method", resize_method_no_bilinear), P("scale_by", "scale")),
                          {"image": "video"}, ("video",)),
+    # ComfyUI's sharpen is a Gaussian unsharp mask too: Kinograph's (in upscale.resize, at scale 1) fixes sigma at 1
+    "ImageSharpen": Rule("upscale.resize", ("sharpen_radius", "sigma", "alpha"), (P("alpha", "sharpen", lambda v: _at_most(v, 3.0, "alpha")),),
+                         {"image": "video"}, ("video",), fixed={"scale": 1.0},
+                         note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
+                              "kernel of sharpen_radius and sigma, not the same"),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
                        {"image": "video"}, ("video",), ignore={"crop": "disabled"}),
@@ -538,6 +560,12 @@ def _fuse(v):
     if v in ("flat", "pyramid", "overlap_linear"):
         return v
     raise Approx("pyramid", f"fuse method {v!r} is not in Kinograph; pyramid used")
+
+
+def _at_most(v, top, name):
+    if v > top:
+        raise Approx(top, f"{name} {v:g} is above Kinograph's {top:g}; {top:g} used")
+    return v
 
 
 def _crf(v):
