@@ -854,18 +854,18 @@ def test_exit_codes_and_partial(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "mapped approximately   KSampler #3" in err and "UniPC-bh1" in err
     wf = _load("svd_i2v.json")
-    wf["nodes"].append({"id": 30, "type": "ImageSharpen", "pos": [1300, 600], "mode": 0, "title": "Crisp",
+    wf["nodes"].append({"id": 30, "type": "ImageBlur", "pos": [1300, 600], "mode": 0, "title": "Soft",
                         "inputs": [{"name": "image", "type": "IMAGE", "link": 50}],
-                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [1, 0.4, 0.6]})
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE"}], "widgets_values": [1, 0.4]})
     wf["links"].append([50, 8, 0, 30, 0, "IMAGE"])
-    src = tmp_path / "sharpen.json"
+    src = tmp_path / "blur.json"
     src.write_text(json.dumps(wf))
     assert _cli(src, "-o", tmp_path / "out.yaml") == 2
     assert not (tmp_path / "out.yaml").exists()
-    assert "NOT MAPPED             ImageSharpen #30 \"Crisp\"" in capsys.readouterr().err
+    assert "NOT MAPPED             ImageBlur #30 \"Soft\"" in capsys.readouterr().err
     assert _cli(src, "-o", tmp_path / "out.yaml", "--partial") == 2
     text = (tmp_path / "out.yaml").read_text()
-    assert "type: comfyui.ImageSharpen" in text and "placeholder: true" in text
+    assert "type: comfyui.ImageBlur" in text and "placeholder: true" in text
     assert _cli(src, "-o", tmp_path / "out.yaml", "--partial") == 2       # never overwrites silently
     assert "exists" in capsys.readouterr().err
 
