@@ -919,6 +919,40 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     assert "it passes" not in import_data(_load("vhs_batch4x4.json")).report.entries["16"].line()
 
 
+def test_what_only_feeds_a_bypassed_or_muted_node_does_not_run():
+    """ComfyUI runs a node only for an output that needs it. With an IP-Adapter bypassed, its model loader and
+    image fed nothing that runs, yet the loader (not mapped) still stopped the import, and a node feeding only a
+    muted node was converted and run."""
+    wf = _load("svd_i2v.json")
+    wf["nodes"] += [
+        {"id": 91, "type": "IPAdapterModelLoader", "pos": [0, 0], "mode": 0, "widgets_values": ["ip-adapter.bin"],
+         "outputs": [{"name": "IPADAPTER", "type": "IPADAPTER", "links": [91]}]},
+        {"id": 92, "type": "IPAdapterApply", "pos": [0, 0], "mode": 0, "widgets_values": [1, 0],
+         "inputs": [{"name": "ipadapter", "type": "IPADAPTER", "link": 91}, {"name": "image", "type": "IMAGE",
+                                                                           "link": 92},
+                    {"name": "model", "type": "MODEL", "link": 93}],
+         "outputs": [{"name": "MODEL", "type": "MODEL", "links": [39]}]},
+        {"id": 93, "type": "LoadImage", "pos": [0, 0], "mode": 0, "widgets_values": ["face.png", "image"],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [92]}, {"name": "MASK", "type": "MASK"}]}]
+    wf["links"] = [l for l in wf["links"] if l[0] != 39] + [[91, 91, 0, 92, 0, "IPADAPTER"], [92, 93, 0, 92, 1, "IMAGE"],
+                                                           [93, 14, 0, 92, 2, "MODEL"], [39, 92, 0, 3, 0, "MODEL"]]
+    assert {e.class_type for e in import_data(wf).report.blocking} == {"IPAdapterModelLoader", "IPAdapterApply"}
+    res = import_data(wf, bypass_unmapped=True)
+    assert not res.report.blocking, res.report.text()
+    for k in ("91", "93"):
+        assert res.report.entries[k].notes == ["not run: it only feeds nodes that do not run (muted, or bypassed), "
+                                               "as in ComfyUI"]
+    assert not _by_type(res.graph, "io.load_image") or all(n.params["path"] != "face.png"
+                                                            for n in _by_type(res.graph, "io.load_image"))
+    sample, = _by_type(res.graph, "generate.sample")
+    assert res.graph.nodes[res.graph.inputs[sample.id]["model"][0]].type == "guide.linear_cfg"
+    from graph_engine.api import load_workflow
+    load_workflow(text=res.yaml)
+    next(n for n in wf["nodes"] if n["id"] == 92)["mode"] = 2              # muted in the file: the same, unasked
+    res = import_data(wf)
+    assert {e.class_type for e in res.report.blocking} == set() and res.report.entries["91"].status == "ui"
+
+
 @pytest.mark.parametrize("content,message", [
     (b"\x89PNG\r\n\x1a\nbroken", "not a readable PNG"),
     (b"not json at all", "not valid JSON"),

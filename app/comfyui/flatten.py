@@ -57,6 +57,9 @@ class Flat:
     # node id -> what its report line must add: inputs whose link leads nowhere (a node or link the file lacks, a
     # muted node, a bypass with nothing to pass on; ComfyUI runs without them too), a second node of the same id
     remarks: Dict[str, List[str]] = field(default_factory=dict)
+    # nodes whose every link goes to a muted node, or into what a node bypassed at the user's word does not pass on:
+    # ComfyUI runs a node only for an output that needs it, so these would not run there either
+    orphaned: set = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -349,10 +352,34 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
             return Lost(f"it is linked to {named(o)}, a note")
         return Ref(o, o_slot)
 
+    # ComfyUI runs a node only for an output that needs it: one whose every link goes to a muted node, into what a
+    # node bypassed at the user's word does not pass on, or to such a node itself, does not run (a loader left
+    # behind by a bypassed IP-Adapter): it is left out, whether Kinograph could map it or not
+    user_bypassed = {b[0]: set(b[3].split(", ")) for b in flat.bypassed}
+    targets: Dict[str, List[Tuple[str, Optional[str]]]] = {}
+    for o, _, t, t_slot in links.values():
+        if o in nodes and t in nodes:
+            ins = nodes[t].inputs
+            targets.setdefault(o, []).append((t, ins[t_slot]["type"] if t_slot < len(ins) else None))
+    changed = True
+    while changed:
+        changed = False
+        for nid, outs in targets.items():
+            if nid in flat.orphaned or nid in passthrough or nodes[nid].raw.get("mode", 0) == MODE_NEVER:
+                continue
+            if all(nodes[t].raw.get("mode", 0) == MODE_NEVER or t in flat.orphaned or
+                   (t in user_bypassed and kind not in user_bypassed[t]) for t, kind in outs):
+                flat.orphaned.add(nid)
+                changed = True
+    for nid in sorted(flat.orphaned):
+        flat.dropped.append((nid, nodes[nid].raw["type"], title(nodes[nid]),
+                             "not run: it only feeds nodes that do not run (muted, or bypassed), as in ComfyUI"))
+
     # 2. the executable nodes, widgets named, links resolved
     for nid, n in nodes.items():
         t = n.raw["type"]
-        if t in NOTES or t in PRIMITIVES or nid in passthrough or n.raw.get("mode", 0) == MODE_NEVER:
+        if t in NOTES or t in PRIMITIVES or nid in passthrough or n.raw.get("mode", 0) == MODE_NEVER \
+                or nid in flat.orphaned:
             continue
         cn = CNode(nid, t, title(n), pos=_pos(n.raw.get("pos")), out_types=[o["type"] for o in n.outputs],
                    mode=n.raw.get("mode", 0))
