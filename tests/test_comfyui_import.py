@@ -902,7 +902,7 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     src = DATA / "templates" / "wan2.1_fun_inp.json"
     assert _cli(src, "-o", tmp_path / "out.yaml") == 2
     err = capsys.readouterr().err
-    assert "it passes a MODEL on, so it can be bypassed as ComfyUI bypasses a node (`kinograph import " \
+    assert "it passes its MODEL input on, so it can be bypassed as ComfyUI bypasses a node (`kinograph import " \
            "--bypass-unmapped`, or delete it and link its MODEL input on)" in err
     assert "--bypass-unmapped bypasses them (they pass a value on)" in err and not (tmp_path / "out.yaml").exists()
     assert _cli(src, "-o", tmp_path / "out.yaml", "--bypass-unmapped") == 3
@@ -917,6 +917,22 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     assert g.nodes[g.inputs[shift]["model"][0]].type == "load.diffusion_model"
     # a node that makes a value of a type it does not take (a loader) is never bypassed
     assert "it passes" not in import_data(_load("vhs_batch4x4.json")).report.entries["16"].line()
+    # an API prompt names no types: what a node passes on is read from its input names
+    api = copy.deepcopy(UPSCALE_API)
+    api["9"] = {"class_type": "ImageBlur", "inputs": {"blur_radius": 1, "sigma": 1.0, "image": ["3", 0]}}
+    api["10"] = {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip.bin"}}
+    api["11"] = {"class_type": "IPAdapterApply", "inputs": {"ipadapter": ["10", 0], "image": ["9", 0],
+                                                           "weight": 1.0}}
+    api["12"] = {"class_type": "SaveImage", "inputs": {"images": ["11", 0], "filename_prefix": "x"}}
+    api["4"]["inputs"]["image"] = ["9", 0]
+    entry = import_data(api).report.entries["9"]
+    assert entry.status == "unmapped" and "it passes its IMAGE input on" in entry.line()
+    res = import_data(api, bypass_unmapped=True)
+    assert not res.report.blocking and res.report.entries["10"].status == "ui"       # fed only the bypassed apply
+    g = res.graph
+    up, = _by_type(g, "upscale.model")
+    assert g.inputs[_by_type(g, "upscale.resize")[0].id]["video"] == (up.id, "video")
+    assert g.inputs[_by_type(g, "io.save_frames")[0].id]["video"] == (up.id, "video")
 
 
 def test_what_only_feeds_a_bypassed_or_muted_node_does_not_run():

@@ -41,7 +41,7 @@ class ImportResult:
 def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, label: str = "",
                 bypass_unmapped: bool = False) -> ImportResult:
     """Convert a parsed ComfyUI workflow (UI or API format); `label` names it in error messages. `bypass_unmapped`
-    bypasses the nodes Kinograph has no equivalent for that pass a value through (UI format), as ComfyUI would."""
+    bypasses the nodes Kinograph has no equivalent for that pass a value through, as ComfyUI would."""
     from .convert import convert
     from .flatten import from_api, from_ui
     from .mapping import widget_names
@@ -56,7 +56,8 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
         registry = default_registry()
     where = label or origin or "the workflow"
     try:
-        flat = from_ui(data, widget_names, bypass_unmapped) if kind == "ui" else from_api(data)
+        flat = from_ui(data, widget_names, bypass_unmapped) if kind == "ui" else \
+            from_api(data, widget_names, bypass_unmapped)
         graph, report = convert(flat, registry)
     except ComfyImportError as e:
         raise ComfyImportError(f"{where}: {e}") from None

@@ -274,7 +274,7 @@ class Converter:
         notes = [unmapped_note(cn)]
         if cn.id in self.flat.bypassable:
             types = self.flat.bypassable[cn.id]
-            notes.append(f"it passes a {types} on, so it can be bypassed as ComfyUI bypasses a node (`kinograph "
+            notes.append(f"it passes its {types} input on, so it can be bypassed as ComfyUI bypasses a node (`kinograph "
                          f"import --bypass-unmapped`, or delete it and link its {types} input on): the rest then runs, "
                          "without what it does")
         self.report.add(Entry(cn.id, cn.class_type, cn.title, "unmapped", [nid], notes, runs=cn.mode == 0,

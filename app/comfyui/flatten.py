@@ -68,7 +68,65 @@ class Lost:
     why: str
 
 
-def from_api(prompt: Dict[str, Any]) -> Flat:
+# API prompts name no types: what a node passes on is read from input names, the same name first (model -> model),
+# else the one input of the consumer's kind
+PASS_KINDS = ({"model"}, {"clip"}, {"vae"}, {"image", "images", "frames", "pixels"},
+              {"conditioning", "positive", "negative"}, {"samples", "latent", "latent_image"})
+
+
+def _api_pass(cn: CNode, name: str) -> Optional[str]:
+    """The input of `cn` that a consumer's input `name` would take if `cn` were bypassed, or None."""
+    if isinstance(cn.inputs.get(name), Ref):
+        return name
+    kind = next((k for k in PASS_KINDS if name in k), set())
+    found = [k for k, v in cn.inputs.items() if k in kind and isinstance(v, Ref)]
+    return found[0] if len(found) == 1 else None
+
+
+def _api_bypass(flat: Flat, known, bypass: bool) -> None:
+    """Nodes of no known class whose every consumer can take one of their inputs instead: bypassed on request
+    (consumers relinked past them, and what then feeds nothing dropped, as ComfyUI runs only what an output needs),
+    else named as bypassable."""
+    nodes = flat.nodes
+    uses = lambda nid: [(c, k) for c in nodes.values() for k, v in c.inputs.items()      # noqa: E731
+                        if isinstance(v, Ref) and v.node == nid]
+    fed = {nid for nid in nodes if uses(nid)}
+    for nid in sorted(nodes, key=lambda n: (len(n), n)):
+        cn = nodes.get(nid)
+        if cn is None or known(cn.class_type) is not None:
+            continue
+        consumers = uses(nid)
+        passes = {k: _api_pass(cn, k) for _, k in consumers}
+        if not consumers or None in passes.values():
+            continue
+        if not bypass:
+            flat.bypassable[nid] = ", ".join(dict.fromkeys(p.upper() for p in passes.values()))
+            continue
+        for c, k in consumers:
+            c.inputs[k] = cn.inputs[passes[k]]
+        del nodes[nid]
+        flat.bypassed.append((nid, cn.class_type, cn.title, ", ".join(dict.fromkeys(p.upper()
+                                                                                     for p in passes.values()))))
+    changed = True
+    while changed:
+        changed = False
+        for nid in [n for n in nodes if n in fed and not uses(n)]:
+            cn = nodes.pop(nid)
+            flat.dropped.append((nid, cn.class_type, cn.title,
+                                 "not run: it only feeds nodes that do not run (muted, or bypassed), as in ComfyUI"))
+            changed = True
+
+
+def from_api(prompt: Dict[str, Any], known=None, bypass_unmapped: bool = False) -> Flat:
+    """`known(class_type)` is None for a class Kinograph does not map (see from_ui); with `bypass_unmapped` such a
+    node is bypassed when every consumer can take one of its inputs instead."""
+    flat = _from_api(prompt)
+    if known is not None:
+        _api_bypass(flat, known, bypass_unmapped)
+    return flat
+
+
+def _from_api(prompt: Dict[str, Any]) -> Flat:
     nodes, lost = {}, {}
     for nid, body in prompt.items():
         if not isinstance(body, dict) or not isinstance(body.get("class_type"), str):
