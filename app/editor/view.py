@@ -542,7 +542,12 @@ class InlineEditor(QLineEdit):
 
     def follow(self) -> None:
         """The model changed under the editor: show its value unless the user typed something."""
-        now = self._current() if self._current else ""
+        if self._current is None:
+            # A rename (node, group) has no model value to follow: any other edit meanwhile (an
+            # align, new seeds, a note added from the menu) emptied the field, and Enter then
+            # applied the empty title, which wiped the name the node or group had.
+            return
+        now = self._current()
         if now is None:
             self.finish(False)
         elif not self.isModified() and now != self.text():

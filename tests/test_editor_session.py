@@ -1,0 +1,64 @@
+"""A working session in the editor, as an artist coming from ComfyUI, Nuke or Blender runs one
+(probe of stop 18, editor): renames with other edits in between, notes, long titles, the node
+search. Driven through the real window offscreen; any Qt warning fails a test."""
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from app.editor.compat import check_qt_binding  # noqa: E402
+
+check_qt_binding()
+
+import test_editor  # noqa: E402
+from test_editor import chain  # noqa: E402
+
+make_window, no_modal_dialogs, registry = test_editor.make_window, test_editor.no_modal_dialogs, test_editor.registry
+
+pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
+              pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")]
+
+
+@pytest.fixture(autouse=True)
+def private_config(monkeypatch, tmp_path):
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def win(make_window):
+    return make_window()
+
+
+def test_a_rename_keeps_its_text_when_the_graph_changes_meanwhile(win, qtbot):
+    """F2 on a node titled 'Hero grade', then any other edit before Enter (an align, new seeds, a
+    note from the menu): the field emptied, and Enter renamed the node to nothing."""
+    p, r, s = chain(win)
+    win.controller.set_title(r, "Hero grade")
+    gid = win.controller.group_selection([p], "Plates")
+    for what, key in (("node", r), ("group", gid)):
+        win.view.rename(what, key)
+        ed = win.view._editor
+        win.controller.move({s: (700.0, 40.0)})             # another edit while the field is open
+        assert ed.text() == ("Hero grade" if what == "node" else "Plates")
+        qtbot.keyClick(ed, Qt.Key_Return)
+    assert win.doc.graph.nodes[r].title == "Hero grade"
+    assert win.doc.graph.ui["_groups"][gid]["title"] == "Plates"
+
+
+def test_a_note_added_while_a_field_is_open_gets_the_keyboard(win, qtbot):
+    """Node > Add Sticky Note with a rename field open: the note showed its text selected, but
+    what was typed went into the field and renamed the node."""
+    p, r, s = chain(win)
+    win.view.rename("node", r)
+    win.add_note()
+    assert win.view._editor is None
+    (nid,) = win.scene.notes
+    note = win.scene.notes[nid]
+    assert win.scene.focusItem() is note.text_item
+    qtbot.keyClicks(win.view, "shot 12")
+    win.scene.clearFocus()                                  # a click elsewhere applies the text
+    assert win.doc.graph.ui["_notes"][nid]["text"] == "shot 12"
+    assert win.doc.graph.nodes[r].title in ("", None) and win.scene.nodes[r].title == "Resize"
