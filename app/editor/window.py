@@ -625,6 +625,9 @@ class MainWindow(QMainWindow):
             self.view.rename("group", gid)
 
     def add_note(self) -> None:
+        # A field still open on the canvas (a rename, from the menu) kept the keyboard: what was
+        # typed for the new note went into that field instead.
+        self.view.commit_editor()
         at = self._scene_cursor() or self.view.mapToScene(self.view.viewport().rect().center())
         nid = self.controller.add_note((at.x(), at.y()))
         self.scene.notes[nid].start_editing()
