@@ -62,3 +62,16 @@ def test_a_note_added_while_a_field_is_open_gets_the_keyboard(win, qtbot):
     win.scene.clearFocus()                                  # a click elsewhere applies the text
     assert win.doc.graph.ui["_notes"][nid]["text"] == "shot 12"
     assert win.doc.graph.nodes[r].title in ("", None) and win.scene.nodes[r].title == "Resize"
+
+
+def test_a_long_title_reads_from_its_start_in_the_properties(win, qtbot):
+    """A node retitled 'A very long custom node title …' showed 'itle that somebody typed for their
+    grade' in the properties' title field: its end, the cursor left after the last letter."""
+    p, r, s = chain(win)
+    title = "A very long custom node title that somebody typed for their grade, with notes on the plate"
+    win.controller.set_title(r, title)
+    win.scene.select_nodes([r])
+    field = win.properties.title_edit
+    assert field.text() == title and field.cursorPosition() == 0 and field.toolTip() == title
+    win.controller.set_title(r, title + " again")              # renamed on the canvas: the same
+    assert win.properties.title_edit.cursorPosition() == 0

@@ -111,8 +111,9 @@ class PropertiesPanel(QScrollArea):
         inst, spec = g.nodes[node_id], self.doc.spec(node_id)
         lay = self._fresh()
         head = QHBoxLayout()
-        self.title_edit = QLineEdit(inst.title or (spec.title if spec else inst.type))
+        self.title_edit = QLineEdit()
         self.title_edit.setObjectName("TitleEdit")
+        self._show_title(inst.title or (spec.title if spec else inst.type))
         self.title_edit.editingFinished.connect(self._retitle)
         head.addWidget(self.title_edit, 1)
         self.bypass_box = QCheckBox("bypass")
@@ -276,7 +277,14 @@ class PropertiesPanel(QScrollArea):
             self.bypass_box.setChecked(inst.bypass)
             self.bypass_box.blockSignals(False)
             spec = self.doc.spec(self.node_id)
-            self.title_edit.setText(inst.title or (spec.title if spec else inst.type))
+            self._show_title(inst.title or (spec.title if spec else inst.type))
+
+    def _show_title(self, title: str) -> None:
+        """The node's title from its start: a title longer than the field showed its end ('itle that
+        somebody typed for their grade'), the cursor being left after the last letter."""
+        self.title_edit.setText(title)
+        self.title_edit.setCursorPosition(0)
+        self.title_edit.setToolTip(title)
 
     def _refresh_workflow(self) -> None:
         if self.node_id is None and self.controller is not None and self.widget() is not None \
