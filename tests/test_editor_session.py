@@ -75,3 +75,19 @@ def test_a_long_title_reads_from_its_start_in_the_properties(win, qtbot):
     assert field.text() == title and field.cursorPosition() == 0 and field.toolTip() == title
     win.controller.set_title(r, title + " again")              # renamed on the canvas: the same
     assert win.properties.title_edit.cursorPosition() == 0
+
+
+def test_the_node_search_never_scrolls_sideways(win, qtbot):
+    """'Encode Prompt with Image (HunyuanVideo) · Cond' was cut at the list's edge and a sideways
+    scroll bar sat under the list; a long title now ends in '…' and the tooltip names it whole."""
+    from PySide6.QtCore import QPoint
+    from app.editor.palette import TYPE_ROLE
+    win.view.open_palette(QPoint(40, 40))
+    pal = win.view.palette
+    lst = pal.list
+    longest = max((lst.item(i) for i in range(lst.count()) if lst.item(i).data(TYPE_ROLE)),
+                  key=lambda it: lst.fontMetrics().horizontalAdvance(it.text()))
+    assert lst.fontMetrics().horizontalAdvance(longest.text()) > lst.viewport().width()    # one is too long
+    assert not lst.horizontalScrollBar().isVisible()
+    spec = win.doc.registry.get(longest.data(TYPE_ROLE))
+    assert longest.toolTip().startswith(f"{spec.title}  ·  {spec.category}")

@@ -46,6 +46,11 @@ class SearchPalette(QFrame):
         self.edit.setClearButtonEnabled(True)
         self.list = QListWidget()
         self.list.setFocusPolicy(Qt.NoFocus)
+        # A title longer than the list ('Encode Prompt with Image (HunyuanVideo)') cut off its
+        # category and put a sideways scroll bar under every list: it ends in "…" instead, its
+        # category and help in the tooltip.
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.ElideRight)
         self.help = QLabel()
         self.help.setObjectName("PaletteHelp")
         self.help.setWordWrap(True)
@@ -143,7 +148,7 @@ class SearchPalette(QFrame):
     def _add(self, spec, fav: bool) -> None:
         it = QListWidgetItem(f"{'★ ' if fav else '   '}{spec.title}    ·  {spec.category}")
         it.setData(TYPE_ROLE, spec.type)
-        it.setToolTip(spec.help)
+        it.setToolTip(f"{spec.title}  ·  {spec.category}\n\n{spec.help}")
         self.list.addItem(it)
 
     def results(self) -> List[str]:
