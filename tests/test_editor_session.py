@@ -91,3 +91,27 @@ def test_the_node_search_never_scrolls_sideways(win, qtbot):
     assert not lst.horizontalScrollBar().isVisible()
     spec = win.doc.registry.get(longest.data(TYPE_ROLE))
     assert longest.toolTip().startswith(f"{spec.title}  ·  {spec.category}")
+
+
+def test_cancelling_a_view_keeps_the_picture_before_and_says_cancelled(win, qtbot):
+    """V on a slow node, then Cancel: the picture on screen was wiped for a red 'slow could not be
+    computed: see the log', as if something had failed. It stays, and the viewer says the view
+    was cancelled."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    c.set_param(pat, "frames", 4)
+    slow = c.add_node("test.slow", (300, 0))
+    c.set_param(slow, "steps", 100000)
+    c.connect(pat, "video", slow, "video")
+    win.view_node(pat, "A")
+    qtbot.waitUntil(lambda: win.viewer.sources["A"] is not None, timeout=30000)
+    assert win.runs.wait_idle(30)
+    win.view_node(slow, "A")
+    qtbot.waitUntil(lambda: win.runs.status.get(slow) is not None and win.runs.status[slow].state == "running",
+                    timeout=30000)
+    win.runs.cancel()
+    assert win.runs.wait_idle(30)
+    qtbot.waitUntil(lambda: "cancelled" in win.viewer.canvas.note, timeout=5000)
+    assert win.viewer.sources["A"] is not None and win.viewer.sources["A"].label == f"{pat}.video"
+    assert win.viewer.canvas.images["A"] is not None and not win.viewer.canvas.alert
+    assert win.viewer.canvas.note == f"A: computing {slow}.video was cancelled; this is still {pat}.video (V computes it)"

@@ -368,6 +368,15 @@ class ViewerPanel(QWidget):
         self.canvas.loading = f"computing {what}…"
         self.canvas.update()
 
+    def cancelled(self, slot: str, what: str) -> None:
+        """The view job for `slot` was cancelled: what was on screen stays, and says it is not `what`."""
+        self.canvas.loading = ""
+        src = self.sources[slot]
+        if src is not None:
+            self.canvas.set_note(f"{slot}: computing {what} was cancelled; this is still {src.label} (V computes it)")
+        else:
+            self.canvas.set_note(f"{slot}: computing {what} was cancelled (V computes it)")
+
     def fail(self, slot: str, message: str) -> None:
         """The output could not be computed: no old picture left to look like the answer."""
         self.canvas.images[slot] = None

@@ -956,6 +956,11 @@ class MainWindow(QMainWindow):
             if is_camera(value):
                 self.properties.show_preview(shown, camera_path_image(value))
             return
+        if value is None and job.state == "cancelled":
+            # Cancelled by the user: the picture before stays. It was wiped for a red 'could not be
+            # computed: see the log', as if something had failed.
+            self.viewer.cancelled(slot, f"{node}.{port}")
+            return
         if value is None:
             # This job's own failure (a badge left from an earlier run may name another file), and
             # which node it is when not the one shown: 'grade: ... width' sends the user to load.
