@@ -115,3 +115,21 @@ def test_cancelling_a_view_keeps_the_picture_before_and_says_cancelled(win, qtbo
     assert win.viewer.sources["A"] is not None and win.viewer.sources["A"].label == f"{pat}.video"
     assert win.viewer.canvas.images["A"] is not None and not win.viewer.canvas.alert
     assert win.viewer.canvas.note == f"A: computing {slow}.video was cancelled; this is still {pat}.video (V computes it)"
+
+
+def test_the_run_bar_says_cancelling_until_the_run_stops(win, qtbot):
+    """Cancel during a step that cannot stop midway (kinograph-mini read from disk: 10 s on a laptop)
+    left the bar saying 'running default.yaml' until it ended: Cancel looked ignored."""
+    c = win.controller
+    pat = c.add_node("generate.test_pattern", (0, 0))
+    slow = c.add_node("test.slow", (300, 0))
+    c.set_param(slow, "steps", 100000)
+    c.connect(pat, "video", slow, "video")
+    job = win.run([slow])
+    qtbot.waitUntil(lambda: win.runs.status.get(slow) is not None and win.runs.status[slow].state == "running",
+                    timeout=30000)
+    assert win.queue_label.text().strip() == f"running {job.label}"
+    win.runs.cancel()              # the worker's 'stopped' arrives through the event loop, not yet run
+    assert win.queue_label.text().strip() == f"cancelling {job.label} (stops when {slow} ends its step)"
+    assert win.runs.wait_idle(30)
+    assert win.queue_label.text().strip() == "idle"

@@ -782,6 +782,11 @@ class MainWindow(QMainWindow):
     def _queue_state(self) -> None:
         cur, waiting = self.runs.current, len(self.runs.pending)
         text = f"running {cur.label}" if cur else "idle"
+        if cur is not None and cur.cancel.cancelled:
+            # A node stops at its next step; one that has none (a model being read, seconds) runs
+            # to its end. The bar said 'running' all that while, and Cancel looked ignored.
+            busy = [n for n, st in self.runs.status.items() if st is not None and st.state == "running"]
+            text = f"cancelling {cur.label}" + (f" (stops when {', '.join(busy)} ends its step)" if busy else "…")
         self.queue_label.setText(f"  {text}" + (f" · {waiting} queued" if waiting else ""))
 
     def _status(self, node_id: str, st) -> None:
