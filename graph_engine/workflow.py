@@ -240,6 +240,9 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         name = wf.path.name if wf.path is not None else "FILE"
         problems.append(wf.problem(f"the workflow has no nodes yet: add some in the editor (`kinograph gui {name}`); "
                                    "`kinograph nodes` lists them", "nodes"))
+        # Its layout still holds what was drawn on the canvas (sticky notes, groups): left unread,
+        # a file of notes opened blank in the editor, and saving it again wrote them away.
+        _read_ui(g, data)
         return wf, problems
     if not isinstance(nodes, dict):
         problems.append(wf.problem("`nodes:` must be a mapping of node ids to nodes", "nodes"))
@@ -308,10 +311,14 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
             g.inputs.setdefault(nid, {})[port] = (src, sport)
             continue
         g.connect(src, sport, nid, port)
+    _read_ui(g, data)
+    return wf, problems
+
+
+def _read_ui(g: Graph, data: dict) -> None:
     ui = data.get("ui") or {}
     if isinstance(ui, dict):
         g.ui = {str(k): v for k, v in ui.items()}
-    return wf, problems
 
 
 def read_text(path: Path) -> str:
