@@ -133,3 +133,70 @@ def test_the_run_bar_says_cancelling_until_the_run_stops(win, qtbot):
     assert win.queue_label.text().strip() == f"cancelling {job.label} (stops when {slow} ends its step)"
     assert win.runs.wait_idle(30)
     assert win.queue_label.text().strip() == "idle"
+
+
+def _rect(ui, gid):
+    from PySide6.QtCore import QRectF
+    return QRectF(*ui["_groups"][gid]["rect"])
+
+
+def test_a_group_copies_pastes_and_duplicates_with_what_is_inside_it(make_window, qtbot):
+    """A group (frame) selected by its title bar: Ctrl+C said 'Nothing selected to copy', Ctrl+D
+    did nothing, and a sticky note copied alone pasted as 'the workflow has no nodes yet: add some
+    in the editor (`kinograph gui FILE`)'. The group now goes with its nodes, their links and its
+    notes, into another window too, and lands around its copies."""
+    a, b = make_window(), make_window()
+    p, r, s = chain(a)
+    gid = a.controller.group_selection([p, r], "Plate prep")
+    x, y, w, h = a.doc.graph.ui["_groups"][gid]["rect"]
+    a.controller.update_group(gid, rect=[x, y, w, h + 300])
+    a.controller.add_note((x + 20.0, y + h + 40.0), "denoise first")    # inside the group too
+    a.scene.clearSelection()
+    a.scene.groups[gid].setSelected(True)
+    assert a.copy()
+    b.view.setFocus()
+    pasted = b.paste()
+    g = b.doc.graph
+    assert sorted(g.nodes[n].type for n in pasted) == ["generate.test_pattern", "video.resize"]
+    assert [n for n in pasted if g.inputs.get(n)] and len(list(g.links())) == 1
+    assert [v["text"] for v in g.ui["_notes"].values()] == ["denoise first"]
+    (new_gid,) = g.ui["_groups"]
+    assert g.ui["_groups"][new_gid]["title"] == "Plate prep"
+    frame = _rect(g.ui, new_gid)
+    for n in pasted:
+        assert frame.contains(b.scene.nodes[n].sceneBoundingRect())
+    # Duplicate: one step, the copy beside the original, the original untouched.
+    steps = a.doc.undo.count()
+    a.duplicate()
+    assert a.doc.undo.count() == steps + 1 and len(a.doc.graph.ui["_groups"]) == 2
+    assert len(a.doc.graph.nodes) == 5 and len(a.doc.graph.ui["_notes"]) == 2
+    # Cut takes the group with what it holds; the clipboard brings it back.
+    a.doc.undo.undo()
+    a.scene.clearSelection()
+    a.scene.groups[gid].setSelected(True)
+    a.cut()
+    assert set(a.doc.graph.nodes) == {s} and not a.doc.graph.ui.get("_groups") and not a.doc.graph.ui.get("_notes")
+    a.paste()
+    assert len(a.doc.graph.nodes) == 3 and len(a.doc.graph.ui["_groups"]) == 1
+    # A note alone.
+    a.scene.clearSelection()
+    (nid,) = a.doc.graph.ui["_notes"]
+    a.scene.notes[nid].setSelected(True)
+    a.copy()
+    a.paste()
+    assert sorted(v["text"] for v in a.doc.graph.ui["_notes"].values()) == ["denoise first"] * 2
+    assert a.statusBar().currentMessage() == "" or "nothing to paste" not in a.statusBar().currentMessage()
+
+
+def test_a_workflow_of_notes_and_groups_alone_opens_with_them(win, tmp_path):
+    """A canvas with only a sticky note and a group (a plan before the nodes), saved and opened
+    again, came back blank: the file's layout was not read when it had no nodes, and saving it
+    once more wrote the notes away."""
+    from app.editor.document import Document
+    nid = win.controller.add_note((0.0, 0.0), "shot 12: match the plate's grain")
+    gid = win.controller.add_group([0, 100, 300, 200], "Comp")
+    path = tmp_path / "plan.yaml"
+    win.doc.save(path)
+    again = Document.load(path, win.doc.registry)
+    assert again.graph.ui["_notes"][nid]["text"] == "shot 12: match the plate's grain"
+    assert again.graph.ui["_groups"][gid]["title"] == "Comp"

@@ -11,18 +11,20 @@ from graph_engine.workflow import parse_workflow, to_yaml
 from . import ops
 from .document import usable_layout
 
-NOTES, REROUTES = "_notes", "_reroutes"
+GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
 
 
-def copy_text(graph: Graph, registry, node_ids: Iterable[str], note_ids: Iterable[str] = ()) -> str:
+def copy_text(graph: Graph, registry, node_ids: Iterable[str], note_ids: Iterable[str] = (),
+              group_ids: Iterable[str] = ()) -> str:
     ids = [n for n in node_ids if n in graph.nodes]
     sub = graph.subgraph(ids)
     reroutes = {k: v for k, v in (graph.ui.get(REROUTES) or {}).items() if _link_key_inside(sub, k)}
     if reroutes:
         sub.ui[REROUTES] = copy.deepcopy(reroutes)
-    notes = {k: v for k, v in (graph.ui.get(NOTES) or {}).items() if k in set(note_ids)}
-    if notes:
-        sub.ui[NOTES] = copy.deepcopy(notes)
+    for key, wanted in ((NOTES, set(note_ids)), (GROUPS, set(group_ids))):
+        kept = {k: v for k, v in (graph.ui.get(key) or {}).items() if k in wanted}
+        if kept:
+            sub.ui[key] = copy.deepcopy(kept)
     return to_yaml(sub, registry)
 
 
@@ -49,7 +51,8 @@ def paste_ops(text: str, graph: Graph, registry, at: Optional[Tuple[float, float
     wf, problems = parse_workflow(text, None, registry)
     usable_layout(wf)           # pasted text may come from anywhere: its layout is only a hint
     src = wf.graph
-    if not src.nodes:
+    notes, groups = src.ui.get(NOTES) or {}, src.ui.get(GROUPS) or {}
+    if not src.nodes and not notes and not groups:
         raise ValueError(problems[0].message if problems else "the clipboard holds no nodes")
     taken = set(graph.nodes)
     mapping: Dict[str, str] = {}
@@ -57,8 +60,8 @@ def paste_ops(text: str, graph: Graph, registry, at: Optional[Tuple[float, float
         mapping[nid] = _fresh_id(nid, taken)
         taken.add(mapping[nid])
     xs = [src.ui.get(n, {}).get("pos", [0, 0]) for n in src.nodes]
-    notes = src.ui.get(NOTES) or {}
     xs += [n.get("pos", [0, 0]) for n in notes.values()]
+    xs += [g.get("rect", [0, 0])[:2] for g in groups.values()]
     left, top = min(p[0] for p in xs), min(p[1] for p in xs)
     dx, dy = (at[0] - left, at[1] - top) if at is not None else offset
     out: List[ops.Op] = []
@@ -79,13 +82,16 @@ def paste_ops(text: str, graph: Graph, registry, at: Optional[Tuple[float, float
             if dst in mapping:
                 merged[f"{mapping[dst]}.{port}"] = [[p[0] + dx, p[1] + dy] for p in pts]
         out.append(ops.SetUi(REROUTES, merged))
-    if notes:
-        merged = copy.deepcopy(graph.ui.get(NOTES) or {})
-        for nid, note in notes.items():
-            new = _fresh_id(nid, set(merged))
-            body = copy.deepcopy(note)
-            x, y = body.get("pos", [0, 0])
-            body["pos"] = [round(x + dx), round(y + dy)]
-            merged[new] = body
-        out.append(ops.SetUi(NOTES, merged))
+    # Notes, and groups (frames) with the nodes inside them: a group copied alone was left out,
+    # so Ctrl+C on a group said 'nothing selected' and a note alone 'the workflow has no nodes'.
+    for key, field, items in ((NOTES, "pos", notes), (GROUPS, "rect", groups)):
+        if not items:
+            continue
+        merged = copy.deepcopy(graph.ui.get(key) or {})
+        for iid, item in items.items():
+            body = copy.deepcopy(item)
+            x, y, *size = body.get(field, [0, 0])
+            body[field] = [round(x + dx), round(y + dy), *size]
+            merged[_fresh_id(iid, set(merged))] = body
+        out.append(ops.SetUi(key, merged))
     return out, mapping

@@ -373,8 +373,8 @@ class Controller:
             self.doc.push("Edit note", [ops.SetUi(NOTES, notes)], gesture)
 
     # -- clipboard ------------------------------------------------------------------------------
-    def copy_text(self, node_ids: Sequence[str], note_ids: Sequence[str] = ()) -> str:
-        return clipboard.copy_text(self.graph, self.doc.registry, node_ids, note_ids)
+    def copy_text(self, node_ids: Sequence[str], note_ids: Sequence[str] = (), group_ids: Sequence[str] = ()) -> str:
+        return clipboard.copy_text(self.graph, self.doc.registry, node_ids, note_ids, group_ids)
 
     def paste(self, text: str, at: Optional[Tuple[float, float]] = None) -> List[str]:
         # Ctrl+D twice, or Ctrl+V twice at one spot, laid the copies exactly on each other (two
@@ -390,14 +390,14 @@ class Controller:
                 raise Refused(f"nothing to paste: {_not_nodes(text) or e}")
             if not any(tuple(op.args[4]["pos"]) in taken for op in todo if isinstance(op, ops.AddNode)):
                 break
-        self.doc.push(f"Paste {len(mapping)} nodes", todo)
+        self.doc.push(f"Paste {len(mapping)} nodes" if mapping else "Paste", todo)
         return list(mapping.values())
 
-    def duplicate(self, node_ids: Sequence[str], note_ids: Sequence[str] = ()) -> List[str]:
+    def duplicate(self, node_ids: Sequence[str], note_ids: Sequence[str] = (), group_ids: Sequence[str] = ()) -> List[str]:
         ids = [n for n in node_ids if n in self.graph.nodes]
-        if not ids and not note_ids:
+        if not ids and not note_ids and not group_ids:
             return []
-        return self.paste(self.copy_text(ids, note_ids))
+        return self.paste(self.copy_text(ids, note_ids, group_ids))
 
 
 def _not_nodes(text: str) -> str:

@@ -370,13 +370,23 @@ class GraphScene(QGraphicsScene):
         """A drag of the selection starts; selected groups carry the nodes and notes inside them."""
         moving = {i: i.pos() for i in self.selectedItems()
                   if isinstance(i, (NodeItem, NoteItem, GroupItem, RerouteItem))}
-        carried = {}
-        for grp in [i for i in moving if isinstance(i, GroupItem)]:
-            area = grp.scene_rect()
-            for item in list(self.nodes.values()) + list(self.notes.values()):
-                if item not in moving and area.contains(item.sceneBoundingRect()):
-                    carried[item] = item.pos()
-        self._moving = {"start": moving, "carried": carried}
+        inside = self._inside([i for i in moving if isinstance(i, GroupItem)])
+        self._moving = {"start": moving, "carried": {i: i.pos() for i in inside if i not in moving}}
+
+    def _inside(self, groups) -> list:
+        """The node and note items lying wholly inside any of `groups` (what dragging one carries)."""
+        areas = [g.scene_rect() for g in groups]
+        return [item for item in list(self.nodes.values()) + list(self.notes.values())
+                if any(a.contains(item.sceneBoundingRect()) for a in areas)]
+
+    def selection_with_groups(self) -> Tuple[List[str], List[str], List[str]]:
+        """The selected nodes, notes and groups, with what lies inside the selected groups: what a
+        copy, a cut or a duplicate takes (a group copied empty would be a frame around nothing)."""
+        groups = self.selected_groups()
+        inside = self._inside([self.groups[g] for g in groups])
+        nodes = self.selected_nodes() + [i.node_id for i in inside if isinstance(i, NodeItem) and not i.isSelected()]
+        notes = self.selected_notes() + [i.nid for i in inside if isinstance(i, NoteItem) and not i.isSelected()]
+        return nodes, notes, groups
 
     def group_dragged(self, grp: GroupItem) -> None:
         m = self._moving

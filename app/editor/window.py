@@ -562,19 +562,21 @@ class MainWindow(QMainWindow):
         # A value still being typed (Ctrl+D while a canvas field is open) goes with the copy: what
         # was copied was the value from before, while the field showed the new one.
         self.commit_pending()
-        nodes, notes = self.scene.selected_nodes(), self.scene.selected_notes()
-        if not nodes and not notes:
+        nodes, notes, groups = self.scene.selection_with_groups()
+        if not nodes and not notes and not groups:
             # An empty workflow on the clipboard replaced what the user had there (a path to paste
             # into a field), and Ctrl+V then said '`nodes:` must be a mapping'.
             self.message("Nothing selected to copy: click a node (or Ctrl+A) first; the clipboard is unchanged")
             return ""
-        text = self.controller.copy_text(nodes, notes)
+        text = self.controller.copy_text(nodes, notes, groups)
         QGuiApplication.clipboard().setText(text)
         return text
 
     def cut(self) -> None:
         if self.copy():
-            self.delete(False)
+            # What was copied goes: a group with what lies inside it.
+            nodes, notes, groups = self.scene.selection_with_groups()
+            self.controller.delete(nodes, notes, groups, self.scene.selected_reroutes(), reconnect=False)
 
     def paste(self) -> List[str]:
         at = self._scene_cursor()
@@ -585,7 +587,7 @@ class MainWindow(QMainWindow):
 
     def duplicate(self) -> None:
         self.commit_pending()
-        ids = self.controller.duplicate(self.scene.selected_nodes(), self.scene.selected_notes())
+        ids = self._guard(self.controller.duplicate, *self.scene.selection_with_groups()) or []
         self.scene.select_nodes(ids)
 
     def delete(self, reconnect: bool) -> None:
