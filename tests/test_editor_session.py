@@ -200,3 +200,28 @@ def test_a_workflow_of_notes_and_groups_alone_opens_with_them(win, tmp_path):
     again = Document.load(path, win.doc.registry)
     assert again.graph.ui["_notes"][nid]["text"] == "shot 12: match the plate's grain"
     assert again.graph.ui["_groups"][gid]["title"] == "Comp"
+
+
+def test_a_node_s_parameters_are_in_view_with_its_help_a_click_away(win, qtbot):
+    """A sampler's six paragraphs of help came first in the properties: its parameters began below
+    the panel's fold, and every node meant scrolling to reach them. The first paragraph is shown,
+    the rest behind 'More about this node', which stays open for the next node."""
+    from PySide6.QtWidgets import QLabel
+    n = win.controller.add_node("generate.sample", (0, 0))
+    win.scene.select_nodes([n])
+    panel = win.properties
+    seed = panel.editors["seed"]
+
+    def top(w):
+        return w.mapTo(panel.widget(), w.rect().topLeft()).y()
+    # Laid out (a widget not yet in place stands at 0 with Qt's default 640x480, or squashed).
+    qtbot.waitUntil(lambda: top(seed) > top(panel.editors["steps"]) > 0
+                    and seed.height() >= seed.minimumSizeHint().height())
+    assert panel.verticalScrollBar().value() == 0 and top(seed) + seed.height() <= panel.viewport().height()
+    help_text = panel.findChild(QLabel, "HelpText")
+    spec = win.doc.registry.get("generate.sample")
+    assert help_text.text() == spec.summary
+    panel.findChild(QLabel, "HelpMore").linkActivated.emit("#")
+    assert "Two samplers can share one schedule" in help_text.text()
+    win.scene.select_nodes([win.controller.add_node("generate.sample", (300, 0))])
+    assert "Two samplers can share one schedule" in panel.findChild(QLabel, "HelpText").text()

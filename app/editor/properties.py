@@ -36,6 +36,7 @@ class PropertiesPanel(QScrollArea):
         self.node_id: Optional[str] = None
         self.editors: Dict[str, QWidget] = {}
         self.status_label: Optional[QLabel] = None
+        self.help_open = False               # a node's whole help shown (More), for every node after
         # The workflow page (shown with nothing selected) validates the whole graph: rebuilt once
         # after an edit, not at each of its events (pasting 200 nodes rebuilt it 300 times: 10 s).
         self._workflow_stale = QTimer(self)
@@ -133,13 +134,14 @@ class PropertiesPanel(QScrollArea):
             lay.addWidget(self._kept(node_id))
             lay.addStretch(1)
             return
-        help_label = QLabel(html.escape(spec.help).replace("\n\n", "<br><br>").replace("\n", " "))
+        help_label = QLabel()
         # Escaped text with no tag left in it would be taken for plain text and show "&#x27;" for "'".
         help_label.setTextFormat(Qt.RichText)
         help_label.setWordWrap(True)
         help_label.setObjectName("HelpText")
         help_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(help_label)
+        self._help(help_label, spec, lay)
         buttons = QGridLayout()
         for i, (text, tip, fn) in enumerate( (("View A", "Show this node's output in the viewer (Ctrl+Shift+click)",
                                lambda: self.viewRequested.emit(node_id, "A")),
@@ -191,6 +193,26 @@ class PropertiesPanel(QScrollArea):
             self.editors[name] = ed
         lay.addLayout(form)
         lay.addStretch(1)
+
+    def _help(self, label: QLabel, spec, lay: QVBoxLayout) -> None:
+        """The node's help: its first paragraph, and the rest behind 'More'. The whole of it came
+        first, so a sampler's parameters began 700 px down, below the fold of the panel."""
+        full = html.escape(spec.help).replace("\n\n", "<br><br>").replace("\n", " ")
+        short = html.escape(spec.summary)
+        if short == full.strip():
+            label.setText(full)
+            return
+        toggle = QLabel()
+        toggle.setObjectName("HelpMore")
+
+        def show(open_: bool) -> None:
+            self.help_open = open_
+            label.setText(full if open_ else short)
+            toggle.setText(f"<a href='#'>{'Less' if open_ else 'More about this node'}</a>")
+            QTimer.singleShot(0, self._fit_height)
+        toggle.linkActivated.connect(lambda _: show(not self.help_open))
+        lay.addWidget(toggle)
+        show(self.help_open)
 
     def _show_workflow(self) -> None:
         g = self.doc.graph
