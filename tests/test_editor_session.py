@@ -225,3 +225,26 @@ def test_a_node_s_parameters_are_in_view_with_its_help_a_click_away(win, qtbot):
     assert "Two samplers can share one schedule" in help_text.text()
     win.scene.select_nodes([win.controller.add_node("generate.sample", (300, 0))])
     assert "Two samplers can share one schedule" in panel.findChild(QLabel, "HelpText").text()
+
+
+def _contrast(a, b) -> float:
+    """WCAG contrast ratio of two QColors."""
+    def lum(c):
+        ch = [x / 255 for x in (c.red(), c.green(), c.blue())]
+        ch = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in ch]
+        return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_a_field_s_name_reads_over_its_slider_fill(win):
+    """'denoise' at 1 and 'strength' at its maximum: the name was drawn dim grey on the blue slider
+    fill, 2.6:1, and all but vanished; over the fill it is drawn bright, on the bare field dim."""
+    from app.editor import theme
+    n = win.controller.add_node("generate.sample", (0, 0))
+    item = win.scene.nodes[n]
+    win.controller.set_param(n, "denoise", 1.0)
+    assert _contrast(item.param_label_color("denoise"), theme.FIELD_FILL) >= 4.5
+    win.controller.set_param(n, "denoise", 0.0)
+    assert _contrast(item.param_label_color("denoise"), theme.FIELD) >= 4.5
+    assert item.param_label_color("denoise") == theme.TEXT_DIM          # names stay quieter than values
