@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import graphlib
 import math
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from .node_api import NodeSpec, Param
@@ -15,6 +16,7 @@ from .workflow import Problem, Workflow
 # frames per node); past ~300 nodes Python's recursion limit stops it, so longer chains are
 # refused here rather than failing mid-render.
 MAX_CHAIN = 200
+_HEX_COLOR = re.compile(r"#?[0-9a-fA-F]{6}")
 
 
 def check_param(spec_param: Param, value: Any) -> Optional[str]:
@@ -54,6 +56,10 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
             value = str(value)
         elif not isinstance(value, str):
             return f"expects text, got {value!r}"
+    if spec_param.kind == "color" and isinstance(value, str) and not _HEX_COLOR.match(value.strip()):
+        # The editor's swatch drew 'red' red and the field took it; the node refused it only when the
+        # run reached it, after everything upstream (a sampler) had run.
+        return f"expects a colour written #rrggbb (e.g. #ffd8a8), got {value!r}"
     if spec_param.choices is not None and value not in spec_param.choices:
         opts = ", ".join(map(str, spec_param.choices))
         return f"{value!r} is not one of: {opts}{did_you_mean(str(value), map(str, spec_param.choices))}"
