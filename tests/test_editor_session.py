@@ -248,3 +248,28 @@ def test_a_field_s_name_reads_over_its_slider_fill(win):
     win.controller.set_param(n, "denoise", 0.0)
     assert _contrast(item.param_label_color("denoise"), theme.FIELD) >= 4.5
     assert item.param_label_color("denoise") == theme.TEXT_DIM          # names stay quieter than values
+
+
+def test_a_colour_the_node_would_refuse_is_named_where_it_is_typed(win, qtbot, tmp_path):
+    """relight.directional's colour: 'red' typed in the properties drew a red swatch and ran until
+    the run reached the node (after a sampler's minutes) to be refused; 'ff0000', which it takes,
+    drew a black swatch. The field now says what it expects, and validation refuses before a run."""
+    from graph_engine.validate import validate
+    from graph_engine.workflow import Workflow
+    n = win.controller.add_node("relight.directional", (0, 0))
+    win.scene.select_nodes([n])
+    ed = win.properties.editors["color"]
+    for typed, error in (("red", "color expects a colour written #rrggbb (e.g. #ffd8a8), got 'red'"),
+                         ("ff0000", ""), ("#FFD8A8", "")):
+        ed.edit.setFocus()
+        ed.edit.selectAll()
+        qtbot.keyClicks(ed.edit, typed)
+        qtbot.keyClick(ed.edit, Qt.Key_Return)
+        assert win.doc.graph.nodes[n].params["color"] == typed           # what is typed is what runs
+        assert ed.error.text() == error and ed.error.isVisibleTo(ed) == bool(error)
+        assert ("#000" in ed.swatch.styleSheet()) == bool(error)
+        if not error:
+            assert f"#{typed.lstrip('#')}" in ed.swatch.styleSheet()
+    win.controller.set_param(n, "color", "red")
+    problems = validate(Workflow(win.doc.graph, None), win.doc.registry)
+    assert any("color" in p.message and "#rrggbb" in p.message for p in problems)

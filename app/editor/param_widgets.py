@@ -382,18 +382,50 @@ class ColorEditor(LineEditor):
         self.swatch.setToolTip("Pick a colour")
         self.swatch.setFixedWidth(28)
         self.swatch.clicked.connect(self._pick)
-        self.lay.insertWidget(0, self.swatch)
+        self.error = QLabel()
+        self.error.setObjectName("FieldError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        # The field and its swatch on one row, what is wrong with the value under them.
+        self.lay.removeWidget(self.edit)
+        row = QHBoxLayout()
+        row.setSpacing(4)
+        row.addWidget(self.swatch)
+        row.addWidget(self.edit)
+        box = QVBoxLayout()
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(row)
+        box.addWidget(self.error)
+        self.lay.addLayout(box)
 
     def _pick(self):
-        c = QColorDialog.getColor(QColor(self.edit.text() or "#ffffff"), self, f"Choose {self.p.name}")
+        c = QColorDialog.getColor(QColor(self._hex(self.edit.text()) or "#ffffff"), self, f"Choose {self.p.name}")
         if c.isValid():
             self.set_value(c.name())
             self.commit(c.name(), None)
 
+    def flush(self) -> None:
+        super().flush()
+        self._check(self.edit.text())
+
     def set_value(self, v) -> None:
         super().set_value(v)
-        c = QColor(str(v or ""))
-        self.swatch.setStyleSheet(f"background: {c.name() if c.isValid() else '#000'};")
+        self._check("" if v is None else str(v))
+
+    def _hex(self, text: str) -> str:
+        """`text` as #rrggbb when the node takes it, else ''."""
+        from graph_engine.validate import check_param
+        return "" if check_param(self.p, text) else "#" + text.strip().lstrip("#")
+
+    def _check(self, text: str) -> None:
+        """The swatch shows the colour the node will use, and a value it would refuse says so under
+        the field: 'red' was drawn red and refused only when the run reached the node; 'ff0000',
+        which it takes, was drawn black."""
+        from graph_engine.validate import check_param
+        why = check_param(self.p, text)
+        self.swatch.setStyleSheet(f"background: {self._hex(text)};" if not why else "background: #000;")
+        self.error.setText(f"{self.p.name} {why}" if why else "")
+        self.error.setVisible(bool(why))
 
 
 class SeedEditor(NumberEditor):
