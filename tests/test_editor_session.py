@@ -273,3 +273,15 @@ def test_a_colour_the_node_would_refuse_is_named_where_it_is_typed(win, qtbot, t
     win.controller.set_param(n, "color", "red")
     problems = validate(Workflow(win.doc.graph, None), win.doc.registry)
     assert any("color" in p.message and "#rrggbb" in p.message for p in problems)
+
+
+def test_one_node_and_one_link_are_counted_in_the_singular(win):
+    """The status bar said '1 nodes · 100%' and the workflow page '2 nodes, 1 links'."""
+    from PySide6.QtWidgets import QLabel
+    p = win.controller.add_node("generate.test_pattern", (0, 0))
+    assert win.zoom_label.text().startswith("1 node · ")
+    r = win.controller.add_node("video.resize", (300, 0))
+    win.controller.connect(p, "video", r, "video")
+    win.scene.select_nodes([])
+    win.properties._refresh_workflow()
+    assert any(label.text() == "2 nodes, 1 link" for label in win.properties.findChildren(QLabel))

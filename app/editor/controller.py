@@ -390,7 +390,7 @@ class Controller:
                 raise Refused(f"nothing to paste: {_not_nodes(text) or e}")
             if not any(tuple(op.args[4]["pos"]) in taken for op in todo if isinstance(op, ops.AddNode)):
                 break
-        self.doc.push(f"Paste {len(mapping)} nodes" if mapping else "Paste", todo)
+        self.doc.push(f"Paste {counted(len(mapping), 'node')}" if mapping else "Paste", todo)
         return list(mapping.values())
 
     def duplicate(self, node_ids: Sequence[str], note_ids: Sequence[str] = (), group_ids: Sequence[str] = ()) -> List[str]:
@@ -398,6 +398,11 @@ class Controller:
         if not ids and not note_ids and not group_ids:
             return []
         return self.paste(self.copy_text(ids, note_ids, group_ids))
+
+
+def counted(n: int, word: str) -> str:
+    """'1 node', '3 nodes' (the status bar said '1 nodes', the workflow page '1 links')."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _not_nodes(text: str) -> str:

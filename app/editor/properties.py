@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QHBoxLayout,
 
 from graph_engine.graph import Event
 
-from .controller import Controller
+from .controller import Controller, counted
 from .param_widgets import PlainTextField, make_editor
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
@@ -231,7 +231,7 @@ class PropertiesPanel(QScrollArea):
         lay.addWidget(name)
         lay.addWidget(desc)
         self._meta_edits = (name, desc)
-        lay.addWidget(QLabel(f"{len(g.nodes)} nodes, {sum(1 for _ in g.links())} links"))
+        lay.addWidget(QLabel(f"{counted(len(g.nodes), 'node')}, {counted(sum(1 for _ in g.links()), 'link')}"))
         for p in self.doc.validate():
             lay.addWidget(self._error(f"{p.node + ': ' if p.node else ''}{p.message}"))
         lay.addStretch(1)

@@ -16,7 +16,7 @@ from graph_engine.registry import did_you_mean
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
-from .controller import GROUP_COLORS, Controller, Refused
+from .controller import GROUP_COLORS, Controller, Refused, counted
 from .document import Document
 from .help_overlay import HelpOverlay
 from .outside import allow_outside_for_run
@@ -332,7 +332,7 @@ class MainWindow(QMainWindow):
         self.message(f"{'Undone' if step < 0 else 'Redone'}: {what}")
 
     def _update_zoom_label(self):
-        self.zoom_label.setText(f"{len(self.doc.graph.nodes)} nodes · {round(self.view.zoom() * 100)}%")
+        self.zoom_label.setText(f"{counted(len(self.doc.graph.nodes), 'node')} · {round(self.view.zoom() * 100)}%")
 
     def _autosave_failed(self, text: str) -> None:
         self.log.log("warn", text)
