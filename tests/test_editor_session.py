@@ -285,3 +285,30 @@ def test_one_node_and_one_link_are_counted_in_the_singular(win):
     win.scene.select_nodes([])
     win.properties._refresh_workflow()
     assert any(label.text() == "2 nodes, 1 link" for label in win.properties.findChildren(QLabel))
+
+
+def test_footage_pasted_into_a_workflow_in_another_folder_is_still_found(make_window, registry, tmp_path):
+    """A Load Image reading 'footage/plate.png' beside a/shot.yaml, copied into b/comp.yaml: it
+    read b/footage/plate.png, which is not there, and the run failed. What a node reads keeps
+    pointing at the same file; what it writes stays relative, beside the workflow it is pasted in."""
+    from PySide6.QtGui import QImage
+    from app.editor.document import Document
+    (tmp_path / "a" / "footage").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    img = QImage(8, 8, QImage.Format_RGB32)
+    img.fill(0x336699)
+    assert img.save(str(tmp_path / "a" / "footage" / "plate.png"))
+    (tmp_path / "a" / "shot.yaml").write_text(
+        "kinograph: 1\nnodes:\n  plate: {type: io.load_image, params: {path: footage/plate.png}}\n"
+        "  save: {type: io.save_video, inputs: {video: plate.image}, params: {path: out/shot.mp4}}\n")
+    (tmp_path / "b" / "comp.yaml").write_text("kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern}\n")
+    a = make_window(Document.load(tmp_path / "a" / "shot.yaml", registry))
+    b = make_window(Document.load(tmp_path / "b" / "comp.yaml", registry))
+    a.scene.select_nodes(["plate", "save"])
+    a.copy()
+    assert a.doc.graph.nodes["plate"].params["path"] == "footage/plate.png"     # the original is untouched
+    ids = b.paste()
+    params = {b.doc.graph.nodes[n].type: b.doc.graph.nodes[n].params for n in ids}
+    read = params["io.load_image"]["path"]
+    assert (b.doc.workflow.base_dir / read).resolve() == (tmp_path / "a" / "footage" / "plate.png").resolve()
+    assert params["io.save_video"]["path"] == "out/shot.mp4"

@@ -16,7 +16,7 @@ from graph_engine.graph import Link
 from graph_engine.node_api import SEED_MAX
 
 from . import clipboard, layout, ops, rules
-from .document import Document
+from .document import Document, absolute_inputs
 from .geometry import node_size
 
 GROUPS, NOTES, REROUTES = "_groups", "_notes", "_reroutes"
@@ -374,7 +374,15 @@ class Controller:
 
     # -- clipboard ------------------------------------------------------------------------------
     def copy_text(self, node_ids: Sequence[str], note_ids: Sequence[str] = (), group_ids: Sequence[str] = ()) -> str:
-        return clipboard.copy_text(self.graph, self.doc.registry, node_ids, note_ids, group_ids)
+        # Relative paths to the footage the nodes read become absolute: pasted into a workflow in
+        # another folder, 'footage/clip.mp4' named a file beside that one, and the run failed.
+        g, folder = self.graph, self.doc.reads_from()
+        fixes = absolute_inputs(g, self.doc.registry, folder, node_ids) if folder is not None else []
+        if fixes:
+            g = g.copy()
+            for op in fixes:
+                op.do(g)
+        return clipboard.copy_text(g, self.doc.registry, node_ids, note_ids, group_ids)
 
     def paste(self, text: str, at: Optional[Tuple[float, float]] = None) -> List[str]:
         # Ctrl+D twice, or Ctrl+V twice at one spot, laid the copies exactly on each other (two

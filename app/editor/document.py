@@ -118,28 +118,21 @@ class Document(QObject):
         g = relative_paths(graph, self.registry, path.parent) if path is not None else graph
         return to_yaml(g, self.registry)
 
+    def reads_from(self) -> Optional[Path]:
+        """The folder the workflow's relative input paths are read from (None: untitled)."""
+        base = self.path or self.origin
+        if base is None:
+            return None
+        return self.render_dir if self.path is None and self.render_dir else base.parent
+
     def _follow_inputs(self, target: Path) -> List[Op]:
         """Saved into another folder, a relative path to a file the workflow reads would name a file
         beside the new one: these make each existing one absolute again (the file writes it
         relative to its new place). Outputs stay relative: they go beside the workflow, as before."""
-        base = self.path or self.origin
-        if base is None:
+        folder = self.reads_from()
+        if folder is None or folder == target.parent:
             return []
-        folder = self.render_dir if self.path is None and self.render_dir else base.parent
-        if folder == target.parent:
-            return []
-        todo: List[Op] = []
-        for nid, inst in self.graph.nodes.items():
-            spec = self.registry.get(inst.type)
-            for name, p in (spec.params.items() if spec else ()):
-                v = inst.params.get(name)
-                if p.kind != "path" or not p.reads or not isinstance(v, str) or not v or os.path.isabs(v) \
-                        or v.startswith("~"):
-                    continue
-                old = os.path.normpath(folder / v)
-                if os.path.exists(old) or (glob.has_magic(v) and glob.glob(old)):
-                    todo.append(SetParam(nid, name, old, p.default))     # model names found elsewhere stay
-        return todo
+        return absolute_inputs(self.graph, self.registry, folder)
 
     def close(self) -> None:
         self._unsubscribe()
@@ -212,6 +205,25 @@ class Document(QObject):
             except OSError:
                 doc.on_disk = None
         return doc
+
+
+def absolute_inputs(graph: Graph, registry, folder: Path, node_ids: Optional[Sequence[str]] = None) -> List[Op]:
+    """Edits that make each relative path to an existing file the nodes read (of `node_ids`, default
+    all) absolute, read from `folder`: the workflow they go to (Save As, a paste into another
+    window) reads them from elsewhere. Outputs stay relative: they go beside that workflow."""
+    todo: List[Op] = []
+    for nid in (graph.nodes if node_ids is None else node_ids):
+        inst = graph.nodes.get(nid)
+        spec = registry.get(inst.type) if inst else None
+        for name, p in (spec.params.items() if spec else ()):
+            v = inst.params.get(name)
+            if p.kind != "path" or not p.reads or not isinstance(v, str) or not v or os.path.isabs(v) \
+                    or v.startswith("~"):
+                continue
+            old = os.path.normpath(folder / v)
+            if os.path.exists(old) or (glob.has_magic(v) and glob.glob(old)):
+                todo.append(SetParam(nid, name, old, p.default))     # model names found elsewhere stay
+    return todo
 
 
 def _digest(data: bytes) -> str:
