@@ -312,3 +312,21 @@ def test_footage_pasted_into_a_workflow_in_another_folder_is_still_found(make_wi
     read = params["io.load_image"]["path"]
     assert (b.doc.workflow.base_dir / read).resolve() == (tmp_path / "a" / "footage" / "plate.png").resolve()
     assert params["io.save_video"]["path"] == "out/shot.mp4"
+
+
+def test_the_node_search_knows_comfyui_names_and_colour_correct(win, qtbot):
+    """Typed by someone coming from ComfyUI, 'CLIPTextEncode', 'EmptyLatentImage' and
+    'CheckpointLoaderSimple' found nothing, nor did Nuke's 'ColorCorrect'; they find the node a
+    ComfyUI import makes of them, and the help line names the ComfyUI nodes it stands for."""
+    from PySide6.QtCore import QPoint
+    win.view.open_palette(QPoint(40, 40))
+    pal = win.view.palette
+    for typed, first in (("CLIPTextEncode", "encode.text"), ("EmptyLatentImage", "latent.empty"),
+                         ("CheckpointLoaderSimple", "load.model"), ("VHS_VideoCombine", "io.save_video"),
+                         ("colour correct", "color.grade"), ("resize", "video.resize")):
+        pal.edit.clear()
+        qtbot.keyClicks(pal.edit, typed)
+        assert pal.results()[:1] == [first], typed
+    pal.edit.clear()
+    qtbot.keyClicks(pal.edit, "CLIPTextEncode")
+    assert "ComfyUI: CLIPTextEncode" in pal.help.text()

@@ -4,7 +4,7 @@
 finds the node that mentions it."""
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 SEPARATORS = " ._-/:()"
 
@@ -51,6 +51,7 @@ ALIASES = {
     "upres": "upscale", "super resolution": "upscale", "enlarge": "upscale",
     "txt2vid": "sample", "text to video": "sample", "ksampler": "sample",
     "img2vid": "image", "style": "stylize", "flicker": "deflicker",
+    "color correct": "grade", "colour correct": "grade", "colorcorrect": "grade", "reformat": "resize",
 }
 
 
@@ -85,5 +86,25 @@ def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, objec
     return out
 
 
+_COMFYUI: Optional[Dict[str, str]] = None
+
+
+def comfyui_names(node_type: str) -> str:
+    """The ComfyUI nodes that become `node_type` when a ComfyUI workflow is imported, as one line
+    ('CheckpointLoaderSimple CheckpointLoader ...'), from the importer's own table."""
+    global _COMFYUI
+    if _COMFYUI is None:
+        from app.comfyui.mapping import RULES
+        names: Dict[str, List[str]] = {}
+        for cls, rule in RULES.items():
+            if rule.node and rule.kind == "run":
+                names.setdefault(rule.node, []).append(cls)
+        _COMFYUI = {t: " ".join(v) for t, v in names.items()}
+    return _COMFYUI.get(node_type, "")
+
+
 def spec_fields(spec) -> Sequence[Tuple[str, float, bool]]:
-    return ((spec.title, 1.0, True), (spec.type, 0.9, True), (spec.category, 0.6, True), (spec.help, 0.3, False))
+    # The ComfyUI names too, whole words only: 'CLIPTextEncode', 'EmptyLatentImage' and
+    # 'CheckpointLoaderSimple', typed by someone coming from ComfyUI, found nothing.
+    return ((spec.title, 1.0, True), (spec.type, 0.9, True), (spec.category, 0.6, True),
+            (comfyui_names(spec.type), 0.9, False), (spec.help, 0.3, False))

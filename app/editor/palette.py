@@ -163,8 +163,10 @@ class SearchPalette(QFrame):
             return
         ins = ", ".join(f"{n}: {p.type.name}" for n, p in spec.inputs.items()) or "none"
         outs = ", ".join(f"{n}: {p.type.name}" for n, p in spec.outputs.items()) or "none"
+        comfy = fuzzy.comfyui_names(spec.type)
+        comfy = f"<br>ComfyUI: {html.escape(', '.join(comfy.split()[:4]))}" if comfy else ""
         self.help.setText(f"<b>{spec.type}</b> — {html.escape(spec.summary)}<br><span style='color:#9a9ca3'>in: {ins} · "
-                          f"out: {outs}</span>")
+                          f"out: {outs}{comfy}</span>")
 
     # -- keys ---------------------------------------------------------------------------------
     def _step(self, delta: int) -> None:
