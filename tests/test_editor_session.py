@@ -330,3 +330,29 @@ def test_the_node_search_knows_comfyui_names_and_colour_correct(win, qtbot):
     pal.edit.clear()
     qtbot.keyClicks(pal.edit, "CLIPTextEncode")
     assert "ComfyUI: CLIPTextEncode" in pal.help.text()
+
+
+def test_a_workflow_that_cannot_be_opened_from_a_file_manager_opens_the_editor_saying_why(qtbot, monkeypatch,
+                                                                                         tmp_path, capsys):
+    """`kinograph gui shot.yaml` on a damaged file (the way a file manager's Open With runs it)
+    printed to a terminal nobody had and quit: no window, no word. The editor opens, empty, and
+    says which file and why."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+    from app.editor import main as editor_main, window as window_mod
+    bad = tmp_path / "shot.yaml"
+    bad.write_text("kinograph: 1\nnodes:\n  a: [1, 2\n")
+    said = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: said.append((title, text)))
+    monkeypatch.setattr(QApplication, "exec", lambda *a: 0)
+    before = list(window_mod.WINDOWS)
+    assert editor_main.run_editor(str(bad)) == 0
+    new = [w for w in window_mod.WINDOWS if w not in before]
+    try:
+        (w,) = new
+        assert w.isVisible() and not w.doc.graph.nodes and w.doc.path is None
+        ((title, text),) = said
+        assert title == "Cannot open workflow" and text.startswith("Cannot open shot.yaml:") and "not valid YAML" in text
+        assert "cannot open" in capsys.readouterr().err
+    finally:
+        for w in new:
+            w.close()

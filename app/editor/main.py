@@ -84,18 +84,26 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
 
     from .comfyui_open import open_comfyui, show_report
 
-    doc, report = None, None
+    doc, report, failed = None, None, ""
     if workflow:
         try:
             # A ComfyUI file opens as it does from File > Open: imported, with its report beside it.
             doc, report = open_comfyui(workflow, None) or (Document.load(Path(workflow)), None)
         except (WorkflowError, KinographError) as e:
             print(f"kinograph: cannot open {workflow}:\n{e}", file=sys.stderr)
-            return 2
+            if screenshot:
+                return 2
+            failed = str(e)
     if screenshot:
         return _screenshot(app, MainWindow(doc), Path(screenshot))
     w = MainWindow(doc)
     w.show()
+    if failed:
+        # Opened from a file manager or a launcher there is no terminal: the editor quit at once
+        # and the only word of why went to a stderr nobody saw. It opens empty and says why.
+        from PySide6.QtWidgets import QMessageBox
+        w.log.log("error", f"cannot open {workflow}: {failed}")
+        QMessageBox.warning(w, "Cannot open workflow", f"Cannot open {Path(workflow).name}:\n\n{failed}")
     if report is not None:
         show_report(w, report, workflow)
     offer_recovery(w)
