@@ -356,3 +356,28 @@ def test_a_workflow_that_cannot_be_opened_from_a_file_manager_opens_the_editor_s
     finally:
         for w in new:
             w.close()
+
+
+def test_a_node_edited_after_a_run_says_so_and_so_does_what_it_feeds(win, qtbot, tmp_path):
+    """After a run every badge said 'done'; widening the resize then left them all saying done, as
+    if the render on disk had the new width. The resize and the save it feeds now say 'edited'
+    (the pattern, untouched, still done), an undo back restores their badges, and the next run
+    computes them again."""
+    p, r, s = chain(win, out=tmp_path / "out.mkv")
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "done"
+    badge = {n: lambda n=n: win.scene.nodes[n].status.state for n in (p, r, s)}
+    assert [badge[n]() for n in (p, r, s)] == ["done"] * 3
+    win.controller.set_param(r, "width", 8)
+    qtbot.waitUntil(lambda: badge[r]() == "edited")
+    assert [badge[n]() for n in (p, r, s)] == ["done", "edited", "edited"]
+    win.scene.select_nodes([s])
+    assert "changed since the last run" in win.properties.status_label.text()
+    win.doc.undo.undo()
+    qtbot.waitUntil(lambda: badge[r]() == "done")
+    assert [badge[n]() for n in (p, r, s)] == ["done"] * 3
+    win.doc.undo.redo()
+    qtbot.waitUntil(lambda: badge[s]() == "edited")
+    job = win.run()
+    assert win.runs.wait_idle(60) and job.state == "done"
+    assert [badge[n]() for n in (p, r, s)] == ["cached", "done", "done"]

@@ -25,7 +25,7 @@ MAX_HISTORY = 200
 
 @dataclass
 class NodeStatus:
-    state: str                      # queued, running, cached, done, failed, skipped, cancelled
+    state: str                      # queued, running, cached, done, failed, skipped, cancelled (edited: the editor's)
     progress: Optional[float] = None
     seconds: Optional[float] = None
     message: str = ""

@@ -30,6 +30,7 @@ STATUS_COLORS = {
     "failed": QColor("#e5533d"),
     "skipped": QColor("#b08a50"),
     "cancelled": QColor("#9a9ca3"),
+    "edited": QColor("#d08a3c"),        # computed by a run, changed since: runs again
 }
 
 CATEGORY_COLORS = {

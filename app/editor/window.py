@@ -22,7 +22,7 @@ from .help_overlay import HelpOverlay
 from .outside import allow_outside_for_run
 from .panels import LibraryPanel, LogPanel, QueuePanel
 from .properties import PropertiesPanel
-from .runner import Job, RunController
+from .runner import Job, NodeStatus, RunController
 from .scene import GraphScene
 from .settings import EditorSettings
 from .thumbs import ThumbLoader
@@ -55,6 +55,14 @@ class MainWindow(QMainWindow):
         self._refresh_view.setSingleShot(True)
         self._refresh_view.setInterval(250)
         self._refresh_view.timeout.connect(self._revisit_views)
+        # Each node as it was when a run last computed it (done or cached): a node edited since,
+        # and what it feeds, is marked 'edited' instead of its old 'done' badge (after a run, an
+        # edit left every badge saying done, as if the outputs on disk had the new values).
+        self._ran = {}
+        self._edits = QTimer(self)
+        self._edits.setSingleShot(True)
+        self._edits.setInterval(0)
+        self._edits.timeout.connect(self._mark_edited)
 
         self.view = GraphView(self.settings, self)
         self.setCentralWidget(self.view)
@@ -291,6 +299,7 @@ class MainWindow(QMainWindow):
         for p in doc.problems:
             self.log.log("warn", str(p), p.node or "")
         self.runs.status.clear()      # badges belong to the graph that ran
+        self._ran = {}
         self.runs.shown = doc
         QTimer.singleShot(0, self.view.frame_legible)
 
@@ -673,7 +682,8 @@ class MainWindow(QMainWindow):
         ids = self.scene.selected_nodes()
         self.properties.show_selection(ids)
         if len(ids) == 1 and ids[0] in self.runs.status:
-            self.properties.show_status(ids[0], self.runs.status[ids[0]])
+            item = self.scene.nodes.get(ids[0])          # its badge: the run's, or 'edited' since
+            self.properties.show_status(ids[0], item.status if item is not None else self.runs.status[ids[0]])
 
     def go_to_node(self, node_id: str) -> None:
         if node_id in self.scene.nodes:
@@ -712,6 +722,8 @@ class MainWindow(QMainWindow):
     def _model_changed(self, ev) -> None:
         """Recompute what the viewer shows when something it depends on changed, unless that would
         re-run an expensive node (a sampler): then the viewer says it is out of date instead."""
+        if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
+            self._edits.start()
         if ev.kind == "node_removed":
             self._viewed_node_gone(ev.node)
             return
@@ -795,6 +807,32 @@ class MainWindow(QMainWindow):
         self.scene.set_status(node_id, st)
         self.properties.show_status(node_id, st)
 
+    def _signature(self, graph, node_id: str):
+        inst = graph.nodes[node_id]
+        return inst.type, repr(sorted(inst.params.items())), sorted(graph.inputs.get(node_id, {}).items()), inst.bypass
+
+    def _remember_run(self, job: Job) -> None:
+        g = job.workflow.graph
+        mine = self.doc.graph.nodes
+        for n in g.nodes:
+            st = self.runs.status.get(n)
+            # (A file shown in the viewer runs as a graph of its own, whose node ids are not this one's.)
+            if st is not None and st.state in ("done", "cached") and n in mine and mine[n].type == g.nodes[n].type:
+                self._ran[n] = self._signature(g, n)
+        self._mark_edited()
+
+    def _mark_edited(self) -> None:
+        """Badges of nodes computed by a run: 'edited' where the node or something it reads changed
+        since (it runs again), the run's own badge where not, or no longer (an undo back)."""
+        g = self.doc.graph
+        changed = [n for n, sig in self._ran.items() if n in g.nodes and self._signature(g, n) != sig]
+        dirty = set(changed).union(*(g.descendants(n) for n in changed)) if changed else set()
+        for n, st in self.runs.status.items():
+            if st is None or st.state not in ("done", "cached") or n not in self.scene.nodes:
+                continue
+            self._status(n, NodeStatus("edited", message="changed since the last run, which computed it: "
+                                                         "the next run computes it again") if n in dirty else st)
+
     def why(self, node_id: str) -> str:
         """The engine's reason, and when it is an upstream change, which parameter up there changed."""
         why = self.runs.why(node_id)
@@ -835,6 +873,7 @@ class MainWindow(QMainWindow):
         self.viewer.end_live()
         if job.owner is not self.doc:
             return              # a workflow this window no longer shows: its outputs are in the history
+        self._remember_run(job)
         self._clip_info(job)
         if job.kind == "view":
             self._show_view(job)
