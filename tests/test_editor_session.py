@@ -381,3 +381,18 @@ def test_a_node_edited_after_a_run_says_so_and_so_does_what_it_feeds(win, qtbot,
     job = win.run()
     assert win.runs.wait_idle(60) and job.state == "done"
     assert [badge[n]() for n in (p, r, s)] == ["cached", "done", "done"]
+
+
+def test_a_colour_parameter_shows_its_colour_on_the_node(win):
+    """relight.directional's colour read '#ff8040' on the node, as text only: it shows a swatch of
+    that colour at the end of its field, the value beside it; none for a colour the node refuses."""
+    from PySide6.QtGui import QColor
+    n = win.controller.add_node("relight.directional", (0, 0))
+    item = win.scene.nodes[n]
+    win.controller.set_param(n, "color", "#ff8040")
+    rect, colour = item.color_swatch("color")
+    field = item.param_rect("color")
+    assert colour == QColor("#ff8040") and field.contains(rect) and rect.right() < field.right()
+    assert rect.left() > field.center().x()                      # at the value's end, not over the name
+    win.controller.set_param(n, "color", "red")
+    assert item.color_swatch("color") is None and item.color_swatch("intensity") is None

@@ -13,6 +13,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
+from graph_engine.validate import check_param
+
 from . import theme
 from .geometry import DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
 
@@ -314,6 +316,12 @@ class NodeItem(QGraphicsItem):
                 LABEL.left(painter, inner.x(), inner.center().y(), LABEL.elide(name, inner.width() - 16))
                 continue
             shown = format_value(p, v) + (" ▾" if p.choices else "")
+            swatch = self.color_swatch(name)
+            if swatch is not None:
+                inner = inner.adjusted(0, 0, -(swatch[0].width() + 4), 0)
+                painter.setPen(QPen(theme.NODE_BORDER, 1))
+                painter.setBrush(swatch[1])
+                painter.drawRoundedRect(swatch[0], 2, 2)
             label, value = field_texts(name, shown, inner.width())
             painter.setPen(self._label_color(fill, 6 + LABEL.width(label)))
             LABEL.left(painter, inner.x(), inner.center().y(), label)
@@ -341,6 +349,18 @@ class NodeItem(QGraphicsItem):
         shown = format_value(p, self.inst.params.get(name, p.default)) + (" ▾" if p.choices else "")
         label, _ = field_texts(name, shown, r.width() - 12)
         return self._label_color(self._fill_width(p, self.inst.params.get(name, p.default), r), 6 + LABEL.width(label))
+
+    def color_swatch(self, name: str) -> Optional[Tuple[QRectF, QColor]]:
+        """Where a colour parameter's field shows its colour on the node, and which (None: not a
+        colour, or one the node would refuse): the node showed '#ff8040' as text only, the colour
+        itself was a click into the properties away."""
+        p = self.spec.params[name]
+        v = self.inst.params.get(name, p.default)
+        if p.kind != "color" or not isinstance(v, str) or check_param(p, v):
+            return None
+        r = self.param_rect(name)
+        side = r.height() - 6
+        return QRectF(r.right() - 6 - side, r.center().y() - side / 2, side, side), QColor("#" + v.strip().lstrip("#"))
 
     def _paint_thumb(self, painter):
         bottom = self.h - (ROW_H if self.info else 0.0)
