@@ -133,6 +133,23 @@ def test_save_frames_writes_an_exr_plate_that_loads_back(tmp_path):
     assert np.abs(back - pattern_frames(0, 5, 32, 16, 5).astype(int)).max() <= 1
 
 
+def test_save_frames_numbers_a_plate_from_first_as_a_vfx_pipeline_does(tmp_path):
+    """Plates start at 1001 (handles before the cut); the files were always frame_000000 on, so a comp
+    script's Read node and the shot's frame range disagreed by 1001."""
+    run_pattern(tmp_path, 3, "  save: {type: io.save_frames, inputs: {video: pattern.video}, "
+                             "params: {path: plate, format: exr, first: 1001}}\n")
+    names = sorted(p.name for p in (tmp_path / "plate").iterdir())
+    assert names == ["frame_001001.exr", "frame_001002.exr", "frame_001003.exr", "workflow.yaml"]
+    from nodes.video.test_pattern import pattern_frames
+    back = load_frames(str(tmp_path / "plate"), 24.0).to_array().astype(int)
+    assert np.abs(back - pattern_frames(0, 3, 32, 16, 3).astype(int)).max() <= 1
+    # Renumbered from 0 again: the folder holds the new render alone, the 1001 frames are kept as a take.
+    run_pattern(tmp_path, 2, "  save: {type: io.save_frames, inputs: {video: pattern.video}, "
+                             "params: {path: plate, format: exr}}\n")
+    assert sorted(p.name for p in (tmp_path / "plate").glob("*.exr")) == ["frame_000000.exr", "frame_000001.exr"]
+    assert len(list((tmp_path / "takes").glob("plate.001/frame_0010*.exr"))) == 3
+
+
 def test_a_frame_missing_from_a_sequence_is_held_and_named(tmp_path):
     """A render farm's sequence with holes (shot.1003, shot.1004 never rendered) was read in name order:
     every later frame came early, the clip short. The frame before a hole is held in its place."""

@@ -192,8 +192,9 @@ def frame_name(i: int, fmt: str = "png") -> str:
     return f"frame_{i:06d}.{fmt}"
 
 
-def _frame_failure(folder: Path, i: int, nbytes: int, fmt: str = "png") -> str:
-    """Why frame `i` could not be written: cv2.imwrite only answers False, so look at the disk."""
+def _frame_failure(folder: Path, i: int, nbytes: int, fmt: str = "png", first: int = 0) -> str:
+    """Why frame `i` (numbered first + i) could not be written: cv2.imwrite only answers False, so look at
+    the disk."""
     import shutil
     done = f"{i} frame{'s were' if i != 1 else ' was'} written before it"
     try:
@@ -201,15 +202,15 @@ def _frame_failure(folder: Path, i: int, nbytes: int, fmt: str = "png") -> str:
     except OSError:
         full = False
     if full:
-        return (f"the disk holding {folder} is full: {frame_name(i, fmt)} was not written ({done}). Free some "
-                f"space there or write the frames elsewhere")
-    return f"cannot write {frame_name(i, fmt)} into {folder} ({done}): check that the folder is writable"
+        return (f"the disk holding {folder} is full: {frame_name(first + i, fmt)} was not written ({done}). Free "
+                f"some space there or write the frames elsewhere")
+    return f"cannot write {frame_name(first + i, fmt)} into {folder} ({done}): check that the folder is writable"
 
 
 def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None, overwrite: bool = False,
-                 fmt: str = "png") -> dict:
+                 fmt: str = "png", first: int = 0) -> dict:
     """Numbered PNGs or EXRs (FRAME_FORMATS; plus the workflow) into `folder`, each written whole under a
-    temporary name.
+    temporary name; the clip's frame 0 is numbered `first`.
 
     Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
     filled this folder before (its workflow.yaml says so) or with `overwrite`."""
@@ -220,7 +221,7 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
         raise NodeError("the clip has no frames to write")
     ours = overwrite or (final.is_dir() and written_by_kinograph(final))
     if final.is_dir() and not ours:
-        names = [frame_name(i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
+        names = [frame_name(first + i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
         taken = [n for n in names if os.path.lexists(final / n)]
         if taken:
             raise NodeError(f"{final} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} and "
@@ -231,9 +232,9 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     # The earlier render goes to takes/ first (hard links): the folder then holds this render alone,
     # and one that fails or is cancelled puts the earlier one back.
     take = keep_folder(final, mine) if mine and ours else None
-    new = [frame_name(i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
+    new = [frame_name(first + i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
     try:
-        _fill(final, clip, workflow_yaml, progress, fmt)
+        _fill(final, clip, workflow_yaml, progress, fmt, first)
     except BaseException as e:
         if take is not None:
             restore_folder(final, take, new)
@@ -248,23 +249,23 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
         if not drop_if_same(final, take, new):
             out["earlier_take"] = str(take)
         return out
-    kept = sum(1 for n in mine if _FRAME_FILE.fullmatch(n) and (int(n[6:12]) >= clip.length or not n.endswith(fmt)))
+    kept = sum(1 for n in mine if _FRAME_FILE.fullmatch(n) and n not in new)
     if kept:
         out["older_frames_kept"] = kept
     return out
 
 
-def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int) -> None:
+def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int) -> None:
     from .exr import write_exr
     try:
         write_exr(frame, tmp)
     except NodeError:
         raise
     except Exception:          # the bindings raise a bare RuntimeError for any write failure
-        raise NodeError(_frame_failure(folder, i, frame.nbytes * 2, "exr")) from None
+        raise NodeError(_frame_failure(folder, i, frame.nbytes * 2, "exr", first)) from None
 
 
-def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png") -> None:
+def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png", first: int = 0) -> None:
     import cv2
     from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output
     # The marker goes first: a folder interrupted half way is still recognised as ours next time.
@@ -273,10 +274,10 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png
                        + (workflow_yaml or "kinograph: 1\nnodes: {}\n"), encoding="utf-8")
     for a, block in clip.chunks():
         for j, frame in enumerate(block):
-            with atomic_output(final / frame_name(a + j, fmt), overwrite=True, record=False) as tmp:
+            with atomic_output(final / frame_name(first + a + j, fmt), overwrite=True, record=False) as tmp:
                 if fmt == "exr":
-                    _write_exr_frame(frame, tmp, final, a + j)
+                    _write_exr_frame(frame, tmp, final, a + j, first)
                 elif not cv2.imwrite(str(tmp), frame[..., ::-1]):
-                    raise NodeError(_frame_failure(final, a + j, frame.nbytes))
+                    raise NodeError(_frame_failure(final, a + j, frame.nbytes, first=first))
         if progress:
             progress(a + len(block), clip.length)
