@@ -43,7 +43,12 @@ class Timecode:
         return cls(frame, rate, drop)
 
     def label(self) -> str:
-        """HH:MM:SS:FF (HH:MM:SS;FF drop-frame), wrapping at 24 hours as timecode does."""
+        """HH:MM:SS:FF (HH:MM:SS;FF drop-frame)."""
+        h, m, s, ff = self.parts()
+        return f"{h:02d}:{m:02d}:{s:02d}{';' if self.drop else ':'}{ff:02d}"
+
+    def parts(self) -> tuple:
+        """(hours, minutes, seconds, frames) of the label, wrapping at 24 hours as timecode does."""
         base, frame = self.base, self.frame
         if self.drop:
             d = _dropped(base)
@@ -52,11 +57,14 @@ class Timecode:
             frame += 9 * d * tens + (d * ((rest - d) // per_min) if rest > d else 0)
         frame %= base * 86400
         s, ff = divmod(frame, base)
-        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{';' if self.drop else ':'}{ff:02d}"
+        return s // 3600, s // 60 % 60, s % 60, ff
 
     def shifted(self, frames: int, fps: float) -> "Timecode":
-        """The timecode `frames` frames later in a clip playing at `fps` (a trim's first kept frame)."""
-        return Timecode(self.frame + round(frames * self.rate / fps), self.rate, self.drop)
+        """The timecode `frames` frames later in a clip playing at `fps` (a trim's first kept frame), counted
+        at `fps`: frame 1 of a 48 fps in-between clip is half a 24 fps timecode frame on, which only 48 fps
+        labels can say."""
+        start = self.at(fps)
+        return Timecode(start.frame + frames, start.rate, start.drop)
 
     def at(self, fps: float) -> "Timecode":
         """The same time for a render at `fps` (after a retime or interpolation): the label keeps its
@@ -64,7 +72,7 @@ class Timecode:
         if round(fps) == self.base and abs(fps - self.rate) < 0.01:
             return self
         target = Timecode(0, fps, self.drop and _dropped(round(fps)) > 0)
-        h, mi, s, ff = (int(x) for x in re.split(r"[:;]", self.label()))
+        h, mi, s, ff = self.parts()
         ff = min(target.base - 1, round(ff * target.base / self.base))
         return Timecode.parse(f"{h:02d}:{mi:02d}:{s:02d}{';' if target.drop else ':'}{ff:02d}", fps) or target
 

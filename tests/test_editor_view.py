@@ -353,3 +353,27 @@ def test_a_number_out_of_range_in_the_file_reads_as_it_is_in_the_panel(make_wind
     assert w.doc.graph.nodes["load"].params["width"] == -3 and not w.doc.modified
     w.controller.set_param("load", "width", 0)
     assert width.text() == "auto" and width.minimum() == 0, "the range stayed widened"
+
+
+def test_the_viewer_shows_the_plate_timecode(make_window, qtbot, tmp_path):
+    """A camera file stamped 01:02:03:04 showed 00:00:00:03 at its frame 3: the editor's timecode did not
+    match the one the editor and the render (io.save_video) carry."""
+    import subprocess
+    from nodes.io.video_write import ffmpeg_exe
+    plate = tmp_path / "A001C003.mov"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=s=64x48:d=1:r=24",
+                    "-c:v", "libx264", "-timecode", "01:02:03:04", str(plate)], check=True)
+    w = make_window()
+    w.show()
+    qtbot.waitExposed(w)
+    c = w.controller
+    load = c.add_node("io.load_video", (0, 0))
+    c.set_param(load, "path", str(plate))
+    w.view_node(load, "A")
+    assert w.runs.wait_idle(30)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
+    w.viewer.canvas.setFocus()
+    for _ in range(3):
+        qtbot.keyClick(w.viewer.canvas, Qt.Key_Right)
+    qbot_wait(lambda: not w.viewer._waiting)
+    assert w.viewer.timecode_label.text() == "01:02:03:07"

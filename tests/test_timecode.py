@@ -18,6 +18,14 @@ def test_drop_frame_labels_match_smpte(frame, label):
     assert Timecode.parse(label, 30000 / 1001).frame == frame
 
 
+def test_frames_are_counted_at_the_clip_rate():
+    """Frame 3 of a 48 fps clip from a 24 fps plate at 01:00:00:00 is 01:00:00:03 at 48, not 01:00:00:02
+    at 24 (1.5 frames rounded) written as 01:00:00:04 at 48."""
+    tc = Timecode.parse("01:00:00:00", 24.0)
+    assert tc.shifted(3, 48.0).label() == "01:00:00:03" and tc.shifted(3, 48.0).at(48.0).label() == "01:00:00:03"
+    assert tc.shifted(3, 24.0).label() == "01:00:00:03"
+
+
 def test_labels_that_are_not_timecode_are_ignored():
     assert Timecode.parse("01:02:03:24", 24.0) is None           # frame 24 of 24 does not exist
     assert Timecode.parse("yesterday", 24.0) is None
@@ -89,3 +97,18 @@ def test_a_clip_from_the_disk_cache_keeps_its_timecode(tmp_path):
     DiskCache(tmp_path, 1 << 30).put("k" * 64, {"video": clip}, {}, "test.node")
     outputs, _ = DiskCache(tmp_path, 1 << 30).get("k" * 64)
     assert outputs["video"].timecode == tc and outputs["video"].length == 3
+
+
+def test_exr_frames_of_a_plate_carry_their_timecode(tmp_path, plate):
+    """Nuke conforms an EXR sequence by each frame's timeCode attribute: written for every frame."""
+    import OpenEXR
+    run(tmp_path, plate, """\
+        save: {type: io.save_frames, inputs: {video: load.video}, params: {path: plate, format: exr, first: 1001}}
+        """)
+    got = []
+    for name in sorted(p.name for p in (tmp_path / "plate").glob("*.exr"))[:17]:
+        with OpenEXR.File(str(tmp_path / "plate" / name)) as f:
+            t, rate = f.header()["timeCode"], f.header()["framesPerSecond"]
+        got.append((name, f"{t.hours:02d}:{t.minutes:02d}:{t.seconds:02d}:{t.frame:02d}", rate))
+    assert got[0] == ("frame_001001.exr", "01:02:03:09", 24)
+    assert got[16] == ("frame_001017.exr", "01:02:04:01", 24)      # frame 9 + 16 = 25: a second on

@@ -61,6 +61,11 @@ class Source:
             self.length, self.fps = 0, 24.0
             self.text = f"{label} = {value!r}"[:400]
 
+    def timecode_of(self, i: int) -> str:
+        """The timecode of frame i: the source's own (a camera's 01:02:03:04) when the clip carries one."""
+        start = getattr(self.value, "timecode", None)
+        return start.shifted(i, self.fps).label() if start is not None else timecode(i, self.fps)
+
     def describe(self) -> str:
         """Size, rate and duration, as a monitor shows them."""
         parts = []
@@ -279,7 +284,8 @@ class ViewerPanel(QWidget):
         bar.addWidget(self.count_label)
         self.timecode_label = QLabel(timecode(0, 24))
         self.timecode_label.setObjectName("Timecode")
-        self.timecode_label.setToolTip("Timecode of the shown frame (HH:MM:SS:FF)")
+        self.timecode_label.setToolTip("Timecode of the shown frame (HH:MM:SS:FF): the source's own where the "
+                                       "file states one, else counted from 00:00:00:00")
         bar.addWidget(self.timecode_label)
         self.loop_box = QCheckBox("loop")
         self.loop_box.setChecked(True)
@@ -400,7 +406,7 @@ class ViewerPanel(QWidget):
             w.setRange(0, max(0, n - 1))
             w.blockSignals(False)
         self.count_label.setText(f"/ {max(0, n - 1)}")
-        self.timecode_label.setText(timecode(self.index, self.master.fps if self.master else 24))
+        self.timecode_label.setText(self.master.timecode_of(self.index) if self.master else timecode(0, 24))
 
     # -- frames ---------------------------------------------------------------------------------
     def show_frame(self, i: int) -> None:
@@ -411,7 +417,7 @@ class ViewerPanel(QWidget):
             w.blockSignals(False)
         master = self.master
         if master is not None:
-            self.timecode_label.setText(timecode(i, master.fps))
+            self.timecode_label.setText(master.timecode_of(i))
         for slot, src in self.sources.items():
             if src is None or src.length == 0:
                 self.canvas.images[slot] = None

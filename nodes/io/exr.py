@@ -106,14 +106,20 @@ def _in_display_window(img, alpha, data, shown):
     return out, a_out
 
 
-def write_exr(img: np.ndarray, path, workflow_yaml: str = "") -> None:
+def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None) -> None:
     """uint8 sRGB HxWx3 as a half-float linear-light EXR (ZIP compressed, as Nuke and Blender read it),
-    carrying the workflow that made it."""
+    carrying the workflow that made it and, for a frame of a plate, its timecode (graph_engine.Timecode),
+    in the standard timeCode and framesPerSecond attributes Nuke shows and conforms by."""
     OpenEXR = _openexr()
     lin = srgb_to_linear(img.astype(np.float32) / 255.0).astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     if workflow_yaml:
         header[KEY] = workflow_yaml
+    if timecode is not None:
+        from fractions import Fraction
+        # hours, minutes, seconds, frame, drop frame, then the flags and user bits SMPTE 12M leaves at 0.
+        header["timeCode"] = OpenEXR.TimeCode(*timecode.parts(), int(timecode.drop), *[0] * 13)
+        header["framesPerSecond"] = Fraction(timecode.rate).limit_denominator(1001)
     channels = {c: np.ascontiguousarray(lin[..., i]) for i, c in enumerate("RGB")}
     with OpenEXR.File(header, channels) as f:
         f.write(str(Path(path)))

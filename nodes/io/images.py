@@ -255,10 +255,10 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     return out
 
 
-def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int) -> None:
+def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int, timecode) -> None:
     from .exr import write_exr
     try:
-        write_exr(frame, tmp)
+        write_exr(frame, tmp, timecode=timecode)
     except NodeError:
         raise
     except Exception:          # the bindings raise a bare RuntimeError for any write failure
@@ -276,7 +276,8 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png
         for j, frame in enumerate(block):
             with atomic_output(final / frame_name(first + a + j, fmt), overwrite=True, record=False) as tmp:
                 if fmt == "exr":
-                    _write_exr_frame(frame, tmp, final, a + j, first)
+                    _write_exr_frame(frame, tmp, final, a + j, first,
+                                     clip.timecode and clip.timecode.shifted(a + j, clip.fps))
                 elif not cv2.imwrite(str(tmp), frame[..., ::-1]):
                     raise NodeError(_frame_failure(final, a + j, frame.nbytes, first=first))
         if progress:
