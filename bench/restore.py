@@ -1,6 +1,8 @@
 """Restoration benchmark: Kinograph's deflicker and stabilizer against ffmpeg's, same frames, same run.
 
-Footage: real photographs filmed by a moving camera with moving objects (bench.footage).
+Footage: real photographs filmed by a moving camera with moving objects (bench.footage), or with
+--clip one of the real camera clips of bench/interpolation_real.py (its own motion and noise; the
+damage below is added to it).
 Damage 1: a random gain in [0.8, 1.2] per frame (exposure flicker). Scored by the excess
 flicker removed (mean |frame-to-frame change of mean luma| above the clean clip's) and PSNR
 against the clean clip; anchor: ffmpeg `deflicker` (defaults) on the same frames.
@@ -10,7 +12,7 @@ clip's (median phase correlation over a 3x3 grid of tiles), as a share of the sh
 ffmpeg `deshake` (defaults). Both ffmpeg filters get the frames losslessly through pipes
 (planar RGB / YUV 4:4:4, no chroma subsampling).
 
-    python -m bench.restore [--frames 96] [--width 640] [--height 360] [--seed 3]
+    python -m bench.restore [--frames 96] [--width 640] [--height 360] [--seed 3] [--clip bikes]
 """
 from __future__ import annotations
 
@@ -80,10 +82,15 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def run(frames: int, width: int, height: int, seed: int) -> None:
+def run(frames: int, width: int, height: int, seed: int, clip: str = "") -> None:
     rng = np.random.default_rng(seed)
-    clean = footage(frames, width, height, seed=seed)
-    print(f"footage: {frames} frames {width}x{height} (bench.footage seed {seed})")
+    if clip:
+        from bench.interpolation_real import real_clip
+        clean = real_clip(clip, frames)
+        print(f"footage: real clip {clip}, {len(clean)} frames {clean.shape[2]}x{clean.shape[1]}")
+    else:
+        clean = footage(frames, width, height, seed=seed)
+        print(f"footage: {frames} frames {width}x{height} (bench.footage seed {seed})")
 
     damaged = flicker_gain(clean, rng)
     ff, t_ff = timed(lambda: ffmpeg_filter(damaged, "format=gbrp,deflicker,format=rgb24"))
@@ -126,5 +133,6 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--clip", default="", help="a real clip of bench/interpolation_real.py instead (bikes, city, ...)")
     a = ap.parse_args()
-    run(a.frames, a.width, a.height, a.seed)
+    run(a.frames, a.width, a.height, a.seed, a.clip)

@@ -1,7 +1,7 @@
 """Stylization benchmark: does stylize.temporal stop per-frame stylizations from shimmering?
 
 Footage: real photographs filmed by a moving camera with moving objects and sensor noise
-(bench.footage). Each classical stylization is run frame by frame, then through
+(bench.footage), or with --clip one of the real camera clips of bench/interpolation_real.py. Each classical stylization is run frame by frame, then through
 stylize.temporal (flow from the source clip). Scored by metrics.warp_error (Lai et al.'s
 E_warp: each frame vs the previous one warped by flow, occlusions masked; the metric uses
 a finer flow preset than the filter). Anchor: the per-frame stylization in the same run;
@@ -9,7 +9,7 @@ the source clip's own warping error is the floor set by the flow and the sensor 
 Also printed: PSNR of the stabilized result against the per-frame stylization, which shows
 how far the look moved.
 
-    python -m bench.stylize [--frames 48] [--width 480] [--height 270] [--seed 5]
+    python -m bench.stylize [--frames 48] [--width 480] [--height 270] [--seed 5] [--clip city]
 """
 from __future__ import annotations
 
@@ -34,11 +34,16 @@ STYLES = {
 }
 
 
-def run(frames: int, width: int, height: int, seed: int) -> None:
-    src = Clip.from_array(footage(frames, width, height, seed=seed), fps=24)
+def run(frames: int, width: int, height: int, seed: int, clip: str = "") -> None:
+    if clip:
+        from bench.interpolation_real import real_clip
+        src = Clip.from_array(real_clip(clip, frames), fps=24)
+        what = f"real clip {clip}, {src.length} frames {src.width}x{src.height}"
+    else:
+        src = Clip.from_array(footage(frames, width, height, seed=seed), fps=24)
+        what = f"{frames} frames {width}x{height} (bench.footage seed {seed})"
     floor = series.summary(series.warp_error(None, src))
-    print(f"footage: {frames} frames {width}x{height} (bench.footage seed {seed}); "
-          f"source warp error {floor * 1e3:.3f}e-3")
+    print(f"footage: {what}; source warp error {floor * 1e3:.3f}e-3")
     print(f"{'style':30s} {'per-frame':>10s} {'temporal':>10s} {'reduction':>10s} {'RMS red.':>9s} "
           f"{'PSNR vs per-frame':>18s} {'time':>6s}")
     for name, fn in STYLES.items():
@@ -59,5 +64,6 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=int, default=480)
     ap.add_argument("--height", type=int, default=270)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--clip", default="", help="a real clip of bench/interpolation_real.py instead (bikes, city, ...)")
     a = ap.parse_args()
-    run(a.frames, a.width, a.height, a.seed)
+    run(a.frames, a.width, a.height, a.seed, a.clip)
