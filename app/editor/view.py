@@ -30,7 +30,7 @@ SCENE_EXTENT = 1.0e5
 EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · File > Open Example: a ready-made one\n"
               "or drop a .yaml, a video or a still here\n"
               "Ctrl+Enter: run · F1: every shortcut")
-STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr"}
+STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".dpx"}
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 

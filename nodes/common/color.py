@@ -37,6 +37,19 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
                     ).astype(np.float32)
 
 
+# Kodak's Cineon printing-density encoding (film scans, log DPX): 10-bit code 95 is black, 685 is
+# white (90% reflectance), 0.002 density per code value over a negative gamma of 0.6.
+CINEON_BLACK, CINEON_WHITE, CINEON_STEP = 95.0, 685.0, 0.002 / 0.6
+
+
+def cineon_to_linear(code10: np.ndarray) -> np.ndarray:
+    """Linear light of 10-bit Cineon code values (Nuke's "Cineon" colourspace): black 0, white 1,
+    brighter highlights above 1."""
+    black = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) * CINEON_STEP)
+    return ((10.0 ** ((np.asarray(code10, np.float64) - CINEON_WHITE) * CINEON_STEP) - black)
+            / (1.0 - black)).astype(np.float32)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """Rec. 709 weighted sum over the last axis (luminance on linear input, luma on encoded input)."""
     return np.asarray(rgb, np.float32) @ LUMA_709

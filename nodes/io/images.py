@@ -11,9 +11,9 @@ import numpy as np
 
 from graph_engine import Clip, NodeError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
 # What write_png can write: Pillow picks the format by the name, and EXR goes through nodes/io/exr.py.
-WRITABLE_EXTS = IMAGE_EXTS
+WRITABLE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
+IMAGE_EXTS = WRITABLE_EXTS + (".dpx",)      # DPX is read (nodes/io/film.py), not written
 
 
 def read_image(path: str) -> np.ndarray:
@@ -34,6 +34,9 @@ def read_image_alpha(path: str) -> tuple:
     if str(path).lower().endswith(".exr"):
         from .exr import read_exr
         return read_exr(path)
+    if str(path).lower().endswith(".dpx"):
+        from .film import read_film
+        return read_film(path, Image.MAX_IMAGE_PIXELS)
     try:
         with Image.open(path) as im:
             # A camera stores the sensor's rows and an EXIF orientation; viewers turn the picture by it.

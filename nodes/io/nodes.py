@@ -12,7 +12,7 @@ from .video_read import DEINTERLACE
 
 
 @node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
-def load_image(ctx, path: str = Param("", kind="path", required=True, help="image file (png, jpg, webp, exr, ...)")):
+def load_image(ctx, path: str = Param("", kind="path", required=True, help="image file (png, jpg, webp, exr, dpx, ...)")):
     """Read a still image as 8-bit RGB, and its transparency as a mask (1 = opaque; all 1 when the file
     has none). Transparent parts of the image are laid over black."""
     from .images import read_image_alpha
