@@ -26,6 +26,7 @@ import numpy as np
 
 from .atomic import hold, remove_abandoned
 from .clip import Audio, Clip, Timecode
+from .sequence import sequence_files
 
 log = logging.getLogger("kinograph.cache")
 # An entry being written: tmp/KEY.XXXXXXXX (mkdtemp's random part).
@@ -351,10 +352,14 @@ def _file_identity(st: os.stat_result) -> List[int]:
 
 
 def fingerprint(path: str) -> Any:
-    """Identity of what a path param points at, for cache keys: files, folders or globs."""
+    """Identity of what a path param points at, for cache keys: files, folders, globs or sequences
+    (shot.####.exr)."""
     try:
         if any(c in path for c in "*?["):
             return [(f, _file_identity(os.stat(f))) for f in sorted(glob.glob(path))]
+        sequence = sequence_files(path)
+        if sequence is not None:
+            return [(f, _file_identity(os.stat(f))) for f in sorted(sequence)]
         st = os.stat(path)
         if os.path.isdir(path):
             return _folder_identity(path)

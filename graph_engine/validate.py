@@ -333,13 +333,14 @@ def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
     import glob
     import os
     from .outputs import resolve_path
+    from .sequence import sequence_files
     problems = []
     for nid, name, p, value in _named_files(wf, registry):
         if p.kind != "path" or not p.reads or p.locate is not None:
             continue
         path = resolve_path(value, wf.base_dir)
-        # A pattern (io.load_frames' shots/*.png) is there when it matches a file.
-        if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)):
+        # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
+        if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
             continue
         folder, base = os.path.split(path)
         near = did_you_mean(base, os.listdir(folder)) if os.path.isdir(folder) else ""

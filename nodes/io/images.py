@@ -100,7 +100,15 @@ def _natural(s: str):
 
 
 def list_frames(path: str) -> List[str]:
-    if os.path.isdir(path):
+    from graph_engine.sequence import sequence_files
+    sequence = sequence_files(path)
+    if sequence is not None:
+        files = [f for f in sequence if f.lower().endswith(IMAGE_EXTS)]
+        if not files:
+            raise NodeError(f"no frames match {os.path.basename(path)} in {os.path.dirname(path) or '.'}: each # "
+                            f"(or %04d, $F4) stands for a digit of the frame number, as in Nuke - check the name "
+                            f"and the folder")
+    elif os.path.isdir(path):
         files = [os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS)]
     elif os.path.isfile(path) and not path.lower().endswith(IMAGE_EXTS):
         raise NodeError(f"{path} is one file, not a folder of images: io.load_video reads a video or an "

@@ -46,7 +46,8 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
-                                        help="a folder of images or a glob such as shots/*.png"),
+                                        help="a folder of images, a glob such as shots/*.png, or a "
+                                             "sequence as Nuke names it: plates/shot.####.exr (or %04d)"),
                 fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip (images carry none)")) -> VIDEO:
     """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
     (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it."""
