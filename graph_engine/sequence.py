@@ -8,7 +8,13 @@ import re
 from typing import List, Optional
 
 # Each run of # is a digit of the padded frame number; %04d and $F4 say the padding in figures.
-_FRAME_TOKEN = re.compile(r"#+|%0?(\d*)d|\$F(\d*)")
+# A letter after one is part of a word: ComfyUI's %date:yyyy% prefixes and $FOO are not frame numbers.
+_FRAME_TOKEN = re.compile(r"#+|%0?(\d*)d(?![A-Za-z])|\$F(\d*)(?![A-Za-z])")
+
+
+def names_frames(path: str) -> bool:
+    """Whether the last part of `path` holds a frame-number token (shot.####.exr)."""
+    return bool(_FRAME_TOKEN.search(os.path.basename(str(path))))
 
 
 def sequence_files(path: str) -> Optional[List[str]]:

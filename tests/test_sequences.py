@@ -61,3 +61,21 @@ def test_a_frame_replaced_in_a_sequence_is_read_again(plates, tmp_path):
     os.utime(plates / "shot.1002.png", ns=(1, 1))
     assert ex.run(wf).outputs["pick"]["image"][0, 0, 0] == 99
 
+
+
+@pytest.mark.parametrize("path", ["out/shot.####.exr", "out/shot.%04d.png", "out/shot.png"])
+def test_save_frames_given_a_file_name_asks_for_its_folder(plates, tmp_path, capsys, path):
+    """Nuke's Write node takes out/shot.####.exr; io.save_frames made a folder of that name and filled it with
+    frame_000000.png."""
+    wf = workflow(tmp_path, "plates/shot.####.png",
+                  f"  frames: {{type: io.save_frames, inputs: {{video: load.video}}, params: {{path: '{path}'}}}}\n")
+    assert main(["run", str(wf)]) != 0
+    assert f"'{path}' names files; io.save_frames fills a folder: give the folder ('out'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_words_that_look_like_tokens_are_not_frame_numbers(tmp_path):
+    """ComfyUI's %date:yyyy-MM-dd% in an imported prefix is a folder name, not %d."""
+    from graph_engine.sequence import names_frames
+    assert not names_frames("out/%date:yyyy-MM-dd%") and not names_frames("$FOOTAGE")
+    assert names_frames("shot.%d.png") and names_frames("shot.$F.png")

@@ -99,8 +99,20 @@ def save_video(ctx, video: VIDEO,
     _wrote(ctx, info)
 
 
+def _frames_folder(path) -> Optional[str]:
+    """A file name where io.save_frames wants its folder (out/shot.####.exr, as Nuke's Write node takes it):
+    a folder of that name was made and filled with frame_000000.png."""
+    from graph_engine.sequence import names_frames
+    from .images import IMAGE_EXTS
+    if not names_frames(path) and not str(path).lower().endswith(IMAGE_EXTS):
+        return None
+    folder = PurePath(str(path)).parent
+    return (f"{path!r} names files; io.save_frames fills a folder: give the folder ({str(folder)!r}, or a new one "
+            f"for this shot), with format exr or png and `first` (1001) for the frame numbers: frame_001001.exr ...")
+
+
 @node("io.save_frames", title="Save Frames", category="Input/Output", output=True)
-def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False,
+def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", reads=False, check=_frames_folder,
                                                      help="folder to fill with frame_000000.png ..."),
                 overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill (kept as "
                                                     "an earlier take unless --replace)"),
