@@ -92,11 +92,17 @@ class Sandbox:
     def snapshot(self, skip=()):
         return tree_hash(self.home, self.OWN + tuple(skip))
 
-    def kinograph(self, *args, timeout=120):
-        """Run the CLI; (exit code, stdout, stderr, peak RSS of that process in MB)."""
+    def kinograph(self, *args, timeout=120, memory_mb=0):
+        """Run the CLI; (exit code, stdout, stderr, peak RSS of that process in MB). memory_mb caps its address
+        space, so that a file that would take all memory fails the test instead of the machine."""
         rss_file = self.home.parent / "rss.kb"
+
+        def cap():
+            import resource
+            resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
         r = subprocess.run([sys.executable, "-c", MEASURED_CLI, *args], cwd=self.work, capture_output=True, text=True,
-                           timeout=timeout, env={**self.env, "RSS_OUT": str(rss_file)})
+                           timeout=timeout, env={**self.env, "RSS_OUT": str(rss_file)},
+                           preexec_fn=cap if memory_mb else None)
         return r.returncode, r.stdout, r.stderr, int(rss_file.read_text()) / 1024
 
 
@@ -378,3 +384,86 @@ def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, cap
         if os.geteuid() == 0:
             subprocess.run(["umount", str(ro)], capture_output=True)
         ro.chmod(0o755)
+
+
+# -- files handed over to import or to read: small files that claim to be enormous ------------------
+@pytest.mark.parametrize("name, needle", [
+    # every schedule is evaluated at every frame: 10^9 frames took hours and all memory
+    ("deforum_billion_frames.txt", "max_frames: 1000000000 frames; Kinograph makes clips of at most 100000 "
+                                   "frames: set max_frames to 100000 or fewer"),
+    # a `...` weighted prompt was written out at every frame up to the next keyframe, at frame 10^12
+    ("deforum_far_prompt.txt", None),
+])
+def test_deforum_settings_claiming_huge_clips_import_quickly(box, name, needle):
+    src = box.work / name
+    src.write_text((CORPUS / name).read_text())
+    before = box.snapshot()
+    rc, out, err, rss = box.kinograph("import", name, timeout=60, memory_mb=2048)
+    assert "Traceback" not in err and "MemoryError" not in err, err[-2000:]
+    if needle:
+        assert rc == 2 and needle in err, err
+    else:       # imported (exit 3: the SD checkpoint it names is not here), the prompt cut at the clip's end
+        assert rc == 3, err
+        import yaml
+        text = yaml.safe_load(out)["nodes"]["prompt"]["params"]["text"]
+        assert text.startswith("0: a (lighthouse:1) at dusk, 1: a (lighthouse:1) at dusk") and \
+            "119: a (lighthouse:1) at dusk, 1000000000000: a harbour" in text and "120: " not in text
+    assert box.snapshot() == before
+    assert 10 < rss < MAX_RSS_MB
+
+
+def test_an_exr_claiming_a_huge_picture_is_refused_from_its_header(tmp_path):
+    """A 370-byte EXR whose display window says 60000x60000 became a 10 GB frame (np.zeros, filled by every
+    node after); its data window is what reading allocates. Both are checked against Pillow's limit."""
+    OpenEXR = pytest.importorskip("OpenEXR")
+    from nodes.io.images import read_image
+    px = np.zeros((4, 4, 3), np.float16)
+    for window in ("displayWindow", "dataWindow"):
+        path = tmp_path / f"{window}.exr"
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+                  "displayWindow": ((0, 0), (3, 3))}
+        header[window] = ((0, 0), (59999, 59999))
+        try:
+            OpenEXR.File(header, {"RGB": px}).write(str(path))
+        except Exception:       # the bindings refuse a data window the pixels do not fill: write it by hand
+            OpenEXR.File({**header, window: ((0, 0), (3, 3))}, {"RGB": px}).write(str(path))
+            raw = bytearray(path.read_bytes())
+            at = raw.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4
+            raw[at:at + 16] = np.array([0, 0, 59999, 59999], "<i4").tobytes()
+            path.write_bytes(bytes(raw))
+        assert path.stat().st_size < 1000
+        with pytest.raises(NodeError, match=r"has 3,600,000,000 pixels \(60000x60000\), more than the "
+                                            r"178,956,970 an image may have to be read safely: scale it down"):
+            read_image(str(path))
+    ok = tmp_path / "ok.exr"
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, {"RGB": px}).write(str(ok))
+    assert read_image(str(ok)).shape == (4, 4, 3)
+
+
+def test_a_video_whose_timestamps_claim_months_is_refused_when_opened(tmp_path):
+    """Two frames, the second stamped 10^7 s after the first: the clip was 300 million frames long (the gap
+    held by the first frame), 2.4 GB and 20 s just to open. A real gap of a few seconds still holds."""
+    import av
+    from fractions import Fraction
+    from nodes.io.video_read import load_video
+
+    def mkv(name, gap_ms):
+        path = tmp_path / name
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("ffv1", rate=30)
+            s.width, s.height, s.pix_fmt, s.time_base = 16, 16, "yuv420p", Fraction(1, 1000)
+            for pts in (0, gap_ms):
+                f = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 9, np.uint8), format="rgb24")
+                f.pts, f.time_base = pts, Fraction(1, 1000)
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        return path
+
+    bomb = mkv("long.mkv", 10 ** 10)
+    assert bomb.stat().st_size < 2000
+    with pytest.raises(NodeError, match=r"long.mkv: its timestamps spread its 2 frames over 2778 hours "
+                                        r"\(300000001 frames at 30 fps\): the file is damaged or made to look long"):
+        load_video(str(bomb))
+    assert load_video(str(mkv("gap.mkv", 2000))).length == 61

@@ -21,6 +21,10 @@ from .schedules import (Converted, DeforumValueError, convert_schedule, prompt_k
 MODES = ("2D", "3D", "Video Input", "Interpolation", "None")
 TRANSLATION_SCALE = 200.0       # Deforum's 3-D translations are in 1/200 of the picture's distance
 WINDOW = 16                     # frames sampled at once (context.windows, batched)
+# The longest clip Kinograph's frame counts take (camera.frames, latent.empty's frames). The import evaluates
+# every schedule at every frame, so a file claiming 10^9 frames took hours and all memory before the
+# converted workflow was refused for it; it is refused here, first.
+MAX_FRAMES = 100_000
 
 
 class DeforumSettingError(ValueError):
@@ -182,6 +186,9 @@ class Builder:
         self.frames = self.number("max_frames", 120, whole=True)
         if self.frames < 1:
             raise DeforumSettingError(f"max_frames: {self.frames} frames; a clip needs at least 1")
+        if self.frames > MAX_FRAMES:
+            raise DeforumSettingError(f"max_frames: {self.frames} frames; Kinograph makes clips of at most "
+                                      f"{MAX_FRAMES} frames: set max_frames to {MAX_FRAMES} or fewer")
         seed = self.number("seed", -1, whole=True)
         self.seed = seed if seed >= 0 else 0
         self.entry("animation_mode", EXACT if self.mode in ("2D", "Video Input", "Interpolation", "None") else APPROX,

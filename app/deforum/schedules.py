@@ -204,6 +204,8 @@ def cut_schedule(keys: List[Tuple[int, str]], end: int = 0, at=None, step: int =
     for i, (frame, text) in enumerate(keys):
         last = keys[i + 1][0] - 1 if i + 1 < len(keys) else max(end - 1, frame)
         if "`" in text and at is not None:
+            # only the frames the clip has: a next keyframe at 1e12 made a set of 10^12 frames (all memory)
+            last = max(min(last, end - 1), frame)
             frames = sorted(set(range(frame, last + 1, step)) | {last})
             parts += [(f, at(text, f)) for f in frames]
             continue
