@@ -63,6 +63,7 @@ def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     (a picture whose data window is smaller, as Nuke writes a bounding box, is black around it)."""
     OpenEXR = _openexr()
     found, names = None, []
+    _check_windows(OpenEXR, path)
     try:
         with OpenEXR.File(str(path), separate_channels=True) as f:
             # A multi-part file (Nuke's, a renderer's passes) shows its first part with colour in it.
@@ -88,6 +89,20 @@ def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     if data is not None and shown is not None and not np.array_equal(data, shown):
         img, alpha = _in_display_window(img, alpha, data, shown)
     return img, alpha
+
+
+def _check_windows(OpenEXR, path) -> None:
+    """Every part's data and display window within the pixels any image may have, from the header alone:
+    reading allocates the data window and _in_display_window the display window, whatever the file holds."""
+    from .images import check_pixels
+    try:
+        with OpenEXR.File(str(path), header_only=True) as f:
+            boxes = [np.array(part.header[k]) for part in f.parts for k in ("dataWindow", "displayWindow")
+                     if k in part.header]
+    except Exception:           # a damaged header: reading the file says what is wrong
+        return
+    for (x0, y0), (x1, y1) in boxes:
+        check_pixels(path, max(int(x1) - int(x0) + 1, 0), max(int(y1) - int(y0) + 1, 0))
 
 
 def _in_display_window(img, alpha, data, shown):

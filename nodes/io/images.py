@@ -79,8 +79,22 @@ def _too_big(path: str, pillow_says: str) -> str:
     found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", pillow_says)
     if not found:
         return f"{path} is too large to be read safely: scale it down in an image editor first"
-    return (f"{path} has {int(found[1]):,} pixels, more than the {int(found[2]):,} an image may have to be read "
+    return _too_many(path, int(found[1]), int(found[2]))
+
+
+def _too_many(path, pixels: int, limit: int, size: str = "") -> str:
+    return (f"{path} has {pixels:,} pixels{size}, more than the {limit:,} an image may have to be read "
             f"safely: scale it down or cut it into parts in an image editor first")
+
+
+def check_pixels(path, width: int, height: int) -> None:
+    """Refuse a picture whose header claims more pixels than Pillow reads (twice its MAX_IMAGE_PIXELS, where it
+    stops with DecompressionBombError), for readers without that guard: a 370-byte EXR whose display window
+    says 60000x60000 became a 10 GB frame."""
+    from PIL import Image
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if limit and width * height > limit:
+        raise NodeError(_too_many(path, width * height, limit, f" ({width}x{height})"))
 
 
 def _wide_gray(im) -> np.ndarray:
