@@ -23,6 +23,10 @@ SEEK_GAP = 48
 # Frames a file whose header states its frame count may end short of it and still be whole (the last
 # frame held, as players hold it); more missing is a file cut short.
 HOLD_FRAMES = 2
+# Frames a video's timestamps may add to the frames it holds (gaps filled with the frame before, as players
+# show them): a day at 30 fps. A 777-byte MKV whose second frame is stamped 115 days after its first made a
+# clip of 300 million frames, 2.4 GB and 20 s to open and forever to render.
+MAX_HELD = 30 * 86400
 # io.load_video's `deinterlace` choices. Interlaced video (DV, broadcast, VHS and DVD captures) holds two
 # fields taken 1/50 or 1/60 s apart in each frame: anything that moves is combed, and every node after
 # (flow, upscaling, a diffusion model) takes the comb for detail. Players deinterlace; so does "auto"
@@ -121,7 +125,13 @@ class VideoSource:
             # a rate its frames need not keep: the clip lasts as long as the video does.
             span = self._span(end)
             if span:
-                self.length = max(self.length, int(round(span * self.fps)))
+                timed = int(round(span * self.fps))
+                if timed - self.length > MAX_HELD:
+                    raise NodeError(f"{path}: its timestamps spread its {self.length} frames over {span / 3600:.0f} "
+                                    f"hours ({timed} frames at {self.fps:g} fps): the file is damaged or made to "
+                                    f"look long. Re-encode it with fresh timestamps, e.g. ffmpeg -i IN -vf "
+                                    f"setpts=N/FRAME_RATE/TB OUT.mkv")
+                self.length = max(self.length, timed)
         if self.length <= 0 or not self.width:
             raise NodeError(f"{path}: no decodable frames (is the file complete?)")
         self._lock = threading.Lock()
