@@ -151,8 +151,11 @@ def keep_file(final: Path, new: Path) -> Optional[Path]:
     disk where hard links are not possible) stops the write: the earlier render is not given up silently."""
     if keep_takes() == 0 or not final.is_file() or _same(final, new):
         return None
+    from .atomic import record_written
     try:
-        return _reserve(final, lambda name: _link(final, name))
+        take = _reserve(final, lambda name: _link(final, name))
+        record_written(take)        # by its own name, so that settle knows it for Kinograph's
+        return take
     except OSError as e:
         raise NodeError(f"cannot keep the earlier take of {final.name} in {takes_folder(final)} ({e.strerror}), so "
                         f"it was not replaced: free some space there, or run with --replace (keep_takes: 0) to "
@@ -290,11 +293,17 @@ def settle(final: Path, take: Optional[Path]) -> str:
     """After a take was kept: remove the oldest beyond keep_takes and say what is kept, for the log."""
     if take is None:
         return ""
+    from .atomic import written_by_kinograph
     limit = keep_takes()
     takes = takes_of(final)
-    removed = []
+    removed, foreign = [], []
     if limit is not None and len(takes) > limit:
         for _, old in takes[:len(takes) - limit]:
+            # Only what Kinograph kept: the takes folder may be a link (to another disk, or, in a project
+            # someone sent, to ~/Documents), where `frames.2019` is the user's own folder, not a take.
+            if old.is_symlink() or not written_by_kinograph(old):
+                foreign.append(old.name)
+                continue
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
             removed.append(old.name)
         takes = takes[len(takes) - limit:]
@@ -307,4 +316,7 @@ def settle(final: Path, take: Optional[Path]) -> str:
     note = (f"the earlier take of {final.name} is kept as {os.path.relpath(take, final.parent)} "
             f"({len(takes)} earlier take{'s' if len(takes) != 1 else ''}, {_mb(total)}")
     note += f"; removed {', '.join(removed)}, keep_takes is {limit})" if removed else ")"
+    if foreign:
+        note += (f"; left {', '.join(foreign)} in {takes_folder(final)}: named like takes, but Kinograph did not "
+                 f"write them")
     return note

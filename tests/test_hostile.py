@@ -467,3 +467,28 @@ def test_a_video_whose_timestamps_claim_months_is_refused_when_opened(tmp_path):
                                         r"\(300000001 frames at 30 fps\): the file is damaged or made to look long"):
         load_video(str(bomb))
     assert load_video(str(mkv("gap.mkv", 2000))).length == 61
+
+
+def test_a_takes_folder_linked_into_documents_never_loses_the_users_folders(box):
+    """A project someone sent with `out/takes` a link to ~/Documents: with keep_takes: 1 the run removed the
+    'oldest takes' there, the user's own folders frames.2019 and frames.2020 (named like takes of out/frames).
+    Only takes Kinograph kept are removed now; the others are named in the log and left."""
+    docs = box.home / "Documents"
+    for year in (2019, 2020):
+        (docs / f"frames.{year}").mkdir()
+        (docs / f"frames.{year}" / "tax return.pdf").write_text(f"{year}\n")
+    (box.work / "out").mkdir()
+    os.symlink(docs, box.work / "out" / "takes")
+    wf = box.work / "frames.yaml"
+    box.env["KINOGRAPH_KEEP_TAKES"] = "1"
+    for n in (2, 3, 4):
+        wf.write_text("kinograph: 1\nnodes:\n"
+                      f"  p: {{type: generate.test_pattern, params: {{frames: {n}, width: 16, height: 16}}}}\n"
+                      "  save: {type: io.save_frames, inputs: {video: p.video}, params: {path: out/frames}}\n")
+        rc, out, err, _ = box.kinograph("run", "frames.yaml", "--no-cache")
+        assert rc == 0, err
+    assert (docs / "frames.2019" / "tax return.pdf").read_text() == "2019\n"
+    assert (docs / "frames.2020" / "tax return.pdf").read_text() == "2020\n"
+    assert "left frames.2019, frames.2020 in" in out + err and "Kinograph did not write them" in out + err
+    # Kinograph's own takes are still bounded by keep_takes: of frames.2021 and frames.2022, the newer stays.
+    assert sorted(p.name for p in docs.iterdir()) == ["frames.2019", "frames.2020", "frames.2022", "thesis.txt"]
