@@ -492,3 +492,18 @@ def test_a_takes_folder_linked_into_documents_never_loses_the_users_folders(box)
     assert "left frames.2019, frames.2020 in" in out + err and "Kinograph did not write them" in out + err
     # Kinograph's own takes are still bounded by keep_takes: of frames.2021 and frames.2022, the newer stays.
     assert sorted(p.name for p in docs.iterdir()) == ["frames.2019", "frames.2020", "frames.2022", "thesis.txt"]
+
+
+def test_a_comfyui_formula_of_forty_thousand_digits_is_a_placeholder_not_a_traceback(tmp_path, capsys):
+    """ComfyMathExpression's powers are bounded, but a product of forty of them (129841 bits) passed, and
+    checking that it was finite (math.isfinite, then repr, past Python's 4300-digit limit) raised a traceback."""
+    import json
+    from app.cli import main
+    api = {"5": {"class_type": "PrimitiveInt", "inputs": {"value": 4}},
+           "9": {"class_type": "ComfyMathExpression", "inputs": {"expression": "(9**1024)*" * 40 + "1",
+                                                                 "values.a": ["5", 0]}}}
+    src = tmp_path / "formula.json"
+    src.write_text(json.dumps(api))
+    assert main(["import", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "gives a number of 129841 bits, beyond any value a node takes" in err

@@ -55,6 +55,9 @@ def evaluate(expression: str, values: Dict[str, Any]):
         out = _eval(tree.body, names)
     except (ArithmeticError, ValueError, TypeError) as e:
         raise ExprError(f"{expression!r} fails with these values: {e}") from None
+    if isinstance(out, int) and not isinstance(out, bool) and out.bit_length() > 1024:
+        # a product of bounded powers, 39000 digits: math.isfinite (and repr) of it raised a traceback
+        raise ExprError(f"{expression!r} gives a number of {out.bit_length()} bits, beyond any value a node takes")
     if not isinstance(out, (int, float)) or not math.isfinite(out):
         raise ExprError(f"{expression!r} gives {out!r}, not a finite number")
     return int(out) if isinstance(out, bool) else out
