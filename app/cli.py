@@ -129,6 +129,16 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .progress import Printable
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Printable(sys.stdout), Printable(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.version:
         from importlib.metadata import version, PackageNotFoundError

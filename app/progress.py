@@ -7,11 +7,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Any, Callable, Dict, TextIO
 
 from tqdm import tqdm
+
+
+# Control characters but newline and tab. A workflow, a file name or a ComfyUI graph from a stranger reaches
+# the terminal inside messages ("output 'path' (VALUE) resolves to ..."): with ESC and CR in it, it cleared
+# the screen, wrote "finished: ok" over its own refusal, or hid the paths a render's workflow would write.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters shown as escapes (\\x1b), so that it prints as what it is."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+class Printable:
+    """stdout or stderr for the command's messages, with `printable` applied to everything written. Progress
+    bars draw on `raw` (tqdm's carriage returns and cursor moves are Kinograph's own)."""
+
+    def __init__(self, raw: TextIO):
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        self.raw.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name):        # flush, fileno, isatty, encoding, buffer: the stream's own
+        return getattr(self.raw, name)
 
 
 def print_out(stream: TextIO, text: str, through_tqdm: bool = False) -> bool:
@@ -89,7 +116,8 @@ class ProgressPrinter:
             return
         bar = self._bars.get(ev["node"])
         if bar is None:
-            bar = self._bars[ev["node"]] = tqdm(total=ev["total"], desc=f"  {ev['node']}", file=self.err,
+            bar = self._bars[ev["node"]] = tqdm(total=ev["total"], desc=f"  {ev['node']}",
+                                                file=getattr(self.err, "raw", self.err),
                                                 leave=False, dynamic_ncols=True, disable=not self._tty)
         if bar.total != ev["total"]:
             bar.total = ev["total"]

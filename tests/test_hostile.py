@@ -507,3 +507,18 @@ def test_a_comfyui_formula_of_forty_thousand_digits_is_a_placeholder_not_a_trace
     assert main(["import", str(src)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "gives a number of 129841 bits, beyond any value a node takes" in err
+
+
+def test_terminal_escapes_in_a_workflow_print_as_text(tmp_path, capsys):
+    """An output path holding ESC [2J (clear the screen) and a fake 'finished: ok' line reached the terminal
+    raw inside the refusal that quoted it: the screen was cleared and the refusal hidden. Everything the
+    command prints shows control characters as escapes."""
+    from app.cli import main
+    wf = tmp_path / "esc.yaml"
+    wf.write_text('kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2}}\n'
+                  '  s: {type: io.save_video, inputs: {video: p.video}, '
+                  'params: {path: "../\\e[2J\\e[H\\rfinished in 0.1s: ok.mkv"}}\n')
+    assert main(["run", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err
+    assert f"{wf}:4: node s: output 'path' (../\\x1b[2J\\x1b[H\\rfinished in 0.1s: ok.mkv) resolves to" in err
