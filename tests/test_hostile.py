@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from graph_engine import Clip, NodeError
 from graph_engine.atomic import written_by_kinograph
@@ -522,3 +523,34 @@ def test_terminal_escapes_in_a_workflow_print_as_text(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\r" not in err
     assert f"{wf}:4: node s: output 'path' (../\\x1b[2J\\x1b[H\\rfinished in 0.1s: ok.mkv) resolves to" in err
+
+
+class _WritesFiles(torch.nn.Module):
+    """An 'I3D detector' that overwrites a file when it runs (TorchScript's torch.save takes any path)."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.target = target
+
+    def forward(self, x):
+        torch.save(x, self.target)
+        return x.mean((2, 3, 4))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_torchscript_detector_that_writes_files_is_refused_before_it_loads(tmp_path):
+    """metrics.fvd loads its detector with torch.jit.load: TorchScript is a program, and a detector shipped beside a
+    stranger's workflow overwrote ~/Documents/thesis.txt with a pickled tensor when the metric ran."""
+    from graph_engine.context import Context
+    sys.path.insert(0, str(ROOT / "tests"))
+    from node_call import Nodes
+    from nodes.metrics import nodes as metric_nodes
+    thesis = tmp_path / "thesis.txt"
+    thesis.write_text("five years of work\n")
+    det = tmp_path / "i3d_torchscript.pt"
+    torch.jit.script(_WritesFiles(str(thesis))).save(str(det))
+    video = Clip.from_array(np.random.default_rng(0).integers(0, 255, (6, 16, 16, 3)).astype(np.uint8))
+    with pytest.raises(NodeError, match=r"i3d_torchscript.pt is refused: its code \(.*\.py\) calls save\(\), which "
+                                        r"reads or writes files"):
+        Nodes(metric_nodes).fvd(Context("f"), video, video, detector=str(det), clip_frames=3, stride=1)
+    assert thesis.read_text() == "five years of work\n"

@@ -136,6 +136,41 @@ def torch_load(path: Path) -> dict:
     return unwrap_state_dict(sd, path)
 
 
+def _file_ops() -> Tuple[str, ...]:
+    """The TorchScript operators that take a file name (torch.save, torch.from_file): asked of torch itself,
+    so that one added later is refused too."""
+    import torch
+    names = {s.name.split("::")[-1] for s in torch._C._jit_get_all_schemas()
+             if any(str(a.type) == "str" and re.search("file|path|dir", a.name) for a in s.arguments)}
+    return tuple(sorted(names | {"save", "from_file"}))
+
+
+def load_torchscript(path: Path, device, what: str):
+    """A TorchScript module (`what` names it in messages), refused when its code touches files.
+
+    TorchScript is a program, not weights: a detector someone shipped beside a workflow ran torch.save(x,
+    "/any/path") and overwrote a file of the user's when the metric ran. Its code is read from the archive
+    before loading (loading already runs its __setstate__)."""
+    import zipfile
+    import torch
+    try:
+        with zipfile.ZipFile(path) as z:
+            code = [(n, z.read(n).decode("utf-8", "replace")) for n in z.namelist() if n.endswith(".py")]
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
+        raise NodeError(f"{path} is not a TorchScript {what} ({e}): export it again with torch.jit.save") from None
+    calls = re.compile(r"\b(" + "|".join(map(re.escape, _file_ops())) + r")\s*\(")
+    for name, text in code:
+        m = calls.search(text)
+        if m:
+            raise NodeError(f"{path} is refused: its code ({name}) calls {m[1]}(), which reads or writes files. "
+                            f"A TorchScript {what} runs as a program; use one from a source you trust that only "
+                            f"computes")
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except Exception as e:
+        raise NodeError(f"{path} is not a TorchScript {what}: {e}") from None
+
+
 # The first bytes of a legacy (pre-zip, torch < 1.6) torch.save file: a pickled magic number, protocol 2.
 LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
 # What a plain tensor checkpoint's pickle names anyway; anything else is what the refusal is about.

@@ -182,10 +182,8 @@ def fvd_value(ctx, video, reference, detector: str, clip_frames: int, stride: in
     path = _need_file(detector, "I3D detector", "use i3d_torchscript.pt, the TorchScript I3D of the StyleGAN-V "
                                                 "FVD code")
     device = torch.device(ctx.device if ctx is not None else "cpu")
-    try:
-        det = torch.jit.load(str(path), map_location=device).eval()
-    except Exception as e:
-        raise NodeError(f"{path} is not a TorchScript I3D detector: {e}") from None
+    from nodes.generate.detect import load_torchscript
+    det = load_torchscript(path, device, "I3D detector")
     fa = _features(ctx, det, video, clip_frames, stride, device)
     fb = _features(ctx, det, reference, clip_frames, stride, device)
     return frechet_distance(fa, fb), len(fa)
