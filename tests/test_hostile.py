@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -554,3 +555,39 @@ def test_a_torchscript_detector_that_writes_files_is_refused_before_it_loads(tmp
                                         r"reads or writes files"):
         Nodes(metric_nodes).fvd(Context("f"), video, video, detector=str(det), clip_frames=3, stride=1)
     assert thesis.read_text() == "five years of work\n"
+
+
+class _WritesOnLoad(torch.nn.Module):
+    """An 'upscaler' whose __setstate__, which torch.jit.load runs, writes a file."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.target = target
+
+    @torch.jit.export
+    def __getstate__(self) -> Tuple[str, bool]:
+        return (self.target, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, bool]) -> None:
+        torch.save(torch.zeros(2), state[0])
+        self.target, self.training = state
+
+    def forward(self, x):
+        return x
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("name", ["x4.pt", "x4.pth"])
+def test_an_upscaler_that_writes_files_as_it_loads_is_refused(tmp_path, name):
+    """spandrel loads a .pt upscaler with torch.jit.load (and torch.load hands a TorchScript .pth to it), which
+    runs the archive's __setstate__: a model file shipped beside a workflow wrote wherever it liked."""
+    from nodes.upscale.model_sr import load_model
+    target = tmp_path / "bashrc"
+    model = tmp_path / name
+    torch.jit.script(_WritesOnLoad(str(target))).save(str(model))
+    target.unlink(missing_ok=True)          # saving ran __getstate__ only; make sure nothing is there
+    with pytest.raises(NodeError, match=rf"{name} is refused: its code \(.*\.py\) calls save\(\), which reads or "
+                                        r"writes files. A TorchScript upscaler runs as a program"):
+        load_model(str(model))
+    assert not target.exists()

@@ -145,14 +145,14 @@ def _file_ops() -> Tuple[str, ...]:
     return tuple(sorted(names | {"save", "from_file"}))
 
 
-def load_torchscript(path: Path, device, what: str):
-    """A TorchScript module (`what` names it in messages), refused when its code touches files.
+def check_torchscript(path, what: str) -> None:
+    """Refuse a TorchScript archive (`what` names it in messages) whose code touches files.
 
     TorchScript is a program, not weights: a detector someone shipped beside a workflow ran torch.save(x,
-    "/any/path") and overwrote a file of the user's when the metric ran. Its code is read from the archive
-    before loading (loading already runs its __setstate__)."""
+    "/any/path") and overwrote a file of the user's when the metric ran, and loading one already runs its
+    __setstate__ (spandrel loads a .pt upscaler with torch.jit.load). Its code is read from the archive
+    without running any of it; a zip holding no code (a torch.save checkpoint) passes."""
     import zipfile
-    import torch
     try:
         with zipfile.ZipFile(path) as z:
             code = [(n, z.read(n).decode("utf-8", "replace")) for n in z.namelist() if n.endswith(".py")]
@@ -165,6 +165,12 @@ def load_torchscript(path: Path, device, what: str):
             raise NodeError(f"{path} is refused: its code ({name}) calls {m[1]}(), which reads or writes files. "
                             f"A TorchScript {what} runs as a program; use one from a source you trust that only "
                             f"computes")
+
+
+def load_torchscript(path: Path, device, what: str):
+    """A TorchScript module, checked first (check_torchscript)."""
+    import torch
+    check_torchscript(path, what)
     try:
         return torch.jit.load(str(path), map_location=device).eval()
     except Exception as e:

@@ -22,6 +22,11 @@ def _load(path: str, stamp: tuple, device: str):
         raise NodeError(f"{path} is a GGUF file, the format of quantised diffusion models and text encoders, not "
                         "an upscaler; upscale.model reads super-resolution weights (.pth, .safetensors, .ckpt: "
                         "ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ...)")
+    import zipfile
+    if zipfile.is_zipfile(path):
+        # spandrel opens a .pt with torch.jit.load, which runs the archive's code as it loads
+        from nodes.generate.detect import check_torchscript
+        check_torchscript(path, "upscaler")
     sp = spandrel()
     try:
         desc = sp.ModelLoader(device=torch.device(device)).load_from_file(path)
