@@ -91,12 +91,13 @@ class Graph:
             stack.extend(self.upstream(n))
         return [n for n in self.nodes if n in seen]
 
-    def descendants(self, node_id: str) -> List[str]:
-        """Nodes fed (directly or not) by node_id, in graph order."""
+    def descendants(self, *node_ids: str) -> List[str]:
+        """Nodes fed (directly or not) by any of node_ids, in graph order. One walk for all of them: one walk
+        each (validation's run_scope, for every half-connected node) took hours on a file of 300000 nodes."""
         down: Dict[str, List[str]] = {}
         for l in self.links():
             down.setdefault(l.src, []).append(l.dst)
-        seen, stack = set(), list(down.get(node_id, []))
+        seen, stack = set(), [d for n in node_ids for d in down.get(n, [])]
         while stack:
             n = stack.pop()
             if n not in seen:

@@ -124,13 +124,11 @@ def run_scope(wf: Workflow, registry: Registry) -> Tuple[List[str], List[str]]:
                  or _unnamed(spec[n], inst.params))]
     if not half:
         return list(g.nodes), []
-    tainted = set(half)
-    for n in half:
-        tainted.update(g.descendants(n))
+    tainted = set(half) | set(g.descendants(*half))
     outs = [n for n in tainted if not g.nodes[n].bypass and getattr(spec[n], "output", False)]
     stays = tainted & set(g.ancestors(outs))        # an output needs it: its problem stops the run
     left = [n for n in g.nodes if n in tainted and n not in stays]
-    return [n for n in g.nodes if n not in left], left
+    return [n for n in g.nodes if n not in tainted or n in stays], left
 
 
 def _unnamed(spec: NodeSpec, params: Dict[str, Any]) -> List[str]:
