@@ -611,3 +611,19 @@ def test_a_workflow_of_many_unconnected_nodes_is_scoped_in_one_walk(tmp_path, mo
     runs, left = run_scope(load_workflow(str(wf)), default_registry())
     assert runs == ["p", "save"] and left == [f"s{i}" for i in range(300)]
     assert len(walks) <= 2
+
+
+def test_a_video_of_frames_larger_than_any_image_is_refused_when_opened(tmp_path, monkeypatch):
+    """A 560 KB MOV of two 16000x16000 PNG frames took 2.8 GB and 48 s to open and read before anything said no;
+    video frames now meet the pixel limit images meet (Pillow's, lowered here so the file stays small)."""
+    from PIL import Image
+    from nodes.io.video_read import load_video
+    from nodes.io.video_write import write_video
+    path = tmp_path / "big.mkv"
+    write_video(Clip.from_array(np.zeros((2, 64, 64, 3), np.uint8)), str(path), codec="ffv1")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)        # refused beyond twice that, as Pillow does
+    with pytest.raises(NodeError, match=r"big.mkv has 4,096 pixels \(64x64\), more than the 4,000 an image may have "
+                                        r"to be read safely: scale it down first \(ffmpeg"):
+        load_video(str(path))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2048)
+    assert load_video(str(path)).length == 2

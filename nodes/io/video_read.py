@@ -74,6 +74,8 @@ class VideoSource:
         self.fps = float(rate)
         self.width = self.stream.codec_context.width
         self.height = self.stream.codec_context.height
+        from .images import check_pixels
+        check_pixels(path, self.width, self.height, "scale it down first (ffmpeg -i IN -vf scale=iw/2:-2 OUT)")
         # DV, DVD and HDV store pixels wider (or narrower) than tall, and say so (the sample aspect
         # ratio); players stretch them. Frames are resampled to the picture players show, so that
         # every node (a circle-finding face model, flow, a diffusion model) sees square pixels.
