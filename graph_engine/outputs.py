@@ -160,6 +160,9 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
     allow = wf.allow_outside if wf.allow_outside is not None else allow_outside()
     inputs = _inputs(wf, registry)
     roots = allowed_roots(wf)
+    from .workflow import rendered_from
+    render = rendered_from(wf.path) if wf.render_base is not None else None
+    render = _real(str(render)) if render is not None else None
     for nid, name, value, path in planned_outputs(wf, specs):
         real = _real(path)
 
@@ -182,6 +185,12 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
         if clash:
             refuse(f"({value}) would write over {clash[0]}, which this workflow reads ({clash[1]}): "
                    f"choose another path")
+            continue
+        if render is not None and real != render and _within(render, real):
+            # A workflow file's own folder is refused as an input above; a render's is not (its re-run writes
+            # at its own name), so a video someone sent filled ~/Downloads with frames and marked it as ours.
+            refuse(f"({value}) is a folder holding {render}, the render this workflow was read from: frames "
+                   f"written there mix with your files; choose a folder of its own, such as out/frames")
             continue
         if not allow and _replaces_foreign(wf, nid, path):
             # `overwrite: true` counts when the user says it, not when a received file does.

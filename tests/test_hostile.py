@@ -627,3 +627,20 @@ def test_a_video_of_frames_larger_than_any_image_is_refused_when_opened(tmp_path
         load_video(str(path))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2048)
     assert load_video(str(path)).length == 2
+
+
+def test_a_video_cannot_fill_the_folder_it_was_sent_to_with_frames(box):
+    """A video carrying a workflow whose save_frames path is '.' filled the folder it sat in (~/Documents,
+    ~/Downloads) with frames and a workflow.yaml marking the folder as Kinograph's own: a workflow file may not
+    name its own folder (it reads the file there), a render could. It is refused now, before anything runs."""
+    from nodes.io.video_write import write_video
+    video = box.home / "Documents" / "cute.mp4"
+    write_video(clip(2), str(video), codec="h264", workflow_yaml=(
+        "kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 2, width: 16, height: 16}}\n"
+        "  f: {type: io.save_frames, inputs: {video: p.video}, params: {path: .}}\n"))
+    before = box.snapshot()
+    rc, out, err, _ = box.kinograph("run", str(video))
+    assert rc == 2 and "Traceback" not in err, err
+    assert f"{video}:4: node f: output 'path' (.) is a folder holding {video}, the render this workflow was read " \
+           f"from: frames written there mix with your files; choose a folder of its own" in err
+    assert box.snapshot() == before
