@@ -18,7 +18,9 @@ def read_embedded_workflow(path: Path) -> Optional[str]:
         try:
             with Image.open(path) as im:
                 text = im.info.get(KEY) or (im.text.get(KEY) if hasattr(im, "text") else None)
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            # A header claiming 100000x100000 is refused by Pillow as it opens (a traceback from `run`,
+            # `validate` and the check whether an output is Kinograph's); such a file is read as no render.
             return None
         # A workflow with a character beyond Latin-1 (a prompt's dash, a path's ☃) is an iTXt chunk, which
         # Pillow gives as a str subclass that the YAML parser refuses with a TypeError (a traceback).

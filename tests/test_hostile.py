@@ -644,3 +644,33 @@ def test_a_video_cannot_fill_the_folder_it_was_sent_to_with_frames(box):
     assert f"{video}:4: node f: output 'path' (.) is a folder holding {video}, the render this workflow was read " \
            f"from: frames written there mix with your files; choose a folder of its own" in err
     assert box.snapshot() == before
+
+
+def _png(path, width, height, text=b""):
+    """A PNG of this size by its header, with one tEXt chunk: a few hundred bytes whatever it claims."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+                     (chunk(b"tEXt", text) if text else b"") + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) +
+                     chunk(b"IEND", b""))
+    return path
+
+
+def test_a_png_claiming_ten_billion_pixels_is_refused_by_name_everywhere(tmp_path, capsys):
+    """Pillow refuses a PNG whose header says 100000x100000 as it opens it, with an exception only the pixel
+    readers caught: `run`, `validate` and `import` of such a file, or an output path naming it, ended in a
+    traceback. The workflow reader takes it for a file carrying none; import names its size."""
+    from app.cli import main
+    bomb = _png(tmp_path / "bomb.png", 100000, 100000, b"kinograph_workflow\0kinograph: 1\nnodes: {}\n")
+    assert bomb.stat().st_size < 200
+    for command in ("run", "validate"):
+        assert main([command, str(bomb)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"{bomb}: this file carries no Kinograph workflow" in err
+    assert main(["import", str(bomb)]) == 2
+    assert f"{bomb} has 10,000,000,000 pixels, more than the 178,956,970 an image may have to be read safely" in \
+        capsys.readouterr().err
+    assert not written_by_kinograph(bomb)

@@ -152,6 +152,9 @@ def _image_metadata(p: Path) -> Dict[str, Any]:
             kind = im.format
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise ComfyImportError(f"{p}: not a readable {p.suffix.lstrip('.').upper() or 'image'} ({e})") from None
+    except Image.DecompressionBombError as e:         # a header claiming 100000x100000: Pillow stops as it opens
+        from nodes.io.images import too_big
+        raise ComfyImportError(too_big(p, str(e))) from None
     for value in exif.values():              # ComfyUI's WebP: Make = "workflow:{...}", Model = "prompt:{...}"
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")

@@ -49,7 +49,7 @@ def read_image_alpha(path: str) -> tuple:
             alpha = rgba[..., 3].astype(np.float32) / 255.0
             return over_black(rgba[..., :3], alpha), alpha
     except Image.DecompressionBombError as e:
-        raise NodeError(_too_big(path, str(e))) from None
+        raise NodeError(too_big(path, str(e))) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         if _is_video(path):
             raise NodeError(f"{path} is a video, not a still image: read it with io.load_video and take the "
@@ -73,7 +73,7 @@ def _is_video(path: str) -> bool:
     return head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
-def _too_big(path: str, pillow_says: str) -> str:
+def too_big(path, pillow_says: str) -> str:
     """Pillow refuses pictures far over its pixel limit (a guard against decompression bombs, tiny
     files that unpack to gigabytes); its own text calls that a 'DOS attack'."""
     found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", pillow_says)
