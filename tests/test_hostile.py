@@ -674,3 +674,20 @@ def test_a_png_claiming_ten_billion_pixels_is_refused_by_name_everywhere(tmp_pat
     assert f"{bomb} has 10,000,000,000 pixels, more than the 178,956,970 an image may have to be read safely" in \
         capsys.readouterr().err
     assert not written_by_kinograph(bomb)
+
+
+def test_a_webp_claiming_ten_billion_pixels_is_named_not_raised(tmp_path):
+    """The same for an animated WebP, which io.load_video reads with Pillow, and which the editor's drop
+    looks into to choose a loader: Pillow's exception escaped both (a failed node with a Python error name, a
+    traceback from the drop)."""
+    import struct
+    from app.editor.window import loader_for
+    from nodes.io.video_read import load_video
+    bomb = tmp_path / "bomb.webp"
+    vp8x = bytes([0x02, 0, 0, 0]) + (99999).to_bytes(3, "little") * 2            # animated, 100000x100000
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + vp8x + b"ANIM" + struct.pack("<IIH", 6, 0, 0)
+    bomb.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(NodeError, match=r"bomb.webp has 10,000,000,000 pixels, more than the 178,956,970 an image "
+                                        r"may have to be read safely"):
+        load_video(str(bomb))
+    assert loader_for(bomb) == "io.load_video"

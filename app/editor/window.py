@@ -1071,7 +1071,7 @@ def loader_for(path) -> Optional[str]:
             from PIL import Image
             with Image.open(p) as im:
                 return "io.load_video" if getattr(im, "n_frames", 1) > 1 else "io.load_image"
-        except (OSError, ValueError):
+        except (OSError, ValueError, Image.DecompressionBombError):
             return "io.load_video"          # the loader will say what is wrong with it
     return "io.load_image" if suffix in STILL_SUFFIXES else "io.load_video"
 

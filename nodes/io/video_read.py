@@ -382,6 +382,9 @@ class PillowSource:
         except (OSError, SyntaxError, ValueError) as e:
             raise NodeError(f"cannot open {path} as a video ({e}): the file is damaged, cut short or not a "
                             f"video. Copy or export it again.") from None
+        except Image.DecompressionBombError as e:
+            from .images import too_big
+            raise NodeError(too_big(path, str(e))) from None
         self.length = getattr(self._im, "n_frames", 1)
         self.width, self.height = self._im.size
         self._alpha = "A" in self._im.getbands() or "transparency" in self._im.info
