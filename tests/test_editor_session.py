@@ -396,3 +396,25 @@ def test_a_colour_parameter_shows_its_colour_on_the_node(win):
     assert rect.left() > field.center().x()                      # at the value's end, not over the name
     win.controller.set_param(n, "color", "red")
     assert item.color_swatch("color") is None and item.color_swatch("intensity") is None
+
+
+def test_a_decimal_comma_typed_into_a_number_is_its_point(win, qtbot):
+    """'2,5' typed into relight's intensity (a German keypad's decimal key gives the comma) was
+    refused key by key and set 2 without a word; on the canvas it was refused. Both read 2.5."""
+    from test_editor import drag
+    n = win.controller.add_node("relight.directional", (0, 0))
+    win.scene.select_nodes([n])
+    spin = win.properties.editors["intensity"].spin
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, "2,5")
+    qtbot.keyClick(spin, Qt.Key_Return)
+    assert win.doc.graph.nodes[n].params["intensity"] == 2.5 and spin.text() == "2.5000"
+    item = win.scene.nodes[n]
+    field = item.mapToScene(item.param_rect("ambient").center())
+    drag(win.view, field, field, steps=1)                    # a click: type the value
+    ed = win.view._editor
+    ed.selectAll()
+    qtbot.keyClicks(ed, "0,75")
+    qtbot.keyClick(ed, Qt.Key_Return)
+    assert win.doc.graph.nodes[n].params["ambient"] == 0.75

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QLocale, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QValidator
 from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSpinBox, QApplication, QCheckBox,
                                QColorDialog, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit,
@@ -102,13 +102,29 @@ class IntBox(QAbstractSpinBox):
         return (QValidator.Intermediate if t in ("", "-") else QValidator.Invalid), text, pos
 
 
+class DecimalBox(QDoubleSpinBox):
+    """A decimal number written with a point, whatever the desktop's language, as on the node and
+    in the file; a decimal comma typed (a German keypad's decimal key) is read as the point. It was
+    refused key by key: '2,5' became 2 without a word."""
+
+    def __init__(self):
+        super().__init__()
+        self.setLocale(QLocale.c())
+
+    def validate(self, text: str, pos: int):
+        return super().validate(text.replace(",", "."), pos)
+
+    def valueFromText(self, text: str) -> float:
+        return super().valueFromText(text.replace(",", "."))
+
+
 class NumberEditor(ParamEditor):
     wide = False            # whole numbers beyond 32 bits (an IntBox)
 
     def __init__(self, p, commit):
         super().__init__(p, commit)
         is_int = p.type == "int"
-        self.spin = IntBox() if is_int and self.wide else QSpinBox() if is_int else QDoubleSpinBox()
+        self.spin = IntBox() if is_int and self.wide else QSpinBox() if is_int else DecimalBox()
         lo = p.min if p.min is not None else -INT_LIMIT
         hi = p.max if p.max is not None else INT_LIMIT
         if is_int and self.wide:

@@ -586,7 +586,7 @@ def parse_field(p, text: str):
             raise ValueError(f"expects a whole number, got {t!r}")
     elif p.type == "float":
         try:
-            value = float(t)
+            value = float(t.replace(",", ".") if t.count(",") == 1 and "." not in t else t)     # a decimal comma
         except ValueError:
             raise ValueError(f"expects a number, got {t!r}")
     elif p.type == "bool":
