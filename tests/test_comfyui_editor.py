@@ -66,6 +66,23 @@ def test_unmapped_nodes_are_red_placeholders(win, tmp_path):
         __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
 
 
+def test_red_nodes_that_pass_a_value_on_can_be_bypassed_from_the_report(win):
+    """The report said what could be bypassed, but only `kinograph import --bypass-unmapped` could do it: the
+    editor's report offers it when every red node passes a value on, and opens the file again that way."""
+    from PySide6.QtWidgets import QPushButton
+    assert win.open_path(DATA / "templates" / "wan2.1_fun_inp.json") is win
+    assert any(n.type.startswith("comfyui.") for n in win.doc.graph.nodes.values())
+    button = win._comfyui_report.findChild(QPushButton, "bypassUnmapped")
+    button.click()
+    assert not any(n.type.startswith("comfyui.") for n in win.doc.graph.nodes.values())
+    text = win._comfyui_report.findChild(
+        __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+    assert "bypassed as you asked" in text and "NOT MAPPED" not in text
+    assert win._comfyui_report.findChild(QPushButton, "bypassUnmapped") is None
+    win.open_path(DATA / "vhs_batch4x4.json")        # SolidMask makes a mask from nothing: no button
+    assert win._comfyui_report.findChild(QPushButton, "bypassUnmapped") is None
+
+
 def test_a_broken_comfyui_file_is_a_message(win, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"nodes": [{"id": 1}], "links": []}')

@@ -9,15 +9,16 @@ from typing import Optional, Tuple
 from .document import Document
 
 
-def open_comfyui(path, registry) -> Optional[Tuple[Document, object]]:
-    """(document, report) when `path` holds a ComfyUI workflow, None when it is a Kinograph file.
+def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tuple[Document, object]]:
+    """(document, report) when `path` holds a ComfyUI workflow, None when it is a Kinograph file. `bypass_unmapped`
+    bypasses the nodes with no equivalent that pass a value on, as `kinograph import --bypass-unmapped` does.
 
     Raises ComfyImportError (a KinographError) with a message when the file cannot be read."""
     from app.comfyui import import_workflow, is_comfyui_file
     p = Path(path)
     if not is_comfyui_file(p):
         return None
-    result = import_workflow(p, registry=registry)
+    result = import_workflow(p, registry=registry, bypass_unmapped=bypass_unmapped)
     doc = Document.from_text(result.yaml, None, registry)
     doc.origin = p.resolve()                 # unsaved: Save asks where, the ComfyUI file is never overwritten
     _unstack(doc)
@@ -37,8 +38,9 @@ def _unstack(doc: Document) -> None:
             g.ui[n] = dict(g.ui[n], pos=[round(x), round(y)])
 
 
-def show_report(parent, report, path) -> None:
-    """A non-modal window listing what became of every ComfyUI node (or Deforum setting)."""
+def show_report(parent, report, path, reopen=None) -> None:
+    """A non-modal window listing what became of every ComfyUI node (or Deforum setting). When every node that
+    stops the workflow passes a value on, `reopen()` (opening the file again with them bypassed) gets a button."""
     from PySide6.QtGui import QFontDatabase
     from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QVBoxLayout
     dlg = QDialog(parent)
@@ -56,6 +58,13 @@ def show_report(parent, report, path) -> None:
     lay.addWidget(text)
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
     buttons.rejected.connect(dlg.close)
+    if reopen is not None and report.blocking and all(getattr(e, "bypassable", False) for e in report.blocking):
+        # the red nodes only pass a model, conditioning or image on: ComfyUI's bypass runs the rest without them
+        bypass = buttons.addButton("Bypass them and open again", QDialogButtonBox.ButtonRole.ActionRole)
+        bypass.setObjectName("bypassUnmapped")
+        bypass.setToolTip("open the file again with the red nodes bypassed, as ComfyUI bypasses a node: each "
+                          "passes its input straight on, and what it did is missing")
+        bypass.clicked.connect(lambda: (dlg.close(), reopen()))
     lay.addWidget(buttons)
     dlg.resize(820, 420)
     dlg.show()

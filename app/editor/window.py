@@ -383,10 +383,10 @@ class MainWindow(QMainWindow):
         recent = next((Path(f).parent for f in self.settings.recent_files if Path(f).parent.is_dir()), None)
         return recent or Path.home()
 
-    def open_path(self, path, new_window: bool = False) -> Optional["MainWindow"]:
+    def open_path(self, path, new_window: bool = False, bypass_unmapped: bool = False) -> Optional["MainWindow"]:
         from .comfyui_open import open_comfyui, show_report
         try:
-            imported = open_comfyui(path, self.doc.registry)
+            imported = open_comfyui(path, self.doc.registry, bypass_unmapped)
             doc = imported[0] if imported else Document.load(Path(path), self.doc.registry)
         except (WorkflowError, KinographError, OSError) as e:
             self.log.log("error", f"cannot open {path}: {e}")
@@ -397,14 +397,14 @@ class MainWindow(QMainWindow):
             w = MainWindow(doc, settings=self.settings, autosave_ms=self.autosave_ms)
             w.show()
             if imported:
-                show_report(w, imported[1], path)
+                show_report(w, imported[1], path, lambda: w.open_path(path, bypass_unmapped=True))
             return w
         if not self.confirm_discard():
             doc.close()
             return None
         self.set_document(doc)
         if imported:
-            show_report(self, imported[1], path)
+            show_report(self, imported[1], path, lambda: self.open_path(path, bypass_unmapped=True))
         return self
 
     def drop_files(self, paths: List[str], at: Optional[QPointF] = None) -> None:
