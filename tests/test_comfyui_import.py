@@ -359,6 +359,11 @@ def test_controlnet_on_the_conditioning_steers_the_samplers_model():
     assert {g.inputs[sample.id][k][0] for k in ("positive", "negative")} == {n.id for n in _by_type(g, "encode.text")}
     from graph_engine.api import load_workflow
     load_workflow(text=res.yaml)
+    # a LoRA's text-encoder strength is said once, by the rule's note (it was also 'strength_clip=1 is not carried')
+    api["11"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.7,
+                                                        "strength_clip": 1, "model": ["1", 0], "clip": ["1", 1]}}
+    assert import_data(api).report.entries["11"].notes == [
+        "the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not applied"]
     api["6"]["inputs"]["end_percent"] = 0.6
     assert "end_percent=0.6 is not carried" in import_data(api).report.entries["6"].notes
 

@@ -201,7 +201,7 @@ RULES: Dict[str, Rule] = {
     "LoraLoader|pysssss": Rule("lora.image", ("lora_name", "strength_model", "strength_clip", "example"),
                                (P("lora_name", "path", pysssss_file), P("strength_model", "strength")),
                                {"model": "model"}, ("model", None), special="lora",
-                               ignore={"strength_clip": 0.0, "example": None},
+                               ignore={"strength_clip": None, "example": None},
                                note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not "
                                     "applied"),
     # efficiency-nodes' loader: checkpoint, VAE, clip skip, a LoRA, both prompts and an empty latent in one node
@@ -216,7 +216,7 @@ RULES: Dict[str, Rule] = {
                                 ("model",)),
     "LoraLoader": Rule("lora.image", ("lora_name", "strength_model", "strength_clip"),
                        (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"}, ("model", None),
-                       special="lora", ignore={"strength_clip": 0.0},
+                       special="lora", ignore={"strength_clip": None},
                        note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not applied"),
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
