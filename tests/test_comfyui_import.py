@@ -210,6 +210,14 @@ def test_vhs_batch_manager_size_presets_pingpong_and_audio():
     assert loads["vhs_load_video_path_14"]["width"] == 384 and "height" not in loads["vhs_load_video_path_14"]
     assert not any("force_size" in n for e in res.report.entries.values() for n in e.notes)
     assert "its audio input is not carried" in "; ".join(res.report.entries["11"].notes)
+    nth = import_data({"1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "a.mp4"}},
+                       "2": {"class_type": "VHS_SelectEveryNthImage",
+                             "inputs": {"images": ["1", 0], "select_every_nth": 3, "skip_first_images": 1}},
+                       "3": {"class_type": "VHS_VideoCombine", "inputs": {"images": ["2", 0], "frame_rate": 8,
+                                                                          "filename_prefix": "n"}}})
+    (load,), (every,) = (_by_type(nth.graph, t) for t in ("io.load_video", "video.every_nth"))
+    assert every.params == {"n": 3, "offset": 1} and nth.graph.inputs[every.id]["video"] == (load.id, "video")
+    assert nth.report.entries["2"].status == "exact"
     wf = _load("vhs_load_combine.json")
     combine = next(n for n in wf["nodes"] if n["type"] == "VHS_VideoCombine")
     combine["widgets_values"]["pingpong"] = True

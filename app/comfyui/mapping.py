@@ -472,6 +472,10 @@ RULES: Dict[str, Rule] = {
                              ignore={"loop_count": 0, "pingpong": None, "save_output": None, "pix_fmt": None,
                                      "save_metadata": None, "trim_to_audio": None, "save_image": None,
                                      "audio_file": None}),
+    # VHS keeps images[skip_first_images::select_every_nth], as video.every_nth keeps frames offset, offset + n, ...
+    "VHS_SelectEveryNthImage": Rule("video.every_nth", ("select_every_nth", "skip_first_images"),
+                                    (P("select_every_nth", "n"), P("skip_first_images", "offset")),
+                                    {"images": "video"}, ("video", None)),
     # VHS's batch manager splits a long clip into runs of frames_per_batch to fit memory; Kinograph streams clips
     # in chunks itself, so the frames and the file come out the same without it
     "VHS_BatchManager": Rule(None, kind="ui", note="Kinograph streams long clips in chunks itself: no batch manager "
