@@ -329,6 +329,7 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
                             zoom="0:(1.2)", translation_x="0:(0)", diffusion_cadence=2)
         out = tmp_path / "shot.yaml"
         assert main(["import", str(src), "-o", str(out)]) == 3
+        assert "type: generate.feedback" in out.read_text()
         assert main(["validate", str(out)]) == 0
         assert main(["run", str(out), "--device", "cpu", "--no-cache"]) == 0
     finally:

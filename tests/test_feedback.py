@@ -295,3 +295,14 @@ def test_a_frame_that_fails_fails_the_node_with_its_own_message(sd, monkeypatch,
     res = Session(device="cpu").run(load_workflow(wf), on_event=lambda e: said.append(str(e.get("message", ""))))
     assert not res.ok and res.failed["loop"] == "sampling broke down at step 1 of 2" and "save" not in res.failed
     assert not any("disk cache" in m for m in said)
+
+
+def test_a_start_picture_of_another_size_is_resized_to_the_loop(sd, sampled):
+    """Deforum resizes its init image to W x H; a 100x70 photo was refused (not a multiple of 8) or set the size."""
+    from nodes.motion.camera import build_path
+    photo = np.random.default_rng(2).integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    clip = _clip(sd, build_path(2, 64, 64, per_frame=True, zoom="1.05"), photo, denoise="0")
+    frames = clip.to_array()
+    assert frames.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(frames[0], cv2.resize(photo, (64, 64), interpolation=cv2.INTER_AREA))
+    assert sampled == []                    # denoise 0 everywhere: the picture as it is, moved

@@ -231,6 +231,19 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
     return diffuse
 
 
+def fitted_picture(image: Picture, width: int, height: int, log: Callable[[str], None]) -> Picture:
+    """The start picture at the loop's size (Deforum resizes its init image to W x H): an init photo of another
+    size was refused for not being a multiple of 8, or set a size the camera path was not made for."""
+    import cv2
+    image = np.ascontiguousarray(image[..., :3], np.uint8)
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    log(f"the start picture ({w}x{h}) is resized to the loop's {width}x{height}")
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if w * h > width * height
+                      else cv2.INTER_CUBIC)
+
+
 def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: int, height: int, denoise, cfg,
                   steps, sampler: str, scheduler: str, seed: int, seed_behaviour: str, seed_schedule, cadence: int,
                   color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0):
@@ -240,9 +253,9 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
     from nodes.common.stream import Progress
     from nodes.generate.families import family
     from nodes.motion.warp import CameraMover, picture_at
-    if image is not None:
-        height, width = image.shape[:2]
     family(vae.family).check_size(width, height)
+    if image is not None:
+        image = fitted_picture(image, width, height, ctx.log)
     n = camera.length
     plan = frame_schedules(n, cadence, denoise=denoise, cfg=cfg, steps=steps, seed=seed,
                            seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, noise=noise, contrast=contrast)
@@ -257,8 +270,7 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                                                                                f"frame {k}: step {i} of {steps}"))
     matcher = None if color_coherence == "none" else (lambda ref: histogram_matcher(ref, color_coherence))
     loop = FeedbackLoop(n, cadence, lambda img, k: mover.step(img, k)[0], diffuse, KeyStore(ctx.partial_folder()),
-                        (height, width, 3), None if image is None else np.ascontiguousarray(image[..., :3], np.uint8),
-                        matcher, ctx.log)
+                        (height, width, 3), image, matcher, ctx.log)
 
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, height, width, 3), np.uint8)

@@ -284,10 +284,11 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 @node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu")
 def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA,
              negative: CONDITIONING = Input(optional=True),
-             image: IMAGE = Input(optional=True, help="frame 0's picture (an init image), re-diffused at denoise's "
-                                                      "frame-0 value; without one frame 0 is drawn from noise"),
-             width: int = Param(512, min=8, max=8192, help="picture width without an image (the image sets it)"),
-             height: int = Param(512, min=8, max=8192, help="picture height without an image"),
+             image: IMAGE = Input(optional=True, help="frame 0's picture (an init image, resized to width x "
+                                                      "height), re-diffused at denoise's frame-0 value; without "
+                                                      "one frame 0 is drawn from noise"),
+             width: int = Param(512, min=8, max=8192, help="picture width (a multiple of 8 for Stable Diffusion)"),
+             height: int = Param(512, min=8, max=8192, help="picture height"),
              denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
                                                                 "is drawn again; 0 keeps it as moved (Deforum's "
                                                                 "strength is 1 - denoise)"),
