@@ -6,7 +6,6 @@ Cineon curve, a linear one through the sRGB curve, video-coded ones as stored.""
 from __future__ import annotations
 
 import struct
-from typing import Optional
 
 import numpy as np
 
@@ -18,15 +17,12 @@ _TRANSFER_AT = 801
 _LOG, _LINEAR = (1, 3), 2          # printing density, logarithmic; linear
 
 
-def read_film(path: str, max_pixels: Optional[int]) -> tuple:
+def read_film(path: str) -> tuple:
     """(uint8 RGB, float32 alpha or None) of a DPX file."""
     import av
+    from .images import check_pixels
     transfer, w, h = _header(path)
-    # The size is checked in the header, before FFmpeg allocates what it says: a tiny file can claim
-    # 15000x15000 (a 1.3 GB picture) and FFmpeg would decode it.
-    if max_pixels and w * h > 2 * max_pixels:
-        raise NodeError(f"{path} says it is {w}x{h} ({w * h} pixels), more than Kinograph reads "
-                        f"({2 * max_pixels}): a damaged or hostile header. Export the frame again")
+    check_pixels(path, w, h)        # from the header, before FFmpeg allocates what it says
     try:
         with av.open(str(path)) as c:
             frame = next(c.decode(c.streams.video[0]))

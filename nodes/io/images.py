@@ -36,7 +36,7 @@ def read_image_alpha(path: str) -> tuple:
         return read_exr(path)
     if str(path).lower().endswith(".dpx"):
         from .film import read_film
-        return read_film(path, Image.MAX_IMAGE_PIXELS)
+        return read_film(path)
     try:
         with Image.open(path) as im:
             # A camera stores the sensor's rows and an EXIF orientation; viewers turn the picture by it.
