@@ -196,6 +196,28 @@ def test_comfyui_frame_interpolation_folder_and_names(comfy):
         load_rife("rife47.pth")
 
 
+@pytest.mark.parametrize("release", ["4.25.lite", "4.26", "4.26.heavy"])
+def test_comfyuis_own_repackaged_files_load(release, tmp_path, monkeypatch):
+    """ComfyUI's core FrameInterpolate reads Comfy-Org's rife_v4.x.safetensors from models/frame_interpolation,
+    whose blocks are a list (blocks.0. ...) where Practical-RIFE has block0. ...: such a file was 'no RIFE
+    IFNet blocks in it'."""
+    folder = tmp_path / "ComfyUI" / "models" / "frame_interpolation"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    ref = RefIFNet(release, SHRINK).eval()
+    listed = {("blocks." + k[len("block"):] if k[5:6].isdigit() and k.startswith("block") else k): v
+              for k, v in ref.state_dict().items()}
+    assert any(k.startswith("blocks.4.") for k in listed)
+    name = f"rife_v{release.replace('.lite', '_lite').replace('.heavy', '_heavy')}.safetensors"
+    save(listed, folder / name)
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "ComfyUI"))
+    net = load_rife(name)
+    size = net.layout.multiple(1.0)
+    a, b = frames(1, size)
+    with torch.no_grad():
+        assert (net(a, b, torch.tensor([0.5])) - ref(a, b, torch.tensor([0.5]))).abs().max() < 1e-4
+
+
 def _model_problems(model):
     reg = Registry()
     reg.register(interp_nodes.rife)

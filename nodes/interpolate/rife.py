@@ -100,8 +100,9 @@ def find_weights(name: str, required: bool = True) -> Optional[Path]:
         except NodeError as e:
             have = [p.name for p in list_models().get("rife", [])]
             hint = (f"\nRIFE files found there: {', '.join(have[:12])}" if have else
-                    "\nNo RIFE files are there yet: RIFE 4.x weights come from Practical-RIFE's releases or "
-                    "ComfyUI-Frame-Interpolation's ckpts/rife folder (rife47.pth, rife49.pth, rife426.pth ...)")
+                    "\nNo RIFE files are there yet: RIFE 4.x weights come from Practical-RIFE's releases, "
+                    "ComfyUI-Frame-Interpolation's ckpts/rife folder (rife47.pth, rife49.pth, rife426.pth ...) or "
+                    "ComfyUI's models/frame_interpolation (rife_v4.26.safetensors ...)")
             raise NodeError(f"{e}{hint}") from None
     return found
 

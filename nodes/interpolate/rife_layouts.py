@@ -16,9 +16,10 @@ IGNORED = ("contextnet.", "unet.", "teacher.", "caltime.")
 
 SUPPORTED = ("4.0-4.1", "4.2-4.4", "4.5", "4.6", "4.7-4.9", "4.10-4.13", "4.14-4.20 and 4.24", "4.21-4.23",
              "4.25-4.26 (with their lite / heavy variants)")
-SUPPORTED_TEXT = ("RIFE 4.0 to 4.26 IFNet weights, as Practical-RIFE publishes them (train_log/flownet.pkl) "
-                  "or ComfyUI-Frame-Interpolation keeps them (ckpts/rife/rife47.pth, rife49.pth, rife417.pth, "
-                  "rife426.pth, ...), also converted to .safetensors")
+SUPPORTED_TEXT = ("RIFE 4.0 to 4.26 IFNet weights, as Practical-RIFE publishes them (train_log/flownet.pkl), "
+                  "ComfyUI-Frame-Interpolation keeps them (ckpts/rife/rife47.pth, rife49.pth, rife417.pth, "
+                  "rife426.pth, ...) or ComfyUI's own frame interpolation does (models/frame_interpolation/"
+                  "rife_v4.26.safetensors, ...), also converted to .safetensors")
 
 # The nn.Sequential encoders of 4.7-4.13 hold the same layers as the later `Head` (cnn0..cnn3).
 _SEQ_SHALLOW = {"encode.0.": "encode.cnn0.", "encode.1.": "encode.cnn3."}
@@ -30,11 +31,18 @@ class UnknownLayout(ValueError):
     """The file is not one of the supported layouts; the message says what it holds instead."""
 
 
+# ComfyUI's own frame interpolation (Comfy-Org's repackaged models/frame_interpolation/rife_v4.25.safetensors,
+# rife_v4.26_heavy.safetensors, ...) keeps Practical-RIFE's block0..block4 as a list: blocks.0..blocks.4.
+_LISTED_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
 def strip(state: Mapping[str, object]) -> Dict[str, object]:
-    """Drop multi-GPU prefixes ("module.") and the parts inference never runs."""
+    """Drop multi-GPU prefixes ("module.") and the parts inference never runs; ComfyUI's block names as
+    Practical-RIFE's."""
     out = {}
     for k, v in state.items():
         k = k[len("module."):] if k.startswith("module.") else k
+        k = _LISTED_BLOCK.sub(r"block\1.", k)
         if not k.startswith(IGNORED):
             out[k] = v
     return out
