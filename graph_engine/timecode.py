@@ -36,11 +36,7 @@ class Timecode:
         base = max(1, round(rate))
         if mi > 59 or s > 59 or ff >= base:
             return None
-        frame = (h * 3600 + mi * 60 + s) * base + ff
-        if drop:
-            minutes = h * 60 + mi
-            frame -= _dropped(base) * (minutes - minutes // 10)
-        return cls(frame, rate, drop)
+        return cls(_counted(h, mi, s, ff, base, drop), rate, drop)
 
     def label(self) -> str:
         """HH:MM:SS:FF (HH:MM:SS;FF drop-frame)."""
@@ -74,7 +70,16 @@ class Timecode:
         target = Timecode(0, fps, self.drop and _dropped(round(fps)) > 0)
         h, mi, s, ff = self.parts()
         ff = min(target.base - 1, round(ff * target.base / self.base))
-        return Timecode.parse(f"{h:02d}:{mi:02d}:{s:02d}{';' if target.drop else ':'}{ff:02d}", fps) or target
+        return Timecode(_counted(h, mi, s, ff, target.base, target.drop), fps, target.drop)
+
+
+def _counted(h: int, mi: int, s: int, ff: int, base: int, drop: bool) -> int:
+    """Timecode frames from 00:00:00:00 to the label h:mi:s:ff (drop-frame labels skip some)."""
+    frame = (h * 3600 + mi * 60 + s) * base + ff
+    if drop:
+        minutes = h * 60 + mi
+        frame -= _dropped(base) * (minutes - minutes // 10)
+    return frame
 
 
 def _dropped(base: int) -> int:
