@@ -10,12 +10,31 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, List, Optional, Tuple
 
 from .atomic import hold, remove_unheld, tree_bytes
 from .cache import _looks_like_key
 
 KEEP = 3
+# As the disk cache: the work in progress never takes the last 64 MB, which the render's own output needs.
+RESERVE = 64 << 20
+
+
+def keep_work(path: Path, write: Callable[[BinaryIO], None], nbytes: int) -> bool:
+    """Keep one piece of work in progress at `path`, whole or not at all (written under a temporary name and
+    renamed); False where the disk has no room for it or the write fails: a full disk costs the resume, never
+    the run or its output."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        if shutil.disk_usage(path.parent).free < nbytes + RESERVE:
+            return False
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        tmp.unlink(missing_ok=True)     # this function's own temporary
+        return False
 
 
 class Partials:

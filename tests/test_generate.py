@@ -773,9 +773,9 @@ def test_a_sampling_run_that_stops_is_taken_up_where_it_stopped(tiny, tmp_path, 
 def test_sampling_keeps_no_steps_on_a_nearly_full_disk(mm, tiny, tmp_path, monkeypatch):
     """The kept steps never take the last 64 MB (the render's own output needs them), as the disk cache."""
     import collections
-    from nodes.generate import resume
+    from graph_engine import partial
     usage = collections.namedtuple("usage", "total used free")
-    monkeypatch.setattr(resume.shutil, "disk_usage", lambda p: usage(1 << 40, 1 << 40, resume.RESERVE + 1000))
+    monkeypatch.setattr(partial.shutil, "disk_usage", lambda p: usage(1 << 40, 1 << 40, partial.RESERVE + 1000))
     _, _, full = _t2v(mm, tiny, "animatediff", steps=2, resume_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()

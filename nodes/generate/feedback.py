@@ -16,7 +16,6 @@ so a run that stops keeps what it made and the next run of the same node takes u
 reading an earlier frame again re-moves kept frames instead of diffusing them again."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import weakref
@@ -104,14 +103,12 @@ class KeyStore:
         return got if got.shape == tuple(shape) and got.dtype == np.uint8 else None
 
     def put(self, k: int, picture: Picture) -> None:
-        tmp = self._path(k).with_suffix(".tmp")
+        from graph_engine.partial import keep_work
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                np.save(f, picture, allow_pickle=False)
-            os.replace(tmp, self._path(k))
         except OSError:
-            tmp.unlink(missing_ok=True)
+            return
+        keep_work(self._path(k), lambda f: np.save(f, picture, allow_pickle=False), picture.nbytes)
 
     def has(self, k: int) -> bool:
         return self._path(k).is_file()

@@ -8,8 +8,6 @@ the network calls that were already made are skipped, so the result is the same 
 latent on disk per step while the node runs; the folder goes once its result is cached."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -65,26 +63,11 @@ def _load(path: Path, x: torch.Tensor, sigma) -> Optional[torch.Tensor]:
     return out.to(x.device, x.dtype)
 
 
-# As the disk cache: the work in progress never takes the last 64 MB, which the render's own output needs.
-RESERVE = 64 << 20
-
-
 def _save(path: Path, out: torch.Tensor, sigma) -> bool:
-    """Keep one call's output; False where the disk has no room for it (a full disk costs the resume, never
-    the run or its output)."""
-    tmp = path.with_suffix(".tmp")
-    try:
-        if shutil.disk_usage(path.parent).free < out.numel() * out.element_size() + RESERVE:
-            return False
-        torch.save({"out": out.detach().cpu(), "sigma": float(sigma)}, tmp)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        return False
+    """Keep one call's output; False where it could not be kept (graph_engine.partial.keep_work)."""
+    from graph_engine.partial import keep_work
+    return keep_work(path, lambda f: torch.save({"out": out.detach().cpu(), "sigma": float(sigma)}, f),
+                     out.numel() * out.element_size())
 
 
 def _drop_from(folder: Path, first: int) -> None:
