@@ -5,6 +5,7 @@ Pictures come as a compositor's sRGB view shows them: a log (printing density) s
 Cineon curve, a linear one through the sRGB curve, video-coded ones as stored."""
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -54,8 +55,10 @@ def _header(path: str) -> tuple:
     return head[_TRANSFER_AT], w, h
 
 
+@functools.lru_cache(maxsize=None)
 def _view_table(transfer: int) -> np.ndarray:
-    """uint8 sRGB view of each 16-bit code value (FFmpeg widens every depth to 16 bits)."""
+    """uint8 sRGB view of each 16-bit code value (FFmpeg widens every depth to 16 bits); made once per
+    transfer, not per frame of a sequence."""
     code = np.arange(65536, dtype=np.float64) / 65535.0
     if transfer in _LOG:
         return to_uint8(linear_to_srgb(np.minimum(cineon_to_linear(code * 1023.0), 1.0)))
