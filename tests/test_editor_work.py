@@ -543,3 +543,33 @@ def test_a_node_whose_user_file_failed_to_load_names_that_file(make_window, tmp_
     qtbot.wait(50)
     shown = "\n".join(l.text() for l in w.properties.widget().findChildren(QLabel))
     assert "mine.py" in shown and "line 7" in shown
+
+
+def test_save_as_without_the_extension_asks_before_replacing_the_yaml_of_that_name(win, tmp_path, monkeypatch):
+    """'shot' typed into the save dialog: the dialog asked about a file named 'shot' (there is none),
+    then '.yaml' was added and an existing shot.yaml was replaced without a word."""
+    from PySide6.QtWidgets import QFileDialog
+    theirs = tmp_path / "shot.yaml"
+    theirs.write_text("kinograph: 1\nnodes: {}\n# their workflow\n")
+    win.controller.add_node("video.reverse", (0, 0))
+    names = [str(tmp_path / "shot"), str(tmp_path / "mine")]
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (names.pop(0), ""))
+    asked = answer(monkeypatch, QMessageBox.No)
+    assert win.save_as()
+    assert theirs.read_text().endswith("# their workflow\n")
+    assert [t for t, _ in asked] == ["Replace the file?"] and str(theirs) in asked[0][1]
+    assert win.doc.path == tmp_path / "mine.yaml" and "video.reverse" in (tmp_path / "mine.yaml").read_text()
+
+
+@pytest.mark.parametrize("how", ["run", "view"])
+def test_edits_are_autosaved_before_a_run_or_view_starts(make_window, tmp_path, monkeypatch, how):
+    """A run loads models and drives the GPU in the editor's process; killed there (the OOM killer, a
+    driver crash), the prompt typed just before Ctrl+Enter was lost with the 30 s since the last autosave."""
+    from app.editor.autosave import recovery_dir
+    w = make_window(autosave_ms=3_600_000)
+    n = w.controller.add_node("test.echo", (0, 0))
+    w.controller.set_param(n, "text", "a lighthouse at dusk")
+    monkeypatch.setattr(w.runs, "submit", lambda *a, **k: None)
+    w.run() if how == "run" else w.view_node(n)
+    (rec,) = recovery_dir().glob("*.yaml")
+    assert "a lighthouse at dusk" in rec.read_text()

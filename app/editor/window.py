@@ -465,6 +465,14 @@ class MainWindow(QMainWindow):
             return False
         if Path(path).suffix.lower() not in (".yaml", ".yml"):
             path += ".yaml"
+            # The dialog asked about the name typed ('shot'), not this one: an existing shot.yaml
+            # was replaced without a word.
+            if Path(path).exists() and Path(path).resolve() != self.doc.path:
+                ans = QMessageBox.question(self, "Replace the file?",
+                                           f"{path} already exists. Replace it with this workflow? No chooses "
+                                           f"another name.", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+                if ans != QMessageBox.Yes:
+                    return self.save_as()
         return self._save_to(Path(path))
 
     def _save_to(self, path: Path) -> bool:
@@ -765,6 +773,13 @@ class MainWindow(QMainWindow):
             if note.text_item.editing():
                 note.commit_text()
 
+    def _autosave_before_running(self) -> None:
+        """A run or view loads models and drives the GPU inside this process; when that kills it (a driver
+        crash, the OOM killer), the edits since the last autosave (up to 30 s: often the prompt just typed
+        before Ctrl+Enter) went with it. Written now, they are offered back at the next start."""
+        if self.autosaver is not None:
+            self.autosaver.tick()
+
     def run(self, targets: Optional[List[str]] = None) -> Optional[Job]:
         self.commit_pending()
         if not self.doc.graph.nodes:
@@ -776,6 +791,7 @@ class MainWindow(QMainWindow):
             return None
         self.controller.next_seeds()
         self.bottom_tabs.setCurrentWidget(self.log)
+        self._autosave_before_running()
         return self.runs.submit(self.doc, targets=targets, allow_outside=allow)
 
     def queue_new_seeds(self) -> Optional[Job]:
@@ -785,6 +801,7 @@ class MainWindow(QMainWindow):
         if allow is None:
             return None
         self.controller.next_seeds(reroll=True)
+        self._autosave_before_running()
         return self.runs.submit(self.doc, label=f"{self.doc.title} (new seeds)", allow_outside=allow)
 
     def _cancel_run(self) -> None:
@@ -982,6 +999,7 @@ class MainWindow(QMainWindow):
         label = f"{target[0]}.{target[1]}"
         if slot != PREVIEW:
             self.viewer.computing(slot, label)
+        self._autosave_before_running()
         return self.runs.submit(self.doc, targets=[target[0]], kind="view", label=f"view {label}",
                                 view=(target[0], target[1], slot, node_id))
 
