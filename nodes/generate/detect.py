@@ -521,8 +521,9 @@ def _clip_vision(k: Keys) -> Optional[Detection]:
                      extra={"hidden": pe[0]})
 
 
+# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming.
 _LORA = re.compile(r"(\.lora_[AB]\.|\.lora_(down|up)\.|\.lora\.(down|up)\.|_lora\.(down|up)\.|\.lora_(A|B)$|"
-                   r"^lora_(unet|te\d?)_)")
+                   r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale)$)")
 
 
 def _lora(k: Keys) -> Optional[Detection]:

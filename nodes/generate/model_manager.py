@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
-from nodes.generate.converters.lora import lora_state
+from nodes.generate.converters.lora import kohya_modules, lora_state
 from nodes.generate.detect import Detection, detect_file, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle
@@ -199,12 +199,12 @@ def activate_loras(pipe, loras) -> None:
     for path, strength in loras:
         name = "k" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
         if name not in loaded:
-            state = lora_state(Path(path))
+            modules = kohya_modules(pipe)
+            state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None))
             try:
                 pipe.load_lora_weights(state, adapter_name=name)
             except (ValueError, KeyError, RuntimeError) as exc:
-                raise NodeError(f"{path} does not fit this {type(pipe).__name__} as a LoRA "
-                                f"({str(exc).splitlines()[0][:200]})") from None
+                raise NodeError(lora_misfit(path, state, exc, type(pipe).__name__)) from None
             # diffusers skips a LoRA none of whose names it maps to this model's layers with only a warning.
             present = {a for names_ in pipe.get_list_adapters().values() for a in names_}
             if name not in present:
@@ -214,12 +214,37 @@ def activate_loras(pipe, loras) -> None:
             loaded.add(name)
             pipe._kinograph_loras = loaded
         names.append(name)
-        weights.append(float(strength))
+        # The denoiser part only: text is encoded outside sampling (encode.text), with the text encoder as
+        # loaded; a LoRA's text-encoder layers left active here changed every later prompt encoding, so a graph's
+        # second run gave another video than its first.
+        weights.append({part: 0.0 if part.startswith("text_encoder") else float(strength)
+                        for part in getattr(pipe, "_lora_loadable_modules", ("unet",))})
     if names:
         pipe.enable_lora()
         pipe.set_adapters(names, weights)
     elif loaded:
         pipe.disable_lora()
+
+
+def lora_misfit(path, state, exc, pipe_name: str) -> str:
+    """Why diffusers refused a LoRA, in the user's terms: which layer, which shapes, which model it is for."""
+    import re
+    text = str(exc)
+    sdxl = any(k.startswith(("lora_te1_", "lora_te2_")) for k in state)
+    whose = (" Its text-encoder names (lora_te1_/lora_te2_) are SDXL's: it is an SDXL LoRA." if sdxl else "")
+    size = re.search(r"size mismatch for ([\w.]+): copying a param with shape (torch.Size\(\[[\d, ]*\]\)) from "
+                     r"checkpoint, the shape in current model is (torch.Size\(\[[\d, ]*\]\))", text)
+    if size:
+        layer = re.sub(r"\.lora_[AB]\.k[0-9a-f]{12}\.weight$", "", size.group(1))
+        why = (f"its layer {layer} has shape {size.group(2)[11:-1]} where this model's has "
+               f"{size.group(3)[11:-1]}")
+    elif "not found in the base model" in text:
+        missing = re.search(r"Target modules (\{.*?\}) not found", text)
+        why = f"its layers {missing.group(1)[:160] if missing else ''} are not in this model"
+    else:
+        why = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return (f"{path} does not fit this {pipe_name} as a LoRA: {why}. It was made for another model (family, version "
+            f"or size; an SDXL LoRA does not fit SD 1.5).{whose} Use a LoRA trained for this model")
 
 
 # -- the manager ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@ layouts of SD and Wan LoRAs are read by diffusers' own `load_lora_weights` conve
 from __future__ import annotations
 
 import re
-from typing import Dict
+from typing import Callable, Dict, Optional
+
+from graph_engine import NodeError
 
 _ORIGINAL_MOTION = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 
@@ -28,8 +30,181 @@ def motion_lora_to_diffusers(state: Dict[str, object]) -> Dict[str, object]:
     return out
 
 
-def lora_state(path) -> Dict[str, object]:
-    """A LoRA file's tensors in a layout `load_lora_weights` reads."""
+def lora_state(path, base_weight: Optional[Callable[[str], object]] = None) -> Dict[str, object]:
+    """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
-    return motion_lora_to_diffusers(state) if is_original_motion_lora(state) else state
+    if is_original_motion_lora(state):
+        return motion_lora_to_diffusers(state)
+    return expand_lycoris(state, base_weight, getattr(path, "name", str(path))) if needs_expanding(state) else state
+
+
+# -- LyCORIS layouts (LoHa, LoKr, full diff) and DoRA ------------------------------------------------
+# diffusers reads kohya LoRA and LoCon (lora_down/lora_up) but stops at LyCORIS's other layouts with "The following
+# keys have not been correctly renamed" and drops a DoRA's dora_scale (a plain LoRA's result, silently). Each such
+# layer's weight change is computed here as ComfyUI computes it (comfy/weight_adapter: loha, lokr, lora with
+# dora_scale, "diff") and written back as an exact LoRA of that change (up @ down == delta, alpha == rank), which
+# diffusers loads under the file's own names; strength then scales the change as ComfyUI's does.
+_PARTS = (".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b", ".hada_t1", ".hada_t2", ".lokr_w1_a", ".lokr_w1_b",
+          ".lokr_w2_a", ".lokr_w2_b", ".lokr_w1", ".lokr_w2", ".lokr_t2", ".diff_b", ".diff", ".dora_scale", ".alpha",
+          ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight")
+_LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".diff", ".dora_scale")
+
+
+def _split(key: str):
+    for part in _PARTS:
+        if key.endswith(part):
+            return key[: -len(part)], part[1:]
+    return None, None
+
+
+def needs_expanding(state: Dict[str, object]) -> bool:
+    """True for a file with LoHa, LoKr, full-diff or DoRA layers (which diffusers cannot apply as they are)."""
+    return any(k.endswith(_LYCORIS) for k in state)
+
+
+def _tucker(t, wb, wa):
+    import torch
+    return torch.einsum("i j k l, j r, i p -> p r k l", t.float(), wb.float(), wa.float())
+
+
+def layer_delta(layer: Dict[str, object], shape=None):
+    """(weight change at strength 1, bias change or None) of one layer's LyCORIS tensors (names without the
+    layer's prefix: hada_w1_a, lokr_w1, diff, lora_up.weight...), the maths of ComfyUI's weight adapters. `shape`:
+    the model weight's shape, needed to fold a 2-D change back into a convolution kernel. DoRA is not applied here
+    (dora_delta does it, with the model's weight)."""
+    import torch
+    g = {k: v.float() for k, v in layer.items() if hasattr(v, "float")}
+    alpha = g.get("alpha")
+    if "diff" in g:
+        delta = g["diff"]
+    elif "hada_w1_a" in g:
+        rank = g["hada_w1_b"].shape[0]
+        if "hada_t1" in g:
+            m1, m2 = _tucker(g["hada_t1"], g["hada_w1_b"], g["hada_w1_a"]), _tucker(g["hada_t2"], g["hada_w2_b"],
+                                                                                  g["hada_w2_a"])
+        else:
+            m1, m2 = g["hada_w1_a"] @ g["hada_w1_b"], g["hada_w2_a"] @ g["hada_w2_b"]
+        delta = m1 * m2 * (float(alpha) / rank if alpha is not None else 1.0)
+    elif "lokr_w1" in g or "lokr_w1_a" in g:
+        rank = None
+        w1 = g.get("lokr_w1")
+        if w1 is None:
+            rank = g["lokr_w1_b"].shape[0]
+            w1 = g["lokr_w1_a"] @ g["lokr_w1_b"]
+        w2 = g.get("lokr_w2")
+        if w2 is None:
+            rank = g["lokr_w2_b"].shape[0]
+            w2 = (_tucker(g["lokr_t2"], g["lokr_w2_b"], g["lokr_w2_a"]) if "lokr_t2" in g
+                  else g["lokr_w2_a"] @ g["lokr_w2_b"])
+        if w2.dim() == 4:
+            w1 = w1[:, :, None, None]
+        delta = torch.kron(w1, w2) * (float(alpha) / rank if alpha is not None and rank else 1.0)
+    else:
+        down, up = g["lora_down.weight"], g["lora_up.weight"]
+        rank = down.shape[0]
+        if "lora_mid.weight" in g:
+            delta = torch.einsum("m n ..., i m, n j -> i j ...", g["lora_mid.weight"], up.flatten(1), down.flatten(1))
+        else:
+            # LoCon: a k x k down convolution and a 1 x 1 up one compose into one k x k kernel.
+            delta = (up.flatten(1) @ down.flatten(1)).reshape(up.shape[0], *down.shape[1:])
+        delta = delta * (float(alpha) / rank if alpha is not None else 1.0)
+    if shape is not None and tuple(delta.shape) != tuple(shape):
+        if delta.numel() != _count(shape):
+            raise ValueError(f"its change has shape {list(delta.shape)}, the model's weight {list(shape)}")
+        delta = delta.reshape(shape)
+    return delta, g.get("diff_b")
+
+
+def dora_delta(weight, delta, dora_scale):
+    """DoRA's change of `weight` at strength 1: the LoRA-changed weight renormed to the stored magnitudes,
+    m (W + dW) / ||W + dW||, minus W; the norm is taken along the axis dora_scale runs on (per output channel for
+    a [out, 1, ...] scale, per input channel for LyCORIS's default [1, in, ...])."""
+    w = weight.float()
+    calc = w + delta
+    m = dora_scale.float()
+    if m.shape[0] == w.shape[0] and m.shape[0] != 1:
+        norm = calc.reshape(calc.shape[0], -1).norm(dim=1).reshape(calc.shape[0], *[1] * (calc.dim() - 1))
+    else:
+        norm = calc.transpose(0, 1).reshape(calc.shape[1], -1).norm(dim=1)
+        norm = norm.reshape(calc.shape[1], *[1] * (calc.dim() - 1)).transpose(0, 1)
+    return calc * (m.reshape(norm.shape) / norm) - w
+
+
+def _as_lora(base: str, delta, kohya: bool) -> Dict[str, object]:
+    """An exact LoRA of `delta` (up @ down == delta) named like the file's other layers, alpha = rank."""
+    import torch
+    if delta.dim() > 2:
+        out = delta.shape[0]
+        down, up = delta, torch.eye(out)[:, :, None, None]
+    elif delta.shape[0] <= delta.shape[1]:
+        down, up = delta, torch.eye(delta.shape[0])
+    else:
+        down, up = torch.eye(delta.shape[1]), delta
+    rank = down.shape[0]
+    if kohya:
+        return {f"{base}.lora_down.weight": down.contiguous(), f"{base}.lora_up.weight": up.contiguous(),
+                f"{base}.alpha": torch.tensor(float(rank))}
+    return {f"{base}.lora_A.weight": down.contiguous(), f"{base}.lora_B.weight": up.contiguous(),
+            f"{base}.alpha": torch.tensor(float(rank))}
+
+
+def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str], object]] = None,
+                   name: str = "this LoRA") -> Dict[str, object]:
+    """The file's LoHa/LoKr/diff/DoRA layers as exact LoRAs (others kept as they are). `base_weight(layer name)`:
+    the model weight that layer changes, or None; needed for DoRA and for convolution layers stored flat."""
+    layers: Dict[str, Dict[str, object]] = {}
+    out = {}
+    for k, v in state.items():
+        base, part = _split(k)
+        if base is None:
+            out[k] = v
+        else:
+            layers.setdefault(base, {})[part] = v
+    for base, layer in layers.items():
+        if not any("." + p in _LYCORIS for p in layer):
+            out.update({f"{base}.{p}": v for p, v in layer.items()})
+            continue
+        weight = base_weight(base) if base_weight is not None else None
+        try:
+            delta, bias = layer_delta(layer, None if weight is None else weight.shape)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise NodeError(f"{name}: layer {base} does not fit the model ({exc}); the LoRA is for another "
+                            "model (family, version or size)") from None
+        if bias is not None:
+            raise NodeError(f"{name} changes layer biases ({base}.diff_b), which Kinograph cannot apply as a LoRA "
+                            "yet; use a version of the file without bias changes (LyCORIS full without "
+                            "train_norm/bias) or ask for it to be supported")
+        if "dora_scale" in layer:
+            if weight is None:
+                raise NodeError(f"{name} is a DoRA (dora_scale) whose layer {base} has no matching layer in the "
+                                "model; it is for another model (family, version or size)")
+            delta = dora_delta(weight, delta, layer["dora_scale"])
+        out.update(_as_lora(base, delta, kohya=not any(p.startswith(("lora_A", "lora_B")) for p in layer)))
+    return out
+
+
+def _count(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def kohya_modules(pipe) -> Dict[str, object]:
+    """kohya's layer names (lora_unet_down_blocks_0_..., lora_te_text_model_...) -> the pipeline's modules, as
+    kohya sd-scripts names them: the diffusers module path with dots as underscores."""
+    out = {}
+    for prefix, part in (("lora_unet_", "unet"), ("lora_transformer_", "transformer"), ("lora_te_", "text_encoder"),
+                         ("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2")):
+        model = getattr(pipe, part, None)
+        if model is None:
+            continue
+        for n, m in model.named_modules():
+            w = getattr(m, "weight", None)
+            if w is not None and n:
+                out[prefix + n.replace(".", "_")] = m
+                if part.startswith("text_encoder") and not n.startswith("text_model."):
+                    # transformers 5's CLIPTextModel has no text_model level; kohya's names keep it.
+                    out[prefix + "text_model_" + n.replace(".", "_")] = m
+    return out

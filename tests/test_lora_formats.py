@@ -1,0 +1,192 @@
+"""LoRA files as ComfyUI / A1111 / Forge users have them in models/loras and models/LyCORIS, applied to a tiny
+SD 1.5: kohya LoRA and LoCon, LyCORIS LoHa, LoKr (also factored and Tucker), DoRA and full diff. Each test writes
+the file with the published tensor names (kohya sd-scripts networks/lora.py, LyCORIS lycoris/modules) and
+checks the layer's output against the merged weight computed here from the file's own tensors, by the formulas
+ComfyUI applies (comfy/weight_adapter), at a strength other than 1."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from graph_engine import NodeError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+LIN = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"     # Linear 32 -> 32
+CONV = "down_blocks.0.resnets.0.conv1"                                  # Conv2d 32 -> 32, 3 x 3
+K_LIN, K_CONV = "lora_unet_" + LIN.replace(".", "_"), "lora_unet_" + CONV.replace(".", "_")
+STRENGTH = 0.7
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    from tiny_models import build_sd15_single_file
+    return build_sd15_single_file(tmp_path_factory.mktemp("sd15")) / "diffusers"
+
+
+def _pipe(folder):
+    from diffusers import StableDiffusionPipeline
+    return StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
+
+
+def _out(module, x):
+    with torch.no_grad():
+        return module(x)
+
+
+def _apply(folder, tmp_path, state, strength=STRENGTH):
+    """(pipe with the LoRA active, the unet's modules before it) for a file holding `state`."""
+    from nodes.generate.model_manager import activate_loras
+    path = tmp_path / "adapter.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    pipe = _pipe(folder)
+    before = {n: (m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone())
+              for n, m in pipe.unet.named_modules() if n in (LIN, CONV)}
+    activate_loras(pipe, [(str(path), strength)])
+    return pipe, before
+
+
+def _check(pipe, before, deltas):
+    """The model's layers give the outputs of their weights plus strength x the expected change."""
+    mods = dict(pipe.unet.named_modules())
+    torch.manual_seed(5)
+    for name, delta in deltas.items():
+        w, b = before[name]
+        if w.dim() == 2:
+            x = torch.randn(3, w.shape[1])
+            want = F.linear(x, w + STRENGTH * delta, b)
+            base = F.linear(x, w, b)
+        else:
+            x = torch.randn(1, w.shape[1], 8, 8)
+            want = F.conv2d(x, w + STRENGTH * delta, b, padding=1)
+            base = F.conv2d(x, w, b, padding=1)
+        got = _out(mods[name], x)
+        assert (got - base).abs().max() > 1e-3, f"{name}: the adapter changed nothing"
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _r(*shape):
+    return torch.randn(*shape) * 0.3
+
+
+def test_kohya_lora_and_locon(sd, tmp_path):
+    torch.manual_seed(0)
+    d, u, cd, cu = _r(4, 32), _r(32, 4), _r(4, 32, 3, 3), _r(32, 4, 1, 1)
+    state = {f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u, f"{K_LIN}.alpha": torch.tensor(2.0),
+             f"{K_CONV}.lora_down.weight": cd, f"{K_CONV}.lora_up.weight": cu, f"{K_CONV}.alpha": torch.tensor(8.0)}
+    pipe, before = _apply(sd, tmp_path, state)
+    conv = torch.einsum("or,rikl->oikl", cu[:, :, 0, 0], cd)
+    _check(pipe, before, {LIN: u @ d * (2.0 / 4), CONV: conv * (8.0 / 4)})
+
+
+def test_loha_linear_and_conv(sd, tmp_path):
+    torch.manual_seed(1)
+    a1, b1, a2, b2 = _r(32, 3), _r(3, 32), _r(32, 3), _r(3, 32)
+    c1, c2, c3, c4 = _r(32, 2), _r(2, 32 * 9), _r(32, 2), _r(2, 32 * 9)
+    state = {f"{K_LIN}.hada_w1_a": a1, f"{K_LIN}.hada_w1_b": b1, f"{K_LIN}.hada_w2_a": a2, f"{K_LIN}.hada_w2_b": b2,
+             f"{K_LIN}.alpha": torch.tensor(1.5),
+             f"{K_CONV}.hada_w1_a": c1, f"{K_CONV}.hada_w1_b": c2, f"{K_CONV}.hada_w2_a": c3,
+             f"{K_CONV}.hada_w2_b": c4}
+    pipe, before = _apply(sd, tmp_path, state)
+    # LoHa: (w1_a w1_b) Hadamard (w2_a w2_b), scaled by alpha / rank; a flat conv change folds into the kernel.
+    _check(pipe, before, {LIN: (a1 @ b1) * (a2 @ b2) * (1.5 / 3),
+                          CONV: ((c1 @ c2) * (c3 @ c4)).reshape(32, 32, 3, 3)})
+
+
+def test_lokr_full_and_factored(sd, tmp_path):
+    torch.manual_seed(2)
+    w1, w2 = _r(4, 4), _r(8, 8)
+    f1a, f1b, f2a, f2b = _r(4, 2), _r(2, 4), _r(8, 2), _r(2, 72)
+    state = {f"{K_LIN}.lokr_w1": w1, f"{K_LIN}.lokr_w2": w2,
+             f"{K_CONV}.lokr_w1_a": f1a, f"{K_CONV}.lokr_w1_b": f1b, f"{K_CONV}.lokr_w2_a": f2a,
+             f"{K_CONV}.lokr_w2_b": f2b, f"{K_CONV}.alpha": torch.tensor(1.0)}
+    pipe, before = _apply(sd, tmp_path, state)
+    # LoKr: kron(w1, w2); a factored w2 carries alpha / its rank.
+    _check(pipe, before, {LIN: torch.kron(w1, w2),
+                          CONV: (torch.kron(f1a @ f1b, f2a @ f2b) * (1.0 / 2)).reshape(32, 32, 3, 3)})
+
+
+def test_full_diff(sd, tmp_path):
+    torch.manual_seed(3)
+    diff, cdiff = _r(32, 32), _r(32, 32, 3, 3)
+    pipe, before = _apply(sd, tmp_path, {f"{K_LIN}.diff": diff, f"{K_CONV}.diff": cdiff})
+    _check(pipe, before, {LIN: diff, CONV: cdiff})
+
+
+def test_a_full_diff_with_bias_changes_is_refused_by_name(sd, tmp_path):
+    torch.manual_seed(3)
+    state = {f"{K_LIN}.diff": _r(32, 32), f"{K_CONV}.diff": _r(32, 32, 3, 3), f"{K_CONV}.diff_b": _r(32)}
+    with pytest.raises(NodeError, match=r"adapter.safetensors changes layer biases .*conv1\.diff_b"):
+        _apply(sd, tmp_path, state)
+
+
+@pytest.mark.parametrize("axis", ["in", "out"])
+def test_dora(sd, tmp_path, axis):
+    """DoRA: W' = m (W + dW) / ||W + dW||, the norm along dora_scale's axis; strength s gives W + s (W' - W)."""
+    torch.manual_seed(4)
+    d, u = _r(4, 32), _r(32, 4)
+    scale = torch.rand(1, 32) + 0.5 if axis == "in" else torch.rand(32, 1) + 0.5
+    state = {f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u, f"{K_LIN}.alpha": torch.tensor(4.0),
+             f"{K_LIN}.dora_scale": scale}
+    pipe, before = _apply(sd, tmp_path, state)
+    w = before[LIN][0]
+    calc = w + u @ d
+    norm = calc.norm(dim=0, keepdim=True) if axis == "in" else calc.norm(dim=1, keepdim=True)
+    _check(pipe, before, {LIN: calc * scale / norm - w})
+
+
+def test_a_lycoris_file_for_another_model_says_so(sd, tmp_path):
+    """An SDXL-sized LoHa (640-wide) on SD 1.5's 32-wide layer: named, not a shape traceback."""
+    state = {f"{K_CONV}.hada_w1_a": _r(640, 2), f"{K_CONV}.hada_w1_b": _r(2, 640 * 9),
+             f"{K_CONV}.hada_w2_a": _r(640, 2), f"{K_CONV}.hada_w2_b": _r(2, 640 * 9)}
+    with pytest.raises(NodeError, match=r"adapter.safetensors: layer lora_unet_down_blocks_0_resnets_0_conv1 does "
+                                        r"not fit the model .*another model"):
+        _apply(sd, tmp_path, state)
+
+
+def test_lycoris_files_are_detected_as_loras():
+    from nodes.generate.detect import detect_state_dict
+    for state in ({f"{K_LIN}.hada_w1_a": torch.zeros(1)}, {"diffusion_model.blocks.0.self_attn.q.lokr_w1": torch.zeros(1)},
+                  {f"{K_LIN}.diff": torch.zeros(1)}):
+        assert detect_state_dict(state).role == "lora", state
+
+
+def test_an_sdxl_sized_lora_names_the_layer_and_shapes(sd, tmp_path):
+    """diffusers' 'Error(s) in loading state_dict for UNet2DConditionModel:' (its first line) said nothing."""
+    state = {f"{K_LIN}.lora_down.weight": _r(4, 640), f"{K_LIN}.lora_up.weight": _r(640, 4),
+             "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": _r(4, 768),
+             "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": _r(3072, 4)}
+    with pytest.raises(NodeError) as e:
+        _apply(sd, tmp_path, state)
+    assert (f"its layer {LIN} has shape [4, 640] where this model's has [4, 32]" in str(e.value)
+            and "it is an SDXL LoRA" in str(e.value) and "adapter.safetensors" in str(e.value)), str(e.value)
+
+
+def test_a_lora_whose_layers_are_not_in_the_model_says_so(sd, tmp_path):
+    state = {"lora_unet_input_blocks_4_1_proj_in.lora_down.weight": _r(2, 32),
+             "lora_unet_input_blocks_4_1_proj_in.lora_up.weight": _r(32, 2)}
+    with pytest.raises(NodeError, match=r"adapter.safetensors does not fit .*its layers .*4.1.proj_in.* "
+                                        r"are not in this model"):
+        _apply(sd, tmp_path, state)
+
+
+def test_sampling_leaves_the_text_encoder_as_loaded(sd, tmp_path):
+    """A LoRA's text-encoder layers stayed active after a sampling run (activate_loras), so the same graph's prompt
+    encoded differently on its second run than on its first. Text is encoded as loaded (encode.text)."""
+    torch.manual_seed(6)
+    te = "lora_te_text_model_encoder_layers_0_mlp_fc1"
+    state = {f"{K_LIN}.lora_down.weight": _r(4, 32), f"{K_LIN}.lora_up.weight": _r(32, 4),
+             f"{te}.lora_down.weight": _r(4, 64), f"{te}.lora_up.weight": _r(37, 4)}
+    path = tmp_path / "both.safetensors"
+    save_file(state, str(path))
+    from nodes.generate.model_manager import activate_loras
+    pipe = _pipe(sd)
+    with torch.no_grad():
+        first = pipe.encode_prompt(["a cat"], "cpu", 1, False)[0]
+        activate_loras(pipe, [(str(path), 1.0)])
+        assert "text_encoder" in pipe.get_list_adapters()
+        again = pipe.encode_prompt(["a cat"], "cpu", 1, False)[0]
+    torch.testing.assert_close(again, first)
