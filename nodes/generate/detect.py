@@ -235,7 +235,11 @@ def unwrap_state_dict(sd, path) -> dict:
             sd = sd[key]
     if not isinstance(sd, dict):
         raise NodeError(f"{path} does not hold a state dict of tensors")
-    return {k: v for k, v in sd.items() if hasattr(v, "shape")}
+    out = {k: v for k, v in sd.items() if hasattr(v, "shape")}
+    # A1111's textual-inversion .pt keeps its vectors one level down: {"string_to_param": {"*": tensor}}.
+    if isinstance(sd.get("string_to_param"), dict):
+        out.update({f"string_to_param.{k}": v for k, v in sd["string_to_param"].items() if hasattr(v, "shape")})
+    return out
 
 
 def read_header(path) -> Header:

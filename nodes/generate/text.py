@@ -8,6 +8,7 @@ import torch
 from graph_engine import NodeError
 from graph_engine.schedule import is_keyframed_text, parse_text_keyframes
 from nodes.generate.adapters import get_adapter
+from nodes.generate.embeddings import insert_embeddings
 from nodes.generate.latent import Conditioning
 from nodes.generate.prompts import clean_and_weights, token_weights
 
@@ -25,7 +26,8 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     keys = parse_text_keyframes(prompt) if is_keyframed_text(prompt) else [(0, prompt)]
     pipe = text_encoder.pipe
     device = _device(pipe)
-    cleaned = [clean_and_weights(text) for _, text in keys]
+    clip = getattr(adapter, "clip_layers", False)
+    cleaned = [clean_and_weights(insert_embeddings(pipe, text, clip, log)) for _, text in keys]
     kw = {}
     if clip_skip > 1:
         if getattr(adapter, "clip_layers", False):

@@ -1,0 +1,93 @@
+"""Textual-inversion embeddings in prompts: ComfyUI's `embedding:EasyNegative` (also weighted,
+`(embedding:EasyNegative:1.2)`, and with the file's extension), read from the embeddings/ model folders.
+
+Each file's vectors become new tokens of the loaded CLIP tokenizer and rows of its text encoder's token table
+(added once per pipeline; the original vocabulary is untouched), and the prompt names those tokens, so the text
+encoder sees the vectors where the name stood, as in ComfyUI and A1111. Files: A1111's .pt/.bin
+(`string_to_param`), its .safetensors (`emb_params`), SDXL's pair (`clip_l`, `clip_g`: the CLIP-L vectors are
+the ones SD 1.5's encoder takes) and diffusers' learned_embeds ({token: vector})."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Callable
+
+from graph_engine import NodeError
+
+# A name runs to whitespace, a comma, a weight's colon or a bracket (ComfyUI splits its words at spaces and
+# then drops what follows a name that is not part of it).
+EMBEDDING = re.compile(r"embedding:([^\s,:()\[\]]+)")
+
+
+def has_embeddings(prompt: str) -> bool:
+    return bool(EMBEDDING.search(prompt))
+
+
+def vectors(path: Path, key: str = "clip_l"):
+    """The [n, width] vectors of an embedding file."""
+    import torch
+    from nodes.generate.weights import read_raw
+    data = read_raw(path)
+    if any(k.startswith("string_to_param.") for k in data):
+        data = {k: v for k, v in data.items() if k.startswith("string_to_param.")}
+    elif "emb_params" in data:
+        data = {"emb_params": data["emb_params"]}
+    elif key in data:
+        data = {key: data[key]}
+    tensors = [v for v in data.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    if not tensors:
+        raise NodeError(f"{path} holds no embedding vectors (no string_to_param, emb_params or {key}): it is not "
+                        "a textual-inversion embedding")
+    vec = tensors[0].detach().float()
+    return vec.reshape(1, -1) if vec.dim() == 1 else vec.reshape(-1, vec.shape[-1])
+
+
+def insert_embeddings(pipe, prompt: str, clip: bool, log: Callable[[str], None] = lambda m: None) -> str:
+    """The prompt with each `embedding:NAME` replaced by the tokens of that file's vectors (added to the pipeline's
+    tokenizer and text encoder the first time). `clip`: the family encodes text with CLIP (SD 1.5, AnimateDiff)."""
+    if not has_embeddings(prompt):
+        return prompt
+    if not clip:
+        encoder = type(getattr(pipe, "text_encoder", None)).__name__
+        raise NodeError(f"textual-inversion embeddings ({EMBEDDING.search(prompt).group(0)} in the prompt) are "
+                        f"trained for CLIP text encoders (SD 1.5, AnimateDiff); this model's is {encoder}: remove "
+                        "them from the prompt")
+
+    def replace(m: re.Match) -> str:
+        return " ".join(_tokens(pipe, m.group(1), log))
+    return EMBEDDING.sub(replace, prompt)
+
+
+def _tokens(pipe, name: str, log) -> list:
+    import torch
+    from nodes.generate.model_manager import resolve_model_path
+    path = resolve_model_path(name, "embeddings", f"embedding {name!r} (embedding:{name} in the prompt)")
+    added = getattr(pipe, "_kinograph_embeddings", None)
+    if added is None:
+        added = pipe._kinograph_embeddings = {}
+    # A file replaced under the same name (retrained) gets tokens of its own.
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key in added:
+        return added[key]
+    vec = vectors(path)
+    encoder, tokenizer = pipe.text_encoder, pipe.tokenizer
+    table = encoder.get_input_embeddings()
+    if vec.shape[1] != table.weight.shape[1]:
+        raise NodeError(f"{path.name} holds {vec.shape[1]}-wide vectors and this text encoder takes "
+                        f"{table.weight.shape[1]}-wide ones: the embedding was trained for another model "
+                        "(768 is SD 1.x, 1024 SD 2.x, 1280 SDXL's second encoder); use one made for this model")
+    # Lower-case ASCII names the CLIP tokenizer keeps whole; the file's hash keeps two files of one name apart.
+    tag = hashlib.sha1(key.encode()).hexdigest()[:10]
+    tokens = [f"<kgemb{tag}n{i}>" for i in range(vec.shape[0])]
+    tokenizer.add_tokens(tokens)
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    if max(ids) >= table.weight.shape[0]:
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        table = encoder.get_input_embeddings()
+    with torch.no_grad():
+        table.weight[ids] = vec.to(table.weight.device, table.weight.dtype)
+    added[key] = tokens
+    log(f"embedding {name}: {vec.shape[0]} vector{'s' if vec.shape[0] != 1 else ''} from {path}")
+    return tokens
