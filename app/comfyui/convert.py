@@ -513,6 +513,47 @@ class Converter:
             self.outs[(cn.id, 1)] = clip
         return [nid]
 
+    def chain_loras(self, cn, model, loras, notes) -> Tuple[List[str], Any]:
+        """A lora.image per (name, model strength, clip strength) after `model`: (nodes made, the last model)."""
+        made = []
+        for name, strength, clip in loras:
+            made.append(self.add("lora.image", cn, {"path": name, "strength": strength}, f"_lora{len(made) + 1}",
+                                 dy=120 * len(made)))
+            if not self.link(model, made[-1], "model"):
+                notes.append("input model comes from a node that did not convert; connect model by hand")
+            model = Out((made[-1], "model"))
+        return made, model
+
+    def special_power_lora(self, cn, rule, params, notes):
+        """rgthree's Power Lora Loader: its switched-on LoRAs in order (`lora_1`, `lora_2`, ... in the API format;
+        dict widgets in the editor's, which flatten names the same way), each at its model strength."""
+        entries = sorted(((int(k[5:]), v) for k, v in cn.inputs.items()
+                          if re.fullmatch(r"lora_\d+", k) and isinstance(v, dict)), key=lambda kv: kv[0])
+        loras = [(v["lora"], v.get("strength", 1.0), v.get("strengthTwo")) for _, v in entries
+                 if v.get("on", True) and v.get("lora") not in (None, "", "None")]
+        model = self.resolve(cn.inputs.get("model"))
+        made, model = self.chain_loras(cn, model if isinstance(model, Out) else None, loras, notes)
+        self.outs[(cn.id, 0)] = model if isinstance(model, Out) else Out()
+        clip = self.resolve(cn.inputs.get("clip"))
+        if isinstance(clip, Out):
+            self.outs[(cn.id, 1)] = clip
+        return made
+
+    def special_lora_stacker(self, cn, rule, params, notes):
+        """efficiency-nodes' LoRA Stacker: its first lora_count LoRAs (lora_wt each in simple mode, model_str and
+        clip_str in advanced), after those of a stack given to it, travel to the Efficient Loader that takes it."""
+        v = lambda k: self.resolve(cn.inputs.get(k))       # noqa: E731
+        before = v("lora_stack")
+        stack = list(before.attrs.get("lora_stack", ())) if isinstance(before, Out) else []
+        advanced = v("input_mode") == "advanced"
+        count = v("lora_count") if isinstance(v("lora_count"), int) else 3
+        for i in range(1, count + 1):
+            if v(f"lora_name_{i}") not in (None, "", "None"):
+                model, clip = (v(f"model_str_{i}"), v(f"clip_str_{i}")) if advanced else (v(f"lora_wt_{i}"),) * 2
+                stack.append((v(f"lora_name_{i}"), 1.0 if model is None else model, clip))
+        self.outs[(cn.id, 0)] = Out(None, {"lora_stack": tuple(stack)})
+        return []
+
     def special_empty_latent(self, cn, rule, params, notes):
         nid = self.plain(cn, rule, params, notes)
         self.pending_vae.append((nid, cn.id))
@@ -870,8 +911,16 @@ class Converter:
             model = Out((made[-1], "model"))
             if v("lora_clip_strength") not in (None, 0, 0.0):
                 notes.append("the LoRA acts on the denoiser; its text-encoder part (lora_clip_strength) is not applied")
+        stack = v("lora_stack")
+        if isinstance(stack, Out) and "lora_stack" in stack.attrs:
+            chained, model = self.chain_loras(cn, model, stack.attrs["lora_stack"], notes)
+            made += chained
+            if any(c not in (None, 0, 0.0) for _, _, c in stack.attrs["lora_stack"]):
+                notes.append("the stack's LoRAs act on the denoiser; their text-encoder part (clip strength) is not "
+                             "applied")
         for k in ("lora_stack", "cnet_stack"):
-            if isinstance(cn.inputs.get(k), Ref):
+            if isinstance(cn.inputs.get(k), Ref) and not (k == "lora_stack" and isinstance(stack, Out)
+                                                          and "lora_stack" in stack.attrs):
                 notes.append(f"its {k} input is not carried")
         skip = v("clip_skip")
         enc = {"text": v("positive") or "", "negative": v("negative") or "", "weighting": "comfy"}

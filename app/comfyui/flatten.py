@@ -456,6 +456,9 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 by_name = _name_widgets(names, values)
                 cn.inputs.update(by_name)
                 cn.missing_widgets = tuple(k for k in names if k not in by_name)
+            # rgthree's Power Lora Loader keeps one dict widget per LoRA; its API format names them lora_1, ...
+            loras = [x for x in values if isinstance(x, dict) and "lora" in x]
+            cn.inputs.update({f"lora_{i}": x for i, x in enumerate(loras, 1) if f"lora_{i}" not in cn.inputs})
         for i in n.inputs:
             if i["link"] is None:
                 continue

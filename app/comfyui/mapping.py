@@ -218,6 +218,13 @@ RULES: Dict[str, Rule] = {
                        (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"}, ("model", None),
                        special="lora", ignore={"strength_clip": None},
                        note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not applied"),
+    # LoRA stacks: rgthree's Power Lora Loader (a dict per LoRA: on, lora, strength, strengthTwo for the text
+    # encoder) and efficiency-nodes' LoRA Stacker (its LORA_STACK goes to an Efficient Loader): a lora.image each
+    "Power Lora Loader (rgthree)": Rule("lora.image", (), (), {"model": "model"}, ("model", None), special="power_lora",
+                                        note="the LoRAs act on the denoiser; their text-encoder part is not applied"),
+    "LoRA Stacker": Rule(None, ("input_mode", "lora_count") + tuple(
+        f"{k}_{i}" for i in range(1, 50) for k in ("lora_name", "lora_wt", "model_str", "clip_str")),
+        special="lora_stacker"),
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
