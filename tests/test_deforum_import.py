@@ -52,7 +52,7 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert r.graph.nodes["loop"].type == "generate.feedback"
     assert loop == {"width": 512, "height": 512, "denoise": 0.35, "cfg": 7.0, "steps": 25, "sampler": "euler_ancestral",
                     "seed": 2738123946, "seed_behaviour": "iter", "cadence": 2, "color_coherence": "lab",
-                    "border": "replicate", "fps": 15.0, "noise": 0.065}
+                    "border": "replicate", "fps": 15.0, "noise": 0.065, "noise_type": "perlin", "sharpen": 0.1}
     assert {(link.src, link.src_port, link.dst_port) for link in g.links_to("loop")} == {
         ("model", "model", "model"), ("model", "vae", "vae"), ("prompt", "positive", "positive"),
         ("prompt", "negative", "negative"), ("camera", "camera", "camera")}
@@ -145,12 +145,14 @@ def test_the_report_names_every_setting_left_out_or_approximated():
     r = imported(DATA / "deforum_settings_2d.txt")
     text = r.report.text()
     lines = text.splitlines()
-    for key, why in (("noise_schedule", "perlin noise type also shapes it"), ("amount_schedule", "anti-blur"),
+    for key, why in (("noise_schedule", "noise in blobs (white noise scaled by Perlin noise)"),
+                     ("amount_schedule", "anti-blur: the moved picture unsharp-masked"),
                      ("enable_noise_multiplier_scheduling", "not imported"),
                      ("diffusion_cadence", "one frame in 2"), ("color_coherence", "LAB histograms matched to frame "
                                                                                   "0's before it is diffused")):
         assert any(key in line and why in line for line in lines), (key, text)
-    assert "NOT MAPPED             amount_schedule" in text
+    assert "mapped exactly         amount_schedule, kernel_schedule, sigma_schedule, threshold_schedule -> " \
+        "loop.sharpen" in text
     assert "mapped exactly         translation_x -> camera.pan_x: pixels per frame" in text
     assert not any("Deforum feeds" in remark for remark in r.report.remarks)     # no approximation left to own
     assert "translation_z: not used in 2D mode" in text
@@ -170,7 +172,7 @@ def test_import_from_the_command_line_writes_a_workflow_that_validates(tmp_path,
     out = tmp_path / "shot.yaml"
     assert main(["import", str(src), "-o", str(out)]) == 3
     err = capsys.readouterr().err
-    assert f"{src}: Deforum settings: " in err and "NOT MAPPED             amount_schedule" in err
+    assert f"{src}: Deforum settings: " in err and "NOT MAPPED             enable_noise_multiplier_scheduling" in err
     assert main(["validate", str(out)]) == 0
     assert f"{out}: ok (5 nodes)" in capsys.readouterr().out
     # run and validate given the settings themselves say how to convert them
@@ -251,11 +253,14 @@ def test_settings_choices_map_to_nodes(tmp_path):
     assert (s["width"], s["height"], s["color_coherence"], s["border"]) == (496, 296, "none", "wrap")
     assert params(r, "init") == {"path": "I1.png"}
     assert [link.src for link in r.graph.links_to("loop") if link.dst_port == "image"] == ["init"]
-    assert params(r, "grey") == {"saturation": 0.0} and [link.src for link in r.graph.links_to("grey")] == ["loop"]
+    # greyed inside the loop, as Deforum greys the picture it feeds back, and the init strength is frame 0's
+    assert s["grayscale"] is True and s["image_denoise"] == 0.2 and "grey" not in r.graph.nodes
     text = r.report.text()
     for key, why in (("seed", "new random seed every run"), ("W, H", "rounded down to 496x296"),
                      ("init_image", "save it as I1.png beside the workflow"),
-                     ("strength_schedule", "denoise = 1 - strength, frame by frame")):
+                     ("strength_schedule", "denoise = 1 - strength, frame by frame"),
+                     ("strength", "re-diffused at denoise 1 - strength = 0.2"),
+                     ("color_force_grayscale", "greyed before it is diffused, and each diffused frame")):
         assert any(line.split()[2:3] == [key.split(",")[0] + ("," if "," in key else "")] and why in line
                    for line in text.splitlines()), (key, text)
     r = imported(settings_file(tmp_path, color_coherence="Match Frame 0 RGB"))

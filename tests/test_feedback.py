@@ -142,6 +142,82 @@ def test_schedules_are_evaluated_per_frame_and_checked():
         frame_schedules(3, 1, denoise="0:(1), 2:(1.2)", cfg=7, steps=4, seed=0)
 
 
+def test_the_moved_picture_is_greyed_scaled_and_sharpened_in_deforums_order():
+    """Deforum's order before img2img: grey (color_force_grayscale), contrast, anti-blur (an unsharp mask), checked
+    against the luma weights, a Gaussian written out from its formula and numpy's reflecting border."""
+    from nodes.generate.feedback import frame_schedules, prepared
+    pic = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (32, 40, 3), dtype=np.uint8), (0, 0), 1.5)
+    plan = frame_schedules(3, 1, denoise="0.5", cfg=7, steps=4, seed=0, contrast="0.9", sharpen="0:(0), 1:(0.6)",
+                           sharpen_kernel="5", sharpen_sigma="1.2", sharpen_threshold="0:(0), 1:(0), 2:(255)",
+                           grayscale=True)
+    scaled = np.clip(np.rint(np.rint(pic.astype(np.float64) @ [0.299, 0.587, 0.114]) * 0.9), 0, 255)
+    x = np.arange(5) - 2
+    g = np.exp(-x ** 2 / (2 * 1.2 ** 2))
+    g /= g.sum()
+    padded = np.pad(scaled, 2, mode="reflect")
+    blur = np.rint(sum(g[i] * g[j] * padded[i:i + 32, j:j + 40] for i in range(5) for j in range(5)))
+    want = np.clip(np.rint(1.6 * scaled - 0.6 * blur), 0, 255)
+    for k, expected in ((0, scaled), (1, want)):
+        got = prepared(pic, plan, k).astype(int)
+        assert (got == got[..., :1]).all()                                  # grey
+        err = np.abs(got[..., 0] - expected)
+        assert err.max() <= 2 and err.mean() < 0.3, (k, err.max(), err.mean())
+    assert np.abs(want - scaled).mean() > 1                                 # the sharpening did something
+    # frame 2 sharpens as much, but above a threshold no detail reaches: left as it is
+    np.testing.assert_array_equal(prepared(pic, plan, 2)[..., 0], prepared(pic, plan, 0)[..., 0])
+
+
+def test_perlin_noise_is_deforums_gradient_noise():
+    """Against Deforum's rand_perlin_2d written out in torch (the gist it cites), with the same gradients."""
+    import math
+    import torch
+    from nodes.generate.feedback import perlin_octaves
+    h, w, res = 32, 48, (2, 4)
+    got = perlin_octaves(h, w, res[1], res[0], 1, 0.5, np.random.default_rng(5))
+    angles = torch.from_numpy(np.random.default_rng(5).uniform(0, 2 * np.pi, (res[0] + 1, res[1] + 1)))
+    delta, d = (res[0] / h, res[1] / w), (h // res[0], w // res[1])
+    grid = torch.stack(torch.meshgrid(torch.arange(0, res[0], delta[0], dtype=torch.float64),
+                                      torch.arange(0, res[1], delta[1], dtype=torch.float64), indexing="ij"), -1) % 1
+    grads = torch.stack((torch.cos(angles), torch.sin(angles)), -1)
+
+    def tile(a, b):
+        return grads[a[0]:a[1], b[0]:b[1]].repeat_interleave(d[0], 0).repeat_interleave(d[1], 1)
+
+    def dot(grad, shift):
+        return (torch.stack((grid[..., 0] + shift[0], grid[..., 1] + shift[1]), -1) * grad).sum(-1)
+    n00, n10 = dot(tile([0, -1], [0, -1]), [0, 0]), dot(tile([1, None], [0, -1]), [-1, 0])
+    n01, n11 = dot(tile([0, -1], [1, None]), [0, -1]), dot(tile([1, None], [1, None]), [-1, -1])
+    t = 6 * grid ** 5 - 15 * grid ** 4 + 10 * grid ** 3
+    want = math.sqrt(2) * torch.lerp(torch.lerp(n00, n10, t[..., 0]), torch.lerp(n01, n11, t[..., 0]), t[..., 1])
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+    assert got.std() > 0.1
+
+
+def test_perlin_noise_comes_in_blobs():
+    """The noise mixed into the moved picture: white noise is equally strong everywhere; Perlin-shaped noise is
+    strong in some 8x8 blocks and faint in others."""
+    from nodes.generate.feedback import frame_schedules, prepared
+    grey = np.full((64, 64, 3), 128, np.uint8)
+
+    def block_spread(perlin):
+        plan = frame_schedules(1, 1, denoise="0.5", cfg=7, steps=4, seed=9, noise="0.5", perlin=perlin)
+        dev = prepared(grey, plan, 0).astype(float) - 128
+        blocks = dev[..., 0].reshape(8, 8, 8, 8).std(axis=(1, 3))
+        return blocks.max() / blocks.min()
+    assert block_spread(None) < 1.6          # 1.23-1.32 over seeds 0-3
+    assert block_spread((4, 4, 2, 0.5)) > 2.2    # 2.49-4.06
+
+
+def test_sharpening_kernel_sizes_are_odd():
+    from graph_engine import NodeError
+    from nodes.generate.feedback import frame_schedules
+    plan = frame_schedules(5, 1, denoise="0.5", cfg=7, steps=4, seed=0, sharpen="0.2", sharpen_kernel="0:(3), 4:(7)")
+    assert list(plan.sharpen_kernel) == [3, 5, 5, 7, 7]     # 3, 4, 5, 6, 7: each the nearest odd size, ties up
+    with pytest.raises(NodeError, match="at frame 0 sharpen_kernel and sharpen_sigma are both 0"):
+        frame_schedules(4, 1, denoise="0.5", cfg=7, steps=4, seed=0, sharpen="0.2", sharpen_kernel="0",
+                        sharpen_sigma="0")
+
+
 # -- on a tiny SD 1.5 --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
@@ -306,3 +382,41 @@ def test_a_start_picture_of_another_size_is_resized_to_the_loop(sd, sampled):
     assert frames.shape == (2, 64, 64, 3)
     np.testing.assert_array_equal(frames[0], cv2.resize(photo, (64, 64), interpolation=cv2.INTER_AREA))
     assert sampled == []                    # denoise 0 everywhere: the picture as it is, moved
+
+
+def test_each_frames_sampling_run_is_steered_by_its_own_control_frame(sd, monkeypatch):
+    """A ControlNet on the model (control.apply) steers frame k by control frame k: every one-frame sampling run read
+    the control video's first frame."""
+    import nodes.generate.sampling as sampling
+    from nodes.motion.camera import build_path
+    seen = []
+
+    def spy(handle, positive, negative, latent, **kw):
+        seen.append(handle.option("controlnet")[1])
+        return latent
+    monkeypatch.setattr(sampling, "run_sampling", spy)
+    control = np.arange(4, dtype=np.uint8)[:, None, None, None] * np.ones((4, 8, 8, 3), np.uint8)   # frame k is k
+    sd = dict(sd, model=sd["model"].with_option("controlnet", ("net", control, 0.8)))
+    _clip(sd, build_path(6, 64, 64, per_frame=True, zoom="1.05")).to_array()
+    assert [f.shape[0] for f in seen] == [1] * 6
+    assert [int(f[0, 0, 0, 0]) for f in seen] == [0, 1, 2, 3, 3, 3]    # past its end, its last frame
+
+
+def test_grayscale_greys_the_picture_fed_back_and_every_diffused_frame(sd, sampled):
+    """Deforum's color_force_grayscale: the moved picture img2img starts from is grey, and so is what comes out
+    (a grade after the loop would have fed colour back into every frame)."""
+    from nodes.motion.camera import build_path
+    photo = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    cam = build_path(3, 64, 64, per_frame=True, zoom="1.05")
+    frames = _clip(sd, cam, photo, grayscale=True).to_array()
+    assert (frames == frames[..., :1]).all()
+    colour = _clip(sd, cam, photo).to_array()
+    assert np.abs(colour[..., 0].astype(int) - colour[..., 1]).mean() > 5     # the tiny model's output has colour
+
+
+def test_an_init_image_is_diffused_at_its_own_denoise(sd, sampled):
+    """Deforum's init strength is frame 0's alone; the strength schedule takes over from frame 1."""
+    from nodes.motion.camera import build_path
+    photo = np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    _clip(sd, build_path(3, 64, 64, per_frame=True, zoom="1.05"), photo, denoise="0.5", image_denoise=0.2).to_array()
+    assert [r["denoise"] for r in sampled] == [0.2, 0.5, 0.5]

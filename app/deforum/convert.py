@@ -406,7 +406,7 @@ class Builder:
         elif coherence not in ("None", "none", "") and self.mode == "Video Input":
             self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (color.match matches frame "
                        "0 or an image you give it)")
-        if _is_on(bool, self.get("color_force_grayscale", False)):
+        if _is_on(bool, self.get("color_force_grayscale", False)) and not self.looping:
             self.add("color.grade", "grey", {"saturation": 0.0}, (x, 0))
             self.link(src, port, "grey", "video")
             src, x = "grey", x + 280
@@ -424,8 +424,7 @@ class Builder:
             return None
         path, note = local_path(init)
         self.add("io.load_image", "init", {"path": path}, (280, 500))
-        self.entry("init_image", APPROX, ["init.path"], note, "frame 0 is the picture re-diffused at the strength "
-                   "schedule's frame-0 value (Deforum's own init 'strength' is not applied separately)")
+        self.entry("init_image", APPROX if note else EXACT, ["init.path"], note)
         return "init", "image"
 
     def animation(self) -> None:
@@ -440,6 +439,18 @@ class Builder:
         if self.seed_schedule is not None:
             p["seed_schedule"] = self.seed_schedule
         p.update(self.noise_and_contrast())
+        p.update(self.anti_blur())
+        if _is_on(bool, self.get("color_force_grayscale", False)):
+            p["grayscale"] = True
+            self.entry("color_force_grayscale", EXACT, ["loop.grayscale"],
+                       "each moved picture greyed before it is diffused, and each diffused frame")
+        if image is not None:
+            strength = self.number("strength", 0.8)
+            if not 0 <= strength <= 1:
+                raise DeforumSettingError(f"strength: init strength {strength:g} is outside 0..1")
+            p["image_denoise"] = round(1 - strength, 6)
+            self.entry("strength", EXACT, ["loop.image_denoise"], f"frame 0 is the init image re-diffused at "
+                       f"denoise 1 - strength = {1 - strength:.4g}")
         self.add("generate.feedback", "loop", p, (1400, 250))
         for port in ("model", "vae"):
             self.link("model", port, "loop", port)
@@ -521,10 +532,43 @@ class Builder:
                 continue
             out[param] = c.constant if c.constant is not None else c.text
             perlin = param == "noise" and str(self.get("noise_type", "perlin")).lower() == "perlin"
-            self.entry(key, APPROX if perlin else EXACT, [f"loop.{param}"],
-                       "white noise mixed into the moved picture before it is diffused" +
-                       ("; Deforum's perlin noise type also shapes it in blobs, which is left out" if perlin else "")
+            if perlin:
+                out["noise_type"] = "perlin"
+                for name, default in (("perlin_w", 8), ("perlin_h", 8), ("perlin_octaves", 4)):
+                    v = self.number(name, default, whole=True)
+                    if not 1 <= v <= (7 if name == "perlin_octaves" else 256):
+                        raise DeforumSettingError(f"{name}: {v:g} is outside 1..{7 if name == 'perlin_octaves' else 256}")
+                    if v != default:
+                        out[name] = int(v)
+                persistence = self.number("perlin_persistence", 0.5)
+                if not 0 <= persistence <= 1:
+                    raise DeforumSettingError(f"perlin_persistence: {persistence:g} is outside 0..1")
+                if persistence != 0.5:
+                    out["perlin_persistence"] = persistence
+            self.entry(key + (", noise_type, perlin_*" if perlin else ""), EXACT,
+                       [f"loop.{param}"] + (["loop.noise_type"] if perlin else []),
+                       ("noise in blobs (white noise scaled by Perlin noise)" if perlin else "white noise") +
+                       " mixed into the moved picture before it is diffused"
                        if param == "noise" else "the moved picture's values scaled before it is diffused")
+        return out
+
+    def anti_blur(self) -> Dict[str, Any]:
+        """Deforum's anti-blur (an unsharp mask on the moved picture before it is diffused) as the loop's sharpen
+        schedules; nothing where its amount is 0 throughout."""
+        if "amount_schedule" not in self.s:
+            return {}
+        amount = self.per_frame("amount_schedule", "0: (0.1)", 0, 10, "anti-blur amount")
+        if amount.constant == 0:
+            return {}
+        out: Dict[str, Any] = {"sharpen": amount.constant if amount.constant is not None else amount.text}
+        for key, param, default, lo, hi in (("kernel_schedule", "sharpen_kernel", 5, 0, 99),
+                                            ("sigma_schedule", "sharpen_sigma", 1.0, 0, 100),
+                                            ("threshold_schedule", "sharpen_threshold", 0.0, 0, 255)):
+            c = self.per_frame(key, f"0: ({default})", lo, hi, param.replace("sharpen_", "anti-blur "))
+            if c.constant != default:
+                out[param] = c.constant if c.constant is not None else c.text
+        self.entry("amount_schedule, kernel_schedule, sigma_schedule, threshold_schedule", EXACT,
+                   [f"loop.{k}" for k in out], "anti-blur: the moved picture unsharp-masked before it is diffused")
         return out
 
     def coherence(self) -> str:
@@ -612,7 +656,7 @@ class Builder:
         self.add("motion.camera_path", "camera", p, (1120, 250))
         for key, why in (("amount_schedule", "Deforum's anti-blur sharpening is not applied"),
                          ("aspect_ratio_schedule", "the 3-D aspect ratio is not changed")):
-            if key not in self.s:
+            if key not in self.s or (key == "amount_schedule" and self.looping):
                 continue
             rest = 1.0 if key == "aspect_ratio_schedule" else 0.0
             c = self.schedule(key, f"0:({rest})")

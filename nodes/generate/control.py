@@ -46,6 +46,17 @@ def control_images(frames: np.ndarray, pixel_frames: Sequence[int], size: Tuple[
     return x
 
 
+def control_at(model, frame: int):
+    """The model with its ControlNet (control.apply) steered by frame `frame` of the control video alone (its last
+    frame past its end), for a sampling run that makes that one frame of a longer clip (generate.feedback): such a
+    run's single latent frame is frame 0 of its own, and would read the control video's first frame every time."""
+    control = model.option("controlnet")
+    if control is None:
+        return model
+    net, frames, strength = control
+    return model.with_option("controlnet", (net, frames[min(frame, len(frames) - 1)][None], strength))
+
+
 def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int):
     if model.family not in ("sd", "animatediff"):
         raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion models, not {model.family}")

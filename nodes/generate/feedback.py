@@ -21,7 +21,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -29,22 +29,32 @@ from graph_engine import NodeError
 
 SEED_BEHAVIOURS = ("iter", "fixed", "schedule")
 COHERENCE = ("none", "rgb", "hsv", "lab")
+NOISE_TYPES = ("white", "perlin")
 Picture = np.ndarray
 
 
 @dataclass
 class FrameSchedules:
-    """Per-frame values of the loop's schedules (arrays of the clip's length)."""
+    """Per-frame values of the loop's schedules (arrays of the clip's length), and how the moved picture is
+    prepared for img2img (prepared)."""
     denoise: np.ndarray
     cfg: np.ndarray
     steps: np.ndarray
     seeds: np.ndarray
     noise: np.ndarray = None
     contrast: np.ndarray = None
+    sharpen: np.ndarray = None          # Deforum's anti-blur: the unsharp mask's amount,
+    sharpen_kernel: np.ndarray = None   # its Gaussian's side (odd; 0: from the sigma),
+    sharpen_sigma: np.ndarray = None    # its sigma,
+    sharpen_threshold: np.ndarray = None    # and the grey levels of detail below which a pixel is left as it is
+    perlin: Optional[Tuple[int, int, int, float]] = None    # noise shaped by Perlin noise: cells across, down,
+                                                            # octaves, persistence (None: plain white noise)
+    grayscale: bool = False             # each moved picture and each diffused frame in grey
 
 
 def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int, seed_behaviour: str = "iter",
-                    seed_schedule="0", noise=0.0, contrast=1.0) -> FrameSchedules:
+                    seed_schedule="0", noise=0.0, contrast=1.0, sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0,
+                    sharpen_threshold=0.0, perlin=None, grayscale: bool = False) -> FrameSchedules:
     """Each schedule evaluated at every frame and checked; seeds per Deforum's behaviours: iter adds 1 for every
     diffused frame (seed, seed + 1, ... at frames 0, c, 2c, ...), fixed keeps one, schedule reads seed_schedule."""
     from graph_engine.schedule import parse_schedule
@@ -63,23 +73,95 @@ def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int
         seeds = np.round(values("seed_schedule", seed_schedule, 0, 2 ** 63 - 1)).astype(np.int64)
     else:
         seeds = int(seed) + (index // cadence if seed_behaviour == "iter" else 0 * index)
+    # OpenCV's blur takes odd sizes only, and a size that grows between keyframes (5 to 9) passes even ones
+    # (Deforum's own run stops there with an OpenCV error): each frame's size is the nearest odd one, ties up.
+    kernel = values("sharpen_kernel", sharpen_kernel, 0, 99)
+    kernel = np.where(kernel < 0.5, 0, 2 * np.floor(kernel / 2) + 1).astype(int)
+    sigma = values("sharpen_sigma", sharpen_sigma, 0.0, 100.0)
+    amount = values("sharpen", sharpen, 0.0, 10.0)
+    blind = np.flatnonzero((amount > 0) & (kernel == 0) & (sigma <= 0))
+    if len(blind):
+        raise NodeError(f"generate.feedback: at frame {int(blind[0])} sharpen_kernel and sharpen_sigma are both 0, so "
+                        f"the sharpening has no blur to work from: give either a size")
     return FrameSchedules(values("denoise", denoise, 0.0, 1.0), values("cfg", cfg, 0.0, 50.0),
                           np.round(values("steps", steps, 1, 1000)).astype(int), np.asarray(seeds, np.int64),
-                          values("noise", noise, 0.0, 1.0), values("contrast", contrast, 0.0, 10.0))
+                          values("noise", noise, 0.0, 1.0), values("contrast", contrast, 0.0, 10.0), amount, kernel,
+                          sigma, values("sharpen_threshold", sharpen_threshold, 0.0, 255.0), perlin, bool(grayscale))
 
 
 def prepared(picture: Picture, plan: FrameSchedules, k: int) -> Picture:
-    """The moved picture as Deforum hands it to img2img at frame k: its values times `contrast`, then mixed
-    (1 - noise) : noise with a picture of white noise (mid-grey, 127.5 levels a unit) drawn from the frame's seed."""
-    c, amount = float(plan.contrast[k]), float(plan.noise[k])
-    if c == 1 and amount == 0:
+    """The moved picture as Deforum hands it to img2img at frame k, in Deforum's order: greyed (plan.grayscale),
+    its values times `contrast`, sharpened (anti-blur: sharpened), then mixed (1 - noise) : noise with a picture of
+    noise drawn from the frame's seed (white, mid-grey, 127.5 levels a unit; with plan.perlin, scaled pixel by pixel
+    by Perlin noise from 0 to 1, so it comes in blobs, as Deforum's perlin noise type)."""
+    if plan.grayscale:
+        picture = greyed(picture)
+    c = float(plan.contrast[k]) if plan.contrast is not None else 1.0
+    if c != 1:
+        picture = np.clip(np.rint(picture.astype(np.float32) * c), 0, 255).astype(np.uint8)
+    if plan.sharpen is not None and plan.sharpen[k] > 0:
+        picture = sharpened(picture, float(plan.sharpen[k]), int(plan.sharpen_kernel[k]), float(plan.sharpen_sigma[k]),
+                            float(plan.sharpen_threshold[k]))
+    amount = float(plan.noise[k]) if plan.noise is not None else 0.0
+    if amount == 0:
         return picture
-    x = picture.astype(np.float32) * c
-    if amount:
-        rng = np.random.default_rng(int(plan.seeds[k]) & 0xFFFF_FFFF_FFFF_FFFF)
-        grain = np.clip(rng.standard_normal(picture.shape, dtype=np.float32) * 127.5 + 127.5, 0, 255)
-        x = np.clip(x, 0, 255) * (1 - amount) + grain * amount
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(int(plan.seeds[k]) & 0xFFFF_FFFF_FFFF_FFFF)
+    grain = rng.standard_normal(picture.shape, dtype=np.float32)
+    if plan.perlin is not None:
+        grain *= (perlin_octaves(picture.shape[0], picture.shape[1], *plan.perlin, rng) + 1.0)[..., None] / 2.0
+    grain = np.clip(grain * 127.5 + 127.5, 0, 255)
+    return np.clip(np.rint(picture * (1 - amount) + grain * amount), 0, 255).astype(np.uint8)
+
+
+def greyed(picture: Picture) -> Picture:
+    """Deforum's color_force_grayscale: the picture's luma (ITU-R 601, as its OpenCV and PIL calls take it) in
+    all three channels."""
+    import cv2
+    return cv2.cvtColor(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+
+
+def sharpened(picture: Picture, amount: float, kernel: int, sigma: float, threshold: float) -> Picture:
+    """Deforum's anti-blur, an unsharp mask: (1 + amount) * picture - amount * its Gaussian blur (kernel x kernel,
+    sigma), except where the picture differs from its blur by less than `threshold` grey levels. (Deforum takes
+    that difference in uint8, where a pixel 2 levels darker than its blur differs by 254; this takes it as meant.)"""
+    import cv2
+    blurred = cv2.GaussianBlur(picture, (kernel, kernel), sigma)
+    out = cv2.addWeighted(picture, 1.0 + amount, blurred, -amount, 0.0)     # saturated and rounded to uint8
+    if threshold > 0:
+        flat = cv2.absdiff(picture, blurred) < threshold
+        out[flat] = picture[flat]
+    return out
+
+
+def perlin_octaves(height: int, width: int, across: int, down: int, octaves: int, persistence: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Perlin gradient noise (float32 height x width, about -1..1 for one octave): `across` x `down` cells, then
+    each further octave twice as many cells at `persistence` times the amplitude, as Deforum's rand_perlin_2d_octaves
+    makes it (the quintic fade, sqrt(2) scale). Cells need not divide the picture (Deforum refuses sizes they do not
+    divide): each pixel's place in its cell is its fractional cell coordinate."""
+    out = np.zeros((height, width), np.float32)
+    amplitude = 1.0
+    for o in range(int(octaves)):
+        out += amplitude * _perlin(height, width, across << o, down << o, rng)
+        amplitude *= persistence
+    return out
+
+
+def _perlin(height: int, width: int, across: int, down: int, rng: np.random.Generator) -> np.ndarray:
+    angles = rng.uniform(0.0, 2 * np.pi, (down + 1, across + 1)).astype(np.float32)
+    gy, gx = np.cos(angles), np.sin(angles)     # (cos, sin) along (rows, columns), as Deforum pairs them
+    y = np.arange(height, dtype=np.float32) * np.float32(down / height)
+    x = np.arange(width, dtype=np.float32) * np.float32(across / width)
+    iy, ix = np.minimum(y.astype(int), down - 1), np.minimum(x.astype(int), across - 1)   # (rounding at the end)
+    fy, fx = (y - iy)[:, None], (x - ix)[None, :]
+    rows, cols = iy[:, None], ix[None, :]
+
+    def corner(dy, dx):     # the corner gradient's dot product with the pixel's offset from that corner
+        return gy[rows + dy, cols + dx] * (fy - dy) + gx[rows + dy, cols + dx] * (fx - dx)
+    ty, tx = (fy * fy * fy * (fy * (fy * 6 - 15) + 10)), (fx * fx * fx * (fx * (fx * 6 - 15) + 10))
+    top = corner(0, 0) + tx * (corner(0, 1) - corner(0, 0))
+    bottom = corner(1, 0) + tx * (corner(1, 1) - corner(1, 0))
+    return np.float32(np.sqrt(2.0)) * (top + ty * (bottom - top))
 
 
 class KeyStore:
@@ -205,8 +287,10 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
                    step_progress: Callable[[int, int, int], None] = lambda frame, step, steps: None):
     """diffuse(picture, k) for FeedbackLoop: one frame sampled with frame k's prompt, denoise, guidance, steps and
     seed, through the same sampling and VAE code as generate.sample (img2img of the picture; None: from noise).
-    The picture's contrast and noise are applied first (prepared); denoise 0 then keeps it (no model call)."""
+    The picture is prepared first (grey, contrast, sharpening, noise: prepared); denoise 0 then keeps it (no model
+    call). The model's ControlNet frames are frame k's (control_at)."""
     from graph_engine import Clip
+    from nodes.generate.control import control_at
     from nodes.generate.families import family
     from nodes.generate.sampling import run_sampling
     from nodes.generate.vae_ops import decode_latent, empty_latent, encode_clip
@@ -220,11 +304,13 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
             return picture
         latent = (empty_latent(vae, 1, width, height, fps) if picture is None
                   else encode_clip(vae, Clip.from_array(picture[None], fps), check))
-        out = run_sampling(model, positive.at_frame(k), None if negative is None else negative.at_frame(k), latent,
+        out = run_sampling(control_at(model, k), positive.at_frame(k),
+                           None if negative is None else negative.at_frame(k), latent,
                            steps=int(plan.steps[k]), cfg=float(plan.cfg[k]) or default_cfg, sampler=sampler,
                            scheduler=scheduler, denoise=denoise, seed=int(plan.seeds[k]),
                            callback=lambda i, n: step_progress(k, i, n), check=check, log=log)
-        return decode_latent(vae, out).frame(0)
+        made = decode_latent(vae, out).frame(0)
+        return greyed(made) if plan.grayscale else made
     return diffuse
 
 
@@ -243,7 +329,9 @@ def fitted_picture(image: Picture, width: int, height: int, log: Callable[[str],
 
 def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: int, height: int, denoise, cfg,
                   steps, sampler: str, scheduler: str, seed: int, seed_behaviour: str, seed_schedule, cadence: int,
-                  color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0):
+                  color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0, image_denoise=-1.0,
+                  noise_type: str = "white", perlin=(8, 8, 4, 0.5),
+                  sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False):
     """generate.feedback's clip: camera.length frames of the loop, made as they are read."""
     from graph_engine import Clip
     from nodes.common.color import histogram_matcher
@@ -254,8 +342,15 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
     if image is not None:
         image = fitted_picture(image, width, height, ctx.log)
     n = camera.length
+    if noise_type not in NOISE_TYPES:
+        raise NodeError(f"generate.feedback: noise_type {noise_type!r}: use one of {', '.join(NOISE_TYPES)}")
+    perlin = tuple(perlin) if noise_type == "perlin" else None
     plan = frame_schedules(n, cadence, denoise=denoise, cfg=cfg, steps=steps, seed=seed,
-                           seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, noise=noise, contrast=contrast)
+                           seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, noise=noise, contrast=contrast,
+                           sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
+                           sharpen_threshold=sharpen_threshold, perlin=perlin, grayscale=grayscale)
+    if image is not None and image_denoise >= 0:
+        plan.denoise[0] = image_denoise     # Deforum's init strength: frame 0 alone, not the schedule's first key
     try:
         mover = CameraMover(picture_at(camera, 1.0), width, height, "perspective", "compounding", border)
     except ValueError as e:

@@ -285,8 +285,8 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA,
              negative: CONDITIONING = Input(optional=True),
              image: IMAGE = Input(optional=True, help="frame 0's picture (an init image, resized to width x "
-                                                      "height), re-diffused at denoise's frame-0 value; without "
-                                                      "one frame 0 is drawn from noise"),
+                                                      "height), re-diffused at image_denoise (or denoise's frame-0 "
+                                                      "value); without one frame 0 is drawn from noise"),
              width: int = Param(512, min=8, max=8192, help="picture width (a multiple of 8 for Stable Diffusion)"),
              height: int = Param(512, min=8, max=8192, help="picture height"),
              denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
@@ -312,6 +312,28 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                                                              "before it is diffused (0..1); Deforum's noise_schedule"),
              contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
                                                                 "is diffused; Deforum's contrast_schedule"),
+             noise_type: str = Param("white", choices=("white", "perlin"),
+                                     help="perlin: the noise comes in blobs, scaled by Perlin noise (Deforum's "
+                                          "noise_type)"),
+             perlin_w: int = Param(8, min=1, max=256, help="Perlin cells across the picture (Deforum's perlin_w)"),
+             perlin_h: int = Param(8, min=1, max=256, help="Perlin cells down the picture (Deforum's perlin_h)"),
+             perlin_octaves: int = Param(4, min=1, max=7, help="Perlin layers, each with twice the cells"),
+             perlin_persistence: float = Param(0.5, min=0.0, max=1.0, help="each Perlin layer's strength relative "
+                                                                            "to the one before"),
+             sharpen: float = Param(0.0, kind="schedule", help="per frame: unsharp-mask amount applied to each "
+                                                               "moved frame before it is diffused, against the blur "
+                                                               "the loop builds up (Deforum's anti-blur amount)"),
+             sharpen_kernel: int = Param(5, kind="schedule", help="the unsharp mask's blur size in pixels (the "
+                                                                  "nearest odd one; 0 follows the sigma; Deforum's "
+                                                                  "kernel_schedule)"),
+             sharpen_sigma: float = Param(1.0, kind="schedule", help="the unsharp mask's blur sigma in pixels"),
+             sharpen_threshold: float = Param(0.0, kind="schedule", help="grey levels of detail below which a pixel "
+                                                                         "is not sharpened (keeps flat areas clean)"),
+             grayscale: bool = Param(False, help="grey each moved frame before it is diffused, and each diffused "
+                                                 "frame (Deforum's color_force_grayscale)"),
+             image_denoise: float = Param(-1.0, min=-1.0, max=1.0,
+                                          help="frame 0's denoise when `image` is given (1 - Deforum's init "
+                                               "strength); -1 takes denoise's frame-0 value"),
              border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                  help="what fills the edge a move uncovers"),
              fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip")) -> VIDEO:
@@ -326,7 +348,10 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
     return feedback_clip(ctx, model, vae, positive, negative, camera, image, width=width, height=height,
                          denoise=denoise, cfg=cfg, steps=steps, sampler=sampler, scheduler=scheduler, seed=seed,
                          seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, cadence=cadence,
-                         color_coherence=color_coherence, border=border, fps=fps, noise=noise, contrast=contrast)
+                         color_coherence=color_coherence, border=border, fps=fps, noise=noise, contrast=contrast,
+                         noise_type=noise_type, perlin=(perlin_w, perlin_h, perlin_octaves, perlin_persistence),
+                         sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
+                         sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise)
 
 
 def _noise_tensor(noise):
