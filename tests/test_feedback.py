@@ -296,8 +296,9 @@ def test_schedules_reach_each_frames_sampling_run(sd, sampled):
     cam = build_path(5, 64, 64, per_frame=True, zoom="1.05")
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     _clip(sd, cam, image, denoise="0:(0.25), 4:(0.75)", cfg="0:(2), 4:(6)", steps="0:(4), 4:(8)", seed=10,
-          seed_behaviour="iter").to_array()
+          seed_behaviour="iter", noise_multiplier="0:(1), 4:(1.2)").to_array()
     assert [r["denoise"] for r in sampled] == [0.25, 0.375, 0.5, 0.625, 0.75]
+    assert [round(r["noise_scale"], 6) for r in sampled] == [1.0, 1.05, 1.1, 1.15, 1.2]
     assert [r["cfg"] for r in sampled] == [2, 3, 4, 5, 6] and [r["steps"] for r in sampled] == [4, 5, 6, 7, 8]
     assert [r["seed"] for r in sampled] == [10, 11, 12, 13, 14] and {r["frames"] for r in sampled} == {1}
     # the prompt schedule '0: a cat, 2: a dog': frame 1 is halfway, frame 2 on is the dog
@@ -420,3 +421,21 @@ def test_an_init_image_is_diffused_at_its_own_denoise(sd, sampled):
     photo = np.random.default_rng(6).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     _clip(sd, build_path(3, 64, 64, per_frame=True, zoom="1.05"), photo, denoise="0.5", image_denoise=0.2).to_array()
     assert [r["denoise"] for r in sampled] == [0.2, 0.5, 0.5]
+
+
+def test_the_noise_multiplier_scales_the_noise_a_run_starts_from(sd):
+    """run_sampling's noise_scale (A1111's initial noise multiplier) is the same run given its own noise scaled."""
+    import torch
+    from graph_engine import Clip
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.vae_ops import encode_clip
+    picture = np.random.default_rng(8).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    latent = encode_clip(sd["vae"], Clip.from_array(picture, 8.0), lambda: None)
+    kw = dict(steps=3, cfg=5.0, sampler="euler", denoise=0.6, seed=21)
+    scaled = run_sampling(sd["model"], sd["pos"], sd["neg"], latent, noise_scale=1.5, **kw).samples
+    noise = get_adapter("sd").draw_noise(tuple(latent.samples.shape), torch.Generator("cpu").manual_seed(21))
+    given = run_sampling(sd["model"], sd["pos"], sd["neg"], latent, noise=noise * 1.5, **kw).samples
+    plain = run_sampling(sd["model"], sd["pos"], sd["neg"], latent, **kw).samples
+    torch.testing.assert_close(scaled, given)
+    assert (scaled - plain).abs().mean() > 1e-3

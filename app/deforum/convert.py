@@ -440,6 +440,7 @@ class Builder:
             p["seed_schedule"] = self.seed_schedule
         p.update(self.noise_and_contrast())
         p.update(self.anti_blur())
+        p.update(self.noise_multiplier())
         if _is_on(bool, self.get("color_force_grayscale", False)):
             p["grayscale"] = True
             self.entry("color_force_grayscale", EXACT, ["loop.grayscale"],
@@ -551,6 +552,16 @@ class Builder:
                        " mixed into the moved picture before it is diffused"
                        if param == "noise" else "the moved picture's values scaled before it is diffused")
         return out
+
+    def noise_multiplier(self) -> Dict[str, Any]:
+        """A1111's initial noise multiplier for img2img, which Deforum schedules (1.05 by default) when
+        enable_noise_multiplier_scheduling is on."""
+        if not _is_on(bool, self.get("enable_noise_multiplier_scheduling", False)):
+            return {}
+        c = self.per_frame("noise_multiplier_schedule", "0: (1.05)", 0, 2, "noise multiplier")
+        self.entry("enable_noise_multiplier_scheduling, noise_multiplier_schedule", EXACT, ["loop.noise_multiplier"],
+                   "the noise each img2img run starts from, scaled")
+        return {} if c.constant == 1.0 else {"noise_multiplier": c.constant if c.constant is not None else c.text}
 
     def anti_blur(self) -> Dict[str, Any]:
         """Deforum's anti-blur (an unsharp mask on the moved picture before it is diffused) as the loop's sharpen
@@ -668,6 +679,8 @@ class Builder:
         for key, (test, why) in OPTIONAL.items():
             if key == "frame_interpolation_x_amount" and not interpolating:
                 continue
+            if key == "enable_noise_multiplier_scheduling" and self.looping:
+                continue        # the loop's noise_multiplier (noise_multiplier below)
             if key in self.s and _is_on(test, self.s[key]) and why:
                 self.entry(key, UNMAPPED, [], why)
         cn = sorted(k for k, v in self.s.items() if re.fullmatch(r"cn_\d+_enabled", k) and _is_on(bool, v))

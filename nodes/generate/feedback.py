@@ -50,11 +50,13 @@ class FrameSchedules:
     perlin: Optional[Tuple[int, int, int, float]] = None    # noise shaped by Perlin noise: cells across, down,
                                                             # octaves, persistence (None: plain white noise)
     grayscale: bool = False             # each moved picture and each diffused frame in grey
+    noise_multiplier: np.ndarray = None     # the img2img run's starting noise times this (A1111's multiplier)
 
 
 def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int, seed_behaviour: str = "iter",
                     seed_schedule="0", noise=0.0, contrast=1.0, sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0,
-                    sharpen_threshold=0.0, perlin=None, grayscale: bool = False) -> FrameSchedules:
+                    sharpen_threshold=0.0, perlin=None, grayscale: bool = False,
+                    noise_multiplier=1.0) -> FrameSchedules:
     """Each schedule evaluated at every frame and checked; seeds per Deforum's behaviours: iter adds 1 for every
     diffused frame (seed, seed + 1, ... at frames 0, c, 2c, ...), fixed keeps one, schedule reads seed_schedule."""
     from graph_engine.schedule import parse_schedule
@@ -86,7 +88,8 @@ def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int
     return FrameSchedules(values("denoise", denoise, 0.0, 1.0), values("cfg", cfg, 0.0, 50.0),
                           np.round(values("steps", steps, 1, 1000)).astype(int), np.asarray(seeds, np.int64),
                           values("noise", noise, 0.0, 1.0), values("contrast", contrast, 0.0, 10.0), amount, kernel,
-                          sigma, values("sharpen_threshold", sharpen_threshold, 0.0, 255.0), perlin, bool(grayscale))
+                          sigma, values("sharpen_threshold", sharpen_threshold, 0.0, 255.0), perlin, bool(grayscale),
+                          values("noise_multiplier", noise_multiplier, 0.0, 2.0))
 
 
 def prepared(picture: Picture, plan: FrameSchedules, k: int) -> Picture:
@@ -308,7 +311,8 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
                            None if negative is None else negative.at_frame(k), latent,
                            steps=int(plan.steps[k]), cfg=float(plan.cfg[k]) or default_cfg, sampler=sampler,
                            scheduler=scheduler, denoise=denoise, seed=int(plan.seeds[k]),
-                           callback=lambda i, n: step_progress(k, i, n), check=check, log=log)
+                           callback=lambda i, n: step_progress(k, i, n), check=check, log=log,
+                           noise_scale=1.0 if picture is None else float(plan.noise_multiplier[k]))
         made = decode_latent(vae, out).frame(0)
         return greyed(made) if plan.grayscale else made
     return diffuse
@@ -331,7 +335,8 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                   steps, sampler: str, scheduler: str, seed: int, seed_behaviour: str, seed_schedule, cadence: int,
                   color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0, image_denoise=-1.0,
                   noise_type: str = "white", perlin=(8, 8, 4, 0.5),
-                  sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False):
+                  sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False,
+                  noise_multiplier=1.0):
     """generate.feedback's clip: camera.length frames of the loop, made as they are read."""
     from graph_engine import Clip
     from nodes.common.color import histogram_matcher
@@ -348,7 +353,8 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
     plan = frame_schedules(n, cadence, denoise=denoise, cfg=cfg, steps=steps, seed=seed,
                            seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, noise=noise, contrast=contrast,
                            sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
-                           sharpen_threshold=sharpen_threshold, perlin=perlin, grayscale=grayscale)
+                           sharpen_threshold=sharpen_threshold, perlin=perlin, grayscale=grayscale,
+                           noise_multiplier=noise_multiplier)
     if image is not None and image_denoise >= 0:
         plan.denoise[0] = image_denoise     # Deforum's init strength: frame 0 alone, not the schedule's first key
     try:

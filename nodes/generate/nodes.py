@@ -329,6 +329,9 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
              sharpen_sigma: float = Param(1.0, kind="schedule", help="the unsharp mask's blur sigma in pixels"),
              sharpen_threshold: float = Param(0.0, kind="schedule", help="grey levels of detail below which a pixel "
                                                                          "is not sharpened (keeps flat areas clean)"),
+             noise_multiplier: float = Param(1.0, kind="schedule", help="per frame: the noise each img2img run "
+                                                                        "starts from times this (A1111's noise "
+                                                                        "multiplier, 1.05 in Deforum's settings)"),
              grayscale: bool = Param(False, help="grey each moved frame before it is diffused, and each diffused "
                                                  "frame (Deforum's color_force_grayscale)"),
              image_denoise: float = Param(-1.0, min=-1.0, max=1.0,
@@ -351,7 +354,8 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                          color_coherence=color_coherence, border=border, fps=fps, noise=noise, contrast=contrast,
                          noise_type=noise_type, perlin=(perlin_w, perlin_h, perlin_octaves, perlin_persistence),
                          sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
-                         sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise)
+                         sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
+                         noise_multiplier=noise_multiplier)
 
 
 def _noise_tensor(noise):

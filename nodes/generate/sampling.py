@@ -150,7 +150,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  check: Callable[[], None] = lambda: None,
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
-                 log: Callable[[str], None] = lambda message: None, resume_dir=None) -> Latent:
+                 log: Callable[[str], None] = lambda message: None, resume_dir=None,
+                 noise_scale: float = 1.0) -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -158,7 +159,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     taken as the sampler's state at the first level (another sampler's leftover-noise output); with
     leftover_noise an early end returns that state instead of a clean latent. A clip longer than the model
     takes in one pass is sampled in context windows (fit_frame_limit), which `log` reports. `resume_dir`: a
-    folder where each step's model output is kept, so a run that stops is taken up there (resume.py)."""
+    folder where each step's model output is kept, so a run that stops is taken up there (resume.py).
+    `noise_scale` multiplies the noise the run starts from (A1111's initial noise multiplier for img2img, which
+    Deforum schedules per frame)."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -179,6 +182,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     elif tuple(noise.shape) != tuple(x0.shape):
         raise NodeError(f"noise of shape {list(noise.shape)} does not fit the latent {list(x0.shape)}: make the "
                         "noise from the same latent")
+    if noise_scale != 1.0:
+        noise = noise * float(noise_scale)
     dtype = handle.denoiser.dtype
     device = handle.denoiser.device if handle.device == "cpu" else torch.device(handle.device)
     shift = handle.option("flow_shift")
