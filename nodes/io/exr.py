@@ -58,37 +58,115 @@ def _picture(layers: dict) -> Optional[Tuple[np.ndarray, Optional[np.ndarray]]]:
     return rgb, None if alpha is None else alpha.astype(np.float32)
 
 
-def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(uint8 sRGB HxWx3, float32 alpha in [0, 1] or None) of the EXR at `path`, in its display window
-    (a picture whose data window is smaller, as Nuke writes a bounding box, is black around it)."""
+def _parts(path) -> list:
+    """[(part name, layers (see _layers), data window, display window)] of every part of the EXR at `path`."""
     OpenEXR = _openexr()
-    found, names = None, []
     _check_windows(OpenEXR, path)
+    out = []
     try:
         with OpenEXR.File(str(path), separate_channels=True) as f:
-            # A multi-part file (Nuke's, a renderer's passes) shows its first part with colour in it.
             for part in f.parts:
                 # Copied first: the bindings' header dict loses its windows once the pixels are read.
                 data, shown = (np.array(part.header[k]) if k in part.header else None
                                for k in ("dataWindow", "displayWindow"))
-                layers = _layers(part.channels)
-                found = _picture(layers)
-                if found is not None:
-                    break
-                names += sorted(f"{n}.{c}" if n else c for n, layer in layers.items() for c in layer)
+                name = part.header.get("name") or ""
+                out.append((name if isinstance(name, str) else "", _layers(part.channels), data, shown))
     except Exception as e:         # the bindings raise plain RuntimeErrors for damaged files
         raise NodeError(f"cannot read {path} as an EXR image (damaged or cut short?): {e}") from None
+    return out
+
+
+def _listed(parts) -> str:
+    return ", ".join(sorted(f"{n}.{c}" if n else c for _, layers, _, _ in parts
+                            for n, layer in layers.items() for c in layer)) or "none"
+
+
+def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(uint8 sRGB HxWx3, float32 alpha in [0, 1] or None) of the EXR at `path`, in its display window
+    (a picture whose data window is smaller, as Nuke writes a bounding box, is black around it)."""
+    parts = _parts(path)
+    # A multi-part file (Nuke's, a renderer's passes) shows its first part with colour in it.
+    found = next(((_picture(layers), data, shown) for _, layers, data, shown in parts
+                  if _picture(layers) is not None), None)
     if found is None:
-        raise NodeError(f"{path} holds no colour channels (it has {', '.join(names) or 'none'}): "
-                        f"render or export a layer with R, G, B (or Y) channels")
-    rgb, alpha = found
-    rgb = np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0)
-    img = to_uint8(linear_to_srgb(np.minimum(rgb, 1.0)))
+        raise NodeError(f"{path} holds no colour channels (it has {_listed(parts)}): render or export a layer "
+                        f"with R, G, B (or Y) channels, or name the pass to read as `layer` (Depth, Mist, Normal)")
+    (rgb, alpha), data, shown = found
+    img = _shown(rgb)
     if alpha is not None:
         alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0)
     if data is not None and shown is not None and not np.array_equal(data, shown):
         img, alpha = _in_display_window(img, alpha, data, shown)
     return img, alpha
+
+
+def _shown(rgb: np.ndarray) -> np.ndarray:
+    """uint8 sRGB view of linear light, as Nuke's and Blender's Standard view shows it."""
+    rgb = np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0)
+    return to_uint8(linear_to_srgb(np.minimum(rgb, 1.0)))
+
+
+# What a pass name says its pixels are: a word in the last part of the layer name (CamNormal, an AOV of
+# camera-space normals, is normals), or the whole of it (Z).
+PASS_WORDS = ("depth", "mist", "normal")
+PASS_NAMES = {"z": "depth", "n": "normal"}
+
+
+def _kind(name: str) -> Optional[str]:
+    last = name.rpartition(".")[2].lower()
+    return PASS_NAMES.get(last) or next((w for w in PASS_WORDS if w in last), None)
+
+
+def read_exr_pass(path, layer: str) -> Tuple[str, np.ndarray]:
+    """(kind, float32 HxWxC pixels in the display window) of the layer or pass `layer` names in the EXR at
+    `path`: "Depth", "ViewLayer.Depth", "Mist", "Normal", a part's name, "Z" for a depth channel beside the
+    colour. kind: "depth" (C=1, distance), "mist" (C=1), "normal" (C=3, x y z), "picture" (C=3, linear
+    light) or "value" (C=1). A file of one pass (Blender's depth_0001.exr) is that pass whatever its
+    channel is called, and its kind is the one `layer` names."""
+    parts = _parts(path)
+    want = layer.strip().lower()
+    found = []          # (full name, components, data window, display window)
+    for part, layers, data, shown in parts:
+        for name, comps in layers.items():
+            full = ".".join(n for n in (part, name) if n)
+            if want in (full.lower(), name.lower(), name.rpartition(".")[2].lower()):
+                found.append((full, comps, data, shown))
+            elif _kind(want) == "depth" and "Z" in comps:
+                found.append((full or "Z", {"Z": comps["Z"]}, data, shown))     # Z beside the colour
+    if not found:
+        # A file of one pass holds one layer of 1 (depth, mist) or 3 (normal) channels; a beauty with a
+        # Z beside R, G, B (4) is not one.
+        only = [(p, layers, d, s) for p, layers, d, s in parts for _ in layers]
+        if len(only) == 1 and _kind(want) and len(next(iter(only[0][1].values()))) <= 3:
+            part, layers, data, shown = only[0]
+            name, comps = next(iter(layers.items()))
+            found = [(".".join(n for n in (part, name) if n), comps, data, shown)]
+        else:
+            raise NodeError(f"{path} has no layer or pass {layer!r} (it has {_listed(parts)}): set `layer` to one "
+                            f"of them (Depth, Mist, Normal, or a layer's name), or leave it empty for the picture")
+    if len({f[0] for f in found}) > 1:
+        raise NodeError(f"{path} has more than one layer called {layer!r} ({', '.join(f[0] for f in found)}): "
+                        f"give the whole name, as ViewLayer.Depth")
+    full, comps, data, shown = found[0]
+    kind = _kind(want) or _kind(full)
+    pixels = _components(path, full, comps, kind)
+    if kind is None:
+        kind = "picture" if pixels.shape[2] == 3 else "value"
+    if data is not None and shown is not None and not np.array_equal(data, shown):
+        pixels = _in_display_window(pixels, None, data, shown)[0]
+    return kind, pixels
+
+
+def _components(path, name: str, comps: dict, kind: Optional[str]) -> np.ndarray:
+    """float32 HxWxC of a layer's channels in the order its kind reads them."""
+    order = next((o for o in ("RGB", "XYZ") if all(c in comps for c in o)), None)
+    if kind == "normal" and order is None:
+        raise NodeError(f"{path}: the layer {name} has {', '.join(comps)}, not the three channels of a normal "
+                        f"pass (X, Y, Z or R, G, B)")
+    if kind in (None, "normal") and order is not None:
+        return np.stack([comps[c] for c in order], axis=-1).astype(np.float32)
+    one = next((comps[c] for c in ("Z", "V", "Y", "R", "A") if c in comps), next(iter(comps.values())))
+    return one.astype(np.float32)[..., None]
 
 
 def _check_windows(OpenEXR, path) -> None:
@@ -106,10 +184,11 @@ def _check_windows(OpenEXR, path) -> None:
 
 
 def _in_display_window(img, alpha, data, shown):
-    """The pixels of the data window [(x0, y0), (x1, y1)] placed in the display window, black outside."""
+    """The pixels (any dtype and channels) of the data window [(x0, y0), (x1, y1)] placed in the display
+    window, 0 outside."""
     (dx0, dy0), (sx0, sy0), (sx1, sy1) = data[0], shown[0], shown[1]
     w, h = int(sx1 - sx0 + 1), int(sy1 - sy0 + 1)
-    out = np.zeros((h, w, 3), np.uint8)
+    out = np.zeros((h, w) + img.shape[2:], img.dtype)
     a_out = None if alpha is None else np.zeros((h, w), np.float32)
     # Overlap of the data window with the display window, in each one's own pixel coordinates.
     x0, y0 = max(dx0, sx0), max(dy0, sy0)
@@ -139,3 +218,32 @@ def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None) -> 
     with OpenEXR.File(header, channels) as f:
         f.write(str(Path(path)))
 
+
+
+class PassPictures:
+    """The control pictures (nodes/common/passes.py) of one pass through a sequence of EXR files: a depth
+    pass is spread over 0..255 by one range for the whole sequence, found on the first frame asked for."""
+
+    def __init__(self, files, layer: str):
+        import threading
+        self.files, self.layer = list(dict.fromkeys(files)), layer
+        self._range, self._lock = None, threading.Lock()
+
+    def __call__(self, path) -> np.ndarray:
+        from nodes.common import passes
+        kind, px = read_exr_pass(path, self.layer)
+        if kind == "depth":
+            return passes.depth_picture(px[..., 0], self.depth_range())
+        if kind == "mist":
+            return passes.mist_picture(px[..., 0])
+        if kind == "normal":
+            return passes.normal_picture(px)
+        return _shown(px) if kind == "picture" else passes.value_picture(px[..., 0])
+
+    def depth_range(self):
+        from nodes.common import passes
+        with self._lock:
+            if self._range is None:
+                self._range = (passes.joined(passes.depth_range(read_exr_pass(f, self.layer)[1][..., 0])
+                                             for f in self.files),)
+            return self._range[0]

@@ -161,9 +161,24 @@ def hold_gaps(files: List[str]) -> tuple:
     return out, missing
 
 
-def load_frames(path: str, fps: float, log=None) -> Clip:
-    """log: called with a line naming frames missing from the sequence (see hold_gaps)."""
+def layer_reader(files: List[str], layer: str):
+    """A reader of `files` (path -> uint8 RGB): their picture, or with `layer` the control picture of that
+    pass of EXR files (exr.PassPictures)."""
+    if not layer.strip():
+        return read_image
+    other = next((f for f in files if not str(f).lower().endswith(".exr")), None)
+    if other is not None:
+        raise NodeError(f"{other} is not an EXR file: `layer` ({layer!r}) picks a render pass of a multilayer EXR; "
+                        f"leave it empty to read the picture")
+    from .exr import PassPictures
+    return PassPictures(files, layer)
+
+
+def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
+    """log: called with a line naming frames missing from the sequence (see hold_gaps). layer: the EXR pass
+    to read (layer_reader)."""
     files, missing = hold_gaps(list_frames(path))
+    read_image = layer_reader(files, layer)
     if missing and log is not None:
         names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         log(f"{names} missing from the sequence: the frame before each is held in its place, as Nuke's 'hold' "

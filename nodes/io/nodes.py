@@ -10,12 +10,20 @@ from graph_engine.types import IMAGE, MASK, VIDEO
 from .images import FRAME_FORMATS
 from .video_read import DEINTERLACE
 
+LAYER_HELP = ("EXR render pass to read instead of the picture: Depth, Mist, Normal, or a layer's name "
+              "(ViewLayer.Depth); empty = the picture (Combined)")
+
 
 @node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
-def load_image(ctx, path: str = Param("", kind="path", required=True, help="image file (png, jpg, webp, exr, dpx, ...)")):
+def load_image(ctx, path: str = Param("", kind="path", required=True, help="image file (png, jpg, webp, exr, dpx, ...)"),
+               layer: str = Param("", help=LAYER_HELP)):
     """Read a still image as 8-bit RGB, and its transparency as a mask (1 = opaque; all 1 when the file
-    has none). Transparent parts of the image are laid over black."""
-    from .images import read_image_alpha
+    has none). Transparent parts of the image are laid over black. With `layer`, a render pass of an EXR
+    instead, as the control picture a ControlNet takes (see io.load_frames)."""
+    from .images import layer_reader, read_image_alpha
+    if layer.strip():
+        rgb = layer_reader([path], layer)(path)
+        return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32)}
     rgb, alpha = read_image_alpha(path)
     return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha}
 
@@ -48,11 +56,20 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
                                         help="a folder of images, a glob such as shots/*.png, or a "
                                              "sequence as Nuke names it: plates/shot.####.exr (or %04d)"),
-                fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip (images carry none)")) -> VIDEO:
+                fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip (images carry none)"),
+                layer: str = Param("", help=LAYER_HELP)) -> VIDEO:
     """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
-    (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it."""
+    (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it.
+
+    `layer` reads a render pass of EXR files (Blender's multilayer ViewLayer.Depth, .Mist, .Normal, or a
+    sequence of one pass: depth_####.exr) as the control picture a ControlNet takes (control.apply with
+    preprocessor none): Depth (Z) as MiDaS shows depth, near white, far dark, the background (Blender's
+    1e10, inf) black, spread by one range for the whole clip so it does not pump; Mist as 1 - mist; Normal
+    as a normal ControlNet's colours (red left, green up, blue towards the camera). Blender's Normal pass
+    is in world space: for a moving camera, render camera-space normals (an AOV through a Vector Transform
+    node set to Camera) under a name with Normal in it (CamNormal) and read that layer."""
     from .images import load_frames as _load
-    return _load(path, fps, log=ctx.log)
+    return _load(path, fps, log=ctx.log, layer=layer)
 
 
 def _wrote(ctx, info: dict) -> None:
