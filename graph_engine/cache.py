@@ -112,7 +112,8 @@ def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
                 f.write(np.ascontiguousarray(block[1], np.uint8).tobytes())
         audio = value.audio.__dict__ if value.audio else None
         timecode = value.timecode.__dict__ if value.timecode else None
-        return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio, "timecode": timecode}
+        return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio, "timecode": timecode,
+                "number": value.number}
     if isinstance(value, np.ndarray) and value.dtype != object:
         np.save(folder / f"{name}.npy", value, allow_pickle=False)
         return {"codec": "npy", "file": f"{name}.npy"}
@@ -154,7 +155,7 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
         return Clip(arr.shape[0], entry["fps"], arr.shape[2], arr.shape[1],
-                    lambda a, b: np.array(arr[a:b]), audio, timecode=timecode)
+                    lambda a, b: np.array(arr[a:b]), audio, timecode=timecode, number=entry.get("number"))
     if codec == "tensor":
         from safetensors.torch import load_file
         return load_file(str(folder / entry["file"]))["t"]

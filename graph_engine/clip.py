@@ -38,12 +38,15 @@ class Audio:
 class Clip:
     def __init__(self, length: int, fps: float, width: int, height: int, reader: Reader,
                  audio: Optional[Audio] = None, chunk: Optional[int] = None,
-                 timecode: Optional[Timecode] = None):
+                 timecode: Optional[Timecode] = None, number: Optional[int] = None):
         if length < 0 or width <= 0 or height <= 0:
             raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
         self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
         self.audio = audio
         self.timecode = timecode    # of frame 0, as the source file stated it; writers stamp it on renders
+        # Frame 0's number in the name of the sequence it was read from (1001 for shot.1001.exr): io.save_frames
+        # numbers the render's files from it, so a plate keeps its frame range through Kinograph.
+        self.number = number
         self._reader = reader
         self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
@@ -60,11 +63,12 @@ class Clip:
                    chunk=max(1, len(frames)))
 
     def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...,
-              timecode=...) -> "Clip":
+              timecode=..., number=...) -> "Clip":
         return Clip(self.length if length is None else length, self.fps if fps is None else fps,
                     self.width if width is None else width, self.height if height is None else height,
                     reader or self._reader, self.audio if audio is ... else audio,
-                    timecode=self.timecode if timecode is ... else timecode)
+                    timecode=self.timecode if timecode is ... else timecode,
+                    number=self.number if number is ... else number)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
             height: Optional[int] = None) -> "Clip":
@@ -182,7 +186,7 @@ class WorkMeter:
         reader = clip._reader
         return Clip(clip.length, clip.fps, clip.width, clip.height,
                     lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk,
-                    timecode=clip.timecode)
+                    timecode=clip.timecode, number=clip.number)
 
     def take(self) -> dict:
         with self._lock:

@@ -178,3 +178,31 @@ def test_an_exr_plate_replacing_a_png_render_keeps_it_as_an_earlier_take(tmp_pat
         [f"frame_{i:06d}.exr" for i in range(3)] + ["workflow.yaml"]
     earlier = [p for p in (tmp_path / "takes").rglob("frame_*")]
     assert sorted(p.name for p in earlier) == [f"frame_{i:06d}.png" for i in range(3)]
+
+
+def test_a_plate_read_from_1001_is_written_back_on_its_own_frame_numbers(tmp_path):
+    """A Nuke plate shot.1001.exr ... through Kinograph came back as frame_000000.exr on: the comp's Read
+    node and the shot's frame range disagreed by 1001 unless `first` was set by hand. The clip now carries
+    its first frame's number (trims move it), and io.save_frames numbers from it."""
+    for i in range(4):
+        ch = patches(np.float32)
+        ch["R"] = np.full_like(ch["R"], i / 4.0)
+        write(tmp_path / f"shot.{1001 + i:04d}.exr", ch)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  plate: {type: io.load_frames, params: {path: shot.####.exr}}\n"
+                  "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 0.5}}\n"
+                  "  cut: {type: video.trim, inputs: {video: grade.video}, params: {start: 1, count: 2}}\n"
+                  "  whole: {type: io.save_frames, inputs: {video: grade.video}, params: {path: whole, format: exr}}\n"
+                  "  part: {type: io.save_frames, inputs: {video: cut.video}, params: {path: part, format: exr}}\n"
+                  "  zero: {type: io.save_frames, inputs: {video: cut.video}, params: {path: zero, first: 0}}\n")
+    res = Session().run(load_workflow(str(wf)))
+    assert res.ok, res.failed
+    assert sorted(p.name for p in (tmp_path / "whole").glob("*.exr")) == [f"frame_{n:06d}.exr" for n in range(1001, 1005)]
+    assert sorted(p.name for p in (tmp_path / "part").glob("*.exr")) == ["frame_001002.exr", "frame_001003.exr"]
+    assert sorted(p.name for p in (tmp_path / "zero").glob("*.png")) == ["frame_000000.png", "frame_000001.png"]
+    # The frames are the plate's own: frame_001002 is shot.1002 (read back with the OpenEXR bindings).
+    with OpenEXR.File(str(tmp_path / "part" / "frame_001002.exr"), separate_channels=True) as f:
+        red = f.channels()["R"].pixels.astype(np.float32)
+    with OpenEXR.File(str(tmp_path / "whole" / "frame_001002.exr"), separate_channels=True) as f:
+        assert np.array_equal(red, f.channels()["R"].pixels.astype(np.float32))

@@ -140,14 +140,32 @@ def list_frames(path: str) -> List[str]:
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
 
 
+def _one_sequence(files: List[str]):
+    """(name parts, frame numbers) of files that are one numbered sequence (shot.1001.exr ...), else None."""
+    parts = [_NUMBERED.match(os.path.basename(f)) for f in files]
+    if not all(parts) or len({(os.path.dirname(f), m[1], m[3].lower()) for f, m in zip(files, parts)}) != 1:
+        return None
+    return parts, [int(m[2]) for m in parts]
+
+
+def first_number(files: List[str]) -> Optional[int]:
+    """The frame number of the first of files that are one numbered sequence, frames one apart (shot.1001.exr
+    or depth_0001.exr on: Clip.number); None for any other files."""
+    seq = _one_sequence(files)
+    steps = np.diff(seq[1]) if seq else None
+    if seq is None or (len(files) > 1 and ((steps <= 0).any() or np.median(steps) != 1)):
+        return None
+    return seq[1][0]
+
+
 def hold_gaps(files: List[str]) -> tuple:
     """(files laid out on their frame numbers, the names missing): where one numbered sequence (frames one
     apart) lacks a number, the frame before it is held in its place, as Nuke's 'hold' does; read in name
     order, a missing frame had moved every later one a frame early and shortened the clip."""
-    parts = [_NUMBERED.match(os.path.basename(f)) for f in files]
-    if not all(parts) or len({(os.path.dirname(f), m[1], m[3].lower()) for f, m in zip(files, parts)}) != 1:
+    seq = _one_sequence(files)
+    if seq is None:
         return files, []       # not one numbered sequence: frames in name order
-    nums = [int(m[2]) for m in parts]
+    parts, nums = seq
     steps = np.diff(nums)
     if len(steps) == 0 or (steps <= 0).any() or np.median(steps) != 1:
         return files, []       # every n-th frame rendered, or repeated numbers: nothing is missing
@@ -177,7 +195,8 @@ def layer_reader(files: List[str], layer: str):
 def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
     """log: called with a line naming frames missing from the sequence (see hold_gaps). layer: the EXR pass
     to read (layer_reader)."""
-    files, missing = hold_gaps(list_frames(path))
+    listed = list_frames(path)
+    files, missing = hold_gaps(listed)
     read_image = layer_reader(files, layer)
     if missing and log is not None:
         names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -196,7 +215,7 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
             out[i - a] = img
         return out
 
-    return Clip(len(files), fps, w, h, reader)
+    return Clip(len(files), fps, w, h, reader, number=first_number(listed))
 
 
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> Optional[str]:

@@ -135,17 +135,22 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
                                                     "an earlier take unless --replace)"),
                 format: str = Param("png", choices=list(FRAME_FORMATS),
                                     help="png, or exr: linear-light half float, as Nuke and Blender read a plate"),
-                first: int = Param(0, min=0, max=999999, help="number of the first frame's file: 1001 for a VFX "
-                                                              "plate (frame_001001.exr ...)")
+                first: int = Param(-1, min=-1, max=999999, help="number of the first frame's file: 1001 for a VFX "
+                                                                "plate (frame_001001.exr ...); -1: the numbers of "
+                                                                "the sequence the clip was read from, else 0")
                 ) -> None:
     """Write every frame as a numbered PNG (or EXR) into a folder (with the workflow beside them),
-    frame_000000.png on, or from `first` (Nuke and Blender read the folder as frame_######).
+    frame_000000.png on, or from `first` (Nuke and Blender read the folder as frame_######). A clip read
+    from a numbered sequence (io.load_frames of shot.1001.exr ..., trimmed or not) keeps its numbers
+    unless `first` says otherwise; a generated clip starts at 0.
 
     Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
     beside the folder, which then holds this render alone; with `--replace` (or `keep_takes: 0` in
     config.yaml) they are replaced in place, and frames left from a longer earlier render stay (the
     report counts them)."""
     from .images import write_frames
+    if first < 0:
+        first = video.number if video.number is not None and video.number >= 0 else 0
     info = write_frames(video, path, ctx.workflow_yaml, ctx.progress, overwrite=overwrite, fmt=format, first=first)
     _wrote(ctx, info)
 

@@ -8,9 +8,10 @@ from graph_engine import Audio, Clip, NodeError
 RESIZE_METHODS = {"area": 3, "bilinear": 1, "bicubic": 2, "lanczos": 4, "nearest": 0}   # cv2.INTER_* values
 
 
-def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=...) -> Clip:
-    """A clip of clip's frames at `indices` (any order, repeats allowed), read in chunks. Without `audio`
-    or `timecode` it has none: only the caller knows whether the frames still play in the source's time."""
+def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=..., number=None) -> Clip:
+    """A clip of clip's frames at `indices` (any order, repeats allowed), read in chunks. Without `audio`,
+    `timecode` or `number` (Clip.number) it has none: only the caller knows whether the frames still play
+    in the source's time, one source frame to a frame."""
     indices = np.asarray(indices, dtype=np.int64)
 
     def reader(a: int, b: int) -> np.ndarray:
@@ -26,7 +27,8 @@ def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=...) -
         return out
 
     return clip.with_(length=len(indices), fps=fps, reader=reader,
-                      audio=None if audio is ... else audio, timecode=None if timecode is ... else timecode)
+                      audio=None if audio is ... else audio, timecode=None if timecode is ... else timecode,
+                      number=number)
 
 
 def trim(clip: Clip, start: int, count: int) -> Clip:
@@ -36,7 +38,8 @@ def trim(clip: Clip, start: int, count: int) -> Clip:
     audio = None
     if clip.audio:
         audio = Audio(clip.audio.path, clip.audio.start + start / clip.fps, (stop - start) / clip.fps)
-    return take(clip, np.arange(start, stop), clip.fps, audio, _shifted(clip, start))
+    return take(clip, np.arange(start, stop), clip.fps, audio, _shifted(clip, start),
+                None if clip.number is None else clip.number + start)
 
 
 def every_nth(clip: Clip, n: int, offset: int) -> Clip:
