@@ -38,7 +38,8 @@ class Audio:
 class Clip:
     def __init__(self, length: int, fps: float, width: int, height: int, reader: Reader,
                  audio: Optional[Audio] = None, chunk: Optional[int] = None,
-                 timecode: Optional[Timecode] = None, number: Optional[int] = None):
+                 timecode: Optional[Timecode] = None, number: Optional[int] = None,
+                 linear: Optional[Reader] = None):
         if length < 0 or width <= 0 or height <= 0:
             raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
         self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
@@ -47,6 +48,11 @@ class Clip:
         # Frame 0's number in the name of the sequence it was read from (1001 for shot.1001.exr): io.save_frames
         # numbers the render's files from it, so a plate keeps its frame range through Kinograph.
         self.number = number
+        # The same frames as the files hold them, float32 [n,H,W,3 or 4] linear-light RGB(A) (an EXR plate's
+        # pixels, above 1.0 and alpha included), for writers of float files: only while no node has changed
+        # the pixels (a new reader drops it), so a plate trimmed or renumbered goes out as it came in rather
+        # than through 8-bit sRGB.
+        self.linear = linear
         self._reader = reader
         self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
@@ -63,12 +69,16 @@ class Clip:
                    chunk=max(1, len(frames)))
 
     def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...,
-              timecode=..., number=...) -> "Clip":
+              timecode=..., number=..., linear=...) -> "Clip":
+        """A clip like this one but for what is given; it keeps `linear` (the source's float pixels) only
+        while the frames do (no new reader or size) unless given one."""
+        same = reader is None and width in (None, self.width) and height in (None, self.height)
         return Clip(self.length if length is None else length, self.fps if fps is None else fps,
                     self.width if width is None else width, self.height if height is None else height,
                     reader or self._reader, self.audio if audio is ... else audio,
                     timecode=self.timecode if timecode is ... else timecode,
-                    number=self.number if number is ... else number)
+                    number=self.number if number is ... else number,
+                    linear=(self.linear if same else None) if linear is ... else linear)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
             height: Optional[int] = None) -> "Clip":
@@ -186,7 +196,7 @@ class WorkMeter:
         reader = clip._reader
         return Clip(clip.length, clip.fps, clip.width, clip.height,
                     lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk,
-                    timecode=clip.timecode, number=clip.number)
+                    timecode=clip.timecode, number=clip.number, linear=clip.linear)
 
     def take(self) -> dict:
         with self._lock:

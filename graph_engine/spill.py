@@ -82,7 +82,7 @@ class _Shared:
         except OSError:
             self.off = True
         self.clip = Clip(source.length, source.fps, source.width, source.height, self.read, source.audio,
-                         chunk=source.chunk, timecode=source.timecode, number=source.number)
+                         chunk=source.chunk, timecode=source.timecode, number=source.number, linear=source.linear)
 
     def read(self, a: int, b: int) -> np.ndarray:
         # Called under the shared clip's own lock, one chunk at a time (aligned to the source's chunks).

@@ -180,6 +180,14 @@ def test_an_exr_plate_replacing_a_png_render_keeps_it_as_an_earlier_take(tmp_pat
     assert sorted(p.name for p in earlier) == [f"frame_{i:06d}.png" for i in range(3)]
 
 
+def run_plate(tmp_path, rest: str) -> None:
+    """Run a workflow reading the plate shot.####.exr in tmp_path and the nodes `rest` adds after it."""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  plate: {type: io.load_frames, params: {path: shot.####.exr}}\n" + rest)
+    res = Session().run(load_workflow(str(wf)))
+    assert res.ok, res.failed
+
+
 def test_a_plate_read_from_1001_is_written_back_on_its_own_frame_numbers(tmp_path):
     """A Nuke plate shot.1001.exr ... through Kinograph came back as frame_000000.exr on: the comp's Read
     node and the shot's frame range disagreed by 1001 unless `first` was set by hand. The clip now carries
@@ -188,16 +196,11 @@ def test_a_plate_read_from_1001_is_written_back_on_its_own_frame_numbers(tmp_pat
         ch = patches(np.float32)
         ch["R"] = np.full_like(ch["R"], i / 4.0)
         write(tmp_path / f"shot.{1001 + i:04d}.exr", ch)
-    wf = tmp_path / "wf.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n"
-                  "  plate: {type: io.load_frames, params: {path: shot.####.exr}}\n"
-                  "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 0.5}}\n"
-                  "  cut: {type: video.trim, inputs: {video: grade.video}, params: {start: 1, count: 2}}\n"
-                  "  whole: {type: io.save_frames, inputs: {video: grade.video}, params: {path: whole, format: exr}}\n"
-                  "  part: {type: io.save_frames, inputs: {video: cut.video}, params: {path: part, format: exr}}\n"
-                  "  zero: {type: io.save_frames, inputs: {video: cut.video}, params: {path: zero, first: 0}}\n")
-    res = Session().run(load_workflow(str(wf)))
-    assert res.ok, res.failed
+    run_plate(tmp_path, "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 0.5}}\n"
+                        "  cut: {type: video.trim, inputs: {video: grade.video}, params: {start: 1, count: 2}}\n"
+                        "  whole: {type: io.save_frames, inputs: {video: grade.video}, params: {path: whole, format: exr}}\n"
+                        "  part: {type: io.save_frames, inputs: {video: cut.video}, params: {path: part, format: exr}}\n"
+                        "  zero: {type: io.save_frames, inputs: {video: cut.video}, params: {path: zero, first: 0}}\n")
     assert sorted(p.name for p in (tmp_path / "whole").glob("*.exr")) == [f"frame_{n:06d}.exr" for n in range(1001, 1005)]
     assert sorted(p.name for p in (tmp_path / "part").glob("*.exr")) == ["frame_001002.exr", "frame_001003.exr"]
     assert sorted(p.name for p in (tmp_path / "zero").glob("*.png")) == ["frame_000000.png", "frame_000001.png"]
@@ -206,3 +209,35 @@ def test_a_plate_read_from_1001_is_written_back_on_its_own_frame_numbers(tmp_pat
         red = f.channels()["R"].pixels.astype(np.float32)
     with OpenEXR.File(str(tmp_path / "whole" / "frame_001002.exr"), separate_channels=True) as f:
         assert np.array_equal(red, f.channels()["R"].pixels.astype(np.float32))
+
+
+def test_a_linear_plate_passed_through_goes_out_as_it_came_in(tmp_path):
+    """load -> trim -> save as EXR went through 8-bit sRGB: shadows moved by up to 21% (0.0005 came back
+    0.00061), everything over 1.0 came back 1.0, and the alpha channel was dropped. A plate no node has
+    changed is now written from its files' own pixels, within half-float precision, alpha included."""
+    levels = np.array([0.0005, 0.002, 0.18, 1.0, 4.0, 37.5], np.float32)
+    for i in range(3):
+        rgb = np.tile(levels * (1 + i), (2, 1))
+        alpha = np.ones_like(rgb)
+        alpha[:, 0] = 0.5                        # premultiplied, as Blender writes it
+        write(tmp_path / f"shot.{1001 + i}.exr", {"R": rgb, "G": rgb * 0.5, "B": rgb * 0.25, "A": alpha})
+    run_plate(tmp_path, "  cut: {type: video.trim, inputs: {video: plate.video}, params: {start: 1}}\n"
+                        "  save: {type: io.save_frames, inputs: {video: cut.video}, params: {path: out, format: exr}}\n"
+                        "  graded: {type: color.grade, inputs: {video: cut.video}, params: {exposure: 1.0}}\n"
+                        "  save2: {type: io.save_frames, inputs: {video: graded.video}, params: {path: graded, format: exr}}\n"
+                        "  both: {type: video.concat, inputs: {video: cut.video, other: plate.video}}\n"
+                        "  save3: {type: io.save_frames, inputs: {video: both.video}, params: {path: both, format: exr}}\n")
+    for n, i in ((1002, 1), (1003, 2)):
+        with OpenEXR.File(str(tmp_path / "out" / f"frame_{n:06d}.exr"), separate_channels=True) as f:
+            ch = {k: v.pixels.astype(np.float32) for k, v in f.channels().items()}
+        assert sorted(ch) == ["A", "B", "G", "R"]
+        want = levels * (1 + i)
+        for c, scale in (("R", 1.0), ("G", 0.5), ("B", 0.25)):
+            assert np.allclose(ch[c][0], want * scale, rtol=1e-3, atol=0), c
+        assert (ch["A"][:, 0] == 0.5).all() and (ch["A"][:, 1:] == 1.0).all()
+    # Joined clips keep their pixels too: frame 2 of cut + plate is the plate's first frame.
+    with OpenEXR.File(str(tmp_path / "both" / "frame_001004.exr"), separate_channels=True) as f:
+        assert np.allclose(f.channels()["R"].pixels[0].astype(np.float32), levels, rtol=1e-3, atol=0)
+    # A node that changes the pixels works on the picture as shown: its render is the 8-bit picture's light.
+    with OpenEXR.File(str(tmp_path / "graded" / "frame_001002.exr"), separate_channels=True) as f:
+        assert sorted(f.channels()) == ["B", "G", "R"] and f.channels()["R"].pixels.max() <= 1.0

@@ -50,6 +50,14 @@ def cineon_to_linear(code10: np.ndarray) -> np.ndarray:
             / (1.0 - black)).astype(np.float32)
 
 
+def stack_rgba(pictures) -> np.ndarray:
+    """float pictures HxWx3 or HxWx4 stacked into [n,H,W,C]; where some have alpha, those without are
+    made opaque (a plate whose first frames have no alpha channel)."""
+    if len({p.shape[-1] for p in pictures}) > 1:
+        pictures = [p if p.shape[-1] == 4 else np.concatenate([p, np.ones_like(p[..., :1])], -1) for p in pictures]
+    return np.stack(pictures)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """Rec. 709 weighted sum over the last axis (luminance on linear input, luma on encoded input)."""
     return np.asarray(rgb, np.float32) @ LUMA_709

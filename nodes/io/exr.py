@@ -100,6 +100,21 @@ def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     return img, alpha
 
 
+def read_exr_linear(path) -> np.ndarray:
+    """float32 HxWx3 (or x4 with alpha) of the picture read_exr shows, as the file holds it: linear light,
+    premultiplied, above 1.0, in the display window (Clip.linear)."""
+    parts = _parts(path)
+    found = next(((_picture(layers), data, shown) for _, layers, data, shown in parts
+                  if _picture(layers) is not None), None)
+    if found is None:
+        return read_exr(path)[0]        # says what is wrong
+    (rgb, alpha), data, shown = found
+    px = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], -1)
+    if data is not None and shown is not None and not np.array_equal(data, shown):
+        px = _in_display_window(px, None, data, shown)[0]
+    return px
+
+
 def _shown(rgb: np.ndarray) -> np.ndarray:
     """uint8 sRGB view of linear light, as Nuke's and Blender's Standard view shows it."""
     rgb = np.nan_to_num(rgb, nan=0.0, posinf=1.0, neginf=0.0)
@@ -200,12 +215,16 @@ def _in_display_window(img, alpha, data, shown):
     return out, a_out
 
 
-def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None) -> None:
+def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None, linear=None) -> None:
     """uint8 sRGB HxWx3 as a half-float linear-light EXR (ZIP compressed, as Nuke and Blender read it),
     carrying the workflow that made it and, for a frame of a plate, its timecode (graph_engine.Timecode),
-    in the standard timeCode and framesPerSecond attributes Nuke shows and conforms by."""
+    in the standard timeCode and framesPerSecond attributes Nuke shows and conforms by. linear: the
+    picture's own float pixels (HxWx3, or x4 with alpha: Clip.linear), written instead of img's."""
     OpenEXR = _openexr()
-    lin = srgb_to_linear(img.astype(np.float32) / 255.0).astype(np.float16)
+    if linear is not None:
+        lin = np.asarray(linear).astype(np.float16)
+    else:
+        lin = srgb_to_linear(img.astype(np.float32) / 255.0).astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     if workflow_yaml:
         header[KEY] = workflow_yaml
@@ -214,7 +233,7 @@ def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None) -> 
         # hours, minutes, seconds, frame, drop frame, then the flags and user bits SMPTE 12M leaves at 0.
         header["timeCode"] = OpenEXR.TimeCode(*timecode.parts(), int(timecode.drop), *[0] * 13)
         header["framesPerSecond"] = Fraction(timecode.rate).limit_denominator(1001)
-    channels = {c: np.ascontiguousarray(lin[..., i]) for i, c in enumerate("RGB")}
+    channels = {c: np.ascontiguousarray(lin[..., i]) for i, c in enumerate("RGBA"[:lin.shape[-1]])}
     with OpenEXR.File(header, channels) as f:
         f.write(str(Path(path)))
 

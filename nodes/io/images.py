@@ -215,7 +215,14 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
             out[i - a] = img
         return out
 
-    return Clip(len(files), fps, w, h, reader, number=first_number(listed))
+    linear = None
+    if not layer.strip() and all(str(f).lower().endswith(".exr") for f in files):
+        from .exr import read_exr_linear
+
+        def linear(a: int, b: int) -> np.ndarray:
+            from nodes.common.color import stack_rgba
+            return stack_rgba([read_exr_linear(f) for f in files[a:b]])
+    return Clip(len(files), fps, w, h, reader, number=first_number(listed), linear=linear)
 
 
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> Optional[str]:
@@ -316,14 +323,28 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
     return out
 
 
-def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int, timecode) -> None:
+def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int, timecode,
+                     linear=None) -> None:
     from .exr import write_exr
     try:
-        write_exr(frame, tmp, timecode=timecode)
+        write_exr(frame, tmp, timecode=timecode, linear=linear)
     except NodeError:
         raise
     except Exception:          # the bindings raise a bare RuntimeError for any write failure
         raise NodeError(_frame_failure(folder, i, frame.nbytes * 2, "exr", first)) from None
+
+
+def _blocks(clip: Clip, fmt: str):
+    """(first frame, frames, their float pixels or None) chunk by chunk: an EXR render of a plate no node
+    has changed is written from the pixels its files hold (Clip.linear), not through 8-bit sRGB, and its
+    8-bit frames are not read at all."""
+    if fmt != "exr" or clip.linear is None:
+        for a, block in clip.chunks():
+            yield a, block, None
+        return
+    for a in range(0, clip.length, clip.chunk):
+        floats = clip.linear(a, min(clip.length, a + clip.chunk))
+        yield a, floats, floats
 
 
 def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png", first: int = 0) -> None:
@@ -333,12 +354,13 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png
     with atomic_output(final / FRAMES_WORKFLOW, overwrite=True, record=False) as tmp:
         tmp.write_text(f"{FRAMES_MARK} {clip.length} frames, {clip.width}x{clip.height} at {clip.fps:g} fps\n"
                        + (workflow_yaml or "kinograph: 1\nnodes: {}\n"), encoding="utf-8")
-    for a, block in clip.chunks():
+    for a, block, floats in _blocks(clip, fmt):
         for j, frame in enumerate(block):
             with atomic_output(final / frame_name(first + a + j, fmt), overwrite=True, record=False) as tmp:
                 if fmt == "exr":
                     _write_exr_frame(frame, tmp, final, a + j, first,
-                                     clip.timecode and clip.timecode.shifted(a + j, clip.fps))
+                                     clip.timecode and clip.timecode.shifted(a + j, clip.fps),
+                                     None if floats is None else floats[j])
                 elif not cv2.imwrite(str(tmp), frame[..., ::-1]):
                     raise NodeError(_frame_failure(final, a + j, frame.nbytes, first=first))
         if progress:

@@ -142,7 +142,9 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     """Write every frame as a numbered PNG (or EXR) into a folder (with the workflow beside them),
     frame_000000.png on, or from `first` (Nuke and Blender read the folder as frame_######). A clip read
     from a numbered sequence (io.load_frames of shot.1001.exr ..., trimmed or not) keeps its numbers
-    unless `first` says otherwise; a generated clip starts at 0.
+    unless `first` says otherwise; a generated clip starts at 0. An EXR plate that no node has changed
+    (trimmed, retimed, joined) is written as its files hold it, above 1.0 and alpha included; frames a
+    node has changed are the 8-bit picture's light, as io.save_image writes them.
 
     Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
     beside the folder, which then holds this render alone; with `--replace` (or `keep_takes: 0` in

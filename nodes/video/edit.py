@@ -28,7 +28,14 @@ def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=..., n
 
     return clip.with_(length=len(indices), fps=fps, reader=reader,
                       audio=None if audio is ... else audio, timecode=None if timecode is ... else timecode,
-                      number=number)
+                      number=number, linear=_picked(clip.linear, indices))
+
+
+def _picked(linear, indices: np.ndarray):
+    """Clip.linear of the frames at `indices` of a clip whose float pixels `linear` reads (None: none)."""
+    if linear is None:
+        return None
+    return lambda a, b: np.stack([linear(int(i), int(i) + 1)[0] for i in indices[a:b]])
 
 
 def trim(clip: Clip, start: int, count: int) -> Clip:
@@ -74,7 +81,12 @@ def concat(a: Clip, b: Clip) -> Clip:
             parts.append(b.frames(max(0, s - n), e - n))
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    return a.with_(length=a.length + b.length, reader=reader, audio=None)
+    linear = None
+    if a.linear is not None and b.linear is not None:
+        def linear(s: int, e: int) -> np.ndarray:
+            from nodes.common.color import stack_rgba
+            return stack_rgba([(a.linear(i, i + 1) if i < n else b.linear(i - n, i - n + 1))[0] for i in range(s, e)])
+    return a.with_(length=a.length + b.length, reader=reader, audio=None, linear=linear)
 
 
 def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:
