@@ -108,3 +108,18 @@ def test_a_depth_channel_beside_the_colour_and_pass_mistakes(tmp_path):
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "depth.png")
     with pytest.raises(NodeError, match=r"depth.png is not an EXR file: `layer` \('Depth'\)"):
         load_frames(str(tmp_path / "depth.png"), 24.0, layer="Depth")
+
+
+def test_the_luminance_depth_proxy_keeps_one_range_for_the_clip():
+    """control.apply's depth preprocessor stretched each frame to 0..255 by itself: a bright lamp coming
+    into view on frame 1 dimmed the wall behind it from 255 to about half (the depth pumped)."""
+    from graph_engine import Clip
+    from nodes.generate.control import preprocess
+    frames = np.full((2, 64, 64, 3), 40, np.uint8)
+    frames[:, :, 32:] = 120                 # a wall, the same on both frames
+    frames[1, 24:40, 4:20] = 250            # the lamp, frame 1 only
+    depth = preprocess(Clip.from_array(frames, 8.0), "depth")
+    assert depth.shape == frames.shape
+    assert depth[0, 32, 60, 0] == depth[1, 32, 60, 0] < depth[1, 32, 12, 0]
+    assert depth[0, 32, 2, 0] == depth[1, 2, 2, 0] == 0
+    assert np.array_equal(preprocess(Clip.from_array(frames, 8.0), "none"), frames)

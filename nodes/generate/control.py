@@ -1,7 +1,8 @@
 """ControlNet for AnimateDiff / SD: weight-free preprocessors and the per-frame control images.
 
 Preprocessors need no model weights: canny edges, a luminance depth proxy (brighter = nearer,
-smoothed), or "none" for a depth/pose video made elsewhere. The control frames are kept as uint8
+smoothed, spread over 0..255 by one range for the whole clip), or "none" for a depth/normal/pose video
+made elsewhere (a Blender pass through io.load_frames' `layer`). The control frames are kept as uint8
 and sliced per frame (and per context window) at sampling time."""
 from __future__ import annotations
 
@@ -30,9 +31,16 @@ def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.n
                 g = cv2.Canny(grey, int(low), int(high))
             else:
                 g = cv2.GaussianBlur(grey, (0, 0), max(1.0, min(grey.shape) / 64))
-                g = cv2.normalize(g, None, 0, 255, cv2.NORM_MINMAX)
-            out.append(np.repeat(g[None, :, :, None], 3, axis=3))
-    return np.concatenate(out) if out else np.zeros((0, clip.height, clip.width, 3), np.uint8)
+            out.append(g[None])
+    if not out:
+        return np.zeros((0, clip.height, clip.width, 3), np.uint8)
+    g = np.concatenate(out)
+    if method == "depth":
+        # One range for the clip: stretched frame by frame, a bright thing coming into view dimmed
+        # everything else in that frame and the depth pumped.
+        lo, hi = int(g.min()), int(g.max())
+        g = np.clip((np.arange(256) - lo) * (255.0 / max(hi - lo, 1)) + 0.5, 0, 255).astype(np.uint8)[g]
+    return g if method == "none" else np.repeat(g[..., None], 3, axis=3)
 
 
 def control_images(frames: np.ndarray, pixel_frames: Sequence[int], size: Tuple[int, int]):

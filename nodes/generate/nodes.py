@@ -375,7 +375,7 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                                                                       "0 = not at all"),
                   preprocessor: str = Param("canny", choices=("canny", "depth", "none"),
                                             help="canny edges, luminance depth proxy, or none for a ready "
-                                                 "depth/pose video"),
+                                                 "depth/normal/pose video (a Blender pass: io.load_frames' layer)"),
                   low: int = Param(100, min=0, max=255, help="canny: lower threshold"),
                   high: int = Param(200, min=0, max=255, help="canny: upper threshold")) -> MODEL:
     """Guide AnimateDiff / Stable Diffusion with a ControlNet driven by a video, frame by frame.
