@@ -18,6 +18,13 @@ def write(path, channels):
         f.write(str(path))
 
 
+def run(tmp_path, nodes: str) -> None:
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n" + nodes)
+    res = Session().run(load_workflow(str(wf)))
+    assert res.ok, res.failed
+
+
 def blender_frame(path, z, mist=None, normal=None):
     """A Blender multilayer EXR: grey Combined, and the Depth (and Mist, Normal) passes given."""
     grey = np.full((H, W), 0.18, np.float32)
@@ -65,12 +72,8 @@ def test_a_sequence_of_one_pass_from_frame_1_reads_through_a_workflow(tmp_path):
     named as it likes: the pass `layer` names is that channel."""
     for i in range(2):
         write(tmp_path / f"depth_{1 + i:04d}.exr", {"V": depth_scene(2)})
-    wf = tmp_path / "wf.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n"
-                  "  depth: {type: io.load_frames, params: {path: depth_####.exr, layer: depth}}\n"
-                  "  save: {type: io.save_frames, inputs: {video: depth.video}, params: {path: out}}\n")
-    res = Session().run(load_workflow(str(wf)))
-    assert res.ok, res.failed
+    run(tmp_path, "  depth: {type: io.load_frames, params: {path: depth_####.exr, layer: depth}}\n"
+              "  save: {type: io.save_frames, inputs: {video: depth.video}, params: {path: out}}\n")
     back = load_frames(str(tmp_path / "out"), 24.0).to_array()
     assert back.shape == (2, H, W, 3) and back[0, 0, 0, 0] == 255 and back[0, 3, 3, 0] < 255
     assert (back[:, :, 4:] == 0).all()
@@ -85,7 +88,10 @@ def test_mist_and_camera_space_normals_become_control_pictures(tmp_path):
     blender_frame(tmp_path / "still.exr", depth_scene(0), mist, normal)
     m = load_frames(str(tmp_path / "still.exr"), 24.0, layer="Mist").to_array()[0, 0, :, 0].astype(int)
     assert m[0] == 255 and m[-1] == 0 and (np.diff(m) < 0).all()       # near (mist 0) white
-    n = load_frames(str(tmp_path / "still.exr"), 24.0, layer="ViewLayer.Normal").to_array()[0].astype(int)
+    notes = []
+    n = load_frames(str(tmp_path / "still.exr"), 24.0, layer="ViewLayer.Normal", log=notes.append).to_array()[0]
+    n = n.astype(int)
+    assert len(notes) == 1 and notes[0].startswith("Blender's Normal pass is in world space")
     # normalbae's colours: red towards the left, green up, blue towards the viewer.
     assert np.abs(n[0, 0] - [128, 128, 255]).max() <= 1
     assert np.abs(n[1, 0] - [0, 128, 128]).max() <= 1
@@ -123,3 +129,12 @@ def test_the_luminance_depth_proxy_keeps_one_range_for_the_clip():
     assert depth[0, 32, 60, 0] == depth[1, 32, 60, 0] < depth[1, 32, 12, 0]
     assert depth[0, 32, 2, 0] == depth[1, 2, 2, 0] == 0
     assert np.array_equal(preprocess(Clip.from_array(frames, 8.0), "none"), frames)
+
+
+def test_load_image_reads_one_pass_of_a_still(tmp_path):
+    blender_frame(tmp_path / "still.exr", depth_scene(2))
+    run(tmp_path, "  depth: {type: io.load_image, params: {path: still.exr, layer: Depth}}\n"
+              "  save: {type: io.save_image, inputs: {image: depth.image}, params: {path: depth.png}}\n")
+    from PIL import Image
+    d = np.asarray(Image.open(tmp_path / "depth.png").convert("RGB"))
+    assert d[0, 0, 0] == 255 and 0 < d[3, 0, 0] < 255 and (d[:, 4:] == 0).all()

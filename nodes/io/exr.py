@@ -239,6 +239,15 @@ def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None, lin
 
 
 
+def world_normals_note(layer: str) -> str:
+    """What to know when `layer` is Blender's own Normal pass, "" for any other."""
+    if layer.strip().rpartition(".")[2].lower() != "normal":
+        return ""
+    return ("Blender's Normal pass is in world space, and normal ControlNets take camera-space normals: the "
+            "colours are read as if the camera had no rotation, and shift as it turns. Render the normal as an "
+            "AOV through a Vector Transform node (World to Camera), named e.g. CamNormal, and read that layer")
+
+
 class PassPictures:
     """The control pictures (nodes/common/passes.py) of one pass through a sequence of EXR files: a depth
     pass is spread over 0..255 by one range for the whole sequence, found on the first frame asked for."""

@@ -198,6 +198,10 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
     listed = list_frames(path)
     files, missing = hold_gaps(listed)
     read_image = layer_reader(files, layer)
+    if layer.strip() and log is not None:
+        from .exr import world_normals_note
+        if world_normals_note(layer):
+            log(world_normals_note(layer))
     if missing and log is not None:
         names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         log(f"{names} missing from the sequence: the frame before each is held in its place, as Nuke's 'hold' "

@@ -22,7 +22,10 @@ def load_image(ctx, path: str = Param("", kind="path", required=True, help="imag
     instead, as the control picture a ControlNet takes (see io.load_frames)."""
     from .images import layer_reader, read_image_alpha
     if layer.strip():
+        from .exr import world_normals_note
         rgb = layer_reader([path], layer)(path)
+        if world_normals_note(layer):
+            ctx.log(world_normals_note(layer))
         return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32)}
     rgb, alpha = read_image_alpha(path)
     return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha}
