@@ -241,3 +241,18 @@ def test_a_linear_plate_passed_through_goes_out_as_it_came_in(tmp_path):
     # A node that changes the pixels works on the picture as shown: its render is the 8-bit picture's light.
     with OpenEXR.File(str(tmp_path / "graded" / "frame_001002.exr"), separate_channels=True) as f:
         assert sorted(f.channels()) == ["B", "G", "R"] and f.channels()["R"].pixels.max() <= 1.0
+
+
+def test_a_plates_timecode_goes_through_to_the_render(tmp_path):
+    """Nuke stamps each frame of a plate with its timeCode; read as a sequence it was dropped, so the render
+    came back without one and an editor could not line it up. The first frame's timecode is the clip's."""
+    from fractions import Fraction
+    for i in range(3):
+        write(tmp_path / f"shot.{1001 + i}.exr", patches(),
+              timeCode=OpenEXR.TimeCode(1, 0, 10, 5 + i, 0, *[0] * 13), framesPerSecond=Fraction(25))
+    run_plate(tmp_path, "  cut: {type: video.trim, inputs: {video: plate.video}, params: {start: 1}}\n"
+                        "  save: {type: io.save_frames, inputs: {video: cut.video}, params: {path: out, format: exr}}\n")
+    with OpenEXR.File(str(tmp_path / "out" / "frame_001003.exr"), header_only=True) as f:
+        tc = f.header()["timeCode"]
+        assert (tc.hours, tc.minutes, tc.seconds, tc.frame) == (1, 0, 10, 7)
+        assert f.header()["framesPerSecond"] == Fraction(25)

@@ -184,6 +184,24 @@ def _components(path, name: str, comps: dict, kind: Optional[str]) -> np.ndarray
     return one.astype(np.float32)[..., None]
 
 
+def stated_timing(path, fps: float) -> tuple:
+    """(frame rate or None, graph_engine.Timecode or None) the EXR at `path` states in the framesPerSecond
+    and timeCode attributes write_exr writes, as Nuke does; the timecode is counted at the stated rate, or
+    else `fps`."""
+    from graph_engine import Timecode
+    label = None
+    try:
+        # Read inside the with: the bindings' header dict empties once the file is closed.
+        with _openexr().File(str(path), header_only=True) as f:
+            tc, rate = f.header().get("timeCode"), f.header().get("framesPerSecond")
+            if tc is not None:
+                label = f"{tc.hours:02d}:{tc.minutes:02d}:{tc.seconds:02d}{';' if tc.dropFrame else ':'}{tc.frame:02d}"
+    except Exception:           # a damaged header: reading the pixels says what is wrong
+        return None, None
+    rate = float(rate) if rate and float(rate) > 0 else None
+    return rate, (Timecode.parse(label, rate or fps) if label and (rate or fps) > 0 else None)
+
+
 def _check_windows(OpenEXR, path) -> None:
     """Every part's data and display window within the pixels any image may have, from the header alone:
     reading allocates the data window and _in_display_window the display window, whatever the file holds."""

@@ -193,8 +193,8 @@ def layer_reader(files: List[str], layer: str):
 
 
 def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
-    """log: called with a line naming frames missing from the sequence (see hold_gaps). layer: the EXR pass
-    to read (layer_reader)."""
+    """fps: 0 for the rate EXR files state, else 24. log: called with a line naming frames missing from the
+    sequence (see hold_gaps). layer: the EXR pass to read (layer_reader)."""
     listed = list_frames(path)
     files, missing = hold_gaps(listed)
     read_image = layer_reader(files, layer)
@@ -219,14 +219,19 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
             out[i - a] = img
         return out
 
-    linear = None
+    linear = timecode = rate = None
+    if str(files[0]).lower().endswith(".exr"):
+        from .exr import stated_timing
+        rate, timecode = stated_timing(files[0], fps)
+    if fps <= 0:
+        fps = rate or 24.0
     if not layer.strip() and all(str(f).lower().endswith(".exr") for f in files):
         from .exr import read_exr_linear
 
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
             return stack_rgba([read_exr_linear(f) for f in files[a:b]])
-    return Clip(len(files), fps, w, h, reader, number=first_number(listed), linear=linear)
+    return Clip(len(files), fps, w, h, reader, number=first_number(listed), linear=linear, timecode=timecode)
 
 
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> Optional[str]:

@@ -59,10 +59,12 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
                                         help="a folder of images, a glob such as shots/*.png, or a "
                                              "sequence as Nuke names it: plates/shot.####.exr (or %04d)"),
-                fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip (images carry none)"),
+                fps: float = Param(0.0, min=0, max=1000, help="frame rate of the clip; 0 = the rate EXR files "
+                                                            "state (Nuke writes it), else 24"),
                 layer: str = Param("", help=LAYER_HELP)) -> VIDEO:
     """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
-    (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it.
+    (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it. An EXR
+    plate's frame numbers, frame rate and timecode travel with the clip, for io.save_frames.
 
     `layer` reads a render pass of EXR files (Blender's multilayer ViewLayer.Depth, .Mist, .Normal, or a
     sequence of one pass: depth_####.exr) as the control picture a ControlNet takes (control.apply with
