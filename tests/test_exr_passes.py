@@ -97,6 +97,11 @@ def test_mist_and_camera_space_normals_become_control_pictures(tmp_path):
     assert np.abs(n[1, 0] - [0, 128, 128]).max() <= 1
     assert np.abs(n[2, 0] - [128, 255, 128]).max() <= 1
     assert np.abs(n[3, 0] - [128, 128, 255]).max() <= 1      # no surface: the flat normal
+    # The same normals from Blender's File Output node: a file of its own, as R, G, B and an A of 1.
+    write(tmp_path / "normal_0001.exr", {**{c: np.ascontiguousarray(normal[..., i]) for i, c in enumerate("RGB")},
+                                         "A": np.ones((H, W), np.float32)})
+    alone = load_frames(str(tmp_path / "normal_####.exr"), 24.0, layer="Normal").to_array()[0].astype(int)
+    assert np.array_equal(alone, n)
 
 
 def test_a_depth_channel_beside_the_colour_and_pass_mistakes(tmp_path):

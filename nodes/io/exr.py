@@ -149,10 +149,10 @@ def read_exr_pass(path, layer: str) -> Tuple[str, np.ndarray]:
             elif _kind(want) == "depth" and "Z" in comps:
                 found.append((full or "Z", {"Z": comps["Z"]}, data, shown))     # Z beside the colour
     if not found:
-        # A file of one pass holds one layer of 1 (depth, mist) or 3 (normal) channels; a beauty with a
-        # Z beside R, G, B (4) is not one.
+        # A file of one pass holds one layer (Blender's File Output node writes a vector as R, G, B, A, a
+        # value as V); a beauty with a Z beside R, G, B is not one.
         only = [(p, layers, d, s) for p, layers, d, s in parts for _ in layers]
-        if len(only) == 1 and _kind(want) and len(next(iter(only[0][1].values()))) <= 3:
+        if len(only) == 1 and _kind(want) and not {"R", "Z"} <= set(next(iter(only[0][1].values()))):
             part, layers, data, shown = only[0]
             name, comps = next(iter(layers.items()))
             found = [(".".join(n for n in (part, name) if n), comps, data, shown)]
