@@ -70,14 +70,16 @@ class Clip:
 
     def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...,
               timecode=..., number=..., linear=...) -> "Clip":
-        """A clip like this one but for what is given; it keeps `linear` (the source's float pixels) only
-        while the frames do (no new reader or size) unless given one."""
+        """A clip like this one but for what is given; unless given them, it keeps `number` only while
+        there are as many frames (an interpolated clip's frames are no longer the plate's), and `linear`
+        (the source's float pixels) only while the frames are the same (no new reader or size)."""
         same = reader is None and width in (None, self.width) and height in (None, self.height)
+        counted = length in (None, self.length)
         return Clip(self.length if length is None else length, self.fps if fps is None else fps,
                     self.width if width is None else width, self.height if height is None else height,
                     reader or self._reader, self.audio if audio is ... else audio,
                     timecode=self.timecode if timecode is ... else timecode,
-                    number=self.number if number is ... else number,
+                    number=(self.number if counted else None) if number is ... else number,
                     linear=(self.linear if same else None) if linear is ... else linear)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,

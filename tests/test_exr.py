@@ -256,3 +256,16 @@ def test_a_plates_timecode_goes_through_to_the_render(tmp_path):
         tc = f.header()["timeCode"]
         assert (tc.hours, tc.minutes, tc.seconds, tc.frame) == (1, 0, 10, 7)
         assert f.header()["framesPerSecond"] == Fraction(25)
+
+
+def test_frame_numbers_stay_only_while_frames_are_the_plates():
+    """Clip.number (a plate's first frame number) holds through a grade, a retime and a join, and goes where
+    the frames are no longer the plate's one for one (every other frame, twice as many in between)."""
+    from graph_engine import Clip
+    from nodes.video import edit
+    plate = Clip.from_array(np.zeros((4, 2, 2, 3), np.uint8)).with_(number=1001)
+    assert plate.map(lambda f: f + 1).number == 1001
+    assert edit.change_fps(plate, 12.0, "retime").number == 1001
+    assert edit.concat(plate, plate).number == 1001 and edit.trim(plate, 2, 0).number == 1003
+    assert edit.every_nth(plate, 2, 0).number is None
+    assert plate.with_(length=7, fps=48.0, reader=lambda a, b: np.zeros((b - a, 2, 2, 3), np.uint8)).number is None

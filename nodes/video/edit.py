@@ -86,7 +86,7 @@ def concat(a: Clip, b: Clip) -> Clip:
         def linear(s: int, e: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
             return stack_rgba([(a.linear(i, i + 1) if i < n else b.linear(i - n, i - n + 1))[0] for i in range(s, e)])
-    return a.with_(length=a.length + b.length, reader=reader, audio=None, linear=linear)
+    return a.with_(length=a.length + b.length, reader=reader, audio=None, linear=linear, number=a.number)
 
 
 def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:
