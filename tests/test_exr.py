@@ -269,3 +269,9 @@ def test_frame_numbers_stay_only_while_frames_are_the_plates():
     assert edit.concat(plate, plate).number == 1001 and edit.trim(plate, 2, 0).number == 1003
     assert edit.every_nth(plate, 2, 0).number is None
     assert plate.with_(length=7, fps=48.0, reader=lambda a, b: np.zeros((b - a, 2, 2, 3), np.uint8)).number is None
+
+
+def test_a_timecode_without_a_stated_rate_is_counted_at_24(tmp_path):
+    write(tmp_path / "shot.1001.exr", patches(), timeCode=OpenEXR.TimeCode(1, 0, 0, 0, 0, *[0] * 13))
+    clip = load_frames(str(tmp_path / "shot.####.exr"), 0.0)
+    assert clip.fps == 24.0 and clip.timecode.label() == "01:00:00:00" and clip.number == 1001

@@ -81,13 +81,18 @@ def _listed(parts) -> str:
                             for n, layer in layers.items() for c in layer)) or "none"
 
 
+def _first_picture(parts):
+    """((linear RGB, alpha or None), data window, display window) of the picture, None when no part has
+    colour: a multi-part file (Nuke's, a renderer's passes) shows its first part with colour in it."""
+    return next(((_picture(layers), data, shown) for _, layers, data, shown in parts
+                 if _picture(layers) is not None), None)
+
+
 def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """(uint8 sRGB HxWx3, float32 alpha in [0, 1] or None) of the EXR at `path`, in its display window
     (a picture whose data window is smaller, as Nuke writes a bounding box, is black around it)."""
     parts = _parts(path)
-    # A multi-part file (Nuke's, a renderer's passes) shows its first part with colour in it.
-    found = next(((_picture(layers), data, shown) for _, layers, data, shown in parts
-                  if _picture(layers) is not None), None)
+    found = _first_picture(parts)
     if found is None:
         raise NodeError(f"{path} holds no colour channels (it has {_listed(parts)}): render or export a layer "
                         f"with R, G, B (or Y) channels, or name the pass to read as `layer` (Depth, Mist, Normal)")
@@ -103,9 +108,7 @@ def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
 def read_exr_linear(path) -> np.ndarray:
     """float32 HxWx3 (or x4 with alpha) of the picture read_exr shows, as the file holds it: linear light,
     premultiplied, above 1.0, in the display window (Clip.linear)."""
-    parts = _parts(path)
-    found = next(((_picture(layers), data, shown) for _, layers, data, shown in parts
-                  if _picture(layers) is not None), None)
+    found = _first_picture(_parts(path))
     if found is None:
         return read_exr(path)[0]        # says what is wrong
     (rgb, alpha), data, shown = found
@@ -254,7 +257,6 @@ def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None, lin
     channels = {c: np.ascontiguousarray(lin[..., i]) for i, c in enumerate("RGBA"[:lin.shape[-1]])}
     with OpenEXR.File(header, channels) as f:
         f.write(str(Path(path)))
-
 
 
 def world_normals_note(layer: str) -> str:

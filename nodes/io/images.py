@@ -222,7 +222,7 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
     linear = timecode = rate = None
     if str(files[0]).lower().endswith(".exr"):
         from .exr import stated_timing
-        rate, timecode = stated_timing(files[0], fps)
+        rate, timecode = stated_timing(files[0], fps if fps > 0 else 24.0)
     if fps <= 0:
         fps = rate or 24.0
     if not layer.strip() and all(str(f).lower().endswith(".exr") for f in files):
