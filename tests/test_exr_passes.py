@@ -86,6 +86,9 @@ def test_mist_and_camera_space_normals_become_control_pictures(tmp_path):
     normal[1] = (1, 0, 0)       # facing the picture's right
     normal[2] = (0, 1, 0)       # facing up
     blender_frame(tmp_path / "still.exr", depth_scene(0), mist, normal)
+    # Depth is the Depth pass, not the Z channels of Mist and Normal beside it.
+    d = load_frames(str(tmp_path / "still.exr"), 24.0, layer="Depth").to_array()[0, :, :, 0]
+    assert (d[:, :4] == 255).all() and (d[:, 4:] == 0).all()
     m = load_frames(str(tmp_path / "still.exr"), 24.0, layer="Mist").to_array()[0, 0, :, 0].astype(int)
     assert m[0] == 255 and m[-1] == 0 and (np.diff(m) < 0).all()       # near (mist 0) white
     notes = []

@@ -143,14 +143,16 @@ def read_exr_pass(path, layer: str) -> Tuple[str, np.ndarray]:
     channel is called, and its kind is the one `layer` names."""
     parts = _parts(path)
     want = layer.strip().lower()
-    found = []          # (full name, components, data window, display window)
+    found, beside = [], []      # (full name, components, data window, display window)
     for part, layers, data, shown in parts:
         for name, comps in layers.items():
             full = ".".join(n for n in (part, name) if n)
             if want in (full.lower(), name.lower(), name.rpartition(".")[2].lower()):
                 found.append((full, comps, data, shown))
-            elif _kind(want) == "depth" and "Z" in comps:
-                found.append((full or "Z", {"Z": comps["Z"]}, data, shown))     # Z beside the colour
+            elif "Z" in comps and ("R" in comps or "Y" in comps):     # a Z beside the colour (Nuke, 'Z buffer')
+                beside.append((full or "Z", {"Z": comps["Z"]}, data, shown))
+    if not found and _kind(want) == "depth":
+        found = beside
     if not found:
         # A file of one pass holds one layer (Blender's File Output node writes a vector as R, G, B, A, a
         # value as V); a beauty with a Z beside R, G, B is not one.
