@@ -190,3 +190,70 @@ def test_sampling_leaves_the_text_encoder_as_loaded(sd, tmp_path):
         assert "text_encoder" in pipe.get_list_adapters()
         again = pipe.encode_prompt(["a cat"], "cpu", 1, False)[0]
     torch.testing.assert_close(again, first)
+
+
+# -- Wan LoRAs in ComfyUI's naming (diffusion_model.blocks.N.self_attn.q ...) --------------------------------------
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    from tiny_models import build_wan_comfy
+    return build_wan_comfy(tmp_path_factory.mktemp("wan")) / "models" / "diffusion_models" / "wan_tiny_t2v_fp16.safetensors"
+
+
+def _wan_check(model_file, tmp_path, state, deltas, biases=()):
+    """Each named transformer layer gives its weights plus strength x the expected change (and bias change).
+    The model is loaded as ComfyUI's split file is (load.diffusion_model)."""
+    from nodes.generate.model_manager import ModelManager, activate_loras
+    from nodes.generate.split import load_diffusion_model
+    path = tmp_path / "wan_adapter.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    pipe = load_diffusion_model(ModelManager(), str(model_file), "fp32", "cpu").pipe
+    mods = dict(pipe.transformer.named_modules())
+    before = {n: (mods[n].weight.detach().float().clone(), mods[n].bias.detach().float().clone()) for n in deltas}
+    activate_loras(pipe, [(str(path), STRENGTH)])
+    mods = dict(pipe.transformer.named_modules())
+    torch.manual_seed(7)
+    for name, delta in deltas.items():
+        w, b = before[name]
+        x = torch.randn(3, w.shape[1])
+        want = F.linear(x, w + STRENGTH * delta, b + STRENGTH * dict(biases).get(name, torch.zeros_like(b)))
+        torch.testing.assert_close(_out(mods[name], x.to(mods[name].weight.dtype)).float(), want,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_wan_lora_loha_and_lokr_in_comfyui_naming(wan, tmp_path):
+    torch.manual_seed(8)
+    d = "diffusion_model.blocks."
+    a1, b1, a2, b2 = _r(4, 128), _r(128, 4), _r(2, 128), _r(128, 2)
+    h = [_r(128, 3), _r(3, 128), _r(128, 3), _r(3, 128)]
+    k1, k2, k3, k4 = _r(4, 4), _r(8, 32), _r(4, 4), _r(32, 8)
+    state = {f"{d}0.self_attn.q.lora_A.weight": a1, f"{d}0.self_attn.q.lora_B.weight": b1,
+             f"{d}0.self_attn.q.alpha": torch.tensor(2.0),
+             f"{d}0.self_attn.k.lora_A.weight": a2, f"{d}0.self_attn.k.lora_B.weight": b2,
+             f"{d}1.cross_attn.v.hada_w1_a": h[0], f"{d}1.cross_attn.v.hada_w1_b": h[1],
+             f"{d}1.cross_attn.v.hada_w2_a": h[2], f"{d}1.cross_attn.v.hada_w2_b": h[3],
+             f"{d}0.ffn.0.lokr_w1": k1, f"{d}0.ffn.0.lokr_w2": k2, f"{d}0.ffn.2.lokr_w1": k3, f"{d}0.ffn.2.lokr_w2": k4}
+    _wan_check(wan, tmp_path, state, {
+        "blocks.0.attn1.to_q": b1 @ a1 * (2.0 / 4), "blocks.0.attn1.to_k": b2 @ a2,
+        "blocks.1.attn2.to_v": (h[0] @ h[1]) * (h[2] @ h[3]),
+        "blocks.0.ffn.net.0.proj": torch.kron(k1, k2), "blocks.0.ffn.net.2": torch.kron(k3, k4)})
+
+
+def test_wan_bias_changes_apply(wan, tmp_path):
+    """A LoRA with diff_b bias changes on some layers (lightx2v's Wan distillation LoRAs) left the LoRA bias of
+    its other layers on the meta device, and the first step failed with 'Tensor on device meta is not on the
+    expected device cpu'. A full diff with
+    diff_b, and zero norm diffs (which no LoRA layer can hold), load too."""
+    torch.manual_seed(9)
+    d = "diffusion_model.blocks."
+    a, b, bias_q, diff, bias_v = _r(4, 128), _r(128, 4), _r(128), _r(128, 128), _r(128)
+    ka, kb = _r(4, 128), _r(128, 4)
+    state = {f"{d}0.self_attn.q.lora_A.weight": a, f"{d}0.self_attn.q.lora_B.weight": b,
+             f"{d}0.self_attn.k.lora_A.weight": ka, f"{d}0.self_attn.k.lora_B.weight": kb,   # no bias change
+             f"{d}0.self_attn.q.diff_b": bias_q, f"{d}1.cross_attn.v.diff": diff, f"{d}1.cross_attn.v.diff_b": bias_v,
+             f"{d}0.norm3.diff": torch.zeros(128), f"{d}0.norm3.diff_b": torch.zeros(128)}
+    _wan_check(wan, tmp_path, state, {"blocks.0.attn1.to_q": b @ a, "blocks.0.attn1.to_k": kb @ ka,
+                                      "blocks.1.attn2.to_v": diff},
+               biases=[("blocks.0.attn1.to_q", bias_q), ("blocks.1.attn2.to_v", bias_v)])
+    state[f"{d}0.norm3.diff"] = _r(128)
+    with pytest.raises(NodeError, match="changes the norm layer diffusion_model.blocks.0.norm3"):
+        _wan_check(wan, tmp_path, state, {})

@@ -202,7 +202,12 @@ def activate_loras(pipe, loras) -> None:
             modules = kohya_modules(pipe)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None))
             try:
-                pipe.load_lora_weights(state, adapter_name=name)
+                # A LoRA with bias changes on some layers (Wan's diff_b, as lightx2v's distillation LoRAs have) gets
+                # a LoRA bias on every layer; diffusers' low-memory load left those of the other layers on the meta
+                # device and the first step failed with "Tensor on device meta is not on the expected device cpu".
+                # The plain load makes them zeros.
+                biased = any(k.endswith((".diff_b", "lora_B.bias", "lora_up.bias")) for k in state)
+                pipe.load_lora_weights(state, adapter_name=name, low_cpu_mem_usage=not biased)
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise NodeError(lora_misfit(path, state, exc, type(pipe).__name__)) from None
             # diffusers skips a LoRA none of whose names it maps to this model's layers with only a warning.

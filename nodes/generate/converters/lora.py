@@ -47,7 +47,7 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None) -> D
 # diffusers loads under the file's own names; strength then scales the change as ComfyUI's does.
 _PARTS = (".hada_w1_a", ".hada_w1_b", ".hada_w2_a", ".hada_w2_b", ".hada_t1", ".hada_t2", ".lokr_w1_a", ".lokr_w1_b",
           ".lokr_w2_a", ".lokr_w2_b", ".lokr_w1", ".lokr_w2", ".lokr_t2", ".diff_b", ".diff", ".dora_scale", ".alpha",
-          ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight")
+          ".lora_down.weight", ".lora_up.weight", ".lora_mid.weight", ".lora_A.weight", ".lora_B.weight")
 _LYCORIS = (".hada_w1_a", ".lokr_w1", ".lokr_w1_a", ".diff", ".dora_scale")
 
 
@@ -101,7 +101,9 @@ def layer_delta(layer: Dict[str, object], shape=None):
             w1 = w1[:, :, None, None]
         delta = torch.kron(w1, w2) * (float(alpha) / rank if alpha is not None and rank else 1.0)
     else:
-        down, up = g["lora_down.weight"], g["lora_up.weight"]
+        down, up = g.get("lora_down.weight", g.get("lora_A.weight")), g.get("lora_up.weight", g.get("lora_B.weight"))
+        if down is None or up is None:
+            raise KeyError(f"no weight change beside its dora_scale ({', '.join(sorted(g))})")
         rank = down.shape[0]
         if "lora_mid.weight" in g:
             delta = torch.einsum("m n ..., i m, n j -> i j ...", g["lora_mid.weight"], up.flatten(1), down.flatten(1))
@@ -161,26 +163,37 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
             out[k] = v
         else:
             layers.setdefault(base, {})[part] = v
+    # One naming for the whole file: diffusers' converters pick lora_A or lora_down for all of a file's layers.
+    kohya = any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k for k in state)
+    comfy = any(k.startswith("diffusion_model.") for k in state)
     for base, layer in layers.items():
         if not any("." + p in _LYCORIS for p in layer):
             out.update({f"{base}.{p}": v for p, v in layer.items()})
             continue
         weight = base_weight(base) if base_weight is not None else None
+        if layer.get("diff") is not None and layer["diff"].dim() == 1:
+            # A norm layer's weight change (Wan distillation LoRAs carry them, zero): no LoRA can hold one.
+            if layer["diff"].abs().max() > 0 or (layer.get("diff_b") is not None and layer["diff_b"].abs().max() > 0):
+                raise NodeError(f"{name} changes the norm layer {base} ({base}.diff), which Kinograph cannot apply "
+                                "as a LoRA; ComfyUI can")
+            continue
         try:
             delta, bias = layer_delta(layer, None if weight is None else weight.shape)
-        except (KeyError, ValueError, RuntimeError) as exc:
+        except (KeyError, ValueError, RuntimeError, IndexError) as exc:
             raise NodeError(f"{name}: layer {base} does not fit the model ({exc}); the LoRA is for another "
                             "model (family, version or size)") from None
-        if bias is not None:
-            raise NodeError(f"{name} changes layer biases ({base}.diff_b), which Kinograph cannot apply as a LoRA "
-                            "yet; use a version of the file without bias changes (LyCORIS full without "
-                            "train_norm/bias) or ask for it to be supported")
+        if bias is not None and bias.abs().max() > 0:
+            if not comfy:
+                raise NodeError(f"{name} changes layer biases ({base}.diff_b), which Kinograph applies only to "
+                                "LoRAs in ComfyUI's diffusion_model. naming (Wan); use a version of the file without "
+                                "bias changes")
+            out[f"{base}.diff_b"] = bias            # diffusers' Wan reader makes it the LoRA's lora_B bias
         if "dora_scale" in layer:
             if weight is None:
                 raise NodeError(f"{name} is a DoRA (dora_scale) whose layer {base} has no matching layer in the "
                                 "model; it is for another model (family, version or size)")
             delta = dora_delta(weight, delta, layer["dora_scale"])
-        out.update(_as_lora(base, delta, kohya=not any(p.startswith(("lora_A", "lora_B")) for p in layer)))
+        out.update(_as_lora(base, delta, kohya))
     return out
 
 
