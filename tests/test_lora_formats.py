@@ -257,3 +257,31 @@ def test_wan_bias_changes_apply(wan, tmp_path):
     state[f"{d}0.norm3.diff"] = _r(128)
     with pytest.raises(NodeError, match="changes the norm layer diffusion_model.blocks.0.norm3"):
         _wan_check(wan, tmp_path, state, {})
+
+
+def test_the_same_lora_twice_in_a_chain_adds_up_and_a_replaced_file_is_read_again(sd, tmp_path):
+    """Two LoraLoaders with one file (0.5 and 0.3) gave neither strength (diffusers took the repeated adapter name
+    once); ComfyUI applies both, 0.8 in all. A file retrained under the same name kept the old weights."""
+    import os
+    from nodes.generate.model_manager import activate_loras
+    torch.manual_seed(10)
+    d, u = _r(4, 32), _r(32, 4)
+    path = tmp_path / "twice.safetensors"
+    save_file({f"{K_LIN}.lora_down.weight": d, f"{K_LIN}.lora_up.weight": u, f"{K_LIN}.alpha": torch.tensor(4.0)},
+              str(path))
+    pipe = _pipe(sd)
+    w, b = dict(pipe.unet.named_modules())[LIN].weight.detach().clone(), None      # to_q has no bias
+    x = torch.randn(3, 32)
+
+    def check(up, down, s):
+        torch.testing.assert_close(_out(dict(pipe.unet.named_modules())[LIN], x), F.linear(x, w + s * up @ down, b),
+                                   rtol=1e-4, atol=1e-4)
+    activate_loras(pipe, [(str(path), 0.5), (str(path), 0.3)])
+    check(u, d, 0.8)
+    d2, u2 = _r(4, 32), _r(32, 4)
+    before = path.stat().st_mtime_ns
+    save_file({f"{K_LIN}.lora_down.weight": d2, f"{K_LIN}.lora_up.weight": u2, f"{K_LIN}.alpha": torch.tensor(4.0)},
+              str(path))
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+    activate_loras(pipe, [(str(path), 1.0)])
+    check(u2, d2, 1.0)

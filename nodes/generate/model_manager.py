@@ -195,9 +195,14 @@ def activate_loras(pipe, loras) -> None:
     """Make exactly these (path, strength) LoRAs active on a shared pipeline (loading each file once)."""
     import hashlib
     loaded = set(getattr(pipe, "_kinograph_loras", set()))
-    names, weights = [], []
+    strengths: Dict[str, float] = {}
     for path, strength in loras:
-        name = "k" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+        # A file retrained and saved under the same name is another adapter.
+        stat = Path(path).stat()
+        name = "k" + hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        # The same LoRA twice in a chain adds up, as in ComfyUI (diffusers took one repeated adapter name at
+        # neither strength).
+        strengths[name] = strengths.get(name, 0.0) + float(strength)
         if name not in loaded:
             modules = kohya_modules(pipe)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None))
@@ -218,12 +223,13 @@ def activate_loras(pipe, loras) -> None:
                                 "version). Use a LoRA trained for this model")
             loaded.add(name)
             pipe._kinograph_loras = loaded
-        names.append(name)
-        # The denoiser part only: text is encoded outside sampling (encode.text), with the text encoder as
-        # loaded; a LoRA's text-encoder layers left active here changed every later prompt encoding, so a graph's
-        # second run gave another video than its first.
-        weights.append({part: 0.0 if part.startswith("text_encoder") else float(strength)
-                        for part in getattr(pipe, "_lora_loadable_modules", ("unet",))})
+    names = list(strengths)
+    # The denoiser part only: text is encoded outside sampling (encode.text), with the text encoder as loaded; a
+    # LoRA's text-encoder layers left active here changed every later prompt encoding, so a graph's second run gave
+    # another video than its first.
+    parts = pipe.get_list_adapters() if names else {}
+    weights = [{part: 0.0 if part.startswith("text_encoder") else strengths[name]
+                for part, held in parts.items() if name in held} for name in names]
     if names:
         pipe.enable_lora()
         pipe.set_adapters(names, weights)

@@ -121,7 +121,9 @@ def layer_delta(layer: Dict[str, object], shape=None):
 def dora_delta(weight, delta, dora_scale):
     """DoRA's change of `weight` at strength 1: the LoRA-changed weight renormed to the stored magnitudes,
     m (W + dW) / ||W + dW||, minus W; the norm is taken along the axis dora_scale runs on (per output channel for
-    a [out, 1, ...] scale, per input channel for LyCORIS's default [1, in, ...])."""
+    a [out, 1, ...] scale, per input channel for a [1, in, ...] one), of the changed weight on both axes as the
+    DoRA paper and LyCORIS (which trains these files) define it. (ComfyUI takes the output-axis norm of the
+    unchanged W instead.)"""
     w = weight.float()
     calc = w + delta
     m = dora_scale.float()
