@@ -367,11 +367,10 @@ def test_controlnet_on_the_conditioning_steers_the_samplers_model():
     assert {g.inputs[sample.id][k][0] for k in ("positive", "negative")} == {n.id for n in _by_type(g, "encode.text")}
     from graph_engine.api import load_workflow
     load_workflow(text=res.yaml)
-    # a LoRA's text-encoder strength is said once, by the rule's note (it was also 'strength_clip=1 is not carried')
+    # a LoRA's text-encoder strength is carried (lora.image's clip_strength), so nothing is said of it
     api["11"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.7,
                                                         "strength_clip": 1, "model": ["1", 0], "clip": ["1", 1]}}
-    assert import_data(api).report.entries["11"].notes == [
-        "the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not applied"]
+    assert import_data(api).report.entries["11"].notes == []
     api["6"]["inputs"]["end_percent"] = 0.6
     assert "end_percent=0.6 is not carried" in import_data(api).report.entries["6"].notes
 
@@ -428,7 +427,8 @@ def test_efficiency_nodes_loader_and_sampler_unbundle():
                                  "generate.sample", "vae.decode", "upscale.resize"))
     assert (load.params, vae.params, lora.params) == ({"path": "dreamshaper_8.safetensors"},
                                                       {"name": "vae-ft-mse.safetensors"},
-                                                      {"path": "ink.safetensors", "strength": 0.8})
+                                                      {"path": "ink.safetensors", "strength": 0.8,
+                                                       "clip_strength": 0})
     assert enc.params == {"text": "a fox", "negative": "blurry", "weighting": "comfy", "clip_skip": 2}
     assert lat.params == {"width": 512, "height": 384, "frames": 16} and g.inputs[lat.id]["vae"] == (vae.id, "vae")
     assert g.inputs[sample.id] == {"model": (lora.id, "model"), "positive": (enc.id, "positive"),

@@ -1,6 +1,7 @@
 """LoRA stacks as ComfyUI users build them: rgthree's Power Lora Loader (API and editor formats), efficiency-nodes'
 LoRA Stacker feeding an Efficient Loader (simple and advanced modes, stackers chained) and chained LoraLoaders.
-Each switched-on LoRA becomes a lora.image at its model strength, chained in order into the sampler's model."""
+Each switched-on LoRA becomes a lora.image at its model and text-encoder strengths, chained in order into the
+sampler's model and the prompt's text encoder."""
 import copy
 
 from app.comfyui import import_data
@@ -13,13 +14,21 @@ BASE = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "d
                                                    "sampler_name": "euler", "scheduler": "karras", "denoise": 1}}}
 
 
-def _chain(g, sampler):
-    """The lora.image nodes from the loader to `sampler`, as (path, strength), loader side first."""
+def _chain(g, sampler, encoder=None):
+    """The lora.image nodes from the loader to `sampler`, as (path, strength, clip strength), loader side first;
+    `encoder` (an encode.text) takes its text encoder from the last of them, which took it along the chain."""
     out, nid = [], g.inputs[sampler]["model"][0]
+    last, after = nid, None
     while g.nodes[nid].type == "lora.image":
-        out.append((g.nodes[nid].params["path"], g.nodes[nid].params["strength"]))
-        nid = g.inputs[nid]["model"][0]
+        p = g.nodes[nid].params
+        out.append((p["path"], p["strength"], p.get("clip_strength", 1.0)))
+        if after is not None:
+            assert g.inputs[after]["text_encoder"] == (nid, "text_encoder")
+        after, nid = nid, g.inputs[nid]["model"][0]
     assert g.nodes[nid].type == "load.model"
+    assert g.inputs[after]["text_encoder"] == (nid, "text_encoder")
+    if encoder:
+        assert g.inputs[encoder]["text_encoder"] == (last, "text_encoder")
     return out[::-1]
 
 
@@ -34,9 +43,10 @@ def test_power_lora_loader_api_format():
     api = copy.deepcopy(BASE)
     api["2"] = {"class_type": "Power Lora Loader (rgthree)", "inputs": {**POWER, "model": ["1", 0], "clip": ["1", 1]}}
     res = import_data(api)
-    assert res.report.entries["2"].status == "approx"          # the text-encoder part is said not to apply
-    assert _chain(res.graph, "k_sampler_6") == [("ink.safetensors", 0.8), ("sub\\detail.safetensors", 0.5)]
-    assert res.graph.inputs["clip_text_encode_3"]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
+    assert res.report.entries["2"].status == "exact"
+    # strengthTwo is the text encoder's strength; without it, `strength` is both
+    assert _chain(res.graph, "k_sampler_6", "clip_text_encode_3") == [("ink.safetensors", 0.8, 0.8),
+                                                                      ("sub\\detail.safetensors", 0.5, 0.2)]
 
 
 def test_power_lora_loader_editor_format():
@@ -54,7 +64,7 @@ def test_power_lora_loader_editor_format():
          "widgets_values": [1, "fixed", 4, 7, "euler", "karras", 1]}],
         "links": [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"], [3, 2, 0, 6, 0, "MODEL"]]}
     res = import_data(wf)
-    assert _chain(res.graph, "k_sampler_6") == [("ink.safetensors", 0.8), ("sub\\detail.safetensors", 0.5)]
+    assert _chain(res.graph, "k_sampler_6") == [("ink.safetensors", 0.8, 0.8), ("sub\\detail.safetensors", 0.5, 0.2)]
 
 
 def test_lora_stacker_into_efficient_loader():
@@ -78,11 +88,9 @@ def test_lora_stacker_into_efficient_loader():
                                                       "latent_image": ["15", 3], "seed": 1, "steps": 4, "cfg": 7,
                                                       "sampler_name": "euler", "scheduler": "karras", "denoise": 1}}}
     res = import_data(api)
-    assert _chain(res.graph, "k_sampler_2") == [("own.safetensors", 0.6), ("a.safetensors", 0.7),
-                                                ("b.safetensors", 0.4)]
-    notes = res.report.entries["15"].notes
-    assert not any("lora_stack input is not carried" in n for n in notes), notes
-    assert any("text-encoder part" in n for n in notes), notes
+    assert _chain(res.graph, "k_sampler_2", "efficient_loader_15_prompts") == [
+        ("own.safetensors", 0.6, 0), ("a.safetensors", 0.7, 0.7), ("b.safetensors", 0.4, 0.9)]
+    assert res.report.entries["15"].notes == []
 
 
 def test_chained_lora_loaders_keep_their_model_strengths():
@@ -95,5 +103,12 @@ def test_chained_lora_loaders_keep_their_model_strengths():
                                                                 "model": ["2", 0]}}
     api["6"]["inputs"]["model"] = ["9", 0]
     g = import_data(api).graph
-    assert _chain(g, "k_sampler_6") == [("a.safetensors", 0.9), ("b.safetensors", 0.6), ("c.safetensors", -0.5)]
-    assert g.inputs["clip_text_encode_3"]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
+    assert [(g.nodes[n].params["path"], g.nodes[n].params["strength"], g.nodes[n].params["clip_strength"])
+            for n in ("lora_loader_7", "lora_loader_2")] == [("a.safetensors", 0.9, 1.0), ("b.safetensors", 0.6, 0.3)]
+    assert g.nodes["lora_loader_model_only_9"].params == {"path": "c.safetensors", "strength": -0.5}
+    assert g.inputs["lora_loader_model_only_9"]["model"] == ("lora_loader_2", "model")
+    assert g.inputs["k_sampler_6"]["model"] == ("lora_loader_model_only_9", "model")
+    # the prompt is encoded by the text encoder both LoraLoaders changed, at their strength_clip
+    assert g.inputs["lora_loader_7"]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
+    assert g.inputs["lora_loader_2"]["text_encoder"] == ("lora_loader_7", "text_encoder")
+    assert g.inputs["clip_text_encode_3"]["text_encoder"] == ("lora_loader_2", "text_encoder")

@@ -285,3 +285,48 @@ def test_the_same_lora_twice_in_a_chain_adds_up_and_a_replaced_file_is_read_agai
     os.utime(path, ns=(before + 10**9, before + 10**9))
     activate_loras(pipe, [(str(path), 1.0)])
     check(u2, d2, 1.0)
+
+
+def test_a_loras_text_encoder_layers_act_at_its_clip_strength_in_encode_text(sd, tmp_path):
+    """ComfyUI's LoraLoader strength_clip: the LoRA's lora_te_ layers change the prompt encoding, at their own
+    strength, only for the text encoder lora.image passed on; the same encoder without the LoRA encodes as loaded."""
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.text import encode_prompt
+    torch.manual_seed(11)
+    te = "lora_te_text_model_encoder_layers_0_mlp_fc1"
+    d, u = _r(4, 64), _r(37, 4)
+    state = {f"{K_LIN}.lora_down.weight": _r(4, 32), f"{K_LIN}.lora_up.weight": _r(32, 4),
+             f"{te}.lora_down.weight": d, f"{te}.lora_up.weight": u, f"{te}.alpha": torch.tensor(2.0)}
+    path = tmp_path / "style.safetensors"
+    save_file(state, str(path))
+    # Expected: a fresh copy with the merged weight W + 0.6 * alpha / rank * up @ down, encoding as SD does.
+    ref = _pipe(sd)
+    fc1 = ref.text_encoder.encoder.layers[0].mlp.fc1
+    with torch.no_grad():
+        plain = ref.encode_prompt(["a cat"], "cpu", 1, False)[0][0]
+        fc1.weight += 0.6 * (2.0 / 4) * u @ d
+        want = ref.encode_prompt(["a cat"], "cpu", 1, False)[0][0]
+    h = ComponentHandle("sd", str(sd), _pipe(sd), "text_encoder")
+    got = encode_prompt(h.with_lora(str(path), 0.6), "a cat").embeds[0]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert (want - plain).abs().max() > 1e-2
+    torch.testing.assert_close(encode_prompt(h, "a cat").embeds[0], plain, rtol=1e-4, atol=1e-4)
+    # A text encoder loaded on its own (load.text_encoder: a pipeline without a unet), as ComfyUI's CLIPLoader
+    # feeds LoraLoader: diffusers stopped at the missing unet with an AttributeError.
+    from nodes.generate.split import pipeline
+    full = _pipe(sd)
+    alone = ComponentHandle("sd", str(sd), pipeline("sd", text_encoder=full.text_encoder, tokenizer=full.tokenizer),
+                            "text_encoder")
+    torch.testing.assert_close(encode_prompt(alone.with_lora(str(path), 0.6), "a cat").embeds[0], want,
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(encode_prompt(alone, "a cat").embeds[0], plain, rtol=1e-4, atol=1e-4)
+
+
+def test_a_wan_text_encoder_passes_a_lora_through_unchanged(tmp_path):
+    """ComfyUI's Wan workflows wire the umt5 CLIP through LoraLoader: Wan LoRAs have no text-encoder layers, and
+    the encoder comes out as it went in (no error, nothing recorded)."""
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.loaders import add_text_lora
+    h = ComponentHandle("wan", "umt5.safetensors", object(), "text_encoder")
+    assert add_text_lora(h, str(tmp_path / "any.safetensors"), 1.0) is h
+    assert add_text_lora(None, "any.safetensors", 1.0) is None

@@ -506,35 +506,34 @@ class Converter:
         self.outs[(cn.id, 0)] = Out(None, attrs)
         return []
 
-    def special_lora(self, cn, rule, params, notes):
-        nid = self.plain(cn, rule, params, notes)
-        clip = self.resolve(cn.inputs.get("clip"))
-        if isinstance(clip, Out):
-            self.outs[(cn.id, 1)] = clip
-        return [nid]
-
-    def chain_loras(self, cn, model, loras, notes) -> Tuple[List[str], Any]:
-        """A lora.image per (name, model strength, clip strength) after `model`: (nodes made, the last model)."""
+    def chain_loras(self, cn, model, text, loras, notes) -> Tuple[List[str], Any, Any]:
+        """A lora.image per (name, model strength, clip strength) after `model` and text encoder `text` (an Out
+        or None): (nodes made, the last model, the last text encoder)."""
         made = []
         for name, strength, clip in loras:
-            made.append(self.add("lora.image", cn, {"path": name, "strength": strength}, f"_lora{len(made) + 1}",
-                                 dy=120 * len(made)))
+            params = {"path": name, "strength": strength}
+            if isinstance(clip, (int, float)) and clip != 1.0:
+                params["clip_strength"] = clip
+            made.append(self.add("lora.image", cn, params, f"_lora{len(made) + 1}", dy=120 * len(made)))
             if not self.link(model, made[-1], "model"):
                 notes.append("input model comes from a node that did not convert; connect model by hand")
             model = Out((made[-1], "model"))
-        return made, model
+            if self.link(text, made[-1], "text_encoder"):
+                text = Out((made[-1], "text_encoder"))
+        return made, model, text
 
     def special_power_lora(self, cn, rule, params, notes):
         """rgthree's Power Lora Loader: its switched-on LoRAs in order (`lora_1`, `lora_2`, ... in the API format;
         dict widgets in the editor's, which flatten names the same way), each at its model strength."""
         entries = sorted(((int(k[5:]), v) for k, v in cn.inputs.items()
                           if re.fullmatch(r"lora_\d+", k) and isinstance(v, dict)), key=lambda kv: kv[0])
-        loras = [(v["lora"], v.get("strength", 1.0), v.get("strengthTwo")) for _, v in entries
-                 if v.get("on", True) and v.get("lora") not in (None, "", "None")]
-        model = self.resolve(cn.inputs.get("model"))
-        made, model = self.chain_loras(cn, model if isinstance(model, Out) else None, loras, notes)
+        # strengthTwo (the text encoder's) is there when the node shows separate strengths; else both are `strength`
+        loras = [(v["lora"], v.get("strength", 1.0), v.get("strengthTwo", v.get("strength", 1.0)))
+                 for _, v in entries if v.get("on", True) and v.get("lora") not in (None, "", "None")]
+        model, clip = self.resolve(cn.inputs.get("model")), self.resolve(cn.inputs.get("clip"))
+        made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
+                                             clip if isinstance(clip, Out) else None, loras, notes)
         self.outs[(cn.id, 0)] = model if isinstance(model, Out) else Out()
-        clip = self.resolve(cn.inputs.get("clip"))
         if isinstance(clip, Out):
             self.outs[(cn.id, 1)] = clip
         return made
@@ -904,20 +903,15 @@ class Converter:
         if v("vae_name") not in (None, "", "Baked VAE"):
             made.append(self.add("load.vae", cn, {"name": v("vae_name")}, "_vae", dy=120))
             vae = Out((made[-1], "vae"))
+        text = Out((loader, "text_encoder"))
+        loras = []
         if v("lora_name") not in (None, "", "None"):
-            made.append(self.add("lora.image", cn, {"path": v("lora_name"), "strength": v("lora_model_strength")},
-                                 "_lora", dy=240))
-            self.link(model, made[-1], "model")
-            model = Out((made[-1], "model"))
-            if v("lora_clip_strength") not in (None, 0, 0.0):
-                notes.append("the LoRA acts on the denoiser; its text-encoder part (lora_clip_strength) is not applied")
+            loras.append((v("lora_name"), v("lora_model_strength"), v("lora_clip_strength")))
         stack = v("lora_stack")
         if isinstance(stack, Out) and "lora_stack" in stack.attrs:
-            chained, model = self.chain_loras(cn, model, stack.attrs["lora_stack"], notes)
-            made += chained
-            if any(c not in (None, 0, 0.0) for _, _, c in stack.attrs["lora_stack"]):
-                notes.append("the stack's LoRAs act on the denoiser; their text-encoder part (clip strength) is not "
-                             "applied")
+            loras += stack.attrs["lora_stack"]
+        chained, model, text = self.chain_loras(cn, model, text, loras, notes)
+        made += chained
         for k in ("lora_stack", "cnet_stack"):
             if isinstance(cn.inputs.get(k), Ref) and not (k == "lora_stack" and isinstance(stack, Out)
                                                           and "lora_stack" in stack.attrs):
@@ -927,14 +921,14 @@ class Converter:
         if isinstance(skip, int) and skip < -1:
             enc["clip_skip"] = -skip
         made.append(self.add("encode.text", cn, enc, "_prompts", dy=360))
-        self.graph.connect(loader, "text_encoder", made[-1], "text_encoder")
+        self.link(text, made[-1], "text_encoder")
         size = {"width": v("empty_latent_width"), "height": v("empty_latent_height"), "frames": v("batch_size")}
         made.append(self.add("latent.empty", cn, {k: x for k, x in size.items() if isinstance(x, int)}, "_latent",
                              dy=480))
         self.link(vae, made[-1], "vae")
         self.outs.update({(cn.id, 0): model, (cn.id, 1): Out((made[-2], "positive")),
                           (cn.id, 2): Out((made[-2], "negative")), (cn.id, 3): Out((made[-1], "latent")),
-                          (cn.id, 4): vae, (cn.id, 5): Out((loader, "text_encoder"))})
+                          (cn.id, 4): vae, (cn.id, 5): text})
         return made
 
     def special_efficient_sampler(self, cn, rule, params, notes):

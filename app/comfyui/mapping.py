@@ -199,11 +199,10 @@ RULES: Dict[str, Rule] = {
     "CheckpointLoader|pysssss": Rule("load.model", ("ckpt_name", "example"), (P("ckpt_name", "path", pysssss_file),),
                                      outputs=LOADER_OUT, ignore={"example": None}),
     "LoraLoader|pysssss": Rule("lora.image", ("lora_name", "strength_model", "strength_clip", "example"),
-                               (P("lora_name", "path", pysssss_file), P("strength_model", "strength")),
-                               {"model": "model"}, ("model", None), special="lora",
-                               ignore={"strength_clip": None, "example": None},
-                               note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not "
-                                    "applied"),
+                               (P("lora_name", "path", pysssss_file), P("strength_model", "strength"),
+                                P("strength_clip", "clip_strength")),
+                               {"model": "model", "clip": "text_encoder"}, ("model", "text_encoder"),
+                               ignore={"example": None}),
     # efficiency-nodes' loader: checkpoint, VAE, clip skip, a LoRA, both prompts and an empty latent in one node
     "Efficient Loader": Rule("load.model", ("ckpt_name", "vae_name", "clip_skip", "lora_name", "lora_model_strength",
                                             "lora_clip_strength", "positive", "negative", "token_normalization",
@@ -215,13 +214,12 @@ RULES: Dict[str, Rule] = {
                                 (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"},
                                 ("model",)),
     "LoraLoader": Rule("lora.image", ("lora_name", "strength_model", "strength_clip"),
-                       (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"}, ("model", None),
-                       special="lora", ignore={"strength_clip": None},
-                       note="the LoRA acts on the denoiser; its text-encoder part (strength_clip) is not applied"),
+                       (P("lora_name", "path"), P("strength_model", "strength"), P("strength_clip", "clip_strength")),
+                       {"model": "model", "clip": "text_encoder"}, ("model", "text_encoder")),
     # LoRA stacks: rgthree's Power Lora Loader (a dict per LoRA: on, lora, strength, strengthTwo for the text
     # encoder) and efficiency-nodes' LoRA Stacker (its LORA_STACK goes to an Efficient Loader): a lora.image each
-    "Power Lora Loader (rgthree)": Rule("lora.image", (), (), {"model": "model"}, ("model", None), special="power_lora",
-                                        note="the LoRAs act on the denoiser; their text-encoder part is not applied"),
+    "Power Lora Loader (rgthree)": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
+                                        ("model", "text_encoder"), special="power_lora"),
     "LoRA Stacker": Rule(None, ("input_mode", "lora_count") + tuple(
         f"{k}_{i}" for i in range(1, 50) for k in ("lora_name", "lora_wt", "model_str", "clip_str")),
         special="lora_stacker"),

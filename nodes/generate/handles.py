@@ -56,6 +56,12 @@ class ComponentHandle:
     pipe: Any
     part: str
     device: str = "cpu"
+    # (path, strength) of LoRAs whose text-encoder layers act while this encoder encodes (ComfyUI's strength_clip).
+    loras: Tuple[Tuple[str, float], ...] = ()
+
+    def with_lora(self, path: str, strength: float) -> "ComponentHandle":
+        return replace(self, loras=self.loras + ((path, float(strength)),))
 
     def __repr__(self):
-        return f"{self.part}({self.family}, {self.path})"
+        extra = f", {len(self.loras)} LoRA" if self.loras else ""
+        return f"{self.part}({self.family}, {self.path}{extra})"

@@ -105,3 +105,14 @@ def add_lora(model, path: str, strength: float):
                         f"the model family it was trained for. Use {_a(mine)} LoRA here, or apply this one to "
                         f"{_a(family_spec(det.family).title)} model")
     return model.with_lora(str(p), strength)
+
+
+def add_text_lora(text_encoder, path: str, strength: float):
+    """The text encoder with the LoRA's text-encoder layers recorded (None when none is connected)."""
+    # Only SD 1.5's CLIP has LoRA layers: Wan, LTX, HunyuanVideo LoRAs train the denoiser alone, and ComfyUI's
+    # LoraLoader in their workflows passes the text encoder through unchanged, as it is here.
+    if text_encoder is None or strength == 0 or text_encoder.family not in ("sd", "animatediff") \
+            or not hasattr(text_encoder.pipe, "load_lora_weights"):
+        return text_encoder
+    from nodes.generate.model_manager import resolve_model_path
+    return text_encoder.with_lora(str(resolve_model_path(path, "loras", "LoRA")), strength)

@@ -191,8 +191,9 @@ def motion_config(state, path: Path) -> dict:
                 motion_max_seq_length=int(pe[0].shape[1]) if pe else 32)
 
 
-def activate_loras(pipe, loras) -> None:
-    """Make exactly these (path, strength) LoRAs active on a shared pipeline (loading each file once)."""
+def activate_loras(pipe, loras, text: bool = False) -> None:
+    """Make exactly these (path, strength) LoRAs active on a shared pipeline (loading each file once): their
+    denoiser layers for sampling, or with `text` their text-encoder layers (encode.text) and nothing else."""
     import hashlib
     loaded = set(getattr(pipe, "_kinograph_loras", set()))
     strengths: Dict[str, float] = {}
@@ -200,19 +201,30 @@ def activate_loras(pipe, loras) -> None:
         # A file retrained and saved under the same name is another adapter.
         stat = Path(path).stat()
         name = "k" + hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-        # The same LoRA twice in a chain adds up, as in ComfyUI (diffusers took one repeated adapter name at
-        # neither strength).
-        strengths[name] = strengths.get(name, 0.0) + float(strength)
+        if name in getattr(pipe, "_kinograph_no_loras", ()):
+            continue
         if name not in loaded:
             modules = kohya_modules(pipe)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None))
+            if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
+                # A text encoder loaded on its own (load.text_encoder): only the LoRA's text-encoder layers, if
+                # any; diffusers stopped at the missing unet with an AttributeError.
+                state = {k: v for k, v in state.items() if k.startswith(("lora_te", "text_encoder."))}
+                if not state:
+                    pipe._kinograph_no_loras = set(getattr(pipe, "_kinograph_no_loras", ())) | {name}
+                    continue
             try:
                 # A LoRA with bias changes on some layers (Wan's diff_b, as lightx2v's distillation LoRAs have) gets
                 # a LoRA bias on every layer; diffusers' low-memory load left those of the other layers on the meta
                 # device and the first step failed with "Tensor on device meta is not on the expected device cpu".
                 # The plain load makes them zeros.
                 biased = any(k.endswith((".diff_b", "lora_B.bias", "lora_up.bias")) for k in state)
-                pipe.load_lora_weights(state, adapter_name=name, low_cpu_mem_usage=not biased)
+                if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
+                    converted, alphas = pipe.lora_state_dict(state)
+                    pipe.load_lora_into_text_encoder(converted, network_alphas=alphas, text_encoder=pipe.text_encoder,
+                                                     adapter_name=name, _pipeline=pipe)
+                else:
+                    pipe.load_lora_weights(state, adapter_name=name, low_cpu_mem_usage=not biased)
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise NodeError(lora_misfit(path, state, exc, type(pipe).__name__)) from None
             # diffusers skips a LoRA none of whose names it maps to this model's layers with only a warning.
@@ -223,12 +235,15 @@ def activate_loras(pipe, loras) -> None:
                                 "version). Use a LoRA trained for this model")
             loaded.add(name)
             pipe._kinograph_loras = loaded
+        # The same LoRA twice in a chain adds up, as in ComfyUI (diffusers took one repeated adapter name at
+        # neither strength).
+        strengths[name] = strengths.get(name, 0.0) + float(strength)
     names = list(strengths)
-    # The denoiser part only: text is encoded outside sampling (encode.text), with the text encoder as loaded; a
-    # LoRA's text-encoder layers left active here changed every later prompt encoding, so a graph's second run gave
-    # another video than its first.
+    # One side only: text is encoded outside sampling (encode.text, with the LoRAs its text encoder carries); a
+    # LoRA's text-encoder layers left active by sampling changed every later prompt encoding, so a graph's second
+    # run gave another video than its first.
     parts = pipe.get_list_adapters() if names else {}
-    weights = [{part: 0.0 if part.startswith("text_encoder") else strengths[name]
+    weights = [{part: strengths[name] if part.startswith("text_encoder") == text else 0.0
                 for part, held in parts.items() if name in held} for name in names]
     if names:
         pipe.enable_lora()

@@ -106,16 +106,23 @@ def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in re
     return _load(ctx, "mini", path, dtype, "none")
 
 
-@node("lora.image", title="Apply LoRA", category="Models", passes={"model": "model"})
+@node("lora.image", title="Apply LoRA", category="Models", outputs={"model": MODEL, "text_encoder": TEXT_ENCODER},
+      passes={"model": "model", "text_encoder": "text_encoder"})
 def lora_image(ctx, model: MODEL, path: str = Param("", kind="path", locate=locator("loras"),
                                                    help="LoRA .safetensors file"),
                strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA to add; 0 = none, "
-                                                                     "negative pushes away from it")) -> MODEL:
+                                                                     "negative pushes away from it"),
+               text_encoder: TEXT_ENCODER = Input(optional=True, help="the model's text encoder, for a LoRA with "
+                                                  "text-encoder layers (SD 1.5 kohya LoRAs); pass it on to encode.text"),
+               clip_strength: float = Param(1.0, min=-4.0, max=4.0, help="how much of the LoRA's text-encoder "
+                                                                          "layers to add (ComfyUI's strength_clip)")):
     """Apply a LoRA (image or motion) to the model with a strength; chains of LoRAs add up.
 
-    The loaded model stays shared: the LoRA is active only while this branch samples."""
-    from nodes.generate.loaders import add_lora
-    return add_lora(model, path, strength)
+    The loaded model stays shared: the LoRA is active only while this branch samples, and its text-encoder layers
+    (with a text encoder connected) only while the encode.text after it encodes."""
+    from nodes.generate.loaders import add_lora, add_text_lora
+    return {"model": add_lora(model, path, strength),
+            "text_encoder": add_text_lora(text_encoder, path, clip_strength)}
 
 
 def _prompt_to_text(params):

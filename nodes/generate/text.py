@@ -1,6 +1,7 @@
 """Prompt -> CONDITIONING: schedules split into keyframes, emphasis applied per token."""
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -34,7 +35,7 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
             kw["clip_skip"] = clip_skip
         else:
             log(f"{text_encoder.family}: clip_skip applies to CLIP text encoders (SD 1.5, AnimateDiff); ignored")
-    with torch.inference_mode():
+    with _text_loras(text_encoder), torch.inference_mode():
         embeds, mask, pooled = adapter.encode_text(pipe, [c for c, _ in cleaned], device, **kw)
         empty = None
         if weighting == "comfy" and any(spans for _, spans in cleaned):
@@ -58,6 +59,21 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
     return Conditioning(text_encoder.family, embeds.cpu(), None if mask is None else mask.cpu().bool(),
                         None if pooled is None else pooled.cpu(), tuple(k for k, _ in keys),
                         tuple(t for _, t in keys))
+
+
+@contextlib.contextmanager
+def _text_loras(text_encoder):
+    """The text encoder's LoRA layers active (and no others) while it encodes; the pipeline is held meanwhile,
+    as sampling holds it, since LoRA activation is pipeline-wide."""
+    pipe = text_encoder.pipe
+    if not hasattr(pipe, "load_lora_weights") or not (text_encoder.loras or getattr(pipe, "_kinograph_loras", None)):
+        yield
+        return
+    from nodes.generate.model_manager import activate_loras
+    from nodes.generate.sampling import _pipe_lock
+    with _pipe_lock(pipe):
+        activate_loras(pipe, text_encoder.loras, text=True)
+        yield
 
 
 def emphasise(embeds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
