@@ -330,3 +330,43 @@ def test_a_wan_text_encoder_passes_a_lora_through_unchanged(tmp_path):
     h = ComponentHandle("wan", "umt5.safetensors", object(), "text_encoder")
     assert add_text_lora(h, str(tmp_path / "any.safetensors"), 1.0) is h
     assert add_text_lora(None, "any.safetensors", 1.0) is None
+
+
+def test_an_imported_sd_workflow_with_a_lora_and_an_embedding_runs(sd, tmp_path, monkeypatch):
+    """ComfyUI's CheckpointLoaderSimple -> LoraLoader -> CLIPTextEncode (an embedding in the negative) -> KSampler,
+    imported and run: strength_clip changes the result, and the same run twice gives the same latent (the LoRA's
+    text-encoder layers are active only while its encoder encodes)."""
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    models = sd.parent / "models"
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    (models / "loras").mkdir(exist_ok=True)
+    (models / "embeddings").mkdir(exist_ok=True)
+    torch.manual_seed(12)
+    te = "lora_te_text_model_encoder_layers_0_mlp_fc1"
+    save_file({f"{K_LIN}.lora_down.weight": _r(4, 32), f"{K_LIN}.lora_up.weight": _r(32, 4),
+               f"{te}.lora_down.weight": _r(4, 64), f"{te}.lora_up.weight": _r(37, 4)},
+              str(models / "loras" / "style.safetensors"))
+    save_file({"emb_params": torch.randn(2, 64)}, str(models / "embeddings" / "EasyNegative.safetensors"))
+
+    def run(clip):
+        api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15_tiny.safetensors"}},
+               "2": {"class_type": "LoraLoader", "inputs": {"lora_name": "style.safetensors", "strength_model": 0.8,
+                                                            "strength_clip": clip, "model": ["1", 0],
+                                                            "clip": ["1", 1]}},
+               "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["2", 1]}},
+               "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "(embedding:EasyNegative:1.2), ugly",
+                                                                "clip": ["2", 1]}},
+               "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}},
+               "6": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "positive": ["3", 0],
+                                                          "negative": ["4", 0], "latent_image": ["5", 0], "seed": 3,
+                                                          "steps": 2, "cfg": 7, "sampler_name": "euler",
+                                                          "scheduler": "karras", "denoise": 1}}}
+        res = import_data(api)
+        out = Session(device="cpu").run(load_workflow(text=res.yaml), targets=["k_sampler_6"], use_cache=False,
+                                        keep=["k_sampler_6"])
+        assert out.ok, out.failed
+        return out.outputs["k_sampler_6"]["latent"].samples
+    first, again, no_clip = run(1.0), run(1.0), run(0.0)
+    torch.testing.assert_close(again, first)
+    assert (first - no_clip).abs().max() > 1e-4
