@@ -370,3 +370,32 @@ def test_an_imported_sd_workflow_with_a_lora_and_an_embedding_runs(sd, tmp_path,
     first, again, no_clip = run(1.0), run(1.0), run(0.0)
     torch.testing.assert_close(again, first)
     assert (first - no_clip).abs().max() > 1e-4
+
+
+def test_hunyuan_lora_and_loha_in_comfyui_naming(tmp_path):
+    """HunyuanVideo's fused img_attn_qkv in ComfyUI's naming: the change of each third lands on to_q, to_k, to_v;
+    a LoHa there stopped in diffusers' reader ('chunk expects at least a 1-dimensional tensor')."""
+    from diffusers import HunyuanVideoPipeline
+    from nodes.generate.model_manager import activate_loras
+    from tiny_models import build_hunyuan
+    build_hunyuan(tmp_path / "hunyuan")
+    pipe = HunyuanVideoPipeline.from_pretrained(str(tmp_path / "hunyuan"))
+    mods = dict(pipe.transformer.named_modules())
+    att = "transformer_blocks.0.attn."
+    names = [att + n for n in ("to_q", "to_k", "to_v", "to_out.0")]
+    before = {n: (mods[n].weight.detach().clone(), mods[n].bias.detach().clone()) for n in names}
+    torch.manual_seed(13)
+    h, d = [_r(60, 2), _r(2, 20), _r(60, 2), _r(2, 20)], "diffusion_model.double_blocks.0."
+    a, b = _r(4, 20), _r(20, 4)
+    save_file({f"{d}img_attn_qkv.hada_w1_a": h[0], f"{d}img_attn_qkv.hada_w1_b": h[1],
+               f"{d}img_attn_qkv.hada_w2_a": h[2], f"{d}img_attn_qkv.hada_w2_b": h[3],
+               f"{d}img_attn_proj.lora_A.weight": a, f"{d}img_attn_proj.lora_B.weight": b},
+              str(tmp_path / "hy.safetensors"))
+    activate_loras(pipe, [(str(tmp_path / "hy.safetensors"), STRENGTH)])
+    qkv = (h[0] @ h[1]) * (h[2] @ h[3])
+    deltas = {names[0]: qkv[:20], names[1]: qkv[20:40], names[2]: qkv[40:], names[3]: b @ a}
+    mods = dict(pipe.transformer.named_modules())
+    x = torch.randn(3, 20)
+    for n, delta in deltas.items():
+        w, bias = before[n]
+        torch.testing.assert_close(_out(mods[n], x), F.linear(x, w + STRENGTH * delta, bias), rtol=1e-4, atol=1e-4)

@@ -149,8 +149,9 @@ def _as_lora(base: str, delta, kohya: bool) -> Dict[str, object]:
     if kohya:
         return {f"{base}.lora_down.weight": down.contiguous(), f"{base}.lora_up.weight": up.contiguous(),
                 f"{base}.alpha": torch.tensor(float(rank))}
-    return {f"{base}.lora_A.weight": down.contiguous(), f"{base}.lora_B.weight": up.contiguous(),
-            f"{base}.alpha": torch.tensor(float(rank))}
+    # No alpha here: diffusers' HunyuanVideo reader stops at one ("chunk expects at least a 1-dimensional
+    # tensor"), and without it each layer's scale is 1 (alpha = its rank).
+    return {f"{base}.lora_A.weight": down.contiguous(), f"{base}.lora_B.weight": up.contiguous()}
 
 
 def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str], object]] = None,
