@@ -136,3 +136,19 @@ def test_a_replaced_embedding_file_is_read_again(sd, models):
     os.utime(path, ns=(before + 10**9, before + 10**9))      # saved a second later, as a retrained file is
     torch.testing.assert_close(_encode(h, "embedding:mine"), _expected(sd, "~", new), rtol=1e-4, atol=1e-4)
     assert (first - _encode(h, "embedding:mine")).abs().max() > 1e-2
+
+
+def test_embeddings_in_an_a1111_folder_named_by_extra_model_paths(sd, tmp_path, monkeypatch):
+    """ComfyUI's extra_model_paths.yaml (its A1111 preset names `embeddings: embeddings`) is read for embeddings
+    too, and a ComfyUI folder's own models/embeddings."""
+    comfy, a1111 = tmp_path / "ComfyUI", tmp_path / "webui"
+    (comfy / "models" / "embeddings").mkdir(parents=True)
+    (a1111 / "embeddings").mkdir(parents=True)
+    vec = torch.randn(1, WIDTH)
+    save_file({"emb_params": vec}, str(a1111 / "embeddings" / "webui_neg.safetensors"))
+    save_file({"emb_params": torch.randn(1, WIDTH)}, str(comfy / "models" / "embeddings" / "comfy_neg.safetensors"))
+    (comfy / "extra_model_paths.yaml").write_text(f"a111:\n    base_path: {a1111}\n    embeddings: embeddings\n")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    h = _handle(sd)
+    torch.testing.assert_close(_encode(h, "embedding:webui_neg"), _expected(sd, "~", vec), rtol=1e-4, atol=1e-4)
+    _encode(h, "embedding:comfy_neg")
