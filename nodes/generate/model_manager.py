@@ -196,19 +196,25 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
     denoiser layers for sampling, or with `text` their text-encoder layers (encode.text) and nothing else."""
     import hashlib
     loaded = set(getattr(pipe, "_kinograph_loras", set()))
+    # A text encoder loaded on its own (load.text_encoder): a pipeline without a denoiser.
+    alone = getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None
     strengths: Dict[str, float] = {}
     for path, strength in loras:
         # A file retrained and saved under the same name is another adapter.
-        stat = Path(path).stat()
+        try:
+            stat = Path(path).stat()
+        except OSError as exc:
+            raise NodeError(f"the LoRA {path} cannot be read any more ({exc.strerror}); put it back or pick "
+                            "another in lora.image") from None
         name = "k" + hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
         if name in getattr(pipe, "_kinograph_no_loras", ()):
             continue
         if name not in loaded:
             modules = kohya_modules(pipe)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None))
-            if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
-                # A text encoder loaded on its own (load.text_encoder): only the LoRA's text-encoder layers, if
-                # any; diffusers stopped at the missing unet with an AttributeError.
+            if alone:
+                # Only the LoRA's text-encoder layers, if any; diffusers stopped at the missing unet with an
+                # AttributeError.
                 state = {k: v for k, v in state.items() if k.startswith(("lora_te", "text_encoder."))}
                 if not state:
                     pipe._kinograph_no_loras = set(getattr(pipe, "_kinograph_no_loras", ())) | {name}
@@ -219,7 +225,7 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
                 # device and the first step failed with "Tensor on device meta is not on the expected device cpu".
                 # The plain load makes them zeros.
                 biased = any(k.endswith((".diff_b", "lora_B.bias", "lora_up.bias")) for k in state)
-                if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
+                if alone:
                     converted, alphas = pipe.lora_state_dict(state)
                     pipe.load_lora_into_text_encoder(converted, network_alphas=alphas, text_encoder=pipe.text_encoder,
                                                      adapter_name=name, _pipeline=pipe)
