@@ -8,6 +8,7 @@ NODE_MODULES = [
     "nodes.color.nodes",
     "nodes.consistency.noise_nodes",
     "nodes.consistency.sampling_nodes",
+    "nodes.depth.nodes",
     "nodes.generate.hunyuan_nodes",
     "nodes.generate.nodes",
     "nodes.generate.split_nodes",

@@ -22,11 +22,12 @@ from typing import Dict, List, Optional
 from graph_engine import NodeError
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
-         "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings")
+         "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other).
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
-           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",)}
+           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
+           "depth": ("depthanything",)}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
@@ -191,7 +192,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
-             "embeddings": "a prompt's embedding:NAME"}
+             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate"}
 
 
 def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), what: str = "") -> NodeError:
@@ -214,6 +215,16 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
         lines.append(f"Close names there: {', '.join(close)}")
     lines += [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}" for k, f in elsewhere]
     return NodeError("\n".join(lines))
+
+
+def as_given(path: str, workflow_dir) -> str:
+    """The engine makes a path param absolute from the workflow's folder, so a file beside the workflow is read
+    (a relative path was looked up in the model folders only, and not found); a name that is not there is
+    looked up in the model folders as written."""
+    if not path or os.path.exists(path) or not workflow_dir:
+        return path
+    rel = os.path.relpath(path, workflow_dir)
+    return path if rel.startswith("..") else rel
 
 
 def locator(*kinds: str):

@@ -3,7 +3,7 @@ from typing import Optional
 
 from graph_engine import Param, node
 from graph_engine.types import VIDEO
-from nodes.common.models_dirs import locator
+from nodes.common.models_dirs import as_given, locator
 
 # The smallest tile worth running a network on; running out of memory halves the tile down to this.
 MIN_TILE = 32
@@ -67,16 +67,5 @@ def model(ctx, video: VIDEO,
     from nodes.upscale.model_sr import model_clip
     if tile and overlap > tile // 4:
         ctx.log(f"overlap {overlap} is more than a quarter of the {tile}-pixel tile: {tile // 4} is used")
-    return model_clip(video, _as_given(model, ctx.workflow_dir), tile=tile, overlap=overlap, device=ctx.device,
+    return model_clip(video, as_given(model, ctx.workflow_dir), tile=tile, overlap=overlap, device=ctx.device,
                       ctx=ctx)
-
-
-def _as_given(path: str, workflow_dir) -> str:
-    """The engine makes a path param absolute from the workflow's folder, so a file beside the workflow is read
-    (a relative path was looked up in the model folders only, and not found); a name that is not there is
-    looked up in the model folders as written."""
-    import os
-    if not path or os.path.exists(path) or not workflow_dir:
-        return path
-    rel = os.path.relpath(path, workflow_dir)
-    return path if rel.startswith("..") else rel

@@ -1,0 +1,97 @@
+"""Depth maps from a depth-estimation model the user keeps locally: a Hugging Face folder (config.json, the
+weights, preprocessor_config.json) of any model transformers' AutoModelForDepthEstimation reads: Depth Anything
+V1/V2, DPT / MiDaS 3.x, ZoeDepth, Depth Pro, GLPN. transformers is used as it is, preprocessing included: each
+model's own resize rule (Depth Anything: the short side to 518, a multiple of 14) and normalisation are what it
+was trained with, and re-deriving them per family is where depth tools go subtly wrong."""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from graph_engine import NodeError
+
+# Model types whose predicted_depth is a distance (far = larger); the others give relative inverse depth
+# (disparity: near = larger), the picture ControlNet depth models were trained on.
+METRIC_TYPES = ("zoedepth", "glpn", "depth_pro")
+HF_FOLDER = ("a Hugging Face depth-estimation folder (config.json, model.safetensors, preprocessor_config.json), "
+             "e.g. depth-anything/Depth-Anything-V2-Small-hf")
+
+
+class Estimator:
+    def __init__(self, model, processor, metric: bool, device: str):
+        self.model, self.processor, self.metric, self.device = model, processor, metric, device
+
+    def disparity(self, frame: np.ndarray) -> np.ndarray:
+        """float32 HxW for one uint8 RGB frame, larger = nearer (a metric model's distances inverted)."""
+        import torch
+        import torch.nn.functional as F
+        inputs = self.processor(images=frame, return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
+        with torch.inference_mode():
+            pred = self.model(pixel_values=pixels).predicted_depth
+        pred = F.interpolate(pred.float()[:, None], size=frame.shape[:2], mode="bicubic", align_corners=False)[0, 0]
+        d = pred.cpu().numpy()
+        if self.metric:
+            d = 1.0 / np.maximum(d, 1e-6)
+        return d
+
+
+def depth_picture(disparity: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 grey: the frame's disparity spread over 0..255 (near white), as ControlNet's depth
+    preprocessors make it. The models' output is relative (its scale and offset differ from frame to frame), so
+    each frame is spread by its own range; a flat one is mid-grey."""
+    lo, hi = float(disparity.min()), float(disparity.max())
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-12:
+        grey = np.full(disparity.shape, 128, np.uint8)
+    else:
+        grey = np.clip(np.rint((disparity - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path: str, stamp: tuple, device: str) -> Estimator:
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+    folder = Path(path)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise NodeError(f"{folder / 'config.json'} cannot be read ({e}); {folder} should be {HF_FOLDER}") from None
+    if not (folder / "preprocessor_config.json").is_file():
+        raise NodeError(f"{folder} has no preprocessor_config.json, which says how the model wants its pictures "
+                        f"sized and normalised; copy it from the model's Hugging Face page into the folder")
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(str(folder), local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise NodeError(f"{folder} is not a depth-estimation model transformers can load "
+                        f"({type(e).__name__}: {str(e)[:200]}); it should be {HF_FOLDER}") from None
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    model = model.to(device, dtype).eval()
+    metric = config.get("model_type") in METRIC_TYPES or config.get("depth_estimation_type") == "metric"
+    return Estimator(model, processor, metric, device)
+
+
+def load_estimator(name: str, device: str = "cpu") -> Estimator:
+    from nodes.common.models_dirs import find_model
+    path = find_model(name, "depth")
+    if path.is_file():
+        # ComfyUI's depth nodes keep Depth Anything as its authors' checkpoint (depth_anything_v2_vits.pth,
+        # .safetensors in models/depthanything): a different layout, without the preprocessing settings.
+        raise NodeError(f"{path} is a single weight file; depth.estimate reads {HF_FOLDER}. Put that folder in "
+                        f"a 'depth' model folder and give its name")
+    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
+    if not weights:
+        raise NodeError(f"{path} holds no weights (model.safetensors); it should be {HF_FOLDER}")
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in weights)
+    return _load(str(path), stamp, device)
+
+
+def depth_clip(video, model: str, device: str = "cpu", ctx=None):
+    """A lazy Clip of video's depth pictures (depth_picture)."""
+    from nodes.common.stream import map_indexed
+    estimator = load_estimator(model, device)
+    return map_indexed(ctx, video, lambda i, f: depth_picture(estimator.disparity(f)))

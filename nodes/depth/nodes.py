@@ -1,0 +1,18 @@
+"""Depth estimation node."""
+from graph_engine import Param, node
+from graph_engine.types import VIDEO
+from nodes.common.models_dirs import as_given, locator
+
+
+@node("depth.estimate", title="Estimate Depth", category="Conditioning", device="gpu", temporal_radius=0)
+def estimate(ctx, video: VIDEO,
+             model: str = Param("Depth-Anything-V2-Small-hf", kind="path", locate=locator("depth"),
+                                help="a depth-estimation model: a Hugging Face folder (config.json, "
+                                     "model.safetensors, preprocessor_config.json) in a 'depth' model folder, or "
+                                     "its path; Depth Anything V1/V2, DPT/MiDaS, ZoeDepth, Depth Pro")) -> VIDEO:
+    """A depth map of every frame: near is white, far black, each frame spread over the whole range, as
+    ControlNet's depth preprocessors make them. Feed it to control.apply (preprocessor none) for a depth
+    ControlNet, or to motion.apply_camera's depth (depth_type disparity) for parallax. The model is read from
+    your own folder; nothing is downloaded."""
+    from nodes.depth.estimate import depth_clip
+    return depth_clip(video, as_given(model, ctx.workflow_dir), device=ctx.device, ctx=ctx)

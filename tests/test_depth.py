@@ -1,0 +1,90 @@
+"""depth.estimate: depth maps from a local Hugging Face depth model (a tiny random-weight Depth Anything built by
+tests/tiny_models.py), checked against transformers' own depth-estimation pipeline, and the messages for the
+files users have that are not such a folder."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+WORKFLOW = """kinograph: 1
+nodes:
+  src: {type: generate.test_pattern, params: {frames: 3, width: 64, height: 48}}
+  depth: {type: depth.estimate, inputs: {video: src.video}, params: {model: MODEL}}
+"""
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from tiny_models import build_depth_anything
+    root = tmp_path_factory.mktemp("models")
+    build_depth_anything(root / "depth" / "Depth-Anything-tiny-hf")
+    return root
+
+
+def test_depth_maps_are_the_models_own_as_its_pipeline_gives_them(models, tmp_path, monkeypatch):
+    """Each frame's map is transformers' depth-estimation pipeline's prediction for it (its own preprocessing and
+    resizing back), spread over 0..255 near-white, frame by frame."""
+    from PIL import Image
+    from transformers import pipeline
+    from graph_engine.api import Session, load_workflow
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = tmp_path / "depth.yaml"
+    wf.write_text(WORKFLOW.replace("MODEL", "Depth-Anything-tiny-hf"))
+    res = Session(device="cpu").run(load_workflow(wf), use_cache=False, keep=["src", "depth"])
+    assert res.ok, res.failed
+    got, frames = res.outputs["depth"]["video"].to_array(), res.outputs["src"]["video"].to_array()
+    assert got.shape == (3, 48, 64, 3) and (got == got[..., :1]).all()
+    pipe = pipeline("depth-estimation", model=str(models / "depth" / "Depth-Anything-tiny-hf"), local_files_only=True)
+    for frame, mine in zip(frames, got):
+        pred = pipe(Image.fromarray(frame))["predicted_depth"].numpy()
+        want = (pred - pred.min()) / (pred.max() - pred.min()) * 255
+        assert np.abs(mine[..., 0] - want).max() <= 2.0
+        assert mine.min() == 0 and mine.max() == 255
+
+
+def test_a_metric_models_distances_are_turned_so_near_is_white():
+    """ZoeDepth, Depth Pro and metric Depth Anything give distances; the map is near-white like the others."""
+    import torch
+    from nodes.depth.estimate import Estimator, depth_picture
+
+    class Model(torch.nn.Module):
+        dtype = torch.float32
+
+        def forward(self, pixel_values):
+            rows = torch.linspace(1.0, 10.0, 8)[:, None].expand(8, 8)     # 1 m at the top, 10 m at the bottom
+            return type("Out", (), {"predicted_depth": rows[None]})
+
+    def processor(images, return_tensors):
+        return {"pixel_values": torch.zeros(1, 3, 8, 8)}
+    frame = np.zeros((8, 8, 3), np.uint8)
+    metric = depth_picture(Estimator(Model(), processor, True, "cpu").disparity(frame))[..., 0]
+    relative = depth_picture(Estimator(Model(), processor, False, "cpu").disparity(frame))[..., 0]
+    assert metric[0].min() == 255 and metric[-1].max() == 0          # near (1 m) white
+    assert relative[0].max() == 0 and relative[-1].min() == 255      # a disparity is taken as it is
+    assert (depth_picture(np.ones((4, 4), np.float32)) == 128).all()  # flat: mid-grey, not a division by 0
+
+
+def test_files_that_are_not_a_depth_folder_say_what_is_needed(models, tmp_path, monkeypatch):
+    import shutil
+    from graph_engine import NodeError
+    from nodes.depth.estimate import load_estimator
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    (tmp_path / "models" / "depthanything").mkdir(parents=True)
+    (tmp_path / "models" / "depthanything" / "depth_anything_v2_vits.safetensors").write_bytes(b"x" * 64)
+    with pytest.raises(NodeError, match="depth_anything_v2_vits.safetensors is a single weight file; depth.estimate "
+                                        "reads a Hugging Face depth-estimation folder"):
+        load_estimator("depth_anything_v2_vits.safetensors")
+    bare = tmp_path / "models" / "depth" / "bare"
+    shutil.copytree(models / "depth" / "Depth-Anything-tiny-hf", bare)
+    (bare / "preprocessor_config.json").unlink()
+    with pytest.raises(NodeError, match="has no preprocessor_config.json"):
+        load_estimator("bare")
+    (bare / "model.safetensors").unlink()
+    with pytest.raises(NodeError, match="holds no weights"):
+        load_estimator("bare")
+    with pytest.raises(NodeError, match=r"depth model 'Depth-Anything-V2-Small-hf' not found. Kinograph never downloads"):
+        load_estimator("Depth-Anything-V2-Small-hf")
