@@ -210,8 +210,30 @@ def test_3d_camera_moves_as_deforum_moves_its_camera(tmp_path):
     forward = path.c2w[10][:3, 2]
     assert math.degrees(math.atan2(forward[0], forward[2])) == pytest.approx(15.0)     # turned right
     text = r.report.text()
-    assert "use_depth_warping: Kinograph has no depth estimator" in text
+    assert "use_depth_warping, depth_algorithm: no depth model in the model folders: the picture moves as a flat " \
+        "plane" in text and "Put dpt-hybrid-midas (its Hugging Face folder) in a depth/ model folder" in text
     assert "padding_mode -> loop.border" in text and params(r, "loop")["border"] == "replicate"
+    assert "depth_model" not in params(r, "loop")
+
+
+def test_3d_depth_warping_takes_the_depth_model_the_model_folders_hold(tmp_path, monkeypatch):
+    """Deforum's use_depth_warping with its depth_algorithm's model where the user keeps it (Depth Anything V2 Small
+    standing in for a MiDaS the folders lack); the imported workflow validates and names it."""
+    from tiny_models import build_depth_anything
+    from app.cli import main
+    build_depth_anything(tmp_path / "models" / "depth" / "Depth-Anything-V2-Small-hf")
+    (tmp_path / "models" / "checkpoints").mkdir()
+    (tmp_path / "models" / "checkpoints" / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    src = settings_file(tmp_path, animation_mode="3D", depth_algorithm="Midas-3-Hybrid", translation_z="0:(5)")
+    r = imported(src)
+    assert params(r, "loop")["depth_model"] == "Depth-Anything-V2-Small-hf"
+    assert "use_depth_warping, depth_algorithm -> loop.depth_model: each frame lifted to 3-D by " \
+        "Depth-Anything-V2-Small-hf's depth before the camera moves it, spread 1 to 2.6 units as Deforum spreads " \
+        "MiDaS's (Midas-3-Hybrid is not in the model folders)" in r.report.text()
+    out = tmp_path / "shot.yaml"
+    main(["import", str(src), "-o", str(out)])
+    assert main(["validate", str(out)]) == 0
 
 
 def test_schedules_keep_deforums_meaning():

@@ -241,6 +241,7 @@ def sd(tmp_path_factory):
 class _Ctx:
     def __init__(self, folder=None):
         self.node_id, self.wants_previews, self.said, self.folder = "fb", False, [], folder
+        self.device = "cpu"
 
     def check(self):
         pass
@@ -439,3 +440,45 @@ def test_the_noise_multiplier_scales_the_noise_a_run_starts_from(sd):
     plain = run_sampling(sd["model"], sd["pos"], sd["neg"], latent, **kw).samples
     torch.testing.assert_close(scaled, given)
     assert (scaled - plain).abs().mean() > 1e-3
+
+
+def test_with_a_depth_model_near_things_move_more_than_far_ones(monkeypatch):
+    """Deforum's depth warping: the camera steps sideways, and the half of the picture its depth model calls near
+    (left) slides further than the far half (measured by phase correlation of each half against the picture)."""
+    import nodes.depth.estimate as depth
+    from nodes.generate.feedback import camera_step
+    from nodes.motion.camera import build_path
+    from nodes.motion.warp import CameraMover, picture_at
+
+    class Near:                     # left half near (disparity 1), right half far (0)
+        def disparity(self, frame):
+            d = np.zeros(frame.shape[:2], np.float32)
+            d[:, : frame.shape[1] // 2] = 1.0
+            return d
+    monkeypatch.setattr(depth, "load_estimator", lambda name, device="cpu": Near())
+    picture = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (64, 128, 3), dtype=np.uint8), (0, 0), 2)
+    cam = build_path(2, 128, 64, per_frame=True, translation_x="0.02")
+    mover = CameraMover(picture_at(cam, 1.0), 128, 64, "perspective", "compounding", "replicate")
+
+    def shift(moved, half):
+        cols = slice(8, 56) if half == 0 else slice(72, 120)
+        a, b = (np.float32(cv2.cvtColor(x[8:56, cols], cv2.COLOR_RGB2GRAY)) for x in (picture, moved))
+        return cv2.phaseCorrelate(a, b)[0][0]
+    deep = camera_step(mover, "tiny-depth", (1.0, 3.0), "cpu")(picture, 1)
+    flat = camera_step(mover, "", (1.0, 3.0), "cpu")(picture, 1)
+    near, far = abs(shift(deep, 0)), abs(shift(deep, 1))
+    assert near > 2 * far > 0.3                       # 3x the distance: a third of the shift
+    assert abs(shift(flat, 0) - shift(flat, 1)) < 0.2   # a plane moves as one
+    assert abs(abs(shift(flat, 0)) - near) < 0.2       # the plane is 1 away, as the near half
+
+
+def test_the_loop_runs_with_a_depth_model_from_the_model_folders(sd, sampled, tmp_path, monkeypatch):
+    from tiny_models import build_depth_anything
+    from nodes.motion.camera import build_path
+    build_depth_anything(tmp_path / "models" / "depth" / "tiny-da")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    photo = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    cam = build_path(3, 64, 64, per_frame=True, translation_z="0.05", translation_x="0.02")
+    deep = _clip(sd, cam, photo, denoise="0", depth_model="tiny-da").to_array()
+    flat = _clip(sd, cam, photo, denoise="0").to_array()
+    assert deep.shape == (3, 64, 64, 3) and np.abs(deep[2].astype(int) - flat[2]).mean() > 1

@@ -115,6 +115,11 @@ OPTIONAL = {
 }
 
 
+# Deforum's depth_algorithm -> the Hugging Face folders of that model (depth.estimate reads those).
+DEPTH_MODELS = {"midas-3-hybrid": ("dpt-hybrid-midas",), "midas-3.1-beitlarge": ("dpt-beit-large-512",),
+                "zoe": ("zoedepth-nyu-kitti",), "depth-anything-v2-small": ("Depth-Anything-V2-Small-hf",)}
+
+
 def _is_on(test, v) -> bool:
     try:
         return bool(test(v)) if test is not bool else v not in (False, None, "", 0, "false", "False", "None")
@@ -207,7 +212,8 @@ class Builder:
         return self.graph, self.report
 
     def _mode_note(self) -> str:
-        return {"3D": "no depth estimator: the picture moves as a plane (see use_depth_warping)",
+        return {"3D": "the picture moves by its estimated depth where a depth model is in the model folders, else "
+                      "as a plane (see use_depth_warping)",
                 "Interpolation": "", "None": "one still from the first prompt"}.get(self.mode, "")
 
     def size(self) -> None:
@@ -441,6 +447,8 @@ class Builder:
         p.update(self.noise_and_contrast())
         p.update(self.anti_blur())
         p.update(self.noise_multiplier())
+        if self.mode == "3D":
+            p.update(self.depth_warping())
         if _is_on(bool, self.get("color_force_grayscale", False)):
             p["grayscale"] = True
             self.entry("color_force_grayscale", EXACT, ["loop.grayscale"],
@@ -553,6 +561,27 @@ class Builder:
                        if param == "noise" else "the moved picture's values scaled before it is diffused")
         return out
 
+    def depth_warping(self) -> Dict[str, Any]:
+        """Deforum's use_depth_warping as the loop's depth_model: the model Deforum's depth_algorithm names, as its
+        Hugging Face folder, where the model folders hold it (Kinograph never downloads one); without it the
+        picture moves as a plane, and the report says what to add."""
+        if not _is_on(bool, self.get("use_depth_warping", True)):
+            return {}
+        from nodes.common.models_dirs import find_model
+        algorithm = str(self.get("depth_algorithm", "Midas-3-Hybrid") or "")
+        wanted = DEPTH_MODELS.get(algorithm.lower(), ()) + DEPTH_MODELS["depth-anything-v2-small"]
+        have = next((name for name in wanted if find_model(name, "depth", required=False) is not None), None)
+        if have is None:
+            self.entry("use_depth_warping, depth_algorithm", APPROX, [], f"no depth model in the model folders: the "
+                       f"picture moves as a flat plane, without parallax. Put {wanted[0]} (its Hugging Face folder) "
+                       f"in a depth/ model folder and set loop.depth_model to {wanted[0]} for Deforum's parallax")
+            return {}
+        self.entry("use_depth_warping, depth_algorithm", APPROX, ["loop.depth_model"],
+                   f"each frame lifted to 3-D by {have}'s depth before the camera moves it, spread 1 to 2.6 units "
+                   f"as Deforum spreads MiDaS's" + ("" if have in DEPTH_MODELS.get(algorithm.lower(), ()) else
+                                                   f" ({algorithm} is not in the model folders)"))
+        return {"depth_model": have}
+
     def noise_multiplier(self) -> Dict[str, Any]:
         """A1111's initial noise multiplier for img2img, which Deforum schedules (1.05 by default) when
         enable_noise_multiplier_scheduling is on."""
@@ -652,9 +681,6 @@ class Builder:
             self.entry("fov_schedule", EXACT if fov.constant is not None else APPROX, ["camera.fov"],
                        "vertical field of view made horizontal" +
                        ("" if fov.constant is not None else "; a changing one keeps its keyframes' values"))
-            if _is_on(bool, self.get("use_depth_warping", True)):
-                self.entry("use_depth_warping", UNMAPPED, [], "Kinograph has no depth estimator: the picture moves "
-                           "as a flat plane, without parallax (give motion.apply_camera a depth map for parallax)")
         else:
             for key in ("transform_center_x", "transform_center_y"):
                 c = self.schedule(key, "0: (0.5)")

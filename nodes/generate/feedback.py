@@ -318,6 +318,26 @@ def frame_diffuser(model, vae, positive, negative, plan: FrameSchedules, *, samp
     return diffuse
 
 
+def camera_step(mover, depth_model: str, depth_range, device: str) -> Callable[[Picture, int], Picture]:
+    """step(picture, k) for FeedbackLoop: the picture moved by camera step k, as a plane `distance` ahead, or with
+    a depth model (Deforum's use_depth_warping) lifted to 3-D by its own estimated depth, the estimator's disparity
+    spread between depth_range's near and far distances (in the camera path's units), so near things move more."""
+    if not depth_model:
+        return lambda img, k: mover.step(img, k)[0]
+    from nodes.depth.estimate import load_estimator
+    from nodes.motion.warp import depth_to_z
+    near, far = depth_range
+    if not 0 < near < far:
+        raise NodeError(f"generate.feedback: depth_near {near:g} and depth_far {far:g}: the near distance must be "
+                        f"above 0 and below the far one")
+    estimator = load_estimator(depth_model, device)
+
+    def step(img: Picture, k: int) -> Picture:
+        h, w = img.shape[:2]
+        return mover.step(img, k, depth_to_z(estimator.disparity(img), w, h, "disparity", near, far))[0]
+    return step
+
+
 def fitted_picture(image: Picture, width: int, height: int, log: Callable[[str], None]) -> Picture:
     """The start picture at the loop's size (Deforum resizes its init image to W x H): an init photo of another
     size was refused for not being a multiple of 8, or set a size the camera path was not made for."""
@@ -336,7 +356,7 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                   color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0, image_denoise=-1.0,
                   noise_type: str = "white", perlin=(8, 8, 4, 0.5),
                   sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False,
-                  noise_multiplier=1.0):
+                  noise_multiplier=1.0, depth_model: str = "", depth_range=(1.0, 2.6)):
     """generate.feedback's clip: camera.length frames of the loop, made as they are read."""
     from graph_engine import Clip
     from nodes.common.color import histogram_matcher
@@ -367,8 +387,8 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                              step_progress=lambda k, i, steps: progress.within(i / max(1, steps),
                                                                                f"frame {k}: step {i} of {steps}"))
     matcher = None if color_coherence == "none" else (lambda ref: histogram_matcher(ref, color_coherence))
-    loop = FeedbackLoop(n, cadence, lambda img, k: mover.step(img, k)[0], diffuse, KeyStore(ctx.partial_folder()),
-                        (height, width, 3), image, matcher, ctx.log)
+    loop = FeedbackLoop(n, cadence, camera_step(mover, depth_model, depth_range, ctx.device), diffuse,
+                        KeyStore(ctx.partial_folder()), (height, width, 3), image, matcher, ctx.log)
 
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, height, width, 3), np.uint8)

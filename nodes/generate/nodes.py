@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
-from nodes.common.models_dirs import locator
+from nodes.common.models_dirs import as_given, locator
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
@@ -339,6 +339,16 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
              noise_multiplier: float = Param(1.0, kind="schedule", help="per frame: the noise each img2img run "
                                                                         "starts from times this (A1111's noise "
                                                                         "multiplier, 1.05 in Deforum's settings)"),
+             depth_model: str = Param("", kind="path", locate=locator("depth"),
+                                      help="a depth-estimation model (as depth.estimate's): each frame is lifted "
+                                           "to 3-D by its estimated depth before the camera moves it, so near "
+                                           "things move more (Deforum's use_depth_warping); empty: a flat plane"),
+             depth_near: float = Param(1.0, min=1e-3, max=1e6, help="distance of the nearest thing the depth model "
+                                                                    "sees, in the camera path's units (the plane "
+                                                                    "without depth is 1 away)"),
+             # Deforum makes MiDaS's disparity d a depth (50 - d) / 19 in units of the picture's distance (which is 1
+             # without depth): 1 at d = 31, 2.6 at d = 0.
+             depth_far: float = Param(2.6, min=1e-3, max=1e6, help="distance of the farthest thing it sees"),
              grayscale: bool = Param(False, help="grey each moved frame before it is diffused, and each diffused "
                                                  "frame (Deforum's color_force_grayscale)"),
              image_denoise: float = Param(-1.0, min=-1.0, max=1.0,
@@ -362,7 +372,8 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                          noise_type=noise_type, perlin=(perlin_w, perlin_h, perlin_octaves, perlin_persistence),
                          sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
                          sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
-                         noise_multiplier=noise_multiplier)
+                         noise_multiplier=noise_multiplier, depth_model=as_given(depth_model, ctx.workflow_dir),
+                         depth_range=(depth_near, depth_far))
 
 
 def _noise_tensor(noise):
