@@ -573,3 +573,26 @@ def test_edits_are_autosaved_before_a_run_or_view_starts(make_window, tmp_path, 
     w.run() if how == "run" else w.view_node(n)
     (rec,) = recovery_dir().glob("*.yaml")
     assert "a lighthouse at dusk" in rec.read_text()
+
+
+def test_a_save_onto_a_full_disk_or_an_unplugged_drive_says_which(win, tmp_path, monkeypatch):
+    """QSaveFile said 'Unknown error' for a full disk and 'No such file or directory' for a folder gone
+    with its drive: the artist could not tell what to do."""
+    import shutil
+    from PySide6.QtCore import QSaveFile
+    said = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: said.append(text))
+    win.controller.add_node("video.reverse", (0, 0))
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    assert win._save_to(drive / "shot.yaml")
+    win.controller.add_node("video.resize", (0, 200))
+    shutil.rmtree(drive)
+    assert not win.save()
+    assert f"the folder {drive} is not there any more" in said[-1] and win.doc.modified
+    drive.mkdir()
+    monkeypatch.setattr(QSaveFile, "write", lambda self, data: -1)       # what ENOSPC does to the write
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 30, 1 << 30, 0))
+    assert not win.save()
+    assert f"the disk holding {drive} is full" in said[-1] and "Save As" in said[-1]
+    assert win.doc.modified

@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -30,13 +31,26 @@ def write_atomic(path: Path, data: bytes) -> None:
     """All of `data` under `path`, or the previous file untouched (QSaveFile renames on commit)."""
     f = QSaveFile(str(path))
     if not f.open(QSaveFile.WriteOnly):
-        raise OSError(f"cannot write {path}: {f.errorString()}")
+        raise OSError(f"cannot write {path}: {_why(f, path, data)}")
     if f.write(data) != len(data):
         f.cancelWriting()
         f.commit()
-        raise OSError(f"cannot write {path}: {f.errorString()}")
+        raise OSError(f"cannot write {path}: {_why(f, path, data)}")
     if not f.commit():
-        raise OSError(f"cannot save {path}: {f.errorString()}")
+        raise OSError(f"cannot save {path}: {_why(f, path, data)}")
+
+
+def _why(f: QSaveFile, path: Path, data: bytes) -> str:
+    """What stopped the write, in words: QSaveFile says 'Unknown error' for a full disk, and 'No such file
+    or directory' for a folder that is gone (a drive unplugged)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        return f"the folder {folder} is not there any more (a drive unplugged, or the folder moved or deleted)"
+    try:
+        full = shutil.disk_usage(folder).free < len(data) + (64 << 10)
+    except OSError:
+        full = False
+    return f"the disk holding {folder} is full" if full else f.errorString()
 
 
 class Document(QObject):
