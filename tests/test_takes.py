@@ -389,3 +389,35 @@ def test_an_output_named_takes_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(WorkflowError) as e:
         load_workflow(tmp_path / "wf.yaml")
     assert "output 'path' (out/takes) is named 'takes', the folder that keeps the earlier takes" in str(e.value)
+
+
+def test_a_frames_render_that_stopped_goes_on_from_where_it_stopped(tmp_path):
+    """Ctrl+C (or kill -9) at frame 3 of 6: the next run of the same workflow kept frames 0-2 as an earlier
+    take and computed every frame again. Now it goes on from frame 3; a node moved in the editor between
+    the runs changes nothing, another workflow renders all of them (the stopped one kept as a take)."""
+    from graph_engine import Clip
+    from graph_engine.errors import Cancelled
+    from nodes.io.images import write_frames
+    folder = tmp_path / "frames"
+    asked = []
+
+    def frames(stop_at, value):
+        def read(a, b):
+            asked.append(a)
+            if a >= stop_at:
+                raise Cancelled()
+            return np.full((b - a, 8, 8, 3), value + a, np.uint8)
+        return Clip(6, 8, 8, 8, read, chunk=1)
+    with pytest.raises(Cancelled):
+        write_frames(frames(3, 10), str(folder), WORKFLOW)
+    done = {n: (folder / n).read_bytes() for n in os.listdir(folder) if n.startswith("frame_")}
+    assert sorted(done) == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    asked.clear()
+    info = write_frames(frames(99, 10), str(folder), WORKFLOW + "ui:\n  pat: {pos: [40, 0]}\n")
+    assert asked == [3, 4, 5] and info["resumed_at"] == "frame_000003.png"
+    assert all((folder / n).read_bytes() == b for n, b in done.items())
+    assert len([n for n in os.listdir(folder) if n.startswith("frame_")]) == 6
+    assert not (tmp_path / "takes").exists()
+    asked.clear()
+    info = write_frames(frames(99, 50), str(folder), WORKFLOW.replace("frames: 4", "frames: 6"))
+    assert asked == [0, 1, 2, 3, 4, 5] and "resumed_at" not in info and info["earlier_take"]

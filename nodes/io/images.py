@@ -305,6 +305,12 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
                             f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
     output_folder(final)
     undo_killed(final)
+    done = _interrupted(final, clip, workflow_yaml, fmt, first) if ours else 0
+    if done:
+        # A render of this same workflow stopped part way (Ctrl+C, kill -9, a crash): its frames are this
+        # render's, and it goes on after them. They were kept as an earlier take and all computed again.
+        _fill(final, clip, workflow_yaml, progress, fmt, first, start=done)
+        return {"path": str(final), "frames": clip.length, "resumed_at": frame_name(first + done, fmt)}
     mine = [n for n in os.listdir(final) if _FRAME_FILE.fullmatch(n) or n == FRAMES_WORKFLOW]
     # The earlier render goes to takes/ first (hard links): the folder then holds this render alone,
     # and one that fails or is cancelled puts the earlier one back.
@@ -343,27 +349,65 @@ def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: 
         raise NodeError(_frame_failure(folder, i, frame.nbytes * 2, "exr", first)) from None
 
 
-def _blocks(clip: Clip, fmt: str):
+def _marker(clip: Clip, workflow_yaml: str) -> str:
+    from graph_engine.atomic import FRAMES_MARK
+    return (f"{FRAMES_MARK} {clip.length} frames, {clip.width}x{clip.height} at {clip.fps:g} fps\n"
+            + (workflow_yaml or "kinograph: 1\nnodes: {}\n"))
+
+
+def _without_layout(text: str):
+    """A workflow's text as what it computes: a node moved in the editor between the runs changes nothing."""
+    import yaml
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if isinstance(data, dict):
+        data.pop("ui", None)
+    return data
+
+
+def _interrupted(final: Path, clip: Clip, workflow_yaml: str, fmt: str, first: int) -> int:
+    """How many frames, from the first, a render of this same workflow that stopped part way left in `final`
+    (each frame file is whole: atomic_output); 0 when there is none to go on from: the folder holds another
+    workflow's render, a whole one, or the workflow is not known."""
+    from graph_engine.atomic import FRAMES_WORKFLOW
+    if not workflow_yaml:
+        return 0
+    try:
+        with open(final / FRAMES_WORKFLOW, encoding="utf-8") as f:
+            head, held = f.readline(), f.read()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    mark, _, ours = _marker(clip, workflow_yaml).partition("\n")
+    if head.rstrip("\n") != mark or _without_layout(held) != _without_layout(ours):
+        return 0
+    done = next((i for i in range(clip.length) if not os.path.isfile(final / frame_name(first + i, fmt))),
+                clip.length)
+    return done if done < clip.length else 0
+
+
+def _blocks(clip: Clip, fmt: str, start: int = 0):
     """(first frame, frames, their float pixels or None) chunk by chunk: an EXR render of a plate no node
     has changed is written from the pixels its files hold (Clip.linear), not through 8-bit sRGB, and its
     8-bit frames are not read at all."""
     if fmt != "exr" or clip.linear is None:
-        for a, block in clip.chunks():
+        for a, block in clip.chunks(start=start):
             yield a, block, None
         return
-    for a in range(0, clip.length, clip.chunk):
+    for a in range(start, clip.length, clip.chunk):
         floats = clip.linear(a, min(clip.length, a + clip.chunk))
         yield a, floats, floats
 
 
-def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png", first: int = 0) -> None:
+def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png", first: int = 0,
+          start: int = 0) -> None:
     import cv2
-    from graph_engine.atomic import FRAMES_MARK, FRAMES_WORKFLOW, atomic_output
+    from graph_engine.atomic import FRAMES_WORKFLOW, atomic_output
     # The marker goes first: a folder interrupted half way is still recognised as ours next time.
     with atomic_output(final / FRAMES_WORKFLOW, overwrite=True, record=False) as tmp:
-        tmp.write_text(f"{FRAMES_MARK} {clip.length} frames, {clip.width}x{clip.height} at {clip.fps:g} fps\n"
-                       + (workflow_yaml or "kinograph: 1\nnodes: {}\n"), encoding="utf-8")
-    for a, block, floats in _blocks(clip, fmt):
+        tmp.write_text(_marker(clip, workflow_yaml), encoding="utf-8")
+    for a, block, floats in _blocks(clip, fmt, start):
         for j, frame in enumerate(block):
             with atomic_output(final / frame_name(first + a + j, fmt), overwrite=True, record=False) as tmp:
                 if fmt == "exr":

@@ -85,6 +85,9 @@ def _wrote(ctx, info: dict) -> None:
     ctx.report(**info)
     if info.get("earlier_take"):
         ctx.log(settle(Path(info["path"]), Path(info["earlier_take"])))
+    if info.get("resumed_at"):
+        ctx.log(f"went on from {info['resumed_at']}: the frames before it are those a run of this same workflow "
+                f"wrote before it stopped (delete them to render them again)")
 
 
 def _video_name(path) -> Optional[str]:
@@ -154,7 +157,8 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
     beside the folder, which then holds this render alone; with `--replace` (or `keep_takes: 0` in
     config.yaml) they are replaced in place, and frames left from a longer earlier render stay (the
-    report counts them)."""
+    report counts them). A render of the same workflow that stopped part way (Ctrl+C, a crash) goes on
+    from its first missing frame."""
     from .images import write_frames
     if first < 0:
         first = video.number if video.number is not None and video.number >= 0 else 0
