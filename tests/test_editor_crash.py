@@ -122,3 +122,38 @@ def test_killing_the_editor_never_truncates_and_loses_at_most_one_interval(tmp_p
         lost = [t for n, t in edits.items() if n > kept]
         window = t_kill - min(lost) if lost else 0.0
         assert window <= INTERVAL + GRACE, f"trial {trial}: {window:.2f} s of edits lost (interval {INTERVAL} s)"
+
+
+SIGNALLED = r"""
+import os
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QTimer
+from app.editor.main import _app, autosave_on_termination
+from app.editor.window import MainWindow
+app = _app()
+w = MainWindow(autosave_ms=3_600_000)
+w.show()
+w.controller.add_node("video.reverse", (0, 0))
+autosave_on_termination(app)
+QTimer.singleShot(0, lambda: print("ready", flush=True))
+app.exec()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="needs SIGHUP")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_the_editor_ended_by_a_signal_autosaves_first(tmp_path, sig):
+    """Logging out (SIGTERM) or closing the terminal it was started from (SIGHUP) ended the editor at once,
+    losing the edits since the last autosave (up to 30 s); now they are autosaved, and offered next time."""
+    from app.editor.autosave import find_recoveries
+    script = tmp_path / "child.py"
+    script.write_text(SIGNALLED)
+    env = dict(os.environ, PYTHONPATH=str(REPO), KINOGRAPH_CONFIG_DIR=str(tmp_path / "config"))
+    child = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()
+    child.send_signal(getattr(signal, sig))
+    child.communicate(timeout=60)
+    assert child.returncode == -getattr(signal, sig)
+    (rec,) = find_recoveries(tmp_path / "config" / "recovery")
+    assert "video.reverse" in rec.text() and rec.path is None

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 
 def missing_system_libraries() -> List[str]:
@@ -107,7 +107,52 @@ def run_editor(workflow: Optional[str] = None, screenshot: Optional[str] = None)
     if report is not None:
         show_report(w, report, workflow)
     offer_recovery(w)
-    return app.exec()
+    restore = autosave_on_termination(app)
+    try:
+        return app.exec()
+    finally:
+        restore()
+
+
+def autosave_on_termination(app) -> Callable[[], None]:
+    """SIGTERM (logging out, a shutdown), SIGHUP (the terminal it was started from closed) and Ctrl+C there
+    ended the editor on the spot, with the edits since the last autosave (up to 30 s). Now every window's
+    unsaved edits are autosaved first, then the signal ends the process as before: the next start offers
+    them back. Python runs a signal handler only when it next has control, and inside Qt's event loop that
+    could be never: the wakeup fd, watched by the loop, gives it control at once. Returns what puts the
+    handlers before back."""
+    import signal
+    import socket
+    from PySide6.QtCore import QSocketNotifier
+    from .window import WINDOWS
+    if not hasattr(signal, "SIGHUP"):       # Windows: no such signals to catch
+        return lambda: None
+    ours, theirs = socket.socketpair()
+    for s in (ours, theirs):
+        s.setblocking(False)
+    wakeup = signal.set_wakeup_fd(theirs.fileno())
+    notifier = QSocketNotifier(ours.fileno(), QSocketNotifier.Read, app)
+    notifier.activated.connect(lambda *_: ours.recv(512))
+
+    def autosave_then_end(signum, _frame):
+        for w in list(WINDOWS):
+            if w.autosaver is not None:
+                w.commit_pending()
+                w.autosaver.tick()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    before = {sig: signal.signal(sig, autosave_then_end) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(wakeup)
+        notifier.setEnabled(False)
+        notifier.deleteLater()
+        ours.close()
+        theirs.close()
+    return restore
 
 
 def _settle(app, seconds: float) -> None:
