@@ -655,3 +655,18 @@ def test_16c_a_run_with_nothing_to_save_says_how_to_see_something(make_window, q
     assert w.runs.wait_idle(60) and job.state == "done"
     said = "nothing in this workflow saves or measures anything: add a Save Video"
     assert said in w.log.toPlainText() and w.statusBar().currentMessage().startswith("Nothing in this workflow")
+
+
+def test_14c_a_screenshot_never_replaces_a_picture_kinograph_did_not_write(tmp_path, capsys, monkeypatch):
+    """`--screenshot shot.png` wrote over whatever shot.png was (a render named by mistake, a photo)."""
+    from app.editor import main as editor_main
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"someone's photo")
+    assert editor_main.run_editor(None, screenshot=str(photo)) == 1
+    assert photo.read_bytes() == b"someone's photo"
+    assert "photo.png already exists and Kinograph did not write it" in capsys.readouterr().err
+    shot = tmp_path / "shot.png"
+    for _ in range(2):          # its own earlier screenshot is replaced
+        assert editor_main.run_editor(None, screenshot=str(shot)) == 0
+    assert shot.read_bytes().startswith(b"\x89PNG")

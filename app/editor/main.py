@@ -135,12 +135,14 @@ def autosave_on_termination(app) -> Callable[[], None]:
     notifier.activated.connect(lambda *_: ours.recv(512))
 
     def autosave_then_end(signum, _frame):
-        for w in list(WINDOWS):
-            if w.autosaver is not None:
-                w.commit_pending()
-                w.autosaver.tick()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        try:
+            for w in list(WINDOWS):
+                if w.autosaver is not None:
+                    w.commit_pending()
+                    w.autosaver.tick()
+        finally:        # whatever the autosave met, the signal still ends the editor
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     before = {sig: signal.signal(sig, autosave_then_end) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
 
@@ -193,12 +195,23 @@ def _screenshot(app, w, out: Path) -> int:
     if focus is not None:
         w.scene.select_nodes([focus])
     _settle(app, 0.7)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ok = w.grab().save(str(out))
+    from PySide6.QtCore import QBuffer, QByteArray
+    from graph_engine.atomic import write_bytes
+    from graph_engine.errors import NodeError
+    data = QByteArray()
+    buf = QBuffer(data)
+    buf.open(QBuffer.WriteOnly)
+    ok = w.grab().save(buf, "PNG")
     w.doc.undo.setClean()
     w.close()
-    if not ok:
-        print(f"kinograph: could not write {out}", file=sys.stderr)
+    try:
+        if not ok:
+            raise NodeError("the window could not be drawn as a PNG")
+        # As every writer: a picture it did not write (a render named by mistake, a photo) is never replaced.
+        write_bytes(out, bytes(data))
+    except NodeError as e:
+        print(f"kinograph: {str(e).replace(', or set `overwrite: true` on the node', ' or delete it')}",
+              file=sys.stderr)
         return 1
     print(f"wrote {out}")
     return 0
