@@ -596,3 +596,29 @@ def test_a_save_onto_a_full_disk_or_an_unplugged_drive_says_which(win, tmp_path,
     assert not win.save()
     assert f"the disk holding {drive} is full" in said[-1] and "Save As" in said[-1]
     assert win.doc.modified
+
+
+def test_the_recovery_question_says_when_the_file_changed_after_the_crashed_session(registry, tmp_path, qtbot,
+                                                                                     monkeypatch):
+    """The file saved again by another window after the autosave: the question offered the older edits as
+    if nothing had happened since."""
+    from app.editor.autosave import Autosaver
+    from app.editor.controller import Controller
+    from app.editor.document import Document
+    from app.editor.window import offer_recovery
+    path = tmp_path / "shot.yaml"
+    first = Document(registry=registry)
+    Controller(first).add_node("generate.test_pattern", (0, 0))
+    first.save(path)
+    crashed = Document.load(path, registry)
+    Controller(crashed).add_node("video.reverse", (300, 0))
+    saver = Autosaver(crashed, 60_000)
+    saver.save_now()
+    saver.timer.stop()
+    saver._lock.unlock()                # what the OS does to a crashed editor's lock
+    asked = answer(monkeypatch, QMessageBox.No, QMessageBox.No)
+    Controller(first).add_node("video.resize", (300, 200))
+    first.save(path)                    # another window saves the file after the crash
+    assert offer_recovery(None, registry) == []
+    (_, text), = asked
+    assert "shot.yaml has changed on disk since that session opened or saved it" in text

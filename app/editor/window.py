@@ -1099,6 +1099,22 @@ def clip_info(clip) -> str:
     return f"{clip.width}×{clip.height} · {clip.fps:g} fps · {clip.length} fr · {timecode(clip.length, clip.fps)}"
 
 
+def _saved_since(rec) -> str:
+    """A note for the recovery question when the workflow's file was written after the autosave (another
+    window, another editor): the autosave is then older than the file, and recovering it is a choice."""
+    from .document import _digest
+    if rec.path is None or rec.on_disk is None:
+        return ""
+    try:
+        if _digest(Path(rec.path).read_bytes()) == rec.on_disk:
+            return ""
+    except OSError:
+        return ""
+    return (f"\n\n{rec.path.name} has changed on disk since that session opened or saved it (another window, "
+            f"program or a git pull wrote it). Recovering opens the autosaved changes; the file keeps what it "
+            f"holds now, and Save asks before replacing it.")
+
+
 def offer_recovery(window: Optional[MainWindow] = None, registry=None,
                    ask: Optional[Callable] = None) -> List[MainWindow]:
     """Offer the crashed sessions' autosaves. A recovered workflow replaces `window`'s document
@@ -1114,7 +1130,8 @@ def offer_recovery(window: Optional[MainWindow] = None, registry=None,
         if ask is None:
             ans = QMessageBox.question(window, "Recover unsaved work?",
                                        f"Kinograph closed unexpectedly. Recover the changes to {what} "
-                                       f"autosaved at {when}?", QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+                                       f"autosaved at {when}?{_saved_since(rec)}",
+                                       QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
             yes = ans == QMessageBox.Yes
         else:
             yes = ask(rec)
