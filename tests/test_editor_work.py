@@ -622,3 +622,20 @@ def test_the_recovery_question_says_when_the_file_changed_after_the_crashed_sess
     assert offer_recovery(None, registry) == []
     (_, text), = asked
     assert "shot.yaml has changed on disk since that session opened or saved it" in text
+
+
+def test_quit_cancelled_in_one_window_keeps_the_edits_of_every_window(make_window, monkeypatch):
+    """Quit closed the windows one by one: Discard answered for the first closed it with its edits, and
+    Cancel in the second then stopped the quit with the first one's work already gone."""
+    from PySide6.QtWidgets import QApplication
+    first, second = make_window(), make_window()
+    for w in (first, second):
+        w.controller.add_node("video.reverse", (0, 0))
+    asked = answer(monkeypatch, QMessageBox.Discard, QMessageBox.Cancel)
+    first._quit()
+    assert len(asked) == 2 and first.isVisible() and second.isVisible()
+    assert first.doc.modified and [i.type for i in first.doc.graph.nodes.values()] == ["video.reverse"]
+    answer(monkeypatch, QMessageBox.Discard, QMessageBox.Discard)
+    first._quit()
+    QApplication.processEvents()
+    assert not first.isVisible() and not second.isVisible()

@@ -521,9 +521,15 @@ class MainWindow(QMainWindow):
         w.show()
 
     def _quit(self) -> None:
-        for w in list(WINDOWS):
-            if not w.close():
-                return
+        """Every window asks first, and only then do they close: closed one by one, a Discard answered in the
+        first window lost its edits even when Cancel in the second then called the quit off."""
+        windows = list(WINDOWS)
+        for w in windows:
+            if not w.confirm_cancel_runs() or not w.confirm_discard():
+                return          # nothing closed: the answers so far only saved what they were told to
+        for w in windows:
+            w.shutdown()        # asked above: close() then asks nothing more
+            w.close()
 
     def closeEvent(self, event):
         if self not in WINDOWS:
