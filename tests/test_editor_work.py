@@ -639,3 +639,24 @@ def test_quit_cancelled_in_one_window_keeps_the_edits_of_every_window(make_windo
     first._quit()
     QApplication.processEvents()
     assert not first.isVisible() and not second.isVisible()
+
+
+def test_a_prompt_being_typed_is_in_the_autosave(make_window, qtbot, monkeypatch):
+    """A prompt is applied when its field is left: one typed for minutes (while a render ran) was not in
+    the autosave, and a crash lost it whole. It is autosaved as typed, and the undo history is left as it was."""
+    from app.editor.autosave import find_recoveries, recover, recovery_dir
+    w = make_window(autosave_ms=3_600_000)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    n = w.controller.add_node("test.echo", (0, 0))
+    w.doc.undo.setClean()
+    steps = w.doc.undo.count()
+    type_prompt(w, qtbot, n, "a lighthouse at dusk")
+    w.autosaver.tick()
+    assert w.doc.undo.count() == steps and w.properties.editors["text"].pending()
+    (file,) = recovery_dir().glob("*.yaml")
+    w.autosaver._lock.unlock()          # what the OS does to a crashed editor's lock
+    (rec,) = find_recoveries()
+    assert recover(rec, w.doc.registry).graph.nodes[n].params["text"] == "a lighthouse at dusk"
+    answer(monkeypatch, QMessageBox.Discard)
+    assert w.close()

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
 
@@ -70,6 +70,10 @@ class Autosaver(QObject):
         self._file: Optional[Path] = None
         self._lock: Optional[QLockFile] = None
         self._failing = False
+        # What is typed into a field but not yet applied ((node, parameter, text) each): a prompt is applied
+        # when the field is left, and one typed for minutes while a render ran was not in the autosave.
+        self.typed: Callable[[], List[Tuple[str, str, str]]] = list
+        self._saved_typed: List[Tuple[str, str, str]] = []
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.tick)
@@ -87,7 +91,9 @@ class Autosaver(QObject):
         return f"untitled-{own}.yaml"
 
     def tick(self) -> None:
-        if self.doc.revision != self._saved_revision and self.doc.modified:
+        typed = self.typed()
+        if (self.doc.revision != self._saved_revision and self.doc.modified) or \
+                (typed and typed != self._saved_typed):
             try:
                 self.save_now()
             except OSError as e:
@@ -110,8 +116,14 @@ class Autosaver(QObject):
         meta = {"path": str(self.doc.path) if self.doc.path else None, "pid": os.getpid(), "saved": time.time(),
                 "on_disk": self.doc.on_disk, "unread": [[p.line, p.message] for p in self.doc.unread],
                 "origin": str(self.doc.origin) if self.doc.origin else None}
-        write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text()).encode("utf-8"))
-        self._saved_revision = self.doc.revision
+        typed, graph = self.typed(), None
+        if typed:
+            graph = self.doc.graph.copy()
+            for nid, name, text in typed:
+                if nid in graph.nodes:
+                    graph.nodes[nid].params[name] = text
+        write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text(graph=graph)).encode("utf-8"))
+        self._saved_revision, self._saved_typed = self.doc.revision, typed
         self.saved.emit(str(self._file))
         return self._file
 
@@ -130,7 +142,7 @@ class Autosaver(QObject):
         if self._lock is not None:
             self._lock.unlock()
         self._file, self._lock = None, None
-        self._saved_revision = self.doc.revision
+        self._saved_revision, self._saved_typed = self.doc.revision, []
 
     def _moved(self, _path) -> None:
         self.discard()

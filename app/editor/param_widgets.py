@@ -46,6 +46,10 @@ class ParamEditor(QWidget):
         """True while the field holds typing not yet applied (Ctrl+Z then undoes that typing)."""
         return False
 
+    def typed(self):
+        """The text typed but not yet applied, for the autosave (None: nothing, or not text)."""
+        return None
+
 
 class IntBox(QAbstractSpinBox):
     """A spin box for whole numbers of any size. QSpinBox holds 32 bits, and a seed does not:
@@ -267,6 +271,9 @@ class LineEditor(ParamEditor):
     def pending(self) -> bool:
         return self.edit.isModified()
 
+    def typed(self):
+        return self.edit.text() if self.pending() else None
+
     def set_value(self, v) -> None:
         if self.edit.text() != ("" if v is None else str(v)):
             self.edit.setText("" if v is None else str(v))
@@ -336,6 +343,9 @@ class TextEditor(ParamEditor):
 
     def pending(self) -> bool:
         return self.edit.toPlainText() != self._applied
+
+    def typed(self):
+        return self.edit.toPlainText() if self.pending() else None
 
     def set_value(self, v) -> None:
         text = "" if v is None else str(v)

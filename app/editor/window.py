@@ -275,6 +275,7 @@ class MainWindow(QMainWindow):
         self.library.expand_categories({s.category for s in map(doc.spec, doc.graph.nodes) if s is not None})
         self.autosaver = Autosaver(doc, self.autosave_ms or 30_000)
         self.autosaver.failed.connect(self._autosave_failed)
+        self.autosaver.typed = self._typed_text
         doc.modifiedChanged.connect(self._update_title)
         doc.pathChanged.connect(self._update_title)
         doc.changed.connect(self._model_changed)
@@ -778,6 +779,14 @@ class MainWindow(QMainWindow):
         for note in self.scene.notes.values():        # a sticky note still being typed
             if note.text_item.editing():
                 note.commit_text()
+
+    def _typed_text(self) -> List[tuple]:
+        """(node, parameter, text) of each field of the properties typed into and not yet applied."""
+        nid = self.properties.node_id
+        if nid is None:
+            return []
+        return [(nid, name, text) for name, ed in self.properties.editors.items()
+                if (text := getattr(ed, "typed", lambda: None)()) is not None]
 
     def _autosave_before_running(self) -> None:
         """A run or view loads models and drives the GPU inside this process; when that kills it (a driver
