@@ -660,3 +660,20 @@ def test_a_prompt_being_typed_is_in_the_autosave(make_window, qtbot, monkeypatch
     assert recover(rec, w.doc.registry).graph.nodes[n].params["text"] == "a lighthouse at dusk"
     answer(monkeypatch, QMessageBox.Discard)
     assert w.close()
+
+
+def test_typing_taken_back_leaves_no_autosave_to_offer(make_window, qtbot, monkeypatch):
+    from app.editor.autosave import recovery_dir
+    w = make_window(autosave_ms=3_600_000)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    n = w.controller.add_node("test.echo", (0, 0))
+    w.doc.undo.setClean()
+    type_prompt(w, qtbot, n, "a lighthouse")
+    w.autosaver.tick()
+    assert list(recovery_dir().glob("*.yaml"))
+    box = w.properties.editors["text"].edit
+    for _ in "a lighthouse":
+        qtbot.keyClick(box, Qt.Key_Backspace)
+    w.autosaver.tick()
+    assert not list(recovery_dir().glob("*.yaml")), "a crash now would offer typing that was taken back"

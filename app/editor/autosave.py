@@ -92,8 +92,11 @@ class Autosaver(QObject):
 
     def tick(self) -> None:
         typed = self.typed()
-        if (self.doc.revision != self._saved_revision and self.doc.modified) or \
-                (typed and typed != self._saved_typed):
+        if not self.doc.modified and not typed:
+            if self._file is not None:
+                self.discard()      # the typing autosaved was taken back: a crash has nothing to offer now
+            return
+        if self.doc.revision != self._saved_revision or typed != self._saved_typed:
             try:
                 self.save_now()
             except OSError as e:
