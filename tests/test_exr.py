@@ -275,3 +275,24 @@ def test_a_timecode_without_a_stated_rate_is_counted_at_24(tmp_path):
     write(tmp_path / "shot.1001.exr", patches(), timeCode=OpenEXR.TimeCode(1, 0, 0, 0, 0, *[0] * 13))
     clip = load_frames(str(tmp_path / "shot.####.exr"), 0.0)
     assert clip.fps == 24.0 and clip.timecode.label() == "01:00:00:00" and clip.number == 1001
+
+
+def test_save_image_keeps_a_blender_renders_alpha(tmp_path):
+    """A Blender RGBA render read with io.load_image lost its alpha on the way out (io.save_image wrote RGB
+    only), so a comp had nothing to put it over with. With the alpha connected, an EXR gets it as its A
+    channel beside the premultiplied colour."""
+    rgb = np.full((4, 8), 0.5, np.float32)
+    alpha = np.tile(np.array([0.0, 0.25, 0.5, 1.0] * 2, np.float32), (4, 1))
+    write(tmp_path / "render.exr", {"R": rgb * alpha, "G": rgb * alpha, "B": rgb * alpha, "A": alpha})
+    run_pattern(tmp_path, 1, "  load: {type: io.load_image, params: {path: render.exr}}\n"
+                             "  exr: {type: io.save_image, inputs: {image: load.image, alpha: load.alpha}, "
+                             "params: {path: out.exr}}\n")
+    with OpenEXR.File(str(tmp_path / "out.exr"), separate_channels=True) as f:
+        ch = {k: v.pixels.astype(np.float32) for k, v in f.channels().items()}
+    assert sorted(ch) == ["A", "B", "G", "R"] and np.array_equal(ch["A"], alpha)
+    assert np.allclose(ch["R"], rgb * alpha, atol=4e-3)             # premultiplied, to 8 bits
+    from nodes.io.images import write_png
+    with pytest.raises(NodeError, match="out.png: the alpha is written into EXR files"):
+        write_png(np.zeros((4, 8, 3), np.uint8), str(tmp_path / "out.png"), alpha=alpha)
+    with pytest.raises(NodeError, match="the alpha is 8x4 but the image 4x2"):
+        write_png(np.zeros((2, 4, 3), np.uint8), str(tmp_path / "small.exr"), alpha=alpha)

@@ -238,16 +238,20 @@ def _in_display_window(img, alpha, data, shown):
     return out, a_out
 
 
-def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None, linear=None) -> None:
+def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None, linear=None, alpha=None) -> None:
     """uint8 sRGB HxWx3 as a half-float linear-light EXR (ZIP compressed, as Nuke and Blender read it),
     carrying the workflow that made it and, for a frame of a plate, its timecode (graph_engine.Timecode),
     in the standard timeCode and framesPerSecond attributes Nuke shows and conforms by. linear: the
-    picture's own float pixels (HxWx3, or x4 with alpha: Clip.linear), written instead of img's."""
+    picture's own float pixels (HxWx3, or x4 with alpha: Clip.linear), written instead of img's. alpha:
+    float HxW, written as the A channel of img (laid over black: premultiplied, as EXR keeps colour)."""
     OpenEXR = _openexr()
     if linear is not None:
         lin = np.asarray(linear).astype(np.float16)
     else:
-        lin = srgb_to_linear(img.astype(np.float32) / 255.0).astype(np.float16)
+        lin = srgb_to_linear(img.astype(np.float32) / 255.0)
+        if alpha is not None:
+            lin = np.concatenate([lin, alpha[..., None]], -1)
+        lin = lin.astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     if workflow_yaml:
         header[KEY] = workflow_yaml

@@ -234,19 +234,34 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
     return Clip(len(files), fps, w, h, reader, number=first_number(listed), linear=linear, timecode=timecode)
 
 
-def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False) -> Optional[str]:
+def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False,
+              alpha: Optional[np.ndarray] = None) -> Optional[str]:
     """Write the picture (PNGs carry the workflow); returns where the render it replaced is kept
-    (graph_engine.takes), when it kept one."""
+    (graph_engine.takes), when it kept one. alpha: float HxW in [0, 1] of a picture laid over black,
+    written as an EXR's A channel beside it (the colour over black is the premultiplied colour Nuke and
+    Blender keep in an EXR).
+
+    Only EXR: taking the colour back off black for a straight-alpha PNG needs the light it was laid over
+    black in, and the readers differ there (an EXR's colour is premultiplied in linear light, a PNG's laid
+    over black in its sRGB code values), so half-covered edges of one or the other came out wrong."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
     from graph_engine.atomic import atomic_output
     final = Path(path)
+    if alpha is not None:
+        if final.suffix.lower() != ".exr":
+            raise NodeError(f"{final.name}: the alpha is written into EXR files (beside the premultiplied colour, "
+                            f"as Nuke and Blender keep it): name the image .exr, or leave the alpha unconnected")
+        if alpha.shape != img.shape[:2]:
+            raise NodeError(f"the alpha is {alpha.shape[1]}x{alpha.shape[0]} but the image {img.shape[1]}x"
+                            f"{img.shape[0]}: give the mask that belongs with this image (resize both alike)")
+        alpha = np.clip(np.nan_to_num(alpha.astype(np.float32)), 0.0, 1.0)
     kept: list = []
     try:
         with atomic_output(final, overwrite=overwrite, takes=kept) as tmp:
             if final.suffix.lower() == ".exr":
                 from .exr import write_exr
-                write_exr(img, tmp, workflow_yaml)
+                write_exr(img, tmp, workflow_yaml, alpha=alpha)
             elif final.suffix.lower() == ".png":
                 info = PngInfo()
                 if workflow_yaml:
