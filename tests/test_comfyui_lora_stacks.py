@@ -112,3 +112,27 @@ def test_chained_lora_loaders_keep_their_model_strengths():
     assert g.inputs["lora_loader_7"]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
     assert g.inputs["lora_loader_2"]["text_encoder"] == ("lora_loader_7", "text_encoder")
     assert g.inputs["clip_text_encode_3"]["text_encoder"] == ("lora_loader_2", "text_encoder")
+
+
+def test_comfyroll_lora_stack_applied_to_model_and_clip():
+    """Comfyroll's CR LoRA Stack (chained, one switched Off) and an efficiency LoRA Stacker through CR Apply LoRA
+    Stack: a lora.image per switched-on LoRA at its model and clip weights; both nodes were unmapped."""
+    api = copy.deepcopy(BASE)
+    api["7"] = {"class_type": "CR LoRA Stack", "inputs": {
+        "switch_1": "On", "lora_name_1": "a.safetensors", "model_weight_1": 0.7, "clip_weight_1": 0.5,
+        "switch_2": "Off", "lora_name_2": "off.safetensors", "model_weight_2": 1.0, "clip_weight_2": 1.0,
+        "switch_3": "On", "lora_name_3": "None", "model_weight_3": 1.0, "clip_weight_3": 1.0}}
+    api["8"] = {"class_type": "LoRA Stacker", "inputs": {
+        "input_mode": "simple", "lora_count": 1, "lora_name_1": "b.safetensors", "lora_wt_1": 0.4,
+        "model_str_1": 1.0, "clip_str_1": 1.0, "lora_stack": ["7", 0]}}
+    api["9"] = {"class_type": "CR LoRA Stack", "inputs": {
+        "switch_1": "On", "lora_name_1": "c.safetensors", "model_weight_1": -0.3, "clip_weight_1": 0.0,
+        "switch_2": "Off", "lora_name_2": "None", "model_weight_2": 1.0, "clip_weight_2": 1.0,
+        "switch_3": "Off", "lora_name_3": "None", "model_weight_3": 1.0, "clip_weight_3": 1.0,
+        "lora_stack": ["8", 0]}}
+    api["2"] = {"class_type": "CR Apply LoRA Stack", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                                "lora_stack": ["9", 0]}}
+    res = import_data(api)
+    assert _chain(res.graph, "k_sampler_6", "clip_text_encode_3") == [
+        ("a.safetensors", 0.7, 0.5), ("b.safetensors", 0.4, 0.4), ("c.safetensors", -0.3, 0.0)]
+    assert res.report.entries["2"].status == "exact" and not res.report.blocking

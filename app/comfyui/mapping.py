@@ -223,6 +223,12 @@ RULES: Dict[str, Rule] = {
     "LoRA Stacker": Rule(None, ("input_mode", "lora_count") + tuple(
         f"{k}_{i}" for i in range(1, 50) for k in ("lora_name", "lora_wt", "model_str", "clip_str")),
         special="lora_stacker"),
+    # Comfyroll's stack (three switched LoRAs) and the node that applies a LORA_STACK to a model and its CLIP
+    "CR LoRA Stack": Rule(None, tuple(f"{k}_{i}" for i in range(1, 4)
+                                      for k in ("switch", "lora_name", "model_weight", "clip_weight")),
+                          special="cr_lora_stack"),
+    "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
+                                ("model", "text_encoder"), special="apply_lora_stack"),
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
