@@ -33,7 +33,7 @@ def _chain(g, sampler, encoder=None):
 
 
 POWER = {"PowerLoraLoaderHeaderWidget": {"type": "PowerLoraLoaderHeaderWidget"},
-         "lora_1": {"on": True, "lora": "ink.safetensors", "strength": 0.8},
+         "lora_1": {"on": True, "lora": "ink.safetensors", "strength": 0.8, "strengthTwo": None},
          "lora_2": {"on": False, "lora": "off.safetensors", "strength": 1},
          "lora_3": {"on": True, "lora": "sub\\detail.safetensors", "strength": 0.5, "strengthTwo": 0.2},
          "➕ Add Lora": ""}

@@ -527,8 +527,10 @@ class Converter:
         dict widgets in the editor's, which flatten names the same way), each at its model strength."""
         entries = sorted(((int(k[5:]), v) for k, v in cn.inputs.items()
                           if re.fullmatch(r"lora_\d+", k) and isinstance(v, dict)), key=lambda kv: kv[0])
-        # strengthTwo (the text encoder's) is there when the node shows separate strengths; else both are `strength`
-        loras = [(v["lora"], v.get("strength", 1.0), v.get("strengthTwo", v.get("strength", 1.0)))
+        # strengthTwo (the text encoder's) is set when the node shows separate strengths (null or absent when it
+        # does not); else `strength` is both
+        loras = [(v["lora"], v.get("strength", 1.0),
+                  v["strengthTwo"] if v.get("strengthTwo") is not None else v.get("strength", 1.0))
                  for _, v in entries if v.get("on", True) and v.get("lora") not in (None, "", "None")]
         model, clip = self.resolve(cn.inputs.get("model")), self.resolve(cn.inputs.get("clip"))
         made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
