@@ -73,6 +73,10 @@ def test_a1111_pt_embedding_is_encoded_where_its_name_stands(sd, models):
     torch.testing.assert_close(got, _expected(sd, "a cat ~ ~ ~ , ugly", vec), rtol=1e-4, atol=1e-4)
     plain = _encode(h, "a cat EasyNegative, ugly")
     assert (got - plain).abs().max() > 1e-2
+    # Not opening a word, it is text in ComfyUI too (no file is looked up for it)
+    from nodes.generate.embeddings import has_embeddings
+    assert not has_embeddings("cat,embedding:EasyNegative") and not has_embeddings("myembedding:x")
+    assert has_embeddings("embedding:x") and has_embeddings("a\nembedding:x") and has_embeddings("[embedding:x]")
     # The same file again (the tokens are added once) and with its extension.
     torch.testing.assert_close(_encode(h, "a cat embedding:EasyNegative.pt, ugly"), got)
 

@@ -15,9 +15,9 @@ from typing import Callable
 
 from graph_engine import NodeError
 
-# A name runs to whitespace, a comma, a weight's colon or a bracket (ComfyUI splits its words at spaces and
-# then drops what follows a name that is not part of it).
-EMBEDDING = re.compile(r"embedding:([^\s,:()\[\]]+)")
+# As ComfyUI reads it: `embedding:` opening the prompt, a word (after a space or a line break) or a bracket
+# group; the name runs to whitespace, a comma, a weight's colon or a bracket. ("cat,embedding:x" is text there.)
+EMBEDDING = re.compile(r"(?<![^\s(\[])embedding:([^\s,:()\[\]]+)")
 
 
 def has_embeddings(prompt: str) -> bool:
