@@ -18,12 +18,15 @@ from .takes import TAKES
 from .workflow import Problem, Workflow
 
 
-def resolve_path(value: str, base: Path) -> str:
-    """A path param as the node sees it: `~` expanded, relative to the workflow's folder."""
+def resolve_path(value: str, base: Path, reads: bool = False) -> str:
+    """A path param as the node sees it: `~` expanded, relative to the workflow's folder, Windows' backslashes
+    as separators, and a name stored in another Unicode form (macOS) found as it is on disk; a file the node
+    `reads` also in other letter case, as Windows finds it (graph_engine.portable)."""
     if not value:
         return value
-    value = os.path.expanduser(value)
-    return value if os.path.isabs(value) else os.path.normpath(str(base / value))
+    from .portable import native, on_disk
+    value = native(os.path.expanduser(value), base)
+    return on_disk(value if os.path.isabs(value) else os.path.normpath(str(base / value)), fold_case=reads)
 
 
 def is_output_param(p) -> bool:

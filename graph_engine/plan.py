@@ -55,7 +55,7 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
         for name, ps in spec.params.items():
             if ps.kind == "path" and isinstance(p[name], str) and p[name]:
                 given = p[name]
-                p[name] = resolve_path(given, wf.base_dir)
+                p[name] = resolve_path(given, wf.base_dir, ps.reads)
                 if ps.reads:
                     files[name] = fingerprint(p[name])
                     # Not beside the workflow: the node looks the name up (a model folder), so the file it

@@ -56,6 +56,13 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
             value = str(value)
         elif not isinstance(value, str):
             return f"expects text, got {value!r}"
+    if spec_param.kind == "path" and spec_param.locate is None and isinstance(value, str):
+        # A drive path from a workflow written on Windows: joined to the workflow's folder, it was 'not
+        # found' there, or an output made a folder named `C:` beside the workflow.
+        from .portable import foreign_path
+        why = foreign_path(value, spec_param.reads)
+        if why:
+            return why
     if spec_param.kind == "color" and isinstance(value, str) and not _HEX_COLOR.match(value.strip()):
         # The editor's swatch drew 'red' red and the field took it; the node refused it only when the
         # run reached it, after everything upstream (a sampler) had run.
@@ -233,7 +240,7 @@ def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, A
     out = {name: coerce_param(p, params.get(name, p.default)) for name, p in spec.params.items()}
     for name, p in spec.params.items():
         if p.kind == "path" and isinstance(out[name], str) and out[name]:
-            out[name] = resolve_path(out[name], base_dir)
+            out[name] = resolve_path(out[name], base_dir, p.reads)
     return out
 
 
@@ -297,7 +304,7 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
     for nid, name, p, value in _named_files(wf, registry):
         if p.locate is None:
             continue
-        if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir)):
+        if p.kind == "path" and os.path.exists(resolve_path(value, wf.base_dir, True)):
             continue
         try:
             found = p.locate(value)
@@ -336,7 +343,7 @@ def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
     for nid, name, p, value in _named_files(wf, registry):
         if p.kind != "path" or not p.reads or p.locate is not None:
             continue
-        path = resolve_path(value, wf.base_dir)
+        path = resolve_path(value, wf.base_dir, True)
         # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
         if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
             continue

@@ -1,0 +1,77 @@
+"""Paths as Windows and macOS users write them, read on this computer.
+
+Workflows travel between systems: a Windows user writes `footage\\shot01.mp4` and `C:\\Users\\me\\clip.mp4`,
+macOS stores `café.png` with the accent as a separate character (NFD) where text typed anywhere else
+holds the composed one (NFC), and Windows finds `Shot01.MP4` when the file is `shot01.mp4`. On Linux
+each of those was 'not found' although the file was there (or, for a drive path, a folder named `C:`
+was made beside the workflow)."""
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+# C:\... or C:/... (a drive), \\server\share\... (a network share).
+_WINDOWS_ROOT = re.compile(r"^(?:([A-Za-z]:)[\\/]|(\\\\[^\\/]+[\\/][^\\/]+))")
+
+
+def windows_root(value: str) -> str:
+    """The drive (`C:`) or share (`\\\\server\\share`) a Windows absolute path starts with, when this computer
+    is not Windows (where such a path is simply absolute); '' otherwise."""
+    if os.name == "nt" or not isinstance(value, str):
+        return ""
+    m = _WINDOWS_ROOT.match(value.strip())
+    return (m.group(1) or m.group(2)) if m else ""
+
+
+def native(value: str, base: Path) -> str:
+    """`value` with Windows' backslashes as this system's separators (`footage\\shot01.mp4` is footage/shot01.mp4),
+    unless a file is named so literally (Linux allows a backslash in a name)."""
+    if os.sep == "\\" or "\\" not in value or os.path.lexists(os.path.join(str(base), value)):
+        return value
+    return value.replace("\\", "/")
+
+
+def _key(name: str, fold_case: bool) -> str:
+    name = unicodedata.normalize("NFC", name)
+    return name.casefold() if fold_case else name
+
+
+def on_disk(path: str, fold_case: bool = False) -> str:
+    """`path` with each part that is not there as written but is under another Unicode form (NFC/NFD),
+    or with `fold_case` in other letter case, replaced by the name on disk: a part matching several names
+    (Take.mp4 and take.mp4) is left as written. Parts after the first that is nowhere stay as written."""
+    if os.path.lexists(path) or (path.isascii() and not fold_case):
+        return path
+    parts = Path(path).parts
+    cur = Path(parts[0])
+    for i, part in enumerate(parts[1:], 1):
+        nxt = cur / part
+        if not os.path.lexists(nxt):
+            if part.isascii() and not fold_case:
+                return str(cur.joinpath(*parts[i:]))
+            want = _key(part, fold_case)
+            try:
+                names = [n for n in os.listdir(cur) if _key(n, fold_case) == want]
+            except OSError:
+                return str(cur.joinpath(*parts[i:]))
+            if len(names) != 1:
+                return str(cur.joinpath(*parts[i:]))
+            nxt = cur / names[0]
+        cur = nxt
+    return str(cur)
+
+
+def foreign_path(value: str, reads: bool) -> str:
+    """Why a path param cannot be used on this computer (a Windows drive or share path on Linux/macOS), or ''."""
+    root = windows_root(value)
+    if not root:
+        return ""
+    name = re.split(r"[\\/]", value.strip())[-1] or "NAME"
+    what = f"drive {root}" if root.endswith(":") else f"the network share {root}"
+    if reads:
+        return (f"{value!r} is a Windows path ({what}), which this computer cannot open: copy the file here and give "
+                f"its path, or one relative to the workflow's folder (footage/{name})")
+    return (f"{value!r} is a Windows path ({what}), which this computer cannot write to: give a folder here, or a "
+            f"path relative to the workflow's folder (out/{name})")

@@ -1,0 +1,81 @@
+"""Workflows written on Windows and macOS, opened here; what Kinograph writes, opened there."""
+import unicodedata
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from graph_engine.api import Session, load_workflow
+from graph_engine.errors import WorkflowError
+
+COPY = """kinograph: 1
+nodes:
+  load:
+    type: io.load_image
+    params: {{path: '{src}'}}
+  save:
+    type: io.save_image
+    inputs: {{image: load.image}}
+    params: {{path: '{dst}'}}
+"""
+
+
+def _picture(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[2:5, 3:6] = (200, 40, 10)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def _copy(tmp_path, src, dst, raw=None):
+    wf_file = tmp_path / "shot.yaml"
+    wf_file.write_bytes(raw if raw is not None else COPY.format(src=src, dst=dst).encode("utf-8"))
+    assert Session(use_disk=False).run(load_workflow(wf_file)).ok
+
+
+def test_backslash_paths_from_windows_are_folders(tmp_path):
+    """`footage\\\\shot01.png` read and `out\\\\shots\\\\take.png` written, in a CRLF file with a BOM (Notepad's)."""
+    pixels = _picture(tmp_path / "footage" / "shot01.png")
+    text = COPY.format(src="footage\\shot01.png", dst="out\\shots\\take.png").replace("\n", "\r\n")
+    _copy(tmp_path, None, None, raw=b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "shots" / "take.png")), pixels)
+    assert not any("\\" in p.name for p in tmp_path.rglob("*"))
+
+
+def test_macos_decomposed_name_found_from_composed_text(tmp_path):
+    """macOS stores é as e + combining accent (NFD); the workflow typed elsewhere holds é (NFC)."""
+    pixels = _picture(tmp_path / unicodedata.normalize("NFD", "café") / unicodedata.normalize("NFD", "crème.png"))
+    _copy(tmp_path, "café/crème.png", "café/out.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / unicodedata.normalize("NFD", "café") / "out.png")),
+                          pixels)
+    # The output went into the folder that is there, not into a second 'café' beside it.
+    assert len(list(tmp_path.glob("caf*"))) == 1
+
+
+def test_letter_case_a_windows_user_never_noticed(tmp_path):
+    pixels = _picture(tmp_path / "footage" / "shot01.png")
+    _copy(tmp_path, "Footage/Shot01.PNG", "out.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), pixels)
+
+
+@pytest.mark.parametrize("value,words", [
+    ("C:\\Users\\me\\ComfyUI\\input\\clip.png", "Windows path (drive C:), which this computer cannot open"),
+    ("\\\\nas\\footage\\clip.png", "Windows path (the network share \\\\nas\\footage)"),
+])
+def test_windows_drive_path_is_named_not_joined_to_the_folder(tmp_path, value, words):
+    wf_file = tmp_path / "shot.yaml"
+    wf_file.write_text(COPY.format(src=value, dst="out/x.png"), encoding="utf-8")
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(wf_file)
+    assert words in str(e.value) and "footage/clip.png" in str(e.value)
+
+
+def test_windows_drive_output_is_refused_before_a_folder_named_c_is_made(tmp_path):
+    _picture(tmp_path / "in.png")
+    wf_file = tmp_path / "shot.yaml"
+    wf_file.write_text(COPY.format(src="in.png", dst="D:\\renders\\take.png"), encoding="utf-8")
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(wf_file)
+    assert "cannot write to" in str(e.value) and "out/take.png" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "shot.yaml"]
