@@ -61,13 +61,14 @@ class Job:
 def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
     """Parse and check a sweep file against the workflow; every problem raises one WorkflowError."""
     import yaml
+    from graph_engine.workflow import decode_text
     path = Path(path)
     label = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.read_bytes(), label)   # a sweep written in Notepad or PowerShell, as a workflow
     except FileNotFoundError:
         raise WorkflowError([Problem(label, 0, None, "no such sweep file")])
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise WorkflowError([Problem(label, 0, None, f"cannot read the sweep file: {e}")])
     try:
         data, lines, dups = load_yaml_with_lines(text)

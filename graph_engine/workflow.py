@@ -335,13 +335,35 @@ def read_text(path: Path) -> str:
         if size > MAX_YAML_BYTES:
             raise WorkflowError([Problem(str(path), 1, None, f"the file is {size / 1e6:.1f} MB; a workflow file is "
                                                              f"at most {MAX_YAML_BYTES >> 20} MB")])
-        return path.read_text(encoding="utf-8")
+        return decode_text(path.read_bytes(), str(path))
     except FileNotFoundError:
         raise WorkflowError([Problem(str(path), 0, None, "no such file")])
-    except UnicodeDecodeError:
-        raise WorkflowError([Problem(str(path), 0, None, "not a text file (a workflow is UTF-8 YAML)")])
     except OSError as e:
         raise WorkflowError([Problem(str(path), 0, None, f"cannot read: {e.strerror}")])
+
+
+def decode_text(data: bytes, label: str) -> str:
+    """Workflow text from a file's bytes: UTF-8 (with or without the BOM Notepad writes), or UTF-16 with its BOM
+    (what Windows PowerShell's `>` and Out-File write). Text in a Windows code page (cp1252: Notepad's 'ANSI')
+    is refused with the line and how to save it as UTF-8: read as UTF-8 it was 'not a text file', and read as
+    cp1252 a prompt in any other code page would be changed without a word."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if b"\0" in data:
+            raise WorkflowError([Problem(label, 0, None, "not a text file (a workflow is UTF-8 YAML)")]) from None
+        line = data.count(b"\n", 0, e.start) + 1
+        start = data.rfind(b"\n", 0, e.start) + 1
+        end = data.find(b"\n", e.start)
+        shown = data[start:end if end >= 0 else len(data)].decode("cp1252", "replace").strip()
+        raise WorkflowError([Problem(label, line, None, f"not UTF-8 text (byte 0x{data[e.start]:02X} in {shown!r}): the "
+                                                        "file was saved in a Windows or Latin-1 encoding; save it "
+                                                        "again as UTF-8 (Notepad: Save As, Encoding UTF-8)")]) from None
 
 
 # -- saving ------------------------------------------------------------------------------------

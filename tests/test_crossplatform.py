@@ -79,3 +79,19 @@ def test_windows_drive_output_is_refused_before_a_folder_named_c_is_made(tmp_pat
         load_workflow(wf_file)
     assert "cannot write to" in str(e.value) and "out/take.png" in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "shot.yaml"]
+
+
+def test_powershell_utf16_workflow_reads(tmp_path):
+    """Windows PowerShell's `>` and Out-File write UTF-16 with a BOM; it was 'not a text file'."""
+    pixels = _picture(tmp_path / "in.png")
+    _copy(tmp_path, None, None, raw=COPY.format(src="in.png", dst="out.png").replace("\n", "\r\n").encode("utf-16"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), pixels)
+
+
+def test_windows_code_page_workflow_names_the_line_and_the_fix(tmp_path):
+    wf_file = tmp_path / "shot.yaml"
+    wf_file.write_bytes("kinograph: 1\r\nname: Plan séquence\r\nnodes: {}\r\n".encode("cp1252"))
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(wf_file)
+    assert str(e.value.problems[0]).startswith(f"{wf_file}:2: not UTF-8 text (byte 0xE9 in 'name: Plan séquence')")
+    assert "save it again as UTF-8" in str(e.value)
