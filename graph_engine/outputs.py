@@ -24,7 +24,10 @@ def resolve_path(value: str, base: Path, reads: bool = False) -> str:
     `reads` also in other letter case, as Windows finds it (graph_engine.portable)."""
     if not value:
         return value
-    from .portable import native, on_disk
+    from .portable import native, on_disk, windows_root
+    if windows_root(value):
+        # Not a place here (validate says so); a model name is looked up from it as written (models_dirs).
+        return value
     value = native(os.path.expanduser(value), base)
     return on_disk(value if os.path.isabs(value) else os.path.normpath(str(base / value)), fold_case=reads)
 

@@ -33,7 +33,8 @@ def native(value: str, base: Path) -> str:
     return value.replace("\\", "/")
 
 
-def _key(name: str, fold_case: bool) -> str:
+def name_key(name: str, fold_case: bool = True) -> str:
+    """A name as Windows (letter case) and macOS (Unicode form) compare it, with `fold_case`."""
     name = unicodedata.normalize("NFC", name)
     return name.casefold() if fold_case else name
 
@@ -51,9 +52,9 @@ def on_disk(path: str, fold_case: bool = False) -> str:
         if not os.path.lexists(nxt):
             if part.isascii() and not fold_case:
                 return str(cur.joinpath(*parts[i:]))
-            want = _key(part, fold_case)
+            want = name_key(part, fold_case)
             try:
-                names = [n for n in os.listdir(cur) if _key(n, fold_case) == want]
+                names = [n for n in os.listdir(cur) if name_key(n, fold_case) == want]
             except OSError:
                 return str(cur.joinpath(*parts[i:]))
             if len(names) != 1:

@@ -95,3 +95,32 @@ def test_windows_code_page_workflow_names_the_line_and_the_fix(tmp_path):
         load_workflow(wf_file)
     assert str(e.value.problems[0]).startswith(f"{wf_file}:2: not UTF-8 text (byte 0xE9 in 'name: Plan séquence')")
     assert "save it again as UTF-8" in str(e.value)
+
+
+@pytest.mark.parametrize("written", [
+    "Juggernaut.SafeTensors",                                           # Windows never minded the case
+    "sdxl\\JUGGERNAUT.safetensors",                                     # nor in a sub-folder
+    "C:\\ComfyUI\\models\\checkpoints\\SDXL\\juggernaut.safetensors",   # a full path on the Windows machine
+    "café",                                                             # NFC text, NFD name (macOS)
+])
+def test_model_names_as_windows_and_macos_write_them(tmp_path, monkeypatch, written):
+    from nodes.common.models_dirs import find_model
+    from nodes.generate.model_manager import resolve_model_path
+    name = "café.safetensors" if written == "café" else "juggernaut.safetensors"
+    weights = tmp_path / "checkpoints" / "SDXL" / unicodedata.normalize("NFD", name)
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    assert find_model(written, "checkpoints") == weights
+    assert resolve_model_path(written, "checkpoints", "model") == weights
+
+
+def test_missing_model_from_a_windows_path_says_what_was_looked_for(tmp_path, monkeypatch):
+    from graph_engine import NodeError
+    from nodes.common.models_dirs import find_model
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    with pytest.raises(NodeError) as e:
+        find_model("D:\\ComfyUI\\models\\loras\\styles\\ink.safetensors", "loras")
+    assert "is a path on a Windows computer: here the model is looked up by its name, styles/ink.safetensors" \
+        in str(e.value)
+    assert str(tmp_path / "loras") in str(e.value)

@@ -154,6 +154,7 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
     if not name:
         raise NodeError(f"no {kind} model given: name a file in a '{kind}' model folder, or give its path")
     given = Path(os.path.expandvars(name)).expanduser()
+    from graph_engine.portable import windows_root
     if given.is_absolute():
         if given.exists():
             return given
@@ -161,29 +162,57 @@ def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
             return None
         raise NodeError(f"model not found: {given} - check the path, or give just the file name and put the "
                         f"file into {_kind_dirs(kind)[0]}")
+    if windows_root(name):
+        # A Windows path (C:\ComfyUI\models\checkpoints\SDXL\x.safetensors) means nothing here: the file is
+        # looked up by the part below the kind's folder (SDXL\x.safetensors), else by its name.
+        return _found(find_model(_below_kind(name, kind), kind, required=False), name, kind, required)
     # ComfyUI workflows saved on Windows name files in sub-folders as `sub\x.safetensors`.
     rel = Path(*[p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]) if "\\" in name else given
     searched = _kind_dirs(kind)
     broken: List[Path] = []
-    for d in searched:
+    # As written first; then as Windows and macOS compare names (Model.SafeTensors is model.safetensors there,
+    # and an accent is one character or two), which a workflow made there relies on without knowing it.
+    for loose in (False, True):
+        found = _search(searched, name, rel, broken, loose)
+        if found is not None:
+            return found
+    if len(given.parts) > 1 and given.exists():
+        return given
+    return _found(None, name, kind, required, broken)
+
+
+def _found(path: Optional[Path], name: str, kind: str, required: bool, broken=()) -> Optional[Path]:
+    if path is not None or not required:
+        return path
+    raise not_found(name, kind, broken=broken)
+
+
+def _below_kind(name: str, kind: str) -> str:
+    """The part of a Windows model path below the kind's folder (or one of its other names), else its file name."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p]
+    names = {k.lower() for k in (kind,) + ALIASES.get(kind, ())}
+    cut = max((i for i, p in enumerate(parts[:-1]) if p.lower() in names), default=len(parts) - 2)
+    return "/".join(parts[cut + 1:])
+
+
+def _search(dirs: List[Path], name: str, rel: Path, broken: List[Path], loose: bool) -> Optional[Path]:
+    from graph_engine.portable import name_key, on_disk
+    key = name_key(name) if loose else name
+    for d in dirs:
         if not d.is_dir():
             continue
-        exact = d / rel
+        exact = Path(on_disk(str(d / rel), fold_case=True)) if loose else d / rel
         if exact.exists():
             return exact
         if len(rel.parts) > 1:
             continue
         for p in _walk(d):
-            if p.name == name or p.stem == name:
+            if key in ((name_key(p.name), name_key(p.stem)) if loose else (p.name, p.stem)):
                 if _is_model(p):
                     return p
-                if p.is_symlink() and not p.exists():
+                if p.is_symlink() and not p.exists() and not loose:
                     broken.append(p)
-    if len(given.parts) > 1 and given.exists():
-        return given
-    if not required:
-        return None
-    raise not_found(name, kind, broken=broken)
+    return None
 
 
 # Which node loads the files of a kind's folder (said when a name is found in another kind's folder).
@@ -209,6 +238,10 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
              f". Kinograph never downloads models: put the file into {searched[0]}, or add the folder that holds "
              "it to KINOGRAPH_MODELS or to model_dirs in config.yaml. Looked in:"]
     lines += [f"  {d}" for d in searched]
+    from graph_engine.portable import windows_root
+    if windows_root(name):
+        lines.append(f"{name} is a path on a Windows computer: here the model is looked up by its name, "
+                     f"{_below_kind(name, kind)}, in the folders above")
     lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
               for p in broken]
     if close:
