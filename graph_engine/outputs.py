@@ -56,7 +56,8 @@ def render_folder(graph, render: Path) -> Path:
         for v in inst.params.values():
             if not isinstance(v, str) or not v.strip() or v.strip().startswith("~") or os.path.isabs(v):
                 continue
-            rel = Path(os.path.normpath(v)).parts
+            # Written on Windows (out\\shot.mp4), it names the same place as out/shot.mp4.
+            rel = Path(os.path.normpath(v.replace("\\", "/") if os.sep == "/" else v)).parts
             if ".." not in rel and len(rel) < len(parts) and parts[-len(rel):] == rel:
                 return Path(*parts[:-len(rel)])
     return Path(render).parent

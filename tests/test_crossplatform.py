@@ -124,3 +124,15 @@ def test_missing_model_from_a_windows_path_says_what_was_looked_for(tmp_path, mo
     assert "is a path on a Windows computer: here the model is looked up by its name, styles/ink.safetensors" \
         in str(e.value)
     assert str(tmp_path / "loras") in str(e.value)
+
+
+def test_render_of_a_windows_workflow_reruns_where_it_was_made(tmp_path):
+    """Its output was 'out\\\\shots\\\\take.png': the re-run from the render looked for the footage in out/shots/ and
+    would have written out/shots/out/shots/take.png."""
+    _picture(tmp_path / "footage" / "in.png")
+    _copy(tmp_path, "footage\\in.png", "out\\shots\\take.png")
+    render = tmp_path / "out" / "shots" / "take.png"
+    wf = load_workflow(render)
+    assert wf.base_dir == tmp_path
+    assert Session(use_disk=False).run(wf).ok
+    assert not (render.parent / "out").exists()
