@@ -76,3 +76,19 @@ def foreign_path(value: str, reads: bool) -> str:
                 f"its path, or one relative to the workflow's folder (footage/{name})")
     return (f"{value!r} is a Windows path ({what}), which this computer cannot write to: give a folder here, or a "
             f"path relative to the workflow's folder (out/{name})")
+
+
+# Names Windows gives to devices, whatever follows a dot (NUL.mp4 is the device too).
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+_NOT_ON_WINDOWS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+def portable_name(name: str, limit: int = 120) -> str:
+    """One file or folder name that Windows, macOS and Linux all hold, for names Kinograph makes from what it
+    is given (a ComfyUI filename_prefix, a prompt): Windows' forbidden characters (: ? * < > | " \\ /) as _,
+    no trailing dot or space (Windows drops them: two names became one), a device name (CON, NUL.mp4) given
+    a leading _, and at most `limit` characters. '' stays ''."""
+    name = _NOT_ON_WINDOWS.sub("_", name)[:limit].rstrip(". ")
+    if name.split(".")[0].strip().upper() in _RESERVED:
+        name = "_" + name
+    return name

@@ -136,3 +136,29 @@ def test_render_of_a_windows_workflow_reruns_where_it_was_made(tmp_path):
     assert wf.base_dir == tmp_path
     assert Session(use_disk=False).run(wf).ok
     assert not (render.parent / "out").exists()
+
+
+def test_comfyui_windows_save_prefixes_become_names_every_system_holds(tmp_path):
+    """%date:...% kept made a folder '%date:yyyy-MM-dd%' (':' is refused on Windows), a drive prefix a folder
+    'C:', and CON a folder Windows cannot open."""
+    import json
+
+    from app.comfyui import import_workflow
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "sub\\ref.png", "upload": "image"}}}
+    prefixes = {"2": "shots\\%date:yyyy-MM-dd%\\take", "3": "C:\\Users\\me\\Videos\\final", "4": "CON",
+                "5": "ComfyUI_%KSampler.seed%", "6": "plain\\take."}
+    for nid, prefix in prefixes.items():
+        api[nid] = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}
+    (tmp_path / "w.json").write_text(json.dumps(api), encoding="utf-8")
+    result = import_workflow(tmp_path / "w.json")
+    paths = {n.params["path"] for n in result.graph.nodes.values() if n.type == "io.save_frames"}
+    assert paths == {"out/shots/take", "out/Users/me/Videos/final", "out/_CON", "out/ComfyUI", "out/plain/take"}
+    assert "left out %date:yyyy-MM-dd% (ComfyUI fills it in as it saves)" in result.report.text()
+    assert "left out the drive C:" in result.report.text()
+
+
+@pytest.mark.parametrize("name,portable", [("a:b?c*.mp4", "a_b_c_.mp4"), ("take. ", "take"), ("NUL.mp4", "_NUL.mp4"),
+                                           ("com1", "_com1"), ("console.mp4", "console.mp4"), ("x" * 300, "x" * 120)])
+def test_portable_name(name, portable):
+    from graph_engine.portable import portable_name
+    assert portable_name(name) == portable

@@ -767,7 +767,11 @@ class Converter:
         if fmt not in VHS_FORMATS:
             notes.append(f"format {fmt!r} is not in Kinograph; H.264 MP4 written")
         params["codec"] = codec
-        params["path"] = out_path(ext)(self.resolve(cn.inputs.get("filename_prefix")))
+        try:
+            params["path"] = out_path(ext)(self.resolve(cn.inputs.get("filename_prefix")))
+        except Approx as a:
+            params["path"] = a.value
+            notes.append(a.note)
         if isinstance(cn.inputs.get("audio"), Ref):
             notes.append("its audio input is not carried: the file keeps the sound the clip itself carries (from "
                          "io.load_video); to add other sound, mux it afterwards")

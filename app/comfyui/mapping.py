@@ -95,10 +95,26 @@ def weight_dtype(v):
 
 
 def out_path(ext: str):
-    """ComfyUI's filename_prefix (under its output folder) -> a path in the workflow's out/ folder."""
+    """ComfyUI's filename_prefix (under its output folder) -> a path in the workflow's out/ folder, with names
+    every system holds. ComfyUI fills %date:yyyy-MM-dd%, %width%, %Node.widget% in when it saves; kept, they
+    made a folder named '%date:yyyy-MM-dd%', whose ':' Windows refuses. A drive (C:) or network share goes:
+    ComfyUI itself writes only under its output folder (kept, it made a folder named 'C:')."""
     def conv(prefix):
-        parts = [p for p in str(prefix or "ComfyUI").replace("\\", "/").split("/") if p not in ("", ".", "..")]
-        return "out/" + "/".join(parts or ["ComfyUI"]) + ext
+        from graph_engine.portable import portable_name
+        text = str(prefix or "ComfyUI")
+        filled = re.findall(r"%[^%/\\]+%", text)
+        left = re.sub(r"%[^%/\\]+%", "", text)
+        drive = re.match(r"[A-Za-z]:|\\\\[^\\/]+[\\/][^\\/]+", left)
+        left = left[drive.end():] if drive else left
+        parts = [portable_name(p) for p in left.replace("\\", "/").split("/")]
+        parts = [p.strip("_- ") if filled else p for p in parts]
+        path = "out/" + "/".join([p for p in parts if p] or ["ComfyUI"]) + ext
+        dropped = [f"{w} (ComfyUI fills it in as it saves)" for w in filled]
+        dropped += [f"the drive {drive[0]} (ComfyUI writes only under its output folder)"] if drive else []
+        if dropped:
+            raise Approx(path, f"filename_prefix {text!r}: left out {' and '.join(dropped)}; Kinograph writes "
+                               f"{path}, keeping each earlier render as a take")
+        return path
     conv.__doc__ = f"out/<prefix>{ext}"
     return conv
 
