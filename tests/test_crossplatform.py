@@ -162,3 +162,20 @@ def test_comfyui_windows_save_prefixes_become_names_every_system_holds(tmp_path)
 def test_portable_name(name, portable):
     from graph_engine.portable import portable_name
     assert portable_name(name) == portable
+
+
+def test_extra_model_paths_from_a_windows_comfyui(tmp_path, monkeypatch):
+    """A ComfyUI folder copied from Windows: its extra_model_paths.yaml names `sub\\more_loras`; a section whose
+    base_path is a drive there names nothing here, and does not hide the rest."""
+    from nodes.common.models_dirs import find_model
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "loras").mkdir(parents=True)
+    lora = comfy / "extra" / "sub" / "more_loras" / "ink.safetensors"
+    lora.parent.mkdir(parents=True)
+    lora.write_bytes(b"weights")
+    (comfy / "extra_model_paths.yaml").write_text(
+        "mine:\r\n  base_path: extra\r\n  loras: |\r\n    sub\\more_loras\r\n"
+        "    D:\\AI\\loras\r\n"
+        "other:\r\n  base_path: D:\\AI\r\n  loras: models\\loras\r\n", encoding="utf-8")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
+    assert find_model("ink.safetensors", "loras") == lora

@@ -83,17 +83,29 @@ def extra_model_paths(path: Path) -> Dict[str, List[Path]]:
     for section in (data.values() if isinstance(data, dict) else ()):
         if not isinstance(section, dict):
             continue
-        base = Path(os.path.expandvars(str(section.get("base_path") or "."))).expanduser()
+        base = _yaml_path(str(section.get("base_path") or "."))
+        if base is None:        # C:\ComfyUI on the Windows machine the file came from: nothing here
+            continue
         base = base if base.is_absolute() else path.parent / base
         for key, value in section.items():
             kind = YAML_KINDS.get(key, key)
             if kind not in KINDS or not isinstance(value, str):
                 continue
             for line in value.splitlines():
-                if line.strip():
-                    p = Path(os.path.expandvars(line.strip())).expanduser()
+                p = _yaml_path(line) if line.strip() else None
+                if p is not None:
                     out.setdefault(kind, []).append(p if p.is_absolute() else base / p)
     return out
+
+
+def _yaml_path(text: str) -> Optional[Path]:
+    """A folder as an extra_model_paths.yaml names it; one written on Windows (models\\loras) with this system's
+    separators, and None for a Windows drive path, which names nothing on this computer."""
+    from graph_engine.portable import windows_root
+    text = os.path.expandvars(text.strip())
+    if windows_root(text):
+        return None
+    return Path(text.replace("\\", "/") if os.sep == "/" else text).expanduser()
 
 
 def _pack_dirs(kind: str) -> List[Path]:
