@@ -229,7 +229,9 @@ def expand(template: str, label: Optional[str], wf: Workflow, registry: Registry
         except (ValueError, TypeError) as e:
             raise ValueError(f"placeholder {m.group(0)}: format {spec!r} does not fit {value!r} ({e})")
         text = re.sub(r"[^\w.+\-]+", "_", text).strip("_.")
-        return text[:60] or "_"
+        # A prompt of 'nul' or 'Con' is a device on Windows, and a name cut after a dot loses it there.
+        from graph_engine.portable import portable_name
+        return portable_name(text, limit=60) or "_"
 
     return PLACEHOLDER.sub(fill, template)
 

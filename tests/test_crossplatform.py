@@ -179,3 +179,13 @@ def test_extra_model_paths_from_a_windows_comfyui(tmp_path, monkeypatch):
         "other:\r\n  base_path: D:\\AI\r\n  loras: models\\loras\r\n", encoding="utf-8")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(comfy))
     assert find_model("ink.safetensors", "loras") == lora
+
+
+@pytest.mark.parametrize("prompt,name", [("nul", "out/_nul.mp4"), ("Con", "out/_Con.mp4"),
+                                         ("x" * 59 + ". y", "out/" + "x" * 59 + ".mp4")])
+def test_output_names_made_from_a_prompt_open_on_windows(prompt, name):
+    from app.sweep import expand
+    from graph_engine.registry import default_registry
+    wf = load_workflow(text="kinograph: 1\nnodes:\n  p:\n    type: encode.text\n    params: {text: ''}\n", check=False)
+    wf.graph.nodes["p"].params["text"] = prompt
+    assert expand("out/{p.text}.mp4", None, wf, default_registry()) == name
