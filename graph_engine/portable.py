@@ -92,3 +92,16 @@ def portable_name(name: str, limit: int = 120) -> str:
     if name.split(".")[0].strip().upper() in _RESERVED:
         name = "_" + name
     return name
+
+
+# What YAML makes of a Windows path in double quotes: "out\new\take.mp4" is out, a new line, ew, a tab, ake.mp4.
+QUOTED_BACKSLASH = ("in double quotes YAML reads a backslash as the start of an escape (\\n, \\t, \\U): write the "
+                    "path in single quotes ('footage\\shot01.mp4') or with / (footage/shot01.mp4)")
+
+
+def control_characters(value: str) -> str:
+    """Why a path holding a tab, new line or other control character is refused (a Windows path in double
+    quotes, read as escapes), or ''."""
+    if not isinstance(value, str) or not any(ord(c) < 32 for c in value):
+        return ""
+    return f"{value!r} holds control characters no file name should: {QUOTED_BACKSLASH}"

@@ -59,8 +59,8 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
     if spec_param.kind == "path" and spec_param.locate is None and isinstance(value, str):
         # A drive path from a workflow written on Windows: joined to the workflow's folder, it was 'not
         # found' there, or an output made a folder named `C:` beside the workflow.
-        from .portable import foreign_path
-        why = foreign_path(value, spec_param.reads)
+        from .portable import control_characters, foreign_path
+        why = foreign_path(value, spec_param.reads) or control_characters(value)
         if why:
             return why
     if spec_param.kind == "color" and isinstance(value, str) and not _HEX_COLOR.match(value.strip()):

@@ -208,6 +208,10 @@ def parse_workflow(text: str, path: Optional[Path] = None, registry=None) -> Tup
         line = mark.line + 1 if mark else 0
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         prefix = "" if getattr(e, "refused", False) else "not valid YAML: "
+        if "escape" in what or "hexdecimal" in what:
+            # "C:\Users\me" and "footage\shot01.mp4" in double quotes: a path written on Windows.
+            from .portable import QUOTED_BACKSLASH
+            what += f"; {QUOTED_BACKSLASH}"
         return Workflow(Graph(), path), [Problem(label, line, None, prefix + what)]
     wf = Workflow(Graph(), path, lines)
     problems: List[Problem] = [Problem(label, l, None, f"duplicate key {k!r} (the later one would win)", True)

@@ -189,3 +189,20 @@ def test_output_names_made_from_a_prompt_open_on_windows(prompt, name):
     wf = load_workflow(text="kinograph: 1\nnodes:\n  p:\n    type: encode.text\n    params: {text: ''}\n", check=False)
     wf.graph.nodes["p"].params["text"] = prompt
     assert expand("out/{p.text}.mp4", None, wf, default_registry()) == name
+
+
+@pytest.mark.parametrize("quoted,words", [
+    ('"footage\\shot01.mp4"', "not valid YAML: found unknown escape character; in double quotes YAML reads a"),
+    ('"C:\\Users\\me\\clip.png"', "in double quotes YAML reads a backslash as the start of an escape"),
+    # Valid YAML that names out, a new line, 'ew', a tab, 'ake.png': the file would be made under that name.
+    ('"out\\new\\take.png"', "'out\\new\\take.png' holds control characters no file name should: in double quotes"),
+])
+def test_windows_path_in_double_quotes_says_how_to_write_it(tmp_path, quoted, words):
+    _picture(tmp_path / "in.png")
+    wf_file = tmp_path / "shot.yaml"
+    wf_file.write_text(COPY.replace("'{dst}'", quoted).format(src="in.png"), encoding="utf-8")
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(wf_file)
+    assert words in str(e.value) and "single quotes ('footage\\shot01.mp4') or with / (footage/shot01.mp4)" \
+        in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "shot.yaml"]
