@@ -105,3 +105,26 @@ def control_characters(value: str) -> str:
     if not isinstance(value, str) or not any(ord(c) < 32 for c in value):
         return ""
     return f"{value!r} holds control characters no file name should: {QUOTED_BACKSLASH}"
+
+
+# Where macOS keeps users' files and other drives; on Linux such a path is from a Mac.
+_MAC_ROOTS = ("/Users/", "/Volumes/")
+
+
+def missing_hint(path: str) -> str:
+    """What to add where a file the workflow reads is not there: that the path is one on a Mac (/Users/..,
+    /Volumes/..) when this is Linux, else the name in its folder closest to it; '' when neither."""
+    import difflib
+    import sys
+    path = str(path)
+    mac_root = next((r for r in _MAC_ROOTS if path.startswith(r)), None)
+    if mac_root and sys.platform.startswith("linux") and not os.path.isdir(mac_root):
+        return (" (a path on a Mac: give the file's place on this computer, or a path relative to the workflow's "
+                "folder)")
+    folder, name = os.path.split(path)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -347,8 +347,8 @@ def missing_input_files(wf: Workflow, registry: Registry) -> List[Problem]:
         # A pattern (io.load_frames' shots/*.png, plates/shot.####.exr) is there when it matches a file.
         if os.path.exists(path) or (glob.has_magic(path) and glob.glob(path)) or sequence_files(path):
             continue
-        folder, base = os.path.split(path)
-        near = did_you_mean(base, os.listdir(folder)) if os.path.isdir(folder) else ""
+        from .portable import missing_hint
+        near = missing_hint(path)
         problems.append(wf.problem(f"{name}: {value!r} is not there ({path}){near}; relative paths are taken "
                                    "from the workflow file's folder", "nodes", nid, "params", name, node=nid))
     return problems

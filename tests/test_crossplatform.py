@@ -206,3 +206,20 @@ def test_windows_path_in_double_quotes_says_how_to_write_it(tmp_path, quoted, wo
     assert words in str(e.value) and "single quotes ('footage\\shot01.mp4') or with / (footage/shot01.mp4)" \
         in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "shot.yaml"]
+
+
+def test_missing_footage_says_a_mac_path_or_the_near_name(tmp_path):
+    from graph_engine import NodeError
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import missing_input_files
+    from nodes.io.images import read_image_alpha
+    from nodes.io.video_read import VideoSource
+    _picture(tmp_path / "shot_01.png")
+    with pytest.raises(NodeError, match=r"not found: /Volumes/Show/a\.mov \(a path on a Mac: give the file's place"):
+        VideoSource("/Volumes/Show/a.mov")
+    with pytest.raises(NodeError, match=r"shot_1\.png \(did you mean 'shot_01\.png'\?\)"):
+        read_image_alpha(str(tmp_path / "shot_1.png"))
+    wf_file = tmp_path / "shot.yaml"
+    wf_file.write_text(COPY.format(src="/Users/anna/Movies/clip.png", dst="out.png"), encoding="utf-8")
+    problems = missing_input_files(load_workflow(wf_file), default_registry())
+    assert "'/Users/anna/Movies/clip.png' is not there (/Users/anna/Movies/clip.png) (a path on a Mac" in str(problems[0])

@@ -29,8 +29,9 @@ def read_image_alpha(path: str) -> tuple:
     full-strength edges; over black the edges stay antialiased."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     if not os.path.isfile(path):
-        raise NodeError(f"image not found: {path} - check the path (relative paths are taken from the "
-                        f"workflow file's folder)")
+        from graph_engine.portable import missing_hint
+        raise NodeError(f"image not found: {path}{missing_hint(path)} - check the path (relative paths are taken "
+                        f"from the workflow file's folder)")
     if str(path).lower().endswith(".exr"):
         from .exr import read_exr
         return read_exr(path)

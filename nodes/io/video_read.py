@@ -50,8 +50,9 @@ class VideoSource:
             raise NodeError(f"{path} is a folder, not a video file: name a file in it (io.load_frames reads "
                             f"a folder of images)")
         if not Path(path).is_file():
-            raise NodeError(f"video file not found: {path} - check the path (relative paths are taken from "
-                            f"the workflow file's folder)")
+            from graph_engine.portable import missing_hint
+            raise NodeError(f"video file not found: {path}{missing_hint(path)} - check the path (relative paths are "
+                            f"taken from the workflow file's folder)")
         try:
             self._container = av.open(path)
         except (av.error.FFmpegError, OSError) as e:
