@@ -128,3 +128,17 @@ def missing_hint(path: str) -> str:
         return ""
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def text_of(raw: bytes) -> str:
+    """A text file's bytes as Windows editors save them: UTF-16 or UTF-32 with a byte-order mark ("Unicode" in
+    Notepad, what Windows PowerShell's `>` writes), else UTF-8 with or without one. Raises UnicodeDecodeError."""
+    import codecs
+    for bom, enc in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                     (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(enc)
+            except UnicodeDecodeError:
+                break
+    return raw.decode("utf-8-sig")

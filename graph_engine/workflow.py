@@ -347,17 +347,13 @@ def read_text(path: Path) -> str:
 
 
 def decode_text(data: bytes, label: str) -> str:
-    """Workflow text from a file's bytes: UTF-8 (with or without the BOM Notepad writes), or UTF-16 with its BOM
-    (what Windows PowerShell's `>` and Out-File write). Text in a Windows code page (cp1252: Notepad's 'ANSI')
+    """Workflow text from a file's bytes (graph_engine.portable.text_of: UTF-8, or UTF-16 with its BOM as Windows
+    PowerShell's `>` and Out-File write it). Text in a Windows code page (cp1252: Notepad's 'ANSI')
     is refused with the line and how to save it as UTF-8: read as UTF-8 it was 'not a text file', and read as
     cp1252 a prompt in any other code page would be changed without a word."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            pass
+    from .portable import text_of
     try:
-        return data.decode("utf-8-sig")
+        return text_of(data)
     except UnicodeDecodeError as e:
         if b"\0" in data:
             raise WorkflowError([Problem(label, 0, None, "not a text file (a workflow is UTF-8 YAML)")]) from None

@@ -66,16 +66,9 @@ def _parse_json(text: Any, where: str, path: str) -> Any:
 
 def _decode(raw: bytes, label: str) -> str:
     """UTF-8 (with or without a BOM), or UTF-16/32 with a BOM as Windows editors save "Unicode" text."""
-    import codecs
-    for bom, enc in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
-                     (codecs.BOM_UTF16_BE, "utf-16")):
-        if raw.startswith(bom):
-            try:
-                return raw.decode(enc)
-            except UnicodeDecodeError:
-                break
+    from graph_engine.portable import text_of
     try:
-        return raw.decode("utf-8-sig")
+        return text_of(raw)
     except UnicodeDecodeError as e:
         if b"\0" in raw[:8192]:
             raise ComfyImportError(f"{label}: not a text file; a ComfyUI workflow is JSON, or a PNG/WebP/MP4/WebM "
