@@ -223,3 +223,12 @@ def test_missing_footage_says_a_mac_path_or_the_near_name(tmp_path):
     wf_file.write_text(COPY.format(src="/Users/anna/Movies/clip.png", dst="out.png"), encoding="utf-8")
     problems = missing_input_files(load_workflow(wf_file), default_registry())
     assert "'/Users/anna/Movies/clip.png' is not there (/Users/anna/Movies/clip.png) (a path on a Mac" in str(problems[0])
+
+
+def test_frames_folder_from_a_mac_drive_skips_its_dot_underscore_files(tmp_path):
+    """macOS writes ._NAME (AppleDouble metadata) beside every file on exFAT drives and SMB shares."""
+    from nodes.io.images import load_frames
+    frames = [_picture(tmp_path / "plates" / f"frame_{i:04d}.png") for i in range(2)]
+    (tmp_path / "plates" / "._frame_0000.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" + bytes(64))
+    clip = load_frames(str(tmp_path / "plates"), 24.0)
+    assert clip.length == 2 and np.array_equal(clip.frame(0), frames[0])

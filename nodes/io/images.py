@@ -126,7 +126,10 @@ def list_frames(path: str) -> List[str]:
                             f"(or %04d, $F4) stands for a digit of the frame number, as in Nuke - check the name "
                             f"and the folder")
     elif os.path.isdir(path):
-        files = [os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS)]
+        # Hidden files are no frames: macOS leaves ._frame_0001.png beside each frame (its metadata) on drives
+        # and shares it writes to, and reading one stopped the load; a glob (shots/*.png) skips them too.
+        files = [os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS)
+                 and not f.startswith(".")]
     elif os.path.isfile(path) and not path.lower().endswith(IMAGE_EXTS):
         raise NodeError(f"{path} is one file, not a folder of images: io.load_video reads a video or an "
                         f"animated GIF/WebP, io.load_image a single picture")
