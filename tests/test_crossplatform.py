@@ -232,3 +232,13 @@ def test_frames_folder_from_a_mac_drive_skips_its_dot_underscore_files(tmp_path)
     (tmp_path / "plates" / "._frame_0000.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" + bytes(64))
     clip = load_frames(str(tmp_path / "plates"), 24.0)
     assert clip.length == 2 and np.array_equal(clip.frame(0), frames[0])
+
+
+def test_macos_metadata_files_in_a_model_folder_are_no_models(tmp_path, monkeypatch):
+    from nodes.common.models_dirs import list_models
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "juggernaut.safetensors").write_bytes(b"weights")
+    (folder / "._juggernaut.safetensors").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    assert list_models() == {"checkpoints": [folder / "juggernaut.safetensors"]}

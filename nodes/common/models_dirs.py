@@ -150,7 +150,9 @@ def _walk(root: Path) -> List[Path]:
 
 
 def _is_model(p: Path) -> bool:
-    return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES) or _is_model_folder(p)
+    # ._x.safetensors is macOS's metadata for x.safetensors on a drive or share it wrote to, not weights.
+    return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES and not p.name.startswith("._")) or \
+        _is_model_folder(p)
 
 
 def _is_model_folder(p: Path) -> bool:
