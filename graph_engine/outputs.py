@@ -101,7 +101,7 @@ def _inputs(wf: Workflow, registry) -> List[Tuple[str, str]]:
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)
             if p.kind == "path" and p.reads and isinstance(value, str) and value.strip():
-                path = resolve_path(value, wf.base_dir)
+                path = resolve_path(value, wf.base_dir, True)   # as the node will read it
                 # a pattern stands for its folder; a file whose own name has brackets ("shot [1].png") is that file
                 if glob.has_magic(path) and not os.path.exists(path):
                     path = os.path.dirname(path.split("*")[0].split("?")[0].split("[")[0]) or "."

@@ -242,3 +242,12 @@ def test_macos_metadata_files_in_a_model_folder_are_no_models(tmp_path, monkeypa
     (folder / "._juggernaut.safetensors").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
     assert list_models() == {"checkpoints": [folder / "juggernaut.safetensors"]}
+
+
+def test_output_over_an_input_named_in_other_case_is_refused(tmp_path):
+    """The input 'A.PNG' is read as a.png (as on Windows): writing a.png wrote over what the workflow reads."""
+    _picture(tmp_path / "in.png")
+    _copy(tmp_path, "in.png", "a.png")
+    (tmp_path / "shot.yaml").write_text(COPY.format(src="A.PNG", dst="a.png"), encoding="utf-8")
+    with pytest.raises(WorkflowError, match="would write over .*a.png, which this workflow reads"):
+        load_workflow(tmp_path / "shot.yaml")
