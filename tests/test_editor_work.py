@@ -677,3 +677,18 @@ def test_typing_taken_back_leaves_no_autosave_to_offer(make_window, qtbot, monke
         qtbot.keyClick(box, Qt.Key_Backspace)
     w.autosaver.tick()
     assert not list(recovery_dir().glob("*.yaml")), "a crash now would offer typing that was taken back"
+
+
+def test_a_sticky_note_being_typed_is_in_the_autosave(win, qtbot, monkeypatch):
+    from app.editor.autosave import find_recoveries, recover
+    nid = win.controller.add_note((0, 0), "Note")
+    win.doc.undo.setClean()
+    win.scene.notes[nid].start_editing()
+    qtbot.keyClicks(win.view.viewport(), "shot 12: keep the flare")
+    win.autosaver.tick()
+    win.autosaver._lock.unlock()        # what the OS does to a crashed editor's lock
+    (rec,) = find_recoveries()
+    assert recover(rec, win.doc.registry).graph.ui["_notes"][nid]["text"] == "shot 12: keep the flare"
+    assert win.doc.graph.ui["_notes"][nid]["text"] == "Note", "the autosave applied the typing to the workflow"
+    answer(monkeypatch, QMessageBox.Discard)
+    assert win.close()

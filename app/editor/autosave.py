@@ -70,8 +70,9 @@ class Autosaver(QObject):
         self._file: Optional[Path] = None
         self._lock: Optional[QLockFile] = None
         self._failing = False
-        # What is typed into a field but not yet applied ((node, parameter, text) each): a prompt is applied
-        # when the field is left, and one typed for minutes while a render ran was not in the autosave.
+        # What is typed into a field but not yet applied ((node, parameter, text) each; ("_notes", note, text)
+        # for a sticky note): a prompt is applied when the field is left, and one typed for minutes while a
+        # render ran was not in the autosave.
         self.typed: Callable[[], List[Tuple[str, str, str]]] = list
         self._saved_typed: List[Tuple[str, str, str]] = []
         self.timer = QTimer(self)
@@ -123,7 +124,10 @@ class Autosaver(QObject):
         if typed:
             graph = self.doc.graph.copy()
             for nid, name, text in typed:
-                if nid in graph.nodes:
+                note = (graph.ui.get("_notes") or {}).get(name) if nid == "_notes" else None
+                if isinstance(note, dict):
+                    note["text"] = text
+                elif nid in graph.nodes:
                     graph.nodes[nid].params[name] = text
         write_atomic(self._file, (HEADER + json.dumps(meta) + "\n" + self.doc.text(graph=graph)).encode("utf-8"))
         self._saved_revision, self._saved_typed = self.doc.revision, typed

@@ -781,12 +781,14 @@ class MainWindow(QMainWindow):
                 note.commit_text()
 
     def _typed_text(self) -> List[tuple]:
-        """(node, parameter, text) of each field of the properties typed into and not yet applied."""
+        """(node, parameter, text) of each field of the properties typed into and not yet applied, and
+        ("_notes", note, text) of a sticky note being typed."""
         nid = self.properties.node_id
-        if nid is None:
-            return []
-        return [(nid, name, text) for name, ed in self.properties.editors.items()
-                if (text := getattr(ed, "typed", lambda: None)()) is not None]
+        typed = [] if nid is None else [(nid, name, text) for name, ed in self.properties.editors.items()
+                                         if (text := getattr(ed, "typed", lambda: None)()) is not None]
+        notes = (self.doc.graph.ui.get("_notes") or {})
+        return typed + [("_notes", k, n.text_item.toPlainText()) for k, n in self.scene.notes.items()
+                        if n.text_item.editing() and n.text_item.toPlainText() != (notes.get(k) or {}).get("text")]
 
     def _autosave_before_running(self) -> None:
         """A run or view loads models and drives the GPU inside this process; when that kills it (a driver
