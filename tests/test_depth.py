@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 WORKFLOW = """kinograph: 1
 nodes:
   src: {type: generate.test_pattern, params: {frames: 3, width: 64, height: 48}}
-  depth: {type: depth.estimate, inputs: {video: src.video}, params: {model: MODEL}}
+  depth: {type: depth.estimate, inputs: {video: src.video}, params: {model: MODEL, spread: frame}}
 """
 
 
@@ -88,3 +88,25 @@ def test_files_that_are_not_a_depth_folder_say_what_is_needed(models, tmp_path, 
         load_estimator("bare")
     with pytest.raises(NodeError, match=r"depth model 'Depth-Anything-V2-Small-hf' not found. Kinograph never downloads"):
         load_estimator("Depth-Anything-V2-Small-hf")
+
+
+def test_one_range_for_the_clip_holds_the_levels_when_something_comes_into_the_shot(monkeypatch):
+    """A lamp (near) comes into the second frame: spread per frame, the wall behind it darkens from white to
+    mid-grey; spread over the clip, the wall keeps its level and the lamp is the white."""
+    import nodes.depth.estimate as depth
+    from graph_engine import Clip
+
+    class Red:                  # the model's disparity: the red channel, as given below
+        def disparity(self, frame):
+            return frame[..., 0].astype(np.float32) / 255
+    monkeypatch.setattr(depth, "load_estimator", lambda name, device="cpu": Red())
+    frames = np.zeros((2, 32, 32, 3), np.uint8)
+    frames[:, :, :16, 0], frames[:, :, 16:, 0] = 26, 128          # far half 0.1, the wall 0.5
+    frames[1, 8:16, 20:28, 0] = 230                               # the lamp at 0.9
+    clip = Clip.from_array(frames, 24.0)
+    per_frame = depth.depth_clip(clip, "any", spread="frame").to_array()[..., 0]
+    per_clip = depth.depth_clip(clip, "any", spread="clip").to_array()[..., 0]
+    wall = (slice(20, 32), slice(16, 20))
+    assert per_frame[0][wall].min() == 255 and per_frame[1][wall].max() < 135     # pumped
+    assert (per_clip[0][wall] == per_clip[1][wall]).all() and 120 < per_clip[0][20, 18] < 135
+    assert per_clip[1, 10, 22] == 255 and per_clip[0, 0, 0] == 0

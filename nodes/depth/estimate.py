@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -16,6 +18,9 @@ from graph_engine import NodeError
 # Model types whose predicted_depth is a distance (far = larger); the others give relative inverse depth
 # (disparity: near = larger), the picture ControlNet depth models were trained on.
 METRIC_TYPES = ("zoedepth", "glpn", "depth_pro")
+# The share of each frame's pixels (percent) left out at each end of the clip's range (clip_spread).
+TAIL = 0.1
+SPREADS = ("clip", "frame")
 HF_FOLDER = ("a Hugging Face depth-estimation folder (config.json, model.safetensors, preprocessor_config.json), "
              "e.g. depth-anything/Depth-Anything-V2-Small-hf")
 
@@ -39,16 +44,24 @@ class Estimator:
         return d
 
 
-def depth_picture(disparity: np.ndarray) -> np.ndarray:
-    """uint8 HxWx3 grey: the frame's disparity spread over 0..255 (near white), as ControlNet's depth
-    preprocessors make it. The models' output is relative (its scale and offset differ from frame to frame), so
-    each frame is spread by its own range; a flat one is mid-grey."""
-    lo, hi = float(disparity.min()), float(disparity.max())
+def depth_picture(disparity: np.ndarray, spread: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """uint8 HxWx3 grey: disparity spread over 0..255 (near white) by `spread` (farthest, nearest), clipped; without
+    one, by the frame's own range, as ControlNet's depth preprocessors make a picture's. A flat one is mid-grey."""
+    lo, hi = spread if spread is not None else (float(disparity.min()), float(disparity.max()))
     if not np.isfinite(lo) or not np.isfinite(hi) or hi - lo < 1e-12:
         grey = np.full(disparity.shape, 128, np.uint8)
     else:
         grey = np.clip(np.rint((disparity - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=2)
+
+
+def clip_spread(disparities) -> Optional[Tuple[float, float]]:
+    """One (farthest, nearest) range holding every frame's surfaces (TAIL of the pixels left out at each end of
+    each frame: a stray speck at the lens had darkened everything else), None for no frames."""
+    ranges = [np.percentile(d, [TAIL, 100.0 - TAIL]) for d in disparities]
+    if not ranges:
+        return None
+    return float(min(r[0] for r in ranges)), float(max(r[1] for r in ranges))
 
 
 @functools.lru_cache(maxsize=2)
@@ -90,8 +103,32 @@ def load_estimator(name: str, device: str = "cpu") -> Estimator:
     return _load(str(path), stamp, device)
 
 
-def depth_clip(video, model: str, device: str = "cpu", ctx=None):
-    """A lazy Clip of video's depth pictures (depth_picture)."""
-    from nodes.common.stream import map_indexed
+def depth_clip(video, model: str, device: str = "cpu", ctx=None, spread: str = "clip"):
+    """A lazy Clip of video's depth pictures. spread "frame": each frame by its own range (ControlNet's
+    preprocessors, made for single pictures: where a lamp comes into the shot the wall behind it darkens, and the
+    depth pumps); "clip": by one range for the whole clip, found by running the model over the clip once first."""
+    from nodes.common.stream import Progress, map_indexed
+    if spread not in SPREADS:
+        raise NodeError(f"depth.estimate: spread {spread!r}: use one of {', '.join(SPREADS)}")
     estimator = load_estimator(model, device)
-    return map_indexed(ctx, video, lambda i, f: depth_picture(estimator.disparity(f)))
+    if spread == "frame":
+        return map_indexed(ctx, video, lambda i, f: depth_picture(estimator.disparity(f)))
+    progress = Progress(ctx, 2 * video.length)
+    found: list = []
+    lock = threading.Lock()     # chunks may be read side by side: the clip is run over once
+
+    def clip_range():
+        with lock:
+            if found:
+                return found[0]
+            def each():
+                for _, block in video.chunks():
+                    for frame in block:
+                        if ctx is not None:
+                            ctx.check()
+                        yield estimator.disparity(frame)
+                        progress.add(1)
+            found.append(clip_spread(each()))
+            return found[0]
+    return map_indexed(ctx, video, lambda i, f: depth_picture(estimator.disparity(f), clip_range()),
+                       progress=progress)

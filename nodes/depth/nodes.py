@@ -9,10 +9,13 @@ def estimate(ctx, video: VIDEO,
              model: str = Param("Depth-Anything-V2-Small-hf", kind="path", locate=locator("depth"),
                                 help="a depth-estimation model: a Hugging Face folder (config.json, "
                                      "model.safetensors, preprocessor_config.json) in a 'depth' model folder, or "
-                                     "its path; Depth Anything V1/V2, DPT/MiDaS, ZoeDepth, Depth Pro")) -> VIDEO:
-    """A depth map of every frame: near is white, far black, each frame spread over the whole range, as
-    ControlNet's depth preprocessors make them. Feed it to control.apply (preprocessor none) for a depth
-    ControlNet, or to motion.apply_camera's depth (depth_type disparity) for parallax. The model is read from
-    your own folder; nothing is downloaded."""
+                                     "its path; Depth Anything V1/V2, DPT/MiDaS, ZoeDepth, Depth Pro"),
+             spread: str = Param("clip", choices=("clip", "frame"),
+                                 help="clip: one range for the whole clip, so levels hold when something comes into "
+                                      "the shot (the model runs over the clip twice); frame: each frame by its own "
+                                      "range, as ControlNet's preprocessors do for a picture")) -> VIDEO:
+    """A depth map of every frame: near is white, far black, as ControlNet's depth preprocessors make them.
+    Feed it to control.apply (preprocessor none) for a depth ControlNet, or to motion.apply_camera's depth
+    (depth_type disparity) for parallax. The model is read from your own folder; nothing is downloaded."""
     from nodes.depth.estimate import depth_clip
-    return depth_clip(video, as_given(model, ctx.workflow_dir), device=ctx.device, ctx=ctx)
+    return depth_clip(video, as_given(model, ctx.workflow_dir), device=ctx.device, ctx=ctx, spread=spread)
