@@ -1138,3 +1138,45 @@ def test_run_and_validate_point_a_comfyui_file_to_import(tmp_path, capsys):
     own.write_text(json.dumps({"kinograph": 1, "nodes": {"p": {"type": "generate.test_pattern"}}}))
     assert main(["validate", str(own)]) == 0
     assert "own.json: ok (1 nodes)" in capsys.readouterr().out
+
+
+DEPTH_API = {
+    "1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "in.mp4", "force_rate": 0, "force_size": "Disabled",
+                                                    "custom_width": 512, "custom_height": 512, "frame_load_cap": 0,
+                                                    "skip_first_frames": 0, "select_every_nth": 1}},
+    "2": {"class_type": "DepthAnythingV2Preprocessor", "inputs": {"ckpt_name": "depth_anything_v2_vits.pth",
+                                                                  "resolution": 512, "image": ["1", 0]}},
+    "3": {"class_type": "MiDaS-DepthMapPreprocessor", "inputs": {"a": 6.28, "bg_threshold": 0.1, "resolution": 512,
+                                                                 "image": ["1", 0]}},
+    "4": {"class_type": "VHS_VideoCombine", "inputs": {"frame_rate": 24, "loop_count": 0, "filename_prefix": "depth",
+                                                       "format": "video/h264-mp4", "pingpong": False,
+                                                       "save_output": True, "images": ["2", 0]}},
+    "5": {"class_type": "VHS_VideoCombine", "inputs": {"frame_rate": 24, "loop_count": 0, "filename_prefix": "midas",
+                                                       "format": "video/h264-mp4", "pingpong": False,
+                                                       "save_output": True, "images": ["3", 0]}},
+}
+
+
+def test_controlnet_aux_depth_preprocessors_become_depth_estimate():
+    """A ControlNet workflow's depth preprocessor (comfyui_controlnet_aux) stopped the import; it is depth.estimate
+    with the same model's Hugging Face folder, named in the report."""
+    res = import_data(DEPTH_API)
+    assert not res.report.blocking
+    g = res.graph
+    load, = _by_type(g, "io.load_video")
+    models = {}
+    for node in _by_type(g, "depth.estimate"):
+        assert g.inputs[node.id]["video"] == (load.id, "video")
+        models[node.params["model"]] = node.id
+    assert set(models) == {"Depth-Anything-V2-Small-hf", "dpt-hybrid-midas"}
+    for key in ("2", "3"):
+        entry = res.report.entries[key]
+        assert entry.status == "approx" and "reads the model as its Hugging Face folder in a depth/ model folder" in \
+            entry.notes[-1], entry.notes
+    giant = copy.deepcopy(DEPTH_API)
+    giant["2"]["inputs"]["ckpt_name"] = "depth_anything_v2_vitg.pth"
+    res = import_data(giant)
+    assert {n.params["model"] for n in _by_type(res.graph, "depth.estimate")} == {"Depth-Anything-V2-Large-hf",
+                                                                                  "dpt-hybrid-midas"}
+    assert "depth_anything_v2_vitg.pth has no Hugging Face folder; Depth Anything V2 Large" in \
+        "; ".join(res.report.entries["2"].notes)

@@ -62,6 +62,25 @@ SAMPLERS_NEAR = {"uni_pc": "unipc", "dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gp
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta"}
 
 
+# comfyui_controlnet_aux's depth checkpoints (their authors' files) -> the same models' Hugging Face folders, which
+# depth.estimate reads from a depth/ model folder.
+DEPTH_FOLDERS = {"depth_anything_vitl14.pth": "depth-anything-large-hf", "depth_anything_vitb14.pth":
+                 "depth-anything-base-hf", "depth_anything_vits14.pth": "depth-anything-small-hf",
+                 "depth_anything_v2_vitl.pth": "Depth-Anything-V2-Large-hf",
+                 "depth_anything_v2_vitb.pth": "Depth-Anything-V2-Base-hf",
+                 "depth_anything_v2_vits.pth": "Depth-Anything-V2-Small-hf"}
+DEPTH_NOTE = ("depth.estimate sizes frames as the model was trained (Depth Anything: 518 pixels on the short side), "
+              "not to `resolution`, and reads the model as its Hugging Face folder in a depth/ model folder")
+
+
+def depth_folder(v):
+    name = DEPTH_FOLDERS.get(str(v).replace("\\", "/").rsplit("/", 1)[-1])
+    if name is None:
+        raise Approx("Depth-Anything-V2-Large-hf", f"{v} has no Hugging Face folder; Depth Anything V2 Large, the "
+                                                   "nearest, is used")
+    return name
+
+
 def sampler_name(v):
     if v in SAMPLERS_EXACT:
         return SAMPLERS_EXACT[v]
@@ -275,6 +294,20 @@ RULES: Dict[str, Rule] = {
     **{name: Rule(None, ("strength", "start_percent", "end_percent"), (P("strength", "strength"),), fold=True,
                   special="controlnet", ignore={"start_percent": 0.0, "end_percent": 1.0})
        for name in ("ControlNetApplyAdvanced", "ACN_AdvancedControlNetApply", "ACN_AdvancedControlNetApply_v2")},
+    # comfyui_controlnet_aux's depth preprocessors, as depth.estimate with the same model's Hugging Face folder
+    "DepthAnythingPreprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
+                                      (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),
+                                      ignore={"resolution": None}, note=DEPTH_NOTE),
+    "DepthAnythingV2Preprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
+                                        (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),
+                                        ignore={"resolution": None}, note=DEPTH_NOTE),
+    "MiDaS-DepthMapPreprocessor": Rule("depth.estimate", ("a", "bg_threshold", "resolution"), (), {"image": "video"},
+                                       ("video",), fixed={"model": "dpt-hybrid-midas"},
+                                       ignore={"a": None, "bg_threshold": None, "resolution": None},
+                                       note=DEPTH_NOTE + "; MiDaS's background threshold is not applied"),
+    "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
+                                     fixed={"model": "zoedepth-nyu-kitti"}, ignore={"resolution": None},
+                                     note=DEPTH_NOTE),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
