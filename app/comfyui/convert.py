@@ -532,6 +532,11 @@ class Converter:
         loras = [(v["lora"], v.get("strength", 1.0),
                   v["strengthTwo"] if v.get("strengthTwo") is not None else v.get("strength", 1.0))
                  for _, v in entries if v.get("on", True) and v.get("lora") not in (None, "", "None")]
+        return self.loras_on_inputs(cn, loras, notes)
+
+    def loras_on_inputs(self, cn, loras, notes) -> List[str]:
+        """chain_loras after the node's own model and clip inputs; the chain's ends are the node's outputs (model,
+        clip), as for a node that applies LoRAs in place."""
         model, clip = self.resolve(cn.inputs.get("model")), self.resolve(cn.inputs.get("clip"))
         made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
                                              clip if isinstance(clip, Out) else None, loras, notes)
@@ -570,16 +575,11 @@ class Converter:
 
     def special_apply_lora_stack(self, cn, rule, params, notes):
         """A LORA_STACK (CR LoRA Stack, LoRA Stacker) applied to a model and its CLIP: a lora.image each."""
-        stack, model, clip = (self.resolve(cn.inputs.get(k)) for k in ("lora_stack", "model", "clip"))
+        stack = self.resolve(cn.inputs.get("lora_stack"))
         if isinstance(cn.inputs.get("lora_stack"), Ref) and not (isinstance(stack, Out) and "lora_stack" in stack.attrs):
             notes.append("its lora_stack comes from a node that did not convert; add its LoRAs by hand (lora.image)")
         loras = stack.attrs["lora_stack"] if isinstance(stack, Out) and "lora_stack" in stack.attrs else ()
-        made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
-                                             clip if isinstance(clip, Out) else None, loras, notes)
-        self.outs[(cn.id, 0)] = model if isinstance(model, Out) else Out()
-        if isinstance(clip, Out):
-            self.outs[(cn.id, 1)] = clip
-        return made
+        return self.loras_on_inputs(cn, loras, notes)
 
     def special_empty_latent(self, cn, rule, params, notes):
         nid = self.plain(cn, rule, params, notes)
