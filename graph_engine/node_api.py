@@ -37,6 +37,10 @@ class Param:
     # That file's fingerprint enters the cache key, so replacing the weights under the same name
     # re-runs the node.
     locate: Optional[Callable[[str], Any]] = None
+    # Files a value names inside it (the embeddings a prompt uses: `embedding:EasyNegative`): value -> the paths
+    # found. Their fingerprints enter the cache key, so a file replaced under the same name re-runs the node; a
+    # name not found is the node's to report when it runs (a prompt is no file name to check at validation).
+    names_files: Optional[Callable[[str], Any]] = None
     # Validation the node adds for this value (a model file's presence and format...): value ->
     # None when fine, else the problem in words. Runs for defaults too, before anything renders.
     check: Optional[Callable[[Any], Optional[str]]] = None

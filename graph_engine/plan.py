@@ -64,6 +64,8 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
                         files[name] = _located_fingerprint(ps.locate, given)
             elif ps.locate is not None and isinstance(p[name], str) and p[name]:
                 files[name] = _located_fingerprint(ps.locate, p[name])
+            elif ps.names_files is not None and isinstance(p[name], str) and p[name]:
+                files[name] = _named_fingerprints(ps.names_files, p[name])
         params[nid] = p
         links = g.inputs.get(nid, {})
         ins = {port: f"{keys[src]}.{sport}" for port, (src, sport) in sorted(links.items())}
@@ -97,6 +99,14 @@ def explain(old: Optional[Dict[str, Any]], new: Optional[Dict[str, Any]]) -> str
     if old.get("version") != new.get("version"):
         reasons.append("node version changed")
     return "; ".join(reasons) or "nothing changed: it was served from the cache"
+
+
+def _named_fingerprints(names_files, value: str) -> Any:
+    try:
+        found = names_files(value)
+    except Exception:   # as _located_fingerprint: the node reports what it cannot find
+        return None
+    return [fingerprint(str(f)) for f in found] or None
 
 
 def _located_fingerprint(locate, name: str) -> Any:

@@ -156,3 +156,29 @@ def test_embeddings_in_an_a1111_folder_named_by_extra_model_paths(sd, tmp_path, 
     h = _handle(sd)
     torch.testing.assert_close(_encode(h, "embedding:webui_neg"), _expected(sd, "~", vec), rtol=1e-4, atol=1e-4)
     _encode(h, "embedding:comfy_neg")
+
+
+def test_an_embedding_replaced_under_its_name_changes_the_prompts_cache_key(sd, models, tmp_path):
+    """encode.text's key fingerprinted the prompt's words only: an embedding retrained and saved under the same
+    name kept serving the old encoding from the cache (the pipeline read the new file, the cache never asked)."""
+    import time
+    import yaml
+    from graph_engine.api import load_workflow
+    from graph_engine.plan import plan_run
+    from graph_engine.registry import default_registry
+    emb = models / "embeddings" / "mine.safetensors"
+    save_file({"emb_params": torch.randn(1, WIDTH)}, str(emb))
+    wf_file = tmp_path / "w.yaml"
+    wf_file.write_text(yaml.safe_dump({"kinograph": 1, "nodes": {
+        "m": {"type": "load.sd", "params": {"path": str(sd)}},
+        "p": {"type": "encode.text", "inputs": {"text_encoder": "m.text_encoder"},
+              "params": {"text": "a cat", "negative": "blurry, embedding:mine"}},
+        "q": {"type": "encode.text", "inputs": {"text_encoder": "m.text_encoder"}, "params": {"text": "a cat"}}}}))
+
+    def keys():
+        return plan_run(load_workflow(str(wf_file)), default_registry()).keys
+    before = keys()
+    time.sleep(0.01)
+    save_file({"emb_params": torch.randn(1, WIDTH)}, str(emb))
+    after = keys()
+    assert after["p"] != before["p"] and after["q"] == before["q"] and after["m"] == before["m"]

@@ -24,6 +24,14 @@ def has_embeddings(prompt: str) -> bool:
     return bool(EMBEDDING.search(prompt))
 
 
+def embedding_files(prompt: str) -> list:
+    """The files of the embeddings a prompt names that the model folders hold (for the cache key: encode.text's
+    text and negative `names_files`); a missing one is left to the encoding to name."""
+    from nodes.common.models_dirs import find_model
+    found = (find_model(name, "embeddings", required=False) for name in EMBEDDING.findall(prompt))
+    return [f for f in found if f is not None]
+
+
 def vectors(path: Path, key: str = "clip_l"):
     """The [n, width] vectors of an embedding file."""
     import torch

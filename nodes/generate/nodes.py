@@ -4,6 +4,7 @@ from __future__ import annotations
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
 from nodes.common.models_dirs import as_given, locator
+from nodes.generate.embeddings import embedding_files
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
@@ -135,9 +136,10 @@ def _prompt_to_text(params):
 @node("encode.text", title="Encode Prompt", category="Conditioning", version=2, migrations={1: _prompt_to_text},
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def encode_text(ctx, text_encoder: TEXT_ENCODER,
-                text: str = Param("", kind="text", help="the prompt; (word:1.3) emphasis; a schedule "
-                                                          "'0: a caterpillar, 24: a butterfly' changes it over time"),
-                negative: str = Param("", kind="text", help="what to steer away from"),
+                text: str = Param("", kind="text", names_files=embedding_files,
+                                  help="the prompt; (word:1.3) emphasis; a schedule '0: a caterpillar, 24: a "
+                                       "butterfly' changes it over time"),
+                negative: str = Param("", kind="text", names_files=embedding_files, help="what to steer away from"),
                 clip_skip: int = Param(1, min=1, max=24, help="CLIP text encoders: 1 = last layer, 2 = the one "
                                                                 "before (ComfyUI's CLIPSetLastLayer -2)"),
                 weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
