@@ -4,6 +4,7 @@ to_q_lora.down.weight`), renamed to the PEFT names of diffusers' UNetMotionModel
 layouts of SD and Wan LoRAs are read by diffusers' own `load_lora_weights` converters."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable, Dict, Optional
 
@@ -112,7 +113,7 @@ def layer_delta(layer: Dict[str, object], shape=None):
             delta = (up.flatten(1) @ down.flatten(1)).reshape(up.shape[0], *down.shape[1:])
         delta = delta * (float(alpha) / rank if alpha is not None else 1.0)
     if shape is not None and tuple(delta.shape) != tuple(shape):
-        if delta.numel() != _count(shape):
+        if delta.numel() != math.prod(int(s) for s in shape):
             raise ValueError(f"its change has shape {list(delta.shape)}, the model's weight {list(shape)}")
         delta = delta.reshape(shape)
     return delta, g.get("diff_b")
@@ -198,13 +199,6 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
             delta = dora_delta(weight, delta, layer["dora_scale"])
         out.update(_as_lora(base, delta, kohya))
     return out
-
-
-def _count(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def kohya_modules(pipe) -> Dict[str, object]:
