@@ -29,7 +29,11 @@ HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
          ".mov": ("h264", "h265", "prores", "ffv1"), ".mkv": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".webm": ("vp9", "av1"), ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
-_BT709 = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
+_BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
+# The primaries and transfer are said of the frames coming in: ffmpeg 8 and later take an encoder's colour tags
+# from its frames, and -color_primaries/-color_trc given for the output were dropped (every render was tagged
+# bt709/unknown/unknown, which QuickTime, Safari and editors show with a gamma of their own choosing).
+_SRGB_IN = ["-color_primaries", "bt709", "-color_trc", "bt709"]
 
 
 def ffmpeg_exe() -> str:
@@ -166,7 +170,7 @@ def _rate(fps: float) -> str:
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", *_SRGB_IN,
            "-s", f"{clip.width}x{clip.height}", "-r", _rate(rate), "-i", "-"]
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1

@@ -1,0 +1,78 @@
+"""Footage as it comes from phones, screen recorders, action cameras and downloads, and renders as editors
+and the web take them. Every fixture is made here with the ffmpeg binary imageio-ffmpeg ships."""
+import subprocess
+
+import av
+import numpy as np
+import pytest
+
+from nodes.io.video_read import load_video
+from nodes.io.video_write import ffmpeg_exe, write_video
+from nodes.video import edit
+
+
+def ff(*args):
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, args)], check=True)
+
+
+def flash_and_beep(path):
+    """Seconds at which the first white frame shows and the first loud sample sounds."""
+    with av.open(str(path)) as c:
+        flash = next(float(f.pts * f.time_base) for f in c.decode(video=0)
+                     if f.to_ndarray(format="gray").mean() > 128)
+    with av.open(str(path)) as c:
+        for f in c.decode(audio=0):
+            a = f.to_ndarray()
+            loud = np.nonzero(np.abs(a).max(axis=0) > 0.1)[0]
+            if len(loud):
+                return flash, float(f.pts * f.time_base) + loud[0] / f.sample_rate
+    return flash, None
+
+
+@pytest.fixture(scope="module")
+def late_video(tmp_path_factory):
+    """A file whose pictures start 0.5 s after its sound (phones, OBS, stream captures): a white frame at
+    the video's 1.0 s and a beep at the same moment of the file (1.5 s)."""
+    d = tmp_path_factory.mktemp("phone")
+    ff("-f", "lavfi", "-i", "color=c=black:s=64x48:r=30:d=2,drawbox=c=white:t=fill:enable='eq(n,30)'",
+       "-c:v", "libx264", "-g", "10", d / "v.mp4")
+    ff("-f", "lavfi", "-i", "sine=f=1000:sample_rate=48000:d=3,volume='between(t,1.5,1.6)':eval=frame",
+       "-c:a", "pcm_s16le", d / "a.wav")
+    ff("-itsoffset", "0.5", "-i", d / "v.mp4", "-i", d / "a.wav", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+       "-c:a", "aac", d / "late.mp4")
+    return d / "late.mp4"
+
+
+def test_a_video_that_starts_after_its_sound_stays_in_sync(late_video, tmp_path):
+    # The sound was cut from the file's 0 s, not from the first picture: it ran 0.5 s ahead of the pictures.
+    clip = load_video(str(late_video))
+    out = tmp_path / "out.mp4"
+    write_video(clip, str(out))
+    flash, beep = flash_and_beep(out)
+    assert flash == pytest.approx(1.0) and beep == pytest.approx(1.0, abs=0.03)
+    write_video(edit.trim(clip, 20, 30), str(tmp_path / "trim.mp4"))
+    flash, beep = flash_and_beep(tmp_path / "trim.mp4")
+    assert flash == pytest.approx(10 / 30) and beep == pytest.approx(10 / 30, abs=0.03)
+
+
+@pytest.mark.parametrize("codec,suffix", [("h264", ".mp4"), ("h265", ".mp4"), ("prores", ".mov"),
+                                          ("vp9", ".webm")])
+def test_renders_are_tagged_bt709(codec, suffix, tmp_path):
+    # ffmpeg 8+ takes an encoder's colour tags from its frames: output -color_primaries/-color_trc were
+    # dropped and every render said bt709/unknown/unknown.
+    from tests.test_io import make_clip
+    out = tmp_path / f"v{suffix}"
+    write_video(make_clip(3, 32, 32), str(out), codec=codec)
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.color_primaries, cc.color_trc, cc.colorspace) == (1, 1, 1)     # BT.709 all three
+
+
+def test_a_screen_recording_with_a_pause_lasts_as_long_as_it_plays(tmp_path):
+    # Frames only while something moves (0-0.5 s and 2-2.5 s), with B-frames: the first picture after the
+    # pause carries the pause as its packet duration, and taken as the end it held the last frame a second on.
+    out = tmp_path / "screen.mp4"
+    ff("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=4", "-vf", "select='lt(mod(t,2),0.5)',setpts=PTS",
+       "-fps_mode", "vfr", "-c:v", "libx264", "-bf", "2", out)
+    clip = load_video(str(out))
+    assert clip.fps == 30 and clip.length == 75        # 2.5 s at 30 fps
