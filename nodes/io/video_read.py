@@ -114,6 +114,11 @@ class VideoSource:
         self._iter = None if first is None else self._through(first)
         self.time_base = self.stream.time_base
         self.start_pts = self.stream.start_time or 0
+        # Seconds from the file's start, as ffmpeg's -ss counts them (the earliest stream's start), to the first
+        # picture: the sound is cut from there. Phones, OBS and stream captures start the video after the sound;
+        # taken from 0, the sound ran that far ahead of the pictures (0.5 s late video: every word early).
+        began = self._container.start_time
+        self.audio_at = max(0.0, float(self.start_pts * self.time_base) - (began or 0) / 1e6)
         self.has_audio = bool(self._container.streams.audio)
         self.timecode = self._stated_timecode()
         # An AVI keeps no presentation times: with B-frames, the times PyAV reports follow the
@@ -211,14 +216,8 @@ class VideoSource:
         # Containers like MKV/WebM don't store a count: demux (no decode) and count packets; the
         # same pass finds where the video ends, which _span would otherwise read the file again for.
         import av
-        count, end = 0, None
         with av.open(self.path) as c:
-            for pkt in c.demux(video=0):
-                if pkt.size:
-                    count += 1
-                    if pkt.pts is not None:
-                        end = max(end or pkt.pts, pkt.pts + (pkt.duration or 0))
-        return count, end
+            return _packets_end(c.demux(video=0))
 
     def _span(self, end) -> Optional[float]:
         """Seconds from the first video frame to the end of the last (None when the file keeps no
@@ -236,9 +235,7 @@ class VideoSource:
                             c.seek(c.duration, backward=True, any_frame=False)
                     except av.error.FFmpegError:
                         pass
-                    for pkt in c.demux(s):
-                        if pkt.pts is not None and pkt.size:
-                            end = max(end or pkt.pts, pkt.pts + (pkt.duration or 0))
+                    end = _packets_end(c.demux(s))[1]
             except av.error.FFmpegError:
                 return None
         return float((end - self.start_pts) * self.time_base) if end is not None else None
@@ -323,6 +320,20 @@ class VideoSource:
             except av.error.FFmpegError as e:
                 raise NodeError(f"{self.path}: the video is damaged near frame {indices[k]}: {e}")
         return out
+
+
+def _packets_end(packets) -> tuple:
+    """How many of `packets` hold a picture, and where the one shown last ends (None without timestamps).
+    A packet's duration runs to the next one decoded, not shown: with B-frames, the first picture after a
+    pause in a screen recording or a phone's dropped frames carries the pause, and taken as the end it held
+    the last frame a second past the real end (and past the sound)."""
+    count, last = 0, None
+    for pkt in packets:
+        if pkt.size:
+            count += 1
+            if pkt.pts is not None and (last is None or pkt.pts > last.pts):
+                last = pkt
+    return count, None if last is None else last.pts + (last.duration or 0)
 
 
 def _resized(arr: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -435,7 +446,7 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
         idx = idx[:count]
     w, h = _target_size(src.width, src.height, width, height)
     out_fps = base_fps / max(1, every_nth)
-    audio = Audio(path, start / base_fps, len(idx) * max(1, every_nth) / base_fps) if src.has_audio else None
+    audio = Audio(path, src.audio_at + start / base_fps, len(idx) * max(1, every_nth) / base_fps) if src.has_audio else None
     timecode = src.timecode.shifted(int(idx[0]), src.fps) if src.timecode and len(idx) else None
     return Clip(len(idx), out_fps, w, h, lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), audio,
                 timecode=timecode)
