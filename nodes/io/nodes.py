@@ -119,6 +119,12 @@ def save_video(ctx, video: VIDEO,
     is kept as takes/NAME.001.mp4, .002, ... beside it (`--replace` or `keep_takes` in config.yaml
     to keep fewer)."""
     from .video_write import write_video
+    if fps and keep_audio and video.audio is not None and abs(fps - video.fps) > 1e-3 * video.fps:
+        # Frames at another rate play faster or slower; the sound would not, and drifted off the pictures.
+        ctx.log(f"the audio track is dropped: fps {fps:g} plays the clip's {video.fps:g} fps frames at another "
+                f"speed. To change the rate and keep the sound, put video.fps (mode resample, fps {fps:g}) before "
+                f"io.save_video and leave its fps at 0")
+        keep_audio = False
     info = write_video(video, path, fps=fps, codec=codec, crf=crf, workflow_yaml=ctx.workflow_yaml,
                        keep_audio=keep_audio, overwrite=overwrite, progress=ctx.progress)
     _wrote(ctx, info)

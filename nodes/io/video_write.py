@@ -167,6 +167,14 @@ def _rate(fps: float) -> str:
     return f"{exact.numerator}/{exact.denominator}" if abs(float(exact) - fps) < 1e-6 * fps else f"{fps:.6f}"
 
 
+def _audio_codec(codec: str, suffix: str) -> str:
+    """The sound's codec: uncompressed beside an intermediate (ProRes, FFV1) in a MOV or MKV, as editors take
+    it (AAC there was a second lossy generation under a picture kept near-lossless); Opus in WebM; else AAC."""
+    if codec in ("prores", "ffv1") and suffix.lower() in (".mov", ".mkv"):
+        return "pcm_s16le"
+    return "libopus" if suffix.lower() == ".webm" or codec == "vp9" else "aac"
+
+
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
@@ -187,13 +195,15 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     if meta:
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
     if audio is not None:
-        cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-c:a", "libopus" if codec == "vp9" else "aac"]
+        cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-c:a", _audio_codec(codec, tmp.suffix)]
     if clip.timecode is not None and codec not in ("gif", "webp", "png"):
         # The source's timecode, so an editor conforming the cut finds the render where the plate was.
         cmd += ["-timecode", clip.timecode.at(rate).label()]
     cmd += codec_args(codec, crf, rate)
-    if meta and tmp.suffix.lower() in (".mp4", ".mov"):
-        cmd += ["-movflags", "+use_metadata_tags+faststart"]
+    if tmp.suffix.lower() in (".mp4", ".mov"):
+        # faststart: the index before the pictures, so a browser plays a web upload while it loads (without
+        # the workflow to embed it was left at the end, and the page waited for the whole file).
+        cmd += ["-movflags", "+use_metadata_tags+faststart" if meta else "+faststart"]
     if tmp.suffix.lower() in (".mkv", ".webm"):
         # Matroska stamps a random segment id and the date into every file: the same render twice made two
         # different files, so an unchanged re-run was kept as a new take (graph_engine.takes) for ever.
