@@ -72,3 +72,13 @@ def test_seam_and_drift_read_chunk_by_chunk_with_progress(measure, chunk_of_4):
     # It said nothing while it read: a long clip's measure showed 0% until it was done.
     done = [e["done"] for e in events if e["event"] == "node_progress"]
     assert done[0] == 4 and done[-1] == 100 and done == sorted(done)
+
+
+def test_temporal_slides_its_warmup_and_keeps_only_the_links_it_reads_again(chunk_of_4):
+    from nodes.stylize.temporal import temporal_clip
+    w, h = 160, 120
+    styled, original = source(120, w=w, h=h), source(120, w=w, h=h, seed=5)
+    peak = peak_frames(lambda: pull(temporal_clip(Context("t"), styled, original)), w * h * 3)
+    # The warm-up spans (24 frames before each chunk of 4) of both clips, their chunks and 30 links (1.7 frames
+    # each). Joining each span from the clips' chunks, which then kept 9 each, and 72 links took 280 frames.
+    assert peak < 215
