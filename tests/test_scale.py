@@ -105,3 +105,17 @@ def test_psnr_and_ssim_measure_a_frame_without_float_copies_of_it():
     s = ((2 * mx * my + c1) * (2 * (blur(x * y) - mx * my) + c2)) / \
         ((mx * mx + my * my + c1) * (blur(x * x) - mx * mx + blur(y * y) - my * my + c2))
     assert ssim(a, b) == pytest.approx(s[5:-5, 5:-5].mean(), abs=1e-12)
+
+
+def test_grade_without_saturation_is_three_tables_of_the_same_numbers():
+    from nodes.color import nodes as color_nodes
+    from nodes.color.grade import grade_frame
+    from node_call import Nodes
+    settings = dict(exposure=0.7, contrast=1.3, temperature=3400.0, tint=0.2, gamma=1.4)
+    clip = Clip.from_array(np.random.default_rng(2).integers(0, 256, (4, 120, 160, 3), dtype=np.uint8))
+    graded = Nodes(color_nodes).grade(Context("g"), clip, **settings)
+    np.testing.assert_array_equal(graded.frame(1), grade_frame(clip.frame(1), **settings))
+    # Graded per pixel in float32, a frame passed through a dozen float copies of itself (4 bytes a value).
+    peak = peak_frames(lambda: Nodes(color_nodes).grade(Context("g"), clip, **settings).frames(0, 4),
+                       clip.frame(0).nbytes)
+    assert peak < 6

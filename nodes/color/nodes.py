@@ -42,6 +42,6 @@ def grade(ctx, video: VIDEO,
 
     Exposure and white balance act on linear light like a camera; contrast and gamma act on
     the encoded picture like a grading panel."""
-    from nodes.color.grade import grade_frame
+    from nodes.color.grade import grader
     from nodes.common.stream import map_frames
-    return map_frames(ctx, video, lambda f: grade_frame(f, exposure, contrast, saturation, temperature, tint, gamma))
+    return map_frames(ctx, video, grader(exposure, contrast, saturation, temperature, tint, gamma))
