@@ -119,3 +119,30 @@ def test_grade_without_saturation_is_three_tables_of_the_same_numbers():
     peak = peak_frames(lambda: Nodes(color_nodes).grade(Context("g"), clip, **settings).frames(0, 4),
                        clip.frame(0).nbytes)
     assert peak < 6
+
+
+def test_reverse_decodes_a_long_gop_file_a_few_times_not_once_per_chunk(chunk_of_4, tmp_path, monkeypatch):
+    import subprocess
+    from nodes.io import video_read
+    from nodes.io.video_write import ffmpeg_exe
+    from nodes.video import nodes as video_nodes
+    from node_call import Nodes
+    path = tmp_path / "gop.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=24",
+                    "-frames:v", "200", "-c:v", "libx264", "-g", "100", "-pix_fmt", "yuv420p", str(path)], check=True)
+    decoded = []
+    plain = video_read.VideoSource._decoded
+
+    def counted(self):
+        for frame in plain(self):
+            decoded.append(1)
+            yield frame
+    monkeypatch.setattr(video_read.VideoSource, "_decoded", counted)
+    forward = video_read.load_video(str(path)).to_array()
+    decoded.clear()
+    backward = Nodes(video_nodes).reverse(Context("r"), video_read.load_video(str(path)))
+    frames = np.concatenate([block for _, block in backward.chunks()])
+    np.testing.assert_array_equal(frames, forward[::-1])
+    # Each 4-frame chunk read backwards went back to its keyframe and decoded up to it: 2,600 frames decoded for
+    # 200 (at 1080p with a keyframe every 250, 32 times the clip).
+    assert len(decoded) < 4 * 200
