@@ -146,3 +146,15 @@ def test_reverse_decodes_a_long_gop_file_a_few_times_not_once_per_chunk(chunk_of
     # Each 4-frame chunk read backwards went back to its keyframe and decoded up to it: 2,600 frames decoded for
     # 200 (at 1080p with a keyframe every 250, 32 times the clip).
     assert len(decoded) < 4 * 200
+
+
+def test_color_drift_takes_mean_lab_in_bands_of_rows():
+    from nodes.common.color import rgb_to_lab
+    from nodes.metrics.seam import color_drift
+    frames = np.random.default_rng(4).integers(0, 256, (3, 480, 640, 3), dtype=np.uint8)
+    clip = Clip.from_array(frames)
+    got = color_drift(clip, "lab")["drift"]
+    means = [rgb_to_lab(f.astype(np.float32) * (1 / 255)).reshape(-1, 3).mean(axis=0, dtype=np.float64) for f in frames]
+    np.testing.assert_allclose(got, [np.linalg.norm(m - means[0]) for m in means], rtol=1e-9, atol=1e-12)
+    # The whole frame in float32 and its Lab copies: 20 frames' worth for one frame's mean.
+    assert peak_frames(lambda: color_drift(clip, "lab"), frames[0].nbytes) < 5

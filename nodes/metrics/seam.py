@@ -82,14 +82,13 @@ def seam_discontinuity(diffs: np.ndarray, boundaries: Sequence[int]) -> dict:
 def color_drift(video, space: str = "lab", ctx=None) -> dict:
     """Distance of each frame's mean colour from frame 0's (Delta E in Lab, or RGB grey levels),
     with the least-squares slope of that series per frame and its maximum."""
-    from nodes.common.color import rgb_to_lab
+    from nodes.common.color import mean_lab
     if space not in ("lab", "rgb"):
         raise ValueError(f"colour drift space must be 'lab' or 'rgb', got {space!r}")
     means = []
     for _, chunk in _chunks(video, ctx):
         for frame in chunk:
-            px = rgb_to_lab(frame.astype(np.float32) * (1 / 255)) if space == "lab" else frame
-            means.append(px.reshape(-1, 3).mean(axis=0, dtype=np.float64))
+            means.append(mean_lab(frame) if space == "lab" else frame.reshape(-1, 3).mean(axis=0, dtype=np.float64))
     if not means:
         raise ValueError("colour drift needs at least one frame")
     means = np.asarray(means)
