@@ -158,3 +158,12 @@ def test_color_drift_takes_mean_lab_in_bands_of_rows():
     np.testing.assert_allclose(got, [np.linalg.norm(m - means[0]) for m in means], rtol=1e-9, atol=1e-12)
     # The whole frame in float32 and its Lab copies: 20 frames' worth for one frame's mean.
     assert peak_frames(lambda: color_drift(clip, "lab"), frames[0].nbytes) < 5
+
+
+def test_grade_with_saturation_works_a_band_of_rows_at_a_time():
+    from nodes.color.grade import grade_frame, grader
+    frame = np.random.default_rng(5).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    settings = dict(saturation=1.4, exposure=0.3, gamma=1.2)
+    np.testing.assert_array_equal(grader(**settings)(frame), grade_frame(frame, **settings))
+    # The whole frame through a dozen float32 copies: over 20 frames' worth.
+    assert peak_frames(lambda: grader(**settings)(frame), frame.nbytes) < 5

@@ -10,6 +10,7 @@ import numpy as np
 from nodes.common.color import kelvin_gains, linear_to_srgb, luma, srgb_to_linear, to_float, to_uint8
 
 MID_GREY = 0.5   # contrast pivot in encoded values (~18% grey in linear light)
+BAND_ROWS = 64
 
 
 def grade_frame(frame: np.ndarray, exposure: float = 0.0, contrast: float = 1.0, saturation: float = 1.0,
@@ -38,7 +39,15 @@ def grader(exposure: float = 0.0, contrast: float = 1.0, saturation: float = 1.0
     three 256-entry tables, made by grading the 256 levels themselves (the same numbers grade_frame gives).
     Grading each pixel in float32 took longer than decoding and encoding the 1080p frame together."""
     if saturation != 1.0:
-        return lambda f: grade_frame(f, exposure, contrast, saturation, temperature, tint, gamma)
+        def banded(frame: np.ndarray) -> np.ndarray:
+            # A band of rows at a time (every step is per pixel): a whole 1080p frame's dozen float32 copies
+            # came to 0.2 GB and were mapped and faulted in afresh for every frame.
+            out = np.empty_like(frame)
+            for y in range(0, frame.shape[0], BAND_ROWS):
+                out[y:y + BAND_ROWS] = grade_frame(frame[y:y + BAND_ROWS], exposure, contrast, saturation,
+                                                   temperature, tint, gamma)
+            return out
+        return banded
     levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
     table = np.ascontiguousarray(grade_frame(levels, exposure, contrast, saturation, temperature, tint, gamma)
                                  .reshape(256, 1, 3))
