@@ -271,3 +271,64 @@ def test_a_window_too_big_for_memory_is_refused_before_any_frame(monkeypatch):
     assert read == []
     for _ in restore.stabilize(Context("n"), src, radius=11).chunks():      # what it named fits
         pass
+
+
+def weave(progressive, tff=True):
+    """Interlaced frames from progressive ones: frame i holds frame 2i's first field and 2i+1's second."""
+    first, second = progressive[0::2], progressive[1::2]
+    out = first.copy()
+    lines = slice(1, None, 2) if tff else slice(0, None, 2)
+    out[:, lines] = second[:, lines]
+    return out
+
+
+@pytest.fixture(scope="module")
+def moving():
+    return footage(32, 128, 96, seed=5, noise=0.0)
+
+
+@pytest.mark.parametrize("tff", [True, False])
+def test_deinterlace_reads_the_field_order_and_restores_every_field(moving, tff):
+    """There was no deinterlacer for a clip already in the graph (an image sequence of a DV capture, a file
+    flagged progressive): the comb went on into every node. The field order is read from the motion, and
+    one picture per field comes back close to the progressive frames the fields were cut from."""
+    inter = weave(moving, tff)
+    ctx, _ = ctx_events()
+    out = restore.deinterlace(ctx, Clip.from_array(inter, fps=25), rate="field")
+    assert ctx.results["field_order"] == ("tff" if tff else "bff")
+    assert (out.length, out.fps) == (len(moving), 50)
+    got = out.to_array()
+    woven = mean_psnr(np.repeat(inter, 2, axis=0), moving)
+    assert mean_psnr(got, moving) > woven + 4, (mean_psnr(got, moving), woven)
+    wrong = restore.deinterlace(Context("n"), Clip.from_array(inter), rate="field",
+                                field_order="bottom field first" if tff else "top field first").to_array()
+    assert mean_psnr(got, moving) > mean_psnr(wrong, moving) + 4, mean_psnr(wrong, moving)
+    # One picture per frame: the first field's moment, the clip's length and rate kept.
+    frames = restore.deinterlace(Context("n"), Clip.from_array(inter, fps=25))
+    assert (frames.length, frames.fps) == (len(inter), 25)
+    assert mean_psnr(frames.to_array(), moving[0::2]) > mean_psnr(inter, moving[0::2]) + 4, (mean_psnr(frames.to_array(), moving[0::2]), mean_psnr(inter, moving[0::2]))
+
+
+def test_deinterlace_passes_a_progressive_clip_through(moving):
+    ctx, events = ctx_events()
+    src = Clip.from_array(moving)
+    assert restore.deinterlace(ctx, src) is src
+    assert ctx.results["field_order"] == "progressive"
+    assert any("looks progressive" in e.get("message", "") for e in events)
+
+
+def test_deinterlace_any_range_matches_the_whole_clip(moving):
+    inter = weave(moving)
+    full = restore.deinterlace(Context("n"), Clip.from_array(inter), rate="field").to_array()
+    src = Clip(len(inter), 25, 128, 96, lambda a, b: inter[a:b], chunk=3)
+    part = restore.deinterlace(Context("n"), src, rate="field")
+    np.testing.assert_array_equal(part.frames(7, 20), full[7:20])
+
+
+@pytest.mark.parametrize("shape", [(1, 96, 128), (3, 2, 40), (4, 7, 9), (2, 1, 1)])
+def test_deinterlace_odd_sizes_and_single_frames(moving, shape):
+    n, h, w = shape
+    frames = np.ascontiguousarray(moving[:n, :h, :w])
+    for order in ("auto", "bottom field first"):
+        out = restore.deinterlace(Context("n"), Clip.from_array(frames), field_order=order, rate="field").to_array()
+        assert out.shape == (2 * n, h, w, 3)

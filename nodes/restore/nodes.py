@@ -1,4 +1,4 @@
-"""Restoration nodes: deflicker, stabilize, deblur, denoise (all stream chunk by chunk)."""
+"""Restoration nodes: deflicker, stabilize, deblur, denoise, deinterlace (all stream chunk by chunk)."""
 from graph_engine import NodeError, Param, node
 from graph_engine.types import VIDEO
 
@@ -95,3 +95,38 @@ def denoise(ctx, video: VIDEO,
     the noise explains (occlusion, flow error) it is left out, so moving things do not ghost."""
     from nodes.restore.denoise import denoise_clip
     return denoise_clip(ctx, video, radius=radius, strength=strength, sigma=sigma)
+
+
+@node("restore.deinterlace", title="Deinterlace", category="Restoration", temporal_radius=1)
+def deinterlace(ctx, video: VIDEO,
+                field_order: str = Param("auto", choices=("auto", "top field first", "bottom field first"),
+                                         help="auto: read it from the motion in the pictures (DV is usually "
+                                              "bottom first, HD broadcast top first)"),
+                rate: str = Param("frame", choices=("frame", "field"),
+                                  help="frame: one picture per frame, same rate; field: one per field, twice the "
+                                       "frames and frame rate (50i -> 50p), all the motion kept")) -> VIDEO:
+    """Make interlaced footage (DV, broadcast, VHS and DVD captures, their image sequences) progressive.
+
+    Each field's missing lines are filled by bwdif (motion-adaptive: still areas keep both fields'
+    full detail, moving ones are interpolated). With field_order auto the order is read from the
+    motion; a clip that shows no combing is passed through unchanged. io.load_video already
+    deinterlaces files that say they are interlaced: use this node for the ones that do not, for
+    frame sequences, or for one picture per field."""
+    from nodes.common.stream import Progress
+    from nodes.restore import deinterlace as di
+    if field_order == "auto":
+        found = di.field_evidence(di.sample_pairs(video)).verdict()
+        if found == "progressive":
+            ctx.log("restore.deinterlace: the fields of each frame show one moment (no combing): the clip looks "
+                    "progressive and is passed through; set field_order to deinterlace it anyway")
+            ctx.report(field_order="progressive")
+            return video
+        if found == "unknown":
+            ctx.log("restore.deinterlace: too little motion to read the field order: top field first assumed "
+                    "(set field_order if the motion steps back and forth)")
+        tff = found != "bff"
+    else:
+        tff = field_order == "top field first"
+    ctx.report(field_order="tff" if tff else "bff")
+    per_field = rate == "field"
+    return di.deinterlace_clip(ctx, video, tff, per_field, Progress(ctx, video.length * (2 if per_field else 1)))
