@@ -348,3 +348,16 @@ def test_denoise_reads_the_noise_of_each_channel(clean):
     assert mean_psnr(auto, clean) > mean_psnr(told, clean) - 0.3
     tiny = np.ascontiguousarray(noisy[:3, :2, :2])
     assert np.abs(restore.denoise(Context("n"), Clip.from_array(tiny)).to_array().astype(int) - tiny).max() < 40
+
+
+def test_denoise_smooths_what_the_average_leaves_and_spares_clean_footage(clean):
+    """Averaging five aligned frames takes out at most sqrt(5) of the noise: on real clips at sigma 10 ffmpeg's
+    spatial nlmeans beat restore.denoise by up to 4 dB. An edge-preserving pass scaled to the noise left now
+    follows; footage with no noise comes out all but untouched."""
+    rng = np.random.default_rng(3)
+    noisy = np.clip(clean + rng.normal(0, 10, clean.shape), 0, 255).astype(np.uint8)
+    both = restore.denoise(Context("n"), Clip.from_array(noisy)).to_array()
+    timed = restore.denoise(Context("n"), Clip.from_array(noisy), spatial=0.0).to_array()
+    assert mean_psnr(both, clean) > mean_psnr(timed, clean) + 0.5, (mean_psnr(both, clean), mean_psnr(timed, clean))
+    untouched = restore.denoise(Context("n"), Clip.from_array(clean)).to_array()
+    assert mean_psnr(untouched, clean) > 45, mean_psnr(untouched, clean)

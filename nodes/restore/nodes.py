@@ -88,13 +88,17 @@ def denoise(ctx, video: VIDEO,
             radius: int = Param(2, min=1, max=4, help="frames either side aligned and averaged"),
             strength: float = Param(1.0, min=0.1, max=4.0,
                                     help="how different an aligned neighbour may be and still count"),
-            sigma: float = Param(0.0, min=0.0, max=100.0, help="noise level in 8-bit levels; 0 = estimate")) -> VIDEO:
+            sigma: float = Param(0.0, min=0.0, max=100.0, help="noise level in 8-bit levels; 0 = estimate"),
+            spatial: float = Param(1.5, min=0.0, max=4.0,
+                                   help="edge-preserving smoothing of the noise left after the average, scaled "
+                                        "to it; 0 = average in time only (keeps the finest grain)")) -> VIDEO:
     """Remove noise by averaging each frame with motion-aligned neighbours.
 
     Neighbours are warped onto the frame by optical flow; where one disagrees by more than
-    the noise explains (occlusion, flow error) it is left out, so moving things do not ghost."""
+    the noise explains (occlusion, flow error) it is left out, so moving things do not ghost. The
+    noise averaging leaves (more where neighbours drop out) is then smoothed within the frame."""
     from nodes.restore.denoise import denoise_clip
-    return denoise_clip(ctx, video, radius=radius, strength=strength, sigma=sigma)
+    return denoise_clip(ctx, video, radius=radius, strength=strength, sigma=sigma, spatial=spatial)
 
 
 @node("restore.deinterlace", title="Deinterlace", category="Restoration", temporal_radius=1)
