@@ -361,3 +361,42 @@ def test_denoise_smooths_what_the_average_leaves_and_spares_clean_footage(clean)
     assert mean_psnr(both, clean) > mean_psnr(timed, clean) + 0.5, (mean_psnr(both, clean), mean_psnr(timed, clean))
     untouched = restore.denoise(Context("n"), Clip.from_array(clean)).to_array()
     assert mean_psnr(untouched, clean) > 45, mean_psnr(untouched, clean)
+
+
+def telecine(film):
+    """3:2 pulldown, top field first: film frames A B C D become video frames AA BB BC CD DD."""
+    out = []
+    for k in range(0, len(film) - 3, 4):
+        a, b, c, d = film[k:k + 4]
+        out += [a, b, weave(np.stack([b, c]))[0], weave(np.stack([c, d]))[0], d]
+    return np.stack(out)
+
+
+def test_ivtc_gives_back_every_film_frame_line_for_line(moving):
+    """Telecined film (NTSC transfers) could only be deinterlaced, halving the lines of frames that were whole
+    on film, and played at 29.97 with a repeated frame in every five. restore.ivtc re-pairs the fields and
+    drops the repeats: every film frame comes back exact, at 4/5 of the rate."""
+    film = moving[:20]
+    video = telecine(film)
+    out = restore.ivtc(Context("n"), Clip.from_array(video, fps=30000 / 1001))
+    assert (out.length, round(out.fps, 3)) == (20, 23.976)
+    np.testing.assert_array_equal(out.to_array(), film)
+    src = Clip(len(video), 29.97, 128, 96, lambda a, b: video[a:b], chunk=3)
+    np.testing.assert_array_equal(restore.ivtc(Context("n"), src).frames(5, 14), film[5:14])
+
+
+def test_ivtc_re_pairs_pal_fields_a_frame_out_of_step(moving):
+    film = moving[:12]
+    video = film.copy()
+    video[1:, 1::2] = film[:-1, 1::2]        # each bottom field a frame late
+    out = restore.ivtc(Context("n"), Clip.from_array(video, fps=25), pulldown="2:2")
+    assert (out.length, out.fps) == (12, 25)
+    np.testing.assert_array_equal(out.to_array()[:-1], film[:-1])   # the last top field has no partner
+
+
+@pytest.mark.parametrize("shape", [(1, 96, 128), (3, 96, 128), (7, 2, 40), (6, 1, 1)])
+def test_ivtc_short_clips_and_odd_sizes(moving, shape):
+    n, h, w = shape
+    frames = np.ascontiguousarray(moving[:n, :h, :w])
+    out = restore.ivtc(Context("n"), Clip.from_array(frames)).to_array()
+    assert out.shape == (n // 5 * 4 + n % 5, h, w, 3)

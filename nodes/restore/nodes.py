@@ -1,4 +1,4 @@
-"""Restoration nodes: deflicker, stabilize, deblur, denoise, deinterlace (all stream chunk by chunk)."""
+"""Restoration nodes: deflicker, stabilize, deblur, denoise, deinterlace, inverse telecine (all stream chunk by chunk)."""
 from graph_engine import NodeError, Param, node
 from graph_engine.types import VIDEO
 
@@ -134,3 +134,20 @@ def deinterlace(ctx, video: VIDEO,
     ctx.report(field_order="tff" if tff else "bff")
     per_field = rate == "field"
     return di.deinterlace_clip(ctx, video, tff, per_field, Progress(ctx, video.length * (2 if per_field else 1)))
+
+
+@node("restore.ivtc", title="Inverse Telecine", category="Restoration", temporal_radius=7)
+def ivtc(ctx, video: VIDEO,
+         pulldown: str = Param("3:2", choices=("3:2", "2:2"),
+                               help="3:2: film shown as NTSC video (29.97 -> 23.976 fps, one frame in five "
+                                    "dropped); 2:2: film on PAL with its fields a frame out of step (fields "
+                                    "re-paired, no frames dropped)")) -> VIDEO:
+    """Undo telecine pulldown: film frames back line for line, without deinterlacing them.
+
+    Each frame's top field is paired with the bottom field (of the frame before, the same or the
+    next) that combs least; with 3:2 the repeated frame of every five is then dropped. Use this
+    on film transferred to video; deinterlace video shot on video cameras (restore.deinterlace)."""
+    from nodes.common.stream import Progress
+    from nodes.restore.ivtc import CYCLE, KEEP, ivtc_clip, output_length
+    decimate = pulldown == "3:2"
+    return ivtc_clip(ctx, video, Progress(ctx, output_length(video.length, KEEP if decimate else CYCLE)), decimate)
