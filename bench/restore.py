@@ -17,8 +17,11 @@ bench.footage's photographs filmed by a moving camera.
   deinterlace  the clip's frames woven into interlaced ones (frame i: frame 2i's top field, 2i+1's bottom,
                so each field is a real moment) -> restore.deinterlace (field order read from the pictures,
                one picture per field) against bwdif and yadif told the order; scored on all the frames.
+  ivtc         the clip's frames as film through 3:2 pulldown (AA BB BC CD DD) -> restore.ivtc against
+               fieldmatch,decimate and against deinterlacing it (bwdif); scored on the film frames.
 
-Quality is PSNR and SSIM against the undamaged frames; each time is the whole run (ffmpeg: piping in and
+Quality is PSNR (of the mean squared error over the clip, so exact frames do not swamp it) and mean
+SSIM against the undamaged frames; each time is the whole run (ffmpeg: piping in and
 out included; ours: the lazy clip rendered to an array). ffmpeg gets frames losslessly (planar RGB or
 YUV 4:4:4).
 
@@ -37,10 +40,10 @@ import numpy as np
 
 from graph_engine import Clip
 from graph_engine.context import Context
-from nodes.metrics.measures import mean_luma, psnr, ssim
+from nodes.metrics.measures import mean_luma, ssim
 from nodes.restore import nodes as restore_nodes
 
-SECTIONS = ("denoise", "deflicker", "stabilize", "deinterlace")
+SECTIONS = ("denoise", "deflicker", "stabilize", "deinterlace", "ivtc")
 MARGIN = 16
 
 
@@ -85,6 +88,16 @@ def weave(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def telecine(film: np.ndarray) -> np.ndarray:
+    out = []
+    for k in range(0, len(film) - 3, 4):
+        a, b, c, d = film[k:k + 4]
+        bc, cd = b.copy(), c.copy()
+        bc[1::2], cd[1::2] = c[1::2], d[1::2]
+        out += [a, b, bc, cd, d]
+    return np.stack(out)
+
+
 def flicker(frames: np.ndarray) -> float:
     return float(np.abs(np.diff([mean_luma(f) for f in frames])).mean())
 
@@ -114,7 +127,8 @@ def timed(fn):
 def scores(out, truth, margin=0):
     m = (slice(margin, -margin), slice(margin, -margin)) if margin else (slice(None), slice(None))
     n = min(len(out), len(truth))
-    return (float(np.mean([psnr(a[m], b[m]) for a, b in zip(out[:n], truth[:n])])),
+    mse = np.mean([np.mean((a[m].astype(np.float64) - b[m]) ** 2) for a, b in zip(out[:n], truth[:n])])
+    return (10 * np.log10(255.0 ** 2 / mse) if mse > 0 else float("inf"),
             float(np.mean([ssim(a[m], b[m]) for a, b in zip(out[:n], truth[:n])])))
 
 
@@ -182,6 +196,18 @@ def run(frames: int, clip: str, seed: int, only) -> None:
             ("ffmpeg bwdif=send_field:tff", lambda: ffmpeg_filter(inter, "format=gbrp,bwdif=1:0:0,format=rgb24")),
             ("ffmpeg yadif=send_field:tff", lambda: ffmpeg_filter(inter, "format=gbrp,yadif=1:0:0,format=rgb24")),
             ("kinograph restore.deinterlace auto", lambda: node("deinterlace", inter, rate="field")),
+        ])
+
+    if "ivtc" in only:
+        film = clean[: len(clean) // 4 * 4]
+        video = telecine(film)
+        # Damaged, and deinterlaced: the frames A B BC CD DD of each five, less the second B (so in step).
+        table("ivtc: 3:2 pulldown (29.97 from 23.976)", film, np.delete(video, np.s_[2::5], axis=0), [
+            ("ffmpeg fieldmatch,decimate", lambda: ffmpeg_filter(video, "format=yuv444p,fieldmatch,decimate,"
+                                                                        "format=rgb24", 29.97)),
+            ("ffmpeg bwdif (deinterlace instead)", lambda: np.delete(
+                ffmpeg_filter(video, "format=gbrp,bwdif=0:0:0,format=rgb24", 29.97), np.s_[2::5], axis=0)),
+            ("kinograph restore.ivtc", lambda: node("ivtc", video)),
         ])
 
 
