@@ -400,3 +400,15 @@ def test_ivtc_short_clips_and_odd_sizes(moving, shape):
     frames = np.ascontiguousarray(moving[:n, :h, :w])
     out = restore.ivtc(Context("n"), Clip.from_array(frames)).to_array()
     assert out.shape == (n // 5 * 4 + n % 5, h, w, 3)
+
+
+def test_wiener_by_default_does_not_amplify_the_noise_of_real_footage(sharp):
+    """Wiener's default noise-to-signal ratio was a constant 0.005: on footage with any noise (all real
+    footage) the default deblur came out worse than its input, 5 dB worse on a real clip with noise 5 and
+    13 dB on a sharp clip with noise 3. The ratio now follows the noise measured in each frame."""
+    rng = np.random.default_rng(4)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in sharp])
+    for noise in (0, 4):
+        damaged = np.clip(blurred + rng.normal(0, noise, blurred.shape), 0, 255).astype(np.uint8)
+        out = restore.deblur(Context("n"), Clip.from_array(damaged), kernel="gaussian", sigma=1.5).to_array()
+        assert mean_psnr(out, sharp) > mean_psnr(damaged, sharp) + 1.5, noise

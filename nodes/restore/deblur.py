@@ -13,7 +13,17 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from nodes.common.noise import estimate_noise
+
 REBLUR_SIGMA = 1.0
+# Wiener's noise-to-signal ratio when it is not given: BALANCE_FLOOR + BALANCE_PER_LEVEL * the frame's noise
+# (8-bit levels). Natural pictures hold little fine detail, so the ratio the deconvolution needs grows
+# with the noise far faster than a flat-spectrum Wiener filter assumes. Over 60 cases (4 real clips and
+# bench footage at half size, blur 0.7-2 px, noise 0-6 levels) this came within 0.8 dB of the best fixed
+# ratio on average and never 0.4 dB below the blurred input; the old constant 0.005 lost up to 11 dB
+# against the input on footage with any noise (a sharp clip with noise 3 came out 13 dB worse).
+BALANCE_FLOOR = 0.001
+BALANCE_PER_LEVEL = 0.03
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -89,10 +99,17 @@ def _otf(k: np.ndarray, shape) -> np.ndarray:
     return np.fft.rfft2(big)
 
 
-def wiener(frame: np.ndarray, k: np.ndarray, balance: float = 0.01) -> np.ndarray:
-    """Wiener deconvolution with a constant noise-to-signal ratio `balance`, scaled so flat areas keep
-    their level: the plain filter passes 1 / (1 + balance) of the mean (the kernel sums to 1), so
-    raising `balance` against ringing darkened the whole picture (0.1: 9%, 0.5: a third)."""
+def auto_balance(frame: np.ndarray) -> float:
+    return BALANCE_FLOOR + BALANCE_PER_LEVEL * estimate_noise(frame)
+
+
+def wiener(frame: np.ndarray, k: np.ndarray, balance: float = 0.0) -> np.ndarray:
+    """Wiener deconvolution with a constant noise-to-signal ratio `balance` (0: from the frame's noise,
+    auto_balance), scaled so flat areas keep their level: the plain filter passes 1 / (1 + balance) of
+    the mean (the kernel sums to 1), so raising `balance` against ringing darkened the whole picture
+    (0.1: 9%, 0.5: a third)."""
+    if balance <= 0:
+        balance = auto_balance(frame)
     img, p = _padded(frame, k)
     h = _otf(k, img.shape[:2])
     filt = np.conj(h) * (1.0 + balance) / (np.abs(h) ** 2 + balance)

@@ -52,8 +52,9 @@ def deblur(ctx, video: VIDEO,
            angle: float = Param(0.0, min=-180.0, max=180.0, help="motion kernel direction, degrees"),
            kernel_path: str = Param("", kind="path", help="PSF image (grayscale) or .npy when kernel = file"),
            amount: float = Param(1.0, min=0.0, max=5.0, help="unsharp: how much detail to add"),
-           balance: float = Param(0.005, min=1e-5, max=1.0,
-                                  help="wiener: noise-to-signal ratio; raise it if the result rings or is noisy"),
+           balance: float = Param(0.0, min=0.0, max=1.0,
+                                  help="wiener: noise-to-signal ratio; 0 = from the noise in each frame; raise "
+                                       "it if the result rings or is noisy"),
            iterations: int = Param(20, min=1, max=200, help="richardson_lucy: iterations")) -> VIDEO:
     """Sharpen blurry footage: unsharp mask, or Wiener / Richardson-Lucy deconvolution.
 
