@@ -7,6 +7,8 @@ bench.footage's photographs filmed by a moving camera.
 
   denoise      Gaussian sensor noise (sigma 10 levels, per channel) -> restore.denoise against
                hqdn3d (defaults and a strong setting), nlmeans (s=6) and atadenoise.
+  deblur       Gaussian blur (sigma 1.5 px) and noise (sigma 2 levels) -> restore.deblur at its defaults
+               (kernel estimated from the clip) against ffmpeg unsharp (defaults and 7x7 amount 1.5).
   deflicker    a random gain in [0.8, 1.2] per frame (exposure flicker) -> restore.deflicker against
                ffmpeg deflicker; also the share of the excess frame-to-frame luma change removed.
   stabilize    a random shift of up to 6 px per axis per frame (hand-held shake) -> restore.stabilize
@@ -43,7 +45,7 @@ from graph_engine.context import Context
 from nodes.metrics.measures import mean_luma, ssim
 from nodes.restore import nodes as restore_nodes
 
-SECTIONS = ("denoise", "deflicker", "stabilize", "deinterlace", "ivtc")
+SECTIONS = ("denoise", "deblur", "deflicker", "stabilize", "deinterlace", "ivtc")
 MARGIN = 16
 
 
@@ -136,11 +138,11 @@ def table(title, truth, damaged, rows, margin=0, extra=None):
     """rows: (label, fn) pairs, each fn giving the restored frames; prints PSNR, SSIM and time."""
     print(f"\n== {title} ==")
     p, s = scores(damaged, truth, margin)
-    print(f"  {'damaged':34s} {p:6.2f} dB  SSIM {s:.4f}" + (f"  {extra(damaged)}" if extra else ""))
+    print(f"  {'damaged':36s} {p:6.2f} dB  SSIM {s:.4f}" + (f"  {extra(damaged)}" if extra else ""))
     for label, fn in rows:
         out, t = timed(fn)
         p, s = scores(out, truth, margin)
-        print(f"  {label:34s} {p:6.2f} dB  SSIM {s:.4f}  {t:6.2f} s" + (f"  {extra(out)}" if extra else ""))
+        print(f"  {label:36s} {p:6.2f} dB  SSIM {s:.4f}  {t:6.2f} s" + (f"  {extra(out)}" if extra else ""))
 
 
 def vidstab(frames):
@@ -170,6 +172,14 @@ def run(frames: int, clip: str, seed: int, only) -> None:
             ("ffmpeg nlmeans=s=6", lambda: ffmpeg_filter(noisy, yuv("nlmeans=s=6"))),
             ("ffmpeg atadenoise (defaults)", lambda: ffmpeg_filter(noisy, yuv("atadenoise"))),
             ("kinograph restore.denoise", lambda: node("denoise", noisy)),
+        ])
+
+    if "deblur" in only:
+        blurred = add_noise(np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in clean]), rng, 2.0)
+        table("deblur: Gaussian blur 1.5 px, noise 2 levels", clean, blurred, [
+            ("ffmpeg unsharp (defaults)", lambda: ffmpeg_filter(blurred, "format=gbrp,unsharp,format=rgb24")),
+            ("ffmpeg unsharp=7:7:1.5", lambda: ffmpeg_filter(blurred, "format=gbrp,unsharp=7:7:1.5,format=rgb24")),
+            ("kinograph restore.deblur (defaults)", lambda: node("deblur", blurred)),
         ])
 
     if "deflicker" in only:
