@@ -412,3 +412,20 @@ def test_wiener_by_default_does_not_amplify_the_noise_of_real_footage(sharp):
         damaged = np.clip(blurred + rng.normal(0, noise, blurred.shape), 0, 255).astype(np.uint8)
         out = restore.deblur(Context("n"), Clip.from_array(damaged), kernel="gaussian", sigma=1.5).to_array()
         assert mean_psnr(out, sharp) > mean_psnr(damaged, sharp) + 1.5, noise
+
+
+def test_stabilize_crop_mode_never_shows_past_the_frame(clean, monkeypatch):
+    """Crop mode clamped the shift to the zoom's margin but not the turn: on shake with a few degrees of
+    roll, corners of the picture came from outside the source (mirrored slivers). Here what lies outside
+    is black and the frames hold no black, so any black pixel is a corner shown past the frame."""
+    from nodes.restore import stabilize as st
+    monkeypatch.setitem(st.BORDERS, "reflect", cv2.BORDER_CONSTANT)
+    rng = np.random.default_rng(5)
+    frames = np.maximum(clean, 10)
+    shaken = []
+    for f in frames:
+        m = cv2.getRotationMatrix2D((W / 2, H / 2), rng.uniform(-4, 4), 1.0)
+        m[:, 2] += rng.uniform(-3, 3, 2)
+        shaken.append(cv2.warpAffine(f, m, (W, H), borderMode=cv2.BORDER_REFLECT101))
+    out = restore.stabilize(Context("n"), Clip.from_array(np.stack(shaken))).to_array()
+    assert out.min(axis=-1).min() > 0
