@@ -215,3 +215,21 @@ def test_transparent_video_is_laid_over_black_as_transparent_stills_are(tmp_path
     assert any("transparency" in n and "over black" in n for n in notes)
     again = load_video(str(path), start=7).to_array().astype(float)     # a seek decodes the alpha as well
     assert np.array_equal(again, got[7:])
+
+
+def test_a_capture_kept_combed_is_deinterlaced_to_a_picture_per_field(interlaced, tmp_path):
+    """A capture stored as progressive, loaded as it is (io's auto leaves it alone): restore.deinterlace reads
+    its field order from the motion and gives one picture per field, the 60/s source's pictures."""
+    from graph_engine.context import Context
+    from nodes.restore import nodes as restore_nodes
+    src, _ = interlaced
+    unflagged = tmp_path / "capture.mkv"
+    encode(src, unflagged, "60", ["-vf", "tinterlace=interleave_top,setfield=prog", "-c:v", "ffv1"])
+    clip = load_video(str(unflagged))
+    ctx = Context("d")
+    out = restore_nodes.deinterlace(ctx, clip, field_order="auto", rate="field")
+    assert ctx.results["field_order"] == "tff"
+    assert (out.length, round(out.fps, 3)) == (40, 60.0)
+    got = out.to_array()
+    assert np.mean([psnr(g, w) for g, w in zip(got, src)]) > \
+        np.mean([psnr(r, w) for r, w in zip(np.repeat(clip.to_array(), 2, axis=0), src)]) + 5

@@ -196,7 +196,8 @@ class VideoSource:
                 return None
             parity = "auto"     # bwdif reads each frame's own field order
         self.notes.append(f"it is interlaced ({'field order from each frame' if parity == 'auto' else parity}): "
-                          f"frames are deinterlaced (bwdif); deinterlace=off keeps the fields as they are")
+                          f"frames are deinterlaced (bwdif); deinterlace=off keeps the fields as they are (for "
+                          f"restore.deinterlace, rate field: one picture per field)")
         # send_frame: one picture per frame at its own time, so the clip keeps its frames and rate.
         return f"mode=send_frame:parity={parity}:deint=all"
 

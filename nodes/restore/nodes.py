@@ -115,8 +115,9 @@ def deinterlace(ctx, video: VIDEO,
     Each field's missing lines are filled by bwdif (motion-adaptive: still areas keep both fields'
     full detail, moving ones are interpolated). With field_order auto the order is read from the
     motion; a clip that shows no combing is passed through unchanged. io.load_video already
-    deinterlaces files that say they are interlaced: use this node for the ones that do not, for
-    frame sequences, or for one picture per field."""
+    deinterlaces files that say they are interlaced, one picture per frame: use this node for the
+    ones that do not, for frame sequences, or for one picture per field (load with deinterlace off).
+    Film transferred to video (telecine) is whole again with restore.ivtc instead."""
     from nodes.common.stream import Progress
     from nodes.restore import deinterlace as di
     if field_order == "auto":
