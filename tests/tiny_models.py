@@ -608,7 +608,8 @@ def sd_ldm_unet(diffusers_sd: dict, levels: int, attn: list) -> dict:
     res = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
            ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
 
     def resnet(tail):
         for a, b in res:
@@ -645,6 +646,8 @@ def sd_ldm_unet(diffusers_sd: dict, levels: int, attn: list) -> dict:
             continue
         raise KeyError(k)
     cfg = {"layers_per_block": 2, "down_block_types": ["x"] * levels}
+    if "label_emb.0.0.weight" in out:            # SDXL's size and pooled-text embedding
+        cfg["addition_embed_type"] = "text_time"
     back = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in out.items()}, cfg)
     assert set(back) == set(diffusers_sd), sorted(set(back) ^ set(diffusers_sd))[:6]
     return out
@@ -712,4 +715,99 @@ def build_sd15_single_file(root: Path) -> Path:
     state.update({f"cond_stage_model.transformer.{k}": v for k, v in text.state_dict().items()
                   if k.startswith("text_model.")})
     save_file({k: v.half().contiguous() for k, v in state.items()}, str(ckpt))
+    return root
+
+
+def open_clip_text(diffusers_sd: dict) -> dict:
+    """The OpenCLIP key names (SDXL's conditioner.embedders.1.model.*, without the prefix) of a transformers
+    CLIPTextModelWithProjection: fused q/k/v in_proj, resblocks, ln_final, a [width, proj] text_projection."""
+    import re
+    import torch
+    from types import SimpleNamespace
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    # diffusers' own table (DIFFUSERS_TO_LDM_MAPPING["openclip"]) read backwards, so the file is what it expects
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+    fixed = {k: v for k, v in DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"].items() if k != "text_projection.weight"}
+    parts = dict(zip(("self_attn.out_proj", "layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2"),
+                     ("attn.out_proj", "ln_1", "ln_2", "mlp.c_fc", "mlp.c_proj")))
+    out = {}
+    for k, v in diffusers_sd.items():
+        if k in fixed:
+            out[fixed[k]] = v
+            continue
+        if k == "text_projection.weight":
+            out["text_projection"] = v.T.contiguous()
+            continue
+        m = re.match(r"^text_model\.encoder\.layers\.(\d+)\.(.*)\.(weight|bias)$", k)
+        if m is None:
+            raise KeyError(k)
+        i, name, kind = m.groups()
+        if name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+            if name == "self_attn.q_proj":
+                qkv = [diffusers_sd[f"text_model.encoder.layers.{i}.self_attn.{p}_proj.{kind}"] for p in "qkv"]
+                out[f"transformer.resblocks.{i}.attn.in_proj_{kind}"] = torch.cat(qkv)
+            continue
+        out[f"transformer.resblocks.{i}.{parts[name]}.{kind}"] = v
+    hidden = diffusers_sd["text_model.embeddings.token_embedding.weight"].shape[1]
+    back = convert_open_clip_checkpoint(SimpleNamespace(config=SimpleNamespace(hidden_size=hidden)),
+                                        {"p." + k: v for k, v in out.items()}, prefix="p.")
+    assert set(back) == set(diffusers_sd), sorted(set(back) ^ set(diffusers_sd))[:6]
+    assert all(bool((back[k] == diffusers_sd[k]).all()) for k in back)
+    out["logit_scale"] = torch.tensor(4.6052)      # in the published files; SDXL does not read it
+    return out
+
+
+def sdxl_parts():
+    """A tiny SDXL (SDXL's block kinds, linear projections, 64-wide heads, 1/2 transformer depths, text_time
+    size embedding, CLIP-L + OpenCLIP-G text encoders with the pooled projection) at tiny widths."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    _seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 128), layers_per_block=2, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=64,
+                                attention_head_dim=(1, 2), transformer_layers_per_block=(1, 2),
+                                use_linear_projection=True, addition_embed_type="text_time",
+                                addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+                                norm_num_groups=32)
+    vae = AutoencoderKL(block_out_channels=(32, 32), in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        layers_per_block=2, norm_num_groups=32, scaling_factor=0.13025, force_upcast=True)
+    kw = dict(hidden_size=32, intermediate_size=37, num_attention_heads=1, num_hidden_layers=3, vocab_size=1000,
+              max_position_embeddings=77)
+    text = CLIPTextModel(CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_act="quick_gelu",
+                                        **kw))
+    text_2 = CLIPTextModelWithProjection(CLIPTextConfig(bos_token_id=0, eos_token_id=2, pad_token_id=1,
+                                                        hidden_act="gelu", projection_dim=32, **kw))
+    for m in (unet, vae, text, text_2):
+        m.half().float()
+    return unet, vae, text, text_2
+
+
+def sdxl_sgm_state(unet, vae, text, text_2) -> dict:
+    """One SDXL checkpoint's tensors in Stability's SGM layout (as sd_xl_base_1.0.safetensors holds them)."""
+    state = {f"model.diffusion_model.{k}": v for k, v in sd_ldm_unet(unet.state_dict(), 2, [False, True]).items()}
+    state.update({f"first_stage_model.{k}": v for k, v in sd_ldm_vae(vae.state_dict(), 2).items()})
+    state.update({f"conditioner.embedders.0.transformer.text_model.{k}": v for k, v in text.state_dict().items()})
+    state.update({f"conditioner.embedders.1.model.{k}": v for k, v in open_clip_text(text_2.state_dict()).items()})
+    return state
+
+
+def build_sdxl_single_file(root: Path) -> Path:
+    """A tiny SDXL as a diffusers folder `root/diffusers/` (StableDiffusionXLPipeline) and as one SGM checkpoint
+    `root/models/checkpoints/sdxl_tiny.safetensors` (its CLIP tokenizer in a folder named after it), both with
+    the shipped SDXL scheduler."""
+    import copy
+    from diffusers import StableDiffusionXLPipeline
+    from safetensors.torch import save_file
+    from nodes.generate.split import scheduler
+    unet, vae, text, text_2 = sdxl_parts()
+    ckpt = root / "models" / "checkpoints" / "sdxl_tiny.safetensors"
+    tok = clip_tokenizer(ckpt.parent / ckpt.stem)
+    tok_2 = copy.deepcopy(tok)
+    tok_2.pad_token = "!"
+    StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tok, tokenizer_2=tok_2,
+                              unet=unet, scheduler=scheduler("sdxl")).save_pretrained(str(root / "diffusers"),
+                                                                                     safe_serialization=True)
+    save_file({k: v.half().contiguous() for k, v in sdxl_sgm_state(unet, vae, text, text_2).items()}, str(ckpt))
     return root

@@ -420,7 +420,10 @@ def _sd(k: Keys) -> Optional[Detection]:
     else:
         return None
     if k.starts("conditioner.embedders.") or k.any("label_emb.0.0.weight", "add_embedding.linear_1.weight"):
-        variant = "sdxl"
+        # The refiner reads OpenCLIP-G alone (1280-wide context, conditioner.embedders.0 is OpenCLIP); the base
+        # model both encoders (2048-wide).
+        refiner = k.starts("conditioner.embedders.0.model.") or (ctx is not None and ctx[1] == 1280)
+        variant = "sdxl-refiner" if refiner else "sdxl"
     elif ctx is not None and ctx[1] == 1024:
         variant = "sd2"
     else:

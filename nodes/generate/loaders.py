@@ -77,7 +77,7 @@ def _is_denoiser_file(path: str, family: str) -> bool:
     through the model manager instead, which builds every part they hold."""
     from nodes.generate.detect import detect_file
     from nodes.generate.model_manager import KINDS, resolve_model_path
-    if family in ("sd", "animatediff") or not _is_single_file(path):
+    if family in ("sd", "sdxl", "animatediff") or not _is_single_file(path):
         return False
     return detect_file(resolve_model_path(path, KINDS.get(family, "checkpoints"), "model")).role != "checkpoint"
 
@@ -95,7 +95,10 @@ def add_lora(model, path: str, strength: float):
         raise NodeError(f"{model.family} models take no LoRAs in Kinograph")
     # A LoRA changes layers of the model it was trained on; on another family none of its names match, and
     # diffusers then loads nothing and only logs a warning.
-    fits = {"sd": ("sd", "animatediff"), "animatediff": ("animatediff",)}.get(det.family or "", (det.family,))
+    # An SD LoRA whose names do not show SDXL (a UNet-only one touching SD 1.5's levels too) may still be SDXL's:
+    # diffusers tells by the shapes, with the layer named.
+    fits = {"sd": ("sd", "animatediff", "sdxl"), "animatediff": ("animatediff",)}.get(det.family or "",
+                                                                                         (det.family,))
     if det.family and model.family not in fits:
         from nodes.generate.families import family as family_spec
         from nodes.generate.model_manager import _a
@@ -111,7 +114,7 @@ def add_text_lora(text_encoder, path: str, strength: float):
     """The text encoder with the LoRA's text-encoder layers recorded (None when none is connected)."""
     # Only SD 1.5's CLIP has LoRA layers: Wan, LTX, HunyuanVideo LoRAs train the denoiser alone, and ComfyUI's
     # LoraLoader in their workflows passes the text encoder through unchanged, as it is here.
-    if text_encoder is None or strength == 0 or text_encoder.family not in ("sd", "animatediff") \
+    if text_encoder is None or strength == 0 or text_encoder.family not in ("sd", "sdxl", "animatediff") \
             or not hasattr(text_encoder.pipe, "load_lora_weights"):
         return text_encoder
     from nodes.generate.model_manager import resolve_model_path

@@ -27,7 +27,7 @@ go_offline()
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
-KINDS = {"sd": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
+KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
          "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
@@ -70,9 +70,17 @@ def detect_family(path: Path) -> Tuple[Optional[str], str]:
     if det.role == "motion_module":
         return "motion", "its motion_modules tensors"
     if det.role in ("diffusion_model", "checkpoint"):
-        return det.family, f"its tensors ({det.why})"
+        return family_of_file(det), f"its tensors ({det.why})"
     what = f"a {det.describe()} file" if det.role else "no model Kinograph knows"
     return None, f"its tensors show {what}"
+
+
+def family_of_file(det: Detection) -> Optional[str]:
+    """The family that runs a detected model file: detection names SDXL an SD variant (its UNet is SD's, grown),
+    Kinograph runs it as a family of its own."""
+    if det.family == "sd" and det.variant.startswith("sdxl"):
+        return "sdxl"
+    return det.family
 
 
 def check_family(path: Path, wanted: str) -> str:
@@ -163,8 +171,11 @@ def load_motion_adapter(path: Path, dtype):
         with local_only("motion adapter", str(path)):
             return MotionAdapter.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     state = load_weights(path)
-    if detect_state_dict(state).role != "motion_module":
+    det = detect_state_dict(state)
+    if det.role != "motion_module":
         raise NodeError(f"{path} is not an AnimateDiff motion module (no motion_modules.* tensors)")
+    from nodes.generate.converters.sdxl import refuse_unsupported
+    refuse_unsupported(path, det)
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
     converted = convert_animatediff_checkpoint_to_diffusers(state)
     adapter = MotionAdapter(**motion_config(state, path))
@@ -293,7 +304,7 @@ class ModelManager:
         spec = family_spec(family)
         source = resolve_model_path(path, KINDS[family], f"{spec.title} model")
         config = opts.get("config")
-        if source.is_file() and family not in ("sd", "animatediff") and not get_adapter(family).single_file:
+        if source.is_file() and family not in ("sd", "sdxl", "animatediff") and not get_adapter(family).single_file:
             raise NodeError(f"{source} is a single file; {spec.title} loads from a folder in diffusers layout "
                             "(model_index.json + subfolders)")
         check_family(source, family)
@@ -466,7 +477,11 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
         return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \
-            "SDXL motion modules are not supported"
+            "AnimateDiff-SDXL motion modules are not supported (SD 1.5 ones are; or animate with an i2v model)"
+    if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
+        return False, "the SDXL refiner is not supported; load the SDXL base checkpoint"
+    if det.role == "checkpoint" and det.family == "sd" and det.variant in ("sd15", "sdxl"):
+        return True, "load.sdxl (or load.model)" if det.variant == "sdxl" else "load.sd (or load.model)"
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant == "sd15"
         return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"

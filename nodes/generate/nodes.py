@@ -28,7 +28,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
+        "auto", "sd", "sdxl", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
     """Load any supported video model from a local folder; the family is recognised from its files.
@@ -46,6 +46,16 @@ def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or sin
             dtype: str = DTYPE, offload: str = OFFLOAD):
     """Stable Diffusion 1.5 for text-to-image: first frames and keyframes from the same checkpoint AnimateDiff uses."""
     return _load(ctx, "sd", path, dtype, offload, config=config)
+
+
+@node("load.sdxl", title="Load Stable Diffusion XL", category="Models", outputs=PARTS, device="gpu")
+def load_sdxl(ctx, path: str = _path(what="SDXL checkpoint (.safetensors in checkpoints/, e.g. sd_xl_base_1.0) or "
+                                          "diffusers folder", required=True),
+              dtype: str = DTYPE, offload: str = OFFLOAD):
+    """Stable Diffusion XL text-to-image (base model and its fine-tunes): keyframes to animate with an
+    image-to-video model (Wan i2v, LTX-Video, SVD). Both text encoders come out as one text_encoder;
+    sizes around 1024x1024 (divisible by 8)."""
+    return _load(ctx, "sdxl", path, dtype, offload)
 
 
 @node("load.animatediff", title="Load AnimateDiff", category="Models", outputs=PARTS, device="gpu")

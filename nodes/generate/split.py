@@ -9,6 +9,7 @@ diffusers folder. Tokenizers are found, never downloaded: inside the file (Comfy
 bundled tokenizers, or in the Hugging Face cache."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from pathlib import Path
@@ -118,10 +119,15 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "diffusion_models", "diffusion model")
     det = _detect(path, ("diffusion_model", "checkpoint"), "a diffusion model")
+    from nodes.generate.model_manager import family_of_file
+    det = dataclasses.replace(det, family=family_of_file(det))
+    if det.family == "sdxl":
+        from nodes.generate.converters.sdxl import refuse_unsupported
+        refuse_unsupported(path, det)
     if det.family not in FAMILIES:
         raise NodeError(f"{path.name} is {det.describe()}, a model family Kinograph does not run")
     dname, dtype = _weight_dtype(weight_dtype, det.family, device, dtype_of)
-    slot = "unet" if det.family in ("sd", "animatediff", "svd") else "transformer"
+    slot = "unet" if det.family in ("sd", "sdxl", "animatediff", "svd") else "transformer"
     pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: pipeline(
         det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}))
     return ModelHandle(family=det.family, path=str(path), pipe=pipe, dtype=dname, device=device)

@@ -5,13 +5,14 @@ Keys are converted with diffusers' own LDM converters; sizes come from the tenso
 the shipped SD 1.5 configs, and the CLIP tokenizer is found locally (see split.tokenizer)."""
 from __future__ import annotations
 
-from nodes.generate.converters import Built, model_config, register
+from nodes.generate.converters import Built, count, model_config, register
 from nodes.generate.detect import Detection
 
 
-def _unet_config(state) -> dict:
-    """SD 1.5's UNet config with the widths, depths and attention levels an LDM state dict shows."""
-    cfg = model_config("sd", "unet_sd15")
+def _unet_config(state, base: str = "unet_sd15", family: str = "sd") -> dict:
+    """A shipped UNet config (SD 1.5's, SDXL's) with the widths, depths and attention levels an LDM state dict
+    shows. Transformer depths per level are counted (SDXL's are 1/2/10, SD 1.5's 1)."""
+    cfg = model_config(family, base)
     levels = max(int(k.split(".")[1]) for k in state if k.startswith("input_blocks.")) // 3 + 1
     chans = [int(state[f"input_blocks.{3 * i + 1}.0.out_layers.3.weight"].shape[0]) for i in range(levels)]
     attn = [f"input_blocks.{3 * i + 1}.1.proj_in.weight" in state for i in range(levels)]
@@ -24,6 +25,10 @@ def _unet_config(state) -> dict:
                use_linear_projection=proj.ndim == 2,
                down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
                up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)])
+    if "transformer_layers_per_block" in cfg:
+        # Levels without attention keep diffusers' 1 (unused there); the middle block takes the last level's.
+        cfg["transformer_layers_per_block"] = [
+            max(1, count(state, f"input_blocks.{3 * i + 1}.1.transformer_blocks.{{}}.")) for i in range(levels)]
     return cfg
 
 
@@ -42,11 +47,16 @@ def unet(state, det) -> Built:
 @register("sd", "vae")
 def vae(state, det) -> Built:
     """An LDM-layout VAE: a vae/ file, or the first_stage_model.* part of a checkpoint."""
+    return ldm_vae(state, "sd", "vae_sd15")
+
+
+def ldm_vae(state, family: str, base: str) -> Built:
+    """An LDM-layout AutoencoderKL with a shipped config's settings (scaling factor, upcast) and the file's widths."""
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import LDM_VAE_KEYS, convert_ldm_vae_checkpoint
     prefix = next((p for p in LDM_VAE_KEYS if any(k.startswith(p) for k in state)), "")
     own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    cfg = model_config("sd", "vae_sd15")
+    cfg = model_config(family, base)
     if "encoder.down.0.block.0.conv1.weight" in own:
         levels = len({k.split(".")[2] for k in own if k.startswith("encoder.down.")})
         cfg.update(block_out_channels=[int(own[f"encoder.down.{i}.block.0.conv1.weight"].shape[0])
