@@ -145,3 +145,177 @@ def test_animatediff_sdxl_motion_module_is_refused_by_name(tmp_path):
         load_motion_adapter(path, torch.float32)
     msg = str(e.value)
     assert "mm_sdxl_v10_beta.safetensors is an AnimateDiff-SDXL motion module" in msg and "image-to-video" in msg
+
+
+def _sdxl_lora(path: Path) -> None:
+    """A kohya SDXL LoRA as trainers write them: SGM UNet names (input_blocks/output_blocks), lora_te1_ on CLIP-L,
+    lora_te2_ on OpenCLIP-G, alphas."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(5)
+    layers = {"lora_unet_input_blocks_4_1_transformer_blocks_1_attn2_to_k": (128, 64),
+              "lora_unet_output_blocks_0_1_proj_out": (128, 128),
+              "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": (32, 32),
+              "lora_te1_text_model_encoder_layers_0_self_attn_out_proj": (32, 32),
+              "lora_te2_text_model_encoder_layers_1_self_attn_out_proj": (32, 32),
+              "lora_te2_text_model_encoder_layers_1_mlp_fc1": (37, 32)}
+    state = {}
+    for name, (out, inp) in layers.items():
+        state[f"{name}.lora_down.weight"] = torch.randn(4, inp, generator=g) * 0.5
+        state[f"{name}.lora_up.weight"] = torch.randn(out, 4, generator=g) * 0.5
+        state[f"{name}.alpha"] = torch.tensor(2.0)
+    save_file(state, str(path))
+
+
+def test_sdxl_lora_on_both_text_encoders_and_the_unet_matches_diffusers(models, tmp_path):
+    """lora.image with an SDXL kohya LoRA (strength and clip_strength 0.7) gives what diffusers' own
+    load_lora_weights + set_adapters gives on StableDiffusionXLPipeline; each part of the LoRA counts."""
+    from diffusers import StableDiffusionXLPipeline
+    from nodes.generate.detect import detect_file
+    from nodes.generate.loaders import add_lora, add_text_lora
+    from nodes.generate.model_manager import ModelManager
+    path = models / "loras" / "sdxl_style.safetensors"
+    path.parent.mkdir(exist_ok=True)
+    _sdxl_lora(path)
+    det = detect_file(path)
+    assert (det.role, det.family) == ("lora", "sdxl")
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    parts = mm.components(h)
+    plain = _sample(h, parts, steps=2).samples
+    ours = _sample(add_lora(h, path.name, 0.7), {**parts, "text_encoder": add_text_lora(parts["text_encoder"],
+                                                                                         path.name, 0.7)},
+                   steps=2).samples[:, :, 0]
+    ref = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref.load_lora_weights(str(path), adapter_name="style")
+    ref.set_adapters(["style"], [0.7])
+    want = ref("a cat", negative_prompt="blurry", width=64, height=48, num_inference_steps=2, guidance_scale=5.0,
+               generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert float((plain[:, :, 0] - want).abs().max()) > 1e-2        # the LoRA changes the image
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    # Every part moves the result: without its text layers the result is another one.
+    te_only = _sample(add_lora(h, path.name, 0.7), parts, steps=2).samples[:, :, 0]
+    assert float((te_only - want).abs().max()) > 1e-3
+
+
+def test_an_sdxl_lora_on_sd15_is_named_as_sdxl(models, tmp_path):
+    from nodes.generate.handles import ModelHandle
+    from nodes.generate.loaders import add_lora
+    path = tmp_path / "xl_style.safetensors"
+    _sdxl_lora(path)
+
+    class Pipe:
+        def load_lora_weights(self):
+            pass
+    with pytest.raises(NodeError) as e:
+        add_lora(ModelHandle(family="sd", path="sd15.safetensors", pipe=Pipe(), dtype="fp32", device="cpu"),
+                 str(path), 1.0)
+    assert "xl_style.safetensors is a Stable Diffusion XL (image) LoRA" in str(e.value), str(e.value)
+
+
+def test_sdxl_size_conditioning_and_two_prompts_match_diffusers(models):
+    """encode.sdxl (ComfyUI's CLIPTextEncodeSDXL): text_g through OpenCLIP-G, text_l through CLIP-L, a declared
+    original size and crop: what diffusers gives with prompt_2 / prompt, original_size, crops_coords_top_left and
+    target_size."""
+    from diffusers import StableDiffusionXLPipeline
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_sdxl
+    from nodes.generate.vae_ops import empty_latent
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    parts = mm.components(h)
+    sizes = (1024, 768, 16, 32, 0, 0)           # original 768 wide, 1024 high, cropped at (16, 32); target: the image
+    pos = encode_sdxl(parts["text_encoder"], "a red fox", "photo, sharp", sizes)
+    neg = encode_sdxl(parts["text_encoder"], "blurry", "", sizes)
+    ours = run_sampling(h, pos, neg, empty_latent(parts["vae"], 1, 64, 48, 8.0), steps=3, cfg=5.0, sampler="euler",
+                        seed=9).samples[:, :, 0]
+    ref = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    want = ref(prompt="photo, sharp", prompt_2="a red fox", negative_prompt="blurry", width=64, height=48,
+               original_size=(1024, 768), crops_coords_top_left=(16, 32), target_size=(48, 64), num_inference_steps=3,
+               guidance_scale=5.0, generator=torch.Generator().manual_seed(9), output_type="latent").images
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+
+
+def test_comfyui_sdxl_txt2img_workflow_imports_and_runs(models, tmp_path):
+    """A plain SDXL txt2img workflow: CheckpointLoaderSimple, CLIPTextEncodeSDXL (positive) and CLIPTextEncode
+    (negative), EmptyLatentImage, KSampler, VAEDecode, SaveImage; every node mapped, and it runs to an image."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    def n(cls, **inputs):
+        return {"class_type": cls, "inputs": inputs}
+    api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT),
+           "6": n("CLIPTextEncodeSDXL", width=4096, height=4096, crop_w=0, crop_h=0, target_width=64, target_height=48,
+                  text_g="a lighthouse at dusk", text_l="a lighthouse at dusk", clip=["4", 1]),
+           "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+           "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
+           "3": n("KSampler", seed=5, steps=3, cfg=7.0, sampler_name="euler", scheduler="normal", denoise=1.0,
+                  model=["4", 0], positive=["6", 0], negative=["7", 0], latent_image=["5", 0]),
+           "8": n("VAEDecode", samples=["3", 0], vae=["4", 2]),
+           "9": n("SaveImage", filename_prefix="sdxl", images=["8", 0])}
+    res = import_data(api)
+    assert all(e.status in ("exact", "approx") for e in res.report.entries.values()), res.report.entries
+    enc = next(n for n in res.graph.nodes.values() if n.type == "encode.sdxl")
+    assert (enc.params["text"], enc.params["width"], enc.params["target_height"]) == ("a lighthouse at dusk", 4096, 48)
+    wf = tmp_path / "sdxl.kino.yaml"
+    wf.write_text(res.yaml)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    files = list(tmp_path.rglob("*.png"))
+    assert len(files) == 1 and Image.open(files[0]).size == (64, 48), files
+
+
+def test_an_sdxl_vae_file_decodes_sdxl_latents(models, tmp_path):
+    """ComfyUI's SDXL workflows often load sdxl_vae.safetensors with VAELoader. SD 1.5's and SDXL's VAE files hold
+    the same tensors; the name (or load.vae's family) says SDXL, so it decodes with SDXL's latent scale: the image
+    the checkpoint's own VAE gives. Taken as SD 1.5's, the message says how to set it."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import decode_latent
+    from nodes.generate.weights import load_weights
+    state = load_weights(models / "checkpoints" / CKPT)
+    vae_state = {k[len("first_stage_model."):]: v.contiguous() for k, v in state.items()
+                 if k.startswith("first_stage_model.")}
+    (models / "vae").mkdir(exist_ok=True)
+    save_file(vae_state, str(models / "vae" / "sdxl_vae.safetensors"))
+    save_file(vae_state, str(models / "vae" / "my_vae.safetensors"))
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    parts = mm.components(h)
+    lat = _sample(h, parts, steps=2)
+    own = decode_latent(parts["vae"], lat).frames(0, 1)
+    vae = load_vae(mm, "sdxl_vae.safetensors", "cpu")
+    assert vae.family == "sdxl"
+    assert abs(decode_latent(vae, lat).frames(0, 1).astype(int) - own.astype(int)).max() <= 1
+    assert load_vae(mm, "my_vae.safetensors", "cpu", "sdxl").family == "sdxl"
+    with pytest.raises(NodeError) as e:
+        decode_latent(load_vae(mm, "my_vae.safetensors", "cpu"), lat)
+    assert "set load.vae's family to sdxl" in str(e.value)
+
+
+def test_sdxl_embedding_feeds_clip_l_and_clip_g_each_its_own_vectors(models):
+    """An SDXL textual-inversion file holds clip_l and clip_g vectors: each encoder gets its own (only CLIP-L took
+    them before, and OpenCLIP-G read the token's name letter by letter)."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.text import encode_prompt
+    g = torch.Generator().manual_seed(3)
+    vl, vg = torch.randn(2, 32, generator=g), torch.randn(2, 32, generator=g)
+    (models / "embeddings").mkdir(exist_ok=True)
+    save_file({"clip_l": vl, "clip_g": vg}, str(models / "embeddings" / "xlstyle.safetensors"))
+    mm = ModelManager()
+    te = mm.components(mm.load("sdxl", CKPT))["text_encoder"]
+    plain = encode_prompt(te, "a cat").embeds
+    with_emb = encode_prompt(te, "a cat embedding:xlstyle").embeds
+    pipe = te.pipe
+    tokens = next(iter(pipe._kinograph_embeddings.values()))
+    for tok, enc, vec in ((pipe.tokenizer, pipe.text_encoder, vl), (pipe.tokenizer_2, pipe.text_encoder_2, vg)):
+        ids = tok.convert_tokens_to_ids(tokens)
+        assert len(set(ids)) == 2 and tok.unk_token_id not in ids
+        assert torch.allclose(enc.get_input_embeddings().weight[ids], vec)
+    # Both halves of SDXL's context (CLIP-L's 32, OpenCLIP-G's 32) see the embedding.
+    assert float((with_emb[..., :32] - plain[..., :32]).abs().max()) > 1e-3
+    assert float((with_emb[..., 32:] - plain[..., 32:]).abs().max()) > 1e-3

@@ -267,6 +267,13 @@ RULES: Dict[str, Rule] = {
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
+    # SDXL's encoder with its size conditioning (text_g through OpenCLIP-G, text_l through CLIP-L)
+    "CLIPTextEncodeSDXL": Rule("encode.sdxl", ("width", "height", "crop_w", "crop_h", "target_width", "target_height",
+                                               "text_g", "text_l"),
+                               (P("text_g", "text"), P("text_l", "text_l"), P("width", "width"), P("height", "height"),
+                                P("crop_w", "crop_w"), P("crop_h", "crop_h"), P("target_width", "target_width"),
+                                P("target_height", "target_height")), {"clip": "text_encoder"}, ("positive",),
+                               fixed={"weighting": "comfy"}, takes=("clip_skip",)),
     # ComfyUI_ADV_CLIP_emb: ComfyUI's encoder with a choice of weighting; "comfy" with no normalization is the same
     "BNK_CLIPTextEncodeAdvanced": Rule("encode.text", ("text", "token_normalization", "weight_interpretation"),
                                        (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),

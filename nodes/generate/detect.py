@@ -545,6 +545,8 @@ def _lora(k: Keys) -> Optional[Detection]:
         fam, why = "wan", "Wan block names"
     elif "double_blocks" in text or "single_blocks" in text or "token_refiner" in text:
         fam, why = "hunyuan", "double/single blocks"
+    elif any(n.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for n in names):
+        fam, why = "sdxl", "two text encoders (lora_te1_/lora_te2_)"
     elif re.search(r"(down_blocks|up_blocks|input_blocks|output_blocks|lora_te_)", text):
         fam, why = "sd", "UNet block names"
     elif "transformer_blocks" in text:

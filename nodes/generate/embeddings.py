@@ -4,8 +4,8 @@
 Each file's vectors become new tokens of the loaded CLIP tokenizer and rows of its text encoder's token table
 (added once per pipeline; the original vocabulary is untouched), and the prompt names those tokens, so the text
 encoder sees the vectors where the name stood, as in ComfyUI and A1111. Files: A1111's .pt/.bin
-(`string_to_param`), its .safetensors (`emb_params`), SDXL's pair (`clip_l`, `clip_g`: the CLIP-L vectors are
-the ones SD 1.5's encoder takes) and diffusers' learned_embeds ({token: vector})."""
+(`string_to_param`), its .safetensors (`emb_params`), SDXL's pair (`clip_l`, `clip_g`: SDXL reads both, one per
+encoder; the CLIP-L vectors are the ones SD 1.5's encoder takes) and diffusers' learned_embeds ({token: vector})."""
 from __future__ import annotations
 
 import hashlib
@@ -79,23 +79,31 @@ def _tokens(pipe, name: str, log) -> list:
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key in added:
         return added[key]
-    vec = vectors(path)
-    encoder, tokenizer = pipe.text_encoder, pipe.tokenizer
-    table = encoder.get_input_embeddings()
-    if vec.shape[1] != table.weight.shape[1]:
-        raise NodeError(f"{path.name} holds {vec.shape[1]}-wide vectors and this text encoder takes "
-                        f"{table.weight.shape[1]}-wide ones: the embedding was trained for another model "
-                        "(768 is SD 1.x, 1024 SD 2.x, 1280 SDXL's second encoder); use one made for this model")
+    # SDXL reads the file's clip_l vectors with CLIP-L and its clip_g vectors with OpenCLIP-G, each tokenizer
+    # naming them with the same new tokens.
+    encoders = [(pipe.text_encoder, pipe.tokenizer, vectors(path, "clip_l"))]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        encoders.append((pipe.text_encoder_2, pipe.tokenizer_2, vectors(path, "clip_g")))
+    vec = encoders[0][2]
+    for encoder, _, v in encoders:
+        table = encoder.get_input_embeddings()
+        if v.shape[1] != table.weight.shape[1] or v.shape[0] != vec.shape[0]:
+            raise NodeError(f"{path.name} holds {v.shape[1]}-wide vectors and this text encoder takes "
+                            f"{table.weight.shape[1]}-wide ones: the embedding was trained for another model "
+                            "(768 is SD 1.x, 1024 SD 2.x, SDXL's files hold clip_l and clip_g); use one made for "
+                            "this model")
     # Lower-case ASCII names the CLIP tokenizer keeps whole; the file's hash keeps two files of one name apart.
     tag = hashlib.sha1(key.encode()).hexdigest()[:10]
     tokens = [f"<kgemb{tag}n{i}>" for i in range(vec.shape[0])]
-    tokenizer.add_tokens(tokens)
-    ids = tokenizer.convert_tokens_to_ids(tokens)
-    if max(ids) >= table.weight.shape[0]:
-        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    for encoder, tokenizer, v in encoders:
+        tokenizer.add_tokens(tokens)
+        ids = tokenizer.convert_tokens_to_ids(tokens)
         table = encoder.get_input_embeddings()
-    with torch.no_grad():
-        table.weight[ids] = vec.to(table.weight.device, table.weight.dtype)
+        if max(ids) >= table.weight.shape[0]:
+            encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            table = encoder.get_input_embeddings()
+        with torch.no_grad():
+            table.weight[ids] = v.to(table.weight.device, table.weight.dtype)
     added[key] = tokens
     log(f"embedding {name}: {vec.shape[0]} vector{'s' if vec.shape[0] != 1 else ''} from {path}")
     return tokens

@@ -473,7 +473,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.role == "lora":
-        ok = det.family in ("sd", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        ok = det.family in ("sd", "sdxl", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
         return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \

@@ -167,6 +167,34 @@ def encode_text(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": pos, "negative": neg}
 
 
+_SIZE = dict(min=0, max=16384, help="0 = the image being made")
+
+
+@node("encode.sdxl", title="Encode Prompt (SDXL)", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
+                text: str = Param("", kind="text", names_files=embedding_files,
+                                  help="the prompt for OpenCLIP-G (SDXL's main encoder, and its pooled embedding)"),
+                text_l: str = Param("", kind="text", names_files=embedding_files,
+                                    help="the prompt for CLIP-L; empty = the same as text"),
+                negative: str = Param("", kind="text", names_files=embedding_files, help="what to steer away from"),
+                width: int = Param(0, **_SIZE), height: int = Param(0, **_SIZE),
+                crop_w: int = Param(0, min=0, max=16384, help="crop left edge SDXL is told of (0 = uncropped)"),
+                crop_h: int = Param(0, min=0, max=16384, help="crop top edge SDXL is told of (0 = uncropped)"),
+                target_width: int = Param(0, **_SIZE), target_height: int = Param(0, **_SIZE),
+                clip_skip: int = Param(1, min=1, max=24, help="1 and 2: the penultimate layer SDXL was trained on"),
+                weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
+                                       help="emphasis rule, as encode.text's")):
+    """SDXL's prompt with its size conditioning (ComfyUI's CLIPTextEncodeSDXL): SDXL was told each training
+    image's original size and crop; a large original size and no crop steer it to sharp, whole compositions.
+    Both prompts get the same sizes. encode.text gives SDXL the image's own size, uncropped."""
+    from nodes.generate.text import encode_sdxl as run
+    sizes = (height, width, crop_h, crop_w, target_height, target_width)
+    kw = dict(clip_skip=clip_skip, weighting=weighting)
+    return {"positive": run(text_encoder, text, text_l, sizes, ctx.log, **kw),
+            "negative": run(text_encoder, negative, "", sizes, ctx.log, **kw)}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),

@@ -385,8 +385,9 @@ def _check_inputs(handle, positive, negative, latent, sampler):
     fam = handle.family
     compatible = {fam} | ({"sd", "animatediff"} if fam in ("sd", "animatediff") else set())
     if latent.family not in compatible:
+        from nodes.generate.vae_ops import sd_vae_hint
         raise NodeError(f"the latent was made for {latent.family}, but the model is {fam}: make the latent with "
-                        f"this model's VAE (latent.empty / vae.encode)")
+                        f"this model's VAE (latent.empty / vae.encode){sd_vae_hint(latent.family, fam)}")
     for name, c in (("positive", positive), ("negative", negative)):
         if c is not None and c.family not in compatible:
             raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "

@@ -192,15 +192,32 @@ def _text_family(det: Detection, type_: str) -> str:
     return fam
 
 
-def load_vae(mm, name: str, device: str) -> ComponentHandle:
-    from nodes.generate.model_manager import dtype_of
+def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandle:
+    from nodes.generate.model_manager import dtype_of, family_of_file
     path = _resolve(name, "vae", "VAE")
     det = _detect(path, ("vae", "checkpoint"), "a VAE")
-    family = det.family
-    _, dtype = dtype_of("auto", family, device)
-    pipe = mm.cached(("vae", str(path.resolve()), str(dtype), device),
-                     lambda: pipeline(family, vae=_module(path, det, dtype, device, "vae")))
-    return ComponentHandle(family, str(path), pipe, "vae", device)
+    found = family_of_file(det)
+    if found == "sd" and det.role == "vae":
+        found = sd_vae_family(path, family)
+    elif family not in ("auto", found):
+        raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
+                        f"to auto or {found}")
+    det = dataclasses.replace(det, family=found)
+    _, dtype = dtype_of("auto", found, device)
+    pipe = mm.cached(("vae", str(path.resolve()), found, str(dtype), device),
+                     lambda: pipeline(found, vae=_module(path, det, dtype, device, "vae")))
+    return ComponentHandle(found, str(path), pipe, "vae", device)
+
+
+def sd_vae_family(path: Path, family: str) -> str:
+    """SD 1.5's and SDXL's VAE files have the same tensors (only the weights and the latent scale they were trained
+    with differ), so the family is the one asked for, else the name's: sdxl_vae, sdxl-vae-fp16-fix, ... are SDXL's."""
+    if family in ("sd", "sdxl"):
+        return family
+    if family not in ("auto", "animatediff"):
+        raise NodeError(f"{path.name} is a Stable Diffusion VAE (SD 1.5 or SDXL), not {family}'s; set family to sd "
+                        "or sdxl")
+    return "sdxl" if "xl" in path.stem.lower() else "sd"
 
 
 def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
@@ -269,6 +286,8 @@ def _tokenizer_folders(path: Path, det: Detection) -> List[Path]:
     out = [path.parent / path.stem, path.parent / f"{path.stem}_tokenizer", path.parent / "tokenizer"]
     family = ENCODER_FAMILY.get(det.family or "")
     pipes = FAMILIES[family].pipelines if family else ()
+    if det.family == "clip_l":          # an SDXL folder's tokenizer/ is CLIP-L's too
+        pipes += FAMILIES["sdxl"].pipelines
     for kind in ("diffusers", "checkpoints", "diffusion_models"):
         for folder in list_models().get(kind, []):
             index = folder / "model_index.json"

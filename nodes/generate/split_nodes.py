@@ -39,11 +39,14 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
 
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
 def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
-                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors)")) -> VAE:
+                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors)"),
+             family: str = Param("auto", choices=("auto", "sd", "sdxl"),
+                                 help="for a Stable Diffusion VAE: SD 1.5's or SDXL's latents (the files look alike); "
+                                      "auto = sdxl when its name says xl (sdxl_vae.safetensors)")) -> VAE:
     """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_vae as run
-    return run(manager_for(ctx), name, ctx.device)
+    return run(manager_for(ctx), name, ctx.device, family)
 
 
 @node("load.clip_vision", title="Load CLIP Vision", category="Models", device="gpu",

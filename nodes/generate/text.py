@@ -61,6 +61,28 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
                         tuple(t for _, t in keys))
 
 
+def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,
+                **kw) -> Conditioning:
+    """SDXL conditioning as ComfyUI's CLIPTextEncodeSDXL makes it: `text` through OpenCLIP-G (and the pooled
+    embedding), `text_l` through CLIP-L ("" = the same text), and its size conditioning `sizes` = (original
+    height, width, crop top, left, target height, width; 0 = the image being made, as encode.text leaves it)."""
+    from dataclasses import replace
+    if text_encoder is None or text_encoder.family != "sdxl":
+        fam = getattr(text_encoder, "family", None)
+        raise NodeError(f"encode.sdxl is for Stable Diffusion XL's text encoder; this one is {fam}'s: use encode.text")
+    cond = encode_prompt(text_encoder, text, log, **kw)
+    if text_l and text_l != text:
+        clip_l = encode_prompt(text_encoder, text_l, log, **kw)
+        if clip_l.keyframes != cond.keyframes:
+            raise NodeError("text_l's prompt schedule has other keyframes than text's; give both the same frames")
+        width = int(text_encoder.pipe.text_encoder.config.hidden_size)
+        cond = replace(cond, embeds=torch.cat([clip_l.embeds[..., :width], cond.embeds[..., width:]], dim=-1))
+    if any(sizes):
+        from nodes.generate.adapters.sdxl import SIZE_KEY
+        cond = cond.with_meta(**{SIZE_KEY: [int(v) for v in sizes]})
+    return cond
+
+
 @contextlib.contextmanager
 def _text_loras(text_encoder):
     """The text encoder's LoRA layers active (and no others) while it encodes; the pipeline is held meanwhile,

@@ -63,7 +63,7 @@ def decode_latent(vae, latent: Latent) -> Clip:
     adapter = get_adapter(vae.family)
     if latent.family not in _compatible(vae.family):
         raise NodeError(f"this latent was made for {latent.family}; decode it with that family's VAE, "
-                        f"not {vae.family}'s")
+                        f"not {vae.family}'s{sd_vae_hint(vae.family, latent.family)}")
     pipe = vae.pipe
     z = latent.samples[:1]
     n, w, h = latent.frames, latent.width, latent.height
@@ -113,6 +113,13 @@ def _tiled(adapter, pipe, fn: Callable):
         return fn()
     finally:
         adapter.set_vae_tiling(pipe, False)
+
+
+def sd_vae_hint(vae_family: str, wanted: str) -> str:
+    """SD 1.5's and SDXL's VAE files look alike: a vae/ file taken as the other family's is set on load.vae."""
+    if {vae_family, wanted} <= {"sd", "sdxl", "animatediff"}:
+        return f" (a VAE file in vae/ holds either: set load.vae's family to {'sdxl' if wanted == 'sdxl' else 'sd'})"
+    return ""
 
 
 def _compatible(fam: str):

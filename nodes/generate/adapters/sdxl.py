@@ -12,7 +12,8 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres
 from nodes.generate.adapters.sd import SDAdapter
 
-# encode.text's Conditioning meta key for CLIPTextEncodeSDXL's sizes: [original h, w, crop top, left, target h, w].
+# Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
+# target h, w], 0 for a size = the image being made.
 SIZE_KEY = "sdxl_size"
 
 
@@ -74,7 +75,8 @@ def add_time_ids(sizes, height: int, width: int) -> torch.Tensor:
     """[N, 6] size conditioning, as StableDiffusionXLPipeline._get_add_time_ids builds it: original size
     (height, width), crop top-left (top, left), target size (height, width); a row without sizes of its own
     (plain encode.text) takes the image being made, uncropped, as diffusers and ComfyUI do."""
-    rows = [list(s) if s else [height, width, 0, 0, height, width] for s in sizes]
+    image = [height, width, 0, 0, height, width]
+    rows = [[v if (v or i in (2, 3)) else image[i] for i, v in enumerate(s)] if s else image for s in sizes]
     return torch.tensor(rows, dtype=torch.float32)
 
 
