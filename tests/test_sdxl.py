@@ -2,6 +2,7 @@
 layout) load from the file alone, sample to an image, and give what diffusers' own StableDiffusionXLPipeline
 gives for the same weights and seed. The tiny model is written in the published layout by inverting diffusers'
 converters (tests/tiny_models.py), so the reference is independent of Kinograph's loading code."""
+import os
 import sys
 from pathlib import Path
 
@@ -319,3 +320,16 @@ def test_sdxl_embedding_feeds_clip_l_and_clip_g_each_its_own_vectors(models):
     # Both halves of SDXL's context (CLIP-L's 32, OpenCLIP-G's 32) see the embedding.
     assert float((with_emb[..., :32] - plain[..., :32]).abs().max()) > 1e-3
     assert float((with_emb[..., 32:] - plain[..., 32:]).abs().max()) > 1e-3
+
+
+def test_shipped_sdxl_keyframe_to_svd_example_runs(models, tmp_path):
+    """examples/comfyui/sdxl_keyframe_svd.yaml, the user's path from an SDXL keyframe to a video: the SDXL
+    checkpoint and svd_xt.safetensors from the model folders, the keyframe as the first frame of the clip."""
+    from tests.comfy_layouts import build_svd, run_example
+    svd = build_svd(tmp_path / "svd")
+    out = tmp_path / "clip.mp4"
+    latent, frames = run_example("sdxl_keyframe_svd", f"{svd['models']}{os.pathsep}{models}", out, [
+        f"keyframe_model.path={CKPT}", "keyframe_latent.width=64", "keyframe_latent.height=64",
+        "keyframe_sample.steps=2", "latent.frames=6", "latent.width=64", "latent.height=64", "sample.steps=2"])
+    assert latent.shape == (1, 4, 6, 8, 8) and frames.shape == (6, 64, 64, 3)
+    assert out.stat().st_size > 0
