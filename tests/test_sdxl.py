@@ -131,6 +131,29 @@ def test_sdxl_refiner_checkpoint_is_refused_by_name(models, sdxl):
         path.unlink()
 
 
+def _inpainting(state):
+    w = state["model.diffusion_model.input_blocks.0.0.weight"]
+    return {**state, "model.diffusion_model.input_blocks.0.0.weight": w.new_zeros(w.shape[0], 9, *w.shape[2:])}
+
+
+@pytest.mark.parametrize("kind,change,says", [
+    ("inpainting", _inpainting, "is an SDXL inpainting checkpoint (9 input channels)"),
+    ("vpred", lambda s: {**s, "v_pred": torch.tensor([])}, "is a v-prediction SDXL checkpoint"),
+    ("playground", lambda s: {**s, "edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)},
+     "is Playground v2.5")])
+def test_sdxl_shaped_checkpoints_trained_otherwise_are_named(models, tmp_path, kind, change, says):
+    """SDXL-shaped files that would sample noise through the SDXL path (an inpainting UNet fails on its channels;
+    v-prediction and Playground's EDM files would run and give noise): named, with what to load instead."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.weights import load_weights
+    path = tmp_path / f"xl_{kind}.safetensors"
+    save_file({k: v.contiguous() for k, v in change(load_weights(models / "checkpoints" / CKPT)).items()}, str(path))
+    with pytest.raises(NodeError) as e:
+        ModelManager().load("sdxl", str(path))
+    assert f"xl_{kind}.safetensors {says}" in str(e.value) and "SDXL base checkpoint" in str(e.value), str(e.value)
+
+
 def test_animatediff_sdxl_motion_module_is_refused_by_name(tmp_path):
     """An AnimateDiff-SDXL motion module (three levels, no mid block) is named, with what animates SDXL keyframes."""
     from safetensors.torch import save_file
@@ -333,3 +356,24 @@ def test_shipped_sdxl_keyframe_to_svd_example_runs(models, tmp_path):
         "keyframe_sample.steps=2", "latent.frames=6", "latent.width=64", "latent.height=64", "sample.steps=2"])
     assert latent.shape == (1, 4, 6, 8, 8) and frames.shape == (6, 64, 64, 3)
     assert out.stat().st_size > 0
+
+
+def test_sdxl_base_shapes_give_sdxl_base_configs():
+    """The tiny model cannot show what only full-size tensors state: SDXL base's own shapes (empty tensors, in the
+    SGM layout) give exactly its published UNet config (transformer depths 1/2/10, 64-wide heads, the 256-wide size
+    embedding beside the 1280-wide pooled text) and OpenCLIP-G config."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+    from tiny_models import open_clip_text, sd_ldm_unet
+    from nodes.generate.converters import model_config
+    from nodes.generate.converters.sdxl import OPEN_CLIP, open_clip_g, unet_config
+    want_unet, want_clip = model_config("sdxl", "unet_sdxl"), model_config("clip_g", "text_encoder")
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(want_unet)
+        clip = CLIPTextModelWithProjection(CLIPTextConfig(**want_clip))
+    pooled = int(clip.config.projection_dim)
+    got = unet_config(sd_ldm_unet(unet.state_dict(), 3, [False, True, True]), pooled)
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in got.items()} == want_unet
+    got = open_clip_g({OPEN_CLIP + k: v for k, v in open_clip_text(clip.state_dict()).items()}).config
+    assert got == want_clip

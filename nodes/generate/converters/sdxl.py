@@ -77,9 +77,10 @@ def sdxl_pipeline(path, dtype):
     from nodes.generate.split import scheduler, tokenizer
     from nodes.generate.weights import load_weights
     det = detect_file(path)
-    refuse_unsupported(path, det)
+    keys = _keys(path)
+    refuse_unsupported(path, det, keys)
     if det.role != "checkpoint" or det.family != "sd" or det.variant != "sdxl" or \
-            not any(k.startswith(OPEN_CLIP) for k in _keys(path)):
+            not any(k.startswith(OPEN_CLIP) for k in keys):
         raise NodeError(f"{path.name} is {det.describe()}, not an SDXL checkpoint (UNet, VAE and both text "
                         "encoders in one file); an SDXL UNet alone loads with load.diffusion_model")
     state = load_weights(path, dtype)
@@ -122,8 +123,20 @@ def _build(built: Built, dtype):
     return module.eval()
 
 
-def refuse_unsupported(path, det) -> None:
-    """SDXL files Kinograph does not run, each named with what to use instead."""
+def refuse_unsupported(path, det, keys=()) -> None:
+    """SDXL files Kinograph does not run, each named with what to use instead. `keys`: the file's tensor names,
+    where marker tensors tell SDXL-shaped models trained otherwise (they would sample noise without a word)."""
+    base = "Load an SDXL base checkpoint (sd_xl_base_1.0.safetensors or a fine-tune such as Juggernaut XL) instead"
+    if "edm_mean" in keys or "edm_std" in keys:
+        raise NodeError(f"{path.name} is Playground v2.5 (SDXL-shaped, trained with EDM noise levels and its own "
+                        f"latent scale), which Kinograph does not run. {base}")
+    if "v_pred" in keys:
+        raise NodeError(f"{path.name} is a v-prediction SDXL checkpoint (its v_pred marker; NoobAI-XL v-pred and kin), "
+                        f"which Kinograph does not run yet: it would sample noise. {base}, or an epsilon release "
+                        "of the same model")
+    if det.family in ("sd", "sdxl") and det.variant.endswith("-inpainting"):
+        raise NodeError(f"{path.name} is an SDXL inpainting checkpoint (9 input channels), which Kinograph does not "
+                        f"run. {base}")
     if det.family in ("sd", "sdxl") and det.variant.startswith("sdxl-refiner"):
         raise NodeError(f"{path.name} is an SDXL refiner checkpoint (one OpenCLIP text encoder, made to finish the "
                         "base model's last steps); Kinograph does not run the refiner. Load an SDXL base checkpoint "
