@@ -480,6 +480,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             "AnimateDiff-SDXL motion modules are not supported (SD 1.5 ones are; or animate with an i2v model)"
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
         return False, "the SDXL refiner is not supported; load the SDXL base checkpoint"
+    if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
+        return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
     if det.role == "checkpoint" and det.family == "sd" and det.variant in ("sd15", "sdxl"):
         return True, "load.sdxl (or load.model)" if det.variant == "sdxl" else "load.sd (or load.model)"
     if det.role == "controlnet":

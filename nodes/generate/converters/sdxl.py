@@ -13,6 +13,8 @@ from nodes.generate.converters.sd import _unet_config, ldm_vae
 from nodes.generate.detect import Detection
 
 OPEN_CLIP = "conditioner.embedders.1.model."
+ALL_IN_ONE = ("Kinograph loads SDXL from its all-in-one checkpoint (checkpoints/sd_xl_base_1.0.safetensors or a "
+              "fine-tune) or a diffusers folder; a UNet alone with separate clip_l / clip_g files is not supported yet")
 # SDXL's size/crop conditioning: six numbers, each embedded this wide, beside the pooled text embedding.
 TIME_IDS = 6
 
@@ -82,7 +84,7 @@ def sdxl_pipeline(path, dtype):
     if det.role != "checkpoint" or det.family != "sd" or det.variant != "sdxl" or \
             not any(k.startswith(OPEN_CLIP) for k in keys):
         raise NodeError(f"{path.name} is {det.describe()}, not an SDXL checkpoint (UNet, VAE and both text "
-                        "encoders in one file); an SDXL UNet alone loads with load.diffusion_model")
+                        f"encoders in one file). {ALL_IN_ONE}")
     state = load_weights(path, dtype)
     where = str(path)
     text_2 = _build(open_clip_g(state), dtype)
@@ -137,6 +139,8 @@ def refuse_unsupported(path, det, keys=()) -> None:
     if det.family in ("sd", "sdxl") and det.variant.endswith("-inpainting"):
         raise NodeError(f"{path.name} is an SDXL inpainting checkpoint (9 input channels), which Kinograph does not "
                         f"run. {base}")
+    if det.role == "diffusion_model" and det.family == "sdxl":
+        raise NodeError(f"{path.name} is an SDXL UNet alone (diffusion_models/). {ALL_IN_ONE}")
     if det.family in ("sd", "sdxl") and det.variant.startswith("sdxl-refiner"):
         raise NodeError(f"{path.name} is an SDXL refiner checkpoint (one OpenCLIP text encoder, made to finish the "
                         "base model's last steps); Kinograph does not run the refiner. Load an SDXL base checkpoint "
