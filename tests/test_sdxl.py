@@ -393,3 +393,14 @@ def test_sdxl_base_shapes_give_sdxl_base_configs():
     assert {k: list(v) if isinstance(v, tuple) else v for k, v in got.items()} == want_unet
     got = open_clip_g({OPEN_CLIP + k: v for k, v in open_clip_text(clip.state_dict()).items()}).config
     assert got == want_clip
+
+
+def test_control_apply_on_sdxl_says_sdxl_controlnets_are_not_supported(models):
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    clip = Clip.from_array(torch.zeros(1, 48, 64, 3, dtype=torch.uint8).numpy(), 8.0)
+    with pytest.raises(NodeError, match="SDXL ControlNets are not supported yet"):
+        apply_control(mm, h, clip, "control_sdxl_canny.safetensors", 1.0, "canny", 100, 200)

@@ -66,6 +66,9 @@ def control_at(model, frame: int):
 
 
 def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int):
+    if model.family == "sdxl":
+        raise NodeError("ControlNet works with AnimateDiff and Stable Diffusion 1.5 models; SDXL ControlNets are not "
+                        "supported yet. Remove control.apply from the SDXL branch (an SD 1.5 checkpoint takes it)")
     if model.family not in ("sd", "animatediff"):
         raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion models, not {model.family}")
     net = manager.controlnet(path, model)
