@@ -404,3 +404,19 @@ def test_control_apply_on_sdxl_says_sdxl_controlnets_are_not_supported(models):
     clip = Clip.from_array(torch.zeros(1, 48, 64, 3, dtype=torch.uint8).numpy(), 8.0)
     with pytest.raises(NodeError, match="SDXL ControlNets are not supported yet"):
         apply_control(mm, h, clip, "control_sdxl_canny.safetensors", 1.0, "canny", 100, 200)
+
+
+def test_sdxl_vae_encodes_in_fp32_when_the_model_is_fp16(models):
+    """SDXL's VAE overflows in fp16 (its config says force_upcast): image-to-image encodes ran it in fp16 and gave
+    NaN latents on a GPU. It runs in fp32 for the encode, as for the decode, and returns to fp16."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.model_manager import ModelManager
+    mm = ModelManager()
+    pipe = mm.load("sdxl", CKPT, dtype="fp16").pipe
+    seen = []
+    hook = pipe.vae.encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    try:
+        z = get_adapter("sdxl").vae_encode(pipe, torch.zeros(1, 3, 1, 48, 64))
+    finally:
+        hook.remove()
+    assert seen == [torch.float32] and pipe.vae.dtype == torch.float16 and torch.isfinite(z).all()

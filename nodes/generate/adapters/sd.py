@@ -75,8 +75,9 @@ class SDAdapter(Adapter):
     def vae_encode(self, pipe, pixels, generator=None):
         vae = pipe.vae
         b, _, t, hh, ww = pixels.shape
-        flat = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, hh, ww).to(vae.device, vae.dtype)
-        z = vae.encode(flat).latent_dist.mean * vae.config.scaling_factor
+        flat = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, hh, ww)
+        with _upcast(vae):          # SDXL's VAE overflows in fp16 encoding as in decoding (diffusers upcasts both)
+            z = vae.encode(flat.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
         return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4).float()
 
     def vae_decode(self, pipe, latent):
