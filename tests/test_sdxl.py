@@ -44,7 +44,7 @@ def _sample(handle, parts, width=64, height=48, steps=4, seed=7, **kw):
 def test_sdxl_checkpoint_is_detected_and_listed_as_loading(models):
     from nodes.generate.model_manager import describe_model, detect_family
     got = describe_model(models / "checkpoints" / CKPT)
-    assert (got["family"], got["variant"], got["role"], got["loads"]) == ("sd", "sdxl", "checkpoint", "yes")
+    assert (got["family"], got["variant"], got["role"], got["loads"]) == ("sdxl", "sdxl", "checkpoint", "yes")
     assert detect_family(models / "checkpoints" / CKPT)[0] == "sdxl"
 
 

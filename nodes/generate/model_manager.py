@@ -519,7 +519,7 @@ def describe_model(path: Path) -> Dict[str, str]:
         return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                 "note": str(exc).splitlines()[0]}
     ok, note = will_load(det)
-    return {"family": det.family or "unknown", "variant": det.variant, "role": det.role or "",
+    return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}
 
 
