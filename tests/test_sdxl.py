@@ -420,3 +420,35 @@ def test_sdxl_vae_encodes_in_fp32_when_the_model_is_fp16(models):
     finally:
         hook.remove()
     assert seen == [torch.float32] and pipe.vae.dtype == torch.float16 and torch.isfinite(z).all()
+
+
+def test_comfyuis_own_sdxl_to_svd_workflow_runs(models, tmp_path, monkeypatch):
+    """ComfyUI_examples' svd_txt2img2vid.json (an SDXL keyframe, then SVD-XT animating it), imported as it is and
+    run with tiny models under its own file names: sd_xl_1.0.safetensors (with its tokenizer folder) and
+    svd_xt.safetensors."""
+    import json
+    import shutil
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from tests.comfy_layouts import build_svd
+    folder = tmp_path / "models"
+    svd = build_svd(tmp_path / "svd")
+    (folder / "checkpoints").mkdir(parents=True)
+    shutil.copy(svd["checkpoint"], folder / "checkpoints" / "svd_xt.safetensors")
+    shutil.copy(models / "checkpoints" / CKPT, folder / "checkpoints" / "sd_xl_1.0.safetensors")
+    shutil.copytree(models / "checkpoints" / Path(CKPT).stem, folder / "checkpoints" / "sd_xl_1.0")
+    res = import_data(json.loads((ROOT / "tests" / "data" / "comfyui" / "svd_txt2img2vid.json").read_text()))
+    for n in res.graph.nodes.values():
+        if n.type == "latent.empty":
+            n.params.update(width=64, height=64, frames=min(n.params["frames"], 6))
+        elif n.type == "generate.sample":
+            n.params["steps"] = 2
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / "out.webp")
+    wf = tmp_path / "svd_txt2img2vid.kino.yaml"
+    wf.write_text(res.yaml)                 # the graph as changed above
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(folder))
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    assert run.outputs["k_sampler_17"]["latent"].family == "sdxl"
+    assert (tmp_path / "out.webp").stat().st_size > 0
