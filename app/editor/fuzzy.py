@@ -74,7 +74,7 @@ def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, objec
         for w in words:
             got = None
             for text, weight, fuzzy in fields(item):
-                s = score(w, text) if fuzzy else (10.0 * len(w) if w.lower() in text.lower() else None)
+                s = score(w, text) if fuzzy else _substring(w, text)
                 if s is not None:
                     got = s * weight if got is None else max(got, s * weight)
             if got is None:
@@ -84,6 +84,15 @@ def rank(query: str, items: Iterable[object], fields) -> List[Tuple[float, objec
             out.append((total, item))
     out.sort(key=lambda p: -p[0])
     return out
+
+
+def _substring(word: str, text: str) -> Optional[float]:
+    """A whole-substring match, a whole word scoring above a part of one: 'CLIPTextEncode' is ComfyUI's
+    CLIPTextEncode (encode.text) before it is part of CLIPTextEncodeSDXL (encode.sdxl)."""
+    w, low = word.lower(), text.lower()
+    if w not in low:
+        return None
+    return 10.0 * len(w) + (5.0 if w in low.split() else 0.0)
 
 
 _COMFYUI: Optional[Dict[str, str]] = None
