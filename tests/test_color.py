@@ -134,3 +134,93 @@ def test_grade_controls(frames):
     assert lifted.mean() > frames.mean() + 10
     flat = nodes.grade(Context("g"), clip, contrast=0.0).to_array()
     assert flat.std() < 1
+
+
+def ffmpeg_lut3d(rgb: np.ndarray, cube: str, interp: str) -> np.ndarray:
+    """float RGB through FFmpeg's lut3d filter in 32-bit float (planar GBR): an independent reference."""
+    import subprocess
+    from nodes.io.video_write import ffmpeg_exe
+    h, w, _ = rgb.shape
+    planes = np.ascontiguousarray(np.stack([rgb[..., 1], rgb[..., 2], rgb[..., 0]]), np.float32)
+    done = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "gbrpf32le", "-s", f"{w}x{h}",
+                           "-i", "-", "-vf", f"lut3d=file={cube}:interp={interp}", "-f", "rawvideo",
+                           "-pix_fmt", "gbrpf32le", "-"], input=planes.tobytes(), capture_output=True, check=True)
+    g, b, r = np.frombuffer(done.stdout, np.float32).reshape(3, h, w)
+    return np.stack([r, g, b], -1)
+
+
+def random_lut(size, seed=0):
+    table = np.random.default_rng(seed).random((size ** 3, 3))
+    return lambda x: table
+
+
+@pytest.mark.parametrize("interpolation", ["tetrahedral", "trilinear"])
+def test_lut_interpolation_matches_ffmpeg_lut3d(frames, tmp_path, interpolation):
+    """color.lut applied 3D LUTs trilinearly only; DaVinci Resolve (and FFmpeg's default) interpolate
+    tetrahedrally, which differed by up to 87 levels on a rough table. A random table is the hardest
+    case: every cell's corners differ."""
+    clip = Clip.from_array(frames)
+    cube = write_cube(tmp_path / "rough.cube", 5, random_lut(5))
+    out = nodes.lut(Context("l"), clip, path=cube, interpolation=interpolation).to_array().astype(np.float32)
+    want = np.stack([ffmpeg_lut3d(color.to_float(f), cube, interpolation) for f in frames]) * 255
+    assert np.abs(out - want).max() <= 0.51
+    other = "trilinear" if interpolation == "tetrahedral" else "tetrahedral"
+    assert np.abs(out - np.stack([ffmpeg_lut3d(color.to_float(f), cube, other) for f in frames]) * 255).max() > 5
+    # Tetrahedral is what a saved workflow gets when it names none.
+    default = nodes.lut(Context("l"), clip, path=cube).to_array()
+    assert (np.array_equal(default, out.astype(np.uint8))) == (interpolation == "tetrahedral")
+
+
+def test_lut_as_resolve_and_adobe_write_them(frames, tmp_path):
+    """A 65-point LUT with a title, comments, CRLF line ends and an Adobe DOMAIN reads and matches FFmpeg.
+    (FFmpeg's own DOMAIN handling drops DOMAIN_MIN, so the domain is applied to its input here, as
+    Adobe's specification defines it: (x - min) / (max - min).)"""
+    clip = Clip.from_array(frames)
+    look = lambda x: np.clip(np.stack([x[:, 0] ** 0.7, x[:, 1] ** 1.4, 0.4 + 0.5 * np.sin(3 * x[:, 2] + x[:, 0])], -1), 0, 1)
+    plain = str(tmp_path / "plain.cube")
+    write_cube(tmp_path / "plain.cube", 65, look)
+    header = '# Created by: DaVinci Resolve\r\nTITLE "Film look #3"\r\nDOMAIN_MIN 0.1 0 0\r\nDOMAIN_MAX 0.9 1 1.2\r\n'
+    adobe = tmp_path / "adobe.cube"
+    adobe.write_bytes((header + (tmp_path / "plain.cube").read_text().replace("\n", "\r\n")).encode())
+    out = nodes.lut(Context("l"), clip, path=str(adobe)).to_array().astype(np.float32)
+    lo, hi = np.array([0.1, 0, 0]), np.array([0.9, 1, 1.2])
+    want = np.stack([ffmpeg_lut3d(np.clip((color.to_float(f) - lo) / (hi - lo), 0, 1), plain, "tetrahedral")
+                     for f in frames])
+    assert np.abs(out - want * 255).max() <= 0.51
+    from nodes.color.lut import parse_cube
+    assert parse_cube(str(adobe)).title == "Film look #3"
+
+
+def test_lut_with_a_1d_shaper_and_3d_table_as_resolve_writes_it(frames, tmp_path):
+    """Resolve's .cube may hold a 1D 'shaper' then a 3D table, each with its own input range (the
+    example of its LUT documentation): it was refused ('needs 27 entries, found 33'), and one
+    LUT_*_INPUT_RANGE overwrote the other. The shaper, applied here with numpy, feeds FFmpeg's lut3d."""
+    clip = Clip.from_array(frames)
+    g = np.linspace(0, 1, 9)
+    shaper = np.stack([g ** 0.5, g, 1 - g], -1) * 2.0        # outputs 0..2, so the 3D range is 0..2
+    lattice = tmp_path / "lattice.cube"
+    write_cube(lattice, 9, random_lut(9, seed=3))
+    rows3d = lattice.read_text().split("\n", 1)[1]
+    text = ("# 1D shaper then 3D\nLUT_1D_SIZE 9\nLUT_1D_INPUT_RANGE 0.0 1.0\nLUT_3D_SIZE 9\nLUT_3D_INPUT_RANGE 0.0 2.0\n"
+            + "\n".join(" ".join(f"{v:.6f}" for v in row) for row in shaper) + "\n" + rows3d)
+    (tmp_path / "shaper.cube").write_text(text)
+    out = nodes.lut(Context("l"), clip, path=str(tmp_path / "shaper.cube")).to_array().astype(np.float32)
+    x = color.to_float(frames)
+    shaped = np.stack([np.interp(x[..., c], g, shaper[:, c]) for c in range(3)], -1) / 2.0
+    want = np.stack([ffmpeg_lut3d(s, str(lattice), "tetrahedral") for s in shaped]) * 255
+    assert np.abs(out - want).max() <= 0.51
+
+
+def test_lut_video_range_flags(frames, tmp_path):
+    """LUT_IN_VIDEO_RANGE / LUT_OUT_VIDEO_RANGE (Resolve, camera LUTs) were refused as 'not a .cube LUT
+    line'. Resolve looks full-range frames up at video levels (10-bit 64..940) and takes a
+    video-range result back to full range: an identity table with both flags is still identity."""
+    clip = Clip.from_array(frames)
+    body = (tmp_path / "id.cube")
+    write_cube(body, 17, lambda x: x)
+    for flags, fn in (("LUT_IN_VIDEO_RANGE\nLUT_OUT_VIDEO_RANGE\n", lambda x: x),
+                      ("LUT_IN_VIDEO_RANGE\n", lambda x: (64 + 876 * x) / 1023),
+                      ("LUT_OUT_VIDEO_RANGE\n", lambda x: np.clip((x * 1023 - 64) / 876, 0, 1))):
+        (tmp_path / "f.cube").write_text(flags + body.read_text())
+        out = nodes.lut(Context("l"), clip, path=str(tmp_path / "f.cube")).to_array().astype(np.float32)
+        assert np.abs(out - fn(frames / 255.0) * 255).max() <= 0.51, flags

@@ -1,28 +1,40 @@
-"""Adobe/Resolve `.cube` LUTs: parsing with located errors, trilinear 3D and linear 1D application."""
+"""Adobe/Resolve `.cube` LUTs: parsing with located errors; tetrahedral (as DaVinci Resolve and
+Nuke apply a 3D LUT) or trilinear 3D, linear 1D, and Resolve's 1D shaper followed by a 3D LUT."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from graph_engine import NodeError
 
+INTERPOLATIONS = ("tetrahedral", "trilinear")
+# Resolve's LUT_IN_VIDEO_RANGE / LUT_OUT_VIDEO_RANGE: the table expects or makes video-range code
+# values (10-bit black 64, white 940) where frames hold full range.
+VIDEO_BLACK, VIDEO_WHITE = 64.0 / 1023.0, 940.0 / 1023.0
+
 
 @dataclass
 class CubeLut:
-    table: np.ndarray        # 3D: [N, N, N, 3] indexed [b, g, r]; 1D: [N, 3]
-    domain_min: np.ndarray
+    table: Optional[np.ndarray]     # 3D: [N, N, N, 3] indexed [b, g, r]; None for a 1D-only file
+    domain_min: np.ndarray          # input range of the 3D table (of the 1D table in a 1D-only file)
     domain_max: np.ndarray
     title: str = ""
+    shaper: Optional[np.ndarray] = None     # 1D [M, 3], applied before the 3D table (or alone)
+    shaper_min: Optional[np.ndarray] = None
+    shaper_max: Optional[np.ndarray] = None
+    video_in: bool = False
+    video_out: bool = False
 
     @property
     def is_3d(self) -> bool:
-        return self.table.ndim == 4
+        return self.table is not None
 
 
-# Room for a 65^3 LUT several times over; parsing keeps every entry as Python floats.
+# Room for a 65^3 LUT several times over.
 MAX_CUBE_BYTES = 64 << 20
 
 
@@ -38,84 +50,206 @@ def _lines(f, path: str):
         yield no, raw
 
 
+def _range(path: str, no: int, key: str, rest: str, dims: int) -> np.ndarray:
+    vals = np.array(rest.split(), np.float32)
+    if vals.shape != (dims,):
+        raise NodeError(f"{path}:{no}: {key} needs {dims} numbers, found {vals.size}")
+    return vals
+
+
+def _rows(path: str, numbered: list) -> np.ndarray:
+    """The data lines [(line number, text)] as an [n, 3] float32 array, with the line of the first bad one."""
+    parts = [text.split() for _, text in numbered]
+    table = None
+    if all(len(p) == 3 for p in parts):
+        try:
+            table = np.array(parts, np.float32).reshape(-1, 3)     # numpy reads the numbers' text
+        except ValueError:
+            pass
+    if table is None or not np.isfinite(table).all():
+        for (no, _), p in zip(numbered, parts):
+            if len(p) != 3:
+                raise NodeError(f"{path}:{no}: a LUT entry needs 3 numbers, found {len(p)}")
+            try:
+                vals = [float(v) for v in p]
+            except ValueError:
+                raise NodeError(f"{path}:{no}: cannot read the numbers on this line") from None
+            if not all(map(math.isfinite, vals)):   # nan would turn those colours black
+                raise NodeError(f"{path}:{no}: a LUT entry needs finite numbers (no nan or inf)")
+    return table
+
+
 def parse_cube(path: str) -> CubeLut:
     if not path:
         raise NodeError("no LUT file given: set path to a .cube file")
     p = Path(path)
     if not p.is_file():
         raise NodeError(f"LUT file {path} not found: choose an existing .cube file")
-    size, dims, title = None, 0, ""
+    size1, size3, title = None, None, ""
     dmin, dmax = np.zeros(3, np.float32), np.ones(3, np.float32)
-    rows = []
+    range1 = range3 = None
+    video_in = video_out = False
+    data = []
     # Messages name the file and line only, never its text: the path may point at any file
     # (a LUT param aimed at a secrets file must not print them).
     # utf-8-sig: a byte-order mark, as some Windows tools write it, is not part of the first line.
     with open(p, encoding="utf-8-sig", errors="replace") as f:
         lines = list(_lines(f, path))
     for no, raw in lines:
+        head = raw.strip()
+        if head[:5].upper() == "TITLE" and head[5:6].isspace():  # a quoted title may hold a '#' ("Look #3")
+            title = head[5:].strip().strip('"')
+            continue
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         key, rest = (line.split(None, 1) + [""])[:2]     # keywords and values may be split by tabs
         key = key.upper()
+        if key[0].isdigit() or key[0] in "-+." or key.lower().startswith(("nan", "inf")):
+            data.append((no, line))
+            continue
         try:
-            if key == "TITLE":
-                title = rest.strip().strip('"')
-            elif key in ("LUT_3D_SIZE", "LUT_1D_SIZE"):
-                size, dims = int(rest), 3 if key == "LUT_3D_SIZE" else 1
-                if not (2 <= size <= (256 if dims == 3 else 65536)):
-                    raise NodeError(f"{path}:{no}: {key} is out of range (2..{256 if dims == 3 else 65536})")
+            if key in ("LUT_3D_SIZE", "LUT_1D_SIZE"):
+                size, top = int(rest), (256 if key == "LUT_3D_SIZE" else 65536)
+                if not 2 <= size <= top:
+                    raise NodeError(f"{path}:{no}: {key} is out of range (2..{top})")
+                if key == "LUT_3D_SIZE":
+                    size3 = size
+                else:
+                    size1 = size
             elif key == "DOMAIN_MIN":
-                dmin = np.array(rest.split(), np.float32)
+                dmin = _range(path, no, key, rest, 3)
             elif key == "DOMAIN_MAX":
-                dmax = np.array(rest.split(), np.float32)
+                dmax = _range(path, no, key, rest, 3)
             elif key in ("LUT_3D_INPUT_RANGE", "LUT_1D_INPUT_RANGE"):
-                lo, hi = (float(v) for v in rest.split())
-                dmin, dmax = np.full(3, lo, np.float32), np.full(3, hi, np.float32)
-            elif key[0].isdigit() or key[0] in "-+." or key.lower().startswith(("nan", "inf")):
-                vals = [float(v) for v in line.split()]
-                if len(vals) != 3:
-                    raise NodeError(f"{path}:{no}: a LUT entry needs 3 numbers, found {len(vals)}")
-                if not all(map(math.isfinite, vals)):   # nan would turn those colours black
-                    raise NodeError(f"{path}:{no}: a LUT entry needs finite numbers (no nan or inf)")
-                rows.append(vals)
+                lo_hi = _range(path, no, key, rest, 2)
+                rng = (np.full(3, lo_hi[0], np.float32), np.full(3, lo_hi[1], np.float32))
+                if key == "LUT_3D_INPUT_RANGE":
+                    range3 = rng
+                else:
+                    range1 = rng
+            elif key == "LUT_IN_VIDEO_RANGE":
+                video_in = True
+            elif key == "LUT_OUT_VIDEO_RANGE":
+                video_out = True
             else:
                 raise NodeError(f"{path}:{no}: not a .cube LUT line (is this a .cube LUT?)")
         except ValueError:
             raise NodeError(f"{path}:{no}: cannot read the numbers on this line") from None
-    if size is None:
+    if size1 is None and size3 is None:
         raise NodeError(f"{path}: no LUT_3D_SIZE or LUT_1D_SIZE line: not a valid .cube LUT")
-    if dmin.shape != (3,) or dmax.shape != (3,) or not (np.isfinite(dmin).all() and np.isfinite(dmax).all()) \
-            or np.any(dmax <= dmin):
-        raise NodeError(f"{path}: DOMAIN_MIN/DOMAIN_MAX need 3 finite numbers each with max > min")
-    expected = size ** 3 if dims == 3 else size
-    if len(rows) != expected:
-        raise NodeError(f"{path}: LUT size {size} needs {expected} entries, found {len(rows)}")
-    table = np.array(rows, np.float32)
+    # Adobe's DOMAIN_MIN/MAX is the input range of whatever table the file holds; Resolve's
+    # LUT_1D/3D_INPUT_RANGE name theirs.
+    range1, range3 = range1 or (dmin, dmax), range3 or (dmin, dmax)
+    for lo, hi in (range1, range3):
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()) or np.any(hi <= lo):
+            raise NodeError(f"{path}: DOMAIN_MIN/DOMAIN_MAX need 3 finite numbers each with max > min "
+                            f"(LUT_1D/3D_INPUT_RANGE two)")
+    n1, n3 = size1 or 0, (size3 or 0) ** 3
+    if len(data) != n1 + n3:
+        sizes = " and ".join(str(s) for s in (size1, size3) if s)
+        raise NodeError(f"{path}: LUT size {sizes} needs {n1 + n3} entries, found {len(data)}")
+    rows = _rows(path, data)
     # .cube order: red changes fastest, so a C-order reshape indexes [b, g, r].
-    table = table.reshape(size, size, size, 3) if dims == 3 else table
-    return CubeLut(table, dmin, dmax, title)
+    # In a file with both, the 1D shaper's rows come first (Resolve's layout).
+    table = rows[n1:].reshape(size3, size3, size3, 3) if size3 else None
+    shaper = rows[:n1] if size1 else None
+    lo, hi = range3 if size3 else range1
+    return CubeLut(table, lo, hi, title, shaper, *(range1 if size1 else (None, None)), video_in, video_out)
 
 
-def apply_lut(frame: np.ndarray, lut: CubeLut, strength: float = 1.0) -> np.ndarray:
-    """Apply to a uint8 RGB frame; output clipped to [0, 1] then 8 bits."""
-    x = frame.astype(np.float32) / 255.0
-    u = np.clip((x - lut.domain_min) / (lut.domain_max - lut.domain_min), 0.0, 1.0)
+def lattice_positions(lut: CubeLut) -> np.ndarray:
+    """[3, 256] float32: where each 8-bit level of each channel falls on the 3D table's axis, in cells
+    (through the shaper where there is one); for a 1D-only LUT, each level's output value."""
+    x = np.arange(256, dtype=np.float64) / 255.0
+    if lut.video_in:
+        x = VIDEO_BLACK + x * (VIDEO_WHITE - VIDEO_BLACK)
+    x = np.repeat(x[None], 3, 0)
+    if lut.shaper is not None:
+        m = len(lut.shaper)
+        u = np.clip((x - lut.shaper_min[:, None]) / (lut.shaper_max - lut.shaper_min)[:, None], 0.0, 1.0)
+        grid = np.linspace(0.0, 1.0, m)
+        x = np.stack([np.interp(u[c], grid, lut.shaper[:, c]) for c in range(3)])
+    if lut.table is None:
+        return x.astype(np.float32)
     n = lut.table.shape[0]
-    pos = u * (n - 1)
-    i0 = np.minimum(pos.astype(np.int32), n - 2)
-    f = pos - i0
-    if lut.is_3d:
-        t = lut.table
-        r0, g0, b0 = i0[..., 0], i0[..., 1], i0[..., 2]
-        fr, fg, fb = f[..., 0:1], f[..., 1:2], f[..., 2:3]
-        c00 = t[b0, g0, r0] * (1 - fr) + t[b0, g0, r0 + 1] * fr
-        c01 = t[b0, g0 + 1, r0] * (1 - fr) + t[b0, g0 + 1, r0 + 1] * fr
-        c10 = t[b0 + 1, g0, r0] * (1 - fr) + t[b0 + 1, g0, r0 + 1] * fr
-        c11 = t[b0 + 1, g0 + 1, r0] * (1 - fr) + t[b0 + 1, g0 + 1, r0 + 1] * fr
-        out = (c00 * (1 - fg) + c01 * fg) * (1 - fb) + (c10 * (1 - fg) + c11 * fg) * fb
-    else:
-        ch = np.arange(3)
-        out = lut.table[i0, ch] * (1 - f) + lut.table[i0 + 1, ch] * f
-    out = x + strength * (out - x)
-    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    u = np.clip((x - lut.domain_min[:, None]) / (lut.domain_max - lut.domain_min)[:, None], 0.0, 1.0)
+    return (u * (n - 1)).astype(np.float32)
+
+
+_KERNEL = None
+
+
+def _kernel():
+    # Compiled on first use so importing this module never pays numba's start-up cost.
+    global _KERNEL
+    if _KERNEL is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True)
+        def kernel(src, pos, table, tetrahedral, scale, offset, strength, out):
+            h, w, _ = src.shape
+            last = table.shape[0] - 2
+            for y in range(h):
+                for x in range(w):
+                    s0, s1, s2 = src[y, x, 0], src[y, x, 1], src[y, x, 2]
+                    pr, pg, pb = pos[0, s0], pos[1, s1], pos[2, s2]
+                    r, g, b = min(int(pr), last), min(int(pg), last), min(int(pb), last)
+                    fr, fg, fb = pr - r, pg - g, pb - b
+                    for c in range(3):
+                        c000 = table[b, g, r, c]
+                        c111 = table[b + 1, g + 1, r + 1, c]
+                        if tetrahedral:     # the corners of the one tetrahedron of 6 holding the point
+                            if fr > fg:
+                                if fg > fb:
+                                    v = (1 - fr) * c000 + (fr - fg) * table[b, g, r + 1, c] \
+                                        + (fg - fb) * table[b, g + 1, r + 1, c] + fb * c111
+                                elif fr > fb:
+                                    v = (1 - fr) * c000 + (fr - fb) * table[b, g, r + 1, c] \
+                                        + (fb - fg) * table[b + 1, g, r + 1, c] + fg * c111
+                                else:
+                                    v = (1 - fb) * c000 + (fb - fr) * table[b + 1, g, r, c] \
+                                        + (fr - fg) * table[b + 1, g, r + 1, c] + fg * c111
+                            else:
+                                if fb > fg:
+                                    v = (1 - fb) * c000 + (fb - fg) * table[b + 1, g, r, c] \
+                                        + (fg - fr) * table[b + 1, g + 1, r, c] + fr * c111
+                                elif fb > fr:
+                                    v = (1 - fg) * c000 + (fg - fb) * table[b, g + 1, r, c] \
+                                        + (fb - fr) * table[b + 1, g + 1, r, c] + fr * c111
+                                else:
+                                    v = (1 - fg) * c000 + (fg - fr) * table[b, g + 1, r, c] \
+                                        + (fr - fb) * table[b, g + 1, r + 1, c] + fb * c111
+                        else:
+                            c00 = c000 + fr * (table[b, g, r + 1, c] - c000)
+                            c01 = table[b, g + 1, r, c] + fr * (table[b, g + 1, r + 1, c] - table[b, g + 1, r, c])
+                            c10 = table[b + 1, g, r, c] + fr * (table[b + 1, g, r + 1, c] - table[b + 1, g, r, c])
+                            c11 = table[b + 1, g + 1, r, c] + fr * (c111 - table[b + 1, g + 1, r, c])
+                            c0 = c00 + fg * (c01 - c00)
+                            v = c0 + fb * (c10 + fg * (c11 - c10) - c0)
+                        level = (s0, s1, s2)[c] * np.float32(1 / 255)
+                        v = level + strength * (v * scale + offset - level)
+                        out[y, x, c] = np.uint8(min(255.0, max(0.0, v * 255.0 + 0.5)))
+        _KERNEL = kernel
+    return _KERNEL
+
+
+def apply_lut(frame: np.ndarray, lut: CubeLut, strength: float = 1.0, interpolation: str = "tetrahedral",
+              pos: Optional[np.ndarray] = None) -> np.ndarray:
+    """Apply to a uint8 RGB frame; output clipped to [0, 1] then 8 bits. `pos`: lattice_positions(lut),
+    computed once per clip."""
+    if interpolation not in INTERPOLATIONS:
+        raise NodeError(f"interpolation={interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}")
+    pos = lattice_positions(lut) if pos is None else pos
+    # LUT_OUT_VIDEO_RANGE: the table's video-range output back to full range.
+    scale, offset = (1.0 / (VIDEO_WHITE - VIDEO_BLACK), -VIDEO_BLACK / (VIDEO_WHITE - VIDEO_BLACK)) \
+        if lut.video_out else (1.0, 0.0)
+    if lut.table is None:       # 1D only: each channel's 256 levels are a table of their own
+        level = np.arange(256, dtype=np.float32) / 255.0
+        tab = level + strength * (pos * scale + offset - level)
+        tab = np.clip(tab * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.stack([tab[c][frame[..., c]] for c in range(3)], -1)
+    out = np.empty(frame.shape, np.uint8)
+    _kernel()(np.ascontiguousarray(frame), pos, np.ascontiguousarray(lut.table, np.float32),
+              interpolation == "tetrahedral", np.float32(scale), np.float32(offset), np.float32(strength), out)
+    return out
