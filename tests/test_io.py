@@ -712,3 +712,44 @@ def test_the_test_pattern_makes_a_chunk_in_little_memory():
     assert top < 5 * out.nbytes
     # the same pixels as each frame made alone
     assert np.array_equal(out[5], pattern_frames(5, 6, 640, 360, 8)[0])
+
+
+def _ramp_and_patches() -> np.ndarray:
+    """A grey ramp over every level above saturated and mixed colour patches (4 frames of 64x256)."""
+    ramp = np.repeat(np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 32, 0), 3, 2)
+    patches = np.zeros((32, 256, 3), np.uint8)
+    for i, c in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255),
+                           (200, 120, 60), (60, 120, 200)]):
+        patches[:, i * 32:(i + 1) * 32] = c
+    return np.stack([np.concatenate([ramp, patches])] * 4)
+
+
+@pytest.mark.parametrize("codec,suffix,tv,white", [("prores", ".mov", (64, 940), 1023), ("h264", ".mp4", (16, 235), 255)])
+def test_saved_video_is_tagged_bt709_tv_range_and_reads_back_exactly(tmp_path, codec, suffix, tv, white):
+    """A colourist checks a render on scopes: its levels must be what was computed. The file is tagged
+    BT.709 / TV range (on the stream and on its frames) and its luma holds the TV-range codes of the grey ramp (read off the coded
+    plane, no conversion in between); read back, 10-bit ProRes came out 1.6 levels dark on average
+    (red 255 as 253), libswscale's default 10-bit conversion; now it is exact, and 8-bit within a level."""
+    import av
+    frames = _ramp_and_patches()
+    path = tmp_path / f"bars{suffix}"
+    write_video(Clip.from_array(frames), str(path), codec=codec, crf=0)
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        cc = s.codec_context
+        f = next(c.decode(s))
+        for tags in (cc, f):    # bt709 primaries, transfer and matrix; TV range
+            assert (tags.color_primaries, tags.color_trc, tags.colorspace, tags.color_range) == (1, 1, 1, 1)
+        deep = white > 255
+        y = np.frombuffer(bytes(f.planes[0]), np.uint16 if deep else np.uint8).reshape(f.height, -1)[8, :256]
+    black, top = tv
+    want_y = black + (top - black) * np.arange(256) / 255
+    assert np.abs(y - want_y).max() <= 0.6     # libswscale rounds in fixed point
+    back = load_video(str(path)).to_array()[0].astype(int)
+    ramp_err = back[:24] - frames[0, :24]
+    patch_err = [np.abs(back[40:56, i * 32 + 8:i * 32 + 24] - frames[0, 40:56, i * 32 + 8:i * 32 + 24]).max()
+                 for i in range(8)]
+    if deep:
+        assert np.abs(ramp_err).max() == 0 and max(patch_err) == 0
+    else:
+        assert np.abs(ramp_err).max() <= 1 and max(patch_err) <= 2
