@@ -224,3 +224,83 @@ def test_lut_video_range_flags(frames, tmp_path):
         (tmp_path / "f.cube").write_text(flags + body.read_text())
         out = nodes.lut(Context("l"), clip, path=str(tmp_path / "f.cube")).to_array().astype(np.float32)
         assert np.abs(out - fn(frames / 255.0) * 255).max() <= 0.51, flags
+
+
+def ffmpeg_cdl(frames: np.ndarray, slope, offset, power, sat) -> np.ndarray:
+    """ASC CDL by FFmpeg's own filters at 16 bits: lutrgb for slope/offset/power (clamped, as the ASC
+    defines it), colorchannelmixer for saturation around Rec. 709 luma. Float RGB back."""
+    import subprocess
+    from nodes.io.video_write import ffmpeg_exe
+    n, h, w, _ = frames.shape
+    sop = ":".join(f"{c}='maxval*pow(clip(val/maxval*{s}+{o},0,1),{p})'"
+                   for c, s, o, p in zip("rgb", slope, offset, power))
+    y = (0.2126, 0.7152, 0.0722)
+    mix = ":".join(f"{o}{i}={(sat if o == i else 0) + (1 - sat) * y[k]}"
+                   for o in "rgb" for k, i in enumerate("rgb"))
+    wide = frames.astype(np.uint16) * 257
+    done = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", f"{w}x{h}",
+                           "-i", "-", "-vf", f"lutrgb={sop},colorchannelmixer={mix}", "-f", "rawvideo",
+                           "-pix_fmt", "rgb48le", "-"], input=wide.tobytes(), capture_output=True, check=True)
+    return np.frombuffer(done.stdout, np.uint16).reshape(n, h, w, 3) / 65535.0
+
+
+CC = """<?xml version="1.0" encoding="UTF-8"?>
+<ColorCorrection id="A001C003">
+  <SOPNode>
+    <Description>from set</Description>
+    <Slope>1.2 0.95 0.8</Slope>
+    <Offset>-0.02 0.01 0.05</Offset>
+    <Power>0.9 1.1 1.25</Power>
+  </SOPNode>
+  <SatNode>
+    <Saturation>1.3</Saturation>
+  </SatNode>
+</ColorCorrection>
+"""
+
+
+def test_cdl_numbers_match_ffmpeg(frames):
+    """color.cdl applies slope, offset, power then saturation as the ASC CDL defines them; FFmpeg's
+    lutrgb and colorchannelmixer, at 16 bits, are the reference."""
+    clip = Clip.from_array(frames)
+    out = nodes.cdl(Context("c"), clip, slope="1.2 0.95 0.8", offset="-0.02, 0.01, 0.05", power="0.9 1.1 1.25",
+                    saturation=0.6).to_array().astype(np.float32)
+    want = ffmpeg_cdl(frames, (1.2, 0.95, 0.8), (-0.02, 0.01, 0.05), (0.9, 1.1, 1.25), 0.6) * 255
+    assert np.abs(out - want).max() <= 0.6
+    # A single number stands for all three channels; saturation 0 leaves Rec. 709 luma.
+    grey = nodes.cdl(Context("c"), clip, slope="1.1", saturation=0.0).to_array()
+    want = (np.clip(frames / 255.0 * 1.1, 0, 1) @ np.array([0.2126, 0.7152, 0.0722])) * 255
+    assert np.abs(grey.astype(np.float32) - want[..., None]).max() <= 0.51
+
+
+def test_cdl_reads_cc_ccc_and_cdl_files(frames, tmp_path):
+    """The .cc a DIT hands over, the same correction in a namespaced .ccc collection and in a .cdl
+    (Resolve's export) give one result, the file's numbers given as numbers; an id picks one of a collection;
+    the numbers of the node go on top of the file's."""
+    clip = Clip.from_array(frames)
+    (tmp_path / "shot.cc").write_text(CC)
+    body = CC.split("\n", 1)[1]
+    other = body.replace('id="A001C003"', 'id="other"').replace("1.2 0.95 0.8", "0.5 0.5 0.5")
+    (tmp_path / "day1.ccc").write_text('<ColorCorrectionCollection xmlns="urn:ASC:CDL:v1.01">\n'
+                                       + other + body + "</ColorCorrectionCollection>\n")
+    (tmp_path / "edit.cdl").write_text('<ColorDecisionList xmlns="urn:ASC:CDL:v1.01"><ColorDecision>\n'
+                                       + body.replace("SatNode", "SATNode") + "</ColorDecision></ColorDecisionList>\n")
+    want = nodes.cdl(Context("c"), clip, slope="1.2 0.95 0.8", offset="-0.02 0.01 0.05", power="0.9 1.1 1.25",
+                     saturation=1.3).to_array()
+    for name, kw in (("shot.cc", {}), ("day1.ccc", {"correction": "A001C003"}), ("edit.cdl", {})):
+        got = nodes.cdl(Context("c"), clip, path=str(tmp_path / name), **kw).to_array()
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    first = nodes.cdl(Context("c"), clip, path=str(tmp_path / "day1.ccc")).to_array()
+    assert np.abs(first.astype(int) - want).max() > 20         # the collection's first is "other"
+    trimmed = nodes.cdl(Context("c"), clip, path=str(tmp_path / "shot.cc"), offset="0.05").to_array()
+    x = np.clip(want / 255.0 + 0.05, 0, 1) * 255
+    assert np.abs(trimmed.astype(np.float32) - x).max() <= 1.01    # the file's result rounded once on the way
+    with pytest.raises(NodeError, match="no ColorCorrection with id 'A002' \\(its ids: 'other', 'A001C003'\\)"):
+        nodes.cdl(Context("c"), clip, path=str(tmp_path / "day1.ccc"), correction="A002")
+    (tmp_path / "bad.cc").write_text("LUT_3D_SIZE 2\n")
+    with pytest.raises(NodeError, match="not an ASC CDL file"):
+        nodes.cdl(Context("c"), clip, path=str(tmp_path / "bad.cc"))
+    with pytest.raises(NodeError, match="give one number for all channels or three"):
+        nodes.cdl(Context("c"), clip, slope="1 2")
+    with pytest.raises(NodeError, match="power must be above 0"):
+        nodes.cdl(Context("c"), clip, power="1 0 1")

@@ -1,4 +1,6 @@
-"""Colour nodes: match to a reference, apply a .cube LUT, grade."""
+"""Colour nodes: match to a reference, apply a .cube LUT, an ASC CDL, grade."""
+from typing import Optional
+
 from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import IMAGE, VIDEO
 
@@ -33,6 +35,41 @@ def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file
     table = parse_cube(path)
     pos = lattice_positions(table)
     return map_frames(ctx, video, lambda f: apply_lut(f, table, strength, interpolation, pos))
+
+
+def _triple_problem(name: str, positive: bool = False):
+    def check(text) -> Optional[str]:
+        from nodes.color.cdl import triple
+        try:
+            vals = triple(text, name)
+        except NodeError as e:
+            return str(e)
+        return f"{name}={text!r}: every power must be above 0" if positive and (vals <= 0).any() else None
+    return check
+
+
+@node("color.cdl", title="ASC CDL", category="Colour", temporal_radius=0)
+def cdl(ctx, video: VIDEO,
+        path: str = Param("", kind="path", help="a .cc, .ccc or .cdl file (from set, an editor or Resolve); "
+                                               "empty = the numbers below alone"),
+        correction: str = Param("", help="which ColorCorrection of a .ccc/.cdl (its id); empty = the first"),
+        slope: str = Param("1 1 1", check=_triple_problem("slope"), help="red green blue (one number: all three)"),
+        offset: str = Param("0 0 0", check=_triple_problem("offset"), help="red green blue (one number: all three)"),
+        power: str = Param("1 1 1", check=_triple_problem("power", positive=True),
+                           help="red green blue, above 0 (one number: all three)"),
+        saturation: float = Param(1.0, min=0.0, max=4.0, help="around Rec. 709 luma; 1 = unchanged")) -> VIDEO:
+    """An ASC CDL as Resolve and Nuke apply it: out = clamp(in x slope + offset) ^ power per channel, then
+    saturation. A file's correction comes first, the numbers here after it (a trim on top of the look
+    from set); with no file, the numbers alone."""
+    from nodes.color.cdl import Cdl, apply_cdl, parse_cdl_file, triple
+    from nodes.common.stream import map_frames
+    knobs = Cdl(triple(slope, "slope"), triple(offset, "offset"), triple(power, "power"), saturation)
+    if (knobs.power <= 0).any():
+        raise NodeError(f"color.cdl: power={power!r}: every power must be above 0")
+    first = parse_cdl_file(path, correction) if path else Cdl()
+    if (first.power <= 0).any() or first.saturation < 0:
+        raise NodeError(f"{path}: its power must be above 0 and its saturation not below 0")
+    return map_frames(ctx, video, lambda f: apply_cdl(f, first, knobs))
 
 
 @node("color.grade", title="Colour Grade", category="Colour", temporal_radius=0)
