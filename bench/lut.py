@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.footage import footage
-from nodes.color.lut import apply_lut, lattice_positions, parse_cube
+from nodes.common.lut import apply_lut, lattice_positions, parse_cube
 from nodes.io.video_write import ffmpeg_exe
 
 

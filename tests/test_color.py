@@ -187,7 +187,7 @@ def test_lut_as_resolve_and_adobe_write_them(frames, tmp_path):
     want = np.stack([ffmpeg_lut3d(np.clip((color.to_float(f) - lo) / (hi - lo), 0, 1), plain, "tetrahedral")
                      for f in frames])
     assert np.abs(out - want * 255).max() <= 0.51
-    from nodes.color.lut import parse_cube
+    from nodes.common.lut import parse_cube
     assert parse_cube(str(adobe)).title == "Film look #3"
 
 

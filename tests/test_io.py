@@ -753,3 +753,40 @@ def test_saved_video_is_tagged_bt709_tv_range_and_reads_back_exactly(tmp_path, c
         assert np.abs(ramp_err).max() == 0 and max(patch_err) == 0
     else:
         assert np.abs(ramp_err).max() <= 1 and max(patch_err) <= 2
+
+
+def test_load_video_lut_reads_10_bit_log_footage_without_banding(tmp_path):
+    """Camera log to Rec. 709 expands contrast: applied to 8-bit frames (color.lut after io.load_video) a
+    smooth 10-bit log ramp came out in steps of 2-4 levels. io.load_video's lut looks each picture up from
+    its 10 bits, so the ramp keeps every level the curve passes, matching the curve evaluated on the
+    file's own code values."""
+    from nodes.color import nodes as color_nodes
+    from node_call import Nodes
+    from graph_engine.context import Context
+    codes = np.linspace(150, 500, 1024) / 1023          # S-Log3 code values from shadows to highlights
+    curve = lambda x: np.clip((x - 150 / 1023) / (350 / 1023), 0, 1) ** 1.2      # a steep log-to-display curve
+    ramp = np.round(np.repeat(np.repeat(codes[None, :, None], 16, 0), 3, 2) * 65535).astype(np.uint16)
+    src = tmp_path / "slog3.mov"
+    subprocess.run([ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le", "-s", "1024x16",
+                    "-r", "24", "-i", "-", "-vf", "scale=out_color_matrix=bt709:out_range=tv", "-c:v", "prores_ks",
+                    "-profile:v", "3", "-pix_fmt", "yuv422p10le", "-color_range", "tv", "-colorspace", "bt709",
+                    str(src)], input=np.concatenate([ramp] * 2).tobytes(), check=True)
+    # Resolve's layout: a 1D shaper carrying the curve, then a 3D table (identity here).
+    g = np.linspace(0, 1, 4096)
+    cube = tmp_path / "to709.cube"
+    cube.write_text("LUT_1D_SIZE 4096\nLUT_3D_SIZE 2\n" + "\n".join(f"{v:.7f} {v:.7f} {v:.7f}" for v in curve(g))
+                    + "\n" + "\n".join(f"{r} {gg} {b}" for b in (0, 1) for gg in (0, 1) for r in (0, 1)) + "\n")
+    want = curve((np.round(64 + 876 * codes) - 64) / 876) * 255   # at the 10-bit TV-range codes the file holds
+    deep = load_video(str(src), lut=str(cube)).to_array()[0, 8, :, 0].astype(int)
+    assert np.abs(deep - want).max() <= 1.5
+    ideal = np.round(want)
+    assert np.abs(np.diff(deep)).max() <= np.abs(np.diff(ideal)).max()
+    assert len(np.unique(deep)) >= len(np.unique(ideal)) - 2
+    late = Nodes(color_nodes).lut(Context("l"), load_video(str(src)), path=str(cube)).to_array()[0, 8, :, 0]
+    assert len(np.unique(late)) < 0.8 * len(np.unique(ideal))     # what the lut param is for: 8 bits first bands
+    # An 8-bit source gains nothing and loses nothing: the same as color.lut after it.
+    h264 = tmp_path / "ramp.mp4"
+    write_video(Clip.from_array(np.stack([(np.repeat(ramp[..., :512, :], 2, 0)[:16] >> 8).astype(np.uint8)] * 2)),
+                str(h264), crf=0)
+    np.testing.assert_array_equal(load_video(str(h264), lut=str(cube)).to_array(),
+                                  Nodes(color_nodes).lut(Context("l"), load_video(str(h264)), path=str(cube)).to_array())

@@ -30,7 +30,7 @@ def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file
     """Apply a `.cube` colour look-up table as DaVinci Resolve does: 3D tables interpolated tetrahedrally,
     1D linearly, a 1D shaper before the 3D table where the file has both; DOMAIN_MIN/MAX,
     LUT_*_INPUT_RANGE and LUT_IN/OUT_VIDEO_RANGE honoured."""
-    from nodes.color.lut import apply_lut, lattice_positions, parse_cube
+    from nodes.common.lut import apply_lut, lattice_positions, parse_cube
     from nodes.common.stream import map_frames
     table = parse_cube(path)
     pos = lattice_positions(table)

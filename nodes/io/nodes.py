@@ -42,7 +42,10 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
                deinterlace: str = Param("auto", choices=list(DEINTERLACE),
                                         help="auto: deinterlace when the file says it is interlaced (DV, "
                                              "broadcast, DVD); the field orders force it, for captures that "
-                                             "do not say so; off keeps the combed fields")) -> VIDEO:
+                                             "do not say so; off keeps the combed fields"),
+               lut: str = Param("", kind="path", help="a .cube LUT applied as each picture is decoded, from all "
+                                                      "its bits: camera log (S-Log3, LogC, V-Log, C-Log) to "
+                                                      "Rec. 709 without the banding of an 8-bit frame")) -> VIDEO:
     """Stream a video file as a clip; frames are decoded only when something pulls them.
 
     Frames come as players show them: turned upright (phones), HDR (HLG, PQ) mapped to SDR with
@@ -50,9 +53,12 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
     narrower than tall), deinterlaced where the file is interlaced (each picture keeps its time), and
     laid over black where it is transparent (ProRes 4444, VP9 with alpha), as io.load_image lays a
     transparent picture; the log says what was done. The audio track and the timecode, if any,
-    travel with the clip so writers can keep them."""
+    travel with the clip so writers can keep them.
+
+    `lut` applies the camera maker's (or the show's) LUT to 10-bit footage before it becomes the 8-bit
+    frames nodes work on, as color.lut does it (tetrahedral, shaper and ranges honoured)."""
     from .video_read import load_video as _load
-    return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log)
+    return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log, lut=lut)
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")

@@ -42,9 +42,10 @@ _SHOWN_TOP_FIRST = {2: True, 3: False, 4: False, 5: True}
 class VideoSource:
     """One open video file; `read(indices)` returns uint8 RGB frames for ascending source indices."""
 
-    def __init__(self, path: str, deinterlace: str = "auto"):
+    def __init__(self, path: str, deinterlace: str = "auto", lut=None):
         import av
         self.path = path
+        self._lut = lut     # a CubeLut applied before frames become 8-bit (nodes.common.lut)
         self.notes: List[str] = []      # what was done to the pictures to show them as players do
         if Path(path).is_dir():
             raise NodeError(f"{path} is a folder, not a video file: name a file in it (io.load_frames reads "
@@ -106,6 +107,18 @@ class VideoSource:
         # shows a transparent picture, laid over black.
         self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
+        if lut is not None:
+            if self._hdr:
+                raise NodeError(f"{path} is HDR, which is mapped to SDR as it is read: a LUT made for it cannot be "
+                                f"applied here. Leave io.load_video's lut empty and apply one made for the SDR "
+                                f"picture with color.lut")
+            # A deep source is looked up from its 16 bits: log footage quantised to 8 bits first came out of
+            # a log-to-Rec. 709 LUT banded (a 10-bit S-Log3 ramp kept 88 of its 158 output levels).
+            self._deep = bool(self._convert)
+            from nodes.common.lut import lattice_positions
+            self._lut_pos = lattice_positions(lut, 65536 if self._deep else 256)
+            if self._deep:
+                self._convert = {}      # 16-bit RGB: libswscale's default path is the exact one there
         if self._alpha:
             self.notes.append(ALPHA_NOTE)
         if self._hdr:
@@ -280,7 +293,14 @@ class VideoSource:
                 f"or download that did not finish?). Copy it again, or {use} (io.load_video's count)")
 
     def _pixels(self, frame, w: int, h: int) -> np.ndarray:
-        if self._alpha:
+        if self._lut is not None:
+            from nodes.common.lut import apply_lut
+            deep = "rgba64le" if self._alpha else "rgb48le"
+            wide = frame.to_ndarray(format=deep if self._deep else "rgba" if self._alpha else "rgb24", **self._convert)
+            arr = apply_lut(np.ascontiguousarray(wide[..., :3]), self._lut, pos=self._lut_pos)
+            if self._alpha:
+                arr = over_black(arr, wide[..., 3].astype(np.float32) / (65535.0 if self._deep else 255.0))
+        elif self._alpha:
             wide = frame.to_ndarray(format="rgba64le" if self._hdr else "rgba", **self._convert)
             arr = hdr_to_sdr(np.ascontiguousarray(wide[..., :3]), self._hdr, self._bt2020) if self._hdr \
                 else wide[..., :3]
@@ -440,10 +460,19 @@ class PillowSource:
 
 
 def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, width: int = 0, height: int = 0,
-               fps: float = 0.0, deinterlace: str = "auto", log=None) -> Clip:
+               fps: float = 0.0, deinterlace: str = "auto", log=None, lut: str = "") -> Clip:
     """log: called with a line for each thing done to show the pictures as players do (deinterlacing,
-    non-square pixels)."""
-    src = PillowSource(path) if Path(path).suffix.lower() == ".webp" else VideoSource(path, deinterlace)
+    non-square pixels). lut: a .cube file applied to each picture before it becomes 8-bit."""
+    table = None
+    if lut:
+        from nodes.common.lut import parse_cube
+        table = parse_cube(lut)
+    if Path(path).suffix.lower() == ".webp":
+        if table is not None:
+            raise NodeError(f"{path}: an animated WebP is 8-bit: apply the LUT with color.lut")
+        src = PillowSource(path)
+    else:
+        src = VideoSource(path, deinterlace, table)
     for note in getattr(src, "notes", ()):
         if log is not None:
             log(f"{Path(path).name}: {note}")

@@ -158,10 +158,11 @@ def parse_cube(path: str) -> CubeLut:
     return CubeLut(table, lo, hi, title, shaper, *(range1 if size1 else (None, None)), video_in, video_out)
 
 
-def lattice_positions(lut: CubeLut) -> np.ndarray:
-    """[3, 256] float32: where each 8-bit level of each channel falls on the 3D table's axis, in cells
-    (through the shaper where there is one); for a 1D-only LUT, each level's output value."""
-    x = np.arange(256, dtype=np.float64) / 255.0
+def lattice_positions(lut: CubeLut, levels: int = 256) -> np.ndarray:
+    """[3, levels] float32: where each level of each channel (256: 8-bit frames; 65536: 16-bit) falls on
+    the 3D table's axis, in cells (through the shaper where there is one); for a 1D-only LUT, each
+    level's output value."""
+    x = np.arange(levels, dtype=np.float64) / (levels - 1)
     if lut.video_in:
         x = VIDEO_BLACK + x * (VIDEO_WHITE - VIDEO_BLACK)
     x = np.repeat(x[None], 3, 0)
@@ -188,6 +189,7 @@ def _kernel():
 
         @numba.njit(cache=True, nogil=True)
         def kernel(src, pos, table, tetrahedral, scale, offset, strength, out):
+            inv = np.float32(1.0 / (pos.shape[1] - 1))
             h, w, _ = src.shape
             last = table.shape[0] - 2
             for y in range(h):
@@ -227,7 +229,7 @@ def _kernel():
                             c11 = table[b + 1, g + 1, r, c] + fr * (c111 - table[b + 1, g + 1, r, c])
                             c0 = c00 + fg * (c01 - c00)
                             v = c0 + fb * (c10 + fg * (c11 - c10) - c0)
-                        level = (s0, s1, s2)[c] * np.float32(1 / 255)
+                        level = (s0, s1, s2)[c] * inv
                         v = level + strength * (v * scale + offset - level)
                         out[y, x, c] = np.uint8(min(255.0, max(0.0, v * 255.0 + 0.5)))
         _KERNEL = kernel
@@ -236,16 +238,17 @@ def _kernel():
 
 def apply_lut(frame: np.ndarray, lut: CubeLut, strength: float = 1.0, interpolation: str = "tetrahedral",
               pos: Optional[np.ndarray] = None) -> np.ndarray:
-    """Apply to a uint8 RGB frame; output clipped to [0, 1] then 8 bits. `pos`: lattice_positions(lut),
+    """Apply to a uint8 RGB frame, or a uint16 one (a 10-bit source decoded without losing its bits);
+    output clipped to [0, 1] then 8 bits. `pos`: lattice_positions(lut, levels of the frame's type),
     computed once per clip."""
     if interpolation not in INTERPOLATIONS:
         raise NodeError(f"interpolation={interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}")
-    pos = lattice_positions(lut) if pos is None else pos
+    pos = lattice_positions(lut, np.iinfo(frame.dtype).max + 1) if pos is None else pos
     # LUT_OUT_VIDEO_RANGE: the table's video-range output back to full range.
     scale, offset = (1.0 / (VIDEO_WHITE - VIDEO_BLACK), -VIDEO_BLACK / (VIDEO_WHITE - VIDEO_BLACK)) \
         if lut.video_out else (1.0, 0.0)
     if lut.table is None:       # 1D only: each channel's 256 levels are a table of their own
-        level = np.arange(256, dtype=np.float32) / 255.0
+        level = np.arange(pos.shape[1], dtype=np.float32) / (pos.shape[1] - 1)
         tab = level + strength * (pos * scale + offset - level)
         tab = np.clip(tab * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.stack([tab[c][frame[..., c]] for c in range(3)], -1)
