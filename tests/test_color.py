@@ -105,15 +105,46 @@ def test_color_match_to_reference_image_and_frame(frames):
         nodes.match(Context("m"), clip, frame=9)
 
 
+def test_color_match_makes_one_correction_for_the_clip(tmp_path):
+    """Each frame was matched on its own statistics: when a red object came into frame, the untouched wall
+    behind it shifted 14 (reinhard) to 30 (histogram) levels. By default the clip's frames are pooled into
+    one correction, as a colourist matches a shot; the reference is scikit-image's Lab and histogram
+    matching of the pooled frames."""
+    from skimage.color import lab2rgb, rgb2lab
+    from skimage.exposure import match_histograms
+    frames = np.zeros((10, 32, 64, 3), np.uint8)
+    frames[:] = (90, 110, 140)
+    frames[:, :, :10] = (200, 190, 170)
+    frames[5:, :, 32:] = (220, 40, 30)                       # comes into frame half way
+    ref = np.zeros((32, 64, 3), np.uint8)
+    ref[:] = (150, 120, 90)
+    ref[:, :15] = (240, 230, 200)
+    clip = Clip.from_array(frames)
+    for method in ("reinhard", "histogram"):
+        out = nodes.match(Context("m"), clip, reference=ref, method=method).to_array().astype(float)
+        assert np.ptp(out[:, 16, 20], axis=0).max() == 0, method      # the wall holds its colour
+        each = nodes.match(Context("m"), clip, reference=ref, method=method, spread="frame").to_array()
+        assert np.ptp(each[:, 16, 20].astype(int), axis=0).max() >= 10, method
+        pooled = frames.reshape(-1, 64, 3)
+        if method == "reinhard":
+            lab, lab_ref = rgb2lab(pooled / 255.0), rgb2lab(ref / 255.0)
+            mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0)
+            rmean, rstd = lab_ref.reshape(-1, 3).mean(0), lab_ref.reshape(-1, 3).std(0)
+            want = lab2rgb((rgb2lab(frames / 255.0) - mean) * rstd / std + rmean) * 255
+        else:
+            want = match_histograms(pooled, ref, channel_axis=-1).reshape(frames.shape)
+        assert np.abs(out - want).max() <= 1.5, method
+
+
 def test_histogram_match_maps_levels_as_scikit_image_does(frames):
     """Each frame's brightest level went to 255 (np.interp over the reference's flat cumulative
     histogram took its far end): a clip matched to its own frame gained white specks."""
     from skimage.exposure import match_histograms
     clip = Clip.from_array((frames * 0.7).astype(np.uint8))           # no level above 178
-    own = nodes.match(Context("m"), clip, frame=0, method="histogram").to_array()
+    own = nodes.match(Context("m"), clip, frame=0, method="histogram", spread="frame").to_array()
     np.testing.assert_array_equal(own[0], clip.frame(0))
     ref = (footage(1, 64, 48, seed=3)[0] // 2).astype(np.uint8)       # a darker palette, levels 0..127
-    out = nodes.match(Context("m"), clip, reference=ref, method="histogram").to_array()
+    out = nodes.match(Context("m"), clip, reference=ref, method="histogram", spread="frame").to_array()
     want = match_histograms(clip.to_array()[1], ref, channel_axis=-1)
     assert out[1].max() <= ref.max() and np.abs(out[1].astype(float) - want).max() <= 1
 

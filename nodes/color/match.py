@@ -5,6 +5,8 @@ colour space (CIE Lab here); histogram matching maps each RGB channel through th
 reference's cumulative distribution. `strength` blends the result with the input."""
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -25,21 +27,44 @@ def lab_stats(img: np.ndarray):
     return lab.mean(0), lab.std(0)
 
 
-def reinhard(frame: np.ndarray, ref_stats, strength: float = 1.0) -> np.ndarray:
+def reinhard(frame: np.ndarray, ref_stats, strength: float = 1.0, own_stats=None) -> np.ndarray:
+    """own_stats: the statistics standing for the frame (the clip's); None = the frame's own."""
     mean_r, std_r = ref_stats
-    mean_f, std_f = lab_stats(frame)
+    mean_f, std_f = own_stats or lab_stats(frame)
     lab = rgb_to_lab(to_float(frame))
     matched = (lab - mean_f) * (std_r / np.maximum(std_f, 1e-3)) + mean_r
     out = lab_to_rgb(lab + strength * (matched - lab))
     return to_uint8(out)
 
 
-def matcher(reference: np.ndarray, method: str, strength: float):
-    """A per-frame function matching frames to `reference` (statistics computed once)."""
+SAMPLES = 12     # frames, spread over the clip, whose pooled statistics stand for all of it
+
+
+def matcher(reference: np.ndarray, method: str, strength: float, shot=None):
+    """A per-frame function matching frames to `reference` (its statistics computed once). `shot`: a
+    function giving frames that stand for the whole clip; their pooled statistics make one correction
+    for every frame, as a colourist matches a shot. Without it each frame is matched on its own, and
+    the correction changed whenever something came into frame (a static wall shifted 14-30 levels)."""
+    if method not in ("reinhard", "histogram"):
+        raise ValueError(f"unknown colour match method {method!r}")
+    ref = lab_stats(reference) if method == "reinhard" else channel_cdfs(reference)
+    own: list = []
+    lock = threading.Lock()     # chunks may be read side by side: the clip is sampled once
+
+    def pooled():
+        with lock:
+            if not own:
+                if method == "reinhard":
+                    frames = np.stack([_sample(f) for f in shot()])
+                    own.append(lab_stats(frames.reshape(-1, frames.shape[2], 3)))
+                else:   # full size: a smaller copy's histograms are narrower than the frames they map
+                    own.append(channel_cdfs(np.stack(shot())))
+            return own[0]
     if method == "reinhard":
-        stats = lab_stats(reference)
-        return lambda f: reinhard(f, stats, strength)
-    if method == "histogram":
-        cdfs = channel_cdfs(reference)
-        return lambda f: histogram(f, cdfs, strength)
-    raise ValueError(f"unknown colour match method {method!r}")
+        return lambda f: reinhard(f, ref, strength, pooled() if shot else None)
+    return lambda f: histogram(f, ref, strength, pooled() if shot else None)
+
+
+def shot_frames(clip, n: int = SAMPLES):
+    """A function reading up to n frames spread evenly over the clip (for matcher's `shot`)."""
+    return lambda: [clip.frame(int(i)) for i in np.unique(np.linspace(0, clip.length - 1, min(n, clip.length)).round())]

@@ -5,20 +5,27 @@ from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import IMAGE, VIDEO
 
 
+SPREADS = ("clip", "frame")
+SPREAD_HELP = ("clip: one correction for the whole clip, from frames spread over it; frame: each frame matched on "
+               "its own (the correction shifts as things come into frame)")
+
+
 @node("color.match", title="Colour Match", category="Colour", temporal_radius=0)
 def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match to this image instead of a frame"),
           frame: int = Param(0, min=0, help="reference frame of the video (when no reference image)"),
           method: str = Param("reinhard", choices=("reinhard", "histogram"),
                               help="reinhard: Lab mean and spread; histogram: per-channel distribution"),
-          strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = fully matched")) -> VIDEO:
-    """Match every frame's colours to a reference frame of the clip or to an image."""
-    from nodes.color.match import matcher
+          strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = fully matched"),
+          spread: str = Param("clip", choices=SPREADS, help=SPREAD_HELP)) -> VIDEO:
+    """Match the clip's colours to a reference frame of the clip or to an image: by default one correction
+    for the whole clip, as a colourist matches a shot."""
+    from nodes.color.match import matcher, shot_frames
     from nodes.common.stream import map_frames
     if reference is None:
         if not 0 <= frame < video.length:
             raise NodeError(f"color.match: reference frame {frame} is outside the clip (0..{video.length - 1})")
         reference = video.frame(frame)
-    return map_frames(ctx, video, matcher(reference, method, strength))
+    return map_frames(ctx, video, matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None))
 
 
 @node("color.lut", title="Apply LUT", category="Colour", temporal_radius=0)

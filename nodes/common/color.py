@@ -219,9 +219,10 @@ def channel_cdfs(img: np.ndarray) -> np.ndarray:
     return np.cumsum(hist, axis=1) / hist.sum(axis=1, keepdims=True)
 
 
-def match_cdfs(frame: np.ndarray, ref_cdfs: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """Each channel of a uint8 frame mapped through the reference's cumulative histograms (channel_cdfs)."""
-    src = channel_cdfs(frame)
+def match_cdfs(frame: np.ndarray, ref_cdfs: np.ndarray, strength: float = 1.0, src: np.ndarray = None) -> np.ndarray:
+    """Each channel of a uint8 frame mapped through the reference's cumulative histograms (channel_cdfs).
+    src: the cumulative histograms standing for the frame (a whole shot's); None = the frame's own."""
+    src = channel_cdfs(frame) if src is None else src
     levels = np.arange(256, dtype=np.float64)
     out = np.empty_like(frame)
     for c in range(3):

@@ -1,6 +1,7 @@
 """Stylization nodes: classical looks, colour transfer, neural AdaIN, and temporal stabilization."""
 from graph_engine import NodeError, Param, node
 from graph_engine.types import IMAGE, VIDEO
+from nodes.color.nodes import SPREAD_HELP, SPREADS
 
 
 @node("stylize.painterly", title="Painterly", category="Stylize", temporal_radius=0)
@@ -62,12 +63,13 @@ def posterize(ctx, video: VIDEO, levels: int = Param(6, min=2, max=64, help="lev
 def color_transfer(ctx, video: VIDEO, style: IMAGE,
                    method: str = Param("reinhard", choices=("reinhard", "histogram"),
                                        help="reinhard: Lab mean and spread; histogram: per-channel distribution"),
-                   strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = the style's palette")
-                   ) -> VIDEO:
-    """Give the clip the palette of a style image (Reinhard Lab statistics or histograms)."""
-    from nodes.color.match import matcher
+                   strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = the style's palette"),
+                   spread: str = Param("clip", choices=SPREADS, help=SPREAD_HELP)) -> VIDEO:
+    """Give the clip the palette of a style image (Reinhard Lab statistics or histograms), by default with one
+    correction for the whole clip."""
+    from nodes.color.match import matcher, shot_frames
     from nodes.common.stream import map_frames
-    return map_frames(ctx, video, matcher(style, method, strength))
+    return map_frames(ctx, video, matcher(style, method, strength, shot_frames(video) if spread == "clip" else None))
 
 
 @node("stylize.temporal", title="Temporal Consistency", category="Stylize", temporal_radius=60)
