@@ -335,3 +335,35 @@ def test_cdl_reads_cc_ccc_and_cdl_files(frames, tmp_path):
         nodes.cdl(Context("c"), clip, slope="1 2")
     with pytest.raises(NodeError, match="power must be above 0"):
         nodes.cdl(Context("c"), clip, power="1 0 1")
+
+
+def write_3dl(path, size, fn, mesh=None, out_top=4095, header=""):
+    """A .3dl as Nuke writes it: input levels (10-bit), then integer rows with blue changing fastest."""
+    g = np.linspace(0, 1, size)
+    r, gr, b = np.meshgrid(g, g, g, indexing="ij")
+    rgb = np.round(fn(np.stack([r, gr, b], -1).reshape(-1, 3)) * out_top).astype(int)
+    mesh = [min(1023, 64 * (1024 // 64 // (size - 1)) * i) for i in range(size)] if mesh is None else mesh
+    path.write_text(header + " ".join(map(str, mesh)) + "\n" + "\n".join(f"{a} {b} {c}" for a, b, c in rgb) + "\n")
+    return str(path)
+
+
+def test_3dl_luts_read_as_nuke_and_flame_write_them(frames, tmp_path):
+    """.3dl (Nuke, Flame, Lustre) was read as a broken .cube ('not a .cube LUT line'). FFmpeg's lut3d reads
+    the same 17-point, 12-bit file: the reference."""
+    clip = Clip.from_array(frames)
+    lut = write_3dl(tmp_path / "look.3dl", 17, random_lut(17, seed=5), header="# Nuke\n")
+    out = nodes.lut(Context("l"), clip, path=lut).to_array().astype(np.float32)
+    want = np.stack([ffmpeg_lut3d(color.to_float(f), lut, "tetrahedral") for f in frames]) * 255
+    assert np.abs(out - want).max() <= 0.6          # FFmpeg divides by 4096 where 4095 is white
+    # Lustre's header and 10-bit outputs (told by their largest value, as OpenColorIO tells them).
+    ten = write_3dl(tmp_path / "ten.3dl", 17, random_lut(17, seed=5), out_top=1023, header="3DMESH\nMesh 4 10\n")
+    assert np.abs(nodes.lut(Context("l"), clip, path=ten).to_array().astype(np.float32) - want).max() <= 1.1
+    # An uneven mesh puts the table's points where it says: a table holding its own input is identity.
+    mesh = [0, 100, 300, 1023]
+    pts = np.array(mesh) / 1023
+    ident = write_3dl(tmp_path / "uneven.3dl", 4, lambda x: pts[np.round(x * 3).astype(int)], mesh=mesh)
+    out = nodes.lut(Context("l"), clip, path=ident).to_array()
+    assert np.abs(out.astype(int) - frames).max() <= 1
+    (tmp_path / "grade.csp").write_text("CSPLUTV100\n3D\n")
+    with pytest.raises(NodeError, match="reads .cube .* and .3dl .* not .csp: export this look as a .cube"):
+        nodes.lut(Context("l"), clip, path=str(tmp_path / "grade.csp"))

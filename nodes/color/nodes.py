@@ -29,17 +29,17 @@ def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match
 
 
 @node("color.lut", title="Apply LUT", category="Colour", temporal_radius=0)
-def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file (3D, 1D, or a 1D shaper and 3D)"),
+def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file (3D, 1D, or a 1D shaper and 3D) or a .3dl"),
         strength: float = Param(1.0, min=0.0, max=1.0, help="blend with the ungraded frame"),
         interpolation: str = Param("tetrahedral", choices=("tetrahedral", "trilinear"),
                                    help="3D LUTs: tetrahedral as DaVinci Resolve and Nuke apply them; trilinear as "
                                         "some players and older tools do")) -> VIDEO:
-    """Apply a `.cube` colour look-up table as DaVinci Resolve does: 3D tables interpolated tetrahedrally,
+    """Apply a `.cube` or `.3dl` colour look-up table as DaVinci Resolve does: 3D tables interpolated tetrahedrally,
     1D linearly, a 1D shaper before the 3D table where the file has both; DOMAIN_MIN/MAX,
     LUT_*_INPUT_RANGE and LUT_IN/OUT_VIDEO_RANGE honoured."""
-    from nodes.common.lut import apply_lut, lattice_positions, parse_cube
+    from nodes.common.lut import apply_lut, lattice_positions, parse_lut
     from nodes.common.stream import map_frames
-    table = parse_cube(path)
+    table = parse_lut(path)
     pos = lattice_positions(table)
     return map_frames(ctx, video, lambda f: apply_lut(f, table, strength, interpolation, pos))
 

@@ -158,6 +158,88 @@ def parse_cube(path: str) -> CubeLut:
     return CubeLut(table, lo, hi, title, shaper, *(range1 if size1 else (None, None)), video_in, video_out)
 
 
+def _likely_bits(largest: float) -> int:
+    """The bit depth of integer code values whose largest is `largest`, as OpenColorIO infers it for .3dl
+    (GetLikelyLutBitDepth): the even depth whose top is up to twice the largest, 14 read as 16."""
+    for bits in (8, 10, 12, 14, 16):
+        if largest <= 2 ** (bits + 1) - 1:
+            return 16 if bits == 14 else bits
+    return 16
+
+
+def parse_3dl(path: str) -> CubeLut:
+    """An Autodesk (Lustre, Flame) or Nuke `.3dl`: a line of input code values (the mesh), then N^3 rows
+    of integer outputs with blue changing fastest. Bit depths come from the largest values, as OpenColorIO
+    reads them, unless a Lustre 'Mesh <in> <out bits>' line says; an uneven mesh becomes a shaper."""
+    p = Path(path)
+    if not p.is_file():
+        raise NodeError(f"LUT file {path} not found: choose an existing .cube or .3dl file")
+    mesh, rows, out_bits = None, [], None
+    with open(p, encoding="utf-8-sig", errors="replace") as f:
+        lines = list(_lines(f, path))
+    for no, raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key = line.split()[0].upper()
+        if key == "MESH":           # Lustre: Mesh <input bits of the mesh> <output bits>
+            try:
+                out_bits = int(line.split()[2])
+            except (IndexError, ValueError):
+                raise NodeError(f"{path}:{no}: a Mesh line needs two numbers (Mesh 4 12)") from None
+            continue
+        if key in ("3DMESH", "LUT8", "GAMMA"):     # Lustre and Flame's other tokens
+            continue
+        if not (key[0].isdigit() or key[0] in "-+."):
+            raise NodeError(f"{path}:{no}: not a .3dl LUT line (is this a .3dl LUT?)")
+        if mesh is None:
+            try:
+                mesh = np.array(line.split(), np.float64)
+            except ValueError:
+                raise NodeError(f"{path}:{no}: cannot read the numbers on this line") from None
+            if len(mesh) < 2 or np.any(np.diff(mesh) <= 0):
+                raise NodeError(f"{path}:{no}: the first line of a .3dl lists its input levels, rising")
+            continue
+        rows.append((no, line))
+    if mesh is None:
+        raise NodeError(f"{path}: no input levels and no table: not a .3dl LUT")
+    n = len(mesh)
+    if len(rows) != n ** 3:
+        raise NodeError(f"{path}: {n} input levels need {n ** 3} entries, found {len(rows)}")
+    table = _rows(path, rows)
+    top = 2.0 ** (out_bits or _likely_bits(table.max())) - 1
+    # Blue fastest: a C-order reshape indexes [r, g, b]; CubeLut's tables are [b, g, r].
+    table = np.ascontiguousarray((table / top).reshape(n, n, n, 3).transpose(2, 1, 0, 3), np.float32)
+    in_top = 2 ** _likely_bits(mesh[-1]) - 1
+    # The usual mesh (0 64 ... 960 1023) is even but for its last step: read as even, as OpenColorIO and
+    # FFmpeg read it.
+    if np.abs(mesh - np.linspace(mesh[0], mesh[-1], n)).max() <= 0.05 * (mesh[-1] - mesh[0]) / (n - 1):
+        lo, hi = np.full(3, mesh[0] / in_top, np.float32), np.full(3, mesh[-1] / in_top, np.float32)
+        return CubeLut(table, lo, hi, p.stem)
+    # An uneven mesh: a shaper taking each input code to its place on the table's axis.
+    codes = np.arange(in_top + 1, dtype=np.float64)
+    place = (np.interp(codes, mesh, np.arange(n)) / (n - 1)).astype(np.float32)
+    return CubeLut(table, np.zeros(3, np.float32), np.ones(3, np.float32), p.stem, np.repeat(place[:, None], 3, 1),
+                   np.zeros(3, np.float32), np.ones(3, np.float32))
+
+
+# LUT files of other programs: named, so that one is not read as a broken .cube.
+OTHER_LUTS = (".csp", ".spi3d", ".spi1d", ".spimtx", ".clf", ".ctf", ".mga", ".m3d", ".vf", ".look", ".icc", ".icm",
+              ".lut", ".dat", ".xmp")
+
+
+def parse_lut(path: str) -> CubeLut:
+    """A .3dl LUT by its file type, else a .cube."""
+    kind = Path(path).suffix.lower()
+    if kind == ".3dl":
+        return parse_3dl(path)
+    if kind in OTHER_LUTS:
+        raise NodeError(f"{path}: Kinograph reads .cube (Resolve, Adobe, camera makers) and .3dl (Nuke, Flame, "
+                        f"Lustre) LUTs, not {kind}: export this look as a .cube (Resolve: right-click the "
+                        f"clip, Generate LUT; OpenColorIO: ociobakelut --format resolve_cube)")
+    return parse_cube(path)
+
+
 def lattice_positions(lut: CubeLut, levels: int = 256) -> np.ndarray:
     """[3, levels] float32: where each level of each channel (256: 8-bit frames; 65536: 16-bit) falls on
     the 3D table's axis, in cells (through the shaper where there is one); for a 1D-only LUT, each

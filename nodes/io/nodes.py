@@ -43,7 +43,7 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
                                         help="auto: deinterlace when the file says it is interlaced (DV, "
                                              "broadcast, DVD); the field orders force it, for captures that "
                                              "do not say so; off keeps the combed fields"),
-               lut: str = Param("", kind="path", help="a .cube LUT applied as each picture is decoded, from all "
+               lut: str = Param("", kind="path", help="a .cube or .3dl LUT applied as each picture is decoded, from all "
                                                       "its bits: camera log (S-Log3, LogC, V-Log, C-Log) to "
                                                       "Rec. 709 without the banding of an 8-bit frame")) -> VIDEO:
     """Stream a video file as a clip; frames are decoded only when something pulls them.

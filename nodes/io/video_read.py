@@ -465,8 +465,8 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     non-square pixels). lut: a .cube file applied to each picture before it becomes 8-bit."""
     table = None
     if lut:
-        from nodes.common.lut import parse_cube
-        table = parse_cube(lut)
+        from nodes.common.lut import parse_lut
+        table = parse_lut(lut)
     if Path(path).suffix.lower() == ".webp":
         if table is not None:
             raise NodeError(f"{path}: an animated WebP is 8-bit: apply the LUT with color.lut")
