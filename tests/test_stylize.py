@@ -220,3 +220,15 @@ def test_every_parameter_of_the_look_and_clip_nodes_says_what_it_does():
     assert bare == []
     params = relight_nodes.directional.__kinograph_spec__.params
     assert params["azimuth"].help.startswith("degrees") and params["elevation"].help.startswith("degrees")
+
+
+def test_relight_light_colour_is_the_colour_picked():
+    """The light's #rrggbb is an sRGB swatch; it was used as linear gains, so a white wall facing a
+    #ffd8a8 light came out (255, 236, 213), paler than the colour picked. Lit by it alone (no ambient),
+    the wall is now that colour."""
+    wall = Clip.from_array(np.full((1, 32, 32, 3), 255, np.uint8))
+    for hex_colour in ("#ffd8a8", "#ff8040", "#80c0ff"):
+        out = relight.directional(Context("r"), wall, color=hex_colour, ambient=0.0,
+                                  azimuth=Schedule.constant(0.0), elevation=Schedule.constant(90.0)).to_array()
+        want = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+        assert np.abs(out[0, 16, 16].astype(int) - want).max() <= 1, hex_colour
