@@ -146,6 +146,20 @@ def test_dropped_footage_and_a_still_become_loader_nodes_where_they_were_dropped
     assert set(g.nodes) == before, "the drop was more than one undo step"
 
 
+def test_a_dropped_lut_or_cdl_becomes_the_node_that_applies_it(win, tmp_path):
+    """A colourist drags looks from the file browser: a .cube was taken for a workflow to open and
+    refused; .cube/.3dl become color.lut, .cc/.ccc/.cdl color.cdl, with the file as their path."""
+    look, cdl = tmp_path / "show look.cube", tmp_path / "A001C003.cc"
+    look.write_text("LUT_3D_SIZE 2\n" + "0 0 0\n1 0 0\n0 1 0\n1 1 0\n0 0 1\n1 0 1\n0 1 1\n1 1 1\n")
+    cdl.write_text("<ColorCorrection id='a'><SOPNode><Slope>1.1 1 1</Slope></SOPNode></ColorCorrection>")
+    _drop_files(win, [look, cdl])
+    g = win.doc.graph
+    assert [(n.type, n.params["path"]) for n in g.nodes.values()] == [("color.lut", str(look)), ("color.cdl", str(cdl))]
+    assert "connect footage to their video input" in win.statusBar().currentMessage()
+    from app.editor import window as window_mod
+    assert window_mod.WINDOWS == [win]          # nothing was opened as a workflow
+
+
 # -- an imported ComfyUI graph: no node covers another ----------------------------------------------
 @pytest.mark.parametrize("name", ["wan_i2v.json", "svd_i2v.json", "ltxv_i2v.json"])
 def test_an_imported_comfyui_workflow_has_no_node_on_top_of_another(win, name):

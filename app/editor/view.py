@@ -31,6 +31,8 @@ EMPTY_HINT = ("Tab or double-click: add a node\nCtrl+O: open a workflow · File 
               "or drop a .yaml, a video or a still here\n"
               "Ctrl+Enter: run · F1: every shortcut")
 STILL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".dpx"}
+# A colourist's looks: a LUT or an ASC CDL dropped on the canvas becomes the node that applies it.
+LOOK_NODES = {".cube": "color.lut", ".3dl": "color.lut", ".cc": "color.cdl", ".ccc": "color.cdl", ".cdl": "color.cdl"}
 INLINE_KINDS = ("", "path", "seed")        # edited in place; the others open in the properties panel
 
 
@@ -386,7 +388,7 @@ class GraphView(QGraphicsView):
 
     # -- drops ----------------------------------------------------------------------------------
     def _dropped_paths(self, mime):
-        ok = MEDIA_SUFFIXES | STILL_SUFFIXES | {".yaml", ".yml", ".json"}
+        ok = MEDIA_SUFFIXES | STILL_SUFFIXES | {".yaml", ".yml", ".json"} | set(LOOK_NODES)
         return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).suffix.lower() in ok]
 
     def dragEnterEvent(self, event):

@@ -26,7 +26,7 @@ from .runner import Job, NodeStatus, RunController
 from .scene import GraphScene
 from .settings import EditorSettings
 from .thumbs import ThumbLoader
-from .view import GraphView
+from .view import LOOK_NODES, GraphView
 from .viewer import ViewerPanel
 
 WINDOWS: List["MainWindow"] = []
@@ -421,7 +421,10 @@ class MainWindow(QMainWindow):
         self.scene.select_nodes(ids)
         if ids:
             self.view.setFocus(Qt.OtherFocusReason)
-        if ids:
+        if ids and all(t in LOOK_NODES.values() for t, _ in kinds):
+            self.message(f"Added {', '.join(ids)}: connect footage to {'its' if len(ids) == 1 else 'their'} video "
+                         f"input to apply the look")
+        elif ids:
             self.message(f"Added {', '.join(ids)}: connect {'its' if len(ids) == 1 else 'their'} output to use the "
                          f"footage (Ctrl+Shift+click shows it)")
 
@@ -1089,14 +1092,17 @@ def example_workflows(folder: Path = EXAMPLES) -> List[tuple]:
 
 
 def loader_for(path) -> Optional[str]:
-    """The node that reads a dropped file as footage (io.load_video, or io.load_image for a still),
-    or None when the file is a workflow to open: YAML, ComfyUI, or a render that carries one."""
+    """The node that reads a dropped file as footage (io.load_video, or io.load_image for a still) or
+    applies it (color.lut, color.cdl), or None when the file is a workflow to open: YAML, ComfyUI, or a
+    render that carries one."""
     from app.comfyui import is_comfyui_file
     from graph_engine.embedded import read_embedded_workflow
     from graph_engine.workflow import MEDIA_SUFFIXES
     from .view import STILL_SUFFIXES
     p = Path(path)
     suffix = p.suffix.lower()
+    if suffix in LOOK_NODES:
+        return LOOK_NODES[suffix]
     if suffix not in MEDIA_SUFFIXES | STILL_SUFFIXES or is_comfyui_file(p):
         return None
     if suffix in MEDIA_SUFFIXES and read_embedded_workflow(p) is not None:
