@@ -31,7 +31,7 @@ def test_nodes_listing_formats():
     specs = {s["type"]: s for s in json.loads(r.stdout)}
     load = specs["io.load_video"]
     assert [p["name"] for p in load["params"]] == ["path", "start", "count", "every_nth", "width", "height", "fps",
-                                                 "deinterlace"]
+                                                 "deinterlace", "lut"]
     assert load["outputs"] == [{"name": "video", "type": "VIDEO"}]
     assert "h264" in {c for p in specs["io.save_video"]["params"] if p["name"] == "codec" for c in p["choices"]}
     md = cli("nodes", "--markdown").stdout
