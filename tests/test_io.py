@@ -776,9 +776,13 @@ def test_load_video_lut_reads_10_bit_log_footage_without_banding(tmp_path):
     cube = tmp_path / "to709.cube"
     cube.write_text("LUT_1D_SIZE 4096\nLUT_3D_SIZE 2\n" + "\n".join(f"{v:.7f} {v:.7f} {v:.7f}" for v in curve(g))
                     + "\n" + "\n".join(f"{r} {gg} {b}" for b in (0, 1) for gg in (0, 1) for r in (0, 1)) + "\n")
-    want = curve((np.round(64 + 876 * codes) - 64) / 876) * 255   # at the 10-bit TV-range codes the file holds
+    import av
+    with av.open(str(src)) as c:                 # the 10-bit TV-range luma codes the file holds (grey: Y = R'G'B')
+        f = next(c.decode(video=0))
+        y = np.frombuffer(bytes(f.planes[0]), np.uint16).reshape(f.height, -1)[8, :1024]
+    want = curve((y - 64) / 876) * 255
     deep = load_video(str(src), lut=str(cube)).to_array()[0, 8, :, 0].astype(int)
-    assert np.abs(deep - want).max() <= 1.5
+    assert np.abs(deep - want).max() <= 0.75       # rounding; libswscale's 16-bit white (65283) is allowed for
     ideal = np.round(want)
     assert np.abs(np.diff(deep)).max() <= np.abs(np.diff(ideal)).max()
     assert len(np.unique(deep)) >= len(np.unique(ideal)) - 2

@@ -233,3 +233,19 @@ def test_a_capture_kept_combed_is_deinterlaced_to_a_picture_per_field(interlaced
     got = out.to_array()
     assert np.mean([psnr(g, w) for g, w in zip(got, src)]) > \
         np.mean([psnr(r, w) for r, w in zip(np.repeat(clip.to_array(), 2, axis=0), src)]) + 5
+
+
+def test_an_hdr_camera_lut_replaces_the_sdr_mapping(tmp_path):
+    """Sony and Panasonic shoot HLG as a grading profile and ship HLG-to-709 LUTs made for its signal. Given
+    io.load_video's lut, an HLG file was refused; now the LUT gets the stored HLG signal (10 bits, as
+    decoded) in place of Kinograph's own SDR mapping: an identity LUT hands back the signal itself."""
+    patches = [hlg_signal(REF_WHITE), hlg_signal(GREY_CARD), 0.1, 0.9]
+    path = tmp_path / "hlg.mkv"
+    hdr_file(path, "arib-std-b67", patches)
+    cube = tmp_path / "identity.cube"
+    cube.write_text("LUT_3D_SIZE 2\n" + "".join(f"{r} {g} {b}\n" for b in (0, 1) for g in (0, 1) for r in (0, 1)))
+    notes = []
+    got = load_video(str(path), log=notes.append, lut=str(cube)).to_array()[0, 16].astype(float)
+    want = np.array(patches, np.float64) * 255
+    assert np.abs(got[[8, 24, 40, 56]] - want[:, None]).max() <= 1.0, got[[8, 24, 40, 56]]
+    assert any("the LUT given maps it" in n for n in notes) and not any("mapped to SDR" in n for n in notes)

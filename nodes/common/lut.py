@@ -240,11 +240,11 @@ def parse_lut(path: str) -> CubeLut:
     return parse_cube(path)
 
 
-def lattice_positions(lut: CubeLut, levels: int = 256) -> np.ndarray:
+def lattice_positions(lut: CubeLut, levels: int = 256, white: Optional[float] = None) -> np.ndarray:
     """[3, levels] float32: where each level of each channel (256: 8-bit frames; 65536: 16-bit) falls on
     the 3D table's axis, in cells (through the shaper where there is one); for a 1D-only LUT, each
-    level's output value."""
-    x = np.arange(levels, dtype=np.float64) / (levels - 1)
+    level's output value. `white`: the level that is 1.0 (the top level unless the decoder says otherwise)."""
+    x = np.minimum(np.arange(levels, dtype=np.float64) / (white or levels - 1), 1.0)
     if lut.video_in:
         x = VIDEO_BLACK + x * (VIDEO_WHITE - VIDEO_BLACK)
     x = np.repeat(x[None], 3, 0)

@@ -108,15 +108,16 @@ class VideoSource:
         self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
         if lut is not None:
-            if self._hdr:
-                raise NodeError(f"{path} is HDR, which is mapped to SDR as it is read: a LUT made for it cannot be "
-                                f"applied here. Leave io.load_video's lut empty and apply one made for the SDR "
-                                f"picture with color.lut")
+            if self._hdr:       # the camera's HLG/PQ-to-709 LUT, made for the signal, replaces the SDR mapping
+                self.notes.append(f"it is HDR ({'HLG' if self._hdr == TRC_HLG else 'PQ'}): the LUT given maps it, "
+                                  f"in place of Kinograph's own SDR mapping")
+                self._hdr = None
             # A deep source is looked up from its 16 bits: log footage quantised to 8 bits first came out of
             # a log-to-Rec. 709 LUT banded (a 10-bit S-Log3 ramp kept 88 of its 158 output levels).
-            self._deep = bool(self._convert)
+            self._deep = f0 is not None and _bits(f0) > 8
             from nodes.common.lut import lattice_positions
-            self._lut_pos = lattice_positions(lut, 65536 if self._deep else 256)
+            self._lut_pos = lattice_positions(lut, 65536, _rgb48_white(f0)) if self._deep \
+                else lattice_positions(lut)
             if self._deep:
                 self._convert = {}      # 16-bit RGB: libswscale's default path is the exact one there
         if self._alpha:
@@ -358,6 +359,30 @@ def _packets_end(packets) -> tuple:
     return count, None if last is None else last.pts + (last.duration or 0)
 
 
+def _rgb48_white(frame) -> float:
+    """The 16-bit level libswscale turns white of `frame`'s pixel format, range and matrix into: not 65535
+    (TV-range 10-bit white came out 65283, full range 65472), so a LUT read 1 level low at white. Found by
+    converting a small frame of white."""
+    import av
+    try:
+        probe = av.VideoFrame(16, 2, frame.format.name)
+        bits = _bits(frame)
+        full = frame.color_range == 2 or frame.format.name.startswith("yuvj")
+        for i, plane in enumerate(probe.planes):
+            top = 2 ** bits - 1
+            level = top if i == 3 or full and i == 0 else (235 << (bits - 8)) if i == 0 else 1 << (bits - 1)
+            plane.update(np.full(plane.buffer_size // 2, level, "<u2").tobytes())
+        probe.color_range, probe.colorspace = frame.color_range, frame.colorspace
+        white = float(probe.to_ndarray(format="rgb48le")[..., 1].mean())
+    except (ValueError, TypeError, av.error.FFmpegError):
+        return 65535.0
+    return white if 60000 < white <= 65535 else 65535.0
+
+
+def _bits(frame) -> int:
+    return max(c.bits for c in frame.format.components)
+
+
 def _conversion(first_frame) -> dict:
     """How libswscale should turn the stream's frames into 8-bit RGB. From 10-bit (and deeper) YUV its
     default path came out 1-2 levels dark (a grey ramp from ProRes or 10-bit HEVC read 1.6 levels low on
@@ -365,7 +390,7 @@ def _conversion(first_frame) -> dict:
     default path: within a level already, and the flags that round it exactly took ten times as long there."""
     if first_frame is None or first_frame.format.name.startswith(("rgb", "bgr", "gbr", "gray")):
         return {}
-    if max(c.bits for c in first_frame.format.components) <= 8:
+    if _bits(first_frame) <= 8:
         return {}
     from av.video.reformatter import Interpolation
     return {"interpolation": Interpolation.BILINEAR | Interpolation.FULL_CHR_H_INT}
