@@ -168,6 +168,11 @@ def test_hdr_video_comes_out_as_an_sdr_screen_shows_it(tmp_path, transfer):
     got = load_video(str(path), log=notes.append).to_array()[0, 16].astype(int)       # one row: the 4 patches
     white, grey, red, bright = got[8], got[24], got[40], got[56]
     assert white.min() >= 245                                       # reference white is white
+    # ... rolled off by the knee above 0.9 as the kernel defines it: to the level, now that the 16-bit decode's
+    # white (65283 for TV-range 10-bit, not 65535) is measured; it read a level low.
+    from nodes.common.color import HDR_KNEE as k
+    rolled = 255 * (1.055 * (k + (1 - k) * (1 - np.exp(-1))) ** (1 / 2.4) - 0.055)
+    assert np.abs(white - rolled).max() <= 0.5, (white, rolled)
     grey_srgb = 255 * (1.055 * (GREY_CARD / REF_WHITE) ** (1 / 2.4) - 0.055)
     assert np.abs(grey - grey_srgb).max() <= 4, (grey, grey_srgb)   # the grey card is its share of white
     assert red[0] >= 240 and red[1:].max() <= 12, red               # BT.709's red is red again

@@ -140,10 +140,11 @@ _OUT_STEPS = 16384          # entries of the linear-to-sRGB table (a fifth of a 
 _HDR_KERNEL = None
 
 
-def _hdr_input_table(transfer: int) -> np.ndarray:
+def _hdr_input_table(transfer: int, white: float = 65535.0) -> np.ndarray:
     """Per 16-bit code value: linear light, as a fraction of HDR_WHITE_NITS (PQ: display light;
-    HLG: scene light in [0, 1], which the kernel's OOTF turns into display light)."""
-    e = np.arange(65536, dtype=np.float64) / 65535.0
+    HLG: scene light in [0, 1], which the kernel's OOTF turns into display light). `white`: the code
+    that is signal 1.0 (libswscale's 16-bit output of a TV-range 10-bit frame tops out at 65283)."""
+    e = np.minimum(np.arange(65536, dtype=np.float64) / white, 1.0)
     if transfer == TRC_PQ:      # SMPTE ST 2084
         m1, m2 = 2610 / 16384, 2523 / 4096 * 128
         c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
@@ -193,20 +194,20 @@ def _hdr_kernel():
 _TABLES: dict = {}
 
 
-def hdr_to_sdr(rgb16: np.ndarray, transfer: int, bt2020: bool = True) -> np.ndarray:
-    """uint16 HxWx3 non-linear HDR RGB (full range, as FFmpeg converts a PQ or HLG frame to rgb48)
-    -> uint8 sRGB in BT.709 primaries, as an SDR screen shows it (see HDR_WHITE_NITS)."""
+def hdr_to_sdr(rgb16: np.ndarray, transfer: int, bt2020: bool = True, white: float = 65535.0) -> np.ndarray:
+    """uint16 HxWx3 non-linear HDR RGB (full range, as FFmpeg converts a PQ or HLG frame to rgb48, white
+    at `white`) -> uint8 sRGB in BT.709 primaries, as an SDR screen shows it (see HDR_WHITE_NITS)."""
     if transfer not in (TRC_PQ, TRC_HLG):
         raise ValueError(f"not an HDR transfer: {transfer}")
-    if transfer not in _TABLES:
-        _TABLES[transfer] = _hdr_input_table(transfer)
+    if (transfer, white) not in _TABLES:
+        _TABLES[transfer, white] = _hdr_input_table(transfer, white)
     if "out" not in _TABLES:
         lin = np.arange(_OUT_STEPS, dtype=np.float32) / (_OUT_STEPS - 1)
         _TABLES["out"] = to_uint8(linear_to_srgb(lin))
         # Ys^0.2 of HLG's OOTF by table: a power per pixel cost 49 ms a 1080p frame, the table 11.
         _TABLES["ootf"] = (np.arange(_OUT_STEPS + 1, dtype=np.float64) / _OUT_STEPS) ** 0.2
     out = np.empty(rgb16.shape, np.uint8)
-    _hdr_kernel()(np.ascontiguousarray(rgb16), _TABLES[transfer], transfer == TRC_HLG, _TABLES["ootf"],
+    _hdr_kernel()(np.ascontiguousarray(rgb16), _TABLES[transfer, white], transfer == TRC_HLG, _TABLES["ootf"],
                   np.float32(HLG_PEAK_NITS / HDR_WHITE_NITS), _BT2020_TO_709, bt2020, np.float32(HDR_KNEE),
                   _TABLES["out"], out)
     return out

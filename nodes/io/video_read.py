@@ -120,6 +120,7 @@ class VideoSource:
                 else lattice_positions(lut)
             if self._deep:
                 self._convert = {}      # 16-bit RGB: libswscale's default path is the exact one there
+        self._white = _rgb48_white(f0) if self._hdr and f0 is not None else 65535.0
         if self._alpha:
             self.notes.append(ALPHA_NOTE)
         if self._hdr:
@@ -303,11 +304,11 @@ class VideoSource:
                 arr = over_black(arr, wide[..., 3].astype(np.float32) / (65535.0 if self._deep else 255.0))
         elif self._alpha:
             wide = frame.to_ndarray(format="rgba64le" if self._hdr else "rgba", **self._convert)
-            arr = hdr_to_sdr(np.ascontiguousarray(wide[..., :3]), self._hdr, self._bt2020) if self._hdr \
+            arr = hdr_to_sdr(np.ascontiguousarray(wide[..., :3]), self._hdr, self._bt2020, self._white) if self._hdr \
                 else wide[..., :3]
             arr = over_black(arr, wide[..., 3].astype(np.float32) / (65535.0 if self._hdr else 255.0))
         elif self._hdr:
-            arr = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), self._hdr, self._bt2020)
+            arr = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), self._hdr, self._bt2020, self._white)
         else:
             arr = frame.to_ndarray(format="rgb24", **self._convert)
         if self.turns:
