@@ -105,3 +105,14 @@ def apply_cdl(frame: np.ndarray, cdl: Cdl, then: Optional[Cdl] = None) -> np.nda
     if x is None:
         return frame
     return (x * 255.0 + 0.5).astype(np.uint8)
+
+
+def node_corrections(path: str, correction: str, slope: str, offset: str, power: str, saturation: float):
+    """color.cdl's (file's correction, the node's numbers), checked: powers above 0, saturation not below."""
+    knobs = Cdl(triple(slope, "slope"), triple(offset, "offset"), triple(power, "power"), saturation)
+    if (knobs.power <= 0).any():
+        raise NodeError(f"color.cdl: power={power!r}: every power must be above 0")
+    first = parse_cdl_file(path, correction) if path else Cdl()
+    if (first.power <= 0).any() or first.saturation < 0:
+        raise NodeError(f"{path}: its power must be above 0 and its saturation not below 0")
+    return first, knobs

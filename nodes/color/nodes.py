@@ -68,14 +68,9 @@ def cdl(ctx, video: VIDEO,
     """An ASC CDL as Resolve and Nuke apply it: out = clamp(in x slope + offset) ^ power per channel, then
     saturation. A file's correction comes first, the numbers here after it (a trim on top of the look
     from set); with no file, the numbers alone."""
-    from nodes.color.cdl import Cdl, apply_cdl, parse_cdl_file, triple
+    from nodes.color.cdl import apply_cdl, node_corrections
     from nodes.common.stream import map_frames
-    knobs = Cdl(triple(slope, "slope"), triple(offset, "offset"), triple(power, "power"), saturation)
-    if (knobs.power <= 0).any():
-        raise NodeError(f"color.cdl: power={power!r}: every power must be above 0")
-    first = parse_cdl_file(path, correction) if path else Cdl()
-    if (first.power <= 0).any() or first.saturation < 0:
-        raise NodeError(f"{path}: its power must be above 0 and its saturation not below 0")
+    first, knobs = node_corrections(path, correction, slope, offset, power, saturation)
     return map_frames(ctx, video, lambda f: apply_cdl(f, first, knobs))
 
 

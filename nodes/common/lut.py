@@ -1,5 +1,6 @@
-"""Adobe/Resolve `.cube` LUTs: parsing with located errors; tetrahedral (as DaVinci Resolve and
-Nuke apply a 3D LUT) or trilinear 3D, linear 1D, and Resolve's 1D shaper followed by a 3D LUT."""
+"""Colour look-up tables: Adobe/Resolve `.cube` and Autodesk/Nuke `.3dl`, parsed with located errors, applied
+tetrahedrally (as DaVinci Resolve and Nuke apply a 3D LUT) or trilinearly, 1D linearly, and Resolve's 1D
+shaper before a 3D table; to 8-bit frames (color.lut) or to a 16-bit decode (io.load_video's lut)."""
 from __future__ import annotations
 
 import math
