@@ -167,3 +167,30 @@ def test_grade_with_saturation_works_a_band_of_rows_at_a_time():
     np.testing.assert_array_equal(grader(**settings)(frame), grade_frame(frame, **settings))
     # The whole frame through a dozen float32 copies: over 20 frames' worth.
     assert peak_frames(lambda: grader(**settings)(frame), frame.nbytes) < 5
+
+
+def test_frames_are_written_while_the_next_block_is_computed(tmp_path, monkeypatch):
+    import threading
+    import cv2
+    from nodes.io.images import write_frames
+    next_block = threading.Event()
+    overlapped = []
+
+    def reader(a, b):
+        if a > 0:
+            next_block.set()
+        return np.full((b - a, 16, 16, 3), a, np.uint8)
+    clip = Clip(8, 24, 16, 16, reader, chunk=4)
+    plain = cv2.imwrite
+
+    def imwrite(path, img):
+        if img[0, 0, 0] == 0 and not overlapped:
+            # The first block's first file waits for the second block to be asked for: written in turn (the
+            # second block computed only after the first block's files), it never is.
+            overlapped.append(next_block.wait(10))
+        return plain(path, img)
+    monkeypatch.setattr(cv2, "imwrite", imwrite)
+    write_frames(clip, str(tmp_path / "f"))
+    assert overlapped == [True]
+    assert sorted(p.name for p in (tmp_path / "f").glob("*.png")) == [f"frame_{i:06d}.png" for i in range(8)]
+    assert cv2.imread(str(tmp_path / "f" / "frame_000005.png"))[0, 0, 0] == 4
