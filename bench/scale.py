@@ -42,7 +42,10 @@ CHAINS = {
     "temporal": "  node: {type: stylize.temporal, inputs: {video: load.video, source: load.video}}\n",
     "reverse": "  node: {type: video.reverse, inputs: {video: load.video}}\n",
     "fps": "  node: {type: video.fps, inputs: {video: load.video}, params: {fps: 30}}\n",
+    "deflicker_png": "  node: {type: restore.deflicker, inputs: {video: load.video}}\n",
 }
+# Chains that write a PNG sequence (io.save_frames) instead of an MP4.
+FRAMES = ("deflicker_png",)
 METRICS = {
     "psnr": "  ref: {type: io.load_video, params: {path: SRC}}\n"
             "  m: {type: metrics.psnr, inputs: {video: load.video, reference: ref.video}}\n",
@@ -62,8 +65,8 @@ def workflow(name: str, src: Path) -> str:
     if name in METRICS:
         return text + METRICS[name].replace("SRC", str(src))
     feed = "node.video" if CHAINS[name] else "load.video"
-    return text + CHAINS[name] + f"  save: {{type: io.save_video, inputs: {{video: {feed}}}, " \
-                                 f"params: {{path: out/{name}.mp4}}}}\n"
+    writer, path = ("io.save_frames", f"out/{name}") if name in FRAMES else ("io.save_video", f"out/{name}.mp4")
+    return text + CHAINS[name] + f"  save: {{type: {writer}, inputs: {{video: {feed}}}, params: {{path: {path}}}}}\n"
 
 
 def make_input(path: Path, frames: int, size: str) -> None:
