@@ -59,14 +59,19 @@ def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, qual
     links = PairCache(warmup + 48)
     progress = Progress(ctx, video.length)
     # Each chunk is computed from `warmup` frames before it. Pulled as video.frames(s, b), those spans joined
-    # 7 chunks of both clips at 1080p and made each keep 9: 0.8 GB. The windows slide instead (SlidingWindow).
-    styled, sourced = SlidingWindow(video), SlidingWindow(source)
+    # 7 chunks of both clips at 1080p and made each keep 9: 0.8 GB. The stylized frames' window slides instead
+    # (SlidingWindow); the source is read only for the links not kept from the chunk before (a pair at a time).
+    styled = SlidingWindow(video)
     lock = threading.Lock()
+
+    def pair(i: int):
+        src = source.frames(i - 1, i + 1)
+        return link(src[0], src[1], quality)
 
     def reader(a: int, b: int) -> np.ndarray:
         s = max(0, a - warmup)
-        with lock:          # the windows move on at the next read: done with their frames first
-            sty, src = styled.frames(s, b), sourced.frames(s, b)
+        with lock:          # the window moves on at the next read: done with its frames first
+            sty = styled.frames(s, b)
             out = np.empty((b - a,) + sty.shape[1:], np.uint8)
             state = sty[0].astype(np.float32)
             if s == a:
@@ -74,7 +79,7 @@ def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, qual
             for i in range(s + 1, b):
                 if ctx is not None:
                     ctx.check()
-                flow, trust = links.get(i, lambda: link(src[i - 1 - s], src[i - s], quality))
+                flow, trust = links.get(i, lambda: pair(i))
                 state = blend_step(state, sty[i - s].astype(np.float32), flow, trust, blend)
                 if i >= a:
                     out[i - a] = np.clip(state + 0.5, 0, 255).astype(np.uint8)
@@ -82,7 +87,7 @@ def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, qual
         return out
 
     out = video.with_(reader=reader)
-    styled.size = sourced.size = min(video.length, out.chunk + warmup)
+    styled.size = min(video.length, out.chunk + warmup)
     # The links the next chunk's warm-up reads again (10 MB each at 1080p): 72 kept were 0.75 GB.
     links.size = warmup + out.chunk + 2
     return out
