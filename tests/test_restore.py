@@ -429,3 +429,17 @@ def test_stabilize_crop_mode_never_shows_past_the_frame(clean, monkeypatch):
         shaken.append(cv2.warpAffine(f, m, (W, H), borderMode=cv2.BORDER_REFLECT101))
     out = restore.stabilize(Context("n"), Clip.from_array(np.stack(shaken))).to_array()
     assert out.min(axis=-1).min() > 0
+
+
+def test_ivtc_deinterlaces_video_cut_into_the_film(moving):
+    """A documentary's telecined film often carries shots or titles made on video: their fields are two moments,
+    no pairing makes them whole, and they came out of restore.ivtc combed. They are now deinterlaced, while
+    the film frames stay exact."""
+    from nodes.restore.ivtc import _gray, comb_ratio
+    film = moving[:20]
+    pan = np.stack([np.roll(moving[0], 5 * t, axis=1) for t in range(20)])     # video: each field a moment later
+    video = np.concatenate([telecine(film), weave(pan)])
+    assert min(comb_ratio(_gray(f)) for f in weave(pan)) > 2
+    out = restore.ivtc(Context("n"), Clip.from_array(video)).to_array()
+    np.testing.assert_array_equal(out[:20], film)
+    assert max(comb_ratio(_gray(f)) for f in out[20:]) < 0.5
