@@ -147,8 +147,9 @@ def ivtc(ctx, video: VIDEO,
     """Undo telecine pulldown: film frames back line for line, without deinterlacing them.
 
     Each frame's top field is paired with the bottom field (of the frame before, the same or the
-    next) that combs least; with 3:2 the repeated frame of every five is then dropped. Use this
-    on film transferred to video; deinterlace video shot on video cameras (restore.deinterlace)."""
+    next) that combs least; with 3:2 the repeated frame of every five is then dropped. Frames no
+    pairing makes whole (video shots or titles cut into the film) are deinterlaced. Use this on
+    film transferred to video; deinterlace video shot on video cameras (restore.deinterlace)."""
     from nodes.common.stream import Progress
     from nodes.restore.ivtc import CYCLE, KEEP, ivtc_clip, output_length
     decimate = pulldown == "3:2"
