@@ -29,10 +29,40 @@ CACHED_CHUNKS = 3
 
 @dataclass(frozen=True)
 class Audio:
-    """The audio that belongs with a clip: a media file and the span of it that plays."""
+    """The audio that belongs with a clip: a media file and the span of it that plays, then (clips joined
+    one after another) the spans in `then` in turn, each (path, start, duration); a path of "" is silence."""
     path: str
     start: float = 0.0
     duration: Optional[float] = None
+    then: tuple = ()
+
+    def __post_init__(self):
+        # Kept as tuples however it was made (JSON gives the cache and the shard driver lists back).
+        object.__setattr__(self, "then", tuple((str(p), float(s), None if d is None else float(d))
+                                               for p, s, d in self.then))
+
+    def pieces(self) -> list:
+        return [(self.path, self.start, self.duration), *self.then]
+
+    @staticmethod
+    def joined(pieces) -> Optional["Audio"]:
+        """The sound of `pieces` played one after another; None when none of it is more than silence."""
+        pieces = [p for p in pieces if p[2] is None or p[2] > 1e-6]
+        if not any(path for path, _, _ in pieces):
+            return None
+        return Audio(*pieces[0], then=tuple(pieces[1:]))
+
+    def span(self, offset: float, duration: Optional[float]) -> Optional["Audio"]:
+        """The part of this sound from `offset` seconds on, for `duration` seconds (None: to its end)."""
+        end = float("inf") if duration is None else offset + duration
+        out, t = [], 0.0
+        for path, start, length in self.pieces():
+            stop = t + (float("inf") if length is None else length)
+            lo, hi = max(offset, t), min(end, stop)
+            if hi > lo:
+                out.append((path, start + lo - t, None if hi == float("inf") else hi - lo))
+            t = stop
+        return Audio.joined(out)
 
 
 class Clip:

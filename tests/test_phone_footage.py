@@ -124,3 +124,62 @@ nodes:
     assert any(m.startswith("the audio track is dropped: fps 15") and "video.fps" in m for m in logs)
     with av.open(str(out)) as c:
         assert not c.streams.audio and sum(1 for _ in c.decode(video=0)) == 60
+
+
+def clap(path, at, rate=48000, layout=("-ac", "2"), sound=("-c:a", "aac"), fps=30, seconds=1.0):
+    """A clip with a white frame and a beep at `at` seconds (a clapperboard), at `fps`."""
+    ff("-f", "lavfi", "-i", f"color=c=black:s=64x48:r={fps}:d={seconds},drawbox=c=white:t=fill:"
+                            f"enable='eq(n,{round(at * fps)})'",
+       "-f", "lavfi", "-i", f"aevalsrc='if(between(t,{at},{at + 0.05}),0.5*sin(2*PI*1000*t),0)':s={rate}:d={seconds}",
+       "-c:v", "libx264", "-g", "10", *layout, *sound, path)
+    return load_video(str(path))
+
+
+def claps(path):
+    """Seconds of each white frame, and of each beep's onset (1 ms envelope), in a file."""
+    with av.open(str(path)) as c:
+        flashes = [float(f.pts * f.time_base) for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 128]
+    with av.open(str(path)) as c:
+        mono = av.AudioResampler(format="flt", layout="mono", rate=48000)
+        first = c.streams.audio[0].start_time * c.streams.audio[0].time_base
+        a = np.concatenate([np.abs(g.to_ndarray().reshape(-1)) for f in c.decode(audio=0) for g in mono.resample(f)])
+    loud = a[: len(a) // 48 * 48].reshape(-1, 48).max(1) > 0.05
+    return flashes, [float(first) + i / 1000 for i in np.nonzero(loud[1:] & ~loud[:-1])[0] + 1]
+
+
+def test_joined_clips_keep_each_sound_with_its_pictures(tmp_path):
+    # video.concat dropped the sound of both clips: a join of phone takes came out silent.
+    a = clap(tmp_path / "a.mp4", 0.5)
+    quiet = load_video(str(tmp_path / "a.mp4")).with_(audio=None)        # a take without sound, 1 s
+    b = clap(tmp_path / "b.mov", 11 / 30, rate=44100, layout=("-ac", "1"), sound=("-c:a", "pcm_s16le"))
+    joined = edit.concat(edit.concat(a, quiet), b)
+    out = tmp_path / "joined.mp4"
+    write_video(joined, str(out))
+    flashes, beeps = claps(out)
+    assert flashes == pytest.approx([0.5, 1.5, 2 + 11 / 30], abs=1e-3)
+    assert beeps == pytest.approx([0.5, 2 + 11 / 30], abs=0.005)      # the quiet take stays quiet
+    # Cut across the joins, then one frame in two from the second on (frames 11, 13, ... at 15 fps): the
+    # beeps stay on their frames (15 and 71 of the join).
+    write_video(edit.every_nth(edit.trim(joined, 10, 70), 2, 1), str(out), overwrite=True)
+    flashes, beeps = claps(out)
+    assert flashes == pytest.approx([2 / 15, 17 / 15, 30 / 15], abs=1e-3)
+    assert beeps == pytest.approx([2 / 15, 30 / 15], abs=0.005)
+
+
+def test_a_clip_joined_at_another_rate_is_silent_under_its_frames(tmp_path):
+    # Its frames play at the first clip's rate, faster than its sound: that sound would drift off them.
+    a = clap(tmp_path / "a.mp4", 0.5)
+    fast = clap(tmp_path / "fast.mp4", 0.5, fps=60)
+    out = tmp_path / "joined.mkv"
+    write_video(edit.concat(a, fast), str(out), codec="ffv1")
+    flashes, beeps = claps(out)
+    assert flashes == pytest.approx([0.5, 2.0], abs=1e-3) and beeps == pytest.approx([0.5], abs=0.005)
+
+
+def test_a_joined_sound_survives_the_disk_cache_and_the_shard_driver_as_it_was():
+    # Both keep a clip's sound as JSON (Audio.__dict__), which gives its pieces back as lists.
+    import json
+    from graph_engine import Audio
+    sound = Audio("a.mp4", 0.5, 1.0, then=(("", 0.0, 1.0), ("b.mov", 0.0, 2.0)))
+    again = Audio(**json.loads(json.dumps(sound.__dict__)))
+    assert again == sound and again.span(1.25, 1.0).pieces() == [("", 0.25, 0.75), ("b.mov", 0.0, 0.25)]

@@ -175,6 +175,28 @@ def _audio_codec(codec: str, suffix: str) -> str:
     return "libopus" if suffix.lower() == ".webm" or codec == "vp9" else "aac"
 
 
+def _piece_inputs(pieces) -> list:
+    """ffmpeg inputs for the sound of joined clips: each span of its file, or silence ("" for the path)."""
+    args: list = []
+    for path, start, seconds in pieces:
+        if path:
+            args += ["-ss", f"{start:.6f}", "-t", f"{seconds:.6f}", "-i", path]
+        else:
+            args += ["-f", "lavfi", "-t", f"{seconds:.6f}", "-i", "anullsrc=r=48000:cl=stereo"]
+    return args
+
+
+def _joined(pieces) -> str:
+    """A filter graph playing the inputs 1.. of _piece_inputs one after another as [sound]. Each lasts exactly
+    its clip's time, padded with silence where its file's sound ends early or starts late (aresample's
+    first_pts), so the sound of every clip after it starts with its first picture."""
+    chains = [f"[{k + 1}:a:0]aresample=48000:async=1:first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+              f"apad=whole_dur={seconds:.6f},atrim=duration={seconds:.6f}[p{k}]"
+              for k, (_, _, seconds) in enumerate(pieces)]
+    return ";".join(chains) + ";" + "".join(f"[p{k}]" for k in range(len(pieces))) + \
+        f"concat=n={len(pieces)}:v=0:a=1[sound]"
+
+
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
@@ -182,7 +204,14 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
            "-s", f"{clip.width}x{clip.height}", "-r", _rate(rate), "-i", "-"]
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
-    if audio is not None:
+    sound: list = []
+    if audio is not None and (audio.then or not audio.path):
+        pieces = audio.span(0.0, clip.length / rate)
+        pieces = pieces.pieces() if pieces else []
+        cmd += _piece_inputs(pieces)
+        inputs += len(pieces)
+        sound = ["-filter_complex", _joined(pieces), "-map", "0:v:0", "-map", "[sound]"] if pieces else []
+    elif audio is not None:
         # The pictures set the file's length: the sound is cut to them here, not with `-shortest`, which ended
         # the file with the shorter stream. A sound that stops before the pictures cut the video there (ffmpeg
         # closed the pipe mid-render: "could not write" and nothing more), and at 29.97 or 23.976 fps it
@@ -192,10 +221,11 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
             seconds = min(seconds, audio.duration)
         cmd += ["-ss", f"{audio.start:.6f}", "-t", f"{seconds:.6f}", "-i", audio.path]
         inputs += 1
+        sound = ["-map", "0:v:0", "-map", "1:a:0?"]
     if meta:
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
-    if audio is not None:
-        cmd += ["-map", "0:v:0", "-map", "1:a:0?", "-c:a", _audio_codec(codec, tmp.suffix)]
+    if sound:
+        cmd += sound + ["-c:a", _audio_codec(codec, tmp.suffix)]
     if clip.timecode is not None and codec not in ("gif", "webp", "png"):
         # The source's timecode, so an editor conforming the cut finds the render where the plate was.
         cmd += ["-timecode", clip.timecode.at(rate).label()]

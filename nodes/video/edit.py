@@ -48,9 +48,7 @@ def trim(clip: Clip, start: int, count: int) -> Clip:
     if start >= clip.length:
         raise NodeError(f"start={start} is past the end of the clip ({clip.length} frames)")
     stop = clip.length if count == 0 else min(clip.length, start + count)
-    audio = None
-    if clip.audio:
-        audio = Audio(clip.audio.path, clip.audio.start + start / clip.fps, (stop - start) / clip.fps)
+    audio = clip.audio.span(start / clip.fps, (stop - start) / clip.fps) if clip.audio else None
     return take(clip, np.arange(start, stop), clip.fps, audio, _shifted(clip, start),
                 None if clip.number is None else clip.number + start)
 
@@ -63,8 +61,7 @@ def every_nth(clip: Clip, n: int, offset: int) -> Clip:
     idx = np.arange(offset, clip.length, n)
     audio = clip.audio
     if audio and offset:        # kept whole, the sound would run `offset` frames ahead of the pictures
-        duration = None if audio.duration is None else max(0.0, audio.duration - offset / clip.fps)
-        audio = Audio(audio.path, audio.start + offset / clip.fps, duration)
+        audio = audio.span(offset / clip.fps, None)
     return take(clip, idx, clip.fps / n, audio, _shifted(clip, offset))
 
 
@@ -73,7 +70,18 @@ def _shifted(clip: Clip, frames: int):
     return clip.timecode.shifted(frames, clip.fps) if clip.timecode else None
 
 
+def _sound_of(clip: Clip, seconds: float, keep: bool = True) -> list:
+    """The sound pieces (Audio.pieces) a clip plays for `seconds`: silence where it has none, it is not kept or
+    it ends before the pictures (so that the next clip's sound starts with its first picture)."""
+    sound = clip.audio.span(0.0, seconds) if clip.audio and keep else None
+    pieces = sound.pieces() if sound else []
+    heard = sum(seconds if d is None else d for _, _, d in pieces)
+    return pieces + [("", 0.0, seconds - heard)] if seconds - heard > 1e-6 else pieces
+
+
 def concat(a: Clip, b: Clip) -> Clip:
+    """`b` after `a`, at a's rate. The sound of each plays with its pictures (silence under a clip without
+    any); b's only when it keeps its speed (the same rate), else its frames play faster or slower than it."""
     if (a.width, a.height) != (b.width, b.height):
         raise NodeError(f"cannot join a {a.width}x{a.height} clip with a {b.width}x{b.height} one; "
                         f"resize one of them first (video.resize)")
@@ -92,7 +100,11 @@ def concat(a: Clip, b: Clip) -> Clip:
         def linear(s: int, e: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
             return stack_rgba([(a.linear(i, i + 1) if i < n else b.linear(i - n, i - n + 1))[0] for i in range(s, e)])
-    return a.with_(length=a.length + b.length, reader=reader, audio=None, linear=linear, number=a.number)
+    audio = None
+    if a.audio or b.audio:
+        same = abs(a.fps - b.fps) <= 1e-3 * max(a.fps, b.fps)
+        audio = Audio.joined(_sound_of(a, a.length / a.fps) + _sound_of(b, b.length / a.fps, same))
+    return a.with_(length=a.length + b.length, reader=reader, audio=audio, linear=linear, number=a.number)
 
 
 def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:

@@ -24,9 +24,12 @@ def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept,
 
 @node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
-    """Play `other` after `video` (same size required) at `video`'s frame rate. The result carries no audio."""
-    _drops_audio(ctx, "Kinograph does not join sound tracks", video, other)
+    """Play `other` after `video` (same size required) at `video`'s frame rate. Each clip's sound plays with
+    its pictures (silence under one without), so the join stays in sync; `other`'s is dropped when it runs at
+    another rate (its frames then play faster or slower than its sound)."""
     if abs(video.fps - other.fps) > 1e-3 * max(video.fps, other.fps):
+        _drops_audio(ctx, f"`other` runs at {other.fps:g} fps and plays at {video.fps:g}: its sound would not "
+                          f"match its pictures (silence plays under them instead)", other)
         # Frames are joined as they are (as ComfyUI batches them), so the second clip's motion changes speed.
         ctx.log(f"the clips run at {video.fps:g} and {other.fps:g} fps: joined at {video.fps:g} fps, `other` plays "
                 f"{video.fps / other.fps:.3g}x as fast as it was made; resample it first (video.fps, mode "
