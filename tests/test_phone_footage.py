@@ -183,3 +183,16 @@ def test_a_joined_sound_survives_the_disk_cache_and_the_shard_driver_as_it_was()
     sound = Audio("a.mp4", 0.5, 1.0, then=(("", 0.0, 1.0), ("b.mov", 0.0, 2.0)))
     again = Audio(**json.loads(json.dumps(sound.__dict__)))
     assert again == sound and again.span(1.25, 1.0).pieces() == [("", 0.25, 0.75), ("b.mov", 0.0, 0.25)]
+
+
+def test_a_song_with_cover_art_is_not_taken_for_a_one_frame_video(tmp_path):
+    # Its album art is a video stream of one picture: it loaded as a one-frame clip at 90000 fps.
+    from graph_engine import NodeError
+    ff("-f", "lavfi", "-i", "testsrc2=s=32x32", "-frames:v", "1", tmp_path / "cover.png")
+    song = tmp_path / "song.mp3"
+    ff("-f", "lavfi", "-i", "sine=d=1", "-i", tmp_path / "cover.png", "-map", "0", "-map", "1", "-c:a", "libmp3lame",
+       "-c:v", "mjpeg", "-disposition:v", "attached_pic", song)
+    with pytest.raises(NodeError) as e:
+        load_video(str(song))
+    assert str(e.value) == (f"{song} holds no pictures (no video stream, only a cover picture: a song or data "
+                            f"file?): give a video file, or io.load_image for a still picture")

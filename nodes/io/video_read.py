@@ -60,10 +60,14 @@ class VideoSource:
             # PyAV's text leads with FFmpeg's internal error number, which tells a user nothing.
             raise NodeError(f"cannot open {path} as a video ({getattr(e, 'strerror', None) or e}): the file is "
                             f"damaged, cut short or not a video. Copy or export it again.") from None
-        if not self._container.streams.video:
-            raise NodeError(f"{path} holds no pictures (no video stream: a sound or data file?): give a video "
-                            f"file, or io.load_image for a still picture")
-        self.stream = self._container.streams.video[0]
+        # A cover picture (an MP3's or M4A's album art, a download's thumbnail) is a video stream of one frame:
+        # taken for the video, a song made a one-frame clip at 90000 fps.
+        moving = [s for s in self._container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not moving:
+            what = ", only a cover picture: a song" if self._container.streams.video else ": a sound"
+            raise NodeError(f"{path} holds no pictures (no video stream{what} or data file?): give a video file, "
+                            f"or io.load_image for a still picture")
+        self.stream = moving[0]
         self.stream.thread_type = "AUTO"
         avg, nominal = self.stream.average_rate, self.stream.guessed_rate
         rate = avg or nominal or Fraction(24)
@@ -234,7 +238,7 @@ class VideoSource:
         # same pass finds where the video ends, which _span would otherwise read the file again for.
         import av
         with av.open(self.path) as c:
-            return _packets_end(c.demux(video=0))
+            return _packets_end(c.demux(c.streams[self.stream.index]))
 
     def _span(self, end) -> Optional[float]:
         """Seconds from the first video frame to the end of the last (None when the file keeps no
@@ -244,7 +248,7 @@ class VideoSource:
         if end is None and self.stream.frames:
             try:
                 with av.open(self.path) as c:
-                    s = c.streams.video[0]
+                    s = c.streams[self.stream.index]
                     try:
                         if s.duration:
                             c.seek((s.start_time or 0) + s.duration, stream=s, backward=True, any_frame=False)
