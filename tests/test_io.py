@@ -386,7 +386,7 @@ def test_exif_orientation_is_applied(tmp_path, suffix):
 @pytest.mark.parametrize("name,codec,says", [
     ("clip.gif", "h264", "a .gif file takes codec gif; for h264 name the file .mp4"),
     ("clip.webm", "h264", "a .webm file takes codec vp9 or av1; for h264 name the file .mp4"),
-    ("clip.mov", "vp9", "a .mov file takes codec h264, h265, prores or ffv1; for vp9 name the file .webm"),
+    ("clip.mov", "vp9", "a .mov file takes codec h264, h265, prores, dnxhr or ffv1; for vp9 name the file .webm"),
     ("clip.mp4", "gif", "a .mp4 file takes codec h264, h265, vp9, av1 or ffv1; for gif name the file .gif"),
     ("clip.mkv", "webp", "for webp name the file .webp"),
     ("clip.png", "h264", "io.save_frames writes one PNG per frame, io.save_image a single image"),

@@ -196,3 +196,21 @@ def test_a_song_with_cover_art_is_not_taken_for_a_one_frame_video(tmp_path):
         load_video(str(song))
     assert str(e.value) == (f"{song} holds no pictures (no video stream, only a cover picture: a song or data "
                             f"file?): give a video file, or io.load_image for a still picture")
+
+
+def test_dnxhr_for_editors_with_its_sound_and_a_size_it_takes(with_sound, tmp_path):
+    # Avid and Premiere edit DNxHR natively; io.save_video offered ProRes alone for an intermediate.
+    from graph_engine import NodeError
+    clip = edit.resize(load_video(str(with_sound)), 321, 241)
+    out = tmp_path / "edit.mov"
+    write_video(clip, str(out), codec="dnxhr")
+    with av.open(str(out)) as c:
+        v = c.streams.video[0].codec_context
+        assert (v.name, v.profile, v.pix_fmt, v.width, v.height) == ("dnxhd", "DNXHR HQ", "yuv422p", 322, 242)
+        assert c.streams.audio[0].codec_context.name == "pcm_s16le"
+        assert sum(1 for _ in c.decode(video=0)) == 60
+    # Smaller than DNxHR takes: said before a frame is computed, where ffmpeg's failure read 'Invalid argument'.
+    with pytest.raises(NodeError) as e:
+        write_video(load_video(str(with_sound)), str(tmp_path / "small.mov"), codec="dnxhr")
+    assert str(e.value) == ("cannot write small.mov as DNxHR: its frames are 64x48 and DNxHR takes 256x120 or larger. "
+                            "Enlarge them first (video.resize or upscale) or write codec prores, which takes any size")

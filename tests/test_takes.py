@@ -292,7 +292,7 @@ def test_a_video_name_without_a_file_type_is_refused_before_the_run(tmp_path, ca
     wf = _project(tmp_path, WORKFLOW.replace("out/shot.mp4", "out/shot"))
     assert main(["run", str(wf)]) == 2
     assert (f"{wf}:4: node save: path: 'out/shot' has no file type: name the video .mp4 (h264, h265, av1), "
-            f".webm (vp9), .mov (prores), .mkv (ffv1), .gif or .webp") in capsys.readouterr().err
+            f".webm (vp9), .mov (prores, dnxhr), .mkv (ffv1), .gif or .webp") in capsys.readouterr().err
     assert not (wf.parent / "out").exists()
 
 

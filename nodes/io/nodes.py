@@ -101,7 +101,7 @@ def _video_name(path) -> Optional[str]:
     the file did not open again in Kinograph (`kinograph run`, a drop on the canvas) nor in most players."""
     if not str(path).strip() or PurePath(str(path)).suffix:
         return None
-    return (f"{path!r} has no file type: name the video .mp4 (h264, h265, av1), .webm (vp9), .mov (prores), "
+    return (f"{path!r} has no file type: name the video .mp4 (h264, h265, av1), .webm (vp9), .mov (prores, dnxhr), "
             f".mkv (ffv1), .gif or .webp")
 
 
@@ -110,8 +110,10 @@ def save_video(ctx, video: VIDEO,
                path: str = Param("out/video.mp4", kind="path", reads=False, check=_video_name,
                                  help="the video file to write: out/shot.mp4 (its type goes with the codec)"),
                fps: float = Param(0.0, min=0, max=1000, help="0 = the clip's rate"),
-               codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp"),
-                                  help="h264/h265/av1 mp4, vp9 webm, prores mov, ffv1 lossless mkv, gif, webp"),
+               codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1",
+                                                     "gif", "webp"),
+                                  help="h264/h265/av1 mp4, vp9 webm, prores or dnxhr mov (for editors), ffv1 "
+                                       "lossless mkv, gif, webp"),
                crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
                keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "

@@ -19,14 +19,15 @@ import numpy as np
 from graph_engine import Clip, NodeError
 from graph_engine.atomic import folder_removed
 
-CODECS = ("h264", "h265", "vp9", "av1", "prores", "ffv1", "gif", "webp", "png")
-CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "prores": ".mov", "ffv1": ".mkv",
+CODECS = ("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1", "gif", "webp", "png")
+CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "prores": ".mov", "dnxhr": ".mov", "ffv1": ".mkv",
               "gif": ".gif", "webp": ".webp", "png": ".apng"}
 # What each file type Kinograph writes video into can hold (as the bundled ffmpeg muxes it).
 # The gif, webp and png encoders are chosen by the file type alone, so a mismatch would not fail
 # but silently write something else (codec gif into .mp4 made an H.264 file).
 HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
-         ".mov": ("h264", "h265", "prores", "ffv1"), ".mkv": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
+         ".mov": ("h264", "h265", "prores", "dnxhr", "ffv1"),
+         ".mkv": ("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1"),
          ".webm": ("vp9", "av1"), ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
 _BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
@@ -54,6 +55,8 @@ def codec_args(codec: str, crf: int, fps: float) -> list:
         return even + ["-c:v", "libsvtav1", "-crf", str(crf), "-pix_fmt", "yuv420p"] + _BT709
     if codec == "prores":
         return ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"] + _BT709
+    if codec == "dnxhr":      # DNxHR HQ, 8-bit 4:2:2: what Avid and Premiere edit natively
+        return even + ["-c:v", "dnxhd", "-profile:v", "dnxhr_hq", "-pix_fmt", "yuv422p"] + _BT709
     if codec == "ffv1":
         return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "rgb24"]
     if codec == "gif":
@@ -87,14 +90,14 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
     if clip.length == 0:
         raise NodeError("the clip has no frames to write")
     final = Path(path)
-    why = container_problem(final, codec)
+    why = container_problem(final, codec) or _size_problem(final, codec, clip.width, clip.height)
     if why:
         raise NodeError(why)
     meta = None
     kept: list = []
     try:
         with atomic_output(final, overwrite=overwrite, suffix=final.suffix or CONTAINERS[codec], takes=kept) as tmp:
-            if workflow_yaml and codec in ("h264", "h265", "av1", "prores", "ffv1", "vp9"):
+            if workflow_yaml and codec not in ("gif", "webp", "png"):
                 meta = _metadata_file(workflow_yaml)
             _encode(clip, tmp, final.name, fps, codec, crf, meta, keep_audio, progress)
     finally:
@@ -148,6 +151,14 @@ def container_problem(final: Path, codec: str) -> Optional[str]:
     return None
 
 
+def _size_problem(final: Path, codec: str, width: int, height: int) -> Optional[str]:
+    """Why `codec` cannot take frames this small (before any frame is pulled), or None."""
+    if codec == "dnxhr" and (width < 256 or height < 120):
+        return (f"cannot write {final.name} as DNxHR: its frames are {width}x{height} and DNxHR takes 256x120 or "
+                f"larger. Enlarge them first (video.resize or upscale) or write codec prores, which takes any size")
+    return None
+
+
 def _ffmpeg_suffixes() -> set:
     import av
     out = set()
@@ -168,9 +179,9 @@ def _rate(fps: float) -> str:
 
 
 def _audio_codec(codec: str, suffix: str) -> str:
-    """The sound's codec: uncompressed beside an intermediate (ProRes, FFV1) in a MOV or MKV, as editors take
+    """The sound's codec: uncompressed beside an intermediate (ProRes, DNxHR, FFV1) in a MOV or MKV, as editors take
     it (AAC there was a second lossy generation under a picture kept near-lossless); Opus in WebM; else AAC."""
-    if codec in ("prores", "ffv1") and suffix.lower() in (".mov", ".mkv"):
+    if codec in ("prores", "dnxhr", "ffv1") and suffix.lower() in (".mov", ".mkv"):
         return "pcm_s16le"
     return "libopus" if suffix.lower() == ".webm" or codec == "vp9" else "aac"
 
