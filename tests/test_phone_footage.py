@@ -214,3 +214,17 @@ def test_dnxhr_for_editors_with_its_sound_and_a_size_it_takes(with_sound, tmp_pa
         write_video(load_video(str(with_sound)), str(tmp_path / "small.mov"), codec="dnxhr")
     assert str(e.value) == ("cannot write small.mov as DNxHR: its frames are 64x48 and DNxHR takes 256x120 or larger. "
                             "Enlarge them first (video.resize or upscale) or write codec prores, which takes any size")
+
+
+def test_a_phone_recording_that_never_finished_says_what_happened_and_what_to_do(with_sound, tmp_path):
+    # A phone writes an MP4's index (moov) when the recording stops: one cut off by a flat battery or a full
+    # card has its pictures and no index, and read 'cannot open ... (Invalid data found when processing input)'.
+    from graph_engine import NodeError
+    data = with_sound.read_bytes()
+    cut = tmp_path / "IMG_0042.MOV"
+    cut.write_bytes(data[: data.find(b"moov") - 4])       # pictures all there, the index not written
+    with pytest.raises(NodeError) as e:
+        load_video(str(cut))
+    assert str(e.value).startswith(f"{cut} holds pictures but not the index an MP4/MOV file ends with (its 'moov'): "
+                                   f"a recording that stopped before the phone or camera finished writing it")
+    assert "untrunc" in str(e.value)

@@ -58,6 +58,12 @@ class VideoSource:
             self._container = av.open(path)
         except (av.error.FFmpegError, OSError) as e:
             # PyAV's text leads with FFmpeg's internal error number, which tells a user nothing.
+            if _unfinished_mp4(path):
+                raise NodeError(f"{path} holds pictures but not the index an MP4/MOV file ends with (its 'moov'): a "
+                                f"recording that stopped before the phone or camera finished writing it (battery, "
+                                f"crash, card full), or a copy cut short. Copy it again if it is a copy; a recording "
+                                f"can be rebuilt with a repair tool (untrunc) from a good file of the same camera"
+                                ) from None
             raise NodeError(f"cannot open {path} as a video ({getattr(e, 'strerror', None) or e}): the file is "
                             f"damaged, cut short or not a video. Copy or export it again.") from None
         # A cover picture (an MP3's or M4A's album art, a download's thumbnail) is a video stream of one frame:
@@ -348,6 +354,29 @@ class VideoSource:
             except av.error.FFmpegError as e:
                 raise NodeError(f"{self.path}: the video is damaged near frame {indices[k]}: {e}")
         return out
+
+
+def _unfinished_mp4(path: str) -> bool:
+    """Whether `path` is an MP4/MOV whose pictures (mdat) are there and whose index (moov) is not: phones and
+    cameras write the index last, when the recording stops."""
+    import struct
+    seen = set()
+    try:
+        with open(path, "rb") as f:
+            for _ in range(64):         # top-level boxes: a handful in any real file
+                head = f.read(8)
+                if len(head) < 8:
+                    break
+                size, kind = struct.unpack(">I4s", head)
+                seen.add(kind)
+                if size == 1:
+                    size = struct.unpack(">Q", f.read(8).rjust(8, b"\0"))[0] - 8
+                if size < 8:            # 0: runs to the end of the file
+                    break
+                f.seek(size - 8, 1)
+    except OSError:
+        return False
+    return {b"ftyp", b"mdat"} <= seen and b"moov" not in seen
 
 
 def _packets_end(packets) -> tuple:
