@@ -228,3 +228,15 @@ def test_a_phone_recording_that_never_finished_says_what_happened_and_what_to_do
     assert str(e.value).startswith(f"{cut} holds pictures but not the index an MP4/MOV file ends with (its 'moov'): "
                                    f"a recording that stopped before the phone or camera finished writing it")
     assert "untrunc" in str(e.value)
+
+
+def test_a_recording_with_two_sound_tracks_says_which_goes_with_the_clip(tmp_path):
+    # OBS records a microphone and the desktop as two tracks; the second was left out without a word.
+    path = tmp_path / "obs.mkv"
+    ff("-f", "lavfi", "-i", "testsrc2=s=64x48:d=1", "-f", "lavfi", "-i", "sine=d=1", "-f", "lavfi", "-i", "sine=f=880:d=1",
+       "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac", "-metadata:s:a:0", "title=Mic",
+       "-metadata:s:a:1", "title=Desktop", path)
+    logs = []
+    load_video(str(path), log=logs.append)
+    assert logs == ["obs.mkv: it has 2 sound tracks (Mic, Desktop): the first goes with the clip. For another, make "
+                    "it the first: ffmpeg -i IN -map 0:v -map 0:a:1 -c copy OUT"]

@@ -146,6 +146,12 @@ class VideoSource:
         began = self._container.start_time
         self.audio_at = max(0.0, float(self.start_pts * self.time_base) - (began or 0) / 1e6)
         self.has_audio = bool(self._container.streams.audio)
+        tracks = self._container.streams.audio
+        if len(tracks) > 1:     # OBS's tracks, a second microphone, a dub: only the first goes with the clip
+            names = ", ".join(t.metadata.get("title") or (t.language if t.language not in (None, "und") else None)
+                              or f"#{k + 1}" for k, t in enumerate(tracks))
+            self.notes.append(f"it has {len(tracks)} sound tracks ({names}): the first goes with the clip. For "
+                              f"another, make it the first: ffmpeg -i IN -map 0:v -map 0:a:1 -c copy OUT")
         self.timecode = self._stated_timecode()
         # An AVI keeps no presentation times: with B-frames, the times PyAV reports follow the
         # packets' order, not the pictures'. The decoder gives pictures in order, so count them.
