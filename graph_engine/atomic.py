@@ -280,6 +280,12 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
         remove_abandoned(final.parent)
         fd, tmp, held = held_temporary(final, suffix)
     except OSError as e:
+        # A file where a folder of the path should be (out/shot where out/shot/take.mp4 was asked for) read
+        # 'File exists' or 'Not a directory', naming neither the file nor what to do.
+        blocker = next((p for p in [final.parent, *final.parent.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise NodeError(f"cannot write {final}: {blocker} is a file, not a folder. Give another path, or move "
+                            f"that file away") from None
         raise NodeError(f"cannot write into {final.parent}: {e.strerror}") from None
     # Held open and locked until the block ends: the lock marks the temporary as a live writer's
     # (remove_abandoned). Without such locks it is closed at once, as Windows will not rename an open file.

@@ -240,3 +240,25 @@ def test_a_recording_with_two_sound_tracks_says_which_goes_with_the_clip(tmp_pat
     load_video(str(path), log=logs.append)
     assert logs == ["obs.mkv: it has 2 sound tracks (Mic, Desktop): the first goes with the clip. For another, make "
                     "it the first: ffmpeg -i IN -map 0:v -map 0:a:1 -c copy OUT"]
+
+
+def test_dnxhr_in_mxf_for_avid_takes_any_sound_at_48_khz(tmp_path):
+    # MXF holds 48 kHz sound only ('only 48khz is implemented'); a phone's 44.1 kHz sound failed the render.
+    clip = clap(tmp_path / "phone.mov", 0.5, rate=44100, sound=("-c:a", "pcm_s16le"))
+    out = tmp_path / "avid.mxf"
+    write_video(edit.resize(clip, 256, 144), str(out), codec="dnxhr")
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "dnxhd"
+        assert (c.streams.audio[0].codec_context.name, c.streams.audio[0].sample_rate) == ("pcm_s16le", 48000)
+    assert load_video(str(out)).length == 30
+
+
+def test_a_file_where_the_output_folder_should_be_is_named(tmp_path):
+    # save path out/shot/take.mp4 with a file named out/shot: 'cannot write into out/shot: File exists'.
+    from graph_engine import NodeError
+    from tests.test_io import make_clip
+    (tmp_path / "shot").write_text("notes")
+    with pytest.raises(NodeError) as e:
+        write_video(make_clip(2, 32, 32), str(tmp_path / "shot" / "takes" / "take.mp4"))
+    assert str(e.value) == (f"cannot write {tmp_path / 'shot' / 'takes' / 'take.mp4'}: {tmp_path / 'shot'} is a file, "
+                            f"not a folder. Give another path, or move that file away")

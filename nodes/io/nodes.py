@@ -112,8 +112,8 @@ def save_video(ctx, video: VIDEO,
                fps: float = Param(0.0, min=0, max=1000, help="0 = the clip's rate"),
                codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1",
                                                      "gif", "webp"),
-                                  help="h264/h265/av1 mp4, vp9 webm, prores or dnxhr mov (for editors), ffv1 "
-                                       "lossless mkv, gif, webp"),
+                                  help="h264/h265/av1 mp4, vp9 webm, prores or dnxhr mov and dnxhr mxf (for "
+                                       "editors), ffv1 lossless mkv, gif, webp"),
                crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
                keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "

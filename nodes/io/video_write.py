@@ -28,7 +28,8 @@ CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "pr
 HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
          ".mov": ("h264", "h265", "prores", "dnxhr", "ffv1"),
          ".mkv": ("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1"),
-         ".webm": ("vp9", "av1"), ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
+         ".webm": ("vp9", "av1"), ".mxf": ("dnxhr", "prores", "ffv1"),
+         ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
 _BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
 # The primaries and transfer are said of the frames coming in: ffmpeg 8 and later take an encoder's colour tags
@@ -55,7 +56,7 @@ def codec_args(codec: str, crf: int, fps: float) -> list:
         return even + ["-c:v", "libsvtav1", "-crf", str(crf), "-pix_fmt", "yuv420p"] + _BT709
     if codec == "prores":
         return ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"] + _BT709
-    if codec == "dnxhr":      # DNxHR HQ, 8-bit 4:2:2: what Avid and Premiere edit natively
+    if codec == "dnxhr":      # DNxHR HQ, 8-bit 4:2:2: what Avid (in .mxf) and Premiere edit natively
         return even + ["-c:v", "dnxhd", "-profile:v", "dnxhr_hq", "-pix_fmt", "yuv422p"] + _BT709
     if codec == "ffv1":
         return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "rgb24"]
@@ -181,7 +182,7 @@ def _rate(fps: float) -> str:
 def _audio_codec(codec: str, suffix: str) -> str:
     """The sound's codec: uncompressed beside an intermediate (ProRes, DNxHR, FFV1) in a MOV or MKV, as editors take
     it (AAC there was a second lossy generation under a picture kept near-lossless); Opus in WebM; else AAC."""
-    if codec in ("prores", "dnxhr", "ffv1") and suffix.lower() in (".mov", ".mkv"):
+    if codec in ("prores", "dnxhr", "ffv1") and suffix.lower() in (".mov", ".mkv", ".mxf"):
         return "pcm_s16le"
     return "libopus" if suffix.lower() == ".webm" or codec == "vp9" else "aac"
 
@@ -237,6 +238,8 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
     if sound:
         cmd += sound + ["-c:a", _audio_codec(codec, tmp.suffix)]
+        if tmp.suffix.lower() == ".mxf":
+            cmd += ["-ar", "48000"]     # the only rate MXF holds ("only 48khz is implemented")
     if clip.timecode is not None and codec not in ("gif", "webp", "png"):
         # The source's timecode, so an editor conforming the cut finds the render where the plate was.
         cmd += ["-timecode", clip.timecode.at(rate).label()]
