@@ -262,3 +262,23 @@ def test_a_file_where_the_output_folder_should_be_is_named(tmp_path):
         write_video(make_clip(2, 32, 32), str(tmp_path / "shot" / "takes" / "take.mp4"))
     assert str(e.value) == (f"cannot write {tmp_path / 'shot' / 'takes' / 'take.mp4'}: {tmp_path / 'shot'} is a file, "
                             f"not a folder. Give another path, or move that file away")
+
+
+def test_resize_keeps_a_portrait_or_landscape_shape_by_crop_or_pad():
+    # A phone's portrait take joined to landscape ones, or a landscape take cut to 9:16: video.resize could
+    # only stretch it to the other shape (faces a third wider), and concat said only 'resize one of them'.
+    from graph_engine import Clip, NodeError
+    frame = np.zeros((1, 90, 160, 3), np.uint8)
+    frame[:, :, :40] = 255                      # a white band down the left quarter of a 16:9 frame
+    landscape = Clip.from_array(frame, fps=30)
+    portrait = Clip.from_array(np.full((1, 160, 90, 3), 128, np.uint8), fps=30)
+    with pytest.raises(NodeError, match=r"cannot join a 160x90 clip with a 90x160 one; resize one of them first "
+                                        r"\(video.resize to 160x90, with fit pad or crop to keep its shape\)"):
+        edit.concat(landscape, portrait)
+    padded = edit.resize(portrait, 160, 90, fit="pad").frame(0)
+    assert (padded[:, :, 0] == 128).sum(axis=1).tolist() == [51] * 90       # 90x160 fits as 51x90, centred
+    assert padded[:, :54].max() == 0 and padded[:, 54:105].min() == 128 and padded[:, 105:].max() == 0
+    cut = edit.resize(landscape, 90, 160, fit="crop").frame(0)               # 160x90 covers 90x160 as 284x160
+    assert cut.shape == (160, 90, 3) and cut.max() == 0                      # the centre, the band cut away
+    stretched = edit.resize(landscape, 90, 160).frame(0)
+    assert (stretched[80, :, 0] > 128).sum() == 22                            # stretch still the default

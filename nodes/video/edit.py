@@ -83,8 +83,8 @@ def concat(a: Clip, b: Clip) -> Clip:
     """`b` after `a`, at a's rate. The sound of each plays with its pictures (silence under a clip without
     any); b's only when it keeps its speed (the same rate), else its frames play faster or slower than it."""
     if (a.width, a.height) != (b.width, b.height):
-        raise NodeError(f"cannot join a {a.width}x{a.height} clip with a {b.width}x{b.height} one; "
-                        f"resize one of them first (video.resize)")
+        raise NodeError(f"cannot join a {a.width}x{a.height} clip with a {b.width}x{b.height} one; resize one of "
+                        f"them first (video.resize to {a.width}x{a.height}, with fit pad or crop to keep its shape)")
     n = a.length
 
     def reader(s: int, e: int) -> np.ndarray:
@@ -126,9 +126,34 @@ def fit_size(w0: int, h0: int, width: int, height: int):
     return int(width), int(height)
 
 
-def resize(clip: Clip, width: int, height: int, method: str = "area") -> Clip:
+FITS = ("stretch", "crop", "pad")
+
+
+def fitted_frames(frames: np.ndarray, width: int, height: int, method: str, fit: str) -> np.ndarray:
+    """Frames at width x height keeping their shape: `crop` fills the size and cuts the overflow (centred),
+    `pad` fits inside it with black bars; `stretch` pulls them to it."""
+    h0, w0 = frames.shape[1:3]
+    if fit == "stretch" or w0 * height == h0 * width:
+        return resize_frames(frames, width, height, method)
+    if fit == "crop":       # scaled to cover the size, the side that overflows then cut
+        scale = max(width / w0, height / h0)
+        w, h = max(width, round(w0 * scale)), max(height, round(h0 * scale))
+    else:                   # scaled to fit inside it
+        scale = min(width / w0, height / h0)
+        w, h = min(width, max(1, round(w0 * scale))), min(height, max(1, round(h0 * scale)))
+    scaled = resize_frames(frames, w, h, method)
+    if fit == "crop":
+        x, y = (w - width) // 2, (h - height) // 2
+        return np.ascontiguousarray(scaled[:, y:y + height, x:x + width])
+    out = np.zeros((len(frames), height, width, 3), np.uint8)
+    x, y = (width - w) // 2, (height - h) // 2
+    out[:, y:y + h, x:x + w] = scaled
+    return out
+
+
+def resize(clip: Clip, width: int, height: int, method: str = "area", fit: str = "stretch") -> Clip:
     w, h = fit_size(clip.width, clip.height, width, height)
-    return clip.map(lambda f: resize_frames(f, w, h, method), w, h)
+    return clip.map(lambda f: fitted_frames(f, w, h, method, fit), w, h)
 
 
 def change_fps(clip: Clip, fps: float, mode: str) -> Clip:

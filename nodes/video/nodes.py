@@ -42,9 +42,13 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
            height: int = Param(0, min=0, max=16384, help="0 = follow width"),
            method: str = Param("area", choices=tuple(edit.RESIZE_METHODS),
                                help="area: best for shrinking; lanczos or bicubic: sharpest enlarging; "
-                                    "nearest: hard pixels")) -> VIDEO:
-    """Resize every frame; a 0 side keeps the aspect ratio."""
-    return edit.resize(video, width, height, method)
+                                    "nearest: hard pixels"),
+           fit: str = Param("stretch", choices=edit.FITS,
+                            help="with both sides given, another shape: stretch to it; crop: fill it and cut "
+                                 "the overflow, centred (16:9 to 9:16 for a phone); pad: fit inside with black "
+                                 "bars (a portrait clip joined to landscape ones)")) -> VIDEO:
+    """Resize every frame; a 0 side keeps the aspect ratio, and `fit` keeps it when both are given."""
+    return edit.resize(video, width, height, method, fit)
 
 
 @node("video.every_nth", category="Video", temporal_radius=0)
