@@ -184,6 +184,11 @@ def pysssss_file(v):
     return v.get("content") if isinstance(v, dict) else v
 
 
+def centre_crop(v):
+    """center -> crop (fills the size, the overflow cut centred, as ComfyUI crops); disabled -> stretch"""
+    return "crop" if v == "center" else "stretch"
+
+
 def resize_method(v):
     """nearest-exact -> nearest; bilinear, bicubic, area, lanczos as they are"""
     found = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area",
@@ -562,8 +567,9 @@ RULES: Dict[str, Rule] = {
                          note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
                               "kernel of sharpen_radius and sigma, not the same"),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
-                       (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
-                       {"image": "video"}, ("video",), ignore={"crop": "disabled"}),
+                       (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
+                        P("crop", "fit", centre_crop)),
+                       {"image": "video"}, ("video",)),
     # ComfyUI-Frame-Interpolation (Fannovel16): RIFE runs as Kinograph's RIFE, from the same weight files. It has no
     # scene-cut detection, so Kinograph's is off; fast_mode only changes RIFE 4.0-4.4, whose refinement network
     # Kinograph does not run (fast_mode on)
