@@ -282,3 +282,14 @@ def test_resize_keeps_a_portrait_or_landscape_shape_by_crop_or_pad():
     assert cut.shape == (160, 90, 3) and cut.max() == 0                      # the centre, the band cut away
     stretched = edit.resize(landscape, 90, 160).frame(0)
     assert (stretched[80, :, 0] > 128).sum() == 22                            # stretch still the default
+
+
+@pytest.mark.parametrize("fps,frames", [(24, 24), (30, 30), (30, 1)])
+def test_a_gif_plays_at_its_own_rate(fps, frames, tmp_path):
+    # GIF delays are hundredths: 24 fps is 4, 4, 5, ... and ffmpeg averaged the first few, so a 24 fps GIF
+    # read at 25 fps and a 30 fps one at 33.3 (a download played 4-10% fast); one frame read as three.
+    from tests.test_io import make_clip
+    out = tmp_path / "loop.gif"
+    write_video(make_clip(frames, 32, 32).with_(fps=fps), str(out), codec="gif")
+    clip = load_video(str(out))
+    assert clip.length == frames and (frames == 1 or clip.fps == fps)

@@ -76,11 +76,15 @@ class VideoSource:
         self.stream = moving[0]
         self.stream.thread_type = "AUTO"
         avg, nominal = self.stream.average_rate, self.stream.guessed_rate
+        if self._container.format.name == "gif" and self.stream.frames and self.stream.duration:
+            # ffmpeg averages a GIF's first delays only: a 24 fps GIF (delays of 4, 4, 5 hundredths) read at 25
+            # fps and a 30 fps one (3, 4, 3) at 33.3, each playing 4-10% fast. Its frames over its length, then.
+            avg = Fraction(self.stream.frames) / (self.stream.duration * self.stream.time_base)
         rate = avg or nominal or Fraction(24)
         # A variable-rate recording (phones, browsers) averages fewer frames a second than it
         # records in its fast stretches; on the average rate those lose frames to their neighbours.
         # Its nominal rate (ffmpeg's r_frame_rate) shows every frame at its time.
-        variable = bool(avg and nominal and avg * Fraction(101, 100) < nominal <= 4 * avg)
+        variable = bool(avg and nominal and avg * Fraction(101, 100) < nominal <= 4 * avg) and self.stream.frames != 1
         if variable:
             rate = nominal
         self.fps = float(rate)
