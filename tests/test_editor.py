@@ -156,7 +156,7 @@ def test_create_node_then_undo_and_redo(win):
     g = win.doc.graph
     assert nid in g.nodes and nid in win.scene.nodes
     assert g.ui[nid]["pos"] == [40, 60]
-    assert g.nodes[nid].params == {"width": 512, "height": 0, "method": "area"}
+    assert g.nodes[nid].params == {"width": 512, "height": 0, "method": "area", "fit": "stretch"}
     assert win.doc.modified
     win.doc.undo.undo()
     assert nid not in g.nodes and nid not in win.scene.nodes and not win.doc.modified
