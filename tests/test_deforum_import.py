@@ -372,6 +372,41 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
     assert np.abs(frames[5].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
 
 
+def test_an_sdxl_checkpoint_in_the_model_folders_is_imported_as_sdxl_and_renders(tmp_path, monkeypatch):
+    """Deforum runs SDXL checkpoints as it runs SD 1.5 ones: one the model folders hold is loaded by load.sdxl (the
+    SD 1.5 loader refused it when the imported workflow ran)."""
+    import av
+    import torch
+    from app.cli import main
+    from tiny_models import build_sdxl_single_file
+    root = build_sdxl_single_file(tmp_path / "tiny")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        src = settings_file(tmp_path, W=64, H=64, max_frames=3, steps=2, sd_model_name="sdxl_tiny",
+                            zoom="0:(1.1)", diffusion_cadence=1)
+        out = tmp_path / "shot.yaml"
+        main(["import", str(src), "-o", str(out)])
+        assert params_of(out, "model") == ("load.sdxl", {"path": "sdxl_tiny.safetensors"})
+        assert main(["run", str(out), "--device", "cpu", "--no-cache"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    with av.open(str(tmp_path / "out" / "Deforum.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+    # not in the model folders when imported: the SD 1.5 loader, and the report says how to get SDXL's
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "empty"))
+    r = imported(src)
+    assert r.graph.nodes["model"].type == "load.sd"
+    assert "an SDXL checkpoint is loaded as SDXL (load.sdxl) when the model folders hold it" in r.report.text()
+
+
+def params_of(path, nid):
+    import yaml
+    node = yaml.safe_load(path.read_text())["nodes"][nid]
+    return node["type"], node.get("params", {})
+
+
 def test_an_early_colab_settings_file_with_its_older_key_names():
     """The Deforum notebook's settings: `scale` for the guidance, `fov` a number, `flip_2d_perspective`, klms,
     no fps (its default, said so), schedules that are expressions of t in 3D."""

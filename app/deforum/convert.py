@@ -239,9 +239,11 @@ class Builder:
             name += ".safetensors"
             note = f"A1111 names it without its extension: looked up as {name}"
         name = PureWindowsPath(name).as_posix() if "\\" in name else name
-        self.add("load.sd", "model", {"path": name}, (0, 0))
+        xl = bool(name) and _is_sdxl_checkpoint(name)
+        self.add("load.sdxl" if xl else "load.sd", "model", {"path": name}, (0, 0))
         self.entry("sd_model_name", APPROX if note else EXACT, ["model.path"], note,
-                   "Kinograph loads SD 1.5 checkpoints; an SDXL one is refused when it loads")
+                   "" if xl else "an SDXL checkpoint is loaded as SDXL (load.sdxl) when the model folders hold it "
+                   "as the import runs: put it there and import again")
         prompts = self.get("prompts", None, "animation_prompts")
         if prompts is None:
             raise DeforumSettingError("prompts: the file has no prompts (Deforum saves them as \"prompts\": "
@@ -785,3 +787,19 @@ def local_path(path: str) -> Tuple[str, str]:
         name = PurePosixPath(path.split("?")[0].rstrip("/")).name or "init"
         return name, f"{path} is a URL and Kinograph downloads nothing: save it as {name} beside the workflow"
     return (PureWindowsPath(path).as_posix() if "\\" in path else path), ""
+
+
+def _is_sdxl_checkpoint(name: str) -> bool:
+    """Whether the checkpoint Deforum names is an SDXL one the model folders hold (its header says so). Deforum runs
+    SDXL checkpoints as it runs SD 1.5 ones; the SD 1.5 loader would refuse the file when the workflow runs."""
+    from graph_engine import NodeError
+    from nodes.common.models_dirs import find_model
+    from nodes.generate.detect import detect_file
+    path = find_model(name, "checkpoints", required=False)
+    if path is None or not path.is_file():
+        return False
+    try:
+        det = detect_file(path)
+    except (NodeError, OSError, ValueError):
+        return False        # unreadable here: the loader says what is wrong with it when the workflow runs
+    return det.family == "sd" and det.variant == "sdxl"
