@@ -343,24 +343,21 @@ def test_the_editor_opens_deforum_settings_with_the_report(qtbot, tmp_path):
             x.close()
 
 
-def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypatch):
+def _render(tmp_path, monkeypatch, builder, **settings):
+    """Deforum settings imported and run on a tiny checkpoint (`builder` from tiny_models) with one torch thread:
+    the import's exit code, the workflow it wrote, and the frames of the video with their rate."""
     import av
-    import numpy as np
     import torch
     from app.cli import main
-    from tiny_models import build_sd15_single_file
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
-    root = build_sd15_single_file(tmp_path / "tiny")
+    root = builder(tmp_path / "tiny")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        # generate.feedback, cadence 2 over 6 frames: frames 0, 2 and 4 diffused, the others moved on and mixed
-        src = settings_file(tmp_path, W=64, H=64, max_frames=6, steps=2, sd_model_name="sd15_tiny.safetensors",
-                            zoom="0:(1.2)", translation_x="0:(0)", diffusion_cadence=2)
+        src = settings_file(tmp_path, W=64, H=64, steps=2, **settings)
         out = tmp_path / "shot.yaml"
-        assert main(["import", str(src), "-o", str(out)]) == 0        # every setting mapped exactly
-        assert "type: generate.feedback" in out.read_text()
+        code = main(["import", str(src), "-o", str(out)])
         assert main(["validate", str(out)]) == 0
         assert main(["run", str(out), "--device", "cpu", "--no-cache"]) == 0
     finally:
@@ -368,6 +365,18 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
     with av.open(str(tmp_path / "out" / "Deforum.mp4")) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         rate = c.streams.video[0].average_rate
+    return code, out.read_text(), frames, rate
+
+
+def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypatch):
+    import numpy as np
+    from tiny_models import build_sd15_single_file
+    # generate.feedback, cadence 2 over 6 frames: frames 0, 2 and 4 diffused, the others moved on and mixed
+    code, text, frames, rate = _render(tmp_path, monkeypatch, build_sd15_single_file, max_frames=6,
+                                       sd_model_name="sd15_tiny.safetensors", zoom="0:(1.2)",
+                                       translation_x="0:(0)", diffusion_cadence=2)
+    assert code == 0                                 # every setting mapped exactly
+    assert "type: generate.feedback" in text
     assert len(frames) == 6 and frames[0].shape == (64, 64, 3) and float(rate) == 15.0
     assert np.abs(frames[5].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
 
@@ -375,36 +384,16 @@ def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypa
 def test_an_sdxl_checkpoint_in_the_model_folders_is_imported_as_sdxl_and_renders(tmp_path, monkeypatch):
     """Deforum runs SDXL checkpoints as it runs SD 1.5 ones: one the model folders hold is loaded by load.sdxl (the
     SD 1.5 loader refused it when the imported workflow ran)."""
-    import av
-    import torch
-    from app.cli import main
     from tiny_models import build_sdxl_single_file
-    root = build_sdxl_single_file(tmp_path / "tiny")
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        src = settings_file(tmp_path, W=64, H=64, max_frames=3, steps=2, sd_model_name="sdxl_tiny",
-                            zoom="0:(1.1)", diffusion_cadence=1)
-        out = tmp_path / "shot.yaml"
-        main(["import", str(src), "-o", str(out)])
-        assert params_of(out, "model") == ("load.sdxl", {"path": "sdxl_tiny.safetensors"})
-        assert main(["run", str(out), "--device", "cpu", "--no-cache"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    with av.open(str(tmp_path / "out" / "Deforum.mp4")) as c:
-        assert sum(1 for _ in c.decode(video=0)) == 3
+    _, text, frames, _ = _render(tmp_path, monkeypatch, build_sdxl_single_file, max_frames=3,
+                                 sd_model_name="sdxl_tiny", zoom="0:(1.1)", diffusion_cadence=1)
+    assert "type: load.sdxl" in text and "path: sdxl_tiny.safetensors" in text
+    assert len(frames) == 3
     # not in the model folders when imported: the SD 1.5 loader, and the report says how to get SDXL's
     monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "empty"))
-    r = imported(src)
+    r = imported(tmp_path / "deforum_settings.txt")
     assert r.graph.nodes["model"].type == "load.sd"
     assert "an SDXL checkpoint is loaded as SDXL (load.sdxl) when the model folders hold it" in r.report.text()
-
-
-def params_of(path, nid):
-    import yaml
-    node = yaml.safe_load(path.read_text())["nodes"][nid]
-    return node["type"], node.get("params", {})
 
 
 def test_an_early_colab_settings_file_with_its_older_key_names():

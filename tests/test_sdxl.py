@@ -110,7 +110,7 @@ def test_sd15_loader_given_an_sdxl_checkpoint_names_load_sdxl(models):
     assert CKPT in str(e.value) and "Stable Diffusion XL" in str(e.value) and "load.sdxl" in str(e.value)
 
 
-def test_sdxl_refiner_checkpoint_is_refused_by_name(models, sdxl):
+def test_sdxl_refiner_checkpoint_is_refused_by_name(models, tmp_path):
     """The refiner (OpenCLIP-G alone as conditioner.embedders.0) is not run: the message names the file and says
     to load the base model, not a tensor error from a converter."""
     from safetensors.torch import save_file
@@ -119,16 +119,13 @@ def test_sdxl_refiner_checkpoint_is_refused_by_name(models, sdxl):
     state = load_weights(models / "checkpoints" / CKPT)
     refiner = {k.replace("conditioner.embedders.1.", "conditioner.embedders.0."): v for k, v in state.items()
                if not k.startswith("conditioner.embedders.0.")}
-    path = models / "checkpoints" / "sd_xl_refiner_tiny.safetensors"
+    path = tmp_path / "sd_xl_refiner_tiny.safetensors"    # beside the module's models, which stay as built
     save_file({k: v.contiguous() for k, v in refiner.items()}, str(path))
-    try:
-        assert describe_model(path)["loads"] == "no"
-        with pytest.raises(NodeError) as e:
-            ModelManager().load("sdxl", path.name)
-        msg = str(e.value)
-        assert "sd_xl_refiner_tiny.safetensors is an SDXL refiner" in msg and "SDXL base checkpoint" in msg
-    finally:
-        path.unlink()
+    assert describe_model(path)["loads"] == "no"
+    with pytest.raises(NodeError) as e:
+        ModelManager().load("sdxl", str(path))
+    msg = str(e.value)
+    assert "sd_xl_refiner_tiny.safetensors is an SDXL refiner" in msg and "SDXL base checkpoint" in msg
 
 
 def _inpainting(state):
