@@ -120,7 +120,7 @@ def probe(session, payload: Dict[str, Any], source: Tuple[str, str]) -> Dict[str
         clip = _source_clip(session, payload, source)
         return {"length": clip.length, "fps": clip.fps, "width": clip.width, "height": clip.height,
                 "chunk": clip.chunk, "audio": clip.audio.__dict__ if clip.audio else None,
-                "timecode": clip.timecode.__dict__ if clip.timecode else None}
+                "timecode": clip.timecode.__dict__ if clip.timecode else None, "alpha": clip.matte is not None}
     return guard(go)
 
 
@@ -129,12 +129,20 @@ def render_range(session, payload: Dict[str, Any], source: Tuple[str, str], a: i
     """Frames [a, b) of the clip feeding the writer, written by the writer node losslessly at `out`."""
     def go():
         clip = _source_clip(session, payload, source)
-        part = clip.with_(length=b - a, reader=lambda s, e: clip.frames(a + s, a + e), audio=None)
+        part = shard_part(clip, a, b)
         ctx = Context(f"shard {a}-{b}")
         call_node(session.executor.registry.get(WRITER), ctx, {"video": part},
                   {"path": _writable(out), **SHARD_PARAMS})
         return {k: ctx.results[k] for k in ("path", "frames", "bytes")}
     return guard(go)
+
+
+def shard_part(clip: Clip, a: int, b: int) -> Clip:
+    """Frames [a, b) of `clip`, without sound, and with its alpha (Clip.matte): FFV1 keeps it in the shard,
+    and joined_clip reads it back (a sharded render of an element came out opaque)."""
+    def span(c: Clip) -> Clip:
+        return c.with_(length=b - a, reader=lambda s, e: c.frames(a + s, a + e), audio=None, matte=None)
+    return span(clip).with_(matte=None if clip.matte is None else span(clip.matte))
 
 
 LOCAL_SHARDS = "kinograph-shard-"    # a worker's own temp folder for a shard, when it cannot write the cache's
@@ -190,19 +198,22 @@ def joined_clip(registry: Registry, files: List[str], ranges: List[Tuple[int, in
             raise KinographError(f"shard {f} holds {clip.length} frames, expected {b - a} (frames {a}-{b})")
     starts = np.array([a for a, _ in ranges])
 
-    def reader(s: int, e: int) -> np.ndarray:
-        out = []
-        k = int(np.searchsorted(starts, s, side="right")) - 1
-        while s < e:
-            a, b = ranges[k]
-            stop = min(e, b)
-            out.append(parts[k].frames(s - a, stop - a))
-            s, k = stop, k + 1
-        return out[0] if len(out) == 1 else np.concatenate(out)
+    def joined(clips: List[Clip]):
+        def reader(s: int, e: int) -> np.ndarray:
+            out = []
+            k = int(np.searchsorted(starts, s, side="right")) - 1
+            while s < e:
+                a, b = ranges[k]
+                stop = min(e, b)
+                out.append(clips[k].frames(s - a, stop - a))
+                s, k = stop, k + 1
+            return out[0] if len(out) == 1 else np.concatenate(out)
+        return reader
 
     audio = Audio(**info["audio"]) if info.get("audio") else None
     timecode = Timecode(**info["timecode"]) if info.get("timecode") else None
-    return Clip(info["length"], info["fps"], info["width"], info["height"], reader, audio, timecode=timecode)
+    clip = Clip(info["length"], info["fps"], info["width"], info["height"], joined(parts), audio, timecode=timecode)
+    return clip.with_matte(joined([p.opaque_matte() for p in parts]) if info.get("alpha") else None)
 
 
 def write_joined(registry: Registry, plan: ShardPlan, clip: Clip, workflow_yaml: str,

@@ -37,7 +37,7 @@ def value_nbytes(v: Any) -> int:
     if isinstance(v, np.ndarray):
         return v.nbytes
     if isinstance(v, Clip):
-        return v.chunk * v.width * v.height * 3      # what its chunk cache may hold
+        return v.chunk * v.width * v.height * (3 if v.matte is None else 4)      # what its chunk caches may hold
     if hasattr(v, "element_size") and hasattr(v, "numel"):
         return int(v.element_size() * v.numel())
     if hasattr(v, "nbytes_estimate"):
@@ -92,28 +92,36 @@ class ClipFailed(Exception):
     is, since it is the node's (cancelled, a sampler that broke down), not the cache's."""
 
 
+def _store_frames(value: Clip, path: Path) -> None:
+    # Plain writes, not a memory map: a full disk then raises ENOSPC instead of killing the
+    # process with SIGBUS.
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (
+            value.length, value.height, value.width, value.channels)})
+        frames = value.chunks()
+        while True:
+            try:
+                block = next(frames, None)
+            except Exception as e:  # noqa: BLE001 - the clip's own node failed: its error, not the cache's
+                raise ClipFailed() from e
+            if block is None:
+                break
+            f.write(np.ascontiguousarray(block[1], np.uint8).tobytes())
+
+
 def _encode(value: Any, folder: Path, name: str) -> Optional[Dict[str, Any]]:
     """Write one output value; returns its manifest entry, or None if it cannot live on disk."""
     if isinstance(value, Clip):
         path = folder / f"{name}.frames.npy"
-        # Plain writes, not a memory map: a full disk then raises ENOSPC instead of killing the
-        # process with SIGBUS.
-        with open(path, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
-                                                     "shape": (value.length, value.height, value.width, 3)})
-            frames = value.chunks()
-            while True:
-                try:
-                    block = next(frames, None)
-                except Exception as e:  # noqa: BLE001 - the clip's own node failed: its error, not the cache's
-                    raise ClipFailed() from e
-                if block is None:
-                    break
-                f.write(np.ascontiguousarray(block[1], np.uint8).tobytes())
+        _store_frames(value, path)
         audio = value.audio.__dict__ if value.audio else None
         timecode = value.timecode.__dict__ if value.timecode else None
-        return {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio, "timecode": timecode,
-                "number": value.number}
+        entry = {"codec": "clip", "file": path.name, "fps": value.fps, "audio": audio, "timecode": timecode,
+                 "number": value.number}
+        if value.matte is not None:     # the clip's alpha, beside its frames
+            _store_frames(value.matte, folder / f"{name}.matte.npy")
+            entry["matte"] = f"{name}.matte.npy"
+        return entry
     if isinstance(value, np.ndarray) and value.dtype != object:
         np.save(folder / f"{name}.npy", value, allow_pickle=False)
         return {"codec": "npy", "file": f"{name}.npy"}
@@ -154,8 +162,12 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
         arr = np.load(folder / entry["file"], mmap_mode="r", allow_pickle=False)
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
-        return Clip(arr.shape[0], entry["fps"], arr.shape[2], arr.shape[1],
+        clip = Clip(arr.shape[0], entry["fps"], arr.shape[2], arr.shape[1],
                     lambda a, b: np.array(arr[a:b]), audio, timecode=timecode, number=entry.get("number"))
+        if entry.get("matte"):
+            alpha = np.load(folder / entry["matte"], mmap_mode="r", allow_pickle=False)
+            clip = clip.with_matte(lambda a, b: np.array(alpha[a:b]))
+        return clip
     if codec == "tensor":
         from safetensors.torch import load_file
         return load_file(str(folder / entry["file"]))["t"]
@@ -223,7 +235,8 @@ class DiskCache:
         if final.exists():
             return True
         # A clip's whole length goes to disk (value_nbytes counts only what it holds in memory).
-        need = sum(v.length * v.width * v.height * 3 if isinstance(v, Clip) else value_nbytes(v)
+        need = sum(v.length * v.width * v.height * (3 if v.matte is None else 4) if isinstance(v, Clip)
+                   else value_nbytes(v)
                    for v in outputs.values())
         tmp, lock = None, -1
         try:

@@ -5,7 +5,14 @@ from upstream. Readers are always called on aligned chunks, so a frame's pixels 
 depend on the order in which a consumer asks for frames: a shard rendering frames
 [a, b) alone gets exactly what a full sequential pass gets. A small LRU of recent
 chunks (grown to the widest span a consumer reads at once: a temporal window) makes
-overlapping pulls cheap while memory stays O(chunk + window) whatever the clip's length."""
+overlapping pulls cheap while memory stays O(chunk + window) whatever the clip's length.
+
+Transparency travels beside the frames, not in them: `matte` is a second clip of one channel (uint8
+[n,H,W,1], 255 = opaque) read in the same chunks, and the frames are the colour laid over black
+(premultiplied in sRGB code values, as the readers have always shown a transparent picture). Nodes
+that only see RGB keep doing so; a node that moves or picks pixels (trim, resize, pad) applies the same
+operation to the matte, a colour node works on the colour taken off black (nodes/common/stream:
+colour_frames), and any other node ends the matte, which the executor logs."""
 from __future__ import annotations
 
 import threading
@@ -69,7 +76,7 @@ class Clip:
     def __init__(self, length: int, fps: float, width: int, height: int, reader: Reader,
                  audio: Optional[Audio] = None, chunk: Optional[int] = None,
                  timecode: Optional[Timecode] = None, number: Optional[int] = None,
-                 linear: Optional[Reader] = None):
+                 linear: Optional[Reader] = None, matte: Optional["Clip"] = None, channels: int = 3):
         if length < 0 or width <= 0 or height <= 0:
             raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
         self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
@@ -83,8 +90,15 @@ class Clip:
         # the pixels (a new reader drops it), so a plate trimmed or renumbered goes out as it came in rather
         # than through 8-bit sRGB.
         self.linear = linear
+        self.channels = int(channels)     # 3: colour; 1: a matte (another clip's alpha)
         self._reader = reader
         self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
+        # Read in the colour's own chunks, so a reader that decodes both at once (split_reader) does so once.
+        if matte is not None and (matte.channels != 1 or matte.chunk != self.chunk or matte.length != self.length
+                                  or matte.size != self.size):
+            matte = Clip(self.length, self.fps, self.width, self.height, _checked_matte(matte, self),
+                         chunk=self.chunk, channels=1)
+        self.matte = matte
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self._keep = CACHED_CHUNKS
         self._lock = threading.RLock()
@@ -99,10 +113,11 @@ class Clip:
                    chunk=max(1, len(frames)))
 
     def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...,
-              timecode=..., number=..., linear=...) -> "Clip":
+              timecode=..., number=..., linear=..., matte=...) -> "Clip":
         """A clip like this one but for what is given; unless given them, it keeps `number` only while
         there are as many frames (an interpolated clip's frames are no longer the plate's), and `linear`
-        (the source's float pixels) only while the frames are the same (no new reader or size)."""
+        (the source's float pixels) and `matte` (its alpha) only while the frames are the same (no new
+        reader, size or length): a node whose pixels no longer match the alpha says which one goes with them."""
         same = reader is None and width in (None, self.width) and height in (None, self.height)
         counted = length in (None, self.length)
         return Clip(self.length if length is None else length, self.fps if fps is None else fps,
@@ -110,7 +125,24 @@ class Clip:
                     reader or self._reader, self.audio if audio is ... else audio,
                     timecode=self.timecode if timecode is ... else timecode,
                     number=(self.number if counted else None) if number is ... else number,
-                    linear=(self.linear if same else None) if linear is ... else linear)
+                    linear=(self.linear if same else None) if linear is ... else linear,
+                    matte=(self.matte if same and counted else None) if matte is ... else matte,
+                    channels=self.channels)
+
+    def with_matte(self, reader: Optional[Reader]) -> "Clip":
+        """This clip with the alpha `reader` gives (uint8 [n,H,W,1], 255 = opaque; None: none)."""
+        if reader is None:
+            return self.with_(matte=None)
+        return self.with_(matte=Clip(self.length, self.fps, self.width, self.height, reader, chunk=self.chunk,
+                                     channels=1))
+
+    def opaque_matte(self) -> "Clip":
+        """The matte, or one of 255 for a clip without (joined to one with transparency, it is opaque)."""
+        if self.matte is not None:
+            return self.matte
+        h, w = self.height, self.width
+        return Clip(self.length, self.fps, w, h, lambda a, b: np.full((b - a, h, w, 1), 255, np.uint8),
+                    chunk=self.chunk, channels=1)
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
             height: Optional[int] = None) -> "Clip":
@@ -140,7 +172,7 @@ class Clip:
     def frames(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(0, int(start)), min(self.length, int(stop))
         if stop <= start:
-            return np.empty((0, self.height, self.width, 3), np.uint8)
+            return np.empty((0, self.height, self.width, self.channels), np.uint8)
         c = self.chunk
         first, last = start // c, (stop - 1) // c
         if first == last:
@@ -190,9 +222,10 @@ class Clip:
                 return hit
             a, b = k * self.chunk, min(self.length, (k + 1) * self.chunk)
             block = np.asarray(self._reader(a, b))
-            if block.shape != (b - a, self.height, self.width, 3) or block.dtype != np.uint8:
+            want = (b - a, self.height, self.width, self.channels)
+            if block.shape != want or block.dtype != np.uint8:
                 raise RuntimeError(f"clip reader returned {block.dtype} {block.shape} for frames {a}-{b}, "
-                                   f"expected uint8 {(b - a, self.height, self.width, 3)}")
+                                   f"expected uint8 {want}")
             self._cache[k] = block
             while len(self._cache) > self._keep:
                 self._cache.popitem(last=False)
@@ -201,6 +234,41 @@ class Clip:
     def drop_cache(self) -> None:
         with self._lock:
             self._cache.clear()
+        if self.matte is not None:
+            self.matte.drop_cache()
+
+
+def _checked_matte(matte: Clip, clip: Clip) -> Reader:
+    """A reader of `matte` in `clip`'s chunks, refusing one that does not fit the clip's frames."""
+    if matte.channels != 1 or matte.length != clip.length or matte.size != clip.size:
+        raise ValueError(f"a matte of {matte.length} frames of {matte.width}x{matte.height}x{matte.channels} does "
+                         f"not fit a clip of {clip.length} frames of {clip.width}x{clip.height}")
+    return matte.frames
+
+
+def split_reader(read_rgba: Reader, memo: int = 8) -> Tuple[Reader, Reader]:
+    """(colour reader, alpha reader) of a reader that gives both at once (uint8 [n,H,W,4], a decoder's RGBA):
+    whichever is asked for a span first reads it, and the other's part waits in a small memo, so a clip and
+    its matte (read in the same chunks) decode each frame once."""
+    held: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+    lock = threading.Lock()
+
+    def part(mine: slice, other: slice) -> Reader:
+        def read(a: int, b: int) -> np.ndarray:
+            with lock:
+                got = held.pop((a, b, mine.start), None)
+            if got is not None:
+                return got
+            block = np.asarray(read_rgba(a, b))
+            with lock:
+                held[(a, b, other.start)] = np.ascontiguousarray(block[..., other])
+                while len(held) > memo:
+                    held.popitem(last=False)
+            return np.ascontiguousarray(block[..., mine])
+        return read
+
+    colour, alpha = slice(0, 3), slice(3, 4)
+    return part(colour, alpha), part(alpha, colour)
 
 
 class WorkMeter:
@@ -242,7 +310,8 @@ class WorkMeter:
         reader = clip._reader
         return Clip(clip.length, clip.fps, clip.width, clip.height,
                     lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk,
-                    timecode=clip.timecode, number=clip.number, linear=clip.linear)
+                    timecode=clip.timecode, number=clip.number, linear=clip.linear,
+                    matte=None if clip.matte is None else self.wrap(node, clip.matte), channels=clip.channels)
 
     def take(self) -> dict:
         with self._lock:

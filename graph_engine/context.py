@@ -43,6 +43,9 @@ class Context:
         self.results: Dict[str, Any] = {}
         self.written: list = []
         self._partial = partial
+        # Set by a node whose result ends its input's alpha on purpose (laid over a background, removed when
+        # asked): the executor then does not log the alpha as lost there (Clip.matte).
+        self.alpha_handled = False
 
     @property
     def device(self) -> str:

@@ -79,6 +79,18 @@ def _in_upstream(g, nid: str, error: BaseException, message: str) -> str:
     return f"{name}, computing the frames {nid} pulled: {message}"
 
 
+def _ends_alpha(spec, ins: dict, outputs: dict) -> bool:
+    """Whether a node dropped the transparency its input clips had (Clip.matte): nodes that only move, pick or
+    recolour pixels carry it; any other makes new pixels the alpha no longer fits, and a silent drop left a
+    comp element opaque with nothing said. Writers say themselves what they keep."""
+    if spec.output or not any(isinstance(v, Clip) and v.matte is not None for v in ins.values()):
+        return False
+    # Clips and pictures (video.frame's uint8 HxWx3); not numbers, reports or models made from the frames.
+    made = [v for v in outputs.values() if isinstance(v, Clip) or (getattr(v, "ndim", 0) == 3 and
+                                                                   str(getattr(v, "dtype", "")) == "uint8")]
+    return bool(made) and not any(isinstance(v, Clip) and v.matte is not None for v in made)
+
+
 def _too_big(text: str) -> Optional[str]:
     """An allocation the machine cannot make at all (PyTorch's CPU allocator: "[enforce fail at
     alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 805306368000
@@ -199,6 +211,11 @@ class Executor:
                 try:
                     outputs = self.meter.measure(nid, call_node, spec, ctx, ins, params[nid])
                     lazy = any(isinstance(v, Clip) for v in outputs.values())
+                    if not ctx.alpha_handled and _ends_alpha(spec, ins, outputs):
+                        ctx.log(f"{spec.type} does not carry the alpha (transparency) of its input: the frames "
+                                f"after it are opaque, laid over black. Lay it over its background before this node "
+                                f"(video.over), or give the result an alpha again (video.matte: `source` a clip "
+                                f"that still has it, or a key)")
                     outputs = {k: self.meter.wrap(nid, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
                     if spec.expensive and self.disk is not None:
                         outputs = self._keep(key, spec, outputs, ctx, emit)

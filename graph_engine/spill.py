@@ -62,6 +62,8 @@ class Spill:
         with self._lock:
             for s in self.shared.values():
                 s.closed = True
+                if s.matte is not None:
+                    s.matte.closed = True
             self.shared.clear()
             if self.dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
@@ -71,22 +73,25 @@ class Spill:
 
 
 class _Shared:
-    def __init__(self, spill: Spill, source: Clip, n: int):
+    def __init__(self, spill: Spill, source: Clip, n):
         self.spill, self.source, self.n = spill, source, n
         self.closed = False
         self.stored: set = set()
-        nbytes = source.length * source.width * source.height * 3
+        nbytes = source.length * source.width * source.height * source.channels
         try:
             # A clip that would take half the free space is recomputed instead: a full disk stops everything.
             self.off = nbytes > shutil.disk_usage(_existing(spill.root)).free // 2
         except OSError:
             self.off = True
+        # The alpha (Clip.matte) is shared alike: computed once, spilled beside the frames.
+        self.matte = None if source.matte is None else _Shared(spill, source.matte, f"{n}a")
         self.clip = Clip(source.length, source.fps, source.width, source.height, self.read, source.audio,
-                         chunk=source.chunk, timecode=source.timecode, number=source.number, linear=source.linear)
+                         chunk=source.chunk, timecode=source.timecode, number=source.number, linear=source.linear,
+                         matte=None if self.matte is None else self.matte.clip, channels=source.channels)
 
     def read(self, a: int, b: int) -> np.ndarray:
         # Called under the shared clip's own lock, one chunk at a time (aligned to the source's chunks).
-        shape = (b - a, self.source.height, self.source.width, 3)
+        shape = (b - a, self.source.height, self.source.width, self.source.channels)
         if self.closed or self.off:
             return self.source.frames(a, b)
         folder = self.spill.folder()

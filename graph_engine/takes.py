@@ -235,7 +235,7 @@ def undo_killed(final: Path) -> int:
             if not _claim(fd):
                 continue            # its render is still running (another process)
             marker.unlink()
-            frame = re.compile(r"frame_\d{6}\.(png|exr)|workflow\.yaml")
+            frame = re.compile(r"frame_\d{6}\.(png|exr|tif)|workflow\.yaml")
             restore_folder(final, take, [n for n in os.listdir(final) if frame.fullmatch(n)])
             undone += 1
         finally:

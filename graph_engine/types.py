@@ -62,7 +62,7 @@ def add_hint(to: SocketType, frm: SocketType, text: str) -> None:
     to.hints[frm.name] = text
 
 
-VIDEO = register_type("VIDEO", "#e0a030", help="a lazy clip of uint8 RGB frames")
+VIDEO = register_type("VIDEO", "#e0a030", help="a lazy clip of uint8 RGB frames (and their alpha, if any)")
 IMAGE = register_type("IMAGE", "#50b0e0", help="one uint8 RGB frame (H x W x 3)")
 MASK = register_type("MASK", "#b0b0b0", help="float32 H x W in [0, 1]")
 LATENT = register_type("LATENT", "#e070c0", help="latent tensor [B,C,T,h,w] and the family that made it")

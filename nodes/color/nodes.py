@@ -18,14 +18,15 @@ def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match
           strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = fully matched"),
           spread: str = Param("clip", choices=SPREADS, help=SPREAD_HELP)) -> VIDEO:
     """Match the clip's colours to a reference frame of the clip or to an image: by default one correction
-    for the whole clip, as a colourist matches a shot."""
+    for the whole clip, as a colourist matches a shot. A clip with
+    transparency is corrected on its colour taken off black and keeps its alpha."""
     from nodes.color.match import matcher, shot_frames
-    from nodes.common.stream import map_frames
+    from nodes.common.stream import colour_frames
     if reference is None:
         if not 0 <= frame < video.length:
             raise NodeError(f"color.match: reference frame {frame} is outside the clip (0..{video.length - 1})")
         reference = video.frame(frame)
-    return map_frames(ctx, video, matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None))
+    return colour_frames(ctx, video, matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None))
 
 
 @node("color.lut", title="Apply LUT", category="Colour", temporal_radius=0)
@@ -36,12 +37,13 @@ def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file
                                         "some players and older tools do")) -> VIDEO:
     """Apply a `.cube` or `.3dl` colour look-up table as DaVinci Resolve does: 3D tables interpolated tetrahedrally,
     1D linearly, a 1D shaper before the 3D table where the file has both; DOMAIN_MIN/MAX,
-    LUT_*_INPUT_RANGE and LUT_IN/OUT_VIDEO_RANGE honoured."""
+    LUT_*_INPUT_RANGE and LUT_IN/OUT_VIDEO_RANGE honoured. A clip with
+    transparency is corrected on its colour taken off black and keeps its alpha."""
     from nodes.common.lut import apply_lut, lattice_positions, parse_lut
-    from nodes.common.stream import map_frames
+    from nodes.common.stream import colour_frames
     table = parse_lut(path)
     pos = lattice_positions(table)
-    return map_frames(ctx, video, lambda f: apply_lut(f, table, strength, interpolation, pos))
+    return colour_frames(ctx, video, lambda f: apply_lut(f, table, strength, interpolation, pos))
 
 
 def _triple_problem(name: str, positive: bool = False):
@@ -67,11 +69,12 @@ def cdl(ctx, video: VIDEO,
         saturation: float = Param(1.0, min=0.0, max=4.0, help="around Rec. 709 luma; 1 = unchanged")) -> VIDEO:
     """An ASC CDL as Resolve and Nuke apply it: out = clamp(in x slope + offset) ^ power per channel, then
     saturation. A file's correction comes first, the numbers here after it (a trim on top of the look
-    from set); with no file, the numbers alone."""
+    from set); with no file, the numbers alone. A clip with
+    transparency is corrected on its colour taken off black and keeps its alpha."""
     from nodes.color.cdl import apply_cdl, node_corrections
-    from nodes.common.stream import map_frames
+    from nodes.common.stream import colour_frames
     first, knobs = node_corrections(path, correction, slope, offset, power, saturation)
-    return map_frames(ctx, video, lambda f: apply_cdl(f, first, knobs))
+    return colour_frames(ctx, video, lambda f: apply_cdl(f, first, knobs))
 
 
 @node("color.grade", title="Colour Grade", category="Colour", temporal_radius=0)
@@ -86,7 +89,8 @@ def grade(ctx, video: VIDEO,
     """Exposure, white balance, saturation, contrast and gamma in one pass.
 
     Exposure and white balance act on linear light like a camera; contrast and gamma act on
-    the encoded picture like a grading panel."""
+    the encoded picture like a grading panel. A clip with
+    transparency is corrected on its colour taken off black and keeps its alpha."""
     from nodes.color.grade import grader
-    from nodes.common.stream import map_frames
-    return map_frames(ctx, video, grader(exposure, contrast, saturation, temperature, tint, gamma))
+    from nodes.common.stream import colour_frames
+    return colour_frames(ctx, video, grader(exposure, contrast, saturation, temperature, tint, gamma))

@@ -64,6 +64,35 @@ def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: i
     return clip.with_(width=w, height=h, reader=reader)
 
 
+def moved(matte, fn, width: int, height: int):
+    """A matte (Clip.matte) put through the same per-frame move as its clip's colour (resize, crop, pad: fn
+    takes frames [n,H,W,C] of any C); None for none. The colour is premultiplied (laid over black), so filtering
+    both alike keeps the edges right."""
+    return None if matte is None else matte.map(fn, width, height)
+
+
+def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):
+    """map_frames for a colour operation (a grade, a LUT): a clip with transparency (Clip.matte) has fn applied
+    to its colour taken off black and laid back over it, so a lift or offset does not paint the transparent
+    parts and edges keep their colour (as Nuke grades an unpremultiplied element); the matte goes on as it is."""
+    if clip.matte is None:
+        return map_frames(ctx, clip, fn)
+    from nodes.common.alpha import premultiplied, unpremultiplied
+    progress = Progress(ctx, clip.length)
+
+    def reader(a: int, b: int) -> np.ndarray:
+        frames, alpha = clip.frames(a, b), clip.matte.frames(a, b)
+        out = np.empty((b - a, clip.height, clip.width, 3), np.uint8)
+        for k in range(b - a):
+            if ctx is not None:
+                ctx.check()
+            out[k] = premultiplied(fn(unpremultiplied(frames[k], alpha[k])), alpha[k])
+        progress.add(b - a)
+        return out
+
+    return clip.with_(reader=reader, matte=clip.matte)
+
+
 def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], np.ndarray]):
     """A temporal clip: fn(window, lo, a, b) -> uint8 frames [b-a] where window = clip[lo:hi].
 

@@ -100,6 +100,10 @@ def read_exr(path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     img = _shown(rgb)
     if alpha is not None:
         alpha = np.clip(np.nan_to_num(alpha), 0.0, 1.0)
+        # Laid over black in code values (nodes/common/alpha.py), as a PNG's transparency is: both kinds of
+        # file then give one element the same frame, and writers of either put its edges back as they were.
+        from nodes.common.alpha import from_linear_premultiplied
+        img = from_linear_premultiplied(rgb, alpha)
     if data is not None and shown is not None and not np.array_equal(data, shown):
         img, alpha = _in_display_window(img, alpha, data, shown)
     return img, alpha
@@ -243,14 +247,20 @@ def write_exr(img: np.ndarray, path, workflow_yaml: str = "", timecode=None, lin
     carrying the workflow that made it and, for a frame of a plate, its timecode (graph_engine.Timecode),
     in the standard timeCode and framesPerSecond attributes Nuke shows and conforms by. linear: the
     picture's own float pixels (HxWx3, or x4 with alpha: Clip.linear), written instead of img's. alpha:
-    float HxW, written as the A channel of img (laid over black: premultiplied, as EXR keeps colour)."""
+    float HxW in [0, 1], written as the A channel of img (img is laid over black in code values: the colour
+    goes out premultiplied in linear light, as EXR keeps it; nodes/common/alpha.py)."""
     OpenEXR = _openexr()
     if linear is not None:
         lin = np.asarray(linear).astype(np.float16)
     else:
         lin = srgb_to_linear(img.astype(np.float32) / 255.0)
         if alpha is not None:
-            lin = np.concatenate([lin, alpha[..., None]], -1)
+            # The frame is its colour over black in code values: premultiplied again in linear light.
+            from nodes.common.alpha import unpremultiplied
+            alpha = np.clip(np.nan_to_num(np.asarray(alpha, np.float32)), 0.0, 1.0)
+            straight = unpremultiplied(img, to_uint8(alpha))
+            lin = np.concatenate([srgb_to_linear(straight.astype(np.float32) / 255.0) * alpha[..., None],
+                                  alpha[..., None]], -1)
         lin = lin.astype(np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     if workflow_yaml:

@@ -10,6 +10,8 @@ from typing import List, Optional
 import numpy as np
 
 from graph_engine import Clip, NodeError
+from graph_engine.clip import split_reader
+from nodes.common.color import to_uint8
 
 # What write_png can write: Pillow picks the format by the name, and EXR goes through nodes/io/exr.py.
 WRITABLE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
@@ -210,17 +212,22 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
         names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         log(f"{names} missing from the sequence: the frame before each is held in its place, as Nuke's 'hold' "
             f"does, so later frames keep their timing. Render the missing frames to fill the gap")
-    first = read_image(files[0])
+    # A sequence whose first frame is transparent (an element rendered or keyed for a comp) brings its alpha
+    # as the clip's matte (frames without one are opaque); a render pass (`layer`) is a picture of values.
+    first, alpha0 = (read_image(files[0]), None) if layer.strip() else read_image_alpha(files[0])
+    keyed = alpha0 is not None
     h, w = first.shape[:2]
 
     def reader(a: int, b: int) -> np.ndarray:
-        out = np.empty((b - a, h, w, 3), np.uint8)
+        out = np.empty((b - a, h, w, 4 if keyed else 3), np.uint8)
         for i in range(a, b):
-            img = read_image(files[i])
+            img, alpha = read_image_alpha(files[i]) if keyed else (read_image(files[i]), None)
             if img.shape[:2] != (h, w):
                 raise NodeError(f"{files[i]} is {img.shape[1]}x{img.shape[0]} but the sequence is {w}x{h}; "
                                 f"all frames must have one size")
-            out[i - a] = img
+            out[i - a, ..., :3] = img
+            if keyed:
+                out[i - a, ..., 3] = 255 if alpha is None else to_uint8(alpha)
         return out
 
     linear = timecode = rate = None
@@ -235,7 +242,9 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
             return stack_rgba([read_exr_linear(f) for f in files[a:b]])
-    return Clip(len(files), fps, w, h, reader, number=first_number(listed), linear=linear, timecode=timecode)
+    colour, matte = split_reader(reader) if keyed else (reader, None)
+    return Clip(len(files), fps, w, h, colour, number=first_number(listed), linear=linear,
+                timecode=timecode).with_matte(matte)
 
 
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False,
@@ -278,10 +287,13 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
     return str(kept[0]) if kept else None
 
 
-# io.save_frames' formats: PNG, or linear half-float EXR for a compositor (Nuke, Blender, Resolve Fusion).
-FRAME_FORMATS = ("png", "exr")
-# A frame io.save_frames writes, in either format: a render in one replaces an earlier one in the other.
-_FRAME_FILE = re.compile(r"frame_\d{6}\.(png|exr)")
+# io.save_frames' formats: PNG, linear half-float EXR for a compositor (Nuke, Blender, Resolve Fusion), or
+# TIFF (16 bits are not made from 8, so 8-bit, deflate-compressed). A clip's alpha (Clip.matte) goes into each:
+# PNG and TIFF with straight colour (PNG's rule; TIFF says so, ExtraSamples unassociated), EXR premultiplied in
+# linear light (nodes/common/alpha.py).
+FRAME_FORMATS = ("png", "exr", "tif")
+# A frame io.save_frames writes, in any format: a render in one replaces an earlier one in another.
+_FRAME_FILE = re.compile(r"frame_\d{6}\.(png|exr|tif)")
 
 
 def frame_name(i: int, fmt: str = "png") -> str:
@@ -358,10 +370,11 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
 
 
 def _write_exr_frame(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int, timecode,
-                     linear=None) -> None:
+                     linear=None, alpha=None) -> None:
     from .exr import write_exr
     try:
-        write_exr(frame, tmp, timecode=timecode, linear=linear)
+        write_exr(frame, tmp, timecode=timecode, linear=linear,
+                  alpha=None if alpha is None else alpha[..., 0].astype(np.float32) / 255.0)
     except NodeError:
         raise
     except Exception:          # the bindings raise a bare RuntimeError for any write failure
@@ -407,16 +420,16 @@ def _interrupted(final: Path, clip: Clip, workflow_yaml: str, fmt: str, first: i
 
 
 def _blocks(clip: Clip, fmt: str, start: int = 0):
-    """(first frame, frames, their float pixels or None) chunk by chunk: an EXR render of a plate no node
-    has changed is written from the pixels its files hold (Clip.linear), not through 8-bit sRGB, and its
-    8-bit frames are not read at all."""
+    """(first frame, frames, their float pixels or None, their alpha or None) chunk by chunk: an EXR render
+    of a plate no node has changed is written from the pixels its files hold (Clip.linear, alpha included),
+    not through 8-bit sRGB, and its 8-bit frames are not read at all."""
     if fmt != "exr" or clip.linear is None:
         for a, block in clip.chunks(start=start):
-            yield a, block, None
+            yield a, block, None, None if clip.matte is None else clip.matte.frames(a, a + len(block))
         return
     for a in range(start, clip.length, clip.chunk):
         floats = clip.linear(a, min(clip.length, a + clip.chunk))
-        yield a, floats, floats
+        yield a, floats, floats, None
 
 
 def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png", first: int = 0,
@@ -427,14 +440,21 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png
     with atomic_output(final / FRAMES_WORKFLOW, overwrite=True, record=False) as tmp:
         tmp.write_text(_marker(clip, workflow_yaml), encoding="utf-8")
 
-    def write(a: int, block, floats) -> None:
+    def write(a: int, block, floats, alpha) -> None:
         for j, frame in enumerate(block):
             with atomic_output(final / frame_name(first + a + j, fmt), overwrite=True, record=False) as tmp:
                 if fmt == "exr":
                     _write_exr_frame(frame, tmp, final, a + j, first,
                                      clip.timecode and clip.timecode.shifted(a + j, clip.fps),
-                                     None if floats is None else floats[j])
-                elif not cv2.imwrite(str(tmp), frame[..., ::-1]):
+                                     None if floats is None else floats[j], None if alpha is None else alpha[j])
+                    continue
+                if alpha is not None:
+                    from nodes.common.alpha import straight_rgba
+                    frame = straight_rgba(frame, alpha[j])
+                if fmt == "tif":
+                    _write_tiff(frame, tmp, final, a + j, first)
+                elif not cv2.imwrite(str(tmp), cv2.cvtColor(frame, cv2.COLOR_RGBA2BGRA if alpha is not None
+                                                             else cv2.COLOR_RGB2BGR)):
                     raise NodeError(_frame_failure(final, a + j, frame.nbytes, first=first))
 
     # One block is written (PNG/EXR compression, 60 ms a 1080p frame) by a second thread while this one
@@ -445,16 +465,27 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png
     with ThreadPoolExecutor(1, thread_name_prefix="frames") as pool:
         pending = None
         try:
-            for a, block, floats in _blocks(clip, fmt, start):
+            for a, block, floats, alpha in _blocks(clip, fmt, start):
                 if pending is not None:
                     _wait(pending, progress, clip.length)
-                pending = (pool.submit(write, a, block, floats), a + len(block))
+                pending = (pool.submit(write, a, block, floats, alpha), a + len(block))
             if pending is not None:
                 _wait(pending, progress, clip.length)
                 pending = None
         finally:
             if pending is not None:
                 pending[0].exception()      # a failure upstream: let the write in flight finish first
+
+
+def _write_tiff(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int) -> None:
+    """One frame as a deflate TIFF; RGBA as straight colour, tagged so (ExtraSamples 2: unassociated alpha), so
+    Nuke and After Effects take it without guessing."""
+    from PIL import Image
+    try:
+        Image.fromarray(frame, "RGBA" if frame.shape[-1] == 4 else "RGB").save(
+            tmp, format="TIFF", compression="tiff_adobe_deflate")
+    except OSError:
+        raise NodeError(_frame_failure(folder, i, frame.nbytes, "tif", first)) from None
 
 
 def _wait(pending, progress, total: int) -> None:

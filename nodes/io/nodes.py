@@ -51,8 +51,9 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
     Frames come as players show them: turned upright (phones), HDR (HLG, PQ) mapped to SDR with
     HDR's reference white as white, stretched to square pixels (DV, DVD, HDV store them wider or
     narrower than tall), deinterlaced where the file is interlaced (each picture keeps its time), and
-    laid over black where it is transparent (ProRes 4444, VP9 with alpha), as io.load_image lays a
-    transparent picture; the log says what was done. The audio track and the timecode, if any,
+    laid over black where it is transparent (ProRes 4444, VP9 with alpha, QuickTime PNG or Animation), as
+    io.load_image lays a transparent picture, with the alpha travelling beside them (see io.save_video);
+    the log says what was done. The audio track and the timecode, if any,
     travel with the clip so writers can keep them.
 
     `lut` applies the camera maker's (or the show's) LUT to 10-bit footage before it becomes the 8-bit
@@ -70,7 +71,10 @@ def load_frames(ctx, path: str = Param("", kind="path", required=True,
                 layer: str = Param("", help=LAYER_HELP)) -> VIDEO:
     """Read an image sequence (sorted by natural order) as a clip. A frame missing from a numbered sequence
     (shot.1001.exr, shot.1003.exr) is filled by holding the one before it, and the log names it. An EXR
-    plate's frame numbers, frame rate and timecode travel with the clip, for io.save_frames.
+    plate's frame numbers, frame rate and timecode travel with the clip, for io.save_frames. Transparent
+    frames (RGBA PNG, TIFF, EXR) are laid over black and their alpha travels with the clip: through
+    editing, resizing and colour nodes to io.save_frames, io.save_video (prores, vp9) and video.over; a node
+    that cannot keep it says so in the log.
 
     `layer` reads a render pass of EXR files (Blender's multilayer ViewLayer.Depth, .Mist, .Normal, or a
     sequence of one pass: depth_####.exr) as the control picture a ControlNet takes (control.apply with
@@ -113,7 +117,8 @@ def save_video(ctx, video: VIDEO,
                codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1",
                                                      "gif", "webp"),
                                   help="h264/h265/av1 mp4, vp9 webm, prores or dnxhr mov and dnxhr mxf (for "
-                                       "editors), ffv1 lossless mkv, gif, webp"),
+                                       "editors), ffv1 lossless mkv, gif, webp. A clip with alpha keeps it in "
+                                       "prores (4444), vp9, ffv1 and webp"),
                crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
                keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
@@ -125,8 +130,17 @@ def save_video(ctx, video: VIDEO,
     open the result again. Written to a temporary name and renamed when complete; an existing
     file is replaced only if Kinograph wrote it, or with `overwrite`, and the render it replaces
     is kept as takes/NAME.001.mp4, .002, ... beside it (`--replace` or `keep_takes` in config.yaml
-    to keep fewer)."""
-    from .video_write import write_video
+    to keep fewer).
+
+    A clip with transparency (an element read from ProRes 4444, VP9 or RGBA frames, a key) keeps its
+    alpha in prores (ProRes 4444, 16-bit alpha), vp9 (WebM with alpha, as browsers play it), ffv1 and
+    webp, each with straight (unpremultiplied) colour as those formats hold it; the other codecs have no
+    alpha and the log says it is left out."""
+    from .video_write import ALPHA_CODECS, write_video
+    if video.matte is not None and codec not in ALPHA_CODECS:
+        ctx.log(f"the alpha (transparency) is not written: {codec} has none, so the frames go out laid over black. "
+                f"To keep it, write codec prores (.mov, ProRes 4444) or vp9 (.webm), or io.save_frames (png, tif, "
+                f"exr); to lay the clip over a background first, use video.over")
     if fps and keep_audio and video.audio is not None and abs(fps - video.fps) > 1e-3 * video.fps:
         # Frames at another rate play faster or slower; the sound would not, and drifted off the pictures.
         ctx.log(f"the audio track is dropped: fps {fps:g} plays the clip's {video.fps:g} fps frames at another "
@@ -156,7 +170,8 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
                 overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill (kept as "
                                                     "an earlier take unless --replace)"),
                 format: str = Param("png", choices=list(FRAME_FORMATS),
-                                    help="png, or exr: linear-light half float, as Nuke and Blender read a plate"),
+                                    help="png, exr: linear-light half float, as Nuke and Blender read a plate, or "
+                                         "tif (8-bit); a clip's alpha goes into each"),
                 first: int = Param(-1, min=-1, max=999999, help="number of the first frame's file: 1001 for a VFX "
                                                                 "plate (frame_001001.exr ...); -1: the numbers of "
                                                                 "the sequence the clip was read from, else 0")
@@ -167,6 +182,9 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     unless `first` says otherwise; a generated clip starts at 0. An EXR plate that no node has changed
     (trimmed, retimed, joined) is written as its files hold it, above 1.0 and alpha included; frames a
     node has changed are the 8-bit picture's light, as io.save_image writes them.
+
+    A clip with transparency writes RGBA: PNG and TIFF with straight colour (PNG's rule; the TIFF tagged
+    unassociated alpha), EXR with colour premultiplied in linear light, as Nuke and Blender keep it.
 
     Nothing else in the folder is touched. The earlier render's frames are kept as takes/NAME.001/
     beside the folder, which then holds this render alone; with `--replace` (or `keep_takes: 0` in

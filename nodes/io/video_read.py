@@ -14,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from graph_engine import Audio, Clip, NodeError, Timecode
+from graph_engine.clip import split_reader
 from nodes.common.color import TRC_HLG, TRC_PQ, hdr_to_sdr
 
 from .images import over_black
@@ -32,8 +33,8 @@ MAX_HELD = 30 * 86400
 # (flow, upscaling, a diffusion model) takes the comb for detail. Players deinterlace; so does "auto"
 # where the file says it is interlaced; the other two force it, for captures flagged progressive.
 DEINTERLACE = ("auto", "off", "top field first", "bottom field first")
-ALPHA_NOTE = "it has transparency (an alpha channel): frames are laid over black, as io.load_image lays a " \
-             "transparent picture"
+ALPHA_NOTE = "it has transparency (an alpha channel): it travels with the clip (frames laid over black, the " \
+             "alpha beside them) to io.save_video's prores or vp9, io.save_frames and video.over"
 # libavcodec's AVFieldOrder, in the order of the stream's field_order: 0 unknown, 1 progressive, then the
 # interlaced ones, named by the field coded first and the one shown first (TT, BB, TB, BT).
 _SHOWN_TOP_FIRST = {2: True, 3: False, 4: False, 5: True}
@@ -321,12 +322,12 @@ class VideoSource:
             wide = frame.to_ndarray(format=deep if self._deep else "rgba" if self._alpha else "rgb24", **self._convert)
             arr = apply_lut(np.ascontiguousarray(wide[..., :3]), self._lut, pos=self._lut_pos)
             if self._alpha:
-                arr = over_black(arr, wide[..., 3].astype(np.float32) / (65535.0 if self._deep else 255.0))
+                arr = _with_alpha(arr, wide[..., 3], 65535.0 if self._deep else 255.0)
         elif self._alpha:
             wide = frame.to_ndarray(format="rgba64le" if self._hdr else "rgba", **self._convert)
             arr = hdr_to_sdr(np.ascontiguousarray(wide[..., :3]), self._hdr, self._bt2020, self._white) if self._hdr \
                 else wide[..., :3]
-            arr = over_black(arr, wide[..., 3].astype(np.float32) / (65535.0 if self._hdr else 255.0))
+            arr = _with_alpha(arr, wide[..., 3], 65535.0 if self._hdr else 255.0)
         elif self._hdr:
             arr = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), self._hdr, self._bt2020, self._white)
         else:
@@ -338,7 +339,7 @@ class VideoSource:
     def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
         import av
         w, h = size or (self.width, self.height)
-        out = np.empty((len(indices), h, w, 3), np.uint8)
+        out = np.empty((len(indices), h, w, 4 if self._alpha else 3), np.uint8)     # RGBA: split_reader
         with self._lock:
             it = self._frames_from(indices[0])
             k = 0
@@ -516,13 +517,13 @@ class PillowSource:
 
     def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
         w, h = size or (self.width, self.height)
-        out = np.empty((len(indices), h, w, 3), np.uint8)
+        out = np.empty((len(indices), h, w, 4 if self._alpha else 3), np.uint8)     # RGBA: split_reader
         with self._lock:
             for k, i in enumerate(indices):
                 self._im.seek(int(i))
                 if self._alpha:
                     rgba = np.asarray(self._im.convert("RGBA"))
-                    out[k] = _resized(over_black(rgba[..., :3], rgba[..., 3] / np.float32(255.0)), w, h)
+                    out[k] = _resized(_with_alpha(rgba[..., :3], rgba[..., 3], 255.0), w, h)
                 else:
                     out[k] = _resized(np.asarray(self._im.convert("RGB")), w, h)
         return out
@@ -561,8 +562,16 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     out_fps = base_fps / max(1, every_nth)
     audio = Audio(path, src.audio_at + start / base_fps, len(idx) * max(1, every_nth) / base_fps) if src.has_audio else None
     timecode = src.timecode.shifted(int(idx[0]), src.fps) if src.timecode and len(idx) else None
-    return Clip(len(idx), out_fps, w, h, lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), audio,
-                timecode=timecode)
+    colour, matte = lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), None
+    if src._alpha:      # decoded once for both (ProRes 4444, VP9 with alpha, QuickTime PNG or Animation)
+        colour, matte = split_reader(colour)
+    return Clip(len(idx), out_fps, w, h, colour, audio, timecode=timecode).with_matte(matte)
+
+
+def _with_alpha(rgb: np.ndarray, alpha: np.ndarray, top: float) -> np.ndarray:
+    """uint8 HxWx4: the colour laid over black by `alpha` (0..top), and the alpha as uint8 (Clip.matte)."""
+    a = alpha.astype(np.float32) / top
+    return np.concatenate([over_black(rgb, a), (a * 255.0 + 0.5).astype(np.uint8)[..., None]], -1)
 
 
 def _target_size(w0: int, h0: int, w: int, h: int):

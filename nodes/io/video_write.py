@@ -32,6 +32,10 @@ HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
          ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
 _BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
+# Codecs that keep a clip's transparency (Clip.matte), all as straight (unpremultiplied) colour beside the
+# alpha, as their players and editors composite them: ProRes 4444 (Apple's ProRes keeps straight colour),
+# VP9 with alpha (browsers), FFV1 (lossless), animated PNG and WebP.
+ALPHA_CODECS = ("prores", "vp9", "ffv1", "png", "webp")
 # The primaries and transfer are said of the frames coming in: ffmpeg 8 and later take an encoder's colour tags
 # from its frames, and -color_primaries/-color_trc given for the output were dropped (every render was tagged
 # bt709/unknown/unknown, which QuickTime, Safari and editors show with a gamma of their own choosing).
@@ -43,30 +47,36 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def codec_args(codec: str, crf: int, fps: float) -> list:
-    even = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2,scale=out_color_matrix=bt709:out_range=tv"]
+def codec_args(codec: str, crf: int, fps: float, alpha: bool = False) -> list:
+    """ffmpeg's output options for `codec`; alpha: the frames come as RGBA (ALPHA_CODECS keep it)."""
+    even = ["-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2{':color=black@0' if alpha else ''},"
+                   f"scale=out_color_matrix=bt709:out_range=tv"]
     if codec == "h264":
         return even + ["-c:v", "libx264", "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p"] + _BT709
     if codec == "h265":
         return even + ["-c:v", "libx265", "-crf", str(crf), "-pix_fmt", "yuv420p", "-tag:v", "hvc1",
                        "-x265-params", "log-level=error"] + _BT709
-    if codec == "vp9":
-        return even + ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", "-pix_fmt", "yuv420p", "-row-mt", "1"] + _BT709
+    if codec == "vp9":      # yuva420p: WebM's alpha (alpha_mode), as browsers and Kinograph read it
+        return even + ["-c:v", "libvpx-vp9", "-crf", str(crf), "-b:v", "0", "-pix_fmt",
+                       "yuva420p" if alpha else "yuv420p", "-row-mt", "1"] + _BT709
     if codec == "av1":
         return even + ["-c:v", "libsvtav1", "-crf", str(crf), "-pix_fmt", "yuv420p"] + _BT709
-    if codec == "prores":
+    if codec == "prores":   # HQ, or 4444 with a 16-bit alpha for a clip with transparency
+        if alpha:
+            return ["-c:v", "prores_ks", "-profile:v", "4", "-pix_fmt", "yuva444p10le", "-alpha_bits", "16"] + _BT709
         return ["-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le"] + _BT709
     if codec == "dnxhr":      # DNxHR HQ, 8-bit 4:2:2: what Avid (in .mxf) and Premiere edit natively
         return even + ["-c:v", "dnxhd", "-profile:v", "dnxhr_hq", "-pix_fmt", "yuv422p"] + _BT709
     if codec == "ffv1":
-        return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "rgb24"]
+        return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgra" if alpha else "rgb24"]
     if codec == "gif":
         return ["-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a",
                 "-loop", "0"]
     if codec == "webp":
-        return ["-c:v", "libwebp_anim", "-lossless", "0", "-quality", str(max(0, 100 - 2 * crf)), "-loop", "0"]
+        return ["-c:v", "libwebp_anim", "-lossless", "0", "-quality", str(max(0, 100 - 2 * crf)), "-loop", "0"] + \
+            (["-pix_fmt", "yuva420p"] if alpha else [])
     if codec == "png":
-        return ["-c:v", "apng", "-plays", "0"]
+        return ["-c:v", "apng", "-plays", "0"] + (["-pix_fmt", "rgba"] if alpha else [])
     raise NodeError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
 
 
@@ -212,7 +222,8 @@ def _joined(pieces) -> str:
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", *_SRGB_IN,
+    alpha = clip.matte is not None and codec in ALPHA_CODECS
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgba" if alpha else "rgb24", *_SRGB_IN,
            "-s", f"{clip.width}x{clip.height}", "-r", _rate(rate), "-i", "-"]
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
@@ -243,7 +254,7 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     if clip.timecode is not None and codec not in ("gif", "webp", "png"):
         # The source's timecode, so an editor conforming the cut finds the render where the plate was.
         cmd += ["-timecode", clip.timecode.at(rate).label()]
-    cmd += codec_args(codec, crf, rate)
+    cmd += codec_args(codec, crf, rate, alpha)
     if tmp.suffix.lower() in (".mp4", ".mov"):
         # faststart: the index before the pictures, so a browser plays a web upload while it loads (without
         # the workflow to embed it was left at the end, and the page waited for the whole file).
@@ -282,6 +293,9 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     try:
         try:
             for a, block in clip.chunks():
+                if alpha:       # straight colour beside the alpha, as these codecs keep it
+                    from nodes.common.alpha import straight_rgba
+                    block = straight_rgba(block, clip.matte.frames(a, a + len(block)))
                 queue.put(np.ascontiguousarray(block))
                 if progress:
                     progress(a + len(block), clip.length)

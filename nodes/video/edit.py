@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from graph_engine import Audio, Clip, NodeError
+from nodes.common.stream import moved
 
 # Chunks of its source a clip read backwards computes at a time (forwards, in one pass): about 150 MB at 1080p.
 BACKWARDS_SPAN = 6
@@ -27,14 +28,15 @@ def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=..., n
             return clip.frames(lo, hi)[want - lo]
         # Copied one by one: a frame is a view that keeps its whole source chunk alive, so a list of them
         # held a chunk per frame (every_nth 50 at 640x360: 32 chunks, 700 MB, for 32 frames of 22 MB).
-        out = np.empty((len(want), clip.height, clip.width, 3), np.uint8)
+        out = np.empty((len(want), clip.height, clip.width, clip.channels), np.uint8)
         for k, i in enumerate(want):
             out[k] = clip.frame(int(i))
         return out
 
     return clip.with_(length=len(indices), fps=fps, reader=reader,
                       audio=None if audio is ... else audio, timecode=None if timecode is ... else timecode,
-                      number=number, linear=_picked(clip.linear, indices))
+                      number=number, linear=_picked(clip.linear, indices),
+                      matte=None if clip.matte is None else take(clip.matte, indices, fps))
 
 
 def _picked(linear, indices: np.ndarray):
@@ -104,15 +106,18 @@ def concat(a: Clip, b: Clip) -> Clip:
     if a.audio or b.audio:
         same = abs(a.fps - b.fps) <= 1e-3 * max(a.fps, b.fps)
         audio = Audio.joined(_sound_of(a, a.length / a.fps) + _sound_of(b, b.length / a.fps, same))
-    return a.with_(length=a.length + b.length, reader=reader, audio=audio, linear=linear, number=a.number)
+    # A clip without transparency joined to one with it is opaque, so the join keeps the other's alpha.
+    matte = concat(a.opaque_matte(), b.opaque_matte()) if a.matte is not None or b.matte is not None else None
+    return a.with_(length=a.length + b.length, reader=reader, audio=audio, linear=linear, number=a.number,
+                   matte=matte)
 
 
 def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:
     import cv2
     interp = RESIZE_METHODS[method]
-    out = np.empty((len(frames), height, width, 3), np.uint8)
+    out = np.empty((len(frames), height, width, frames.shape[-1]), np.uint8)
     for i, f in enumerate(frames):
-        out[i] = cv2.resize(f, (width, height), interpolation=interp)
+        out[i] = cv2.resize(f, (width, height), interpolation=interp).reshape(out[i].shape)   # a matte's 1 channel
     return out
 
 
@@ -131,7 +136,7 @@ FITS = ("stretch", "crop", "pad")
 
 def fitted_frames(frames: np.ndarray, width: int, height: int, method: str, fit: str) -> np.ndarray:
     """Frames at width x height keeping their shape: `crop` fills the size and cuts the overflow (centred),
-    `pad` fits inside it with black bars; `stretch` pulls them to it."""
+    `pad` fits inside it with black bars (transparent in a matte); `stretch` pulls them to it."""
     h0, w0 = frames.shape[1:3]
     if fit == "stretch" or w0 * height == h0 * width:
         return resize_frames(frames, width, height, method)
@@ -145,7 +150,7 @@ def fitted_frames(frames: np.ndarray, width: int, height: int, method: str, fit:
     if fit == "crop":
         x, y = (w - width) // 2, (h - height) // 2
         return np.ascontiguousarray(scaled[:, y:y + height, x:x + width])
-    out = np.zeros((len(frames), height, width, 3), np.uint8)
+    out = np.zeros((len(frames), height, width, frames.shape[-1]), np.uint8)
     x, y = (width - w) // 2, (height - h) // 2
     out[:, y:y + h, x:x + w] = scaled
     return out
@@ -153,7 +158,9 @@ def fitted_frames(frames: np.ndarray, width: int, height: int, method: str, fit:
 
 def resize(clip: Clip, width: int, height: int, method: str = "area", fit: str = "stretch") -> Clip:
     w, h = fit_size(clip.width, clip.height, width, height)
-    return clip.map(lambda f: fitted_frames(f, w, h, method, fit), w, h)
+    return clip.map(lambda f: fitted_frames(f, w, h, method, fit), w, h).with_(matte=moved(
+        clip.matte, lambda f: fitted_frames(f, w, h, method, fit), w, h))
+
 
 
 def change_fps(clip: Clip, fps: float, mode: str) -> Clip:

@@ -1,7 +1,7 @@
 """Simple clip utilities."""
 import numpy as np
 
-from graph_engine import Param, node
+from graph_engine import Input, Param, node
 from graph_engine.types import IMAGE, VIDEO, add_hint
 
 from . import edit
@@ -16,9 +16,13 @@ def _drops_audio(ctx, why: str, *clips) -> None:
         ctx.log(f"the audio track is dropped: {why}")
 
 
+# Every editing node here keeps a clip's alpha (Clip.matte): they pick, order or move pixels, and do the
+# same to the alpha; resize's pad bars are transparent.
+
+
 @node("video.trim", category="Video", temporal_radius=0)
 def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept, counted from 0"), count: int = Param(0, min=0, help="0 = to the end")) -> VIDEO:
-    """Keep `count` frames starting at `start`."""
+    """Keep `count` frames starting at `start` (the alpha, if any, with them)."""
     return edit.trim(video, start, count)
 
 
@@ -46,8 +50,10 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
            fit: str = Param("stretch", choices=edit.FITS,
                             help="with both sides given, another shape: stretch to it; crop: fill it and cut "
                                  "the overflow, centred (16:9 to 9:16 for a phone); pad: fit inside with black "
-                                 "bars (a portrait clip joined to landscape ones)")) -> VIDEO:
-    """Resize every frame; a 0 side keeps the aspect ratio, and `fit` keeps it when both are given."""
+                                 "bars, transparent in a clip with alpha (a portrait clip joined to landscape "
+                                 "ones)")) -> VIDEO:
+    """Resize every frame; a 0 side keeps the aspect ratio, and `fit` keeps it when both are given. A clip's
+    alpha is resized alike."""
     return edit.resize(video, width, height, method, fit)
 
 
@@ -91,3 +97,55 @@ def frame(ctx, video: VIDEO, index: int = Param(0, help="frame number; negative 
     if not -video.length <= index < video.length:
         raise NodeError(f"frame {index} is outside the clip's {video.length} frames")
     return video.frame(index)
+
+
+def _key_problem(text):
+    from graph_engine import NodeError
+    from .matte import key_colour
+    try:
+        key_colour(text)
+    except NodeError as e:
+        return str(e)
+    return None
+
+
+@node("video.over", title="Over (Composite)", category="Video", temporal_radius=0)
+def over(ctx, video: VIDEO, background: VIDEO = Input(help="the plate (or a still image) to lay the clip over"),
+         blend: str = Param("linear", choices=("linear", "encoded"),
+                            help="linear: blend the light, as Nuke merges (soft edges and motion blur look right); "
+                                 "encoded: blend the sRGB values, as After Effects (without linear blending) and "
+                                 "web browsers do")) -> VIDEO:
+    """Lay a clip with transparency (an element: ProRes 4444, RGBA frames, a key) over a background of the
+    same size: out = element + (1 - alpha) x background. A background shorter than the clip holds its last
+    frame (a still holds throughout). The result keeps the background's sound, timecode and frame numbers
+    when it is as long as the clip, and is opaque unless the background has an alpha of its own. A clip
+    without alpha covers the background."""
+    from .matte import over as _over
+    ctx.alpha_handled = True        # the result is the element laid over: opaque, as asked
+    if video.matte is None:
+        ctx.log("the clip has no alpha (transparency), so it covers the background: give it one first "
+                "(video.matte) or read it from a file that has one")
+    return _over(video, background, blend)
+
+
+@node("video.matte", title="Set Alpha (Key)", category="Video", temporal_radius=0)
+def matte(ctx, video: VIDEO,
+          source: VIDEO = Input(optional=True, help="alpha: a clip whose alpha to take; luma: a black-and-white "
+                                                     "matte (white opaque); a shorter one holds its last frame"),
+          mode: str = Param("alpha", choices=("alpha", "luma", "chroma", "none"),
+                            help="alpha: the alpha of `source` (an element's, kept past a node that drops it); "
+                                 "luma: the brightness of `source` (a matte file), or of the clip (a luma key); "
+                                 "chroma: key out the `key` colour (green or blue screen); none: remove the alpha"),
+          key: str = Param("0 177 64", check=_key_problem, help="chroma: the screen's colour, red green blue "
+                                                                  "0-255 or #00b140"),
+          tolerance: float = Param(0.12, min=0.0, max=1.0, help="chroma: how far from the key colour is still "
+                                                                 "fully transparent"),
+          softness: float = Param(0.1, min=0.0, max=1.0, help="chroma: the width of the soft edge past tolerance"),
+          despill: bool = Param(True, help="chroma: neutralise the screen's light spilled on the subject"),
+          invert: bool = Param(False, help="swap transparent and opaque")) -> VIDEO:
+    """Give a clip an alpha (transparency), for io.save_video (prores, vp9), io.save_frames or video.over:
+    from another clip's alpha, a black-and-white matte, a luma key, or a chroma key against a green or
+    blue screen (with despill). The colour is laid over black by the new alpha (premultiplied)."""
+    from .matte import key_colour, with_alpha
+    ctx.alpha_handled = True        # mode none removes it, as asked
+    return with_alpha(video, mode, source, key_colour(key), tolerance, softness, despill, invert)

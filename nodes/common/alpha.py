@@ -1,0 +1,102 @@
+"""Transparency maths for 8-bit frames and their mattes (graph_engine.Clip.matte).
+
+One convention everywhere: a frame is its colour laid over black in sRGB code values (straight colour
+times alpha, what every reader has always shown of a transparent picture), and the alpha is uint8, 255
+opaque. Files differ, so each writer converts: PNG, TIFF, ProRes 4444 and VP9 keep straight colour (the
+frame taken off black); EXR keeps colour premultiplied in linear light (as Nuke and Blender do), made here
+from the straight colour's light times alpha, and read back the same way, so an EXR and a PNG of one
+element come in with the same frame and edges."""
+from __future__ import annotations
+
+import numpy as np
+
+from .color import linear_to_srgb, srgb_to_linear, to_uint8
+
+
+def _a(alpha: np.ndarray) -> np.ndarray:
+    """Alpha with its channel axis ([..., 1]), given with or without it (HxW, HxWx1, nxHxWx1)."""
+    alpha = np.asarray(alpha)
+    return alpha if alpha.ndim >= 3 and alpha.shape[-1] == 1 else alpha[..., None]
+
+
+def premultiplied(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 straight colour laid over black by uint8 alpha (rounded: 255 keeps it, 0 is black)."""
+    a = _a(alpha).astype(np.uint16)
+    return ((rgb.astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+
+
+def unpremultiplied(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The straight colour of a frame laid over black (premultiplied) by uint8 alpha; black where alpha is 0
+    (nothing of the colour is left there). premultiplied(unpremultiplied(f, a), a) == f for f <= a."""
+    a = _a(alpha).astype(np.uint32)
+    out = (frame.astype(np.uint32) * 255 + a // 2) // np.maximum(a, 1)
+    return np.where(a > 0, np.minimum(out, 255), 0).astype(np.uint8)
+
+
+def from_linear_premultiplied(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 frame (colour over black in code values) of float linear-light colour premultiplied by float
+    alpha in [0, 1] (an EXR's RGBA). Where alpha is 0 nothing shows; light above the alpha (a glow stored
+    with little alpha) is clipped to what straight colour can hold."""
+    rgb = np.nan_to_num(np.asarray(rgb, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    a = np.clip(np.nan_to_num(np.asarray(alpha, np.float32)), 0.0, 1.0)[..., None]
+    straight = np.where(a > 0, rgb / np.maximum(a, 1e-8), 0.0)
+    return premultiplied(to_uint8(linear_to_srgb(np.clip(straight, 0.0, 1.0))), to_uint8(a))
+
+
+def to_linear_premultiplied(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """float32 linear-light colour premultiplied by alpha (an EXR's RGB) of a uint8 frame and its uint8 alpha."""
+    a = _a(alpha)
+    straight = srgb_to_linear(unpremultiplied(frame, a).astype(np.float32) / 255.0)
+    return straight * (a.astype(np.float32) / 255.0)
+
+
+def over(fg: np.ndarray, fa: np.ndarray, bg: np.ndarray, ba=None, linear: bool = True) -> tuple:
+    """(frame, alpha) of uint8 frame `fg` (over black) with uint8 alpha `fa` laid over `bg` (with alpha `ba`, or
+    opaque): out = fg + (1 - a) bg, alpha a + (1 - a) b. In linear light, as Nuke merges (edges and motion blur
+    blend as light does), or in code values, as After Effects without a linear working space and browsers do."""
+    a = _a(fa).astype(np.float32) / 255.0
+    b = np.ones_like(a) if ba is None else _a(ba).astype(np.float32) / 255.0
+    alpha = a + (1.0 - a) * b
+    out_a = to_uint8(alpha)
+    if not linear:
+        return to_uint8((fg.astype(np.float32) + (1.0 - a) * bg.astype(np.float32)) / 255.0), out_a
+    back = srgb_to_linear(bg.astype(np.float32) / 255.0) if ba is None else to_linear_premultiplied(bg, ba)
+    lin = to_linear_premultiplied(fg, fa) + (1.0 - a) * back
+    if ba is None:      # opaque: the light as it is
+        return to_uint8(linear_to_srgb(lin)), out_a
+    return from_linear_premultiplied(lin, alpha[..., 0]), out_a
+
+
+def luma_alpha(frames: np.ndarray) -> np.ndarray:
+    """uint8 alpha [..., 1] of a matte picture: its Rec. 709 luma (white opaque), as a matte file is painted."""
+    y = frames.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return np.clip(y + 0.5, 0, 255).astype(np.uint8)[..., None]
+
+
+def chroma_key(frames: np.ndarray, key, tolerance: float, softness: float, despill: bool = True) -> tuple:
+    """(straight colour, uint8 alpha [..., 1]) of frames shot against a `key` colour (uint8 RGB): transparent
+    where a pixel's chroma (Rec. 709 Cb, Cr) is within `tolerance` of the key's, opaque past tolerance +
+    softness, a ramp between (0..1 of the chroma plane's range). despill: the key's dominant channel is held
+    to the larger of the other two (green or blue light spilled on the subject turns neutral), as a keyer's
+    despill does."""
+    f = frames.astype(np.float32) / 255.0
+    k = np.asarray(key, np.float32) / 255.0
+
+    def chroma(rgb):
+        y = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        return np.stack([(rgb[..., 2] - y) / 1.8556, (rgb[..., 0] - y) / 1.5748], -1)
+
+    dist = np.linalg.norm(chroma(f) - chroma(k), axis=-1)
+    a = np.clip((dist - tolerance) / max(softness, 1e-6), 0.0, 1.0)
+    if despill:
+        main = int(np.argmax(k))
+        others = [c for c in range(3) if c != main]
+        f[..., main] = np.minimum(f[..., main], np.maximum(f[..., others[0]], f[..., others[1]]))
+    return to_uint8(f), to_uint8(a)[..., None]
+
+
+def straight_rgba(frames: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 [..., 4] of frames (over black) and their uint8 alpha: the straight colour beside the alpha, as
+    PNG, TIFF, ProRes 4444 and VP9 keep it."""
+    a = _a(alpha)
+    return np.concatenate([unpremultiplied(frames, a), a], -1)
