@@ -283,3 +283,22 @@ def test_a_sharded_render_keeps_the_alpha(tmp_path):
     joined = joined_clip(registry, files, ranges, info)
     assert READER == "io.load_video" and np.array_equal(joined.matte.to_array(), alpha)
     assert np.array_equal(joined.to_array(), frames)
+
+
+def test_vp9_edges_keep_their_colour(tmp_path):
+    """VP9 keeps colour at half resolution (4:2:0): the straight colour of a transparent pixel (black, or the
+    screen's green a keyer left) was shared with the visible pixel beside it, and an element's edge came back
+    35-44 levels off, a fringe on every background. Transparent pixels now get their edge's colour."""
+    from nodes.common.alpha import premultiplied
+    from nodes.io.video_write import write_video
+    src = np.zeros((3, H, W, 4), np.uint8)
+    src[..., :3] = (200, 120, 40)
+    src[:, 5:, :20, 3] = 255                # an odd row and a column pair where the alpha steps
+    src[:, :5, :, 1] = 255                  # the screen, hidden
+    alpha = src[..., 3:].copy()
+    clip = Clip.from_array(premultiplied(src[..., :3], alpha), 12).with_matte(lambda a, b: alpha[a:b])
+    write_video(clip, str(tmp_path / "el.webm"), codec="vp9", crf=4)
+    fmt, got = read_rgba(tmp_path / "el.webm")
+    seen = src[..., 3] == 255
+    assert fmt == "yuva420p" and np.abs(got[..., 3].astype(int) - src[..., 3]).max() <= 2
+    assert np.abs(got[..., :3].astype(int) - src[..., :3])[seen].max() <= 3

@@ -36,6 +36,8 @@ _BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
 # alpha, as their players and editors composite them: ProRes 4444 (Apple's ProRes keeps straight colour),
 # VP9 with alpha (browsers), FFV1 (lossless), animated PNG and WebP.
 ALPHA_CODECS = ("prores", "vp9", "ffv1", "png", "webp")
+# Of those, the ones whose colour is shared between neighbours (4:2:0): transparent pixels get the edge's colour.
+LOSSY_ALPHA = ("vp9", "webp")
 # The primaries and transfer are said of the frames coming in: ffmpeg 8 and later take an encoder's colour tags
 # from its frames, and -color_primaries/-color_trc given for the output were dropped (every render was tagged
 # bt709/unknown/unknown, which QuickTime, Safari and editors show with a gamma of their own choosing).
@@ -295,7 +297,7 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
             for a, block in clip.chunks():
                 if alpha:       # straight colour beside the alpha, as these codecs keep it
                     from nodes.common.alpha import straight_rgba
-                    block = straight_rgba(block, clip.matte.frames(a, a + len(block)))
+                    block = straight_rgba(block, clip.matte.frames(a, a + len(block)), bleed=codec in LOSSY_ALPHA)
                 queue.put(np.ascontiguousarray(block))
                 if progress:
                     progress(a + len(block), clip.length)
