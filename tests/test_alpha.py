@@ -71,11 +71,12 @@ def test_an_rgba_sequence_keeps_its_alpha_through_edits_and_a_grade_to_png_tif_a
                          "  trim: {type: video.trim, inputs: {video: load.video}, params: {start: 1, count: 4}}\n"
                          "  nth: {type: video.every_nth, inputs: {video: trim.video}, params: {n: 2}}\n"
                          "  grade: {type: color.grade, inputs: {video: nth.video}}\n"
-                         "  fps: {type: video.fps, inputs: {video: grade.video}, params: {fps: 6, mode: retime}}\n"
+                         "  flip: {type: video.flip, inputs: {video: grade.video}, params: {direction: both}}\n"
+                         "  fps: {type: video.fps, inputs: {video: flip.video}, params: {fps: 6, mode: retime}}\n"
                          + "".join(f"  {f}: {{type: io.save_frames, inputs: {{video: fps.video}}, params: "
                                    f"{{path: out_{f}, format: {f}}}}}\n" for f in ("png", "tif", "exr")))
     assert not any("alpha" in m for ms in logs.values() for m in ms), logs
-    want = src[[1, 3]]
+    want = src[[1, 3], ::-1, ::-1]         # upside down and mirrored
     for k in range(2):      # every_nth leaves the plate's frame numbers: frame_000000 on
         png = np.asarray(Image.open(tmp_path / f"out_png/frame_00000{k}.png"))
         assert png.shape == (H, W, 4)

@@ -163,6 +163,19 @@ def resize(clip: Clip, width: int, height: int, method: str = "area", fit: str =
 
 
 
+FLIPS = ("horizontal", "vertical", "both")
+
+
+def flip(clip: Clip, direction: str) -> Clip:
+    if direction not in FLIPS:
+        raise NodeError(f"direction={direction!r}: choose one of {', '.join(FLIPS)}")
+    axes = {"horizontal": (2,), "vertical": (1,), "both": (1, 2)}[direction]
+
+    def fn(frames: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.flip(frames, axes))
+    return clip.map(fn).with_(matte=moved(clip.matte, fn, clip.width, clip.height))
+
+
 def change_fps(clip: Clip, fps: float, mode: str) -> Clip:
     if mode == "retime":
         return clip.with_(fps=fps, audio=None)

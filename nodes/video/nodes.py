@@ -57,6 +57,14 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
     return edit.resize(video, width, height, method, fit)
 
 
+@node("video.flip", category="Video", temporal_radius=0)
+def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
+                                                   help="horizontal: mirror left and right (Nuke's flop); "
+                                                        "vertical: upside down; both: turned half round")) -> VIDEO:
+    """Mirror every frame (the alpha with it)."""
+    return edit.flip(video, direction)
+
+
 @node("video.every_nth", category="Video", temporal_radius=0)
 def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1, help="keep one frame in n"),
               offset: int = Param(0, min=0, help="the first frame kept")) -> VIDEO:
@@ -124,7 +132,8 @@ def over(ctx, video: VIDEO, background: VIDEO = Input(help="the plate (or a stil
     ctx.alpha_handled = True        # the result is the element laid over: opaque, as asked
     if video.matte is None:
         ctx.log("the clip has no alpha (transparency), so it covers the background: give it one first "
-                "(video.matte) or read it from a file that has one")
+                "(video.matte), or read it from a file that has one (a still PNG too: io.load_frames keeps its "
+                "alpha, io.load_image gives it as a separate mask)")
     return _over(video, background, blend)
 
 
