@@ -85,10 +85,13 @@ def _ends_alpha(spec, ins: dict, outputs: dict) -> bool:
     comp element opaque with nothing said. Writers say themselves what they keep."""
     if spec.output or not any(isinstance(v, Clip) and v.matte is not None for v in ins.values()):
         return False
-    # Clips and pictures (video.frame's uint8 HxWx3); not numbers, reports or models made from the frames.
-    made = [v for v in outputs.values() if isinstance(v, Clip) or (getattr(v, "ndim", 0) == 3 and
-                                                                   str(getattr(v, "dtype", "")) == "uint8")]
+    # Pictures: clips, a frame (video.frame), latents a VAE encoded from them (a video-to-video pass); not
+    # measures, flow or tracks made from the frames, which no alpha belongs to.
+    made = [v for k, v in outputs.items() if k in spec.outputs and spec.outputs[k].type.name in PICTURES]
     return bool(made) and not any(isinstance(v, Clip) and v.matte is not None for v in made)
+
+
+PICTURES = ("VIDEO", "IMAGE", "LATENT")
 
 
 def _too_big(text: str) -> Optional[str]:

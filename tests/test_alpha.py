@@ -191,8 +191,12 @@ def test_a_node_that_cannot_keep_the_alpha_says_so(tmp_path):
     write_pngs(tmp_path / "el", element(2))
     logs = run(tmp_path, "  load: {type: io.load_frames, params: {path: el}}\n"
                          "  poster: {type: stylize.posterize, inputs: {video: load.video}}\n"
-                         "  save: {type: io.save_frames, inputs: {video: poster.video}, params: {path: out}}\n")
+                         "  save: {type: io.save_frames, inputs: {video: poster.video}, params: {path: out}}\n"
+                         "  still: {type: video.frame, inputs: {video: load.video}}\n"
+                         "  sharp: {type: metrics.sharpness, inputs: {video: load.video}}\n")
     assert any("stylize.posterize does not carry the alpha" in m for m in logs["poster"]), logs
+    assert any("video.frame does not carry the alpha" in m for m in logs["still"]), logs
+    assert not any("alpha" in m for m in logs.get("sharp", [])), logs      # a measure: no alpha belongs to it
     assert np.asarray(Image.open(tmp_path / "out/frame_001001.png")).shape == (H, W, 3)
 
 
