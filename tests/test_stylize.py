@@ -232,3 +232,18 @@ def test_relight_light_colour_is_the_colour_picked():
                                   azimuth=Schedule.constant(0.0), elevation=Schedule.constant(90.0)).to_array()
         want = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
         assert np.abs(out[0, 16, 16].astype(int) - want).max() <= 1, hex_colour
+
+
+def test_cartoon_bands_lightness_and_keeps_greys_grey():
+    """A warm grey ramp (a wall: R a few levels above G above B) stays warm grey: banding R, G and B apart put
+    the bin edges of the three channels at different places, so it came out in red, yellow and neutral stripes
+    (R - B up to 40 levels, and G above R in places). A neutral ramp shows `levels` greys."""
+    g = np.repeat(np.linspace(20, 230, 256)[None, :], 24, axis=0)
+    warm = np.clip(np.dstack([g + 6, g + 2, g]), 0, 255).astype(np.uint8)[None]
+    out = stylize.cartoon(Context("s"), Clip.from_array(warm), levels=8, edges=0.0, smoothing=0).to_array()[0]
+    tint = out[..., 0].astype(int) - out[..., 2].astype(int)
+    assert tint.min() >= 0 and tint.max() <= 14, (tint.min(), tint.max())
+    assert (out[..., 1].astype(int) <= out[..., 0] + 1).all()
+    grey = np.repeat(g.astype(np.uint8)[None, ..., None], 3, axis=-1)
+    bands = stylize.cartoon(Context("s"), Clip.from_array(grey), levels=5, edges=0.0, smoothing=0).to_array()[0]
+    assert (bands == bands[..., :1]).all() and 3 <= len(np.unique(bands)) <= 5

@@ -3,7 +3,7 @@
 OpenCV's photo module gives the painterly looks (Gastal & Oliveira's domain transform:
 stylization, edge-preserving smoothing, detail enhancement) and the pencil sketch; ink is a
 soft-thresholded difference of Gaussians (Winnemoeller et al. 2012); cartoon is an iterated bilateral filter,
-posterized, with adaptive-threshold outlines. OpenCV's photo filters expect BGR, so frames
+banded in lightness (as toon shading bands it), with adaptive-threshold outlines. OpenCV's photo filters expect BGR, so frames
 are swapped on the way in and out."""
 from __future__ import annotations
 
@@ -57,11 +57,22 @@ def posterize(frame: np.ndarray, levels: int = 6) -> np.ndarray:
     return lut[frame]
 
 
+def lightness_bands(frame: np.ndarray, levels: int = 8) -> np.ndarray:
+    """Quantize CIE L* to `levels` evenly spaced values (fixed bins), keeping each pixel's a*b* (hue, chroma).
+
+    Banding R, G and B apart gave grey and skin tones false hues: a dark grey wall (R a few levels above G)
+    straddled a bin edge in one channel only and came out in red and yellow patches, a face in pink and green."""
+    lab = cv2.cvtColor(frame.astype(np.float32) * (1.0 / 255.0), cv2.COLOR_RGB2Lab)
+    step = 100.0 / (levels - 1)
+    lab[..., 0] = np.round(lab[..., 0] / step) * step
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def cartoon(frame: np.ndarray, levels: int = 8, edges: float = 1.0, smoothing: int = 2) -> np.ndarray:
     flat = frame
     for _ in range(smoothing):
         flat = cv2.bilateralFilter(flat, 9, 40, 7)
-    flat = posterize(flat, levels)
+    flat = lightness_bands(flat, levels)
     if edges <= 0:
         return flat
     gray = cv2.medianBlur(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 7)

@@ -42,10 +42,11 @@ def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "c
 
 
 @node("stylize.cartoon", title="Cartoon", category="Stylize", temporal_radius=0)
-def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="colour levels per channel"),
+def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="lightness bands, black to white; "
+                                                                          "hues are kept, so greys stay grey"),
             edges: float = Param(1.0, min=0.0, max=1.0, help="outline darkness; 0 = none"),
             smoothing: int = Param(2, min=0, max=8, help="bilateral passes that flatten colour regions")) -> VIDEO:
-    """Flat colour regions with dark outlines (bilateral smoothing, posterize, adaptive edges)."""
+    """Flat colour regions with dark outlines (bilateral smoothing, lightness bands, adaptive edges)."""
     from nodes.common.stream import map_frames
     from nodes.stylize.filters import cartoon as fn
     return map_frames(ctx, video, lambda f: fn(f, levels, edges, smoothing))
