@@ -247,3 +247,16 @@ def test_cartoon_bands_lightness_and_keeps_greys_grey():
     grey = np.repeat(g.astype(np.uint8)[None, ..., None], 3, axis=-1)
     bands = stylize.cartoon(Context("s"), Clip.from_array(grey), levels=5, edges=0.0, smoothing=0).to_array()[0]
     assert (bands == bands[..., :1]).all() and 3 <= len(np.unique(bands)) <= 5
+
+
+@pytest.mark.parametrize("sharpness", [1.0, 2.0, 8.0])
+def test_kuwahara_keeps_an_edge_at_every_sharpness(sharpness):
+    """Sharpness sets how fast rough sectors lose, never whether the filter is a Kuwahara: its lower half was a
+    plain blur (a 200-level step kept 79 levels across two pixels at 1 and 2, the 195 of sharpness 8)."""
+    step = np.zeros((1, 40, 40, 3), np.uint8)
+    step[:, :, 20:] = 200
+    noisy = np.clip(step + np.random.default_rng(0).normal(0, 12, step.shape), 0, 255).astype(np.uint8)
+    k = stylize.kuwahara(Context("s"), Clip.from_array(noisy), radius=6, sharpness=sharpness).to_array()[0]
+    k = k.astype(float)
+    assert k[5:35, 21].mean() - k[5:35, 18].mean() > 140
+    assert k[5:35, 4:12].std() < 0.5 * noisy[0, 5:35, 4:12].astype(float).std()

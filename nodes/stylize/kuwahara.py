@@ -13,6 +13,9 @@ import cv2
 import numpy as np
 
 
+SPREAD = 10.0       # 8-bit levels of spread (summed over R, G, B variances) that halve a sector's weight
+
+
 @functools.lru_cache(maxsize=16)
 def sector_kernels(radius: int, sectors: int = 8) -> tuple:
     ys, xs = np.mgrid[-radius:radius + 1, -radius:radius + 1].astype(np.float32)
@@ -37,8 +40,11 @@ def kuwahara(frame: np.ndarray, radius: int = 5, sharpness: float = 8.0, sectors
     for k in sector_kernels(radius, sectors):
         m = cv2.filter2D(f, -1, k, borderType=cv2.BORDER_REFLECT)
         var = np.maximum(cv2.filter2D(f2, -1, k, borderType=cv2.BORDER_REFLECT) - m * m, 0.0).sum(-1)
-        # Scale the spread to 8-bit units so `sharpness` behaves the same for any image.
-        w = 1.0 / (1.0 + (255.0 * np.sqrt(var)) ** sharpness * 1e-8)
+        # The spread in 8-bit levels against SPREAD: a sector SPREAD levels rough has weight 1/2 at any
+        # sharpness, which sets only how fast rougher sectors lose. (Written (255 sigma)^q * 1e-8, the halfway
+        # point was 10^(8/q) levels: 10^8 at sharpness 1, 100 at 4, so the lower half of the range was a
+        # plain blur, edges and all.)
+        w = 1.0 / (1.0 + (255.0 / SPREAD * np.sqrt(var)) ** sharpness)
         num += m * w[..., None]
         den += w
     return np.clip(num / den[..., None] * 255.0 + 0.5, 0, 255).astype(np.uint8)
