@@ -58,7 +58,7 @@ def test_a_metric_models_distances_are_turned_so_near_is_white():
             rows = torch.linspace(1.0, 10.0, 8)[:, None].expand(8, 8)     # 1 m at the top, 10 m at the bottom
             return type("Out", (), {"predicted_depth": rows[None]})
 
-    def processor(images, return_tensors):
+    def processor(images, return_tensors, **kw):      # as transformers' processors, which take input_data_format
         return {"pixel_values": torch.zeros(1, 3, 8, 8)}
     frame = np.zeros((8, 8, 3), np.uint8)
     metric = depth_picture(Estimator(Model(), processor, True, "cpu").disparity(frame))[..., 0]
@@ -110,3 +110,21 @@ def test_one_range_for_the_clip_holds_the_levels_when_something_comes_into_the_s
     assert per_frame[0][wall].min() == 255 and per_frame[1][wall].max() < 135     # pumped
     assert (per_clip[0][wall] == per_clip[1][wall]).all() and 120 < per_clip[0][20, 18] < 135
     assert per_clip[1, 10, 22] == 255 and per_clip[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("size", [(1, 1), (33, 1), (1000, 4)])
+def test_tiny_frames_and_thin_strips_get_a_depth_map_of_their_size(models, tmp_path, monkeypatch, size):
+    """transformers' processors keep the aspect ratio and round sides to the patch size: a frame 1 px tall (or
+    4 x 1000) became 0 px wide in there ("ValueError: Size must contain 'height' and 'width' keys") and a 1x1
+    frame was read as a one-channel picture. The model now sees a stretched copy; the map is the frame's size."""
+    from graph_engine.api import Session, load_workflow
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    w, h = size
+    wf = tmp_path / "depth.yaml"
+    wf.write_text(WORKFLOW.replace("MODEL", "Depth-Anything-tiny-hf").replace(
+        "  depth:", f"  small: {{type: video.resize, inputs: {{video: src.video}}, params: {{width: {w}, height: {h}, "
+                    f"fit: stretch}}}}\n  depth:").replace("video: src.video}, params: {model", "video: small.video}, "
+                                                           "params: {model"))
+    res = Session(device="cpu").run(load_workflow(wf), use_cache=False, keep=["depth"])
+    assert res.ok, res.failed
+    assert res.outputs["depth"]["video"].to_array().shape == (3, h, w, 3)

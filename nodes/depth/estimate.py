@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Optional, Tuple
 
+import cv2
 import numpy as np
 
 from graph_engine import NodeError
@@ -21,6 +22,8 @@ METRIC_TYPES = ("zoedepth", "glpn", "depth_pro")
 # The share of each frame's pixels (percent) left out at each end of the clip's range (clip_spread).
 TAIL = 0.1
 SPREADS = ("clip", "frame")
+MIN_SIDE = 32       # pixels a side a frame is given to the model at least
+MAX_ASPECT = 8      # longest side over shortest of the picture given to the model
 HF_FOLDER = ("a Hugging Face depth-estimation folder (config.json, model.safetensors, preprocessor_config.json), "
              "e.g. depth-anything/Depth-Anything-V2-Small-hf")
 
@@ -33,7 +36,7 @@ class Estimator:
         """float32 HxW for one uint8 RGB frame, larger = nearer (a metric model's distances inverted)."""
         import torch
         import torch.nn.functional as F
-        inputs = self.processor(images=frame, return_tensors="pt")
+        inputs = self.processor(images=model_sized(frame), return_tensors="pt", input_data_format="channels_last")
         pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
         with torch.inference_mode():
             pred = self.model(pixel_values=pixels).predicted_depth
@@ -42,6 +45,18 @@ class Estimator:
         if self.metric:
             d = 1.0 / np.maximum(d, 1e-6)
         return d
+
+
+def model_sized(frame: np.ndarray) -> np.ndarray:
+    """The frame stretched, where it is tiny or a thin strip, to at least MIN_SIDE a side and at most MAX_ASPECT
+    long (the map is sized back to the frame). The processors keep the aspect ratio and round each side to a
+    multiple of the patch: a frame 1 px tall, or 4 x 1000, became 0 px wide inside transformers (ValueError:
+    "Size must contain 'height' and 'width' keys"), and a 1x1 frame was taken for a picture of 1 channel."""
+    h, w = frame.shape[:2]
+    th, tw = max(h, MIN_SIDE, -(-w // MAX_ASPECT)), max(w, MIN_SIDE, -(-h // MAX_ASPECT))
+    if (th, tw) == (h, w):
+        return frame
+    return cv2.resize(frame, (tw, th), interpolation=cv2.INTER_LINEAR)
 
 
 def depth_picture(disparity: np.ndarray, spread: Optional[Tuple[float, float]] = None) -> np.ndarray:
