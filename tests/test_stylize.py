@@ -260,3 +260,27 @@ def test_kuwahara_keeps_an_edge_at_every_sharpness(sharpness):
     k = k.astype(float)
     assert k[5:35, 21].mean() - k[5:35, 18].mean() > 140
     assert k[5:35, 4:12].std() < 0.5 * noisy[0, 5:35, 4:12].astype(float).std()
+
+
+def test_adain_takes_a_style_image_at_the_scale_it_learned_styles(tmp_path, monkeypatch):
+    """A large style image is brought to 512 px on its shorter side, as the release's style_size: at full size a
+    bigger scan of the same painting gave smaller strokes (other feature statistics), and the encoder held 4.8 GB
+    for a 3000x2000 picture (a 6000x4000 scan ran out of memory). A smaller one is taken as it is."""
+    from nodes.stylize import adain
+    torch.manual_seed(0)
+    torch.save(adain.encoder().state_dict(), tmp_path / "vgg.pth")
+    torch.save(adain.decoder().state_dict(), tmp_path / "dec.pth")
+    seen, original = [], adain.encoder
+
+    def watched():
+        net = original()
+        net.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[2:])))
+        return net
+    monkeypatch.setattr(adain, "encoder", watched)
+    frames = Clip.from_array(footage(1, 64, 48, seed=1))
+    painting = footage(1, 64, 64, seed=5)[0]
+    for w, h, want in ((1536, 1024, (512, 768)), (300, 200, (200, 300))):
+        seen.clear()
+        out = stylize.adain(Context("a"), frames, cv2.resize(painting, (w, h)), encoder_path=str(tmp_path / "vgg.pth"),
+                            decoder_path=str(tmp_path / "dec.pth")).to_array()
+        assert seen[0] == want and seen[1] == (48, 64) and out.shape == (1, 48, 64, 3)

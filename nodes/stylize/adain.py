@@ -72,6 +72,7 @@ def adain(content: torch.Tensor, style: torch.Tensor, eps: float = 1e-5) -> torc
 
 
 MIN_SIDE = 16     # pixels a side the encoder is given at least (it needs more than 8)
+STYLE_SIDE = 512  # the shorter side a larger style image is brought down to, as the reference release's test.py
 
 
 class StyleTransfer:
@@ -83,6 +84,14 @@ class StyleTransfer:
         self.enc = _load(encoder(), encoder_path, "encoder").to(self.device)
         self.dec = _load(decoder(), decoder_path, "decoder").to(self.device)
         self.alpha = alpha
+        # The network learned styles at this scale (style images resized to 512, cropped to 256): a 4000-px
+        # scan of a painting gave brush strokes a sixth of the size, and held 4.8 GB at 3000x2000 (a
+        # 6000x4000 scan ran out of memory).
+        short = min(style.shape[:2])
+        if short > STYLE_SIDE:
+            import cv2
+            size = (max(1, round(style.shape[1] * STYLE_SIDE / short)), max(1, round(style.shape[0] * STYLE_SIDE / short)))
+            style = cv2.resize(style, size, interpolation=cv2.INTER_AREA)
         with torch.no_grad():
             self.style_feat = self.enc(self._tensor(style))
 

@@ -101,7 +101,9 @@ def adain(ctx, video: VIDEO, style: IMAGE,
     """Arbitrary style transfer (AdaIN, Huang & Belongie 2017) with weights from local files.
 
     Kinograph ships no weights: point the paths at the reference release's encoder and
-    decoder state dicts. Follow with stylize.temporal for steady video."""
+    decoder state dicts. A style image larger than 512 px on its shorter side is brought down to
+    that, as the release does (the scale its styles were learned at). Follow with stylize.temporal
+    for steady video."""
     from nodes.common.stream import map_frames
     from nodes.stylize.adain import StyleTransfer
     net = StyleTransfer(encoder_path, decoder_path, style, ctx.device, alpha)
