@@ -34,7 +34,8 @@ def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brus
 def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "color_pencil", "ink"),
                                                 help="pencil: grey shading; color_pencil: coloured shading; ink: "
                                                      "black lines on white"),
-           detail: float = Param(1.0, min=0.2, max=4.0, help="finer strokes when higher")) -> VIDEO:
+           detail: float = Param(1.0, min=0.2, max=4.0, help="more strokes when higher: pencil from outlines "
+                                                                "only (0.2) to shading everywhere (4), ink finer lines")) -> VIDEO:
     """Pencil drawing (OpenCV pencil sketch) or ink lines (soft-thresholded difference of Gaussians)."""
     from nodes.common.stream import map_frames
     from nodes.stylize.filters import sketch as fn
