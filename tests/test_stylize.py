@@ -293,3 +293,22 @@ def test_pencil_detail_goes_from_outlines_to_shading(source, style):
     frames = Clip.from_array(source.frames(0, 1))
     ink = [stylize.sketch(Context("s"), frames, style=style, detail=d).to_array().mean() for d in (0.2, 1.0, 4.0)]
     assert ink[0] - ink[1] > 15 and ink[1] - ink[2] > 15, ink
+
+
+def test_temporal_blends_each_frame_at_most_twice_and_any_range_is_the_full_renders(source, monkeypatch):
+    """Each chunk redid `warmup` blends before its first frame: at 1080p (chunks of 4 frames) 28 blends for 4
+    frames, 25 a frame at 4K, more than half of the node's time. The recursions now go on from chunk to chunk;
+    each frame comes from the restart point its index gives, so a shard is the full render's pixels exactly."""
+    import graph_engine.clip as clip_module
+    from nodes.stylize import temporal
+    monkeypatch.setattr(clip_module, "MAX_CHUNK", 4)     # every clip in chunks of 4 frames, as at 1080p
+    sty = shimmering(source)
+    calls = []
+    real = temporal.blend_step
+    monkeypatch.setattr(temporal, "blend_step", lambda *a: calls.append(1) or real(*a))
+    small = Clip(sty.length, 24, W, H, lambda a, b: sty.frames(a, b), chunk=4)
+    full = np.concatenate([block for _, block in temporal.temporal_clip(None, small, source, warmup=8).chunks()])
+    assert len(calls) <= 2 * sty.length
+    for a, b in ((14, 20), (3, 4), (17, 24)):
+        part = temporal.temporal_clip(None, small, source, warmup=8).frames(a, b)
+        assert np.array_equal(part, full[a:b])

@@ -79,8 +79,9 @@ def temporal(ctx, video: VIDEO, source: VIDEO,
              blend: float = Param(0.8, min=0.0, max=0.98,
                                   help="weight of the previous (warped) output where it can be trusted"),
              warmup: int = Param(24, min=0, max=60,
-                                 help="frames run before any requested range so renders of parts match a "
-                                      "full render"),
+                                 help="frames the blending has run for at least at any frame: it restarts every "
+                                      "max(warmup, 8) frames, from each frame's index alone, so a part renders "
+                                      "the full render's pixels"),
              quality: str = Param("medium", choices=("fast", "medium", "best"), help="optical flow quality")) -> VIDEO:
     """Stop a per-frame stylization from shimmering: blend each frame with the last, warped by flow.
 
