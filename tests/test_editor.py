@@ -549,6 +549,7 @@ def test_viewer_plays_every_frame_in_order_and_loops(win):
     shown = []
     win.viewer.frameShown.connect(lambda slot, i, img: shown.append(i))
     win.viewer.fps_box.setValue(200)
+    win.viewer.every_box.setChecked(True)       # (keeping time, 200 fps skips frames here)
     win.viewer.play()
     qbot_wait(lambda: len(shown) >= 9)
     win.viewer.pause()

@@ -25,6 +25,9 @@ GESTURES = (
     ("viewer: Space", "play / pause"),
     ("viewer: J / K / L", "play backwards / stop / play forwards (again: faster)"),
     ("viewer: ← / →, Home / End", "one frame back / forward, first / last frame"),
+    ("viewer: I / O (Alt: clear)", "in / out point: play loops between them"),
+    ("viewer: F / 1 / + / −", "fit / 100% (one pixel a pixel) / zoom in / out"),
+    ("viewer: W", "compare A and B on / off (wipe, side by side, difference)"),
 )
 
 

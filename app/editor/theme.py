@@ -20,6 +20,7 @@ TEXT_DIM = QColor("#9a9ca3")
 FIELD = QColor("#1f2024")
 FIELD_FILL = QColor("#3b5b86")
 REFUSED = QColor("#e5533d")
+WARN = QColor("#e0b050")           # a caution that is not a failure (playback skipping frames)
 BYPASS = QColor("#b0762e")
 
 STATUS_COLORS = {

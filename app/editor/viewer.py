@@ -1,9 +1,10 @@
-"""The viewer: any node's output, frame-accurately (play/pause, scrub, step, loop, fps, zoom),
-with an A/B wipe between two outputs.
+"""The viewer: any node's output, frame-accurately (play/pause, scrub, step, loop between in and
+out points, fps, zoom), with A/B compare of two outputs (wipe, side by side, difference).
 
 Frames are pulled one at a time from the lazy Clip on a loader thread, so only the frames
-looked at are computed; when computing is slower than the frame rate, playback slows down
-instead of skipping frames."""
+looked at are computed. Playback keeps the clip's time as a flipbook does: when computing a
+frame is slower than the frame rate, frames are skipped (the bar says how many are shown a
+second); "every frame" plays them all instead, slower."""
 from __future__ import annotations
 
 import threading
@@ -11,18 +12,21 @@ from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QElapsedTimer, QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout,
-                               QLabel, QLineEdit, QPlainTextEdit, QSizePolicy, QSlider, QSpinBox, QTextEdit,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QLabel, QLineEdit, QMenu, QPlainTextEdit, QSizePolicy, QSlider, QSpinBox, QStyle,
+                               QStyleOptionSlider, QTextEdit, QToolButton, QVBoxLayout, QWidget)
 
 from . import theme
 from .camera_preview import camera_path_image, is_camera
 
 FRAME_CACHE = 48
+# Decoded frames kept for scrubbing back, by bytes as well as count: 48 frames of 4K are 1.2 GB.
+FRAME_CACHE_BYTES = 512 << 20
 PLAY, PAUSE = "▶", "❚❚"
 ZOOMS = (("Fit", 0.0), ("25%", 0.25), ("50%", 0.5), ("100%", 1.0), ("200%", 2.0), ("400%", 4.0))
+COMPARE = (("wipe", "wipe"), ("side by side", "side"), ("difference", "difference"))
 
 
 def to_qimage(arr: np.ndarray) -> QImage:
@@ -49,9 +53,11 @@ class Source:
         self.value, self.label = value, label
         self.text = ""
         self.size = None                        # (width, height) when known without computing
+        self.sound = None                       # a clip: True when it carries sound, False when silent
         if hasattr(value, "frames") and hasattr(value, "length"):
             self.length, self.fps = int(value.length), float(value.fps or 24.0)
             self.size = (int(getattr(value, "width", 0)), int(getattr(value, "height", 0)))
+            self.sound = getattr(value, "audio", None) is not None
         elif isinstance(value, np.ndarray) and value.ndim in (2, 3):
             self.length, self.fps = 1, 24.0
             self.size = (value.shape[1], value.shape[0])
@@ -73,6 +79,10 @@ class Source:
             parts.append(f"{self.size[0]}×{self.size[1]}")
         if self.length > 1:
             parts.append(f"{self.fps:g} fps · {self.length} frames · {timecode(self.length, self.fps)}")
+        if self.sound is not None:
+            # The viewer plays pictures only: a reviewer waiting for dialogue took the quiet for a lost
+            # track, and could not tell a silent clip from one whose sound the render will carry.
+            parts.append("♪ has sound (not played here)" if self.sound else "silent")
         return " · ".join(parts)
 
     def render(self, i: int) -> QImage:
@@ -116,28 +126,56 @@ class FrameLoader(QObject):
 
 
 class FrameCanvas(QWidget):
-    """Paints slot A, or A and B split by a draggable wipe line; wheel zooms, drag pans."""
+    """Paints slot A, or A and B compared (a draggable wipe line, side by side, or their difference);
+    wheel zooms, drag pans."""
+    zoomed = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.images: Dict[str, Optional[QImage]] = {"A": None, "B": None}
-        self.wipe: Optional[float] = None       # fraction of width where B starts
-        self.zoom = 0.0                         # 0 = fit
+        self.wipe: Optional[float] = None       # fraction of width where B starts; None: A alone
+        self.mode = "wipe"                      # how A and B are compared: wipe, side (by side) or difference
+        self.zoom = 0.0                         # 0 = fit; else image pixels to screen (device) pixels
         self.offset = QPointF(0, 0)
         self.note = ""
         self.alert = False                      # the note is a failure or a stale picture: a banner over it
         self.loading = ""                       # "computing…" while the shown frame is not there yet
         self.live: Optional[QImage] = None      # a sampler's step preview, shown over A and B while it runs
+        self.rate = ("", False)                 # frames shown a second while playing; whether below the clip's
         self._drag = None
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
 
-    def _target(self, img: QImage) -> QRectF:
+    def scale(self, img: QImage, area: Optional[QRectF] = None) -> float:
+        """Screen (logical) pixels per image pixel. 100% is one image pixel on one pixel of the screen:
+        on a 150% desktop, a zoom of 1 in logical pixels drew each pixel 1.5 screen pixels wide, blurred,
+        and the reviewer checking detail at 1:1 was not seeing the render's pixels."""
+        r = area or QRectF(self.rect())
+        if self.zoom:
+            return self.zoom / max(1e-6, self.devicePixelRatioF())
+        return min(r.width() / img.width(), r.height() / img.height())
+
+    def shown_zoom(self) -> float:
+        """The zoom on screen as the zoom box states it (image pixels to screen pixels)."""
+        img = self.images["A"] or self.images["B"]
+        if img is None:
+            return self.zoom or 1.0
+        return self.zoom or self.scale(img, self._areas()[0]) * self.devicePixelRatioF()
+
+    def _areas(self):
+        """Where A and B are fitted: the whole canvas, or its two halves side by side."""
         r = QRectF(self.rect())
-        s = self.zoom or min(r.width() / img.width(), r.height() / img.height())
+        if self.wipe is None or self.mode != "side" or self.live is not None:
+            return r, r
+        half = r.width() / 2
+        return QRectF(r.x(), r.y(), half, r.height()), QRectF(r.x() + half, r.y(), half, r.height())
+
+    def _target(self, img: QImage, area: Optional[QRectF] = None) -> QRectF:
+        area = area or QRectF(self.rect())
+        s = self.scale(img, area)
         t = QRectF(0, 0, img.width() * s, img.height() * s)
-        t.moveCenter(r.center() + self.offset)
+        t.moveCenter(area.center() + self.offset)
         return t
 
     def paintEvent(self, event):
@@ -145,9 +183,37 @@ class FrameCanvas(QWidget):
         p.fillRect(self.rect(), QColor("#111214"))
         a, b = (self.live, None) if self.live is not None else (self.images["A"], self.images["B"])
         p.setRenderHint(QPainter.SmoothPixmapTransform, self.zoom == 0.0 or self.zoom < 1.0)
+        area_a, area_b = self._areas()
+        compare = b is not None and self.wipe is not None
         if a is not None:
-            p.drawImage(self._target(a), a)
-        if b is not None and self.wipe is not None:
+            if compare and self.mode == "side":
+                p.save()
+                p.setClipRect(area_a)
+                p.drawImage(self._target(a, area_a), a)
+                p.restore()
+            else:
+                p.drawImage(self._target(a), a)
+        if compare and self.mode == "side":
+            p.save()
+            p.setClipRect(area_b)
+            p.drawImage(self._target(b, area_b), b)
+            p.restore()
+            p.setPen(QPen(theme.NODE_SELECTED, 1.5))
+            p.drawLine(QPointF(area_b.x(), 0), QPointF(area_b.x(), self.height()))
+            p.drawText(area_a.adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, "A")
+            p.drawText(area_b.adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, "B")
+        elif compare and self.mode == "difference":
+            # B drawn where A is (takes of one shot at another size still line up): black where they
+            # are the same, bright where they differ.
+            p.save()
+            p.setCompositionMode(QPainter.CompositionMode_Difference)
+            p.drawImage(self._target(a) if a is not None else self._target(b), b)
+            p.restore()
+            tag = p.boundingRect(QRectF(self.rect()).adjusted(6, 4, -6, 0), Qt.AlignLeft | Qt.AlignTop, "|A − B|")
+            p.fillRect(tag.adjusted(-3, -1, 3, 1), QColor(0, 0, 0, 170))
+            p.setPen(QPen(theme.NODE_SELECTED, 1.5))
+            p.drawText(tag, Qt.AlignLeft | Qt.AlignTop, "|A − B|")
+        elif compare:
             x = self.width() * self.wipe
             p.save()
             p.setClipRect(QRectF(x, 0, self.width() - x, self.height()))
@@ -157,6 +223,12 @@ class FrameCanvas(QWidget):
             p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
             p.drawText(QRectF(x - 30, 4, 26, 16), Qt.AlignRight, "A")
             p.drawText(QRectF(x + 4, 4, 26, 16), Qt.AlignLeft, "B")
+        if self.rate[0]:
+            box = p.boundingRect(QRectF(self.rect()), Qt.AlignRight | Qt.AlignBottom, self.rate[0])
+            box = box.adjusted(-6, -2, 0, 0).translated(-6, -6)
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.setPen(theme.WARN if self.rate[1] else theme.TEXT_DIM)
+            p.drawText(box, Qt.AlignCenter, self.rate[0])
         if self.loading:
             p.setPen(theme.TEXT)
             p.fillRect(QRectF(self.width() / 2 - 110, self.height() / 2 - 16, 220, 32), QColor(0, 0, 0, 170))
@@ -183,17 +255,19 @@ class FrameCanvas(QWidget):
             self.setFocus(Qt.MouseFocusReason)      # hover gives the keys, unless the user is typing
         super().enterEvent(event)
 
-    def wheelEvent(self, event):
-        img = self.images["A"]
-        if img is None:
+    def zoom_by(self, factor: float) -> None:
+        if self.images["A"] is None and self.images["B"] is None:
             return
-        cur = self.zoom or self._target(img).width() / img.width()
-        self.zoom = max(0.05, min(16.0, cur * (1.0015 ** event.angleDelta().y())))
+        self.zoom = max(0.05, min(16.0, self.shown_zoom() * factor))
         self.update()
+        self.zoomed.emit()
+
+    def wheelEvent(self, event):
+        self.zoom_by(1.0015 ** event.angleDelta().y())
 
     def mousePressEvent(self, event):
         self.setFocus(Qt.MouseFocusReason)
-        if self.wipe is not None and abs(event.position().x() - self.width() * self.wipe) < 8:
+        if self.wipe is not None and self.mode == "wipe" and abs(event.position().x() - self.width() * self.wipe) < 8:
             self._drag = ("wipe",)
         else:
             self._drag = ("pan", event.position(), QPointF(self.offset))
@@ -213,6 +287,32 @@ class FrameCanvas(QWidget):
     def mouseDoubleClickEvent(self, event):
         self.zoom, self.offset = 0.0, QPointF(0, 0)
         self.update()
+        self.zoomed.emit()
+
+
+class RangeSlider(QSlider):
+    """The scrub bar, with the span between the in and out points drawn along its groove."""
+
+    def __init__(self, parent=None):
+        super().__init__(Qt.Horizontal, parent)
+        self.span: Optional[Tuple[int, int]] = None
+
+    def paintEvent(self, event):
+        super().paintEvent(event)
+        if self.span is None or self.maximum() <= self.minimum():
+            return
+        opt = QStyleOptionSlider()
+        self.initStyleOption(opt)
+        groove = self.style().subControlRect(QStyle.CC_Slider, opt, QStyle.SC_SliderGroove, self)
+        handle = self.style().subControlRect(QStyle.CC_Slider, opt, QStyle.SC_SliderHandle, self)
+        room = groove.width() - handle.width()
+
+        def x(v):
+            return groove.x() + handle.width() / 2 + QStyle.sliderPositionFromValue(
+                self.minimum(), self.maximum(), v, room)
+        p = QPainter(self)
+        p.fillRect(QRectF(x(self.span[0]) - 1, self.height() - 4, x(self.span[1]) - x(self.span[0]) + 2, 3),
+                   theme.NODE_SELECTED)
 
 
 class ViewerPanel(QWidget):
@@ -225,6 +325,11 @@ class ViewerPanel(QWidget):
         self.direction, self.speed = 1, 1        # J/K/L shuttle: backwards or forwards, 1x, 2x, 4x
         self._cache: "OrderedDict[Tuple[str, int, int], QImage]" = OrderedDict()
         self._waiting: Dict[str, int] = {}
+        self.in_point: Optional[int] = None      # loop range (I / O); None: the clip's first / last frame
+        self.out_point: Optional[int] = None
+        self._clock = QElapsedTimer()            # playback time, so frames keep the clip's rate
+        self._clock_from = 0                     # the frame the clock started at
+        self._shown_at: list = []                # when frames were shown while playing: the rate reached
         self.canvas = FrameCanvas()
         self.loader = FrameLoader()
         self._thread = QThread()
@@ -234,6 +339,7 @@ class ViewerPanel(QWidget):
         self.loader.failed.connect(self._failed)
         self._thread.start()
         self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.PreciseTimer)
         self.timer.timeout.connect(self._tick)
         self._build()
 
@@ -252,19 +358,31 @@ class ViewerPanel(QWidget):
         names.addWidget(self.labels["A"], 1)
         names.addWidget(self.labels["B"], 1)
         top = QHBoxLayout()
-        self.wipe_box = QCheckBox("A/B wipe")
-        self.wipe_box.setToolTip("Split the view: A left of the line, B right; drag the line")
+        self.wipe_box = QCheckBox("A/B")
+        self.wipe_box.setToolTip("Compare A with B (W): a wipe (A left of the line, B right; drag the line), "
+                                 "side by side, or their difference")
         self.wipe_box.toggled.connect(self._toggle_wipe)
         top.addWidget(self.wipe_box)
-        top.addWidget(self._button("⇄", "Swap A and B", self.swap))
+        self.compare_box = QComboBox()
+        for name, _ in COMPARE:
+            self.compare_box.addItem(name)
+        self.compare_box.setToolTip("How A and B are compared: wipe, side by side, or difference (black where "
+                                    "they are the same)")
+        self.compare_box.currentIndexChanged.connect(self._compare_changed)
+        self.compare_box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        top.addWidget(self.compare_box)
+        self.swap_button = self._button("⇄", "Swap A and B", self.swap)
+        top.addWidget(self.swap_button)
         self.zoom_box = QComboBox()
         for name, _ in ZOOMS:
             self.zoom_box.addItem(name)
-        self.zoom_box.setToolTip("Zoom (wheel over the picture; double-click fits)")
+        self.zoom_box.setToolTip("Zoom (wheel over the picture, + and -; F fits, 1 is 100%: one pixel of the "
+                                 "picture on one of the screen; double-click fits)")
         self.zoom_box.currentIndexChanged.connect(self._zoom_changed)
+        self.canvas.zoomed.connect(self._zoom_shown)
         top.addWidget(self.zoom_box)
 
-        self.slider = QSlider(Qt.Horizontal)
+        self.slider = RangeSlider()
         self.slider.setToolTip("Scrub")
         self.slider.valueChanged.connect(self.seek)
         bar = QHBoxLayout()
@@ -287,17 +405,35 @@ class ViewerPanel(QWidget):
         self.timecode_label.setToolTip("Timecode of the shown frame (HH:MM:SS:FF): the source's own where the "
                                        "file states one, else counted from 00:00:00:00")
         bar.addWidget(self.timecode_label)
+        self.range_label = QLabel("")
+        self.range_label.setToolTip("The loop range: I sets the in point at the shown frame, O the out point; "
+                                    "Alt+I / Alt+O clear them")
         self.loop_box = QCheckBox("loop")
         self.loop_box.setChecked(True)
+        self.loop_box.setToolTip("Play round between the in and out points (I / O; the whole clip when unset)")
         top.insertWidget(0, self.loop_box)
         self.fps_box = QDoubleSpinBox()
         self.fps_box.setRange(0.1, 240)
-        self.fps_box.setDecimals(2)
+        self.fps_box.setDecimals(3)
         self.fps_box.setSuffix(" fps")
         self.fps_box.setValue(24.0)
-        self.fps_box.valueChanged.connect(lambda v: self.timer.setInterval(self._interval()))
+        self.fps_box.valueChanged.connect(self._fps_changed)
         top.insertWidget(1, self.fps_box)
+        bar.insertWidget(bar.count() - 3, self.range_label)
         top.insertStretch(2, 1)
+        # Options the dock has no room to show: in a menu at the end of the row.
+        more = QToolButton()
+        more.setText("⋯")
+        more.setToolTip("Playback options")
+        more.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(more)
+        self.every_box = menu.addAction("Play every frame (slower when frames are slow to compute)")
+        self.every_box.setCheckable(True)
+        self.every_box.setToolTip("Off, playback keeps the clip's time and skips the frames not ready in time")
+        self.every_box.toggled.connect(lambda on: self.play(self.direction, self.speed) if self.playing else None)
+        menu.addAction("Clear in and out points (Alt+I, Alt+O)", lambda: (self.set_in(None), self.set_out(None)))
+        more.setMenu(menu)
+        top.addWidget(more)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -308,6 +444,7 @@ class ViewerPanel(QWidget):
         lay.addWidget(self.slider)
         lay.addLayout(bar)
         self._update_range()
+        self._label("B")
 
     # -- sources --------------------------------------------------------------------------------
     @property
@@ -327,6 +464,8 @@ class ViewerPanel(QWidget):
         self.labels[slot].setToolTip(self.labels[slot].text())
         if slot == "B":
             self.labels["B"].setVisible(src is not None)        # A's line gets the room until there is a B
+            for w in (self.compare_box, self.swap_button):
+                w.setVisible(src is not None)
 
     def set_source(self, slot: str, value, label: str) -> None:
         src = Source(value, label)
@@ -355,6 +494,7 @@ class ViewerPanel(QWidget):
         for s in "AB":
             self._label(s)
         self.index = 0
+        self.in_point = self.out_point = None
         self._update_range()
 
     def show_live(self, img: QImage, caption: str) -> None:
@@ -407,17 +547,58 @@ class ViewerPanel(QWidget):
             w.blockSignals(False)
         self.count_label.setText(f"/ {max(0, n - 1)}")
         self.timecode_label.setText(self.master.timecode_of(self.index) if self.master else timecode(0, 24))
+        # A render that replaced the clip with a shorter one: the range stays inside it.
+        if self.out_point is not None and self.out_point > n - 1:
+            self.out_point = None
+        if self.in_point is not None and self.in_point > (self.out_point if self.out_point is not None else n - 1):
+            self.in_point = None
+        self._show_range()
+
+    # -- in and out points ----------------------------------------------------------------------
+    def span(self) -> Tuple[int, int]:
+        """The frames playback loops over: in point to out point, else the whole clip."""
+        last = max(0, self.length - 1)
+        lo = self.in_point if self.in_point is not None else 0
+        hi = self.out_point if self.out_point is not None else last
+        return min(lo, last), min(hi, last)
+
+    def set_in(self, frame: Optional[int]) -> None:
+        """The loop starts here (None: at the first frame); an out point before it goes."""
+        self.in_point = frame
+        if frame is not None and self.out_point is not None and self.out_point < frame:
+            self.out_point = None
+        self._show_range()
+
+    def set_out(self, frame: Optional[int]) -> None:
+        self.out_point = frame
+        if frame is not None and self.in_point is not None and self.in_point > frame:
+            self.in_point = None
+        self._show_range()
+
+    def _show_range(self) -> None:
+        marked = self.in_point is not None or self.out_point is not None
+        lo, hi = self.span()
+        self.slider.span = (lo, hi) if marked and self.length > 1 else None
+        self.range_label.setText(f"in {lo}–{hi}" if self.slider.span else "")
+        self.slider.update()
+        if self.playing:
+            self._restart_clock()
 
     # -- frames ---------------------------------------------------------------------------------
-    def show_frame(self, i: int) -> None:
-        self.index = i
+    def _counters(self, i: int) -> None:
         for w in (self.slider, self.frame_box):
             w.blockSignals(True)
             w.setValue(i)
             w.blockSignals(False)
+        if self.master is not None:
+            self.timecode_label.setText(self.master.timecode_of(i))
+
+    def show_frame(self, i: int) -> None:
+        self.index = i
         master = self.master
-        if master is not None:
-            self.timecode_label.setText(master.timecode_of(i))
+        if not self.playing or self.every_box.isChecked():
+            # Playing, the counters say which frame is on screen (_show), not one still being decoded.
+            self._counters(i)
         for slot, src in self.sources.items():
             if src is None or src.length == 0:
                 self.canvas.images[slot] = None
@@ -431,15 +612,22 @@ class ViewerPanel(QWidget):
                 self._show(slot, j, self._cache[key])
             else:
                 self._waiting[slot] = j
-                self.canvas.loading = f"computing frame {j}…"
+                if not (self.playing and self.canvas.images[slot] is not None):
+                    # (Playing, the picture on screen stays until the next one is there: a 'computing'
+                    # box flashed over the clip at every frame.)
+                    self.canvas.loading = f"computing frame {j}…"
                 self.loader.request(slot, src, j)
         self.canvas.update()
 
-    def _show(self, slot: str, j: int, img: QImage) -> None:
+    def _show(self, slot: str, j: int, img: QImage, final: bool = True) -> None:
         self.canvas.images[slot] = img
-        self._waiting.pop(slot, None)
+        if final:
+            self._waiting.pop(slot, None)
         if not self._waiting:
             self.canvas.loading = ""
+        if self.playing and self.sources.get(slot) is self.master:
+            self._counters(j)
+            self._shown_at.append(self._clock.elapsed())
         self.canvas.update()
         self.frameShown.emit(slot, j, img)
 
@@ -448,10 +636,19 @@ class ViewerPanel(QWidget):
         if src is None:
             return
         self._cache[(slot, id(src), j)] = img
-        while len(self._cache) > FRAME_CACHE:
-            self._cache.popitem(last=False)
+        self._trim_cache()
         if self._waiting.get(slot) == j:
             self._show(slot, j, img)
+        elif slot in self._waiting and self.playing and not self.every_box.isChecked():
+            # The playhead moved on while this frame was decoded: shown all the same (it is the newest
+            # there is), while the one the playhead is at now is computed. Waiting only for the exact
+            # frame showed nothing at all once a frame took longer than its time on screen (4K).
+            self._show(slot, j, img, final=False)
+
+    def _trim_cache(self) -> None:
+        total = sum(im.sizeInBytes() for im in self._cache.values())
+        while self._cache and (len(self._cache) > FRAME_CACHE or total > FRAME_CACHE_BYTES):
+            total -= self._cache.popitem(last=False)[1].sizeInBytes()
 
     def _failed(self, slot: str, message: str) -> None:
         self._waiting.pop(slot, None)
@@ -475,13 +672,34 @@ class ViewerPanel(QWidget):
     def toggle_play(self) -> None:
         self.pause() if self.playing else self.play()
 
+    def rate(self) -> float:
+        """Frames a second to play at: the clip's own rate, exactly (the box shows 23.976 of 24000/1001)."""
+        m = self.master
+        box = self.fps_box.value()
+        return m.fps if m is not None and m.length and abs(box - m.fps) < 6e-4 else box
+
     def _interval(self) -> int:
-        return max(1, round(1000 / (self.fps_box.value() * self.speed)))
+        return max(1, round(1000 / (self.rate() * self.speed)))
+
+    def _restart_clock(self) -> None:
+        self._clock.start()
+        self._clock_from = self.index
+        self._shown_at = []
+
+    def _fps_changed(self, _v: float) -> None:
+        if self.playing:
+            self.play(self.direction, self.speed)
 
     def play(self, direction: int = 1, speed: int = 1) -> None:
         self.direction, self.speed = direction, speed
         if self.length > 1:
-            self.timer.start(self._interval())
+            lo, hi = self.span()
+            if not lo <= self.index <= hi:
+                self.show_frame(lo if direction > 0 else hi)        # the loop is elsewhere: start it
+            # Keeping time, the timer looks at the clock several times a frame; every frame, once a frame.
+            every = self.every_box.isChecked()
+            self.timer.start(self._interval() if every else max(1, min(10, self._interval() // 4)))
+            self._restart_clock()
             self.play_button.setText(PAUSE)
 
     def shuttle(self, direction: int) -> None:
@@ -490,29 +708,83 @@ class ViewerPanel(QWidget):
         self.play(direction, min(4, self.speed * 2) if same else 1)
 
     def pause(self) -> None:
+        was = self.playing
         self.timer.stop()
         self.speed = 1
         self.play_button.setText(PLAY)
+        self.canvas.rate = ("", False)
+        self.canvas.update()
+        if was:
+            self._counters(self.index)      # the frame the playhead stopped at, which is the one shown next
+            self.show_frame(self.index)
+
+    def achieved_rate(self) -> Optional[float]:
+        """Frames shown a second over the last two seconds of playing (None until there are enough)."""
+        now = self._clock.elapsed()
+        recent = [t for t in self._shown_at if now - t <= 2000]
+        self._shown_at = recent
+        if len(recent) < 3 or now < 1000:
+            return None
+        return (len(recent) - 1) * 1000.0 / max(1, recent[-1] - recent[0])
 
     def _tick(self) -> None:
-        if self._waiting:
-            return          # the current frame is still being computed: wait, never skip
-        nxt = self.index + self.direction
-        if not 0 <= nxt < self.length:
+        lo, hi = self.span()
+        if self.every_box.isChecked():
+            if self._waiting:
+                return          # the current frame is still being computed: wait, never skip
+            nxt = self.index + self.direction
+        else:
+            # Where the clock says the playhead is: a frame that took too long to compute is skipped.
+            nxt = self._clock_from + self.direction * int(self._clock.elapsed() * self.rate() * self.speed / 1000)
+        if not lo <= nxt <= hi:
             if not self.loop_box.isChecked():
                 self.pause()
+                self.show_frame(hi if self.direction > 0 else lo)
                 return
-            nxt = nxt % self.length
-        self.show_frame(nxt)
+            nxt = lo + (nxt - lo) % (hi - lo + 1)
+        if nxt != self.index:
+            self.show_frame(nxt)
+        got = self.achieved_rate()
+        want = self.rate() * self.speed
+        if got is not None:
+            slow = got < want * 0.95
+            # Drawn on the picture, as Nuke and RV do: the dock's bars have no room left.
+            self.canvas.rate = (f"{got:.1f} of {want:g} fps" + (" · frames skipped" if slow and not self.every_box.isChecked()
+                                                                else " · slowed down" if slow else ""), slow)
 
     def _toggle_wipe(self, on: bool) -> None:
         self.canvas.wipe = 0.5 if on else None
         self.canvas.update()
 
-    def _zoom_changed(self, i: int) -> None:
-        self.canvas.zoom = ZOOMS[i][1]
+    def _compare_changed(self, i: int) -> None:
+        self.canvas.mode = COMPARE[i][1]
+        if not self.wipe_box.isChecked():
+            self.wipe_box.setChecked(True)      # picking a way to compare is asking to compare
+        self.canvas.update()
+
+    def set_zoom(self, zoom: float) -> None:
+        """0 fits; 1 is 100% (a picture pixel on a screen pixel)."""
+        self.canvas.zoom = zoom
         self.canvas.offset = QPointF(0, 0)
         self.canvas.update()
+        self._zoom_shown()
+
+    def _zoom_changed(self, i: int) -> None:
+        if i < len(ZOOMS):
+            self.set_zoom(ZOOMS[i][1])
+
+    def _zoom_shown(self) -> None:
+        """The zoom box says the zoom on screen: it stayed 'Fit' over a picture wheeled to 300%."""
+        z = self.canvas.zoom
+        i = next((k for k, (_, v) in enumerate(ZOOMS) if abs(v - z) < 1e-6), None)
+        self.zoom_box.blockSignals(True)
+        while self.zoom_box.count() > len(ZOOMS):
+            self.zoom_box.removeItem(len(ZOOMS))
+        if i is None:
+            self.zoom_box.addItem(f"{z * 100:.0f}%")
+            i = len(ZOOMS)
+        self.zoom_box.setCurrentIndex(i)
+        self.zoom_box.blockSignals(False)
 
     def keyPressEvent(self, event):
         k = event.key()
@@ -532,6 +804,20 @@ class ViewerPanel(QWidget):
             self.seek(0)
         elif k == Qt.Key_End:
             self.seek(self.length - 1)
+        elif k in (Qt.Key_I, Qt.Key_O):
+            # As in Nuke and RV: I / O mark the loop at the shown frame, Alt clears the mark.
+            at = None if event.modifiers() & Qt.AltModifier else self.index
+            (self.set_in if k == Qt.Key_I else self.set_out)(at)
+        elif k == Qt.Key_F:
+            self.set_zoom(0.0)
+        elif k == Qt.Key_1:
+            self.set_zoom(1.0)
+        elif k in (Qt.Key_Plus, Qt.Key_Equal):
+            self.canvas.zoom_by(2.0)
+        elif k == Qt.Key_Minus:
+            self.canvas.zoom_by(0.5)
+        elif k == Qt.Key_W and self.sources["B"] is not None:
+            self.wipe_box.toggle()
         else:
             super().keyPressEvent(event)
 
