@@ -22,7 +22,10 @@ from test_editor import qbot_wait  # noqa: E402
 
 from app.editor import viewer as viewer_mod  # noqa: E402
 from app.editor.viewer import Source, ViewerPanel  # noqa: E402
+from graph_engine import Param  # noqa: E402
 from graph_engine.clip import Audio, Clip  # noqa: E402
+from graph_engine.node_api import build_spec  # noqa: E402
+from graph_engine.types import VIDEO  # noqa: E402
 
 make_window, registry = test_editor.make_window, test_editor.registry
 
@@ -213,3 +216,105 @@ def test_the_label_says_whether_a_clip_has_sound_or_is_silent():
     assert Source(Clip.from_array(frames), "c").describe().endswith("silent")
     assert "has sound (not played here)" in Source(Clip.from_array(frames, audio=Audio("take.wav")), "c").describe()
     assert "silent" not in Source(frames[0], "still").describe()
+
+
+WORKFLOW = """kinograph: 1
+nodes:
+  pat: {type: generate.test_pattern, params: {frames: 4, width: 32, height: 32}}
+  save: {type: io.save_video, inputs: {video: pat.video}, params: {path: out/shot.mp4}}
+"""
+
+
+def _shot(make_window, tmp_path):
+    from app.editor.document import Document
+    wf = tmp_path / "shot.yaml"
+    wf.write_text(WORKFLOW)
+    return make_window(Document.load(wf, test_editor.registry_with()))
+
+
+def test_a_file_in_the_viewer_is_named_and_reread_when_a_run_renders_it_again(make_window, tmp_path):
+    w = _shot(make_window, tmp_path)
+    w.runs.submit(w.doc)
+    assert w.runs.wait_idle(60)
+    shot = tmp_path / "out" / "shot.mp4"
+    w.view_file(str(shot))
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
+    assert w.viewer.labels["A"].text().startswith("A: shot.mp4 "), w.viewer.labels["A"].text()
+    assert w.viewer.length == 4
+    w.controller.set_param("pat", "frames", 7)
+    w.runs.submit(w.doc)
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.length == 7)       # it kept the replaced render's 4 frames on screen
+    assert w.viewer.labels["A"].text().startswith("A: shot.mp4 ")
+    assert w.viewer.canvas.note == ("A: shot.mp4 was rendered again; this is the new one "
+                                    "(the one before is takes/shot.001.mp4)")
+
+
+def test_two_takes_compared_from_the_history(make_window, tmp_path):
+    w = _shot(make_window, tmp_path)
+    for frames in (4, 6):
+        w.controller.set_param("pat", "frames", frames)
+        w.runs.submit(w.doc)
+        assert w.runs.wait_idle(60)
+    hist = w.queue.history
+    hist.setCurrentRow(0)           # the newest run: shot.mp4
+    w.queue.view_button.click()
+    assert w.runs.wait_idle(60)
+    hist.setCurrentRow(1)           # the one before, kept as a take
+    w.queue.view_b_button.click()
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["B"] is not None)
+    assert w.viewer.sources["A"].label == "shot.mp4" and w.viewer.sources["A"].length == 6
+    assert w.viewer.sources["B"].label == "takes/shot.001.mp4" and w.viewer.sources["B"].length == 4
+    assert w.viewer.wipe_box.isChecked()
+
+
+def _sample(ctx, level: int = Param(10, min=0, max=255)) -> VIDEO:
+    """Frames of one grey level, as an expensive node (a sampler) makes them."""
+    return Clip.from_array(np.full((3, 16, 16, 3), level, np.uint8))
+
+
+def test_a_run_that_computed_the_expensive_node_on_screen_shows_its_new_output(make_window, tmp_path):
+    from app.editor.document import Document
+    reg = test_editor.registry_with()
+    reg.add(build_spec(_sample, "test.sample", title="", category="Test", version=1, outputs=None, output=False,
+                       expensive=True, migrations={}, device="cpu", temporal_radius=None))
+    w = make_window(Document(registry=reg))
+    c = w.controller
+    s = c.add_node("test.sample", (0, 0))
+    out = c.add_node("io.save_video", (300, 0))
+    c.connect(s, "video", out, "video")
+    c.set_param(out, "path", str(tmp_path / "grey.mp4"))
+    w.view_node(s, "A")
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
+    c.set_param(s, "level", 200)
+    assert w.viewer.canvas.note.startswith("A is out of date")
+    w.run()
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: not w.viewer._waiting)
+    # The run computed it: the viewer said 'out of date: press V' over the old grey until V was pressed.
+    assert w.viewer.canvas.images["A"].pixelColor(0, 0).red() == 200
+    assert not w.viewer.canvas.note
+
+
+def test_playing_a_nodes_output_leaves_its_thumbnail_to_the_frame_stopped_at(make_window, monkeypatch):
+    w = make_window()
+    p, r, s = test_editor.chain(w, frames=12)
+    w.view_node(r, "A")
+    assert w.runs.wait_idle(30)
+    qbot_wait(lambda: w.viewer.canvas.images["A"] is not None)
+    thumbs = []
+    monkeypatch.setattr(w.scene.nodes[r], "set_thumb", lambda img: thumbs.append(img))
+    clock = FakeClock()
+    _playing(w.viewer, clock)
+    for ms in (100, 200, 300):
+        clock.ms = ms
+        w.viewer._tick()
+        qbot_wait(lambda: not w.viewer._waiting)
+    # Each frame played was scaled down on the GUI thread for the node's thumbnail (0.1 s a 4K frame).
+    assert thumbs == []
+    w.viewer.pause()
+    qbot_wait(lambda: not w.viewer._waiting)
+    assert len(thumbs) == 1

@@ -161,7 +161,7 @@ class QueuePanel(QWidget):
     """Queued and running jobs on top, finished runs below; a finished run reopens with the
     exact workflow that made it, and its outputs open in the viewer."""
     openWorkflow = Signal(object)     # Job
-    viewOutput = Signal(str)          # path
+    viewOutput = Signal(str, str)     # path, viewer slot (A, or B to compare with what A shows)
 
     def __init__(self, runs: RunController, parent=None):
         super().__init__(parent)
@@ -184,8 +184,13 @@ class QueuePanel(QWidget):
         self.open_button.setToolTip("Open the workflow exactly as this run used it")
         self.open_button.clicked.connect(lambda: self._open(self.history.currentItem()))
         self.view_button = QPushButton("View output")
-        self.view_button.clicked.connect(self._view)
-        for b in (self.cancel_button, self.clear_button, self.open_button, self.view_button):
+        self.view_button.setToolTip("Show the run's render in the viewer (A)")
+        self.view_button.clicked.connect(lambda: self._view("A"))
+        # Two takes compared: one in A, this one in B (the viewer's wipe, side by side or difference).
+        self.view_b_button = QPushButton("View in B")
+        self.view_b_button.setToolTip("Show the run's render in the viewer's B, to compare it with A")
+        self.view_b_button.clicked.connect(lambda: self._view("B"))
+        for b in (self.cancel_button, self.clear_button, self.open_button, self.view_button, self.view_b_button):
             row.addWidget(b)
         lists = QHBoxLayout()
         lists.addWidget(self.queue, 1)
@@ -220,7 +225,7 @@ class QueuePanel(QWidget):
         if job is not None:
             self.openWorkflow.emit(job)
 
-    def _view(self) -> None:
+    def _view(self, slot: str = "A") -> None:
         job = self._job(self.history.currentItem())
         if job is not None and job.outputs:
-            self.viewOutput.emit(job.outputs[0])
+            self.viewOutput.emit(job.outputs[0], slot)

@@ -49,6 +49,7 @@ class MainWindow(QMainWindow):
         self.doc: Optional[Document] = None
         self.autosaver: Optional[Autosaver] = None
         self._viewing = {}                       # slot -> node id shown there (refreshed on edits)
+        self._files = {}                         # slot -> rendered file shown there (reread when a run rewrites it)
         self._follows_runs = False               # viewer A shows what the last run wrote (not asked for)
         self._stale = set()                      # slots to recompute when the refresh timer fires
         self._refresh_view = QTimer(self)
@@ -288,7 +289,7 @@ class MainWindow(QMainWindow):
         self.redo_action.setEnabled(doc.undo.canRedo())
         self._name_undo(doc.undo.undoText())
         self._name_redo(doc.undo.redoText())
-        self._viewing, self._stale = {}, set()
+        self._viewing, self._stale, self._files = {}, set(), {}
         self._follows_runs = False
         self.viewer.clear()
         if old_scene is not None:
@@ -901,7 +902,10 @@ class MainWindow(QMainWindow):
         self.viewer.show_live(img, f"{node_id} · step {status.badge() if status else ''}")
 
     def _viewed_frame(self, slot: str, index: int, img: QImage) -> None:
-        """The node whose output the viewer shows gets it as its thumbnail (no extra computing)."""
+        """The node whose output the viewer shows gets it as its thumbnail (no extra computing): the frame
+        stopped at, not each frame played (scaling a 4K frame down took 0.1 s of the GUI thread a frame)."""
+        if self.viewer.playing:
+            return
         item = self.scene.nodes.get(self._viewing.get(slot, ""))
         if item is not None:
             item.set_thumb(img.scaled(320, 180, Qt.KeepAspectRatio, Qt.SmoothTransformation))
@@ -918,6 +922,8 @@ class MainWindow(QMainWindow):
         self._mark_stale_views(job)
         if job.result is None:
             return
+        self._reread_files(job)
+        self._show_run_values(job)
         written = []
         for nid, res in job.result.results.items():
             spec = self.doc.spec(nid)
@@ -1013,6 +1019,7 @@ class MainWindow(QMainWindow):
                 self.message(f"{node_id} has nothing to show yet: connect its input")
             return None
         self._viewing[slot] = node_id
+        self._files.pop(slot, None)
         if slot != PREVIEW:
             self.docks["Viewer"].show()
             self.docks["Viewer"].raise_()
@@ -1033,7 +1040,7 @@ class MainWindow(QMainWindow):
                 self.view_node(nid, slot)
 
     def _show_view(self, job: Job) -> None:
-        node, port, slot, shown = job.view
+        node, port, slot, shown = job.view[:4]
         res = job.result
         value = res.outputs.get(node, {}).get(port) if res is not None else None
         if slot == PREVIEW:
@@ -1052,19 +1059,59 @@ class MainWindow(QMainWindow):
             why = why or (job.error.splitlines()[0] if job.error else "see the log")
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
-        self.viewer.set_source(slot, value, f"{node}.{port}")
+        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}")
+        if len(job.view) > 5 and job.view[5]:
+            self.viewer.canvas.set_note(job.view[5])
 
-    def view_file(self, path: str) -> Optional[Job]:
-        """A rendered file in the viewer, decoded by the engine's own loader node."""
+    def view_file(self, path: str, slot: str = "A", note: str = "") -> Optional[Job]:
+        """A rendered file in the viewer (A, or B to compare two takes), decoded by the engine's own loader
+        node. The slot shows the file from now on, not a node: a run that writes the file again rereads it."""
         from graph_engine.graph import Graph
         g = Graph()
-        still = Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+        p = Path(path)
+        still = p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
         nid = g.add_node("io.load_image" if still else "io.load_video", "file", {"path": str(path)})
         tmp = Document(g, None, self.doc.registry)
-        job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {Path(path).name}",
-                               view=(nid, "image" if still else "video", "A", Path(path).name), owner=self.doc)
+        # Named as the file (an earlier take with its folder): two takes side by side both read 'file.video'.
+        name = f"{p.parent.name}/{p.name}" if p.parent.name == "takes" else p.name
+        self._viewing.pop(slot, None)           # the node shown before no longer owns this slot (or its thumbnail)
+        self._files[slot] = p.resolve()
+        if slot == "A":
+            self._follows_runs = False
+        self.viewer.computing(slot, name)
+        job = self.runs.submit(tmp, targets=[nid], kind="view", label=f"view {p.name}",
+                               view=(nid, "image" if still else "video", slot, p.name, name, note), owner=self.doc)
         tmp.close()
         return job
+
+    def _show_run_values(self, job: Job) -> None:
+        """A run computed a node the viewer shows (an expensive one, left 'out of date: press V' at the
+        edit): the picture is its value from this run, when the graph it ran is the graph as it is now.
+        The viewer kept the old output under that note after the run had made the new one."""
+        g, ran = self.doc.graph, job.workflow.graph
+        outputs = job.result.outputs or {}
+        for slot, nid in list(self._viewing.items()):
+            target = self._view_target(nid) if slot != PREVIEW and nid in g.nodes else None
+            if target is None or target[0] not in outputs or target[1] not in outputs[target[0]]:
+                continue
+            if slot == "A" and self._follows_runs:
+                continue                        # (what follows runs is set below, from the writer)
+            needed = g.ancestors([target[0]])
+            if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
+                self.viewer.set_source(slot, outputs[target[0]][target[1]], f"{target[0]}.{target[1]}")
+
+    def _reread_files(self, job: Job) -> None:
+        """A run that wrote again a file the viewer shows: the viewer showed the render it replaced (its file
+        still open, or moved to takes/) as if it were the new one. It rereads it, at the same frame."""
+        for nid, res in (job.result.results.items() if job.result is not None else ()):
+            if not isinstance(res, dict) or not res.get("path") or nid not in job.result.executed:
+                continue
+            written = Path(res["path"]).resolve()
+            for slot, shown in list(self._files.items()):
+                if shown == written:
+                    kept = res.get("earlier_take")
+                    self.view_file(str(written), slot, f"{slot}: {written.name} was rendered again; this is the new "
+                                   f"one" + (f" (the one before is takes/{Path(kept).name})" if kept else ""))
 
     def sizeHint(self) -> QSize:
         """1600x1000, or less on a smaller screen: the status bar must stay on screen."""
