@@ -318,3 +318,19 @@ def test_playing_a_nodes_output_leaves_its_thumbnail_to_the_frame_stopped_at(mak
     w.viewer.pause()
     qbot_wait(lambda: not w.viewer._waiting)
     assert len(thumbs) == 1
+
+
+def test_a_numbered_plate_counts_frames_by_its_own_numbers(panel, qtbot):
+    frames = np.stack([np.full((8, 8, 3), i, np.uint8) for i in range(10)])
+    clip = Clip.from_array(frames).with_(number=1001)
+    panel.set_source("A", clip, "plate")
+    qbot_wait(lambda: not panel._waiting)
+    assert panel.frame_box.value() == 1001 and panel.count_label.text() == "/ 1010"
+    panel.canvas.setFocus()
+    qtbot.keyClick(panel.canvas, Qt.Key_Right)
+    assert panel.index == 1 and panel.frame_box.value() == 1002
+    panel.frame_box.setValue(1008)          # typed: the frame the compositor was asked to look at
+    qbot_wait(lambda: not panel._waiting)
+    assert panel.index == 7 and panel.canvas.images["A"].pixelColor(0, 0).red() == 7
+    qtbot.keyClick(panel.canvas, Qt.Key_I)
+    assert panel.range_label.text() == "in 1008–1010"

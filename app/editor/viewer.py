@@ -395,8 +395,9 @@ class ViewerPanel(QWidget):
             bar.addWidget(w)
         bar.addStretch(1)
         self.frame_box = QSpinBox()
-        self.frame_box.setToolTip("Frame")
-        self.frame_box.valueChanged.connect(self.seek)
+        self.frame_box.setToolTip("Frame: a plate read from a numbered sequence (shot.1001.exr) counts by its "
+                                  "own numbers, as its files and Nuke do")
+        self.frame_box.valueChanged.connect(lambda v: self.seek(v - self.first_number))
         bar.addWidget(self.frame_box)
         self.count_label = QLabel("/ 0")
         bar.addWidget(self.count_label)
@@ -451,6 +452,13 @@ class ViewerPanel(QWidget):
     def master(self) -> Optional[Source]:
         """The source whose frames the slider counts (A, or B alone); the other follows by time."""
         return self.sources["A"] or self.sources["B"]
+
+    @property
+    def first_number(self) -> int:
+        """The number frame 0 has in the sequence it was read from (1001), else 0: a compositor asked to
+        look at 1042 found frame 41 of 0..99 in the box."""
+        number = getattr(self.master.value, "number", None) if self.master is not None else None
+        return number if isinstance(number, int) else 0
 
     @property
     def length(self) -> int:
@@ -540,12 +548,12 @@ class ViewerPanel(QWidget):
         self.show_frame(self.index)
 
     def _update_range(self) -> None:
-        n = self.length
-        for w in (self.slider, self.frame_box):
+        n, first = self.length, self.first_number
+        for w, lo in ((self.slider, 0), (self.frame_box, first)):
             w.blockSignals(True)
-            w.setRange(0, max(0, n - 1))
+            w.setRange(lo, lo + max(0, n - 1))
             w.blockSignals(False)
-        self.count_label.setText(f"/ {max(0, n - 1)}")
+        self.count_label.setText(f"/ {first + max(0, n - 1)}")
         self.timecode_label.setText(self.master.timecode_of(self.index) if self.master else timecode(0, 24))
         # A render that replaced the clip with a shorter one: the range stays inside it.
         if self.out_point is not None and self.out_point > n - 1:
@@ -579,16 +587,17 @@ class ViewerPanel(QWidget):
         marked = self.in_point is not None or self.out_point is not None
         lo, hi = self.span()
         self.slider.span = (lo, hi) if marked and self.length > 1 else None
-        self.range_label.setText(f"in {lo}–{hi}" if self.slider.span else "")
+        first = self.first_number
+        self.range_label.setText(f"in {first + lo}–{first + hi}" if self.slider.span else "")
         self.slider.update()
         if self.playing:
             self._restart_clock()
 
     # -- frames ---------------------------------------------------------------------------------
     def _counters(self, i: int) -> None:
-        for w in (self.slider, self.frame_box):
+        for w, v in ((self.slider, i), (self.frame_box, self.first_number + i)):
             w.blockSignals(True)
-            w.setValue(i)
+            w.setValue(v)
             w.blockSignals(False)
         if self.master is not None:
             self.timecode_label.setText(self.master.timecode_of(i))
