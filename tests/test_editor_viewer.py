@@ -334,3 +334,33 @@ def test_a_numbered_plate_counts_frames_by_its_own_numbers(panel, qtbot):
     assert panel.index == 7 and panel.canvas.images["A"].pixelColor(0, 0).red() == 7
     qtbot.keyClick(panel.canvas, Qt.Key_I)
     assert panel.range_label.text() == "in 1008–1010"
+
+
+def _drop_on_viewer(w, paths, modifiers=Qt.NoModifier):
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, modifiers)
+    QApplication.sendEvent(w.viewer, enter)
+    assert enter.isAccepted(), "the viewer refused the files"
+    QApplication.sendEvent(w.viewer, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, modifiers))
+
+
+def test_renders_dropped_on_the_viewer_are_shown_there_one_as_a_two_as_a_and_b(make_window, tmp_path):
+    from test_editor_view import _clip
+    w = make_window()
+    one, two = tmp_path / "take1.mkv", tmp_path / "take2.mkv"
+    _clip(one, frames=3)
+    _clip(two, frames=5)
+    _drop_on_viewer(w, [one, two])
+    assert w.runs.wait_idle(60)
+    qbot_wait(lambda: w.viewer.canvas.images["B"] is not None)
+    assert (w.viewer.sources["A"].label, w.viewer.sources["B"].label) == ("take1.mkv", "take2.mkv")
+    _drop_on_viewer(w, [one], Qt.ShiftModifier)
+    assert w.runs.wait_idle(60)
+    _drop_on_viewer(w, [two], Qt.NoModifier)
+    assert w.runs.wait_idle(60)
+    assert w.viewer.sources["A"].length == 5 and w.viewer.sources["B"].length == 3
+    assert not w.doc.graph.nodes, "looking at a file is no edit of the workflow"

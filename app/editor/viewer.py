@@ -26,6 +26,8 @@ FRAME_CACHE = 48
 FRAME_CACHE_BYTES = 512 << 20
 PLAY, PAUSE = "▶", "❚❚"
 ZOOMS = (("Fit", 0.0), ("25%", 0.25), ("50%", 0.5), ("100%", 1.0), ("200%", 2.0), ("400%", 4.0))
+EMPTY_HINT = ("V on a node shows its output here (Shift+V: as B).\nDrop a render or a clip here to "
+              "look at it (Shift: as B; two files: A and B).")
 COMPARE = (("wipe", "wipe"), ("side by side", "side"), ("difference", "difference"))
 
 
@@ -182,6 +184,9 @@ class FrameCanvas(QWidget):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#111214"))
         a, b = (self.live, None) if self.live is not None else (self.images["A"], self.images["B"])
+        if a is None and b is None and not self.note and not self.loading:
+            p.setPen(theme.TEXT_DIM)
+            p.drawText(QRectF(self.rect()).adjusted(12, 12, -12, -12), Qt.AlignCenter | Qt.TextWordWrap, EMPTY_HINT)
         p.setRenderHint(QPainter.SmoothPixmapTransform, self.zoom == 0.0 or self.zoom < 1.0)
         area_a, area_b = self._areas()
         compare = b is not None and self.wipe is not None
@@ -317,6 +322,7 @@ class RangeSlider(QSlider):
 
 class ViewerPanel(QWidget):
     frameShown = Signal(str, int, QImage)      # slot, frame index, image
+    fileDropped = Signal(str, str)             # path, slot: a render or footage dropped here to be looked at
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -338,6 +344,7 @@ class ViewerPanel(QWidget):
         self.loader.loaded.connect(self._loaded)
         self.loader.failed.connect(self._failed)
         self._thread.start()
+        self.setAcceptDrops(True)
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.PreciseTimer)
         self.timer.timeout.connect(self._tick)
@@ -829,6 +836,36 @@ class ViewerPanel(QWidget):
             self.wipe_box.toggle()
         else:
             super().keyPressEvent(event)
+
+    # -- files dropped to be looked at ----------------------------------------------------------
+    @staticmethod
+    def _media(mime) -> list:
+        from graph_engine.workflow import MEDIA_SUFFIXES
+        from .view import STILL_SUFFIXES
+        from pathlib import Path
+        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()
+                and Path(u.toLocalFile()).suffix.lower() in MEDIA_SUFFIXES | STILL_SUFFIXES]
+
+    def dragEnterEvent(self, event):
+        if self._media(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event):
+        if self._media(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        """As onto a flipbook: a render or a clip dropped here is shown (Shift: as B; two at once: A and B
+        to compare). Dropped on the viewer it did nothing; on the canvas it becomes a loader node."""
+        paths = self._media(event.mimeData())
+        if not paths:
+            return
+        event.acceptProposedAction()
+        if len(paths) >= 2:
+            self.fileDropped.emit(paths[0], "A")
+            self.fileDropped.emit(paths[1], "B")
+        else:
+            self.fileDropped.emit(paths[0], "B" if event.modifiers() & Qt.ShiftModifier else "A")
 
     def shutdown(self) -> None:
         self.pause()

@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
         self.viewer.frameShown.connect(self._viewed_frame)
         self.queue.openWorkflow.connect(self.open_job)
         self.queue.viewOutput.connect(self.view_file)
+        self.viewer.fileDropped.connect(self.view_file)
         self.thumbs.ready.connect(self._thumb)
         self._build_actions()
         self.help = HelpOverlay(self, self.findChildren(QAction))
