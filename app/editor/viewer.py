@@ -26,8 +26,8 @@ FRAME_CACHE = 48
 FRAME_CACHE_BYTES = 512 << 20
 PLAY, PAUSE = "▶", "❚❚"
 ZOOMS = (("Fit", 0.0), ("25%", 0.25), ("50%", 0.5), ("100%", 1.0), ("200%", 2.0), ("400%", 4.0))
-EMPTY_HINT = ("V on a node shows its output here (Shift+V: as B).\nDrop a render or a clip here to "
-              "look at it (Shift: as B; two files: A and B).")
+EMPTY_HINT = ("V on a node: its output here (Shift+V: as B)\nDrop a render or a clip here to look at it\n"
+              "(Shift: as B · two files: A and B)")
 COMPARE = (("wipe", "wipe"), ("side by side", "side"), ("difference", "difference"))
 
 
