@@ -247,8 +247,12 @@ class FrameCanvas(QWidget):
                 p.setPen(QColor("#ffd9d3"))
                 p.drawText(box.adjusted(8, 6, -8, -6), flags, self.note)
             else:
-                p.setPen(theme.TEXT_DIM)
-                p.drawText(box.adjusted(4, 0, -4, 0), flags, self.note)
+                # On a band of its own: over a picture (a re-rendered file, a cancelled view) grey text
+                # was lost in the picture and crossed by the A/B line.
+                need = p.boundingRect(box.adjusted(8, 4, -8, -4), flags, self.note)
+                p.fillRect(QRectF(box.x(), box.y(), box.width(), need.height() + 8), QColor(0, 0, 0, 190))
+                p.setPen(theme.TEXT)
+                p.drawText(box.adjusted(8, 4, -8, -4), flags, self.note)
 
     def set_note(self, text: str, alert: bool = False) -> None:
         self.note, self.alert = text, alert
