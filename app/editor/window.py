@@ -1097,9 +1097,12 @@ class MainWindow(QMainWindow):
                 continue
             if slot == "A" and self._follows_runs:
                 continue                        # (what follows runs is set below, from the writer)
+            value, shown = outputs[target[0]][target[1]], self.viewer.sources.get(slot)
+            if shown is not None and shown.value is value:
+                continue                        # on screen already (a view after the edit computed it)
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
-                self.viewer.set_source(slot, outputs[target[0]][target[1]], f"{target[0]}.{target[1]}")
+                self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}")
 
     def _reread_files(self, job: Job) -> None:
         """A run that wrote again a file the viewer shows: the viewer showed the render it replaced (its file
