@@ -3,8 +3,8 @@ out points, fps, zoom), with A/B compare of two outputs (wipe, side by side, dif
 
 Frames are pulled one at a time from the lazy Clip on a loader thread, so only the frames
 looked at are computed. Playback keeps the clip's time as a flipbook does: when computing a
-frame is slower than the frame rate, frames are skipped (the bar says how many are shown a
-second); "every frame" plays them all instead, slower."""
+frame is slower than the frame rate, frames are skipped (the rate reached is drawn on the
+picture); "Play every frame" plays them all instead, slower."""
 from __future__ import annotations
 
 import threading
