@@ -184,6 +184,16 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
     raise ValueError(f"unknown cache codec {codec!r}")
 
 
+class OverCap(OSError):
+    """An entry larger than the cache's whole cap. Written, it evicted every other entry and then itself: the cache
+    emptied, gigabytes written for nothing, and a feedback loop's frames computed twice (its readers found no entry
+    and read the lazy clip again)."""
+
+
+def _size_text(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{max(1, n >> 20)} MB"
+
+
 class DiskCache:
     """One folder per key: `manifest.json` plus data files, written to a temp folder and renamed."""
 
@@ -238,6 +248,9 @@ class DiskCache:
         need = sum(v.length * v.width * v.height * (3 if v.matte is None else 4) if isinstance(v, Clip)
                    else value_nbytes(v)
                    for v in outputs.values())
+        if need > self.cap:
+            raise OverCap(errno.EFBIG, f"the result takes {_size_text(need)} and the disk cache holds at most "
+                                       f"{_size_text(self.cap)}")
         tmp, lock = None, -1
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -291,9 +304,15 @@ class DiskCache:
             try:
                 size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
                 used = man.stat().st_mtime
-                node_type = json.loads(man.read_text()).get("type", "?")
-            except (OSError, ValueError):        # removed or damaged meanwhile
+            except OSError:                      # removed meanwhile
                 continue
+            try:
+                meta = json.loads(man.read_text())
+            except (OSError, ValueError):
+                meta = None
+            # A damaged manifest (valid JSON but not an entry's: null, a list) still counts, so the cap evicts it;
+            # it made `kinograph cache` and every eviction fail with AttributeError.
+            node_type = meta.get("type", "?") if isinstance(meta, dict) else "?"
             out.append({"key": folder.name, "type": node_type, "bytes": size, "used": used})
         return out
 

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from .cache import DiskCache, MemoryCache
+from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError
@@ -290,8 +290,14 @@ class Executor:
         """Store an expensive node's outputs in the disk tier; the outputs its readers get. A clip (a feedback
         loop's frames) is computed while it is stored, so its readers get it back from the disk entry: its work in
         progress goes once it is cached, and reading the lazy clip again would have made every frame again."""
+        if self.disk.cap <= 0:          # the disk cache is turned off (disk_cache_gb: 0)
+            return outputs
         try:
             self.disk.put(key, outputs, dict(ctx.results), spec.type)
+        except OverCap as e:
+            emit({"event": "log", "node": ctx.node_id, "message": f"not kept in the disk cache: {e.strerror}; "
+                  f"raise disk_cache_gb in config.yaml (or KINOGRAPH_DISK_CACHE_GB) to keep results this large"})
+            return outputs
         except OSError as e:
             why = e.strerror or str(e)
             emit({"event": "log", "node": ctx.node_id, "message": f"could not write the disk cache in "

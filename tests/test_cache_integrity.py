@@ -202,3 +202,36 @@ def test_an_entry_a_killed_process_was_writing_goes_at_the_next_put(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_result_larger_than_the_cap_leaves_the_other_entries_alone(registry, tmp_path):
+    """It was written, then eviction took every other entry and then it: the cache emptied for nothing."""
+    root = tmp_path / "cache"
+    disk = DiskCache(root, 1 << 20)
+    ex = Executor(registry, disk=disk)
+    assert ex.run(workflow(tmp_path, 1, registry)).ok
+    before = entry_files(root)
+    assert len(before) == 1
+    disk.cap = 4 * 16 * 16 * 3 - 1                          # a seeded clip no longer fits
+    events = []
+    res = ex.run(workflow(tmp_path, 2, registry, out="two.mkv"), on_event=events.append)
+    assert res.ok and np.array_equal(frames_of(res), expected(2))
+    assert entry_files(root) == before and not list((root / "tmp").iterdir())
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert any("not kept in the disk cache: the result takes 1 MB and the disk cache holds at most 1 MB; raise "
+               "disk_cache_gb" in m for m in logs), logs
+
+
+@pytest.mark.parametrize("manifest", ["null", "[]", '"text"'])
+def test_a_manifest_that_is_not_an_entry_is_counted_and_evicted(tmp_path, manifest):
+    """`kinograph cache info` and every eviction after a put failed with AttributeError on such a manifest."""
+    root = tmp_path / "cache"
+    bad = root / "ab" / ("ab" + "0" * 30)
+    bad.mkdir(parents=True)
+    (bad / "manifest.json").write_text(manifest)
+    (bad / "a.npy").write_bytes(bytes(5000))
+    os.utime(bad / "manifest.json", (1e9, 1e9))          # the least recently used
+    disk = DiskCache(root, 10_000)
+    assert [(e["type"], e["bytes"]) for e in disk.entries()] == [("?", 5000 + len(manifest))]
+    disk.put("cd" + "1" * 30, {"a": np.zeros(6000, np.uint8)}, {}, "test.node")
+    assert [e["type"] for e in disk.entries()] == ["test.node"] and not bad.exists()
