@@ -302,8 +302,13 @@ class WorkMeter:
             inner = stack.pop()
             if stack:
                 stack[-1] += elapsed
+            self._local.own = elapsed - inner
             with self._lock:
                 self.seconds[node] = self.seconds.get(node, 0.0) + elapsed - inner
+
+    def last_own(self) -> float:
+        """The own seconds of the last `measure` this thread finished (the readers it called apart)."""
+        return getattr(self._local, "own", 0.0)
 
     def wrap(self, node: str, clip: Clip) -> Clip:
         """The same frames, their computing time counted for `node`."""

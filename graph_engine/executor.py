@@ -17,6 +17,7 @@ from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
 from .context import CancelToken, Context
 from .errors import Cancelled, KinographError
+from .keep import FrameStore
 from .partial import Partials
 from .plan import explain, plan_run
 from .registry import Registry, default_registry
@@ -122,7 +123,11 @@ def _stamp(path: str):
 
 class Executor:
     def __init__(self, registry: Optional[Registry] = None, *, memory_budget: Optional[int] = None,
-                 disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None):
+                 disk: Optional[DiskCache] = None, use_disk: bool = True, device: str = "auto", models: Any = None,
+                 keep_frames: bool = False):
+        """`keep_frames`: keep the costly chunks of lazy clips on disk for later runs of this executor
+        (graph_engine.keep), for a session that re-runs one graph many times (the editor); a one-off run
+        (`kinograph run`) would only write them."""
         from . import config
         self.registry = registry or default_registry()
         self.meter = WorkMeter()
@@ -131,7 +136,9 @@ class Executor:
         self.disk = disk if disk is not None else (DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
                                                    if use_disk else None)
         # Beside the disk cache: an expensive node's work in progress, for the next run after one that stopped.
-        self.partials = Partials((self.disk.root.parent if self.disk is not None else config.cache_dir()) / "partial")
+        home = self.disk.root.parent if self.disk is not None else config.cache_dir()
+        self.partials = Partials(home / "partial")
+        self.frames = FrameStore(home / "frames", config.disk_cache_cap()) if keep_frames else None
         self.device = device
         self.models = models
         self.key_parts: Dict[str, Dict[str, Any]] = {}
@@ -219,7 +226,7 @@ class Executor:
                                 f"after it are opaque, laid over black. Lay it over its background before this node "
                                 f"(video.over), or give the result an alpha again (video.matte: `source` a clip "
                                 f"that still has it, or a key)")
-                    outputs = {k: self.meter.wrap(nid, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
+                    outputs = {k: self._wrap(nid, spec, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
                     if spec.expensive and self.disk is not None:
                         outputs = self._keep(key, spec, outputs, ctx, emit)
                 except Cancelled:
@@ -276,6 +283,19 @@ class Executor:
         emit({"event": "run_finished", "ok": res.ok, "cancelled": res.cancelled, "results": res.results,
               "failed": res.failed, "seconds": round(res.seconds, 4)})
         return res
+
+    def close(self) -> None:
+        """Let go of what the session kept on disk (the frames of graph_engine.keep)."""
+        if self.frames is not None:
+            self.frames.close()
+
+    def _wrap(self, nid: str, spec, clip: Clip) -> Clip:
+        """A node's output clip, its computing time counted for the node and, in a session that keeps frames,
+        its costly chunks kept for the runs after this one (an expensive node's clip goes to the disk tier)."""
+        clip = self.meter.wrap(nid, clip)
+        if self.frames is not None and not spec.expensive:
+            clip = self.frames.keep(clip, self.meter)
+        return clip
 
     @staticmethod
     def _release(values, nodes, kept) -> None:

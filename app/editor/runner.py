@@ -116,7 +116,9 @@ class RunController(QObject):
 
     def __init__(self, registry, parent=None, executor: Optional[Executor] = None):
         super().__init__(parent)
-        self.executor = executor or Executor(registry)
+        # Frames of costly lazy nodes are kept between runs: changing a parameter after a temporal node
+        # (denoise -> grade) re-ran the whole denoise on every tweak, though the editor said "cached".
+        self.executor = executor or Executor(registry, keep_frames=True)
         self.executor.previews = True        # samplers send a picture of each step
         self.jobs: List[Job] = []            # queued, running and finished, oldest first
         self.status: Dict[str, NodeStatus] = {}
@@ -207,6 +209,7 @@ class RunController(QObject):
         self.cancel(clear_queue=True)
         self._thread.quit()
         self._thread.wait(10000)
+        self.executor.close()
 
     # -- events from the worker -----------------------------------------------------------------
     def _job(self, job_id: int) -> Optional[Job]:
