@@ -1,5 +1,5 @@
-"""A clip that several nodes of one run read is computed once: its chunks go to disk as the first reader
-pulls them, and the other readers get them back from there.
+"""A clip that several nodes of one run read is computed once: its costly chunks go to disk as the first reader
+pulls them, and the other readers get them back from there (cheap ones, keep.worth_keeping, are computed again).
 
 Clips are lazy, and each consumer reads the whole clip in turn (a save_video, then a save_frames or a
 metrics.report), so a chain feeding two outputs ran twice: an upscale or a stylization feeding an MP4 and
@@ -13,12 +13,14 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Dict, Hashable, Optional
 
 import numpy as np
 
 from .atomic import hold, remove_abandoned
+from . import keep
 from .clip import Clip
 
 # A run's folder: mkdtemp(prefix="run-") names it run-XXXXXXXX.
@@ -101,8 +103,11 @@ class _Shared:
                 return np.fromfile(path, np.uint8).reshape(shape)
             except (OSError, ValueError):     # deleted under us (a cleaner): compute it again
                 self.stored.discard(a)
+        t0 = time.perf_counter()
         block = self.source.frames(a, b)
-        if path is not None and not self.closed:
+        # Frames cheaper to compute again than to write and read back (a decode, a resize) are computed again
+        # for the next reader: a loader read by two nodes wrote 6 GB per 1000 1080p frames to spare a decode.
+        if path is not None and not self.closed and keep.worth_keeping(time.perf_counter() - t0, block.nbytes):
             try:
                 _store(block, path)
                 self.stored.add(a)

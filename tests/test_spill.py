@@ -26,8 +26,10 @@ SECOND = "  b: {{type: io.save_frames, inputs: {{video: g.video}}, params: {{pat
 def pulled(monkeypatch):
     """The source frames computed, in the order the run pulled them. Chunks of 4 frames: a clip keeps its
     last few chunks in memory, and 40 frames must be more than those for a second reader to miss them."""
-    from graph_engine import clip
+    from graph_engine import clip, keep
     monkeypatch.setattr(clip, "MAX_CHUNK", 4)
+    # These tiny frames cost next to nothing: count them as costly, as a denoise or an upscale is.
+    monkeypatch.setattr(keep, "WORTH_BYTES_PER_SECOND", 1e15)
     seen = []
     real = test_pattern.pattern_frames
 
@@ -134,3 +136,15 @@ def test_an_output_served_from_the_cache_is_not_a_reader(tmp_path, pulled, monke
     res = s.run(load_workflow(text=(WF + SECOND.replace("/b", "/c")).format(d=tmp_path)))
     assert res.ok and len(frames(tmp_path / "c")) == 40
     assert stored == []
+
+
+def test_frames_cheaper_than_the_disk_are_computed_again_not_written(tmp_path, pulled, monkeypatch):
+    """A loader read by two nodes wrote every decoded frame to disk (6 GB per 1000 1080p frames) to spare a
+    decode that costs less than writing and reading them back."""
+    from graph_engine import keep, spill
+    monkeypatch.setattr(keep, "WORTH_BYTES_PER_SECOND", 0)
+    stored = []
+    monkeypatch.setattr(spill, "_store", lambda block, path: stored.append(path))
+    res = Session(use_disk=False).run(load_workflow(text=(WF + SECOND).format(d=tmp_path)))
+    assert res.ok and stored == [] and sorted(pulled) == sorted(list(range(40)) * 2)
+    assert np.array_equal(frames(tmp_path / "a"), frames(tmp_path / "b"))
