@@ -607,3 +607,48 @@ def test_validate_names_model_files_that_are_not_in_the_model_folders(tmp_path, 
     assert "node up: model: 'RealESRGAN_x4plus.pth'" in err
     assert "node vae" not in err and "node lora:" not in err and "node lora2" not in err
     assert str(models) in err and "Traceback" not in err
+
+
+def test_weights_replaced_under_the_same_name_are_the_ones_a_rerun_samples_with(tmp_path, monkeypatch):
+    """A trainer's new checkpoint written beside and renamed over the old one: the run's keys changed and the
+    nodes ran again, but the model manager handed back the pipeline loaded from the old files, and the render
+    was the old model's."""
+    import shutil
+    import tiny_models
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.model_manager import ModelManager
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = tiny_models.build_all(tmp_path / "a", ("wan",)) / "wan"
+        monkeypatch.setattr(tiny_models, "_seed", lambda n=0: torch.manual_seed(n + 99))
+        retrained = tiny_models.build_all(tmp_path / "b", ("wan",)) / "wan"
+        text = textwrap.dedent(f"""\
+            kinograph: 1
+            nodes:
+              load: {{type: load.wan, params: {{path: {model}}}}}
+              prompt: {{type: encode.text, inputs: {{text_encoder: load.text_encoder}}, params: {{text: a fox}}}}
+              latent: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: 5, width: 32, height: 32}}}}
+              sample:
+                type: generate.sample
+                inputs: {{model: load.model, positive: prompt.positive, negative: prompt.negative, latent: latent.latent}}
+                params: {{steps: 2, sampler: flow_euler, seed: 42}}
+              decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: sample.latent}}}}
+            """)
+
+        def frames(session):
+            res = session.run(load_workflow(text=text))
+            assert res.ok, res.failed
+            return res.outputs["decode"]["video"].to_array()
+
+        session = Session(device="cpu", use_disk=False, models=ModelManager())
+        before = frames(session)
+        weights = "transformer/diffusion_pytorch_model.safetensors"
+        shutil.copyfile(retrained / weights, model / (weights + ".new"))
+        os.replace(model / (weights + ".new"), model / weights)
+        after = frames(session)
+        assert not (after == before).all()
+        assert (after == frames(Session(device="cpu", use_disk=False, models=ModelManager()))).all()
+        assert len(session.executor.models._cache) == 1       # the old pipeline went with its files
+    finally:
+        torch.set_num_threads(threads)

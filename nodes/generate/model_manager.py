@@ -316,7 +316,7 @@ class ModelManager:
             opts["motion_adapter"] = str(source / "motion_adapter")
         dname, torch_dtype = dtype_of(dtype, family, device)
         key = (family, str(source.resolve()), dname, device, offload,
-               tuple(sorted((k, str(v)) for k, v in opts.items() if v)))
+               tuple(sorted((k, str(v)) for k, v in opts.items() if v)), on_disk(source))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -333,10 +333,7 @@ class ModelManager:
                                         f"({str(exc).splitlines()[0][:300]}): a weight file is truncated or "
                                         "corrupt. Copy the model again.") from None
                 place(pipe, device, offload)
-                self._cache[key] = pipe
-                while len(self._cache) > self.max_loaded:
-                    self._cache.popitem(last=False)
-                    gc.collect()
+                self._store(key, pipe)
         return ModelHandle(family=family, path=str(source), pipe=pipe, dtype=dname, device=device)
 
     def components(self, handle: ModelHandle) -> Dict[str, Optional[ComponentHandle]]:
@@ -355,7 +352,7 @@ class ModelManager:
         from diffusers import ControlNetModel
         source = resolve_model_path(path, KINDS["controlnet"], "ControlNet")
         dtype = model.denoiser.dtype
-        key = ("controlnet", str(source.resolve()), str(dtype), model.device)
+        key = ("controlnet", str(source.resolve()), str(dtype), model.device, on_disk(source))
         with self._lock:
             if key not in self._cache:
                 with local_only("ControlNet", str(source)):
@@ -363,21 +360,33 @@ class ModelManager:
                         net = controlnet_from_file(source, model.denoiser, dtype)
                     else:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
-                self._cache[key] = net.to(torch.device(model.device)).eval()
+                self._store(key, net.to(torch.device(model.device)).eval())
             self._cache.move_to_end(key)
             return self._cache[key]
 
-    def cached(self, key: tuple, build):
-        """The value cached under `key`, built (once) by `build()` when absent; shares the LRU with pipelines."""
+    def _store(self, key: tuple, value) -> None:
+        """Under the lock: cache `value`. A key's last part says what its files were (on_disk): an entry for the
+        same files as they were before goes now, not when the LRU reaches it (a GPU holding two versions)."""
+        stale = [k for k in self._cache if k[:-1] == key[:-1]]
+        for old in stale:
+            del self._cache[old]
+        self._cache[key] = value
+        while len(self._cache) > self.max_loaded:
+            self._cache.popitem(last=False)
+            stale.append(None)
+        if stale:
+            gc.collect()
+
+    def cached(self, key: tuple, build, files=()):
+        """The value cached under `key` and what the `files` it reads are now (on_disk), built (once) by `build()`
+        when absent; shares the LRU with pipelines."""
+        key = (*key, on_disk(*files))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             value = build()
-            self._cache[key] = value
-            while len(self._cache) > self.max_loaded:
-                self._cache.popitem(last=False)
-                gc.collect()
+            self._store(key, value)
             return value
 
     def clear(self) -> None:
@@ -453,6 +462,15 @@ def place(pipe, device: str, offload: str) -> None:
 
 
 _DEFAULT: Optional[ModelManager] = None
+
+
+def on_disk(*paths) -> str:
+    """What the files at `paths` are now (graph_engine.cache.fingerprint: a file's identity, a folder's files one
+    level down), for the keys of loaded models. Weights replaced under the same name (a trainer's new checkpoint, a
+    download written beside and renamed over) changed the run's cache keys, and the node ran again, but got the
+    pipeline loaded from the old files: the render was the old model's."""
+    from graph_engine.cache import fingerprint, hash_key
+    return hash_key([fingerprint(str(p)) for p in paths])
 
 
 def default_manager() -> ModelManager:

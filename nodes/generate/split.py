@@ -129,7 +129,7 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     dname, dtype = _weight_dtype(weight_dtype, det.family, device, dtype_of)
     slot = "unet" if det.family in ("sd", "sdxl", "animatediff", "svd") else "transformer"
     pipe = mm.cached(("model", str(path.resolve()), dname, device), lambda: pipeline(
-        det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}))
+        det.family, det.variant, **{slot: _module(path, det, dtype, device, "diffusion_model")}), files=(path,))
     return ModelHandle(family=det.family, path=str(path), pipe=pipe, dtype=dname, device=device)
 
 
@@ -164,7 +164,7 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
-    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build)
+    pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
     return ComponentHandle(family, where, pipe, "text_encoder", device)
 
 
@@ -205,7 +205,7 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
     det = dataclasses.replace(det, family=found)
     _, dtype = dtype_of("auto", found, device)
     pipe = mm.cached(("vae", str(path.resolve()), found, str(dtype), device),
-                     lambda: pipeline(found, vae=_module(path, det, dtype, device, "vae")))
+                     lambda: pipeline(found, vae=_module(path, det, dtype, device, "vae")), files=(path,))
     return ComponentHandle(found, str(path), pipe, "vae", device)
 
 
@@ -247,7 +247,7 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
             from nodes.generate.llava import VisionPipe
             return VisionPipe(module, CLIPImageProcessor(**proc))
         return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
-    pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build)
+    pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build, files=(path,))
     return ComponentHandle(family, str(path), pipe, "image_encoder", device)
 
 
