@@ -390,6 +390,14 @@ def cmd_cache(args) -> int:
         freed = partials.clear()
         if freed:
             print(f"removed {_size(freed)} of sampling work in progress that stopped runs left in {partials.root}")
+        # Frames an editor session kept, or a run spilled, that a crash or a kill left behind (a live one holds its own).
+        from graph_engine.atomic import remove_abandoned
+        from graph_engine.keep import KEEP_FOLDER
+        from graph_engine.spill import RUN_FOLDER
+        freed = (remove_abandoned(config.cache_dir() / "frames", KEEP_FOLDER)
+                 + remove_abandoned(config.cache_dir() / "spill", RUN_FOLDER))
+        if freed:
+            print(f"removed {_size(freed)} of frames that killed runs and editor sessions left in {config.cache_dir()}")
         from .shard import remove_abandoned_shards, shards_root
         freed = remove_abandoned_shards()
         if freed:

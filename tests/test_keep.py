@@ -134,3 +134,25 @@ def test_the_alpha_is_kept_with_the_frames(tmp_path, monkeypatch):
     reads.clear()
     assert np.array_equal(kept.matte.to_array(), alpha) and reads == []
     store.close()
+
+
+def test_cache_clear_removes_what_a_killed_session_kept(tmp_path):
+    """A crashed editor's kept frames (gigabytes) stayed until another session kept something."""
+    import os
+    import subprocess
+    import sys
+    from graph_engine.atomic import hold
+    dead, alive = tmp_path / "frames" / "keep-abcd1234", tmp_path / "frames" / "keep-live5678"
+    for d in (dead, alive):
+        d.mkdir(parents=True)
+        (d / "0-0.raw").write_bytes(bytes(3 << 20))
+        os.utime(d, (1e9, 1e9))
+    lock = hold(alive)
+    try:
+        r = subprocess.run([sys.executable, "-m", "app.cli", "cache", "clear"], capture_output=True, text=True,
+                           env={**os.environ, "KINOGRAPH_CACHE_DIR": str(tmp_path)})
+    finally:
+        os.close(lock)
+    assert r.returncode == 0, r.stderr
+    assert "removed 3.0 MB of frames that killed runs and editor sessions left" in r.stdout, r.stdout
+    assert not dead.exists() and (alive / "0-0.raw").exists()
