@@ -40,7 +40,7 @@ def worth_keeping(seconds: float, nbytes: int) -> bool:
     return seconds * WORTH_BYTES_PER_SECOND > nbytes
 
 
-# Free space the kept frames never take: the render's own outputs come first.
+# Free space the kept frames never take (or a tenth of the disk, if more): the render's own outputs come first.
 FREE_MARGIN = 1 << 30
 
 
@@ -111,7 +111,8 @@ class FrameStore:
                 return
             path = self._path(n, a)
             try:
-                if shutil.disk_usage(path.parent).free < block.nbytes + FREE_MARGIN:
+                disk = shutil.disk_usage(path.parent)
+                if disk.free - block.nbytes < max(FREE_MARGIN, disk.total // 10):
                     return
                 np.ascontiguousarray(block).tofile(path)
             except OSError:                 # disk full, folder gone: the run goes on, the chunk is not kept

@@ -156,3 +156,15 @@ def test_cache_clear_removes_what_a_killed_session_kept(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "removed 3.0 MB of frames that killed runs and editor sessions left" in r.stdout, r.stdout
     assert not dead.exists() and (alive / "0-0.raw").exists()
+
+
+def test_a_nearly_full_disk_keeps_nothing(registry, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    monkeypatch.setattr(keep, "WORTH_BYTES_PER_SECOND", 1e15)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(100 << 30, 0, 9 << 30))
+    ex = Executor(registry, use_disk=False, keep_frames=True)
+    first = graded(ex, registry, 0.5)
+    COMPUTED.clear()
+    assert np.array_equal(graded(ex, registry, 0.5), first) and sorted(COMPUTED) == list(range(40))
+    assert kept_files() == [] and ex.frames.written == 0
