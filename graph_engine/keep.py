@@ -76,7 +76,8 @@ class FrameStore:
         matte = None if clip.matte is None else self.keep(clip.matte, meter)
         out = Clip(clip.length, clip.fps, clip.width, clip.height, read, clip.audio, chunk=clip.chunk,
                    timecode=clip.timecode, number=clip.number, linear=clip.linear, matte=matte, channels=clip.channels)
-        weakref.finalize(out, self._forget, n)
+        # Not at exit: the session's folder goes then, all at once.
+        weakref.finalize(out, self._forget, n).atexit = False
         return out
 
     def close(self) -> None:
@@ -133,6 +134,8 @@ class FrameStore:
             return
         self.bytes -= nbytes
         self._of.get(n, set()).discard(a)
+        if self._state["dir"] is None:      # the session's folder went with all of it
+            return
         try:
             self._path(n, a).unlink()
         except OSError:
