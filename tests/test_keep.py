@@ -70,9 +70,9 @@ def test_a_change_downstream_reads_the_costly_frames_back(registry, monkeypatch)
 
 
 def test_the_editor_session_keeps_frames():
-    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
     from app.editor.runner import RunController
-    QCoreApplication.instance() or QCoreApplication([])
+    QApplication.instance() or QApplication([])     # the editor's own kind: later widget tests need it
     runs = RunController(Registry())
     try:
         assert runs.executor.frames is not None
