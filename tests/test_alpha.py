@@ -307,3 +307,19 @@ def test_vp9_edges_keep_their_colour(tmp_path):
     seen = src[..., 3] == 255
     assert fmt == "yuva420p" and np.abs(got[..., 3].astype(int) - src[..., 3]).max() <= 2
     assert np.abs(got[..., :3].astype(int) - src[..., :3])[seen].max() <= 3
+
+
+@pytest.mark.parametrize("name", ["still.png", "still.tif", "still.webp"])
+def test_save_image_writes_a_transparent_still_with_straight_colour(tmp_path, name):
+    """io.load_image -> io.save_image of a transparent PNG: the alpha went into EXR only ('the alpha is written
+    into EXR files'), since the readers laid colour over black in different light. They now agree (EXR is read
+    through the same convention), so PNG, TIFF and WebP get the alpha with straight colour."""
+    src = element(1)[0]
+    Image.fromarray(src, "RGBA").save(tmp_path / "el.png")
+    run(tmp_path, "  load: {type: io.load_image, params: {path: el.png}}\n"
+                  f"  save: {{type: io.save_image, inputs: {{image: load.image, alpha: load.alpha}}, "
+                  f"params: {{path: {name}}}}}\n")
+    with Image.open(tmp_path / name) as im:
+        assert im.mode == "RGBA"
+        got = np.asarray(im)
+    straight_close(got, src, 1 if name != "still.webp" else 12)

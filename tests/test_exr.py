@@ -294,7 +294,7 @@ def test_save_image_keeps_a_blender_renders_alpha(tmp_path):
     assert sorted(ch) == ["A", "B", "G", "R"] and np.array_equal(ch["A"], alpha)
     assert np.allclose(ch["R"], rgb * alpha, atol=4e-3)             # premultiplied, to 8 bits
     from nodes.io.images import write_png
-    with pytest.raises(NodeError, match="out.png: the alpha is written into EXR files"):
-        write_png(np.zeros((4, 8, 3), np.uint8), str(tmp_path / "out.png"), alpha=alpha)
+    with pytest.raises(NodeError, match="out.jpg: a .jpg holds no alpha: name the image .png, .tif, .webp or .exr"):
+        write_png(np.zeros((4, 8, 3), np.uint8), str(tmp_path / "out.jpg"), alpha=alpha)
     with pytest.raises(NodeError, match="the alpha is 8x4 but the image 4x2"):
         write_png(np.zeros((2, 4, 3), np.uint8), str(tmp_path / "small.exr"), alpha=alpha)

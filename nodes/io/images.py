@@ -250,25 +250,25 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False,
               alpha: Optional[np.ndarray] = None) -> Optional[str]:
     """Write the picture (PNGs carry the workflow); returns where the render it replaced is kept
-    (graph_engine.takes), when it kept one. alpha: float HxW in [0, 1] of a picture laid over black,
-    written as an EXR's A channel beside it (the colour over black is the premultiplied colour Nuke and
-    Blender keep in an EXR).
-
-    Only EXR: taking the colour back off black for a straight-alpha PNG needs the light it was laid over
-    black in, and the readers differ there (an EXR's colour is premultiplied in linear light, a PNG's laid
-    over black in its sRGB code values), so half-covered edges of one or the other came out wrong."""
+    (graph_engine.takes), when it kept one. alpha: float HxW in [0, 1] of a picture laid over black (in
+    code values, as every reader lays it: nodes/common/alpha.py), written beside it: an EXR's A channel
+    with the colour premultiplied in linear light, as Nuke and Blender keep it; PNG, TIFF and WebP with
+    straight colour (JPEG and BMP have no alpha and refuse it)."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
     from graph_engine.atomic import atomic_output
     final = Path(path)
     if alpha is not None:
-        if final.suffix.lower() != ".exr":
-            raise NodeError(f"{final.name}: the alpha is written into EXR files (beside the premultiplied colour, "
-                            f"as Nuke and Blender keep it): name the image .exr, or leave the alpha unconnected")
+        if final.suffix.lower() not in ALPHA_EXTS:
+            raise NodeError(f"{final.name}: a {final.suffix or 'file without a type'} holds no alpha: name the image "
+                            f".png, .tif, .webp or .exr, or leave the alpha unconnected")
         if alpha.shape != img.shape[:2]:
             raise NodeError(f"the alpha is {alpha.shape[1]}x{alpha.shape[0]} but the image {img.shape[1]}x"
                             f"{img.shape[0]}: give the mask that belongs with this image (resize both alike)")
         alpha = np.clip(np.nan_to_num(alpha.astype(np.float32)), 0.0, 1.0)
+        if final.suffix.lower() != ".exr":
+            from nodes.common.alpha import straight_rgba
+            img = straight_rgba(img, to_uint8(alpha))
     kept: list = []
     try:
         with atomic_output(final, overwrite=overwrite, takes=kept) as tmp:
@@ -280,11 +280,17 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
                 if workflow_yaml:
                     info.add_text("kinograph_workflow", workflow_yaml)
                 Image.fromarray(img).save(tmp, format="PNG", pnginfo=info, compress_level=4)
+            elif final.suffix.lower() in (".tif", ".tiff"):        # straight colour, tagged unassociated
+                Image.fromarray(img).save(tmp, format="TIFF", compression="tiff_adobe_deflate")
             else:
                 Image.fromarray(img).save(tmp, quality=95)
     except (OSError, ValueError, KeyError) as e:
         raise NodeError(f"cannot write image {final}: {e}")
     return str(kept[0]) if kept else None
+
+
+# Still types io.save_image writes an alpha into.
+ALPHA_EXTS = (".png", ".tif", ".tiff", ".webp", ".exr")
 
 
 # io.save_frames' formats: PNG, linear half-float EXR for a compositor (Nuke, Blender, Resolve Fusion), or

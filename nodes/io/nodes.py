@@ -216,14 +216,16 @@ def _image_name(path) -> Optional[str]:
 @node("io.save_image", title="Save Image", category="Input/Output", output=True)
 def save_image(ctx, image: IMAGE,
                alpha: MASK = Input(optional=True, help="transparency to write with the image (io.load_image's "
-                                                       "alpha), as an EXR's A channel: .exr only"),
+                                                       "alpha): .png, .tif and .webp get straight "
+                                                       "colour, .exr premultiplied in linear light"),
                path: str = Param("out/image.png", kind="path", reads=False, check=_image_name,
                                  help="file to write: .png (carries the workflow), .exr (linear-light half float; "
                                       "carries it too), .jpg, .webp, .bmp or .tif"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
                                                    "earlier take unless --replace)")) -> None:
     """Write an image; PNGs carry the workflow in a text chunk, EXRs (linear light, as Nuke and Blender
-    expect them) in a header attribute. The image it replaces is kept as takes/NAME.001.png, .002, ...
+    expect them) in a header attribute. With `alpha`, PNG, TIFF and WebP hold straight colour beside it,
+    EXR colour premultiplied in linear light. The image it replaces is kept as takes/NAME.001.png, .002, ...
     beside it (`--replace` or `keep_takes` in config.yaml to keep fewer)."""
     from .images import write_png
     take = write_png(image, path, ctx.workflow_yaml, overwrite=overwrite, alpha=alpha)
