@@ -396,3 +396,16 @@ def test_a_tile_too_small_is_refused_and_a_cut_overlap_is_said(esrgan, monkeypat
     assert r.ok and r.outputs["sr"]["video"].to_array().shape == (1, 96, 128, 3)
     assert [e["message"] for e in events if e["event"] == "log"] == [
         "overlap 200 is more than a quarter of the 32-pixel tile: 8 is used"]
+
+
+def test_every_upscaler_resamples_an_elements_alpha_to_its_size(esrgan, frames, monkeypatch):
+    """A clip with transparency upscaled by a network or the multi-frame reconstruction came out opaque (they
+    make colour only, and the alpha was dropped): it is resampled to the new size, as upscale.resize does."""
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(esrgan))
+    alpha = np.zeros((3, 12, 16, 1), np.uint8)
+    alpha[:, 3:9, 4:12] = 255
+    clip = Clip.from_array(frames).with_matte(lambda a, b: alpha[a:b])
+    want = np.stack([cv2.resize(m, (32, 24), interpolation=cv2.INTER_LANCZOS4) for m in alpha[..., 0]])
+    for out in (up.model(Context("u"), clip, model="tiny_esrgan", tile=0),
+                up.multiframe(Context("u"), clip, scale=2, radius=0), up.resize(Context("u"), clip, scale=2)):
+        assert out.size == (32, 24) and np.array_equal(out.matte.to_array()[..., 0], want)

@@ -44,9 +44,10 @@ def multiframe(ctx, video: VIDEO,
     motion turns into real detail (+0.5 to +3 dB over Lanczos on real clips in
     bench/superres.py). Regions where the neighbours do not help (occlusions, cuts, motion
     blur, flow failures: each half of them fails to predict the other) fall back to the frame
-    itself, so it does not do worse than the frame alone. No weights."""
+    itself, so it does not do worse than the frame alone. No weights. A clip's alpha is resampled
+    to the new size (Lanczos)."""
     from nodes.upscale.multiframe import multiframe_clip
-    return multiframe_clip(video, scale=scale, radius=radius, ctx=ctx)
+    return _with_alpha(video, multiframe_clip(video, scale=scale, radius=radius, ctx=ctx))
 
 
 @node("upscale.model", title="Upscale with Model", category="Upscale", device="gpu", temporal_radius=0)
@@ -63,9 +64,16 @@ def model(ctx, video: VIDEO,
 
     Any architecture spandrel recognises is loaded from your local file (nothing is
     downloaded); the scale comes from the model. Frames are processed in overlapping tiles
-    so large frames fit in GPU memory. Runs on the selected device."""
+    so large frames fit in GPU memory. Runs on the selected device. A clip's alpha is resampled
+    to the new size (Lanczos): the networks make colour only."""
     from nodes.upscale.model_sr import model_clip
     if tile and overlap > tile // 4:
         ctx.log(f"overlap {overlap} is more than a quarter of the {tile}-pixel tile: {tile // 4} is used")
-    return model_clip(video, as_given(model, ctx.workflow_dir), tile=tile, overlap=overlap, device=ctx.device,
-                      ctx=ctx)
+    return _with_alpha(video, model_clip(video, as_given(model, ctx.workflow_dir), tile=tile, overlap=overlap,
+                                         device=ctx.device, ctx=ctx))
+
+
+def _with_alpha(video, out):
+    """The upscaled clip with the source's alpha resampled to its size (lanczos), where it had one."""
+    from nodes.upscale.resize import resized_matte
+    return out.with_(matte=resized_matte(video.matte, out.size))

@@ -39,11 +39,18 @@ def resize_frame(frame: np.ndarray, size: Tuple[int, int], method: str = "lanczo
 
 def resize_clip(video, *, scale: float = 2.0, width: int = 0, height: int = 0, method: str = "lanczos",
                 sharpen: float = 0.0, ctx=None):
-    from nodes.common.stream import map_frames, moved
+    from nodes.common.stream import map_frames
     size = target_size(video.width, video.height, scale, width, height)
     if method not in METHODS:
         raise NodeError(f"unknown resize method {method!r}; choose one of {', '.join(METHODS)}")
     # The alpha is resized alike but not sharpened (a halo in a matte shows as a fringe on every background).
-    matte = moved(video.matte, lambda f: np.stack([resize_frame(m, size, method)[..., None] for m in f]), *size)
     return map_frames(ctx, video, lambda f: resize_frame(f, size, method, sharpen), size[0], size[1]).with_(
-        matte=matte)
+        matte=resized_matte(video.matte, size, method))
+
+
+def resized_matte(matte, size: Tuple[int, int], method: str = "lanczos"):
+    """A clip's alpha (Clip.matte; None: none) at `size`, for an upscaler: the networks and the multi-frame
+    reconstruction make colour only, and the element's alpha, resampled, still fits it (no node outlines the
+    subject otherwise)."""
+    from nodes.common.stream import moved
+    return moved(matte, lambda f: np.stack([resize_frame(m, size, method)[..., None] for m in f]), *size)
