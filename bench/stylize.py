@@ -53,7 +53,7 @@ def run(frames: int, width: int, height: int, seed: int, clip: str = "") -> None
         dt = time.perf_counter() - t
         e0 = series.summary(series.warp_error(None, per_frame, src))
         e1 = series.summary(series.warp_error(None, stable, src))
-        psnr = series.summary(series.psnr(None, stable, per_frame))
+        psnr = series.summary(series.psnr(None, stable, per_frame), "psnr")
         print(f"{name:30s} {e0 * 1e3:8.3f}e-3 {e1 * 1e3:8.3f}e-3 {100 * (1 - e1 / e0):9.1f}% "
               f"{100 * (1 - np.sqrt(e1 / e0)):8.1f}% {psnr:15.2f} dB {dt:5.1f}s")
 

@@ -43,6 +43,38 @@ def test_psnr_and_ssim_agree_with_scikit_image(clips):
     assert metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean)) == 100.0
 
 
+def _psnr_from_definition(a, b):
+    """10 log10(255^2 / MSE) over the R, G, B values, written out here (not a library's)."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return np.inf if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def test_frames_identical_to_the_reference_do_not_raise_the_mean_psnr(clips):
+    """An interpolated clip keeps its source frames unchanged: each scored 100 dB and went into the mean, so
+    one identical frame in six lifted the reported PSNR by ~10 dB over the frames that were actually made.
+    They are named and left out of the mean; ffmpeg's pooled `average` is reported beside it."""
+    clean, noisy = clips
+    mixed = noisy.copy()
+    mixed[2] = clean[2]
+    events = []
+    ctx = Context("p", emit=events.append)
+    value = metrics.psnr(ctx, Clip.from_array(mixed), Clip.from_array(clean))
+    per_frame = [_psnr_from_definition(m, c) for m, c in zip(mixed, clean)]
+    assert per_frame[2] == np.inf
+    assert value == pytest.approx(np.mean([v for v in per_frame if np.isfinite(v)]), abs=1e-6)
+    assert ctx.results["per_frame"][2] == 100.0 and ctx.results["identical"] == [2]
+    pooled = 10 * np.log10(255.0 ** 2 / np.mean((mixed.astype(np.float64) - clean) ** 2))
+    assert ctx.results["psnr_of_mean_mse"] == pytest.approx(pooled, abs=1e-6)
+    assert ctx.results["unit"] == "dB" and "R, G, B" in ctx.results["definition"]
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert logs == [f"p: 1 of 6 frames are identical to the reference (PSNR infinite, shown as 100 dB): the value "
+                    f"is the mean of the others; PSNR of the mean MSE over all frames (ffmpeg's average): "
+                    f"{pooled:.2f} dB"]
+    ctx = Context("s")          # identical frames: SSIM exactly 1, PSNR the cap (every frame identical)
+    assert metrics.ssim(ctx, Clip.from_array(clean), Clip.from_array(clean)) == 1.0
+    assert metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean)) == 100.0
+
+
 def test_metrics_name_mismatched_clips(clips):
     clean, _ = clips
     with pytest.raises(NodeError, match="same length"):
@@ -171,13 +203,38 @@ def test_report_writes_json_and_chart(clips, tmp_path):
     assert len(doc["metrics"]["psnr"]["per_frame"]) == 6 and len(doc["metrics"]["motion"]["per_frame"]) == 5
     chart = cv2.imread(str(path.with_suffix(".png")))
     assert chart is not None and chart.shape[0] > 6 * 100 and chart.std() > 10
-    assert ctx.written == [str(path), str(path.with_suffix(".png"))]
+    assert ctx.written == [str(path), str(path.with_suffix(".csv")), str(path.with_suffix(".png"))]
     ctx = Context("r")
     metrics.report(ctx, Clip.from_array(noisy), reference=None, source=None, path=str(path), metrics="psnr, flicker")
     assert ctx.results["skipped"] == ["psnr"] and list(ctx.results["metrics"]) == ["flicker"]
     with pytest.raises(NodeError, match="unknown metric"):
         metrics.report(Context("r"), Clip.from_array(noisy), reference=None, source=None, path=str(path),
                        metrics="psnr, vmaf")
+
+
+def test_report_carries_units_definitions_and_a_table_a_spreadsheet_opens(clips, tmp_path):
+    """The report gave numbers without units or definitions (RGB or Y? dB? mean or pooled?) and only as nested
+    JSON: nothing a spreadsheet opens. Each metric now has its unit and definition, and a CSV beside the JSON
+    has a row a frame and a column a metric headed with its unit."""
+    import csv
+    clean, noisy = clips
+    path = tmp_path / "r.json"
+    metrics.report(Context("r"), Clip.from_array(noisy), reference=Clip.from_array(clean), source=None,
+                   path=str(path), metrics="psnr, ssim, flicker, motion")
+    doc = json.loads(path.read_text())["metrics"]
+    assert {k: v["unit"] for k, v in doc.items()} == {"psnr": "dB", "ssim": "", "flicker": "levels", "motion": "px"}
+    assert all(v["definition"] for v in doc.values())
+    assert "Wang et al. 2004" in doc["ssim"]["definition"] and "sigma 1.5" in doc["ssim"]["definition"]
+    rows = list(csv.reader(path.with_suffix(".csv").read_text().splitlines()))
+    assert rows[0] == ["frame", "time (s)", "psnr (dB)", "ssim", "flicker (levels)", "motion (px)"]
+    assert [r[0] for r in rows[1:]] == [str(i) for i in range(6)] and rows[2][1] == "0.0416667"
+    psnr = [_psnr_from_definition(n, c) for n, c in zip(noisy, clean)]
+    assert [float(r[2]) for r in rows[1:]] == pytest.approx(psnr, abs=1e-9)
+    assert rows[1][4] == "" and rows[1][5] == ""            # pairwise metrics start at frame 1
+    assert [float(r[4]) for r in rows[2:]] == pytest.approx(doc["flicker"]["per_frame"])
+    with pytest.raises(NodeError, match=r"names the JSON file .* give it a .json ending"):
+        metrics.report(Context("r"), Clip.from_array(noisy), reference=None, source=None,
+                       path=str(tmp_path / "r.png"), metrics="flicker")
 
 
 def test_report_pulls_each_frame_once(clips, tmp_path):

@@ -3,12 +3,13 @@ from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import FLOAT, VIDEO
 
 
-def _report(ctx, values, metric: str = "", **extra) -> float:
-    """Report a series and return its mean. Frames the metric could not measure (NaN; `metric` says why,
-    see series.NOT_MEASURED) are left out of the mean, named in the log and the report, and null in the
-    series; none measured at all is an error, not a score."""
-    from nodes.metrics.series import NOT_MEASURED, PAIRWISE, as_json, summary, unmeasured
-    value = summary(values)
+def _report(ctx, values, metric: str, **extra) -> float:
+    """Report a series and return its mean, with the metric's unit and definition. Frames the metric could not
+    measure (NaN; see series.NOT_MEASURED) are left out of the mean, named in the log and the report, and null in
+    the series; none measured at all is an error, not a score. PSNR also leaves out frames equal to the
+    reference (series.identical) and says so."""
+    from nodes.metrics.series import NOT_MEASURED, PAIRWISE, as_json, conventions, summary, unmeasured
+    value = summary(values, metric)
     missing = unmeasured(values, 1 if metric in PAIRWISE else 0)
     if value is None and missing:
         raise NodeError(f"{ctx.node_id}: no frame could be measured: {NOT_MEASURED[metric]} in every pair, so "
@@ -20,6 +21,10 @@ def _report(ctx, values, metric: str = "", **extra) -> float:
         ctx.log(f"{ctx.node_id}: {len(missing)} of {len(values)} frames not measured ({shown}): "
                 f"{NOT_MEASURED[metric]}; the value is the mean of the others")
         extra["unmeasured"] = missing
+    extra = {**conventions(metric, values), **extra}
+    if "identical_note" in extra:
+        ctx.log(f"{ctx.node_id}: {extra['identical_note']}; PSNR of the mean MSE over all frames (ffmpeg's "
+                f"average): {extra['psnr_of_mean_mse']:.2f} dB")
     ctx.report(value=value, per_frame=as_json(values), **extra)
     return value
 
@@ -28,19 +33,28 @@ def _report(ctx, values, metric: str = "", **extra) -> float:
 def psnr(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
     """Peak signal-to-noise ratio against a reference clip, in dB (higher is closer).
 
-    Per frame over all RGB values (8-bit peak 255); the value is the mean over frames.
-    Identical frames score 100 dB."""
+    Per frame: 10 log10(255^2 / MSE), the MSE over the R, G, B values of the frames as decoded (8-bit, full
+    range; a 10-bit file is measured after its conversion to 8 bits), as ffmpeg's psnr filter on rgb24 input.
+    The value is the mean of the per-frame values. A frame equal to its reference has infinite PSNR: it shows
+    as 100 dB in the series and is left out of the mean (named in the log). Also reported: `psnr_of_mean_mse`,
+    the PSNR of the MSE over all frames, which is the `average` ffmpeg prints. ffmpeg run on two video files
+    compares their Y, U, V planes instead (`-lavfi "[0]format=gbrp[a];[1]format=gbrp[b];[a][b]psnr"` makes it
+    compare RGB), which differs by several dB."""
     from nodes.metrics import series
-    return _report(ctx, series.psnr(ctx, video, reference), unit="dB")
+    return _report(ctx, series.psnr(ctx, video, reference), "psnr")
 
 
 @node("metrics.ssim", title="SSIM", category="Metrics", output=True)
 def ssim(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
     """Structural similarity against a reference clip (1 = identical).
 
-    Wang et al. 2004: Gaussian window (sigma 1.5), per RGB channel, averaged; mean over frames."""
+    Wang et al. 2004 per frame: Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, on each of R, G, B
+    (8-bit, full range) and averaged, leaving out a 5-pixel border, as scikit-image's
+    structural_similarity(gaussian_weights=True, use_sample_covariance=False, data_range=255). The value
+    is the mean over frames. ffmpeg's ssim filter sums 8x8 windows on a 4-pixel grid instead: a few
+    thousandths off on most footage, a few hundredths on small noisy frames."""
     from nodes.metrics import series
-    return _report(ctx, series.ssim(ctx, video, reference))
+    return _report(ctx, series.ssim(ctx, video, reference), "ssim")
 
 
 @node("metrics.warp_error", title="Warping Error", category="Metrics", output=True)
@@ -63,14 +77,14 @@ def warp_error(ctx, video: VIDEO, source: VIDEO = Input(optional=True, help="cli
 def flicker(ctx, video: VIDEO) -> FLOAT:
     """Frame-to-frame luminance instability: mean |change of mean luma| between frames, 8-bit levels."""
     from nodes.metrics import series
-    return _report(ctx, series.flicker(ctx, video), unit="levels")
+    return _report(ctx, series.flicker(ctx, video), "flicker")
 
 
 @node("metrics.sharpness", title="Sharpness", category="Metrics", output=True)
 def sharpness(ctx, video: VIDEO) -> FLOAT:
     """Variance of the Laplacian of luma per frame (higher is sharper; compare like with like)."""
     from nodes.metrics import series
-    return _report(ctx, series.sharpness(ctx, video))
+    return _report(ctx, series.sharpness(ctx, video), "sharpness")
 
 
 @node("metrics.motion", title="Motion", category="Metrics", output=True)
@@ -83,24 +97,28 @@ def motion(ctx, video: VIDEO) -> FLOAT:
     values = series.motion(ctx, video)
     diag = (video.width ** 2 + video.height ** 2) ** 0.5
     dynamic = sum(v > 0.01 * diag for v in values) / max(1, len(values))
-    return _report(ctx, values, unit="px", dynamic_degree=dynamic)
+    return _report(ctx, values, "motion", dynamic_degree=dynamic)
 
 
 @node("metrics.report", title="Metrics Report", category="Metrics", output=True)
 def report(ctx, video: VIDEO, reference: VIDEO = Input(optional=True, help="for psnr and ssim"),
            source: VIDEO = Input(optional=True, help="for warp_error's flow"),
-           path: str = Param("out/metrics.json", kind="path", reads=False, help="JSON file; the chart goes "
-                                                                                 "beside it as .png"),
+           path: str = Param("out/metrics.json", kind="path", reads=False, help="JSON file; the per-frame table "
+                                                                                 "goes beside it as .csv, the "
+                                                                                 "chart as .png"),
            metrics: str = Param("psnr, ssim, warp_error, flicker, sharpness, motion",
                                 help="comma-separated; psnr/ssim are skipped without a reference"),
            overwrite: bool = Param(False, help="replace existing files Kinograph did not write")) -> FLOAT:
-    """Measure several metrics at once; write them as JSON and a PNG chart of the per-frame series.
+    """Measure several metrics at once; write them as JSON, a CSV table and a PNG chart of the per-frame series.
+
+    The JSON gives each metric's value, unit, definition and per-frame series; the CSV has a row a frame
+    and a column a metric (headed with its unit), for a spreadsheet.
 
     Returns the number of metrics written."""
     from nodes.metrics.report import write_report
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     info = write_report(ctx, video, names, path, reference=reference, source=source, overwrite=overwrite)
-    for p in (info["json"], info["chart"]):
+    for p in (info["json"], info["csv"], info["chart"]):
         ctx.wrote(p)
     ctx.report(**info)
     return float(len(info["metrics"]))
@@ -115,7 +133,7 @@ def lpips(ctx, video: VIDEO, reference: VIDEO,
     Needs two local files: the LPIPS linear weights and the AlexNet backbone. Kinograph
     ships neither and never downloads them; a missing file is reported by name."""
     from nodes.metrics.learned import lpips_series
-    return _report(ctx, lpips_series(ctx, video, reference, weights, backbone))
+    return _report(ctx, lpips_series(ctx, video, reference, weights, backbone), "lpips")
 
 
 @node("metrics.clip_score", title="CLIP Score", category="Metrics", output=True, device="gpu")
@@ -128,7 +146,7 @@ def clip_score(ctx, video: VIDEO, prompt: str = Param("", kind="text", help="the
     from nodes.metrics.learned import clip_series
     if not prompt.strip():
         raise NodeError("metrics.clip_score: give the prompt the video is meant to show")
-    return _report(ctx, clip_series(ctx, video, prompt, model))
+    return _report(ctx, clip_series(ctx, video, prompt, model), "clip_score")
 
 
 @node("metrics.fvd", title="FVD", category="Metrics", output=True, device="gpu")

@@ -1,6 +1,8 @@
 """metrics.report: several metric series in one JSON file and one PNG chart."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import List
@@ -19,6 +21,10 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
                         f"choose from {', '.join(series.SERIES)}")
     if not path:
         raise NodeError("metrics.report: set path to the JSON file to write")
+    if Path(path).suffix.lower() in (".csv", ".png"):
+        # The table and the chart are written beside the JSON with these endings: one of them would replace it.
+        raise NodeError(f"metrics.report: path {path!r} names the JSON file (the .csv table and .png chart go "
+                        f"beside it); give it a .json ending")
     why = {n: "needs a reference clip" for n in names if n in series.NEEDS_REFERENCE and reference is None}
     if "ssim" in names and "ssim" not in why and min(video.size) < measures.SSIM_WINDOW:
         # The report's other numbers are still worth having: one small clip failed the whole report.
@@ -28,15 +34,36 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
     # One pass for all of them: the clip's frames (and the chain that computes them) are pulled once.
     values = series.series_of(ctx, measured, video, reference, source, what="metrics.report") if measured else {}
     results = {name: _result(name, values[name]) for name in measured}
+    for name, r in results.items():
+        if "identical_note" in r:
+            ctx.log(f"metrics.report: {name}: {r['identical_note']}")
     out = Path(path)
-    chart = out.with_suffix(".png")
+    chart, table = out.with_suffix(".png"), out.with_suffix(".csv")
     doc = {"frames": video.length, "width": video.width, "height": video.height, "fps": video.fps,
            "metrics": results, "skipped": why}
     write_text(out, json.dumps(doc, indent=1), overwrite=overwrite)
+    write_text(table, _table(results, video.length, video.fps), overwrite=overwrite)
     write_chart(str(chart), {k: values[k] for k in results},
                 {k: v["first_frame"] for k, v in results.items()}, overwrite=overwrite)
-    return {"json": str(out), "chart": str(chart), "metrics": {k: v["value"] for k, v in results.items()},
-            "skipped": skipped}
+    return {"json": str(out), "csv": str(table), "chart": str(chart),
+            "metrics": {k: v["value"] for k, v in results.items()}, "skipped": skipped}
+
+
+def _table(results: dict, frames: int, fps: float) -> str:
+    """The per-frame values as CSV, one row a frame, one column a metric headed with its unit: what a
+    spreadsheet opens (the JSON holds the same numbers nested, with the definitions). Empty cells: not measured,
+    or frame 0 of a pairwise metric."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["frame", "time (s)"] + [f"{k} ({r['unit']})" if r["unit"] else k for k, r in results.items()])
+    for i in range(frames):
+        row = [i, f"{i / fps:.6g}"]
+        for r in results.values():
+            k = i - r["first_frame"]
+            v = r["per_frame"][k] if 0 <= k < len(r["per_frame"]) else None
+            row.append("" if v is None else repr(v))
+        w.writerow(row)
+    return buf.getvalue()
 
 
 def _result(name: str, values: List[float]) -> dict:
@@ -44,7 +71,8 @@ def _result(name: str, values: List[float]) -> dict:
     when some frames could not be measured, which and why (a mean that silently skipped them, or an empty
     average that read as a perfect score, would mislead)."""
     first = 1 if name in series.PAIRWISE else 0
-    out = {"value": series.summary(values), "per_frame": series.as_json(values), "first_frame": first}
+    out = {"value": series.summary(values, name), **series.conventions(name, values),
+           "per_frame": series.as_json(values), "first_frame": first}
     missing = series.unmeasured(values, first)
     if missing:
         out["unmeasured"] = missing

@@ -123,10 +123,45 @@ NEEDS_REFERENCE = ("psnr", "ssim")
 PAIRWISE = ("warp_error", "flicker", "motion")
 
 
-def summary(values: List[float]) -> Optional[float]:
-    """The mean of the measured values (NaN: a frame the metric could not measure); None if there are none."""
-    measured = [v for v in values if not np.isnan(v)]
+def summary(values: List[float], name: str = "") -> Optional[float]:
+    """The mean of the measured values (NaN: a frame the metric could not measure); None if there are none.
+    PSNR's mean leaves out the frames equal to the reference (see `identical`)."""
+    same = set(identical(name, values))
+    measured = [v for i, v in enumerate(values) if not np.isnan(v) and i not in same]
+    if not measured and same:
+        return measures.PSNR_CAP
     return float(np.mean(measured)) if measured else None
+
+
+def identical(name: str, values: List[float]) -> List[int]:
+    """PSNR's frames equal to their reference frame: their PSNR is infinite (ffmpeg prints inf), held in the
+    series as PSNR_CAP so it stays valid JSON. Averaged as 100 dB they made the mean whatever share of such
+    frames the clip had: an interpolated clip keeps its source frames unchanged, and one such frame in 20 raised
+    a 32 dB mean to 35."""
+    return [i for i, v in enumerate(values) if v >= measures.PSNR_CAP] if name == "psnr" else []
+
+
+def psnr_of_mean_mse(values: List[float]) -> float:
+    """PSNR of the mean squared error over all frames: what ffmpeg's psnr filter prints as `average`. It counts
+    identical frames (as no error) without making the number infinite."""
+    mse = np.mean([0.0 if v >= measures.PSNR_CAP else 255.0 ** 2 / 10 ** (v / 10) for v in values])
+    return measures.PSNR_CAP if mse == 0 else min(measures.PSNR_CAP, float(10 * np.log10(255.0 ** 2 / mse)))
+
+
+def conventions(name: str, values: List[float]) -> dict:
+    """What a reader of a metric's value needs beside it: its unit, its definition and, for PSNR, the frames
+    left out of the mean as identical and ffmpeg's average."""
+    out = {"unit": UNITS[name], "definition": DEFINITIONS[name]}
+    if name == "psnr" and values:
+        same = identical(name, values)
+        out["psnr_of_mean_mse"] = psnr_of_mean_mse(values)
+        if same:
+            out["identical"] = same
+            out["identical_note"] = (f"{len(same)} of {len(values)} frames are identical to the reference (PSNR "
+                                     f"infinite, shown as {measures.PSNR_CAP:g} dB): "
+                                     + ("the value is the mean of the others" if len(same) < len(values)
+                                        else "every frame is"))
+    return out
 
 
 def unmeasured(values: List[float], first_frame: int = 0) -> List[int]:
@@ -138,6 +173,34 @@ def as_json(values: List[float]) -> List[Optional[float]]:
     """A series as JSON can hold it: NaN (not measured) as null."""
     return [None if np.isnan(v) else float(v) for v in values]
 
+
+UNITS = {"psnr": "dB", "ssim": "", "warp_error": "", "flicker": "levels", "sharpness": "", "motion": "px",
+         "lpips": "", "clip_score": ""}
+# Each series' definition and conventions, written into reports and logs beside the numbers: a value is only
+# comparable with a published one measured the same way (RGB or Y, which peak, per frame or pooled).
+DEFINITIONS = {
+    "psnr": "10 log10(255^2 / MSE) per frame, MSE over the R, G, B values of the 8-bit full-range frames (peak 255) "
+            "as ffmpeg's psnr filter gives it on rgb24 input; the value is the mean of the per-frame values over "
+            "frames that differ from the reference",
+    "ssim": "Wang et al. 2004 per frame: Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, on each of R, G, B "
+            "(8-bit, full range, L 255) and averaged, leaving out a 5-pixel border (scikit-image's "
+            "structural_similarity with gaussian_weights=True, use_sample_covariance=False); the value is the mean "
+            "over frames. ffmpeg's ssim filter sums 8x8 windows on a 4-pixel grid instead, a few thousandths off "
+            "on most footage",
+    "warp_error": "Lai et al. 2018's E_warp: mean squared RGB difference (values in [0, 1]) between each frame and "
+                  "the previous one warped onto it by optical flow, over the pixels the forward-backward check "
+                  "finds visible in both; the value is the mean over frame pairs",
+    "flicker": "|change of mean luma (BT.709 weights on the 8-bit RGB values)| from the previous frame, in 8-bit "
+               "levels; the value is the mean over frame pairs",
+    "sharpness": "variance of the Laplacian of luma per frame (8-bit levels squared); the value is the mean over "
+                 "frames",
+    "motion": "mean optical-flow magnitude from the previous frame, in pixels of the frame; the value is the mean "
+              "over frame pairs",
+    "lpips": "Zhang et al. 2018's LPIPS (AlexNet, v0.1 linear heads) per frame on RGB in [-1, 1]; the value is the "
+             "mean over frames",
+    "clip_score": "100 x max(cosine of CLIP's image and text embeddings, 0) per frame (Hessel et al. 2021 without "
+                  "the 2.5 rescale); the value is the mean over frames",
+}
 
 # Why warp_error leaves a pair unmeasured, for the log and the report.
 NOT_MEASURED = {"warp_error": "the flow check found almost no pixel visible in both frames (unrelated frames: "
