@@ -140,6 +140,41 @@ def test_flicker_and_sharpness_on_known_changes(clips):
         2 * metrics.sharpness(Context("s"), Clip.from_array(blurred))
 
 
+def _regional_flicker(frames, grid=4):
+    """Flicker of a still clip from the definition: per region of a grid, |change of mean BT.709 luma|; the mean
+    over regions, then over frame pairs (no motion, so no flow is needed)."""
+    luma = frames.astype(np.float64) @ [0.2126, 0.7152, 0.0722]
+    h, w = luma.shape[1:]
+    means = np.stack([[[luma[t, h * i // grid:h * (i + 1) // grid, w * j // grid:w * (j + 1) // grid].mean()
+                        for j in range(grid)] for i in range(grid)] for t in range(len(luma))])
+    return np.abs(np.diff(means, axis=0)).mean()
+
+
+def test_flicker_reads_local_flicker_and_is_not_fooled_by_a_frame_gain_or_by_motion():
+    """Flicker was the change of the whole frame's mean luma: the very quantity restore.deflicker evens out with
+    one gain a frame. On a clip whose left half flickered by 12 levels, the deflicker left both halves
+    flickering (by 7 and 4 levels, opposite ways) and the metric read 1.7, a flicker all but gone; a pan read as
+    flicker too. It now averages the motion-compensated change over a grid of regions."""
+    from nodes.restore import nodes as restore_nodes
+    still = np.repeat(footage(1, 160, 120, seed=3, noise=0.0), 8, axis=0).astype(np.int16)
+    whole = still.copy()
+    whole[1::2] += 8
+    assert metrics.flicker(Context("f"), Clip.from_array(np.clip(whole, 0, 255).astype(np.uint8))) == \
+        pytest.approx(8, abs=0.3)
+    half = still.copy()
+    half[1::2, :, :80] += 12
+    half = np.clip(half, 0, 255).astype(np.uint8)
+    assert metrics.flicker(Context("f"), Clip.from_array(half)) == pytest.approx(_regional_flicker(half), abs=0.3)
+    evened = Nodes(restore_nodes).deflicker(Context("d"), Clip.from_array(half)).to_array()
+    for side in (evened[:, :, :80], evened[:, :, 80:]):     # what the deflicker left: both halves flicker
+        assert np.abs(np.diff(side.astype(np.float64).mean(axis=(1, 2, 3)))).mean() > 3
+    assert metrics.flicker(Context("f"), Clip.from_array(evened)) == \
+        pytest.approx(_regional_flicker(evened), abs=0.3) and _regional_flicker(evened) > 4
+    base = footage(1, 200, 120, seed=2, noise=0.0)[0]
+    pan = np.stack([base[:, 3 * i:3 * i + 120] for i in range(6)])
+    assert metrics.flicker(Context("f"), Clip.from_array(pan)) < 0.5
+
+
 def test_motion_and_warp_error_follow_the_motion():
     base = footage(1, 160, 120, seed=2, noise=0.0)[0]
     shifts = [cv2.warpAffine(base, np.float64([[1, 0, 2 * i], [0, 1, 0]]), (160, 120),

@@ -75,7 +75,12 @@ def warp_error(ctx, video: VIDEO, source: VIDEO = Input(optional=True, help="cli
 
 @node("metrics.flicker", title="Flicker", category="Metrics", output=True)
 def flicker(ctx, video: VIDEO) -> FLOAT:
-    """Frame-to-frame luminance instability: mean |change of mean luma| between frames, 8-bit levels."""
+    """Frame-to-frame brightness instability, in 8-bit levels (lower is steadier).
+
+    Per pair of frames: in each region of a 4x4 grid, the mean change of luma from the previous frame
+    carried onto this one by optical flow (so motion is not read as flicker), as a magnitude; the mean
+    over the regions. A whole-frame change of d levels reads d; a flicker of one region reads its share.
+    A pair with (almost) no pixel visible in both frames (a cut) is not measured and named in the log."""
     from nodes.metrics import series
     return _report(ctx, series.flicker(ctx, video), "flicker")
 

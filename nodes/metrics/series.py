@@ -70,6 +70,13 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
     prev = None
     for cur in _pairs(ctx, clips, what or ", ".join(names)):
         v = cur[0]
+        flows = {}      # a pair's flows, by clip, computed once for motion, flicker and warp_error
+
+        def flow(k):
+            if k not in flows:
+                flows[k] = measures.pair_flow(prev[k], cur[k])
+            return flows[k]
+
         for n in names:
             if n == "psnr":
                 out[n].append(measures.psnr(v, cur[ref]))
@@ -77,16 +84,13 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
                 out[n].append(measures.ssim(v, cur[ref]))
             elif n == "sharpness":
                 out[n].append(measures.sharpness(v))
-            elif n == "flicker":
-                out[n].append(measures.mean_luma(v))
+            elif prev is not None and n == "flicker":
+                out[n].append(measures.flicker(prev[0], v, flow(0)))
             elif prev is not None and n == "motion":
-                out[n].append(measures.motion(prev[0], v))
+                out[n].append(measures.motion(prev[0], v, flow(0)))
             elif prev is not None and n == "warp_error":
-                out[n].append(measures.warp_error(prev[0], v, prev[src], cur[src]))
+                out[n].append(measures.warp_error(prev[0], v, prev[src], cur[src], flow(src)))
         prev = cur
-    if "flicker" in out:
-        lum = out["flicker"]
-        out["flicker"] = [abs(b - a) for a, b in zip(lum[:-1], lum[1:])]
     return out
 
 
@@ -190,8 +194,10 @@ DEFINITIONS = {
     "warp_error": "Lai et al. 2018's E_warp: mean squared RGB difference (values in [0, 1]) between each frame and "
                   "the previous one warped onto it by optical flow, over the pixels the forward-backward check "
                   "finds visible in both; the value is the mean over frame pairs",
-    "flicker": "|change of mean luma (BT.709 weights on the 8-bit RGB values)| from the previous frame, in 8-bit "
-               "levels; the value is the mean over frame pairs",
+    "flicker": "in each region of a 4x4 grid, |mean change of luma (BT.709 weights on the 8-bit RGB values)| from "
+               "the previous frame carried onto this one by optical flow, over the pixels visible in both; the mean "
+               "over the regions, in 8-bit levels (a whole-frame change of d levels reads d); the value is the mean "
+               "over frame pairs",
     "sharpness": "variance of the Laplacian of luma per frame (8-bit levels squared); the value is the mean over "
                  "frames",
     "motion": "mean optical-flow magnitude from the previous frame, in pixels of the frame; the value is the mean "
@@ -203,5 +209,5 @@ DEFINITIONS = {
 }
 
 # Why warp_error leaves a pair unmeasured, for the log and the report.
-NOT_MEASURED = {"warp_error": "the flow check found almost no pixel visible in both frames (unrelated frames: "
-                              "noise, or a cut)"}
+NOT_MEASURED = {name: "the flow check found almost no pixel visible in both frames (unrelated frames: noise, or "
+                      "a cut)" for name in ("warp_error", "flicker")}
