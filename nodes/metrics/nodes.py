@@ -51,8 +51,9 @@ def ssim(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
     Wang et al. 2004 per frame: Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, on each of R, G, B
     (8-bit, full range) and averaged, leaving out a 5-pixel border, as scikit-image's
     structural_similarity(gaussian_weights=True, use_sample_covariance=False, data_range=255). The value
-    is the mean over frames. ffmpeg's ssim filter sums 8x8 windows on a 4-pixel grid instead: a few
-    thousandths off on most footage, a few hundredths on small noisy frames."""
+    is the mean over frames. ffmpeg's ssim filter is x264's SSIM, not this one: 8x8 windows on a
+    4-pixel grid, and a luminance constant 1/64 of C1, which makes it read lower where the picture is
+    near black (a thousandth on bright footage, 0.01 on bikes, 0.2 on a test pattern with black areas)."""
     from nodes.metrics import series
     return _report(ctx, series.ssim(ctx, video, reference), "ssim")
 
