@@ -272,6 +272,23 @@ def test_report_carries_units_definitions_and_a_table_a_spreadsheet_opens(clips,
                        path=str(tmp_path / "r.png"), metrics="flicker")
 
 
+def test_chart_titles_carry_unit_and_reported_value_and_identical_frames_do_not_set_the_scale():
+    """The chart's PSNR panel said 'mean 49.42' for a report value of 32.56 (it averaged the 100 dB of identical
+    frames) and drew those frames at 100 dB, which pressed every other frame flat against the bottom."""
+    from nodes.metrics.chart import MARGIN_L, MARGIN_R, MARGIN_T, PANEL_H, WIDTH, draw_chart, panel_label
+    values = [100.0, 30.0, 31.0, 100.0, 32.0]
+    meta = {"psnr": {"value": 31.0, "unit": "dB", "identical": [0, 3]}}
+    assert panel_label("psnr", np.asarray(values), meta["psnr"]) == \
+        "psnr (dB)   mean 31   (2 identical to the reference: infinite, not drawn)"
+    assert panel_label("flicker", np.asarray([1.0, np.nan, 3.0]), {"unit": "levels"}) == \
+        "flicker (levels)   mean 2   (1 not measured)"
+    img = draw_chart({"psnr": values}, meta=meta)
+    top, bottom = MARGIN_T, PANEL_H - 8
+    x = round(MARGIN_L + 2 / 4 * (WIDTH - MARGIN_R - MARGIN_L))     # frame 2, at 31 dB: mid-panel
+    curve = np.flatnonzero(np.abs(img[top:bottom, x].astype(int) - (31, 119, 180)).sum(-1) < 60) + top
+    assert len(curve) and abs(curve.mean() - (top + bottom) / 2) < 10
+
+
 def test_report_pulls_each_frame_once(clips, tmp_path):
     # A clip is lazy: every pass over it computes its chain upstream again. Measured one metric after another,
     # metrics.report's six metrics ran a restore -> interpolate chain six times over.

@@ -20,8 +20,26 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -> np.ndarray:
-    """RGB image of the series; offsets[name] is the frame index of a series' first value."""
+def panel_label(name: str, vals: np.ndarray, meta: dict = None) -> str:
+    """A panel's title: the metric, its unit, the value the report gives (not a mean of the drawn points: PSNR's
+    value leaves identical frames out) and what is not drawn."""
+    meta = meta or {}
+    unit = f" ({meta['unit']})" if meta.get("unit") else ""
+    shown = ~np.isnan(vals)
+    shown[list(meta.get("identical", []))] = False
+    value = meta.get("value", float(vals[shown].mean()) if shown.any() else None)
+    hidden = len(meta.get("identical", []))
+    gaps = int((~shown).sum()) - hidden
+    notes = (f"   ({hidden} identical to the reference: infinite, not drawn)" if hidden else "") + \
+        (f"   ({gaps} not measured)" if gaps else "")
+    return f"{name}{unit}   " + ("not measured" if value is None else f"mean {_fmt(value)}") + notes
+
+
+def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None,
+               meta: Dict[str, dict] = None) -> np.ndarray:
+    """RGB image of the series; offsets[name] is the frame index of a series' first value; meta[name] the
+    report's value, unit and identical frames (PSNR's, left out of the curve and its scale: drawn at the
+    100 dB cap they flattened every other frame to the bottom of the panel)."""
     names = [k for k, v in series.items() if v]
     img = np.full((max(1, len(names)) * PANEL_H + 30, WIDTH, 3), BG, np.uint8)
     if not names:
@@ -31,12 +49,14 @@ def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -
     x0, x1 = MARGIN_L, WIDTH - MARGIN_R
     for p, name in enumerate(names):
         vals = np.asarray(series[name], np.float64)
+        info = (meta or {}).get(name, {})
+        vals[list(info.get("identical", []))] = np.nan
         off = (offsets or {}).get(name, 0)
         top, bottom = p * PANEL_H + MARGIN_T, (p + 1) * PANEL_H - 8
         cv2.rectangle(img, (x0, top), (x1, bottom), GRID, 1)
         seen = ~np.isnan(vals)          # NaN: a frame the metric could not measure, left as a gap
         if not seen.any():
-            cv2.putText(img, f"{name}   not measured", (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+            cv2.putText(img, panel_label(name, vals, info), (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
             continue
         lo, hi = float(vals[seen].min()), float(vals[seen].max())
         if hi - lo < 1e-12:
@@ -52,12 +72,11 @@ def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -
                 cv2.polylines(img, [pts[run]], False, colour, 2, cv2.LINE_AA)
             else:
                 cv2.circle(img, tuple(int(v) for v in pts[run[0]]), 3, colour, -1, cv2.LINE_AA)
-        mean = float(vals[seen].mean())
+        mean = info.get("value", float(vals[seen].mean()))
         mean_y = int(round(bottom - (mean - lo) / (hi - lo) * (bottom - top)))
         for xa in range(x0, x1, 12):
             cv2.line(img, (xa, mean_y), (min(xa + 6, x1), mean_y), (120, 120, 120), 1)
-        gaps = f"   ({int((~seen).sum())} not measured)" if not seen.all() else ""
-        cv2.putText(img, f"{name}   mean {_fmt(mean)}{gaps}", (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
+        cv2.putText(img, panel_label(name, vals, info), (x0, top - 8), FONT, 0.5, TEXT, 1, cv2.LINE_AA)
         cv2.putText(img, _fmt(hi), (6, top + 12), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
         cv2.putText(img, _fmt(lo), (6, bottom), FONT, 0.4, TEXT, 1, cv2.LINE_AA)
     y = len(names) * PANEL_H + 18
@@ -67,8 +86,8 @@ def draw_chart(series: Dict[str, List[float]], offsets: Dict[str, int] = None) -
 
 
 def write_chart(path: str, series: Dict[str, List[float]], offsets: Dict[str, int] = None,
-                overwrite: bool = False) -> None:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(draw_chart(series, offsets), cv2.COLOR_RGB2BGR))
+                overwrite: bool = False, meta: Dict[str, dict] = None) -> None:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(draw_chart(series, offsets, meta), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode the chart for {path}")
     from graph_engine.atomic import write_bytes

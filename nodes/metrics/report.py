@@ -44,7 +44,7 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
     write_text(out, json.dumps(doc, indent=1), overwrite=overwrite)
     write_text(table, _table(results, video.length, video.fps), overwrite=overwrite)
     write_chart(str(chart), {k: values[k] for k in results},
-                {k: v["first_frame"] for k, v in results.items()}, overwrite=overwrite)
+                {k: v["first_frame"] for k, v in results.items()}, overwrite=overwrite, meta=results)
     return {"json": str(out), "csv": str(table), "chart": str(chart),
             "metrics": {k: v["value"] for k, v in results.items()}, "skipped": skipped}
 
