@@ -75,10 +75,34 @@ def test_frames_identical_to_the_reference_do_not_raise_the_mean_psnr(clips):
     assert metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean)) == 100.0
 
 
-def test_metrics_name_mismatched_clips(clips):
-    clean, _ = clips
-    with pytest.raises(NodeError, match="same length"):
+def test_metrics_name_mismatched_clips(clips, tmp_path):
+    """A mismatch read 'the clips differ (Clip(6 frames, 80x56, 24 fps) vs Clip(...))': the reader had to compare
+    two reprs, and was not told which was the video. A one-frame clip gave pairwise metrics a null in the report
+    with no reason, and metrics.seam advised "set 'every' below 1"."""
+    from nodes.metrics.seam import seam_node
+    clean, noisy = clips
+    with pytest.raises(NodeError) as e:
         metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean[:3]))
+    assert str(e.value) == ("PSNR: the video has 6 frames and the reference 3 (at 24 and 24 fps); compare clips of "
+                            "the same length: trim one first (video.trim) so frame i of each shows the same moment")
+    with pytest.raises(NodeError) as e:
+        metrics.ssim(Context("s"), Clip.from_array(clean), Clip.from_array(clean[:, :40]))
+    assert str(e.value) == ("SSIM: the video is 80x56 and the reference 80x40; frames are compared pixel by pixel, "
+                            "so resize one to the other's size first (video.resize)")
+    with pytest.raises(NodeError, match=r"^warp error: the video is 80x56 and the source 80x40; "):
+        metrics.warp_error(Context("w"), Clip.from_array(clean), source=Clip.from_array(clean[:, :40]))
+    with pytest.raises(NodeError) as e:
+        metrics.flicker(Context("f"), Clip.from_array(clean[:1]))
+    assert str(e.value) == ("f: flicker compares each frame with the one before, so it needs at least two frames; "
+                            "the clip has 1")
+    with pytest.raises(NodeError, match=r"the video has 1 frame; a seam is a step between frames, .* at least 3"):
+        seam_node(Context("s"), Clip.from_array(clean[:1]), every=16, boundaries="")
+    path = tmp_path / "one.json"
+    n = metrics.report(Context("r"), Clip.from_array(noisy[:1]), reference=Clip.from_array(clean[:1]), source=None,
+                       path=str(path))
+    doc = json.loads(path.read_text())
+    assert n == 3 and set(doc["metrics"]) == {"psnr", "ssim", "sharpness"}
+    assert doc["skipped"]["flicker"] == "compares each frame with the one before; the clip has 1 frame"
 
 
 

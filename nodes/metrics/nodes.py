@@ -14,8 +14,11 @@ def _report(ctx, values, metric: str, **extra) -> float:
     if value is None and missing:
         raise NodeError(f"{ctx.node_id}: no frame could be measured: {NOT_MEASURED[metric]} in every pair, so "
                         f"there is no {metric} to report")
+    if value is None and metric in PAIRWISE:
+        raise NodeError(f"{ctx.node_id}: {metric} compares each frame with the one before, so it needs at least two "
+                        f"frames; the clip has {len(values) + 1}")
     if value is None:
-        raise NodeError(f"{ctx.node_id}: the clip is too short to measure (pairwise metrics need two frames)")
+        raise NodeError(f"{ctx.node_id}: the clip has no frames to measure")
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         ctx.log(f"{ctx.node_id}: {len(missing)} of {len(values)} frames not measured ({shown}): "
@@ -69,8 +72,6 @@ def warp_error(ctx, video: VIDEO, source: VIDEO = Input(optional=True, help="cli
     the video itself. A pair with (almost) no pixel visible in both frames (noise, a cut) is not
     measured: it is left out of the mean and named in the log."""
     from nodes.metrics import series
-    if source is not None and (source.length != video.length or source.size != video.size):
-        raise NodeError(f"metrics.warp_error: source {source!r} must match video {video!r} in length and size")
     return _report(ctx, series.warp_error(ctx, video, source), "warp_error")
 
 

@@ -29,6 +29,10 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
     if "ssim" in names and "ssim" not in why and min(video.size) < measures.SSIM_WINDOW:
         # The report's other numbers are still worth having: one small clip failed the whole report.
         why["ssim"] = f"frames smaller than {measures.SSIM_WINDOW}x{measures.SSIM_WINDOW} pixels (SSIM's window)"
+    if video.length < 2:
+        # A pairwise series of a one-frame clip is empty: its value was a bare null, with no word of why.
+        why.update({n: f"compares each frame with the one before; the clip has {video.length} frame"
+                    for n in names if n in series.PAIRWISE})
     skipped = list(why)
     measured = [n for n in dict.fromkeys(names) if n not in skipped]
     # One pass for all of them: the clip's frames (and the chain that computes them) are pulled once.

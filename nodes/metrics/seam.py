@@ -98,6 +98,10 @@ def color_drift(video, space: str = "lab", ctx=None) -> dict:
 
 
 def _bounds(length: int, every: int, boundaries: str) -> list[int]:
+    if length < 3:
+        # "set 'every' below 1" was the advice for a one-frame clip.
+        raise NodeError(f"metrics.seam: the video has {length} frame{'s' * (length != 1)}; a seam is a step between "
+                        f"frames, compared with the steps inside the windows, so it needs at least 3")
     try:
         bounds = boundary_frames(length, every, boundaries)
     except ValueError as e:

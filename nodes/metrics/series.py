@@ -19,19 +19,26 @@ def _same_duration(a, b) -> bool:
     return abs(a.length / a.fps - b.length / b.fps) <= max(1 / a.fps, 1 / b.fps) + 1e-9
 
 
-def _pairs(ctx, clips, what: str):
-    """Yield aligned frames of several equal-length clips, in order."""
+def _pairs(ctx, clips, what: str, names=("video", "reference")):
+    """Yield aligned frames of several equal-length clips (named `names` in messages), in order."""
     n = clips[0].length
-    for c in clips[1:]:
+    for c, name in zip(clips[1:], names[1:]):
         if c.length != n and c.size == clips[0].size and _same_duration(clips[0], c):
             # An interpolated or resampled clip against its source: trimming (the advice below) would compare
             # different moments; what they need is one frame rate.
             raise NodeError(f"{what}: the clips last as long but have {n} and {c.length} frames, at "
                             f"{clips[0].fps:g} and {c.fps:g} fps; resample one to the other's rate (video.fps) to "
                             f"compare frame with frame")
-        if c.length != n or c.size != clips[0].size:
-            raise NodeError(f"{what}: the clips differ ({clips[0]!r} vs {c!r}); compare clips of the same length "
-                            f"and size (resize or trim one first)")
+        # Which input differs, and in what: "the clips differ (Clip(...) vs Clip(...))" left the reader to
+        # compare two reprs and did not say which was the video.
+        if c.size != clips[0].size:
+            raise NodeError(f"{what}: the video is {clips[0].width}x{clips[0].height} and the {name} "
+                            f"{c.width}x{c.height}; frames are compared pixel by pixel, so resize one to the other's "
+                            f"size first (video.resize)")
+        if c.length != n:
+            raise NodeError(f"{what}: the video has {n} frames and the {name} {c.length} (at {clips[0].fps:g} and "
+                            f"{c.fps:g} fps); compare clips of the same length: trim one first (video.trim) so "
+                            f"frame i of each shows the same moment")
         if ctx is not None and abs(c.fps - clips[0].fps) > 1e-3 * max(c.fps, clips[0].fps):
             # Frame i meets frame i: at two rates they are different moments, and the score says nothing of it.
             ctx.log(f"{what}: the clips run at {clips[0].fps:g} and {c.fps:g} fps; frame i is compared with frame "
@@ -59,16 +66,18 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
     number of metrics: a lazy clip computes its whole chain upstream for every pass, so metrics.report's
     six metrics, measured one after another, ran that chain six times. psnr/ssim need `reference`;
     warp_error measures flow on `source` when given."""
-    clips, ref, src = [video], None, 0
+    clips, labels, ref, src = [video], ["video"], None, 0
     if any(n in NEEDS_REFERENCE for n in names):
         ref = len(clips)
         clips.append(reference)
+        labels.append("reference")
     if "warp_error" in names and source is not None:
         src = len(clips)
         clips.append(source)
+        labels.append("source")
     out: Dict[str, List[float]] = {n: [] for n in names}
     prev = None
-    for cur in _pairs(ctx, clips, what or ", ".join(names)):
+    for cur in _pairs(ctx, clips, what or ", ".join(names), labels):
         v = cur[0]
         flows = {}      # a pair's flows, by clip, computed once for motion, flicker and warp_error
 
