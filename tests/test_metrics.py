@@ -215,6 +215,30 @@ def test_motion_and_warp_error_follow_the_motion():
     assert metrics.warp_error(Context("w"), Clip.from_array(shimmer), source=moving) > 10 * steady
 
 
+def test_warp_error_can_judge_with_a_flow_independent_of_dis(monkeypatch):
+    """E_warp was measured with DIS flow only, the flow stylize.temporal carries its frames along: a DIS-based
+    filter was judged by its own kind of flow. flow=farneback judges without DIS (here DIS would raise)."""
+    from nodes.metrics import measures
+
+    def no_dis(*a, **k):
+        raise AssertionError("DIS flow used")
+
+    base = footage(1, 160, 120, seed=2, noise=0.0)[0]
+    shifts = [cv2.warpAffine(base, np.float64([[1, 0, 2 * i], [0, 1, 0]]), (160, 120),
+                             borderMode=cv2.BORDER_REFLECT101) for i in range(5)]
+    moving = np.stack(shifts)[:, 20:-20, 20:-20].copy()
+    dis = metrics.warp_error(Context("w"), Clip.from_array(moving))
+    monkeypatch.setattr(measures, "estimate_flow", no_dis)
+    ctx = Context("w")
+    steady = metrics.warp_error(ctx, Clip.from_array(moving), flow="farneback")
+    assert ctx.results["flow"] == "farneback" and steady < 3 * dis + 1e-4
+    flick = moving.astype(np.int16)
+    flick[1::2] += 10                       # every pair: a 10-level step, (10/255)^2 on top of the motion's own
+    flicker = metrics.warp_error(Context("w"), Clip.from_array(np.clip(flick, 0, 255).astype(np.uint8)),
+                                 source=Clip.from_array(moving), flow="farneback")
+    assert flicker - steady == pytest.approx((10 / 255) ** 2, rel=0.15)
+
+
 def _unrelated_pair():
     """Two frames of noise that share nothing: the forward-backward flow check finds no pixel visible in both."""
     return np.random.default_rng(5).integers(0, 256, (2, 32, 48, 3), dtype=np.uint8)

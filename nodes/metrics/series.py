@@ -61,11 +61,12 @@ def frame_series(ctx, video, fn: Callable, what: str) -> List[float]:
     return [fn(f) for (f,) in _pairs(ctx, [video], what)]
 
 
-def series_of(ctx, names: List[str], video, reference=None, source=None, what: str = "") -> Dict[str, List[float]]:
+def series_of(ctx, names: List[str], video, reference=None, source=None, what: str = "",
+              warp_flow: str = "dis") -> Dict[str, List[float]]:
     """The series of several metrics in one pass over the clips. Each frame is pulled once whatever the
     number of metrics: a lazy clip computes its whole chain upstream for every pass, so metrics.report's
     six metrics, measured one after another, ran that chain six times. psnr/ssim need `reference`;
-    warp_error measures flow on `source` when given."""
+    warp_error measures flow on `source` when given, by `warp_flow` (measures.FLOWS)."""
     clips, labels, ref, src = [video], ["video"], None, 0
     if any(n in NEEDS_REFERENCE for n in names):
         ref = len(clips)
@@ -81,10 +82,10 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
         v = cur[0]
         flows = {}      # a pair's flows, by clip, computed once for motion, flicker and warp_error
 
-        def flow(k):
-            if k not in flows:
-                flows[k] = measures.pair_flow(prev[k], cur[k])
-            return flows[k]
+        def flow(k, method="dis"):
+            if (k, method) not in flows:
+                flows[k, method] = measures.pair_flow(prev[k], cur[k], method)
+            return flows[k, method]
 
         for n in names:
             if n == "psnr":
@@ -98,7 +99,7 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
             elif prev is not None and n == "motion":
                 out[n].append(measures.motion(prev[0], v, flow(0)))
             elif prev is not None and n == "warp_error":
-                out[n].append(measures.warp_error(prev[0], v, prev[src], cur[src], flow(src)))
+                out[n].append(measures.warp_error(prev[0], v, prev[src], cur[src], flow(src, warp_flow)))
         prev = cur
     return out
 
@@ -125,8 +126,8 @@ def motion(ctx, video) -> List[float]:
     return series_of(ctx, ["motion"], video, what="motion")["motion"]
 
 
-def warp_error(ctx, video, source=None) -> List[float]:
-    return series_of(ctx, ["warp_error"], video, source=source, what="warp error")["warp_error"]
+def warp_error(ctx, video, source=None, flow: str = "dis") -> List[float]:
+    return series_of(ctx, ["warp_error"], video, source=source, what="warp error", warp_flow=flow)["warp_error"]
 
 
 SERIES: Dict[str, Callable] = {"psnr": psnr, "ssim": ssim, "warp_error": warp_error, "flicker": flicker,
