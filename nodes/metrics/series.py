@@ -200,7 +200,8 @@ DEFINITIONS = {
             "(8-bit, full range, L 255) and averaged, leaving out a 5-pixel border (scikit-image's "
             "structural_similarity with gaussian_weights=True, use_sample_covariance=False); the value is the mean "
             "over frames. ffmpeg's ssim filter is x264's: 8x8 windows on a 4-pixel grid and a luminance constant "
-            "1/64 of C1, so it reads lower where the picture is near black (bikes: 0.862 against 0.870)",
+            "1/64 of C1: a thousandth or so apart on well-exposed footage, a few hundredths on small noisy frames, "
+            "and far lower where the picture is near black",
     "warp_error": "Lai et al. 2018's E_warp: mean squared RGB difference (values in [0, 1]) between each frame and "
                   "the previous one warped onto it by optical flow, over the pixels the forward-backward check "
                   "finds visible in both; the value is the mean over frame pairs",
