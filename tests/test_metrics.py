@@ -72,7 +72,10 @@ def test_frames_identical_to_the_reference_do_not_raise_the_mean_psnr(clips):
                     f"{pooled:.2f} dB"]
     ctx = Context("s")          # identical frames: SSIM exactly 1, PSNR the cap (every frame identical)
     assert metrics.ssim(ctx, Clip.from_array(clean), Clip.from_array(clean)) == 1.0
-    assert metrics.psnr(Context("p"), Clip.from_array(clean), Clip.from_array(clean)) == 100.0
+    ctx = Context("p")
+    assert metrics.psnr(ctx, Clip.from_array(clean), Clip.from_array(clean)) == 100.0
+    assert ctx.results["identical_note"] == ("every frame is identical to the reference (PSNR infinite): the value "
+                                             "is the 100 dB cap")
 
 
 def test_metrics_name_mismatched_clips(clips, tmp_path):

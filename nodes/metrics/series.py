@@ -171,10 +171,11 @@ def conventions(name: str, values: List[float]) -> dict:
         out["psnr_of_mean_mse"] = psnr_of_mean_mse(values)
         if same:
             out["identical"] = same
-            out["identical_note"] = (f"{len(same)} of {len(values)} frames are identical to the reference (PSNR "
-                                     f"infinite, shown as {measures.PSNR_CAP:g} dB): "
-                                     + ("the value is the mean of the others" if len(same) < len(values)
-                                        else "every frame is"))
+            out["identical_note"] = (
+                f"{len(same)} of {len(values)} frames are identical to the reference (PSNR infinite, shown as "
+                f"{measures.PSNR_CAP:g} dB): the value is the mean of the others" if len(same) < len(values) else
+                f"every frame is identical to the reference (PSNR infinite): the value is the {measures.PSNR_CAP:g} "
+                f"dB cap")
     return out
 
 
