@@ -78,6 +78,33 @@ def test_frames_identical_to_the_reference_do_not_raise_the_mean_psnr(clips):
                                              "is the 100 dB cap")
 
 
+def test_psnr_and_ssim_on_bt601_luma_as_super_resolution_papers_measure(clips, tmp_path):
+    """Only RGB could be measured; super-resolution results are published on BT.601 Y (16-235), so no number
+    here could be set beside them. channels=y measures Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255."""
+    import csv
+    clean, noisy = clips
+
+    def y(f):
+        f = f.astype(np.float64)
+        return 16 + (65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]) / 255
+
+    ctx = Context("p")
+    value = metrics.psnr(ctx, Clip.from_array(noisy), Clip.from_array(clean), channels="y")
+    ref = [10 * np.log10(255.0 ** 2 / np.mean((y(n) - y(c)) ** 2)) for n, c in zip(noisy, clean)]
+    np.testing.assert_allclose(ctx.results["per_frame"], ref, atol=1e-3)
+    assert value == pytest.approx(np.mean(ref), abs=1e-3) and ctx.results["channels"] == "y"
+    assert "BT.601 studio-range luma" in ctx.results["definition"] and "R, G, B" not in ctx.results["definition"]
+    ctx = Context("s")
+    metrics.ssim(ctx, Clip.from_array(noisy), Clip.from_array(clean), channels="y")
+    ref = [structural_similarity(y(c), y(n), data_range=255, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False) for c, n in zip(clean, noisy)]
+    np.testing.assert_allclose(ctx.results["per_frame"], ref, atol=1e-4)
+    path = tmp_path / "y.json"
+    metrics.report(Context("r"), Clip.from_array(noisy), reference=Clip.from_array(clean), source=None,
+                   path=str(path), metrics="psnr, sharpness", channels="y")
+    assert next(csv.reader(path.with_suffix(".csv").open())) == ["frame", "time (s)", "psnr Y (dB)", "sharpness"]
+
+
 def test_metrics_name_mismatched_clips(clips, tmp_path):
     """A mismatch read 'the clips differ (Clip(6 frames, 80x56, 24 fps) vs Clip(...))': the reader had to compare
     two reprs, and was not told which was the video. A one-frame clip gave pairwise metrics a null in the report

@@ -60,6 +60,12 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(means))
 
 
+def luma_601(frame: np.ndarray) -> np.ndarray:
+    """BT.601 studio-range luma of 8-bit RGB, float32 in 16..235 and not rounded: the Y channel that
+    super-resolution papers measure PSNR and SSIM on (BasicSR's to_y_channel; MATLAB's rgb2ycbcr rounds it)."""
+    return frame.astype(np.float32) @ np.float32([65.481, 128.553, 24.966]) / np.float32(255) + np.float32(16)
+
+
 def ssim_too_small(width: int, height: int) -> str:
     return (f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels (its window), the clips are "
             f"{width}x{height}: enlarge both the same way (upscale.resize) or measure PSNR")

@@ -3,7 +3,11 @@ from graph_engine import Input, NodeError, Param, node
 from graph_engine.types import FLOAT, VIDEO
 
 
-def _report(ctx, values, metric: str, **extra) -> float:
+CHANNELS = Param("rgb", choices=("rgb", "y"), help="rgb: the R, G, B values; y: BT.601 luma (16-235), as "
+                                                    "super-resolution papers measure")
+
+
+def _report(ctx, values, metric: str, channels: str = "rgb", **extra) -> float:
     """Report a series and return its mean, with the metric's unit and definition. Frames the metric could not
     measure (NaN; see series.NOT_MEASURED) are left out of the mean, named in the log and the report, and null in
     the series; none measured at all is an error, not a score. PSNR also leaves out frames equal to the
@@ -24,7 +28,7 @@ def _report(ctx, values, metric: str, **extra) -> float:
         ctx.log(f"{ctx.node_id}: {len(missing)} of {len(values)} frames not measured ({shown}): "
                 f"{NOT_MEASURED[metric]}; the value is the mean of the others")
         extra["unmeasured"] = missing
-    extra = {**conventions(metric, values), **extra}
+    extra = {**conventions(metric, values, channels), **extra}
     if "identical_note" in extra:
         ctx.log(f"{ctx.node_id}: {extra['identical_note']}; PSNR of the mean MSE over all frames (ffmpeg's "
                 f"average): {extra['psnr_of_mean_mse']:.2f} dB")
@@ -33,7 +37,7 @@ def _report(ctx, values, metric: str, **extra) -> float:
 
 
 @node("metrics.psnr", title="PSNR", category="Metrics", output=True)
-def psnr(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
+def psnr(ctx, video: VIDEO, reference: VIDEO, channels: str = CHANNELS) -> FLOAT:
     """Peak signal-to-noise ratio against a reference clip, in dB (higher is closer).
 
     Per frame: 10 log10(255^2 / MSE), the MSE over the R, G, B values of the frames as decoded (8-bit, full
@@ -42,13 +46,14 @@ def psnr(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
     as 100 dB in the series and is left out of the mean (named in the log). Also reported: `psnr_of_mean_mse`,
     the PSNR of the MSE over all frames, which is the `average` ffmpeg prints. ffmpeg run on two video files
     compares their Y, U, V planes instead (`-lavfi "[0]format=gbrp[a];[1]format=gbrp[b];[a][b]psnr"` makes it
-    compare RGB), which differs by several dB."""
+    compare RGB), which differs by several dB. channels=y compares BT.601 luma instead (Y = 16 +
+    (65.481 R + 128.553 G + 24.966 B) / 255, not rounded; peak 255), as super-resolution papers do."""
     from nodes.metrics import series
-    return _report(ctx, series.psnr(ctx, video, reference), "psnr")
+    return _report(ctx, series.psnr(ctx, video, reference, channels), "psnr", channels)
 
 
 @node("metrics.ssim", title="SSIM", category="Metrics", output=True)
-def ssim(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
+def ssim(ctx, video: VIDEO, reference: VIDEO, channels: str = CHANNELS) -> FLOAT:
     """Structural similarity against a reference clip (1 = identical).
 
     Wang et al. 2004 per frame: Gaussian window 11x11, sigma 1.5, K1 0.01, K2 0.03, on each of R, G, B
@@ -57,9 +62,10 @@ def ssim(ctx, video: VIDEO, reference: VIDEO) -> FLOAT:
     is the mean over frames. ffmpeg's ssim filter is x264's SSIM, not this one: 8x8 windows on a
     4-pixel grid, and a luminance constant 1/64 of C1. It reads a thousandth or so apart on
     well-exposed footage (a 1080p minute of bikes: 0.918 against 0.919), a few hundredths on small
-    noisy frames, and far lower where the picture is near black (0.75 against 0.94 on a test pattern)."""
+    noisy frames, and far lower where the picture is near black (0.75 against 0.94 on a test pattern).
+    channels=y measures BT.601 luma alone, as for PSNR."""
     from nodes.metrics import series
-    return _report(ctx, series.ssim(ctx, video, reference), "ssim")
+    return _report(ctx, series.ssim(ctx, video, reference, channels), "ssim", channels)
 
 
 @node("metrics.warp_error", title="Warping Error", category="Metrics", output=True)
@@ -123,6 +129,7 @@ def report(ctx, video: VIDEO, reference: VIDEO = Input(optional=True, help="for 
                                                                                  "chart as .png"),
            metrics: str = Param("psnr, ssim, warp_error, flicker, sharpness, motion",
                                 help="comma-separated; psnr/ssim are skipped without a reference"),
+           channels: str = CHANNELS,
            overwrite: bool = Param(False, help="replace existing files Kinograph did not write")) -> FLOAT:
     """Measure several metrics at once; write them as JSON, a CSV table and a PNG chart of the per-frame series.
 
@@ -132,7 +139,8 @@ def report(ctx, video: VIDEO, reference: VIDEO = Input(optional=True, help="for 
     Returns the number of metrics written."""
     from nodes.metrics.report import write_report
     names = [m.strip() for m in metrics.split(",") if m.strip()]
-    info = write_report(ctx, video, names, path, reference=reference, source=source, overwrite=overwrite)
+    info = write_report(ctx, video, names, path, reference=reference, source=source, overwrite=overwrite,
+                        channels=channels)
     for p in (info["json"], info["csv"], info["chart"]):
         ctx.wrote(p)
     ctx.report(**info)

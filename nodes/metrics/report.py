@@ -14,7 +14,7 @@ from nodes.metrics.chart import write_chart
 
 
 def write_report(ctx, video, names: List[str], path: str, reference=None, source=None,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, channels: str = "rgb") -> dict:
     unknown = [n for n in names if n not in series.SERIES]
     if unknown or not names:
         raise NodeError(f"metrics.report: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
@@ -36,8 +36,9 @@ def write_report(ctx, video, names: List[str], path: str, reference=None, source
     skipped = list(why)
     measured = [n for n in dict.fromkeys(names) if n not in skipped]
     # One pass for all of them: the clip's frames (and the chain that computes them) are pulled once.
-    values = series.series_of(ctx, measured, video, reference, source, what="metrics.report") if measured else {}
-    results = {name: _result(name, values[name]) for name in measured}
+    values = series.series_of(ctx, measured, video, reference, source, what="metrics.report",
+                              channels=channels) if measured else {}
+    results = {name: _result(name, values[name], channels) for name in measured}
     for name, r in results.items():
         if "identical_note" in r:
             ctx.log(f"metrics.report: {name}: {r['identical_note']}")
@@ -59,7 +60,8 @@ def _table(results: dict, frames: int, fps: float) -> str:
     or frame 0 of a pairwise metric."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["frame", "time (s)"] + [f"{k} ({r['unit']})" if r["unit"] else k for k, r in results.items()])
+    heads = [k + (" Y" if r.get("channels") == "y" else "") for k, r in results.items()]
+    w.writerow(["frame", "time (s)"] + [f"{h} ({r['unit']})" if r["unit"] else h for h, r in zip(heads, results.values())])
     for i in range(frames):
         row = [i, f"{i / fps:.6g}"]
         for r in results.values():
@@ -70,12 +72,12 @@ def _table(results: dict, frames: int, fps: float) -> str:
     return buf.getvalue()
 
 
-def _result(name: str, values: List[float]) -> dict:
+def _result(name: str, values: List[float], channels: str = "rgb") -> dict:
     """One metric's entry: its mean over the frames it measured, the series (null where not measured) and,
     when some frames could not be measured, which and why (a mean that silently skipped them, or an empty
     average that read as a perfect score, would mislead)."""
     first = 1 if name in series.PAIRWISE else 0
-    out = {"value": series.summary(values, name), **series.conventions(name, values),
+    out = {"value": series.summary(values, name), **series.conventions(name, values, channels),
            "per_frame": series.as_json(values), "first_frame": first}
     missing = series.unmeasured(values, first)
     if missing:

@@ -62,11 +62,12 @@ def frame_series(ctx, video, fn: Callable, what: str) -> List[float]:
 
 
 def series_of(ctx, names: List[str], video, reference=None, source=None, what: str = "",
-              warp_flow: str = "dis") -> Dict[str, List[float]]:
+              warp_flow: str = "dis", channels: str = "rgb") -> Dict[str, List[float]]:
     """The series of several metrics in one pass over the clips. Each frame is pulled once whatever the
     number of metrics: a lazy clip computes its whole chain upstream for every pass, so metrics.report's
     six metrics, measured one after another, ran that chain six times. psnr/ssim need `reference`;
-    warp_error measures flow on `source` when given, by `warp_flow` (measures.FLOWS)."""
+    warp_error measures flow on `source` when given, by `warp_flow` (measures.FLOWS). psnr and ssim compare
+    `channels`: "rgb", or "y" (measures.luma_601)."""
     clips, labels, ref, src = [video], ["video"], None, 0
     if any(n in NEEDS_REFERENCE for n in names):
         ref = len(clips)
@@ -87,11 +88,13 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
                 flows[k, method] = measures.pair_flow(prev[k], cur[k], method)
             return flows[k, method]
 
+        if ref is not None:
+            a, b = (v, cur[ref]) if channels == "rgb" else (measures.luma_601(v), measures.luma_601(cur[ref]))
         for n in names:
             if n == "psnr":
-                out[n].append(measures.psnr(v, cur[ref]))
+                out[n].append(measures.psnr(a, b))
             elif n == "ssim":
-                out[n].append(measures.ssim(v, cur[ref]))
+                out[n].append(measures.ssim(a, b))
             elif n == "sharpness":
                 out[n].append(measures.sharpness(v))
             elif prev is not None and n == "flicker":
@@ -104,14 +107,14 @@ def series_of(ctx, names: List[str], video, reference=None, source=None, what: s
     return out
 
 
-def psnr(ctx, video, reference) -> List[float]:
-    return series_of(ctx, ["psnr"], video, reference, what="PSNR")["psnr"]
+def psnr(ctx, video, reference, channels: str = "rgb") -> List[float]:
+    return series_of(ctx, ["psnr"], video, reference, what="PSNR", channels=channels)["psnr"]
 
 
-def ssim(ctx, video, reference) -> List[float]:
+def ssim(ctx, video, reference, channels: str = "rgb") -> List[float]:
     if min(video.size) < measures.SSIM_WINDOW:     # refused before any frame is pulled, not as a ValueError
         raise NodeError(measures.ssim_too_small(*video.size))
-    return series_of(ctx, ["ssim"], video, reference, what="SSIM")["ssim"]
+    return series_of(ctx, ["ssim"], video, reference, what="SSIM", channels=channels)["ssim"]
 
 
 def sharpness(ctx, video) -> List[float]:
@@ -162,10 +165,15 @@ def psnr_of_mean_mse(values: List[float]) -> float:
     return measures.PSNR_CAP if mse == 0 else min(measures.PSNR_CAP, float(10 * np.log10(255.0 ** 2 / mse)))
 
 
-def conventions(name: str, values: List[float]) -> dict:
+def conventions(name: str, values: List[float], channels: str = "rgb") -> dict:
     """What a reader of a metric's value needs beside it: its unit, its definition and, for PSNR, the frames
     left out of the mean as identical and ffmpeg's average."""
-    out = {"unit": UNITS[name], "definition": DEFINITIONS[name]}
+    definition = DEFINITIONS[name]
+    if channels == "y" and name in NEEDS_REFERENCE:
+        definition = definition.replace(ON_RGB[name], ON_Y)
+    out = {"unit": UNITS[name], "definition": definition}
+    if name in NEEDS_REFERENCE:
+        out["channels"] = channels
     if name == "psnr" and values:
         same = identical(name, values)
         out["psnr_of_mean_mse"] = psnr_of_mean_mse(values)
@@ -219,6 +227,12 @@ DEFINITIONS = {
     "clip_score": "100 x max(cosine of CLIP's image and text embeddings, 0) per frame (Hessel et al. 2021 without "
                   "the 2.5 rescale); the value is the mean over frames",
 }
+
+# The part of psnr's and ssim's definitions that says what is compared, and its replacement for channels="y".
+ON_RGB = {"psnr": "the R, G, B values of the 8-bit full-range frames (peak 255)",
+          "ssim": "each of R, G, B (8-bit, full range, L 255) and averaged"}
+ON_Y = ("BT.601 studio-range luma, Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 of the 8-bit RGB, not rounded "
+        "(as super-resolution papers and BasicSR measure; peak 255)")
 
 # Why warp_error leaves a pair unmeasured, for the log and the report.
 NOT_MEASURED = {name: "the flow check found almost no pixel visible in both frames (unrelated frames: noise, or "
