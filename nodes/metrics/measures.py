@@ -62,7 +62,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def luma_601(frame: np.ndarray) -> np.ndarray:
     """BT.601 studio-range luma of 8-bit RGB, float32 in 16..235 and not rounded: the Y channel that
-    super-resolution papers measure PSNR and SSIM on (BasicSR's to_y_channel; MATLAB's rgb2ycbcr rounds it)."""
+    super-resolution papers measure PSNR and SSIM on (BasicSR's to_y_channel). MATLAB's rgb2ycbcr rounds it to
+    integers, which reads lower where the error is small: 0.24 dB at 43 dB, 0.02 dB at 31 dB (bikes)."""
     return frame.astype(np.float32) @ np.float32([65.481, 128.553, 24.966]) / np.float32(255) + np.float32(16)
 
 
