@@ -312,3 +312,22 @@ def test_temporal_blends_each_frame_at_most_twice_and_any_range_is_the_full_rend
     for a, b in ((14, 20), (3, 4), (17, 24)):
         part = temporal.temporal_clip(None, small, source, warmup=8).frames(a, b)
         assert np.array_equal(part, full[a:b])
+
+
+def test_temporal_scrubbed_back_a_chunk_measures_no_flow_again(source, monkeypatch):
+    """The viewer reads a chunk from the middle, then the one before: both start at the same restart point, and
+    the second finds the links (flows) of the first kept: with only a sequential render's few kept, it measured
+    all 11 again (1.9 s at 1080p)."""
+    import graph_engine.clip as clip_module
+    from nodes.stylize import temporal
+    monkeypatch.setattr(clip_module, "MAX_CHUNK", 4)
+    measured = []
+    real = temporal.link
+    monkeypatch.setattr(temporal, "link", lambda *a: measured.append(1) or real(*a))
+    sty = shimmering(source)
+    out = temporal.temporal_clip(None, Clip(sty.length, 24, W, H, lambda a, b: sty.frames(a, b), chunk=4), source,
+                                 warmup=8)
+    out.frames(20, 24)
+    measured.clear()
+    out.frames(16, 20)
+    assert len(measured) == 0

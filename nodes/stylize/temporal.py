@@ -96,6 +96,10 @@ def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, qual
             carried = a > 0 and all(live.get(g, (None,))[0] == a - 1 for g in needed)
             states = {g: live[g][1] for g in needed} if carried else {}
             s = a if carried else first
+            if not carried and a > 0:
+                # A read from the middle (the viewer, a shard): keep the links of its span, so a scrub back over
+                # it does not measure them again (a sequential render reads each link once and keeps a few).
+                links.size = max(links.size, b - first + 2)
             sty = styled.frames(s, b)
             out = np.empty((b - a,) + sty.shape[1:], np.uint8)
             for i in range(s, b):
