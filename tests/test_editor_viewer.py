@@ -364,3 +364,21 @@ def test_renders_dropped_on_the_viewer_are_shown_there_one_as_a_two_as_a_and_b(m
     assert w.runs.wait_idle(60)
     assert w.viewer.sources["A"].length == 5 and w.viewer.sources["B"].length == 3
     assert not w.doc.graph.nodes, "looking at a file is no edit of the workflow"
+
+
+def test_a_shows_the_transparency_of_a_clip_that_has_it(panel, qtbot):
+    frames = np.zeros((2, 8, 8, 3), np.uint8)          # the colour over black: black wherever transparent
+    alpha = np.zeros((2, 8, 8, 1), np.uint8)
+    alpha[:, :, 4:] = 255
+    clip = Clip.from_array(frames).with_matte(lambda a, b: alpha[a:b])
+    panel.set_source("A", clip, "keyed")
+    qbot_wait(lambda: not panel._waiting and panel.canvas.images["A"] is not None)
+    assert "alpha (A shows it)" in panel.labels["A"].text()
+    panel.canvas.setFocus()
+    qtbot.keyClick(panel.canvas, Qt.Key_A)
+    qbot_wait(lambda: not panel._waiting)
+    img = panel.canvas.images["A"]
+    assert (img.pixelColor(1, 1).red(), img.pixelColor(6, 1).red()) == (0, 255) and panel.canvas.tag == "alpha"
+    qtbot.keyClick(panel.canvas, Qt.Key_A)
+    qbot_wait(lambda: not panel._waiting)
+    assert panel.canvas.images["A"].pixelColor(6, 1).red() == 0 and panel.canvas.tag == ""

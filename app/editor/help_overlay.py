@@ -28,6 +28,7 @@ GESTURES = (
     ("viewer: I / O (Alt: clear)", "in / out point: play loops between them"),
     ("viewer: F / 1 / + / −", "fit / 100% (one pixel a pixel) / zoom in / out"),
     ("viewer: W", "compare A and B on / off (wipe, side by side, difference)"),
+    ("viewer: A", "show the alpha (transparency) / the colour again"),
 )
 
 

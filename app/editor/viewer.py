@@ -56,6 +56,7 @@ class Source:
         self.text = ""
         self.size = None                        # (width, height) when known without computing
         self.sound = None                       # a clip: True when it carries sound, False when silent
+        self.alpha = getattr(value, "matte", None) is not None     # a clip with transparency
         if hasattr(value, "frames") and hasattr(value, "length"):
             self.length, self.fps = int(value.length), float(value.fps or 24.0)
             self.size = (int(getattr(value, "width", 0)), int(getattr(value, "height", 0)))
@@ -81,16 +82,27 @@ class Source:
             parts.append(f"{self.size[0]}×{self.size[1]}")
         if self.length > 1:
             parts.append(f"{self.fps:g} fps · {self.length} frames · {timecode(self.length, self.fps)}")
+        if self.alpha:
+            parts.append("alpha (A shows it)")
         if self.sound is not None:
             # The viewer plays pictures only: a reviewer waiting for dialogue took the quiet for a lost
             # track, and could not tell a silent clip from one whose sound the render will carry.
             parts.append("♪ has sound (not played here)" if self.sound else "silent")
         return " · ".join(parts)
 
-    def render(self, i: int) -> QImage:
+    def render(self, i: int, alpha: bool = False) -> QImage:
+        """Frame i; with `alpha`, its transparency as grey (white: opaque), as Nuke's A key shows it: the colour
+        is laid over black, so a transparent area and a black one looked the same."""
         v = self.value
         if hasattr(v, "frames"):
-            return to_qimage(v.frame(max(0, min(self.length - 1, i))))
+            k = max(0, min(self.length - 1, i))
+            if not alpha:
+                return to_qimage(v.frame(k))
+            matte = getattr(v, "matte", None)
+            m = matte.frame(k)[..., 0] if matte is not None else np.full((v.height, v.width), 255, np.uint8)
+            return to_qimage(np.repeat(m[..., None], 3, axis=2))
+        if alpha and isinstance(v, np.ndarray):
+            return to_qimage(np.full(v.shape[:2] + (3,), 255, np.uint8))
         if is_camera(v):
             return camera_path_image(v)
         return to_qimage(v)
@@ -98,19 +110,19 @@ class Source:
 
 class FrameLoader(QObject):
     """Renders the latest requested frame of each slot; older requests are dropped unseen."""
-    loaded = Signal(str, int, QImage)
+    loaded = Signal(str, int, QImage, bool)     # slot, frame, picture, whether it is the alpha
     failed = Signal(str, str)
     _poke = Signal()
 
     def __init__(self):
         super().__init__()
         self._lock = threading.Lock()
-        self._want: Dict[str, Tuple[Source, int]] = {}
+        self._want: Dict[str, Tuple[Source, int, bool]] = {}
         self._poke.connect(self._work, Qt.QueuedConnection)
 
-    def request(self, slot: str, source: Source, index: int) -> None:
+    def request(self, slot: str, source: Source, index: int, alpha: bool = False) -> None:
         with self._lock:
-            self._want[slot] = (source, index)
+            self._want[slot] = (source, index, alpha)
         self._poke.emit()
 
     @Slot()
@@ -120,9 +132,9 @@ class FrameLoader(QObject):
                 if not self._want:
                     return
                 slot = next(iter(self._want))
-                source, index = self._want.pop(slot)
+                source, index, alpha = self._want.pop(slot)
             try:
-                self.loaded.emit(slot, index, source.render(index))
+                self.loaded.emit(slot, index, source.render(index, alpha), alpha)
             except Exception as e:      # a failing upstream node: say so in the viewer, keep going
                 self.failed.emit(slot, f"{type(e).__name__}: {e}")
 
@@ -146,6 +158,7 @@ class FrameCanvas(QWidget):
         self.loading = ""                       # "computing…" while the shown frame is not there yet
         self.live: Optional[QImage] = None      # a sampler's step preview, shown over A and B while it runs
         self.rate = ("", False)                 # frames shown a second while playing; whether below the clip's
+        self.tag = ""                           # the channel shown when not the colour ("alpha")
         self._drag = None
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
 
@@ -228,6 +241,11 @@ class FrameCanvas(QWidget):
             p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
             p.drawText(QRectF(x - 30, 4, 26, 16), Qt.AlignRight, "A")
             p.drawText(QRectF(x + 4, 4, 26, 16), Qt.AlignLeft, "B")
+        if self.tag:
+            box = p.boundingRect(QRectF(self.rect()).adjusted(0, 6, -8, 0), Qt.AlignRight | Qt.AlignTop, self.tag)
+            p.fillRect(box.adjusted(-4, -1, 4, 1), QColor(0, 0, 0, 190))
+            p.setPen(theme.NODE_SELECTED)
+            p.drawText(box, Qt.AlignRight | Qt.AlignTop, self.tag)
         if self.rate[0]:
             box = p.boundingRect(QRectF(self.rect()), Qt.AlignRight | Qt.AlignBottom, self.rate[0])
             box = box.adjusted(-6, -2, 0, 0).translated(-6, -6)
@@ -335,6 +353,7 @@ class ViewerPanel(QWidget):
         self.direction, self.speed = 1, 1        # J/K/L shuttle: backwards or forwards, 1x, 2x, 4x
         self._cache: "OrderedDict[Tuple[str, int, int], QImage]" = OrderedDict()
         self._waiting: Dict[str, int] = {}
+        self.alpha = False                       # the transparency is shown instead of the colour (A)
         self.in_point: Optional[int] = None      # loop range (I / O); None: the clip's first / last frame
         self.out_point: Optional[int] = None
         self._clock = QElapsedTimer()            # playback time, so frames keep the clip's rate
@@ -444,6 +463,9 @@ class ViewerPanel(QWidget):
         self.every_box.setToolTip("Off, playback keeps the clip's time and skips the frames not ready in time")
         self.every_box.toggled.connect(lambda on: self.play(self.direction, self.speed) if self.playing else None)
         menu.addAction("Clear in and out points (Alt+I, Alt+O)", lambda: (self.set_in(None), self.set_out(None)))
+        self.alpha_action = menu.addAction("Show alpha (A)")
+        self.alpha_action.setCheckable(True)
+        self.alpha_action.toggled.connect(self.show_alpha)
         more.setMenu(menu)
         top.addWidget(more)
 
@@ -626,7 +648,7 @@ class ViewerPanel(QWidget):
             # Aligned by time, not frame number: B at 48 fps beside A at 24 shows frame 2i.
             j = i if src is master else round(i / master.fps * src.fps)
             j = max(0, min(j, src.length - 1))
-            key = (slot, id(src), j)
+            key = (slot, id(src), j, self.alpha)
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self._show(slot, j, self._cache[key])
@@ -636,7 +658,7 @@ class ViewerPanel(QWidget):
                     # (Playing, the picture on screen stays until the next one is there: a 'computing'
                     # box flashed over the clip at every frame.)
                     self.canvas.loading = f"computing frame {j}…"
-                self.loader.request(slot, src, j)
+                self.loader.request(slot, src, j, self.alpha)
         self.canvas.update()
 
     def _show(self, slot: str, j: int, img: QImage, final: bool = True) -> None:
@@ -651,11 +673,13 @@ class ViewerPanel(QWidget):
         self.canvas.update()
         self.frameShown.emit(slot, j, img)
 
-    def _loaded(self, slot: str, j: int, img: QImage) -> None:
+    def _loaded(self, slot: str, j: int, img: QImage, alpha: bool = False) -> None:
         src = self.sources.get(slot)
         if src is None:
             return
-        self._cache[(slot, id(src), j)] = img
+        self._cache[(slot, id(src), j, alpha)] = img
+        if alpha != self.alpha:
+            return              # asked for before the channel shown changed
         self._trim_cache()
         if self._waiting.get(slot) == j:
             self._show(slot, j, img)
@@ -772,6 +796,15 @@ class ViewerPanel(QWidget):
             self.canvas.rate = (f"{got:.1f} of {want:g} fps" + (" · frames skipped" if slow and not self.every_box.isChecked()
                                                                 else " · slowed down" if slow else ""), slow)
 
+    def show_alpha(self, on: bool) -> None:
+        """The transparency of what is shown (white opaque, black transparent) instead of its colour."""
+        if on == self.alpha:
+            return
+        self.alpha = on
+        self.alpha_action.setChecked(on)
+        self.canvas.tag = "alpha" if on else ""
+        self.show_frame(self.index)
+
     def _toggle_wipe(self, on: bool) -> None:
         self.canvas.wipe = 0.5 if on else None
         self.canvas.update()
@@ -836,6 +869,8 @@ class ViewerPanel(QWidget):
             self.canvas.zoom_by(2.0)
         elif k == Qt.Key_Minus:
             self.canvas.zoom_by(0.5)
+        elif k == Qt.Key_A:
+            self.show_alpha(not self.alpha)
         elif k == Qt.Key_W and self.sources["B"] is not None:
             self.wipe_box.toggle()
         else:
