@@ -367,3 +367,25 @@ def test_3dl_luts_read_as_nuke_and_flame_write_them(frames, tmp_path):
     (tmp_path / "grade.csp").write_text("CSPLUTV100\n3D\n")
     with pytest.raises(NodeError, match="reads .cube .* and .3dl .* not .csp: export this look as a .cube"):
         nodes.lut(Context("l"), clip, path=str(tmp_path / "grade.csp"))
+
+
+def test_a_flat_reference_is_refused_by_name_instead_of_painting_every_frame_its_colour(frames):
+    """A grey card or a blank frame as the reference has no spread: Reinhard scaled every frame's contrast to
+    nothing and histogram matching sent every level to one, so the clip came out a flat rectangle of that colour
+    with nothing said. Both nodes that match colours now refuse it, naming the picture."""
+    from nodes.stylize.nodes import color_transfer
+    clip = Clip.from_array(frames)
+    grey = np.full((32, 48, 3), 128, np.uint8)
+    for method in ("reinhard", "histogram"):
+        with pytest.raises(NodeError, match=r"^color.match: the reference image is one flat colour .*color.grade"):
+            nodes.match(Context("m"), clip, reference=grey, method=method)
+        with pytest.raises(NodeError, match=r"^stylize.color_transfer: the style image is one flat colour"):
+            color_transfer(Context("s"), clip, grey, method=method)
+    blank = frames.copy()
+    blank[0] = 0                                # a clip opening on black
+    with pytest.raises(NodeError, match=r"^color.match: reference frame 0 of the clip is one flat colour"):
+        nodes.match(Context("m"), Clip.from_array(blank), frame=0)
+    # A dim, low-contrast picture is still a palette: matched, not refused.
+    dim = (footage(1, 48, 32, seed=4)[0] // 16 + 20).astype(np.uint8)
+    out = nodes.match(Context("m"), clip, reference=dim).to_array()
+    assert out.std() > 1.0 and abs(float(out.mean()) - float(dim.mean())) < 6

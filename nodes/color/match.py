@@ -10,6 +10,7 @@ import threading
 import cv2
 import numpy as np
 
+from graph_engine import NodeError
 from nodes.common.color import channel_cdfs, lab_to_rgb, match_cdfs as histogram, rgb_to_lab, to_float, to_uint8
 
 STATS_WIDTH = 256   # statistics of a subsampled copy: the same to a fraction of a level, much faster
@@ -37,16 +38,25 @@ def reinhard(frame: np.ndarray, ref_stats, strength: float = 1.0, own_stats=None
     return to_uint8(out)
 
 
+# Below this spread (Lab units, every channel) a reference is one flat colour: its palette is a single value, and
+# matching its spread scales every frame's contrast to nothing (a grey card made each frame a grey rectangle).
+FLAT_SPREAD = 1.0
 SAMPLES = 12     # frames, spread over the clip, whose pooled statistics stand for all of it
 
 
-def matcher(reference: np.ndarray, method: str, strength: float, shot=None):
+def matcher(reference: np.ndarray, method: str, strength: float, shot=None, name: str = "the reference image"):
     """A per-frame function matching frames to `reference` (its statistics computed once). `shot`: a
     function giving frames that stand for the whole clip; their pooled statistics make one correction
     for every frame, as a colourist matches a shot. Without it each frame is matched on its own, and
-    the correction changed whenever something came into frame (a static wall shifted 14-30 levels)."""
+    the correction changed whenever something came into frame (a static wall shifted 14-30 levels). `name`
+    says in a refusal which picture the user gave."""
     if method not in ("reinhard", "histogram"):
         raise ValueError(f"unknown colour match method {method!r}")
+    spread = lab_stats(reference)[1]
+    if float(spread.max()) < FLAT_SPREAD:
+        raise NodeError(f"{name} is one flat colour (its spread in Lab is {', '.join(f'{v:.2f}' for v in spread)}): "
+                        f"matching its palette would paint every frame that one colour. Give a picture with the "
+                        f"range of colours you want, or tint the clip with color.grade (temperature, tint)")
     ref = lab_stats(reference) if method == "reinhard" else channel_cdfs(reference)
     own: list = []
     lock = threading.Lock()     # chunks may be read side by side: the clip is sampled once

@@ -22,11 +22,14 @@ def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match
     transparency is corrected on its colour taken off black and keeps its alpha."""
     from nodes.color.match import matcher, shot_frames
     from nodes.common.stream import colour_frames
+    name = "color.match: the reference image"
     if reference is None:
         if not 0 <= frame < video.length:
             raise NodeError(f"color.match: reference frame {frame} is outside the clip (0..{video.length - 1})")
         reference = video.frame(frame)
-    return colour_frames(ctx, video, matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None))
+        name = f"color.match: reference frame {frame} of the clip"
+    return colour_frames(ctx, video, matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None,
+                                             name))
 
 
 @node("color.lut", title="Apply LUT", category="Colour", temporal_radius=0)

@@ -71,7 +71,8 @@ def color_transfer(ctx, video: VIDEO, style: IMAGE,
     correction for the whole clip."""
     from nodes.color.match import matcher, shot_frames
     from nodes.common.stream import map_frames
-    return map_frames(ctx, video, matcher(style, method, strength, shot_frames(video) if spread == "clip" else None))
+    return map_frames(ctx, video, matcher(style, method, strength, shot_frames(video) if spread == "clip" else None,
+                                                name="stylize.color_transfer: the style image"))
 
 
 @node("stylize.temporal", title="Temporal Consistency", category="Stylize", temporal_radius=60)
