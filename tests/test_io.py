@@ -794,3 +794,32 @@ def test_load_video_lut_reads_10_bit_log_footage_without_banding(tmp_path):
                 str(h264), crf=0)
     np.testing.assert_array_equal(load_video(str(h264), lut=str(cube)).to_array(),
                                   Nodes(color_nodes).lut(Context("l"), load_video(str(h264)), path=str(cube)).to_array())
+
+
+def test_save_video_without_a_codec_writes_what_the_file_name_asks_for(tmp_path):
+    """The codec defaulted to h264 whatever the name: a workflow saving out.webm or out.gif, the codec never
+    touched, failed with "a .webm file takes codec vp9 or av1". codec auto (the default) follows the name, as
+    ffmpeg does; a codec the user sets is still held to the name."""
+    import av
+    from PIL import Image
+    names = {"a.mp4": "h264", "a.mov": "h264", "a.mkv": "h264", "a.webm": "vp9", "a.gif": "gif"}
+    saves = "".join(f"  s{i}: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: {tmp_path}/{n}}}}}\n"
+                    for i, n in enumerate([*names, "a.webp"]))
+    r = Session(use_disk=False).run(load_workflow(text=f"""
+kinograph: 1
+nodes:
+  p: {{type: generate.test_pattern, params: {{frames: 4, width: 32, height: 32}}}}
+{saves}"""))
+    assert r.ok, r.failed
+    for name, codec in names.items():
+        with av.open(str(tmp_path / name)) as c:
+            assert c.streams.video[0].codec_context.name == codec and sum(1 for _ in c.decode(video=0)) == 4
+    with Image.open(tmp_path / "a.webp") as im:
+        assert im.format == "WEBP" and im.n_frames == 4
+    r = Session(use_disk=False).run(load_workflow(text=f"""
+kinograph: 1
+nodes:
+  p: {{type: generate.test_pattern, params: {{frames: 4, width: 32, height: 32}}}}
+  s: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: {tmp_path}/b.webm, codec: h264}}}}
+"""))
+    assert not r.ok and "a .webm file takes codec vp9 or av1; for h264 name the file .mp4" in r.failed["s"]

@@ -112,13 +112,15 @@ def _video_name(path) -> Optional[str]:
 @node("io.save_video", title="Save Video", category="Input/Output", output=True)
 def save_video(ctx, video: VIDEO,
                path: str = Param("out/video.mp4", kind="path", reads=False, check=_video_name,
-                                 help="the video file to write: out/shot.mp4 (its type goes with the codec)"),
+                                 help="the video file to write: out/shot.mp4 (its type goes with the codec; "
+                                      "codec auto follows it)"),
                fps: float = Param(0.0, min=0, max=1000, help="0 = the clip's rate"),
-               codec: str = Param("h264", choices=("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1",
-                                                     "gif", "webp"),
-                                  help="h264/h265/av1 mp4, vp9 webm, prores or dnxhr mov and dnxhr mxf (for "
-                                       "editors), ffv1 lossless mkv, gif, webp. A clip with alpha keeps it in "
-                                       "prores (4444), vp9, ffv1 and webp"),
+               codec: str = Param("auto", choices=("auto", "h264", "h265", "vp9", "av1", "prores", "dnxhr",
+                                                     "ffv1", "gif", "webp"),
+                                  help="auto: by the file's name (.webm vp9, .gif, .webp, .apng, .mxf dnxhr; h264 "
+                                       "for .mp4, .mov, .mkv). h264/h265/av1 mp4, vp9 webm, prores or dnxhr mov "
+                                       "and dnxhr mxf (for editors), ffv1 lossless mkv, gif, webp. A clip with "
+                                       "alpha keeps it in prores (4444), vp9, ffv1 and webp"),
                crf: int = Param(19, min=0, max=51, help="quality for h264/h265/vp9/av1/webp: lower is better"),
                keep_audio: bool = Param(True, help="mux the source's audio track when the clip carries one"),
                overwrite: bool = Param(False, help="replace an existing file Kinograph did not write (kept as an "
@@ -136,7 +138,8 @@ def save_video(ctx, video: VIDEO,
     alpha in prores (ProRes 4444, 16-bit alpha), vp9 (WebM with alpha, as browsers play it), ffv1 and
     webp, each with straight (unpremultiplied) colour as those formats hold it; the other codecs have no
     alpha and the log says it is left out."""
-    from .video_write import ALPHA_CODECS, write_video
+    from .video_write import ALPHA_CODECS, codec_for, write_video
+    codec = codec_for(path, codec)
     if video.matte is not None and codec not in ALPHA_CODECS:
         ctx.log(f"the alpha (transparency) is not written: {codec} has none, so the frames go out laid over black. "
                 f"To keep it, write codec prores (.mov, ProRes 4444) or vp9 (.webm), or io.save_frames (png, tif, "

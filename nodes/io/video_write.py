@@ -31,6 +31,17 @@ HOLDS = {".mp4": ("h264", "h265", "vp9", "av1", "ffv1"), ".m4v": ("h264",),
          ".webm": ("vp9", "av1"), ".mxf": ("dnxhr", "prores", "ffv1"),
          ".avi": ("h264", "h265", "vp9", "av1", "prores", "ffv1"),
          ".ts": ("h264", "h265"), ".gif": ("gif",), ".webp": ("webp",), ".apng": ("png",)}
+# What `codec: auto` writes into each file type (h264 for any other): what a player or editor opening that name
+# expects, as ffmpeg itself picks by the name. With h264 as the default, out.webm or out.gif failed on a codec
+# the user had never chosen.
+BY_NAME = {".webm": "vp9", ".gif": "gif", ".webp": "webp", ".apng": "png", ".mxf": "dnxhr"}
+
+
+def codec_for(path, codec: str) -> str:
+    """`codec`, or for "auto" the codec a file named `path` usually holds."""
+    return BY_NAME.get(Path(str(path)).suffix.lower(), "h264") if codec == "auto" else codec
+
+
 _BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
 # Codecs that keep a clip's transparency (Clip.matte), all as straight (unpremultiplied) colour beside the
 # alpha, as their players and editors composite them: ProRes 4444 (Apple's ProRes keeps straight colour),
