@@ -331,3 +331,32 @@ def test_temporal_scrubbed_back_a_chunk_measures_no_flow_again(source, monkeypat
     measured.clear()
     out.frames(16, 20)
     assert len(measured) == 0
+
+
+def test_temporal_keeps_a_middle_reads_links_only_as_far_as_its_memory_bound(source, monkeypatch):
+    """A read from the middle kept every link of its span, up to warmup + period + a chunk of them: 2.2 GB at 4K
+    with the default warmup, 5 GB at warmup 60, for a viewer scrubbing or a shard. It keeps them up to
+    SPAN_LINK_BYTES now (measuring one again costs only time), and all of them where they fit."""
+    import graph_engine.clip as clip_module
+    from nodes.common.stream import PairCache
+    from nodes.stylize import temporal
+    monkeypatch.setattr(clip_module, "MAX_CHUNK", 4)
+    held = []
+
+    class Counted(PairCache):
+        def get(self, key, compute):
+            value = super().get(key, compute)
+            held.append(len(self._data))
+            return value
+    monkeypatch.setattr(temporal, "PairCache", Counted)
+    sty = shimmering(source)
+    link_bytes = (2 * 2 + 1) * W * H      # a float16 flow (2 values) and a uint8 trust a pixel
+
+    def middle_read(budget_links):
+        monkeypatch.setattr(temporal, "SPAN_LINK_BYTES", budget_links * link_bytes, raising=False)
+        held.clear()
+        clip = Clip(sty.length, 24, W, H, lambda a, b: sty.frames(a, b), chunk=4)
+        temporal.temporal_clip(None, clip, source, warmup=8).frames(20, 24)
+        return max(held)
+    assert middle_read(10) <= 10          # the span (restart 8 .. 24) has 15 links
+    assert middle_read(1000) >= 15        # where they fit, all of them, so a scrub back measures none again

@@ -57,6 +57,12 @@ def blend_step(prev_out: np.ndarray, stylized: np.ndarray, flow: np.ndarray, tru
     return stylized + a * (carried - stylized)
 
 
+# A link is a float16 flow (2 values) and a uint8 trust a pixel. What a read from the middle keeps of its span's
+# links is bounded by SPAN_LINK_BYTES: all of them at 1080p and the default warmup (54 links, 560 MB), 15 at 4K.
+LINK_BYTES_PER_PIXEL = 5
+SPAN_LINK_BYTES = 640 << 20
+
+
 def period(warmup: int) -> int:
     """Frames between restarts of the recursion (at least 8, so warmup 0 still stabilizes)."""
     return max(warmup, 8)
@@ -98,8 +104,11 @@ def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, qual
             s = a if carried else first
             if not carried and a > 0:
                 # A read from the middle (the viewer, a shard): keep the links of its span, so a scrub back over
-                # it does not measure them again (a sequential render reads each link once and keeps a few).
-                links.size = max(links.size, b - first + 2)
+                # it does not measure them again (a sequential render reads each link once and keeps a few), as
+                # far as SPAN_LINK_BYTES goes: a span is up to warmup + period + a chunk of links, 5 bytes a pixel
+                # each (2.2 GB at 4K, 5 GB at warmup 60), where measuring again only costs time.
+                fit = max(8, SPAN_LINK_BYTES // (LINK_BYTES_PER_PIXEL * video.width * video.height))
+                links.size = max(links.size, min(b - first + 2, fit))
             sty = styled.frames(s, b)
             out = np.empty((b - a,) + sty.shape[1:], np.uint8)
             for i in range(s, b):
