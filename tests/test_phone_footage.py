@@ -87,7 +87,7 @@ def with_sound(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("codec,name,sound", [("prores", "edit.mov", "pcm_s16le"), ("ffv1", "edit.mkv", "pcm_s16le"),
+@pytest.mark.parametrize("codec,name,sound", [("prores", "edit.mov", "pcm_s24le"), ("ffv1", "edit.mkv", "pcm_s24le"),
                                               ("av1", "web.webm", "opus"), ("h264", "web.mp4", "aac")])
 def test_the_sound_goes_out_in_a_codec_the_file_and_its_user_take(with_sound, codec, name, sound, tmp_path):
     # AV1 in WebM with sound failed ('Only ... Vorbis or Opus audio ... are supported for WebM': AAC was
@@ -207,7 +207,7 @@ def test_dnxhr_for_editors_with_its_sound_and_a_size_it_takes(with_sound, tmp_pa
     with av.open(str(out)) as c:
         v = c.streams.video[0].codec_context
         assert (v.name, v.profile, v.pix_fmt, v.width, v.height) == ("dnxhd", "DNXHR HQ", "yuv422p", 322, 242)
-        assert c.streams.audio[0].codec_context.name == "pcm_s16le"
+        assert c.streams.audio[0].codec_context.name == "pcm_s24le"
         assert sum(1 for _ in c.decode(video=0)) == 60
     # Smaller than DNxHR takes: said before a frame is computed, where ffmpeg's failure read 'Invalid argument'.
     with pytest.raises(NodeError) as e:
@@ -249,7 +249,7 @@ def test_dnxhr_in_mxf_for_avid_takes_any_sound_at_48_khz(tmp_path):
     write_video(edit.resize(clip, 256, 144), str(out), codec="dnxhr")
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == "dnxhd"
-        assert (c.streams.audio[0].codec_context.name, c.streams.audio[0].sample_rate) == ("pcm_s16le", 48000)
+        assert (c.streams.audio[0].codec_context.name, c.streams.audio[0].sample_rate) == ("pcm_s24le", 48000)
     assert load_video(str(out)).length == 30
 
 

@@ -204,9 +204,11 @@ def _rate(fps: float) -> str:
 
 def _audio_codec(codec: str, suffix: str) -> str:
     """The sound's codec: uncompressed beside an intermediate (ProRes, DNxHR, FFV1) in a MOV or MKV, as editors take
-    it (AAC there was a second lossy generation under a picture kept near-lossless); Opus in WebM; else AAC."""
+    it (AAC there was a second lossy generation under a picture kept near-lossless); Opus in WebM; else AAC.
+    24-bit, as cameras and recorders make it: 16-bit cut a 24-bit take's quiet detail under the picture kept
+    near-lossless, and the joined clips' sound (mixed as floats) too."""
     if codec in ("prores", "dnxhr", "ffv1") and suffix.lower() in (".mov", ".mkv", ".mxf"):
-        return "pcm_s16le"
+        return "pcm_s24le"
     return "libopus" if suffix.lower() == ".webm" or codec == "vp9" else "aac"
 
 
@@ -257,7 +259,10 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
             seconds = min(seconds, audio.duration)
         cmd += ["-ss", f"{audio.start:.6f}", "-t", f"{seconds:.6f}", "-i", audio.path]
         inputs += 1
-        sound = ["-map", "0:v:0", "-map", "1:a:0?"]
+        # The sound starts with the first picture, silence filling any gap: an MP3 or AAC track starts a few
+        # ms late (the encoder's delay), which MP4 and MOV state but MXF cannot, so a DNxHR render's sound
+        # played 52 ms early there (an MP3 in MKV) and the file lost its last frame.
+        sound = ["-map", "0:v:0", "-map", "1:a:0?", "-af", "aresample=async=1:first_pts=0"]
     if meta:
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
     if sound:
