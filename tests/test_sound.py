@@ -1,6 +1,7 @@
 """Sound under the pictures, as a music-video editor hears it: read back from the rendered file with PyAV
 (beep onsets against white frames, in seconds) after the nodes that change time and the writers."""
 import av
+import numpy as np
 import pytest
 
 from nodes.io.video_write import write_video
@@ -18,3 +19,143 @@ def test_an_mp3_track_that_starts_late_stays_on_its_pictures_in_an_mxf(tmp_path)
     assert flashes == pytest.approx([0.5], abs=1e-3) and beeps == pytest.approx([0.5], abs=0.002)
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 30
+
+
+def seconds_of_sound(path) -> float:
+    """Seconds of sound decoded from a file's first audio stream."""
+    with av.open(str(path)) as c:
+        return sum(f.samples / f.sample_rate for f in c.decode(audio=0))
+
+
+def song(path, beeps, seconds, sound=("-c:a", "libmp3lame"), rate=44100):
+    """A song of `seconds` with a beep at each time in `beeps`."""
+    from tests.test_phone_footage import ff
+    on = "+".join(f"between(t,{t},{t + 0.05})" for t in beeps)
+    ff("-f", "lavfi", "-i", f"aevalsrc='0.5*sin(2*PI*1000*t)*({on})':s={rate}:d={seconds}", *sound, path)
+    return path
+
+
+def run(tmp_path, nodes: str):
+    """Run a workflow; the log lines of each node, and the error if it failed."""
+    from graph_engine.api import Session, load_workflow
+    events = []
+    Session(use_disk=False).run(load_workflow(text="kinograph: 1\nnodes:\n" + nodes), on_event=events.append)
+    logs = {}
+    for e in events:
+        if e["event"] == "log":
+            logs.setdefault(e["node"], []).append(e["message"])
+    return logs, [e for e in events if e["event"] == "error"]
+
+
+def test_a_song_laid_under_a_clip_plays_from_its_offset_in_sync_and_follows_a_trim(tmp_path):
+    # Kinograph had no way to put a song under a clip: the sound could only come from the footage itself.
+    take = tmp_path / "take.mp4"
+    clap(take, 0.5)                                             # a camera beep at 0.5 s, to be replaced
+    mp3 = song(tmp_path / "song.mp3", [1.5, 2.25], 4.0)
+    out = tmp_path / "cut.mp4"
+    logs, errors = run(tmp_path, f"""
+  load: {{type: io.load_video, params: {{path: '{take}'}}}}
+  song: {{type: io.add_audio, inputs: {{video: load.video}}, params: {{path: '{mp3}', offset: 1.0}}}}
+  cut: {{type: video.trim, inputs: {{video: song.video}}, params: {{start: 6}}}}
+  save: {{type: io.save_video, inputs: {{video: cut.video}}, params: {{path: '{out}'}}}}
+""")
+    assert not errors and logs["song"] == ["the clip's own sound is replaced by song.mp3"]
+    # The song's 1.5 s is 0.5 s into the clip (offset 1), 0.3 s into the trimmed one; its 2.25 s is past the clip.
+    flashes, beeps = claps(out)
+    assert flashes == pytest.approx([0.3], abs=1e-3) and beeps == pytest.approx([0.3], abs=0.002)
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 24
+    assert seconds_of_sound(out) == pytest.approx(0.8, abs=0.03)
+
+
+def test_fit_song_cuts_the_clip_to_the_song_or_holds_its_last_frame_until_the_song_ends(tmp_path):
+    take = tmp_path / "take.mp4"
+    clap(take, 0.5)                                             # 1 s, 30 frames
+    short = song(tmp_path / "jingle.wav", [0.1], 0.6, sound=("-c:a", "pcm_s16le"))
+    long = song(tmp_path / "song.flac", [1.4], 1.5, sound=("-c:a", "flac"), rate=48000)
+    cut, held = tmp_path / "cut.mkv", tmp_path / "held.mkv"
+    logs, errors = run(tmp_path, f"""
+  load: {{type: io.load_video, params: {{path: '{take}'}}}}
+  short: {{type: io.add_audio, inputs: {{video: load.video}}, params: {{path: '{short}', fit: song}}}}
+  long: {{type: io.add_audio, inputs: {{video: load.video}}, params: {{path: '{long}', fit: song}}}}
+  a: {{type: io.save_video, inputs: {{video: short.video}}, params: {{path: '{cut}', codec: ffv1}}}}
+  b: {{type: io.save_video, inputs: {{video: long.video}}, params: {{path: '{held}', codec: ffv1}}}}
+""")
+    assert not errors
+    assert logs["short"][1] == "the clip is cut to the song: 18 of its 30 frames (0:00.60 of jingle.wav)"
+    assert logs["long"][1] == ("song.flac plays 0.50 s past the clip's 30 frames: the last frame is held until it "
+                               "ends (45 frames)")
+    for path, frames, beep in ((cut, 18, 0.1), (held, 45, 1.4)):
+        with av.open(str(path)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == frames
+        assert seconds_of_sound(path) == pytest.approx(frames / 30, abs=0.005)
+        assert claps(path)[1] == pytest.approx([beep], abs=0.002)
+
+
+def test_a_song_shorter_than_the_clip_says_so_and_a_bad_one_is_named_before_anything_renders(tmp_path):
+    from graph_engine import NodeError
+    from nodes.io.sound import with_song
+    clip = clap(tmp_path / "take.mp4", 0.5)
+    jingle = song(tmp_path / "jingle.wav", [0.1], 0.6, sound=("-c:a", "pcm_s16le"))
+    logs = []
+    with_song(clip.with_(audio=None), str(jingle), 0.2, "clip", logs.append)
+    assert logs == ["jingle.wav ends 0.60 s before the clip (it has 0:00.40 from offset 0.2 s): silence after it; "
+                    "fit song cuts the clip to the song instead"]
+    junk = tmp_path / "song.mp3"
+    junk.write_bytes(b"not a song at all" * 100)
+    silent = tmp_path / "silent.mp4"
+    from tests.test_phone_footage import ff
+    ff("-f", "lavfi", "-i", "color=c=black:s=32x32:d=0.5", "-c:v", "libx264", silent)
+    cases = {str(junk): "song.mp3 cannot be read as sound (Invalid data found when processing input): the file is "
+                        "damaged, cut short or not audio; export it again as WAV, FLAC or MP3",
+             str(silent): "silent.mp4 holds no sound (no audio stream): give a song (WAV, MP3, FLAC, M4A) or a "
+                          "video with sound",
+             str(tmp_path / "gone.wav"): f"the sound file {tmp_path / 'gone.wav'} is not there (moved or deleted?): "
+                                         f"put it back, or give another"}
+    for path, message in cases.items():
+        with pytest.raises(NodeError) as e:
+            with_song(clip, path, 0.0, "clip", logs.append)
+        assert str(e.value) == message
+    with pytest.raises(NodeError) as e:
+        with_song(clip, str(jingle), 0.6, "clip", logs.append)
+    assert str(e.value) == "offset 0.6 s is past the end of jingle.wav (0:00.60 of sound): give an offset below 0.60"
+
+
+def test_a_sound_gone_since_it_was_read_is_named_before_a_frame_is_computed(tmp_path):
+    # ffmpeg opened the sound only when the pictures came: after the first chunk it failed with 'could not write
+    # out.mp4 with codec h264: ... Error opening input', and the clip's every chunk was computed before that.
+    from graph_engine import Audio, Clip, NodeError
+    pulled = []
+
+    def reader(a, b):
+        pulled.append(a)
+        return np.zeros((b - a, 32, 32, 3), np.uint8)
+    wav = song(tmp_path / "song.wav", [0.1], 1.0, sound=("-c:a", "pcm_s16le"))
+    clip = Clip(12, 12.0, 32, 32, reader, Audio(str(wav), 0.0, 1.0), chunk=1)
+    wav.write_bytes(b"RIFF....WAVEjunk" * 4)         # overwritten by something else since
+    with pytest.raises(NodeError) as e:
+        write_video(clip, str(tmp_path / "out.mp4"))
+    assert str(e.value) == ("cannot write out.mp4 with its sound: song.wav cannot be read as sound (Invalid data "
+                            "found when processing input): the file is damaged, cut short or not audio; export it "
+                            "again as WAV, FLAC or MP3 (or turn keep_audio off to write it silent)")
+    assert pulled == [] and not (tmp_path / "out.mp4").exists()
+
+
+def test_a_render_stops_computing_frames_when_ffmpeg_has_stopped(tmp_path, monkeypatch):
+    # The feeder swallowed the broken pipe and drained the queue, so the clip was computed to its end (every
+    # chunk of a generation) before the failure was said.
+    import nodes.io.video_write as vw
+    from graph_engine import Clip, NodeError
+    quits = tmp_path / "ffmpeg"
+    quits.write_text("#!/bin/sh\necho 'Conversion failed!' >&2\nexit 1\n")
+    quits.chmod(0o755)
+    monkeypatch.setattr(vw, "ffmpeg_exe", lambda: str(quits))
+    pulled = []
+
+    def reader(a, b):
+        pulled.append(a)
+        return np.zeros((b - a, 480, 640, 3), np.uint8)        # each frame more than a pipe holds
+    with pytest.raises(NodeError) as e:
+        write_video(Clip(50, 24.0, 640, 480, reader, chunk=1), str(tmp_path / "out.mp4"))
+    assert str(e.value) == "ffmpeg could not write out.mp4 with codec h264: Conversion failed!"
+    assert len(pulled) < 10

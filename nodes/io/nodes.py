@@ -62,6 +62,25 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
     return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log, lut=lut)
 
 
+@node("io.add_audio", title="Add Audio (Song)", category="Input/Output", temporal_radius=0)
+def add_audio(ctx, video: VIDEO,
+              path: str = Param("", kind="path", required=True,
+                                help="the sound to lay under the clip: a song (wav, mp3, flac, m4a, ogg) or a video "
+                                     "whose sound to take"),
+              offset: float = Param(0.0, min=0.0, help="seconds into the song where the clip starts: 62.5 starts it "
+                                                       "at the chorus at 1:02.5"),
+              fit: str = Param("clip", choices=("clip", "song"),
+                               help="clip: the pictures keep their length, the song is cut to them (silence after "
+                                    "a shorter one); song: the pictures are cut to the song, or their last frame "
+                                    "held until it ends")) -> VIDEO:
+    """Put a song (or another file's sound) under a clip in place of its own, from `offset` seconds in. The
+    sound then goes through trims, joins and frame-rate resampling with the pictures, as a camera's does, and
+    out in io.save_video. The file is checked when the node runs: one that is missing, damaged or holds no
+    sound is named then, before anything renders; the log says when the song and the clip differ in length."""
+    from .sound import with_song
+    return with_song(video, path, offset, fit, ctx.log)
+
+
 @node("io.load_frames", title="Load Frames", category="Input/Output")
 def load_frames(ctx, path: str = Param("", kind="path", required=True,
                                         help="a folder of images, a glob such as shots/*.png, or a "

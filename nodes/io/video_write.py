@@ -114,7 +114,8 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
     if clip.length == 0:
         raise NodeError("the clip has no frames to write")
     final = Path(path)
-    why = container_problem(final, codec) or _size_problem(final, codec, clip.width, clip.height)
+    why = container_problem(final, codec) or _size_problem(final, codec, clip.width, clip.height) or \
+        (_sound_problem(final, clip) if keep_audio and codec not in ("gif", "webp", "png") else None)
     if why:
         raise NodeError(why)
     meta = None
@@ -129,6 +130,20 @@ def write_video(clip: Clip, path: str, *, fps: float = 0.0, codec: str = "h264",
             os.unlink(meta)
     info = {"path": str(final), "frames": clip.length, "bytes": final.stat().st_size}
     return {**info, "earlier_take": str(kept[0])} if kept else info
+
+
+def _sound_problem(final: Path, clip: Clip) -> Optional[str]:
+    """Why the sound a clip carries cannot go out with it (its file since moved, damaged), asked before a frame is
+    computed: ffmpeg said so only when the pictures came, as 'could not write ... with codec h264: Error opening
+    input' after the first chunk of what may be an hour's work."""
+    if clip.audio is None:
+        return None
+    from .sound import sound_problem
+    for path in dict.fromkeys(p for p, _, _ in clip.audio.pieces() if p):
+        why = sound_problem(path)
+        if why:
+            return f"cannot write {final.name} with its sound: {why} (or turn keep_audio off to write it silent)"
+    return None
 
 
 def _failure(name: str, folder: Path, codec: str, err: str, code: int) -> str:
@@ -311,6 +326,8 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     try:
         try:
             for a, block in clip.chunks():
+                if feeder_error:        # ffmpeg has stopped: computing the rest of the clip would be for nothing
+                    break
                 if alpha:       # straight colour beside the alpha, as these codecs keep it
                     from nodes.common.alpha import straight_rgba
                     block = straight_rgba(block, clip.matte.frames(a, a + len(block)), bleed=codec in LOSSY_ALPHA)
