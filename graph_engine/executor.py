@@ -30,6 +30,10 @@ EventFn = Callable[[Dict[str, Any]], None]
 
 @dataclass
 class RunResult:
+    """What a run did: `ok` (no node failed, not cancelled); `results` (node -> what it reports: a writer's
+    `path`, `frames`, `bytes`, a metric's value); `failed` (node -> message); `skipped` (nodes not run because
+    a node they need failed); `outputs` (node -> port -> value, for the nodes asked for with `keep`);
+    `executed` (nodes computed rather than served from a cache); `seconds`."""
     ok: bool
     results: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     failed: Dict[str, str] = field(default_factory=dict)      # node -> message

@@ -191,25 +191,9 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
         ins = g.inputs.get(nid, {})
         for port, (src, sport) in ins.items():
             where = ("nodes", nid, "inputs", port)
-            if port not in spec.inputs:
-                problems.append(wf.problem(f"{spec.type} has no input {port!r}{did_you_mean(port, spec.inputs)}",
-                                           *where, node=nid))
-                continue
-            if src not in g.nodes:
-                problems.append(wf.problem(f"input {port!r} links to missing node {src!r}{did_you_mean(src, g.nodes)}",
-                                           *where, node=nid))
-                continue
-            sspec = specs.get(src)
-            if sspec is None:
-                continue
-            if sport not in sspec.outputs:
-                problems.append(wf.problem(f"input {port!r}: {src} ({sspec.type}) has no output {sport!r}"
-                                           f"{did_you_mean(sport, sspec.outputs)}", *where, node=nid))
-                continue
-            have, want = sspec.outputs[sport].type, spec.inputs[port].type
-            if not want.can_take(have):
-                problems.append(wf.problem(f"input {port!r}: {have.name} ({src}.{sport}) cannot connect to "
-                                           f"{want.name}{want.refusal_hint(have)}", *where, node=nid))
+            why = link_problem(g, spec, port, src, sport, specs.get(src))
+            if why:
+                problems.append(wf.problem(why, *where, node=nid))
         for port, p in spec.inputs.items():
             if not p.optional and port not in ins and not g.nodes[nid].bypass:
                 problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",
@@ -231,6 +215,23 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
                                    f"split it (save the middle result, load it in a second workflow)",
                                    "nodes", deep[-1], node=deep[-1]))
     return problems
+
+
+def link_problem(g, spec: NodeSpec, port: str, src: str, sport: str, sspec: Optional[NodeSpec]) -> Optional[str]:
+    """Why `src.sport` cannot feed input `port` of a node of `spec`, or None. A source node of an unknown type
+    (`sspec` None: its own problem is reported) is not judged further."""
+    if port not in spec.inputs:
+        return f"{spec.type} has no input {port!r}{did_you_mean(port, spec.inputs)}"
+    if src not in g.nodes:
+        return f"input {port!r} links to missing node {src!r}{did_you_mean(src, g.nodes)}"
+    if sspec is None:
+        return None
+    if sport not in sspec.outputs:
+        return f"input {port!r}: {src} ({sspec.type}) has no output {sport!r}{did_you_mean(sport, sspec.outputs)}"
+    have, want = sspec.outputs[sport].type, spec.inputs[port].type
+    if not want.can_take(have):
+        return f"input {port!r}: {have.name} ({src}.{sport}) cannot connect to {want.name}{want.refusal_hint(have)}"
+    return None
 
 
 def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, Any]:
@@ -387,35 +388,54 @@ def parse_override(text: str):
     return node_id.strip(), param.strip(), value
 
 
-def apply_overrides(wf: Workflow, overrides, registry: Registry) -> List[Problem]:
-    """Set NODE.PARAM values; problems name the override, with suggestions."""
+def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "--set") -> List[Problem]:
+    """Set NODE.PARAM values: `NODE.PARAM=VALUE` strings (the command line's), (node, param, value) tuples or a
+    mapping of "NODE.PARAM" to value. Problems name the override (`source`), with suggestions; a value of the
+    wrong kind is one of them, named as given: checked only when the run validated the whole file, it pointed
+    at the file's line of a value the file does not hold."""
+    from collections.abc import Mapping
     g = wf.graph
     problems = []
-    for item in overrides:
+    items = [(*split_target(k), v) for k, v in overrides.items()] if isinstance(overrides, Mapping) else overrides
+    for item in items:
         if isinstance(item, str):
             try:
                 node_id, param, value = parse_override(item)
             except ValueError as e:
-                problems.append(Problem("--set", 0, None, str(e)))
+                problems.append(Problem(source, 0, None, str(e)))
                 continue
         else:
             node_id, param, value = item
+        if not node_id or not param:
+            problems.append(Problem(source, 0, None, f"{f'{node_id}.{param}'.strip('.')!r} is not NODE.PARAM (a node id, a "
+                                                     f"dot and one of its parameters, such as sample.seed)"))
+            continue
         if node_id not in g.nodes:
-            problems.append(Problem("--set", 0, None, f"no node {node_id!r} in {wf.label}"
-                                                      f"{did_you_mean(node_id, g.nodes)}"))
+            problems.append(Problem(source, 0, None, f"no node {node_id!r} in {wf.label}"
+                                                     f"{did_you_mean(node_id, g.nodes)}"))
             continue
         spec = registry.get(g.nodes[node_id].type)
         if spec is not None and param not in spec.params:
-            problems.append(Problem("--set", 0, node_id, f"{spec.type} has no parameter {param!r}"
-                                                         f"{did_you_mean(param, spec.params)}"))
+            problems.append(Problem(source, 0, node_id, f"{spec.type} has no parameter {param!r}"
+                                                        f"{did_you_mean(param, spec.params)}"))
             continue
         if spec is not None and isinstance(value, str) and spec.params[param].type in ("int", "float") \
                 and value.strip() == "":
-            problems.append(Problem("--set", 0, node_id, f"{param} needs a value"))
+            problems.append(Problem(source, 0, node_id, f"{param} needs a value"))
+            continue
+        why = check_param(spec.params[param], value) if spec is not None else None
+        if why:
+            problems.append(Problem(source, 0, node_id, f"parameter {param!r} {why}"))
             continue
         g.set_param(node_id, param, value)
         wf.user_set.add((node_id, param))
     return problems
+
+
+def split_target(target: str) -> Tuple[str, str]:
+    """"NODE.PARAM" as (node, param); either is empty when the text has no dot where it needs one."""
+    node_id, _, param = str(target).rpartition(".")
+    return node_id.strip(), param.strip()
 
 
 def _failed_packs(registry) -> str:
