@@ -12,9 +12,27 @@ from typing import List, Optional
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
+class UsageError(Exception):
+    """A command line argparse cannot read (an unknown option, a missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # argparse would print and exit 2 on its own; raised, a --json run can still end with its JSON event.
+        raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+
+
+EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not depending on it are still written);
+2 the workflow or the command line is wrong (nothing ran); 130 cancelled (Ctrl-C, SIGTERM), nothing left
+half-written. With --json, stdout holds one JSON object per line and the last is run_finished
+(batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
+"failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}])."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kinograph", description="Node-based video generation: run, check and edit "
-                                "workflow files. See README.md for a first workflow.")
+    p = _Parser(prog="kinograph", description="Node-based video generation: run, check and edit "
+                "workflow files. See README.md for a first workflow.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -22,8 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("workflow", help="a workflow .yaml, or a video/PNG that Kinograph rendered: its workflow runs "
                                     "again and writes where it wrote before (out/shot.mp4 again, beside the "
                                     "render, the render itself kept as an earlier take in out/takes/)")
-    r.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
-    r.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    r.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a parameter; VALUE is read as YAML (7 a number, true a flag, text as it is); "
+                        "repeat for several")
+    r.add_argument("--json", action="store_true", help="one JSON event per line on stdout instead of progress "
+                                                       "(node_started, node_progress, node_finished, node_failed, log), "
+                                                       "ending with run_finished: ok, results, failed, cancelled")
     r.add_argument("--no-cache", action="store_true", help="ignore cached results (still writes new ones)")
     r.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
     r.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
@@ -50,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "paths and model files are checked; exit 2 lists every problem as FILE:LINE")
     v.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a parameter, as for run")
+    v.add_argument("--json", action="store_true", help='one JSON object on stdout: {"ok", "nodes", "left_out"} or '
+                                                       '{"ok": false, "problems": [{file, line, node, message}]}')
     _output_flags(v)
 
     n = sub.add_parser("nodes", help="list node types")
@@ -139,7 +163,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        _json_finish(_guess_args(sys.argv[1:] if argv is None else argv), str(e).splitlines()[-1])
+        return EXIT_USAGE
     if args.version:
         from importlib.metadata import version, PackageNotFoundError
         try:
@@ -167,7 +196,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
     except WorkflowError as e:
         for p in e.problems:
             print(p, file=sys.stderr)
-        _json_finish(args, "\n".join(str(p) for p in e.problems))
+        _json_finish(args, "\n".join(str(p) for p in e.problems), problems=e.problems)
         return EXIT_USAGE
     except KinographError as e:
         print(f"kinograph: {e}", file=sys.stderr)
@@ -182,15 +211,33 @@ def _main(argv: Optional[List[str]] = None) -> int:
         return EXIT_OK
 
 
-def _json_finish(args, error: str, cancelled: bool = False) -> None:
-    """With --json a program reads stdout: a run or batch refused before it started, or stopped by
-    Ctrl-C or SIGTERM where no finished event was printed (a run on Ray), still ends with its finished
-    event, carrying the message (stderr has it for people)."""
-    if not getattr(args, "json", False) or args.command not in ("run", "batch"):
+def _json_finish(args, error: str, cancelled: bool = False, problems=None) -> None:
+    """With --json a program reads stdout: a run or batch refused before it started (its command line
+    included), or stopped by Ctrl-C or SIGTERM where no finished event was printed (a run on Ray), still
+    ends with its finished event, carrying the message (stderr has it for people) and, for a workflow
+    refused, each problem as {file, line, node, message}, so a farm can show the line without parsing text.
+    `validate --json` answers the same way."""
+    if not getattr(args, "json", False) or args.command not in ("run", "batch", "validate"):
         return
-    event = {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {}} \
-        if args.command == "run" else {"event": "batch_finished", "ok": False, "cancelled": cancelled}
-    print(json.dumps({**event, "error": error}), flush=True)
+    event = {"run": {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {}},
+             "batch": {"event": "batch_finished", "ok": False, "cancelled": cancelled},
+             "validate": {"ok": False}}[args.command]
+    print(json.dumps({**event, "error": error, "problems": [] if cancelled else [_problem_data(p) for p in problems or [error]]}),
+          flush=True)
+
+
+def _problem_data(p) -> dict:
+    from graph_engine.workflow import Problem
+    if isinstance(p, Problem):
+        return {"file": p.file, "line": p.line or None, "node": p.node, "message": p.message}
+    return {"file": None, "line": None, "node": None, "message": str(p)}
+
+
+def _guess_args(argv: List[str]) -> argparse.Namespace:
+    """Which command a command line argparse refused was for, and whether it asked for --json: enough for
+    _json_finish to answer in JSON."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return argparse.Namespace(command=command, json="--json" in argv)
 
 
 def _refuse_comfyui(path: str) -> None:
@@ -237,6 +284,10 @@ def cmd_validate(args) -> int:
     if missing:
         raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]
+    if args.json:
+        print(json.dumps({"ok": True, "workflow": str(wf.path or args.workflow), "nodes": len(wf.graph.nodes),
+                          "left_out": left_out}))
+        return EXIT_OK
     print(f"{args.workflow}: ok ({len(wf.graph.nodes)} nodes)" + (f"; {left_out_note(left_out)}" if left_out else ""))
     return EXIT_OK
 
