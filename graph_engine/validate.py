@@ -52,8 +52,11 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"expects a number, got {value!r}{_yaml_text_number(value, whole=False)}"
     elif t == "str":
-        if _yaml_number(value):
-            value = str(value)
+        if _yaml_number(value) or _yaml_word(spec_param, value):
+            value = coerce_param(spec_param, value)
+        elif isinstance(value, bool):
+            return (f"expects text, got {value!r}: YAML reads yes, no, on, off, true and false as true or false; "
+                    f"put the word in quotes")
         elif not isinstance(value, str):
             return f"expects text, got {value!r}"
     if spec_param.kind == "path" and spec_param.locate is None and isinstance(value, str):
@@ -101,9 +104,20 @@ def _yaml_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _yaml_word(spec_param: Param, value: Any) -> Optional[str]:
+    """The choice YAML 1.1 read as a boolean: `deinterlace: off` (and `--set load.deinterlace=off`) is False to
+    it, and the documented value was refused as 'expects text, got False'."""
+    if not isinstance(value, bool) or not spec_param.choices:
+        return None
+    words = ("on", "yes", "true", "y") if value else ("off", "no", "false", "n")
+    return next((w for w in words if w in spec_param.choices), None)
+
+
 def coerce_param(spec_param: Param, value: Any) -> Any:
     if spec_param.type == "str" and _yaml_number(value):
         return str(value)
+    if spec_param.type == "str" and _yaml_word(spec_param, value):
+        return _yaml_word(spec_param, value)
     if spec_param.type == "int" and isinstance(value, float) and value.is_integer():
         return int(value)
     if spec_param.type == "float" and isinstance(value, int) and not isinstance(value, bool):
@@ -423,6 +437,9 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "
                 and value.strip() == "":
             problems.append(Problem(source, 0, node_id, f"{param} needs a value"))
             continue
+        if isinstance(item, str) and spec is not None and spec.params[param].type == "str" \
+                and isinstance(value, bool):
+            value = item.split("=", 1)[1].strip()      # --set prompt.text=yes: the word typed, not YAML's True
         why = check_param(spec.params[param], value) if spec is not None else None
         if why:
             problems.append(Problem(source, 0, node_id, f"parameter {param!r} {why}"))

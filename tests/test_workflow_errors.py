@@ -125,6 +125,38 @@ nodes:
         load_workflow(text=text + "  f: {type: video.fps, inputs: {video: p.video}, params: {mode: 7}}\n")
 
 
+def test_a_choice_yaml_reads_as_a_boolean_is_taken_as_the_word(tmp_path):
+    """`deinterlace: off` (a value the README names) is False to YAML 1.1, and the file and `--set
+    load.deinterlace=off` were refused with 'expects text, got False'. A word for a text parameter given with
+    --set is the word typed (`--set prompt.text=yes` was True); in a file, the message says to quote it."""
+    import av
+    from graph_engine.api import Session, WorkflowError, load_workflow
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import apply_overrides
+    made = load_workflow(text="kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 3, width: "
+                              "32, height: 32}}\n  s: {type: io.save_video, inputs: {video: p.video}, params: {path: "
+                              f"'{tmp_path / 'in.mp4'}'}}}}\n")
+    assert Session(use_disk=False).run(made).ok
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  load: {type: io.load_video, params: {path: in.mp4, deinterlace: off}}\n"
+                  "  save: {type: io.save_video, inputs: {video: load.video}, params: {path: out.mp4}}\n")
+    res = Session(use_disk=False).run(load_workflow(wf))
+    assert res.ok, res.failed
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+    w = load_workflow(wf)
+    assert apply_overrides(w, ["load.deinterlace=auto", "load.deinterlace=off"], default_registry()) == []
+    assert w.graph.nodes["load"].params["deinterlace"] == "off"
+    text = "kinograph: 1\nnodes:\n  seam: {type: metrics.seam, inputs: {video: p.video}, params: {boundaries: %s}}\n" \
+           "  p: {type: generate.test_pattern, params: {frames: 24, width: 32, height: 32}}\n"
+    with pytest.raises(WorkflowError, match="parameter 'boundaries' expects text, got True: YAML reads yes, no, on, "
+                                            "off, true and false as true or false; put the word in quotes"):
+        load_workflow(text=text % "yes")
+    w = load_workflow(text=text % "'12'")
+    assert apply_overrides(w, ["seam.boundaries=yes"], default_registry()) == []
+    assert w.graph.nodes["seam"].params["boundaries"] == "yes"
+
+
 @pytest.mark.parametrize("body", ["nodes: {}\n", "nodes:\n", ""])
 def test_a_workflow_without_nodes_says_so(tmp_path, body):
     """A blank canvas saved by the editor (`nodes: {}`) said "`nodes:` must be a mapping of node ids to
