@@ -26,7 +26,20 @@ EPILOG = """exit codes: 0 everything was written; 1 a node failed (outputs not d
 2 the workflow or the command line is wrong (nothing ran); 130 cancelled (Ctrl-C, SIGTERM), nothing left
 half-written. With --json, stdout holds one JSON object per line and the last is run_finished
 (batch_finished), also when the command is refused: its "ok", "results" (node -> path, frames, bytes ...),
-"failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}])."""
+"failed" (node -> message) and, when nothing ran, "error" and "problems" ([{file, line, node, message}]).
+
+environment (a farm's clean environment; each overrides config.yaml, a flag overrides it):
+  KINOGRAPH_CACHE_DIR       the on-disk cache (--cache-dir; default $XDG_CACHE_HOME/kinograph, ~/.cache/kinograph)
+  KINOGRAPH_OUTPUT_DIR      where outputs may go besides the workflow's folder (--output-dir)
+  KINOGRAPH_CONFIG_DIR      the folder of config.yaml and nodes/ (default ~/.config/kinograph)
+  KINOGRAPH_DATA_DIR        default models/ and output/ folders (default ~/.local/share/kinograph)
+  KINOGRAPH_MODELS          model folders, separated by ':' (searched before model_dirs in config.yaml)
+  KINOGRAPH_NODES_DIR       a folder of your own node files (default CONFIG_DIR/nodes)
+  KINOGRAPH_KEEP_TAKES      earlier takes kept per output: a number or 'all' (--replace sets 0)
+  KINOGRAPH_DISK_CACHE_GB, KINOGRAPH_MEMORY_CACHE_MB    cache sizes
+  KINOGRAPH_MODELS_LOADED   models kept loaded at once (3)
+  KINOGRAPH_ALLOW_OUTSIDE=1 as --allow-outside
+A home that cannot be written is fine: a cache that cannot be written is a warning and the render goes on."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -111,3 +111,31 @@ def test_validate_json_lists_each_problem_with_its_line(tmp_path, capsys):
 def test_session_refuses_an_unknown_device_before_running():
     with pytest.raises(KinographError, match="unknown device 'gpu' \\(did you mean 'cuda'\\?\\)"):
         Session(device="gpu")
+
+
+def test_help_names_every_environment_variable_kinograph_reads(capsys):
+    """A farm runs in a clean environment: the variables that move the cache, outputs, config and models were
+    named nowhere but in the code."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    read = set()
+    for folder in ("app", "graph_engine", "nodes"):
+        for f in (root / folder).rglob("*.py"):
+            read |= set(re.findall(r"environ(?:\.get\(|\[)\"(KINOGRAPH_[A-Z_]+)\"", f.read_text(encoding="utf-8")))
+    read |= {"KINOGRAPH_DISK_CACHE_GB", "KINOGRAPH_MEMORY_CACHE_MB"}          # config._amount builds these names
+    assert {"KINOGRAPH_CACHE_DIR", "KINOGRAPH_MODELS", "KINOGRAPH_DATA_DIR"} <= read
+    try:
+        main(["--help"])
+    except SystemExit:
+        pass
+    said = capsys.readouterr().out
+    assert [v for v in sorted(read) if v not in said] == []
+    assert "130 cancelled" in said
+
+
+def test_the_default_model_folder_follows_kinograph_data_dir(tmp_path, monkeypatch):
+    from nodes.common.models_dirs import model_dirs
+    monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    assert model_dirs()[-1] == tmp_path / "data" / "models"

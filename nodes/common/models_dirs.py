@@ -3,7 +3,8 @@
 Folders, in search order:
   1. `KINOGRAPH_MODELS`: a path list (os.pathsep-separated, like PATH);
   2. `model_dirs:` in config.yaml (a path or a list; `~` expands);
-  3. the default `<data dir>/kinograph/models` (XDG_DATA_HOME, else ~/.local/share).
+  3. the default `models/` in Kinograph's data folder (KINOGRAPH_DATA_DIR, else $XDG_DATA_HOME/kinograph, else
+     ~/.local/share/kinograph).
 Each folder has one sub-folder per kind, named as in ComfyUI, so a ComfyUI `models/` folder
 (or the ComfyUI folder holding it) can be listed as is: checkpoints/, vae/, loras/,
 upscale_models/, ... (and the older or node-pack names ComfyUI also searches: clip/, unet/,
@@ -34,8 +35,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin
 
 
 def _default_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(base) / "kinograph" / "models"
+    # Kinograph's data folder, as for outputs: KINOGRAPH_DATA_DIR moved the output folder but not this one.
+    from graph_engine.config import data_dir
+    return data_dir() / "models"
 
 
 def _configured() -> List[str]:
