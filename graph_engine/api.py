@@ -169,7 +169,8 @@ class Session:
     def run(self, wf: Workflow, *, overrides: Overrides = (), targets=None,
             on_event: Optional[Callable[[Dict[str, Any]], None]] = None, cancel: Optional[CancelToken] = None,
             use_cache: bool = True, keep=None) -> RunResult:
-        """Apply `overrides` (`["sample.seed=7"]` as on the command line, or `{"sample.seed": 7}`), then run
+        """Apply `overrides` to `wf` (`["sample.seed=7"]` as on the command line, or `{"sample.seed": 7}`; they stay
+        set on it, as `wf.set` would), then run
         `targets` (node ids; default all) and return a RunResult: `ok`, `results` (node -> what it reports; a
         writer's `path`, `frames`, `bytes`), `failed` (node -> message), `cancelled`. Raises WorkflowError
         before anything runs when the workflow or an override is wrong. `on_event` gets each event as a dict
