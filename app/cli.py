@@ -203,6 +203,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
         os.environ["KINOGRAPH_KEEP_TAKES"] = "0"
     from graph_engine.errors import KinographError, WorkflowError
     try:
+        _check_cwd(args)
         if args.command in ("run", "validate", "batch"):
             _refuse_comfyui(args.workflow)
         return COMMANDS[args.command](args)
@@ -222,6 +223,24 @@ def _main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:       # output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _check_cwd(args) -> None:
+    """A farm may start a job in a folder since removed (a cleaned temporary folder): the first relative path
+    then raised FileNotFoundError with a traceback. Absolute paths still work (from /); relative ones cannot."""
+    try:
+        os.getcwd()
+        return
+    except FileNotFoundError:
+        pass
+    from graph_engine.errors import WorkflowError
+    given = [getattr(args, k, None) for k in ("workflow", "sweep", "cache_dir", "output_dir", "file", "output",
+                                              "screenshot")]
+    relative = [v for v in given if isinstance(v, str) and not os.path.isabs(os.path.expanduser(v))]
+    if relative:
+        raise WorkflowError([f"the current folder no longer exists (it was removed), so {relative[0]!r} cannot be "
+                             "found from it: cd to a folder that exists, or give absolute paths"])
+    os.chdir("/")
 
 
 def _json_finish(args, error: str, cancelled: bool = False, problems=None) -> None:

@@ -139,3 +139,18 @@ def test_the_default_model_folder_follows_kinograph_data_dir(tmp_path, monkeypat
     monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
     monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
     assert model_dirs()[-1] == tmp_path / "data" / "models"
+
+
+def test_a_job_started_in_a_removed_folder_runs_absolute_paths_and_refuses_relative_ones(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """A farm job whose working folder was cleaned away: os.getcwd() raised FileNotFoundError, a traceback."""
+    path = _built(tmp_path).save(tmp_path / "shot.yaml")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["run", "shot.yaml", "--json"]) == 2
+    end = _events(capsys.readouterr().out)[-1]
+    assert end["error"].startswith("the current folder no longer exists (it was removed), so 'shot.yaml' cannot")
+    assert main(["run", str(path)]) == 0           # still in the removed folder: absolute paths run
+    assert _frames(tmp_path / "out" / "shot.mp4") == 3
