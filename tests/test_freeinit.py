@@ -49,8 +49,10 @@ def test_low_frequencies_come_from_noised_z0_high_from_fresh_noise():
 
 def test_iteration_steps_fast_mode():
     assert iteration_steps(20, 3, False) == [20, 20, 20]
-    assert iteration_steps(20, 3, True) == [7, 13, 20]
-    assert iteration_steps(2, 4, True) == [1, 1, 2, 2]
+    # FreeInit's coarse-to-fine rule, int(steps / iterations * (i + 1)) (it rounded: 7, 13, 20).
+    assert iteration_steps(20, 3, True) == [int(20 / 3 * (i + 1)) for i in range(3)] == [6, 13, 20]
+    assert iteration_steps(25, 3, True) == [8, 16, 25]
+    assert iteration_steps(2, 4, True) == [1, 1, 1, 2]
 
 
 def test_driver_renoises_and_mixes_as_defined():
@@ -65,7 +67,7 @@ def test_driver_renoises_and_mixes_as_defined():
         return z0
 
     out = freeinit(run_sampling, init, 10, 3, torch.Generator().manual_seed(5), renoise_sigma=0.9, fast=True)
-    assert out is z0 and [s for _, s in calls] == [3, 7, 10]
+    assert out is z0 and [s for _, s in calls] == [3, 6, 10]
     assert torch.equal(calls[0][0], init)
     # Pass 2 starts from exactly the FreeInit mix, rebuilt independently here.
     gen = torch.Generator().manual_seed(5)

@@ -73,12 +73,16 @@ def renoise_diffusion(z0: torch.Tensor, noise: torch.Tensor, sigma: float) -> to
 
 
 def iteration_steps(steps: int, iterations: int, fast: bool) -> list[int]:
-    """Steps per pass; fast mode ramps coarse-to-fine (steps*(i+1)/iterations), ending at full steps."""
+    """Steps per pass; fast mode ramps coarse-to-fine, ending at full steps.
+
+    Fast mode's pass i takes int(steps / iterations * (i + 1)) steps, FreeInit's published
+    coarse-to-fine rule (its repository and diffusers' FreeInitMixin floor it: 20 steps in 3
+    passes are 6, 13, 20), at least 1 so a pass always samples."""
     if iterations < 1 or steps < 1:
         raise ValueError(f"FreeInit needs iterations >= 1 and steps >= 1, got {iterations} and {steps}")
     if not fast:
         return [steps] * iterations
-    return [max(1, round(steps * (i + 1) / iterations)) for i in range(iterations)]
+    return [max(1, int(steps / iterations * (i + 1))) for i in range(iterations)]
 
 
 def freeinit(run_sampling: Callable[[torch.Tensor, int], torch.Tensor], initial_noise: torch.Tensor,
