@@ -128,3 +128,30 @@ def test_freeinit_node_wraps_the_sampling_run(tmp_path):
     plain = mini_graph(folder, frames=8, noise="noise.independent", noise_params="{seed: 2}",
                        wrapper="context.windows", wrapper_params="{length: 100}", steps=4)
     assert torch.equal(single, run_latent(plain))
+
+
+def test_freeinit_refuses_what_it_cannot_do(tmp_path):
+    """A stop frequency of 0 keeps nothing of a pass (every later pass started from fresh noise, at full cost), and a
+    run with denoise below 1 starts from the input latent, which FreeInit's re-noised start does not fit (passes after
+    the first started with too little noise); both ran without a word."""
+    from graph_engine.api import Session
+    from graph_engine.errors import WorkflowError
+    from test_context_windows import build_tiny_mini, mini_graph
+    folder = build_tiny_mini(tmp_path)
+    wf = mini_graph(folder, frames=8, noise="noise.independent", noise_params="{seed: 2}",
+                    wrapper="noise.freeinit", wrapper_params="{iterations: 2}", steps=2)
+    wf.set("wrap.spatial_stop", 0.0)
+    with pytest.raises(WorkflowError) as e:
+        Session(use_disk=False).run(wf, use_cache=False)
+    assert [(p.node, p.message) for p in e.value.problems] == [
+        ("wrap", "spatial_stop: 0 keeps nothing of the first pass (the low-pass filter is zero everywhere), so each "
+                 "pass would start from fresh noise and cost a full sampling run for nothing; set it above 0 "
+                 "(FreeInit's default is 0.25) or remove noise.freeinit")]
+    wf.set("wrap.spatial_stop", 0.25)
+    wf.set("sample.denoise", 0.6)
+    res = Session(use_disk=False).run(wf, use_cache=False)
+    assert not res.ok and res.failed["sample"] == (
+        "FreeInit (noise.freeinit) re-initialises the noise of a run that starts from pure noise; denoise 0.6 starts "
+        "from the input latent, which FreeInit's passes cannot: set denoise to 1 or remove noise.freeinit")
+    wf.set("sample.denoise", 1.0)
+    assert Session(use_disk=False).run(wf, use_cache=False).ok

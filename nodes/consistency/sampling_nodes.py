@@ -50,7 +50,18 @@ def context_windows(ctx, model: MODEL,
     return model.with_wrapper(ContextWrapper(options))
 
 
-@node("noise.freeinit", title="FreeInit", category="Sampling", passes={"model": "model"})
+def freeinit_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
+    """noise.freeinit at validation: a stop frequency of 0 is a filter that keeps nothing of a pass, so every pass
+    after the first would start from fresh noise alone: `iterations` times the sampling for a video no more
+    consistent than one pass (FreeInit's own filters return all zeros there, without a word)."""
+    return [(name, f"0 keeps nothing of the first pass (the low-pass filter is zero everywhere), so each pass "
+                   f"would start from fresh noise and cost a full sampling run for nothing; set it above 0 "
+                   f"(FreeInit's default is 0.25) or remove noise.freeinit")
+            for name in ("spatial_stop", "temporal_stop") if params[name] == 0 and params["iterations"] > 1]
+
+
+@node("noise.freeinit", title="FreeInit", category="Sampling", passes={"model": "model"},
+      preflight=freeinit_preflight)
 def freeinit(ctx, model: MODEL,
              iterations: int = Param(3, min=1, max=10, help="sampling passes (the first is a normal one)"),
              filter: str = Param("butterworth", choices=("butterworth", "gaussian"),

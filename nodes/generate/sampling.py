@@ -189,6 +189,13 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     shift = handle.option("flow_shift")
     sigmas = make_sigmas(adapter, pipe, steps, scheduler, denoise, x0.shape, shift)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
+    if handle.run_wrappers and denoise < 1:
+        # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
+        # mixes what it is given with the input latent, so passes after the first started with far less noise
+        # than their first step expects (0.36 instead of 0.6 at denoise 0.6 on a flow model), without a word.
+        raise NodeError(f"FreeInit (noise.freeinit) re-initialises the noise of a run that starts from pure noise; "
+                        f"denoise {denoise:g} starts from the input latent, which FreeInit's passes cannot: set "
+                        f"denoise to 1 or remove noise.freeinit")
     if partial:
         if handle.run_wrappers:
             raise NodeError("start/end steps and add_noise off cannot be combined with FreeInit (it reruns the "
