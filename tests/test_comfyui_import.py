@@ -1181,3 +1181,19 @@ def test_controlnet_aux_depth_preprocessors_become_depth_estimate():
                                                                                   "dpt-hybrid-midas"}
     assert "depth_anything_v2_vitg.pth has no Hugging Face folder; Depth Anything V2 Large" in \
         "; ".join(res.report.entries["2"].notes)
+
+
+def test_legacy_uniform_context_options_keep_their_looped_windows():
+    """AnimateDiff-Evolved's legacy ADE_AnimateDiffUniformContextOptions makes looped uniform windows (its only
+    context_schedule, 'uniform', is looped_uniform); imported as uniform_standard, closed_loop was dropped silently
+    and a looping GIF's last frames no longer led into its first."""
+    from comfyui_workflows import ANIMATEDIFF_API
+    api = copy.deepcopy(ANIMATEDIFF_API)
+    api["5"] = {"class_type": "ADE_AnimateDiffUniformContextOptions",
+                "inputs": {"context_length": 16, "context_stride": 1, "context_overlap": 4, "context_schedule": "uniform",
+                           "closed_loop": True, "fuse_method": "flat"}}
+    res = import_data(api)
+    ctx = _by_type(res.graph, "context.windows")[0]
+    assert ctx.params == {"schedule": "uniform_looped", "length": 16, "stride": 1, "overlap": 4, "closed_loop": True,
+                          "fuse": "flat"}
+    assert res.report.exit_code == 0, res.report.text()

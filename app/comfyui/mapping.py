@@ -492,7 +492,9 @@ RULES: Dict[str, Rule] = {
                             "fuse_method", "use_on_equal_length", "start_percent", "guarantee_steps"),
         (P("context_length", "length"), P("context_stride", "stride"), P("context_overlap", "overlap"),
          P("closed_loop", "closed_loop"), P("fuse_method", "fuse", lambda v: _fuse(v))),
-        fold=True, fixed={"schedule": "uniform_standard"}, ignore={"context_schedule": None,
+        # AnimateDiff-Evolved's legacy node makes looped uniform windows (its one context_schedule, 'uniform', is
+        # looped_uniform), so closed_loop keeps its meaning; as uniform_standard a looping GIF lost its loop.
+        fold=True, fixed={"schedule": "uniform_looped"}, ignore={"context_schedule": None,
                                                                    "use_on_equal_length": False,
                                                                    "start_percent": 0.0, "guarantee_steps": 1}),
     "ADE_StandardStaticContextOptions": Rule(
