@@ -4,7 +4,7 @@ import torch
 
 from nodes.consistency.context_windows import (
     FUSE_METHODS, SCHEDULES, ContextOptions, context_windows, fuse_weights, fuse_window_outputs, latent_context,
-    ordered_halving, step_for_sigma)
+    ordered_halving, step_for_sigma, window_boundaries)
 
 
 def r(a, b):
@@ -28,6 +28,16 @@ def test_static_closed_loop_wraps_the_last_window():
 def test_batched_is_non_overlapping_chunks():
     assert context_windows("batched", 40, 16, 4) == [r(0, 15), r(16, 31), r(32, 39)]
     assert context_windows("batched", 64, 16, 4) == [r(0, 15), r(16, 31), r(32, 47), r(48, 63)]
+
+
+def test_window_boundaries_are_where_windows_begin_or_end():
+    assert window_boundaries(context_windows("static", 64, 16, 4), 64) == [12, 16, 24, 28, 36, 40, 48, 52]
+    assert window_boundaries(context_windows("batched", 64, 16, 0), 64) == [16, 32, 48]
+    # The pulled-back last window begins at 32 and the one before it ends at 40.
+    assert window_boundaries(context_windows("static", 48, 16, 4), 48) == [12, 16, 24, 28, 32, 40]
+    # A closed loop's wrapped window (36..39, 0..11) begins at 36 and ends at 12; one window has no seam.
+    assert window_boundaries(context_windows("static", 40, 16, 4, closed_loop=True), 40) == [12, 16, 24, 28, 36]
+    assert window_boundaries(context_windows("static", 10, 16, 4), 10) == []
 
 
 def test_ordered_halving_sequence():
@@ -306,11 +316,12 @@ def test_long_context_example_makes_48_frames_from_16_frame_windows(tiny_mini, t
     assert res.ok, res.failed
     assert res.outputs["decode"]["video"].length == 48
     assert (tmp_path / "long.mp4").stat().st_size > 0
-    # the seams it reports are where its windows begin (the metric measured at 16 and 32, in mid-overlap)
-    from nodes.consistency.context_windows import context_windows
+    # the seams it reports are where its windows begin or end (it measured where they begin only, and before that
+    # at 16 and 32, the batched chunks' boundaries)
+    from nodes.consistency.context_windows import context_windows, window_boundaries
     p = wf.graph.nodes["windows"].params
-    starts = [w[0] for w in context_windows(p["schedule"], 48, p["length"], p["overlap"])][1:]
-    assert res.results["seam"]["boundaries"] == starts == [12, 24, 32] and res.results["seam"]["seam"] > 0
+    bounds = window_boundaries(context_windows(p["schedule"], 48, p["length"], p["overlap"]), 48)
+    assert res.results["seam"]["boundaries"] == bounds == [12, 16, 24, 28, 32, 40] and res.results["seam"]["seam"] > 0
 
 
 def test_pinned_latent_start():

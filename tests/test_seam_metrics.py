@@ -37,6 +37,13 @@ def test_seam_ratio_is_boundary_difference_over_inside_median():
     want = np.mean([seamy[15], seamy[31]]) / np.median(np.delete(seamy, [15, 31]))
     assert res["seam"] == pytest.approx(want) and res["seam"] > 3
     assert res["boundaries"] == [16, 32]
+    # The peak needs no boundaries: a jump at 20, away from the listed 16 and 32, reads as no seam there but is
+    # the peak; a clip with no jump peaks near 1.
+    off = frame_differences(moving_video(seams=(20,)))
+    res = seam_discontinuity(off, [16, 32])
+    assert res["seam"] == pytest.approx(1.0, abs=0.05)
+    assert res["peak_at"] == 20 and res["peak"] == pytest.approx(off[19] / np.median(off)) and res["peak"] > 3
+    assert seam_discontinuity(clean, [16, 32])["peak"] == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ValueError, match="no seam boundaries"):
         seam_discontinuity(clean, [0, 48, 100])
 

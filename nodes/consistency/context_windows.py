@@ -119,6 +119,14 @@ def context_windows(schedule: str, num_frames: int, length: int, overlap: int = 
     return _batched(n, length)
 
 
+def window_boundaries(windows: list[list[int]], num_frames: int) -> list[int]:
+    """Frames b where a window begins or the one before ends (the step from b-1 to b), 0 < b < N: where a seam
+    can show. Static windows of 16 overlapping by 4 over 64 frames: 12, 16, 24, 28, 36, 40, 48, 52; batched
+    chunks of 16: 16, 32, 48. A wrapped (looped) window begins at its first index and ends at its last."""
+    bounds = {w[0] for w in windows} | {w[-1] + 1 for w in windows}
+    return sorted(b for b in bounds if 0 < b < num_frames)
+
+
 def fuse_weights(method: str, window: list[int], num_frames: int, overlap: int, looped: bool = False) -> np.ndarray:
     """Per-frame weights (float64, all > 0) of one window's output in the fused average.
 

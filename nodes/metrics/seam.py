@@ -75,8 +75,12 @@ def seam_discontinuity(diffs: np.ndarray, boundaries: Sequence[int]) -> dict:
         raise ValueError("every frame step is a boundary, so there is nothing inside the windows to compare with")
     seam = float(diffs[at].mean())
     inside = float(np.median(diffs[~at]))
+    # The largest step anywhere over the median step needs no idea of where the seams are, so it also judges
+    # schedules whose windows move every step (uniform) and catches a jump away from the listed boundaries.
+    peak = int(np.argmax(diffs))
     return {"seam": seam / max(inside, _MIN_DIFF), "seam_difference": seam, "inside_median": inside,
-            "boundaries": bounds}
+            "boundaries": bounds, "peak": float(diffs[peak]) / max(float(np.median(diffs)), _MIN_DIFF),
+            "peak_at": peak + 1}
 
 
 def color_drift(video, space: str = "lab", ctx=None) -> dict:
@@ -121,7 +125,8 @@ def seam_node(ctx, video: VIDEO,
     """How visible window or chunk boundaries are: the frame difference across them over the median inside.
 
     About 1 means seamless; larger means a visible jump. Reports `seam`, the raw
-    differences and the per-frame difference series `frame_diff`."""
+    differences, the per-frame difference series `frame_diff`, and `peak`: the largest step
+    anywhere over the median step (at frame `peak_at`), which needs no boundaries."""
     bounds = _bounds(video.length, every, boundaries)
     diffs = frame_differences(video, ctx)
     try:
