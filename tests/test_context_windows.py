@@ -305,6 +305,33 @@ def test_context_windows_node_rejects_bad_overlap(tiny_mini):
     assert [(p.node, p.message.split(":")[0]) for p in e.value.problems] == [("wrap", "overlap")]
 
 
+@pytest.mark.parametrize("params,problem", [
+    ("{schedule: static, stride: 3}", ("stride", "3 has no effect on static windows: dilated windows are a uniform "
+                                                 "schedule's; choose uniform_standard or uniform_looped, or set stride "
+                                                 "to 1")),
+    ("{schedule: uniform_standard, closed_loop: true}",
+     ("closed_loop", "uniform_standard windows never wrap from the last frames to the first, so the clip would not "
+                     "loop; choose static or uniform_looped, or turn closed_loop off")),
+    ("{schedule: batched, closed_loop: true}",
+     ("closed_loop", "batched windows never wrap from the last frames to the first, so the clip would not loop; "
+                     "choose static or uniform_looped, or turn closed_loop off")),
+])
+def test_context_windows_node_refuses_settings_its_schedule_ignores(tiny_mini, params, problem):
+    """Stride on static or batched windows and closed_loop on uniform_standard or batched ones ran as if unset:
+    a loop that did not loop, dilated windows that never came. Refused at validation, naming the schedules that
+    take them; the same settings on a schedule that takes them pass."""
+    from graph_engine.api import Session
+    from graph_engine.errors import WorkflowError
+    wf = mini_graph(tiny_mini, wrapper_params="{length: 12, overlap: 4}")
+    for key, value in (kv.split(": ") for kv in params.strip("{}").split(", ")):
+        wf.set(f"wrap.{key}", {"true": True}.get(value, int(value) if value.isdigit() else value))
+    with pytest.raises(WorkflowError) as e:
+        Session(use_disk=False).run(wf, use_cache=False)
+    assert [(p.node, p.message) for p in e.value.problems] == [("wrap", ": ".join(problem))]
+    wf.set("wrap.schedule", "uniform_looped")
+    assert run_latent(wf).shape[2] == 24
+
+
 def test_long_context_example_makes_48_frames_from_16_frame_windows(tiny_mini, tmp_path):
     from pathlib import Path
     from graph_engine.api import Session, load_workflow

@@ -14,7 +14,21 @@ SCHEDULES = ("static", "uniform_standard", "uniform_looped", "batched")
 FUSE_METHODS = ("flat", "pyramid", "overlap_linear")
 
 
-@node("context.windows", title="Context Windows", category="Sampling", preflight=overlap_preflight,
+def windows_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
+    """context.windows at validation: overlap below length, and no setting its schedule would ignore without a
+    word (stride 3 on static windows, or closed_loop on uniform_standard ones, which never wrap, ran as if unset)."""
+    found = list(overlap_preflight(params, sources))
+    schedule = params["schedule"]
+    if params["stride"] > 1 and not schedule.startswith("uniform"):
+        found.append(("stride", f"{params['stride']} has no effect on {schedule} windows: dilated windows are a "
+                                f"uniform schedule's; choose uniform_standard or uniform_looped, or set stride to 1"))
+    if params["closed_loop"] and schedule not in ("static", "uniform_looped"):
+        found.append(("closed_loop", f"{schedule} windows never wrap from the last frames to the first, so the clip "
+                                     f"would not loop; choose static or uniform_looped, or turn closed_loop off"))
+    return found
+
+
+@node("context.windows", title="Context Windows", category="Sampling", preflight=windows_preflight,
       passes={"model": "model"})
 def context_windows(ctx, model: MODEL,
                     schedule: str = Param("static", choices=SCHEDULES,
@@ -54,9 +68,9 @@ def freeinit_preflight(params: dict, sources: dict) -> list[tuple[str, str]]:
     """noise.freeinit at validation: a stop frequency of 0 is a filter that keeps nothing of a pass, so every pass
     after the first would start from fresh noise alone: `iterations` times the sampling for a video no more
     consistent than one pass (FreeInit's own filters return all zeros there, without a word)."""
-    return [(name, f"0 keeps nothing of the first pass (the low-pass filter is zero everywhere), so each pass "
-                   f"would start from fresh noise and cost a full sampling run for nothing; set it above 0 "
-                   f"(FreeInit's default is 0.25) or remove noise.freeinit")
+    return [(name, "0 keeps nothing of the first pass (the low-pass filter is zero everywhere), so each pass "
+                   "would start from fresh noise and cost a full sampling run for nothing; set it above 0 "
+                   "(FreeInit's default is 0.25) or remove noise.freeinit")
             for name in ("spatial_stop", "temporal_stop") if params[name] == 0 and params["iterations"] > 1]
 
 
