@@ -212,6 +212,33 @@ def test_windowed_model_fn_limits_temporal_reach():
     assert windowed_model_fn(temporal_mean, ContextOptions("static", 16, 4), [1.0, 0.0])(short, 1.0).flatten().tolist() == [3.5] * 8
 
 
+def test_cross_faded_windows_spread_a_seam_over_the_overlap():
+    """The seam a model leaves between windows, through the real wrapper and fusion: a model whose output is its
+    window's mean frame (all a window sees, so neighbouring windows disagree by their means' difference, 12 on a
+    ramp whose windows start 12 apart). Batched chunks jump by it in one frame; static windows overlapping by O
+    cross-fade it in O + 1 equal steps with overlap_linear (and pyramid, whose ratios are the same there), in two
+    halves with flat weights; frames inside one window do not move."""
+    from nodes.consistency.context_sampling import windowed_model_fn
+
+    def window_mean(x, sigma):
+        return x.mean(dim=2, keepdim=True).expand_as(x)
+
+    ramp = torch.arange(64.0).reshape(1, 1, 64, 1, 1)
+
+    def steps(options):
+        out = windowed_model_fn(window_mean, options, [1.0, 0.0])(ramp, 1.0).flatten()
+        return out.diff()
+
+    batched = steps(ContextOptions("batched", 16, 0))
+    assert sorted(batched.tolist())[-3:] == [16.0] * 3 and float(batched.abs().sum()) == 48.0
+    for fuse in ("overlap_linear", "pyramid"):
+        fused = steps(ContextOptions("static", 16, 4, fuse=fuse))
+        torch.testing.assert_close(fused[11:16], torch.full((5,), 12 / 5))      # frames 11 -> 16: 5 equal steps
+        assert float(fused.abs().max()) == pytest.approx(12 / 5) and float(fused[:11].abs().max()) == 0
+    flat = steps(ContextOptions("static", 16, 4, fuse="flat"))
+    assert float(flat.abs().max()) == pytest.approx(6.0)
+
+
 # -- through the engine, with a tiny random-weight kinograph-mini ---------------------------------
 
 def build_tiny_mini(folder):
