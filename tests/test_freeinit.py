@@ -117,11 +117,12 @@ def test_freeinit_node_wraps_the_sampling_run(tmp_path):
     single = run_latent(wf)
     wf.set("wrap.iterations", 2)
     wf.set("wrap.fast", True)
-    totals = []
-    twice = run_latent(wf, lambda e: totals.append(e["total"]) if e["event"] == "node_progress"
+    progress = []
+    twice = run_latent(wf, lambda e: progress.append((e["done"], e["total"])) if e["event"] == "node_progress"
                        and e["node"] == "sample" else None)
-    # Fast mode: a 2-step pass, then the full 4 steps from the re-initialised noise.
-    assert totals == [2, 2, 4, 4, 4, 4]
+    # Fast mode: a 2-step pass, then the full 4 steps from the re-initialised noise, counted as 6 steps in all
+    # (each pass restarted the count: 1/2, 2/2, 1/4 ... 4/4, so the bar read 100% after the first).
+    assert progress == [(i, 6) for i in range(1, 7)]
     assert not torch.equal(single, twice)
     assert torch.equal(twice, run_latent(wf))
     # One iteration is exactly a plain sampling run.
@@ -155,3 +156,21 @@ def test_freeinit_refuses_what_it_cannot_do(tmp_path):
         "from the input latent, which FreeInit's passes cannot: set denoise to 1 or remove noise.freeinit")
     wf.set("sample.denoise", 1.0)
     assert Session(use_disk=False).run(wf, use_cache=False).ok
+
+
+def test_freeinit_progress_in_context_windows_counts_every_pass(tmp_path):
+    """With context windows each window moves the bar within a step; in a fast pass the windows reported steps of the
+    full schedule against its length (0.33/4, 0.67/4, 1/2, 2.33/4, 2.67/4, 2/2, then 0.33/4 again). Now the pass's own
+    steps, after the passes before it, against the run's total."""
+    from test_context_windows import build_tiny_mini, mini_graph, run_latent
+    folder = build_tiny_mini(tmp_path)
+    wf = mini_graph(folder, frames=24, noise="noise.independent", noise_params="{seed: 2}",
+                    wrapper="noise.freeinit", wrapper_params="{iterations: 2, fast: true}", steps=4)
+    wf.graph.add_node("context.windows", "windows", {"length": 12, "overlap": 4})
+    wf.graph.connect("load", "model", "windows", "model")
+    wf.graph.connect("windows", "model", "wrap", "model")
+    progress = []
+    run_latent(wf, lambda e: progress.append((e["done"], e["total"])) if e["event"] == "node_progress"
+               and e["node"] == "sample" else None)
+    # 24 frames in static windows of 12 overlapping by 4: 3 windows a step; 2 + 4 steps.
+    assert progress == [(round(k / 3, 2) if k % 3 else k // 3, 6) for k in range(1, 19)]

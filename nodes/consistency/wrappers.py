@@ -31,6 +31,11 @@ class FreeInitWrapper:
     fast: bool = False
     flow_sigma: float = 0.94
 
+    def pass_steps(self, steps: int) -> list[int]:
+        """Sampler steps of each pass for a run of `steps` (what the progress counts against)."""
+        from nodes.consistency.freeinit import iteration_steps
+        return iteration_steps(steps, self.iterations, self.fast)
+
     def __call__(self, run, start_noise, info):
         from nodes.consistency.freeinit import freeinit, renoise_diffusion, renoise_flow
         steps = len(info.sigmas) - 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -213,9 +213,14 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     else:
         x = x0.to(work)
     x = x.to(device)
+    # Progress counts the steps of every pass a run wrapper makes (FreeInit: iterations x steps, fewer in fast
+    # mode) against their sum: each pass restarted the bar at 0 after it had read 100%, and a fast pass's windows
+    # were reported as steps of the full schedule (0.33/4, 1/2, 2.33/4, 2/2 for a 2-step pass of 4 windows).
+    progress = {"before": 0, "total": planned_steps(handle.run_wrappers, len(sigmas) - 1)}
+
     def window_done(step: int, done: int, count: int) -> None:
         if callback is not None and done < count:
-            callback(round(step + done / count, 2), len(sigmas) - 1)
+            callback(round(progress["before"] + step + done / count, 2), progress["total"])
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
                         int(seed), check, gen, window_done)
     keep = None
@@ -223,11 +228,21 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         adapter.check_noise_mask(handle)
         keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
                       latent.mask.float().to(device))
-    fn = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep)
-    for wrap in handle.wrappers:
-        fn = wrap(fn, info)
+    guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep)
+
+    def wrapped(pass_info: SamplingInfo):
+        # Wrappers see the schedule of the pass they run in (context windows find their step from it).
+        f = guided
+        for wrap in handle.wrappers:
+            f = wrap(f, pass_info)
+        return f
+
+    current = {"fn": wrapped(info)}
+
+    def model_fn(x, sigma, frames=None):
+        return current["fn"](x, sigma) if frames is None else current["fn"](x, sigma, frames=frames)
     from nodes.generate.resume import replaying
-    fn = replaying(fn, resume_dir, log)
+    fn = replaying(model_fn, resume_dir, log)
 
     def step_callback(i, total, x_now):
         check()
@@ -236,7 +251,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         if not bool(torch.isfinite(x_now).all()):
             raise NodeError(broke_down(handle, i + 1, total))
         if callback is not None:
-            callback(i + 1, total)
+            callback(progress["before"] + i + 1, progress["total"])
         if preview is not None:
             preview(x_now, i + 1, total)
 
@@ -248,9 +263,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, pipe, n_steps, scheduler, denoise,
                                                                   x0.shape, shift)
+        current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
-        return adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
+        out = adapter.finish(smp(fn, xs, sig, step_callback, **kw), float(sig[-1]))
+        progress["before"] += len(sig) - 1
+        return out
 
     lock = _pipe_lock(pipe)
     with lock, torch.inference_mode(), _named_oom(handle, latent):
@@ -369,6 +387,15 @@ def _empty_window(start_step: int, end_step: Optional[int], steps: int, total: i
     return (f"start_step {start_step} leaves nothing to sample: the schedule stops at step {last} "
             f"({', '.join(why)}), so the latent would come out unchanged (a black or noisy video). Set start_step "
             f"below {last}, or raise steps or end_step")
+
+
+def planned_steps(run_wrappers, steps: int) -> int:
+    """Sampler steps a run makes in all: run wrappers nest (the last outermost), and a pass of the full
+    `steps` runs the wrappers inside it, a shorter one (FreeInit's fast mode) a plain run."""
+    if not run_wrappers:
+        return steps
+    *inner, outer = run_wrappers
+    return sum(planned_steps(inner, steps) if n == steps else n for n in outer.pass_steps(steps))
 
 
 def _wrapped_run(wrap, inner, info, start_noise, n_steps=None):
