@@ -16,7 +16,10 @@ Prints, for each:
     drift   the colour drift slope,
     area    the largest deviation of the object's area from its median over the clip, the object
             found by the colour the prompt names (bench/mini_lab/colour_area.py; the detector's
-            area shares guide.subject_consensus's definition of a subject, so it cannot judge it),
+            area shares guide.subject_consensus's definition of a subject, so it cannot judge it);
+            the prompt's circle moving right can leave the frame and come back in 64 frames (with
+            the example's FreeNoise it does, at frames 25-26 and 49-50), which reads 100%: look at
+            the clip before reading a large value as a change of size,
 
 and the time, then checks that a repeated run is bit-identical.
 
