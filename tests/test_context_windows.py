@@ -64,6 +64,51 @@ def test_uniform_standard_moves_wrapped_windows_to_the_end():
         r(20, 35), r(24, 39), r(0, 15), r(4, 19)]
 
 
+def _reference_uniform(n, length, overlap, stride, step, closed_loop, standard):
+    """The uniform schedules as published (AnimateDiff-Evolved's create_windows_uniform_looped/_standard, from
+    animatediff-cli's `uniform`), written out again step by step: windows shifted by round(N * ordered_halving(step)),
+    dilated levels 1, 2, 4...; standard moves a wrapped window to end at N-1, inserts a window at the frame it
+    wrapped to if the next window misses it, and drops repeats. One deliberate difference: the level cap is
+    floor(log2(N/L)) + 1 (the published ceil allows a level whose windows span more than N frames)."""
+    if n < length or (standard and n == length):
+        return [list(range(n))]
+    levels = min(stride, int(np.floor(np.log2(n / length))) + 1)
+    windows = []
+    for dilation in [2 ** k for k in range(levels)]:
+        pad = int(round(n * ordered_halving(step)))
+        end = n + pad + (0 if closed_loop and not standard else -overlap)
+        for j in range(int(ordered_halving(step) * dilation) + pad, end, length * dilation - overlap):
+            windows.append([e % n for e in range(j, j + length * dilation, dilation)])
+    if not standard:
+        return windows
+    drop, i = [], 0
+    while i < len(windows):
+        w = windows[i]
+        rolled = [k for k in range(1, len(w)) if w[k] < w[k - 1]]
+        if rolled:
+            wrapped_to = w[rolled[0]]
+            shifted = [(v - w[0]) % n for v in w]
+            windows[i] = [v + n - 1 - shifted[-1] for v in shifted]
+            if wrapped_to not in windows[(i + 1) % len(windows)]:
+                windows.insert(i + 1, list(range(wrapped_to, wrapped_to + length)))
+        if any(windows[i] == windows[p] for p in range(i)):
+            drop.append(i)
+        i += 1
+    return [w for k, w in enumerate(windows) if k not in drop]
+
+
+def test_uniform_schedules_equal_the_published_algorithm():
+    for n in (17, 31, 40, 64, 101):
+        for length, overlap in ((8, 2), (12, 0), (16, 4), (16, 12)):
+            for stride in (1, 3):
+                for step in range(8):
+                    for closed in (False, True):
+                        assert context_windows("uniform_looped", n, length, overlap, stride, closed, step) == \
+                            _reference_uniform(n, length, overlap, stride, step, closed, False), (n, length, step)
+                    assert context_windows("uniform_standard", n, length, overlap, stride, False, step) == \
+                        _reference_uniform(n, length, overlap, stride, step, False, True), (n, length, step)
+
+
 def test_stride_adds_dilated_windows_that_fit():
     wins = context_windows("uniform_looped", 40, 16, 4, stride=3, step=0)
     # floor(log2(40/16)) + 1 = 2 levels: steps 1 and 2 (step 4 would span 64 > 40 frames).

@@ -174,3 +174,21 @@ def test_freeinit_progress_in_context_windows_counts_every_pass(tmp_path):
                and e["node"] == "sample" else None)
     # 24 frames in static windows of 12 overlapping by 4: 3 windows a step; 2 + 4 steps.
     assert progress == [(round(k / 3, 2) if k % 3 else k // 3, 6) for k in range(1, 19)]
+
+
+@pytest.mark.parametrize("kind", ["butterworth", "gaussian"])
+def test_filters_equal_freeinit_published_masks(kind):
+    """FreeInit's masks as published, per element on the fftshift-ed grid: d^2 = ((d_s/d_t)(2t/T-1))^2 + (2h/H-1)^2
+    + (2w/W-1)^2, butterworth 1/(1 + (d^2/d_s^2)^n), gaussian exp(-d^2/(2 d_s^2)); Kinograph's are laid out unshifted
+    (as torch.fft.fftn's output), so they equal the published ones ifftshift-ed (even sizes, where the published
+    grid's zero is the DC bin)."""
+    import math
+    t, h, w, d_s, d_t, n = 4, 8, 6, 0.25, 0.5, 4
+    ref = torch.zeros(t, h, w, dtype=torch.float64)
+    for i in range(t):
+        for j in range(h):
+            for k in range(w):
+                d2 = ((d_s / d_t) * (2 * i / t - 1)) ** 2 + (2 * j / h - 1) ** 2 + (2 * k / w - 1) ** 2
+                ref[i, j, k] = 1 / (1 + (d2 / d_s ** 2) ** n) if kind == "butterworth" else math.exp(-d2 / (2 * d_s ** 2))
+    got = low_pass_filter(kind, t, h, w, d_s=d_s, d_t=d_t, order=n)
+    torch.testing.assert_close(got, torch.fft.ifftshift(ref), rtol=1e-12, atol=1e-15)

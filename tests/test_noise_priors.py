@@ -237,3 +237,20 @@ def test_noise_blend_node_with_a_mask_clip():
     out = Nodes(noise_nodes).noise_blend(Context("blend"), a, b, mask=Clip.from_array(masks, fps=8))
     assert torch.equal(out[:, :, 0], a[:, :, 0])
     torch.testing.assert_close(out[:, :, 1:], b[:, :, 1:])
+
+
+@pytest.mark.parametrize("n,length,overlap", [(17, 6, 2), (40, 16, 4), (43, 16, 4), (16, 16, 4), (9, 16, 4)])
+def test_freenoise_equals_the_published_shuffle(n, length, overlap):
+    """FreeNoise as AnimateDiff-Evolved publishes it, drawn from the same generator in the same order: i.i.d. noise,
+    then for each window start 0, L-O, ... below N-L the next L-O frames after the window are its first L-O frames in
+    a randperm order (the last block cut to what is left of the clip)."""
+    gen = npri.generator(11)
+    shape = (1, 2, n, 3, 3)
+    want = torch.randn(shape, generator=gen)
+    delta = length - overlap
+    for start in range(0, n - length, delta):
+        place = start + length
+        size = min(delta, n - place)
+        idx = torch.arange(start, start + size)[torch.randperm(size, generator=gen)]
+        want[:, :, place:place + size] = want[:, :, idx]
+    assert torch.equal(npri.freenoise(shape, npri.generator(11), length, overlap), want)
