@@ -159,3 +159,47 @@ def test_a_render_stops_computing_frames_when_ffmpeg_has_stopped(tmp_path, monke
         write_video(Clip(50, 24.0, 640, 480, reader, chunk=1), str(tmp_path / "out.mp4"))
     assert str(e.value) == "ffmpeg could not write out.mp4 with codec h264: Conversion failed!"
     assert len(pulled) < 10
+
+
+def test_the_song_s_beats_are_reported_as_the_clip_s_frames_to_cut_on(tmp_path):
+    # A music video cuts on the beat: the song's beats were nowhere to be had in Kinograph.
+    from graph_engine import Clip
+    from nodes.io.sound import with_song
+    from tests.test_phone_footage import ff
+    beat = "lt(mod(t-0.25,0.5),0.03)*gte(t,0.25)*0.8*sin(2*PI*60*t)"           # a kick at 120 BPM from 0.25 s
+    hats = "lt(mod(t-0.5,0.5),0.01)*0.2*sin(2*PI*8000*t)"                    # and a hi-hat between
+    kicks = tmp_path / "kicks.mp3"
+    ff("-f", "lavfi", "-i", f"aevalsrc='{beat}+{hats}+0.1*sin(2*PI*220*t)':s=44100:d=8", "-c:a", "libmp3lame", kicks)
+    clip = Clip(48, 24.0, 32, 32, lambda a, b: np.zeros((b - a, 32, 32, 3), np.uint8))
+    for offset, frames in ((0.0, [6, 18, 30, 42]), (2.125, [3, 15, 27, 39])):
+        logs, reported = [], {}
+        with_song(clip, str(kicks), offset, "clip", logs.append, reported.update)
+        assert reported["beat_frames"] == frames and reported["bpm"] == pytest.approx(120, abs=0.5)
+        assert logs == [f"kicks.mp3 keeps a beat of {reported['bpm']:.1f} BPM: it falls on frames "
+                        f"{', '.join(map(str, frames))} of the clip (4 in all, listed as beat_frames in the report); "
+                        f"cut on them with video.trim"]
+    # A held note, or noise, has no beat: nothing made up.
+    hum = tmp_path / "hum.wav"
+    ff("-f", "lavfi", "-i", "sine=f=220:d=3", hum)
+    noise = tmp_path / "noise.wav"
+    ff("-f", "lavfi", "-i", "anoisesrc=d=3:a=0.2:seed=1", noise)
+    for path in (hum, noise):
+        logs, reported = [], {}
+        with_song(clip, str(path), 0.0, "clip", logs.append, reported.update)
+        assert reported == {"bpm": 0.0, "beat_frames": []} and not any("BPM" in m for m in logs)
+
+
+def test_the_beats_of_a_whole_song_stay_on_their_frames_to_its_end(tmp_path):
+    # The tempo as the autocorrelation gives it is off by a fraction of a millisecond a beat: laid from the first
+    # beat, the grid slid off the kicks over a four-minute song and its beats were taken for none at all.
+    from graph_engine import Clip
+    from nodes.io.sound import with_song
+    from tests.test_phone_footage import ff
+    song = tmp_path / "song.wav"
+    ff("-f", "lavfi", "-i", "aevalsrc='lt(mod(t-0.25,0.5),0.03)*0.8*sin(2*PI*60*t)+0.1*sin(2*PI*220*t)':s=8000:d=240",
+       song)
+    clip = Clip(240 * 24, 24.0, 32, 32, lambda a, b: np.zeros((b - a, 32, 32, 3), np.uint8))
+    reported = {}
+    with_song(clip, str(song), 0.0, "clip", [].append, reported.update)
+    assert reported["bpm"] == pytest.approx(120, abs=0.01)
+    assert reported["beat_frames"] == [6 + 12 * k for k in range(480)]

@@ -76,9 +76,12 @@ def add_audio(ctx, video: VIDEO,
     """Put a song (or another file's sound) under a clip in place of its own, from `offset` seconds in. The
     sound then goes through trims, joins and frame-rate resampling with the pictures, as a camera's does, and
     out in io.save_video. The file is checked when the node runs: one that is missing, damaged or holds no
-    sound is named then, before anything renders; the log says when the song and the clip differ in length."""
+    sound is named then, before anything renders; the log says when the song and the clip differ in length.
+
+    A song with a steady beat has its tempo and the clip's frames its beats fall on reported (bpm,
+    beat_frames) and logged: the frames to cut on with video.trim."""
     from .sound import with_song
-    return with_song(video, path, offset, fit, ctx.log)
+    return with_song(video, path, offset, fit, ctx.log, ctx.report)
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")

@@ -10,6 +10,7 @@ import numpy as np
 from graph_engine import Audio, Clip, NodeError
 
 FIT = ("clip", "song")
+ANALYSIS_RATE = 11025       # what beats are found in: a kick's or snare's rise is well under 5 ms at it
 REDO = "export it again as WAV, FLAC or MP3"
 
 
@@ -42,37 +43,42 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def sound_length(path: str) -> float:
-    """Seconds of sound in `path`, counted by decoding it (an MP3's header states only an estimate).
-    Raises NodeError naming what is wrong with the file."""
+def read_sound(path: str) -> tuple:
+    """(seconds of sound in `path`, counted by decoding it, for an MP3's header states only an estimate; the
+    sound as mono float samples at ANALYSIS_RATE, for beat_times). Raises NodeError naming what is wrong."""
     import av
     why = sound_problem(path)
     if why:
         raise NodeError(why)
-    name, samples, rate = Path(path).name, 0, 0
+    name, samples, rate, mono = Path(path).name, 0, 0, []
+    # Mixed to one channel by the resampler: PyAV's to_ndarray crashed the process on 8-channel (7.1) frames.
+    down = av.AudioResampler(format="flt", layout="mono", rate=ANALYSIS_RATE)
     try:
         with av.open(str(path)) as c:
-            s = c.streams.audio[0]
-            for frame in c.decode(s):
+            for frame in c.decode(c.streams.audio[0]):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
+                mono += [f.to_ndarray().reshape(-1) for f in down.resample(frame)]
+            mono += [f.to_ndarray().reshape(-1) for f in down.resample(None)]
     except av.FFmpegError as e:
         heard = f" after {clock(samples / rate)}" if rate else ""
         raise NodeError(f"{name}: its sound stops decoding{heard} ({_reason(e)}): the file is damaged or cut "
                         f"short; {REDO}") from None
     if not samples or not rate:
         raise NodeError(f"{name} holds a sound track with no sound in it (0 samples): {REDO}")
-    return samples / rate
+    return samples / rate, np.concatenate(mono) if mono else np.zeros(0, np.float32)
 
 
-def with_song(clip: Clip, path: str, offset: float, fit: str, log: Callable[[str], None]) -> Clip:
+def with_song(clip: Clip, path: str, offset: float, fit: str, log: Callable[[str], None],
+              report: Callable[..., None] = lambda **values: None) -> Clip:
     """`clip` with the sound of `path` from `offset` seconds under it. fit clip: the pictures keep their
     length (the song is cut to them, silence after a shorter one); fit song: the pictures are cut to the song,
-    or their last frame held until it ends."""
+    or their last frame held until it ends. The song's tempo and the clip's frames its beats fall on go to
+    `report` (bpm, beat_frames) and the log, to cut on."""
     from nodes.video import edit
     if fit not in FIT:
         raise NodeError(f"fit={fit!r}: choose one of {', '.join(FIT)}")
-    name, total = Path(path).name, sound_length(path)
+    name, (total, mono) = Path(path).name, read_sound(path)
     if offset >= total:
         raise NodeError(f"offset {offset:g} s is past the end of {name} ({clock(total)} of sound): give an offset "
                         f"below {total:.2f}")
@@ -93,4 +99,18 @@ def with_song(clip: Clip, path: str, offset: float, fit: str, log: Callable[[str
     elif left < clip.duration - 0.5 / clip.fps:
         log(f"{name} ends {clip.duration - left:.2f} s before the clip (it has {clock(left)} from offset "
             f"{offset:g} s): silence after it; fit song cuts the clip to the song instead")
+    _beats(clip, mono, offset, name, log, report)
     return clip.with_(audio=Audio(str(path), float(offset), min(left, clip.duration)))
+
+
+def _beats(clip: Clip, mono: np.ndarray, offset: float, name: str, log, report) -> None:
+    """Report the song's tempo and the frames of the clip its beats fall on (a music video cuts on them)."""
+    from nodes.common.beats import beat_times
+    bpm, times = beat_times(mono, ANALYSIS_RATE)
+    frames = sorted({int(round((t - offset) * clip.fps)) for t in times if offset - 0.5 / clip.fps <= t})
+    frames = [f for f in frames if f < clip.length]
+    report(bpm=round(bpm, 2), beat_frames=frames)
+    if frames:
+        shown = ", ".join(map(str, frames[:12])) + (", ..." if len(frames) > 12 else "")
+        log(f"{name} keeps a beat of {bpm:.1f} BPM: it falls on frames {shown} of the clip ({len(frames)} in all, "
+            f"listed as beat_frames in the report); cut on them with video.trim")
