@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("run", help="render a workflow headless")
-    r.add_argument("workflow", help="a workflow .yaml, or a video/PNG that Kinograph rendered: its workflow runs "
+    r.add_argument("workflow", help="a workflow .yaml ('-': its YAML from standard input, paths taken from the "
+                                    "current folder), or a video/PNG that Kinograph rendered: its workflow runs "
                                     "again and writes where it wrote before (out/shot.mp4 again, beside the "
                                     "render, the render itself kept as an earlier take in out/takes/)")
     r.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
@@ -81,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--force", action="store_true", help="replace OUT.yaml if it exists")
 
     v = sub.add_parser("validate", help="check a workflow without running it")
-    v.add_argument("workflow", help="a workflow .yaml (or a video/PNG carrying one): its links, values, output "
+    v.add_argument("workflow", help="a workflow .yaml ('-' for standard input, or a video/PNG carrying one): its "
+                                    "links, values, output "
                                     "paths and model files are checked; exit 2 lists every problem as FILE:LINE")
     v.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a parameter, as for run")
@@ -204,7 +206,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
     from graph_engine.errors import KinographError, WorkflowError
     try:
         _check_cwd(args)
-        if args.command in ("run", "validate", "batch"):
+        if args.command in ("run", "validate", "batch") and args.workflow != "-":
             _refuse_comfyui(args.workflow)
         return COMMANDS[args.command](args)
     except WorkflowError as e:
@@ -298,15 +300,31 @@ def cmd_import(args) -> int:
     return run(args)
 
 
-def cmd_validate(args) -> int:
+def _load(args):
+    """The workflow named on the command line, unchecked (--set may fix it); `-` reads its YAML from standard
+    input (`make_shot.py | kinograph run -`), its relative paths taken from the current folder. `-` was looked
+    for as a file: "/tmp/-: no such file"."""
     from graph_engine.api import load_workflow
+    if args.workflow != "-":
+        return load_workflow(args.workflow, check=False)
+    from graph_engine.errors import WorkflowError
+    from graph_engine.workflow import Problem
+    if getattr(args, "ray", None) or getattr(args, "shards", 0):
+        raise WorkflowError([Problem("<stdin>", 0, None, "--ray needs the workflow as a file its workers can read: "
+                                                         "save it (shot.yaml) and give that")])
+    wf = load_workflow(text=sys.stdin.read(), check=False)
+    wf.folder = Path.cwd()
+    return wf
+
+
+def cmd_validate(args) -> int:
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
     from graph_engine.validate import (apply_overrides, left_out_note, missing_input_files, missing_model_files,
                                        run_scope, validate_run)
     from nodes.common.models_dirs import model_dirs
     # The same overrides as the run it precedes: they may fix a problem or make one.
-    wf = load_workflow(args.workflow, check=False)
+    wf = _load(args)
     problems = apply_overrides(wf, args.set, default_registry()) or validate_run(wf, default_registry())
     if problems:
         raise WorkflowError(problems)
@@ -325,12 +343,12 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from graph_engine.api import Session, load_workflow
+    from graph_engine.api import Session
     from graph_engine.context import CancelToken
     from graph_engine.workflow import MEDIA_SUFFIXES
     from .jobs import cancel_on_interrupt
     from .progress import ProgressPrinter
-    wf = load_workflow(args.workflow, check=False)
+    wf = _load(args)
     _note_relative_sets(args.set, wf)
     _apply_sets(args.set, wf)
     if Path(args.workflow).suffix.lower() in MEDIA_SUFFIXES:

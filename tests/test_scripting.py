@@ -154,3 +154,20 @@ def test_a_job_started_in_a_removed_folder_runs_absolute_paths_and_refuses_relat
     assert end["error"].startswith("the current folder no longer exists (it was removed), so 'shot.yaml' cannot")
     assert main(["run", str(path)]) == 0           # still in the removed folder: absolute paths run
     assert _frames(tmp_path / "out" / "shot.mp4") == 3
+
+
+def test_a_workflow_piped_on_standard_input_runs_from_the_current_folder(tmp_path, monkeypatch, capsys):
+    """`make_shot.py | kinograph run -` looked for a file named '-' ("/tmp/-: no such file")."""
+    import io
+    text = ("kinograph: 1\nnodes:\n  pat: {type: generate.test_pattern, params: {frames: 3, width: 32, height: 32}}\n"
+            "  save: {type: io.save_video, inputs: {video: pat.video}, params: {path: out/piped.mp4}}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["run", "-", "--set", "pat.frames=4", "--json"]) == 0
+    end = _events(capsys.readouterr().out)[-1]
+    assert end["ok"] and end["results"]["save"]["path"] == str(tmp_path / "out" / "piped.mp4")
+    assert _frames(tmp_path / "out" / "piped.mp4") == 4
+    monkeypatch.setattr("sys.stdin", io.StringIO(text.replace("frames: 3", "frames: x")))
+    assert main(["validate", "-", "--json"]) == 2
+    (problem,) = json.loads(capsys.readouterr().out)["problems"]
+    assert problem["line"] == 3 and problem["message"] == "parameter 'frames' expects a whole number, got 'x'"
