@@ -11,15 +11,24 @@ def deflicker(ctx, video: VIDEO,
                                 help="luma: one gain per frame; rgb: one per channel (colour flicker)"),
               step_threshold: float = Param(0.5, min=0.05, max=5.0,
                                             help="frame-to-frame log-brightness jumps above this are real "
-                                                 "lighting changes and are kept")) -> VIDEO:
+                                                 "lighting changes and are kept"),
+              tone: str = Param("gain+offset", choices=("gain+offset", "gain"),
+                                help="gain+offset: exposure flicker and flare / lifted blacks; gain: exposure "
+                                     "flicker only"),
+              local: bool = Param(True, help="also even out flicker in parts of the frame (a flickering lamp, "
+                                             "uneven gate light, mains bands), region by region")) -> VIDEO:
     """Remove fast brightness (and colour) flicker while keeping real lighting changes.
 
-    Consecutive frames are aligned by optical flow and their gain is measured on matching
-    pixels, so camera and object motion are not mistaken for flicker. Each frame's gain is
-    pulled to a temporal average of its neighbours: slow fades and exposure ramps pass,
-    scene cuts and sudden steps larger than `step_threshold` are never smoothed across."""
+    Consecutive frames are aligned by optical flow and their tone change (a gain and an offset:
+    exposure flicker, flare or a lifted black) is measured on matching pixels, so camera and object
+    motion are not mistaken for flicker. With local on, each region of a coarse grid also gets its
+    own gain, for flicker in part of the frame (a lamp, uneven gate light, mains bands from a rolling
+    shutter). Each frame's tone, and each region's gain, is pulled to a temporal average of its
+    neighbours: slow fades and exposure ramps pass, scene cuts and sudden steps larger than
+    `step_threshold` are never smoothed across. A clip without flicker comes back all but unchanged."""
     from nodes.restore.deflicker import deflicker_clip
-    return deflicker_clip(ctx, video, radius=radius, strength=strength, mode=mode, step_threshold=step_threshold)
+    return deflicker_clip(ctx, video, radius=radius, strength=strength, mode=mode, step_threshold=step_threshold,
+                          tone=tone, local=local)
 
 
 @node("restore.stabilize", title="Stabilize", category="Restoration", temporal_radius=60)
