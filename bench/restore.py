@@ -17,6 +17,9 @@ bench.footage's photographs filmed by a moving camera.
                figure is PSNR to the clean clip and, in brackets, the flicker left in 8-bit levels (the
                frame-to-frame change of out - clean in a 4x4 grid of regions; no flow involved); time is
                the whole run. A summary gives the mean over clips per flicker.
+  dust         12 soft specks (1-5 px, dark or light) and a hair per frame, each on one frame only (dirt on
+               scanned film) -> restore.dust against ffmpeg tmedian (a temporal median of 3 frames); and
+               both on the clean clip, to show what each changes that was not dirt.
   stabilize    a random shift of up to 6 px per axis per frame (hand-held shake) -> restore.stabilize
                (border reflect) against deshake and vid.stab (two passes, no zoom); also residual
                jitter, the mean distance between each output frame-to-frame displacement and the clean
@@ -52,7 +55,7 @@ from graph_engine.context import Context
 from nodes.metrics.measures import ssim
 from nodes.restore import nodes as restore_nodes
 
-SECTIONS = ("denoise", "deblur", "deflicker", "stabilize", "deinterlace", "ivtc")
+SECTIONS = ("denoise", "deblur", "deflicker", "dust", "stabilize", "deinterlace", "ivtc")
 MARGIN = 16
 
 
@@ -123,6 +126,31 @@ def add_flicker(frames: np.ndarray, kind: str, rng: np.random.Generator, fps: fl
     elif kind != "steady":
         raise ValueError(f"unknown flicker {kind!r}")
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def add_dust(frames: np.ndarray, rng: np.random.Generator, specks: int = 12) -> np.ndarray:
+    """Dirt on scanned film, one frame each: per frame `specks` soft specks (ellipses 1-5 px in radius, dark
+    10-40 or light 215-250) and one short hair (a curve 10-30 px long, 1 px wide, dark)."""
+    out = frames.copy()
+    h, w = frames.shape[1:3]
+    for f in out:
+        mask, level = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+        for _ in range(specks):
+            c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+            axes = (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+            v = float(rng.uniform(10, 40) if rng.random() < 0.6 else rng.uniform(215, 250))
+            cv2.ellipse(mask, c, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
+            cv2.ellipse(level, c, axes, 0, 0, 360, v, -1)
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        t = np.linspace(0, 1, 12)
+        length, bend, ang = rng.uniform(10, 30), rng.uniform(-6, 6), rng.uniform(0, np.pi)
+        pts = np.stack([x0 + length * t * np.cos(ang) + bend * t * t * np.sin(ang),
+                        y0 + length * t * np.sin(ang) - bend * t * t * np.cos(ang)], 1).astype(np.int32)
+        cv2.polylines(mask, [pts], False, 1.0, 1)
+        cv2.polylines(level, [pts], False, 20.0, 1)
+        soft = cv2.GaussianBlur(mask, (0, 0), 0.7)[..., None]
+        f[:] = np.clip(f * (1 - soft) + level[..., None] * soft + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def flicker_left(out: np.ndarray, truth: np.ndarray, grid: int = 4) -> float:
@@ -272,6 +300,17 @@ def run(frames: int, clip: str, seed: int, only, flicker_clips=("bikes", "carpho
 
     if "deflicker" in only:
         deflicker_tables(frames, flicker_clips, seed)
+
+    if "dust" in only:
+        dusty = add_dust(clean, rng)
+        table("dust: 12 specks and a hair per frame", clean, dusty, [
+            ("ffmpeg tmedian (radius 1)", lambda: ffmpeg_filter(dusty, "format=gbrp,tmedian=radius=1,format=rgb24")),
+            ("kinograph restore.dust", lambda: node("dust", dusty)),
+        ])
+        table("dust: the clean clip (what each harms)", clean, clean, [
+            ("ffmpeg tmedian (radius 1)", lambda: ffmpeg_filter(clean, "format=gbrp,tmedian=radius=1,format=rgb24")),
+            ("kinograph restore.dust", lambda: node("dust", clean)),
+        ])
 
     if "stabilize" in only:
         shaken = shake(clean, rng)

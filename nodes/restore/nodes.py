@@ -1,4 +1,5 @@
-"""Restoration nodes: deflicker, stabilize, deblur, denoise, deinterlace, inverse telecine (all stream chunk by chunk)."""
+"""Restoration nodes: deflicker, dust, stabilize, deblur, denoise, deinterlace, inverse telecine (all stream chunk by
+chunk)."""
 from graph_engine import NodeError, Param, node
 from graph_engine.types import VIDEO
 
@@ -29,6 +30,23 @@ def deflicker(ctx, video: VIDEO,
     from nodes.restore.deflicker import deflicker_clip
     return deflicker_clip(ctx, video, radius=radius, strength=strength, mode=mode, step_threshold=step_threshold,
                           tone=tone, local=local)
+
+
+@node("restore.dust", title="Dust Removal", category="Restoration", temporal_radius=2)
+def dust(ctx, video: VIDEO,
+         threshold: float = Param(24.0, min=4.0, max=128.0,
+                                  help="how much darker or lighter than both neighbours a speck is, in 8-bit "
+                                       "levels; lower it for faint dirt, raise it for heavy grain"),
+         size: int = Param(24, min=2, max=200, help="largest speck, pixels across: anything larger on one "
+                                                    "frame only is taken for real motion")) -> VIDEO:
+    """Remove dust, dirt and hairs from scanned film: specks that are on one frame and not the next.
+
+    Each frame is compared with its two neighbours, aligned by optical flow: pixels that differ from
+    both the same way while the neighbours agree are a speck, and are filled from the neighbours.
+    The rest of the frame is left exactly as it is. The first and last frames are compared with the
+    two frames after (before) them."""
+    from nodes.restore.dust import dust_clip
+    return dust_clip(ctx, video, threshold=threshold, size=size)
 
 
 @node("restore.stabilize", title="Stabilize", category="Restoration", temporal_radius=60)
