@@ -64,6 +64,22 @@ def test_per_pair_multipliers(pan):
         assert np.array_equal(frames[k], pan[i])
 
 
+def test_a_speed_ramp_drops_the_sound_and_says_so_while_even_multipliers_keep_it(pan):
+    # Multipliers other than the factor stretch those pairs in time: the sound, kept whole, drifted silently.
+    from graph_engine import Audio
+    src = Clip.from_array(pan, fps=10).with_(audio=Audio("take.wav"))
+    logs = []
+    ctx = Context("interp")
+    ctx.log = logs.append
+    ramp = interpolate_clip(src, factor=2, multipliers="0:4", ctx=ctx)
+    assert ramp.audio is None and logs == [
+        "the audio track is dropped: per-pair multipliers other than the factor change how long those pairs "
+        "play (a speed ramp), so the sound would drift from the pictures"]
+    logs.clear()
+    even = interpolate_clip(src, factor=2, multipliers="1-2:2", ctx=ctx)
+    assert even.audio == src.audio and not logs
+
+
 def test_target_fps_keeps_source_frames_where_times_coincide(pan):
     out = interpolate_clip(Clip.from_array(pan, fps=10), fps=25)
     assert out.fps == 25 and out.length == 11            # 0.4 s of source at 25 fps, both ends included
