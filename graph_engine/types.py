@@ -64,7 +64,7 @@ def add_hint(to: SocketType, frm: SocketType, text: str) -> None:
 
 VIDEO = register_type("VIDEO", "#e0a030", help="a lazy clip of uint8 RGB frames (and their alpha, if any)")
 IMAGE = register_type("IMAGE", "#50b0e0", help="one uint8 RGB frame (H x W x 3)")
-MASK = register_type("MASK", "#b0b0b0", help="float32 H x W in [0, 1]")
+MASK = register_type("MASK", "#b0b0b0", help="float32 H x W in [0, 1], or a clip of them (one mask per frame)")
 LATENT = register_type("LATENT", "#e070c0", help="latent tensor [B,C,T,h,w] and the family that made it")
 MODEL = register_type("MODEL", "#9070e0", help="a denoiser handle from the model manager")
 VAE = register_type("VAE", "#e05050", help="a VAE handle")
@@ -95,7 +95,18 @@ def _image_to_mask(img):
     return (img[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)) / 255.0
 
 
+def _video_to_mask(clip):
+    import numpy as np
+    from .clip import Clip
+    # A mask clip (a matte painted or tracked per frame): its luma, white = 1, one mask per frame, read lazily.
+    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return Clip(clip.length, clip.fps, clip.width, clip.height, chunk=clip.chunk, channels=1,
+                reader=lambda a, b: np.clip(clip.frames(a, b).astype(np.float32) @ luma + 0.5, 0, 255)
+                .astype(np.uint8)[..., None])
+
+
 add_conversion(VIDEO, IMAGE, _image_to_video)
+add_conversion(MASK, VIDEO, _video_to_mask)
 add_conversion(MASK, IMAGE, _image_to_mask)
 add_conversion(FLOAT, INT, float)
 

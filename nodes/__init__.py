@@ -15,6 +15,7 @@ NODE_MODULES = [
     "nodes.generate.vace_nodes",
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
+    "nodes.mask.nodes",
     "nodes.metrics.nodes",
     "nodes.metrics.seam",
     "nodes.mini.nodes",

@@ -131,11 +131,46 @@ def test_sdxl_refiner_checkpoint_is_refused_by_name(models, tmp_path):
 
 def _inpainting(state):
     w = state["model.diffusion_model.input_blocks.0.0.weight"]
-    return {**state, "model.diffusion_model.input_blocks.0.0.weight": w.new_zeros(w.shape[0], 9, *w.shape[2:])}
+    g = torch.Generator().manual_seed(0)
+    extra = torch.randn(w.shape[0], 5, *w.shape[2:], generator=g).to(w.dtype) * w.float().std().to(w.dtype)
+    return {**state, "model.diffusion_model.input_blocks.0.0.weight": torch.cat([w, extra], 1)}
+
+
+def test_an_sdxl_inpainting_checkpoint_loads_and_inpaints(models, tmp_path):
+    """An SDXL inpainting checkpoint (9 input channels) was refused by name; it loads and, given the mask and the
+    masked picture (condition.inpaint), redraws the region and keeps the rest of the latent; without a mask it
+    draws a whole picture, as ComfyUI fills the extra channels in."""
+    import numpy as np
+    from safetensors.torch import save_file
+    from graph_engine import Clip
+    from nodes.generate.inpaint import inpaint_conditioning
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.weights import load_weights
+    import shutil
+    path = tmp_path / "xl_inpainting.safetensors"
+    shutil.copytree(models / "checkpoints" / CKPT.replace(".safetensors", ""), tmp_path / "xl_inpainting")  # tokenizer
+    save_file({k: v.contiguous() for k, v in _inpainting(load_weights(models / "checkpoints" / CKPT)).items()},
+              str(path))
+    assert describe_model(path)["loads"] == "yes"
+    mm = ModelManager()
+    h = mm.load("sdxl", str(path))
+    parts = mm.components(h)
+    assert h.pipe.unet.config.in_channels == 9
+    img = np.random.default_rng(0).integers(0, 255, (1, 48, 64, 3)).astype(np.uint8)
+    mask = np.zeros((48, 64), np.float32)
+    mask[16:32, 16:48] = 1
+    pos, neg, lat = inpaint_conditioning(parts["vae"], encode_prompt(parts["text_encoder"], "a cat"),
+                                         encode_prompt(parts["text_encoder"], ""), Clip.from_array(img, 8.0), mask)
+    assert torch.isfinite(_sample(h, parts, steps=2).samples).all()    # no mask: a whole picture over grey
+    from nodes.generate.sampling import run_sampling
+    got = run_sampling(h, pos, neg, lat, steps=3, cfg=5.0, sampler="euler", seed=2)
+    keep = lat.mask[0, 0, 0] == 0
+    assert torch.equal(got.samples[0, :, 0][:, keep], lat.samples[0, :, 0][:, keep])
+    assert not torch.allclose(got.samples[0, :, 0][:, ~keep], lat.samples[0, :, 0][:, ~keep])
 
 
 @pytest.mark.parametrize("kind,change,says", [
-    ("inpainting", _inpainting, "is an SDXL inpainting checkpoint (9 input channels)"),
     ("vpred", lambda s: {**s, "v_pred": torch.tensor([])}, "is a v-prediction SDXL checkpoint"),
     ("playground", lambda s: {**s, "edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)},
      "is Playground v2.5")])

@@ -682,16 +682,18 @@ def sd_ldm_vae(diffusers_sd: dict, levels: int) -> dict:
     return out
 
 
-def build_sd15_single_file(root: Path) -> Path:
+def build_sd15_single_file(root: Path, inpainting: bool = False) -> Path:
     """A tiny SD 1.5 (SD 1.5's own head counts, norm groups and blocks at tiny widths) as a diffusers folder
     `root/diffusers/` and as one LDM checkpoint `root/models/checkpoints/sd15_tiny.safetensors` (with its
-    CLIP tokenizer in a folder named after it), both with the shipped SD 1.5 scheduler."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    CLIP tokenizer in a folder named after it), both with the shipped SD 1.5 scheduler. inpainting: an inpainting
+    model instead (a UNet of 9 input channels, StableDiffusionInpaintPipeline, sd15_inpainting_tiny.safetensors)."""
+    from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
     from nodes.generate.split import scheduler
     _seed(0)
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=8, in_channels=4,
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=8,
+                                in_channels=9 if inpainting else 4,
                                 out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=64,
                                 attention_head_dim=8, norm_num_groups=32)
@@ -703,11 +705,13 @@ def build_sd15_single_file(root: Path) -> Path:
                                         vocab_size=1000, max_position_embeddings=77, hidden_act="quick_gelu"))
     for m in (unet, vae, text):
         m.half().float()
-    ckpt = root / "models" / "checkpoints" / "sd15_tiny.safetensors"
+    ckpt = root / "models" / "checkpoints" / ("sd15_inpainting_tiny.safetensors" if inpainting else
+                                              "sd15_tiny.safetensors")
     tok = clip_tokenizer(ckpt.parent / ckpt.stem)
-    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler("sd"),
-                            safety_checker=None, feature_extractor=None, requires_safety_checker=False
-                            ).save_pretrained(str(root / "diffusers"), safe_serialization=True)
+    pipeline = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    pipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler("sd"), safety_checker=None,
+             feature_extractor=None, requires_safety_checker=False
+             ).save_pretrained(str(root / "diffusers"), safe_serialization=True)
     state = {f"model.diffusion_model.{k}": v for k, v in sd_ldm_unet(unet.state_dict(), 2, [True, False]).items()}
     state.update({f"first_stage_model.{k}": v for k, v in sd_ldm_vae(vae.state_dict(), 2).items()})
     state.update({f"cond_stage_model.transformer.text_model.{k}": v for k, v in text.state_dict().items()

@@ -468,7 +468,8 @@ class Converter:
         keys = sorted((k for k in cn.inputs if k.startswith("images.")),
                       key=lambda k: int(re.sub(r"\D", "", k) or 0))
         srcs = [self.resolve(cn.inputs[k]) for k in keys]
-        if len(srcs) < 2 or not all(isinstance(s, Out) and s.port and self._type(*s.port, True) == "VIDEO"
+        # a single image is a one-frame clip (IMAGE links into VIDEO), a still mask made a picture too
+        if len(srcs) < 2 or not all(isinstance(s, Out) and s.port and self._type(*s.port, True) in ("VIDEO", "IMAGE")
                                     for s in srcs):
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append("it batches single images (or a node that did not convert): "

@@ -169,6 +169,10 @@ WAN_CAMERA_POSES = {"Static": "static", "Pan Up": "pan_up", "Pan Down": "pan_dow
                     "Anti Clockwise (ACW)": "anticlockwise", "ClockWise (CW)": "clockwise"}
 
 LOADER_OUT = ("model", "text_encoder", "vae")
+# ComfyUI stretches a mask to the latent grid bilinearly (a latent pixel takes the 2x2 pixels nearest its centre);
+# Kinograph averages all the pixels it covers (a thin stroke is not missed): the same on a mask's flat parts
+LATENT_MASK_NOTE = ("the mask reaches the latent grid averaged over each latent pixel's pixels (ComfyUI: bilinear), "
+                    "so its edge can differ by a fraction of a latent pixel")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
 VIDEO_SAVE_TAKES = ("fps",)
 
@@ -518,9 +522,35 @@ RULES: Dict[str, Rule] = {
         fold=True, fixed={"schedule": "uniform_looped"}, ignore={"use_on_equal_length": False, "start_percent": 0.0,
                                                                  "guarantee_steps": 1}),
     # images and video in and out
-    "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path", comfy_file),), outputs=("image", None),
-                      ignore={"upload": None}),
+    # LoadImage's MASK is 1 where the picture is transparent (the part erased in the mask editor): io.load_image's
+    # mask, where ComfyUI gives a 64x64 empty one for a picture without alpha, Kinograph one of the picture's size
+    "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path", comfy_file),),
+                      outputs=("image", "mask"), ignore={"upload": None}),
     "VHS_LoadVideo": VHS_LOAD,
+    # masks and inpainting. A ComfyUI MASK is a batch of masks: a Kinograph MASK is one mask or a clip of them
+    "ImageToMask": Rule("mask.from_video", ("channel",), (P("channel", "channel"),), {"image": "video"}, ("mask",)),
+    "MaskToImage": Rule("mask.to_video", (), (), {"mask": "mask"}, ("video",)),
+    "InvertMask": Rule("mask.invert", (), (), {"mask": "mask"}, ("mask",)),
+    "GrowMask": Rule("mask.grow", ("expand", "tapered_corners"),
+                     (P("expand", "pixels"), P("tapered_corners", "tapered")), {"mask": "mask"}, ("mask",)),
+    "FeatherMask": Rule("mask.feather", ("left", "top", "right", "bottom"),
+                        (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom")),
+                        {"mask": "mask"}, ("mask",), fixed={"radius": 0.0}),
+    "ImageCompositeMasked": Rule("mask.composite", ("x", "y", "resize_source"),
+                                 (P("x", "x"), P("y", "y"), P("resize_source", "resize")),
+                                 {"destination": "background", "source": "video", "mask": "mask"}, ("video",)),
+    "SolidMask": Rule("mask.solid", ("value", "width", "height"),
+                      (P("value", "value"), P("width", "width"), P("height", "height")), outputs=("mask",)),
+    "ImagePadForOutpaint": Rule("mask.outpaint_pad", ("left", "top", "right", "bottom", "feathering"),
+                                (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom"),
+                                 P("feathering", "feathering")), {"image": "video"}, ("video", "mask")),
+    "SetLatentNoiseMask": Rule("latent.set_mask", (), (), {"samples": "latent", "mask": "mask"}, ("latent",),
+                               note=LATENT_MASK_NOTE),
+    "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
+                                {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
+    "InpaintModelConditioning": Rule("condition.inpaint", ("noise_mask",), (P("noise_mask", "noise_mask"),),
+                                     {"positive": "positive", "negative": "negative", "vae": "vae", "pixels": "video",
+                                      "mask": "mask"}, ("positive", "negative", "latent"), note=LATENT_MASK_NOTE),
     # the same node with a typed path instead of a file picked from ComfyUI's input folder
     "VHS_LoadVideoPath": VHS_LOAD,
     "SaveAnimatedWEBP": Rule("io.save_video", ("filename_prefix", "fps", "lossless", "quality", "method"),
@@ -596,6 +626,7 @@ RULES: Dict[str, Rule] = {
     "BatchImagesNode": Rule("video.concat", (), (), outputs=("video",), special="batch_clips",
                             note="clips of another size than the first: ComfyUI resizes them to it (bilinear, "
                                  "centre crop), Kinograph's video.concat stops and says so"),
+    "RepeatImageBatch": Rule("video.repeat", ("amount",), (P("amount", "times"),), {"image": "video"}, ("video",)),
     "ImageFromBatch": Rule("video.trim", ("batch_index", "length"), (P("batch_index", "start"), P("length", "count")),
                            {"image": "video"}, ("video",)),
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),

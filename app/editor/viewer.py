@@ -32,10 +32,13 @@ COMPARE = (("wipe", "wipe"), ("side by side", "side"), ("difference", "differenc
 
 
 def to_qimage(arr: np.ndarray) -> QImage:
-    """uint8 RGB [H,W,3] or a float mask [H,W] in [0,1] as a QImage that owns its pixels."""
+    """uint8 RGB [H,W,3], a float mask [H,W] in [0,1] or a frame of a clip of masks (uint8 [H,W,1]) as a QImage
+    that owns its pixels (a one-channel frame was read as RGB: a skewed, wrapped picture)."""
     a = np.asarray(arr)
     if a.ndim == 2:
         a = np.repeat((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[-1] == 1:
+        a = np.repeat(a.astype(np.uint8, copy=False), 3, axis=2)
     a = np.ascontiguousarray(a[..., :3].astype(np.uint8, copy=False))
     h, w = a.shape[:2]
     return QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()

@@ -15,6 +15,15 @@ import numpy as np
 from graph_engine import NodeError
 
 
+def held_frames(clip, a: int, b: int, matte: bool = False) -> np.ndarray:
+    """Frames a..b of `clip` (or its matte), its last frame held past its end (a still background, a matte
+    painted once)."""
+    src = clip.matte if matte else clip
+    idx = np.minimum(np.arange(a, b), clip.length - 1)
+    lo = int(idx[0])
+    return src.frames(lo, int(idx[-1]) + 1)[idx - lo]
+
+
 class Progress:
     """Reports frames computed so far against the clip length (chunks may arrive in any order)."""
 

@@ -58,11 +58,12 @@ class Family:
 
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("sd", "Stable Diffusion 1.5 (image)", ("StableDiffusionPipeline",), ("UNet2DConditionModel",),
+    Family("sd", "Stable Diffusion 1.5 (image)", ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline"),
+           ("UNet2DConditionModel",),
            fps=8.0, cfg=7.5, frames=1),
     # SDXL keyframes (1024x1024-class), to animate with the video families' image-to-video. Its denoiser class is
     # SD's too: folders are told apart by model_index.json, files by their tensors (detect.py).
-    Family("sdxl", "Stable Diffusion XL (image)", ("StableDiffusionXLPipeline",), (), fps=8.0, cfg=7.0, steps=30,
+    Family("sdxl", "Stable Diffusion XL (image)", ("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline"), (), fps=8.0, cfg=7.0, steps=30,
            size=(1024, 1024), frames=1),
     Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
            ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),

@@ -500,8 +500,10 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return False, "the SDXL refiner is not supported; load the SDXL base checkpoint"
     if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
-    if det.role == "checkpoint" and det.family == "sd" and det.variant in ("sd15", "sdxl"):
-        return True, "load.sdxl (or load.model)" if det.variant == "sdxl" else "load.sd (or load.model)"
+    if det.role == "checkpoint" and det.family == "sd" and det.variant.replace("-inpainting", "") in ("sd15", "sdxl"):
+        node = "load.sdxl (or load.model)" if det.variant.startswith("sdxl") else "load.sd (or load.model)"
+        return True, node + ("; inpaints with condition.inpaint or vae.encode_inpaint"
+                             if det.variant.endswith("-inpainting") else "")
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant == "sd15"
         return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"

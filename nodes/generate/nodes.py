@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MODEL, NOISE, TEXT_ENCODER, VAE, VIDEO)
+from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, VAE,
+                                VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
 from nodes.generate.preflight import guidance_preflight, latent_preflight
@@ -241,6 +242,46 @@ def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1)."""
     from nodes.generate.vae_ops import encode_clip
     return encode_clip(vae, video, ctx.check, ctx.progress)
+
+
+_INPAINT_MASK = Input(help="the region to redraw (white = 1): a still for every frame, or a mask per frame "
+                           "(a clip: io.load_video, mask.from_video)")
+
+
+@node("latent.set_mask", title="Set Latent Mask (Inpaint)", category="Latent")
+def latent_set_mask(ctx, latent: LATENT, mask: MASK = _INPAINT_MASK) -> LATENT:
+    """Redraw only the masked region (ComfyUI's SetLatentNoiseMask): at every step the sampler puts the rest of
+    the latent back as it came in (noised to the step's level), so outside the mask the picture stays; inside it
+    is drawn anew at sample's denoise (below 1 keeps its structure: masked img2img). Soft edges blend; a per-frame
+    mask follows a moving region. With a plain model, feed vae.encode's latent; with an inpainting model,
+    condition.inpaint."""
+    from nodes.generate.inpaint import set_mask
+    return set_mask(latent, mask)
+
+
+@node("vae.encode_inpaint", title="VAE Encode (for Inpainting)", category="Latent", device="gpu")
+def vae_encode_inpaint(ctx, vae: VAE, video: VIDEO, mask: MASK = _INPAINT_MASK,
+                       grow: int = Param(6, min=0, max=64, help="pixels the mask grows by (a square) before it "
+                                                                "becomes the latent's, so the seam is redrawn")) -> LATENT:
+    """Encode a picture or clip with the masked pixels grey, the mask kept on the latent (ComfyUI's
+    VAEEncodeForInpaint). For inpainting models at denoise 1: the grey is all they are told of the region. A plain
+    model would redraw the grey; for it use vae.encode then latent.set_mask."""
+    from nodes.generate.inpaint import encode_for_inpaint
+    return encode_for_inpaint(vae, video, mask, grow, ctx.check, ctx.progress)
+
+
+@node("condition.inpaint", title="Inpaint Conditioning", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_inpaint(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO, mask: MASK = _INPAINT_MASK,
+                      negative: CONDITIONING = Input(optional=True),
+                      noise_mask: bool = Param(True, help="keep the picture outside the mask as it is (the latent's "
+                                                          "mask); off lets the model touch it up too")):
+    """Inpainting-model conditioning (ComfyUI's InpaintModelConditioning): the prompts carry the mask and the picture
+    with the masked pixels grey, which an inpainting checkpoint (SD 1.5 / SDXL, 9 input channels) reads beside the
+    latent; the latent is the picture's own encoding, so denoise below 1 works too."""
+    from nodes.generate.inpaint import inpaint_conditioning
+    pos, neg, latent = inpaint_conditioning(vae, positive, negative, video, mask, noise_mask, ctx.check, ctx.progress)
+    return {"positive": pos, "negative": neg, "latent": latent}
 
 
 @node("vae.decode", title="VAE Decode", category="Latent", device="gpu")

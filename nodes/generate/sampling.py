@@ -17,6 +17,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters import get_adapter
+from nodes.generate.inpaint import model_concat
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
                                      karras_sigmas)
@@ -95,23 +96,30 @@ def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional
 
 
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
-                    batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None):
+                    batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None,
+                    keep_noise: Optional[torch.Tensor] = None):
     """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
 
     With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
     num_frames latent frames, from min_cfg at the first to cfg at the last. With `keep` (a latent with a
-    mask) the masked-out parts enter the model as keep's clean values, and are its prediction there."""
+    mask, 1 where the sampler draws) the rest enters the model as keep's values noised to the step's level by
+    `keep_noise` (ComfyUI's SetLatentNoiseMask: the model sees one consistent picture), or clean for a model
+    that takes clean frames with their own timestep (adapter.keeps_clean), and is keep's values in the
+    prediction, so it comes out as it went in."""
     pipe = handle.pipe
     min_cfg = handle.option("min_cfg")
     tfn = adapter.timestep_fn(pipe)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
+    clean_keep = keep is not None and adapter.keeps_clean(handle)
 
     def model_fn(x, sigma, frames=None):
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
         if keep is not None:
             mask, clean = (t[:, :, idx].to(x.device, x.dtype) for t in (keep.mask, keep.samples))
-            return mask * predict(x * mask + clean * (1 - mask), sigma, idx, mask) + clean * (1 - mask)
+            kept = clean if clean_keep else adapter.noise_scaling(
+                float(sigma), keep_noise[:, :, idx].to(x.device, x.dtype), clean, full=False)
+            return mask * predict(x * mask + kept * (1 - mask), sigma, idx, mask) + clean * (1 - mask)
         return predict(x, sigma, idx)
 
     def predict(x, sigma, idx, mask=None):
@@ -166,6 +174,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
     _check_inputs(handle, positive, negative, latent, sampler)
+    adapter.check_latent(handle, latent)
     if negative is None and not adapter.embedded_guidance:
         negative = adapter.uncond(pipe, positive)
     if negative is None and cfg != 1.0 and not adapter.embedded_guidance:
@@ -225,10 +234,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                         int(seed), check, gen, window_done)
     keep = None
     if latent.mask is not None:
-        adapter.check_noise_mask(handle)
         keep = Latent(x0.to(device), latent.family, latent.frames, latent.fps, latent.width, latent.height,
-                      latent.mask.float().to(device))
-    guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep)
+                      _mask_on(latent.mask, x0.shape).to(device))
+    positive, negative = model_concat(handle, positive, negative, latent,
+                                      lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
+    guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep,
+                             noise.to(device))
 
     def wrapped(pass_info: SamplingInfo):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
@@ -288,6 +299,15 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them).
             out = out * keep.mask + keep.samples * (1 - keep.mask)
     return latent.with_samples(out.float().cpu())
+
+
+def _mask_on(mask: torch.Tensor, shape) -> torch.Tensor:
+    """A latent's mask [1, 1, T, h, w] as the sampler applies it; one of another size (a latent resized or trimmed
+    after the mask was set) is refused by name, not broadcast into the wrong frames."""
+    if tuple(mask.shape[2:]) != tuple(shape[2:]):
+        raise NodeError(f"the latent's mask covers {list(mask.shape[2:])} (frames, height, width) but the latent is "
+                        f"{list(shape[2:])}: set the mask (latent.set_mask) after resizing or trimming the latent")
+    return mask.float()
 
 
 AUTO_SCHEDULE = "uniform_standard"

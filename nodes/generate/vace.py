@@ -54,13 +54,19 @@ def control_frames(video, length: int, width: int, height: int) -> torch.Tensor:
 
 
 def control_masks(masks, length: int, width: int, height: int) -> torch.Tensor:
-    """[length, H, W, 1] in [0, 1] (1 = generate there): a clip's luma, padded with 1 (generate) past its
-    end, as ComfyUI pads."""
+    """[length, H, W, 1] in [0, 1] (1 = generate there) of a MASK: a clip of masks (or a picture clip, by its
+    luma) padded with 1 (generate) past its end, as ComfyUI pads; a still mask covers every frame."""
+    from nodes.common import masks as mk
     if masks is None:
         return torch.ones(length, height, width, 1)
-    rgb = np.ascontiguousarray(masks.frames(0, min(masks.length, length))).astype(np.float32)
-    luma = torch.from_numpy(rgb[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32) / 255.0)[..., None]
-    return _fit_length(cover(luma, width, height).clamp(0, 1), length, 1.0)
+    if not mk.is_clip(masks):
+        return cover(torch.from_numpy(mk.frames_of(masks, 0, length))[..., None], width, height).clamp(0, 1)
+    if masks.channels == 1:
+        grey = mk.frames_of(masks, 0, min(masks.length, length))
+    else:
+        rgb = np.ascontiguousarray(masks.frames(0, min(masks.length, length))).astype(np.float32)
+        grey = rgb[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32) / 255.0
+    return _fit_length(cover(torch.from_numpy(grey)[..., None], width, height).clamp(0, 1), length, 1.0)
 
 
 def mask_latent(mask: torch.Tensor, latent_frames: int, space: int) -> torch.Tensor:

@@ -3,7 +3,7 @@ editing with one model, named after ComfyUI's WanVaceToVideo and TrimVideoLatent
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
-from graph_engine.types import CONDITIONING, IMAGE, LATENT, VAE, VIDEO
+from graph_engine.types import CONDITIONING, IMAGE, LATENT, MASK, VAE, VIDEO
 from nodes.generate.preflight import latent_preflight
 
 
@@ -12,9 +12,10 @@ from nodes.generate.preflight import latent_preflight
 def condition_vace(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITIONING = Input(optional=True),
                    control_video: VIDEO = Input(optional=True, help="the video to follow (a pose, depth or edge "
                                                                      "clip, or footage to edit); none = free"),
-                   control_masks: VIDEO = Input(optional=True, help="where to generate (white) and where to keep "
-                                                                     "the control video (black), frame by frame; "
-                                                                     "frames past its end are white"),
+                   control_masks: MASK = Input(optional=True, help="where to generate (1, white) and where to "
+                                                                    "keep the control video (0), frame by frame: a "
+                                                                    "clip of masks (a mask video links too; frames "
+                                                                    "past its end are white), or one mask for all"),
                    reference: IMAGE = Input(optional=True, help="a subject or style image the video should show"),
                    width: int = Param(832, min=16, max=8192, help="video width in pixels (multiple of 16)"),
                    height: int = Param(480, min=16, max=8192, help="video height in pixels (multiple of 16)"),

@@ -14,21 +14,26 @@ LAYER_HELP = ("EXR render pass to read instead of the picture: Depth, Mist, Norm
               "(ViewLayer.Depth); empty = the picture (Combined)")
 
 
-@node("io.load_image", title="Load Image", category="Input/Output", outputs={"image": IMAGE, "alpha": MASK})
+@node("io.load_image", title="Load Image", category="Input/Output",
+      outputs={"image": IMAGE, "alpha": MASK, "mask": MASK})
 def load_image(ctx, path: str = Param("", kind="path", required=True, help="image file (png, jpg, webp, exr, dpx, ...)"),
                layer: str = Param("", help=LAYER_HELP)):
-    """Read a still image as 8-bit RGB, and its transparency as a mask (1 = opaque; all 1 when the file
-    has none). Transparent parts of the image are laid over black. With `layer`, a render pass of an EXR
-    instead, as the control picture a ControlNet takes (see io.load_frames)."""
+    """Read a still image as 8-bit RGB, and its transparency as a mask (alpha: 1 = opaque; all 1 when the file
+    has none). `mask` is the other way round, 1 where the picture is transparent, as ComfyUI's LoadImage gives it:
+    the part erased in an image editor (or ComfyUI's mask editor) is the region to inpaint. Transparent parts of
+    the image are laid over black. With `layer`, a render pass of an EXR instead, as the control picture a
+    ControlNet takes (see io.load_frames)."""
     from .images import layer_reader, read_image_alpha
     if layer.strip():
         from .exr import world_normals_note
         rgb = layer_reader([path], layer)(path)
         if world_normals_note(layer):
             ctx.log(world_normals_note(layer))
-        return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32)}
-    rgb, alpha = read_image_alpha(path)
-    return {"image": rgb, "alpha": np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha}
+        alpha = None
+    else:
+        rgb, alpha = read_image_alpha(path)
+    alpha = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha
+    return {"image": rgb, "alpha": alpha, "mask": 1.0 - alpha}
 
 
 @node("io.load_video", title="Load Video", category="Input/Output")

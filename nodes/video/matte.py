@@ -7,18 +7,10 @@ import numpy as np
 from graph_engine import Clip, NodeError
 from graph_engine.clip import split_reader
 from nodes.common import alpha as px
+from nodes.common.stream import held_frames as _held
 
 MATTE_MODES = ("alpha", "luma", "chroma", "none")
 BLENDS = ("linear", "encoded")
-
-
-def _held(clip: Clip, a: int, b: int, matte: bool = False) -> np.ndarray:
-    """Frames a..b of `clip` (or its matte), its last frame held past its end (a still background, a matte
-    painted once)."""
-    src = clip.matte if matte else clip
-    idx = np.minimum(np.arange(a, b), clip.length - 1)
-    lo = int(idx[0])
-    return src.frames(lo, int(idx[-1]) + 1)[idx - lo]
 
 
 def _same_size(clip: Clip, other: Clip, what: str) -> None:

@@ -88,6 +88,15 @@ def pingpong(ctx, video: VIDEO) -> VIDEO:
     return edit.take(video, idx, video.fps, None)
 
 
+@node("video.repeat", title="Repeat", category="Video", temporal_radius=0)
+def repeat(ctx, video: VIDEO, times: int = Param(2, min=1, max=100000,
+                                                 help="how many times the clip plays (a still: frames)")) -> VIDEO:
+    """The clip played `times` times in a row (a still becomes a clip of that many frames), without audio:
+    ComfyUI's RepeatImageBatch, which makes a batch of one picture or mask per frame."""
+    _drops_audio(ctx, "the sound is not repeated with the pictures", video)
+    return edit.take(video, np.tile(np.arange(video.length), times), video.fps, None)
+
+
 @node("video.fps", category="Video", temporal_radius=0)
 def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000, help="frames per second of the result"),
         mode: str = Param("resample", choices=("resample", "retime"),

@@ -172,10 +172,15 @@ class Adapter:
         raise NodeError(f"a start image on latent.empty is for Wan 2.2 TI2V-5B; {self.spec.title} models do "
                         "not take one there. Pin the first frame with condition.frames instead")
 
-    def check_noise_mask(self, handle) -> None:
-        """Raise unless this model samples a latent whose mask keeps some frames as they are."""
-        raise NodeError(f"this latent keeps its first frames fixed (a start image for Wan 2.2 TI2V-5B), which "
-                        f"{self.spec.title} models cannot continue: remove the start image from latent.empty")
+    def check_latent(self, handle, latent) -> None:
+        """Raise, naming what to do, for a latent this model cannot sample that the network would only meet with a
+        shape error."""
+
+    def keeps_clean(self, handle) -> bool:
+        """True for a model trained to read the parts a latent's mask keeps clean, with a timestep of their own
+        (Wan 2.2 TI2V-5B's start frame); the others are shown them noised to each step's level, as ComfyUI's
+        SetLatentNoiseMask shows them."""
+        return False
 
     def draw_noise(self, shape, generator: torch.Generator) -> torch.Tensor:
         """Seeded unit noise for a latent [B, C, T, h, w], drawn in the element order the family's diffusers

@@ -86,9 +86,10 @@ class HunyuanAdapter(Adapter):
             inputs["token_replace"] = True
         return inputs
 
-    def check_noise_mask(self, handle) -> None:
-        """A latent keeping frames (v2 "replace": the start image's) samples like any other; the kept frame
-        reaches the model clean and the token-replace reading comes from the conditioning."""
+    def keeps_clean(self, handle) -> bool:
+        """A latent keeping frames (v2 "replace": the start image's): the kept frame reaches the model clean and
+        the token-replace reading comes from the conditioning."""
+        return True
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer

@@ -59,14 +59,15 @@ class SDAdapter(Adapter):
             net, frames, strength = control
             images = control_images(frames, pix, (0, 0)).to(device, dtype)
             inputs["control"] = (net, images.repeat(len(conds) * batch, 1, 1, 1), strength)
-        return inputs
+        return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
         n, c, f, h, w = x_in.shape
         flat = x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
         ehs = inputs["encoder_hidden_states"]
         extra = _control_residuals(flat, t, ehs, inputs.get("control"))
-        out = handle.pipe.unet(flat, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
+        out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t, encoder_hidden_states=ehs, return_dict=False,
+                               **extra)[0]
         return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
 
     def vae_per_frame(self):
@@ -130,7 +131,35 @@ class AnimateDiffAdapter(SDAdapter):
         if control is not None:
             n, c, f, h, w = x_in.shape
             extra = _control_residuals(x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w), t, ehs, control)
+        x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1) if "concat" in inputs else x_in
         return handle.pipe.unet(x_in, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
+
+
+def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
+    """inputs with "concat" [N, C', f, h, w]: an inpainting UNet's mask and masked-picture channels
+    (Conditioning.extra["concat"], nodes/generate/inpaint.py) at these latent frames, per conditioning."""
+    if conds[-1].extra.get("concat") is None:
+        return inputs
+    idx = torch.as_tensor([int(i) for i in frames])
+    parts = []
+    for c in conds:
+        cat = c.extra.get("concat", conds[-1].extra["concat"])
+        parts += [cat[:, :, idx.clamp(max=cat.shape[2] - 1)]] * batch
+    return {**inputs, "concat": torch.cat(parts).to(device, dtype)}
+
+
+def concat_flat(handle, x_in, inputs):
+    """The UNet's input [N * f, C (+ C'), h, w]: the latent frames flattened into the batch, with an inpainting
+    UNet's extra channels after the latent's, as diffusers' StableDiffusionInpaintPipeline lays them (latent,
+    mask, masked picture). A 9-channel UNet without them is named, not fed torch's shape error."""
+    if "concat" in inputs:
+        x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1)
+    n, c, f, h, w = x_in.shape
+    wants = int(handle.pipe.unet.config.in_channels)
+    if c != wants:
+        raise NodeError(f"this UNet reads {wants} channels (an inpainting model: latent, mask, masked picture) but "
+                        f"is given {c}: sample it through generate.sample, which adds the mask")
+    return x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
 
 
 def _control_residuals(flat, t, ehs, control) -> dict:

@@ -10,7 +10,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres
-from nodes.generate.adapters.sd import SDAdapter
+from nodes.generate.adapters.sd import SDAdapter, concat_flat, with_concat
 
 # Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
 # target h, w], 0 for a size = the image being made.
@@ -59,14 +59,14 @@ class SDXLAdapter(SDAdapter):
             sizes += [c.meta.get(SIZE_KEY)] * (batch * len(pix))
         inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype),
                   "text_embeds": torch.cat(pooled).to(device, dtype), "sizes": sizes}
-        return inputs
+        return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
         n, c, f, h, w = x_in.shape
-        flat = x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
         time_ids = add_time_ids(inputs["sizes"], h * handle.pipe.vae_scale_factor, w * handle.pipe.vae_scale_factor)
-        added = {"text_embeds": inputs["text_embeds"], "time_ids": time_ids.to(flat.device, inputs["text_embeds"].dtype)}
-        out = handle.pipe.unet(flat, t, encoder_hidden_states=inputs["encoder_hidden_states"],
+        added = {"text_embeds": inputs["text_embeds"], "time_ids": time_ids.to(x_in.device, inputs["text_embeds"].dtype)}
+        out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t,
+                               encoder_hidden_states=inputs["encoder_hidden_states"],
                                added_cond_kwargs=added, return_dict=False)[0]
         return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
 

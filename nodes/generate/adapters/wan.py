@@ -125,7 +125,7 @@ class WanAdapter(Adapter):
             from graph_engine import NodeError
             raise NodeError(NOT_VACE)
         t = t.to(x.device)
-        if "noise_mask" in inputs:
+        if "noise_mask" in inputs and self.keeps_clean(handle):
             # One timestep per token: kept (clean) frames at 0, the rest at t, on the patch grid.
             grid = inputs["noise_mask"][:, 0, ::patch[0], ::patch[1], ::patch[2]].flatten(1)
             t = (grid.to(x.device, torch.float32) * t).expand(x.shape[0], -1)
@@ -136,12 +136,18 @@ class WanAdapter(Adapter):
             return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
                          return_dict=False, **kw)[0]
 
-    def check_noise_mask(self, handle):
-        if self.factors(handle.pipe)[2] != TI2V_CHANNELS:
+    def check_latent(self, handle, latent):
+        if latent.samples.shape[1] == TI2V_CHANNELS and self.factors(handle.pipe)[2] != TI2V_CHANNELS:
             from graph_engine import NodeError
-            raise NodeError("this latent keeps its first frame fixed (a start image on latent.empty), which only "
-                            "Wan 2.2 TI2V-5B continues; this Wan model is not it: remove the start image, or pin "
-                            "the first frame with condition.frames and a Wan image-to-video model")
+            raise NodeError("this latent was made by Wan 2.2 TI2V-5B's VAE (48 channels; with a start image, its "
+                            "first frame kept), which only Wan 2.2 TI2V-5B continues; this Wan model is not it: make "
+                            "the latent with this model's VAE, and pin a first frame with condition.frames and a Wan "
+                            "image-to-video model")
+
+    def keeps_clean(self, handle):
+        # TI2V-5B reads its start frame clean at timestep 0 (forward's per-token timesteps); other Wan models
+        # take a masked latent as any model does, the kept part noised to each step's level.
+        return self.factors(handle.pipe)[2] == TI2V_CHANNELS
 
     def start_pixels(self, pipe, latent, image):
         """The start image, resized to cover the latent's size and centre-cropped (ComfyUI crops it to the centre

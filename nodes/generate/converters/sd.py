@@ -81,7 +81,9 @@ def sd15_pipeline(path, dtype):
     from nodes.generate.split import scheduler, tokenizer
     from nodes.generate.weights import load_weights
     det = detect_file(path)
-    if det.role != "checkpoint" or det.family != "sd" or det.variant != "sd15":
+    # An inpainting checkpoint (9 input channels: latent, mask, masked picture) builds the same way; sampling adds
+    # the mask channels (nodes/generate/inpaint.py).
+    if det.role != "checkpoint" or det.family != "sd" or det.variant not in ("sd15", "sd15-inpainting"):
         raise NodeError(f"{path.name} is {det.describe()}, not a Stable Diffusion 1.5 checkpoint (UNet, VAE and text "
                         "encoder in one file)")
     state = load_weights(path, dtype)

@@ -81,7 +81,7 @@ def sdxl_pipeline(path, dtype):
     det = detect_file(path)
     keys = _keys(path)
     refuse_unsupported(path, det, keys)
-    if det.role != "checkpoint" or det.family != "sd" or det.variant != "sdxl" or \
+    if det.role != "checkpoint" or det.family != "sd" or det.variant not in ("sdxl", "sdxl-inpainting") or \
             not any(k.startswith(OPEN_CLIP) for k in keys):
         raise NodeError(f"{path.name} is {det.describe()}, not an SDXL checkpoint (UNet, VAE and both text "
                         f"encoders in one file). {ALL_IN_ONE}")
@@ -136,9 +136,6 @@ def refuse_unsupported(path, det, keys=()) -> None:
         raise NodeError(f"{path.name} is a v-prediction SDXL checkpoint (its v_pred marker; NoobAI-XL v-pred and kin), "
                         f"which Kinograph does not run yet: it would sample noise. {base}, or an epsilon release "
                         "of the same model")
-    if det.family in ("sd", "sdxl") and det.variant.endswith("-inpainting"):
-        raise NodeError(f"{path.name} is an SDXL inpainting checkpoint (9 input channels), which Kinograph does not "
-                        f"run. {base}")
     if det.role == "diffusion_model" and det.family == "sdxl":
         raise NodeError(f"{path.name} is an SDXL UNet alone (diffusion_models/). {ALL_IN_ONE}")
     if det.family in ("sd", "sdxl") and det.variant.startswith("sdxl-refiner"):

@@ -1,0 +1,122 @@
+"""Mask utilities. A MASK is a still (float H x W, 1 = the region) or a clip of masks, one per frame; every node
+here keeps that shape, so a mask painted once and a mask tracked through a shot go through the same nodes."""
+from __future__ import annotations
+
+from graph_engine import Input, Param, node
+from graph_engine.types import MASK, VIDEO
+from nodes.common import masks
+
+_CAT = "Mask"
+
+
+@node("mask.grow", title="Grow Mask", category=_CAT)
+def grow(ctx, mask: MASK, pixels: int = Param(4, min=-4096, max=4096, help="how far the region grows outwards; "
+                                                                             "negative shrinks it"),
+         tapered: bool = Param(True, help="rounded corners (a cross a pixel at a time); off: square corners")) -> MASK:
+    """Grow (or shrink) the region, e.g. to redraw a seam around what is being replaced (ComfyUI's GrowMask)."""
+    return masks.per_frame(mask, lambda m: masks.grow(m, pixels, tapered))
+
+
+@node("mask.feather", title="Feather Mask", category=_CAT)
+def feather(ctx, mask: MASK,
+            radius: float = Param(8.0, min=0.0, max=1024.0, help="soft edge width in pixels (a Gaussian blur of "
+                                                                  "the mask's edges); 0 keeps them hard"),
+            left: int = Param(0, min=0, max=16384, help="fade the mask to 0 over this many pixels at the picture's "
+                                                        "left border (ComfyUI's FeatherMask)"),
+            top: int = Param(0, min=0, max=16384, help="as left, at the top border"),
+            right: int = Param(0, min=0, max=16384, help="as left, at the right border"),
+            bottom: int = Param(0, min=0, max=16384, help="as left, at the bottom border")) -> MASK:
+    """Soften the region's edges so an inpainted or composited region blends in; optionally fade it out towards
+    the picture's borders, as ComfyUI's FeatherMask does (radius 0)."""
+    return masks.per_frame(mask, lambda m: masks.feather(m, radius, (left, top, right, bottom)))
+
+
+@node("mask.invert", title="Invert Mask", category=_CAT)
+def invert(ctx, mask: MASK) -> MASK:
+    """1 - mask: the region becomes everything else (keep a subject, redraw the background)."""
+    return masks.per_frame(mask, lambda m: 1.0 - m)
+
+
+@node("mask.from_video", title="Mask from Channel", category=_CAT, temporal_radius=0)
+def from_video(ctx, video: VIDEO = Input(help="a clip (one mask per frame) or an image (one mask)"),
+               channel: str = Param("luma", choices=masks.CHANNELS,
+                                    help="which channel is the mask: red, green, blue, alpha (the clip's "
+                                         "transparency; all 1 without one) or luma (white = 1)")) -> MASK:
+    """A mask from one channel of a picture or of every frame of a clip (ComfyUI's ImageToMask). One frame gives
+    a still mask; a clip gives a mask per frame, read as the clip is."""
+    if video.length == 1:
+        alpha = None if video.matte is None else video.matte.frames(0, 1)
+        return masks.channel(video.frames(0, 1), channel, alpha)[0]
+
+    def reader(a, b):
+        return masks.channel(video.frames(a, b), channel, None if video.matte is None else video.matte.frames(a, b))
+    return masks.clip_of(reader, video)
+
+
+@node("mask.to_video", title="Mask to Picture", category=_CAT)
+def to_video(ctx, mask: MASK, fps: float = Param(24.0, min=0.01, max=1000.0,
+                                                 help="frame rate of a still mask's one-frame clip")) -> VIDEO:
+    """The mask as a grey picture, white = 1 (ComfyUI's MaskToImage): a clip of masks gives a clip, a still mask a
+    one-frame clip (an IMAGE where one is wanted), to view, save or process as pictures."""
+    import numpy as np
+    from graph_engine import Clip
+    if not masks.is_clip(mask):
+        grey = masks.to_u8(masks.still(mask))
+        return Clip.from_array(np.repeat(grey[None, ..., None], 3, axis=-1), fps=fps)
+    return Clip(mask.length, mask.fps, mask.width, mask.height,
+                lambda a, b: np.repeat(masks.to_u8(masks.frames_of(mask, a, b))[..., None], 3, axis=-1),
+                chunk=mask.chunk)
+
+
+@node("mask.composite", title="Composite Masked", category=_CAT, temporal_radius=0)
+def composite(ctx, video: VIDEO = Input(help="what is pasted (the inpainted result)"),
+              background: VIDEO = Input(help="what it is pasted on (the original); a still holds throughout"),
+              mask: MASK = Input(optional=True, help="where `video` shows (stretched to its size); none: all of it"),
+              x: int = Param(0, min=-16384, max=16384, help="where video's left edge lands on the background"),
+              y: int = Param(0, min=-16384, max=16384, help="where video's top edge lands on the background"),
+              resize: bool = Param(False, help="stretch video to the background's size first")) -> VIDEO:
+    """Paste `video` over `background` where the mask is 1: out = video x mask + background x (1 - mask), as
+    ComfyUI's ImageCompositeMasked. After inpainting this puts the untouched pixels back exactly as they were (the
+    VAE's round trip changes them a little). The result has the background's size, and the longer input's
+    length: a shorter one (a still) holds its last frame."""
+    from nodes.common.stream import held_frames
+    if not resize and (video.size != background.size or x or y):
+        ctx.log(f"video {video.width}x{video.height} pasted at ({x}, {y}) on a background of "
+                f"{background.width}x{background.height}")
+    longer = background if background.length >= video.length else video
+
+    def reader(a, b):
+        return masks.paste(held_frames(background, a, b), held_frames(video, a, b),
+                           None if mask is None else masks.frames_of(mask, a, b, video.size), x, y, resize)
+    return longer.with_(width=background.width, height=background.height, reader=reader, matte=None, linear=None)
+
+
+@node("mask.solid", title="Solid Mask", category=_CAT)
+def solid(ctx, value: float = Param(1.0, min=0.0, max=1.0, help="the mask's value everywhere"),
+          width: int = Param(512, min=1, max=16384), height: int = Param(512, min=1, max=16384)) -> MASK:
+    """A mask of one value (ComfyUI's SolidMask): 1 redraws or pastes everything, 0 nothing."""
+    import numpy as np
+    return np.full((height, width), value, np.float32)
+
+
+@node("mask.outpaint_pad", title="Pad for Outpainting", category=_CAT, temporal_radius=0,
+      outputs={"video": VIDEO, "mask": MASK})
+def outpaint_pad(ctx, video: VIDEO, left: int = Param(0, min=0, max=16384, help="pixels added on the left"),
+                 top: int = Param(0, min=0, max=16384, help="pixels added at the top"),
+                 right: int = Param(0, min=0, max=16384, help="pixels added on the right"),
+                 bottom: int = Param(0, min=0, max=16384, help="pixels added at the bottom"),
+                 feathering: int = Param(40, min=0, max=16384, help="pixels of the picture's edge that blend into "
+                                                                    "the new area (the mask fades in over them)")):
+    """Make room to outpaint (ComfyUI's ImagePadForOutpaint): the picture or clip grows by grey borders, and the
+    mask is 1 there, fading into the picture over `feathering` pixels along the sides that grew. Feed both to
+    vae.encode_inpaint or condition.inpaint (inpainting models), or vae.encode and latent.set_mask."""
+    import numpy as np
+    w, h = video.width + left + right, video.height + top + bottom
+    m = masks.outpaint_mask(video.width, video.height, (left, top, right, bottom), feathering)
+
+    def reader(a, b):
+        out = np.full((b - a, h, w, 3), 128, np.uint8)
+        out[:, top:top + video.height, left:left + video.width] = video.frames(a, b)
+        return out
+    # One mask: a still covers every frame of a clip.
+    return {"video": video.with_(width=w, height=h, reader=reader, matte=None, linear=None), "mask": m}
