@@ -113,6 +113,40 @@ def test_the_kept_part_reaches_the_model_noised_to_each_steps_level(sd, mm, monk
         assert torch.allclose(got, want[..., :4, :4], atol=1e-4), (k, (got - want[..., :4, :4]).abs().max())
 
 
+def test_differential_diffusion_redraws_a_soft_mask_over_its_share_of_the_steps(sd, mm, monkeypatch):
+    """model.differential_diffusion (ComfyUI's DifferentialDiffusion): where the mask is 0.4 the model is shown the
+    kept picture (noised to the step's level) until 40% of the schedule (in timesteps) is left and draws it over the
+    last 4 of 10 steps; where it is 1 it draws from the first step, where it is 0 never (it comes out as it went
+    in)."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.inpaint import set_mask
+    from nodes.generate.sampling import make_sigmas
+    from nodes.generate.vae_ops import encode_clip
+    h, vae, pos, neg = _load(mm, sd["plain"])
+    lat = encode_clip(vae, Clip.from_array(_picture(), 8.0))
+    mask = np.zeros((32, 32), np.float32)
+    mask[:, 8:16], mask[:, 16:24] = 0.4, 1.0            # latent columns 4-7 at 0.4, 8-11 at 1
+    adapter = get_adapter("sd")
+    seen = []
+    real = type(adapter).forward
+    monkeypatch.setattr(type(adapter), "forward", lambda self, hh, x_in, t, inputs: (
+        seen.append(x_in.clone()), real(self, hh, x_in, t, inputs))[1])
+    steps = 10
+    out = _sample(h.with_option("differential", 1.0), pos, None, set_mask(lat, mask), steps=steps, seed=5, cfg=1.0)
+    sig = make_sigmas(adapter, h.pipe, steps, "default", 1.0, lat.samples.shape)
+    noise = adapter.draw_noise(lat.samples.shape, torch.Generator("cpu").manual_seed(5))
+
+    def kept(k, cols):
+        s = float(sig[k])
+        want = ((lat.samples + noise * s) / (1 + s * s) ** 0.5)[..., cols]
+        return torch.allclose(seen[k][..., cols], want, atol=1e-4)
+    # the schedule's timesteps: 801, 801, 701, ..., 101, 1 down to 0: 40% of it is left from step 6 (301) on
+    soft = [kept(k, slice(4, 8)) for k in range(steps)]
+    assert soft == [True] * 6 + [False] * 4, soft
+    assert not any(kept(k, slice(8, 12)) for k in range(steps)) and all(kept(k, slice(0, 4)) for k in range(steps))
+    assert torch.equal(out.samples[..., :4], lat.samples[..., :4])
+
+
 def test_masked_img2img_keeps_the_structure_inside_at_low_denoise(sd, mm):
     """denoise below 1 with a mask (masked img2img): the region changes less than at denoise 1."""
     from nodes.generate.inpaint import set_mask
@@ -393,7 +427,8 @@ def test_comfyui_inpainting_workflow_ui_format_runs_end_to_end(sd, tmp_path, mon
 
 def test_comfyui_masked_img2img_and_mask_utilities_api_format_run(sd, tmp_path, monkeypatch):
     """An API-format workflow with the mask utilities: ImageToMask (a painted mask picture), GrowMask, FeatherMask,
-    InvertMask twice, SetLatentNoiseMask on a plain VAEEncode (masked img2img at denoise 0.6), MaskToImage saved
+    InvertMask twice, SetLatentNoiseMask on a plain VAEEncode (masked img2img at denoise 0.6, the model through
+    DifferentialDiffusion), MaskToImage saved
     beside, and InpaintModelConditioning on a second branch. All map and it runs to three pictures; the saved mask
     is the painted square grown by 2 pixels."""
     from PIL import Image
@@ -416,8 +451,9 @@ def test_comfyui_masked_img2img_and_mask_utilities_api_format_run(sd, tmp_path, 
            "12": n("SetLatentNoiseMask", samples=["11", 0], mask=["8", 0]),
            "13": n("InpaintModelConditioning", noise_mask=True, positive=["9", 0], negative=["10", 0],
                    vae=["1", 2], pixels=["2", 0], mask=["8", 0]),
+           "22": n("DifferentialDiffusion", strength=1.0, model=["1", 0]),
            "14": n("KSampler", seed=3, steps=4, cfg=5.0, sampler_name="euler", scheduler="normal", denoise=0.6,
-                   model=["1", 0], positive=["13", 0], negative=["13", 1], latent_image=["12", 0]),
+                   model=["22", 0], positive=["13", 0], negative=["13", 1], latent_image=["12", 0]),
            "15": n("KSampler", seed=3, steps=3, cfg=5.0, sampler_name="euler", scheduler="normal", denoise=1.0,
                    model=["1", 0], positive=["13", 0], negative=["13", 1], latent_image=["13", 2]),
            "16": n("VAEDecode", samples=["14", 0], vae=["1", 2]), "17": n("VAEDecode", samples=["15", 0], vae=["1", 2]),

@@ -421,6 +421,8 @@ RULES: Dict[str, Rule] = {
                            {"image": "image"}, ("image",)),
     # model tweaks
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    "DifferentialDiffusion": Rule("model.differential_diffusion", ("strength",), (P("strength", "strength"),),
+                                  {"model": "model"}, ("model",)),
     "VideoLinearCFGGuidance": Rule("guide.linear_cfg", ("min_cfg",), (P("min_cfg", "min_cfg"),), {"model": "model"},
                                    ("model",)),
     # sampling

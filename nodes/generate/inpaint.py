@@ -48,6 +48,21 @@ def set_mask(latent: Latent, mask) -> Latent:
     return replace(latent, mask=latent_mask(mask, latent))
 
 
+def differential(timestep, sigmas, lowest: float, strength: float = 1.0):
+    """ComfyUI's DifferentialDiffusion as mask_at(mask, sigma): at each step the region is where the soft mask
+    reaches the share of the schedule still to run (in the model's timesteps), so a mask of 0.3 is redrawn only
+    over the last 30% of the steps and changes that much less, a gradient becomes a gradient of change; strength
+    below 1 mixes the soft mask back in."""
+    t_from = float(timestep(float(sigmas[0])))
+    t_to = float(timestep(max(float(sigmas[-1]), lowest)))
+
+    def mask_at(mask: torch.Tensor, sigma) -> torch.Tensor:
+        threshold = (float(timestep(float(sigma))) - t_to) / max(t_from - t_to, 1e-12)
+        binary = (mask >= threshold).to(mask.dtype)
+        return binary if strength >= 1 else strength * binary + (1 - strength) * mask
+    return mask_at
+
+
 def greyed(clip: Clip, mask) -> Clip:
     """The clip with the masked pixels (mask rounded to 0/1) set to mid grey, ComfyUI's (pixel - 0.5) * (1 - m)
     + 0.5: what an inpainting model is shown of the region it fills."""

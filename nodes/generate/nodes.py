@@ -498,6 +498,18 @@ def flow_shift(ctx, model: MODEL, shift: float = Param(5.0, min=0.01, max=100.0,
     return model.with_option("flow_shift", float(shift))
 
 
+@node("model.differential_diffusion", title="Differential Diffusion", category="Sampling", passes={"model": "model"})
+def differential_diffusion(ctx, model: MODEL,
+                           strength: float = Param(1.0, min=0.0, max=1.0, help="1: each step redraws where the "
+                                                                                "mask reaches its share of the "
+                                                                                "schedule; below 1 mixes the soft "
+                                                                                "mask back in")) -> MODEL:
+    """Soft masks as amounts of change (ComfyUI's DifferentialDiffusion): with a latent mask (latent.set_mask), a
+    pixel whose mask is 0.3 is redrawn only over the last 30% of the steps, so it changes that much less and a
+    feathered edge fades the new into the old instead of blending two pictures."""
+    return model.with_option("differential", float(strength))
+
+
 @node("guide.linear_cfg", title="Linear CFG over Frames", category="Sampling", passes={"model": "model"})
 def linear_cfg_guide(ctx, model: MODEL, min_cfg: float = Param(1.0, min=0.0, max=50.0,
                                                                 help="guidance at the first frame")) -> MODEL:

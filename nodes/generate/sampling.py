@@ -17,7 +17,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters import get_adapter
-from nodes.generate.inpaint import model_concat
+from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
                                      karras_sigmas)
@@ -97,7 +97,7 @@ def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional
 
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
                     batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None,
-                    keep_noise: Optional[torch.Tensor] = None):
+                    keep_noise: Optional[torch.Tensor] = None, mask_at: Optional[Callable] = None):
     """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
 
     With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
@@ -105,7 +105,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     mask, 1 where the sampler draws) the rest enters the model as keep's values noised to the step's level by
     `keep_noise` (ComfyUI's SetLatentNoiseMask: the model sees one consistent picture), or clean for a model
     that takes clean frames with their own timestep (adapter.keeps_clean), and is keep's values in the
-    prediction, so it comes out as it went in."""
+    prediction, so it comes out as it went in. `mask_at(mask, sigma)`: the mask a step applies (differential
+    diffusion's, inpaint.differential)."""
     pipe = handle.pipe
     min_cfg = handle.option("min_cfg")
     tfn = adapter.timestep_fn(pipe)
@@ -117,6 +118,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
         if keep is not None:
             mask, clean = (t[:, :, idx].to(x.device, x.dtype) for t in (keep.mask, keep.samples))
+            if mask_at is not None:
+                mask = mask_at(mask, sigma)
             kept = clean if clean_keep else adapter.noise_scaling(
                 float(sigma), keep_noise[:, :, idx].to(x.device, x.dtype), clean, full=False)
             return mask * predict(x * mask + kept * (1 - mask), sigma, idx, mask) + clean * (1 - mask)
@@ -238,8 +241,12 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                       _mask_on(latent.mask, x0.shape).to(device))
     positive, negative = model_concat(handle, positive, negative, latent,
                                       lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
+    mask_at = None
+    if keep is not None and handle.option("differential") is not None:
+        mask_at = differential(adapter.timestep_fn(pipe), sigmas, adapter.sigma_range(pipe)[0],
+                               float(handle.option("differential")))
     guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep,
-                             noise.to(device))
+                             noise.to(device), mask_at)
 
     def wrapped(pass_info: SamplingInfo):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
@@ -296,8 +303,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             if not (leftover_noise and float(sigmas[-1]) > 0 and partial):
                 out = adapter.finish(out, float(sigmas[-1]))
         if keep is not None:
-            # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them).
-            out = out * keep.mask + keep.samples * (1 - keep.mask)
+            # Kept frames come out as they went in (also in a leftover-noise state: the next sampler keeps them);
+            # with differential diffusion, what its last step kept.
+            mask = keep.mask if mask_at is None else mask_at(keep.mask, float(sigmas[-2]))
+            out = out * mask + keep.samples * (1 - mask)
     return latent.with_samples(out.float().cpu())
 
 
