@@ -76,6 +76,24 @@ def test_tiny_example_runs_end_to_end(tiny, tmp_path, fam):
     assert out.stat().st_size > 0 and _frames(out) == FAMILY_FRAMES[fam]
 
 
+def test_tiny_video_outpainting_example_redraws_only_the_padding(tiny, tmp_path):
+    """examples/tiny/animatediff_outpaint.yaml: a clip padded on both sides, the padding redrawn on every frame
+    (latent.set_mask) and the original pasted back (mask.composite): the picture's own pixels come out as they went
+    in, the grey padding is drawn over."""
+    out = tmp_path / "outpaint.mp4"
+    res = _run(ROOT / "examples" / "tiny" / "animatediff_outpaint.yaml",
+               [f"load.path={tiny / 'animatediff'}", f"save.path={out}"], keep=["paste", "pad"])
+    assert res.ok, res.failed
+    assert _frames(out) == 8
+    got, padded = res.outputs["paste"]["video"].to_array(), res.outputs["pad"]["video"].to_array()
+    mask = res.outputs["pad"]["mask"]
+    assert got.shape == (8, 64, 64, 3) and mask.shape == (64, 64)
+    assert np.array_equal(got[:, mask == 0], padded[:, mask == 0])
+    sides = np.r_[0:8, 56:64]                   # the 8 grey columns added on each side
+    assert np.all(padded[:, :, sides] == 128) and np.all(mask[:, sides] == 1)
+    assert np.abs(got[:, :, sides].astype(int) - 128).mean() > 5
+
+
 # -- same frames as the diffusers pipeline with the same components, seed and steps ----------
 @pytest.mark.parametrize("fam,sampler,scheduler", [
     ("animatediff", "ddim", None), ("wan", "flow_euler", "flow_match"), ("ltx", "flow_euler", None),
