@@ -505,3 +505,24 @@ def test_the_viewer_shows_a_frame_of_a_mask_clip_as_grey():
     img = to_qimage(frame)
     assert (img.width(), img.height()) == (6, 4)
     assert QColor(img.pixel(4, 3)).getRgb()[:3] == (255, 255, 255) and QColor(img.pixel(1, 3)).getRgb()[:3] == (0, 0, 0)
+
+
+def test_combine_and_threshold_masks_as_comfyui_does():
+    """mask.combine (MaskComposite) at an offset, clipped to the first mask's picture and to [0, 1]; and/or/xor on
+    rounded masks; a clip of masks combines frame by frame. mask.threshold (ThresholdMask): 1 above the value."""
+    a = np.zeros((4, 6), np.float32)
+    a[:, :3] = 0.75
+    b = np.full((2, 4), 0.625, np.float32)
+    added = _call("combine", a, b, operation="add", x=2, y=1)
+    assert added.shape == (4, 6) and added[1, 2] == 1.0 and added[1, 3] == 0.625 and added[0, 2] == 0.75
+    assert _call("combine", a, b, operation="subtract", x=2, y=1)[2, 2] == 0.125
+    assert _call("combine", a, b, operation="subtract", x=2, y=1)[2, 4] == 0.0           # clipped at 0
+    assert _call("combine", a, b, operation="and", x=2, y=1)[1, 2] == 1 and \
+        _call("combine", a, b, operation="xor", x=2, y=1)[1, 2] == 0
+    assert _call("combine", a, b, operation="multiply", x=5, y=3)[3, 5] == 0.0           # a corner off the picture
+    like = Clip.from_array(np.zeros((3, 4, 6, 3), np.uint8), 8.0)
+    from nodes.common.masks import clip_of
+    moving = clip_of(lambda s, e: np.stack([np.eye(4, 6, k, dtype=np.float32) for k in range(s, e)]), like)
+    both = _call("combine", a, moving, operation="or")
+    assert both.length == 3 and both.frame(2)[0, 2, 0] == 255 and both.frame(2)[0, 5, 0] == 0
+    assert np.array_equal(_call("threshold", np.array([[0.2, 0.5, 0.7]], np.float32), value=0.5), [[0, 0, 1]])

@@ -168,3 +168,34 @@ def outpaint_mask(width: int, height: int, pad: Tuple[int, int, int, int], feath
         inner = np.where(d < feathering, ((feathering - d) / feathering) ** 2, 0.0).astype(np.float32)
     m[top:top + height, left:left + width] = inner
     return m
+
+
+OPERATIONS = ("multiply", "add", "subtract", "and", "or", "xor")
+
+
+def combined(dst: np.ndarray, src: np.ndarray, x: int, y: int, operation: str) -> np.ndarray:
+    """float32 [n, H, W]: `src` [n, h, w] combined into `dst` at (x, y) by `operation`, clipped to dst's picture and
+    to [0, 1], as ComfyUI's MaskComposite (and, or, xor on the masks rounded to 0/1)."""
+    out = dst.copy()
+    h, w = dst.shape[1:]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + src.shape[2], w), min(y + src.shape[1], h)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    a, b = out[:, y0:y1, x0:x1], src[:, y0 - y:y1 - y, x0 - x:x1 - x]
+    ops = {"multiply": lambda: a * b, "add": lambda: a + b, "subtract": lambda: a - b,
+           "and": lambda: (np.round(a) > 0) & (np.round(b) > 0), "or": lambda: (np.round(a) > 0) | (np.round(b) > 0),
+           "xor": lambda: (np.round(a) > 0) ^ (np.round(b) > 0)}
+    out[:, y0:y1, x0:x1] = ops[operation]()
+    return np.clip(out, 0.0, 1.0)
+
+
+def joined(a, b, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+    """fn(frames of a, frames of b) -> frames, over two masks: a still when both are, else a clip of masks of the
+    longer one's length at a's size (a still or a shorter clip holds its last frame)."""
+    if not is_clip(a) and not is_clip(b):
+        return fn(still(a)[None], still(b)[None])[0]
+    from graph_engine import Clip
+    clip = a if is_clip(a) and (not is_clip(b) or a.length >= b.length) else b
+    w, h = size_of(a)
+    return Clip(clip.length, clip.fps, w, h, lambda s, e: to_u8(fn(frames_of(a, s, e), frames_of(b, s, e)))[..., None],
+                chunk=clip.chunk, channels=1)

@@ -2,6 +2,8 @@
 here keeps that shape, so a mask painted once and a mask tracked through a shot go through the same nodes."""
 from __future__ import annotations
 
+import numpy as np
+
 from graph_engine import Input, Param, node
 from graph_engine.types import MASK, VIDEO
 from nodes.common import masks
@@ -58,7 +60,6 @@ def to_video(ctx, mask: MASK, fps: float = Param(24.0, min=0.01, max=1000.0,
                                                  help="frame rate of a still mask's one-frame clip")) -> VIDEO:
     """The mask as a grey picture, white = 1 (ComfyUI's MaskToImage): a clip of masks gives a clip, a still mask a
     one-frame clip (an IMAGE where one is wanted), to view, save or process as pictures."""
-    import numpy as np
     from graph_engine import Clip
     if not masks.is_clip(mask):
         grey = masks.to_u8(masks.still(mask))
@@ -95,7 +96,6 @@ def composite(ctx, video: VIDEO = Input(help="what is pasted (the inpainted resu
 def solid(ctx, value: float = Param(1.0, min=0.0, max=1.0, help="the mask's value everywhere"),
           width: int = Param(512, min=1, max=16384), height: int = Param(512, min=1, max=16384)) -> MASK:
     """A mask of one value (ComfyUI's SolidMask): 1 redraws or pastes everything, 0 nothing."""
-    import numpy as np
     return np.full((height, width), value, np.float32)
 
 
@@ -110,7 +110,6 @@ def outpaint_pad(ctx, video: VIDEO, left: int = Param(0, min=0, max=16384, help=
     """Make room to outpaint (ComfyUI's ImagePadForOutpaint): the picture or clip grows by grey borders, and the
     mask is 1 there, fading into the picture over `feathering` pixels along the sides that grew. Feed both to
     vae.encode_inpaint or condition.inpaint (inpainting models), or vae.encode and latent.set_mask."""
-    import numpy as np
     w, h = video.width + left + right, video.height + top + bottom
     m = masks.outpaint_mask(video.width, video.height, (left, top, right, bottom), feathering)
 
@@ -120,3 +119,22 @@ def outpaint_pad(ctx, video: VIDEO, left: int = Param(0, min=0, max=16384, help=
         return out
     # One mask: a still covers every frame of a clip.
     return {"video": video.with_(width=w, height=h, reader=reader, matte=None, linear=None), "mask": m}
+
+
+@node("mask.combine", title="Combine Masks", category=_CAT)
+def combine(ctx, mask: MASK, other: MASK = Input(help="the mask combined into `mask`, its top-left at (x, y)"),
+            operation: str = Param("add", choices=masks.OPERATIONS,
+                                   help="add (union of soft masks), subtract (cut out), multiply (overlap), or and/or/xor "
+                                        "of the masks rounded to 0/1"),
+            x: int = Param(0, min=-16384, max=16384, help="where other's left edge lands"),
+            y: int = Param(0, min=-16384, max=16384, help="where other's top edge lands")) -> MASK:
+    """Combine two masks (ComfyUI's MaskComposite), e.g. a person's mask minus their face, or two regions in one.
+    The result has `mask`'s size; a clip of masks combines frame by frame."""
+    return masks.joined(mask, other, lambda a, b: masks.combined(a, b, x, y, operation))
+
+
+@node("mask.threshold", title="Threshold Mask", category=_CAT)
+def threshold(ctx, mask: MASK, value: float = Param(0.5, min=0.0, max=1.0,
+                                                    help="above this becomes 1, the rest 0")) -> MASK:
+    """A hard mask from a soft one (ComfyUI's ThresholdMask): 1 where the mask is above `value`."""
+    return masks.per_frame(mask, lambda m: (m > value).astype(np.float32))
