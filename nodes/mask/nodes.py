@@ -94,7 +94,8 @@ def composite(ctx, video: VIDEO = Input(help="what is pasted (the inpainted resu
 
 @node("mask.solid", title="Solid Mask", category=_CAT)
 def solid(ctx, value: float = Param(1.0, min=0.0, max=1.0, help="the mask's value everywhere"),
-          width: int = Param(512, min=1, max=16384), height: int = Param(512, min=1, max=16384)) -> MASK:
+          width: int = Param(512, min=1, max=16384, help="mask width in pixels (the picture's it is for)"),
+          height: int = Param(512, min=1, max=16384, help="mask height in pixels")) -> MASK:
     """A mask of one value (ComfyUI's SolidMask): 1 redraws or pastes everything, 0 nothing."""
     return np.full((height, width), value, np.float32)
 
