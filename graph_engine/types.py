@@ -95,18 +95,7 @@ def _image_to_mask(img):
     return (img[..., :3].astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)) / 255.0
 
 
-def _video_to_mask(clip):
-    import numpy as np
-    from .clip import Clip
-    # A mask clip (a matte painted or tracked per frame): its luma, white = 1, one mask per frame, read lazily.
-    luma = np.array([0.2126, 0.7152, 0.0722], np.float32)
-    return Clip(clip.length, clip.fps, clip.width, clip.height, chunk=clip.chunk, channels=1,
-                reader=lambda a, b: np.clip(clip.frames(a, b).astype(np.float32) @ luma + 0.5, 0, 255)
-                .astype(np.uint8)[..., None])
-
-
 add_conversion(VIDEO, IMAGE, _image_to_video)
-add_conversion(MASK, VIDEO, _video_to_mask)
 add_conversion(MASK, IMAGE, _image_to_mask)
 add_conversion(FLOAT, INT, float)
 

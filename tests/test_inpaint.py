@@ -159,9 +159,8 @@ def test_masked_img2img_keeps_the_structure_inside_at_low_denoise(sd, mm):
 
 
 def test_a_mask_per_frame_follows_a_moving_region_through_a_clip(sd, mm):
-    """A clip of masks (a mask video linked into a MASK input): each frame is redrawn only inside its own frame's
+    """A clip of masks (a mask video through mask.from_video): each frame is redrawn only inside its own frame's
     mask, and a still mask covers every frame."""
-    from graph_engine.types import get_type
     from nodes.generate.inpaint import set_mask
     from nodes.generate.vae_ops import encode_clip
     h, vae, pos, neg = _load(mm, sd["plain"])
@@ -170,7 +169,7 @@ def test_a_mask_per_frame_follows_a_moving_region_through_a_clip(sd, mm):
     frames = np.zeros((3, 32, 32, 3), np.uint8)
     for k, (a, b) in enumerate(boxes):
         frames[k, 8:24, a:b] = 255
-    mask = get_type("MASK").converter(get_type("VIDEO"))(Clip.from_array(frames, 8.0))
+    mask = _call("from_video", Clip.from_array(frames, 8.0))
     out = _sample(h, pos, neg, set_mask(lat, mask))
     changed = (out.samples - lat.samples).abs().amax(1)[0] > 0
     for k, (a, b) in enumerate(boxes):

@@ -244,8 +244,8 @@ def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     return encode_clip(vae, video, ctx.check, ctx.progress)
 
 
-_INPAINT_MASK = Input(help="the region to redraw (white = 1): a still for every frame, or a mask per frame "
-                           "(a clip: io.load_video, mask.from_video)")
+_INPAINT_MASK = Input(help="the region to redraw (1): a still for every frame, or a mask per frame (a mask "
+                           "video through mask.from_video)")
 
 
 @node("latent.set_mask", title="Set Latent Mask (Inpaint)", category="Latent")

@@ -14,8 +14,9 @@ def condition_vace(ctx, vae: VAE, positive: CONDITIONING, negative: CONDITIONING
                                                                      "clip, or footage to edit); none = free"),
                    control_masks: MASK = Input(optional=True, help="where to generate (1, white) and where to "
                                                                     "keep the control video (0), frame by frame: a "
-                                                                    "clip of masks (a mask video links too; frames "
-                                                                    "past its end are white), or one mask for all"),
+                                                                    "clip of masks (mask.from_video of a mask video; "
+                                                                    "frames past its end are white), or one mask "
+                                                                    "for all"),
                    reference: IMAGE = Input(optional=True, help="a subject or style image the video should show"),
                    width: int = Param(832, min=16, max=8192, help="video width in pixels (multiple of 16)"),
                    height: int = Param(480, min=16, max=8192, help="video height in pixels (multiple of 16)"),

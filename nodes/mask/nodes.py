@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from graph_engine import Input, Param, node
-from graph_engine.types import MASK, VIDEO
+from graph_engine.types import MASK, VIDEO, add_hint
 from nodes.common import masks
 
 _CAT = "Mask"
+# A clip is not taken as a mask by itself (every mask input would then be offered for any video output): say how.
+add_hint(MASK, VIDEO, "make a mask of it with mask.from_video (its luma, white = 1, or one channel), frame by frame")
 
 
 @node("mask.grow", title="Grow Mask", category=_CAT)
