@@ -6,6 +6,7 @@ descendants only; the memory tier serves everything else, and nodes declared `ex
 land on disk so a second process (or a crash at the last step) never pays for them again."""
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import time
@@ -147,6 +148,9 @@ class Executor:
         self.models = models
         self.key_parts: Dict[str, Dict[str, Any]] = {}
         self.previous_parts: Dict[str, Dict[str, Any]] = {}
+        # Set when the disk cache's folder cannot be written at all (read-only, no permission, a file in its
+        # place): a batch on a farm with a read-only cache then said so for every expensive node of every case.
+        self.disk_refused = False
 
     def why(self, node_id: str) -> str:
         """Why the node's key differs from the previous run's (the editor's "why did this re-run")."""
@@ -314,7 +318,7 @@ class Executor:
         """Store an expensive node's outputs in the disk tier; the outputs its readers get. A clip (a feedback
         loop's frames) is computed while it is stored, so its readers get it back from the disk entry: its work in
         progress goes once it is cached, and reading the lazy clip again would have made every frame again."""
-        if self.disk.cap <= 0:          # the disk cache is turned off (disk_cache_gb: 0)
+        if self.disk.cap <= 0 or self.disk_refused:     # turned off (disk_cache_gb: 0), or it cannot be written
             return outputs
         try:
             self.disk.put(key, outputs, dict(ctx.results), spec.type)
@@ -324,8 +328,12 @@ class Executor:
             return outputs
         except OSError as e:
             why = e.strerror or str(e)
+            # A full disk may take the next, smaller entry (or free up): only a folder that refuses every write
+            # is given up on, for the rest of this session.
+            self.disk_refused = e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
+            later = "; nothing more is tried there this session" if self.disk_refused else ""
             emit({"event": "log", "node": ctx.node_id, "message": f"could not write the disk cache in "
-                  f"{self.disk.root} ({why}); the render goes on without it: point --cache-dir "
+                  f"{self.disk.root} ({why}){later}; the render goes on without it: point --cache-dir "
                   f"(KINOGRAPH_CACHE_DIR) at another folder"})
             return outputs
         if any(isinstance(v, Clip) for v in outputs.values()):

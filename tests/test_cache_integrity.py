@@ -153,9 +153,26 @@ def test_a_cache_folder_that_is_a_file_is_one_clear_warning(registry, tmp_path, 
     assert res.ok, res.failed
     assert "ignored and removed" not in caplog.text
     warnings = [e["message"] for e in events if e["event"] == "log"]
-    assert warnings == [f"could not write the disk cache in {root / 'results'} (Not a directory); the render goes "
-                        f"on without it: point --cache-dir (KINOGRAPH_CACHE_DIR) at another folder"]
+    assert warnings == [f"could not write the disk cache in {root / 'results'} (Not a directory); nothing more is "
+                        f"tried there this session; the render goes on without it: point --cache-dir "
+                        f"(KINOGRAPH_CACHE_DIR) at another folder"]
     assert root.read_text() == "not a folder"
+
+
+def test_a_batch_on_a_cache_that_cannot_be_written_says_so_once(registry, tmp_path):
+    """A farm batch (one session, many cases) on a cache folder it cannot write warned for every expensive node of
+    every case; a second case now renders without a word about the cache."""
+    root = tmp_path / "cachefile"
+    root.write_text("not a folder")
+    session = Executor(registry, disk=DiskCache(root / "results", 1 << 30))
+    said = []
+    for seed in (5, 6, 7):
+        events = []
+        res = session.run(workflow(tmp_path, seed, registry, out=f"out{seed}.mkv"), on_event=events.append)
+        assert res.ok, res.failed
+        said.append(sum(e["event"] == "log" and "disk cache" in e["message"] for e in events))
+        assert (tmp_path / f"out{seed}.mkv").stat().st_size > 0
+    assert said == [1, 0, 0]
 
 
 def _python(code: str, *args: str):
