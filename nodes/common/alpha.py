@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .color import linear_to_srgb, srgb_to_linear, to_uint8
+from .color import linear_to_srgb, luma_u8, srgb_to_linear, to_uint8
 
 
 def _a(alpha: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def over(fg: np.ndarray, fa: np.ndarray, bg: np.ndarray, ba=None, linear: bool =
 
 def luma_alpha(frames: np.ndarray) -> np.ndarray:
     """uint8 alpha [..., 1] of a matte picture: its Rec. 709 luma (white opaque), as a matte file is painted."""
-    y = frames.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    y = luma_u8(frames)
     return np.clip(y + 0.5, 0, 255).astype(np.uint8)[..., None]
 
 

@@ -11,6 +11,8 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from nodes.common.color import luma_u8
+
 CHANNELS = ("red", "green", "blue", "alpha", "luma")
 
 
@@ -128,7 +130,7 @@ def channel(frames: np.ndarray, which: str, alpha: Optional[np.ndarray] = None) 
             return np.ones(frames.shape[:3], np.float32)
         return alpha[..., 0].astype(np.float32) / 255.0
     if which == "luma":
-        return frames.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32) / 255.0
+        return luma_u8(frames) / 255.0
     return frames[..., ("red", "green", "blue").index(which)].astype(np.float32) / 255.0
 
 

@@ -111,10 +111,6 @@ def fit_regions(x: np.ndarray, y: np.ndarray, region: np.ndarray, regions: int, 
     return common, b, gain, sw, w
 
 
-def _tukey(u: np.ndarray) -> np.ndarray:
-    return np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
-
-
 def _labels(h: int, w: int, shape: tuple) -> np.ndarray:
     """Each pixel's region of an h x w frame split in a grid of `shape` (rows, columns), numbered row-wise."""
     rows, cols = shape

@@ -48,7 +48,10 @@ def clean_frame(cur: np.ndarray, prev: np.ndarray, nxt: np.ndarray, threshold: f
 
 def dust_clip(ctx, clip, threshold: float = 24.0, size: int = 24):
     """The clip with one-frame specks removed (lazy). The first and last frames, with a neighbour on one
-    side only, are compared with the two frames on that side."""
+    side only, are compared with the two frames on that side. A clip of under 3 frames has no frame to
+    compare a speck with and comes back as it was."""
+    if clip.length < 3:
+        return clip
     grays = PairCache(8)
 
     def gray(i: int, frame: np.ndarray) -> np.ndarray:
@@ -61,9 +64,6 @@ def dust_clip(ctx, clip, threshold: float = 24.0, size: int = 24):
                 ctx.check()
             cur = window[i - lo]
             sides = (i - 1, i + 1) if 0 < i < clip.length - 1 else (1, 2) if i == 0 else (i - 1, i - 2)
-            if clip.length < 3:
-                out.append(cur)
-                continue
             g = gray(i, cur)
             aligned = [backward_warp(window[j - lo].astype(np.float32), estimate_flow(g, gray(j, window[j - lo])))
                        for j in sides]
