@@ -100,6 +100,16 @@ def _ends_alpha(spec, ins: dict, outputs: dict) -> bool:
 PICTURES = ("VIDEO", "IMAGE", "LATENT")
 
 
+def _ends_float(spec, ins: dict, outputs: dict) -> bool:
+    """Whether a node turned a plate's float pixels (Clip.linear: an EXR's light above 1.0 and its shadows'
+    fine steps) into 8-bit ones: a grade or resize of an EXR plate came out clipped at 1.0 and banded in the
+    shadows, and nothing said which node did it. Writers say themselves what they write."""
+    if spec.output or not any(isinstance(v, Clip) and v.linear is not None for v in ins.values()):
+        return False
+    made = [v for k, v in outputs.items() if k in spec.outputs and spec.outputs[k].type.name in ("VIDEO", "IMAGE")]
+    return bool(made) and not any(isinstance(v, Clip) and v.linear is not None for v in made)
+
+
 def _too_big(text: str) -> Optional[str]:
     """An allocation the machine cannot make at all (PyTorch's CPU allocator: "[enforce fail at
     alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 805306368000
@@ -234,6 +244,11 @@ class Executor:
                                 f"after it are opaque, laid over black. Lay it over its background before this node "
                                 f"(video.over), or give the result an alpha again (video.matte: `source` a clip "
                                 f"that still has it, or a key)")
+                    if _ends_float(spec, ins, outputs):
+                        ctx.log(f"{spec.type} works on 8-bit sRGB frames: the float pixels of the plate (its light "
+                                f"above 1.0, its shadows' fine steps) end here, and an EXR written after it holds "
+                                f"the 8-bit picture, clipped at 1.0. color.grade, video.resize, upscale.resize, "
+                                f"video.flip and the editing nodes (trim, fps, concat) keep them")
                     outputs = {k: self._wrap(nid, spec, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
                     if spec.expensive and self.disk is not None:
                         outputs = self._keep(key, spec, outputs, ctx, emit)

@@ -238,11 +238,14 @@ def test_a_linear_plate_passed_through_goes_out_as_it_came_in(tmp_path):
     # Joined clips keep their pixels too: frame 2 of cut + plate is the plate's first frame.
     with OpenEXR.File(str(tmp_path / "both" / "frame_001004.exr"), separate_channels=True) as f:
         assert np.allclose(f.channels()["R"].pixels[0].astype(np.float32), levels, rtol=1e-3, atol=0)
-    # A node that changes the pixels works on the picture as shown: its render is the 8-bit picture's light,
-    # with the plate's alpha (a grade keeps it: tests/test_alpha.py).
+    # A grade works on the float pixels too (its render was the 8-bit picture's light, clipped at 1.0): one
+    # stop more doubles every level, 37.5 included, on the colour taken off its alpha, which stays as it was.
     with OpenEXR.File(str(tmp_path / "graded" / "frame_001002.exr"), separate_channels=True) as f:
-        assert sorted(f.channels()) == ["A", "B", "G", "R"] and f.channels()["R"].pixels.max() <= 1.0
-        assert np.abs(f.channels()["A"].pixels[:, 0] - 0.5).max() < 3e-3       # to 8 bits
+        ch = {k: v.pixels.astype(np.float32) for k, v in f.channels().items()}
+    assert sorted(ch) == ["A", "B", "G", "R"]
+    assert np.allclose(ch["R"][0], levels * 2 * 2, rtol=1e-3, atol=0)
+    assert np.allclose(ch["B"][0], levels * 2 * 2 * 0.25, rtol=1e-3, atol=0)
+    assert (ch["A"][:, 0] == 0.5).all() and (ch["A"][:, 1:] == 1.0).all()
 
 
 def test_a_plates_timecode_goes_through_to_the_render(tmp_path):

@@ -15,11 +15,7 @@ BAND_ROWS = 64
 
 def grade_frame(frame: np.ndarray, exposure: float = 0.0, contrast: float = 1.0, saturation: float = 1.0,
                 temperature: float = 6500.0, tint: float = 0.0, gamma: float = 1.0) -> np.ndarray:
-    lin = srgb_to_linear(to_float(frame))
-    gains = kelvin_gains(temperature) * np.float32(2.0 ** exposure)
-    # Tint: + pushes towards magenta, - towards green, keeping luminance.
-    gains = gains * np.array([1.0 + 0.5 * tint, 1.0 - tint, 1.0 + 0.5 * tint], np.float32)
-    lin = lin * gains
+    lin = srgb_to_linear(to_float(frame)) * _gains(exposure, temperature, tint)
     if saturation != 1.0:
         y = luma(lin)[..., None]
         lin = np.maximum(y + saturation * (lin - y), 0.0)
@@ -30,6 +26,32 @@ def grade_frame(frame: np.ndarray, exposure: float = 0.0, contrast: float = 1.0,
     if gamma != 1.0:
         enc = enc ** (1.0 / gamma)
     return to_uint8(enc)
+
+
+def _gains(exposure: float, temperature: float, tint: float) -> np.ndarray:
+    gains = kelvin_gains(temperature) * np.float32(2.0 ** exposure)
+    # Tint: + pushes towards magenta, - towards green, keeping luminance.
+    return gains * np.array([1.0 + 0.5 * tint, 1.0 - tint, 1.0 + 0.5 * tint], np.float32)
+
+
+def grade_linear(lin: np.ndarray, exposure: float = 0.0, contrast: float = 1.0, saturation: float = 1.0,
+                 temperature: float = 6500.0, tint: float = 0.0, gamma: float = 1.0) -> np.ndarray:
+    """grade_frame on float linear light (an EXR plate's pixels), unclipped: light above 1.0 keeps its
+    headroom through exposure, white balance and saturation (Nuke's Grade multiplies the same way), and
+    contrast and gamma bend the sRGB-encoded values above 1.0 on the same curve. Within 0..1 it is
+    grade_frame's result before 8-bit rounding."""
+    lin = np.asarray(lin, np.float32) * _gains(exposure, temperature, tint)
+    if saturation != 1.0:
+        y = luma(lin)[..., None]
+        lin = np.maximum(y + saturation * (lin - y), 0.0)
+    if contrast == 1.0 and gamma == 1.0:
+        return lin
+    enc = linear_to_srgb(lin)
+    if contrast != 1.0:
+        enc = np.maximum(MID_GREY + contrast * (enc - MID_GREY), 0.0)
+    if gamma != 1.0:
+        enc = enc ** (1.0 / gamma)
+    return srgb_to_linear(enc)
 
 
 def grader(exposure: float = 0.0, contrast: float = 1.0, saturation: float = 1.0, temperature: float = 6500.0,

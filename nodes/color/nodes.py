@@ -93,7 +93,9 @@ def grade(ctx, video: VIDEO,
 
     Exposure and white balance act on linear light like a camera; contrast and gamma act on
     the encoded picture like a grading panel. A clip with
-    transparency is corrected on its colour taken off black and keeps its alpha."""
-    from nodes.color.grade import grader
-    from nodes.common.stream import colour_frames
-    return colour_frames(ctx, video, grader(exposure, contrast, saturation, temperature, tint, gamma))
+    transparency is corrected on its colour taken off black and keeps its alpha. An EXR plate's float
+    pixels are graded too, unclipped, for an EXR written after it: light above 1.0 keeps its headroom."""
+    from nodes.color.grade import grade_linear, grader
+    from nodes.common.stream import colour_float, colour_frames
+    settings = (exposure, contrast, saturation, temperature, tint, gamma)
+    return colour_float(colour_frames(ctx, video, grader(*settings)), video, lambda lin: grade_linear(lin, *settings))

@@ -80,6 +80,34 @@ def moved(matte, fn, width: int, height: int):
     return None if matte is None else matte.map(fn, width, height)
 
 
+def moved_float(out, clip, fn):
+    """`out` (a node's result of `clip` through a move: resize, crop, flip) carrying clip's float pixels
+    (Clip.linear) through the same move, fn(float32 [n,H,W,C]) -> [n,H',W',C] for any C: premultiplied colour
+    and its alpha filter alike. Without, an EXR plate resized came out through 8-bit sRGB, clipped at 1.0."""
+    if clip.linear is None:
+        return out
+    return out.with_(linear=lambda a, b: fn(np.asarray(clip.linear(a, b), np.float32)))
+
+
+def colour_float(out, clip, fn):
+    """`out` (a node's result of `clip` through a colour operation) carrying clip's float pixels (Clip.linear)
+    through fn(float32 linear RGB [..., 3]) -> the same: unpremultiplied by their alpha first where they have
+    one, as Nuke grades an element, and premultiplied again after."""
+    if clip.linear is None:
+        return out
+
+    def linear(a: int, b: int) -> np.ndarray:
+        px = np.asarray(clip.linear(a, b), np.float32)
+        if px.shape[-1] == 3:
+            return fn(px)
+        alpha = px[..., 3:]
+        held = alpha > 0
+        straight = np.where(held, px[..., :3] / np.where(held, alpha, 1.0), 0.0)
+        return np.concatenate([fn(straight) * alpha, alpha], -1)
+
+    return out.with_(linear=linear)
+
+
 def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):
     """map_frames for a colour operation (a grade, a LUT): a clip with transparency (Clip.matte) has fn applied
     to its colour taken off black and laid back over it, so a lift or offset does not paint the transparent

@@ -43,9 +43,19 @@ def resize_clip(video, *, scale: float = 2.0, width: int = 0, height: int = 0, m
     size = target_size(video.width, video.height, scale, width, height)
     if method not in METHODS:
         raise NodeError(f"unknown resize method {method!r}; choose one of {', '.join(METHODS)}")
+    from nodes.common.stream import moved_float
     # The alpha is resized alike but not sharpened (a halo in a matte shows as a fringe on every background).
-    return map_frames(ctx, video, lambda f: resize_frame(f, size, method, sharpen), size[0], size[1]).with_(
+    out = map_frames(ctx, video, lambda f: resize_frame(f, size, method, sharpen), size[0], size[1]).with_(
         matte=resized_matte(video.matte, size, method))
+    return moved_float(out, video, lambda f: np.stack([_float_frame(x, size, method, sharpen) for x in f]))
+
+
+def _float_frame(frame: np.ndarray, size: Tuple[int, int], method: str, sharpen: float) -> np.ndarray:
+    """resize_frame of float pixels (Clip.linear, RGB or premultiplied RGBA): the colour sharpened, not the alpha."""
+    r = cv2.resize(frame, size, interpolation=METHODS[method])
+    if sharpen > 0:
+        r[..., :3] = unsharp(np.ascontiguousarray(r[..., :3]), sharpen)
+    return r
 
 
 def resized_matte(matte, size: Tuple[int, int], method: str = "lanczos"):

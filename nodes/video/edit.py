@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from graph_engine import Audio, Clip, NodeError
-from nodes.common.stream import moved
+from nodes.common.stream import moved, moved_float
 
 # Chunks of its source a clip read backwards computes at a time (forwards, in one pass): about 150 MB at 1080p.
 BACKWARDS_SPAN = 6
@@ -115,7 +115,7 @@ def concat(a: Clip, b: Clip) -> Clip:
 def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:
     import cv2
     interp = RESIZE_METHODS[method]
-    out = np.empty((len(frames), height, width, frames.shape[-1]), np.uint8)
+    out = np.empty((len(frames), height, width, frames.shape[-1]), frames.dtype)    # uint8, or float (Clip.linear)
     for i, f in enumerate(frames):
         out[i] = cv2.resize(f, (width, height), interpolation=interp).reshape(out[i].shape)   # a matte's 1 channel
     return out
@@ -150,7 +150,7 @@ def fitted_frames(frames: np.ndarray, width: int, height: int, method: str, fit:
     if fit == "crop":
         x, y = (w - width) // 2, (h - height) // 2
         return np.ascontiguousarray(scaled[:, y:y + height, x:x + width])
-    out = np.zeros((len(frames), height, width, frames.shape[-1]), np.uint8)
+    out = np.zeros((len(frames), height, width, frames.shape[-1]), frames.dtype)
     x, y = (width - w) // 2, (height - h) // 2
     out[:, y:y + h, x:x + w] = scaled
     return out
@@ -158,8 +158,10 @@ def fitted_frames(frames: np.ndarray, width: int, height: int, method: str, fit:
 
 def resize(clip: Clip, width: int, height: int, method: str = "area", fit: str = "stretch") -> Clip:
     w, h = fit_size(clip.width, clip.height, width, height)
-    return clip.map(lambda f: fitted_frames(f, w, h, method, fit), w, h).with_(matte=moved(
-        clip.matte, lambda f: fitted_frames(f, w, h, method, fit), w, h))
+
+    def move(frames: np.ndarray) -> np.ndarray:
+        return fitted_frames(frames, w, h, method, fit)
+    return moved_float(clip.map(move, w, h).with_(matte=moved(clip.matte, move, w, h)), clip, move)
 
 
 
@@ -173,7 +175,7 @@ def flip(clip: Clip, direction: str) -> Clip:
 
     def fn(frames: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.flip(frames, axes))
-    return clip.map(fn).with_(matte=moved(clip.matte, fn, clip.width, clip.height))
+    return moved_float(clip.map(fn).with_(matte=moved(clip.matte, fn, clip.width, clip.height)), clip, fn)
 
 
 def change_fps(clip: Clip, fps: float, mode: str) -> Clip:
