@@ -423,4 +423,11 @@ def to_yaml(graph: Graph, registry=None) -> str:
 
 
 def save_workflow(graph: Graph, path: Path, registry=None) -> None:
-    atomic_write_text(Path(path), to_yaml(graph, registry))
+    """Write `graph` as YAML to `path`; what the file held before is kept (graph_engine.versions)."""
+    from .config import log
+    from .versions import keep_previous
+    text = to_yaml(graph, registry)
+    why = keep_previous(Path(path), text.encode("utf-8"))
+    if why:
+        log.warning("%s", why)
+    atomic_write_text(Path(path), text)

@@ -692,3 +692,62 @@ def test_a_sticky_note_being_typed_is_in_the_autosave(win, qtbot, monkeypatch):
     assert win.doc.graph.ui["_notes"][nid]["text"] == "Note", "the autosave applied the typing to the workflow"
     answer(monkeypatch, QMessageBox.Discard)
     assert win.close()
+
+
+# -- a save keeps the workflow it replaces ---------------------------------------------------------------
+def test_a_save_keeps_the_workflow_it_replaced_and_restoring_it_is_one_undo_step(win, tmp_path, monkeypatch):
+    """Saving a bad edit over a good workflow lost the good one for good once the editor closed: undo
+    dies with the window, and the autosave is dropped by the save."""
+    from graph_engine.versions import previous_versions
+    path = tmp_path / "shot.yaml"
+    a = win.controller.add_node("test.echo", (0, 0))
+    b = win.controller.add_node("test.echo", (300, 0))
+    win.controller.set_param(a, "text", "a fox at dawn")
+    assert win._save_to(path)
+    assert previous_versions(path) == [], "a new file replaced nothing"
+    win.controller.delete([b])
+    win.controller.set_param(a, "text", "a bad edit")
+    assert win._save_to(path)
+    assert win._save_to(path)            # unchanged: nothing new to keep
+    kept = previous_versions(path)
+    assert len(kept) == 1 and "a fox at dawn" in kept[0].file.read_text() and b in kept[0].file.read_text()
+
+    win._fill_versions()
+    acts = [x for x in win.versions_menu.actions() if x.isEnabled()]
+    assert len(acts) == 1 and f"{kept[0].saved:%H:%M:%S}" in acts[0].text()
+    acts[0].trigger()
+    assert win.doc.graph.nodes[a].params["text"] == "a fox at dawn" and b in win.doc.graph.nodes
+    assert win.doc.modified and "a bad edit" in path.read_text(), "restoring wrote to the file by itself"
+    win.undo_action.trigger()
+    assert win.doc.graph.nodes[a].params["text"] == "a bad edit" and b not in win.doc.graph.nodes
+    win.redo_action.trigger()
+    assert win._save_to(path)
+    assert "a fox at dawn" in path.read_text()
+    kept = previous_versions(path)
+    assert len(kept) == 2 and "a bad edit" in kept[0].file.read_text(), "the newest version comes first"
+
+
+def test_a_save_whose_old_version_cannot_be_kept_still_saves_and_says_so(make_window, tmp_path, monkeypatch):
+    blocker = tmp_path / "config-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(blocker))
+    w = make_window()
+    path = tmp_path / "shot.yaml"
+    n = w.controller.add_node("test.echo", (0, 0))
+    assert w._save_to(path)
+    w.controller.set_param(n, "text", "second")
+    assert w._save_to(path)
+    assert "second" in path.read_text()
+    log = w.log.toPlainText()
+    assert "could be kept" in log and str(blocker) in log and "Restore Saved Version" in log, log
+
+
+def test_untitled_and_unsaved_workflows_say_why_no_version_is_offered(win, tmp_path):
+    win._fill_versions()
+    assert [x.text() for x in win.versions_menu.actions()] == [
+        "(save the workflow first: each later save keeps what it replaces)"]
+    win.controller.add_node("test.echo", (0, 0))
+    assert win._save_to(tmp_path / "new.yaml")
+    win._fill_versions()
+    assert [x.isEnabled() for x in win.versions_menu.actions()] == [False]
+    assert "none yet" in win.versions_menu.actions()[0].text()

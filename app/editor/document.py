@@ -19,11 +19,13 @@ from graph_engine.errors import WorkflowError
 from graph_engine.graph import Event, Graph
 from graph_engine.registry import default_registry
 from graph_engine.validate import validate
+from graph_engine.versions import keep_previous
 from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines, parse_workflow, read_text, to_yaml
 
 from .commands import GraphCommand
 from .geometry import node_size
 from .layout import auto_layout
+from . import ops
 from .ops import Op, SetParam
 
 
@@ -73,6 +75,7 @@ class Document(QObject):
         # What the file at `path` holds that the graph does not (parse problems marked dropped):
         # saving over it would remove them, so the window asks first. Empty once a save wrote it.
         self.unread: List[Problem] = [p for p in problems if p.dropped]
+        self.version_problem: Optional[str] = None  # why the last save kept no copy of what it replaced
         self.revision = 0
         self.undo = QUndoStack(self)
         # A bound slot, not a lambda: Qt drops it with the document, so the undo stack's last
@@ -163,6 +166,7 @@ class Document(QObject):
             for op in self._follow_inputs(target):
                 op.do(moved_graph)
         data = self.text(target, moved_graph).encode("utf-8")
+        self.version_problem = keep_previous(target, data)
         write_atomic(target, data)
         if follow:           # one undo step, so the open workflow reads the same files as the one saved
             self.push("Keep input paths after Save As", follow)
@@ -174,6 +178,24 @@ class Document(QObject):
         if moved:
             self.pathChanged.emit(target)
         return target
+
+    def restore(self, text: str, label: str) -> List[Problem]:
+        """Replace the graph with the workflow in `text` (an earlier version of this file) as one undo
+        step: Undo brings back what was open, and nothing is written until Save. Returns what could
+        not be read from it; a text that yields no graph at all raises WorkflowError."""
+        other = Document.from_text(text, self.path, self.registry)
+        new = other.graph
+        other.close()
+        todo: List[Op] = [ops.RemoveNode(n) for n in list(self.graph.nodes)]
+        # Groups, notes, reroutes and the view: those only the current graph has are cleared too.
+        todo += [ops.SetUi(k, new.ui.get(k)) for k in sorted(set(self.graph.ui) | set(new.ui)) if k.startswith("_")]
+        for nid, inst in new.nodes.items():
+            todo.append(ops.AddNode(inst.type, nid, inst.params, inst.version, new.ui.get(nid), inst.bypass,
+                                    inst.title))
+        todo += [ops.Connect(l.src, l.src_port, l.dst, l.dst_port) for l in new.links()]
+        todo.append(ops.SetMeta(new.name, new.description))
+        self.push(label, todo)
+        return other.problems
 
     def changed_on_disk(self) -> bool:
         """True when the file this document came from now holds something else than what was

@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QM
 
 from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.registry import did_you_mean
+from graph_engine.versions import previous_versions
+from graph_engine.workflow import read_text
 
 from .autosave import Autosaver
 from .camera_preview import camera_path_image, is_camera
@@ -163,6 +165,8 @@ class MainWindow(QMainWindow):
         self.examples_menu.aboutToShow.connect(self._fill_examples)
         self._act(f, "&Save", self.save, "Ctrl+S")
         self._act(f, "Save &As…", self.save_as, "Ctrl+Shift+S")
+        self.versions_menu = f.addMenu("Restore Saved &Version")
+        self.versions_menu.aboutToShow.connect(self._fill_versions)
         f.addSeparator()
         self._act(f, "Close Window", self.close, "Ctrl+W")
         self._act(f, "&Quit", self._quit, "Ctrl+Q")
@@ -437,6 +441,32 @@ class MainWindow(QMainWindow):
         if not self.settings.recent_files:
             self.recent_menu.addAction("(none)").setEnabled(False)
 
+    def _fill_versions(self) -> None:
+        self.versions_menu.clear()
+        found = previous_versions(self.doc.path) if self.doc.path is not None else []
+        for v in found:
+            self.versions_menu.addAction(f"As it was before the save at {v.saved:%Y-%m-%d %H:%M:%S}",
+                                         lambda v=v: self.restore_version(v))
+        if self.doc.path is None:
+            self.versions_menu.addAction("(save the workflow first: each later save keeps what it replaces)"
+                                         ).setEnabled(False)
+        elif not found:
+            self.versions_menu.addAction("(none yet: each save that changes the file keeps what it replaces)"
+                                         ).setEnabled(False)
+
+    def restore_version(self, version) -> bool:
+        """Open an earlier version of this workflow in place of the current graph, as one undo step."""
+        when = f"{version.saved:%Y-%m-%d %H:%M:%S}"
+        try:
+            problems = self.doc.restore(read_text(version.file), f"Restore the version replaced at {when}")
+        except (WorkflowError, OSError) as e:
+            QMessageBox.warning(self, "Not restored", f"The version kept at {version.file} could not be read: {e}")
+            return False
+        for p in problems:
+            self.log.log("warn", str(p))
+        self.message(f"Restored the workflow as it was before the save at {when}: Save keeps it, Undo goes back")
+        return True
+
     def _fill_examples(self) -> None:
         # Someone new faced an empty canvas and a file dialog: the examples were in a folder of the
         # source tree they had to know about.
@@ -500,6 +530,8 @@ class MainWindow(QMainWindow):
                                                    f"open here: use File > Save As… to save them somewhere else.")
             return False
         self.settings.add_recent_file(str(self.doc.path))
+        if self.doc.version_problem:
+            self.log.log("warn", f"{self.doc.version_problem}; File > Restore Saved Version will not offer it")
         self.message(f"Saved {self.doc.path}")
         return True
 

@@ -1,0 +1,86 @@
+"""Earlier versions of a workflow file: a save never silently destroys the workflow it replaces.
+
+Autosave covers a crash, and undo covers the open session; neither helps the artist who saved a
+bad edit over a good workflow and closed the editor (Blender keeps `.blend1` for this). Before a
+save replaces a file's bytes with different ones, the old bytes are kept as
+`<config>/versions/<stem>-<hash of the file's path>/<time>.yaml`, the newest KEEP of them.
+
+They live in the config folder rather than beside the workflow: project folders are often git
+repositories or shared drives, where a `.1` file per save is clutter that others see. A workflow is a
+few kilobytes, so keeping them costs nothing worth bounding by size."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from . import config
+from .atomic import write_bytes
+from .errors import NodeError
+
+KEEP = 20
+SOURCE = "source.txt"      # the workflow a folder belongs to, for someone browsing the folder
+
+
+@dataclass(frozen=True)
+class Version:
+    file: Path
+    saved: datetime.datetime     # when the save that replaced it happened (local time)
+
+
+def versions_dir() -> Path:
+    return config.config_dir() / "versions"
+
+
+def _folder(path: Path) -> Path:
+    where = os.path.realpath(path)
+    return versions_dir() / f"{Path(where).stem}-{hashlib.sha1(where.encode('utf-8')).hexdigest()[:10]}"
+
+
+def keep_previous(path: Path, new: bytes) -> Optional[str]:
+    """Keep what `path` holds now before a save writes `new` over it. Returns why it could not be
+    kept (the save itself goes on: refusing to save would risk the open work instead), else None."""
+    try:
+        old = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"the version of {path} being replaced could not be read to keep a copy ({e.strerror})"
+    if old == new:
+        return None
+    folder = _folder(Path(path))
+    # Microseconds: two saves in one second are two versions, and names sort in time order.
+    name = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f") + ".yaml"
+    try:
+        write_bytes(folder / name, old, record=False)
+        if not (folder / SOURCE).exists():
+            write_bytes(folder / SOURCE, (os.path.realpath(path) + "\n").encode("utf-8"), record=False)
+        for stale in _files(folder)[KEEP:]:
+            stale.unlink()
+    except OSError as e:
+        return f"no copy of the version of {Path(path).name} being replaced could be kept in {folder} ({e.strerror})"
+    except NodeError as e:       # a file where the folder should be
+        return f"no copy of the version of {Path(path).name} being replaced could be kept: {e}"
+    return None
+
+
+def _files(folder: Path) -> List[Path]:
+    try:
+        return sorted((p for p in folder.iterdir() if p.suffix == ".yaml"), reverse=True)
+    except OSError:
+        return []
+
+
+def previous_versions(path: Path) -> List[Version]:
+    """The kept versions of the workflow at `path`, newest first."""
+    out = []
+    for f in _files(_folder(Path(path))):
+        try:
+            saved = datetime.datetime.strptime(f.stem, "%Y%m%d-%H%M%S-%f")
+        except ValueError:
+            continue          # not ours (someone put a file there)
+        out.append(Version(f, saved))
+    return out
