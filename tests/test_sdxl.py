@@ -171,12 +171,11 @@ def test_an_sdxl_inpainting_checkpoint_loads_and_inpaints(models, tmp_path):
 
 
 @pytest.mark.parametrize("kind,change,says", [
-    ("vpred", lambda s: {**s, "v_pred": torch.tensor([])}, "is a v-prediction SDXL checkpoint"),
     ("playground", lambda s: {**s, "edm_mean": torch.zeros(1, 4, 1, 1), "edm_std": torch.ones(1, 4, 1, 1)},
      "is Playground v2.5")])
 def test_sdxl_shaped_checkpoints_trained_otherwise_are_named(models, tmp_path, kind, change, says):
-    """SDXL-shaped files that would sample noise through the SDXL path (an inpainting UNet fails on its channels;
-    v-prediction and Playground's EDM files would run and give noise): named, with what to load instead."""
+    """SDXL-shaped files that would sample noise through the SDXL path (Playground's EDM files would run and give
+    noise): named, with what to load instead."""
     from safetensors.torch import save_file
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.weights import load_weights
@@ -185,6 +184,112 @@ def test_sdxl_shaped_checkpoints_trained_otherwise_are_named(models, tmp_path, k
     with pytest.raises(NodeError) as e:
         ModelManager().load("sdxl", str(path))
     assert f"xl_{kind}.safetensors {says}" in str(e.value) and "SDXL base checkpoint" in str(e.value), str(e.value)
+
+
+def _vpred_file(models, tmp_path, *markers) -> Path:
+    """The tiny checkpoint with ComfyUI's marker tensors (NoobAI-XL V-Pred ships `v_pred` and `ztsnr`), its
+    tokenizer folder beside it as for the original."""
+    import shutil
+    from safetensors.torch import save_file
+    from nodes.generate.weights import load_weights
+    state = {k: v.contiguous() for k, v in load_weights(models / "checkpoints" / CKPT).items()}
+    path = tmp_path / "noob_vpred_tiny.safetensors"
+    save_file({**state, **{m: torch.tensor([]) for m in markers}}, str(path))
+    shutil.copytree(models / "checkpoints" / CKPT.replace(".safetensors", ""), tmp_path / path.stem)
+    return path
+
+
+def _diffusers_vpred(models, rescale=0.0, **kw):
+    """diffusers' own answer for the tiny weights as a v-prediction, zero-terminal-SNR model (its Euler scheduler's
+    rescale_betas_zero_snr with trailing timesteps, as the NoobAI and zsnr papers' model cards say to run them)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    ref = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref.scheduler = EulerDiscreteScheduler.from_config(ref.scheduler.config, prediction_type="v_prediction",
+                                                       rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    return ref("a cat", negative_prompt="blurry", width=64, height=48, num_inference_steps=4, guidance_scale=5.0,
+               guidance_rescale=rescale, generator=torch.Generator().manual_seed(7), **kw).images
+
+
+def test_a_vpred_ztsnr_checkpoint_samples_as_diffusers_does(models, tmp_path):
+    """A checkpoint with `v_pred` and `ztsnr` (NoobAI-XL V-Pred) is read as a v-prediction model trained to zero
+    terminal SNR, and with CFG rescale gives the latent diffusers' pipeline gives with prediction_type v_prediction,
+    rescale_betas_zero_snr and guidance_rescale 0.7. It used to be refused ("does not run yet")."""
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.nodes import rescale_cfg_guide
+    path = _vpred_file(models, tmp_path, "v_pred", "ztsnr")
+    got = describe_model(path)
+    assert got["loads"] == "yes" and "v-prediction, zero terminal SNR" in got["note"], got
+    mm = ModelManager()
+    h = mm.load("sdxl", str(path))
+    ours = _sample(h, mm.components(h)).samples[:, :, 0]
+    want = _diffusers_vpred(models, output_type="latent")
+    assert float((want - ours).abs().max() / want.abs().max()) < 1e-4
+    rescaled = _sample(rescale_cfg_guide(None, h, 0.7), mm.components(h)).samples[:, :, 0]
+    want = _diffusers_vpred(models, 0.7, output_type="latent")
+    assert float((want - rescaled).abs().max() / want.abs().max()) < 1e-4
+    assert float((rescaled - ours).abs().max() / want.abs().max()) > 1e-2      # the rescale did something
+
+
+def test_model_sampling_overrides_what_the_file_says(models, tmp_path):
+    """model.sampling (ComfyUI's ModelSamplingDiscrete) sets the prediction type either way: the plain file sampled
+    as v-prediction with zsnr is the marked file's run, and the marked file sampled as epsilon is the plain one's.
+    On a flow model it is refused by name."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.nodes import model_sampling
+    mm = ModelManager()
+    plain = mm.load("sdxl", CKPT)
+    marked = mm.load("sdxl", str(_vpred_file(models, tmp_path, "v_pred", "ztsnr")))
+    parts = mm.components(plain)
+    as_v = _sample(model_sampling(None, plain, "v_prediction", True), parts).samples
+    assert torch.allclose(as_v, _sample(marked, parts).samples, atol=1e-5)
+    as_eps = _sample(model_sampling(None, marked, "epsilon", False), parts).samples
+    assert torch.allclose(as_eps, _sample(plain, parts).samples, atol=1e-5)
+    assert not torch.allclose(as_v, as_eps, atol=1e-2)
+    assert plain.pipe.scheduler.config.prediction_type == "epsilon"         # the shared pipeline is left as it was
+    from dataclasses import replace
+    with pytest.raises(NodeError) as e:
+        model_sampling(None, replace(plain, family="wan"), "v_prediction", False)
+    assert "SD and SDXL" in str(e.value) and "remove model.sampling" in str(e.value)
+
+
+def test_comfyui_vpred_workflow_with_split_samplers_runs_as_diffusers(models, tmp_path):
+    """A NoobAI-style ComfyUI graph: CheckpointLoaderSimple -> ModelSamplingDiscrete (v_prediction, zsnr) ->
+    RescaleCFG 0.7, then two KSamplerAdvanced (steps 0-2 returning leftover noise, 2-4 adding none), VAEDecode,
+    SaveImage. Every node maps exactly, and the saved image is diffusers' for the same settings (trailing
+    timesteps are ComfyUI's simple schedule on the 1000-level table)."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+
+    def n(cls, **inputs):
+        return {"class_type": cls, "inputs": inputs}
+
+    def ksa(model, latent, start, end, add, leftover):
+        return n("KSamplerAdvanced", add_noise=add, noise_seed=7, steps=4, cfg=5.0, sampler_name="euler",
+                 scheduler="simple", start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover,
+                 model=model, positive=["6", 0], negative=["7", 0], latent_image=latent)
+    api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT),
+           "10": n("ModelSamplingDiscrete", sampling="v_prediction", zsnr=True, model=["4", 0]),
+           "11": n("RescaleCFG", multiplier=0.7, model=["10", 0]),
+           "6": n("CLIPTextEncode", text="a cat", clip=["4", 1]),
+           "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+           "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
+           "3": ksa(["11", 0], ["5", 0], 0, 2, "enable", "enable"),
+           "12": ksa(["11", 0], ["3", 0], 2, 10000, "disable", "disable"),
+           "8": n("VAEDecode", samples=["12", 0], vae=["4", 2]),
+           "9": n("SaveImage", filename_prefix="noob", images=["8", 0])}
+    res = import_data(api)
+    assert all(e.status == "exact" for e in res.report.entries.values()), res.report.entries
+    (ms,) = [n for n in res.graph.nodes.values() if n.type == "model.sampling"]
+    assert (ms.params["prediction"], ms.params["zsnr"]) == ("v_prediction", True)
+    wf = tmp_path / "noob.kino.yaml"
+    wf.write_text(res.yaml)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    (png,) = list(tmp_path.rglob("*.png"))
+    got = np.asarray(Image.open(png).convert("RGB"), np.float32) / 255
+    want = _diffusers_vpred(models, 0.7, output_type="np")[0]
+    assert got.shape == want.shape and float(np.abs(got - want).max()) < 3 / 255
 
 
 def test_an_sdxl_unet_alone_says_to_load_the_checkpoint(models, tmp_path):

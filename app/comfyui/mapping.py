@@ -155,6 +155,14 @@ def comfy_file(v):
     raise Approx(m[1], f"{m[1]} is in ComfyUI's {m[2]} folder: copy it beside the workflow (or give its full path)")
 
 
+def prediction(v):
+    """eps, v_prediction and x0 as they are; lcm and img_to_img sample as epsilon"""
+    if v in ("eps", "v_prediction", "x0"):
+        return {"eps": "epsilon"}.get(v, v)
+    raise Approx("epsilon", f"ModelSamplingDiscrete's {v!r} sampling (LCM LoRAs' boundary conditions, img_to_img) "
+                            "is not in Kinograph; sampled as epsilon")
+
+
 def positive_int(v):
     return max(int(v), 0)
 
@@ -421,6 +429,11 @@ RULES: Dict[str, Rule] = {
                            {"image": "image"}, ("image",)),
     # model tweaks
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    "ModelSamplingDiscrete": Rule("model.sampling", ("sampling", "zsnr"),
+                                  (P("sampling", "prediction", prediction), P("zsnr", "zsnr", enable)),
+                                  {"model": "model"}, ("model",)),
+    "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
+                       ("model",)),
     "DifferentialDiffusion": Rule("model.differential_diffusion", ("strength",), (P("strength", "strength"),),
                                   {"model": "model"}, ("model",)),
     "VideoLinearCFGGuidance": Rule("guide.linear_cfg", ("min_cfg",), (P("min_cfg", "min_cfg"),), {"model": "model"},

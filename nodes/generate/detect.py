@@ -431,8 +431,11 @@ def _sd(k: Keys) -> Optional[Detection]:
     if in_ch == 9:
         variant += "-inpainting"
     role = "checkpoint" if k.starts("cond_stage_model.", "first_stage_model.", "conditioner.") else "diffusion_model"
+    extra = {"context_dim": ctx[1] if ctx else 0}
+    if k.has("v_pred"):         # ComfyUI's marker tensors of v-prediction fine-tunes (NoobAI-XL V-Pred)
+        extra["prediction"] = "v-prediction, zero terminal SNR" if k.has("ztsnr") else "v-prediction"
     return Detection(role, "sd", variant, layout=layout, prefix=prefix or "", why="input_blocks / out" if
-                     layout == "original" else "conv_in / time_embedding", extra={"context_dim": ctx[1] if ctx else 0})
+                     layout == "original" else "conv_in / time_embedding", extra=extra)
 
 
 def _motion(k: Keys) -> Optional[Detection]:

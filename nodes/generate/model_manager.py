@@ -502,6 +502,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
     if det.role == "checkpoint" and det.family == "sd" and det.variant.replace("-inpainting", "") in ("sd15", "sdxl"):
         node = "load.sdxl (or load.model)" if det.variant.startswith("sdxl") else "load.sd (or load.model)"
+        if (det.extra or {}).get("prediction"):
+            node += f"; sampled as {det.extra['prediction']} (its own markers)"
         return True, node + ("; inpaints with condition.inpaint or vae.encode_inpaint"
                              if det.variant.endswith("-inpainting") else "")
     if det.role == "controlnet":

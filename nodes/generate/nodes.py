@@ -518,6 +518,32 @@ def linear_cfg_guide(ctx, model: MODEL, min_cfg: float = Param(1.0, min=0.0, max
     return model.with_option("min_cfg", float(min_cfg))
 
 
+@node("model.sampling", title="Prediction Type", category="Sampling", passes={"model": "model"})
+def model_sampling(ctx, model: MODEL,
+                   prediction: str = Param("v_prediction", choices=("epsilon", "v_prediction", "x0"),
+                                           help="what the network was trained to predict: noise (most SD/SDXL), "
+                                                "velocity (NoobAI-XL V-Pred, SD 2.x 768-v) or the clean image"),
+                   zsnr: bool = Param(False, help="zero terminal SNR: the first step starts from pure noise, for "
+                                                  "models trained that way (ztsnr)")) -> MODEL:
+    """Sample an SD or SDXL model as trained when the file does not say (ComfyUI's ModelSamplingDiscrete): a
+    v-prediction model sampled as epsilon gives grey noise. Checkpoints with v_pred / ztsnr markers are set up
+    from them; this overrides either way."""
+    from nodes.generate.adapters import get_adapter
+    if get_adapter(model.family).space != "vp" or get_adapter(model.family).prediction != "epsilon":
+        raise NodeError(f"the prediction type is set for SD and SDXL models; {model.family} models are sampled as "
+                        "they were trained: remove model.sampling")
+    return model.with_option("sampling", ({"x0": "sample"}.get(prediction, prediction), bool(zsnr)))
+
+
+@node("guide.rescale_cfg", title="Rescale CFG", category="Sampling", passes={"model": "model"})
+def rescale_cfg_guide(ctx, model: MODEL, multiplier: float = Param(0.7, min=0.0, max=1.0,
+                                                                    help="0: plain guidance; 1: fully rescaled")
+                      ) -> MODEL:
+    """Guidance rescaled to the conditional prediction's spread (ComfyUI's RescaleCFG, diffusers' guidance_rescale):
+    keeps high cfg from burning colours out; v-prediction and zero-terminal-SNR models want about 0.7."""
+    return model.with_option("rescale_cfg", float(multiplier))
+
+
 @node("latent.upscale", title="Upscale Latent", category="Latent")
 def latent_upscale(ctx, latent: LATENT,
                    scale: float = Param(1.5, min=0.01, max=8.0, help="factor on width and height (rounded to "

@@ -108,8 +108,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     prediction, so it comes out as it went in. `mask_at(mask, sigma)`: the mask a step applies (differential
     diffusion's, inpaint.differential)."""
     pipe = handle.pipe
+    levels = sampling_view(handle)
     min_cfg = handle.option("min_cfg")
-    tfn = adapter.timestep_fn(pipe)
+    rescale = handle.option("rescale_cfg")
+    tfn = adapter.timestep_fn(levels)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
     clean_keep = keep is not None and adapter.keeps_clean(handle)
@@ -136,7 +138,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             inputs["guidance"] = cfg
         t = tfn(sigma).to(device)
         out = adapter.forward(handle, torch.cat([x_in] * len(conds)).to(device, dtype), t, inputs)
-        den = adapter.denoised(pipe, torch.cat([x] * len(conds)), s, out.to(x.device))
+        den = adapter.denoised(levels, torch.cat([x] * len(conds)), s, out.to(x.device))
         if not guided:
             return den
         uncond, cond = den.chunk(2)
@@ -144,9 +146,47 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             g = adapter.guidance_scale(cfg, len(idx), x.device)
         else:
             g = linear_cfg(min_cfg, cfg, max(num_frames, max(idx) + 1))[idx].to(x.device, x.dtype).view(1, 1, -1, 1, 1)
-        return uncond + (cond - uncond) * g
+        mixed = uncond + (cond - uncond) * g
+        return mixed if not rescale else rescale_cfg(x, s, cond, mixed, float(rescale), adapter.space == "flow")
 
     return model_fn
+
+
+def rescale_cfg(x, sigma, cond, guided, multiplier: float, flow: bool = False):
+    """Guidance rescaled towards the conditional prediction's spread (Lin et al. 2024, section 3.4; ComfyUI's
+    RescaleCFG): in velocity space, the guided output is scaled to the conditional one's standard deviation per
+    batch item and mixed in by `multiplier`, which keeps high cfg (and zero-terminal-SNR models) from burning out.
+    cond and guided are x0 predictions at x (the sampler's frame, noise level sigma); returns the guided x0."""
+    if flow:        # x = (1 - s) x0 + s n: velocity n - x0 = (x - x0) / s
+        to_v, from_v = (lambda d: (x - d) / sigma), (lambda v: x - sigma * v)
+    else:           # x = x0 + s n, the network sees x / sqrt(1 + s^2): v = (x / (1 + s^2) - x0) sqrt(1 + s^2) / s
+        k = (1 + sigma ** 2) ** 0.5
+        to_v, from_v = (lambda d: (x / k ** 2 - d) * k / sigma), (lambda v: x / k ** 2 - v * sigma / k)
+    v_cond, v_cfg = to_v(cond), to_v(guided)
+    dims = list(range(1, x.ndim))
+    rescaled = v_cfg * (v_cond.std(dim=dims, keepdim=True) / v_cfg.std(dim=dims, keepdim=True))
+    return from_v(multiplier * rescaled + (1 - multiplier) * v_cfg)
+
+
+class _Resampled:
+    """A loaded pipeline seen with another scheduler (model.sampling): the samplers read the noise levels and the
+    prediction type from it; everything else is the pipeline's own."""
+
+    def __init__(self, pipe, scheduler):
+        self._pipe, self.scheduler = pipe, scheduler
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+
+def sampling_view(handle):
+    """The pipeline whose scheduler gives this run's noise levels and prediction type: the loaded one, or with
+    model.sampling's prediction type / zero terminal SNR (the loaded pipeline is shared and stays as it is)."""
+    over = handle.option("sampling")
+    if not over:
+        return handle.pipe
+    from nodes.generate.split import resampled
+    return _Resampled(handle.pipe, resampled(handle.pipe.scheduler, *over))
 
 
 def linear_cfg(lo: float, hi: float, frames: int) -> torch.Tensor:
@@ -199,7 +239,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     dtype = handle.denoiser.dtype
     device = handle.denoiser.device if handle.device == "cpu" else torch.device(handle.device)
     shift = handle.option("flow_shift")
-    sigmas = make_sigmas(adapter, pipe, steps, scheduler, denoise, x0.shape, shift)
+    levels = sampling_view(handle)
+    sigmas = make_sigmas(adapter, levels, steps, scheduler, denoise, x0.shape, shift)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
@@ -243,7 +284,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                                       lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
     mask_at = None
     if keep is not None and handle.option("differential") is not None:
-        mask_at = differential(adapter.timestep_fn(pipe), sigmas, adapter.sigma_range(pipe)[0],
+        mask_at = differential(adapter.timestep_fn(levels), sigmas, adapter.sigma_range(levels)[0],
                                float(handle.option("differential")))
     guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep,
                              noise.to(device), mask_at)
@@ -279,7 +320,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         kw["noise_sampler"] = lambda i: torch.randn(x0.shape, generator=gen, dtype=torch.float32)
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
-        sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, pipe, n_steps, scheduler, denoise,
+        sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
                                                                   x0.shape, shift)
         current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),

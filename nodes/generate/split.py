@@ -114,6 +114,29 @@ def scheduler(family: str, kind: str = ""):
     return getattr(diffusers, cfg["_class_name"]).from_config({k: v for k, v in cfg.items() if not k.startswith("_")})
 
 
+PREDICTIONS = ("epsilon", "v_prediction", "sample")
+
+
+def resampled(base, prediction: str = "", zsnr: bool = False):
+    """A scheduler like `base` whose network predicts `prediction` (epsilon, v_prediction, sample = x0), with
+    zero-terminal-SNR noise levels when zsnr: the last training level is pure noise (Lin et al. 2024), as a
+    v-prediction checkpoint's v_pred / ztsnr markers or ComfyUI's ModelSamplingDiscrete ask. Zero terminal SNR is
+    diffusers' EulerDiscreteScheduler's rescale_betas_zero_snr (its last level held at 2**-24) with trailing
+    timesteps, so the first step starts from that pure-noise level; the samplers read only the levels."""
+    import diffusers
+    over = {"prediction_type": prediction or base.config.get("prediction_type") or "epsilon"}
+    if over["prediction_type"] not in PREDICTIONS:
+        raise NodeError(f"unknown prediction type {over['prediction_type']!r}; choose one of {', '.join(PREDICTIONS)}")
+    cls = type(base)
+    if zsnr:
+        over.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+        cls = diffusers.EulerDiscreteScheduler
+    elif base.config.get("rescale_betas_zero_snr"):
+        # Off on a model set up for it (a ztsnr file sampled as a plain one): SD's and SDXL's own leading timesteps.
+        over.update(rescale_betas_zero_snr=False, timestep_spacing="leading")
+    return cls.from_config(base.config, **over)
+
+
 # -- the four loaders ----------------------------------------------------------------------
 def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> ModelHandle:
     from nodes.generate.model_manager import dtype_of

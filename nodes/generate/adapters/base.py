@@ -128,12 +128,23 @@ class Adapter:
             return x
         return x / (1 + sigma ** 2) ** 0.5
 
+    def prediction_type(self, pipe) -> str:
+        """What the network outputs. A family trained on noise (SD, SDXL) has v-prediction and x0 fine-tunes
+        (NoobAI-XL v-pred, SD 2.x 768-v): their scheduler says so (from the checkpoint's v_pred marker, a diffusers
+        folder's scheduler config, or model.sampling)."""
+        if self.space == "flow" or self.prediction != "epsilon":
+            return self.prediction
+        return getattr(pipe.scheduler, "config", {}).get("prediction_type") or self.prediction
+
     def denoised(self, pipe, x: torch.Tensor, sigma: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """x0 from the network output, in the sampler's frame."""
         out = out.to(x.dtype)
         if self.space == "flow":
             return x - sigma * out
-        if self.prediction == "v_prediction":
+        prediction = self.prediction_type(pipe)
+        if prediction == "sample":
+            return out
+        if prediction == "v_prediction":
             a = 1 / (1 + sigma ** 2) ** 0.5
             return (x * a) * a - (sigma * a) * out
         return x - sigma * out

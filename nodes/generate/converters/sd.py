@@ -78,7 +78,7 @@ def sd15_pipeline(path, dtype):
     from graph_engine import NodeError
     from nodes.generate import converters
     from nodes.generate.detect import detect_file
-    from nodes.generate.split import scheduler, tokenizer
+    from nodes.generate.split import tokenizer
     from nodes.generate.weights import load_weights
     det = detect_file(path)
     # An inpainting checkpoint (9 input channels: latent, mask, masked picture) builds the same way; sampling adds
@@ -94,6 +94,19 @@ def sd15_pipeline(path, dtype):
     clip = convert_ldm_clip_checkpoint(state)
     clip_det = Detection("text_encoder", "clip_l")
     text = converters.build(clip_det, clip, dtype, where)
+    from nodes.generate.detect import read_header
     return StableDiffusionPipeline(vae=vae_net, text_encoder=text, tokenizer=tokenizer(path, clip_det), unet=net,
-                                   scheduler=scheduler("sd"), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+                                   scheduler=file_scheduler("sd", read_header(path).shapes), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def file_scheduler(family: str, keys):
+    """The family's scheduler as a checkpoint's marker tensors ask: `v_pred` (a v-prediction fine-tune: NoobAI-XL
+    V-Pred, SD 1.5 v-pred models) and `ztsnr` (trained to zero terminal SNR), as ComfyUI reads them. Without
+    them an epsilon model; model.sampling overrides either way."""
+    from nodes.generate.split import resampled, scheduler
+    base = scheduler(family)
+    if "v_pred" not in keys:
+        return base
+    return resampled(base, "v_prediction", "ztsnr" in keys)
+

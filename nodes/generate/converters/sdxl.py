@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from graph_engine import NodeError
 from nodes.generate.converters import Built, count, model_config, register
-from nodes.generate.converters.sd import _unet_config, ldm_vae
+from nodes.generate.converters.sd import _unet_config, file_scheduler, ldm_vae
 from nodes.generate.detect import Detection
 
 OPEN_CLIP = "conditioner.embedders.1.model."
@@ -76,7 +76,7 @@ def sdxl_pipeline(path, dtype):
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
     from nodes.generate import converters
     from nodes.generate.detect import detect_file
-    from nodes.generate.split import scheduler, tokenizer
+    from nodes.generate.split import tokenizer
     from nodes.generate.weights import load_weights
     det = detect_file(path)
     keys = _keys(path)
@@ -99,7 +99,7 @@ def sdxl_pipeline(path, dtype):
     tok_2 = copy.deepcopy(tok)
     tok_2.pad_token = "!"                   # OpenCLIP pads with token 0 ("!"), CLIP-L with its end token
     return StableDiffusionXLPipeline(vae=vae_net, text_encoder=text, text_encoder_2=text_2, tokenizer=tok,
-                                     tokenizer_2=tok_2, unet=net, scheduler=scheduler("sdxl"),
+                                     tokenizer_2=tok_2, unet=net, scheduler=file_scheduler("sdxl", keys),
                                      force_zeros_for_empty_prompt=False)
 
 
@@ -132,10 +132,6 @@ def refuse_unsupported(path, det, keys=()) -> None:
     if "edm_mean" in keys or "edm_std" in keys:
         raise NodeError(f"{path.name} is Playground v2.5 (SDXL-shaped, trained with EDM noise levels and its own "
                         f"latent scale), which Kinograph does not run. {base}")
-    if "v_pred" in keys:
-        raise NodeError(f"{path.name} is a v-prediction SDXL checkpoint (its v_pred marker; NoobAI-XL v-pred and kin), "
-                        f"which Kinograph does not run yet: it would sample noise. {base}, or an epsilon release "
-                        "of the same model")
     if det.role == "diffusion_model" and det.family == "sdxl":
         raise NodeError(f"{path.name} is an SDXL UNet alone (diffusion_models/). {ALL_IN_ONE}")
     if det.family in ("sd", "sdxl") and det.variant.startswith("sdxl-refiner"):
