@@ -111,22 +111,76 @@ def test_sd15_loader_given_an_sdxl_checkpoint_names_load_sdxl(models):
     assert CKPT in str(e.value) and "Stable Diffusion XL" in str(e.value) and "load.sdxl" in str(e.value)
 
 
-def test_sdxl_refiner_checkpoint_is_refused_by_name(models, tmp_path):
-    """The refiner (OpenCLIP-G alone as conditioner.embedders.0) is not run: the message names the file and says
-    to load the base model, not a tensor error from a converter."""
-    from safetensors.torch import save_file
+@pytest.fixture(scope="module")
+def refiner(sdxl):
+    from tiny_models import build_sdxl_refiner
+    return build_sdxl_refiner(sdxl)
+
+
+def _diffusers_base_refiner(models, **kw):
+    """diffusers' own base + refiner ensemble (the refiner's model card): the base's first half of the steps
+    (denoising_end 0.5) left noisy, the refiner's StableDiffusionXLImg2ImgPipeline finishing it (denoising_start
+    0.5) with its own text encoder and aesthetic scores 6 / 2.5."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+    base = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref = StableDiffusionXLImg2ImgPipeline.from_pretrained(str(models.parent / "refiner_diffusers"),
+                                                           local_files_only=True)
+    for pipe in (base, ref):
+        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, **kw)
+    g = torch.Generator().manual_seed(7)
+    mid = base("a cat", negative_prompt="blurry", width=64, height=48, num_inference_steps=4, guidance_scale=5.0,
+               denoising_end=0.5, generator=g, output_type="latent").images
+    return mid, ref
+
+
+def test_sdxl_refiner_finishes_a_base_run_as_diffusers_does(models, refiner):
+    """The SDXL refiner checkpoint (OpenCLIP-G alone as conditioner.embedders.0, a UNet told the aesthetic score)
+    loads with load.sdxl and samples the last 2 of 4 steps of a base run left noisy; the latent is diffusers'
+    base + refiner ensemble's. It used to be refused ("Kinograph does not run the refiner")."""
     from nodes.generate.model_manager import ModelManager, describe_model
-    from nodes.generate.weights import load_weights
-    state = load_weights(models / "checkpoints" / CKPT)
-    refiner = {k.replace("conditioner.embedders.1.", "conditioner.embedders.0."): v for k, v in state.items()
-               if not k.startswith("conditioner.embedders.0.")}
-    path = tmp_path / "sd_xl_refiner_tiny.safetensors"    # beside the module's models, which stay as built
-    save_file({k: v.contiguous() for k, v in refiner.items()}, str(path))
-    assert describe_model(path)["loads"] == "no"
-    with pytest.raises(NodeError) as e:
-        ModelManager().load("sdxl", str(path))
-    msg = str(e.value)
-    assert "sd_xl_refiner_tiny.safetensors is an SDXL refiner" in msg and "SDXL base checkpoint" in msg
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    got = describe_model(refiner)
+    assert (got["variant"], got["loads"]) == ("sdxl-refiner", "yes") and "load.sdxl" in got["note"], got
+    mm = ModelManager()
+    base, ref = mm.load("sdxl", CKPT), mm.load("sdxl", refiner.name)
+    bp, rp = mm.components(base), mm.components(ref)
+    kw = dict(steps=4, cfg=5.0, sampler="euler", seed=7)
+    half = run_sampling(base, encode_prompt(bp["text_encoder"], "a cat"), encode_prompt(bp["text_encoder"], "blurry"),
+                        empty_latent(bp["vae"], 1, 64, 48, 8.0), end_step=2, leftover_noise=True, **kw)
+    ours = run_sampling(ref, encode_prompt(rp["text_encoder"], "a cat"), encode_prompt(rp["text_encoder"], "blurry"),
+                        half, start_step=2, add_noise=False, **kw).samples[:, :, 0]
+    mid, pipe = _diffusers_base_refiner(models)
+    want = pipe("a cat", negative_prompt="blurry", image=mid, num_inference_steps=4, guidance_scale=5.0,
+                denoising_start=0.5, output_type="latent").images
+    assert float((want - ours).abs().max() / want.abs().max()) < 1e-4
+    # The base's prompts on the refiner (and the refiner's on the base) are named, not a matmul error.
+    for model, parts, says in ((ref, bp, "encode the prompts again with the refiner"),
+                               (base, rp, "encoded with the SDXL refiner's text encoder")):
+        with pytest.raises(NodeError) as e:
+            run_sampling(model, encode_prompt(parts["text_encoder"], "a cat"), None, half, start_step=2,
+                         add_noise=False, **{**kw, "cfg": 1.0})
+        assert says in str(e.value), str(e.value)
+
+
+def test_comfyui_base_and_refiner_workflow_runs_as_diffusers(models, refiner, tmp_path):
+    """ComfyUI's SDXL base + refiner graph: two CheckpointLoaderSimple, CLIPTextEncode for the base,
+    CLIPTextEncodeSDXLRefiner (ascore 6 / 2.5) for the refiner, KSamplerAdvanced base steps 0-2 returning leftover
+    noise, KSamplerAdvanced refiner steps 2-4 adding none, VAEDecode, SaveImage. Every node maps exactly and the
+    image is diffusers' ensemble's (its trailing timesteps are ComfyUI's simple schedule)."""
+    n = _comfy_node
+    api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT),
+           "12": n("CheckpointLoaderSimple", ckpt_name=refiner.name),
+           "6": n("CLIPTextEncode", text="a cat", clip=["4", 1]),
+           "15": n("CLIPTextEncodeSDXLRefiner", ascore=6.0, width=64, height=48, text="a cat", clip=["12", 1]),
+           "16": n("CLIPTextEncodeSDXLRefiner", ascore=2.5, width=64, height=48, text="blurry", clip=["12", 1]),
+           **_comfy_two_passes(["4", 0], ["12", 0], ["15", 0], ["16", 0], ["12", 2])}
+    _, got = _run_comfy(api, tmp_path)
+    mid, pipe = _diffusers_base_refiner(models, timestep_spacing="trailing")
+    want = pipe("a cat", negative_prompt="blurry", image=mid, num_inference_steps=4, guidance_scale=5.0,
+                denoising_start=0.5, output_type="np").images[0]
+    assert got.shape == want.shape and float(np.abs(got - want).max()) < 3 / 255
 
 
 def _inpainting(state):
@@ -184,6 +238,47 @@ def test_sdxl_shaped_checkpoints_trained_otherwise_are_named(models, tmp_path, k
     with pytest.raises(NodeError) as e:
         ModelManager().load("sdxl", str(path))
     assert f"xl_{kind}.safetensors {says}" in str(e.value) and "SDXL base checkpoint" in str(e.value), str(e.value)
+
+
+def _comfy_node(cls, **inputs):
+    return {"class_type": cls, "inputs": inputs}
+
+
+def _comfy_split_sampler(model, pos, neg, latent, start, end, add, leftover):
+    """KSamplerAdvanced over steps start..end of 4 (euler, ComfyUI's simple schedule, seed 7, cfg 5)."""
+    return _comfy_node("KSamplerAdvanced", add_noise=add, noise_seed=7, steps=4, cfg=5.0, sampler_name="euler",
+                       scheduler="simple", start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover,
+                       model=model, positive=pos, negative=neg, latent_image=latent)
+
+
+def _comfy_two_passes(first, second, pos, neg, vae):
+    """The tail of a two-model ComfyUI graph on checkpoint "4": its prompts "a cat" / "blurry" ("6", "7"), a 64x48
+    empty latent, `first` sampling steps 0-2 and returning leftover noise, `second` (prompts pos / neg) steps 2-4
+    adding none, decoded with `vae` and saved."""
+    n, ksa = _comfy_node, _comfy_split_sampler
+    return {"6": n("CLIPTextEncode", text="a cat", clip=["4", 1]),
+            "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+            "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
+            "20": ksa(first, ["6", 0], ["7", 0], ["5", 0], 0, 2, "enable", "enable"),
+            "21": ksa(second, pos, neg, ["20", 0], 2, 10000, "disable", "disable"),
+            "22": n("VAEDecode", samples=["21", 0], vae=vae),
+            "23": n("SaveImage", filename_prefix="two_passes", images=["22", 0])}
+
+
+def _run_comfy(api, tmp_path):
+    """Import a ComfyUI API prompt (every node mapped exactly), run it, and return (import result, its one saved
+    image as floats in [0, 1])."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    res = import_data(api)
+    assert all(e.status == "exact" for e in res.report.entries.values()), res.report.entries
+    wf = tmp_path / "comfy.kino.yaml"
+    wf.write_text(res.yaml)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    (png,) = list(tmp_path.rglob("*.png"))
+    return res, np.asarray(Image.open(png).convert("RGB"), np.float32) / 255
 
 
 def _vpred_file(models, tmp_path, *markers) -> Path:
@@ -257,37 +352,14 @@ def test_comfyui_vpred_workflow_with_split_samplers_runs_as_diffusers(models, tm
     RescaleCFG 0.7, then two KSamplerAdvanced (steps 0-2 returning leftover noise, 2-4 adding none), VAEDecode,
     SaveImage. Every node maps exactly, and the saved image is diffusers' for the same settings (trailing
     timesteps are ComfyUI's simple schedule on the 1000-level table)."""
-    from PIL import Image
-    from app.comfyui import import_data
-    from graph_engine.api import Session, load_workflow
-
-    def n(cls, **inputs):
-        return {"class_type": cls, "inputs": inputs}
-
-    def ksa(model, latent, start, end, add, leftover):
-        return n("KSamplerAdvanced", add_noise=add, noise_seed=7, steps=4, cfg=5.0, sampler_name="euler",
-                 scheduler="simple", start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover,
-                 model=model, positive=["6", 0], negative=["7", 0], latent_image=latent)
+    n = _comfy_node
     api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT),
            "10": n("ModelSamplingDiscrete", sampling="v_prediction", zsnr=True, model=["4", 0]),
            "11": n("RescaleCFG", multiplier=0.7, model=["10", 0]),
-           "6": n("CLIPTextEncode", text="a cat", clip=["4", 1]),
-           "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
-           "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
-           "3": ksa(["11", 0], ["5", 0], 0, 2, "enable", "enable"),
-           "12": ksa(["11", 0], ["3", 0], 2, 10000, "disable", "disable"),
-           "8": n("VAEDecode", samples=["12", 0], vae=["4", 2]),
-           "9": n("SaveImage", filename_prefix="noob", images=["8", 0])}
-    res = import_data(api)
-    assert all(e.status == "exact" for e in res.report.entries.values()), res.report.entries
+           **_comfy_two_passes(["11", 0], ["11", 0], ["6", 0], ["7", 0], ["4", 2])}
+    res, got = _run_comfy(api, tmp_path)
     (ms,) = [n for n in res.graph.nodes.values() if n.type == "model.sampling"]
     assert (ms.params["prediction"], ms.params["zsnr"]) == ("v_prediction", True)
-    wf = tmp_path / "noob.kino.yaml"
-    wf.write_text(res.yaml)
-    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
-    assert run.ok, run.failed
-    (png,) = list(tmp_path.rglob("*.png"))
-    got = np.asarray(Image.open(png).convert("RGB"), np.float32) / 255
     want = _diffusers_vpred(models, 0.7, output_type="np")[0]
     assert got.shape == want.shape and float(np.abs(got - want).max()) < 3 / 255
 

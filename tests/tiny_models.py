@@ -815,3 +815,46 @@ def build_sdxl_single_file(root: Path) -> Path:
                                                                                      safe_serialization=True)
     save_file({k: v.half().contiguous() for k, v in sdxl_sgm_state(unet, vae, text, text_2).items()}, str(ckpt))
     return root
+
+
+def sdxl_refiner_unet():
+    """A tiny SDXL refiner UNet: the refiner's shape at tiny widths (attention on the middle levels only, the last
+    level without it, a middle block deeper than 1, OpenCLIP-G's 32-wide context alone, and five size/aesthetic
+    numbers beside the pooled embedding: 32 + 5 x 8)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    _seed(1)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64, 64), layers_per_block=2, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=(1, 1, 1), transformer_layers_per_block=(1, 2, 2),
+                                use_linear_projection=True, addition_embed_type="text_time",
+                                addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 5 * 8,
+                                norm_num_groups=32)
+    with torch.no_grad():       # random weights barely heed the five numbers; make a wrong aesthetic score show
+        unet.add_embedding.linear_1.weight.mul_(30)
+    return unet.half().float()
+
+
+def build_sdxl_refiner(root: Path) -> Path:
+    """The tiny SDXL's refiner beside it: `root/refiner_diffusers/` (StableDiffusionXLImg2ImgPipeline with
+    requires_aesthetics_score, OpenCLIP-G alone) and `root/models/checkpoints/sdxl_refiner_tiny.safetensors` in the
+    published refiner layout (conditioner.embedders.0 = OpenCLIP-G), sharing the base's VAE and OpenCLIP-G."""
+    import copy
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from safetensors.torch import save_file
+    from nodes.generate.split import scheduler
+    _, vae, _, text_2 = sdxl_parts()
+    unet = sdxl_refiner_unet()
+    ckpt = root / "models" / "checkpoints" / "sdxl_refiner_tiny.safetensors"
+    tok_2 = copy.deepcopy(clip_tokenizer(ckpt.parent / ckpt.stem))
+    tok_2.pad_token = "!"
+    StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=text_2, tokenizer=None,
+                                     tokenizer_2=tok_2, unet=unet, scheduler=scheduler("sdxl"),
+                                     requires_aesthetics_score=True).save_pretrained(
+        str(root / "refiner_diffusers"), safe_serialization=True)
+    state = {f"model.diffusion_model.{k}": v for k, v in sd_ldm_unet(unet.state_dict(), 3, [False, True, False]).items()}
+    state.update({f"first_stage_model.{k}": v for k, v in sd_ldm_vae(vae.state_dict(), 2).items()})
+    state.update({f"conditioner.embedders.0.model.{k}": v for k, v in open_clip_text(text_2.state_dict()).items()})
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(ckpt))
+    return ckpt

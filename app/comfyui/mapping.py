@@ -291,6 +291,10 @@ RULES: Dict[str, Rule] = {
                                 P("crop_w", "crop_w"), P("crop_h", "crop_h"), P("target_width", "target_width"),
                                 P("target_height", "target_height")), {"clip": "text_encoder"}, ("positive",),
                                fixed={"weighting": "comfy"}, takes=("clip_skip",)),
+    "CLIPTextEncodeSDXLRefiner": Rule("encode.sdxl", ("ascore", "width", "height", "text"),
+                                      (P("text", "text"), P("ascore", "aesthetic"), P("width", "width"),
+                                       P("height", "height")), {"clip": "text_encoder"}, ("positive",),
+                                      fixed={"weighting": "comfy"}, takes=("clip_skip",)),
     # ComfyUI_ADV_CLIP_emb: ComfyUI's encoder with a choice of weighting; "comfy" with no normalization is the same
     "BNK_CLIPTextEncodeAdvanced": Rule("encode.text", ("text", "token_normalization", "weight_interpretation"),
                                        (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),

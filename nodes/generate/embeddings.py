@@ -81,8 +81,8 @@ def _tokens(pipe, name: str, log) -> list:
         return added[key]
     # SDXL reads the file's clip_l vectors with CLIP-L and its clip_g vectors with OpenCLIP-G, each tokenizer
     # naming them with the same new tokens.
-    encoders = [(pipe.text_encoder, pipe.tokenizer, vectors(path, "clip_l"))]
-    if getattr(pipe, "text_encoder_2", None) is not None:
+    encoders = [(pipe.text_encoder, pipe.tokenizer, vectors(path, "clip_l"))] if pipe.text_encoder is not None else []
+    if getattr(pipe, "text_encoder_2", None) is not None:       # the SDXL refiner: OpenCLIP-G alone
         encoders.append((pipe.text_encoder_2, pipe.tokenizer_2, vectors(path, "clip_g")))
     vec = encoders[0][2]
     for encoder, _, v in encoders:

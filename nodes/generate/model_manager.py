@@ -341,7 +341,8 @@ class ModelManager:
         from nodes.generate.adapters import get_adapter
         p = handle.pipe
         mk = lambda part, pipe=p: ComponentHandle(handle.family, handle.path, pipe, part, handle.device)  # noqa: E731
-        has_text = getattr(p, "text_encoder", None) is not None
+        # The SDXL refiner's one encoder is text_encoder_2 (OpenCLIP-G).
+        has_text = getattr(p, "text_encoder", None) is not None or getattr(p, "text_encoder_2", None) is not None
         image = get_adapter(handle.family).image_encoder_pipe(p)
         return {"vae": mk("vae"), "text_encoder": mk("text_encoder") if has_text else None,
                 "image_encoder": mk("image_encoder", image) if image is not None else None}
@@ -497,7 +498,10 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \
             "AnimateDiff-SDXL motion modules are not supported (SD 1.5 ones are; or animate with an i2v model)"
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
-        return False, "the SDXL refiner is not supported; load the SDXL base checkpoint"
+        if det.role == "checkpoint":
+            return True, ("load.sdxl: the SDXL refiner, to sample a base run's last steps (sample's start_step) with "
+                          "prompts encoded by its own text encoder")
+        return False, "an SDXL refiner UNet alone is not supported; load the refiner's all-in-one checkpoint"
     if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
     if det.role == "checkpoint" and det.family == "sd" and det.variant.replace("-inpainting", "") in ("sd15", "sdxl"):

@@ -185,15 +185,18 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
                 target_width: int = Param(0, **_SIZE), target_height: int = Param(0, **_SIZE),
                 clip_skip: int = Param(1, min=1, max=24, help="1 and 2: the penultimate layer SDXL was trained on"),
                 weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
-                                       help="emphasis rule, as encode.text's")):
-    """SDXL's prompt with its size conditioning (ComfyUI's CLIPTextEncodeSDXL): SDXL was told each training
-    image's original size and crop; a large original size and no crop steer it to sharp, whole compositions.
-    Both prompts get the same sizes. encode.text gives SDXL the image's own size, uncropped."""
+                                       help="emphasis rule, as encode.text's"),
+                aesthetic: float = Param(0.0, min=0.0, max=10.0, help="refiner only: the aesthetic score it is "
+                                                                     "told; 0 = 6 positive, 2.5 negative")):
+    """SDXL's prompt with its size conditioning (ComfyUI's CLIPTextEncodeSDXL and CLIPTextEncodeSDXLRefiner): SDXL
+    was told each training image's original size and crop; a large original size and no crop steer it to sharp,
+    whole compositions. Both prompts get the same sizes. encode.text gives SDXL the image's own size, uncropped.
+    The refiner reads OpenCLIP-G alone and an aesthetic score in place of the target size."""
     from nodes.generate.text import encode_sdxl as run
     sizes = (height, width, crop_h, crop_w, target_height, target_width)
-    kw = dict(clip_skip=clip_skip, weighting=weighting)
+    kw = dict(clip_skip=clip_skip, weighting=weighting, aesthetic=aesthetic)
     return {"positive": run(text_encoder, text, text_l, sizes, ctx.log, **kw),
-            "negative": run(text_encoder, negative, "", sizes, ctx.log, **kw)}
+            "negative": run(text_encoder, negative, "", sizes, ctx.log, **{**kw, "aesthetic": 0.0})}
 
 
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")

@@ -62,16 +62,25 @@ def encode_prompt(text_encoder, prompt: str, log: Callable[[str], None] = lambda
 
 
 def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str], None] = lambda m: None,
-                **kw) -> Conditioning:
+                aesthetic: float = 0.0, **kw) -> Conditioning:
     """SDXL conditioning as ComfyUI's CLIPTextEncodeSDXL makes it: `text` through OpenCLIP-G (and the pooled
     embedding), `text_l` through CLIP-L ("" = the same text), and its size conditioning `sizes` = (original
-    height, width, crop top, left, target height, width; 0 = the image being made, as encode.text leaves it)."""
+    height, width, crop top, left, target height, width; 0 = the image being made, as encode.text leaves it).
+    `aesthetic`: the score the refiner is told (CLIPTextEncodeSDXLRefiner's ascore; 0 = 6 positive, 2.5 negative)."""
     from dataclasses import replace
+    from nodes.generate.adapters.sdxl import ASCORE_KEY, is_refiner
     if text_encoder is None or text_encoder.family != "sdxl":
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.sdxl is for Stable Diffusion XL's text encoder; this one is {fam}'s: use encode.text")
+    refiner = is_refiner(text_encoder.pipe)
+    if refiner and text_l and text_l != text:
+        log("the SDXL refiner has no CLIP-L encoder; text_l is not used")
+    if aesthetic and not refiner:
+        log("the aesthetic score is told to the SDXL refiner only; the base model ignores it")
     cond = encode_prompt(text_encoder, text, log, **kw)
-    if text_l and text_l != text:
+    if aesthetic:
+        cond = cond.with_meta(**{ASCORE_KEY: float(aesthetic)})
+    if text_l and text_l != text and not refiner:
         clip_l = encode_prompt(text_encoder, text_l, log, **kw)
         if clip_l.keyframes != cond.keyframes:
             raise NodeError("text_l's prompt schedule has other keyframes than text's; give both the same frames")
@@ -121,5 +130,6 @@ def weigh_from_empty(embeds: torch.Tensor, empty: torch.Tensor, weights: torch.T
 
 
 def _device(pipe):
-    enc = getattr(pipe, "text_encoder", None)
+    # The SDXL refiner's one encoder is text_encoder_2.
+    enc = getattr(pipe, "text_encoder", None) or getattr(pipe, "text_encoder_2", None)
     return getattr(enc, "device", torch.device("cpu"))

@@ -15,6 +15,15 @@ from nodes.generate.adapters.sd import SDAdapter, concat_flat, with_concat
 # Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
 # target h, w], 0 for a size = the image being made.
 SIZE_KEY = "sdxl_size"
+# The aesthetic score the SDXL refiner is told (encode.sdxl's aesthetic, CLIPTextEncodeSDXLRefiner's ascore); without
+# it diffusers' and ComfyUI's defaults: 6 for the positive prompt, 2.5 for the negative.
+ASCORE_KEY = "sdxl_ascore"
+ASCORES = (2.5, 6.0)
+
+
+def is_refiner(pipe) -> bool:
+    """The SDXL refiner: OpenCLIP-G alone, told an aesthetic score instead of the target size."""
+    return bool(getattr(pipe, "config", {}).get("requires_aesthetics_score"))
 
 
 class SDXLAdapter(SDAdapter):
@@ -32,12 +41,17 @@ class SDXLAdapter(SDAdapter):
 
         SDXL was trained on each encoder's penultimate layer without the final norm (diffusers and ComfyUI take
         it by default), so clip_skip 1 and 2 both mean that layer; 3 and up go further back."""
-        if getattr(pipe, "text_encoder_2", None) is None or getattr(pipe, "text_encoder", None) is None:
+        refiner = is_refiner(pipe)
+        if getattr(pipe, "text_encoder_2", None) is None or (getattr(pipe, "text_encoder", None) is None
+                                                             and not refiner):
             raise NodeError("SDXL reads two text encoders (CLIP-L and OpenCLIP-G); this text encoder has only one. "
                             "Load the SDXL checkpoint with load.sdxl (or load.model), which gives both")
         layer = -max(2, clip_skip)
         embeds, pooled = [], None
-        for tok, enc in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)):
+        pairs = [(pipe.tokenizer_2, pipe.text_encoder_2)]       # the refiner's only encoder
+        if not refiner:
+            pairs.insert(0, (pipe.tokenizer, pipe.text_encoder))
+        for tok, enc in pairs:
             ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
                       return_tensors="pt").input_ids
             out = enc(ids.to(device), output_hidden_states=True)
@@ -48,27 +62,41 @@ class SDXLAdapter(SDAdapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)
-        ehs, pooled, sizes = [], [], []
-        for c in conds:
+        ehs, pooled, sizes, ascores = [], [], [], []
+        width = int(handle.pipe.unet.config.cross_attention_dim)
+        for i, c in enumerate(conds):
             e, _, p = c.at_frames(pix)
             if p is None:
                 raise NodeError("this conditioning has no pooled text embedding, which SDXL needs: encode the prompt "
                                 "with the SDXL model's own text encoder")
+            if e.shape[-1] != width:
+                raise NodeError(_mixed_encoders(is_refiner(handle.pipe)))
             ehs += [e] * batch
             pooled += [p] * batch
             sizes += [c.meta.get(SIZE_KEY)] * (batch * len(pix))
+            ascores += [c.meta.get(ASCORE_KEY) or ASCORES[i == len(conds) - 1]] * (batch * len(pix))
         inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype),
-                  "text_embeds": torch.cat(pooled).to(device, dtype), "sizes": sizes}
+                  "text_embeds": torch.cat(pooled).to(device, dtype), "sizes": sizes, "ascores": ascores}
         return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
         n, c, f, h, w = x_in.shape
         time_ids = add_time_ids(inputs["sizes"], h * handle.pipe.vae_scale_factor, w * handle.pipe.vae_scale_factor)
+        if is_refiner(handle.pipe):     # original size, crop, aesthetic score (no target size)
+            time_ids = torch.cat([time_ids[:, :4], torch.tensor(inputs["ascores"], dtype=torch.float32)[:, None]], 1)
         added = {"text_embeds": inputs["text_embeds"], "time_ids": time_ids.to(x_in.device, inputs["text_embeds"].dtype)}
         out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t,
                                encoder_hidden_states=inputs["encoder_hidden_states"],
                                added_cond_kwargs=added, return_dict=False)[0]
         return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def _mixed_encoders(refiner: bool) -> str:
+    if refiner:
+        return ("this conditioning was encoded with the SDXL base model's text encoders, but the refiner reads its own "
+                "(OpenCLIP-G alone): encode the prompts again with the refiner checkpoint's text_encoder output")
+    return ("this conditioning was encoded with the SDXL refiner's text encoder (OpenCLIP-G alone), but this model "
+            "reads the base model's two: encode the prompts with this model's own text_encoder output")
 
 
 def add_time_ids(sizes, height: int, width: int) -> torch.Tensor:

@@ -26,9 +26,12 @@ def _unet_config(state, base: str = "unet_sd15", family: str = "sd") -> dict:
                down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
                up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)])
     if "transformer_layers_per_block" in cfg:
-        # Levels without attention keep diffusers' 1 (unused there); the middle block takes the last level's.
-        cfg["transformer_layers_per_block"] = [
-            max(1, count(state, f"input_blocks.{3 * i + 1}.1.transformer_blocks.{{}}.")) for i in range(levels)]
+        # Levels without attention keep diffusers' 1 (unused there); the middle block takes the last level's, so a
+        # last level without attention (the SDXL refiner's: depths 0/4/4/0, middle 4) carries the middle's depth.
+        depths = [max(1, count(state, f"input_blocks.{3 * i + 1}.1.transformer_blocks.{{}}.")) for i in range(levels)]
+        if not attn[-1]:
+            depths[-1] = max(1, count(state, "middle_block.1.transformer_blocks.{}."))
+        cfg["transformer_layers_per_block"] = depths
     return cfg
 
 
