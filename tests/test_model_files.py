@@ -379,6 +379,70 @@ def test_sd15_single_file_loads_with_the_shipped_config(tmp_path, monkeypatch):
     assert abs(got_px.astype(int) - ref_px.astype(int)).max() <= 1
 
 
+def test_sd_v_prediction_folder_and_marked_checkpoint_sample_as_diffusers(tmp_path, monkeypatch):
+    """SD 2.x 768-v and SD 1.5 v-prediction fine-tunes. A diffusers folder whose scheduler says v_prediction (SD 2's
+    EulerDiscreteScheduler) was sampled as epsilon (grey noise); it now gives diffusers' own pipeline's latent. A
+    checkpoint with ComfyUI's `v_pred` marker samples as that folder does (on ComfyUI's simple schedule, which
+    reads the same table of noise levels for both)."""
+    import shutil
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+    from tiny_models import build_sd15_single_file
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    from nodes.generate.weights import load_weights
+    root = build_sd15_single_file(tmp_path)
+    sched = root / "diffusers" / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(sched.read_text())
+    cfg.update(_class_name="EulerDiscreteScheduler", prediction_type="v_prediction")
+    sched.write_text(json.dumps(cfg))
+    index = json.loads((root / "diffusers" / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "EulerDiscreteScheduler"]
+    (root / "diffusers" / "model_index.json").write_text(json.dumps(index))
+    ckpts = root / "models" / "checkpoints"
+    marked = ckpts / "sd15_vpred_tiny.safetensors"
+    save_file({**load_weights(ckpts / "sd15_tiny.safetensors"), "v_pred": torch.tensor([])}, str(marked))
+    shutil.copytree(ckpts / "sd15_tiny", ckpts / marked.stem)
+    assert "sampled as v-prediction" in describe_model(marked)["note"]
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    mm = ModelManager()
+
+    def run(path, scheduler):
+        h = mm.load("sd", path)
+        parts = mm.components(h)
+        pos, neg = encode_prompt(parts["text_encoder"], "a cat"), encode_prompt(parts["text_encoder"], "blurry")
+        return run_sampling(h, pos, neg, empty_latent(parts["vae"], 1, 32, 32, 8.0), steps=3, cfg=5.0,
+                            sampler="euler", seed=1, scheduler=scheduler).samples[:, :, 0]
+    folder = run(str(root / "diffusers"), "default")
+    ref = StableDiffusionPipeline.from_pretrained(str(root / "diffusers"), local_files_only=True, safety_checker=None)
+    want = ref("a cat", negative_prompt="blurry", width=32, height=32, num_inference_steps=3, guidance_scale=5.0,
+               generator=torch.Generator().manual_seed(1), output_type="latent").images
+    assert float((folder - want).abs().max() / want.abs().max()) < 1e-4
+    on_table = run(str(root / "diffusers"), "simple")
+    assert torch.allclose(run(marked.name, "simple"), on_table, atol=1e-5)
+    assert not torch.allclose(run("sd15_tiny.safetensors", "simple"), on_table, atol=1e-2)     # unmarked: epsilon
+
+
+def test_an_sd2_checkpoint_says_to_load_its_diffusers_folder(tmp_path):
+    """v2-1_768-ema-pruned.safetensors (1024-wide context, OpenCLIP-H) was "sd sd2 checkpoint fp32, not a Stable
+    Diffusion 1.5 checkpoint", with nothing to do; now it is named as SD 2.x with the folder that loads."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager, describe_model
+    path = tmp_path / "v2-1_768-ema-pruned.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3),
+               "model.diffusion_model.out.2.weight": torch.zeros(4, 8, 3, 3),
+               "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(8, 1024),
+               "cond_stage_model.model.token_embedding.weight": torch.zeros(10, 1024)}, str(path))
+    got = describe_model(path)
+    assert got["loads"] == "no" and "Stable Diffusion 2.x" in got["note"] and "diffusers folder" in got["note"]
+    with pytest.raises(NodeError) as e:
+        ModelManager().load("sd", str(path))
+    msg = str(e.value)
+    assert "v2-1_768-ema-pruned.safetensors is a Stable Diffusion 2.x checkpoint" in msg and "load.sd" in msg, msg
+
+
 def test_umt5_tokenizer_embedded_in_the_file_as_comfyui_stores_it(tmp_path, monkeypatch):
     """ComfyUI's umt5 files carry their sentencepiece model as a uint8 tensor `spiece_model`: the tokenizer comes
     from there (no folder beside, no hub) and tokenizes as sentencepiece itself does."""

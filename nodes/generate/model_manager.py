@@ -504,6 +504,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return False, "an SDXL refiner UNet alone is not supported; load the refiner's all-in-one checkpoint"
     if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
+    if det.family == "sd" and det.variant.startswith("sd2"):
+        from nodes.generate.converters.sd import SD2_FOLDER
+        return False, f"Stable Diffusion 2.x does not load from one file. {SD2_FOLDER}"
     if det.role == "checkpoint" and det.family == "sd" and det.variant.replace("-inpainting", "") in ("sd15", "sdxl"):
         node = "load.sdxl (or load.model)" if det.variant.startswith("sdxl") else "load.sd (or load.model)"
         if (det.extra or {}).get("prediction"):

@@ -5,8 +5,16 @@ Keys are converted with diffusers' own LDM converters; sizes come from the tenso
 the shipped SD 1.5 configs, and the CLIP tokenizer is found locally (see split.tokenizer)."""
 from __future__ import annotations
 
+from graph_engine import NodeError
 from nodes.generate.converters import Built, count, model_config, register
 from nodes.generate.detect import Detection
+
+
+# What to do with an SD 2.x single file: its diffusers folder loads, and its scheduler config carries the 768-v
+# models' v_prediction (which one file does not say).
+SD2_FOLDER = ("Load its diffusers folder instead (stabilityai/stable-diffusion-2-1 and kin: model_index.json, unet/, "
+              "text_encoder/, ...) with load.sd; the 768-v models' folders say v_prediction in scheduler/, and "
+              "model.sampling sets it for a folder that does not")
 
 
 def _unet_config(state, base: str = "unet_sd15", family: str = "sd") -> dict:
@@ -40,7 +48,6 @@ def unet(state, det) -> Built:
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
     if det.layout != "original":
-        from graph_engine import NodeError
         raise NodeError("an SD UNet in diffusers layout loads from its diffusers folder (unet/ + config.json)")
     cfg = _unet_config(state)
     converted = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in state.items()}, cfg)
@@ -69,7 +76,6 @@ def ldm_vae(state, family: str, base: str) -> Built:
         cfg["up_block_types"] = cfg["up_block_types"][:1] * levels
         converted = convert_ldm_vae_checkpoint(own, cfg)
     else:
-        from graph_engine import NodeError
         raise NodeError("an SD VAE in diffusers layout loads from its diffusers folder (vae/ + config.json)")
     return Built(lambda: AutoencoderKL.from_config(cfg), converted, cfg)
 
@@ -78,7 +84,6 @@ def sd15_pipeline(path, dtype):
     """A StableDiffusionPipeline from one SD 1.5 checkpoint file, with the shipped configs."""
     from diffusers import StableDiffusionPipeline
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
-    from graph_engine import NodeError
     from nodes.generate import converters
     from nodes.generate.detect import detect_file
     from nodes.generate.split import tokenizer
@@ -86,6 +91,9 @@ def sd15_pipeline(path, dtype):
     det = detect_file(path)
     # An inpainting checkpoint (9 input channels: latent, mask, masked picture) builds the same way; sampling adds
     # the mask channels (nodes/generate/inpaint.py).
+    if det.family == "sd" and det.variant.startswith("sd2"):
+        raise NodeError(f"{path.name} is a Stable Diffusion 2.x checkpoint (OpenCLIP-H text encoder), which Kinograph "
+                        f"does not load from one file. {SD2_FOLDER}")
     if det.role != "checkpoint" or det.family != "sd" or det.variant not in ("sd15", "sd15-inpainting"):
         raise NodeError(f"{path.name} is {det.describe()}, not a Stable Diffusion 1.5 checkpoint (UNet, VAE and text "
                         "encoder in one file)")
