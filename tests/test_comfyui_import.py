@@ -1196,3 +1196,25 @@ def test_legacy_uniform_context_options_keep_their_looped_windows():
     assert ctx.params == {"schedule": "uniform_looped", "length": 16, "stride": 1, "overlap": 4, "closed_loop": True,
                           "fuse": "flat"}
     assert res.report.exit_code == 0, res.report.text()
+
+
+@pytest.mark.parametrize("config,v", [("v2-inference-v.yaml", True), ("v2-inference-v_fp32.yaml", True),
+                                      ("v1-inference.yaml", False), ("v2-inference.yaml", False)])
+def test_checkpoint_loader_with_a_v_config_samples_as_v_prediction(config, v):
+    """CheckpointLoader's yaml is the only place an SD 2.x 768-v (or SD 1.5 v) file says it predicts v: with
+    v2-inference-v.yaml the model goes through model.sampling v_prediction to the sampler (it was sampled as
+    epsilon, grey noise); the plain configs add nothing."""
+    api = {"1": {"class_type": "CheckpointLoader", "inputs": {"config_name": config,
+                                                              "ckpt_name": "v2-1_768-ema-pruned.safetensors"}},
+           "2": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 4, "cfg": 7.0, "sampler_name": "euler",
+                                                      "scheduler": "simple", "denoise": 1.0, "model": ["1", 0]}}}
+    g = import_data(api).graph
+    (load,), (sample,) = _by_type(g, "load.model"), _by_type(g, "generate.sample")
+    sampling = _by_type(g, "model.sampling")
+    if v:
+        assert sampling[0].params == {"prediction": "v_prediction", "zsnr": False}
+        assert g.inputs[sampling[0].id]["model"] == (load.id, "model")
+        assert g.inputs[sample.id]["model"] == (sampling[0].id, "model")
+    else:
+        assert not sampling and g.inputs[sample.id]["model"] == (load.id, "model")
+

@@ -927,6 +927,19 @@ class Converter:
             notes.append("its --neg parts and pw_a..pw_d weights are not carried")
         return [self.plain(cn, rule, params, notes)]
 
+    def special_checkpoint_config(self, cn, rule, params, notes):
+        """CheckpointLoader: the layout comes from the file, but a v-parameterization yaml (ComfyUI's
+        v2-inference-v.yaml, v1-inference-v.yaml) says what the file does not: model.sampling v_prediction follows
+        the loader, or the 768-v model would be sampled as epsilon (grey noise)."""
+        loader = self.plain(cn, rule, params, notes)
+        if not V_CONFIG.search(str(self.resolve(cn.inputs.get("config_name")) or "")):
+            return [loader]
+        notes.append(f"{self.resolve(cn.inputs.get('config_name'))} says v-prediction: model.sampling sets it")
+        made = self.add("model.sampling", cn, {"prediction": "v_prediction", "zsnr": False}, "_v", dy=120)
+        self.link(Out((loader, "model")), made, "model")
+        self.outs[(cn.id, 0)] = Out((made, "model"))
+        return [loader, made]
+
     def special_efficient_loader(self, cn, rule, params, notes):
         """One node of efficiency-nodes as the Kinograph nodes it bundles: load.model, load.vae (unless the baked
         VAE), lora.image (unless None), one encode.text for both prompts, latent.empty."""
@@ -992,6 +1005,8 @@ class Converter:
         return [self.plain(cn, rule, params, notes)]
 
 
+# ComfyUI's v-parameterization configs (v2-inference-v.yaml, v2-inference-v_fp32.yaml, v1-inference-v.yaml).
+V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 

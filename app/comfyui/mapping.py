@@ -234,7 +234,8 @@ RULES: Dict[str, Rule] = {
     # loaders
     "CheckpointLoaderSimple": Rule("load.model", ("ckpt_name",), (P("ckpt_name", "path"),), outputs=LOADER_OUT),
     "CheckpointLoader": Rule("load.model", ("config_name", "ckpt_name"), (P("ckpt_name", "path"),), outputs=LOADER_OUT,
-                             note="the yaml config is not needed: Kinograph recognises the checkpoint's layout"),
+                             note="the yaml config is not needed: Kinograph recognises the checkpoint's layout",
+                             special="checkpoint_config"),
     "ImageOnlyCheckpointLoader": Rule("load.model", ("ckpt_name",), (P("ckpt_name", "path"),),
                                       outputs=("model", "image_encoder", "vae")),
     "UNETLoader": Rule("load.diffusion_model", ("unet_name", "weight_dtype"),
