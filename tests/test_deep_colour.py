@@ -92,3 +92,69 @@ def test_a_node_that_works_in_8_bits_says_so_on_a_float_plate(tmp_path):
                for m in logs["cdl"]), logs
     assert "grade" not in logs and "sharp" not in logs, logs
     assert read_exr(tmp_path / "out" / "frame_001001.exr").max() <= 1.0      # as said
+
+
+def srgb(x):
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def cineon(lin):
+    """Nuke's Cineon encoding (10-bit codes) of linear light, written out again here."""
+    black = 10 ** ((95 - 685) * 0.002 / 0.6)
+    return np.clip(685 + np.log10(np.maximum(lin * (1 - black) + black, 1e-10)) * 0.6 / 0.002, 0, 1023)
+
+
+def read_dpx(path) -> np.ndarray:
+    """The 10-bit codes FFmpeg decodes from a DPX file."""
+    import av
+    with av.open(str(path)) as c:
+        frame = next(c.decode(c.streams.video[0]))
+    return frame.to_ndarray(format="rgb48le").astype(np.float64) / 65535 * 1023
+
+
+def test_an_exr_plate_goes_out_as_10_bit_log_dpx_with_its_frame_numbers(tmp_path):
+    """io.save_frames had no DPX. It writes 10-bit Cineon log (as film scans are exchanged) from the float
+    pixels, highlights over 1.0 included, with each frame's number in the film header."""
+    import struct
+    write_plate(tmp_path / "plate")
+    run(tmp_path, "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 0.5}}\n"
+                  "  save: {type: io.save_frames, inputs: {video: grade.video}, params: {path: out, format: dpx}}\n")
+    path = tmp_path / "out" / "frame_001002.dpx"
+    head = path.read_bytes()[:2048]
+    assert head[:4] == b"SDPX" and head[800:804] == bytes([50, 1, 1, 10])     # RGB, printing density, 10 bits
+    assert struct.unpack(">I", head[1712:1716])[0] == 1002
+    want = cineon(plate_pixels(1).astype(np.float16).astype(np.float64) * 2 ** 0.5)
+    got = read_dpx(path)
+    assert np.abs(got - want).max() <= 0.51
+    assert got[0, -1, 0] > 900                  # the glow of 8 x 1.25 x 1.41: code 958, not white's 685
+
+
+def test_a_16_bit_tiff_plate_keeps_its_depth_through_a_grade_to_tiff_and_exr(tmp_path):
+    """A 16-bit TIFF plate was read as 8 bits: its shadows came out of a grade in 8-bit steps (the three
+    deep levels one code). It now keeps 16 bits through the grade into a 16-bit TIFF and an EXR; a PNG
+    render says it is 8-bit."""
+    import cv2
+    (tmp_path / "tif").mkdir()
+    code = np.round(srgb(np.minimum(plate_pixels(0), 1.0)) * 65535).astype(np.uint16)
+    for i in range(2):
+        assert cv2.imwrite(str(tmp_path / "tif" / f"scan.{1001 + i}.tif"), code[..., ::-1])
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  plate: {type: io.load_frames, params: {path: tif/scan.####.tif}}\n"
+                  "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 2.0}}\n"
+                  "  tif: {type: io.save_frames, inputs: {video: grade.video}, params: {path: t, format: tif}}\n"
+                  "  exr: {type: io.save_frames, inputs: {video: grade.video}, params: {path: e, format: exr}}\n"
+                  "  png: {type: io.save_frames, inputs: {video: grade.video}, params: {path: p}}\n")
+    logs: dict = {}
+    res = Session().run(load_workflow(str(wf)), on_event=lambda e: e.get("event") == "log" and logs.setdefault(
+        e["node"], []).append(e["message"]))
+    assert res.ok, res.failed
+    lin = np.where(code / 65535 <= 0.04045, code / 65535 / 12.92, ((code / 65535 + 0.055) / 1.055) ** 2.4) * 4
+    got = cv2.imread(str(tmp_path / "t" / "frame_001001.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert got.dtype == np.uint16
+    assert np.abs(got.astype(np.float64) - np.round(srgb(lin) * 65535)).max() <= 2
+    assert len(np.unique(got[0, :24, 0])) == 3                      # the three deep shadows apart
+    exr = read_exr(tmp_path / "e" / "frame_001001.exr")
+    assert np.allclose(exr, lin, rtol=2e-3, atol=1e-6) and exr.max() == pytest.approx(4.0, rel=1e-3)
+    assert any(m.startswith("png frames are 8-bit") for m in logs["png"]), logs
+    assert "tif" not in logs and "exr" not in logs and "grade" not in logs, logs

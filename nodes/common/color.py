@@ -50,6 +50,14 @@ def cineon_to_linear(code10: np.ndarray) -> np.ndarray:
             / (1.0 - black)).astype(np.float32)
 
 
+def linear_to_cineon(lin: np.ndarray) -> np.ndarray:
+    """10-bit Cineon code values (float, unrounded, 0..1023) of linear light: cineon_to_linear's inverse; light
+    above 1.0 climbs to code 1023 at about 13.5, and below black stays at code 0."""
+    black = 10.0 ** ((CINEON_BLACK - CINEON_WHITE) * CINEON_STEP)
+    density = np.maximum(np.asarray(lin, np.float64) * (1.0 - black) + black, 1e-10)
+    return np.clip(CINEON_WHITE + np.log10(density) / CINEON_STEP, 0.0, 1023.0).astype(np.float32)
+
+
 def stack_rgba(pictures) -> np.ndarray:
     """float pictures HxWx3 or HxWx4 stacked into [n,H,W,C]; where some have alpha, those without are
     made opaque (a plate whose first frames have no alpha channel)."""

@@ -11,7 +11,7 @@ import struct
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.color import cineon_to_linear, linear_to_srgb, to_uint8
+from nodes.common.color import cineon_to_linear, linear_to_cineon, linear_to_srgb, srgb_to_linear, to_uint8
 
 # SMPTE 268M: the transfer characteristic of image element 1, one byte at offset 801 of the header.
 _TRANSFER_AT = 801
@@ -40,6 +40,39 @@ def read_film(path: str) -> tuple:
     return rgb, alpha
 
 
+def read_film_linear(path: str) -> np.ndarray:
+    """float32 linear light HxWx3 (x4, premultiplied, with alpha) of a DPX file, at its own depth (Clip.linear):
+    a log scan through the Cineon curve unclipped (highlights above 1.0, as Nuke's Cineon colourspace reads
+    them), a linear one as stored, a video-coded one through the sRGB curve (read_film shows it as stored)."""
+    import av
+    transfer = _header(path)[0]
+    with av.open(str(path)) as c:
+        frame = next(c.decode(c.streams.video[0]))
+    alpha_fmt = any(comp.is_alpha for comp in frame.format.components)
+    wide = frame.to_ndarray(format="rgba64le" if alpha_fmt else "rgb48le")
+    code = wide[..., :3].astype(np.float32) / 65535.0
+    if transfer in _LOG:
+        rgb = cineon_to_linear(code * 1023.0)
+    elif transfer == _LINEAR:
+        rgb = code
+    else:
+        rgb = srgb_to_linear(code)
+    if not alpha_fmt:
+        return rgb
+    alpha = wide[..., 3:].astype(np.float32) / 65535.0
+    return np.concatenate([rgb * alpha, alpha], -1)
+
+
+def deep_film(path: str) -> bool:
+    """Whether a DPX file holds more than 8 bits a channel (SMPTE 268M: bit size at 803)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(804)
+    except OSError:
+        return False
+    return len(head) == 804 and head[:4] in (b"SDPX", b"XPDS") and head[803] > 8
+
+
 def _header(path: str) -> tuple:
     """(transfer characteristic, width, height) from the DPX header (0s where it cannot say): SMPTE 268M
     keeps them at 801, 772 and 776, in the byte order its magic number is written in."""
@@ -65,3 +98,46 @@ def _view_table(transfer: int) -> np.ndarray:
     if transfer == _LINEAR:
         return to_uint8(linear_to_srgb(code))
     return to_uint8(code.astype(np.float32))
+
+
+# SMPTE 268M v2.0 offsets written by write_film (header 2048 bytes: file 768, image 640, orientation 256,
+# film 256, television 128).
+_DATA_AT = 2048
+
+
+def write_film(lin: np.ndarray, path, number=None, fps=None, timecode=None) -> None:
+    """float linear light HxWx3 as a 10-bit log DPX (Cineon printing density, filled method A, big-endian),
+    as film scans are exchanged and Nuke reads a DPX by default: highlights up to about 13.5 kept, shadows
+    in 10-bit log steps. number: the frame's number (the film header's frame position); fps and timecode
+    (graph_engine.Timecode) go into the film and television headers, where Nuke and Resolve read them."""
+    h, w = lin.shape[:2]
+    code = np.round(linear_to_cineon(np.nan_to_num(lin[..., :3], nan=0.0, posinf=13.5))).astype(np.uint32)
+    words = (code[..., 0] << 22) | (code[..., 1] << 12) | (code[..., 2] << 2)
+    head = bytearray(_DATA_AT)
+    head[660:664] = b"\xff" * 4                       # no encryption
+    head[1724:1732] = b"\xff" * 8                     # film frame rate, shutter angle: undefined
+    head[1932:1976] = b"\xff" * 44                    # television: sample rates, frame rate ... undefined
+    struct.pack_into(">4sI8sIIIII", head, 0, b"SDPX", _DATA_AT, b"V2.0", _DATA_AT + 4 * w * h, 1, 1664, 384, 0)
+    head[160:160 + 9] = b"Kinograph"
+    struct.pack_into(">HHII", head, 768, 0, 1, w, h)
+    # Element 1: unsigned, reference codes 0..1023 for densities 0..2.047, RGB, printing density, 10 bits.
+    struct.pack_into(">IIfIfBBBBHHIII", head, 780, 0, 0, 0.0, 1023, 2.047, 50, _LOG[0], _LOG[0], 10, 1, 0,
+                     _DATA_AT, 0, 0)
+    struct.pack_into(">II", head, 1628, 1, 1)          # square pixels
+    if number is not None:
+        struct.pack_into(">I", head, 1712, int(number))
+    if fps:
+        struct.pack_into(">f", head, 1724, float(fps))
+        struct.pack_into(">f", head, 1940, float(fps))
+    struct.pack_into(">I", head, 1920, _bcd(timecode.parts()) if timecode is not None else 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(bytes(head))
+        f.write(words.astype(">u4").tobytes())
+
+
+def _bcd(parts) -> int:
+    """hh:mm:ss:ff as SMPTE 12M's binary-coded decimal in one 32-bit word (0x01020304 for 01:02:03:04)."""
+    out = 0
+    for v in parts:
+        out = (out << 8) | ((int(v) // 10) << 4) | (int(v) % 10)
+    return out

@@ -242,9 +242,55 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
             return stack_rgba([read_exr_linear(f) for f in files[a:b]])
+    elif not layer.strip() and deep(files[0]):
+        # A 16-bit TIFF/PNG or 10-bit DPX plate keeps its depth for the nodes and writers that can (as an EXR's
+        # float pixels do): read as 8 bits only, its shadows came out of a grade in 8-bit steps.
+        def linear(a: int, b: int) -> np.ndarray:
+            from nodes.common.color import stack_rgba
+            return stack_rgba([read_deep_linear(f) for f in files[a:b]])
     colour, matte = split_reader(reader) if keyed else (reader, None)
     return Clip(len(files), fps, w, h, colour, number=first_number(listed), linear=linear,
                 timecode=timecode).with_matte(matte)
+
+
+def deep(path: str) -> bool:
+    """Whether the picture holds more than 8 bits a channel: a 16-bit PNG or TIFF, a 10-, 12- or 16-bit DPX
+    (from the header; Pillow calls a 16-bit RGB file RGB and reads it as 8 bits)."""
+    low = str(path).lower()
+    try:
+        if low.endswith(".png"):
+            with open(path, "rb") as f:
+                return f.read(25)[24:25] == b"\x10"        # IHDR bit depth
+        if low.endswith((".tif", ".tiff")):
+            from PIL import Image
+            with Image.open(path) as im:
+                bits, kind = im.tag_v2.get(258, 8), im.tag_v2.get(339, 1)      # bits, sample format (1: uint)
+                return (max(bits if isinstance(bits, tuple) else (bits,)) == 16
+                        and set(kind if isinstance(kind, tuple) else (kind,)) == {1})
+    except (OSError, ValueError, SyntaxError):
+        return False
+    if low.endswith(".dpx"):
+        from .film import deep_film
+        return deep_film(path)
+    return False
+
+
+def read_deep_linear(path: str) -> np.ndarray:
+    """float32 linear light HxWx3 (x4 premultiplied, with alpha) of a deep picture (see `deep`), at its own
+    depth: a PNG/TIFF through the sRGB curve (read_image shows its code values), a DPX by its transfer."""
+    if str(path).lower().endswith(".dpx"):
+        from .film import read_film_linear
+        return read_film_linear(path)
+    import cv2
+    from nodes.common.color import srgb_to_linear
+    px = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if px is None or px.dtype != np.uint16:
+        raise NodeError(f"cannot read {path} as a 16-bit picture: every frame of a 16-bit sequence must be 16-bit")
+    if px.ndim == 2:
+        px = np.repeat(px[..., None], 3, axis=2)
+    px = px[..., [2, 1, 0, 3][:px.shape[-1]]].astype(np.float32) / 65535.0
+    rgb = srgb_to_linear(px[..., :3])
+    return rgb if px.shape[-1] == 3 else np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
 
 
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False,
@@ -293,13 +339,16 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
 ALPHA_EXTS = (".png", ".tif", ".tiff", ".webp", ".exr")
 
 
-# io.save_frames' formats: PNG, linear half-float EXR for a compositor (Nuke, Blender, Resolve Fusion), or
-# TIFF (16 bits are not made from 8, so 8-bit, deflate-compressed). A clip's alpha (Clip.matte) goes into each:
+# io.save_frames' formats: PNG, linear half-float EXR for a compositor (Nuke, Blender, Resolve Fusion), TIFF
+# (16-bit from a plate's float pixels, Clip.linear; 16 bits are not made from 8, so 8-bit otherwise, deflate-
+# compressed), or 10-bit log DPX (nodes/io/film.py). A clip's alpha (Clip.matte) goes into PNG, TIFF and EXR:
 # PNG and TIFF with straight colour (PNG's rule; TIFF says so, ExtraSamples unassociated), EXR premultiplied in
 # linear light (nodes/common/alpha.py).
-FRAME_FORMATS = ("png", "exr", "tif")
+FRAME_FORMATS = ("png", "exr", "tif", "dpx")
+# Formats written from a plate's float pixels where the clip carries them.
+DEEP_FORMATS = ("exr", "tif", "dpx")
 # A frame io.save_frames writes, in any format: a render in one replaces an earlier one in another.
-_FRAME_FILE = re.compile(r"frame_\d{6}\.(png|exr|tif)")
+_FRAME_FILE = re.compile(r"frame_\d{6}\.(png|exr|tif|dpx)")
 
 
 def frame_name(i: int, fmt: str = "png") -> str:
@@ -426,10 +475,10 @@ def _interrupted(final: Path, clip: Clip, workflow_yaml: str, fmt: str, first: i
 
 
 def _blocks(clip: Clip, fmt: str, start: int = 0):
-    """(first frame, frames, their float pixels or None, their alpha or None) chunk by chunk: an EXR render
-    of a plate no node has changed is written from the pixels its files hold (Clip.linear, alpha included),
-    not through 8-bit sRGB, and its 8-bit frames are not read at all."""
-    if fmt != "exr" or clip.linear is None:
+    """(first frame, frames, their float pixels or None, their alpha or None) chunk by chunk: an EXR, 16-bit
+    TIFF or DPX render of a plate whose float pixels came through (Clip.linear, alpha included) is written
+    from them, not through 8-bit sRGB, and its 8-bit frames are not read at all. A TIFF with alpha is 8-bit."""
+    if fmt not in DEEP_FORMATS or clip.linear is None or (fmt == "tif" and clip.matte is not None):
         for a, block in clip.chunks(start=start):
             yield a, block, None, None if clip.matte is None else clip.matte.frames(a, a + len(block))
         return
@@ -453,6 +502,12 @@ def _fill(final: Path, clip: Clip, workflow_yaml: str, progress, fmt: str = "png
                     _write_exr_frame(frame, tmp, final, a + j, first,
                                      clip.timecode and clip.timecode.shifted(a + j, clip.fps),
                                      None if floats is None else floats[j], None if alpha is None else alpha[j])
+                    continue
+                if fmt == "dpx":
+                    _write_dpx_frame(frame, floats is not None, tmp, final, a + j, first, clip)
+                    continue
+                if fmt == "tif" and floats is not None:
+                    _write_tiff16(frame, tmp, final, a + j, first)
                     continue
                 if alpha is not None:
                     from nodes.common.alpha import straight_rgba
@@ -492,6 +547,29 @@ def _write_tiff(frame: np.ndarray, tmp: Path, folder: Path, i: int, first: int) 
             tmp, format="TIFF", compression="tiff_adobe_deflate")
     except OSError:
         raise NodeError(_frame_failure(folder, i, frame.nbytes, "tif", first)) from None
+
+
+def _write_tiff16(floats: np.ndarray, tmp: Path, folder: Path, i: int, first: int) -> None:
+    """Float linear pixels as a 16-bit sRGB TIFF (deflate), the colour over black (premultiplied) where they
+    carry an alpha no matte goes with; light above 1.0 is clipped, as any integer file does."""
+    import cv2
+    from nodes.common.color import linear_to_srgb
+    code = np.round(np.clip(linear_to_srgb(np.nan_to_num(floats[..., :3])), 0.0, 1.0) * 65535.0).astype(np.uint16)
+    if not cv2.imwrite(str(tmp), code[..., ::-1], [cv2.IMWRITE_TIFF_COMPRESSION, 8]):      # 8: Adobe deflate
+        raise NodeError(_frame_failure(folder, i, code.nbytes, "tif", first))
+
+
+def _write_dpx_frame(frame: np.ndarray, deep: bool, tmp: Path, folder: Path, i: int, first: int, clip: Clip) -> None:
+    """One frame as a 10-bit log DPX (film.write_film): from the plate's float pixels where `deep`, else the
+    8-bit picture's light; the frame's number and timecode go into its header."""
+    from nodes.common.color import srgb_to_linear
+    from .film import write_film
+    lin = frame[..., :3] if deep else srgb_to_linear(frame.astype(np.float32) / 255.0)
+    try:
+        write_film(lin, tmp, number=first + i, fps=clip.fps,
+                   timecode=clip.timecode and clip.timecode.shifted(i, clip.fps))
+    except OSError:
+        raise NodeError(_frame_failure(folder, i, lin.shape[0] * lin.shape[1] * 4, "dpx", first)) from None
 
 
 def _wait(pending, progress, total: int) -> None:

@@ -200,8 +200,10 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
                 overwrite: bool = Param(False, help="replace frame files in a folder Kinograph did not fill (kept as "
                                                     "an earlier take unless --replace)"),
                 format: str = Param("png", choices=list(FRAME_FORMATS),
-                                    help="png, exr: linear-light half float, as Nuke and Blender read a plate, or "
-                                         "tif (8-bit); a clip's alpha goes into each"),
+                                    help="png (8-bit); exr: linear-light half float, as Nuke and Blender read a "
+                                         "plate; tif: 16-bit from an EXR, 16-bit or DPX plate, else 8-bit; dpx: "
+                                         "10-bit log (Cineon), as film scans are exchanged. A clip's alpha goes "
+                                         "into png, exr and tif"),
                 first: int = Param(-1, min=-1, max=999999, help="number of the first frame's file: 1001 for a VFX "
                                                                 "plate (frame_001001.exr ...); -1: the numbers of "
                                                                 "the sequence the clip was read from, else 0")
@@ -209,9 +211,11 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     """Write every frame as a numbered PNG (or EXR) into a folder (with the workflow beside them),
     frame_000000.png on, or from `first` (Nuke and Blender read the folder as frame_######). A clip read
     from a numbered sequence (io.load_frames of shot.1001.exr ..., trimmed or not) keeps its numbers
-    unless `first` says otherwise; a generated clip starts at 0. An EXR plate that no node has changed
-    (trimmed, retimed, joined) is written as its files hold it, above 1.0 and alpha included; frames a
-    node has changed are the 8-bit picture's light, as io.save_image writes them.
+    unless `first` says otherwise; a generated clip starts at 0. A plate deeper than 8 bits (EXR, 16-bit
+    PNG/TIFF, DPX) keeps its depth through the nodes that can (editing, color.grade, resizing, flips): EXR
+    writes its float pixels, above 1.0 and alpha included, DPX them in 10-bit log (Cineon: highlights to
+    about 13.5, the frame number and timecode in the header), TIFF them in 16 bits (clipped at 1.0).
+    After any other node the frames are the 8-bit picture's light, as io.save_image writes them.
 
     A clip with transparency writes RGBA: PNG and TIFF with straight colour (PNG's rule; the TIFF tagged
     unassociated alpha), EXR with colour premultiplied in linear light, as Nuke and Blender keep it.
@@ -221,7 +225,15 @@ def save_frames(ctx, video: VIDEO, path: str = Param("out/frames", kind="path", 
     config.yaml) they are replaced in place, and frames left from a longer earlier render stay (the
     report counts them). A render of the same workflow that stopped part way (Ctrl+C, a crash) goes on
     from its first missing frame."""
-    from .images import write_frames
+    from .images import DEEP_FORMATS, write_frames
+    if video.linear is not None and format not in DEEP_FORMATS:
+        ctx.log(f"{format} frames are 8-bit: the plate's float pixels (light above 1.0, fine shadow steps) are not "
+                f"written. Write format exr (float), dpx (10-bit log) or tif (16-bit) to keep them")
+    elif video.linear is not None and format == "tif" and video.matte is not None:
+        ctx.log("a TIFF with alpha is written in 8 bits: the plate's float pixels are not. Write format exr to keep "
+                "both, or tif from the clip without its alpha (video.matte, mode none) for 16 bits")
+    if format == "dpx" and video.matte is not None:
+        ctx.log("DPX frames are written without the alpha: the colour laid over black. Write exr, tif or png to keep it")
     if first < 0:
         first = video.number if video.number is not None and video.number >= 0 else 0
     info = write_frames(video, path, ctx.workflow_yaml, ctx.progress, overwrite=overwrite, fmt=format, first=first)
