@@ -158,3 +158,41 @@ def test_a_16_bit_tiff_plate_keeps_its_depth_through_a_grade_to_tiff_and_exr(tmp
     assert np.allclose(exr, lin, rtol=2e-3, atol=1e-6) and exr.max() == pytest.approx(4.0, rel=1e-3)
     assert any(m.startswith("png frames are 8-bit") for m in logs["png"]), logs
     assert "tif" not in logs and "exr" not in logs and "grade" not in logs, logs
+
+
+def luma_codes(path) -> np.ndarray:
+    """The coded 10-bit luma plane of a video's first frame."""
+    import av
+    with av.open(str(path)) as c:
+        f = next(c.decode(c.streams.video[0]))
+        assert f.format.name == "yuv422p10le", f.format.name
+        return np.frombuffer(f.planes[0], np.uint16).reshape(f.height, -1)[:, :f.width].astype(int)
+
+
+def test_a_10_bit_prores_plate_goes_out_as_10_bit_prores(tmp_path):
+    """ProRes in, trimmed, ProRes out: the frames went through 8 bits, so a slow 10-bit ramp (64 codes over
+    256 pixels) came back in steps of 4 codes. Now each code of the source is its own in the render;
+    an h264 render of the same says it is 8-bit."""
+    import subprocess
+    import imageio_ffmpeg
+    ramp = np.round((0.3 + 0.06 * np.linspace(0, 1, 256)) * 65535).astype(np.uint16)
+    rgb = np.ascontiguousarray(np.broadcast_to(ramp[None, :, None], (32, 256, 3)))
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le",
+           "-s", "256x32", "-r", "24", "-i", "-", "-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le",
+           "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", str(tmp_path / "in.mov")]
+    subprocess.run(cmd, input=np.concatenate([rgb] * 3).tobytes(), check=True)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  load: {type: io.load_video, params: {path: in.mov}}\n"
+                  "  cut: {type: video.trim, inputs: {video: load.video}, params: {start: 1}}\n"
+                  "  save: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mov, codec: prores}}\n"
+                  "  web: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mp4}}\n")
+    logs: dict = {}
+    res = Session().run(load_workflow(str(wf)), on_event=lambda e: e.get("event") == "log" and logs.setdefault(
+        e["node"], []).append(e["message"]))
+    assert res.ok, res.failed
+    src, out = luma_codes(tmp_path / "in.mov")[16], luma_codes(tmp_path / "out.mov")[16]
+    assert len(np.unique(src)) >= 50
+    assert len(np.unique(out)) >= len(np.unique(src)) - 2       # 8 bits gave about a quarter of them
+    assert np.abs(out[8:-8] - src[8:-8]).max() <= 2
+    assert any(m.startswith("h264 is written from the 8-bit frames") for m in logs["web"]), logs
+    assert "save" not in logs, logs

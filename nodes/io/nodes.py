@@ -165,8 +165,11 @@ def save_video(ctx, video: VIDEO,
     alpha in prores (ProRes 4444, 16-bit alpha), vp9 (WebM with alpha, as browsers play it), ffv1 and
     webp, each with straight (unpremultiplied) colour as those formats hold it; the other codecs have no
     alpha and the log says it is left out."""
-    from .video_write import ALPHA_CODECS, codec_for, write_video
+    from .video_write import ALPHA_CODECS, DEEP_CODECS, codec_for, write_video
     codec = codec_for(path, codec)
+    if video.linear is not None and codec not in DEEP_CODECS:
+        ctx.log(f"{codec} is written from the 8-bit frames: the plate's deeper pixels (a 10-bit video's, an EXR's) "
+                f"are not. Write codec prores (10-bit) or ffv1 (16-bit), or io.save_frames (exr, dpx, tif)")
     if video.matte is not None and codec not in ALPHA_CODECS:
         ctx.log(f"the alpha (transparency) is not written: {codec} has none, so the frames go out laid over black. "
                 f"To keep it, write codec prores (.mov, ProRes 4444) or vp9 (.webm), or io.save_frames (png, tif, "

@@ -136,6 +136,10 @@ class VideoSource:
             if self._deep:
                 self._convert = {}      # 16-bit RGB: libswscale's default path is the exact one there
         self._white = _rgb48_white(f0) if self._hdr and f0 is not None else 65535.0
+        # A 10-bit (or deeper) SDR stream (ProRes, DNxHR HQX, 10-bit HEVC) also reads at its own depth for the
+        # nodes and writers that keep it (Clip.linear); HDR and a LUT go to 8 bits through their own mapping.
+        self.deep = f0 is not None and _bits(f0) > 8 and not self._hdr and lut is None
+        self._deep_white = _rgb48_white(f0) if self.deep else 65535.0
         if self._alpha:
             self.notes.append(ALPHA_NOTE)
         if self._hdr:
@@ -336,10 +340,30 @@ class VideoSource:
             arr = np.ascontiguousarray(np.rot90(arr, self.turns))
         return _resized(arr, w, h)
 
-    def read(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
+    def _linear_pixels(self, frame, w: int, h: int) -> np.ndarray:
+        """float32 linear light of a deep frame from its 16-bit decode (the code values read as the 8-bit frames
+        are shown, sRGB), premultiplied beside its alpha where it has one."""
+        from nodes.common.color import srgb_to_linear
+        wide = frame.to_ndarray(format="rgba64le" if self._alpha else "rgb48le")
+        px = srgb_to_linear(wide[..., :3].astype(np.float32) / np.float32(self._deep_white))
+        if self._alpha:
+            alpha = wide[..., 3:].astype(np.float32) / 65535.0
+            px = np.concatenate([px * alpha, alpha], -1)
+        if self.turns:
+            px = np.ascontiguousarray(np.rot90(px, self.turns))
+        return _resized(px, w, h)
+
+    def read_linear(self, indices: List[int], size: Optional[tuple] = None) -> np.ndarray:
+        """float32 [n,H,W,3 or 4] of a deep stream (self.deep): Clip.linear."""
+        return self.read(indices, size, self._linear_pixels)
+
+    def read(self, indices: List[int], size: Optional[tuple] = None, pixels_of=None) -> np.ndarray:
         import av
         w, h = size or (self.width, self.height)
-        out = np.empty((len(indices), h, w, 4 if self._alpha else 3), np.uint8)     # RGBA: split_reader
+        pixels_of = pixels_of or self._pixels
+        # RGBA: split_reader
+        out = np.empty((len(indices), h, w, 4 if self._alpha else 3), np.uint8 if pixels_of == self._pixels
+                       else np.float32)
         with self._lock:
             it = self._frames_from(indices[0])
             k = 0
@@ -353,13 +377,13 @@ class VideoSource:
                             raise NodeError(self._cut_short(indices[k], last))
                         if self._last is None:
                             raise NodeError(f"{self.path}: could not decode frame {indices[k]}")
-                        out[k:] = pixels if pixels is not None else self._pixels(self._last, w, h)
+                        out[k:] = pixels if pixels is not None else pixels_of(self._last, w, h)
                         break
                     idx = self._index_of(frame)
                     self._next, self._last, pixels = idx + 1, frame, None
                     while k < len(indices) and indices[k] <= idx:
                         if pixels is None:
-                            pixels = self._pixels(frame, w, h)
+                            pixels = pixels_of(frame, w, h)
                         out[k] = pixels
                         k += 1
             except av.error.FFmpegError as e:
@@ -565,7 +589,9 @@ def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, wi
     colour, matte = lambda a, b: src.read([int(i) for i in idx[a:b]], (w, h)), None
     if src._alpha:      # decoded once for both (ProRes 4444, VP9 with alpha, QuickTime PNG or Animation)
         colour, matte = split_reader(colour)
-    return Clip(len(idx), out_fps, w, h, colour, audio, timecode=timecode).with_matte(matte)
+    linear = (lambda a, b: src.read_linear([int(i) for i in idx[a:b]], (w, h))) if getattr(src, "deep", False) \
+        else None
+    return Clip(len(idx), out_fps, w, h, colour, audio, timecode=timecode, linear=linear).with_matte(matte)
 
 
 def _with_alpha(rgb: np.ndarray, alpha: np.ndarray, top: float) -> np.ndarray:

@@ -47,6 +47,9 @@ _BT709 = ["-colorspace", "bt709", "-color_range", "tv"]
 # alpha, as their players and editors composite them: ProRes 4444 (Apple's ProRes keeps straight colour),
 # VP9 with alpha (browsers), FFV1 (lossless), animated PNG and WebP.
 ALPHA_CODECS = ("prores", "vp9", "ffv1", "png", "webp")
+# Codecs fed 16-bit RGB(A) from a plate's float pixels (Clip.linear) where the clip carries them: ProRes holds
+# 10 bits (its alpha 16) and FFV1 16, and fed 8 they banded a 10-bit or EXR plate's gradients in 8-bit steps.
+DEEP_CODECS = ("prores", "ffv1")
 # Of those, the ones whose colour is shared between neighbours (4:2:0): transparent pixels get the edge's colour.
 LOSSY_ALPHA = ("vp9", "webp")
 # The primaries and transfer are said of the frames coming in: ffmpeg 8 and later take an encoder's colour tags
@@ -60,7 +63,7 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def codec_args(codec: str, crf: int, fps: float, alpha: bool = False) -> list:
+def codec_args(codec: str, crf: int, fps: float, alpha: bool = False, deep: bool = False) -> list:
     """ffmpeg's output options for `codec`; alpha: the frames come as RGBA (ALPHA_CODECS keep it)."""
     even = ["-vf", f"pad=ceil(iw/2)*2:ceil(ih/2)*2{':color=black@0' if alpha else ''},"
                    f"scale=out_color_matrix=bt709:out_range=tv"]
@@ -81,7 +84,8 @@ def codec_args(codec: str, crf: int, fps: float, alpha: bool = False) -> list:
     if codec == "dnxhr":      # DNxHR HQ, 8-bit 4:2:2: what Avid (in .mxf) and Premiere edit natively
         return even + ["-c:v", "dnxhd", "-profile:v", "dnxhr_hq", "-pix_fmt", "yuv422p"] + _BT709
     if codec == "ffv1":
-        return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", "bgra" if alpha else "rgb24"]
+        fmt = ("gbrap16le" if alpha else "gbrp16le") if deep else "bgra" if alpha else "rgb24"
+        return ["-c:v", "ffv1", "-level", "3", "-pix_fmt", fmt]
     if codec == "gif":
         return ["-filter_complex", "[0:v]split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=sierra2_4a",
                 "-loop", "0"]
@@ -249,11 +253,33 @@ def _joined(pieces) -> str:
         f"concat=n={len(pieces)}:v=0:a=1[sound]"
 
 
+def _deep_chunks(clip: Clip, alpha: bool):
+    """(first frame, 16-bit sRGB-coded RGB(A) frames) of the clip's float pixels (Clip.linear), chunk by chunk.
+    alpha: straight colour beside the alpha, as the codecs keep it: the float pixels' own alpha (premultiplied),
+    or the matte given to colour that has none (video.matte); without, the colour over black."""
+    from nodes.common.color import linear_to_srgb
+    for a in range(0, clip.length, clip.chunk):
+        b = min(clip.length, a + clip.chunk)
+        floats = np.nan_to_num(np.asarray(clip.linear(a, b), np.float32))
+        rgb, cover = floats[..., :3], None
+        if alpha and floats.shape[-1] == 4:
+            cover = floats[..., 3:]
+            rgb = np.where(cover > 0, rgb / np.where(cover > 0, cover, 1.0), 0.0)
+        elif alpha:
+            cover = clip.matte.frames(a, b).astype(np.float32) / 255.0
+        px = rgb if cover is None else np.concatenate([np.clip(linear_to_srgb(rgb), 0.0, 1.0), cover], -1)
+        if cover is None:
+            px = np.clip(linear_to_srgb(px), 0.0, 1.0)
+        yield a, (px * 65535.0 + 0.5).astype("<u2")
+
+
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
             keep_audio: bool, progress) -> None:
     rate = fps or clip.fps
     alpha = clip.matte is not None and codec in ALPHA_CODECS
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgba" if alpha else "rgb24", *_SRGB_IN,
+    deep = clip.linear is not None and codec in DEEP_CODECS
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
+           "-pix_fmt", ("rgba64le" if alpha else "rgb48le") if deep else "rgba" if alpha else "rgb24", *_SRGB_IN,
            "-s", f"{clip.width}x{clip.height}", "-r", _rate(rate), "-i", "-"]
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
@@ -287,7 +313,7 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     if clip.timecode is not None and codec not in ("gif", "webp", "png"):
         # The source's timecode, so an editor conforming the cut finds the render where the plate was.
         cmd += ["-timecode", clip.timecode.at(rate).label()]
-    cmd += codec_args(codec, crf, rate, alpha)
+    cmd += codec_args(codec, crf, rate, alpha, deep)
     if tmp.suffix.lower() in (".mp4", ".mov"):
         # faststart: the index before the pictures, so a browser plays a web upload while it loads (without
         # the workflow to embed it was left at the end, and the page waited for the whole file).
@@ -325,10 +351,10 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     feeder.start()
     try:
         try:
-            for a, block in clip.chunks():
+            for a, block in (_deep_chunks(clip, alpha) if deep else clip.chunks()):
                 if feeder_error:        # ffmpeg has stopped: computing the rest of the clip would be for nothing
                     break
-                if alpha:       # straight colour beside the alpha, as these codecs keep it
+                if alpha and not deep:       # straight colour beside the alpha, as these codecs keep it
                     from nodes.common.alpha import straight_rgba
                     block = straight_rgba(block, clip.matte.frames(a, a + len(block)), bleed=codec in LOSSY_ALPHA)
                 queue.put(np.ascontiguousarray(block))
