@@ -85,10 +85,11 @@ class Clip:
         # Frame 0's number in the name of the sequence it was read from (1001 for shot.1001.exr): io.save_frames
         # numbers the render's files from it, so a plate keeps its frame range through Kinograph.
         self.number = number
-        # The same frames as the files hold them, float32 [n,H,W,3 or 4] linear-light RGB(A) (an EXR plate's
-        # pixels, above 1.0 and alpha included), for writers of float files: only while no node has changed
-        # the pixels (a new reader drops it), so a plate trimmed or renumbered goes out as it came in rather
-        # than through 8-bit sRGB.
+        # The same frames at the source's own depth, float32 [n,H,W,3 or 4] linear-light RGB(A), alpha
+        # premultiplied (an EXR plate's pixels, above 1.0 and alpha included; a 16-bit, DPX or 10-bit video
+        # source's code values decoded), for writers of deep files (EXR, DPX, 16-bit TIFF, ProRes): a new reader
+        # drops it unless the node gives its own (nodes/common/stream: moved_float, colour_float), so a plate
+        # trimmed, graded or resized goes out at its depth rather than through 8-bit sRGB.
         self.linear = linear
         self.channels = int(channels)     # 3: colour; 1: a matte (another clip's alpha)
         self._reader = reader

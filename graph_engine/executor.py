@@ -101,8 +101,8 @@ PICTURES = ("VIDEO", "IMAGE", "LATENT")
 
 
 def _ends_float(spec, ins: dict, outputs: dict) -> bool:
-    """Whether a node turned a plate's float pixels (Clip.linear: an EXR's light above 1.0 and its shadows'
-    fine steps) into 8-bit ones: a grade or resize of an EXR plate came out clipped at 1.0 and banded in the
+    """Whether a node turned a plate's deeper pixels (Clip.linear: an EXR's light above 1.0, a 10- or 16-bit
+    source's fine steps) into 8-bit ones: a grade or resize of an EXR plate came out clipped at 1.0 and banded in the
     shadows, and nothing said which node did it. Writers say themselves what they write."""
     if spec.output or not any(isinstance(v, Clip) and v.linear is not None for v in ins.values()):
         return False
@@ -245,10 +245,11 @@ class Executor:
                                 f"(video.over), or give the result an alpha again (video.matte: `source` a clip "
                                 f"that still has it, or a key)")
                     if _ends_float(spec, ins, outputs):
-                        ctx.log(f"{spec.type} works on 8-bit sRGB frames: the float pixels of the plate (its light "
-                                f"above 1.0, its shadows' fine steps) end here, and an EXR written after it holds "
-                                f"the 8-bit picture, clipped at 1.0. color.grade, video.resize, upscale.resize, "
-                                f"video.flip and the editing nodes (trim, fps, concat) keep them")
+                        ctx.log(f"{spec.type} works on 8-bit sRGB frames: the plate's deeper pixels (an EXR's light "
+                                f"above 1.0, a 10- or 16-bit source's finer steps) end here, and an EXR, DPX, 16-bit "
+                                f"TIFF or ProRes written after it holds the 8-bit picture, clipped at 1.0. "
+                                f"color.grade, video.resize, upscale.resize, video.flip and the editing nodes (trim, "
+                                f"fps, concat) keep them")
                     outputs = {k: self._wrap(nid, spec, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
                     if spec.expensive and self.disk is not None:
                         outputs = self._keep(key, spec, outputs, ctx, emit)
