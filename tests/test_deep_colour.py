@@ -196,3 +196,15 @@ def test_a_10_bit_prores_plate_goes_out_as_10_bit_prores(tmp_path):
     assert np.abs(out[8:-8] - src[8:-8]).max() <= 2
     assert any(m.startswith("h264 is written from the 8-bit frames") for m in logs["web"]), logs
     assert "save" not in logs, logs
+
+
+def test_the_16_bit_tables_agree_with_the_curves():
+    """The tables that decode and encode 16-bit sRGB (the curve on every pixel took longer than decoding a
+    1080p frame) give the curves' values: decoding exactly, encoding within one 16-bit code, NaN black."""
+    from nodes.common.color import code16_to_linear, linear_to_srgb, linear_to_srgb16, srgb_to_linear
+    codes = np.arange(65536, dtype=np.uint16)
+    assert np.array_equal(code16_to_linear(codes), srgb_to_linear(codes.astype(np.float32) / 65535))
+    lin = np.concatenate([np.linspace(0, 1.2, 200001, dtype=np.float32), [np.nan, -0.0, -1.0, np.inf]])
+    want = np.round(np.clip(linear_to_srgb(np.nan_to_num(lin, nan=0.0, posinf=1.0)), 0, 1) * 65535)
+    got = linear_to_srgb16(lin).astype(int)
+    assert np.abs(got - want).max() <= 1 and list(got[-4:]) == [0, 0, 0, 65535]

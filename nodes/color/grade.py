@@ -40,7 +40,15 @@ def grade_linear(lin: np.ndarray, exposure: float = 0.0, contrast: float = 1.0, 
     headroom through exposure, white balance and saturation (Nuke's Grade multiplies the same way), and
     contrast and gamma bend the sRGB-encoded values above 1.0 on the same curve. Within 0..1 it is
     grade_frame's result before 8-bit rounding."""
-    lin = np.asarray(lin, np.float32) * _gains(exposure, temperature, tint)
+    lin = np.asarray(lin, np.float32)
+    if lin.ndim > 2 and lin.shape[-3] > BAND_ROWS:
+        # A band of rows at a time, as grader's: a chunk of 1080p frames' float copies took 0.15 s a frame.
+        out = np.empty(lin.shape, np.float32)
+        for y in range(0, lin.shape[-3], BAND_ROWS):
+            out[..., y:y + BAND_ROWS, :, :] = grade_linear(lin[..., y:y + BAND_ROWS, :, :], exposure, contrast,
+                                                           saturation, temperature, tint, gamma)
+        return out
+    lin = lin * _gains(exposure, temperature, tint)
     if saturation != 1.0:
         y = luma(lin)[..., None]
         lin = np.maximum(y + saturation * (lin - y), 0.0)

@@ -11,7 +11,7 @@ import struct
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.color import cineon_to_linear, linear_to_cineon, linear_to_srgb, srgb_to_linear, to_uint8
+from nodes.common.color import cineon_to_linear, code16_to_linear, linear_to_cineon, linear_to_srgb, to_uint8
 
 # SMPTE 268M: the transfer characteristic of image element 1, one byte at offset 801 of the header.
 _TRANSFER_AT = 801
@@ -50,13 +50,7 @@ def read_film_linear(path: str) -> np.ndarray:
         frame = next(c.decode(c.streams.video[0]))
     alpha_fmt = any(comp.is_alpha for comp in frame.format.components)
     wide = frame.to_ndarray(format="rgba64le" if alpha_fmt else "rgb48le")
-    code = wide[..., :3].astype(np.float32) / 65535.0
-    if transfer in _LOG:
-        rgb = cineon_to_linear(code * 1023.0)
-    elif transfer == _LINEAR:
-        rgb = code
-    else:
-        rgb = srgb_to_linear(code)
+    rgb = code16_to_linear(wide[..., :3], "cineon" if transfer in _LOG else "linear" if transfer == _LINEAR else "srgb")
     if not alpha_fmt:
         return rgb
     alpha = wide[..., 3:].astype(np.float32) / 65535.0

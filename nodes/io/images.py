@@ -282,15 +282,17 @@ def read_deep_linear(path: str) -> np.ndarray:
         from .film import read_film_linear
         return read_film_linear(path)
     import cv2
-    from nodes.common.color import srgb_to_linear
+    from nodes.common.color import code16_to_linear
     px = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if px is None or px.dtype != np.uint16:
         raise NodeError(f"cannot read {path} as a 16-bit picture: every frame of a 16-bit sequence must be 16-bit")
     if px.ndim == 2:
         px = np.repeat(px[..., None], 3, axis=2)
-    px = px[..., [2, 1, 0, 3][:px.shape[-1]]].astype(np.float32) / 65535.0
-    rgb = srgb_to_linear(px[..., :3])
-    return rgb if px.shape[-1] == 3 else np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
+    rgb = code16_to_linear(px[..., 2::-1])
+    if px.shape[-1] == 3:
+        return rgb
+    alpha = px[..., 3:].astype(np.float32) / 65535.0
+    return np.concatenate([rgb * alpha, alpha], -1)
 
 
 def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bool = False,
@@ -553,8 +555,8 @@ def _write_tiff16(floats: np.ndarray, tmp: Path, folder: Path, i: int, first: in
     """Float linear pixels as a 16-bit sRGB TIFF (deflate), the colour over black (premultiplied) where they
     carry an alpha no matte goes with; light above 1.0 is clipped, as any integer file does."""
     import cv2
-    from nodes.common.color import linear_to_srgb
-    code = np.round(np.clip(linear_to_srgb(np.nan_to_num(floats[..., :3])), 0.0, 1.0) * 65535.0).astype(np.uint16)
+    from nodes.common.color import linear_to_srgb16
+    code = linear_to_srgb16(floats[..., :3])
     if not cv2.imwrite(str(tmp), code[..., ::-1], [cv2.IMWRITE_TIFF_COMPRESSION, 8]):      # 8: Adobe deflate
         raise NodeError(_frame_failure(folder, i, code.nbytes, "tif", first))
 

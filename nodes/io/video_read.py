@@ -343,9 +343,9 @@ class VideoSource:
     def _linear_pixels(self, frame, w: int, h: int) -> np.ndarray:
         """float32 linear light of a deep frame from its 16-bit decode (the code values read as the 8-bit frames
         are shown, sRGB), premultiplied beside its alpha where it has one."""
-        from nodes.common.color import srgb_to_linear
+        from nodes.common.color import code16_to_linear
         wide = frame.to_ndarray(format="rgba64le" if self._alpha else "rgb48le")
-        px = srgb_to_linear(wide[..., :3].astype(np.float32) / np.float32(self._deep_white))
+        px = code16_to_linear(wide[..., :3], "srgb", self._deep_white)
         if self._alpha:
             alpha = wide[..., 3:].astype(np.float32) / 65535.0
             px = np.concatenate([px * alpha, alpha], -1)

@@ -257,20 +257,21 @@ def _deep_chunks(clip: Clip, alpha: bool):
     """(first frame, 16-bit sRGB-coded RGB(A) frames) of the clip's float pixels (Clip.linear), chunk by chunk.
     alpha: straight colour beside the alpha, as the codecs keep it: the float pixels' own alpha (premultiplied),
     or the matte given to colour that has none (video.matte); without, the colour over black."""
-    from nodes.common.color import linear_to_srgb
+    from nodes.common.color import linear_to_srgb16
     for a in range(0, clip.length, clip.chunk):
         b = min(clip.length, a + clip.chunk)
-        floats = np.nan_to_num(np.asarray(clip.linear(a, b), np.float32))
-        rgb, cover = floats[..., :3], None
-        if alpha and floats.shape[-1] == 4:
-            cover = floats[..., 3:]
+        floats = np.asarray(clip.linear(a, b), np.float32)
+        rgb = floats[..., :3]       # NaN and infinities: linear_to_srgb16 makes them black and white
+        if not alpha:
+            yield a, linear_to_srgb16(rgb).astype("<u2", copy=False)      # rgb48le
+            continue
+        if floats.shape[-1] == 4:
+            cover = np.clip(np.nan_to_num(floats[..., 3:]), 0.0, 1.0)
             rgb = np.where(cover > 0, rgb / np.where(cover > 0, cover, 1.0), 0.0)
-        elif alpha:
+        else:
             cover = clip.matte.frames(a, b).astype(np.float32) / 255.0
-        px = rgb if cover is None else np.concatenate([np.clip(linear_to_srgb(rgb), 0.0, 1.0), cover], -1)
-        if cover is None:
-            px = np.clip(linear_to_srgb(px), 0.0, 1.0)
-        yield a, (px * 65535.0 + 0.5).astype("<u2")
+        yield a, np.concatenate([linear_to_srgb16(rgb), (cover * 65535.0 + 0.5).astype(np.uint16)], -1
+                                ).astype("<u2", copy=False)
 
 
 def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, meta: Optional[str],
