@@ -35,10 +35,13 @@ def read_exr(path) -> np.ndarray:
         return np.stack([ch[c].pixels.astype(np.float32) for c in "RGB"], -1)
 
 
-def run(tmp_path, rest: str) -> dict:
-    """Run plate -> `rest`; the log lines by node."""
+PLATE = "  plate: {type: io.load_frames, params: {path: plate/shot.####.exr}}\n"
+
+
+def run(tmp_path, rest: str, source: str = PLATE) -> dict:
+    """Run `source` (the EXR plate) -> `rest`; the log lines by node."""
     wf = tmp_path / "wf.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  plate: {type: io.load_frames, params: {path: plate/shot.####.exr}}\n" + rest)
+    wf.write_text("kinograph: 1\nnodes:\n" + source + rest)
     logs: dict = {}
 
     def on_event(e):
@@ -139,16 +142,11 @@ def test_a_16_bit_tiff_plate_keeps_its_depth_through_a_grade_to_tiff_and_exr(tmp
     code = np.round(srgb(np.minimum(plate_pixels(0), 1.0)) * 65535).astype(np.uint16)
     for i in range(2):
         assert cv2.imwrite(str(tmp_path / "tif" / f"scan.{1001 + i}.tif"), code[..., ::-1])
-    wf = tmp_path / "wf.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  plate: {type: io.load_frames, params: {path: tif/scan.####.tif}}\n"
-                  "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 2.0}}\n"
-                  "  tif: {type: io.save_frames, inputs: {video: grade.video}, params: {path: t, format: tif}}\n"
-                  "  exr: {type: io.save_frames, inputs: {video: grade.video}, params: {path: e, format: exr}}\n"
-                  "  png: {type: io.save_frames, inputs: {video: grade.video}, params: {path: p}}\n")
-    logs: dict = {}
-    res = Session().run(load_workflow(str(wf)), on_event=lambda e: e.get("event") == "log" and logs.setdefault(
-        e["node"], []).append(e["message"]))
-    assert res.ok, res.failed
+    logs = run(tmp_path, "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 2.0}}\n"
+                         "  tif: {type: io.save_frames, inputs: {video: grade.video}, params: {path: t, format: tif}}\n"
+                         "  exr: {type: io.save_frames, inputs: {video: grade.video}, params: {path: e, format: exr}}\n"
+                         "  png: {type: io.save_frames, inputs: {video: grade.video}, params: {path: p}}\n",
+               source="  plate: {type: io.load_frames, params: {path: tif/scan.####.tif}}\n")
     lin = np.where(code / 65535 <= 0.04045, code / 65535 / 12.92, ((code / 65535 + 0.055) / 1.055) ** 2.4) * 4
     got = cv2.imread(str(tmp_path / "t" / "frame_001001.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1]
     assert got.dtype == np.uint16
@@ -181,15 +179,10 @@ def test_a_10_bit_prores_plate_goes_out_as_10_bit_prores(tmp_path):
            "-s", "256x32", "-r", "24", "-i", "-", "-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le",
            "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", str(tmp_path / "in.mov")]
     subprocess.run(cmd, input=np.concatenate([rgb] * 3).tobytes(), check=True)
-    wf = tmp_path / "wf.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  load: {type: io.load_video, params: {path: in.mov}}\n"
-                  "  cut: {type: video.trim, inputs: {video: load.video}, params: {start: 1}}\n"
-                  "  save: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mov, codec: prores}}\n"
-                  "  web: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mp4}}\n")
-    logs: dict = {}
-    res = Session().run(load_workflow(str(wf)), on_event=lambda e: e.get("event") == "log" and logs.setdefault(
-        e["node"], []).append(e["message"]))
-    assert res.ok, res.failed
+    logs = run(tmp_path, "  cut: {type: video.trim, inputs: {video: plate.video}, params: {start: 1}}\n"
+                         "  save: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mov, codec: prores}}\n"
+                         "  web: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mp4}}\n",
+               source="  plate: {type: io.load_video, params: {path: in.mov}}\n")
     src, out = luma_codes(tmp_path / "in.mov")[16], luma_codes(tmp_path / "out.mov")[16]
     assert len(np.unique(src)) >= 50
     assert len(np.unique(out)) >= len(np.unique(src)) - 2       # 8 bits gave about a quarter of them

@@ -22,7 +22,7 @@ def read_film(path: str) -> tuple:
     """(uint8 RGB, float32 alpha or None) of a DPX file."""
     import av
     from .images import check_pixels
-    transfer, w, h = _header(path)
+    transfer, w, h, _ = _header(path)
     check_pixels(path, w, h)        # from the header, before FFmpeg allocates what it says
     try:
         with av.open(str(path)) as c:
@@ -58,28 +58,23 @@ def read_film_linear(path: str) -> np.ndarray:
 
 
 def deep_film(path: str) -> bool:
-    """Whether a DPX file holds more than 8 bits a channel (SMPTE 268M: bit size at 803)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(804)
-    except OSError:
-        return False
-    return len(head) == 804 and head[:4] in (b"SDPX", b"XPDS") and head[803] > 8
+    """Whether a DPX file holds more than 8 bits a channel."""
+    return _header(path)[3] > 8
 
 
 def _header(path: str) -> tuple:
-    """(transfer characteristic, width, height) from the DPX header (0s where it cannot say): SMPTE 268M
-    keeps them at 801, 772 and 776, in the byte order its magic number is written in."""
+    """(transfer characteristic, width, height, bits a channel) from the DPX header (0s where it cannot say):
+    SMPTE 268M keeps them at 801, 772, 776 and 803, in the byte order its magic number is written in."""
     try:
         with open(path, "rb") as f:
             head = f.read(804)
     except OSError:
-        return 0, 0, 0
+        return 0, 0, 0, 0
     order = {b"SDPX": ">", b"XPDS": "<"}.get(head[:4])
     if order is None or len(head) < 804:
-        return 0, 0, 0
+        return 0, 0, 0, 0
     w, h = struct.unpack(order + "II", head[772:780])
-    return head[_TRANSFER_AT], w, h
+    return head[_TRANSFER_AT], w, h, head[803]
 
 
 @functools.lru_cache(maxsize=None)
