@@ -11,6 +11,7 @@ NODE_MODULES = [
     "nodes.depth.nodes",
     "nodes.generate.hunyuan_nodes",
     "nodes.generate.nodes",
+    "nodes.generate.region_nodes",
     "nodes.generate.split_nodes",
     "nodes.generate.vace_nodes",
     "nodes.interpolate.nodes",

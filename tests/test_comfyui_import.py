@@ -34,9 +34,8 @@ def _cli(*args):
 # equivalent yet, reported as such. Any change either way (a regression, or a file that now imports)
 # must show here.
 BLOCKED = {
-    "templates_mjm_looped_restyler.json": {"ImageScaleToTotalPixels", "SplitImageWithAlpha", "GeminiImageNode",
-                                           "GeminiNodeV3", "GetImageSize", "ImageStitch"},
-    "video_wan2.1_alpha_t2v_14B.json": {"JoinImageWithAlpha"},
+    "templates_mjm_looped_restyler.json": {"ImageScaleToTotalPixels", "GeminiImageNode", "GeminiNodeV3",
+                                           "GetImageSize", "ImageStitch"},
     "video_wan2_1_infinitetalk.json": {"ConditioningZeroOut", "AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},

@@ -10,7 +10,7 @@ from graph_engine.graph import Graph
 
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
-from .mapping import RULES, Approx, Rule
+from .mapping import INSTEAD, RULES, Approx, Rule
 from .report import APPROX, EXACT, UI, Entry, Report
 
 LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
@@ -798,6 +798,46 @@ class Converter:
             made.insert(-1, pp)
         return made
 
+    def special_load_image_mask(self, cn, rule, params, notes):
+        """alpha: io.load_image's mask (1 - alpha); red, green or blue: that channel of its picture."""
+        nid = self.plain(cn, rule, params, notes)
+        channel = self.resolve(cn.inputs.get("channel", "alpha"))
+        if channel == "alpha":
+            return [nid]
+        if channel not in ("red", "green", "blue"):
+            notes.append(f"channel {channel!r} is not red, green, blue or alpha; red used")
+            channel = "red"
+        notes.append("a colour channel is read from the picture laid over black where it is transparent (ComfyUI "
+                     "reads the colour as stored): the same for an opaque mask picture")
+        pick = self.add("mask.from_video", cn, {"channel": channel}, "_channel", dy=120.0)
+        self.graph.connect(nid, "image", pick, "video")
+        self.outs[(cn.id, 0)] = Out((pick, "mask"))
+        return [nid, pick]
+
+    def special_join_alpha(self, cn, rule, params, notes):
+        """The MASK (1 = transparent) as a picture, taken as the clip's alpha by its luma, inverted."""
+        pic = self.add("mask.to_video", cn, {}, "_picture", dy=-120.0)
+        self.link(self.resolve(cn.inputs.get("alpha")), pic, "mask") or notes.append(
+            "input alpha comes from a node that did not convert; connect mask.to_video's mask by hand")
+        nid = self.add(rule.node, cn, {"mode": "luma", "invert": True})
+        self.link(self.resolve(cn.inputs.get("image")), nid, "video") or notes.append(
+            "input image comes from a node that did not convert; connect video by hand")
+        self.graph.connect(pic, "video", nid, "source")
+        self.outs[(cn.id, 0)] = Out((nid, "video"))
+        return [pic, nid]
+
+    def special_split_alpha(self, cn, rule, params, notes):
+        """The picture passes on as it is (its alpha travels beside it); the mask is its alpha, inverted."""
+        src = self.resolve(cn.inputs.get("image"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        nid = self.add(rule.node, cn, {"channel": "alpha"})
+        self.link(src, nid, "video") or notes.append("input image comes from a node that did not convert; connect "
+                                                     "video by hand")
+        inv = self.add("mask.invert", cn, {}, "_invert", dy=120.0)
+        self.graph.connect(nid, "mask", inv, "mask")
+        self.outs[(cn.id, 1)] = Out((inv, "mask"))
+        return [nid, inv]
+
     def special_vhs_load(self, cn, rule, params, notes):
         size = self.resolve(cn.inputs.get("force_size")) or "Disabled"
         w, h = self.resolve(cn.inputs.get("custom_width")), self.resolve(cn.inputs.get("custom_height"))
@@ -1034,6 +1074,8 @@ def unmapped_note(cn: CNode) -> str:
     if UUID.fullmatch(cn.class_type):
         return (f"a subgraph whose definition is missing from the file (definitions.subgraphs): save the workflow "
                 f"again from ComfyUI and import that; {mark}")
+    if cn.class_type in INSTEAD:
+        return f"{INSTEAD[cn.class_type]}; {mark}"
     if cn.pack and not cn.pack.startswith("comfy-core"):
         return f"no Kinograph equivalent (from the custom node pack {cn.pack}): {mark}"
     return f"no Kinograph equivalent: {mark}"

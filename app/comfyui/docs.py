@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .mapping import RULES, SAMPLERS_EXACT, SAMPLERS_NEAR, SCHEDULERS_EXACT, VHS_FORMATS
+from .mapping import INSTEAD, RULES, SAMPLERS_EXACT, SAMPLERS_NEAR, SCHEDULERS_EXACT, VHS_FORMATS
 
 HEADER = """# ComfyUI -> Kinograph mapping
 
@@ -83,6 +83,9 @@ def mapping_markdown() -> str:
 - Schedulers, exact: {sched}; `normal` approximate (Kinograph rounds its timesteps); any other -> `simple`.
 - VideoHelperSuite formats: {formats}.
 """
+    if INSTEAD:
+        tail += "\n## Not mapped, and what to do instead\n\n" + "".join(
+            f"- `{cls}`: {INSTEAD[cls]}.\n" for cls in sorted(INSTEAD, key=str.lower))
     return HEADER + "\n".join(rows) + "\n" + tail
 
 

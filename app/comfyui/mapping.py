@@ -163,6 +163,15 @@ def prediction(v):
                             "is not in Kinograph; sampled as epsilon")
 
 
+def mask_bounds(v):
+    """mask bounds -> on (the model runs on the mask's bounding box); default -> off"""
+    return v == "mask bounds"
+
+
+ALPHA_NOTE = ("Kinograph keeps a picture's colour laid over black by its alpha (premultiplied), where ComfyUI keeps "
+              "it as it was: the same where the picture is opaque")
+
+
 def positive_int(v):
     return max(int(v), 0)
 
@@ -565,6 +574,42 @@ RULES: Dict[str, Rule] = {
     "ThresholdMask": Rule("mask.threshold", ("value",), (P("value", "value"),), {"mask": "mask"}, ("mask",)),
     "SolidMask": Rule("mask.solid", ("value", "width", "height"),
                       (P("value", "value"), P("width", "width"), P("height", "height")), outputs=("mask",)),
+    "CropMask": Rule("mask.crop", ("x", "y", "width", "height"),
+                     (P("x", "x"), P("y", "y"), P("width", "width"), P("height", "height")), {"mask": "mask"},
+                     ("mask",)),
+    # LoadImageMask's alpha channel is 1 - alpha (the erased part), as LoadImage's MASK: io.load_image's mask; a
+    # colour channel is read from the picture by mask.from_video
+    "LoadImageMask": Rule("io.load_image", ("image", "channel", "upload"), (P("image", "path", comfy_file),),
+                          outputs=("mask",), special="load_image_mask", ignore={"upload": None}),
+    # ComfyUI's alpha MASK is 1 - alpha (1 where transparent) both ways: the alpha becomes the clip's transparency
+    # (video.matte of the mask's picture, inverted), and is read back with mask.from_video, inverted
+    "JoinImageWithAlpha": Rule("video.matte", (), (), {"image": "video", "alpha": "source"}, ("video",),
+                               special="join_alpha", note=ALPHA_NOTE),
+    "SplitImageWithAlpha": Rule("mask.from_video", (), (), {"image": "video"}, (None, "mask"), special="split_alpha",
+                                note=ALPHA_NOTE),
+    # latents: pasted at x, y pixels rounded down to whole latent pixels (ComfyUI's // 8 on SD's 8x VAE)
+    "LatentCompositeMasked": Rule("latent.composite", ("x", "y", "resize_source"),
+                                  (P("x", "x"), P("y", "y"), P("resize_source", "resize")),
+                                  {"destination": "latent", "source": "source", "mask": "mask"}, ("latent",)),
+    # regional prompting: the sampler runs each combined conditioning over its area or weighted by its mask and
+    # averages them as ComfyUI's does (nodes/generate/regions.py)
+    "ConditioningSetArea": Rule("condition.area", ("width", "height", "x", "y", "strength"),
+                                (P("width", "width"), P("height", "height"), P("x", "x"), P("y", "y"),
+                                 P("strength", "strength")), {"conditioning": "conditioning"}, ("conditioning",)),
+    "ConditioningSetAreaPercentage": Rule("condition.area_fraction", ("width", "height", "x", "y", "strength"),
+                                          (P("width", "width"), P("height", "height"), P("x", "x"), P("y", "y"),
+                                           P("strength", "strength")), {"conditioning": "conditioning"},
+                                          ("conditioning",)),
+    "ConditioningSetMask": Rule("condition.mask", ("strength", "set_cond_area"),
+                                (P("strength", "strength"), P("set_cond_area", "bounds", mask_bounds)),
+                                {"conditioning": "conditioning", "mask": "mask"}, ("conditioning",)),
+    "ConditioningCombine": Rule("condition.combine", (), (),
+                                {"conditioning_1": "conditioning", "conditioning_2": "other"}, ("conditioning",)),
+    "ConditioningAverage": Rule("condition.average", ("conditioning_to_strength",),
+                                (P("conditioning_to_strength", "weight"),),
+                                {"conditioning_to": "conditioning", "conditioning_from": "other"}, ("conditioning",)),
+    "ConditioningConcat": Rule("condition.concat", (), (), {"conditioning_to": "conditioning",
+                                                            "conditioning_from": "other"}, ("conditioning",)),
     "ImagePadForOutpaint": Rule("mask.outpaint_pad", ("left", "top", "right", "bottom", "feathering"),
                                 (P("left", "left"), P("top", "top"), P("right", "right"), P("bottom", "bottom"),
                                  P("feathering", "feathering")), {"image": "video"}, ("video", "mask")),
@@ -682,6 +727,15 @@ RULES: Dict[str, Rule] = {
     # it runs anything (a switch or value that depends on a running node stays not mapped)
     "ComfySwitchNode": Rule(None, ("switch",), (P("switch", "switch"),), fold=True, special="switch"),
     "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
+}
+
+
+# ComfyUI nodes Kinograph does not map, with what to do instead (the import report says it on the node's line)
+INSTEAD = {
+    "GetImageSize": "not mapped: its width, height and batch size are only known as the workflow runs, and Kinograph "
+                    "passes no numbers between nodes. Type the picture's size into the settings that read them "
+                    "(latent.empty's width and height, video.resize's), or leave them out where the node sizes "
+                    "itself from its input (vae.encode's latent, mask.composite's result have their input's size)",
 }
 
 

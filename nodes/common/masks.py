@@ -201,3 +201,17 @@ def joined(a, b, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     w, h = size_of(a)
     return Clip(clip.length, clip.fps, w, h, lambda s, e: to_u8(fn(frames_of(a, s, e), frames_of(b, s, e)))[..., None],
                 chunk=clip.chunk, channels=1)
+
+
+def cropped(mask, x: int, y: int, width: int, height: int):
+    """The mask's rectangle at (x, y), cut to the mask's picture as ComfyUI's CropMask slices it; a still stays a
+    still, a clip a clip of the rectangle's size. A rectangle wholly outside is refused by name."""
+    from graph_engine import NodeError
+    w, h = size_of(mask)
+    x1, y1 = min(x + width, w), min(y + height, h)
+    if x >= w or y >= h or x1 <= x or y1 <= y:
+        raise NodeError(f"the crop at ({x}, {y}) lies outside the {w}x{h} mask: move it inside")
+    if not is_clip(mask):
+        return still(mask)[y:y1, x:x1].copy()
+    return mask.with_(width=x1 - x, height=y1 - y, matte=None, linear=None,
+                      reader=lambda a, b: to_u8(frames_of(mask, a, b)[:, y:y1, x:x1])[..., None])

@@ -49,7 +49,11 @@ class Conditioning:
     embeds [K, L, D], mask [K, L] (bool) or None, pooled [K, P] or None, keyframes: the pixel frame of
     each row. extra holds image conditioning: "image_embeds" (CLIP vision tokens), "concat" (latent
     channels concatenated to the denoiser input, [1, C', T, h, w]), "control" (ControlNet frames),
-    each a tensor; meta holds JSON values (control weights, SVD motion bucket, ...)."""
+    each a tensor; meta holds JSON values (control weights, SVD motion bucket, ...).
+
+    parts: the further conditionings a combine added (ComfyUI's CONDITIONING is a list of them): the sampler
+    runs each, in its region when one is set (meta["region"], extra["region_mask"]; nodes/generate/regions.py),
+    and averages their predictions."""
     family: str
     embeds: "object"
     mask: "object" = None
@@ -58,6 +62,7 @@ class Conditioning:
     prompts: Tuple[str, ...] = ("",)
     extra: Dict[str, "object"] = field(default_factory=dict)
     meta: Dict[str, object] = field(default_factory=dict)
+    parts: Tuple["Conditioning", ...] = ()
 
     def to_state(self):
         tensors = {"embeds": self.embeds}
@@ -66,18 +71,37 @@ class Conditioning:
         if self.pooled is not None:
             tensors["pooled"] = self.pooled
         tensors.update({"extra." + k: v for k, v in self.extra.items()})
-        return tensors, {"family": self.family, "keyframes": list(self.keyframes), "prompts": list(self.prompts),
-                         "meta": self.meta}
+        state = {"family": self.family, "keyframes": list(self.keyframes), "prompts": list(self.prompts),
+                 "meta": self.meta}
+        for i, part in enumerate(self.parts):
+            t, m = part.to_state()
+            tensors.update({f"part{i}.{k}": v for k, v in t.items()})
+            state.setdefault("parts", []).append(m)
+        return tensors, state
 
     @classmethod
     def from_state(cls, tensors, meta):
+        parts = tuple(cls.from_state({k[len(f"part{i}."):]: v for k, v in tensors.items()
+                                      if k.startswith(f"part{i}.")}, m) for i, m in enumerate(meta.get("parts", ())))
         return cls(meta["family"], tensors["embeds"], tensors.get("mask"), tensors.get("pooled"),
                    tuple(meta["keyframes"]), tuple(meta["prompts"]), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")},
-                   dict(meta.get("meta", {})))
+                   dict(meta.get("meta", {})), parts)
 
     def nbytes_estimate(self) -> int:
         ts = [self.embeds, self.mask, self.pooled, *self.extra.values()]
-        return sum(int(t.element_size() * t.numel()) for t in ts if t is not None)
+        return sum(int(t.element_size() * t.numel()) for t in ts if t is not None) + \
+            sum(p.nbytes_estimate() for p in self.parts)
+
+    def entries(self) -> Tuple["Conditioning", ...]:
+        """Each conditioning of a combined one (itself first), on its own. The image conditioning a later node
+        added to the combination (an inpainting model's channels, as ComfyUI adds it to every entry) reaches the
+        parts that have none of their own."""
+        if not self.parts:
+            return (self,)
+        head = replace(self, parts=())
+        shared = {k: v for k, v in self.extra.items() if k != "region_mask"}
+        return (head,) + tuple(p.with_extra(**{k: v for k, v in shared.items() if k not in p.extra})
+                               for p in self.parts)
 
     def with_extra(self, **tensors) -> "Conditioning":
         return replace(self, extra={**self.extra, **tensors})

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from graph_engine import NodeError
+from nodes.generate import regions
 from nodes.generate.adapters import get_adapter
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.latent import Conditioning, Latent
@@ -115,6 +116,11 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
     clean_keep = keep is not None and adapter.keeps_clean(handle)
+    plans: dict = {}
+    if regions.is_regional(*conds) and handle.option("controlnet") is not None:
+        raise NodeError("regional prompts (condition.area, condition.mask, condition.combine) and a ControlNet "
+                        "cannot be sampled together yet: apply the ControlNet in a second pass, or sample without "
+                        "the regions")
 
     def model_fn(x, sigma, frames=None):
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
@@ -127,18 +133,33 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             return mask * predict(x * mask + kept * (1 - mask), sigma, idx, mask) + clean * (1 - mask)
         return predict(x, sigma, idx)
 
-    def predict(x, sigma, idx, mask=None):
+    def run(cs, x, sigma, idx, mask=None, sl=None):
+        """The model's x0 prediction under each conditioning of cs, batched; x (and mask) over an area: sl."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32)
         s = sigma.to(x.device, x.dtype)
         x_in = adapter.model_input(pipe, x, s)
-        inputs = adapter.conditioning_inputs(handle, conds, idx, x.shape[0], device, dtype)
+        inputs = adapter.conditioning_inputs(handle, cs, idx, x.shape[0], device, dtype)
         if mask is not None:
             inputs["noise_mask"] = mask
+        if sl is not None:
+            inputs = regions.crop_inputs(inputs, sl, plans["hw"])
         if adapter.embedded_guidance:
             inputs["guidance"] = cfg
         t = tfn(sigma).to(device)
-        out = adapter.forward(handle, torch.cat([x_in] * len(conds)).to(device, dtype), t, inputs)
-        den = adapter.denoised(levels, torch.cat([x] * len(conds)), s, out.to(x.device))
+        out = adapter.forward(handle, torch.cat([x_in] * len(cs)).to(device, dtype), t, inputs)
+        return adapter.denoised(levels, torch.cat([x] * len(cs)), s, out.to(x.device))
+
+    def predict(x, sigma, idx, mask=None):
+        s = torch.as_tensor(sigma, dtype=torch.float32).to(x.device, x.dtype)
+        if regions.is_regional(*conds):
+            if plans.get("hw") != tuple(x.shape[-2:]):
+                plans.update(hw=tuple(x.shape[-2:]), sides=regions.plan(
+                    conds, (*x.shape[:2], max(num_frames, max(idx) + 1), *x.shape[-2:]), adapter.factors(pipe)[1],
+                    adapter.factors(pipe)[0]))
+            den = torch.cat(regions.denoised(plans["sides"], x, idx, lambda c, xs, sl: run(
+                [c], xs, sigma, idx, mask, sl if sl[-1] != slice(None) else None)))
+        else:
+            den = run(conds, x, sigma, idx, mask)
         if not guided:
             return den
         uncond, cond = den.chunk(2)

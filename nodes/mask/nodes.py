@@ -141,3 +141,12 @@ def threshold(ctx, mask: MASK, value: float = Param(0.5, min=0.0, max=1.0,
                                                     help="above this becomes 1, the rest 0")) -> MASK:
     """A hard mask from a soft one (ComfyUI's ThresholdMask): 1 where the mask is above `value`."""
     return masks.per_frame(mask, lambda m: (m > value).astype(np.float32))
+
+
+@node("mask.crop", title="Crop Mask", category=_CAT)
+def crop(ctx, mask: MASK, x: int = Param(0, min=0, max=16384, help="the rectangle's left edge in pixels"),
+         y: int = Param(0, min=0, max=16384, help="the rectangle's top edge in pixels"),
+         width: int = Param(512, min=1, max=16384, help="the rectangle's width (cut at the mask's edge)"),
+         height: int = Param(512, min=1, max=16384, help="the rectangle's height (cut at the mask's edge)")) -> MASK:
+    """A rectangle of the mask as a mask of that size (ComfyUI's CropMask), e.g. to match a cropped picture."""
+    return masks.cropped(mask, x, y, width, height)

@@ -1,0 +1,287 @@
+"""Regional prompting, as ComfyUI computes it (comfy/samplers.py: get_area_and_mult, calc_cond_batch,
+resolve_areas_and_cond_masks_multidim, create_cond_with_same_area_if_none).
+
+A conditioning may carry a region (condition.area, condition.area_fraction, condition.mask) and several
+conditionings may be combined (condition.combine). At each step the sampler runs the model once per conditioning,
+on the region's rectangle of the latent only (its area), and averages the predictions pixel by pixel, each weighted
+by its `mult`: strength, times the mask (stretched bilinearly to the latent grid) where one is set, else faded over
+up to 8 latent pixels along an area's edges inside the picture. Where nothing is weighted the prediction is 0, as in
+ComfyUI. Each area of the prompt gets the negative prompt run over the same area (and the other way round), so
+guidance compares like with like.
+
+Areas are set in pixels and become latent pixels by the VAE's factor, rounded down (ComfyUI's `// 8` for the 8x
+VAEs of SD and SDXL); fractions of the picture are resolved on the latent grid as ComfyUI resolves them."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from graph_engine import NodeError
+from nodes.common import masks
+from nodes.generate.latent import Conditioning
+
+FUZZ = 8            # latent pixels an area's weight fades over along an edge inside the picture
+SMALLEST = 8        # a mask's bounds are at least this many latent pixels across (ComfyUI's)
+
+
+def with_region(cond: Conditioning, mask=None, **values) -> Conditioning:
+    """Every conditioning of `cond` with these region settings (area, strength, mask_strength, bounds) and mask
+    set, the others kept: ComfyUI's conditioning_set_values."""
+    def one(c: Conditioning) -> Conditioning:
+        c = c.with_meta(region={**c.meta.get("region", {}), **values})
+        return c if mask is None else c.with_extra(region_mask=mask)
+    head, *rest = cond.entries()
+    return replace(one(head), parts=tuple(one(p) for p in rest))
+
+
+def mask_tensor(mask) -> torch.Tensor:
+    """float32 [F, H, W] of a MASK (a still is one frame)."""
+    n = mask.length if masks.is_clip(mask) else 1
+    return torch.from_numpy(masks.frames_of(mask, 0, n))
+
+
+def combine(first: Conditioning, second: Conditioning) -> Conditioning:
+    """Both lists of conditionings as one (ComfyUI's ConditioningCombine)."""
+    if first.family != second.family:
+        raise NodeError(f"the conditionings were encoded for {first.family} and {second.family}: encode both with "
+                        "the same model's text encoder")
+    both = first.entries() + second.entries()
+    return replace(both[0], parts=both[1:])
+
+
+def _padded_to(t: torch.Tensor, length: int) -> torch.Tensor:
+    t = t[:, :length]
+    if t.shape[1] < length:
+        t = torch.cat([t, t.new_zeros(t.shape[0], length - t.shape[1], *t.shape[2:])], 1)
+    return t
+
+
+def _rows(src: torch.Tensor, like: torch.Tensor, what: str) -> torch.Tensor:
+    if src.shape[0] in (1, like.shape[0]):
+        return src.expand(like.shape[0], *src.shape[1:]).to(like.dtype)
+    raise NodeError(f"{what}: the two prompt schedules have {src.shape[0]} and {like.shape[0]} keyframes; give the "
+                    "second one keyframe (or the same keyframes)")
+
+
+def average(to: Conditioning, frm: Conditioning, weight: float) -> Conditioning:
+    """Each conditioning of `to` as weight * itself + (1 - weight) * the first of `frm`, its tokens cut or padded
+    with zeros to `to`'s length; pooled embeddings mixed alike (ComfyUI's ConditioningAverage)."""
+    src = frm.entries()[0]
+
+    def one(c: Conditioning) -> Conditioning:
+        t0 = _rows(_padded_to(src.embeds, c.embeds.shape[1]), c.embeds, "condition.average")
+        pooled = c.pooled
+        if src.pooled is not None:
+            pooled = src.pooled if c.pooled is None else \
+                c.pooled * weight + _rows(src.pooled, c.pooled, "condition.average") * (1.0 - weight)
+        return replace(c, embeds=c.embeds * weight + t0 * (1.0 - weight), pooled=pooled)
+    head, *rest = to.entries()
+    return replace(one(head), parts=tuple(one(p) for p in rest))
+
+
+def concat(to: Conditioning, frm: Conditioning) -> Conditioning:
+    """Each conditioning of `to` with the first of `frm`'s tokens after its own (ComfyUI's ConditioningConcat)."""
+    src = frm.entries()[0]
+
+    def one(c: Conditioning) -> Conditioning:
+        mask = None
+        if c.mask is not None or src.mask is not None:
+            mine = c.mask if c.mask is not None else torch.ones(c.embeds.shape[:2], dtype=torch.bool)
+            theirs = src.mask if src.mask is not None else torch.ones(src.embeds.shape[:2], dtype=torch.bool)
+            mask = torch.cat([mine, _rows(theirs, mine, "condition.concat")], 1)
+        return replace(c, embeds=torch.cat([c.embeds, _rows(src.embeds, c.embeds, "condition.concat")], 1),
+                       mask=mask)
+    head, *rest = to.entries()
+    return replace(one(head), parts=tuple(one(p) for p in rest))
+
+
+# -- at sampling ----------------------------------------------------------------------------------------------------
+def is_regional(*conds: Optional[Conditioning]) -> bool:
+    return any(c is not None and (c.parts or "region" in c.meta) for c in conds)
+
+
+@dataclass
+class Part:
+    cond: Conditioning                          # without its region: what the model is given
+    area: Optional[Tuple[int, int, int, int]]   # (h, w, y, x) in latent pixels, or the whole picture
+    mult: torch.Tensor                          # [1, 1, T, h, w] over the area
+
+
+def _latent_frames(m: torch.Tensor, t: int, time_factor: int) -> torch.Tensor:
+    if m.shape[0] == 1:
+        return m.expand(t, -1, -1)
+    if time_factor > 1:                         # a causal video VAE packs pixel frames 1-4, 5-8 ... into one
+        groups = [m[:1]] + [m[1 + (k - 1) * time_factor: 1 + k * time_factor] for k in range(1, t)]
+        m = torch.stack([g.amax(0) if len(g) else m[-1] for g in groups])
+    m = m[:t]
+    return torch.cat([m, m[-1:].expand(t - m.shape[0], -1, -1)]) if m.shape[0] < t else m
+
+
+def _area(region: dict, dims: Tuple[int, int], factor: int) -> Optional[List[int]]:
+    spec = region.get("area")
+    if spec is None:
+        return None
+    kind, h, w, y, x = spec
+    if kind == "fraction":
+        return [max(1, round(h * dims[0])), max(1, round(w * dims[1])), round(y * dims[0]), round(x * dims[1])]
+    return [int(h) // factor, int(w) // factor, int(y) // factor, int(x) // factor]
+
+
+def _bounds(mask: torch.Tensor) -> List[int]:
+    """The mask's bounding box on the latent grid, at least SMALLEST across; an empty mask a SMALLEST square in
+    the corner (it weighs nothing there)."""
+    ys, xs = torch.where(mask.abs().amax(0) != 0)
+    if len(ys) == 0:
+        return [SMALLEST, SMALLEST, 0, 0]
+    y0, x0 = int(ys.min()), int(xs.min())
+    return [max(SMALLEST, int(ys.max()) - y0 + 1), max(SMALLEST, int(xs.max()) - x0 + 1), y0, x0]
+
+
+def resolve(c: Conditioning, shape, factor: int, time_factor: int) -> Part:
+    """The conditioning's region on a latent of `shape` [B, C, T, h, w]: its area and weight there."""
+    t, h, w = (int(s) for s in shape[2:])
+    region = dict(c.meta.get("region", {}))
+    bare = replace(c, meta={k: v for k, v in c.meta.items() if k != "region"},
+                   extra={k: v for k, v in c.extra.items() if k != "region_mask"})
+    area = _area(region, (h, w), factor)
+    mask = c.extra.get("region_mask")
+    if mask is not None:
+        m = _latent_frames(mask.float(), t, time_factor)
+        if tuple(m.shape[1:]) != (h, w):
+            m = F.interpolate(m[:, None], size=(h, w), mode="bilinear")[:, 0]
+        mask = m
+        if region.get("bounds"):
+            area = _bounds(mask)
+    if area is not None:
+        ah, aw, y, x = area
+        if y >= h or x >= w:
+            raise NodeError(f"the region at x {x * factor}, y {y * factor} (pixels) starts outside the "
+                            f"{w * factor}x{h * factor} picture being made: move it inside (condition.area's x and y)")
+        area = (min(h - y, ah), min(w - x, aw), y, x)
+    return Part(bare, area, _mult(region, mask, area, (t, h, w)))
+
+
+def _mult(region: dict, mask, area, dims) -> torch.Tensor:
+    t, h, w = dims
+    ah, aw, y, x = area if area is not None else (h, w, 0, 0)
+    strength = float(region.get("strength", 1.0))
+    if mask is not None:
+        return (mask[:, y:y + ah, x:x + aw] * float(region.get("mask_strength", 1.0)) * strength)[None, None]
+    mult = torch.full((1, 1, t, ah, aw), strength)
+    if area is not None:
+        for axis, (size, off, full) in enumerate(((ah, y, h), (aw, x, w))):
+            rr = min(FUZZ, size // 4)
+            ramp = torch.ones(size)
+            for k in range(rr):
+                if off != 0:
+                    ramp[k] *= (k + 1) / rr
+                if off + size < full:
+                    ramp[size - 1 - k] *= (k + 1) / rr
+            mult = mult * (ramp.view(-1, 1) if axis == 0 else ramp.view(1, -1))
+    return mult
+
+
+def _inside(a, b) -> bool:
+    """Area a lies within area b (None: the whole picture)."""
+    if b is None:
+        return True
+    if a is None:
+        return False
+    return a[2] >= b[2] and a[3] >= b[3] and a[0] + a[2] <= b[0] + b[2] and a[1] + a[3] <= b[1] + b[3]
+
+
+def _same_area_partners(sides: List[List[Part]]) -> None:
+    """Each part with an area gets, on the other side (positive <-> negative), the smallest part there enclosing
+    it run over the same area with the same weight, unless that one has this very area already."""
+    for k in reversed(range(len(sides))):          # the positive first, as ComfyUI goes (sides: negative, positive)
+        side = sides[k]
+        for part in list(side):
+            if part.area is None:
+                continue
+            for kk, other in enumerate(sides):
+                if kk == k or not other:
+                    continue
+                smallest = None
+                for o in other:
+                    if o.area is not None and _inside(part.area, o.area):
+                        if smallest is None or smallest.area is None or \
+                                math.prod(smallest.area[:2]) > math.prod(o.area[:2]):
+                            smallest = o
+                    elif o.area is None and smallest is None:
+                        smallest = o
+                if smallest is None or smallest.area == part.area:
+                    continue
+                other.append(replace(part, cond=smallest.cond))
+
+
+def plan(conds: Sequence[Optional[Conditioning]], shape, factor: int, time_factor: int) -> List[List[Part]]:
+    sides = [[resolve(e, shape, factor, time_factor) for e in c.entries()] if c is not None else [] for c in conds]
+    _same_area_partners(sides)
+    return sides
+
+
+def denoised(sides: List[List[Part]], x: torch.Tensor, idx: Sequence[int],
+             run: Callable[[Conditioning, torch.Tensor, tuple], torch.Tensor]) -> List[torch.Tensor]:
+    """Per side, the weighted average of its parts' predictions over the latent frames `idx` that x holds:
+    run(cond, x over the area, the area's slices) -> the prediction there."""
+    frames = torch.as_tensor([int(i) for i in idx])
+    out = []
+    for side in sides:
+        total = torch.zeros_like(x)
+        count = torch.full_like(x, 1e-37)
+        for p in side:
+            sl = (slice(None), slice(None), slice(None)) + (
+                (slice(None), slice(None)) if p.area is None else
+                (slice(p.area[2], p.area[2] + p.area[0]), slice(p.area[3], p.area[3] + p.area[1])))
+            mult = p.mult[:, :, frames.clamp(max=p.mult.shape[2] - 1)].to(x.device, x.dtype)
+            total[sl] += run(p.cond, x[sl], sl) * mult
+            count[sl] += mult
+        out.append(total / count)
+    return out
+
+
+def crop_inputs(inputs: dict, sl: tuple, hw: Tuple[int, int]) -> dict:
+    """A network call's latent-sized inputs (an inpainting model's channels, a kept-region mask) cut to the area."""
+    out = dict(inputs)
+    for k in ("concat", "noise_mask"):
+        v = out.get(k)
+        if isinstance(v, torch.Tensor) and v.ndim == 5 and tuple(v.shape[-2:]) == tuple(hw):
+            out[k] = v[sl]
+    return out
+
+
+
+def composite(dest, source, mask, x: int, y: int, resize: bool):
+    """ComfyUI's LatentCompositeMasked (comfy_extras/nodes_mask.py: composite) on a Latent: source pasted at
+    (x, y) pixels, rounded down to latent pixels, where the mask (bilinear on source's grid) says."""
+    if dest.family != source.family and {dest.family, source.family} - {"sd", "animatediff"}:
+        raise NodeError(f"the latents were made for {dest.family} and {source.family}: make both with one VAE")
+    d, s = dest.samples.clone(), source.samples.to(dest.samples.dtype)
+    factor = max(1, round(dest.width / d.shape[-1]))
+    if resize:
+        b, c, t, _, _ = s.shape
+        flat = s.permute(0, 2, 1, 3, 4).reshape(b * t, c, *s.shape[-2:])
+        s = F.interpolate(flat, size=tuple(d.shape[-2:]), mode="bilinear")
+        s = s.reshape(b, t, c, *d.shape[-2:]).permute(0, 2, 1, 3, 4)
+    if s.shape[2] not in (1, d.shape[2]):
+        raise NodeError(f"the source latent has {s.shape[2]} frames and the destination {d.shape[2]}: trim one "
+                        "(latent.trim) so they match, or give a one-frame source")
+    s = s.expand(-1, -1, d.shape[2], -1, -1)
+    x = max(-s.shape[-1] * factor, min(x, d.shape[-1] * factor))
+    y = max(-s.shape[-2] * factor, min(y, d.shape[-2] * factor))
+    left, top = x // factor, y // factor
+    if mask is None:
+        m = torch.ones(1, 1, d.shape[2], *s.shape[-2:])
+    else:
+        from nodes.generate.inpaint import time_factor
+        px = _latent_frames(mask_tensor(mask), d.shape[2], time_factor(dest))
+        m = F.interpolate(px[:, None], size=tuple(s.shape[-2:]), mode="bilinear")[:, 0][None, None]
+    vw, vh = d.shape[-1] - left + min(0, x), d.shape[-2] - top + min(0, y)
+    m = m[..., :vh, :vw].to(d.dtype)
+    region = d[..., top:top + s.shape[-2], left:left + s.shape[-1]]
+    d[..., top:top + s.shape[-2], left:left + s.shape[-1]] = m * s[..., :vh, :vw] + (1 - m) * region
+    return dest.with_samples(d)
