@@ -357,3 +357,18 @@ def test_comfyui_masks_alpha_and_latent_composite_api_format_run(sd, tmp_path, m
     from app.comfyui import import_data
     entry = next(e for e in import_data(api).report.entries.values() if e.class_type == "GetImageSize")
     assert entry.status == "unmapped" and "latent.empty's width and height" in " ".join(entry.notes)
+
+
+def test_an_area_the_models_patches_do_not_divide_is_padded_round_and_cut_back():
+    """A video transformer (Wan: 2 x 2 latent pixels a patch) given a 3 x 5 area: x and its latent-sized inputs
+    reach the model padded to 4 x 6 by wrapping round (ComfyUI's pad_to_patch_size); the result is cut back."""
+    from nodes.generate.regions import padded_run
+    x = torch.arange(15.0).view(1, 1, 1, 3, 5)
+    seen = {}
+
+    def fn(xx, inputs):
+        seen.update(shape=tuple(xx.shape), concat=tuple(inputs["concat"].shape), ts=inputs["t"])
+        return xx * 2
+    out = padded_run(fn, x, {"concat": torch.zeros(1, 2, 1, 3, 5), "t": 7}, 2)
+    assert seen == {"shape": (1, 1, 1, 4, 6), "concat": (1, 2, 1, 4, 6), "ts": 7}
+    assert torch.equal(out, x * 2)

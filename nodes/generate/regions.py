@@ -285,3 +285,22 @@ def composite(dest, source, mask, x: int, y: int, resize: bool):
     region = d[..., top:top + s.shape[-2], left:left + s.shape[-1]]
     d[..., top:top + s.shape[-2], left:left + s.shape[-1]] = m * s[..., :vh, :vw] + (1 - m) * region
     return dest.with_samples(d)
+
+
+def padded_run(fn: Callable[[torch.Tensor, dict], torch.Tensor], x: torch.Tensor, inputs: dict,
+               patch: int) -> torch.Tensor:
+    """fn(x, inputs) on an area whose size the model's patches do not divide: x and its latent-sized inputs padded
+    at the bottom and right by wrapping round (ComfyUI's pad_to_patch_size), the result cut back to the area."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % patch, (-w) % patch
+    if not (ph or pw):
+        return fn(x, inputs)
+
+    def pad(t):
+        b, c, f = t.shape[:3]
+        flat = t.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        out = F.pad(flat, (0, pw, 0, ph), mode="circular")
+        return out.reshape(b, f, c, h + ph, w + pw).permute(0, 2, 1, 3, 4)
+    big = {k: pad(v) if isinstance(v, torch.Tensor) and v.ndim == 5 and tuple(v.shape[-2:]) == (h, w) else v
+           for k, v in inputs.items()}
+    return fn(pad(x), big)[..., :h, :w]

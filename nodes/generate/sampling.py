@@ -18,6 +18,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate import regions
 from nodes.generate.adapters import get_adapter
+from nodes.generate.families import family
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
@@ -146,7 +147,12 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         if adapter.embedded_guidance:
             inputs["guidance"] = cfg
         t = tfn(sigma).to(device)
-        out = adapter.forward(handle, torch.cat([x_in] * len(cs)).to(device, dtype), t, inputs)
+        batch_in = torch.cat([x_in] * len(cs)).to(device, dtype)
+        if sl is None:
+            out = adapter.forward(handle, batch_in, t, inputs)
+        else:
+            out = regions.padded_run(lambda xx, ii: adapter.forward(handle, xx, t, ii), batch_in, inputs,
+                                     family(handle.family).patch)
         return adapter.denoised(levels, torch.cat([x] * len(cs)), s, out.to(x.device))
 
     def predict(x, sigma, idx, mask=None):
