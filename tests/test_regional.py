@@ -372,3 +372,9 @@ def test_an_area_the_models_patches_do_not_divide_is_padded_round_and_cut_back()
     out = padded_run(fn, x, {"concat": torch.zeros(1, 2, 1, 3, 5), "t": 7}, 2)
     assert seen == {"shape": (1, 1, 1, 4, 6), "concat": (1, 2, 1, 4, 6), "ts": 7}
     assert torch.equal(out, x * 2)
+
+
+def test_an_area_smaller_than_a_latent_pixel_keeps_one():
+    """On a 32x VAE (LTX) ComfyUI's smallest area, 8 px, is under one latent pixel: it keeps one, not none."""
+    from nodes.generate.regions import resolve
+    assert resolve(_area(_cond(), 8, 8, 32, 64), (1, 4, 1, 16, 16), 32, 1).area == (1, 1, 1, 2)

@@ -128,7 +128,8 @@ def _area(region: dict, dims: Tuple[int, int], factor: int) -> Optional[List[int
     kind, h, w, y, x = spec
     if kind == "fraction":
         return [max(1, round(h * dims[0])), max(1, round(w * dims[1])), round(y * dims[0]), round(x * dims[1])]
-    return [int(h) // factor, int(w) // factor, int(y) // factor, int(x) // factor]
+    # at least one latent pixel: a VAE of 16x or 32x (Wan 2.2 TI2V-5B, LTX) rounds an 8 px area down to none
+    return [max(1, int(h) // factor), max(1, int(w) // factor), int(y) // factor, int(x) // factor]
 
 
 def _bounds(mask: torch.Tensor) -> List[int]:
