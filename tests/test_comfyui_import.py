@@ -36,7 +36,7 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"ImageScaleToTotalPixels", "GeminiImageNode", "GeminiNodeV3",
                                            "GetImageSize", "ImageStitch"},
-    "video_wan2_1_infinitetalk.json": {"ConditioningZeroOut", "AudioEncoderEncode", "ModelPatchLoader",
+    "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},
     "video_wan2_2_14B_fun_control.json": {"Wan22FunControlToVideo"},

@@ -378,3 +378,19 @@ def test_an_area_smaller_than_a_latent_pixel_keeps_one():
     """On a 32x VAE (LTX) ComfyUI's smallest area, 8 px, is under one latent pixel: it keeps one, not none."""
     from nodes.generate.regions import resolve
     assert resolve(_area(_cond(), 8, 8, 32, 64), (1, 4, 1, 16, 16), 32, 1).area == (1, 1, 1, 2)
+
+
+def test_area_strength_and_zero_out_as_comfyui():
+    """ConditioningSetAreaStrength sets every entry's strength and keeps its area; ConditioningZeroOut zeros the
+    embeddings and pooled embedding of every entry, keeping its region."""
+    from app.comfyui.mapping import RULES
+    from nodes.generate.regions import combine, resolve, with_region, zeroed
+    both = combine(_cond(value=1), _area(_cond(value=2), 64, 64, 0, 0))
+    strong = with_region(both, strength=3.0)
+    assert [resolve(e, (1, 4, 1, 16, 16), 8, 1).area for e in strong.entries()] == [None, (8, 8, 0, 0)]
+    assert all(float(resolve(e, (1, 4, 1, 16, 16), 8, 1).mult.max()) == 3.0 for e in strong.entries())
+    z = zeroed(combine(_cond(value=1, pooled=torch.ones(1, 2)), _area(_cond(value=2), 64, 64, 0, 0)))
+    assert all(float(e.embeds.abs().max()) == 0 for e in z.entries()) and float(z.pooled.abs().max()) == 0
+    assert z.parts[0].meta["region"]["area"] == ["pixels", 64, 64, 0, 0]
+    assert RULES["ConditioningZeroOut"].node == "condition.zero" and RULES["ConditioningSetAreaStrength"].widgets == (
+        "strength",)

@@ -93,3 +93,19 @@ def latent_composite(ctx, latent: LATENT = Input(help="the destination"),
     they overlap; the result is the destination's size, e.g. to start a second pass from two generations."""
     from nodes.generate.regions import composite
     return composite(latent, source, mask, x, y, resize)
+
+
+@node("condition.strength", title="Prompt Strength", category=_CAT)
+def strength(ctx, conditioning: CONDITIONING, strength: float = _STRENGTH) -> CONDITIONING:
+    """Set the weight of every prompt in a combination, keeping their areas and masks (ComfyUI's
+    ConditioningSetAreaStrength)."""
+    from nodes.generate.regions import with_region
+    return with_region(conditioning, strength=strength)
+
+
+@node("condition.zero", title="Zero Prompt", category=_CAT)
+def zero(ctx, conditioning: CONDITIONING) -> CONDITIONING:
+    """The prompt's embeddings (and pooled embedding) all zero, its regions and image conditioning kept (ComfyUI's
+    ConditioningZeroOut): the negative that Flux, SD3 and Wan workflows give in place of an empty prompt."""
+    from nodes.generate.regions import zeroed
+    return zeroed(conditioning)

@@ -305,3 +305,12 @@ def padded_run(fn: Callable[[torch.Tensor, dict], torch.Tensor], x: torch.Tensor
     big = {k: pad(v) if isinstance(v, torch.Tensor) and v.ndim == 5 and tuple(v.shape[-2:]) == (h, w) else v
            for k, v in inputs.items()}
     return fn(pad(x), big)[..., :h, :w]
+
+
+def zeroed(cond: Conditioning) -> Conditioning:
+    """Every conditioning's embeddings and pooled embedding as zeros (ComfyUI's ConditioningZeroOut)."""
+    def one(c: Conditioning) -> Conditioning:
+        return replace(c, embeds=torch.zeros_like(c.embeds),
+                       pooled=None if c.pooled is None else torch.zeros_like(c.pooled))
+    head, *rest = cond.entries()
+    return replace(one(head), parts=tuple(one(p) for p in rest))
