@@ -523,3 +523,34 @@ def test_ivtc_deinterlaces_video_cut_into_the_film(moving):
     out = restore.ivtc(Context("n"), Clip.from_array(video)).to_array()
     np.testing.assert_array_equal(out[:20], film)
     assert max(comb_ratio(_gray(f)) for f in out[20:]) < 0.5
+
+
+def test_stabilize_crop_mode_with_no_crop_is_refused_not_passed_through(clean):
+    """border crop with crop 0 shortened every correction to nothing: the shaky clip came back unchanged, no word."""
+    with pytest.raises(NodeError) as e:
+        restore.stabilize(Context("n"), Clip.from_array(shake(clean, 3.0, 0)), crop=0.0)
+    assert "crop 0 leaves no margin" in str(e.value) and "reflect, replicate or black" in str(e.value)
+
+
+def test_stabilize_says_when_the_crop_is_too_small_for_the_shake(clean, monkeypatch):
+    """Crop mode leaves in the shake its margin cannot hold; it now says so once, with a crop that holds it."""
+    import re
+    shaken = shake(clean, 3.0, 0)
+    ctx, events = ctx_events()
+    restore.stabilize(ctx, Clip.from_array(shaken), crop=0.01).to_array()
+    said = [e["message"] for e in events if e.get("event") == "log"]
+    assert len(said) == 1 and said[0].startswith("restore.stabilize: crop 0.01 leaves too little margin")
+    need = float(re.search(r"raise crop to ([0-9.]+) or more", said[0]).group(1))
+    assert 0.01 < need < 0.25
+    # The crop it names holds the shake of those frames (the first chunk's; the clip is one chunk)...
+    ctx, events = ctx_events()
+    out = restore.stabilize(ctx, Clip.from_array(shaken), crop=need).to_array()
+    assert not [e for e in events if e.get("event") == "log"]
+    assert shift_jitter(out, clean) < 0.5 * shift_jitter(shaken, clean)
+    # ...and shake past what any crop holds (tracked at 96x64 it is not: made so here) says so.
+    from nodes.restore import stabilize as st
+    monkeypatch.setattr(st, "crop_needed", lambda d, w, h: 0.3)
+    ctx, events = ctx_events()
+    restore.stabilize(ctx, Clip.from_array(shaken), crop=0.01).to_array()
+    said = [e["message"] for e in events if e.get("event") == "log"]
+    assert len(said) == 1 and "even the largest crop (0.25) cannot hold it" in said[0], said

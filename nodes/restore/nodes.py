@@ -2,6 +2,7 @@
 chunk)."""
 from graph_engine import NodeError, Param, node
 from graph_engine.types import VIDEO
+from nodes.restore.stabilize import CROP_MAX
 
 
 @node("restore.deflicker", title="Deflicker", category="Restoration", temporal_radius=48)
@@ -55,7 +56,9 @@ def stabilize(ctx, video: VIDEO,
               radius: int = Param(20, min=1, max=60, help="smoothing window, frames either side"),
               border: str = Param("crop", choices=("crop", "reflect", "replicate", "black"),
                                   help="crop: zoom in so no border shows; otherwise fill the uncovered edge"),
-              crop: float = Param(0.05, min=0.0, max=0.25, help="crop mode: share of each side given up"),
+              crop: float = Param(0.05, min=0.0, max=CROP_MAX,
+                                  help="crop mode: share of each side given up (the zoom); too little for the "
+                                       "shake leaves some in, and the log says the crop it needed"),
               rotation: bool = Param(True, help="also smooth camera roll and zoom, not only shifts")) -> VIDEO:
     """Steady shaky footage: track features, smooth the camera path, warp frames onto it.
 
@@ -63,6 +66,12 @@ def stabilize(ctx, video: VIDEO,
     objects do not pull the estimate. The camera path is smoothed with a local quadratic fit
     (intended pans stay, jitter goes). Tracking failures such as scene cuts split the path."""
     from nodes.restore.stabilize import stabilize_clip
+    if border == "crop" and crop <= 0:
+        # Crop mode keeps every correction inside the zoom's margin; with none, each was shortened to nothing and
+        # the clip came back unchanged, no word said.
+        raise NodeError("restore.stabilize: border crop with crop 0 leaves no margin to move the frames in, so "
+                        "nothing would be steadied: set crop (0.03-0.08 suits hand-held shake), or set border to "
+                        "reflect, replicate or black to keep the frame size and fill the uncovered edge")
     return stabilize_clip(ctx, video, radius=radius, strength=strength, border=border, crop=crop,
                           rotation=rotation)
 
