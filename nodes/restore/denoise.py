@@ -4,9 +4,12 @@ Each neighbour within `radius` frames is warped onto the current frame by optica
 (estimated on slightly blurred frames so the noise does not steer it) and averaged in with a
 per-pixel weight that falls off where the aligned neighbour disagrees by more than the noise
 explains: occlusions and flow failures drop out instead of ghosting. An edge-preserving spatial pass,
-scaled to the noise left, then smooths what averaging could not remove. The noise level comes
-from a robust form of Immerkaer's estimator (1996) on each frame unless given."""
+scaled to the noise left, then smooths what averaging could not remove. The noise level, unless
+given, is the larger of a robust form of Immerkaer's estimator (1996) on each frame and what the frame
+and its nearest aligned neighbour disagree by."""
 from __future__ import annotations
+
+import itertools
 
 import cv2
 import numpy as np
@@ -20,6 +23,23 @@ def _flow_gray(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (5, 5), 1.2)
 
 
+_CHANNEL_MEAN = np.full((1, 3), 1.0 / 3.0, np.float32)
+
+
+def disagreement(nb: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """Mean squared difference per channel of an aligned neighbour and the frame, over 5x5 pixels (HxW float32)."""
+    diff = cv2.subtract(nb, cur)
+    return cv2.boxFilter(cv2.transform(cv2.multiply(diff, diff), _CHANNEL_MEAN), -1, (5, 5))
+
+
+def aligned_noise(nb: np.ndarray, cur: np.ndarray) -> float:
+    """The noise per channel, in levels, read from how an aligned neighbour and the frame disagree: where the flow
+    holds (most of a frame) that is by 2 sigma^2, so the median gives sigma. Unlike a spatial estimate it
+    reads noise that resampling has smoothed (a stabilized, zoomed or rescaled clip): after restore.stabilize
+    Immerkaer's filter, which sees only the finest detail, read sigma 7 as 2.6."""
+    return float(np.sqrt(np.median(disagreement(nb, cur)) / 2.0))
+
+
 def fuse(cur: np.ndarray, aligned, sigma: float, strength: float) -> np.ndarray:
     """Weighted mean of cur and its aligned neighbours (float32 HxWx3 each; any iterable)."""
     acc, wsum = cur.copy(), np.ones(cur.shape[:2], np.float32)
@@ -27,7 +47,7 @@ def fuse(cur: np.ndarray, aligned, sigma: float, strength: float) -> np.ndarray:
     noise2 = 2.0 * sigma * sigma
     scale = 2.0 * (strength * max(sigma, 0.5)) ** 2
     for nb in aligned:
-        d = cv2.boxFilter(np.mean((nb - cur) ** 2, axis=-1), -1, (5, 5))
+        d = disagreement(nb, cur)
         w = np.exp(-np.maximum(d - noise2, 0.0) / scale).astype(np.float32)
         acc += nb * w[..., None]
         wsum += w
@@ -59,15 +79,23 @@ def denoise_clip(ctx, clip, radius: int = 2, strength: float = 1.0, sigma: float
                 ctx.check()
             cur = window[i - lo]
             g_i = grays.get(i, lambda: _flow_gray(cur))
-            s = sigma if sigma > 0 else estimate_noise(cur)
-            out.append(smooth_residual(fuse(cur.astype(np.float32), _aligned(window, lo, i, g_i), s, strength),
-                                       spatial))
+            cur = cur.astype(np.float32)
+            aligned = _aligned(window, lo, i, g_i)
+            first = next(aligned, None)
+            s = sigma
+            if s <= 0:
+                # The larger of the two readings: the spatial one misses noise resampling smoothed, the temporal
+                # one (nearest neighbour) has none to give on a clip of one frame.
+                s = max(estimate_noise(window[i - lo]), aligned_noise(first, cur) if first is not None else 0.0)
+            out.append(smooth_residual(fuse(cur, itertools.chain([first] if first is not None else [], aligned), s,
+                                            strength), spatial))
         return np.stack(out)
 
     def _aligned(window: np.ndarray, lo: int, i: int, g_i: np.ndarray):
-        """The neighbours of frame i warped onto it, one at a time as fuse takes them: a list held all 2 * radius
-        float copies (25 MB each at 1080p) at once."""
-        for j in range(max(lo, i - radius), min(lo + len(window), i + radius + 1)):
+        """The neighbours of frame i warped onto it, nearest first, one at a time as fuse takes them: a list held
+        all 2 * radius float copies (25 MB each at 1080p) at once."""
+        hi = lo + len(window)
+        for j in sorted(range(max(lo, i - radius), min(hi, i + radius + 1)), key=lambda j: (abs(j - i), j)):
             if j != i:
                 g_j = grays.get(j, lambda: _flow_gray(window[j - lo]))
                 yield backward_warp(window[j - lo].astype(np.float32), estimate_flow(g_i, g_j, "medium"))
