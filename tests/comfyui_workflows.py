@@ -29,3 +29,35 @@ ANIMATEDIFF_API = {
            "inputs": {"images": ["9", 0], "frame_rate": 8, "loop_count": 0, "filename_prefix": "AnimateDiff",
                       "format": "video/h264-mp4", "pingpong": False, "save_output": True}},
 }
+
+
+def ui_format(nodes):
+    """ComfyUI's UI (litegraph) format from (id, type, widgets_values, {input: (from id, slot, type)}, [output types])."""
+    out_nodes, out_links, feeds = [], [], {}
+    for nid, cls, widgets, inputs, outputs in nodes:
+        ins = []
+        for name, (src, slot, typ) in inputs.items():
+            lid = len(out_links) + 1
+            out_links.append([lid, src, slot, nid, len(ins), typ])
+            feeds.setdefault((src, slot), []).append(lid)
+            ins.append({"name": name, "type": typ, "link": lid})
+        out_nodes.append({"id": nid, "type": cls, "pos": [nid * 250, 100], "size": [240, 120], "flags": {},
+                          "order": len(out_nodes), "mode": 0, "inputs": ins, "properties": {"Node name for S&R": cls},
+                          "widgets_values": widgets, "_outputs": outputs})
+    for n in out_nodes:
+        n["outputs"] = [{"name": t, "type": t, "links": feeds.get((n["id"], k), []), "slot_index": k}
+                        for k, t in enumerate(n.pop("_outputs"))]
+    return {"last_node_id": max(n["id"] for n in out_nodes), "last_link_id": len(out_links), "nodes": out_nodes,
+            "links": out_links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def run_imported(data, folder):
+    """Import a ComfyUI workflow, write it beside `folder`'s files and run it on the CPU; returns the import result."""
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    res = import_data(data)
+    wf = folder / "imported.kino.yaml"
+    wf.write_text(res.yaml)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    return res

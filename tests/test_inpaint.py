@@ -12,6 +12,7 @@ from graph_engine import Clip, NodeError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from comfyui_workflows import run_imported as _run_import, ui_format  # noqa: E402
 INPAINT_CKPT = "sd15_inpainting_tiny.safetensors"
 
 
@@ -355,35 +356,6 @@ def test_composite_pastes_at_an_offset_and_stretches_the_mask_to_the_source():
 
 
 # -- ComfyUI workflows -----------------------------------------------------------------------------------------------
-def _ui(nodes, links):
-    """ComfyUI's UI (litegraph) format from (id, type, widgets_values, {input: (from id, slot, type)}, [output types])."""
-    out_nodes, out_links, feeds = [], [], {}
-    for nid, cls, widgets, inputs, outputs in nodes:
-        ins = []
-        for name, (src, slot, typ) in inputs.items():
-            lid = len(out_links) + 1
-            out_links.append([lid, src, slot, nid, len(ins), typ])
-            feeds.setdefault((src, slot), []).append(lid)
-            ins.append({"name": name, "type": typ, "link": lid})
-        out_nodes.append({"id": nid, "type": cls, "pos": [nid * 250, 100], "size": [240, 120], "flags": {},
-                          "order": len(out_nodes), "mode": 0, "inputs": ins, "properties": {"Node name for S&R": cls},
-                          "widgets_values": widgets, "_outputs": outputs})
-    for n in out_nodes:
-        n["outputs"] = [{"name": t, "type": t, "links": feeds.get((n["id"], k), []), "slot_index": k}
-                        for k, t in enumerate(n.pop("_outputs"))]
-    return {"last_node_id": max(n["id"] for n in out_nodes), "last_link_id": len(out_links), "nodes": out_nodes,
-            "links": out_links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
-
-
-def _run_import(data, folder):
-    from app.comfyui import import_data
-    from graph_engine.api import Session, load_workflow
-    res = import_data(data)
-    wf = folder / "inpaint.kino.yaml"
-    wf.write_text(res.yaml)
-    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
-    assert run.ok, run.failed
-    return res
 
 
 def test_comfyui_inpainting_workflow_ui_format_runs_end_to_end(sd, tmp_path, monkeypatch):
@@ -398,7 +370,7 @@ def test_comfyui_inpainting_workflow_ui_format_runs_end_to_end(sd, tmp_path, mon
     rgba[8:24, 8:24, 3] = 0
     Image.fromarray(rgba).save(tmp_path / "door.png")
     M, I, L, C, V = "MODEL", "IMAGE", "LATENT", "CONDITIONING", "VAE"
-    data = _ui([
+    data = ui_format([
         (1, "CheckpointLoaderSimple", [INPAINT_CKPT], {}, [M, "CLIP", V]),
         (2, "LoadImage", ["door.png", "image"], {}, [I, "MASK"]),
         (3, "CLIPTextEncode", ["a red door"], {"clip": (1, 1, "CLIP")}, [C]),
@@ -410,7 +382,7 @@ def test_comfyui_inpainting_workflow_ui_format_runs_end_to_end(sd, tmp_path, mon
         (8, "ImageCompositeMasked", [0, 0, False], {"destination": (2, 0, I), "source": (7, 0, I),
                                                     "mask": (2, 1, "MASK")}, [I]),
         (9, "SaveImage", ["inpainted"], {"images": (8, 0, I)}, []),
-    ], [])
+    ])
     res = _run_import(data, tmp_path)
     statuses = {e.class_type: e.status for e in res.report.entries.values()}
     assert statuses["LoadImage"] == statuses["ImageCompositeMasked"] == "exact", statuses

@@ -13,6 +13,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from comfyui_workflows import run_imported as _run_import, ui_format  # noqa: E402
 CKPT = "sd15_tiny.safetensors"
 
 
@@ -231,35 +232,6 @@ def test_regions_that_add_nothing_sample_as_the_plain_prompt(sd):
 
 
 # -- ComfyUI workflows -----------------------------------------------------------------------------------------------
-def _ui(nodes):
-    """ComfyUI's UI (litegraph) format from (id, type, widgets_values, {input: (from id, slot, type)}, [output types])."""
-    out_nodes, out_links, feeds = [], [], {}
-    for nid, cls, widgets, inputs, outputs in nodes:
-        ins = []
-        for name, (src, slot, typ) in inputs.items():
-            lid = len(out_links) + 1
-            out_links.append([lid, src, slot, nid, len(ins), typ])
-            feeds.setdefault((src, slot), []).append(lid)
-            ins.append({"name": name, "type": typ, "link": lid})
-        out_nodes.append({"id": nid, "type": cls, "pos": [nid * 250, 100], "size": [240, 120], "flags": {},
-                          "order": len(out_nodes), "mode": 0, "inputs": ins, "properties": {"Node name for S&R": cls},
-                          "widgets_values": widgets, "_outputs": outputs})
-    for n in out_nodes:
-        n["outputs"] = [{"name": t, "type": t, "links": feeds.get((n["id"], k), []), "slot_index": k}
-                        for k, t in enumerate(n.pop("_outputs"))]
-    return {"last_node_id": max(n["id"] for n in out_nodes), "last_link_id": len(out_links), "nodes": out_nodes,
-            "links": out_links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
-
-
-def _run_import(data, folder):
-    from app.comfyui import import_data
-    from graph_engine.api import Session, load_workflow
-    res = import_data(data)
-    wf = folder / "regional.kino.yaml"
-    wf.write_text(res.yaml)
-    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
-    assert run.ok, run.failed
-    return res
 
 
 def test_comfyui_regional_prompting_workflow_ui_format_runs(sd, tmp_path, monkeypatch):
@@ -273,7 +245,7 @@ def test_comfyui_regional_prompting_workflow_ui_format_runs(sd, tmp_path, monkey
     paint[16:48, 40:72] = 255
     Image.fromarray(paint).save(tmp_path / "paint.png")
     M, C, L, K = "MODEL", "CONDITIONING", "LATENT", "MASK"
-    data = _ui([
+    data = ui_format([
         (1, "CheckpointLoaderSimple", [CKPT], {}, [M, "CLIP", "VAE"]),
         (2, "CLIPTextEncode", ["a field"], {"clip": (1, 1, "CLIP")}, [C]),
         (3, "CLIPTextEncode", ["a red barn"], {"clip": (1, 1, "CLIP")}, [C]),
