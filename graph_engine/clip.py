@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -34,42 +34,148 @@ MAX_CHUNK = 32
 CACHED_CHUNKS = 3
 
 
+class Piece(NamedTuple):
+    """One span of sound: `duration` seconds of the clip's time (None: to the file's end) playing `path` ("":
+    silence) from `start` seconds in, at `speed` (0.5: each second of the file lasts two; below 0: backwards,
+    from `start` down), pitch kept (time-stretched) unless `tape` (pitch follows the speed, as a tape or
+    turntable plays it slower or faster), `gain` dB louder."""
+    path: str
+    start: float = 0.0
+    duration: Optional[float] = None
+    speed: float = 1.0
+    tape: bool = False
+    gain: float = 0.0
+
+    @staticmethod
+    def of(p) -> "Piece":
+        """A piece from a tuple or list (JSON gives lists back) of its first 3 to 6 fields."""
+        p = tuple(p)
+        return Piece(str(p[0]), float(p[1]), None if p[2] is None else float(p[2]),
+                     *(float(x) for x in p[3:4]), *(bool(x) for x in p[4:5]), *(float(x) for x in p[5:6]))
+
+    def plain(self) -> bool:
+        return self.speed == 1.0 and self.gain == 0.0
+
+
+def _track(pieces) -> tuple:
+    """Pieces as Piece, those of no length left out and each that carries on where the one before it stops (the
+    same file at the same speed, or silence after silence) merged into it: a speed ramp's pairs or a clip cut
+    and joined again play as one span (one input of ffmpeg's, not one a frame)."""
+    out: list = []
+    for p in (Piece.of(p) for p in pieces if p[2] is None or p[2] > 1e-6):
+        last = out[-1] if out else None
+        if last is not None and last.duration is not None and last[3:] == p[3:] and last.path == p.path and (
+                not p.path or abs(last.start + last.duration * last.speed - p.start) < 1e-6):
+            out[-1] = last._replace(duration=None if p.duration is None else last.duration + p.duration)
+        else:
+            out.append(p)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Audio:
     """The audio that belongs with a clip: a media file and the span of it that plays, then (clips joined
-    one after another) the spans in `then` in turn, each (path, start, duration); a path of "" is silence."""
+    one after another) the pieces in `then` in turn (Piece: a path of "" is silence). The first piece's speed,
+    tape and gain are those fields here. `mix`: other tracks (each a tuple of pieces) heard at the same time
+    from the clip's start (a song laid under the clip's own sound)."""
     path: str
     start: float = 0.0
     duration: Optional[float] = None
     then: tuple = ()
+    speed: float = 1.0
+    tape: bool = False
+    gain: float = 0.0
+    mix: tuple = ()
 
     def __post_init__(self):
-        # Kept as tuples however it was made (JSON gives the cache and the shard driver lists back).
-        object.__setattr__(self, "then", tuple((str(p), float(s), None if d is None else float(d))
-                                               for p, s, d in self.then))
+        # Kept as tuples of Piece however it was made (JSON gives the cache and the shard driver lists back).
+        object.__setattr__(self, "then", tuple(Piece.of(p) for p in self.then))
+        object.__setattr__(self, "mix", tuple(tuple(Piece.of(p) for p in track) for track in self.mix))
 
     def pieces(self) -> list:
-        return [(self.path, self.start, self.duration), *self.then]
+        """The first track's pieces."""
+        return [Piece(self.path, self.start, self.duration, self.speed, self.tape, self.gain), *self.then]
+
+    def tracks(self) -> list:
+        """Every track: the first (pieces) and those mixed under it."""
+        return [self.pieces(), *map(list, self.mix)]
+
+    def plain(self) -> bool:
+        """One span of one file played as it is (the writer then copies it without a filter graph)."""
+        return not self.then and not self.mix and bool(self.path) and self.speed == 1.0 and self.gain == 0.0
 
     @staticmethod
-    def joined(pieces) -> Optional["Audio"]:
-        """The sound of `pieces` played one after another; None when none of it is more than silence."""
-        pieces = [p for p in pieces if p[2] is None or p[2] > 1e-6]
-        if not any(path for path, _, _ in pieces):
+    def joined(pieces, mix=()) -> Optional["Audio"]:
+        """The sound of `pieces` played one after another, with the tracks in `mix` heard at the same time;
+        None when none of it is more than silence."""
+        tracks = [t for t in (_track(pieces), *map(_track, mix)) if any(p.path for p in t)]
+        if not tracks:
             return None
-        return Audio(*pieces[0], then=tuple(pieces[1:]))
+        first = tracks[0]
+        return Audio(*first[0][:3], then=first[1:], speed=first[0].speed, tape=first[0].tape, gain=first[0].gain,
+                     mix=tuple(tracks[1:]))
 
     def span(self, offset: float, duration: Optional[float]) -> Optional["Audio"]:
         """The part of this sound from `offset` seconds on, for `duration` seconds (None: to its end)."""
-        end = float("inf") if duration is None else offset + duration
-        out, t = [], 0.0
-        for path, start, length in self.pieces():
-            stop = t + (float("inf") if length is None else length)
+        return Audio.joined(*_spans(self.tracks(), offset, duration))
+
+    def warped(self, segments, tape: bool = False) -> Optional["Audio"]:
+        """The sound of this clip's time remapped: each segment (a, b, length) plays its seconds a to b (b below
+        a: backwards) in `length` seconds, one after another (reverse, retime, a speed ramp, a loop); a to a is a
+        held frame, silent. Played faster or slower, the pitch is kept unless `tape` (it then follows the
+        speed). Silence fills where the sound ends early."""
+        tracks = [[] for _ in self.tracks()]
+        for a, b, length in segments:
+            if length <= 1e-9:
+                continue
+            lo = min(a, b)
+            k = (b - a) / length              # source seconds a second of the result
+            for out, track in zip(tracks, self.tracks()):
+                part = padded(_spans([track], lo, abs(b - a))[0], abs(b - a))
+                if abs(k) < 1e-9:             # a held frame: silence under it
+                    out.append(Piece("", 0.0, length))
+                    continue
+                if k < 0:
+                    part = [p._replace(start=p.start + p.duration * p.speed, speed=-p.speed) for p in reversed(part)]
+                out += [p._replace(duration=p.duration / abs(k), speed=float(f"{p.speed * abs(k):.12g}"),
+                                     tape=p.tape or (tape and abs(abs(k) - 1) > 1e-9)) for p in part]
+        return Audio.joined(tracks[0], tracks[1:])
+
+
+def sequence(parts) -> Optional[Audio]:
+    """The sound of `parts` ((Audio or None, seconds) each) played one after another, each for its seconds
+    (silence under one without sound or where its sound ends early), track by track."""
+    own = [(audio.span(0.0, seconds) if audio else None, seconds) for audio, seconds in parts]
+    width = max((len(audio.tracks()) for audio, _ in own if audio), default=0)
+    tracks: list = [[] for _ in range(width)]
+    for audio, seconds in own:
+        mine = audio.tracks() if audio else []
+        for j, track in enumerate(tracks):
+            track += padded(mine[j] if j < len(mine) else [], seconds)
+    return Audio.joined(tracks[0], tracks[1:]) if width else None
+
+
+def _spans(tracks, offset: float, duration: Optional[float]) -> list:
+    """Each track's pieces from `offset` seconds on, for `duration` seconds (None: to its end)."""
+    end = float("inf") if duration is None else offset + duration
+    out = []
+    for track in tracks:
+        kept, t = [], 0.0
+        for p in track:
+            stop = t + (float("inf") if p.duration is None else p.duration)
             lo, hi = max(offset, t), min(end, stop)
             if hi > lo:
-                out.append((path, start + lo - t, None if hi == float("inf") else hi - lo))
+                kept.append(p._replace(start=p.start + (lo - t) * p.speed,
+                                       duration=None if hi == float("inf") else hi - lo))
             t = stop
-        return Audio.joined(out)
+        out.append(kept)
+    return out
+
+
+def padded(pieces, seconds: float) -> list:
+    """`pieces` (of known durations) lasting exactly `seconds`, with silence after them where they end early."""
+    heard = sum(p.duration for p in pieces)
+    return pieces + [Piece("", 0.0, seconds - heard)] if seconds - heard > 1e-6 else pieces
 
 
 class Clip:

@@ -513,9 +513,9 @@ def test_load_frames_given_a_video_file_points_at_load_video(tmp_path):
                             f"video or an animated GIF/WebP, io.load_image a single picture")
 
 
-def test_nodes_that_drop_the_audio_say_so(lossless):
-    """video.reverse, pingpong and fps retime drop the sound (it would not match); the render came out silent
-    with no word about it. concat keeps it (each clip's sound with its pictures, silence under the quiet one)."""
+def test_nodes_that_change_the_sound_s_speed_or_drop_it_say_so(lossless):
+    """video.fps retime plays the sound at the new speed and says how; with sound drop it says the track is
+    dropped. reverse and pingpong play it backwards with the pictures (nothing to say: it is what was asked)."""
     _, silent, with_audio = lossless
     wf = load_workflow(text=f"""
 kinograph: 1
@@ -526,14 +526,16 @@ nodes:
   pp: {{type: video.pingpong, inputs: {{video: load.video}}}}
   join: {{type: video.concat, inputs: {{video: quiet.video, other: load.video}}}}
   slow: {{type: video.fps, inputs: {{video: load.video}}, params: {{fps: 6, mode: retime}}}}
+  mute: {{type: video.fps, inputs: {{video: load.video}}, params: {{fps: 6, mode: retime, sound: drop}}}}
   same: {{type: video.fps, inputs: {{video: load.video}}, params: {{fps: 6}}}}
   qrev: {{type: video.reverse, inputs: {{video: quiet.video}}}}
 """)
     events = []
     Session(use_disk=False).run(wf, on_event=events.append)
     logs = {e["node"]: e["message"] for e in events if e["event"] == "log"}
-    assert set(logs) == {"rev", "pp", "slow"}
-    assert all(m.startswith("the audio track is dropped: ") for m in logs.values())
+    assert set(logs) == {"slow", "mute"}
+    assert logs["slow"].startswith("the sound plays at 0.5x speed with the pictures (its pitch following")
+    assert logs["mute"].startswith("the audio track is dropped: sound is drop")
 
 
 def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):

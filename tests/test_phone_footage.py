@@ -166,14 +166,15 @@ def test_joined_clips_keep_each_sound_with_its_pictures(tmp_path):
     assert beeps == pytest.approx([2 / 15, 30 / 15], abs=0.005)
 
 
-def test_a_clip_joined_at_another_rate_is_silent_under_its_frames(tmp_path):
-    # Its frames play at the first clip's rate, faster than its sound: that sound would drift off them.
+def test_a_clip_joined_at_another_rate_plays_its_sound_at_its_pictures_speed(tmp_path):
+    # Its frames play at the first clip's rate (60 fps frames at 30: half speed): its sound was dropped, silence
+    # under it. Now it plays at half speed too, as a tape (pitch down), its beep on its white frame.
     a = clap(tmp_path / "a.mp4", 0.5)
     fast = clap(tmp_path / "fast.mp4", 0.5, fps=60)
     out = tmp_path / "joined.mkv"
     write_video(edit.concat(a, fast), str(out), codec="ffv1")
     flashes, beeps = claps(out)
-    assert flashes == pytest.approx([0.5, 2.0], abs=1e-3) and beeps == pytest.approx([0.5], abs=0.005)
+    assert flashes == pytest.approx([0.5, 2.0], abs=1e-3) and beeps == pytest.approx([0.5, 2.0], abs=0.005)
 
 
 def test_a_joined_sound_survives_the_disk_cache_and_the_shard_driver_as_it_was():
@@ -182,7 +183,10 @@ def test_a_joined_sound_survives_the_disk_cache_and_the_shard_driver_as_it_was()
     from graph_engine import Audio
     sound = Audio("a.mp4", 0.5, 1.0, then=(("", 0.0, 1.0), ("b.mov", 0.0, 2.0)))
     again = Audio(**json.loads(json.dumps(sound.__dict__)))
-    assert again == sound and again.span(1.25, 1.0).pieces() == [("", 0.25, 0.75), ("b.mov", 0.0, 0.25)]
+    assert again == sound and [p[:3] for p in again.span(1.25, 1.0).pieces()] == [("", 0.25, 0.75), ("b.mov", 0.0, 0.25)]
+    # Played backwards at half speed and mixed under a song at -6 dB, it comes back the same too.
+    mixed = Audio.joined(sound.warped([(3.0, 0.0, 6.0)], tape=True).pieces(), [[("song.mp3", 10.0, 6.0, 1.0, False, -6.0)]])
+    assert Audio(**json.loads(json.dumps(mixed.__dict__))) == mixed and mixed.mix[0][0].gain == -6.0
 
 
 def test_a_song_with_cover_art_is_not_taken_for_a_one_frame_video(tmp_path):

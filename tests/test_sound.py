@@ -203,3 +203,64 @@ def test_the_beats_of_a_whole_song_stay_on_their_frames_to_its_end(tmp_path):
     with_song(clip, str(song), 0.0, "clip", [].append, reported.update)
     assert reported["bpm"] == pytest.approx(120, abs=0.01)
     assert reported["beat_frames"] == [6 + 12 * k for k in range(480)]
+
+
+def tone_hz(path) -> float:
+    """The loudest frequency of a file's sound (the clap's 1000 Hz beep, or where speed moved it)."""
+    with av.open(str(path)) as c:
+        mono = av.AudioResampler(format="flt", layout="mono", rate=48000)
+        a = np.concatenate([g.to_ndarray().reshape(-1) for f in c.decode(audio=0) for g in mono.resample(f)])
+    return float(np.fft.rfftfreq(len(a), 1 / 48000)[np.abs(np.fft.rfft(a)).argmax()])
+
+
+@pytest.mark.parametrize("sound, hz, within", [("tape", 500, 0.002), ("stretch", 1000, 0.045)])
+def test_slow_motion_keeps_its_sound_on_its_frames(tmp_path, sound, hz, within):
+    # video.fps retime dropped the sound: a slowed shot came out silent. Now it plays at the pictures' speed:
+    # as a tape (pitch an octave down at half speed, the beep on its frame) or stretched (pitch kept; atempo's
+    # windows smear the beep's start up to a frame early at half speed).
+    clip = clap(tmp_path / "take.mp4", 0.5)
+    out = tmp_path / "slow.mp4"
+    write_video(edit.change_fps(clip, 15, "retime", sound), str(out))
+    flashes, beeps = claps(out)
+    assert flashes == pytest.approx([1.0], abs=1e-3) and beeps[0] == pytest.approx(1.0, abs=within)
+    assert tone_hz(out) == pytest.approx(hz, rel=0.02) and seconds_of_sound(out) == pytest.approx(2.0, abs=0.03)
+
+
+def test_reverse_and_pingpong_play_the_sound_backwards_with_the_pictures(tmp_path):
+    # Both dropped the sound. Reversed, the beep that started at the white frame (0.5 s, 50 ms) ends where the
+    # white frame now ends: it starts at 1 - 0.55 s. Pingponged, it sounds forwards at 0.5 s, then backwards.
+    clip = clap(tmp_path / "take.mp4", 0.5)
+    nodes = f"""
+  load: {{type: io.load_video, params: {{path: '{tmp_path / "take.mp4"}'}}}}
+  rev: {{type: video.reverse, inputs: {{video: load.video}}}}
+  pp: {{type: video.pingpong, inputs: {{video: load.video}}}}
+  a: {{type: io.save_video, inputs: {{video: rev.video}}, params: {{path: '{tmp_path / "rev.mp4"}'}}}}
+  b: {{type: io.save_video, inputs: {{video: pp.video}}, params: {{path: '{tmp_path / "pp.mp4"}'}}}}
+"""
+    logs, errors = run(tmp_path, nodes)
+    assert not errors and not logs.get("rev") and clip.length == 30
+    flashes, beeps = claps(tmp_path / "rev.mp4")
+    assert flashes == pytest.approx([14 / 30], abs=1e-3) and beeps == pytest.approx([0.45], abs=0.003)
+    flashes, beeps = claps(tmp_path / "pp.mp4")
+    # frames 0..29 then 28..1: frame 15 again at 30 + 13 = 43, its sound (0.5-0.55 s) backwards from 44/30 - 0.05
+    assert flashes == pytest.approx([0.5, 43 / 30], abs=1e-3)
+    assert beeps == pytest.approx([0.5, 44 / 30 - 0.05], abs=0.003)
+
+
+def test_mono_clips_joined_stay_mono_at_the_highest_rate_of_theirs(tmp_path):
+    # Every join was written 48 kHz stereo: two mono interviews came out as stereo, 44.1 kHz ones resampled.
+    mono = ("-ac", "1")
+    a = clap(tmp_path / "a.mov", 0.5, rate=44100, layout=mono, sound=("-c:a", "pcm_s16le"))
+    b = clap(tmp_path / "b.mov", 0.25, rate=44100, layout=mono, sound=("-c:a", "pcm_s16le"))
+    c = clap(tmp_path / "c.mov", 0.25, rate=48000, layout=mono, sound=("-c:a", "pcm_s16le"))
+    for other, rate in ((b, 44100), (c, 48000)):
+        out = tmp_path / f"joined{rate}.mov"
+        write_video(edit.concat(a, other), str(out), codec="prores")
+        with av.open(str(out)) as f:
+            s = f.streams.audio[0]
+            assert (s.rate, s.layout.name) == (rate, "mono")
+        assert claps(out)[1] == pytest.approx([0.5, 1.25], abs=0.002)
+    stereo = clap(tmp_path / "s.mov", 0.25, sound=("-c:a", "pcm_s16le"))
+    write_video(edit.concat(a, stereo), str(tmp_path / "both.mov"), codec="prores")
+    with av.open(str(tmp_path / "both.mov")) as f:
+        assert (f.streams.audio[0].rate, f.streams.audio[0].layout.name) == (48000, "stereo")

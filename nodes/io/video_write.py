@@ -18,6 +18,7 @@ import numpy as np
 
 from graph_engine import Clip, NodeError
 from graph_engine.atomic import folder_removed
+from .mixdown import sound_args
 
 CODECS = ("h264", "h265", "vp9", "av1", "prores", "dnxhr", "ffv1", "gif", "webp", "png")
 CONTAINERS = {"h264": ".mp4", "h265": ".mp4", "vp9": ".webm", "av1": ".mp4", "prores": ".mov", "dnxhr": ".mov", "ffv1": ".mkv",
@@ -143,7 +144,7 @@ def _sound_problem(final: Path, clip: Clip) -> Optional[str]:
     if clip.audio is None:
         return None
     from .sound import sound_problem
-    for path in dict.fromkeys(p for p, _, _ in clip.audio.pieces() if p):
+    for path in dict.fromkeys(p.path for track in clip.audio.tracks() for p in track if p.path):
         why = sound_problem(path)
         if why:
             return f"cannot write {final.name} with its sound: {why} (or turn keep_audio off to write it silent)"
@@ -231,28 +232,6 @@ def _audio_codec(codec: str, suffix: str) -> str:
     return "libopus" if suffix.lower() == ".webm" or codec == "vp9" else "aac"
 
 
-def _piece_inputs(pieces) -> list:
-    """ffmpeg inputs for the sound of joined clips: each span of its file, or silence ("" for the path)."""
-    args: list = []
-    for path, start, seconds in pieces:
-        if path:
-            args += ["-ss", f"{start:.6f}", "-t", f"{seconds:.6f}", "-i", path]
-        else:
-            args += ["-f", "lavfi", "-t", f"{seconds:.6f}", "-i", "anullsrc=r=48000:cl=stereo"]
-    return args
-
-
-def _joined(pieces) -> str:
-    """A filter graph playing the inputs 1.. of _piece_inputs one after another as [sound]. Each lasts exactly
-    its clip's time, padded with silence where its file's sound ends early or starts late (aresample's
-    first_pts), so the sound of every clip after it starts with its first picture."""
-    chains = [f"[{k + 1}:a:0]aresample=48000:async=1:first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo,"
-              f"apad=whole_dur={seconds:.6f},atrim=duration={seconds:.6f}[p{k}]"
-              for k, (_, _, seconds) in enumerate(pieces)]
-    return ";".join(chains) + ";" + "".join(f"[p{k}]" for k in range(len(pieces))) + \
-        f"concat=n={len(pieces)}:v=0:a=1[sound]"
-
-
 def _deep_chunks(clip: Clip, alpha: bool):
     """(first frame, 16-bit sRGB-coded RGB(A) frames) of the clip's float pixels (Clip.linear), chunk by chunk.
     alpha: straight colour beside the alpha, as the codecs keep it: the float pixels' own alpha (premultiplied),
@@ -285,12 +264,13 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
     sound: list = []
-    if audio is not None and (audio.then or not audio.path):
-        pieces = audio.span(0.0, clip.length / rate)
-        pieces = pieces.pieces() if pieces else []
-        cmd += _piece_inputs(pieces)
-        inputs += len(pieces)
-        sound = ["-filter_complex", _joined(pieces), "-map", "0:v:0", "-map", "[sound]"] if pieces else []
+    if audio is not None and not audio.plain():
+        # Joined, retimed, reversed or mixed: each piece through a filter graph (nodes/io/mixdown).
+        graph = sound_args(audio, clip.length / rate, 1)
+        if graph is not None:
+            cmd += graph[0]
+            inputs += graph[2]
+            sound = ["-filter_complex", graph[1], "-map", "0:v:0", "-map", "[sound]"]
     elif audio is not None:
         # The pictures set the file's length: the sound is cut to them here, not with `-shortest`, which ended
         # the file with the shorter stream. A sound that stops before the pictures cut the video there (ffmpeg

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from graph_engine import Audio, Clip, NodeError
+from graph_engine import Clip, NodeError
+from graph_engine.clip import sequence
 from nodes.common.stream import moved, moved_float
 
 # Chunks of its source a clip read backwards computes at a time (forwards, in one pass): about 150 MB at 1080p.
 BACKWARDS_SPAN = 6
+# What a retimed clip's sound does (video.fps): tape plays it faster or slower, its pitch following (as NLEs do
+# unless told to keep the pitch), every sound on its frame; stretch keeps the pitch with ffmpeg's atempo, whose
+# windows smear a click up to 40 ms early at half speed (measured: a 50 ms beep at 0.5x).
+RETIMED_SOUND = ("tape", "stretch", "drop")
 RESIZE_METHODS = {"area": 3, "bilinear": 1, "bicubic": 2, "lanczos": 4, "nearest": 0}   # cv2.INTER_* values
 
 
@@ -72,18 +77,10 @@ def _shifted(clip: Clip, frames: int):
     return clip.timecode.shifted(frames, clip.fps) if clip.timecode else None
 
 
-def _sound_of(clip: Clip, seconds: float, keep: bool = True) -> list:
-    """The sound pieces (Audio.pieces) a clip plays for `seconds`: silence where it has none, it is not kept or
-    it ends before the pictures (so that the next clip's sound starts with its first picture)."""
-    sound = clip.audio.span(0.0, seconds) if clip.audio and keep else None
-    pieces = sound.pieces() if sound else []
-    heard = sum(seconds if d is None else d for _, _, d in pieces)
-    return pieces + [("", 0.0, seconds - heard)] if seconds - heard > 1e-6 else pieces
-
-
 def concat(a: Clip, b: Clip) -> Clip:
     """`b` after `a`, at a's rate. The sound of each plays with its pictures (silence under a clip without
-    any); b's only when it keeps its speed (the same rate), else its frames play faster or slower than it."""
+    any); b's at the speed its pictures then play (b at 25 fps joined to a at 24 plays 24/25 as fast), its
+    pitch following, as a tape's."""
     if (a.width, a.height) != (b.width, b.height):
         raise NodeError(f"cannot join a {a.width}x{a.height} clip with a {b.width}x{b.height} one; resize one of "
                         f"them first (video.resize to {a.width}x{a.height}, with fit pad or crop to keep its shape)")
@@ -102,10 +99,7 @@ def concat(a: Clip, b: Clip) -> Clip:
         def linear(s: int, e: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
             return stack_rgba([(a.linear(i, i + 1) if i < n else b.linear(i - n, i - n + 1))[0] for i in range(s, e)])
-    audio = None
-    if a.audio or b.audio:
-        same = abs(a.fps - b.fps) <= 1e-3 * max(a.fps, b.fps)
-        audio = Audio.joined(_sound_of(a, a.length / a.fps) + _sound_of(b, b.length / a.fps, same))
+    audio = sequence([(a.audio, a.length / a.fps), (retimed_sound(b, a.fps, tape=True), b.length / a.fps)])
     # A clip without transparency joined to one with it is opaque, so the join keeps the other's alpha.
     matte = concat(a.opaque_matte(), b.opaque_matte()) if a.matte is not None or b.matte is not None else None
     return a.with_(length=a.length + b.length, reader=reader, audio=audio, linear=linear, number=a.number,
@@ -178,9 +172,40 @@ def flip(clip: Clip, direction: str) -> Clip:
     return moved_float(clip.map(fn).with_(matte=moved(clip.matte, fn, clip.width, clip.height)), clip, fn)
 
 
-def change_fps(clip: Clip, fps: float, mode: str) -> Clip:
+def retimed_sound(clip: Clip, fps: float, tape: bool = False):
+    """The clip's sound played as its frames are at `fps` (faster or slower than their own rate; None: none)."""
+    if clip.audio is None or abs(clip.fps - fps) <= 1e-6 * fps:
+        return clip.audio
+    return clip.audio.warped([(0.0, clip.duration, clip.length / fps)], tape)
+
+
+def sound_under(clip: Clip, idx) -> object:
+    """The clip's sound under its frames played in the order `idx`: each run of frames stepping forwards plays
+    its slice of sound forwards, a run stepping back plays it backwards (reverse, pingpong, repeat), and a frame
+    held (repeated) is silent after its first showing. None where the clip has no sound."""
+    if clip.audio is None or not len(idx):
+        return None
+    idx, step, segments, k = np.asarray(idx, np.int64), 1.0 / clip.fps, [], 0
+    while k < len(idx):
+        j, at = k + 1, int(idx[k])
+        if k and at == idx[k - 1]:          # a held frame: silent while it repeats
+            while j < len(idx) and idx[j] == at:
+                j += 1
+            segments.append((at * step, at * step, (j - k) * step))
+        else:                               # a run of frames stepping one way (a lone frame: forwards)
+            d = int(idx[j] - at) if j < len(idx) and abs(int(idx[j]) - at) == 1 else 1
+            while j < len(idx) and idx[j] - idx[j - 1] == d:
+                j += 1
+            last = int(idx[j - 1])
+            segments.append((at * step, (last + 1) * step, (j - k) * step) if d == 1
+                            else ((at + 1) * step, last * step, (j - k) * step))
+        k = j
+    return clip.audio.warped(segments)
+
+
+def change_fps(clip: Clip, fps: float, mode: str, sound: str = "tape") -> Clip:
     if mode == "retime":
-        return clip.with_(fps=fps, audio=None)
+        return clip.with_(fps=fps, audio=None if sound == "drop" else retimed_sound(clip, fps, sound == "tape"))
     # Frames last 1/fps each, as in ffmpeg's fps filter: 2 s at 24 fps stay 2 s at 48 (96 frames, not the 95
     # that counting frames as instants gave, which left the sound running past the pictures). Each new frame
     # shows the source frame on screen when it starts, so halving the rate keeps frames 0, 2, 4...

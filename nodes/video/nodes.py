@@ -29,11 +29,13 @@ def trim(ctx, video: VIDEO, start: int = Param(0, min=0, help="first frame kept,
 @node("video.concat", category="Video", temporal_radius=0)
 def concat(ctx, video: VIDEO, other: VIDEO) -> VIDEO:
     """Play `other` after `video` (same size required) at `video`'s frame rate. Each clip's sound plays with
-    its pictures (silence under one without), so the join stays in sync; `other`'s is dropped when it runs at
-    another rate (its frames then play faster or slower than its sound)."""
+    its pictures (silence under one without), so the join stays in sync; `other`'s at the speed its frames
+    then play when it runs at another rate, its pitch kept. Mono clips stay mono; the sound keeps the highest
+    sample rate of the clips'."""
     if abs(video.fps - other.fps) > 1e-3 * max(video.fps, other.fps):
-        _drops_audio(ctx, f"`other` runs at {other.fps:g} fps and plays at {video.fps:g}: its sound would not "
-                          f"match its pictures (silence plays under them instead)", other)
+        if other.audio is not None:
+            ctx.log(f"`other`'s sound plays at {video.fps / other.fps:.3g}x, as its pictures do (its pitch "
+                    f"following, as a tape's)")
         # Frames are joined as they are (as ComfyUI batches them), so the second clip's motion changes speed.
         ctx.log(f"the clips run at {video.fps:g} and {other.fps:g} fps: joined at {video.fps:g} fps, `other` plays "
                 f"{video.fps / other.fps:.3g}x as fast as it was made; resample it first (video.fps, mode "
@@ -74,37 +76,48 @@ def every_nth(ctx, video: VIDEO, n: int = Param(2, min=1, help="keep one frame i
 
 @node("video.reverse", category="Video", temporal_radius=0)
 def reverse(ctx, video: VIDEO) -> VIDEO:
-    """Play the clip backwards (without its audio)."""
-    _drops_audio(ctx, "the sound does not play backwards with the pictures", video)
-    return edit.take(video, np.arange(video.length - 1, -1, -1), video.fps, None)
+    """Play the clip backwards, its sound backwards with it."""
+    idx = np.arange(video.length - 1, -1, -1)
+    return edit.take(video, idx, video.fps, edit.sound_under(video, idx))
 
 
 @node("video.pingpong", category="Video", temporal_radius=0)
 def pingpong(ctx, video: VIDEO) -> VIDEO:
-    """Forward then backward, without repeating the turning frames: a seamless loop (without audio)."""
-    _drops_audio(ctx, "the sound does not play backwards with the pictures", video)
+    """Forward then backward, without repeating the turning frames: a seamless loop; the sound plays forwards
+    then backwards with the pictures."""
     n = video.length
     idx = np.concatenate([np.arange(n), np.arange(n - 2, 0, -1)]) if n > 2 else np.arange(n)
-    return edit.take(video, idx, video.fps, None)
+    return edit.take(video, idx, video.fps, edit.sound_under(video, idx))
 
 
 @node("video.repeat", title="Repeat", category="Video", temporal_radius=0)
 def repeat(ctx, video: VIDEO, times: int = Param(2, min=1, max=100000,
                                                  help="how many times the clip plays (a still: frames)")) -> VIDEO:
-    """The clip played `times` times in a row (a still becomes a clip of that many frames), without audio:
+    """The clip played `times` times in a row (a still becomes a clip of that many frames), its sound with each:
     ComfyUI's RepeatImageBatch, which makes a batch of one picture or mask per frame."""
-    _drops_audio(ctx, "the sound is not repeated with the pictures", video)
-    return edit.take(video, np.tile(np.arange(video.length), times), video.fps, None)
+    idx = np.tile(np.arange(video.length), times)
+    return edit.take(video, idx, video.fps, edit.sound_under(video, idx))
 
 
 @node("video.fps", category="Video", temporal_radius=0)
 def fps(ctx, video: VIDEO, fps: float = Param(24.0, min=0.01, max=1000, help="frames per second of the result"),
         mode: str = Param("resample", choices=("resample", "retime"),
-                          help="resample: drop/repeat frames, same duration; retime: same frames, new speed")) -> VIDEO:
-    """Change the frame rate (retime drops the audio: it would no longer match)."""
-    if mode == "retime":
-        _drops_audio(ctx, "retimed pictures no longer match the sound", video)
-    return edit.change_fps(video, fps, mode)
+                          help="resample: drop/repeat frames, same duration; retime: same frames, new speed "
+                               "(a 48 fps clip retimed to 24 plays at half speed: slow motion)"),
+        sound: str = Param("tape", choices=edit.RETIMED_SOUND,
+                           help="retime: the sound at the pictures' new speed, tape letting its pitch follow (lower "
+                                "when slower, as a tape; every sound on its frame), stretch keeping the pitch "
+                                "(voices stay voices; a sharp sound may lead its frame by up to 40 ms at half "
+                                "speed), or drop it")) -> VIDEO:
+    """Change the frame rate. Retimed, the sound plays at the pictures' new speed and stays in sync with them."""
+    if mode == "retime" and video.audio is not None and abs(fps - video.fps) > 1e-6 * fps:
+        if sound == "drop":
+            _drops_audio(ctx, "sound is drop (stretch or tape keeps it, at the new speed)", video)
+        else:
+            ctx.log(f"the sound plays at {fps / video.fps:.3g}x speed with the pictures ("
+                    f"{'its pitch kept' if sound == 'stretch' else 'its pitch following, as a tape'}), in sync "
+                    f"with them")
+    return edit.change_fps(video, fps, mode, sound)
 
 
 @node("video.frame", title="Frame of Video", category="Video", temporal_radius=0)
