@@ -53,9 +53,6 @@ class Piece(NamedTuple):
         return Piece(str(p[0]), float(p[1]), None if p[2] is None else float(p[2]),
                      *(float(x) for x in p[3:4]), *(bool(x) for x in p[4:5]), *(float(x) for x in p[5:6]))
 
-    def plain(self) -> bool:
-        return self.speed == 1.0 and self.gain == 0.0
-
 
 def _track(pieces) -> tuple:
     """Pieces as Piece, those of no length left out and each that carries on where the one before it stops (the
@@ -100,10 +97,6 @@ class Audio:
         """Every track: the first (pieces) and those mixed under it."""
         return [self.pieces(), *map(list, self.mix)]
 
-    def plain(self) -> bool:
-        """One span of one file played as it is (the writer then copies it without a filter graph)."""
-        return not self.then and not self.mix and bool(self.path) and self.speed == 1.0 and self.gain == 0.0
-
     @staticmethod
     def joined(pieces, mix=()) -> Optional["Audio"]:
         """The sound of `pieces` played one after another, with the tracks in `mix` heard at the same time;
@@ -117,7 +110,13 @@ class Audio:
 
     def span(self, offset: float, duration: Optional[float]) -> Optional["Audio"]:
         """The part of this sound from `offset` seconds on, for `duration` seconds (None: to its end)."""
-        return Audio.joined(*_spans(self.tracks(), offset, duration))
+        tracks = _spans(self.tracks(), offset, duration)
+        return Audio.joined(tracks[0], tracks[1:])
+
+    def louder(self, db: float) -> "Audio":
+        """This sound `db` dB louder (below 0: quieter), every piece of every track."""
+        tracks = [[p._replace(gain=p.gain + db) for p in track] for track in self.tracks()]
+        return Audio.joined(tracks[0], tracks[1:]) if db else self
 
     def warped(self, segments, tape: bool = False) -> Optional["Audio"]:
         """The sound of this clip's time remapped: each segment (a, b, length) plays its seconds a to b (b below

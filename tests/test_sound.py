@@ -44,7 +44,7 @@ def run(tmp_path, nodes: str):
     for e in events:
         if e["event"] == "log":
             logs.setdefault(e["node"], []).append(e["message"])
-    return logs, [e for e in events if e["event"] == "error"]
+    return logs, [e for e in events if e["event"] in ("error", "node_failed")]
 
 
 def test_a_song_laid_under_a_clip_plays_from_its_offset_in_sync_and_follows_a_trim(tmp_path):
@@ -264,3 +264,34 @@ def test_mono_clips_joined_stay_mono_at_the_highest_rate_of_theirs(tmp_path):
     write_video(edit.concat(a, stereo), str(tmp_path / "both.mov"), codec="prores")
     with av.open(str(tmp_path / "both.mov")) as f:
         assert (f.streams.audio[0].rate, f.streams.audio[0].layout.name) == (48000, "stereo")
+
+
+def test_a_song_comes_in_mid_clip_mixed_over_the_clip_s_own_sound_at_the_gains_given(tmp_path):
+    # io.add_audio could only replace the clip's sound from its first frame: a song coming in on a cut mid-shot,
+    # over the shot's own sound, had no way to be made.
+    take = tmp_path / "take.mp4"
+    clap(take, 0.2)                                             # the clip's own beep at 0.2 s
+    mp3 = song(tmp_path / "song.mp3", [0.1, 0.3], 2.0)          # from 0.05 s in, at frame 15 (0.5 s): 0.55, 0.75
+    outs = {k: tmp_path / f"{k}.mp4" for k in ("mixed", "replaced", "ducked")}
+    logs, errors = run(tmp_path, f"""
+  load: {{type: io.load_video, params: {{path: '{take}'}}}}
+  mixed: {{type: io.add_audio, inputs: {{video: load.video}}, params: {{path: '{mp3}', offset: 0.05, at: 15, mix: true}}}}
+  replaced: {{type: io.add_audio, inputs: {{video: load.video}}, params: {{path: '{mp3}', offset: 0.05, at: 15}}}}
+  ducked: {{type: io.add_audio, inputs: {{video: load.video}},
+            params: {{path: '{mp3}', offset: 0.05, at: 15, mix: true, clip_gain: -60, gain: -3}}}}
+""" + "".join(f"  s{k}: {{type: io.save_video, inputs: {{video: {k}.video}}, params: {{path: '{p}'}}}}\n"
+              for k, p in outs.items()))
+    assert not errors
+    assert claps(outs["mixed"])[1] == pytest.approx([0.2, 0.55, 0.75], abs=0.003)
+    assert claps(outs["replaced"])[1] == pytest.approx([0.55, 0.75], abs=0.003)
+    assert claps(outs["ducked"])[1] == pytest.approx([0.55, 0.75], abs=0.003)     # the clip's beep 60 dB down
+    assert logs["mixed"][0] == "the clip's own sound plays under song.mp3 at +0 dB"
+    assert logs["replaced"][0] == "the clip's own sound is replaced by song.mp3 (mix keeps it under the song)"
+    with pytest.raises(Exception, match=r"at=30 is past the clip's last frame \(30 frames\): give a frame below 30"):
+        from nodes.io.sound import with_song
+        with_song(load_video_of(take), str(mp3), 0.0, "clip", print, at=30)
+
+
+def load_video_of(path):
+    from nodes.io.video_read import load_video
+    return load_video(str(path))

@@ -8,6 +8,9 @@ from typing import Optional
 
 # atempo takes 0.5 to 100 in one pass; slower is several passes (0.25 = 0.5 x 0.5), as ffmpeg's manual does it.
 ATEMPO_MIN, ATEMPO_MAX = 0.5, 100.0
+# Seconds decoded before a span's start and cut off: an MP3 entered by seeking decodes its first frame without
+# the one before it, and a beep 50 ms into a song laid from there sounded 12 ms late, its start lost.
+PREROLL = 0.1
 
 
 def source_format(paths) -> tuple:
@@ -20,8 +23,10 @@ def source_format(paths) -> tuple:
             with av.open(path) as c:
                 s = c.streams.audio[0].codec_context
                 rate = max(rate, s.sample_rate or 0)
-                if s.channels > channels:
-                    channels, layout = s.channels, s.layout.name
+                if s.channels > channels:     # a WAV without a channel mask names its layout "1 channels"
+                    channels = s.channels
+                    layout = s.layout.name if "channels" not in s.layout.name else (
+                        {1: "mono", 2: "stereo"}.get(channels, f"{channels}c"))
         except (OSError, IndexError, ValueError):
             continue        # named by the writer's check before anything renders (video_write._sound_problem)
     return rate or 48000, layout if channels else "stereo"
@@ -39,13 +44,17 @@ def tempo(speed: float) -> str:
     return ",".join(f"atempo={s:.9g}" for s in [*out, speed])
 
 
-def _chain(piece, rate: int, layout: str) -> str:
-    """The filters after input's own: the source span made exact, turned round, played at its speed, held to
-    the piece's length (so the next piece starts on its picture) and set to its gain."""
+def _chain(piece, rate: int, layout: str, preroll: float) -> str:
+    """The filters after input's own: the source span made exact (its `preroll` cut off), turned round, played
+    at its speed, held to the piece's length (so the next piece starts on its picture) and set to its gain."""
     speed = abs(piece.speed)
     span = piece.duration * speed
-    out = [f"aresample={rate}:async=1:first_pts=0", f"aformat=sample_fmts=fltp:channel_layouts={layout}",
-           f"apad=whole_dur={span:.6f}", f"atrim=duration={span:.6f}"]
+    # Starting with the first picture, silence filling a gap: an MP3 or AAC track starts a few ms late (the
+    # encoder's delay), which MP4 and MOV state but MXF cannot, so a DNxHR render's sound played 52 ms early.
+    out = [f"aresample={rate}:async=1:first_pts=0", f"aformat=sample_fmts=fltp:channel_layouts={layout}"]
+    if preroll:
+        out += [f"atrim=start={preroll:.6f}", "asetpts=PTS-STARTPTS"]
+    out += [f"apad=whole_dur={span:.6f}", f"atrim=duration={span:.6f}"]
     if piece.path and piece.speed < 0:
         out.append("areverse")
     if piece.path and abs(speed - 1.0) > 1e-9:
@@ -69,12 +78,13 @@ def sound_args(audio, seconds: float, first_input: int) -> Optional[tuple]:
     args, chains, k = [], [], first_input
     for j, track in enumerate(tracks):
         for i, p in enumerate(track):
+            lo = max(0.0, p.start if p.speed >= 0 else p.start + p.duration * p.speed)
+            preroll = min(lo, PREROLL) if p.path else 0.0
             if p.path:
-                lo = max(0.0, p.start if p.speed >= 0 else p.start + p.duration * p.speed)
-                args += ["-ss", f"{lo:.6f}", "-t", f"{p.duration * abs(p.speed):.6f}", "-i", p.path]
+                args += ["-ss", f"{lo - preroll:.6f}", "-t", f"{preroll + p.duration * abs(p.speed):.6f}", "-i", p.path]
             else:
                 args += ["-f", "lavfi", "-t", f"{p.duration:.6f}", "-i", f"anullsrc=r={rate}:cl={layout}"]
-            chains.append(f"[{k}:a:0]{_chain(p, rate, layout)}[t{j}p{i}]")
+            chains.append(f"[{k}:a:0]{_chain(p, rate, layout, preroll)}[t{j}p{i}]")
             k += 1
         chains.append("".join(f"[t{j}p{i}]" for i in range(len(track)))
                       + f"concat=n={len(track)}:v=0:a=1[t{j}]")

@@ -72,20 +72,30 @@ def add_audio(ctx, video: VIDEO,
               path: str = Param("", kind="path", required=True,
                                 help="the sound to lay under the clip: a song (wav, mp3, flac, m4a, ogg) or a video "
                                      "whose sound to take"),
-              offset: float = Param(0.0, min=0.0, help="seconds into the song where the clip starts: 62.5 starts it "
-                                                       "at the chorus at 1:02.5"),
+              offset: float = Param(0.0, min=0.0, help="seconds into the song that play from frame `at` (the clip's "
+                                                       "start): 62.5 comes in at the chorus at 1:02.5"),
               fit: str = Param("clip", choices=("clip", "song"),
                                help="clip: the pictures keep their length, the song is cut to them (silence after "
                                     "a shorter one); song: the pictures are cut to the song, or their last frame "
-                                    "held until it ends")) -> VIDEO:
-    """Put a song (or another file's sound) under a clip in place of its own, from `offset` seconds in. The
-    sound then goes through trims, joins and frame-rate resampling with the pictures, as a camera's does, and
-    out in io.save_video. The file is checked when the node runs: one that is missing, damaged or holds no
-    sound is named then, before anything renders; the log says when the song and the clip differ in length.
+                                    "held until it ends"),
+              at: int = Param(0, min=0, help="the clip's frame where the song comes in (a cut starting mid-clip): "
+                                             "silence before it, or the clip's own sound with mix"),
+              mix: bool = Param(False, help="keep the clip's own sound, under the song (else the song replaces it)"),
+              gain: float = Param(0.0, min=-60.0, max=24.0, help="the song's level in dB (0: as the file has it)"),
+              clip_gain: float = Param(0.0, min=-60.0, max=24.0,
+                                       help="with mix, the clip's own sound's level in dB: -12 keeps dialogue or "
+                                            "room sound well under the song")) -> VIDEO:
+    """Put a song (or another file's sound) under a clip, from `offset` seconds into the song, coming in at the
+    clip's frame `at`: in place of the clip's own sound, or with `mix` over it (the two summed at their gains;
+    keep their sum under 0 dBFS). The sound then goes through trims, joins, retimes and reverses with the
+    pictures, as a camera's does, and out in io.save_video. The file is checked when the node runs: one that is
+    missing, damaged or holds no sound is named then, before anything renders; the log says when the song and
+    the clip differ in length.
 
     A song with a steady beat has its tempo and the clip's frames its beats fall on reported (bpm,
     beat_frames) and logged: the frames to cut on with video.trim."""
     from .sound import with_song
+    return with_song(video, path, offset, fit, ctx.log, ctx.report, at, mix, gain, clip_gain)
     return with_song(video, path, offset, fit, ctx.log, ctx.report)
 
 

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from graph_engine import Audio, Clip, NodeError
+from graph_engine import Audio, Clip, NodeError, Piece
 
 FIT = ("clip", "song")
 ANALYSIS_RATE = 11025       # what beats are found in: a kick's or snare's rise is well under 5 ms at it
@@ -70,44 +70,53 @@ def read_sound(path: str) -> tuple:
 
 
 def with_song(clip: Clip, path: str, offset: float, fit: str, log: Callable[[str], None],
-              report: Callable[..., None] = lambda **values: None) -> Clip:
-    """`clip` with the sound of `path` from `offset` seconds under it. fit clip: the pictures keep their
-    length (the song is cut to them, silence after a shorter one); fit song: the pictures are cut to the song,
-    or their last frame held until it ends. The song's tempo and the clip's frames its beats fall on go to
-    `report` (bpm, beat_frames) and the log, to cut on."""
+              report: Callable[..., None] = lambda **values: None, at: int = 0, mix: bool = False,
+              gain: float = 0.0, clip_gain: float = 0.0) -> Clip:
+    """`clip` with the sound of `path` from `offset` seconds under it, coming in at the clip's frame `at`
+    (silence before it, or with `mix` the clip's own sound, which then plays on under the song at `clip_gain`
+    dB; the song at `gain` dB). fit clip: the pictures keep their length (the song is cut to them, silence after
+    a shorter one); fit song: the pictures are cut to the song's end, or their last frame held until it ends.
+    The song's tempo and the clip's frames its beats fall on go to `report` (bpm, beat_frames) and the log."""
     from nodes.video import edit
     if fit not in FIT:
         raise NodeError(f"fit={fit!r}: choose one of {', '.join(FIT)}")
+    if at >= clip.length:
+        raise NodeError(f"at={at} is past the clip's last frame ({clip.length} frames): give a frame below "
+                        f"{clip.length}")
     name, (total, mono) = Path(path).name, read_sound(path)
     if offset >= total:
         raise NodeError(f"offset {offset:g} s is past the end of {name} ({clock(total)} of sound): give an offset "
                         f"below {total:.2f}")
-    left = total - offset
+    left, lead = total - offset, at / clip.fps
     if clip.audio is not None:
-        log(f"the clip's own sound is replaced by {name}")
+        log(f"the clip's own sound plays under {name} at {clip_gain:+g} dB" if mix
+            else f"the clip's own sound is replaced by {name}" + (" (mix keeps it under the song)" if at else ""))
     if fit == "song":
-        frames = max(1, int(round(left * clip.fps)))
+        frames = at + max(1, int(round(left * clip.fps)))
         if frames <= clip.length:
             if frames < clip.length:
                 log(f"the clip is cut to the song: {frames} of its {clip.length} frames ({clock(left)} of {name})")
             clip = edit.trim(clip, 0, frames)
         else:
-            log(f"{name} plays {left - clip.duration:.2f} s past the clip's {clip.length} frames: the last frame "
-                f"is held until it ends ({frames} frames)")
-            clip = edit.take(clip, np.minimum(np.arange(frames), clip.length - 1), clip.fps,
-                             timecode=clip.timecode)
-    elif left < clip.duration - 0.5 / clip.fps:
-        log(f"{name} ends {clip.duration - left:.2f} s before the clip (it has {clock(left)} from offset "
+            log(f"{name} plays {lead + left - clip.duration:.2f} s past the clip's {clip.length} frames: the last "
+                f"frame is held until it ends ({frames} frames)")
+            idx = np.minimum(np.arange(frames), clip.length - 1)
+            clip = edit.take(clip, idx, clip.fps, edit.sound_under(clip, idx), timecode=clip.timecode)
+    elif left < clip.duration - lead - 0.5 / clip.fps:
+        log(f"{name} ends {clip.duration - lead - left:.2f} s before the clip (it has {clock(left)} from offset "
             f"{offset:g} s): silence after it; fit song cuts the clip to the song instead")
-    _beats(clip, mono, offset, name, log, report)
-    return clip.with_(audio=Audio(str(path), float(offset), min(left, clip.duration)))
+    _beats(clip, mono, offset, lead, name, log, report)
+    song = [Piece("", 0.0, lead), Piece(str(path), float(offset), min(left, clip.duration - lead), gain=gain)]
+    own = clip.audio.louder(clip_gain).tracks() if mix and clip.audio is not None else []
+    return clip.with_(audio=Audio.joined(own[0], [*own[1:], song]) if own else Audio.joined(song))
 
 
-def _beats(clip: Clip, mono: np.ndarray, offset: float, name: str, log, report) -> None:
-    """Report the song's tempo and the frames of the clip its beats fall on (a music video cuts on them)."""
+def _beats(clip: Clip, mono: np.ndarray, offset: float, lead: float, name: str, log, report) -> None:
+    """Report the song's tempo and the frames of the clip its beats fall on (a music video cuts on them); the
+    song's `offset` s plays `lead` s into the clip."""
     from nodes.common.beats import beat_times
     bpm, times = beat_times(mono, ANALYSIS_RATE)
-    frames = sorted({int(round((t - offset) * clip.fps)) for t in times if offset - 0.5 / clip.fps <= t})
+    frames = sorted({int(round((t - offset + lead) * clip.fps)) for t in times if offset - 0.5 / clip.fps <= t})
     frames = [f for f in frames if f < clip.length]
     report(bpm=round(bpm, 2), beat_frames=frames)
     if frames:

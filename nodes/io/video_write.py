@@ -264,27 +264,15 @@ def _encode(clip: Clip, tmp: Path, name: str, fps: float, codec: str, crf: int, 
     audio = clip.audio if keep_audio and codec not in ("gif", "webp", "png") else None
     inputs = 1
     sound: list = []
-    if audio is not None and not audio.plain():
-        # Joined, retimed, reversed or mixed: each piece through a filter graph (nodes/io/mixdown).
+    if audio is not None:
+        # Each piece of the sound through a filter graph (nodes/io/mixdown), cut to the pictures' length there,
+        # not with `-shortest`, which ended the file with the shorter stream: a sound that stops before the
+        # pictures cut the video there, and at 29.97 or 23.976 fps it dropped the last frame.
         graph = sound_args(audio, clip.length / rate, 1)
         if graph is not None:
             cmd += graph[0]
             inputs += graph[2]
             sound = ["-filter_complex", graph[1], "-map", "0:v:0", "-map", "[sound]"]
-    elif audio is not None:
-        # The pictures set the file's length: the sound is cut to them here, not with `-shortest`, which ended
-        # the file with the shorter stream. A sound that stops before the pictures cut the video there (ffmpeg
-        # closed the pipe mid-render: "could not write" and nothing more), and at 29.97 or 23.976 fps it
-        # dropped the last frame while the report still counted it.
-        seconds = clip.length / rate
-        if audio.duration:
-            seconds = min(seconds, audio.duration)
-        cmd += ["-ss", f"{audio.start:.6f}", "-t", f"{seconds:.6f}", "-i", audio.path]
-        inputs += 1
-        # The sound starts with the first picture, silence filling any gap: an MP3 or AAC track starts a few
-        # ms late (the encoder's delay), which MP4 and MOV state but MXF cannot, so a DNxHR render's sound
-        # played 52 ms early there (an MP3 in MKV) and the file lost its last frame.
-        sound = ["-map", "0:v:0", "-map", "1:a:0?", "-af", "aresample=async=1:first_pts=0"]
     if meta:
         cmd += ["-f", "ffmetadata", "-i", meta, "-map_metadata", str(inputs)]
     if sound:
