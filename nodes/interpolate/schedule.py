@@ -465,13 +465,13 @@ def interpolated_clip(src: Clip, synth: Synth, *, factor: int = 2, fps: float = 
     plan = make_plan(src.length, src.fps, factor, fps, multipliers)
     reader = _Reader(src, synth, plan, scene_threshold, ctx)
     audio = src.audio
-    if audio is not None and plan.offsets is not None and plan.length != (src.length - 1) * factor + 1:
-        # Multipliers other than `factor` make a speed ramp: the pairs given more frames play slower, so the
-        # sound, kept whole, drifted from the pictures with nothing said (as retime and reverse say it).
-        audio = None
+    if audio is not None and plan.offsets is not None and np.any(np.diff(plan.offsets) != factor):
+        # Multipliers other than `factor` make a speed ramp: the sound, kept whole, drifted from the pictures.
+        from nodes.video.edit import ramped_sound
+        audio = ramped_sound(src, plan.offsets, plan.fps)
         if ctx is not None:
-            ctx.log("the audio track is dropped: per-pair multipliers other than the factor change how long "
-                    "those pairs play (a speed ramp), so the sound would drift from the pictures")
+            ctx.log("the sound follows the speed ramp: each pair's slice plays at its pictures' speed, its pitch "
+                    "following (as a tape)")
     clip = src.with_(length=plan.length, fps=plan.fps, reader=reader.read, audio=audio)
     reader.chunk = clip.chunk
     return clip

@@ -203,6 +203,18 @@ def sound_under(clip: Clip, idx) -> object:
     return clip.audio.warped(segments)
 
 
+def ramped_sound(clip: Clip, offsets, fps: float):
+    """The clip's sound under its frames spread out to output frames `offsets` at `fps` (a speed ramp: frame i
+    shows at offsets[i], pair i lasting offsets[i+1] - offsets[i] frames), each pair's slice of sound played at
+    its pictures' speed, as a tape; the last frame's for one frame at the first's own speed. None: none."""
+    if clip.audio is None:
+        return None
+    src, out = 1.0 / clip.fps, 1.0 / fps
+    segments = [(i * src, (i + 1) * src, (int(offsets[i + 1]) - int(offsets[i])) * out) for i in range(len(offsets) - 1)]
+    last = (len(offsets) - 1) * src
+    return clip.audio.warped(segments + [(last, last + out, out)], tape=True)
+
+
 def change_fps(clip: Clip, fps: float, mode: str, sound: str = "tape") -> Clip:
     if mode == "retime":
         return clip.with_(fps=fps, audio=None if sound == "drop" else retimed_sound(clip, fps, sound == "tape"))
