@@ -185,11 +185,13 @@ def save_video(ctx, video: VIDEO,
                 f"To keep it, write codec prores (.mov, ProRes 4444) or vp9 (.webm), or io.save_frames (png, tif, "
                 f"exr); to lay the clip over a background first, use video.over")
     if fps and keep_audio and video.audio is not None and abs(fps - video.fps) > 1e-3 * video.fps:
-        # Frames at another rate play faster or slower; the sound would not, and drifted off the pictures.
-        ctx.log(f"the audio track is dropped: fps {fps:g} plays the clip's {video.fps:g} fps frames at another "
-                f"speed. To change the rate and keep the sound, put video.fps (mode resample, fps {fps:g}) before "
-                f"io.save_video and leave its fps at 0")
-        keep_audio = False
+        # Frames at another rate play faster or slower (a conform: 23.976 to 25); the sound with them, as video.fps
+        # retime plays it. It was dropped.
+        from nodes.video.edit import retimed_sound
+        ctx.log(f"fps {fps:g} plays the clip's {video.fps:g} fps frames at {fps / video.fps:.3g}x speed, and the "
+                f"sound with them, its pitch following (as a tape). To change the rate and keep the speed, put "
+                f"video.fps (mode resample, fps {fps:g}) before io.save_video and leave its fps at 0")
+        video = video.with_(audio=retimed_sound(video, fps, tape=True))
     info = write_video(video, path, fps=fps, codec=codec, crf=crf, workflow_yaml=ctx.workflow_yaml,
                        keep_audio=keep_audio, overwrite=overwrite, progress=ctx.progress)
     _wrote(ctx, info)
