@@ -295,3 +295,28 @@ def test_a_song_comes_in_mid_clip_mixed_over_the_clip_s_own_sound_at_the_gains_g
 def load_video_of(path):
     from nodes.io.video_read import load_video
     return load_video(str(path))
+
+
+def test_a_cut_between_two_sounds_does_not_click(tmp_path):
+    # A tone cut at -0.5 and joined to itself at +0.5 jumped by 1.0 in one sample (a click at every join of room
+    # sound or music). Each side now fades over 4 ms where it meets the other: no step larger than the tone's own.
+    from tests.test_phone_footage import ff
+    from nodes.io.video_read import load_video
+    ff("-f", "lavfi", "-i", "color=c=black:s=64x48:r=30:d=1", "-f", "lavfi", "-i",
+       "aevalsrc='0.5*cos(2*PI*441*t)':s=48000:d=1", "-c:v", "libx264", "-c:a", "pcm_s16le", tmp_path / "tone.mov")
+    tone = load_video(str(tmp_path / "tone.mov"))
+    out = tmp_path / "joined.mov"
+    write_video(edit.concat(edit.trim(tone, 0, 15), tone), str(out), codec="prores")
+    with av.open(str(out)) as c:
+        a = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)]).astype(np.float64) / 2 ** 31
+    step = np.abs(np.diff(a))
+    assert step[24000 - 100:24000 + 100].max() < step[:23000].max()
+    # Pieces of one take that carry on from each other (a speed ramp from half speed to full at 1 s, the tone at
+    # -0.5 there) meet without a fade: no dip.
+    from graph_engine import Clip
+    ramp = tone.audio.warped([(0.0, 0.5, 1.0), (0.5, 1.0, 0.5)], tape=True)
+    write_video(Clip.from_array(np.zeros((45, 48, 64, 3), np.uint8), 30.0, ramp), str(out), codec="prores",
+                overwrite=True)
+    with av.open(str(out)) as c:
+        a = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)]).astype(np.float64) / 2 ** 31
+    assert np.abs(a[48000 - 20:48000 + 20]).max() > 0.45

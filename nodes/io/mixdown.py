@@ -11,6 +11,10 @@ ATEMPO_MIN, ATEMPO_MAX = 0.5, 100.0
 # Seconds decoded before a span's start and cut off: an MP3 entered by seeking decodes its first frame without
 # the one before it, and a beep 50 ms into a song laid from there sounded 12 ms late, its start lost.
 PREROLL = 0.1
+# Seconds over which a piece fades in and out where it meets another sound (a cut between clips), as a DAW's
+# auto-fades do: a hard cut in a held tone or room sound jumped 0.17 in one sample (a click at every join).
+# Pieces that carry on from each other (a speed ramp, pingpong's turn) meet without one.
+FADE = 0.004
 
 
 def source_format(paths) -> tuple:
@@ -44,9 +48,10 @@ def tempo(speed: float) -> str:
     return ",".join(f"atempo={s:.9g}" for s in [*out, speed])
 
 
-def _chain(piece, rate: int, layout: str, preroll: float) -> str:
+def _chain(piece, rate: int, layout: str, preroll: float, fades: tuple) -> str:
     """The filters after input's own: the source span made exact (its `preroll` cut off), turned round, played
-    at its speed, held to the piece's length (so the next piece starts on its picture) and set to its gain."""
+    at its speed, held to the piece's length (so the next piece starts on its picture), faded in and out over
+    FADE where `fades` says it meets another sound, and set to its gain."""
     speed = abs(piece.speed)
     span = piece.duration * speed
     # Starting with the first picture, silence filling a gap: an MP3 or AAC track starts a few ms late (the
@@ -61,6 +66,11 @@ def _chain(piece, rate: int, layout: str, preroll: float) -> str:
         # tape: the samples played at another rate (the pitch follows); else the tempo changes, the pitch not.
         out += [f"asetrate={max(1, round(rate * speed))}", f"aresample={rate}"] if piece.tape else [tempo(speed)]
     out += [f"apad=whole_dur={piece.duration:.6f}", f"atrim=duration={piece.duration:.6f}"]
+    fade = min(FADE, piece.duration / 2)
+    if piece.path and fades[0]:
+        out.append(f"afade=t=in:d={fade:.6f}:curve=hsin")
+    if piece.path and fades[1]:
+        out.append(f"afade=t=out:st={piece.duration - fade:.6f}:d={fade:.6f}:curve=hsin")
     if piece.path and piece.gain:
         out.append(f"volume={piece.gain:.4g}dB")
     return ",".join(out)
@@ -84,7 +94,8 @@ def sound_args(audio, seconds: float, first_input: int) -> Optional[tuple]:
                 args += ["-ss", f"{lo - preroll:.6f}", "-t", f"{preroll + p.duration * abs(p.speed):.6f}", "-i", p.path]
             else:
                 args += ["-f", "lavfi", "-t", f"{p.duration:.6f}", "-i", f"anullsrc=r={rate}:cl={layout}"]
-            chains.append(f"[{k}:a:0]{_chain(p, rate, layout, preroll)}[t{j}p{i}]")
+            fades = (i > 0 and not _continues(track[i - 1], p), i + 1 < len(track) and not _continues(p, track[i + 1]))
+            chains.append(f"[{k}:a:0]{_chain(p, rate, layout, preroll, fades)}[t{j}p{i}]")
             k += 1
         chains.append("".join(f"[t{j}p{i}]" for i in range(len(track)))
                       + f"concat=n={len(track)}:v=0:a=1[t{j}]")
@@ -95,3 +106,8 @@ def sound_args(audio, seconds: float, first_input: int) -> Optional[tuple]:
                       + f"amix=inputs={len(tracks)}:normalize=0:duration=longest[sound]")
     return args, ";".join(chains), k - first_input
 
+
+
+def _continues(a, b) -> bool:
+    """Whether piece `b` starts in its file where `a` stops (its sound goes on without a cut)."""
+    return a.path == b.path and abs(a.start + a.duration * a.speed - b.start) < 1e-3
