@@ -87,7 +87,7 @@ def add_audio(ctx, video: VIDEO,
                                             "room sound well under the song")) -> VIDEO:
     """Put a song (or another file's sound) under a clip, from `offset` seconds into the song, coming in at the
     clip's frame `at`: in place of the clip's own sound, or with `mix` over it (the two summed at their gains;
-    keep their sum under 0 dBFS). The sound then goes through trims, joins, retimes and reverses with the
+    keep their sum under 0 dBFS). The sound then goes through trims, joins, retimes (and backwards) with the
     pictures, as a camera's does, and out in io.save_video. The file is checked when the node runs: one that is
     missing, damaged or holds no sound is named then, before anything renders; the log says when the song and
     the clip differ in length.
