@@ -201,3 +201,94 @@ def test_the_16_bit_tables_agree_with_the_curves():
     want = np.round(np.clip(linear_to_srgb(np.nan_to_num(lin, nan=0.0, posinf=1.0)), 0, 1) * 65535)
     got = linear_to_srgb16(lin).astype(int)
     assert np.abs(got - want).max() <= 1 and list(got[-4:]) == [0, 0, 0, 65535]
+
+
+def write_exr(path, rgba):
+    px = rgba.astype(np.float16)
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(header, {c: np.ascontiguousarray(px[..., k]) for k, c in enumerate("RGBA"[:px.shape[-1]])}) as f:
+        f.write(str(path))
+
+
+def read_exr_rgba(path) -> np.ndarray:
+    with OpenEXR.File(str(path), separate_channels=True) as f:
+        ch = f.channels()
+        return np.stack([ch[c].pixels.astype(np.float32) for c in "RGBA" if c in ch], -1)
+
+
+def cg_element(i: int = 0) -> np.ndarray:
+    """HxWx4 premultiplied linear RGBA: opaque with a highlight of 8 (columns 0-11), alpha 0.5 over colour 3
+    (12-23), transparent (24-35), a glow that adds light with no alpha (36-47), as a CG render holds them."""
+    px = np.zeros((H, W, 4), np.float32)
+    px[:, :12] = [8.0 + i, 4.0, 2.0, 1.0]
+    px[:, 12:24] = [1.5, 0.75, 0.25, 0.5]
+    px[:, 36:] = [0.5, 0.25, 0.0, 0.0]
+    return px
+
+
+def over_overs(tmp_path, element: str, blend: str = "linear", plate: str = PLATE) -> dict:
+    return run(tmp_path, element + f"  over: {{type: video.over, inputs: {{video: cg.video, background: plate.video}}, "
+                                   f"params: {{blend: {blend}}}}}\n"
+                                   "  save: {type: io.save_frames, inputs: {video: over.video}, params: {path: out, "
+                                   "format: exr}}\n", source=plate)
+
+
+def test_a_cg_element_laid_over_an_exr_plate_keeps_its_light_in_the_exr(tmp_path):
+    """video.over worked in 8 bits: an EXR element's highlight of 8 over an EXR plate came out 1.0 and the
+    plate's glow under its transparent part clipped too. It now merges the float pixels as Nuke's Merge over
+    does, A + B (1 - a), a glow without alpha adding its light."""
+    write_plate(tmp_path / "plate")
+    (tmp_path / "cg").mkdir()
+    for i in range(2):
+        write_exr(tmp_path / "cg" / f"cg.{1001 + i}.exr", cg_element(i))
+    logs = over_overs(tmp_path, "  cg: {type: io.load_frames, params: {path: cg/cg.####.exr}}\n")
+    for i in range(2):
+        got = read_exr_rgba(tmp_path / "out" / f"frame_{1001 + i:06d}.exr")
+        a = cg_element(i).astype(np.float16).astype(np.float32)
+        b = plate_pixels(i).astype(np.float16).astype(np.float32)
+        want = a[..., :3] + b * (1 - a[..., 3:])
+        assert got.shape == (H, W, 3)                   # over an opaque plate: opaque
+        assert np.allclose(got, want, rtol=1e-3, atol=1e-6), (got[0, ::4, 0], want[0, ::4, 0])
+    assert got[0, 0, 0] == 9.0 and got[0, -1, 0] == pytest.approx(0.5 + 8.0 * 1.25, rel=1e-3)
+    assert "over" not in logs, logs
+
+
+def test_an_8_bit_element_over_an_exr_plate_and_over_a_transparent_background(tmp_path):
+    """An 8-bit element (RGBA PNG) joins the float merge as its light, so the plate's highlights around it
+    survive; over a background with alpha the EXR carries the merged alpha, a + b (1 - a)."""
+    import cv2
+    (tmp_path / "cg").mkdir()
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[:, :24] = [255, 128, 0, 255]
+    rgba[:, 12:24, 3] = 128                               # straight colour, half covering
+    for i in range(2):
+        assert cv2.imwrite(str(tmp_path / "cg" / f"cg.{1001 + i}.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    (tmp_path / "plate").mkdir()
+    back = np.concatenate([plate_pixels(0), np.full((H, W, 1), 0.25, np.float32)], -1)
+    back[..., :3] *= 0.25                                # premultiplied by its alpha
+    for i in range(2):
+        write_exr(tmp_path / "plate" / f"shot.{1001 + i}.exr", back)
+    over_overs(tmp_path, "  cg: {type: io.load_frames, params: {path: cg/cg.####.png}}\n")
+    got = read_exr_rgba(tmp_path / "out" / "frame_001001.exr")
+    fa = rgba[..., 3:] / 255.0
+    fg = srgb_inverse(rgba[..., :3] / 255.0) * fa
+    b = back.astype(np.float16).astype(np.float32)
+    want = np.concatenate([fg, fa], -1) + b * (1 - fa)
+    assert got.shape == (H, W, 4)
+    assert np.allclose(got, want, rtol=2e-3, atol=1e-5), (got[0, ::4], want[0, ::4])
+    assert got[0, -1, 0] == pytest.approx(2.0, rel=1e-3)   # the plate's glow of 8, a quarter covering
+
+
+def srgb_inverse(x):
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def test_an_encoded_over_of_an_exr_says_it_is_8_bit(tmp_path):
+    """blend encoded mixes sRGB code values, which light above 1.0 has none of: it stays 8-bit, and says so."""
+    write_plate(tmp_path / "plate")
+    (tmp_path / "cg").mkdir()
+    write_exr(tmp_path / "cg" / "cg.1001.exr", cg_element())
+    logs = over_overs(tmp_path, "  cg: {type: io.load_frames, params: {path: cg/cg.####.exr}}\n", blend="encoded")
+    assert any("video.over works on 8-bit sRGB frames" in m and "video.over (blend linear)" in m
+               for m in logs["over"]), logs
+    assert read_exr_rgba(tmp_path / "out" / "frame_001001.exr").max() <= 1.0

@@ -87,6 +87,32 @@ def over(fg: np.ndarray, fa: np.ndarray, bg: np.ndarray, ba=None, linear: bool =
     return from_linear_premultiplied(lin, alpha[..., 0]), out_a
 
 
+def over_float(front: np.ndarray, back: np.ndarray, alpha_out: bool) -> np.ndarray:
+    """float32 [..., 3 or 4] of premultiplied linear-light RGBA `front` laid over `back` (both [..., 4]), as
+    Nuke's Merge over: A + B (1 - a), alpha a + b (1 - a), nothing clamped (a highlight of 8 stays 8, light
+    over a transparent pixel adds). alpha_out: with the alpha (the background had one), else RGB only."""
+    out = back if alpha_out else back[..., :3]
+    out *= 1.0 - front[..., 3:]
+    out += front if alpha_out else front[..., :3]
+    return out
+
+
+def linear_rgba(frames: np.ndarray, alpha=None) -> np.ndarray:
+    """float32 [..., 4] premultiplied linear light with alpha of uint8 frames (over black) and their uint8 alpha
+    (None: opaque), for a float merge with an 8-bit input."""
+    out = np.empty(frames.shape[:-1] + (4,), np.float32)
+    light = _TABLES.get("linear")
+    if light is None:       # the 256 levels' light, what srgb_to_linear gives each (a gather, not a power per pixel)
+        light = _TABLES["linear"] = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+    if alpha is None:
+        out[..., :3], out[..., 3] = light[frames], 1.0
+    else:
+        a = _a(alpha)
+        out[..., 3:] = a.astype(np.float32) / 255.0
+        out[..., :3] = light[unpremultiplied(frames, a)] * out[..., 3:]
+    return out
+
+
 def luma_alpha(frames: np.ndarray) -> np.ndarray:
     """uint8 alpha [..., 1] of a matte picture: its Rec. 709 luma (white opaque), as a matte file is painted."""
     y = luma_u8(frames)

@@ -37,7 +37,32 @@ def over(fg: Clip, bg: Clip, blend: str = "linear") -> Clip:
     meta = bg if bg.length == fg.length else fg
     out = Clip(fg.length, fg.fps, fg.width, fg.height, colour, meta.audio, chunk=fg.chunk,
                timecode=meta.timecode, number=meta.number)
-    return out.with_matte(alpha if bg.matte is not None else None)
+    out = out.with_matte(alpha if bg.matte is not None else None)
+    if not linear or (fg.linear is None and bg.linear is None):
+        return out
+
+    # Either side deeper than 8 bits (an EXR element or plate): merged on the float pixels too, so a CG
+    # element's highlights above 1.0 reach an EXR render (through 8 bits they came out clipped at 1.0). An
+    # 8-bit side joins as its light.
+    def floats(a: int, b: int) -> np.ndarray:
+        return px.over_float(_rgba(fg, a, b), _rgba(bg, a, b), bg.matte is not None)
+
+    return out.with_(linear=floats)
+
+
+def _rgba(clip: Clip, a: int, b: int) -> np.ndarray:
+    """float32 [n,H,W,4] premultiplied linear RGBA of frames a..b of `clip` (its last held past its end): its
+    float pixels (Clip.linear) if it has them, else its 8-bit frames' light."""
+    if clip.linear is None:
+        return px.linear_rgba(_held(clip, a, b), None if clip.matte is None else _held(clip, a, b, matte=True))
+    idx = np.minimum(np.arange(a, b), clip.length - 1)
+    lo = int(idx[0])
+    got = np.asarray(clip.linear(lo, int(idx[-1]) + 1), np.float32)[idx - lo]
+    if got.shape[-1] == 4:
+        return got
+    alpha = (np.ones(got.shape[:-1] + (1,), np.float32) if clip.matte is None
+             else _held(clip, a, b, matte=True).astype(np.float32) / 255.0)
+    return np.concatenate([got, alpha], -1)
 
 
 def with_alpha(clip: Clip, mode: str, source: Clip = None, key=(0, 177, 64), tolerance: float = 0.12,

@@ -149,7 +149,8 @@ def over(ctx, video: VIDEO, background: VIDEO = Input(help="the plate (or a stil
     same size: out = element + (1 - alpha) x background. A background shorter than the clip holds its last
     frame (a still holds throughout). The result keeps the background's sound, timecode and frame numbers
     when it is as long as the clip, and is opaque unless the background has an alpha of its own. A clip
-    without alpha covers the background."""
+    without alpha covers the background. blend linear keeps an EXR or deep plate's float pixels (light above 1.0
+    for an EXR render); encoded is 8-bit."""
     from .matte import over as _over
     ctx.alpha_handled = True        # the result is the element laid over: opaque, as asked
     if video.matte is None:
