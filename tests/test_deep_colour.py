@@ -84,15 +84,15 @@ def test_grade_on_float_agrees_with_the_8_bit_grade_within_range():
 
 
 def test_a_node_that_works_in_8_bits_says_so_on_a_float_plate(tmp_path):
-    """color.cdl and stylize.posterize have no float path: the plate's highlights were clipped at them with
-    nothing said. They now say so; a metric (no picture out) and a grade (float kept) say nothing."""
+    """stylize.posterize has no float path: the plate's highlights were clipped at it with nothing said. It
+    now says so; a metric (no picture out) and a grade (float kept) say nothing."""
     write_plate(tmp_path / "plate")
-    logs = run(tmp_path, "  cdl: {type: color.cdl, inputs: {video: plate.video}, params: {slope: '0.5'}}\n"
+    logs = run(tmp_path, "  poster: {type: stylize.posterize, inputs: {video: plate.video}}\n"
                          "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 1.0}}\n"
                          "  sharp: {type: metrics.sharpness, inputs: {video: plate.video}}\n"
-                         "  save: {type: io.save_frames, inputs: {video: cdl.video}, params: {path: out, format: exr}}\n")
-    assert any(m.startswith("color.cdl works on 8-bit sRGB frames") and "clipped at 1.0" in m
-               for m in logs["cdl"]), logs
+                         "  save: {type: io.save_frames, inputs: {video: poster.video}, params: {path: out, format: exr}}\n")
+    assert any(m.startswith("stylize.posterize works on 8-bit sRGB frames") and "clipped at 1.0" in m
+               for m in logs["poster"]), logs
     assert "grade" not in logs and "sharp" not in logs, logs
     assert read_exr(tmp_path / "out" / "frame_001001.exr").max() <= 1.0      # as said
 
@@ -292,3 +292,29 @@ def test_an_encoded_over_of_an_exr_says_it_is_8_bit(tmp_path):
     assert any("video.over works on 8-bit sRGB frames" in m and "video.over (blend linear)" in m
                for m in logs["over"]), logs
     assert read_exr_rgba(tmp_path / "out" / "frame_001001.exr").max() <= 1.0
+
+
+def no_clamp_cdl(lin, slope, offset, power, sat):
+    """OpenColorIO's CDL_NO_CLAMP on the sRGB-coded values (the curve continued past 1), written out again."""
+    code = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * np.maximum(lin, 0.0031308) ** (1 / 2.4) - 0.055)
+    x = code * slope + offset
+    x = np.where(x > 0, np.maximum(x, 0) ** power, x)
+    y = (x @ np.array([0.2126, 0.7152, 0.0722]))[..., None]
+    return srgb_inverse(y + sat * (x - y))
+
+
+def test_a_cdl_on_an_exr_plate_keeps_the_light_above_1(tmp_path):
+    """color.cdl worked in 8 bits: an EXR plate's glow of 8 came out of a slope of 0.8 at 1.0 in the EXR, and
+    its three shadow levels as one. The float pixels now go through the CDL unclamped, as OCIO 2's (Nuke's
+    OCIOCDLTransform), on the sRGB-coded values as the 8-bit path."""
+    write_plate(tmp_path / "plate")
+    logs = run(tmp_path, "  cdl: {type: color.cdl, inputs: {video: plate.video}, params: "
+                         "{slope: '0.8 0.9 1.0', offset: '0.01 0 0', power: '1.1 1 0.9', saturation: 1.2}}\n"
+                         "  save: {type: io.save_frames, inputs: {video: cdl.video}, params: {path: out, format: exr}}\n")
+    got = read_exr(tmp_path / "out" / "frame_001002.exr")
+    want = no_clamp_cdl(plate_pixels(1).astype(np.float16).astype(np.float64), np.array([0.8, 0.9, 1.0]),
+                        np.array([0.01, 0, 0]), np.array([1.1, 1, 0.9]), 1.2)
+    assert np.allclose(got, want, rtol=2e-3, atol=1e-5), (got[0, ::8], want[0, ::8])
+    assert got[0, -1, 0] > 5                    # the glow of 10, a little less bright: not clipped at 1.0
+    assert len(np.unique(got[0, :, 2])) == 6
+    assert "cdl" not in logs, logs

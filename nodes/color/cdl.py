@@ -107,6 +107,37 @@ def apply_cdl(frame: np.ndarray, cdl: Cdl, then: Optional[Cdl] = None) -> np.nda
     return (x * 255.0 + 0.5).astype(np.uint8)
 
 
+def cdl_linear(lin: np.ndarray, cdl: Cdl, then: Optional[Cdl] = None) -> np.ndarray:
+    """float linear light [..., 3] (a deep plate's pixels) through the corrections without clamping, as
+    OpenColorIO's CDL_NO_CLAMP style (OCIO 2's default, what Nuke's OCIOCDLTransform applies): in * slope +
+    offset, to the power where above 0 (passed as it is at or below), saturation around Rec. 709 luma, so light
+    above 1.0 keeps its headroom. On the sRGB-coded values, as apply_cdl works (one .cc gives an EXR plate the
+    look it gives the 8-bit picture: within 0..1 it is apply_cdl before clamping and rounding), the curve
+    continued beyond 0..1."""
+    from nodes.color.grade import BAND_ROWS
+    from nodes.common.color import srgb_to_linear
+    steps = [c for c in (cdl, then) if c is not None and not c.identity]
+    lin = np.asarray(lin, np.float32)
+    if not steps:
+        return lin
+    if lin.ndim < 3:
+        return cdl_linear(lin[None], cdl, then)[0]
+    out = np.empty(lin.shape, np.float32)
+    for y in range(0, lin.shape[-3], BAND_ROWS):        # a band of rows at a time, as grade_linear
+        band = lin[..., y:y + BAND_ROWS, :, :]
+        x = np.where(band <= 0.0031308, band * np.float32(12.92),
+                     np.float32(1.055) * np.maximum(band, np.float32(0.0031308)) ** np.float32(1 / 2.4)
+                     - np.float32(0.055))
+        for c in steps:
+            x = x * c.slope.astype(np.float32) + c.offset.astype(np.float32)
+            x = np.where(x > 0, np.maximum(x, 0) ** c.power.astype(np.float32), x)
+            if c.saturation != 1.0:
+                luma = (x @ LUMA_709)[..., None]
+                x = luma + np.float32(c.saturation) * (x - luma)
+        out[..., y:y + BAND_ROWS, :, :] = srgb_to_linear(x)
+    return out
+
+
 def node_corrections(path: str, correction: str, slope: str, offset: str, power: str, saturation: float):
     """color.cdl's (file's correction, the node's numbers), checked: powers above 0, saturation not below."""
     knobs = Cdl(triple(slope, "slope"), triple(offset, "offset"), triple(power, "power"), saturation)

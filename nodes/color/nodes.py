@@ -73,11 +73,14 @@ def cdl(ctx, video: VIDEO,
     """An ASC CDL as Resolve and Nuke apply it: out = clamp(in x slope + offset) ^ power per channel, then
     saturation. A file's correction comes first, the numbers here after it (a trim on top of the look
     from set); with no file, the numbers alone. A clip with
-    transparency is corrected on its colour taken off black and keeps its alpha."""
-    from nodes.color.cdl import apply_cdl, node_corrections
-    from nodes.common.stream import colour_frames
+    transparency is corrected on its colour taken off black and keeps its alpha. A deep plate's float pixels
+    (EXR, 16-bit, DPX) are corrected unclamped, as OCIO 2's CDL (Nuke's OCIOCDLTransform): light above 1.0
+    keeps its headroom."""
+    from nodes.color.cdl import apply_cdl, cdl_linear, node_corrections
+    from nodes.common.stream import colour_float, colour_frames
     first, knobs = node_corrections(path, correction, slope, offset, power, saturation)
-    return colour_frames(ctx, video, lambda f: apply_cdl(f, first, knobs))
+    return colour_float(colour_frames(ctx, video, lambda f: apply_cdl(f, first, knobs)), video,
+                        lambda lin: cdl_linear(lin, first, knobs))
 
 
 @node("color.grade", title="Colour Grade", category="Colour", temporal_radius=0)
