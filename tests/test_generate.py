@@ -453,6 +453,30 @@ def test_controlnet_with_weight_free_preprocessors(mm, tiny):
         apply_control(mm, _parts(mm, tiny, "wan")[0], clip, str(tiny / "controlnet"), 1.0, "canny", 1, 2)
 
 
+def test_a_controlnet_samples_with_prompts_for_part_of_the_steps(mm, tiny):
+    """Prompts limited to part of the steps (condition.timestep_range) run over the whole picture, so the ControlNet's
+    full-size frames fit them: a prompt split into two halves samples under a ControlNet as the prompt does. A prompt
+    in an area is still refused with one, by name."""
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.regions import combine, with_region, with_steps
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    frames = np.zeros((8, 64, 64, 3), np.uint8)
+    frames[:, 16:48, 16:48] = 255
+    h, parts = _parts(mm, tiny, "animatediff")
+    ctl = apply_control(mm, h, Clip.from_array(frames, 8.0), str(tiny / "controlnet"), 1.0, "canny", 100, 200)
+    pos, neg = (encode_prompt(parts["text_encoder"], t) for t in ("a cat", ""))
+    lat = empty_latent(parts["vae"], FAMILY_FRAMES["animatediff"], 64, 64, 8.0)
+
+    def s(p):
+        return run_sampling(ctl, p, neg, lat, steps=2, cfg=5.0, sampler="euler", seed=7).samples
+    assert torch.allclose(s(combine(with_steps(pos, 0.0, 0.5), with_steps(pos, 0.5, 1.0))), s(pos), atol=1e-4)
+    with pytest.raises(NodeError, match="ControlNet"):
+        s(combine(pos, with_region(pos, area=["pixels", 32, 32, 0, 0], strength=1.0)))
+
+
 def test_context_windows_wrap_the_model_function(mm, tiny):
     """The consistency area's window wrapper runs the denoiser on slices with frame indices."""
     from nodes.consistency.context_windows import ContextOptions

@@ -366,3 +366,132 @@ def test_area_strength_and_zero_out_as_comfyui():
     assert z.parts[0].meta["region"]["area"] == ["pixels", 64, 64, 0, 0]
     assert RULES["ConditioningZeroOut"].node == "condition.zero" and RULES["ConditioningSetAreaStrength"].widgets == (
         "strength",)
+
+
+# -- prompts for part of the steps (ConditioningSetTimestepRange) -----------------------------------------------------
+def test_step_shares_become_noise_levels_as_comfyuis_percent_to_sigma():
+    """ModelSamplingDiscrete: sigma at timestep (1 - p) x 999 of the table, interpolated in log (SD's scaled-linear
+    betas: 0.3 -> timestep 699.3 -> 3.325, the 3.33 quoted for SDXL's end_percent 0.3); ModelSamplingDiscreteFlow:
+    the shifted line at 1 - p; ModelSamplingContinuousEDM (SVD): log-linear from sigma_max; 0 above everything, 1 = 0."""
+    import math
+    from types import SimpleNamespace
+    from diffusers import EulerDiscreteScheduler
+    from nodes.generate.adapters import get_adapter
+    pipe = SimpleNamespace(scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                                            beta_schedule="scaled_linear"))
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    ac = torch.cumprod(1 - betas, 0)
+    s = ((1 - ac) / ac) ** 0.5
+    sd = get_adapter("sd")
+    want = math.exp(0.7 * math.log(s[699]) + 0.3 * math.log(s[700]))
+    assert sd.percent_sigma(pipe, 0.3) == pytest.approx(want, rel=1e-6) and want == pytest.approx(3.325, abs=1e-3)
+    assert sd.percent_sigma(pipe, 0.0) == math.inf and sd.percent_sigma(pipe, 1.0) == 0.0
+    wan = get_adapter("wan")
+    assert wan.percent_sigma(None, 0.3, 8.0) == pytest.approx(8 * 0.7 / (1 + 7 * 0.7))      # Wan's shift 8: 0.9492
+    assert wan.percent_sigma(None, 0.5, 3.0) == pytest.approx(0.75)
+    svd = get_adapter("svd")
+    edm = SimpleNamespace(scheduler=SimpleNamespace(config={"sigma_min": 0.002, "sigma_max": 700.0}))
+    assert svd.percent_sigma(edm, 0.5) == pytest.approx((700 * 0.002) ** 0.5)
+
+
+def test_a_prompt_outside_its_step_range_is_left_out_and_its_area_partner_too():
+    """get_area_and_mult returns None where sigma > timestep_start or sigma < timestep_end: the prompt is not run
+    and does not count in the average; a level on a bound counts as inside (both prompts of 0-0.5 and 0.5-1 run
+    there); a side with nothing left predicts 0. The negative's partner for an area keeps the area's range (ComfyUI
+    copies the whole cond)."""
+    from nodes.generate.regions import combine, denoised, plan, with_steps
+    a, b, n = _cond(value=1), _cond(value=3), _cond(value=0)
+    levels = {0.0: 100.0, 0.5: 2.0, 1.0: 0.0}.__getitem__         # a made-up model: 0.5 of the way is sigma 2
+    pos = combine(with_steps(a, 0.0, 0.5), with_steps(_area(b, 64, 64, 0, 0), 0.5, 1.0))
+    sides = plan([n, pos], (1, 1, 1, 16, 16), 8, 1, levels)
+    assert [p.levels for p in sides[1]] == [(100.0, 2.0), (2.0, 0.0)]
+    assert [p.levels for p in sides[0]] == [(float("inf"), 0.0), (2.0, 0.0)]     # the negative, and b's partner
+    x = torch.zeros(1, 1, 1, 16, 16)
+    calls = []
+
+    def run(c, xs, sl):
+        calls.append((float(c.embeds[0, 0, 0]), tuple(xs.shape[-2:])))
+        return torch.full_like(xs, float(c.embeds[0, 0, 0]))
+    neg, out = denoised(sides, x, [0], run, sigma=5.0)
+    assert calls == [(0.0, (16, 16)), (1.0, (16, 16))] and torch.all(out == 1)
+    calls.clear()
+    _, out = denoised(sides, x, [0], run, sigma=1.0)
+    assert calls == [(0.0, (16, 16)), (0.0, (8, 8)), (3.0, (8, 8))]
+    assert torch.all(out[..., :8, :8] == 3) and torch.all(out[..., 8:, :] == 0)   # b's area only; 0 elsewhere
+    _, out = denoised(sides, x, [0], run, sigma=2.0 * (1 + 1e-8))                 # on the bound: both
+    assert out[0, 0, 0, 0, 0] == pytest.approx((1 + 3) / 2) and out[0, 0, 0, 15, 15] == pytest.approx(1)
+
+
+def test_a_step_range_that_is_empty_is_refused_by_name_and_survives_the_disk_cache():
+    from graph_engine import NodeError
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.regions import step_span, with_steps
+    with pytest.raises(NodeError, match="start 0.6 is not before end 0.4"):
+        with_steps(_cond(), 0.6, 0.4)
+    c = with_steps(_area(_cond(), 64, 64, 0, 0), 0.2, 0.7)
+    back = Conditioning.from_state(*c.to_state())
+    assert step_span(back) == (0.2, 0.7) and back.meta["region"]["area"] == ["pixels", 64, 64, 0, 0]
+
+
+def test_the_sampler_runs_each_prompt_only_in_its_step_range(sd):
+    """On the tiny SD 1.5: a composition prompt for 0-0.3 combined with a detail prompt for 0.3-1 is, at a step
+    above the 0.3 level (3.33 on SD's betas), the guided prediction of the first alone, and below it of the second
+    alone. A prompt split into 0-0.5 and 0.5-1 halves samples as the prompt; a prompt for the first half and another
+    for the second sample near the first alone."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.regions import combine, with_steps
+    from nodes.generate.sampling import guided_model_fn, run_sampling
+    from nodes.generate.vae_ops import empty_latent
+    h, adapter = sd["handle"], get_adapter("sd")
+    a, b, n = _enc(sd, "a red door"), _enc(sd, "a cat"), _enc(sd, "")
+    level = adapter.percent_sigma(h.pipe, 0.3)
+    x = torch.randn(1, 4, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 3
+    both = combine(with_steps(a, 0.0, 0.3), with_steps(b, 0.3, 1.0))
+
+    def fn(pos, sigma):
+        return guided_model_fn(h, adapter, pos, n, 5.0, 1, "cpu", torch.float32, 1)(x, sigma)
+    for sigma, alone in ((level * 1.5, a), (level / 1.5, b)):
+        # batched (the plain prompt) and one call a prompt (the ranges) differ by float rounding, 5e-5 here
+        assert torch.allclose(fn(both, sigma), fn(alone, sigma), atol=2e-4)
+    assert not torch.allclose(fn(a, level / 1.5), fn(b, level / 1.5), atol=1e-3)
+    lat = empty_latent(sd["parts"]["vae"], 1, 64, 64, 8.0)
+
+    def s(pos):
+        return run_sampling(h, pos, n, lat, steps=4, cfg=5.0, sampler="euler", scheduler="karras", seed=1).samples
+    base = s(a)
+    assert torch.allclose(s(combine(with_steps(a, 0.0, 0.5), with_steps(a, 0.5, 1.0))), base, atol=1e-4)
+    # the early, noisy half decides the picture: b then a ends near b alone, a's last half still changing it
+    mixed, alone_b = s(combine(with_steps(b, 0.0, 0.5), with_steps(a, 0.5, 1.0))), s(b)
+    apart = (alone_b - base).abs().mean()
+    assert 1e-3 < (mixed - alone_b).abs().mean() < 0.1 * apart
+
+
+def test_comfyui_composition_then_detail_prompt_workflow_runs(sd, tmp_path, monkeypatch):
+    """ComfyUI's two-stage prompt as its UI saves it: a composition prompt for 0-0.3 and a detail prompt for 0.3-1
+    (ConditioningSetTimestepRange), combined, sampled and saved: mapped exactly to condition.timestep_range with
+    the shares carried, and it runs to a picture."""
+    from PIL import Image
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(sd["root"] / "models"))
+    M, C, L = "MODEL", "CONDITIONING", "LATENT"
+    data = ui_format([
+        (1, "CheckpointLoaderSimple", [CKPT], {}, [M, "CLIP", "VAE"]),
+        (2, "CLIPTextEncode", ["a castle on a hill, wide shot"], {"clip": (1, 1, "CLIP")}, [C]),
+        (3, "CLIPTextEncode", ["weathered stone, moss, fine detail"], {"clip": (1, 1, "CLIP")}, [C]),
+        (4, "CLIPTextEncode", ["blurry"], {"clip": (1, 1, "CLIP")}, [C]),
+        (5, "ConditioningSetTimestepRange", [0.0, 0.3], {"conditioning": (2, 0, C)}, [C]),
+        (6, "ConditioningSetTimestepRange", [0.3, 1.0], {"conditioning": (3, 0, C)}, [C]),
+        (7, "ConditioningCombine", [], {"conditioning_1": (5, 0, C), "conditioning_2": (6, 0, C)}, [C]),
+        (8, "EmptyLatentImage", [64, 64, 1], {}, [L]),
+        (9, "KSampler", [5, "fixed", 3, 6.0, "euler", "normal", 1.0],
+         {"model": (1, 0, M), "positive": (7, 0, C), "negative": (4, 0, C), "latent_image": (8, 0, L)}, [L]),
+        (10, "VAEDecode", [], {"samples": (9, 0, L), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+        (11, "SaveImage", ["staged"], {"images": (10, 0, "IMAGE")}, []),
+    ])
+    res = _run_import(data, tmp_path)
+    status = {e.class_type: e for e in res.report.entries.values()}
+    assert status["ConditioningSetTimestepRange"].status == "exact", status["ConditioningSetTimestepRange"].notes
+    ranges = sorted((n.params["start"], n.params["end"]) for n in res.graph.nodes.values()
+                    if n.type == "condition.timestep_range")
+    assert ranges == [(0.0, 0.3), (0.3, 1.0)]
+    saved = list((tmp_path / "out").rglob("*.png"))
+    assert len(saved) == 1 and Image.open(saved[0]).size == (64, 64)

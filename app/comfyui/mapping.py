@@ -605,6 +605,11 @@ RULES: Dict[str, Rule] = {
                                 {"conditioning": "conditioning", "mask": "mask"}, ("conditioning",)),
     "ConditioningSetAreaStrength": Rule("condition.strength", ("strength",), (P("strength", "strength"),),
                                         {"conditioning": "conditioning"}, ("conditioning",)),
+    # a prompt for part of the steps: start/end become noise levels through the model's sampling (percent_to_sigma)
+    # and the sampler leaves the prompt out at steps outside them, as ComfyUI's get_area_and_mult does
+    "ConditioningSetTimestepRange": Rule("condition.timestep_range", ("start", "end"),
+                                         (P("start", "start"), P("end", "end")), {"conditioning": "conditioning"},
+                                         ("conditioning",)),
     "ConditioningZeroOut": Rule("condition.zero", (), (), {"conditioning": "conditioning"}, ("conditioning",)),
     "ConditioningCombine": Rule("condition.combine", (), (),
                                 {"conditioning_1": "conditioning", "conditioning_2": "other"}, ("conditioning",)),

@@ -1,5 +1,6 @@
 """Regional prompting and conditioning arithmetic (ComfyUI's ConditioningSetArea, ConditioningSetAreaPercentage,
-ConditioningSetMask, ConditioningCombine, ConditioningAverage, ConditioningConcat) and the latent composite.
+ConditioningSetMask, ConditioningCombine, ConditioningAverage, ConditioningConcat), prompts for part of the steps
+(ConditioningSetTimestepRange) and the latent composite.
 The maths is in nodes/generate/regions.py; the sampler runs the regions (nodes/generate/sampling.py)."""
 from __future__ import annotations
 
@@ -52,6 +53,20 @@ def mask(ctx, conditioning: CONDITIONING, mask: MASK = Input(help="where the pro
     mask times strength. Combine it (condition.combine) with a prompt for the rest."""
     from nodes.generate.regions import mask_tensor, with_region
     return with_region(conditioning, mask_tensor(mask), mask_strength=strength, bounds=bool(bounds))
+
+
+@node("condition.timestep_range", title="Prompt for Part of the Steps", category=_CAT)
+def timestep_range(ctx, conditioning: CONDITIONING,
+                   start: float = Param(0.0, min=0.0, max=1.0, help="where the prompt starts: 0 = from pure noise, "
+                                                                   "0.3 = once 30% of the way to the picture"),
+                   end: float = Param(1.0, min=0.0, max=1.0, help="where it stops: 1 = to the last step")
+                   ) -> CONDITIONING:
+    """Use a prompt only between start and end of the denoising (ComfyUI's ConditioningSetTimestepRange), e.g. a
+    composition prompt for 0-0.3 combined (condition.combine) with a detail prompt for 0.3-1. The shares are of the
+    way in noise, not in steps: they become noise levels through the model's sampling (its flow shift included),
+    and at a step outside them the sampler leaves the prompt out."""
+    from nodes.generate.regions import with_steps
+    return with_steps(conditioning, start, end)
 
 
 @node("condition.combine", title="Combine Prompts", category=_CAT)

@@ -10,7 +10,12 @@ ComfyUI. Each area of the prompt gets the negative prompt run over the same area
 guidance compares like with like.
 
 Areas are set in pixels and become latent pixels by the VAE's factor, rounded down (ComfyUI's `// 8` for the 8x
-VAEs of SD and SDXL); fractions of the picture are resolved on the latent grid as ComfyUI resolves them."""
+VAEs of SD and SDXL); fractions of the picture are resolved on the latent grid as ComfyUI resolves them.
+
+A conditioning may also be limited to part of the denoising (condition.timestep_range, ComfyUI's
+ConditioningSetTimestepRange): its start and end, shares of the way from pure noise to the picture, become noise
+levels through the model's own sampling (ComfyUI's percent_to_sigma: Adapter.percent_sigma), and at a step whose
+noise level lies outside them the sampler leaves it out (get_area_and_mult returns None there)."""
 from __future__ import annotations
 
 import math
@@ -36,6 +41,16 @@ def with_region(cond: Conditioning, mask=None, **values) -> Conditioning:
         return c if mask is None else c.with_extra(region_mask=mask)
     head, *rest = cond.entries()
     return replace(one(head), parts=tuple(one(p) for p in rest))
+
+
+def with_steps(cond: Conditioning, start: float, end: float) -> Conditioning:
+    """Every conditioning of `cond` limited to the denoising between start and end (shares of the way from pure
+    noise), areas and masks kept: ComfyUI's ConditioningSetTimestepRange."""
+    if start >= end:
+        # ComfyUI accepts these and never runs the prompt at any step: a graph that silently drops a prompt
+        raise NodeError(f"condition.timestep_range: start {start:g} is not before end {end:g}, so the prompt would "
+                        "be used at no step; set start below end (0 to 1: from pure noise to the finished picture)")
+    return with_region(cond, percent=[float(start), float(end)])
 
 
 def mask_tensor(mask) -> torch.Tensor:
@@ -109,6 +124,28 @@ class Part:
     cond: Conditioning                          # without its region: what the model is given
     area: Optional[Tuple[int, int, int, int]]   # (h, w, y, x) in latent pixels, or the whole picture
     mult: torch.Tensor                          # [1, 1, T, h, w] over the area
+    # the noise levels (highest, lowest) it runs between; a partner made for another part's area keeps that part's
+    # (ComfyUI copies the whole cond, timestep_start/end included)
+    levels: Tuple[float, float] = (math.inf, 0.0)
+
+    def runs_at(self, sigma: float) -> bool:
+        """ComfyUI skips the entry where sigma > timestep_start or sigma < timestep_end; a level equal to a bound
+        up to float rounding counts as inside (the float32 sigma of a step and a bound worked out in float64 would
+        otherwise decide the step a range ends on by a rounding error)."""
+        hi, lo = self.levels
+        return lo * (1 - 1e-6) <= sigma <= hi * (1 + 1e-6)
+
+
+def has_areas(*conds: Optional[Conditioning]) -> bool:
+    """Some entry draws in part of the picture only (an area or a mask), not just for part of the steps."""
+    return any(c is not None and ("area" in e.meta.get("region", {}) or "region_mask" in e.extra)
+               for c in conds if c is not None for e in c.entries())
+
+
+def step_span(c: Conditioning) -> Tuple[float, float]:
+    """The (start, end) shares of the denoising a conditioning runs in (0, 1: all of it)."""
+    start, end = c.meta.get("region", {}).get("percent", (0.0, 1.0))
+    return float(start), float(end)
 
 
 def _latent_frames(m: torch.Tensor, t: int, time_factor: int) -> torch.Tensor:
@@ -142,8 +179,10 @@ def _bounds(mask: torch.Tensor) -> List[int]:
     return [max(SMALLEST, int(ys.max()) - y0 + 1), max(SMALLEST, int(xs.max()) - x0 + 1), y0, x0]
 
 
-def resolve(c: Conditioning, shape, factor: int, time_factor: int) -> Part:
-    """The conditioning's region on a latent of `shape` [B, C, T, h, w]: its area and weight there."""
+def resolve(c: Conditioning, shape, factor: int, time_factor: int,
+            to_sigma: Optional[Callable[[float], float]] = None) -> Part:
+    """The conditioning's region on a latent of `shape` [B, C, T, h, w]: its area and weight there, and the noise
+    levels it runs between (to_sigma: the model's percent_to_sigma)."""
     t, h, w = (int(s) for s in shape[2:])
     region = dict(c.meta.get("region", {}))
     bare = replace(c, meta={k: v for k, v in c.meta.items() if k != "region"},
@@ -163,7 +202,9 @@ def resolve(c: Conditioning, shape, factor: int, time_factor: int) -> Part:
             raise NodeError(f"the region at x {x * factor}, y {y * factor} (pixels) starts outside the "
                             f"{w * factor}x{h * factor} picture being made: move it inside (condition.area's x and y)")
         area = (min(h - y, ah), min(w - x, aw), y, x)
-    return Part(bare, area, _mult(region, mask, area, (t, h, w)))
+    start, end = step_span(c)
+    levels = (math.inf, 0.0) if to_sigma is None or "percent" not in region else (to_sigma(start), to_sigma(end))
+    return Part(bare, area, _mult(region, mask, area, (t, h, w)), levels)
 
 
 def _mult(region: dict, mask, area, dims) -> torch.Tensor:
@@ -219,22 +260,28 @@ def _same_area_partners(sides: List[List[Part]]) -> None:
                 other.append(replace(part, cond=smallest.cond))
 
 
-def plan(conds: Sequence[Optional[Conditioning]], shape, factor: int, time_factor: int) -> List[List[Part]]:
-    sides = [[resolve(e, shape, factor, time_factor) for e in c.entries()] if c is not None else [] for c in conds]
+def plan(conds: Sequence[Optional[Conditioning]], shape, factor: int, time_factor: int,
+         to_sigma: Optional[Callable[[float], float]] = None) -> List[List[Part]]:
+    sides = [[resolve(e, shape, factor, time_factor, to_sigma) for e in c.entries()] if c is not None else []
+             for c in conds]
     _same_area_partners(sides)
     return sides
 
 
 def denoised(sides: List[List[Part]], x: torch.Tensor, idx: Sequence[int],
-             run: Callable[[Conditioning, torch.Tensor, tuple], torch.Tensor]) -> List[torch.Tensor]:
+             run: Callable[[Conditioning, torch.Tensor, tuple], torch.Tensor],
+             sigma: Optional[float] = None) -> List[torch.Tensor]:
     """Per side, the weighted average of its parts' predictions over the latent frames `idx` that x holds:
-    run(cond, x over the area, the area's slices) -> the prediction there."""
+    run(cond, x over the area, the area's slices) -> the prediction there. At noise level sigma, parts whose step
+    range leaves it out are not run (a side with none left predicts 0, as ComfyUI's)."""
     frames = torch.as_tensor([int(i) for i in idx])
     out = []
     for side in sides:
         total = torch.zeros_like(x)
         count = torch.full_like(x, 1e-37)
         for p in side:
+            if sigma is not None and not p.runs_at(float(sigma)):
+                continue
             sl = (slice(None), slice(None), slice(None)) + (
                 (slice(None), slice(None)) if p.area is None else
                 (slice(p.area[2], p.area[2] + p.area[0]), slice(p.area[3], p.area[3] + p.area[1])))

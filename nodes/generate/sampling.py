@@ -118,10 +118,11 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     conds = [negative, positive] if guided else [positive]
     clean_keep = keep is not None and adapter.keeps_clean(handle)
     plans: dict = {}
-    if regions.is_regional(*conds) and handle.option("controlnet") is not None:
-        raise NodeError("regional prompts (condition.area, condition.mask, condition.combine) and a ControlNet "
-                        "cannot be sampled together yet: apply the ControlNet in a second pass, or sample without "
-                        "the regions")
+    # The ControlNet's frames are the whole picture: prompts for part of the steps (condition.timestep_range) run
+    # over the whole picture and take them as they are; a prompt run over an area would need them cut to it.
+    if regions.has_areas(*conds) and handle.option("controlnet") is not None:
+        raise NodeError("regional prompts (condition.area, condition.mask) and a ControlNet cannot be sampled "
+                        "together yet: apply the ControlNet in a second pass, or sample without the regions")
 
     def model_fn(x, sigma, frames=None):
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
@@ -161,9 +162,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             if plans.get("hw") != tuple(x.shape[-2:]):
                 plans.update(hw=tuple(x.shape[-2:]), sides=regions.plan(
                     conds, (*x.shape[:2], max(num_frames, max(idx) + 1), *x.shape[-2:]), adapter.factors(pipe)[1],
-                    adapter.factors(pipe)[0]))
+                    adapter.factors(pipe)[0], lambda p: adapter.percent_sigma(levels, p, handle.option("flow_shift"))))
             den = torch.cat(regions.denoised(plans["sides"], x, idx, lambda c, xs, sl: run(
-                [c], xs, sigma, idx, mask, sl if sl[-1] != slice(None) else None)))
+                [c], xs, sigma, idx, mask, sl if sl[-1] != slice(None) else None), float(sigma)))
         else:
             den = run(conds, x, sigma, idx, mask)
         if not guided:

@@ -1,6 +1,7 @@
 """What every family adapter provides, with the defaults most diffusers pipelines share."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -118,6 +119,23 @@ class Adapter:
         ac = self.alphas_cumprod(pipe)
         s = ((1 - ac) / ac) ** 0.5
         return float(s[0]), float(s[-1])
+
+    def percent_sigma(self, pipe, percent: float, shift: Optional[float] = None) -> float:
+        """The noise level `percent` of the way from pure noise to the picture, as ComfyUI's
+        model_sampling.percent_to_sigma gives it (condition.timestep_range's start and end): 0 is above every
+        level, 1 is 0; between, flow models' shifted line at 1 - percent (shift: model.flow_shift's, else the
+        model's own) and VP models' table of levels at timestep (1 - percent) x 999, interpolated in log."""
+        if percent <= 0.0:
+            return math.inf
+        if percent >= 1.0:
+            return 0.0
+        t = 1.0 - percent
+        if self.space == "flow":
+            s = self.flow_shift(pipe) if shift is None else float(shift)
+            return s * t / (1 + (s - 1) * t)
+        from nodes.generate.samplers import SigmaTable
+        table = SigmaTable.vp(self.alphas_cumprod(pipe))
+        return table.sigma(t * (len(table) - 1))
 
     def flow_shift(self, pipe) -> float:
         cfg = pipe.scheduler.config

@@ -3,6 +3,7 @@ VAE-encoded start image concatenated to every frame's latent, EDM noise levels, 
 and guidance that rises linearly over the frames."""
 from __future__ import annotations
 
+import math
 
 import torch
 
@@ -24,6 +25,15 @@ class SVDAdapter(Adapter):
     def sigma_range(self, pipe):
         cfg = pipe.scheduler.config
         return float(cfg.get("sigma_min") or 0.002), float(cfg.get("sigma_max") or 700.0)
+
+    def percent_sigma(self, pipe, percent, shift=None):
+        """ComfyUI's ModelSamplingContinuousEDM.percent_to_sigma: log-linear from sigma_max (0) to sigma_min."""
+        if percent <= 0.0:
+            return math.inf
+        if percent >= 1.0:
+            return 0.0
+        lo, hi = self.sigma_range(pipe)
+        return math.exp((math.log(hi) - math.log(lo)) * (1.0 - percent) + math.log(lo))
 
     def encode_image(self, pipe, image, device):
         if min(image.size) < 2:
