@@ -142,6 +142,27 @@ def test_latent_composite_pastes_at_whole_latent_pixels_under_the_mask():
     assert half[:4, :2].max() == 0 and half[:4, 2:4].min() == 1
 
 
+def test_latent_composite_feathers_the_pasted_edges_inside_the_destination():
+    """LatentComposite, hand-worked: x 16, feather 16 pixels are 2 latent pixels on an 8x VAE; rows (columns) k from
+    an edge inside the destination weigh (k + 1) / 2, the top edge (on the destination's) none; the blend is
+    source x weight + destination x (1 - weight). A fade wider than half the source multiplies where the two
+    sides meet (feather 24 on a 2-pixel source: 1/3 x 2/3 on both rows)."""
+    from nodes.generate.latent import Latent
+    from nodes.generate.regions import composite
+    dest = Latent(torch.full((1, 4, 1, 8, 8), 2.0), "sd", 1, 8.0, 64, 64)
+    src = Latent(torch.ones(1, 4, 1, 4, 4), "sd", 1, 8.0, 32, 32)
+    out = composite(dest, src, None, 16, 0, False, feather=16).samples[0, 0, 0]
+    w = torch.tensor([[.5, 1, 1, .5]] * 3 + [[.25, .5, .5, .25]])
+    assert torch.allclose(out[:4, 2:6], 1 * w + 2 * (1 - w))
+    assert torch.all(out[4:] == 2) and torch.all(out[:, :2] == 2) and torch.all(out[:, 6:] == 2)
+    assert torch.equal(composite(dest, src, None, 16, 0, False, feather=7).samples,
+                       composite(dest, src, None, 16, 0, False).samples)         # under one latent pixel: none
+    small = Latent(torch.ones(1, 4, 1, 2, 2), "sd", 1, 8.0, 16, 16)
+    tight = composite(dest, small, None, 16, 16, False, feather=24).samples[0, 0, 0]
+    w = (1 / 3) * (2 / 3)
+    assert torch.allclose(tight[2:4, 2:4], torch.full((2, 2), 1 * w * w + 2 * (1 - w * w)))
+
+
 def test_crop_mask_cuts_a_still_or_a_clip():
     from graph_engine import Clip, NodeError
     from nodes.common import masks
@@ -493,5 +514,38 @@ def test_comfyui_composition_then_detail_prompt_workflow_runs(sd, tmp_path, monk
     ranges = sorted((n.params["start"], n.params["end"]) for n in res.graph.nodes.values()
                     if n.type == "condition.timestep_range")
     assert ranges == [(0.0, 0.3), (0.3, 1.0)]
+    saved = list((tmp_path / "out").rglob("*.png"))
+    assert len(saved) == 1 and Image.open(saved[0]).size == (64, 64)
+
+
+def test_comfyui_latent_composite_second_pass_workflow_runs(sd, tmp_path, monkeypatch):
+    """ComfyUI's composition by latents as its UI saves it: a background and a smaller subject sampled apart, the
+    subject pasted with LatentComposite (x, y, feather in pixels) and the whole sampled again at denoise 0.5: mapped
+    exactly to latent.composite with its feather, and it runs to a picture."""
+    from PIL import Image
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(sd["root"] / "models"))
+    M, C, L = "MODEL", "CONDITIONING", "LATENT"
+
+    def sampler(i, latent, steps, denoise):
+        return (i, "KSampler", [3, "fixed", steps, 6.0, "euler", "normal", denoise],
+                {"model": (1, 0, M), "positive": (2, 0, C), "negative": (3, 0, C), "latent_image": latent}, [L])
+    data = ui_format([
+        (1, "CheckpointLoaderSimple", [CKPT], {}, [M, "CLIP", "VAE"]),
+        (2, "CLIPTextEncode", ["a meadow with a fox"], {"clip": (1, 1, "CLIP")}, [C]),
+        (3, "CLIPTextEncode", ["blurry"], {"clip": (1, 1, "CLIP")}, [C]),
+        (4, "EmptyLatentImage", [64, 64, 1], {}, [L]),
+        (5, "EmptyLatentImage", [32, 32, 1], {}, [L]),
+        sampler(6, (4, 0, L), 2, 1.0),
+        sampler(7, (5, 0, L), 2, 1.0),
+        (8, "LatentComposite", [16, 16, 8], {"samples_to": (6, 0, L), "samples_from": (7, 0, L)}, [L]),
+        sampler(9, (8, 0, L), 2, 0.5),
+        (10, "VAEDecode", [], {"samples": (9, 0, L), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+        (11, "SaveImage", ["composed"], {"images": (10, 0, "IMAGE")}, []),
+    ])
+    res = _run_import(data, tmp_path)
+    status = {e.class_type: e for e in res.report.entries.values()}
+    assert status["LatentComposite"].status == "exact", status["LatentComposite"].notes
+    node = next(n for n in res.graph.nodes.values() if n.type == "latent.composite")
+    assert (node.params["x"], node.params["y"], node.params["feather"]) == (16, 16, 8)
     saved = list((tmp_path / "out").rglob("*.png"))
     assert len(saved) == 1 and Image.open(saved[0]).size == (64, 64)

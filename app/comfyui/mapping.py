@@ -591,6 +591,10 @@ RULES: Dict[str, Rule] = {
     "LatentCompositeMasked": Rule("latent.composite", ("x", "y", "resize_source"),
                                   (P("x", "x"), P("y", "y"), P("resize_source", "resize")),
                                   {"destination": "latent", "source": "source", "mask": "mask"}, ("latent",)),
+    # LatentComposite: no mask; feather fades the pasted part in along its edges inside the destination
+    "LatentComposite": Rule("latent.composite", ("x", "y", "feather"),
+                            (P("x", "x"), P("y", "y"), P("feather", "feather")),
+                            {"samples_to": "latent", "samples_from": "source"}, ("latent",)),
     # regional prompting: the sampler runs each combined conditioning over its area or weighted by its mask and
     # averages them as ComfyUI's does (nodes/generate/regions.py)
     "ConditioningSetArea": Rule("condition.area", ("width", "height", "x", "y", "strength"),

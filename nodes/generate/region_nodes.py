@@ -103,11 +103,16 @@ def latent_composite(ctx, latent: LATENT = Input(help="the destination"),
                                                              "all of it"),
                      x: int = Param(0, min=0, max=16384, help="pixels; rounded down to whole latent pixels"),
                      y: int = Param(0, min=0, max=16384, help="pixels; rounded down to whole latent pixels"),
-                     resize: bool = Param(False, help="stretch source to the destination's size first")) -> LATENT:
-    """Paste one latent into another (ComfyUI's LatentCompositeMasked): source x mask + latent x (1 - mask), where
-    they overlap; the result is the destination's size, e.g. to start a second pass from two generations."""
+                     resize: bool = Param(False, help="stretch source to the destination's size first"),
+                     feather: int = Param(0, min=0, max=16384, help="pixels over which the pasted part fades in "
+                                                                   "along its edges inside the destination (rounded "
+                                                                   "down to whole latent pixels); 0: a hard edge")
+                     ) -> LATENT:
+    """Paste one latent into another (ComfyUI's LatentCompositeMasked, and LatentComposite with its feather):
+    source x mask + latent x (1 - mask), where they overlap; the result is the destination's size, e.g. to start a
+    second pass from two generations."""
     from nodes.generate.regions import composite
-    return composite(latent, source, mask, x, y, resize)
+    return composite(latent, source, mask, x, y, resize, feather)
 
 
 @node("condition.strength", title="Prompt Strength", category=_CAT)

@@ -215,16 +215,26 @@ def _mult(region: dict, mask, area, dims) -> torch.Tensor:
         return (mask[:, y:y + ah, x:x + aw] * float(region.get("mask_strength", 1.0)) * strength)[None, None]
     mult = torch.full((1, 1, t, ah, aw), strength)
     if area is not None:
-        for axis, (size, off, full) in enumerate(((ah, y, h), (aw, x, w))):
-            rr = min(FUZZ, size // 4)
-            ramp = torch.ones(size)
-            for k in range(rr):
-                if off != 0:
-                    ramp[k] *= (k + 1) / rr
-                if off + size < full:
-                    ramp[size - 1 - k] *= (k + 1) / rr
-            mult = mult * (ramp.view(-1, 1) if axis == 0 else ramp.view(1, -1))
+        mult = mult * edge_fade((ah, aw), (y, x), (h, w), lambda size: min(FUZZ, size // 4))
     return mult
+
+
+def edge_fade(size: Tuple[int, int], at: Tuple[int, int], full: Tuple[int, int],
+              width: Callable[[int], int]) -> torch.Tensor:
+    """[h, w] weights of a rectangle of `size` at (y, x) in a picture of `full`: along each edge that lies inside the
+    picture, rows (columns) k = 0 .. n-1 from the edge weigh (k + 1) / n, n = width(that side's size); the fades of
+    facing edges multiply where they meet. ComfyUI's loop in both get_area_and_mult and LatentComposite."""
+    out = torch.ones(size)
+    for axis in (0, 1):
+        n, off = width(size[axis]), at[axis]
+        ramp = torch.ones(size[axis])
+        for k in range(min(n, size[axis])):     # a fade wider than the rectangle stops at its far side
+            if off != 0:
+                ramp[k] *= (k + 1) / n
+            if off + size[axis] < full[axis]:
+                ramp[size[axis] - 1 - k] *= (k + 1) / n
+        out = out * (ramp.view(-1, 1) if axis == 0 else ramp.view(1, -1))
+    return out
 
 
 def _inside(a, b) -> bool:
@@ -303,9 +313,11 @@ def crop_inputs(inputs: dict, sl: tuple, hw: Tuple[int, int]) -> dict:
 
 
 
-def composite(dest, source, mask, x: int, y: int, resize: bool):
+def composite(dest, source, mask, x: int, y: int, resize: bool, feather: int = 0):
     """ComfyUI's LatentCompositeMasked (comfy_extras/nodes_mask.py: composite) on a Latent: source pasted at
-    (x, y) pixels, rounded down to latent pixels, where the mask (bilinear on source's grid) says."""
+    (x, y) pixels, rounded down to latent pixels, where the mask (bilinear on source's grid) says. feather (pixels,
+    rounded down alike): ComfyUI's LatentComposite, the pasted part fading in over that many latent pixels along its
+    edges inside the destination (times the mask, where one is given)."""
     if dest.family != source.family and {dest.family, source.family} - {"sd", "animatediff"}:
         raise NodeError(f"the latents were made for {dest.family} and {source.family}: make both with one VAE")
     d, s = dest.samples.clone(), source.samples.to(dest.samples.dtype)
@@ -330,6 +342,10 @@ def composite(dest, source, mask, x: int, y: int, resize: bool):
         m = F.interpolate(px[:, None], size=tuple(s.shape[-2:]), mode="bilinear")[:, 0][None, None]
     vw, vh = d.shape[-1] - left + min(0, x), d.shape[-2] - top + min(0, y)
     m = m[..., :vh, :vw].to(d.dtype)
+    n = int(feather) // factor
+    if n > 0:
+        # on the part that shows (ComfyUI cuts the source to the destination first), from its edges inside
+        m = m * edge_fade(tuple(m.shape[-2:]), (top, left), tuple(d.shape[-2:]), lambda size: n).to(d.dtype)
     region = d[..., top:top + s.shape[-2], left:left + s.shape[-1]]
     d[..., top:top + s.shape[-2], left:left + s.shape[-1]] = m * s[..., :vh, :vw] + (1 - m) * region
     return dest.with_samples(d)
