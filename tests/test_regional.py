@@ -487,6 +487,31 @@ def test_the_sampler_runs_each_prompt_only_in_its_step_range(sd):
     assert 1e-3 < (mixed - alone_b).abs().mean() < 0.1 * apart
 
 
+def test_steps_that_no_prompts_range_covers_are_named(sd):
+    """Ranges that leave a gap (0-0.3 and 0.6-1) give the steps between a zero prediction in ComfyUI, silently; the
+    run says which steps and how to close the gap. Ranges that meet say nothing."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.regions import combine, with_steps
+    from nodes.generate.sampling import make_sigmas, run_sampling
+    from nodes.generate.vae_ops import empty_latent
+    h, adapter = sd["handle"], get_adapter("sd")
+    a, b, n = _enc(sd, "a red door"), _enc(sd, "a cat"), _enc(sd, "")
+    lat = empty_latent(sd["parts"]["vae"], 1, 64, 64, 8.0)
+    sig = make_sigmas(adapter, h.pipe, 6, "karras", 1.0, lat.samples.shape)
+    hi, lo = adapter.percent_sigma(h.pipe, 0.3), adapter.percent_sigma(h.pipe, 0.6)
+    want = [i + 1 for i, s in enumerate(sig[:-1]) if hi > s > lo]
+    assert want                                                  # the 6 karras steps put at least one in the gap
+
+    def said(pos):
+        lines = []
+        run_sampling(h, pos, n, lat, steps=6, cfg=5.0, sampler="euler", scheduler="karras", seed=1, log=lines.append)
+        return [m for m in lines if "step range" in m]
+    lines = said(combine(with_steps(a, 0.0, 0.3), with_steps(b, 0.6, 1.0)))
+    assert len(lines) == 1 and lines[0].startswith(f"steps {', '.join(map(str, want))} of 6 fall outside")
+    assert "make the ranges meet" in lines[0]
+    assert said(combine(with_steps(a, 0.0, 0.3), with_steps(b, 0.3, 1.0))) == [] and said(a) == []
+
+
 def test_comfyui_composition_then_detail_prompt_workflow_runs(sd, tmp_path, monkeypatch):
     """ComfyUI's two-stage prompt as its UI saves it: a composition prompt for 0-0.3 and a detail prompt for 0.3-1
     (ConditioningSetTimestepRange), combined, sampled and saved: mapped exactly to condition.timestep_range with

@@ -53,6 +53,17 @@ def with_steps(cond: Conditioning, start: float, end: float) -> Conditioning:
     return with_region(cond, percent=[float(start), float(end)])
 
 
+def steps_without(cond: Conditioning, sigmas: Sequence[float], to_sigma: Callable[[float], float]) -> List[int]:
+    """The steps (1-based) of a schedule at whose noise level no conditioning of `cond` runs: its step ranges leave
+    a gap, and ComfyUI's sampler then takes a prediction of 0 (a blank latent) for that side."""
+    entries = cond.entries()
+    if not any("percent" in e.meta.get("region", {}) for e in entries):
+        return []
+    parts = [Part(e, None, torch.ones(1), (to_sigma(step_span(e)[0]), to_sigma(step_span(e)[1])))
+             for e in entries]
+    return [i + 1 for i, s in enumerate(sigmas[:-1]) if not any(p.runs_at(float(s)) for p in parts)]
+
+
 def mask_tensor(mask) -> torch.Tensor:
     """float32 [F, H, W] of a MASK (a still is one frame)."""
     n = mask.length if masks.is_clip(mask) else 1

@@ -302,6 +302,11 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     def window_done(step: int, done: int, count: int) -> None:
         if callback is not None and done < count:
             callback(round(progress["before"] + step + done / count, 2), progress["total"])
+    gaps = regions.steps_without(positive, sigmas, lambda p: adapter.percent_sigma(levels, p, shift))
+    if gaps:
+        log(f"steps {', '.join(map(str, gaps))} of {len(sigmas) - 1} fall outside every prompt's step range "
+            f"(condition.timestep_range): the prompt's prediction there is zero, as in ComfyUI's sampler, which "
+            f"throws those steps off; make the ranges meet (one's end at the next one's start)")
     info = SamplingInfo(handle.family, sigmas, adapter.space == "flow", adapter.factors(pipe)[0], x.shape[2],
                         int(seed), check, gen, window_done)
     keep = None
