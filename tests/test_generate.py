@@ -477,6 +477,27 @@ def test_a_controlnet_samples_with_prompts_for_part_of_the_steps(mm, tiny):
         s(combine(pos, with_region(pos, area=["pixels", 32, 32, 0, 0], strength=1.0)))
 
 
+def test_prompt_step_ranges_on_a_flow_model_follow_its_shift(mm, tiny):
+    """On a flow model a share of the steps becomes a noise level through the shift in use (model.flow_shift's, as
+    ComfyUI's ModelSamplingSD3 sets it): 0.3 is sigma 0.949 at shift 8 and 0.7 at shift 1, so at sigma 0.85 the
+    detail prompt (0.3-1) runs under shift 8 and the composition prompt (0-0.3) under shift 1."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.regions import combine, with_steps
+    from nodes.generate.sampling import guided_model_fn
+    from nodes.generate.text import encode_prompt
+    h, parts = _parts(mm, tiny, "wan")
+    a, b, n = (encode_prompt(parts["text_encoder"], t) for t in ("a castle", "moss on stone", ""))
+    x = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    both = combine(with_steps(a, 0.0, 0.3), with_steps(b, 0.3, 1.0))
+
+    def fn(shift, pos):
+        return guided_model_fn(h.with_option("flow_shift", shift), get_adapter("wan"), pos, n, 5.0, 1, "cpu",
+                               torch.float32, 1)(x, 0.85)
+    assert torch.allclose(fn(8.0, both), fn(8.0, b), atol=1e-4)
+    assert torch.allclose(fn(1.0, both), fn(1.0, a), atol=1e-4)
+    assert not torch.allclose(fn(1.0, a), fn(1.0, b), atol=1e-3)
+
+
 def test_context_windows_wrap_the_model_function(mm, tiny):
     """The consistency area's window wrapper runs the denoiser on slices with frame indices."""
     from nodes.consistency.context_windows import ContextOptions
