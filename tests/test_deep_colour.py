@@ -318,3 +318,17 @@ def test_a_cdl_on_an_exr_plate_keeps_the_light_above_1(tmp_path):
     assert got[0, -1, 0] > 5                    # the glow of 10, a little less bright: not clipped at 1.0
     assert len(np.unique(got[0, :, 2])) == 6
     assert "cdl" not in logs, logs
+
+
+def test_an_exr_frame_of_another_size_is_named(tmp_path):
+    """An EXR sequence with one frame of another size failed an EXR render with "ValueError: all input arrays
+    must have the same shape" (the float reader stacked them); it names the frame, as the 8-bit reader does."""
+    write_plate(tmp_path / "plate", 3)
+    write_exr(tmp_path / "plate" / "shot.1003.exr", np.ones((H // 2, W, 3), np.float32))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n" + PLATE + "  save: {type: io.save_frames, inputs: {video: plate.video}, "
+                                                      "params: {path: out, format: exr}}\n")
+    res = Session().run(load_workflow(str(wf)))
+    assert not res.ok
+    said = str(res.failed)
+    assert "shot.1003.exr is 48x8 but the sequence is 48x16" in said and "ValueError" not in said, said

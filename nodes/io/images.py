@@ -222,9 +222,7 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
         out = np.empty((b - a, h, w, 4 if keyed else 3), np.uint8)
         for i in range(a, b):
             img, alpha = read_image_alpha(files[i]) if keyed else (read_image(files[i]), None)
-            if img.shape[:2] != (h, w):
-                raise NodeError(f"{files[i]} is {img.shape[1]}x{img.shape[0]} but the sequence is {w}x{h}; "
-                                f"all frames must have one size")
+            _sized(files[i], img, w, h)
             out[i - a, ..., :3] = img
             if keyed:
                 out[i - a, ..., 3] = 255 if alpha is None else to_uint8(alpha)
@@ -241,16 +239,25 @@ def load_frames(path: str, fps: float, log=None, layer: str = "") -> Clip:
 
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
-            return stack_rgba([read_exr_linear(f) for f in files[a:b]])
+            return stack_rgba([_sized(f, read_exr_linear(f), w, h) for f in files[a:b]])
     elif not layer.strip() and deep(files[0]):
         # A 16-bit TIFF/PNG or 10-bit DPX plate keeps its depth for the nodes and writers that can (as an EXR's
         # float pixels do): read as 8 bits only, its shadows came out of a grade in 8-bit steps.
         def linear(a: int, b: int) -> np.ndarray:
             from nodes.common.color import stack_rgba
-            return stack_rgba([read_deep_linear(f) for f in files[a:b]])
+            return stack_rgba([_sized(f, read_deep_linear(f), w, h) for f in files[a:b]])
     colour, matte = split_reader(reader) if keyed else (reader, None)
     return Clip(len(files), fps, w, h, colour, number=first_number(listed), linear=linear,
                 timecode=timecode).with_matte(matte)
+
+
+def _sized(path, picture: np.ndarray, w: int, h: int) -> np.ndarray:
+    """picture, if it is the sequence's size (w x h); else a NodeError naming the file. The float readers
+    (Clip.linear) said only "all input arrays must have the same shape" for a frame of another size."""
+    if picture.shape[:2] != (h, w):
+        raise NodeError(f"{path} is {picture.shape[1]}x{picture.shape[0]} but the sequence is {w}x{h}; "
+                        f"all frames must have one size")
+    return picture
 
 
 def deep(path: str) -> bool:
