@@ -23,6 +23,8 @@ from .errors import NodeError
 
 KEEP = 20
 SOURCE = "source.txt"      # the workflow a folder belongs to, for someone browsing the folder
+# Microseconds: two saves in one second are two versions.
+NAME = "%Y%m%d-%H%M%S-%f"
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,13 @@ def keep_previous(path: Path, new: bytes) -> Optional[str]:
     if old == new:
         return None
     folder = _folder(Path(path))
-    # Microseconds: two saves in one second are two versions, and names sort in time order.
-    name = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f") + ".yaml"
+    name = datetime.datetime.now().strftime(NAME) + ".yaml"
     try:
         write_bytes(folder / name, old, record=False)
         if not (folder / SOURCE).exists():
             write_bytes(folder / SOURCE, (os.path.realpath(path) + "\n").encode("utf-8"), record=False)
-        for stale in _files(folder)[KEEP:]:
-            stale.unlink()
+        for stale in _kept(folder)[KEEP:]:
+            stale.file.unlink()
     except OSError as e:
         return f"no copy of the version of {Path(path).name} being replaced could be kept in {folder} ({e.strerror})"
     except NodeError as e:       # a file where the folder should be
@@ -67,20 +68,22 @@ def keep_previous(path: Path, new: bytes) -> Optional[str]:
     return None
 
 
-def _files(folder: Path) -> List[Path]:
+def _kept(folder: Path) -> List[Version]:
+    """The versions in `folder`, newest first: only files named as keep_previous names them, so a file someone
+    else put there is neither offered nor removed when the oldest versions go."""
     try:
-        return sorted((p for p in folder.iterdir() if p.suffix == ".yaml"), reverse=True)
+        entries = list(folder.iterdir())
     except OSError:
         return []
+    out = []
+    for f in entries:
+        try:
+            out.append(Version(f, datetime.datetime.strptime(f.name, NAME + ".yaml")))
+        except ValueError:
+            continue
+    return sorted(out, key=lambda v: v.saved, reverse=True)
 
 
 def previous_versions(path: Path) -> List[Version]:
     """The kept versions of the workflow at `path`, newest first."""
-    out = []
-    for f in _files(_folder(Path(path))):
-        try:
-            saved = datetime.datetime.strptime(f.stem, "%Y%m%d-%H%M%S-%f")
-        except ValueError:
-            continue          # not ours (someone put a file there)
-        out.append(Version(f, saved))
-    return out
+    return _kept(_folder(Path(path)))

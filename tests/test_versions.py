@@ -42,3 +42,18 @@ def test_a_script_saving_over_its_workflow_keeps_the_one_it_replaced(tmp_path, m
     kept = previous_versions(path)
     assert len(kept) == 1 and "generate.test_pattern" in kept[0].file.read_text()
     assert "video.reverse" not in kept[0].file.read_text() and "video.reverse" in path.read_text()
+
+
+def test_pruning_removes_only_the_versions_it_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
+    path = tmp_path / "shot.yaml"
+    path.write_text("v0\n")
+    assert keep_previous(path, b"v1\n") is None
+    folder = previous_versions(path)[0].file.parent
+    mine = folder / "0-notes.yaml"      # sorts before every version: the oldest-looking file there
+    mine.write_text("someone's own file\n")
+    for i in range(1, KEEP + 3):
+        path.write_text(f"v{i}\n")
+        assert keep_previous(path, f"v{i + 1}\n".encode()) is None
+    assert len(previous_versions(path)) == KEEP
+    assert mine.read_text() == "someone's own file\n"
