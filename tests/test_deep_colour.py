@@ -332,3 +332,109 @@ def test_an_exr_frame_of_another_size_is_named(tmp_path):
     assert not res.ok
     said = str(res.failed)
     assert "shot.1003.exr is 48x8 but the sequence is 48x16" in said and "ValueError" not in said, said
+
+
+def lut3d_numpy(x, table, lo, hi, tetrahedral):
+    """A 3D LUT ([b, g, r, 3], .cube order) at coded values x [..., 3], written out again with numpy: inputs held
+    to the domain; tetrahedral by walking from the cell's first corner to its last along the axes in the order
+    of their fractions, largest first; trilinear as the weighted sum of the eight corners."""
+    n = table.shape[0]
+    p = np.clip((x - lo) / (hi - lo), 0, 1) * (n - 1)
+    i = np.minimum(np.floor(p).astype(int), n - 2)
+    f = p - i
+
+    def corner(d):
+        return table[i[..., 2] + d[..., 2], i[..., 1] + d[..., 1], i[..., 0] + d[..., 0]]
+    if not tetrahedral:
+        out = 0
+        for d in np.ndindex(2, 2, 2):
+            w = np.prod(np.where(np.array(d) == 1, f, 1 - f), -1)[..., None]
+            out = out + w * corner(np.broadcast_to(np.array(d), i.shape))
+        return out
+    order = np.argsort(-f, -1)
+    fs = np.take_along_axis(f, order, -1)
+    d = np.zeros_like(i)
+    out = (1 - fs[..., :1]) * corner(d)
+    for k in range(3):
+        np.put_along_axis(d, order[..., k:k + 1], 1, -1)
+        out = out + (fs[..., k:k + 1] - (fs[..., k + 1:k + 2] if k < 2 else 0)) * corner(d)
+    return out
+
+
+def ramp_plate(folder):
+    """A deep plate for LUTs: shadows 0.0005..0.05 (the 8-bit frames hold 13 codes of it) over 248 columns,
+    red green and blue apart, then a glow of 3 (inside a domain to 2.0 coded) and 8 (past it)."""
+    folder.mkdir()
+    ramp = np.linspace(0.0005, 0.05, 248)
+    band = np.concatenate([ramp, [3.0] * 4, [8.0] * 4])
+    rgb = np.broadcast_to(np.stack([band, band * 0.8, band * 0.6], -1), (4, 256, 3)).astype(np.float32)
+    write_exr(folder / "shot.1001.exr", rgb)
+    return rgb.astype(np.float16).astype(np.float64)
+
+
+def cube_rows(table) -> str:
+    return "".join(" ".join(f"{v:.7f}" for v in row) + "\n" for row in table.reshape(-1, 3))
+
+
+@pytest.mark.parametrize("interpolation", ["tetrahedral", "trilinear"])
+def test_a_3d_lut_on_an_exr_plate_keeps_its_shadow_steps_and_its_light_above_1(tmp_path, interpolation):
+    """color.lut worked in 8 bits: an EXR plate's shadow ramp came out of a .cube in 57 steps of 496 and its glow
+    at 1.0. The float pixels now go through the LUT unrounded, on their sRGB-coded values as the 8-bit frames
+    (the curve continued past 1): past DOMAIN_MAX held at its edge, the table's values above 1.0 kept."""
+    src = ramp_plate(tmp_path / "plate")
+    n = 17
+    g = np.linspace(0.0, 2.0, n)
+    b, gg, r = np.meshgrid(g, g, g, indexing="ij")
+    table = np.stack([1.1 * r + 0.05 * gg, 0.9 * gg + 0.1 * r * b, 0.8 * b + 0.1 * r], -1) ** 1.2
+    (tmp_path / "look.cube").write_text(f"DOMAIN_MIN 0 0 0\nDOMAIN_MAX 2 2 2\nLUT_3D_SIZE {n}\n" + cube_rows(table))
+    logs = run(tmp_path, f"  lut: {{type: color.lut, inputs: {{video: plate.video}}, params: {{path: look.cube, "
+                         f"interpolation: {interpolation}}}}}\n"
+                         "  save: {type: io.save_frames, inputs: {video: lut.video}, params: {path: out, format: exr}}\n",
+               source="  plate: {type: io.load_frames, params: {path: plate/shot.####.exr}}\n")
+    got = read_exr(tmp_path / "out" / "frame_001001.exr").astype(np.float64)
+    coded = np.where(src <= 0.0031308, src * 12.92, 1.055 * np.maximum(src, 0.0031308) ** (1 / 2.4) - 0.055)
+    want = srgb_inverse(lut3d_numpy(coded, table.astype(np.float32), 0.0, 2.0, interpolation == "tetrahedral"))
+    assert np.abs(got / want - 1).max() < 1e-3, np.abs(got / want - 1).max()     # half-float rounding
+    assert len(np.unique(got[0, :248, 0])) == 248                  # each shadow level its own
+    assert got[0, -1, 0] == pytest.approx(srgb_inverse(2.3 ** 1.2), rel=1e-3)      # the top corner: 10.2
+    assert "lut" not in logs, logs
+
+
+@pytest.mark.parametrize("kind", ["shaper", "1d"])
+def test_a_shaper_or_1d_lut_on_an_exr_plate_reads_its_light_above_1(tmp_path, kind):
+    """A LUT made for scene light (a 1D shaper over 0..4 coded, Resolve's layout, then a 3D table; or a 1D table
+    alone over 0..4) gave an EXR plate's glow no room: the 8-bit frames stop at 1.0, so 3 and 8 came out as
+    white's look. The float pixels reach the shaper's range; within 0..1 the float LUT is the 8-bit one unrounded."""
+    src = ramp_plate(tmp_path / "plate")
+    coded = np.where(src <= 0.0031308, src * 12.92, 1.055 * np.maximum(src, 0.0031308) ** (1 / 2.4) - 0.055)
+    m = 33
+    grid = np.linspace(0, 1, m)
+    curve = np.stack([grid ** 0.5, grid ** 0.6, grid ** 0.7], -1)        # 0..4 squeezed into 0..1
+    u = np.clip(coded / 4.0, 0, 1)
+    shaped = np.stack([np.interp(u[..., c], grid, curve[:, c]) for c in range(3)], -1)
+    if kind == "shaper":
+        g = np.linspace(0, 1, 9)
+        b, gg, r = np.meshgrid(g, g, g, indexing="ij")
+        table = np.stack([2.5 * r * r + 0.1 * b, 1.5 * gg, 1.2 * b + 0.2 * gg * r], -1)
+        text = f"LUT_1D_SIZE {m}\nLUT_1D_INPUT_RANGE 0 4\nLUT_3D_SIZE 9\n" + cube_rows(curve) + cube_rows(table)
+        want = lut3d_numpy(shaped, table.astype(np.float32), 0.0, 1.0, True)
+    else:
+        text = f"LUT_1D_SIZE {m}\nDOMAIN_MIN 0 0 0\nDOMAIN_MAX 4 4 4\n" + cube_rows(curve)
+        want = shaped
+    (tmp_path / "look.cube").write_text(text)
+    logs = run(tmp_path, "  lut: {type: color.lut, inputs: {video: plate.video}, params: {path: look.cube}}\n"
+                         "  save: {type: io.save_frames, inputs: {video: lut.video}, params: {path: out, format: exr}}\n",
+               source="  plate: {type: io.load_frames, params: {path: plate/shot.####.exr}}\n")
+    got = read_exr(tmp_path / "out" / "frame_001001.exr").astype(np.float64)
+    want = srgb_inverse(want)
+    assert np.abs(got / want - 1).max() < 1e-3, np.abs(got / want - 1).max()
+    assert len(np.unique(got[0, :248, 1])) == 248
+    assert got[0, 250, 0] < got[0, 254, 0] * 0.9            # the glow of 3 and of 8 still apart
+    assert "lut" not in logs, logs
+    from nodes.common.color import to_float, to_uint8
+    from nodes.common.lut import apply_lut, apply_lut_float, parse_cube
+    frame = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    lut = parse_cube(str(tmp_path / "look.cube"))
+    for strength in (1.0, 0.4):
+        floats = apply_lut_float(to_float(frame), lut, strength)
+        assert np.abs(to_uint8(floats).astype(int) - apply_lut(frame, lut, strength)).max() <= 1

@@ -115,7 +115,7 @@ def cdl_linear(lin: np.ndarray, cdl: Cdl, then: Optional[Cdl] = None) -> np.ndar
     look it gives the 8-bit picture: within 0..1 it is apply_cdl before clamping and rounding), the curve
     continued beyond 0..1."""
     from nodes.color.grade import BAND_ROWS
-    from nodes.common.color import srgb_to_linear
+    from nodes.common.color import linear_to_srgb_unclamped, srgb_to_linear
     steps = [c for c in (cdl, then) if c is not None and not c.identity]
     lin = np.asarray(lin, np.float32)
     if not steps:
@@ -124,10 +124,7 @@ def cdl_linear(lin: np.ndarray, cdl: Cdl, then: Optional[Cdl] = None) -> np.ndar
         return cdl_linear(lin[None], cdl, then)[0]
     out = np.empty(lin.shape, np.float32)
     for y in range(0, lin.shape[-3], BAND_ROWS):        # a band of rows at a time, as grade_linear
-        band = lin[..., y:y + BAND_ROWS, :, :]
-        x = np.where(band <= 0.0031308, band * np.float32(12.92),
-                     np.float32(1.055) * np.maximum(band, np.float32(0.0031308)) ** np.float32(1 / 2.4)
-                     - np.float32(0.055))
+        x = linear_to_srgb_unclamped(lin[..., y:y + BAND_ROWS, :, :])
         for c in steps:
             x = x * c.slope.astype(np.float32) + c.offset.astype(np.float32)
             x = np.where(x > 0, np.maximum(x, 0) ** c.power.astype(np.float32), x)

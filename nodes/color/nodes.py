@@ -41,12 +41,15 @@ def lut(ctx, video: VIDEO, path: str = Param("", kind="path", help="a .cube file
     """Apply a `.cube` or `.3dl` colour look-up table as DaVinci Resolve does: 3D tables interpolated tetrahedrally,
     1D linearly, a 1D shaper before the 3D table where the file has both; DOMAIN_MIN/MAX,
     LUT_*_INPUT_RANGE and LUT_IN/OUT_VIDEO_RANGE honoured. A clip with
-    transparency is corrected on its colour taken off black and keeps its alpha."""
-    from nodes.common.lut import apply_lut, lattice_positions, parse_lut
-    from nodes.common.stream import colour_frames
+    transparency is corrected on its colour taken off black and keeps its alpha. A deep plate's float pixels (EXR,
+    16-bit, DPX) go through it unrounded, as OpenColorIO applies a LUT: light past the domain is held at its edge,
+    the table's values above 1.0 are kept."""
+    from nodes.common.lut import apply_lut, apply_lut_float, lattice_positions, parse_lut
+    from nodes.common.stream import colour_float, colour_frames
     table = parse_lut(path)
     pos = lattice_positions(table)
-    return colour_frames(ctx, video, lambda f: apply_lut(f, table, strength, interpolation, pos))
+    return colour_float(colour_frames(ctx, video, lambda f: apply_lut(f, table, strength, interpolation, pos)), video,
+                        lambda lin: apply_lut_float(lin, table, strength, interpolation, linear=True))
 
 
 def _triple_problem(name: str, positive: bool = False):

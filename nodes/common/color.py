@@ -39,6 +39,14 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
                     ).astype(np.float32)
 
 
+def linear_to_srgb_unclamped(x: np.ndarray) -> np.ndarray:
+    """The sRGB curve continued past 0..1 (a deep plate's light coded for a look made on sRGB values: a CDL, a
+    LUT): above 1.0 on its power, below 0 on its straight foot; srgb_to_linear takes it back."""
+    x = np.asarray(x, np.float32)
+    return np.where(x <= 0.0031308, x * np.float32(12.92),
+                    np.float32(1.055) * np.maximum(x, np.float32(0.0031308)) ** np.float32(1 / 2.4) - np.float32(0.055))
+
+
 # Kodak's Cineon printing-density encoding (film scans, log DPX): 10-bit code 95 is black, 685 is
 # white (90% reflectance), 0.002 density per code value over a negative gamma of 0.6.
 CINEON_BLACK, CINEON_WHITE, CINEON_STEP = 95.0, 685.0, 0.002 / 0.6

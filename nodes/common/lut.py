@@ -246,32 +246,69 @@ def lattice_positions(lut: CubeLut, levels: int = 256, white: Optional[float] = 
     the 3D table's axis, in cells (through the shaper where there is one); for a 1D-only LUT, each
     level's output value. `white`: the level that is 1.0 (the top level unless the decoder says otherwise)."""
     x = np.minimum(np.arange(levels, dtype=np.float64) / (white or levels - 1), 1.0)
+    return placed(np.repeat(x[None], 3, 0), lut).astype(np.float32)
+
+
+def placed(x: np.ndarray, lut: CubeLut) -> np.ndarray:
+    """Input values [3, ...] (a row per channel, float64) -> where they fall on the 3D table's axis, in cells,
+    through the shaper where there is one; for a 1D-only LUT their output values. Inputs outside a table's
+    domain are held at its edge, as Resolve and OpenColorIO clamp them."""
     if lut.video_in:
         x = VIDEO_BLACK + x * (VIDEO_WHITE - VIDEO_BLACK)
-    x = np.repeat(x[None], 3, 0)
     if lut.shaper is not None:
         m = len(lut.shaper)
         u = np.clip((x - lut.shaper_min[:, None]) / (lut.shaper_max - lut.shaper_min)[:, None], 0.0, 1.0)
         grid = np.linspace(0.0, 1.0, m)
         x = np.stack([np.interp(u[c], grid, lut.shaper[:, c]) for c in range(3)])
     if lut.table is None:
-        return x.astype(np.float32)
+        return x
     n = lut.table.shape[0]
     u = np.clip((x - lut.domain_min[:, None]) / (lut.domain_max - lut.domain_min)[:, None], 0.0, 1.0)
-    return (u * (n - 1)).astype(np.float32)
+    return u * (n - 1)
 
 
-_KERNEL = None
+_KERNELS: tuple = ()
 
 
-def _kernel():
-    # Compiled on first use so importing this module never pays numba's start-up cost.
-    global _KERNEL
-    if _KERNEL is None:
+def _kernels():
+    """(the kernel for 8- or 16-bit frames, the one for float values), compiled on first use so importing this module
+    never pays numba's start-up cost. Both interpolate through one function."""
+    global _KERNELS
+    if not _KERNELS:
         import numba
 
+        @numba.njit(cache=True, nogil=True, inline="always")
+        def interp(table, r, g, b, fr, fg, fb, c, tetrahedral):
+            """Channel c of the 3D table in cell (r, g, b) at fractions (fr, fg, fb) of it."""
+            c000 = table[b, g, r, c]
+            c111 = table[b + 1, g + 1, r + 1, c]
+            if tetrahedral:     # the corners of the one tetrahedron of 6 holding the point
+                if fr > fg:
+                    if fg > fb:
+                        return (1 - fr) * c000 + (fr - fg) * table[b, g, r + 1, c] \
+                            + (fg - fb) * table[b, g + 1, r + 1, c] + fb * c111
+                    if fr > fb:
+                        return (1 - fr) * c000 + (fr - fb) * table[b, g, r + 1, c] \
+                            + (fb - fg) * table[b + 1, g, r + 1, c] + fg * c111
+                    return (1 - fb) * c000 + (fb - fr) * table[b + 1, g, r, c] \
+                        + (fr - fg) * table[b + 1, g, r + 1, c] + fg * c111
+                if fb > fg:
+                    return (1 - fb) * c000 + (fb - fg) * table[b + 1, g, r, c] \
+                        + (fg - fr) * table[b + 1, g + 1, r, c] + fr * c111
+                if fb > fr:
+                    return (1 - fg) * c000 + (fg - fb) * table[b, g + 1, r, c] \
+                        + (fb - fr) * table[b + 1, g + 1, r, c] + fr * c111
+                return (1 - fg) * c000 + (fg - fr) * table[b, g + 1, r, c] \
+                    + (fr - fb) * table[b, g + 1, r + 1, c] + fb * c111
+            c00 = c000 + fr * (table[b, g, r + 1, c] - c000)
+            c01 = table[b, g + 1, r, c] + fr * (table[b, g + 1, r + 1, c] - table[b, g + 1, r, c])
+            c10 = table[b + 1, g, r, c] + fr * (table[b + 1, g, r + 1, c] - table[b + 1, g, r, c])
+            c11 = table[b + 1, g + 1, r, c] + fr * (c111 - table[b + 1, g + 1, r, c])
+            c0 = c00 + fg * (c01 - c00)
+            return c0 + fb * (c10 + fg * (c11 - c10) - c0)
+
         @numba.njit(cache=True, nogil=True)
-        def kernel(src, pos, table, tetrahedral, scale, offset, strength, out):
+        def coded(src, pos, table, tetrahedral, scale, offset, strength, out):
             inv = np.float32(1.0 / (pos.shape[1] - 1))
             h, w, _ = src.shape
             last = table.shape[0] - 2
@@ -280,43 +317,30 @@ def _kernel():
                     s0, s1, s2 = src[y, x, 0], src[y, x, 1], src[y, x, 2]
                     pr, pg, pb = pos[0, s0], pos[1, s1], pos[2, s2]
                     r, g, b = min(int(pr), last), min(int(pg), last), min(int(pb), last)
-                    fr, fg, fb = pr - r, pg - g, pb - b
                     for c in range(3):
-                        c000 = table[b, g, r, c]
-                        c111 = table[b + 1, g + 1, r + 1, c]
-                        if tetrahedral:     # the corners of the one tetrahedron of 6 holding the point
-                            if fr > fg:
-                                if fg > fb:
-                                    v = (1 - fr) * c000 + (fr - fg) * table[b, g, r + 1, c] \
-                                        + (fg - fb) * table[b, g + 1, r + 1, c] + fb * c111
-                                elif fr > fb:
-                                    v = (1 - fr) * c000 + (fr - fb) * table[b, g, r + 1, c] \
-                                        + (fb - fg) * table[b + 1, g, r + 1, c] + fg * c111
-                                else:
-                                    v = (1 - fb) * c000 + (fb - fr) * table[b + 1, g, r, c] \
-                                        + (fr - fg) * table[b + 1, g, r + 1, c] + fg * c111
-                            else:
-                                if fb > fg:
-                                    v = (1 - fb) * c000 + (fb - fg) * table[b + 1, g, r, c] \
-                                        + (fg - fr) * table[b + 1, g + 1, r, c] + fr * c111
-                                elif fb > fr:
-                                    v = (1 - fg) * c000 + (fg - fb) * table[b, g + 1, r, c] \
-                                        + (fb - fr) * table[b + 1, g + 1, r, c] + fr * c111
-                                else:
-                                    v = (1 - fg) * c000 + (fg - fr) * table[b, g + 1, r, c] \
-                                        + (fr - fb) * table[b, g + 1, r + 1, c] + fb * c111
-                        else:
-                            c00 = c000 + fr * (table[b, g, r + 1, c] - c000)
-                            c01 = table[b, g + 1, r, c] + fr * (table[b, g + 1, r + 1, c] - table[b, g + 1, r, c])
-                            c10 = table[b + 1, g, r, c] + fr * (table[b + 1, g, r + 1, c] - table[b + 1, g, r, c])
-                            c11 = table[b + 1, g + 1, r, c] + fr * (c111 - table[b + 1, g + 1, r, c])
-                            c0 = c00 + fg * (c01 - c00)
-                            v = c0 + fb * (c10 + fg * (c11 - c10) - c0)
+                        v = interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral)
                         level = (s0, s1, s2)[c] * inv
                         v = level + strength * (v * scale + offset - level)
                         out[y, x, c] = np.uint8(min(255.0, max(0.0, v * 255.0 + 0.5)))
-        _KERNEL = kernel
-    return _KERNEL
+
+        @numba.njit(cache=True, nogil=True)
+        def floats(values, pos, table, tetrahedral, scale, offset, strength, out):
+            last = table.shape[0] - 2
+            for i in range(values.shape[0]):
+                pr, pg, pb = pos[0, i], pos[1, i], pos[2, i]
+                r, g, b = min(int(pr), last), min(int(pg), last), min(int(pb), last)
+                for c in range(3):
+                    v = interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral)
+                    out[i, c] = values[i, c] + strength * (v * scale + offset - values[i, c])
+        _KERNELS = (coded, floats)
+    return _KERNELS
+
+
+def _out_range(lut: CubeLut) -> tuple:
+    """(scale, offset) taking the table's output to full range: LUT_OUT_VIDEO_RANGE's video-range output back."""
+    if lut.video_out:
+        return 1.0 / (VIDEO_WHITE - VIDEO_BLACK), -VIDEO_BLACK / (VIDEO_WHITE - VIDEO_BLACK)
+    return 1.0, 0.0
 
 
 def apply_lut(frame: np.ndarray, lut: CubeLut, strength: float = 1.0, interpolation: str = "tetrahedral",
@@ -327,15 +351,42 @@ def apply_lut(frame: np.ndarray, lut: CubeLut, strength: float = 1.0, interpolat
     if interpolation not in INTERPOLATIONS:
         raise NodeError(f"interpolation={interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}")
     pos = lattice_positions(lut, np.iinfo(frame.dtype).max + 1) if pos is None else pos
-    # LUT_OUT_VIDEO_RANGE: the table's video-range output back to full range.
-    scale, offset = (1.0 / (VIDEO_WHITE - VIDEO_BLACK), -VIDEO_BLACK / (VIDEO_WHITE - VIDEO_BLACK)) \
-        if lut.video_out else (1.0, 0.0)
+    scale, offset = _out_range(lut)
     if lut.table is None:       # 1D only: each channel's 256 levels are a table of their own
         level = np.arange(pos.shape[1], dtype=np.float32) / (pos.shape[1] - 1)
         tab = level + strength * (pos * scale + offset - level)
         tab = np.clip(tab * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.stack([tab[c][frame[..., c]] for c in range(3)], -1)
     out = np.empty(frame.shape, np.uint8)
-    _kernel()(np.ascontiguousarray(frame), pos, np.ascontiguousarray(lut.table, np.float32),
+    _kernels()[0](np.ascontiguousarray(frame), pos, np.ascontiguousarray(lut.table, np.float32),
               interpolation == "tetrahedral", np.float32(scale), np.float32(offset), np.float32(strength), out)
     return out
+
+
+def apply_lut_float(values: np.ndarray, lut: CubeLut, strength: float = 1.0, interpolation: str = "tetrahedral",
+                    linear: bool = False) -> np.ndarray:
+    """float32 values [..., 3] (a deep plate's sRGB-coded pixels, any range) through the LUT as apply_lut takes
+    8-bit ones, unrounded and unclamped: inputs outside the domain held at its edge, outputs above 1.0 or below 0
+    kept (as OpenColorIO and Resolve apply a LUT in float). Within the domain it is apply_lut before rounding.
+    linear: the values are linear light (Clip.linear), coded to sRGB for the LUT, as the 8-bit frames hold them,
+    and the result decoded back, the curve continued past 0..1 both ways."""
+    from nodes.common.color import linear_to_srgb_unclamped, srgb_to_linear
+    if interpolation not in INTERPOLATIONS:
+        raise NodeError(f"interpolation={interpolation!r}: choose one of {', '.join(INTERPOLATIONS)}")
+    flat = np.ascontiguousarray(values, np.float32).reshape(-1, 3)
+    out = np.empty(flat.shape, np.float32)
+    scale, offset = _out_range(lut)
+    table = None if lut.table is None else np.ascontiguousarray(lut.table, np.float32)
+    # In blocks: the positions of a chunk of 1080p frames in float64 came to a copy of several hundred MB.
+    for i in range(0, len(flat), 1 << 16):
+        x = linear_to_srgb_unclamped(flat[i:i + (1 << 16)]) if linear else flat[i:i + (1 << 16)]
+        pos = placed(x.T.astype(np.float64), lut)
+        y = out[i:i + len(x)]
+        if table is None:       # 1D only: the positions are the outputs
+            y[:] = x + strength * (pos.T * scale + offset - x)
+        else:
+            _kernels()[1](x, np.ascontiguousarray(pos, np.float32), table, interpolation == "tetrahedral",
+                          np.float32(scale), np.float32(offset), np.float32(strength), y)
+        if linear:
+            y[:] = srgb_to_linear(y)
+    return out.reshape(np.shape(values))
