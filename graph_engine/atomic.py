@@ -179,6 +179,35 @@ def hold(path: PathLike) -> int:
     return -1
 
 
+@contextmanager
+def filling(folder: PathLike) -> Iterator[None]:
+    """Hold the frames folder `folder` for one render while it fills it. Two renders into one folder at once (a
+    farm job queued again while the first still runs, the editor beside `kinograph run`) wrote their frames over
+    each other's: the folder ended as a mix of both, under the marker of one, and each said it was written. A
+    second render is refused by name instead. The kernel drops the lock when its render dies, however it dies,
+    so a killed render's folder is free for the next run (which goes on from it). Where the filesystem has no
+    such locks, nothing is refused, as before."""
+    fd = -1
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise NodeError(f"{folder} is being filled by another render that is still running (another `kinograph "
+                        f"run`, a farm job or an editor window): nothing was written. Wait for it to end, or write "
+                        f"these frames to another folder") from None
+    except (ImportError, OSError):
+        if fd >= 0:
+            os.close(fd)
+        fd = -1
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def remove_abandoned(folder: PathLike, names: "re.Pattern" = _TEMP_NAME) -> int:
     """Delete what writers killed outright left in `folder` (kill -9, the OOM killer, a lost machine):
     the temporaries matching `names` (atomic_output's by default; the disk cache and sharded renders

@@ -249,6 +249,35 @@ def test_a_frames_render_killed_outright_is_undone_by_the_next(tmp_path):
     assert {n: (take / n).read_bytes() for n in os.listdir(take)} == first
 
 
+def test_a_second_render_into_a_frames_folder_being_filled_is_refused(tmp_path):
+    """Two renders into one frames folder at once (a farm job queued again while the first still ran) wrote over
+    each other's frames: the folder ended as a mix of both sizes under one render's marker, and both said ok."""
+    from graph_engine import Clip
+    from graph_engine.errors import NodeError
+    from nodes.io.images import write_frames
+    folder = tmp_path / "frames"
+    refused = []
+
+    def first(a, b):
+        if a == 1:      # the other render starts while this one is at its second frame (its own lock, as a process's)
+            with pytest.raises(NodeError) as e:
+                write_frames(Clip.from_array(np.full((3, 16, 16, 3), 200, np.uint8), fps=8), str(folder))
+            refused.append(str(e.value))
+        return np.full((b - a, 8, 8, 3), 10, np.uint8)
+    write_frames(Clip(3, 8, 8, 8, first, chunk=1), str(folder))
+    assert refused == [f"{folder} is being filled by another render that is still running (another `kinograph "
+                       f"run`, a farm job or an editor window): nothing was written. Wait for it to end, or write "
+                       f"these frames to another folder"]
+    import cv2
+    assert [cv2.imread(str(folder / f"frame_00000{i}.png")).shape for i in range(3)] == [(8, 8, 3)] * 3
+    assert open(folder / "workflow.yaml").readline().startswith("# Kinograph frames: 3 frames, 8x8")
+    assert not (tmp_path / "takes").exists()
+    # Once it ended, the folder is free: the next render replaces it (keeping it as a take).
+    write_frames(Clip.from_array(np.full((3, 16, 16, 3), 200, np.uint8), fps=8), str(folder))
+    assert cv2.imread(str(folder / "frame_000002.png")).shape == (16, 16, 3)
+    assert sorted(os.listdir(tmp_path / "takes")) == ["frames.001"]
+
+
 def test_takes_on_another_disk_are_copies(tmp_path, monkeypatch):
     """A takes folder linked to an archive disk: no hard link across disks, so the take is a copy."""
     from graph_engine import Clip, takes

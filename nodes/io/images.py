@@ -386,19 +386,27 @@ def write_frames(clip: Clip, folder: str, workflow_yaml: str = "", progress=None
 
     Nothing else in the folder is touched. Frames already there are replaced only if Kinograph
     filled this folder before (its workflow.yaml says so) or with `overwrite`."""
-    from graph_engine.atomic import FRAMES_WORKFLOW, output_folder, written_by_kinograph
-    from graph_engine.takes import drop_if_same, keep_folder, on_full_disk, restore_folder, undo_killed
+    from graph_engine.atomic import filling, output_folder
     final = Path(folder)
     if clip.length == 0:        # as io.save_video says: an empty folder and 'ok' would hide the mistake upstream
         raise NodeError("the clip has no frames to write")
-    ours = overwrite or (final.is_dir() and written_by_kinograph(final))
-    if final.is_dir() and not ours:
+    output_folder(final)
+    # Everything from here on judges the folder as it is: held, so no other render changes it meanwhile.
+    with filling(final):
+        return _write_frames_held(final, clip, workflow_yaml, progress, overwrite, fmt, first)
+
+
+def _write_frames_held(final: Path, clip: Clip, workflow_yaml: str, progress, overwrite: bool, fmt: str,
+                       first: int) -> dict:
+    from graph_engine.atomic import FRAMES_WORKFLOW, written_by_kinograph
+    from graph_engine.takes import drop_if_same, keep_folder, on_full_disk, restore_folder, undo_killed
+    ours = overwrite or written_by_kinograph(final)
+    if not ours:
         names = [frame_name(first + i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
         taken = [n for n in names if os.path.lexists(final / n)]
         if taken:
             raise NodeError(f"{final} already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''} and "
                             f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
-    output_folder(final)
     undo_killed(final)
     done = _interrupted(final, clip, workflow_yaml, fmt, first) if ours else 0
     if done:
