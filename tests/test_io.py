@@ -560,6 +560,31 @@ def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path / "shots")) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
 
 
+def test_frames_a_full_disk_stopped_are_gone_on_from_and_it_says_so(tmp_path, monkeypatch):
+    """A first render stopped by a full disk said '2 frames were written before it' and no more: nothing said
+    whether they were kept or what running it again would do (it goes on from them)."""
+    import shutil
+    import cv2
+    from collections import namedtuple
+    from nodes.io.images import write_frames
+    real, usage = cv2.imwrite, shutil.disk_usage
+    calls = []
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: calls.append(path) or (len(calls) <= 2 and real(path, img)))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(10, 10, 0))
+    wf = "kinograph: 1\nnodes: {}\n"
+    with pytest.raises(NodeError) as e:
+        write_frames(make_clip(4, 32, 32), str(tmp_path / "shots"), wf)
+    assert str(e.value) == (f"the disk holding {tmp_path / 'shots'} is full: frame_000002.png was not written "
+                            f"(2 frames were written before it). Free some space there or write the frames elsewhere. "
+                            f"The frames written stay: run the workflow again once there is room and it goes on from "
+                            f"there")
+    monkeypatch.setattr(cv2, "imwrite", real)
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    info = write_frames(make_clip(4, 32, 32), str(tmp_path / "shots"), wf)
+    assert info["resumed_at"] == "frame_000002.png"
+    assert len(os.listdir(tmp_path / "shots")) == 5 and not (tmp_path / "takes").exists()
+
+
 @pytest.mark.parametrize("name, says", [
     ("still", "'still' has no file type: name the image .png (it carries the workflow), .exr (linear half float, "
               "for Nuke and Blender), .jpg or .webp"),

@@ -227,6 +227,7 @@ def test_a_full_disk_names_what_the_earlier_takes_use(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "takes") == ["a.001.mp4"]
     msg = str(e.value)
     assert "(0 frames were written before it)" in msg
+    assert ". frames holds the earlier render again, as it was. Earlier takes in" in msg
     assert msg.endswith("use 0.3 MB: delete those you do not need, or keep fewer (keep_takes in config.yaml, --replace)")
 
 

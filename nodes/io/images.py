@@ -409,25 +409,31 @@ def _write_frames_held(final: Path, clip: Clip, workflow_yaml: str, progress, ov
                             f"Kinograph did not fill this folder: choose another folder or set `overwrite: true`")
     undo_killed(final)
     done = _interrupted(final, clip, workflow_yaml, fmt, first) if ours else 0
-    if done:
-        # A render of this same workflow stopped part way (Ctrl+C, kill -9, a crash): its frames are this
-        # render's, and it goes on after them. They were kept as an earlier take and all computed again.
-        _fill(final, clip, workflow_yaml, progress, fmt, first, start=done)
-        return {"path": str(final), "frames": clip.length, "resumed_at": frame_name(first + done, fmt)}
-    mine = [n for n in os.listdir(final) if _FRAME_FILE.fullmatch(n) or n == FRAMES_WORKFLOW]
+    # A render of this same workflow stopped part way (Ctrl+C, kill -9, a crash, a full disk): its frames are
+    # this render's, and it goes on after them. They were kept as an earlier take and all computed again.
+    mine = [] if done else [n for n in os.listdir(final) if _FRAME_FILE.fullmatch(n) or n == FRAMES_WORKFLOW]
     # The earlier render goes to takes/ first (hard links): the folder then holds this render alone,
     # and one that fails or is cancelled puts the earlier one back.
     take = keep_folder(final, mine) if mine and ours else None
     new = [frame_name(first + i, fmt) for i in range(clip.length)] + [FRAMES_WORKFLOW]
     try:
-        _fill(final, clip, workflow_yaml, progress, fmt, first)
+        _fill(final, clip, workflow_yaml, progress, fmt, first, start=done)
     except BaseException as e:
         if take is not None:
             restore_folder(final, take, new)
         if isinstance(e, NodeError) and str(e).startswith("the disk holding"):
-            # Said once the earlier take is back in place: what the takes left there use.
-            raise NodeError(f"{e}{on_full_disk(final.parent)}") from None
+            # Said once the earlier take is back in place: what became of the frames written ("18 frames were
+            # written before it" read as 18 frames there to keep), and what the takes left there use.
+            if take is not None:
+                fate = f". {final.name} holds the earlier render again, as it was"
+            elif workflow_yaml:
+                fate = ". The frames written stay: run the workflow again once there is room and it goes on from there"
+            else:
+                fate = ""
+            raise NodeError(f"{e}{fate}{on_full_disk(final.parent)}") from None
         raise
+    if done:
+        return {"path": str(final), "frames": clip.length, "resumed_at": frame_name(first + done, fmt)}
     out = {"path": str(final), "frames": clip.length}
     if take is not None:
         for n in set(mine) - set(new):      # frames of a longer earlier render: kept in its take
