@@ -294,11 +294,13 @@ def held_temporary(final: Path, suffix: Optional[str] = None) -> Tuple[int, Path
 
 @contextmanager
 def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = True,
-                  suffix: Optional[str] = None, takes: Optional[list] = None) -> Iterator[Path]:
+                  suffix: Optional[str] = None, takes: Optional[list] = None,
+                  mode: Optional[int] = None) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path` (with its extension, or `suffix`, so encoders
     pick the format); when the block ends without error it becomes `path`, else it is removed.
     With a list as `takes` (a render), the file it replaces is kept as an earlier take
-    (graph_engine.takes) and the take's path appended to the list."""
+    (graph_engine.takes) and the take's path appended to the list. `mode`: the new file's
+    permissions (default: a new file's, by the umask)."""
     final = Path(path)
     # Only the target itself may not be a link; a linked folder on the way is the user's own setup.
     why = refusal(final, overwrite)
@@ -324,7 +326,7 @@ def atomic_output(path: PathLike, *, overwrite: bool = False, record: bool = Tru
     try:
         yield tmp
         try:
-            os.chmod(tmp, _MODE)
+            os.chmod(tmp, _MODE if mode is None else mode)
             _commit(tmp, final, overwrite, takes)
         except FileNotFoundError:
             if not final.parent.is_dir():     # deleted under the writer: say so, not the temporary's name
@@ -346,8 +348,9 @@ def folder_removed(final: Path) -> str:
     return f"the folder {final.parent} was removed while {final.name} was being written; nothing was written"
 
 
-def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False, record: bool = True) -> None:
-    with atomic_output(path, overwrite=overwrite, record=record) as tmp:
+def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = False, record: bool = True,
+                mode: Optional[int] = None) -> None:
+    with atomic_output(path, overwrite=overwrite, record=record, mode=mode) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -360,8 +363,39 @@ def write_text(path: PathLike, text: str, *, overwrite: bool = False, record: bo
 
 def save_text(path: PathLike, text: str) -> None:
     """A file the user chose to save (a workflow, settings): replaced whatever it holds; a
-    link is followed to the file it names, so dotfile links stay links."""
-    write_text(os.path.realpath(path), text, overwrite=True, record=False)
+    link is followed to the file it names, so dotfile links stay links. It keeps its permissions,
+    and a read-only one is refused (read_only), as the editor's Save does."""
+    real = os.path.realpath(path)
+    why = read_only(real)
+    if why:
+        raise NodeError(why)
+    write_bytes(real, text.encode("utf-8"), overwrite=True, record=False, mode=kept_mode(real))
+
+
+def kept_mode(path: PathLike) -> Optional[int]:
+    """The permissions of the file at `path`, for the file that replaces it; None where there is none. Replaced
+    under a new name, a workflow kept private (0600) came back readable by everyone (the umask's 0644), and
+    one shared with a group (0664) was no longer writable by it."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return None
+
+
+def read_only(path: PathLike) -> Optional[str]:
+    """Why a save must not replace the file at `path`: it is marked read-only (no write permission for its
+    owner, or none for this user), a template or a locked shot someone meant to keep as it is. A save writes
+    a new file and renames it over the old one, which the folder allows whatever the file's own permissions:
+    it was replaced, and made writable, without a word. None where it may be written."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    import stat
+    if stat.S_ISREG(st.st_mode) and (not st.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK)):
+        return (f"{path} is read-only (its permissions): save under another name, or make it writable "
+                f"(chmod u+w) if you mean to change it")
+    return None
 
 
 def output_folder(path: PathLike) -> Path:

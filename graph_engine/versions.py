@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import config
-from .atomic import write_bytes
+from .atomic import kept_mode, write_bytes
 from .errors import NodeError
 
 KEEP = 20
@@ -56,7 +56,8 @@ def keep_previous(path: Path, new: bytes) -> Optional[str]:
     folder = _folder(Path(path))
     name = datetime.datetime.now().strftime(NAME) + ".yaml"
     try:
-        write_bytes(folder / name, old, record=False)
+        # With the file's own permissions: a private workflow's earlier version is as private as the file.
+        write_bytes(folder / name, old, record=False, mode=kept_mode(path))
         if not (folder / SOURCE).exists():
             write_bytes(folder / SOURCE, (os.path.realpath(path) + "\n").encode("utf-8"), record=False)
         for stale in _kept(folder)[KEEP:]:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from .atomic import read_only
 from .atomic import save_text as atomic_write_text
-from .errors import WorkflowError
+from .errors import NodeError, WorkflowError
 from .graph import Graph, ID_RE
 
 FORMAT_VERSION = 1
@@ -427,6 +428,9 @@ def save_workflow(graph: Graph, path: Path, registry=None) -> None:
     from .config import log
     from .versions import keep_previous
     text = to_yaml(graph, registry)
+    why = read_only(path)    # refused before a copy of it is kept as an earlier version it never stopped being
+    if why:
+        raise NodeError(why)
     why = keep_previous(Path(path), text.encode("utf-8"))
     if why:
         log.warning("%s", why)

@@ -270,6 +270,57 @@ def test_a_render_left_running_by_new_marks_nothing_on_the_next_workflow(win, qt
     assert f"✔ {job.label}: finished" in win.log.toPlainText()
 
 
+def test_a_read_only_workflow_or_folder_is_not_saved_over_and_says_why(win, tmp_path, monkeypatch):
+    """A workflow marked read-only was replaced (and made writable) by Save under root, and under a user QSaveFile
+    said 'Existing file ... is not writable'; a folder that cannot be written said 'Permission denied', naming
+    neither the folder nor why."""
+    from PySide6.QtCore import QSaveFile
+    said = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: said.append(text))
+    win.controller.add_node("video.reverse", (0, 0))
+    locked = tmp_path / "locked.yaml"
+    assert win._save_to(locked)
+    os.chmod(locked, 0o444)
+    before = locked.read_bytes()
+    win.controller.add_node("video.resize", (0, 200))
+    assert not win.save()
+    assert said[-1].startswith(f"{locked} is read-only (its permissions): save under another name, or make it "
+                               f"writable (chmod u+w) if you mean to change it.\n\nNothing was written")
+    assert locked.read_bytes() == before and win.doc.modified and os.stat(locked).st_mode & 0o777 == 0o444
+    # A folder this user cannot write (a read-only share): what QSaveFile meets there, and the access check's answer.
+    share = tmp_path / "share"
+    share.mkdir()
+    monkeypatch.setattr(QSaveFile, "open", lambda self, mode: False)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == share else real_access(p, m))
+    assert not win._save_to(share / "shot.yaml")
+    assert said[-1].startswith(f"cannot write {share / 'shot.yaml'}: the folder {share} cannot be written by this "
+                               f"user (a read-only drive or network share, or another user's folder)")
+
+
+def test_a_read_only_config_folder_costs_the_recent_files_not_the_save(win, tmp_path, monkeypatch):
+    """editor.json in a config folder that cannot be written (a locked-down studio account): Save wrote the
+    workflow, then raised out of the window as it added it to the recent files (a traceback, no 'Saved')."""
+    import errno
+    from graph_engine import atomic
+    config = Path(os.environ["KINOGRAPH_CONFIG_DIR"])
+    config.mkdir(parents=True, exist_ok=True)
+    win.settings.path = config / "editor.json"        # where the editor keeps it (the fixture's is elsewhere)
+    real = atomic.held_temporary
+
+    def read_only_config(final, suffix=None):
+        if config in Path(final).parents:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(final, suffix)
+    monkeypatch.setattr(atomic, "held_temporary", read_only_config)
+    win.controller.add_node("video.reverse", (0, 0))
+    shot = tmp_path / "shot.yaml"
+    assert win._save_to(shot)
+    assert "video.reverse" in shot.read_text() and not win.doc.modified
+    win.controller.add_node("video.resize", (0, 200))
+    assert win.save() and "video.resize" in shot.read_text()
+
+
 def test_an_autosave_that_cannot_be_written_says_so_once_and_raises_nothing(make_window, tmp_path, monkeypatch):
     """A config folder that cannot hold the recovery folder (read-only, full, a file): every 30 s
     a traceback on stderr, and the user believed their work was protected."""

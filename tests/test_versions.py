@@ -57,3 +57,32 @@ def test_pruning_removes_only_the_versions_it_kept(tmp_path, monkeypatch):
         assert keep_previous(path, f"v{i + 1}\n".encode()) is None
     assert len(previous_versions(path)) == KEEP
     assert mine.read_text() == "someone's own file\n"
+
+
+def test_a_script_saving_keeps_the_files_permissions_and_refuses_a_read_only_one(tmp_path, monkeypatch):
+    """wf.save wrote a new file and renamed it over the old one: a private workflow (0600) came back readable by
+    everyone (0644), and one marked read-only (a template, a locked shot) was replaced, and made writable, without a
+    word (the editor's Save refuses it)."""
+    import os
+    import pytest
+    from graph_engine.api import new_workflow
+    from graph_engine.errors import KinographError
+    monkeypatch.setenv("KINOGRAPH_CONFIG_DIR", str(tmp_path / "config"))
+    private, locked = tmp_path / "private.yaml", tmp_path / "locked.yaml"
+    wf = new_workflow("shot", folder=tmp_path)
+    wf.add("pat", "generate.test_pattern", params={"frames": 8})
+    for path, mode in ((private, 0o600), (locked, 0o444)):
+        wf.save(path)
+        os.chmod(path, mode)
+    before = locked.read_bytes()
+    wf.add("rev", "video.reverse", inputs={"video": "pat.video"})
+    wf.save(private)
+    assert "video.reverse" in private.read_text() and os.stat(private).st_mode & 0o777 == 0o600
+    (kept,) = previous_versions(private)
+    assert os.stat(kept.file).st_mode & 0o777 == 0o600
+    with pytest.raises(KinographError) as e:
+        wf.save(locked)
+    assert str(e.value) == (f"{locked} is read-only (its permissions): save under another name, or make it writable "
+                            f"(chmod u+w) if you mean to change it")
+    assert locked.read_bytes() == before and os.stat(locked).st_mode & 0o777 == 0o444
+    assert previous_versions(locked) == []

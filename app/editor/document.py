@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 from PySide6.QtCore import QObject, QSaveFile, Signal
 from PySide6.QtGui import QUndoStack
 
+from graph_engine.atomic import read_only
 from graph_engine.config import output_dir
 from graph_engine.errors import WorkflowError
 from graph_engine.graph import Event, Graph
@@ -52,7 +53,12 @@ def _why(f: QSaveFile, path: Path, data: bytes) -> str:
         full = shutil.disk_usage(folder).free < len(data) + (64 << 10)
     except OSError:
         full = False
-    return f"the disk holding {folder} is full" if full else f.errorString()
+    if full:
+        return f"the disk holding {folder} is full"
+    if not os.access(folder, os.W_OK):      # QSaveFile says 'Permission denied', naming neither what nor where
+        return (f"the folder {folder} cannot be written by this user (a read-only drive or network share, or "
+                f"another user's folder)")
+    return f.errorString()
 
 
 class Document(QObject):
@@ -166,6 +172,9 @@ class Document(QObject):
             for op in self._follow_inputs(target):
                 op.do(moved_graph)
         data = self.text(target, moved_graph).encode("utf-8")
+        why = read_only(target)      # refused by QSaveFile too, but not for root (and said as 'not writable')
+        if why:
+            raise OSError(why)
         self.version_problem = keep_previous(target, data)
         write_atomic(target, data)
         if follow:           # one undo step, so the open workflow reads the same files as the one saved

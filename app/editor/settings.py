@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from graph_engine import config
+from graph_engine.errors import NodeError
 from graph_engine.workflow import atomic_write_text
 
 MAX_RECENT_FILES = 10
@@ -28,8 +29,10 @@ class EditorSettings:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps(self.data, indent=1))
-        except OSError:
-            pass     # preferences are a convenience; never fail an edit over them
+        except (OSError, NodeError):
+            # Preferences are a convenience; never fail an edit over them. NodeError: a folder that cannot be
+            # written (a read-only config folder, a locked-down account) raised out of Save after the file was saved.
+            pass
 
     def _list(self, key: str) -> List[str]:
         v = self.data.get(key)
