@@ -560,6 +560,61 @@ def test_frames_on_a_full_disk_say_so(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path / "shots")) == ["frame_000000.png", "frame_000001.png", "workflow.yaml"]
 
 
+@pytest.mark.parametrize("ext", ["png", "tif", "exr"])
+def test_an_image_on_a_full_disk_says_so(tmp_path, monkeypatch, ext):
+    """io.save_image onto a full disk said '[Errno 28] No space left on device' (PNG), 'encoder error -2 when
+    writing image file' (TIFF) or 'RuntimeError: Failed to write pixel data to image file ".img.675vj0dy.partial.exr"'
+    (EXR: the exception went past the writer's, naming its temporary)."""
+    import shutil
+    from collections import namedtuple
+    from PIL import Image
+    from nodes.io import exr
+    from nodes.io.images import write_png
+    says = {"png": OSError(28, "No space left on device"), "tif": OSError("encoder error -2 when writing image file")}
+
+    def fail(self_or_img, path, *a, **k):
+        if ext == "exr":
+            raise RuntimeError(f'Failed to write pixel data to image file "{path}". No space left on device.')
+        raise says[ext]
+    monkeypatch.setattr(Image.Image, "save", fail)
+    monkeypatch.setattr(exr, "write_exr", fail)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(10, 10, 0))
+    with pytest.raises(NodeError) as e:
+        write_png(np.zeros((8, 8, 3), np.uint8), str(tmp_path / f"img.{ext}"))
+    assert str(e.value) == (f"the disk holding {tmp_path} is full: img.{ext} was not written. Free some space there "
+                            f"or write it elsewhere (another `path` on the node)")
+    assert os.listdir(tmp_path) == []
+    # Any other failure names the file asked for, never the temporary it was being written under.
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("usage", "total used free")(10, 10, 10 << 30))
+    with pytest.raises(NodeError) as e:
+        write_png(np.zeros((8, 8, 3), np.uint8), str(tmp_path / f"img.{ext}"))
+    assert str(e.value).startswith(f"cannot write image {tmp_path / f'img.{ext}'}: ") and ".partial" not in str(e.value)
+
+
+def test_frames_and_images_past_the_file_size_limit_say_so(tmp_path, monkeypatch):
+    """Under `ulimit -f` (a farm's per-job limit) a frame that would not fit said 'check that the folder is
+    writable', and an image '[Errno 27] File too large'; io.save_video names the limit."""
+    import resource
+    import cv2
+    from PIL import Image
+    from nodes.io.images import write_frames, write_png
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (200 << 10, resource.RLIM_INFINITY)
+                        if what == resource.RLIMIT_FSIZE else (resource.RLIM_INFINITY,) * 2)
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: False)
+    with pytest.raises(NodeError) as e:
+        write_frames(make_clip(2, 640, 480), str(tmp_path / "shots"))
+    assert str(e.value) == ("frame_000000.png would grow past the largest file this process may write (`ulimit -f`, "
+                            "200 KB): raise the limit, or write it elsewhere (0 frames were written before it)")
+
+    def too_large(self, path, *a, **k):
+        raise OSError(27, "File too large")
+    monkeypatch.setattr(Image.Image, "save", too_large)
+    with pytest.raises(NodeError) as e:
+        write_png(np.zeros((480, 640, 3), np.uint8), str(tmp_path / "still.png"))
+    assert str(e.value) == ("still.png would grow past the largest file this process may write (`ulimit -f`, 200 KB): "
+                            "raise the limit, or write it elsewhere")
+
+
 def test_frames_a_full_disk_stopped_are_gone_on_from_and_it_says_so(tmp_path, monkeypatch):
     """A first render stopped by a full disk said '2 frames were written before it' and no more: nothing said
     whether they were kept or what running it again would do (it goes on from them)."""
@@ -578,6 +633,11 @@ def test_frames_a_full_disk_stopped_are_gone_on_from_and_it_says_so(tmp_path, mo
                             f"(2 frames were written before it). Free some space there or write the frames elsewhere. "
                             f"The frames written stay: run the workflow again once there is room and it goes on from "
                             f"there")
+    calls.extend("xx")     # the next render stops at its first frame: no frames to go on from, none said to stay
+    with pytest.raises(NodeError) as e:
+        write_frames(make_clip(4, 32, 32), str(tmp_path / "other"), wf)
+    assert str(e.value).endswith("(0 frames were written before it). Free some space there or write the frames "
+                                 "elsewhere")
     monkeypatch.setattr(cv2, "imwrite", real)
     monkeypatch.setattr(shutil, "disk_usage", usage)
     info = write_frames(make_clip(4, 32, 32), str(tmp_path / "shots"), wf)

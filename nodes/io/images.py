@@ -325,6 +325,7 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
             from nodes.common.alpha import straight_rgba
             img = straight_rgba(img, to_uint8(alpha))
     kept: list = []
+    tmp = final
     try:
         with atomic_output(final, overwrite=overwrite, takes=kept) as tmp:
             if final.suffix.lower() == ".exr":
@@ -339,8 +340,14 @@ def write_png(img: np.ndarray, path: str, workflow_yaml: str = "", overwrite: bo
                 Image.fromarray(img).save(tmp, format="TIFF", compression="tiff_adobe_deflate")
             else:
                 Image.fromarray(img).save(tmp, quality=95)
-    except (OSError, ValueError, KeyError) as e:
-        raise NodeError(f"cannot write image {final}: {e}")
+    except (OSError, ValueError, KeyError, RuntimeError) as e:     # RuntimeError: OpenEXR's, for any failure
+        why = _disk_says(final.parent, final.name, img.nbytes)
+        if why == "":
+            from graph_engine.takes import on_full_disk
+            why = (f"the disk holding {final.parent} is full: {final.name} was not written. Free some space there "
+                   f"or write it elsewhere (another `path` on the node){on_full_disk(final.parent)}")
+        # Its temporary's name (.img.x1y2z3.partial.exr) is no file the user knows.
+        raise NodeError(why or f"cannot write image {final}: {str(e).replace(str(tmp), str(final))}") from None
     return str(kept[0]) if kept else None
 
 
@@ -364,18 +371,42 @@ def frame_name(i: int, fmt: str = "png") -> str:
     return f"frame_{i:06d}.{fmt}"
 
 
-def _frame_failure(folder: Path, i: int, nbytes: int, fmt: str = "png", first: int = 0) -> str:
-    """Why frame `i` (numbered first + i) could not be written: cv2.imwrite only answers False, so look at
-    the disk."""
+def _disk_says(folder: Path, name: str, nbytes: int) -> Optional[str]:
+    """Why a picture of about `nbytes` could not be written as `name` into `folder`, found by looking at the disk
+    (cv2.imwrite only answers False, Pillow 'encoder error -2', OpenEXR a bare RuntimeError naming its temporary):
+    '' for a full disk (the callers word that one themselves), the file size limit, a folder this user cannot
+    write; None when none of those."""
     import shutil
-    done = f"{i} frame{'s were' if i != 1 else ' was'} written before it"
     try:
-        full = shutil.disk_usage(folder).free < nbytes + (1 << 20)
+        if shutil.disk_usage(folder).free < nbytes + (1 << 20):
+            return ""
     except OSError:
-        full = False
-    if full:
+        pass
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        limit = -1 if limit == resource.RLIM_INFINITY else limit
+    except (ImportError, OSError, ValueError):      # no such limits (Windows)
+        limit = -1
+    if 0 <= limit < nbytes:
+        # As io.save_video says it: the frames folder said 'check that the folder is writable'.
+        return (f"{name} would grow past the largest file this process may write (`ulimit -f`, "
+                f"{max(1, limit >> 10)} KB): raise the limit, or write it elsewhere")
+    if not os.access(folder, os.W_OK):
+        return (f"the folder {folder} cannot be written by this user (a read-only drive or network share, or another "
+                f"user's folder): write it elsewhere")
+    return None
+
+
+def _frame_failure(folder: Path, i: int, nbytes: int, fmt: str = "png", first: int = 0) -> str:
+    """Why frame `i` (numbered first + i) could not be written (_disk_says)."""
+    done = f"{i} frame{'s were' if i != 1 else ' was'} written before it"
+    why = _disk_says(folder, frame_name(first + i, fmt), nbytes)
+    if why == "":
         return (f"the disk holding {folder} is full: {frame_name(first + i, fmt)} was not written ({done}). Free "
                 f"some space there or write the frames elsewhere")
+    if why:
+        return f"{why} ({done})"
     return f"cannot write {frame_name(first + i, fmt)} into {folder} ({done}): check that the folder is writable"
 
 
@@ -426,7 +457,7 @@ def _write_frames_held(final: Path, clip: Clip, workflow_yaml: str, progress, ov
             # written before it" read as 18 frames there to keep), and what the takes left there use.
             if take is not None:
                 fate = f". {final.name} holds the earlier render again, as it was"
-            elif workflow_yaml:
+            elif workflow_yaml and any(_FRAME_FILE.fullmatch(n) for n in os.listdir(final)):
                 fate = ". The frames written stay: run the workflow again once there is room and it goes on from there"
             else:
                 fate = ""
