@@ -213,10 +213,13 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
 
 
 def _unwritable(path: str) -> Optional[str]:
-    """Why the existing folder an output goes into (a frames folder itself) takes no files: found only
-    when the writer ran, after every node upstream of it (a long generation) had done its work. A folder
-    still to be created is left to the writer, which may run on another machine (a Ray worker)."""
+    """Why the folder an output goes into (a frames folder itself) takes no files: found only when the
+    writer ran, after every node upstream of it (a long generation) had done its work. A folder still to
+    be made is judged by the nearest one that exists, where it would be made: renders/v003/ on a read-only
+    share passed, and the render failed at its end with 'cannot write into ...: Read-only file system'."""
     folder = path if os.path.isdir(path) else os.path.dirname(path)
+    while folder and not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
     if not os.path.isdir(folder) or os.access(folder, os.W_OK | os.X_OK):
         return None
     try:

@@ -382,6 +382,10 @@ def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, cap
         assert f"{wf}:4: node save: output 'path' cannot be written: the folder {ro} {why}: choose another " \
                f"folder" in out.err
         assert main(["validate", str(wf)]) == 2 and why in capsys.readouterr().err
+        # Into folders still to be made there (a new version's): refused alike, not at the end of the render.
+        wf.write_text(wf.read_text().replace("renders/x.mkv", "renders/v003/shot/x.mkv"))
+        assert main(["run", str(wf)]) == 2
+        assert f"node save: output 'path' cannot be written: the folder {ro} {why}" in capsys.readouterr().err
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(ro)], capture_output=True)
