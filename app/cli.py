@@ -486,8 +486,14 @@ def cmd_cache(args) -> int:
     disk = DiskCache(config.cache_dir() / "results", config.disk_cache_cap())
     partials = Partials(config.cache_dir() / "partial")
     if args.action == "clear":
-        n = disk.clear()
+        n, why = disk.clear()
         print(f"removed {n} cached results from {disk.root}")
+        left = disk.entries()
+        if left and why:
+            print(f"kinograph cache clear: {len(left)} cached result(s) ({_size(sum(e['bytes'] for e in left))}) could "
+                  f"not be removed from {disk.root} ({why}): a read-only or another user's cache folder; "
+                  f"clear it as its owner, or point --cache-dir (KINOGRAPH_CACHE_DIR) at a folder of your own",
+                  file=sys.stderr)
         freed = partials.clear()
         if freed:
             print(f"removed {_size(freed)} of sampling work in progress that stopped runs left in {partials.root}")
@@ -503,11 +509,11 @@ def cmd_cache(args) -> int:
         freed = remove_abandoned_shards()
         if freed:
             print(f"removed {_size(freed)} of shards that killed sharded renders left in {shards_root()}")
-        left = disk.others()
-        if left:
-            print(f"left {len(left)} other item(s) there, not Kinograph's: {', '.join(left[:5])}"
-                  f"{' ...' if len(left) > 5 else ''}")
-        return EXIT_OK
+        others = disk.others()
+        if others:
+            print(f"left {len(others)} other item(s) there, not Kinograph's: {', '.join(others[:5])}"
+                  f"{' ...' if len(others) > 5 else ''}")
+        return EXIT_FAIL if left and why else EXIT_OK
     entries = disk.entries()
     print(f"{disk.root}: {len(entries)} results, {_size(sum(e['bytes'] for e in entries))} "
           f"(cap {_size(disk.cap)}; least recently used go first)")

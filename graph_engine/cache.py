@@ -328,17 +328,22 @@ class DiskCache:
             shutil.rmtree(self._dir(e["key"]), ignore_errors=True)
             total -= e["bytes"]
 
-    def clear(self) -> int:
-        """Remove every entry and unfinished write; returns how many entries went. Only what
-        the cache itself lays out goes: `--cache-dir` may name a project folder whose `results/`
-        also holds someone's files, and those stay (see `others`)."""
+    def clear(self) -> Tuple[int, Optional[str]]:
+        """Remove every entry and unfinished write; returns how many entries went, and why some could
+        not go (a read-only cache folder, another user's), or None. Only what the cache itself lays
+        out goes: `--cache-dir` may name a project folder whose `results/` also holds someone's
+        files, and those stay (see `others`)."""
         if not self.root.is_dir():
-            return 0
-        n = 0
+            return 0, None
+        n, why = 0, []
+
+        def failed(func, path, exc_info):
+            why.append(getattr(exc_info[1], "strerror", None) or str(exc_info[1]))
         for folder in self.root.glob("??/*"):
             if _is_entry(folder):
-                shutil.rmtree(folder, ignore_errors=True)
-                n += 1
+                shutil.rmtree(folder, onerror=failed)
+                # Counted only when gone: a read-only cache said 'removed 1' and served the entry next run.
+                n += not folder.exists()
         for folder in self.root.glob("tmp/*"):
             if folder.is_dir() and _looks_like_key(folder.name.split(".", 1)[0]):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -347,7 +352,7 @@ class DiskCache:
                 d.rmdir()           # only when empty: anything else in it is not ours
             except OSError:
                 pass
-        return n
+        return n, (why[0] if why else None)
 
     def others(self) -> List[str]:
         """Names in the cache folder that are not the cache's own (what `clear` leaves)."""

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from graph_engine.cache import DiskCache
 
@@ -61,6 +62,40 @@ def test_cache_info_clear_and_lru_cap(tmp_path):
     assert "2 results" in r.stdout and "test.node" in r.stdout
     r = cli("cache", "clear", env=env)
     assert "removed 2" in r.stdout and disk.entries() == []
+
+
+def test_cache_clear_on_a_read_only_cache_says_what_it_could_not_remove(tmp_path):
+    """A cache folder on a read-only mount (or another user's): `cache clear` said 'removed 1 cached results',
+    exit 0, and the next run was served that same entry."""
+    import os
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    root = cache / "results"
+    if os.geteuid() == 0:          # root removes from any folder whatever its mode: a read-only mount then
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(cache)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
+    try:
+        disk = DiskCache(root, cap_bytes=1 << 30)
+        disk.put("ab" + "0" * 30, {"a": np.zeros(10, np.uint8)}, {}, "test.node")
+        size = disk.size()
+        if os.geteuid() == 0:
+            subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
+            why = "Read-only file system"
+        else:
+            (root / "ab").chmod(0o555)
+            why = "Permission denied"
+        r = cli("cache", "clear", env=dict(os.environ, KINOGRAPH_CACHE_DIR=str(cache)))
+        assert r.returncode == 1 and "removed 0 cached results" in r.stdout
+        assert (f"kinograph cache clear: 1 cached result(s) ({size} B) could not be removed from {root} ({why}): a "
+                f"read-only or another user's cache folder; clear it as its owner, or point --cache-dir "
+                f"(KINOGRAPH_CACHE_DIR) at a folder of your own") in r.stderr
+        assert len(disk.entries()) == 1
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(cache)], capture_output=True)
+        elif (root / "ab").exists():
+            (root / "ab").chmod(0o755)
 
 
 def test_cache_clear_removes_only_cache_entries(tmp_path):
