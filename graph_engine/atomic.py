@@ -64,8 +64,38 @@ def record_written(path: PathLike) -> None:
             f.write(entry + "\n")
         if ledger.stat().st_size > LEDGER_COMPACT_BYTES:
             _compact(ledger)
+    except (OSError, NodeError) as e:
+        _unrecorded(path, e)
+
+
+_told: set = set()
+
+
+def _unrecorded(path: PathLike, e: Exception) -> None:
+    """Say (once a process) that a file went unrecorded: a data folder that cannot be written (a read-only
+    home, a locked-down account) was silent, and the next run refused the run's own report as someone else's."""
+    ledger = _ledger()
+    if ledger in _told:
+        return
+    _told.add(ledger)
+    from .config import log
+    log.warning("Kinograph could not keep its record of the files it writes in %s (%s): a later run will take %s, "
+                "and other files it wrote that carry no workflow (reports, tables, camera files), for someone "
+                "else's and refuse to replace them. Set KINOGRAPH_DATA_DIR to a folder you can write",
+                ledger, getattr(e, "strerror", None) or e, Path(path).name)
+
+
+def _ledger_unwritable() -> bool:
+    """Whether the record of written files cannot be written (its nearest existing folder takes no files)."""
+    try:
+        where = _ledger()
     except (OSError, NodeError):
-        pass
+        return True
+    if where.exists():
+        return not os.access(where, os.W_OK)
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    return not (where.is_dir() and os.access(where, os.W_OK | os.X_OK))
 
 
 def _entries(ledger: Path):
@@ -133,8 +163,12 @@ def refusal(path: PathLike, overwrite: bool = False) -> Optional[str]:
         return f"{p} is a folder; give a file name"
     if overwrite or written_by_kinograph(p):
         return None
-    return (f"{p} already exists and Kinograph did not write it: choose another name, move it away, "
-            f"or set `overwrite: true` on the node")
+    why = (f"{p} already exists and Kinograph did not write it: choose another name, move it away, "
+           f"or set `overwrite: true` on the node")
+    if _ledger_unwritable():
+        why += (f" (if a run of Kinograph wrote it, its record of that could not be kept: {_ledger()} cannot be "
+                f"written. Set KINOGRAPH_DATA_DIR to a folder you can write)")
+    return why
 
 
 def folder_refusal(path: PathLike) -> Optional[str]:

@@ -392,6 +392,34 @@ def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path, cap
         ro.chmod(0o755)
 
 
+def test_a_data_folder_that_cannot_be_written_is_said_when_writing_and_when_refusing(tmp_path, capsys, caplog,
+                                                                                     monkeypatch):
+    """A home that cannot be written (a locked-down studio account): the record of the files Kinograph wrote could
+    not be kept, silently, and the next run of the same workflow refused its own report ('already exists and
+    Kinograph did not write it') with nothing to say why."""
+    from app.cli import main
+    blocker = tmp_path / "home-is-read-only"
+    blocker.write_text("")
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(blocker / "kinograph"))
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 4, width: 32, height: "
+                  "32}}\n  rep: {type: metrics.report, inputs: {video: p.video}, params: {path: out/rep.json, "
+                  "metrics: flicker}}\n")
+    assert main(["run", str(wf)]) == 0
+    ledger = blocker / "kinograph" / "written.jsonl"
+    (said,) = [r.getMessage() for r in caplog.records if "record of the files" in r.getMessage()]
+    assert said.startswith(f"Kinograph could not keep its record of the files it writes in {ledger} (") and \
+        said.endswith("a later run will take rep.json, and other files it wrote that carry no workflow (reports, "
+                      "tables, camera files), for someone else's and refuse to replace them. Set KINOGRAPH_DATA_DIR "
+                      "to a folder you can write")
+    capsys.readouterr()
+    assert main(["run", str(wf)]) == 2
+    assert (f"{tmp_path / 'out' / 'rep.json'} already exists and Kinograph did not write it: choose another name, "
+            f"move it away, or set `overwrite: true` on the node (if a run of Kinograph wrote it, its record of that "
+            f"could not be kept: {ledger} cannot be written. Set KINOGRAPH_DATA_DIR to a folder you can write)"
+            ) in capsys.readouterr().err
+
+
 # -- files handed over to import or to read: small files that claim to be enormous ------------------
 @pytest.mark.parametrize("name, needle", [
     # every schedule is evaluated at every frame: 10^9 frames took hours and all memory
