@@ -232,6 +232,35 @@ def test_the_inpainting_model_reads_the_mask_and_the_masked_picture(sd, mm):
     assert lat.mask is None and (_sample(h, p, n, lat).samples - lat.samples)[..., :2, :].abs().max() > 0
 
 
+@pytest.mark.parametrize("form", ["folder", "file"])
+def test_an_inpainting_model_samples_under_a_controlnet(sd, mm, tmp_path, form):
+    """control.apply on an inpainting checkpoint: the ControlNet reads the 4-channel latent (not the UNet's 9), and
+    the mask and masked picture still reach the UNet. Both failed: the control frames took the place of the latent
+    frames the mask is sliced at (a TypeError inside sampling), and a one-file ControlNet was given the inpainting
+    UNet's 9 input channels, so its weights "did not fit"."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from tiny_models import _seed, random_controlnet
+    from nodes.generate.control import apply_control
+    from nodes.generate.inpaint import inpaint_conditioning
+    _seed(4)
+    net = random_controlnet(UNet2DConditionModel.from_pretrained(str(sd["plain"] / "unet")), (8, 16))
+    source = tmp_path / "control_sd15_tiny"
+    net.save_pretrained(str(source), safe_serialization=True)
+    if form == "file":
+        source = source.with_suffix(".safetensors")
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(source))
+    h, vae, pos, neg = _load(mm, sd["inpaint"])
+    img = _picture(seed=0)
+    p, n, lat = inpaint_conditioning(vae, pos, neg, Clip.from_array(img, 8.0), _square())
+    edges = np.zeros_like(img)
+    edges[:, 10:22, 10:22] = 255
+    ctl = apply_control(mm, h, Clip.from_array(edges, 8.0), str(source), 1.0, "none", 100, 200)
+    steered, plain = _sample(ctl, p, n, lat), _sample(h, p, n, lat)
+    assert torch.equal(steered.samples[..., :4, :], lat.samples[..., :4, :])       # kept outside
+    assert not torch.allclose(steered.samples[..., 4:12, 4:12], plain.samples[..., 4:12, 4:12], atol=1e-3)
+
+
 def test_vae_encode_for_inpaint_greys_the_region_and_grows_the_mask(sd, mm):
     """vae.encode_inpaint (VAEEncodeForInpaint): the latent is the picture with the masked pixels mid grey, its
     mask the region grown by `grow` pixels (rounded); an inpainting model then samples from it, a plain one too

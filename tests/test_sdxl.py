@@ -605,15 +605,159 @@ def test_sdxl_base_shapes_give_sdxl_base_configs():
     assert got == want_clip
 
 
-def test_control_apply_on_sdxl_says_sdxl_controlnets_are_not_supported(models):
+@pytest.fixture(scope="module")
+def sdxl_controlnet(sdxl):
+    """A tiny SDXL ControlNet copied from the tiny SDXL's UNet: a diffusers folder in models/controlnet/ and the same
+    weights as one file (the layout of diffusers_xl_canny_full.safetensors and xinsir's releases); beside it a slim one
+    with fewer transformer layers than the UNet (as diffusers' controlnet-*-sdxl-1.0-small and -mid are), both forms."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from tiny_models import _seed, random_controlnet
+    _seed(5)
+    unet = UNet2DConditionModel.from_pretrained(str(sdxl / "diffusers" / "unet"))
+    net = random_controlnet(unet, (8, 16))
+    slim = random_controlnet(UNet2DConditionModel.from_config({**unet.config, "transformer_layers_per_block": [1, 1]}),
+                             (8, 16))
+    folder = sdxl / "models" / "controlnet" / "sdxl_canny_tiny"
+    for model, where in ((net, folder), (slim, folder.with_name("sdxl_canny_tiny_small"))):
+        model.save_pretrained(str(where), safe_serialization=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(where.with_suffix(".safetensors")))
+    return folder
+
+
+def _control_frame():
+    rng = np.random.default_rng(3)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[8:40, 16:48] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    return frame
+
+
+@pytest.mark.parametrize("name, form", [("sdxl_canny_tiny", "folder"), ("sdxl_canny_tiny", "file"),
+                                        ("sdxl_canny_tiny_small", "file")])
+def test_an_sdxl_controlnet_steers_as_in_diffusers_controlnet_pipeline(models, sdxl_controlnet, name, form):
+    """control.apply on SDXL (refused until now): the ControlNet is given the pooled text and size conditioning its
+    UNet is, as StableDiffusionXLControlNetPipeline gives them; its latent for the same weights, control image and
+    seed is ours. The one-file form takes its config from the UNet it steers, and its depth from its own tensors."""
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+    from PIL import Image
     from graph_engine import Clip
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import ModelManager
     mm = ModelManager()
     h = mm.load("sdxl", CKPT)
-    clip = Clip.from_array(torch.zeros(1, 48, 64, 3, dtype=torch.uint8).numpy(), 8.0)
-    with pytest.raises(NodeError, match="SDXL ControlNets are not supported yet"):
-        apply_control(mm, h, clip, "control_sdxl_canny.safetensors", 1.0, "canny", 100, 200)
+    frame = _control_frame()
+    folder = sdxl_controlnet.with_name(name)
+    source = folder if form == "folder" else folder.with_suffix(".safetensors")
+    ctl = apply_control(mm, h, Clip.from_array(frame[None], 8.0), str(source), 0.8, "none", 100, 200)
+    ours = _sample(ctl, mm.components(h)).samples[:, :, 0]
+    plain = _sample(h, mm.components(h)).samples[:, :, 0]
+    base = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref = StableDiffusionXLControlNetPipeline(**base.components, controlnet=ControlNetModel.from_pretrained(
+        str(folder), local_files_only=True))
+    want = ref("a cat", negative_prompt="blurry", image=Image.fromarray(frame), controlnet_conditioning_scale=0.8,
+               width=64, height=48, num_inference_steps=4, guidance_scale=5.0,
+               generator=torch.Generator().manual_seed(7), output_type="latent").images
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    assert float((plain - ours).abs().max() / want.abs().max()) > 0.05
+
+
+def test_an_sdxl_controlnet_through_a_workflow_to_an_image(models, sdxl_controlnet, tmp_path):
+    """load.model -> control.apply (canny edges of a picture; the ControlNet named by its file in models/controlnet/)
+    -> generate.sample -> vae.decode -> io.save_frames: an image, and another than without the ControlNet."""
+    from PIL import Image
+    from graph_engine.api import Session, load_workflow
+    (tmp_path / "edges").mkdir()
+    Image.fromarray(_control_frame()).save(tmp_path / "edges" / "0001.png")
+
+    def run(model: str, out: str) -> np.ndarray:
+        wf = tmp_path / f"{out}.yaml"
+        wf.write_text(f"""kinograph: 1
+nodes:
+  load: {{type: load.model, params: {{path: {CKPT}}}}}
+  pic: {{type: io.load_frames, params: {{path: {tmp_path / 'edges'}}}}}
+  control: {{type: control.apply, params: {{path: sdxl_canny_tiny.safetensors, low: 50, high: 150}},
+             inputs: {{model: load.model, video: pic.video}}}}
+  prompt: {{type: encode.text, params: {{text: a lighthouse at dusk, negative: blurry}},
+            inputs: {{text_encoder: load.text_encoder}}}}
+  latent: {{type: latent.empty, params: {{width: 64, height: 48, frames: 1}}, inputs: {{vae: load.vae}}}}
+  sample: {{type: generate.sample, params: {{steps: 3, seed: 3}},
+            inputs: {{model: {model}, positive: prompt.positive, negative: prompt.negative, latent: latent.latent}}}}
+  decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: sample.latent}}}}
+  save: {{type: io.save_frames, params: {{path: {tmp_path / out}}}, inputs: {{video: decode.video}}}}
+""")
+        res = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        assert res.ok, res.failed
+        files = sorted((tmp_path / out).glob("*.png"))
+        assert len(files) == 1
+        return np.asarray(Image.open(files[0]), dtype=np.float32)
+    steered, plain = run("control.model", "steered"), run("load.model", "plain")
+    assert steered.shape == (48, 64, 3) and float(np.abs(steered - plain).mean()) > 1.0
+
+
+def test_comfyui_sdxl_controlnet_workflow_imports_and_runs(models, sdxl_controlnet, tmp_path):
+    """ComfyUI's SDXL ControlNet graph (ControlNetLoader, LoadImage, ControlNetApplyAdvanced on both prompts), every
+    node mapped exactly, runs to an image: it stopped at "SDXL ControlNets are not supported yet"."""
+    from PIL import Image
+    Image.fromarray(_control_frame()).save(tmp_path / "pose.png")
+    n = _comfy_node
+    api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT),
+           "6": n("CLIPTextEncode", text="a dancer", clip=["4", 1]),
+           "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+           "10": n("ControlNetLoader", control_net_name="sdxl_canny_tiny.safetensors"),
+           "11": n("LoadImage", image=str(tmp_path / "pose.png")),
+           "12": n("ControlNetApplyAdvanced", strength=0.7, start_percent=0.0, end_percent=1.0, positive=["6", 0],
+                   negative=["7", 0], control_net=["10", 0], image=["11", 0]),
+           "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
+           "3": n("KSampler", seed=5, steps=2, cfg=7.0, sampler_name="euler", scheduler="simple", denoise=1.0,
+                  model=["4", 0], positive=["12", 0], negative=["12", 1], latent_image=["5", 0]),
+           "8": n("VAEDecode", samples=["3", 0], vae=["4", 2]),
+           "9": n("SaveImage", filename_prefix="sdxl", images=["8", 0])}
+    (tmp_path / "run").mkdir()
+    res, img = _run_comfy(api, tmp_path / "run")
+    assert any(node.type == "control.apply" for node in res.graph.nodes.values())
+    assert img.shape == (48, 64, 3) and float(img.std()) > 0.004
+
+
+def test_controlnets_for_another_base_or_of_another_kind_are_named(models, sdxl_controlnet, tmp_path):
+    """An SDXL ControlNet on an SD 1.5 model (and the reverse), a ControlNet++ union file and a Control-LoRA each
+    say what they are, not torch's shape error or "a ControlNet for another base model"."""
+    from safetensors.torch import load_file, save_file
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager, describe_model
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    clip = Clip.from_array(_control_frame()[None], 8.0)
+    state = load_file(str(sdxl_controlnet.with_suffix(".safetensors")))
+    union = tmp_path / "controlnet-union-sdxl-1.0.safetensors"
+    save_file({**state, "task_embedding": torch.zeros(8, 32), "control_add_embedding.linear_1.weight":
+               torch.zeros(32, 8)}, str(union))
+    lora = tmp_path / "control-lora-canny-rank128.safetensors"
+    save_file({"lora_controlnet": torch.zeros(1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3),
+               "label_emb.0.0.weight": torch.zeros(32, 80)}, str(lora))
+    assert describe_model(union)["loads"].startswith("no")
+    for path, says in ((union, r"ControlNet\+\+ union"), (lora, "Control-LoRA")):
+        with pytest.raises(NodeError, match=says):
+            apply_control(mm, h, clip, str(path), 1.0, "none", 100, 200)
+    from tiny_models import build_animatediff
+    build_animatediff(tmp_path / "ad" / "animatediff")
+    sd = mm.load("sd", str(tmp_path / "ad" / "animatediff"))
+    for model, net, says in ((sd, sdxl_controlnet, "ControlNet for SDXL models, but it is applied to a Stable "
+                              "Diffusion 1.5 model"),
+                             (sd, sdxl_controlnet.with_suffix(".safetensors"), "for SDXL models"),
+                             (h, tmp_path / "ad" / "controlnet", "for Stable Diffusion 1.5 models, but it is applied "
+                              "to an SDXL model")):
+        with pytest.raises(NodeError, match=says):
+            apply_control(mm, model, clip, str(net), 1.0, "none", 100, 200)
+    # An SD 2.x ControlNet (1024-wide text context) looks like an SD 1.5 one by its keys; its tensors do not fit.
+    wide = load_file(str(tmp_path / "ad" / "controlnet" / "diffusion_pytorch_model.safetensors"))
+    key = next(k for k in wide if k.endswith("attn2.to_k.weight"))
+    wide[key] = torch.zeros(wide[key].shape[0], 1024)
+    save_file(wide, str(tmp_path / "control_sd21_depth.safetensors"))
+    with pytest.raises(NodeError, match=r"control_sd21_depth.safetensors does not fit .*another size of "
+                       + key.replace(".", r"\.")):
+        apply_control(mm, sd, clip, str(tmp_path / "control_sd21_depth.safetensors"), 1.0, "none", 100, 200)
 
 
 def test_sdxl_vae_encodes_in_fp32_when_the_model_is_fp16(models):

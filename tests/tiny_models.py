@@ -133,7 +133,7 @@ def sd_unet_config():
 
 def build_animatediff(root: Path) -> None:
     """SD 1.5 layout (+ motion_adapter/, a motion LoRA, an image LoRA and a ControlNet beside it)."""
-    from diffusers import (ControlNetModel, DDIMScheduler, MotionAdapter, StableDiffusionPipeline,
+    from diffusers import (DDIMScheduler, MotionAdapter, StableDiffusionPipeline,
                            UNet2DConditionModel)
     _seed(0)
     unet = UNet2DConditionModel(**sd_unet_config())
@@ -149,13 +149,7 @@ def build_animatediff(root: Path) -> None:
                             motion_num_attention_heads=4)
     adapter.save_pretrained(str(root / "motion_adapter"), safe_serialization=True)
     _seed(2)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
-    # A fresh ControlNet's output convolutions are zero (no effect until trained): make them random.
-    import torch
-    for m in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
-              controlnet.controlnet_cond_embedding.conv_out]:
-        torch.nn.init.normal_(m.weight, std=0.3)
-    controlnet.save_pretrained(str(root.parent / "controlnet"), safe_serialization=True)
+    random_controlnet(unet, (8, 8, 8, 8)).save_pretrained(str(root.parent / "controlnet"), safe_serialization=True)
     _save_lora(unet, root.parent / "loras" / "tiny_image_lora.safetensors", ["to_q", "to_k", "to_v", "to_out.0"],
                seed=3)
     from diffusers import UNetMotionModel
@@ -795,6 +789,17 @@ def sdxl_sgm_state(unet, vae, text, text_2) -> dict:
     state.update({f"conditioner.embedders.0.transformer.text_model.{k}": v for k, v in text.state_dict().items()})
     state.update({f"conditioner.embedders.1.model.{k}": v for k, v in open_clip_text(text_2.state_dict()).items()})
     return state
+
+
+def random_controlnet(unet, embedding_channels):
+    """A ControlNet copied from `unet` (as ControlNets are made), its output convolutions random: a fresh one's are
+    zero (no effect until trained). One embedding channel count per halving of the VAE."""
+    import torch
+    from diffusers import ControlNetModel
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=embedding_channels)
+    for m in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+        torch.nn.init.normal_(m.weight, std=0.3)
+    return net
 
 
 def build_sdxl_single_file(root: Path) -> Path:

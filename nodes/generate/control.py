@@ -1,4 +1,4 @@
-"""ControlNet for AnimateDiff / SD: weight-free preprocessors and the per-frame control images.
+"""ControlNet for AnimateDiff / SD / SDXL: weight-free preprocessors and the per-frame control images.
 
 Preprocessors need no model weights: canny edges, a luminance depth proxy (brighter = nearer,
 smoothed, spread over 0..255 by one range for the whole clip), or "none" for a depth/normal/pose video
@@ -66,10 +66,8 @@ def control_at(model, frame: int):
 
 
 def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int):
-    if model.family == "sdxl":
-        raise NodeError("ControlNet works with AnimateDiff and Stable Diffusion 1.5 models; SDXL ControlNets are not "
-                        "supported yet. Remove control.apply from the SDXL branch (an SD 1.5 checkpoint takes it)")
-    if model.family not in ("sd", "animatediff"):
-        raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion models, not {model.family}")
+    if model.family not in ("sd", "sdxl", "animatediff"):
+        raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion (1.5 and XL) models, not "
+                        f"{model.family}")
     net = manager.controlnet(path, model)
     return model.with_option("controlnet", (net, preprocess(clip, method, low, high), float(strength)))

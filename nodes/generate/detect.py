@@ -463,8 +463,15 @@ def _controlnet(k: Keys) -> Optional[Detection]:
     if any("motion_modules" in n for n in k.shapes):
         return Detection("controlnet", "animatediff", "sparsectrl", layout=layout, why="controlnet + motion modules")
     sdxl = k.any("add_embedding.linear_1.weight", "label_emb.0.0.weight", "control_model.label_emb.0.0.weight")
-    return Detection("controlnet", "sd", "sdxl" if sdxl else "sd15", layout=layout, why="input_hint_block / "
-                     "controlnet_cond_embedding")
+    variant = "sdxl" if sdxl else "sd15"
+    # Two SDXL kinds that share the ControlNet's keys but not its network: xinsir's ControlNet++ "union" (one net, a
+    # task embedding choosing canny / depth / pose...) and Stability's Control-LoRAs (low-rank deltas on the base
+    # UNet, ComfyUI-only). Named, so they are refused as what they are, not as a ControlNet of another base model.
+    if k.starts("task_embedding", "control_add_embedding", "transformer_layes"):
+        variant += "-union"
+    elif k.any("lora_controlnet"):
+        variant += "-control-lora"
+    return Detection("controlnet", "sd", variant, layout=layout, why="input_hint_block / controlnet_cond_embedding")
 
 
 def _vae(k: Keys) -> Optional[Detection]:

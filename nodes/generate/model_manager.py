@@ -361,6 +361,8 @@ class ModelManager:
                         net = controlnet_from_file(source, model.denoiser, dtype)
                     else:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
+                        check_controlnet_base(source.name, net.config.get("addition_embed_type") == "text_time",
+                                              model.denoiser)
                 self._store(key, net.to(torch.device(model.device)).eval())
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -397,15 +399,18 @@ class ModelManager:
 
 
 def controlnet_from_file(path: Path, unet, dtype):
-    """An SD 1.5 ControlNet from one file (original `control_model.*` or diffusers layout), its config taken
+    """An SD 1.5 or SDXL ControlNet from one file (original `control_model.*` or diffusers layout), its config taken
     from the model it steers (a ControlNet copies its UNet's encoder), so no config is fetched from a hub."""
     from accelerate import init_empty_weights
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
     det = detect_file(path)
-    if det.role != "controlnet" or det.family != "sd" or det.variant != "sd15":
-        raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph recognises'}, not an SD 1.5 "
-                        "ControlNet")
+    if det.role == "controlnet" and det.family == "sd" and det.variant not in ("sd15", "sdxl"):
+        raise NodeError(f"{path.name}: {unsupported_controlnet(det.variant)}")
+    if det.role != "controlnet" or det.family != "sd":
+        raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph recognises'}, not a Stable "
+                        "Diffusion (1.5 or XL) ControlNet")
+    check_controlnet_base(path.name, det.variant == "sdxl", unet)
     state = load_weights(path)
     if det.layout == "diffusers":
         emb = [int(state["controlnet_cond_embedding.conv_in.weight"].shape[0])] + [
@@ -421,16 +426,47 @@ def controlnet_from_file(path: Path, unet, dtype):
     # AnimateDiff's motion UNet names its blocks *Motion; the ControlNet copies their 2-D form.
     cfg["down_block_types"] = [t.replace("Motion", "2D") for t in cfg["down_block_types"]]
     cfg.pop("mid_block_type", None)
+    # A ControlNet reads the latent alone, also beside an inpainting UNet whose input adds mask and picture channels.
+    cfg["in_channels"] = int(unet.config.out_channels)
     cfg["conditioning_embedding_out_channels"] = tuple(emb)
+    if det.layout == "diffusers":
+        # SDXL ControlNets are often slimmer than the UNet they steer (diffusers' -small and -mid releases keep fewer
+        # transformer layers a level); a level's depth is read from the file where it has attention at all.
+        depth = [sum(1 for k in state if k.startswith(f"down_blocks.{i}.attentions.0.transformer_blocks.")
+                     and k.endswith(".attn1.to_q.weight")) for i in range(len(cfg["down_block_types"]))]
+        if any(depth):
+            cfg["transformer_layers_per_block"] = [d or 1 for d in depth]
     with init_empty_weights():
         net = ControlNetModel.from_config(cfg)
     if det.layout != "diffusers":
         state = convert_controlnet_checkpoint(state, net.config)
-    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise NodeError(f"{path.name} does not fit this model's ControlNet shape (missing {missing[:3]}, unexpected "
-                        f"{unexpected[:3]}): it is a ControlNet for another base model")
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+        misfit = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else ""
+    except RuntimeError as e:       # tensors of another size (an SD 2.x ControlNet on SD 1.5): torch lists them all
+        misfit = "another size of " + str(e).split("size mismatch for ")[-1].split(":")[0]
+    if misfit:
+        raise NodeError(f"{path.name} does not fit this model's ControlNet shape ({misfit}): it is a ControlNet for "
+                        "another base model")
     return net.to(dtype)
+
+
+def check_controlnet_base(name: str, sdxl: bool, unet) -> None:
+    """A ControlNet is a copy of one base model's encoder: on another it fails inside torch with a shape error."""
+    if sdxl != (unet.config.get("addition_embed_type") == "text_time"):
+        made, given, article = ("SDXL", "Stable Diffusion 1.5", "a") if sdxl else ("Stable Diffusion 1.5", "SDXL", "an")
+        raise NodeError(f"{name} is a ControlNet for {made} models, but it is applied to {article} {given} model: use "
+                        f"a ControlNet made for {given}")
+
+
+def unsupported_controlnet(variant: str) -> str:
+    if variant.endswith("-union"):
+        return ("a ControlNet++ union model (one network for many control types) is not supported; use a "
+                "single-type SDXL ControlNet (a canny, depth or pose one, e.g. diffusers/controlnet-canny-sdxl-1.0)")
+    if variant.endswith("-control-lora"):
+        return ("a Control-LoRA (Stability's low-rank ControlNet, which only ComfyUI loads) is not supported; use a "
+                "full SDXL ControlNet (e.g. diffusers/controlnet-canny-sdxl-1.0)")
+    return f"{variant} ControlNets are not supported"
 
 
 def _is_corrupt(exc: BaseException) -> bool:
@@ -514,8 +550,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         return True, node + ("; inpaints with condition.inpaint or vae.encode_inpaint"
                              if det.variant.endswith("-inpainting") else "")
     if det.role == "controlnet":
-        ok = det.family == "sd" and det.variant == "sd15"
-        return ok, "control.apply" if ok else f"{det.variant} ControlNets are not supported"
+        ok = det.family == "sd" and det.variant in ("sd15", "sdxl")
+        return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
     if det.family == "wan" and det.variant.split("-")[0] == "animate":
         return False, f"Wan {det.variant.split('-')[0]} models are not supported yet"
     if det.family == "hunyuan" and det.variant.startswith("in"):

@@ -480,7 +480,7 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                                                  "depth/normal/pose video (a Blender pass: io.load_frames' layer)"),
                   low: int = Param(100, min=0, max=255, help="canny: lower threshold"),
                   high: int = Param(200, min=0, max=255, help="canny: upper threshold")) -> MODEL:
-    """Guide AnimateDiff / Stable Diffusion with a ControlNet driven by a video, frame by frame.
+    """Guide AnimateDiff / Stable Diffusion (1.5 or XL) with a ControlNet driven by a video, frame by frame.
 
     Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
     depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is.

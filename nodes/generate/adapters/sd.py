@@ -52,20 +52,15 @@ class SDAdapter(Adapter):
         for c in conds:
             e, _, _ = c.at_frames(pix)
             ehs += [e] * batch
-        inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype)}
-        control = handle.option("controlnet")
-        if control is not None:
-            from nodes.generate.control import control_images
-            net, frames, strength = control
-            images = control_images(frames, pix, (0, 0)).to(device, dtype)
-            inputs["control"] = (net, images.repeat(len(conds) * batch, 1, 1, 1), strength)
+        inputs = with_control({"encoder_hidden_states": torch.cat(ehs).to(device, dtype)}, handle, pix,
+                              len(conds) * batch, device, dtype)
         return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
         n, c, f, h, w = x_in.shape
         flat = x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
         ehs = inputs["encoder_hidden_states"]
-        extra = _control_residuals(flat, t, ehs, inputs.get("control"))
+        extra = control_residuals(flat, t, ehs, inputs.get("control"))
         out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t, encoder_hidden_states=ehs, return_dict=False,
                                **extra)[0]
         return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
@@ -130,9 +125,21 @@ class AnimateDiffAdapter(SDAdapter):
         extra = {}
         if control is not None:
             n, c, f, h, w = x_in.shape
-            extra = _control_residuals(x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w), t, ehs, control)
+            extra = control_residuals(x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w), t, ehs, control)
         x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1) if "concat" in inputs else x_in
         return handle.pipe.unet(x_in, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
+
+
+def with_control(inputs: dict, handle, pixel_frames, copies: int, device, dtype) -> dict:
+    """inputs with "control" (net, images [copies * frames, 3, H, W], strength) when control.apply steers the model:
+    the same control frames for each conditioning and batch item."""
+    control = handle.option("controlnet")
+    if control is None:
+        return inputs
+    from nodes.generate.control import control_images
+    net, frames, strength = control
+    images = control_images(frames, pixel_frames, (0, 0)).to(device, dtype)
+    return {**inputs, "control": (net, images.repeat(copies, 1, 1, 1), strength)}
 
 
 def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
@@ -162,8 +169,9 @@ def concat_flat(handle, x_in, inputs):
     return x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
 
 
-def _control_residuals(flat, t, ehs, control) -> dict:
-    """ControlNet residuals for frames flattened into the batch; control images resized to the frame size."""
+def control_residuals(flat, t, ehs, control, **extra) -> dict:
+    """ControlNet residuals for frames flattened into the batch; control images resized to the frame size. `extra`
+    goes to the ControlNet as to its UNet (SDXL's added_cond_kwargs: pooled text and size conditioning)."""
     if control is None:
         return {}
     import torch.nn.functional as F
@@ -173,7 +181,7 @@ def _control_residuals(flat, t, ehs, control) -> dict:
     if tuple(images.shape[2:]) != size:
         images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
     down, mid = net(flat, t, encoder_hidden_states=ehs, controlnet_cond=images, conditioning_scale=float(strength),
-                    return_dict=False)
+                    return_dict=False, **extra)
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
 

@@ -10,7 +10,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres
-from nodes.generate.adapters.sd import SDAdapter, concat_flat, with_concat
+from nodes.generate.adapters.sd import SDAdapter, concat_flat, control_residuals, with_concat, with_control
 
 # Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
 # target h, w], 0 for a size = the image being made.
@@ -77,6 +77,7 @@ class SDXLAdapter(SDAdapter):
             ascores += [c.meta.get(ASCORE_KEY) or ASCORES[i == len(conds) - 1]] * (batch * len(pix))
         inputs = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype),
                   "text_embeds": torch.cat(pooled).to(device, dtype), "sizes": sizes, "ascores": ascores}
+        inputs = with_control(inputs, handle, pix, len(conds) * batch, device, dtype)
         return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
@@ -85,9 +86,12 @@ class SDXLAdapter(SDAdapter):
         if is_refiner(handle.pipe):     # original size, crop, aesthetic score (no target size)
             time_ids = torch.cat([time_ids[:, :4], torch.tensor(inputs["ascores"], dtype=torch.float32)[:, None]], 1)
         added = {"text_embeds": inputs["text_embeds"], "time_ids": time_ids.to(x_in.device, inputs["text_embeds"].dtype)}
-        out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t,
-                               encoder_hidden_states=inputs["encoder_hidden_states"],
-                               added_cond_kwargs=added, return_dict=False)[0]
+        ehs = inputs["encoder_hidden_states"]
+        flat = concat_flat(handle, x_in, inputs)
+        # The ControlNet reads the latent alone (an inpainting UNet's extra channels are not its input).
+        extra = control_residuals(flat[:, :c], t, ehs, inputs.get("control"), added_cond_kwargs=added)
+        out = handle.pipe.unet(flat, t, encoder_hidden_states=ehs, added_cond_kwargs=added, return_dict=False,
+                               **extra)[0]
         return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
 
 
