@@ -357,7 +357,7 @@ def test_controlnet_on_the_conditioning_steers_the_samplers_model():
     (loader,), (control,), (video,), (sample,) = (_by_type(g, t) for t in ("load.model", "control.apply",
                                                                             "io.load_video", "generate.sample"))
     assert loader.params == {"path": "sd15\\dream.safetensors"}
-    assert control.params == {"path": "openpose.pth", "strength": 0.8, "preprocessor": "none"}
+    assert control.params == {"path": "openpose.pth", "strength": 0.8, "start": 0, "end": 1, "preprocessor": "none"}
     assert g.inputs[control.id] == {"model": (loader.id, "model"), "video": (video.id, "video")}
     assert g.inputs[sample.id]["model"] == (control.id, "model")
     assert {g.inputs[sample.id][k][0] for k in ("positive", "negative")} == {n.id for n in _by_type(g, "encode.text")}
@@ -367,8 +367,11 @@ def test_controlnet_on_the_conditioning_steers_the_samplers_model():
     api["11"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.7,
                                                         "strength_clip": 1, "model": ["1", 0], "clip": ["1", 1]}}
     assert import_data(api).report.entries["11"].notes == []
+    # the ControlNet's step range is carried (it was "not carried" before control.apply had one)
     api["6"]["inputs"]["end_percent"] = 0.6
-    assert "end_percent=0.6 is not carried" in import_data(api).report.entries["6"].notes
+    res = import_data(api)
+    assert res.report.entries["6"].status == "exact" and res.report.entries["6"].notes == []
+    assert _by_type(res.graph, "control.apply")[0].params["end"] == 0.6
 
 
 def test_fizznodes_prompt_schedule_and_advanced_clip_encode():

@@ -390,15 +390,16 @@ def test_each_frames_sampling_run_is_steered_by_its_own_control_frame(sd, monkey
     """A ControlNet on the model (control.apply) steers frame k by control frame k: every one-frame sampling run read
     the control video's first frame."""
     import nodes.generate.sampling as sampling
+    from nodes.generate.control import Control
     from nodes.motion.camera import build_path
     seen = []
 
     def spy(handle, positive, negative, latent, **kw):
-        seen.append(handle.option("controlnet")[1])
+        seen.append(handle.option("controlnet")[0].frames)
         return latent
     monkeypatch.setattr(sampling, "run_sampling", spy)
     control = np.arange(4, dtype=np.uint8)[:, None, None, None] * np.ones((4, 8, 8, 3), np.uint8)   # frame k is k
-    sd = dict(sd, model=sd["model"].with_option("controlnet", ("net", control, 0.8)))
+    sd = dict(sd, model=sd["model"].with_option("controlnet", (Control("net", control, 0.8),)))
     _clip(sd, build_path(6, 64, 64, per_frame=True, zoom="1.05")).to_array()
     assert [f.shape[0] for f in seen] == [1] * 6
     assert [int(f[0, 0, 0, 0]) for f in seen] == [0, 1, 2, 3, 3, 3]    # past its end, its last frame

@@ -662,6 +662,41 @@ def test_an_sdxl_controlnet_steers_as_in_diffusers_controlnet_pipeline(models, s
     assert float((plain - ours).abs().max() / want.abs().max()) > 0.05
 
 
+def test_stacked_controlnets_over_part_of_the_steps_match_diffusers_multi_controlnet(models, sdxl_controlnet):
+    """Two control.apply in a chain (a pose and a depth ControlNet, say) both steer, their residuals added, the first
+    over the first half of the way from noise and the second over the rest (ComfyUI's start_percent / end_percent):
+    the chain kept only the last ControlNet, and no step range existed. diffusers' MultiControlNetModel with
+    control_guidance_start / end gives the same latent (its step shares and ComfyUI's noise levels pick the same steps
+    for this schedule)."""
+    from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+    from PIL import Image
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    a, b = _control_frame(), np.ascontiguousarray(_control_frame()[::-1, ::-1])
+    folders = [sdxl_controlnet, sdxl_controlnet.with_name("sdxl_canny_tiny_small")]
+    ctl = apply_control(mm, h, Clip.from_array(a[None], 8.0), str(folders[0]), 0.8, "none", 100, 200, 0.0, 0.5)
+    ctl = apply_control(mm, ctl, Clip.from_array(b[None], 8.0), str(folders[1]), 0.6, "none", 100, 200, 0.5, 1.0)
+    ours = _sample(ctl, mm.components(h)).samples[:, :, 0]
+    base = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    nets = [ControlNetModel.from_pretrained(str(f), local_files_only=True) for f in folders]
+    ref = StableDiffusionXLControlNetPipeline(**base.components, controlnet=nets)
+
+    def diffusers(start, end):
+        return ref("a cat", negative_prompt="blurry", image=[Image.fromarray(a), Image.fromarray(b)],
+                   controlnet_conditioning_scale=[0.8, 0.6], control_guidance_start=start, control_guidance_end=end,
+                   width=64, height=48, num_inference_steps=4, guidance_scale=5.0,
+                   generator=torch.Generator().manual_seed(7), output_type="latent").images
+    want = diffusers([0.0, 0.5], [0.5, 1.0])
+    assert float((want - ours).abs().max() / want.abs().max()) < 1e-4
+    everywhere = diffusers([0.0, 0.0], [1.0, 1.0])
+    assert float((everywhere - ours).abs().max() / want.abs().max()) > 0.01
+    with pytest.raises(NodeError, match=r"start \(0.7\) must come before its end \(0.2\)"):
+        apply_control(mm, h, Clip.from_array(a[None], 8.0), str(folders[0]), 1.0, "none", 100, 200, 0.7, 0.2)
+
+
 def test_an_sdxl_controlnet_through_a_workflow_to_an_image(models, sdxl_controlnet, tmp_path):
     """load.model -> control.apply (canny edges of a picture; the ControlNet named by its file in models/controlnet/)
     -> generate.sample -> vae.decode -> io.save_frames: an image, and another than without the ControlNet."""

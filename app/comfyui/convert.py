@@ -917,7 +917,7 @@ class Converter:
             self.placeholder(cn)
             self.report.entries[cn.id].notes.append("its control_net or image comes from a node that did not convert")
             return None
-        control = {"path": path, "strength": params.get("strength", 1.0), "video": image}
+        control = {"path": path, "video": image, **{k: params[k] for k in ("strength", "start", "end") if k in params}}
         for k in ("mask_optional", "timestep_kf", "latent_kf_override", "weights_override", "model_optional"):
             if isinstance(cn.inputs.get(k), Ref):
                 notes.append(f"{k} is not carried")
@@ -939,7 +939,7 @@ class Converter:
                 seen.add(id(c))
                 key = (model.port, id(c))
                 if key not in self.control_nodes:
-                    nid = self.add("control.apply", cn, {"path": c["path"], "strength": c["strength"],
+                    nid = self.add("control.apply", cn, {**{k: v for k, v in c.items() if k != "video"},
                                                          "preprocessor": "none"}, f"_control{len(seen)}", dy=-160)
                     self.link(model, nid, "model")
                     self.link(c["video"], nid, "video")

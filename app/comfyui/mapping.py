@@ -329,8 +329,9 @@ RULES: Dict[str, Rule] = {
     "ControlNetApply": Rule(None, ("strength",), (P("strength", "strength"),), fold=True, special="controlnet",
                             note="ComfyUI applies it to the positive prompt only; Kinograph's ControlNet steers the "
                                  "model, under both prompts"),
-    **{name: Rule(None, ("strength", "start_percent", "end_percent"), (P("strength", "strength"),), fold=True,
-                  special="controlnet", ignore={"start_percent": 0.0, "end_percent": 1.0})
+    **{name: Rule(None, ("strength", "start_percent", "end_percent"),
+                  (P("strength", "strength"), P("start_percent", "start"), P("end_percent", "end")), fold=True,
+                  special="controlnet")
        for name in ("ControlNetApplyAdvanced", "ACN_AdvancedControlNetApply", "ACN_AdvancedControlNetApply_v2")},
     # comfyui_controlnet_aux's depth preprocessors, as depth.estimate with the same model's Hugging Face folder
     "DepthAnythingPreprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),

@@ -6,13 +6,24 @@ made elsewhere (a Blender pass through io.load_frames' `layer`). The control fra
 and sliced per frame (and per context window) at sampling time."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Any, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
 from graph_engine import Clip, NodeError
 
 PREPROCESSORS = ("canny", "depth", "none")
+
+
+class Control(NamedTuple):
+    """One control.apply on a model: a model carries a tuple of them (stacked ControlNets, e.g. pose and depth, whose
+    residuals add up, as in ComfyUI and diffusers' MultiControlNetModel). start / end: the share of the steps it
+    steers between, as ComfyUI's start_percent / end_percent (noise levels, not step counts)."""
+    net: Any
+    frames: np.ndarray          # uint8 [T, H, W, 3] control frames; sampling swaps in float images per call
+    strength: float
+    start: float = 0.0
+    end: float = 1.0
 
 
 def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
@@ -55,19 +66,31 @@ def control_images(frames: np.ndarray, pixel_frames: Sequence[int], size: Tuple[
 
 
 def control_at(model, frame: int):
-    """The model with its ControlNet (control.apply) steered by frame `frame` of the control video alone (its last
-    frame past its end), for a sampling run that makes that one frame of a longer clip (generate.feedback): such a
-    run's single latent frame is frame 0 of its own, and would read the control video's first frame every time."""
-    control = model.option("controlnet")
-    if control is None:
+    """The model with its ControlNets (control.apply) steered by frame `frame` of their control videos alone (the last
+    frame past the end), for a sampling run that makes that one frame of a longer clip (generate.feedback): such a
+    run's single latent frame is frame 0 of its own, and would read each control video's first frame every time."""
+    controls = model.option("controlnet")
+    if controls is None:
         return model
-    net, frames, strength = control
-    return model.with_option("controlnet", (net, frames[min(frame, len(frames) - 1)][None], strength))
+    return model.with_option("controlnet", tuple(c._replace(frames=c.frames[min(frame, len(c.frames) - 1)][None])
+                                                 for c in controls))
 
 
-def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int):
+def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int,
+                  start: float = 0.0, end: float = 1.0):
+    """The model with one more ControlNet: on a model that has one already, both steer."""
     if model.family not in ("sd", "sdxl", "animatediff"):
         raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion (1.5 and XL) models, not "
                         f"{model.family}")
+    if not 0.0 <= start < end <= 1.0:
+        raise NodeError(f"the ControlNet's start ({start}) must come before its end ({end}), both between 0 (the first "
+                        "step) and 1 (the last)")
     net = manager.controlnet(path, model)
-    return model.with_option("controlnet", (net, preprocess(clip, method, low, high), float(strength)))
+    control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end))
+    return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
+
+
+def active(controls, sigma: float, level_at) -> list:
+    """The controls that steer at noise level `sigma`: ComfyUI's ControlBase test, level_at(start) >= sigma >=
+    level_at(end), where level_at gives a share of the way the noise level (Adapter.percent_sigma)."""
+    return [c for c in controls if level_at(c.end) <= sigma <= level_at(c.start)]

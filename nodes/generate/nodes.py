@@ -479,16 +479,22 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                                             help="canny edges, luminance depth proxy, or none for a ready "
                                                  "depth/normal/pose video (a Blender pass: io.load_frames' layer)"),
                   low: int = Param(100, min=0, max=255, help="canny: lower threshold"),
-                  high: int = Param(200, min=0, max=255, help="canny: upper threshold")) -> MODEL:
+                  high: int = Param(200, min=0, max=255, help="canny: upper threshold"),
+                  start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise to picture where it "
+                                                                   "starts steering (ComfyUI's start_percent)"),
+                  end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops: below 1 the "
+                                                                 "last steps draw detail freely (end_percent)")) -> MODEL:
     """Guide AnimateDiff / Stable Diffusion (1.5 or XL) with a ControlNet driven by a video, frame by frame.
 
     Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
     depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is.
     Control frame i steers generated frame i: a shorter video holds its last frame, and frames of
-    another size are stretched to the generation's."""
+    another size are stretched to the generation's. Chained, ControlNets stack (a pose and a depth
+    one both steer, their effects added). start / end are measured in noise levels, as ComfyUI
+    measures them, not in step counts."""
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
-    return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high)
+    return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end)
 
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)

@@ -18,6 +18,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate import regions
 from nodes.generate.adapters import get_adapter
+from nodes.generate.control import active
 from nodes.generate.families import family
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.latent import Conditioning, Latent
@@ -141,6 +142,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         s = sigma.to(x.device, x.dtype)
         x_in = adapter.model_input(pipe, x, s)
         inputs = adapter.conditioning_inputs(handle, cs, idx, x.shape[0], device, dtype)
+        if "control" in inputs:     # ControlNets for part of the steps (control.apply's start / end)
+            inputs["control"] = active(inputs["control"], float(sigma), lambda p: adapter.percent_sigma(
+                levels, p, handle.option("flow_shift")))
         if mask is not None:
             inputs["noise_mask"] = mask
         if sl is not None:

@@ -123,7 +123,7 @@ class AnimateDiffAdapter(SDAdapter):
         ehs = inputs["encoder_hidden_states"]
         control = inputs.get("control")
         extra = {}
-        if control is not None:
+        if control:
             n, c, f, h, w = x_in.shape
             extra = control_residuals(x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w), t, ehs, control)
         x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1) if "concat" in inputs else x_in
@@ -131,15 +131,14 @@ class AnimateDiffAdapter(SDAdapter):
 
 
 def with_control(inputs: dict, handle, pixel_frames, copies: int, device, dtype) -> dict:
-    """inputs with "control" (net, images [copies * frames, 3, H, W], strength) when control.apply steers the model:
-    the same control frames for each conditioning and batch item."""
-    control = handle.option("controlnet")
-    if control is None:
+    """inputs with "control" [Control with images [copies * frames, 3, H, W] for frames] when control.apply steers
+    the model: the same control frames for each conditioning and batch item."""
+    controls = handle.option("controlnet")
+    if controls is None:
         return inputs
     from nodes.generate.control import control_images
-    net, frames, strength = control
-    images = control_images(frames, pixel_frames, (0, 0)).to(device, dtype)
-    return {**inputs, "control": (net, images.repeat(copies, 1, 1, 1), strength)}
+    return {**inputs, "control": [c._replace(frames=control_images(c.frames, pixel_frames, (0, 0)).to(device, dtype)
+                                             .repeat(copies, 1, 1, 1)) for c in controls]}
 
 
 def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
@@ -169,19 +168,21 @@ def concat_flat(handle, x_in, inputs):
     return x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
 
 
-def control_residuals(flat, t, ehs, control, **extra) -> dict:
-    """ControlNet residuals for frames flattened into the batch; control images resized to the frame size. `extra`
-    goes to the ControlNet as to its UNet (SDXL's added_cond_kwargs: pooled text and size conditioning)."""
-    if control is None:
+def control_residuals(flat, t, ehs, controls, **extra) -> dict:
+    """The ControlNets' residuals, summed, for frames flattened into the batch; control images resized to the frame
+    size. `extra` goes to each ControlNet as to its UNet (SDXL's added_cond_kwargs: pooled text and size)."""
+    if not controls:
         return {}
     import torch.nn.functional as F
-    net, images, strength = control
-    k = 2 ** (len(net.config.conditioning_embedding_out_channels) - 1)
-    size = (flat.shape[2] * k, flat.shape[3] * k)
-    if tuple(images.shape[2:]) != size:
-        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-    down, mid = net(flat, t, encoder_hidden_states=ehs, controlnet_cond=images, conditioning_scale=float(strength),
-                    return_dict=False, **extra)
+    down, mid = None, None
+    for c in controls:
+        images, k = c.frames, 2 ** (len(c.net.config.conditioning_embedding_out_channels) - 1)
+        size = (flat.shape[2] * k, flat.shape[3] * k)
+        if tuple(images.shape[2:]) != size:
+            images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        d, m = c.net(flat, t, encoder_hidden_states=ehs, controlnet_cond=images, conditioning_scale=c.strength,
+                     return_dict=False, **extra)
+        down, mid = (d, m) if down is None else ([a + b for a, b in zip(down, d)], mid + m)
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
 
