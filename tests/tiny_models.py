@@ -512,7 +512,8 @@ def wan_camera_adapter(dim: int, zero: bool = False, seed: int = 1) -> dict:
             for k, v in shapes.items()}
 
 
-def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False, vace: bool = False) -> Path:
+def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False, vace: bool = False,
+                    control: bool = False) -> Path:
     """A tiny Wan (head width 128 like every real Wan) as a diffusers folder `root/diffusers/` and as
     ComfyUI's split files under `root/models/`: diffusion_models/ (fp16, fp8_scaled, GGUF),
     text_encoders/ (umt5, tokenizer folder beside it), vae/ (Wan 2.1 layout), clip_vision/ for i2v.
@@ -520,20 +521,22 @@ def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False, vace: b
     camera: a Wan 2.1 Fun camera model instead (i2v with 16 noise + 16 start-frame channels), the folder
     holding its plain i2v transformer and diffusion_models/ the camera files: wan_tiny_camera_fp16 (a
     random camera encoder) and wan_tiny_camera_zero_fp16 (all-zero camera encoder).
-    vace: a Wan VACE model (4 blocks, VACE hints after blocks 0 and 2), its fp16 and fp8_scaled files."""
+    vace: a Wan VACE model (4 blocks, VACE hints after blocks 0 and 2), its fp16 and fp8_scaled files.
+    control: a Wan 2.1 Fun Control model (i2v with 16 noise + 16 control + 16 start-frame channels), its fp16 file."""
     from safetensors.torch import save_file
     from diffusers import (AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel,
                            WanVACEPipeline, WanVACETransformer3DModel)
     from transformers import CLIPVisionConfig, CLIPVisionModel
     _seed(0)
-    i2v = i2v or camera
+    i2v = i2v or camera or control
     common = dict(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, out_channels=16, text_dim=32,
                   freq_dim=256, ffn_dim=32, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
     if vace:
         transformer = WanVACETransformer3DModel(in_channels=16, num_layers=4, vace_layers=[0, 2], vace_in_channels=96,
                                                 **common)
     else:
-        transformer = WanTransformer3DModel(in_channels=32 if camera else 36 if i2v else 16, num_layers=2,
+        transformer = WanTransformer3DModel(in_channels=32 if camera else 48 if control else 36 if i2v else 16,
+                                            num_layers=2,
                                             image_dim=32 if i2v else None, added_kv_proj_dim=128 if i2v else None,
                                             **common)
     vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
@@ -565,11 +568,12 @@ def build_wan_comfy(root: Path, i2v: bool = False, camera: bool = False, vace: b
             save_file({k: v.half().contiguous() for k, v in {**orig, **wan_camera_adapter(128, zero)}.items()},
                       str(models / "diffusion_models" / f"{name}.safetensors"))
     else:
-        name = "wan_tiny_vace" if vace else "wan_tiny_i2v" if i2v else "wan_tiny_t2v"
+        name = "wan_tiny_vace" if vace else "wan_tiny_fun_control" if control else "wan_tiny_i2v" if i2v else \
+            "wan_tiny_t2v"
         save_file({k: v.half() for k, v in orig.items()}, str(models / "diffusion_models" / f"{name}_fp16.safetensors"))
-    if not camera:
+    if not (camera or control):
         save_file(to_fp8_scaled(orig), str(models / "diffusion_models" / f"{name}_fp8_scaled.safetensors"))
-    if not (camera or vace):
+    if not (camera or vace or control):
         to_gguf(orig, models / "diffusion_models" / f"{name}-Q8_0.gguf")
     te = {k: v for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"}
     save_file({k: v.half().contiguous() for k, v in te.items()},

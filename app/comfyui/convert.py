@@ -592,7 +592,7 @@ class Converter:
         lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)
         self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
         images = {port: self.resolve(cn.inputs.get(c)) for c, port in rule.inputs.items()
-                  if port in ("first", "last", "camera")}
+                  if port in ("first", "last", "camera", "control")}
         if not any(isinstance(v, Out) and v.port for v in images.values()):
             for slot, name in enumerate(("positive", "negative")):      # nothing to pin: conditioning passes through
                 v = self.resolve(cn.inputs.get(name))
@@ -602,8 +602,9 @@ class Converter:
         cond = self.add(rule.node, cn, {})
         for comfy, port in rule.inputs.items():
             v = self.resolve(cn.inputs.get(comfy))
-            if isinstance(v, Out):
-                self.link(v, cond, port)
+            # A picture from a node that did not convert (a Canny left a placeholder) was dropped without a word
+            if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, cond, port):
+                notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
         self.graph.connect(lat, "latent", cond, "latent")
         self.outs[(cn.id, 0)] = Out((cond, "positive"))
         self.outs[(cn.id, 1)] = Out((cond, "negative"))

@@ -329,7 +329,8 @@ def _wan(k: Keys) -> Optional[Detection]:
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
         kind = "flf2v"
     elif k.any("img_emb.proj.0.bias", "condition_embedder.image_embedder.norm1.bias"):
-        kind = "i2v"
+        # Wan 2.1 Fun Control: the i2v model reading 16 noise + 16 control-video + 16 start-frame channels
+        kind = "control" if in_ch == 48 else "i2v"
     elif in_ch == 36:
         kind = "i2v-2.2"                  # Wan 2.2 A14B image-to-video: no CLIP image tokens
     elif in_ch == 48:

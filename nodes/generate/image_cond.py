@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from graph_engine import NodeError
+from graph_engine import Clip, NodeError
 from nodes.generate.adapters import get_adapter
 from nodes.generate.latent import Conditioning, Latent
 
@@ -80,6 +80,27 @@ def condition_camera(vae, positive: Conditioning, negative: Optional[Conditionin
     with torch.inference_mode():
         extra = adapter.camera_condition(vae.pipe, latent, _pil(first) if first is not None else None, image_embeds,
                                          rays)
+    pos = positive.with_extra(**extra)
+    neg = None if negative is None else negative.with_extra(**extra)
+    return {"positive": pos, "negative": neg}
+
+
+def condition_fun_control(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,
+                          control: Optional[Clip], first: Optional[np.ndarray], image_embeds: Optional[Conditioning]):
+    """(positive, negative) carrying a control video (edges, depth, pose) and the start frame, for Wan Fun Control
+    models (ComfyUI's WanFunControlToVideo). The control video's first `latent.frames` frames steer; a shorter one
+    leaves the rest free."""
+    adapter = get_adapter(vae.family)
+    if not hasattr(adapter, "fun_control_condition"):
+        raise NodeError(f"{vae.family} models take no Fun Control conditioning; Wan Fun Control models do")
+    if control is None and first is None:
+        raise NodeError("condition.fun_control needs a control video (or at least a start frame)")
+    frames = None
+    if control is not None:
+        frames = [_pil(f) for f in control.frames(0, min(control.length, latent.frames))]
+    with torch.inference_mode():
+        extra = adapter.fun_control_condition(vae.pipe, latent, frames, _pil(first) if first is not None else None,
+                                              image_embeds)
     pos = positive.with_extra(**extra)
     neg = None if negative is None else negative.with_extra(**extra)
     return {"positive": pos, "negative": neg}

@@ -240,6 +240,22 @@ def condition_camera(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
     return run(vae, positive, negative, latent, camera, first, image_embeds)
 
 
+@node("condition.fun_control", title="Wan Fun Control", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING})
+def condition_fun_control(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
+                          negative: CONDITIONING = Input(optional=True),
+                          control: VIDEO = Input(optional=True, help="the control video: canny edges, a depth or pose "
+                                                                     "video (depth.estimate makes depth maps)"),
+                          first: IMAGE = Input(optional=True, help="the video's first frame"),
+                          image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the first frame")):
+    """Steer a Wan 2.1 Fun Control model by a control video (ComfyUI's WanFunControlToVideo).
+
+    The control video's latents and the start frame's ride beside the noise, each picture resized to cover the
+    latent's size and centre-cropped; a control video shorter than the latent leaves the rest of the frames free."""
+    from nodes.generate.image_cond import condition_fun_control as run
+    return run(vae, positive, negative, latent, control, first, image_embeds)
+
+
 @node("vae.encode", title="VAE Encode", category="Latent", device="gpu")
 def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1)."""

@@ -34,6 +34,17 @@ CAMERA_FRAMES = ("a Wan Fun camera model takes its start frame and camera path t
                  "condition.frames")
 
 
+FUN_CONTROL_FRAMES = ("a Wan Fun Control model takes its control video (and start frame) through condition.fun_control, "
+                      "not condition.frames")
+
+
+def is_fun_control(transformer) -> bool:
+    """Wan 2.1 Fun Control: the i2v transformer reading noise, a control video and a start frame (16 channels each)."""
+    cfg = transformer.config
+    return cfg.in_channels == 3 * cfg.out_channels and bool(getattr(cfg, "image_dim", None)) \
+        and not is_camera_model(transformer)
+
+
 NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
             "model has no VACE blocks")
 
@@ -113,7 +124,8 @@ class WanAdapter(Adapter):
         if x.shape[1] != model.config.in_channels:
             from graph_engine import NodeError
             raise NodeError(f"this Wan model reads {model.config.in_channels} channels but its conditioning gives "
-                            f"{x.shape[1]}: " + (CAMERA_FRAMES if is_camera_model(model) else
+                            f"{x.shape[1]}: " + (CAMERA_FRAMES if is_camera_model(model) else FUN_CONTROL_FRAMES
+                                                 if is_fun_control(model) else
                                                  "connect the conditioning node made for this model"))
         kw = {}
         if "encoder_hidden_states_image" in inputs:
@@ -221,6 +233,32 @@ class WanAdapter(Adapter):
         extra = {"concat": concat} if rays is None else {"concat": concat, "camera": rays}
         if image_embeds is not None:
             extra["image_embeds"] = image_embeds.embeds
+        return extra
+
+    def fun_control_condition(self, pipe, latent, control, first, image_embeds):
+        """Wan Fun Control models, as ComfyUI's WanFunControlToVideo lays them: the control video's latents in the
+        first 16 extra channels (as many latent frames as it has, zeros after), the start frame's latent in the
+        first latent frame of the next 16 (zeros elsewhere); each picture resized to cover the latent's size and
+        centre-cropped. Plus CLIP image tokens, which these models read."""
+        from graph_engine import NodeError
+        # Another Wan model given this is named by the sampler, which sees the model (a split-loaded VAE knows none).
+        den = getattr(pipe, "transformer", None)
+        n, h, w = latent.samples.shape[2:]
+        c = latent.samples.shape[1]
+        concat = torch.zeros(1, 2 * c, n, h, w)
+        proc = pipe.video_processor
+        if control is not None:
+            pixels = proc.preprocess(control, height=latent.height, width=latent.width, resize_mode="crop")
+            z = self.vae_encode(pipe, pixels.permute(1, 0, 2, 3)[None])[:, :, :n]
+            concat[:, :c, :z.shape[2]] = z
+        if first is not None:
+            pixels = proc.preprocess(first, height=latent.height, width=latent.width, resize_mode="crop")
+            concat[:, c:, :1] = self.vae_encode(pipe, pixels.permute(1, 0, 2, 3)[None])[:, :, :1]
+        extra = {"concat": concat}
+        if image_embeds is not None:
+            extra["image_embeds"] = image_embeds.embeds
+        elif den is not None:
+            raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.fun_control"))
         return extra
 
     def _stats(self, vae, like):

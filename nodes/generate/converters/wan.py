@@ -29,6 +29,7 @@ def transformer(state, det) -> Built:
     if kind == "camera":
         _check_camera(state)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
+                               "control": "transformer_i2v",
                                "vace": "transformer_vace", "ti2v": "transformer_ti2v"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])

@@ -1,0 +1,126 @@
+"""Wan 2.1 Fun Control (Wan2.1-Fun-*-Control): the i2v transformer reading a control video's latents and a start
+frame's beside the noise. ComfyUI's own Fun Control templates stopped at WanFunControlToVideo (unmapped) and the
+files were taken for plain image-to-video models. Tiny random-weight model from ComfyUI's single-file layout."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graph_engine import Clip, NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+NAME = "wan_tiny_fun_control_fp16.safetensors"
+
+
+def wan_fun_control(root: Path) -> Path:
+    from tiny_models import build_wan_comfy
+    return build_wan_comfy(root, control=True)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from comfy_layouts import built
+    with pytest.MonkeyPatch.context() as mp:
+        for root in built(wan_fun_control, tmp_path_factory):
+            mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
+            yield root
+
+
+@pytest.fixture(scope="module")
+def mm():
+    from nodes.generate.model_manager import ModelManager
+    return ModelManager(max_loaded=6)
+
+
+def _video(n, seed, w=48, h=32):
+    rng = np.random.default_rng(seed)
+    return np.repeat(np.repeat(rng.integers(0, 256, (n, h // 8, w // 8, 3), dtype=np.uint8), 8, 1), 8, 2)
+
+
+def _encode(pipe, frames: np.ndarray) -> torch.Tensor:
+    """The Wan VAE's normalised latents of uint8 frames already at the latent's size, straight from diffusers."""
+    vae = pipe.vae
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    return (z - mean) / std
+
+
+def test_fun_control_conditioning_is_laid_out_as_comfyui_lays_it(models, mm):
+    """Detected as Fun Control (not image-to-video); the conditioning holds the control video's latents in the first
+    16 extra channels (a shorter video: zeros after its latent frames) and the start frame's in the first latent
+    frame of the next 16, each against the VAE's own encoding; a wider control video is centre-cropped."""
+    from nodes.generate.image_cond import condition_fun_control
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import empty_latent
+    info = describe_model(models / "models" / "diffusion_models" / NAME)
+    assert (info["variant"], info["loads"]) == ("control-dim128", "yes")
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    pos = Conditioning("wan", torch.zeros(1, 4, 32))
+    lat = empty_latent(vae, 9, 48, 32, 16.0)                          # 3 latent frames
+    control, first = _video(5, 1), _video(1, 2)[0]
+    cond = condition_fun_control(vae, pos, None, lat, Clip.from_array(control, 16.0), first,
+                                 Conditioning("wan", torch.zeros(1, 5, 32)))["positive"]
+    concat = cond.extra["concat"]
+    assert concat.shape == (1, 32, 3, 4, 6)
+    ref = _encode(vae.pipe, control)                                  # 5 frames: 2 latent frames
+    assert torch.allclose(concat[:, :16, :2], ref, atol=1e-4) and concat[:, :16, 2:].abs().max() == 0
+    assert torch.allclose(concat[:, 16:, :1], _encode(vae.pipe, first[None]), atol=1e-4)
+    assert concat[:, 16:, 1:].abs().max() == 0
+    wide = np.concatenate([_video(5, 3, w=16), control, _video(5, 4, w=16)], axis=2)   # 80 wide, 48 in the middle
+    cropped = condition_fun_control(vae, pos, None, lat, Clip.from_array(wide, 16.0), None, None)["positive"]
+    assert torch.allclose(cropped.extra["concat"][:, :16], concat[:, :16], atol=1e-4)
+    with pytest.raises(NodeError, match="needs a control video"):
+        condition_fun_control(vae, pos, None, lat, None, None, None)
+
+
+def test_the_control_video_steers_and_the_wrong_conditioning_is_named(models, mm):
+    """Sampling the Fun Control model from ComfyUI's file under two control videos gives two videos; image-to-video
+    conditioning on it is named (it failed as "reads 48 channels but its conditioning gives 36")."""
+    from nodes.generate.image_cond import condition_frames, condition_fun_control
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_vae
+    from nodes.generate.vae_ops import empty_latent
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    model = load_diffusion_model(mm, NAME, "default", "cpu")
+    pos = Conditioning("wan", torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(0)))
+    tokens = Conditioning("wan", torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(1)))
+    lat = empty_latent(vae, 5, 48, 32, 16.0)
+    first = _video(1, 2)[0]
+
+    def sample(control):
+        cond = condition_fun_control(vae, pos, None, lat, Clip.from_array(control, 16.0), first, tokens)["positive"]
+        return run_sampling(model, cond, None, lat, steps=2, cfg=1.0, sampler="euler", seed=3).samples
+    a, b = sample(_video(5, 1)), sample(_video(5, 5))
+    assert a.shape == (1, 16, 2, 4, 6) and (a - b).abs().max() > 1e-3
+    framed = condition_frames(vae, pos, None, lat, first, None, tokens)["positive"]
+    with pytest.raises(NodeError, match="through condition.fun_control, not condition.frames"):
+        run_sampling(model, framed, None, lat, steps=1, cfg=1.0, sampler="euler")
+
+
+def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
+    """ComfyUI's wan2.1_fun_control template: WanFunControlToVideo becomes condition.fun_control with the control
+    video, start frame and CLIP vision output connected, and the latent at the template's size and length."""
+    from app.comfyui import import_data
+    data = json.loads((ROOT / "tests" / "data" / "comfyui" / "templates" / "wan2.1_fun_control.json").read_text())
+    res = import_data(data)
+    node = next(n for n in data["nodes"] if n["type"] == "WanFunControlToVideo")
+    entry = res.report.entries[str(node["id"])]
+    # its control video comes through ComfyUI's Canny, which Kinograph does not map: said, not dropped silently
+    assert entry.status == "approx" and entry.notes == [
+        "input control_video comes from a node that did not convert; connect control by hand"]
+    g = res.graph
+    (cond,) = [n for n in g.nodes.values() if n.type == "condition.fun_control"]
+    assert {"vae", "positive", "negative", "first", "image_embeds", "latent"} <= set(g.inputs[cond.id])
+    (lat,) = [n for n in g.nodes.values() if n.type == "latent.empty" and g.inputs[cond.id]["latent"][0] == n.id]
+    width, height, length = node["widgets_values"][:3]
+    assert (lat.params["width"], lat.params["height"], lat.params["frames"]) == (width, height, length)
