@@ -35,6 +35,7 @@ GESTURES = (
 class HelpOverlay(QWidget):
     def __init__(self, parent, actions):
         super().__init__(parent)
+        self.setAccessibleName("Keyboard shortcuts: Esc closes")
         self.setAttribute(Qt.WA_StyledBackground, False)
         rows = []
         for a in actions:
@@ -57,6 +58,7 @@ class HelpOverlay(QWidget):
         label.setAlignment(Qt.AlignCenter)
         # Over the whole window, and scrolling when even that is too small: no row is ever cut off.
         self.scroll = QScrollArea()
+        self.scroll.setAccessibleName("Every shortcut and mouse gesture")
         self.scroll.setWidget(label)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.NoFrame)

@@ -44,6 +44,7 @@ class SearchPalette(QFrame):
         self.edit.setToolTip("Name, category, help or task words (\"slow motion\"). Enter adds the node, "
                              "Ctrl+D stars it (starred nodes are listed first), Esc closes")
         self.edit.setClearButtonEnabled(True)
+        self.edit.setAccessibleName("Search nodes to add")
         self.list = QListWidget()
         self.list.setFocusPolicy(Qt.NoFocus)
         # A title longer than the list ('Encode Prompt with Image (HunyuanVideo)') cut off its

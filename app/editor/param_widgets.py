@@ -608,9 +608,26 @@ def route_undo(editor: QWidget) -> QWidget:
     return editor
 
 
+def name_fields(editor: QWidget, name: str) -> QWidget:
+    """Give each field of a parameter's editor a name a screen reader says. The label beside the row
+    names the editor's container only, so its spin box, slider and buttons were announced as a
+    nameless "spin box" and "↻"."""
+    main = getattr(editor, "spin", None) or getattr(editor, "edit", None) or getattr(editor, "box", None)
+    for w in editor.findChildren(QWidget):
+        if w.accessibleName() or isinstance(w.parentWidget(), (QAbstractSpinBox, QComboBox)):
+            continue            # a spin box's or a choice's own line edit: its parent carries the name
+        if w is main:
+            w.setAccessibleName(name)
+        elif isinstance(w, QAbstractSlider):
+            w.setAccessibleName(f"{name} slider")
+        elif w.toolTip():
+            w.setAccessibleName(f"{name}: {w.toolTip()}")
+    return editor
+
+
 def make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
-    return route_undo(guard_wheel(_make_editor(p, commit, seed_mode=seed_mode, set_seed_mode=set_seed_mode,
-                                               base_dir=base_dir, frames=frames)))
+    return name_fields(route_undo(guard_wheel(_make_editor(p, commit, seed_mode=seed_mode, set_seed_mode=set_seed_mode,
+                                               base_dir=base_dir, frames=frames))), p.name)
 
 
 def _make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):

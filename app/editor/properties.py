@@ -32,6 +32,7 @@ class PropertiesPanel(QScrollArea):
         # Rows wrap and shrink to the panel's width; a sideways scroll would hide buttons and values.
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setObjectName("PropertiesPanel")
+        self.setAccessibleName("Properties of the selected node")
         self.controller: Optional[Controller] = None
         self.node_id: Optional[str] = None
         self.editors: Dict[str, QWidget] = {}
@@ -114,6 +115,7 @@ class PropertiesPanel(QScrollArea):
         head = QHBoxLayout()
         self.title_edit = QLineEdit()
         self.title_edit.setObjectName("TitleEdit")
+        self.title_edit.setAccessibleName("Node title")
         self._show_title(inst.title or (spec.title if spec else inst.type))
         self.title_edit.editingFinished.connect(self._retitle)
         head.addWidget(self.title_edit, 1)
@@ -220,6 +222,7 @@ class PropertiesPanel(QScrollArea):
         lay.addWidget(QLabel("<b>Workflow</b>"))
         name = QLineEdit(g.name)
         name.setPlaceholderText("Name")
+        name.setAccessibleName("Workflow name")
         name.editingFinished.connect(lambda: self._set_meta(name=name.text()))
         # Applied when the focus leaves it (or Ctrl+Enter), as a prompt is, and before a save or a
         # close: a description typed was saved without it, the workflow marked saved, and lost.
@@ -227,6 +230,7 @@ class PropertiesPanel(QScrollArea):
         desc.setPlainText(g.description)
         desc.setTabChangesFocus(True)
         desc.setPlaceholderText("Description (Ctrl+Enter to apply)")
+        desc.setAccessibleName("Workflow description")
         desc.setFixedHeight(80)
         lay.addWidget(name)
         lay.addWidget(desc)

@@ -164,6 +164,7 @@ class FrameCanvas(QWidget):
         self.tag = ""                           # the channel shown when not the colour ("alpha")
         self._drag = None
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
+        self.setAccessibleName("Viewer picture: Space plays, J K L shuttle, I and O set the loop")
 
     def scale(self, img: QImage, area: Optional[QRectF] = None) -> float:
         """Screen (logical) pixels per image pixel. 100% is one image pixel on one pixel of the screen:
@@ -380,6 +381,7 @@ class ViewerPanel(QWidget):
         b = QToolButton()
         b.setText(text)
         b.setToolTip(tip)
+        b.setAccessibleName(tip.split(" (")[0])      # a screen reader read "⇤" and "◀|"
         b.clicked.connect(slot)
         return b
 
@@ -402,6 +404,7 @@ class ViewerPanel(QWidget):
         self.compare_box.setToolTip("How A and B are compared: wipe, side by side, or difference (black where "
                                     "they are the same)")
         self.compare_box.currentIndexChanged.connect(self._compare_changed)
+        self.compare_box.setAccessibleName("A/B comparison")
         self.compare_box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         top.addWidget(self.compare_box)
         self.swap_button = self._button("⇄", "Swap A and B", self.swap)
@@ -412,11 +415,13 @@ class ViewerPanel(QWidget):
         self.zoom_box.setToolTip("Zoom (wheel over the picture, + and -; F fits, 1 is 100%: one pixel of the "
                                  "picture on one of the screen; double-click fits)")
         self.zoom_box.currentIndexChanged.connect(self._zoom_changed)
+        self.zoom_box.setAccessibleName("Viewer zoom")
         self.canvas.zoomed.connect(self._zoom_shown)
         top.addWidget(self.zoom_box)
 
         self.slider = RangeSlider()
         self.slider.setToolTip("Scrub")
+        self.slider.setAccessibleName("Frame slider")
         self.slider.valueChanged.connect(self.seek)
         bar = QHBoxLayout()
         self.play_button = self._button(PLAY, "Play / pause (Space; J back, K stop, L forward)", self.toggle_play)
@@ -430,6 +435,7 @@ class ViewerPanel(QWidget):
         self.frame_box = QSpinBox()
         self.frame_box.setToolTip("Frame: a plate read from a numbered sequence (shot.1001.exr) counts by its "
                                   "own numbers, as its files and Nuke do")
+        self.frame_box.setAccessibleName("Frame number")
         self.frame_box.valueChanged.connect(lambda v: self.seek(v - self.first_number))
         bar.addWidget(self.frame_box)
         self.count_label = QLabel("/ 0")
@@ -450,6 +456,7 @@ class ViewerPanel(QWidget):
         self.fps_box.setRange(0.1, 240)
         self.fps_box.setDecimals(3)
         self.fps_box.setSuffix(" fps")
+        self.fps_box.setAccessibleName("Playback rate")
         self.fps_box.setValue(24.0)
         self.fps_box.valueChanged.connect(self._fps_changed)
         top.insertWidget(1, self.fps_box)
@@ -459,6 +466,7 @@ class ViewerPanel(QWidget):
         more = QToolButton()
         more.setText("⋯")
         more.setToolTip("Playback options")
+        more.setAccessibleName("Playback options")
         more.setPopupMode(QToolButton.InstantPopup)
         menu = QMenu(more)
         self.every_box = menu.addAction("Play every frame (slower when frames are slow to compute)")

@@ -9,7 +9,8 @@ from typing import Callable, List, Optional
 
 from PySide6.QtCore import QPoint, QPointF, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCursor, QGuiApplication, QImage, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget)
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QTabWidget,
+                               QWidget)
 
 from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.registry import did_you_mean
@@ -83,6 +84,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["Properties"], self.docks["Library"])
         self.docks["Properties"].raise_()
         bottom = QTabWidget()
+        bottom.setAccessibleName("Log and queue")
         bottom.addTab(self.log, "Log")
         bottom.addTab(self.queue, "Queue && history")
         self.bottom_tabs = bottom
@@ -222,6 +224,11 @@ class MainWindow(QMainWindow):
         self._act(v, "Zoom Out", lambda: self.view.zoom_by(0.8), "Ctrl+-")
         self._act(v, "Minimap", lambda on: self.view.minimap.setVisible(on), "M", checkable=True, canvas=True).setChecked(True)
         v.addSeparator()
+        # Tab on the canvas is the node search, so the keyboard had no way from the canvas to the
+        # viewer, the library or the log (Enter reached a node's properties only): F6 goes round
+        # the panels, as in a browser or an office suite.
+        self._act(v, "Next Panel", lambda: self.focus_panel(1), "F6")
+        self._act(v, "Previous Panel", lambda: self.focus_panel(-1), "Shift+F6")
         for d in self.docks.values():
             v.addAction(d.toggleViewAction())
 
@@ -249,6 +256,7 @@ class MainWindow(QMainWindow):
         for a, text in ((run, "▶ Run"), (again, "Queue new seeds"), (stop, "■ Cancel")):
             bar.addAction(a)
             bar.widgetForAction(a).setText(text)
+            bar.widgetForAction(a).setAccessibleName(text.lstrip("▶■ "))     # not "black right-pointing triangle"
         self.run_button = bar.widgetForAction(run)
         self.run_button.setObjectName("RunButton")
         self.queue_label = QLabel()
@@ -729,6 +737,29 @@ class MainWindow(QMainWindow):
             self.scene.select_nodes([node_id])
         self.docks["Properties"].raise_()
         self.properties.focus_param(name)
+
+    def _panels(self) -> list:
+        """The places F6 goes round, in screen order; a closed dock is skipped."""
+        docked = {self.viewer: "Viewer", self.properties: "Properties", self.library: "Library",
+                  self.bottom_tabs.currentWidget(): "Log"}
+        return [p for p in (self.view, *docked) if p is self.view or self.docks[docked[p]].toggleViewAction().isChecked()]
+
+    def focus_panel(self, step: int) -> None:
+        panels = self._panels()
+        here = QApplication.focusWidget()
+        at = next((i for i, p in enumerate(panels) if here is not None and (here is p or p.isAncestorOf(here))), None)
+        i = (at + step) % len(panels) if at is not None else (0 if step > 0 else len(panels) - 1)
+        panel = panels[i]
+        dock = next((d for d in self.docks.values() if d.isAncestorOf(panel)), None)
+        if dock is not None:
+            dock.raise_()                           # the properties and the library share a dock
+        target = {self.view: self.view, self.viewer: self.viewer.canvas,      # the viewer's keys act there
+                  self.properties: _first_field(self.properties.widget())}.get(panel)
+        if target is None:
+            target = panel if panel.focusPolicy() & Qt.TabFocus else _first_field(panel)
+        (target or panel).setFocus(Qt.TabFocusReason)
+        title = {self.view: "Canvas", self.viewer: "Viewer", self.properties: "Properties", self.library: "Library"}
+        self.statusBar().showMessage(f"Keyboard in the {title.get(panel, 'Log')} (F6: next panel)", 3000)
 
     def _selection_changed(self) -> None:
         ids = self.scene.selected_nodes()
@@ -1219,6 +1250,20 @@ def _saved_since(rec) -> str:
     return (f"\n\n{rec.path.name} has changed on disk since that session opened or saved it (another window, "
             f"program or a git pull wrote it). Recovering opens the autosaved changes; the file keeps what it "
             f"holds now, and Save asks before replacing it.")
+
+
+def _first_field(panel):
+    """The first field in `panel` that Tab would stop at (one not shown yet, a panel just rebuilt,
+    included), or None."""
+    def takes(w) -> bool:
+        return panel.isAncestorOf(w) and bool(w.focusPolicy() & Qt.TabFocus) and w.isVisibleTo(panel) \
+            and w.isEnabled()
+    w = panel.nextInFocusChain()
+    while w is not None and w is not panel and w is not panel.window():
+        if takes(w):
+            return w
+        w = w.nextInFocusChain()
+    return next((w for w in panel.findChildren(QWidget) if takes(w)), None)
 
 
 def offer_recovery(window: Optional[MainWindow] = None, registry=None,
