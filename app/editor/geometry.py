@@ -51,3 +51,19 @@ def zero_meaning(p) -> Optional[str]:
     """"auto" or "off" for a number whose help says what 0 stands for, so fields say it too."""
     m = ZERO_MEANS.search(p.help or "") if p.type in ("int", "float") else None
     return None if m is None else ("auto" if m.group(1) else "off")
+
+
+def nearest_toward(origin: Tuple[float, float], centres: dict, dx: int, dy: int) -> Optional[str]:
+    """The key of the centre nearest `origin` in direction (dx, dy) (one of them 0, the other ±1):
+    distance along the direction plus twice the distance across it, so the node straight to the
+    right wins over a nearer one far above."""
+    best, score = None, None
+    for key, (x, y) in centres.items():
+        vx, vy = x - origin[0], y - origin[1]
+        along = vx * dx + vy * dy
+        if along <= 1.0:
+            continue
+        s = along + 2 * abs(vx * dy + vy * dx)
+        if score is None or s < score:
+            best, score = key, s
+    return best

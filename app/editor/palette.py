@@ -66,15 +66,17 @@ class SearchPalette(QFrame):
         self.hide()
 
     # -- opening ------------------------------------------------------------------------------
-    def open_at(self, pos: QPoint, have=None, want=None) -> None:
+    def open_at(self, pos: QPoint, have=None, want=None, note: str = "") -> None:
         """Show at `pos` (parent coordinates); `have`: the type a dragged output carries,
-        `want`: the type a dragged input takes."""
+        `want`: the type a dragged input takes; `note`: what Enter will do besides adding."""
         self.have, self.want = have, want
         if have is not None:
             self.filter_label.setText(f"Nodes that take {have.name}")
         elif want is not None:
             self.filter_label.setText(f"Nodes that make {want.name}")
-        self.filter_label.setVisible(have is not None or want is not None)
+        else:
+            self.filter_label.setText(note)
+        self.filter_label.setVisible(have is not None or want is not None or bool(note))
         self.fit()
         parent = self.parentWidget()
         x = max(0, min(pos.x(), parent.width() - self.width())) if parent else pos.x()

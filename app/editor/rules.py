@@ -59,3 +59,13 @@ def specs_for(specs: Iterable[NodeSpec], have: Optional[SocketType] = None,
             continue
         out.append(s)
     return out
+
+
+def output_feeding(src: NodeSpec, spec: NodeSpec) -> Optional[str]:
+    """The output of `src` that a node of `spec` added after it is wired from: the first whose type
+    one of its inputs takes as it is, else the first it takes through a conversion."""
+    for exact in (True, False):
+        for name, out in src.outputs.items():
+            if any(p.type is out.type if exact else p.type.can_take(out.type) for p in spec.inputs.values()):
+                return name
+    return None

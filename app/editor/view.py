@@ -16,7 +16,7 @@ from graph_engine.workflow import MEDIA_SUFFIXES
 from . import rules, theme
 from .controller import Refused
 from .decor_items import GroupItem
-from .geometry import FAR_ZOOM, GRID, node_size
+from .geometry import FAR_ZOOM, GRID, nearest_toward, node_size
 from .link_items import LinkItem
 from .minimap import Minimap
 from .node_item import NodeItem
@@ -66,6 +66,7 @@ class GraphView(QGraphicsView):
         self._space = False
         self._knife: Optional[QGraphicsPathItem] = None
         self._pending_link = None
+        self._after: Optional[str] = None          # the node a node chosen in the search is wired after
         self._editor: Optional[QLineEdit] = None
         self.palette: Optional[SearchPalette] = None
         self.minimap = Minimap(self)
@@ -350,7 +351,12 @@ class GraphView(QGraphicsView):
         if link_from is not None:
             t = rules.port_type(self.scene().doc.registry, self.scene().doc.graph, *link_from)
             have, want = (None, t) if link_from[2] else (t, None)
-        self.palette.open_at(at, have=have, want=want)
+        # With one node selected the node chosen goes after it, wired (as in Nuke): the keyboard
+        # could add nodes but never connect one.
+        sel = self.scene().selected_nodes()
+        self._after = sel[0] if link_from is None and len(sel) == 1 else None
+        note = f"Enter adds it after {self.scene().nodes[self._after].label}, wired where it fits" if self._after else ""
+        self.palette.open_at(at, have=have, want=want, note=note)
 
     def _on_screen(self, pos: QPointF, size) -> QPointF:
         """Where a node of `size` added at `pos` (its corner: the cursor or the end of a dragged link)
@@ -377,15 +383,56 @@ class GraphView(QGraphicsView):
 
     def _palette_chosen(self, type_name: str) -> None:
         pos, link_from = self._pending_link or (self.mapToScene(self.viewport().rect().center()), None)
-        self._pending_link = None
-        pos = self._on_screen(pos, node_size(self.scene().doc.registry.get(type_name)))
+        after, self._pending_link, self._after = self._after, None, None
+        spec = self.scene().doc.registry.get(type_name)
+        pos = self._on_screen(pos, node_size(spec))
+        src = self.scene().doc.spec(after) if after in self.scene().nodes else None
+        port = rules.output_feeding(src, spec) if src is not None and link_from is None else None
+        if port is not None:
+            link_from, pos = (after, port, False), self._beside(after, node_size(spec))
         try:
             nid = self.scene().controller.add_node(type_name, (pos.x(), pos.y()), link_from=link_from)
         except Refused as e:
             self.message.emit(str(e))
             return
         self.scene().select_nodes([nid])
+        if port is not None:
+            self.ensureVisible(self.scene().nodes[nid].sceneBoundingRect(), 40, 40)
+            self.message.emit(f"{spec.title} added after {self.scene().nodes[after].label}, wired from its {port}")
         self.setFocus()
+
+    def _beside(self, node_id: str, size) -> QPointF:
+        """A free place right of `node_id` for a node of `size`: lower down while another is there."""
+        r = self.scene().nodes[node_id].sceneBoundingRect()
+        spot = QRectF(r.right() + 3 * GRID, r.top(), *size)
+        others = [i.sceneBoundingRect().adjusted(-GRID, -GRID, GRID, GRID) for i in self.scene().nodes.values()]
+        while any(spot.intersects(o) for o in others):
+            spot.translate(0, GRID)
+        return spot.topLeft()
+
+    def select_toward(self, dx: int, dy: int) -> None:
+        """Select the node nearest the selected one in direction (dx, dy), or with none selected the
+        node nearest the middle of the view, and bring it on screen: without it the keyboard could
+        not reach a node it had not just added."""
+        nodes = self.scene().nodes
+        if not nodes:
+            self.message.emit("The workflow has no nodes yet: Tab adds one")
+            return
+        sel = [n for n in self.scene().selected_nodes() if n in nodes]
+        centres = {n: (i.sceneBoundingRect().center().x(), i.sceneBoundingRect().center().y()) for n, i in nodes.items()}
+        if sel:
+            here = centres[sel[-1]]
+            pick = nearest_toward(here, {n: c for n, c in centres.items() if n != sel[-1]}, dx, dy)
+        else:
+            c = self.mapToScene(self.viewport().rect().center())
+            pick = min(centres, key=lambda n: math.hypot(centres[n][0] - c.x(), centres[n][1] - c.y()))
+        if pick is None:
+            side = {(-1, 0): "left of", (1, 0): "right of", (0, -1): "above", (0, 1): "below"}[(dx, dy)]
+            self.message.emit(f"No node {side} {nodes[sel[-1]].label}")
+            return
+        self.scene().select_nodes([pick])
+        self.ensureVisible(nodes[pick].sceneBoundingRect(), 40, 40)
+        self.message.emit(f"{nodes[pick].label} selected")
 
     # -- drops ----------------------------------------------------------------------------------
     def _dropped_paths(self, mime):

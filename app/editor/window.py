@@ -194,6 +194,11 @@ class MainWindow(QMainWindow):
         self._act(n, "Bypass", lambda: self.controller.set_bypass(self._selected("Bypass")), "B", canvas=True)
         self._act(n, "Collapse / Expand", lambda: self.controller.set_collapsed(self._selected("Collapse")), "H",
                   canvas=True)
+        # The keyboard's way to a node it did not just add (arrows alone pan the canvas).
+        for label, keys, d in (("Left", "Alt+Left", (-1, 0)), ("Right", "Alt+Right", (1, 0)),
+                               ("Above", "Alt+Up", (0, -1)), ("Below", "Alt+Down", (0, 1))):
+            self._act(n, f"Select Node {'to the ' if d[1] == 0 else ''}{label}",
+                      lambda _=False, d=d: self.view.select_toward(*d), keys, canvas=True)
         self._act(n, "Group Selection", self.group_selection, "Ctrl+G")
         self._act(n, "Add Sticky Note", self.add_note, "N", canvas=True)
         n.addSeparator()
