@@ -8,13 +8,13 @@ from typing import Dict, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QApplication, QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from graph_engine.graph import Event
 
 from .controller import Controller, counted
-from .param_widgets import PlainTextField, make_editor
+from .param_widgets import PlainTextField, TextEditor, make_editor
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
 
@@ -361,6 +361,28 @@ class PropertiesPanel(QScrollArea):
 
     def keyPressEvent(self, event):
         if event.key() == Qt.Key_Escape:
+            self._drop_typing()
             self.backToCanvas.emit()        # the way back for the keyboard (Enter on a node came here)
             return
         super().keyPressEvent(event)
+
+    def _drop_typing(self) -> None:
+        """Esc in a number or one-line field puts back the workflow's value, as Esc does in the same
+        field on the canvas: here it applied what was typed (the focus leaving applies), so the run
+        used a value given up on. A prompt keeps its typing (applied): a paragraph is not thrown
+        away on one key."""
+        here = QApplication.focusWidget()
+        if self.node_id is None or here is None:
+            return
+        if here is self.title_edit and here.isModified():
+            here.setModified(False)
+            inst, spec = self.doc.graph.nodes[self.node_id], self.doc.spec(self.node_id)
+            self._show_title(inst.title or (spec.title if spec else inst.type))
+            return
+        for name, ed in self.editors.items():
+            if ed.isAncestorOf(here) and ed.pending() and not isinstance(ed, TextEditor):
+                spec = self.doc.spec(self.node_id)
+                edit = getattr(ed, "edit", None)
+                if isinstance(edit, QLineEdit):
+                    edit.setModified(False)
+                ed.set_value(self.doc.graph.nodes[self.node_id].params.get(name, spec.params[name].default))
