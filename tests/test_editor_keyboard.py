@@ -109,3 +109,115 @@ def test_f6_takes_the_keyboard_from_the_canvas_round_every_panel_and_back(win, q
     win.view.setFocus()
     qtbot.keyClick(win.view, Qt.Key_F6)
     assert win.properties.title_edit.hasFocus()
+
+
+def _search(win, qtbot, query: str):
+    """Tab on the focused canvas opens the node search; the query is typed into it."""
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_Tab)
+    qtbot.keyClicks(win.view.palette.edit, query)
+    return win.view.palette
+
+
+def test_a_node_added_from_the_search_with_one_node_selected_is_wired_after_it(win, qtbot):
+    c = win.controller
+    load = c.add_node("io.load_video", (0.0, 0.0))
+    grade = c.add_node("color.grade", (300.0, 0.0))        # in the way, right of the loader
+    win.scene.select_nodes([load])
+    pal = _search(win, qtbot, "resize")
+    assert pal.filter_label.isVisible() and "after Load Video" in pal.filter_label.text()
+    qtbot.keyClick(pal.edit, Qt.Key_Return)
+    (new,) = set(win.doc.graph.nodes) - {load, grade}
+    # Before, the keyboard could add a node but not connect it: it came unwired.
+    assert win.doc.graph.inputs[new] == {"video": (load, "video")}
+    assert win.scene.selected_nodes() == [new] and win.view.hasFocus()
+    assert "wired from its video" in win.statusBar().currentMessage()
+    placed = win.scene.nodes[new].sceneBoundingRect()
+    assert placed.left() > win.scene.nodes[load].sceneBoundingRect().right()
+    assert not placed.intersects(win.scene.nodes[grade].sceneBoundingRect())
+    # One Ctrl+Z takes back the node with its link.
+    qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
+    assert set(win.doc.graph.nodes) == {load, grade} and not win.doc.graph.inputs.get(grade)
+    # A node that takes nothing the selected one gives is added as before, unwired.
+    win.scene.select_nodes([grade])
+    qtbot.keyClick(_search(win, qtbot, "load video").edit, Qt.Key_Return)
+    (loader,) = set(win.doc.graph.nodes) - {load, grade}
+    assert not win.doc.graph.inputs.get(loader) and not win.doc.graph.inputs.get(grade)
+
+
+def test_alt_and_the_arrows_select_the_next_node_that_way_and_bring_it_on_screen(win, qtbot):
+    c = win.controller
+    left = c.add_node("io.load_video", (0.0, 0.0))
+    right = c.add_node("color.grade", (400.0, 30.0))
+    below = c.add_node("video.resize", (0.0, 400.0))
+    far = c.add_node("video.resize", (5000.0, 60.0))
+    win.scene.clearSelection()
+    win.view.centerOn(win.scene.nodes[left])
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    view = win.view
+    qtbot.keyClick(view, Qt.Key_Right, Qt.AltModifier)      # none selected: the one nearest the middle
+    assert win.scene.selected_nodes() == [left]
+    qtbot.keyClick(view, Qt.Key_Right, Qt.AltModifier)
+    assert win.scene.selected_nodes() == [right]
+    qtbot.keyClick(view, Qt.Key_Left, Qt.AltModifier)
+    qtbot.keyClick(view, Qt.Key_Down, Qt.AltModifier)
+    assert win.scene.selected_nodes() == [below]
+    qtbot.keyClick(view, Qt.Key_Down, Qt.AltModifier)       # nothing further down: it says so, keeps it
+    assert win.scene.selected_nodes() == [below] and win.statusBar().currentMessage() == "No node below Resize"
+    qtbot.keyClick(view, Qt.Key_Up, Qt.AltModifier)
+    qtbot.keyClick(view, Qt.Key_Right, Qt.AltModifier)
+    qtbot.keyClick(view, Qt.Key_Right, Qt.AltModifier)
+    assert win.scene.selected_nodes() == [far]
+    on_screen = view.mapToScene(view.viewport().rect()).boundingRect()
+    assert on_screen.contains(win.scene.nodes[far].sceneBoundingRect())
+    # The keys the canvas had go on working on what is reached: Enter into its parameters.
+    qtbot.keyClick(view, Qt.Key_Return)
+    assert win.properties.editors["width"].spin.hasFocus()
+
+
+def test_esc_in_a_field_puts_back_the_workflows_value_as_on_the_canvas_and_a_prompt_keeps_its_typing(win, qtbot):
+    nid = win.controller.add_node("video.resize", (0.0, 0.0))
+    prompt = win.controller.add_node("encode.sdxl", (0.0, 300.0))
+    params = win.doc.graph.nodes[nid].params
+    win.scene.select_nodes([nid])
+    win.view.setFocus()
+    qtbot.waitUntil(lambda: win.view.hasFocus() and win.properties.editors["width"].spin.isVisible())
+    qtbot.keyClick(win.view, Qt.Key_Return)
+    width = win.properties.editors["width"].spin
+    assert width.hasFocus()
+    before, shown, edits = params["width"], width.text(), win.doc.undo.count()
+    width.lineEdit().selectAll()
+    qtbot.keyClicks(width, "320")
+    qtbot.keyClick(width, Qt.Key_Escape)
+    # It was applied (the focus leaving applies) and the next run rendered 320 wide.
+    assert win.view.hasFocus() and params["width"] == before and width.text() == shown != "320"
+    assert win.doc.undo.count() == edits
+    # Enter, and Tab, apply.
+    qtbot.keyClick(win.view, Qt.Key_Return)
+    width.lineEdit().selectAll()
+    qtbot.keyClicks(width, "320")
+    qtbot.keyClick(width, Qt.Key_Return)
+    assert params["width"] == 320
+    height = win.properties.editors["height"].spin
+    height.setFocus()
+    height.lineEdit().selectAll()
+    qtbot.keyClicks(height, "180")
+    qtbot.keyClick(height, Qt.Key_Tab)
+    assert params["height"] == 180
+    # The title too, as F2 on the canvas: Esc gives up the new name.
+    title = win.properties.title_edit
+    title.setFocus()
+    title.selectAll()
+    qtbot.keyClicks(title, "Half size")
+    qtbot.keyClick(title, Qt.Key_Escape)
+    assert not win.doc.graph.nodes[nid].title and title.text() == "Resize"
+    # A prompt is a paragraph of work: Esc leaves with it applied.
+    win.scene.select_nodes([prompt])
+    text = win.properties.editors["text"].edit
+    qtbot.waitUntil(text.isVisible)
+    text.setFocus()
+    qtbot.keyClicks(text, "a lighthouse at dusk")
+    qtbot.keyClick(text, Qt.Key_Escape)
+    assert win.doc.graph.nodes[prompt].params["text"].endswith("a lighthouse at dusk") and win.view.hasFocus()
