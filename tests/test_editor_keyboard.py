@@ -221,3 +221,13 @@ def test_esc_in_a_field_puts_back_the_workflows_value_as_on_the_canvas_and_a_pro
     qtbot.keyClicks(text, "a lighthouse at dusk")
     qtbot.keyClick(text, Qt.Key_Escape)
     assert win.doc.graph.nodes[prompt].params["text"].endswith("a lighthouse at dusk") and win.view.hasFocus()
+
+
+def test_ctrl_0_brings_the_canvas_back_to_100_percent(win, qtbot):
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    for _ in range(3):
+        qtbot.keyClick(win.view, Qt.Key_Minus, Qt.ControlModifier)
+    assert win.view.zoom() < 0.6
+    qtbot.keyClick(win.view, Qt.Key_0, Qt.ControlModifier)
+    assert win.view.zoom() == pytest.approx(1.0) and win.zoom_label.text().endswith("100%")

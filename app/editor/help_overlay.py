@@ -8,18 +8,18 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QApplication, QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 GESTURES = (
-    ("Tab / double-click", "search nodes (type, ↑↓, Enter)"),
+    ("Tab / double-click", "search nodes (type, ↑↓, Enter; with a node selected, wired after it)"),
     ("drag from a socket", "connect (on a socket or a node); drop on empty canvas to add a node that fits"),
     ("drag a connected input", "move or remove that link"),
     ("Alt+drag / Ctrl+right-drag", "cut links"),
     ("double-click a link", "add a reroute point"),
     ("drop a node on a link", "insert it"),
-    ("middle-drag / Space+drag", "pan"),
+    ("middle-drag / Space+drag / arrows", "pan"),
     ("wheel", "zoom under the cursor"),
     ("drag a field on a node", "scrub its value (Shift: fine)"),
     ("Ctrl+Shift+click a node", "show its output in the viewer (Alt: as B)"),
     ("double-click a title", "rename"),
-    ("Enter on a node", "into its parameters (Tab between them; Esc: back to the canvas)"),
+    ("Enter on a node", "into its parameters (Enter or Tab applies; Esc puts the value back, to the canvas)"),
     ("drop a .yaml / rendered .mp4 / .png", "open the workflow inside it"),
     ("drop footage or a still", "a Load Video / Load Image node for it"),
     ("viewer: Space", "play / pause"),

@@ -227,6 +227,8 @@ class MainWindow(QMainWindow):
         self._act(v, "Frame Selected", lambda: self.view.frame_selected(), "F", canvas=True)
         self._act(v, "Zoom In", lambda: self.view.zoom_by(1.25), ["Ctrl+=", "Ctrl++"])
         self._act(v, "Zoom Out", lambda: self.view.zoom_by(0.8), "Ctrl+-")
+        # Zoom In and Out had keys but the way back to the size text is drawn for had none.
+        self._act(v, "Zoom to 100%", lambda: self.view.zoom_by(1.0 / self.view.zoom()), "Ctrl+0")
         self._act(v, "Minimap", lambda on: self.view.minimap.setVisible(on), "M", checkable=True, canvas=True).setChecked(True)
         v.addSeparator()
         # Tab on the canvas is the node search, so the keyboard had no way from the canvas to the
