@@ -9,8 +9,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QAccessible  # noqa: E402
-from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSpinBox, QApplication, QComboBox, QScrollBar,  # noqa: E402
-                               QWidget)
+from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSpinBox, QApplication, QComboBox, QPushButton,  # noqa: E402
+                               QScrollBar, QToolButton, QWidget)
 
 from app.editor.compat import check_qt_binding  # noqa: E402
 
@@ -231,3 +231,41 @@ def test_ctrl_0_brings_the_canvas_back_to_100_percent(win, qtbot):
     assert win.view.zoom() < 0.6
     qtbot.keyClick(win.view, Qt.Key_0, Qt.ControlModifier)
     assert win.view.zoom() == pytest.approx(1.0) and win.zoom_label.text().endswith("100%")
+
+
+def test_more_about_this_node_opens_from_the_keyboard(win, qtbot):
+    nid = win.controller.add_node("generate.feedback", (0.0, 0.0))
+    win.scene.select_nodes([nid])
+    qtbot.waitUntil(lambda: win.properties.title_edit.isVisible())
+    body = win.properties.widget()
+    help_text = body.findChild(QWidget, "HelpText")
+    short = help_text.text()
+    win.properties.title_edit.setFocus()
+    for _ in range(3):          # title, bypass, the link
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Tab)
+        if QApplication.focusWidget().objectName() == "HelpMore":
+            break
+    assert QApplication.focusWidget().objectName() == "HelpMore"
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key_Return)
+    assert len(help_text.text()) > len(short) and win.properties.help_open
+
+
+def test_tab_shows_where_it_is_on_buttons_boxes_sliders_and_the_help_link(win, qtbot):
+    from app.editor.theme import THEME_DIR
+    win.setStyleSheet((THEME_DIR / "dark.qss").read_text(encoding="utf-8").replace("@THEME@", THEME_DIR.as_posix()))
+    nid = win.controller.add_node("generate.sample", (0.0, 0.0))
+    win.scene.select_nodes([nid])
+    qtbot.waitUntil(lambda: win.properties.title_edit.isVisible())
+    body = win.properties.widget()
+    seed = win.properties.editors["seed"]
+    places = {"View A": next(b for b in body.findChildren(QPushButton) if b.text() == "View A"),
+              "bypass": win.properties.bypass_box, "new seed": seed.findChild(QToolButton),
+              "cfg slider": win.properties.editors["cfg"].slider, "More": body.findChild(QWidget, "HelpMore")}
+    for name, w in places.items():
+        win.properties.title_edit.setFocus()
+        qtbot.waitUntil(win.properties.title_edit.hasFocus)
+        before = w.grab().toImage()
+        w.setFocus(Qt.TabFocusReason)
+        qtbot.waitUntil(w.hasFocus)
+        # Drawn the same with the keyboard on it or not: nothing showed where Tab had got to.
+        assert w.grab().toImage() != before, name

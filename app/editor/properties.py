@@ -19,6 +19,21 @@ from .param_widgets import PlainTextField, TextEditor, make_editor
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
 
 
+class KeyLink(QLabel):
+    """A one-link label that Tab stops at and Enter or Space opens: from the keyboard the rest of a
+    node's help ('More about this node') was out of reach."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFocusPolicy(Qt.StrongFocus)
+
+    def keyPressEvent(self, event):
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter, Qt.Key_Space):
+            self.linkActivated.emit("#")
+            return
+        super().keyPressEvent(event)
+
+
 class PropertiesPanel(QScrollArea):
     viewRequested = Signal(str, str)         # node, slot
     runRequested = Signal(str)               # run up to this node
@@ -204,7 +219,7 @@ class PropertiesPanel(QScrollArea):
         if short == full.strip():
             label.setText(full)
             return
-        toggle = QLabel()
+        toggle = KeyLink()
         toggle.setObjectName("HelpMore")
 
         def show(open_: bool) -> None:
