@@ -269,3 +269,17 @@ def test_tab_shows_where_it_is_on_buttons_boxes_sliders_and_the_help_link(win, q
         qtbot.waitUntil(w.hasFocus)
         # Drawn the same with the keyboard on it or not: nothing showed where Tab had got to.
         assert w.grab().toImage() != before, name
+
+
+def test_nodes_brought_back_by_undo_or_redo_are_selected_so_the_keys_act_on_them(win, qtbot):
+    a = win.controller.add_node("video.resize", (0.0, 0.0))
+    b = win.controller.add_node("color.grade", (300.0, 0.0))
+    win.scene.select_nodes([a])
+    win.view.setFocus()
+    qtbot.waitUntil(win.view.hasFocus)
+    qtbot.keyClick(win.view, Qt.Key_X)
+    assert a not in win.doc.graph.nodes
+    qtbot.keyClick(win.view, Qt.Key_Z, Qt.ControlModifier)
+    assert win.scene.selected_nodes() == [a]
+    qtbot.keyClick(win.view, Qt.Key_B)          # bypass: on the node that came back
+    assert win.doc.graph.nodes[a].bypass and not win.doc.graph.nodes[b].bypass

@@ -359,7 +359,13 @@ class MainWindow(QMainWindow):
         if not (stack.canUndo() if step < 0 else stack.canRedo()):
             self.message("Nothing to undo" if step < 0 else "Nothing to redo")
             return
+        had = set(self.doc.graph.nodes)
         stack.undo() if step < 0 else stack.redo()
+        # Nodes that come back (a delete undone, an add redone) are selected: they came back with
+        # nothing selected, and the keyboard, whose keys act on the selection, had lost its place.
+        back = [n for n in self.doc.graph.nodes if n not in had]
+        if back:
+            self.scene.select_nodes(back)
         self.message(f"{'Undone' if step < 0 else 'Redone'}: {what}")
 
     def _update_zoom_label(self):
