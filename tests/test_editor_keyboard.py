@@ -172,6 +172,11 @@ def test_alt_and_the_arrows_select_the_next_node_that_way_and_bring_it_on_screen
     assert win.scene.selected_nodes() == [far]
     on_screen = view.mapToScene(view.viewport().rect()).boundingRect()
     assert on_screen.contains(win.scene.nodes[far].sceneBoundingRect())
+    # In the node search, Alt+arrow is the field's, not a move that changes what it is wired after.
+    qtbot.keyClick(view, Qt.Key_Tab)
+    qtbot.keyClick(view.palette.edit, Qt.Key_Left, Qt.AltModifier)
+    assert win.scene.selected_nodes() == [far] and view.palette.isVisible()
+    qtbot.keyClick(view.palette.edit, Qt.Key_Escape)
     # The keys the canvas had go on working on what is reached: Enter into its parameters.
     qtbot.keyClick(view, Qt.Key_Return)
     assert win.properties.editors["width"].spin.hasFocus()

@@ -414,6 +414,8 @@ class GraphView(QGraphicsView):
         """Select the node nearest the selected one in direction (dx, dy), or with none selected the
         node nearest the middle of the view, and bring it on screen: without it the keyboard could
         not reach a node it had not just added."""
+        if not self.hasFocus():
+            return          # Alt+arrow typed in the node search or a field on a node: not a move
         nodes = self.scene().nodes
         if not nodes:
             self.message.emit("The workflow has no nodes yet: Tab adds one")
