@@ -144,6 +144,9 @@ def test_a_node_added_from_the_search_with_one_node_selected_is_wired_after_it(w
     qtbot.keyClick(_search(win, qtbot, "load video").edit, Qt.Key_Return)
     (loader,) = set(win.doc.graph.nodes) - {load, grade}
     assert not win.doc.graph.inputs.get(loader) and not win.doc.graph.inputs.get(grade)
+    # After a writer nothing can be wired: the search does not promise it.
+    win.scene.select_nodes([c.add_node("io.save_video", (0.0, 600.0))])
+    assert not _search(win, qtbot, "resize").filter_label.isVisible()
 
 
 def test_alt_and_the_arrows_select_the_next_node_that_way_and_bring_it_on_screen(win, qtbot):

@@ -354,7 +354,8 @@ class GraphView(QGraphicsView):
         # With one node selected the node chosen goes after it, wired (as in Nuke): the keyboard
         # could add nodes but never connect one.
         sel = self.scene().selected_nodes()
-        self._after = sel[0] if link_from is None and len(sel) == 1 else None
+        src = self.scene().doc.spec(sel[0]) if len(sel) == 1 else None
+        self._after = sel[0] if link_from is None and src is not None and src.outputs else None
         note = f"Enter adds it after {self.scene().nodes[self._after].label}, wired where it fits" if self._after else ""
         self.palette.open_at(at, have=have, want=want, note=note)
 
