@@ -35,7 +35,8 @@ GESTURES = (
 class HelpOverlay(QWidget):
     def __init__(self, parent, actions):
         super().__init__(parent)
-        self.setAccessibleName("Keyboard shortcuts: Esc closes")
+        self.setAccessibleName("Keyboard shortcuts")
+        self.setAccessibleDescription("Esc closes")
         self.setAttribute(Qt.WA_StyledBackground, False)
         rows = []
         for a in actions:

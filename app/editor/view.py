@@ -60,7 +60,9 @@ class GraphView(QGraphicsView):
         self.setCacheMode(QGraphicsView.CacheBackground)
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.StrongFocus)
-        self.setAccessibleName("Node graph: Tab adds a node, Enter edits the selected one, F6 goes to the panels")
+        self.setAccessibleName("Node graph")
+        self.setAccessibleDescription("Tab adds a node, Alt and the arrows select one, Enter edits the selected one, "
+                                      "F6 goes to the panels")
         self._painted_zoom = None
         self._pan: Optional[QPointF] = None
         self._space = False

@@ -164,7 +164,8 @@ class FrameCanvas(QWidget):
         self.tag = ""                           # the channel shown when not the colour ("alpha")
         self._drag = None
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
-        self.setAccessibleName("Viewer picture: Space plays, J K L shuttle, I and O set the loop")
+        self.setAccessibleName("Viewer picture")
+        self.setAccessibleDescription("Space plays, J K L shuttle, I and O set the loop")
 
     def scale(self, img: QImage, area: Optional[QRectF] = None) -> float:
         """Screen (logical) pixels per image pixel. 100% is one image pixel on one pixel of the screen:
