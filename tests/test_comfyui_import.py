@@ -47,7 +47,7 @@ BLOCKED = {
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "GetImageSize", "ResizeImageMaskNode"},
     "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
                                 "WanMoveConcatTrack"},
-    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "Canny", "CFGZeroStar", "SkipLayerGuidanceDiT"},
+    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "CFGZeroStar", "SkipLayerGuidanceDiT"},
     "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT", "CFGZeroStar"},
 }
 

@@ -109,18 +109,23 @@ def test_the_control_video_steers_and_the_wrong_conditioning_is_named(models, mm
 
 def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     """ComfyUI's wan2.1_fun_control template: WanFunControlToVideo becomes condition.fun_control with the control
-    video, start frame and CLIP vision output connected, and the latent at the template's size and length."""
+    video (its Canny now control.canny), start frame and CLIP vision output connected, and the latent at the
+    template's size and length. A control video from a node that does not convert is said, not dropped silently."""
     from app.comfyui import import_data
     data = json.loads((ROOT / "tests" / "data" / "comfyui" / "templates" / "wan2.1_fun_control.json").read_text())
     res = import_data(data)
     node = next(n for n in data["nodes"] if n["type"] == "WanFunControlToVideo")
     entry = res.report.entries[str(node["id"])]
-    # its control video comes through ComfyUI's Canny, which Kinograph does not map: said, not dropped silently
-    assert entry.status == "approx" and entry.notes == [
-        "input control_video comes from a node that did not convert; connect control by hand"]
+    assert entry.status == "exact" and entry.notes == []
     g = res.graph
     (cond,) = [n for n in g.nodes.values() if n.type == "condition.fun_control"]
-    assert {"vae", "positive", "negative", "first", "image_embeds", "latent"} <= set(g.inputs[cond.id])
+    assert {"vae", "positive", "negative", "control", "first", "image_embeds", "latent"} <= set(g.inputs[cond.id])
+    assert g.nodes[g.inputs[cond.id]["control"][0]].type == "control.canny"
     (lat,) = [n for n in g.nodes.values() if n.type == "latent.empty" and g.inputs[cond.id]["latent"][0] == n.id]
     width, height, length = node["widgets_values"][:3]
     assert (lat.params["width"], lat.params["height"], lat.params["frames"]) == (width, height, length)
+    # comfyui_controlnet_aux's CannyEdgePreprocessor is not mapped: the template with it in Canny's place
+    canny = next(n for n in data["nodes"] if n["type"] == "Canny")
+    canny["type"] = "CannyEdgePreprocessor"
+    assert import_data(data).report.entries[str(node["id"])].notes == [
+        "input control_video comes from a node that did not convert; connect control by hand"]

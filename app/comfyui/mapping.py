@@ -394,6 +394,8 @@ RULES: Dict[str, Rule] = {
                                  {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                                   "end_image": "last", "clip_vision_output": "image_embeds"},
                                  ("positive", "negative", "latent"), special="i2v", ignore={"batch_size": 1}),
+    "Canny": Rule("control.canny", ("low_threshold", "high_threshold"),
+                  (P("low_threshold", "low"), P("high_threshold", "high")), {"image": "video"}, ("video",)),
     "WanFunControlToVideo": Rule("condition.fun_control", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),),
                                  {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",

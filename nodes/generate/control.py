@@ -54,6 +54,42 @@ def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.n
     return g if method == "none" else np.repeat(g[..., None], 3, axis=3)
 
 
+# Neighbour offsets (dy, dx) along each of the eight gradient directions, 45 degrees apart from +x, y down.
+_DIRECTIONS = np.array([(0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)])
+
+
+def canny_comfy(frame: np.ndarray, low: float, high: float) -> np.ndarray:
+    """White edges on black (uint8 HxWx3) as ComfyUI's Canny node finds them (kornia.filters.canny, 0.9, on the
+    picture in 0..1): luma, a 5x5 Gaussian (sigma 1), Sobel gradients, the magnitude kept where it beats both
+    neighbours along its direction rounded to 45 degrees (a tie kept towards the right and down, the border counted
+    as a flat pixel), then edges above `high` and those above `low` 8-connected to them. kornia before 0.9 differs
+    only on exact ties and at the border. Written with OpenCV rather than through kornia: the same steps, a few
+    milliseconds a frame on the CPU where kornia's iterative hysteresis took over a second, and no dependency."""
+    import cv2
+    grey = frame.astype(np.float32) @ np.float32([0.299, 0.587, 0.114]) / np.float32(255)
+    g = cv2.getGaussianKernel(5, 1.0, cv2.CV_32F)
+    blurred = cv2.sepFilter2D(grey, cv2.CV_32F, g, g, borderType=cv2.BORDER_REFLECT_101)
+    gx = cv2.Sobel(blurred, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.Sobel(blurred, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+    eps = np.float32(1e-6)
+    mag = np.sqrt(gx * gx + gy * gy + eps)
+    flat = np.sqrt(eps)
+    ahead_k = np.round(np.arctan2(gy, gx) * np.float32(4 / np.pi)).astype(np.int64) % 8
+    behind_k = (ahead_k + 4) % 8
+    h, w = mag.shape
+    padded = np.pad(mag, 1, constant_values=flat)
+    yy, xx = np.mgrid[1:h + 1, 1:w + 1]
+
+    def beats(k):
+        other = padded[yy + _DIRECTIONS[k, 0], xx + _DIRECTIONS[k, 1]]
+        return (mag > other) | (((k == 0) | (k == 2)) & (mag == other))
+    mag = np.where(beats(ahead_k) & beats(behind_k) & (mag > flat), mag, np.float32(0))
+    _, labels = cv2.connectedComponents((mag > low).astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[mag > high])
+    edges = np.isin(labels, keep[keep > 0])
+    return np.repeat((edges * np.uint8(255))[..., None], 3, axis=2)
+
+
 def control_images(frames: np.ndarray, pixel_frames: Sequence[int], size: Tuple[int, int]):
     """Float [n, 3, H, W] in [0, 1] for these pixel frames (the last control frame repeats), resized."""
     import torch

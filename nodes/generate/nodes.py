@@ -244,8 +244,8 @@ def condition_camera(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
       outputs={"positive": CONDITIONING, "negative": CONDITIONING})
 def condition_fun_control(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                           negative: CONDITIONING = Input(optional=True),
-                          control: VIDEO = Input(optional=True, help="the control video: canny edges, a depth or pose "
-                                                                     "video (depth.estimate makes depth maps)"),
+                          control: VIDEO = Input(optional=True, help="the control video: canny edges (control.canny), a "
+                                                                     "depth (depth.estimate) or pose video"),
                           first: IMAGE = Input(optional=True, help="the video's first frame"),
                           image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the first frame")):
     """Steer a Wan 2.1 Fun Control model by a control video (ComfyUI's WanFunControlToVideo).
@@ -511,6 +511,21 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
     return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end)
+
+
+@node("control.canny", title="Canny Edges", category="Conditioning", temporal_radius=0)
+def control_canny(ctx, video: VIDEO,
+                  low: float = Param(0.4, min=0.01, max=0.99, help="edges this strong join an edge that reaches "
+                                                                   "`high` (the gradient of a picture in 0..1)"),
+                  high: float = Param(0.8, min=0.01, max=0.99, help="edges this strong are kept")) -> VIDEO:
+    """White edges on black, frame by frame, as ComfyUI's Canny node finds them (the same thresholds give the same
+    edges): a control video for condition.fun_control or condition.vace, or control.apply with preprocessor none.
+    control.apply's own canny preprocessor counts its thresholds in 0..255 steps instead."""
+    from nodes.common.stream import map_frames
+    from nodes.generate.control import canny_comfy
+    if low > high:
+        raise NodeError(f"low ({low}) must not be above high ({high})")
+    return map_frames(ctx, video, lambda f: canny_comfy(f, low, high))
 
 
 # -- model and latent tweaks (ComfyUI's ModelSamplingSD3, VideoLinearCFGGuidance, LatentUpscaleBy, LTXVPreprocess)
