@@ -47,8 +47,8 @@ BLOCKED = {
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "GetImageSize", "ResizeImageMaskNode"},
     "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
                                 "WanMoveConcatTrack"},
-    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "CFGZeroStar", "SkipLayerGuidanceDiT"},
-    "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT", "CFGZeroStar"},
+    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT"},
+    "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT"},
 }
 
 
@@ -910,9 +910,10 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
 
 
 def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
-    """Wan-Fun InP's template is blocked only by three model patches Kinograph lacks (skip-layer guidance, CFG-Zero*,
-    temporal attention scaling): the report said 'a placeholder marks its place' and nothing the user could do
-    short of editing the graph. Each passes its MODEL on, so it can be bypassed as ComfyUI bypasses a node."""
+    """Wan-Fun InP's template is blocked only by two model patches Kinograph lacks (skip-layer guidance, temporal
+    attention scaling; CFG-Zero* is guide.cfg_zero_star): the report said 'a placeholder marks its place' and nothing
+    the user could do short of editing the graph. Each passes its MODEL on, so it can be bypassed as ComfyUI bypasses
+    a node."""
     src = DATA / "templates" / "wan2.1_fun_inp.json"
     assert _cli(src, "-o", tmp_path / "out.yaml") == 2
     err = capsys.readouterr().err
@@ -921,12 +922,14 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     assert "--bypass-unmapped bypasses them (they pass a value on)" in err and not (tmp_path / "out.yaml").exists()
     assert _cli(src, "-o", tmp_path / "out.yaml", "--bypass-unmapped") == 3
     err = capsys.readouterr().err
-    assert "mapped approximately   CFGZeroStar #66: no Kinograph equivalent: bypassed as you asked " \
+    assert "mapped approximately   SkipLayerGuidanceDiT #65: no Kinograph equivalent: bypassed as you asked " \
            "(--bypass-unmapped), its MODEL input passed straight on, so what it did is missing" in err
     from graph_engine.api import load_workflow
     g = load_workflow(path=tmp_path / "out.yaml").graph
     sample, = _by_type(g, "generate.sample")
-    shift = g.inputs[sample.id]["model"][0]
+    star = g.inputs[sample.id]["model"][0]
+    assert g.nodes[star].type == "guide.cfg_zero_star"
+    shift = g.inputs[star]["model"][0]
     assert g.nodes[shift].type == "model.flow_shift"
     assert g.nodes[g.inputs[shift]["model"][0]].type == "load.diffusion_model"
     # a node that makes a value of a type it does not take (a loader) is never bypassed

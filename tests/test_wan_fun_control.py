@@ -129,3 +129,37 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     canny["type"] = "CannyEdgePreprocessor"
     assert import_data(data).report.entries[str(node["id"])].notes == [
         "input control_video comes from a node that did not convert; connect control by hand"]
+
+
+def test_cfg_zero_star_as_comfyui_computes_it(models, mm):
+    """guide.cfg_zero_star (ComfyUI's CFGZeroStar, on in the Fun Control templates): the post-CFG step against
+    ComfyUI's optimized_scale written here in float64; it changes a guided run, and nothing at cfg 1."""
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.nodes import cfg_zero_star_guide
+    from nodes.generate.sampling import cfg_zero_star, run_sampling
+    from nodes.generate.split import load_diffusion_model, load_vae
+    from nodes.generate.image_cond import condition_fun_control
+    from nodes.generate.vae_ops import empty_latent
+    g = torch.Generator().manual_seed(0)
+    x, cond, uncond = (torch.randn(2, 4, 3, 5, 6, generator=g) for _ in range(3))
+    scale = 5.0
+    guided = uncond + scale * (cond - uncond)
+    a, b = (x - cond).double().reshape(2, -1), (x - uncond).double().reshape(2, -1)
+    alpha = ((a * b).sum(1) / ((b * b).sum(1) + 1e-8)).view(2, 1, 1, 1, 1)
+    want = guided.double() + uncond.double() * (alpha - 1) + scale * uncond.double() * (1 - alpha)
+    assert torch.allclose(cfg_zero_star(x, cond, uncond, guided, scale).double(), want, atol=1e-5)
+    assert torch.allclose(want, alpha * uncond.double() + scale * (cond.double() - alpha * uncond.double()),
+                          atol=1e-5)
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    model = load_diffusion_model(mm, NAME, "default", "cpu")
+    lat = empty_latent(vae, 5, 48, 32, 16.0)
+    tokens = Conditioning("wan", torch.randn(1, 5, 32, generator=g))
+    pos, neg = (condition_fun_control(vae, Conditioning("wan", torch.randn(1, 4, 32, generator=g)), None, lat,
+                                      Clip.from_array(_video(5, 1), 16.0), None, tokens)["positive"]
+                for _ in range(2))
+
+    def sample(m, cfg):
+        return run_sampling(m, pos, neg, lat, steps=2, cfg=cfg, sampler="euler", seed=3).samples
+    starred = cfg_zero_star_guide(None, model)
+    assert (sample(starred, 5.0) - sample(model, 5.0)).abs().max() > 1e-4
+    assert torch.allclose(sample(starred, 1.0), sample(model, 1.0), atol=1e-6)

@@ -454,6 +454,7 @@ RULES: Dict[str, Rule] = {
     "ModelSamplingDiscrete": Rule("model.sampling", ("sampling", "zsnr"),
                                   (P("sampling", "prediction", prediction), P("zsnr", "zsnr", enable)),
                                   {"model": "model"}, ("model",)),
+    "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
                        ("model",)),
     "DifferentialDiffusion": Rule("model.differential_diffusion", ("strength",), (P("strength", "strength"),),

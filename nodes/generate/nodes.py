@@ -584,6 +584,14 @@ def rescale_cfg_guide(ctx, model: MODEL, multiplier: float = Param(0.7, min=0.0,
     return model.with_option("rescale_cfg", float(multiplier))
 
 
+@node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})
+def cfg_zero_star_guide(ctx, model: MODEL) -> MODEL:
+    """Guidance that first scales the unconditional prediction to the part the prompt does not already agree with
+    (CFG-Zero*, ComfyUI's CFGZeroStar): fewer washed-out or warped early steps on flow models such as Wan. Applied
+    after guide.rescale_cfg where both are set; at cfg 1 it changes nothing."""
+    return model.with_option("cfg_zero_star", True)
+
+
 @node("latent.upscale", title="Upscale Latent", category="Latent")
 def latent_upscale(ctx, latent: LATENT,
                    scale: float = Param(1.5, min=0.01, max=8.0, help="factor on width and height (rounded to "

@@ -114,6 +114,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     levels = sampling_view(handle)
     min_cfg = handle.option("min_cfg")
     rescale = handle.option("rescale_cfg")
+    zero_star = handle.option("cfg_zero_star")
     tfn = adapter.timestep_fn(levels)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
@@ -179,7 +180,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         else:
             g = linear_cfg(min_cfg, cfg, max(num_frames, max(idx) + 1))[idx].to(x.device, x.dtype).view(1, 1, -1, 1, 1)
         mixed = uncond + (cond - uncond) * g
-        return mixed if not rescale else rescale_cfg(x, s, cond, mixed, float(rescale), adapter.space == "flow")
+        if rescale:
+            mixed = rescale_cfg(x, s, cond, mixed, float(rescale), adapter.space == "flow")
+        return cfg_zero_star(x, cond, uncond, mixed, g) if zero_star else mixed
 
     return model_fn
 
@@ -198,6 +201,18 @@ def rescale_cfg(x, sigma, cond, guided, multiplier: float, flow: bool = False):
     dims = list(range(1, x.ndim))
     rescaled = v_cfg * (v_cond.std(dim=dims, keepdim=True) / v_cfg.std(dim=dims, keepdim=True))
     return from_v(multiplier * rescaled + (1 - multiplier) * v_cfg)
+
+
+def cfg_zero_star(x, cond, uncond, guided, scale):
+    """CFG-Zero* (Fan et al. 2025; ComfyUI's CFGZeroStar, applied after any other guidance as its post-CFG step): the
+    unconditional prediction is scaled by alpha, the projection of x - cond on x - uncond per batch item, so the
+    guidance pushes away only from what the prompt does not already agree with. Without other guidance this is
+    alpha uncond + scale (cond - alpha uncond); written, as ComfyUI writes it, as a change to the guided output.
+    x0 predictions at x, the sampler's latent."""
+    dims = list(range(1, x.ndim))
+    away = x - uncond
+    alpha = ((x - cond) * away).sum(dim=dims, keepdim=True) / ((away * away).sum(dim=dims, keepdim=True) + 1e-8)
+    return guided + uncond * (alpha - 1.0) + scale * uncond * (1.0 - alpha)
 
 
 class _Resampled:
