@@ -47,8 +47,8 @@ BLOCKED = {
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "GetImageSize", "ResizeImageMaskNode"},
     "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
                                 "WanMoveConcatTrack"},
-    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT"},
-    "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply", "SkipLayerGuidanceDiT"},
+    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply"},
+    "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply"},
 }
 
 
@@ -910,10 +910,10 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
 
 
 def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
-    """Wan-Fun InP's template is blocked only by two model patches Kinograph lacks (skip-layer guidance, temporal
-    attention scaling; CFG-Zero* is guide.cfg_zero_star): the report said 'a placeholder marks its place' and nothing
-    the user could do short of editing the graph. Each passes its MODEL on, so it can be bypassed as ComfyUI bypasses
-    a node."""
+    """Wan-Fun InP's template is blocked only by a model patch Kinograph lacks (UNet temporal attention scaling;
+    CFG-Zero* and skip-layer guidance are guide.cfg_zero_star and guide.skip_layer_guidance): the report said 'a
+    placeholder marks its place' and nothing the user could do short of editing the graph. It passes its MODEL on,
+    so it can be bypassed as ComfyUI bypasses a node."""
     src = DATA / "templates" / "wan2.1_fun_inp.json"
     assert _cli(src, "-o", tmp_path / "out.yaml") == 2
     err = capsys.readouterr().err
@@ -922,7 +922,7 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     assert "--bypass-unmapped bypasses them (they pass a value on)" in err and not (tmp_path / "out.yaml").exists()
     assert _cli(src, "-o", tmp_path / "out.yaml", "--bypass-unmapped") == 3
     err = capsys.readouterr().err
-    assert "mapped approximately   SkipLayerGuidanceDiT #65: no Kinograph equivalent: bypassed as you asked " \
+    assert "mapped approximately   UNetTemporalAttentionMultiply #68: no Kinograph equivalent: bypassed as you asked " \
            "(--bypass-unmapped), its MODEL input passed straight on, so what it did is missing" in err
     from graph_engine.api import load_workflow
     g = load_workflow(path=tmp_path / "out.yaml").graph
@@ -931,7 +931,9 @@ def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
     assert g.nodes[star].type == "guide.cfg_zero_star"
     shift = g.inputs[star]["model"][0]
     assert g.nodes[shift].type == "model.flow_shift"
-    assert g.nodes[g.inputs[shift]["model"][0]].type == "load.diffusion_model"
+    slg = g.inputs[shift]["model"][0]
+    assert g.nodes[slg].type == "guide.skip_layer_guidance"
+    assert g.nodes[g.inputs[slg]["model"][0]].type == "load.diffusion_model"
     # a node that makes a value of a type it does not take (a loader) is never bypassed
     assert "it passes" not in import_data(_load("vhs_batch4x4.json")).report.entries["16"].line()
     # an API prompt names no types: what a node passes on is read from its input names

@@ -131,15 +131,26 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
         "input control_video comes from a node that did not convert; connect control by hand"]
 
 
+def _guided(mm, g):
+    """The Fun Control model from ComfyUI's file, two random prompts on one control video, a 5-frame latent."""
+    from nodes.generate.image_cond import condition_fun_control
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.split import load_diffusion_model, load_vae
+    from nodes.generate.vae_ops import empty_latent
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    lat = empty_latent(vae, 5, 48, 32, 16.0)
+    tokens = Conditioning("wan", torch.randn(1, 5, 32, generator=g))
+    pos, neg = (condition_fun_control(vae, Conditioning("wan", torch.randn(1, 4, 32, generator=g)), None, lat,
+                                      Clip.from_array(_video(5, 1), 16.0), None, tokens)["positive"]
+                for _ in range(2))
+    return load_diffusion_model(mm, NAME, "default", "cpu"), pos, neg, lat
+
+
 def test_cfg_zero_star_as_comfyui_computes_it(models, mm):
     """guide.cfg_zero_star (ComfyUI's CFGZeroStar, on in the Fun Control templates): the post-CFG step against
     ComfyUI's optimized_scale written here in float64; it changes a guided run, and nothing at cfg 1."""
-    from nodes.generate.latent import Conditioning
     from nodes.generate.nodes import cfg_zero_star_guide
     from nodes.generate.sampling import cfg_zero_star, run_sampling
-    from nodes.generate.split import load_diffusion_model, load_vae
-    from nodes.generate.image_cond import condition_fun_control
-    from nodes.generate.vae_ops import empty_latent
     g = torch.Generator().manual_seed(0)
     x, cond, uncond = (torch.randn(2, 4, 3, 5, 6, generator=g) for _ in range(3))
     scale = 5.0
@@ -150,16 +161,39 @@ def test_cfg_zero_star_as_comfyui_computes_it(models, mm):
     assert torch.allclose(cfg_zero_star(x, cond, uncond, guided, scale).double(), want, atol=1e-5)
     assert torch.allclose(want, alpha * uncond.double() + scale * (cond.double() - alpha * uncond.double()),
                           atol=1e-5)
-    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
-    model = load_diffusion_model(mm, NAME, "default", "cpu")
-    lat = empty_latent(vae, 5, 48, 32, 16.0)
-    tokens = Conditioning("wan", torch.randn(1, 5, 32, generator=g))
-    pos, neg = (condition_fun_control(vae, Conditioning("wan", torch.randn(1, 4, 32, generator=g)), None, lat,
-                                      Clip.from_array(_video(5, 1), 16.0), None, tokens)["positive"]
-                for _ in range(2))
+    model, pos, neg, lat = _guided(mm, g)
 
     def sample(m, cfg):
         return run_sampling(m, pos, neg, lat, steps=2, cfg=cfg, sampler="euler", seed=3).samples
     starred = cfg_zero_star_guide(None, model)
     assert (sample(starred, 5.0) - sample(model, 5.0)).abs().max() > 1e-4
     assert torch.allclose(sample(starred, 1.0), sample(model, 1.0), atol=1e-6)
+
+
+def test_skip_layer_guidance_pushes_away_from_the_prediction_without_those_blocks(models, mm):
+    """guide.skip_layer_guidance (ComfyUI's SkipLayerGuidanceDiT, in both Wan Fun templates): one Euler step to noise
+    level 0 lands on the step's x0 prediction, so the result is checked against guided + scale (cond - cond with
+    block 1 skipped), each made here by a plain run (the skipped one with the test's own stand-in for the block).
+    Outside its share of the steps it changes nothing; a block the model lacks is named."""
+    from nodes.generate.nodes import skip_layer_guidance
+    from nodes.generate.sampling import run_sampling
+    g = torch.Generator().manual_seed(4)
+    model, pos, neg, lat = _guided(mm, g)
+
+    def step(m, negative, cfg):
+        return run_sampling(m, pos, negative, lat, steps=1, cfg=cfg, sampler="euler", seed=3).samples
+    guided, cond = step(model, neg, 5.0), step(model, None, 1.0)
+    block = model.pipe.transformer.blocks[1]
+    block.forward = lambda hidden_states, *a, **k: hidden_states
+    try:
+        skipped = step(model, None, 1.0)
+    finally:
+        del block.forward
+    assert (cond - skipped).abs().max() > 1e-3
+    got = step(skip_layer_guidance(None, model, "1", 2.0, 0.0, 1.0, 0.0), neg, 5.0)
+    assert torch.allclose(got, guided + (cond - skipped) * 2.0, atol=1e-4)
+    assert torch.allclose(step(model, neg, 5.0), guided)         # the blocks are back as they were
+    late = skip_layer_guidance(None, model, "1", 2.0, 0.5, 1.0, 0.0)      # the one step is at the top noise level
+    assert torch.allclose(step(late, neg, 5.0), guided)
+    with pytest.raises(NodeError, match="names block 5, but this model has 2 blocks"):
+        step(skip_layer_guidance(None, model, "5", 2.0, 0.0, 1.0, 0.0), neg, 5.0)

@@ -592,6 +592,22 @@ def cfg_zero_star_guide(ctx, model: MODEL) -> MODEL:
     return model.with_option("cfg_zero_star", True)
 
 
+@node("guide.skip_layer_guidance", title="Skip Layer Guidance", category="Sampling", passes={"model": "model"})
+def skip_layer_guidance(ctx, model: MODEL,
+                        layers: str = Param("7, 8, 9", help="the transformer blocks skipped, counted from 0"),
+                        scale: float = Param(3.0, min=0.0, max=10.0, help="how far the result is pushed from the "
+                                                                          "prediction made without them"),
+                        start: float = Param(0.01, min=0.0, max=1.0, help="share of the way from noise where it "
+                                                                          "starts (ComfyUI's start_percent)"),
+                        end: float = Param(0.15, min=0.0, max=1.0, help="share of the way where it stops"),
+                        rescale: float = Param(0.0, min=0.0, max=10.0, help="pulls the result's spread back to the "
+                                                                            "prompt's prediction's")) -> MODEL:
+    """Sharper structure on Wan (ComfyUI's SkipLayerGuidanceDiT): over part of the steps the prompt's prediction is
+    made again with these blocks skipped, and the result is pushed away from it. One more network call a step there."""
+    from nodes.generate.skip_layers import SkipLayers
+    return model.with_option("skip_layer_guidance", SkipLayers.parse(layers, scale, start, end, rescale))
+
+
 @node("latent.upscale", title="Upscale Latent", category="Latent")
 def latent_upscale(ctx, latent: LATENT,
                    scale: float = Param(1.5, min=0.01, max=8.0, help="factor on width and height (rounded to "

@@ -115,9 +115,13 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     min_cfg = handle.option("min_cfg")
     rescale = handle.option("rescale_cfg")
     zero_star = handle.option("cfg_zero_star")
+    skip = handle.option("skip_layer_guidance")
     tfn = adapter.timestep_fn(levels)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
+    if skip is not None and regions.is_regional(*conds):
+        raise NodeError("skip-layer guidance (guide.skip_layer_guidance) and regional prompts cannot be sampled "
+                        "together yet: remove one of them")
     clean_keep = keep is not None and adapter.keeps_clean(handle)
     plans: dict = {}
     # The ControlNet's frames are the whole picture: prompts for part of the steps (condition.timestep_range) run
@@ -172,6 +176,14 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
                 [c], xs, sigma, idx, mask, sl if sl[-1] != slice(None) else None), float(sigma)))
         else:
             den = run(conds, x, sigma, idx, mask)
+        guided_den = guide(x, s, den, idx)
+        if skip is None or not skip.steers(float(sigma), lambda p: adapter.percent_sigma(
+                levels, p, handle.option("flow_shift"))):
+            return guided_den
+        with skip.skipped(pipe):
+            return skip.apply(den.chunk(2)[1] if guided else den, run([positive], x, sigma, idx, mask), guided_den)
+
+    def guide(x, s, den, idx):
         if not guided:
             return den
         uncond, cond = den.chunk(2)
