@@ -47,8 +47,6 @@ BLOCKED = {
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "GetImageSize", "ResizeImageMaskNode"},
     "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
                                 "WanMoveConcatTrack"},
-    "wan2.1_fun_control.json": {"UNetTemporalAttentionMultiply"},
-    "wan2.1_fun_inp.json": {"UNetTemporalAttentionMultiply"},
 }
 
 
@@ -910,30 +908,34 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
 
 
 def test_unmapped_nodes_that_pass_a_value_on_can_be_bypassed(tmp_path, capsys):
-    """Wan-Fun InP's template is blocked only by a model patch Kinograph lacks (UNet temporal attention scaling;
-    CFG-Zero* and skip-layer guidance are guide.cfg_zero_star and guide.skip_layer_guidance): the report said 'a
-    placeholder marks its place' and nothing the user could do short of editing the graph. It passes its MODEL on,
-    so it can be bypassed as ComfyUI bypasses a node."""
-    src = DATA / "templates" / "wan2.1_fun_inp.json"
+    """A model patch Kinograph lacks (here a KJNodes one in the place of the Wan-Fun InP template's CFG-Zero*, every
+    node of which is now mapped) blocked the import: the report said 'a placeholder marks its place' and nothing the
+    user could do short of editing the graph. It passes its MODEL on, so it can be bypassed as ComfyUI bypasses a
+    node."""
+    data = json.loads((DATA / "templates" / "wan2.1_fun_inp.json").read_text())
+    next(n for n in data["nodes"] if n["id"] == 66)["type"] = "ModelPatchTorchSettings"
+    src = tmp_path / "fun_inp.json"
+    src.write_text(json.dumps(data))
     assert _cli(src, "-o", tmp_path / "out.yaml") == 2
     err = capsys.readouterr().err
     assert "it passes its MODEL input on, so it can be bypassed as ComfyUI bypasses a node (`kinograph import " \
            "--bypass-unmapped`, or delete it and link its MODEL input on)" in err
-    assert "--bypass-unmapped bypasses them (they pass a value on)" in err and not (tmp_path / "out.yaml").exists()
+    assert "--bypass-unmapped bypasses" in err and not (tmp_path / "out.yaml").exists()
     assert _cli(src, "-o", tmp_path / "out.yaml", "--bypass-unmapped") == 3
     err = capsys.readouterr().err
-    assert "mapped approximately   UNetTemporalAttentionMultiply #68: no Kinograph equivalent: bypassed as you asked " \
+    assert "mapped approximately   ModelPatchTorchSettings #66: no Kinograph equivalent: bypassed as you asked " \
            "(--bypass-unmapped), its MODEL input passed straight on, so what it did is missing" in err
     from graph_engine.api import load_workflow
     g = load_workflow(path=tmp_path / "out.yaml").graph
     sample, = _by_type(g, "generate.sample")
-    star = g.inputs[sample.id]["model"][0]
-    assert g.nodes[star].type == "guide.cfg_zero_star"
-    shift = g.inputs[star]["model"][0]
-    assert g.nodes[shift].type == "model.flow_shift"
-    slg = g.inputs[shift]["model"][0]
-    assert g.nodes[slg].type == "guide.skip_layer_guidance"
-    assert g.nodes[g.inputs[slg]["model"][0]].type == "load.diffusion_model"
+    chain, node = [], g.inputs[sample.id]["model"][0]
+    while True:
+        chain.append(g.nodes[node].type)
+        if "model" not in g.inputs.get(node, {}):
+            break
+        node = g.inputs[node]["model"][0]
+    assert chain == ["model.attention_multiply", "model.flow_shift", "guide.skip_layer_guidance",
+                     "load.diffusion_model"]
     # a node that makes a value of a type it does not take (a loader) is never bypassed
     assert "it passes" not in import_data(_load("vhs_batch4x4.json")).report.entries["16"].line()
     # an API prompt names no types: what a node passes on is read from its input names

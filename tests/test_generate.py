@@ -845,3 +845,30 @@ def test_sampling_keeps_no_steps_on_a_nearly_full_disk(mm, tiny, tmp_path, monke
     _, _, kept = _t2v(mm, tiny, "animatediff", steps=2, resume_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.pt", "00001.pt"]
     assert torch.equal(full.samples, kept.samples)
+
+
+def test_unet_attention_multiply_scales_the_attention_projections_as_comfyui_does(mm, tiny):
+    """model.attention_multiply (ComfyUI's UNetTemporalAttentionMultiply) against ComfyUI's own way: the self- and
+    cross-attention output weights scaled in place for one run (here by the test, then put back). The shared weights
+    stay as loaded."""
+    from nodes.generate.nodes import attention_multiply
+    h, _ = _parts(mm, tiny, "animatediff")
+    _, _, plain = _t2v(mm, tiny, "animatediff", steps=2)
+    _, _, got = _t2v(mm, tiny, "animatediff", steps=2, model=attention_multiply(None, h, 0.5, 1.0, 1.7, 1.0))
+    scaled = [(m, f) for name, m in h.pipe.unet.named_modules()
+              for suffix, f in (("attn1.to_out.0", 0.5), ("attn2.to_out.0", 1.7)) if name.endswith(suffix)]
+    assert len(scaled) > 4
+    with torch.no_grad():
+        for m, f in scaled:
+            m.weight.mul_(f)
+            m.bias.mul_(f)
+        try:
+            _, _, want = _t2v(mm, tiny, "animatediff", steps=2)
+        finally:
+            for m, f in scaled:
+                m.weight.div_(f)
+                m.bias.div_(f)
+    assert torch.allclose(got.samples, want.samples, atol=1e-4)
+    assert (got.samples - plain.samples).abs().max() > 1e-3
+    _, _, again = _t2v(mm, tiny, "animatediff", steps=2)
+    assert torch.allclose(again.samples, plain.samples, atol=1e-5)

@@ -197,3 +197,49 @@ def test_skip_layer_guidance_pushes_away_from_the_prediction_without_those_block
     assert torch.allclose(step(late, neg, 5.0), guided)
     with pytest.raises(NodeError, match="names block 5, but this model has 2 blocks"):
         step(skip_layer_guidance(None, model, "5", 2.0, 0.0, 1.0, 0.0), neg, 5.0)
+
+
+def test_unet_attention_multiply_changes_nothing_on_wan(models, mm):
+    """ComfyUI's UNetTemporalAttentionMultiply scales UNet attention weights by name, which Wan has none of: on
+    the Fun templates' Wan model it is a no-op there and in Kinograph."""
+    from nodes.generate.nodes import attention_multiply
+    from nodes.generate.sampling import run_sampling
+    model, pos, neg, lat = _guided(mm, torch.Generator().manual_seed(5))
+
+    def sample(m):
+        return run_sampling(m, pos, neg, lat, steps=1, cfg=5.0, sampler="euler", seed=3).samples
+    assert torch.equal(sample(attention_multiply(None, model, 1.0, 1.0, 1.2, 1.3)), sample(model))
+
+
+def test_comfyuis_fun_control_template_runs_end_to_end_on_tiny_models(models, tmp_path):
+    """ComfyUI's wan2.1_fun_control template, every node mapped (Canny, WanFunControlToVideo, SkipLayerGuidanceDiT,
+    CFGZeroStar, UNetTemporalAttentionMultiply were not): the model names set to the tiny files, the sizes shrunk to
+    5 frames of 48x32, two steps, skip-layer guidance on the tiny model's block 1 (it has 2), run to a video."""
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    result = import_workflow(ROOT / "tests" / "data" / "comfyui" / "templates" / "wan2.1_fun_control.json")
+    assert not result.report.blocking
+    iio.imwrite(tmp_path / "control.mp4", _video(8, 6), fps=16, codec="libx264")
+    Image.fromarray(_video(1, 2)[0]).save(tmp_path / "start.png")
+    names = {"load.diffusion_model": NAME, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
+    for n in result.graph.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "latent.empty":
+            n.params.update(frames=5, width=48, height=32)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 2
+        elif n.type == "guide.skip_layer_guidance":
+            n.params["layers"] = "1"
+        elif n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "start.png")
+        elif n.type == "io.load_video":
+            n.params["path"] = str(tmp_path / "control.mp4")
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / "out.mp4")
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    assert iio.imread(tmp_path / "out.mp4").shape[:3] == (5, 32, 48)

@@ -462,6 +462,12 @@ RULES: Dict[str, Rule] = {
                                  ("model",),
                                  note="single_layers is not carried: it names single-stream blocks (Flux's, "
                                       "HunyuanVideo's), and Kinograph runs skip-layer guidance on Wan, which has none"),
+    "UNetTemporalAttentionMultiply": Rule("model.attention_multiply",
+                                          ("self_structural", "self_temporal", "cross_structural", "cross_temporal"),
+                                          (P("self_structural", "self_structural"),
+                                           P("self_temporal", "self_temporal"),
+                                           P("cross_structural", "cross_structural"),
+                                           P("cross_temporal", "cross_temporal")), {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
                        ("model",)),

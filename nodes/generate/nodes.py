@@ -608,6 +608,24 @@ def skip_layer_guidance(ctx, model: MODEL,
     return model.with_option("skip_layer_guidance", SkipLayers.parse(layers, scale, start, end, rescale))
 
 
+_ATTN = dict(min=0.0, max=10.0)
+
+
+@node("model.attention_multiply", title="UNet Attention Multiply", category="Sampling", passes={"model": "model"})
+def attention_multiply(ctx, model: MODEL,
+                       self_structural: float = Param(1.0, help="scale of the picture's self-attention", **_ATTN),
+                       self_temporal: float = Param(1.0, help="of the frames' self-attention (SVD)", **_ATTN),
+                       cross_structural: float = Param(1.0, help="of the prompt's cross-attention", **_ATTN),
+                       cross_temporal: float = Param(1.0, help="of the prompt's temporal cross-attention (SVD)",
+                                                     **_ATTN)) -> MODEL:
+    """Scale a UNet's attention outputs (ComfyUI's UNetTemporalAttentionMultiply) for SD, SDXL, AnimateDiff and SVD.
+    On a transformer model (Wan, LTX, HunyuanVideo) it changes nothing, as in ComfyUI, which finds no UNet attention
+    there to scale."""
+    from nodes.generate.attention_multiply import AttentionScale
+    return model.with_option("attention_multiply", AttentionScale(self_structural, self_temporal, cross_structural,
+                                                                  cross_temporal))
+
+
 @node("latent.upscale", title="Upscale Latent", category="Latent")
 def latent_upscale(ctx, latent: LATENT,
                    scale: float = Param(1.5, min=0.01, max=8.0, help="factor on width and height (rounded to "

@@ -18,6 +18,7 @@ import torch
 from graph_engine import NodeError
 from nodes.generate import regions
 from nodes.generate.adapters import get_adapter
+from nodes.generate.attention_multiply import attention_scaled
 from nodes.generate.control import active
 from nodes.generate.families import family
 from nodes.generate.inpaint import differential, model_concat
@@ -394,7 +395,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         return out
 
     lock = _pipe_lock(pipe)
-    with lock, torch.inference_mode(), _named_oom(handle, latent):
+    with lock, torch.inference_mode(), _named_oom(handle, latent), attention_scaled(handle):
         activate_loras(pipe, handle.loras) if hasattr(pipe, "load_lora_weights") else None
         check()
         if handle.run_wrappers:
