@@ -498,10 +498,14 @@ def _vae(k: Keys) -> Optional[Detection]:
             any(n.startswith(("decoder.up.0.block.0.time_stack", "first_stage_model.decoder.up.0.block.0.time_stack"))
                 for n in k.shapes):
         return Detection("vae", "svd", "temporal-decoder", why="time_mixer")
+    # The 2-D autoencoders: SD's and SDXL's with 4 latent channels, FLUX.1's ae.safetensors with 16 (SD3's has 16
+    # too, and Kinograph runs no SD3, so 16 is FLUX.1's).
+    z = (k.shape("decoder.conv_in.weight") or (0, 4))[1]
+    fam, why = ("flux", "16 latent channels") if z == 16 else ("sd", "")
     if k.has("encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight"):
-        return Detection("vae", "sd", "", why="encoder.down / decoder.up")
+        return Detection("vae", fam, "", why=why or "encoder.down / decoder.up")
     if k.has("encoder.down_blocks.0.resnets.0.conv1.weight", "decoder.up_blocks.0.resnets.0.conv1.weight"):
-        return Detection("vae", "sd", "", layout="diffusers", why="AutoencoderKL blocks")
+        return Detection("vae", fam, "", layout="diffusers", why=why or "AutoencoderKL blocks")
     return None
 
 
@@ -569,16 +573,37 @@ def _lora(k: Keys) -> Optional[Detection]:
     return Detection("lora", fam, style, why=why)
 
 
+def _flux(k: Keys) -> Optional[Detection]:
+    """FLUX.1 in Black Forest Labs' names (ComfyUI's diffusion_models/unet files, model.diffusion_model.* in an
+    all-in-one checkpoint) or diffusers'. dev has a guidance embedder, schnell none; Fill and Depth take the mask or
+    depth latents on extra input channels. FLUX.2 and Chroma share the block names but not the model."""
+    if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight"):
+        return Detection(None, "flux2", "", why="FLUX.2 (a model Kinograph does not run; FLUX.1 dev/schnell it does)")
+    if k.any("distilled_guidance_layer.in_proj.weight"):
+        return Detection(None, "chroma", "", why="Chroma (a FLUX.1-schnell derivative Kinograph does not run)")
+    if k.has("double_blocks.0.img_attn.qkv.weight", "img_in.weight"):
+        layout, img_in, guide = "original", "img_in.weight", "guidance_in.in_layer.weight"
+    elif k.has("x_embedder.weight", "single_transformer_blocks.0.proj_mlp.weight", "context_embedder.weight"):
+        layout, img_in, guide = "diffusers", "x_embedder.weight", "time_text_embed.guidance_embedder.linear_1.weight"
+    else:
+        return None
+    kind = {64: "", 384: "fill-", 128: "depth-"}.get((k.shape(img_in) or (0, 64))[1], "in-")
+    variant = kind + ("dev" if k.any(guide) else "schnell")
+    prefix = k.prefix_of(img_in) or ""
+    role = "checkpoint" if k.starts("vae.", "first_stage_model.", "text_encoders.") else "diffusion_model"
+    return Detection(role, "flux", variant, layout=layout, prefix=prefix,
+                     why="double_blocks / img_in" if layout == "original" else "x_embedder / single_transformer_blocks",
+                     extra={"in_channels": (k.shape(img_in) or (0, 64))[1]})
+
+
 def _flux_like(k: Keys) -> Optional[Detection]:
-    if k.any("double_blocks.0.img_attn.qkv.weight"):
-        return Detection(None, "flux", "", why="Flux image model (not a video family Kinograph runs)")
     if k.any("joint_blocks.0.x_block.attn.qkv.weight"):
         return Detection(None, "sd3", "", why="SD3 image model (not a video family Kinograph runs)")
     return None
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
-RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux_like, _vae,
+RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _flux_like, _vae,
          _text_encoder, _clip_vision]
 
 

@@ -65,6 +65,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # SD's too: folders are told apart by model_index.json, files by their tensors (detect.py).
     Family("sdxl", "Stable Diffusion XL (image)", ("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline"), (), fps=8.0, cfg=7.0, steps=30,
            size=(1024, 1024), frames=1),
+    # FLUX.1 keyframes (dev: guidance distilled in, a shifted schedule; schnell: 4 steps, no shift): a flow-matching
+    # transformer on 2x2 patches of a 16-channel latent, so sizes step by 16.
+    Family("flux", "FLUX.1 (image)", ("FluxPipeline",), ("FluxTransformer2DModel",), fps=8.0, flow=True, cfg=3.5,
+           steps=20, size=(1024, 1024), frames=1, patch=2),
     Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
            ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),
     Family("svd", "Stable Video Diffusion", ("StableVideoDiffusionPipeline",),

@@ -37,6 +37,13 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
                 raise NodeError(f"{path} is a {out['model'].family} model, not {family}; use "
                                 f"load.{out['model'].family} or load.diffusion_model")
         out.update(given)
+        lacking = [part for part in ("text_encoder", "vae") if out[part] is None]
+        if path and lacking:
+            # The engine's "input is empty" comes later, at the node that needs the part; the loader knows why.
+            ctx.log(f"{Path(path).name} holds the denoiser alone, so load.{family}'s {' and '.join(lacking)} "
+                    f"{'are' if len(lacking) > 1 else 'is'} empty: connect "
+                    + " and ".join(SPLIT_PARTS.get(family, {}).get(p, f"load.{p}") for p in lacking)
+                    + f" to load.{family}'s inputs")
         if out["model"] is None:
             raise NodeError(f"load.{family} has no model: set `path` (a folder or a diffusion model file) or "
                             "connect load.diffusion_model to its model input")
@@ -51,6 +58,11 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
     parts = mm.components(handle)
     ctx.report(family=family, model=handle.path, dtype=handle.dtype)
     return {"model": handle, **parts, **given}
+
+
+# What ComfyUI users load beside a family's denoiser file, named in the loader's note when they are missing.
+SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors + t5xxl_fp16.safetensors, type flux)",
+                        "vae": "load.vae (ae.safetensors)"}}
 
 
 def _resolve_any(path: str) -> Path:
@@ -76,10 +88,10 @@ def _is_denoiser_file(path: str, family: str) -> bool:
     """A file holding only the denoiser (diffusion_models/). All-in-one checkpoints (LTX-Video, SVD) load
     through the model manager instead, which builds every part they hold."""
     from nodes.generate.detect import detect_file
-    from nodes.generate.model_manager import KINDS, resolve_model_path
+    from nodes.generate.model_manager import resolve_family_path
     if family in ("sd", "sdxl", "animatediff") or not _is_single_file(path):
         return False
-    return detect_file(resolve_model_path(path, KINDS.get(family, "checkpoints"), "model")).role != "checkpoint"
+    return detect_file(resolve_family_path(path, family, "model")).role != "checkpoint"
 
 
 def add_lora(model, path: str, strength: float):

@@ -27,9 +27,27 @@ go_offline()
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
-KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
+KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
          "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+
+
+# Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
+# unet/), ComfyUI's all-in-one FLUX.1 checkpoints in checkpoints/.
+ALSO_IN = {"flux": "checkpoints"}
+
+
+def resolve_family_path(path: str, family: str, what: str) -> Path:
+    """resolve_model_path in the family's folder, then in the one it also uses (ALSO_IN); not found: the first error."""
+    try:
+        return resolve_model_path(path, KINDS.get(family, "checkpoints"), what)
+    except NodeError as first:
+        if family not in ALSO_IN:
+            raise
+        try:
+            return resolve_model_path(path, ALSO_IN[family], what)
+        except NodeError:
+            raise first from None
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -154,7 +172,9 @@ def dtype_of(name: str, family: str, device: str):
         if device == "cpu":
             name = "fp32"
         else:
-            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan") and device.startswith("cuda") else "fp16"
+            # FLUX.1's activations overflow fp16 (black images), as these video transformers' do
+            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux") and device.startswith("cuda") \
+                else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
@@ -302,7 +322,7 @@ class ModelManager:
         """Load (or reuse) a family's pipeline and return its MODEL handle."""
         from nodes.generate.adapters import get_adapter
         spec = family_spec(family)
-        source = resolve_model_path(path, KINDS[family], f"{spec.title} model")
+        source = resolve_family_path(path, family, f"{spec.title} model")
         config = opts.get("config")
         if source.is_file() and family not in ("sd", "sdxl", "animatediff") and not get_adapter(family).single_file:
             raise NodeError(f"{source} is a single file; {spec.title} loads from a folder in diffusers layout "
@@ -538,6 +558,12 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             return True, ("load.sdxl: the SDXL refiner, to sample a base run's last steps (sample's start_step) with "
                           "prompts encoded by its own text encoder")
         return False, "an SDXL refiner UNet alone is not supported; load the refiner's all-in-one checkpoint"
+    if det.family == "flux":
+        if det.variant.split("-")[0] in ("fill", "depth", "in"):
+            return False, (f"FLUX.1 {det.variant.split('-')[0]} models ({det.extra.get('in_channels')} input channels) "
+                           "are not supported; FLUX.1 dev and schnell are")
+        if det.role == "checkpoint":
+            return True, "load.flux (or load.model): transformer, VAE and both text encoders from the one file"
     if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
     if det.family == "sd" and det.variant.startswith("sd2"):

@@ -29,7 +29,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
+        "auto", "sd", "sdxl", "flux", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
     """Load any supported video model from a local folder; the family is recognised from its files.
@@ -95,6 +95,12 @@ def _family_loader(fam: str, title: str, doc: str):
                 passes={part: part for part in PARTS})(load)
 
 
+load_flux = _family_loader("flux", "Load FLUX.1", """FLUX.1 dev or schnell text-to-image: keyframes to animate with an
+image-to-video model. A diffusers folder, or ComfyUI's files: the transformer (diffusion_models/ or unet/) here or
+through load.diffusion_model, with load.text_encoder (clip_l + t5xxl, type flux) and load.vae (ae.safetensors).
+
+dev's guidance is distilled in: sample's cfg sets it (3.5 is usual), no negative pass; schnell takes 4 steps and
+ignores it. Sizes divisible by 16.""")
 load_svd = _family_loader("svd", "Load Stable Video Diffusion", """Stable Video Diffusion (image-to-video).
 
 Feed the start image through encode.image (positive) and condition.frames (first frame).""")

@@ -132,14 +132,14 @@ def model_family(kind: str, params: dict) -> Optional[str]:
 
 def guidance_preflight(params: dict, sources: dict) -> List[Tuple[str, str]]:
     """generate.sample without a negative: guidance (cfg other than 1) needs one, except for models that bring
-    their own (SVD's empty image, HunyuanVideo's distilled guidance). The run says so after the loader."""
+    their own (SVD's empty image, HunyuanVideo's and FLUX.1's distilled guidance). The run says so after the loader."""
     if "negative" in sources or "model" not in sources:
         return []
     try:
         fam = model_family(*sources["model"])
     except (NodeError, OSError, ValueError):
         return []
-    if fam is None or fam in ("svd", "hunyuan"):
+    if fam is None or fam in ("svd", "hunyuan", "flux"):
         return []
     from nodes.generate.families import family
     cfg = params["cfg"] or family(fam).cfg

@@ -23,15 +23,15 @@ from nodes.generate.handles import ComponentHandle, ModelHandle
 # ComfyUI's CLIPLoader `type` names -> Kinograph family.
 TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyuan", "hunyuan": "hunyuan",
               "sd": "sd", "stable_diffusion": "sd", "animatediff": "animatediff", "cogvideox": "cogvideox",
-              "mochi": "ltx"}
+              "mochi": "ltx", "flux": "flux"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
-                   "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip")}
+                   "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
-           "cogvideox": "cogvideox"}
+           "cogvideox": "cogvideox", "flux": "flux"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers"}
@@ -167,7 +167,12 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "text_encoders", "text encoder")
     det = _detect(path, ("text_encoder",), "a text encoder")
-    family = _text_family(det, type_)
+    pair = None
+    if name2 and type_ in ("", "auto") and det.family in ("clip_l", "clip", "t5"):
+        other = _detect(_resolve(name2, "text_encoders", "second text encoder"), ("text_encoder",), "a text encoder")
+        pair = {det.family, other.family}
+    # CLIP-L with T5-XXL is FLUX.1's pair (alone, CLIP-L is SD's and T5 LTX-Video's)
+    family = "flux" if pair in ({"clip_l", "t5"}, {"clip", "t5"}) else _text_family(det, type_)
     _check_encoder(path, det, family)
     _, dtype = dtype_of("auto", family, device)
     files = [(path, det)]
@@ -176,7 +181,9 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
         det2 = _detect(path2, ("text_encoder",), "a text encoder")
         _check_encoder(path2, det2, family)
         # HunyuanVideo reads llava-llama3 first and clip_l second, whichever order they were given in.
-        files = [(path2, det2), (path, det)] if det.family in ("clip_l", "clip") and det2.family == "llama" else \
+        # and FLUX.1 CLIP-L first and T5-XXL second (text_encoder, text_encoder_2 of its pipeline).
+        files = [(path2, det2), (path, det)] if (det.family, det2.family) in (("clip_l", "llama"), ("clip", "llama"),
+                                                                             ("t5", "clip_l"), ("t5", "clip")) else \
             [(path, det), (path2, det2)]
 
     def build():
@@ -275,15 +282,18 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
 
 
 # -- tokenizers ----------------------------------------------------------------------------
-def tokenizer(path: Path, det: Detection):
-    """The tokenizer for a text encoder file; a clear error listing where it looked when none is found."""
+def tokenizer(path: Path, det: Detection, beside: Optional[List[Path]] = None):
+    """The tokenizer for a text encoder file; a clear error listing where it looked when none is found.
+
+    beside: the folders next to the file to look in first (default: named after it); a file holding two encoders
+    (FLUX.1's all-in-one checkpoint) gives each its own."""
     from transformers import AutoTokenizer
     looked: List[str] = []
     embedded = _embedded_spiece(path, det)
     if embedded is not None:
         return embedded
     looked.append(f"a spiece_model tensor inside {path.name}")
-    for folder in _tokenizer_folders(path, det):
+    for folder in _tokenizer_folders(path, det, beside):
         looked.append(str(folder))
         if any((folder / f).is_file() for f in TOKENIZER_FILES):
             try:
@@ -300,17 +310,28 @@ def tokenizer(path: Path, det: Detection):
             pass
     where = "\n  ".join(looked)
     raise NodeError(f"no tokenizer found for {path.name} ({det.describe()}). Looked in:\n  {where}\nPut the "
-                    f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into a folder "
-                    f"named {path.stem}/ beside the file. Kinograph never downloads them.")
+                    f"tokenizer files (tokenizer.json, or spiece.model / vocab.json + merges.txt) into "
+                    f"{_rel(beside[0], path) if beside else path.stem + '/'} beside the file. Kinograph never downloads "
+                    "them.")
 
 
-def _tokenizer_folders(path: Path, det: Detection) -> List[Path]:
+def _rel(folder: Path, path: Path) -> str:
+    try:
+        return f"{folder.relative_to(path.parent).as_posix()}/"
+    except ValueError:
+        return f"{folder}/"
+
+
+def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] = None) -> List[Path]:
     from nodes.common.models_dirs import list_models, model_dirs
-    out = [path.parent / path.stem, path.parent / f"{path.stem}_tokenizer", path.parent / "tokenizer"]
+    out = list(beside) if beside is not None else \
+        [path.parent / path.stem, path.parent / f"{path.stem}_tokenizer", path.parent / "tokenizer"]
     family = ENCODER_FAMILY.get(det.family or "")
     pipes = FAMILIES[family].pipelines if family else ()
-    if det.family == "clip_l":          # an SDXL folder's tokenizer/ is CLIP-L's too
-        pipes += FAMILIES["sdxl"].pipelines
+    if det.family == "clip_l":          # an SDXL folder's tokenizer/ is CLIP-L's too, and a FLUX.1 folder's
+        pipes += FAMILIES["sdxl"].pipelines + FAMILIES["flux"].pipelines
+    if det.family == "t5":              # a FLUX.1 folder keeps T5-XXL's as tokenizer_2/
+        pipes += FAMILIES["flux"].pipelines
     for kind in ("diffusers", "checkpoints", "diffusion_models"):
         for folder in list_models().get(kind, []):
             index = folder / "model_index.json"
@@ -320,7 +341,7 @@ def _tokenizer_folders(path: Path, det: Detection) -> List[Path]:
                 except ValueError:
                     continue
                 if cls in pipes:
-                    out.append(folder / "tokenizer")
+                    out.append(folder / ("tokenizer_2" if det.family == "t5" and cls == "FluxPipeline" else "tokenizer"))
     comfy = COMFY_TOKENIZERS.get(det.family or "")
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]

@@ -7,7 +7,7 @@ from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
-TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox")
+TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
@@ -16,8 +16,8 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
                                                    help="compute precision; default = the device's usual "
                                                         "(fp8 files are dequantised to it)")) -> MODEL:
-    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2 in fp16,
-    bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
+    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2 or FLUX.1 in
+    fp16, bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_diffusion_model as run
     return run(manager_for(ctx), name, weight_dtype, ctx.device)
@@ -25,11 +25,13 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
 
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
 def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
-                                             help="file in text_encoders/ (umt5, t5, clip_l, llava-llama3)"),
+                                             help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3)"),
                       name2: str = Param("", kind="path", locate=locator("text_encoders"),
-                                         help="second file for two-encoder models (HunyuanVideo: clip_l)"),
+                                         help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "
+                                              "with t5xxl, either order)"),
                       type: str = Param("auto", choices=TEXT_TYPES,
-                                        help="which model family reads it; auto = from the encoder")) -> TEXT_ENCODER:
+                                        help="which model family reads it; auto = from the encoder (clip_l with t5xxl: "
+                                             "flux)")) -> TEXT_ENCODER:
     """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader), with its tokenizer found
     inside the file, beside it, or in a local model folder; never downloaded."""
     from nodes.generate.model_manager import manager_for
@@ -39,7 +41,7 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
 
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
 def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
-                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors)"),
+                                    help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors)"),
              family: str = Param("auto", choices=("auto", "sd", "sdxl"),
                                  help="for a Stable Diffusion VAE: SD 1.5's or SDXL's latents (the files look alike); "
                                       "auto = sdxl when its name says xl (sdxl_vae.safetensors)")) -> VAE:

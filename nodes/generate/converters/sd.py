@@ -71,7 +71,9 @@ def ldm_vae(state, family: str, base: str) -> Built:
         levels = len({k.split(".")[2] for k in own if k.startswith("encoder.down.")})
         cfg.update(block_out_channels=[int(own[f"encoder.down.{i}.block.0.conv1.weight"].shape[0])
                                        for i in range(levels)],
-                   latent_channels=int(own["post_quant_conv.weight"].shape[0]))
+                   latent_channels=int(own["decoder.conv_in.weight"].shape[1]),
+                   # FLUX.1's autoencoder has no quant convolutions around its latent
+                   use_quant_conv="quant_conv.weight" in own, use_post_quant_conv="post_quant_conv.weight" in own)
         cfg["down_block_types"] = cfg["down_block_types"][:1] * levels
         cfg["up_block_types"] = cfg["up_block_types"][:1] * levels
         converted = convert_ldm_vae_checkpoint(own, cfg)

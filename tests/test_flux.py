@@ -1,0 +1,171 @@
+"""FLUX.1 keyframes: the files a FLUX.1 user holds (a diffusers FluxPipeline folder; ComfyUI's split files in Black
+Forest Labs' key layout: the transformer, clip_l + t5xxl, ae.safetensors; an all-in-one checkpoint) load, sample and
+give what diffusers' own FluxPipeline gives for the same weights and seed: dev with its distilled guidance on the
+size-shifted schedule, schnell without either. The tiny model's BFL files are written by inverting diffusers'
+converter by hand (tests/tiny_flux.py), so the reference does not go through Kinograph's loading code."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="module")
+def flux(tmp_path_factory):
+    from tiny_flux import build_flux
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield build_flux(tmp_path_factory.mktemp("flux"))
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def models(flux, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(flux / "models"))
+    return flux / "models"
+
+
+def _diffusers(folder, cfg, width=64, height=48, steps=4, seed=7):
+    """FluxPipeline's own latent ([1, 16, h, w]) for "a cat"."""
+    from diffusers import FluxPipeline
+    ref = FluxPipeline.from_pretrained(str(folder), local_files_only=True)
+    packed = ref("a cat", width=width, height=height, num_inference_steps=steps, guidance_scale=cfg,
+                 generator=torch.Generator().manual_seed(seed), output_type="latent").images
+    return ref._unpack_latents(packed, height, width, ref.vae_scale_factor)
+
+
+def _sample(model, text_encoder, vae, cfg, width=64, height=48, steps=4, seed=7):
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    pos = encode_prompt(text_encoder, "a cat")
+    return run_sampling(model, pos, None, empty_latent(vae, 1, width, height, 8.0), steps=steps, cfg=cfg,
+                        sampler="euler", seed=seed).samples[:, :, 0]
+
+
+def _close(want, got):
+    err = float((want - got).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+
+
+def test_flux_files_are_detected_and_listed_as_loading(models):
+    from nodes.generate.model_manager import describe_model
+    got = {f: describe_model(models / f) for f in ("diffusion_models/flux1-dev-tiny.safetensors",
+                                                   "unet/flux1-schnell-tiny.safetensors", "vae/ae.safetensors",
+                                                   "checkpoints/flux1-dev-tiny-aio.safetensors")}
+    assert [(g["family"], g["variant"], g["role"], g["loads"]) for g in got.values()] == [
+        ("flux", "dev", "diffusion_model", "yes"), ("flux", "schnell", "diffusion_model", "yes"),
+        ("flux", "", "vae", "yes"), ("flux", "dev", "checkpoint", "yes")], got
+
+
+@pytest.mark.parametrize("variant,cfg", [("dev", 3.5), ("schnell", 1.0)])
+def test_flux_diffusers_folder_matches_fluxpipeline(models, variant, cfg):
+    """dev: guidance 3.5 told to the transformer, levels 1 .. 1/steps shifted by the image's token count (mu); schnell:
+    the plain line, no guidance input."""
+    from nodes.generate.model_manager import ModelManager, detect_family
+    folder = models.parent / ("diffusers" if variant == "dev" else "diffusers_schnell")
+    assert detect_family(folder)[0] == "flux"
+    mm = ModelManager()
+    h = mm.load("flux", str(folder))
+    p = mm.components(h)
+    _close(_diffusers(folder, cfg), _sample(h, p["text_encoder"], p["vae"], cfg))
+
+
+@pytest.mark.parametrize("variant,cfg,names,type_", [
+    ("dev", 3.5, ("t5xxl_fp16.safetensors", "clip_l.safetensors"), "flux"),
+    ("schnell", 1.0, ("clip_l.safetensors", "t5xxl_fp16.safetensors"), "auto")])
+def test_flux_comfyui_split_files_match_fluxpipeline(models, variant, cfg, names, type_):
+    """The transformer in BFL's names (diffusion_models/ or unet/), the encoders in either order (CLIP-L with T5-XXL
+    is recognised as FLUX.1's pair with type auto) and ae.safetensors: the same latent as diffusers' folder."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    mm = ModelManager()
+    model = load_diffusion_model(mm, f"flux1-{variant}-tiny.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, *names, type_, "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+    assert (model.family, te.family, vae.family) == ("flux", "flux", "flux")
+    folder = models.parent / ("diffusers" if variant == "dev" else "diffusers_schnell")
+    _close(_diffusers(folder, cfg), _sample(model, te, vae, cfg))
+
+
+def test_flux_all_in_one_checkpoint_matches_fluxpipeline(models):
+    from nodes.generate.model_manager import ModelManager
+    mm = ModelManager()
+    h = mm.load("flux", "flux1-dev-tiny-aio.safetensors")
+    p = mm.components(h)
+    _close(_diffusers(models.parent / "diffusers", 3.5), _sample(h, p["text_encoder"], p["vae"], 3.5))
+
+
+def test_flux_text_encoder_missing_t5_is_named(models):
+    """clip_l alone as FLUX.1's text encoder (a CLIPLoader where DualCLIPLoader belongs): the message names what is
+    missing and how to give both, not a NoneType error inside diffusers."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    te = load_text_encoder(ModelManager(), "clip_l.safetensors", "", "flux", "cpu")
+    with pytest.raises(NodeError) as e:
+        encode_prompt(te, "a cat")
+    msg = str(e.value)
+    assert "has no T5-XXL" in msg and "no CLIP-L" not in msg and "t5xxl" in msg and "DualCLIPLoader" in msg, msg
+
+
+def test_flux_diffusion_model_alone_tells_what_is_missing(models, tmp_path):
+    """load.flux given only the transformer file: its text_encoder and vae outputs are empty, and a graph that
+    encodes with them is refused before it runs, naming the input to connect."""
+    from graph_engine.api import Session, load_workflow
+    wf = tmp_path / "flux.yaml"
+    wf.write_text("""kinograph: 1
+nodes:
+  load: {type: load.flux, params: {path: flux1-dev-tiny.safetensors}}
+  prompt: {type: encode.text, params: {text: a cat}, inputs: {text_encoder: load.text_encoder}}
+""")
+    logs = []
+    res = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False,
+                                    on_event=lambda e: logs.append(str(e.get("message", ""))))
+    assert not res.ok and "input 'text_encoder' is empty" in res.failed["prompt"], res.failed
+    note = next((m for m in logs if "holds the denoiser alone" in m), "")
+    assert "clip_l.safetensors + t5xxl_fp16.safetensors, type flux" in note and "ae.safetensors" in note, logs
+
+
+def test_flux_split_files_through_a_workflow_to_an_image(models, tmp_path):
+    """load.diffusion_model + load.text_encoder (DualCLIPLoader's two files, type flux) + load.vae -> load.flux ->
+    encode.text -> latent.empty -> generate.sample (cfg 0: the family's 3.5) -> vae.decode -> a PNG."""
+    from PIL import Image
+    from graph_engine.api import Session, load_workflow
+    wf = tmp_path / "flux.yaml"
+    wf.write_text(f"""kinograph: 1
+nodes:
+  unet: {{type: load.diffusion_model, params: {{name: flux1-dev-tiny.safetensors}}}}
+  clip: {{type: load.text_encoder, params: {{name: clip_l.safetensors, name2: t5xxl_fp16.safetensors, type: flux}}}}
+  ae: {{type: load.vae, params: {{name: ae.safetensors}}}}
+  load: {{type: load.flux, inputs: {{model: unet.model, text_encoder: clip.text_encoder, vae: ae.vae}}}}
+  prompt: {{type: encode.text, params: {{text: a lighthouse at dusk}}, inputs: {{text_encoder: load.text_encoder}}}}
+  latent: {{type: latent.empty, params: {{width: 64, height: 48, frames: 1}}, inputs: {{vae: load.vae}}}}
+  sample: {{type: generate.sample, params: {{steps: 3, seed: 3}},
+            inputs: {{model: load.model, positive: prompt.positive, latent: latent.latent}}}}
+  decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: sample.latent}}}}
+  save: {{type: io.save_frames, params: {{path: {tmp_path / 'out'}}}, inputs: {{video: decode.video}}}}
+""")
+    res = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert res.ok, res.failed
+    files = sorted((tmp_path / "out").glob("*.png"))
+    assert len(files) == 1
+    img = Image.open(files[0])
+    assert img.size == (64, 48)
+    assert float(np.asarray(img, dtype=np.float32).std()) > 1.0
+
+
+def test_flux_size_not_a_multiple_of_16_is_named(models):
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.vae_ops import empty_latent
+    mm = ModelManager()
+    h = mm.load("flux", str(models.parent / "diffusers"))
+    with pytest.raises(NodeError) as e:
+        empty_latent(mm.components(h)["vae"], 1, 72, 48, 8.0)
+    assert "divisible by 16" in str(e.value) and "72x48" in str(e.value)
