@@ -169,3 +169,124 @@ def test_flux_size_not_a_multiple_of_16_is_named(models):
     with pytest.raises(NodeError) as e:
         empty_latent(mm.components(h)["vae"], 1, 72, 48, 8.0)
     assert "divisible by 16" in str(e.value) and "72x48" in str(e.value)
+
+
+# ComfyUI's FLUX.1 dev template (flux_dev_example): split loaders, FluxGuidance, the custom sampler's parts.
+FLUX_DEV_API = {
+    "10": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+    "11": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                      "clip_name2": "clip_l.safetensors", "type": "flux",
+                                                      "device": "default"}},
+    "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev-tiny.safetensors", "weight_dtype": "default"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["11", 0]}},
+    "60": {"class_type": "FluxGuidance", "inputs": {"guidance": 3.5, "conditioning": ["6", 0]}},
+    "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["60", 0]}},
+    "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+    "17": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 3, "denoise": 1,
+                                                      "model": ["12", 0]}},
+    "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 7}},
+    "27": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+    "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
+                                                             "sampler": ["16", 0], "sigmas": ["17", 0],
+                                                             "latent_image": ["27", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "flux", "images": ["8", 0]}},
+}
+
+
+def comfy_flux_sigmas(steps: int, mu: float = 1.15):
+    """ComfyUI's simple schedule on FLUX.1: every (10000 / steps)-th of ModelSamplingFlux's 10000 levels
+    e^mu / (e^mu + 1/t - 1), noisiest first (written out here from ComfyUI's formulas, not Kinograph's code)."""
+    import math
+    table = [math.exp(mu) / (math.exp(mu) + 1 / (i / 10000) - 1) for i in range(1, 10001)]
+    return [table[-(1 + int(i * 10000 / steps))] for i in range(steps)]
+
+
+def _imported_latent(api, folder):
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    res = import_data(api)
+    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
+    wf = folder / "imported.kino.yaml"
+    wf.write_text(res.yaml)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    assert len(list((folder / "out" / "flux").glob("*.png"))) == 1
+    return run.outputs[next(n for n in run.outputs if n.startswith("sampler_custom") or n.startswith("k_sampler"))]
+
+
+def _diffusers_on(folder, sigmas, cfg, mu=None):
+    """FluxPipeline on these exact levels (its scheduler told not to shift them again)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    ref = FluxPipeline.from_pretrained(str(folder), local_files_only=True)
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", width=64, height=48, sigmas=sigmas, guidance_scale=cfg,
+                 generator=torch.Generator().manual_seed(7), output_type="latent").images
+    return ref._unpack_latents(packed, 48, 64, ref.vae_scale_factor)
+
+
+def test_comfyui_flux_dev_graph_imports_and_runs_as_comfyui_samples(models, tmp_path, monkeypatch):
+    """The whole template maps (EmptySD3LatentImage was a placeholder), FluxGuidance's 3.5 reaches the transformer
+    and BasicScheduler's simple schedule is ModelSamplingFlux's (10000 levels, mu 1.15): the latent is diffusers'
+    FluxPipeline on those levels."""
+    monkeypatch.chdir(tmp_path)
+    got = _imported_latent(FLUX_DEV_API, tmp_path)["latent"].samples[:, :, 0]
+    _close(_diffusers_on(models.parent / "diffusers", comfy_flux_sigmas(3), 3.5), got)
+
+
+def test_comfyui_clip_text_encode_flux_and_model_sampling_flux(models, tmp_path, monkeypatch):
+    """CLIPTextEncodeFlux: T5-XXL reads t5xxl, CLIP-L clip_l, its guidance goes to the sampler; ModelSamplingFlux at
+    64x48 shifts by mu = 0.5 + (12 - 256) x 0.65 / 3840 (below base_shift: a small image), as ComfyUI computes it."""
+    from app.comfyui import import_data
+    api = {k: dict(v, inputs=dict(v["inputs"])) for k, v in FLUX_DEV_API.items() if k != "60"}
+    api["6"] = {"class_type": "CLIPTextEncodeFlux", "inputs": {"clip_l": "a cat", "t5xxl": "a cat", "guidance": 2.0,
+                                                               "clip": ["11", 0]}}
+    api["30"] = {"class_type": "ModelSamplingFlux", "inputs": {"max_shift": 1.15, "base_shift": 0.5, "width": 64,
+                                                               "height": 48, "model": ["12", 0]}}
+    api["22"]["inputs"].update(model=["30", 0], conditioning=["6", 0])
+    api["17"]["inputs"]["model"] = ["30", 0]
+    res = import_data(api)
+    assert "encode.flux" in res.yaml and "model.flow_shift" in res.yaml, res.yaml
+    monkeypatch.chdir(tmp_path)
+    got = _imported_latent(api, tmp_path)["latent"].samples[:, :, 0]
+    mu = 0.5 + (64 * 48 / 256 - 256) * 0.65 / 3840
+    _close(_diffusers_on(models.parent / "diffusers", comfy_flux_sigmas(3, mu), 2.0), got)
+
+
+def test_encode_flux_sends_text_l_to_clip_only(models):
+    """encode.flux's text_l changes CLIP-L's pooled embedding and nothing of T5-XXL's, as FluxPipeline's prompt (CLIP)
+    and prompt_2 (T5) do."""
+    from diffusers import FluxPipeline
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.text import encode_flux
+    mm = ModelManager()
+    h = mm.load("flux", str(models.parent / "diffusers"))
+    te = mm.components(h)["text_encoder"]
+    c = encode_flux(te, "a cat", "a dog")
+    ref = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    embeds, pooled, _ = ref.encode_prompt("a dog", "a cat", device="cpu")
+    assert torch.allclose(c.embeds, embeds, atol=1e-3) and torch.allclose(c.pooled, pooled, atol=1e-3)
+    assert not torch.allclose(c.pooled, encode_flux(te, "a cat", "").pooled, atol=1e-2)
+
+
+def test_comfyui_flux_checkpoint_graph_without_flux_guidance_gets_comfyuis_default(models, tmp_path, monkeypatch):
+    """The all-in-one checkpoint through CheckpointLoaderSimple and KSampler at cfg 1 with no FluxGuidance: ComfyUI
+    tells FLUX.1 dev guidance 3.5 then, and so does the import (it sampled at guidance 1 before)."""
+    from app.comfyui import import_data
+    api = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev-tiny-aio.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 4, "cfg": 1.0, "sampler_name": "euler",
+                                                   "scheduler": "simple", "denoise": 1.0, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "flux", "images": ["8", 0]}},
+    }
+    res = import_data(api)
+    assert any("guidance 3.5" in n for e in res.report.entries.values() for n in e.notes), res.report
+    monkeypatch.chdir(tmp_path)
+    got = _imported_latent(api, tmp_path)["latent"].samples[:, :, 0]
+    _close(_diffusers_on(models.parent / "diffusers", comfy_flux_sigmas(4), 3.5), got)

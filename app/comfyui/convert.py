@@ -392,6 +392,21 @@ class Converter:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "guidance": params.get("cfg")})
         return []
 
+    def special_flux_text(self, cn, rule, params, notes):
+        guidance = params.pop("cfg", None)
+        nid = self.plain(cn, rule, params, notes)
+        self.outs[(cn.id, 0)] = Out((nid, "positive"), {} if guidance is None else {"guidance": guidance})
+        return [nid]
+
+    def special_flux_shift(self, cn, rule, params, notes):
+        """ModelSamplingFlux's mu for its width and height, as model.flow_shift's shift e^mu."""
+        import math
+        hi, lo = float(params.pop("shift", 1.15)), float(params.pop("base_shift", 0.5))
+        tokens = float(params.pop("width", 1024)) * float(params.pop("height", 1024)) / (8 * 8 * 2 * 2)
+        m = (hi - lo) / (4096 - 256)
+        params["shift"] = round(math.exp(tokens * m + lo - m * 256), 6)
+        return [self.plain(cn, rule, params, notes)]
+
     def special_ltxv_conditioning(self, cn, rule, params, notes):
         for slot, name in enumerate(("positive", "negative")):
             src = self.resolve(cn.inputs.get(name))
@@ -694,6 +709,11 @@ class Converter:
                 notes.append(f"real CFG {params['cfg']} on top of distilled guidance {pos.attrs['guidance']}: "
                              "Kinograph uses the guidance only")
                 params["cfg"] = pos.attrs["guidance"]
+        elif params.get("cfg", 1.0) in (1, 1.0) and self._loads_family(outs.get("model")) == "flux":
+            # No FluxGuidance: ComfyUI tells FLUX.1 guidance 3.5 (its model's default); Kinograph's cfg is that
+            # guidance, so cfg 1 would have sampled a washed-out image. 0 = the family's 3.5.
+            params["cfg"] = 0.0
+            notes.append("no FluxGuidance before it: FLUX.1's default guidance 3.5, as ComfyUI uses (sample's cfg 0)")
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
@@ -750,6 +770,23 @@ class Converter:
             made.append(cid)
         self.outs[(cn.id, 0)] = out
         return made
+
+    def _loads_family(self, out) -> Optional[str]:
+        """The family of the model file the loader behind `out` names, where it is in the model folders now (the
+        importer reads headers only); None when there is none or it cannot be read."""
+        loader = self._loader_behind(out)
+        if loader is None:
+            return None
+        params = self.graph.nodes[loader].params
+        name = params.get("name") or params.get("path")
+        try:
+            from nodes.generate.detect import detect_file
+            from nodes.generate.model_manager import family_of_file, resolve_model_path
+            kind = "diffusion_models" if self.graph.nodes[loader].type == "load.diffusion_model" else "checkpoints"
+            path = resolve_model_path(str(name), kind, "model") if name else None
+            return family_of_file(detect_file(path)) if path is not None and path.is_file() else None
+        except Exception:  # noqa: BLE001 - a file that is not there or not readable: the import goes on without
+            return None
 
     def _loader_behind(self, out) -> Optional[str]:
         node = out.port[0] if isinstance(out, Out) and out.port else None

@@ -103,6 +103,11 @@ def enable(v):
     return v in (True, "enable", "enabled", "true", 1)
 
 
+def flux_mu(v):
+    """with base_shift, width and height: e^mu, mu from base_shift at 256 2x2 patches to max_shift at 4096"""
+    return v
+
+
 def clip_type(v):
     return {"stable_diffusion": "sd"}.get(v, v)
 
@@ -350,11 +355,19 @@ RULES: Dict[str, Rule] = {
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
+    # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
+    "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
+                               (P("t5xxl", "text"), P("clip_l", "text_l"), P("guidance", "cfg")),
+                               {"clip": "text_encoder"}, ("positive",), fixed={"weighting": "comfy"},
+                               special="flux_text"),
     "LTXVConditioning": Rule(None, ("frame_rate",), (P("frame_rate", "fps"),), fold=True, special="ltxv_conditioning"),
     # latents
     "EmptyLatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                              LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent",
                              note=""),
+    # SD3's and FLUX.1's empty latent (16 channels; Kinograph sizes it from the VAE it is given)
+    "EmptySD3LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
+                                LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent"),
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
@@ -451,6 +464,11 @@ RULES: Dict[str, Rule] = {
                            {"image": "image"}, ("image",)),
     # model tweaks
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
+    # 4096), the shifted line sigma = e^mu t / (1 + (e^mu - 1) t), which is model.flow_shift's at e^mu
+    "ModelSamplingFlux": Rule("model.flow_shift", ("max_shift", "base_shift", "width", "height"),
+                              (P("max_shift", "shift", flux_mu), P("base_shift", "base_shift"), P("width", "width"),
+                               P("height", "height")), {"model": "model"}, ("model",), special="flux_shift"),
     "ModelSamplingDiscrete": Rule("model.sampling", ("sampling", "zsnr"),
                                   (P("sampling", "prediction", prediction), P("zsnr", "zsnr", enable)),
                                   {"model": "model"}, ("model",)),

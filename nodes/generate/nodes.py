@@ -205,6 +205,19 @@ def encode_sdxl(ctx, text_encoder: TEXT_ENCODER,
             "negative": run(text_encoder, negative, "", sizes, ctx.log, **{**kw, "aesthetic": 0.0})}
 
 
+@node("encode.flux", title="Encode Prompt (FLUX.1)", category="Conditioning", outputs={"positive": CONDITIONING})
+def encode_flux(ctx, text_encoder: TEXT_ENCODER,
+                text: str = Param("", kind="text", help="the prompt for T5-XXL, the text FLUX.1 attends to"),
+                text_l: str = Param("", kind="text", help="the prompt for CLIP-L (its pooled embedding); empty = the "
+                                                          "same as text"),
+                weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
+                                       help="emphasis rule, as encode.text's")):
+    """FLUX.1's two prompts (ComfyUI's CLIPTextEncodeFlux): T5-XXL reads `text`, CLIP-L `text_l`. FLUX.1 dev's
+    guidance is sample's cfg; encode.text gives both encoders the same prompt."""
+    from nodes.generate.text import encode_flux as run
+    return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),

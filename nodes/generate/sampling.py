@@ -66,7 +66,8 @@ def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, laten
         lo, hi = adapter.sigma_range(pipe)
         sig = karras_sigmas(steps, lo, hi)
     elif scheduler in TABLE_SCHEDULES:
-        table = SigmaTable.flow(flow_shift) if adapter.space == "flow" else SigmaTable.vp(adapter.alphas_cumprod(pipe))
+        table = SigmaTable.flow(flow_shift, adapter.flow_levels) if adapter.space == "flow" else \
+            SigmaTable.vp(adapter.alphas_cumprod(pipe))
         sig = TABLE_SCHEDULES[scheduler](table, steps)
     elif scheduler == "normal":
         if adapter.space == "flow":

@@ -92,6 +92,28 @@ def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str]
     return cond
 
 
+def encode_flux(text_encoder, text: str, text_l: str, log: Callable[[str], None] = lambda m: None,
+                **kw) -> Conditioning:
+    """FLUX.1 conditioning as ComfyUI's CLIPTextEncodeFlux makes it: `text` through T5-XXL (the token embeddings the
+    transformer attends to) and `text_l` through CLIP-L (its pooled embedding; "" = the same text), as diffusers'
+    FluxPipeline takes prompt_2 and prompt."""
+    from dataclasses import replace
+    if text_encoder is None or text_encoder.family != "flux":
+        fam = getattr(text_encoder, "family", None)
+        raise NodeError(f"encode.flux is for FLUX.1's text encoders (CLIP-L and T5-XXL); this one is {fam}'s: use "
+                        "encode.text")
+    cond = encode_prompt(text_encoder, text, log, **kw)
+    if not text_l or text_l == text:
+        return cond
+    keys = parse_text_keyframes(text_l) if is_keyframed_text(text_l) else [(0, text_l)]
+    if tuple(k for k, _ in keys) != cond.keyframes:
+        raise NodeError("text_l's prompt schedule has other keyframes than text's; give both the same frames")
+    adapter = get_adapter("flux")
+    with torch.inference_mode():
+        pooled = adapter.clip_pooled(text_encoder.pipe, [t for _, t in keys], _device(text_encoder.pipe))
+    return replace(cond, pooled=pooled.cpu())
+
+
 @contextlib.contextmanager
 def _text_loras(text_encoder):
     """The text encoder's LoRA layers active (and no others) while it encodes; the pipeline is held meanwhile,

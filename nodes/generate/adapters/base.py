@@ -22,6 +22,7 @@ class Adapter:
     has_text = True
     frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
     single_file = False               # load() also takes one weights file (ComfyUI's layouts)
+    flow_levels = 1000                # a flow model's table of levels for the tabulated schedules (simple, beta)
 
     @property
     def spec(self) -> Family:

@@ -58,6 +58,7 @@ class FluxAdapter(Adapter):
     per_frame_text = True
     single_file = True
     max_tokens = 512
+    flow_levels = 10000               # ComfyUI's ModelSamplingFlux tabulates 10000 levels (1000 for other flow models)
 
     def load(self, path: Path, dtype, device: str, **opts):
         if Path(path).is_file():
@@ -86,6 +87,12 @@ class FluxAdapter(Adapter):
                                                max_sequence_length=self.max_tokens)
         return embeds, None, pooled
 
+    def clip_pooled(self, pipe, prompts, device) -> torch.Tensor:
+        """CLIP-L's pooled embedding alone [K, 768] (encode.flux's text_l)."""
+        if getattr(pipe, "text_encoder", None) is None:
+            raise NodeError(NO_ENCODERS.format(lacks="has no CLIP-L"))
+        return pipe._get_clip_prompt_embeds(list(prompts), device=device)
+
     def token_offsets(self, pipe, text):
         return self._offsets(pipe.tokenizer_2, text, self.max_tokens)
 
@@ -108,6 +115,13 @@ class FluxAdapter(Adapter):
         if cfg.get("use_dynamic_shifting"):
             return math.exp(float(cfg.get("max_shift", 1.15)))
         return float(cfg.get("shift") or 1.0)
+
+    def percent_sigma(self, pipe, percent, shift=None):
+        """ComfyUI's ModelSamplingFlux.percent_to_sigma: 1 - percent, on the unshifted line (condition.timestep_range
+        on a FLUX.1 model switches at the same step as in ComfyUI, whatever the shift)."""
+        if percent <= 0.0 or percent >= 1.0:
+            return super().percent_sigma(pipe, percent, shift)
+        return 1.0 - percent
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)
