@@ -290,3 +290,39 @@ def test_comfyui_flux_checkpoint_graph_without_flux_guidance_gets_comfyuis_defau
     monkeypatch.chdir(tmp_path)
     got = _imported_latent(api, tmp_path)["latent"].samples[:, :, 0]
     _close(_diffusers_on(models.parent / "diffusers", comfy_flux_sigmas(4), 3.5), got)
+
+
+@pytest.mark.parametrize("layout", ["comfyui", "kohya"])
+def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, layout):
+    """A FLUX.1 LoRA in ComfyUI's names (diffusion_model.double_blocks.0.img_attn.qkv.lora_A/B, which diffusers does
+    not read) or kohya's (lora_unet_double_blocks_0_img_attn_qkv, which the detection took for HunyuanVideo's and
+    lora.image refused): applied with lora.image's path, the sample is the one of the model with B @ A added to the
+    fused qkv weight by hand."""
+    from safetensors.torch import save_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager
+    torch.manual_seed(1)
+    inner, rank = 64, 4
+    down, up = torch.randn(rank, inner) * 0.3, torch.randn(3 * inner, rank) * 0.3
+    if layout == "comfyui":
+        state = {"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": down,
+                 "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": up}
+    else:
+        state = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": down,
+                 "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": up,
+                 "lora_unet_double_blocks_0_img_attn_qkv.alpha": torch.tensor(float(rank))}
+    path = tmp_path / f"flux_{layout}.safetensors"
+    save_file(state, str(path))
+    folder = str(models.parent / "diffusers")
+    h = ModelManager().load("flux", folder)
+    p = ModelManager().components(h)
+    got = _sample(add_lora(h, str(path), 1.0), p["text_encoder"], p["vae"], 3.5, steps=2)
+    merged = ModelManager().load("flux", folder)
+    attn = merged.pipe.transformer.transformer_blocks[0].attn
+    with torch.no_grad():
+        for i, layer in enumerate((attn.to_q, attn.to_k, attn.to_v)):
+            layer.weight += (up @ down)[i * inner:(i + 1) * inner]
+    want = _sample(merged, p["text_encoder"], p["vae"], 3.5, steps=2)
+    plain = _sample(ModelManager().load("flux", folder), p["text_encoder"], p["vae"], 3.5, steps=2)
+    assert float((want - plain).abs().max()) > 1e-3          # the LoRA changes the picture
+    assert float((got - want).abs().max()) < 1e-5, float((got - want).abs().max())

@@ -558,6 +558,15 @@ def _lora(k: Keys) -> Optional[Detection]:
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \
             "transformer_blocks" not in text and "double_blocks" not in text:
         fam, why = "wan", "Wan block names"
+    elif re.search(r"(img_attn\.qkv|txt_attn\.qkv|[._]img_mlp[._]0[._]|[._]txt_mlp[._]0[._]|img_mod[._]lin[._]|"
+                   r"txt_mod[._]lin[._]|modulation[._]lin[._])", text):
+        # FLUX.1's block names in BFL's / ComfyUI's and kohya's spelling (HunyuanVideo's are img_attn_qkv,
+        # img_mlp.fc1, img_mod.linear)
+        fam, why = "flux", "FLUX.1 double/single blocks"
+    elif re.search(r"lora_unet_(double|single)_blocks_", text) and not re.search(
+            r"(fc1|fc2|mod_linear|modulation_linear|token_refiner)", text):
+        # kohya's names of layers both have (img_attn_qkv, linear1): the model it is applied to tells
+        fam, why = None, "double/single blocks of FLUX.1 or HunyuanVideo"
     elif "double_blocks" in text or "single_blocks" in text or "token_refiner" in text:
         fam, why = "hunyuan", "double/single blocks"
     elif any(n.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for n in names):

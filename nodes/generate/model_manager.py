@@ -242,7 +242,8 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
             continue
         if name not in loaded:
             modules = kohya_modules(pipe)
-            state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None))
+            state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
+                               flux=type(pipe).__name__ == "FluxPipeline")
             if alone:
                 # Only the LoRA's text-encoder layers, if any; diffusers stopped at the missing unet with an
                 # AttributeError.
@@ -548,7 +549,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.role == "lora":
-        ok = det.family in ("sd", "sdxl", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        ok = det.family in ("sd", "sdxl", "flux", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
         return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \

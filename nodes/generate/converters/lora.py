@@ -31,13 +31,45 @@ def motion_lora_to_diffusers(state: Dict[str, object]) -> Dict[str, object]:
     return out
 
 
-def lora_state(path, base_weight: Optional[Callable[[str], object]] = None) -> Dict[str, object]:
-    """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris."""
+def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux: bool = False) -> Dict[str, object]:
+    """A LoRA file's tensors in a layout `load_lora_weights` reads. `base_weight`: see expand_lycoris. `flux`: for a
+    FLUX.1 pipeline (Black Forest Labs' layer names are HunyuanVideo's too where they say linear1, so the pipeline
+    decides)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
     if is_original_motion_lora(state):
         return motion_lora_to_diffusers(state)
+    if flux and is_bfl_flux_lora(state):
+        state = bfl_flux_lora_to_kohya(state)
     return expand_lycoris(state, base_weight, getattr(path, "name", str(path))) if needs_expanding(state) else state
+
+
+_BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.)?((?:double|single)_blocks\..+|"
+                       r"(?:img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\..*)\.lora_(A|B|down|up)\.weight$")
+
+
+def is_bfl_flux_lora(state: Dict[str, object]) -> bool:
+    """A FLUX.1 LoRA in Black Forest Labs' layer names with PEFT's lora_A/B (ComfyUI's own LoRA saves: diffusion_model.
+    double_blocks.0.img_attn.qkv.lora_A.weight), which diffusers' Flux loader does not read."""
+    return any(_BFL_FLUX.match(k) for k in state)
+
+
+def bfl_flux_lora_to_kohya(state: Dict[str, object]) -> Dict[str, object]:
+    """The same LoRA under kohya's names (lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight), which diffusers'
+    kohya Flux converter maps onto its transformer (splitting the fused qkv and linear1 layers)."""
+    out = {}
+    for k, v in state.items():
+        m = _BFL_FLUX.match(k)
+        if m is None:
+            bare = re.sub(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.)", "", k)
+            if bare.endswith(".alpha"):
+                out["lora_unet_" + bare[:-len(".alpha")].replace(".", "_") + ".alpha"] = v
+            else:
+                out[k] = v
+            continue
+        kind = "lora_down" if m.group(2) in ("A", "down") else "lora_up"
+        out[f"lora_unet_{m.group(1).replace('.', '_')}.{kind}.weight"] = v
+    return out
 
 
 # -- LyCORIS layouts (LoHa, LoKr, full diff) and DoRA ------------------------------------------------
