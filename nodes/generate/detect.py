@@ -596,7 +596,7 @@ def _flux(k: Keys) -> Optional[Detection]:
         layout, img_in, guide = "diffusers", "x_embedder.weight", "time_text_embed.guidance_embedder.linear_1.weight"
     else:
         return None
-    kind = {64: "", 384: "fill-", 128: "depth-"}.get((k.shape(img_in) or (0, 64))[1], "in-")
+    kind = {64: "", 384: "fill-", 128: "control-"}.get((k.shape(img_in) or (0, 64))[1], "in-")
     variant = kind + ("dev" if k.any(guide) else "schnell")
     prefix = k.prefix_of(img_in) or ""
     role = "checkpoint" if k.starts("vae.", "first_stage_model.", "text_encoders.") else "diffusion_model"

@@ -560,7 +560,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                           "prompts encoded by its own text encoder")
         return False, "an SDXL refiner UNet alone is not supported; load the refiner's all-in-one checkpoint"
     if det.family == "flux":
-        if det.variant.split("-")[0] in ("fill", "depth", "in"):
+        if det.variant.split("-")[0] in ("fill", "control", "in"):
             return False, (f"FLUX.1 {det.variant.split('-')[0]} models ({det.extra.get('in_channels')} input channels) "
                            "are not supported; FLUX.1 dev and schnell are")
         if det.role == "checkpoint":

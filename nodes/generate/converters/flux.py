@@ -69,9 +69,10 @@ def transformer_config(state: Mapping) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import FluxTransformer2DModel
     from graph_engine import NodeError
-    if det.variant.split("-")[0] in ("fill", "depth", "in"):
-        raise NodeError(f"this is a FLUX.1 {det.variant.split('-')[0]} model, which takes a mask or a depth map on "
-                        "extra input channels; Kinograph runs FLUX.1 dev and schnell (text-to-image)")
+    if det.variant.split("-")[0] in ("fill", "control", "in"):
+        raise NodeError(f"this is a FLUX.1 {det.variant.split('-')[0]} model, which takes a mask (Fill) or a depth or "
+                        "edge map (Depth, Canny) on extra input channels; Kinograph runs FLUX.1 dev and schnell "
+                        "(text-to-image)")
     if any(k.startswith("model.diffusion_model.") for k in state):     # the transformer of an all-in-one file
         state = {k[len("model.diffusion_model."):]: v for k, v in state.items() if k.startswith("model.diffusion_model.")}
     conv = transformer_to_diffusers(state)
