@@ -346,3 +346,38 @@ def test_flux_fill_model_is_refused_by_name(models, tmp_path):
     with pytest.raises(NodeError) as e:
         load_diffusion_model(ModelManager(), str(path), "default", "cpu")
     assert path.name in str(e.value) and "FLUX.1 fill model" in str(e.value) and "dev and schnell" in str(e.value)
+
+
+def test_comfyui_flux_dev_template_imports_and_runs(models, tmp_path, monkeypatch):
+    """ComfyUI's own "Flux Dev full text to image" template (UI format; tests/data/flux): UNETLoader, DualCLIPLoader
+    (clip_l, t5xxl, type flux), CLIPTextEncodeFlux with two prompts and guidance 3.5, ConditioningZeroOut as the
+    negative, EmptySD3LatentImage, KSampler at cfg 1. Every node maps, and on the tiny model under the template's
+    file names (at 64x48, 3 steps) the latent is FluxPipeline's with CLIP-L reading clip_l's prompt and T5-XXL
+    t5xxl's, guidance 3.5, on ComfyUI's simple levels, from the template's seed."""
+    import json
+    from app.comfyui import import_data
+    (models / "diffusion_models" / "flux1-dev.safetensors").unlink(missing_ok=True)
+    (models / "diffusion_models" / "flux1-dev.safetensors").symlink_to(models / "diffusion_models" /
+                                                                       "flux1-dev-tiny.safetensors")
+    data = json.loads((ROOT / "tests" / "data" / "flux" / "flux_dev_full_text_to_image.json").read_text("utf-8"))
+    clip_l, t5, guidance = next(n for n in data["nodes"] if n["type"] == "CLIPTextEncodeFlux")["widgets_values"]
+    res = import_data(data)
+    statuses = {e.class_type: e.status for e in res.report.entries.values()}
+    assert "unmapped" not in statuses.values(), statuses
+    yaml = res.yaml.replace("width: 1024", "width: 64").replace("height: 1024", "height: 48")
+    yaml = yaml.replace("steps: 20", "steps: 3")
+    assert yaml.count("width: 64") == 1 and "steps: 3" in yaml, yaml
+    wf = tmp_path / "flux_dev.kino.yaml"
+    wf.write_text(yaml)
+    monkeypatch.chdir(tmp_path)
+    from graph_engine.api import Session, load_workflow
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    got = next(v["latent"] for k, v in run.outputs.items() if k.startswith("k_sampler")).samples[:, :, 0]
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    ref = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    seed = next(n for n in data["nodes"] if n["type"] == "KSampler")["widgets_values"][0]
+    packed = ref(clip_l, prompt_2=t5, width=64, height=48, sigmas=comfy_flux_sigmas(3), guidance_scale=guidance,
+                 generator=torch.Generator().manual_seed(seed), output_type="latent").images
+    _close(ref._unpack_latents(packed, 48, 64, ref.vae_scale_factor), got)
