@@ -313,6 +313,8 @@ def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, 
                  "lora_unet_double_blocks_0_img_attn_qkv.alpha": torch.tensor(float(rank))}
     path = tmp_path / f"flux_{layout}.safetensors"
     save_file(state, str(path))
+    from nodes.generate.model_manager import describe_model
+    assert describe_model(path)["loads"] == "yes", describe_model(path)
     folder = str(models.parent / "diffusers")
     h = ModelManager().load("flux", folder)
     p = ModelManager().components(h)

@@ -548,6 +548,9 @@ _LORA = re.compile(r"(\.lora_[AB]\.|\.lora_(down|up)\.|\.lora\.(down|up)\.|_lora
                    r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale)$)")
 
 
+SHARED_BLOCKS = "double/single blocks of FLUX.1 or HunyuanVideo"
+
+
 def _lora(k: Keys) -> Optional[Detection]:
     names = [n for n in k.shapes if _LORA.search(n)]
     if not names:
@@ -566,7 +569,7 @@ def _lora(k: Keys) -> Optional[Detection]:
     elif re.search(r"lora_unet_(double|single)_blocks_", text) and not re.search(
             r"(fc1|fc2|mod_linear|modulation_linear|token_refiner)", text):
         # kohya's names of layers both have (img_attn_qkv, linear1): the model it is applied to tells
-        fam, why = None, "double/single blocks of FLUX.1 or HunyuanVideo"
+        fam, why = None, SHARED_BLOCKS
     elif "double_blocks" in text or "single_blocks" in text or "token_refiner" in text:
         fam, why = "hunyuan", "double/single blocks"
     elif any(n.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for n in names):

@@ -549,6 +549,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.role == "lora":
+        from nodes.generate.detect import SHARED_BLOCKS
+        if det.family is None and det.why == SHARED_BLOCKS:
+            return True, "lora.image on a FLUX.1 or HunyuanVideo model (its layer names are both's)"
         ok = det.family in ("sd", "sdxl", "flux", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
