@@ -438,3 +438,85 @@ def test_a_shaper_or_1d_lut_on_an_exr_plate_reads_its_light_above_1(tmp_path, ki
     for strength in (1.0, 0.4):
         floats = apply_lut_float(to_float(frame), lut, strength)
         assert np.abs(to_uint8(floats).astype(int) - apply_lut(frame, lut, strength)).max() <= 1
+
+
+def deep_clip(lin: np.ndarray):
+    """A clip of float linear frames [n,H,W,3] as a deep plate reads: the 8-bit frames its sRGB view, clipped at
+    1.0 (Clip.linear the floats)."""
+    from graph_engine import Clip
+    from nodes.common.color import linear_to_srgb, to_uint8
+    view = to_uint8(linear_to_srgb(np.minimum(lin, 1.0)))
+    return Clip(len(lin), 24.0, lin.shape[2], lin.shape[1], lambda a, b: view[a:b], chunk=4,
+                linear=lambda a, b: lin[a:b])
+
+
+def flickering_plate(n: int = 16, w: int = 96, h: int = 64, flicker: float = 0.15):
+    """Real-photo footage as linear light with an exposure flicker (a gain of 0.85..1.15 a frame), a lamp of 4.0 in
+    its top right corner and a shadow ramp (0.0005..0.02, 96 levels; 36 codes in 8 bits) along its foot."""
+    from bench.footage import footage
+    lin = srgb_inverse(footage(n, w, h, seed=1, noise=0.0) / 255.0)
+    lin[:, :8, -12:] = 4.0
+    lin[:, -6:] = np.linspace(0.0005, 0.02, w)[:, None]
+    gain = np.random.default_rng(0).uniform(1 - flicker, 1 + flicker, n)
+    return (lin * gain[:, None, None, None]).astype(np.float32), gain
+
+
+def test_deflicker_on_a_deep_plate_evens_out_its_float_pixels(monkeypatch):
+    """restore.deflicker worked in 8 bits: a flickering EXR plate's lamp of 4.0 came out at 1.0 and its shadow ramp
+    in 8-bit steps. The tone it measures on the 8-bit frames now corrects the float pixels too, unrounded and
+    unclipped: the lamp evens out above 1.0 as the picture does, every shadow level stays its own, and within
+    0..1 the float result is the 8-bit one."""
+    from nodes.common.color import linear_to_srgb, to_uint8
+    from nodes.restore import nodes as restore_nodes
+    from node_call import Nodes
+    from graph_engine import clip
+    from nodes.common.stream import Measures
+    from nodes.restore import deflicker
+    # Chunks of 4 frames, and one chunk's tones kept: the third chunk's are let go while out still holds its 8-bit
+    # frames, and are measured again when its floats are read again.
+    monkeypatch.setattr(clip, "CHUNK_BYTES", 4 * 96 * 64 * 3)
+    monkeypatch.setattr(deflicker, "Measures", lambda size: Measures(4))
+    lin, gain = flickering_plate()
+    out = Nodes(restore_nodes).deflicker(None, deep_clip(lin))
+    assert out.linear is not None
+    got, frames = np.asarray(out.linear(0, len(lin))), out.to_array()
+    assert np.array_equal(out.linear(8, 12), got[8:12])
+    picture = lambda x: linear_to_srgb(np.minimum(x[:, 8:-6], 1.0)).mean(axis=(1, 2, 3))    # noqa: E731
+    before, after = np.std(np.log(picture(lin))), np.std(np.log(picture(got)))
+    in_8_bits = np.std(np.log(frames[:, 8:-6].mean(axis=(1, 2, 3))))
+    assert after < 0.4 * before and after == pytest.approx(in_8_bits, rel=0.05), (before, after, in_8_bits)
+    lamp = got[:, 2, -4, 0]
+    assert lamp.min() > 3.0 and np.std(np.log(lamp)) < 0.25 * np.std(np.log(lin[:, 2, -4, 0])), lamp
+    assert len(np.unique(got[5, -3, :, 1])) == 96, len(np.unique(got[5, -3, :, 1]))
+    inside = (frames > 0) & (frames < 255) & (lin < 1.0)        # the 8-bit lamp is white's correction
+    assert np.abs(to_uint8(linear_to_srgb(got)).astype(int) - frames)[inside].max() <= 1
+
+
+def test_denoise_on_a_deep_plate_averages_its_float_pixels():
+    """restore.denoise worked in 8 bits: a grainy EXR plate's lamp of 4.0 came out at 1.0 and its clean shadow ramp
+    in 8-bit steps. The float pixels are now averaged with the weights the 8-bit frames give (the same flow, the
+    same noise), unrounded: as much grain goes as in 8 bits, the lamp stays 4.0, every shadow level its own."""
+    from nodes.common.color import linear_to_srgb, to_uint8
+    from nodes.restore import nodes as restore_nodes
+    from node_call import Nodes
+    clean, _ = flickering_plate(8, flicker=0.0)
+    coded = srgb(clean)
+    grain = np.random.default_rng(2).normal(0, 4 / 255, coded.shape)
+    grain[:, :8, -12:] = grain[:, -6:] = 0                                  # the lamp and the ramp are clean
+    noisy = np.where(coded + grain <= 0.04045, (coded + grain) / 12.92, srgb_inverse(coded + grain))
+    noisy = np.where(clean > 1, clean, noisy).astype(np.float32)
+    out = Nodes(restore_nodes).denoise(None, deep_clip(noisy), sigma=4.0)
+    assert out.linear is not None
+    got, frames = np.asarray(out.linear(0, len(noisy))), out.to_array()
+    psnr = lambda x: -10 * np.log10(np.mean((srgb(x[:, 8:-6]) - coded[:, 8:-6]) ** 2))       # noqa: E731
+    in_8_bits = -10 * np.log10(np.mean((frames[:, 8:-6] / 255.0 - coded[:, 8:-6]) ** 2))
+    assert psnr(got) > psnr(noisy) + 2 and psnr(got) == pytest.approx(in_8_bits, abs=0.5), (psnr(noisy), psnr(got),
+                                                                                         in_8_bits)
+    assert got[:, 2, -4].min() == pytest.approx(4.0, rel=1e-3)
+    assert len(np.unique(got[3, -3, :, 1])) == 96 and len(np.unique(frames[3, -3, :, 1])) <= 36
+    assert (np.diff(got[:, -3, :, 1]) > 0).all()                # a smooth ramp still, in every frame
+    inside = (frames > 0) & (frames < 255)
+    inside[:, :12, -16:] = False        # what the 8-bit lamp, clipped at white, lends its edge is less
+    # The 8-bit average is rounded before its spatial pass, which OpenCV's 8-bit filter weighs by whole levels.
+    apart = np.abs(to_uint8(linear_to_srgb(got)).astype(int) - frames)[inside]
+    assert apart.max() <= 2 and apart.mean() < 0.3, (apart.max(), apart.mean())

@@ -108,6 +108,52 @@ def colour_float(out, clip, fn):
     return out.with_(linear=linear)
 
 
+class Measures:
+    """What a node's 8-bit pass measured per frame (a deflicker's tone), kept for its float pass (measured_float):
+    the latest `size` frames' (a render's whole clip would grow without end; at least a chunk's)."""
+
+    def __init__(self, size: int):
+        self.size, self._data = size, OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, i: int, value) -> None:
+        with self._lock:
+            self._data[i] = value
+            self._data.move_to_end(i)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def get(self, i: int):
+        with self._lock:
+            return self._data.get(i)
+
+
+def measured_float(out, clip, fn, measures: Measures):
+    """`out` (a node's result of `clip`, whose 8-bit frames are measured as they are made into `measures`)
+    carrying clip's float pixels (Clip.linear) through fn(float32 HxWx3 of frame i, measures' value for i) ->
+    HxWx3, once out's frames a..b are made. The colour goes as it is premultiplied, as out's 8-bit frames are:
+    over black, without the alpha they no longer carry."""
+    if clip.linear is None:
+        return out
+
+    def measured(a: int, b: int) -> list:
+        out.frames(a, b)        # cached by out: measured once, whichever of the two is read first
+        found = [measures.get(i) for i in range(a, b)]
+        if any(v is None for v in found):       # frames out still holds but whose measures were let go
+            out.drop_cache()
+            out.frames(a, b)
+            found = [measures.get(i) for i in range(a, b)]
+        return found
+
+    def linear(a: int, b: int) -> np.ndarray:
+        c = out.chunk         # a chunk of out at a time: made as one, its measures are kept as one
+        found = [v for s in range(a // c * c, b, c) for v in measured(max(a, s), min(b, s + c))]
+        px = np.asarray(clip.linear(a, b), np.float32)
+        return np.stack([fn(px[k, ..., :3], found[k]) for k in range(b - a)])
+
+    return out.with_(linear=linear)
+
+
 def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):
     """map_frames for a colour operation (a grade, a LUT): a clip with transparency (Clip.matte) has fn applied
     to its colour taken off black and laid back over it, so a lift or offset does not paint the transparent

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from nodes.common.color import LUMA_709
+from graph_engine.clip import CACHED_CHUNKS
+from nodes.common.color import LUMA_709, linear_to_srgb_unclamped, srgb_to_linear
 from nodes.common.flow import backward_warp, estimate_flow, inside_mask
-from nodes.common.stream import PairCache, smooth_trajectory, windowed
+from nodes.common.stream import Measures, PairCache, measured_float, smooth_trajectory, windowed
 
 WORK_WIDTH = 256          # tone changes are smooth: a small copy measures them as well as the full frame
 MIN_CORRELATION = 0.5     # below this the aligned frames are different shots: a scene cut
@@ -172,14 +173,28 @@ def apply_tone(frame: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.nd
     return out
 
 
-def apply_field(frame: np.ndarray, log_field: np.ndarray) -> np.ndarray:
-    """frame times exp(log_field), the coarse grid of log gains upsampled smoothly to the frame: cubic to an
+def field_gains(h: int, w: int, log_field: np.ndarray) -> np.ndarray:
+    """float32 HxWx3: exp(log_field), the coarse grid of log gains upsampled smoothly to the frame: cubic to an
     eighth of the frame, then linear (a third of the time of cubic all the way at 1080p, within a level)."""
-    h, w = frame.shape[:2]
     g = cv2.resize(np.exp(log_field).astype(np.float32), (max(2, w // 8), max(2, h // 8)),
                    interpolation=cv2.INTER_CUBIC)
-    g = cv2.resize(np.repeat(g[..., None], 3, axis=2), (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.multiply(frame, g, dtype=cv2.CV_8U)
+    return cv2.resize(np.repeat(g[..., None], 3, axis=2), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def apply_field(frame: np.ndarray, log_field: np.ndarray) -> np.ndarray:
+    """uint8 frame times exp(log_field) (field_gains)."""
+    return cv2.multiply(frame, field_gains(*frame.shape[:2], log_field), dtype=cv2.CV_8U)
+
+
+def tone_linear(lin: np.ndarray, gain: np.ndarray, offset: np.ndarray, log_field=None) -> np.ndarray:
+    """A deep plate's float linear light (HxWx3) through the correction the 8-bit frame got (apply_tone's gain and
+    offset in levels, apply_field's gains), unrounded and unclipped: on its sRGB-coded values, as the 8-bit
+    frame holds them, the curve continued past 1.0 (light above it keeps its headroom)."""
+    coded = linear_to_srgb_unclamped(lin) * np.float32(255.0)
+    coded = coded * gain.astype(np.float32) + offset.astype(np.float32)
+    if log_field is not None:
+        coded *= field_gains(*lin.shape[:2], log_field)
+    return srgb_to_linear(coded * np.float32(1 / 255.0))
 
 
 def _fill(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -241,6 +256,7 @@ def deflicker_clip(ctx, clip, radius: int = 12, strength: float = 1.0, mode: str
         new_gain = np.exp(target[:, :3] - here[:, :3])
         new_offset = np.exp(target[:, :3]) * (target[:, 3:] - here[:, 3:])
         out = np.stack([apply_tone(window[i - lo], new_gain[i - a], new_offset[i - a]) for i in range(a, b)])
+        fields = [None] * (b - a)
         if local:
             # A quadratic fit: real local lighting that curves in time (a highlight passing over a moving car)
             # is followed, and not taken for flicker, more closely than by a straight line (steady bikes clip:
@@ -250,9 +266,17 @@ def deflicker_clip(ctx, clip, radius: int = 12, strength: float = 1.0, mode: str
             for i in range(b - a):
                 if np.abs(field[i]).max() > 1e-3:
                     out[i] = apply_field(out[i], field[i])
+                    fields[i] = field[i]
+        if tones is not None:
+            for i in range(b - a):
+                tones.put(a + i, (new_gain[i], new_offset[i], fields[i]))
         return out
 
-    return windowed(ctx, clip, radius, compute)
+    out = windowed(ctx, clip, radius, compute)
+    # Frame -> the correction it got (gain, offset, field or None), for a deep plate's floats (none for 8 bits): as
+    # many frames' as out keeps.
+    tones = Measures((CACHED_CHUNKS + 1) * out.chunk) if clip.linear is not None else None
+    return measured_float(out, clip, lambda lin, tone: tone_linear(lin, *tone), tones)
 
 
 def _local_step(g: PairGain, step_threshold: float) -> np.ndarray:
