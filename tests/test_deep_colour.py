@@ -520,3 +520,35 @@ def test_denoise_on_a_deep_plate_averages_its_float_pixels():
     # The 8-bit average is rounded before its spatial pass, which OpenCV's 8-bit filter weighs by whole levels.
     apart = np.abs(to_uint8(linear_to_srgb(got)).astype(int) - frames)[inside]
     assert apart.max() <= 2 and apart.mean() < 0.3, (apart.max(), apart.mean())
+
+
+@pytest.mark.parametrize("method", ["reinhard", "histogram"])
+def test_colour_match_on_a_deep_plate_keeps_its_shadow_steps_and_its_light_above_1(method):
+    """color.match worked in 8 bits: an EXR plate matched to a reference came out with its lamp of 4.0 at 1.0 and its
+    shadow ramp in 36 codes of 96. The float pixels now get the correction the 8-bit frames get, unrounded: Reinhard's
+    in Lab from linear light (L past 100 above white), the histogram's 256-level mapping interpolated and carried on
+    past white. Within 0..1 the float result is the 8-bit one."""
+    from skimage.color import lab2xyz, rgb2lab
+    from skimage.color.colorconv import rgb_from_xyz
+    from bench.footage import footage
+    from nodes.color import nodes as color_nodes
+    from nodes.color.match import lab_stats
+    from nodes.common.color import linear_to_srgb, to_uint8
+    from node_call import Nodes
+    lin, _ = flickering_plate(3, flicker=0.0)
+    reference = footage(1, 80, 60, seed=7, noise=0.0)[0]
+    out = Nodes(color_nodes).match(None, deep_clip(lin), reference=reference, method=method, spread="frame")
+    assert out.linear is not None
+    got, frames = np.asarray(out.linear(0, len(lin)), np.float64), out.to_array()
+    inside = (frames > 0) & (frames < 255) & (lin < 1.0)
+    inside[:, -6:] = False          # the ramp falls between 8-bit levels, so between their mappings
+    apart = np.abs(to_uint8(linear_to_srgb(got.astype(np.float32))).astype(int) - frames)[inside]
+    assert apart.max() <= 1, apart.max()
+    assert len(np.unique(got[1, -3, :, 1])) == 96 and len(np.unique(frames[1, -3, :, 1])) <= 36
+    lamp = got[1, 2, -4]
+    if method == "reinhard":        # written out with scikit-image: Lab of the coded light moved, back to linear
+        (mean_r, std_r), (mean_f, std_f) = lab_stats(reference), lab_stats(deep_clip(lin).frame(1))
+        lab = rgb2lab((1.055 * lin[1, 2, -4].astype(np.float64) ** (1 / 2.4) - 0.055)[None, None])
+        want = lab2xyz((lab - mean_f) * std_r / std_f + mean_r)[0, 0] @ rgb_from_xyz.T
+        assert lamp == pytest.approx(want, rel=2e-3), (lamp, want)
+    assert lamp.min() > 1.2, lamp            # 8-bit: 1.0

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from graph_engine import NodeError
-from nodes.common.color import channel_cdfs, lab_to_rgb, match_cdfs as histogram, rgb_to_lab, to_float, to_uint8
+from nodes.common.color import (channel_cdfs, lab_to_linear, lab_to_rgb, linear_to_lab, linear_to_srgb,
+                                match_cdfs as histogram, match_cdfs_linear, rgb_to_lab, to_float, to_uint8)
 
 STATS_WIDTH = 256   # statistics of a subsampled copy: the same to a fraction of a level, much faster
 
@@ -30,12 +31,19 @@ def lab_stats(img: np.ndarray):
 
 def reinhard(frame: np.ndarray, ref_stats, strength: float = 1.0, own_stats=None) -> np.ndarray:
     """own_stats: the statistics standing for the frame (the clip's); None = the frame's own."""
-    mean_r, std_r = ref_stats
-    mean_f, std_f = own_stats or lab_stats(frame)
-    lab = rgb_to_lab(to_float(frame))
+    return to_uint8(lab_to_rgb(_moved(rgb_to_lab(to_float(frame)), ref_stats, strength, own_stats or lab_stats(frame))))
+
+
+def reinhard_linear(lin: np.ndarray, ref_stats, strength: float, own_stats) -> np.ndarray:
+    """reinhard on a deep plate's float linear light (own_stats: its 8-bit frames'), unrounded and unclipped: light
+    above 1.0 keeps its headroom (L above 100)."""
+    return lab_to_linear(_moved(linear_to_lab(lin), ref_stats, strength, own_stats))
+
+
+def _moved(lab: np.ndarray, ref_stats, strength: float, own_stats) -> np.ndarray:
+    (mean_r, std_r), (mean_f, std_f) = ref_stats, own_stats
     matched = (lab - mean_f) * (std_r / np.maximum(std_f, 1e-3)) + mean_r
-    out = lab_to_rgb(lab + strength * (matched - lab))
-    return to_uint8(out)
+    return lab + strength * (matched - lab)
 
 
 # Below this spread (Lab units, every channel) a reference is one flat colour: its palette is a single value, and
@@ -70,9 +78,37 @@ def matcher(reference: np.ndarray, method: str, strength: float, shot=None, name
                 else:   # full size: a smaller copy's histograms are narrower than the frames they map
                     own.append(channel_cdfs(np.stack(shot())))
             return own[0]
+
+    def stats(lin: np.ndarray):
+        """The statistics standing for a deep plate's float frame: the clip's, or its 8-bit frame's."""
+        if shot:
+            return pooled()
+        return lab_stats(view(lin)) if method == "reinhard" else channel_cdfs(view(lin))
     if method == "reinhard":
-        return lambda f: reinhard(f, ref, strength, pooled() if shot else None)
-    return lambda f: histogram(f, ref, strength, pooled() if shot else None)
+        return Matcher(lambda f: reinhard(f, ref, strength, pooled() if shot else None),
+                       lambda lin: reinhard_linear(lin, ref, strength, stats(lin)))
+    return Matcher(lambda f: histogram(f, ref, strength, pooled() if shot else None),
+                   lambda lin: match_cdfs_linear(lin, ref, strength, stats(lin)))
+
+
+class Matcher:
+    """matcher's per-frame function of uint8 frames, with `linear`, the same correction of a deep plate's float
+    linear light (Clip.linear: a frame HxWx3 or frames [n,H,W,3], each matched on its own statistics)."""
+
+    def __init__(self, frames, linear):
+        self.frames, self._linear = frames, linear
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.frames(frame)
+
+    def linear(self, lin: np.ndarray) -> np.ndarray:
+        return np.stack([self._linear(f) for f in lin]) if lin.ndim == 4 else self._linear(lin)
+
+
+def view(lin: np.ndarray) -> np.ndarray:
+    """The 8-bit frame a deep plate's float frame shows (as its reader makes them: sRGB, clipped at 1.0), for a
+    frame matched on its own statistics."""
+    return to_uint8(linear_to_srgb(np.minimum(lin, 1.0)))
 
 
 def shot_frames(clip, n: int = SAMPLES):

@@ -19,17 +19,18 @@ def match(ctx, video: VIDEO, reference: IMAGE = Input(optional=True, help="match
           spread: str = Param("clip", choices=SPREADS, help=SPREAD_HELP)) -> VIDEO:
     """Match the clip's colours to a reference frame of the clip or to an image: by default one correction
     for the whole clip, as a colourist matches a shot. A clip with
-    transparency is corrected on its colour taken off black and keeps its alpha."""
+    transparency is corrected on its colour taken off black and keeps its alpha. A deep plate's float pixels (EXR,
+    16-bit, DPX) get the same correction, unrounded: light above 1.0 keeps its headroom."""
     from nodes.color.match import matcher, shot_frames
-    from nodes.common.stream import colour_frames
+    from nodes.common.stream import colour_float, colour_frames
     name = "color.match: the reference image"
     if reference is None:
         if not 0 <= frame < video.length:
             raise NodeError(f"color.match: reference frame {frame} is outside the clip (0..{video.length - 1})")
         reference = video.frame(frame)
         name = f"color.match: reference frame {frame} of the clip"
-    return colour_frames(ctx, video, matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None,
-                                             name))
+    fit = matcher(reference, method, strength, shot_frames(video) if spread == "clip" else None, name)
+    return colour_float(colour_frames(ctx, video, fit), video, fit.linear)
 
 
 @node("color.lut", title="Apply LUT", category="Colour", temporal_radius=0)

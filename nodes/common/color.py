@@ -159,12 +159,22 @@ def _linear_to_lab(lin: np.ndarray) -> np.ndarray:
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     """CIE Lab (D65) -> sRGB-encoded float RGB, clipped to [0, 1]."""
+    return np.clip(linear_to_srgb(lab_to_linear(lab)), 0.0, 1.0)
+
+
+def linear_to_lab(lin: np.ndarray) -> np.ndarray:
+    """Linear light RGB (any range: a deep plate's) -> CIE Lab (D65)."""
+    return _linear_to_lab(np.asarray(lin, np.float32))
+
+
+def lab_to_linear(lab: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) -> linear light RGB, unclipped (above 1.0 where L is above 100)."""
     lab = np.asarray(lab, np.float32)
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
     eps, kappa = 6 / 29, 24389 / 27
     xyz = np.where(f > eps, f ** 3, (116 * f - 16) / kappa) * _WHITE_D65
-    return np.clip(linear_to_srgb(xyz @ _XYZ_TO_RGB.T), 0.0, 1.0)
+    return xyz @ _XYZ_TO_RGB.T
 
 
 def kelvin_gains(kelvin: float, reference: float = 6500.0) -> np.ndarray:
@@ -285,18 +295,40 @@ def channel_cdfs(img: np.ndarray) -> np.ndarray:
 def match_cdfs(frame: np.ndarray, ref_cdfs: np.ndarray, strength: float = 1.0, src: np.ndarray = None) -> np.ndarray:
     """Each channel of a uint8 frame mapped through the reference's cumulative histograms (channel_cdfs).
     src: the cumulative histograms standing for the frame (a whole shot's); None = the frame's own."""
-    src = channel_cdfs(frame) if src is None else src
-    levels = np.arange(256, dtype=np.float64)
+    tables = np.clip(cdf_levels(ref_cdfs, channel_cdfs(frame) if src is None else src, strength) + 0.5, 0, 255
+                     ).astype(np.uint8)
     out = np.empty_like(frame)
+    for c in range(3):
+        out[..., c] = tables[c][frame[..., c]]
+    return out
+
+
+def cdf_levels(ref_cdfs: np.ndarray, src: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """[3, 256] float64: the level each of the 256 of each channel goes to, matching cumulative histograms src to
+    ref_cdfs (channel_cdfs), unrounded."""
+    levels = np.arange(256, dtype=np.float64)
+    out = np.empty((3, 256))
     for c in range(3):
         # Interpolate over the levels the reference has: its cumulative histogram is flat over the
         # others (always above its brightest pixel), and np.interp on a flat stretch took its far end,
         # which sent every frame's brightest level to 255 (matching a frame to itself made white specks).
         has = np.diff(ref_cdfs[c], prepend=0.0) > 0
-        mapped = np.interp(src[c], ref_cdfs[c][has], levels[has])
-        lut = np.clip(levels + strength * (mapped - levels) + 0.5, 0, 255).astype(np.uint8)
-        out[..., c] = lut[frame[..., c]]
+        out[c] = levels + strength * (np.interp(src[c], ref_cdfs[c][has], levels[has]) - levels)
     return out
+
+
+def match_cdfs_linear(lin: np.ndarray, ref_cdfs: np.ndarray, strength: float, src: np.ndarray) -> np.ndarray:
+    """match_cdfs on a deep plate's float linear light [..., 3] (src: the histograms of its 8-bit frames), unrounded:
+    each channel's sRGB-coded value through the 256 levels' mapping, interpolated; past white (or below black) on
+    from the mapping's end, level for level, so light above 1.0 keeps its headroom."""
+    tables = cdf_levels(ref_cdfs, src, strength) / 255.0
+    grid = np.arange(256) / 255.0
+    coded = linear_to_srgb_unclamped(lin)
+    out = np.empty(coded.shape, np.float32)
+    for c in range(3):
+        x = coded[..., c]
+        out[..., c] = np.interp(x, grid, tables[c]) + np.maximum(x - 1.0, 0.0) + np.minimum(x, 0.0)
+    return srgb_to_linear(out)
 
 
 HISTOGRAM_SPACES = ("rgb", "hsv", "lab")
