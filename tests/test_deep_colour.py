@@ -167,18 +167,23 @@ def luma_codes(path) -> np.ndarray:
         return np.frombuffer(f.planes[0], np.uint16).reshape(f.height, -1)[:, :f.width].astype(int)
 
 
+def write_prores_ramp(path, low: float) -> None:
+    """3 frames of 10-bit ProRes 422 HQ (Rec. 709), 256x32: a grey ramp from `low` to `low` + 0.06 across."""
+    import subprocess
+    import imageio_ffmpeg
+    ramp = np.round((low + 0.06 * np.linspace(0, 1, 256)) * 65535).astype(np.uint16)
+    rgb = np.ascontiguousarray(np.broadcast_to(ramp[None, :, None], (32, 256, 3)))
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le",
+           "-s", "256x32", "-r", "24", "-i", "-", "-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le",
+           "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", str(path)]
+    subprocess.run(cmd, input=np.concatenate([rgb] * 3).tobytes(), check=True)
+
+
 def test_a_10_bit_prores_plate_goes_out_as_10_bit_prores(tmp_path):
     """ProRes in, trimmed, ProRes out: the frames went through 8 bits, so a slow 10-bit ramp (64 codes over
     256 pixels) came back in steps of 4 codes. Now each code of the source is its own in the render;
     an h264 render of the same says it is 8-bit."""
-    import subprocess
-    import imageio_ffmpeg
-    ramp = np.round((0.3 + 0.06 * np.linspace(0, 1, 256)) * 65535).astype(np.uint16)
-    rgb = np.ascontiguousarray(np.broadcast_to(ramp[None, :, None], (32, 256, 3)))
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb48le",
-           "-s", "256x32", "-r", "24", "-i", "-", "-c:v", "prores_ks", "-profile:v", "3", "-pix_fmt", "yuv422p10le",
-           "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", str(tmp_path / "in.mov")]
-    subprocess.run(cmd, input=np.concatenate([rgb] * 3).tobytes(), check=True)
+    write_prores_ramp(tmp_path / "in.mov", 0.3)
     logs = run(tmp_path, "  cut: {type: video.trim, inputs: {video: plate.video}, params: {start: 1}}\n"
                          "  save: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mov, codec: prores}}\n"
                          "  web: {type: io.save_video, inputs: {video: cut.video}, params: {path: out.mp4}}\n",
@@ -552,3 +557,20 @@ def test_colour_match_on_a_deep_plate_keeps_its_shadow_steps_and_its_light_above
         want = lab2xyz((lab - mean_f) * std_r / std_f + mean_r)[0, 0] @ rgb_from_xyz.T
         assert lamp == pytest.approx(want, rel=2e-3), (lamp, want)
     assert lamp.min() > 1.2, lamp            # 8-bit: 1.0
+
+
+def test_10_bit_log_footage_through_a_load_lut_keeps_its_depth_to_prores(tmp_path):
+    """io.load_video's lut took 10-bit footage to the 8-bit frames only: a log ProRes through its LUT to Rec. 709
+    came out of a 10-bit ProRes render in 8-bit steps (a slow ramp of 51 codes as 16). The LUT is now applied to the
+    16-bit decode for the deep pixels too, so the render keeps a code for each of the source's."""
+    write_prores_ramp(tmp_path / "in.mov", 0.4)
+    grid = np.linspace(0, 1, 1024)
+    (tmp_path / "log2709.cube").write_text("LUT_1D_SIZE 1024\n" + cube_rows(np.repeat(grid[:, None] ** 1.5, 3, 1)))
+    logs = run(tmp_path, "  save: {type: io.save_video, inputs: {video: plate.video}, params: {path: out.mov, "
+                         "codec: prores}}\n",
+               source="  plate: {type: io.load_video, params: {path: in.mov, lut: log2709.cube}}\n")
+    out, src = luma_codes(tmp_path / "out.mov")[16, 8:-8], luma_codes(tmp_path / "in.mov")[16, 8:-8]
+    want = (((src - 64) / 876) ** 1.5) * 876 + 64           # the curve on video-range luma of a grey ramp
+    assert np.abs(out - want).max() <= 2, np.abs(out - want).max()
+    assert len(np.unique(out)) >= len(np.unique(src)) - 2, (len(np.unique(out)), len(np.unique(src)))
+    assert "save" not in logs, logs

@@ -62,7 +62,8 @@ def load_video(ctx, path: str = Param("", kind="path", required=True, help="vide
     travel with the clip so writers can keep them.
 
     `lut` applies the camera maker's (or the show's) LUT to 10-bit footage before it becomes the 8-bit
-    frames nodes work on, as color.lut does it (tetrahedral, shaper and ranges honoured)."""
+    frames nodes work on, as color.lut does it (tetrahedral, shaper and ranges honoured), and to its 16-bit
+    decode for the nodes and writers that keep a deep plate's depth."""
     from .video_read import load_video as _load
     return _load(path, start, count, every_nth, width, height, fps, deinterlace, log=ctx.log, lut=lut)
 

@@ -137,8 +137,10 @@ class VideoSource:
                 self._convert = {}      # 16-bit RGB: libswscale's default path is the exact one there
         self._white = _rgb48_white(f0) if self._hdr and f0 is not None else 65535.0
         # A 10-bit (or deeper) SDR stream (ProRes, DNxHR HQX, 10-bit HEVC) also reads at its own depth for the
-        # nodes and writers that keep it (Clip.linear); HDR and a LUT go to 8 bits through their own mapping.
-        self.deep = f0 is not None and _bits(f0) > 8 and not self._hdr and lut is None
+        # nodes and writers that keep it (Clip.linear), through the LUT given where there is one (a camera's log
+        # footage through its LUT went to 8 bits, and a 10-bit ProRes render of it came out in 8-bit steps); HDR
+        # without a LUT goes to 8 bits through its own mapping.
+        self.deep = f0 is not None and _bits(f0) > 8 and not self._hdr
         self._deep_white = _rgb48_white(f0) if self.deep else 65535.0
         if self._alpha:
             self.notes.append(ALPHA_NOTE)
@@ -343,9 +345,14 @@ class VideoSource:
     def _linear_pixels(self, frame, w: int, h: int) -> np.ndarray:
         """float32 linear light of a deep frame from its 16-bit decode (the code values read as the 8-bit frames
         are shown, sRGB), premultiplied beside its alpha where it has one."""
-        from nodes.common.color import code16_to_linear
+        from nodes.common.color import code16_to_linear, srgb_to_linear
         wide = frame.to_ndarray(format="rgba64le" if self._alpha else "rgb48le")
-        px = code16_to_linear(wide[..., :3], "srgb", self._deep_white)
+        if self._lut is not None:       # the LUT's output, as the 8-bit frames show it, unrounded and past 1.0
+            from nodes.common.lut import apply_lut_float
+            px = srgb_to_linear(apply_lut_float(wide[..., :3].astype(np.float32) / np.float32(self._deep_white),
+                                                self._lut))
+        else:
+            px = code16_to_linear(wide[..., :3], "srgb", self._deep_white)
         if self._alpha:
             alpha = wide[..., 3:].astype(np.float32) / 65535.0
             px = np.concatenate([px * alpha, alpha], -1)
@@ -556,7 +563,8 @@ class PillowSource:
 def load_video(path: str, start: int = 0, count: int = 0, every_nth: int = 1, width: int = 0, height: int = 0,
                fps: float = 0.0, deinterlace: str = "auto", log=None, lut: str = "") -> Clip:
     """log: called with a line for each thing done to show the pictures as players do (deinterlacing,
-    non-square pixels). lut: a .cube file applied to each picture before it becomes 8-bit."""
+    non-square pixels). lut: a .cube file applied to each picture before it becomes 8-bit (and to a deep source's
+    16 bits for Clip.linear)."""
     table = None
     if lut:
         from nodes.common.lut import parse_lut
