@@ -574,3 +574,24 @@ def test_10_bit_log_footage_through_a_load_lut_keeps_its_depth_to_prores(tmp_pat
     assert np.abs(out - want).max() <= 2, np.abs(out - want).max()
     assert len(np.unique(out)) >= len(np.unique(src)) - 2, (len(np.unique(out)), len(np.unique(src)))
     assert "save" not in logs, logs
+
+
+def test_dust_on_a_deep_plate_is_taken_off_its_float_pixels():
+    """restore.dust worked in 8 bits: a scanned plate's specks were cleaned, but its lamp of 4.0 came out at 1.0 and
+    its shadow ramp in 36 codes of 96. The float pixels are now cleaned where the 8-bit frames find specks, from the
+    same aligned neighbours, and kept as they were elsewhere."""
+    from nodes.restore import nodes as restore_nodes
+    from node_call import Nodes
+    clean, _ = flickering_plate(5, flicker=0.0)
+    dirty = clean.copy()
+    dirty[2, 20:26, 30:36] = srgb_inverse(np.maximum(srgb(clean[2, 20:26, 30:36]) - 0.4, 0.0))    # a dark blotch
+    out = Nodes(restore_nodes).dust(None, deep_clip(dirty))
+    assert out.linear is not None
+    got, frames = np.asarray(out.linear(0, len(dirty))), out.to_array()
+    speck = np.abs(srgb(got[2, 20:26, 30:36]) - srgb(clean[2, 20:26, 30:36])).mean() * 255
+    assert speck < 20, speck                                            # was 102 levels darker
+    assert np.abs(np.round(srgb(got[2, 20:26, 30:36]) * 255) - frames[2, 20:26, 30:36]).max() <= 1     # as in 8 bits
+    away = np.ones(got.shape[:3], bool)
+    away[2, 14:32, 24:42] = False
+    assert np.allclose(got[away], dirty[away], rtol=1e-5, atol=1e-8)    # the rest as it was
+    assert got[:, 2, -4].min() == pytest.approx(4.0, rel=1e-5) and len(np.unique(got[2, -3, :, 1])) == 96

@@ -154,6 +154,21 @@ def measured_float(out, clip, fn, measures: Measures):
     return out.with_(linear=linear)
 
 
+def levels_float(clip, radius: int, fn):
+    """Clip.linear for a temporal node of `clip` that finds what to do on the 8-bit frames (flow, specks, weights)
+    and does it to the float pixels too: fn(window, lo, a, b, deep) as windowed's, deep the window's float pixels
+    as levels (sRGB-coded x 255, past 255 above 1.0; premultiplied colour, as the 8-bit frames hold it), returning
+    frames a..b in those levels."""
+    from nodes.common.color import linear_to_srgb_unclamped, srgb_to_linear
+
+    def linear(a: int, b: int) -> np.ndarray:
+        lo, hi = max(0, a - radius), min(clip.length, b + radius)
+        levels = linear_to_srgb_unclamped(np.asarray(clip.linear(lo, hi), np.float32)[..., :3]) * np.float32(255)
+        return srgb_to_linear(fn(clip.frames(lo, hi), lo, a, b, levels) * np.float32(1 / 255))
+
+    return linear
+
+
 def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):
     """map_frames for a colour operation (a grade, a LUT): a clip with transparency (Clip.matte) has fn applied
     to its colour taken off black and laid back over it, so a lift or offset does not paint the transparent

@@ -14,10 +14,9 @@ import itertools
 import cv2
 import numpy as np
 
-from nodes.common.color import linear_to_srgb_unclamped, srgb_to_linear
 from nodes.common.flow import backward_warp, estimate_flow
 from nodes.common.noise import estimate_noise
-from nodes.common.stream import PairCache, windowed
+from nodes.common.stream import PairCache, levels_float, windowed
 
 
 def _flow_gray(frame: np.ndarray) -> np.ndarray:
@@ -116,10 +115,5 @@ def denoise_clip(ctx, clip, radius: int = 2, strength: float = 1.0, sigma: float
                 yield (backward_warp(window[j - lo].astype(np.float32), flow),
                        None if deep is None else backward_warp(deep[j - lo], flow))
 
-    def linear(a: int, b: int) -> np.ndarray:
-        lo, hi = max(0, a - radius), min(clip.length, b + radius)
-        levels = linear_to_srgb_unclamped(np.asarray(clip.linear(lo, hi), np.float32)[..., :3]) * np.float32(255)
-        return srgb_to_linear(compute(clip.frames(lo, hi), lo, a, b, levels) * np.float32(1 / 255))
-
     out = windowed(ctx, clip, radius, compute)
-    return out if clip.linear is None else out.with_(linear=linear)
+    return out if clip.linear is None else out.with_(linear=levels_float(clip, radius, compute))
