@@ -595,3 +595,20 @@ def test_dust_on_a_deep_plate_is_taken_off_its_float_pixels():
     away[2, 14:32, 24:42] = False
     assert np.allclose(got[away], dirty[away], rtol=1e-5, atol=1e-8)    # the rest as it was
     assert got[:, 2, -4].min() == pytest.approx(4.0, rel=1e-5) and len(np.unique(got[2, -3, :, 1])) == 96
+
+
+def test_a_lut_takes_nan_and_infinite_pixels_of_a_cg_render_without_reading_off_its_table(tmp_path):
+    """A CG render's NaN or infinite pixels had no place on the table: NaN went into the kernel's index (numba does
+    not check it: memory outside the table was read), and infinity came out NaN (inf - inf in the blend). NaN is now
+    looked up as black; infinity is held at the domain's edge as any light past it."""
+    from nodes.common.lut import apply_lut_float, parse_cube
+    g = np.linspace(0.0, 1.0, 5)
+    b, gg, r = np.meshgrid(g, g, g, indexing="ij")
+    table = np.stack([r * 2.0 + 0.1, gg * 1.5 + 0.05, b + 0.2], -1)
+    (tmp_path / "l.cube").write_text("LUT_3D_SIZE 5\n" + cube_rows(table))
+    (tmp_path / "one.cube").write_text("LUT_1D_SIZE 5\n" + cube_rows(np.stack([g * 2.0 + 0.1, g, g], -1)))
+    px = np.array([[np.nan] * 3, [np.inf] * 3, [-np.inf] * 3, [0.5] * 3], np.float32)
+    out = apply_lut_float(px, parse_cube(str(tmp_path / "l.cube")))
+    assert np.allclose(out, [[0.1, 0.05, 0.2], [2.1, 1.55, 1.2], [0.1, 0.05, 0.2], [1.1, 0.8, 0.7]]), out
+    one = apply_lut_float(px, parse_cube(str(tmp_path / "one.cube")))
+    assert np.isfinite(one).all() and np.allclose(one[1:], [[2.1, 1, 1], [0.1, 0, 0], [1.1, 0.5, 0.5]]), one

@@ -330,8 +330,9 @@ def _kernels():
                 pr, pg, pb = pos[0, i], pos[1, i], pos[2, i]
                 r, g, b = min(int(pr), last), min(int(pg), last), min(int(pb), last)
                 for c in range(3):
-                    v = interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral)
-                    out[i, c] = values[i, c] + strength * (v * scale + offset - values[i, c])
+                    v = interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral) * scale + offset
+                    # Blended only below full strength: an infinite input (a CG render's) made inf - inf = NaN.
+                    out[i, c] = v if strength == 1 else values[i, c] + strength * (v - values[i, c])
         _KERNELS = (coded, floats)
     return _KERNELS
 
@@ -382,8 +383,10 @@ def apply_lut_float(values: np.ndarray, lut: CubeLut, strength: float = 1.0, int
         x = linear_to_srgb_unclamped(flat[i:i + (1 << 16)]) if linear else flat[i:i + (1 << 16)]
         pos = placed(x.T.astype(np.float64), lut)
         y = out[i:i + len(x)]
+        # NaN (a CG render's) has no place on the table: numba's kernel would read outside it. Taken as 0, as black.
+        np.nan_to_num(pos, copy=False, nan=0.0)
         if table is None:       # 1D only: the positions are the outputs
-            y[:] = x + strength * (pos.T * scale + offset - x)
+            y[:] = pos.T * scale + offset if strength == 1 else x + strength * (pos.T * scale + offset - x)
         else:
             _kernels()[1](x, np.ascontiguousarray(pos, np.float32), table, interpolation == "tetrahedral",
                           np.float32(scale), np.float32(offset), np.float32(strength), y)
