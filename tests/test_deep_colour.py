@@ -612,3 +612,33 @@ def test_a_lut_takes_nan_and_infinite_pixels_of_a_cg_render_without_reading_off_
     assert np.allclose(out, [[0.1, 0.05, 0.2], [2.1, 1.55, 1.2], [0.1, 0.05, 0.2], [1.1, 0.8, 0.7]]), out
     one = apply_lut_float(px, parse_cube(str(tmp_path / "one.cube")))
     assert np.isfinite(one).all() and np.allclose(one[1:], [[2.1, 1, 1], [0.1, 0, 0], [1.1, 0.5, 0.5]]), one
+
+
+@pytest.mark.parametrize("method", ["wiener", "richardson_lucy", "unsharp"])
+def test_deblur_on_a_deep_plate_sharpens_its_float_pixels(method):
+    """restore.deblur worked in 8 bits: a soft EXR plate's lamp of 4.0 came out at 1.0 and its shadow ramp in 36
+    codes of 96. The float pixels now go through the same filter, on their sRGB-coded values as the 8-bit frames
+    (the curve continued past 1.0), unrounded: within 0..1 the 8-bit result, the lamp's light kept."""
+    import cv2
+    from graph_engine.context import Context
+    from nodes.common.color import linear_to_srgb, to_uint8
+    from nodes.restore import nodes as restore_nodes
+    from node_call import Nodes
+    sharp, _ = flickering_plate(2, flicker=0.0)
+    # Soft, as the lens made it, on 8-bit levels (so that the 8-bit frames hold the same picture); the lamp and the
+    # shadow ramp as they were.
+    coded = np.round(np.stack([cv2.GaussianBlur(f, (0, 0), 1.2) for f in srgb(sharp)]) * 255) / 255
+    soft = srgb_inverse(coded).astype(np.float32)
+    soft[:, :8, -12:], soft[:, -6:] = 4.0, sharp[:, -6:]
+    out = Nodes(restore_nodes).deblur(Context("d"), deep_clip(soft), method=method, kernel="gaussian", sigma=1.2,
+                                      balance=0.01, iterations=10)
+    assert out.linear is not None
+    got, frames = np.asarray(out.linear(0, 2)), out.to_array()
+    inside = (frames > 0) & (frames < 255)
+    inside[:, :24, -32:] = inside[:, -14:] = False      # the 8-bit lamp, clipped at white, rings less around it
+    apart = np.abs(to_uint8(linear_to_srgb(got)).astype(int) - frames)[inside]
+    assert apart.max() <= 1, apart.max()
+    picture = np.s_[:, 12:-10, 6:-6]
+    err = lambda x: np.abs(srgb(x[picture]) - srgb(sharp[picture])).mean() * 255      # noqa: E731
+    assert err(got) < err(soft), (err(got), err(soft))      # sharper than it came
+    assert got[:, 3, -5].min() > 3.0 and len(np.unique(got[1, -3, 6:-6, 1])) == 84

@@ -159,14 +159,29 @@ def levels_float(clip, radius: int, fn):
     and does it to the float pixels too: fn(window, lo, a, b, deep) as windowed's, deep the window's float pixels
     as levels (sRGB-coded x 255, past 255 above 1.0; premultiplied colour, as the 8-bit frames hold it), returning
     frames a..b in those levels."""
-    from nodes.common.color import linear_to_srgb_unclamped, srgb_to_linear
-
     def linear(a: int, b: int) -> np.ndarray:
         lo, hi = max(0, a - radius), min(clip.length, b + radius)
-        levels = linear_to_srgb_unclamped(np.asarray(clip.linear(lo, hi), np.float32)[..., :3]) * np.float32(255)
-        return srgb_to_linear(fn(clip.frames(lo, hi), lo, a, b, levels) * np.float32(1 / 255))
+        return _from_levels(fn(clip.frames(lo, hi), lo, a, b, _levels(clip.linear(lo, hi))))
 
     return linear
+
+
+def levels_frames(out, clip, fn):
+    """`out` (a node's per-frame result of `clip`, fn(uint8 frame)) carrying clip's float pixels (Clip.linear) through
+    the same fn, given float levels (levels_float's) in place of the uint8 frame and returning them."""
+    if clip.linear is None:
+        return out
+    return out.with_(linear=lambda a, b: _from_levels(np.stack([fn(f) for f in _levels(clip.linear(a, b))])))
+
+
+def _levels(px) -> np.ndarray:
+    from nodes.common.color import linear_to_srgb_unclamped
+    return linear_to_srgb_unclamped(np.asarray(px, np.float32)[..., :3]) * np.float32(255)
+
+
+def _from_levels(levels: np.ndarray) -> np.ndarray:
+    from nodes.common.color import srgb_to_linear
+    return srgb_to_linear(levels * np.float32(1 / 255))
 
 
 def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):

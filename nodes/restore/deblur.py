@@ -80,9 +80,15 @@ def estimate_sigma(frame: np.ndarray) -> float:
     return float(np.sqrt(max(total ** 2 - 0.5, 0.0)))
 
 
+def _out(levels: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The result in levels as the input came: uint8 rounded and clipped, or a deep plate's float levels (sRGB-coded
+    x 255, past 255 above 1.0: stream.levels_frames) as they are."""
+    return np.clip(levels + 0.5, 0, 255).astype(np.uint8) if frame.dtype == np.uint8 else levels.astype(np.float32)
+
+
 def unsharp(frame: np.ndarray, sigma: float, amount: float) -> np.ndarray:
     f = frame.astype(np.float32)
-    return np.clip(f + amount * (f - cv2.GaussianBlur(f, (0, 0), sigma)) + 0.5, 0, 255).astype(np.uint8)
+    return _out(f + amount * (f - cv2.GaussianBlur(f, (0, 0), sigma)), frame)
 
 
 def _padded(frame: np.ndarray, k: np.ndarray):
@@ -108,13 +114,13 @@ def wiener(frame: np.ndarray, k: np.ndarray, balance: float = 0.0) -> np.ndarray
     auto_balance), scaled so flat areas keep their level: the plain filter passes 1 / (1 + balance) of
     the mean (the kernel sums to 1), so raising `balance` against ringing darkened the whole picture
     (0.1: 9%, 0.5: a third)."""
-    if balance <= 0:
-        balance = auto_balance(frame)
+    if balance <= 0:        # a deep plate's noise read on its 8-bit picture, as its 8-bit frames are
+        balance = auto_balance(frame if frame.dtype == np.uint8 else np.clip(frame + 0.5, 0, 255).astype(np.uint8))
     img, p = _padded(frame, k)
     h = _otf(k, img.shape[:2])
     filt = np.conj(h) * (1.0 + balance) / (np.abs(h) ** 2 + balance)
     out = np.stack([np.fft.irfft2(np.fft.rfft2(img[..., c]) * filt, s=img.shape[:2]) for c in range(3)], -1)
-    return np.clip(out[p:-p, p:-p] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return _out(out[p:-p, p:-p] * 255.0, frame)
 
 
 def richardson_lucy(frame: np.ndarray, k: np.ndarray, iterations: int = 20) -> np.ndarray:
@@ -125,7 +131,7 @@ def richardson_lucy(frame: np.ndarray, k: np.ndarray, iterations: int = 20) -> n
     for _ in range(iterations):
         blurred = cv2.filter2D(est, -1, flipped, borderType=cv2.BORDER_REFLECT)
         est *= cv2.filter2D(img / np.maximum(blurred, 1e-4), -1, k, borderType=cv2.BORDER_REFLECT)
-    return np.clip(est[p:-p, p:-p] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return _out(est[p:-p, p:-p] * 255.0, frame)
 
 
 def choose_kernel(kind: str, sigma: float, length: float, angle: float, path: Optional[str],

@@ -96,11 +96,13 @@ def deblur(ctx, video: VIDEO,
 
     The kernel is a Gaussian (given, or estimated from a few frames by how much strong edges
     soften when re-blurred), a straight motion streak, or your own PSF file. Estimation
-    assumes roughly uniform defocus-like blur; give the kernel for motion blur."""
+    assumes roughly uniform defocus-like blur; give the kernel for motion blur. A deep plate's float pixels (EXR,
+    16-bit, DPX) are sharpened too, unrounded and past 1.0."""
     from nodes.restore import deblur as d
-    from nodes.common.stream import map_frames
+    from nodes.common.stream import levels_frames, map_frames
     if method == "unsharp":
-        return map_frames(ctx, video, lambda f: d.unsharp(f, sigma, amount))
+        fn = lambda f: d.unsharp(f, sigma, amount)     # noqa: E731
+        return levels_frames(map_frames(ctx, video, fn), video, fn)
     if kernel == "file" and not kernel_path:
         raise NodeError("restore.deblur: kernel = file needs kernel_path (a grayscale PSF image or .npy)")
     samples = [video.frame(i) for i in sorted({0, video.length // 3, 2 * video.length // 3})] \
@@ -115,9 +117,9 @@ def deblur(ctx, video: VIDEO,
                         f"{video.width}x{video.height} frames: a PSF is the blur of one point (a few to a few dozen "
                         f"pixels across); crop kernel_path's image to the blur")
     ctx.report(kernel_size=list(k.shape))
-    if method == "wiener":
-        return map_frames(ctx, video, lambda f: d.wiener(f, k, balance))
-    return map_frames(ctx, video, lambda f: d.richardson_lucy(f, k, iterations))
+    # Each works on 8-bit frames or on a deep plate's float levels alike (levels_frames).
+    fn = (lambda f: d.wiener(f, k, balance)) if method == "wiener" else (lambda f: d.richardson_lucy(f, k, iterations))
+    return levels_frames(map_frames(ctx, video, fn), video, fn)
 
 
 @node("restore.denoise", title="Temporal Denoise", category="Restoration", temporal_radius=4)
