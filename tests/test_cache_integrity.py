@@ -252,3 +252,27 @@ def test_a_manifest_that_is_not_an_entry_is_counted_and_evicted(tmp_path, manife
     assert [(e["type"], e["bytes"]) for e in disk.entries()] == [("?", 5000 + len(manifest))]
     disk.put("cd" + "1" * 30, {"a": np.zeros(6000, np.uint8)}, {}, "test.node")
     assert [e["type"] for e in disk.entries()] == ["test.node"] and not bad.exists()
+
+
+def _file_resident() -> int:
+    """Bytes of files mapped into this process and resident (RssFile), or -1 where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssFile:"))
+    except (OSError, StopIteration):
+        return -1
+
+
+@pytest.mark.skipif(_file_resident() < 0, reason="needs Linux's /proc/self/status RssFile")
+def test_reading_a_cached_clip_through_does_not_map_it_into_memory(tmp_path):
+    # A long clip in the disk cache (generate.feedback's frames) was read back through a memory map: every
+    # page read stayed resident, so memory grew with the clip's length (2 GB for 300 1080p frames).
+    frames = np.random.default_rng(0).integers(0, 256, (48, 128, 256, 3), np.uint8)
+    cache = DiskCache(tmp_path / "cache", 1 << 30)
+    cache.put("k" * 32, {"video": Clip.from_array(frames)}, {}, "test")
+    clip = cache.get("k" * 32)[0]["video"]
+    before = _file_resident()
+    read = [block.copy() for _, block in clip.chunks()]
+    grown = _file_resident() - before
+    assert np.array_equal(np.concatenate(read), frames)
+    assert grown < frames.nbytes // 4, f"{grown >> 10} KB of the {frames.nbytes >> 10} KB clip stayed mapped"
