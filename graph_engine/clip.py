@@ -253,7 +253,10 @@ class Clip:
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
             height: Optional[int] = None) -> "Clip":
         """A frame-local transform applied chunk by chunk: fn(uint8 [n,H,W,3]) -> uint8 [n,H',W',3]."""
-        return self.with_(width=width, height=height, reader=lambda a, b: fn(self.frames(a, b)))
+        def reader(a: int, b: int) -> np.ndarray:
+            parts = [fn(block) for _, block in self.pieces(a, b)]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self.with_(width=width, height=height, reader=reader)
 
     # -- access -------------------------------------------------------------------------
     @property
@@ -290,10 +293,24 @@ class Clip:
             # CACHED_CHUNKS kept, each window computed its span again upstream (10x the decoding at 1080p).
             # Keeping a span's worth costs what the window itself already holds. A read of the whole clip
             # (a VAE encoding it) overlaps nothing later: kept, it would hold the clip twice until the run ends.
+            # (A frame-local consumer of smaller frames reads its source's chunks one by one: Clip.pieces.)
+            # The next window shares all but the first of these chunks and computes one: the span is enough (a
+            # chunk more made every pair read across a boundary, interpolation's, keep 4 chunks where 2 do).
             if first > 0 or last < (self.length - 1) // c:
-                self._keep = max(self._keep, last - first + 2)
+                self._keep = max(self._keep, last - first + 1)
         parts = [self._chunk(k) for k in range(first, last + 1)]
         return np.concatenate(parts)[start - first * c: stop - first * c]
+
+    def pieces(self, start: int, stop: int) -> Iterator[Tuple[int, np.ndarray]]:
+        """Frames [start, stop) as (first frame, frames) that each lie within one of this clip's chunks: views of
+        them, nothing joined. For a consumer whose chunks are longer than its source's (smaller frames: a
+        downscale, a crop), which frames(start, stop) gave a joined copy of the span, 0.2 GB of 1080p frames
+        under a resize to 320 wide, on top of the chunks themselves."""
+        start, stop = max(0, int(start)), min(self.length, int(stop))
+        while start < stop:
+            end = min(stop, (start // self.chunk + 1) * self.chunk)
+            yield start, self.frames(start, end)
+            start = end
 
     def prefetch(self, start: int, stop: int) -> None:
         """Compute the chunks of frames [start, stop) in ascending order and keep them for the reads that follow,

@@ -196,3 +196,33 @@ def test_frames_are_written_while_the_next_block_is_computed(tmp_path, monkeypat
     assert overlapped == [True]
     assert sorted(p.name for p in (tmp_path / "f").glob("*.png")) == [f"frame_{i:06d}.png" for i in range(8)]
     assert cv2.imread(str(tmp_path / "f" / "frame_000005.png"))[0, 0, 0] == 4
+
+
+@pytest.fixture
+def frame_a_chunk(monkeypatch):
+    """A source frame is a chunk of its own, as a 4K frame is (24 MB), and a smaller picture's chunks are longer."""
+    monkeypatch.setattr(clip_module, "CHUNK_BYTES", 160 * 120 * 3)
+
+
+@pytest.mark.parametrize("node", ["video.resize", "upscale.resize"])
+def test_a_downscale_holds_a_few_source_frames_not_the_span_of_its_chunk(node, frame_a_chunk):
+    # A thumbnail of a long 1080p clip (resize to 320 wide, every 8th frame) peaked at 0.55 GB for 96 frames, and
+    # more for more: a chunk of the small clip (32 frames) read 32 source frames joined into one copy, and the
+    # source kept all of them cached again for a next read that shares none of them.
+    from nodes.upscale.resize import resize_clip
+    from nodes.video.edit import every_nth, resize
+    reads = []
+
+    def decode(a, b):           # no work of its own to count: frames of one level each
+        reads.append((a, b))
+        return np.stack([np.full((120, 160, 3), i % 256, np.uint8) for i in range(a, b)])
+    src = Clip(96, 24, 160, 120, decode)
+    small = resize(src, 40, 30) if node == "video.resize" else resize_clip(src, width=40, height=30, ctx=None)
+    assert small.chunk >= 8 and src.chunk == 1
+    thumb = every_nth(small, 2, 0)
+    peak = peak_frames(lambda: pull(thumb), 160 * 120 * 3)
+    assert sorted(reads) == [(i, i + 1) for i in range(96)]       # each source frame decoded once
+    # The source's few cached chunks and a decode's copy, and the small clips' own chunks (16 small frames come to
+    # a source frame): about 11. It was the span again (39).
+    assert peak < 16, f"held {peak:.1f} source frames at once"
+    assert len(src._cache) <= clip_module.CACHED_CHUNKS

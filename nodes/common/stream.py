@@ -60,12 +60,13 @@ def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: i
 
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, h, w, 3), np.uint8)
-        for k, frame in enumerate(clip.frames(a, b)):
-            if ctx is not None:
-                ctx.check()
-            out[k] = fn(a + k, frame)
-            if per_frame:
-                progress.add(1)
+        for lo, block in clip.pieces(a, b):     # the source's chunks as they are: a smaller output's span of them
+            for k, frame in enumerate(block, lo - a):      # is not joined into one more copy
+                if ctx is not None:
+                    ctx.check()
+                out[k] = fn(a + k, frame)
+                if per_frame:
+                    progress.add(1)
         if not per_frame:
             progress.add(b - a)
         return out
