@@ -342,14 +342,15 @@ def test_a_window_too_big_for_memory_is_refused_before_any_frame(monkeypatch):
     src = Clip(200, 24, 48, 32, lambda a, b: read.extend(range(a, b)) or np.zeros((b - a, 32, 48, 3), np.uint8),
                chunk=2)
     frame = 48 * 32 * 3
-    # Room for 30 frames: the window (2 + 2 * radius frames) and the source's 3 cached chunks of 2 must fit
-    monkeypatch.setattr(stream, "free_memory", lambda: 30 * frame)
+    # Room for 16 frames: stabilize's window (its chunk and radius frames ahead: 2 + radius; the frames behind are
+    # read for their motion alone, kept from the chunk before) and the source's 3 cached chunks of 2 must fit
+    monkeypatch.setattr(stream, "free_memory", lambda: 16 * frame)
     with pytest.raises(NodeError) as e:
         restore.stabilize(Context("n"), src, radius=20)
-    assert str(e.value).startswith("a window of 42 frames of 48x32 (20 either side) needs about") and \
-        "lower radius to 11 or less" in str(e.value) and "video.resize" in str(e.value)
+    assert str(e.value).startswith("a window of 22 frames of 48x32 (20 ahead) needs about") and \
+        "lower radius to 8 or less" in str(e.value) and "video.resize" in str(e.value)
     assert read == []
-    for _ in restore.stabilize(Context("n"), src, radius=11).chunks():      # what it named fits
+    for _ in restore.stabilize(Context("n"), src, radius=8).chunks():      # what it named fits
         pass
 
 

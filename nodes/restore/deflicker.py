@@ -272,7 +272,7 @@ def deflicker_clip(ctx, clip, radius: int = 12, strength: float = 1.0, mode: str
                 tones.put(a + i, (new_gain[i], new_offset[i], fields[i]))
         return out
 
-    out = windowed(ctx, clip, radius, compute)
+    out = windowed(ctx, clip, radius, compute, behind=False)
     # Frame -> the correction it got (gain, offset, field or None), for a deep plate's floats (none for 8 bits): as
     # many frames' as out keeps.
     tones = Measures((CACHED_CHUNKS + 1) * out.chunk) if clip.linear is not None else None

@@ -165,4 +165,4 @@ def stabilize_clip(ctx, clip, radius: int = 20, strength: float = 1.0, border: s
         tell_short(short)
         return np.stack(out)
 
-    return windowed(ctx, clip, radius, compute)
+    return windowed(ctx, clip, radius, compute, behind=False)
