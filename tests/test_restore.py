@@ -343,14 +343,14 @@ def test_a_window_too_big_for_memory_is_refused_before_any_frame(monkeypatch):
                chunk=2)
     frame = 48 * 32 * 3
     # Room for 16 frames: stabilize's window (its chunk and radius frames ahead: 2 + radius; the frames behind are
-    # read for their motion alone, kept from the chunk before) and the source's 3 cached chunks of 2 must fit
+    # read for their motion alone, kept from the chunk before) and the source's 2 cached chunks of 2 must fit
     monkeypatch.setattr(stream, "free_memory", lambda: 16 * frame)
     with pytest.raises(NodeError) as e:
         restore.stabilize(Context("n"), src, radius=20)
     assert str(e.value).startswith("a window of 22 frames of 48x32 (20 ahead) needs about") and \
-        "lower radius to 8 or less" in str(e.value) and "video.resize" in str(e.value)
+        "lower radius to 10 or less" in str(e.value) and "video.resize" in str(e.value)
     assert read == []
-    for _ in restore.stabilize(Context("n"), src, radius=8).chunks():      # what it named fits
+    for _ in restore.stabilize(Context("n"), src, radius=10).chunks():      # what it named fits
         pass
 
 

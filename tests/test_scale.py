@@ -241,3 +241,16 @@ def test_stabilize_and_deflicker_hold_the_frames_ahead_not_those_behind(name, ch
     # What a radius 16 frames longer adds (the rest is the chunks cached and a chunk's work): 16 frames ahead,
     # and 16 behind as well before.
     assert peak[20] - peak[4] < 24, f"held {peak[4]:.1f} frames at radius 4, {peak[20]:.1f} at 20"
+
+
+def test_a_chain_read_in_pairs_computes_each_chunk_once_holding_two(monkeypatch):
+    # Interpolation and stylize.temporal read frames i and i + 1, across a chunk boundary now and then: the chunk
+    # and the one before are what they read again. Each clip of a chain kept a third as well, never read again.
+    reads = []
+    monkeypatch.setattr(clip_module, "MAX_CHUNK", 4)
+    src = source(40, reads)
+    graded = src.map(lambda f: f // 2 + 10)
+    for i in range(39):
+        assert len(graded.frames(i, i + 2)) == 2
+    assert sorted(reads) == [(a, a + 4) for a in range(0, 40, 4)]      # each chunk computed once
+    assert len(src._cache) <= 2 and len(graded._cache) <= 2
