@@ -18,11 +18,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 @pytest.fixture(scope="module")
 def flux(tmp_path_factory):
+    from comfy_layouts import built
     from tiny_flux import build_flux
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield build_flux(tmp_path_factory.mktemp("flux"))
-    torch.set_num_threads(threads)
+    yield from built(build_flux, tmp_path_factory)
 
 
 @pytest.fixture

@@ -19,11 +19,9 @@ CKPT = "sdxl_tiny.safetensors"
 
 @pytest.fixture(scope="module")
 def sdxl(tmp_path_factory):
+    from comfy_layouts import built
     from tiny_models import build_sdxl_single_file
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield build_sdxl_single_file(tmp_path_factory.mktemp("sdxl"))
-    torch.set_num_threads(threads)
+    yield from built(build_sdxl_single_file, tmp_path_factory)
 
 
 @pytest.fixture

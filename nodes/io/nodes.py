@@ -97,7 +97,6 @@ def add_audio(ctx, video: VIDEO,
     beat_frames) and logged: the frames to cut on with video.trim."""
     from .sound import with_song
     return with_song(video, path, offset, fit, ctx.log, ctx.report, at, mix, gain, clip_gain)
-    return with_song(video, path, offset, fit, ctx.log, ctx.report)
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")
