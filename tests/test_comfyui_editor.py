@@ -66,11 +66,16 @@ def test_unmapped_nodes_are_red_placeholders(win, tmp_path):
         __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
 
 
-def test_red_nodes_that_pass_a_value_on_can_be_bypassed_from_the_report(win):
+def test_red_nodes_that_pass_a_value_on_can_be_bypassed_from_the_report(win, tmp_path):
     """The report said what could be bypassed, but only `kinograph import --bypass-unmapped` could do it: the
-    editor's report offers it when every red node passes a value on, and opens the file again that way."""
+    editor's report offers it when every red node passes a value on, and opens the file again that way. (The Wan
+    Fun InP template, every node of which is mapped now, with a KJNodes model patch in its CFG-Zero*'s place.)"""
+    import json
     from PySide6.QtWidgets import QPushButton
-    assert win.open_path(DATA / "templates" / "wan2.1_fun_inp.json") is win
+    data = json.loads((DATA / "templates" / "wan2.1_fun_inp.json").read_text())
+    next(n for n in data["nodes"] if n["id"] == 66)["type"] = "ModelPatchTorchSettings"
+    (tmp_path / "fun_inp.json").write_text(json.dumps(data))
+    assert win.open_path(tmp_path / "fun_inp.json") is win
     assert any(n.type.startswith("comfyui.") for n in win.doc.graph.nodes.values())
     button = win._comfyui_report.findChild(QPushButton, "bypassUnmapped")
     button.click()
