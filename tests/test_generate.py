@@ -94,6 +94,35 @@ def test_tiny_video_outpainting_example_redraws_only_the_padding(tiny, tmp_path)
     assert np.abs(got[:, :, sides].astype(int) - 128).mean() > 5
 
 
+def test_loading_a_model_draws_no_library_progress_bars(tiny, capsys):
+    """diffusers' "Loading pipeline components..." and transformers' "Loading weights" bars went to stderr on every
+    load, where the command shows control characters as escapes: a first run of examples/tiny/wan.yaml printed
+    lines of literal \\r and \\x1b[A. Kinograph reports the load node's own progress; the libraries' bars stay off,
+    even where something turned them on again (a fresh process has diffusers' on)."""
+    import diffusers.utils.logging as diffusers_log
+    import transformers.utils.logging as transformers_log
+    from app.cli import main
+    from nodes.generate.model_manager import ModelManager, default_manager
+    was = diffusers_log.is_progress_bar_enabled(), transformers_log.is_progress_bar_enabled()
+    diffusers_log.enable_progress_bar()
+    transformers_log.enable_progress_bar()
+    try:
+        default_manager().clear()       # a model already loaded by another test would not load again
+        ModelManager().load("ltx", str(tiny / "ltx"))
+        assert "Loading" not in capsys.readouterr().err
+        default_manager().clear()
+        diffusers_log.enable_progress_bar()
+        out = tiny / "out" / "bars.mp4"
+        assert main(["run", str(ROOT / "examples" / "tiny" / "wan.yaml"), "--set", f"load.path={tiny / 'wan'}",
+                     "--set", f"save.path={out}", "--no-cache", "--device", "cpu"]) == 0
+        got = capsys.readouterr()
+        assert f"wrote {out}" in got.out
+        assert "Loading" not in got.err and "\\r" not in got.err and "\\x1b" not in got.err, got.err
+    finally:
+        for module, on in zip((diffusers_log, transformers_log), was):
+            (module.enable_progress_bar if on else module.disable_progress_bar)()
+
+
 # -- same frames as the diffusers pipeline with the same components, seed and steps ----------
 @pytest.mark.parametrize("fam,sampler,scheduler", [
     ("animatediff", "ddim", None), ("wan", "flow_euler", "flow_match"), ("ltx", "flow_euler", None),

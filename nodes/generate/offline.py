@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from graph_engine import NodeError
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "DIFFUSERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "DISABLE_TELEMETRY": "1"}
+               "DIFFUSERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "DISABLE_TELEMETRY": "1",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def go_offline() -> None:
@@ -18,6 +19,26 @@ def go_offline() -> None:
     if consts is not None:
         consts.HF_HUB_OFFLINE = True
         consts.HF_HUB_DISABLE_TELEMETRY = True
+    quiet_library_bars(import_diffusers=False)
+
+
+def quiet_library_bars(import_diffusers: bool = True) -> None:
+    """Turn off the progress bars diffusers, transformers and huggingface_hub draw while a model loads
+    ("Loading pipeline components...", "Loading weights"). Kinograph shows each node's own progress, and the
+    command's stderr shows control characters as escapes (app.progress.Printable), so every load printed its
+    bars as lines of literal \\r and \\x1b[A. transformers and the hub read HF_HUB_DISABLE_PROGRESS_BARS when
+    imported; diffusers never reads it, so it is switched off here, just before a load imports it anyway
+    (`import_diffusers`; at start-up only where it is already imported, as importing it means importing torch)."""
+    import sys
+    if import_diffusers:
+        import diffusers.utils.logging  # noqa: F401
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.disable_progress_bar()
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None:
+        hub.disable_progress_bars()
 
 
 def _is_hub_error(exc: BaseException) -> bool:
@@ -30,7 +51,9 @@ def _is_hub_error(exc: BaseException) -> bool:
 
 @contextmanager
 def local_only(what: str, where: str, hint: str = ""):
-    """Turn a hub lookup (a component missing from a local folder) into a NodeError naming the folder."""
+    """Turn a hub lookup (a component missing from a local folder) into a NodeError naming the folder. Every
+    pipeline, motion module and ControlNet load runs inside it, so the libraries' own bars are turned off here."""
+    quiet_library_bars()
     try:
         yield
     except NodeError:
