@@ -326,9 +326,14 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
         except Exception:  # a name that cannot be looked up is as missing as one that is not there
             found = None
         if not found:
+            # "copy the file there" named the model folders themselves, where a file is not looked for: say the
+            # folder the loader searches (a locate's `folder`), as the run's message does.
+            folder = getattr(p.locate, "folder", None)
+            put = f"put it into {folder()}, or add the folder that holds it to KINOGRAPH_MODELS" if folder else \
+                "copy the file into the right folder of one of them"
             problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
-                                       "workflow; copy the file there (`kinograph info` lists the folders and "
-                                       "the models in them)", "nodes", nid, "params", name, node=nid))
+                                       f"workflow; {put} (`kinograph info` lists the folders and the models in them)",
+                                       "nodes", nid, "params", name, node=nid))
     return problems
 
 

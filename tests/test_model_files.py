@@ -683,10 +683,33 @@ def test_validate_names_model_files_that_are_not_in_the_model_folders(tmp_path, 
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr().err
     assert f"{wf}:3: node unet: name: 'wan2.1_t2v_1.3B_fp16.safetensors' is not in the model folders" in err
+    # The folder it goes in, as the run says it: a file copied into the model folder itself is not looked for.
+    assert f"put it into {models / 'diffusion_models'}," in err
     assert f"{wf}:7: node lora3: path: 'other.safetensors'" in err
     assert "node up: model: 'RealESRGAN_x4plus.pth'" in err
     assert "node vae" not in err and "node lora:" not in err and "node lora2" not in err
     assert str(models) in err and "Traceback" not in err
+
+
+def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, monkeypatch, capsys):
+    """A Wan folder in checkpoints/: `kinograph validate` said ok (load.wan's name was looked up in checkpoints/ and
+    diffusion_models/), and the run stopped at load.wan, which looks in diffusion_models/ only. validate now
+    refuses it, naming the folder the loader searches, and passes it once it is there."""
+    from app.cli import main
+    models = tmp_path / "models"
+    model = models / "checkpoints" / "wan"
+    model.mkdir(parents=True)
+    (model / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    wf = ROOT / "examples" / "tiny" / "wan.yaml"
+    assert main(["validate", str(wf), "--set", "load.path=wan"]) == 2
+    err = capsys.readouterr().err
+    assert f"{wf}:8: node load: path: 'wan' is not in the model folders" in err
+    assert f"put it into {models / 'diffusion_models'}," in err
+    model.rename(models / "checkpoints" / "elsewhere")
+    (models / "diffusion_models").mkdir()
+    (models / "checkpoints" / "elsewhere").rename(models / "diffusion_models" / "wan")
+    assert main(["validate", str(wf), "--set", "load.path=wan"]) == 0, capsys.readouterr().err
 
 
 def test_weights_replaced_under_the_same_name_are_the_ones_a_rerun_samples_with(tmp_path, monkeypatch):

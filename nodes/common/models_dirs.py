@@ -286,6 +286,9 @@ def locator(*kinds: str):
             if found is not None:
                 return found
         return None
+    # Where a missing file goes, for `kinograph validate` to say (as the run's not_found does): the first kind's
+    # folder, not the model folders' roots, where nothing is looked for.
+    locate.folder = lambda: _kind_dirs(kinds[0])[0]
     return locate
 
 

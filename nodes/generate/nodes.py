@@ -6,6 +6,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
+from nodes.generate.model_manager import KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
@@ -18,7 +19,10 @@ SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler
 
 def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders",
           kinds=("checkpoints", "diffusion_models"), required: bool = False):
-    # locate: a name found in the model folders is fingerprinted there (a replaced file re-runs what it feeds)
+    # locate: a name found in the model folders is fingerprinted there (a replaced file re-runs what it feeds).
+    # `kinds` are the folders the loader itself searches (model_manager.KINDS for a family's loader), so that
+    # `kinograph validate` passes only what the run finds: load.wan's folder in checkpoints/ passed, and the run
+    # said it was not found.
     return Param(default, kind="path", help=what, locate=locator(*kinds), required=required)
 
 
@@ -41,7 +45,7 @@ def load_model(ctx, path: str = _path(required=True), family: str = Param("auto"
 
 @node("load.sd", title="Load Stable Diffusion", category="Models", outputs=PARTS, device="gpu")
 def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file",
-                                   required=True),
+                                   kinds=(KINDS["sd"],), required=True),
             config: str = Param("", kind="path", help="for a single file: a local SD 1.5 diffusers folder whose "
                                                       "configs describe it"),
             dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -51,7 +55,7 @@ def load_sd(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or sin
 
 @node("load.sdxl", title="Load Stable Diffusion XL", category="Models", outputs=PARTS, device="gpu")
 def load_sdxl(ctx, path: str = _path(what="SDXL checkpoint (.safetensors in checkpoints/, e.g. sd_xl_base_1.0) or "
-                                          "diffusers folder", required=True),
+                                          "diffusers folder", kinds=(KINDS["sdxl"],), required=True),
               dtype: str = DTYPE, offload: str = OFFLOAD):
     """Stable Diffusion XL text-to-image (base model and its fine-tunes): keyframes to animate with an
     image-to-video model (Wan i2v, LTX-Video, SVD). Both text encoders come out as one text_encoder;
@@ -61,7 +65,7 @@ def load_sdxl(ctx, path: str = _path(what="SDXL checkpoint (.safetensors in chec
 
 @node("load.animatediff", title="Load AnimateDiff", category="Models", outputs=PARTS, device="gpu")
 def load_animatediff(ctx, path: str = _path(what="SD 1.5 folder (diffusers layout) or single .safetensors file",
-                                            required=True),
+                                            kinds=(KINDS["animatediff"],), required=True),
                      motion_adapter: str = Param("", kind="path", locate=locator("animatediff_models"),
                                                  help="motion module folder or file; empty = the model "
                                                       "folder's motion_adapter/"),
@@ -82,7 +86,7 @@ def _family_loader(fam: str, title: str, doc: str):
     split = "from load.diffusion_model / load.text_encoder / load.vae / load.clip_vision; replaces the folder's"
 
     def load(ctx, path: str = _path(what="model folder (diffusers layout), a diffusion model file, or empty when "
-                                         "the parts come in through the inputs"),
+                                         "the parts come in through the inputs", kinds=(KINDS[fam],)),
              dtype: str = DTYPE, offload: str = OFFLOAD, model: MODEL = Input(optional=True, help=split),
              text_encoder: TEXT_ENCODER = Input(optional=True, help=split), vae: VAE = Input(optional=True, help=split),
              image_encoder: IMAGE_ENCODER = Input(optional=True, help=split)):
@@ -117,7 +121,8 @@ Image-to-video: encode.image (llava_llama3_vision) -> encode.text_image -> condi
 
 
 @node("load.mini", title="Load kinograph-mini", category="Models", outputs=PARTS)
-def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in resources/models/kinograph-mini"),
+def load_mini_model(ctx, path: str = _path(what="empty = the bundled model in resources/models/kinograph-mini",
+                                           kinds=(KINDS["mini"],)),
                     dtype: str = DTYPE):
     """The bundled tiny text-to-video model (shapes world, 48x48, 16 frames; sizes divisible by 16); runs on
     any CPU."""
