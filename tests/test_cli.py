@@ -254,6 +254,29 @@ def test_the_readme_sets_parameters_its_example_workflows_have():
     assert checked >= 5
 
 
+def test_the_readme_names_the_model_folders_searched_and_where_the_tiny_examples_look():
+    """README's 'Where models go' left out rife/ (and ComfyUI's frame_interpolation/) and depthanything/, which
+    Kinograph searches; and examples/tiny/ pointed at ../../models/FAMILY with nothing saying how to fill it. Every
+    folder the code searches is named there, and the command the README gives for the tiny models writes
+    the folders the tiny examples read."""
+    import re
+    import yaml
+    from nodes.common.models_dirs import ALIASES, KINDS
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_models import FAMILIES
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Where models go"):readme.index("```", readme.index("## Where models go"))]
+    named = set(re.findall(r"`([A-Za-z_]+)/`", section))
+    searched = set(KINDS) | {alias for aliases in ALIASES.values() for alias in aliases}
+    assert searched - named == set()
+    built = re.search(r"tests/tiny_models\.py (\S+)`", readme).group(1)
+    for example in sorted((ROOT / "examples" / "tiny").glob("*.yaml")):
+        load = yaml.safe_load(example.read_text())["nodes"]["load"]["params"]["path"]
+        if load:            # empty: the bundled kinograph-mini
+            where = (example.parent / load).resolve()
+            assert where.parent == (ROOT / built).resolve() and where.name in FAMILIES, example
+
+
 def test_every_command_line_argument_has_help():
     """`kinograph batch --help` listed workflow, --sweep, --json and --cache-dir with no word on what they
     take; every argument of every command now says."""
