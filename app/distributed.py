@@ -20,8 +20,9 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from graph_engine.errors import KinographError
 
-RAY_MISSING = ("Ray is not installed: `pip install kinograph[ray]` adds it (or `pip install 'ray>=2.30'`); "
-               "without --ray everything runs in this process")
+# The extra quoted: zsh (macOS's shell) reads a bare kinograph[ray] as a file pattern ("no matches found").
+RAY_MISSING = ("Ray is not installed: `pip install \"kinograph[ray]\"` adds it (or `pip install \"ray>=2.30\"`; "
+               "in a clone of Kinograph, `make` installs it into .venv); without --ray everything runs in this process")
 # Environment a worker needs to see what the driver sees: cache/config/node folders, offline hubs.
 ENV_PREFIXES = ("KINOGRAPH_", "HF_", "TRANSFORMERS_")
 FETCH_BYTES = 64 << 20

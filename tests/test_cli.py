@@ -277,6 +277,28 @@ def test_the_readme_names_the_model_folders_searched_and_where_the_tiny_examples
             assert where.parent == (ROOT / built).resolve() and where.name in FAMILIES, example
 
 
+def test_ray_options_without_ray_say_how_to_add_it_and_run_nothing(tmp_path, monkeypatch, capsys):
+    """Ray is an optional extra, and nothing tested a Kinograph without it. `--ray` there stops before anything
+    runs, saying how to add it; its `pip install kinograph[ray]` was unquoted, which zsh (macOS's shell) reads as
+    a file pattern: 'no matches found'. Without --ray the same workflow and sweep run here."""
+    from app.cli import main
+    monkeypatch.setitem(sys.modules, "ray", None)       # `import ray` fails, as where it is not installed
+    wf = tmp_path / "shot.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  pattern: {type: generate.test_pattern, params: {frames: 3, width: 32, "
+                  "height: 24}}\n  save: {type: io.save_video, inputs: {video: pattern.video}, "
+                  "params: {path: 'out/{case}.mp4'}}\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("grid:\n  pattern.frames: [2, 3]\n")
+    for argv in (["run", str(wf), "--ray", "local"], ["run", str(wf), "--ray", "local", "--shards", "2"],
+                 ["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 1 and 'Ray is not installed: `pip install "kinograph[ray]"` adds it' in err, (argv, err)
+        assert "Traceback" not in err and not (tmp_path / "out").exists()
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.mp4", "2.mp4"]
+
+
 def test_every_command_line_argument_has_help():
     """`kinograph batch --help` listed workflow, --sweep, --json and --cache-dir with no word on what they
     take; every argument of every command now says."""
