@@ -123,6 +123,34 @@ def test_loading_a_model_draws_no_library_progress_bars(tiny, capsys):
             (module.enable_progress_bar if on else module.disable_progress_bar)()
 
 
+def test_a_model_load_does_not_pass_on_library_warnings_that_mislead():
+    """A first AnimateDiff load printed transformers' "`CLIPImageProcessor` requires torchvision (not installed) ...
+    Install torchvision to use the default backend" (pip would bring the torch torchvision pairs with, replacing
+    the one installed) and diffusers' "There are modules in UNetMotionModel that should be kept in float32: []"
+    (there are none). The libraries' handlers drop those two, and pass their other warnings on."""
+    import logging
+    from nodes.generate.offline import quiet_libraries
+    quiet_libraries()
+    said = {
+        "transformers.utils.import_utils": [
+            ("`CLIPImageProcessor` requires torchvision (not installed); falling back to `CLIPImageProcessorPil` for "
+             "backward compatibility. Install torchvision to use the default backend, or import "
+             "`CLIPImageProcessorPil` directly to silence this warning.", False),
+            ("Some weights of CLIPTextModel were not initialized from the model checkpoint", True)],
+        "diffusers.models.modeling_utils": [
+            ("There are modules in UNetMotionModel that should be kept in float32: []. Casting directly with `to()` "
+             "can lead to inconsistent results; set `torch_dtype` in `from_pretrained()` instead to keep these "
+             "modules in float32.", False),
+            ("There are modules in AutoencoderKLWan that should be kept in float32: ['norm']. Casting directly with "
+             "`to()` can lead to inconsistent results", True)]}
+    for name, messages in said.items():
+        handlers = logging.getLogger(name.split(".")[0]).handlers
+        assert handlers, name
+        for text, shown in messages:
+            record = logging.getLogger(name).makeRecord(name, logging.WARNING, __file__, 0, text, (), None)
+            assert all(bool(h.filter(record)) == shown for h in handlers), text
+
+
 # -- same frames as the diffusers pipeline with the same components, seed and steps ----------
 @pytest.mark.parametrize("fam,sampler,scheduler", [
     ("animatediff", "ddim", None), ("wan", "flow_euler", "flow_match"), ("ltx", "flow_euler", None),

@@ -1,6 +1,7 @@
 """Nothing in Kinograph touches a model hub: the offline switches, and hub errors made readable."""
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 
@@ -19,12 +20,12 @@ def go_offline() -> None:
     if consts is not None:
         consts.HF_HUB_OFFLINE = True
         consts.HF_HUB_DISABLE_TELEMETRY = True
-    quiet_library_bars(import_diffusers=False)
+    quiet_libraries(import_diffusers=False)
 
 
-def quiet_library_bars(import_diffusers: bool = True) -> None:
-    """Turn off the progress bars diffusers, transformers and huggingface_hub draw while a model loads
-    ("Loading pipeline components...", "Loading weights"). Kinograph shows each node's own progress, and the
+def quiet_libraries(import_diffusers: bool = True) -> None:
+    """Turn off the MISLEADING warnings below, and the progress bars diffusers, transformers and huggingface_hub
+    draw while a model loads ("Loading pipeline components...", "Loading weights"). Kinograph shows each node's own progress, and the
     command's stderr shows control characters as escapes (app.progress.Printable), so every load printed its
     bars as lines of literal \\r and \\x1b[A. transformers and the hub read HF_HUB_DISABLE_PROGRESS_BARS when
     imported; diffusers never reads it, so it is switched off here, just before a load imports it anyway
@@ -32,13 +33,32 @@ def quiet_library_bars(import_diffusers: bool = True) -> None:
     import sys
     if import_diffusers:
         import diffusers.utils.logging  # noqa: F401
+        import transformers.utils.logging  # noqa: F401
     for name in ("diffusers.utils.logging", "transformers.utils.logging"):
         module = sys.modules.get(name)
         if module is not None:
             module.disable_progress_bar()
+            module.get_logger(name.split(".")[0])     # the library's own stderr handler, made on first use
     hub = sys.modules.get("huggingface_hub.utils")
     if hub is not None:
         hub.disable_progress_bars()
+    for library in ("diffusers", "transformers"):
+        for handler in logging.getLogger(library).handlers:
+            if not any(isinstance(f, _Misleading) for f in handler.filters):
+                handler.addFilter(_Misleading())
+
+
+# Library warnings that give a Kinograph user wrong advice, or none, on a first load: transformers' fallback to its
+# PIL image processors says to install torchvision (pip would bring the torch that torchvision pairs with, replacing
+# the CPU or CUDA build installed; the PIL processors are the ones Kinograph uses), and diffusers warns of modules
+# "that should be kept in float32: []" on every cast of a model that has none (those it has, Kinograph keeps).
+MISLEADING = ("requires torchvision (not installed); falling back to", "that should be kept in float32: [].")
+
+
+class _Misleading(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(m in text for m in MISLEADING)
 
 
 def _is_hub_error(exc: BaseException) -> bool:
@@ -53,7 +73,7 @@ def _is_hub_error(exc: BaseException) -> bool:
 def local_only(what: str, where: str, hint: str = ""):
     """Turn a hub lookup (a component missing from a local folder) into a NodeError naming the folder. Every
     pipeline, motion module and ControlNet load runs inside it, so the libraries' own bars are turned off here."""
-    quiet_library_bars()
+    quiet_libraries()
     try:
         yield
     except NodeError:
