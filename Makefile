@@ -1,8 +1,9 @@
 # The two commands a newcomer needs: `make run` and `make test` (`make lint` before a commit).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU wheel. With a GPU, install your CUDA build of torch into .venv first
-# (see README); it is kept, since this only installs torch when none is importable.
+# PyTorch from the pip index: the CPU build on macOS and Windows, PyPI's CUDA build on Linux. For
+# another build (your CUDA version, or Linux's CPU-only one) install it into .venv first (see README);
+# it is kept, since this only installs torch when none is importable.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kinograph-installed
 
