@@ -204,6 +204,7 @@ def _main(argv: Optional[List[str]] = None) -> int:
     if getattr(args, "replace", False):
         os.environ["KINOGRAPH_KEEP_TAKES"] = "0"
     from graph_engine.errors import KinographError, WorkflowError
+    from .progress import print_out
     try:
         _check_cwd(args)
         if args.command in ("run", "validate", "batch") and args.workflow != "-":
@@ -211,15 +212,15 @@ def _main(argv: Optional[List[str]] = None) -> int:
         return COMMANDS[args.command](args)
     except WorkflowError as e:
         for p in e.problems:
-            print(p, file=sys.stderr)
+            print_out(sys.stderr, str(p))
         _json_finish(args, "\n".join(str(p) for p in e.problems), problems=e.problems)
         return EXIT_USAGE
     except KinographError as e:
-        print(f"kinograph: {e}", file=sys.stderr)
+        print_out(sys.stderr, f"kinograph: {e}")
         _json_finish(args, str(e))
         return EXIT_FAIL
     except KeyboardInterrupt:
-        print("kinograph: cancelled", file=sys.stderr)
+        print_out(sys.stderr, "kinograph: cancelled")
         _json_finish(args, "cancelled", cancelled=True)
         return EXIT_CANCELLED
     except BrokenPipeError:       # output piped into `head` and the like
@@ -256,8 +257,10 @@ def _json_finish(args, error: str, cancelled: bool = False, problems=None) -> No
     event = {"run": {"event": "run_finished", "ok": False, "cancelled": cancelled, "results": {}, "failed": {}},
              "batch": {"event": "batch_finished", "ok": False, "cancelled": cancelled},
              "validate": {"ok": False}}[args.command]
-    print(json.dumps({**event, "error": error, "problems": [] if cancelled else [_problem_data(p) for p in problems or [error]]}),
-          flush=True)
+    # print_out: a reader that stopped reading (`validate --json | head -c 100`) is no traceback here either.
+    from .progress import print_out
+    print_out(sys.stdout, json.dumps({**event, "error": error,
+                                      "problems": [] if cancelled else [_problem_data(p) for p in problems or [error]]}))
 
 
 def _problem_data(p) -> dict:

@@ -299,6 +299,35 @@ def test_ray_options_without_ray_say_how_to_add_it_and_run_nothing(tmp_path, mon
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.mp4", "2.mp4"]
 
 
+def test_a_refusal_answered_in_json_to_a_reader_that_stopped_is_no_traceback(tmp_path, monkeypatch, capsys):
+    """`kinograph validate wf.yaml --json | head -c 600` on a workflow whose models are missing ended in a Python
+    traceback (BrokenPipeError from the JSON answer, written while the refusal was being handled). The refusal
+    keeps its exit code, and its lines still reach stderr."""
+    import io
+    import os
+    from app.cli import main
+
+    class Stopped(io.StringIO):             # a pipe whose reader has gone
+        def __init__(self, fd):
+            super().__init__()
+            self.fd = fd
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return self.fd
+
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    fd = os.open(tmp_path / "stdout", os.O_WRONLY | os.O_CREAT)
+    try:
+        monkeypatch.setattr(sys, "stdout", Stopped(fd))
+        assert main(["validate", str(ROOT / "examples" / "wan_comfyui_files.yaml"), "--json"]) == 2
+    finally:
+        os.close(fd)
+    assert "'wan_2.1_vae.safetensors' is not in the model folders" in capsys.readouterr().err
+
+
 def test_every_command_line_argument_has_help():
     """`kinograph batch --help` listed workflow, --sweep, --json and --cache-dir with no word on what they
     take; every argument of every command now says."""
