@@ -462,11 +462,15 @@ def cmd_info(args) -> int:
     print(f"{'cache':<24}{disk.root} ({_size(disk.size())} of {_size(disk.cap)})")
     print(f"{'config':<24}{config.config_dir() / 'config.yaml'}")
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
-    from nodes.common.models_dirs import model_dirs
+    from nodes.common.models_dirs import loose_models, model_dirs
     from nodes.generate.model_manager import list_found_models
     print("model folders (KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
     for d in model_dirs():
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
+    for p in loose_models():
+        print(f"  {p} is in the model folder itself, where no model is looked for: move it into the sub-folder "
+              "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
+              "go')")
     found = list_found_models()
     print("models found:" if found else "models found: none in those folders (see README, 'Where models go')")
     if found:

@@ -691,6 +691,27 @@ def test_validate_names_model_files_that_are_not_in_the_model_folders(tmp_path, 
     assert str(models) in err and "Traceback" not in err
 
 
+def test_a_model_copied_into_the_model_folder_itself_is_pointed_out(tmp_path, monkeypatch, capsys):
+    """A newcomer's first copy went into the model folder itself (models/wan_2.1_vae.safetensors), where nothing
+    is looked for: `kinograph info` said 'models found: none' and the run 'not found', neither saying why. Both
+    now name the file and the sub-folder it belongs in; files in the kinds' sub-folders are not flagged."""
+    from app.cli import main
+    from nodes.common.models_dirs import find_model
+    models = tmp_path / "models"
+    (models / "loras").mkdir(parents=True)
+    (models / "wan_2.1_vae.safetensors").write_bytes(b"x")
+    (models / "loras" / "mine.safetensors").write_bytes(b"x")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    with pytest.raises(NodeError) as e:
+        find_model("wan_2.1_vae.safetensors", "vae")
+    assert (f"wan_2.1_vae.safetensors is in {models} itself, where no model is looked for: move it into "
+            f"{models / 'vae'}") in str(e.value)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"{models / 'wan_2.1_vae.safetensors'} is in the model folder itself, where no model is looked for" in out
+    assert "mine.safetensors is in the model folder" not in out
+
+
 def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, monkeypatch, capsys):
     """A Wan folder in checkpoints/: `kinograph validate` said ok (load.wan's name was looked up in checkpoints/ and
     diffusion_models/), and the run stopped at load.wan, which looks in diffusion_models/ only. validate now
@@ -704,7 +725,8 @@ def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, mo
     wf = ROOT / "examples" / "tiny" / "wan.yaml"
     assert main(["validate", str(wf), "--set", "load.path=wan"]) == 2
     err = capsys.readouterr().err
-    assert f"{wf}:8: node load: path: 'wan' is not in the model folders" in err
+    line = next(i for i, text in enumerate(wf.read_text().splitlines(), 1) if text.startswith("  load:"))
+    assert f"{wf}:{line}: node load: path: 'wan' is not in the model folders" in err
     assert f"put it into {models / 'diffusion_models'}," in err
     model.rename(models / "checkpoints" / "elsewhere")
     (models / "diffusion_models").mkdir()

@@ -162,6 +162,20 @@ def _is_model_folder(p: Path) -> bool:
     return (p / "model_index.json").is_file() or (p / "transformer" / "config.json").is_file()
 
 
+def loose_models() -> List[Path]:
+    """Model files and folders put in a model folder itself rather than in a kind's sub-folder, where nothing is
+    looked for: a newcomer's first copy went there, and the run said only that the model was not found."""
+    folders = set(KINDS) | {alias for aliases in ALIASES.values() for alias in aliases}
+    out: List[Path] = []
+    for d in model_dirs():
+        try:
+            entries = sorted(d.iterdir()) if d.is_dir() else []
+        except OSError:
+            continue
+        out += [p for p in entries if p.name not in folders and _is_model(p)]
+    return out
+
+
 def find_model(name: str, kind: str, required: bool = True) -> Optional[Path]:
     """The file (or diffusers folder) for `name`: a path if it names a folder, else the first
     match by file name (or name without extension) in the `kind` folders. Not found:
@@ -260,6 +274,8 @@ def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), wha
                      f"{_below_kind(name, kind)}, in the folders above")
     lines += [f"{p} is a link to {os.readlink(p)}, which does not exist (a drive that is not mounted?)"
               for p in broken]
+    lines += [f"{p.name} is in {p.parent} itself, where no model is looked for: move it into {searched[0]}"
+              for p in loose_models() if base in (p.name, p.stem)]
     if close:
         lines.append(f"Close names there: {', '.join(close)}")
     lines += [f"{base} is in {f.parent} ({k}): files there are loaded by {LOADED_BY.get(k, k)}" for k, f in elsewhere]
