@@ -209,10 +209,11 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     wf = workflow(tmp_path)
     sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0]}\n")
+    # Quoted: zsh reads a bare kinograph[ray] as a file pattern ("no matches found").
     assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
-    assert "pip install kinograph[ray]" in capsys.readouterr().err
+    assert 'pip install "kinograph[ray]"' in capsys.readouterr().err
     assert main(["run", str(wf), "--ray", "local"]) == 1
-    assert "pip install kinograph[ray]" in capsys.readouterr().err
+    assert 'pip install "kinograph[ray]"' in capsys.readouterr().err
 
 
 def test_shards_need_ray(tmp_path, capsys):
@@ -341,7 +342,7 @@ def test_missing_ray_is_said_before_any_job_is_announced(tmp_path, monkeypatch, 
     sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n")
     assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
     err = capsys.readouterr().err
-    assert "pip install kinograph[ray]" in err and "2 jobs" not in err
+    assert 'pip install "kinograph[ray]"' in err and "2 jobs" not in err
 
 
 def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
