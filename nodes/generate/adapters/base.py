@@ -256,6 +256,18 @@ class Adapter:
                     pass
 
 
+def frames_in_batch(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, f, h, w] -> [N * f, C, h, w]: a 2-D network (a UNet, FLUX.1, their VAEs) takes each frame as a batch
+    item."""
+    n, c, f, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
+
+
+def frames_from_batch(y: torch.Tensor, n: int) -> torch.Tensor:
+    """frames_in_batch's inverse: [N * f, C', h', w'] -> [N, C', f, h', w']."""
+    return y.reshape(n, -1, *y.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
 def frame_centres(idx: Sequence[int], time_factor: int) -> List[int]:
     """Pixel frame at the centre of each latent frame (causal VAEs: latent 0 is pixel frame 0 alone)."""
     if time_factor == 1:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frame_centres
+from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
 
 NO_ENCODERS = ("FLUX.1 reads two text encoders, CLIP-L (clip_l.safetensors) and T5-XXL (t5xxl_fp16.safetensors); "
                "this text encoder {lacks}. Give load.text_encoder both files (name and name2, type flux), as "
@@ -142,7 +142,7 @@ class FluxAdapter(Adapter):
         if h % 2 or w % 2:
             raise NodeError(f"FLUX.1 reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into them: "
                             "make width and height multiples of 16")
-        flat = x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
+        flat = frames_in_batch(x_in)
         ehs = inputs["encoder_hidden_states"]
         guidance = inputs.get("guidance")
         if model.config.guidance_embeds:
@@ -154,7 +154,7 @@ class FluxAdapter(Adapter):
                     guidance=guidance, pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs,
                     txt_ids=torch.zeros(ehs.shape[1], 3, device=flat.device), img_ids=image_ids(h, w).to(flat.device),
                     return_dict=False)[0]
-        return unpack(out, h, w).reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
+        return frames_from_batch(unpack(out, h, w), n)
 
     # -- VAE ------------------------------------------------------------------------------
     def vae_per_frame(self):
@@ -162,18 +162,14 @@ class FluxAdapter(Adapter):
 
     def vae_encode(self, pipe, pixels, generator=None):
         vae = pipe.vae
-        b, _, t, hh, ww = pixels.shape
-        flat = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, hh, ww)
-        z = vae.encode(flat.to(vae.device, vae.dtype)).latent_dist.mode()
-        z = (z - _shift(vae)) * vae.config.scaling_factor
-        return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4).float()
+        z = vae.encode(frames_in_batch(pixels).to(vae.device, vae.dtype)).latent_dist.mode()
+        return frames_from_batch((z - _shift(vae)) * vae.config.scaling_factor, pixels.shape[0]).float()
 
     def vae_decode(self, pipe, latent):
         vae = pipe.vae
-        b, c, t, h, w = latent.shape
-        z = latent.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w) / vae.config.scaling_factor + _shift(vae)
+        z = frames_in_batch(latent) / vae.config.scaling_factor + _shift(vae)
         img = vae.decode(z.to(vae.device, vae.dtype), return_dict=False)[0]
-        return img.reshape(b, t, *img.shape[1:]).permute(0, 2, 1, 3, 4).float()
+        return frames_from_batch(img, latent.shape[0]).float()
 
 
 def _shift(vae) -> float:

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frame_centres
+from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
 
 
 class SDAdapter(Adapter):
@@ -57,32 +57,27 @@ class SDAdapter(Adapter):
         return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
-        n, c, f, h, w = x_in.shape
-        flat = x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
         ehs = inputs["encoder_hidden_states"]
-        extra = control_residuals(flat, t, ehs, inputs.get("control"))
+        extra = control_residuals(frames_in_batch(x_in), t, ehs, inputs.get("control"))
         out = handle.pipe.unet(concat_flat(handle, x_in, inputs), t, encoder_hidden_states=ehs, return_dict=False,
                                **extra)[0]
-        return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
+        return frames_from_batch(out, x_in.shape[0])
 
     def vae_per_frame(self):
         return True
 
     def vae_encode(self, pipe, pixels, generator=None):
         vae = pipe.vae
-        b, _, t, hh, ww = pixels.shape
-        flat = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, hh, ww)
         with _upcast(vae):          # SDXL's VAE overflows in fp16 encoding as in decoding (diffusers upcasts both)
-            z = vae.encode(flat.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-        return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4).float()
+            z = vae.encode(frames_in_batch(pixels).to(vae.device, vae.dtype)).latent_dist.mean
+        return frames_from_batch(z * vae.config.scaling_factor, pixels.shape[0]).float()
 
     def vae_decode(self, pipe, latent):
         vae = pipe.vae
-        b, c, t, h, w = latent.shape
-        z = latent.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w) / vae.config.scaling_factor
+        z = frames_in_batch(latent) / vae.config.scaling_factor
         with _upcast(vae):
             img = vae.decode(z.to(vae.device, vae.dtype), return_dict=False)[0]
-        return img.reshape(b, t, *img.shape[1:]).permute(0, 2, 1, 3, 4).float()
+        return frames_from_batch(img, latent.shape[0]).float()
 
 
 class AnimateDiffAdapter(SDAdapter):
@@ -124,8 +119,7 @@ class AnimateDiffAdapter(SDAdapter):
         control = inputs.get("control")
         extra = {}
         if control:
-            n, c, f, h, w = x_in.shape
-            extra = control_residuals(x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w), t, ehs, control)
+            extra = control_residuals(frames_in_batch(x_in), t, ehs, control)
         x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1) if "concat" in inputs else x_in
         return handle.pipe.unet(x_in, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
 
@@ -160,12 +154,12 @@ def concat_flat(handle, x_in, inputs):
     mask, masked picture). A 9-channel UNet without them is named, not fed torch's shape error."""
     if "concat" in inputs:
         x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1)
-    n, c, f, h, w = x_in.shape
+    c = x_in.shape[1]
     wants = int(handle.pipe.unet.config.in_channels)
     if c != wants:
         raise NodeError(f"this UNet reads {wants} channels (an inpainting model: latent, mask, masked picture) but "
                         f"is given {c}: sample it through generate.sample, which adds the mask")
-    return x_in.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
+    return frames_in_batch(x_in)
 
 
 def control_residuals(flat, t, ehs, controls, **extra) -> dict:

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frame_centres
+from nodes.generate.adapters.base import frame_centres, frames_from_batch
 from nodes.generate.adapters.sd import SDAdapter, concat_flat, control_residuals, with_concat, with_control
 
 # Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
@@ -92,7 +92,7 @@ class SDXLAdapter(SDAdapter):
         extra = control_residuals(flat[:, :c], t, ehs, inputs.get("control"), added_cond_kwargs=added)
         out = handle.pipe.unet(flat, t, encoder_hidden_states=ehs, added_cond_kwargs=added, return_dict=False,
                                **extra)[0]
-        return out.reshape(n, f, c, h, w).permute(0, 2, 1, 3, 4)
+        return frames_from_batch(out, n)
 
 
 def _mixed_encoders(refiner: bool) -> str:

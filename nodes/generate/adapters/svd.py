@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from nodes.generate.adapters.base import Adapter
+from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch
 from nodes.generate.latent import Conditioning
 
 
@@ -89,10 +89,8 @@ class SVDAdapter(Adapter):
 
     def vae_encode(self, pipe, pixels, generator=None):
         vae = pipe.vae
-        b, _, t, hh, ww = pixels.shape
-        flat = pixels.permute(0, 2, 1, 3, 4).reshape(b * t, 3, hh, ww).to(vae.device, vae.dtype)
-        z = vae.encode(flat).latent_dist.mode() * vae.config.scaling_factor
-        return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4).float()
+        z = vae.encode(frames_in_batch(pixels).to(vae.device, vae.dtype)).latent_dist.mode()
+        return frames_from_batch(z * vae.config.scaling_factor, pixels.shape[0]).float()
 
     def vae_decode(self, pipe, latent):
         z = latent.permute(0, 2, 1, 3, 4).to(pipe.vae.device, pipe.vae.dtype)
