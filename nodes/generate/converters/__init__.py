@@ -67,6 +67,20 @@ def model_config(family: str, name: str) -> dict:
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
+def split_single_block(key: str, value, width: int) -> Optional[dict]:
+    """A single-stream block's fused `single_blocks.N.linear1` (FLUX.1, HunyuanVideo: q, k, v of `width` rows each,
+    then the MLP's rows) as diffusers' four tensors; None for any other key."""
+    import re
+    m = re.match(r"single_blocks\.(\d+)\.linear1\.(weight|bias)$", key)
+    if m is None:
+        return None
+    n, kind = m.groups()
+    q, k, v, mlp = value.split([width, width, width, value.shape[0] - 3 * width], dim=0)
+    base = f"single_transformer_blocks.{n}"
+    return {f"{base}.attn.to_q.{kind}": q, f"{base}.attn.to_k.{kind}": k, f"{base}.attn.to_v.{kind}": v,
+            f"{base}.proj_mlp.{kind}": mlp}
+
+
 def count(state: Dict[str, object], pattern: str) -> int:
     """How many distinct indices fill `{}` in a key pattern (e.g. number of blocks)."""
     import re

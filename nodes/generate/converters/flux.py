@@ -8,10 +8,9 @@ model's width (3072) whatever the file's; so the split is made here at the file'
 handed an empty stand-in of the shape it expects for that one tensor (no memory), its pieces then replaced."""
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-from nodes.generate.converters import Built, count, model_config, register
+from nodes.generate.converters import Built, count, model_config, register, split_single_block
 
 FAMILY = "flux"
 RELEASED_WIDTH = 3072               # diffusers' converter's fixed inner_dim (FLUX.1 dev and schnell)
@@ -35,17 +34,13 @@ def transformer_to_diffusers(state: Mapping) -> dict:
     width = int(state["img_in.weight"].shape[0])
     given, own = {}, {}
     for k, v in state.items():
-        m = re.match(r"single_blocks\.(\d+)\.linear1\.(weight|bias)$", k)
-        if m is None:
+        parts = split_single_block(k, v, width)
+        if parts is None:
             given[k] = v
             continue
-        n, kind = m.groups()
-        q, kk, vv, mlp = v.split([width, width, width, v.shape[0] - 3 * width], dim=0)
-        base = f"single_transformer_blocks.{n}"
-        own.update({f"{base}.attn.to_q.{kind}": q, f"{base}.attn.to_k.{kind}": kk, f"{base}.attn.to_v.{kind}": vv,
-                    f"{base}.proj_mlp.{kind}": mlp})
+        own.update(parts)
         rows = 3 * RELEASED_WIDTH + 4 * RELEASED_WIDTH
-        given[k] = torch.empty(rows, 0) if kind == "weight" else torch.zeros(1).expand(rows)
+        given[k] = torch.empty(rows, 0) if k.endswith("weight") else torch.zeros(1).expand(rows)
     out = convert_flux_transformer_checkpoint_to_diffusers(given)
     out.update(own)
     return out

@@ -13,10 +13,9 @@ names onto AutoencoderKLHunyuanVideo. A VAE already in Tencent's own names (whic
 passes through unchanged."""
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-from nodes.generate.converters import Built, count, model_config, register
+from nodes.generate.converters import Built, count, model_config, register, split_single_block
 
 FAMILY = "hunyuan"
 HEAD_DIM = 128                      # every released HunyuanVideo transformer
@@ -42,15 +41,8 @@ def transformer_to_diffusers(state: Mapping) -> dict:
     hidden = int(state["img_in.proj.weight"].shape[0])
     out = {}
     for k, v in state.items():
-        m = re.match(r"single_blocks\.(\d+)\.linear1\.(weight|bias)$", k)
-        if m is None:
-            out[k] = v
-            continue
-        n, kind = m.groups()
-        q, kk, vv, mlp = v.split([hidden, hidden, hidden, v.shape[0] - 3 * hidden], dim=0)
-        base = f"single_transformer_blocks.{n}"
-        out.update({f"{base}.attn.to_q.{kind}": q, f"{base}.attn.to_k.{kind}": kk, f"{base}.attn.to_v.{kind}": vv,
-                    f"{base}.proj_mlp.{kind}": mlp})
+        parts = split_single_block(k, v, hidden)
+        out.update({k: v} if parts is None else parts)
     return convert_hunyuan_video_transformer_to_diffusers(out)
 
 
