@@ -6,7 +6,7 @@ made elsewhere (a Blender pass through io.load_frames' `layer`). The control fra
 and sliced per frame (and per context window) at sampling time."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence, Tuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -90,15 +90,12 @@ def canny_comfy(frame: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.repeat((edges * np.uint8(255))[..., None], 3, axis=2)
 
 
-def control_images(frames: np.ndarray, pixel_frames: Sequence[int], size: Tuple[int, int]):
-    """Float [n, 3, H, W] in [0, 1] for these pixel frames (the last control frame repeats), resized."""
+def control_images(frames: np.ndarray, pixel_frames: Sequence[int]):
+    """Float [n, 3, H, W] in [0, 1] for these pixel frames (the last control frame repeats), at the control video's
+    size (adapters.sd.control_residuals stretches them to the generation's)."""
     import torch
-    import torch.nn.functional as F
     idx = np.clip(np.asarray(pixel_frames), 0, len(frames) - 1)
-    x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255.0
-    if size[0] and tuple(x.shape[2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return x
+    return torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255.0
 
 
 def control_at(model, frame: int):

@@ -131,7 +131,7 @@ def with_control(inputs: dict, handle, pixel_frames, copies: int, device, dtype)
     if controls is None:
         return inputs
     from nodes.generate.control import control_images
-    return {**inputs, "control": [c._replace(frames=control_images(c.frames, pixel_frames, (0, 0)).to(device, dtype)
+    return {**inputs, "control": [c._replace(frames=control_images(c.frames, pixel_frames).to(device, dtype)
                                              .repeat(copies, 1, 1, 1)) for c in controls]}
 
 
