@@ -48,6 +48,8 @@ def tree_hash(root: Path, skip=()):
                 out[rel] = "link:" + os.readlink(p)
             elif os.path.isdir(p):
                 out[rel] = "dir"
+            elif not os.path.isfile(p):         # a named pipe: reading it would wait for a writer
+                out[rel] = "special"
             else:
                 with open(p, "rb") as f:
                     out[rel] = hashlib.sha256(f.read()).hexdigest()
@@ -723,3 +725,40 @@ def test_a_webp_claiming_ten_billion_pixels_is_named_not_raised(tmp_path):
                                         r"may have to be read safely"):
         load_video(str(bomb))
     assert loader_for(bomb) == "io.load_video"
+
+
+def test_named_pipes_and_devices_are_refused_not_waited_on(box):
+    """A project sent as a tar can hold a named pipe where an output goes (out/still.png), and a workflow can
+    read /dev/zero as its LUT or picture: `validate` waited for ever on the pipe (looking for a workflow in the
+    file it would replace), and `run` read /dev/zero for ever while fingerprinting it, past Ctrl-C. Both are
+    refused now, with the file and line, before anything runs."""
+    os.mkfifo(box.work / "still.png")
+    os.mkfifo(box.work / "grade.cube")
+    wf = box.work / "pipes.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  p: {type: generate.test_pattern, params: {frames: 1, width: 16, height: 16}}\n"
+                  "  zero: {type: color.lut, inputs: {video: p.video}, params: {path: /dev/zero}}\n"
+                  "  pipe: {type: color.lut, inputs: {video: zero.video}, params: {path: grade.cube}}\n"
+                  "  save: {type: io.save_frames, inputs: {video: pipe.video}, params: {path: out}}\n"
+                  "  still: {type: io.save_image, inputs: {image: p.video}, params: {path: still.png}}\n")
+    before = box.snapshot()
+    for command in ("validate", "run"):
+        rc, out, err, _ = box.kinograph(command, "pipes.yaml", timeout=60)
+        assert rc == 2 and "Traceback" not in err, err
+        assert f"{wf}:4: node zero: parameter 'path' (/dev/zero) is a device, not a file: reading it waits for " \
+               f"ever or never ends; give a file" in err
+        assert f"{wf}:5: node pipe: parameter 'path' (grade.cube) is a named pipe (FIFO), not a file" in err
+        assert f"{wf}:7: node still: output 'path' cannot be written: {box.work / 'still.png'} is a named pipe " \
+               f"(FIFO), not a file; give a file name" in err
+    assert box.snapshot() == before
+
+
+def test_planning_never_opens_a_named_pipe_or_a_device(tmp_path):
+    """Fingerprinting for the cache key read a small input's content: a named pipe (size 0) waited for a writer
+    and /dev/zero never ended. Only plain files are read; the others are known by their stat."""
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    code = ("import sys; from graph_engine.cache import fingerprint\n"
+            "print([len(fingerprint(p)) for p in sys.argv[1:]])")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipe.safetensors"), "/dev/zero"],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.split() == ["[4,", "4]"], r.stderr
