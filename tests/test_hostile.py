@@ -781,3 +781,30 @@ def test_a_cube_lut_of_many_short_lines_is_read_in_little_memory(tmp_path):
         tracemalloc.stop()
     assert lut.table.shape == (n, n, n, 3) and np.array_equal(lut.table[7, 3, 5], np.float32([0.5, 0.25, 1]))
     assert peak < 10 * lut.table.nbytes, f"{peak / 2 ** 20:.0f} MB to read a {lut.table.nbytes / 2 ** 20:.1f} MB table"
+
+
+def _raw_safetensors(path: Path, header: bytes, data: bytes = b"") -> Path:
+    import struct
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return path
+
+
+def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
+    """A 'LoRA' of 200 KB whose header is 100000 nested brackets stopped `kinograph info` with a RecursionError
+    traceback, listing no model at all; a header giving a Wan transformer of width 1000000 over 4 bytes of data
+    was listed as a model that loads, and its load failed with SafetensorError. Both are damaged files now."""
+    import json
+    from nodes.generate.detect import read_header
+    deep = _raw_safetensors(tmp_path / "deep.safetensors", b"[" * 100000 + b"]" * 100000)
+    with pytest.raises(NodeError, match=r"deep.safetensors is not a valid safetensors file \(maximum recursion"):
+        read_header(deep)
+    wide = _raw_safetensors(tmp_path / "wide.safetensors", json.dumps({
+        "head.modulation": {"dtype": "F16", "shape": [1, 6, 1000000], "data_offsets": [0, 2]},
+        "patch_embedding.weight": {"dtype": "F16", "shape": [1000000, 16, 1, 2, 2], "data_offsets": [2, 4]}}).encode(),
+        b"\0" * 4)
+    with pytest.raises(NodeError, match=r"wide.safetensors is not a valid safetensors file \(head.modulation: its "
+                                        r"shape \[1, 6, 1000000\] does not fill its 2 bytes\)"):
+        read_header(wide)
+    ok = _raw_safetensors(tmp_path / "ok.safetensors", json.dumps({
+        "w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode(), b"\0" * 12)
+    assert read_header(ok).shapes == {"w": (2, 3)}
