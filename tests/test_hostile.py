@@ -808,3 +808,25 @@ def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
     ok = _raw_safetensors(tmp_path / "ok.safetensors", json.dumps({
         "w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode(), b"\0" * 12)
     assert read_header(ok).shapes == {"w": (2, 3)}
+
+
+def test_a_frames_pattern_over_folders_is_refused_before_it_walks_them(tmp_path, capsys):
+    """io.load_frames' path `/*/*/*/*/*/*/*/*/*.png` walked every folder of the disk, in validate (is it there?),
+    in planning (each match's stat) and in the reader: 2.5 million paths and 30 s for six levels, minutes and
+    gigabytes for nine. A wildcard goes in the file name."""
+    from app.cli import main
+    from PIL import Image
+    (tmp_path / "shots").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "shots" / f"f{i}.png")
+    wf = tmp_path / "walk.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  f: {type: io.load_frames, params: {path: '/usr/*/*/*/*.png'}}\n"
+                  "  save: {type: io.save_video, inputs: {video: f.video}, params: {path: out/v.mkv, codec: ffv1}}\n")
+    for command in ("validate", "run"):
+        assert main([command, str(wf)]) == 2
+        assert f"{wf}:3: node f: parameter 'path' (/usr/*/*/*/*.png) has a wildcard in a folder's name: a " \
+               f"pattern goes in the file name only (shots/*.png)" in capsys.readouterr().err
+    wf.write_text(wf.read_text().replace("/usr/*/*/*/*.png", "shots/f*.png"))
+    assert main(["run", str(wf)]) == 0
+    from nodes.io.video_read import load_video
+    assert load_video(str(tmp_path / "out" / "v.mkv")).length == 2
