@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -133,6 +134,23 @@ def _in_ledger(path: Path) -> bool:
     return any(p == real and s == stamp for p, s in _entries(_ledger()))
 
 
+def special_file(path: PathLike) -> str:
+    """What `path` is when it is there but is neither a file nor a folder, or ''. Opening a named pipe
+    waits for a program to write into it, and a device such as /dev/zero never ends: a workflow naming one
+    hung validation, planning and the run, past Ctrl-C."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a plain file"
+
+
 def written_by_kinograph(path: PathLike) -> bool:
     """True for a file Kinograph wrote: recorded here, or carrying its workflow (videos, PNGs);
     for a folder, a frames folder Kinograph filled."""
@@ -161,6 +179,9 @@ def refusal(path: PathLike, overwrite: bool = False) -> Optional[str]:
         return None
     if p.is_dir():
         return f"{p} is a folder; give a file name"
+    kind = special_file(p)
+    if kind:
+        return f"{p} is {kind}, not a file; give a file name"
     if overwrite or written_by_kinograph(p):
         return None
     why = (f"{p} already exists and Kinograph did not write it: choose another name, move it away, "

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections import OrderedDict
@@ -423,7 +424,8 @@ def fingerprint(path: str) -> Any:
         if os.path.isdir(path):
             return _folder_identity(path)
         ident = _file_identity(st)
-        if st.st_size <= CONTENT_HASH_BYTES:
+        # Only a plain file is read: a named pipe or a device (/dev/zero, size 0) blocked or never ended.
+        if stat.S_ISREG(st.st_mode) and st.st_size <= CONTENT_HASH_BYTES:
             memo = (path, *ident)
             if memo not in _content_memo:
                 _content_memo[memo] = _digest(Path(path))

@@ -9,7 +9,10 @@ KEY = "kinograph_workflow"
 
 
 def read_embedded_workflow(path: Path) -> Optional[str]:
+    from .atomic import special_file
     path = Path(path)
+    if special_file(path):       # a named pipe or a device: opening it waits, or reads, for ever
+        return None
     if path.suffix.lower() == ".png":
         from PIL import Image, PngImagePlugin
         from .workflow import MAX_YAML_BYTES

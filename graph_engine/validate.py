@@ -152,6 +152,25 @@ def run_scope(wf: Workflow, registry: Registry) -> Tuple[List[str], List[str]]:
     return [n for n in g.nodes if n not in tainted or n in stays], left
 
 
+def _unreadable_input(wf: Workflow, p: Param, value: Any) -> str:
+    """Why a file a node reads cannot be read: a named pipe or a device (/dev/zero, /dev/stdin) waits or
+    never ends, and a wildcard in a folder's name (/*/*/*/*/*.png) walks every folder it matches, the whole
+    disk for minutes and gigabytes; '' for anything else (a file, a folder, a name not there)."""
+    if p.kind != "path" or not p.reads or not isinstance(value, str) or not value.strip():
+        return ""
+    import glob
+    import os
+    from .atomic import special_file
+    from .outputs import resolve_path
+    path = resolve_path(value, wf.base_dir, True)
+    folder = os.path.dirname(path)
+    if p.locate is None and glob.has_magic(folder) and not os.path.isdir(folder):
+        return (f"({value}) has a wildcard in a folder's name: a pattern goes in the file name only (shots/*.png); "
+                f"over folders it walks every folder it matches")
+    kind = special_file(path)
+    return kind and f"({value}) is {kind}, not a file: reading it waits for ever or never ends; give a file"
+
+
 def _unnamed(spec: NodeSpec, params: Dict[str, Any]) -> List[str]:
     """The required params (Param.required) left empty."""
     return [name for name, p in spec.params.items()
@@ -195,6 +214,9 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
                 problems.append(wf.problem(f"parameter {name!r} {why}", "nodes", nid, "params", name, node=nid))
             elif p.check is not None and not inst.bypass:
                 _node_check(wf, problems, nid, p, value)
+            special = "" if why or inst.bypass else _unreadable_input(wf, p, value)
+            if special:
+                problems.append(wf.problem(f"parameter {name!r} {special}", "nodes", nid, "params", name, node=nid))
         for name, p in spec.params.items():
             if p.check is not None and name not in inst.params and not inst.bypass:
                 _node_check(wf, problems, nid, p, p.default)

@@ -68,6 +68,8 @@ def test_lut_applies_3d_and_1d_tables(frames, tmp_path):
     ("DOMAIN_MIN nan 0 0\nLUT_3D_SIZE 2\n" + "0 0 0\n" * 8, "need 3 finite numbers each with max > min"),
     ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "nan nan nan\n", ":9: a LUT entry needs finite numbers"),
     ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "1 -inf 1\n", ":9: a LUT entry needs finite numbers"),
+    # past float32's range: it was read as inf, a colour the table sends to infinity
+    ("LUT_3D_SIZE 2\n" + "0 0 0\n" * 7 + "1 1e40 1\n", ":9: a LUT entry needs finite numbers"),
 ])
 def test_lut_errors_name_the_line(frames, tmp_path, text, message):
     p = tmp_path / "bad.cube"

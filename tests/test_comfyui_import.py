@@ -1014,6 +1014,17 @@ def test_malformed_files_get_a_message_and_exit_2(tmp_path, capsys, content, mes
     assert message in err and "Traceback" not in err and str(f) in err
 
 
+def test_a_json_nested_too_deeply_opens_in_the_editor_as_a_refusal(tmp_path):
+    """File > Open and a drop ask is_comfyui_file first, which parsed the file again itself: a .json of 100000
+    nested brackets raised a RecursionError from the editor's open. It goes to the importer, which names it."""
+    from app.comfyui import ComfyImportError, import_workflow, is_comfyui_file
+    f = tmp_path / "deep.json"
+    f.write_bytes(b"[" * 100000 + b"]" * 100000)
+    assert is_comfyui_file(f)
+    with pytest.raises(ComfyImportError, match="the file is nested too deeply to be a ComfyUI workflow"):
+        import_workflow(f)
+
+
 def test_missing_file_and_media_without_workflow(tmp_path, capsys):
     from PIL import Image
     assert _cli(tmp_path / "nope.json") == 2

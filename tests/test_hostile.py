@@ -48,6 +48,8 @@ def tree_hash(root: Path, skip=()):
                 out[rel] = "link:" + os.readlink(p)
             elif os.path.isdir(p):
                 out[rel] = "dir"
+            elif not os.path.isfile(p):         # a named pipe: reading it would wait for a writer
+                out[rel] = "special"
             else:
                 with open(p, "rb") as f:
                     out[rel] = hashlib.sha256(f.read()).hexdigest()
@@ -723,3 +725,108 @@ def test_a_webp_claiming_ten_billion_pixels_is_named_not_raised(tmp_path):
                                         r"may have to be read safely"):
         load_video(str(bomb))
     assert loader_for(bomb) == "io.load_video"
+
+
+def test_named_pipes_and_devices_are_refused_not_waited_on(box):
+    """A project sent as a tar can hold a named pipe where an output goes (out/still.png), and a workflow can
+    read /dev/zero as its LUT or picture: `validate` waited for ever on the pipe (looking for a workflow in the
+    file it would replace), and `run` read /dev/zero for ever while fingerprinting it, past Ctrl-C. Both are
+    refused now, with the file and line, before anything runs."""
+    os.mkfifo(box.work / "still.png")
+    os.mkfifo(box.work / "grade.cube")
+    wf = box.work / "pipes.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n"
+                  "  p: {type: generate.test_pattern, params: {frames: 1, width: 16, height: 16}}\n"
+                  "  zero: {type: color.lut, inputs: {video: p.video}, params: {path: /dev/zero}}\n"
+                  "  pipe: {type: color.lut, inputs: {video: zero.video}, params: {path: grade.cube}}\n"
+                  "  save: {type: io.save_frames, inputs: {video: pipe.video}, params: {path: out}}\n"
+                  "  still: {type: io.save_image, inputs: {image: p.video}, params: {path: still.png}}\n")
+    before = box.snapshot()
+    for command in ("validate", "run"):
+        rc, out, err, _ = box.kinograph(command, "pipes.yaml", timeout=60)
+        assert rc == 2 and "Traceback" not in err, err
+        assert f"{wf}:4: node zero: parameter 'path' (/dev/zero) is a device, not a file: reading it waits for " \
+               f"ever or never ends; give a file" in err
+        assert f"{wf}:5: node pipe: parameter 'path' (grade.cube) is a named pipe (FIFO), not a file" in err
+        assert f"{wf}:7: node still: output 'path' cannot be written: {box.work / 'still.png'} is a named pipe " \
+               f"(FIFO), not a file; give a file name" in err
+    assert box.snapshot() == before
+
+
+def test_planning_never_opens_a_named_pipe_or_a_device(tmp_path):
+    """Fingerprinting for the cache key read a small input's content: a named pipe (size 0) waited for a writer
+    and /dev/zero never ended. Only plain files are read; the others are known by their stat."""
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    code = ("import sys; from graph_engine.cache import fingerprint\n"
+            "print([len(fingerprint(p)) for p in sys.argv[1:]])")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipe.safetensors"), "/dev/zero"],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.split() == ["[4,", "4]"], r.stderr
+
+
+def test_a_cube_lut_of_many_short_lines_is_read_in_little_memory(tmp_path):
+    """A .cube of LUT_3D_SIZE 220 with `0 0 0` on each of its 10.6 million lines is 64 MB (the most a .cube may
+    be) and a few KB zipped: each line was kept as a tuple of strings, then split into more, and reading it took
+    5.3 GB. The lines' text is kept in one buffer now (300 MB for that file); here a 48^3 table, measured."""
+    import tracemalloc
+    from nodes.common.lut import parse_cube
+    n = 48
+    path = tmp_path / "look.cube"
+    path.write_text(f"LUT_3D_SIZE {n}\n" + "0.5 0.25 1\n" * n ** 3)
+    tracemalloc.start()
+    try:
+        lut = parse_cube(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert lut.table.shape == (n, n, n, 3) and np.array_equal(lut.table[7, 3, 5], np.float32([0.5, 0.25, 1]))
+    assert peak < 10 * lut.table.nbytes, f"{peak / 2 ** 20:.0f} MB to read a {lut.table.nbytes / 2 ** 20:.1f} MB table"
+
+
+def _raw_safetensors(path: Path, header: bytes, data: bytes = b"") -> Path:
+    import struct
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+    return path
+
+
+def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
+    """A 'LoRA' of 200 KB whose header is 100000 nested brackets stopped `kinograph info` with a RecursionError
+    traceback, listing no model at all; a header giving a Wan transformer of width 1000000 over 4 bytes of data
+    was listed as a model that loads, and its load failed with SafetensorError. Both are damaged files now."""
+    import json
+    from nodes.generate.detect import read_header
+    deep = _raw_safetensors(tmp_path / "deep.safetensors", b"[" * 100000 + b"]" * 100000)
+    with pytest.raises(NodeError, match=r"deep.safetensors is not a valid safetensors file \(maximum recursion"):
+        read_header(deep)
+    wide = _raw_safetensors(tmp_path / "wide.safetensors", json.dumps({
+        "head.modulation": {"dtype": "F16", "shape": [1, 6, 1000000], "data_offsets": [0, 2]},
+        "patch_embedding.weight": {"dtype": "F16", "shape": [1000000, 16, 1, 2, 2], "data_offsets": [2, 4]}}).encode(),
+        b"\0" * 4)
+    with pytest.raises(NodeError, match=r"wide.safetensors is not a valid safetensors file \(head.modulation: its "
+                                        r"shape \[1, 6, 1000000\] does not fill its 2 bytes\)"):
+        read_header(wide)
+    ok = _raw_safetensors(tmp_path / "ok.safetensors", json.dumps({
+        "w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode(), b"\0" * 12)
+    assert read_header(ok).shapes == {"w": (2, 3)}
+
+
+def test_a_frames_pattern_over_folders_is_refused_before_it_walks_them(tmp_path, capsys):
+    """io.load_frames' path `/*/*/*/*/*/*/*/*/*.png` walked every folder of the disk, in validate (is it there?),
+    in planning (each match's stat) and in the reader: 2.5 million paths and 30 s for six levels, minutes and
+    gigabytes for nine. A wildcard goes in the file name."""
+    from app.cli import main
+    from PIL import Image
+    (tmp_path / "shots").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "shots" / f"f{i}.png")
+    wf = tmp_path / "walk.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  f: {type: io.load_frames, params: {path: '/usr/*/*/*/*.png'}}\n"
+                  "  save: {type: io.save_video, inputs: {video: f.video}, params: {path: out/v.mkv, codec: ffv1}}\n")
+    for command in ("validate", "run"):
+        assert main([command, str(wf)]) == 2
+        assert f"{wf}:3: node f: parameter 'path' (/usr/*/*/*/*.png) has a wildcard in a folder's name: a " \
+               f"pattern goes in the file name only (shots/*.png)" in capsys.readouterr().err
+    wf.write_text(wf.read_text().replace("/usr/*/*/*/*.png", "shots/f*.png"))
+    assert main(["run", str(wf)]) == 0
+    from nodes.io.video_read import load_video
+    assert load_video(str(tmp_path / "out" / "v.mkv")).length == 2

@@ -116,7 +116,7 @@ def is_comfyui_file(path) -> bool:
         return False
     try:
         data = json.loads(p.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):      # the importer says what is wrong with it
         return True
     return not (isinstance(data, dict) and "kinograph" in data)
 

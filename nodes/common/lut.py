@@ -3,7 +3,9 @@ tetrahedrally (as DaVinci Resolve and Nuke apply a 3D LUT) or trilinearly, 1D li
 shaper before a 3D table; to 8-bit frames (color.lut) or to a 16-bit decode (io.load_video's lut)."""
 from __future__ import annotations
 
-import math
+import io
+import warnings
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -39,16 +41,18 @@ class CubeLut:
 MAX_CUBE_BYTES = 64 << 20
 
 
-def _lines(f, path: str):
-    """(line number, text) of a text file, refusing binary data without quoting it."""
+def _lines(path: str):
+    """(line number, text) of a text file as it is read, refusing binary data without quoting it."""
     total = 0
-    for no, raw in enumerate(f, 1):
-        total += len(raw)
-        if total > MAX_CUBE_BYTES:
-            raise NodeError(f"{path}: over {MAX_CUBE_BYTES >> 20} MB, too big for a .cube LUT")
-        if "\x00" in raw or "\ufffd" in raw:
-            raise NodeError(f"{path}:{no}: not a text file (is this a .cube LUT?)")
-        yield no, raw
+    # utf-8-sig: a byte-order mark, as some Windows tools write it, is not part of the first line.
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        for no, raw in enumerate(f, 1):
+            total += len(raw)
+            if total > MAX_CUBE_BYTES:
+                raise NodeError(f"{path}: over {MAX_CUBE_BYTES >> 20} MB, too big for a .cube LUT")
+            if "\x00" in raw or "\ufffd" in raw:
+                raise NodeError(f"{path}:{no}: not a text file (is this a .cube LUT?)")
+            yield no, raw
 
 
 def _range(path: str, no: int, key: str, rest: str, dims: int) -> np.ndarray:
@@ -58,26 +62,48 @@ def _range(path: str, no: int, key: str, rest: str, dims: int) -> np.ndarray:
     return vals
 
 
-def _rows(path: str, numbered: list) -> np.ndarray:
-    """The data lines [(line number, text)] as an [n, 3] float32 array, with the line of the first bad one."""
-    parts = [text.split() for _, text in numbered]
-    table = None
-    if all(len(p) == 3 for p in parts):
-        try:
-            table = np.array(parts, np.float32).reshape(-1, 3)     # numpy reads the numbers' text
-        except ValueError:
-            pass
-    if table is None or not np.isfinite(table).all():
-        for (no, _), p in zip(numbered, parts):
-            if len(p) != 3:
-                raise NodeError(f"{path}:{no}: a LUT entry needs 3 numbers, found {len(p)}")
+class _Entries:
+    """A table's lines as they are read: their text in one buffer and their line numbers in an array. As a
+    Python tuple and strings each, a 64 MB .cube of 10 million short lines (a few KB zipped) took 5 GB."""
+
+    def __init__(self, path: str):
+        self.path, self.text, self.lines = path, io.StringIO(), array("I")
+        self.bad = None                     # (line number, count) of the first line without 3 numbers
+
+    def add(self, no: int, line: str) -> None:
+        count = len(line.split())
+        if count != 3 and self.bad is None:
+            self.bad = (no, count)
+        self.text.write(line + "\n")
+        self.lines.append(no)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def table(self) -> np.ndarray:
+        """The entries as an [n, 3] float32 array, or the line of the first bad one."""
+        if self.bad is not None:
+            raise NodeError(f"{self.path}:{self.bad[0]}: a LUT entry needs 3 numbers, found {self.bad[1]}")
+        text = self.text.getvalue()
+        with warnings.catch_warnings():
+            # fromstring refuses text that is no number, and a number past float32's range is inf to it: the
+            # lines are then read one by one to name the first such. (Its overflow warning is not the message.)
+            warnings.simplefilter("ignore")
             try:
-                vals = [float(v) for v in p]
+                flat = np.fromstring(text, np.float32, sep=" ")
             except ValueError:
-                raise NodeError(f"{path}:{no}: cannot read the numbers on this line") from None
-            if not all(map(math.isfinite, vals)):   # nan would turn those colours black
-                raise NodeError(f"{path}:{no}: a LUT entry needs finite numbers (no nan or inf)")
-    return table
+                flat = np.zeros(0, np.float32)
+            if flat.size == 3 * len(self) and np.isfinite(flat).all():
+                return flat.reshape(-1, 3)
+            for no, line in zip(self.lines, io.StringIO(text)):
+                try:
+                    vals = np.array([float(v) for v in line.split()], np.float32)
+                except ValueError:
+                    raise NodeError(f"{self.path}:{no}: cannot read the numbers on this line") from None
+                if not np.isfinite(vals).all():   # nan would turn those colours black
+                    raise NodeError(f"{self.path}:{no}: a LUT entry needs finite numbers (no nan or inf, none "
+                                    f"beyond 3.4e38)")
+        raise NodeError(f"{self.path}: cannot read the table's numbers")
 
 
 def parse_cube(path: str) -> CubeLut:
@@ -90,13 +116,10 @@ def parse_cube(path: str) -> CubeLut:
     dmin, dmax = np.zeros(3, np.float32), np.ones(3, np.float32)
     range1 = range3 = None
     video_in = video_out = False
-    data = []
+    data = _Entries(path)
     # Messages name the file and line only, never its text: the path may point at any file
     # (a LUT param aimed at a secrets file must not print them).
-    # utf-8-sig: a byte-order mark, as some Windows tools write it, is not part of the first line.
-    with open(p, encoding="utf-8-sig", errors="replace") as f:
-        lines = list(_lines(f, path))
-    for no, raw in lines:
+    for no, raw in _lines(path):
         head = raw.strip()
         if head[:5].upper() == "TITLE" and head[5:6].isspace():  # a quoted title may hold a '#' ("Look #3")
             title = head[5:].strip().strip('"')
@@ -107,7 +130,7 @@ def parse_cube(path: str) -> CubeLut:
         key, rest = (line.split(None, 1) + [""])[:2]     # keywords and values may be split by tabs
         key = key.upper()
         if key[0].isdigit() or key[0] in "-+." or key.lower().startswith(("nan", "inf")):
-            data.append((no, line))
+            data.add(no, line)
             continue
         try:
             if key in ("LUT_3D_SIZE", "LUT_1D_SIZE"):
@@ -150,7 +173,7 @@ def parse_cube(path: str) -> CubeLut:
     if len(data) != n1 + n3:
         sizes = " and ".join(str(s) for s in (size1, size3) if s)
         raise NodeError(f"{path}: LUT size {sizes} needs {n1 + n3} entries, found {len(data)}")
-    rows = _rows(path, data)
+    rows = data.table()
     # .cube order: red changes fastest, so a C-order reshape indexes [b, g, r].
     # In a file with both, the 1D shaper's rows come first (Resolve's layout).
     table = rows[n1:].reshape(size3, size3, size3, 3) if size3 else None
@@ -175,10 +198,8 @@ def parse_3dl(path: str) -> CubeLut:
     p = Path(path)
     if not p.is_file():
         raise NodeError(f"LUT file {path} not found: choose an existing .cube or .3dl file")
-    mesh, rows, out_bits = None, [], None
-    with open(p, encoding="utf-8-sig", errors="replace") as f:
-        lines = list(_lines(f, path))
-    for no, raw in lines:
+    mesh, rows, out_bits = None, _Entries(path), None
+    for no, raw in _lines(path):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -201,13 +222,13 @@ def parse_3dl(path: str) -> CubeLut:
             if len(mesh) < 2 or np.any(np.diff(mesh) <= 0):
                 raise NodeError(f"{path}:{no}: the first line of a .3dl lists its input levels, rising")
             continue
-        rows.append((no, line))
+        rows.add(no, line)
     if mesh is None:
         raise NodeError(f"{path}: no input levels and no table: not a .3dl LUT")
     n = len(mesh)
     if len(rows) != n ** 3:
         raise NodeError(f"{path}: {n} input levels need {n ** 3} entries, found {len(rows)}")
-    table = _rows(path, rows)
+    table = rows.table()
     top = 2.0 ** (out_bits or _likely_bits(table.max())) - 1
     # Blue fastest: a C-order reshape indexes [r, g, b]; CubeLut's tables are [b, g, r].
     table = np.ascontiguousarray((table / top).reshape(n, n, n, 3).transpose(2, 1, 0, 3), np.float32)

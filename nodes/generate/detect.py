@@ -14,6 +14,7 @@ encoder serves several model families."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from collections import Counter
@@ -60,6 +61,11 @@ class Detection:
         return " ".join(b for b in bits if b)
 
 
+# Bytes per element of the safetensors dtypes whose tensors fill whole bytes.
+_ST_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
+             "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
 # -- reading headers -----------------------------------------------------------------------
 def safetensors_header(path: Path) -> Header:
     """The header of a .safetensors/.sft file, checking the file is complete (clear error if not)."""
@@ -76,7 +82,12 @@ def safetensors_header(path: Path) -> Header:
             raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
         shapes = {k: tuple(v["shape"]) for k, v in header.items()}
         dtypes = {k: str(v["dtype"]) for k, v in header.items()}
-    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
+        for k, v in header.items():
+            start, stop = v["data_offsets"]
+            if _ST_BYTES.get(dtypes[k]) and math.prod(shapes[k]) * _ST_BYTES[dtypes[k]] != stop - start:
+                raise ValueError(f"{k}: its shape {list(shapes[k])} does not fill its {stop - start} bytes")
+    # RecursionError: a header of nested brackets, which json's C scanner recurses into.
+    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NodeError(f"{path} is not a valid safetensors file ({exc}): it is truncated or corrupt, "
                         "e.g. an interrupted copy or download. Copy the file again.") from None
     return Header(shapes, dtypes, {str(k): str(v) for k, v in meta.items()}, "safetensors")
