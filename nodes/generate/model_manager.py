@@ -19,7 +19,7 @@ from graph_engine import NodeError
 from nodes.generate.converters.lora import kohya_modules, lora_state
 from nodes.generate.detect import Detection, detect_file, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
-from nodes.generate.handles import ComponentHandle, ModelHandle
+from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
 from nodes.generate.offline import go_offline, local_only
 from nodes.generate.weights import load_weights
 
@@ -508,9 +508,7 @@ def place(pipe, device: str, offload: str) -> None:
     if mode == "auto":
         import torch
         free, _ = torch.cuda.mem_get_info() if device.startswith("cuda") else (1 << 62, 0)
-        size = sum(p.numel() * p.element_size() for m in pipe.components.values()
-                   if hasattr(m, "parameters") for p in m.parameters())
-        mode = "model" if size > 0.7 * free else "none"
+        mode = "model" if pipeline_bytes(pipe) > 0.7 * free else "none"
     if mode == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif mode == "sequential":
