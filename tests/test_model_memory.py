@@ -61,3 +61,24 @@ def test_a_handle_counts_the_weights_of_its_pipeline(checkpoints):
                   if t.is_floating_point())
     assert value_nbytes(h) >= weights
     assert value_nbytes(mm.components(h)["text_encoder"]) == value_nbytes(h)
+
+
+def _mapped(path: Path):
+    """The address ranges of this process's memory maps of `path`."""
+    target = str(path.resolve())
+    with open("/proc/self/maps") as f:
+        return [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in f if line.rstrip().endswith(target)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_an_fp16_checkpoint_loaded_in_fp16_is_the_file_mapped_not_a_copy(checkpoints):
+    # A 2 GB SD 1.5 file loads into no new memory of its own: the model's tensors are the file's pages, which the
+    # kernel shares with its file cache (bench/model_load.py: anon memory stays at the process's base).
+    from nodes.generate.model_manager import ModelManager
+    path = checkpoints / "sd15_tiny.safetensors"
+    h = ModelManager().load("sd", str(path), dtype="fp16")
+    ranges = _mapped(path)
+    weights = [p for m in (h.pipe.unet, h.pipe.vae, h.pipe.text_encoder) for p in m.parameters()]
+    assert ranges and all(p.dtype.itemsize == 2 for p in weights)
+    inside = [any(a <= p.data_ptr() < b for a, b in ranges) for p in weights]
+    assert all(inside), f"{inside.count(False)} of {len(weights)} tensors copied out of the file"
