@@ -11,7 +11,11 @@ Each load runs in a fresh process; its figures:
   anon    the peak of its anonymous memory (RssAnon, sampled every 10 ms): what the load took from RAM for
           itself, beyond pages the kernel can drop and read again from the file
   base    the process's anonymous memory after the imports, before the load
+  held    its anonymous memory after the load (what stays taken while the model is kept)
   time    wall time of the load call
+
+"switch" rows run two workflows in one session (as the editor does), each loading another SD 1.5 checkpoint, with
+KINOGRAPH_MODELS_LOADED=1: held is then what the session keeps of the first model besides the second.
 
     PYTHONPATH=. .venv/bin/python bench/model_load.py [--models sd15,wan13b,sdxl] [--scale 0.25] [--dir DIR]
 
@@ -60,8 +64,10 @@ t0 = time.perf_counter()
 took = time.perf_counter() - t0
 done.set()
 peak[0] = max(peak[0], anon())
+import gc
+gc.collect()
 print("RESULT " + json.dumps(dict(time=took, peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, anon=peak[0],
-                                  base=base)))
+                                  base=base, held=anon())))
 """
 
 
@@ -106,7 +112,7 @@ def _meta(cls, cfg):
 def _clip_l(scale: float):
     from transformers import CLIPTextConfig, CLIPTextModel
     from nodes.generate.converters import model_config
-    cfg = _scaled(model_config("clip_l", "text_encoder"), ("hidden_size", "intermediate_size"), scale, 64)
+    cfg = _scaled(model_config("clip_l", "text_encoder"), ("hidden_size", "intermediate_size"), scale, 64 * 12)
     cfg = CLIPTextConfig(**cfg)
     from accelerate import init_empty_weights
     with init_empty_weights():
@@ -215,7 +221,16 @@ DIFFUSERS_SD = ("import torch\nfrom diffusers import StableDiffusionPipeline",
 DIFFUSERS_WAN = ("import torch\nfrom diffusers import WanTransformer3DModel",
                  "m = WanTransformer3DModel.from_single_file({file!r}, config={config!r}, subfolder='transformer', "
                  "local_files_only=True, torch_dtype=torch.{tdtype})")
-RUNS = {"sd15": [("kinograph", KINOGRAPH_SD, "sd"), ("diffusers", DIFFUSERS_SD, "")],
+# The editor's case: one session runs a workflow on one checkpoint, then on another; one model may stay loaded.
+SWITCH = ("from graph_engine.api import Session, load_workflow\n"
+          "from nodes.generate.model_manager import ModelManager\n"
+          "def wf(p):\n"
+          "    return load_workflow(text='kinograph: 1\\nnodes:\\n  load: {type: load.sd, params: {path: \"%s\"}}\\n"
+          "  prompt: {type: encode.text, inputs: {text_encoder: load.text_encoder}, params: {text: a}}\\n' % p)\n"
+          "s = Session(device='cpu', use_disk=False, models=ModelManager(max_loaded=1))",
+          "assert s.run(wf({file!r}), keep=(), overrides=['load.dtype={dtype}']).ok\n"
+          "assert s.run(wf({other!r}), keep=(), overrides=['load.dtype={dtype}']).ok")
+RUNS = {"sd15": [("kinograph", KINOGRAPH_SD, "sd"), ("diffusers", DIFFUSERS_SD, ""), ("switch", SWITCH, "")],
         "wan13b": [("kinograph", KINOGRAPH_WAN, ""), ("diffusers", DIFFUSERS_WAN, "")],
         "sdxl": [("kinograph", KINOGRAPH_SD, "sdxl")]}
 
@@ -239,24 +254,31 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     folder = Path(args.dir or tempfile.mkdtemp(prefix="model_load_"))
     try:
-        print(f"{'model':8} {'file':>8} {'loader':10} {'dtype':5} {'time':>7} {'peak':>8} {'anon':>8} {'base':>7}")
+        print(f"{'model':8} {'file':>8} {'loader':10} {'dtype':5} {'time':>7} {'peak':>8} {'anon':>8} {'base':>7} "
+              f"{'held':>7}")
         for name in args.models.split(","):
             made = MODELS[name](folder, args.scale)
             size = made["file"].stat().st_size
+            other = made["file"].with_name("other" + made["file"].suffix)
+            other.hardlink_to(made["file"])
+            if made["file"].with_suffix("").is_dir():            # its tokenizer folder
+                shutil.copytree(made["file"].with_suffix(""), other.with_suffix(""))
             for dtype in args.dtypes.split(","):
                 for label, (imports, load), family in RUNS[name]:
                     if label == "diffusers" and made["config"] is None:
                         continue
-                    stmt = load.format(file=str(made["file"]), config=str(made["config"]), dtype=dtype,
+                    stmt = load.format(file=str(made["file"]), other=str(other), config=str(made["config"]), dtype=dtype,
                                        family=family, tdtype={"fp16": "float16", "fp32": "float32"}[dtype])
                     r = probe(imports, stmt)
                     if "error" in r:
                         print(f"{name:8} {size / 2**30:7.2f}G {label:10} {dtype:5} failed: {r['error']}")
                         continue
                     print(f"{name:8} {size / 2**30:7.2f}G {label:10} {dtype:5} {r['time']:6.1f}s "
-                          f"{r['peak'] / 2**20:7.2f}G {r['anon'] / 2**20:7.2f}G {r['base'] / 2**20:6.2f}G",
+                          f"{r['peak'] / 2**20:7.2f}G {r['anon'] / 2**20:7.2f}G {r['base'] / 2**20:6.2f}G "
+                          f"{r['held'] / 2**20:6.2f}G",
                           flush=True)
             made["file"].unlink()
+            other.unlink()
     finally:
         if args.dir is None:
             shutil.rmtree(folder, ignore_errors=True)
