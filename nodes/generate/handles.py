@@ -10,6 +10,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Tuple
 
 
+def pipeline_bytes(pipe) -> int:
+    """The bytes of the weights a pipeline holds (every component's parameters and buffers)."""
+    total = 0
+    for part in getattr(pipe, "components", {}).values():
+        for get in ("parameters", "buffers"):
+            total += sum(t.numel() * t.element_size() for t in getattr(part, get, lambda: ())())
+    return total
+
+
 @dataclass(frozen=True, eq=False)
 class ModelHandle:
     family: str
@@ -27,6 +36,11 @@ class ModelHandle:
     @property
     def denoiser(self):
         return getattr(self.pipe, "transformer", None) or getattr(self.pipe, "unet", None)
+
+    def nbytes_estimate(self) -> int:
+        # What a cached handle keeps alive: the whole pipeline. Counted as 256 bytes, a run's load nodes held
+        # every model they ever loaded in the engine's memory cache after the model manager had let them go.
+        return pipeline_bytes(self.pipe)
 
     def with_lora(self, path: str, strength: float) -> "ModelHandle":
         return replace(self, loras=self.loras + ((path, float(strength)),))
@@ -58,6 +72,9 @@ class ComponentHandle:
     device: str = "cpu"
     # (path, strength) of LoRAs whose text-encoder layers act while this encoder encodes (ComfyUI's strength_clip).
     loras: Tuple[Tuple[str, float], ...] = ()
+
+    def nbytes_estimate(self) -> int:
+        return pipeline_bytes(self.pipe)
 
     def with_lora(self, path: str, strength: float) -> "ComponentHandle":
         return replace(self, loras=self.loras + ((path, float(strength)),))

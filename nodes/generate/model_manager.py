@@ -19,7 +19,7 @@ from graph_engine import NodeError
 from nodes.generate.converters.lora import kohya_modules, lora_state
 from nodes.generate.detect import Detection, detect_file, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
-from nodes.generate.handles import ComponentHandle, ModelHandle
+from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
 from nodes.generate.offline import go_offline, local_only
 from nodes.generate.weights import load_weights
 
@@ -343,6 +343,7 @@ class ModelManager:
                 self._cache.move_to_end(key)
                 pipe = self._cache[key]
             else:
+                self._make_room(key)
                 adapter = get_adapter(family)
                 with local_only(f"{spec.title} model", str(source), f"Config folder: {config}" if config else ""):
                     try:
@@ -354,7 +355,7 @@ class ModelManager:
                                         f"({str(exc).splitlines()[0][:300]}): a weight file is truncated or "
                                         "corrupt. Copy the model again.") from None
                 place(pipe, device, offload)
-                self._store(key, pipe)
+                self._cache[key] = pipe
         return ModelHandle(family=family, path=str(source), pipe=pipe, dtype=dname, device=device)
 
     def components(self, handle: ModelHandle) -> Dict[str, Optional[ComponentHandle]]:
@@ -377,6 +378,7 @@ class ModelManager:
         key = ("controlnet", str(source.resolve()), str(dtype), model.device, on_disk(source))
         with self._lock:
             if key not in self._cache:
+                self._make_room(key)
                 with local_only("ControlNet", str(source)):
                     if source.is_file():
                         net = controlnet_from_file(source, model.denoiser, dtype)
@@ -384,18 +386,20 @@ class ModelManager:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
                         check_controlnet_base(source.name, net.config.get("addition_embed_type") == "text_time",
                                               model.denoiser)
-                self._store(key, net.to(torch.device(model.device)).eval())
+                self._cache[key] = net.to(torch.device(model.device)).eval()
             self._cache.move_to_end(key)
             return self._cache[key]
 
-    def _store(self, key: tuple, value) -> None:
-        """Under the lock: cache `value`. A key's last part says what its files were (on_disk): an entry for the
-        same files as they were before goes now, not when the LRU reaches it (a GPU holding two versions)."""
+    def _make_room(self, key: tuple) -> None:
+        """Under the lock, before loading what `key` names: the entries it replaces and the least recently used
+        beyond max_loaded - 1 go now, so their memory is free for the new one (evicted after it had loaded, a
+        switch of checkpoint held both at once: 8.6 GB for two SD 1.5 models in fp32 with one model allowed).
+        A key's last part says what its files were (on_disk): an entry for the same files as they were before
+        goes too, not when the LRU reaches it (a GPU holding two versions)."""
         stale = [k for k in self._cache if k[:-1] == key[:-1]]
         for old in stale:
             del self._cache[old]
-        self._cache[key] = value
-        while len(self._cache) > self.max_loaded:
+        while self._cache and len(self._cache) >= self.max_loaded:
             self._cache.popitem(last=False)
             stale.append(None)
         if stale:
@@ -409,8 +413,9 @@ class ModelManager:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
+            self._make_room(key)
             value = build()
-            self._store(key, value)
+            self._cache[key] = value
             return value
 
     def clear(self) -> None:
@@ -508,9 +513,7 @@ def place(pipe, device: str, offload: str) -> None:
     if mode == "auto":
         import torch
         free, _ = torch.cuda.mem_get_info() if device.startswith("cuda") else (1 << 62, 0)
-        size = sum(p.numel() * p.element_size() for m in pipe.components.values()
-                   if hasattr(m, "parameters") for p in m.parameters())
-        mode = "model" if size > 0.7 * free else "none"
+        mode = "model" if pipeline_bytes(pipe) > 0.7 * free else "none"
     if mode == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif mode == "sequential":
