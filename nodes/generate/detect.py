@@ -333,6 +333,9 @@ def _wan(k: Keys) -> Optional[Detection]:
         kind = "control" if in_ch == 48 else "i2v"
     elif in_ch == 36:
         kind = "i2v-2.2"                  # Wan 2.2 A14B image-to-video: no CLIP image tokens
+    elif in_ch in (3 * 16 + 4, 3 * 48 + 4):
+        # Wan 2.2 Fun Control (A14B, 5B): noise, control video, a 4-channel start-frame mask and the start frame
+        kind = "control-2.2"
     elif in_ch == 48:
         kind = "ti2v-2.2"
     else:

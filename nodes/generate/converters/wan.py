@@ -17,6 +17,8 @@ def transformer(state, det) -> Built:
     kind = det.variant.split("-")[0]
     # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
     camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
+    # Wan 2.2 Fun Control's reference-image convolution, likewise
+    reference = {k: state.pop(k) for k in [k for k in state if k.startswith("ref_conv.")]}
     if det.layout == "original":
         from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
         state = convert_wan_transformer_to_diffusers(dict(state))
@@ -54,6 +56,9 @@ def transformer(state, det) -> Built:
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)
+    if reference:
+        from nodes.generate.wan_reference import attach
+        return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), reference), {**state, **reference}, cfg)
     if kind == "vace":
         from diffusers import WanVACETransformer3DModel
         cfg.update(vace_settings(state, cfg["num_layers"]))

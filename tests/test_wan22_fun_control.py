@@ -1,0 +1,167 @@
+"""Wan 2.2 Fun Control (wan2.2_fun_control_{high,low}_noise_14B): ComfyUI's Wan22FunControlToVideo was not mapped, so
+both of ComfyUI's Wan 2.2 Fun Control templates stopped at import. The model reads noise, a control video, a
+start-frame mask and a start frame side by side, and a reference image as tokens ahead of the video's (ref_conv).
+Tiny random-weight experts in ComfyUI's single-file layout."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import Clip, NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_wan_fun_control import _video  # noqa: E402
+
+HIGH, LOW = (f"wan22_tiny_fun_control_{e}_noise_fp16.safetensors" for e in ("high", "low"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from comfy_layouts import built
+    from tiny_wan22 import build_wan22_experts
+
+    def wan22_fun_control(root):
+        return build_wan22_experts(root, "fun_control")
+    with pytest.MonkeyPatch.context() as mp:
+        for root in built(wan22_fun_control, tmp_path_factory):
+            mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
+            yield root
+
+
+@pytest.fixture(scope="module")
+def mm():
+    from nodes.generate.model_manager import ModelManager
+    return ModelManager(max_loaded=6)
+
+
+def _encode(vae, frames):
+    from nodes.generate.adapters import get_adapter
+    px = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        return get_adapter("wan").vae_encode(vae.pipe, px)
+
+
+def test_the_reference_is_a_latent_frame_before_the_video(models, mm):
+    """Detected as Wan 2.2 Fun Control with its ref_conv loaded. With ref_conv set to the patch embedding's weights
+    for the latent channels, the reference tokens are what the patch embedding makes of a frame holding the
+    reference latent (zeros in the conditioning channels): the model's prediction for the video then equals
+    diffusers' plain forward over that frame put before the video, its first frame of output dropped."""
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.wan_reference import reference_input
+    info = describe_model(models / "models" / "diffusion_models" / HIGH)
+    assert (info["variant"], info["loads"]) == ("control-2.2-dim128", "yes")
+    model = load_diffusion_model(mm, HIGH, "default", "cpu").pipe.transformer
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(1, 52, 3, 4, 6, generator=g), torch.randn(1, 4, 32, generator=g)
+    ref = torch.randn(1, 16, 4, 6, generator=g)
+    t = torch.tensor([500.0])
+    conv = torch.nn.Conv2d(16, 128, 2, stride=2)
+    with torch.no_grad():
+        conv.weight.copy_(model.patch_embedding.weight[:, :16, 0])
+        conv.bias.copy_(model.patch_embedding.bias)
+        saved, model.ref_conv = model.ref_conv, conv
+        try:
+            with reference_input(model, ref):
+                got = model(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
+            framed = torch.cat([torch.cat([ref, ref.new_zeros(1, 36, 4, 6)], 1)[:, :, None], x], dim=2)
+            want = model(hidden_states=framed, timestep=t, encoder_hidden_states=text, return_dict=False)[0][:, :, 1:]
+        finally:
+            model.ref_conv = saved
+    assert got.shape == (1, 16, 3, 4, 6)
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+
+
+def test_the_model_reads_control_mask_and_start_frame_as_comfyui_lays_them(models, mm):
+    """What the transformer is given: noise, then the control video's latents (zeros after its latent frames), the
+    4-channel start-frame mask (1 on the start frame's latent frame) and the start frame's latent, each against
+    the VAE's own encoding; the reference image's latent goes to ref_conv. Two reference images give two videos."""
+    from nodes.generate.image_cond import condition_fun_control
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_vae
+    from nodes.generate.vae_ops import empty_latent
+    vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")
+    handle = load_diffusion_model(mm, HIGH, "default", "cpu")
+    model = handle.pipe.transformer
+    pos = Conditioning("wan", torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(1)))
+    lat = empty_latent(vae, 9, 48, 32, 16.0)                            # 3 latent frames
+    control, first = _video(5, 1), _video(1, 2)[0]
+    seen = {}
+
+    def sample(reference, start=first):
+        cond = condition_fun_control(vae, pos, None, lat, Clip.from_array(control, 16.0), start, None,
+                                     reference)["positive"]
+        hooks = [model.patch_embedding.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].clone())),
+                 model.ref_conv.register_forward_pre_hook(lambda m, a: seen.__setitem__("ref", a[0].clone()))]
+        try:
+            return run_sampling(handle, cond, None, lat, steps=2, cfg=1.0, sampler="euler", seed=3).samples
+        finally:
+            for h in hooks:
+                h.remove()
+    a = sample(_video(1, 3)[0])
+    x = seen["x"]
+    assert x.shape == (1, 52, 3, 4, 6)
+    assert torch.allclose(x[:, 16:32, :2], _encode(vae, control), atol=1e-4) and x[:, 16:32, 2:].abs().max() == 0
+    assert torch.equal(x[:, 32:36, :1], torch.ones(1, 4, 1, 4, 6)) and x[:, 32:36, 1:].abs().max() == 0
+    assert torch.allclose(x[:, 36:, :1], _encode(vae, first[None]), atol=1e-4) and x[:, 36:, 1:].abs().max() == 0
+    assert torch.allclose(seen["ref"], _encode(vae, _video(1, 3))[:, :, 0], atol=1e-4)
+    b = sample(_video(1, 4)[0])
+    assert (a - b).abs().max() > 1e-3
+    sample(None, start=None)                     # ComfyUI's node has no start image: mask and start channels zero
+    assert seen["x"][:, 32:].abs().max() == 0 and "ref" in seen
+
+
+def test_a_reference_for_a_model_without_ref_conv_is_named():
+    from diffusers import WanTransformer3DModel
+    from nodes.generate.wan_reference import reference_input
+    plain = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=16, in_channels=16,
+                                  out_channels=16, text_dim=32, freq_dim=32, ffn_dim=16, num_layers=1)
+    with pytest.raises(NodeError, match="Wan 2.2 Fun Control.*no ref_conv"):
+        with reference_input(plain, torch.zeros(1, 16, 2, 2)):
+            pass
+
+
+def test_comfyuis_wan22_fun_control_template_runs_on_tiny_experts(models, tmp_path):
+    """ComfyUI's video_wan2_2_14B_fun_control template: Wan22FunControlToVideo becomes condition.fun_control with
+    the control video (the template's Canny is bypassed: its video is a control video already) and the reference
+    image; the two experts, each on its half of the steps, run
+    to a video of the template's length."""
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    result = import_workflow(ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_2_14B_fun_control.json")
+    assert result.report.exit_code == 0 and not result.report.blocking
+    g = result.graph
+    (cond,) = [n for n in g.nodes.values() if n.type == "condition.fun_control"]
+    assert g.nodes[g.inputs[cond.id]["reference"][0]].type == "io.load_image"
+    assert g.nodes[g.inputs[cond.id]["control"][0]].type == "io.load_video"
+    iio.imwrite(tmp_path / "control.mp4", _video(8, 6), fps=16, codec="libx264")
+    Image.fromarray(_video(1, 2)[0]).save(tmp_path / "ref.png")
+    names = {"wan2.2_fun_control_high_noise_14B_fp8_scaled.safetensors": HIGH,
+             "wan2.2_fun_control_low_noise_14B_fp8_scaled.safetensors": LOW,
+             "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "umt5_tiny_fp16.safetensors",
+             "wan_2.1_vae.safetensors": "wan_tiny_vae.safetensors"}
+    for n in g.nodes.values():
+        if "name" in n.params and n.type.startswith("load."):
+            n.params["name"] = names[n.params["name"]]
+        elif n.type == "latent.empty":
+            n.params.update(frames=5, width=48, height=32)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 2
+            for k in ("start_step", "end_step"):
+                if 0 < n.params.get(k, 0) < 10000:
+                    n.params[k] = 1
+        elif n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "ref.png")
+        elif n.type == "io.load_video":
+            n.params["path"] = str(tmp_path / "control.mp4")
+        elif n.type.startswith("io.save"):
+            n.params["path"] = str(tmp_path / ("out" + Path(n.params["path"]).suffix))
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    (out,) = [p for p in tmp_path.iterdir() if p.name.startswith("out")]
+    assert iio.imread(out).shape[:3] == (5, 32, 48)
