@@ -127,9 +127,10 @@ class WanAdapter(Adapter):
         if "concat" in inputs:
             concat = inputs["concat"]
             if "fun_mask" in inputs and model.config.in_channels == x.shape[1] + concat.shape[1] + 4:
-                # Wan 2.2 Fun Control reads its start-frame mask between the control video and the start frame
-                c = concat.shape[1] // 2
-                concat = torch.cat([concat[:, :c], inputs["fun_mask"], concat[:, c:]], dim=1)
+                # Wan 2.2's Fun models read a start-frame mask: Fun Control between the control video and the start
+                # frame, Fun camera before the start frame
+                at = concat.shape[1] // 2 if is_fun_control(model) else 0
+                concat = torch.cat([concat[:, :at], inputs["fun_mask"], concat[:, at:]], dim=1)
             x = torch.cat([x, concat], dim=1)
         if x.shape[1] != model.config.in_channels:
             from graph_engine import NodeError
@@ -193,12 +194,11 @@ class WanAdapter(Adapter):
         """The i2v model's extra input: a 4-channel mask of pinned frames and the VAE latents of a clip
         holding the pinned frames (zeros elsewhere); plus CLIP image tokens where the model takes them."""
         from graph_engine import NodeError
-        # A VAE loaded from its own file knows no transformer: the sampler checks the model instead.
+        # A VAE loaded from its own file knows no transformer: the sampler checks the model instead (the Wan 2.2
+        # VAE serves TI2V-5B, which takes no frames this way, and Wan 2.2 Fun InP 5B, which does).
         den = getattr(pipe, "transformer", None)
-        if self.factors(pipe)[2] == TI2V_CHANNELS:
-            raise NodeError(TI2V_FRAMES)
         if den is not None and den.config.in_channels == den.config.out_channels:
-            raise NodeError(TEXT_ONLY)
+            raise NodeError(TI2V_FRAMES if den.config.out_channels == TI2V_CHANNELS else TEXT_ONLY)
         if first is None:
             raise NodeError("Wan image-to-video needs the first frame")
         h, w, n = latent.height, latent.width, latent.frames
@@ -227,8 +227,10 @@ class WanAdapter(Adapter):
         return extra, {}
 
     def camera_condition(self, pipe, latent, first, image_embeds, rays):
-        """Wan Fun camera models: the start frame's latent in the first of 16 image channels (zeros after it,
-        no mask) and the camera's Plücker rays; plus CLIP image tokens where the model takes them."""
+        """Wan Fun camera models: the start frame's latent in the first of 16 image channels (zeros after it) and
+        the camera's Plücker rays; plus CLIP image tokens where the model takes them (Wan 2.1's), and the
+        start-frame mask that Wan 2.2's read (1 on the start frame's latent frame, as ComfyUI's
+        WanCameraImageToVideo)."""
         from graph_engine import NodeError
         den = getattr(pipe, "transformer", None)
         if den is not None and not is_camera_model(den):
@@ -241,7 +243,11 @@ class WanAdapter(Adapter):
             frame = pipe.video_processor.preprocess(first, height=latent.height, width=latent.width,
                                                     resize_mode="crop")
             concat[:, :, :1] = self.vae_encode(pipe, frame.permute(1, 0, 2, 3)[None])[:, :, :1]
-        extra = {"concat": concat} if rays is None else {"concat": concat, "camera": rays}
+        mask = torch.zeros(1, 4, n, h, w)
+        mask[:, :, :1] = float(first is not None)
+        extra = {"concat": concat, "fun_mask": mask}
+        if rays is not None:
+            extra["camera"] = rays
         if image_embeds is not None:
             extra["image_embeds"] = image_embeds.embeds
         return extra
