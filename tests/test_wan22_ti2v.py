@@ -192,9 +192,12 @@ def test_wrong_parts_and_damaged_files_are_named(w22, parts, tmp_path):
     cond = encode_prompt(split["text_encoder"], "a fox")
     with pytest.raises(NodeError, match="only Wan 2.2 TI2V-5B"):
         run_sampling(model21, cond, None, lat, steps=1, cfg=1.0, sampler="flow_euler")
-    # Kinograph's other image-to-video path, on TI2V-5B, points at latent.empty's start_image
+    # Kinograph's other image-to-video path, on TI2V-5B, points at latent.empty's start_image (when the model samples:
+    # the Wan 2.2 VAE alone serves Fun InP 5B's frames too)
+    plain = empty_latent(split["vae"], 5, 64, 64, 24.0)
+    framed = condition_frames(split["vae"], cond, None, plain, _image(), None, None)["positive"]
     with pytest.raises(NodeError, match="start_image"):
-        condition_frames(split["vae"], cond, None, lat, _image(), None, None)
+        run_sampling(split["model"], framed, None, plain, steps=1, cfg=1.0, sampler="flow_euler")
     # a size the 2x2 patches of TI2V-5B cannot tile (16x space: 48 px is 3 latent pixels): latent.empty says so,
     # and the sampler too when a latent of that size comes another way (latent.upscale)
     with pytest.raises(NodeError, match=r"divisible by 32; 48x48 is not\. Try 64x64"):

@@ -178,7 +178,7 @@ def test_bad_camera_files_and_wiring_say_what_is_wrong(camera_models, mm, tmp_pa
         load_diffusion_model(mm, str(tmp_path / "cut.safetensors"), "default", "cpu")
     wide = dict(state, **{"patch_embedding.weight": torch.zeros(128, 36, 1, 2, 2, dtype=torch.float16)})
     save_file(wide, str(tmp_path / "wide.safetensors"))
-    with pytest.raises(NodeError, match="reads 36 input channels.*not the Wan 2.2 ones"):
+    with pytest.raises(NodeError, match="reads 36 input channels and CLIP image tokens.*Wan 2.2 \\(36: noise, start-frame"):
         load_diffusion_model(mm, str(tmp_path / "wide.safetensors"), "default", "cpu")
 
     vae = load_vae(mm, "wan_tiny_vae.safetensors", "cpu")

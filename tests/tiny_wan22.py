@@ -90,3 +90,75 @@ def build_wan22_comfy(root: Path) -> Path:
     te = {k: v for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"}
     save_file({k: v.half().contiguous() for k, v in te.items()}, str(models / "text_encoders" / "umt5_tiny_fp16.safetensors"))
     return root
+
+
+
+def save_umt5(models: Path) -> None:
+    """ComfyUI's text_encoders/umt5 file of a tiny random umt5 (its tokenizer in the folder beside it)."""
+    from safetensors.torch import save_file
+    text = t5_encoder(32, umt5=True)
+    t5_tokenizer(models / "text_encoders" / "umt5_tiny_fp16")
+    save_file({k: v.half().contiguous() for k, v in text.state_dict().items() if k != "encoder.embed_tokens.weight"},
+              str(models / "text_encoders" / "umt5_tiny_fp16.safetensors"))
+
+
+EXPERT_INPUTS = {"t2v": 16, "i2v": 36, "fun_control": 52, "fun_camera": 36}
+
+
+def build_wan22_experts(root: Path, *kinds: str) -> Path:
+    """Wan 2.2 A14B's two experts of each of `kinds` as ComfyUI holds them (diffusion_models/wan22_tiny_<kind>_{high,
+    low}_noise_fp16.safetensors, original keys, each expert its own random weights), with the Wan 2.1 VAE and umt5.
+    kind t2v: 16 input channels; i2v: 16 noise + 4 mask + 16 start/end-frame channels, no CLIP image tokens;
+    fun_control (Wan 2.2 Fun Control): 16 noise + 16 control + 4 mask + 16 start-frame channels and the reference
+    image's `ref_conv` (a 2x2 convolution, stride 2, 16 channels to the width); fun_camera (Wan 2.2 Fun camera): as
+    i2v, with Wan Fun's camera encoder (`control_adapter`)."""
+    import torch
+    from safetensors.torch import save_file
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from tiny_models import wan_camera_adapter, wan_original_vae
+    models = root / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    for kind, (seed, expert) in ((k, e) for k in kinds for e in ((0, "high"), (1, "low"))):
+        _seed(seed)
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=EXPERT_INPUTS[kind],
+            out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+        state = wan_original_transformer(transformer.state_dict())
+        if kind == "fun_control":
+            ref = torch.nn.Conv2d(16, 128, 2, stride=2)
+            state.update({"ref_conv.weight": ref.weight.detach(), "ref_conv.bias": ref.bias.detach()})
+        elif kind == "fun_camera":
+            state.update(wan_camera_adapter(128, seed=seed))
+        save_file({k: v.half().contiguous() for k, v in state.items()},
+                  str(models / "diffusion_models" / f"wan22_tiny_{kind}_{expert}_noise_fp16.safetensors"))
+    _seed(2)
+    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                           temperal_downsample=[False, True, True])
+    save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
+              str(models / "vae" / "wan_tiny_vae.safetensors"))
+    save_umt5(models)
+    return root
+
+
+def build_wan22_fun_inpaint(root: Path) -> Path:
+    """Wan 2.2 Fun InP 5B as ComfyUI holds it (diffusion_models/wan22_tiny_fun_inpaint_5B_fp16.safetensors, original
+    keys): the 5B transformer reading 48 noise + 4 mask + 48 first/last-frame channels, with the Wan 2.2 VAE
+    (vae/wan22_tiny_vae.safetensors) and umt5 beside it."""
+    from safetensors.torch import save_file
+    from diffusers import WanTransformer3DModel
+    models = root / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    _seed(0)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=100, out_channels=48,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32)
+    save_file({k: v.half().contiguous() for k, v in wan_original_transformer(transformer.state_dict()).items()},
+              str(models / "diffusion_models" / "wan22_tiny_fun_inpaint_5B_fp16.safetensors"))
+    save_file({k: v.half().contiguous() for k, v in wan_original_vae_22(wan22_vae().state_dict()).items()},
+              str(models / "vae" / "wan22_tiny_vae.safetensors"))
+    save_umt5(models)
+    return root

@@ -333,8 +333,10 @@ def _wan(k: Keys) -> Optional[Detection]:
     size = _WAN_SIZES.get(dim, f"dim{dim}")
     if k.any("vace_patch_embedding.weight", "vace_blocks.0.after_proj.weight", "vace_blocks.0.proj_out.weight"):
         kind = "vace"
-    elif k.any("motion_encoder.dec.direction.weight"):
+    elif k.any("motion_encoder.dec.direction.weight", "face_adapter.fuser_blocks.0.k_norm.weight"):
         kind = "animate"
+    elif k.any("casual_audio_encoder.encoder.final_linear.weight"):
+        kind = "s2v"                      # Wan 2.2 S2V: sound to video
     elif k.any("control_adapter.conv.weight"):
         kind = "camera"
     elif k.any("img_emb.emb_pos", "condition_embedder.image_embedder.pos_embed"):
@@ -342,8 +344,11 @@ def _wan(k: Keys) -> Optional[Detection]:
     elif k.any("img_emb.proj.0.bias", "condition_embedder.image_embedder.norm1.bias"):
         # Wan 2.1 Fun Control: the i2v model reading 16 noise + 16 control-video + 16 start-frame channels
         kind = "control" if in_ch == 48 else "i2v"
-    elif in_ch == 36:
-        kind = "i2v-2.2"                  # Wan 2.2 A14B image-to-video: no CLIP image tokens
+    elif in_ch in (36, 2 * 48 + 4):
+        kind = "i2v-2.2"                  # Wan 2.2 A14B image-to-video, Fun InP A14B and 5B: no CLIP image tokens
+    elif in_ch in (3 * 16 + 4, 3 * 48 + 4):
+        # Wan 2.2 Fun Control (A14B, 5B): noise, control video, a 4-channel start-frame mask and the start frame
+        kind = "control-2.2"
     elif in_ch == 48:
         kind = "ti2v-2.2"
     else:

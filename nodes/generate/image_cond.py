@@ -86,21 +86,22 @@ def condition_camera(vae, positive: Conditioning, negative: Optional[Conditionin
 
 
 def condition_fun_control(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,
-                          control: Optional[Clip], first: Optional[np.ndarray], image_embeds: Optional[Conditioning]):
-    """(positive, negative) carrying a control video (edges, depth, pose) and the start frame, for Wan Fun Control
-    models (ComfyUI's WanFunControlToVideo). The control video's first `latent.frames` frames steer; a shorter one
-    leaves the rest free."""
+                          control: Optional[Clip], first: Optional[np.ndarray], image_embeds: Optional[Conditioning],
+                          reference: Optional[np.ndarray] = None):
+    """(positive, negative) carrying a control video (edges, depth, pose), the start frame and (Wan 2.2) a reference
+    image, for Wan Fun Control models (ComfyUI's WanFunControlToVideo, Wan22FunControlToVideo). The control video's
+    first `latent.frames` frames steer; a shorter one leaves the rest free."""
     adapter = get_adapter(vae.family)
     if not hasattr(adapter, "fun_control_condition"):
         raise NodeError(f"{vae.family} models take no Fun Control conditioning; Wan Fun Control models do")
-    if control is None and first is None:
-        raise NodeError("condition.fun_control needs a control video (or at least a start frame)")
+    if control is None and first is None and reference is None:
+        raise NodeError("condition.fun_control needs a control video (or at least a start frame or reference image)")
     frames = None
     if control is not None:
         frames = [_pil(f) for f in control.frames(0, min(control.length, latent.frames))]
     with torch.inference_mode():
         extra = adapter.fun_control_condition(vae.pipe, latent, frames, _pil(first) if first is not None else None,
-                                              image_embeds)
+                                              image_embeds, _pil(reference) if reference is not None else None)
     pos = positive.with_extra(**extra)
     neg = None if negative is None else negative.with_extra(**extra)
     return {"positive": pos, "negative": neg}

@@ -585,8 +585,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant in ("sd15", "sdxl")
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
-    if det.family == "wan" and det.variant.split("-")[0] == "animate":
-        return False, f"Wan {det.variant.split('-')[0]} models are not supported yet"
+    from nodes.generate.converters.wan import WAN_UNSUPPORTED
+    if det.family == "wan" and det.variant.split("-")[0] in WAN_UNSUPPORTED:
+        return False, WAN_UNSUPPORTED[det.variant.split("-")[0]]
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")

@@ -271,13 +271,18 @@ def condition_fun_control(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                           control: VIDEO = Input(optional=True, help="the control video: canny edges (control.canny), a "
                                                                      "depth (depth.estimate) or pose video"),
                           first: IMAGE = Input(optional=True, help="the video's first frame"),
-                          image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the first frame")):
-    """Steer a Wan 2.1 Fun Control model by a control video (ComfyUI's WanFunControlToVideo).
+                          image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the first frame "
+                                                                                 "(Wan 2.1)"),
+                          reference: IMAGE = Input(optional=True, help="Wan 2.2: an image of the subject and look "
+                                                                       "to follow (not a frame of the video)")):
+    """Steer a Wan 2.1 or 2.2 Fun Control model by a control video (ComfyUI's WanFunControlToVideo and
+    Wan22FunControlToVideo).
 
     The control video's latents and the start frame's ride beside the noise, each picture resized to cover the
-    latent's size and centre-cropped; a control video shorter than the latent leaves the rest of the frames free."""
+    latent's size and centre-cropped; a control video shorter than the latent leaves the rest of the frames free.
+    Wan 2.2's models also read a reference image, as tokens of their own ahead of the video's."""
     from nodes.generate.image_cond import condition_fun_control as run
-    return run(vae, positive, negative, latent, control, first, image_embeds)
+    return run(vae, positive, negative, latent, control, first, image_embeds, reference)
 
 
 @node("vae.encode", title="VAE Encode", category="Latent", device="gpu")

@@ -17,6 +17,7 @@ import torch
 
 from nodes.generate.adapters.base import Adapter, stack_global
 from nodes.generate.wan_camera import NOT_CAMERA, camera_input, is_camera_model
+from nodes.generate.wan_reference import reference_input
 
 
 TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning needs a Wan image-to-video "
@@ -39,10 +40,11 @@ FUN_CONTROL_FRAMES = ("a Wan Fun Control model takes its control video (and star
 
 
 def is_fun_control(transformer) -> bool:
-    """Wan 2.1 Fun Control: the i2v transformer reading noise, a control video and a start frame (16 channels each)."""
+    """Wan Fun Control: the transformer reading noise, a control video and a start frame (Wan 2.1: the i2v
+    transformer, 16 channels each; Wan 2.2: a 4-channel start-frame mask between the last two)."""
     cfg = transformer.config
-    return cfg.in_channels == 3 * cfg.out_channels and bool(getattr(cfg, "image_dim", None)) \
-        and not is_camera_model(transformer)
+    return cfg.in_channels == 3 * cfg.out_channels + 4 or cfg.in_channels == 3 * cfg.out_channels \
+        and bool(getattr(cfg, "image_dim", None)) and not is_camera_model(transformer)
 
 
 NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
@@ -77,8 +79,11 @@ class WanAdapter(Adapter):
             inputs["encoder_hidden_states_image"] = torch.cat(
                 [c.extra.get("image_embeds", conds[-1].extra["image_embeds"]) for c in conds
                  for _ in range(batch)]).to(device, dtype)
+        if "reference" in conds[-1].extra:
+            inputs["reference"] = torch.cat([c.extra.get("reference", conds[-1].extra["reference"]) for c in conds
+                                             for _ in range(batch)]).to(device, dtype)
         idx = torch.as_tensor(list(frames))
-        for key in ("concat", "camera", "vace"):        # per latent frame: a context window takes its frames
+        for key in ("concat", "camera", "vace", "fun_mask"):        # per latent frame: a context window takes its frames
             if key in conds[-1].extra:
                 each = [c.extra.get(key, conds[-1].extra[key]) for c in conds]
                 if key == "camera" and all(t is each[0] for t in each):
@@ -120,7 +125,13 @@ class WanAdapter(Adapter):
             # no start frame: the camera model's image channels stay zero, as in ComfyUI
             inputs = {**inputs, "concat": x.new_zeros(x.shape[0], model.config.in_channels - x.shape[1], *x.shape[2:])}
         if "concat" in inputs:
-            x = torch.cat([x, inputs["concat"]], dim=1)
+            concat = inputs["concat"]
+            if "fun_mask" in inputs and model.config.in_channels == x.shape[1] + concat.shape[1] + 4:
+                # Wan 2.2's Fun models read a start-frame mask: Fun Control between the control video and the start
+                # frame, Fun camera before the start frame
+                at = concat.shape[1] // 2 if is_fun_control(model) else 0
+                concat = torch.cat([concat[:, :at], inputs["fun_mask"], concat[:, at:]], dim=1)
+            x = torch.cat([x, concat], dim=1)
         if x.shape[1] != model.config.in_channels:
             from graph_engine import NodeError
             raise NodeError(f"this Wan model reads {model.config.in_channels} channels but its conditioning gives "
@@ -144,7 +155,8 @@ class WanAdapter(Adapter):
         else:
             t = t.expand(x.shape[0])
         camera = camera_input(model, inputs["camera"]) if "camera" in inputs else nullcontext()
-        with camera:
+        reference = reference_input(model, inputs["reference"]) if "reference" in inputs else nullcontext()
+        with camera, reference:
             return model(hidden_states=x, timestep=t, encoder_hidden_states=inputs["encoder_hidden_states"],
                          return_dict=False, **kw)[0]
 
@@ -182,12 +194,11 @@ class WanAdapter(Adapter):
         """The i2v model's extra input: a 4-channel mask of pinned frames and the VAE latents of a clip
         holding the pinned frames (zeros elsewhere); plus CLIP image tokens where the model takes them."""
         from graph_engine import NodeError
-        # A VAE loaded from its own file knows no transformer: the sampler checks the model instead.
+        # A VAE loaded from its own file knows no transformer: the sampler checks the model instead (the Wan 2.2
+        # VAE serves TI2V-5B, which takes no frames this way, and Wan 2.2 Fun InP 5B, which does).
         den = getattr(pipe, "transformer", None)
-        if self.factors(pipe)[2] == TI2V_CHANNELS:
-            raise NodeError(TI2V_FRAMES)
         if den is not None and den.config.in_channels == den.config.out_channels:
-            raise NodeError(TEXT_ONLY)
+            raise NodeError(TI2V_FRAMES if den.config.out_channels == TI2V_CHANNELS else TEXT_ONLY)
         if first is None:
             raise NodeError("Wan image-to-video needs the first frame")
         h, w, n = latent.height, latent.width, latent.frames
@@ -216,8 +227,10 @@ class WanAdapter(Adapter):
         return extra, {}
 
     def camera_condition(self, pipe, latent, first, image_embeds, rays):
-        """Wan Fun camera models: the start frame's latent in the first of 16 image channels (zeros after it,
-        no mask) and the camera's Plücker rays; plus CLIP image tokens where the model takes them."""
+        """Wan Fun camera models: the start frame's latent in the first of 16 image channels (zeros after it) and
+        the camera's Plücker rays; plus CLIP image tokens where the model takes them (Wan 2.1's), and the
+        start-frame mask that Wan 2.2's read (1 on the start frame's latent frame, as ComfyUI's
+        WanCameraImageToVideo)."""
         from graph_engine import NodeError
         den = getattr(pipe, "transformer", None)
         if den is not None and not is_camera_model(den):
@@ -230,16 +243,21 @@ class WanAdapter(Adapter):
             frame = pipe.video_processor.preprocess(first, height=latent.height, width=latent.width,
                                                     resize_mode="crop")
             concat[:, :, :1] = self.vae_encode(pipe, frame.permute(1, 0, 2, 3)[None])[:, :, :1]
-        extra = {"concat": concat} if rays is None else {"concat": concat, "camera": rays}
+        mask = torch.zeros(1, 4, n, h, w)
+        mask[:, :, :1] = float(first is not None)
+        extra = {"concat": concat, "fun_mask": mask}
+        if rays is not None:
+            extra["camera"] = rays
         if image_embeds is not None:
             extra["image_embeds"] = image_embeds.embeds
         return extra
 
-    def fun_control_condition(self, pipe, latent, control, first, image_embeds):
-        """Wan Fun Control models, as ComfyUI's WanFunControlToVideo lays them: the control video's latents in the
-        first 16 extra channels (as many latent frames as it has, zeros after), the start frame's latent in the
-        first latent frame of the next 16 (zeros elsewhere); each picture resized to cover the latent's size and
-        centre-cropped. Plus CLIP image tokens, which these models read."""
+    def fun_control_condition(self, pipe, latent, control, first, image_embeds, reference=None):
+        """Wan Fun Control models, as ComfyUI's WanFunControlToVideo and Wan22FunControlToVideo lay them: the control
+        video's latents in the first latent-width extra channels (as many latent frames as it has, zeros after), the
+        start frame's latent in the first latent frame of the next (zeros elsewhere); each picture resized to cover
+        the latent's size and centre-cropped. Plus CLIP image tokens, which Wan 2.1's models read; the start-frame
+        mask (1 on the start frame's latent frame) and the reference image's latent frame, which Wan 2.2's read."""
         from graph_engine import NodeError
         # Another Wan model given this is named by the sampler, which sees the model (a split-loaded VAE knows none).
         den = getattr(pipe, "transformer", None)
@@ -254,10 +272,15 @@ class WanAdapter(Adapter):
         if first is not None:
             pixels = proc.preprocess(first, height=latent.height, width=latent.width, resize_mode="crop")
             concat[:, c:, :1] = self.vae_encode(pipe, pixels.permute(1, 0, 2, 3)[None])[:, :, :1]
-        extra = {"concat": concat}
+        mask = torch.zeros(1, 4, n, h, w)
+        mask[:, :, :1] = float(first is not None)
+        extra = {"concat": concat, "fun_mask": mask}
+        if reference is not None:
+            pixels = proc.preprocess(reference, height=latent.height, width=latent.width, resize_mode="crop")
+            extra["reference"] = self.vae_encode(pipe, pixels.permute(1, 0, 2, 3)[None])[:, :, 0]
         if image_embeds is not None:
             extra["image_embeds"] = image_embeds.embeds
-        elif den is not None:
+        elif den is not None and getattr(den.config, "image_dim", None):
             raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.fun_control"))
         return extra
 

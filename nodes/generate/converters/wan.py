@@ -10,22 +10,32 @@ import re
 
 from nodes.generate.converters import Built, count, model_config, register
 
+# Wan models with parts of their own that Kinograph does not run, by the kind nodes/generate/detect.py names
+WAN_UNSUPPORTED = {
+    "animate": "Wan 2.2 Animate models (wan2.2_animate_14B: ComfyUI's WanAnimateToVideo, a character animated or "
+               "replaced after a pose and face video) are not supported",
+    "s2v": "Wan 2.2 S2V models (wan2.2_s2v_14B: sound to video, ComfyUI's WanSoundImageToVideo with an audio "
+           "encoder) are not supported",
+}
+
 
 @register("wan", "diffusion_model")
 def transformer(state, det) -> Built:
     from diffusers import WanTransformer3DModel
     kind = det.variant.split("-")[0]
+    if kind in WAN_UNSUPPORTED:
+        from graph_engine import NodeError
+        raise NodeError(WAN_UNSUPPORTED[kind] + "; Wan t2v, i2v, flf2v, VACE, Fun Control, Fun camera and Wan 2.2's "
+                        "t2v, i2v, TI2V-5B, Fun Control, Fun InP and Fun camera models load")
     # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
     camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
+    # Wan 2.2 Fun Control's reference-image convolution, likewise
+    reference = {k: state.pop(k) for k in [k for k in state if k.startswith("ref_conv.")]}
     if det.layout == "original":
         from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
         state = convert_wan_transformer_to_diffusers(dict(state))
         if "img_emb.emb_pos" in state:         # FLF2V's image position table; diffusers' renames miss it
             state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
-    if kind == "animate":
-        from graph_engine import NodeError
-        raise NodeError(f"Wan {kind} models are recognised but not loaded by Kinograph yet; Wan t2v, i2v, flf2v, "
-                        "VACE, Fun camera and the Wan 2.2 models load")
     if kind == "camera":
         _check_camera(state)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
@@ -54,6 +64,9 @@ def transformer(state, det) -> Built:
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)
+    if reference:
+        from nodes.generate.wan_reference import attach
+        return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), reference), {**state, **reference}, cfg)
     if kind == "vace":
         from diffusers import WanVACETransformer3DModel
         cfg.update(vace_settings(state, cfg["num_layers"]))
@@ -62,12 +75,16 @@ def transformer(state, det) -> Built:
 
 
 def _check_camera(state) -> None:
-    """A Wan 2.1 Fun camera model: the i2v transformer reading 16 noise + 16 start-frame channels (no mask)."""
+    """A Wan Fun camera model: Wan 2.1's is the i2v transformer reading 16 noise + 16 start-frame channels (no
+    mask), Wan 2.2's the t2v one reading 16 noise + 4 mask + 16 start-frame channels."""
     from graph_engine import NodeError
     in_ch = int(state["patch_embedding.weight"].shape[1])
-    if in_ch != 32:
-        raise NodeError(f"this Wan Fun camera model reads {in_ch} input channels; Kinograph runs the Wan 2.1 Fun "
-                        "camera models (32: noise + start frame), not the Wan 2.2 ones yet")
+    image = "condition_embedder.image_embedder.norm1.weight" in state
+    if (in_ch, image) not in ((32, True), (36, False)):
+        raise NodeError(f"this Wan Fun camera model reads {in_ch} input channels"
+                        f"{' and CLIP image tokens' if image else ''}; Kinograph runs the Wan 2.1 (32: noise + start "
+                        "frame, with CLIP image tokens) and Wan 2.2 (36: noise, start-frame mask, start frame) Fun "
+                        "camera models")
 
 
 def vace_settings(state, num_layers: int) -> dict:
