@@ -23,6 +23,21 @@ def built(builder, tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def imported_run(api: dict, folder: Path, prefix: str):
+    """A ComfyUI graph imported with every node mapped and run on the CPU from `folder`, where its SaveImage (prefix)
+    wrote one picture: (the import, the run)."""
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    res = import_data(api)
+    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
+    wf = folder / "imported.kino.yaml"
+    wf.write_text(res.yaml)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    assert len(list((folder / "out" / prefix).glob("*.png"))) == 1
+    return res, run
+
+
 def _check_roundtrip(original: dict, expected: dict, convert) -> None:
     back = convert(dict(original))
     for part, state in expected.items():

@@ -45,7 +45,8 @@ def test_simple_on_a_discrete_model_takes_every_nth_level():
 
 def test_sgm_uniform_spaces_timesteps_evenly():
     got = sgm_uniform_sigmas(SigmaTable.flow(3.0), 10).numpy()
-    ts = np.linspace(1.0, 0.001, 11)[:-1]
+    # ComfyUI's flow timestep is 1000 x sigma: the span ends at the smallest level itself (shifted), not at 1 / 1000
+    ts = np.linspace(1.0, float(_shifted(np.array([0.001]), 3.0)[0]), 11)[:-1]
     assert np.allclose(got, list(_shifted(ts, 3.0)) + [0.0], atol=1e-12)
     ac = _scaled_linear_alphas()
     table = np.sqrt((1 - ac) / ac)

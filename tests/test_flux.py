@@ -201,15 +201,8 @@ def comfy_flux_sigmas(steps: int, mu: float = 1.15):
 
 
 def _imported_latent(api, folder):
-    from app.comfyui import import_data
-    from graph_engine.api import Session, load_workflow
-    res = import_data(api)
-    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
-    wf = folder / "imported.kino.yaml"
-    wf.write_text(res.yaml)
-    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
-    assert run.ok, run.failed
-    assert len(list((folder / "out" / "flux").glob("*.png"))) == 1
+    from comfy_layouts import imported_run
+    _, run = imported_run(api, folder, "flux")
     return run.outputs[next(n for n in run.outputs if n.startswith("sampler_custom") or n.startswith("k_sampler"))]
 
 

@@ -112,6 +112,13 @@ def clip_type(v):
     return {"stable_diffusion": "sd"}.get(v, v)
 
 
+def sd3_clip_prompt(v):
+    if not v:
+        raise Approx("", "an empty CLIP prompt reads the t5xxl prompt in encode.sd3; ComfyUI encodes it empty "
+                         "(or, with empty_padding none, not at all)")
+    return v
+
+
 def weight_dtype(v):
     if v == "fp8_e4m3fn_fast":
         raise Approx("fp8_e4m3fn", "fp8_e4m3fn_fast's fast matmul is not used; weights stay fp8_e4m3fn")
@@ -260,6 +267,10 @@ RULES: Dict[str, Rule] = {
     "DualCLIPLoader": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type", "device"),
                            (P("clip_name1", "name"), P("clip_name2", "name2"), P("type", "type", clip_type)),
                            outputs=("text_encoder",), ignore={"device": "default"}),
+    # SD3's three encoders (no type widget: they are SD3's)
+    "TripleCLIPLoader": Rule("load.text_encoder", ("clip_name1", "clip_name2", "clip_name3"),
+                             (P("clip_name1", "name"), P("clip_name2", "name2"), P("clip_name3", "name3")),
+                             outputs=("text_encoder",), fixed={"type": "sd3"}),
     "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
     "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
     # pysssss's Custom Scripts loaders: ComfyUI's own, with a preview picture; the file name is the widget's `content`
@@ -360,6 +371,12 @@ RULES: Dict[str, Rule] = {
                                (P("t5xxl", "text"), P("clip_l", "text_l"), P("guidance", "cfg")),
                                {"clip": "text_encoder"}, ("positive",), fixed={"weighting": "comfy"},
                                special="flux_text"),
+    # T5-XXL's, CLIP-L's and OpenCLIP-G's prompts
+    "CLIPTextEncodeSD3": Rule("encode.sd3", ("clip_l", "clip_g", "t5xxl", "empty_padding"),
+                              (P("t5xxl", "text"), P("clip_l", "text_l", sd3_clip_prompt),
+                               P("clip_g", "text_g", sd3_clip_prompt)),
+                              {"clip": "text_encoder"}, ("positive",), fixed={"weighting": "comfy"},
+                              ignore={"empty_padding": None}),
     "LTXVConditioning": Rule(None, ("frame_rate",), (P("frame_rate", "fps"),), fold=True, special="ltxv_conditioning"),
     # latents
     "EmptyLatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
@@ -485,6 +502,9 @@ RULES: Dict[str, Rule] = {
                                  ("model",),
                                  note="single_layers is not carried: it names single-stream blocks (Flux's, "
                                       "HunyuanVideo's), and Kinograph runs skip-layer guidance on Wan, which has none"),
+    "SkipLayerGuidanceSD3": Rule("guide.skip_layer_guidance", ("layers", "scale", "start_percent", "end_percent"),
+                                 (P("layers", "layers"), P("scale", "scale"), P("start_percent", "start"),
+                                  P("end_percent", "end")), {"model": "model"}, ("model",)),
     "UNetTemporalAttentionMultiply": Rule("model.attention_multiply",
                                           ("self_structural", "self_temporal", "cross_structural", "cross_temporal"),
                                           (P("self_structural", "self_structural"),

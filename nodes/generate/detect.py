@@ -514,8 +514,8 @@ def _vae(k: Keys) -> Optional[Detection]:
             any(n.startswith(("decoder.up.0.block.0.time_stack", "first_stage_model.decoder.up.0.block.0.time_stack"))
                 for n in k.shapes):
         return Detection("vae", "svd", "temporal-decoder", why="time_mixer")
-    # The 2-D autoencoders: SD's and SDXL's with 4 latent channels, FLUX.1's ae.safetensors with 16 (SD3's has 16
-    # too, and Kinograph runs no SD3, so 16 is FLUX.1's).
+    # The 2-D autoencoders: SD's and SDXL's with 4 latent channels, FLUX.1's ae.safetensors with 16 (SD3's has the
+    # same tensors and only another latent scale: load.vae tells them by its family or the file's name).
     z = (k.shape("decoder.conv_in.weight") or (0, 4))[1]
     fam, why = ("flux", "16 latent channels") if z == 16 else ("sd", "")
     if k.has("encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight"):
@@ -624,14 +624,32 @@ def _flux(k: Keys) -> Optional[Detection]:
                      extra={"in_channels": (k.shape(img_in) or (0, 64))[1]})
 
 
-def _flux_like(k: Keys) -> Optional[Detection]:
-    if k.any("joint_blocks.0.x_block.attn.qkv.weight"):
-        return Detection(None, "sd3", "", why="SD3 image model (not a video family Kinograph runs)")
-    return None
+def _sd3(k: Keys) -> Optional[Detection]:
+    """Stable Diffusion 3 / 3.5's MMDiT in Stability's names (joint_blocks; ComfyUI's checkpoints/, diffusion_models/)
+    or diffusers' (pos_embed.proj, transformer_blocks), and its ControlNets. 3.5 medium (MMDiT-X) has a second
+    attention in its first blocks, 3.5 large (and large turbo) normalises queries and keys, 3 medium neither."""
+    if k.any("pos_embed_input.proj.weight"):          # the control image's own patch embedding
+        return Detection("controlnet", "sd3", "", layout="diffusers", why="pos_embed_input")
+    if k.has("joint_blocks.0.context_block.attn.qkv.weight", "x_embedder.proj.weight"):
+        layout, pe, attn2, norm = ("original", "x_embedder.proj.weight", "joint_blocks.0.x_block.attn2.qkv.weight",
+                                   "joint_blocks.0.x_block.attn.ln_q.weight")
+        blocks = k.count("joint_blocks.{}.")
+    elif k.has("pos_embed.proj.weight", "transformer_blocks.0.attn.add_q_proj.weight", "context_embedder.weight"):
+        layout, pe, attn2, norm = ("diffusers", "pos_embed.proj.weight", "transformer_blocks.0.attn2.to_q.weight",
+                                   "transformer_blocks.0.attn.norm_q.weight")
+        blocks = k.count("transformer_blocks.{}.")
+    else:
+        return None
+    variant = "3.5-medium" if k.any(attn2) else "3.5-large" if k.any(norm) else "3-medium"
+    role = "checkpoint" if k.starts("first_stage_model.", "text_encoders.") else "diffusion_model"
+    return Detection(role, "sd3", variant, layout=layout, prefix=k.prefix_of(pe) or "",
+                     why="joint_blocks" if layout == "original" else "pos_embed / transformer_blocks",
+                     extra={"blocks": blocks, "t5": k.starts("text_encoders.t5xxl."),
+                            "clips": k.starts("text_encoders.clip_g.")})
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
-RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _flux_like, _vae,
+RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _vae,
          _text_encoder, _clip_vision]
 
 

@@ -69,6 +69,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # transformer on 2x2 patches of a 16-channel latent, so sizes step by 16.
     Family("flux", "FLUX.1 (image)", ("FluxPipeline",), ("FluxTransformer2DModel",), fps=8.0, flow=True, cfg=3.5,
            steps=20, size=(1024, 1024), frames=1, patch=2),
+    # Stable Diffusion 3 medium, 3.5 medium / large / large turbo keyframes: an MMDiT over 2x2 patches of a 16-channel
+    # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
+    Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),
+           fps=8.0, flow=True, cfg=4.5, steps=28, size=(1024, 1024), frames=1, patch=2),
     Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
            ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),
     Family("svd", "Stable Video Diffusion", ("StableVideoDiffusionPipeline",),

@@ -57,12 +57,18 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
         handle = handle.with_lora(str(resolve_model_path(motion_lora, "loras", "motion LoRA")), motion_lora_strength)
     parts = mm.components(handle)
     ctx.report(family=family, model=handle.path, dtype=handle.dtype)
+    lacking = [p for p in SPLIT_PARTS.get(family, {}) if parts.get(p) is None and p not in given]
+    if lacking:         # a checkpoint without its text encoders (sd3.5_large.safetensors)
+        ctx.log(f"{Path(path).name} holds no {' and no '.join(lacking)}: connect "
+                + " and ".join(SPLIT_PARTS[family][p] for p in lacking) + f" to load.{family}'s inputs")
     return {"model": handle, **parts, **given}
 
 
 # What ComfyUI users load beside a family's denoiser file, named in the loader's note when they are missing.
 SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors + t5xxl_fp16.safetensors, type flux)",
-                        "vae": "load.vae (ae.safetensors)"}}
+                        "vae": "load.vae (ae.safetensors)"},
+               "sd3": {"text_encoder": "load.text_encoder (clip_l, clip_g and t5xxl_fp16.safetensors, type sd3)",
+                       "vae": "load.vae (an SD3 VAE, family sd3)"}}
 
 
 def _resolve_any(path: str) -> Path:

@@ -27,14 +27,14 @@ go_offline()
 
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
-KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
+KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
          "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
-# unet/), ComfyUI's all-in-one FLUX.1 checkpoints in checkpoints/.
-ALSO_IN = {"flux": "checkpoints"}
+# unet/), ComfyUI's all-in-one FLUX.1 checkpoints in checkpoints/; SD3's the other way round.
+ALSO_IN = {"flux": "checkpoints", "sd3": "diffusion_models"}
 
 
 def resolve_family_path(path: str, family: str, what: str) -> Path:
@@ -172,8 +172,8 @@ def dtype_of(name: str, family: str, device: str):
         if device == "cpu":
             name = "fp32"
         else:
-            # FLUX.1's activations overflow fp16 (black images), as these video transformers' do
-            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux") and device.startswith("cuda") \
+            # FLUX.1's and SD3.5's activations overflow fp16 (black images), as these video transformers' do
+            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3") and device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
@@ -433,6 +433,8 @@ def controlnet_from_file(path: Path, unet, dtype):
     det = detect_file(path)
     if det.role == "controlnet" and det.family == "sd" and det.variant not in ("sd15", "sdxl"):
         raise NodeError(f"{path.name}: {unsupported_controlnet(det.variant)}")
+    if det.role == "controlnet" and det.family != "sd":
+        raise NodeError(f"{path.name}: {will_load(det)[1]}")
     if det.role != "controlnet" or det.family != "sd":
         raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph recognises'}, not a Stable "
                         "Diffusion (1.5 or XL) ControlNet")
@@ -571,6 +573,16 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                            "are not supported; FLUX.1 dev and schnell are")
         if det.role == "checkpoint":
             return True, "load.flux (or load.model): transformer, VAE and both text encoders from the one file"
+    if det.family == "sd3":
+        if det.role == "controlnet":
+            return False, "Stable Diffusion 3.5 ControlNets are not supported yet (SD 1.5 and SDXL ones are)"
+        if det.layout == "diffusers":
+            return False, "an SD3 transformer in diffusers layout loads from its diffusers folder (with its config.json)"
+        if det.role == "checkpoint":
+            held = "VAE and all three text encoders" if det.extra.get("t5") else \
+                "VAE and both CLIPs (no T5: give it with load.text_encoder, or run without)" if det.extra.get("clips") \
+                else "VAE (text encoders: load.text_encoder with clip_l, clip_g, t5xxl, type sd3)"
+            return True, f"load.sd3 (or load.model): the MMDiT and {held} from the one file"
     if det.role == "diffusion_model" and det.family == "sd" and det.variant.startswith("sdxl"):
         return False, "an SDXL UNet alone is not supported yet; load the all-in-one SDXL checkpoint"
     if det.family == "sd" and det.variant.startswith("sd2"):

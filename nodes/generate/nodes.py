@@ -6,7 +6,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
-from nodes.generate.model_manager import KINDS
+from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
 PARTS = {"model": MODEL, "vae": VAE, "text_encoder": TEXT_ENCODER, "image_encoder": IMAGE_ENCODER}
@@ -33,7 +33,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
+        "auto", "sd", "sdxl", "flux", "sd3", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
     """Load any supported video model from a local folder; the family is recognised from its files.
@@ -86,7 +86,8 @@ def _family_loader(fam: str, title: str, doc: str):
     split = "from load.diffusion_model / load.text_encoder / load.vae / load.clip_vision; replaces the folder's"
 
     def load(ctx, path: str = _path(what="model folder (diffusers layout), a diffusion model file, or empty when "
-                                         "the parts come in through the inputs", kinds=(KINDS[fam],)),
+                                         "the parts come in through the inputs",
+                                    kinds=(KINDS[fam],) + ((ALSO_IN[fam],) if fam in ALSO_IN else ())),
              dtype: str = DTYPE, offload: str = OFFLOAD, model: MODEL = Input(optional=True, help=split),
              text_encoder: TEXT_ENCODER = Input(optional=True, help=split), vae: VAE = Input(optional=True, help=split),
              image_encoder: IMAGE_ENCODER = Input(optional=True, help=split)):
@@ -105,6 +106,13 @@ through load.diffusion_model, with load.text_encoder (clip_l + t5xxl, type flux)
 
 dev's guidance is distilled in: sample's cfg sets it (3.5 is usual), no negative pass; schnell takes 4 steps and
 ignores it. Sizes divisible by 16.""")
+load_sd3 = _family_loader("sd3", "Load Stable Diffusion 3", """Stable Diffusion 3 medium and 3.5 medium, large and large
+turbo text-to-image: keyframes to animate with an image-to-video model. A diffusers folder, or ComfyUI's checkpoint
+(checkpoints/sd3.5_medium.safetensors ...): the MMDiT and VAE, and the text encoders where the file holds them; else
+load.text_encoder (clip_l, clip_g, t5xxl; type sd3) into text_encoder.
+
+Guidance is classifier-free (cfg 4.5 is usual, about 1 for large turbo) with a negative prompt; the schedule is the
+flow line shifted by 3 (model.flow_shift changes it). Sizes divisible by 16.""")
 load_svd = _family_loader("svd", "Load Stable Video Diffusion", """Stable Video Diffusion (image-to-video).
 
 Feed the start image through encode.image (positive) and condition.frames (first frame).""")
@@ -221,6 +229,19 @@ def encode_flux(ctx, text_encoder: TEXT_ENCODER,
     guidance is sample's cfg; encode.text gives both encoders the same prompt."""
     from nodes.generate.text import encode_flux as run
     return {"positive": run(text_encoder, text, text_l, ctx.log, weighting=weighting)}
+
+
+@node("encode.sd3", title="Encode Prompt (SD3)", category="Conditioning", outputs={"positive": CONDITIONING})
+def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
+               text: str = Param("", kind="text", help="the prompt for T5-XXL"),
+               text_l: str = Param("", kind="text", help="the prompt for CLIP-L; empty = the same as text"),
+               text_g: str = Param("", kind="text", help="the prompt for OpenCLIP-G; empty = the same as text"),
+               weighting: str = Param("kinograph", choices=("kinograph", "comfy"),
+                                      help="emphasis rule, as encode.text's")):
+    """Stable Diffusion 3's three prompts (ComfyUI's CLIPTextEncodeSD3): T5-XXL reads `text`, CLIP-L `text_l` and
+    OpenCLIP-G `text_g`; encode.text gives all three the same prompt."""
+    from nodes.generate.text import encode_sd3 as run
+    return {"positive": run(text_encoder, text, text_l, text_g, ctx.log, weighting=weighting)}
 
 
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
@@ -631,8 +652,9 @@ def skip_layer_guidance(ctx, model: MODEL,
                         end: float = Param(0.15, min=0.0, max=1.0, help="share of the way where it stops"),
                         rescale: float = Param(0.0, min=0.0, max=10.0, help="pulls the result's spread back to the "
                                                                             "prompt's prediction's")) -> MODEL:
-    """Sharper structure on Wan (ComfyUI's SkipLayerGuidanceDiT): over part of the steps the prompt's prediction is
-    made again with these blocks skipped, and the result is pushed away from it. One more network call a step there."""
+    """Sharper structure on Wan and SD3.5 (ComfyUI's SkipLayerGuidanceDiT and SkipLayerGuidanceSD3; 7, 8, 9 suits
+    SD3.5 medium): over part of the steps the prompt's prediction is made again with these blocks skipped, and the
+    result is pushed away from it. One more network call a step there."""
     from nodes.generate.skip_layers import SkipLayers
     return model.with_option("skip_layer_guidance", SkipLayers.parse(layers, scale, start, end, rescale))
 

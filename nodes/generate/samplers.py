@@ -230,7 +230,9 @@ class SigmaTable:
 
     Discrete (VP) models: sqrt((1 - alphas_cumprod) / alphas_cumprod), one level per timestep.
     Flow models: the shifted line shift * t / (1 + (shift - 1) t) at t = i / n, i = 1..n, continuous
-    in t, so `sigma(t)` and `timestep(sigma)` are exact there."""
+    in t. Their timestep of a level is n x the level itself, not the unshifted t it sits at: ComfyUI's
+    ModelSamplingDiscreteFlow (and ModelSamplingFlux) take sigma x multiplier, which sgm_uniform's span
+    follows (its end is 1000 x the smallest shifted level, 3.0 at shift 3, not 1)."""
 
     def __init__(self, sigmas: torch.Tensor, shift: float = 0.0):
         self.sigmas = sigmas.double()
@@ -252,7 +254,7 @@ class SigmaTable:
     def timestep(self, sigma: float) -> float:
         n = len(self.sigmas)
         if self.shift:
-            return n * sigma / (self.shift - (self.shift - 1) * sigma)
+            return n * sigma
         return float((self.sigmas.log() - torch.log(torch.tensor(float(sigma), dtype=torch.float64))).abs().argmin())
 
     def sigma(self, t: float) -> float:

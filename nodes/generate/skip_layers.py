@@ -1,6 +1,7 @@
 """Skip-layer guidance (ComfyUI's SkipLayerGuidanceDiT, after Stability's SD3 experiment): over part of the steps
 the prompt's prediction is made once more with some transformer blocks skipped, and the guided result is pushed
-away from that weakened prediction: guided + scale (cond - cond_skipped). It sharpens structure on Wan."""
+away from that weakened prediction: guided + scale (cond - cond_skipped). It sharpens structure on Wan, and on SD3.5
+(ComfyUI's SkipLayerGuidanceSD3, diffusers' skip_guidance_layers: 7, 8, 9 on 3.5 medium) its joint blocks."""
 from __future__ import annotations
 
 import re
@@ -36,10 +37,12 @@ class SkipLayers:
         """While active, the listed blocks of the pipeline's transformers hand their input on unchanged (ComfyUI's
         "double_block" replacement returning its arguments). Sampling holds the pipeline's lock meanwhile."""
         dens = [d for d in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if d is not None]
-        blocks = [getattr(d, "blocks", None) for d in dens]
+        blocks = [getattr(d, JOINT.get(type(d).__name__, "blocks"), None) for d in dens]
         if not dens or any(b is None for b in blocks):
-            raise NodeError("skip-layer guidance runs on Wan models in Kinograph (their transformer blocks are the "
-                            "layers it skips); remove guide.skip_layer_guidance for this model")
+            raise NodeError("skip-layer guidance runs on Wan and Stable Diffusion 3 models in Kinograph (their "
+                            "transformer blocks are the layers it skips); remove guide.skip_layer_guidance for this "
+                            "model")
+        through = _through_joint if type(dens[0]).__name__ in JOINT else _through
         wrong = [n for n in self.layers if n >= min(len(b) for b in blocks)]
         if wrong:
             raise NodeError(f"skip-layer guidance names block {wrong[0]}, but this model has {len(blocks[0])} blocks "
@@ -47,7 +50,7 @@ class SkipLayers:
         saved = [(block, block.forward) for b in blocks for i, block in enumerate(b) if i in self.layers]
         try:
             for block, _ in saved:
-                block.forward = _through
+                block.forward = through
             yield
         finally:
             for block, forward in saved:
@@ -63,3 +66,12 @@ class SkipLayers:
 
 def _through(hidden_states, *args, **kwargs):
     return hidden_states
+
+
+# Transformers whose blocks carry the text beside the picture and return both (diffusers' SD3 skip_layers leaves both
+# as they came), by the attribute holding their blocks.
+JOINT = {"SD3Transformer2DModel": "transformer_blocks"}
+
+
+def _through_joint(hidden_states, encoder_hidden_states, *args, **kwargs):
+    return encoder_hidden_states, hidden_states

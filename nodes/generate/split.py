@@ -23,20 +23,23 @@ from nodes.generate.handles import ComponentHandle, ModelHandle
 # ComfyUI's CLIPLoader `type` names -> Kinograph family.
 TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyuan", "hunyuan": "hunyuan",
               "sd": "sd", "stable_diffusion": "sd", "animatediff": "animatediff", "cogvideox": "cogvideox",
-              "mochi": "ltx", "flux": "flux"}
+              "mochi": "ltx", "flux": "flux", "sd3": "sd3"}
 # Encoder -> the family that uses it when the type is auto.
-ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan"}
+ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
-                   "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5")}
+                   "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
+                   "sd3": ("clip_l", "clip", "clip_g", "t5")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
-           "cogvideox": "cogvideox", "flux": "flux"}
+           "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers"}
 COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
                     "llama": "comfy/text_encoders/llama_tokenizer"}
+# Where a pipeline folder keeps T5-XXL's tokenizer, beside CLIP's tokenizer/.
+T5_TOKENIZER = {"FluxPipeline": "tokenizer_2", "StableDiffusion3Pipeline": "tokenizer_3"}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
 # Pipeline settings a model variant needs, as its diffusers folder's model_index.json has them
 # (Wan 2.2 TI2V-5B: per-token timesteps, so a start image's latent frames stay clean).
@@ -163,13 +166,20 @@ def _weight_dtype(name: str, family: str, device: str, dtype_of):
     return dtype_of(name, family, device)
 
 
-def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> ComponentHandle:
+def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3: str = "") -> ComponentHandle:
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "text_encoders", "text encoder")
     det = _detect(path, ("text_encoder",), "a text encoder")
+    if name3 or type_ == "sd3" or (type_ in ("", "auto") and det.family == "clip_g"):
+        return _load_sd3_text(mm, [(path, det)] + [
+            (p, _detect(p, ("text_encoder",), "a text encoder"))
+            for p in (_resolve(n, "text_encoders", "text encoder") for n in (name2, name3) if n)], type_, device)
     pair = None
     if name2 and type_ in ("", "auto") and det.family in ("clip_l", "clip", "t5"):
-        other = _detect(_resolve(name2, "text_encoders", "second text encoder"), ("text_encoder",), "a text encoder")
+        path2 = _resolve(name2, "text_encoders", "second text encoder")
+        other = _detect(path2, ("text_encoder",), "a text encoder")
+        if other.family == "clip_g":        # CLIP-G is SD3's alone (DualCLIPLoader type sd3)
+            return _load_sd3_text(mm, [(path, det), (path2, other)], type_, device)
         pair = {det.family, other.family}
     # CLIP-L with T5-XXL is FLUX.1's pair (alone, CLIP-L is SD's and T5 LTX-Video's)
     family = "flux" if pair in ({"clip_l", "t5"}, {"clip", "t5"}) else _text_family(det, type_)
@@ -196,6 +206,38 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str) -> Com
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
     return ComponentHandle(family, where, pipe, "text_encoder", device)
+
+
+SD3_SLOTS = {"clip_l": "clip_l", "clip": "clip_l", "clip_g": "clip_g", "t5": "t5"}
+SD3_PARTS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5": "text_encoder_3"}
+
+
+def _load_sd3_text(mm, files, type_: str, device: str) -> ComponentHandle:
+    """SD3's text encoders from their files in any order (ComfyUI's TripleCLIPLoader, or DualCLIPLoader with CLIP-L
+    and CLIP-G, type sd3): CLIP-L, OpenCLIP-G and T5-XXL, each into its place in the pipeline."""
+    from nodes.generate.converters.sd3 import text_encoder, tokenizers
+    from nodes.generate.model_manager import dtype_of
+    from nodes.generate.weights import load_weights
+    if type_ not in ("", "auto", "sd3"):
+        raise NodeError(f"three text encoders (name3) are Stable Diffusion 3's; set type to sd3 or auto, not {type_!r}")
+    slots = {}
+    for p, d in files:
+        _check_encoder(p, d, "sd3")
+        slot = SD3_SLOTS[d.family]
+        if slot in slots:
+            raise NodeError(f"{slots[slot].name} and {p.name} are both {slot} text encoders; Stable Diffusion 3 reads "
+                            "one each of clip_l, clip_g and t5xxl")
+        slots[slot] = p
+    _, dtype = dtype_of("auto", "sd3", device)
+
+    def build():
+        parts = {SD3_PARTS[slot]: text_encoder(slot, load_weights(p, dtype), dtype, str(p)).to(device)
+                 for slot, p in slots.items()}
+        clip = slots.get("clip_l") or slots.get("clip_g")
+        return pipeline("sd3", **parts, **tokenizers({"clip_l": clip, "t5": slots.get("t5")}, list(slots)))
+    where = "+".join(str(slots[s]) for s in ("clip_l", "clip_g", "t5") if s in slots)
+    pipe = mm.cached(("text_encoder", where, "sd3", str(dtype), device), build, files=list(slots.values()))
+    return ComponentHandle("sd3", where, pipe, "text_encoder", device)
 
 
 def _check_encoder(path: Path, det: Detection, family: str) -> None:
@@ -229,6 +271,8 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
     found = family_of_file(det)
     if found == "sd" and det.role == "vae":
         found = sd_vae_family(path, family)
+    elif found == "flux" and det.role == "vae":
+        found = flat_vae_family(path, family)
     elif family not in ("auto", found):
         raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
                         f"to auto or {found}")
@@ -248,6 +292,17 @@ def sd_vae_family(path: Path, family: str) -> str:
         raise NodeError(f"{path.name} is a Stable Diffusion VAE (SD 1.5 or SDXL), not {family}'s; set family to sd "
                         "or sdxl")
     return "sdxl" if "xl" in path.stem.lower() else "sd"
+
+
+def flat_vae_family(path: Path, family: str) -> str:
+    """FLUX.1's ae.safetensors and SD3's VAE have the same tensors (16 latent channels; only the latent scale and
+    shift they were trained with differ), so the family is the one asked for, else the name's: sd3 in it is SD3's."""
+    if family in ("flux", "sd3"):
+        return family
+    if family != "auto":
+        raise NodeError(f"{path.name} is a 16-channel VAE (FLUX.1's or Stable Diffusion 3's), not {family}'s; set "
+                        "family to flux or sd3")
+    return "sd3" if "sd3" in path.stem.lower() else "flux"
 
 
 def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle:
@@ -330,8 +385,10 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
     pipes = FAMILIES[family].pipelines if family else ()
     if det.family == "clip_l":          # an SDXL folder's tokenizer/ is CLIP-L's too, and a FLUX.1 folder's
         pipes += FAMILIES["sdxl"].pipelines + FAMILIES["flux"].pipelines
-    if det.family == "t5":              # a FLUX.1 folder keeps T5-XXL's as tokenizer_2/
-        pipes += FAMILIES["flux"].pipelines
+    if det.family == "clip_l":          # ... and an SD3 folder's
+        pipes += FAMILIES["sd3"].pipelines
+    if det.family == "t5":              # a FLUX.1 folder keeps T5-XXL's as tokenizer_2/, an SD3 folder as tokenizer_3/
+        pipes += FAMILIES["flux"].pipelines + FAMILIES["sd3"].pipelines
     for kind in ("diffusers", "checkpoints", "diffusion_models"):
         for folder in list_models().get(kind, []):
             index = folder / "model_index.json"
@@ -341,7 +398,8 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
                 except ValueError:
                     continue
                 if cls in pipes:
-                    out.append(folder / ("tokenizer_2" if det.family == "t5" and cls == "FluxPipeline" else "tokenizer"))
+                    out.append(folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
+                               folder / "tokenizer")
     comfy = COMFY_TOKENIZERS.get(det.family or "")
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]

@@ -7,7 +7,7 @@ from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
-TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux")
+TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux", "sd3")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
@@ -29,22 +29,24 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
                       name2: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "
                                               "with t5xxl, either order)"),
+                      name3: str = Param("", kind="path", locate=locator("text_encoders"),
+                                         help="third file, for Stable Diffusion 3 (clip_l, clip_g, t5xxl in any order)"),
                       type: str = Param("auto", choices=TEXT_TYPES,
                                         help="which model family reads it; auto = from the encoder (clip_l with t5xxl: "
-                                             "flux)")) -> TEXT_ENCODER:
-    """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader), with its tokenizer found
-    inside the file, beside it, or in a local model folder; never downloaded."""
+                                             "flux; with clip_g: sd3)")) -> TEXT_ENCODER:
+    """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader / TripleCLIPLoader), with its
+    tokenizer found inside the file, beside it, or in a local model folder; never downloaded."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_text_encoder as run
-    return run(manager_for(ctx), name, name2, type, ctx.device)
+    return run(manager_for(ctx), name, name2, type, ctx.device, name3)
 
 
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
 def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
                                     help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors)"),
-             family: str = Param("auto", choices=("auto", "sd", "sdxl"),
-                                 help="for a Stable Diffusion VAE: SD 1.5's or SDXL's latents (the files look alike); "
-                                      "auto = sdxl when its name says xl (sdxl_vae.safetensors)")) -> VAE:
+             family: str = Param("auto", choices=("auto", "sd", "sdxl", "flux", "sd3"),
+                                 help="whose latents: SD 1.5's or SDXL's (the files look alike; auto = sdxl when its "
+                                      "name says xl), FLUX.1's or SD3's (auto = sd3 when its name says sd3)")) -> VAE:
     """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_vae as run

@@ -114,6 +114,35 @@ def encode_flux(text_encoder, text: str, text_l: str, log: Callable[[str], None]
     return replace(cond, pooled=pooled.cpu())
 
 
+def encode_sd3(text_encoder, text: str, text_l: str, text_g: str, log: Callable[[str], None] = lambda m: None,
+               **kw) -> Conditioning:
+    """SD3 conditioning as ComfyUI's CLIPTextEncodeSD3 makes it: `text` through T5-XXL, `text_l` through CLIP-L and
+    `text_g` through OpenCLIP-G ("" = the same as text), each encoder's columns of the embedding and of the pooled
+    vector from its own prompt, as StableDiffusion3Pipeline takes prompt_3, prompt and prompt_2."""
+    from dataclasses import replace
+    if text_encoder is None or text_encoder.family != "sd3":
+        fam = getattr(text_encoder, "family", None)
+        raise NodeError(f"encode.sd3 is for Stable Diffusion 3's text encoders (CLIP-L, OpenCLIP-G, T5-XXL); this one "
+                        f"is {fam}'s: use encode.text")
+    cond = encode_prompt(text_encoder, text, log, **kw)
+    pipe = text_encoder.pipe
+    wide, proj = (int(pipe.text_encoder.config.hidden_size), int(pipe.text_encoder.config.projection_dim))
+    tokens = int(pipe.tokenizer.model_max_length)
+    for other, cols, pooled_cols in ((text_l, slice(0, wide), slice(0, proj)),
+                                     (text_g, slice(wide, wide + int(pipe.text_encoder_2.config.hidden_size)),
+                                      slice(proj, None))):
+        if not other or other == text:
+            continue
+        own = encode_prompt(text_encoder, other, log, **kw)
+        if own.keyframes != cond.keyframes:
+            raise NodeError("text_l's and text_g's prompt schedules need text's keyframes; give them the same frames")
+        embeds, pooled = cond.embeds.clone(), cond.pooled.clone()
+        embeds[:, :tokens, cols] = own.embeds[:, :tokens, cols]
+        pooled[:, pooled_cols] = own.pooled[:, pooled_cols]
+        cond = replace(cond, embeds=embeds, pooled=pooled)
+    return cond
+
+
 @contextlib.contextmanager
 def _text_loras(text_encoder):
     """The text encoder's LoRA layers active (and no others) while it encodes; the pipeline is held meanwhile,

@@ -5,7 +5,7 @@ dev has guidance distilled in (sample's cfg is the guidance the transformer is t
 ComfyUI; no negative pass) and samples on a schedule shifted by the image's size (diffusers' dynamic shifting,
 ComfyUI's ModelSamplingFlux); schnell takes no guidance and samples the plain line in a few steps. Which one a model
 is comes from its transformer (guidance_embeds) and the scheduler loaded with it (a folder's own, or the shipped
-config of the variant a file shows). Frames of a latent are separate images, each its own batch item, as SD's."""
+config of the variant a file shows). The VAE and the conditioning's shape are SD3's too (adapters/mmdit.py)."""
 from __future__ import annotations
 
 import math
@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
+from nodes.generate.adapters.base import frames_from_batch
+from nodes.generate.adapters.mmdit import MMDiTAdapter
 
 NO_ENCODERS = ("FLUX.1 reads two text encoders, CLIP-L (clip_l.safetensors) and T5-XXL (t5xxl_fp16.safetensors); "
                "this text encoder {lacks}. Give load.text_encoder both files (name and name2, type flux), as "
@@ -50,13 +51,11 @@ def size_shift(config, tokens: int) -> float:
     return tokens * m + config.get("base_shift", 0.5) - m * lo
 
 
-class FluxAdapter(Adapter):
+class FluxAdapter(MMDiTAdapter):
     family = "flux"
-    space = "flow"
-    prediction = "flow"
     embedded_guidance = True
-    per_frame_text = True
-    single_file = True
+    name = "FLUX.1"
+    encoders = "CLIP-L and T5-XXL"
     max_tokens = 512
     flow_levels = 10000               # ComfyUI's ModelSamplingFlux tabulates 10000 levels (1000 for other flow models)
 
@@ -123,26 +122,10 @@ class FluxAdapter(Adapter):
             return super().percent_sigma(pipe, percent, shift)
         return 1.0 - percent
 
-    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
-        pix = frame_centres(frames, 1)
-        ehs, pooled = [], []
-        for c in conds:
-            e, _, p = c.at_frames(pix)
-            if p is None:
-                raise NodeError("this conditioning has no pooled CLIP embedding, which FLUX.1 needs: encode the prompt "
-                                "with the FLUX.1 text encoders (CLIP-L and T5-XXL)")
-            ehs += [e] * batch
-            pooled += [p] * batch
-        return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype),
-                "pooled_projections": torch.cat(pooled).to(device, dtype)}
-
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n, c, f, h, w = x_in.shape
-        if h % 2 or w % 2:
-            raise NodeError(f"FLUX.1 reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into them: "
-                            "make width and height multiples of 16")
-        flat = frames_in_batch(x_in)
+        flat = self.in_patches(x_in)
         ehs = inputs["encoder_hidden_states"]
         guidance = inputs.get("guidance")
         if model.config.guidance_embeds:
@@ -155,25 +138,6 @@ class FluxAdapter(Adapter):
                     txt_ids=torch.zeros(ehs.shape[1], 3, device=flat.device), img_ids=image_ids(h, w).to(flat.device),
                     return_dict=False)[0]
         return frames_from_batch(unpack(out, h, w), n)
-
-    # -- VAE ------------------------------------------------------------------------------
-    def vae_per_frame(self):
-        return True
-
-    def vae_encode(self, pipe, pixels, generator=None):
-        vae = pipe.vae
-        z = vae.encode(frames_in_batch(pixels).to(vae.device, vae.dtype)).latent_dist.mode()
-        return frames_from_batch((z - _shift(vae)) * vae.config.scaling_factor, pixels.shape[0]).float()
-
-    def vae_decode(self, pipe, latent):
-        vae = pipe.vae
-        z = frames_in_batch(latent) / vae.config.scaling_factor + _shift(vae)
-        img = vae.decode(z.to(vae.device, vae.dtype), return_dict=False)[0]
-        return frames_from_batch(img, latent.shape[0]).float()
-
-
-def _shift(vae) -> float:
-    return float(getattr(vae.config, "shift_factor", None) or 0.0)
 
 
 ADAPTERS = {"flux": FluxAdapter()}

@@ -19,7 +19,7 @@ from graph_engine import NodeError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "resources" / "model_configs"
 # family (or encoder name) -> module under nodes.generate.converters that registers it.
-MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "animatediff": "sd", "umt5": "text", "t5": "text", "clip_l": "text",
+MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "sd3_clip": "sd3", "animatediff": "sd", "umt5": "text", "t5": "text", "clip_l": "text",
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx",
            "hunyuan": "hunyuan", "svd": "svd", "cogvideox": "cogvideox"}
 

@@ -1,0 +1,90 @@
+"""Stable Diffusion 3 medium and 3.5 medium / large / large turbo (images): CLIP-L's and OpenCLIP-G's penultimate
+hidden states side by side, zero-padded to T5-XXL's width and followed by T5-XXL's (zeros where a model is given no
+T5, as diffusers does), the two CLIPs' projected end tokens as the pooled embedding, and an MMDiT that reads
+the latent in 2x2 patches on the flow schedule shifted by 3 (scheduler's shift; model.flow_shift changes it).
+Guidance is classifier-free, with a negative pass. The VAE is FLUX.1's kind (adapters/mmdit.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import frames_from_batch
+from nodes.generate.adapters.mmdit import MMDiTAdapter
+
+NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.safetensors), OpenCLIP-G "
+               "(clip_g.safetensors) and T5-XXL (t5xxl_fp16.safetensors, optional); this text encoder {lacks}. Give "
+               "load.text_encoder the files (name, name2, name3, type sd3), as ComfyUI's TripleCLIPLoader does, or "
+               "load a checkpoint that holds them (sd3.5_large_fp8_scaled, sd3_medium_incl_clips_t5xxlfp8)")
+
+
+class SD3Adapter(MMDiTAdapter):
+    family = "sd3"
+    max_tokens = 256                # StableDiffusion3Pipeline's max_sequence_length
+    name = "Stable Diffusion 3"
+    encoders = "CLIP-L, OpenCLIP-G and T5-XXL"
+
+    def load(self, path: Path, dtype, device: str, **opts):
+        if Path(path).is_file():
+            from nodes.generate.converters.sd3 import sd3_pipeline
+            return sd3_pipeline(Path(path), dtype)
+        from diffusers import StableDiffusion3Pipeline
+        return StableDiffusion3Pipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+
+    def factors(self, pipe):
+        if getattr(pipe, "vae", None) is None:      # a transformer from its own file
+            return 1, 8, int(pipe.transformer.config.out_channels)
+        return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
+
+    # -- text ----------------------------------------------------------------------------
+    def encode_text(self, pipe, prompts, device):
+        """(CLIP-L | CLIP-G hidden states padded to T5's width, then T5's [K, 77 + 256, 4096]; None; pooled [K, 2048]),
+        as StableDiffusion3Pipeline.encode_prompt gives them."""
+        lacks = [name for name, part in (("CLIP-L", "text_encoder"), ("OpenCLIP-G", "text_encoder_2"))
+                 if getattr(pipe, part, None) is None]
+        if lacks:
+            raise NodeError(NO_ENCODERS.format(lacks="has no " + " and no ".join(lacks)))
+        prompts = list(prompts)
+        hidden, pooled = [], []
+        for i in range(2):
+            e, p = pipe._get_clip_prompt_embeds(prompts, device=device, clip_model_index=i)
+            hidden.append(e)
+            pooled.append(p)
+        clip = torch.cat(hidden, dim=-1)
+        if getattr(pipe, "text_encoder_3", None) is not None:
+            t5_embeds = pipe._get_t5_prompt_embeds(prompts, max_sequence_length=self.max_tokens, device=device)
+        else:       # T5's length of zeros, as diffusers gives; as wide as the CLIPs where no model says its width
+            width = pipe.transformer.config.joint_attention_dim if getattr(pipe, "transformer", None) else \
+                clip.shape[-1]
+            t5_embeds = clip.new_zeros(len(prompts), self.max_tokens, width)
+        clip = torch.nn.functional.pad(clip, (0, t5_embeds.shape[-1] - clip.shape[-1]))
+        return torch.cat([clip, t5_embeds.to(clip.dtype)], dim=-2), None, torch.cat(pooled, dim=-1)
+
+    def token_offsets(self, pipe, text):
+        """CLIP's tokens, then T5's (the order of the embedding's positions)."""
+        clip = self._offsets(pipe.tokenizer, text, pipe.tokenizer.model_max_length)
+        tok = getattr(pipe, "tokenizer_3", None)
+        if tok is None or getattr(pipe, "text_encoder_3", None) is None:
+            return clip + [None] * self.max_tokens
+        return clip + self._offsets(tok, text, self.max_tokens)
+
+    # -- sampling ------------------------------------------------------------------------
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        inputs = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
+        ehs, width = inputs["encoder_hidden_states"], handle.pipe.transformer.config.joint_attention_dim
+        if ehs.shape[-1] < width:       # encoded without T5: zeros to the model's width, as diffusers pads
+            inputs["encoder_hidden_states"] = torch.nn.functional.pad(ehs, (0, width - ehs.shape[-1]))
+        return inputs
+
+    def forward(self, handle, x_in, t, inputs):
+        model = handle.pipe.transformer
+        n = x_in.shape[0]
+        f = x_in.shape[2]
+        flat = self.in_patches(x_in)
+        out = model(hidden_states=flat.to(model.dtype), timestep=t.float().to(flat.device).expand(n * f),
+                    encoder_hidden_states=inputs["encoder_hidden_states"],
+                    pooled_projections=inputs["pooled_projections"], return_dict=False)[0]
+        return frames_from_batch(out, n)
+
+
+ADAPTERS = {"sd3": SD3Adapter()}
