@@ -217,3 +217,39 @@ def test_faceid_is_refused_by_name(tmp_path):
     wf["nodes"][0]["type"] = "IPAdapterUnifiedLoaderFaceID"
     entry = import_data(wf).report.entries["11"]
     assert entry.status == "unmapped" and "InsightFace" in entry.line() and "PLUS FACE" in entry.line()
+
+
+def test_animatediff_takes_the_sd15_adapter(tmp_path, monkeypatch):
+    """An SD 1.5 IP-Adapter on AnimateDiff: its layers are numbered over the image UNet's cross-attention (the motion
+    modules' attention skipped, as diffusers counts them), so the file fits the motion UNet; the clip changes with the
+    reference, and the model sampled without it afterwards is as before."""
+    from diffusers import UNet2DConditionModel
+    from tiny_models import build_animatediff
+    from nodes.generate.ipadapter import apply_ipadapter, load_ipadapter, reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_clip_vision
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    folder = tmp_path / "ad"
+    build_animatediff(folder)
+    models = tmp_path / "models"
+    _vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    mm = ModelManager()
+    h = mm.load("animatediff", str(folder), motion_adapter=str(folder / "motion_adapter"))
+    parts = mm.components(h)
+    _ipadapter_file(models / "ipadapter" / "ip-adapter_sd15.safetensors",
+                    UNet2DConditionModel.from_pretrained(str(folder / "unet")), "plain", 24)
+    encoder = load_clip_vision(mm, "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "auto", "cpu")
+    model = apply_ipadapter(h, reference(load_ipadapter(mm, "ip-adapter_sd15.safetensors"), encoder, [REF], 0.7,
+                                         0.0, 1.0))
+    pos, neg = encode_prompt(parts["text_encoder"], "a cat"), encode_prompt(parts["text_encoder"], "blurry")
+
+    def sample(m):
+        return run_sampling(m, pos, neg, empty_latent(parts["vae"], 4, 32, 32, 8.0), steps=2, cfg=5.0,
+                            sampler="euler", seed=1).samples
+    plain = sample(h)
+    got = sample(model)
+    assert torch.equal(sample(h), plain)
+    assert float((got - plain).abs().max() / plain.abs().max()) > 1e-2
