@@ -70,6 +70,8 @@ MODEL = register_type("MODEL", "#9070e0", help="a denoiser handle from the model
 VAE = register_type("VAE", "#e05050", help="a VAE handle")
 TEXT_ENCODER = register_type("TEXT_ENCODER", "#f0d060", port="text_encoder", help="a text encoder handle")
 IMAGE_ENCODER = register_type("IMAGE_ENCODER", "#60d0a0", port="image_encoder", help="an image encoder handle")
+IPADAPTER = register_type("IPADAPTER", "#40c0c0", port="ipadapter", help="an IP-Adapter (and the CLIP vision "
+                          "model found with it)")
 CONDITIONING = register_type("CONDITIONING", "#f0a060", help="prompt embeddings and masks")
 CAMERA = register_type("CAMERA", "#70e070", help="per-frame intrinsics and camera-to-world matrices")
 FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")

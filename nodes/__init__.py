@@ -10,6 +10,7 @@ NODE_MODULES = [
     "nodes.consistency.sampling_nodes",
     "nodes.depth.nodes",
     "nodes.generate.hunyuan_nodes",
+    "nodes.generate.ipadapter_nodes",
     "nodes.generate.nodes",
     "nodes.generate.region_nodes",
     "nodes.generate.split_nodes",

@@ -971,7 +971,7 @@ def test_what_only_feeds_a_bypassed_or_muted_node_does_not_run():
          "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [92]}, {"name": "MASK", "type": "MASK"}]}]
     wf["links"] = [l for l in wf["links"] if l[0] != 39] + [[91, 91, 0, 92, 0, "IPADAPTER"], [92, 93, 0, 92, 1, "IMAGE"],
                                                            [93, 14, 0, 92, 2, "MODEL"], [39, 92, 0, 3, 0, "MODEL"]]
-    assert {e.class_type for e in import_data(wf).report.blocking} == {"IPAdapterModelLoader", "IPAdapterApply"}
+    assert {e.class_type for e in import_data(wf).report.blocking} == {"IPAdapterApply"}
     res = import_data(wf, bypass_unmapped=True)
     assert not res.report.blocking, res.report.text()
     for k in ("91", "93"):

@@ -273,6 +273,23 @@ RULES: Dict[str, Rule] = {
                              outputs=("text_encoder",), fixed={"type": "sd3"}),
     "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
     "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
+    # cubiq's ComfyUI_IPAdapter_plus (v2): the weight type linear ("standard") and embeds scaling "V only" are its
+    # defaults and Kinograph's maths; another weight type or scaling is named in the report as not carried
+    "IPAdapterModelLoader": Rule("load.ipadapter", ("ipadapter_file",), (P("ipadapter_file", "name"),),
+                                 outputs=("ipadapter",)),
+    "IPAdapterUnifiedLoader": Rule("load.ipadapter_preset", ("preset",), (P("preset", "preset"),), {"model": "model"},
+                                   ("model", "ipadapter")),
+    "IPAdapter": Rule("ipadapter.apply", ("weight", "start_at", "end_at", "weight_type"),
+                      (P("weight", "weight"), P("start_at", "start"), P("end_at", "end")),
+                      {"model": "model", "ipadapter": "ipadapter", "image": "image"}, ("model",),
+                      ignore={"weight_type": "standard"}),
+    "IPAdapterAdvanced": Rule("ipadapter.apply", ("weight", "weight_type", "combine_embeds", "start_at", "end_at",
+                                                  "embeds_scaling"),
+                              (P("weight", "weight"), P("combine_embeds", "combine"), P("start_at", "start"),
+                               P("end_at", "end")),
+                              {"model": "model", "ipadapter": "ipadapter", "image": "image",
+                               "clip_vision": "image_encoder"},
+                              ("model",), ignore={"weight_type": "linear", "embeds_scaling": "V only"}),
     # pysssss's Custom Scripts loaders: ComfyUI's own, with a preview picture; the file name is the widget's `content`
     "CheckpointLoader|pysssss": Rule("load.model", ("ckpt_name", "example"), (P("ckpt_name", "path", pysssss_file),),
                                      outputs=LOADER_OUT, ignore={"example": None}),
@@ -809,7 +826,23 @@ RULES: Dict[str, Rule] = {
 
 
 # ComfyUI nodes Kinograph does not map, with what to do instead (the import report says it on the node's line)
+FACEID = ("not mapped: IP-Adapter FaceID reads a face identity from InsightFace (a separate face-recognition "
+          "model, with a LoRA of its own), which Kinograph does not run. Use IPAdapterUnifiedLoader's PLUS FACE "
+          "preset (ip-adapter-plus-face_sd15 / _sdxl_vit-h) on a crop of the face, with IPAdapter or "
+          "IPAdapterAdvanced")
 INSTEAD = {
+    **{name: FACEID for name in ("IPAdapterFaceID", "IPAAdapterFaceIDBatch", "IPAdapterFaceIDKolors",
+                                 "IPAdapterUnifiedLoaderFaceID", "IPAdapterInsightFaceLoader")},
+    "IPAdapterApply": "not mapped: the IPAdapter_plus v1 node (its v2 removed it). Open the workflow in ComfyUI with a "
+                      "current ComfyUI_IPAdapter_plus, put IPAdapterAdvanced (or IPAdapter) in its place, save and "
+                      "import that",
+    **{name: "not mapped: Kinograph's ipadapter.apply takes reference images, not saved embeddings (IPADAPTER_EMBEDS); "
+             "connect the images to IPAdapter / IPAdapterAdvanced instead" for name in (
+        "IPAdapterEncoder", "IPAdapterEmbeds", "IPAdapterCombineEmbeds", "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
+    **{name: "not mapped: one reference image per frame (unfold_batch), tiled references and style/composition "
+             "blocks are not in Kinograph yet; IPAdapterAdvanced with weight type linear is" for name in (
+        "IPAdapterBatch", "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
+        "IPAdapterStyleCompositionBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition")},
     "GetImageSize": "not mapped: its width, height and batch size are only known as the workflow runs, and Kinograph "
                     "passes no numbers between nodes. Type the picture's size into the settings that read them "
                     "(latent.empty's width and height, video.resize's), or leave them out where the node sizes "

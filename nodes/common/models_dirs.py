@@ -23,7 +23,8 @@ from typing import Dict, List, Optional
 from graph_engine import NodeError
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
-         "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth")
+         "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth",
+         "ipadapter")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other).
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
@@ -251,7 +252,8 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
-             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate"}
+             "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
+             "ipadapter": "load.ipadapter"}
 
 
 def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), what: str = "") -> NodeError:

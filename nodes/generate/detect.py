@@ -247,6 +247,11 @@ def unwrap_state_dict(sd, path) -> dict:
     if not isinstance(sd, dict):
         raise NodeError(f"{path} does not hold a state dict of tensors")
     out = {k: v for k, v in sd.items() if hasattr(v, "shape")}
+    # h94's IP-Adapter .bin files nest their two parts ({"image_proj": {...}, "ip_adapter": {...}}); their
+    # .safetensors hold the same tensors flat under those prefixes, which is the one layout read here.
+    for part in ("image_proj", "ip_adapter"):
+        if isinstance(sd.get(part), dict):
+            out.update({f"{part}.{k}": v for k, v in sd[part].items() if hasattr(v, "shape")})
     # A1111's textual-inversion .pt keeps its vectors one level down: {"string_to_param": {"*": tensor}}.
     if isinstance(sd.get("string_to_param"), dict):
         out.update({f"string_to_param.{k}": v for k, v in sd["string_to_param"].items() if hasattr(v, "shape")})

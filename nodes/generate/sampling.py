@@ -22,6 +22,7 @@ from nodes.generate.attention_multiply import attention_scaled
 from nodes.generate.control import active
 from nodes.generate.families import family
 from nodes.generate.inpaint import differential, model_concat
+from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
                                      karras_sigmas)
@@ -102,7 +103,7 @@ def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional
 
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
                     batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None,
-                    keep_noise: Optional[torch.Tensor] = None, mask_at: Optional[Callable] = None):
+                    keep_noise: Optional[torch.Tensor] = None, mask_at: Optional[Callable] = None, ip_feed=None):
     """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
 
     With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
@@ -111,7 +112,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     `keep_noise` (ComfyUI's SetLatentNoiseMask: the model sees one consistent picture), or clean for a model
     that takes clean frames with their own timestep (adapter.keeps_clean), and is keep's values in the
     prediction, so it comes out as it went in. `mask_at(mask, sigma)`: the mask a step applies (differential
-    diffusion's, inpaint.differential)."""
+    diffusion's, inpaint.differential). `ip_feed`: what the IP-Adapter processors installed for the run read
+    (ipadapter.installed), set before each network call."""
     pipe = handle.pipe
     levels = sampling_view(handle)
     min_cfg = handle.option("min_cfg")
@@ -131,6 +133,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     if regions.has_areas(*conds) and handle.option("controlnet") is not None:
         raise NodeError("regional prompts (condition.area, condition.mask) and a ControlNet cannot be sampled "
                         "together yet: apply the ControlNet in a second pass, or sample without the regions")
+    if regions.is_regional(*conds) and ip_feed is not None:
+        raise NodeError("regional prompts and an IP-Adapter cannot be sampled together yet: sample without the "
+                        "regions, or without ipadapter.apply")
 
     def model_fn(x, sigma, frames=None):
         idx = list(range(x.shape[2])) if frames is None else [int(i) for i in frames]
@@ -154,6 +159,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
                 levels, p, handle.option("flow_shift")))
         if mask is not None:
             inputs["noise_mask"] = mask
+        feed_step(ip_feed, handle, cs, negative, float(sigma), lambda p: adapter.percent_sigma(
+            levels, p, handle.option("flow_shift")))
         if sl is not None:
             inputs = regions.crop_inputs(inputs, sl, plans["hw"])
         if adapter.embedded_guidance:
@@ -352,8 +359,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     if keep is not None and handle.option("differential") is not None:
         mask_at = differential(adapter.timestep_fn(levels), sigmas, adapter.sigma_range(levels)[0],
                                float(handle.option("differential")))
+    ip_feed = new_feed(handle)
     guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep,
-                             noise.to(device), mask_at)
+                             noise.to(device), mask_at, ip_feed)
 
     def wrapped(pass_info: SamplingInfo):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
@@ -396,7 +404,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         return out
 
     lock = _pipe_lock(pipe)
-    with lock, torch.inference_mode(), _named_oom(handle, latent), attention_scaled(handle):
+    with lock, torch.inference_mode(), _named_oom(handle, latent), attention_scaled(handle), \
+            installed(handle, ip_feed):
         activate_loras(pipe, handle.loras) if hasattr(pipe, "load_lora_weights") else None
         check()
         if handle.run_wrappers:

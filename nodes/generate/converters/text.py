@@ -83,15 +83,23 @@ def _vision_config(state, variant: str) -> dict:
 
 @register("clip_vision", "clip_vision")
 def clip_vision(state, det) -> Built:
-    """The vision tower (CLIPVisionModel): Wan and SVD read its hidden states, not the projection. A file
-    that also holds llava's projector (HunyuanVideo i2v's llava_llama3_vision) builds the llava image side."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
+    """The vision tower (CLIPVisionModel): Wan and SVD read its hidden states. With the file's visual_projection
+    (CLIP-ViT-H-14-laion2B-s32B-b79K, the ViT-bigG one) it is kept (CLIPVisionModelWithProjection), as the plain
+    IP-Adapter reads the projected embedding. A file that also holds llava's projector (HunyuanVideo i2v's
+    llava_llama3_vision) builds the llava image side."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
     if "multi_modal_projector.linear_1.weight" in state:
         return _llava_vision(state)
+    projection = state.get("visual_projection.weight")
     state = tower(state, "vision_model.")
     cfg = _vision_config(state, det.variant if det.variant in ("vit-h", "vit-l") else "vit-h")
+    if projection is None:
+        config = CLIPVisionConfig(**cfg)
+        return Built(lambda: CLIPVisionModel(config), state, cfg)
+    cfg["projection_dim"] = int(projection.shape[0])
     config = CLIPVisionConfig(**cfg)
-    return Built(lambda: CLIPVisionModel(config), state, cfg)
+    state = {**{"vision_model." + k: v for k, v in state.items()}, "visual_projection.weight": projection}
+    return Built(lambda: CLIPVisionModelWithProjection(config), state, cfg)
 
 
 def _llava_vision(state) -> Built:

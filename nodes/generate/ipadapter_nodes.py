@@ -1,0 +1,59 @@
+"""IP-Adapter nodes, named as ComfyUI_IPAdapter_plus's: IPAdapterModelLoader, IPAdapterUnifiedLoader, IPAdapter /
+IPAdapterAdvanced. The maths and the files: nodes/generate/ipadapter.py."""
+from __future__ import annotations
+
+from graph_engine import Input, Param, node
+from graph_engine.types import IMAGE_ENCODER, IPADAPTER, MODEL, VIDEO
+from nodes.common.models_dirs import locator
+from nodes.generate.ipadapter import COMBINE, PRESETS
+
+
+@node("load.ipadapter", title="Load IP-Adapter", category="Models", outputs={"ipadapter": IPADAPTER})
+def load_ipadapter(ctx, name: str = Param("", kind="path", locate=locator("ipadapter"), required=True,
+                                          help="file in ipadapter/ (ip-adapter_sd15.safetensors, "
+                                               "ip-adapter-plus_sdxl_vit-h.safetensors, h94's .bin ...)")):
+    """An IP-Adapter file (ComfyUI's IPAdapter Model Loader): plain, plus, plus face and full face adapters for SD 1.5
+    (and AnimateDiff) and SDXL. Feed it to ipadapter.apply with a CLIP vision model from load.clip_vision. FaceID
+    adapters, which need InsightFace, are refused by name."""
+    from nodes.generate.ipadapter import load_ipadapter as load
+    from nodes.generate.model_manager import manager_for
+    return {"ipadapter": load(manager_for(ctx), name)}
+
+
+@node("load.ipadapter_preset", title="IP-Adapter Unified Loader", category="Models", device="gpu",
+      outputs={"model": MODEL, "ipadapter": IPADAPTER}, passes={"model": "model"})
+def load_ipadapter_preset(ctx, model: MODEL,
+                          preset: str = Param("PLUS (high strength)", choices=tuple(PRESETS),
+                                              help="which adapter, found by ComfyUI's own file-name patterns in "
+                                                   "ipadapter/ and clip_vision/")):
+    """The IP-Adapter and CLIP vision files ComfyUI's IPAdapterUnifiedLoader picks for a preset and the model's family
+    (SD 1.5 or SDXL), by the same names (ip-adapter-plus_sd15.safetensors with CLIP-ViT-H-14-laion2B-s32B-b79K ...).
+    The model passes through unchanged."""
+    from nodes.generate.ipadapter import load_ipadapter as load, preset_files
+    from nodes.generate.model_manager import manager_for
+    from nodes.generate.split import load_clip_vision
+    adapter_file, vision_file = preset_files(preset, "sdxl" if model.family == "sdxl" else "sd")
+    mm = manager_for(ctx)
+    ctx.log(f"{preset}: {adapter_file.name} with {vision_file.name}")
+    return {"model": model, "ipadapter": load(mm, str(adapter_file)).with_encoder(
+        load_clip_vision(mm, str(vision_file), "auto", ctx.device))}
+
+
+@node("ipadapter.apply", title="Apply IP-Adapter", category="Conditioning", device="gpu", passes={"model": "model"})
+def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
+                    image_encoder: IMAGE_ENCODER = Input(optional=True, help="CLIP vision (load.clip_vision); "
+                                                         "not needed after load.ipadapter_preset"),
+                    weight: float = Param(1.0, min=-1.0, max=5.0, help="how strongly the images steer; 0 = not at "
+                                                                       "all"),
+                    start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise to picture where "
+                                                                     "it starts (ComfyUI's start_at)"),
+                    end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops (end_at)"),
+                    combine: str = Param("concat", choices=COMBINE,
+                                         help="several images: concat keeps each (their tokens side by side); the "
+                                              "others join their CLIP features first (ComfyUI's combine_embeds)")) -> MODEL:
+    """Steer an SD 1.5, SDXL or AnimateDiff model with reference images (ComfyUI's IPAdapter / IPAdapter Advanced, weight
+    type linear, V only): every frame of `image` is one reference (a still connects as one). Chained, adapters add up
+    (a style one and a face one). The loaded model stays shared: the adapter acts only while this branch samples."""
+    from nodes.generate.ipadapter import apply_ipadapter, reference
+    frames = [f for _, block in image.chunks() for f in block]
+    return apply_ipadapter(model, reference(ipadapter, image_encoder, frames, weight, start, end, combine))
