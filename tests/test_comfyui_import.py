@@ -35,7 +35,7 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"ImageScaleToTotalPixels", "GeminiImageNode", "GeminiNodeV3",
-                                           "GetImageSize", "ImageStitch"},
+                                           "GetImageSize"},
     "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},

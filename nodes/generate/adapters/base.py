@@ -19,6 +19,7 @@ class Adapter:
     prediction = "epsilon"            # or "v_prediction" / "flow"
     embedded_guidance = False         # guidance distilled into the model (HunyuanVideo): no negative pass
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
+    reads_references = False          # reference latents (condition.reference) join its tokens (FLUX.1 Kontext)
     has_text = True
     frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
     single_file = False               # load() also takes one weights file (ComfyUI's layouts)
