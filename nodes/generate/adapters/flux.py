@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
+from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch, with_concat
 from nodes.generate.reference import reference_rows
 
 NO_ENCODERS = ("FLUX.1 reads two text encoders, CLIP-L (clip_l.safetensors) and T5-XXL (t5xxl_fp16.safetensors); "
@@ -106,7 +106,8 @@ class FluxAdapter(Adapter):
 
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:      # a transformer from its own file: 4 latent channels per patch
-            return 1, 8, int(pipe.transformer.config.in_channels) // 4
+            cfg = pipe.transformer.config
+            return 1, 8, int(cfg.out_channels or cfg.in_channels) // 4
         return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
 
     # -- text ----------------------------------------------------------------------------
@@ -167,6 +168,7 @@ class FluxAdapter(Adapter):
             pooled += [p] * batch
         out = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype),
                "pooled_projections": torch.cat(pooled).to(device, dtype)}
+        out = with_concat(out, conds, frames, batch, device, dtype)       # FLUX.1 Fill's picture and mask
         refs, method = reference_rows(conds, frames, batch)
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
@@ -179,6 +181,8 @@ class FluxAdapter(Adapter):
             raise NodeError(f"FLUX.1 reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into them: "
                             "make width and height multiples of 16")
         flat = frames_in_batch(x_in)
+        if "concat" in inputs:      # FLUX.1 Fill: each patch's latent, then its masked picture's and mask's channels
+            flat = torch.cat([flat, frames_in_batch(inputs["concat"]).to(flat.dtype)], 1)
         ehs = inputs["encoder_hidden_states"]
         guidance = inputs.get("guidance")
         if model.config.guidance_embeds:

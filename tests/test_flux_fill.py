@@ -1,0 +1,116 @@
+"""FLUX.1 Fill (inpainting and outpainting): the transformer reads, beside each 2x2 patch of the latent, the masked
+picture's latent and the mask with every 8x8 block of pixels as 64 channels. From ComfyUI's split file (Black Forest
+Labs' names) with condition.inpaint (ComfyUI's InpaintModelConditioning), the sample is what diffusers' own
+FluxFillPipeline makes from the same weights, picture, mask and seed."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graph_engine import Clip, NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import test_flux  # noqa: E402
+
+flux, models = test_flux.flux, test_flux.models       # its tiny FLUX.1 (VAE, text encoders, diffusers folder)
+W, H = 64, 48
+
+
+@pytest.fixture(scope="module")
+def fill(flux):
+    """A tiny Fill transformer (384 channels in, 64 out) in BFL's names, in fp16 as the released file."""
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+    from tiny_flux import AXES, HEAD, bfl_transformer
+    from tiny_models import _seed
+    _seed(1)
+    model = FluxTransformer2DModel(in_channels=384, out_channels=64, num_layers=2, num_single_layers=2,
+                                   attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=32,
+                                   pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=AXES)
+    model.half().float()
+    path = flux / "models" / "diffusion_models" / "flux1-fill-dev-tiny.safetensors"
+    save_file({k: v.half().contiguous() for k, v in bfl_transformer(model.state_dict()).items()}, str(path))
+    return model, path
+
+
+def _picture_and_mask():
+    rng = np.random.default_rng(3)
+    picture = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    mask = np.zeros((H, W), np.float32)
+    mask[8:40, 16:48] = 1.0
+    return picture, mask
+
+
+def test_flux_fill_split_file_is_fluxfillpipeline(models, fill, monkeypatch):
+    from diffusers import FluxFillPipeline, FluxPipeline
+    from PIL import Image
+    from nodes.generate.inpaint import inpaint_conditioning
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    transformer, path = fill
+    got = describe_model(path)
+    assert (got["family"], got["variant"], got["loads"]) == ("flux", "fill-dev", "yes"), got
+    mm = ModelManager()
+    model = load_diffusion_model(mm, path.name, "default", "cpu")
+    te = load_text_encoder(mm, "clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+    picture, mask = _picture_and_mask()
+    pos, _, latent = inpaint_conditioning(vae, encode_prompt(te, "a cat"), None, Clip.from_array(picture[None]), mask,
+                                          noise_mask=False)
+    ours = run_sampling(model, pos, None, latent, steps=3, cfg=3.5, sampler="euler", seed=7).samples[:, :, 0]
+    base = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref = FluxFillPipeline(scheduler=base.scheduler, vae=base.vae, text_encoder=base.text_encoder,
+                           tokenizer=base.tokenizer, text_encoder_2=base.text_encoder_2, tokenizer_2=base.tokenizer_2,
+                           transformer=transformer)
+    # ComfyUI (and Kinograph) encode the masked picture to its latent distribution's mode; diffusers' Fill samples
+    # it, drawing from the generator before the noise: told to take the mode, and given the noise.
+    import diffusers.pipelines.flux.pipeline_flux_fill as fill_module
+    monkeypatch.setattr(fill_module, "retrieve_latents", lambda out, generator=None: out.latent_dist.mode())
+    noise = torch.randn(1, 16, H // 8, W // 8, generator=torch.Generator().manual_seed(7))
+    packed = ref("a cat", image=Image.fromarray(picture), mask_image=Image.fromarray((mask * 255).astype(np.uint8)),
+                 width=W, height=H, num_inference_steps=3, guidance_scale=3.5,
+                 latents=ref._pack_latents(noise, 1, 16, H // 8, W // 8), output_type="latent").images
+    want = ref._unpack_latents(packed, H, W, ref.vae_scale_factor)
+    # Kinograph's grey is 128 of 255 where ComfyUI's and diffusers' is exactly half (127.5): 5e-4 apart
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 2e-3, err
+    bare = run_sampling(model, encode_prompt(te, "a cat"), None, latent, steps=3, cfg=3.5, sampler="euler",
+                        seed=7).samples[:, :, 0]      # ComfyUI's default: no picture, all of it to redraw
+    assert float((bare - want).abs().max()) > 0.1 * float(want.abs().max())     # 0.47 here
+
+
+def test_flux_fill_mask_is_read_in_8x8_blocks():
+    """pixel_blocks against a loop over the blocks: channel r * 8 + c of a latent pixel is pixel (r, c) of its
+    block, as diffusers' FluxFillPipeline.prepare_mask_latents lays the mask out."""
+    from nodes.generate.inpaint import pixel_blocks
+    px = torch.rand(1, 1, 2, 16, 24)
+    got = pixel_blocks(px, 8)
+    assert got.shape == (1, 64, 2, 2, 3)
+    for t in range(2):
+        for i in range(2):
+            for j in range(3):
+                block = px[0, 0, t, i * 8:(i + 1) * 8, j * 8:(j + 1) * 8].reshape(64)
+                assert torch.equal(got[0, :, t, i, j], block)
+
+
+def test_flux_depth_model_is_still_refused_by_name(models, tmp_path):
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+    from tiny_flux import AXES, HEAD, bfl_transformer
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_diffusion_model
+    depth = FluxTransformer2DModel(in_channels=128, out_channels=64, num_layers=1, num_single_layers=1,
+                                   attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=32,
+                                   pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=AXES)
+    path = tmp_path / "flux1-depth-dev-tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in bfl_transformer(depth.state_dict()).items()}, str(path))
+    got = describe_model(path)
+    assert (got["variant"], got["loads"]) == ("control-dev", "no"), got
+    with pytest.raises(NodeError) as e:
+        load_diffusion_model(ModelManager(), str(path), "default", "cpu")
+    assert path.name in str(e.value) and "Depth" in str(e.value) and "Fill" in str(e.value)
