@@ -114,3 +114,57 @@ def test_flux_depth_model_is_still_refused_by_name(models, tmp_path):
     with pytest.raises(NodeError) as e:
         load_diffusion_model(ModelManager(), str(path), "default", "cpu")
     assert path.name in str(e.value) and "Depth" in str(e.value) and "Fill" in str(e.value)
+
+
+def test_comfyui_flux_fill_graph_imports_runs_and_keeps_the_unmasked_part(models, fill, tmp_path, monkeypatch):
+    """ComfyUI's Flux Fill inpainting template as an API prompt (its subgraph's nodes: UNETLoader with
+    flux1-fill-dev, DifferentialDiffusion, InpaintModelConditioning with noise_mask, FluxGuidance 30, ConditioningZeroOut
+    as the negative, KSampler at cfg 1): every node maps, it runs on the tiny Fill model, and outside the mask the
+    sampled latent is the picture's own (the noise mask keeps it)."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.vae_ops import encode_clip
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    (models / "diffusion_models" / "flux1-fill-dev.safetensors").unlink(missing_ok=True)
+    (models / "diffusion_models" / "flux1-fill-dev.safetensors").symlink_to(fill[1])
+    picture, mask = _picture_and_mask()
+    rgba = np.dstack([picture, ((1 - mask) * 255).astype(np.uint8)])     # ComfyUI's mask: where alpha is 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "flux_fill_inpaint_example_input_image.png")
+    api = {
+        "31": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-fill-dev.safetensors",
+                                                      "weight_dtype": "default"}},
+        "34": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                          "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
+                                                          "device": "default"}},
+        "32": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+        "17": {"class_type": "LoadImage", "inputs": {"image": "flux_fill_inpaint_example_input_image.png"}},
+        "39": {"class_type": "DifferentialDiffusion", "inputs": {"model": ["31", 0], "strength": 1}},
+        "23": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["34", 0]}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"guidance": 30, "conditioning": ["23", 0]}},
+        "46": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["23", 0]}},
+        "38": {"class_type": "InpaintModelConditioning", "inputs": {"positive": ["26", 0], "negative": ["46", 0],
+                                                                    "vae": ["32", 0], "pixels": ["17", 0],
+                                                                    "mask": ["17", 1], "noise_mask": True}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 3, "cfg": 1, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1, "model": ["39", 0],
+                                                   "positive": ["38", 0], "negative": ["38", 1],
+                                                   "latent_image": ["38", 2]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["32", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "fill", "images": ["8", 0]}},
+    }
+    res = import_data(api)
+    assert not [e for e in res.report.entries.values() if e.status == "unmapped"], res.report
+    wf = tmp_path / "fill.kino.yaml"
+    wf.write_text(res.yaml)
+    monkeypatch.chdir(tmp_path)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    got = next(v["latent"] for k, v in run.outputs.items() if k.startswith("k_sampler")).samples[0, :, 0]
+    shown = (picture * (1 - mask)[..., None]).astype(np.uint8)  # the PNG's colour over black by its alpha
+    own = encode_clip(load_vae(ModelManager(), "ae.safetensors", "cpu"), Clip.from_array(shown[None])).samples[0, :, 0]
+    outside = torch.ones(H // 8, W // 8, dtype=torch.bool)
+    outside[1:5, 2:6] = False                                # the masked 32x32 pixels
+    assert torch.allclose(got[:, outside], own[:, outside], atol=1e-5)
+    assert float((got[:, ~outside] - own[:, ~outside]).abs().max()) > 0.1
