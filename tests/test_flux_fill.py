@@ -1,7 +1,8 @@
-"""FLUX.1 Fill (inpainting and outpainting): the transformer reads, beside each 2x2 patch of the latent, the masked
-picture's latent and the mask with every 8x8 block of pixels as 64 channels. From ComfyUI's split file (Black Forest
-Labs' names) with condition.inpaint (ComfyUI's InpaintModelConditioning), the sample is what diffusers' own
-FluxFillPipeline makes from the same weights, picture, mask and seed."""
+"""FLUX.1 Fill (inpainting and outpainting), Depth and Canny: the transformer reads, beside each 2x2 patch of the
+latent, the masked picture's latent and the mask with every 8x8 block of pixels as 64 channels (Fill), or the control
+picture's latent (Depth, Canny). From ComfyUI's split files (Black Forest Labs' names) with condition.inpaint
+(InpaintModelConditioning) or condition.control_image (InstructPixToPixConditioning), the sample is what diffusers'
+own FluxFillPipeline / FluxControlPipeline makes from the same weights, pictures and noise."""
 import sys
 from pathlib import Path
 
@@ -98,22 +99,59 @@ def test_flux_fill_mask_is_read_in_8x8_blocks():
                 assert torch.equal(got[0, :, t, i, j], block)
 
 
-def test_flux_depth_model_is_still_refused_by_name(models, tmp_path):
-    from diffusers import FluxTransformer2DModel
+def test_flux_depth_canny_split_file_is_fluxcontrolpipeline(models, monkeypatch, tmp_path):
+    """FLUX.1 Depth / Canny (128 channels in: the latent and the control picture's latent a patch) with
+    condition.control_image (ComfyUI's InstructPixToPixConditioning): FluxControlPipeline's latent for the same
+    weights, control picture and noise; a file of channels no released FLUX.1 reads is refused by name."""
+    from diffusers import FluxControlPipeline, FluxPipeline, FluxTransformer2DModel
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from PIL import Image
     from safetensors.torch import save_file
     from tiny_flux import AXES, HEAD, bfl_transformer
+    from tiny_models import _seed
+    from nodes.generate.image_cond import condition_control_image
     from nodes.generate.model_manager import ModelManager, describe_model
-    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    _seed(2)
     depth = FluxTransformer2DModel(in_channels=128, out_channels=64, num_layers=1, num_single_layers=1,
                                    attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=32,
                                    pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=AXES)
-    path = tmp_path / "flux1-depth-dev-tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in bfl_transformer(depth.state_dict()).items()}, str(path))
-    got = describe_model(path)
-    assert (got["variant"], got["loads"]) == ("control-dev", "no"), got
-    with pytest.raises(NodeError) as e:
-        load_diffusion_model(ModelManager(), str(path), "default", "cpu")
-    assert path.name in str(e.value) and "Depth" in str(e.value) and "Fill" in str(e.value)
+    depth.half().float()
+    path = models / "diffusion_models" / "flux1-depth-dev-tiny.safetensors"
+    save_file({k: v.half().contiguous() for k, v in bfl_transformer(depth.state_dict()).items()}, str(path))
+    assert (describe_model(path)["variant"], describe_model(path)["loads"]) == ("control-dev", "yes")
+    mm = ModelManager()
+    model = load_diffusion_model(mm, path.name, "default", "cpu")
+    te = load_text_encoder(mm, "clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+    control, _ = _picture_and_mask()
+    out = condition_control_image(vae, encode_prompt(te, "a cat"), None, Clip.from_array(control[None]))
+    assert float(out["latent"].samples.abs().max()) == 0.0
+    ours = run_sampling(model, out["positive"], None, out["latent"], steps=3, cfg=10.0, sampler="euler",
+                        seed=7).samples[:, :, 0]
+    base = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref = FluxControlPipeline(scheduler=base.scheduler, vae=base.vae, text_encoder=base.text_encoder,
+                              tokenizer=base.tokenizer, text_encoder_2=base.text_encoder_2,
+                              tokenizer_2=base.tokenizer_2, transformer=depth)
+    # ComfyUI (and Kinograph) take the control latent's mode; diffusers' pipeline samples it: told to take the mode
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode())
+    noise = torch.randn(1, 16, H // 8, W // 8, generator=torch.Generator().manual_seed(7))
+    packed = ref("a cat", control_image=Image.fromarray(control), width=W, height=H, num_inference_steps=3,
+                 guidance_scale=10.0, latents=ref._pack_latents(noise, 1, 16, H // 8, W // 8),
+                 output_type="latent").images
+    want = ref._unpack_latents(packed, H, W, ref.vae_scale_factor)
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    odd = FluxTransformer2DModel(in_channels=96, out_channels=64, num_layers=1, num_single_layers=1,
+                                 attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=32,
+                                 pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=AXES)
+    bad = tmp_path / "flux1-odd.safetensors"
+    save_file({k: v.contiguous() for k, v in bfl_transformer(odd.state_dict()).items()}, str(bad))
+    assert describe_model(bad)["loads"] == "no"
+    with pytest.raises(NodeError, match="96 input channels"):
+        load_diffusion_model(ModelManager(), str(bad), "default", "cpu")
 
 
 def test_comfyui_flux_fill_graph_imports_runs_and_keeps_the_unmasked_part(models, fill, tmp_path, monkeypatch):

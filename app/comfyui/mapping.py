@@ -685,6 +685,10 @@ RULES: Dict[str, Rule] = {
                                note=LATENT_MASK_NOTE),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
+    # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
+    "InstructPixToPixConditioning": Rule("condition.control_image", (), (),
+                                         {"positive": "positive", "negative": "negative", "vae": "vae",
+                                          "pixels": "video"}, ("positive", "negative", "latent")),
     "InpaintModelConditioning": Rule("condition.inpaint", ("noise_mask",), (P("noise_mask", "noise_mask"),),
                                      {"positive": "positive", "negative": "negative", "vae": "vae", "pixels": "video",
                                       "mask": "mask"}, ("positive", "negative", "latent"), note=LATENT_MASK_NOTE),

@@ -120,7 +120,7 @@ def pixel_blocks(px: torch.Tensor, size: int) -> torch.Tensor:
     return blocks.reshape(b, size * size, t, h // size, w // size)
 
 
-# -- inpainting models (a UNet reading 4 + 1 + 4 channels; FLUX.1 Fill 16 + 16 + 64 a patch) --------------------------
+# -- inpainting models (a UNet reading 4 + 1 + 4 channels; FLUX.1 Fill 16 + 16 + 64, Depth / Canny 16 + 16) ---------
 # Image-to-video models read extra channels too (SVD, Wan i2v), filled by condition.frames: not these.
 INPAINT_FAMILIES = ("sd", "sdxl", "animatediff", "flux")
 
@@ -157,7 +157,7 @@ def model_concat(handle, positive: Conditioning, negative: Optional[Conditioning
         return positive, negative
     samples = latent.samples[:1].float()
     if handle.family == "flux":
-        concat = _flux_fill_default(latent)
+        concat = _flux_default(latent, extra)
     elif latent.mask is not None:
         concat = torch.cat([latent.mask.float().round().expand(1, 1, *samples.shape[2:]), samples], 1)
     else:
@@ -175,12 +175,14 @@ def model_concat(handle, positive: Conditioning, negative: Optional[Conditioning
 FLUX_VAE_SHIFT, FLUX_VAE_SCALE = 0.1159, 0.3611
 
 
-def _flux_fill_default(latent: Latent) -> torch.Tensor:
-    """FLUX.1 Fill's channels when condition.inpaint gave none, as ComfyUI's Flux.concat_cond fills them: an
-    all-zero picture (in the VAE's own space, so the latent space's shifted value) and the latent's mask stretched
-    to the picture (bilinear), or all to redraw."""
+def _flux_default(latent: Latent, extra: int) -> torch.Tensor:
+    """FLUX.1 Fill's (or Depth's, Canny's) channels when condition.inpaint (condition.control_image) gave none, as
+    ComfyUI's Flux.concat_cond fills them: an all-zero picture (in the VAE's own space, so the latent space's shifted
+    value) and, for Fill, the latent's mask stretched to the picture (bilinear), or all to redraw."""
     t, h, w = latent.samples.shape[2:]
     zero = torch.full((1, 16, t, h, w), -FLUX_VAE_SHIFT * FLUX_VAE_SCALE)
+    if extra <= 16:
+        return zero
     if latent.mask is None:
         mask = torch.ones(1, 1, t, h * 8, w * 8)
     else:

@@ -308,6 +308,18 @@ def kontext_scale(ctx, video: VIDEO) -> VIDEO:
     return resize(video, *kontext_size(video.width, video.height), "lanczos", "crop")
 
 
+@node("condition.control_image", title="Control Image (FLUX.1 Depth / Canny)", category="Conditioning",
+      device="gpu", outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO = Input(
+        help="the depth map (depth.estimate) or edges (control.canny) to follow: one picture, or a clip"),
+        negative: CONDITIONING = Input(optional=True)):
+    """Steer a FLUX.1 Depth or Canny model by a depth map or edge picture (ComfyUI's InstructPixToPixConditioning):
+    its latent rides beside the noise on the model's extra channels. Sample the latent this gives (empty, of the
+    picture's size) at denoise 1."""
+    from nodes.generate.image_cond import condition_control_image as run
+    return run(vae, positive, negative, video, ctx.check, ctx.progress)
+
+
 @node("vae.encode", title="VAE Encode", category="Latent", device="gpu")
 def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1)."""

@@ -66,9 +66,9 @@ def transformer_config(state: Mapping) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import FluxTransformer2DModel
     from graph_engine import NodeError
-    if det.variant.split("-")[0] in ("control", "in"):
-        raise NodeError(f"this is a FLUX.1 {det.variant.split('-')[0]} model, which takes a depth or edge map (Depth, "
-                        "Canny) on extra input channels; Kinograph runs FLUX.1 dev, schnell, Kontext and Fill")
+    if det.variant.startswith("in-"):
+        raise NodeError(f"this FLUX.1 model reads {det.extra.get('in_channels')} input channels, which no released "
+                        "FLUX.1 does (dev, schnell and Kontext read 64, Fill 384, Depth and Canny 128)")
     if any(k.startswith("model.diffusion_model.") for k in state):     # the transformer of an all-in-one file
         state = {k[len("model.diffusion_model."):]: v for k, v in state.items() if k.startswith("model.diffusion_model.")}
     conv = transformer_to_diffusers(state)
