@@ -220,6 +220,9 @@ def reference_method(v):
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
 
 
+LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
+
+
 def resize_method(v):
     """nearest-exact -> nearest; bilinear, bicubic, area, lanczos as they are"""
     found = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area",
@@ -227,7 +230,7 @@ def resize_method(v):
     if found is None:
         raise Approx("bicubic", f"upscale_method {v!r} is not in Kinograph; bicubic used")
     if found == "lanczos":
-        raise Approx(found, "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper")
+        raise Approx(found, LANCZOS_NOTE)
     return found
 
 
@@ -366,7 +369,7 @@ RULES: Dict[str, Rule] = {
     "FluxKontextMultiReferenceLatentMethod": Rule("condition.reference", ("reference_latents_method",),
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
-    "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",)),
+    "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
                                (P("t5xxl", "text"), P("clip_l", "text_l"), P("guidance", "cfg")),
@@ -739,9 +742,13 @@ RULES: Dict[str, Rule] = {
                          {"image": "video"}, ("video",), fixed={"scale": 1.0},
                          note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
                               "kernel of sharpen_radius and sigma, not the same"),
+    "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
+                                    (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
+                                     P("resolution_steps", "step")), {"image": "video"}, ("video",)),
     "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
-                         P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",)),
+                         P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",),
+                        note="match_image_size stretches image2 by lanczos: " + LANCZOS_NOTE),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
                         P("crop", "fit", centre_crop)),

@@ -76,6 +76,19 @@ def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip
     return video if other is None else run(video, other, direction, match_size, spacing, colour)
 
 
+@node("video.resize_pixels", title="Resize to Pixel Count", category="Video", temporal_radius=0)
+def resize_pixels(ctx, video: VIDEO,
+                  megapixels: float = Param(1.0, min=0.01, max=16.0, help="the frames' size in millions of pixels "
+                                                                          "(1 = 1024 x 1024 = 1,048,576)"),
+                  method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                                      help="area: best for shrinking; lanczos or bicubic: sharpest enlarging"),
+                  step: int = Param(1, min=1, max=256, help="each side a multiple of this (16 for most models)")
+                  ) -> VIDEO:
+    """Resize every frame to about `megapixels` million pixels, keeping its shape (ComfyUI's
+    ImageScaleToTotalPixels): a picture of any size brought to the size a model was trained at."""
+    return edit.resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
+
+
 @node("video.flip", category="Video", temporal_radius=0)
 def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
                                                    help="horizontal: mirror left and right (Nuke's flop); "
