@@ -34,8 +34,7 @@ def _cli(*args):
 # equivalent yet, reported as such. Any change either way (a regression, or a file that now imports)
 # must show here.
 BLOCKED = {
-    "templates_mjm_looped_restyler.json": {"ImageScaleToTotalPixels", "GeminiImageNode", "GeminiNodeV3",
-                                           "GetImageSize", "ImageStitch"},
+    "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3", "GetImageSize"},
     "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},

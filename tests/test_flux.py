@@ -321,26 +321,6 @@ def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, 
     assert float((got - want).abs().max()) < 1e-5, float((got - want).abs().max())
 
 
-def test_flux_fill_model_is_refused_by_name(models, tmp_path):
-    """FLUX.1 Fill (384 input channels: the latent, the masked image and the mask, packed) is listed as not loading and
-    refused when loaded, naming what it is, not with a tensor shape error from the first step."""
-    from diffusers import FluxTransformer2DModel
-    from safetensors.torch import save_file
-    from tiny_flux import AXES, HEAD, bfl_transformer
-    from nodes.generate.model_manager import ModelManager, describe_model
-    from nodes.generate.split import load_diffusion_model
-    fill = FluxTransformer2DModel(in_channels=384, out_channels=64, num_layers=1, num_single_layers=1,
-                                  attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=32,
-                                  pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=AXES)
-    path = tmp_path / "flux1-fill-dev-tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in bfl_transformer(fill.state_dict()).items()}, str(path))
-    got = describe_model(path)
-    assert (got["family"], got["variant"], got["loads"]) == ("flux", "fill-dev", "no") and "fill" in got["note"], got
-    with pytest.raises(NodeError) as e:
-        load_diffusion_model(ModelManager(), str(path), "default", "cpu")
-    assert path.name in str(e.value) and "FLUX.1 fill model" in str(e.value) and "dev and schnell" in str(e.value)
-
-
 def test_comfyui_flux_dev_template_imports_and_runs(models, tmp_path, monkeypatch):
     """ComfyUI's own "Flux Dev full text to image" template (UI format; tests/data/flux): UNETLoader, DualCLIPLoader
     (clip_l, t5xxl, type flux), CLIPTextEncodeFlux with two prompts and guidance 3.5, ConditioningZeroOut as the

@@ -222,6 +222,14 @@ def centre_crop(v):
     return "crop" if v == "center" else "stretch"
 
 
+def reference_method(v):
+    """offset, index as they are; uxo/uno (ComfyUI's uxo, for UNO and USO) -> uxo"""
+    return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
+
+
+LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
+
+
 def resize_method(v):
     """nearest-exact -> nearest; bilinear, bicubic, area, lanczos as they are"""
     found = {"nearest-exact": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area",
@@ -229,7 +237,7 @@ def resize_method(v):
     if found is None:
         raise Approx("bicubic", f"upscale_method {v!r} is not in Kinograph; bicubic used")
     if found == "lanczos":
-        raise Approx(found, "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper")
+        raise Approx(found, LANCZOS_NOTE)
     return found
 
 
@@ -383,6 +391,13 @@ RULES: Dict[str, Rule] = {
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
+    # FLUX.1 Kontext: the picture to edit rides in the conditioning; its size is one Kontext was trained at
+    "ReferenceLatent": Rule("condition.reference", (), (), {"conditioning": "conditioning", "latent": "latent"},
+                            ("conditioning",)),
+    "FluxKontextMultiReferenceLatentMethod": Rule("condition.reference", ("reference_latents_method",),
+                                                  (P("reference_latents_method", "method", reference_method),),
+                                                  {"conditioning": "conditioning"}, ("conditioning",)),
+    "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
                                (P("t5xxl", "text"), P("clip_l", "text_l"), P("guidance", "cfg")),
@@ -638,6 +653,9 @@ RULES: Dict[str, Rule] = {
     # mask, where ComfyUI gives a 64x64 empty one for a picture without alpha, Kinograph one of the picture's size
     "LoadImage": Rule("io.load_image", ("image", "upload"), (P("image", "path", comfy_file),),
                       outputs=("image", "mask"), ignore={"upload": None}),
+    # the same from ComfyUI's output folder (a picture it made, to edit further)
+    "LoadImageOutput": Rule("io.load_image", ("image", "upload", "refresh", "folder"), (P("image", "path", comfy_file),),
+                            outputs=("image", "mask"), ignore={"upload": None, "refresh": None, "folder": None}),
     "VHS_LoadVideo": VHS_LOAD,
     # masks and inpainting. A ComfyUI MASK is a batch of masks: a Kinograph MASK is one mask or a clip of them
     "ImageToMask": Rule("mask.from_video", ("channel",), (P("channel", "channel"),), {"image": "video"}, ("mask",)),
@@ -712,6 +730,10 @@ RULES: Dict[str, Rule] = {
                                note=LATENT_MASK_NOTE),
     "VAEEncodeForInpaint": Rule("vae.encode_inpaint", ("grow_mask_by",), (P("grow_mask_by", "grow"),),
                                 {"pixels": "video", "vae": "vae", "mask": "mask"}, ("latent",), note=LATENT_MASK_NOTE),
+    # FLUX.1 Depth / Canny's control picture (SD's InstructPix2Pix models, which use the node too, are refused there)
+    "InstructPixToPixConditioning": Rule("condition.control_image", (), (),
+                                         {"positive": "positive", "negative": "negative", "vae": "vae",
+                                          "pixels": "video"}, ("positive", "negative", "latent")),
     "InpaintModelConditioning": Rule("condition.inpaint", ("noise_mask",), (P("noise_mask", "noise_mask"),),
                                      {"positive": "positive", "negative": "negative", "vae": "vae", "pixels": "video",
                                       "mask": "mask"}, ("positive", "negative", "latent"), note=LATENT_MASK_NOTE),
@@ -762,6 +784,13 @@ RULES: Dict[str, Rule] = {
                          {"image": "video"}, ("video",), fixed={"scale": 1.0},
                          note="sharpened by Kinograph's unsharp mask (sigma 1, amount alpha): close to ComfyUI's "
                               "kernel of sharpen_radius and sigma, not the same"),
+    "ImageScaleToTotalPixels": Rule("video.resize_pixels", ("upscale_method", "megapixels", "resolution_steps"),
+                                    (P("upscale_method", "method", resize_method), P("megapixels", "megapixels"),
+                                     P("resolution_steps", "step")), {"image": "video"}, ("video",)),
+    "ImageStitch": Rule("video.stitch", ("direction", "match_image_size", "spacing_width", "spacing_color"),
+                        (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
+                         P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",),
+                        note="match_image_size stretches image2 by lanczos: " + LANCZOS_NOTE),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
                         P("crop", "fit", centre_crop)),

@@ -105,3 +105,20 @@ def condition_fun_control(vae, positive: Conditioning, negative: Optional[Condit
     pos = positive.with_extra(**extra)
     neg = None if negative is None else negative.with_extra(**extra)
     return {"positive": pos, "negative": neg}
+
+
+def condition_control_image(vae, positive: Conditioning, negative: Optional[Conditioning], control: Clip,
+                            check=lambda: None, progress=None):
+    """(positive, negative, latent) for FLUX.1 Depth and Canny (ComfyUI's InstructPixToPixConditioning): both
+    conditionings carry the control picture's latent as the transformer's extra channels (its depth map or edges,
+    frame by frame for a clip), and the latent to sample is an empty one of its size."""
+    from dataclasses import replace
+    from nodes.generate.vae_ops import encode_clip
+    if vae.family != "flux":
+        raise NodeError(f"condition.control_image feeds FLUX.1 Depth and Canny models; this is a {vae.family} VAE: "
+                        "load FLUX.1's ae.safetensors (for other models use control.apply with a ControlNet)")
+    latent = encode_clip(vae, control, check, progress)
+    concat = latent.samples[:1].float()
+    pos = positive.with_extra(concat=concat)
+    neg = None if negative is None else negative.with_extra(concat=concat)
+    return {"positive": pos, "negative": neg, "latent": replace(latent, samples=torch.zeros_like(latent.samples))}

@@ -96,7 +96,11 @@ def inpaint_conditioning(vae, positive: Conditioning, negative: Optional[Conditi
     _check_size(clip, mask)
     latent = encode_clip(vae, clip, check, progress)
     masked = encode_clip(vae, greyed(clip, mask), check)
-    concat = torch.cat([latent_mask(mask, latent, rounded=True), masked.samples[:1]], dim=1)
+    if latent.family == "flux":
+        px = torch.from_numpy(masks.frames_of(mask, 0, latent.frames, (latent.width, latent.height)))
+        concat = torch.cat([masked.samples[:1], pixel_blocks(px[None, None].float(), 8)], dim=1)
+    else:
+        concat = torch.cat([latent_mask(mask, latent, rounded=True), masked.samples[:1]], dim=1)
     pos = positive.with_extra(concat=concat)
     neg = None if negative is None else negative.with_extra(concat=concat)
     return pos, neg, (replace(latent, mask=latent_mask(mask, latent)) if noise_mask else latent)
@@ -108,18 +112,28 @@ def _check_size(clip: Clip, mask) -> None:
                         f"(video.trim) or give a longer clip")
 
 
-# -- inpainting models (a UNet reading 4 + 1 + 4 channels) ----------------------------------------------------------
+def pixel_blocks(px: torch.Tensor, size: int) -> torch.Tensor:
+    """[1, 1, T, H, W] -> [1, size * size, T, H / size, W / size]: each size x size block of pixels as that many
+    channels, row by row (the mask as FLUX.1 Fill reads it: ComfyUI's Flux.concat_cond, diffusers' FluxFillPipeline)."""
+    b, _, t, h, w = px.shape
+    blocks = px.reshape(b, t, h // size, size, w // size, size).permute(0, 3, 5, 1, 2, 4)
+    return blocks.reshape(b, size * size, t, h // size, w // size)
+
+
+# -- inpainting models (a UNet reading 4 + 1 + 4 channels; FLUX.1 Fill 16 + 16 + 64, Depth / Canny 16 + 16) ---------
 # Image-to-video models read extra channels too (SVD, Wan i2v), filled by condition.frames: not these.
-INPAINT_FAMILIES = ("sd", "sdxl", "animatediff")
+INPAINT_FAMILIES = ("sd", "sdxl", "animatediff", "flux")
 
 
 def extra_channels(handle) -> int:
-    """Channels the denoiser reads beyond the latent's (5 for an SD 1.5 / SDXL inpainting UNet), 0 for most."""
-    den = getattr(handle.pipe, "unet", None)
+    """Latent channels the denoiser reads beyond the latent's own (5 for an SD 1.5 / SDXL inpainting UNet, 80 for
+    FLUX.1 Fill: its transformer's input counts each 2x2 patch's), 0 for most."""
+    den = getattr(handle.pipe, "unet", None) or getattr(handle.pipe, "transformer", None)
     if handle.family not in INPAINT_FAMILIES or den is None or not hasattr(den, "config"):
         return 0
+    per = 4 if handle.family == "flux" else 1
     out = int(getattr(den.config, "out_channels", 0) or 0)
-    return max(0, int(den.config.in_channels) - out) if out else 0
+    return max(0, int(den.config.in_channels) - out) // per if out else 0
 
 
 def model_concat(handle, positive: Conditioning, negative: Optional[Conditioning], latent: Latent, vae_encode):
@@ -142,7 +156,9 @@ def model_concat(handle, positive: Conditioning, negative: Optional[Conditioning
                             f"{extra}: make it with condition.inpaint and this model's VAE")
         return positive, negative
     samples = latent.samples[:1].float()
-    if latent.mask is not None:
+    if handle.family == "flux":
+        concat = _flux_default(latent, extra)
+    elif latent.mask is not None:
         concat = torch.cat([latent.mask.float().round().expand(1, 1, *samples.shape[2:]), samples], 1)
     else:
         t, h, w = samples.shape[2:]
@@ -153,3 +169,24 @@ def model_concat(handle, positive: Conditioning, negative: Optional[Conditioning
         raise NodeError(f"this inpainting model reads {extra} extra channels, but a mask and a "
                         f"{samples.shape[1]}-channel latent give {concat.shape[1]}: use the model's own VAE")
     return positive.with_extra(concat=concat), None if negative is None else negative.with_extra(concat=concat)
+
+
+# FLUX.1's one VAE (ae.safetensors): latent space = (VAE space - shift) * scale
+FLUX_VAE_SHIFT, FLUX_VAE_SCALE = 0.1159, 0.3611
+
+
+def _flux_default(latent: Latent, extra: int) -> torch.Tensor:
+    """FLUX.1 Fill's (or Depth's, Canny's) channels when condition.inpaint (condition.control_image) gave none, as
+    ComfyUI's Flux.concat_cond fills them: an all-zero picture (in the VAE's own space, so the latent space's shifted
+    value) and, for Fill, the latent's mask stretched to the picture (bilinear), or all to redraw."""
+    t, h, w = latent.samples.shape[2:]
+    zero = torch.full((1, 16, t, h, w), -FLUX_VAE_SHIFT * FLUX_VAE_SCALE)
+    if extra <= 16:
+        return zero
+    if latent.mask is None:
+        mask = torch.ones(1, 1, t, h * 8, w * 8)
+    else:
+        m = latent.mask.float().expand(1, 1, t, h, w)[0].permute(1, 0, 2, 3)
+        mask = torch.nn.functional.interpolate(m, size=(h * 8, w * 8), mode="bilinear")
+        mask = mask.permute(1, 0, 2, 3)[None]
+    return torch.cat([zero, pixel_blocks(mask, 8)], 1)

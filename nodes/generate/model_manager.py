@@ -568,9 +568,15 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                           "prompts encoded by its own text encoder")
         return False, "an SDXL refiner UNet alone is not supported; load the refiner's all-in-one checkpoint"
     if det.family == "flux":
-        if det.variant.split("-")[0] in ("fill", "control", "in"):
-            return False, (f"FLUX.1 {det.variant.split('-')[0]} models ({det.extra.get('in_channels')} input channels) "
-                           "are not supported; FLUX.1 dev and schnell are")
+        if det.variant.startswith("in-"):
+            return False, (f"a FLUX.1 of {det.extra.get('in_channels')} input channels is none Kinograph knows "
+                           "(dev, schnell, Kontext, Fill, Depth and Canny are)")
+        if det.variant.startswith("fill"):
+            return True, ("load.diffusion_model (or load.flux): FLUX.1 Fill, inpainting and outpainting with "
+                          "condition.inpaint")
+        if det.variant.startswith("control"):
+            return True, ("load.diffusion_model (or load.flux): FLUX.1 Depth or Canny, steered by a depth map or "
+                          "edges with condition.control_image")
         if det.role == "checkpoint":
             return True, "load.flux (or load.model): transformer, VAE and both text encoders from the one file"
     if det.family == "sd3":

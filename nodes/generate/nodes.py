@@ -306,6 +306,46 @@ def condition_fun_control(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
     return run(vae, positive, negative, latent, control, first, image_embeds, reference)
 
 
+@node("condition.reference", title="Reference Latent (FLUX.1 Kontext)", category="Conditioning")
+def condition_reference(ctx, conditioning: CONDITIONING,
+                        latent: LATENT = Input(optional=True, help="vae.encode of the picture to edit (after "
+                                                                   "image.kontext_scale), or of a clip: frame i is "
+                                                                   "made from its frame i"),
+                        method: str = Param("default", choices=("default", "offset", "index", "uxo"),
+                                            help="where several references sit: offset beside one another, "
+                                                 "index each on its own plane, uxo beside the picture made (UNO, "
+                                                 "USO); default: as an earlier condition.reference set it, else "
+                                                 "offset")) -> CONDITIONING:
+    """Give FLUX.1 Kontext the picture to edit: the prompt then says what to change ("make the car red, keep
+    everything else"). Chain several to give several pictures (ComfyUI's ReferenceLatent; method is its
+    FluxKontextMultiReferenceLatentMethod). Sample a latent of the picture's size (its vae.encode, at denoise 1)."""
+    from nodes.generate.reference import add_reference, with_method
+    out = conditioning if latent is None else add_reference(conditioning, latent)
+    return out if method == "default" else with_method(out, method)
+
+
+@node("image.kontext_scale", title="Kontext Image Size", category="Conditioning", temporal_radius=0)
+def kontext_scale(ctx, video: VIDEO) -> VIDEO:
+    """Resize to the size FLUX.1 Kontext was trained at whose shape is nearest the picture's (17 sizes of about a
+    megapixel, 672x1568 to 1568x672), filling it and cutting the overflow, centred (ComfyUI's
+    FluxKontextImageScale). Every frame of a clip alike."""
+    from nodes.generate.reference import kontext_size
+    from nodes.video.edit import resize
+    return resize(video, *kontext_size(video.width, video.height), "lanczos", "crop")
+
+
+@node("condition.control_image", title="Control Image (FLUX.1 Depth / Canny)", category="Conditioning",
+      device="gpu", outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO = Input(
+        help="the depth map (depth.estimate) or edges (control.canny) to follow: one picture, or a clip"),
+        negative: CONDITIONING = Input(optional=True)):
+    """Steer a FLUX.1 Depth or Canny model by a depth map or edge picture (ComfyUI's InstructPixToPixConditioning):
+    its latent rides beside the noise on the model's extra channels. Sample the latent this gives (empty, of the
+    picture's size) at denoise 1."""
+    from nodes.generate.image_cond import condition_control_image as run
+    return run(vae, positive, negative, video, ctx.check, ctx.progress)
+
+
 @node("vae.encode", title="VAE Encode", category="Latent", device="gpu")
 def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
     """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1)."""

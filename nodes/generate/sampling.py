@@ -24,6 +24,7 @@ from nodes.generate.families import family
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
+from nodes.generate.reference import references
 from nodes.generate.samplers import (SAMPLERS, STOCHASTIC, TABLE_SCHEDULES, SigmaTable, flow_sigmas,
                                      karras_sigmas)
 
@@ -123,6 +124,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     tfn = adapter.timestep_fn(levels)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
     conds = [negative, positive] if guided else [positive]
+    if not adapter.reads_references and any(references(e) for c in conds for e in c.entries()):
+        raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
+                        f"(FLUX.1 Kontext); this {handle.family} model would ignore them: remove the "
+                        f"condition.reference, or load a FLUX.1 Kontext model")
     if skip is not None and regions.is_regional(*conds):
         raise NodeError("skip-layer guidance (guide.skip_layer_guidance) and regional prompts cannot be sampled "
                         "together yet: remove one of them")

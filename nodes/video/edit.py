@@ -1,6 +1,8 @@
 """Clip editing as index arithmetic: every operation here is a lazy Clip over its source."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from graph_engine import Clip, NodeError
@@ -123,6 +125,15 @@ def fit_size(w0: int, h0: int, width: int, height: int):
     if not width:
         width = max(1, round(w0 * height / h0))
     return int(width), int(height)
+
+
+def pixel_count_size(w0: int, h0: int, megapixels: float, step: int = 1):
+    """The size of about `megapixels` x 2^20 pixels with this shape, each side rounded to a multiple of `step`
+    (ComfyUI's ImageScaleToTotalPixels)."""
+    if megapixels <= 0 or step < 1:
+        raise NodeError(f"megapixels must be above 0 and step 1 or more, got {megapixels} and {step}")
+    scale = math.sqrt(megapixels * 1024 * 1024 / (w0 * h0))
+    return max(step, round(w0 * scale / step) * step), max(step, round(h0 * scale / step) * step)
 
 
 FITS = ("stretch", "crop", "pad")

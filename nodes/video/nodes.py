@@ -59,6 +59,36 @@ def resize(ctx, video: VIDEO, width: int = Param(512, min=0, max=16384, help="0 
     return edit.resize(video, width, height, method, fit)
 
 
+@node("video.stitch", title="Stitch (Side by Side)", category="Video", temporal_radius=0)
+def stitch(ctx, video: VIDEO, other: VIDEO = Input(optional=True, help="the clip (or picture) to lay beside `video`; "
+                                                                    "none: `video` goes on as it is"),
+           direction: str = Param("right", choices=("right", "down", "left", "up"),
+                                  help="where `other` goes: right of, below, left of or above `video`"),
+           match_size: bool = Param(True, help="stretch `other` to `video`'s height (beside) or width (above or "
+                                               "below), keeping its shape; off: the smaller one centred"),
+           spacing: int = Param(0, min=0, max=1024, help="pixels between the two (rounded up to even)"),
+           colour: str = Param("white", choices=("white", "black", "red", "green", "blue"),
+                               help="the spacing's colour; without match_size, white or black also fills around "
+                                    "the smaller one (black for the others)")) -> VIDEO:
+    """Two clips as one picture: a before/after view, or the pictures FLUX.1 Kontext edits as one reference
+    (ComfyUI's ImageStitch). The shorter holds its last frame; `video`'s rate and sound go on."""
+    from .stitch import stitch as run
+    return video if other is None else run(video, other, direction, match_size, spacing, colour)
+
+
+@node("video.resize_pixels", title="Resize to Pixel Count", category="Video", temporal_radius=0)
+def resize_pixels(ctx, video: VIDEO,
+                  megapixels: float = Param(1.0, min=0.01, max=16.0, help="the frames' size in millions of pixels "
+                                                                          "(1 = 1024 x 1024 = 1,048,576)"),
+                  method: str = Param("lanczos", choices=tuple(edit.RESIZE_METHODS),
+                                      help="area: best for shrinking; lanczos or bicubic: sharpest enlarging"),
+                  step: int = Param(1, min=1, max=256, help="each side a multiple of this (16 for most models)")
+                  ) -> VIDEO:
+    """Resize every frame to about `megapixels` million pixels, keeping its shape (ComfyUI's
+    ImageScaleToTotalPixels): a picture of any size brought to the size a model was trained at."""
+    return edit.resize(video, *edit.pixel_count_size(video.width, video.height, megapixels, step), method)
+
+
 @node("video.flip", category="Video", temporal_radius=0)
 def flip(ctx, video: VIDEO, direction: str = Param("horizontal", choices=edit.FLIPS,
                                                    help="horizontal: mirror left and right (Nuke's flop); "

@@ -19,6 +19,7 @@ class Adapter:
     prediction = "epsilon"            # or "v_prediction" / "flow"
     embedded_guidance = False         # guidance distilled into the model (HunyuanVideo): no negative pass
     per_frame_text = False            # the denoiser takes one text embedding per frame (AnimateDiff, SD)
+    reads_references = False          # reference latents (condition.reference) join its tokens (FLUX.1 Kontext)
     has_text = True
     frames_first = False              # the pipeline's latents are [B, F, C, h, w] (CogVideoX, SVD)
     single_file = False               # load() also takes one weights file (ComfyUI's layouts)
@@ -296,3 +297,16 @@ def stack_global(conds, frames, device, dtype, batch: int, time_factor: int = 1)
     out_m = None if masks[0] is None else torch.cat(masks).to(device)
     out_p = None if pooled[0] is None else torch.cat(pooled).to(device, dtype)
     return out_e, out_m, out_p
+
+
+def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
+    """inputs with "concat" [N, C', f, h, w]: an inpainting model's mask and masked-picture channels
+    (Conditioning.extra["concat"], nodes/generate/inpaint.py) at these latent frames, per conditioning."""
+    if conds[-1].extra.get("concat") is None:
+        return inputs
+    idx = torch.as_tensor([int(i) for i in frames])
+    parts = []
+    for c in conds:
+        cat = c.extra.get("concat", conds[-1].extra["concat"])
+        parts += [cat[:, :, idx.clamp(max=cat.shape[2] - 1)]] * batch
+    return {**inputs, "concat": torch.cat(parts).to(device, dtype)}

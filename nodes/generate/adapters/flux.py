@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch
+from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, with_concat
 from nodes.generate.adapters.mmdit import MMDiTAdapter
+from nodes.generate.reference import reference_rows
 
 NO_ENCODERS = ("FLUX.1 reads two text encoders, CLIP-L (clip_l.safetensors) and T5-XXL (t5xxl_fp16.safetensors); "
                "this text encoder {lacks}. Give load.text_encoder both files (name and name2, type flux), as "
@@ -35,12 +37,41 @@ def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return tokens.view(n, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(n, d // 4, h, w)
 
 
-def image_ids(h: int, w: int) -> torch.Tensor:
-    """Each patch token's position (0, row, column), as FluxPipeline._prepare_latent_image_ids gives it."""
+def image_ids(h: int, w: int, index: int = 0, row: int = 0, column: int = 0) -> torch.Tensor:
+    """Each patch token's position (index, row, column), as FluxPipeline._prepare_latent_image_ids gives it; a
+    reference picture's are on plane `index`, moved by (row, column) patches."""
     ids = torch.zeros(h // 2, w // 2, 3)
-    ids[..., 1] += torch.arange(h // 2)[:, None]
-    ids[..., 2] += torch.arange(w // 2)[None, :]
+    ids[..., 0] = index
+    ids[..., 1] += torch.arange(h // 2)[:, None] + row
+    ids[..., 2] += torch.arange(w // 2)[None, :] + column
     return ids.reshape(-1, 3)
+
+
+def reference_tokens(refs, method: str, h: int, w: int):
+    """The reference latents ([rows, C, rh, rw] each) as tokens beside a generated h x w latent's, and their
+    positions, placed as ComfyUI's Flux.forward places them (offset: plane 1, each further one beside or below the
+    last, whichever keeps the whole squarer; index: plane 1, 2, ...; uxo: plane 0, past the image's own corner).
+    A side the patches do not divide is padded by wrapping round, as ComfyUI's pad_to_patch_size does."""
+    tokens, ids = [], []
+    index = hh = ww = 0
+    for r in refs:
+        rh, rw = r.shape[-2:]
+        if method == "index":
+            index, ho, wo = index + 1, 0, 0
+        elif method == "uxo":
+            index, ho, wo = 0, (h + 1) // 2 * 2 + hh, (w + 1) // 2 * 2 + ww
+            hh, ww = hh + rh, ww + rw
+        else:
+            index, ho, wo = 1, 0, 0
+            if rh + hh > rw + ww:
+                wo = ww
+            else:
+                ho = hh
+            hh, ww = max(hh, rh + ho), max(ww, rw + wo)
+        r = F.pad(r, (0, rw % 2, 0, rh % 2), mode="circular") if rh % 2 or rw % 2 else r
+        tokens.append(pack(r))
+        ids.append(image_ids(r.shape[-2], r.shape[-1], index, (ho + 1) // 2, (wo + 1) // 2))
+    return torch.cat(tokens, 1), torch.cat(ids)
 
 
 def size_shift(config, tokens: int) -> float:
@@ -58,6 +89,7 @@ class FluxAdapter(MMDiTAdapter):
     encoders = "CLIP-L and T5-XXL"
     max_tokens = 512
     flow_levels = 10000               # ComfyUI's ModelSamplingFlux tabulates 10000 levels (1000 for other flow models)
+    reads_references = True           # FLUX.1 Kontext's pictures to edit (ComfyUI hands them to any FLUX.1 model)
 
     def load(self, path: Path, dtype, device: str, **opts):
         if Path(path).is_file():
@@ -73,7 +105,8 @@ class FluxAdapter(MMDiTAdapter):
 
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:      # a transformer from its own file: 4 latent channels per patch
-            return 1, 8, int(pipe.transformer.config.in_channels) // 4
+            cfg = pipe.transformer.config
+            return 1, 8, int(cfg.out_channels or cfg.in_channels) // 4
         return 1, int(pipe.vae_scale_factor), int(pipe.vae.config.latent_channels)
 
     # -- text ----------------------------------------------------------------------------
@@ -122,10 +155,20 @@ class FluxAdapter(MMDiTAdapter):
             return super().percent_sigma(pipe, percent, shift)
         return 1.0 - percent
 
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        out = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
+        out = with_concat(out, conds, frames, batch, device, dtype)       # FLUX.1 Fill's / Depth's pictures
+        refs, method = reference_rows(conds, frames, batch)
+        if refs:
+            out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
+        return out
+
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n, c, f, h, w = x_in.shape
         flat = self.in_patches(x_in)
+        if "concat" in inputs:      # FLUX.1 Fill: each patch's latent, then its masked picture's and mask's channels
+            flat = torch.cat([flat, frames_in_batch(inputs["concat"]).to(flat.dtype)], 1)
         ehs = inputs["encoder_hidden_states"]
         guidance = inputs.get("guidance")
         if model.config.guidance_embeds:
@@ -133,11 +176,16 @@ class FluxAdapter(MMDiTAdapter):
                                   dtype=torch.float32)
         else:
             guidance = None                         # schnell: no guidance input at all
-        out = model(hidden_states=pack(flat).to(model.dtype), timestep=(t.float() / 1000).to(flat.device).expand(n * f),
+        tokens, ids = pack(flat), image_ids(h, w)
+        own = tokens.shape[1]
+        if inputs.get("references"):        # FLUX.1 Kontext: the pictures to edit, read and not denoised
+            ref, ref_ids = reference_tokens(inputs["references"], inputs["reference_method"], h, w)
+            tokens, ids = torch.cat([tokens, ref.to(tokens)], 1), torch.cat([ids, ref_ids])
+        out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(flat.device).expand(n * f),
                     guidance=guidance, pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs,
-                    txt_ids=torch.zeros(ehs.shape[1], 3, device=flat.device), img_ids=image_ids(h, w).to(flat.device),
+                    txt_ids=torch.zeros(ehs.shape[1], 3, device=flat.device), img_ids=ids.to(flat.device),
                     return_dict=False)[0]
-        return frames_from_batch(unpack(out, h, w), n)
+        return frames_from_batch(unpack(out[:, :own], h, w), n)
 
 
 ADAPTERS = {"flux": FluxAdapter()}

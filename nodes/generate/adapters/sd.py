@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
+from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch, with_concat
 
 
 class SDAdapter(Adapter):
@@ -133,19 +133,6 @@ def with_control(inputs: dict, handle, pixel_frames, copies: int, device, dtype)
     from nodes.generate.control import control_images
     return {**inputs, "control": [c._replace(frames=control_images(c.frames, pixel_frames).to(device, dtype)
                                              .repeat(copies, 1, 1, 1)) for c in controls]}
-
-
-def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
-    """inputs with "concat" [N, C', f, h, w]: an inpainting UNet's mask and masked-picture channels
-    (Conditioning.extra["concat"], nodes/generate/inpaint.py) at these latent frames, per conditioning."""
-    if conds[-1].extra.get("concat") is None:
-        return inputs
-    idx = torch.as_tensor([int(i) for i in frames])
-    parts = []
-    for c in conds:
-        cat = c.extra.get("concat", conds[-1].extra["concat"])
-        parts += [cat[:, :, idx.clamp(max=cat.shape[2] - 1)]] * batch
-    return {**inputs, "concat": torch.cat(parts).to(device, dtype)}
 
 
 def concat_flat(handle, x_in, inputs):

@@ -10,7 +10,8 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frame_centres, frames_from_batch
-from nodes.generate.adapters.sd import SDAdapter, concat_flat, control_residuals, with_concat, with_control
+from nodes.generate.adapters.base import with_concat
+from nodes.generate.adapters.sd import SDAdapter, concat_flat, control_residuals, with_control
 
 # Conditioning meta key of encode.sdxl's sizes (ComfyUI's CLIPTextEncodeSDXL): [original h, w, crop top, left,
 # target h, w], 0 for a size = the image being made.

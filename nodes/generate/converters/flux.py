@@ -50,7 +50,9 @@ def transformer_config(state: Mapping) -> dict:
     cfg = model_config(FAMILY, "transformer")
     w = state["x_embedder.weight"]
     head = int(state["transformer_blocks.0.attn.norm_q.weight"].shape[0])
-    cfg.update(in_channels=int(w.shape[1]), num_attention_heads=int(w.shape[0]) // head, attention_head_dim=head,
+    # Fill and Depth/Canny read more channels than they give back (the latent's 64 per patch)
+    cfg.update(in_channels=int(w.shape[1]), out_channels=int(state["proj_out.weight"].shape[0]),
+               num_attention_heads=int(w.shape[0]) // head, attention_head_dim=head,
                num_layers=count(state, "transformer_blocks.{}."),
                num_single_layers=count(state, "single_transformer_blocks.{}."),
                joint_attention_dim=int(state["context_embedder.weight"].shape[1]),
@@ -64,10 +66,9 @@ def transformer_config(state: Mapping) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import FluxTransformer2DModel
     from graph_engine import NodeError
-    if det.variant.split("-")[0] in ("fill", "control", "in"):
-        raise NodeError(f"this is a FLUX.1 {det.variant.split('-')[0]} model, which takes a mask (Fill) or a depth or "
-                        "edge map (Depth, Canny) on extra input channels; Kinograph runs FLUX.1 dev and schnell "
-                        "(text-to-image)")
+    if det.variant.startswith("in-"):
+        raise NodeError(f"this FLUX.1 model reads {det.extra.get('in_channels')} input channels, which no released "
+                        "FLUX.1 does (dev, schnell and Kontext read 64, Fill 384, Depth and Canny 128)")
     if any(k.startswith("model.diffusion_model.") for k in state):     # the transformer of an all-in-one file
         state = {k[len("model.diffusion_model."):]: v for k, v in state.items() if k.startswith("model.diffusion_model.")}
     conv = transformer_to_diffusers(state)

@@ -1,0 +1,81 @@
+"""Reference latents: pictures an edit model (FLUX.1 Kontext) reads beside the noise, as extra tokens of the
+sequence the transformer attends over, never denoised and dropped from its output (ComfyUI's ReferenceLatent,
+diffusers' FluxKontextPipeline). They ride in a conditioning (extra["reference0"], ["reference1"], ...; their
+placement in meta["reference_method"]), so every prompt of a combination reads them, as ComfyUI sets them on each.
+
+A reference of one frame serves every frame of the generated latent; a clip gives frame i its own frame i (a clip edited frame by frame, each frame from its source frame)."""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.latent import Conditioning, Latent
+
+# Black Forest Labs' sizes Kontext was trained at (their flux/util.py; ComfyUI's FluxKontextImageScale)
+KONTEXT_SIZES = ((672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328), (832, 1248), (880, 1184),
+                 (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832), (1328, 800), (1392, 752),
+                 (1456, 720), (1504, 688), (1568, 672))
+# offset: each further reference beside the last (ComfyUI's default); index: each on its own position plane;
+# uxo: beside the generated image itself (UNO / USO)
+METHODS = ("offset", "index", "uxo")
+_KEY = "reference"
+
+
+def kontext_size(width: int, height: int) -> Tuple[int, int]:
+    """The trained size whose shape is nearest this picture's (the first of equals, as min() finds it)."""
+    aspect = width / height
+    _, w, h = min((abs(aspect - w / h), w, h) for w, h in KONTEXT_SIZES)
+    return w, h
+
+
+def add_reference(cond: Conditioning, latent: Latent) -> Conditioning:
+    """`cond` with `latent` as one more reference."""
+    if latent.samples.shape[0] != 1:
+        raise NodeError(f"the reference latent holds {latent.samples.shape[0]} pictures side by side in a batch; give "
+                        "one picture (or one clip) per condition.reference")
+    n = len(references(cond))
+    return cond.with_extra(**{f"{_KEY}{n}": latent.samples.float()})
+
+
+def with_method(cond: Conditioning, method: str) -> Conditioning:
+    if method not in METHODS:
+        raise NodeError(f"method={method!r}: choose one of {', '.join(METHODS)}")
+    return cond.with_meta(reference_method=method)
+
+
+def references(cond: Conditioning) -> List[torch.Tensor]:
+    """The conditioning's reference latents [1, C, T, h, w], in the order they were added."""
+    out = []
+    while f"{_KEY}{len(out)}" in cond.extra:
+        out.append(cond.extra[f"{_KEY}{len(out)}"])
+    return out
+
+
+def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: int):
+    """The references of a batched call, one [rows, C, h, w] per reference, its rows in the order the network's
+    batch has them (conditioning, then batch item, then frame), and the placement method. Every conditioning
+    of one call must hold references of the same sizes: their tokens are one sequence."""
+    per_cond = [references(c) for c in conds]
+    shapes = {tuple(tuple(r.shape[-2:]) for r in refs) for refs in per_cond}
+    if len(shapes) > 1:
+        raise NodeError("the prompts sampled together hold different reference pictures (condition.reference on "
+                        "one and not the other, or of other sizes): give each the same references")
+    methods = {c.meta.get("reference_method", "offset") for c in conds}
+    if len(methods) > 1:
+        raise NodeError(f"the prompts sampled together place their references differently ({', '.join(methods)}): "
+                        "set one method on both")
+    idx = torch.as_tensor([int(f) for f in frames])
+    rows = []
+    for k in range(len(per_cond[0])):
+        parts = []
+        for refs in per_cond:
+            r = refs[k]
+            t = r.shape[2]
+            if t > 1 and int(idx.max()) >= t:
+                raise NodeError(f"the reference clip has {t} frames and frame {int(idx.max())} is generated from "
+                                "it: give one picture, or a clip as long as the generated one")
+            parts += [r[0, :, idx if t > 1 else torch.zeros_like(idx)].permute(1, 0, 2, 3)] * batch
+        rows.append(torch.cat(parts))
+    return rows, methods.pop()
