@@ -5,7 +5,7 @@ from __future__ import annotations
 from graph_engine import Input, Param, node
 from graph_engine.types import IMAGE_ENCODER, IPADAPTER, MODEL, VIDEO
 from nodes.common.models_dirs import locator
-from nodes.generate.ipadapter import COMBINE, PRESETS
+from nodes.generate.ipadapter_presets import COMBINE, PRESETS
 
 
 @node("load.ipadapter", title="Load IP-Adapter", category="Models", outputs={"ipadapter": IPADAPTER})
