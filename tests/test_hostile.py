@@ -830,3 +830,22 @@ def test_a_frames_pattern_over_folders_is_refused_before_it_walks_them(tmp_path,
     assert main(["run", str(wf)]) == 0
     from nodes.io.video_read import load_video
     assert load_video(str(tmp_path / "out" / "v.mkv")).length == 2
+
+
+def test_a_checkpoint_whose_records_unpack_far_beyond_its_size_is_refused_before_torch_reads_it(tmp_path):
+    """torch.save stores a checkpoint's records uncompressed; torch reads a deflated one too, unpacking it whole
+    into memory before anything checks it: a 66 KB embedding .pt holding 64 MB of zeros took 200 MB to inspect
+    (`kinograph info` reads every file in the model folders), so a 10 MB one would take 10 GB or more."""
+    import zipfile
+    from nodes.generate.detect import read_header
+    plain = tmp_path / "plain.pt"
+    torch.save({"emb": torch.zeros(2 ** 23)}, plain)                    # 32 MB, stored as torch stores it
+    bomb = tmp_path / "EasyNegative.pt"
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(bomb, "w") as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(NodeError, match=r"EasyNegative.pt is refused: its records unpack to 33,554,\d+ bytes from a "
+                                        r"file of [\d,]+ \(torch saves them uncompressed\)"):
+        read_header(bomb)
+    assert read_header(plain).shapes == {"emb": (2 ** 23,)}
