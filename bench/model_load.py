@@ -99,7 +99,7 @@ def write_random(path: Path, shapes: dict, dtype: str = "F16") -> Path:
         f.write(struct.pack("<Q", len(head)) + head)
         for name, shape in shapes.items():
             t = (torch.randn(tuple(shape), generator=g) * 0.02).to(tdtype)
-            f.write(t.contiguous().view(torch.uint8).numpy().tobytes())
+            f.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return path
 
 
@@ -185,13 +185,14 @@ def make_sdxl(folder: Path, scale: float) -> dict:
     ucfg = _scaled(model_config("sdxl", "unet_sdxl"), ("block_out_channels",), scale, 64)
     vcfg = _scaled(model_config("sdxl", "vae_sdxl"), ("block_out_channels",), scale, 32)
     tcfg, text = _clip_l(scale)
-    gcfg = _scaled(model_config("clip_g", "text_encoder"), ("hidden_size", "intermediate_size", "projection_dim"),
-                   scale, 64)
+    gcfg = _scaled(_scaled(model_config("clip_g", "text_encoder"), ("intermediate_size", "projection_dim"), scale, 64),
+                   ("hidden_size",), scale, 64 * 20)
     gcfg = CLIPTextConfig(**gcfg)
     from accelerate import init_empty_weights
     with init_empty_weights():
         text_2 = CLIPTextModelWithProjection(gcfg)
-    ucfg.update(cross_attention_dim=tcfg.hidden_size + gcfg.hidden_size,
+    ucfg.update(attention_head_dim=[max(1, c // 64) for c in ucfg["block_out_channels"]],     # 64-wide heads
+                cross_attention_dim=tcfg.hidden_size + gcfg.hidden_size,
                 projection_class_embeddings_input_dim=gcfg.projection_dim + 6 * ucfg["addition_time_embed_dim"])
     unet, vae = _meta(UNet2DConditionModel, ucfg), _meta(AutoencoderKL, vcfg)
     shapes = {f"model.diffusion_model.{k}": v.shape
