@@ -62,7 +62,9 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
 
 # What ComfyUI users load beside a family's denoiser file, named in the loader's note when they are missing.
 SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors + t5xxl_fp16.safetensors, type flux)",
-                        "vae": "load.vae (ae.safetensors)"}}
+                        "vae": "load.vae (ae.safetensors)"},
+              "qwenimage": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image)",
+                            "vae": "load.vae (qwen_image_vae.safetensors)"}}
 
 
 def _resolve_any(path: str) -> Path:
