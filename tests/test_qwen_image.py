@@ -177,6 +177,8 @@ def test_qwen_image_edit_and_2_1_are_refused_by_name(models, tmp_path):
     edit = models / "diffusion_models" / "qwen_image_edit_2509_fp8_e4m3fn.safetensors"
     edit.unlink(missing_ok=True)
     edit.symlink_to(models / "diffusion_models" / "qwen_image_tiny_bf16.safetensors")
+    listed = describe_model(edit)
+    assert listed["loads"] == "no" and "Qwen-Image-Edit" in listed["note"], listed
     with pytest.raises(NodeError) as e:
         load_diffusion_model(ModelManager(), edit.name, "default", "cpu")
     msg = str(e.value)
@@ -196,3 +198,42 @@ def test_qwen_text_encoder_given_another_family_is_named(models):
         load_text_encoder(ModelManager(), "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "wan", "cpu")
     msg = str(e.value)
     assert "qwen25vl" in msg and "set type qwen_image" in msg, msg
+
+
+def test_qwen_image_lightning_lora_changes_what_merging_it_does(models, tmp_path):
+    """A LoRA in the Qwen-Image-Lightning files' layout (lora_down / lora_up / alpha on diffusers' layer names) was
+    taken for LTX's or CogVideoX's ('transformer_blocks'); it is detected as Qwen-Image's, and lora.image on the
+    split-file model samples what QwenImagePipeline samples with W + strength (alpha / rank) up @ down merged by
+    hand."""
+    from diffusers import QwenImagePipeline
+    from safetensors.torch import save_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_diffusion_model
+    layers = ("transformer_blocks.0.attn.to_q", "transformer_blocks.1.img_mlp.net.0.proj",
+              "transformer_blocks.0.img_mod.1", "transformer_blocks.1.txt_mlp.net.2")
+    ref = QwenImagePipeline.from_pretrained(str(models.parent / "Qwen-Image"), local_files_only=True)
+    g = torch.Generator().manual_seed(3)
+    lora, rank, alpha, strength = {}, 4, 2.0, 0.8
+    for name in layers:
+        w = ref.transformer.get_submodule(name).weight
+        lora[f"{name}.lora_down.weight"] = torch.randn(rank, w.shape[1], generator=g) * 0.3
+        lora[f"{name}.lora_up.weight"] = torch.randn(w.shape[0], rank, generator=g) * 0.3
+        lora[f"{name}.alpha"] = torch.tensor(alpha)
+    path = models / "loras" / "Qwen-Image-Lightning-8steps-V1.0-tiny.safetensors"
+    path.parent.mkdir(exist_ok=True)
+    save_file(lora, str(path))
+    got_det = describe_model(path)
+    assert (got_det["family"], got_det["loads"]) == ("qwenimage", "yes"), got_det
+    with torch.no_grad():
+        for name in layers:
+            ref.transformer.get_submodule(name).weight += strength * alpha / rank * (
+                lora[f"{name}.lora_up.weight"] @ lora[f"{name}.lora_down.weight"])
+        packed = ref("a cat", width=W, height=H, num_inference_steps=3, true_cfg_scale=1.0,
+                     generator=torch.Generator().manual_seed(7), output_type="latent").images
+    want = ref._unpack_latents(packed, H, W, ref.vae_scale_factor)[:, :, 0]
+    mm = ModelManager()
+    model = add_lora(load_diffusion_model(mm, "qwen_image_tiny_bf16.safetensors", "default", "cpu"), path.name, strength)
+    h = mm.load("qwenimage", str(models.parent / "Qwen-Image"))
+    p = mm.components(h)
+    _close(want, _sample(model, p["text_encoder"], p["vae"]))

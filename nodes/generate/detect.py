@@ -574,6 +574,10 @@ def _lora(k: Keys) -> Optional[Detection]:
         # FLUX.1's block names in BFL's / ComfyUI's and kohya's spelling (HunyuanVideo's are img_attn_qkv,
         # img_mlp.fc1, img_mod.linear)
         fam, why = "flux", "FLUX.1 double/single blocks"
+    elif re.search(r"[._](img_mod|txt_mod)[._]1[._]|[._](img_mlp|txt_mlp)[._]net[._]", text):
+        # Qwen-Image's block names (img_mod.1, txt_mlp.net.*), in diffusers', ComfyUI's (diffusion_model.), kohya's or
+        # the Lightning LoRAs' (lora_down / lora_up / alpha) spelling
+        fam, why = "qwenimage", "Qwen-Image block names"
     elif re.search(r"lora_unet_(double|single)_blocks_", text) and not re.search(
             r"(fc1|fc2|mod_linear|modulation_linear|token_refiner)", text):
         # kohya's names of layers both have (img_attn_qkv, linear1): the model it is applied to tells

@@ -553,7 +553,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:
             return True, "lora.image on a FLUX.1 or HunyuanVideo model (its layer names are both's)"
-        ok = det.family in ("sd", "sdxl", "flux", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
         return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \
@@ -615,6 +615,12 @@ def describe_model(path: Path) -> Dict[str, str]:
         return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                 "note": str(exc).splitlines()[0]}
     ok, note = will_load(det)
+    if det.family == "qwenimage" and det.role == "diffusion_model":
+        from nodes.generate.converters.qwenimage import refuse_edit
+        try:
+            refuse_edit(path)
+        except NodeError as exc:
+            ok, note = False, str(exc)
     return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}
 
