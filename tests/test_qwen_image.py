@@ -237,3 +237,21 @@ def test_qwen_image_lightning_lora_changes_what_merging_it_does(models, tmp_path
     h = mm.load("qwenimage", str(models.parent / "Qwen-Image"))
     p = mm.components(h)
     _close(want, _sample(model, p["text_encoder"], p["vae"]))
+
+
+def test_qwen_image_transformer_alone_tells_what_is_missing(models, tmp_path):
+    """load.qwenimage given only the transformer file: its text_encoder and vae are empty, and the log names the
+    ComfyUI files to load for them (the run then stops at the node that needs one, naming the empty input)."""
+    from graph_engine.api import Session, load_workflow
+    wf = tmp_path / "qwen.yaml"
+    wf.write_text("""kinograph: 1
+nodes:
+  load: {type: load.qwenimage, params: {path: qwen_image_tiny_bf16.safetensors}}
+  prompt: {type: encode.text, params: {text: a cat}, inputs: {text_encoder: load.text_encoder}}
+""")
+    logs = []
+    res = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False,
+                                    on_event=lambda e: logs.append(str(e.get("message", ""))))
+    assert not res.ok and "input 'text_encoder' is empty" in res.failed["prompt"], res.failed
+    note = next((m for m in logs if "holds the denoiser alone" in m), "")
+    assert "qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image" in note and "qwen_image_vae" in note, logs
