@@ -518,6 +518,10 @@ RULES: Dict[str, Rule] = {
                            {"image": "image"}, ("image",)),
     # model tweaks
     "ModelSamplingSD3": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"}, ("model",)),
+    # Qwen-Image's (and AuraFlow's): the same shifted line as ModelSamplingSD3, its time told to the model as sigma
+    # rather than 1000 sigma, which the model's adapter already does
+    "ModelSamplingAuraFlow": Rule("model.flow_shift", ("shift",), (P("shift", "shift"),), {"model": "model"},
+                                  ("model",)),
     # FLUX.1's size-dependent shift: mu linear in the image's 2x2-patch count (base_shift at 256, max_shift at
     # 4096), the shifted line sigma = e^mu t / (1 + (e^mu - 1) t), which is model.flow_shift's at e^mu
     "ModelSamplingFlux": Rule("model.flow_shift", ("max_shift", "base_shift", "width", "height"),

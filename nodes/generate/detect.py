@@ -564,6 +564,14 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     if emb is not None:
         name = {768: "clip_l", 1280: "clip_g"}.get(emb[1], "clip")
         return Detection("text_encoder", name, "", why="text_model embeddings", extra={"hidden": emb[1]})
+    # Qwen2.5-VL (Qwen-Image's encoder): a Qwen2 language model (biased q/k/v) under model. in ComfyUI's files
+    # (transformers 4's names, with the vision tower as visual.*), or model.language_model. in transformers 5's
+    qkv_bias = k.shape("layers.0.self_attn.k_proj.bias") or k.shape("language_model.layers.0.self_attn.k_proj.bias")
+    if qkv_bias is not None:
+        emb = k.shape("embed_tokens.weight") or k.shape("language_model.embed_tokens.weight") or (0, 0)
+        return Detection("text_encoder", "qwen25vl", {3584: "7b", 2048: "3b"}.get(emb[1], f"h{emb[1]}"),
+                         why="Qwen2 layers (q/k/v biases)", extra={"hidden": emb[1],
+                                                                  "vision": k.any("visual.patch_embed.proj.weight")})
     if k.has("layers.0.self_attn.q_proj.weight", "embed_tokens.weight") or \
             k.has("model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"):
         hidden = (k.shape("embed_tokens.weight") or k.shape("model.embed_tokens.weight"))[1]
@@ -609,6 +617,10 @@ def _lora(k: Keys) -> Optional[Detection]:
         # FLUX.1's block names in BFL's / ComfyUI's and kohya's spelling (HunyuanVideo's are img_attn_qkv,
         # img_mlp.fc1, img_mod.linear)
         fam, why = "flux", "FLUX.1 double/single blocks"
+    elif re.search(r"[._](img_mod|txt_mod)[._]1[._]|[._](img_mlp|txt_mlp)[._]net[._]", text):
+        # Qwen-Image's block names (img_mod.1, txt_mlp.net.*), in diffusers', ComfyUI's (diffusion_model.), kohya's or
+        # the Lightning LoRAs' (lora_down / lora_up / alpha) spelling
+        fam, why = "qwenimage", "Qwen-Image block names"
     elif re.search(r"lora_unet_(double|single)_blocks_", text) and not re.search(
             r"(fc1|fc2|mod_linear|modulation_linear|token_refiner)", text):
         # kohya's names of layers both have (img_attn_qkv, linear1): the model it is applied to tells
@@ -675,8 +687,23 @@ def _sd3(k: Keys) -> Optional[Detection]:
                             "clips": k.starts("text_encoders.clip_g.")})
 
 
+def _qwenimage(k: Keys) -> Optional[Detection]:
+    """Qwen-Image's transformer: ComfyUI's split files keep diffusers' own names (img_in, txt_norm, txt_in,
+    transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1 adds a
+    norm inside txt_in and is another model."""
+    if not k.has("img_in.weight", "txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"):
+        if k.has("img_in.weight", "txt_in.text_norm.weight"):
+            return Detection(None, "qwenimage2.1", "", why="Qwen-Image 2.1 (a model Kinograph does not run; "
+                                                            "Qwen-Image it does)")
+        return None
+    in_ch = (k.shape("img_in.weight") or (0, 64))[1]
+    return Detection("diffusion_model", "qwenimage", "" if in_ch == 64 else f"in{in_ch}",
+                     prefix=k.prefix_of("img_in.weight") or "", layout="diffusers", why="img_in / txt_norm / img_mod",
+                     extra={"in_channels": in_ch})
+
+
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
-RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _vae,
+RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision]
 
 

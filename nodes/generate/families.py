@@ -73,6 +73,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
     Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),
            fps=8.0, flow=True, cfg=4.5, steps=28, size=(1024, 1024), frames=1, patch=2),
+    # Qwen-Image keyframes (and text in pictures): a flow-matching transformer on 2x2 patches of the Wan 2.1 VAE's
+    # 16-channel latent (its own weights), prompts read by Qwen2.5-VL's language model; true CFG with a negative.
+    Family("qwenimage", "Qwen-Image (image)", ("QwenImagePipeline",), ("QwenImageTransformer2DModel",), fps=8.0,
+           flow=True, cfg=4.0, steps=30, size=(1328, 1328), frames=1, patch=2),
     Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
            ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),
     Family("svd", "Stable Video Diffusion", ("StableVideoDiffusionPipeline",),

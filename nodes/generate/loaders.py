@@ -68,7 +68,9 @@ def load_parts(ctx, family: str, path: str, *, dtype: str = "auto", offload: str
 SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors + t5xxl_fp16.safetensors, type flux)",
                         "vae": "load.vae (ae.safetensors)"},
                "sd3": {"text_encoder": "load.text_encoder (clip_l, clip_g and t5xxl_fp16.safetensors, type sd3)",
-                       "vae": "load.vae (an SD3 VAE, family sd3)"}}
+                       "vae": "load.vae (an SD3 VAE, family sd3)"},
+               "qwenimage": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image)",
+                             "vae": "load.vae (qwen_image_vae.safetensors)"}}
 
 
 def _resolve_any(path: str) -> Path:

@@ -29,7 +29,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 # Where a family's models live in a ComfyUI-style models folder.
 KINDS = {"sd": "checkpoints", "sdxl": "checkpoints", "flux": "diffusion_models", "sd3": "checkpoints", "animatediff": "checkpoints", "svd": "checkpoints", "wan": "diffusion_models",
          "ltx": "checkpoints", "cogvideox": "diffusion_models", "hunyuan": "diffusion_models",
-         "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
+         "qwenimage": "diffusion_models", "mini": "diffusion_models", "motion": "animatediff_models", "lora": "loras", "controlnet": "controlnet"}
 
 
 # Families whose models are found in a second folder too: FLUX.1's transformer files live in diffusion_models/ (or
@@ -172,8 +172,9 @@ def dtype_of(name: str, family: str, device: str):
         if device == "cpu":
             name = "fp32"
         else:
-            # FLUX.1's and SD3.5's activations overflow fp16 (black images), as these video transformers' do
-            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3") and device.startswith("cuda") \
+            # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers' do
+            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage") and \
+                device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
@@ -557,7 +558,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:
             return True, "lora.image on a FLUX.1 or HunyuanVideo model (its layer names are both's)"
-        ok = det.family in ("sd", "sdxl", "flux", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
+        ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
         return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \
@@ -636,6 +637,12 @@ def describe_model(path: Path) -> Dict[str, str]:
         return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                 "note": str(exc).splitlines()[0]}
     ok, note = will_load(det)
+    if det.family == "qwenimage" and det.role == "diffusion_model":
+        from nodes.generate.converters.qwenimage import refuse_edit
+        try:
+            refuse_edit(path)
+        except NodeError as exc:
+            ok, note = False, str(exc)
     return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}
 

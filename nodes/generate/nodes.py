@@ -33,7 +33,8 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "sd3", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan", "mini"),
+        "auto", "sd", "sdxl", "flux", "sd3", "qwenimage", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
     """Load any supported video model from a local folder; the family is recognised from its files.
@@ -113,6 +114,12 @@ load.text_encoder (clip_l, clip_g, t5xxl; type sd3) into text_encoder.
 
 Guidance is classifier-free (cfg 4.5 is usual, about 1 for large turbo) with a negative prompt; the schedule is the
 flow line shifted by 3 (model.flow_shift changes it). Sizes divisible by 16.""")
+load_qwen_image = _family_loader("qwenimage", "Load Qwen-Image", """Qwen-Image text-to-image: keyframes (legible text
+in them too) to animate with an image-to-video model. A diffusers folder (Qwen/Qwen-Image), or ComfyUI's files: the
+transformer (diffusion_models/qwen_image_fp8_e4m3fn or _bf16) here or through load.diffusion_model, with
+load.text_encoder (qwen_2.5_vl_7b_fp8_scaled, type qwen_image) and load.vae (qwen_image_vae).
+
+True CFG: connect a negative prompt (cfg 2.5-4 is usual); sizes divisible by 16 (1328x1328 is its native size).""")
 load_svd = _family_loader("svd", "Load Stable Video Diffusion", """Stable Video Diffusion (image-to-video).
 
 Feed the start image through encode.image (positive) and condition.frames (first frame).""")

@@ -23,21 +23,22 @@ from nodes.generate.handles import ComponentHandle, ModelHandle
 # ComfyUI's CLIPLoader `type` names -> Kinograph family.
 TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyuan", "hunyuan": "hunyuan",
               "sd": "sd", "stable_diffusion": "sd", "animatediff": "animatediff", "cogvideox": "cogvideox",
-              "mochi": "ltx", "flux": "flux", "sd3": "sd3"}
+              "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage"}
 # Encoder -> the family that uses it when the type is auto.
-ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3"}
+ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
+                  "qwen25vl": "qwenimage"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
-                   "sd3": ("clip_l", "clip", "clip_g", "t5")}
+                   "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
-           "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3"}
+           "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
-                 "llama": "xtuner/llava-llama-3-8b-v1_1-transformers"}
+                 "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct"}
 COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
-                    "llama": "comfy/text_encoders/llama_tokenizer"}
+                    "llama": "comfy/text_encoders/llama_tokenizer", "qwen25vl": "comfy/text_encoders/qwen25_tokenizer"}
 # Where a pipeline folder keeps T5-XXL's tokenizer, beside CLIP's tokenizer/.
 T5_TOKENIZER = {"FluxPipeline": "tokenizer_2", "StableDiffusion3Pipeline": "tokenizer_3"}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
@@ -150,6 +151,9 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     if det.family == "sdxl":
         from nodes.generate.converters.sdxl import refuse_unsupported
         refuse_unsupported(path, det)
+    if det.family == "qwenimage":
+        from nodes.generate.converters.qwenimage import refuse_edit
+        refuse_edit(path)
     if det.family not in FAMILIES:
         raise NodeError(f"{path.name} is {det.describe()}, a model family Kinograph does not run")
     dname, dtype = _weight_dtype(weight_dtype, det.family, device, dtype_of)
@@ -273,6 +277,9 @@ def load_vae(mm, name: str, device: str, family: str = "auto") -> ComponentHandl
         found = sd_vae_family(path, family)
     elif found == "flux" and det.role == "vae":
         found = flat_vae_family(path, family)
+    elif found == "wan" and det.variant == "2.1" and (family == "qwenimage" or family == "auto" and
+                                                      "qwen" in path.stem.lower()):
+        found = "qwenimage"         # qwen_image_vae: the Wan 2.1 VAE's network and names, Qwen-Image's weights
     elif family not in ("auto", found):
         raise NodeError(f"{path.name} is {FAMILIES[found].title}'s VAE, not {FAMILIES[family].title}'s; set family "
                         f"to auto or {found}")

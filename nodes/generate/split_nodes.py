@@ -7,7 +7,7 @@ from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
-TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux", "sd3")
+TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux", "sd3", "qwen_image")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
@@ -16,7 +16,7 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
                                                    help="compute precision; default = the device's usual "
                                                         "(fp8 files are dequantised to it)")) -> MODEL:
-    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2 or FLUX.1 in
+    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2, FLUX.1 or Qwen-Image in
     fp16, bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_diffusion_model as run
@@ -25,7 +25,8 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
 
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
 def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
-                                             help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3)"),
+                                             help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3, "
+                                                  "qwen_2.5_vl)"),
                       name2: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "
                                               "with t5xxl, either order)"),
@@ -44,9 +45,10 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
 @node("load.vae", title="Load VAE", category="Models", device="gpu")
 def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), required=True,
                                     help="file in vae/ (e.g. wan_2.1_vae.safetensors, FLUX.1's ae.safetensors)"),
-             family: str = Param("auto", choices=("auto", "sd", "sdxl", "flux", "sd3"),
+             family: str = Param("auto", choices=("auto", "sd", "sdxl", "flux", "sd3", "qwenimage"),
                                  help="whose latents: SD 1.5's or SDXL's (the files look alike; auto = sdxl when its "
-                                      "name says xl), FLUX.1's or SD3's (auto = sd3 when its name says sd3)")) -> VAE:
+                                      "name says xl), FLUX.1's or SD3's (auto = sd3 when its name says sd3); qwenimage: "
+                                      "a Wan 2.1 VAE file that is Qwen-Image's (auto when its name says qwen)")) -> VAE:
     """A VAE from its own file (ComfyUI's Load VAE); its family is read from the file."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_vae as run

@@ -37,6 +37,16 @@ def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return tokens.view(n, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(n, d // 4, h, w)
 
 
+def frame_tokens(x_in: torch.Tensor, title: str) -> torch.Tensor:
+    """A latent [N, C, f, h, w] as each frame's 2x2-patch tokens [N f, h/2 w/2, 4C] (FLUX.1's and Qwen-Image's
+    packing); a size that does not divide into patches is named, not met with a reshape error."""
+    h, w = x_in.shape[-2:]
+    if h % 2 or w % 2:
+        raise NodeError(f"{title} reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into them: "
+                        "make width and height multiples of 16")
+    return pack(frames_in_batch(x_in))
+
+
 def image_ids(h: int, w: int, index: int = 0, row: int = 0, column: int = 0) -> torch.Tensor:
     """Each patch token's position (index, row, column), as FluxPipeline._prepare_latent_image_ids gives it; a
     reference picture's are on plane `index`, moved by (row, column) patches."""
@@ -80,6 +90,16 @@ def size_shift(config, tokens: int) -> float:
     lo, hi = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
     m = (config.get("max_shift", 1.15) - config.get("base_shift", 0.5)) / (hi - lo)
     return tokens * m + config.get("base_shift", 0.5) - m * lo
+
+
+def size_shifted_sigmas(sch, steps: int, latent_shape) -> torch.Tensor:
+    """The levels FluxPipeline and QwenImagePipeline visit: 1 down to 1/steps through their scheduler, which shifts
+    them by mu for the image's 2x2-patch count where it shifts dynamically, then 0."""
+    kw = {}
+    if sch.config.get("use_dynamic_shifting"):
+        kw["mu"] = size_shift(sch.config, (latent_shape[-2] // 2) * (latent_shape[-1] // 2))
+    sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), **kw)
+    return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
 
 class FluxAdapter(MMDiTAdapter):
@@ -132,12 +152,7 @@ class FluxAdapter(MMDiTAdapter):
     def default_sigmas(self, pipe, steps, latent_shape):
         """FluxPipeline's levels: 1 down to 1/steps, shifted for the image's size where the scheduler shifts
         dynamically (dev), as they are (schnell's shift 1), then 0."""
-        sch = self.scheduler(pipe)
-        kw = {}
-        if sch.config.get("use_dynamic_shifting"):
-            kw["mu"] = size_shift(sch.config, (latent_shape[-2] // 2) * (latent_shape[-1] // 2))
-        sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), **kw)
-        return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
+        return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape)
 
     def flow_shift(self, pipe) -> float:
         """The shift of the tabulated schedules (simple, beta, ...) and of prompt step ranges: ComfyUI's Flux model

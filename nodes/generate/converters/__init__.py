@@ -21,7 +21,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[3] / "resources" / "model_configs"
 # family (or encoder name) -> module under nodes.generate.converters that registers it.
 MODULES = {"wan": "wan", "sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "sd3_clip": "sd3", "animatediff": "sd", "umt5": "text", "t5": "text", "clip_l": "text",
            "clip_g": "text", "clip": "text", "llama": "hunyuan", "clip_vision": "text", "ltx": "ltx",
-           "hunyuan": "hunyuan", "svd": "svd", "cogvideox": "cogvideox"}
+           "hunyuan": "hunyuan", "svd": "svd", "cogvideox": "cogvideox",
+           "qwenimage": "qwenimage", "qwen25vl": "qwenimage"}
 
 
 @dataclass
@@ -79,6 +80,17 @@ def split_single_block(key: str, value, width: int) -> Optional[dict]:
     base = f"single_transformer_blocks.{n}"
     return {f"{base}.attn.to_q.{kind}": q, f"{base}.attn.to_k.{kind}": k, f"{base}.attn.to_v.{kind}": v,
             f"{base}.proj_mlp.{kind}": mlp}
+
+
+def decoder_sizes(state: Dict[str, object], head: int) -> dict:
+    """A decoder language model's sizes (Llama's, Qwen2's names without their `model.` prefix) from its tensors, for
+    heads `head` wide: the config values a text encoder file states."""
+    emb = state["embed_tokens.weight"]
+    return dict(vocab_size=int(emb.shape[0]), hidden_size=int(emb.shape[1]),
+                intermediate_size=int(state["layers.0.mlp.gate_proj.weight"].shape[0]),
+                num_hidden_layers=count(state, "layers.{}."),
+                num_attention_heads=int(state["layers.0.self_attn.q_proj.weight"].shape[0]) // head,
+                num_key_value_heads=int(state["layers.0.self_attn.k_proj.weight"].shape[0]) // head)
 
 
 def count(state: Dict[str, object], pattern: str) -> int:

@@ -16,11 +16,11 @@ FAMILY = "flux"
 RELEASED_WIDTH = 3072               # diffusers' converter's fixed inner_dim (FLUX.1 dev and schnell)
 
 
-def rope_axes(head_dim: int) -> list:
-    """The rotary position split of a head (time, row, column): the released models' [16, 56, 56] for 128-wide heads,
-    the same proportions (an eighth for the first axis, even sizes) for others."""
+def rope_axes(head_dim: int, family: str = FAMILY) -> list:
+    """The rotary position split of a head (time, row, column): the released models' [16, 56, 56] for 128-wide heads
+    (FLUX.1's and Qwen-Image's), the same proportions (an eighth for the first axis, even sizes) for others."""
     if head_dim == 128:
-        return list(model_config(FAMILY, "transformer")["axes_dims_rope"])
+        return list(model_config(family, "transformer")["axes_dims_rope"])
     first = max(2, head_dim // 8 // 2 * 2)
     side = (head_dim - first) // 2
     return [head_dim - 2 * side, side, side]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nodes.generate.converters import Built, count, model_config, register, split_single_block
+from nodes.generate.converters import Built, count, decoder_sizes, model_config, register, split_single_block
 
 FAMILY = "hunyuan"
 HEAD_DIM = 128                      # every released HunyuanVideo transformer
@@ -111,12 +111,6 @@ def llama(state, det) -> Built:
     state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()
              if not k.startswith("lm_head.")}
     cfg = model_config("llama", "text_encoder")
-    emb = state["embed_tokens.weight"]
-    head = cfg["head_dim"]
-    cfg.update(vocab_size=int(emb.shape[0]), hidden_size=int(emb.shape[1]),
-               intermediate_size=int(state["layers.0.mlp.gate_proj.weight"].shape[0]),
-               num_hidden_layers=count(state, "layers.{}."),
-               num_attention_heads=int(state["layers.0.self_attn.q_proj.weight"].shape[0]) // head,
-               num_key_value_heads=int(state["layers.0.self_attn.k_proj.weight"].shape[0]) // head)
+    cfg.update(decoder_sizes(state, cfg["head_dim"]))
     config = LlamaConfig(**cfg)
     return Built(lambda: LlamaModel(config), state, cfg)

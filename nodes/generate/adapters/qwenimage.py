@@ -1,0 +1,88 @@
+"""Qwen-Image (images): Qwen2.5-VL's last hidden states of the prompt in a chat template (the template's own tokens
+dropped), the Wan 2.1 VAE's network with its per-channel latent statistics, one frame at a time, and a flow-matching
+transformer that reads the latent in 2x2 patches (FLUX.1's packing) with a text mask.
+
+Guidance is true CFG with a negative prompt, as ComfyUI's KSampler gives it (QwenImagePipeline also rescales the
+guided prediction to the positive one's norm; at cfg 1 both are the plain prediction). The default schedule is
+QwenImagePipeline's: 1 down to 1/steps shifted for the image's size (exponential time shift, ending at 0.02); the
+tabulated ones (simple, beta, ...) use ComfyUI's constant shift 1.15 unless model.flow_shift (ModelSamplingAuraFlow)
+sets another."""
+from __future__ import annotations
+
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
+from nodes.generate.adapters.flux import frame_tokens, size_shifted_sigmas, unpack
+from nodes.generate.adapters.wan import WanAdapter
+
+WAN = WanAdapter()                  # the same VAE network and latent statistics
+COMFY_SHIFT = 1.15                  # ComfyUI's Qwen-Image sampling (ModelSamplingDiscreteFlow, shift 1.15)
+
+
+class QwenImageAdapter(Adapter):
+    family = "qwenimage"
+    space = "flow"
+    prediction = "flow"
+    per_frame_text = True
+    single_file = True
+    max_tokens = 1024
+
+    # -- text ----------------------------------------------------------------------------
+    def encode_text(self, pipe, prompts, device):
+        if getattr(pipe, "text_encoder", None) is None:
+            raise NodeError("this text encoder has no Qwen2.5-VL: give load.text_encoder qwen_2.5_vl_7b_fp8_scaled"
+                            ".safetensors (type qwen_image), or load a Qwen-Image diffusers folder")
+        embeds, mask = pipe.encode_prompt(list(prompts), device=device, max_sequence_length=self.max_tokens)
+        if mask is None:        # every prompt as long as the longest: kept, so prompts of other lengths pad against it
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return embeds, mask, None
+
+    def token_offsets(self, pipe, text):
+        return None             # the template's tokens are dropped from the embeddings: no span maps onto them
+
+    # -- sampling ------------------------------------------------------------------------
+    def default_sigmas(self, pipe, steps, latent_shape):
+        return size_shifted_sigmas(self.scheduler(pipe), steps, latent_shape)
+
+    def flow_shift(self, pipe) -> float:
+        return COMFY_SHIFT
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        """Each conditioning's embeddings per frame, padded to the longest with its mask zero there."""
+        rows = [c.at_frames(frame_centres(frames, 1))[:2] for c in conds]
+        length = max(e.shape[1] for e, _ in rows)
+        ehs, masks = [], []
+        for e, m in rows:
+            m = torch.ones(e.shape[:2], dtype=torch.bool) if m is None else m.bool()
+            pad = length - e.shape[1]
+            ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
+            masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
+        return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+
+    def forward(self, handle, x_in, t, inputs):
+        model = handle.pipe.transformer
+        n, c, f, h, w = x_in.shape
+        tokens = frame_tokens(x_in, "Qwen-Image")
+        mask = inputs["mask"]
+        out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
+                    encoder_hidden_states=inputs["encoder_hidden_states"],
+                    # QwenImagePipeline passes no mask when no token is padding
+                    encoder_hidden_states_mask=None if bool(mask.all()) else mask,
+                    img_shapes=[[(1, h // 2, w // 2)]] * (n * f), return_dict=False)[0]
+        return frames_from_batch(unpack(out, h, w), n)
+
+    # -- VAE: each frame its own one-frame clip through the video VAE ---------------------
+    def vae_per_frame(self):
+        return True
+
+    def vae_encode(self, pipe, pixels, generator=None):
+        z = WAN.vae_encode(pipe, frames_in_batch(pixels).unsqueeze(2))[:, :, 0]
+        return frames_from_batch(z, pixels.shape[0])
+
+    def vae_decode(self, pipe, latent):
+        img = WAN.vae_decode(pipe, frames_in_batch(latent).unsqueeze(2))[:, :, 0]
+        return frames_from_batch(img, latent.shape[0])
+
+
+ADAPTERS = {"qwenimage": QwenImageAdapter()}
