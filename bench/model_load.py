@@ -251,9 +251,10 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="sd15,wan13b")
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--dtypes", default="fp16,fp32", help="the dtypes to load in (fp16 keeps the file's)")
-    ap.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
+    ap.add_argument("--dir", default=None, help="where to make the bench's own temporary folder (default: the system's)")
     args = ap.parse_args(argv)
-    folder = Path(args.dir or tempfile.mkdtemp(prefix="model_load_"))
+    # A folder of its own even under --dir: the files it writes and deletes are only ever the ones it made.
+    folder = Path(tempfile.mkdtemp(prefix="model_load_", dir=args.dir))
     try:
         print(f"{'model':8} {'file':>8} {'loader':10} {'dtype':5} {'time':>7} {'peak':>8} {'anon':>8} {'base':>7} "
               f"{'held':>7}")
@@ -281,8 +282,7 @@ def main(argv=None) -> int:
             made["file"].unlink()
             other.unlink()
     finally:
-        if args.dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
