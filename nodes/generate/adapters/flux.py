@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, with_concat
-from nodes.generate.adapters.mmdit import MMDiTAdapter
+from nodes.generate.adapters.mmdit import MMDiTAdapter, patch_frames
 from nodes.generate.reference import reference_rows
 
 NO_ENCODERS = ("FLUX.1 reads two text encoders, CLIP-L (clip_l.safetensors) and T5-XXL (t5xxl_fp16.safetensors); "
@@ -39,12 +39,8 @@ def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def frame_tokens(x_in: torch.Tensor, title: str) -> torch.Tensor:
     """A latent [N, C, f, h, w] as each frame's 2x2-patch tokens [N f, h/2 w/2, 4C] (FLUX.1's and Qwen-Image's
-    packing); a size that does not divide into patches is named, not met with a reshape error."""
-    h, w = x_in.shape[-2:]
-    if h % 2 or w % 2:
-        raise NodeError(f"{title} reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into them: "
-                        "make width and height multiples of 16")
-    return pack(frames_in_batch(x_in))
+    packing)."""
+    return pack(patch_frames(x_in, title))
 
 
 def image_ids(h: int, w: int, index: int = 0, row: int = 0, column: int = 0) -> torch.Tensor:

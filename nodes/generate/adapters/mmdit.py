@@ -9,6 +9,16 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
 
 
+def patch_frames(x_in: torch.Tensor, title: str) -> torch.Tensor:
+    """The latent's frames as a batch, checked to tile into a transformer's 2x2 patches (FLUX.1, SD3, Qwen-Image): a
+    size that does not divide is named, not met with a reshape error."""
+    h, w = x_in.shape[-2:]
+    if h % 2 or w % 2:
+        raise NodeError(f"{title} reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into them: "
+                        "make width and height multiples of 16")
+    return frames_in_batch(x_in)
+
+
 class MMDiTAdapter(Adapter):
     space = "flow"
     prediction = "flow"
@@ -18,12 +28,7 @@ class MMDiTAdapter(Adapter):
     encoders = ""                       # the text encoders that give the pooled embedding, for messages
 
     def in_patches(self, x_in: torch.Tensor) -> torch.Tensor:
-        """The latent's frames as a batch, checked to tile into the transformer's 2x2 patches."""
-        h, w = x_in.shape[-2:]
-        if h % 2 or w % 2:
-            raise NodeError(f"{self.name} reads the latent in 2x2 patches; {w}x{h} latent pixels do not divide into "
-                            "them: make width and height multiples of 16")
-        return frames_in_batch(x_in)
+        return patch_frames(x_in, self.name)
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)
