@@ -67,7 +67,7 @@ def plan_shards(wf: Workflow, registry: Registry) -> ShardPlan:
     blocking, context = [], {}
     for nid in _topological(g, g.ancestors([src])):
         inst, spec = g.nodes[nid], registry.get(g.nodes[nid].type)
-        video_inputs = [s for p, (s, _) in g.inputs.get(nid, {}).items() if spec.inputs[p].type is VIDEO]
+        video_inputs = [s for p, (s, _) in g.inputs.get(nid, {}).items() if spec.port_type(p) is VIDEO]
         if not video_inputs:
             context[nid] = 0             # a source: Clips are random access by contract
             continue

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 from .cache import DiskCache, MemoryCache, OverCap
 from .clip import Clip, WorkMeter
 from .context import CancelToken, Context
-from .errors import Cancelled, KinographError
+from .errors import Cancelled, KinographError, NodeError
 from .keep import FrameStore
 from .partial import Partials
 from .plan import explain, plan_run
@@ -57,6 +57,8 @@ def call_node(spec, ctx: Context, inputs: Dict[str, Any], params: Dict[str, Any]
             kwargs[port] = None
     for name, ps in spec.params.items():
         v = params.get(name, ps.default)
+        if name in inputs:
+            v = linked_param(ps, inputs[name])
         if ps.type == "schedule":
             from .schedule import parse_schedule
             v = parse_schedule(v)
@@ -71,6 +73,17 @@ def call_node(spec, ctx: Context, inputs: Dict[str, Any], params: Dict[str, Any]
         raise RuntimeError(f"{spec.type} returned {sorted(out) if isinstance(out, dict) else type(out).__name__}, "
                            f"expected outputs {sorted(spec.outputs)}")
     return out
+
+
+def linked_param(ps, value: Any) -> Any:
+    """A param's value as a link brought it, checked as a typed-in one is at validation (the range, the
+    choices): a size another node measured can be one the node cannot take."""
+    from .validate import check_param, coerce_param
+    v = coerce_param(ps, value)
+    why = check_param(ps, v)
+    if why:
+        raise NodeError(f"parameter {ps.name!r} got {value!r} through its link: {why}")
+    return v
 
 
 def _in_upstream(g, nid: str, error: BaseException, message: str) -> str:
@@ -395,7 +408,7 @@ class Executor:
             v = values[src][sport]
             if isinstance(v, Clip) and (src, sport) in shared:
                 v = spill.share((src, sport), v)
-            want = spec.inputs[port].type
+            want = spec.port_type(port)
             have = self.registry.get(g.nodes[src].type).outputs[sport].type
             conv = want.converter(have) if have is not want else None
             ins[port] = conv(v) if conv else v

@@ -14,7 +14,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from .types import SocketType, PY_PARAM_TYPES
+from .types import BOOL, FLOAT, INT, STRING, SocketType, PY_PARAM_TYPES
 
 PARAM_KINDS = ("", "path", "schedule", "seed", "text", "color", "json")
 # The seeds a torch generator takes, and ComfyUI's range: a seed outside it would wrap silently
@@ -66,6 +66,26 @@ class Param:
         if self.kind:
             d["kind"] = self.kind
         return d
+
+
+# The params a link may set instead of a typed-in value (ComfyUI's widgets turned into inputs: a latent's width from
+# GetImageSize): numbers, switches and words. A path, a schedule, JSON or a file name stays typed in: validation and
+# the cache key read those files (and check the names) before anything runs, and a value known only as the
+# workflow runs cannot be checked then.
+_LINKABLE = {"int": INT, "float": FLOAT, "bool": BOOL, "str": STRING}
+
+
+def param_socket(p: Param) -> Optional[SocketType]:
+    """The socket type that can feed param `p` through a link, or None where it must be typed in."""
+    if p.kind in ("path", "schedule", "json") or p.locate or p.names_files or p.check or p.required:
+        return None
+    return _LINKABLE.get(p.type)
+
+
+def typed_in(p: Param) -> str:
+    """Why param `p` refuses a link."""
+    return (f"parameter {p.name!r} ({p.kind or p.type}) is typed in, not linked: only numbers, switches and plain "
+            f"words take a link")
 
 
 @dataclass
@@ -120,6 +140,13 @@ class NodeSpec:
     # linked, to the node behind it, so a VAE or model that reaches a check through a LoRA or a context-window
     # node is checked as if linked directly.
     passes: Dict[str, str] = field(default_factory=dict)
+
+    def port_type(self, port: str) -> Optional[SocketType]:
+        """The socket type a link into `port` must bring: an input's, or a linkable param's (param_socket)."""
+        if port in self.inputs:
+            return self.inputs[port].type
+        p = self.params.get(port)
+        return None if p is None else param_socket(p)
 
     @property
     def summary(self) -> str:

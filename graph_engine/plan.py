@@ -74,7 +74,9 @@ def plan_run(wf: Workflow, registry: Registry, targets: Optional[Iterable[str]] 
         if inst.bypass:
             parts[nid] = {"bypass": True, "inputs": ins}
         else:
-            parts[nid] = {"type": inst.type, "version": spec.version, "params": p, "inputs": ins, "files": files}
+            # a param a link sets is keyed by the link (its source's key), not by the value typed in under it
+            typed = {k: v for k, v in p.items() if k not in links}
+            parts[nid] = {"type": inst.type, "version": spec.version, "params": typed, "inputs": ins, "files": files}
         keys[nid] = hash_key(parts[nid])
     return Plan(order, keys, params, parts, last_use, left_out)
 

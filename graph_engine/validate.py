@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from .node_api import NodeSpec, Param
+from .node_api import NodeSpec, Param, typed_in
 from .outputs import output_problems
 from .registry import Registry, did_you_mean
 from .workflow import Problem, Workflow
@@ -256,15 +256,17 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
 def link_problem(g, spec: NodeSpec, port: str, src: str, sport: str, sspec: Optional[NodeSpec]) -> Optional[str]:
     """Why `src.sport` cannot feed input `port` of a node of `spec`, or None. A source node of an unknown type
     (`sspec` None: its own problem is reported) is not judged further."""
-    if port not in spec.inputs:
-        return f"{spec.type} has no input {port!r}{did_you_mean(port, spec.inputs)}"
+    if port in spec.params and spec.port_type(port) is None:
+        return f"{typed_in(spec.params[port])}. Remove the link and type its value"
+    if port not in spec.inputs and port not in spec.params:
+        return f"{spec.type} has no input {port!r}{did_you_mean(port, {**spec.inputs, **spec.params})}"
     if src not in g.nodes:
         return f"input {port!r} links to missing node {src!r}{did_you_mean(src, g.nodes)}"
     if sspec is None:
         return None
     if sport not in sspec.outputs:
         return f"input {port!r}: {src} ({sspec.type}) has no output {sport!r}{did_you_mean(sport, sspec.outputs)}"
-    have, want = sspec.outputs[sport].type, spec.inputs[port].type
+    have, want = sspec.outputs[sport].type, spec.port_type(port)
     if not want.can_take(have):
         return f"input {port!r}: {have.name} ({src}.{sport}) cannot connect to {want.name}{want.refusal_hint(have)}"
     return None
@@ -281,6 +283,13 @@ def node_params(spec: NodeSpec, params: Dict[str, Any], base_dir) -> Dict[str, A
     return out
 
 
+def known_params(g, nid: str, spec: NodeSpec, base_dir) -> Dict[str, Any]:
+    """node_params without the params a link sets: their values are only known as the workflow runs, so a
+    preflight that needs one says nothing (a missing key is a preflight it skips)."""
+    linked = g.inputs.get(nid, {})
+    return {k: v for k, v in node_params(spec, g.nodes[nid].params, base_dir).items() if k not in linked}
+
+
 def _preflights(wf: Workflow, specs: Dict[str, NodeSpec], troubled) -> List[Problem]:
     """The nodes' own checks across params and sources (NodeSpec.preflight), for nodes whose params
     passed the plain checks (a preflight sees only values of the declared types)."""
@@ -293,10 +302,10 @@ def _preflights(wf: Workflow, specs: Dict[str, NodeSpec], troubled) -> List[Prob
         sources = {}
         for port, link in g.inputs.get(nid, {}).items():
             src = _origin(g, specs, link, troubled)
-            if src is not None:
-                sources[port] = (specs[src].type, node_params(specs[src], g.nodes[src].params, wf.base_dir))
+            if src is not None and port in spec.inputs:
+                sources[port] = (specs[src].type, known_params(g, src, specs[src], wf.base_dir))
         try:
-            found = list(spec.preflight(node_params(spec, inst.params, wf.base_dir), sources) or ())
+            found = list(spec.preflight(known_params(g, nid, spec, wf.base_dir), sources) or ())
         except Exception:  # a preflight only anticipates the run, which reports the problem itself
             continue
         for param, why in found:
@@ -459,6 +468,12 @@ def apply_overrides(wf: Workflow, overrides, registry: Registry, source: str = "
         if spec is not None and param not in spec.params:
             problems.append(Problem(source, 0, node_id, f"{spec.type} has no parameter {param!r}"
                                                         f"{did_you_mean(param, spec.params)}"))
+            continue
+        link = g.inputs.get(node_id, {}).get(param)
+        if link is not None:            # the link's value would be used: the override would change nothing
+            problems.append(Problem(source, 0, node_id, f"{node_id}.{param} is set by a link from {'.'.join(link)}, "
+                                                        f"so a value given here would change nothing; remove the link "
+                                                        f"in the workflow to set {param} here"))
             continue
         if spec is not None and isinstance(value, str) and spec.params[param].type in ("int", "float") \
                 and value.strip() == "":

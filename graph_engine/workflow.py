@@ -385,7 +385,7 @@ def to_data(graph: Graph, registry=None) -> Dict[str, Any]:
         ins = graph.inputs.get(nid) or {}
         spec = registry.get(inst.type) if registry is not None else None
         if ins:
-            order = list(spec.inputs) if spec else []
+            order = [*spec.inputs, *spec.params] if spec else []      # linked params after the inputs
             keys = [k for k in order if k in ins] + sorted(k for k in ins if k not in order)
             body["inputs"] = {k: f"{ins[k][0]}.{ins[k][1]}" for k in keys}
         if inst.params:

@@ -194,6 +194,39 @@ def test_connect_by_dragging_and_refusal_with_reason(win):
     assert f"{r}.video" not in win.scene.links
 
 
+def test_a_number_wired_onto_a_params_field_sets_it_through_a_link(win):
+    """A node's numbers can feed another's settings (video.size's width into video.resize's; ComfyUI's GetImageSize
+    into a widget): dropping the wire on the field links it, the field shows where its value comes from and no
+    longer edits, a socket at its edge ends the wire, and dragging the wire away types the value in again. A
+    field that must be typed in (a path) does not take it."""
+    c, g = win.controller, win.doc.graph
+    p = c.add_node("generate.test_pattern", (0, 0))
+    size = c.add_node("video.size", (0, 250))
+    r = c.add_node("video.resize", (300, 0))
+    save = c.add_node("io.save_video", (300, 300))
+    c.connect(p, "video", size, "video")
+    win.view.centerOn(QPointF(300, 150))
+    item = win.scene.nodes[r]
+    field = item.mapToScene(item.param_rect("width").center())
+    drag(win.view, port(win, size, "width", False), field)
+    assert g.inputs[r]["width"] == (size, "width") and f"{r}.width" in win.scene.links
+    assert item.param_at(item.mapFromScene(field)) is None          # the field no longer edits
+    win.scene.select_nodes([r])
+    QApplication.processEvents()
+    assert "width" not in win.properties.editors and "height" in win.properties.editors
+    assert port(win, r, "width", True).y() == field.y() and item.port_at(item.mapFromScene(port(win, r, "width", True))) \
+        == ("width", True)
+    save_item = win.scene.nodes[save]
+    drag(win.view, port(win, size, "width", False), save_item.mapToScene(save_item.param_rect("path").center()))
+    assert "path" not in g.inputs.get(save, {})
+    assert win.statusBar().currentMessage() == "Not connected: save_video has no input that takes INT"
+    with pytest.raises(Refused, match=r"parameter 'path' \(path\) is typed in, not linked"):
+        c.connect(size, "width", save, "path")
+    drag(win.view, port(win, r, "width", True), QPointF(900, 600))
+    assert "width" not in g.inputs.get(r, {}) and item.param_at(item.mapFromScene(field)) == "width"
+    assert "width" in win.properties.editors
+
+
 def test_drag_a_connected_input_away_disconnects(win):
     p, r, s = chain(win)
     drag(win.view, port(win, s, "video", True), QPointF(900, 300))

@@ -13,7 +13,7 @@ from graph_engine.cache import DiskCache
 from graph_engine.context import CancelToken
 from graph_engine.executor import Executor
 from graph_engine.registry import Registry
-from graph_engine.types import FLOAT, VIDEO
+from graph_engine.types import FLOAT, INT, VIDEO
 from graph_engine.workflow import parse_workflow, to_yaml
 
 CALLS = []
@@ -86,6 +86,64 @@ def wf_of(text, registry, path=None):
     wf, problems = parse_workflow(textwrap.dedent(text), path, registry)
     assert not problems
     return wf
+
+
+@node("test.count", category="Test")
+def count(ctx, value: int = Param(1)) -> INT:
+    """A whole number."""
+    return value
+
+
+@node("test.repeat", category="Test")
+def repeat(ctx, a: FLOAT, times: int = Param(1, min=1, max=4), path: str = Param("", kind="path", reads=False)
+           ) -> FLOAT:
+    """a times `times` (1 to 4)."""
+    CALLS.append(ctx.node_id)
+    return a * times
+
+
+def test_a_param_takes_a_number_another_node_makes_through_a_link(registry, tmp_path):
+    """ComfyUI's widgets turned into inputs (a latent's width from GetImageSize's): Kinograph passed no numbers
+    between nodes, so such a workflow could not be written or imported. A number, switch or word param now takes
+    a link of its type: the value comes from the link, the node re-runs when its source changes (not when the
+    value typed under the link does), the file keeps the link, and a value the param cannot take is named."""
+    registry.register(count, repeat)
+    text = CHAIN.replace("t: {type: test.add, inputs: {a: s.float}, params: {offset: 1.0}}",
+                         "t: {type: test.add, inputs: {a: s.float, offset: y.float}, params: {offset: 1.0}}")
+    ex = Executor(registry, disk=DiskCache(tmp_path, 1 << 30))
+    wf = wf_of(text, registry)
+    r = ex.run(wf)
+    assert r.ok and r.results["out"]["value"] == 8.0          # 2 + 3, offset y's 3 (not the 1 typed under it)
+    CALLS.clear()
+    wf.graph.set_param("t", "offset", 5.0)
+    assert ex.run(wf).results["out"]["value"] == 8.0 and CALLS == []
+    wf.graph.set_param("y", "value", 4.0)
+    assert ex.run(wf).results["out"]["value"] == 10.0 and "input offset changed upstream" in ex.why("t")
+    assert wf_of(to_yaml(wf.graph, registry), registry).graph.inputs["t"] == {"a": ("s", "float"),
+                                                                              "offset": ("y", "float")}
+    from graph_engine.validate import apply_overrides
+    assert [p.message for p in apply_overrides(wf, ["t.offset=2"], registry)] == [
+        "t.offset is set by a link from y.float, so a value given here would change nothing; remove the link in "
+        "the workflow to set offset here"]
+
+    def problems(body):
+        from graph_engine.validate import validate
+        return [p.message for p in validate(wf_of("kinograph: 1\nnodes:\n" + textwrap.indent(body, "  "), registry),
+                                            registry)]
+
+    base = "x: {type: test.number}\nn: {type: test.count, params: {value: 9}}\n"
+    assert problems(base + "r: {type: test.repeat, inputs: {a: x.float, times: x.float}}") == [
+        "input 'times': FLOAT (x.float) cannot connect to INT"]
+    assert problems(base + "r: {type: test.repeat, inputs: {a: x.float, path: x.float}}") == [
+        "parameter 'path' (path) is typed in, not linked: only numbers, switches and plain words take a link. "
+        "Remove the link and type its value"]
+    wf = wf_of("kinograph: 1\nnodes:\n" + textwrap.indent(base + "r: {type: test.repeat, inputs: {a: x.float, "
+                                                            "times: n.int}}\nout: {type: test.report, inputs: "
+                                                            "{a: r.float}}", "  "), registry)
+    r = ex.run(wf)
+    assert not r.ok and r.failed["r"] == "parameter 'times' got 9 through its link: 9 is out of range (1..4)"
+    wf.graph.set_param("n", "value", 3)
+    assert ex.run(wf).results["out"]["value"] == 3.0
 
 
 def test_engine_imports_no_torch_or_qt():

@@ -287,6 +287,30 @@ def test_a_size_the_denoiser_cannot_tile_is_refused_by_latent_empty(mm, tiny, tm
         empty_latent(parts["vae"], 9, 40, 40, 16.0)
 
 
+def test_vae_encode_crops_a_picture_the_grid_does_not_divide_as_comfyui_does(mm, tiny):
+    """ComfyUI's edit templates scale a picture to a pixel count (ImageScaleToTotalPixels: 1254x836 at 1 MP) and
+    feed it to VAEEncode, which crops it; Kinograph's vae.encode refused every such size ('divisible by 16'). It
+    now crops, centred, to the grid's multiple and logs what it cut; the latent is the crop's."""
+    from graph_engine import Clip
+    from graph_engine.context import Context
+    from nodes.generate.nodes import vae_encode
+    from nodes.generate.vae_ops import encode_clip
+    _, parts = _parts(mm, tiny, "wan")
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (5, 41, 70, 3), dtype=np.uint8)
+    events = []
+    got = vae_encode(Context("enc", emit=events.append), parts["vae"], Clip.from_array(frames, 16.0))
+    assert [e["message"] for e in events if e["event"] == "log"] == [
+        "enc: cropped 70x41 to 64x32 (centred): Wan 2.1/2.2 needs sizes divisible by 16"]
+    crop = encode_clip(parts["vae"], Clip.from_array(np.ascontiguousarray(frames[:, 4:36, 3:67]), 16.0))
+    assert (got.width, got.height) == (64, 32) and torch.equal(got.samples, crop.samples)
+    events.clear()
+    whole = vae_encode(Context("enc", emit=events.append), parts["vae"], Clip.from_array(frames[:, :32, :64], 16.0))
+    assert not events and (whole.width, whole.height) == (64, 32)
+    with pytest.raises(NodeError, match="divisible by 16; 70x12 is not"):     # no whole grid cell to keep
+        vae_encode(Context("enc"), parts["vae"], Clip.from_array(frames[:, :12], 16.0))
+
+
 @pytest.mark.parametrize("window, says", [
     (["sample.start_step=4"], "start_step 4 leaves nothing to sample: the schedule stops at step 4 (steps 4)"),
     (["sample.start_step=3", "sample.end_step=1"], "the schedule stops at step 1 (steps 4, end_step 1)")])

@@ -308,7 +308,7 @@ def test_comfyui_regional_prompting_workflow_ui_format_runs(sd, tmp_path, monkey
 def test_comfyui_masks_alpha_and_latent_composite_api_format_run(sd, tmp_path, monkeypatch):
     """API format: two samplings pasted together with LatentCompositeMasked under a SolidMask, a picture given an
     alpha (JoinImageWithAlpha) and split again (SplitImageWithAlpha): the mask comes back as it went in. A
-    GetImageSize is named with what to do instead."""
+    GetImageSize's width reaches the latent's through a link (it was not mapped: Kinograph passed no numbers)."""
     from PIL import Image
     monkeypatch.setenv("KINOGRAPH_MODELS", str(sd["root"] / "models"))
     Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(tmp_path / "photo.png")
@@ -344,12 +344,14 @@ def test_comfyui_masks_alpha_and_latent_composite_api_format_run(sd, tmp_path, m
     # the InvertMask of a mask fading in over 16 columns: 1 - (x + 1) / 16 there, 0 past it
     want = np.clip(1 - (np.arange(32) + 1) / 16, 0, 1)
     assert np.abs(saved["alpha"][5].astype(float) / 255 - want).max() < 2 / 255
-    # GetImageSize: not mapped, and the report says what to do
     api["19"] = n("GetImageSize", image=["11", 0])
     api["4"]["inputs"]["width"] = ["19", 0]
     from app.comfyui import import_data
-    entry = next(e for e in import_data(api).report.entries.values() if e.class_type == "GetImageSize")
-    assert entry.status == "unmapped" and "latent.empty's width and height" in " ".join(entry.notes)
+    got = import_data(api)
+    assert {e.class_type: e.status for e in got.report.entries.values()}["GetImageSize"] == "exact"
+    latent = next(nid for nid, inst in got.graph.nodes.items() if inst.type == "latent.empty")
+    src, port = got.graph.inputs[latent]["width"]
+    assert (got.graph.nodes[src].type, port) == ("video.size", "width") and "width" not in got.graph.nodes[latent].params
 
 
 def test_an_area_the_models_patches_do_not_divide_is_padded_round_and_cut_back():

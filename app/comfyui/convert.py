@@ -35,6 +35,8 @@ class Converter:
         self.consumers: Dict[str, List[str]] = {}
         self.skipped: Dict[str, set] = {}                    # switch -> ComfyUI nodes feeding only its unpicked input
         self.control_nodes: Dict[Tuple[Tuple[str, str], int], str] = {}   # (model port, control) -> control.apply
+        # ComfyUI node -> its widgets that a node's output feeds (Kinograph param, the output, ComfyUI's name)
+        self.param_links: Dict[str, List[Tuple[str, Out, str]]] = {}
         for cn in flat.nodes.values():
             for v in cn.inputs.values():
                 if isinstance(v, Ref):
@@ -58,6 +60,7 @@ class Converter:
         spec = self.registry.get(type_name) if self.registry is not None else None
         title = cn.title if not suffix else ""
         self.graph.add_node(type_name, nid, params, spec.version if spec else 1, title=title)
+        self.link_params(cn, nid)
         if cn.pos is not None:
             self.graph.ui[nid] = {"pos": [round(cn.pos[0]), round(cn.pos[1] + dy)]}
         return nid
@@ -146,6 +149,9 @@ class Converter:
                     notes.append(f"{p.comfy} is the loaded clip's frame rate" + (f" x {k:g}" if k != 1 else "") +
                                  ", and the frames here are not at that rate (a node between changes it): the "
                                  f"clip's own rate is kept; set {p.param} by hand to play them at another")
+                continue
+            if isinstance(v, Out) and v.port is not None and p.convert is None:
+                self.param_links.setdefault(cn.id, []).append((p.param, v, p.comfy))    # linked once it is made
                 continue
             if isinstance(v, Out) or v is None:
                 notes.append(f"{p.comfy} comes from a node that did not convert; set {p.param} by hand")
@@ -236,7 +242,26 @@ class Converter:
             made = []
         else:
             made = [self.plain(cn, rule, params, notes)]
+        for param, _, comfy in self.param_links.pop(cn.id, ()):
+            notes.append(f"{comfy} comes from another node's output, which Kinograph's {param} cannot take through a "
+                         f"link; set {param} by hand")
         self.finish(cn, rule, made, notes)
+
+    def link_params(self, cn: CNode, nid: str) -> None:
+        """Link the widgets another node's output feeds (a width from GetImageSize) to the params of Kinograph node
+        `nid` they became, where the param takes a link of that type; the rest stay for convert to name."""
+        spec = self.registry.get(self.graph.nodes[nid].type) if self.registry is not None else None
+        left = []
+        for param, out, comfy in self.param_links.pop(cn.id, ()):
+            src, sport = out.port
+            have = self.registry.get(self.graph.nodes[src].type).outputs[sport].type if spec else None
+            want = spec.port_type(param) if spec else None
+            if want is not None and have is not None and want.can_take(have):
+                self.graph.connect(src, sport, nid, param)
+            else:
+                left.append((param, out, comfy))
+        if left:
+            self.param_links[cn.id] = left
 
     def fold(self, cn: CNode, rule: Rule, params: Dict[str, Any]) -> None:
         attrs = dict(params)

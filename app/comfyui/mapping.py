@@ -397,6 +397,8 @@ RULES: Dict[str, Rule] = {
     "FluxKontextMultiReferenceLatentMethod": Rule("condition.reference", ("reference_latents_method",),
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
+    # its sizes go through links into the settings that read them (a latent's width and height)
+    "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames")),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -876,10 +878,6 @@ INSTEAD = {
              "blocks are not in Kinograph yet; IPAdapterAdvanced with weight type linear is" for name in (
         "IPAdapterBatch", "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
         "IPAdapterStyleCompositionBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition")},
-    "GetImageSize": "not mapped: its width, height and batch size are only known as the workflow runs, and Kinograph "
-                    "passes no numbers between nodes. Type the picture's size into the settings that read them "
-                    "(latent.empty's width and height, video.resize's), or leave them out where the node sizes "
-                    "itself from its input (vae.encode's latent, mask.composite's result have their input's size)",
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainterPath, QPen
@@ -177,10 +177,17 @@ class NodeItem(QGraphicsItem):
     def _port_rows(self, is_input: bool):
         return list((self.spec.inputs if is_input else self.spec.outputs).items()) if self.spec else []
 
+    def linked_params(self) -> List[str]:
+        """The params a link sets (a width from video.size): each shows a socket at its field's left edge."""
+        linked = self.scene().doc.graph.inputs.get(self.node_id, {}) if self.scene() else {}
+        return [n for n in self.spec.params if n in linked] if self.spec else []
+
     def port_pos(self, name: str, is_input: bool) -> QPointF:
         x = 0.0 if is_input else self.w
         if self.collapsed:
             return QPointF(x, HEADER_H / 2)
+        if is_input and self.spec and name in self.spec.params:
+            return QPointF(x, self.param_rect(name).center().y())
         names = [n for n, _ in self._port_rows(is_input)]
         i = names.index(name) if name in names else 0
         return QPointF(x, HEADER_H + PAD + i * ROW_H + ROW_H / 2)
@@ -190,7 +197,8 @@ class NodeItem(QGraphicsItem):
 
     def port_at(self, p: QPointF) -> Optional[Tuple[str, bool]]:
         for is_input in (True, False):
-            for name, _ in self._port_rows(is_input):
+            names = [n for n, _ in self._port_rows(is_input)] + (self.linked_params() if is_input else [])
+            for name in names:
                 d = self.port_pos(name, is_input) - p
                 if d.x() * d.x() + d.y() * d.y() <= PORT_HIT * PORT_HIT:
                     return name, is_input
@@ -201,12 +209,15 @@ class NodeItem(QGraphicsItem):
         y = HEADER_H + PAD + (rows + j) * ROW_H
         return QRectF(PAD + 2, y + 2, self.w - 2 * PAD - 4, ROW_H - 4)
 
-    def param_at(self, p: QPointF) -> Optional[str]:
+    def param_at(self, p: QPointF, linked: bool = False) -> Optional[str]:
+        """The param whose field is under `p`; one a link sets only with `linked` (its value is the link's, so
+        the field does not edit)."""
         if self.collapsed or not self.spec:
             return None
+        skip = () if linked else self.linked_params()
         for j, name in enumerate(self.spec.params):
             if self._param_rect(j).contains(p):
-                return name
+                return None if name in skip else name
         return None
 
     def param_rect(self, name: str) -> QRectF:
@@ -292,16 +303,33 @@ class NodeItem(QGraphicsItem):
                         LABEL.left(painter, PORT_R + 5, p.y(), name)
                     else:
                         LABEL.right(painter, self.w - PORT_R - 5, p.y(), name)
+        if self.collapsed:
+            return
+        for name in self.linked_params():
+            p = self.port_pos(name, True)
+            painter.setPen(QPen(theme.NODE_BORDER, 1.5))
+            painter.setBrush(QColor(self.spec.port_type(name).color))
+            r = PORT_R + (1.5 if self._hover_port == (name, True) else 0.0)
+            painter.drawEllipse(p, r, r)
 
     def _paint_params(self, painter):
         painter.setFont(LABEL_FONT)
         values = self.inst.params
+        links = self.scene().doc.graph.inputs.get(self.node_id, {}) if self.scene() else {}
         for j, (name, p) in enumerate(self.spec.params.items()):
             r = self._param_rect(j)
             v = values.get(name, p.default)
             painter.setPen(Qt.NoPen)
             painter.setBrush(theme.FIELD)
             painter.drawRoundedRect(r, 4, 4)
+            if name in links:           # the value is the link's: say where it comes from, not the one typed under it
+                inner = r.adjusted(PORT_R + 4, 0, -6, 0)
+                label, value = field_texts(name, "← " + ".".join(links[name]), inner.width())
+                painter.setPen(theme.TEXT_DIM)
+                LABEL.left(painter, inner.x(), inner.center().y(), label)
+                painter.setPen(theme.TEXT)
+                LABEL.right(painter, inner.right(), inner.center().y(), value)
+                continue
             fill = self._fill_width(p, v, r)
             if fill:
                 painter.setBrush(theme.FIELD_FILL)
@@ -400,6 +428,10 @@ class NodeItem(QGraphicsItem):
 
     def _port_tip(self, port) -> str:
         name, is_input = port
+        if is_input and name in self.spec.params:
+            src = self.scene().doc.graph.inputs.get(self.node_id, {}).get(name, ("?", "?"))
+            return (f"{name}: set by {'.'.join(src)} ({self.spec.port_type(name).name}); drag the wire away to type "
+                    f"the value in again")
         p = (self.spec.inputs if is_input else self.spec.outputs)[name]
         kind = "input" if is_input else "output"
         extra = " (optional)" if p.optional else ""

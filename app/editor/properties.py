@@ -196,7 +196,13 @@ class PropertiesPanel(QScrollArea):
         form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
         form.setRowWrapPolicy(QFormLayout.WrapLongRows)
         seeds = (g.ui.get(node_id) or {}).get("seed") or {}
+        links = g.inputs.get(node_id, {})
         for name, p in spec.params.items():
+            if name in links:       # the link's value is used, so no field: typing one would change nothing
+                shown = QLabel(f"← {'.'.join(links[name])}")
+                shown.setToolTip(f"{links[name][0]} sets {name} through a link; drag the wire away to type it in")
+                form.addRow(QLabel(name), shown)
+                continue
             ed = make_editor(p, self._committer(node_id, name),
                              seed_mode=seeds.get(name, "fixed"),
                              set_seed_mode=lambda mode, name=name: self.controller.set_seed_mode(node_id, name, mode),
@@ -310,6 +316,10 @@ class PropertiesPanel(QScrollArea):
             return
         if ev.kind == "node_removed":
             self.show_node(None)
+        elif ev.kind in ("linked", "unlinked"):
+            spec = self.doc.spec(self.node_id)
+            if spec is not None and ev.data["link"].dst_port in spec.params:
+                self.show_node(self.node_id)        # a param's field comes or goes with its link
         elif ev.kind == "param_changed" and ev.data.get("name") in self.editors:
             self.editors[ev.data["name"]].set_value(ev.data.get("value"))
         elif ev.kind == "node_changed":

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable, List, Optional
 
 from graph_engine.graph import Graph
-from graph_engine.node_api import NodeSpec
+from graph_engine.node_api import NodeSpec, typed_in
 from graph_engine.types import SocketType
 
 
@@ -13,7 +13,9 @@ def port_type(registry, graph: Graph, node_id: str, port: str, is_input: bool) -
     spec = registry.get(inst.type) if inst else None
     if spec is None:
         return None
-    p = (spec.inputs if is_input else spec.outputs).get(port)
+    if is_input:
+        return spec.port_type(port)          # an input's, or a param's that takes a link
+    p = spec.outputs.get(port)
     return p.type if p else None
 
 
@@ -26,6 +28,9 @@ def why_not(registry, graph: Graph, src: str, src_port: str, dst: str, dst_port:
     if have is None:
         return f"{src} has no output {src_port!r}"
     if want is None:
+        spec = registry.get(graph.nodes[dst].type) if dst in graph.nodes else None
+        if spec is not None and dst_port in spec.params:
+            return f"{typed_in(spec.params[dst_port])} (of {dst})"
         return f"{dst} has no input {dst_port!r}"
     if not want.can_take(have):
         return f"{have.name} cannot connect to {want.name} (input {dst_port!r} of {dst}){want.refusal_hint(have)}"

@@ -272,6 +272,14 @@ class GraphScene(QGraphicsScene):
         # node could not take said nothing of why.
         if not self._drag:
             return None
+        # Dropped on a param's field from an output: the param takes the link (ComfyUI's widget turned input)
+        # where it takes one of that type (numbers, switches, words); on any other field, as on the body.
+        param = item.param_at(item.mapFromScene(pos), linked=True)
+        node, port, from_input = self._drag["origin"]
+        want = item.spec.port_type(param) if param is not None and item.spec else None
+        have = rules.port_type(self.doc.registry, self.doc.graph, node, port, from_input)
+        if want is not None and have is not None and not from_input and want.can_take(have):
+            return item.node_id, param, True
         port, why = self._port_on(item, self._drag["origin"])
         return port or (None, why)
 

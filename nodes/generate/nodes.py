@@ -355,8 +355,13 @@ def condition_control_image(ctx, vae: VAE, positive: CONDITIONING, video: VIDEO 
 
 @node("vae.encode", title="VAE Encode", category="Latent", device="gpu")
 def vae_encode(ctx, vae: VAE, video: VIDEO) -> LATENT:
-    """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1)."""
-    from nodes.generate.vae_ops import encode_clip
+    """Encode a clip into the model's latent space (for video-to-video with sample's denoise < 1). A size the
+    model's grid does not divide (16 pixels for most families) is cropped, centred, to the largest one it does,
+    as ComfyUI's VAEEncode crops; the log says what was cut."""
+    from nodes.generate.vae_ops import encode_clip, fit_to_grid
+    video, note = fit_to_grid(vae, video)
+    if note:
+        ctx.log(f"{ctx.node_id}: {note}")
     return encode_clip(vae, video, ctx.check, ctx.progress)
 
 

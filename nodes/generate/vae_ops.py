@@ -157,6 +157,24 @@ def encode_clip(vae, clip: Clip, check: Callable[[], None] = lambda: None,
     return Latent(z.float().cpu(), vae.family, clip.length, clip.fps, clip.width, clip.height)
 
 
+def fit_to_grid(vae, clip: Clip) -> tuple:
+    """(clip, note): the clip centre-cropped to the largest size the model's grid divides, and what was cut (""
+    where nothing was). ComfyUI's VAEEncode crops a picture the same way (to its VAE's 8 pixels; its patch models
+    then pad the latent to the patch), so its templates feed pictures of any size, such as
+    ImageScaleToTotalPixels' 1254x836; refusing them stopped those templates. Kinograph crops to the whole grid
+    (VAE times patch, 16 for most families), so where a side's eighths are odd it keeps 8 pixels fewer than
+    ComfyUI."""
+    _, sf, _ = get_adapter(vae.family).factors(vae.pipe)
+    f = sf * family_spec(vae.family).patch
+    w, h = clip.width // f * f, clip.height // f * f
+    if (w, h) == (clip.width, clip.height) or not (w and h):
+        return clip, ""                 # a side under one grid cell: check_size refuses it with sizes to try
+    x, y = (clip.width - w) // 2, (clip.height - h) // 2
+    note = (f"cropped {clip.width}x{clip.height} to {w}x{h} (centred): {family_spec(vae.family).title} needs sizes "
+            f"divisible by {f}")
+    return clip.map(lambda a: a[:, y:y + h, x:x + w], w, h), note
+
+
 def encode_pixels(adapter, pipe, px: torch.Tensor, what: str = "encoding the clip") -> torch.Tensor:
     """A whole clip's latent ([1, 3, T, H, W] in [-1, 1] in), retried tiled on out-of-memory."""
     return with_oom_retries(what, [

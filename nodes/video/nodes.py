@@ -2,7 +2,7 @@
 import numpy as np
 
 from graph_engine import Input, Param, node
-from graph_engine.types import IMAGE, VIDEO, add_hint
+from graph_engine.types import FLOAT, IMAGE, INT, VIDEO, add_hint
 
 from . import edit
 
@@ -157,6 +157,15 @@ def frame(ctx, video: VIDEO, index: int = Param(0, help="frame number; negative 
     if not -video.length <= index < video.length:
         raise NodeError(f"frame {index} is outside the clip's {video.length} frames")
     return video.frame(index)
+
+
+@node("video.size", title="Size of Video", category="Video",
+      outputs={"width": INT, "height": INT, "frames": INT, "fps": FLOAT})
+def size(ctx, video: VIDEO) -> dict:
+    """A clip's width, height, frame count and frame rate, to link into the settings that take them (a
+    latent.empty's width and height made from a picture's; ComfyUI's GetImageSize). A picture is a clip of one
+    frame. Reads no frames."""
+    return {"width": video.width, "height": video.height, "frames": video.length, "fps": float(video.fps)}
 
 
 def _key_problem(text):
