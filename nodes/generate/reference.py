@@ -53,16 +53,17 @@ def references(cond: Conditioning) -> List[torch.Tensor]:
     return out
 
 
-def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: int):
+def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: int, default: str = "offset"):
     """The references of a batched call, one [rows, C, h, w] per reference, its rows in the order the network's
-    batch has them (conditioning, then batch item, then frame), and the placement method. Every conditioning
-    of one call must hold references of the same sizes: their tokens are one sequence."""
+    batch has them (conditioning, then batch item, then frame), and the placement method (`default`, the model's
+    own, where none was set). Every conditioning of one call must hold references of the same sizes: their tokens
+    are one sequence."""
     per_cond = [references(c) for c in conds]
     shapes = {tuple(tuple(r.shape[-2:]) for r in refs) for refs in per_cond}
     if len(shapes) > 1:
         raise NodeError("the prompts sampled together hold different reference pictures (condition.reference on "
                         "one and not the other, or of other sizes): give each the same references")
-    methods = {c.meta.get("reference_method", "offset") for c in conds}
+    methods = {c.meta.get("reference_method", default) for c in conds}
     if len(methods) > 1:
         raise NodeError(f"the prompts sampled together place their references differently ({', '.join(methods)}): "
                         "set one method on both")

@@ -6,15 +6,23 @@ Guidance is true CFG with a negative prompt, as ComfyUI's KSampler gives it (Qwe
 guided prediction to the positive one's norm; at cfg 1 both are the plain prediction). The default schedule is
 QwenImagePipeline's: 1 down to 1/steps shifted for the image's size (exponential time shift, ending at 0.02); the
 tabulated ones (simple, beta, ...) use ComfyUI's constant shift 1.15 unless model.flow_shift (ModelSamplingAuraFlow)
-sets another."""
+sets another.
+
+Qwen-Image-Edit (every release, the same transformer) reads the pictures to edit as references
+(nodes/generate/qwen_edit.py makes them): their 2x2-patch tokens follow the noise's, each picture on its own frame
+plane of the rotary positions (QwenImageEditPipeline's img_shapes; ComfyUI's reference method "index"), and only the
+noise's tokens come out."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
-from nodes.generate.adapters.flux import frame_tokens, size_shifted_sigmas, unpack
+from nodes.generate.adapters.flux import frame_tokens, pack, size_shifted_sigmas, unpack
 from nodes.generate.adapters.wan import WanAdapter
+from nodes.generate.reference import reference_rows
 
 WAN = WanAdapter()                  # the same VAE network and latent statistics
 COMFY_SHIFT = 1.15                  # ComfyUI's Qwen-Image sampling (ModelSamplingDiscreteFlow, shift 1.15)
@@ -27,6 +35,18 @@ class QwenImageAdapter(Adapter):
     per_frame_text = True
     single_file = True
     max_tokens = 1024
+    reads_references = True           # Qwen-Image-Edit's pictures to edit
+
+    def load(self, path, dtype, device: str, **opts):
+        """A Qwen-Image-Edit folder without its processor (transformers cannot build Qwen2VLProcessor without
+        torchvision, for the videos it never reads here): its image processor alone, which encode.qwen_edit uses."""
+        if not (Path(path) / "processor" / "preprocessor_config.json").is_file():
+            return super().load(path, dtype, device, **opts)
+        from diffusers import DiffusionPipeline
+        from transformers import Qwen2VLImageProcessor
+        pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, processor=None)
+        pipe.qwen_image_processor = Qwen2VLImageProcessor.from_pretrained(str(Path(path) / "processor"))
+        return pipe
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
@@ -58,19 +78,31 @@ class QwenImageAdapter(Adapter):
             pad = length - e.shape[1]
             ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
             masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
-        return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+        out = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+        refs, method = reference_rows(conds, frames, batch, default="index")
+        if refs and method != "index":
+            raise NodeError(f"Qwen-Image-Edit places its pictures by index (each on its own plane), not {method!r}: "
+                            "set condition.reference's method to index or default")
+        if refs:
+            out["references"] = [r.to(device, dtype) for r in refs]
+        return out
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n, c, f, h, w = x_in.shape
         tokens = frame_tokens(x_in, "Qwen-Image")
+        own = tokens.shape[1]
+        shapes = [(1, h // 2, w // 2)]
+        for ref in inputs.get("references", ()):        # Qwen-Image-Edit: the pictures to edit, read and not denoised
+            tokens = torch.cat([tokens, pack(ref).to(tokens)], 1)
+            shapes.append((1, ref.shape[-2] // 2, ref.shape[-1] // 2))
         mask = inputs["mask"]
         out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
                     encoder_hidden_states=inputs["encoder_hidden_states"],
                     # QwenImagePipeline passes no mask when no token is padding
                     encoder_hidden_states_mask=None if bool(mask.all()) else mask,
-                    img_shapes=[[(1, h // 2, w // 2)]] * (n * f), return_dict=False)[0]
-        return frames_from_batch(unpack(out, h, w), n)
+                    img_shapes=[shapes] * (n * f), return_dict=False)[0]
+        return frames_from_batch(unpack(out[:, :own], h, w), n)
 
     # -- VAE: each frame its own one-frame clip through the video VAE ---------------------
     def vae_per_frame(self):
