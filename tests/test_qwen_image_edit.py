@@ -164,3 +164,14 @@ def test_comfyui_qwen_image_edit_template_imports_and_runs(models, tmp_path, mon
     run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
     assert run.ok, run.failed
     assert len(list((tmp_path / "out").rglob("*.png"))) == 1
+
+
+def test_cfg_norm_caps_the_guided_prediction_at_the_conditional_norm():
+    """CFGNorm (the template's; it was unmapped): at each latent pixel the guided x0 is scaled down to the
+    conditional one's norm over the channels where it is larger, never up, then by strength."""
+    from nodes.generate.sampling import cfg_norm
+    cond = torch.tensor([[3.0, 1.0], [4.0, 0.0]]).view(1, 2, 1, 1, 2)      # pixels (3, 4) and (1, 0): norms 5, 1
+    guided = torch.tensor([[6.0, 0.5], [8.0, 0.0]]).view(1, 2, 1, 1, 2)    # (6, 8) and (0.5, 0): norms 10, 0.5
+    got = cfg_norm(cond, guided, 2.0)
+    want = torch.tensor([[6.0, 1.0], [8.0, 0.0]]).view(1, 2, 1, 1, 2)      # (6, 8) x 0.5 x 2; (0.5, 0) x 1 x 2
+    assert torch.allclose(got, want, atol=1e-6), got
