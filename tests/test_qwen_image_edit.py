@@ -49,13 +49,18 @@ def _picture(seed, w=40, h=30):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def _reference(folder, pictures, plus: bool, steps=2, seed=7):
-    """diffusers' own pipeline's latent [1, 16, h, w] for the pictures (PIL), true_cfg_scale 1."""
+def _reference(folder, pictures, plus: bool, steps=2, seed=7, zero_cond_t=False):
+    """diffusers' own pipeline's latent [1, 16, h, w] for the pictures (PIL), true_cfg_scale 1; zero_cond_t: the
+    transformer built as Qwen-Image-Edit-2511's (the same weights)."""
     import diffusers
     from PIL import Image
     from tiny_qwen import edit_processor
     cls = diffusers.QwenImageEditPlusPipeline if plus else diffusers.QwenImageEditPipeline
     base = diffusers.DiffusionPipeline.from_pretrained(str(folder / "Qwen-Image"), local_files_only=True)
+    if zero_cond_t:
+        t = base.transformer
+        base.transformer = type(t).from_config({**t.config, "zero_cond_t": True})
+        base.transformer.load_state_dict(t.state_dict())
     ref = cls(processor=edit_processor(base.tokenizer), **base.components)
     images = [Image.fromarray(p) for p in pictures]
     packed = ref(image=images if plus else images[0], prompt=PROMPT, width=W, height=H, num_inference_steps=steps,
@@ -63,11 +68,13 @@ def _reference(folder, pictures, plus: bool, steps=2, seed=7):
     return ref._unpack_latents(packed, H, W, ref.vae_scale_factor)[:, :, 0]
 
 
-def _sample(model, te, vae, pictures, template, steps=2, seed=7):
+def _sample(model, te, vae, pictures, template, steps=2, seed=7, method=None):
     from nodes.generate.qwen_edit import encode_edit
+    from nodes.generate.reference import with_method
     from nodes.generate.sampling import run_sampling
     from nodes.generate.vae_ops import empty_latent
     cond = encode_edit(te, vae, PROMPT, pictures, template)
+    cond = cond if method is None else with_method(cond, method)
     return run_sampling(model, cond, None, empty_latent(vae, 1, W, H, 8.0), steps=steps, cfg=1.0,
                         sampler="euler", seed=seed).samples[:, :, 0]
 
@@ -107,14 +114,24 @@ def test_qwen_image_edit_matches_diffusers_pipelines(models):
     swapped = _sample(model, te, vae, [one, _picture(4, 32, 40)], "plus")
     assert _err(got, swapped) > 100 * max(_err(want, got), 1e-6)
 
+    # Edit-2511's file (the marker): its pictures read at timestep zero, as the pipeline with zero_cond_t; the
+    # method on the conditioning switches that on the 2509 file too (ComfyUI's index_timestep_zero), and off
+    want11 = _reference(models.parent, [one, two], plus=True, zero_cond_t=True)
+    model11 = load_diffusion_model(mm, "qwen_image_edit_2511_bf16.safetensors", "default", "cpu")
+    got11 = _sample(model11, te, vae, [one, two], "plus")
+    assert _err(want11, got11) < 1e-4, _err(want11, got11)
+    assert _err(got, got11) > 100 * max(_err(want11, got11), 1e-6)
+    assert _err(want11, _sample(model, te, vae, [one, two], "plus", method="index_timestep_zero")) < 1e-4
+    assert _err(want, _sample(model11, te, vae, [one, two], "plus", method="index")) < 1e-4
+
 
 def test_qwen_image_edit_refusals_name_the_fix(models):
-    """What encode.qwen_edit cannot read is named: a text encoder file without the vision tower, two pictures on the
-    one-picture template, and Edit-2511's file (its pictures read at timestep zero) at loading."""
+    """What Qwen-Image-Edit cannot read is named: a text encoder file without the vision tower, two pictures on the
+    one-picture template, references placed by offset (FLUX.1 Kontext's) rather than by index."""
     from safetensors.torch import load_file, save_file
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.qwen_edit import encode_edit
-    from nodes.generate.split import load_diffusion_model, load_text_encoder
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
     te_dir = models / "text_encoders"
     state = load_file(str(te_dir / "qwen_2.5_vl_tiny_fp8_scaled.safetensors"))
     save_file({k: v for k, v in state.items() if not k.startswith("visual.")}, str(te_dir / "qwen_lm_only.safetensors"))
@@ -125,10 +142,10 @@ def test_qwen_image_edit_refusals_name_the_fix(models):
     te = load_text_encoder(mm, "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "qwen_image", "cpu")
     with pytest.raises(NodeError, match="template plus"):
         encode_edit(te, None, PROMPT, [_picture(1), _picture(2)], "edit")
-    dm = models / "diffusion_models"
-    (dm / "qwen_image_edit_2511_bf16.safetensors").symlink_to(dm / "qwen_image_tiny_bf16.safetensors")
-    with pytest.raises(NodeError, match="2511"):
-        load_diffusion_model(mm, "qwen_image_edit_2511_bf16.safetensors", "default", "cpu")
+    model = load_diffusion_model(mm, "qwen_image_edit_fp8_e4m3fn.safetensors", "default", "cpu")
+    vae = load_vae(mm, "qwen_image_vae.safetensors", "cpu")
+    with pytest.raises(NodeError, match="by index"):
+        _sample(model, te, vae, [_picture(1)], "edit", method="offset")
 
 
 def test_comfyui_qwen_image_edit_template_imports_and_runs(models, tmp_path, monkeypatch):

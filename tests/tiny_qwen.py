@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 
 from nodes.generate.converters.qwenimage import VISION_TOKENS
 from tiny_models import _bytes_to_unicode, _seed, to_fp8_scaled, wan_original_vae
@@ -144,14 +146,19 @@ def edit_processor(tok):
 
 
 def build_qwen_edit(root: Path) -> Path:
-    """build_qwen's files, the transformer also as ComfyUI names Qwen-Image-Edit's and 2509's, and the
+    """build_qwen's files, the transformer also as ComfyUI names Qwen-Image-Edit's and 2509's (and as its 2511 file,
+    with the __index_timestep_zero__ marker), and the
     Qwen/Qwen-Image-Edit folder (the same weights; its processor/ as the released one's)."""
     import os
     from diffusers import DiffusionPipeline
     build_qwen(root)
+    from safetensors.torch import load_file, save_file
     dm = root / "models" / "diffusion_models"
     for name in ("qwen_image_edit_fp8_e4m3fn.safetensors", "qwen_image_edit_2509_fp8_e4m3fn.safetensors"):
         os.symlink(dm / "qwen_image_tiny_bf16.safetensors", dm / name)
+    # Edit-2511 as ComfyUI ships it: the same tensors and the empty marker its model registers as a buffer
+    state = load_file(str(dm / "qwen_image_tiny_bf16.safetensors"))
+    save_file({**state, "__index_timestep_zero__": torch.empty(0)}, str(dm / "qwen_image_edit_2511_bf16.safetensors"))
     base = DiffusionPipeline.from_pretrained(str(root / "Qwen-Image"), local_files_only=True)
     for name, cls in (("Qwen-Image-Edit", "QwenImageEditPipeline"),):
         import diffusers

@@ -338,11 +338,13 @@ def condition_reference(ctx, conditioning: CONDITIONING,
                         latent: LATENT = Input(optional=True, help="vae.encode of the picture to edit (after "
                                                                    "image.kontext_scale), or of a clip: frame i is "
                                                                    "made from its frame i"),
-                        method: str = Param("default", choices=("default", "offset", "index", "uxo"),
+                        method: str = Param("default", choices=("default", "offset", "index", "uxo", "index_timestep_zero"),
                                             help="where several references sit: offset beside one another, "
                                                  "index each on its own plane, uxo beside the picture made (UNO, "
-                                                 "USO); default: as an earlier condition.reference set it, else "
-                                                 "offset")) -> CONDITIONING:
+                                                 "USO), index_timestep_zero as index, read as clean "
+                                                 "(Qwen-Image-Edit-2511); default: as an earlier condition.reference "
+                                                 "set it, else the model's own (offset for FLUX.1 Kontext, index "
+                                                 "for Qwen-Image-Edit)")) -> CONDITIONING:
     """Give FLUX.1 Kontext the picture to edit: the prompt then says what to change ("make the car red, keep
     everything else"). Chain several to give several pictures (ComfyUI's ReferenceLatent; method is its
     FluxKontextMultiReferenceLatentMethod). Sample a latent of the picture's size (its vae.encode, at denoise 1)."""

@@ -1,6 +1,7 @@
 """Qwen-Image-Edit's conditioning: the prompt and the pictures to edit read together by Qwen2.5-VL (its vision tower's
 tokens in place of each picture's <|image_pad|>), and each picture's latent as a reference the transformer reads
-beside the noise (nodes/generate/reference.py, placed by index: each picture on its own frame plane).
+beside the noise (nodes/generate/reference.py; the model places them, each picture on its own frame plane, read at
+timestep zero by Edit-2511).
 
 Two templates, as diffusers' pipelines have them:
   edit (Qwen-Image-Edit, QwenImageEditPipeline): one picture, resized to about a megapixel, seen by the vision tower
@@ -84,7 +85,7 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
                 log: Callable[[str], None] = lambda m: None) -> Conditioning:
     """The prompt and pictures (uint8 H x W x 3) as Qwen-Image-Edit's conditioning: the text encoder's reading of
     both, and (with a VAE) each picture's latent as a reference, placed by index."""
-    from nodes.generate.reference import add_reference, with_method
+    from nodes.generate.reference import add_reference
     from nodes.generate.text import _device
     from nodes.generate.vae_ops import encode_pixels, pixels_of
     from nodes.generate.adapters import get_adapter
@@ -126,4 +127,4 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
             z = encode_pixels(adapter, vae.pipe, pixels_of(pic[None]), "encoding the picture to edit")
         h, w = pic.shape[:2]
         cond = add_reference(cond, Latent(z.float().cpu(), vae.family, 1, 1.0, w, h))
-    return with_method(cond, "index")
+    return cond

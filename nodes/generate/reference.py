@@ -18,8 +18,9 @@ KONTEXT_SIZES = ((672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328)
                  (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832), (1328, 800), (1392, 752),
                  (1456, 720), (1504, 688), (1568, 672))
 # offset: each further reference beside the last (ComfyUI's default); index: each on its own position plane;
-# uxo: beside the generated image itself (UNO / USO)
-METHODS = ("offset", "index", "uxo")
+# uxo: beside the generated image itself (UNO / USO); index_timestep_zero: index, the references read as clean
+# (timestep zero; Qwen-Image-Edit-2511's)
+METHODS = ("offset", "index", "uxo", "index_timestep_zero")
 _KEY = "reference"
 
 

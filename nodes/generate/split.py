@@ -151,9 +151,6 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     if det.family == "sdxl":
         from nodes.generate.converters.sdxl import refuse_unsupported
         refuse_unsupported(path, det)
-    if det.family == "qwenimage":
-        from nodes.generate.converters.qwenimage import refuse_edit
-        refuse_edit(path)
     if det.family not in FAMILIES:
         raise NodeError(f"{path.name} is {det.describe()}, a model family Kinograph does not run")
     dname, dtype = _weight_dtype(weight_dtype, det.family, device, dtype_of)

@@ -11,9 +11,12 @@ sets another.
 Qwen-Image-Edit (every release, the same transformer) reads the pictures to edit as references
 (nodes/generate/qwen_edit.py makes them): their 2x2-patch tokens follow the noise's, each picture on its own frame
 plane of the rotary positions (QwenImageEditPipeline's img_shapes; ComfyUI's reference method "index"), and only the
-noise's tokens come out."""
+noise's tokens come out. Edit-2511 reads them as clean (their own timestep zero, diffusers' zero_cond_t; ComfyUI's
+method "index_timestep_zero", the default of its files, which carry the __index_timestep_zero__ marker); a method set
+on the conditioning switches that on or off for the call, as in ComfyUI."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -24,7 +27,9 @@ from nodes.generate.adapters.flux import frame_tokens, pack, size_shifted_sigmas
 from nodes.generate.adapters.wan import WanAdapter
 from nodes.generate.reference import reference_rows
 
-WAN = WanAdapter()                  # the same VAE network and latent statistics
+WAN = WanAdapter()
+# a conditioning's reference method -> whether the references are read at timestep zero (None: as the model does)
+TIMESTEP_ZERO = {"default": None, "index": False, "index_timestep_zero": True}                  # the same VAE network and latent statistics
 COMFY_SHIFT = 1.15                  # ComfyUI's Qwen-Image sampling (ModelSamplingDiscreteFlow, shift 1.15)
 
 
@@ -79,12 +84,12 @@ class QwenImageAdapter(Adapter):
             ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
             masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
         out = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
-        refs, method = reference_rows(conds, frames, batch, default="index")
-        if refs and method != "index":
+        refs, method = reference_rows(conds, frames, batch, default="default")
+        if refs and method not in TIMESTEP_ZERO:
             raise NodeError(f"Qwen-Image-Edit places its pictures by index (each on its own plane), not {method!r}: "
-                            "set condition.reference's method to index or default")
+                            "set condition.reference's method to index, index_timestep_zero or default")
         if refs:
-            out["references"] = [r.to(device, dtype) for r in refs]
+            out.update(references=[r.to(device, dtype) for r in refs], timestep_zero=TIMESTEP_ZERO[method])
         return out
 
     def forward(self, handle, x_in, t, inputs):
@@ -97,11 +102,12 @@ class QwenImageAdapter(Adapter):
             tokens = torch.cat([tokens, pack(ref).to(tokens)], 1)
             shapes.append((1, ref.shape[-2] // 2, ref.shape[-1] // 2))
         mask = inputs["mask"]
-        out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
-                    encoder_hidden_states=inputs["encoder_hidden_states"],
-                    # QwenImagePipeline passes no mask when no token is padding
-                    encoder_hidden_states_mask=None if bool(mask.all()) else mask,
-                    img_shapes=[shapes] * (n * f), return_dict=False)[0]
+        with timestep_zero(model, inputs.get("timestep_zero")):
+            out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
+                        encoder_hidden_states=inputs["encoder_hidden_states"],
+                        # QwenImagePipeline passes no mask when no token is padding
+                        encoder_hidden_states_mask=None if bool(mask.all()) else mask,
+                        img_shapes=[shapes] * (n * f), return_dict=False)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
 
     # -- VAE: each frame its own one-frame clip through the video VAE ---------------------
@@ -115,6 +121,22 @@ class QwenImageAdapter(Adapter):
     def vae_decode(self, pipe, latent):
         img = WAN.vae_decode(pipe, frames_in_batch(latent).unsqueeze(2))[:, :, 0]
         return frames_from_batch(img, latent.shape[0])
+
+
+@contextlib.contextmanager
+def timestep_zero(model, on):
+    """The transformer reading its references at timestep zero (`on`) for one call, or as it was built (None)."""
+    if on is None or bool(getattr(model, "zero_cond_t", False)) == on:
+        yield
+        return
+    switched = [m for m in model.modules() if hasattr(m, "zero_cond_t")]
+    for m in switched:
+        m.zero_cond_t = on
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.zero_cond_t = not on
 
 
 ADAPTERS = {"qwenimage": QwenImageAdapter()}

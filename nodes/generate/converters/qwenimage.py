@@ -1,6 +1,7 @@
 """Qwen-Image single files as ComfyUI users hold them:
   diffusion_models/qwen_image_fp8_e4m3fn.safetensors, qwen_image_bf16.safetensors: the transformer in diffusers'
-      own names (diffusers' single-file loader maps them one to one)
+      own names (diffusers' single-file loader maps them one to one); Qwen-Image-Edit's (qwen_image_edit_*) the same
+      tensors, Edit-2511's with an empty __index_timestep_zero__ marker (its pictures read at timestep zero)
   text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors (or _bf16): Qwen2.5-VL in transformers 4's names
       (model.layers.*, model.embed_tokens, model.norm, the vision tower as visual.*, lm_head)
   vae/qwen_image_vae.safetensors: the Wan 2.1 VAE's network and names, Qwen-Image's own weights
@@ -14,17 +15,7 @@ from collections.abc import Mapping
 from nodes.generate.converters import Built, count, decoder_sizes, model_config, register
 
 FAMILY = "qwenimage"
-
-
-def refuse_edit(path) -> None:
-    """Qwen-Image-Edit-2511's transformer has Qwen-Image's tensors and reads its pictures at timestep zero, which
-    nothing in the file tells apart, so its name does (qwen_image_edit_2511_bf16...)."""
-    from pathlib import Path
-    from graph_engine import NodeError
-    if "2511" in Path(path).stem:
-        raise NodeError(f"{Path(path).name} is Qwen-Image-Edit-2511 (by its name), whose pictures are read at "
-                        "timestep zero; Kinograph runs Qwen-Image, Qwen-Image-Edit and Qwen-Image-Edit-2509, not "
-                        "2511 yet")
+TIMESTEP_ZERO_MARKER = "__index_timestep_zero__"      # ComfyUI's Edit-2511 files (its model's buffer)
 
 
 @register("qwenimage", "diffusion_model")
@@ -36,13 +27,16 @@ def transformer(state, det) -> Built:
         raise NodeError(f"this Qwen-Image transformer takes {det.extra.get('in_channels')} input channels; Kinograph "
                         "runs Qwen-Image text-to-image (64: 16 latent channels in 2x2 patches)")
     cfg = model_config(FAMILY, "transformer")
+    state = dict(state)
+    if state.pop(TIMESTEP_ZERO_MARKER, None) is not None:
+        cfg["zero_cond_t"] = True
     w = state["img_in.weight"]
     head = int(state["transformer_blocks.0.attn.norm_q.weight"].shape[0])
     cfg.update(in_channels=int(w.shape[1]), num_attention_heads=int(w.shape[0]) // head, attention_head_dim=head,
                out_channels=int(state["proj_out.weight"].shape[0]) // cfg["patch_size"] ** 2,
                num_layers=count(state, "transformer_blocks.{}."), joint_attention_dim=int(state["txt_in.weight"].shape[1]),
                axes_dims_rope=rope_axes(head, FAMILY))
-    return Built(lambda: QwenImageTransformer2DModel.from_config(cfg), dict(state), cfg)
+    return Built(lambda: QwenImageTransformer2DModel.from_config(cfg), state, cfg)
 
 
 @register("qwenimage", "vae")
