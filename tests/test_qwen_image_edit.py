@@ -88,8 +88,10 @@ def test_qwen_image_edit_matches_diffusers_pipelines(models):
     tokenizer ComfyUI bundles, qwen_image_vae) and the Qwen/Qwen-Image-Edit folder: the edit template's latent is
     QwenImageEditPipeline's, the plus template's with two pictures QwenImageEditPlusPipeline's on the 2509 file (relative error < 1e-4),
     while another picture moves it by far more. Edit files were refused by name before."""
+    import diffusers
     from nodes.generate.model_manager import ModelManager, describe_model
     from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
     mm = ModelManager()
     name = "qwen_image_edit_fp8_e4m3fn.safetensors"
     assert describe_model(models / "diffusion_models" / name)["loads"] == "yes"
@@ -106,6 +108,10 @@ def test_qwen_image_edit_matches_diffusers_pipelines(models):
     folder = mm.load("qwenimage", str(models.parent / "Qwen-Image-Edit"))
     p = mm.components(folder)
     assert _err(want, _sample(folder, p["text_encoder"], p["vae"], [one], "edit")) < 1e-4
+    # encode.text on the Edit folder (a negative prompt, say) reads the prompt alone with Qwen-Image's template, as
+    # ComfyUI's CLIPTextEncode does; it called the Edit pipeline's encoder, which wants a picture and its processor
+    plain = diffusers.QwenImagePipeline.from_pretrained(str(models.parent / "Qwen-Image"), local_files_only=True)
+    assert _err(plain.encode_prompt("a cat", device="cpu")[0], encode_prompt(p["text_encoder"], "a cat").embeds) < 1e-5
 
     model = load_diffusion_model(mm, "qwen_image_edit_2509_fp8_e4m3fn.safetensors", "default", "cpu")
     want = _reference(models.parent, [one, two], plus=True)

@@ -58,7 +58,8 @@ class QwenImageAdapter(Adapter):
         if getattr(pipe, "text_encoder", None) is None:
             raise NodeError("this text encoder has no Qwen2.5-VL: give load.text_encoder qwen_2.5_vl_7b_fp8_scaled"
                             ".safetensors (type qwen_image), or load a Qwen-Image diffusers folder")
-        embeds, mask = pipe.encode_prompt(list(prompts), device=device, max_sequence_length=self.max_tokens)
+        embeds, mask = text_only(pipe).encode_prompt(list(prompts), device=device,
+                                                     max_sequence_length=self.max_tokens)
         if mask is None:        # every prompt as long as the longest: kept, so prompts of other lengths pad against it
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         return embeds, mask, None
@@ -121,6 +122,17 @@ class QwenImageAdapter(Adapter):
     def vae_decode(self, pipe, latent):
         img = WAN.vae_decode(pipe, frames_in_batch(latent).unsqueeze(2))[:, :, 0]
         return frames_from_batch(img, latent.shape[0])
+
+
+def text_only(pipe):
+    """A pipeline that encodes a prompt alone with Qwen-Image's template: the pipeline itself, or QwenImagePipeline
+    over a Qwen-Image-Edit folder's text encoder (its own template wants a picture and its processor), as ComfyUI's
+    CLIPTextEncode reads a prompt for Qwen-Image-Edit."""
+    from diffusers import QwenImagePipeline
+    if isinstance(pipe, QwenImagePipeline):
+        return pipe
+    return QwenImagePipeline(scheduler=None, vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                             transformer=None)
 
 
 @contextlib.contextmanager
