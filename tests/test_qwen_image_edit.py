@@ -135,7 +135,8 @@ def test_qwen_image_edit_matches_diffusers_pipelines(models):
 
 def test_qwen_image_edit_refusals_name_the_fix(models):
     """What Qwen-Image-Edit cannot read is named: a text encoder file without the vision tower, two pictures on the
-    one-picture template, references placed by offset (FLUX.1 Kontext's) rather than by index."""
+    one-picture template, a VAE taken as Wan 2.1's (the same network, other weights and statistics: the references
+    were encoded silently wrong), references placed by offset (FLUX.1 Kontext's) rather than by index."""
     from safetensors.torch import load_file, save_file
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.qwen_edit import encode_edit
@@ -152,6 +153,10 @@ def test_qwen_image_edit_refusals_name_the_fix(models):
         encode_edit(te, None, PROMPT, [_picture(1), _picture(2)], "edit")
     model = load_diffusion_model(mm, "qwen_image_edit_fp8_e4m3fn.safetensors", "default", "cpu")
     vae = load_vae(mm, "qwen_image_vae.safetensors", "cpu")
+    (models / "vae" / "wan_2.1_vae.safetensors").symlink_to(models / "vae" / "qwen_image_vae.safetensors")
+    wan = load_vae(mm, "wan_2.1_vae.safetensors", "cpu")
+    with pytest.raises(NodeError, match="qwen_image_vae"):
+        encode_edit(te, wan, PROMPT, [_picture(1)], "edit")
     with pytest.raises(NodeError, match="by index"):
         _sample(model, te, vae, [_picture(1)], "edit", method="offset")
 

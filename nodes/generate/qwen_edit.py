@@ -121,6 +121,10 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
         log("encode.qwen_edit: no VAE connected, so the pictures are only seen by the text encoder (not given to the "
             "transformer as references)")
         return cond
+    if vae.family != "qwenimage":
+        raise NodeError(f"this VAE is {vae.family}'s; the pictures' latents must be Qwen-Image's (its VAE is Wan "
+                        "2.1's network with its own weights and statistics): load qwen_image_vae.safetensors "
+                        "(load.vae family qwenimage, or auto with qwen in its name)")
     adapter = get_adapter(vae.family)
     for pic in encoded:
         with torch.inference_mode():
