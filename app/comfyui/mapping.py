@@ -223,7 +223,7 @@ def centre_crop(v):
 
 
 def reference_method(v):
-    """offset, index as they are; uxo/uno (ComfyUI's uxo, for UNO and USO) -> uxo"""
+    """offset, index, index_timestep_zero (Qwen-Image-Edit-2511's) as they are; uxo/uno (for UNO, USO) -> uxo"""
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
 
 
