@@ -105,6 +105,7 @@ def test_qwen_image_edit_matches_diffusers_pipelines(models):
     other = _sample(model, te, vae, [_picture(3)], "edit")
     assert _err(got, other) > 100 * max(_err(want, got), 1e-6), (_err(got, other), _err(want, got))
 
+    assert describe_model(models.parent / "Qwen-Image-Edit")["family"] == "qwenimage"
     folder = mm.load("qwenimage", str(models.parent / "Qwen-Image-Edit"))
     p = mm.components(folder)
     assert _err(want, _sample(folder, p["text_encoder"], p["vae"], [one], "edit")) < 1e-4
