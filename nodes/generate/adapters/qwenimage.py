@@ -27,9 +27,9 @@ from nodes.generate.adapters.flux import frame_tokens, pack, size_shifted_sigmas
 from nodes.generate.adapters.wan import WanAdapter
 from nodes.generate.reference import reference_rows
 
-WAN = WanAdapter()
+WAN = WanAdapter()                  # the same VAE network and latent statistics
 # a conditioning's reference method -> whether the references are read at timestep zero (None: as the model does)
-TIMESTEP_ZERO = {"default": None, "index": False, "index_timestep_zero": True}                  # the same VAE network and latent statistics
+TIMESTEP_ZERO = {"default": None, "index": False, "index_timestep_zero": True}
 COMFY_SHIFT = 1.15                  # ComfyUI's Qwen-Image sampling (ModelSamplingDiscreteFlow, shift 1.15)
 
 
