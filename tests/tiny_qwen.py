@@ -20,17 +20,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 
+
+from nodes.generate.converters.qwenimage import VISION_TOKENS
 from tiny_models import _bytes_to_unicode, _seed, to_fp8_scaled, wan_original_vae
 
 HEAD = 32
 AXES = (4, 14, 14)
-TEMPLATE_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+TEMPLATE_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                   "<|image_pad|>", "<|video_pad|>")
 
 
 def qwen_tokenizer(folder: Path):
-    """A byte-level BPE tokenizer in Qwen2's format (every byte a token, no merges) with the chat template's special
-    tokens."""
+    """A byte-level BPE tokenizer in Qwen2's format (every byte a token, no merges) with the chat template's and the
+    vision tokens (ids 256 on, in TEMPLATE_TOKENS' order)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import AutoTokenizer
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,7 +57,9 @@ def text_encoder():
                          num_key_value_heads=1, vocab_size=300, rms_norm_eps=1e-6,
                          rope_scaling={"mrope_section": [16, 24, 24], "rope_type": "default", "type": "default"},
                          rope_theta=1000000.0, bos_token_id=None, eos_token_id=None),
-        vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=128))
+        # the released tower's 80-wide heads, patches and windows; one block, one head
+        vision_config=dict(depth=1, hidden_size=80, intermediate_size=16, num_heads=1, out_hidden_size=128),
+        **{k: 256 + TEMPLATE_TOKENS.index(t) for k, t in VISION_TOKENS.items()})
     return Qwen2_5_VLForConditionalGeneration(cfg).eval()
 
 
@@ -123,3 +129,47 @@ if __name__ == "__main__":
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     print(build_qwen(Path(sys.argv[1])))
+
+
+def edit_processor(tok):
+    """transformers' Qwen2VLProcessor as Qwen-Image-Edit's folders hold it (Qwen2.5-VL's image processor), built
+    without the video processor, which transformers cannot make without torchvision."""
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+    from nodes.generate.qwen_edit import IMAGE_PROCESSOR
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None
+    try:
+        return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**IMAGE_PROCESSOR), tokenizer=tok)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = check
+
+
+def build_qwen_edit(root: Path) -> Path:
+    """build_qwen's files, the transformer also as ComfyUI names Qwen-Image-Edit's and 2509's (and as its 2511 file,
+    with the __index_timestep_zero__ marker), and the
+    Qwen/Qwen-Image-Edit folder (the same weights; its processor/ as the released one's)."""
+    import os
+    from diffusers import DiffusionPipeline
+    build_qwen(root)
+    from safetensors.torch import load_file, save_file
+    dm = root / "models" / "diffusion_models"
+    for name in ("qwen_image_edit_fp8_e4m3fn.safetensors", "qwen_image_edit_2509_fp8_e4m3fn.safetensors"):
+        os.symlink(dm / "qwen_image_tiny_bf16.safetensors", dm / name)
+    # Edit-2511 as ComfyUI ships it: the same tensors and the empty marker its model registers as a buffer
+    state = load_file(str(dm / "qwen_image_tiny_bf16.safetensors"))
+    save_file({**state, "__index_timestep_zero__": torch.empty(0)}, str(dm / "qwen_image_edit_2511_bf16.safetensors"))
+    base = DiffusionPipeline.from_pretrained(str(root / "Qwen-Image"), local_files_only=True)
+    for name, cls in (("Qwen-Image-Edit", "QwenImageEditPipeline"),):
+        import diffusers
+        folder = root / name
+        getattr(diffusers, cls)(processor=None, **base.components).save_pretrained(str(folder),
+                                                                                 safe_serialization=True)
+        # its processor/ as the released folder's (save_pretrained cannot write one without a video processor)
+        proc = edit_processor(base.tokenizer)
+        proc.image_processor.save_pretrained(str(folder / "processor"))
+        proc.tokenizer.save_pretrained(str(folder / "processor"))
+        index = json.loads((folder / "model_index.json").read_text())
+        index["processor"] = ["transformers", "Qwen2VLProcessor"]
+        (folder / "model_index.json").write_text(json.dumps(index))
+    return root

@@ -223,11 +223,13 @@ def centre_crop(v):
 
 
 def reference_method(v):
-    """offset, index as they are; uxo/uno (ComfyUI's uxo, for UNO and USO) -> uxo"""
+    """offset, index, index_timestep_zero (Qwen-Image-Edit-2511's) as they are; uxo/uno (for UNO, USO) -> uxo"""
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
 
 
 LANCZOS_NOTE = "ComfyUI's lanczos is Pillow's (3 lobes), Kinograph's OpenCV's (4 lobes): a little sharper"
+QWEN_EDIT_NOTE = ("the pictures are resized to about a megapixel with sides multiples of 32 (diffusers' pipelines' "
+                  "rule); ComfyUI rounds them otherwise, so the sizes may differ by a few pixels")
 
 
 def resize_method(v):
@@ -399,6 +401,15 @@ RULES: Dict[str, Rule] = {
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
     # its sizes go through links into the settings that read them (a latent's width and height)
     "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames")),
+    # Qwen-Image-Edit: the prompt read with the pictures by Qwen2.5-VL, their latents as references (placed by
+    # index); ComfyUI resizes them to a megapixel with other rounding than diffusers' multiples of 32, kept here
+    "TextEncodeQwenImageEdit": Rule("encode.qwen_edit", ("prompt",), (P("prompt", "text"),),
+                                    {"clip": "text_encoder", "vae": "vae", "image": "image"}, ("conditioning",),
+                                    fixed={"template": "edit"}, note=QWEN_EDIT_NOTE),
+    "TextEncodeQwenImageEditPlus": Rule("encode.qwen_edit", ("prompt",), (P("prompt", "text"),),
+                                        {"clip": "text_encoder", "vae": "vae", "image1": "image", "image2": "image2",
+                                         "image3": "image3"}, ("conditioning",), fixed={"template": "plus"},
+                                        note=QWEN_EDIT_NOTE),
     "FluxKontextImageScale": Rule("image.kontext_scale", (), (), {"image": "video"}, ("video",), note=LANCZOS_NOTE),
     # T5-XXL's and CLIP-L's prompts, and the distilled guidance (handed to the sampler's cfg, as FluxGuidance's)
     "CLIPTextEncodeFlux": Rule("encode.flux", ("clip_l", "t5xxl", "guidance"),
@@ -550,6 +561,7 @@ RULES: Dict[str, Rule] = {
                                            P("cross_structural", "cross_structural"),
                                            P("cross_temporal", "cross_temporal")), {"model": "model"}, ("model",)),
     "CFGZeroStar": Rule("guide.cfg_zero_star", (), (), {"model": "model"}, ("model",)),
+    "CFGNorm": Rule("guide.cfg_norm", ("strength",), (P("strength", "strength"),), {"model": "model"}, ("model",)),
     "RescaleCFG": Rule("guide.rescale_cfg", ("multiplier",), (P("multiplier", "multiplier"),), {"model": "model"},
                        ("model",)),
     "DifferentialDiffusion": Rule("model.differential_diffusion", ("strength",), (P("strength", "strength"),),

@@ -75,7 +75,9 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            fps=8.0, flow=True, cfg=4.5, steps=28, size=(1024, 1024), frames=1, patch=2),
     # Qwen-Image keyframes (and text in pictures): a flow-matching transformer on 2x2 patches of the Wan 2.1 VAE's
     # 16-channel latent (its own weights), prompts read by Qwen2.5-VL's language model; true CFG with a negative.
-    Family("qwenimage", "Qwen-Image (image)", ("QwenImagePipeline",), ("QwenImageTransformer2DModel",), fps=8.0,
+    # Qwen-Image-Edit (and 2509's Plus): the same transformer, reading the pictures to edit beside the noise.
+    Family("qwenimage", "Qwen-Image (image)", ("QwenImagePipeline", "QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
+           ("QwenImageTransformer2DModel",), fps=8.0,
            flow=True, cfg=4.0, steps=30, size=(1328, 1328), frames=1, patch=2),
     Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
            ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),

@@ -637,12 +637,6 @@ def describe_model(path: Path) -> Dict[str, str]:
         return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                 "note": str(exc).splitlines()[0]}
     ok, note = will_load(det)
-    if det.family == "qwenimage" and det.role == "diffusion_model":
-        from nodes.generate.converters.qwenimage import refuse_edit
-        try:
-            refuse_edit(path)
-        except NodeError as exc:
-            ok, note = False, str(exc)
     return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}
 

@@ -251,6 +251,26 @@ def encode_sd3(ctx, text_encoder: TEXT_ENCODER,
     return {"positive": run(text_encoder, text, text_l, text_g, ctx.log, weighting=weighting)}
 
 
+@node("encode.qwen_edit", title="Encode Prompt and Pictures (Qwen-Image-Edit)", category="Conditioning")
+def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
+                     vae: VAE = Input(optional=True, help="to give the transformer the pictures' latents too (the "
+                                                          "edit keeps them); without it only the prompt sees them"),
+                     image2: IMAGE = Input(optional=True, help="a second picture (template plus)"),
+                     image3: IMAGE = Input(optional=True, help="a third picture (template plus)"),
+                     text: str = Param("", help="what to change"),
+                     template: str = Param("plus", choices=("edit", "plus"),
+                                           help="edit: Qwen-Image-Edit's, one picture; plus: Qwen-Image-Edit-2509's "
+                                                "and later, up to three (\"Picture 1: ...\")")) -> CONDITIONING:
+    """Tell Qwen-Image-Edit what to change in a keyframe: Qwen2.5-VL reads the prompt and sees the pictures, and
+    (with a VAE) each picture's latent rides in the conditioning for the transformer to read beside the noise
+    (ComfyUI's TextEncodeQwenImageEdit / TextEncodeQwenImageEditPlus). The pictures are resized to about a
+    megapixel, multiples of 32, as diffusers' pipelines resize them; sample a latent of the size to make (the
+    picture's vae.encode, at denoise 1). Give the negative prompt its own encode.qwen_edit with the same pictures."""
+    from nodes.generate.qwen_edit import encode_edit
+    pictures = [p for p in (image, image2, image3) if p is not None]
+    return encode_edit(text_encoder, vae, text, pictures, template, ctx.log)
+
+
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")
 def encode_image(ctx, image_encoder: IMAGE_ENCODER, image: IMAGE,
                  crop: str = Param("center", choices=("center", "none"),
@@ -318,11 +338,13 @@ def condition_reference(ctx, conditioning: CONDITIONING,
                         latent: LATENT = Input(optional=True, help="vae.encode of the picture to edit (after "
                                                                    "image.kontext_scale), or of a clip: frame i is "
                                                                    "made from its frame i"),
-                        method: str = Param("default", choices=("default", "offset", "index", "uxo"),
+                        method: str = Param("default", choices=("default", "offset", "index", "uxo", "index_timestep_zero"),
                                             help="where several references sit: offset beside one another, "
                                                  "index each on its own plane, uxo beside the picture made (UNO, "
-                                                 "USO); default: as an earlier condition.reference set it, else "
-                                                 "offset")) -> CONDITIONING:
+                                                 "USO), index_timestep_zero as index, read as clean "
+                                                 "(Qwen-Image-Edit-2511); default: as an earlier condition.reference "
+                                                 "set it, else the model's own (offset for FLUX.1 Kontext, index "
+                                                 "for Qwen-Image-Edit)")) -> CONDITIONING:
     """Give FLUX.1 Kontext the picture to edit: the prompt then says what to change ("make the car red, keep
     everything else"). Chain several to give several pictures (ComfyUI's ReferenceLatent; method is its
     FluxKontextMultiReferenceLatentMethod). Sample a latent of the picture's size (its vae.encode, at denoise 1)."""
@@ -684,6 +706,16 @@ def rescale_cfg_guide(ctx, model: MODEL, multiplier: float = Param(0.7, min=0.0,
     """Guidance rescaled to the conditional prediction's spread (ComfyUI's RescaleCFG, diffusers' guidance_rescale):
     keeps high cfg from burning colours out; v-prediction and zero-terminal-SNR models want about 0.7."""
     return model.with_option("rescale_cfg", float(multiplier))
+
+
+@node("guide.cfg_norm", title="CFG Norm", category="Sampling", passes={"model": "model"})
+def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=100.0,
+                                                              help="the guided result's scale after the cap")
+                   ) -> MODEL:
+    """Guidance capped at the prompt's own prediction's size (ComfyUI's CFGNorm, in its Qwen-Image-Edit template):
+    at each latent pixel the guided result is scaled down to the conditional prediction's norm over the channels
+    where it is larger, then by strength. At cfg 1 and strength 1 it changes nothing."""
+    return model.with_option("cfg_norm", float(strength))
 
 
 @node("guide.cfg_zero_star", title="CFG-Zero*", category="Sampling", passes={"model": "model"})

@@ -18,8 +18,9 @@ KONTEXT_SIZES = ((672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328)
                  (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832), (1328, 800), (1392, 752),
                  (1456, 720), (1504, 688), (1568, 672))
 # offset: each further reference beside the last (ComfyUI's default); index: each on its own position plane;
-# uxo: beside the generated image itself (UNO / USO)
-METHODS = ("offset", "index", "uxo")
+# uxo: beside the generated image itself (UNO / USO); index_timestep_zero: index, the references read as clean
+# (timestep zero; Qwen-Image-Edit-2511's)
+METHODS = ("offset", "index", "uxo", "index_timestep_zero")
 _KEY = "reference"
 
 
@@ -53,16 +54,17 @@ def references(cond: Conditioning) -> List[torch.Tensor]:
     return out
 
 
-def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: int):
+def reference_rows(conds: Sequence[Conditioning], frames: Sequence[int], batch: int, default: str = "offset"):
     """The references of a batched call, one [rows, C, h, w] per reference, its rows in the order the network's
-    batch has them (conditioning, then batch item, then frame), and the placement method. Every conditioning
-    of one call must hold references of the same sizes: their tokens are one sequence."""
+    batch has them (conditioning, then batch item, then frame), and the placement method (`default`, the model's
+    own, where none was set). Every conditioning of one call must hold references of the same sizes: their tokens
+    are one sequence."""
     per_cond = [references(c) for c in conds]
     shapes = {tuple(tuple(r.shape[-2:]) for r in refs) for refs in per_cond}
     if len(shapes) > 1:
         raise NodeError("the prompts sampled together hold different reference pictures (condition.reference on "
                         "one and not the other, or of other sizes): give each the same references")
-    methods = {c.meta.get("reference_method", "offset") for c in conds}
+    methods = {c.meta.get("reference_method", default) for c in conds}
     if len(methods) > 1:
         raise NodeError(f"the prompts sampled together place their references differently ({', '.join(methods)}): "
                         "set one method on both")

@@ -120,6 +120,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     min_cfg = handle.option("min_cfg")
     rescale = handle.option("rescale_cfg")
     zero_star = handle.option("cfg_zero_star")
+    norm = handle.option("cfg_norm")
     skip = handle.option("skip_layer_guidance")
     tfn = adapter.timestep_fn(levels)
     guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
@@ -198,6 +199,10 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             return skip.apply(den.chunk(2)[1] if guided else den, run([positive], x, sigma, idx, mask), guided_den)
 
     def guide(x, s, den, idx):
+        mixed = mix(x, s, den, idx)
+        return mixed if norm is None else cfg_norm(den.chunk(2)[1] if guided else den, mixed, norm)
+
+    def mix(x, s, den, idx):
         if not guided:
             return den
         uncond, cond = den.chunk(2)
@@ -211,6 +216,13 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         return cfg_zero_star(x, cond, uncond, mixed, g) if zero_star else mixed
 
     return model_fn
+
+
+def cfg_norm(cond, guided, strength: float):
+    """ComfyUI's CFGNorm: the guided x0 prediction scaled, at each latent pixel, to at most the conditional one's
+    norm over the channels, then by strength."""
+    scale = (cond.norm(dim=1, keepdim=True) / (guided.norm(dim=1, keepdim=True) + 1e-8)).clamp(0.0, 1.0)
+    return guided * scale * strength
 
 
 def rescale_cfg(x, sigma, cond, guided, multiplier: float, flow: bool = False):

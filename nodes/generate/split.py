@@ -151,9 +151,6 @@ def load_diffusion_model(mm, name: str, weight_dtype: str, device: str) -> Model
     if det.family == "sdxl":
         from nodes.generate.converters.sdxl import refuse_unsupported
         refuse_unsupported(path, det)
-    if det.family == "qwenimage":
-        from nodes.generate.converters.qwenimage import refuse_edit
-        refuse_edit(path)
     if det.family not in FAMILIES:
         raise NodeError(f"{path.name} is {det.describe()}, a model family Kinograph does not run")
     dname, dtype = _weight_dtype(weight_dtype, det.family, device, dtype_of)
@@ -206,6 +203,9 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
+        if family == "qwenimage":
+            from nodes.generate.converters.qwenimage import link_vision_tokens
+            link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])

@@ -6,17 +6,30 @@ Guidance is true CFG with a negative prompt, as ComfyUI's KSampler gives it (Qwe
 guided prediction to the positive one's norm; at cfg 1 both are the plain prediction). The default schedule is
 QwenImagePipeline's: 1 down to 1/steps shifted for the image's size (exponential time shift, ending at 0.02); the
 tabulated ones (simple, beta, ...) use ComfyUI's constant shift 1.15 unless model.flow_shift (ModelSamplingAuraFlow)
-sets another."""
+sets another.
+
+Qwen-Image-Edit (every release, the same transformer) reads the pictures to edit as references
+(nodes/generate/qwen_edit.py makes them): their 2x2-patch tokens follow the noise's, each picture on its own frame
+plane of the rotary positions (QwenImageEditPipeline's img_shapes; ComfyUI's reference method "index"), and only the
+noise's tokens come out. Edit-2511 reads them as clean (their own timestep zero, diffusers' zero_cond_t; ComfyUI's
+method "index_timestep_zero", the default of its files, which carry the __index_timestep_zero__ marker); a method set
+on the conditioning switches that on or off for the call, as in ComfyUI."""
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
-from nodes.generate.adapters.flux import frame_tokens, size_shifted_sigmas, unpack
+from nodes.generate.adapters.flux import frame_tokens, pack, size_shifted_sigmas, unpack
 from nodes.generate.adapters.wan import WanAdapter
+from nodes.generate.reference import reference_rows
 
 WAN = WanAdapter()                  # the same VAE network and latent statistics
+# a conditioning's reference method -> whether the references are read at timestep zero (None: as the model does)
+TIMESTEP_ZERO = {"default": None, "index": False, "index_timestep_zero": True}
 COMFY_SHIFT = 1.15                  # ComfyUI's Qwen-Image sampling (ModelSamplingDiscreteFlow, shift 1.15)
 
 
@@ -27,13 +40,26 @@ class QwenImageAdapter(Adapter):
     per_frame_text = True
     single_file = True
     max_tokens = 1024
+    reads_references = True           # Qwen-Image-Edit's pictures to edit
+
+    def load(self, path, dtype, device: str, **opts):
+        """A Qwen-Image-Edit folder without its processor (transformers cannot build Qwen2VLProcessor without
+        torchvision, for the videos it never reads here): its image processor alone, which encode.qwen_edit uses."""
+        if not (Path(path) / "processor" / "preprocessor_config.json").is_file():
+            return super().load(path, dtype, device, **opts)
+        from diffusers import DiffusionPipeline
+        from transformers import Qwen2VLImageProcessor
+        pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True, processor=None)
+        pipe.qwen_image_processor = Qwen2VLImageProcessor.from_pretrained(str(Path(path) / "processor"))
+        return pipe
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
         if getattr(pipe, "text_encoder", None) is None:
             raise NodeError("this text encoder has no Qwen2.5-VL: give load.text_encoder qwen_2.5_vl_7b_fp8_scaled"
                             ".safetensors (type qwen_image), or load a Qwen-Image diffusers folder")
-        embeds, mask = pipe.encode_prompt(list(prompts), device=device, max_sequence_length=self.max_tokens)
+        embeds, mask = text_only(pipe).encode_prompt(list(prompts), device=device,
+                                                     max_sequence_length=self.max_tokens)
         if mask is None:        # every prompt as long as the longest: kept, so prompts of other lengths pad against it
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         return embeds, mask, None
@@ -58,19 +84,32 @@ class QwenImageAdapter(Adapter):
             pad = length - e.shape[1]
             ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
             masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
-        return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+        out = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+        refs, method = reference_rows(conds, frames, batch, default="default")
+        if refs and method not in TIMESTEP_ZERO:
+            raise NodeError(f"Qwen-Image-Edit places its pictures by index (each on its own plane), not {method!r}: "
+                            "set condition.reference's method to index, index_timestep_zero or default")
+        if refs:
+            out.update(references=[r.to(device, dtype) for r in refs], timestep_zero=TIMESTEP_ZERO[method])
+        return out
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n, c, f, h, w = x_in.shape
         tokens = frame_tokens(x_in, "Qwen-Image")
+        own = tokens.shape[1]
+        shapes = [(1, h // 2, w // 2)]
+        for ref in inputs.get("references", ()):        # Qwen-Image-Edit: the pictures to edit, read and not denoised
+            tokens = torch.cat([tokens, pack(ref).to(tokens)], 1)
+            shapes.append((1, ref.shape[-2] // 2, ref.shape[-1] // 2))
         mask = inputs["mask"]
-        out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
-                    encoder_hidden_states=inputs["encoder_hidden_states"],
-                    # QwenImagePipeline passes no mask when no token is padding
-                    encoder_hidden_states_mask=None if bool(mask.all()) else mask,
-                    img_shapes=[[(1, h // 2, w // 2)]] * (n * f), return_dict=False)[0]
-        return frames_from_batch(unpack(out, h, w), n)
+        with timestep_zero(model, inputs.get("timestep_zero")):
+            out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
+                        encoder_hidden_states=inputs["encoder_hidden_states"],
+                        # QwenImagePipeline passes no mask when no token is padding
+                        encoder_hidden_states_mask=None if bool(mask.all()) else mask,
+                        img_shapes=[shapes] * (n * f), return_dict=False)[0]
+        return frames_from_batch(unpack(out[:, :own], h, w), n)
 
     # -- VAE: each frame its own one-frame clip through the video VAE ---------------------
     def vae_per_frame(self):
@@ -83,6 +122,33 @@ class QwenImageAdapter(Adapter):
     def vae_decode(self, pipe, latent):
         img = WAN.vae_decode(pipe, frames_in_batch(latent).unsqueeze(2))[:, :, 0]
         return frames_from_batch(img, latent.shape[0])
+
+
+def text_only(pipe):
+    """A pipeline that encodes a prompt alone with Qwen-Image's template: the pipeline itself, or QwenImagePipeline
+    over a Qwen-Image-Edit folder's text encoder (its own template wants a picture and its processor), as ComfyUI's
+    CLIPTextEncode reads a prompt for Qwen-Image-Edit."""
+    from diffusers import QwenImagePipeline
+    if isinstance(pipe, QwenImagePipeline):
+        return pipe
+    return QwenImagePipeline(scheduler=None, vae=None, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                             transformer=None)
+
+
+@contextlib.contextmanager
+def timestep_zero(model, on):
+    """The transformer reading its references at timestep zero (`on`) for one call, or as it was built (None)."""
+    if on is None or bool(getattr(model, "zero_cond_t", False)) == on:
+        yield
+        return
+    switched = [m for m in model.modules() if hasattr(m, "zero_cond_t")]
+    for m in switched:
+        m.zero_cond_t = on
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.zero_cond_t = not on
 
 
 ADAPTERS = {"qwenimage": QwenImageAdapter()}

@@ -1,11 +1,13 @@
 """Qwen-Image single files as ComfyUI users hold them:
   diffusion_models/qwen_image_fp8_e4m3fn.safetensors, qwen_image_bf16.safetensors: the transformer in diffusers'
-      own names (diffusers' single-file loader maps them one to one)
+      own names (diffusers' single-file loader maps them one to one); Qwen-Image-Edit's (qwen_image_edit_*) the same
+      tensors, Edit-2511's with an empty __index_timestep_zero__ marker (its pictures read at timestep zero)
   text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors (or _bf16): Qwen2.5-VL in transformers 4's names
       (model.layers.*, model.embed_tokens, model.norm, the vision tower as visual.*, lm_head)
   vae/qwen_image_vae.safetensors: the Wan 2.1 VAE's network and names, Qwen-Image's own weights
-Text-to-image reads only the language model's last hidden states, so the text encoder is built as Qwen2.5-VL's
-language model alone; the vision tower (Qwen-Image-Edit's) and the head are not loaded."""
+The text encoder is built as Qwen2.5-VL without its head: the language model, whose last hidden states are the
+prompt's embeddings, and the vision tower where the file holds one, through which Qwen-Image-Edit's text encoder sees
+the pictures to edit."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -13,18 +15,7 @@ from collections.abc import Mapping
 from nodes.generate.converters import Built, count, decoder_sizes, model_config, register
 
 FAMILY = "qwenimage"
-
-
-def refuse_edit(path) -> None:
-    """Qwen-Image-Edit's transformer has Qwen-Image's tensors (only the weights differ), so its file is told by its
-    name (qwen_image_edit_fp8_e4m3fn, qwen_image_edit_2509_...): sampled as text-to-image it ignores what it was
-    trained for, and its reference image needs Qwen2.5-VL's vision tower, which Kinograph does not run."""
-    from pathlib import Path
-    from graph_engine import NodeError
-    if "edit" in Path(path).stem.lower():
-        raise NodeError(f"{Path(path).name} is Qwen-Image-Edit (by its name), which edits a reference image read by "
-                        "Qwen2.5-VL's vision tower; Kinograph runs Qwen-Image text-to-image "
-                        "(qwen_image_fp8_e4m3fn.safetensors or qwen_image_bf16.safetensors), not the Edit models")
+TIMESTEP_ZERO_MARKER = "__index_timestep_zero__"      # ComfyUI's Edit-2511 files (its model's buffer)
 
 
 @register("qwenimage", "diffusion_model")
@@ -36,13 +27,16 @@ def transformer(state, det) -> Built:
         raise NodeError(f"this Qwen-Image transformer takes {det.extra.get('in_channels')} input channels; Kinograph "
                         "runs Qwen-Image text-to-image (64: 16 latent channels in 2x2 patches)")
     cfg = model_config(FAMILY, "transformer")
+    state = dict(state)
+    if state.pop(TIMESTEP_ZERO_MARKER, None) is not None:
+        cfg["zero_cond_t"] = True
     w = state["img_in.weight"]
     head = int(state["transformer_blocks.0.attn.norm_q.weight"].shape[0])
     cfg.update(in_channels=int(w.shape[1]), num_attention_heads=int(w.shape[0]) // head, attention_head_dim=head,
                out_channels=int(state["proj_out.weight"].shape[0]) // cfg["patch_size"] ** 2,
                num_layers=count(state, "transformer_blocks.{}."), joint_attention_dim=int(state["txt_in.weight"].shape[1]),
                axes_dims_rope=rope_axes(head, FAMILY))
-    return Built(lambda: QwenImageTransformer2DModel.from_config(cfg), dict(state), cfg)
+    return Built(lambda: QwenImageTransformer2DModel.from_config(cfg), state, cfg)
 
 
 @register("qwenimage", "vae")
@@ -71,12 +65,52 @@ def language_model(state: Mapping) -> dict:
     return out
 
 
+def vision_tower(state: Mapping) -> dict:
+    """The vision tower's tensors without their prefix (visual.* in transformers 4's names, model.visual.* in 5's)."""
+    out = {}
+    for k, v in state.items():
+        for p in ("model.visual.", "visual."):
+            if k.startswith(p):
+                out[k[len(p):]] = v
+                break
+    return out
+
+
+def vision_sizes(state: Mapping) -> dict:
+    """The vision tower's sizes from its tensors; its heads are the released 7B's, 80 wide."""
+    width = int(state["patch_embed.proj.weight"].shape[0])
+    return dict(depth=count(state, "blocks.{}."), hidden_size=width, num_heads=max(1, width // 80),
+                intermediate_size=int(state["blocks.0.mlp.gate_proj.weight"].shape[0]),
+                out_hidden_size=int(state["merger.mlp.2.weight"].shape[0]))
+
+
 @register("qwen25vl", "text_encoder")
 def qwen25vl(state, det) -> Built:
-    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+    vision = vision_tower(state)
     state = language_model(state)
     cfg = model_config(FAMILY, "text_encoder")
     # the released 7B's 128-wide heads, which its rotary sections fit
     cfg.update(decoder_sizes(state, int(cfg["hidden_size"]) // int(cfg["num_attention_heads"])))
-    config = Qwen2_5_VLTextConfig(**cfg)
-    return Built(lambda: Qwen2_5_VLTextModel(config), state, cfg)
+    if not vision:
+        config = Qwen2_5_VLTextConfig(**cfg)
+        return Built(lambda: Qwen2_5_VLTextModel(config), state, cfg)
+    # the vision token ids are the tokenizer's (split.load_text_encoder sets them once it has found it)
+    full = Qwen2_5_VLConfig(text_config=cfg, vision_config=vision_sizes(vision))
+    tensors = {**{"language_model." + k: v for k, v in state.items()}, **{"visual." + k: v for k, v in vision.items()}}
+    return Built(lambda: Qwen2_5_VLModel(full), tensors, full.to_dict())
+
+
+VISION_TOKENS = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_pad|>",
+                 "vision_start_token_id": "<|vision_start|>", "vision_end_token_id": "<|vision_end|>"}
+
+
+def link_vision_tokens(text_encoder, tokenizer) -> None:
+    """Tell a Qwen2.5-VL built from a file the ids its tokenizer gives the vision tokens (the file holds none):
+    the model finds where a picture's tokens go, and their rotary positions, by them."""
+    if not hasattr(text_encoder, "visual"):
+        return
+    vocab = tokenizer.get_vocab()
+    for attr, token in VISION_TOKENS.items():
+        if token in vocab:
+            setattr(text_encoder.config, attr, vocab[token])
