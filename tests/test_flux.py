@@ -354,3 +354,163 @@ def test_comfyui_flux_dev_template_imports_and_runs(models, tmp_path, monkeypatc
     packed = ref(clip_l, prompt_2=t5, width=64, height=48, sigmas=comfy_flux_sigmas(3), guidance_scale=guidance,
                  generator=torch.Generator().manual_seed(seed), output_type="latent").images
     _close(ref._unpack_latents(packed, 48, 64, ref.vae_scale_factor), got)
+
+
+# -- FLUX.1 ControlNets (InstantX / Shakker-Labs layout; XLabs and MistoLine named and refused) --------------------
+W, H = 64, 48
+
+
+@pytest.fixture(scope="module")
+def flux_nets(flux):
+    """FLUX.1 ControlNets beside the tiny FLUX.1 dev: InstantX's canny and a Union-Pro (union) layout, each as the
+    single file ComfyUI users keep in controlnet/ and as the diffusers folder; XLabs' and MistoLine's key layouts."""
+    from safetensors.torch import save_file
+    from tiny_flux import flux_controlnet
+    cn = flux / "models" / "controlnet"
+    cn.mkdir(exist_ok=True)
+    for name, union, seed in (("instantx_flux_canny", False, 3), ("flux_union_pro", True, 4)):
+        net = flux_controlnet(union, seed)
+        save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(cn / f"{name}.safetensors"))
+        net.save_pretrained(str(flux / name))
+    save_file({"controlnet_blocks.0.weight": torch.zeros(64, 64), "img_in.weight": torch.zeros(64, 64),
+               "double_blocks.0.img_attn.qkv.weight": torch.zeros(192, 64),
+               "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, str(cn / "flux-canny-controlnet-v3.safetensors"))
+    save_file({"controlnet_blocks.0.linear.weight": torch.zeros(64, 64)}, str(cn / "mistoline_flux.dev.safetensors"))
+    return flux
+
+
+def _cn_picture():
+    """A control picture with edges and a gradient, so it encodes to a latent unlike the noise."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.stack([xx * 4, yy * 5, ((xx // 8 + yy // 8) % 2) * 255], -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _cn_kinograph(mm, model, controls, cfg=3.5, steps=2):
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    p = mm.components(model)
+    clip = Clip.from_array(_cn_picture()[None], 8.0)
+    for path, strength, mode, end in controls:
+        model = apply_control(mm, model, clip, path, strength, "none", 100, 200, end=end, mode=mode)
+    pos = encode_prompt(p["text_encoder"], "a cat")
+    return run_sampling(model, pos, None, empty_latent(p["vae"], 1, W, H, 8.0), steps=steps, cfg=cfg,
+                        sampler="euler", seed=7).samples[:, :, 0]
+
+
+def _cn_diffusers(folder, nets, scales, modes, monkeypatch, ends=(1.0,), steps=2):
+    """FluxControlNetPipeline's latent for the same prompt, seed and picture; its VAE told to take the posterior's
+    mean, as Kinograph's (and ComfyUI's) encodes do, where diffusers draws a sample."""
+    from PIL import Image
+    from diffusers import FluxControlNetPipeline, FluxMultiControlNetModel
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    net = nets[0] if len(nets) == 1 else FluxMultiControlNetModel(nets)
+    ref = FluxControlNetPipeline.from_pretrained(str(folder), controlnet=net, local_files_only=True)
+    image = Image.fromarray(_cn_picture())
+    one = len(nets) == 1
+    packed = ref("a cat", width=W, height=H, num_inference_steps=steps, guidance_scale=3.5,
+                 control_image=image if one else [image] * len(nets),
+                 controlnet_conditioning_scale=scales[0] if one else scales,
+                 control_mode=modes[0] if one else modes, control_guidance_end=ends[0] if one else list(ends),
+                 generator=torch.Generator().manual_seed(7),
+                 output_type="latent").images
+    return ref._unpack_latents(packed, H, W, ref.vae_scale_factor)
+
+
+def _err(want, got):
+    return float((want - got).abs().max() / want.abs().max())
+
+
+def test_flux_controlnet_files_are_named_by_layout_and_base(models, flux_nets):
+    flux = flux_nets
+    """kinograph info's rows: InstantX / Shakker-Labs files and folders load (a union one says its modes); XLabs'
+    (whose input_hint_block made it an "sd sd15 controlnet" that loads) and MistoLine's are FLUX.1 ControlNets that
+    do not, saying what to use. The InstantX file was listed as a FLUX.1 dev diffusion model."""
+    from nodes.generate.model_manager import describe_model
+    cn = models / "controlnet"
+    got = {p: describe_model(p) for p in (cn / "instantx_flux_canny.safetensors", cn / "flux_union_pro.safetensors",
+                                          flux / "flux_union_pro", cn / "flux-canny-controlnet-v3.safetensors",
+                                          cn / "mistoline_flux.dev.safetensors")}
+    assert [(d["family"], d["variant"], d["role"], d["loads"]) for d in got.values()] == [
+        ("flux", "instantx", "controlnet", "yes"), ("flux", "instantx-union", "controlnet", "yes"),
+        ("flux", "instantx-union", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "no"),
+        ("flux", "mistoline", "controlnet", "no")], got
+    assert "mode picks canny, tile, depth" in got[cn / "flux_union_pro.safetensors"]["note"]
+    assert "XLabs FLUX.1 ControlNet" in got[cn / "flux-canny-controlnet-v3.safetensors"]["note"]
+
+
+def test_flux_controlnets_steer_as_fluxcontrolnetpipeline(models, flux_nets, monkeypatch):
+    flux = flux_nets
+    """One union net told depth at strength 0.7, then it with the canny net (two at once, summed per block; canny
+    only over the first of 2 steps): each latent is FluxControlNetPipeline's (FluxMultiControlNetModel for two) within
+    1e-4, while the net moves the picture by orders more. The union as a diffusers folder steers as its file does.
+    end is a noise level's share, as ComfyUI's end_percent (0.3: level 0.7, between the steps' 1.0 and 0.61), where
+    diffusers' control_guidance_end counts steps (0.5 of 2). The refusals name the file and what to do."""
+    from diffusers import FluxControlNetModel
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager
+    from graph_engine import Clip
+    mm = ModelManager()
+    model = mm.load("flux", str(flux / "diffusers"))
+    union, canny = (FluxControlNetModel.from_pretrained(str(flux / n)) for n in ("flux_union_pro", "instantx_flux_canny"))
+    plain = _cn_kinograph(mm, model, [])
+    one = _cn_kinograph(mm, model, [("flux_union_pro.safetensors", 0.7, "depth", 1.0)])
+    want = _cn_diffusers(flux / "diffusers", [union], [0.7], [2], monkeypatch)
+    assert _err(want, one) < 1e-4 and _err(want, plain) > 1e-2, (_err(want, one), _err(want, plain))
+    two = _cn_kinograph(mm, model, [("instantx_flux_canny.safetensors", 0.5, "auto", 0.3),
+                                    (str(flux / "flux_union_pro"), 0.7, "depth", 1.0)])
+    want = _cn_diffusers(flux / "diffusers", [canny, union], [0.5, 0.7], [None, 2], monkeypatch, ends=(0.5, 1.0))
+    assert _err(want, two) < 1e-4 and _err(want, one) > 1e-2, (_err(want, two), _err(want, one))
+    clip = Clip.from_array(_cn_picture()[None], 8.0)
+    for path, mode, says in (("flux-canny-controlnet-v3.safetensors", "auto", "flux-canny-controlnet-v3.safetensors: "
+                              "an XLabs FLUX.1 ControlNet"),
+                             ("mistoline_flux.dev.safetensors", "auto", "MistoLine"),
+                             ("instantx_flux_canny.safetensors", "depth", "not a union ControlNet .* set mode to auto")):
+        with pytest.raises(NodeError, match=says):
+            apply_control(mm, model, clip, path, 1.0, "none", 100, 200, mode=mode)
+
+
+def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(models, flux_nets, tmp_path, monkeypatch):
+    """ComfyUI's FLUX.1 ControlNet graph (ComfyUI_examples' flux_controlnet_example: split loaders, FluxGuidance,
+    ControlNetLoader, SetUnionControlNetType, LoadImage, ControlNetApplySD3 with the VAE, KSampler at cfg 1) maps
+    every node and samples as ComfyUI does: its type "depth" reaches the union net as row 1 (ComfyUI's index, which
+    InstantX's union reads as tile, and the import says so), on ComfyUI's simple levels: FluxControlNetPipeline with
+    control_mode 1 on those levels. It stopped at "ControlNet works with AnimateDiff and Stable Diffusion"."""
+    from PIL import Image
+    from comfy_layouts import imported_run
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    Image.fromarray(_cn_picture()).save(tmp_path / "depth.png")
+    api = {k: v for k, v in FLUX_DEV_API.items() if k in ("10", "11", "12", "6", "60", "27", "8")}
+    api.update({
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+        "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux_union_pro.safetensors"}},
+        "15": {"class_type": "SetUnionControlNetType", "inputs": {"type": "depth", "control_net": ["14", 0]}},
+        "16": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "depth.png")}},
+        "17": {"class_type": "ControlNetApplySD3", "inputs": {"strength": 0.7, "start_percent": 0.0,
+                                                              "end_percent": 1.0, "positive": ["60", 0],
+                                                              "negative": ["7", 0], "control_net": ["15", 0],
+                                                              "vae": ["10", 0], "image": ["16", 0]}},
+        "13": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
+                                                    "scheduler": "simple", "denoise": 1.0, "model": ["12", 0],
+                                                    "positive": ["17", 0], "negative": ["17", 1],
+                                                    "latent_image": ["27", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "fluxcn", "images": ["8", 0]}}})
+    monkeypatch.chdir(tmp_path)
+    res, run = imported_run(api, tmp_path, "fluxcn")
+    assert "which an InstantX / Shakker-Labs FLUX.1 union reads as tile" in " ".join(res.report.entries["15"].notes)
+    assert "mode: tile" in res.yaml and "vae: vae_loader_10.vae" in res.yaml
+    got = run.outputs["k_sampler_13"]["latent"].samples[:, :, 0]
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,
+                                                 controlnet=FluxControlNetModel.from_pretrained(
+                                                     str(flux_nets / "flux_union_pro")))
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", width=W, height=H, sigmas=comfy_flux_sigmas(2), guidance_scale=3.5,
+                 control_image=Image.fromarray(_cn_picture()), control_mode=1, controlnet_conditioning_scale=0.7,
+                 generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4

@@ -136,3 +136,19 @@ def build_flux(root: Path) -> Path:
     tok.save_pretrained(str(models / "checkpoints" / "flux1-dev-tiny-aio" / "tokenizer"))
     tok_2.save_pretrained(str(models / "checkpoints" / "flux1-dev-tiny-aio" / "tokenizer_2"))
     return root
+
+
+def flux_controlnet(union: bool, seed: int):
+    """A tiny InstantX-layout FLUX.1 ControlNet (diffusers' FluxControlNetModel) beside parts()' dev transformer: one
+    double and one single block (so each output steers two of the transformer's), a union one with InstantX's 10 mode
+    rows. Its zero-initialised outputs are drawn at random, or it would not steer at all."""
+    from diffusers import FluxControlNetModel
+    _seed(seed)
+    net = FluxControlNetModel(in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=HEAD,
+                              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=64,
+                              guidance_embeds=True, axes_dims_rope=AXES, num_mode=10 if union else None)
+    with torch.no_grad():
+        for m in (*net.controlnet_blocks, *net.controlnet_single_blocks, net.controlnet_x_embedder):
+            m.weight.normal_(0, 0.2)
+            m.bias.normal_(0, 0.2)
+    return net.half().float()

@@ -10,7 +10,7 @@ from graph_engine.graph import Graph
 
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
-from .mapping import INSTEAD, RULES, Approx, Rule
+from .mapping import COMFY_UNION_TYPES, INSTEAD, RULES, Approx, Rule
 from .report import APPROX, EXACT, UI, Entry, Report
 
 LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
@@ -981,6 +981,11 @@ class Converter:
             self.report.entries[cn.id].notes.append("its control_net or image comes from a node that did not convert")
             return None
         control = {"path": path, "video": image, **{k: params[k] for k in ("strength", "start", "end") if k in params}}
+        if cnet.attrs.get("mode"):
+            control["mode"] = cnet.attrs["mode"]
+        vae = self.resolve(cn.inputs.get("vae"))
+        if isinstance(vae, Out) and vae.port:       # what a FLUX.1 ControlNet encodes its pictures with
+            control["vae"] = vae
         for k in ("mask_optional", "timestep_kf", "latent_kf_override", "weights_override", "model_optional"):
             if isinstance(cn.inputs.get(k), Ref):
                 notes.append(f"{k} is not carried")
@@ -990,6 +995,25 @@ class Converter:
             base = v if isinstance(v, Out) else Out()
             self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs,
                                                        "controls": base.attrs.get("controls", ()) + (control,)})
+        return []
+
+    def special_union_type(self, cn, rule, params, notes):
+        """SetUnionControlNetType: ComfyUI hands a FLUX.1 union net the type's index in xinsir's ControlNet++ order
+        unchanged, so the import keeps that row, named as InstantX's union reads it (their "depth" is its tile)."""
+        from nodes.generate.control import UNION_MODES
+        cnet = self.resolve(cn.inputs.get("control_net"))
+        base = cnet if isinstance(cnet, Out) else Out()
+        kind = str(self.resolve(cn.inputs.get("type")) or "auto")
+        mode = "auto"
+        if kind in COMFY_UNION_TYPES and COMFY_UNION_TYPES.index(kind) < len(UNION_MODES):
+            mode = UNION_MODES[COMFY_UNION_TYPES.index(kind)]
+            if mode not in kind:
+                notes.append(f"ComfyUI gives a union ControlNet row {COMFY_UNION_TYPES.index(kind)} for {kind!r}, "
+                             f"which an InstantX / Shakker-Labs FLUX.1 union reads as {mode}: mode {mode} samples "
+                             "as ComfyUI does (set the mode the picture is, to steer as the net was trained)")
+        elif kind != "auto":
+            notes.append(f"type {kind!r} is no row a FLUX.1 union was trained on: mode auto (no type told)")
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "mode": mode})
         return []
 
     def control_model(self, cn, model: Out, conds) -> Tuple[Out, List[str]]:
@@ -1002,10 +1026,12 @@ class Converter:
                 seen.add(id(c))
                 key = (model.port, id(c))
                 if key not in self.control_nodes:
-                    nid = self.add("control.apply", cn, {**{k: v for k, v in c.items() if k != "video"},
+                    nid = self.add("control.apply", cn, {**{k: v for k, v in c.items() if k not in ("video", "vae")},
                                                          "preprocessor": "none"}, f"_control{len(seen)}", dy=-160)
                     self.link(model, nid, "model")
                     self.link(c["video"], nid, "video")
+                    if "vae" in c:
+                        self.link(c["vae"], nid, "vae")
                     self.control_nodes[key] = nid
                     made.append(nid)
                 model = Out((self.control_nodes[key], "model"))

@@ -62,6 +62,12 @@ SAMPLERS_NEAR = {"uni_pc": "unipc", "dpmpp_2m_sde": "dpmpp_2m", "dpmpp_2m_sde_gp
 SCHEDULERS_EXACT = {"karras": "karras", "simple": "simple", "sgm_uniform": "sgm_uniform", "beta": "beta"}
 
 
+# SetUnionControlNetType's types by the index ComfyUI hands the net (xinsir's ControlNet++ order,
+# comfy/cldm/control_types.py): a FLUX.1 union net gets the index unchanged, so its "depth" is InstantX's row 1, tile.
+COMFY_UNION_TYPES = ("openpose", "depth", "hed/pidi/scribble/ted", "canny/lineart/anime_lineart/mlsd", "normal",
+                     "segment", "tile", "repaint")
+
+
 # comfyui_controlnet_aux's depth checkpoints (their authors' files) -> the same models' Hugging Face folders, which
 # depth.estimate reads from a depth/ model folder.
 DEPTH_FOLDERS = {"depth_anything_vitl14.pth": "depth-anything-large-hf", "depth_anything_vitb14.pth":
@@ -375,7 +381,10 @@ RULES: Dict[str, Rule] = {
     **{name: Rule(None, ("strength", "start_percent", "end_percent"),
                   (P("strength", "strength"), P("start_percent", "start"), P("end_percent", "end")), fold=True,
                   special="controlnet")
-       for name in ("ControlNetApplyAdvanced", "ACN_AdvancedControlNetApply", "ACN_AdvancedControlNetApply_v2")},
+       for name in ("ControlNetApplyAdvanced", "ControlNetApplySD3", "ACN_AdvancedControlNetApply",
+                    "ACN_AdvancedControlNetApply_v2")},
+    # a union ControlNet's type rides with the loaded net to control.apply's mode
+    "SetUnionControlNetType": Rule(None, ("type",), fold=True, special="union_type"),
     # comfyui_controlnet_aux's depth preprocessors, as depth.estimate with the same model's Hugging Face folder
     "DepthAnythingPreprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
                                       (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),

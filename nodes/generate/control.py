@@ -1,4 +1,4 @@
-"""ControlNet for AnimateDiff / SD / SDXL: weight-free preprocessors and the per-frame control images.
+"""ControlNet for AnimateDiff / SD / SDXL / FLUX.1: weight-free preprocessors and the per-frame control images.
 
 Preprocessors need no model weights: canny edges, a luminance depth proxy (brighter = nearer,
 smoothed, spread over 0..255 by one range for the whole clip), or "none" for a depth/normal/pose video
@@ -6,6 +6,7 @@ made elsewhere (a Blender pass through io.load_frames' `layer`). The control fra
 and sliced per frame (and per context window) at sampling time."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -13,6 +14,9 @@ import numpy as np
 from graph_engine import Clip, NodeError
 
 PREPROCESSORS = ("canny", "depth", "none")
+# The modes InstantX's FLUX.1 union nets were trained on, in their embedding rows' order (Shakker-Labs' Union-Pro keeps
+# them): control.apply's mode.
+UNION_MODES = ("canny", "tile", "depth", "blur", "pose", "gray", "lq")
 
 
 class Control(NamedTuple):
@@ -24,6 +28,9 @@ class Control(NamedTuple):
     strength: float
     start: float = 0.0
     end: float = 1.0
+    mode: int = -1              # a FLUX.1 union net's mode row (flux_control.UNION_MODES); -1: none told (auto)
+    vae: Any = None             # FLUX.1: the VAE that encodes the control pictures into the net's input
+    cache: Any = None           # FLUX.1: those encodings, by picture content and size (flux_control.control_tokens)
 
 
 def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
@@ -110,16 +117,31 @@ def control_at(model, frame: int):
 
 
 def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int,
-                  start: float = 0.0, end: float = 1.0):
-    """The model with one more ControlNet: on a model that has one already, both steer."""
-    if model.family not in ("sd", "sdxl", "animatediff"):
-        raise NodeError(f"ControlNet works with AnimateDiff and Stable Diffusion (1.5 and XL) models, not "
+                  start: float = 0.0, end: float = 1.0, mode: str = "auto", vae=None):
+    """The model with one more ControlNet: on a model that has one already, both steer. A FLUX.1 ControlNet reads the
+    control pictures' latents, from `vae` or the model's own VAE."""
+    if model.family not in ("sd", "sdxl", "animatediff", "flux"):
+        raise NodeError(f"ControlNet works with AnimateDiff, Stable Diffusion (1.5 and XL) and FLUX.1 models, not "
                         f"{model.family}")
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the ControlNet's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
     net = manager.controlnet(path, model)
-    control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end))
+    extra = {}
+    if model.family == "flux":
+        from nodes.generate.flux_control import mode_index
+        if vae is None and getattr(model.pipe, "vae", None) is None:
+            raise NodeError("a FLUX.1 ControlNet reads the control pictures through FLUX.1's VAE, and this model was "
+                            "loaded without one: connect load.vae (ae.safetensors) to control.apply's vae")
+        if vae is not None and vae.family != "flux":
+            raise NodeError(f"control.apply's vae is a {vae.family} VAE; a FLUX.1 ControlNet reads pictures through "
+                            "FLUX.1's (ae.safetensors)")
+        extra = {"mode": mode_index(mode, net, Path(path).name), "vae": vae.pipe if vae is not None else model.pipe,
+                 "cache": {}}
+    elif mode != "auto":
+        raise NodeError(f"mode {mode!r} picks what a FLUX.1 union ControlNet is given; this "
+                        f"{model.family} ControlNet takes none: set mode to auto")
+    control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end), **extra)
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
 
 

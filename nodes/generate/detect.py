@@ -518,6 +518,29 @@ def _controlnet(k: Keys) -> Optional[Detection]:
     return Detection("controlnet", "sd", variant, layout=layout, why="input_hint_block / controlnet_cond_embedding")
 
 
+def _flux_controlnet(k: Keys) -> Optional[Detection]:
+    """FLUX.1 ControlNets, told apart as ComfyUI's load_controlnet_state_dict tells them: InstantX's and Shakker-Labs'
+    (FLUX.1-dev-Controlnet-Canny / -Union, FLUX.1-dev-ControlNet-Union-Pro and -2.0, in diffusers' names with a
+    controlnet_x_embedder taking the control picture's latent; a union one has a controlnet_mode_embedder), XLabs'
+    (flux-canny/depth/hed-controlnet-v3: Black Forest Labs' names and a pixel-space input_hint_block, which SD's
+    ControlNet rule would take for its own) and TheMisto's MistoLine. Checked before _controlnet and _flux."""
+    if not k.any("controlnet_blocks.0.weight", "controlnet_blocks.0.linear.weight"):
+        return None
+    if k.any("controlnet_blocks.0.linear.weight"):
+        return Detection("controlnet", "flux", "mistoline", layout="mistoline", why="controlnet_blocks.N.linear")
+    if k.has("double_blocks.0.img_attn.qkv.weight"):
+        return Detection("controlnet", "flux", "xlabs", layout="xlabs", why="double_blocks + input_hint_block")
+    x = k.shape("controlnet_x_embedder.weight")
+    if x is None or not k.has("transformer_blocks.0.attn.to_q.weight"):
+        return None
+    if k.any("transformer_blocks.0.img_mlp.net.0.proj.weight"):      # InstantX's Qwen-Image ControlNet
+        return Detection("controlnet", "qwenimage", "instantx", layout="diffusers", why="controlnet_x_embedder")
+    modes = k.shape("controlnet_mode_embedder.weight")
+    variant = "instantx-inpaint" if x[1] != 64 else "instantx-union" if modes else "instantx"
+    return Detection("controlnet", "flux", variant, layout="diffusers", why="controlnet_x_embedder / controlnet_blocks",
+                     extra={"modes": modes[0] if modes else 0, "in_channels": x[1]})
+
+
 def _vae(k: Keys) -> Optional[Detection]:
     if k.any("decoder.middle.0.residual.0.gamma"):
         z = (k.shape("conv1.weight") or (32,))[0] // 2
@@ -703,7 +726,7 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
-RULES = [_lora, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _qwenimage, _vae,
+RULES = [_lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision]
 
 

@@ -381,7 +381,10 @@ class ModelManager:
             if key not in self._cache:
                 self._make_room(key)
                 with local_only("ControlNet", str(source)):
-                    if source.is_file():
+                    if model.family == "flux":
+                        from nodes.generate import flux_control
+                        net = flux_control.load(source, model.denoiser, dtype)
+                    elif source.is_file():
                         net = controlnet_from_file(source, model.denoiser, dtype)
                     else:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
@@ -434,6 +437,8 @@ def controlnet_from_file(path: Path, unet, dtype):
     det = detect_file(path)
     if det.role == "controlnet" and det.family == "sd" and det.variant not in ("sd15", "sdxl"):
         raise NodeError(f"{path.name}: {unsupported_controlnet(det.variant)}")
+    if det.role == "controlnet" and det.family == "flux":
+        raise NodeError(f"{path.name} is a FLUX.1 ControlNet; apply it to a FLUX.1 dev model")
     if det.role == "controlnet" and det.family != "sd":
         raise NodeError(f"{path.name}: {will_load(det)[1]}")
     if det.role != "controlnet" or det.family != "sd":
@@ -569,6 +574,9 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                           "prompts encoded by its own text encoder")
         return False, "an SDXL refiner UNet alone is not supported; load the refiner's all-in-one checkpoint"
     if det.family == "flux":
+        if det.role == "controlnet":
+            from nodes.generate.flux_control import support
+            return support(det)
         if det.variant.startswith("in-"):
             return False, (f"a FLUX.1 of {det.extra.get('in_channels')} input channels is none Kinograph knows "
                            "(dev, schnell, Kontext, Fill, Depth and Canny are)")
@@ -601,6 +609,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             node += f"; sampled as {det.extra['prediction']} (its own markers)"
         return True, node + ("; inpaints with condition.inpaint or vae.encode_inpaint"
                              if det.variant.endswith("-inpainting") else "")
+    if det.role == "controlnet" and det.family != "sd":
+        return False, f"{det.family} ControlNets ({det.variant}) are not supported (SD 1.5, SDXL and FLUX.1 ones are)"
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant in ("sd15", "sdxl")
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
@@ -629,6 +639,11 @@ def describe_model(path: Path) -> Dict[str, str]:
         except NodeError as exc:
             return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                     "note": str(exc).splitlines()[0]}
+        if fam is None and why == "config.json names FluxControlNetModel":
+            from nodes.generate.flux_control import folder_variant, support
+            variant = folder_variant(path)
+            return {"family": "flux", "variant": variant, "role": "controlnet", "precision": "", "loads": "yes",
+                    "note": support(Detection("controlnet", "flux", variant, layout="diffusers"))[1]}
         return {"family": fam or "unknown", "variant": "", "role": "folder", "precision": "",
                 "loads": "yes" if fam else "no", "note": why}
     try:

@@ -6,6 +6,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
+from nodes.generate.control import UNION_MODES as FLUX_UNION_MODES
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
@@ -623,18 +624,26 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                   start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise to picture where it "
                                                                    "starts steering (ComfyUI's start_percent)"),
                   end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops: below 1 the "
-                                                                 "last steps draw detail freely (end_percent)")) -> MODEL:
-    """Guide AnimateDiff / Stable Diffusion (1.5 or XL) with a ControlNet driven by a video, frame by frame.
+                                                                 "last steps draw detail freely (end_percent)"),
+                  mode: str = Param("auto", choices=("auto",) + FLUX_UNION_MODES,
+                                    help="a FLUX.1 union ControlNet: what kind of picture it is given (auto: not "
+                                         "told, as ComfyUI without SetUnionControlNetType)"),
+                  vae: VAE = Input(optional=True, help="FLUX.1: the VAE that encodes the control pictures (ae."
+                                                       "safetensors), where the model was loaded without one")
+                  ) -> MODEL:
+    """Guide AnimateDiff / Stable Diffusion (1.5 or XL) / FLUX.1 with a ControlNet driven by a video, frame by frame.
 
     Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
     depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is.
     Control frame i steers generated frame i: a shorter video holds its last frame, and frames of
     another size are stretched to the generation's. Chained, ControlNets stack (a pose and a depth
     one both steer, their effects added). start / end are measured in noise levels, as ComfyUI
-    measures them, not in step counts."""
+    measures them, not in step counts. FLUX.1 ControlNets are InstantX's and Shakker-Labs' (Canny, Depth,
+    Union, Union-Pro 2.0); a union one is told its picture's kind by `mode`."""
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
-    return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end)
+    return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end, mode,
+                         vae)
 
 
 @node("control.canny", title="Canny Edges", category="Conditioning", temporal_radius=0)

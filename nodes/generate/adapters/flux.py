@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, with_concat
+from nodes.generate.adapters.base import frame_centres, frames_from_batch, frames_in_batch, with_concat
 from nodes.generate.adapters.mmdit import MMDiTAdapter, patch_frames
 from nodes.generate.reference import reference_rows
 
@@ -172,6 +172,9 @@ class FluxAdapter(MMDiTAdapter):
         refs, method = reference_rows(conds, frames, batch)
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
+        controls = handle.option("controlnet")
+        if controls:                        # control.apply: encoded in forward, at the latent's size
+            out.update(control=list(controls), control_frames=frame_centres(frames, 1))
         return out
 
     def forward(self, handle, x_in, t, inputs):
@@ -189,14 +192,38 @@ class FluxAdapter(MMDiTAdapter):
             guidance = None                         # schnell: no guidance input at all
         tokens, ids = pack(flat), image_ids(h, w)
         own = tokens.shape[1]
+        timestep = (t.float() / 1000).to(flat.device).expand(n * f)
+        txt_ids = torch.zeros(ehs.shape[1], 3, device=flat.device)
+        control = {}
+        if inputs.get("control"):
+            control = self._control(handle, inputs, tokens, h, w, n, timestep, guidance, ehs, txt_ids, ids)
         if inputs.get("references"):        # FLUX.1 Kontext: the pictures to edit, read and not denoised
             ref, ref_ids = reference_tokens(inputs["references"], inputs["reference_method"], h, w)
             tokens, ids = torch.cat([tokens, ref.to(tokens)], 1), torch.cat([ids, ref_ids])
-        out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(flat.device).expand(n * f),
-                    guidance=guidance, pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs,
-                    txt_ids=torch.zeros(ehs.shape[1], 3, device=flat.device), img_ids=ids.to(flat.device),
-                    return_dict=False)[0]
+        if control and tokens.shape[1] > own:       # Kontext's pictures: steered where the image's tokens are
+            control = {k: v and [F.pad(r, (0, 0, 0, tokens.shape[1] - own)) for r in v] for k, v in control.items()}
+        out = model(hidden_states=tokens.to(model.dtype), timestep=timestep, guidance=guidance,
+                    pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs, txt_ids=txt_ids,
+                    img_ids=ids.to(flat.device), return_dict=False, **control)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
+
+    def _control(self, handle, inputs, tokens, h, w, n, timestep, guidance, ehs, txt_ids, ids) -> dict:
+        """The active ControlNets' residuals (flux_control.residuals), their pictures encoded for these frames and
+        repeated for each conditioning and batch item, as the frames are."""
+        from nodes.generate.flux_control import control_tokens, residuals
+        model = handle.pipe.transformer
+        controls = []
+        for c in inputs["control"]:
+            enc = lambda px, pipe=c.vae: self.vae_encode(pipe, px)  # noqa: E731
+            scale = self.factors(c.vae)[1]
+            frames = control_tokens(c, inputs["control_frames"], h, w, enc, scale)
+            controls.append(c._replace(frames=frames.repeat(n, 1, 1).to(tokens.device, c.net.dtype)))
+        g = torch.full((tokens.shape[0],), float(3.5 if inputs.get("guidance") is None else inputs["guidance"]),
+                       device=tokens.device, dtype=torch.float32) if guidance is None else guidance
+        return residuals(controls, len(model.transformer_blocks), len(model.single_transformer_blocks), g,
+                         hidden_states=tokens.to(model.dtype), timestep=timestep,
+                         pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs, txt_ids=txt_ids,
+                         img_ids=ids.to(tokens.device))
 
 
 ADAPTERS = {"flux": FluxAdapter()}
