@@ -79,25 +79,41 @@ def _diffusers_embeds(pipe, vision, proc, kind):
     return [torch.cat([neg, pos])[:, None]]
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """build(family): the tiny SD 1.5 or SDXL folders (tiny_models), built once for the tests that read them, with
+    Euler as their scheduler: Kinograph's euler sampler on the folder's own (default) noise levels is diffusers'
+    Euler."""
+    from tiny_models import build_sd15_single_file, build_sdxl_single_file
+    roots = {}
+
+    def build(family):
+        if family not in roots:
+            root = (build_sd15_single_file if family == "sd" else build_sdxl_single_file)(
+                tmp_path_factory.mktemp(family))
+            sched = root / "diffusers" / "scheduler" / "scheduler_config.json"
+            sched.write_text(json.dumps({**json.loads(sched.read_text()), "_class_name": "EulerDiscreteScheduler"}))
+            index = root / "diffusers" / "model_index.json"
+            index.write_text(json.dumps({**json.loads(index.read_text()),
+                                         "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
+            roots[family] = root
+        return roots[family]
+    return build
+
+
 @pytest.mark.parametrize("family,kind", [("sd", "plain"), ("sdxl", "plus")])
-def test_ipadapter_samples_as_diffusers_does(tmp_path, monkeypatch, family, kind):
+def test_ipadapter_samples_as_diffusers_does(tiny, monkeypatch, family, kind):
     """SD 1.5 with a plain adapter and SDXL with a plus (Resampler) one, weight 0.7: the latent Kinograph samples is
     diffusers' own IP-Adapter pipeline's (load_ip_adapter on the same file, set_ip_adapter_scale), and a run without
     it is the plain model's, before and after."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    from tiny_models import build_sd15_single_file, build_sdxl_single_file
     from nodes.generate.ipadapter import apply_ipadapter, load_ipadapter, reference
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.sampling import run_sampling
     from nodes.generate.split import load_clip_vision
     from nodes.generate.text import encode_prompt
     from nodes.generate.vae_ops import empty_latent
-    root = (build_sd15_single_file if family == "sd" else build_sdxl_single_file)(tmp_path)
-    # Euler in both: Kinograph's euler sampler on the folder's own (default) noise levels is diffusers' Euler.
-    sched = root / "diffusers" / "scheduler" / "scheduler_config.json"
-    sched.write_text(json.dumps({**json.loads(sched.read_text()), "_class_name": "EulerDiscreteScheduler"}))
-    index = root / "diffusers" / "model_index.json"
-    index.write_text(json.dumps({**json.loads(index.read_text()), "scheduler": ["diffusers", "EulerDiscreteScheduler"]}))
+    root = tiny(family)
     models = root / "models"
     vision = _vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
     monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
@@ -253,3 +269,193 @@ def test_animatediff_takes_the_sd15_adapter(tmp_path, monkeypatch):
     got = sample(model)
     assert torch.equal(sample(h), plain)
     assert float((got - plain).abs().max() / plain.abs().max()) > 1e-2
+
+
+def _real_layout_unet(sdxl):
+    """A tiny UNet with the real model's blocks (what the block-picking weight types count): SDXL's 11 transformers
+    (two cross-attention levels, 2 + 2 down, 1 middle, 3 + 3 up; the deepest with 2 transformer blocks, as SDXL's
+    deeper ones have several) or SD 1.5's 16 (three levels: 6 down, 1 middle, 9 up)."""
+    from diffusers import UNet2DConditionModel
+    torch.manual_seed(7)
+    levels = 3 if sdxl else 4
+    down = ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D") if sdxl else \
+        ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+    up = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D") if sdxl else \
+        ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+    return UNet2DConditionModel(block_out_channels=(8,) * levels, layers_per_block=2, sample_size=8, in_channels=4,
+                                out_channels=4, down_block_types=down, up_block_types=up, cross_attention_dim=16,
+                                attention_head_dim=2, norm_num_groups=4,
+                                transformer_layers_per_block=(1, 1, 2) if sdxl else 1).eval()
+
+
+def test_weight_types_and_scaling_are_diffusers_per_block_scales(tmp_path):
+    """On UNets laid out as SDXL's and SD 1.5's, one network call with each weight type equals diffusers' IP-Adapter
+    with set_ip_adapter_scale's per-block dict (InstantStyle's style {"up": {"block_0": [0, w, 0]}} and layout
+    {"down": {"block_2": [0, w]}}, ComfyUI's curves and block weakening written over diffusers' block names); K+V with C
+    penalty equals diffusers on a file whose to_k_ip / to_v_ip are scaled by weight x width / 1280; "style transfer
+    precise" leaves the prompt's half as "style transfer" and changes the negative's."""
+    from types import SimpleNamespace
+    from diffusers.loaders.ip_adapter import IPAdapterMixin
+    from safetensors.torch import load_file
+    from nodes.generate.ipadapter import Reference, _Feed, feed_step, installed, read_ipadapter, tokens
+    w, comp = 0.7, 1.3
+    for sdxl in (True, False):
+        unet = _real_layout_unet(sdxl)
+        path = _ipadapter_file(tmp_path / f"ip{sdxl}.safetensors", unet, "plain", 24)
+        adapter = read_ipadapter(path)
+        feats = torch.randn(1, 24, generator=torch.Generator().manual_seed(2))
+        x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+        text = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(4))
+        neg, pos = object(), object()
+
+        def ours(weight_type, scaling="V only"):
+            ref = Reference(adapter, tokens(adapter, feats), tokens(adapter, torch.zeros_like(feats)), w,
+                            weight_type=weight_type, scaling=scaling, composition=comp)
+            handle = SimpleNamespace(option=lambda k: (ref,) if k == "ipadapter" else None, denoiser=unet,
+                                     family="sdxl" if sdxl else "sd")
+            feed = _Feed(1)
+            feed_step(feed, handle, [neg, pos], neg, 0.5, lambda p: 1 - p, (0,), (8, 8))
+            with installed(handle, feed), torch.no_grad():
+                return unet(x, 500, encoder_hidden_states=text).sample
+
+        def curve(f):
+            """ComfyUI's factor f(transformer number, count, block) over SDXL's blocks as diffusers names them."""
+            names = {"down": {"block_1": [0, 1], "block_2": [2, 3]}, "mid": 4,
+                     "up": {"block_0": [5, 6, 7], "block_1": [8, 9, 10]}}
+            return {k: (w * f(v, 11, "middle") if k == "mid" else
+                        {b: [w * f(i, 11, "input" if k == "down" else "output") for i in idx] for b, idx in v.items()})
+                    for k, v in names.items()}
+        if sdxl:
+            cases = {"style transfer": {"up": {"block_0": [0.0, w, 0.0]}},
+                     "composition": {"down": {"block_2": [0.0, w]}},
+                     "style and composition": {"down": {"block_2": [0.0, comp]}, "up": {"block_0": [0.0, w, 0.0]}},
+                     "ease in": curve(lambda i, n, _: 0.05 + 0.95 * (1 - i / n)),
+                     "strong middle": curve(lambda i, n, b: 1.0 if b == "middle" else 0.2)}
+        else:
+            cases = {"style transfer": {"down": {"block_0": w, "block_1": w},
+                                        "up": {"block_1": [0.0, 0.0, w], "block_2": w, "block_3": w}}}
+        got = {t: ours(t) for t in cases}
+        if sdxl:
+            got["penalty"] = ours("linear", "K+V w/ C penalty")
+            precise, style = ours("style transfer precise"), got["style transfer"]
+            assert torch.equal(precise[1], style[1]) and not torch.allclose(precise[0], style[0])
+            with torch.no_grad():
+                plain = unet(x, 500, encoder_hidden_states=text).sample
+
+        theirs = _real_layout_unet(sdxl)
+        state = load_file(str(path))
+        theirs._load_ip_adapter_weights([{part: {k[len(part) + 1:]: v for k, v in state.items()
+                                                 if k.startswith(part + ".")} for part in ("image_proj", "ip_adapter")}])
+        embeds = torch.stack([torch.zeros_like(feats), feats])
+
+        def run(scale):
+            IPAdapterMixin.set_ip_adapter_scale(SimpleNamespace(unet=theirs), scale)
+            with torch.no_grad():
+                return theirs(x, 500, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [embeds]}).sample
+        for t, scale in cases.items():
+            want = run(scale)
+            assert float((got[t] - want).abs().max() / want.abs().max()) < 1e-5, t
+            assert not sdxl or float((want - plain).abs().max()) > 1e-3, t
+        if not sdxl:
+            continue
+        with torch.no_grad():
+            for proc in theirs.attn_processors.values():
+                if hasattr(proc, "to_k_ip"):
+                    for lin in (proc.to_k_ip[0], proc.to_v_ip[0]):
+                        lin.weight.mul_(w * proc.hidden_size / 1280)
+        want = run(1.0)
+        assert float((got["penalty"] - want).abs().max() / want.abs().max()) < 1e-5
+
+
+def test_per_frame_references_and_masks(tiny, monkeypatch):
+    """IPAdapterBatch's one picture per frame with attn_mask's one mask per frame, on a tiny SD 1.5: frame 1 of a
+    two-frame call (and frame 1 alone, as a context window reads it) is frame 1 sampled alone with picture 1 and mask
+    1 as a plain reference; the mask is diffusers' ip_adapter_masks at the layer's own grid (one cross-attention
+    layer run by diffusers' IPAdapterAttnProcessor2_0); image_negative replaces the negative's black picture."""
+    from types import SimpleNamespace
+    from diffusers.models.attention_processor import Attention, IPAdapterAttnProcessor2_0
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.ipadapter import (IPAttention, Place, Reference, _Feed, apply_ipadapter, feed_step, installed,
+                                          load_ipadapter, new_feed, reference)
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import guided_model_fn
+    from nodes.generate.split import load_clip_vision
+    from nodes.generate.text import encode_prompt
+    root = tiny("sd")
+    models = root / "models"
+    _vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    mm = ModelManager()
+    h = mm.load("sd", str(root / "diffusers"))
+    parts = mm.components(h)
+    _ipadapter_file(models / "ipadapter" / "ip-adapter-plus_sd15.safetensors", h.denoiser, "plus", 32)
+    encoder = load_clip_vision(mm, "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "auto", "cpu")
+    adapter = load_ipadapter(mm, "ip-adapter-plus_sd15.safetensors")
+    pics = [REF, REF[::-1, ::-1].copy()]
+    masks = torch.zeros(2, 32, 32)
+    masks[0, :, :16], masks[1, 8:, :] = 1.0, 1.0
+    pos, neg = encode_prompt(parts["text_encoder"], "a cat"), encode_prompt(parts["text_encoder"], "blurry")
+    x = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    def x0(ref, latent, frames=None):
+        model = apply_ipadapter(h, ref)
+        feed = new_feed(model)
+        fn = guided_model_fn(model, get_adapter("sd"), pos, neg, 5.0, 1, "cpu", torch.float32, latent.shape[2],
+                             ip_feed=feed)
+        with installed(model, feed), torch.inference_mode():
+            return fn(latent, 5.0) if frames is None else fn(latent, 5.0, frames=frames)
+    both = x0(reference(adapter, encoder, pics, 0.8, 0.0, 1.0, mask=masks, per_frame=True), x)
+    window = x0(reference(adapter, encoder, pics, 0.8, 0.0, 1.0, mask=masks, per_frame=True), x[:, :, 1:], [1])
+    alone = x0(reference(adapter, encoder, pics[1:], 0.8, 0.0, 1.0, mask=masks[1:]), x[:, :, 1:])
+    unmasked = x0(reference(adapter, encoder, pics[1:], 0.8, 0.0, 1.0), x[:, :, 1:])
+    scale = float(alone.abs().max())
+    assert float((both[:, :, 1:] - alone).abs().max()) / scale < 1e-5
+    assert float((window - alone).abs().max()) / scale < 1e-5
+    assert float((alone - unmasked).abs().max()) > 1e-3
+    plain, black = (reference(adapter, encoder, pics[:1], 0.8, 0.0, 1.0, negative=n) for n in ((), pics[1:]))
+    assert torch.equal(plain.cond, black.cond) and not torch.allclose(plain.uncond, black.uncond)
+
+    # One layer, 6 x 8 tokens, against diffusers' masked IP-Adapter processor.
+    torch.manual_seed(5)
+    attn = Attention(16, cross_attention_dim=16, heads=2, dim_head=8).eval()
+    theirs = IPAdapterAttnProcessor2_0(16, 16, num_tokens=(4,), scale=0.6).eval()
+    toks = torch.randn(2, 4, 16)
+    mask = (torch.rand(1, 6, 8) > 0.5).float()
+    hidden, text = torch.randn(2, 48, 16), torch.randn(2, 5, 16)
+    adapter1 = SimpleNamespace(layers=((theirs.to_k_ip[0].weight, theirs.to_v_ip[0].weight),))
+    ref = Reference(adapter1, toks[1:], toks[:1], 0.6, mask=mask)
+    feed, n, p = _Feed(1), object(), object()
+    feed_step(feed, SimpleNamespace(option=lambda k: (ref,)), [n, p], n, 0.5, lambda s: 1 - s, (0,), (6, 8))
+    ours = IPAttention(attn.processor, adapter1.layers, (ref,), Place(0, 16, "input"), False, feed)
+    with torch.no_grad():
+        got = ours(attn, hidden, text)
+        want = theirs(attn, hidden, (text, [toks[:, None]]), ip_adapter_masks=[mask[:, None]])
+    assert float((got - want).abs().max()) < 1e-5
+
+
+def test_batch_and_weight_type_nodes_import_exactly():
+    """IPAdapterBatch as AnimateDiff transition workflows write it (API format: one picture, a fade mask per frame,
+    weight type ease in-out) and the simple IPAdapter's "prompt is more important" / "style transfer" become
+    ipadapter.apply with their weight types, per_frame and the mask connected; nothing is reported as dropped."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+           "2": {"class_type": "IPAdapterUnifiedLoader", "inputs": {"model": ["1", 0], "preset": "PLUS (high strength)"}},
+           "3": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "4": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 512, "height": 512}},
+           "5": {"class_type": "IPAdapterBatch", "inputs": {
+               "weight": 1, "weight_type": "ease in-out", "start_at": 0, "end_at": 1, "embeds_scaling": "K+V",
+               "encode_batch_size": 0, "model": ["2", 0], "ipadapter": ["2", 1], "image": ["3", 0],
+               "attn_mask": ["4", 0]}},
+           "6": {"class_type": "IPAdapter", "inputs": {"model": ["5", 0], "ipadapter": ["2", 1], "image": ["3", 0],
+                                                       "weight": 0.5, "start_at": 0, "end_at": 1,
+                                                       "weight_type": "prompt is more important"}},
+           "7": {"class_type": "IPAdapter", "inputs": {"model": ["6", 0], "ipadapter": ["2", 1], "image": ["3", 0],
+                                                       "weight": 0.6, "start_at": 0, "end_at": 1,
+                                                       "weight_type": "style transfer"}}}
+    res = import_data(api)
+    for nid in "567":
+        assert res.report.entries[nid].status == "exact", res.report.text()
+    apply = {n.params["weight"]: n for n in res.graph.nodes.values() if n.type == "ipadapter.apply"}
+    assert apply[1].params["per_frame"] is True and apply[1].params["weight_type"] == "ease in-out"
+    assert apply[1].params["scaling"] == "K+V" and "mask" in res.graph.inputs[apply[1].id]
+    assert (apply[0.5].params["weight_type"], apply[0.6].params["weight_type"]) == ("ease out", "style transfer")

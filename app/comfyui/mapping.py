@@ -119,6 +119,16 @@ def sd3_clip_prompt(v):
     return v
 
 
+IPADAPTER_INPUTS = {"model": "model", "ipadapter": "ipadapter", "image": "image", "clip_vision": "image_encoder",
+                    "attn_mask": "mask", "image_negative": "negative_image"}
+
+
+def ipadapter_simple_type(v):
+    """The simple IPAdapter node's three weight types, as it hands them to IPAdapterAdvanced's."""
+    return "ease out" if v == "prompt is more important" else "style transfer" if str(v).startswith("style") else \
+        "linear"
+
+
 def weight_dtype(v):
     if v == "fp8_e4m3fn_fast":
         raise Approx("fp8_e4m3fn", "fp8_e4m3fn_fast's fast matmul is not used; weights stay fp8_e4m3fn")
@@ -281,23 +291,28 @@ RULES: Dict[str, Rule] = {
                              outputs=("text_encoder",), fixed={"type": "sd3"}),
     "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
     "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
-    # cubiq's ComfyUI_IPAdapter_plus (v2): the weight type linear ("standard") and embeds scaling "V only" are its
-    # defaults and Kinograph's maths; another weight type or scaling is named in the report as not carried
+    # cubiq's ComfyUI_IPAdapter_plus (v2): weight types, embeds scaling, attention masks, negative images and one
+    # reference per frame (IPAdapterBatch) are ipadapter.apply's own
     "IPAdapterModelLoader": Rule("load.ipadapter", ("ipadapter_file",), (P("ipadapter_file", "name"),),
                                  outputs=("ipadapter",)),
     "IPAdapterUnifiedLoader": Rule("load.ipadapter_preset", ("preset",), (P("preset", "preset"),), {"model": "model"},
                                    ("model", "ipadapter")),
     "IPAdapter": Rule("ipadapter.apply", ("weight", "start_at", "end_at", "weight_type"),
-                      (P("weight", "weight"), P("start_at", "start"), P("end_at", "end")),
-                      {"model": "model", "ipadapter": "ipadapter", "image": "image"}, ("model",),
-                      ignore={"weight_type": "standard"}),
+                      (P("weight", "weight"), P("start_at", "start"), P("end_at", "end"),
+                       P("weight_type", "weight_type", ipadapter_simple_type)),
+                      {"model": "model", "ipadapter": "ipadapter", "image": "image", "attn_mask": "mask"},
+                      ("model",), fixed={"weight_type": "linear"}),    # saved before it had weight_type: standard
     "IPAdapterAdvanced": Rule("ipadapter.apply", ("weight", "weight_type", "combine_embeds", "start_at", "end_at",
                                                   "embeds_scaling"),
-                              (P("weight", "weight"), P("combine_embeds", "combine"), P("start_at", "start"),
-                               P("end_at", "end")),
-                              {"model": "model", "ipadapter": "ipadapter", "image": "image",
-                               "clip_vision": "image_encoder"},
-                              ("model",), ignore={"weight_type": "linear", "embeds_scaling": "V only"}),
+                              (P("weight", "weight"), P("weight_type", "weight_type"), P("combine_embeds", "combine"),
+                               P("start_at", "start"), P("end_at", "end"), P("embeds_scaling", "scaling")),
+                              IPADAPTER_INPUTS, ("model",)),
+    "IPAdapterBatch": Rule("ipadapter.apply", ("weight", "weight_type", "start_at", "end_at", "embeds_scaling",
+                                               "encode_batch_size"),
+                           (P("weight", "weight"), P("weight_type", "weight_type"), P("start_at", "start"),
+                            P("end_at", "end"), P("embeds_scaling", "scaling")),
+                           IPADAPTER_INPUTS, ("model",), fixed={"per_frame": True},
+                           ignore={"encode_batch_size": 0}),
     # pysssss's Custom Scripts loaders: ComfyUI's own, with a preview picture; the file name is the widget's `content`
     "CheckpointLoader|pysssss": Rule("load.model", ("ckpt_name", "example"), (P("ckpt_name", "path", pysssss_file),),
                                      outputs=LOADER_OUT, ignore={"example": None}),
@@ -872,10 +887,16 @@ INSTEAD = {
     **{name: "not mapped: Kinograph's ipadapter.apply takes reference images, not saved embeddings (IPADAPTER_EMBEDS); "
              "connect the images to IPAdapter / IPAdapterAdvanced instead" for name in (
         "IPAdapterEncoder", "IPAdapterEmbeds", "IPAdapterCombineEmbeds", "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
-    **{name: "not mapped: one reference image per frame (unfold_batch), tiled references and style/composition "
-             "blocks are not in Kinograph yet; IPAdapterAdvanced with weight type linear is" for name in (
-        "IPAdapterBatch", "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
+    **{name: "not mapped: tiled references, a composition picture apart from the style one and per-layer weight "
+             "strings are not in Kinograph yet; IPAdapterAdvanced (weight type style transfer, composition or style "
+             "and composition with one picture) and IPAdapterBatch (one picture per frame) are" for name in (
+        "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
         "IPAdapterStyleCompositionBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition")},
+    "IPAdapterNoise": "not mapped: its noise pictures (fade, dissolve, gaussian, shuffle) are not made in Kinograph "
+                      "yet; IPAdapterAdvanced's image_negative takes any picture in their place (a blurred or noisy "
+                      "copy of the reference)",
+    "IPAdapterWeights": "not mapped: a weight per frame is not in Kinograph yet; IPAdapterBatch takes one picture per "
+                        "frame with one weight for all",
     "GetImageSize": "not mapped: its width, height and batch size are only known as the workflow runs, and Kinograph "
                     "passes no numbers between nodes. Type the picture's size into the settings that read them "
                     "(latent.empty's width and height, video.resize's), or leave them out where the node sizes "

@@ -3,9 +3,9 @@ IPAdapterAdvanced. The maths and the files: nodes/generate/ipadapter.py."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
-from graph_engine.types import IMAGE_ENCODER, IPADAPTER, MODEL, VIDEO
+from graph_engine.types import IMAGE_ENCODER, IPADAPTER, MASK, MODEL, VIDEO
 from nodes.common.models_dirs import locator
-from nodes.generate.ipadapter_presets import COMBINE, PRESETS
+from nodes.generate.ipadapter_presets import COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
 
 
 @node("load.ipadapter", title="Load IP-Adapter", category="Models", outputs={"ipadapter": IPADAPTER})
@@ -43,17 +43,44 @@ def load_ipadapter_preset(ctx, model: MODEL,
 def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
                     image_encoder: IMAGE_ENCODER = Input(optional=True, help="CLIP vision (load.clip_vision); "
                                                          "not needed after load.ipadapter_preset"),
+                    mask: MASK = Input(optional=True, help="where in the picture the adapter acts (1), stretched to "
+                                                           "it; a clip of masks: one per frame (attn_mask)"),
+                    negative_image: VIDEO = Input(optional=True, help="what the negative prompt reads instead of "
+                                                                      "nothing (image_negative), e.g. a noisy "
+                                                                      "picture to steer away from"),
                     weight: float = Param(1.0, min=-1.0, max=5.0, help="how strongly the images steer; 0 = not at "
                                                                        "all"),
+                    weight_type: str = Param("linear", choices=WEIGHT_TYPES,
+                                             help="how the weight spreads over the UNet: evenly (linear), rising or "
+                                                  "falling through it (ease), weaker in one part (weak), or only "
+                                                  "the transformers that carry style or layout (style transfer, "
+                                                  "composition ...: SD 1.5 and SDXL's own UNets)"),
+                    composition_weight: float = Param(1.0, min=-1.0, max=5.0,
+                                                      help="style and composition: the layout transformers' weight "
+                                                           "(weight is the style's)"),
+                    scaling: str = Param("V only", choices=SCALINGS,
+                                         help="what the weight scales (embeds_scaling): the result (V only), the "
+                                              "image keys and values (K+V), with the narrow layers weakened "
+                                              "(C penalty)"),
                     start: float = Param(0.0, min=0.0, max=1.0, help="share of the way from noise to picture where "
                                                                      "it starts (ComfyUI's start_at)"),
                     end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops (end_at)"),
                     combine: str = Param("concat", choices=COMBINE,
                                          help="several images: concat keeps each (their tokens side by side); the "
-                                              "others join their CLIP features first (ComfyUI's combine_embeds)")) -> MODEL:
-    """Steer an SD 1.5, SDXL or AnimateDiff model with reference images (ComfyUI's IPAdapter / IPAdapter Advanced, weight
-    type linear, V only): every frame of `image` is one reference (a still connects as one). Chained, adapters add up
-    (a style one and a face one). The loaded model stays shared: the adapter acts only while this branch samples."""
+                                              "others join their CLIP features first (ComfyUI's combine_embeds)"),
+                    per_frame: bool = Param(False, help="one reference per frame: frame i reads image i (the last "
+                                                        "image past the end), ComfyUI's IPAdapterBatch for "
+                                                        "AnimateDiff")) -> MODEL:
+    """Steer an SD 1.5, SDXL or AnimateDiff model with reference images (ComfyUI's IPAdapter / IPAdapter Advanced /
+    IPAdapter Batch): every frame of `image` is one reference (a still connects as one), or, with per_frame, each
+    frame's own. Chained, adapters add up (a style one and a face one). The loaded model stays shared: the adapter
+    acts only while this branch samples."""
     from nodes.generate.ipadapter import apply_ipadapter, reference
-    frames = [f for _, block in image.chunks() for f in block]
-    return apply_ipadapter(model, reference(ipadapter, image_encoder, frames, weight, start, end, combine))
+    from nodes.generate.regions import mask_tensor
+
+    def frames(clip):
+        return [f for _, block in clip.chunks() for f in block]
+    return apply_ipadapter(model, reference(
+        ipadapter, image_encoder, frames(image), weight, start, end, combine, weight_type, scaling,
+        None if mask is None else mask_tensor(mask), frames(negative_image) if negative_image is not None else (),
+        bool(per_frame), composition_weight))
