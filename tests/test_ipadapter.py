@@ -459,3 +459,48 @@ def test_batch_and_weight_type_nodes_import_exactly():
     assert apply[1].params["per_frame"] is True and apply[1].params["weight_type"] == "ease in-out"
     assert apply[1].params["scaling"] == "K+V" and "mask" in res.graph.inputs[apply[1].id]
     assert (apply[0.5].params["weight_type"], apply[0.6].params["weight_type"]) == ("ease out", "style transfer")
+
+
+def test_embeds_encode_combine_and_apply(tmp_path, monkeypatch):
+    """IPAdapterEncoder -> IPAdapterCombineEmbeds -> IPAdapterEmbeds: two pictures encoded, averaged and applied give
+    the tokens ipadapter.apply gives them with combine_embeds average (and, with no neg_embed, the plus adapter's black
+    picture as the negative); the encoder's weight scales the features; its mask is CLIP run on the processed pixels
+    times the mask's centre square (as ComfyUI crops it); the ComfyUI chain imports exactly."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from nodes.generate.ipadapter import combine, encode, from_embeds, read_ipadapter, reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    models = tmp_path / "models"
+    vision = _vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    encoder = load_clip_vision(ModelManager(), "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "auto", "cpu")
+    adapter = read_ipadapter(_ipadapter_file(tmp_path / "ip.safetensors", _real_layout_unet(False), "plus", 32))
+    pics = [REF, REF[::-1].copy()]
+    (a, _), (b, _) = (encode(adapter, encoder, [p], 1.0) for p in pics)
+    got = from_embeds(adapter, encoder, combine(torch.cat([a, b]), "average"), None, 0.8, 0.0, 1.0)
+    want = reference(adapter, encoder, pics, 0.8, 0.0, 1.0, how="average")
+    assert torch.allclose(got.cond, want.cond, atol=1e-6) and torch.allclose(got.uncond, want.uncond, atol=1e-6)
+    assert torch.allclose(encode(adapter, encoder, pics[:1], 0.5)[0], a * 0.5)
+    mask = torch.zeros(1, 32, 48)           # CLIP's side high: its centre square is columns 8-39, not resized
+    mask[:, :, :24] = 1.0
+    masked, _ = encode(adapter, encoder, pics[:1], 1.0, mask)
+    px = encoder.pipe.image_processor(images=[Image.fromarray(REF)], return_tensors="pt").pixel_values
+    with torch.no_grad():
+        want = vision(pixel_values=px * mask[:, None, :, 8:40], output_hidden_states=True).hidden_states[-2]
+    assert torch.allclose(masked, want, atol=1e-5) and not torch.allclose(masked, a, atol=1e-3)
+
+    def enc(i):
+        return {"class_type": "IPAdapterEncoder", "inputs": {"ipadapter": ["2", 1], "image": ["3", 0], "weight": i}}
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+           "2": {"class_type": "IPAdapterUnifiedLoader", "inputs": {"model": ["1", 0], "preset": "PLUS (high strength)"}},
+           "3": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}, "4": enc(1.0), "5": enc(0.5),
+           "6": {"class_type": "IPAdapterCombineEmbeds", "inputs": {"embed1": ["4", 0], "embed2": ["5", 0],
+                                                                    "method": "average"}},
+           "7": {"class_type": "IPAdapterEmbeds", "inputs": {
+               "model": ["2", 0], "ipadapter": ["2", 1], "pos_embed": ["6", 0], "neg_embed": ["4", 1], "weight": 0.8,
+               "weight_type": "style transfer", "start_at": 0, "end_at": 1, "embeds_scaling": "V only"}}}
+    res = import_data(api)
+    assert all(res.report.entries[n].status == "exact" for n in "4567"), res.report.text()
+    assert {n.type for n in res.graph.nodes.values()} >= {"ipadapter.encode", "ipadapter.combine_embeds",
+                                                         "ipadapter.apply_embeds"}

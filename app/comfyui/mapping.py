@@ -313,6 +313,17 @@ RULES: Dict[str, Rule] = {
                             P("end_at", "end"), P("embeds_scaling", "scaling")),
                            IPADAPTER_INPUTS, ("model",), fixed={"per_frame": True},
                            ignore={"encode_batch_size": 0}),
+    "IPAdapterEncoder": Rule("ipadapter.encode", ("weight",), (P("weight", "weight"),),
+                             {"ipadapter": "ipadapter", "image": "image", "mask": "mask",
+                              "clip_vision": "image_encoder"}, ("pos_embed", "neg_embed")),
+    "IPAdapterCombineEmbeds": Rule("ipadapter.combine_embeds", ("method",), (P("method", "method"),),
+                                   {f"embed{i}": f"embed{i}" for i in range(1, 6)}, ("embeds",)),
+    **{name: Rule("ipadapter.apply_embeds", ("weight", "weight_type", "start_at", "end_at", "embeds_scaling"),
+                  (P("weight", "weight"), P("weight_type", "weight_type"), P("start_at", "start"),
+                   P("end_at", "end"), P("embeds_scaling", "scaling")),
+                  {"model": "model", "ipadapter": "ipadapter", "pos_embed": "pos_embed", "neg_embed": "neg_embed",
+                   "attn_mask": "mask", "clip_vision": "image_encoder"}, ("model",), fixed=fixed)
+       for name, fixed in (("IPAdapterEmbeds", {}), ("IPAdapterEmbedsBatch", {"per_frame": True}))},
     # pysssss's Custom Scripts loaders: ComfyUI's own, with a preview picture; the file name is the widget's `content`
     "CheckpointLoader|pysssss": Rule("load.model", ("ckpt_name", "example"), (P("ckpt_name", "path", pysssss_file),),
                                      outputs=LOADER_OUT, ignore={"example": None}),
@@ -884,9 +895,9 @@ INSTEAD = {
     "IPAdapterApply": "not mapped: the IPAdapter_plus v1 node (its v2 removed it). Open the workflow in ComfyUI with a "
                       "current ComfyUI_IPAdapter_plus, put IPAdapterAdvanced (or IPAdapter) in its place, save and "
                       "import that",
-    **{name: "not mapped: Kinograph's ipadapter.apply takes reference images, not saved embeddings (IPADAPTER_EMBEDS); "
-             "connect the images to IPAdapter / IPAdapterAdvanced instead" for name in (
-        "IPAdapterEncoder", "IPAdapterEmbeds", "IPAdapterCombineEmbeds", "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
+    **{name: "not mapped: embeddings saved to or loaded from a file (ComfyUI's output/input folders) are not in "
+             "Kinograph yet; connect the pictures to IPAdapterEncoder (or IPAdapterAdvanced) instead" for name in (
+        "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
     **{name: "not mapped: tiled references, a composition picture apart from the style one and per-layer weight "
              "strings are not in Kinograph yet; IPAdapterAdvanced (weight type style transfer, composition or style "
              "and composition with one picture) and IPAdapterBatch (one picture per frame) are" for name in (

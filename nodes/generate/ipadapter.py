@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.ipadapter_presets import CLIP_VIT_G, CLIP_VIT_H, COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
+from nodes.generate.ipadapter_presets import CLIP_VIT_G, CLIP_VIT_H, EMBEDS_COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
 
 FACEID = ("it reads a face identity from InsightFace (a separate face-recognition model, with a LoRA of its own), "
           "which Kinograph does not run. Use ip-adapter-plus-face (PLUS FACE) with a crop of the face instead")
@@ -161,11 +161,13 @@ def _vision(encoder):
     return module, proc
 
 
-def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray],
-                  negative: Sequence[np.ndarray] = ()) -> Tuple[torch.Tensor, torch.Tensor]:
+def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], negative: Sequence[np.ndarray] = (),
+                  mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(features of the images, of the negative) as the adapter reads them, ComfyUI's way: the plain adapter the
     pooled, projected embedding, the others the penultimate hidden states. The negative: those of the `negative`
-    pictures (image_negative), else zeros for the plain adapter and a black picture's for the others."""
+    pictures (image_negative), else zeros for the plain adapter and a black picture's for the others. `mask`
+    [masks, H, W]: what CLIP sees of each image (IPAdapterEncoder's mask: cut to its centre square, resized to CLIP's
+    input, times the normalised pixels)."""
     from PIL import Image
     module, proc = _vision(encoder)
 
@@ -173,26 +175,45 @@ def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray],
         return proc(images=[Image.fromarray(np.ascontiguousarray(i)) for i in pics],
                     return_tensors="pt").pixel_values.to(module.device, module.dtype)
     with torch.inference_mode():
+        px = pixels(images)
+        if mask is not None:
+            px = px * _sized(_clip_mask(mask, int(px.shape[-1])), px.shape[0]).to(px)
         if adapter.kind == "plain":
             if not hasattr(module, "visual_projection"):
                 raise NodeError(f"{adapter.name} reads CLIP's projected image embedding, and this CLIP vision file has "
                                 "no visual_projection: use the full CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
-            feats = module(pixel_values=pixels(images)).image_embeds.float()
+            feats = module(pixel_values=px).image_embeds.float()
             neg = module(pixel_values=pixels(negative)).image_embeds.float() if len(negative) else \
                 torch.zeros_like(feats[:1])
         else:
-            px = pixels(images)
             side = int(px.shape[-1])
             black = proc(images=[Image.new("RGB", (side, side))], return_tensors="pt").pixel_values.to(px)
             feats = module(pixel_values=px, output_hidden_states=True).hidden_states[-2].float()
             neg = module(pixel_values=pixels(negative) if len(negative) else black,
                          output_hidden_states=True).hidden_states[-2].float()
-    wants = _feature_width(adapter)
-    if feats.shape[-1] != wants:
-        raise NodeError(f"{adapter.name} reads CLIP vision features {wants} wide and this CLIP vision model gives "
-                        f"{feats.shape[-1]}: ViT-H (1024 projected, 1280 hidden) goes with the _sd15 and _vit-h "
-                        "adapters, ViT-bigG (1280 projected, 1664 hidden) with ip-adapter_sdxl and _vit-G")
+    _check_width(adapter, feats)
     return feats.cpu(), neg.cpu()
+
+
+def _clip_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
+    """[masks, 1, side, side]: each mask's centre square resized (bicubic, antialiased) to CLIP's input."""
+    import torch.nn.functional as F
+    h, w = mask.shape[-2:]
+    n = min(h, w)
+    top, left = int(round((h - n) / 2)), int(round((w - n) / 2))
+    square = mask[:, None, top:top + n, left:left + n].float()
+    return F.interpolate(square, size=(side, side), mode="bicubic", antialias=True)
+
+
+def _check_width(adapter: IPAdapter, feats: torch.Tensor) -> None:
+    wants = _feature_width(adapter)
+    if feats.shape[-1] != wants or feats.ndim != (2 if adapter.kind == "plain" else 3):
+        got = "pooled" if feats.ndim == 2 else "hidden"
+        raise NodeError(f"{adapter.name} reads CLIP vision {'pooled' if adapter.kind == 'plain' else 'hidden'} "
+                        f"features {wants} wide and these are {got}, {feats.shape[-1]} wide: ViT-H (1024 projected, "
+                        "1280 hidden) goes with the _sd15 and _vit-h adapters, ViT-bigG (1280 projected, 1664 hidden) "
+                        "with ip-adapter_sdxl and _vit-G; embeddings (ipadapter.encode) are read by the kind of "
+                        "adapter that made them")
 
 
 def _feature_width(adapter: IPAdapter) -> int:
@@ -207,8 +228,8 @@ def _feature_width(adapter: IPAdapter) -> int:
 def combine(feats: torch.Tensor, how: str) -> torch.Tensor:
     """Several reference images' features as ComfyUI's combine_embeds joins them before the projection ("concat"
     keeps each image, whose tokens then stand side by side)."""
-    if how not in COMBINE:
-        raise NodeError(f"unknown combine {how!r}; choose one of {', '.join(COMBINE)}")
+    if how not in EMBEDS_COMBINE:
+        raise NodeError(f"unknown combine {how!r}; choose one of {', '.join(EMBEDS_COMBINE)}")
     if how == "concat" or feats.shape[0] == 1:
         return feats
     if how == "add":
@@ -217,6 +238,10 @@ def combine(feats: torch.Tensor, how: str) -> torch.Tensor:
         return (feats[0] - feats[1:].mean(0))[None]
     if how == "average":
         return feats.mean(0, keepdim=True)
+    if how == "max":
+        return feats.max(0, keepdim=True).values
+    if how == "min":
+        return feats.min(0, keepdim=True).values
     return (feats / feats.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
 
 
@@ -233,12 +258,17 @@ def _sized(t: torch.Tensor, n: int) -> torch.Tensor:
     return t[[min(i, t.shape[0] - 1) for i in range(n)]]
 
 
-def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
-              how: str = "concat", weight_type: str = "linear", scaling: str = "V only",
-              mask: Optional[torch.Tensor] = None, negative: Sequence[np.ndarray] = (), per_frame: bool = False,
-              composition: float = 1.0) -> Reference:
-    if not images:
-        raise NodeError("ipadapter.apply needs at least one reference image")
+def _checked_encoder(adapter: IPAdapter, encoder, node: str):
+    encoder = encoder if encoder is not None else adapter.encoder
+    if encoder is None:
+        raise NodeError(f"{node} needs a CLIP vision model: connect load.clip_vision to its image_encoder input (or "
+                        "load the adapter with load.ipadapter_preset, which finds one)")
+    return encoder
+
+
+def _built(adapter: IPAdapter, feats: torch.Tensor, neg: torch.Tensor, weight: float, start: float, end: float,
+           weight_type: str, scaling: str, mask: Optional[torch.Tensor], per_frame: bool,
+           composition: float) -> Reference:
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the IP-Adapter's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
@@ -246,16 +276,46 @@ def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight:
         raise NodeError(f"unknown IP-Adapter weight type {weight_type!r}; choose one of {', '.join(WEIGHT_TYPES)}")
     if scaling not in SCALINGS:
         raise NodeError(f"unknown IP-Adapter embeds scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
-    encoder = encoder if encoder is not None else adapter.encoder
-    if encoder is None:
-        raise NodeError("ipadapter.apply needs a CLIP vision model: connect load.clip_vision to its image_encoder "
-                        "input (or load the adapter with load.ipadapter_preset, which finds one)")
-    feats, neg = clip_features(adapter, encoder, images, negative)
-    neg = _sized(neg, feats.shape[0])
+    return Reference(adapter, tokens(adapter, feats, per_frame), tokens(adapter, _sized(neg, feats.shape[0]), per_frame),
+                     float(weight), float(start), float(end), weight_type, scaling, mask, per_frame, float(composition))
+
+
+def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
+              how: str = "concat", weight_type: str = "linear", scaling: str = "V only",
+              mask: Optional[torch.Tensor] = None, negative: Sequence[np.ndarray] = (), per_frame: bool = False,
+              composition: float = 1.0) -> Reference:
+    if not images:
+        raise NodeError("ipadapter.apply needs at least one reference image")
+    feats, neg = clip_features(adapter, _checked_encoder(adapter, encoder, "ipadapter.apply"), images, negative)
     if not per_frame and feats.shape[0] > 1 and how != "concat":
         feats, neg = combine(feats, how), neg[:1]
-    return Reference(adapter, tokens(adapter, feats, per_frame), tokens(adapter, neg, per_frame), float(weight),
-                     float(start), float(end), weight_type, scaling, mask, per_frame, float(composition))
+    return _built(adapter, feats, neg, weight, start, end, weight_type, scaling, mask, per_frame, composition)
+
+
+def encode(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float,
+           mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(the images' CLIP features times weight, the negative's) as IPAdapterEncoder makes them: embeddings to combine
+    (combine) and apply (from_embeds)."""
+    if not images:
+        raise NodeError("ipadapter.encode needs at least one picture")
+    feats, neg = clip_features(adapter, _checked_encoder(adapter, encoder, "ipadapter.encode"), images, mask=mask)
+    return feats * float(weight), neg
+
+
+def from_embeds(adapter: IPAdapter, encoder, pos: torch.Tensor, neg: Optional[torch.Tensor], weight: float,
+                start: float, end: float, weight_type: str = "linear", scaling: str = "V only",
+                mask: Optional[torch.Tensor] = None, per_frame: bool = False) -> Reference:
+    """A reference from embeddings (IPAdapterEmbeds): each one's tokens side by side (one per frame with per_frame);
+    without `neg`, the negative the adapter reads by default (a black picture's features, or zeros)."""
+    _check_width(adapter, pos)
+    if neg is None:
+        if adapter.kind == "plain":
+            neg = torch.zeros_like(pos[:1])
+        else:
+            _, neg = clip_features(adapter, _checked_encoder(adapter, encoder, "ipadapter.apply_embeds"),
+                                   [np.zeros((8, 8, 3), np.uint8)])
+    _check_width(adapter, neg)
+    return _built(adapter, pos, neg, weight, start, end, weight_type, scaling, mask, per_frame, 1.0)
 
 
 def apply_ipadapter(model, ref: Reference):

@@ -3,9 +3,9 @@ IPAdapterAdvanced. The maths and the files: nodes/generate/ipadapter.py."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
-from graph_engine.types import IMAGE_ENCODER, IPADAPTER, MASK, MODEL, VIDEO
+from graph_engine.types import EMBEDS, IMAGE_ENCODER, IPADAPTER, MASK, MODEL, VIDEO
 from nodes.common.models_dirs import locator
-from nodes.generate.ipadapter_presets import COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
+from nodes.generate.ipadapter_presets import COMBINE, EMBEDS_COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
 
 
 @node("load.ipadapter", title="Load IP-Adapter", category="Models", outputs={"ipadapter": IPADAPTER})
@@ -76,11 +76,72 @@ def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
     frame's own. Chained, adapters add up (a style one and a face one). The loaded model stays shared: the adapter
     acts only while this branch samples."""
     from nodes.generate.ipadapter import apply_ipadapter, reference
-    from nodes.generate.regions import mask_tensor
-
-    def frames(clip):
-        return [f for _, block in clip.chunks() for f in block]
     return apply_ipadapter(model, reference(
-        ipadapter, image_encoder, frames(image), weight, start, end, combine, weight_type, scaling,
-        None if mask is None else mask_tensor(mask), frames(negative_image) if negative_image is not None else (),
-        bool(per_frame), composition_weight))
+        ipadapter, image_encoder, _frames(image), weight, start, end, combine, weight_type, scaling, _mask(mask),
+        _frames(negative_image) if negative_image is not None else (), bool(per_frame), composition_weight))
+
+
+def _frames(clip):
+    return [f for _, block in clip.chunks() for f in block]
+
+
+def _mask(mask):
+    from nodes.generate.regions import mask_tensor
+    return None if mask is None else mask_tensor(mask)
+
+
+_ENCODER = Input(optional=True, help="CLIP vision (load.clip_vision); not needed after load.ipadapter_preset")
+
+
+@node("ipadapter.encode", title="IP-Adapter Encoder", category="Conditioning", device="gpu",
+      outputs={"pos_embed": EMBEDS, "neg_embed": EMBEDS})
+def ipadapter_encode(ctx, ipadapter: IPADAPTER, image: VIDEO, image_encoder: IMAGE_ENCODER = _ENCODER,
+                     mask: MASK = Input(optional=True, help="what CLIP sees of the pictures (1); its centre square "
+                                                            "is used, as CLIP crops the pictures"),
+                     weight: float = Param(1.0, min=-1.0, max=3.0, help="scales these pictures' features, to weigh "
+                                                                        "them against others in combine_embeds")):
+    """The CLIP features the IP-Adapter reads from each frame of `image` (ComfyUI's IPAdapterEncoder), and its default
+    negative, to weigh, combine (ipadapter.combine_embeds) and apply (ipadapter.apply_embeds)."""
+    from nodes.generate.ipadapter import encode
+    pos, neg = encode(ipadapter, image_encoder, _frames(image), weight, _mask(mask))
+    return {"pos_embed": pos, "neg_embed": neg}
+
+
+@node("ipadapter.combine_embeds", title="IP-Adapter Combine Embeds", category="Conditioning")
+def ipadapter_combine_embeds(ctx, embed1: EMBEDS, embed2: EMBEDS = Input(optional=True),
+                             embed3: EMBEDS = Input(optional=True), embed4: EMBEDS = Input(optional=True),
+                             embed5: EMBEDS = Input(optional=True),
+                             method: str = Param("concat", choices=EMBEDS_COMBINE,
+                                                 help="concat keeps each picture (tokens side by side); the others "
+                                                      "join them into one (max, min: per feature)")) -> EMBEDS:
+    """Join embeddings from ipadapter.encode (ComfyUI's IPAdapterCombineEmbeds)."""
+    import torch
+    from graph_engine import NodeError
+    from nodes.generate.ipadapter import combine
+    parts = [e for e in (embed1, embed2, embed3, embed4, embed5) if e is not None]
+    if len({tuple(e.shape[1:]) for e in parts}) > 1:
+        raise NodeError(f"the embeddings have different shapes ({', '.join(str(tuple(e.shape[1:])) for e in parts)}): "
+                        "encode them all with the same IP-Adapter and CLIP vision model")
+    return combine(torch.cat(parts), method)
+
+
+@node("ipadapter.apply_embeds", title="Apply IP-Adapter Embeds", category="Conditioning", device="gpu",
+      passes={"model": "model"})
+def ipadapter_apply_embeds(ctx, model: MODEL, ipadapter: IPADAPTER, pos_embed: EMBEDS,
+                           neg_embed: EMBEDS = Input(optional=True, help="the negative's (none: the adapter's "
+                                                                         "default, a black picture's or zeros)"),
+                           image_encoder: IMAGE_ENCODER = _ENCODER,
+                           mask: MASK = Input(optional=True, help="where in the picture the adapter acts (attn_mask)"),
+                           weight: float = Param(1.0, min=-1.0, max=3.0, help="how strongly they steer"),
+                           weight_type: str = Param("linear", choices=WEIGHT_TYPES,
+                                                    help="how the weight spreads over the UNet (as ipadapter.apply)"),
+                           scaling: str = Param("V only", choices=SCALINGS, help="embeds_scaling (as ipadapter.apply)"),
+                           start: float = Param(0.0, min=0.0, max=1.0, help="start_at"),
+                           end: float = Param(1.0, min=0.0, max=1.0, help="end_at"),
+                           per_frame: bool = Param(False, help="one embedding per frame (IPAdapterEmbedsBatch)")
+                           ) -> MODEL:
+    """Steer the model with embeddings from ipadapter.encode / combine_embeds (ComfyUI's IPAdapterEmbeds), as
+    ipadapter.apply does with pictures."""
+    from nodes.generate.ipadapter import apply_ipadapter, from_embeds
+    return apply_ipadapter(model, from_embeds(ipadapter, image_encoder, pos_embed, neg_embed, weight, start, end,
+                                              weight_type, scaling, _mask(mask), bool(per_frame)))

@@ -2,6 +2,7 @@
 when the registry loads, and the engine (and `kinograph validate`) must not import torch for that."""
 
 COMBINE = ("concat", "add", "subtract", "average", "norm average")
+EMBEDS_COMBINE = COMBINE + ("max", "min")        # IPAdapterCombineEmbeds' methods
 # ComfyUI_IPAdapter_plus's IPAdapterUnifiedLoader presets -> the file-name patterns it looks for (SD 1.5, SDXL; None:
 # that preset has no file for the family), and the CLIP vision it pairs them with (ViT-H, or ViT-bigG for VIT-G).
 PRESETS = {
