@@ -79,6 +79,16 @@ def _diffusers_embeds(pipe, vision, proc, kind):
     return [torch.cat([neg, pos])[:, None]]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models' operations are too small to share between threads: on a busy machine torch's thread pool
+    made each network call several times slower (0.6 s against 0.09 s for the weight-type test's UNet)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """build(family): the tiny SD 1.5 or SDXL folders (tiny_models), built once for the tests that read them, with
@@ -292,8 +302,9 @@ def test_weight_types_and_scaling_are_diffusers_per_block_scales(tmp_path):
     """On UNets laid out as SDXL's and SD 1.5's, one network call with each weight type equals diffusers' IP-Adapter
     with set_ip_adapter_scale's per-block dict (InstantStyle's style {"up": {"block_0": [0, w, 0]}} and layout
     {"down": {"block_2": [0, w]}}, ComfyUI's curves and block weakening written over diffusers' block names); K+V with C
-    penalty equals diffusers on a file whose to_k_ip / to_v_ip are scaled by weight x width / 1280; "style transfer
-    precise" leaves the prompt's half as "style transfer" and changes the negative's."""
+    penalty equals diffusers on a file whose to_k_ip / to_v_ip are scaled by weight x width / 1280; a composition
+    picture apart from the style one (IPAdapterStyleComposition) equals InstantStyle's two adapters, one per picture
+    and block; "style transfer precise" leaves the prompt's half as "style transfer" and changes the negative's."""
     from types import SimpleNamespace
     from diffusers.loaders.ip_adapter import IPAdapterMixin
     from safetensors.torch import load_file
@@ -303,14 +314,15 @@ def test_weight_types_and_scaling_are_diffusers_per_block_scales(tmp_path):
         unet = _real_layout_unet(sdxl)
         path = _ipadapter_file(tmp_path / f"ip{sdxl}.safetensors", unet, "plain", 24)
         adapter = read_ipadapter(path)
-        feats = torch.randn(1, 24, generator=torch.Generator().manual_seed(2))
+        feats, feats2 = torch.randn(2, 1, 24, generator=torch.Generator().manual_seed(2))
         x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
         text = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(4))
         neg, pos = object(), object()
 
-        def ours(weight_type, scaling="V only"):
+        def ours(weight_type, scaling="V only", layout=None):
             ref = Reference(adapter, tokens(adapter, feats), tokens(adapter, torch.zeros_like(feats)), w,
-                            weight_type=weight_type, scaling=scaling, composition=comp)
+                            weight_type=weight_type, scaling=scaling, composition=comp,
+                            layout=None if layout is None else tokens(adapter, layout))
             handle = SimpleNamespace(option=lambda k: (ref,) if k == "ipadapter" else None, denoiser=unet,
                                      family="sdxl" if sdxl else "sd")
             feed = _Feed(1)
@@ -337,27 +349,37 @@ def test_weight_types_and_scaling_are_diffusers_per_block_scales(tmp_path):
         got = {t: ours(t) for t in cases}
         if sdxl:
             got["penalty"] = ours("linear", "K+V w/ C penalty")
+            got["two pictures"] = ours("style and composition", layout=feats2)
             precise, style = ours("style transfer precise"), got["style transfer"]
             assert torch.equal(precise[1], style[1]) and not torch.allclose(precise[0], style[0])
             with torch.no_grad():
                 plain = unet(x, 500, encoder_hidden_states=text).sample
 
-        theirs = _real_layout_unet(sdxl)
         state = load_file(str(path))
-        theirs._load_ip_adapter_weights([{part: {k[len(part) + 1:]: v for k, v in state.items()
-                                                 if k.startswith(part + ".")} for part in ("image_proj", "ip_adapter")}])
-        embeds = torch.stack([torch.zeros_like(feats), feats])
+        nested = {part: {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + ".")}
+                  for part in ("image_proj", "ip_adapter")}
 
-        def run(scale):
-            IPAdapterMixin.set_ip_adapter_scale(SimpleNamespace(unet=theirs), scale)
+        def loaded(count):
+            unet2 = _real_layout_unet(sdxl)
+            unet2._load_ip_adapter_weights([nested] * count)
+            return unet2
+        theirs = loaded(1)
+
+        def run(scale, unet2=theirs, pictures=(feats,)):
+            IPAdapterMixin.set_ip_adapter_scale(SimpleNamespace(unet=unet2), scale)
             with torch.no_grad():
-                return theirs(x, 500, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [embeds]}).sample
+                return unet2(x, 500, encoder_hidden_states=text, added_cond_kwargs={
+                    "image_embeds": [torch.stack([torch.zeros_like(f), f]) for f in pictures]}).sample
         for t, scale in cases.items():
             want = run(scale)
             assert float((got[t] - want).abs().max() / want.abs().max()) < 1e-5, t
             assert not sdxl or float((want - plain).abs().max()) > 1e-3, t
         if not sdxl:
             continue
+        # InstantStyle's style and layout from two pictures: two adapters, one per picture and block.
+        want = run([{"down": {"block_2": [0.0, comp]}}, {"up": {"block_0": [0.0, w, 0.0]}}], loaded(2), (feats2, feats))
+        assert float((got["two pictures"] - want).abs().max() / want.abs().max()) < 1e-5
+        assert float((got["two pictures"] - got["style and composition"]).abs().max()) > 1e-3
         with torch.no_grad():
             for proc in theirs.attn_processors.values():
                 if hasattr(proc, "to_k_ip"):
@@ -435,8 +457,9 @@ def test_per_frame_references_and_masks(tiny, monkeypatch):
 
 def test_batch_and_weight_type_nodes_import_exactly():
     """IPAdapterBatch as AnimateDiff transition workflows write it (API format: one picture, a fade mask per frame,
-    weight type ease in-out) and the simple IPAdapter's "prompt is more important" / "style transfer" become
-    ipadapter.apply with their weight types, per_frame and the mask connected; nothing is reported as dropped."""
+    weight type ease in-out), the simple IPAdapter's "prompt is more important" / "style transfer" and
+    IPAdapterStyleComposition (expand_style) become ipadapter.apply with their weight types, per_frame, the mask and
+    the composition picture connected; nothing is reported as dropped."""
     from app.comfyui import import_data
     api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
            "2": {"class_type": "IPAdapterUnifiedLoader", "inputs": {"model": ["1", 0], "preset": "PLUS (high strength)"}},
@@ -451,14 +474,20 @@ def test_batch_and_weight_type_nodes_import_exactly():
                                                        "weight_type": "prompt is more important"}},
            "7": {"class_type": "IPAdapter", "inputs": {"model": ["6", 0], "ipadapter": ["2", 1], "image": ["3", 0],
                                                        "weight": 0.6, "start_at": 0, "end_at": 1,
-                                                       "weight_type": "style transfer"}}}
+                                                       "weight_type": "style transfer"}},
+           "8": {"class_type": "IPAdapterStyleComposition", "inputs": {
+               "model": ["7", 0], "ipadapter": ["2", 1], "image_style": ["3", 0], "image_composition": ["3", 0],
+               "weight_style": 0.9, "weight_composition": 0.4, "expand_style": True, "combine_embeds": "average",
+               "start_at": 0, "end_at": 1, "embeds_scaling": "V only"}}}
     res = import_data(api)
-    for nid in "567":
+    for nid in "5678":
         assert res.report.entries[nid].status == "exact", res.report.text()
     apply = {n.params["weight"]: n for n in res.graph.nodes.values() if n.type == "ipadapter.apply"}
     assert apply[1].params["per_frame"] is True and apply[1].params["weight_type"] == "ease in-out"
     assert apply[1].params["scaling"] == "K+V" and "mask" in res.graph.inputs[apply[1].id]
     assert (apply[0.5].params["weight_type"], apply[0.6].params["weight_type"]) == ("ease out", "style transfer")
+    assert apply[0.9].params["weight_type"] == "strong style and composition"
+    assert apply[0.9].params["composition_weight"] == 0.4 and "composition_image" in res.graph.inputs[apply[0.9].id]
 
 
 def test_embeds_encode_combine_and_apply(tmp_path, monkeypatch):

@@ -123,6 +123,11 @@ IPADAPTER_INPUTS = {"model": "model", "ipadapter": "ipadapter", "image": "image"
                     "attn_mask": "mask", "image_negative": "negative_image"}
 
 
+def style_composition_type(v):
+    """IPAdapterStyleComposition's expand_style: the style over every transformer but the layout's."""
+    return "strong style and composition" if v else "style and composition"
+
+
 def ipadapter_simple_type(v):
     """The simple IPAdapter node's three weight types, as it hands them to IPAdapterAdvanced's."""
     return "ease out" if v == "prompt is more important" else "style transfer" if str(v).startswith("style") else \
@@ -313,6 +318,14 @@ RULES: Dict[str, Rule] = {
                             P("end_at", "end"), P("embeds_scaling", "scaling")),
                            IPADAPTER_INPUTS, ("model",), fixed={"per_frame": True},
                            ignore={"encode_batch_size": 0}),
+    **{name: Rule("ipadapter.apply", ("weight_style", "weight_composition", "expand_style", "combine_embeds",
+                                      "start_at", "end_at", "embeds_scaling"),
+                  (P("weight_style", "weight"), P("weight_composition", "composition_weight"),
+                   P("expand_style", "weight_type", style_composition_type), P("combine_embeds", "combine"),
+                   P("start_at", "start"), P("end_at", "end"), P("embeds_scaling", "scaling")),
+                  {**IPADAPTER_INPUTS, "image_style": "image", "image_composition": "composition_image"}, ("model",),
+                  fixed=fixed)
+       for name, fixed in (("IPAdapterStyleComposition", {}), ("IPAdapterStyleCompositionBatch", {"per_frame": True}))},
     "IPAdapterEncoder": Rule("ipadapter.encode", ("weight",), (P("weight", "weight"),),
                              {"ipadapter": "ipadapter", "image": "image", "mask": "mask",
                               "clip_vision": "image_encoder"}, ("pos_embed", "neg_embed")),
@@ -898,11 +911,12 @@ INSTEAD = {
     **{name: "not mapped: embeddings saved to or loaded from a file (ComfyUI's output/input folders) are not in "
              "Kinograph yet; connect the pictures to IPAdapterEncoder (or IPAdapterAdvanced) instead" for name in (
         "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
-    **{name: "not mapped: tiled references, a composition picture apart from the style one and per-layer weight "
-             "strings are not in Kinograph yet; IPAdapterAdvanced (weight type style transfer, composition or style "
-             "and composition with one picture) and IPAdapterBatch (one picture per frame) are" for name in (
-        "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
-        "IPAdapterStyleCompositionBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition")},
+    **{name: "not mapped: tiled references, per-layer weight strings, boosts and IPADAPTER_PARAMS are not in "
+             "Kinograph yet; IPAdapterAdvanced (every weight type, the precise ones included), IPAdapterBatch and "
+             "IPAdapterStyleComposition are" for name in (
+        "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition",
+        "IPAdapterPreciseStyleTransfer", "IPAdapterPreciseStyleTransferBatch", "IPAdapterPreciseCompositionBatch",
+        "IPAdapterClipVisionEnhancer", "IPAdapterClipVisionEnhancerBatch")},
     "IPAdapterNoise": "not mapped: its noise pictures (fade, dissolve, gaussian, shuffle) are not made in Kinograph "
                       "yet; IPAdapterAdvanced's image_negative takes any picture in their place (a blurred or noisy "
                       "copy of the reference)",

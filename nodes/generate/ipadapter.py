@@ -136,7 +136,9 @@ class Reference:
     [references, tokens, context] (one reference unless `per_frame`: then frame i reads reference i, the last one
     past the end, ComfyUI's IPAdapterBatch), over which share of the steps they act (start_at / end_at), how the
     weight spreads over the UNet (weight_type) and scales the tokens (embeds_scaling), and `mask` [masks, H, W]:
-    where in the picture the adapter acts (attn_mask; frame i reads mask i, the last one past the end)."""
+    where in the picture the adapter acts (attn_mask; frame i reads mask i, the last one past the end). `layout`:
+    the prompt's tokens of a composition picture apart from the style one (IPAdapterStyleComposition), read by SDXL's
+    layout transformer instead of `cond`."""
     adapter: IPAdapter
     cond: torch.Tensor
     uncond: torch.Tensor
@@ -148,6 +150,7 @@ class Reference:
     mask: Optional[torch.Tensor] = None
     per_frame: bool = False
     composition: float = 1.0
+    layout: Optional[torch.Tensor] = None
 
 
 def _vision(encoder):
@@ -267,8 +270,8 @@ def _checked_encoder(adapter: IPAdapter, encoder, node: str):
 
 
 def _built(adapter: IPAdapter, feats: torch.Tensor, neg: torch.Tensor, weight: float, start: float, end: float,
-           weight_type: str, scaling: str, mask: Optional[torch.Tensor], per_frame: bool,
-           composition: float) -> Reference:
+           weight_type: str, scaling: str, mask: Optional[torch.Tensor], per_frame: bool, composition: float,
+           layout: Optional[torch.Tensor] = None) -> Reference:
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the IP-Adapter's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
@@ -276,20 +279,34 @@ def _built(adapter: IPAdapter, feats: torch.Tensor, neg: torch.Tensor, weight: f
         raise NodeError(f"unknown IP-Adapter weight type {weight_type!r}; choose one of {', '.join(WEIGHT_TYPES)}")
     if scaling not in SCALINGS:
         raise NodeError(f"unknown IP-Adapter embeds scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    if layout is not None and layout.shape[0] != feats.shape[0]:
+        raise NodeError(f"{layout.shape[0]} composition pictures for {feats.shape[0]} style pictures: give as many, or "
+                        "join each set into one (combine average)")
+    if layout is not None and weight_type not in _LAYOUT_TYPES:
+        raise NodeError(f"a composition picture is read by the weight types {' and '.join(_LAYOUT_TYPES)} only (the "
+                        f"layout transformer's own picture); with {weight_type!r} it would be ignored: pick one of "
+                        "them, or leave composition_image unconnected")
     return Reference(adapter, tokens(adapter, feats, per_frame), tokens(adapter, _sized(neg, feats.shape[0]), per_frame),
-                     float(weight), float(start), float(end), weight_type, scaling, mask, per_frame, float(composition))
+                     float(weight), float(start), float(end), weight_type, scaling, mask, per_frame, float(composition),
+                     None if layout is None else tokens(adapter, layout, per_frame))
 
 
 def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
               how: str = "concat", weight_type: str = "linear", scaling: str = "V only",
               mask: Optional[torch.Tensor] = None, negative: Sequence[np.ndarray] = (), per_frame: bool = False,
-              composition: float = 1.0) -> Reference:
+              composition: float = 1.0, layout_images: Sequence[np.ndarray] = ()) -> Reference:
+    """A reference from pictures; `layout_images`: a composition picture apart from the style ones (joined the same
+    way)."""
     if not images:
         raise NodeError("ipadapter.apply needs at least one reference image")
-    feats, neg = clip_features(adapter, _checked_encoder(adapter, encoder, "ipadapter.apply"), images, negative)
+    encoder = _checked_encoder(adapter, encoder, "ipadapter.apply")
+    feats, neg = clip_features(adapter, encoder, images, negative)
+    layout = clip_features(adapter, encoder, layout_images)[0] if len(layout_images) else None
     if not per_frame and feats.shape[0] > 1 and how != "concat":
         feats, neg = combine(feats, how), neg[:1]
-    return _built(adapter, feats, neg, weight, start, end, weight_type, scaling, mask, per_frame, composition)
+    if layout is not None and not per_frame and layout.shape[0] > 1 and how != "concat":
+        layout = combine(layout, how)
+    return _built(adapter, feats, neg, weight, start, end, weight_type, scaling, mask, per_frame, composition, layout)
 
 
 def encode(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float,
@@ -328,6 +345,9 @@ def apply_ipadapter(model, ref: Reference):
                         f"cross-attention layers, {ref.adapter.context} wide) and this {model.family} model has "
                         f"{len(cross)} ({model.denoiser.config.cross_attention_dim} wide): use the IP-Adapter made for "
                         "the model's family (_sd15 files for SD 1.5 and AnimateDiff, _sdxl for SDXL)")
+    if ref.layout is not None and model.family != "sdxl":
+        raise NodeError("a composition picture apart from the style one works on SDXL only (as in "
+                        "ComfyUI_IPAdapter_plus); on SD 1.5 use weight type 'style and composition' with one picture")
     if ref.weight_type in BLOCK_TYPES:
         count, sdxl = places(model.denoiser)[0].count, model.family == "sdxl"
         if count != (11 if sdxl else 16):
@@ -371,12 +391,15 @@ _TABLES = {
     "composition": ({3: (1, 0)}, {4: (0.25, 0), 5: (1, 0)}),
     "strong style transfer": ({i: (1, 0) for i in _ALL_XL if i != 3}, {i: (1, 0) for i in _ALL_15 if i not in (4, 5)}),
     "style and composition": ({3: (0, 1), 6: (1, 0)}, {**{i: (1, 0) for i in _STYLE_15}, 4: (0, 0.25), 5: (0, 1)}),
+    "strong style and composition": ({**{i: (1, 0) for i in _ALL_XL}, 3: (0, 1)},
+                                     {**{i: (1, 0) for i in _ALL_15}, 4: (0, 1), 5: (0, 1)}),
     "style transfer precise": ({3: (1, 0), 6: (1, 0)}, {**{i: (1, 0) for i in _STYLE_15}, 4: (0.25, 0), 5: (1, 0)}),
     "composition precise": ({**{i: (0.1, 0) for i in _ALL_XL}, 3: (1, 0), 6: (1, 0)},
                             {**{i: (1, 0) for i in _STYLE_15}, 4: (0.25, 0), 5: (1, 0), 6: (0.1, 0), 7: (0.1, 0),
                              8: (0.1, 0)}),
 }
 BLOCK_TYPES = tuple(_TABLES)
+_LAYOUT_TYPES = ("style and composition", "strong style and composition")
 # The precise types' composition transformers (style: those) read the picture as the negative and nothing as the
 # prompt, steering away from the reference's layout (its style) while the others take its style (layout).
 _COMPOSITION = ((3,), (4, 5))
@@ -416,20 +439,22 @@ def _cross_layers(unet) -> List[str]:
 class _Step:
     """What one reference gives one network call: its prompt and negative tokens [1 or frames, T, D], which of the
     call's conditionings is the negative, its masks [1 or frames, H, W] (or None), the call's frame count and latent
-    size (for the masks' shape at each layer)."""
+    size (for the masks' shape at each layer), and the composition picture's prompt tokens (or None)."""
     cond: torch.Tensor
     uncond: torch.Tensor
     negative: Tuple[bool, ...]
     mask: Optional[torch.Tensor]
     frames: int
     hw: Tuple[int, int]
+    layout: Optional[torch.Tensor] = None
 
     def rows(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """t [1 or frames, ...] for each batch item: items run conditioning by conditioning, frames innermost."""
         return t[torch.arange(batch) % self.frames % t.shape[0]]
 
-    def tokens(self, batch: int, swap: bool) -> torch.Tensor:
-        cond, uncond = self.rows(self.cond, batch), self.rows(self.uncond, batch)
+    def tokens(self, batch: int, swap: bool, layout: bool = False) -> torch.Tensor:
+        cond = self.rows(self.layout if layout and self.layout is not None else self.cond, batch)
+        uncond = self.rows(self.uncond, batch)
         neg = torch.tensor(self.negative).repeat_interleave(batch // len(self.negative))[:, None, None]
         if swap:
             return torch.where(neg, cond, torch.zeros_like(cond))
@@ -493,7 +518,8 @@ class IPAttention:
             weight, swap = layer_weight(ref, self.place, self.sdxl)
             if weight == 0:
                 continue
-            toks = step.tokens(batch, swap).to(query.device, query.dtype)
+            layout = ref.weight_type in _LAYOUT_TYPES and self.place.index in _COMPOSITION[0 if self.sdxl else 1]
+            toks = step.tokens(batch, swap, layout).to(query.device, query.dtype)
             k, v = F.linear(toks, k_ip.to(query)), F.linear(toks, v_ip.to(query))
             if ref.scaling != "V only":
                 # ComfyUI's "C penalty" weakens the narrow layers: the weight times the layer's width / 1280.
@@ -554,6 +580,8 @@ def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, leve
 
         def at(t):
             return t[[min(int(f), t.shape[0] - 1) for f in frames]]
-        toks = (at(ref.cond), at(ref.uncond)) if ref.per_frame else (ref.cond, ref.uncond)
-        feed.now[i] = _Step(*toks, tuple(c is negative for c in conds), None if ref.mask is None else at(ref.mask),
-                            len(frames), (int(hw[0]), int(hw[1])))
+        def picked(t):
+            return None if t is None else at(t) if ref.per_frame else t
+        feed.now[i] = _Step(picked(ref.cond), picked(ref.uncond), tuple(c is negative for c in conds),
+                            None if ref.mask is None else at(ref.mask), len(frames), (int(hw[0]), int(hw[1])),
+                            picked(ref.layout))

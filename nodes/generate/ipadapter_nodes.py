@@ -48,6 +48,10 @@ def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
                     negative_image: VIDEO = Input(optional=True, help="what the negative prompt reads instead of "
                                                                       "nothing (image_negative), e.g. a noisy "
                                                                       "picture to steer away from"),
+                    composition_image: VIDEO = Input(optional=True, help="SDXL, weight type (strong) style and "
+                                                                         "composition: the layout's own picture, "
+                                                                         "`image` giving the style "
+                                                                         "(IPAdapterStyleComposition)"),
                     weight: float = Param(1.0, min=-1.0, max=5.0, help="how strongly the images steer; 0 = not at "
                                                                        "all"),
                     weight_type: str = Param("linear", choices=WEIGHT_TYPES,
@@ -78,7 +82,8 @@ def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
     from nodes.generate.ipadapter import apply_ipadapter, reference
     return apply_ipadapter(model, reference(
         ipadapter, image_encoder, _frames(image), weight, start, end, combine, weight_type, scaling, _mask(mask),
-        _frames(negative_image) if negative_image is not None else (), bool(per_frame), composition_weight))
+        _frames(negative_image) if negative_image is not None else (), bool(per_frame), composition_weight,
+        _frames(composition_image) if composition_image is not None else ()))
 
 
 def _frames(clip):

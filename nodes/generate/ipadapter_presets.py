@@ -15,8 +15,9 @@ PRESETS = {
 }
 CLIP_VIT_H = r"ViT.H.14.*s32B.b79K|ipadapter.*sd15|sd1.?5.*model\.(bin|safetensors)"
 CLIP_VIT_G = r"ViT.bigG.14.*39B.b160k|ipadapter.*sdxl|sdxl.*model\.(bin|safetensors)"
-# IPAdapterAdvanced's weight types (how the weight is spread over the UNet's transformers) and embeds scalings.
+# IPAdapterAdvanced's weight types (how the weight is spread over the UNet's transformers; the last is
+# IPAdapterStyleComposition's expand_style) and embeds scalings.
 WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out", "weak input", "weak output",
                 "weak middle", "strong middle", "style transfer", "composition", "strong style transfer",
-                "style and composition", "style transfer precise", "composition precise")
+                "style and composition", "style transfer precise", "composition precise", "strong style and composition")
 SCALINGS = ("V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty")
