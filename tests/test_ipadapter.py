@@ -396,6 +396,10 @@ def test_per_frame_references_and_masks(tiny, monkeypatch):
     layer run by diffusers' IPAdapterAttnProcessor2_0); image_negative replaces the negative's black picture."""
     from types import SimpleNamespace
     from diffusers.models.attention_processor import Attention, IPAdapterAttnProcessor2_0
+    from node_call import Nodes
+    from graph_engine import Clip
+    from nodes.common.masks import clip_of as masks_of
+    from nodes.generate import ipadapter_nodes
     from nodes.generate.adapters import get_adapter
     from nodes.generate.ipadapter import (IPAttention, Place, Reference, _Feed, apply_ipadapter, feed_step, installed,
                                           load_ipadapter, new_feed, reference)
@@ -420,13 +424,17 @@ def test_per_frame_references_and_masks(tiny, monkeypatch):
     x = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(1))
 
     def x0(ref, latent, frames=None):
-        model = apply_ipadapter(h, ref)
+        model = ref if hasattr(ref, "denoiser") else apply_ipadapter(h, ref)
         feed = new_feed(model)
         fn = guided_model_fn(model, get_adapter("sd"), pos, neg, 5.0, 1, "cpu", torch.float32, latent.shape[2],
                              ip_feed=feed)
         with installed(model, feed), torch.inference_mode():
             return fn(latent, 5.0) if frames is None else fn(latent, 5.0, frames=frames)
-    both = x0(reference(adapter, encoder, pics, 0.8, 0.0, 1.0, mask=masks, per_frame=True), x)
+    # Through the node, as an imported IPAdapterBatch runs: the pictures and masks as clips.
+    mask_clip = masks_of(lambda a, b: masks[a:b].numpy(), Clip.from_array(np.zeros((2, 32, 32, 3), np.uint8)))
+    both = x0(Nodes(ipadapter_nodes).ipadapter_apply(None, h, adapter, Clip.from_array(np.stack(pics)),
+                                                     image_encoder=encoder, weight=0.8, per_frame=True,
+                                                     mask=mask_clip), x)
     window = x0(reference(adapter, encoder, pics, 0.8, 0.0, 1.0, mask=masks, per_frame=True), x[:, :, 1:], [1])
     alone = x0(reference(adapter, encoder, pics[1:], 0.8, 0.0, 1.0, mask=masks[1:]), x[:, :, 1:])
     unmasked = x0(reference(adapter, encoder, pics[1:], 0.8, 0.0, 1.0), x[:, :, 1:])
@@ -497,7 +505,10 @@ def test_embeds_encode_combine_and_apply(tmp_path, monkeypatch):
     times the mask's centre square (as ComfyUI crops it); the ComfyUI chain imports exactly."""
     from PIL import Image
     from app.comfyui import import_data
-    from nodes.generate.ipadapter import combine, encode, from_embeds, read_ipadapter, reference
+    from node_call import Nodes
+    from graph_engine import Clip
+    from nodes.generate import ipadapter_nodes
+    from nodes.generate.ipadapter import encode, from_embeds, read_ipadapter, reference
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_clip_vision
     models = tmp_path / "models"
@@ -506,8 +517,11 @@ def test_embeds_encode_combine_and_apply(tmp_path, monkeypatch):
     encoder = load_clip_vision(ModelManager(), "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "auto", "cpu")
     adapter = read_ipadapter(_ipadapter_file(tmp_path / "ip.safetensors", _real_layout_unet(False), "plus", 32))
     pics = [REF, REF[::-1].copy()]
-    (a, _), (b, _) = (encode(adapter, encoder, [p], 1.0) for p in pics)
-    got = from_embeds(adapter, encoder, combine(torch.cat([a, b]), "average"), None, 0.8, 0.0, 1.0)
+    nodes = Nodes(ipadapter_nodes)
+    a, b = (nodes.ipadapter_encode(None, adapter, Clip.from_array(p[None]), image_encoder=encoder)["pos_embed"]
+            for p in pics)
+    got = from_embeds(adapter, encoder, nodes.ipadapter_combine_embeds(None, a, embed2=b, method="average"), None, 0.8, 0.0,
+                      1.0)
     want = reference(adapter, encoder, pics, 0.8, 0.0, 1.0, how="average")
     assert torch.allclose(got.cond, want.cond, atol=1e-6) and torch.allclose(got.uncond, want.uncond, atol=1e-6)
     assert torch.allclose(encode(adapter, encoder, pics[:1], 0.5)[0], a * 0.5)
