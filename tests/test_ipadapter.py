@@ -467,7 +467,8 @@ def test_batch_and_weight_type_nodes_import_exactly():
     """IPAdapterBatch as AnimateDiff transition workflows write it (API format: one picture, a fade mask per frame,
     weight type ease in-out), the simple IPAdapter's "prompt is more important" / "style transfer" and
     IPAdapterStyleComposition (expand_style) become ipadapter.apply with their weight types, per_frame, the mask and
-    the composition picture connected; nothing is reported as dropped."""
+    the composition picture connected; nothing is reported as dropped. PrepImageForClipVision is a 224 x 224 resize
+    (cut or padded), its crop side and sharpening named where they are not carried."""
     from app.comfyui import import_data
     api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
            "2": {"class_type": "IPAdapterUnifiedLoader", "inputs": {"model": ["1", 0], "preset": "PLUS (high strength)"}},
@@ -486,9 +487,18 @@ def test_batch_and_weight_type_nodes_import_exactly():
            "8": {"class_type": "IPAdapterStyleComposition", "inputs": {
                "model": ["7", 0], "ipadapter": ["2", 1], "image_style": ["3", 0], "image_composition": ["3", 0],
                "weight_style": 0.9, "weight_composition": 0.4, "expand_style": True, "combine_embeds": "average",
-               "start_at": 0, "end_at": 1, "embeds_scaling": "V only"}}}
+               "start_at": 0, "end_at": 1, "embeds_scaling": "V only"}},
+           "9": {"class_type": "PrepImageForClipVision", "inputs": {"image": ["3", 0], "interpolation": "BICUBIC",
+                                                                    "crop_position": "pad", "sharpening": 0.0}},
+           "10": {"class_type": "PrepImageForClipVision", "inputs": {"image": ["3", 0], "interpolation": "LANCZOS",
+                                                                     "crop_position": "top", "sharpening": 0.3}}}
     res = import_data(api)
-    for nid in "5678":
+    notes = res.report.entries["10"].line()
+    assert res.report.entries["10"].status == "approx" and "not at the top" in notes and "sharpening=0.3" in notes
+    prep = sorted((n.params for n in res.graph.nodes.values() if n.type == "video.resize"), key=lambda p: p["method"])
+    assert prep == [{"width": 224, "height": 224, "method": "bicubic", "fit": "pad"},
+                    {"width": 224, "height": 224, "method": "lanczos", "fit": "crop"}]
+    for nid in "56789":
         assert res.report.entries[nid].status == "exact", res.report.text()
     apply = {n.params["weight"]: n for n in res.graph.nodes.values() if n.type == "ipadapter.apply"}
     assert apply[1].params["per_frame"] is True and apply[1].params["weight_type"] == "ease in-out"

@@ -237,6 +237,24 @@ def centre_crop(v):
     return "crop" if v == "center" else "stretch"
 
 
+def clip_prep_method(v):
+    """Pillow's LANCZOS, BICUBIC, BILINEAR, NEAREST -> OpenCV's of the same name; BOX, HAMMING -> area"""
+    found = {"LANCZOS": "lanczos", "BICUBIC": "bicubic", "BILINEAR": "bilinear", "NEAREST": "nearest", "BOX": "area",
+             "HAMMING": "area"}.get(v, "lanczos")
+    if v in ("BICUBIC", "BILINEAR", "NEAREST"):
+        return found
+    raise Approx(found, f"Pillow's {v} filter is resized with OpenCV's {found} (shrinking: Pillow's filters average "
+                        "over the pixels they replace, OpenCV's area does, its lanczos does not)")
+
+
+def clip_prep_fit(v):
+    """center -> crop (the square cut at the middle), pad -> pad (black bars), others: cut at the middle"""
+    if v in ("center", "pad"):
+        return "crop" if v == "center" else "pad"
+    raise Approx("crop", f"the square is cut at the middle, not at the {v}: crop the picture first (video.crop) to "
+                         "keep that side")
+
+
 def reference_method(v):
     """offset, index as they are; uxo/uno (ComfyUI's uxo, for UNO and USO) -> uxo"""
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
@@ -326,6 +344,12 @@ RULES: Dict[str, Rule] = {
                   {**IPADAPTER_INPUTS, "image_style": "image", "image_composition": "composition_image"}, ("model",),
                   fixed=fixed)
        for name, fixed in (("IPAdapterStyleComposition", {}), ("IPAdapterStyleCompositionBatch", {"per_frame": True}))},
+    # cubiq's picture preparation: a 224 x 224 square (what CLIP reads) cut or padded from the reference
+    "PrepImageForClipVision": Rule("video.resize", ("interpolation", "crop_position", "sharpening"),
+                                   (P("interpolation", "method", clip_prep_method),
+                                    P("crop_position", "fit", clip_prep_fit)),
+                                   {"image": "video"}, ("video",), fixed={"width": 224, "height": 224},
+                                   ignore={"sharpening": (0, 0.0)}),
     "IPAdapterEncoder": Rule("ipadapter.encode", ("weight",), (P("weight", "weight"),),
                              {"ipadapter": "ipadapter", "image": "image", "mask": "mask",
                               "clip_vision": "image_encoder"}, ("pos_embed", "neg_embed")),
