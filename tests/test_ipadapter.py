@@ -557,3 +557,30 @@ def test_embeds_encode_combine_and_apply(tmp_path, monkeypatch):
     assert all(res.report.entries[n].status == "exact" for n in "4567"), res.report.text()
     assert {n.type for n in res.graph.nodes.values()} >= {"ipadapter.encode", "ipadapter.combine_embeds",
                                                          "ipadapter.apply_embeds"}
+
+
+def test_noise_pictures_for_the_negative():
+    """IPAdapterNoise's pictures: without a picture, fade is ComfyUI's torch.manual_seed(0) uniform noise times
+    strength ([1, 224, 224, 3] order); blur is OpenCV's gaussian of the same size and sigma (reflected edges);
+    dissolve replaces about `strength` of the values of the picture's 224 square; the same pictures give the same
+    noise; the node imports (shuffle as gaussian, named)."""
+    import cv2
+    from app.comfyui import import_data
+    from nodes.generate.ipadapter import noise_picture
+    torch.manual_seed(0)
+    want = torch.rand(1, 224, 224, 3) * 0.4
+    assert np.abs(noise_picture("fade", 0.4, 0).astype(int) - (want * 255).round().int().numpy()).max() <= 1
+    blurred = noise_picture("fade", 0.4, 4)[0].astype(np.float32)
+    sigma = 0.3 * ((5 - 1) * 0.5 - 1) + 0.8
+    ref = cv2.GaussianBlur(want[0].numpy(), (5, 5), sigma, borderType=cv2.BORDER_REFLECT_101) * 255
+    assert np.abs(blurred - ref).max() <= 1.0
+    pic = np.repeat(REF[None], 2, 0)
+    plain, noisy = noise_picture("fade", 0.0, 0, pic), noise_picture("dissolve", 0.5, 0, pic)
+    assert np.array_equal(noisy, noise_picture("dissolve", 0.5, 0, pic))
+    assert 0.45 < float((noisy == plain).mean()) < 0.55
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "2": {"class_type": "IPAdapterNoise", "inputs": {"type": "dissolve", "strength": 0.5, "blur": 3,
+                                                            "image_optional": ["1", 0]}},
+           "3": {"class_type": "IPAdapterNoise", "inputs": {"type": "shuffle", "strength": 0.5, "blur": 0}}}
+    res = import_data(api)
+    assert res.report.entries["2"].status == "exact" and "gaussian noise is used" in res.report.entries["3"].line()

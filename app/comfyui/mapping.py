@@ -128,6 +128,14 @@ def style_composition_type(v):
     return "strong style and composition" if v else "style and composition"
 
 
+def noise_type(v):
+    """fade, dissolve, gaussian as they are; shuffle -> gaussian"""
+    if v == "shuffle":
+        raise Approx("gaussian", "shuffle warps the picture with torchvision's elastic transform, which Kinograph does "
+                                 "not run: gaussian noise is used")
+    return v
+
+
 def ipadapter_simple_type(v):
     """The simple IPAdapter node's three weight types, as it hands them to IPAdapterAdvanced's."""
     return "ease out" if v == "prompt is more important" else "style transfer" if str(v).startswith("style") else \
@@ -350,6 +358,9 @@ RULES: Dict[str, Rule] = {
                                     P("crop_position", "fit", clip_prep_fit)),
                                    {"image": "video"}, ("video",), fixed={"width": 224, "height": 224},
                                    ignore={"sharpening": (0, 0.0)}),
+    "IPAdapterNoise": Rule("ipadapter.noise", ("type", "strength", "blur"),
+                           (P("type", "kind", noise_type), P("strength", "strength"), P("blur", "blur")),
+                           {"image_optional": "image"}, ("video",)),
     "IPAdapterEncoder": Rule("ipadapter.encode", ("weight",), (P("weight", "weight"),),
                              {"ipadapter": "ipadapter", "image": "image", "mask": "mask",
                               "clip_vision": "image_encoder"}, ("pos_embed", "neg_embed")),
@@ -941,11 +952,9 @@ INSTEAD = {
         "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition",
         "IPAdapterPreciseStyleTransfer", "IPAdapterPreciseStyleTransferBatch", "IPAdapterPreciseCompositionBatch",
         "IPAdapterClipVisionEnhancer", "IPAdapterClipVisionEnhancerBatch")},
-    "IPAdapterNoise": "not mapped: its noise pictures (fade, dissolve, gaussian, shuffle) are not made in Kinograph "
-                      "yet; IPAdapterAdvanced's image_negative takes any picture in their place (a blurred or noisy "
-                      "copy of the reference)",
-    "IPAdapterWeights": "not mapped: a weight per frame is not in Kinograph yet; IPAdapterBatch takes one picture per "
-                        "frame with one weight for all",
+    "IPAdapterWeights": "not mapped: a list of weights per frame is not in Kinograph yet. With embeds scaling V "
+                        "only and weight 1, IPAdapterBatch's attn_mask does the same: a clip of masks whose frame i is the "
+                        "weight wanted there, 0 to 1 (a fade mask for a cross-fade between two pictures)",
     "GetImageSize": "not mapped: its width, height and batch size are only known as the workflow runs, and Kinograph "
                     "passes no numbers between nodes. Type the picture's size into the settings that read them "
                     "(latent.empty's width and height, video.resize's), or leave them out where the node sizes "

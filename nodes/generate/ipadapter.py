@@ -585,3 +585,45 @@ def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, leve
         feed.now[i] = _Step(picked(ref.cond), picked(ref.uncond), tuple(c is negative for c in conds),
                             None if ref.mask is None else at(ref.mask), len(frames), (int(hw[0]), int(hw[1])),
                             picked(ref.layout))
+
+
+# -- negative pictures (ComfyUI_IPAdapter_plus's IPAdapterNoise) ----------------------------------------------------
+NOISE_TYPES = ("fade", "dissolve", "gaussian")
+
+
+def noise_picture(kind: str, strength: float, blur: int, images: Optional[np.ndarray] = None) -> np.ndarray:
+    """uint8 [n, 224, 224, 3]: a picture to give the negative prompt (image_negative) as IPAdapterNoise makes it: the
+    images (each cut to its centre square, resized as CLIP's 224) or black, faded to / dissolved into uniform noise
+    or with gaussian noise added, at `strength`; seeded by the pictures' sum, so the same pictures give the same
+    noise; then blurred (a `blur` x `blur` gaussian, odd sizes)."""
+    import torch.nn.functional as F
+    if kind not in NOISE_TYPES:
+        raise NodeError(f"IP-Adapter noise {kind!r} is not in Kinograph (shuffle needs torchvision's elastic warp); "
+                        f"choose {', '.join(NOISE_TYPES)}")
+    if images is None:
+        image = torch.zeros(1, 224, 224, 3)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).permute(0, 3, 1, 2)
+        h, w = x.shape[-2:]
+        n = min(h, w)
+        top, left = int(round((h - n) / 2)), int(round((w - n) / 2))
+        x = F.interpolate(x[:, :, top:top + n, left:left + n], size=(224, 224), mode="bicubic", antialias=True)
+        image = x.permute(0, 2, 3, 1)
+    gen = torch.Generator().manual_seed(int(torch.sum(image).item()) % 1000000007)
+    if kind == "fade":
+        out = image * (1 - strength) + torch.rand(image.shape, generator=gen) * strength
+    elif kind == "dissolve":
+        mask = (torch.rand(image.shape, generator=gen) < strength).float()
+        out = image * (1 - mask) + torch.rand(image.shape, generator=gen) * mask
+    else:
+        out = image + torch.randn(image.shape, generator=gen) * strength
+    out = out.clamp(0, 1).permute(0, 3, 1, 2)
+    if blur > 0:
+        size = blur + 1 - blur % 2
+        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+        k = torch.exp(-0.5 * (torch.linspace(-(size // 2), size // 2, size) / sigma) ** 2)
+        k = k / k.sum()
+        out = F.pad(out, (size // 2,) * 4, mode="reflect")
+        out = F.conv2d(out.reshape(-1, 1, *out.shape[-2:]), k.view(1, 1, 1, -1))
+        out = F.conv2d(out, k.view(1, 1, -1, 1)).reshape(-1, 3, 224, 224)
+    return (out.permute(0, 2, 3, 1) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()

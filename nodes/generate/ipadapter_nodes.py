@@ -150,3 +150,20 @@ def ipadapter_apply_embeds(ctx, model: MODEL, ipadapter: IPADAPTER, pos_embed: E
     from nodes.generate.ipadapter import apply_ipadapter, from_embeds
     return apply_ipadapter(model, from_embeds(ipadapter, image_encoder, pos_embed, neg_embed, weight, start, end,
                                               weight_type, scaling, _mask(mask), bool(per_frame)))
+
+
+@node("ipadapter.noise", title="IP-Adapter Noise", category="Conditioning")
+def ipadapter_noise(ctx, image: VIDEO = Input(optional=True, help="pictures to noise (none: black)"),
+                    kind: str = Param("fade", choices=("fade", "dissolve", "gaussian"),
+                                      help="fade: blend toward uniform noise; dissolve: replace a share of the "
+                                           "pixels with noise; gaussian: add gaussian noise"),
+                    strength: float = Param(1.0, min=0.0, max=1.0, help="how much noise"),
+                    blur: int = Param(0, min=0, max=32, help="blur after, in pixels (an odd gaussian size)")
+                    ) -> VIDEO:
+    """A 224 x 224 noise picture for ipadapter.apply's negative_image (ComfyUI's IPAdapterNoise): steering away from
+    it, rather than from nothing, often gives a cleaner result. The same pictures always give the same noise."""
+    import numpy as np
+    from graph_engine import Clip
+    from nodes.generate.ipadapter import noise_picture
+    frames = None if image is None else np.stack(_frames(image))
+    return Clip.from_array(noise_picture(kind, strength, blur, frames))
