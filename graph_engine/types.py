@@ -72,6 +72,8 @@ TEXT_ENCODER = register_type("TEXT_ENCODER", "#f0d060", port="text_encoder", hel
 IMAGE_ENCODER = register_type("IMAGE_ENCODER", "#60d0a0", port="image_encoder", help="an image encoder handle")
 IPADAPTER = register_type("IPADAPTER", "#40c0c0", port="ipadapter", help="an IP-Adapter (and the CLIP vision "
                           "model found with it)")
+EMBEDS = register_type("EMBEDS", "#40a0a0", port="embeds", help="CLIP vision features of reference pictures, as an "
+                       "IP-Adapter reads them (ipadapter.encode)")
 CONDITIONING = register_type("CONDITIONING", "#f0a060", help="prompt embeddings and masks")
 CAMERA = register_type("CAMERA", "#70e070", help="per-frame intrinsics and camera-to-world matrices")
 FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")

@@ -125,6 +125,29 @@ def sd3_clip_prompt(v):
     return v
 
 
+IPADAPTER_INPUTS = {"model": "model", "ipadapter": "ipadapter", "image": "image", "clip_vision": "image_encoder",
+                    "attn_mask": "mask", "image_negative": "negative_image"}
+
+
+def style_composition_type(v):
+    """IPAdapterStyleComposition's expand_style: the style over every transformer but the layout's."""
+    return "strong style and composition" if v else "style and composition"
+
+
+def noise_type(v):
+    """fade, dissolve, gaussian as they are; shuffle -> gaussian"""
+    if v == "shuffle":
+        raise Approx("gaussian", "shuffle warps the picture with torchvision's elastic transform, which Kinograph does "
+                                 "not run: gaussian noise is used")
+    return v
+
+
+def ipadapter_simple_type(v):
+    """The simple IPAdapter node's three weight types, as it hands them to IPAdapterAdvanced's."""
+    return "ease out" if v == "prompt is more important" else "style transfer" if str(v).startswith("style") else \
+        "linear"
+
+
 def weight_dtype(v):
     if v == "fp8_e4m3fn_fast":
         raise Approx("fp8_e4m3fn", "fp8_e4m3fn_fast's fast matmul is not used; weights stay fp8_e4m3fn")
@@ -228,6 +251,24 @@ def centre_crop(v):
     return "crop" if v == "center" else "stretch"
 
 
+def clip_prep_method(v):
+    """Pillow's LANCZOS, BICUBIC, BILINEAR, NEAREST -> OpenCV's of the same name; BOX, HAMMING -> area"""
+    found = {"LANCZOS": "lanczos", "BICUBIC": "bicubic", "BILINEAR": "bilinear", "NEAREST": "nearest", "BOX": "area",
+             "HAMMING": "area"}.get(v, "lanczos")
+    if v in ("BICUBIC", "BILINEAR", "NEAREST"):
+        return found
+    raise Approx(found, f"Pillow's {v} filter is resized with OpenCV's {found} (shrinking: Pillow's filters average "
+                        "over the pixels they replace, OpenCV's area does, its lanczos does not)")
+
+
+def clip_prep_fit(v):
+    """center -> crop (the square cut at the middle), pad -> pad (black bars), others: cut at the middle"""
+    if v in ("center", "pad"):
+        return "crop" if v == "center" else "pad"
+    raise Approx("crop", f"the square is cut at the middle, not at the {v}: crop the picture first (video.crop) to "
+                         "keep that side")
+
+
 def reference_method(v):
     """offset, index, index_timestep_zero (Qwen-Image-Edit-2511's) as they are; uxo/uno (for UNO, USO) -> uxo"""
     return "uxo" if "uxo" in v or "uno" in v or "uso" in v else v
@@ -289,23 +330,56 @@ RULES: Dict[str, Rule] = {
                              outputs=("text_encoder",), fixed={"type": "sd3"}),
     "VAELoader": Rule("load.vae", ("vae_name",), (P("vae_name", "name"),), outputs=("vae",)),
     "CLIPVisionLoader": Rule("load.clip_vision", ("clip_name",), (P("clip_name", "name"),), outputs=("image_encoder",)),
-    # cubiq's ComfyUI_IPAdapter_plus (v2): the weight type linear ("standard") and embeds scaling "V only" are its
-    # defaults and Kinograph's maths; another weight type or scaling is named in the report as not carried
+    # cubiq's ComfyUI_IPAdapter_plus (v2): weight types, embeds scaling, attention masks, negative images and one
+    # reference per frame (IPAdapterBatch) are ipadapter.apply's own
     "IPAdapterModelLoader": Rule("load.ipadapter", ("ipadapter_file",), (P("ipadapter_file", "name"),),
                                  outputs=("ipadapter",)),
     "IPAdapterUnifiedLoader": Rule("load.ipadapter_preset", ("preset",), (P("preset", "preset"),), {"model": "model"},
                                    ("model", "ipadapter")),
     "IPAdapter": Rule("ipadapter.apply", ("weight", "start_at", "end_at", "weight_type"),
-                      (P("weight", "weight"), P("start_at", "start"), P("end_at", "end")),
-                      {"model": "model", "ipadapter": "ipadapter", "image": "image"}, ("model",),
-                      ignore={"weight_type": "standard"}),
+                      (P("weight", "weight"), P("start_at", "start"), P("end_at", "end"),
+                       P("weight_type", "weight_type", ipadapter_simple_type)),
+                      {"model": "model", "ipadapter": "ipadapter", "image": "image", "attn_mask": "mask"},
+                      ("model",), fixed={"weight_type": "linear"}),    # saved before it had weight_type: standard
     "IPAdapterAdvanced": Rule("ipadapter.apply", ("weight", "weight_type", "combine_embeds", "start_at", "end_at",
                                                   "embeds_scaling"),
-                              (P("weight", "weight"), P("combine_embeds", "combine"), P("start_at", "start"),
-                               P("end_at", "end")),
-                              {"model": "model", "ipadapter": "ipadapter", "image": "image",
-                               "clip_vision": "image_encoder"},
-                              ("model",), ignore={"weight_type": "linear", "embeds_scaling": "V only"}),
+                              (P("weight", "weight"), P("weight_type", "weight_type"), P("combine_embeds", "combine"),
+                               P("start_at", "start"), P("end_at", "end"), P("embeds_scaling", "scaling")),
+                              IPADAPTER_INPUTS, ("model",)),
+    "IPAdapterBatch": Rule("ipadapter.apply", ("weight", "weight_type", "start_at", "end_at", "embeds_scaling",
+                                               "encode_batch_size"),
+                           (P("weight", "weight"), P("weight_type", "weight_type"), P("start_at", "start"),
+                            P("end_at", "end"), P("embeds_scaling", "scaling")),
+                           IPADAPTER_INPUTS, ("model",), fixed={"per_frame": True},
+                           ignore={"encode_batch_size": 0}),
+    **{name: Rule("ipadapter.apply", ("weight_style", "weight_composition", "expand_style", "combine_embeds",
+                                      "start_at", "end_at", "embeds_scaling"),
+                  (P("weight_style", "weight"), P("weight_composition", "composition_weight"),
+                   P("expand_style", "weight_type", style_composition_type), P("combine_embeds", "combine"),
+                   P("start_at", "start"), P("end_at", "end"), P("embeds_scaling", "scaling")),
+                  {**IPADAPTER_INPUTS, "image_style": "image", "image_composition": "composition_image"}, ("model",),
+                  fixed=fixed)
+       for name, fixed in (("IPAdapterStyleComposition", {}), ("IPAdapterStyleCompositionBatch", {"per_frame": True}))},
+    # cubiq's picture preparation: a 224 x 224 square (what CLIP reads) cut or padded from the reference
+    "PrepImageForClipVision": Rule("video.resize", ("interpolation", "crop_position", "sharpening"),
+                                   (P("interpolation", "method", clip_prep_method),
+                                    P("crop_position", "fit", clip_prep_fit)),
+                                   {"image": "video"}, ("video",), fixed={"width": 224, "height": 224},
+                                   ignore={"sharpening": (0, 0.0)}),
+    "IPAdapterNoise": Rule("ipadapter.noise", ("type", "strength", "blur"),
+                           (P("type", "kind", noise_type), P("strength", "strength"), P("blur", "blur")),
+                           {"image_optional": "image"}, ("video",)),
+    "IPAdapterEncoder": Rule("ipadapter.encode", ("weight",), (P("weight", "weight"),),
+                             {"ipadapter": "ipadapter", "image": "image", "mask": "mask",
+                              "clip_vision": "image_encoder"}, ("pos_embed", "neg_embed")),
+    "IPAdapterCombineEmbeds": Rule("ipadapter.combine_embeds", ("method",), (P("method", "method"),),
+                                   {f"embed{i}": f"embed{i}" for i in range(1, 6)}, ("embeds",)),
+    **{name: Rule("ipadapter.apply_embeds", ("weight", "weight_type", "start_at", "end_at", "embeds_scaling"),
+                  (P("weight", "weight"), P("weight_type", "weight_type"), P("start_at", "start"),
+                   P("end_at", "end"), P("embeds_scaling", "scaling")),
+                  {"model": "model", "ipadapter": "ipadapter", "pos_embed": "pos_embed", "neg_embed": "neg_embed",
+                   "attn_mask": "mask", "clip_vision": "image_encoder"}, ("model",), fixed=fixed)
+       for name, fixed in (("IPAdapterEmbeds", {}), ("IPAdapterEmbedsBatch", {"per_frame": True}))},
     # pysssss's Custom Scripts loaders: ComfyUI's own, with a preview picture; the file name is the widget's `content`
     "CheckpointLoader|pysssss": Rule("load.model", ("ckpt_name", "example"), (P("ckpt_name", "path", pysssss_file),),
                                      outputs=LOADER_OUT, ignore={"example": None}),
@@ -892,13 +966,18 @@ INSTEAD = {
     "IPAdapterApply": "not mapped: the IPAdapter_plus v1 node (its v2 removed it). Open the workflow in ComfyUI with a "
                       "current ComfyUI_IPAdapter_plus, put IPAdapterAdvanced (or IPAdapter) in its place, save and "
                       "import that",
-    **{name: "not mapped: Kinograph's ipadapter.apply takes reference images, not saved embeddings (IPADAPTER_EMBEDS); "
-             "connect the images to IPAdapter / IPAdapterAdvanced instead" for name in (
-        "IPAdapterEncoder", "IPAdapterEmbeds", "IPAdapterCombineEmbeds", "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
-    **{name: "not mapped: one reference image per frame (unfold_batch), tiled references and style/composition "
-             "blocks are not in Kinograph yet; IPAdapterAdvanced with weight type linear is" for name in (
-        "IPAdapterBatch", "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
-        "IPAdapterStyleCompositionBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition")},
+    **{name: "not mapped: embeddings saved to or loaded from a file (ComfyUI's output/input folders) are not in "
+             "Kinograph yet; connect the pictures to IPAdapterEncoder (or IPAdapterAdvanced) instead" for name in (
+        "IPAdapterSaveEmbeds", "IPAdapterLoadEmbeds")},
+    **{name: "not mapped: tiled references, per-layer weight strings, boosts and IPADAPTER_PARAMS are not in "
+             "Kinograph yet; IPAdapterAdvanced (every weight type, the precise ones included), IPAdapterBatch and "
+             "IPAdapterStyleComposition are" for name in (
+        "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition",
+        "IPAdapterPreciseStyleTransfer", "IPAdapterPreciseStyleTransferBatch", "IPAdapterPreciseCompositionBatch",
+        "IPAdapterClipVisionEnhancer", "IPAdapterClipVisionEnhancerBatch")},
+    "IPAdapterWeights": "not mapped: a list of weights per frame is not in Kinograph yet. With embeds scaling V "
+                        "only and weight 1, IPAdapterBatch's attn_mask does the same: a clip of masks whose frame i is the "
+                        "weight wanted there, 0 to 1 (a fade mask for a cross-fade between two pictures)",
 }
 
 

@@ -12,6 +12,7 @@ pipeline's lock, and the UNet's own come back after it, so a run without IP-Adap
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.ipadapter_presets import CLIP_VIT_G, CLIP_VIT_H, COMBINE, PRESETS
+from nodes.generate.ipadapter_presets import CLIP_VIT_G, CLIP_VIT_H, EMBEDS_COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
 
 FACEID = ("it reads a face identity from InsightFace (a separate face-recognition model, with a LoRA of its own), "
           "which Kinograph does not run. Use ip-adapter-plus-face (PLUS FACE) with a crop of the face instead")
@@ -132,13 +133,24 @@ def preset_files(preset: str, family: str) -> Tuple[Path, Path]:
 @dataclass(frozen=True)
 class Reference:
     """One ipadapter.apply on a model: the image tokens for the prompt (cond) and for the negative (uncond), each
-    [1, tokens, context], and over which share of the steps they act (ComfyUI's start_at / end_at)."""
+    [references, tokens, context] (one reference unless `per_frame`: then frame i reads reference i, the last one
+    past the end, ComfyUI's IPAdapterBatch), over which share of the steps they act (start_at / end_at), how the
+    weight spreads over the UNet (weight_type) and scales the tokens (embeds_scaling), and `mask` [masks, H, W]:
+    where in the picture the adapter acts (attn_mask; frame i reads mask i, the last one past the end). `layout`:
+    the prompt's tokens of a composition picture apart from the style one (IPAdapterStyleComposition), read by SDXL's
+    layout transformer instead of `cond`."""
     adapter: IPAdapter
     cond: torch.Tensor
     uncond: torch.Tensor
     weight: float
     start: float = 0.0
     end: float = 1.0
+    weight_type: str = "linear"
+    scaling: str = "V only"
+    mask: Optional[torch.Tensor] = None
+    per_frame: bool = False
+    composition: float = 1.0
+    layout: Optional[torch.Tensor] = None
 
 
 def _vision(encoder):
@@ -152,32 +164,59 @@ def _vision(encoder):
     return module, proc
 
 
-def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
+def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], negative: Sequence[np.ndarray] = (),
+                  mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(features of the images, of the negative) as the adapter reads them, ComfyUI's way: the plain adapter the
-    pooled, projected embedding (negative: zeros), the others the penultimate hidden states (negative: those of a
-    black picture)."""
+    pooled, projected embedding, the others the penultimate hidden states. The negative: those of the `negative`
+    pictures (image_negative), else zeros for the plain adapter and a black picture's for the others. `mask`
+    [masks, H, W]: what CLIP sees of each image (IPAdapterEncoder's mask: cut to its centre square, resized to CLIP's
+    input, times the normalised pixels)."""
     from PIL import Image
     module, proc = _vision(encoder)
-    pixels = proc(images=[Image.fromarray(np.ascontiguousarray(i)) for i in images], return_tensors="pt").pixel_values
-    pixels = pixels.to(module.device, module.dtype)
+
+    def pixels(pics):
+        return proc(images=[Image.fromarray(np.ascontiguousarray(i)) for i in pics],
+                    return_tensors="pt").pixel_values.to(module.device, module.dtype)
     with torch.inference_mode():
+        px = pixels(images)
+        if mask is not None:
+            px = px * _sized(_clip_mask(mask, int(px.shape[-1])), px.shape[0]).to(px)
         if adapter.kind == "plain":
             if not hasattr(module, "visual_projection"):
                 raise NodeError(f"{adapter.name} reads CLIP's projected image embedding, and this CLIP vision file has "
                                 "no visual_projection: use the full CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
-            feats = module(pixel_values=pixels).image_embeds.float()
-            neg = torch.zeros_like(feats[:1])
+            feats = module(pixel_values=px).image_embeds.float()
+            neg = module(pixel_values=pixels(negative)).image_embeds.float() if len(negative) else \
+                torch.zeros_like(feats[:1])
         else:
-            side = int(pixels.shape[-1])
-            black = proc(images=[Image.new("RGB", (side, side))], return_tensors="pt").pixel_values
-            feats = module(pixel_values=pixels, output_hidden_states=True).hidden_states[-2].float()
-            neg = module(pixel_values=black.to(pixels), output_hidden_states=True).hidden_states[-2].float()
-    wants = _feature_width(adapter)
-    if feats.shape[-1] != wants:
-        raise NodeError(f"{adapter.name} reads CLIP vision features {wants} wide and this CLIP vision model gives "
-                        f"{feats.shape[-1]}: ViT-H (1024 projected, 1280 hidden) goes with the _sd15 and _vit-h "
-                        "adapters, ViT-bigG (1280 projected, 1664 hidden) with ip-adapter_sdxl and _vit-G")
+            side = int(px.shape[-1])
+            black = proc(images=[Image.new("RGB", (side, side))], return_tensors="pt").pixel_values.to(px)
+            feats = module(pixel_values=px, output_hidden_states=True).hidden_states[-2].float()
+            neg = module(pixel_values=pixels(negative) if len(negative) else black,
+                         output_hidden_states=True).hidden_states[-2].float()
+    _check_width(adapter, feats)
     return feats.cpu(), neg.cpu()
+
+
+def _clip_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
+    """[masks, 1, side, side]: each mask's centre square resized (bicubic, antialiased) to CLIP's input."""
+    import torch.nn.functional as F
+    h, w = mask.shape[-2:]
+    n = min(h, w)
+    top, left = int(round((h - n) / 2)), int(round((w - n) / 2))
+    square = mask[:, None, top:top + n, left:left + n].float()
+    return F.interpolate(square, size=(side, side), mode="bicubic", antialias=True)
+
+
+def _check_width(adapter: IPAdapter, feats: torch.Tensor) -> None:
+    wants = _feature_width(adapter)
+    if feats.shape[-1] != wants or feats.ndim != (2 if adapter.kind == "plain" else 3):
+        got = "pooled" if feats.ndim == 2 else "hidden"
+        raise NodeError(f"{adapter.name} reads CLIP vision {'pooled' if adapter.kind == 'plain' else 'hidden'} "
+                        f"features {wants} wide and these are {got}, {feats.shape[-1]} wide: ViT-H (1024 projected, "
+                        "1280 hidden) goes with the _sd15 and _vit-h adapters, ViT-bigG (1280 projected, 1664 hidden) "
+                        "with ip-adapter_sdxl and _vit-G; embeddings (ipadapter.encode) are read by the kind of "
+                        "adapter that made them")
 
 
 def _feature_width(adapter: IPAdapter) -> int:
@@ -192,8 +231,8 @@ def _feature_width(adapter: IPAdapter) -> int:
 def combine(feats: torch.Tensor, how: str) -> torch.Tensor:
     """Several reference images' features as ComfyUI's combine_embeds joins them before the projection ("concat"
     keeps each image, whose tokens then stand side by side)."""
-    if how not in COMBINE:
-        raise NodeError(f"unknown combine {how!r}; choose one of {', '.join(COMBINE)}")
+    if how not in EMBEDS_COMBINE:
+        raise NodeError(f"unknown combine {how!r}; choose one of {', '.join(EMBEDS_COMBINE)}")
     if how == "concat" or feats.shape[0] == 1:
         return feats
     if how == "add":
@@ -202,31 +241,98 @@ def combine(feats: torch.Tensor, how: str) -> torch.Tensor:
         return (feats[0] - feats[1:].mean(0))[None]
     if how == "average":
         return feats.mean(0, keepdim=True)
+    if how == "max":
+        return feats.max(0, keepdim=True).values
+    if how == "min":
+        return feats.min(0, keepdim=True).values
     return (feats / feats.norm(dim=0, keepdim=True)).mean(0, keepdim=True)
 
 
-def tokens(adapter: IPAdapter, feats: torch.Tensor) -> torch.Tensor:
-    """[1, images x tokens, context]: each image's tokens, side by side (as diffusers lays several images out)."""
+def tokens(adapter: IPAdapter, feats: torch.Tensor, per_frame: bool = False) -> torch.Tensor:
+    """[1, images x tokens, context]: each image's tokens, side by side (as diffusers lays several images out);
+    per_frame: [images, tokens, context], one reference per frame."""
     with torch.inference_mode():
         out = adapter.project(feats.to(next(adapter.project.parameters()).dtype))
-    return out.reshape(1, -1, out.shape[-1]).float()
+    return (out if per_frame else out.reshape(1, -1, out.shape[-1])).float()
 
 
-def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
-              how: str = "concat") -> Reference:
-    if not images:
-        raise NodeError("ipadapter.apply needs at least one reference image")
+def _sized(t: torch.Tensor, n: int) -> torch.Tensor:
+    """t's first n rows, its last one repeated where it has fewer (ComfyUI's tensor_to_size)."""
+    return t[[min(i, t.shape[0] - 1) for i in range(n)]]
+
+
+def _checked_encoder(adapter: IPAdapter, encoder, node: str):
+    encoder = encoder if encoder is not None else adapter.encoder
+    if encoder is None:
+        raise NodeError(f"{node} needs a CLIP vision model: connect load.clip_vision to its image_encoder input (or "
+                        "load the adapter with load.ipadapter_preset, which finds one)")
+    return encoder
+
+
+def _built(adapter: IPAdapter, feats: torch.Tensor, neg: torch.Tensor, weight: float, start: float, end: float,
+           weight_type: str, scaling: str, mask: Optional[torch.Tensor], per_frame: bool, composition: float,
+           layout: Optional[torch.Tensor] = None) -> Reference:
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the IP-Adapter's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
-    encoder = encoder if encoder is not None else adapter.encoder
-    if encoder is None:
-        raise NodeError("ipadapter.apply needs a CLIP vision model: connect load.clip_vision to its image_encoder "
-                        "input (or load the adapter with load.ipadapter_preset, which finds one)")
-    feats, neg = clip_features(adapter, encoder, images)
-    feats = combine(feats, how)
-    return Reference(adapter, tokens(adapter, feats), tokens(adapter, neg.expand(feats.shape[0], *neg.shape[1:])),
-                     float(weight), float(start), float(end))
+    if weight_type not in WEIGHT_TYPES:
+        raise NodeError(f"unknown IP-Adapter weight type {weight_type!r}; choose one of {', '.join(WEIGHT_TYPES)}")
+    if scaling not in SCALINGS:
+        raise NodeError(f"unknown IP-Adapter embeds scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    if layout is not None and layout.shape[0] != feats.shape[0]:
+        raise NodeError(f"{layout.shape[0]} composition pictures for {feats.shape[0]} style pictures: give as many, or "
+                        "join each set into one (combine average)")
+    if layout is not None and weight_type not in _LAYOUT_TYPES:
+        raise NodeError(f"a composition picture is read by the weight types {' and '.join(_LAYOUT_TYPES)} only (the "
+                        f"layout transformer's own picture); with {weight_type!r} it would be ignored: pick one of "
+                        "them, or leave composition_image unconnected")
+    return Reference(adapter, tokens(adapter, feats, per_frame), tokens(adapter, _sized(neg, feats.shape[0]), per_frame),
+                     float(weight), float(start), float(end), weight_type, scaling, mask, per_frame, float(composition),
+                     None if layout is None else tokens(adapter, layout, per_frame))
+
+
+def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
+              how: str = "concat", weight_type: str = "linear", scaling: str = "V only",
+              mask: Optional[torch.Tensor] = None, negative: Sequence[np.ndarray] = (), per_frame: bool = False,
+              composition: float = 1.0, layout_images: Sequence[np.ndarray] = ()) -> Reference:
+    """A reference from pictures; `layout_images`: a composition picture apart from the style ones (joined the same
+    way)."""
+    if not images:
+        raise NodeError("ipadapter.apply needs at least one reference image")
+    encoder = _checked_encoder(adapter, encoder, "ipadapter.apply")
+    feats, neg = clip_features(adapter, encoder, images, negative)
+    layout = clip_features(adapter, encoder, layout_images)[0] if len(layout_images) else None
+    if not per_frame and feats.shape[0] > 1 and how != "concat":
+        feats, neg = combine(feats, how), neg[:1]
+    if layout is not None and not per_frame and layout.shape[0] > 1 and how != "concat":
+        layout = combine(layout, how)
+    return _built(adapter, feats, neg, weight, start, end, weight_type, scaling, mask, per_frame, composition, layout)
+
+
+def encode(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float,
+           mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(the images' CLIP features times weight, the negative's) as IPAdapterEncoder makes them: embeddings to combine
+    (combine) and apply (from_embeds)."""
+    if not images:
+        raise NodeError("ipadapter.encode needs at least one picture")
+    feats, neg = clip_features(adapter, _checked_encoder(adapter, encoder, "ipadapter.encode"), images, mask=mask)
+    return feats * float(weight), neg
+
+
+def from_embeds(adapter: IPAdapter, encoder, pos: torch.Tensor, neg: Optional[torch.Tensor], weight: float,
+                start: float, end: float, weight_type: str = "linear", scaling: str = "V only",
+                mask: Optional[torch.Tensor] = None, per_frame: bool = False) -> Reference:
+    """A reference from embeddings (IPAdapterEmbeds): each one's tokens side by side (one per frame with per_frame);
+    without `neg`, the negative the adapter reads by default (a black picture's features, or zeros)."""
+    _check_width(adapter, pos)
+    if neg is None:
+        if adapter.kind == "plain":
+            neg = torch.zeros_like(pos[:1])
+        else:
+            _, neg = clip_features(adapter, _checked_encoder(adapter, encoder, "ipadapter.apply_embeds"),
+                                   [np.zeros((8, 8, 3), np.uint8)])
+    _check_width(adapter, neg)
+    return _built(adapter, pos, neg, weight, start, end, weight_type, scaling, mask, per_frame, 1.0)
 
 
 def apply_ipadapter(model, ref: Reference):
@@ -239,7 +345,87 @@ def apply_ipadapter(model, ref: Reference):
                         f"cross-attention layers, {ref.adapter.context} wide) and this {model.family} model has "
                         f"{len(cross)} ({model.denoiser.config.cross_attention_dim} wide): use the IP-Adapter made for "
                         "the model's family (_sd15 files for SD 1.5 and AnimateDiff, _sdxl for SDXL)")
+    if ref.layout is not None and model.family != "sdxl":
+        raise NodeError("a composition picture apart from the style one works on SDXL only (as in "
+                        "ComfyUI_IPAdapter_plus); on SD 1.5 use weight type 'style and composition' with one picture")
+    if ref.weight_type in BLOCK_TYPES:
+        count, sdxl = places(model.denoiser)[0].count, model.family == "sdxl"
+        if count != (11 if sdxl else 16):
+            raise NodeError(f"the IP-Adapter weight type {ref.weight_type!r} picks transformers of "
+                            f"{'SDXL' if sdxl else 'SD 1.5'}'s own UNet by number ({11 if sdxl else 16} with "
+                            f"cross-attention) and this model's UNet has {count}: use linear or an ease/weak type, "
+                            "which spread over any UNet")
     return model.with_option("ipadapter", (model.option("ipadapter") or ()) + (ref,))
+
+
+# -- where the weight acts (ComfyUI_IPAdapter_plus's weight types) ---------------------------------------------------
+@dataclass(frozen=True)
+class Place:
+    """Where a cross-attention layer sits: the number of its transformer in the order the UNet runs them (down,
+    middle, up: ComfyUI's transformer_index, which the weight types count), how many there are, and its block."""
+    index: int
+    count: int
+    block: str          # "input", "middle" or "output"
+
+
+def places(unet) -> List[Place]:
+    """Each cross-attention layer's Place, in the order IP-Adapter files number them."""
+    owners = [n.split(".transformer_blocks.")[0] for n in _cross_layers(unet)]
+
+    def run_order(owner: str):
+        head, *rest = owner.split(".")
+        return ({"down_blocks": 0, "mid_block": 1}.get(head, 2), *[int(p) for p in rest if p.isdigit()])
+    ranked = {o: i for i, o in enumerate(sorted(set(owners), key=run_order))}
+    block = {"down_blocks": "input", "mid_block": "middle"}
+    return [Place(ranked[o], len(ranked), block.get(o.split(".")[0], "output")) for o in owners]
+
+
+# The weight types that pick transformers by number, on SDXL's UNet (11 transformers: 0-3 down, 4 middle, 5-10 up)
+# and SD 1.5's (16: 0-5 down, 6 middle, 7-15 up): transformer -> (share of weight, share of the composition weight).
+# InstantStyle's finding: SDXL's transformer 6 (up_blocks.0.attentions.1) carries style, 3 (down_blocks.2.attentions.1)
+# the layout.
+_ALL_XL, _ALL_15 = range(11), range(16)
+_STYLE_15 = (0, 1, 2, 3, *range(9, 16))
+_TABLES = {
+    "style transfer": ({6: (1, 0)}, {i: (1, 0) for i in _STYLE_15}),
+    "composition": ({3: (1, 0)}, {4: (0.25, 0), 5: (1, 0)}),
+    "strong style transfer": ({i: (1, 0) for i in _ALL_XL if i != 3}, {i: (1, 0) for i in _ALL_15 if i not in (4, 5)}),
+    "style and composition": ({3: (0, 1), 6: (1, 0)}, {**{i: (1, 0) for i in _STYLE_15}, 4: (0, 0.25), 5: (0, 1)}),
+    "strong style and composition": ({**{i: (1, 0) for i in _ALL_XL}, 3: (0, 1)},
+                                     {**{i: (1, 0) for i in _ALL_15}, 4: (0, 1), 5: (0, 1)}),
+    "style transfer precise": ({3: (1, 0), 6: (1, 0)}, {**{i: (1, 0) for i in _STYLE_15}, 4: (0.25, 0), 5: (1, 0)}),
+    "composition precise": ({**{i: (0.1, 0) for i in _ALL_XL}, 3: (1, 0), 6: (1, 0)},
+                            {**{i: (1, 0) for i in _STYLE_15}, 4: (0.25, 0), 5: (1, 0), 6: (0.1, 0), 7: (0.1, 0),
+                             8: (0.1, 0)}),
+}
+BLOCK_TYPES = tuple(_TABLES)
+_LAYOUT_TYPES = ("style and composition", "strong style and composition")
+# The precise types' composition transformers (style: those) read the picture as the negative and nothing as the
+# prompt, steering away from the reference's layout (its style) while the others take its style (layout).
+_COMPOSITION = ((3,), (4, 5))
+
+
+def layer_weight(ref: Reference, place: Place, sdxl: bool) -> Tuple[float, bool]:
+    """(this layer's weight, whether its prompt and negative tokens swap: the precise types) for one reference;
+    weight 0: the layer does not read it."""
+    w, n, half = ref.weight, place.count, place.count / 2
+    curve = {"ease in": 1 - place.index / n, "ease out": place.index / n,
+             "ease in-out": 1 - abs(place.index - half) / half, "reverse in-out": abs(place.index - half) / half}
+    if ref.weight_type in curve:
+        return w * (0.05 + 0.95 * curve[ref.weight_type]), False
+    weak = {"weak input": ("input",), "weak middle": ("middle",), "weak output": ("output",),
+            "strong middle": ("input", "output")}
+    if ref.weight_type in weak:
+        return (w * 0.2 if place.block in weak[ref.weight_type] else w), False
+    if ref.weight_type not in _TABLES:
+        return w, False
+    share = _TABLES[ref.weight_type][0 if sdxl else 1].get(place.index)
+    if share is None:
+        return 0.0, False
+    comp = place.index in _COMPOSITION[0 if sdxl else 1]
+    swap = (ref.weight_type == "style transfer precise" and comp) or (ref.weight_type == "composition precise" and
+                                                                       not comp)
+    return w * share[0] + ref.composition * share[1], swap
 
 
 # -- sampling --------------------------------------------------------------------------------------------------------
@@ -249,24 +435,75 @@ def _cross_layers(unet) -> List[str]:
     return [n for n in unet.attn_processors if not n.endswith("attn1.processor") and "motion_modules" not in n]
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What one reference gives one network call: its prompt and negative tokens [1 or frames, T, D], which of the
+    call's conditionings is the negative, its masks [1 or frames, H, W] (or None), the call's frame count and latent
+    size (for the masks' shape at each layer), and the composition picture's prompt tokens (or None)."""
+    cond: torch.Tensor
+    uncond: torch.Tensor
+    negative: Tuple[bool, ...]
+    mask: Optional[torch.Tensor]
+    frames: int
+    hw: Tuple[int, int]
+    layout: Optional[torch.Tensor] = None
+
+    def rows(self, t: torch.Tensor, batch: int) -> torch.Tensor:
+        """t [1 or frames, ...] for each batch item: items run conditioning by conditioning, frames innermost."""
+        return t[torch.arange(batch) % self.frames % t.shape[0]]
+
+    def tokens(self, batch: int, swap: bool, layout: bool = False) -> torch.Tensor:
+        cond = self.rows(self.layout if layout and self.layout is not None else self.cond, batch)
+        uncond = self.rows(self.uncond, batch)
+        neg = torch.tensor(self.negative).repeat_interleave(batch // len(self.negative))[:, None, None]
+        if swap:
+            return torch.where(neg, cond, torch.zeros_like(cond))
+        return torch.where(neg, uncond, cond)
+
+    def layer_mask(self, batch: int, seq: int) -> torch.Tensor:
+        """[batch, seq, 1]: the mask at a layer's token grid, shaped as ComfyUI_IPAdapter_plus shapes it (the
+        latent's aspect, bilinear, padded or cut at the middle when the grid does not divide evenly)."""
+        import torch.nn.functional as F
+        oh, ow = self.hw
+        mh = int(oh / math.sqrt(oh * ow / seq))
+        mh = mh + int(seq % mh != 0)
+        m = F.interpolate(self.mask[:, None], size=(mh, seq // mh), mode="bilinear")[:, 0].flatten(1)
+        if m.shape[1] < seq:
+            pad = seq - m.shape[1]
+            m = F.pad(m, (pad // 2, pad - pad // 2))
+        m = m[:, (m.shape[1] - seq) // 2:][:, :seq]
+        return self.rows(m, batch)[..., None]
+
+
 class _Feed:
-    """What the installed processors read during one network call: per reference, the tokens of each batch item's
-    conditioning [len(conds), T, D] and its weight, or None where it does not act at this step."""
+    """What the installed processors read during one network call: per reference its _Step, or None where it does
+    not act at this step."""
 
     def __init__(self, count: int):
-        self.now: List[Optional[Tuple[torch.Tensor, float]]] = [None] * count
+        self.now: List[Optional[_Step]] = [None] * count
+
+
+def _attention(q, k, v, heads: int) -> torch.Tensor:
+    """Multi-head attention over [batch, tokens, heads x width] tensors."""
+    import torch.nn.functional as F
+    b, width = q.shape[0], q.shape[-1] // heads
+
+    def split(t):
+        return t.view(b, -1, heads, width).transpose(1, 2)
+    return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).reshape(b, -1, heads * width)
 
 
 class IPAttention:
     """A cross-attention processor computing diffusers' IPAdapterAttnProcessor2_0 for the text and every active
-    reference; without an active one it is the UNet's own processor."""
+    reference, each with its layer's weight, scaling and mask as ComfyUI_IPAdapter_plus applies them; without an
+    active one it is the UNet's own processor."""
 
-    def __init__(self, base, layers, feed: _Feed):
-        self.base, self.layers, self.feed = base, layers, feed
+    def __init__(self, base, layers, refs, place: Place, sdxl: bool, feed: _Feed):
+        self.base, self.layers, self.refs, self.place, self.sdxl, self.feed = base, layers, refs, place, sdxl, feed
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
-        active = [(w, now) for w, now in zip(self.layers, self.feed.now) if now is not None]
+        active = [(kv, ref, now) for kv, ref, now in zip(self.layers, self.refs, self.feed.now) if now is not None]
         if not active or encoder_hidden_states is None:
             return self.base(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         import torch.nn.functional as F
@@ -274,23 +511,28 @@ class IPAttention:
                 hidden_states.ndim != 3 or attention_mask is not None:
             raise NodeError("IP-Adapter met a cross-attention layer of a kind it does not patch (normed or masked)")
         residual = hidden_states
-        batch = hidden_states.shape[0]
+        batch, seq = hidden_states.shape[:2]
         query = attn.to_q(hidden_states)
-        heads = attn.heads
-        width = query.shape[-1] // heads
-
-        def split(t):
-            return t.view(t.shape[0], -1, heads, width).transpose(1, 2)
-        q = split(query)
-        out = F.scaled_dot_product_attention(q, split(attn.to_k(encoder_hidden_states)),
-                                             split(attn.to_v(encoder_hidden_states)))
-        for (k_ip, v_ip), (toks, weight) in active:
-            toks = toks.to(query.device, query.dtype).repeat_interleave(batch // toks.shape[0], dim=0)
-            ip = F.scaled_dot_product_attention(q, split(F.linear(toks, k_ip.to(query))),
-                                                split(F.linear(toks, v_ip.to(query))))
-            out = out + weight * ip
-        out = out.transpose(1, 2).reshape(batch, -1, heads * width).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
+        out = _attention(query, attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states), attn.heads)
+        for (k_ip, v_ip), ref, step in active:
+            weight, swap = layer_weight(ref, self.place, self.sdxl)
+            if weight == 0:
+                continue
+            layout = ref.weight_type in _LAYOUT_TYPES and self.place.index in _COMPOSITION[0 if self.sdxl else 1]
+            toks = step.tokens(batch, swap, layout).to(query.device, query.dtype)
+            k, v = F.linear(toks, k_ip.to(query)), F.linear(toks, v_ip.to(query))
+            if ref.scaling != "V only":
+                # ComfyUI's "C penalty" weakens the narrow layers: the weight times the layer's width / 1280.
+                w = weight * (k.shape[-1] / 1280.0 if "penalty" in ref.scaling else 1.0)
+                mean = v.mean(1, keepdim=True)
+                k, v = k * w, ((v - mean) + mean * w if "mean" in ref.scaling else v * w)
+                ip = _attention(query, k, v, attn.heads)
+            else:
+                ip = weight * _attention(query, k, v, attn.heads)
+            if step.mask is not None:
+                ip = ip * step.layer_mask(batch, seq).to(ip)
+            out = out + ip
+        out = attn.to_out[1](attn.to_out[0](out.to(query.dtype)))
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
@@ -313,10 +555,10 @@ def installed(handle, feed: Optional[_Feed]):
         return
     unet = handle.denoiser
     own = unet.attn_processors
-    cross = _cross_layers(unet)
     procs = dict(own)
-    for i, name in enumerate(cross):
-        procs[name] = IPAttention(own[name], [r.adapter.layers[i] for r in refs], feed)
+    for i, (name, place) in enumerate(zip(_cross_layers(unet), places(unet))):
+        procs[name] = IPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, place,
+                                  handle.family == "sdxl", feed)
     unet.set_attn_processor(procs)
     try:
         yield
@@ -324,13 +566,64 @@ def installed(handle, feed: Optional[_Feed]):
         unet.set_attn_processor(own)
 
 
-def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, level_at) -> None:
-    """Set what the references give this network call: the negative conditioning's batch items read uncond tokens,
-    the others cond tokens; a reference outside its start/end share of the way is off (ComfyUI's sigma test)."""
+def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, level_at, frames: Sequence[int] = (0,),
+              hw: Tuple[int, int] = (1, 1)) -> None:
+    """Set what the references give this network call over latent frames `frames` (hw: the latent's size): the
+    negative conditioning's batch items read uncond tokens, the others cond tokens; a reference outside its
+    start/end share of the way is off (ComfyUI's sigma test)."""
     if feed is None:
         return
     for i, ref in enumerate(handle.option("ipadapter")):
-        if level_at(ref.end) <= sigma <= level_at(ref.start):
-            feed.now[i] = (torch.cat([ref.uncond if c is negative else ref.cond for c in conds]), ref.weight)
-        else:
+        if not level_at(ref.end) <= sigma <= level_at(ref.start):
             feed.now[i] = None
+            continue
+
+        def at(t):
+            return t[[min(int(f), t.shape[0] - 1) for f in frames]]
+        def picked(t):
+            return None if t is None else at(t) if ref.per_frame else t
+        feed.now[i] = _Step(picked(ref.cond), picked(ref.uncond), tuple(c is negative for c in conds),
+                            None if ref.mask is None else at(ref.mask), len(frames), (int(hw[0]), int(hw[1])),
+                            picked(ref.layout))
+
+
+# -- negative pictures (ComfyUI_IPAdapter_plus's IPAdapterNoise) ----------------------------------------------------
+NOISE_TYPES = ("fade", "dissolve", "gaussian")
+
+
+def noise_picture(kind: str, strength: float, blur: int, images: Optional[np.ndarray] = None) -> np.ndarray:
+    """uint8 [n, 224, 224, 3]: a picture to give the negative prompt (image_negative) as IPAdapterNoise makes it: the
+    images (each cut to its centre square, resized as CLIP's 224) or black, faded to / dissolved into uniform noise
+    or with gaussian noise added, at `strength`; seeded by the pictures' sum, so the same pictures give the same
+    noise; then blurred (a `blur` x `blur` gaussian, odd sizes)."""
+    import torch.nn.functional as F
+    if kind not in NOISE_TYPES:
+        raise NodeError(f"IP-Adapter noise {kind!r} is not in Kinograph (shuffle needs torchvision's elastic warp); "
+                        f"choose {', '.join(NOISE_TYPES)}")
+    if images is None:
+        image = torch.zeros(1, 224, 224, 3)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).permute(0, 3, 1, 2)
+        h, w = x.shape[-2:]
+        n = min(h, w)
+        top, left = int(round((h - n) / 2)), int(round((w - n) / 2))
+        x = F.interpolate(x[:, :, top:top + n, left:left + n], size=(224, 224), mode="bicubic", antialias=True)
+        image = x.permute(0, 2, 3, 1)
+    gen = torch.Generator().manual_seed(int(torch.sum(image).item()) % 1000000007)
+    if kind == "fade":
+        out = image * (1 - strength) + torch.rand(image.shape, generator=gen) * strength
+    elif kind == "dissolve":
+        mask = (torch.rand(image.shape, generator=gen) < strength).float()
+        out = image * (1 - mask) + torch.rand(image.shape, generator=gen) * mask
+    else:
+        out = image + torch.randn(image.shape, generator=gen) * strength
+    out = out.clamp(0, 1).permute(0, 3, 1, 2)
+    if blur > 0:
+        size = blur + 1 - blur % 2
+        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+        k = torch.exp(-0.5 * (torch.linspace(-(size // 2), size // 2, size) / sigma) ** 2)
+        k = k / k.sum()
+        out = F.pad(out, (size // 2,) * 4, mode="reflect")
+        out = F.conv2d(out.reshape(-1, 1, *out.shape[-2:]), k.view(1, 1, 1, -1))
+        out = F.conv2d(out, k.view(1, 1, -1, 1)).reshape(-1, 3, 224, 224)
+    return (out.permute(0, 2, 3, 1) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()

@@ -166,7 +166,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         if mask is not None:
             inputs["noise_mask"] = mask
         feed_step(ip_feed, handle, cs, negative, float(sigma), lambda p: adapter.percent_sigma(
-            levels, p, handle.option("flow_shift")))
+            levels, p, handle.option("flow_shift")), idx, tuple(x.shape[-2:]))
         if sl is not None:
             inputs = regions.crop_inputs(inputs, sl, plans["hw"])
         if adapter.embedded_guidance:
