@@ -23,6 +23,21 @@ def built(builder, tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def models_dir(tmp_path_factory, builder, name: str, **kw):
+    """A module fixture's body for builders of ComfyUI's model folder layout: built once under `name`, with
+    KINOGRAPH_MODELS pointing at its models/ and one torch thread (as `built`)."""
+    import pytest
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    mp = pytest.MonkeyPatch()
+    root = builder(tmp_path_factory.mktemp(name), **kw)
+    mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    yield root
+    mp.undo()
+    torch.set_num_threads(threads)
+
+
 def imported_run(api: dict, folder: Path, prefix: str):
     """A ComfyUI graph imported with every node mapped and run on the CPU from `folder`, where its SaveImage (prefix)
     wrote one picture: (the import, the run)."""

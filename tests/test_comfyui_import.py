@@ -40,7 +40,6 @@ BLOCKED = {
                                        "LoadAudio"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
-    "video_wan_ati.json": {"WanTrackToVideo"},
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "GetImageSize", "ResizeImageMaskNode"},
     "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
                                 "WanMoveConcatTrack"},

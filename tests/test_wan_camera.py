@@ -99,15 +99,9 @@ def test_wan_grouping_and_bad_lengths():
 # -- the model ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def camera_models(tmp_path_factory):
+    from comfy_layouts import models_dir
     from tiny_models import build_wan_comfy
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    mp = pytest.MonkeyPatch()
-    root = build_wan_comfy(tmp_path_factory.mktemp("wan_camera"), camera=True)
-    mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
-    yield root
-    mp.undo()
-    torch.set_num_threads(threads)
+    yield from models_dir(tmp_path_factory, build_wan_comfy, "wan_camera", camera=True)
 
 
 @pytest.fixture(scope="module")

@@ -626,6 +626,29 @@ class Converter:
         self.outs[(cn.id, 2)] = Out((lat, "latent"))
         return [lat, cond]
 
+    def special_ati(self, cn, rule, params, notes):
+        """WanTrackToVideo: ComfyUI's track JSON (121 {x, y} samples per track) as a motion.tracks node of one
+        point per frame, feeding condition.frames with the node's temperature and topk. No tracks: plain i2v,
+        as ComfyUI falls back to WanImageToVideo."""
+        from nodes.motion.ati import from_comfyui
+        text = params.pop("tracks", "[]")
+        made = self.special_i2v(cn, rule, params, notes)
+        cond = made[-1]
+        try:
+            tracks = from_comfyui(text, int(params.get("frames", 81)), int(params.get("width", 832)),
+                                  int(params.get("height", 480))) if text.strip() not in ("", "[]") else None
+        except (ValueError, TypeError) as e:     # json.JSONDecodeError is a ValueError
+            tracks = None
+            notes.append(f"tracks are not ATI's JSON ({e}); the video is made without them, as ComfyUI does: "
+                         "draw them on motion.tracks and connect it to condition.frames' tracks")
+        if tracks is None or self.graph.nodes[cond].type != rule.node:
+            return made
+        self.graph.nodes[cond].params.update({k: params[k] for k in ("temperature", "topk") if k in params})
+        tr = self.add("motion.tracks", cn, {"points": tracks.to_json(), "frames": tracks.length,
+                                            "interpolation": "linear"}, "_tracks", dy=160)
+        self.graph.connect(tr, "tracks", cond, "tracks")
+        return made + [tr]
+
     def special_echo_size(self, cn, rule, params, notes):
         """Width, height and length outputs repeat the node's own settings: consumers read them as numbers."""
         nid = self.plain(cn, rule, params, notes)

@@ -450,6 +450,14 @@ RULES: Dict[str, Rule] = {
                                       "start_image": "first", "end_image": "last",
                                       "clip_vision_start_image": "image_embeds"}, ("positive", "negative", "latent"),
                                      special="i2v", ignore={"batch_size": 1, "clip_vision_end_image": None}),
+    # ATI: the tracks string becomes a motion.tracks node feeding condition.frames (special_ati)
+    "WanTrackToVideo": Rule("condition.frames", ("tracks", "width", "height", "length", "batch_size", "temperature",
+                                                 "topk"),
+                            LATENT_SIZE + (P("length", "frames"), P("tracks", "tracks"),
+                                           P("temperature", "temperature"), P("topk", "topk")),
+                            {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                             "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
+                            special="ati", ignore={"batch_size": 1}),
     # ComfyUI computes Wan-Fun InP's conditioning with WanFirstLastFrameToVideo, its output as the start image's
     "WanFunInpaintToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),),

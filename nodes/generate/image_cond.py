@@ -42,18 +42,25 @@ def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Cond
 
 def condition_frames(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,
                      first: Optional[np.ndarray], last: Optional[np.ndarray],
-                     image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02):
-    """(positive, negative) carrying the frames the video must start (and end) with."""
+                     image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02,
+                     tracks=None, temperature: float = 220.0, topk: int = 2):
+    """(positive, negative) carrying the frames the video must start (and end) with; tracks steer Wan ATI."""
     if first is None and last is None:
         raise NodeError("condition.frames needs a first frame (and optionally a last frame)")
     adapter = get_adapter(vae.family)
     if not hasattr(adapter, "frame_condition"):
         raise NodeError(f"{vae.family} models take no frame conditioning in Kinograph; image-to-video works with "
                         "SVD and Wan image-to-video models")
+    motion_kw = {"motion": motion, "noise_aug": noise_aug}
+    if tracks is not None:
+        if vae.family != "wan":
+            raise NodeError(f"tracks steer Wan ATI models (Wan 2.1 I2V ATI); a {vae.family} model takes none: "
+                            "leave tracks unconnected")
+        motion_kw = {"tracks": tracks, "temperature": temperature, "topk": topk}
     with torch.inference_mode():
         extra, meta = adapter.frame_condition(vae.pipe, latent, _pil(first) if first is not None else None,
                                               _pil(last) if last is not None else None, image_embeds,
-                                              motion=motion, noise_aug=noise_aug)
+                                              **motion_kw)
     pos = positive.with_extra(**extra).with_meta(**meta)
     neg = None if negative is None else negative.with_extra(**extra).with_meta(**meta)
     return {"positive": pos, "negative": neg}

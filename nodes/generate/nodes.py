@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, VAE,
+from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
@@ -270,10 +270,18 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V)"),
                      image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the frame (Wan i2v)"),
                      motion: int = Param(127, min=1, max=255, help="SVD motion bucket: more = more motion"),
-                     noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image")):
-    """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video."""
+                     noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image"),
+                     tracks: TRACKS = Input(optional=True, help="motion.tracks over the clip's frames (Wan ATI)"),
+                     temperature: float = Param(220.0, min=1.0, max=1000.0,
+                                                help="Wan ATI: sharpness of each track's spot (more = smaller)"),
+                     topk: int = Param(2, min=1, max=10, help="Wan ATI: tracks blended at each latent pixel")):
+    """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video.
+
+    Wan ATI models (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) also take point tracks: what is under each
+    track's start in the first frame is carried along it."""
     from nodes.generate.image_cond import condition_frames as run
-    return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug)
+    return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
+               tracks=tracks, temperature=temperature, topk=topk)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",
