@@ -41,8 +41,6 @@ BLOCKED = {
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "GetImageSize", "ResizeImageMaskNode"},
-    "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "GetImageSize",
-                                "WanMoveConcatTrack"},
 }
 
 

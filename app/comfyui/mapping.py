@@ -458,6 +458,19 @@ RULES: Dict[str, Rule] = {
                             {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
                              "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
                             special="ati", ignore={"batch_size": 1}),
+    "WanMoveTrackToVideo": Rule("condition.frames", ("strength", "width", "height", "length", "batch_size"),
+                                LATENT_SIZE + (P("length", "frames"), P("strength", "strength")),
+                                {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                                 "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
+                                special="wan_move", ignore={"batch_size": 1}),
+    "GenerateTracks": Rule(None, ("width", "height", "start_x", "start_y", "end_x", "end_y", "num_frames", "num_tracks",
+                                  "track_spread", "bezier", "mid_x", "mid_y", "interpolation"),
+                           tuple(P(k, k) for k in ("width", "height", "start_x", "start_y", "end_x", "end_y",
+                                                   "num_frames", "num_tracks", "track_spread", "bezier", "mid_x",
+                                                   "mid_y", "interpolation")),
+                           fold=True, special="generate_tracks"),
+    "WanMoveConcatTrack": Rule(None, (), (), fold=True, special="concat_tracks"),
+    "GetImageSize": Rule(None, (), (), fold=True, special="image_size"),
     # ComfyUI computes Wan-Fun InP's conditioning with WanFirstLastFrameToVideo, its output as the start image's
     "WanFunInpaintToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),),
@@ -884,7 +897,8 @@ INSTEAD = {
              "blocks are not in Kinograph yet; IPAdapterAdvanced with weight type linear is" for name in (
         "IPAdapterBatch", "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterStyleComposition",
         "IPAdapterStyleCompositionBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition")},
-    "GetImageSize": "not mapped: its width, height and batch size are only known as the workflow runs, and Kinograph "
+    "GetImageSize": "not mapped unless its picture was resized to a set size (ImageScale, whose width and height it "
+                    "then gives): its width, height and batch size are only known as the workflow runs, and Kinograph "
                     "passes no numbers between nodes. Type the picture's size into the settings that read them "
                     "(latent.empty's width and height, video.resize's), or leave them out where the node sizes "
                     "itself from its input (vae.encode's latent, mask.composite's result have their input's size)",

@@ -271,17 +271,20 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the frame (Wan i2v)"),
                      motion: int = Param(127, min=1, max=255, help="SVD motion bucket: more = more motion"),
                      noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image"),
-                     tracks: TRACKS = Input(optional=True, help="motion.tracks over the clip's frames (Wan ATI)"),
+                     tracks: TRACKS = Input(optional=True, help="motion.tracks over the clip's frames (Wan ATI, "
+                                                                "Wan-Move)"),
+                     method: str = Param("ati", choices=("ati", "wan_move"), help="how the tracks steer: the model's"),
                      temperature: float = Param(220.0, min=1.0, max=1000.0,
-                                                help="Wan ATI: sharpness of each track's spot (more = smaller)"),
-                     topk: int = Param(2, min=1, max=10, help="Wan ATI: tracks blended at each latent pixel")):
+                                                help="ATI: sharpness of each track's spot (more = smaller)"),
+                     topk: int = Param(2, min=1, max=10, help="ATI: tracks blended at each latent pixel"),
+                     strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move")):
     """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video.
 
-    Wan ATI models (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) also take point tracks: what is under each
-    track's start in the first frame is carried along it."""
+    Wan ATI (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) and Wan-Move (ComfyUI's WanMoveTrackToVideo) models
+    also take point tracks: what is under each track's start in the first frame is carried along it."""
     from nodes.generate.image_cond import condition_frames as run
     return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
-               tracks=tracks, temperature=temperature, topk=topk)
+               tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",

@@ -190,11 +190,9 @@ class WanAdapter(Adapter):
     def encode_image(self, pipe, image, device):
         return pipe.encode_image(image, device)
 
-    def frame_condition(self, pipe, latent, first, last, image_embeds, tracks=None, temperature=220.0, topk=2, **_):
+    def frame_condition(self, pipe, latent, first, last, image_embeds, **_):
         """The i2v model's extra input: a 4-channel mask of pinned frames and the VAE latents of a clip
-        holding the pinned frames (zeros elsewhere); plus CLIP image tokens where the model takes them.
-        With tracks (Wan ATI), the start frame's features are moved along them into the later frames and the
-        mask carries their weights (nodes.motion.ati)."""
+        holding the pinned frames (zeros elsewhere); plus CLIP image tokens where the model takes them."""
         from graph_engine import NodeError
         # A VAE loaded from its own file knows no transformer: the sampler checks the model instead (the Wan 2.2
         # VAE serves TI2V-5B, which takes no frames this way, and Wan 2.2 Fun InP 5B, which does).
@@ -219,16 +217,6 @@ class WanAdapter(Adapter):
             mask[:, :, -1] = 1
         mask = torch.cat([mask[:, :, :1].repeat_interleave(tf, dim=2), mask[:, :, 1:]], dim=2)
         mask = mask.view(1, -1, tf, z.shape[3], z.shape[4]).transpose(1, 2)
-        if tracks is not None:
-            from nodes.motion.ati import ati_condition
-            if last is not None:
-                raise NodeError("tracks (Wan ATI) steer from the first frame only; leave last unconnected")
-            try:
-                feats, weights = ati_condition(z[0], tracks, w, h, temperature, topk)
-            except ValueError as e:
-                raise NodeError(str(e)) from None
-            z = feats[None]
-            mask = weights.expand(1, mask.shape[1], -1, -1, -1).clone()
         extra = {"concat": torch.cat([mask, z], dim=1)}
         if den is None and image_embeds is not None:
             extra["image_embeds"] = image_embeds.embeds

@@ -1,6 +1,6 @@
-"""Wan ATI (trajectory-steered image-to-video): the conditioning against a by-hand reading of the published
-description, ComfyUI's track JSON turned into per-frame tracks, and ComfyUI's video_wan_ati template imported,
-run on tiny models, and steered by its tracks."""
+"""Wan ATI and Wan-Move (trajectory-steered image-to-video): the conditioning against by-hand readings of the
+published descriptions, ComfyUI's track JSON and GenerateTracks turned into tracks, and ComfyUI's video_wan_ati
+and video_wanmove_480p templates imported, run on tiny models, and steered by their tracks."""
 import json
 import sys
 from pathlib import Path
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nodes.motion.ati import ati_condition, from_comfyui
+from nodes.motion.wan_tracks import ati_condition, from_comfyui, generate_tracks, wanmove_condition
 from nodes.motion.tracks import Tracks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,6 @@ def test_comfyui_ati_template_imports_and_its_tracks_steer_the_video(wan_i2v, tm
     from PIL import Image
     from app.comfyui import import_workflow
     from graph_engine import NodeError
-    from graph_engine.api import Session, load_workflow
     from nodes.generate.image_cond import condition_frames
     from nodes.generate.latent import Conditioning
     from nodes.generate.model_manager import ModelManager
@@ -118,7 +117,7 @@ def test_comfyui_ati_template_imports_and_its_tracks_steer_the_video(wan_i2v, tm
     g = result.graph
     cond = next(n for n in g.nodes.values() if n.type == "condition.frames")
     trk = next(n for n in g.nodes.values() if n.type == "motion.tracks")
-    assert cond.params == {"temperature": 220, "topk": 10}
+    assert cond.params == {"method": "ati", "temperature": 220, "topk": 10}
     assert g.inputs[cond.id]["tracks"] == (trk.id, "tracks")
     assert json.loads(trk.params["points"])["tracks"][0]["points"][0] == [drawn[0][0]["x"], drawn[0][0]["y"]]
     assert trk.params["frames"] == 81
@@ -141,28 +140,105 @@ def test_comfyui_ati_template_imports_and_its_tracks_steer_the_video(wan_i2v, tm
         condition_frames(vae, pos, None, empty_latent(vae, 5, 32, 32, 16.0), img, None, None, tracks=tracks)
 
     Image.fromarray(img).save(tmp_path / "in.png")
-    names = {"load.diffusion_model": "wan_tiny_i2v_fp16.safetensors", "load.text_encoder": "umt5_tiny_fp16.safetensors",
-             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
 
     def run(points, out):
-        for n in g.nodes.values():
-            if n.type in names:
-                n.params["name"] = names[n.type]
-            elif n.type == "latent.empty":
-                n.params.update(frames=5, width=32, height=32)
-            elif n.type == "motion.tracks":
-                n.params.update(frames=5, points=json.dumps({"width": 32, "height": 32, "tracks": [points]}))
-            elif n.type == "condition.frames":
-                n.params["temperature"] = 20.0      # spots a latent pixel wide at 32 px (220 is for 480 px)
-            elif n.type == "generate.sample":
-                n.params["steps"] = 1
-            elif n.type == "io.load_image":
-                n.params["path"] = str(tmp_path / "in.png")
-            elif n.type == "io.save_video":
-                n.params.update(path=str(out), codec="webp")
-        res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
-        assert res.ok, res.failed
-        with Image.open(out) as im:
-            return np.stack([np.asarray(im.convert("RGB")) for _ in range(im.n_frames) if not im.seek(_)])
+        return _run_tiny(g, result, tmp_path, {"motion.tracks": dict(frames=5, points=json.dumps(
+            {"width": 32, "height": 32, "tracks": [points]})), "condition.frames": {"temperature": 20.0}}, out)
     left, right = run([[4, 16], [28, 16]], tmp_path / "a.webp"), run([[28, 16], [4, 16]], tmp_path / "b.webp")
+    assert left.shape == (5, 32, 32, 3) and np.abs(left.astype(int) - right.astype(int)).mean() > 0.5
+
+
+def _run_tiny(g, result, tmp_path, settings, out):
+    """An imported Wan i2v workflow on the tiny files, 5 frames of 32x32, one step: its frames as saved."""
+    from PIL import Image
+    from graph_engine.api import Session, load_workflow
+    from comfy_layouts import on_tiny_wan
+    on_tiny_wan(g, "wan_tiny_i2v_fp16.safetensors", {
+        "latent.empty": dict(frames=5, width=32, height=32), "generate.sample": {"steps": 1},
+        "io.load_image": {"path": str(tmp_path / "in.png")}, "io.save_video": dict(path=str(out), codec="webp"),
+        **settings})
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    with Image.open(out) as im:
+        return np.stack([np.asarray(im.convert("RGB")) for _ in range(im.n_frames) if not im.seek(_)])
+
+
+def test_wanmove_conditioning_matches_the_published_description():
+    """Wan-Move as described: in latent frame t >= 1 the latent pixel under a track at video frame 4t (visible,
+    on the picture; 8 px per latent pixel) becomes dst + (src - dst) * strength, src the start latent under the
+    track's first point; the start frame and all else stay."""
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(3, 3, 6, 8)).astype(np.float32)
+    pts = rng.uniform([0, 0], [64, 48], size=(3, 9, 2)).astype(np.float32)
+    pts[0, 4] = [70, 10]                 # off the picture at latent frame 1
+    vis = np.ones((3, 9), bool)
+    vis[1, 8] = False                    # hidden at latent frame 2
+    got = wanmove_condition(torch.from_numpy(z), Tracks(pts, vis, 64, 48), 64, 48, strength=0.75).numpy()
+    want = z.copy()
+    for k in range(3):
+        sx, sy = int(pts[k, 0, 0] // 8), int(pts[k, 0, 1] // 8)
+        for t in (1, 2):
+            x, y = pts[k, 4 * t]
+            if vis[k, 4 * t] and 0 <= x < 64 and 0 <= y < 48:
+                dst = z[:, t, int(y // 8), int(x // 8)]
+                want[:, t, int(y // 8), int(x // 8)] = dst + (z[:, 0, sy, sx] - dst) * 0.75
+    assert np.allclose(got, want) and not np.allclose(got, z)
+
+
+def test_generated_tracks_follow_comfyuis_path_and_spread():
+    """GenerateTracks: a line (or quadratic Bezier through mid), eased, count tracks side by side across the path
+    spread * (width + height) / 2 apart."""
+    tr = generate_tracks(100, 60, (0.1, 0.5), (0.9, 0.5), 5, 3, 0.1, interpolation="ease_in")
+    u = np.linspace(0, 1, 5) ** 2
+    assert np.allclose(tr.points[1, :, 0], 10 + 80 * u) and np.allclose(tr.points[1, :, 1], 30)
+    assert np.allclose(tr.points[0, :, 1] - tr.points[1, :, 1], -8) and np.allclose(tr.points[2, :, 0], tr.points[1, :, 0])
+    bz = generate_tracks(100, 60, (0.0, 0.0), (1.0, 0.0), 3, 1, 0.0, mid=(0.5, 1.0))
+    assert np.allclose(bz.points[0, 1], [50, 30])     # (a + 2m + b) / 4 at the middle
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        generate_tracks(100, 60, (0, 0), (1, 1), 3, 1, 0.0, interpolation="bounce")
+
+
+def test_comfyui_wanmove_template_imports_and_its_tracks_steer_the_video(wan_i2v, tmp_path):
+    """ComfyUI's video_wanmove_480p template: every node mapped; its three GenerateTracks bundles (17 tracks),
+    concatenated, carried to one motion.tracks node at the video's size (GetImageSize of the ImageScale'd picture:
+    832x480); the positive conditioning moves features, the negative's stays plain; moving the tracks changes
+    the video."""
+    from PIL import Image
+    from app.comfyui import import_workflow
+    from nodes.generate.image_cond import condition_frames
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.vae_ops import empty_latent
+    result = import_workflow(ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wanmove_480p.json")
+    assert not result.report.blocking
+    assert {result.report.entries[k].status for k in ("257:195", "244", "247", "257:226")} == {"exact"}
+    g = result.graph
+    cond = next(n for n in g.nodes.values() if n.type == "condition.frames")
+    trk = json.loads(next(n for n in g.nodes.values() if n.type == "motion.tracks").params["points"])
+    assert cond.params == {"method": "wan_move", "strength": 1}
+    assert (trk["width"], trk["height"], trk["frames"], len(trk["tracks"])) == (832, 480, 81, 17)
+    # node 244 (start 0.6, 0.27 of 720x480, 5 tracks 0.007 apart) comes first: its middle track starts there
+    assert np.allclose(trk["tracks"][2]["points"][0], [432, 129.6], atol=1e-3)
+
+    img = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    vae = load_vae(ModelManager(max_loaded=4), "wan_tiny_vae.safetensors", "cpu")
+    lat = empty_latent(vae, 9, 32, 32, 16.0)
+    pos = Conditioning("wan", torch.zeros(1, 4, 32))
+    pts = np.array([[[4 + 3 * f, 12] for f in range(9)]], np.float32)
+    plain = condition_frames(vae, pos, pos, lat, img, None, None)
+    steered = condition_frames(vae, pos, pos, lat, img, None, None, tracks=Tracks(pts, np.ones((1, 9), bool), 32, 32),
+                               method="wan_move")
+    p, s = plain["positive"].extra["concat"][0], steered["positive"].extra["concat"][0]
+    want = p.clone()
+    want[4:, 1, 1, 2] = p[4:, 0, 1, 0]      # frame 4: x 16 -> column 2; frame 8: x 28 -> column 3
+    want[4:, 2, 1, 3] = p[4:, 0, 1, 0]
+    assert torch.allclose(s, want) and torch.equal(steered["negative"].extra["concat"], plain["negative"].extra["concat"])
+
+    Image.fromarray(img).save(tmp_path / "in.png")
+
+    def run(points, out):
+        return _run_tiny(g, result, tmp_path, {"motion.tracks": dict(frames=5, points=json.dumps(
+            {"width": 32, "height": 32, "tracks": [points]})), "video.resize": dict(width=32, height=32)}, out)
+    left, right = run([[4, 4], [28, 28]], tmp_path / "a.webp"), run([[28, 4], [4, 28]], tmp_path / "b.webp")
     assert left.shape == (5, 32, 32, 3) and np.abs(left.astype(int) - right.astype(int)).mean() > 0.5

@@ -1,4 +1,6 @@
-"""ATI ("Any Trajectory Instruction", Wan 2.1 I2V ATI): point tracks steer an image-to-video model through its
+"""Point tracks steering Wan image-to-video models through their conditioning latent, two ways.
+
+ATI ("Any Trajectory Instruction", Wan 2.1 I2V ATI): point tracks steer an image-to-video model through its
 conditioning latent. Each track's feature is read from the start frame's latent where the track starts and
 written, Gaussian-weighted, where the track is in each later latent frame; the frame mask carries the weights.
 
@@ -8,6 +10,11 @@ stands for 4 video frames and takes the mean position of the track over the ones
 ComfyUI's WanTrackToVideo takes tracks as JSON lists of {"x", "y"} pixel points, 121 samples per track (24 fps
 over the 5 s that 81 frames at 16 fps last); `from_comfyui` turns them into Kinograph's per-frame tracks with
 the same frame-to-sample choice.
+
+Wan-Move: in each later latent frame (video frame 4t), the latent pixel under each visible track takes the start
+latent's feature from the pixel under the track's start (blended by strength); the mask stays the start frame's.
+`generate_tracks` draws ComfyUI's GenerateTracks bundles: a line or quadratic Bezier path, eased, with tracks
+spread across it.
 """
 from __future__ import annotations
 
@@ -81,3 +88,51 @@ def ati_condition(z: torch.Tensor, tracks: Tracks, width: int, height: int, temp
     total = wt.sum(0)
     out = torch.cat([z[:, :1], placed + z[:, 1:] * (1 - total.clamp(0, 1))], dim=1)
     return out, torch.cat([torch.ones_like(total[:1]), total])
+
+
+def wanmove_condition(z: torch.Tensor, tracks: Tracks, width: int, height: int, strength: float = 1.0):
+    """Features [C, T, h, w] for start-frame latent z [C, T, h, w] of a video `width` x `height`. Where two tracks
+    land on one latent pixel the later track wins (ComfyUI shuffles them first, so which one is left to chance)."""
+    c, n, h, w = z.shape
+    tf = 4
+    if tracks.length != tf * (n - 1) + 1:
+        raise ValueError(f"the tracks cover {tracks.length} frames and the clip has {tf * (n - 1) + 1}: give "
+                         f"motion.tracks frames={tf * (n - 1) + 1}")
+    pts = tracks.points[:, ::tf] * np.array([width / tracks.width, height / tracks.height], np.float32)
+    inside = tracks.visible[:, ::tf] & (pts >= 0).all(-1) & (pts[..., 0] < width) & (pts[..., 1] < height)
+    col = np.floor(pts[..., 0] * w / width).astype(int)
+    row = np.floor(pts[..., 1] * h / height).astype(int)
+    out = z.clone()
+    for k in np.flatnonzero(inside[:, 0]):      # a track must start on the picture to carry anything
+        src = z[:, 0, row[k, 0], col[k, 0]]
+        for t in np.flatnonzero(inside[k, 1:]) + 1:
+            dst = z[:, t, row[k, t], col[k, t]]
+            out[:, t, row[k, t], col[k, t]] = dst + (src - dst) * strength
+    return out
+
+
+EASE = {"linear": lambda t: t, "ease_in": lambda t: t * t, "ease_out": lambda t: 1 - (1 - t) ** 2,
+        "ease_in_out": lambda t: t * t * (3 - 2 * t), "constant": lambda t: 0 * t}
+
+
+def generate_tracks(width: int, height: int, start, end, frames: int, count: int, spread: float,
+                    mid=None, interpolation: str = "linear") -> Tracks:
+    """`count` tracks over `frames` frames along the path from `start` to `end` (through Bezier control point
+    `mid` when given), points as fractions of the picture, eased by `interpolation`; the tracks sit side by side
+    across the path, `spread` apart as a fraction of the mean of width and height."""
+    if interpolation not in EASE:
+        raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(EASE)}")
+    size = np.array([width, height], np.float64)
+    a, b = np.asarray(start) * size, np.asarray(end) * size
+    u = EASE[interpolation](np.linspace(0.0, 1.0, frames))[:, None]
+    if mid is None:
+        path, tangent = a + (b - a) * u, np.broadcast_to(b - a, (frames, 2))
+    else:
+        m = np.asarray(mid) * size
+        path = (1 - u) ** 2 * a + 2 * (1 - u) * u * m + u ** 2 * b
+        tangent = 2 * (1 - u) * (m - a) + 2 * u * (b - m)
+    norm = np.linalg.norm(tangent, axis=1, keepdims=True)
+    across = np.where(norm > 0, np.stack([-tangent[:, 1], tangent[:, 0]], 1) / np.maximum(norm, 1e-30), [1.0, 0.0])
+    offsets = (np.arange(count) - (count - 1) / 2) * spread * (width + height) / 2
+    pts = path[None] + offsets[:, None, None] * across[None]
+    return Tracks(pts.astype(np.float32), np.ones((count, frames), bool), width, height)
