@@ -23,6 +23,32 @@ def built(builder, tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def models_dir(tmp_path_factory, builder, name: str, **kw):
+    """A module fixture's body for builders of ComfyUI's model folder layout: built once under `name`, with
+    KINOGRAPH_MODELS pointing at its models/ and one torch thread (as `built`)."""
+    import pytest
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    mp = pytest.MonkeyPatch()
+    root = builder(tmp_path_factory.mktemp(name), **kw)
+    mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    yield root
+    mp.undo()
+    torch.set_num_threads(threads)
+
+
+def on_tiny_wan(graph, diffusion_model: str, settings: dict) -> None:
+    """An imported Wan workflow pointed at the tiny files of tiny_models.build_wan_comfy (diffusion_model: which
+    of them), with `settings` {node type: params} laid over its nodes."""
+    names = {"load.diffusion_model": diffusion_model, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
+    for n in graph.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        n.params.update(settings.get(n.type, {}))
+
+
 def imported_run(api: dict, folder: Path, prefix: str):
     """A ComfyUI graph imported with every node mapped and run on the CPU from `folder`, where its SaveImage (prefix)
     wrote one picture: (the import, the run)."""

@@ -40,9 +40,7 @@ BLOCKED = {
                                        "LoadAudio"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
-    "video_wan_ati.json": {"WanTrackToVideo"},
     "video_wan_vace_inpainting.json": {"SAM3_Detect", "ResizeImageMaskNode"},
-    "video_wanmove_480p.json": {"GenerateTracks", "WanMoveTrackToVideo", "WanMoveConcatTrack"},
 }
 
 

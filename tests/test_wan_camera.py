@@ -99,15 +99,9 @@ def test_wan_grouping_and_bad_lengths():
 # -- the model ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def camera_models(tmp_path_factory):
+    from comfy_layouts import models_dir
     from tiny_models import build_wan_comfy
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    mp = pytest.MonkeyPatch()
-    root = build_wan_comfy(tmp_path_factory.mktemp("wan_camera"), camera=True)
-    mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
-    yield root
-    mp.undo()
-    torch.set_num_threads(threads)
+    yield from models_dir(tmp_path_factory, build_wan_comfy, "wan_camera", camera=True)
 
 
 @pytest.fixture(scope="module")
@@ -228,19 +222,11 @@ def test_comfyui_camera_example_imports_and_runs_on_tiny_models(camera_models, t
     assert cam.params == {"pose": "zoom_out", "width": 512, "height": 512, "frames": 81, "speed": 1, "fx": 0.5,
                           "fy": 0.5, "cx": 0.5, "cy": 0.5}
     Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "in.png")
-    names = {"load.diffusion_model": "wan_tiny_camera_fp16.safetensors",
-             "load.text_encoder": "umt5_tiny_fp16.safetensors", "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
-    for n in g.nodes.values():
-        if n.type in names:
-            n.params["name"] = names[n.type]
-        elif n.type in ("motion.wan_camera", "latent.empty"):
-            n.params.update(frames=5, width=32, height=32)
-        elif n.type == "generate.sample":
-            n.params["steps"] = 2
-        elif n.type == "io.load_image":
-            n.params["path"] = str(tmp_path / "in.png")
-        elif n.type == "io.save_video":
-            n.params["path"] = str(tmp_path / "out.webp")
+    from comfy_layouts import on_tiny_wan
+    small = dict(frames=5, width=32, height=32)
+    on_tiny_wan(g, "wan_tiny_camera_fp16.safetensors", {
+        "motion.wan_camera": small, "latent.empty": small, "generate.sample": {"steps": 2},
+        "io.load_image": {"path": str(tmp_path / "in.png")}, "io.save_video": {"path": str(tmp_path / "out.webp")}})
     res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
     assert res.ok, res.failed
     with Image.open(tmp_path / "out.webp") as im:

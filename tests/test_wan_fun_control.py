@@ -223,23 +223,11 @@ def test_comfyuis_fun_control_template_runs_end_to_end_on_tiny_models(models, tm
     assert not result.report.blocking
     iio.imwrite(tmp_path / "control.mp4", _video(8, 6), fps=16, codec="libx264")
     Image.fromarray(_video(1, 2)[0]).save(tmp_path / "start.png")
-    names = {"load.diffusion_model": NAME, "load.text_encoder": "umt5_tiny_fp16.safetensors",
-             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
-    for n in result.graph.nodes.values():
-        if n.type in names:
-            n.params["name"] = names[n.type]
-        elif n.type == "latent.empty":
-            n.params.update(frames=5, width=48, height=32)
-        elif n.type == "generate.sample":
-            n.params["steps"] = 2
-        elif n.type == "guide.skip_layer_guidance":
-            n.params["layers"] = "1"
-        elif n.type == "io.load_image":
-            n.params["path"] = str(tmp_path / "start.png")
-        elif n.type == "io.load_video":
-            n.params["path"] = str(tmp_path / "control.mp4")
-        elif n.type == "io.save_video":
-            n.params["path"] = str(tmp_path / "out.mp4")
+    from comfy_layouts import on_tiny_wan
+    on_tiny_wan(result.graph, NAME, {
+        "latent.empty": dict(frames=5, width=48, height=32), "generate.sample": {"steps": 2},
+        "guide.skip_layer_guidance": {"layers": "1"}, "io.load_image": {"path": str(tmp_path / "start.png")},
+        "io.load_video": {"path": str(tmp_path / "control.mp4")}, "io.save_video": {"path": str(tmp_path / "out.mp4")}})
     res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
     assert res.ok, res.failed
     assert iio.imread(tmp_path / "out.mp4").shape[:3] == (5, 32, 48)

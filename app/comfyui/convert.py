@@ -651,6 +651,95 @@ class Converter:
         self.outs[(cn.id, 2)] = Out((lat, "latent"))
         return [lat, cond]
 
+    def special_ati(self, cn, rule, params, notes):
+        """WanTrackToVideo: ComfyUI's track JSON (121 {x, y} samples per track) as a motion.tracks node of one
+        point per frame, feeding condition.frames with the node's temperature and topk. No tracks: plain i2v,
+        as ComfyUI falls back to WanImageToVideo."""
+        from nodes.motion.wan_tracks import from_comfyui
+        text = params.pop("tracks", "[]")
+        try:
+            tracks = from_comfyui(text, int(params.get("frames", 81)), int(params.get("width", 832)),
+                                  int(params.get("height", 480))) if text.strip() not in ("", "[]") else None
+        except (ValueError, TypeError) as e:     # json.JSONDecodeError is a ValueError
+            tracks = None
+            notes.append(f"tracks are not ATI's JSON ({e}); the video is made without them, as ComfyUI does: "
+                         "draw them on motion.tracks and connect it to condition.frames' tracks")
+        return self.steered_i2v(cn, rule, params, notes, tracks, {"method": "ati"}, ("temperature", "topk"))
+
+    def special_wan_move(self, cn, rule, params, notes):
+        """WanMoveTrackToVideo: tracks folded from GenerateTracks / WanMoveConcatTrack become a motion.tracks node
+        at the video's size (ComfyUI reads their pixels against it, whatever size they were drawn at)."""
+        src = self.resolve(cn.inputs.get("tracks"))
+        tracks = src.attrs.get("tracks") if isinstance(src, Out) else None
+        if tracks is not None:
+            from nodes.motion.tracks import Tracks
+            tracks = Tracks(tracks.points, tracks.visible, int(params.get("width", 832)),
+                            int(params.get("height", 480)))
+        elif isinstance(cn.inputs.get("tracks"), Ref):
+            notes.append("input tracks comes from a node that did not convert; connect condition.frames' tracks by "
+                         "hand (method wan_move)")
+        return self.steered_i2v(cn, rule, params, notes, tracks, {"method": "wan_move"}, ("strength",))
+
+    def steered_i2v(self, cn, rule, params, notes, tracks, fixed, keys):
+        made = self.special_i2v(cn, rule, params, notes)
+        cond = made[-1]
+        if tracks is None or self.graph.nodes[cond].type != rule.node:
+            return made
+        self.graph.nodes[cond].params.update({**fixed, **{k: params[k] for k in keys if k in params}})
+        tr = self.add("motion.tracks", cn, {"points": tracks.to_json(), "frames": tracks.length,
+                                            "interpolation": "linear"}, "_tracks", dy=160)
+        self.graph.connect(tr, "tracks", cond, "tracks")
+        return made + [tr]
+
+    def special_generate_tracks(self, cn, rule, params, notes):
+        """GenerateTracks: its settings are constants, so its tracks are drawn here and travel folded to the node
+        that reads them."""
+        from nodes.motion.wan_tracks import generate_tracks
+        need = ("width", "height", "start_x", "start_y", "end_x", "end_y", "num_frames", "num_tracks", "track_spread")
+        if any(k not in params for k in need):
+            self.not_constant(cn, "settings")
+            return None
+        if isinstance(cn.inputs.get("track_mask"), Ref):
+            notes.append("track_mask is not carried: every track is visible in every frame")
+        mid = (params.get("mid_x", 0.5), params.get("mid_y", 0.5)) if params.get("bezier") else None
+        try:
+            tr = generate_tracks(int(params["width"]), int(params["height"]), (params["start_x"], params["start_y"]),
+                                 (params["end_x"], params["end_y"]), int(params["num_frames"]),
+                                 int(params["num_tracks"]), float(params["track_spread"]), mid,
+                                 params.get("interpolation", "linear"))
+        except ValueError as e:
+            self.not_constant(cn, f"tracks ({e})")
+            return None
+        self.outs[(cn.id, 0)] = Out(None, {"tracks": tr})
+        self.outs[(cn.id, 1)] = Out(None, {"value": tr.length})
+        return []
+
+    def special_concat_tracks(self, cn, rule, params, notes):
+        """WanMoveConcatTrack of folded tracks: one bundle of them all (same length needed, as ComfyUI's)."""
+        import numpy as np
+        from nodes.motion.tracks import Tracks
+        parts = [self.resolve(cn.inputs.get(k)) for k in ("tracks_1", "tracks_2") if k in cn.inputs]
+        got = [p.attrs["tracks"] for p in parts if isinstance(p, Out) and "tracks" in p.attrs]
+        if not got or len(got) != len(parts) or len({t.length for t in got}) > 1:
+            self.not_constant(cn, "tracks")
+            return None
+        self.outs[(cn.id, 0)] = Out(None, {"tracks": Tracks(np.concatenate([t.points for t in got]),
+                                                            np.concatenate([t.visible for t in got]),
+                                                            got[0].width, got[0].height)})
+        return []
+
+    def special_image_size(self, cn, rule, params, notes):
+        """GetImageSize of a picture resized to a set size (ImageScale, ...): that size, known here (nodes drawn at
+        import, GenerateTracks, need it). Any other picture's size is measured as the workflow runs (video.size),
+        its outputs linked into the settings they feed."""
+        src = self.resolve(cn.inputs.get("image"))
+        node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
+        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+            return [self.plain(cn, rule, params, notes)]
+        self.outs[(cn.id, 0)] = Out(None, {"value": node.params["width"]})
+        self.outs[(cn.id, 1)] = Out(None, {"value": node.params["height"]})
+        return []
+
     def special_echo_size(self, cn, rule, params, notes):
         """Width, height and length outputs repeat the node's own settings: consumers read them as numbers."""
         nid = self.plain(cn, rule, params, notes)

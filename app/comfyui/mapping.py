@@ -482,8 +482,10 @@ RULES: Dict[str, Rule] = {
     "FluxKontextMultiReferenceLatentMethod": Rule("condition.reference", ("reference_latents_method",),
                                                   (P("reference_latents_method", "method", reference_method),),
                                                   {"conditioning": "conditioning"}, ("conditioning",)),
-    # its sizes go through links into the settings that read them (a latent's width and height)
-    "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames")),
+    # its sizes go through links into the settings that read them (a latent's width and height); a size set by a
+    # resize before it is known at import (what GenerateTracks, drawn at import, needs)
+    "GetImageSize": Rule("video.size", (), (), {"image": "video"}, ("width", "height", "frames"),
+                         special="image_size"),
     # Qwen-Image-Edit: the prompt read with the pictures by Qwen2.5-VL, their latents as references (placed by
     # index); ComfyUI resizes them to a megapixel with other rounding than diffusers' multiples of 32, kept here
     "TextEncodeQwenImageEdit": Rule("encode.qwen_edit", ("prompt",), (P("prompt", "text"),),
@@ -546,6 +548,26 @@ RULES: Dict[str, Rule] = {
                                       "start_image": "first", "end_image": "last",
                                       "clip_vision_start_image": "image_embeds"}, ("positive", "negative", "latent"),
                                      special="i2v", ignore={"batch_size": 1, "clip_vision_end_image": None}),
+    # ATI: the tracks string becomes a motion.tracks node feeding condition.frames (special_ati)
+    "WanTrackToVideo": Rule("condition.frames", ("tracks", "width", "height", "length", "batch_size", "temperature",
+                                                 "topk"),
+                            LATENT_SIZE + (P("length", "frames"), P("tracks", "tracks"),
+                                           P("temperature", "temperature"), P("topk", "topk")),
+                            {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                             "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
+                            special="ati", ignore={"batch_size": 1}),
+    "WanMoveTrackToVideo": Rule("condition.frames", ("strength", "width", "height", "length", "batch_size"),
+                                LATENT_SIZE + (P("length", "frames"), P("strength", "strength")),
+                                {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
+                                 "clip_vision_output": "image_embeds"}, ("positive", "negative", "latent"),
+                                special="wan_move", ignore={"batch_size": 1}),
+    "GenerateTracks": Rule(None, ("width", "height", "start_x", "start_y", "end_x", "end_y", "num_frames", "num_tracks",
+                                  "track_spread", "bezier", "mid_x", "mid_y", "interpolation"),
+                           tuple(P(k, k) for k in ("width", "height", "start_x", "start_y", "end_x", "end_y",
+                                                   "num_frames", "num_tracks", "track_spread", "bezier", "mid_x",
+                                                   "mid_y", "interpolation")),
+                           fold=True, special="generate_tracks"),
+    "WanMoveConcatTrack": Rule(None, (), (), fold=True, special="concat_tracks"),
     # ComfyUI computes Wan-Fun InP's conditioning with WanFirstLastFrameToVideo, its output as the start image's
     "WanFunInpaintToVideo": Rule("condition.frames", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),),

@@ -42,21 +42,52 @@ def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Cond
 
 def condition_frames(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent,
                      first: Optional[np.ndarray], last: Optional[np.ndarray],
-                     image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02):
-    """(positive, negative) carrying the frames the video must start (and end) with."""
+                     image_embeds: Optional[Conditioning], motion: int = 127, noise_aug: float = 0.02,
+                     tracks=None, method: str = "ati", temperature: float = 220.0, topk: int = 2,
+                     strength: float = 1.0):
+    """(positive, negative) carrying the frames the video must start (and end) with; tracks steer Wan ATI or
+    Wan-Move models (nodes.motion.wan_tracks)."""
     if first is None and last is None:
         raise NodeError("condition.frames needs a first frame (and optionally a last frame)")
     adapter = get_adapter(vae.family)
     if not hasattr(adapter, "frame_condition"):
         raise NodeError(f"{vae.family} models take no frame conditioning in Kinograph; image-to-video works with "
                         "SVD and Wan image-to-video models")
+    if tracks is not None and vae.family != "wan":
+        raise NodeError(f"tracks steer Wan ATI and Wan-Move models; a {vae.family} model takes none: leave tracks "
+                        "unconnected")
+    if tracks is not None and (first is None or last is not None):
+        raise NodeError("tracks steer from the first frame only: connect first, and leave last unconnected")
     with torch.inference_mode():
         extra, meta = adapter.frame_condition(vae.pipe, latent, _pil(first) if first is not None else None,
                                               _pil(last) if last is not None else None, image_embeds,
                                               motion=motion, noise_aug=noise_aug)
+        neg_extra = extra
+        if tracks is not None:
+            extra, neg_extra = _steer(extra, tracks, latent, method, temperature, topk, strength)
     pos = positive.with_extra(**extra).with_meta(**meta)
-    neg = None if negative is None else negative.with_extra(**extra).with_meta(**meta)
+    neg = None if negative is None else negative.with_extra(**neg_extra).with_meta(**meta)
     return {"positive": pos, "negative": neg}
+
+
+def _steer(extra: dict, tracks, latent: Latent, method: str, temperature: float, topk: int, strength: float):
+    """(positive's, negative's) extra inputs with the tracks applied to Wan's i2v concat (4 mask channels, then
+    the frames' latents): ATI moves features and weights the mask, in both; Wan-Move moves features, in the
+    positive only, as its authors' pipeline."""
+    from nodes.motion.wan_tracks import ati_condition, wanmove_condition
+    concat = extra["concat"]
+    mask, z = concat[0, :4], concat[0, 4:]
+    try:
+        if method == "ati":
+            z, weights = ati_condition(z, tracks, latent.width, latent.height, temperature, topk)
+            steered = torch.cat([weights.expand_as(mask), z])[None]
+            return {**extra, "concat": steered}, {**extra, "concat": steered}
+        if method == "wan_move":
+            z = wanmove_condition(z, tracks, latent.width, latent.height, strength)
+            return {**extra, "concat": torch.cat([mask, z])[None]}, extra
+    except ValueError as e:
+        raise NodeError(str(e)) from None
+    raise NodeError(f"unknown track method {method!r}; choose ati or wan_move")
 
 
 def condition_camera(vae, positive: Conditioning, negative: Optional[Conditioning], latent: Latent, camera,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graph_engine import Input, NodeError, Param, node
-from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, VAE,
+from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATENT, MASK, MODEL, NOISE, TEXT_ENCODER, TRACKS, VAE,
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
@@ -291,10 +291,21 @@ def condition_frames(ctx, vae: VAE, positive: CONDITIONING, latent: LATENT,
                      last: IMAGE = Input(optional=True, help="the video's last frame (Wan FLF2V)"),
                      image_embeds: CONDITIONING = Input(optional=True, help="encode.image of the frame (Wan i2v)"),
                      motion: int = Param(127, min=1, max=255, help="SVD motion bucket: more = more motion"),
-                     noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image")):
-    """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video."""
+                     noise_aug: float = Param(0.02, min=0.0, max=1.0, help="SVD: noise added to the image"),
+                     tracks: TRACKS = Input(optional=True, help="motion.tracks over the clip's frames (Wan ATI, "
+                                                                "Wan-Move)"),
+                     method: str = Param("ati", choices=("ati", "wan_move"), help="how the tracks steer: the model's"),
+                     temperature: float = Param(220.0, min=1.0, max=1000.0,
+                                                help="ATI: sharpness of each track's spot (more = smaller)"),
+                     topk: int = Param(2, min=1, max=10, help="ATI: tracks blended at each latent pixel"),
+                     strength: float = Param(1.0, min=0.0, max=100.0, help="Wan-Move: how fully features move")):
+    """Image-to-video conditioning: pin the first (and for Wan, the last) frame of the generated video.
+
+    Wan ATI (Wan 2.1 I2V ATI, ComfyUI's WanTrackToVideo) and Wan-Move (ComfyUI's WanMoveTrackToVideo) models
+    also take point tracks: what is under each track's start in the first frame is carried along it."""
     from nodes.generate.image_cond import condition_frames as run
-    return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug)
+    return run(vae, positive, negative, latent, first, last, image_embeds, motion=motion, noise_aug=noise_aug,
+               tracks=tracks, method=method, temperature=temperature, topk=topk, strength=strength)
 
 
 @node("condition.camera", title="Camera Control", category="Conditioning",
