@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(PY) -m app.cli run examples/default.yaml
 
+# One worker per core (pytest-xdist), each test file on one worker so its module-scoped models are built
+# once; tests/conftest.py gives each worker its share of the cores' threads. TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # pyflakes everywhere, plus the layering rules in graph_engine/ruff.toml and nodes/ruff.toml.
 lint: $(STAMP)
