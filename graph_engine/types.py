@@ -72,6 +72,7 @@ TEXT_ENCODER = register_type("TEXT_ENCODER", "#f0d060", port="text_encoder", hel
 IMAGE_ENCODER = register_type("IMAGE_ENCODER", "#60d0a0", port="image_encoder", help="an image encoder handle")
 IPADAPTER = register_type("IPADAPTER", "#40c0c0", port="ipadapter", help="an IP-Adapter (and the CLIP vision "
                           "model found with it)")
+STYLE_MODEL = register_type("STYLE_MODEL", "#c0a0f0", port="style_model", help="a style model (FLUX.1 Redux)")
 CONDITIONING = register_type("CONDITIONING", "#f0a060", help="prompt embeddings and masks")
 CAMERA = register_type("CAMERA", "#70e070", help="per-frame intrinsics and camera-to-world matrices")
 FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")

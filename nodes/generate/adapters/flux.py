@@ -169,6 +169,11 @@ class FluxAdapter(MMDiTAdapter):
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         out = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
         out = with_concat(out, conds, frames, batch, device, dtype)       # FLUX.1 Fill's / Depth's pictures
+        biases = [c.extra.get("attention_bias") for c in conds]
+        if any(b is not None for b in biases):       # FLUX.1 Redux at attn_bias (nodes/generate/redux.py)
+            size = out["encoder_hidden_states"].shape[1] + 1
+            out["attention_bias"] = torch.stack([torch.zeros(size, size) if b is None else b for b in biases
+                                                 for _ in range(batch)]).to(device, dtype)
         refs, method = reference_rows(conds, frames, batch)
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
@@ -192,11 +197,20 @@ class FluxAdapter(MMDiTAdapter):
         if inputs.get("references"):        # FLUX.1 Kontext: the pictures to edit, read and not denoised
             ref, ref_ids = reference_tokens(inputs["references"], inputs["reference_method"], h, w)
             tokens, ids = torch.cat([tokens, ref.to(tokens)], 1), torch.cat([ids, ref_ids])
+        attention = {}
+        if "attention_bias" in inputs:
+            from nodes.generate.redux import spread_bias
+            attention["attention_mask"] = spread_bias(inputs["attention_bias"], tokens.shape[1])
         out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(flat.device).expand(n * f),
                     guidance=guidance, pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs,
                     txt_ids=torch.zeros(ehs.shape[1], 3, device=flat.device), img_ids=ids.to(flat.device),
-                    return_dict=False)[0]
+                    joint_attention_kwargs=attention or None, return_dict=False)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
+
+    def encode_image(self, pipe, image, device):
+        """SigLIP's last hidden states (post-norm), the tokens FLUX.1 Redux reads (FluxPriorReduxPipeline's)."""
+        px = pipe.feature_extractor(images=image, return_tensors="pt").pixel_values
+        return pipe.image_encoder(pixel_values=px.to(device, pipe.image_encoder.dtype)).last_hidden_state
 
 
 ADAPTERS = {"flux": FluxAdapter()}
