@@ -388,9 +388,11 @@ def test_redux_files_and_folder_are_named_and_listed(models, redux):
     from nodes.generate.detect import detect_keys
     from nodes.generate.model_manager import will_load
     so400m = detect_keys({"vision_model.embeddings.patch_embedding.weight": (1152, 3, 14, 14),
+                          "vision_model.embeddings.patch_embedding.bias": (1152,),
                           "vision_model.embeddings.position_embedding.weight": (729, 1152)})
     assert (so400m.variant, so400m.why) == ("siglip-so400m", "SigLIP vision tower (384 px, no class token)"), so400m
     naflex = detect_keys({"vision_model.embeddings.patch_embedding.weight": (1152, 588),
+                          "vision_model.embeddings.patch_embedding.bias": (1152,),
                           "vision_model.embeddings.position_embedding.weight": (256, 1152)})
     assert will_load(naflex) == (False, "SigLIP 2 NaFlex, which Kinograph does not read; FLUX.1 Redux reads SigLIP "
                                         "(sigclip_vision_patch14_384.safetensors)")

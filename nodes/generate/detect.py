@@ -593,9 +593,9 @@ def _clip_vision(k: Keys) -> Optional[Detection]:
         pe = k.shape("visual.conv1.weight")
     if pe is None:
         return None
-    if not k.any("embeddings.class_embedding", "visual.conv1.weight"):
-        # SigLIP (sigclip_vision_patch14_384, FLUX.1 Redux's image encoder): no class token, so its positions are
-        # the patch grid's alone
+    if k.any("embeddings.patch_embedding.bias") and not k.any("embeddings.class_embedding"):
+        # SigLIP (sigclip_vision_patch14_384, FLUX.1 Redux's image encoder): its patches have a bias, CLIP's none;
+        # no class token, so its positions are the patch grid's alone
         if len(pe) != 4:
             return Detection("clip_vision", "clip_vision", "siglip2-naflex", why="SigLIP 2 NaFlex vision tower "
                              "(patches through a linear layer)", extra={"hidden": pe[0]})
