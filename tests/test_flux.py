@@ -5,6 +5,7 @@ size-shifted schedule, schnell without either. The tiny model's BFL files are wr
 converter by hand (tests/tiny_flux.py), so the reference does not go through Kinograph's loading code."""
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -479,6 +480,24 @@ def test_redux_bias_chains_as_comfyui():
     want = t([[0, 0, -1, -2, -2, 0], [0, 0, -1, -2, -2, 0], [0, 0, 0, -2, -2, 0], [0, 0, 0, 0, 0, 0],
               [0, 0, 0, 0, 0, 0], [0, 0, -1, -2, -2, 0]], dtype=torch.float32)
     assert torch.equal(b, want), b
+
+
+def test_redux_bias_stays_with_its_own_prompt(models, redux):
+    """Combined with another prompt (of another length), each gets the Redux tokens and a bias of its own size, and
+    the sampler's entries do not hand one prompt's bias to the other."""
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.redux import apply_style, load_style_model
+    style = load_style_model(ModelManager(), "flux1-redux-dev.safetensors", "cpu")
+    picture = Conditioning("flux", torch.ones(1, 16, 144), meta={"kind": "image"})
+    plain = Conditioning("flux", torch.zeros(1, 5, 32), pooled=torch.zeros(1, 64))
+    other = Conditioning("flux", torch.zeros(1, 3, 32), pooled=torch.zeros(1, 64))
+    biased = apply_style(plain, style, picture, 0.5, "attn_bias")
+    head, part = replace(biased, parts=(other,)).entries()
+    assert "attention_bias" not in part.extra and head.extra["attention_bias"].shape == (22, 22)
+    both = apply_style(replace(plain, parts=(other,)), style, picture, 0.5, "attn_bias")
+    assert [tuple(e.extra["attention_bias"].shape) for e in both.entries()] == [(22, 22), (20, 20)]
+    assert [e.embeds.shape[1] for e in both.entries()] == [21, 19]
 
 
 def test_redux_mistakes_are_named(models, redux):

@@ -103,7 +103,7 @@ def siglip_pipe(module):
 
 def apply_style(conditioning: Conditioning, style_model, image: Conditioning, strength: float = 1.0,
                 strength_type: str = "multiply") -> Conditioning:
-    """ComfyUI's StyleModelApply: the picture's Redux tokens after each prompt's (each entry of a combined one)."""
+    """ComfyUI's StyleModelApply: the picture's Redux tokens after each prompt's (each of a combined one's)."""
     if style_model is None or getattr(style_model.pipe, "image_embedder", None) is None:
         raise NodeError(f"condition.style_model needs the Redux model: connect load.style_model. {WHERE}")
     if strength_type not in STRENGTH_TYPES:
@@ -130,7 +130,7 @@ def apply_style(conditioning: Conditioning, style_model, image: Conditioning, st
     bias = 0.0
     if strength_type == "attn_bias":
         bias = math.log(strength) if strength > 0 else -math.inf
-    out = [_append(e, tokens, bias, bias != 0.0) for e in conditioning.entries()]
+    out = [_append(e, tokens, bias, bias != 0.0) for e in (replace(conditioning, parts=()), *conditioning.parts)]
     return replace(out[0], parts=tuple(out[1:]))
 
 
