@@ -74,6 +74,7 @@ IPADAPTER = register_type("IPADAPTER", "#40c0c0", port="ipadapter", help="an IP-
                           "model found with it)")
 EMBEDS = register_type("EMBEDS", "#40a0a0", port="embeds", help="CLIP vision features of reference pictures, as an "
                        "IP-Adapter reads them (ipadapter.encode)")
+STYLE_MODEL = register_type("STYLE_MODEL", "#c0a0f0", port="style_model", help="a style model (FLUX.1 Redux)")
 CONDITIONING = register_type("CONDITIONING", "#f0a060", help="prompt embeddings and masks")
 CAMERA = register_type("CAMERA", "#70e070", help="per-frame intrinsics and camera-to-world matrices")
 FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")

@@ -12,6 +12,7 @@ NODE_MODULES = [
     "nodes.generate.hunyuan_nodes",
     "nodes.generate.ipadapter_nodes",
     "nodes.generate.nodes",
+    "nodes.generate.redux_nodes",
     "nodes.generate.region_nodes",
     "nodes.generate.split_nodes",
     "nodes.generate.vace_nodes",

@@ -3,7 +3,9 @@ Forest Labs' key layout: the transformer, clip_l + t5xxl, ae.safetensors; an all
 give what diffusers' own FluxPipeline gives for the same weights and seed: dev with its distilled guidance on the
 size-shifted schedule, schnell without either. The tiny model's BFL files are written by inverting diffusers'
 converter by hand (tests/tiny_flux.py), so the reference does not go through Kinograph's loading code."""
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ def _sample(model, text_encoder, vae, cfg, width=64, height=48, steps=4, seed=7)
 def _close(want, got):
     err = float((want - got).abs().max() / want.abs().max())
     assert err < 1e-4, err
+    return err
 
 
 def test_flux_files_are_detected_and_listed_as_loading(models):
@@ -327,7 +330,6 @@ def test_comfyui_flux_dev_template_imports_and_runs(models, tmp_path, monkeypatc
     negative, EmptySD3LatentImage, KSampler at cfg 1. Every node maps, and on the tiny model under the template's
     file names (at 64x48, 3 steps) the latent is FluxPipeline's with CLIP-L reading clip_l's prompt and T5-XXL
     t5xxl's, guidance 3.5, on ComfyUI's simple levels, from the template's seed."""
-    import json
     from app.comfyui import import_data
     (models / "diffusion_models" / "flux1-dev.safetensors").unlink(missing_ok=True)
     (models / "diffusion_models" / "flux1-dev.safetensors").symlink_to(models / "diffusion_models" /
@@ -514,3 +516,182 @@ def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(model
                  control_image=Image.fromarray(_cn_picture()), control_mode=1, controlnet_conditioning_scale=0.7,
                  generator=torch.Generator().manual_seed(7), output_type="latent").images
     assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+
+# -- FLUX.1 Redux ------------------------------------------------------------------------------------------------------
+# flux1-redux-dev.safetensors (style_models/) and SigLIP's sigclip_vision_patch14_384 (clip_vision/), or black-forest-labs'
+# FLUX.1-Redux-dev diffusers folder, beside this module's tiny FLUX.1 (tests/tiny_redux.py).
+RW = RH = 32
+
+
+@pytest.fixture(scope="module")
+def redux(flux):
+    from tiny_redux import build_redux
+    return build_redux(flux)
+
+
+def _pictures():
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (32, 40, 3), dtype=np.uint8), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def test_redux_files_and_folder_are_named_and_listed(models, redux):
+    """`kinograph info` lists both ComfyUI files and the diffusers folder as what they are and what loads them."""
+    import shutil
+    from nodes.generate.model_manager import describe_model, list_found_models
+    (models / "diffusers").mkdir(exist_ok=True)
+    shutil.copytree(models.parent / "redux", models / "diffusers" / "FLUX.1-Redux-dev", dirs_exist_ok=True)
+    found = {Path(p).name: d for _, p, d in list_found_models()}
+    redux, siglip = found["flux1-redux-dev.safetensors"], found["sigclip_vision_patch14_384.safetensors"]
+    assert (redux["family"], redux["role"], redux["loads"]) == ("flux", "style_model", "yes"), redux
+    assert "load.style_model" in redux["note"]
+    assert (siglip["variant"], siglip["role"], siglip["loads"]) == ("siglip-w144", "clip_vision", "yes"), siglip
+    assert "Redux" in siglip["note"]
+    from nodes.generate.detect import detect_keys
+    from nodes.generate.model_manager import will_load
+    so400m = detect_keys({"vision_model.embeddings.patch_embedding.weight": (1152, 3, 14, 14),
+                          "vision_model.embeddings.patch_embedding.bias": (1152,),
+                          "vision_model.embeddings.position_embedding.weight": (729, 1152)})
+    assert (so400m.variant, so400m.why) == ("siglip-so400m", "SigLIP vision tower (384 px, no class token)"), so400m
+    naflex = detect_keys({"vision_model.embeddings.patch_embedding.weight": (1152, 588),
+                          "vision_model.embeddings.patch_embedding.bias": (1152,),
+                          "vision_model.embeddings.position_embedding.weight": (256, 1152)})
+    assert will_load(naflex) == (False, "SigLIP 2 NaFlex, which Kinograph does not read; FLUX.1 Redux reads SigLIP "
+                                        "(sigclip_vision_patch14_384.safetensors)")
+    folder = describe_model(models / "diffusers" / "FLUX.1-Redux-dev")
+    assert (folder["family"], folder["role"], folder["loads"]) == ("flux", "style_model", "yes"), folder
+    assert "load.style_model" in folder["note"] and "load.clip_vision" in folder["note"]
+
+
+def _reference(folder, prompt_embeds, pooled, mask=None, steps=2, seed=7):
+    from diffusers import FluxPipeline
+    ref = FluxPipeline.from_pretrained(str(folder), local_files_only=True)
+    packed = ref(prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled, width=RW, height=RH, num_inference_steps=steps,
+                 guidance_scale=3.5, generator=torch.Generator().manual_seed(seed), output_type="latent",
+                 joint_attention_kwargs=None if mask is None else {"attention_mask": mask}).images
+    return ref._unpack_latents(packed, RH, RW, ref.vae_scale_factor)
+
+
+def test_redux_matches_flux_prior_redux_pipeline(models, redux):
+    """Two pictures chained (the first squeezed whole into SigLIP's square, crop none, as SiglipImageProcessor does;
+    the second at 0.6 multiply) on ComfyUI's files give FluxPipeline's latent for FluxPriorReduxPipeline's prompt
+    tokens (the second's scaled by 0.6); without the pictures the latent moves far more than the error. attn_bias:
+    strength 0 is the prompt alone, 1 is multiply at 1, 0.5 is FluxPipeline told log 0.5 on the attention the prompt's
+    and the image's tokens pay the Redux tokens."""
+    from diffusers import FluxPriorReduxPipeline
+    from PIL import Image
+    from nodes.generate.image_cond import encode_image
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.redux import apply_style, load_style_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_clip_vision, load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    mm = ModelManager()
+    model = load_diffusion_model(mm, "flux1-dev-tiny.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, "clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+    siglip = load_clip_vision(mm, "sigclip_vision_patch14_384.safetensors", "auto", "cpu")
+    style = load_style_model(mm, "flux1-redux-dev.safetensors", "cpu")
+    one, two = _pictures()
+    text = encode_prompt(te, "a cat")
+    first, second = encode_image(siglip, one, "none"), encode_image(siglip, two, "center")
+
+    def sample(cond):
+        return run_sampling(model, cond, None, empty_latent(vae, 1, RW, RH, 8.0), steps=2, cfg=3.5, sampler="euler",
+                            seed=7).samples[:, :, 0]
+    chained = apply_style(apply_style(text, style, first), style, second, 0.6)
+    got = sample(chained)
+
+    folder = models.parent / "diffusers"
+    from diffusers import FluxPipeline
+    text_parts = {k: v for k, v in FluxPipeline.from_pretrained(str(folder), local_files_only=True).components.items()
+                  if k.startswith(("text_encoder", "tokenizer"))}
+    prior = FluxPriorReduxPipeline.from_pretrained(str(models.parent / "redux"), local_files_only=True, **text_parts)
+    first_prompt = prior(image=Image.fromarray(one), prompt="a cat")
+    embeds, pooled = first_prompt.prompt_embeds[:, :512], first_prompt.pooled_prompt_embeds
+    tokens_two = prior.image_embedder(prior.encode_image(Image.fromarray(two), "cpu", 1)).image_embeds
+    want = _reference(folder, torch.cat([first_prompt.prompt_embeds, 0.6 * tokens_two], 1), pooled)
+    err = _close(want, got)
+    plain = sample(text)
+    moved = float((want - plain).abs().max() / want.abs().max())
+    assert moved > 1000 * max(err, 1e-6), (moved, err)
+
+    # attn_bias, one picture
+    _close(plain, sample(apply_style(text, style, second, 0.0, "attn_bias")))
+    alone = apply_style(text, style, second)
+    _close(sample(alone), sample(apply_style(text, style, second, 1.0, "attn_bias")))
+    half = apply_style(text, style, second, 0.5, "attn_bias")
+    n_txt, n = text.embeds.shape[1], tokens_two.shape[1]
+    size = n_txt + n + (RW // 16) * (RH // 16)
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., :n_txt, n_txt:n_txt + n] = np.log(0.5)
+    mask[..., n_txt + n:, n_txt:n_txt + n] = np.log(0.5)
+    want_half = _reference(folder, torch.cat([embeds, tokens_two], 1), pooled, mask)
+    _close(want_half, sample(half))
+    assert float((want_half - sample(alone)).abs().max() / want_half.abs().max()) > 1e-3
+
+
+def test_redux_bias_chains_as_comfyui():
+    """A second Redux after an attn_bias one widens ComfyUI's mask: the first's tokens keep their bias from the
+    text and the image, and attend to the second's with its bias, as the text does."""
+    from nodes.generate.redux import widen_bias
+    b = widen_bias(widen_bias(None, 2, 1, -1.0), 3, 2, -2.0)
+    t = torch.tensor
+    want = t([[0, 0, -1, -2, -2, 0], [0, 0, -1, -2, -2, 0], [0, 0, 0, -2, -2, 0], [0, 0, 0, 0, 0, 0],
+              [0, 0, 0, 0, 0, 0], [0, 0, -1, -2, -2, 0]], dtype=torch.float32)
+    assert torch.equal(b, want), b
+
+
+def test_redux_bias_stays_with_its_own_prompt(models, redux):
+    """Combined with another prompt (of another length), each gets the Redux tokens and a bias of its own size, and
+    the sampler's entries do not hand one prompt's bias to the other."""
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.redux import apply_style, load_style_model
+    style = load_style_model(ModelManager(), "flux1-redux-dev.safetensors", "cpu")
+    picture = Conditioning("flux", torch.ones(1, 16, 144), meta={"kind": "image"})
+    plain = Conditioning("flux", torch.zeros(1, 5, 32), pooled=torch.zeros(1, 64))
+    other = Conditioning("flux", torch.zeros(1, 3, 32), pooled=torch.zeros(1, 64))
+    biased = apply_style(plain, style, picture, 0.5, "attn_bias")
+    head, part = replace(biased, parts=(other,)).entries()
+    assert "attention_bias" not in part.extra and head.extra["attention_bias"].shape == (22, 22)
+    both = apply_style(replace(plain, parts=(other,)), style, picture, 0.5, "attn_bias")
+    assert [tuple(e.extra["attention_bias"].shape) for e in both.entries()] == [(22, 22), (20, 20)]
+    assert [e.embeds.shape[1] for e in both.entries()] == [21, 19]
+
+
+def test_redux_mistakes_are_named(models, redux):
+    """The wrong file, the wrong image embedding, a prompt of another family: each refused naming what to give."""
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.redux import apply_style, load_style_model
+    mm = ModelManager()
+    with pytest.raises(NodeError, match="not a style model.*flux1-redux-dev"):
+        load_style_model(mm, str(models / "vae" / "ae.safetensors"), "cpu")
+    style = load_style_model(mm, str(models.parent / "redux"), "cpu")
+    text = Conditioning("flux", torch.zeros(1, 4, 32), pooled=torch.zeros(1, 64))
+    clip_h = Conditioning("wan", torch.zeros(1, 5, 1280), meta={"kind": "image"})
+    with pytest.raises(NodeError, match="144-wide.*1280 wide.*sigclip_vision_patch14_384"):
+        apply_style(text, style, clip_h)
+    siglip_tokens = Conditioning("flux", torch.zeros(1, 16, 144), meta={"kind": "image"})
+    with pytest.raises(NodeError, match="FLUX.1 prompt; this conditioning is sd's"):
+        apply_style(Conditioning("sd", torch.zeros(1, 77, 768)), style, siglip_tokens)
+    with pytest.raises(NodeError, match="log\\(strength\\)"):
+        apply_style(text, style, siglip_tokens, -1.0, "attn_bias")
+
+
+def test_comfyui_flux_redux_template_imports_and_runs(models, redux, tmp_path, monkeypatch):
+    """ComfyUI's own "Flux Redux" template (tests/data/flux): two pictures through CLIPVisionEncode and chained
+    StyleModelApply nodes on a custom sampler. Every node maps and it runs on the tiny files under its names."""
+    from comfy_layouts import imported_run
+    (models / "diffusion_models" / "flux1-dev.safetensors").unlink(missing_ok=True)
+    (models / "diffusion_models" / "flux1-dev.safetensors").symlink_to(models / "diffusion_models" /
+                                                                       "flux1-dev-tiny.safetensors")
+    from PIL import Image
+    for i, p in enumerate(_pictures(), 1):
+        Image.fromarray(p).save(tmp_path / f"flux_redux_model_example_reference_image_{i}.png")
+    data = json.loads((ROOT / "tests" / "data" / "flux" / "flux_redux_model_example.json").read_text("utf-8"))
+    text = json.dumps(data).replace("1024", "32").replace('"simple", 20', '"simple", 2')
+    monkeypatch.chdir(tmp_path)
+    res, run = imported_run(json.loads(text), tmp_path, "ComfyUI")
+    assert res.yaml.count("condition.style_model") == 2 and res.yaml.count("load.style_model") == 1, res.yaml

@@ -475,6 +475,13 @@ RULES: Dict[str, Rule] = {
                                      note=DEPTH_NOTE),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
+    # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
+    "StyleModelLoader": Rule("load.style_model", ("style_model_name",), (P("style_model_name", "name"),),
+                             outputs=("style_model",)),
+    "StyleModelApply": Rule("condition.style_model", ("strength", "strength_type"),
+                            (P("strength", "strength"), P("strength_type", "strength_type")),
+                            {"conditioning": "conditioning", "style_model": "style_model",
+                             "clip_vision_output": "image"}, ("conditioning",)),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
     # FLUX.1 Kontext: the picture to edit rides in the conditioning; its size is one Kontext was trained at
     "ReferenceLatent": Rule("condition.reference", (), (), {"conditioning": "conditioning", "latent": "latent"},

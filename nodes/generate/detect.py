@@ -33,7 +33,7 @@ WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
             "text_model.", "vision_model.")
 ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
-         "controlnet")
+         "controlnet", "style_model")
 
 
 @dataclass
@@ -603,18 +603,45 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     return None
 
 
+def siglip_side(positions: int, patch: int) -> int:
+    """The picture side a SigLIP tower reads: its patch grid's, but so400m-patch14-384 reads 384 px, whose last 6 no
+    14 px patch covers."""
+    grid = int(round(positions ** 0.5))
+    return 384 if (grid, patch) == (27, 14) else grid * patch
+
+
 def _clip_vision(k: Keys) -> Optional[Detection]:
     pe = k.shape("embeddings.patch_embedding.weight")
     if pe is None and k.has("visual.conv1.weight"):
         pe = k.shape("visual.conv1.weight")
     if pe is None:
         return None
+    if k.any("embeddings.patch_embedding.bias") and not k.any("embeddings.class_embedding"):
+        # SigLIP (sigclip_vision_patch14_384, FLUX.1 Redux's image encoder): its patches have a bias, CLIP's none;
+        # no class token, so its positions are the patch grid's alone
+        if len(pe) != 4:
+            return Detection("clip_vision", "clip_vision", "siglip2-naflex", why="SigLIP 2 NaFlex vision tower "
+                             "(patches through a linear layer)", extra={"hidden": pe[0]})
+        positions = (k.shape("embeddings.position_embedding.weight") or (0,))[0]
+        side = siglip_side(positions, pe[2])
+        return Detection("clip_vision", "clip_vision", "siglip-so400m" if pe[0] == 1152 else f"siglip-w{pe[0]}",
+                         why=f"SigLIP vision tower ({side} px, no class token)", layout="diffusers",
+                         extra={"hidden": pe[0], "siglip": True, "image_size": side})
     variant = {1280: "vit-h", 1024: "vit-l", 1664: "vit-bigg", 768: "vit-b"}.get(pe[0], f"w{pe[0]}")
     if k.any("multi_modal_projector.linear_1.weight"):
         variant = "llava-" + variant          # llava-llama-3's image side (HunyuanVideo image-to-video)
     return Detection("clip_vision", "clip_vision", variant, why="vision_model patch embedding",
                      layout="original" if k.has("visual.conv1.weight") else "diffusers",
                      extra={"hidden": pe[0]})
+
+
+def _style_model(k: Keys) -> Optional[Detection]:
+    """FLUX.1 Redux (flux1-redux-dev.safetensors): two linear layers lifting SigLIP's tokens to T5-XXL's width."""
+    up, down = k.shape("redux_up.weight"), k.shape("redux_down.weight")
+    if up is None or down is None:
+        return None
+    return Detection("style_model", "flux", "redux", why="redux_up / redux_down",
+                     extra={"vision": up[1], "text": down[0]})
 
 
 # LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming.
@@ -727,7 +754,7 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
 RULES = [_lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _qwenimage, _vae,
-         _text_encoder, _clip_vision]
+         _text_encoder, _clip_vision, _style_model]
 
 
 def detect_keys(shapes: Dict[str, Shape]) -> Detection:

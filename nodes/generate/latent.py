@@ -99,7 +99,8 @@ class Conditioning:
         if not self.parts:
             return (self,)
         head = replace(self, parts=())
-        shared = {k: v for k, v in self.extra.items() if k != "region_mask"}
+        # A region's mask and a Redux attention bias (sized to its own prompt) belong to their entry alone.
+        shared = {k: v for k, v in self.extra.items() if k not in ("region_mask", "attention_bias")}
         return (head,) + tuple(p.with_extra(**{k: v for k, v in shared.items() if k not in p.extra})
                                for p in self.parts)
 

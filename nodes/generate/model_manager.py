@@ -611,6 +611,13 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                              if det.variant.endswith("-inpainting") else "")
     if det.role == "controlnet" and det.family != "sd":
         return False, f"{det.family} ControlNets ({det.variant}) are not supported (SD 1.5, SDXL and FLUX.1 ones are)"
+    if det.role == "style_model":
+        return True, "load.style_model: FLUX.1 Redux, a picture's SigLIP tokens as prompt tokens (condition.style_model)"
+    if det.variant == "siglip2-naflex":
+        return False, ("SigLIP 2 NaFlex, which Kinograph does not read; FLUX.1 Redux reads SigLIP "
+                       "(sigclip_vision_patch14_384.safetensors)")
+    if det.role == "clip_vision" and det.extra.get("siglip"):
+        return True, "load.clip_vision: SigLIP, FLUX.1 Redux's image encoder (encode.image, then condition.style_model)"
     if det.role == "controlnet":
         ok = det.family == "sd" and det.variant in ("sd15", "sdxl")
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
@@ -634,6 +641,11 @@ def describe_model(path: Path) -> Dict[str, str]:
     """family, variant, role, precision and whether it loads, for one file or folder (headers only)."""
     path = Path(path)
     if path.is_dir():
+        from nodes.generate.redux import redux_folder
+        if redux_folder(path):
+            return {"family": "flux", "variant": "redux", "role": "style_model", "precision": "", "loads": "yes",
+                    "note": "FLUX.1 Redux: load.style_model (image_embedder) and load.clip_vision (its SigLIP) both "
+                            "take the folder"}
         try:
             fam, why = detect_family(path)
         except NodeError as exc:

@@ -318,7 +318,10 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
     from transformers import CLIPImageProcessor
     from nodes.generate.converters import model_config
     from nodes.generate.model_manager import dtype_of
-    path = _resolve(name, "clip_vision", "CLIP vision model")
+    from nodes.generate import redux
+    path = redux.find(name, "clip_vision", "CLIP vision model")
+    if redux.redux_folder(path) or path.is_file() and detect_file(path).extra.get("siglip"):
+        return _siglip(mm, path, family, device)
     det = _detect(path, ("clip_vision",), "a CLIP vision model")
     llava = det.variant.startswith("llava")
     if family == "auto":
@@ -341,6 +344,24 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
         return pipeline(family, "i2v", image_encoder=module, image_processor=CLIPImageProcessor(**proc))
     pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build, files=(path,))
     return ComponentHandle(family, str(path), pipe, "image_encoder", device)
+
+
+def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
+    """SigLIP (sigclip_vision_patch14_384, or a FLUX.1-Redux-dev folder's image_encoder): FLUX.1 Redux's."""
+    from nodes.generate import redux
+    from nodes.generate.model_manager import dtype_of
+    if family not in ("auto", "flux"):
+        raise NodeError(f"{path.name} is SigLIP, the image encoder of FLUX.1 Redux, which no {family} model reads; "
+                        "set family to flux or auto")
+    _, dtype = dtype_of("auto", "flux", device)
+    if path.is_dir():
+        build, files = (lambda: redux.load_siglip_folder(path, dtype, device)), \
+            tuple(sorted((path / "image_encoder").glob("*")))
+    else:
+        det = detect_file(path)
+        build, files = (lambda: redux.siglip_pipe(_module(path, det, dtype, device))), (path,)
+    pipe = mm.cached(("clip_vision", str(path.resolve()), "flux", str(dtype), device), build, files=files)
+    return ComponentHandle("flux", str(path), pipe, "image_encoder", device)
 
 
 # -- tokenizers ----------------------------------------------------------------------------

@@ -59,11 +59,12 @@ def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), requ
       outputs={"image_encoder": IMAGE_ENCODER})
 def load_clip_vision(ctx, name: str = Param("", kind="path", locate=locator("clip_vision"), required=True,
                                             help="file in clip_vision/ (e.g. clip_vision_h.safetensors)"),
-                     family: str = Param("auto", choices=("auto", "wan", "hunyuan"),
+                     family: str = Param("auto", choices=("auto", "wan", "hunyuan", "flux"),
                                          help="the model family that reads its tokens; auto = HunyuanVideo for "
-                                              "llava_llama3_vision, else Wan")):
+                                              "llava_llama3_vision, FLUX.1 for SigLIP, else Wan")):
     """CLIP vision from its own file (ComfyUI's Load CLIP Vision), for image-to-video via encode.image:
-    clip_vision_h for Wan, llava_llama3_vision for HunyuanVideo (its tokens go to encode.text_image)."""
+    clip_vision_h for Wan, llava_llama3_vision for HunyuanVideo (its tokens go to encode.text_image),
+    sigclip_vision_patch14_384 (SigLIP, or a FLUX.1-Redux-dev folder) for FLUX.1 Redux (condition.style_model)."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_clip_vision as run
     return {"image_encoder": run(manager_for(ctx), name, family, ctx.device)}

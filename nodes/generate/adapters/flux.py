@@ -169,6 +169,11 @@ class FluxAdapter(MMDiTAdapter):
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         out = super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
         out = with_concat(out, conds, frames, batch, device, dtype)       # FLUX.1 Fill's / Depth's pictures
+        biases = [c.extra.get("attention_bias") for c in conds]
+        if any(b is not None for b in biases):       # FLUX.1 Redux at attn_bias (nodes/generate/redux.py)
+            size = out["encoder_hidden_states"].shape[1] + 1
+            out["attention_bias"] = torch.stack([torch.zeros(size, size) if b is None else b for b in biases
+                                                 for _ in range(batch)]).to(device, dtype)
         refs, method = reference_rows(conds, frames, batch)
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
@@ -202,9 +207,14 @@ class FluxAdapter(MMDiTAdapter):
             tokens, ids = torch.cat([tokens, ref.to(tokens)], 1), torch.cat([ids, ref_ids])
         if control and tokens.shape[1] > own:       # Kontext's pictures: steered where the image's tokens are
             control = {k: v and [F.pad(r, (0, 0, 0, tokens.shape[1] - own)) for r in v] for k, v in control.items()}
+        attention = {}
+        if "attention_bias" in inputs:      # FLUX.1 Redux's strength type attn_bias
+            from nodes.generate.redux import spread_bias
+            attention["attention_mask"] = spread_bias(inputs["attention_bias"], tokens.shape[1])
         out = model(hidden_states=tokens.to(model.dtype), timestep=timestep, guidance=guidance,
                     pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs, txt_ids=txt_ids,
-                    img_ids=ids.to(flat.device), return_dict=False, **control)[0]
+                    img_ids=ids.to(flat.device), joint_attention_kwargs=attention or None, return_dict=False,
+                    **control)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
 
     def _control(self, handle, inputs, tokens, h, w, n, timestep, guidance, ehs, txt_ids, ids) -> dict:
@@ -224,6 +234,11 @@ class FluxAdapter(MMDiTAdapter):
                          hidden_states=tokens.to(model.dtype), timestep=timestep,
                          pooled_projections=inputs["pooled_projections"], encoder_hidden_states=ehs, txt_ids=txt_ids,
                          img_ids=ids.to(tokens.device))
+
+    def encode_image(self, pipe, image, device):
+        """SigLIP's last hidden states (post-norm), the tokens FLUX.1 Redux reads (FluxPriorReduxPipeline's)."""
+        px = pipe.feature_extractor(images=image, return_tensors="pt").pixel_values
+        return pipe.image_encoder(pixel_values=px.to(device, pipe.image_encoder.dtype)).last_hidden_state
 
 
 ADAPTERS = {"flux": FluxAdapter()}

@@ -83,6 +83,14 @@ def vae(state, det) -> Built:
     return ldm_vae(state, FAMILY, "vae")
 
 
+@register("flux", "style_model")
+def redux(state, det) -> Built:
+    """flux1-redux-dev.safetensors: diffusers' ReduxImageEncoder has the published file's names."""
+    from diffusers.pipelines.flux.modeling_flux import ReduxImageEncoder
+    cfg = dict(redux_dim=int(state["redux_up.weight"].shape[1]), txt_in_features=int(state["redux_down.weight"].shape[0]))
+    return Built(lambda: ReduxImageEncoder(**cfg), state, cfg)
+
+
 # Where each part sits in ComfyUI's all-in-one FLUX.1 checkpoints (flux1-dev-fp8.safetensors in checkpoints/).
 CHECKPOINT_TEXT = {"clip_l": "text_encoders.clip_l.transformer.", "t5": "text_encoders.t5xxl.transformer."}
 

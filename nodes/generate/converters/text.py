@@ -90,6 +90,8 @@ def clip_vision(state, det) -> Built:
     from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
     if "multi_modal_projector.linear_1.weight" in state:
         return _llava_vision(state)
+    if det.extra.get("siglip"):
+        return _siglip_vision(tower(state, "vision_model."))
     projection = state.get("visual_projection.weight")
     state = tower(state, "vision_model.")
     cfg = _vision_config(state, det.variant if det.variant in ("vit-h", "vit-l") else "vit-h")
@@ -100,6 +102,22 @@ def clip_vision(state, det) -> Built:
     config = CLIPVisionConfig(**cfg)
     state = {**{"vision_model." + k: v for k, v in state.items()}, "visual_projection.weight": projection}
     return Built(lambda: CLIPVisionModelWithProjection(config), state, cfg)
+
+
+def _siglip_vision(state) -> Built:
+    """SigLIP's vision tower (SiglipVisionModel; FLUX.1 Redux reads its last hidden states). Its heads are 72 wide
+    (so400m: 1152 = 16 x 72), which the tensors do not show."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    from nodes.generate.detect import siglip_side
+    pe = state["embeddings.patch_embedding.weight"]
+    hidden, patch = int(pe.shape[0]), int(pe.shape[2])
+    positions = int(state["embeddings.position_embedding.weight"].shape[0])
+    cfg = dict(hidden_size=hidden, patch_size=patch, image_size=siglip_side(positions, patch),
+               intermediate_size=int(state["encoder.layers.0.mlp.fc1.weight"].shape[0]),
+               num_hidden_layers=count(state, "encoder.layers.{}."), num_attention_heads=max(1, hidden // 72),
+               vision_use_head="head.probe" in state)
+    config = SiglipVisionConfig(**cfg)
+    return Built(lambda: SiglipVisionModel(config), {"vision_model." + k: v for k, v in state.items()}, cfg)
 
 
 def _llava_vision(state) -> Built:
