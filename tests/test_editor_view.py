@@ -391,3 +391,30 @@ def test_the_viewer_shows_the_plate_timecode(make_window, qtbot, tmp_path):
         qtbot.keyClick(w.viewer.canvas, Qt.Key_Right)
     qbot_wait(lambda: not w.viewer._waiting)
     assert w.viewer.timecode_label.text() == "01:02:03:07"
+
+
+def test_the_theme_applied_again_leaves_open_windows_as_they_are(qapp):
+    """run_editor applies the theme on every call, and each application re-polished every widget of every open
+    window (with a test session's windows open, three --screenshot runs took 470 s). An application that has the
+    theme already is left as it is; one whose style sheet was changed gets it back."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QLabel
+    from app.editor import theme
+
+    class Restyles(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):
+            self.count += event.type() == QEvent.StyleChange
+            return False
+    theme.apply(qapp)
+    label = QLabel("open")
+    label.ensurePolished()
+    seen = Restyles()
+    label.installEventFilter(seen)
+    theme.apply(qapp)
+    assert seen.count == 0
+    qapp.setStyleSheet("")
+    seen.count = 0
+    theme.apply(qapp)
+    assert seen.count > 0 and "@THEME@" not in qapp.styleSheet() and qapp.styleSheet()

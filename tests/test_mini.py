@@ -226,13 +226,7 @@ def test_export_load_and_resume_round_trip(tmp_path):
 def shipped_model():
     if not SHIPPED.exists():
         pytest.skip(f"no shipped weights at {SHIPPED}; train them with python -m bench.mini_lab.train")
-    # The evaluation's figures were measured on two threads; the worker's own count is back afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        yield load_mini(DEFAULT_MODEL)
-    finally:
-        torch.set_num_threads(threads)
+    return load_mini(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -65,8 +65,14 @@ def palette() -> QPalette:
 
 
 def apply(app) -> None:
-    app.setStyle("Fusion")
-    app.setPalette(palette())
     qss = THEME_DIR / "dark.qss"
-    if qss.is_file():
-        app.setStyleSheet(qss.read_text(encoding="utf-8").replace("@THEME@", THEME_DIR.as_posix()))
+    sheet = qss.read_text(encoding="utf-8").replace("@THEME@", THEME_DIR.as_posix()) if qss.is_file() else ""
+    p = palette()
+    # run_editor applies the theme on every call, and each setter re-polishes every widget the application
+    # holds (seconds with a few windows open): an application that has it already is left as it is.
+    if app.styleSheet() == sheet and app.palette() == p:
+        return
+    app.setStyle("Fusion")
+    app.setPalette(p)
+    if sheet:
+        app.setStyleSheet(sheet)
