@@ -660,6 +660,39 @@ def test_redux_bias_stays_with_its_own_prompt(models, redux):
     assert [e.embeds.shape[1] for e in both.entries()] == [21, 19]
 
 
+def test_redux_bias_kontext_reference_and_controlnet_in_one_forward(models, flux_nets, redux):
+    """FLUX.1's forward takes a Kontext reference, a ControlNet and Redux's attn_bias at once (three branches merged
+    into it): the bias is spread over the reference's tokens as well as the image's, and the net's residuals padded
+    over them. attn_bias 0 (no token reads the Redux tokens) with a net at strength 0 is the reference alone, and
+    the reference still moves the picture."""
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.redux import apply_style, load_style_model
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent, encode_clip
+    mm = ModelManager()
+    model = mm.load("flux", str(flux_nets / "diffusers"))
+    p = mm.components(model)
+    style = load_style_model(mm, "flux1-redux-dev.safetensors", "cpu")
+    picture = Conditioning("flux", torch.ones(1, 16, int(style.pipe.image_embedder.config.redux_dim)),
+                           meta={"kind": "image"})
+    text = encode_prompt(p["text_encoder"], "a cat")
+    edit = add_reference(text, encode_clip(p["vae"], Clip.from_array(_cn_picture()[None, :32, :48])))
+    steered = apply_control(mm, model, Clip.from_array(_cn_picture()[None], 8.0), "instantx_flux_canny.safetensors",
+                            0.0, "none", 100, 200)
+
+    def sample(m, cond):
+        return run_sampling(m, cond, None, empty_latent(p["vae"], 1, RW, RH, 8.0), steps=2, cfg=3.5,
+                            sampler="euler", seed=7).samples[:, :, 0]
+    want = sample(model, edit)
+    _close(want, sample(steered, apply_style(edit, style, picture, 0.0, "attn_bias")))
+    assert _err(want, sample(model, text)) > 1e-3
+
+
 def test_redux_mistakes_are_named(models, redux):
     """The wrong file, the wrong image embedding, a prompt of another family: each refused naming what to give."""
     from nodes.generate.latent import Conditioning
