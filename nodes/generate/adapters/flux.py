@@ -221,10 +221,11 @@ class FluxAdapter(MMDiTAdapter):
         """The active ControlNets' residuals (flux_control.residuals), their pictures encoded for these frames and
         repeated for each conditioning and batch item, as the frames are."""
         from nodes.generate.flux_control import control_tokens, residuals
+        from nodes.generate.vae_ops import encode_pixels
         model = handle.pipe.transformer
         controls = []
         for c in inputs["control"]:
-            enc = lambda px, pipe=c.vae: self.vae_encode(pipe, px)  # noqa: E731
+            enc = lambda px, pipe=c.vae: encode_pixels(self, pipe, px, "encoding the ControlNet's picture")  # noqa: E731
             scale = self.factors(c.vae)[1]
             frames = control_tokens(c, inputs["control_frames"], h, w, enc, scale)
             controls.append(c._replace(frames=frames.repeat(n, 1, 1).to(tokens.device, c.net.dtype)))
