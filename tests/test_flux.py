@@ -707,6 +707,8 @@ def test_redux_mistakes_are_named(models, redux):
     with pytest.raises(NodeError, match="144-wide.*1280 wide.*sigclip_vision_patch14_384"):
         apply_style(text, style, clip_h)
     siglip_tokens = Conditioning("flux", torch.zeros(1, 16, 144), meta={"kind": "image"})
+    with pytest.raises(NodeError, match=r"prompt's are 7 wide .*different models\. Encode the prompt with FLUX\.1's"):
+        apply_style(Conditioning("flux", torch.zeros(1, 4, 7), pooled=torch.zeros(1, 64)), style, siglip_tokens)
     with pytest.raises(NodeError, match="FLUX.1 prompt; this conditioning is sd's"):
         apply_style(Conditioning("sd", torch.zeros(1, 77, 768)), style, siglip_tokens)
     with pytest.raises(NodeError, match="log\\(strength\\)"):
