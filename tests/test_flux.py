@@ -711,6 +711,9 @@ def test_redux_mistakes_are_named(models, redux):
         apply_style(Conditioning("flux", torch.zeros(1, 4, 7), pooled=torch.zeros(1, 64)), style, siglip_tokens)
     with pytest.raises(NodeError, match="FLUX.1 prompt; this conditioning is sd's"):
         apply_style(Conditioning("sd", torch.zeros(1, 77, 768)), style, siglip_tokens)
+    from nodes.generate.image_cond import encode_image
+    with pytest.raises(NodeError, match="no image encoder.*load.clip_vision.*sigclip_vision_patch14_384"):
+        encode_image(None, np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(NodeError, match="log\\(strength\\)"):
         apply_style(text, style, siglip_tokens, -1.0, "attn_bias")
 
