@@ -183,6 +183,11 @@ def test_wanmove_conditioning_matches_the_published_description():
                 dst = z[:, t, int(y // 8), int(x // 8)]
                 want[:, t, int(y // 8), int(x // 8)] = dst + (z[:, 0, sy, sx] - dst) * 0.75
     assert np.allclose(got, want) and not np.allclose(got, z)
+    short = Tracks(pts[:, :5], vis[:, :5], 64, 48)        # 5 frames for a clip of 3 latent frames (9 frames)
+    for steer in (wanmove_condition, ati_condition):
+        with pytest.raises(ValueError, match="the tracks cover 5 frames and the clip has 9: give motion.tracks "
+                                             "frames=9"):
+            steer(torch.from_numpy(z), short, 64, 48)
 
 
 def test_generated_tracks_follow_comfyuis_path_and_spread():
