@@ -642,6 +642,22 @@ def test_redux_bias_chains_as_comfyui():
     assert torch.equal(b, want), b
 
 
+def test_redux_bias_has_a_row_for_every_frame_of_every_prompt():
+    """Two prompts sampled together over three frames: the prompts' embeddings are laid out prompt by prompt, frame
+    by frame (6 rows), and the Redux bias had one row per prompt (2), which the attention cannot broadcast."""
+    from types import SimpleNamespace
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.redux import widen_bias
+    bias = widen_bias(None, 3, 2, -1.0)
+    biased = Conditioning("flux", torch.zeros(1, 5, 8), pooled=torch.zeros(1, 4)).with_extra(attention_bias=bias)
+    plain = Conditioning("flux", torch.ones(1, 5, 8), pooled=torch.zeros(1, 4))
+    out = get_adapter("flux").conditioning_inputs(SimpleNamespace(option=lambda k: None), [biased, plain], [0, 1, 2],
+                                                  1, "cpu", torch.float32)
+    assert out["encoder_hidden_states"].shape[0] == 6
+    assert torch.equal(out["attention_bias"], torch.stack([bias] * 3 + [torch.zeros(6, 6)] * 3))
+
+
 def test_redux_bias_stays_with_its_own_prompt(models, redux):
     """Combined with another prompt (of another length), each gets the Redux tokens and a bias of its own size, and
     the sampler's entries do not hand one prompt's bias to the other."""

@@ -171,9 +171,10 @@ class FluxAdapter(MMDiTAdapter):
         out = with_concat(out, conds, frames, batch, device, dtype)       # FLUX.1 Fill's / Depth's pictures
         biases = [c.extra.get("attention_bias") for c in conds]
         if any(b is not None for b in biases):       # FLUX.1 Redux at attn_bias (nodes/generate/redux.py)
-            size = out["encoder_hidden_states"].shape[1] + 1
+            rows, size = out["encoder_hidden_states"].shape[0] // len(conds), out["encoder_hidden_states"].shape[1] + 1
+            # one per row of the prompts' (each conditioning's batch items times frames), as the prompts are laid out
             out["attention_bias"] = torch.stack([torch.zeros(size, size) if b is None else b for b in biases
-                                                 for _ in range(batch)]).to(device, dtype)
+                                                 for _ in range(rows)]).to(device, dtype)
         refs, method = reference_rows(conds, frames, batch)
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
