@@ -642,6 +642,22 @@ def test_redux_bias_chains_as_comfyui():
     assert torch.equal(b, want), b
 
 
+def test_redux_bias_has_a_row_for_every_frame_of_every_prompt():
+    """Two prompts sampled together over three frames: the prompts' embeddings are laid out prompt by prompt, frame
+    by frame (6 rows), and the Redux bias had one row per prompt (2), which the attention cannot broadcast."""
+    from types import SimpleNamespace
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.redux import widen_bias
+    bias = widen_bias(None, 3, 2, -1.0)
+    biased = Conditioning("flux", torch.zeros(1, 5, 8), pooled=torch.zeros(1, 4)).with_extra(attention_bias=bias)
+    plain = Conditioning("flux", torch.ones(1, 5, 8), pooled=torch.zeros(1, 4))
+    out = get_adapter("flux").conditioning_inputs(SimpleNamespace(option=lambda k: None), [biased, plain], [0, 1, 2],
+                                                  1, "cpu", torch.float32)
+    assert out["encoder_hidden_states"].shape[0] == 6
+    assert torch.equal(out["attention_bias"], torch.stack([bias] * 3 + [torch.zeros(6, 6)] * 3))
+
+
 def test_redux_bias_stays_with_its_own_prompt(models, redux):
     """Combined with another prompt (of another length), each gets the Redux tokens and a bias of its own size, and
     the sampler's entries do not hand one prompt's bias to the other."""
@@ -660,6 +676,39 @@ def test_redux_bias_stays_with_its_own_prompt(models, redux):
     assert [e.embeds.shape[1] for e in both.entries()] == [21, 19]
 
 
+def test_redux_bias_kontext_reference_and_controlnet_in_one_forward(models, flux_nets, redux):
+    """FLUX.1's forward takes a Kontext reference, a ControlNet and Redux's attn_bias at once (three branches merged
+    into it): the bias is spread over the reference's tokens as well as the image's, and the net's residuals padded
+    over them. attn_bias 0 (no token reads the Redux tokens) with a net at strength 0 is the reference alone, and
+    the reference still moves the picture."""
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.redux import apply_style, load_style_model
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent, encode_clip
+    mm = ModelManager()
+    model = mm.load("flux", str(flux_nets / "diffusers"))
+    p = mm.components(model)
+    style = load_style_model(mm, "flux1-redux-dev.safetensors", "cpu")
+    picture = Conditioning("flux", torch.ones(1, 16, int(style.pipe.image_embedder.config.redux_dim)),
+                           meta={"kind": "image"})
+    text = encode_prompt(p["text_encoder"], "a cat")
+    edit = add_reference(text, encode_clip(p["vae"], Clip.from_array(_cn_picture()[None, :32, :48])))
+    steered = apply_control(mm, model, Clip.from_array(_cn_picture()[None], 8.0), "instantx_flux_canny.safetensors",
+                            0.0, "none", 100, 200)
+
+    def sample(m, cond):
+        return run_sampling(m, cond, None, empty_latent(p["vae"], 1, RW, RH, 8.0), steps=2, cfg=3.5,
+                            sampler="euler", seed=7).samples[:, :, 0]
+    want = sample(model, edit)
+    _close(want, sample(steered, apply_style(edit, style, picture, 0.0, "attn_bias")))
+    assert _err(want, sample(model, text)) > 1e-3
+
+
 def test_redux_mistakes_are_named(models, redux):
     """The wrong file, the wrong image embedding, a prompt of another family: each refused naming what to give."""
     from nodes.generate.latent import Conditioning
@@ -674,8 +723,13 @@ def test_redux_mistakes_are_named(models, redux):
     with pytest.raises(NodeError, match="144-wide.*1280 wide.*sigclip_vision_patch14_384"):
         apply_style(text, style, clip_h)
     siglip_tokens = Conditioning("flux", torch.zeros(1, 16, 144), meta={"kind": "image"})
+    with pytest.raises(NodeError, match=r"prompt's are 7 wide .*different models\. Encode the prompt with FLUX\.1's"):
+        apply_style(Conditioning("flux", torch.zeros(1, 4, 7), pooled=torch.zeros(1, 64)), style, siglip_tokens)
     with pytest.raises(NodeError, match="FLUX.1 prompt; this conditioning is sd's"):
         apply_style(Conditioning("sd", torch.zeros(1, 77, 768)), style, siglip_tokens)
+    from nodes.generate.image_cond import encode_image
+    with pytest.raises(NodeError, match="no image encoder.*load.clip_vision.*sigclip_vision_patch14_384"):
+        encode_image(None, np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(NodeError, match="log\\(strength\\)"):
         apply_style(text, style, siglip_tokens, -1.0, "attn_bias")
 

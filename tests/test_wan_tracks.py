@@ -183,6 +183,11 @@ def test_wanmove_conditioning_matches_the_published_description():
                 dst = z[:, t, int(y // 8), int(x // 8)]
                 want[:, t, int(y // 8), int(x // 8)] = dst + (z[:, 0, sy, sx] - dst) * 0.75
     assert np.allclose(got, want) and not np.allclose(got, z)
+    short = Tracks(pts[:, :5], vis[:, :5], 64, 48)        # 5 frames for a clip of 3 latent frames (9 frames)
+    for steer in (wanmove_condition, ati_condition):
+        with pytest.raises(ValueError, match="the tracks cover 5 frames and the clip has 9: give motion.tracks "
+                                             "frames=9"):
+            steer(torch.from_numpy(z), short, 64, 48)
 
 
 def test_generated_tracks_follow_comfyuis_path_and_spread():
@@ -242,3 +247,29 @@ def test_comfyui_wanmove_template_imports_and_its_tracks_steer_the_video(wan_i2v
             {"width": 32, "height": 32, "tracks": [points]})), "video.resize": dict(width=32, height=32)}, out)
     left, right = run([[4, 4], [28, 28]], tmp_path / "a.webp"), run([[28, 4], [4, 28]], tmp_path / "b.webp")
     assert left.shape == (5, 32, 32, 3) and np.abs(left.astype(int) - right.astype(int)).mean() > 0.5
+
+
+def test_comfyui_get_image_size_of_a_resize_still_counts_the_pictures():
+    """GetImageSize after an ImageScale folds the width and height at import (GenerateTracks needs them), but the
+    resize does not fix how many pictures there are: a length fed by its batch_size was dropped ('length comes from
+    a node that did not convert') and now links to video.size's frames."""
+    from app.comfyui import import_data
+
+    def n(cls, **inputs):
+        return {"class_type": cls, "inputs": inputs}
+    api = {"1": n("LoadImage", image="photo.png"),
+           "2": n("ImageScale", upscale_method="bilinear", width=64, height=48, crop="disabled", image=["1", 0]),
+           "3": n("GetImageSize", image=["2", 0]),
+           "4": n("EmptyHunyuanLatentVideo", width=["3", 0], height=["3", 1], length=["3", 2], batch_size=1),
+           "5": n("CheckpointLoaderSimple", ckpt_name="x.safetensors"),
+           "6": n("VAEDecode", samples=["4", 0], vae=["5", 2]),
+           "7": n("SaveImage", filename_prefix="p", images=["6", 0])}
+    got = import_data(api)
+    assert {e.class_type: e.status for e in got.report.entries.values()}["EmptyHunyuanLatentVideo"] == "exact"
+    g = got.graph
+    latent = next(nid for nid, inst in g.nodes.items() if inst.type == "latent.empty")
+    src, port = g.inputs[latent]["frames"]
+    assert (g.nodes[src].type, port) == ("video.size", "frames")
+    assert {k: g.nodes[latent].params[k] for k in ("width", "height")} == {"width": 64, "height": 48}
+    del api["4"]["inputs"]["length"]
+    assert "video.size" not in {inst.type for inst in import_data(api).graph.nodes.values()}

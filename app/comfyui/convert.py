@@ -736,9 +736,13 @@ class Converter:
         node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
         if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
             return [self.plain(cn, rule, params, notes)]
+        # the picture count (batch_size) is not fixed by the resize: a node reading it still gets video.size's
+        counts = any(isinstance(v, Ref) and v.node == cn.id and v.slot == 2
+                     for c in self.consumers.get(cn.id, ()) for v in self.flat.nodes[c].inputs.values())
+        made = [self.plain(cn, rule, params, notes)] if counts else []
         self.outs[(cn.id, 0)] = Out(None, {"value": node.params["width"]})
         self.outs[(cn.id, 1)] = Out(None, {"value": node.params["height"]})
-        return []
+        return made
 
     def special_echo_size(self, cn, rule, params, notes):
         """Width, height and length outputs repeat the node's own settings: consumers read them as numbers."""

@@ -117,16 +117,17 @@ def control_tokens(c, pixel_frames, h: int, w: int, encode, scale: int) -> torch
     pixels (bilinear, as SD's ControlNet frames are), each VAE-encoded once (cached by content in c.cache) and packed
     [frames, h/2 * w/2, 4C]. `encode` takes [1, 3, T, H, W] in [-1, 1] to the model's latent [1, C, T, h, w]."""
     from nodes.generate.adapters.flux import pack
+    from nodes.generate.vae_ops import pixels_of
     idx = np.clip(np.asarray(pixel_frames), 0, len(c.frames) - 1)
     out = []
     for i in idx:
         frame = c.frames[i]
         key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), frame.shape, h, w)
         if key not in c.cache:
-            px = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+            px = pixels_of(frame[None])[:, :, 0]
             if tuple(px.shape[2:]) != (h * scale, w * scale):
                 px = F.interpolate(px, size=(h * scale, w * scale), mode="bilinear", align_corners=False)
-            c.cache[key] = pack(encode((px * 2 - 1)[:, :, None])[:, :, 0].float())
+            c.cache[key] = pack(encode(px[:, :, None])[:, :, 0].float())
         out.append(c.cache[key])
     return torch.cat(out)
 

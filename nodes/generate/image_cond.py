@@ -23,7 +23,8 @@ def encode_image(image_encoder, image: np.ndarray, crop: str = "center") -> Cond
     "none": the whole image squeezed into that square, as ComfyUI's CLIPVisionEncode crop=none."""
     if image_encoder is None:
         raise NodeError("this model has no image encoder; image prompts need an image-to-video model "
-                        "(SVD, Wan i2v, HunyuanVideo i2v)")
+                        "(SVD, Wan i2v, HunyuanVideo i2v), or load.clip_vision's (SigLIP, "
+                        "sigclip_vision_patch14_384.safetensors, for FLUX.1 Redux)")
     if crop not in ("center", "none"):
         raise NodeError(f"unknown crop {crop!r}; choose center or none")
     adapter = get_adapter(image_encoder.family)

@@ -199,13 +199,18 @@ def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], neg
 
 
 def _clip_mask(mask: torch.Tensor, side: int) -> torch.Tensor:
-    """[masks, 1, side, side]: each mask's centre square resized (bicubic, antialiased) to CLIP's input."""
+    """[masks, 1, side, side]: each mask's centre square resized to CLIP's input."""
+    return _centre_square(mask[:, None].float(), side)
+
+
+def _centre_square(x: torch.Tensor, side: int) -> torch.Tensor:
+    """[n, c, side, side]: the middle square of each [c, H, W], resized bicubic with antialiasing, as
+    ComfyUI_IPAdapter_plus prepares masks and noise pictures for CLIP."""
     import torch.nn.functional as F
-    h, w = mask.shape[-2:]
+    h, w = x.shape[-2:]
     n = min(h, w)
     top, left = int(round((h - n) / 2)), int(round((w - n) / 2))
-    square = mask[:, None, top:top + n, left:left + n].float()
-    return F.interpolate(square, size=(side, side), mode="bicubic", antialias=True)
+    return F.interpolate(x[:, :, top:top + n, left:left + n], size=(side, side), mode="bicubic", antialias=True)
 
 
 def _check_width(adapter: IPAdapter, feats: torch.Tensor) -> None:
@@ -604,11 +609,7 @@ def noise_picture(kind: str, strength: float, blur: int, images: Optional[np.nda
         image = torch.zeros(1, 224, 224, 3)
     else:
         x = torch.from_numpy(np.ascontiguousarray(images)).float().div(255).permute(0, 3, 1, 2)
-        h, w = x.shape[-2:]
-        n = min(h, w)
-        top, left = int(round((h - n) / 2)), int(round((w - n) / 2))
-        x = F.interpolate(x[:, :, top:top + n, left:left + n], size=(224, 224), mode="bicubic", antialias=True)
-        image = x.permute(0, 2, 3, 1)
+        image = _centre_square(x, 224).permute(0, 2, 3, 1)
     gen = torch.Generator().manual_seed(int(torch.sum(image).item()) % 1000000007)
     if kind == "fade":
         out = image * (1 - strength) + torch.rand(image.shape, generator=gen) * strength

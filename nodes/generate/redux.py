@@ -138,16 +138,14 @@ def _append(cond: Conditioning, tokens: torch.Tensor, bias: float, biased: bool)
     if tokens.shape[-1] != cond.embeds.shape[-1]:
         raise NodeError(f"this Redux gives {tokens.shape[-1]}-wide tokens but the prompt's are "
                         f"{cond.embeds.shape[-1]} wide (T5-XXL's 4096 for FLUX.1): the Redux and the text "
-                        "encoder are different models' ")
-    k, n_txt, n = cond.embeds.shape[0], cond.embeds.shape[1], tokens.shape[1]
-    embeds = torch.cat([cond.embeds, tokens.to(cond.embeds).expand(k, -1, -1)], 1)
-    mask = None if cond.mask is None else torch.cat([cond.mask, cond.mask.new_ones(k, n)], 1)
-    extra = dict(cond.extra)
-    old = extra.get("attention_bias")
+                        "encoder belong to different models. Encode the prompt with FLUX.1's (t5xxl with clip_l)")
+    from nodes.generate.regions import concat
+    out = concat(cond, Conditioning(cond.family, tokens))
+    old = cond.extra.get("attention_bias")
     # As ComfyUI: once there is a bias, every further Redux widens it, even at no bias of its own.
     if biased or old is not None:
-        extra["attention_bias"] = widen_bias(old, n_txt, n, bias)
-    return replace(cond, embeds=embeds, mask=mask, extra=extra)
+        out = out.with_extra(attention_bias=widen_bias(old, cond.embeds.shape[1], tokens.shape[1], bias))
+    return out
 
 
 def widen_bias(old, n_txt: int, n: int, bias: float) -> torch.Tensor:

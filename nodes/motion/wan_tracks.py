@@ -29,6 +29,15 @@ from .tracks import Tracks
 ATI_SAMPLES = 121
 
 
+def _frames_per_latent(tracks: Tracks, latent_frames: int) -> int:
+    """Wan's 4 video frames per latent frame after the first, once the tracks are checked to cover the clip."""
+    tf = 4
+    if tracks.length != tf * (latent_frames - 1) + 1:
+        raise ValueError(f"the tracks cover {tracks.length} frames and the clip has {tf * (latent_frames - 1) + 1}: "
+                         f"give motion.tracks frames={tf * (latent_frames - 1) + 1}")
+    return tf
+
+
 def from_comfyui(text: str, frames: int, width: int, height: int) -> Tracks:
     """Tracks over `frames` video frames from WanTrackToVideo's JSON (a track = a list of {"x", "y"}; one track
     alone may stand unwrapped). Missing samples past a track's end leave it invisible there, as ComfyUI pads them."""
@@ -62,10 +71,7 @@ def ati_condition(z: torch.Tensor, tracks: Tracks, width: int, height: int, temp
     """(features [C, T, h, w], weights [T, h, w]) for start-frame latent z [C, T, h, w] (the model's normalised
     latent space) of a video `width` x `height`. Weights are 1 on the first latent frame."""
     c, n, h, w = z.shape
-    tf = 4
-    if tracks.length != tf * (n - 1) + 1:
-        raise ValueError(f"the tracks cover {tracks.length} frames and the clip has {tf * (n - 1) + 1}: give "
-                         f"motion.tracks frames={tf * (n - 1) + 1}")
+    tf = _frames_per_latent(tracks, n)
     s = min(width, height)
     scale = np.array([width / tracks.width, height / tracks.height], np.float32)
     p = torch.from_numpy((tracks.points * scale - np.array([width, height], np.float32) / 2) * 2 / s)  # [K, N, 2]
@@ -94,10 +100,7 @@ def wanmove_condition(z: torch.Tensor, tracks: Tracks, width: int, height: int, 
     """Features [C, T, h, w] for start-frame latent z [C, T, h, w] of a video `width` x `height`. Where two tracks
     land on one latent pixel the later track wins (ComfyUI shuffles them first, so which one is left to chance)."""
     c, n, h, w = z.shape
-    tf = 4
-    if tracks.length != tf * (n - 1) + 1:
-        raise ValueError(f"the tracks cover {tracks.length} frames and the clip has {tf * (n - 1) + 1}: give "
-                         f"motion.tracks frames={tf * (n - 1) + 1}")
+    tf = _frames_per_latent(tracks, n)
     pts = tracks.points[:, ::tf] * np.array([width / tracks.width, height / tracks.height], np.float32)
     inside = tracks.visible[:, ::tf] & (pts >= 0).all(-1) & (pts[..., 0] < width) & (pts[..., 1] < height)
     col = np.floor(pts[..., 0] * w / width).astype(int)

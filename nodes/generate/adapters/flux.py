@@ -171,9 +171,10 @@ class FluxAdapter(MMDiTAdapter):
         out = with_concat(out, conds, frames, batch, device, dtype)       # FLUX.1 Fill's / Depth's pictures
         biases = [c.extra.get("attention_bias") for c in conds]
         if any(b is not None for b in biases):       # FLUX.1 Redux at attn_bias (nodes/generate/redux.py)
-            size = out["encoder_hidden_states"].shape[1] + 1
+            rows, size = out["encoder_hidden_states"].shape[0] // len(conds), out["encoder_hidden_states"].shape[1] + 1
+            # one per row of the prompts' (each conditioning's batch items times frames), as the prompts are laid out
             out["attention_bias"] = torch.stack([torch.zeros(size, size) if b is None else b for b in biases
-                                                 for _ in range(batch)]).to(device, dtype)
+                                                 for _ in range(rows)]).to(device, dtype)
         refs, method = reference_rows(conds, frames, batch)
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], reference_method=method)
@@ -221,10 +222,11 @@ class FluxAdapter(MMDiTAdapter):
         """The active ControlNets' residuals (flux_control.residuals), their pictures encoded for these frames and
         repeated for each conditioning and batch item, as the frames are."""
         from nodes.generate.flux_control import control_tokens, residuals
+        from nodes.generate.vae_ops import encode_pixels
         model = handle.pipe.transformer
         controls = []
         for c in inputs["control"]:
-            enc = lambda px, pipe=c.vae: self.vae_encode(pipe, px)  # noqa: E731
+            enc = lambda px, pipe=c.vae: encode_pixels(self, pipe, px, "encoding the ControlNet's picture")  # noqa: E731
             scale = self.factors(c.vae)[1]
             frames = control_tokens(c, inputs["control_frames"], h, w, enc, scale)
             controls.append(c._replace(frames=frames.repeat(n, 1, 1).to(tokens.device, c.net.dtype)))
