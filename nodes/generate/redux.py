@@ -16,9 +16,9 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.handles import ComponentHandle
 from nodes.generate.latent import Conditioning
+from nodes.generate.redux_nodes import STRENGTH_TYPES
 
 REDUX_PIPELINE = "FluxPriorReduxPipeline"
-STRENGTH_TYPES = ("multiply", "attn_bias")
 WHERE = ("FLUX.1 Redux is flux1-redux-dev.safetensors in style_models/ (or black-forest-labs/FLUX.1-Redux-dev's "
          "diffusers folder)")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from graph_engine import Input, Param, node
 from graph_engine.types import CONDITIONING, STYLE_MODEL
 from nodes.common.models_dirs import locator
-from nodes.generate.redux import STRENGTH_TYPES
+
+# redux.apply_style's strength types, kept here: redux.py imports torch, and nodes register without it
+STRENGTH_TYPES = ("multiply", "attn_bias")
 
 
 @node("load.style_model", title="Load Style Model", category="Models", device="gpu",
