@@ -17,13 +17,17 @@ from nodes.io.video_read import load_video
 from nodes.io.video_write import ffmpeg_exe
 
 H, W = 24, 40
+# The VP9 tests' frames: libvpx's alpha decoder, as PyAV runs it, reads frames under 64 pixels a side wrong now and
+# then (a few alpha pixels 255 levels off in inter frames at 24x40, in up to half of the fresh processes, more often
+# with OpenCV loaded; never at 96x128 or 360x640), which made those tests fail at random.
+VP9_H, VP9_W = 96, 128
 
 
-def element(n: int = 6) -> np.ndarray:
+def element(n: int = 6, h: int = H, w: int = W) -> np.ndarray:
     """n straight-alpha RGBA frames as a keyer exports an element: a colour ramp that moves, an alpha ramping
     0 (left) to 255 (right), fully transparent top rows, and the screen's green kept where alpha is 0."""
-    y, x = np.mgrid[0:H, 0:W]
-    out = np.zeros((n, H, W, 4), np.uint8)
+    y, x = np.mgrid[0:h, 0:w]
+    out = np.zeros((n, h, w, 4), np.uint8)
     for i in range(n):
         out[i, ..., 0] = (60 + 4 * x + 9 * i) % 256
         out[i, ..., 1] = 90 + 3 * y
@@ -131,7 +135,8 @@ def test_the_same_element_as_exr_and_as_png_gives_the_same_frames(tmp_path):
 
 def encode(frames: np.ndarray, path, args) -> None:
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgba", "-s",
-                    f"{W}x{H}", "-r", "12", "-i", "-", *args, str(path)], input=frames.tobytes(), check=True)
+                    f"{frames.shape[2]}x{frames.shape[1]}", "-r", "12", "-i", "-", *args, str(path)],
+                   input=frames.tobytes(), check=True)
 
 
 SOURCES = {"prores4444.mov": ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le"],
@@ -141,7 +146,7 @@ SOURCES = {"prores4444.mov": ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_f
 
 @pytest.mark.parametrize("kind", sorted(SOURCES))
 def test_transparent_videos_bring_their_alpha(tmp_path, kind):
-    src = element(6)
+    src = element(6, VP9_H, VP9_W) if kind == "vp9.webm" else element(6)
     encode(src, tmp_path / kind, SOURCES[kind])
     clip = load_video(str(tmp_path / kind))
     assert clip.matte is not None
@@ -298,7 +303,7 @@ def test_vp9_edges_keep_their_colour(tmp_path):
     35-44 levels off, a fringe on every background. Transparent pixels now get their edge's colour."""
     from nodes.common.alpha import premultiplied
     from nodes.io.video_write import write_video
-    src = np.zeros((3, H, W, 4), np.uint8)
+    src = np.zeros((3, VP9_H, VP9_W, 4), np.uint8)
     src[..., :3] = (200, 120, 40)
     src[:, 5:, :20, 3] = 255                # an odd row and a column pair where the alpha steps
     src[:, :5, :, 1] = 255                  # the screen, hidden
