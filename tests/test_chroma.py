@@ -107,7 +107,8 @@ def test_comfyui_chroma_template_imports_and_runs(chroma, tmp_path, monkeypatch)
     """ComfyUI's own "Chroma1-HD text to image" template (UI format; tests/data/chroma): UNETLoader, CLIPLoader (t5xxl,
     type chroma), T5TokenizerOptions, ModelSamplingAuraFlow 1, two CLIPTextEncodes into CFGGuider 3.5, the beta
     schedule, EmptySD3LatentImage, SamplerCustomAdvanced. Every node maps, and on the tiny model under the template's
-    file names (at 64x48, 2 steps) the latent is ChromaPipeline's with its prompts, cfg and seed on ComfyUI's levels."""
+    file names (at 64x48, 2 steps) the latent is ChromaPipeline's with its prompts, cfg and seed on ComfyUI's levels,
+    with the ModelSamplingAuraFlow node or without it."""
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
     models = chroma / "models"
@@ -117,20 +118,28 @@ def test_comfyui_chroma_template_imports_and_runs(chroma, tmp_path, monkeypatch)
         (models / link).unlink(missing_ok=True)
         (models / link).symlink_to(models / target)
     data = json.loads((ROOT / "tests" / "data" / "chroma" / "image_chroma_text_to_image.json").read_text("utf-8"))
-    res = import_data(data)
-    statuses = {e.class_type: e.status for e in res.report.entries.values()}
-    assert "unmapped" not in statuses.values() and statuses["T5TokenizerOptions"] == "approx", statuses
-    yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
-    yaml = yaml.replace("steps: 26", "steps: 2")
-    assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml, yaml
-    wf = tmp_path / "chroma.kino.yaml"
-    wf.write_text(yaml)
     monkeypatch.chdir(tmp_path)
-    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
-    assert run.ok, run.failed
-    got = next(v["latent"] for k, v in run.outputs.items() if k.startswith("sampler_custom")).samples[:, :, 0]
+
+    def run(data):
+        res = import_data(data)
+        statuses = {e.class_type: e.status for e in res.report.entries.values()}
+        assert "unmapped" not in statuses.values() and statuses["T5TokenizerOptions"] == "approx", statuses
+        yaml = res.yaml.replace("width: 1024", f"width: {W}").replace("height: 1024", f"height: {H}")
+        yaml = yaml.replace("steps: 26", "steps: 2")
+        assert yaml.count(f"width: {W}") == 1 and "steps: 2" in yaml, yaml
+        wf = tmp_path / "chroma.kino.yaml"
+        wf.write_text(yaml)
+        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        assert out.ok, out.failed
+        return next(v["latent"] for k, v in out.outputs.items() if k.startswith("sampler_custom")).samples[:, :, 0]
+    got = run(data)
+    # the template's ModelSamplingAuraFlow 1 is Chroma's own shift in ComfyUI: bypassed, the levels are the same
+    # (the shipped scheduler's shift 3 is not the tabulated schedules')
+    bypassed = json.loads(json.dumps(data))
+    next(n for n in bypassed["nodes"] if n["type"] == "ModelSamplingAuraFlow")["mode"] = 4
+    unshifted = run(bypassed)
     texts = {n["title"]: n["widgets_values"][0] for n in data["nodes"] if n["type"] == "CLIPTextEncode"}
     seed = next(n for n in data["nodes"] if n["type"] == "RandomNoise")["widgets_values"][0]
     want = _reference(chroma, texts["CLIP Text Encode (Positive Prompt)"], texts["CLIP Text Encode (Negative Prompt)"],
                       3.5, seed, sigmas=comfy_beta_sigmas(2))
-    assert _err(want, got) < 1e-4
+    assert _err(want, got) < 1e-4 and _err(want, unshifted) < 1e-4

@@ -13,6 +13,7 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frames_from_batch, masked_text
 from nodes.generate.adapters.flux import FluxAdapter, frame_tokens, image_ids, unpack
 
+COMFY_SHIFT = 1.0                   # ComfyUI's Chroma sampling (ModelSamplingDiscreteFlow at its default shift)
 NO_T5 = ("Chroma reads one text encoder, T5-XXL (t5xxl_fp16.safetensors); this text encoder has none. Give "
          "load.text_encoder that file with type chroma, as ComfyUI's CLIPLoader does, or load a Chroma diffusers "
          "folder, which holds it")
@@ -45,7 +46,7 @@ class ChromaAdapter(FluxAdapter):
 
     # -- sampling ------------------------------------------------------------------------
     def flow_shift(self, pipe) -> float:
-        return float(pipe.scheduler.config.get("flow_shift") or 1.0)
+        return COMFY_SHIFT
 
     def percent_sigma(self, pipe, percent, shift=None):
         return Adapter.percent_sigma(self, pipe, percent, shift)
