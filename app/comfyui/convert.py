@@ -411,6 +411,11 @@ class Converter:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "clip_skip": params.get("clip_skip", 1)})
         return []
 
+    def special_t5_options(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("clip"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        return []
+
     def special_guidance(self, cn, rule, params, notes):
         src = self.resolve(cn.inputs.get("conditioning"))
         base = src if isinstance(src, Out) else Out()

@@ -482,6 +482,10 @@ RULES: Dict[str, Rule] = {
                             (P("strength", "strength"), P("strength_type", "strength_type")),
                             {"conditioning": "conditioning", "style_model": "style_model",
                              "clip_vision_output": "image"}, ("conditioning",)),
+    # Chroma: ComfyUI trims T5-XXL's padding to min_padding tokens; Kinograph reads the prompt as ChromaPipeline does
+    "T5TokenizerOptions": Rule(None, ("min_padding", "min_length"), (), fold=True, special="t5_options",
+                               note="Kinograph reads T5-XXL's prompt as diffusers' ChromaPipeline does: padded to 512 "
+                                    "tokens with all but the first padding token masked (min_padding 1, min_length 0)"),
     "FluxGuidance": Rule(None, ("guidance",), (P("guidance", "cfg"),), fold=True, special="guidance"),
     # FLUX.1 Kontext: the picture to edit rides in the conditioning; its size is one Kontext was trained at
     "ReferenceLatent": Rule("condition.reference", (), (), {"conditioning": "conditioning", "latent": "latent"},

@@ -693,11 +693,10 @@ def _lora(k: Keys) -> Optional[Detection]:
 def _flux(k: Keys) -> Optional[Detection]:
     """FLUX.1 in Black Forest Labs' names (ComfyUI's diffusion_models/unet files, model.diffusion_model.* in an
     all-in-one checkpoint) or diffusers'. dev has a guidance embedder, schnell none; Fill and Depth take the mask or
-    depth latents on extra input channels. FLUX.2 and Chroma share the block names but not the model."""
+    depth latents on extra input channels. FLUX.2 and Chroma (_chroma, before this rule) share the block names but
+    not the model."""
     if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight"):
         return Detection(None, "flux2", "", why="FLUX.2 (a model Kinograph does not run; FLUX.1 dev/schnell it does)")
-    if k.any("distilled_guidance_layer.in_proj.weight"):
-        return Detection(None, "chroma", "", why="Chroma (a FLUX.1-schnell derivative Kinograph does not run)")
     if k.has("double_blocks.0.img_attn.qkv.weight", "img_in.weight"):
         layout, img_in, guide = "original", "img_in.weight", "guidance_in.in_layer.weight"
     elif k.has("x_embedder.weight", "single_transformer_blocks.0.proj_mlp.weight", "context_embedder.weight"):
@@ -711,6 +710,22 @@ def _flux(k: Keys) -> Optional[Detection]:
     return Detection(role, "flux", variant, layout=layout, prefix=prefix,
                      why="double_blocks / img_in" if layout == "original" else "x_embedder / single_transformer_blocks",
                      extra={"in_channels": (k.shape(img_in) or (0, 64))[1]})
+
+
+def _chroma(k: Keys) -> Optional[Detection]:
+    """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
+    names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
+    diffusers' single-file loader recognises it. Chroma Radiance reads pixels (img_in_patch, no img_in) and is
+    another model."""
+    if not k.any("distilled_guidance_layer.in_proj.weight"):
+        return None
+    if not k.any("img_in.weight"):
+        return Detection(None, "chroma-radiance", "", why="Chroma Radiance (a pixel-space Chroma Kinograph does not "
+                                                          "run; Chroma1-HD and the chroma-unlocked files it does)")
+    return Detection("diffusion_model", "chroma", "", layout="original",
+                     prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
+                     why="distilled_guidance_layer / double_blocks",
+                     extra={"in_channels": (k.shape("img_in.weight") or (0, 64))[1]})
 
 
 def _sd3(k: Keys) -> Optional[Detection]:
@@ -753,7 +768,7 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
-RULES = [_lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _flux, _sd3, _qwenimage, _vae,
+RULES = [_lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 

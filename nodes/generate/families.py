@@ -29,6 +29,8 @@ class Family:
     # kinograph-mini): a latent that does not divide into it fails inside the model with a tensor
     # error, so sizes must be multiples of space_factor * patch.
     patch: int = 1
+    # The family whose VAE and latents this one's are (Chroma samples FLUX.1's latents, read by its ae.safetensors)
+    latents: str = ""
 
     def latent_frames(self, frames: int, time_factor: Optional[int] = None) -> int:
         k = time_factor or self.time_factor
@@ -69,6 +71,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # transformer on 2x2 patches of a 16-channel latent, so sizes step by 16.
     Family("flux", "FLUX.1 (image)", ("FluxPipeline",), ("FluxTransformer2DModel",), fps=8.0, flow=True, cfg=3.5,
            steps=20, size=(1024, 1024), frames=1, patch=2),
+    # Chroma keyframes (Chroma1-HD, chroma-unlocked-v*): FLUX.1 schnell's transformer pruned, T5-XXL alone (its
+    # padding masked), true CFG with a negative prompt; FLUX.1's VAE and latents.
+    Family("chroma", "Chroma (image)", ("ChromaPipeline",), ("ChromaTransformer2DModel",), fps=8.0, flow=True, cfg=5.0,
+           steps=35, size=(1024, 1024), frames=1, patch=2, latents="flux"),
     # Stable Diffusion 3 medium, 3.5 medium / large / large turbo keyframes: an MMDiT over 2x2 patches of a 16-channel
     # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
     Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),
@@ -106,6 +112,15 @@ def family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise NodeError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+def latent_families(name: str) -> set:
+    """The families whose latents a `name` model samples and its VAE decodes: SD 1.5's and AnimateDiff's are one,
+    and a family that shares another's VAE (Chroma, FLUX.1's) shares its latents."""
+    if name in ("sd", "animatediff"):
+        return {"sd", "animatediff"}
+    base = FAMILIES[name].latents or name if name in FAMILIES else name
+    return {base} | {f.name for f in FAMILIES.values() if f.latents == base}
 
 
 def family_of_classes(pipeline: str = "", denoiser: str = "") -> Optional[str]:

@@ -70,7 +70,9 @@ SPLIT_PARTS = {"flux": {"text_encoder": "load.text_encoder (clip_l.safetensors +
                "sd3": {"text_encoder": "load.text_encoder (clip_l, clip_g and t5xxl_fp16.safetensors, type sd3)",
                        "vae": "load.vae (an SD3 VAE, family sd3)"},
                "qwenimage": {"text_encoder": "load.text_encoder (qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image)",
-                             "vae": "load.vae (qwen_image_vae.safetensors)"}}
+                             "vae": "load.vae (qwen_image_vae.safetensors)"},
+               "chroma": {"text_encoder": "load.text_encoder (t5xxl_fp16.safetensors, type chroma)",
+                          "vae": "load.vae (FLUX.1's ae.safetensors)"}}
 
 
 def _resolve_any(path: str) -> Path:

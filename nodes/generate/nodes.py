@@ -34,7 +34,7 @@ def _load(ctx, family, path, dtype, offload, **opts):
 
 @node("load.model", title="Load Model", category="Models", outputs=PARTS, device="gpu")
 def load_model(ctx, path: str = _path(required=True), family: str = Param("auto", choices=(
-        "auto", "sd", "sdxl", "flux", "sd3", "qwenimage", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
+        "auto", "sd", "sdxl", "flux", "chroma", "sd3", "qwenimage", "animatediff", "svd", "wan", "ltx", "cogvideox", "hunyuan",
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
@@ -108,6 +108,12 @@ through load.diffusion_model, with load.text_encoder (clip_l + t5xxl, type flux)
 
 dev's guidance is distilled in: sample's cfg sets it (3.5 is usual), no negative pass; schnell takes 4 steps and
 ignores it. Sizes divisible by 16.""")
+load_chroma = _family_loader("chroma", "Load Chroma", """Chroma text-to-image (lodestones' Chroma1-HD, chroma-unlocked-v*):
+keyframes to animate with an image-to-video model. A diffusers ChromaPipeline folder, or ComfyUI's files: the
+transformer (diffusion_models/Chroma1-HD.safetensors) here or through load.diffusion_model, with load.text_encoder
+(t5xxl alone, type chroma) and load.vae (FLUX.1's ae.safetensors).
+
+True CFG: connect a negative prompt (cfg 3.5-5 is usual); sizes divisible by 16.""")
 load_sd3 = _family_loader("sd3", "Load Stable Diffusion 3", """Stable Diffusion 3 medium and 3.5 medium, large and large
 turbo text-to-image: keyframes to animate with an image-to-video model. A diffusers folder, or ComfyUI's checkpoint
 (checkpoints/sd3.5_medium.safetensors ...): the MMDiT and VAE, and the text encoders where the file holds them; else

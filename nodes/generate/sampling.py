@@ -20,7 +20,7 @@ from nodes.generate import regions
 from nodes.generate.adapters import get_adapter
 from nodes.generate.attention_multiply import attention_scaled
 from nodes.generate.control import active
-from nodes.generate.families import family
+from nodes.generate.families import family, latent_families
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
@@ -580,7 +580,7 @@ def _check_inputs(handle, positive, negative, latent, sampler):
         raise NodeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     fam = handle.family
     compatible = {fam} | ({"sd", "animatediff"} if fam in ("sd", "animatediff") else set())
-    if latent.family not in compatible:
+    if latent.family not in latent_families(fam):
         from nodes.generate.vae_ops import sd_vae_hint
         raise NodeError(f"the latent was made for {latent.family}, but the model is {fam}: make the latent with "
                         f"this model's VAE (latent.empty / vae.encode){sd_vae_hint(latent.family, fam)}")

@@ -7,7 +7,7 @@ from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
-TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux", "sd3", "qwen_image")
+TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma")
 
 
 @node("load.diffusion_model", title="Load Diffusion Model", category="Models", device="gpu")
@@ -34,7 +34,7 @@ def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("te
                                          help="third file, for Stable Diffusion 3 (clip_l, clip_g, t5xxl in any order)"),
                       type: str = Param("auto", choices=TEXT_TYPES,
                                         help="which model family reads it; auto = from the encoder (clip_l with t5xxl: "
-                                             "flux; with clip_g: sd3)")) -> TEXT_ENCODER:
+                                             "flux; with clip_g: sd3; t5xxl alone: ltxv, set chroma for Chroma)")) -> TEXT_ENCODER:
     """A text encoder from its own file (ComfyUI's Load CLIP / DualCLIPLoader / TripleCLIPLoader), with its
     tokenizer found inside the file, beside it, or in a local model folder; never downloaded."""
     from nodes.generate.model_manager import manager_for

@@ -15,7 +15,7 @@ import torch
 
 from graph_engine import Clip, NodeError
 from nodes.generate.adapters import get_adapter
-from nodes.generate.families import family as family_spec
+from nodes.generate.families import family as family_spec, latent_families
 from nodes.generate.latent import Latent
 
 DECODE_CHUNK = 8
@@ -61,7 +61,7 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
 def decode_latent(vae, latent: Latent) -> Clip:
     """A Clip of the latent's frames (batch item 0)."""
     adapter = get_adapter(vae.family)
-    if latent.family not in _compatible(vae.family):
+    if latent.family not in latent_families(vae.family):
         raise NodeError(f"this latent was made for {latent.family}; decode it with that family's VAE, "
                         f"not {vae.family}'s{sd_vae_hint(vae.family, latent.family)}")
     pipe = vae.pipe
@@ -120,10 +120,6 @@ def sd_vae_hint(vae_family: str, wanted: str) -> str:
     if {vae_family, wanted} <= {"sd", "sdxl", "animatediff"}:
         return f" (a VAE file in vae/ holds either: set load.vae's family to {'sdxl' if wanted == 'sdxl' else 'sd'})"
     return ""
-
-
-def _compatible(fam: str):
-    return {"sd", "animatediff"} if fam in ("sd", "animatediff") else {fam}
 
 
 def pixels_of(frames: np.ndarray) -> torch.Tensor:

@@ -299,6 +299,21 @@ def stack_global(conds, frames, device, dtype, batch: int, time_factor: int = 1)
     return out_e, out_m, out_p
 
 
+def masked_text(conds, frames, batch: int, device, dtype) -> dict:
+    """Each conditioning's text states per latent frame (2-D models: frame centres are the frames), padded to the
+    longest with their mask (a conditioning without one reads every token) zero there, repeated per batch item:
+    {"encoder_hidden_states", "mask"} for transformers told which text tokens to read (Qwen-Image, Chroma)."""
+    rows = [c.at_frames(frame_centres(frames, 1))[:2] for c in conds]
+    length = max(e.shape[1] for e, _ in rows)
+    ehs, masks = [], []
+    for e, m in rows:
+        m = torch.ones(e.shape[:2], dtype=torch.bool) if m is None else m.bool()
+        pad = length - e.shape[1]
+        ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
+        masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
+    return {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+
+
 def with_concat(inputs: dict, conds, frames, batch: int, device, dtype) -> dict:
     """inputs with "concat" [N, C', f, h, w]: an inpainting model's mask and masked-picture channels
     (Conditioning.extra["concat"], nodes/generate/inpaint.py) at these latent frames, per conditioning."""

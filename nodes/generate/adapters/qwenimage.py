@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
+from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, masked_text
 from nodes.generate.adapters.flux import frame_tokens, pack, size_shifted_sigmas, unpack
 from nodes.generate.adapters.wan import WanAdapter
 from nodes.generate.reference import reference_rows
@@ -76,15 +76,7 @@ class QwenImageAdapter(Adapter):
 
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         """Each conditioning's embeddings per frame, padded to the longest with its mask zero there."""
-        rows = [c.at_frames(frame_centres(frames, 1))[:2] for c in conds]
-        length = max(e.shape[1] for e, _ in rows)
-        ehs, masks = [], []
-        for e, m in rows:
-            m = torch.ones(e.shape[:2], dtype=torch.bool) if m is None else m.bool()
-            pad = length - e.shape[1]
-            ehs += [torch.cat([e, e.new_zeros(e.shape[0], pad, e.shape[2])], 1)] * batch
-            masks += [torch.cat([m, m.new_zeros(m.shape[0], pad)], 1)] * batch
-        out = {"encoder_hidden_states": torch.cat(ehs).to(device, dtype), "mask": torch.cat(masks).to(device)}
+        out = masked_text(conds, frames, batch, device, dtype)
         refs, method = reference_rows(conds, frames, batch, default="default")
         if refs and method not in TIMESTEP_ZERO:
             raise NodeError(f"Qwen-Image-Edit places its pictures by index (each on its own plane), not {method!r}: "

@@ -26,7 +26,9 @@ def rope_axes(head_dim: int, family: str = FAMILY) -> list:
     return [head_dim - 2 * side, side, side]
 
 
-def transformer_to_diffusers(state: Mapping) -> dict:
+def transformer_to_diffusers(state: Mapping, convert=None) -> dict:
+    """BFL's names -> diffusers' through diffusers' converter (`convert`: FLUX.1's, or Chroma's for its pruned
+    blocks), the single blocks split at the file's width."""
     import torch
     from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
     if "x_embedder.weight" in state:               # already diffusers names
@@ -41,7 +43,7 @@ def transformer_to_diffusers(state: Mapping) -> dict:
         own.update(parts)
         rows = 3 * RELEASED_WIDTH + 4 * RELEASED_WIDTH
         given[k] = torch.empty(rows, 0) if k.endswith("weight") else torch.zeros(1).expand(rows)
-    out = convert_flux_transformer_checkpoint_to_diffusers(given)
+    out = (convert or convert_flux_transformer_checkpoint_to_diffusers)(given)
     out.update(own)
     return out
 
