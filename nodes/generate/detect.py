@@ -534,7 +534,8 @@ def _flux_controlnet(k: Keys) -> Optional[Detection]:
     if x is None or not k.has("transformer_blocks.0.attn.to_q.weight"):
         return None
     if k.any("transformer_blocks.0.img_mlp.net.0.proj.weight"):      # InstantX's Qwen-Image ControlNet
-        return Detection("controlnet", "qwenimage", "instantx", layout="diffusers", why="controlnet_x_embedder")
+        return Detection("controlnet", "qwenimage", "instantx", layout="diffusers", why="controlnet_x_embedder",
+                         extra={"in_channels": x[1]})
     modes = k.shape("controlnet_mode_embedder.weight")
     variant = "instantx-inpaint" if x[1] != 64 else "instantx-union" if modes else "instantx"
     return Detection("controlnet", "flux", variant, layout="diffusers", why="controlnet_x_embedder / controlnet_blocks",

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.control import UNION_MODES, check_file
+from nodes.generate.control import UNION_MODES, assembled, check_file
 
 INSTEAD = ("use an InstantX or Shakker-Labs FLUX.1 ControlNet (FLUX.1-dev-Controlnet-Canny, "
            "FLUX.1-dev-ControlNet-Union-Pro), or the FLUX.1 Canny / Depth models with condition.control_image")
@@ -56,7 +56,6 @@ def load(source: Path, transformer, dtype):
 
 
 def _from_state(state: dict, transformer):
-    from accelerate import init_empty_weights
     from diffusers import FluxControlNetModel
     x, head = state["x_embedder.weight"], state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
     count = lambda p: len({k.split(".")[1] for k in state if k.startswith(p)})  # noqa: E731
@@ -69,13 +68,7 @@ def _from_state(state: dict, transformer):
                guidance_embeds="time_text_embed.guidance_embedder.linear_1.weight" in state,
                axes_dims_rope=list(transformer.config.axes_dims_rope),
                num_mode=None if modes is None else int(modes.shape[0]))
-    with init_empty_weights():
-        net = FluxControlNetModel(**cfg)
-    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise NodeError(f"this FLUX.1 ControlNet's tensors do not fit its layout (missing {missing[:3]}, unexpected "
-                        f"{unexpected[:3]}): the file is damaged or of another kind")
-    return net
+    return assembled(FluxControlNetModel, cfg, state, "this FLUX.1 ControlNet")
 
 
 def _check_fits(name: str, net, transformer) -> None:
