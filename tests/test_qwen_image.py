@@ -245,3 +245,62 @@ nodes:
     assert not res.ok and "input 'text_encoder' is empty" in res.failed["prompt"], res.failed
     note = next((m for m in logs if "holds the denoiser alone" in m), "")
     assert "qwen_2.5_vl_7b_fp8_scaled.safetensors, type qwen_image" in note and "qwen_image_vae" in note, logs
+
+
+# -- InstantX's Qwen-Image ControlNets ---------------------------------------------------------------------------------
+def _cn_picture():
+    """A control picture with edges and a gradient, so it encodes to a latent unlike the noise."""
+    import numpy as np
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.stack([xx * 4, yy * 5, ((xx // 8 + yy // 8) % 2) * 255], -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_qwen_image_controlnet_steers_as_the_diffusers_pipeline(models, monkeypatch):
+    """An InstantX union net applied twice on the ComfyUI split files: as the file (diffusers' names, in controlnet/) at
+    0.7 to a picture, as the diffusers folder at 0.4 to its negative: QwenImageControlNetPipeline's latent with the union given both pictures
+    (QwenImageMultiControlNetModel) within 1e-4, while the nets move the picture by orders more; one layer steers
+    both of the transformer's blocks. Its inpainting sibling (more input channels) and a mode are refused by name. It
+    was refused: "qwenimage ControlNets (instantx) are not supported"."""
+    from PIL import Image
+    from safetensors.torch import save_file
+    from diffusers import QwenImageControlNetPipeline, QwenImageMultiControlNetModel
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from tiny_qwen import controlnet
+    cn = models / "controlnet"
+    cn.mkdir(exist_ok=True)
+    net = controlnet(5)
+    save_file({k: v.bfloat16().contiguous() for k, v in net.state_dict().items()}, str(cn / "qwen_union_tiny.safetensors"))
+    net.save_pretrained(str(cn / "qwen_union_tiny"))
+    inpaint = dict(net.state_dict(), **{"controlnet_x_embedder.weight": torch.zeros(64, 68)})
+    save_file(inpaint, str(cn / "qwen_inpaint_tiny.safetensors"))
+    assert describe_model(cn / "qwen_union_tiny.safetensors")["loads"] == "yes"
+    mm = ModelManager()
+    model = load_diffusion_model(mm, "qwen_image_tiny_bf16.safetensors", "default", "cpu")
+    te = load_text_encoder(mm, "qwen_2.5_vl_tiny_fp8_scaled.safetensors", "", "auto", "cpu")
+    vae = load_vae(mm, "qwen_image_vae.safetensors", "cpu")
+    picture, negative = _cn_picture(), 255 - _cn_picture()
+    for frame, strength, path in ((picture, 0.7, "qwen_union_tiny.safetensors"), (negative, 0.4, "qwen_union_tiny")):
+        model = apply_control(mm, model, Clip.from_array(frame[None], 8.0), path, strength, "none", 100, 200, vae=vae)
+    got = _sample(model, te, vae)
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    ref = QwenImageControlNetPipeline.from_pretrained(str(models.parent / "Qwen-Image"), local_files_only=True,
+                                                      controlnet=QwenImageMultiControlNetModel([net]))
+    packed = ref("a cat", width=W, height=H, num_inference_steps=3, true_cfg_scale=1.0,
+                 control_image=[Image.fromarray(picture), Image.fromarray(negative)],
+                 controlnet_conditioning_scale=[0.7, 0.4], generator=torch.Generator().manual_seed(7),
+                 output_type="latent").images
+    want = ref._unpack_latents(packed, H, W, ref.vae_scale_factor)[:, :, 0]
+    plain = _reference(models.parent / "Qwen-Image")
+    err = lambda a, b: float((a - b).abs().max() / a.abs().max())  # noqa: E731
+    assert err(want, got) < 1e-4 and err(want, plain) > 1e-2, (err(want, got), err(want, plain))
+    clip = Clip.from_array(picture[None], 8.0)
+    with pytest.raises(NodeError, match="qwen_inpaint_tiny.safetensors: an InstantX Qwen-Image inpainting ControlNet "
+                                        r"\(68 input channels"):
+        apply_control(mm, model, clip, "qwen_inpaint_tiny.safetensors", 1.0, "none", 100, 200, vae=vae)
+    with pytest.raises(NodeError, match="is told no mode .* set mode to auto"):
+        apply_control(mm, model, clip, "qwen_union_tiny.safetensors", 1.0, "none", 100, 200, mode="depth", vae=vae)

@@ -6,6 +6,7 @@ converter by hand (tests/tiny_sd3.py), so the reference does not go through Kino
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,10 +107,10 @@ def test_sd3_split_files_without_t5_match_pipeline_without_t5(sd3, models):
 
 
 def test_sd3_files_are_detected_and_listed(models):
-    """kinograph info: the checkpoints say what they hold and which loader takes them; 3 medium, 3.5 large and an SD3.5
-    ControlNet are told apart by their tensors (headers only), the ControlNet refused by name."""
+    """kinograph info: the checkpoints say what they hold and which loader takes them; 3 medium and 3.5 large are told
+    apart by their tensors (headers only)."""
     from nodes.generate.detect import detect_keys
-    from nodes.generate.model_manager import describe_model, will_load
+    from nodes.generate.model_manager import describe_model
     got = [describe_model(models / "checkpoints" / f) for f in ("sd3.5_medium_tiny.safetensors",
                                                                 "sd3.5_medium_tiny_incl_clips_t5xxl.safetensors")]
     assert [(g["family"], g["variant"], g["role"], g["loads"]) for g in got] == [("sd3", "3.5-medium", "checkpoint",
@@ -120,10 +121,6 @@ def test_sd3_files_are_detected_and_listed(models):
     assert detect_keys(block).variant == "3-medium"
     large = dict(block, **{"model.diffusion_model.joint_blocks.0.x_block.attn.ln_q.weight": (64,)})
     assert detect_keys(large).variant == "3.5-large"
-    cn = detect_keys({"pos_embed_input.proj.weight": (2432, 16, 2, 2), "controlnet_blocks.0.weight": (2432, 2432),
-                      "transformer_blocks.0.attn.to_q.weight": (2432, 2432)})
-    ok, why = will_load(cn)
-    assert (cn.role, cn.family, ok) == ("controlnet", "sd3", False) and "3.5 ControlNets are not supported" in why
 
 
 def test_sd3_checkpoint_without_text_encoders_says_what_to_connect(models):
@@ -241,3 +238,166 @@ def test_comfyui_sd3_triple_clip_graph_imports_and_runs(models, tmp_path, monkey
     res, _ = _imported_run(api, tmp_path)
     for want in ("encode.sd3", "name3: t5xxl_fp16.safetensors", "type: sd3", "guide.skip_layer_guidance"):
         assert want in res.yaml, res.yaml
+
+
+# -- SD 3.5 Large ControlNets ------------------------------------------------------------------------------------------
+# Stability's sd3.5_large_controlnet_canny / _depth / _blur.safetensors in controlnet/ and diffusers' SD3ControlNetModel
+# folders, as StableDiffusion3ControlNetPipeline runs them. The tiny nets' files are written in Stability's names by
+# inverting diffusers' convert_sd3_controlnet_to_diffusers by hand (tests/tiny_sd3.py).
+CANNY = "sd3.5_large_controlnet_canny.safetensors"
+
+
+@pytest.fixture(scope="module")
+def nets(sd3):
+    """A canny net as Stability's file; a second net as a diffusers folder (no kind of its own) and as a file in
+    diffusers' names."""
+    from safetensors.torch import save_file
+    from tiny_sd3 import controlnet, stability_controlnet
+    cn = sd3 / "models" / "controlnet"
+    cn.mkdir()
+    save_file({k: v.half().contiguous() for k, v in stability_controlnet(controlnet(3).state_dict(), 1).items()},
+              str(cn / CANNY))
+    other = controlnet(4)
+    other.save_pretrained(str(cn / "sd35_depth_diffusers"))
+    save_file(other.state_dict(), str(cn / "sd35_depth_diffusers_names.safetensors"))
+    return cn
+
+
+def _cn_picture():
+    """A control picture with edges and a gradient, so it encodes to a latent unlike the noise."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    img = np.stack([xx * 4, yy * 5, ((xx // 8 + yy // 8) % 2) * 255], -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _vae_input(picture, kind):
+    """What the VAE reads for a picture (uint8) given to a net of this kind: diffusers' SD3CannyImageProcessor's
+    x * 127.5 + 0.5 for canny (x in 0..1), ComfyUI's inverted depth, the picture in -1..1 for blur."""
+    a = torch.from_numpy(picture).permute(2, 0, 1)[None].float() / 255
+    return {"canny": a * 127.5 + 0.5, "depth": 1 - 2 * a, "blur": 2 * a - 1}[kind]
+
+
+def _cn_kinograph(mm, model, controls):
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    clip = Clip.from_array(_cn_picture()[None], 8.0)
+    for path, strength, mode in controls:
+        model = apply_control(mm, model, clip, path, strength, "none", 100, 200, mode=mode)
+    p = mm.components(model)
+    return _sample(model, p["text_encoder"], p["vae"])
+
+
+@pytest.fixture(scope="module")
+def sd3_parts(sd3):
+    """The diffusers folder's components, loaded once for the reference pipelines."""
+    from diffusers import StableDiffusion3Pipeline
+    return StableDiffusion3Pipeline.from_pretrained(str(sd3 / "diffusers"), local_files_only=True).components
+
+
+def _cn_diffusers(parts, nets, images, scales, monkeypatch, prompt="a cat", scheduler=None, **kw):
+    """StableDiffusion3ControlNetPipeline's latent, each control image given as the tensor its VAE reads, the VAE told
+    to take the posterior's mean, as Kinograph's (and ComfyUI's) encodes do, where diffusers draws a sample."""
+    from diffusers import SD3MultiControlNetModel, StableDiffusion3ControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    one = len(nets) == 1
+    ref = StableDiffusion3ControlNetPipeline(**dict(parts, scheduler=scheduler or parts["scheduler"]),
+                                             controlnet=nets[0] if one else SD3MultiControlNetModel(nets))
+    kw = {"negative_prompt": "blurry", "num_inference_steps": STEPS, "guidance_scale": CFG, **kw}
+    return ref(prompt=prompt, width=W, height=H, control_image=images[0] if one else images,
+               controlnet_conditioning_scale=scales[0] if one else scales,
+               generator=torch.Generator().manual_seed(SEED), output_type="latent", **kw).images
+
+
+def _err(want, got):
+    return float((want - got).abs().max() / want.abs().max())
+
+
+def test_sd35_controlnets_steer_as_the_diffusers_pipeline(models, nets, sd3_parts, reference, monkeypatch):
+    """Stability's canny file at strength 0.8 gives StableDiffusion3ControlNetPipeline's latent within 1e-4 while it
+    moves the picture by orders more; with a second net stacked (the diffusers folder told depth: the picture
+    inverted, as ComfyUI gives it), SD3MultiControlNetModel's. It was refused: "3.5 ControlNets are not supported"."""
+    from diffusers import SD3ControlNetModel
+    from nodes.generate.model_manager import ModelManager
+    from tiny_sd3 import controlnet
+    mm = ModelManager()
+    model = mm.load("sd3", "sd3.5_medium_tiny_incl_clips_t5xxl.safetensors")
+    one = _cn_kinograph(mm, model, [(CANNY, 0.8, "auto")])
+    canny = _vae_input(_cn_picture(), "canny")
+    want = _cn_diffusers(sd3_parts, [controlnet(3)], [canny], [0.8], monkeypatch)
+    assert _err(want, one) < 1e-4 and _err(want, reference) > 1e-2, (_err(want, one), _err(want, reference))
+    two = _cn_kinograph(mm, model, [(CANNY, 0.8, "auto"), ("sd35_depth_diffusers", 0.6, "depth")])
+    want = _cn_diffusers(sd3_parts, [controlnet(3), SD3ControlNetModel.from_pretrained(
+        str(nets / "sd35_depth_diffusers"))], [canny, _vae_input(_cn_picture(), "depth")], [0.8, 0.6], monkeypatch)
+    assert _err(want, two) < 1e-4 and _err(want, one) > 1e-2, (_err(want, two), _err(want, one))
+
+
+def test_sd35_controlnet_files_are_listed_and_misuse_is_named(models, nets):
+    """kinograph info lists Stability's file and the diffusers folder (listed as an unknown folder) as loading; a
+    file in diffusers' names says to load its folder, an InstantX SD3 (medium) net is refused by name; a kind the net
+    does not read and the file in diffusers' names given to control.apply name the file and what to do."""
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.detect import detect_keys
+    from nodes.generate.model_manager import ModelManager, describe_model, will_load
+    got = [describe_model(nets / f) for f in (CANNY, "sd35_depth_diffusers", "sd35_depth_diffusers_names.safetensors")]
+    assert [(g["family"], g["variant"], g["role"], g["loads"]) for g in got] == [
+        ("sd3", "3.5-large", "controlnet", "yes"), ("sd3", "3.5-large", "controlnet", "yes"),
+        ("sd3", "3.5-large", "controlnet", "no")], got
+    assert "set control.apply's mode to canny or depth" in got[1]["note"] and "diffusers folder" in got[2]["note"]
+    instantx = detect_keys({"pos_embed_input.proj.weight": (1536, 16, 2, 2), "context_embedder.weight": (1536, 4096),
+                            "controlnet_blocks.0.weight": (1536, 1536),
+                            "transformer_blocks.0.attn.to_q.weight": (1536, 1536)})
+    assert will_load(instantx)[0] is False and "InstantX SD3 ControlNet" in will_load(instantx)[1]
+    mm = ModelManager()
+    model = mm.load("sd3", "sd3.5_medium_tiny_incl_clips_t5xxl.safetensors")
+    clip = Clip.from_array(_cn_picture()[None], 8.0)
+    with pytest.raises(NodeError, match="reads a blur, canny, depth picture, not 'tile'"):
+        apply_control(mm, model, clip, CANNY, 1.0, "none", 100, 200, mode="tile")
+    with pytest.raises(NodeError, match="sd35_depth_diffusers_names.safetensors: an SD 3.5 ControlNet in diffusers' "
+                                        "names loads from its diffusers folder"):
+        apply_control(mm, model, clip, "sd35_depth_diffusers_names.safetensors", 1.0, "none", 100, 200)
+
+
+def comfy_simple(steps: int, shift: float = 3.0):
+    """ComfyUI's simple schedule on an SD3 model: every (1000 / steps)-th of its 1000 shifted levels, noisiest first
+    (written out from ComfyUI's formulas)."""
+    table = [shift * (i / 1000) / (1 + (shift - 1) * (i / 1000)) for i in range(1, 1001)]
+    return [table[-(1 + int(i * 1000 / steps))] for i in range(steps)]
+
+
+def test_comfyui_sd35_canny_template_samples_as_the_diffusers_pipeline(models, nets, sd3_parts, tmp_path,
+                                                                      monkeypatch):
+    """ComfyUI's own SD 3.5 Large canny template (tests/data/comfyui/templates: ImageScale, Canny, ControlNetLoader,
+    ConditioningZeroOut's negative, ControlNetApplyAdvanced with the checkpoint's VAE, KSampler euler / simple), at
+    the tiny model's size and steps: StableDiffusion3ControlNetPipeline's latent on ComfyUI's simple levels, given
+    ComfyUI's Canny edges of the picture and a zero negative. Its run stopped at control.apply ("ControlNet works with
+    AnimateDiff, Stable Diffusion (1.5 and XL) and FLUX.1 models, not sd3")."""
+    import json
+    from PIL import Image
+    from comfy_layouts import imported_run
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+    from nodes.generate.control import canny_comfy
+    from tiny_sd3 import controlnet
+    data = json.loads((ROOT / "tests" / "data" / "comfyui" / "templates" /
+                       "sd3.5_large_canny_controlnet_example.json").read_text("utf-8"))
+    Image.fromarray(_cn_picture()).save(tmp_path / "input.png")
+    widgets = {"CheckpointLoaderSimple": ["sd3.5_medium_tiny_incl_clips_t5xxl.safetensors"],
+               "LoadImage": [str(tmp_path / "input.png"), "image"], "ImageScale": ["bilinear", W, H, "center"],
+               "EmptySD3LatentImage": [W, H, 1], "KSampler": [SEED, "fixed", STEPS, 4.5, "euler", "simple", 1]}
+    for n in data["nodes"]:
+        n["widgets_values"] = widgets.get(n["type"], n["widgets_values"])
+    monkeypatch.chdir(tmp_path)
+    _, run = imported_run(data, tmp_path, "sd3.5_canny_controlnet")
+    got = run.outputs["k_sampler_3"]["latent"].samples[:, :, 0]
+    embeds, _, pooled, _ = StableDiffusion3Pipeline(**sd3_parts).encode_prompt(
+        "crystal pink dragon on a blue mystery sky, hyperdetailed", None, None, device="cpu",
+        do_classifier_free_guidance=False)
+    edges = canny_comfy(_cn_picture(), 0.3, 0.6)
+    flat = FlowMatchEulerDiscreteScheduler(shift=1.0)      # the levels are given shifted
+    want = _cn_diffusers(sd3_parts, [controlnet(3)], [_vae_input(edges, "canny")], [0.66], monkeypatch,
+                         prompt=None, prompt_embeds=embeds, pooled_prompt_embeds=pooled, negative_prompt=None,
+                         negative_prompt_embeds=torch.zeros_like(embeds),
+                         negative_pooled_prompt_embeds=torch.zeros_like(pooled), sigmas=comfy_simple(STEPS),
+                         num_inference_steps=None, guidance_scale=4.5, scheduler=flat)
+    assert _err(want, got) < 1e-4, _err(want, got)

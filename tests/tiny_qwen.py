@@ -173,3 +173,18 @@ def build_qwen_edit(root: Path) -> Path:
         index["processor"] = ["transformers", "Qwen2VLProcessor"]
         (folder / "model_index.json").write_text(json.dumps(index))
     return root
+
+
+def controlnet(seed: int, layers: int = 1):
+    """InstantX's Qwen-Image ControlNet's shape (QwenImageControlNetModel: Qwen-Image blocks reading the latent's tokens
+    plus the control picture's) as wide as parts()'s transformer, every weight random (the released zero-initialised
+    outputs would steer nothing)."""
+    from diffusers import QwenImageControlNetModel
+    _seed(seed)
+    net = QwenImageControlNetModel(patch_size=2, in_channels=64, out_channels=16, num_layers=layers,
+                                   attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=128,
+                                   axes_dims_rope=AXES)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return net.bfloat16().float().eval()

@@ -131,3 +131,40 @@ def build_sd3(root: Path) -> Path:
     tok.save_pretrained(str(folder / "tokenizer"))
     tok_3.save_pretrained(str(folder / "tokenizer_3"))
     return root
+
+
+def controlnet(seed: int, layers: int = 2):
+    """An SD 3.5 Large ControlNet's shape (single-stream blocks, no patch embedding or text tokens of its own) as wide
+    as parts()'s transformer, every weight random (the released zero-initialised outputs would steer nothing)."""
+    from diffusers import SD3ControlNetModel
+    _seed(seed)
+    net = SD3ControlNetModel(patch_size=2, in_channels=16, num_layers=layers, attention_head_dim=8,
+                             num_attention_heads=4, joint_attention_dim=None, caption_projection_dim=32,
+                             pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=None, pos_embed_type=None,
+                             use_pos_embed=False, force_zeros_for_pooled_projection=False)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    net.half().float()
+    return net
+
+
+def stability_controlnet(sd: dict, control_type: int) -> dict:
+    """diffusers' SD3ControlNetModel names -> Stability's sd3.5_large_controlnet_*.safetensors (diffusers'
+    convert_sd3_controlnet_to_diffusers, inverted), with the file's control_type (0 blur, 1 canny, 2 depth)."""
+    names = {"attn.to_out.0": "attn.proj", "ff.net.0.proj": "mlp.fc1", "ff.net.2": "mlp.fc2",
+             "norm1.linear": "adaLN_modulation.1"}
+    out = {"control_type": torch.tensor([float(control_type)])}
+    for k, v in sd.items():
+        if not k.startswith("transformer_blocks."):
+            out[k] = v
+            continue
+        i, rest = k.split(".", 2)[1:]
+        layer, kind = rest.rsplit(".", 1)
+        if layer in ("attn.to_q", "attn.to_k", "attn.to_v"):
+            if layer == "attn.to_q":
+                out[f"transformer_blocks.{i}.attn.qkv.{kind}"] = torch.cat(
+                    [sd[f"transformer_blocks.{i}.attn.to_{x}.{kind}"] for x in "qkv"])
+            continue
+        out[f"transformer_blocks.{i}.{names[layer]}.{kind}"] = v
+    return out

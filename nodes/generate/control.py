@@ -1,4 +1,4 @@
-"""ControlNet for AnimateDiff / SD / SDXL / FLUX.1: weight-free preprocessors and the per-frame control images.
+"""ControlNet for AnimateDiff / SD / SDXL / FLUX.1 / SD 3.5 / Qwen-Image: weight-free preprocessors and the per-frame control images.
 
 Preprocessors need no model weights: canny edges, a luminance depth proxy (brighter = nearer,
 smoothed, spread over 0..255 by one range for the whole clip), or "none" for a depth/normal/pose video
@@ -28,9 +28,9 @@ class Control(NamedTuple):
     strength: float
     start: float = 0.0
     end: float = 1.0
-    mode: int = -1              # a FLUX.1 union net's mode row (flux_control.UNION_MODES); -1: none told (auto)
-    vae: Any = None             # FLUX.1: the VAE that encodes the control pictures into the net's input
-    cache: Any = None           # FLUX.1: those encodings, by picture content and size (flux_control.control_tokens)
+    mode: Any = -1              # a FLUX.1 union net's mode row (UNION_MODES), -1: none told (auto); SD 3.5: its kind
+    vae: Any = None             # FLUX.1 / SD 3.5: the VAE that encodes the control pictures into the net's input
+    cache: Any = None           # FLUX.1 / SD 3.5: those encodings, by picture content and size (control_latents)
 
 
 def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
@@ -118,31 +118,94 @@ def control_at(model, frame: int):
 
 def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int,
                   start: float = 0.0, end: float = 1.0, mode: str = "auto", vae=None):
-    """The model with one more ControlNet: on a model that has one already, both steer. A FLUX.1 ControlNet reads the
-    control pictures' latents, from `vae` or the model's own VAE."""
-    if model.family not in ("sd", "sdxl", "animatediff", "flux"):
-        raise NodeError(f"ControlNet works with AnimateDiff, Stable Diffusion (1.5 and XL) and FLUX.1 models, not "
-                        f"{model.family}")
+    """The model with one more ControlNet: on a model that has one already, both steer. A FLUX.1, SD 3.5 or Qwen-Image
+    ControlNet reads the control pictures' latents, from `vae` or the model's own VAE."""
+    if model.family not in ("sd", "sdxl", "animatediff", "flux", "sd3", "qwenimage"):
+        raise NodeError(f"ControlNet works with AnimateDiff, Stable Diffusion (1.5, XL and 3.5 Large), FLUX.1 and "
+                        f"Qwen-Image models, not {model.family}")
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the ControlNet's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
     net = manager.controlnet(path, model)
     extra = {}
-    if model.family == "flux":
-        from nodes.generate.flux_control import mode_index
+    if model.family in ("flux", "sd3", "qwenimage"):
+        title, vae_file = {"flux": ("FLUX.1", "ae.safetensors"), "sd3": ("SD 3.5", "an SD3 VAE file"),
+                           "qwenimage": ("Qwen-Image", "qwen_image_vae.safetensors")}[model.family]
         if vae is None and getattr(model.pipe, "vae", None) is None:
-            raise NodeError("a FLUX.1 ControlNet reads the control pictures through FLUX.1's VAE, and this model was "
-                            "loaded without one: connect load.vae (ae.safetensors) to control.apply's vae")
-        if vae is not None and vae.family != "flux":
-            raise NodeError(f"control.apply's vae is a {vae.family} VAE; a FLUX.1 ControlNet reads pictures through "
-                            "FLUX.1's (ae.safetensors)")
-        extra = {"mode": mode_index(mode, net, Path(path).name), "vae": vae.pipe if vae is not None else model.pipe,
-                 "cache": {}}
+            raise NodeError(f"a {title} ControlNet reads the control pictures through {title}'s VAE, and this model "
+                            f"was loaded without one: connect load.vae ({vae_file}) to control.apply's vae")
+        if vae is not None and vae.family != model.family:
+            raise NodeError(f"control.apply's vae is a {vae.family} VAE; a {title} ControlNet reads pictures through "
+                            f"{title}'s ({vae_file})")
+        if model.family == "flux":
+            from nodes.generate.flux_control import mode_index
+            told = mode_index(mode, net, Path(path).name)
+        elif model.family == "sd3":
+            from nodes.generate.sd3_control import kind_for
+            told = kind_for(mode, net, Path(path).name)
+        elif mode != "auto":
+            raise NodeError(f"{Path(path).name} is a Qwen-Image ControlNet, which is told no mode (a union net reads "
+                            "what the picture shows): set mode to auto")
+        else:
+            told = -1
+        extra = {"mode": told, "vae": vae.pipe if vae is not None else model.pipe, "cache": {}}
     elif mode != "auto":
-        raise NodeError(f"mode {mode!r} picks what a FLUX.1 union ControlNet is given; this "
+        raise NodeError(f"mode {mode!r} picks what a FLUX.1 union or SD 3.5 ControlNet is given; this "
                         f"{model.family} ControlNet takes none: set mode to auto")
     control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end), **extra)
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
+
+
+def check_file(source: Path, family: str, title: str, support) -> None:
+    """A FLUX.1, SD 3.5 or Qwen-Image ControlNet file checked to be one of `family`'s that loads (support(detection): (loads,
+    why not)); else an error naming the file and what it is."""
+    from nodes.generate.detect import detect_file
+    det = detect_file(source)
+    if det.role != "controlnet" or det.family != family:
+        raise NodeError(f"{source.name} is {det.describe() or 'not a model Kinograph recognises'}, not {title} "
+                        "ControlNet")
+    ok, why = support(det)
+    if not ok:
+        raise NodeError(f"{source.name}: {why}")
+
+
+def assembled(cls, cfg: dict, state: dict, what: str):
+    """A FLUX.1 or Qwen-Image ControlNet of class `cls` built to `cfg` (read from the file's shapes) around the file's
+    tensors, or an error naming `what` where they do not fit."""
+    from accelerate import init_empty_weights
+    with init_empty_weights():
+        net = cls(**cfg)
+    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        raise NodeError(f"the tensors of {what} do not fit its layout (missing {missing[:3]}, unexpected "
+                        f"{unexpected[:3]}): the file is damaged or of another kind")
+    return net
+
+
+def control_latents(c: Control, pixel_frames, h: int, w: int, encode, scale: int, prepare=None):
+    """The control pictures of these frames as a FLUX.1, SD 3.5 or Qwen-Image net reads them: stretched to the generation's
+    h x w latent pixels (bilinear, as SD's ControlNet frames are), given to the VAE as `prepare` makes them from
+    [-1, 1] (as they are where None), each encoded once (cached by content in c.cache): [frames, C, h, w]. `encode`
+    takes [1, 3, T, H, W] to the model's latent [1, C, T, h, w]."""
+    import hashlib
+
+    import torch
+    import torch.nn.functional as F
+    from nodes.generate.vae_ops import pixels_of
+    idx = np.clip(np.asarray(pixel_frames), 0, len(c.frames) - 1)
+    out = []
+    for i in idx:
+        frame = c.frames[i]
+        key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), frame.shape, h, w)
+        if key not in c.cache:
+            px = pixels_of(frame[None])[:, :, 0]
+            if tuple(px.shape[2:]) != (h * scale, w * scale):
+                px = F.interpolate(px, size=(h * scale, w * scale), mode="bilinear", align_corners=False)
+            if prepare is not None:
+                px = prepare(px)
+            c.cache[key] = encode(px[:, :, None])[:, :, 0].float()
+        out.append(c.cache[key])
+    return torch.cat(out)
 
 
 def active(controls, sigma: float, level_at) -> list:

@@ -534,7 +534,8 @@ def _flux_controlnet(k: Keys) -> Optional[Detection]:
     if x is None or not k.has("transformer_blocks.0.attn.to_q.weight"):
         return None
     if k.any("transformer_blocks.0.img_mlp.net.0.proj.weight"):      # InstantX's Qwen-Image ControlNet
-        return Detection("controlnet", "qwenimage", "instantx", layout="diffusers", why="controlnet_x_embedder")
+        return Detection("controlnet", "qwenimage", "instantx", layout="diffusers", why="controlnet_x_embedder",
+                         extra={"in_channels": x[1]})
     modes = k.shape("controlnet_mode_embedder.weight")
     variant = "instantx-inpaint" if x[1] != 64 else "instantx-union" if modes else "instantx"
     return Detection("controlnet", "flux", variant, layout="diffusers", why="controlnet_x_embedder / controlnet_blocks",
@@ -733,7 +734,12 @@ def _sd3(k: Keys) -> Optional[Detection]:
     or diffusers' (pos_embed.proj, transformer_blocks), and its ControlNets. 3.5 medium (MMDiT-X) has a second
     attention in its first blocks, 3.5 large (and large turbo) normalises queries and keys, 3 medium neither."""
     if k.any("pos_embed_input.proj.weight"):          # the control image's own patch embedding
-        return Detection("controlnet", "sd3", "", layout="diffusers", why="pos_embed_input")
+        # Stability's SD 3.5 Large ControlNets keep its fused qkv names; InstantX's SD3 (medium) ones read the
+        # prompt's tokens (a context_embedder)
+        if k.any("transformer_blocks.0.attn.qkv.weight"):
+            return Detection("controlnet", "sd3", "3.5-large", layout="original", why="pos_embed_input + attn.qkv")
+        return Detection("controlnet", "sd3", "instantx" if k.any("context_embedder.weight") else "3.5-large",
+                         layout="diffusers", why="pos_embed_input")
     if k.has("joint_blocks.0.context_block.attn.qkv.weight", "x_embedder.proj.weight"):
         layout, pe, attn2, norm = ("original", "x_embedder.proj.weight", "joint_blocks.0.x_block.attn2.qkv.weight",
                                    "joint_blocks.0.x_block.attn.ln_q.weight")

@@ -6,16 +6,13 @@ embedding) ahead of the prompt's. XLabs' and MistoLine's layouts read the pictur
 encoder and are named and refused."""
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from graph_engine import NodeError
-from nodes.generate.control import UNION_MODES
+from nodes.generate.control import UNION_MODES, assembled, check_file
 
 INSTEAD = ("use an InstantX or Shakker-Labs FLUX.1 ControlNet (FLUX.1-dev-Controlnet-Canny, "
            "FLUX.1-dev-ControlNet-Union-Pro), or the FLUX.1 Canny / Depth models with condition.control_image")
@@ -48,25 +45,17 @@ def load(source: Path, transformer, dtype):
     """The FluxControlNetModel in a file or diffusers folder, checked to fit the transformer it steers. A file's config
     comes from its tensors' shapes; the rotary split, which no tensor shows, is the transformer's."""
     from diffusers import FluxControlNetModel
-    from nodes.generate.detect import detect_file
     from nodes.generate.weights import load_weights
     if source.is_dir():
         net = FluxControlNetModel.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True)
     else:
-        det = detect_file(source)
-        if det.role != "controlnet" or det.family != "flux":
-            raise NodeError(f"{source.name} is {det.describe() or 'not a model Kinograph recognises'}, not a FLUX.1 "
-                            "ControlNet")
-        ok, why = support(det)
-        if not ok:
-            raise NodeError(f"{source.name}: {why}")
+        check_file(source, "flux", "a FLUX.1", support)
         net = _from_state(load_weights(source), transformer)
     _check_fits(source.name, net, transformer)
     return net.to(dtype)
 
 
 def _from_state(state: dict, transformer):
-    from accelerate import init_empty_weights
     from diffusers import FluxControlNetModel
     x, head = state["x_embedder.weight"], state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
     count = lambda p: len({k.split(".")[1] for k in state if k.startswith(p)})  # noqa: E731
@@ -79,13 +68,7 @@ def _from_state(state: dict, transformer):
                guidance_embeds="time_text_embed.guidance_embedder.linear_1.weight" in state,
                axes_dims_rope=list(transformer.config.axes_dims_rope),
                num_mode=None if modes is None else int(modes.shape[0]))
-    with init_empty_weights():
-        net = FluxControlNetModel(**cfg)
-    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise NodeError(f"this FLUX.1 ControlNet's tensors do not fit its layout (missing {missing[:3]}, unexpected "
-                        f"{unexpected[:3]}): the file is damaged or of another kind")
-    return net
+    return assembled(FluxControlNetModel, cfg, state, "this FLUX.1 ControlNet")
 
 
 def _check_fits(name: str, net, transformer) -> None:
@@ -113,23 +96,11 @@ def mode_index(mode: str, net, name: str) -> int:
 
 
 def control_tokens(c, pixel_frames, h: int, w: int, encode, scale: int) -> torch.Tensor:
-    """The control pictures of these frames as the net reads them: stretched to the generation's h x w latent
-    pixels (bilinear, as SD's ControlNet frames are), each VAE-encoded once (cached by content in c.cache) and packed
-    [frames, h/2 * w/2, 4C]. `encode` takes [1, 3, T, H, W] in [-1, 1] to the model's latent [1, C, T, h, w]."""
+    """The control pictures of these frames as the net reads them (control.control_latents), packed
+    [frames, h/2 * w/2, 4C]."""
     from nodes.generate.adapters.flux import pack
-    from nodes.generate.vae_ops import pixels_of
-    idx = np.clip(np.asarray(pixel_frames), 0, len(c.frames) - 1)
-    out = []
-    for i in idx:
-        frame = c.frames[i]
-        key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), frame.shape, h, w)
-        if key not in c.cache:
-            px = pixels_of(frame[None])[:, :, 0]
-            if tuple(px.shape[2:]) != (h * scale, w * scale):
-                px = F.interpolate(px, size=(h * scale, w * scale), mode="bilinear", align_corners=False)
-            c.cache[key] = pack(encode(px[:, :, None])[:, :, 0].float())
-        out.append(c.cache[key])
-    return torch.cat(out)
+    from nodes.generate.control import control_latents
+    return pack(control_latents(c, pixel_frames, h, w, encode, scale))
 
 
 def residuals(controls, blocks: int, singles: int, guidance: torch.Tensor, **call) -> dict:

@@ -384,6 +384,12 @@ class ModelManager:
                     if model.family == "flux":
                         from nodes.generate import flux_control
                         net = flux_control.load(source, model.denoiser, dtype)
+                    elif model.family == "sd3":
+                        from nodes.generate import sd3_control
+                        net = sd3_control.load(source, model.denoiser, dtype)
+                    elif model.family == "qwenimage":
+                        from nodes.generate import qwen_control
+                        net = qwen_control.load(source, model.denoiser, dtype)
                     elif source.is_file():
                         net = controlnet_from_file(source, model.denoiser, dtype)
                     else:
@@ -439,6 +445,10 @@ def controlnet_from_file(path: Path, unet, dtype):
         raise NodeError(f"{path.name}: {unsupported_controlnet(det.variant)}")
     if det.role == "controlnet" and det.family == "flux":
         raise NodeError(f"{path.name} is a FLUX.1 ControlNet; apply it to a FLUX.1 dev model")
+    if det.role == "controlnet" and det.family == "sd3":
+        raise NodeError(f"{path.name} is an SD 3.5 ControlNet; apply it to an SD 3.5 Large model")
+    if det.role == "controlnet" and det.family == "qwenimage":
+        raise NodeError(f"{path.name} is a Qwen-Image ControlNet; apply it to a Qwen-Image model")
     if det.role == "controlnet" and det.family != "sd":
         raise NodeError(f"{path.name}: {will_load(det)[1]}")
     if det.role != "controlnet" or det.family != "sd":
@@ -590,7 +600,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             return True, "load.flux (or load.model): transformer, VAE and both text encoders from the one file"
     if det.family == "sd3":
         if det.role == "controlnet":
-            return False, "Stable Diffusion 3.5 ControlNets are not supported yet (SD 1.5 and SDXL ones are)"
+            from nodes.generate.sd3_control import support
+            return support(det)
         if det.layout == "diffusers":
             return False, "an SD3 transformer in diffusers layout loads from its diffusers folder (with its config.json)"
         if det.role == "checkpoint":
@@ -609,8 +620,12 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             node += f"; sampled as {det.extra['prediction']} (its own markers)"
         return True, node + ("; inpaints with condition.inpaint or vae.encode_inpaint"
                              if det.variant.endswith("-inpainting") else "")
+    if det.role == "controlnet" and det.family == "qwenimage":
+        from nodes.generate.qwen_control import support
+        return support(det)
     if det.role == "controlnet" and det.family != "sd":
-        return False, f"{det.family} ControlNets ({det.variant}) are not supported (SD 1.5, SDXL and FLUX.1 ones are)"
+        return False, (f"{det.family} ControlNets ({det.variant}) are not supported (SD 1.5, SDXL, SD 3.5 Large, "
+                       "FLUX.1 and Qwen-Image ones are)")
     if det.role == "style_model":
         return True, "load.style_model: FLUX.1 Redux, a picture's SigLIP tokens as prompt tokens (condition.style_model)"
     if det.variant == "siglip2-naflex":
@@ -656,6 +671,11 @@ def describe_model(path: Path) -> Dict[str, str]:
             variant = folder_variant(path)
             return {"family": "flux", "variant": variant, "role": "controlnet", "precision": "", "loads": "yes",
                     "note": support(Detection("controlnet", "flux", variant, layout="diffusers"))[1]}
+        if fam is None and why == "config.json names SD3ControlNetModel":
+            from nodes.generate.sd3_control import folder_support
+            ok, note = folder_support(path)
+            return {"family": "sd3", "variant": "3.5-large" if ok else "instantx", "role": "controlnet",
+                    "precision": "", "loads": "yes" if ok else "no", "note": note}
         return {"family": fam or "unknown", "variant": "", "role": "folder", "precision": "",
                 "loads": "yes" if fam else "no", "note": why}
     try:

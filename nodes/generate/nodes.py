@@ -644,11 +644,14 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                                                                  "last steps draw detail freely (end_percent)"),
                   mode: str = Param("auto", choices=("auto",) + FLUX_UNION_MODES,
                                     help="a FLUX.1 union ControlNet: what kind of picture it is given (auto: not "
-                                         "told, as ComfyUI without SetUnionControlNetType)"),
-                  vae: VAE = Input(optional=True, help="FLUX.1: the VAE that encodes the control pictures (ae."
-                                                       "safetensors), where the model was loaded without one")
+                                         "told, as ComfyUI without SetUnionControlNetType); an SD 3.5 one: canny, "
+                                         "depth or blur (auto: the file's own kind)"),
+                  vae: VAE = Input(optional=True, help="FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the "
+                                                       "control pictures (ae.safetensors for FLUX.1), where the model "
+                                                       "was loaded without one")
                   ) -> MODEL:
-    """Guide AnimateDiff / Stable Diffusion (1.5 or XL) / FLUX.1 with a ControlNet driven by a video, frame by frame.
+    """Guide AnimateDiff / Stable Diffusion (1.5, XL or 3.5 Large) / FLUX.1 / Qwen-Image with a ControlNet driven by a
+    video, frame by frame.
 
     Weight-free preprocessors make the control frames from any clip: canny edges, or a luminance
     depth proxy (brighter = nearer); `none` takes a depth or pose video made elsewhere as is.
@@ -656,7 +659,9 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     another size are stretched to the generation's. Chained, ControlNets stack (a pose and a depth
     one both steer, their effects added). start / end are measured in noise levels, as ComfyUI
     measures them, not in step counts. FLUX.1 ControlNets are InstantX's and Shakker-Labs' (Canny, Depth,
-    Union, Union-Pro 2.0); a union one is told its picture's kind by `mode`."""
+    Union, Union-Pro 2.0); a union one is told its picture's kind by `mode`. SD 3.5 Large's are Stability's
+    canny, depth and blur files: give white edges on black, a near-white depth map, or a blurred picture.
+    Qwen-Image's are InstantX's (Qwen-Image-ControlNet-Union)."""
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
     return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end, mode,

@@ -83,6 +83,9 @@ class QwenImageAdapter(Adapter):
                             "set condition.reference's method to index, index_timestep_zero or default")
         if refs:
             out.update(references=[r.to(device, dtype) for r in refs], timestep_zero=TIMESTEP_ZERO[method])
+        controls = handle.option("controlnet")
+        if controls:                        # control.apply: encoded in forward, at the latent's size
+            out.update(control=list(controls), control_frames=frame_centres(frames, 1))
         return out
 
     def forward(self, handle, x_in, t, inputs):
@@ -95,13 +98,32 @@ class QwenImageAdapter(Adapter):
             tokens = torch.cat([tokens, pack(ref).to(tokens)], 1)
             shapes.append((1, ref.shape[-2] // 2, ref.shape[-1] // 2))
         mask = inputs["mask"]
+        mask = None if bool(mask.all()) else mask       # QwenImagePipeline passes no mask when no token is padding
+        timestep = (t.float() / 1000).to(tokens.device).expand(n * f)
+        control = None
+        if inputs.get("control"):
+            control = self._control(inputs, tokens[:, :own].to(model.dtype), h, w, model, timestep, mask, n * f,
+                                    tokens.shape[1])
         with timestep_zero(model, inputs.get("timestep_zero")):
-            out = model(hidden_states=tokens.to(model.dtype), timestep=(t.float() / 1000).to(tokens.device).expand(n * f),
-                        encoder_hidden_states=inputs["encoder_hidden_states"],
-                        # QwenImagePipeline passes no mask when no token is padding
-                        encoder_hidden_states_mask=None if bool(mask.all()) else mask,
-                        img_shapes=[shapes] * (n * f), return_dict=False)[0]
+            out = model(hidden_states=tokens.to(model.dtype), timestep=timestep,
+                        encoder_hidden_states=inputs["encoder_hidden_states"], encoder_hidden_states_mask=mask,
+                        img_shapes=[shapes] * (n * f), controlnet_block_samples=control, return_dict=False)[0]
         return frames_from_batch(unpack(out[:, :own], h, w), n)
+
+    def _control(self, inputs, own, h, w, model, timestep, mask, rows, tokens):
+        """The active ControlNets' residuals (qwen_control.residuals), their pictures encoded for these frames and
+        repeated for each conditioning and batch item, as the frames are."""
+        from nodes.generate.control import control_latents
+        from nodes.generate.qwen_control import residuals
+        from nodes.generate.vae_ops import encode_pixels
+        controls = []
+        for c in inputs["control"]:
+            enc = lambda px, pipe=c.vae: encode_pixels(self, pipe, px, "encoding the ControlNet's picture")  # noqa: E731
+            packed = pack(control_latents(c, inputs["control_frames"], h, w, enc, self.factors(c.vae)[1]))
+            controls.append(c._replace(frames=packed.repeat(rows // packed.shape[0], 1, 1).to(own.device, own.dtype)))
+        return residuals(controls, len(model.transformer_blocks), own.shape[1], tokens, hidden_states=own,
+                         timestep=timestep, encoder_hidden_states=inputs["encoder_hidden_states"],
+                         encoder_hidden_states_mask=mask, img_shapes=[[(1, h // 2, w // 2)]] * rows)
 
     # -- VAE: each frame its own one-frame clip through the video VAE ---------------------
     def vae_per_frame(self):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch
+from nodes.generate.adapters.base import frame_centres, frames_from_batch
 from nodes.generate.adapters.mmdit import MMDiTAdapter
 
 NO_ENCODERS = ("Stable Diffusion 3 reads three text encoders, CLIP-L (clip_l.safetensors), OpenCLIP-G "
@@ -74,17 +74,39 @@ class SD3Adapter(MMDiTAdapter):
         ehs, width = inputs["encoder_hidden_states"], handle.pipe.transformer.config.joint_attention_dim
         if ehs.shape[-1] < width:       # encoded without T5: zeros to the model's width, as diffusers pads
             inputs["encoder_hidden_states"] = torch.nn.functional.pad(ehs, (0, width - ehs.shape[-1]))
+        controls = handle.option("controlnet")
+        if controls:                        # control.apply: encoded in forward, at the latent's size
+            inputs.update(control=list(controls), control_frames=frame_centres(frames, 1))
         return inputs
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n = x_in.shape[0]
         f = x_in.shape[2]
-        flat = self.in_patches(x_in)
-        out = model(hidden_states=flat.to(model.dtype), timestep=t.float().to(flat.device).expand(n * f),
-                    encoder_hidden_states=inputs["encoder_hidden_states"],
-                    pooled_projections=inputs["pooled_projections"], return_dict=False)[0]
+        flat = self.in_patches(x_in).to(model.dtype)
+        timestep = t.float().to(flat.device).expand(n * f)
+        control = self._control(handle, inputs, flat, timestep) if inputs.get("control") else None
+        out = model(hidden_states=flat, timestep=timestep, encoder_hidden_states=inputs["encoder_hidden_states"],
+                    pooled_projections=inputs["pooled_projections"], block_controlnet_hidden_states=control,
+                    return_dict=False)[0]
         return frames_from_batch(out, n)
+
+    def _control(self, handle, inputs, flat, timestep):
+        """The active SD 3.5 ControlNets' residuals (sd3_control.residuals), their pictures encoded for these frames
+        and repeated for each conditioning and batch item, as the frames are."""
+        from nodes.generate.control import control_latents
+        from nodes.generate.sd3_control import prepare, residuals
+        from nodes.generate.vae_ops import encode_pixels
+        model = handle.pipe.transformer
+        h, w = flat.shape[-2:]
+        controls = []
+        for c in inputs["control"]:
+            enc = lambda px, pipe=c.vae: encode_pixels(self, pipe, px, "encoding the ControlNet's picture")  # noqa: E731
+            latents = control_latents(c, inputs["control_frames"], h, w, enc, self.factors(c.vae)[1], prepare(c.mode))
+            controls.append(c._replace(frames=latents.repeat(flat.shape[0] // latents.shape[0], 1, 1, 1).to(
+                flat.device, c.net.dtype)))
+        return residuals(controls, model, flat, len(model.transformer_blocks), timestep=timestep,
+                         pooled_projections=inputs["pooled_projections"])
 
 
 ADAPTERS = {"sd3": SD3Adapter()}
