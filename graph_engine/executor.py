@@ -23,7 +23,7 @@ from .partial import Partials
 from .plan import explain, plan_run
 from .registry import Registry, default_registry
 from .spill import Spill
-from .validate import left_out_note
+from .validate import bypass_problem, read_outputs, left_out_note
 from .workflow import Workflow
 
 EventFn = Callable[[Dict[str, Any]], None]
@@ -227,7 +227,7 @@ class Executor:
                     self._fail(res, dead, nid, empty, None, emit)
                     continue
                 if inst.bypass:
-                    values[nid] = self._bypass(spec, ins)
+                    values[nid] = self._bypass(spec, ins, read_outputs(g, nid))
                     emit({"event": "node_finished", "node": nid, "cached": True, "seconds": 0.0, "bypassed": True})
                     continue
                 hit = self._lookup(key, spec) if use_cache else None
@@ -427,8 +427,9 @@ class Executor:
                         f"remove this node")
         return None
 
-    def _bypass(self, spec, ins: Dict[str, Any]) -> Dict[str, Any]:
-        """A bypassed node passes through, per output, the first input of the same type."""
+    def _bypass(self, spec, ins: Dict[str, Any], read: set) -> Dict[str, Any]:
+        """A bypassed node passes through, per output, the first input of the same type. An output nothing
+        reads needs none (ComfyUI's LoraLoaderModelOnly bypassed with its text-encoder output unused)."""
         out = {}
         for name, port in spec.outputs.items():
             for iname, ip in spec.inputs.items():
@@ -436,7 +437,8 @@ class Executor:
                     out[name] = ins[iname]
                     break
             else:
-                raise KinographError(f"{spec.type} cannot be bypassed: no {port.type.name} input to pass through")
+                if name in read:
+                    raise KinographError(bypass_problem(spec, name))
         return out
 
     def _fail(self, res, dead, nid, message, tb, emit):

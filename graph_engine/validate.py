@@ -234,6 +234,10 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
             if not p.optional and port not in ins and not g.nodes[nid].bypass:
                 problems.append(wf.problem(f"required input {port!r} ({p.type.name}) is not connected",
                                            "nodes", nid, node=nid))
+        if g.nodes[nid].bypass:
+            for out in sorted(read_outputs(g, nid)):
+                if out in spec.outputs and _passed_through(spec, ins, out) is None:
+                    problems.append(wf.problem(bypass_problem(spec, out), "nodes", nid, "bypass", node=nid))
     problems += _preflights(wf, specs, {p.node for p in problems})
     problems += output_problems(wf, registry, specs)
     ts = graphlib.TopologicalSorter({n: [s for s in g.upstream(n) if s in g.nodes] for n in g.nodes
@@ -251,6 +255,24 @@ def validate(wf: Workflow, registry: Registry, only=None) -> List[Problem]:
                                    f"split it (save the middle result, load it in a second workflow)",
                                    "nodes", deep[-1], node=deep[-1]))
     return problems
+
+
+def read_outputs(g, nid: str) -> set:
+    """The output ports of node `nid` some node reads."""
+    return {sport for ins in g.inputs.values() for src, sport in ins.values() if src == nid}
+
+
+def _passed_through(spec: NodeSpec, ins, out: str) -> Optional[str]:
+    """The input a bypassed node passes on as output `out`: its first linked input of that type."""
+    want = spec.outputs[out].type
+    return next((name for name, p in spec.inputs.items() if p.type is want and name in ins), None)
+
+
+def bypass_problem(spec: NodeSpec, out: str) -> str:
+    kind = spec.outputs[out].type.name
+    return (f"{spec.type} cannot be bypassed: its output {out!r} ({kind}) is read downstream and no {kind} input "
+            f"is connected to pass through in its place. Connect one, turn the bypass off, or take the link "
+            f"off {out!r}")
 
 
 def link_problem(g, spec: NodeSpec, port: str, src: str, sport: str, sspec: Optional[NodeSpec]) -> Optional[str]:
@@ -327,8 +349,7 @@ def _origin(g, specs: Dict[str, NodeSpec], link, troubled) -> Optional[str]:
             return None
         ins = g.inputs.get(src, {})
         if g.nodes[src].bypass:
-            want = spec.outputs[port].type
-            through = next((name for name, p in spec.inputs.items() if p.type is want and name in ins), None)
+            through = _passed_through(spec, ins, port)
             if through is None:
                 return None
         else:

@@ -11,9 +11,11 @@ from graph_engine import Clip, NodeError, Param, node
 from graph_engine.api import load_workflow
 from graph_engine.cache import DiskCache
 from graph_engine.context import CancelToken
+from graph_engine.errors import WorkflowError
 from graph_engine.executor import Executor
 from graph_engine.registry import Registry
 from graph_engine.types import FLOAT, INT, VIDEO
+from graph_engine.validate import validate
 from graph_engine.workflow import parse_workflow, to_yaml
 
 CALLS = []
@@ -127,7 +129,6 @@ def test_a_param_takes_a_number_another_node_makes_through_a_link(registry, tmp_
         "the workflow to set offset here"]
 
     def problems(body):
-        from graph_engine.validate import validate
         return [p.message for p in validate(wf_of("kinograph: 1\nnodes:\n" + textwrap.indent(body, "  "), registry),
                                             registry)]
 
@@ -235,6 +236,33 @@ def test_bypass_passes_input_through(registry, tmp_path):
     wf.graph.set_bypass("t", True)
     r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
     assert r.results["out"]["value"] == 5.0
+
+
+@node("test.split", category="Test", outputs={"value": FLOAT, "count": INT})
+def split(ctx, a: FLOAT, n: INT = None):
+    """A node like lora.image: two outputs, the second from an optional input."""
+    return {"value": a * 2, "count": n or 0}
+
+
+def test_bypass_needs_a_pass_through_only_for_outputs_read(registry, tmp_path):
+    # ComfyUI's LoraLoaderModelOnly bypassed: its text-encoder output is unused and has nothing to pass on.
+    registry.register(split)
+    wf = wf_of("""
+        kinograph: 1
+        nodes:
+          x: {type: test.number, params: {value: 2.0}}
+          l: {type: test.split, inputs: {a: x.float}, bypass: true}
+          out: {type: test.report, inputs: {a: l.value}}
+    """, registry)
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
+    assert r.ok and r.results["out"]["value"] == 2.0
+    text = to_yaml(wf.graph, registry) + "  c: {type: test.report, inputs: {a: l.count}}\n"
+    wf = wf_of(text, registry)
+    problems = validate(wf, registry)
+    assert [p.node for p in problems] == ["l"]
+    assert "test.split cannot be bypassed: its output 'count' (INT) is read downstream" in problems[0].message
+    with pytest.raises(WorkflowError, match=r"node l: test.split cannot be bypassed: its output 'count'"):
+        Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
 
 
 def test_memory_tier_respects_budget(registry, tmp_path):
