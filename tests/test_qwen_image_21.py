@@ -47,8 +47,10 @@ def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch
     prompt of another length, run at its own) and decodes its picture; without one, at cfg 1, the same."""
     from graph_engine.api import Session, load_workflow
     from nodes.common.alpha import premultiplied
-    from nodes.generate.model_manager import describe_model
+    from nodes.generate.model_manager import describe_model, dtype_of
     folder = qwen21 / "Qwen-Image-2.1"
+    # on a GPU, auto is bf16 as QwenImage21Pipeline's example runs it (it was fp16, where Qwen-Image overflows)
+    assert dtype_of("auto", "qwenimage21", "cuda")[0] == "bf16"
     got = describe_model(folder)
     assert (got["family"], got["loads"]) == ("qwenimage21", "yes"), got
     # ComfyUI's transformer file is named for what it is, and the folder that runs as the way to run it

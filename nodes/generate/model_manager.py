@@ -172,8 +172,10 @@ def dtype_of(name: str, family: str, device: str):
         if device == "cpu":
             name = "fp32"
         else:
-            # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers' do
-            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage") and \
+            # FLUX.1's, SD3.5's and Qwen-Image's activations overflow fp16 (black images), as these video transformers'
+            # do; Qwen-Image 2.1 runs in bf16 as QwenImage21Pipeline's own example runs it
+            name = "bf16" if family in ("wan", "ltx", "cogvideox", "hunyuan", "flux", "sd3", "qwenimage",
+                                        "qwenimage21") and \
                 device.startswith("cuda") \
                 else "fp16"
     return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
