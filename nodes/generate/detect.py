@@ -761,11 +761,13 @@ def _sd3(k: Keys) -> Optional[Detection]:
 def _qwenimage(k: Keys) -> Optional[Detection]:
     """Qwen-Image's transformer: ComfyUI's split files keep diffusers' own names (img_in, txt_norm, txt_in,
     transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1 adds a
-    norm inside txt_in and is another model."""
+    norm inside txt_in and is another model, which Kinograph runs from its diffusers folder."""
     if not k.has("img_in.weight", "txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"):
         if k.has("img_in.weight", "txt_in.text_norm.weight"):
-            return Detection(None, "qwenimage2.1", "", why="Qwen-Image 2.1 (a model Kinograph does not run; "
-                                                            "Qwen-Image it does)")
+            return Detection(None, "qwenimage21", "", why=(
+                "ComfyUI's Qwen-Image 2.1 transformer file; Kinograph runs Qwen-Image 2.1 from its diffusers folder "
+                "(Qwen/Qwen-Image-2.1, with load.model), not from ComfyUI's files (this one, qwen3vl_8b in "
+                "text_encoders/, qwen_image_2.1_vae in vae/)"))
         return None
     in_ch = (k.shape("img_in.weight") or (0, 64))[1]
     return Detection("diffusion_model", "qwenimage", "" if in_ch == 64 else f"in{in_ch}",

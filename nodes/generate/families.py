@@ -85,6 +85,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("qwenimage", "Qwen-Image (image)", ("QwenImagePipeline", "QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
            ("QwenImageTransformer2DModel",), fps=8.0,
            flow=True, cfg=4.0, steps=30, size=(1328, 1328), frames=1, patch=2),
+    # Qwen-Image 2.1 keyframes: one single-stream transformer over the prompt's and the picture's tokens (block-causal),
+    # reading the 64-channel latent of its own 16x VAE unpatched (each 2x2 of latent pixels one of the text encoder's
+    # image slots), prompts read by Qwen3-VL; sampled without guidance.
+    Family("qwenimage21", "Qwen-Image 2.1 (image)", ("QwenImage21Pipeline",), ("QwenImage21Transformer2DModel",),
+           space_factor=16, fps=8.0, flow=True, cfg=1.0, steps=40, size=(1024, 1024), frames=1, patch=2),
     Family("animatediff", "AnimateDiff", ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
            ("UNetMotionModel",), fps=8.0, cfg=7.5, frames=16),
     Family("svd", "Stable Video Diffusion", ("StableVideoDiffusionPipeline",),

@@ -85,7 +85,7 @@ def decode_latent(vae, latent: Latent) -> Clip:
     if adapter.vae_per_frame():
         def reader(a: int, b: int) -> np.ndarray:
             return to_uint8(decode(z[:, :, a:b], True)[0])[:, :h, :w]
-        return Clip(n, latent.fps, w, h, reader, chunk=DECODE_CHUNK)
+        return _clip(n, latent.fps, w, h, reader, DECODE_CHUNK, decodes_alpha(pipe))
 
     lock, result = threading.Lock(), []
 
@@ -94,8 +94,27 @@ def decode_latent(vae, latent: Latent) -> Clip:
             if not result:
                 result.append(to_uint8(decode(z, False)[0])[:n, :h, :w])
         return result[0][a:b]
-    return Clip(n, latent.fps, w, h, whole, chunk=max(1, n))
+    return _clip(n, latent.fps, w, h, whole, max(1, n), decodes_alpha(pipe))
 
+
+def decodes_alpha(pipe) -> bool:
+    """Whether the VAE decodes RGBA (Qwen-Image 2.1's: a picture with its own transparency)."""
+    return getattr(getattr(getattr(pipe, "vae", None), "config", None), "out_channels", 3) == 4
+
+
+def _clip(n: int, fps: float, w: int, h: int, reader, chunk: int, alpha: bool) -> Clip:
+    """The decoded frames as a Clip; an RGBA decode's straight colour laid over black with its alpha as the matte,
+    as Clip keeps transparency."""
+    if not alpha:
+        return Clip(n, fps, w, h, reader, chunk=chunk)
+    from graph_engine.clip import split_reader
+    from nodes.common.alpha import premultiplied
+
+    def rgba(a: int, b: int) -> np.ndarray:
+        block = reader(a, b)
+        return np.concatenate([premultiplied(block[..., :3], block[..., 3:]), block[..., 3:]], axis=-1)
+    colour, matte = split_reader(rgba)
+    return Clip(n, fps, w, h, colour, chunk=chunk).with_matte(matte)
 
 def _not_finite(vae, z: torch.Tensor) -> str:
     if not bool(torch.isfinite(z).all()):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import Adapter, frames_from_batch, frames_in_batch, masked_text
+from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch, masked_text
 from nodes.generate.adapters.flux import frame_tokens, pack, size_shifted_sigmas, unpack
 from nodes.generate.adapters.wan import WanAdapter
 from nodes.generate.reference import reference_rows

@@ -1,0 +1,105 @@
+"""Qwen-Image 2.1 (images): Qwen3-VL's last layer (before its final norm) over the prompt in a chat template (the
+system turn dropped), a 16x VAE with a 64-channel latent and its per-channel statistics, and one single-stream
+transformer over the prompt's tokens followed by the latent's, unpatched: every 2x2 of latent pixels fills one of
+the text encoder's image slots (QwenImage21Pipeline's img_mask), the tokens in raster order, and only the latent's
+tokens come out.
+
+It is sampled as QwenImage21Pipeline samples it: without guidance by default (cfg 1; a negative prompt at cfg > 1 is
+true CFG, the pipeline's plain mix), on the sigmas its folder names (model_index.json's sample_sigmas, when steps is
+their count) or 1 down to 1/steps, shifted for the image's token count by its scheduler. The transformer's key/value
+cache for the prompt (the pipeline's use_kv_cache) is an optimisation: without it every step computes the same
+values in full."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import frames_from_batch, frames_in_batch
+from nodes.generate.adapters.flux import size_shift
+from nodes.generate.adapters.qwenimage import QwenImageAdapter
+
+
+class QwenImage21Adapter(QwenImageAdapter):
+    family = "qwenimage21"
+    single_file = False
+    reads_references = False
+
+    def load(self, path, dtype, device: str, **opts):
+        """The folder's Qwen3VLProcessor built from its tokenizer, image processor and chat template: transformers
+        cannot load it whole without torchvision (its video processor, which a keyframe never uses)."""
+        from diffusers import DiffusionPipeline
+        folder = Path(path)
+        if not (folder / "processor").is_dir():
+            raise NodeError(f"{folder} has no processor/ folder: a Qwen-Image 2.1 diffusers folder holds Qwen3-VL's "
+                            "processor (tokenizer and chat template) there; download the whole Qwen/Qwen-Image-2.1 "
+                            "folder")
+        return DiffusionPipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True,
+                                                 processor=processor(folder / "processor"))
+
+    # -- text ----------------------------------------------------------------------------
+    def encode_text(self, pipe, prompts, device):
+        if getattr(pipe, "text_encoder", None) is None:
+            raise NodeError("this text encoder has no Qwen3-VL: load a Qwen-Image 2.1 diffusers folder")
+        embeds, mask, _ = pipe.encode_prompt(list(prompts), device=device)
+        if mask is None:        # every prompt as long as the longest: kept, so prompts of other lengths pad against it
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return embeds, mask, None
+
+    # -- sampling ------------------------------------------------------------------------
+    def default_sigmas(self, pipe, steps, latent_shape):
+        sch = self.scheduler(pipe)
+        own = getattr(pipe.config, "sample_sigmas", None) if hasattr(pipe, "config") else None
+        sigmas = own if own is not None and len(own) == steps else np.linspace(1.0, 1 / steps, steps)
+        kw = {}
+        if sch.config.get("use_dynamic_shifting"):     # one token per latent pixel (no patches)
+            kw["mu"] = size_shift(sch.config, latent_shape[-2] * latent_shape[-1])
+        sch.set_timesteps(sigmas=sigmas, **kw)
+        return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
+
+    def forward(self, handle, x_in, t, inputs):
+        model = handle.pipe.transformer
+        n, c, f, h, w = x_in.shape
+        if h % 2 or w % 2:
+            raise NodeError(f"Qwen-Image 2.1 reads the latent 2x2 pixels to an image slot; {w}x{h} latent pixels do "
+                            "not divide into them: make width and height multiples of 32")
+        tokens = frames_in_batch(x_in).flatten(2).transpose(1, 2).to(model.dtype)
+        text, lengths = inputs["encoder_hidden_states"], inputs["mask"].sum(1)
+        out = torch.empty_like(tokens)
+        # Each prompt at its own length, as QwenImage21Pipeline encodes and runs each: the picture's rotary positions
+        # follow the prompt's tokens, so padding a shorter prompt (a negative) to a longer one's would move them.
+        for length in lengths.unique().tolist():
+            rows = (lengths == length).nonzero()[:, 0]
+            img_mask = torch.cat([torch.zeros(len(rows), length, dtype=torch.bool),
+                                  torch.ones(len(rows), h * w // 4, dtype=torch.bool)], 1).to(text.device)
+            out[rows] = model(hidden_states=tokens[rows], timestep=(t.float() / 1000).to(tokens.device).expand(len(rows)),
+                              encoder_hidden_states=text[rows, :length], img_mask=img_mask,
+                              img_shapes=[[(1, h, w)]] * len(rows), return_dict=False)[0][:, -h * w:]
+        return frames_from_batch(out.transpose(1, 2).reshape(n * f, c, h, w), n)
+
+    # -- VAE: RGBA, one frame at a time (QwenImageAdapter's) ---------------------------------
+    def vae_encode(self, pipe, pixels, generator=None):
+        """A picture without alpha as opaque, as QwenImage21Pipeline converts every picture to RGBA for its VAE."""
+        if pixels.shape[1] == 3 and pipe.vae.config.in_channels == 4:
+            pixels = torch.cat([pixels, torch.ones_like(pixels[:, :1])], 1)
+        return super().vae_encode(pipe, pixels, generator)
+
+
+def processor(folder: Path):
+    """Qwen3VLProcessor without its video processor, from a Qwen-Image 2.1 folder's processor/."""
+    from transformers import AutoImageProcessor, AutoTokenizer, Qwen3VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+    template = folder / "chat_template.jinja"
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None
+    try:
+        return Qwen3VLProcessor(image_processor=AutoImageProcessor.from_pretrained(str(folder)),
+                                tokenizer=AutoTokenizer.from_pretrained(str(folder)),
+                                chat_template=template.read_text(encoding="utf-8") if template.is_file() else None)
+    finally:
+        ProcessorMixin.check_argument_for_proper_class = check
+
+
+ADAPTERS = {"qwenimage21": QwenImage21Adapter()}

@@ -1,0 +1,104 @@
+"""Qwen-Image 2.1 keyframes: the Qwen/Qwen-Image-2.1 diffusers folder a Qwen-Image 2.1 user holds loads without
+torchvision, samples and decodes what diffusers' own QwenImage21Pipeline gives for the same weights, prompt and
+seed."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+W, H = 64, 32
+NEGATIVE = "blurry, low quality"
+
+
+@pytest.fixture(scope="module")
+def qwen21(tmp_path_factory):
+    from comfy_layouts import built
+    from tiny_qwen21 import build_qwen21
+    yield from built(build_qwen21, tmp_path_factory)
+
+
+def _reference(folder, negative=None, cfg=1.0, steps=2, seed=7):
+    """QwenImage21Pipeline's latent ([1, 64, h, w]) and picture ([1, 3, H, W] in 0..1) for "a cat" (its processor
+    given, as transformers cannot load it without torchvision)."""
+    from diffusers import QwenImage21Pipeline
+    from nodes.generate.adapters.qwenimage21 import processor
+    ref = QwenImage21Pipeline.from_pretrained(str(folder), local_files_only=True,
+                                              processor=processor(folder / "processor"))
+    kw = dict(negative_prompt=negative, true_cfg_scale=cfg, width=W, height=H, num_inference_steps=steps)
+    packed = ref("a cat", generator=torch.Generator().manual_seed(seed), output_type="latent", **kw).images
+    picture = ref("a cat", generator=torch.Generator().manual_seed(seed), output_type="pt", **kw).images
+    return ref._unpack_latents(packed, H, W, ref.vae_scale_factor)[:, :, 0], picture
+
+
+def _close(want, got):
+    err = float((want - got).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+
+
+def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch):
+    """The folder was refused ("Qwen-Image 2.1 ... a model Kinograph does not run"). It is detected as Qwen-Image
+    2.1, load.model loads it (transformers alone fails on its processor without torchvision), and a workflow with a
+    negative prompt at cfg 3 samples QwenImage21Pipeline's latent (64 channels at 1/16 of the size; the negative, a
+    prompt of another length, run at its own) and decodes its picture; without one, at cfg 1, the same."""
+    from graph_engine.api import Session, load_workflow
+    from nodes.common.alpha import premultiplied
+    from nodes.generate.model_manager import describe_model, dtype_of
+    folder = qwen21 / "Qwen-Image-2.1"
+    # on a GPU, auto is bf16 as QwenImage21Pipeline's example runs it (it was fp16, where Qwen-Image overflows)
+    assert dtype_of("auto", "qwenimage21", "cuda")[0] == "bf16"
+    got = describe_model(folder)
+    assert (got["family"], got["loads"]) == ("qwenimage21", "yes"), got
+    # ComfyUI's transformer file is named for what it is, and the folder that runs as the way to run it
+    got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
+    assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"] and "load.model" in got["note"], got
+    wf = tmp_path / "qwen21.kino.yaml"
+    wf.write_text(f"""kinograph: 1
+nodes:
+  load: {{type: load.model, params: {{path: {folder}}}}}
+  pos: {{type: encode.text, params: {{text: a cat}}, inputs: {{text_encoder: load.text_encoder}}}}
+  neg: {{type: encode.text, params: {{text: "{NEGATIVE}"}}, inputs: {{text_encoder: load.text_encoder}}}}
+  latent: {{type: latent.empty, params: {{width: {W}, height: {H}, frames: 1}}, inputs: {{vae: load.vae}}}}
+  guided: {{type: generate.sample, params: {{steps: 2, seed: 7, cfg: 3.0, sampler: euler}},
+            inputs: {{model: load.model, positive: pos.positive, negative: neg.positive, latent: latent.latent}}}}
+  plain: {{type: generate.sample, params: {{steps: 2, seed: 7, cfg: 1.0, sampler: euler}},
+           inputs: {{model: load.model, positive: pos.positive, latent: latent.latent}}}}
+  decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: guided.latent}}}}
+""", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    latent = run.outputs["guided"]["latent"].samples
+    assert latent.shape == (1, 64, 1, H // 16, W // 16)
+    want, picture = _reference(folder, NEGATIVE, 3.0)
+    _close(want, latent[:, :, 0])
+    _close(_reference(folder)[0], run.outputs["plain"]["latent"].samples[:, :, 0])
+    # the VAE decodes RGBA: the colour laid over black, the alpha as the clip's matte
+    clip = run.outputs["decode"]["video"]
+    straight = (picture[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    matte = clip.matte.to_array()[0]
+    assert np.abs(matte.astype(int) - straight[..., 3:]).max() <= 1
+    assert np.abs(clip.to_array()[0].astype(int) - premultiplied(straight[..., :3], matte)).max() <= 1
+    assert len(np.unique(matte)) > 1          # random weights: alpha varies, so the matte is the decoded one
+
+
+def test_qwen_image_21_vae_encodes_a_picture_as_the_pipeline(qwen21):
+    """A picture to start from (img2img) goes into the VAE as QwenImage21Pipeline's picture does: RGBA, opaque
+    (it read 3 channels into a 4-channel VAE and failed)."""
+    from diffusers import AutoencoderKLQwenImage21
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.model_manager import ModelManager
+    folder = qwen21 / "Qwen-Image-2.1"
+    vae = AutoencoderKLQwenImage21.from_pretrained(str(folder / "vae"))
+    rgb = torch.rand(1, 3, 1, H, W, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(torch.cat([rgb, torch.ones_like(rgb[:, :1])], 1)).latent_dist.mode()
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        mm = ModelManager()
+        got = get_adapter("qwenimage21").vae_encode(mm.components(mm.load("qwenimage21", str(folder)))["vae"].pipe, rgb)
+    _close((z - mean) / std, got)
