@@ -17,6 +17,10 @@ PREPROCESSORS = ("canny", "depth", "none")
 # The modes InstantX's FLUX.1 union nets were trained on, in their embedding rows' order (Shakker-Labs' Union-Pro keeps
 # them): control.apply's mode.
 UNION_MODES = ("canny", "tile", "depth", "blur", "pose", "gray", "lq")
+# xinsir's ControlNet++ union for SDXL, its task rows in order (ComfyUI's comfy/cldm/control_types.py: openpose, depth,
+# hed/pidi/scribble/ted, canny/lineart/anime_lineart/mlsd, normal, segment, tile, repaint); tile and repaint are the
+# promax file's alone.
+SDXL_UNION_MODES = ("pose", "depth", "scribble", "canny", "normal", "segment", "tile", "repaint")
 
 
 class Control(NamedTuple):
@@ -28,7 +32,7 @@ class Control(NamedTuple):
     strength: float
     start: float = 0.0
     end: float = 1.0
-    mode: int = -1              # a FLUX.1 union net's mode row (flux_control.UNION_MODES); -1: none told (auto)
+    mode: int = -1              # a union net's task row (UNION_MODES for FLUX.1, SDXL_UNION_MODES); -1: none told
     vae: Any = None             # FLUX.1: the VAE that encodes the control pictures into the net's input
     cache: Any = None           # FLUX.1: those encodings, by picture content and size (flux_control.control_tokens)
 
@@ -138,9 +142,12 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
                             "FLUX.1's (ae.safetensors)")
         extra = {"mode": mode_index(mode, net, Path(path).name), "vae": vae.pipe if vae is not None else model.pipe,
                  "cache": {}}
+    elif getattr(net, "union", False):
+        from nodes.generate.sdxl_control import union_mode
+        extra = {"mode": union_mode(mode, net, Path(path).name)}
     elif mode != "auto":
-        raise NodeError(f"mode {mode!r} picks what a FLUX.1 union ControlNet is given; this "
-                        f"{model.family} ControlNet takes none: set mode to auto")
+        raise NodeError(f"mode {mode!r} picks what a union ControlNet is given; {Path(path).name} is a "
+                        "ControlNet of one kind, which takes none: set mode to auto")
     control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end), **extra)
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
 
