@@ -813,12 +813,13 @@ def _err(want, got) -> float:
     return float((want - got).abs().max() / want.abs().max())
 
 
-def test_controlnet_union_files_steer_as_diffusers_union_pipeline(models):
+def test_controlnet_union_files_steer_as_diffusers_union_pipeline(models, tmp_path):
     """The promax file (8 task rows) told canny samples as StableDiffusionXLControlNetUnionPipeline with control_mode
     3 (ComfyUI's canny/lineart row); told nothing (auto: ComfyUI without SetUnionControlNetType) it reads the picture
     as a plain ControlNet whose time embedding gets the all-zero task's, which a ControlNetModel with the same weights
-    and that embedding as its class label computes; the 6-row file has no tile row and says so, a FLUX.1 mode is
-    named as one; both files are listed as loading with their rows."""
+    and that embedding as its class label computes; a ComfyUI graph's SetUnionControlNetType types reach it as their
+    rows (depth as depth: the import took every type for a FLUX.1 union's row, depth as tile); the 6-row file has no tile row and
+    says so, a FLUX.1 mode is named as one; both files are listed as loading with their rows."""
     import inspect
     from diffusers import (ControlNetModel, ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline,
                            StableDiffusionXLPipeline)
@@ -876,6 +877,33 @@ def test_controlnet_union_files_steer_as_diffusers_union_pipeline(models):
         wd, wm = same(x, 500, encoder_hidden_states=ehs, controlnet_cond=hint, conditioning_scale=0.7,
                       class_labels=task.expand(2, -1), added_cond_kwargs=added, return_dict=False)
     assert max(_err(a, b) for a, b in zip([*wd, wm], [*d, m])) < 1e-5
+
+    # A ComfyUI user's graph (depth and canny through one promax file, ControlNetApplyAdvanced chained, the canny one
+    # ending at 0.85): each SetUnionControlNetType type reaches the net as its own row (the run of an imported SDXL
+    # ControlNet graph is test_comfyui_sdxl_controlnet_workflow_imports_and_runs').
+    from PIL import Image
+    Image.fromarray(_control_frame()).save(tmp_path / "room.png")
+    n, promax_name = _comfy_node, "diffusion_pytorch_model_promax.safetensors"
+    api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT), "10": n("LoadImage", image=str(tmp_path / "room.png")),
+           "12": n("ControlNetLoader", control_net_name=promax_name),
+           "13": n("SetUnionControlNetType", control_net=["12", 0], type="depth"),
+           "17": n("ControlNetLoader", control_net_name=promax_name),
+           "18": n("SetUnionControlNetType", control_net=["17", 0], type="canny/lineart/anime_lineart/mlsd"),
+           "6": n("CLIPTextEncode", text="an interior", clip=["4", 1]),
+           "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+           "14": n("ControlNetApplyAdvanced", strength=0.7, start_percent=0, end_percent=1, image=["10", 0],
+                   control_net=["13", 0], positive=["6", 0], negative=["7", 0], vae=["4", 2]),
+           "19": n("ControlNetApplyAdvanced", strength=0.45, start_percent=0, end_percent=0.85, image=["10", 0],
+                   control_net=["18", 0], positive=["14", 0], negative=["14", 1], vae=["4", 2]),
+           "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
+           "3": n("KSampler", model=["4", 0], positive=["19", 0], negative=["19", 1], latent_image=["5", 0], seed=7,
+                  steps=2, cfg=6.0, sampler_name="euler", scheduler="karras", denoise=1.0),
+           "8": n("VAEDecode", samples=["3", 0], vae=["4", 2]),
+           "9": n("SaveImage", images=["8", 0], filename_prefix="room")}
+    from app.comfyui import import_data
+    res = import_data(api)
+    assert all(e.status == "exact" for e in res.report.entries.values()), res.report.entries
+    assert "mode: depth" in res.yaml and "mode: canny" in res.yaml, res.yaml
 
     with pytest.raises(NodeError, match=r"has 6 task rows .*tile is row 6, which only the promax file has"):
         apply_control(mm, h, clip, "controlnet-union-sdxl-1.0.safetensors", 1.0, "none", 100, 200, mode="tile")
