@@ -954,7 +954,7 @@ def test_control_lora_is_the_unet_plus_its_deltas_and_steers(models):
     """control-lora-canny-rank128 in the tiny's size: its ControlNet is the SDXL UNet's encoder with up @ down added
     to each weight and the file's whole tensors set, computed here in the file's own (LDM) names from the
     checkpoint's tensors and converted once by diffusers' converter. `kinograph info` lists it as loading, with its
-    rank."""
+    rank. Those merged weights saved as a whole SDXL ControlNet in the original layout load as the same net."""
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
     from safetensors.torch import save_file
@@ -988,6 +988,12 @@ def test_control_lora_is_the_unet_plus_its_deltas_and_steers(models):
     got = ours.state_dict()
     assert set(got) == set(want)
     assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-5
+    # The same ControlNet as a whole SDXL ControlNet in the original layout (control_model.*): it missed its size
+    # embedding (diffusers' converter leaves label_emb out) and was refused as "for another base model".
+    ldm = path.with_name("sdxl_canny_ldm.safetensors")
+    save_file({f"control_model.{k}": v.contiguous() for k, v in merged.items()}, str(ldm))
+    whole = mm.controlnet(ldm.name, h).state_dict()
+    assert max(float((whole[k] - want[k]).abs().max()) for k in want) < 1e-5
 
     # Sampled, it steers (the sampling path is plain SDXL ControlNets', compared with diffusers' pipeline there).
     ctl = apply_control(mm, h, Clip.from_array(_control_frame()[None], 8.0), path.name, 0.9, "none", 100, 200)

@@ -474,7 +474,9 @@ def controlnet_from_file(path: Path, unet, dtype):
     with init_empty_weights():
         net = cls.from_config(cfg)
     if det.layout != "diffusers":
-        state = convert_controlnet_checkpoint(state, net.config)
+        from nodes.generate.sdxl_control import size_embedding
+        state = {**convert_controlnet_checkpoint(state, net.config),
+                 **{k: state[n] for k, n in size_embedding(state).items()}}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
         misfit = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else ""

@@ -78,8 +78,20 @@ def union_mode(mode: str, net, name: str) -> int:
     return row
 
 
-# The size embedding, which diffusers' controlnet converter leaves out.
 _LABEL_EMB = {"label_emb.0.0.": "add_embedding.linear_1.", "label_emb.0.2.": "add_embedding.linear_2."}
+
+
+def size_embedding(ldm_names) -> dict:
+    """{diffusers name: LDM name} of an SDXL ControlNet's size embedding (label_emb, under control_model. or not),
+    which diffusers' controlnet converter leaves out: without it an SDXL ControlNet in the original layout missed
+    add_embedding and was refused as "for another base model"."""
+    out = {}
+    for n in ldm_names:
+        bare = n[len("control_model."):] if n.startswith("control_model.") else n
+        for old, new in _LABEL_EMB.items():
+            if bare.startswith(old):
+                out[new + bare[len(old):]] = n
+    return out
 
 
 def _diffusers_names(ldm_names, config) -> dict:
@@ -87,11 +99,7 @@ def _diffusers_names(ldm_names, config) -> dict:
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
     names = {n: n for n in ldm_names}
     out = {k: v for k, v in convert_controlnet_checkpoint(names, config).items() if v is not None}
-    for n in ldm_names:
-        for old, new in _LABEL_EMB.items():
-            if n.startswith(old):
-                out[new + n[len(old):]] = n
-    return out
+    return {**out, **size_embedding(ldm_names)}
 
 
 def _unet_weights(unet) -> dict:
