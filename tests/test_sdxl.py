@@ -759,6 +759,9 @@ def test_controlnets_for_another_base_or_of_another_kind_are_named(models, sdxl_
     from graph_engine import Clip
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_manager import describe_model
+    got = describe_model(sdxl_controlnet)      # its diffusers folder: `kinograph info` listed it as loading "no"
+    assert (got["family"], got["variant"], got["role"], got["loads"]) == ("sdxl", "sdxl", "controlnet", "yes")
     mm = ModelManager()
     h = mm.load("sdxl", CKPT)
     clip = Clip.from_array(_control_frame()[None], 8.0)
@@ -837,8 +840,9 @@ def test_controlnet_union_files_steer_as_diffusers_union_pipeline(models, tmp_pa
     save_file({k: v.contiguous() for k, v in plain.state_dict().items()},
               str(where / "controlnet-union-sdxl-1.0.safetensors"))
     promax.save_pretrained(str(models.parent / "union_folder"))
-    for name, rows in (("diffusion_pytorch_model_promax", 8), ("controlnet-union-sdxl-1.0", 6)):
-        info = describe_model(where / f"{name}.safetensors")
+    for path, rows in ((where / "diffusion_pytorch_model_promax.safetensors", 8),
+                       (where / "controlnet-union-sdxl-1.0.safetensors", 6), (models.parent / "union_folder", 8)):
+        info = describe_model(path)
         assert info["loads"] == "yes" and f"union of {rows} types" in info["note"], info
 
     mm = ModelManager()

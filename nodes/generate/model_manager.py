@@ -711,6 +711,15 @@ def describe_model(path: Path) -> Dict[str, str]:
             variant = folder_variant(path)
             return {"family": "flux", "variant": variant, "role": "controlnet", "precision": "", "loads": "yes",
                     "note": support(Detection("controlnet", "flux", variant, layout="diffusers"))[1]}
+        cfg = read_config(path)
+        if fam is None and (cfg.get("_class_name") == "ControlNetModel" or "num_control_type" in cfg):
+            # An SD 1.5 / SDXL ControlNet folder, plain or xinsir's union: control.apply loads it (listed as not).
+            variant = ("sdxl" if cfg.get("addition_embed_type") == "text_time" else "sd15") + (
+                "-union" if "num_control_type" in cfg else "")
+            det = Detection("controlnet", "sd", variant, layout="diffusers",
+                            extra={"modes": cfg.get("num_control_type", 0)})
+            return {"family": family_of_file(det) or "sd", "variant": variant, "role": "controlnet", "precision": "",
+                    "loads": "yes", "note": will_load(det)[1]}
         return {"family": fam or "unknown", "variant": "", "role": "folder", "precision": "",
                 "loads": "yes" if fam else "no", "note": why}
     try:
