@@ -753,26 +753,22 @@ def test_comfyui_sdxl_controlnet_workflow_imports_and_runs(models, sdxl_controln
 
 
 def test_controlnets_for_another_base_or_of_another_kind_are_named(models, sdxl_controlnet, tmp_path):
-    """An SDXL ControlNet on an SD 1.5 model (and the reverse), a ControlNet++ union file and a Control-LoRA each
-    say what they are, not torch's shape error or "a ControlNet for another base model"."""
+    """An SDXL ControlNet on an SD 1.5 model (and the reverse) says what it is, not torch's shape error or "a
+    ControlNet for another base model"; so does a mode given to a ControlNet of one kind."""
     from safetensors.torch import load_file, save_file
     from graph_engine import Clip
     from nodes.generate.control import apply_control
-    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.model_manager import describe_model
+    got = describe_model(sdxl_controlnet)      # its diffusers folder: `kinograph info` listed it as loading "no"
+    assert (got["family"], got["variant"], got["role"], got["loads"]) == ("sdxl", "sdxl", "controlnet", "yes")
     mm = ModelManager()
     h = mm.load("sdxl", CKPT)
     clip = Clip.from_array(_control_frame()[None], 8.0)
-    state = load_file(str(sdxl_controlnet.with_suffix(".safetensors")))
-    union = tmp_path / "controlnet-union-sdxl-1.0.safetensors"
-    save_file({**state, "task_embedding": torch.zeros(8, 32), "control_add_embedding.linear_1.weight":
-               torch.zeros(32, 8)}, str(union))
-    lora = tmp_path / "control-lora-canny-rank128.safetensors"
-    save_file({"lora_controlnet": torch.zeros(1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3),
-               "label_emb.0.0.weight": torch.zeros(32, 80)}, str(lora))
-    assert describe_model(union)["loads"].startswith("no")
-    for path, says in ((union, r"ControlNet\+\+ union"), (lora, "Control-LoRA")):
-        with pytest.raises(NodeError, match=says):
-            apply_control(mm, h, clip, str(path), 1.0, "none", 100, 200)
+    with pytest.raises(NodeError, match=r"sdxl_canny_tiny.safetensors is a ControlNet of one kind, which takes none: "
+                       "set mode to auto"):
+        apply_control(mm, h, clip, str(sdxl_controlnet.with_suffix(".safetensors")), 1.0, "none", 100, 200,
+                      mode="canny")
     from tiny_models import build_animatediff
     build_animatediff(tmp_path / "ad" / "animatediff")
     sd = mm.load("sd", str(tmp_path / "ad" / "animatediff"))
@@ -791,6 +787,222 @@ def test_controlnets_for_another_base_or_of_another_kind_are_named(models, sdxl_
     with pytest.raises(NodeError, match=r"control_sd21_depth.safetensors does not fit .*another size of "
                        + key.replace(".", r"\.")):
         apply_control(mm, sd, clip, str(tmp_path / "control_sd21_depth.safetensors"), 1.0, "none", 100, 200)
+
+
+# -- xinsir's ControlNet++ union (controlnet-union-sdxl-1.0, its promax file) and Stability's Control-LoRAs, both once
+# detected and refused by name. Each is a tiny random-weight file in its published key names: the union's are
+# diffusers' ControlNetUnionModel's (xinsir trained and saved with it), the Control-LoRA's ComfyUI's original
+# ControlNet names with .up / .down pairs, as ComfyUI's ControlLoraSave writes them.
+def _union(unet, rows: int):
+    """A ControlNetUnionModel the shape of xinsir's (320-wide task rows = the UNet's first width, 8 heads, one
+    condition transformer layer) copied from `unet`, its zero-initialised parts random."""
+    from diffusers import ControlNetUnionModel
+    from tiny_models import _seed
+    _seed(rows)
+    net = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    net = ControlNetUnionModel.from_config(net.config, num_control_type=rows, num_trans_channel=32,
+                                           num_proj_channel=32, num_trans_head=8)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    return net.half().float()
+
+
+def _latent(handle, parts):
+    return _sample(handle, parts, steps=2).samples[:, :, 0]
+
+
+def _err(want, got) -> float:
+    return float((want - got).abs().max() / want.abs().max())
+
+
+def test_controlnet_union_files_steer_as_diffusers_union_pipeline(models, tmp_path):
+    """The promax file (8 task rows) told canny samples as StableDiffusionXLControlNetUnionPipeline with control_mode
+    3 (ComfyUI's canny/lineart row); told nothing (auto: ComfyUI without SetUnionControlNetType) it reads the picture
+    as a plain ControlNet whose time embedding gets the all-zero task's, which a ControlNetModel with the same weights
+    and that embedding as its class label computes; a ComfyUI graph's SetUnionControlNetType types reach it as their
+    rows (depth as depth: the import took every type for a FLUX.1 union's row, depth as tile); the 6-row file has no tile row and
+    says so, a FLUX.1 mode is named as one; both files are listed as loading with their rows."""
+    import inspect
+    from diffusers import (ControlNetModel, ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline,
+                           StableDiffusionXLPipeline)
+    from PIL import Image
+    from safetensors.torch import save_file
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager, describe_model
+    base = StableDiffusionXLPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    promax, plain = _union(base.unet, 8), _union(base.unet, 6)
+    where = models / "controlnet"
+    where.mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in promax.state_dict().items()},
+              str(where / "diffusion_pytorch_model_promax.safetensors"))
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()},
+              str(where / "controlnet-union-sdxl-1.0.safetensors"))
+    promax.save_pretrained(str(models.parent / "union_folder"))
+    for path, rows in ((where / "diffusion_pytorch_model_promax.safetensors", 8),
+                       (where / "controlnet-union-sdxl-1.0.safetensors", 6), (models.parent / "union_folder", 8)):
+        info = describe_model(path)
+        assert info["loads"] == "yes" and f"union of {rows} types" in info["note"], info
+
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    clip = Clip.from_array(_control_frame()[None], 8.0)
+    ctl = apply_control(mm, h, clip, "diffusion_pytorch_model_promax.safetensors", 0.8, "none", 100, 200,
+                        mode="canny")
+    ours = _latent(ctl, mm.components(h))
+    ref = StableDiffusionXLControlNetUnionPipeline(**base.components, controlnet=ControlNetUnionModel.from_pretrained(
+        str(models.parent / "union_folder")))
+    want = ref("a cat", negative_prompt="blurry", control_image=[Image.fromarray(_control_frame())], control_mode=[3],
+               controlnet_conditioning_scale=0.8, width=64, height=48, num_inference_steps=2, guidance_scale=5.0,
+               generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert _err(want, ours) < 1e-4
+    assert _err(want, _latent(h, mm.components(h))) > 0.05
+
+    # auto, one ControlNet call: the reference is a plain ControlNetModel given the union's shared weights. The
+    # diffusers folder (xinsir's config.json) loads as the same net.
+    net = mm.controlnet("diffusion_pytorch_model_promax.safetensors", h)
+    folder = mm.controlnet(str(models.parent / "union_folder"), h)
+    g = torch.Generator().manual_seed(1)
+    x, hint = torch.randn(2, 4, 6, 8, generator=g), torch.rand(2, 3, 12, 16, generator=g)
+    ehs, added = torch.randn(2, 5, 64, generator=g), {"text_embeds": torch.randn(2, 32, generator=g),
+                                                      "time_ids": torch.tensor([[48., 64, 0, 0, 48, 64]] * 2)}
+    with torch.no_grad():
+        d, m = net(x, 500, encoder_hidden_states=ehs, controlnet_cond=hint, conditioning_scale=0.7,
+                   added_cond_kwargs=added)
+        assert torch.equal(folder(x, 500, encoder_hidden_states=ehs, controlnet_cond=hint, conditioning_scale=0.7,
+                                  added_cond_kwargs=added, mode=3)[1],
+                           net(x, 500, encoder_hidden_states=ehs, controlnet_cond=hint, conditioning_scale=0.7,
+                               added_cond_kwargs=added, mode=3)[1])
+        task = promax.control_add_embedding(promax.control_type_proj(torch.zeros(8)).reshape(1, -1))
+        cfg = {k: v for k, v in promax.config.items() if k in inspect.signature(ControlNetModel).parameters}
+        same = ControlNetModel.from_config({**cfg, "class_embed_type": "identity"})
+        assert not same.load_state_dict(promax.state_dict(), strict=False).missing_keys
+        wd, wm = same(x, 500, encoder_hidden_states=ehs, controlnet_cond=hint, conditioning_scale=0.7,
+                      class_labels=task.expand(2, -1), added_cond_kwargs=added, return_dict=False)
+    assert max(_err(a, b) for a, b in zip([*wd, wm], [*d, m])) < 1e-5
+
+    # A ComfyUI user's graph (depth and canny through one promax file, ControlNetApplyAdvanced chained, the canny one
+    # ending at 0.85): each SetUnionControlNetType type reaches the net as its own row (the run of an imported SDXL
+    # ControlNet graph is test_comfyui_sdxl_controlnet_workflow_imports_and_runs').
+    from PIL import Image
+    Image.fromarray(_control_frame()).save(tmp_path / "room.png")
+    n, promax_name = _comfy_node, "diffusion_pytorch_model_promax.safetensors"
+    api = {"4": n("CheckpointLoaderSimple", ckpt_name=CKPT), "10": n("LoadImage", image=str(tmp_path / "room.png")),
+           "12": n("ControlNetLoader", control_net_name=promax_name),
+           "13": n("SetUnionControlNetType", control_net=["12", 0], type="depth"),
+           "17": n("ControlNetLoader", control_net_name=promax_name),
+           "18": n("SetUnionControlNetType", control_net=["17", 0], type="canny/lineart/anime_lineart/mlsd"),
+           "6": n("CLIPTextEncode", text="an interior", clip=["4", 1]),
+           "7": n("CLIPTextEncode", text="blurry", clip=["4", 1]),
+           "14": n("ControlNetApplyAdvanced", strength=0.7, start_percent=0, end_percent=1, image=["10", 0],
+                   control_net=["13", 0], positive=["6", 0], negative=["7", 0], vae=["4", 2]),
+           "19": n("ControlNetApplyAdvanced", strength=0.45, start_percent=0, end_percent=0.85, image=["10", 0],
+                   control_net=["18", 0], positive=["14", 0], negative=["14", 1], vae=["4", 2]),
+           "5": n("EmptyLatentImage", width=64, height=48, batch_size=1),
+           "3": n("KSampler", model=["4", 0], positive=["19", 0], negative=["19", 1], latent_image=["5", 0], seed=7,
+                  steps=2, cfg=6.0, sampler_name="euler", scheduler="karras", denoise=1.0),
+           "8": n("VAEDecode", samples=["3", 0], vae=["4", 2]),
+           "9": n("SaveImage", images=["8", 0], filename_prefix="room")}
+    from app.comfyui import import_data
+    res = import_data(api)
+    assert all(e.status == "exact" for e in res.report.entries.values()), res.report.entries
+    assert "mode: depth" in res.yaml and "mode: canny" in res.yaml, res.yaml
+
+    with pytest.raises(NodeError, match=r"has 6 task rows .*tile is row 6, which only the promax file has"):
+        apply_control(mm, h, clip, "controlnet-union-sdxl-1.0.safetensors", 1.0, "none", 100, 200, mode="tile")
+    with pytest.raises(NodeError, match=r"no mode 'blur' \(a FLUX.1 union's mode\)"):
+        apply_control(mm, h, clip, "controlnet-union-sdxl-1.0.safetensors", 1.0, "none", 100, 200, mode="blur")
+
+
+RANK = 3
+
+
+def _control_lora(models: Path) -> dict:
+    """A Control-LoRA for the tiny SDXL as ComfyUI's ControlLoraSave writes one: each of the UNet encoder's weights
+    of 2+ dimensions as NAME.up [out, rank(, 1, 1)] / NAME.down [rank, in(, kh, kw)], its 1-D ones whole (changed),
+    the hint block (ComfyUI's cldm: 16, 16, 32, 32, 96, 96, 256 channels), zero convolutions and middle_block_out
+    whole, and the empty lora_controlnet marker."""
+    from nodes.generate.weights import load_weights
+    g = torch.Generator().manual_seed(4)
+    unet = {k[len("model.diffusion_model."):]: v.float() for k, v in load_weights(models / "checkpoints" /
+                                                                                   CKPT).items()
+            if k.startswith("model.diffusion_model.")}
+    out = {"lora_controlnet": torch.tensor([])}
+    for k, v in unet.items():
+        if not k.startswith(("time_embed.", "label_emb.", "input_blocks.", "middle_block.")):
+            continue
+        if v.ndim >= 2:
+            up = torch.randn(v.shape[0], RANK, *(1,) * (v.ndim - 2), generator=g) * 0.2
+            out[k[:-len(".weight")] + ".up"] = up.half()
+            out[k[:-len(".weight")] + ".down"] = (torch.randn(RANK, *v.shape[1:], generator=g) * 0.2).half()
+        else:
+            out[k] = (v + torch.randn(v.shape, generator=g) * 0.1).half()
+    hint = [3, 16, 16, 32, 32, 96, 96, 256, unet["input_blocks.0.0.weight"].shape[0]]
+    for i in range(8):
+        out[f"input_hint_block.{2 * i}.weight"] = torch.randn(hint[i + 1], hint[i], 3, 3, generator=g).half() * 0.2
+        out[f"input_hint_block.{2 * i}.bias"] = torch.randn(hint[i + 1], generator=g).half() * 0.1
+    blocks = sorted({int(k.split(".")[1]) for k in unet if k.startswith("input_blocks.")})
+    for i in blocks:
+        ch = unet.get(f"input_blocks.{i}.0.out_layers.3.weight", unet.get(f"input_blocks.{i}.0.op.weight",
+                                                                          unet["input_blocks.0.0.weight"])).shape[0]
+        out[f"zero_convs.{i}.0.weight"] = torch.randn(ch, ch, 1, 1, generator=g).half() * 0.3
+        out[f"zero_convs.{i}.0.bias"] = torch.randn(ch, generator=g).half() * 0.1
+    ch = unet["middle_block.0.out_layers.3.weight"].shape[0]
+    out["middle_block_out.0.weight"] = torch.randn(ch, ch, 1, 1, generator=g).half() * 0.3
+    out["middle_block_out.0.bias"] = torch.randn(ch, generator=g).half() * 0.1
+    return out, unet
+
+
+def test_control_lora_is_the_unet_plus_its_deltas_and_steers(models):
+    """control-lora-canny-rank128 in the tiny's size: its ControlNet is the SDXL UNet's encoder with up @ down added
+    to each weight and the file's whole tensors set, computed here in the file's own (LDM) names from the
+    checkpoint's tensors and converted once by diffusers' converter. `kinograph info` lists it as loading, with its
+    rank. Those merged weights saved as a whole SDXL ControlNet in the original layout load as the same net."""
+    from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+    from safetensors.torch import save_file
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager, describe_model
+    lora, unet = _control_lora(models)
+    path = models / "controlnet" / "control-lora-canny-rank128.safetensors"
+    path.parent.mkdir(exist_ok=True)
+    save_file(lora, str(path))
+    info = describe_model(path)
+    assert info["loads"] == "yes" and f"Control-LoRA (rank {RANK})" in info["note"], info
+
+    merged = {}
+    for k, v in lora.items():
+        if k.endswith(".up"):
+            stem = k[:-len(".up")]
+            w = unet[stem + ".weight"]
+            merged[stem + ".weight"] = w + (v.float().flatten(1) @ lora[stem + ".down"].float().flatten(1)).reshape(
+                w.shape)
+        elif not k.endswith(".down") and k != "lora_controlnet":
+            merged[k] = v.float()
+    mm = ModelManager()
+    h = mm.load("sdxl", CKPT)
+    ours = mm.controlnet(path.name, h)
+    ref = ControlNetModel.from_config(ours.config)
+    want = convert_controlnet_checkpoint(merged, ref.config)
+    want.update({f"add_embedding.linear_{j}.{p}": merged[f"label_emb.0.{2 * j - 2}.{p}"] for j in (1, 2)
+                 for p in ("weight", "bias")})
+    ref.load_state_dict(want)
+    got = ours.state_dict()
+    assert set(got) == set(want)
+    assert max(float((got[k] - want[k]).abs().max()) for k in want) < 1e-5
+    # The same ControlNet as a whole SDXL ControlNet in the original layout (control_model.*): it missed its size
+    # embedding (diffusers' converter leaves label_emb out) and was refused as "for another base model".
+    ldm = path.with_name("sdxl_canny_ldm.safetensors")
+    save_file({f"control_model.{k}": v.contiguous() for k, v in merged.items()}, str(ldm))
+    whole = mm.controlnet(ldm.name, h).state_dict()
+    assert max(float((whole[k] - want[k]).abs().max()) for k in want) < 1e-5
+
+    # Sampled, it steers (the sampling path is plain SDXL ControlNets', compared with diffusers' pipeline there).
+    ctl = apply_control(mm, h, Clip.from_array(_control_frame()[None], 8.0), path.name, 0.9, "none", 100, 200)
+    plain = _latent(h, mm.components(h))
+    assert _err(plain, _latent(ctl, mm.components(h))) > 0.05
 
 
 def test_sdxl_vae_encodes_in_fp32_when_the_model_is_fp16(models):

@@ -1096,23 +1096,45 @@ class Converter:
         return []
 
     def special_union_type(self, cn, rule, params, notes):
-        """SetUnionControlNetType: ComfyUI hands a FLUX.1 union net the type's index in xinsir's ControlNet++ order
-        unchanged, so the import keeps that row, named as InstantX's union reads it (their "depth" is its tile)."""
-        from nodes.generate.control import UNION_MODES
+        """SetUnionControlNetType: ComfyUI hands the net the type's index in xinsir's ControlNet++ order. An SDXL union
+        (xinsir's) reads it as that type; a FLUX.1 union reads the index unchanged, so the import keeps that row,
+        named as InstantX's union reads it (their "depth" is its tile)."""
+        from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES
         cnet = self.resolve(cn.inputs.get("control_net"))
         base = cnet if isinstance(cnet, Out) else Out()
         kind = str(self.resolve(cn.inputs.get("type")) or "auto")
         mode = "auto"
-        if kind in COMFY_UNION_TYPES and COMFY_UNION_TYPES.index(kind) < len(UNION_MODES):
-            mode = UNION_MODES[COMFY_UNION_TYPES.index(kind)]
-            if mode not in kind:
-                notes.append(f"ComfyUI gives a union ControlNet row {COMFY_UNION_TYPES.index(kind)} for {kind!r}, "
-                             f"which an InstantX / Shakker-Labs FLUX.1 union reads as {mode}: mode {mode} samples "
-                             "as ComfyUI does (set the mode the picture is, to steer as the net was trained)")
-        elif kind != "auto":
-            notes.append(f"type {kind!r} is no row a FLUX.1 union was trained on: mode auto (no type told)")
+        row = COMFY_UNION_TYPES.index(kind) if kind in COMFY_UNION_TYPES else -1
+        if self._union_is_flux(base.attrs.get("path")):
+            if 0 <= row < len(UNION_MODES):
+                mode = UNION_MODES[row]
+                if mode not in kind:
+                    notes.append(f"ComfyUI gives a union ControlNet row {row} for {kind!r}, which an InstantX / "
+                                 f"Shakker-Labs FLUX.1 union reads as {mode}: mode {mode} samples as ComfyUI does "
+                                 "(set the mode the picture is, to steer as the net was trained)")
+            elif kind != "auto":
+                notes.append(f"type {kind!r} is no row a FLUX.1 union was trained on: mode auto (no type told)")
+        elif row >= 0:
+            mode = SDXL_UNION_MODES[row]
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "mode": mode})
         return []
+
+    @staticmethod
+    def _union_is_flux(name) -> bool:
+        """Whether the ControlNet file `name` is a FLUX.1 one (InstantX's, Shakker-Labs'), by its tensors where it is
+        in the model folders now, else by its name; otherwise it is taken for xinsir's SDXL union, which
+        SetUnionControlNetType was made for."""
+        if not isinstance(name, str) or not name:
+            return False
+        try:
+            from nodes.generate.detect import detect_file
+            from nodes.generate.model_manager import resolve_model_path
+            path = resolve_model_path(name, "controlnet", "ControlNet")
+            if path.is_file():
+                return detect_file(path).family == "flux"
+        except Exception:  # noqa: BLE001 - a file that is not there or not readable: its name tells
+            pass
+        return "flux" in name.lower()
 
     def control_model(self, cn, model: Out, conds) -> Tuple[Out, List[str]]:
         """`model` through a control.apply for each ControlNet the conditionings carry (each once)."""

@@ -17,6 +17,10 @@ PREPROCESSORS = ("canny", "depth", "none")
 # The modes InstantX's FLUX.1 union nets were trained on, in their embedding rows' order (Shakker-Labs' Union-Pro keeps
 # them): control.apply's mode.
 UNION_MODES = ("canny", "tile", "depth", "blur", "pose", "gray", "lq")
+# xinsir's ControlNet++ union for SDXL, its task rows in order (ComfyUI's comfy/cldm/control_types.py: openpose, depth,
+# hed/pidi/scribble/ted, canny/lineart/anime_lineart/mlsd, normal, segment, tile, repaint); tile and repaint are the
+# promax file's alone.
+SDXL_UNION_MODES = ("pose", "depth", "scribble", "canny", "normal", "segment", "tile", "repaint")
 
 
 class Control(NamedTuple):
@@ -28,9 +32,10 @@ class Control(NamedTuple):
     strength: float
     start: float = 0.0
     end: float = 1.0
-    mode: Any = -1              # a FLUX.1 union net's mode row (UNION_MODES), -1: none told (auto); SD 3.5: its kind
-    vae: Any = None             # FLUX.1 / SD 3.5: the VAE that encodes the control pictures into the net's input
-    cache: Any = None           # FLUX.1 / SD 3.5: those encodings, by picture content and size (control_latents)
+    mode: Any = -1              # a union net's task row (UNION_MODES for FLUX.1, SDXL_UNION_MODES), -1: none told
+                                # (auto); SD 3.5: its kind
+    vae: Any = None             # FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the control pictures into the net
+    cache: Any = None           # FLUX.1 / SD 3.5 / Qwen-Image: those encodings, by picture content and size
 
 
 def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
@@ -149,9 +154,13 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
         else:
             told = -1
         extra = {"mode": told, "vae": vae.pipe if vae is not None else model.pipe, "cache": {}}
+    elif getattr(net, "union", False):
+        from nodes.generate.sdxl_control import union_mode
+        extra = {"mode": union_mode(mode, net, Path(path).name)}
     elif mode != "auto":
-        raise NodeError(f"mode {mode!r} picks what a FLUX.1 union or SD 3.5 ControlNet is given; this "
-                        f"{model.family} ControlNet takes none: set mode to auto")
+        raise NodeError(f"mode {mode!r} picks what a union ControlNet (FLUX.1's, SDXL's ControlNet++) or an SD 3.5 "
+                        f"one is given; {Path(path).name} is a ControlNet of one kind, which takes none: set mode to "
+                        "auto")
     control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end), **extra)
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
 

@@ -506,16 +506,22 @@ def _controlnet(k: Keys) -> Optional[Detection]:
         return None
     if any("motion_modules" in n for n in k.shapes):
         return Detection("controlnet", "animatediff", "sparsectrl", layout=layout, why="controlnet + motion modules")
-    sdxl = k.any("add_embedding.linear_1.weight", "label_emb.0.0.weight", "control_model.label_emb.0.0.weight")
+    # A Control-LoRA keeps SDXL's size embedding as a low-rank delta (label_emb.0.0.up / .down), not a weight.
+    sdxl = k.any("add_embedding.linear_1.weight", "label_emb.0.0.weight", "control_model.label_emb.0.0.weight",
+                 "label_emb.0.0.up")
     variant = "sdxl" if sdxl else "sd15"
+    extra = {}
     # Two SDXL kinds that share the ControlNet's keys but not its network: xinsir's ControlNet++ "union" (one net, a
     # task embedding choosing canny / depth / pose...) and Stability's Control-LoRAs (low-rank deltas on the base
-    # UNet, ComfyUI-only). Named, so they are refused as what they are, not as a ControlNet of another base model.
+    # UNet's own weights, in the original layout, marked by an empty lora_controlnet tensor).
     if k.starts("task_embedding", "control_add_embedding", "transformer_layes"):
         variant += "-union"
+        extra["modes"] = (k.shape("task_embedding") or (0,))[0]
     elif k.any("lora_controlnet"):
         variant += "-control-lora"
-    return Detection("controlnet", "sd", variant, layout=layout, why="input_hint_block / controlnet_cond_embedding")
+        extra["rank"] = (k.shape("input_blocks.0.0.up") or k.shape("time_embed.0.up") or (0, 0))[1]
+    return Detection("controlnet", "sd", variant, layout=layout, why="input_hint_block / controlnet_cond_embedding",
+                     extra=extra)
 
 
 def _flux_controlnet(k: Keys) -> Optional[Detection]:

@@ -52,7 +52,15 @@ def resolve_family_path(path: str, family: str, what: str) -> Path:
 
 # -- files ---------------------------------------------------------------------------------
 def read_index(folder: Path) -> dict:
-    p = Path(folder) / "model_index.json"
+    return _read_json(Path(folder) / "model_index.json")
+
+
+def read_config(folder: Path) -> dict:
+    """A single model's folder's config.json ({} where it has none)."""
+    return _read_json(Path(folder) / "config.json")
+
+
+def _read_json(p: Path) -> dict:
     if not p.is_file():
         return {}
     try:
@@ -378,7 +386,9 @@ class ModelManager:
         from diffusers import ControlNetModel
         source = resolve_model_path(path, KINDS["controlnet"], "ControlNet")
         dtype = model.denoiser.dtype
-        key = ("controlnet", str(source.resolve()), str(dtype), model.device, on_disk(source))
+        # A Control-LoRA is built on the UNet it steers, so the model it was made for is part of what it is.
+        key = ("controlnet", str(source.resolve()), str(dtype), model.device, model.path,
+               on_disk(source, model.path))
         with self._lock:
             if key not in self._cache:
                 self._make_room(key)
@@ -394,8 +404,14 @@ class ModelManager:
                         net = qwen_control.load(source, model.denoiser, dtype)
                     elif source.is_file():
                         net = controlnet_from_file(source, model.denoiser, dtype)
+                    elif "num_control_type" in read_config(source):
+                        from diffusers import ControlNetUnionModel
+                        from nodes.generate.sdxl_control import UnionControlNet
+                        net = UnionControlNet(ControlNetUnionModel.from_pretrained(str(source), dtype=dtype,
+                                                                                   local_files_only=True))
                     else:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
+                    if not source.is_file() and model.family != "flux":
                         check_controlnet_base(source.name, net.config.get("addition_embed_type") == "text_time",
                                               model.denoiser)
                 self._cache[key] = net.to(torch.device(model.device)).eval()
@@ -438,12 +454,13 @@ class ModelManager:
 
 def controlnet_from_file(path: Path, unet, dtype):
     """An SD 1.5 or SDXL ControlNet from one file (original `control_model.*` or diffusers layout), its config taken
-    from the model it steers (a ControlNet copies its UNet's encoder), so no config is fetched from a hub."""
+    from the model it steers (a ControlNet copies its UNet's encoder), so no config is fetched from a hub. xinsir's
+    ControlNet++ union files and Stability's Control-LoRAs load too (nodes.generate.sdxl_control)."""
     from accelerate import init_empty_weights
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
     det = detect_file(path)
-    if det.role == "controlnet" and det.family == "sd" and det.variant not in ("sd15", "sdxl"):
+    if det.role == "controlnet" and det.family == "sd" and det.variant not in CONTROLNET_KINDS:
         raise NodeError(f"{path.name}: {unsupported_controlnet(det.variant)}")
     if det.role == "controlnet" and det.family == "flux":
         raise NodeError(f"{path.name} is a FLUX.1 ControlNet; apply it to a FLUX.1 dev model")
@@ -456,36 +473,22 @@ def controlnet_from_file(path: Path, unet, dtype):
     if det.role != "controlnet" or det.family != "sd":
         raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph recognises'}, not a Stable "
                         "Diffusion (1.5 or XL) ControlNet")
-    check_controlnet_base(path.name, det.variant == "sdxl", unet)
+    check_controlnet_base(path.name, det.variant.startswith("sdxl"), unet)
     state = load_weights(path)
-    if det.layout == "diffusers":
-        emb = [int(state["controlnet_cond_embedding.conv_in.weight"].shape[0])] + [
-            int(state[f"controlnet_cond_embedding.blocks.{i}.weight"].shape[0]) for i in (1, 3, 5)
-            if f"controlnet_cond_embedding.blocks.{i}.weight" in state]
-    else:
-        hint = sorted((int(k.split(".")[-2]), v) for k, v in state.items()
-                      if k.endswith(".weight") and "input_hint_block." in k)
-        emb = [int(v.shape[0]) for i, v in hint[:-1] if i % 4 == 0] or [16, 32, 96, 256]
-    import inspect
-    params = inspect.signature(ControlNetModel.__init__).parameters
-    cfg = {k: v for k, v in dict(unet.config).items() if k in params and not k.startswith("_")}
-    # AnimateDiff's motion UNet names its blocks *Motion; the ControlNet copies their 2-D form.
-    cfg["down_block_types"] = [t.replace("Motion", "2D") for t in cfg["down_block_types"]]
-    cfg.pop("mid_block_type", None)
-    # A ControlNet reads the latent alone, also beside an inpainting UNet whose input adds mask and picture channels.
-    cfg["in_channels"] = int(unet.config.out_channels)
-    cfg["conditioning_embedding_out_channels"] = tuple(emb)
-    if det.layout == "diffusers":
-        # SDXL ControlNets are often slimmer than the UNet they steer (diffusers' -small and -mid releases keep fewer
-        # transformer layers a level); a level's depth is read from the file where it has attention at all.
-        depth = [sum(1 for k in state if k.startswith(f"down_blocks.{i}.attentions.0.transformer_blocks.")
-                     and k.endswith(".attn1.to_q.weight")) for i in range(len(cfg["down_block_types"]))]
-        if any(depth):
-            cfg["transformer_layers_per_block"] = [d or 1 for d in depth]
+    if det.variant == "sdxl-control-lora":
+        from nodes.generate.sdxl_control import control_lora
+        return control_lora(path.name, state, unet, dtype)
+    cls = ControlNetModel
+    if det.variant == "sdxl-union":
+        from diffusers import ControlNetUnionModel
+        cls = ControlNetUnionModel
+    cfg = controlnet_config(cls, state, det.layout, unet)
     with init_empty_weights():
-        net = ControlNetModel.from_config(cfg)
+        net = cls.from_config(cfg)
     if det.layout != "diffusers":
-        state = convert_controlnet_checkpoint(state, net.config)
+        from nodes.generate.sdxl_control import size_embedding
+        state = {**convert_controlnet_checkpoint(state, net.config),
+                 **{k: state[n] for k, n in size_embedding(state).items()}}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
         misfit = f"missing {missing[:3]}, unexpected {unexpected[:3]}" if missing or unexpected else ""
@@ -494,7 +497,47 @@ def controlnet_from_file(path: Path, unet, dtype):
     if misfit:
         raise NodeError(f"{path.name} does not fit this model's ControlNet shape ({misfit}): it is a ControlNet for "
                         "another base model")
+    if det.variant == "sdxl-union":
+        from nodes.generate.sdxl_control import UnionControlNet
+        return UnionControlNet(net.to(dtype))
     return net.to(dtype)
+
+
+def controlnet_config(cls, state: dict, layout: str, unet) -> dict:
+    """The config of a ControlNet (class `cls`) copied from `unet`'s encoder, with what its file's tensors say
+    otherwise: the control picture's channels and embedding widths, its transformer depths, a union's task rows."""
+    import inspect
+    if layout == "diffusers":
+        emb = [int(state["controlnet_cond_embedding.conv_in.weight"].shape[0])] + [
+            int(state[f"controlnet_cond_embedding.blocks.{i}.weight"].shape[0]) for i in (1, 3, 5)
+            if f"controlnet_cond_embedding.blocks.{i}.weight" in state]
+        hint = state["controlnet_cond_embedding.conv_in.weight"]
+    else:
+        blocks = sorted((int(k.split(".")[-2]), v) for k, v in state.items()
+                        if k.endswith(".weight") and "input_hint_block." in k)
+        emb = [int(v.shape[0]) for i, v in blocks[:-1] if i % 4 == 0] or [16, 32, 96, 256]
+        hint = blocks[0][1] if blocks else None
+    params = inspect.signature(cls.__init__).parameters
+    cfg = {k: v for k, v in dict(unet.config).items() if k in params and not k.startswith("_")}
+    # AnimateDiff's motion UNet names its blocks *Motion; the ControlNet copies their 2-D form.
+    cfg["down_block_types"] = [t.replace("Motion", "2D") for t in cfg["down_block_types"]]
+    cfg.pop("mid_block_type", None)
+    # A ControlNet reads the latent alone, also beside an inpainting UNet whose input adds mask and picture channels.
+    cfg["in_channels"] = int(unet.config.out_channels)
+    cfg["conditioning_embedding_out_channels"] = tuple(emb)
+    if hint is not None:
+        cfg["conditioning_channels"] = int(hint.shape[1])
+    if layout == "diffusers":
+        # SDXL ControlNets are often slimmer than the UNet they steer (diffusers' -small and -mid releases keep fewer
+        # transformer layers a level); a level's depth is read from the file where it has attention at all.
+        depth = [sum(1 for k in state if k.startswith(f"down_blocks.{i}.attentions.0.transformer_blocks.")
+                     and k.endswith(".attn1.to_q.weight")) for i in range(len(cfg["down_block_types"]))]
+        if any(depth):
+            cfg["transformer_layers_per_block"] = [d or 1 for d in depth]
+    if "task_embedding" in state:
+        from nodes.generate.sdxl_control import union_config
+        cfg.update(union_config(state))
+    return cfg
 
 
 def check_controlnet_base(name: str, sdxl: bool, unet) -> None:
@@ -505,13 +548,18 @@ def check_controlnet_base(name: str, sdxl: bool, unet) -> None:
                         f"a ControlNet made for {given}")
 
 
+# The SD ControlNet kinds control.apply loads: plain ones for SD 1.5 and SDXL, xinsir's ControlNet++ union and
+# Stability's Control-LoRAs (both SDXL).
+CONTROLNET_KINDS = ("sd15", "sdxl", "sdxl-union", "sdxl-control-lora")
+
+
 def unsupported_controlnet(variant: str) -> str:
     if variant.endswith("-union"):
-        return ("a ControlNet++ union model (one network for many control types) is not supported; use a "
-                "single-type SDXL ControlNet (a canny, depth or pose one, e.g. diffusers/controlnet-canny-sdxl-1.0)")
+        return ("a ControlNet++ union model for Stable Diffusion 1.5 is none xinsir made; Kinograph loads the SDXL "
+                "ones (controlnet-union-sdxl-1.0 and its promax file)")
     if variant.endswith("-control-lora"):
-        return ("a Control-LoRA (Stability's low-rank ControlNet, which only ComfyUI loads) is not supported; use a "
-                "full SDXL ControlNet (e.g. diffusers/controlnet-canny-sdxl-1.0)")
+        return ("a Control-LoRA for Stable Diffusion 1.5 is none Stability made; Kinograph loads the SDXL ones "
+                "(control-lora-canny/depth/recolor/sketch-rank128/256)")
     return f"{variant} ControlNets are not supported"
 
 
@@ -636,7 +684,14 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "clip_vision" and det.extra.get("siglip"):
         return True, "load.clip_vision: SigLIP, FLUX.1 Redux's image encoder (encode.image, then condition.style_model)"
     if det.role == "controlnet":
-        ok = det.family == "sd" and det.variant in ("sd15", "sdxl")
+        ok = det.family == "sd" and det.variant in CONTROLNET_KINDS
+        if ok and det.variant == "sdxl-union":
+            from nodes.generate.control import SDXL_UNION_MODES
+            return True, (f"control.apply on an SDXL model: xinsir's ControlNet++ union of {det.extra['modes']} "
+                          f"types, told which by mode ({', '.join(SDXL_UNION_MODES[:det.extra['modes']])})")
+        if ok and det.variant == "sdxl-control-lora":
+            return True, (f"control.apply on an SDXL model: Stability's Control-LoRA (rank {det.extra['rank']}), "
+                          "its low-rank deltas added to that model's own weights")
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
     from nodes.generate.converters.wan import WAN_UNSUPPORTED
     if det.family == "wan" and det.variant.split("-")[0] in WAN_UNSUPPORTED:
@@ -678,6 +733,15 @@ def describe_model(path: Path) -> Dict[str, str]:
             ok, note = folder_support(path)
             return {"family": "sd3", "variant": "3.5-large" if ok else "instantx", "role": "controlnet",
                     "precision": "", "loads": "yes" if ok else "no", "note": note}
+        cfg = read_config(path)
+        if fam is None and (cfg.get("_class_name") == "ControlNetModel" or "num_control_type" in cfg):
+            # An SD 1.5 / SDXL ControlNet folder, plain or xinsir's union: control.apply loads it (listed as not).
+            variant = ("sdxl" if cfg.get("addition_embed_type") == "text_time" else "sd15") + (
+                "-union" if "num_control_type" in cfg else "")
+            det = Detection("controlnet", "sd", variant, layout="diffusers",
+                            extra={"modes": cfg.get("num_control_type", 0)})
+            return {"family": family_of_file(det) or "sd", "variant": variant, "role": "controlnet", "precision": "",
+                    "loads": "yes", "note": will_load(det)[1]}
         return {"family": fam or "unknown", "variant": "", "role": "folder", "precision": "",
                 "loads": "yes" if fam else "no", "note": why}
     try:

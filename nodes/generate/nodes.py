@@ -6,7 +6,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
                                 VIDEO)
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
-from nodes.generate.control import UNION_MODES as FLUX_UNION_MODES
+from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_MODES
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
@@ -642,10 +642,11 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                                                                    "starts steering (ComfyUI's start_percent)"),
                   end: float = Param(1.0, min=0.0, max=1.0, help="share of the way where it stops: below 1 the "
                                                                  "last steps draw detail freely (end_percent)"),
-                  mode: str = Param("auto", choices=("auto",) + FLUX_UNION_MODES,
-                                    help="a FLUX.1 union ControlNet: what kind of picture it is given (auto: not "
-                                         "told, as ComfyUI without SetUnionControlNetType); an SD 3.5 one: canny, "
-                                         "depth or blur (auto: the file's own kind)"),
+                  mode: str = Param("auto", choices=("auto",) + tuple(dict.fromkeys(FLUX_UNION_MODES
+                                                                                     + SDXL_UNION_MODES)),
+                                    help="a union ControlNet (FLUX.1's, or SDXL's ControlNet++): what kind of picture "
+                                         "it is given (auto: not told, as ComfyUI without SetUnionControlNetType); an "
+                                         "SD 3.5 one: canny, depth or blur (auto: the file's own kind)"),
                   vae: VAE = Input(optional=True, help="FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the "
                                                        "control pictures (ae.safetensors for FLUX.1), where the model "
                                                        "was loaded without one")
@@ -659,9 +660,12 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     another size are stretched to the generation's. Chained, ControlNets stack (a pose and a depth
     one both steer, their effects added). start / end are measured in noise levels, as ComfyUI
     measures them, not in step counts. FLUX.1 ControlNets are InstantX's and Shakker-Labs' (Canny, Depth,
-    Union, Union-Pro 2.0); a union one is told its picture's kind by `mode`. SD 3.5 Large's are Stability's
-    canny, depth and blur files: give white edges on black, a near-white depth map, or a blurred picture.
-    Qwen-Image's are InstantX's (Qwen-Image-ControlNet-Union)."""
+    Union, Union-Pro 2.0); on SDXL, xinsir's ControlNet++ union (and its promax file) and Stability's
+    Control-LoRAs load as well. A union one is told its picture's kind by `mode`: FLUX.1's canny, tile, depth,
+    blur, pose, gray, lq; SDXL's pose, depth, scribble (hed / pidi soft edges), canny (also lineart, mlsd),
+    normal, segment, and with promax tile and repaint. SD 3.5 Large's are Stability's canny, depth and blur files:
+    give white edges on black, a near-white depth map, or a blurred picture. Qwen-Image's are InstantX's
+    (Qwen-Image-ControlNet-Union)."""
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
     return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end, mode,

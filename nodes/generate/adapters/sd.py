@@ -161,8 +161,9 @@ def control_residuals(flat, t, ehs, controls, **extra) -> dict:
         size = (flat.shape[2] * k, flat.shape[3] * k)
         if tuple(images.shape[2:]) != size:
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+        union = {"mode": c.mode} if getattr(c.net, "union", False) else {}
         d, m = c.net(flat, t, encoder_hidden_states=ehs, controlnet_cond=images, conditioning_scale=c.strength,
-                     return_dict=False, **extra)
+                     return_dict=False, **union, **extra)
         down, mid = (d, m) if down is None else ([a + b for a, b in zip(down, d)], mid + m)
     return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
