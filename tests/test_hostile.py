@@ -849,3 +849,33 @@ def test_a_checkpoint_whose_records_unpack_far_beyond_its_size_is_refused_before
                                         r"file of [\d,]+ \(torch saves them uncompressed\)"):
         read_header(bomb)
     assert read_header(plain).shapes == {"emb": (2 ** 23,)}
+
+
+def _subgraph_bomb(levels: int, each: int) -> dict:
+    """A ComfyUI UI workflow whose subgraph i places subgraph i+1 `each` times, down to one Note: a few KB that
+    expand to each^levels nodes."""
+    def placed(sub):
+        return [{"id": j + 1, "type": sub, "mode": 0, "inputs": [], "outputs": [], "widgets_values": []}
+                for j in range(each)]
+    subs = [{"id": f"s{i}", "name": f"s{i}", "links": [], "inputs": [], "outputs": [],
+             "nodes": placed(f"s{i + 1}") if i < levels else
+             [{"id": 1, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["x"]}]}
+            for i in range(1, levels + 1)]
+    return {"last_node_id": each, "last_link_id": 0, "version": 0.4, "nodes": placed("s1"), "links": [],
+            "definitions": {"subgraphs": subs}}
+
+
+def test_a_comfyui_file_whose_subgraphs_multiply_is_refused_before_they_are_expanded(tmp_path):
+    """Subgraphs place other subgraphs: a 6 KB .json of fourteen levels, each placing the next four times, expanded
+    to 268 million nodes, and `kinograph import` (File > Open, a dropped PNG) filled memory and never returned
+    (killed at 60 s under 4 GB). The nodes are counted before anything is inlined."""
+    import json
+    from app.comfyui import ComfyImportError, import_workflow
+    for levels, each, total in ((8, 3, "6,561"), (14, 4, "268,435,456")):
+        f = tmp_path / f"bomb{levels}.json"
+        f.write_text(json.dumps(_subgraph_bomb(levels, each)))
+        with pytest.raises(ComfyImportError) as e:
+            import_workflow(f)
+        assert str(e.value) == (f"{f}: it has {total} nodes with its subgraphs expanded (each subgraph counts its "
+                                f"nodes every time it is placed); a workflow may have at most 5,000: the file is "
+                                f"damaged or made to hang the import")

@@ -21,6 +21,13 @@ PRIMITIVES = {"PrimitiveNode"}
 NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 SEED_WIDGETS = {"seed", "noise_seed"}
+# The most nodes a workflow may have with its subgraphs expanded. Subgraphs hold instances of other subgraphs,
+# so a 6 KB file of fourteen levels, each placing the next four times, expanded to 4^14 (268 million) nodes: the
+# import (kinograph import, File > Open, a dropped PNG) filled memory and never returned. Inlining costs the
+# square of the nodes (22,000 took 30 s); real workflows have hundreds.
+MAX_EXPANDED_NODES = 5_000
+MAX_SUBGRAPH_DEPTH = 16
+NESTED_TOO_DEEP = f"subgraphs nest more than {MAX_SUBGRAPH_DEPTH} levels deep (or contain themselves)"
 
 
 @dataclass(frozen=True)
@@ -201,15 +208,41 @@ def _expand_subgraphs(data: Dict[str, Any]) -> Tuple[List[Dict], List[Any]]:
     execution ids), links through the subgraph's input and output nodes are joined up."""
     defs = {s.get("id"): s for s in ((data.get("definitions") or {}).get("subgraphs") or []) if isinstance(s, dict)}
     nodes = [dict(n) for n in data.get("nodes") or []]
+    total = _expanded_count(nodes, defs)
+    if total > MAX_EXPANDED_NODES:
+        raise ComfyImportError(f"it has {total:,} nodes with its subgraphs expanded (each subgraph counts its nodes "
+                               f"every time it is placed); a workflow may have at most {MAX_EXPANDED_NODES:,}: the "
+                               f"file is damaged or made to hang the import")
     # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
     links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or [] if isinstance(l, (list, dict))]
-    for _ in range(16):                                   # nested subgraphs: one level per pass
+    for _ in range(MAX_SUBGRAPH_DEPTH):                   # nested subgraphs: one level per pass
         inst = [n for n in nodes if n.get("type") in defs]
         if not inst:
             return nodes, links
         for n in inst:
             nodes, links = _inline(n, defs[n["type"]], nodes, links)
-    raise ComfyImportError("subgraphs nest more than 16 levels deep (or contain themselves)")
+    raise ComfyImportError(NESTED_TOO_DEEP)
+
+
+def _expanded_count(nodes, defs) -> int:
+    """How many nodes `nodes` become with every subgraph instance inlined, counted without inlining (each
+    definition's count once)."""
+    counts: Dict[Any, int] = {}
+
+    def count(items, depth: int) -> int:
+        if depth > MAX_SUBGRAPH_DEPTH:
+            raise ComfyImportError(NESTED_TOO_DEEP)
+        total = 0
+        for n in items:
+            sub_id = n.get("type") if isinstance(n, dict) else None
+            if not isinstance(sub_id, (str, int)) or sub_id not in defs:
+                total += 1
+                continue
+            if sub_id not in counts:
+                counts[sub_id] = count(defs[sub_id].get("nodes") or [], depth + 1)
+            total += counts[sub_id]
+        return total
+    return count(nodes, 0)
 
 
 def _inline(inst, sub, nodes, links):
