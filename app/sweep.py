@@ -31,6 +31,8 @@ TOP_KEYS = ("grid", "cases")
 # are 10^18 cases, which were built one by one, and every case copies the workflow: the batch filled memory and
 # never started. Ten thousand renders is more than any batch is meant to be.
 MAX_CASES = 10_000
+# The longest file name most file systems take: no placeholder's format spec asks for more.
+NAME_MAX = 255
 PLACEHOLDER = re.compile(r"\{(case|[A-Za-z][A-Za-z0-9_\-]*\.[A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 
 
@@ -240,6 +242,11 @@ def expand(template: str, label: Optional[str], wf: Workflow, registry: Registry
                 raise ValueError(f"placeholder {{{key}}}: node {node_id} has no parameter {param!r}"
                                  f"{did_you_mean(param, names)}")
             value = _param_value(wf, registry, node_id, param)
+        widest = max(map(int, re.findall(r"\d+", spec)), default=0)
+        if widest > NAME_MAX:
+            # format() would build the whole text first: {sample.seed:>2000000000} took gigabytes and never ended.
+            raise ValueError(f"placeholder {m.group(0)}: a width or precision of {widest} is more than a file name "
+                             f"holds; give at most {NAME_MAX}")
         try:
             text = format(value, spec)
         except (ValueError, TypeError) as e:

@@ -557,6 +557,20 @@ def test_a_batch_workflow_run_alone_fills_its_placeholders(tmp_path, capsys):
     assert "placeholder {pattern.nope}: node pattern has no parameter 'nope'" in capsys.readouterr().err
 
 
+def test_a_placeholder_asking_for_a_name_of_gigabytes_is_refused_by_validate_and_run(tmp_path, capsys):
+    """An output path of 'out/v_{pattern.frames:>1500000000}.mkv' (a workflow from someone else) made format() build
+    a 1.5 GB name: `kinograph run` was killed after 100 s under 3 GB, and `validate` said ok, never filling the
+    placeholders. Widths and precisions stop at a file name's 255; validate fills the placeholders as run does."""
+    wf = workflow(tmp_path, "out/v_{pattern.frames:>1500000000}.mkv")
+    for command in ("validate", "run"):
+        assert main([command, str(wf)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"{wf}:17: node save: placeholder {{pattern.frames:>1500000000}}: a width or precision of 1500000000 is "
+            f"more than a file name holds; give at most 255")
+    assert main(["validate", str(workflow(tmp_path, "out/c{pattern.nope}.mkv"))]) == 2
+    assert "placeholder {pattern.nope}: node pattern has no parameter 'nope'" in capsys.readouterr().err
+
+
 def test_a_batch_job_reports_its_nodes_while_it_runs(tmp_path, capsys, monkeypatch):
     from app import batch
     wf = workflow(tmp_path)
