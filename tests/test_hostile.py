@@ -879,3 +879,24 @@ def test_a_comfyui_file_whose_subgraphs_multiply_is_refused_before_they_are_expa
         assert str(e.value) == (f"{f}: it has {total} nodes with its subgraphs expanded (each subgraph counts its "
                                 f"nodes every time it is placed); a workflow may have at most 5,000: the file is "
                                 f"damaged or made to hang the import")
+
+
+def test_a_gguf_whose_metadata_lies_about_a_tensors_shape_is_named_damaged(tmp_path):
+    """ComfyUI-GGUF keeps a flattened tensor's true shape as metadata (comfy.gguf.orig_shape.NAME), which was taken as
+    it stood: a file holding 16 values for patch_embedding.weight, stated as 1,000,000 x 16 x 1 x 2 x 2, was read as
+    a tensor of 64 million. The shape must hold as many values as the file stores."""
+    import gguf
+    from nodes.generate.detect import read_header
+    path = tmp_path / "wan2.1-Q8_0.gguf"
+    w = gguf.GGUFWriter(str(path), "wan")
+    w.add_array("comfy.gguf.orig_shape.patch_embedding.weight", [1000000, 16, 1, 2, 2])
+    w.add_tensor("patch_embedding.weight", np.zeros((4, 4), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(NodeError) as e:
+        read_header(path)
+    assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor patch_embedding.weight the "
+                            f"shape (1000000, 16, 1, 2, 2), but the file holds 16 values for it (4, 4). It is corrupt "
+                            f"or made to mislead; copy the file again from where it was published.")
