@@ -914,3 +914,26 @@ def test_a_comfyui_api_prompt_of_more_nodes_than_any_workflow_is_refused_before_
         import_workflow(f)
     assert str(e.value) == f"{f}: it has 5,001 nodes; a workflow may have at most 5,000: the file is damaged or made " \
                            f"to hang the import"
+
+
+def test_a_diffusers_folder_whose_weights_unpack_far_beyond_their_size_names_that_file(tmp_path):
+    """A model folder from someone else holding diffusion_pytorch_model.bin re-zipped deflated (1 MB unpacking to
+    1 GB): diffusers could not map it and the load said 'a file is missing from the folder ... copy the complete
+    model', sending the user to fetch files that are there. The file is named with the check every torch file
+    Kinograph reads itself goes through."""
+    import shutil
+    import zipfile
+    from nodes.generate.offline import local_only
+    from nodes.mini.model import load_mini
+    folder = tmp_path / "mini"
+    shutil.copytree(ROOT / "resources" / "models" / "kinograph-mini", folder)
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    plain, bomb = tmp_path / "plain.bin", folder / "transformer" / "diffusion_pytorch_model.bin"
+    torch.save({"w": torch.zeros(2 ** 23)}, plain)
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(bomb, "w") as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(NodeError) as e:
+        with local_only("kinograph-mini model", str(folder)):
+            load_mini(folder)
+    assert str(e.value).startswith(f"{bomb} is refused: its records unpack to 33,554,")
