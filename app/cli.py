@@ -323,12 +323,12 @@ def _load(args):
 def cmd_validate(args) -> int:
     from graph_engine.errors import WorkflowError
     from graph_engine.registry import default_registry
-    from graph_engine.validate import (apply_overrides, left_out_note, missing_input_files, missing_model_files,
-                                       run_scope, validate_run)
+    from graph_engine.validate import left_out_note, missing_input_files, missing_model_files, run_scope, validate_run
     from nodes.common.models_dirs import model_dirs
     # The same overrides as the run it precedes: they may fix a problem or make one.
     wf = _load(args)
-    problems = apply_overrides(wf, args.set, default_registry()) or validate_run(wf, default_registry())
+    _apply_sets(args.set, wf)       # and the output paths' placeholders, which the run would refuse too
+    problems = validate_run(wf, default_registry())
     if problems:
         raise WorkflowError(problems)
     # Before a run, as ComfyUI checks a prompt's model names: the run would stop at the loader.

@@ -14,6 +14,7 @@ gets `_{case}` added before its extension so no job overwrites another's result.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,6 +27,12 @@ from graph_engine.validate import check_param
 from graph_engine.workflow import Problem, Workflow, load_yaml_with_lines
 
 TOP_KEYS = ("grid", "cases")
+# The most jobs one sweep file may make. A grid is a product: eighteen keys of ten values (900 bytes of YAML)
+# are 10^18 cases, which were built one by one, and every case copies the workflow: the batch filled memory and
+# never started. Ten thousand renders is more than any batch is meant to be.
+MAX_CASES = 10_000
+# The longest file name most file systems take: no placeholder's format spec asks for more.
+NAME_MAX = 255
 PLACEHOLDER = re.compile(r"\{(case|[A-Za-z][A-Za-z0-9_\-]*\.[A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 
 
@@ -117,6 +124,14 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
                     problems.append(Problem(label, at("grid", key), None, f"`{key}` has no values"))
                 check(key, values, ("grid", key), lambda i, key=key: ("grid", key, i))
                 axes.append([(str(key), v) for v in values])
+            total = math.prod(len(a) for a in axes)
+            if total > MAX_CASES:
+                sizes = " x ".join(str(len(a)) for a in axes)
+                problems.append(Problem(label, at("grid"), None, f"the grid makes {total:,} cases ({sizes} values); "
+                                                                 f"a sweep makes at most {MAX_CASES:,}: give fewer "
+                                                                 f"values or keys, or split it into several sweep "
+                                                                 f"files"))
+                raise WorkflowError(problems)
             for combo in itertools.product(*axes):
                 cases.append(Case(len(cases) + 1, dict(combo), at("grid")))
     listed = data.get("cases")
@@ -137,6 +152,9 @@ def load_sweep(path, wf: Workflow, registry: Registry) -> Sweep:
                 cases.append(Case(len(cases) + 1, {str(k): v for k, v in entry.items()}, at("cases", i)))
     if not cases and not problems:
         problems.append(Problem(label, 1, None, "the sweep has no cases"))
+    if len(cases) > MAX_CASES:
+        problems.append(Problem(label, at("cases"), None, f"the sweep makes {len(cases):,} cases; a sweep makes at "
+                                                          f"most {MAX_CASES:,}: split it into several sweep files"))
     if problems:
         raise WorkflowError(problems)
     return Sweep(path, cases)
@@ -224,6 +242,11 @@ def expand(template: str, label: Optional[str], wf: Workflow, registry: Registry
                 raise ValueError(f"placeholder {{{key}}}: node {node_id} has no parameter {param!r}"
                                  f"{did_you_mean(param, names)}")
             value = _param_value(wf, registry, node_id, param)
+        widest = max(map(int, re.findall(r"\d+", spec)), default=0)
+        if widest > NAME_MAX:
+            # format() would build the whole text first: {sample.seed:>2000000000} took gigabytes and never ended.
+            raise ValueError(f"placeholder {m.group(0)}: a width or precision of {widest} is more than a file name "
+                             f"holds; give at most {NAME_MAX}")
         try:
             text = format(value, spec)
         except (ValueError, TypeError) as e:

@@ -91,6 +91,28 @@ def test_sweep_mistakes_are_located_in_the_sweep_file(tmp_path):
     assert len(e.value.problems) == 7
 
 
+def test_a_sweep_of_more_cases_than_any_batch_is_refused_before_it_builds_them(tmp_path, monkeypatch):
+    """A grid is a product: a 900-byte sweep of eighteen keys of ten values is 10^18 cases, which load_sweep built
+    one by one (kinograph batch filled memory and never started). Over app.sweep.MAX_CASES the file is refused,
+    naming the count; grid and cases count together."""
+    import app.sweep
+    monkeypatch.setattr(app.sweep, "MAX_CASES", 4)
+    wf = load_workflow(workflow(tmp_path))
+    with pytest.raises(WorkflowError) as e:
+        load_sweep(write(tmp_path, "grid.yaml", "grid:\n  trim.start: [0, 1, 2]\n  resize.width: [32, 40]\n"),
+                   wf, default_registry())
+    assert [(p.line, p.message) for p in e.value.problems] == [
+        (1, "the grid makes 6 cases (3 x 2 values); a sweep makes at most 4: give fewer values or keys, or split it "
+            "into several sweep files")]
+    with pytest.raises(WorkflowError) as e:
+        load_sweep(write(tmp_path, "both.yaml", "grid: {trim.start: [0, 1]}\ncases:\n  - {}\n  - {}\n  - {}\n"),
+                   wf, default_registry())
+    assert [(p.line, p.message) for p in e.value.problems] == [
+        (2, "the sweep makes 5 cases; a sweep makes at most 4: split it into several sweep files")]
+    assert len(load_sweep(write(tmp_path, "ok.yaml", "grid: {trim.start: [0, 1]}\ncases: [{}, {}]\n"), wf,
+                          default_registry()).cases) == 4
+
+
 def test_only_names_existing_cases(tmp_path):
     wf = load_workflow(workflow(tmp_path))
     sweep = load_sweep(write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n"), wf, default_registry())
@@ -532,6 +554,20 @@ def test_a_batch_workflow_run_alone_fills_its_placeholders(tmp_path, capsys):
            "out/clip_02_{case}.mkv" in err
     wf = workflow(tmp_path, "out/c{pattern.nope}.mkv")
     assert main(["run", str(wf)]) == 2
+    assert "placeholder {pattern.nope}: node pattern has no parameter 'nope'" in capsys.readouterr().err
+
+
+def test_a_placeholder_asking_for_a_name_of_gigabytes_is_refused_by_validate_and_run(tmp_path, capsys):
+    """An output path of 'out/v_{pattern.frames:>1500000000}.mkv' (a workflow from someone else) made format() build
+    a 1.5 GB name: `kinograph run` was killed after 100 s under 3 GB, and `validate` said ok, never filling the
+    placeholders. Widths and precisions stop at a file name's 255; validate fills the placeholders as run does."""
+    wf = workflow(tmp_path, "out/v_{pattern.frames:>1500000000}.mkv")
+    for command in ("validate", "run"):
+        assert main([command, str(wf)]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"{wf}:17: node save: placeholder {{pattern.frames:>1500000000}}: a width or precision of 1500000000 is "
+            f"more than a file name holds; give at most 255")
+    assert main(["validate", str(workflow(tmp_path, "out/c{pattern.nope}.mkv"))]) == 2
     assert "placeholder {pattern.nope}: node pattern has no parameter 'nope'" in capsys.readouterr().err
 
 

@@ -849,3 +849,91 @@ def test_a_checkpoint_whose_records_unpack_far_beyond_its_size_is_refused_before
                                         r"file of [\d,]+ \(torch saves them uncompressed\)"):
         read_header(bomb)
     assert read_header(plain).shapes == {"emb": (2 ** 23,)}
+
+
+def _subgraph_bomb(levels: int, each: int) -> dict:
+    """A ComfyUI UI workflow whose subgraph i places subgraph i+1 `each` times, down to one Note: a few KB that
+    expand to each^levels nodes."""
+    def placed(sub):
+        return [{"id": j + 1, "type": sub, "mode": 0, "inputs": [], "outputs": [], "widgets_values": []}
+                for j in range(each)]
+    subs = [{"id": f"s{i}", "name": f"s{i}", "links": [], "inputs": [], "outputs": [],
+             "nodes": placed(f"s{i + 1}") if i < levels else
+             [{"id": 1, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["x"]}]}
+            for i in range(1, levels + 1)]
+    return {"last_node_id": each, "last_link_id": 0, "version": 0.4, "nodes": placed("s1"), "links": [],
+            "definitions": {"subgraphs": subs}}
+
+
+def test_a_comfyui_file_whose_subgraphs_multiply_is_refused_before_they_are_expanded(tmp_path):
+    """Subgraphs place other subgraphs: a 6 KB .json of fourteen levels, each placing the next four times, expanded
+    to 268 million nodes, and `kinograph import` (File > Open, a dropped PNG) filled memory and never returned
+    (killed at 60 s under 4 GB). The nodes are counted before anything is inlined."""
+    import json
+    from app.comfyui import ComfyImportError, import_workflow
+    for levels, each, total in ((8, 3, "6,561"), (14, 4, "268,435,456")):
+        f = tmp_path / f"bomb{levels}.json"
+        f.write_text(json.dumps(_subgraph_bomb(levels, each)))
+        with pytest.raises(ComfyImportError) as e:
+            import_workflow(f)
+        assert str(e.value) == (f"{f}: it has {total} nodes with its subgraphs expanded (each subgraph counts its "
+                                f"nodes every time it is placed); a workflow may have at most 5,000: the file is "
+                                f"damaged or made to hang the import")
+
+
+def test_a_gguf_whose_metadata_lies_about_a_tensors_shape_is_named_damaged(tmp_path):
+    """ComfyUI-GGUF keeps a flattened tensor's true shape as metadata (comfy.gguf.orig_shape.NAME), which was taken as
+    it stood: a file holding 16 values for patch_embedding.weight, stated as 1,000,000 x 16 x 1 x 2 x 2, was read as
+    a tensor of 64 million. The shape must hold as many values as the file stores."""
+    import gguf
+    from nodes.generate.detect import read_header
+    path = tmp_path / "wan2.1-Q8_0.gguf"
+    w = gguf.GGUFWriter(str(path), "wan")
+    w.add_array("comfy.gguf.orig_shape.patch_embedding.weight", [1000000, 16, 1, 2, 2])
+    w.add_tensor("patch_embedding.weight", np.zeros((4, 4), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(NodeError) as e:
+        read_header(path)
+    assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor patch_embedding.weight the "
+                            f"shape (1000000, 16, 1, 2, 2), but the file holds 16 values for it (4, 4). It is corrupt "
+                            f"or made to mislead; copy the file again from where it was published.")
+
+
+def test_a_comfyui_api_prompt_of_more_nodes_than_any_workflow_is_refused_before_it_is_read(tmp_path):
+    """The API format has no subgraphs, but a 1.3 MB prompt of 20,000 nodes did not import in 120 s: finding each
+    node's readers asked every other node (the square of their number; a chain dropped a link a pass, the cube). The
+    readers are now indexed (20,000 nodes: 6 s), and a prompt over the same 5,000 nodes is refused before it is read."""
+    import json
+    from app.comfyui import ComfyImportError, import_workflow
+    f = tmp_path / "prompt.json"
+    f.write_text(json.dumps({str(i): {"class_type": "PrimitiveInt", "inputs": {"value": i}} for i in range(5001)}))
+    with pytest.raises(ComfyImportError) as e:
+        import_workflow(f)
+    assert str(e.value) == f"{f}: it has 5,001 nodes; a workflow may have at most 5,000: the file is damaged or made " \
+                           f"to hang the import"
+
+
+def test_a_diffusers_folder_whose_weights_unpack_far_beyond_their_size_names_that_file(tmp_path):
+    """A model folder from someone else holding diffusion_pytorch_model.bin re-zipped deflated (1 MB unpacking to
+    1 GB): diffusers could not map it and the load said 'a file is missing from the folder ... copy the complete
+    model', sending the user to fetch files that are there. The file is named with the check every torch file
+    Kinograph reads itself goes through."""
+    import shutil
+    import zipfile
+    from nodes.generate.offline import local_only
+    from nodes.mini.model import load_mini
+    folder = tmp_path / "mini"
+    shutil.copytree(ROOT / "resources" / "models" / "kinograph-mini", folder)
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    plain, bomb = tmp_path / "plain.bin", folder / "transformer" / "diffusion_pytorch_model.bin"
+    torch.save({"w": torch.zeros(2 ** 23)}, plain)
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(bomb, "w") as out:
+        for info in z.infolist():
+            out.writestr(info.filename, z.read(info.filename), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(NodeError) as e:
+        with local_only("kinograph-mini model", str(folder)):
+            load_mini(folder)
+    assert str(e.value).startswith(f"{bomb} is refused: its records unpack to 33,554,")

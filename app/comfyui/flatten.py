@@ -21,6 +21,13 @@ PRIMITIVES = {"PrimitiveNode"}
 NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 SEED_WIDGETS = {"seed", "noise_seed"}
+# The most nodes a workflow may have (UI files with their subgraphs expanded). Subgraphs hold instances of others,
+# so a 6 KB file of fourteen levels, each placing the next four times, expanded to 4^14 (268 million) nodes: the
+# import (kinograph import, File > Open, a dropped PNG) filled memory and never returned. Inlining costs the
+# square of the nodes (22,000 took 30 s); real workflows have hundreds.
+MAX_EXPANDED_NODES = 5_000
+MAX_SUBGRAPH_DEPTH = 16
+NESTED_TOO_DEEP = f"subgraphs nest more than {MAX_SUBGRAPH_DEPTH} levels deep (or contain themselves)"
 
 
 @dataclass(frozen=True)
@@ -88,9 +95,28 @@ def _api_bypass(flat: Flat, known, bypass: bool) -> None:
     (consumers relinked past them, and what then feeds nothing dropped, as ComfyUI runs only what an output needs),
     else named as bypassable."""
     nodes = flat.nodes
-    uses = lambda nid: [(c, k) for c in nodes.values() for k, v in c.inputs.items()      # noqa: E731
-                        if isinstance(v, Ref) and v.node == nid]
-    fed = {nid for nid in nodes if uses(nid)}
+    # Who reads each node, kept as links change: asking every node of every node cost the square of their number,
+    # the cube for a chain dropped one link a pass (a 1.3 MB API prompt of 20,000 nodes did not finish in 120 s).
+    order = {nid: i for i, nid in enumerate(nodes)}
+    readers: Dict[str, List[Tuple[CNode, str]]] = {}
+
+    def link(c: CNode, k: str) -> None:
+        v = c.inputs[k]
+        if isinstance(v, Ref) and v.node in nodes:
+            readers.setdefault(v.node, []).append((c, k))
+
+    def unlink_inputs(cn: CNode) -> None:
+        for k, v in cn.inputs.items():
+            if isinstance(v, Ref) and v.node in readers:
+                readers[v.node] = [(c, ck) for c, ck in readers[v.node] if not (c is cn and ck == k)]
+
+    def uses(nid: str) -> List[Tuple[CNode, str]]:
+        return sorted(readers.get(nid, ()), key=lambda ck: (order[ck[0].id], list(ck[0].inputs).index(ck[1])))
+
+    for c in nodes.values():
+        for k in c.inputs:
+            link(c, k)
+    fed = {nid for nid in nodes if readers.get(nid)}
     for nid in sorted(nodes, key=lambda n: (len(n), n)):
         cn = nodes.get(nid)
         if cn is None or known(cn.class_type) is not None:
@@ -104,22 +130,31 @@ def _api_bypass(flat: Flat, known, bypass: bool) -> None:
             continue
         for c, k in consumers:
             c.inputs[k] = cn.inputs[passes[k]]
+            link(c, k)
+        readers.pop(nid, None)
+        unlink_inputs(cn)
         del nodes[nid]
         flat.bypassed.append((nid, cn.class_type, cn.title, ", ".join(dict.fromkeys(p.upper()
                                                                                      for p in passes.values()))))
-    changed = True
-    while changed:
-        changed = False
-        for nid in [n for n in nodes if n in fed and not uses(n)]:
+    # What feeds nothing now goes, and then what fed only that: one pass a link of a chain, as before, but each pass
+    # looks only at the sources of what the last one dropped.
+    candidates = list(nodes)
+    while candidates:
+        dropped = [nid for nid in candidates if nid in nodes and nid in fed and not readers.get(nid)]
+        candidates = []
+        for nid in dropped:
             cn = nodes.pop(nid)
+            unlink_inputs(cn)
+            candidates += [v.node for v in cn.inputs.values() if isinstance(v, Ref) and v.node in nodes]
             flat.dropped.append((nid, cn.class_type, cn.title,
                                  "not run: it only feeds nodes that do not run (muted, or bypassed), as in ComfyUI"))
-            changed = True
+        candidates = sorted(dict.fromkeys(candidates), key=order.__getitem__)
 
 
 def from_api(prompt: Dict[str, Any], known=None, bypass_unmapped: bool = False) -> Flat:
     """`known(class_type)` is None for a class Kinograph does not map (see from_ui); with `bypass_unmapped` such a
     node is bypassed when every consumer can take one of its inputs instead."""
+    _check_size(len(prompt))
     flat = _from_api(prompt)
     if known is not None:
         _api_bypass(flat, known, bypass_unmapped)
@@ -201,15 +236,44 @@ def _expand_subgraphs(data: Dict[str, Any]) -> Tuple[List[Dict], List[Any]]:
     execution ids), links through the subgraph's input and output nodes are joined up."""
     defs = {s.get("id"): s for s in ((data.get("definitions") or {}).get("subgraphs") or []) if isinstance(s, dict)}
     nodes = [dict(n) for n in data.get("nodes") or []]
+    _check_size(_expanded_count(nodes, defs), " with its subgraphs expanded (each subgraph counts its nodes every "
+                                              "time it is placed)")
     # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
     links = [list(l) if isinstance(l, list) else dict(l) for l in data.get("links") or [] if isinstance(l, (list, dict))]
-    for _ in range(16):                                   # nested subgraphs: one level per pass
+    for _ in range(MAX_SUBGRAPH_DEPTH):                   # nested subgraphs: one level per pass
         inst = [n for n in nodes if n.get("type") in defs]
         if not inst:
             return nodes, links
         for n in inst:
             nodes, links = _inline(n, defs[n["type"]], nodes, links)
-    raise ComfyImportError("subgraphs nest more than 16 levels deep (or contain themselves)")
+    raise ComfyImportError(NESTED_TOO_DEEP)
+
+
+def _check_size(total: int, how: str = "") -> None:
+    if total > MAX_EXPANDED_NODES:
+        raise ComfyImportError(f"it has {total:,} nodes{how}; a workflow may have at most {MAX_EXPANDED_NODES:,}: the "
+                               f"file is damaged or made to hang the import")
+
+
+def _expanded_count(nodes, defs) -> int:
+    """How many nodes `nodes` become with every subgraph instance inlined, counted without inlining (each
+    definition's count once)."""
+    counts: Dict[Any, int] = {}
+
+    def count(items, depth: int) -> int:
+        if depth > MAX_SUBGRAPH_DEPTH:
+            raise ComfyImportError(NESTED_TOO_DEEP)
+        total = 0
+        for n in items:
+            sub_id = n.get("type") if isinstance(n, dict) else None
+            if not isinstance(sub_id, (str, int)) or sub_id not in defs:
+                total += 1
+                continue
+            if sub_id not in counts:
+                counts[sub_id] = count(defs[sub_id].get("nodes") or [], depth + 1)
+            total += counts[sub_id]
+        return total
+    return count(nodes, 0)
 
 
 def _inline(inst, sub, nodes, links):

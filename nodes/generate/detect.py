@@ -112,8 +112,15 @@ def gguf_header(path: Path) -> Header:
                 pass
     shapes, dtypes = {}, {}
     for t in reader.tensors:
+        stored = tuple(int(x) for x in reversed(t.shape.tolist()))
         orig = meta.get(f"comfy.gguf.orig_shape.{t.name}")
-        shapes[t.name] = tuple(int(x) for x in orig) if orig else tuple(int(x) for x in reversed(t.shape.tolist()))
+        shapes[t.name] = tuple(int(x) for x in orig) if orig else stored
+        # ComfyUI's shape is metadata beside the tensor, free to say anything: a tensor of 16 values stated as
+        # 1,000,000 x 16 x 2 x 2 was listed as a Wan transformer 1,000,000 wide that loads.
+        if math.prod(shapes[t.name]) != math.prod(stored) or min(shapes[t.name], default=1) < 0:
+            raise NodeError(f"{path} is not a valid GGUF file: its metadata gives tensor {t.name} the shape "
+                            f"{shapes[t.name]}, but the file holds {math.prod(stored):,} values for it {stored}. "
+                            "It is corrupt or made to mislead; copy the file again from where it was published.")
         dtypes[t.name] = t.tensor_type.name
     return Header(shapes, dtypes, {k: str(v) for k, v in meta.items()}, "gguf")
 

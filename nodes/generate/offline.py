@@ -82,10 +82,27 @@ def local_only(what: str, where: str, hint: str = ""):
         # diffusers/transformers report a file missing from a local folder as OSError (EnvironmentError).
         if isinstance(exc, ValueError) and not _is_hub_error(exc):
             raise
+        _say_why_unreadable(exc)
         raise NodeError(
             f"{what}: a file is missing from {where} ({_first_line(exc)}). Kinograph never downloads models: "
             f"copy the complete model (diffusers layout: model_index.json and its subfolders) into {where}"
             + (f". {hint}" if hint else "")) from None
+
+
+def _say_why_unreadable(exc: BaseException) -> None:
+    """A weights file the libraries found but could not read was reported as a file missing from the folder, with
+    'copy the complete model': a pickle whose records unpack far beyond its size (a zip bomb), or a damaged one,
+    is named here by the check every other torch file goes through (detect.read_header)."""
+    import re
+    from pathlib import Path
+    m = re.search(r"Unable to load weights from (?:pytorch )?checkpoint file for '([^']+)'", str(exc))
+    if m is None or not Path(m.group(1)).is_file():
+        return
+    from nodes.generate.detect import read_header
+    try:
+        read_header(Path(m.group(1)))      # a NodeError saying what is wrong with it
+    except (OSError, ValueError):          # unreadable to the check too: the caller's message stands
+        return
 
 
 def _first_line(exc: BaseException) -> str:
