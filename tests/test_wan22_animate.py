@@ -1,0 +1,102 @@
+"""Wan 2.2 Animate (wan2.2_animate_14B, ComfyUI's WanAnimateToVideo) on a tiny random-weight transformer in ComfyUI's
+key layout. The files were refused by name ("Wan 2.2 Animate models ... are not supported"), and nothing in
+Kinograph laid out the reference frame, pose latents and face pixels the model reads."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graph_engine import Clip, NodeError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_wan_fun_control import _video  # noqa: E402
+
+ANIMATE = "wan22_tiny_animate_fp16.safetensors"
+SIZE, FRAMES = 32, 5
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    from tiny_wan22 import build_wan22_animate
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_vae
+    root = build_wan22_animate(tmp_path_factory.mktemp("animate"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
+        mm = ModelManager(max_loaded=4)
+        yield {"root": root, "model": load_diffusion_model(mm, ANIMATE, "default", "cpu"),
+               "vae": load_vae(mm, "wan_tiny_vae.safetensors", "cpu")}
+
+
+def _reference_pipeline(vae, text, image_tokens):
+    """diffusers' WanAnimatePipeline on the tiny transformer diffusers builds (its weights rounded through fp16, as
+    the file stores them), given the prompt embeddings and CLIP image tokens directly."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanAnimatePipeline
+    from tiny_wan22 import wan_animate_transformer
+    transformer = wan_animate_transformer().half().float()
+    pipe = WanAnimatePipeline(tokenizer=None, text_encoder=None, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(
+        shift=5.0), image_processor=None, image_encoder=None, transformer=transformer)
+    pipe.encode_image = lambda image, device: image_tokens
+    return pipe
+
+
+def test_animate_and_replace_match_diffusers_wan_animate_pipeline(parts):
+    """Detected and loaded as Wan 2.2 Animate; condition.wan_animate's layout sampled by Kinograph == diffusers'
+    WanAnimatePipeline for the same weights, inputs, seed and noise levels, in both of its modes: animate (the
+    character in a grey picture) and replace (the footage kept outside the character's mask)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from PIL import Image
+    from nodes.generate.latent import Conditioning
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.wan_animate import animate_condition
+    info = describe_model(parts["root"] / "models" / "diffusion_models" / ANIMATE)
+    assert (info["variant"], info["loads"]) == ("animate-dim128", "yes")
+    model, vae = parts["model"], parts["vae"]
+    assert type(model.pipe.transformer).__name__ == "WanAnimateTransformer3DModel"
+    model.pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    g = torch.Generator().manual_seed(0)
+    text, negative, tokens = (torch.randn(1, 6, 32, generator=g) for _ in range(3))
+    ref, pose, face, background = (_video(n, s, SIZE, SIZE) for n, s in ((1, 1), (FRAMES, 2), (FRAMES, 3), (FRAMES, 4)))
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    mask[8:24, 8:16] = 1                                  # the character, on whole latent pixels
+    ref_pipe = _reference_pipeline(vae.pipe.vae, text, tokens)
+    pil = [Image.fromarray(f) for f in pose], [Image.fromarray(f) for f in face]
+    for mode in ("animate", "replace"):
+        replace = mode == "replace"
+        out = animate_condition(vae, Conditioning("wan", text), Conditioning("wan", negative), SIZE, SIZE, FRAMES,
+                                Clip.from_array(pose), Clip.from_array(face), ref[0], Conditioning("wan", tokens),
+                                background=Clip.from_array(background) if replace else None,
+                                character_mask=mask if replace else None)
+        assert out["latent"].samples.shape == (1, 16, 3, 4, 4) and (out["trim_image"], out["offset"]) == (0, FRAMES)
+        ours = run_sampling(model, out["positive"], out["negative"], out["latent"], steps=2, cfg=4.0,
+                            sampler="flow_euler", seed=7)
+        extra = {"background_video": [Image.fromarray(f) for f in background],
+                 "mask_video": [Image.fromarray((mask * 255).astype(np.uint8))] * FRAMES} if replace else {}
+        want = ref_pipe(image=Image.fromarray(ref[0]), pose_video=pil[0], face_video=pil[1], mode=mode,
+                        prompt_embeds=text, negative_prompt_embeds=negative, height=SIZE, width=SIZE,
+                        segment_frame_length=FRAMES, num_inference_steps=2, guidance_scale=4.0,
+                        generator=torch.Generator().manual_seed(7), output_type="latent", **extra).frames
+        # the pipeline's "latent" output is in the VAE's raw space (de-normalised for decoding)
+        cfg = vae.pipe.vae.config
+        raw = ours.samples * torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1) + torch.tensor(
+            cfg.latents_mean).view(1, -1, 1, 1, 1)
+        err = float((want - raw).abs().max()) / float(want.abs().max())
+        assert err < 1e-4, (mode, err)
+
+
+def test_missing_animate_inputs_are_named(parts):
+    """The Animate model sampled without condition.wan_animate, and condition.wan_animate without its face video:
+    each a message naming what to connect, not diffusers' TypeError on a None pose."""
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.wan_animate import animate_condition
+    text = Conditioning("wan", torch.zeros(1, 6, 32))
+    with pytest.raises(NodeError, match="through condition.wan_animate"):
+        run_sampling(parts["model"], text, None, Latent(torch.zeros(1, 16, 2, 4, 4), "wan", 5, 16.0, SIZE, SIZE),
+                     steps=1, cfg=1.0, sampler="flow_euler")
+    with pytest.raises(NodeError, match="needs the pose video .* and the face video"):
+        animate_condition(parts["vae"], text, None, SIZE, SIZE, FRAMES, Clip.from_array(_video(FRAMES, 2, SIZE, SIZE)))
