@@ -23,12 +23,15 @@ def parts(tmp_path_factory):
     from tiny_wan22 import build_wan22_animate
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_diffusion_model, load_vae
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                # tiny tensors: one thread is faster than waiting for several
     root = build_wan22_animate(tmp_path_factory.mktemp("animate"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KINOGRAPH_MODELS", str(root / "models"))
         mm = ModelManager(max_loaded=4)
         yield {"root": root, "model": load_diffusion_model(mm, ANIMATE, "default", "cpu"),
                "vae": load_vae(mm, "wan_tiny_vae.safetensors", "cpu")}
+    torch.set_num_threads(threads)
 
 
 def _reference_pipeline(vae, text, image_tokens):
@@ -100,3 +103,64 @@ def test_missing_animate_inputs_are_named(parts):
                      steps=1, cfg=1.0, sampler="flow_euler")
     with pytest.raises(NodeError, match="needs the pose video .* and the face video"):
         animate_condition(parts["vae"], text, None, SIZE, SIZE, FRAMES, Clip.from_array(_video(FRAMES, 2, SIZE, SIZE)))
+
+
+def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
+    """ComfyUI's video_wan2_2_14B_animate template: its three WanAnimateToVideo nodes (in subgraphs) become
+    condition.wan_animate, each extension continuing the clip before it from the frame where it stopped (the offset
+    output into the next one's offset), its first frames (trim_image) cut before the clips are joined, the reference
+    frame trimmed (TrimVideoLatent by one). Only the template's custom preprocessing nodes (DWPose, SAM 2, KJNodes) are
+    not mapped. In its Move mode (background and mask disconnected, as its note says) with the DWPose nodes bypassed,
+    it runs on the tiny files: the extension's video is the first clip and the new frames after it."""
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    result = import_workflow(ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan2_2_14B_animate.json",
+                             bypass_unmapped=True)
+    g = result.graph
+    unmapped = sorted({e.class_type for e in result.report.entries.values() if e.status == "unmapped"})
+    assert unmapped == ["DownloadAndLoadSAM2Model", "PointsEditor", "Sam2Segmentation"], unmapped
+    first, extend = sorted((n for n in g.nodes.values() if n.type == "condition.wan_animate"), key=lambda n: n.id)
+    assert first.params == {"width": 640, "height": 640, "frames": 77, "continue_frames": 5, "offset": 0}
+    links = {(l.dst, l.dst_port): (l.src, l.src_port) for l in g.links()}
+    assert links[extend.id, "offset"] == (first.id, "offset")
+    assert g.nodes[links[extend.id, "continue_motion"][0]].type == "vae.decode"
+    assert {n.params["amount"] for n in g.nodes.values() if n.type == "latent.trim"} == {1}
+    assert sorted(src for (dst, port), (src, out) in links.items() if port == "start") == [first.id, extend.id]
+    for n in [n for n in g.nodes.values() if n.type == "condition.wan_animate"]:
+        for port in ("background", "character_mask"):
+            g.disconnect(n.id, port)
+        n.params.update(width=SIZE, height=SIZE, frames=FRAMES, continue_frames=1)
+    saves = [n.id for n in g.nodes.values() if n.type == "io.save_video"]
+    keep = set(g.ancestors(saves))
+    for nid in [n for n in g.nodes if n not in keep]:
+        g.remove_node(nid)
+    for lora in [n.id for n in g.nodes.values() if n.type == "lora.image"]:    # no LoRA files: the model straight on
+        src = next((l.src, l.src_port) for l in g.links() if (l.dst, l.dst_port) == (lora, "model"))
+        for l in [l for l in g.links() if l.src == lora]:
+            g.connect(*src, l.dst, l.dst_port)
+        g.remove_node(lora)
+    iio.imwrite(tmp_path / "drive.mp4", _video(12, 6, 48, 48), fps=16, codec="libx264")
+    Image.fromarray(_video(1, 2, SIZE, SIZE)[0]).save(tmp_path / "character.png")
+    names = {"load.diffusion_model": ANIMATE, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.clip_vision": "clip_vision_tiny.safetensors"}
+    for n in g.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "video.resize":
+            n.params.update(width=SIZE, height=SIZE)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 2
+        elif n.type == "io.load_video":
+            n.params["path"] = str(tmp_path / "drive.mp4")
+        elif n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "character.png")
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / f"{n.id}.mp4")
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    clip = iio.imread(tmp_path / "save_video_19.mp4")
+    joined = iio.imread(tmp_path / "save_video_243.mp4")
+    assert clip.shape == (FRAMES, SIZE, SIZE, 3) and joined.shape == (2 * FRAMES - 1, SIZE, SIZE, 3)
+    assert np.abs(joined[:FRAMES].astype(int) - clip).mean() < 2          # the first clip, re-encoded

@@ -225,13 +225,15 @@ def wan_animate_original(diffusers_sd: dict) -> dict:
 
 
 def build_wan22_animate(root: Path) -> Path:
-    """Wan 2.2 Animate as ComfyUI holds it: diffusion_models/wan22_tiny_animate_fp16.safetensors (original keys), and
-    the Wan 2.1 VAE beside it."""
+    """Wan 2.2 Animate as ComfyUI holds it: diffusion_models/wan22_tiny_animate_fp16.safetensors (original keys), the
+    Wan 2.1 VAE, umt5 and a CLIP vision file (clip_vision/clip_vision_tiny.safetensors, 32 wide as the model's image
+    tokens) beside it."""
     from safetensors.torch import save_file
     from diffusers import AutoencoderKLWan
+    from transformers import CLIPVisionConfig, CLIPVisionModel
     from tiny_models import wan_original_vae
     models = root / "models"
-    for sub in ("diffusion_models", "vae"):
+    for sub in ("diffusion_models", "vae", "text_encoders", "clip_vision"):
         (models / sub).mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in wan_animate_original(wan_animate_transformer().state_dict()).items()},
               str(models / "diffusion_models" / "wan22_tiny_animate_fp16.safetensors"))
@@ -240,4 +242,10 @@ def build_wan22_animate(root: Path) -> Path:
                            temperal_downsample=[False, True, True])
     save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
               str(models / "vae" / "wan_tiny_vae.safetensors"))
+    save_umt5(models)
+    vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                              num_attention_heads=16, image_size=32, patch_size=4, hidden_act="gelu",
+                                              projection_dim=32))
+    save_file({"vision_model." + k.removeprefix("vision_model."): v.half().contiguous()
+               for k, v in vision.state_dict().items()}, str(models / "clip_vision" / "clip_vision_tiny.safetensors"))
     return root
