@@ -227,7 +227,11 @@ class Executor:
                     self._fail(res, dead, nid, empty, None, emit)
                     continue
                 if inst.bypass:
-                    values[nid] = self._bypass(spec, ins)
+                    try:
+                        values[nid] = self._bypass(spec, ins, {l.src_port for l in g.links_from(nid)})
+                    except KinographError as e:
+                        self._fail(res, dead, nid, str(e), None, emit)
+                        continue
                     emit({"event": "node_finished", "node": nid, "cached": True, "seconds": 0.0, "bypassed": True})
                     continue
                 hit = self._lookup(key, spec) if use_cache else None
@@ -427,8 +431,9 @@ class Executor:
                         f"remove this node")
         return None
 
-    def _bypass(self, spec, ins: Dict[str, Any]) -> Dict[str, Any]:
-        """A bypassed node passes through, per output, the first input of the same type."""
+    def _bypass(self, spec, ins: Dict[str, Any], read) -> Dict[str, Any]:
+        """A bypassed node passes through, per output, the first input of the same type. An output with none is an
+        error only where a link reads it (a LoRA loader bypassed for its model: nothing may read its text encoder)."""
         out = {}
         for name, port in spec.outputs.items():
             for iname, ip in spec.inputs.items():
@@ -436,7 +441,9 @@ class Executor:
                     out[name] = ins[iname]
                     break
             else:
-                raise KinographError(f"{spec.type} cannot be bypassed: no {port.type.name} input to pass through")
+                if name in read:
+                    raise KinographError(f"{spec.type} cannot be bypassed: no {port.type.name} input to pass through "
+                                         f"to its {name} output")
         return out
 
     def _fail(self, res, dead, nid, message, tb, emit):

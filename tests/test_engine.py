@@ -237,6 +237,34 @@ def test_bypass_passes_input_through(registry, tmp_path):
     assert r.results["out"]["value"] == 5.0
 
 
+@node("test.split", category="Test", outputs={"float": FLOAT, "count": INT})
+def split(ctx, a: FLOAT):
+    """a, and its whole part."""
+    return {"float": a, "count": int(a)}
+
+
+def test_bypass_leaves_out_an_output_nothing_reads(registry, tmp_path):
+    """A node bypassed for one output (a LoRA loader bypassed for its model) was refused for another output that no
+    input could fill, though nothing read it ("lora.image cannot be bypassed: no TEXT_ENCODER input"), and the error
+    escaped the run. Now only a read output must be filled, and one that cannot is the node's failure."""
+    registry.register(split)
+    text = """
+    kinograph: 1
+    nodes:
+      x: {type: test.number, params: {value: 2.5}}
+      s: {type: test.split, inputs: {a: x.float}}
+      out: {type: test.report, inputs: {a: s.%s}}
+    """
+    wf = wf_of(text % "float", registry)
+    wf.graph.set_bypass("s", True)
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
+    assert r.ok and r.results["out"]["value"] == 2.5
+    wf = wf_of(text % "count", registry)
+    wf.graph.set_bypass("s", True)
+    r = Executor(registry, disk=DiskCache(tmp_path, 1 << 30)).run(wf)
+    assert not r.ok and "cannot be bypassed: no INT input to pass through to its count output" in r.failed["s"]
+
+
 def test_memory_tier_respects_budget(registry, tmp_path):
     ex = Executor(registry, memory_budget=10_000, disk=DiskCache(tmp_path, 1 << 30))
     ex.memory.put("a", np.zeros(8000, np.uint8))
