@@ -162,3 +162,22 @@ def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
     joined = iio.imread(tmp_path / "save_video_243.mp4")
     assert clip.shape == (FRAMES, SIZE, SIZE, 3) and joined.shape == (2 * FRAMES - 1, SIZE, SIZE, 3)
     assert np.abs(joined[:FRAMES].astype(int) - clip).mean() < 2          # the first clip, re-encoded
+
+
+def test_the_example_chains_two_clips_natively(parts, tmp_path):
+    """examples/comfyui/wan22_animate.yaml: the second clip continues the first (continue_motion, the first node's
+    offset output into its offset), its repeated first frames cut by its trim_image output, the two joined."""
+    import imageio.v3 as iio
+    from PIL import Image
+    from comfy_layouts import run_example
+    iio.imwrite(tmp_path / "drive.mp4", _video(12, 6, SIZE, SIZE), fps=16, codec="libx264")
+    Image.fromarray(_video(1, 2, SIZE, SIZE)[0]).save(tmp_path / "character.png")
+    size = [f"{n}.{k}={v}" for n in ("animate", "more") for k, v in (("width", SIZE), ("height", SIZE),
+                                                                     ("frames", FRAMES))]
+    _, first = run_example("wan22_animate", parts["root"] / "models", tmp_path / "joined.mp4", [
+        f"unet.name={ANIMATE}", "clip.name=umt5_tiny_fp16.safetensors", "vae.name=wan_tiny_vae.safetensors",
+        "vision.name=clip_vision_tiny.safetensors", f"character.path={tmp_path / 'character.png'}",
+        f"pose.path={tmp_path / 'drive.mp4'}", f"face.path={tmp_path / 'drive.mp4'}", "more.continue_frames=1",
+        "sample.steps=2", "sample_more.steps=2", *size])
+    joined = iio.imread(tmp_path / "joined.mp4")
+    assert first.shape[0] == FRAMES and joined.shape == (2 * FRAMES - 1, SIZE, SIZE, 3)
