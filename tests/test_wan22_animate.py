@@ -92,8 +92,9 @@ def test_animate_and_replace_match_diffusers_wan_animate_pipeline(parts):
 
 
 def test_missing_animate_inputs_are_named(parts):
-    """The Animate model sampled without condition.wan_animate, and condition.wan_animate without its face video:
-    each a message naming what to connect, not diffusers' TypeError on a None pose."""
+    """The Animate model sampled without condition.wan_animate, condition.wan_animate without its face video, and
+    without the reference's CLIP image tokens: each a message naming what to connect (not diffusers' TypeError on a
+    None pose; the last named condition.frames)."""
     from nodes.generate.latent import Conditioning, Latent
     from nodes.generate.sampling import run_sampling
     from nodes.generate.wan_animate import animate_condition
@@ -101,8 +102,12 @@ def test_missing_animate_inputs_are_named(parts):
     with pytest.raises(NodeError, match="through condition.wan_animate"):
         run_sampling(parts["model"], text, None, Latent(torch.zeros(1, 16, 2, 4, 4), "wan", 5, 16.0, SIZE, SIZE),
                      steps=1, cfg=1.0, sampler="flow_euler")
+    clip = Clip.from_array(_video(FRAMES, 2, SIZE, SIZE))
     with pytest.raises(NodeError, match="needs the pose video .* and the face video"):
-        animate_condition(parts["vae"], text, None, SIZE, SIZE, FRAMES, Clip.from_array(_video(FRAMES, 2, SIZE, SIZE)))
+        animate_condition(parts["vae"], text, None, SIZE, SIZE, FRAMES, clip)
+    out = animate_condition(parts["vae"], text, None, SIZE, SIZE, FRAMES, clip, clip)
+    with pytest.raises(NodeError, match="reference's CLIP image tokens: connect encode.image"):
+        run_sampling(parts["model"], out["positive"], None, out["latent"], steps=1, cfg=1.0, sampler="flow_euler")
 
 
 def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):

@@ -22,6 +22,8 @@ from nodes.generate.vace import cover
 
 NOT_ANIMATE = ("condition.wan_animate is for Wan 2.2 Animate models (wan2.2_animate_14B_*.safetensors); this Wan "
                "model has no face or pose encoders")
+NEEDS_TOKENS = ("a Wan 2.2 Animate model also reads the reference's CLIP image tokens: connect encode.image of the "
+                "reference (load.clip_vision with clip_vision_h.safetensors) to condition.wan_animate's image_embeds")
 NEEDS_ANIMATE = ("a Wan 2.2 Animate model takes its reference image, pose video and face video through "
                  "condition.wan_animate (ComfyUI's WanAnimateToVideo)")
 
@@ -146,6 +148,8 @@ def animate_inputs(model, conds, frames, batch: int, device, dtype) -> dict:
     import torch.nn.functional as F
     if not hasattr(model, "motion_encoder"):
         raise NodeError(NOT_ANIMATE)
+    if getattr(model.config, "image_dim", None) and "image_embeds" not in conds[-1].extra:
+        raise NodeError(NEEDS_TOKENS)
     total = conds[-1].extra["concat"].shape[2]
     if [int(i) for i in frames] != list(range(total)):
         raise NodeError("Wan Animate samples its clip in one pass, the reference frame in front: remove "
