@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_wan_fun_control import _video  # noqa: E402
 
-ANIMATE = "wan22_tiny_animate_fp16.safetensors"
+ANIMATE, FP8 = "wan22_tiny_animate_fp16.safetensors", "wan22_tiny_animate_fp8_scaled.safetensors"
 SIZE, FRAMES = 32, 5
 
 
@@ -47,19 +47,26 @@ def _reference_pipeline(vae, text, image_tokens):
 
 
 def test_animate_and_replace_match_diffusers_wan_animate_pipeline(parts):
-    """Detected and loaded as Wan 2.2 Animate; condition.wan_animate's layout sampled by Kinograph == diffusers'
+    """Detected and loaded as Wan 2.2 Animate (its fp8_scaled copy too); condition.wan_animate's layout sampled by Kinograph == diffusers'
     WanAnimatePipeline for the same weights, inputs, seed and noise levels, in both of its modes: animate (the
     character in a grey picture) and replace (the footage kept outside the character's mask)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
     from PIL import Image
     from nodes.generate.latent import Conditioning
-    from nodes.generate.model_manager import describe_model
+    from nodes.generate.model_manager import ModelManager, describe_model
     from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model
     from nodes.generate.wan_animate import animate_condition
-    info = describe_model(parts["root"] / "models" / "diffusion_models" / ANIMATE)
+    folder = parts["root"] / "models" / "diffusion_models"
+    info = describe_model(folder / ANIMATE)
     assert (info["variant"], info["loads"]) == ("animate-dim128", "yes")
     model, vae = parts["model"], parts["vae"]
     assert type(model.pipe.transformer).__name__ == "WanAnimateTransformer3DModel"
+    # the fp8_scaled copy: the same weights to fp8's precision (its face and motion matrices scaled like the rest)
+    assert describe_model(folder / FP8)["precision"] == "fp8_scaled"
+    fp8 = load_diffusion_model(ModelManager(), str(folder / FP8), "fp32", "cpu").pipe.transformer.state_dict()
+    for k, v in model.pipe.transformer.state_dict().items():
+        assert float((fp8[k] - v).abs().max()) <= 0.04 * float(v.abs().max()) + 1e-6, k
     model.pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=5.0)
     g = torch.Generator().manual_seed(0)
     text, negative, tokens = (torch.randn(1, 6, 32, generator=g) for _ in range(3))

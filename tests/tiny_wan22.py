@@ -225,18 +225,21 @@ def wan_animate_original(diffusers_sd: dict) -> dict:
 
 
 def build_wan22_animate(root: Path) -> Path:
-    """Wan 2.2 Animate as ComfyUI holds it: diffusion_models/wan22_tiny_animate_fp16.safetensors (original keys), the
-    Wan 2.1 VAE, umt5 and a CLIP vision file (clip_vision/clip_vision_tiny.safetensors, 32 wide as the model's image
+    """Wan 2.2 Animate as ComfyUI holds it: diffusion_models/wan22_tiny_animate_fp16.safetensors (original keys) and
+    its fp8_scaled copy (as Kijai's Wan2_2-Animate-14B_fp8_e4m3fn_scaled_KJ, the template's default), the Wan 2.1 VAE, umt5 and a CLIP vision file (clip_vision/clip_vision_tiny.safetensors, 32 wide as the model's image
     tokens) beside it."""
     from safetensors.torch import save_file
     from diffusers import AutoencoderKLWan
     from transformers import CLIPVisionConfig, CLIPVisionModel
-    from tiny_models import wan_original_vae
+    from tiny_models import to_fp8_scaled, wan_original_vae
     models = root / "models"
     for sub in ("diffusion_models", "vae", "text_encoders", "clip_vision"):
         (models / sub).mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in wan_animate_original(wan_animate_transformer().state_dict()).items()},
+    state = wan_animate_original(wan_animate_transformer().state_dict())
+    save_file({k: v.half().contiguous() for k, v in state.items()},
               str(models / "diffusion_models" / "wan22_tiny_animate_fp16.safetensors"))
+    save_file(to_fp8_scaled({k: v.half() for k, v in state.items()}),
+              str(models / "diffusion_models" / "wan22_tiny_animate_fp8_scaled.safetensors"))
     _seed(2)
     vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
                            temperal_downsample=[False, True, True])
