@@ -16,6 +16,7 @@ NODE_MODULES = [
     "nodes.generate.region_nodes",
     "nodes.generate.split_nodes",
     "nodes.generate.vace_nodes",
+    "nodes.generate.wan_animate_nodes",
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
     "nodes.mask.nodes",

@@ -162,3 +162,93 @@ def build_wan22_fun_inpaint(root: Path) -> Path:
               str(models / "vae" / "wan22_tiny_vae.safetensors"))
     save_umt5(models)
     return root
+
+
+def wan_animate_transformer():
+    """A tiny WanAnimateTransformer3DModel: one 128-wide head, two blocks with a face adapter after the first, CLIP
+    image tokens of 32, and the face motion encoder on 4 channels taking 32 x 32 face crops (3 residual blocks; the
+    released model's take 512 x 512, 7 blocks)."""
+    from diffusers import WanAnimateTransformer3DModel
+    _seed(3)
+    return WanAnimateTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=36, latent_channels=16,
+        out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, image_dim=32, added_kv_proj_dim=128,
+        rope_max_seq_len=32, motion_encoder_size=32, motion_encoder_channel_sizes={str(2 ** i): 4 for i in range(2, 6)},
+        motion_style_dim=16, motion_dim=4, motion_encoder_dim=16, face_encoder_hidden_dim=16, face_encoder_num_heads=2,
+        inject_face_latents_blocks=2)
+
+
+def wan_animate_original(diffusers_sd: dict) -> dict:
+    """ComfyUI's key names (diffusion_models/wan2.2_animate_14B_bf16.safetensors, the original Wan-Animate layout) of
+    a diffusers WanAnimateTransformer3DModel: the face motion encoder under enc.net_app.convs (its activation biases
+    [1, C, 1, 1]), enc.fc and dec.direction; the face adapters as fuser_blocks with one linear1_kv; the face encoder's
+    causal convolutions as .conv. Checked against Kinograph's converter (diffusers' own, which knows the released
+    encoder's depth only, after the encoder's last convolution is named)."""
+    import re
+    import torch
+    from nodes.generate.converters.wan import transformer
+    from nodes.generate.detect import Detection
+    parts = ("motion_encoder.", "face_encoder.", "face_adapter.")
+    out = wan_original_transformer({k: v for k, v in diffusers_sd.items() if not k.startswith(parts)})
+    blocks = len({k.split(".")[2] for k in diffusers_sd if k.startswith("motion_encoder.res_blocks.")})
+    for k, v in diffusers_sd.items():
+        if k.startswith("face_encoder."):
+            out[re.sub(r"^face_encoder\.(conv1_local|conv2|conv3)\.", r"face_encoder.\1.conv.", k)] = v
+        elif k.startswith("face_adapter."):
+            i, rest = k.split(".", 2)[1:]
+            head = f"face_adapter.fuser_blocks.{i}."
+            if rest.startswith("to_k."):
+                out[head + "linear1_kv." + rest[5:]] = torch.cat([v, diffusers_sd[k.replace(".to_k.", ".to_v.")]])
+            elif not rest.startswith("to_v."):
+                for a, b in (("to_q.", "linear1_q."), ("to_out.", "linear2."), ("norm_q.", "q_norm."),
+                             ("norm_k.", "k_norm.")):
+                    rest = rest.replace(a, b)
+                out[head + rest] = v
+        elif k.startswith("motion_encoder."):
+            rest = k[len("motion_encoder."):]
+            m = re.match(r"res_blocks\.(\d+)\.(conv1|conv2|conv_skip)\.(act_fn\.bias|weight)$", rest)
+            if m:
+                n, conv, what = m.groups()
+                slot = {("conv1", "weight"): "conv1.0.weight", ("conv1", "act_fn.bias"): "conv1.1.bias",
+                        ("conv2", "weight"): "conv2.1.weight", ("conv2", "act_fn.bias"): "conv2.2.bias",
+                        ("conv_skip", "weight"): "skip.1.weight"}[conv, what]
+                name = f"enc.net_app.convs.{int(n) + 1}.{slot}"
+            else:
+                name = {"conv_in.weight": "enc.net_app.convs.0.0.weight", "conv_in.act_fn.bias": "enc.net_app.convs.0.1.bias",
+                        "conv_out.weight": f"enc.net_app.convs.{blocks + 1}.weight",
+                        "motion_synthesis_weight": "dec.direction.weight"}.get(rest) or rest.replace("motion_network.", "enc.fc.")
+            out["motion_encoder." + name] = v[None, :, None, None] if name.endswith("bias") and ".convs." in name else v
+    back = transformer(dict(out), Detection("diffusion_model", "wan", "animate-dim128", layout="original")).state_dict
+    assert set(back) == set(diffusers_sd), sorted(set(back) ^ set(diffusers_sd))[:6]
+    assert all(torch.equal(back[k], diffusers_sd[k]) for k in back)
+    return out
+
+
+def build_wan22_animate(root: Path) -> Path:
+    """Wan 2.2 Animate as ComfyUI holds it: diffusion_models/wan22_tiny_animate_fp16.safetensors (original keys) and
+    its fp8_scaled copy (as Kijai's Wan2_2-Animate-14B_fp8_e4m3fn_scaled_KJ, the template's default), the Wan 2.1 VAE, umt5 and a CLIP vision file (clip_vision/clip_vision_tiny.safetensors, 32 wide as the model's image
+    tokens) beside it."""
+    from safetensors.torch import save_file
+    from diffusers import AutoencoderKLWan
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    from tiny_models import to_fp8_scaled, wan_original_vae
+    models = root / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders", "clip_vision"):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+    state = wan_animate_original(wan_animate_transformer().state_dict())
+    save_file({k: v.half().contiguous() for k, v in state.items()},
+              str(models / "diffusion_models" / "wan22_tiny_animate_fp16.safetensors"))
+    save_file(to_fp8_scaled({k: v.half() for k, v in state.items()}),
+              str(models / "diffusion_models" / "wan22_tiny_animate_fp8_scaled.safetensors"))
+    _seed(2)
+    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                           temperal_downsample=[False, True, True])
+    save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
+              str(models / "vae" / "wan_tiny_vae.safetensors"))
+    save_umt5(models)
+    vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                              num_attention_heads=16, image_size=32, patch_size=4, hidden_act="gelu",
+                                              projection_dim=32))
+    save_file({"vision_model." + k.removeprefix("vision_model."): v.half().contiguous()
+               for k, v in vision.state_dict().items()}, str(models / "clip_vision" / "clip_vision_tiny.safetensors"))
+    return root

@@ -764,6 +764,13 @@ class Converter:
         self.outs[(cn.id, 3)] = Out(None, {"value": int(isinstance(cn.inputs.get("reference_image"), Ref))})
         return [nid]
 
+    def special_wan_animate(self, cn, rule, params, notes):
+        """ComfyUI's trim_latent output counts the reference image's latent frames in front: always one (a black
+        picture stands in for a missing reference). Known at import time, it becomes TrimVideoLatent's amount."""
+        nid = self.plain(cn, rule, params, notes)
+        self.outs[(cn.id, 3)] = Out(None, {"value": 1})
+        return [nid]
+
     def special_ltxv_guide(self, cn, rule, params, notes):
         """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since
         Kinograph conditions on the image instead of appending guide frames to the latent."""

@@ -625,6 +625,26 @@ RULES: Dict[str, Rule] = {
                             "control_video": "control_video", "control_masks": "control_masks",
                             "reference_image": "reference"}, ("positive", "negative", "latent", None),
                            special="vace", ignore={"batch_size": 1}),
+    # Wan 2.2 Animate: trim_latent is the reference frame in front, always one (convert.py's special_wan_animate)
+    "WanAnimateToVideo": Rule("condition.wan_animate", ("width", "height", "length", "batch_size",
+                                                        "continue_motion_max_frames", "video_frame_offset"),
+                              LATENT_SIZE + (P("length", "frames"), P("continue_motion_max_frames", "continue_frames"),
+                                             P("video_frame_offset", "offset")),
+                              {"positive": "positive", "negative": "negative", "vae": "vae",
+                               "clip_vision_output": "image_embeds", "reference_image": "reference",
+                               "face_video": "face", "pose_video": "pose", "background_video": "background",
+                               "character_mask": "character_mask", "continue_motion": "continue_motion"},
+                              ("positive", "negative", "latent", None, "trim_image", "offset"), special="wan_animate",
+                              ignore={"batch_size": 1},
+                              note="pictures fitted by a centre crop and a bilinear resize (ComfyUI: area); the face "
+                                   "video's centre square resized once, to the model's face size, when sampling; a "
+                                   "short face video held on its last frame as the pose video is; the character mask "
+                                   "laid over the latent frames as Wan's own code and diffusers' WanAnimatePipeline "
+                                   "lay it (ComfyUI gives the first latent frame the mask's first four frames); "
+                                   "trim_image counts the continued frames (ComfyUI: rounded up to 4n+1)"),
+    "ImageBatch": Rule("video.concat", (), (), {"image1": "video", "image2": "other"}, ("video",),
+                       note="a second clip of another size: ComfyUI resizes it to the first's, Kinograph's video.concat "
+                            "stops and says so"),
     "TrimVideoLatent": Rule("latent.trim", ("trim_amount",), (P("trim_amount", "amount"),), {"samples": "latent"},
                             ("latent",)),
     "HunyuanImageToVideo": Rule("condition.hunyuan_i2v", ("width", "height", "length", "batch_size", "guidance_type"),
@@ -959,6 +979,7 @@ RULES: Dict[str, Rule] = {
     "SaveImage": Rule("io.save_frames", ("filename_prefix",), (P("filename_prefix", "path", out_path("")),),
                       {"images": "video"}),
     "PreviewImage": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    "MaskPreview": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "PreviewAny": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
     "ImageCompare": Rule(None, kind="ui", note="previews show in Kinograph's viewer (its compare mode shows two)"),
     # editor-only nodes of popular packs: nothing runs through them, so they must not stop an import as nodes

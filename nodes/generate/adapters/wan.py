@@ -3,7 +3,8 @@
 Image-to-video / first-last-frame models (36 input channels) take a 4-channel frame mask and the
 VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens. Wan Fun camera models
 (32 channels: no mask, the start frame's latent only) also take Plücker rays of a camera path, read by the
-camera encoder nodes/generate/wan_camera.py attaches to the transformer.
+camera encoder nodes/generate/wan_camera.py attaches to the transformer. Wan 2.2 Animate models (36 channels) read
+a reference latent frame ahead of the video, pose latents and face pixels (nodes/generate/wan_animate.py).
 
 Wan 2.2 TI2V-5B works in the Wan 2.2 VAE's 48-channel latents (16x space) and takes a start image
 differently: its encoding is the first latent frame itself, kept clean while sampling, and those
@@ -93,6 +94,9 @@ class WanAdapter(Adapter):
                     inputs[key] = torch.cat([t[:, :, idx] for t in each for _ in range(batch)]).to(device, dtype)
         if "vace" in inputs:
             inputs["vace_strength"] = float(conds[-1].meta.get("vace_strength", 1.0))
+        if "animate_pose" in conds[-1].extra:
+            from nodes.generate.wan_animate import animate_inputs
+            inputs.update(animate_inputs(handle.pipe.transformer, conds, frames, batch, device, dtype))
         return inputs
 
     def forward(self, handle, x_in, t, inputs):
@@ -112,6 +116,10 @@ class WanAdapter(Adapter):
             raise NodeError(f"the latent is {x.shape[-1]}x{x.shape[-2]}, which this Wan model's {patch[2]}x{patch[1]} "
                             "patches do not tile: use a width and height divisible by 16 (Wan 2.1, A14B) or by 32 "
                             "(Wan 2.2 TI2V-5B)")
+        if hasattr(model, "motion_encoder") and "pose_hidden_states" not in inputs:
+            from graph_engine import NodeError
+            from nodes.generate.wan_animate import NEEDS_ANIMATE
+            raise NodeError(NEEDS_ANIMATE)
         if getattr(model.config, "image_dim", None) and "encoder_hidden_states_image" not in inputs:
             from graph_engine import NodeError
             raise NodeError(NEEDS_IMAGE.replace("condition.frames", "condition.camera") if is_camera_model(model)
@@ -138,9 +146,8 @@ class WanAdapter(Adapter):
                             f"{x.shape[1]}: " + (CAMERA_FRAMES if is_camera_model(model) else FUN_CONTROL_FRAMES
                                                  if is_fun_control(model) else
                                                  "connect the conditioning node made for this model"))
-        kw = {}
-        if "encoder_hidden_states_image" in inputs:
-            kw["encoder_hidden_states_image"] = inputs["encoder_hidden_states_image"]
+        kw = {k: inputs[k] for k in ("encoder_hidden_states_image", "pose_hidden_states", "face_pixel_values")
+              if k in inputs}
         layers = getattr(model.config, "vace_layers", None)
         if layers is not None:
             kw.update(vace_inputs(model, x, inputs.get("vace"), inputs.get("vace_strength", 1.0), len(layers)))

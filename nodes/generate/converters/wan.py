@@ -3,7 +3,9 @@
 Keys are renamed with diffusers' own Wan converters; sizes come from the tensors (Wan's heads are
 always 128 wide, as in the released models), the rest from the shipped config of the variant.
 Wan VACE files (wan2.1_vace_*.safetensors) are a Wan text-to-video transformer plus `vace_blocks.*`
-and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel."""
+and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel. Wan 2.2 Animate files
+(wan2.2_animate_14B_*) are the Wan 2.1 i2v transformer plus a pose patch embedding, a face motion encoder
+and face adapters; they become diffusers' WanAnimateTransformer3DModel."""
 from __future__ import annotations
 
 import re
@@ -12,8 +14,6 @@ from nodes.generate.converters import Built, count, model_config, register
 
 # Wan models with parts of their own that Kinograph does not run, by the kind nodes/generate/detect.py names
 WAN_UNSUPPORTED = {
-    "animate": "Wan 2.2 Animate models (wan2.2_animate_14B: ComfyUI's WanAnimateToVideo, a character animated or "
-               "replaced after a pose and face video) are not supported",
     "s2v": "Wan 2.2 S2V models (wan2.2_s2v_14B: sound to video, ComfyUI's WanSoundImageToVideo with an audio "
            "encoder) are not supported",
 }
@@ -33,13 +33,15 @@ def transformer(state, det) -> Built:
     reference = {k: state.pop(k) for k in [k for k in state if k.startswith("ref_conv.")]}
     if det.layout == "original":
         from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+        if kind == "animate":
+            state = _motion_encoder_out(state)
         state = convert_wan_transformer_to_diffusers(dict(state))
         if "img_emb.emb_pos" in state:         # FLF2V's image position table; diffusers' renames miss it
             state["condition_embedder.image_embedder.pos_embed"] = state.pop("img_emb.emb_pos")
     if kind == "camera":
         _check_camera(state)
     cfg = model_config("wan", {"i2v": "transformer_i2v", "flf2v": "transformer_i2v", "camera": "transformer_i2v",
-                               "control": "transformer_i2v",
+                               "control": "transformer_i2v", "animate": "transformer_i2v",
                                "vace": "transformer_vace", "ti2v": "transformer_ti2v"}.get(kind, "transformer_t2v"))
     pe = state["patch_embedding.weight"]
     dim = int(pe.shape[0])
@@ -67,6 +69,10 @@ def transformer(state, det) -> Built:
     if reference:
         from nodes.generate.wan_reference import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), reference), {**state, **reference}, cfg)
+    if kind == "animate":
+        from diffusers import WanAnimateTransformer3DModel
+        cfg.update(animate_settings(state, cfg["num_layers"]))
+        return Built(lambda: WanAnimateTransformer3DModel.from_config(cfg), state, cfg)
     if kind == "vace":
         from diffusers import WanVACETransformer3DModel
         cfg.update(vace_settings(state, cfg["num_layers"]))
@@ -85,6 +91,37 @@ def _check_camera(state) -> None:
                         f"{' and CLIP image tokens' if image else ''}; Kinograph runs the Wan 2.1 (32: noise + start "
                         "frame, with CLIP image tokens) and Wan 2.2 (36: noise, start-frame mask, start frame) Fun "
                         "camera models")
+
+
+def _motion_encoder_out(state: dict) -> dict:
+    """The face motion encoder's last convolution comes after its residual blocks (convs.8 after 7 in the released
+    model, the index diffusers' converter knows); named here for an encoder of any depth."""
+    last = f"motion_encoder.enc.net_app.convs.{count(state, 'motion_encoder.enc.net_app.convs.{}.conv1.0.weight') + 1}."
+    return {("motion_encoder.conv_out." + k[len(last):] if k.startswith(last) else k): v for k, v in state.items()}
+
+
+def animate_settings(state, num_layers: int) -> dict:
+    """The Animate parts' sizes, read from the tensors: the face motion encoder takes square face crops of 2^(n+2)
+    pixels for its n residual blocks (512 in the released model), and a face adapter follows every k-th block."""
+    from graph_engine import NodeError
+    blocks = count(state, "motion_encoder.res_blocks.{}.")
+    adapters = count(state, "face_adapter.{}.")
+    if not blocks or not adapters or "pose_patch_embedding.weight" not in state:
+        raise NodeError("this Wan 2.2 Animate file lacks part of its face or pose encoders (motion_encoder, "
+                        "face_adapter, pose_patch_embedding): it is incomplete or damaged. Copy the file again")
+    size = 2 ** (blocks + 2)
+    channels = {str(size): int(state["motion_encoder.conv_in.weight"].shape[0])}
+    for i in range(blocks):
+        channels[str(size >> (i + 1))] = int(state[f"motion_encoder.res_blocks.{i}.conv2.weight"].shape[0])
+    hidden = int(state["face_encoder.conv2.weight"].shape[0])
+    return {"latent_channels": int(state["pose_patch_embedding.weight"].shape[1]), "motion_encoder_size": size,
+            "motion_encoder_channel_sizes": channels,
+            "motion_style_dim": int(state["motion_encoder.conv_out.weight"].shape[0]),
+            "motion_dim": int(state["motion_encoder.motion_synthesis_weight"].shape[1]),
+            "motion_encoder_dim": int(state["motion_encoder.motion_synthesis_weight"].shape[0]),
+            "face_encoder_hidden_dim": hidden,
+            "face_encoder_num_heads": int(state["face_encoder.conv1_local.weight"].shape[0]) // hidden,
+            "inject_face_latents_blocks": -(-num_layers // adapters)}
 
 
 def vace_settings(state, num_layers: int) -> dict:
