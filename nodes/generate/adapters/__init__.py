@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "animatediff": "sd", "svd": "svd", "wan": "wan", "ltx": "ltx", "cogvideox": "cogvideox",
-            "hunyuan": "hunyuan", "qwenimage": "qwenimage", "mini": "mini"}
+            "hunyuan": "hunyuan", "qwenimage": "qwenimage", "mini": "mini", "flux2": "flux2"}
 
 
 def get_adapter(family: str):

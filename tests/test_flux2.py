@@ -1,0 +1,112 @@
+"""FLUX.2 dev keyframes and edits from the files ComfyUI's users hold (Comfy-Org/flux2-dev's split_files: the
+transformer in Black Forest Labs' names as fp8mixed, Mistral Small 3 in text_encoders/, flux2-vae): detected, loaded,
+and sampled to what diffusers' own Flux2Pipeline gives for the same weights, prompt, picture and seed (its prompt
+layers, its empirical-mu schedule, its distilled guidance, its reference-image tokens)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graph_engine import Clip
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+W, H = 64, 48
+
+
+@pytest.fixture(scope="module")
+def flux2(tmp_path_factory):
+    from comfy_layouts import models_dir
+    from tiny_flux2 import build_flux2
+    yield from models_dir(tmp_path_factory, build_flux2, "flux2")
+
+
+@pytest.fixture(scope="module")
+def split(flux2):
+    """The three ComfyUI files through load.diffusion_model, load.text_encoder and load.vae."""
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    mm = ModelManager()
+    return (load_diffusion_model(mm, "flux2_dev_tiny_fp8mixed.safetensors", "default", "cpu"),
+            load_text_encoder(mm, "mistral_3_small_flux2_tiny_bf16.safetensors", "", "flux2", "cpu"),
+            load_vae(mm, "flux2-vae.safetensors", "cpu"))
+
+
+def _picture(w=64, h=64):
+    """A picture to edit, of a size Flux2Pipeline takes as it is (sides of 64 or more, multiples of 16)."""
+    rng = np.random.default_rng(0)
+    base = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
+    return np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
+
+
+def _reference(root, picture=None, steps=2, seed=7):
+    """Flux2Pipeline's latent ([1, 128, h, w], normalised, before its VAE) for "a cat", guidance 4."""
+    from diffusers import Flux2Pipeline
+    from PIL import Image
+    ref = Flux2Pipeline.from_pretrained(str(root / "FLUX.2-dev"), local_files_only=True)
+    kw = {} if picture is None else {"image": Image.fromarray(picture)}
+    packed = ref(prompt="a cat", width=W, height=H, num_inference_steps=steps, guidance_scale=4.0,
+                 generator=torch.Generator().manual_seed(seed), output_type="latent", **kw).images
+    side = 2 * ref.vae_scale_factor         # the tiny VAE halves a side once (the released one 8x), then 2x2 patches
+    return packed.permute(0, 2, 1).reshape(1, 128, H // side, W // side)
+
+
+def _sample(model, text_encoder, vae, picture=None, steps=2, seed=7):
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent, encode_clip
+    pos = encode_prompt(text_encoder, "a cat")
+    if picture is not None:
+        pos = add_reference(pos, encode_clip(vae, Clip.from_array(picture[None])))
+    return run_sampling(model, pos, None, empty_latent(vae, 1, W, H, 8.0), steps=steps, cfg=4.0,
+                        sampler="euler", seed=seed).samples[:, :, 0]
+
+
+def _err(want, got):
+    return float((want - got).abs().max() / want.abs().max())
+
+
+def test_flux2_files_are_detected_and_listed_as_loading(flux2):
+    """FLUX.2's transformer was 'detected and named' and refused; Mistral Small 3 was taken for HunyuanVideo's
+    llava-llama-3 and flux2-vae for an SD VAE of 32 channels."""
+    from nodes.generate.model_manager import describe_model
+    models = flux2 / "models"
+    got = [describe_model(models / f) for f in ("diffusion_models/flux2_dev_tiny_fp8mixed.safetensors",
+                                                "text_encoders/mistral_3_small_flux2_tiny_bf16.safetensors",
+                                                "vae/flux2-vae.safetensors")]
+    assert [(g["family"], g["variant"], g["role"], g["precision"], g["loads"]) for g in got] == [
+        ("flux2", "dev", "diffusion_model", "fp8_mixed", "yes"), ("mistral3", "h32", "text_encoder", "bf16", "yes"),
+        ("flux2", "", "vae", "fp32", "yes")], got
+
+
+def test_flux2_split_files_match_pipeline(flux2, split):
+    """Text to image, and an edit of one picture (ComfyUI's ReferenceLatent through condition.reference): the
+    fp8mixed transformer (fp8 x weight_scale), Mistral's layers 10, 20 and 30 of the chat-templated prompt, the
+    empirical-mu schedule and guidance 4 give Flux2Pipeline's latent; the picture's tokens change it."""
+    model, te, vae = split
+    assert (model.family, te.family, vae.family) == ("flux2", "flux2", "flux2")
+    want = _reference(flux2)
+    assert _err(want, _sample(*split)) < 1e-4
+    picture = _picture()
+    edited = _reference(flux2, picture)
+    assert _err(edited, _sample(*split, picture=picture)) < 1e-4
+    assert _err(edited, want) > 1e-3
+
+
+def test_flux2_vae_decodes_as_the_pipeline(flux2, split):
+    """latent -> picture: Flux2Pipeline's decode (x std + mean of the batch norm, 2x2 patches undone, the VAE)."""
+    from diffusers import Flux2Pipeline
+    from nodes.generate.adapters import get_adapter
+    ref = Flux2Pipeline.from_pretrained(str(flux2 / "FLUX.2-dev"), local_files_only=True)
+    side = 2 * ref.vae_scale_factor
+    z = torch.randn(1, 128, H // side, W // side, generator=torch.Generator().manual_seed(1))
+    mean = ref.vae.bn.running_mean.view(1, -1, 1, 1)
+    std = torch.sqrt(ref.vae.bn.running_var.view(1, -1, 1, 1) + ref.vae.config.batch_norm_eps)
+    with torch.no_grad():
+        want = ref.vae.decode(ref._unpatchify_latents(z * std + mean), return_dict=False)[0]
+        got = get_adapter("flux2").vae_decode(split[2].pipe, z[:, :, None])[:, :, 0]
+    assert _err(want, got) < 1e-4
