@@ -97,19 +97,40 @@ def test_flux2_split_files_match_pipeline(flux2, split):
     assert _err(edited, want) > 1e-3
 
 
-def test_flux2_vae_decodes_as_the_pipeline(flux2, split):
-    """latent -> picture: Flux2Pipeline's decode (x std + mean of the batch norm, 2x2 patches undone, the VAE)."""
-    from diffusers import Flux2Pipeline
+def test_flux2_lora_in_comfyuis_layout_applies(flux2, split):
+    """A FLUX.2 LoRA (the template's Turbo LoRA layout: diffusion_model.double_blocks.N.img_attn.qkv.lora_A ...) was
+    refused as "a FLUX.1 (image) LoRA": the two models' blocks have the same names. Applied now, it samples as the
+    transformer with the LoRA merged into its weights."""
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model
+    model, te, vae = split
+    merged = load_diffusion_model(ModelManager(), "flux2_dev_tiny_lora_merged.safetensors", "default", "cpu")
+    want = _sample(merged, te, vae)
+    assert _err(want, _sample(add_lora(model, "flux2_lora_tiny_comfyui.safetensors", 1.0), te, vae)) < 1e-4
+    assert _err(want, _sample(model, te, vae)) > 1e-3
+
+
+def test_flux2_vaes_decode_as_the_pipeline(flux2, split):
+    """latent -> picture: Flux2Pipeline's decode (x std + mean of the batch norm, 2x2 patches undone, the VAE),
+    through flux2-vae and through FLUX.2-small-decoder's full_encoder_small_decoder (a narrower decoder, which
+    the converter took at the encoder's widths)."""
+    from diffusers import AutoencoderKLFlux2, Flux2Pipeline
     from nodes.generate.adapters import get_adapter
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
     ref = Flux2Pipeline.from_pretrained(str(flux2 / "FLUX.2-dev"), local_files_only=True)
+    small = AutoencoderKLFlux2.from_pretrained(str(flux2 / "small_decoder_vae"))
     side = 2 * ref.vae_scale_factor
     z = torch.randn(1, 128, H // side, W // side, generator=torch.Generator().manual_seed(1))
-    mean = ref.vae.bn.running_mean.view(1, -1, 1, 1)
-    std = torch.sqrt(ref.vae.bn.running_var.view(1, -1, 1, 1) + ref.vae.config.batch_norm_eps)
-    with torch.no_grad():
-        want = ref.vae.decode(ref._unpatchify_latents(z * std + mean), return_dict=False)[0]
-        got = get_adapter("flux2").vae_decode(split[2].pipe, z[:, :, None])[:, :, 0]
-    assert _err(want, got) < 1e-4
+    for vae, handle in ((ref.vae, split[2]), (small, load_vae(ModelManager(), "full_encoder_small_decoder.safetensors",
+                                                               "cpu"))):
+        mean = vae.bn.running_mean.view(1, -1, 1, 1)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps)
+        with torch.no_grad():
+            want = vae.decode(ref._unpatchify_latents(z * std + mean), return_dict=False)[0]
+            got = get_adapter("flux2").vae_decode(handle.pipe, z[:, :, None])[:, :, 0]
+        assert _err(want, got) < 1e-4
 
 
 # ComfyUI's FLUX.2 dev edit template (Comfy-Org/workflow_templates, templates/image_flux2.json): its subgraph's

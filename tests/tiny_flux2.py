@@ -9,6 +9,11 @@
       with Mistral's 131072-token vocabulary, 31 layers (FLUX.2 reads layers 10, 20 and 30) and 128-wide heads;
       its tokenizer (a byte-level one with a chat template) in a folder named after it
   root/models/vae/flux2-vae.safetensors   the LDM autoencoder names, 32 latent channels, and the batch norm's statistics
+  root/models/vae/full_encoder_small_decoder.safetensors   the same encoder with a decoder of other widths (FLUX.2-small-
+      decoder's, which ComfyUI's FLUX.2 templates load); root/small_decoder_vae the same in diffusers' layout
+
+  root/models/loras/flux2_lora_tiny_comfyui.safetensors   a LoRA in ComfyUI's FLUX.2 layout, and the transformer with it
+      merged in (diffusion_models/flux2_dev_tiny_lora_merged.safetensors)
 
 The reference Flux2Pipeline holds exactly the values the files give back (bf16-rounded, fp8 x scale)."""
 from __future__ import annotations
@@ -57,6 +62,17 @@ def parts():
     for m in (transformer, vae, te):        # bf16 values, as the bf16 files users have
         m.bfloat16().float()
     return transformer.eval(), vae.eval(), te
+
+
+def small_decoder_vae(vae):
+    """FLUX.2-small-decoder's autoencoder: `vae`'s encoder and statistics, a decoder of other widths (its own
+    weights)."""
+    from diffusers import AutoencoderKLFlux2
+    _seed(1)
+    small = AutoencoderKLFlux2(**{**vae.config, "decoder_block_out_channels": (64, 32)})
+    small.encoder.load_state_dict(vae.encoder.state_dict())
+    small.bn.load_state_dict(vae.bn.state_dict())
+    return small.bfloat16().float().eval()
 
 
 BFL_NAMES = [(r"^x_embedder\.", "img_in."), (r"^context_embedder\.", "txt_in."),
@@ -138,6 +154,27 @@ def dequantised(state: dict) -> dict:
     return out
 
 
+LORA_LAYERS = ("double_blocks.0.img_attn.qkv", "double_blocks.0.txt_mlp.0", "single_blocks.0.linear1")
+
+
+def lora(stored: dict, models: Path) -> None:
+    """A LoRA as ComfyUI-format FLUX.2 LoRAs are written (diffusion_model.<Black Forest Labs' layer>.lora_A / lora_B,
+    the Turbo LoRA's layout), and the transformer with it merged in at strength 1, to compare against."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(3)
+    weights = dequantised(stored)
+    out, merged = {}, dict(weights)
+    for layer in LORA_LAYERS:
+        w = weights[layer + ".weight"]
+        down, up = torch.randn(4, w.shape[1], generator=g) * 0.3, torch.randn(w.shape[0], 4, generator=g) * 0.3
+        out[f"diffusion_model.{layer}.lora_A.weight"], out[f"diffusion_model.{layer}.lora_B.weight"] = down, up
+        merged[layer + ".weight"] = w + up @ down
+    (models / "loras").mkdir(exist_ok=True)
+    save_file(out, str(models / "loras" / "flux2_lora_tiny_comfyui.safetensors"))
+    save_file({k: v.contiguous() for k, v in merged.items()},
+              str(models / "diffusion_models" / "flux2_dev_tiny_lora_merged.safetensors"))
+
+
 def build_flux2(root: Path) -> Path:
     from diffusers import Flux2Pipeline
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
@@ -150,6 +187,7 @@ def build_flux2(root: Path) -> Path:
     stored = fp8_mixed(bfl_transformer(transformer.state_dict()))
     save_file(stored, str(models / "diffusion_models" / "flux2_dev_tiny_fp8mixed.safetensors"))
     transformer.load_state_dict(convert_flux2_transformer_checkpoint_to_diffusers(dequantised(stored)))
+    lora(stored, models)
     name = "mistral_3_small_flux2_tiny_bf16"
     save_file({"model." + k: v.bfloat16().contiguous() for k, v in te.state_dict().items()},
               str(models / "text_encoders" / f"{name}.safetensors"))
@@ -158,6 +196,13 @@ def build_flux2(root: Path) -> Path:
     save_file({k: v.contiguous() for k, v in {**sd_ldm_vae(ae, 2), "bn.running_mean": vae.bn.running_mean,
                                                "bn.running_var": vae.bn.running_var}.items()},
               str(models / "vae" / "flux2-vae.safetensors"))
+    small = small_decoder_vae(vae)
+    save_file({k: v.contiguous() for k, v in {**sd_ldm_vae({k: v for k, v in small.state_dict().items()
+                                                             if not k.startswith("bn.")}, 2),
+                                               "bn.running_mean": small.bn.running_mean,
+                                               "bn.running_var": small.bn.running_var}.items()},
+              str(models / "vae" / "full_encoder_small_decoder.safetensors"))
+    small.save_pretrained(str(root / "small_decoder_vae"))
     Flux2Pipeline(scheduler=scheduler("flux2"), vae=vae, text_encoder=te, tokenizer=tok,
                   transformer=transformer).save_pretrained(str(root / "FLUX.2-dev"), safe_serialization=True)
     return root

@@ -6,7 +6,8 @@
       names (model.layers.*, or model.language_model.* as Mistral3's checkpoints write them; a vision tower is left
       out: FLUX.2 reads the prompt's hidden states only)
   vae/flux2-vae.safetensors: the LDM autoencoder names with 32 latent channels, and the batch norm (bn.running_mean,
-      bn.running_var) whose statistics normalise its latent in 2x2 patches"""
+      bn.running_var) whose statistics normalise its latent in 2x2 patches; FLUX.2-small-decoder's
+      full_encoder_small_decoder.safetensors (which ComfyUI's FLUX.2 templates load) the same with a narrower decoder"""
 from __future__ import annotations
 
 from nodes.generate.converters import Built, count, decoder_sizes, model_config, register
@@ -54,7 +55,10 @@ def vae(state, det) -> Built:
     if "encoder.down.0.block.0.conv1.weight" not in state:
         raise NodeError("a FLUX.2 VAE in diffusers layout loads from its diffusers folder (vae/ + config.json)")
     levels = len({k.split(".")[2] for k in state if k.startswith("encoder.down.")})
-    cfg = dict(block_out_channels=[int(state[f"encoder.down.{i}.block.0.conv1.weight"].shape[0]) for i in range(levels)],
+    widths = [int(state[f"encoder.down.{i}.block.0.conv1.weight"].shape[0]) for i in range(levels)]
+    # FLUX.2-small-decoder's full_encoder_small_decoder.safetensors: the same encoder, a narrower decoder
+    decoder = [int(state[f"decoder.up.{i}.block.0.conv2.weight"].shape[0]) for i in range(levels)]
+    cfg = dict(block_out_channels=widths, decoder_block_out_channels=None if decoder == widths else decoder,
                latent_channels=int(state["decoder.conv_in.weight"].shape[1]),
                layers_per_block=len({k.split(".")[4] for k in state if k.startswith("encoder.down.0.block.")}),
                norm_num_groups=32, down_block_types=["DownEncoderBlock2D"] * levels,
