@@ -133,49 +133,21 @@ def test_flux2_vaes_decode_as_the_pipeline(flux2, split):
         assert _err(want, got) < 1e-4
 
 
-# ComfyUI's FLUX.2 dev edit template (Comfy-Org/workflow_templates, templates/image_flux2.json): its subgraph's
-# nodes and values, in API form, without the template's turbo-LoRA switch
-TEMPLATE = {
-    "46": {"class_type": "LoadImage", "inputs": {"image": "image_flux2_input_image.png"}},
-    "45": {"class_type": "ImageScaleToTotalPixels",
-           "inputs": {"image": ["46", 0], "upscale_method": "lanczos", "megapixels": 1, "resolution_steps": 1}},
-    "12": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux2_dev_fp8mixed.safetensors",
-                                                  "weight_dtype": "default"}},
-    "38": {"class_type": "CLIPLoader", "inputs": {"clip_name": "mistral_3_small_flux2_bf16.safetensors",
-                                                  "type": "flux2", "device": "default"}},
-    "10": {"class_type": "VAELoader", "inputs": {"vae_name": "flux2-vae.safetensors"}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["38", 0], "text": "a pale yellow knitted beanie"}},
-    "26": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["6", 0], "guidance": 4}},
-    "44": {"class_type": "VAEEncode", "inputs": {"pixels": ["45", 0], "vae": ["10", 0]}},
-    "43": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["26", 0], "latent": ["44", 0]}},
-    "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["43", 0]}},
-    "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-    "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 649422536169327}},
-    "72": {"class_type": "GetImageSize", "inputs": {"image": ["45", 0]}},
-    "48": {"class_type": "Flux2Scheduler", "inputs": {"steps": 20, "width": ["72", 0], "height": ["72", 1]}},
-    "47": {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": ["72", 0], "height": ["72", 1],
-                                                             "batch_size": 1}},
-    "13": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["25", 0], "guider": ["22", 0],
-                                                             "sampler": ["16", 0], "sigmas": ["48", 0],
-                                                             "latent_image": ["47", 0]}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["13", 0], "vae": ["10", 0]}},
-    "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "Flux2"}},
-}
-
-
 def test_comfyui_flux2_template_imports_and_validates():
-    """Flux2Scheduler and EmptyFlux2LatentImage were unmapped, and FluxGuidance's 4 was lost on its way through
-    ReferenceLatent (sample's cfg 1). Now every node maps: the schedule is sample's default (Flux2Pipeline's, from the
-    latent's own size) at the template's 20 steps, the latent is latent.empty from the FLUX.2 VAE at the picture's
-    size, the picture a reference, guidance 4 sample's cfg."""
-    from app.comfyui import import_data
+    """ComfyUI's FLUX.2 dev edit template (tests/data/comfyui/templates/image_flux2.json). Flux2Scheduler and
+    EmptyFlux2LatentImage were unmapped, and FluxGuidance's 4 was lost on its way through ReferenceLatent (sample's
+    cfg 1). Now every node maps: the schedule is sample's default (Flux2Pipeline's, from the latent's own size) at
+    the template's 20 steps, the latent is latent.empty from the FLUX.2 VAE, the picture a reference, guidance 4
+    sample's cfg."""
+    from app.comfyui import import_workflow
     from graph_engine.api import load_workflow
-    res = import_data(TEMPLATE)
+    res = import_workflow(ROOT / "tests" / "data" / "comfyui" / "templates" / "image_flux2.json")
     statuses = {e.class_type: e.status for e in res.report.entries.values()}
     assert "unmapped" not in statuses.values(), statuses
     sample = next(n for n in res.graph.nodes.values() if n.type == "generate.sample")
     assert (sample.params["steps"], sample.params["scheduler"], sample.params["cfg"]) == (20, "default", 4), \
         sample.params
-    assert any(n.type == "condition.reference" for n in res.graph.nodes.values())
-    assert any(n.type == "latent.empty" for n in res.graph.nodes.values())
+    types = {n.type: n.params for n in res.graph.nodes.values()}
+    assert "condition.reference" in types and "latent.empty" in types
+    assert types["load.text_encoder"] == {"name": "mistral_3_small_flux2_bf16.safetensors", "type": "flux2"}
     load_workflow(text=res.yaml)            # validates: raises on any problem
