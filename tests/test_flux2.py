@@ -1,4 +1,4 @@
-"""FLUX.2 dev keyframes and edits from the files ComfyUI's users hold (Comfy-Org/flux2-dev's split_files: the
+"""FLUX.2 dev (and [klein]) keyframes and edits from the files ComfyUI's users hold (Comfy-Org/flux2-dev's split_files: the
 transformer in Black Forest Labs' names as fp8mixed, Mistral Small 3 in text_encoders/, flux2-vae): detected, loaded,
 and sampled to what diffusers' own Flux2Pipeline gives for the same weights, prompt, picture and seed (its prompt
 layers, its empirical-mu schedule, its distilled guidance, its reference-image tokens)."""
@@ -70,17 +70,50 @@ def _err(want, got):
     return float((want - got).abs().max() / want.abs().max())
 
 
+def test_flux2_klein_split_files_match_pipeline(flux2, split):
+    """FLUX.2 [klein] (no guidance input) was refused with dev; Qwen3 taken for llava-llama-3. Now its transformer
+    and Qwen3 (layers 9, 18 and 27 of the prompt in Qwen3's chat template, thinking off) sample with true CFG against
+    the empty prompt, as Flux2KleinPipeline (base) does at guidance 4; a dev prompt (Mistral's width) on it is named,
+    not met with a shape error."""
+    from diffusers import Flux2KleinPipeline
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    ref = Flux2KleinPipeline.from_pretrained(str(flux2 / "FLUX.2-klein"), local_files_only=True)
+    # its latent output is the VAE's own (32 channels, the batch norm and the 2x2 patches undone)
+    want = ref(prompt="a cat", width=W, height=H, num_inference_steps=2, guidance_scale=4.0,
+               generator=torch.Generator().manual_seed(7), output_type="latent").images
+    mean = ref.vae.bn.running_mean.view(1, -1, 1, 1)
+    std = torch.sqrt(ref.vae.bn.running_var.view(1, -1, 1, 1) + ref.vae.config.batch_norm_eps)
+    mm = ModelManager()
+    klein = load_diffusion_model(mm, "flux-2-klein-base-4b-tiny.safetensors", "default", "cpu")
+    qwen3 = load_text_encoder(mm, "qwen_3_4b_tiny.safetensors", "", "auto", "cpu")
+    vae = split[2]
+    latent = empty_latent(vae, 1, W, H, 8.0)
+    got = run_sampling(klein, encode_prompt(qwen3, "a cat"), encode_prompt(qwen3, ""), latent, steps=2, cfg=4.0,
+                       sampler="euler", seed=7).samples[:, :, 0]
+    assert _err(want, ref._unpatchify_latents(got * std + mean)) < 1e-4
+    with pytest.raises(NodeError, match="encoded 96 wide, and this FLUX.2 transformer reads 144"):
+        run_sampling(klein, encode_prompt(split[1], "a cat"), None, latent, steps=1, cfg=1.0, sampler="euler", seed=7)
+
+
 def test_flux2_files_are_detected_and_listed_as_loading(flux2):
-    """FLUX.2's transformer was 'detected and named' and refused; Mistral Small 3 was taken for HunyuanVideo's
-    llava-llama-3 and flux2-vae for an SD VAE of 32 channels."""
+    """FLUX.2's transformers were 'detected and named' and refused; Mistral Small 3 and Qwen3 were taken for
+    HunyuanVideo's llava-llama-3, and flux2-vae for an SD VAE of 32 channels."""
     from nodes.generate.model_manager import describe_model
     models = flux2 / "models"
     got = [describe_model(models / f) for f in ("diffusion_models/flux2_dev_tiny_fp8mixed.safetensors",
                                                 "text_encoders/mistral_3_small_flux2_tiny_bf16.safetensors",
-                                                "vae/flux2-vae.safetensors")]
+                                                "vae/flux2-vae.safetensors",
+                                                "diffusion_models/flux-2-klein-base-4b-tiny.safetensors",
+                                                "text_encoders/qwen_3_4b_tiny.safetensors")]
     assert [(g["family"], g["variant"], g["role"], g["precision"], g["loads"]) for g in got] == [
         ("flux2", "dev", "diffusion_model", "fp8_mixed", "yes"), ("mistral3", "h32", "text_encoder", "bf16", "yes"),
-        ("flux2", "", "vae", "fp32", "yes")], got
+        ("flux2", "", "vae", "fp32", "yes"), ("flux2", "klein", "diffusion_model", "bf16", "yes"),
+        ("qwen3", "h48", "text_encoder", "bf16", "yes")], got
 
 
 def test_flux2_split_files_match_pipeline(flux2, split):

@@ -15,6 +15,8 @@
   root/models/loras/flux2_lora_tiny_comfyui.safetensors   a LoRA in ComfyUI's FLUX.2 layout, and the transformer with it
       merged in (diffusion_models/flux2_dev_tiny_lora_merged.safetensors)
 
+FLUX.2 [klein] beside them (build_klein): its transformer and Qwen3, and root/FLUX.2-klein.
+
 The reference Flux2Pipeline holds exactly the values the files give back (bf16-rounded, fp8 x scale)."""
 from __future__ import annotations
 
@@ -26,23 +28,28 @@ import torch
 
 from tiny_models import _bytes_to_unicode, _seed, sd_ldm_vae
 
+# Qwen3's chat template as Flux2KleinPipeline uses it (one user turn, the assistant's turn opened, thinking off)
+QWEN3_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and "
+              "enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
 CHAT = ("{% for m in messages %}[{{ m['role'] }}]{% for c in m['content'] %}{{ c['text'] }}{% endfor %}"
         "[/{{ m['role'] }}]{% endfor %}")
 
 
-def tokenizer(folder: Path):
-    """A byte-level tokenizer (every byte a token) with a chat template that reads Flux2Pipeline's messages."""
+def tokenizer(folder: Path, chat: str = CHAT, special=("<pad>",)):
+    """A byte-level tokenizer (every byte a token) with a chat template that reads Flux2Pipeline's messages (or
+    another, with its special tokens)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import AutoTokenizer
     folder.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(_bytes_to_unicode())}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken("<pad>", special=True, normalized=False)])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
     tok.save(str(folder / "tokenizer.json"))
     (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "model_max_length": 512,
-         "chat_template": CHAT}))
+        {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": special[0], "model_max_length": 512,
+         "chat_template": chat}))
     return AutoTokenizer.from_pretrained(str(folder))
 
 
@@ -205,4 +212,39 @@ def build_flux2(root: Path) -> Path:
     small.save_pretrained(str(root / "small_decoder_vae"))
     Flux2Pipeline(scheduler=scheduler("flux2"), vae=vae, text_encoder=te, tokenizer=tok,
                   transformer=transformer).save_pretrained(str(root / "FLUX.2-dev"), safe_serialization=True)
+    return build_klein(root)
+
+
+def build_klein(root: Path) -> Path:
+    """FLUX.2 [klein] as ComfyUI's templates load it, beside build_flux2's VAE: the transformer without a guidance
+    input (diffusion_models/flux-2-klein-base-4b-tiny.safetensors, Black Forest Labs' names, bf16) and Qwen3 with its
+    per-head q/k norms (text_encoders/qwen_3_4b_tiny.safetensors, transformers' names; 28 layers, as Flux2KleinPipeline
+    reads layers 9, 18 and 27; wider than the tiny Mistral, as the released encoders differ), its tokenizer (Qwen3's chat template) in a folder named after it; root/FLUX.2-klein
+    is Flux2KleinPipeline's folder of the same weights (base: true CFG)."""
+    from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
+    from safetensors.torch import save_file
+    from transformers import Qwen3Config, Qwen3Model
+    from nodes.generate.split import scheduler
+    models = root / "models"
+    _seed(5)
+    te = Qwen3Model(Qwen3Config(vocab_size=300, hidden_size=48, intermediate_size=48, num_hidden_layers=28,
+                                num_attention_heads=1, num_key_value_heads=1, head_dim=128, rms_norm_eps=1e-6,
+                                rope_theta=1000000.0, max_position_embeddings=1024)).eval()
+    transformer = Flux2Transformer2DModel(in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                          num_attention_heads=2, joint_attention_dim=144, axes_dims_rope=(4, 4, 4, 4),
+                                          guidance_embeds=False).eval()
+    for m in (transformer, te):
+        m.bfloat16().float()
+    stored = {k: v.bfloat16().contiguous() for k, v in bfl_transformer(transformer.state_dict()).items()}
+    save_file(stored, str(models / "diffusion_models" / "flux-2-klein-base-4b-tiny.safetensors"))
+    transformer.load_state_dict(convert_flux2_transformer_checkpoint_to_diffusers(dequantised(stored)))
+    name = "qwen_3_4b_tiny"
+    save_file({"model." + k: v.bfloat16().contiguous() for k, v in te.state_dict().items()},
+              str(models / "text_encoders" / f"{name}.safetensors"))
+    tok = tokenizer(models / "text_encoders" / name, QWEN3_CHAT,
+                    ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"))
+    vae = AutoencoderKLFlux2.from_pretrained(str(root / "FLUX.2-dev" / "vae"))
+    Flux2KleinPipeline(scheduler=scheduler("flux2"), vae=vae, text_encoder=te, tokenizer=tok, transformer=transformer,
+                       is_distilled=False).save_pretrained(str(root / "FLUX.2-klein"), safe_serialization=True)
     return root

@@ -607,6 +607,10 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         # transformers 4 (model.layers.*) or Mistral3's checkpoints (model.language_model.*) write them
         return Detection("text_encoder", "mistral3", "24b" if emb[1] == 5120 else f"h{emb[1]}",
                          why="Mistral's 131072-token vocabulary", extra={"hidden": emb[1]})
+    if emb is not None and k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight"):
+        # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
+        return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+                         why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
     if k.has("layers.0.self_attn.q_proj.weight", "embed_tokens.weight") or \
             k.has("model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"):
         hidden = (k.shape("embed_tokens.weight") or k.shape("model.embed_tokens.weight"))[1]

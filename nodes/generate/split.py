@@ -27,11 +27,12 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "flux2": "flux2"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
-                  "qwen25vl": "qwenimage", "mistral3": "flux2"}
+                  "qwen25vl": "qwenimage", "mistral3": "flux2",
+                  "qwen3": "flux2"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
-                   "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "flux2": ("mistral3",)}
+                   "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "flux2": ("mistral3", "qwen3")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image", "flux2": "flux2"}

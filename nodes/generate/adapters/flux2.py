@@ -1,18 +1,17 @@
-"""FLUX.2 dev (images and edits): Mistral Small 3's hidden states of the prompt in its chat template (layers 10, 20
-and 30, side by side), a 32-channel VAE whose latent is taken in 2x2 patches and normalised by the VAE's batch-norm
+"""FLUX.2 dev and [klein] (images and edits): the hidden states of the prompt in its text encoder's chat template
+(dev: Mistral Small 3's layers 10, 20 and 30; [klein]: Qwen3's 9, 18 and 27; side by side), a 32-channel VAE whose latent is taken in 2x2 patches and normalised by the VAE's batch-norm
 statistics, and a flow-matching transformer reading each latent pixel of those 128 channels as one token, with 4-D
 positions (time, row, column, layer).
 
 The latent Kinograph holds is that normalised, patched one ([B, 128, 1, H/16, W/16], as ComfyUI's
-EmptyFlux2LatentImage makes it). Guidance is distilled in: sample's cfg is the guidance the transformer is told
-(ComfyUI's FluxGuidance; no negative pass). The default schedule is Flux2Pipeline's (and ComfyUI's Flux2Scheduler's):
+EmptyFlux2LatentImage makes it). dev has guidance distilled in: sample's cfg is the guidance the transformer is told
+(ComfyUI's FluxGuidance; no negative pass); [klein] has no guidance input and takes true CFG with a negative prompt, as
+Flux2KleinPipeline mixes it (its distilled releases at cfg 1, no negative pass). The default schedule is Flux2Pipeline's (and ComfyUI's Flux2Scheduler's):
 1 down to 1/steps, shifted by an empirical mu of the image's token count and the step count, then 0.
 
 Pictures to edit (condition.reference, ComfyUI's ReferenceLatent) are read as more tokens after the image's, the
 i-th on time plane 10 + 10 i, never denoised (Flux2Pipeline's image argument)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +20,8 @@ from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, frame_centres, frames_from_batch, frames_in_batch
 from nodes.generate.reference import reference_rows
 
-TEXT_LAYERS = (10, 20, 30)          # Flux2Pipeline's text_encoder_out_layers
+TEXT_LAYERS = (10, 20, 30)          # Flux2Pipeline's text_encoder_out_layers (Mistral Small 3's)
+KLEIN_LAYERS = (9, 18, 27)          # Flux2KleinPipeline's (Qwen3's)
 MAX_TOKENS = 512
 
 
@@ -78,12 +78,6 @@ class Flux2Adapter(Adapter):
     reads_references = True
     max_tokens = MAX_TOKENS
 
-    def load(self, path: Path, dtype, device: str, **opts):
-        if Path(path).is_file():
-            return super().load(path, dtype, device, **opts)
-        from diffusers import Flux2Pipeline
-        return Flux2Pipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-
     def factors(self, pipe):
         if getattr(pipe, "vae", None) is None:       # a transformer from its own file
             return 1, 16, int(pipe.transformer.config.in_channels)
@@ -91,11 +85,23 @@ class Flux2Adapter(Adapter):
 
     # -- text ----------------------------------------------------------------------------
     def encode_text(self, pipe, prompts, device):
-        if getattr(pipe, "text_encoder", None) is None:
-            raise NodeError("this text encoder has no Mistral Small 3: give load.text_encoder "
-                            "mistral_3_small_flux2_bf16.safetensors (type flux2), or load a FLUX.2 diffusers folder")
-        embeds, _ = pipe.encode_prompt(list(prompts), device=device, max_sequence_length=self.max_tokens,
-                                       text_encoder_out_layers=TEXT_LAYERS)
+        """Mistral Small 3's layers 10, 20, 30 of the prompt in its chat template (dev, Flux2Pipeline), or Qwen3's
+        9, 18, 27 in Qwen3's, thinking off ([klein], Flux2KleinPipeline), side by side per token."""
+        from diffusers import Flux2KleinPipeline, Flux2Pipeline
+        te = getattr(pipe, "text_encoder", None)
+        if te is None:
+            raise NodeError("this text encoder has none of FLUX.2's: give load.text_encoder "
+                            "mistral_3_small_flux2_bf16.safetensors for FLUX.2 dev or qwen_3_4b.safetensors / "
+                            "qwen_3_8b for [klein] (type flux2), or load a FLUX.2 diffusers folder")
+        if type(te).__name__.startswith("Qwen3"):
+            embeds = Flux2KleinPipeline._get_qwen3_prompt_embeds(te, pipe.tokenizer, list(prompts), device=device,
+                                                                 max_sequence_length=self.max_tokens,
+                                                                 hidden_states_layers=KLEIN_LAYERS)
+        else:
+            embeds = Flux2Pipeline._get_mistral_3_small_prompt_embeds(te, pipe.tokenizer, list(prompts),
+                                                                      device=device,
+                                                                      max_sequence_length=self.max_tokens,
+                                                                      hidden_states_layers=TEXT_LAYERS)
         return embeds, None, None
 
     def token_offsets(self, pipe, text):
@@ -113,9 +119,18 @@ class Flux2Adapter(Adapter):
         (about 3.1), the shift the default schedule has there."""
         return float(np.exp(empirical_mu(64 * 64, 20)))
 
+    def distilled_guidance(self, handle) -> bool:
+        """dev is told sample's cfg as its guidance; [klein] has no guidance input and takes true CFG."""
+        return bool(handle.pipe.transformer.config.guidance_embeds)
+
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         pix = frame_centres(frames, 1)
         rows = [c.at_frames(pix)[0] for c in conds]
+        reads = int(handle.pipe.transformer.config.joint_attention_dim)
+        if rows[0].shape[-1] != reads:
+            raise NodeError(f"this prompt was encoded {rows[0].shape[-1]} wide, and this FLUX.2 transformer reads "
+                            f"{reads}: FLUX.2 dev reads Mistral Small 3 (mistral_3_small_flux2_*), [klein] 4B Qwen3-4B "
+                            "(qwen_3_4b) and [klein] 9B Qwen3-8B (qwen_3_8b_*). Encode it with the model's own")
         length = max(e.shape[1] for e in rows)
         if any(e.shape[1] != length for e in rows):
             raise NodeError("FLUX.2 prompts are all 512 tokens long; these conditionings differ: encode them with "

@@ -4,7 +4,7 @@
       guidance_in, final_layer), through diffusers' own converter
   text_encoders/mistral_3_small_flux2_bf16.safetensors (or _fp8): Mistral Small 3's language model in transformers'
       names (model.layers.*, or model.language_model.* as Mistral3's checkpoints write them; a vision tower is left
-      out: FLUX.2 reads the prompt's hidden states only)
+      out: FLUX.2 reads the prompt's hidden states only); FLUX.2 [klein]'s qwen_3_4b / qwen_3_8b_fp8mixed: Qwen3's
   vae/flux2-vae.safetensors: the LDM autoencoder names with 32 latent channels, and the batch norm (bn.running_mean,
       bn.running_var) whose statistics normalise its latent in 2x2 patches; FLUX.2-small-decoder's
       full_encoder_small_decoder.safetensors (which ComfyUI's FLUX.2 templates load) the same with a narrower decoder"""
@@ -36,10 +36,6 @@ def transformer_config(state) -> dict:
 def transformer(state, det) -> Built:
     from diffusers import Flux2Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
-    from graph_engine import NodeError
-    if det.variant != "dev":
-        raise NodeError("this is FLUX.2 [klein] (no guidance input), which Kinograph does not run yet; FLUX.2 dev "
-                        "(flux2_dev_*.safetensors) it does")
     conv = dict(state) if "x_embedder.weight" in state else \
         convert_flux2_transformer_checkpoint_to_diffusers(dict(state))     # it empties the dict it is given
     cfg = transformer_config(conv)
@@ -80,3 +76,16 @@ def mistral(state, det) -> Built:
     cfg.update(decoder_sizes(state, int(cfg["head_dim"])))
     config = MistralConfig(**cfg)
     return Built(lambda: MistralModel(config), state, cfg)
+
+
+@register("qwen3", "text_encoder")
+def qwen3(state, det) -> Built:
+    """Qwen3-4B / 8B (FLUX.2 [klein]'s encoders, qwen_3_4b.safetensors / qwen_3_8b_fp8mixed.safetensors): the language
+    model alone, its sizes from the file."""
+    from transformers import Qwen3Config, Qwen3Model
+    from nodes.generate.converters.qwenimage import language_model
+    state = language_model(state)
+    cfg = model_config(FAMILY, "text_encoder_qwen3")
+    cfg.update(decoder_sizes(state, int(cfg["head_dim"])))
+    config = Qwen3Config(**cfg)
+    return Built(lambda: Qwen3Model(config), state, cfg)
