@@ -35,33 +35,33 @@ def split(flux2):
             load_vae(mm, "flux2-vae.safetensors", "cpu"))
 
 
-def _picture(w=64, h=64):
+def _picture(w=64, h=64, seed=0):
     """A picture to edit, of a size Flux2Pipeline takes as it is (sides of 64 or more, multiples of 16)."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     base = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
     return np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
 
 
-def _reference(root, picture=None, steps=2, seed=7):
+def _reference(root, pictures=(), steps=2, seed=7):
     """Flux2Pipeline's latent ([1, 128, h, w], normalised, before its VAE) for "a cat", guidance 4."""
     from diffusers import Flux2Pipeline
     from PIL import Image
     ref = Flux2Pipeline.from_pretrained(str(root / "FLUX.2-dev"), local_files_only=True)
-    kw = {} if picture is None else {"image": Image.fromarray(picture)}
+    kw = {"image": [Image.fromarray(p) for p in pictures]} if pictures else {}
     packed = ref(prompt="a cat", width=W, height=H, num_inference_steps=steps, guidance_scale=4.0,
                  generator=torch.Generator().manual_seed(seed), output_type="latent", **kw).images
     side = 2 * ref.vae_scale_factor         # the tiny VAE halves a side once (the released one 8x), then 2x2 patches
     return packed.permute(0, 2, 1).reshape(1, 128, H // side, W // side)
 
 
-def _sample(model, text_encoder, vae, picture=None, steps=2, seed=7):
+def _sample(model, text_encoder, vae, pictures=(), steps=2, seed=7):
     from nodes.generate.reference import add_reference
     from nodes.generate.sampling import run_sampling
     from nodes.generate.text import encode_prompt
     from nodes.generate.vae_ops import empty_latent, encode_clip
     pos = encode_prompt(text_encoder, "a cat")
-    if picture is not None:
-        pos = add_reference(pos, encode_clip(vae, Clip.from_array(picture[None])))
+    for p in pictures:
+        pos = add_reference(pos, encode_clip(vae, Clip.from_array(p[None])))
     return run_sampling(model, pos, None, empty_latent(vae, 1, W, H, 8.0), steps=steps, cfg=4.0,
                         sampler="euler", seed=seed).samples[:, :, 0]
 
@@ -117,16 +117,17 @@ def test_flux2_files_are_detected_and_listed_as_loading(flux2):
 
 
 def test_flux2_split_files_match_pipeline(flux2, split):
-    """Text to image, and an edit of one picture (ComfyUI's ReferenceLatent through condition.reference): the
+    """Text to image, and an edit of two pictures of two sizes (ComfyUI's ReferenceLatent, chained, through
+    condition.reference; each on its own time plane, 10 and 20): the
     fp8mixed transformer (fp8 x weight_scale), Mistral's layers 10, 20 and 30 of the chat-templated prompt, the
-    empirical-mu schedule and guidance 4 give Flux2Pipeline's latent; the picture's tokens change it."""
+    empirical-mu schedule and guidance 4 give Flux2Pipeline's latent; the pictures' tokens change it."""
     model, te, vae = split
     assert (model.family, te.family, vae.family) == ("flux2", "flux2", "flux2")
     want = _reference(flux2)
     assert _err(want, _sample(*split)) < 1e-4
-    picture = _picture()
-    edited = _reference(flux2, picture)
-    assert _err(edited, _sample(*split, picture=picture)) < 1e-4
+    pictures = (_picture(), _picture(80, 64, seed=1))
+    edited = _reference(flux2, pictures)
+    assert _err(edited, _sample(*split, pictures=pictures)) < 1e-4
     assert _err(edited, want) > 1e-3
 
 
