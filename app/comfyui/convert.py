@@ -283,9 +283,13 @@ class Converter:
             v = self.resolve(cn.inputs.get(comfy))
             if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, nid, port):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
+        # FluxGuidance's guidance rides on the conditioning to the sampler, through the nodes that add to it
+        # (FLUX.2's template sets it before ReferenceLatent)
+        given = self.resolve(cn.inputs.get("conditioning")) if "conditioning" in rule.inputs else None
+        carried = {"guidance": given.attrs["guidance"]} if isinstance(given, Out) and "guidance" in given.attrs else {}
         for slot, port in enumerate(rule.outputs):
             if port:
-                self.outs[(cn.id, slot)] = Out((nid, port))
+                self.outs[(cn.id, slot)] = Out((nid, port), dict(carried) if port == "conditioning" else {})
         return nid
 
     def placeholder(self, cn: CNode) -> None:

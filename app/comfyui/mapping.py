@@ -526,6 +526,10 @@ RULES: Dict[str, Rule] = {
     # SD3's and FLUX.1's empty latent (16 channels; Kinograph sizes it from the VAE it is given)
     "EmptySD3LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
                                 LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",), special="empty_latent"),
+    # FLUX.2's empty latent (128 channels at 1/16 of the picture; Kinograph sizes it from the FLUX.2 VAE it is given)
+    "EmptyFlux2LatentImage": Rule("latent.empty", ("width", "height", "batch_size"),
+                                  LATENT_SIZE + (P("batch_size", "frames"),), outputs=("latent",),
+                                  special="empty_latent"),
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
@@ -741,6 +745,11 @@ RULES: Dict[str, Rule] = {
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
                            fold=True),
+    # FLUX.2's schedule: Flux2Pipeline's (sample's default on a FLUX.2 model), its empirical mu from the latent's own
+    # token count, which is the picture's width x height that ComfyUI hands this node
+    "Flux2Scheduler": Rule(None, ("steps", "width", "height"), (P("steps", "steps"),), fold=True,
+                           fixed={"scheduler": "default"}, ignore={"width": None, "height": None},
+                           note="width and height are the latent's own: sample reads them from the latent"),
     "OptimalStepsScheduler": Rule(None, ("model_type", "steps", "denoise"), (P("steps", "steps"), P("denoise", "denoise")),
                                   fold=True, fixed={"scheduler": "simple"},
                                   note="Kinograph has no tabulated optimal steps; the simple schedule is used"),

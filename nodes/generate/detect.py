@@ -309,6 +309,8 @@ def precision_of(header: Header) -> str:
     """fp16 / bf16 / fp32 / fp8_e4m3fn / fp8_e5m2 / fp8_scaled / gguf-<quant> of the file's matrices."""
     if "scaled_fp8" in header.shapes or any(k.endswith(".scale_weight") for k in header.shapes):
         return "fp8_scaled"
+    if any(k.endswith(".weight_scale") for k in header.shapes):     # ComfyUI's fp8mixed (per-layer quantisation)
+        return "fp8_mixed"
     big = Counter(header.dtypes[k] for k, s in header.shapes.items() if len(s) >= 2 and k in header.dtypes)
     if not big:
         return ""
@@ -352,6 +354,7 @@ class Keys:
         return any(k.startswith(prefixes) for k in self.shapes)
 
 
+MISTRAL_VOCAB = 131072                 # Tekken, the tokenizer of Mistral's 3.x models
 _WAN_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 
 
@@ -578,6 +581,9 @@ def _vae(k: Keys) -> Optional[Detection]:
             any(n.startswith(("decoder.up.0.block.0.time_stack", "first_stage_model.decoder.up.0.block.0.time_stack"))
                 for n in k.shapes):
         return Detection("vae", "svd", "temporal-decoder", why="time_mixer")
+    if k.any("bn.running_mean") and (k.shape("decoder.conv_in.weight") or (0, 0))[1] == 32:
+        # FLUX.2's autoencoder (flux2-vae.safetensors): 32 latent channels, normalised in 2x2 patches by a batch norm
+        return Detection("vae", "flux2", "", why="32 latent channels with patch statistics (bn)")
     # The 2-D autoencoders: SD's and SDXL's with 4 latent channels, FLUX.1's ae.safetensors with 16 (SD3's has the
     # same tensors and only another latent scale: load.vae tells them by its family or the file's name).
     z = (k.shape("decoder.conv_in.weight") or (0, 4))[1]
@@ -609,6 +615,16 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         return Detection("text_encoder", "qwen25vl", {3584: "7b", 2048: "3b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen2 layers (q/k/v biases)", extra={"hidden": emb[1],
                                                                   "vision": k.any("visual.patch_embed.proj.weight")})
+    emb = k.shape("embed_tokens.weight") or k.shape("model.language_model.embed_tokens.weight")
+    if emb is not None and emb[0] == MISTRAL_VOCAB:
+        # Mistral Small 3.x (FLUX.2 dev's encoder, mistral_3_small_flux2_*): its language model's names, as
+        # transformers 4 (model.layers.*) or Mistral3's checkpoints (model.language_model.*) write them
+        return Detection("text_encoder", "mistral3", "24b" if emb[1] == 5120 else f"h{emb[1]}",
+                         why="Mistral's 131072-token vocabulary", extra={"hidden": emb[1]})
+    if emb is not None and k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight"):
+        # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
+        return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+                         why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
     if k.has("layers.0.self_attn.q_proj.weight", "embed_tokens.weight") or \
             k.has("model.layers.0.self_attn.q_proj.weight", "model.embed_tokens.weight"):
         hidden = (k.shape("embed_tokens.weight") or k.shape("model.embed_tokens.weight"))[1]
@@ -710,7 +726,7 @@ def _flux(k: Keys) -> Optional[Detection]:
     depth latents on extra input channels. FLUX.2 and Chroma (_chroma, before this rule) share the block names but
     not the model."""
     if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight"):
-        return Detection(None, "flux2", "", why="FLUX.2 (a model Kinograph does not run; FLUX.1 dev/schnell it does)")
+        return _flux2(k)
     if k.has("double_blocks.0.img_attn.qkv.weight", "img_in.weight"):
         layout, img_in, guide = "original", "img_in.weight", "guidance_in.in_layer.weight"
     elif k.has("x_embedder.weight", "single_transformer_blocks.0.proj_mlp.weight", "context_embedder.weight"):
@@ -740,6 +756,14 @@ def _chroma(k: Keys) -> Optional[Detection]:
                      prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
                      why="distilled_guidance_layer / double_blocks",
                      extra={"in_channels": (k.shape("img_in.weight") or (0, 64))[1]})
+
+
+def _flux2(k: Keys) -> Detection:
+    """FLUX.2 in Black Forest Labs' names (ComfyUI's flux2_dev_fp8mixed.safetensors): shared modulations instead of
+    FLUX.1's per-block ones. dev is guidance-distilled (guidance_in); [klein] has no guidance input."""
+    variant = "dev" if k.any("guidance_in.in_layer.weight") else "klein"
+    return Detection("diffusion_model", "flux2", variant, prefix=k.prefix_of("img_in.weight") or "",
+                     why="double/single stream modulation", extra={"in_channels": (k.shape("img_in.weight") or (0, 0))[1]})
 
 
 def _sd3(k: Keys) -> Optional[Detection]:

@@ -75,6 +75,12 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     # padding masked), true CFG with a negative prompt; FLUX.1's VAE and latents.
     Family("chroma", "Chroma (image)", ("ChromaPipeline",), ("ChromaTransformer2DModel",), fps=8.0, flow=True, cfg=5.0,
            steps=35, size=(1024, 1024), frames=1, patch=2, latents="flux"),
+    # FLUX.2 dev keyframes and edits: a flow-matching transformer over the 32-channel latent of its own VAE taken in
+    # 2x2 patches, normalised (128 channels at 1/16 of the picture, as ComfyUI's EmptyFlux2LatentImage holds it; each
+    # channel one token feature), so sizes step by 16. dev: guidance distilled in, prompts read by Mistral Small 3;
+    # [klein]: true CFG (its distilled releases at cfg 1), prompts read by Qwen3.
+    Family("flux2", "FLUX.2 (image)", ("Flux2Pipeline", "Flux2KleinPipeline"), ("Flux2Transformer2DModel",),
+           space_factor=16, fps=8.0, flow=True, cfg=4.0, steps=50, size=(1024, 1024), frames=1),
     # Stable Diffusion 3 medium, 3.5 medium / large / large turbo keyframes: an MMDiT over 2x2 patches of a 16-channel
     # latent on a flow schedule shifted by 3, three text encoders (CLIP-L, OpenCLIP-G, T5-XXL).
     Family("sd3", "Stable Diffusion 3 / 3.5 (image)", ("StableDiffusion3Pipeline",), ("SD3Transformer2DModel",),

@@ -123,7 +123,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     norm = handle.option("cfg_norm")
     skip = handle.option("skip_layer_guidance")
     tfn = adapter.timestep_fn(levels)
-    guided = negative is not None and cfg != 1.0 and not adapter.embedded_guidance
+    guided = negative is not None and cfg != 1.0 and not adapter.distilled_guidance(handle)
     conds = [negative, positive] if guided else [positive]
     if not adapter.reads_references and any(references(e) for c in conds for e in c.entries()):
         raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
@@ -169,7 +169,7 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
             levels, p, handle.option("flow_shift")), idx, tuple(x.shape[-2:]))
         if sl is not None:
             inputs = regions.crop_inputs(inputs, sl, plans["hw"])
-        if adapter.embedded_guidance:
+        if adapter.distilled_guidance(handle):
             inputs["guidance"] = cfg
         t = tfn(sigma).to(device)
         batch_in = torch.cat([x_in] * len(cs)).to(device, dtype)
@@ -303,9 +303,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     pipe = handle.pipe
     _check_inputs(handle, positive, negative, latent, sampler)
     adapter.check_latent(handle, latent)
-    if negative is None and not adapter.embedded_guidance:
+    if negative is None and not adapter.distilled_guidance(handle):
         negative = adapter.uncond(pipe, positive)
-    if negative is None and cfg != 1.0 and not adapter.embedded_guidance:
+    if negative is None and cfg != 1.0 and not adapter.distilled_guidance(handle):
         raise NodeError(f"cfg {cfg} needs a negative conditioning: connect encode.text's negative output to "
                         "sample's negative input (or set cfg to 1)")
     x0 = latent.samples.float()

@@ -5,7 +5,9 @@ legacy torch pickles (.ckpt/.pt/.pth/.bin, read with weights_only=True so no cod
 where the file is a zip). Precisions: fp32/fp16/bf16 as stored; fp8_e4m3fn/fp8_e5m2 cast up to the
 compute dtype (or kept in fp8 when asked); ComfyUI's fp8_scaled (a `scaled_fp8` marker and a
 `<layer>.scale_weight` per matrix) dequantised as weight * scale_weight: loading the raw fp8
-values instead gives weights hundreds of times too large, which is what a naive loader does."""
+values instead gives weights hundreds of times too large, which is what a naive loader does. ComfyUI's newer
+mixed-precision files (flux2_dev_fp8mixed: some layers fp8 with a `<layer>.weight_scale`, a `<layer>.comfy_quant`
+description and an `.input_scale`, the rest bf16) are folded the same way."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +17,7 @@ from graph_engine import NodeError
 from nodes.generate.detect import GGUF_EXT, PICKLE_EXT, SAFE_EXT, WEIGHT_EXT, read_header, torch_load
 
 # Markers and per-layer scales of ComfyUI's scaled fp8 files; they are folded into the weights.
-_SCALE_SUFFIXES = (".scale_weight", ".scale_input")
+_SCALE_SUFFIXES = (".scale_weight", ".scale_input", ".weight_scale", ".input_scale", ".comfy_quant")
 
 
 def _fp8_dtypes():
@@ -85,9 +87,18 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
         if not hasattr(t, "dtype"):
             continue
         if name.endswith(".weight"):
-            scale = state.get(name[: -len(".weight")] + ".scale_weight")
+            base = name[: -len(".weight")]
+            if base + ".weight_scale_2" in state:
+                raise NodeError(f"{base} is stored in a 4-bit format (NVFP4: a second weight scale) that Kinograph "
+                                "cannot read; use the fp8, fp8mixed or bf16 file of this model")
+            scale = state.get(base + ".scale_weight")
+            if scale is None:
+                scale = state.get(base + ".weight_scale")
             if scale is not None:
-                w = t.to(torch.float32) * scale.to(torch.float32)
+                scale = scale.to(torch.float32)
+                if scale.ndim == 1 and scale.numel() == t.shape[0] > 1:      # one scale per output row
+                    scale = scale.view(-1, *[1] * (t.ndim - 1))
+                w = t.to(torch.float32) * scale
                 out[name] = w.to(dtype or torch.float32)
                 continue
         if t.dtype in fp8:

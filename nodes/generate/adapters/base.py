@@ -81,6 +81,11 @@ class Adapter:
     def scheduler(self, pipe):
         return type(pipe.scheduler).from_config(pipe.scheduler.config)
 
+    def distilled_guidance(self, handle) -> bool:
+        """Whether this model is told sample's cfg as its guidance (no negative pass): the family's, or the
+        model's own where a family has both kinds (FLUX.2 dev and [klein])."""
+        return self.embedded_guidance
+
     def alphas_cumprod(self, pipe) -> torch.Tensor:
         ac = self.scheduler(pipe).alphas_cumprod.double()
         return ac.clamp(min=1e-10)        # zero-terminal-SNR schedules (CogVideoX) end at exactly 0
