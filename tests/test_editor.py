@@ -97,6 +97,10 @@ def make_window(qtbot, registry, tmp_path, request):
         w.runs.cancel(clear_queue=True)
         w.doc.undo.setClean()
         w.close()
+        w.deleteLater()
+    # A closed window lives on until deleted, and Qt kept polishing every one of them: the 17th test of
+    # test_editor_session.py spent 12 s re-styling the windows the 16 before it had closed (3 s alone).
+    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     capture = getattr(request.node, "qt_log_capture", None)
     bad = [r.message for r in (capture.records if capture else []) if r.matches_level("WARNING") and not r.ignored]
     assert not bad, f"Qt warnings: {bad}"

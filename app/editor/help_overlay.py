@@ -38,8 +38,19 @@ class HelpOverlay(QWidget):
         self.setAccessibleName("Keyboard shortcuts")
         self.setAccessibleDescription("Esc closes")
         self.setAttribute(Qt.WA_StyledBackground, False)
+        # The sheet is laid out when first shown: built with the window, its rich text took about 1 s of every
+        # window's opening (and of every editor test), for a sheet most sessions never open.
+        self._actions = actions
+        self.scroll = None
+        # While it is up it has the keyboard: Esc closes it (it did not), and the canvas's keys do
+        # not act on nodes hidden under it (Delete deleted the selection unseen).
+        self.setFocusPolicy(Qt.StrongFocus)
+        self._was_focused = None
+        self.hide()
+
+    def _build(self) -> None:
         rows = []
-        for a in actions:
+        for a in self._actions:
             # Every key that does it: the sheet showed only the first (Del, not Backspace or X;
             # Ctrl+Shift+Z, not Ctrl+Y; Ctrl+Return, not Ctrl+Enter).
             keys = " / ".join(k.toString() for k in a.shortcuts())
@@ -69,16 +80,13 @@ class HelpOverlay(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(24, 16, 24, 16)
         lay.addWidget(self.scroll)
-        # While it is up it has the keyboard: Esc closes it (it did not), and the canvas's keys do
-        # not act on nodes hidden under it (Delete deleted the selection unseen).
-        self.setFocusPolicy(Qt.StrongFocus)
-        self._was_focused = None
-        self.hide()
 
     def toggle(self) -> None:
         if self.isVisible():
             self.hide()
         else:
+            if self.scroll is None:
+                self._build()
             self._was_focused = QApplication.focusWidget()
             self.setGeometry(self.parentWidget().rect())
             self.show()

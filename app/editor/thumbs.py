@@ -40,6 +40,9 @@ class ThumbLoader(QObject):
                 img = to_qimage(first_frame(path))
             except Exception:       # a thumbnail is decoration: an unreadable file just has none
                 return
-            self.ready.emit(node_id, img.scaledToWidth(THUMB_W, Qt.SmoothTransformation))
+            try:
+                self.ready.emit(node_id, img.scaledToWidth(THUMB_W, Qt.SmoothTransformation))
+            except RuntimeError:    # its window was closed and deleted while the file was read: no one to show
+                pass
 
         threading.Thread(target=work, name="kinograph-thumb", daemon=True).start()

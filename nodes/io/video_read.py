@@ -104,9 +104,11 @@ class VideoSource:
                               f"resampled from {coded}x{self.height} to {self.width}x{self.height}, as players show them")
         # Phones store portrait video landscape with a display matrix saying how to turn it;
         # players apply it, so frames are turned here (np.rot90 turns counter-clockwise for k > 0).
-        # VP9 and VP8 keep transparency in a side channel FFmpeg's own decoders skip; libvpx reads it.
-        self._vpx = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(self.stream.codec_context.name) \
-            if self.stream.metadata.get("alpha_mode") == "1" else None
+        # VP9 and VP8 keep transparency in a side channel FFmpeg's own decoders skip; libvpx reads it. The file
+        # says so as alpha_mode, or ALPHA_MODE once ffmpeg has copied it (a trim or remux with -c copy), which read
+        # as opaque: the element's alpha was dropped without a word.
+        transparent = any(k.lower() == "alpha_mode" and v == "1" for k, v in self.stream.metadata.items())
+        self._vpx = {"vp9": "libvpx-vp9", "vp8": "libvpx"}.get(self.stream.codec_context.name) if transparent else None
         if self._vpx not in av.codecs_available:
             self._vpx = None
         self.turns, f0, first = self._display_turns()
@@ -122,6 +124,11 @@ class VideoSource:
         # shows a transparent picture, laid over black.
         self._alpha = f0 is not None and any(c.is_alpha for c in f0.format.components)
         self._convert = {} if self._hdr else _conversion(f0)     # HDR goes through its own 16-bit path
+        # libswscale (FFmpeg 8), which PyAV runs on a thread per core, now and then turned the first 8 pixels of a
+        # row where its slices meet into other values when converting 4:2:0 with alpha (VP9 and VP8 with
+        # transparency) to RGBA: colour up to 239 levels off, alpha 10, in 1 of 3 fresh reads of a 24x40 clip.
+        # One thread converts such frames the same every time.
+        self._sws = {"threads": 1} if self._alpha and f0.format.name.startswith("yuva420p") else {}
         if lut is not None:
             if self._hdr:       # the camera's HLG/PQ-to-709 LUT, made for the signal, replaces the SDR mapping
                 self.notes.append(f"it is HDR ({'HLG' if self._hdr == TRC_HLG else 'PQ'}): the LUT given maps it, "
@@ -325,12 +332,13 @@ class VideoSource:
         if self._lut is not None:
             from nodes.common.lut import apply_lut
             deep = "rgba64le" if self._alpha else "rgb48le"
-            wide = frame.to_ndarray(format=deep if self._deep else "rgba" if self._alpha else "rgb24", **self._convert)
+            wide = frame.to_ndarray(format=deep if self._deep else "rgba" if self._alpha else "rgb24", **self._convert,
+                                **self._sws)
             arr = apply_lut(np.ascontiguousarray(wide[..., :3]), self._lut, pos=self._lut_pos)
             if self._alpha:
                 arr = _with_alpha(arr, wide[..., 3], 65535.0 if self._deep else 255.0)
         elif self._alpha:
-            wide = frame.to_ndarray(format="rgba64le" if self._hdr else "rgba", **self._convert)
+            wide = frame.to_ndarray(format="rgba64le" if self._hdr else "rgba", **self._convert, **self._sws)
             arr = hdr_to_sdr(np.ascontiguousarray(wide[..., :3]), self._hdr, self._bt2020, self._white) if self._hdr \
                 else wide[..., :3]
             arr = _with_alpha(arr, wide[..., 3], 65535.0 if self._hdr else 255.0)
@@ -346,7 +354,7 @@ class VideoSource:
         """float32 linear light of a deep frame from its 16-bit decode (the code values read as the 8-bit frames
         are shown, sRGB), premultiplied beside its alpha where it has one."""
         from nodes.common.color import code16_to_linear, srgb_to_linear
-        wide = frame.to_ndarray(format="rgba64le" if self._alpha else "rgb48le")
+        wide = frame.to_ndarray(format="rgba64le" if self._alpha else "rgb48le", **self._sws)
         if self._lut is not None:       # the LUT's output, as the 8-bit frames show it, unrounded and past 1.0
             from nodes.common.lut import apply_lut_float
             px = srgb_to_linear(apply_lut_float(wide[..., :3].astype(np.float32) / np.float32(self._deep_white),
