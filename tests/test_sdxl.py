@@ -378,23 +378,6 @@ def test_an_sdxl_unet_alone_says_to_load_the_checkpoint(models, tmp_path):
         load_diffusion_model(ModelManager(), str(path), "default", "cpu")
 
 
-def test_animatediff_sdxl_motion_module_is_refused_by_name(tmp_path):
-    """An AnimateDiff-SDXL motion module (three levels, no mid block) is named, with what animates SDXL keyframes."""
-    from safetensors.torch import save_file
-    from nodes.generate.model_manager import load_motion_adapter
-    state = {}
-    for i in range(3):
-        p = f"down_blocks.{i}.motion_modules.0.temporal_transformer."
-        state[p + "proj_in.weight"] = torch.zeros(8, 8)
-        state[p + "norm.weight"] = torch.zeros(8)
-    path = tmp_path / "mm_sdxl_v10_beta.safetensors"
-    save_file(state, str(path))
-    with pytest.raises(NodeError) as e:
-        load_motion_adapter(path, torch.float32)
-    msg = str(e.value)
-    assert "mm_sdxl_v10_beta.safetensors is an AnimateDiff-SDXL motion module" in msg and "image-to-video" in msg
-
-
 def _sdxl_lora(path: Path) -> None:
     """A kohya SDXL LoRA as trainers write them: SGM UNet names (input_blocks/output_blocks), lora_te1_ on CLIP-L,
     lora_te2_ on OpenCLIP-G, alphas."""

@@ -112,7 +112,8 @@ def family_of_file(det: Detection) -> Optional[str]:
 def check_family(path: Path, wanted: str) -> str:
     """The family at `path`, or a clear error when it is another family's model."""
     found, why = detect_family(path)
-    ok = {wanted} | ({"sd", "animatediff"} if wanted in ("sd", "animatediff") else set())
+    ok = {wanted} | ({"sd", "animatediff"} if wanted in ("sd", "animatediff") else set()) | \
+        ({"sdxl"} if wanted == "animatediff" else set())     # AnimateDiff-SDXL
     if found is None:
         if wanted == "mini" and (Path(path) / "transformer").is_dir():
             return wanted
@@ -205,8 +206,6 @@ def load_motion_adapter(path: Path, dtype):
     det = detect_state_dict(state)
     if det.role != "motion_module":
         raise NodeError(f"{path} is not an AnimateDiff motion module (no motion_modules.* tensors)")
-    from nodes.generate.converters.sdxl import refuse_unsupported
-    refuse_unsupported(path, det)
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
     converted = convert_animatediff_checkpoint_to_diffusers(state)
     adapter = MotionAdapter(**motion_config(state, path))
@@ -626,8 +625,7 @@ def will_load(det: Detection) -> Tuple[bool, str]:
         ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
     if det.role == "motion_module":
-        return det.variant != "sdxl", "load.animatediff motion_adapter" if det.variant != "sdxl" else \
-            "AnimateDiff-SDXL motion modules are not supported (SD 1.5 ones are; or animate with an i2v model)"
+        return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
         if det.role == "checkpoint":
             return True, ("load.sdxl: the SDXL refiner, to sample a base run's last steps (sample's start_step) with "

@@ -69,7 +69,9 @@ def encode_sdxl(text_encoder, text: str, text_l: str, sizes, log: Callable[[str]
     `aesthetic`: the score the refiner is told (CLIPTextEncodeSDXLRefiner's ascore; 0 = 6 positive, 2.5 negative)."""
     from dataclasses import replace
     from nodes.generate.adapters.sdxl import ASCORE_KEY, is_refiner
-    if text_encoder is None or text_encoder.family != "sdxl":
+    xl = text_encoder is not None and (text_encoder.family == "sdxl" or (  # AnimateDiff-SDXL's too
+        text_encoder.family == "animatediff" and getattr(text_encoder.pipe, "text_encoder_2", None) is not None))
+    if not xl:
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.sdxl is for Stable Diffusion XL's text encoder; this one is {fam}'s: use encode.text")
     refiner = is_refiner(text_encoder.pipe)

@@ -88,18 +88,47 @@ class AnimateDiffAdapter(SDAdapter):
         from nodes.generate.model_manager import read_index
         if path.is_dir() and read_index(path).get("_class_name") == "AnimateDiffPipeline" and not motion_adapter:
             return AnimateDiffPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-        base = SDAdapter.load(self, path, dtype, device, config=config)
+        from nodes.generate.model_manager import detect_family, load_motion_adapter
+        xl = path.is_file() and not config and detect_family(path)[0] == "sdxl"
+        if xl:
+            from nodes.generate.adapters.sdxl import SDXLAdapter
+            base = SDXLAdapter().load(path, dtype, device)
+        else:
+            base = SDAdapter.load(self, path, dtype, device, config=config)
         if motion_adapter is None:
             raise NodeError(f"AnimateDiff needs a motion adapter: none was given and {path} has no "
                             "motion_adapter/ folder. Set `motion_adapter` to a motion module (a diffusers "
-                            "MotionAdapter folder, or an mm_sd_v15*.safetensors/.ckpt file)")
-        from nodes.generate.model_manager import load_motion_adapter
+                            "MotionAdapter folder, or an mm_sd_v15*.safetensors/.ckpt file; mm_sdxl_v10_beta "
+                            "with an SDXL checkpoint)")
         adapter = load_motion_adapter(Path(motion_adapter), dtype)
-        pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
-                                   unet=base.unet, motion_adapter=adapter, scheduler=base.scheduler)
+        check_motion_fits(Path(motion_adapter), adapter, base.unet, path, xl)
+        if xl:
+            from diffusers import AnimateDiffSDXLPipeline
+            pipe = AnimateDiffSDXLPipeline(vae=base.vae, text_encoder=base.text_encoder,
+                                           text_encoder_2=base.text_encoder_2, tokenizer=base.tokenizer,
+                                           tokenizer_2=base.tokenizer_2, unet=base.unet, motion_adapter=adapter,
+                                           scheduler=motion_scheduler(base.scheduler))
+            # diffusers' UNetMotionModel.from_unet2d leaves SDXL's pooled-text-and-size embedding at its random
+            # init (huggingface/diffusers#6721, deferred in review): every frame was conditioned on noise.
+            pipe.unet.add_embedding.load_state_dict(base.unet.add_embedding.state_dict())
+        else:
+            pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                       unet=base.unet, motion_adapter=adapter, scheduler=base.scheduler)
         if pipe.unet.dtype != dtype:
             pipe.unet.to(dtype=dtype)
         return pipe
+
+    # AnimateDiff-SDXL (mm_sdxl_v10_beta on an SDXL checkpoint): SDXL's two text encoders, pooled text and size
+    # conditioning, with the motion UNet in between.
+    def encode_text(self, pipe, prompts, device, clip_skip: int = 1):
+        if _xl(pipe):
+            return _sdxl().encode_text(pipe, prompts, device, clip_skip)
+        return super().encode_text(pipe, prompts, device, clip_skip)
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        if _xl(handle.pipe):
+            return _sdxl().conditioning_inputs(handle, conds, frames, batch, device, dtype)
+        return super().conditioning_inputs(handle, conds, frames, batch, device, dtype)
 
     def frame_limit(self, pipe):
         # The motion module's position table ends at motion_max_seq_length (32 in v2/v3 modules, 24 in v1);
@@ -118,10 +147,56 @@ class AnimateDiffAdapter(SDAdapter):
         ehs = inputs["encoder_hidden_states"]
         control = inputs.get("control")
         extra = {}
-        if control:
+        if _xl(handle.pipe):
+            if control:
+                raise NodeError("ControlNets do not steer AnimateDiff-SDXL in Kinograph yet (they steer SD 1.5 "
+                                "AnimateDiff and SDXL images): remove control.apply from this model")
+            extra = {"added_cond_kwargs": motion_added_cond(handle, x_in, inputs)}
+        elif control:
             extra = control_residuals(frames_in_batch(x_in), t, ehs, control)
         x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1) if "concat" in inputs else x_in
         return handle.pipe.unet(x_in, t, encoder_hidden_states=ehs, return_dict=False, **extra)[0]
+
+
+def _xl(pipe) -> bool:
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
+def _sdxl():
+    from nodes.generate.adapters.sdxl import ADAPTERS
+    return ADAPTERS["sdxl"]
+
+
+def motion_added_cond(handle, x_in, inputs) -> dict:
+    """SDXL's pooled text and size conditioning for the motion UNet, which takes one of each per video and gives it
+    to all its frames: a prompt schedule's pooled embedding averaged over the frames of the pass (the per-frame
+    text still reaches each frame through cross-attention)."""
+    from nodes.generate.adapters.sdxl import add_time_ids
+    n, _, f, h, w = x_in.shape
+    scale = handle.pipe.vae_scale_factor
+    pooled = inputs["text_embeds"]
+    pooled = pooled.reshape(n, f, -1).float().mean(1).to(pooled.dtype)
+    time_ids = add_time_ids(inputs["sizes"][::f], h * scale, w * scale)
+    return {"text_embeds": pooled, "time_ids": time_ids.to(x_in.device, pooled.dtype)}
+
+
+def motion_scheduler(base):
+    """SDXL's noise levels as AnimateDiff-SDXL was trained on them: betas up to 0.020, not SDXL's 0.012, as
+    AnimateDiff-Evolved's autoselect picks for it ("linear (AnimateDiff-SDXL)", ComfyUI's "linear" being diffusers'
+    scaled_linear)."""
+    return type(base).from_config(base.config, beta_end=0.020)
+
+
+def check_motion_fits(motion: Path, adapter, unet, checkpoint: Path, xl: bool) -> None:
+    """A motion module made for another base model is named as such (diffusers failed with a tensor shape error
+    deep inside UNetMotionModel.from_unet2d)."""
+    mine, theirs = tuple(adapter.config.block_out_channels), tuple(unet.config.block_out_channels)
+    if mine == theirs:
+        return
+    raise NodeError(f"{motion.name} does not fit {checkpoint.name}: its motion layers are made for a UNet whose "
+                    f"levels are {list(mine)} channels wide, and this {'SDXL' if xl else 'SD 1.5'} checkpoint's are "
+                    f"{list(theirs)}. Use an SDXL motion module (mm_sdxl_v10_beta) with an SDXL checkpoint and an "
+                    "SD 1.5 one (mm_sd_v15_v2, v3_sd15_mm) with an SD 1.5 checkpoint")
 
 
 def with_control(inputs: dict, handle, pixel_frames, copies: int, device, dtype) -> dict:

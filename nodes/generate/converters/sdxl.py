@@ -184,8 +184,3 @@ def refuse_unsupported(path, det, keys=()) -> None:
     if det.role == "diffusion_model" and det.variant.startswith("sdxl-refiner"):
         raise NodeError(f"{path.name} is an SDXL refiner UNet alone; Kinograph loads the refiner from its all-in-one "
                         "checkpoint (checkpoints/sd_xl_refiner_1.0.safetensors) with load.sdxl")
-    if det.role == "motion_module" and det.variant == "sdxl":
-        raise NodeError(f"{path.name} is an AnimateDiff-SDXL motion module; Kinograph's AnimateDiff runs SD 1.5 "
-                        "motion modules (mm_sd_v15_v2, v3_sd15_mm) only. Animate an SDXL keyframe with an "
-                        "image-to-video model instead (Wan i2v, LTX-Video or Stable Video Diffusion), or use an "
-                        "SD 1.5 checkpoint with an SD 1.5 motion module")

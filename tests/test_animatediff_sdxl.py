@@ -1,0 +1,147 @@
+"""AnimateDiff-SDXL: an original-format SDXL motion module (mm_sdxl_v10_beta.ckpt in animatediff_models/, three
+levels, no mid block, as guoyww publishes it) animates an SDXL single-file checkpoint through load.animatediff, and
+gives what diffusers' own AnimateDiffSDXLPipeline gives for the same weights, prompt and seed. The tiny SDXL is
+tests/test_sdxl.py's; the motion module is written from a random diffusers MotionAdapter by inverting diffusers'
+conversion, so the reference (built from the diffusers folder and that adapter) shares no loading code with
+Kinograph's."""
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+CKPT = "sdxl_tiny.safetensors"
+MM = "mm_sdxl_v10_beta.ckpt"
+FRAMES = 6
+
+
+def original_motion_module(adapter) -> dict:
+    """A diffusers MotionAdapter's tensors under the original AnimateDiff names (the inverse of diffusers'
+    convert_animatediff_checkpoint_to_diffusers), with the sinusoidal position tables the original files carry."""
+    out = {}
+    for k, v in adapter.state_dict().items():
+        if "pos_embed" in k:
+            k = k.replace("pos_embed.pe", "pos_encoder.pe")
+        k = re.sub(r"(motion_modules\.\d+)\.", r"\1.temporal_transformer.", k)
+        for a, b in ((".norm1", ".norms.0"), (".norm2", ".norms.1"), (".norm3", ".ff_norm"),
+                     (".attn1", ".attention_blocks.0"), (".attn2", ".attention_blocks.1")):
+            k = k.replace(a, b)
+        out[k] = v.contiguous()
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from diffusers import MotionAdapter
+    from comfy_layouts import built
+    from tiny_models import build_sdxl_single_file
+    for root in built(build_sdxl_single_file, tmp_path_factory):
+        torch.manual_seed(3)
+        # The SDXL beta's settings (three levels there, the tiny SDXL's two here; no mid block) but 8 positions, not
+        # 32, so that a 12-frame clip already needs context windows.
+        adapter = MotionAdapter(block_out_channels=(32, 128), motion_layers_per_block=2, use_motion_mid_block=False,
+                                motion_max_seq_length=8)
+        with torch.no_grad():
+            for name, p in adapter.named_parameters():
+                # Random, not diffusers' init (proj_out starts at zero there: the motion layers would do nothing).
+                norm = "norm" in name and name.endswith("weight")
+                p.copy_(torch.randn_like(p) * (0.2 if p.ndim > 1 else 0.05) + (1.0 if norm else 0.0))
+        mm_dir = root / "models" / "animatediff_models"
+        mm_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(original_motion_module(adapter), str(mm_dir / MM))
+        yield root, adapter
+
+
+@pytest.fixture
+def env(models, monkeypatch):
+    root, adapter = models
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(root / "models"))
+    return root, adapter
+
+
+def test_mm_sdxl_animates_an_sdxl_checkpoint_as_diffusers_does(env):
+    """Detected and listed as loading; loaded with the SDXL checkpoint through load.animatediff; sampled frames match
+    AnimateDiffSDXLPipeline's latents (both text encoders, pooled text, size conditioning, motion layers); a
+    12-frame clip past the module's 8 positions runs through context windows."""
+    from diffusers import AnimateDiffSDXLPipeline, StableDiffusionXLPipeline
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt, encode_sdxl
+    from nodes.generate.vae_ops import decode_latent, empty_latent
+    root, adapter = env
+    got = describe_model(root / "models" / "animatediff_models" / MM)
+    assert (got["role"], got["variant"], got["loads"]) == ("motion_module", "sdxl", "yes")
+    mm = ModelManager()
+    h = mm.load("animatediff", CKPT, motion_adapter=MM)
+    assert type(h.pipe).__name__ == "AnimateDiffSDXLPipeline"
+    parts = mm.components(h)
+    pos = encode_prompt(parts["text_encoder"], "a cat")
+    neg = encode_prompt(parts["text_encoder"], "blurry")
+
+    def sample(frames, pos=pos, neg=neg):
+        lat = empty_latent(parts["vae"], frames, 16, 16, 8.0)
+        return run_sampling(h, pos, neg, lat, steps=2, cfg=5.0, sampler="euler", seed=7)
+
+    ours = sample(FRAMES).samples
+    xl = StableDiffusionXLPipeline.from_pretrained(str(root / "diffusers"), local_files_only=True)
+    # The noise levels AnimateDiff-SDXL was trained on (AnimateDiff-Evolved's autoselect): betas up to 0.020.
+    assert h.pipe.scheduler.config.beta_end == 0.020 and h.pipe.scheduler.config.beta_schedule == "scaled_linear"
+    scheduler = type(xl.scheduler).from_config({**xl.scheduler.config, "beta_end": 0.020})
+    ref = AnimateDiffSDXLPipeline(**{k: v for k, v in xl.components.items() if k in (
+        "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet")}, scheduler=scheduler,
+        motion_adapter=adapter)
+    # diffusers' from_unet2d does not copy SDXL's add_embedding (huggingface/diffusers#6721): the reference gets the
+    # SDXL UNet's own, as Kinograph's loader gives it.
+    ref.unet.add_embedding.load_state_dict(xl.unet.add_embedding.state_dict())
+    # The tiny VAE halves once: 16x16 pixels are an 8x8 latent.
+    want = ref("a cat", negative_prompt="blurry", num_frames=FRAMES, width=16, height=16, num_inference_steps=2,
+               guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="latent").frames
+    assert want.shape == ours.shape == (1, 4, FRAMES, 8, 8)
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    # encode.sdxl's size conditioning (ComfyUI's CLIPTextEncodeSDXL) reaches the motion UNet as diffusers' original_size.
+    sized = [encode_sdxl(parts["text_encoder"], text, "", (32, 48, 0, 0, 0, 0)) for text in ("a cat", "blurry")]
+    ours_sized = sample(FRAMES, *sized).samples
+    want_sized = ref("a cat", negative_prompt="blurry", num_frames=FRAMES, width=16, height=16, num_inference_steps=2,
+                     guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="latent",
+                     original_size=(32, 48)).frames
+    err = float((want_sized - ours_sized).abs().max() / want_sized.abs().max())
+    assert err < 1e-4 and float((want_sized - want).abs().max()) > 1e-3, err
+    # The motion layers are in the path: the first frame differs from the SDXL checkpoint's own image.
+    still = mm.load("sdxl", CKPT)
+    still_parts = mm.components(still)
+    alone = run_sampling(still, encode_prompt(still_parts["text_encoder"], "a cat"),
+                         encode_prompt(still_parts["text_encoder"], "blurry"),
+                         empty_latent(still_parts["vae"], 1, 16, 16, 8.0), steps=2, cfg=5.0, sampler="euler",
+                         seed=7).samples
+    assert float((alone[:, :, 0] - ours[:, :, 0]).abs().max()) > 1e-2
+    # Past the module's 8 positions: context windows, then the frames decoded.
+    long = sample(12)
+    assert long.samples.shape == (1, 4, 12, 8, 8) and bool(torch.isfinite(long.samples).all())
+    assert decode_latent(parts["vae"], long).frames(0, 12).shape == (12, 16, 16, 3)
+    # A ControlNet is refused by name, not fed SD 1.5's residual path.
+    from nodes.generate.adapters import get_adapter
+    with pytest.raises(NodeError, match="ControlNets do not steer AnimateDiff-SDXL"):
+        get_adapter("animatediff").forward(h, long.samples[:, :, :2], torch.tensor([999]),
+                                           {"encoder_hidden_states": None, "control": [None]})
+
+
+def test_motion_module_for_another_base_is_named(env, tmp_path):
+    """An SD 1.5 motion module given with an SDXL checkpoint: both files named, with which goes with which, not
+    diffusers' tensor shape error."""
+    from nodes.generate.model_manager import ModelManager
+    root, _ = env
+    from diffusers import MotionAdapter
+    torch.manual_seed(0)
+    sd15_mm = MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=2, motion_max_seq_length=32)
+    path = tmp_path / "mm_sd_v15_v2.ckpt"
+    torch.save(original_motion_module(sd15_mm), str(path))
+    with pytest.raises(NodeError) as e:
+        ModelManager().load("animatediff", CKPT, motion_adapter=str(path))
+    msg = str(e.value)
+    assert f"mm_sd_v15_v2.ckpt does not fit {CKPT}" in msg and "[32, 64]" in msg and "[32, 128]" in msg
+    assert "mm_sdxl_v10_beta) with an SDXL checkpoint" in msg
