@@ -45,6 +45,9 @@ def test_chroma_files_are_detected_and_radiance_is_named(chroma):
     from nodes.generate.model_manager import describe_model
     got = describe_model(chroma / "models" / "diffusion_models" / "chroma-tiny.safetensors")
     assert (got["family"], got["role"], got["loads"]) == ("chroma", "diffusion_model", "yes"), got
+    # the ChromaPipeline folder's transformer file, in diffusers' names (x_embedder, no img_in), is Chroma too
+    got = describe_model(chroma / "diffusers" / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("chroma", "diffusion_model", "yes"), got
     # Chroma Radiance: the same modulation network, reading pixels through img_in_patch (no img_in)
     radiance = detect_keys({"distilled_guidance_layer.in_proj.weight": (5120, 64), "img_in_patch.weight": (3072, 3),
                             "double_blocks.0.img_attn.qkv.weight": (9216, 3072)})

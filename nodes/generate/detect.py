@@ -745,17 +745,18 @@ def _flux(k: Keys) -> Optional[Detection]:
 def _chroma(k: Keys) -> Optional[Detection]:
     """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
     names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
-    diffusers' single-file loader recognises it. Chroma Radiance reads pixels (img_in_patch, no img_in) and is
-    another model."""
+    diffusers' single-file loader recognises it; or in diffusers' names (x_embedder: a ChromaPipeline folder's
+    transformer file). Chroma Radiance reads pixels (img_in_patch, neither embedder) and is another model."""
     if not k.any("distilled_guidance_layer.in_proj.weight"):
         return None
-    if not k.any("img_in.weight"):
+    layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
+    if k.any("img_in_patch.weight") or not k.any(x):
         return Detection(None, "chroma-radiance", "", why="Chroma Radiance (a pixel-space Chroma Kinograph does not "
                                                           "run; Chroma1-HD and the chroma-unlocked files it does)")
-    return Detection("diffusion_model", "chroma", "", layout="original",
+    return Detection("diffusion_model", "chroma", "", layout=layout,
                      prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
-                     why="distilled_guidance_layer / double_blocks",
-                     extra={"in_channels": (k.shape("img_in.weight") or (0, 64))[1]})
+                     why="distilled_guidance_layer / " + ("double_blocks" if layout == "original" else "x_embedder"),
+                     extra={"in_channels": k.shape(x)[1]})
 
 
 def _flux2(k: Keys) -> Detection:
