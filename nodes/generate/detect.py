@@ -733,7 +733,8 @@ def _flux(k: Keys) -> Optional[Detection]:
     all-in-one checkpoint) or diffusers'. dev has a guidance embedder, schnell none; Fill and Depth take the mask or
     depth latents on extra input channels. FLUX.2 and Chroma (_chroma, before this rule) share the block names but
     not the model."""
-    if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight"):
+    if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight",
+             "single_stream_modulation.linear.weight", "double_stream_modulation_img.linear.weight"):
         return _flux2(k)
     if k.has("double_blocks.0.img_attn.qkv.weight", "img_in.weight"):
         layout, img_in, guide = "original", "img_in.weight", "guidance_in.in_layer.weight"
@@ -768,11 +769,14 @@ def _chroma(k: Keys) -> Optional[Detection]:
 
 
 def _flux2(k: Keys) -> Detection:
-    """FLUX.2 in Black Forest Labs' names (ComfyUI's flux2_dev_fp8mixed.safetensors): shared modulations instead of
-    FLUX.1's per-block ones. dev is guidance-distilled (guidance_in); [klein] has no guidance input."""
-    variant = "dev" if k.any("guidance_in.in_layer.weight") else "klein"
-    return Detection("diffusion_model", "flux2", variant, prefix=k.prefix_of("img_in.weight") or "",
-                     why="double/single stream modulation", extra={"in_channels": (k.shape("img_in.weight") or (0, 0))[1]})
+    """FLUX.2 in Black Forest Labs' names (ComfyUI's flux2_dev_fp8mixed.safetensors) or diffusers' (a Flux2Pipeline
+    folder's transformer file): shared modulations instead of FLUX.1's per-block ones. dev is guidance-distilled
+    (guidance_in); [klein] has no guidance input."""
+    layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
+    variant = "dev" if k.any("guidance_in.in_layer.weight", "time_guidance_embed.guidance_embedder.linear_1.weight") \
+        else "klein"
+    return Detection("diffusion_model", "flux2", variant, layout=layout, prefix=k.prefix_of(x) or "",
+                     why="double/single stream modulation", extra={"in_channels": (k.shape(x) or (0, 0))[1]})
 
 
 def _sd3(k: Keys) -> Optional[Detection]:
