@@ -184,7 +184,10 @@ def assembled(cls, cfg: dict, state: dict, what: str):
     from accelerate import init_empty_weights
     with init_empty_weights():
         net = cls(**cfg)
-    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as e:       # a tensor of another size: torch lists them all, the first names the place
+        missing, unexpected = [], ["another size of " + str(e).split("size mismatch for ")[-1].split(":")[0]]
     if missing or unexpected:
         raise NodeError(f"the tensors of {what} do not fit its layout (missing {missing[:3]}, unexpected "
                         f"{unexpected[:3]}): the file is damaged or of another kind")
