@@ -52,6 +52,12 @@ def test_chroma_files_are_detected_and_radiance_is_named(chroma):
     radiance = detect_keys({"distilled_guidance_layer.in_proj.weight": (5120, 64), "img_in_patch.weight": (3072, 3),
                             "double_blocks.0.img_attn.qkv.weight": (9216, 3072)})
     assert (radiance.role, radiance.family) == (None, "chroma-radiance") and "Radiance" in radiance.why, radiance
+    # control.apply on a model it does not steer names the model as the user knows it (it said "not chroma")
+    from types import SimpleNamespace
+    from graph_engine import NodeError
+    from nodes.generate.control import apply_control
+    with pytest.raises(NodeError, match=r"FLUX.1 and Qwen-Image models, not Chroma \(image\)$"):
+        apply_control(None, SimpleNamespace(family="chroma"), None, "cn.safetensors", 1.0, "none", 100, 200)
 
 
 def test_chroma_split_files_and_folder_match_chromapipeline(chroma):

@@ -126,8 +126,9 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
     """The model with one more ControlNet: on a model that has one already, both steer. A FLUX.1, SD 3.5 or Qwen-Image
     ControlNet reads the control pictures' latents, from `vae` or the model's own VAE."""
     if model.family not in ("sd", "sdxl", "animatediff", "flux", "sd3", "qwenimage"):
+        from nodes.generate.families import family as family_spec
         raise NodeError(f"ControlNet works with AnimateDiff, Stable Diffusion (1.5, XL and 3.5 Large), FLUX.1 and "
-                        f"Qwen-Image models, not {model.family}")
+                        f"Qwen-Image models, not {family_spec(model.family).title}")
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the ControlNet's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
