@@ -152,3 +152,39 @@ def test_comfyui_chroma_template_imports_and_runs(chroma, tmp_path, monkeypatch)
     want = _reference(chroma, texts["CLIP Text Encode (Positive Prompt)"], texts["CLIP Text Encode (Negative Prompt)"],
                       3.5, seed, sigmas=comfy_beta_sigmas(2))
     assert _err(want, got) < 1e-4 and _err(want, unshifted) < 1e-4
+
+
+def test_chroma_lora_in_comfyuis_layout_applies(chroma):
+    """A Chroma LoRA (FLUX.1's block names: diffusion_model.double_blocks.N.img_attn.qkv.lora_A ...) was refused as
+    "a FLUX.1 (image) LoRA ... and this model is Chroma (image)", though ChromaPipeline loads FLUX.1's LoRA layouts.
+    Applied now, it samples as the transformer with the LoRA merged into its weights."""
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    models = chroma / "models"
+    g = torch.Generator().manual_seed(3)
+    merged = {k: v.float() for k, v in load_file(str(models / "diffusion_models" / "chroma-tiny.safetensors")).items()}
+    lora = {}
+    for layer in ("double_blocks.0.img_attn.qkv", "double_blocks.1.txt_mlp.0"):
+        w = merged[layer + ".weight"]
+        down, up = torch.randn(4, w.shape[1], generator=g) * 0.3, torch.randn(w.shape[0], 4, generator=g) * 0.3
+        lora[f"diffusion_model.{layer}.lora_A.weight"], lora[f"diffusion_model.{layer}.lora_B.weight"] = down, up
+        merged[layer + ".weight"] = w + up @ down
+    (models / "loras").mkdir(exist_ok=True)
+    save_file(lora, str(models / "loras" / "chroma_lora_tiny.safetensors"))
+    save_file(merged, str(models / "diffusion_models" / "chroma-tiny-lora-merged.safetensors"))
+    mm = ModelManager()
+    te = load_text_encoder(mm, "t5xxl_fp16.safetensors", "", "chroma", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+
+    def sample(model):
+        return run_sampling(model, encode_prompt(te, "a cat"), encode_prompt(te, "blurry"),
+                            empty_latent(vae, 1, W, H, 8.0), steps=2, cfg=4.0, sampler="euler", seed=7).samples
+    model = load_diffusion_model(mm, "chroma-tiny.safetensors", "default", "cpu")
+    want = sample(load_diffusion_model(mm, "chroma-tiny-lora-merged.safetensors", "default", "cpu"))
+    assert _err(want, sample(add_lora(model, "chroma_lora_tiny.safetensors", 1.0))) < 1e-4
+    assert _err(want, sample(model)) > 1e-3
