@@ -166,14 +166,10 @@ def test_chroma_lora_in_comfyuis_layout_applies(chroma):
     from nodes.generate.text import encode_prompt
     from nodes.generate.vae_ops import empty_latent
     models = chroma / "models"
-    g = torch.Generator().manual_seed(3)
-    merged = {k: v.float() for k, v in load_file(str(models / "diffusion_models" / "chroma-tiny.safetensors")).items()}
-    lora = {}
-    for layer in ("double_blocks.0.img_attn.qkv", "double_blocks.1.txt_mlp.0"):
-        w = merged[layer + ".weight"]
-        down, up = torch.randn(4, w.shape[1], generator=g) * 0.3, torch.randn(w.shape[0], 4, generator=g) * 0.3
-        lora[f"diffusion_model.{layer}.lora_A.weight"], lora[f"diffusion_model.{layer}.lora_B.weight"] = down, up
-        merged[layer + ".weight"] = w + up @ down
+    from tiny_flux import comfy_lora
+    stored = load_file(str(models / "diffusion_models" / "chroma-tiny.safetensors"))
+    lora, merged = comfy_lora({k: v.float() for k, v in stored.items()},
+                              ("double_blocks.0.img_attn.qkv", "double_blocks.1.txt_mlp.0"))
     (models / "loras").mkdir(exist_ok=True)
     save_file(lora, str(models / "loras" / "chroma_lora_tiny.safetensors"))
     save_file(merged, str(models / "diffusion_models" / "chroma-tiny-lora-merged.safetensors"))
