@@ -179,6 +179,17 @@ def check_file(source: Path, family: str, title: str, support) -> None:
         raise NodeError(f"{source.name}: {why}")
 
 
+def from_file(source: Path, build, what: str):
+    """build(the file's tensors): a FLUX.1 or Qwen-Image ControlNet sized from them; a tensor it is sized by that
+    the file lacks (a KeyError out of the node) is named."""
+    from nodes.generate.weights import load_weights
+    try:
+        return build(load_weights(source))
+    except KeyError as e:
+        raise NodeError(f"{source.name} lacks {e.args[0]}, which {what} has: the file is damaged or of another "
+                        "kind") from None
+
+
 def assembled(cls, cfg: dict, state: dict, what: str):
     """A FLUX.1 or Qwen-Image ControlNet of class `cls` built to `cfg` (read from the file's shapes) around the file's
     tensors, or an error naming `what` where they do not fit."""
