@@ -45,10 +45,19 @@ def test_chroma_files_are_detected_and_radiance_is_named(chroma):
     from nodes.generate.model_manager import describe_model
     got = describe_model(chroma / "models" / "diffusion_models" / "chroma-tiny.safetensors")
     assert (got["family"], got["role"], got["loads"]) == ("chroma", "diffusion_model", "yes"), got
+    # the ChromaPipeline folder's transformer file, in diffusers' names (x_embedder, no img_in), is Chroma too
+    got = describe_model(chroma / "diffusers" / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("chroma", "diffusion_model", "yes"), got
     # Chroma Radiance: the same modulation network, reading pixels through img_in_patch (no img_in)
     radiance = detect_keys({"distilled_guidance_layer.in_proj.weight": (5120, 64), "img_in_patch.weight": (3072, 3),
                             "double_blocks.0.img_attn.qkv.weight": (9216, 3072)})
     assert (radiance.role, radiance.family) == (None, "chroma-radiance") and "Radiance" in radiance.why, radiance
+    # control.apply on a model it does not steer names the model as the user knows it (it said "not chroma")
+    from types import SimpleNamespace
+    from graph_engine import NodeError
+    from nodes.generate.control import apply_control
+    with pytest.raises(NodeError, match=r"FLUX.1 and Qwen-Image models, not Chroma \(image\)$"):
+        apply_control(None, SimpleNamespace(family="chroma"), None, "cn.safetensors", 1.0, "none", 100, 200)
 
 
 def test_chroma_split_files_and_folder_match_chromapipeline(chroma):
@@ -143,3 +152,35 @@ def test_comfyui_chroma_template_imports_and_runs(chroma, tmp_path, monkeypatch)
     want = _reference(chroma, texts["CLIP Text Encode (Positive Prompt)"], texts["CLIP Text Encode (Negative Prompt)"],
                       3.5, seed, sigmas=comfy_beta_sigmas(2))
     assert _err(want, got) < 1e-4 and _err(want, unshifted) < 1e-4
+
+
+def test_chroma_lora_in_comfyuis_layout_applies(chroma):
+    """A Chroma LoRA (FLUX.1's block names: diffusion_model.double_blocks.N.img_attn.qkv.lora_A ...) was refused as
+    "a FLUX.1 (image) LoRA ... and this model is Chroma (image)", though ChromaPipeline loads FLUX.1's LoRA layouts.
+    Applied now, it samples as the transformer with the LoRA merged into its weights."""
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    models = chroma / "models"
+    from tiny_flux import comfy_lora
+    stored = load_file(str(models / "diffusion_models" / "chroma-tiny.safetensors"))
+    lora, merged = comfy_lora({k: v.float() for k, v in stored.items()},
+                              ("double_blocks.0.img_attn.qkv", "double_blocks.1.txt_mlp.0"))
+    (models / "loras").mkdir(exist_ok=True)
+    save_file(lora, str(models / "loras" / "chroma_lora_tiny.safetensors"))
+    save_file(merged, str(models / "diffusion_models" / "chroma-tiny-lora-merged.safetensors"))
+    mm = ModelManager()
+    te = load_text_encoder(mm, "t5xxl_fp16.safetensors", "", "chroma", "cpu")
+    vae = load_vae(mm, "ae.safetensors", "cpu")
+
+    def sample(model):
+        return run_sampling(model, encode_prompt(te, "a cat"), encode_prompt(te, "blurry"),
+                            empty_latent(vae, 1, W, H, 8.0), steps=2, cfg=4.0, sampler="euler", seed=7).samples
+    model = load_diffusion_model(mm, "chroma-tiny.safetensors", "default", "cpu")
+    want = sample(load_diffusion_model(mm, "chroma-tiny-lora-merged.safetensors", "default", "cpu"))
+    assert _err(want, sample(add_lora(model, "chroma_lora_tiny.safetensors", 1.0))) < 1e-4
+    assert _err(want, sample(model)) > 1e-3

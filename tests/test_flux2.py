@@ -110,10 +110,16 @@ def test_flux2_files_are_detected_and_listed_as_loading(flux2):
                                                 "vae/flux2-vae.safetensors",
                                                 "diffusion_models/flux-2-klein-base-4b-tiny.safetensors",
                                                 "text_encoders/qwen_3_4b_tiny.safetensors")]
+    # a Flux2Pipeline folder's transformer file, in diffusers' names, moved into diffusion_models/ (was unrecognised)
+    got += [describe_model(f) for f in sorted((flux2 / "FLUX.2-dev" / "transformer").glob("*.safetensors"))]
     assert [(g["family"], g["variant"], g["role"], g["precision"], g["loads"]) for g in got] == [
         ("flux2", "dev", "diffusion_model", "fp8_mixed", "yes"), ("mistral3", "h32", "text_encoder", "bf16", "yes"),
         ("flux2", "", "vae", "fp32", "yes"), ("flux2", "klein", "diffusion_model", "bf16", "yes"),
-        ("qwen3", "h48", "text_encoder", "bf16", "yes")], got
+        ("qwen3", "h48", "text_encoder", "bf16", "yes"), ("flux2", "dev", "diffusion_model", "fp32", "yes")], got
+    # load.model takes the family by name, as for every other family ("'flux2' is not one of: auto, sd, ...")
+    from graph_engine.api import load_workflow
+    load_workflow(text=f"kinograph: 1\nnodes:\n  m: {{type: load.model, params: {{path: {flux2 / 'FLUX.2-dev'}, "
+                       "family: flux2}}\n")
 
 
 def test_flux2_split_files_match_pipeline(flux2, split):

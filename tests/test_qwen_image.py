@@ -278,6 +278,10 @@ def test_qwen_image_controlnet_steers_as_the_diffusers_pipeline(models, monkeypa
     net.save_pretrained(str(cn / "qwen_union_tiny"))
     inpaint = dict(net.state_dict(), **{"controlnet_x_embedder.weight": torch.zeros(64, 68)})
     save_file(inpaint, str(cn / "qwen_inpaint_tiny.safetensors"))
+    damaged = dict(net.state_dict(), **{"transformer_blocks.0.attn.to_k.weight": torch.zeros(8, 8)})
+    save_file(damaged, str(cn / "qwen_damaged_tiny.safetensors"))
+    save_file({k: v for k, v in net.state_dict().items() if k != "txt_in.weight"},
+              str(cn / "qwen_cut_tiny.safetensors"))
     assert describe_model(cn / "qwen_union_tiny.safetensors")["loads"] == "yes"
     mm = ModelManager()
     model = load_diffusion_model(mm, "qwen_image_tiny_bf16.safetensors", "default", "cpu")
@@ -302,5 +306,12 @@ def test_qwen_image_controlnet_steers_as_the_diffusers_pipeline(models, monkeypa
     with pytest.raises(NodeError, match="qwen_inpaint_tiny.safetensors: an InstantX Qwen-Image inpainting ControlNet "
                                         r"\(68 input channels"):
         apply_control(mm, model, clip, "qwen_inpaint_tiny.safetensors", 1.0, "none", 100, 200, vae=vae)
+    # a tensor of another size is named (it was torch's size-mismatch RuntimeError)
+    with pytest.raises(NodeError, match=r"qwen_damaged_tiny.safetensors, a Qwen-Image ControlNet, do not fit .*"
+                                        r"another size of transformer_blocks.0.attn.to_k.weight.* damaged"):
+        apply_control(mm, model, clip, "qwen_damaged_tiny.safetensors", 1.0, "none", 100, 200, vae=vae)
+    with pytest.raises(NodeError, match="qwen_cut_tiny.safetensors lacks txt_in.weight, which a Qwen-Image ControlNet "
+                                        "has: the file is damaged"):
+        apply_control(mm, model, clip, "qwen_cut_tiny.safetensors", 1.0, "none", 100, 200, vae=vae)
     with pytest.raises(NodeError, match="is told no mode .* set mode to auto"):
         apply_control(mm, model, clip, "qwen_union_tiny.safetensors", 1.0, "none", 100, 200, mode="depth", vae=vae)

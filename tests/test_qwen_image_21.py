@@ -56,6 +56,14 @@ def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch
     # ComfyUI's transformer file is named for what it is, and the folder that runs as the way to run it
     got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
     assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"] and "load.model" in got["note"], got
+    # ... and so are its VAE and its Qwen3-VL encoder alone: they were a Wan 2.1 VAE and FLUX.2 [klein]'s Qwen3
+    from nodes.generate.detect import detect_keys
+    wan_names = detect_keys({"decoder.middle.0.residual.0.gamma": (384, 1, 1), "conv1.weight": (128, 128, 1, 1, 1)})
+    assert (wan_names.role, wan_names.family) == (None, "qwenimage21") and "qwen_image_2.1_vae" in wan_names.why
+    parts = sorted((folder / "vae").glob("*.safetensors")) + sorted((folder / "text_encoder").glob("*.safetensors"))
+    assert [describe_model(f)["family"] for f in parts] == ["qwenimage21", "qwen3vl"], parts
+    for got in map(describe_model, parts):
+        assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"], got
     wf = tmp_path / "qwen21.kino.yaml"
     wf.write_text(f"""kinograph: 1
 nodes:

@@ -349,6 +349,13 @@ def test_sd35_controlnet_files_are_listed_and_misuse_is_named(models, nets):
                             "controlnet_blocks.0.weight": (1536, 1536),
                             "transformer_blocks.0.attn.to_q.weight": (1536, 1536)})
     assert will_load(instantx)[0] is False and "InstantX SD3 ControlNet" in will_load(instantx)[1]
+    # the file's kind: a control_type that names none (empty, out of range) is the file's error, not a blur net's
+    from nodes.generate.sd3_control import file_kind
+    assert [file_kind(torch.tensor([v]), "x") for v in (0.0, 1.0, 2.0)] + [file_kind(None, "x")] == [
+        "blur", "canny", "depth", ""]
+    for bad in (torch.tensor([]), torch.tensor([7.0]), torch.tensor([float("nan")])):
+        with pytest.raises(NodeError, match=r"cn.safetensors's control_type \(.*\) is none of 0 \(blur\)"):
+            file_kind(bad, "cn.safetensors")
     mm = ModelManager()
     model = mm.load("sd3", "sd3.5_medium_tiny_incl_clips_t5xxl.safetensors")
     clip = Clip.from_array(_cn_picture()[None], 8.0)

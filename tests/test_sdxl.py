@@ -982,6 +982,14 @@ def test_control_lora_is_the_unet_plus_its_deltas_and_steers(models):
     whole = mm.controlnet(ldm.name, h).state_dict()
     assert max(float((whole[k] - want[k]).abs().max()) for k in want) < 1e-5
 
+    # A pair whose sizes do not meet (damaged, or made to fail) is named, not left to torch's matmul error.
+    from graph_engine import NodeError
+    from nodes.generate.sdxl_control import control_lora
+    stem = next(k[:-len(".up")] for k, v in lora.items() if k.endswith(".up") and v.ndim == 2)
+    bad = {**lora, stem + ".up": torch.zeros(lora[stem + ".up"].shape[0], RANK + 1)}
+    with pytest.raises(NodeError, match=f"bad.safetensors: {stem}'s low-rank delta .* does not fit"):
+        control_lora("bad.safetensors", bad, h.denoiser, torch.float32)
+
     # Sampled, it steers (the sampling path is plain SDXL ControlNets', compared with diffusers' pipeline there).
     ctl = apply_control(mm, h, Clip.from_array(_control_frame()[None], 8.0), path.name, 0.9, "none", 100, 200)
     plain = _latent(h, mm.components(h))

@@ -25,6 +25,19 @@ HEAD = 32
 AXES = (4, 14, 14)          # the released [16, 56, 56] at a 32-wide head (nodes/generate/converters/flux.rope_axes)
 
 
+def comfy_lora(weights: dict, layers, seed: int = 3):
+    """A rank-4 LoRA of `layers` as ComfyUI saves LoRAs in Black Forest Labs' names (diffusion_model.<layer>.lora_A /
+    lora_B: FLUX.1's, FLUX.2's Turbo LoRA, Chroma's), and `weights` with it merged in at strength 1: (lora, merged)."""
+    g = torch.Generator().manual_seed(seed)
+    out, merged = {}, dict(weights)
+    for layer in layers:
+        w = weights[layer + ".weight"]
+        down, up = torch.randn(4, w.shape[1], generator=g) * 0.3, torch.randn(w.shape[0], 4, generator=g) * 0.3
+        out[f"diffusion_model.{layer}.lora_A.weight"], out[f"diffusion_model.{layer}.lora_B.weight"] = down, up
+        merged[layer + ".weight"] = w + up @ down
+    return out, merged
+
+
 def parts(guidance: bool = True):
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     _seed(0)

@@ -168,14 +168,8 @@ def lora(stored: dict, models: Path) -> None:
     """A LoRA as ComfyUI-format FLUX.2 LoRAs are written (diffusion_model.<Black Forest Labs' layer>.lora_A / lora_B,
     the Turbo LoRA's layout), and the transformer with it merged in at strength 1, to compare against."""
     from safetensors.torch import save_file
-    g = torch.Generator().manual_seed(3)
-    weights = dequantised(stored)
-    out, merged = {}, dict(weights)
-    for layer in LORA_LAYERS:
-        w = weights[layer + ".weight"]
-        down, up = torch.randn(4, w.shape[1], generator=g) * 0.3, torch.randn(w.shape[0], 4, generator=g) * 0.3
-        out[f"diffusion_model.{layer}.lora_A.weight"], out[f"diffusion_model.{layer}.lora_B.weight"] = down, up
-        merged[layer + ".weight"] = w + up @ down
+    from tiny_flux import comfy_lora
+    out, merged = comfy_lora(dequantised(stored), LORA_LAYERS)
     (models / "loras").mkdir(exist_ok=True)
     save_file(out, str(models / "loras" / "flux2_lora_tiny_comfyui.safetensors"))
     save_file({k: v.contiguous() for k, v in merged.items()},

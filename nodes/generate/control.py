@@ -126,8 +126,9 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
     """The model with one more ControlNet: on a model that has one already, both steer. A FLUX.1, SD 3.5 or Qwen-Image
     ControlNet reads the control pictures' latents, from `vae` or the model's own VAE."""
     if model.family not in ("sd", "sdxl", "animatediff", "flux", "sd3", "qwenimage"):
+        from nodes.generate.families import family as family_spec
         raise NodeError(f"ControlNet works with AnimateDiff, Stable Diffusion (1.5, XL and 3.5 Large), FLUX.1 and "
-                        f"Qwen-Image models, not {model.family}")
+                        f"Qwen-Image models, not {family_spec(model.family).title}")
     if not 0.0 <= start < end <= 1.0:
         raise NodeError(f"the ControlNet's start ({start}) must come before its end ({end}), both between 0 (the first "
                         "step) and 1 (the last)")
@@ -178,13 +179,27 @@ def check_file(source: Path, family: str, title: str, support) -> None:
         raise NodeError(f"{source.name}: {why}")
 
 
+def from_file(source: Path, build, what: str):
+    """build(the file's tensors): a FLUX.1 or Qwen-Image ControlNet sized from them; a tensor it is sized by that
+    the file lacks (a KeyError out of the node) is named."""
+    from nodes.generate.weights import load_weights
+    try:
+        return build(load_weights(source))
+    except KeyError as e:
+        raise NodeError(f"{source.name} lacks {e.args[0]}, which {what} has: the file is damaged or of another "
+                        "kind") from None
+
+
 def assembled(cls, cfg: dict, state: dict, what: str):
     """A FLUX.1 or Qwen-Image ControlNet of class `cls` built to `cfg` (read from the file's shapes) around the file's
     tensors, or an error naming `what` where they do not fit."""
     from accelerate import init_empty_weights
     with init_empty_weights():
         net = cls(**cfg)
-    missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as e:       # a tensor of another size: torch lists them all, the first names the place
+        missing, unexpected = [], ["another size of " + str(e).split("size mismatch for ")[-1].split(":")[0]]
     if missing or unexpected:
         raise NodeError(f"the tensors of {what} do not fit its layout (missing {missing[:3]}, unexpected "
                         f"{unexpected[:3]}): the file is damaged or of another kind")

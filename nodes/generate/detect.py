@@ -561,10 +561,14 @@ def _flux_controlnet(k: Keys) -> Optional[Detection]:
 def _vae(k: Keys) -> Optional[Detection]:
     if k.any("decoder.middle.0.residual.0.gamma"):
         z = (k.shape("conv1.weight") or (32,))[0] // 2
+        if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
+            return Detection(None, "qwenimage21", "", why=qwen21_files("VAE"))
         return Detection("vae", "wan", "2.2" if z == 48 else "2.1", why="decoder.middle residual gamma",
                          extra={"z_dim": z})
     if k.any("encoder.down_blocks.0.norm1.gamma", "decoder.mid_block.resnets.0.norm1.gamma"):
         z = (k.shape("quant_conv.weight") or (32,))[0] // 2
+        if z == 64:         # Qwen-Image 2.1's (Wan's 2-D layout at 16x, 64 latent channels), not a Wan VAE
+            return Detection(None, "qwenimage21", "", layout="diffusers", why=qwen21_files("VAE"))
         return Detection("vae", "wan", "2.2" if z == 48 else "2.1", layout="diffusers", extra={"z_dim": z})
     if k.any("per_channel_statistics.mean-of-means", "vae.per_channel_statistics.mean-of-means") or (
             k.has("latents_mean", "encoder.conv_in.conv.weight")):
@@ -621,7 +625,11 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
         # transformers 4 (model.layers.*) or Mistral3's checkpoints (model.language_model.*) write them
         return Detection("text_encoder", "mistral3", "24b" if emb[1] == 5120 else f"h{emb[1]}",
                          why="Mistral's 131072-token vocabulary", extra={"hidden": emb[1]})
-    if emb is not None and k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight"):
+    qk_norm = k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight")
+    if emb is not None and qk_norm and k.any("visual.patch_embed.proj.weight"):
+        # Qwen3-VL (Qwen-Image 2.1's qwen3vl_8b): Qwen3's layers with a vision tower, not [klein]'s Qwen3
+        return Detection(None, "qwen3vl", {4096: "8b"}.get(emb[1], f"h{emb[1]}"), why=qwen21_files("text encoder"))
+    if emb is not None and qk_norm:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
         return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
                          why="Qwen3 layers (q_norm / k_norm)", extra={"hidden": emb[1]})
@@ -725,7 +733,8 @@ def _flux(k: Keys) -> Optional[Detection]:
     all-in-one checkpoint) or diffusers'. dev has a guidance embedder, schnell none; Fill and Depth take the mask or
     depth latents on extra input channels. FLUX.2 and Chroma (_chroma, before this rule) share the block names but
     not the model."""
-    if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight"):
+    if k.any("single_stream_modulation.lin.weight", "double_stream_modulation_img.lin.weight",
+             "single_stream_modulation.linear.weight", "double_stream_modulation_img.linear.weight"):
         return _flux2(k)
     if k.has("double_blocks.0.img_attn.qkv.weight", "img_in.weight"):
         layout, img_in, guide = "original", "img_in.weight", "guidance_in.in_layer.weight"
@@ -745,25 +754,29 @@ def _flux(k: Keys) -> Optional[Detection]:
 def _chroma(k: Keys) -> Optional[Detection]:
     """Chroma (lodestones' Chroma1-HD / -Base / chroma-unlocked-v*): FLUX.1 schnell's blocks in Black Forest Labs'
     names without their own modulations, which one small network (distilled_guidance_layer) gives every block, as
-    diffusers' single-file loader recognises it. Chroma Radiance reads pixels (img_in_patch, no img_in) and is
-    another model."""
+    diffusers' single-file loader recognises it; or in diffusers' names (x_embedder: a ChromaPipeline folder's
+    transformer file). Chroma Radiance reads pixels (img_in_patch, neither embedder) and is another model."""
     if not k.any("distilled_guidance_layer.in_proj.weight"):
         return None
-    if not k.any("img_in.weight"):
+    layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
+    if k.any("img_in_patch.weight") or not k.any(x):
         return Detection(None, "chroma-radiance", "", why="Chroma Radiance (a pixel-space Chroma Kinograph does not "
                                                           "run; Chroma1-HD and the chroma-unlocked files it does)")
-    return Detection("diffusion_model", "chroma", "", layout="original",
+    return Detection("diffusion_model", "chroma", "", layout=layout,
                      prefix=k.prefix_of("distilled_guidance_layer.in_proj.weight") or "",
-                     why="distilled_guidance_layer / double_blocks",
-                     extra={"in_channels": (k.shape("img_in.weight") or (0, 64))[1]})
+                     why="distilled_guidance_layer / " + ("double_blocks" if layout == "original" else "x_embedder"),
+                     extra={"in_channels": k.shape(x)[1]})
 
 
 def _flux2(k: Keys) -> Detection:
-    """FLUX.2 in Black Forest Labs' names (ComfyUI's flux2_dev_fp8mixed.safetensors): shared modulations instead of
-    FLUX.1's per-block ones. dev is guidance-distilled (guidance_in); [klein] has no guidance input."""
-    variant = "dev" if k.any("guidance_in.in_layer.weight") else "klein"
-    return Detection("diffusion_model", "flux2", variant, prefix=k.prefix_of("img_in.weight") or "",
-                     why="double/single stream modulation", extra={"in_channels": (k.shape("img_in.weight") or (0, 0))[1]})
+    """FLUX.2 in Black Forest Labs' names (ComfyUI's flux2_dev_fp8mixed.safetensors) or diffusers' (a Flux2Pipeline
+    folder's transformer file): shared modulations instead of FLUX.1's per-block ones. dev is guidance-distilled
+    (guidance_in); [klein] has no guidance input."""
+    layout, x = ("original", "img_in.weight") if k.any("img_in.weight") else ("diffusers", "x_embedder.weight")
+    variant = "dev" if k.any("guidance_in.in_layer.weight", "time_guidance_embed.guidance_embedder.linear_1.weight") \
+        else "klein"
+    return Detection("diffusion_model", "flux2", variant, layout=layout, prefix=k.prefix_of(x) or "",
+                     why="double/single stream modulation", extra={"in_channels": (k.shape(x) or (0, 0))[1]})
 
 
 def _sd3(k: Keys) -> Optional[Detection]:
@@ -801,15 +814,18 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
     norm inside txt_in and is another model, which Kinograph runs from its diffusers folder."""
     if not k.has("img_in.weight", "txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"):
         if k.has("img_in.weight", "txt_in.text_norm.weight"):
-            return Detection(None, "qwenimage21", "", why=(
-                "ComfyUI's Qwen-Image 2.1 transformer file; Kinograph runs Qwen-Image 2.1 from its diffusers folder "
-                "(Qwen/Qwen-Image-2.1, with load.model), not from ComfyUI's files (this one, qwen3vl_8b in "
-                "text_encoders/, qwen_image_2.1_vae in vae/)"))
+            return Detection(None, "qwenimage21", "", why=qwen21_files("transformer"))
         return None
     in_ch = (k.shape("img_in.weight") or (0, 64))[1]
     return Detection("diffusion_model", "qwenimage", "" if in_ch == 64 else f"in{in_ch}",
                      prefix=k.prefix_of("img_in.weight") or "", layout="diffusers", why="img_in / txt_norm / img_mod",
                      extra={"in_channels": in_ch})
+
+
+def qwen21_files(part: str) -> str:
+    return (f"ComfyUI's Qwen-Image 2.1 {part} file; Kinograph runs Qwen-Image 2.1 from its diffusers folder "
+            "(Qwen/Qwen-Image-2.1, with load.model), not from ComfyUI's files (qwen_image_2.1 in diffusion_models/, "
+            "qwen3vl_8b in text_encoders/, qwen_image_2.1_vae in vae/)")
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.control import UNION_MODES, assembled, check_file
+from nodes.generate.control import UNION_MODES, assembled, check_file, from_file
 
 INSTEAD = ("use an InstantX or Shakker-Labs FLUX.1 ControlNet (FLUX.1-dev-Controlnet-Canny, "
            "FLUX.1-dev-ControlNet-Union-Pro), or the FLUX.1 Canny / Depth models with condition.control_image")
@@ -45,12 +45,11 @@ def load(source: Path, transformer, dtype):
     """The FluxControlNetModel in a file or diffusers folder, checked to fit the transformer it steers. A file's config
     comes from its tensors' shapes; the rotary split, which no tensor shows, is the transformer's."""
     from diffusers import FluxControlNetModel
-    from nodes.generate.weights import load_weights
     if source.is_dir():
         net = FluxControlNetModel.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True)
     else:
         check_file(source, "flux", "a FLUX.1", support)
-        net = _from_state(load_weights(source), transformer)
+        net = from_file(source, lambda state: _from_state(state, transformer), "a FLUX.1 ControlNet")
     _check_fits(source.name, net, transformer)
     return net.to(dtype)
 

@@ -119,10 +119,10 @@ def add_lora(model, path: str, strength: float):
     # diffusers then loads nothing and only logs a warning.
     # An SD LoRA whose names do not show SDXL (a UNet-only one touching SD 1.5's levels too) may still be SDXL's:
     # diffusers tells by the shapes, with the layer named.
-    # FLUX.2's blocks have FLUX.1's names (double_blocks.N.img_attn.qkv ...): its LoRAs read as FLUX.1's, and which
-    # model one fits is told by diffusers' converter and the layers' shapes.
+    # FLUX.2's and Chroma's blocks have FLUX.1's names (double_blocks.N.img_attn.qkv ...): their LoRAs read as
+    # FLUX.1's, and which model one fits is told by diffusers' converter and the layers' shapes.
     fits = {"sd": ("sd", "animatediff", "sdxl"), "animatediff": ("animatediff",),
-            "flux": ("flux", "flux2")}.get(det.family or "", (det.family,))
+            "flux": ("flux", "flux2", "chroma")}.get(det.family or "", (det.family,))
     if det.family and model.family not in fits:
         from nodes.generate.families import family as family_spec
         from nodes.generate.model_manager import _a

@@ -253,7 +253,7 @@ def activate_loras(pipe, loras, text: bool = False) -> None:
         if name not in loaded:
             modules = kohya_modules(pipe)
             state = lora_state(Path(path), lambda layer: getattr(modules.get(layer), "weight", None),
-                               flux=type(pipe).__name__ == "FluxPipeline")
+                               flux=type(pipe).__name__ in ("FluxPipeline", "ChromaPipeline"))
             if alone:
                 # Only the LoRA's text-encoder layers, if any; diffusers stopped at the missing unet with an
                 # AttributeError.

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.nn.functional as F
 
 from graph_engine import NodeError
-from nodes.generate.control import assembled, check_file
+from nodes.generate.control import assembled, check_file, from_file
 
 INPAINT = ("an InstantX Qwen-Image inpainting ControlNet ({} input channels: the picture with a mask) is not "
            "supported yet; use Qwen-Image-ControlNet-Union (canny, soft edge, depth, pose)")
@@ -33,7 +33,6 @@ def load(source: Path, transformer, dtype):
     """The QwenImageControlNetModel in a file or diffusers folder, checked to fit the transformer it steers. A file's
     config comes from its tensors' shapes; the rotary split, which no tensor shows, is the transformer's."""
     from diffusers import QwenImageControlNetModel
-    from nodes.generate.weights import load_weights
     if source.is_dir():
         net = QwenImageControlNetModel.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True)
         if net.config.extra_condition_channels:
@@ -41,7 +40,7 @@ def load(source: Path, transformer, dtype):
                                                                 net.config.extra_condition_channels))
     else:
         check_file(source, "qwenimage", "a Qwen-Image", support)
-        net = _from_state(load_weights(source), transformer, source.name)
+        net = from_file(source, lambda state: _from_state(state, transformer, source.name), "a Qwen-Image ControlNet")
     mine, theirs = net.config, transformer.config
     width = lambda c: c.num_attention_heads * c.attention_head_dim  # noqa: E731
     if (width(mine), mine.joint_attention_dim, mine.in_channels) != (

@@ -59,7 +59,7 @@ def load(source: Path, transformer, dtype):
     else:
         check_file(source, "sd3", "an SD 3.5", support)
         state = load_weights(source)
-        kind = file_kind(state.pop("control_type", None))
+        kind = file_kind(state.pop("control_type", None), source.name)
         net = _from_stability(state, transformer, source.name)
     width = lambda c: c.num_attention_heads * c.attention_head_dim  # noqa: E731
     if width(net.config) != width(transformer.config) or net.config.in_channels != transformer.config.in_channels:
@@ -70,12 +70,16 @@ def load(source: Path, transformer, dtype):
     return net.to(dtype)
 
 
-def file_kind(value) -> str:
-    """A file's control_type tensor as a name of KINDS ("" where there is none)."""
+def file_kind(value, name: str) -> str:
+    """A file's control_type tensor as a name of KINDS ("" where there is none); a value that names none of them (an
+    empty tensor failed in torch, one out of range was read as blur) is the file's error."""
     if value is None:
         return ""
-    i = round(float(value.flatten()[0]))
-    return KINDS[i] if 0 <= i < len(KINDS) else ""
+    v = float(value.flatten()[0]) if value.numel() else float("nan")
+    if not (v == v and 0 <= round(v) < len(KINDS)):
+        raise NodeError(f"{name}'s control_type ({value.flatten()[:4].tolist()}) is none of 0 (blur), 1 (canny), "
+                        "2 (depth): the file is damaged or of a kind Kinograph does not know")
+    return KINDS[round(v)]
 
 
 def _from_stability(state: dict, transformer, name: str):

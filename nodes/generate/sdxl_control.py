@@ -134,12 +134,14 @@ def control_lora(name: str, state: dict, unet, dtype):
                 raise NodeError(f"{name} changes {ldm_name}, which this SDXL model has no weight for: it is a "
                                 "Control-LoRA for another base model")
             w = base[key].float()
-            up, down = state[stem + ".up"].float(), state[stem + ".down"].float()
-            delta = up.flatten(1) @ down.flatten(1)
-            if delta.numel() != w.numel():
-                raise NodeError(f"{name}: {stem}'s low-rank delta ({tuple(up.shape)} x {tuple(down.shape)}) does not "
-                                f"fit this model's {tuple(w.shape)} weight: it is a Control-LoRA for another base model")
-            out[key] = w + delta.reshape(w.shape)
+            up, down = state[stem + ".up"].float().flatten(1), state[stem + ".down"].float().flatten(1)
+            # checked before multiplying: sizes that do not meet failed in torch, and a pair of 1e5 x 1 and 1 x 1e5
+            # would have been a 40 GB delta before its size was seen to be wrong
+            if up.shape[1] != down.shape[0] or up.shape[0] * down.shape[1] != w.numel():
+                raise NodeError(f"{name}: {stem}'s low-rank delta ({tuple(state[stem + '.up'].shape)} x "
+                                f"{tuple(state[stem + '.down'].shape)}) does not fit this model's {tuple(w.shape)} "
+                                "weight: it is damaged, or a Control-LoRA for another base model")
+            out[key] = w + (up @ down).reshape(w.shape)
         else:
             out[key] = full[ldm_name]
         used.add(ldm_name)
