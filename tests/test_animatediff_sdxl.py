@@ -16,6 +16,7 @@ from graph_engine import NodeError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 CKPT = "sdxl_tiny.safetensors"
 MM = "mm_sdxl_v10_beta.ckpt"
+HOTSHOT = "hsxl_temporal_layers.safetensors"
 FRAMES = 6
 
 
@@ -32,6 +33,13 @@ def original_motion_module(adapter) -> dict:
             k = k.replace(a, b)
         out[k] = v.contiguous()
     return out
+
+
+def hotshot_layers(original: dict) -> dict:
+    """The same tensors as Hotshot-XL names them (hsxl_temporal_layers.safetensors; AnimateDiff-Evolved's
+    convert_hotshot_state_dict renames them back)."""
+    return {re.sub(r"motion_modules\.(\d+)\.temporal_transformer\.", r"temporal_attentions.\1.", k)
+            .replace("pos_encoder.pe", "pos_encoder.positional_encoding"): v for k, v in original.items()}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +61,8 @@ def models(tmp_path_factory):
         mm_dir = root / "models" / "animatediff_models"
         mm_dir.mkdir(parents=True, exist_ok=True)
         torch.save(original_motion_module(adapter), str(mm_dir / MM))
+        from safetensors.torch import save_file
+        save_file(hotshot_layers(original_motion_module(adapter)), str(mm_dir / HOTSHOT))
         yield root, adapter
 
 
@@ -119,6 +129,20 @@ def test_mm_sdxl_animates_an_sdxl_checkpoint_as_diffusers_does(env):
                          empty_latent(still_parts["vae"], 1, 16, 16, 8.0), steps=2, cfg=5.0, sampler="euler",
                          seed=7).samples
     assert float((alone[:, :, 0] - ours[:, :, 0]).abs().max()) > 1e-2
+    # Hotshot-XL's file of the same tensors: the same frames on SDXL's own noise levels.
+    assert describe_model(root / "models" / "animatediff_models" / HOTSHOT)["loads"] == "yes"
+    hot = mm.load("animatediff", CKPT, motion_adapter=HOTSHOT)
+    assert hot.pipe.scheduler.config.beta_end == 0.012
+    hot_parts = mm.components(hot)
+    ours_hot = run_sampling(hot, encode_prompt(hot_parts["text_encoder"], "a cat"),
+                            encode_prompt(hot_parts["text_encoder"], "blurry"),
+                            empty_latent(hot_parts["vae"], FRAMES, 16, 16, 8.0), steps=2, cfg=5.0, sampler="euler",
+                            seed=7).samples
+    ref.scheduler = xl.scheduler
+    want_hot = ref("a cat", negative_prompt="blurry", num_frames=FRAMES, width=16, height=16, num_inference_steps=2,
+                   guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="latent").frames
+    err = float((want_hot - ours_hot).abs().max() / want_hot.abs().max())
+    assert err < 1e-4, err
     # Past the module's 8 positions: context windows, then the frames decoded.
     long = sample(12)
     assert long.samples.shape == (1, 4, 12, 8, 8) and bool(torch.isfinite(long.samples).all())

@@ -493,6 +493,9 @@ def _sd(k: Keys) -> Optional[Detection]:
 
 
 def _motion(k: Keys) -> Optional[Detection]:
+    from nodes.generate.converters.hotshot import MARKER
+    if k.any(MARKER):
+        return Detection("motion_module", "animatediff", "sdxl", layout="hotshot", why="Hotshot-XL temporal layers")
     if not k.any("down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight",
                  "down_blocks.0.motion_modules.0.proj_in.weight"):
         return None

@@ -206,6 +206,9 @@ def load_motion_adapter(path: Path, dtype):
     det = detect_state_dict(state)
     if det.role != "motion_module":
         raise NodeError(f"{path} is not an AnimateDiff motion module (no motion_modules.* tensors)")
+    if det.layout == "hotshot":
+        from nodes.generate.converters.hotshot import to_animatediff
+        state = to_animatediff(state)
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
     converted = convert_animatediff_checkpoint_to_diffusers(state)
     adapter = MotionAdapter(**motion_config(state, path))

@@ -88,7 +88,7 @@ class AnimateDiffAdapter(SDAdapter):
         from nodes.generate.model_manager import read_index
         if path.is_dir() and read_index(path).get("_class_name") == "AnimateDiffPipeline" and not motion_adapter:
             return AnimateDiffPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-        from nodes.generate.model_manager import detect_family, load_motion_adapter
+        from nodes.generate.model_manager import KINDS, detect_family, load_motion_adapter, resolve_model_path
         xl = path.is_file() and not config and detect_family(path)[0] == "sdxl"
         if xl:
             from nodes.generate.adapters.sdxl import SDXLAdapter
@@ -100,14 +100,15 @@ class AnimateDiffAdapter(SDAdapter):
                             "motion_adapter/ folder. Set `motion_adapter` to a motion module (a diffusers "
                             "MotionAdapter folder, or an mm_sd_v15*.safetensors/.ckpt file; mm_sdxl_v10_beta "
                             "with an SDXL checkpoint)")
-        adapter = load_motion_adapter(Path(motion_adapter), dtype)
-        check_motion_fits(Path(motion_adapter), adapter, base.unet, path, xl)
+        motion = resolve_model_path(str(motion_adapter), KINDS["motion"], "motion adapter")
+        adapter = load_motion_adapter(motion, dtype)
+        check_motion_fits(motion, adapter, base.unet, path, xl)
         if xl:
             from diffusers import AnimateDiffSDXLPipeline
             pipe = AnimateDiffSDXLPipeline(vae=base.vae, text_encoder=base.text_encoder,
                                            text_encoder_2=base.text_encoder_2, tokenizer=base.tokenizer,
                                            tokenizer_2=base.tokenizer_2, unet=base.unet, motion_adapter=adapter,
-                                           scheduler=motion_scheduler(base.scheduler))
+                                           scheduler=motion_scheduler(base.scheduler, motion))
             # diffusers' UNetMotionModel.from_unet2d leaves SDXL's pooled-text-and-size embedding at its random
             # init (huggingface/diffusers#6721, deferred in review): every frame was conditioned on noise.
             pipe.unet.add_embedding.load_state_dict(base.unet.add_embedding.state_dict())
@@ -180,10 +181,13 @@ def motion_added_cond(handle, x_in, inputs) -> dict:
     return {"text_embeds": pooled, "time_ids": time_ids.to(x_in.device, pooled.dtype)}
 
 
-def motion_scheduler(base):
+def motion_scheduler(base, motion: Path):
     """SDXL's noise levels as AnimateDiff-SDXL was trained on them: betas up to 0.020, not SDXL's 0.012, as
     AnimateDiff-Evolved's autoselect picks for it ("linear (AnimateDiff-SDXL)", ComfyUI's "linear" being diffusers'
-    scaled_linear)."""
+    scaled_linear). Hotshot-XL keeps SDXL's own ("linear (HotshotXL/default)")."""
+    from nodes.generate.detect import detect_file
+    if motion.is_file() and detect_file(motion).layout == "hotshot":
+        return base
     return type(base).from_config(base.config, beta_end=0.020)
 
 
