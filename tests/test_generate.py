@@ -530,7 +530,7 @@ def test_controlnet_with_weight_free_preprocessors(mm, tiny):
         ctl = apply_control(mm, h, clip, str(tiny / "controlnet"), 1.0, method, 100, 200)
         _, _, out = _t2v(mm, tiny, "animatediff", model=ctl)
         assert not torch.allclose(base.samples, out.samples, atol=1e-4)
-    with pytest.raises(NodeError, match=r"AnimateDiff, Stable Diffusion \(1.5, XL and 3.5 Large\), FLUX.1 and Qwen-Image models, not wan"):
+    with pytest.raises(NodeError, match=r"AnimateDiff, Stable Diffusion \(1.5, XL and 3.5 Large\), FLUX.1 and Qwen-Image models, not Wan 2.1/2.2"):
         apply_control(mm, _parts(mm, tiny, "wan")[0], clip, str(tiny / "controlnet"), 1.0, "canny", 1, 2)
 
 
