@@ -855,6 +855,25 @@ def test_api_prompt_with_clip_skip_and_animatediff():
     assert res.report.exit_code == 0, res.report.text()
 
 
+@pytest.mark.parametrize("module, schedule, carried", [
+    ("mm_sd_v15_v2.ckpt", "sqrt_linear (AnimateDiff)", True),
+    ("mm_sd_v15_v2.ckpt", "linear (AnimateDiff-SDXL)", False),
+    ("mm_sdxl_v10_beta.ckpt", "linear (AnimateDiff-SDXL)", True),
+    ("mm_sdxl_v10_beta.ckpt", "autoselect", True),
+    ("mm_sdxl_v10_beta.ckpt", "sqrt_linear (AnimateDiff)", False),
+    ("hsxl_temporal_layers.safetensors", "linear (HotshotXL/default)", True),
+])
+def test_an_animatediff_schedule_is_carried_where_the_module_samples_on_it(module, schedule, carried):
+    """AnimateDiff-SDXL and Hotshot-XL modules sample on their own schedules (load.animatediff picks them, as
+    AnimateDiff-Evolved's autoselect does); the import said an SDXL module's own was "not carried"."""
+    import copy
+    from comfyui_workflows import ANIMATEDIFF_API
+    wf = copy.deepcopy(ANIMATEDIFF_API)
+    wf["6"]["inputs"].update(model_name=module, beta_schedule=schedule)
+    text = import_data(wf).report.text()
+    assert ("beta_schedule" not in text) == carried, text
+
+
 def test_exit_codes_and_partial(tmp_path, capsys):
     assert _cli(DATA / "svd_i2v.json", "-o", tmp_path / "svd.yaml") == 0
     assert (tmp_path / "svd.yaml").read_text().startswith("kinograph: 1")

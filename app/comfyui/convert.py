@@ -880,6 +880,7 @@ class Converter:
                 bundles[comfy] = v.attrs
         motion = params.get("motion_adapter") or bundles.get("m_models", {}).get("motion_adapter")
         lora = bundles.get("motion_lora") or bundles.get("m_models", {})
+        self._motion_schedule(cn, motion, notes)
         made = []
         if loader is None:
             notes.append("no checkpoint loader found upstream to turn into an AnimateDiff loader")
@@ -904,6 +905,40 @@ class Converter:
             made.append(cid)
         self.outs[(cn.id, 0)] = out
         return made
+
+    # AnimateDiff-Evolved's beta_schedule that a motion module samples on in Kinograph (load.animatediff picks it
+    # from the module, as ADE's autoselect does): SD 1.5 modules the mapping's neutral sqrt_linear, these their own.
+    MOTION_SCHEDULES = {"sdxl": "linear (AnimateDiff-SDXL)", "hotshot": "linear (HotshotXL/default)"}
+
+    def _motion_schedule(self, cn, motion, notes) -> None:
+        """Say whether the node's beta_schedule is the one the motion module runs on: an SDXL module's own schedule
+        is carried (the mapping's neutral values are SD 1.5's), sqrt_linear on an SDXL module is not."""
+        kind = self._motion_kind(motion)
+        schedule = self.resolve(cn.inputs.get("beta_schedule"))
+        if kind is None or not isinstance(schedule, str):
+            return
+        notes[:] = [n for n in notes if not n.startswith(f"beta_schedule={schedule!r}")]
+        if schedule not in ("autoselect", self.MOTION_SCHEDULES[kind]):
+            notes.append(f"beta_schedule={schedule!r} is not carried: {motion} samples on "
+                         f"{self.MOTION_SCHEDULES[kind]!r}, as AnimateDiff-Evolved's autoselect picks for it")
+
+    @staticmethod
+    def _motion_kind(name) -> Optional[str]:
+        """"sdxl" (AnimateDiff-SDXL), "hotshot" (Hotshot-XL) or None (an SD 1.5 module, or unknown) for the motion
+        module file `name`: by its tensors where it is in the model folders now, else by its name."""
+        if not isinstance(name, str) or not name:
+            return None
+        try:
+            from nodes.generate.detect import detect_file
+            from nodes.generate.model_manager import resolve_model_path
+            path = resolve_model_path(name, "animatediff_models", "motion module")
+            if path.is_file():
+                det = detect_file(path)
+                return ("hotshot" if det.layout == "hotshot" else "sdxl") if det.variant == "sdxl" else None
+        except Exception:  # noqa: BLE001 - a file that is not there or not readable: its name tells
+            pass
+        low = name.lower()
+        return "hotshot" if "hsxl" in low or "hotshot" in low else "sdxl" if "sdxl" in low else None
 
     def _loads_family(self, out) -> Optional[str]:
         """The family of the model file the loader behind `out` names, where it is in the model folders now (the
