@@ -33,6 +33,10 @@ class Param:
     step: Optional[float] = None
     # Path params: True when the node reads the file, so its fingerprint enters the cache key.
     reads: bool = True
+    # Output path params: the suffixes of files the node writes beside the path (metrics.report's .csv table and .png
+    # chart beside its .json). Each is planned and checked as the path itself is, so a received workflow cannot
+    # replace a file beside its named output that no check looked at.
+    beside: Sequence[str] = ()
     # Params that name a file found elsewhere (a model folder): name -> path it reads, or None.
     # That file's fingerprint enters the cache key, so replacing the weights under the same name
     # re-runs the node.

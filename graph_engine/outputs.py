@@ -85,7 +85,10 @@ def planned_outputs(wf: Workflow, specs: Dict) -> List[Tuple[str, str, str, str]
         for name, p in spec.params.items():
             value = inst.params.get(name, p.default)
             if is_output_param(p) and isinstance(value, str) and value.strip():
-                out.append((nid, name, value, resolve_path(value, wf.base_dir)))
+                path = resolve_path(value, wf.base_dir)
+                out.append((nid, name, value, path))
+                out += [(nid, name, str(Path(value).with_suffix(x)), str(Path(path).with_suffix(x))) for x in p.beside
+                        if Path(path).suffix.lower() != x]
     return out
 
 

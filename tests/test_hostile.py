@@ -141,6 +141,8 @@ def assert_refused(box, name, needle, code=2, *extra):
     ("dot_folder.yaml", "hidden (dot) file or folder"),
     ("foreign_file.yaml", "Kinograph did not write it"),
     ("overwrite_in_file.yaml", "the workflow says overwrite: true"),
+    # metrics.report's chart goes beside its .json: holiday.json would replace the user's holiday.png
+    ("report_beside_photo.yaml", "output 'path' (holiday.png) replaces a file Kinograph did not write"),
     ("symlink_out.yaml", "outside the workflow's folder"),
     ("symlink_in.yaml", "symbolic link"),
 ])

@@ -124,7 +124,7 @@ def motion(ctx, video: VIDEO) -> FLOAT:
 @node("metrics.report", title="Metrics Report", category="Metrics", output=True)
 def report(ctx, video: VIDEO, reference: VIDEO = Input(optional=True, help="for psnr and ssim"),
            source: VIDEO = Input(optional=True, help="for warp_error's flow"),
-           path: str = Param("out/metrics.json", kind="path", reads=False, help="JSON file; the per-frame table "
+           path: str = Param("out/metrics.json", kind="path", reads=False, beside=(".csv", ".png"), help="JSON file; the per-frame table "
                                                                                  "goes beside it as .csv, the "
                                                                                  "chart as .png"),
            metrics: str = Param("psnr, ssim, warp_error, flicker, sharpness, motion",
