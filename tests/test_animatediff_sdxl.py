@@ -169,3 +169,38 @@ def test_motion_module_for_another_base_is_named(env, tmp_path):
     msg = str(e.value)
     assert f"mm_sd_v15_v2.ckpt does not fit {CKPT}" in msg and "[32, 64]" in msg and "[32, 128]" in msg
     assert "mm_sdxl_v10_beta) with an SDXL checkpoint" in msg
+
+
+def test_an_sdxl_lora_animates_with_its_checkpoint(env, tmp_path):
+    """lora.image with an SDXL kohya LoRA on an AnimateDiff-SDXL model gives what diffusers' load_lora_weights gives
+    on AnimateDiffSDXLPipeline (it was refused: "an SDXL LoRA ... and this model is AnimateDiff")."""
+    from diffusers import AnimateDiffSDXLPipeline, StableDiffusionXLPipeline
+    from nodes.generate.loaders import add_lora, add_text_lora
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    from test_sdxl import _sdxl_lora
+    root, adapter = env
+    path = tmp_path / "xl_style.safetensors"
+    _sdxl_lora(path)
+    mm = ModelManager()
+    h = mm.load("animatediff", CKPT, motion_adapter=MM)
+    parts = mm.components(h)
+    h, te = add_lora(h, str(path), 0.7), add_text_lora(parts["text_encoder"], str(path), 0.7)
+    ours = run_sampling(h, encode_prompt(te, "a cat"), encode_prompt(te, "blurry"),
+                        empty_latent(parts["vae"], FRAMES, 16, 16, 8.0), steps=2, cfg=5.0, sampler="euler",
+                        seed=7).samples
+    xl = StableDiffusionXLPipeline.from_pretrained(str(root / "diffusers"), local_files_only=True)
+    ref = AnimateDiffSDXLPipeline(**{k: v for k, v in xl.components.items() if k in (
+        "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet")},
+        scheduler=type(xl.scheduler).from_config({**xl.scheduler.config, "beta_end": 0.020}), motion_adapter=adapter)
+    ref.unet.add_embedding.load_state_dict(xl.unet.add_embedding.state_dict())
+    kw = dict(num_frames=FRAMES, width=16, height=16, num_inference_steps=2, guidance_scale=5.0, output_type="latent")
+    plain = ref("a cat", negative_prompt="blurry", generator=torch.Generator().manual_seed(7), **kw).frames
+    ref.load_lora_weights(str(path), adapter_name="style")
+    ref.set_adapters(["style"], [0.7])
+    want = ref("a cat", negative_prompt="blurry", generator=torch.Generator().manual_seed(7), **kw).frames
+    assert float((plain - want).abs().max()) > 1e-2          # the LoRA changes the frames
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err

@@ -121,9 +121,12 @@ def add_lora(model, path: str, strength: float):
     # diffusers tells by the shapes, with the layer named.
     # FLUX.2's and Chroma's blocks have FLUX.1's names (double_blocks.N.img_attn.qkv ...): their LoRAs read as
     # FLUX.1's, and which model one fits is told by diffusers' converter and the layers' shapes.
+    # An SDXL LoRA fits AnimateDiff-SDXL (an SDXL checkpoint animated: its UNet's own layers), not SD 1.5's.
     fits = {"sd": ("sd", "animatediff", "sdxl"), "animatediff": ("animatediff",),
             "flux": ("flux", "flux2", "chroma")}.get(det.family or "", (det.family,))
-    if det.family and model.family not in fits:
+    base = "sdxl" if model.family == "animatediff" and getattr(model.pipe, "text_encoder_2", None) is not None \
+        else model.family
+    if det.family and model.family not in fits and base not in fits:
         from nodes.generate.families import family as family_spec
         from nodes.generate.model_manager import _a
         what = "an AnimateDiff motion" if det.family == "animatediff" else _a(family_spec(det.family).title)
