@@ -13,6 +13,15 @@ from nodes.generate.split import scheduler
 from tests.tiny_models import _rm, _seed, t5_encoder, t5_tokenizer
 
 
+def link_as(link: Path, target: Path) -> None:
+    """Make `link` (a file name a ComfyUI template asks for) a symbolic link to a tiny model file. A module's model
+    folder is shared by its tests, so a link made earlier is replaced; a real file there is never deleted."""
+    if link.is_symlink():
+        link.unlink()
+    assert not link.exists(), f"{link} is a file, not a link a test made"
+    link.symlink_to(target)
+
+
 def built(builder, tmp_path_factory):
     """A module fixture's body: the tiny models built once, sampled with one torch thread (on a shared
     2-core machine tiny ops thrash with two)."""

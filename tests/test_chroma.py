@@ -121,11 +121,11 @@ def test_comfyui_chroma_template_imports_and_runs(chroma, tmp_path, monkeypatch)
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
     models = chroma / "models"
+    from comfy_layouts import link_as
     for link, target in (("diffusion_models/Chroma1-HD-fp8_scaled_rev2.safetensors", "diffusion_models/chroma-tiny.safetensors"),
                          ("text_encoders/t5xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders/t5xxl_fp16.safetensors"),
                          ("text_encoders/t5xxl_fp8_e4m3fn_scaled", "text_encoders/t5xxl_fp16")):
-        (models / link).unlink(missing_ok=True)
-        (models / link).symlink_to(models / target)
+        link_as(models / link, models / target)
     data = json.loads((ROOT / "tests" / "data" / "chroma" / "image_chroma_text_to_image.json").read_text("utf-8"))
     monkeypatch.chdir(tmp_path)
 

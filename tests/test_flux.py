@@ -331,9 +331,9 @@ def test_comfyui_flux_dev_template_imports_and_runs(models, tmp_path, monkeypatc
     file names (at 64x48, 3 steps) the latent is FluxPipeline's with CLIP-L reading clip_l's prompt and T5-XXL
     t5xxl's, guidance 3.5, on ComfyUI's simple levels, from the template's seed."""
     from app.comfyui import import_data
-    (models / "diffusion_models" / "flux1-dev.safetensors").unlink(missing_ok=True)
-    (models / "diffusion_models" / "flux1-dev.safetensors").symlink_to(models / "diffusion_models" /
-                                                                       "flux1-dev-tiny.safetensors")
+    from comfy_layouts import link_as
+    link_as(models / "diffusion_models" / "flux1-dev.safetensors",
+            models / "diffusion_models" / "flux1-dev-tiny.safetensors")
     data = json.loads((ROOT / "tests" / "data" / "flux" / "flux_dev_full_text_to_image.json").read_text("utf-8"))
     clip_l, t5, guidance = next(n for n in data["nodes"] if n["type"] == "CLIPTextEncodeFlux")["widgets_values"]
     res = import_data(data)
@@ -737,10 +737,9 @@ def test_redux_mistakes_are_named(models, redux):
 def test_comfyui_flux_redux_template_imports_and_runs(models, redux, tmp_path, monkeypatch):
     """ComfyUI's own "Flux Redux" template (tests/data/flux): two pictures through CLIPVisionEncode and chained
     StyleModelApply nodes on a custom sampler. Every node maps and it runs on the tiny files under its names."""
-    from comfy_layouts import imported_run
-    (models / "diffusion_models" / "flux1-dev.safetensors").unlink(missing_ok=True)
-    (models / "diffusion_models" / "flux1-dev.safetensors").symlink_to(models / "diffusion_models" /
-                                                                       "flux1-dev-tiny.safetensors")
+    from comfy_layouts import imported_run, link_as
+    link_as(models / "diffusion_models" / "flux1-dev.safetensors",
+            models / "diffusion_models" / "flux1-dev-tiny.safetensors")
     from PIL import Image
     for i, p in enumerate(_pictures(), 1):
         Image.fromarray(p).save(tmp_path / f"flux_redux_model_example_reference_image_{i}.png")

@@ -165,8 +165,8 @@ def test_comfyui_flux_fill_graph_imports_runs_and_keeps_the_unmasked_part(models
     from nodes.generate.vae_ops import encode_clip
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_vae
-    (models / "diffusion_models" / "flux1-fill-dev.safetensors").unlink(missing_ok=True)
-    (models / "diffusion_models" / "flux1-fill-dev.safetensors").symlink_to(fill[1])
+    from comfy_layouts import link_as
+    link_as(models / "diffusion_models" / "flux1-fill-dev.safetensors", fill[1])
     picture, mask = _picture_and_mask()
     rgba = np.dstack([picture, ((1 - mask) * 255).astype(np.uint8)])     # ComfyUI's mask: where alpha is 0
     Image.fromarray(rgba, "RGBA").save(tmp_path / "flux_fill_inpaint_example_input_image.png")

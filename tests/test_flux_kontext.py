@@ -176,12 +176,12 @@ def test_comfyui_flux_kontext_template_imports_and_runs(models, tmp_path, monkey
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline
     from PIL import Image
     import nodes.generate.reference as reference
+    from comfy_layouts import link_as
     for name, target in (("diffusion_models/flux1-dev-kontext_fp8_scaled.safetensors",
                           "diffusion_models/flux1-dev-tiny.safetensors"),
                          ("clip/t5xxl_fp8_e4m3fn_scaled.safetensors", "clip/t5xxl_fp16.safetensors"),
                          ("clip/t5xxl_fp8_e4m3fn_scaled", "clip/t5xxl_fp16")):
-        (models / name).unlink(missing_ok=True)
-        (models / name).symlink_to(models / target)
+        link_as(models / name, models / target)
     monkeypatch.setattr(reference, "KONTEXT_SIZES", ((48, 64), (64, 48)))
     data = json.loads((ROOT / "tests" / "data" / "flux" / "flux_kontext_dev_basic.json").read_text("utf-8"))
     res = import_data(data)

@@ -178,9 +178,9 @@ def test_comfyui_qwen_image_edit_template_imports_and_runs(models, tmp_path, mon
     save_file({f"{layer}.lora_down.weight": torch.ones(2, w.shape[1]) * 0.01,
                f"{layer}.lora_up.weight": torch.ones(w.shape[0], 2) * 0.01, f"{layer}.alpha": torch.tensor(2.0)},
               str(models / "loras" / "Qwen-Image-Edit-Lightning-4steps-V1.0-bf16.safetensors"))
+    from comfy_layouts import link_as
     te = models / "text_encoders" / "qwen_2.5_vl_7b_fp8_scaled.safetensors"
-    te.unlink(missing_ok=True)
-    te.symlink_to(models / "text_encoders" / "qwen_2.5_vl_tiny_fp8_scaled.safetensors")
+    link_as(te, models / "text_encoders" / "qwen_2.5_vl_tiny_fp8_scaled.safetensors")
     data = json.loads((ROOT / "tests" / "data" / "qwen" / "image_qwen_image_edit.json").read_text("utf-8"))
     res = import_data(data)
     statuses = {e.class_type: e.status for e in res.report.entries.values()}
