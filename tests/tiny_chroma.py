@@ -14,9 +14,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import torch
-
-from tiny_flux import AXES, HEAD, parts
+from tiny_flux import AXES, HEAD, bfl_transformer, parts
 from tiny_models import _seed, sd_ldm_vae, t5_tokenizer
 
 
@@ -30,43 +28,15 @@ def transformer():
 
 
 def original_transformer(sd: dict) -> dict:
-    """diffusers' ChromaTransformer2DModel names -> the released files' (Chroma1-HD.safetensors)."""
-    out = {}
-    top = {"context_embedder": "txt_in", "x_embedder": "img_in", "proj_out": "final_layer.linear",
-           "distilled_guidance_layer.in_proj": "distilled_guidance_layer.in_proj",
-           "distilled_guidance_layer.out_proj": "distilled_guidance_layer.out_proj"}
-    double = {"ff.net.0.proj": "img_mlp.0", "ff.net.2": "img_mlp.2", "ff_context.net.0.proj": "txt_mlp.0",
-              "ff_context.net.2": "txt_mlp.2", "attn.to_out.0": "img_attn.proj", "attn.to_add_out": "txt_attn.proj"}
-    norms = {"attn.norm_q": "img_attn.norm.query_norm", "attn.norm_k": "img_attn.norm.key_norm",
-             "attn.norm_added_q": "txt_attn.norm.query_norm", "attn.norm_added_k": "txt_attn.norm.key_norm"}
-    layers = {int(k.split(".")[2]) for k in sd if k.startswith("distilled_guidance_layer.layers.")}
-    for kind in ("weight", "bias"):
-        for d, b in top.items():
-            out[f"{b}.{kind}"] = sd[f"{d}.{kind}"]
-        for i in layers:
-            p = f"distilled_guidance_layer.layers.{i}."
-            out[f"{p}in_layer.{kind}"] = sd[f"{p}linear_1.{kind}"]
-            out[f"{p}out_layer.{kind}"] = sd[f"{p}linear_2.{kind}"]
-    for i in layers:
-        out[f"distilled_guidance_layer.norms.{i}.scale"] = sd[f"distilled_guidance_layer.norms.{i}.weight"]
-    for i in {int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks.")}:
-        p, q = f"transformer_blocks.{i}.", f"double_blocks.{i}."
-        for kind in ("weight", "bias"):
-            for d, b in double.items():
-                out[f"{q}{b}.{kind}"] = sd[f"{p}{d}.{kind}"]
-            out[f"{q}img_attn.qkv.{kind}"] = torch.cat([sd[f"{p}attn.to_{x}.{kind}"] for x in "qkv"])
-            out[f"{q}txt_attn.qkv.{kind}"] = torch.cat([sd[f"{p}attn.add_{x}_proj.{kind}"] for x in "qkv"])
-        for d, b in norms.items():
-            out[f"{q}{b}.scale"] = sd[f"{p}{d}.weight"]
-    for i in {int(k.split(".")[1]) for k in sd if k.startswith("single_transformer_blocks.")}:
-        p, q = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
-        for kind in ("weight", "bias"):
-            out[f"{q}linear1.{kind}"] = torch.cat([sd[f"{p}attn.to_{x}.{kind}"] for x in "qkv"] +
-                                                  [sd[f"{p}proj_mlp.{kind}"]])
-            out[f"{q}linear2.{kind}"] = sd[f"{p}proj_out.{kind}"]
-        out[f"{q}norm.query_norm.scale"] = sd[f"{p}attn.norm_q.weight"]
-        out[f"{q}norm.key_norm.scale"] = sd[f"{p}attn.norm_k.weight"]
-    assert sum(v.numel() for v in out.values()) == sum(v.numel() for v in sd.values()), "a tensor was left out"
+    """diffusers' ChromaTransformer2DModel names -> the released files' (Chroma1-HD.safetensors): FLUX.1's blocks
+    without their modulations (tiny_flux.bfl_transformer names them), and the one network that gives every block its
+    modulation, distilled_guidance_layer (linear_1/2 -> in_layer/out_layer, norm weights -> scale)."""
+    guide = "distilled_guidance_layer."
+    out = bfl_transformer({k: v for k, v in sd.items() if not k.startswith(guide)})
+    for k, v in sd.items():
+        if k.startswith(guide):
+            name = k.replace(".linear_1.", ".in_layer.").replace(".linear_2.", ".out_layer.")
+            out[name[:-len("weight")] + "scale" if ".norms." in k else name] = v
     return out
 
 

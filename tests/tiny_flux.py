@@ -65,7 +65,8 @@ def _swap(w):
 
 
 def bfl_transformer(sd: dict) -> dict:
-    """diffusers' FluxTransformer2DModel names -> Black Forest Labs' (flux1-dev.safetensors)."""
+    """diffusers' FluxTransformer2DModel names -> Black Forest Labs' (flux1-dev.safetensors); Chroma's blocks too
+    (tiny_chroma), which lack the modulations. Every tensor is named: the count is checked."""
     out = {}
     top = {"time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
            "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
@@ -90,7 +91,8 @@ def bfl_transformer(sd: dict) -> dict:
         p, q = f"transformer_blocks.{i}.", f"double_blocks.{i}."
         for kind in ("weight", "bias"):
             for d, b in double.items():
-                out[f"{q}{b}.{kind}"] = sd[f"{p}{d}.{kind}"]
+                if f"{p}{d}.{kind}" in sd:          # Chroma's blocks have no modulations of their own
+                    out[f"{q}{b}.{kind}"] = sd[f"{p}{d}.{kind}"]
             out[f"{q}img_attn.qkv.{kind}"] = torch.cat([sd[f"{p}attn.to_{x}.{kind}"] for x in "qkv"])
             out[f"{q}txt_attn.qkv.{kind}"] = torch.cat([sd[f"{p}attn.add_{x}_proj.{kind}"] for x in "qkv"])
         for d, b in norms.items():
@@ -99,7 +101,8 @@ def bfl_transformer(sd: dict) -> dict:
     for i in singles:
         p, q = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
         for kind in ("weight", "bias"):
-            out[f"{q}modulation.lin.{kind}"] = sd[f"{p}norm.linear.{kind}"]
+            if f"{p}norm.linear.{kind}" in sd:
+                out[f"{q}modulation.lin.{kind}"] = sd[f"{p}norm.linear.{kind}"]
             out[f"{q}linear1.{kind}"] = torch.cat([sd[f"{p}attn.to_{x}.{kind}"] for x in "qkv"] +
                                                   [sd[f"{p}proj_mlp.{kind}"]])
             out[f"{q}linear2.{kind}"] = sd[f"{p}proj_out.{kind}"]

@@ -102,6 +102,18 @@ def save_umt5(models: Path) -> None:
               str(models / "text_encoders" / "umt5_tiny_fp16.safetensors"))
 
 
+def save_wan_vae(models: Path) -> None:
+    """ComfyUI's vae/wan_tiny_vae.safetensors: a tiny random Wan 2.1 VAE in the original key names."""
+    from safetensors.torch import save_file
+    from diffusers import AutoencoderKLWan
+    from tiny_models import wan_original_vae
+    _seed(2)
+    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                           temperal_downsample=[False, True, True])
+    save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
+              str(models / "vae" / "wan_tiny_vae.safetensors"))
+
+
 EXPERT_INPUTS = {"t2v": 16, "i2v": 36, "fun_control": 52, "fun_camera": 36}
 
 
@@ -114,8 +126,8 @@ def build_wan22_experts(root: Path, *kinds: str) -> Path:
     i2v, with Wan Fun's camera encoder (`control_adapter`)."""
     import torch
     from safetensors.torch import save_file
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from tiny_models import wan_camera_adapter, wan_original_vae
+    from diffusers import WanTransformer3DModel
+    from tiny_models import wan_camera_adapter
     models = root / "models"
     for sub in ("diffusion_models", "vae", "text_encoders"):
         (models / sub).mkdir(parents=True, exist_ok=True)
@@ -133,11 +145,7 @@ def build_wan22_experts(root: Path, *kinds: str) -> Path:
             state.update(wan_camera_adapter(128, seed=seed))
         save_file({k: v.half().contiguous() for k, v in state.items()},
                   str(models / "diffusion_models" / f"wan22_tiny_{kind}_{expert}_noise_fp16.safetensors"))
-    _seed(2)
-    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
-                           temperal_downsample=[False, True, True])
-    save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
-              str(models / "vae" / "wan_tiny_vae.safetensors"))
+    save_wan_vae(models)
     save_umt5(models)
     return root
 
@@ -229,9 +237,8 @@ def build_wan22_animate(root: Path) -> Path:
     its fp8_scaled copy (as Kijai's Wan2_2-Animate-14B_fp8_e4m3fn_scaled_KJ, the template's default), the Wan 2.1 VAE, umt5 and a CLIP vision file (clip_vision/clip_vision_tiny.safetensors, 32 wide as the model's image
     tokens) beside it."""
     from safetensors.torch import save_file
-    from diffusers import AutoencoderKLWan
     from transformers import CLIPVisionConfig, CLIPVisionModel
-    from tiny_models import to_fp8_scaled, wan_original_vae
+    from tiny_models import to_fp8_scaled
     models = root / "models"
     for sub in ("diffusion_models", "vae", "text_encoders", "clip_vision"):
         (models / sub).mkdir(parents=True, exist_ok=True)
@@ -240,11 +247,7 @@ def build_wan22_animate(root: Path) -> Path:
               str(models / "diffusion_models" / "wan22_tiny_animate_fp16.safetensors"))
     save_file(to_fp8_scaled({k: v.half() for k, v in state.items()}),
               str(models / "diffusion_models" / "wan22_tiny_animate_fp8_scaled.safetensors"))
-    _seed(2)
-    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
-                           temperal_downsample=[False, True, True])
-    save_file({k: v.half().contiguous() for k, v in wan_original_vae(vae.state_dict()).items()},
-              str(models / "vae" / "wan_tiny_vae.safetensors"))
+    save_wan_vae(models)
     save_umt5(models)
     vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                                               num_attention_heads=16, image_size=32, patch_size=4, hidden_act="gelu",
