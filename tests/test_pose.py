@@ -264,3 +264,18 @@ def test_wan_animate_template_gets_its_pose_and_face_videos():
     assert not [x for x in lines if x.startswith("NOT MAPPED") and ("DWPreprocessor" in x or "PixelPerfect" in x)]
     assert [x for x in lines if x.startswith("mapped approximately   DWPreprocessor #100") and
             "yolox_l.onnx is an ONNX file" in x]
+
+
+def test_openpose_preprocessor_imports_as_dwpose_and_says_so():
+    """An openpose ControlNet graph's OpenposePreprocessor (its settings named, as in an API prompt) was not
+    mapped; it becomes pose.dwpose with its switches and resolution, the model swap said."""
+    from app.comfyui import import_data
+    res = import_data({
+        "1": {"class_type": "LoadImage", "inputs": {"image": "dancer.png"}},
+        "2": {"class_type": "OpenposePreprocessor", "inputs": {"image": ["1", 0], "detect_hand": "enable",
+                                                                "detect_body": "enable", "detect_face": "disable",
+                                                                "resolution": 768}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}})
+    pose = [n for n in res.graph.nodes.values() if n.type == "pose.dwpose"]
+    assert len(pose) == 1 and pose[0].params == {"hands": True, "body": True, "face": False, "resolution": 768}
+    assert "OpenPose's networks (body_pose_model.pth" in res.report.text()

@@ -484,6 +484,16 @@ RULES: Dict[str, Rule] = {
                             P("pose_estimator", "estimator", pose_torchscript),
                             P("scale_stick_for_xinsr_cn", "xinsr_sticks", enable)), {"image": "video"},
                            ("video", None)),
+    # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
+    "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
+                                                 "scale_stick_for_xinsr_cn"),
+                                 (P("detect_hand", "hands", enable), P("detect_body", "body", enable),
+                                  P("detect_face", "face", enable), P("resolution", "resolution"),
+                                  P("scale_stick_for_xinsr_cn", "xinsr_sticks", enable)), {"image": "video"},
+                                 ("video", None),
+                                 note="OpenPose's networks (body_pose_model.pth, hand_pose_model.pth, facenet.pth) "
+                                      "are not in Kinograph: DWPose (yolox_l + dw-ll_ucoco_384) finds the people and "
+                                      "draws the same OpenPose picture, usually with more of the hands and face"),
     "PixelPerfectResolution": Rule("pose.pixel_perfect", ("image_gen_width", "image_gen_height", "resize_mode"),
                                    (P("image_gen_width", "width"), P("image_gen_height", "height"),
                                     P("resize_mode", "resize_mode")), {"original_image": "video"}, ("resolution",)),

@@ -102,9 +102,9 @@ class DWPose:
             return np.array([[0.0, 0.0, w, h]])
         import torch
         letterboxed, ratio = letterbox(frame)
-        x = torch.from_numpy(letterboxed).to(self.device).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(letterboxed).to(self.device).permute(2, 0, 1)[None]
         with torch.inference_mode():
-            out = self.detector(x)
+            out = self.detector(x.to(weights_dtype(self.detector)))
         out = (out[0] if isinstance(out, (tuple, list)) else out)[0].float().cpu().numpy()
         return person_boxes(out, ratio)
 
@@ -125,7 +125,7 @@ class DWPose:
         mean, std = (torch.from_numpy(v).to(self.device) for v in (MEAN, STD))
         x = ((x.float() - mean) / std).permute(0, 3, 1, 2)
         x = torch.cat([x, x.new_zeros((padded - n,) + x.shape[1:])])
-        dtype = next(iter(self.estimator.parameters()), x).dtype
+        dtype = weights_dtype(self.estimator)
         sx, sy = [], []
         with torch.inference_mode():
             for a in range(0, padded, self.batch):
@@ -136,6 +136,12 @@ class DWPose:
         points = to_frame(points, centre, scale, self.size)
         full = with_neck(np.concatenate([points, scores[..., None]], axis=-1))
         return np.split(full, np.cumsum(counts)[:-1])
+
+
+def weights_dtype(module):
+    """The dtype a model's weights are in (an fp16 export takes fp16 pictures), float32 for one without any."""
+    import torch
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
 def letterbox(frame: np.ndarray) -> Tuple[np.ndarray, float]:
