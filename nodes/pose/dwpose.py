@@ -120,19 +120,19 @@ class DWPose:
         owner = np.repeat(np.arange(len(boxes)), counts)
         crops = np.stack([cv2.warpAffine(frames[i], m, (w, h), flags=cv2.INTER_LINEAR) for i, m in zip(owner, mats)])
         n = len(crops)
-        padded = -(-n // self.batch) * self.batch
-        x = torch.from_numpy(crops).to(self.device)
         mean, std = (torch.from_numpy(v).to(self.device) for v in (MEAN, STD))
-        x = ((x.float() - mean) / std).permute(0, 3, 1, 2)
-        x = torch.cat([x, x.new_zeros((padded - n,) + x.shape[1:])])
         dtype = weights_dtype(self.estimator)
         sx, sy = [], []
         with torch.inference_mode():
-            for a in range(0, padded, self.batch):
-                ox, oy = self.estimator(x[a:a + self.batch].to(dtype))[:2]
-                sx.append(ox.float())
-                sy.append(oy.float())
-        points, scores = simcc_decode(torch.cat(sx)[:n].cpu().numpy(), torch.cat(sy)[:n].cpu().numpy())
+            # a traced model takes its own batch only: the last one is made up with blank crops, dropped after
+            for a in range(0, n, self.batch):
+                x = torch.from_numpy(crops[a:a + self.batch]).to(self.device)
+                x = ((x.float() - mean) / std).permute(0, 3, 1, 2)
+                x = torch.cat([x, x.new_zeros((self.batch - len(x),) + x.shape[1:])])
+                ox, oy = self.estimator(x.to(dtype))[:2]
+                sx.append(ox[:n - a].float().cpu())
+                sy.append(oy[:n - a].float().cpu())
+        points, scores = simcc_decode(torch.cat(sx).numpy(), torch.cat(sy).numpy())
         points = to_frame(points, centre, scale, self.size)
         full = with_neck(np.concatenate([points, scores[..., None]], axis=-1))
         return np.split(full, np.cumsum(counts)[:-1])
