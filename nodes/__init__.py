@@ -25,6 +25,7 @@ NODE_MODULES = [
     "nodes.mini.nodes",
     "nodes.motion.camera_nodes",
     "nodes.motion.motion_nodes",
+    "nodes.pose.nodes",
     "nodes.relight.nodes",
     "nodes.restore.nodes",
     "nodes.stylize.nodes",

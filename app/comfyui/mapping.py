@@ -109,6 +109,15 @@ def enable(v):
     return v in (True, "enable", "enabled", "true", 1)
 
 
+def pose_torchscript(v):
+    from nodes.pose.dwpose import TORCHSCRIPT_OF
+    if v in TORCHSCRIPT_OF:
+        raise Approx(TORCHSCRIPT_OF[v], f"{v} is an ONNX file (onnxruntime, not part of Kinograph); the same network "
+                                        f"as TorchScript, {TORCHSCRIPT_OF[v]}, is used: put it where ComfyUI keeps "
+                                        f"its pose files")
+    return v
+
+
 def flux_mu(v):
     """with base_shift, width and height: e^mu, mu from base_shift at 256 2x2 patches to max_shift at 4096"""
     return v
@@ -466,6 +475,28 @@ RULES: Dict[str, Rule] = {
     "DepthAnythingV2Preprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
                                         (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),
                                         ignore={"resolution": None}, note=DEPTH_NOTE),
+    # comfyui_controlnet_aux's DWPose, as pose.dwpose with the same model files, and its pixel-perfect resolution
+    "DWPreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution", "bbox_detector",
+                                           "pose_estimator", "scale_stick_for_xinsr_cn"),
+                           (P("detect_hand", "hands", enable), P("detect_body", "body", enable),
+                            P("detect_face", "face", enable), P("resolution", "resolution"),
+                            P("bbox_detector", "detector", pose_torchscript),
+                            P("pose_estimator", "estimator", pose_torchscript),
+                            P("scale_stick_for_xinsr_cn", "xinsr_sticks", enable)), {"image": "video"},
+                           ("video", None)),
+    # OpenPose's own networks (CMU's body, hand and face models) are not in Kinograph: DWPose draws the same picture
+    "OpenposePreprocessor": Rule("pose.dwpose", ("detect_hand", "detect_body", "detect_face", "resolution",
+                                                 "scale_stick_for_xinsr_cn"),
+                                 (P("detect_hand", "hands", enable), P("detect_body", "body", enable),
+                                  P("detect_face", "face", enable), P("resolution", "resolution"),
+                                  P("scale_stick_for_xinsr_cn", "xinsr_sticks", enable)), {"image": "video"},
+                                 ("video", None),
+                                 note="OpenPose's networks (body_pose_model.pth, hand_pose_model.pth, facenet.pth) "
+                                      "are not in Kinograph: DWPose (yolox_l + dw-ll_ucoco_384) finds the people and "
+                                      "draws the same OpenPose picture, usually with more of the hands and face"),
+    "PixelPerfectResolution": Rule("pose.pixel_perfect", ("image_gen_width", "image_gen_height", "resize_mode"),
+                                   (P("image_gen_width", "width"), P("image_gen_height", "height"),
+                                    P("resize_mode", "resize_mode")), {"original_image": "video"}, ("resolution",)),
     "MiDaS-DepthMapPreprocessor": Rule("depth.estimate", ("a", "bg_threshold", "resolution"), (), {"image": "video"},
                                        ("video",), fixed={"model": "dpt-hybrid-midas"},
                                        ignore={"a": None, "bg_threshold": None, "resolution": None},

@@ -24,15 +24,17 @@ from graph_engine import NodeError
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
          "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth",
-         "ipadapter", "style_models")
+         "ipadapter", "style_models", "pose")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other).
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
-           "depth": ("depthanything",)}
+           "depth": ("depthanything",), "pose": ("detection",)}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
+# Found by name too, so the node that reads the kind can say what to do with it (an ONNX export of a pose model).
+OTHER_FORMATS = (".onnx",)
 
 
 def _default_dir() -> Path:
@@ -112,12 +114,21 @@ def _yaml_path(text: str) -> Optional[Path]:
 
 
 def _pack_dirs(kind: str) -> List[Path]:
-    """Node packs' own weight folders in a ComfyUI install: custom_nodes/<pack>/ckpts/<kind>."""
+    """Node packs' own weight folders in a ComfyUI install: custom_nodes/<pack>/ckpts/<kind>; for pose models,
+    comfyui_controlnet_aux's whole ckpts/ folder, where it keeps each download under its Hugging Face repository
+    (ckpts/yzd-v/DWPose/yolox_l.onnx, ckpts/hr16/DWPose-TorchScript-BatchSize5/...), and the folder its
+    AUX_ANNOTATOR_CKPTS_PATH names."""
     out = []
     for d in model_dirs():
         nodes_dir = d.parent / "custom_nodes" if d.name == "models" else d / "custom_nodes"
         if nodes_dir.is_dir():
             out += sorted(p for p in nodes_dir.glob(f"*/ckpts/{kind}") if p.is_dir())
+            if kind == "pose":
+                out += sorted(p for p in nodes_dir.glob("*/ckpts") if p.is_dir() and
+                              "controlnet_aux" in p.parent.name.lower().replace("-", "_"))
+    aux = os.environ.get("AUX_ANNOTATOR_CKPTS_PATH", "").strip()
+    if kind == "pose" and aux:
+        out.append(Path(aux).expanduser())
     return out
 
 
@@ -154,7 +165,7 @@ def _walk(root: Path) -> List[Path]:
 
 def _is_model(p: Path) -> bool:
     # ._x.safetensors is macOS's metadata for x.safetensors on a drive or share it wrote to, not weights.
-    return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES and not p.name.startswith("._")) or \
+    return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES + OTHER_FORMATS and not p.name.startswith("._")) or \
         _is_model_folder(p)
 
 
@@ -253,7 +264,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
              "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
-             "ipadapter": "load.ipadapter", "style_models": "load.style_model"}
+             "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose"}
 
 
 def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), what: str = "") -> NodeError:

@@ -1,0 +1,1 @@
+"""Pose: OpenPose-style pose pictures from DWPose models the user keeps locally."""

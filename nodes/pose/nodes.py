@@ -1,0 +1,48 @@
+"""Pose estimation nodes."""
+from graph_engine import Param, node
+from graph_engine.types import INT, VIDEO
+from nodes.common.models_dirs import as_given, locator
+
+from .geometry import RESIZE_MODES
+
+
+@node("pose.dwpose", title="DWPose Estimator", category="Conditioning", device="gpu", temporal_radius=0)
+def dwpose(ctx, video: VIDEO,
+           detector: str = Param("yolox_l.torchscript.pt", kind="path", locate=locator("pose"),
+                                 help="the YOLOX person detector, yolox_l.torchscript.pt (Hugging Face "
+                                      "hr16/yolox-onnx), in a 'pose' model folder or where comfyui_controlnet_aux "
+                                      "keeps it (custom_nodes/comfyui_controlnet_aux/ckpts/); None: the whole frame "
+                                      "is one person"),
+           estimator: str = Param("dw-ll_ucoco_384_bs5.torchscript.pt", kind="path", locate=locator("pose"),
+                                  help="the DWPose model, dw-ll_ucoco_384_bs5.torchscript.pt (Hugging Face "
+                                       "hr16/DWPose-TorchScript-BatchSize5), found as the detector is"),
+           resolution: int = Param(512, min=64, max=16384,
+                                   help="the picture's short side in pixels (controlnet_aux's detect resolution; "
+                                        "link pose.pixel_perfect to match the generation size)"),
+           body: bool = Param(True, help="draw the body's 18 joints and limbs"),
+           hands: bool = Param(True, help="draw both hands' 21 points"),
+           face: bool = Param(True, help="draw the face's 70 points"),
+           xinsr_sticks: bool = Param(False, help="thicker limbs on large pictures, for xinsir's SDXL openpose "
+                                                  "ControlNet")) -> VIDEO:
+    """OpenPose-style pose pictures of every person in every frame, as comfyui_controlnet_aux's DWPose Estimator
+    draws them: for an openpose ControlNet (control.apply, preprocessor none) or Wan 2.2 Animate's pose and face
+    videos. Detection and the pose model run on the frame as it is; the picture is scaled to `resolution` on its
+    short side. The models are read from your own folders; nothing is downloaded."""
+    from .dwpose import pose_clip
+    det = detector if detector in ("", "None") else as_given(detector, ctx.workflow_dir)
+    return pose_clip(video, det, as_given(estimator, ctx.workflow_dir), resolution, body, hands, face,
+                     xinsr_sticks, device=ctx.device, ctx=ctx)
+
+
+@node("pose.pixel_perfect", title="Pixel Perfect Resolution", category="Conditioning",
+      outputs={"resolution": INT})
+def pixel_perfect(ctx, video: VIDEO, width: int = Param(512, min=64, max=16384, help="the generation's width"),
+                  height: int = Param(512, min=64, max=16384, help="the generation's height"),
+                  resize_mode: str = Param("Just Resize", choices=RESIZE_MODES,
+                                           help="how the control picture will meet the generation size: Just "
+                                                "Resize and Crop and Resize fill it, Resize and Fill fits inside "
+                                                "it")) -> dict:
+    """The detect resolution at which a preprocessor's picture (pose.dwpose) comes out the generation's size
+    pixel for pixel, from the clip's size (ComfyUI's PixelPerfectResolution). Reads no frames."""
+    from .geometry import pixel_perfect as estimate
+    return {"resolution": estimate(video.height, video.width, width, height, resize_mode)}
