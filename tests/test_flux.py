@@ -377,10 +377,11 @@ def flux_nets(flux):
         net.save_pretrained(str(flux / name))
     xlabs = flux / "models" / "xlabs" / "controlnets"        # x-flux-comfyui's folder
     xlabs.mkdir(parents=True, exist_ok=True)
-    for where, name, mistoline in ((xlabs, "flux-canny-controlnet-v3.safetensors", False),
-                                   (cn, "mistoline_flux.dev.safetensors", True)):
-        _, tensors = pixel_controlnet(mistoline, 5)
+    for where, name, mistoline in ((cn, "mistoline_flux.dev.safetensors", True),
+                                   (xlabs, "flux-canny-controlnet-v3.safetensors", False)):
+        net, tensors = pixel_controlnet(mistoline, 5)
         save_file({k: v.half().contiguous() for k, v in tensors.items()}, str(where / name))
+    net.save_pretrained(str(flux / "flux-controlnet-canny-diffusers"))      # XLabs' own diffusers folder
     return flux
 
 
@@ -440,11 +441,12 @@ def test_flux_controlnet_files_are_named_by_layout_and_base(models, flux_nets):
     cn = models / "controlnet"
     xlabs = models / "xlabs" / "controlnets" / "flux-canny-controlnet-v3.safetensors"
     got = {p: describe_model(p) for p in (cn / "instantx_flux_canny.safetensors", cn / "flux_union_pro.safetensors",
-                                          flux / "flux_union_pro", xlabs, cn / "mistoline_flux.dev.safetensors")}
+                                          flux / "flux_union_pro", xlabs, cn / "mistoline_flux.dev.safetensors",
+                                          flux / "flux-controlnet-canny-diffusers")}
     assert [(d["family"], d["variant"], d["role"], d["loads"]) for d in got.values()] == [
         ("flux", "instantx", "controlnet", "yes"), ("flux", "instantx-union", "controlnet", "yes"),
         ("flux", "instantx-union", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes"),
-        ("flux", "mistoline", "controlnet", "yes")], got
+        ("flux", "mistoline", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes")], got
     assert "mode picks canny, tile, depth" in got[cn / "flux_union_pro.safetensors"]["note"]
     assert "XLabs layout" in got[xlabs]["note"] and "no VAE needed" in got[xlabs]["note"]
 
@@ -499,9 +501,10 @@ def test_flux_controlnets_steer_as_fluxcontrolnetpipeline(models, flux_nets, mon
 def test_xlabs_and_mistoline_controlnets_steer_as_their_references(models, flux_nets, monkeypatch):
     """XLabs' flux-canny-controlnet-v3 (found by name in x-flux-comfyui's xlabs/controlnets/) at strength 0.8 gives
     FluxControlNetPipeline's latent for the diffusers FluxControlNetModel its tensors came from (the picture read in
-    pixels, [-1, 1]); MistoLine's at 0.6 gives the same pipeline's run of that model with MistoLine's own encoder and
-    output blocks (tiny_flux.pixel_controlnet); both within 1e-4, each moving the picture by orders more. Neither needs
-    a VAE: the split-file model without one takes them. Their outputs take the transformer's blocks in turn (ComfyUI's
+    pixels, [-1, 1]), as does that model's folder (flux-controlnet-canny-diffusers, which was handed the picture's
+    latent); MistoLine's at 0.6 gives the same pipeline's run of that model with MistoLine's own encoder and output
+    blocks (tiny_flux.pixel_controlnet); both within 1e-4, each moving the picture by orders more. Neither needs a VAE:
+    the split-file model without one takes them. Their outputs take the transformer's blocks in turn (ComfyUI's
     controlnet_double * repeat, as x-flux trained its two blocks for FLUX.1's 19): over five blocks, block i gets output
     i mod 2, where InstantX's spread gives blocks 0-2 the first. Both were refused: 'an XLabs FLUX.1 ControlNet ... is
     not supported yet', 'a MistoLine FLUX.1 ControlNet is not supported yet'."""
@@ -513,6 +516,7 @@ def test_xlabs_and_mistoline_controlnets_steer_as_their_references(models, flux_
     model = mm.load("flux", str(flux_nets / "diffusers"))
     plain = _cn_kinograph(mm, model, [])
     for name, mistoline, strength in (("flux-canny-controlnet-v3.safetensors", False, 0.8),
+                                      (str(flux_nets / "flux-controlnet-canny-diffusers"), False, 0.8),
                                       ("mistoline_flux.dev.safetensors", True, 0.6)):
         got = _cn_kinograph(mm, model, [(name, strength, "auto", 1.0)])
         want = _cn_diffusers(flux_nets / "diffusers", [pixel_controlnet(mistoline, 5)[0]], [strength], [None],
@@ -574,6 +578,48 @@ def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(model
                  control_image=Image.fromarray(_cn_picture()), control_mode=1, controlnet_conditioning_scale=0.7,
                  generator=torch.Generator().manual_seed(7), output_type="latent").images
     assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+
+def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, flux_nets, tmp_path, monkeypatch):
+    """A ComfyUI graph as XLabs' users build it on ComfyUI's own nodes: ControlNetLoader naming
+    flux-canny-controlnet-v3.safetensors (in x-flux-comfyui's xlabs/controlnets/), ControlNetApplyAdvanced with no VAE
+    connected (the XLabs net reads pixels), KSampler at cfg 1 on the simple levels: every node maps and the latent is
+    FluxControlNetPipeline's for the net's diffusers model on those levels. It stopped at 'an XLabs FLUX.1 ControlNet
+    ... is not supported yet'."""
+    from PIL import Image
+    from comfy_layouts import imported_run
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from tiny_flux import pixel_controlnet
+    Image.fromarray(_cn_picture()).save(tmp_path / "edges.png")
+    api = {k: v for k, v in FLUX_DEV_API.items() if k in ("10", "11", "12", "6", "60", "27", "8")}
+    api.update({
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+        "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux-canny-controlnet-v3.safetensors"}},
+        "16": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "edges.png")}},
+        "17": {"class_type": "ControlNetApplyAdvanced", "inputs": {"strength": 0.8, "start_percent": 0.0,
+                                                                   "end_percent": 1.0, "positive": ["60", 0],
+                                                                   "negative": ["7", 0], "control_net": ["14", 0],
+                                                                   "image": ["16", 0]}},
+        "13": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
+                                                    "scheduler": "simple", "denoise": 1.0, "model": ["12", 0],
+                                                    "positive": ["17", 0], "negative": ["17", 1],
+                                                    "latent_image": ["27", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "xlabs", "images": ["8", 0]}}})
+    monkeypatch.chdir(tmp_path)
+    res, run = imported_run(api, tmp_path, "xlabs")
+    import yaml
+    applied = [n for n in yaml.safe_load(res.yaml)["nodes"].values() if n["type"] == "control.apply"]
+    assert len(applied) == 1 and "vae" not in applied[0].get("inputs", {}), applied
+    got = run.outputs["k_sampler_13"]["latent"].samples[:, :, 0]
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,
+                                                 controlnet=pixel_controlnet(False, 5)[0])
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", width=W, height=H, sigmas=comfy_flux_sigmas(2), guidance_scale=3.5,
+                 control_image=Image.fromarray(_cn_picture()), controlnet_conditioning_scale=0.8,
+                 generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+
 
 # -- FLUX.1 Redux ------------------------------------------------------------------------------------------------------
 # flux1-redux-dev.safetensors (style_models/) and SigLIP's sigclip_vision_patch14_384 (clip_vision/), or black-forest-labs'

@@ -22,8 +22,9 @@ PIXEL_LAYOUTS = {"xlabs": "XLabs layout", "mistoline": "MistoLine layout"}
 
 def support(det) -> tuple:
     """(loads, what with or why not) for a detected FLUX.1 ControlNet file (model_manager.will_load)."""
-    if det.layout in PIXEL_LAYOUTS:
-        return True, (f"control.apply on a FLUX.1 model ({PIXEL_LAYOUTS[det.layout]}: the picture read in pixels, "
+    layout = "xlabs" if det.variant == "xlabs" else det.layout
+    if layout in PIXEL_LAYOUTS:
+        return True, (f"control.apply on a FLUX.1 model ({PIXEL_LAYOUTS[layout]}: the picture read in pixels, "
                       "no VAE needed)")
     if det.variant == "instantx-inpaint":
         return False, (f"a FLUX.1 inpainting ControlNet ({det.extra.get('in_channels')} input channels: the latent "
@@ -34,10 +35,12 @@ def support(det) -> tuple:
 
 
 def folder_variant(path: Path) -> str:
-    """A FluxControlNetModel folder's variant as detection names a file's: instantx, or instantx-union where its
-    config.json gives mode rows."""
+    """A FluxControlNetModel folder's variant as detection names a file's: instantx, instantx-union where its
+    config.json gives mode rows, xlabs where it gives a pixel encoder (XLabs' flux-controlnet-canny-diffusers)."""
     import json
     cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if cfg.get("conditioning_embedding_channels"):
+        return "xlabs"
     return "instantx-union" if cfg.get("num_mode") else "instantx"
 
 
