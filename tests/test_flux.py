@@ -358,26 +358,30 @@ def test_comfyui_flux_dev_template_imports_and_runs(models, tmp_path, monkeypatc
     _close(ref._unpack_latents(packed, 48, 64, ref.vae_scale_factor), got)
 
 
-# -- FLUX.1 ControlNets (InstantX / Shakker-Labs layout; XLabs and MistoLine named and refused) --------------------
+# -- FLUX.1 ControlNets (InstantX / Shakker-Labs layout, XLabs', MistoLine's) --------------------------------------------
 W, H = 64, 48
 
 
 @pytest.fixture(scope="module")
 def flux_nets(flux):
     """FLUX.1 ControlNets beside the tiny FLUX.1 dev: InstantX's canny and a Union-Pro (union) layout, each as the
-    single file ComfyUI users keep in controlnet/ and as the diffusers folder; XLabs' and MistoLine's key layouts."""
+    single file ComfyUI users keep in controlnet/ and as the diffusers folder; XLabs' canny v3 in x-flux-comfyui's
+    xlabs/controlnets/ and MistoLine's in controlnet/, in their authors' names (tiny_flux.pixel_controlnet)."""
     from safetensors.torch import save_file
-    from tiny_flux import flux_controlnet
+    from tiny_flux import flux_controlnet, pixel_controlnet
     cn = flux / "models" / "controlnet"
     cn.mkdir(exist_ok=True)
     for name, union, seed in (("instantx_flux_canny", False, 3), ("flux_union_pro", True, 4)):
         net = flux_controlnet(union, seed)
         save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(cn / f"{name}.safetensors"))
         net.save_pretrained(str(flux / name))
-    save_file({"controlnet_blocks.0.weight": torch.zeros(64, 64), "img_in.weight": torch.zeros(64, 64),
-               "double_blocks.0.img_attn.qkv.weight": torch.zeros(192, 64),
-               "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, str(cn / "flux-canny-controlnet-v3.safetensors"))
-    save_file({"controlnet_blocks.0.linear.weight": torch.zeros(64, 64)}, str(cn / "mistoline_flux.dev.safetensors"))
+    xlabs = flux / "models" / "xlabs" / "controlnets"        # x-flux-comfyui's folder
+    xlabs.mkdir(parents=True, exist_ok=True)
+    for where, name, mistoline in ((cn, "mistoline_flux.dev.safetensors", True),
+                                   (xlabs, "flux-canny-controlnet-v3.safetensors", False)):
+        net, tensors = pixel_controlnet(mistoline, 5)
+        save_file({k: v.half().contiguous() for k, v in tensors.items()}, str(where / name))
+    net.save_pretrained(str(flux / "flux-controlnet-canny-diffusers"))      # XLabs' own diffusers folder
     return flux
 
 
@@ -430,28 +434,32 @@ def _err(want, got):
 def test_flux_controlnet_files_are_named_by_layout_and_base(models, flux_nets):
     flux = flux_nets
     """kinograph info's rows: InstantX / Shakker-Labs files and folders load (a union one says its modes); XLabs'
-    (whose input_hint_block made it an "sd sd15 controlnet" that loads) and MistoLine's are FLUX.1 ControlNets that
-    do not, saying what to use. The InstantX file was listed as a FLUX.1 dev diffusion model."""
+    (whose input_hint_block made it an "sd sd15 controlnet" that loads) and MistoLine's are FLUX.1 ControlNets of
+    their layout that load (they were listed as not loading). The InstantX file was listed as a FLUX.1 dev diffusion
+    model."""
     from nodes.generate.model_manager import describe_model
     cn = models / "controlnet"
+    xlabs = models / "xlabs" / "controlnets" / "flux-canny-controlnet-v3.safetensors"
     got = {p: describe_model(p) for p in (cn / "instantx_flux_canny.safetensors", cn / "flux_union_pro.safetensors",
-                                          flux / "flux_union_pro", cn / "flux-canny-controlnet-v3.safetensors",
-                                          cn / "mistoline_flux.dev.safetensors")}
+                                          flux / "flux_union_pro", xlabs, cn / "mistoline_flux.dev.safetensors",
+                                          flux / "flux-controlnet-canny-diffusers")}
     assert [(d["family"], d["variant"], d["role"], d["loads"]) for d in got.values()] == [
         ("flux", "instantx", "controlnet", "yes"), ("flux", "instantx-union", "controlnet", "yes"),
-        ("flux", "instantx-union", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "no"),
-        ("flux", "mistoline", "controlnet", "no")], got
+        ("flux", "instantx-union", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes"),
+        ("flux", "mistoline", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes")], got
     assert "mode picks canny, tile, depth" in got[cn / "flux_union_pro.safetensors"]["note"]
-    assert "XLabs FLUX.1 ControlNet" in got[cn / "flux-canny-controlnet-v3.safetensors"]["note"]
+    assert "XLabs layout" in got[xlabs]["note"] and "no VAE needed" in got[xlabs]["note"]
 
 
-def test_flux_controlnets_steer_as_fluxcontrolnetpipeline(models, flux_nets, monkeypatch):
+def test_flux_controlnets_steer_as_fluxcontrolnetpipeline(models, flux_nets, monkeypatch, tmp_path):
     flux = flux_nets
     """One union net told depth at strength 0.7, then it with the canny net (two at once, summed per block; canny
     only over the first of 2 steps): each latent is FluxControlNetPipeline's (FluxMultiControlNetModel for two) within
     1e-4, while the net moves the picture by orders more. The union as a diffusers folder steers as its file does.
     end is a noise level's share, as ComfyUI's end_percent (0.3: level 0.7, between the steps' 1.0 and 0.61), where
-    diffusers' control_guidance_end counts steps (0.5 of 2). The refusals name the file and what to do."""
+    diffusers' control_guidance_end counts steps (0.5 of 2). The refusals name the file and what to do: a mode for a
+    net of one kind, a mode no union has, an SD 1.5 ControlNet (said only "... not a FLUX.1 ControlNet"), a truncated
+    file."""
     from diffusers import FluxControlNetModel
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import ModelManager
@@ -468,12 +476,66 @@ def test_flux_controlnets_steer_as_fluxcontrolnetpipeline(models, flux_nets, mon
     want = _cn_diffusers(flux / "diffusers", [canny, union], [0.5, 0.7], [None, 2], monkeypatch, ends=(0.5, 1.0))
     assert _err(want, two) < 1e-4 and _err(want, one) > 1e-2, (_err(want, two), _err(want, one))
     clip = Clip.from_array(_cn_picture()[None], 8.0)
-    for path, mode, says in (("flux-canny-controlnet-v3.safetensors", "auto", "flux-canny-controlnet-v3.safetensors: "
-                              "an XLabs FLUX.1 ControlNet"),
-                             ("mistoline_flux.dev.safetensors", "auto", "MistoLine"),
-                             ("instantx_flux_canny.safetensors", "depth", "not a union ControlNet .* set mode to auto")):
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+    sd15 = ControlNetModel(block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           layers_per_block=1, cross_attention_dim=32, conditioning_embedding_out_channels=(16, 32),
+                           norm_num_groups=8)
+    sd15_file = tmp_path / "control_v11p_sd15_canny.safetensors"
+    save_file({k: v.contiguous() for k, v in sd15.state_dict().items()}, str(sd15_file))
+    whole = (models / "xlabs" / "controlnets" / "flux-canny-controlnet-v3.safetensors").read_bytes()
+    (tmp_path / "flux-depth-controlnet-v3.safetensors").write_bytes(whole[:len(whole) // 2])
+    for path, mode, says in (("instantx_flux_canny.safetensors", "depth", "not a union ControlNet .* set mode to auto"),
+                             ("flux-canny-controlnet-v3.safetensors", "canny", "flux-canny-controlnet-v3.safetensors is "
+                              "not a union ControlNet"),
+                             ("flux_union_pro.safetensors", "scribble", "unknown union mode 'scribble' for "
+                              "flux_union_pro.safetensors; choose auto or one of canny, tile"),
+                             (str(sd15_file), "auto", "control_v11p_sd15_canny.safetensors is sd sd15 controlnet .*, a ControlNet for Stable Diffusion 1.5 .* models, not a FLUX.1 "
+                              "ControlNet: apply it to such a model, or pick one made for a FLUX.1"),
+                             (str(tmp_path / "flux-depth-controlnet-v3.safetensors"), "auto",
+                              "flux-depth-controlnet-v3.safetensors is not a valid safetensors file .* truncated")):
         with pytest.raises(NodeError, match=says):
             apply_control(mm, model, clip, path, 1.0, "none", 100, 200, mode=mode)
+
+
+def test_xlabs_and_mistoline_controlnets_steer_as_their_references(models, flux_nets, monkeypatch):
+    """XLabs' flux-canny-controlnet-v3 (found by name in x-flux-comfyui's xlabs/controlnets/) at strength 0.8 gives
+    FluxControlNetPipeline's latent for the diffusers FluxControlNetModel its tensors came from (the picture read in
+    pixels, [-1, 1]), as does that model's folder (flux-controlnet-canny-diffusers, which was handed the picture's
+    latent); MistoLine's at 0.6 gives the same pipeline's run of that model with MistoLine's own encoder and output
+    blocks (tiny_flux.pixel_controlnet); both within 1e-4, each moving the picture by orders more. Neither needs a VAE:
+    the split-file model without one takes them. Their outputs take the transformer's blocks in turn (ComfyUI's
+    controlnet_double * repeat, as x-flux trained its two blocks for FLUX.1's 19): over five blocks, block i gets output
+    i mod 2, where InstantX's spread gives blocks 0-2 the first. Both were refused: 'an XLabs FLUX.1 ControlNet ... is
+    not supported yet', 'a MistoLine FLUX.1 ControlNet is not supported yet'."""
+    from tiny_flux import pixel_controlnet
+    from nodes.generate import flux_control
+    from nodes.generate.control import Control
+    from nodes.generate.model_manager import ModelManager
+    mm = ModelManager()
+    model = mm.load("flux", str(flux_nets / "diffusers"))
+    plain = _cn_kinograph(mm, model, [])
+    for name, mistoline, strength in (("flux-canny-controlnet-v3.safetensors", False, 0.8),
+                                      (str(flux_nets / "flux-controlnet-canny-diffusers"), False, 0.8),
+                                      ("mistoline_flux.dev.safetensors", True, 0.6)):
+        got = _cn_kinograph(mm, model, [(name, strength, "auto", 1.0)])
+        want = _cn_diffusers(flux_nets / "diffusers", [pixel_controlnet(mistoline, 5)[0]], [strength], [None],
+                             monkeypatch)
+        assert _err(want, got) < 1e-4 and _err(want, plain) > 1e-2, (name, _err(want, got), _err(want, plain))
+    bare = mm.load("flux", str(models / "diffusion_models" / "flux1-dev-tiny.safetensors"))
+    assert getattr(bare.pipe, "vae", None) is None
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    steered = apply_control(mm, bare, Clip.from_array(_cn_picture()[None], 8.0), "flux-canny-controlnet-v3", 1.0,
+                            "none", 100, 200)
+    net = steered.option("controlnet")[0].net
+    call = dict(hidden_states=torch.randn(1, 12, 64), timestep=torch.tensor([0.5]), pooled_projections=torch.randn(1, 64),
+                encoder_hidden_states=torch.randn(1, 5, 32), txt_ids=torch.zeros(5, 3), img_ids=torch.zeros(12, 3))
+    pixels = torch.rand(1, 3, 48, 64) * 2 - 1
+    out = flux_control.residuals([Control(net, pixels, 1.0)], 5, 0, torch.tensor([3.5]), **call)
+    own, _ = net(**call, guidance=torch.tensor([3.5]), controlnet_cond=pixels, return_dict=False)
+    assert [int(torch.equal(r, own[1])) for r in out["controlnet_block_samples"]] == [0, 1, 0, 1, 0]
+    assert not torch.equal(own[0], own[1])
 
 
 def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(models, flux_nets, tmp_path, monkeypatch):
@@ -516,6 +578,48 @@ def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(model
                  control_image=Image.fromarray(_cn_picture()), control_mode=1, controlnet_conditioning_scale=0.7,
                  generator=torch.Generator().manual_seed(7), output_type="latent").images
     assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+
+def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, flux_nets, tmp_path, monkeypatch):
+    """A ComfyUI graph as XLabs' users build it on ComfyUI's own nodes: ControlNetLoader naming
+    flux-canny-controlnet-v3.safetensors (in x-flux-comfyui's xlabs/controlnets/), ControlNetApplyAdvanced with no VAE
+    connected (the XLabs net reads pixels), KSampler at cfg 1 on the simple levels: every node maps and the latent is
+    FluxControlNetPipeline's for the net's diffusers model on those levels. It stopped at 'an XLabs FLUX.1 ControlNet
+    ... is not supported yet'."""
+    from PIL import Image
+    from comfy_layouts import imported_run
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from tiny_flux import pixel_controlnet
+    Image.fromarray(_cn_picture()).save(tmp_path / "edges.png")
+    api = {k: v for k, v in FLUX_DEV_API.items() if k in ("10", "11", "12", "6", "60", "27", "8")}
+    api.update({
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+        "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux-canny-controlnet-v3.safetensors"}},
+        "16": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "edges.png")}},
+        "17": {"class_type": "ControlNetApplyAdvanced", "inputs": {"strength": 0.8, "start_percent": 0.0,
+                                                                   "end_percent": 1.0, "positive": ["60", 0],
+                                                                   "negative": ["7", 0], "control_net": ["14", 0],
+                                                                   "image": ["16", 0]}},
+        "13": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
+                                                    "scheduler": "simple", "denoise": 1.0, "model": ["12", 0],
+                                                    "positive": ["17", 0], "negative": ["17", 1],
+                                                    "latent_image": ["27", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "xlabs", "images": ["8", 0]}}})
+    monkeypatch.chdir(tmp_path)
+    res, run = imported_run(api, tmp_path, "xlabs")
+    import yaml
+    applied = [n for n in yaml.safe_load(res.yaml)["nodes"].values() if n["type"] == "control.apply"]
+    assert len(applied) == 1 and "vae" not in applied[0].get("inputs", {}), applied
+    got = run.outputs["k_sampler_13"]["latent"].samples[:, :, 0]
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,
+                                                 controlnet=pixel_controlnet(False, 5)[0])
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", width=W, height=H, sigmas=comfy_flux_sigmas(2), guidance_scale=3.5,
+                 control_image=Image.fromarray(_cn_picture()), controlnet_conditioning_scale=0.8,
+                 generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+
 
 # -- FLUX.1 Redux ------------------------------------------------------------------------------------------------------
 # flux1-redux-dev.safetensors (style_models/) and SigLIP's sigclip_vision_patch14_384 (clip_vision/), or black-forest-labs'

@@ -15,6 +15,7 @@ double and two single blocks, 32-wide heads whose rotary split keeps the release
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import torch
@@ -168,3 +169,55 @@ def flux_controlnet(union: bool, seed: int):
             m.weight.normal_(0, 0.2)
             m.bias.normal_(0, 0.2)
     return net.half().float()
+
+
+def pixel_controlnet(mistoline: bool, seed: int):
+    """A tiny XLabs (flux-canny-controlnet-v3) or MistoLine (mistoline_flux.dev) FLUX.1 ControlNet: (the diffusers
+    module that computes it, its file's tensors). XLabs' is the FluxControlNetModel diffusers builds for XLabs' nets
+    (input_hint_block: eight 16-wide convs, 2x2 patches of 16 channels into controlnet_x_embedder), two double blocks
+    and no single ones, as x-flux's ControlNetFlux. MistoLine's has one double and one single block, and its parts are
+    swapped here for ComfyUI's MistolineCondDownsamplBlock (ten convs, the second and ninth 1x1) and
+    MistolineControlnetBlock (linear, then SiLU). The file is written in the authors' names: Black Forest Labs' for the
+    blocks (bfl_transformer), pos_embed_input, input_hint_block.0..14 / input_cond_block.encoder.0..18,
+    controlnet_blocks.N(.linear), MistoLine's single_controlnet_blocks.N.linear."""
+    from diffusers import FluxControlNetModel
+    from torch import nn
+    _seed(seed)
+    net = FluxControlNetModel(in_channels=64, num_layers=1 if mistoline else 2, num_single_layers=int(mistoline),
+                              attention_head_dim=HEAD, num_attention_heads=2, joint_attention_dim=32,
+                              pooled_projection_dim=64, guidance_embeds=True, axes_dims_rope=AXES,
+                              conditioning_embedding_channels=16, patch_size=2)
+    width = 2 * HEAD
+    if mistoline:
+        net.input_hint_block = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 1), nn.SiLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.SiLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.SiLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.SiLU(),
+            nn.Conv2d(16, 16, 1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1))
+        net.controlnet_blocks = nn.ModuleList([nn.Sequential(nn.Linear(width, width), nn.SiLU())])
+        net.controlnet_single_blocks = nn.ModuleList([nn.Sequential(nn.Linear(width, width), nn.SiLU())])
+    with torch.no_grad():       # zero-initialised in training: drawn, or the net would not steer
+        for p in (*net.controlnet_blocks.parameters(), *net.controlnet_single_blocks.parameters(),
+                  *net.controlnet_x_embedder.parameters(), *net.input_hint_block.parameters()):
+            p.normal_(0, 0.2)
+    net = net.half().float()
+    sd = net.state_dict()
+    own = ("x_embedder.", "context_embedder.", "time_text_embed.", "transformer_blocks.", "single_transformer_blocks.")
+    out = bfl_transformer({k: v for k, v in sd.items() if k.startswith(own)})
+    hint = ["conv_in"] + [f"blocks.{i}" for i in range(6)] + ["conv_out"]
+    for k, v in sd.items():
+        if k.startswith(own):
+            continue
+        if k.startswith("controlnet_x_embedder."):
+            k = k.replace("controlnet_x_embedder.", "pos_embed_input.")
+        elif k.startswith("input_hint_block.") and mistoline:
+            k = k.replace("input_hint_block.", "input_cond_block.encoder.")
+        elif k.startswith("input_hint_block."):
+            part, kind = k[len("input_hint_block."):].rsplit(".", 1)
+            k = f"input_hint_block.{2 * hint.index(part)}.{kind}"
+        elif mistoline:      # controlnet_blocks.N.0 -> .linear; MistoLine names its single outputs the other way round
+            k = re.sub(r"^controlnet_(single_)?blocks\.(\d+)\.0\.", r"\1controlnet_blocks.\2.linear.", k)
+        out[k] = v
+    assert sum(v.numel() for v in out.values()) == sum(v.numel() for v in sd.values()), "a tensor was left out"
+    return net, out

@@ -137,7 +137,8 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
     if model.family in ("flux", "sd3", "qwenimage"):
         title, vae_file = {"flux": ("FLUX.1", "ae.safetensors"), "sd3": ("SD 3.5", "an SD3 VAE file"),
                            "qwenimage": ("Qwen-Image", "qwen_image_vae.safetensors")}[model.family]
-        if vae is None and getattr(model.pipe, "vae", None) is None:
+        from nodes.generate.flux_control import reads_pixels
+        if vae is None and getattr(model.pipe, "vae", None) is None and not reads_pixels(net):
             raise NodeError(f"a {title} ControlNet reads the control pictures through {title}'s VAE, and this model "
                             f"was loaded without one: connect load.vae ({vae_file}) to control.apply's vae")
         if vae is not None and vae.family != model.family:
@@ -170,10 +171,14 @@ def check_file(source: Path, family: str, title: str, support) -> None:
     """A FLUX.1, SD 3.5 or Qwen-Image ControlNet file checked to be one of `family`'s that loads (support(detection): (loads,
     why not)); else an error naming the file and what it is."""
     from nodes.generate.detect import detect_file
+    from nodes.generate.families import FAMILIES
     det = detect_file(source)
+    if det.role == "controlnet" and det.family != family and det.family in FAMILIES:
+        raise NodeError(f"{source.name} is {det.describe()}, a ControlNet for {FAMILIES[det.family].title} models, not "
+                        f"{title} ControlNet: apply it to such a model, or pick one made for {title} in controlnet/")
     if det.role != "controlnet" or det.family != family:
         raise NodeError(f"{source.name} is {det.describe() or 'not a model Kinograph recognises'}, not {title} "
-                        "ControlNet")
+                        f"ControlNet: pick one made for {title} in controlnet/")
     ok, why = support(det)
     if not ok:
         raise NodeError(f"{source.name}: {why}")

@@ -229,7 +229,8 @@ class FluxAdapter(MMDiTAdapter):
             enc = lambda px, pipe=c.vae: encode_pixels(self, pipe, px, "encoding the ControlNet's picture")  # noqa: E731
             scale = self.factors(c.vae)[1]
             frames = control_tokens(c, inputs["control_frames"], h, w, enc, scale)
-            controls.append(c._replace(frames=frames.repeat(n, 1, 1).to(tokens.device, c.net.dtype)))
+            frames = frames.repeat(n, *[1] * (frames.dim() - 1))
+            controls.append(c._replace(frames=frames.to(tokens.device, c.net.dtype)))
         g = torch.full((tokens.shape[0],), float(3.5 if inputs.get("guidance") is None else inputs["guidance"]),
                        device=tokens.device, dtype=torch.float32) if guidance is None else guidance
         return residuals(controls, len(model.transformer_blocks), len(model.single_transformer_blocks), g,
