@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -147,11 +148,6 @@ def test_mm_sdxl_animates_an_sdxl_checkpoint_as_diffusers_does(env):
     long = sample(12)
     assert long.samples.shape == (1, 4, 12, 8, 8) and bool(torch.isfinite(long.samples).all())
     assert decode_latent(parts["vae"], long).frames(0, 12).shape == (12, 16, 16, 3)
-    # A ControlNet is refused by name, not fed SD 1.5's residual path.
-    from nodes.generate.adapters import get_adapter
-    with pytest.raises(NodeError, match="ControlNets do not steer AnimateDiff-SDXL"):
-        get_adapter("animatediff").forward(h, long.samples[:, :, :2], torch.tensor([999]),
-                                           {"encoder_hidden_states": None, "control": [None]})
 
 
 def test_motion_module_for_another_base_is_named(env, tmp_path):
@@ -204,3 +200,80 @@ def test_an_sdxl_lora_animates_with_its_checkpoint(env, tmp_path):
     assert float((plain - want).abs().max()) > 1e-2          # the LoRA changes the frames
     err = float((want - ours).abs().max() / want.abs().max())
     assert err < 1e-4, err
+
+
+def _reference(root, adapter):
+    """diffusers' AnimateDiffSDXLPipeline on the tiny SDXL's folder and the motion adapter, on mm_sdxl's noise levels."""
+    from diffusers import AnimateDiffSDXLPipeline, StableDiffusionXLPipeline
+    xl = StableDiffusionXLPipeline.from_pretrained(str(root / "diffusers"), local_files_only=True)
+    ref = AnimateDiffSDXLPipeline(**{k: v for k, v in xl.components.items() if k in (
+        "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet")},
+        scheduler=type(xl.scheduler).from_config({**xl.scheduler.config, "beta_end": 0.020}), motion_adapter=adapter)
+    ref.unet.add_embedding.load_state_dict(xl.unet.add_embedding.state_dict())
+    return ref
+
+
+@pytest.fixture(scope="module")
+def xl_controlnet(models):
+    """A tiny SDXL ControlNet copied from the tiny SDXL's UNet, as one diffusers-layout file in models/controlnet/
+    (diffusers_xl_canny_full.safetensors' layout), and the network itself for the reference."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from tiny_models import _seed, random_controlnet
+    root, _ = models
+    _seed(5)
+    net = random_controlnet(UNet2DConditionModel.from_pretrained(str(root / "diffusers" / "unet")), (8, 16))
+    path = root / "models" / "controlnet" / "xl_canny_tiny.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path, net
+
+
+def test_an_sdxl_controlnet_steers_each_frame_of_animatediff_sdxl(env, xl_controlnet):
+    """control.apply with an SDXL ControlNet on an AnimateDiff-SDXL model (refused until now: "ControlNets do not steer
+    AnimateDiff-SDXL"): each frame read by the ControlNet with its own control frame, pooled text and size
+    conditioning, its residuals added to the motion UNet's, as diffusers' AnimateDiffControlNetPipeline does for
+    SD 1.5. diffusers has no SDXL form of it; the reference is AnimateDiffSDXLPipeline's loop with the ControlNet's
+    residuals put into its UNet's call, written here from diffusers' ControlNetModel."""
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    root, adapter = env
+    path, net = xl_controlnet
+    rng = np.random.default_rng(4)
+    video = np.zeros((FRAMES, 16, 16, 3), np.uint8)
+    for k in range(FRAMES):                 # a patch of noise that walks across the frames
+        video[k, 4:12, k:k + 8] = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    mm = ModelManager()
+    h = mm.load("animatediff", CKPT, motion_adapter=MM)
+    parts = mm.components(h)
+    ctl = apply_control(mm, h, Clip.from_array(video, 8.0), path.name, 0.8, "none", 100, 200)
+
+    def sample(model):
+        return run_sampling(model, encode_prompt(parts["text_encoder"], "a cat"),
+                            encode_prompt(parts["text_encoder"], "blurry"),
+                            empty_latent(parts["vae"], FRAMES, 16, 16, 8.0), steps=2, cfg=5.0, sampler="euler",
+                            seed=7).samples
+    ours, plain = sample(ctl), sample(h)
+    ref = _reference(root, adapter)
+    unet_forward = ref.unet.forward
+    images = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255
+
+    def steered(sample, t, encoder_hidden_states, added_cond_kwargs, **kw):
+        n, f = sample.shape[0], sample.shape[2]
+        flat = sample.permute(0, 2, 1, 3, 4).reshape(n * f, *sample.shape[1:2], *sample.shape[3:])
+        down, mid = net(flat, t, encoder_hidden_states=encoder_hidden_states, controlnet_cond=images.repeat(n, 1, 1, 1),
+                        conditioning_scale=0.8, return_dict=False,
+                        added_cond_kwargs={k: v.repeat_interleave(f, 0) for k, v in added_cond_kwargs.items()})
+        return unet_forward(sample, t, encoder_hidden_states=encoder_hidden_states,
+                            added_cond_kwargs=added_cond_kwargs, down_block_additional_residuals=down,
+                            mid_block_additional_residual=mid, **kw)
+    ref.unet.forward = steered
+    want = ref("a cat", negative_prompt="blurry", num_frames=FRAMES, width=16, height=16, num_inference_steps=2,
+               guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="latent").frames
+    err = float((want - ours).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    assert float((plain - ours).abs().max() / want.abs().max()) > 0.05      # the ControlNet steers
