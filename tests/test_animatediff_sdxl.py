@@ -277,3 +277,42 @@ def test_an_sdxl_controlnet_steers_each_frame_of_animatediff_sdxl(env, xl_contro
     err = float((want - ours).abs().max() / want.abs().max())
     assert err < 1e-4, err
     assert float((plain - ours).abs().max() / want.abs().max()) > 0.05      # the ControlNet steers
+
+
+def test_animatediff_sdxl_latents_are_sdxl_latents(env):
+    """AnimateDiff-SDXL samples and decodes SDXL's latents: sdxl_vae.safetensors (ComfyUI's VAELoader beside an
+    AnimateDiff-Evolved SDXL workflow) makes and decodes them as the checkpoint's own VAE does (it was refused: "the
+    latent was made for sdxl, but the model is animatediff"). An SD 1.5 VAE's latent is refused naming both (it was
+    sampled as if SD 1.5's latents were SDXL's), and so is decoding the frames with it."""
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_vae
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import decode_latent, empty_latent
+    from nodes.generate.weights import load_weights
+    root, _ = env
+    models = root / "models"
+    state = load_weights(models / "checkpoints" / CKPT)
+    vae_state = {k[len("first_stage_model."):]: v.contiguous() for k, v in state.items()
+                 if k.startswith("first_stage_model.")}
+    (models / "vae").mkdir(exist_ok=True)
+    for name in ("sdxl_vae.safetensors", "vae-ft-mse-840000-ema-pruned.safetensors"):
+        save_file(vae_state, str(models / "vae" / name))
+    mm = ModelManager()
+    h = mm.load("animatediff", CKPT, motion_adapter=MM)
+    parts = mm.components(h)
+    pos, neg = (encode_prompt(parts["text_encoder"], t) for t in ("a cat", "blurry"))
+    xl_vae = load_vae(mm, "sdxl_vae.safetensors", "cpu")
+    sd_vae = load_vae(mm, "vae-ft-mse-840000-ema-pruned.safetensors", "cpu")
+    lat = run_sampling(h, pos, neg, empty_latent(xl_vae, 2, 16, 16, 8.0), steps=1, cfg=5.0, sampler="euler", seed=7)
+    own = decode_latent(parts["vae"], lat).frames(0, 2).astype(int)
+    assert abs(decode_latent(xl_vae, lat).frames(0, 2).astype(int) - own).max() <= 1
+    with pytest.raises(NodeError) as e:
+        run_sampling(h, pos, neg, empty_latent(sd_vae, 2, 16, 16, 8.0), steps=1, cfg=5.0, sampler="euler", seed=7)
+    assert ("the latent was made for Stable Diffusion 1.5 (image), but the model is AnimateDiff-SDXL" in str(e.value)
+            and "set load.vae's family to sdxl" in str(e.value))
+    with pytest.raises(NodeError) as e:
+        decode_latent(sd_vae, lat)
+    assert "made for Stable Diffusion XL (image); decode it with that family's VAE, not Stable Diffusion 1.5" in str(
+        e.value)

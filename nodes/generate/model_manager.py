@@ -375,11 +375,13 @@ class ModelManager:
         """VAE, text encoder and image encoder handles of a loaded model (None where it has none)."""
         from nodes.generate.adapters import get_adapter
         p = handle.pipe
-        mk = lambda part, pipe=p: ComponentHandle(handle.family, handle.path, pipe, part, handle.device)  # noqa: E731
+        adapter = get_adapter(handle.family)
+        mk = lambda part, pipe=p, fam=handle.family: ComponentHandle(fam, handle.path, pipe, part, handle.device)  # noqa: E731
         # The SDXL refiner's one encoder is text_encoder_2 (OpenCLIP-G).
         has_text = getattr(p, "text_encoder", None) is not None or getattr(p, "text_encoder_2", None) is not None
-        image = get_adapter(handle.family).image_encoder_pipe(p)
-        return {"vae": mk("vae"), "text_encoder": mk("text_encoder") if has_text else None,
+        image = adapter.image_encoder_pipe(p)
+        # AnimateDiff-SDXL's VAE is SDXL's: its latents are SDXL latents, which an SD 1.5 VAE does not read.
+        return {"vae": mk("vae", fam=adapter.latents(p)), "text_encoder": mk("text_encoder") if has_text else None,
                 "image_encoder": mk("image_encoder", image) if image is not None else None}
 
     def controlnet(self, path: str, model: ModelHandle):

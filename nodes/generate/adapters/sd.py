@@ -119,8 +119,14 @@ class AnimateDiffAdapter(SDAdapter):
             pipe.unet.to(dtype=dtype)
         return pipe
 
-    # AnimateDiff-SDXL (mm_sdxl_v10_beta on an SDXL checkpoint): SDXL's two text encoders, pooled text and size
-    # conditioning, with the motion UNet in between.
+    # AnimateDiff-SDXL (mm_sdxl_v10_beta on an SDXL checkpoint): SDXL's VAE and latents, two text encoders, pooled
+    # text and size conditioning, with the motion UNet in between.
+    def title(self, pipe) -> str:
+        return "AnimateDiff-SDXL" if _xl(pipe) else super().title(pipe)
+
+    def latents(self, pipe) -> str:
+        return "sdxl" if _xl(pipe) else super().latents(pipe)
+
     def encode_text(self, pipe, prompts, device, clip_skip: int = 1):
         if _xl(pipe):
             return _sdxl().encode_text(pipe, prompts, device, clip_skip)
