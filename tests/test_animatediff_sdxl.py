@@ -316,3 +316,51 @@ def test_animatediff_sdxl_latents_are_sdxl_latents(env):
         decode_latent(sd_vae, lat)
     assert "made for Stable Diffusion XL (image); decode it with that family's VAE, not Stable Diffusion 1.5" in str(
         e.value)
+
+
+@pytest.mark.parametrize("kind", ["plain", "plus"])
+def test_sdxl_ipadapters_on_animatediff_sdxl_match_diffusers(env, kind):
+    """ip-adapter_sdxl (plain) and ip-adapter-plus_sdxl_vit-h (Resampler) at weight 0.7 on an AnimateDiff-SDXL model:
+    the frames diffusers' AnimateDiffSDXLPipeline gives with load_ip_adapter on the same file and the same image
+    features; the model sampled without it afterwards is as before. A block-picking weight type counts SDXL's
+    transformers (it counted SD 1.5's on any AnimateDiff model)."""
+    from test_ipadapter import REF, _diffusers_embeds, _ipadapter_file, _vision
+    from nodes.generate.ipadapter import apply_ipadapter, load_ipadapter, reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_clip_vision
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    root, adapter = env
+    models = root / "models"
+    vision = _vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    mm = ModelManager()
+    h = mm.load("animatediff", CKPT, motion_adapter=MM)
+    parts = mm.components(h)
+    name = "ip-adapter_sdxl.safetensors" if kind == "plain" else "ip-adapter-plus_sdxl_vit-h.safetensors"
+    ref = _reference(root, adapter)
+    from diffusers import UNet2DConditionModel
+    # h94's files number the image UNet's cross-attention layers: the SDXL checkpoint's, not the motion modules'.
+    _ipadapter_file(models / "ipadapter" / name, UNet2DConditionModel.from_pretrained(str(root / "diffusers" / "unet")),
+                    kind, 24 if kind == "plain" else 32)
+    encoder = load_clip_vision(mm, "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "auto", "cpu")
+    ip = load_ipadapter(mm, name)
+    model = apply_ipadapter(h, reference(ip, encoder, [REF], 0.7, 0.0, 1.0))
+    pos, neg = encode_prompt(parts["text_encoder"], "a cat"), encode_prompt(parts["text_encoder"], "blurry")
+
+    def sample(m):
+        return run_sampling(m, pos, neg, empty_latent(parts["vae"], FRAMES, 16, 16, 8.0), steps=2, cfg=5.0,
+                            sampler="euler", seed=7).samples
+    plain, got = sample(h), sample(model)
+    assert torch.equal(sample(h), plain)
+    kw = dict(negative_prompt="blurry", num_frames=FRAMES, width=16, height=16, num_inference_steps=2,
+              guidance_scale=5.0, output_type="latent")
+    ref.load_ip_adapter(str(models / "ipadapter"), subfolder="", weight_name=name, image_encoder_folder=None)
+    ref.set_ip_adapter_scale(0.7)
+    embeds = _diffusers_embeds(ref, vision, encoder.pipe.image_processor, kind)
+    want = ref("a cat", ip_adapter_image_embeds=embeds, generator=torch.Generator().manual_seed(7), **kw).frames
+    assert float((want - plain).abs().max() / want.abs().max()) > 1e-2     # the adapter changes the frames
+    err = float((got - want).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    with pytest.raises(NodeError, match=r"picks transformers of SDXL's own UNet by number \(11 with"):
+        apply_ipadapter(h, reference(ip, encoder, [REF], 0.7, 0.0, 1.0, weight_type="style transfer"))

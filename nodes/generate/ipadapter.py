@@ -342,25 +342,36 @@ def from_embeds(adapter: IPAdapter, encoder, pos: torch.Tensor, neg: Optional[to
 
 def apply_ipadapter(model, ref: Reference):
     """The model with one more IP-Adapter: chained, they add up (ComfyUI's stacked IPAdapter nodes)."""
+    from nodes.generate.adapters import get_adapter
+    title = get_adapter(model.family).title(model.pipe)
     if model.family not in ("sd", "sdxl", "animatediff"):
-        raise NodeError(f"IP-Adapter works with Stable Diffusion 1.5, SDXL and AnimateDiff models, not {model.family}")
+        raise NodeError(f"IP-Adapter works with Stable Diffusion 1.5, SDXL and AnimateDiff models, not {title}")
     cross = _cross_layers(model.denoiser)
     if len(cross) != len(ref.adapter.layers) or ref.adapter.context != model.denoiser.config.cross_attention_dim:
         raise NodeError(f"{ref.adapter.name} is {ref.adapter.title} IP-Adapter ({len(ref.adapter.layers)} "
-                        f"cross-attention layers, {ref.adapter.context} wide) and this {model.family} model has "
+                        f"cross-attention layers, {ref.adapter.context} wide) and this {title} model has "
                         f"{len(cross)} ({model.denoiser.config.cross_attention_dim} wide): use the IP-Adapter made for "
-                        "the model's family (_sd15 files for SD 1.5 and AnimateDiff, _sdxl for SDXL)")
-    if ref.layout is not None and model.family != "sdxl":
+                        "the model's family (_sd15 files for SD 1.5 and AnimateDiff, _sdxl for SDXL and "
+                        "AnimateDiff-SDXL)")
+    sdxl = sdxl_unet(model)
+    if ref.layout is not None and not sdxl:
         raise NodeError("a composition picture apart from the style one works on SDXL only (as in "
                         "ComfyUI_IPAdapter_plus); on SD 1.5 use weight type 'style and composition' with one picture")
     if ref.weight_type in BLOCK_TYPES:
-        count, sdxl = places(model.denoiser)[0].count, model.family == "sdxl"
+        count = places(model.denoiser)[0].count
         if count != (11 if sdxl else 16):
             raise NodeError(f"the IP-Adapter weight type {ref.weight_type!r} picks transformers of "
                             f"{'SDXL' if sdxl else 'SD 1.5'}'s own UNet by number ({11 if sdxl else 16} with "
                             f"cross-attention) and this model's UNet has {count}: use linear or an ease/weak type, "
                             "which spread over any UNet")
     return model.with_option("ipadapter", (model.option("ipadapter") or ()) + (ref,))
+
+
+def sdxl_unet(model) -> bool:
+    """Whether the model's UNet is SDXL's (an SDXL model's, or AnimateDiff-SDXL's motion UNet around it): which
+    transformers the weight types pick and which files a preset finds."""
+    from nodes.generate.adapters import get_adapter
+    return get_adapter(model.family).latents(model.pipe) == "sdxl"
 
 
 # -- where the weight acts (ComfyUI_IPAdapter_plus's weight types) ---------------------------------------------------
@@ -562,8 +573,8 @@ def installed(handle, feed: Optional[_Feed]):
     own = unet.attn_processors
     procs = dict(own)
     for i, (name, place) in enumerate(zip(_cross_layers(unet), places(unet))):
-        procs[name] = IPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, place,
-                                  handle.family == "sdxl", feed)
+        procs[name] = IPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, place, sdxl_unet(handle),
+                                  feed)
     unet.set_attn_processor(procs)
     try:
         yield

@@ -29,10 +29,10 @@ def load_ipadapter_preset(ctx, model: MODEL,
     """The IP-Adapter and CLIP vision files ComfyUI's IPAdapterUnifiedLoader picks for a preset and the model's family
     (SD 1.5 or SDXL), by the same names (ip-adapter-plus_sd15.safetensors with CLIP-ViT-H-14-laion2B-s32B-b79K ...).
     The model passes through unchanged."""
-    from nodes.generate.ipadapter import load_ipadapter as load, preset_files
+    from nodes.generate.ipadapter import load_ipadapter as load, preset_files, sdxl_unet
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_clip_vision
-    adapter_file, vision_file = preset_files(preset, "sdxl" if model.family == "sdxl" else "sd")
+    adapter_file, vision_file = preset_files(preset, "sdxl" if sdxl_unet(model) else "sd")
     mm = manager_for(ctx)
     ctx.log(f"{preset}: {adapter_file.name} with {vision_file.name}")
     return {"model": model, "ipadapter": load(mm, str(adapter_file)).with_encoder(
