@@ -323,7 +323,7 @@ def test_weight_types_and_scaling_are_diffusers_per_block_scales(tmp_path):
             ref = Reference(adapter, tokens(adapter, feats), tokens(adapter, torch.zeros_like(feats)), w,
                             weight_type=weight_type, scaling=scaling, composition=comp,
                             layout=None if layout is None else tokens(adapter, layout))
-            handle = SimpleNamespace(option=lambda k: (ref,) if k == "ipadapter" else None, denoiser=unet,
+            handle = SimpleNamespace(option=lambda k: (ref,) if k == "ipadapter" else None, denoiser=unet, pipe=None,
                                      family="sdxl" if sdxl else "sd")
             feed = _Feed(1)
             feed_step(feed, handle, [neg, pos], neg, 0.5, lambda p: 1 - p, (0,), (8, 8))
