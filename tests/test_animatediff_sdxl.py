@@ -364,3 +364,26 @@ def test_sdxl_ipadapters_on_animatediff_sdxl_match_diffusers(env, kind):
     assert err < 1e-4, err
     with pytest.raises(NodeError, match=r"picks transformers of SDXL's own UNet by number \(11 with"):
         apply_ipadapter(h, reference(ip, encoder, [REF], 0.7, 0.0, 1.0, weight_type="style transfer"))
+    if kind == "plain":
+        _frame_weights(h, ip, encoder, sample, got)
+
+
+def _frame_weights(h, ip, encoder, sample, weighted):
+    """ipadapter.apply's frame_weights (IPAdapterWeights' list into IPAdapterBatch): frame i's weight in place of the
+    weight, the last one past the end. One weight for all frames is the weight (V only, and K+V, which scales the
+    image keys and values); "1, 0.5, 0" is what the same weights as a clip of uniform masks give (frame i's mask
+    its weight, the equivalence the importer named before), and not the weight 1 on every frame."""
+    from test_ipadapter import REF
+    from nodes.generate.ipadapter import apply_ipadapter, reference, with_frame_weights
+
+    def run(text, weight=1.0, scaling="V only", mask=None):
+        ref = reference(ip, encoder, [REF], weight, 0.0, 1.0, scaling=scaling, mask=mask)
+        return sample(apply_ipadapter(h, with_frame_weights(ref, text)))
+    assert float((run("0.7") - weighted).abs().max()) < 1e-6
+    assert float((run("0.7", scaling="K+V") - run("", 0.7, "K+V")).abs().max()) < 1e-6
+    faded = run("1.0,\n 0.5, 0.0")
+    masks = torch.tensor([1.0, 0.5] + [0.0] * (FRAMES - 2))[:, None, None].expand(FRAMES, 16, 16)
+    assert float((faded - run("", mask=masks)).abs().max()) < 1e-5
+    assert float((faded - run("")).abs().max()) > 1e-3
+    with pytest.raises(NodeError, match=r"frame_weights '1.0, half' is not a list of numbers"):
+        with_frame_weights(reference(ip, encoder, [REF], 1.0, 0.0, 1.0), "1.0, half")

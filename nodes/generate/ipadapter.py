@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -138,7 +139,8 @@ class Reference:
     weight spreads over the UNet (weight_type) and scales the tokens (embeds_scaling), and `mask` [masks, H, W]:
     where in the picture the adapter acts (attn_mask; frame i reads mask i, the last one past the end). `layout`:
     the prompt's tokens of a composition picture apart from the style one (IPAdapterStyleComposition), read by SDXL's
-    layout transformer instead of `cond`."""
+    layout transformer instead of `cond`. `frame_weights` [frames]: frame i's weight in place of `weight` (the last
+    one past the end), as IPAdapterBatch takes IPAdapterWeights' list."""
     adapter: IPAdapter
     cond: torch.Tensor
     uncond: torch.Tensor
@@ -151,6 +153,7 @@ class Reference:
     per_frame: bool = False
     composition: float = 1.0
     layout: Optional[torch.Tensor] = None
+    frame_weights: Optional[torch.Tensor] = None
 
 
 def _vision(encoder):
@@ -294,6 +297,23 @@ def _built(adapter: IPAdapter, feats: torch.Tensor, neg: torch.Tensor, weight: f
     return Reference(adapter, tokens(adapter, feats, per_frame), tokens(adapter, _sized(neg, feats.shape[0]), per_frame),
                      float(weight), float(start), float(end), weight_type, scaling, mask, per_frame, float(composition),
                      None if layout is None else tokens(adapter, layout, per_frame))
+
+
+def with_frame_weights(ref: Reference, text: str) -> Reference:
+    """The reference with one weight per frame, from `text` as IPAdapterWeights' weights widget holds them: numbers
+    separated by commas or new lines ("1.0, 0.5, 0.0"); frame i takes the i-th, the last one past the end. Empty
+    text: the reference as it was."""
+    parts = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+    if not parts:
+        return ref
+    try:
+        weights = [float(p) for p in parts]
+    except ValueError:
+        raise NodeError(f"frame_weights {text!r} is not a list of numbers: write one weight per frame, separated by "
+                        "commas or new lines (1.0, 0.5, 0.0)") from None
+    if not all(math.isfinite(w) for w in weights):
+        raise NodeError(f"frame_weights {text!r} holds a weight that is not a finite number")
+    return dataclasses.replace(ref, weight=1.0, frame_weights=torch.tensor(weights))
 
 
 def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
@@ -463,6 +483,7 @@ class _Step:
     frames: int
     hw: Tuple[int, int]
     layout: Optional[torch.Tensor] = None
+    weights: Optional[torch.Tensor] = None      # each frame's weight [1 or frames]
 
     def rows(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """t [1 or frames, ...] for each batch item: items run conditioning by conditioning, frames innermost."""
@@ -534,6 +555,8 @@ class IPAttention:
             weight, swap = layer_weight(ref, self.place, self.sdxl)
             if weight == 0:
                 continue
+            if step.weights is not None:    # each batch item its frame's weight, [batch, 1, 1]
+                weight = weight * step.rows(step.weights, batch)[:, None, None].to(query)
             layout = ref.weight_type in _LAYOUT_TYPES and self.place.index in _COMPOSITION[0 if self.sdxl else 1]
             toks = step.tokens(batch, swap, layout).to(query.device, query.dtype)
             k, v = F.linear(toks, k_ip.to(query)), F.linear(toks, v_ip.to(query))
@@ -600,7 +623,7 @@ def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, leve
             return None if t is None else at(t) if ref.per_frame else t
         feed.now[i] = _Step(picked(ref.cond), picked(ref.uncond), tuple(c is negative for c in conds),
                             None if ref.mask is None else at(ref.mask), len(frames), (int(hw[0]), int(hw[1])),
-                            picked(ref.layout))
+                            picked(ref.layout), None if ref.frame_weights is None else at(ref.frame_weights))
 
 
 # -- negative pictures (ComfyUI_IPAdapter_plus's IPAdapterNoise) ----------------------------------------------------
