@@ -387,3 +387,69 @@ def _frame_weights(h, ip, encoder, sample, weighted):
     assert float((faded - run("")).abs().max()) > 1e-3
     with pytest.raises(NodeError, match=r"frame_weights '1.0, half' is not a list of numbers"):
         with_frame_weights(reference(ip, encoder, [REF], 1.0, 0.0, 1.0), "1.0, half")
+
+
+def test_an_animatediff_evolved_sdxl_workflow_imports_and_runs(env, xl_controlnet, tmp_path, monkeypatch):
+    """An AnimateDiff-Evolved Gen2 SDXL workflow as animators build it (API format): an SDXL checkpoint,
+    sdxl_vae.safetensors through VAELoader, mm_sdxl_v10_beta through ADE_LoadAnimateDiffModel ->
+    ADE_ApplyAnimateDiffModelSimple -> ADE_UseEvolvedSampling, the PLUS IP-Adapter preset (SDXL's files) through
+    IPAdapterBatch with IPAdapterWeights' fade, an SDXL ControlNet through ControlNetApplyAdvanced on every frame,
+    KSampler, VAEDecode, a saved animation. Every node maps exactly and the graph runs to a file."""
+    from PIL import Image
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from test_ipadapter import REF, _ipadapter_file, _vision
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.weights import load_weights
+    root, _ = env
+    models = root / "models"
+    state = load_weights(models / "checkpoints" / CKPT)
+    (models / "vae").mkdir(exist_ok=True)
+    save_file({k[len("first_stage_model."):]: v.contiguous() for k, v in state.items()
+               if k.startswith("first_stage_model.")}, str(models / "vae" / "sdxl_vae.safetensors"))
+    _vision(models / "clip_vision" / "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+    _ipadapter_file(models / "ipadapter" / "ip-adapter-plus_sdxl_vit-h.safetensors",
+                    UNet2DConditionModel.from_pretrained(str(root / "diffusers" / "unet")), "plus", 32)
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(REF).save(tmp_path / "style.png")
+    Image.fromarray(REF[::-1].copy()).save(tmp_path / "edges.png")
+    api = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
+        "2": {"class_type": "VAELoader", "inputs": {"vae_name": "sdxl_vae.safetensors"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox running through snow", "clip": ["1", 1]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+        "5": {"class_type": "IPAdapterUnifiedLoader", "inputs": {"model": ["1", 0], "preset": "PLUS (high strength)"}},
+        "6": {"class_type": "LoadImage", "inputs": {"image": "style.png"}},
+        "7": {"class_type": "IPAdapterWeights", "inputs": {
+            "weights": "1.0, 0.0", "timing": "ease_in_out", "frames": 4, "start_frame": 0, "end_frame": 9999,
+            "add_starting_frames": 0, "add_ending_frames": 0, "method": "full batch"}},
+        "8": {"class_type": "IPAdapterBatch", "inputs": {
+            "model": ["5", 0], "ipadapter": ["5", 1], "image": ["6", 0], "weight": ["7", 0], "weight_type": "linear",
+            "start_at": 0.0, "end_at": 1.0, "embeds_scaling": "V only", "encode_batch_size": 0}},
+        "9": {"class_type": "ADE_LoadAnimateDiffModel", "inputs": {"model_name": MM}},
+        "10": {"class_type": "ADE_ApplyAnimateDiffModelSimple", "inputs": {"motion_model": ["9", 0]}},
+        "11": {"class_type": "ADE_UseEvolvedSampling", "inputs": {"model": ["8", 0], "m_models": ["10", 0],
+                                                                   "beta_schedule": "autoselect"}},
+        "12": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": xl_controlnet[0].name}},
+        "13": {"class_type": "LoadImage", "inputs": {"image": "edges.png"}},
+        "14": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["3", 0], "negative": ["4", 0], "control_net": ["12", 0], "image": ["13", 0],
+            "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}},
+        "15": {"class_type": "EmptyLatentImage", "inputs": {"width": 16, "height": 16, "batch_size": 4}},
+        "16": {"class_type": "KSampler", "inputs": {
+            "seed": 3, "steps": 2, "cfg": 5.0, "sampler_name": "euler", "scheduler": "karras", "denoise": 1.0,
+            "model": ["11", 0], "positive": ["14", 0], "negative": ["14", 1], "latent_image": ["15", 0]}},
+        "17": {"class_type": "VAEDecode", "inputs": {"samples": ["16", 0], "vae": ["2", 0]}},
+        "18": {"class_type": "SaveAnimatedWEBP", "inputs": {
+            "images": ["17", 0], "filename_prefix": "fox", "fps": 8.0, "lossless": False, "quality": 80,
+            "method": "default"}}}
+    res = import_data(api)
+    assert {e.status for e in res.report.entries.values()} <= {"exact", "ui"}, res.report.text()
+    (apply,) = [n for n in res.graph.nodes.values() if n.type == "ipadapter.apply"]
+    fade = [float(w) for w in apply.params["frame_weights"].split(",")]
+    assert fade == pytest.approx([1.0, 0.75, 0.25, 0.0])        # ease_in_out from 1 to 0 over 4 frames
+    got = Session(device="cpu").run(load_workflow(text=res.yaml), use_cache=False)
+    assert got.ok, got.failed
+    saved = [r["path"] for r in got.results.values() if r and r.get("path")]
+    assert saved and all(Path(p).stat().st_size > 0 for p in saved)
