@@ -277,6 +277,15 @@ def test_an_sdxl_controlnet_steers_each_frame_of_animatediff_sdxl(env, xl_contro
     err = float((want - ours).abs().max() / want.abs().max())
     assert err < 1e-4, err
     assert float((plain - ours).abs().max() / want.abs().max()) > 0.05      # the ControlNet steers
+    # An SD 1.5 ControlNet (control_v11p_sd15_canny's folder) on it: both named, and what to use.
+    from diffusers import ControlNetModel
+    sd15 = ControlNetModel(block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                           layers_per_block=1, cross_attention_dim=16,
+                           attention_head_dim=2, norm_num_groups=4, conditioning_embedding_out_channels=(8, 16))
+    sd15.save_pretrained(str(path.parent / "control_v11p_sd15_canny"))
+    with pytest.raises(NodeError, match=r"control_v11p_sd15_canny is a ControlNet for Stable Diffusion 1.5 models, but "
+                       rf"it is applied to an SDXL model \({CKPT}, AnimateDiff-SDXL\): use a ControlNet made for SDXL"):
+        apply_control(mm, h, Clip.from_array(video, 8.0), "control_v11p_sd15_canny", 1.0, "none", 100, 200)
 
 
 def test_animatediff_sdxl_latents_are_sdxl_latents(env):
