@@ -323,7 +323,7 @@ def test_weight_types_and_scaling_are_diffusers_per_block_scales(tmp_path):
             ref = Reference(adapter, tokens(adapter, feats), tokens(adapter, torch.zeros_like(feats)), w,
                             weight_type=weight_type, scaling=scaling, composition=comp,
                             layout=None if layout is None else tokens(adapter, layout))
-            handle = SimpleNamespace(option=lambda k: (ref,) if k == "ipadapter" else None, denoiser=unet,
+            handle = SimpleNamespace(option=lambda k: (ref,) if k == "ipadapter" else None, denoiser=unet, pipe=None,
                                      family="sdxl" if sdxl else "sd")
             feed = _Feed(1)
             feed_step(feed, handle, [neg, pos], neg, 0.5, lambda p: 1 - p, (0,), (8, 8))
@@ -506,6 +506,43 @@ def test_batch_and_weight_type_nodes_import_exactly():
     assert (apply[0.5].params["weight_type"], apply[0.6].params["weight_type"]) == ("ease out", "style transfer")
     assert apply[0.9].params["weight_type"] == "strong style and composition"
     assert apply[0.9].params["composition_weight"] == 0.4 and "composition_image" in res.graph.inputs[apply[0.9].id]
+
+
+def test_ipadapter_weights_become_frame_weights():
+    """IPAdapterWeights into IPAdapterBatch (AnimateDiff fades: a reference's weight per frame) was "not mapped". Its
+    list, drawn from its settings as ComfyUI_IPAdapter_plus draws it, becomes ipadapter.apply's frame_weights: an
+    ease_in_out from 0 to 1 over frames 1-4 of 6 (held before and after), its reverse (weights_invert), and a custom
+    list written over lines. With an image input it repeats per picture, known only when the workflow runs: named."""
+    import math
+    from app.comfyui import import_data
+
+    def weights(wid, text, timing, **kw):
+        return {"class_type": "IPAdapterWeights", "inputs": {
+            "weights": text, "timing": timing, "frames": kw.get("frames", 0), "start_frame": kw.get("start", 0),
+            "end_frame": kw.get("end", 9999), "add_starting_frames": 0, "add_ending_frames": 0,
+            "method": "full batch", **({"image": ["3", 0]} if kw.get("image") else {})}}
+
+    def batch(model, weight):
+        return {"class_type": "IPAdapterBatch", "inputs": {
+            "weight": weight, "weight_type": "linear", "start_at": 0, "end_at": 1, "embeds_scaling": "V only",
+            "encode_batch_size": 0, "model": model, "ipadapter": ["2", 1], "image": ["3", 0]}}
+    api = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+           "2": {"class_type": "IPAdapterUnifiedLoader", "inputs": {"model": ["1", 0], "preset": "PLUS (high strength)"}},
+           "3": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "4": weights("4", "0.0, 1.0", "ease_in_out", frames=6, start=1, end=5),
+           "5": batch(["2", 0], ["4", 0]), "6": batch(["5", 0], ["4", 1]),
+           "7": weights("7", "1.0\n0.5, 0.0", "custom"), "8": batch(["6", 0], ["7", 0]),
+           "9": weights("9", "1.0, 0.0", "linear", frames=4, image=True), "10": batch(["8", 0], 0.8)}
+    res = import_data(api)
+    curve = [0.0, 0.0, (1 - math.cos(math.pi / 3)) / 2, (1 - math.cos(2 * math.pi / 3)) / 2, 1.0, 1.0]
+    got = {}
+    for nid in ("5", "6", "8"):
+        assert res.report.entries[nid].status == "exact", res.report.text()
+        (made,) = res.report.entries[nid].kinograph
+        got[nid] = [float(w) for w in res.graph.nodes[made].params["frame_weights"].split(",")]
+        assert "weight" not in res.graph.nodes[made].params
+    assert got == {"5": pytest.approx(curve), "6": pytest.approx(curve[::-1]), "8": [1.0, 0.5, 0.0]}
+    assert res.report.entries["9"].status == "unmapped" and "repeated once per picture" in res.report.entries["9"].line()
 
 
 def test_embeds_encode_combine_and_apply(tmp_path, monkeypatch):

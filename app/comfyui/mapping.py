@@ -138,6 +138,36 @@ IPADAPTER_INPUTS = {"model": "model", "ipadapter": "ipadapter", "image": "image"
                     "attn_mask": "mask", "image_negative": "negative_image"}
 
 
+IPADAPTER_WEIGHTS = ("weights", "timing", "frames", "start_frame", "end_frame", "add_starting_frames",
+                     "add_ending_frames", "method")
+
+
+def ipadapter_frame_weights(weights: str, timing: str = "custom", frames: int = 0, start_frame: int = 0,
+                            end_frame: int = 9999) -> list:
+    """The weights per frame ComfyUI_IPAdapter_plus's IPAdapterWeights gives without an image: its `weights` (numbers
+    separated by commas or new lines) as written (timing custom), or a curve over `frames` frames from the first to
+    the last of them (linear, ease_in_out, ease_in, ease_out, named and drawn as that node does), held at the first
+    before start_frame and at the last from end_frame on."""
+    import math
+    given = [float(w) for w in weights.replace("\n", ",").split(",") if w.strip()]
+    if timing == "custom":
+        return given or [0.0]
+    curves = {"linear": lambda x: x, "ease_in_out": lambda x: (1 - math.cos(x * math.pi)) / 2,
+              "ease_in": lambda x: math.sin(x * math.pi / 2), "ease_out": lambda x: 1 - math.cos(x * math.pi / 2)}
+    if timing not in curves:
+        raise ValueError(timing)
+    frames = max(frames, 2)
+    start, end = (given[0], given[-1]) if given else (0.0, 1.0)
+    end_frame = min(end_frame, frames)
+    n = max(end_frame - start_frame - 1, 1)
+    out = [start] * start_frame + [start + (end - start) * curves[timing](i / n)
+                                   for i in range(end_frame - start_frame)]
+    if not out:
+        return [0.0]
+    out[-1] = end
+    return out + [end] * (frames - end_frame)
+
+
 def style_composition_type(v):
     """IPAdapterStyleComposition's expand_style: the style over every transformer but the layout's."""
     return "strong style and composition" if v else "style and composition"
@@ -360,7 +390,11 @@ RULES: Dict[str, Rule] = {
                            (P("weight", "weight"), P("weight_type", "weight_type"), P("start_at", "start"),
                             P("end_at", "end"), P("embeds_scaling", "scaling")),
                            IPADAPTER_INPUTS, ("model",), fixed={"per_frame": True},
-                           ignore={"encode_batch_size": 0}),
+                           ignore={"encode_batch_size": 0}, special="ipadapter_batch"),
+    # IPAdapterWeights: its list of weights per frame, drawn here from its settings as the node draws them, becomes
+    # the frame_weights of the IPAdapterBatch it feeds
+    "IPAdapterWeights": Rule(None, IPADAPTER_WEIGHTS, tuple(P(w, w) for w in IPADAPTER_WEIGHTS),
+                             special="ipadapter_weights"),
     **{name: Rule("ipadapter.apply", ("weight_style", "weight_composition", "expand_style", "combine_embeds",
                                       "start_at", "end_at", "embeds_scaling"),
                   (P("weight_style", "weight"), P("weight_composition", "composition_weight"),
@@ -1069,9 +1103,6 @@ INSTEAD = {
         "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition",
         "IPAdapterPreciseStyleTransfer", "IPAdapterPreciseStyleTransferBatch", "IPAdapterPreciseCompositionBatch",
         "IPAdapterClipVisionEnhancer", "IPAdapterClipVisionEnhancerBatch")},
-    "IPAdapterWeights": "not mapped: a list of weights per frame is not in Kinograph yet. With embeds scaling V "
-                        "only and weight 1, IPAdapterBatch's attn_mask does the same: a clip of masks whose frame i is the "
-                        "weight wanted there, 0 to 1 (a fade mask for a cross-fade between two pictures)",
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -138,7 +139,8 @@ class Reference:
     weight spreads over the UNet (weight_type) and scales the tokens (embeds_scaling), and `mask` [masks, H, W]:
     where in the picture the adapter acts (attn_mask; frame i reads mask i, the last one past the end). `layout`:
     the prompt's tokens of a composition picture apart from the style one (IPAdapterStyleComposition), read by SDXL's
-    layout transformer instead of `cond`."""
+    layout transformer instead of `cond`. `frame_weights` [frames]: frame i's weight in place of `weight` (the last
+    one past the end), as IPAdapterBatch takes IPAdapterWeights' list."""
     adapter: IPAdapter
     cond: torch.Tensor
     uncond: torch.Tensor
@@ -151,6 +153,7 @@ class Reference:
     per_frame: bool = False
     composition: float = 1.0
     layout: Optional[torch.Tensor] = None
+    frame_weights: Optional[torch.Tensor] = None
 
 
 def _vision(encoder):
@@ -296,6 +299,23 @@ def _built(adapter: IPAdapter, feats: torch.Tensor, neg: torch.Tensor, weight: f
                      None if layout is None else tokens(adapter, layout, per_frame))
 
 
+def with_frame_weights(ref: Reference, text: str) -> Reference:
+    """The reference with one weight per frame, from `text` as IPAdapterWeights' weights widget holds them: numbers
+    separated by commas or new lines ("1.0, 0.5, 0.0"); frame i takes the i-th, the last one past the end. Empty
+    text: the reference as it was."""
+    parts = [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+    if not parts:
+        return ref
+    try:
+        weights = [float(p) for p in parts]
+    except ValueError:
+        raise NodeError(f"frame_weights {text!r} is not a list of numbers: write one weight per frame, separated by "
+                        "commas or new lines (1.0, 0.5, 0.0)") from None
+    if not all(math.isfinite(w) for w in weights):
+        raise NodeError(f"frame_weights {text!r} holds a weight that is not a finite number")
+    return dataclasses.replace(ref, weight=1.0, frame_weights=torch.tensor(weights))
+
+
 def reference(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], weight: float, start: float, end: float,
               how: str = "concat", weight_type: str = "linear", scaling: str = "V only",
               mask: Optional[torch.Tensor] = None, negative: Sequence[np.ndarray] = (), per_frame: bool = False,
@@ -342,25 +362,36 @@ def from_embeds(adapter: IPAdapter, encoder, pos: torch.Tensor, neg: Optional[to
 
 def apply_ipadapter(model, ref: Reference):
     """The model with one more IP-Adapter: chained, they add up (ComfyUI's stacked IPAdapter nodes)."""
+    from nodes.generate.adapters import get_adapter
+    title = get_adapter(model.family).title(model.pipe)
     if model.family not in ("sd", "sdxl", "animatediff"):
-        raise NodeError(f"IP-Adapter works with Stable Diffusion 1.5, SDXL and AnimateDiff models, not {model.family}")
+        raise NodeError(f"IP-Adapter works with Stable Diffusion 1.5, SDXL and AnimateDiff models, not {title}")
     cross = _cross_layers(model.denoiser)
     if len(cross) != len(ref.adapter.layers) or ref.adapter.context != model.denoiser.config.cross_attention_dim:
         raise NodeError(f"{ref.adapter.name} is {ref.adapter.title} IP-Adapter ({len(ref.adapter.layers)} "
-                        f"cross-attention layers, {ref.adapter.context} wide) and this {model.family} model has "
+                        f"cross-attention layers, {ref.adapter.context} wide) and this {title} model has "
                         f"{len(cross)} ({model.denoiser.config.cross_attention_dim} wide): use the IP-Adapter made for "
-                        "the model's family (_sd15 files for SD 1.5 and AnimateDiff, _sdxl for SDXL)")
-    if ref.layout is not None and model.family != "sdxl":
+                        "the model's family (_sd15 files for SD 1.5 and AnimateDiff, _sdxl for SDXL and "
+                        "AnimateDiff-SDXL)")
+    sdxl = sdxl_unet(model)
+    if ref.layout is not None and not sdxl:
         raise NodeError("a composition picture apart from the style one works on SDXL only (as in "
                         "ComfyUI_IPAdapter_plus); on SD 1.5 use weight type 'style and composition' with one picture")
     if ref.weight_type in BLOCK_TYPES:
-        count, sdxl = places(model.denoiser)[0].count, model.family == "sdxl"
+        count = places(model.denoiser)[0].count
         if count != (11 if sdxl else 16):
             raise NodeError(f"the IP-Adapter weight type {ref.weight_type!r} picks transformers of "
                             f"{'SDXL' if sdxl else 'SD 1.5'}'s own UNet by number ({11 if sdxl else 16} with "
                             f"cross-attention) and this model's UNet has {count}: use linear or an ease/weak type, "
                             "which spread over any UNet")
     return model.with_option("ipadapter", (model.option("ipadapter") or ()) + (ref,))
+
+
+def sdxl_unet(model) -> bool:
+    """Whether the model's UNet is SDXL's (an SDXL model's, or AnimateDiff-SDXL's motion UNet around it): which
+    transformers the weight types pick and which files a preset finds."""
+    from nodes.generate.adapters import get_adapter
+    return get_adapter(model.family).latents(model.pipe) == "sdxl"
 
 
 # -- where the weight acts (ComfyUI_IPAdapter_plus's weight types) ---------------------------------------------------
@@ -452,6 +483,7 @@ class _Step:
     frames: int
     hw: Tuple[int, int]
     layout: Optional[torch.Tensor] = None
+    weights: Optional[torch.Tensor] = None      # each frame's weight [1 or frames]
 
     def rows(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """t [1 or frames, ...] for each batch item: items run conditioning by conditioning, frames innermost."""
@@ -523,6 +555,8 @@ class IPAttention:
             weight, swap = layer_weight(ref, self.place, self.sdxl)
             if weight == 0:
                 continue
+            if step.weights is not None:    # each batch item its frame's weight, [batch, 1, 1]
+                weight = weight * step.rows(step.weights, batch)[:, None, None].to(query)
             layout = ref.weight_type in _LAYOUT_TYPES and self.place.index in _COMPOSITION[0 if self.sdxl else 1]
             toks = step.tokens(batch, swap, layout).to(query.device, query.dtype)
             k, v = F.linear(toks, k_ip.to(query)), F.linear(toks, v_ip.to(query))
@@ -562,8 +596,8 @@ def installed(handle, feed: Optional[_Feed]):
     own = unet.attn_processors
     procs = dict(own)
     for i, (name, place) in enumerate(zip(_cross_layers(unet), places(unet))):
-        procs[name] = IPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, place,
-                                  handle.family == "sdxl", feed)
+        procs[name] = IPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, place, sdxl_unet(handle),
+                                  feed)
     unet.set_attn_processor(procs)
     try:
         yield
@@ -589,7 +623,7 @@ def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, leve
             return None if t is None else at(t) if ref.per_frame else t
         feed.now[i] = _Step(picked(ref.cond), picked(ref.uncond), tuple(c is negative for c in conds),
                             None if ref.mask is None else at(ref.mask), len(frames), (int(hw[0]), int(hw[1])),
-                            picked(ref.layout))
+                            picked(ref.layout), None if ref.frame_weights is None else at(ref.frame_weights))
 
 
 # -- negative pictures (ComfyUI_IPAdapter_plus's IPAdapterNoise) ----------------------------------------------------

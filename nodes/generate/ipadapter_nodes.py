@@ -29,10 +29,10 @@ def load_ipadapter_preset(ctx, model: MODEL,
     """The IP-Adapter and CLIP vision files ComfyUI's IPAdapterUnifiedLoader picks for a preset and the model's family
     (SD 1.5 or SDXL), by the same names (ip-adapter-plus_sd15.safetensors with CLIP-ViT-H-14-laion2B-s32B-b79K ...).
     The model passes through unchanged."""
-    from nodes.generate.ipadapter import load_ipadapter as load, preset_files
+    from nodes.generate.ipadapter import load_ipadapter as load, preset_files, sdxl_unet
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_clip_vision
-    adapter_file, vision_file = preset_files(preset, "sdxl" if model.family == "sdxl" else "sd")
+    adapter_file, vision_file = preset_files(preset, "sdxl" if sdxl_unet(model) else "sd")
     mm = manager_for(ctx)
     ctx.log(f"{preset}: {adapter_file.name} with {vision_file.name}")
     return {"model": model, "ipadapter": load(mm, str(adapter_file)).with_encoder(
@@ -74,16 +74,20 @@ def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
                                               "others join their CLIP features first (ComfyUI's combine_embeds)"),
                     per_frame: bool = Param(False, help="one reference per frame: frame i reads image i (the last "
                                                         "image past the end), ComfyUI's IPAdapterBatch for "
-                                                        "AnimateDiff")) -> MODEL:
+                                                        "AnimateDiff"),
+                    frame_weights: str = Param("", help="one weight per frame in place of weight, separated by "
+                                                        "commas or new lines (1.0, 0.5, 0.0; the last one past the "
+                                                        "end): IPAdapterWeights' list into IPAdapterBatch, to fade "
+                                                        "a reference in or out")) -> MODEL:
     """Steer an SD 1.5, SDXL or AnimateDiff model with reference images (ComfyUI's IPAdapter / IPAdapter Advanced /
     IPAdapter Batch): every frame of `image` is one reference (a still connects as one), or, with per_frame, each
     frame's own. Chained, adapters add up (a style one and a face one). The loaded model stays shared: the adapter
     acts only while this branch samples."""
-    from nodes.generate.ipadapter import apply_ipadapter, reference
-    return apply_ipadapter(model, reference(
+    from nodes.generate.ipadapter import apply_ipadapter, reference, with_frame_weights
+    return apply_ipadapter(model, with_frame_weights(reference(
         ipadapter, image_encoder, _frames(image), weight, start, end, combine, weight_type, scaling, _mask(mask),
         _frames(negative_image) if negative_image is not None else (), bool(per_frame), composition_weight,
-        _frames(composition_image) if composition_image is not None else ()))
+        _frames(composition_image) if composition_image is not None else ()), frame_weights))
 
 
 def _frames(clip):

@@ -375,11 +375,13 @@ class ModelManager:
         """VAE, text encoder and image encoder handles of a loaded model (None where it has none)."""
         from nodes.generate.adapters import get_adapter
         p = handle.pipe
-        mk = lambda part, pipe=p: ComponentHandle(handle.family, handle.path, pipe, part, handle.device)  # noqa: E731
+        adapter = get_adapter(handle.family)
+        mk = lambda part, pipe=p, fam=handle.family: ComponentHandle(fam, handle.path, pipe, part, handle.device)  # noqa: E731
         # The SDXL refiner's one encoder is text_encoder_2 (OpenCLIP-G).
         has_text = getattr(p, "text_encoder", None) is not None or getattr(p, "text_encoder_2", None) is not None
-        image = get_adapter(handle.family).image_encoder_pipe(p)
-        return {"vae": mk("vae"), "text_encoder": mk("text_encoder") if has_text else None,
+        image = adapter.image_encoder_pipe(p)
+        # AnimateDiff-SDXL's VAE is SDXL's: its latents are SDXL latents, which an SD 1.5 VAE does not read.
+        return {"vae": mk("vae", fam=adapter.latents(p)), "text_encoder": mk("text_encoder") if has_text else None,
                 "image_encoder": mk("image_encoder", image) if image is not None else None}
 
     def controlnet(self, path: str, model: ModelHandle):
@@ -405,7 +407,7 @@ class ModelManager:
                         from nodes.generate import qwen_control
                         net = qwen_control.load(source, model.denoiser, dtype)
                     elif source.is_file():
-                        net = controlnet_from_file(source, model.denoiser, dtype)
+                        net = controlnet_from_file(source, model.denoiser, dtype, applied_to(model))
                     elif "num_control_type" in read_config(source):
                         from diffusers import ControlNetUnionModel
                         from nodes.generate.sdxl_control import UnionControlNet
@@ -415,7 +417,7 @@ class ModelManager:
                         net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
                     if not source.is_file() and model.family != "flux":
                         check_controlnet_base(source.name, net.config.get("addition_embed_type") == "text_time",
-                                              model.denoiser)
+                                              model.denoiser, applied_to(model))
                 self._cache[key] = net.to(torch.device(model.device)).eval()
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -454,7 +456,7 @@ class ModelManager:
         gc.collect()
 
 
-def controlnet_from_file(path: Path, unet, dtype):
+def controlnet_from_file(path: Path, unet, dtype, model: str = ""):
     """An SD 1.5 or SDXL ControlNet from one file (original `control_model.*` or diffusers layout), its config taken
     from the model it steers (a ControlNet copies its UNet's encoder), so no config is fetched from a hub. xinsir's
     ControlNet++ union files and Stability's Control-LoRAs load too (nodes.generate.sdxl_control)."""
@@ -475,7 +477,7 @@ def controlnet_from_file(path: Path, unet, dtype):
     if det.role != "controlnet" or det.family != "sd":
         raise NodeError(f"{path.name} is {det.describe() or 'not a model Kinograph recognises'}, not a Stable "
                         "Diffusion (1.5 or XL) ControlNet")
-    check_controlnet_base(path.name, det.variant.startswith("sdxl"), unet)
+    check_controlnet_base(path.name, det.variant.startswith("sdxl"), unet, model)
     state = load_weights(path)
     if det.variant == "sdxl-control-lora":
         from nodes.generate.sdxl_control import control_lora
@@ -542,12 +544,20 @@ def controlnet_config(cls, state: dict, layout: str, unet) -> dict:
     return cfg
 
 
-def check_controlnet_base(name: str, sdxl: bool, unet) -> None:
-    """A ControlNet is a copy of one base model's encoder: on another it fails inside torch with a shape error."""
+def applied_to(model) -> str:
+    """The model a ControlNet is applied to, for messages: its file and what it is ("sdxl.safetensors,
+    AnimateDiff-SDXL")."""
+    from nodes.generate.adapters import get_adapter
+    return f"{Path(model.path).name}, {get_adapter(model.family).title(model.pipe)}"
+
+
+def check_controlnet_base(name: str, sdxl: bool, unet, model: str = "") -> None:
+    """A ControlNet is a copy of one base model's encoder: on another it fails inside torch with a shape error.
+    `model`: the model it is applied to, named in the message (applied_to)."""
     if sdxl != (unet.config.get("addition_embed_type") == "text_time"):
         made, given, article = ("SDXL", "Stable Diffusion 1.5", "a") if sdxl else ("Stable Diffusion 1.5", "SDXL", "an")
-        raise NodeError(f"{name} is a ControlNet for {made} models, but it is applied to {article} {given} model: use "
-                        f"a ControlNet made for {given}")
+        raise NodeError(f"{name} is a ControlNet for {made} models, but it is applied to {article} {given} model"
+                        f"{f' ({model})' if model else ''}: use a ControlNet made for {given}")
 
 
 # The SD ControlNet kinds control.apply loads: plain ones for SD 1.5 and SDXL, xinsir's ControlNet++ union and

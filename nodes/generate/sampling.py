@@ -20,7 +20,7 @@ from nodes.generate import regions
 from nodes.generate.adapters import get_adapter
 from nodes.generate.attention_multiply import attention_scaled
 from nodes.generate.control import active
-from nodes.generate.families import family, latent_families
+from nodes.generate.families import FAMILIES, family, latent_families
 from nodes.generate.inpaint import differential, model_concat
 from nodes.generate.ipadapter import feed_step, installed, new_feed
 from nodes.generate.latent import Conditioning, Latent
@@ -580,10 +580,13 @@ def _check_inputs(handle, positive, negative, latent, sampler):
         raise NodeError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     fam = handle.family
     compatible = {fam} | ({"sd", "animatediff"} if fam in ("sd", "animatediff") else set())
-    if latent.family not in latent_families(fam):
+    adapter = get_adapter(fam)
+    if latent.family not in latent_families(adapter.latents(handle.pipe)):
         from nodes.generate.vae_ops import sd_vae_hint
-        raise NodeError(f"the latent was made for {latent.family}, but the model is {fam}: make the latent with "
-                        f"this model's VAE (latent.empty / vae.encode){sd_vae_hint(latent.family, fam)}")
+        made = family(latent.family).title if latent.family in FAMILIES else latent.family
+        raise NodeError(f"the latent was made for {made}, but the model is {adapter.title(handle.pipe)}: make the "
+                        f"latent with this model's VAE (latent.empty / vae.encode)"
+                        f"{sd_vae_hint(latent.family, adapter.latents(handle.pipe))}")
     for name, c in (("positive", positive), ("negative", negative)):
         if c is not None and c.family not in compatible:
             raise NodeError(f"the {name} conditioning was encoded for {c.family}, but the model is {fam}: encode "

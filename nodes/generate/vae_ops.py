@@ -15,7 +15,7 @@ import torch
 
 from graph_engine import Clip, NodeError
 from nodes.generate.adapters import get_adapter
-from nodes.generate.families import family as family_spec, latent_families
+from nodes.generate.families import FAMILIES, family as family_spec, latent_families
 from nodes.generate.latent import Latent
 
 DECODE_CHUNK = 8
@@ -62,8 +62,9 @@ def decode_latent(vae, latent: Latent) -> Clip:
     """A Clip of the latent's frames (batch item 0)."""
     adapter = get_adapter(vae.family)
     if latent.family not in latent_families(vae.family):
-        raise NodeError(f"this latent was made for {latent.family}; decode it with that family's VAE, "
-                        f"not {vae.family}'s{sd_vae_hint(vae.family, latent.family)}")
+        made = family_spec(latent.family).title if latent.family in FAMILIES else latent.family
+        raise NodeError(f"this latent was made for {made}; decode it with that family's VAE, not "
+                        f"{family_spec(vae.family).title}'s{sd_vae_hint(vae.family, latent.family)}")
     pipe = vae.pipe
     z = latent.samples[:1]
     n, w, h = latent.frames, latent.width, latent.height

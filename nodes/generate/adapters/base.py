@@ -29,6 +29,14 @@ class Adapter:
     def spec(self) -> Family:
         return family_spec(self.family)
 
+    def title(self, pipe) -> str:
+        """The loaded model's name as its users know it, for messages."""
+        return self.spec.title
+
+    def latents(self, pipe) -> str:
+        """The family whose VAE and latents the loaded model's are."""
+        return self.family
+
     # -- loading --------------------------------------------------------------------------
     def load(self, path: Path, dtype, device: str, **opts):
         if self.single_file and Path(path).is_file():

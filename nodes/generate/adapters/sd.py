@@ -119,8 +119,14 @@ class AnimateDiffAdapter(SDAdapter):
             pipe.unet.to(dtype=dtype)
         return pipe
 
-    # AnimateDiff-SDXL (mm_sdxl_v10_beta on an SDXL checkpoint): SDXL's two text encoders, pooled text and size
-    # conditioning, with the motion UNet in between.
+    # AnimateDiff-SDXL (mm_sdxl_v10_beta on an SDXL checkpoint): SDXL's VAE and latents, two text encoders, pooled
+    # text and size conditioning, with the motion UNet in between.
+    def title(self, pipe) -> str:
+        return "AnimateDiff-SDXL" if _xl(pipe) else super().title(pipe)
+
+    def latents(self, pipe) -> str:
+        return "sdxl" if _xl(pipe) else super().latents(pipe)
+
     def encode_text(self, pipe, prompts, device, clip_skip: int = 1):
         if _xl(pipe):
             return _sdxl().encode_text(pipe, prompts, device, clip_skip)
@@ -149,10 +155,13 @@ class AnimateDiffAdapter(SDAdapter):
         control = inputs.get("control")
         extra = {}
         if _xl(handle.pipe):
-            if control:
-                raise NodeError("ControlNets do not steer AnimateDiff-SDXL in Kinograph yet (they steer SD 1.5 "
-                                "AnimateDiff and SDXL images): remove control.apply from this model")
             extra = {"added_cond_kwargs": motion_added_cond(handle, x_in, inputs)}
+            if control:
+                # An SDXL ControlNet reads each frame as an SDXL image: its own pooled text and size conditioning
+                # (the motion UNet's is one per video), as ComfyUI's ControlNetApplyAdvanced on every frame does.
+                from nodes.generate.adapters.sdxl import frame_added_cond
+                extra.update(control_residuals(frames_in_batch(x_in), t, ehs, control,
+                                               added_cond_kwargs=frame_added_cond(handle, x_in, inputs)))
         elif control:
             extra = control_residuals(frames_in_batch(x_in), t, ehs, control)
         x_in = torch.cat([x_in, inputs["concat"].to(x_in.dtype)], 1) if "concat" in inputs else x_in

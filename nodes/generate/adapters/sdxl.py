@@ -82,11 +82,8 @@ class SDXLAdapter(SDAdapter):
         return with_concat(inputs, conds, frames, batch, device, dtype)
 
     def forward(self, handle, x_in, t, inputs):
-        n, c, f, h, w = x_in.shape
-        time_ids = add_time_ids(inputs["sizes"], h * handle.pipe.vae_scale_factor, w * handle.pipe.vae_scale_factor)
-        if is_refiner(handle.pipe):     # original size, crop, aesthetic score (no target size)
-            time_ids = torch.cat([time_ids[:, :4], torch.tensor(inputs["ascores"], dtype=torch.float32)[:, None]], 1)
-        added = {"text_embeds": inputs["text_embeds"], "time_ids": time_ids.to(x_in.device, inputs["text_embeds"].dtype)}
+        n, c = x_in.shape[:2]
+        added = frame_added_cond(handle, x_in, inputs)
         ehs = inputs["encoder_hidden_states"]
         flat = concat_flat(handle, x_in, inputs)
         # The ControlNet reads the latent alone (an inpainting UNet's extra channels are not its input).
@@ -94,6 +91,16 @@ class SDXLAdapter(SDAdapter):
         out = handle.pipe.unet(flat, t, encoder_hidden_states=ehs, added_cond_kwargs=added, return_dict=False,
                                **extra)[0]
         return frames_from_batch(out, n)
+
+
+def frame_added_cond(handle, x_in, inputs) -> dict:
+    """Each frame's pooled text and size conditioning (the refiner's aesthetic score in place of the target size), as
+    StableDiffusionXLPipeline gives its UNet and ControlNet, for latent frames x_in [N, C, f, h, w]."""
+    h, w = x_in.shape[-2:]
+    time_ids = add_time_ids(inputs["sizes"], h * handle.pipe.vae_scale_factor, w * handle.pipe.vae_scale_factor)
+    if is_refiner(handle.pipe):     # original size, crop, aesthetic score (no target size)
+        time_ids = torch.cat([time_ids[:, :4], torch.tensor(inputs["ascores"], dtype=torch.float32)[:, None]], 1)
+    return {"text_embeds": inputs["text_embeds"], "time_ids": time_ids.to(x_in.device, inputs["text_embeds"].dtype)}
 
 
 def _mixed_encoders(refiner: bool) -> str:
