@@ -368,13 +368,16 @@ def flux_nets(flux):
     single file ComfyUI users keep in controlnet/ and as the diffusers folder; XLabs' canny v3 in x-flux-comfyui's
     xlabs/controlnets/ and MistoLine's in controlnet/, in their authors' names (tiny_flux.pixel_controlnet)."""
     from safetensors.torch import save_file
-    from tiny_flux import flux_controlnet, pixel_controlnet
+    from tiny_flux import flux_controlnet, inpaint_controlnet, pixel_controlnet
     cn = flux / "models" / "controlnet"
     cn.mkdir(exist_ok=True)
     for name, union, seed in (("instantx_flux_canny", False, 3), ("flux_union_pro", True, 4)):
         net = flux_controlnet(union, seed)
         save_file({k: v.half().contiguous() for k, v in net.state_dict().items()}, str(cn / f"{name}.safetensors"))
         net.save_pretrained(str(flux / name))
+    alimama = inpaint_controlnet(6)
+    save_file({k: v.half().contiguous() for k, v in alimama.state_dict().items()},
+              str(cn / "FLUX.1-dev-Controlnet-Inpainting-Beta.safetensors"))
     xlabs = flux / "models" / "xlabs" / "controlnets"        # x-flux-comfyui's folder
     xlabs.mkdir(parents=True, exist_ok=True)
     for where, name, mistoline in ((cn, "mistoline_flux.dev.safetensors", True),
@@ -392,7 +395,7 @@ def _cn_picture():
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _cn_kinograph(mm, model, controls, cfg=3.5, steps=2):
+def _cn_kinograph(mm, model, controls, cfg=3.5, steps=2, mask=None):
     from graph_engine import Clip
     from nodes.generate.control import apply_control
     from nodes.generate.sampling import run_sampling
@@ -401,7 +404,7 @@ def _cn_kinograph(mm, model, controls, cfg=3.5, steps=2):
     p = mm.components(model)
     clip = Clip.from_array(_cn_picture()[None], 8.0)
     for path, strength, mode, end in controls:
-        model = apply_control(mm, model, clip, path, strength, "none", 100, 200, end=end, mode=mode)
+        model = apply_control(mm, model, clip, path, strength, "none", 100, 200, end=end, mode=mode, mask=mask)
     pos = encode_prompt(p["text_encoder"], "a cat")
     return run_sampling(model, pos, None, empty_latent(p["vae"], 1, W, H, 8.0), steps=steps, cfg=cfg,
                         sampler="euler", seed=7).samples[:, :, 0]
@@ -442,11 +445,13 @@ def test_flux_controlnet_files_are_named_by_layout_and_base(models, flux_nets):
     xlabs = models / "xlabs" / "controlnets" / "flux-canny-controlnet-v3.safetensors"
     got = {p: describe_model(p) for p in (cn / "instantx_flux_canny.safetensors", cn / "flux_union_pro.safetensors",
                                           flux / "flux_union_pro", xlabs, cn / "mistoline_flux.dev.safetensors",
-                                          flux / "flux-controlnet-canny-diffusers")}
+                                          flux / "flux-controlnet-canny-diffusers",
+                                          cn / "FLUX.1-dev-Controlnet-Inpainting-Beta.safetensors")}
     assert [(d["family"], d["variant"], d["role"], d["loads"]) for d in got.values()] == [
         ("flux", "instantx", "controlnet", "yes"), ("flux", "instantx-union", "controlnet", "yes"),
         ("flux", "instantx-union", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes"),
-        ("flux", "mistoline", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes")], got
+        ("flux", "mistoline", "controlnet", "yes"), ("flux", "xlabs", "controlnet", "yes"),
+        ("flux", "instantx-inpaint", "controlnet", "yes")], got
     assert "mode picks canny, tile, depth" in got[cn / "flux_union_pro.safetensors"]["note"]
     assert "XLabs layout" in got[xlabs]["note"] and "no VAE needed" in got[xlabs]["note"]
 
@@ -538,6 +543,32 @@ def test_xlabs_and_mistoline_controlnets_steer_as_their_references(models, flux_
     assert not torch.equal(own[0], own[1])
 
 
+def _comfy_cn_graph(nodes: dict, prefix: str) -> dict:
+    """ComfyUI's FLUX.1 dev split-file graph with a ControlNet: `nodes` (the loader, the pictures, node 17 applying
+    it to the prompts 60 and 7) between an empty negative prompt and a KSampler at cfg 1 on the simple levels (2
+    steps, seed 7), saved under `prefix`."""
+    api = {k: v for k, v in FLUX_DEV_API.items() if k in ("10", "11", "12", "6", "60", "27", "8")}
+    api.update({"7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}}, **nodes,
+                "13": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
+                                                            "scheduler": "simple", "denoise": 1.0, "model": ["12", 0],
+                                                            "positive": ["17", 0], "negative": ["17", 1],
+                                                            "latent_image": ["27", 0]}},
+                "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": prefix, "images": ["8", 0]}}})
+    return api
+
+
+def _on_comfy_levels(ref, image, **call):
+    """FluxControlNetPipeline `ref`'s latent for "a cat" with the control picture `image` on ComfyUI's simple levels
+    (2 steps, shift 1), seed 7."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from PIL import Image
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", width=W, height=H, sigmas=comfy_flux_sigmas(2), guidance_scale=3.5,
+                 control_image=Image.fromarray(image), generator=torch.Generator().manual_seed(7), output_type="latent",
+                 **call).images
+    return ref._unpack_latents(packed, H, W, ref.vae_scale_factor)
+
+
 def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(models, flux_nets, tmp_path, monkeypatch):
     """ComfyUI's FLUX.1 ControlNet graph (ComfyUI_examples' flux_controlnet_example: split loaders, FluxGuidance,
     ControlNetLoader, SetUnionControlNetType, LoadImage, ControlNetApplySD3 with the VAE, KSampler at cfg 1) maps
@@ -546,24 +577,17 @@ def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(model
     control_mode 1 on those levels. It stopped at "ControlNet works with AnimateDiff and Stable Diffusion"."""
     from PIL import Image
     from comfy_layouts import imported_run
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxControlNetPipeline
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     Image.fromarray(_cn_picture()).save(tmp_path / "depth.png")
-    api = {k: v for k, v in FLUX_DEV_API.items() if k in ("10", "11", "12", "6", "60", "27", "8")}
-    api.update({
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+    api = _comfy_cn_graph({
         "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux_union_pro.safetensors"}},
         "15": {"class_type": "SetUnionControlNetType", "inputs": {"type": "depth", "control_net": ["14", 0]}},
         "16": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "depth.png")}},
         "17": {"class_type": "ControlNetApplySD3", "inputs": {"strength": 0.7, "start_percent": 0.0,
                                                               "end_percent": 1.0, "positive": ["60", 0],
                                                               "negative": ["7", 0], "control_net": ["15", 0],
-                                                              "vae": ["10", 0], "image": ["16", 0]}},
-        "13": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
-                                                    "scheduler": "simple", "denoise": 1.0, "model": ["12", 0],
-                                                    "positive": ["17", 0], "negative": ["17", 1],
-                                                    "latent_image": ["27", 0]}},
-        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "fluxcn", "images": ["8", 0]}}})
+                                                              "vae": ["10", 0], "image": ["16", 0]}},}, "fluxcn")
     monkeypatch.chdir(tmp_path)
     res, run = imported_run(api, tmp_path, "fluxcn")
     assert "which an InstantX / Shakker-Labs FLUX.1 union reads as tile" in " ".join(res.report.entries["15"].notes)
@@ -573,11 +597,72 @@ def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(model
     ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,
                                                  controlnet=FluxControlNetModel.from_pretrained(
                                                      str(flux_nets / "flux_union_pro")))
-    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
-    packed = ref("a cat", width=W, height=H, sigmas=comfy_flux_sigmas(2), guidance_scale=3.5,
-                 control_image=Image.fromarray(_cn_picture()), control_mode=1, controlnet_conditioning_scale=0.7,
+    assert _err(_on_comfy_levels(ref, _cn_picture(), control_mode=1, controlnet_conditioning_scale=0.7), got) < 1e-4
+
+
+def _hole():
+    """A mask (1: redraw) whose edges fall on the 8-pixel latent grid, so its latent-sized copy is plain slicing."""
+    m = np.zeros((H, W), np.float32)
+    m[8:32, 16:48] = 1.0
+    return m
+
+
+def test_alimama_inpainting_controlnet_redraws_the_masked_region_as_comfyui(models, flux_nets, tmp_path, monkeypatch):
+    """alimama's FLUX.1-dev-Controlnet-Inpainting-Beta (68 channels per patch) with a mask at strength 0.9: the latent
+    is FluxControlNetPipeline's for the same weights given what ComfyUI's ControlNetInpaintingAliMamaApply gives the
+    net: the picture with the masked pixels black, VAE-encoded, and beside it 1 - mask at the latent's size (computed
+    here by slicing the grid-aligned mask), within 1e-4; the net moves the picture by orders more. Without a mask it
+    says to connect one; a mask on a net that reads none is named. It was refused: 'a FLUX.1 inpainting ControlNet
+    (68 input channels ...) is not supported yet'. The same through ComfyUI's nodes (LoadImage, LoadImageMask,
+    ControlNetInpaintingAliMamaApply with the VAE, KSampler at cfg 1 on the simple levels) maps every node and gives
+    the pipeline's latent on those levels."""
+    from PIL import Image
+    from comfy_layouts import imported_run
+    from diffusers import FluxControlNetPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from graph_engine import Clip
+    from nodes.generate.control import apply_control
+    from nodes.generate.model_manager import ModelManager
+    from tiny_flux import inpaint_controlnet
+    mm = ModelManager()
+    model = mm.load("flux", str(flux_nets / "diffusers"))
+    name = "FLUX.1-dev-Controlnet-Inpainting-Beta.safetensors"
+    got = _cn_kinograph(mm, model, [(name, 0.9, "auto", 1.0)], mask=_hole())
+    keep = 1.0 - _hole()
+    ref_net = inpaint_controlnet(6)
+    lat = torch.from_numpy(keep[::8, ::8].copy())           # the latent grid's copy of the kept region
+    ref_net.keep = lat.view(H // 16, 2, W // 16, 2).permute(0, 2, 1, 3).reshape(1, -1, 4)
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), controlnet=ref_net,
+                                                 local_files_only=True)
+    black = (_cn_picture() * keep[..., None]).astype(np.uint8)
+    packed = ref("a cat", width=W, height=H, num_inference_steps=2, guidance_scale=3.5,
+                 control_image=Image.fromarray(black), controlnet_conditioning_scale=0.9,
                  generator=torch.Generator().manual_seed(7), output_type="latent").images
-    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+    want = ref._unpack_latents(packed, H, W, ref.vae_scale_factor)
+    plain = _cn_kinograph(mm, model, [])
+    assert _err(want, got) < 1e-4 and _err(want, plain) > 1e-2, (_err(want, got), _err(want, plain))
+    Image.fromarray((_hole() * 255).astype(np.uint8)).save(tmp_path / "hole.png")
+    Image.fromarray(_cn_picture()).save(tmp_path / "photo.png")
+    api = _comfy_cn_graph({
+        "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": name}},
+        "15": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "photo.png")}},
+        "16": {"class_type": "LoadImageMask", "inputs": {"image": str(tmp_path / "hole.png"), "channel": "red"}},
+        "17": {"class_type": "ControlNetInpaintingAliMamaApply", "inputs": {
+            "strength": 0.9, "start_percent": 0.0, "end_percent": 1.0, "positive": ["60", 0], "negative": ["7", 0],
+            "control_net": ["14", 0], "vae": ["10", 0], "image": ["15", 0], "mask": ["16", 0]}},}, "alimama")
+    monkeypatch.chdir(tmp_path)
+    _, run = imported_run(api, tmp_path, "alimama")
+    assert _err(_on_comfy_levels(ref, black, controlnet_conditioning_scale=0.9),
+                run.outputs["k_sampler_13"]["latent"].samples[:, :, 0]) < 1e-4
+    clip = Clip.from_array(_cn_picture()[None], 8.0)
+    with pytest.raises(NodeError, match=f"{name} is alimama's FLUX.1 inpainting ControlNet, which redraws a region: "
+                                        "connect the mask"):
+        apply_control(mm, model, clip, name, 1.0, "none", 100, 200)
+    with pytest.raises(NodeError, match="instantx_flux_canny.safetensors is not an inpainting ControlNet and reads no "
+                                        "mask: disconnect control.apply's mask"):
+        apply_control(mm, model, clip, "instantx_flux_canny.safetensors", 1.0, "none", 100, 200, mask=_hole())
+
 
 def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, flux_nets, tmp_path, monkeypatch):
     """A ComfyUI graph as XLabs' users build it on ComfyUI's own nodes: ControlNetLoader naming
@@ -587,24 +672,17 @@ def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, f
     ... is not supported yet'."""
     from PIL import Image
     from comfy_layouts import imported_run
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxControlNetPipeline
+    from diffusers import FluxControlNetPipeline
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
     from tiny_flux import pixel_controlnet
     Image.fromarray(_cn_picture()).save(tmp_path / "edges.png")
-    api = {k: v for k, v in FLUX_DEV_API.items() if k in ("10", "11", "12", "6", "60", "27", "8")}
-    api.update({
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+    api = _comfy_cn_graph({
         "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux-canny-controlnet-v3.safetensors"}},
         "16": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "edges.png")}},
         "17": {"class_type": "ControlNetApplyAdvanced", "inputs": {"strength": 0.8, "start_percent": 0.0,
                                                                    "end_percent": 1.0, "positive": ["60", 0],
                                                                    "negative": ["7", 0], "control_net": ["14", 0],
-                                                                   "image": ["16", 0]}},
-        "13": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 2, "cfg": 1.0, "sampler_name": "euler",
-                                                    "scheduler": "simple", "denoise": 1.0, "model": ["12", 0],
-                                                    "positive": ["17", 0], "negative": ["17", 1],
-                                                    "latent_image": ["27", 0]}},
-        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "xlabs", "images": ["8", 0]}}})
+                                                                   "image": ["16", 0]}},}, "xlabs")
     monkeypatch.chdir(tmp_path)
     res, run = imported_run(api, tmp_path, "xlabs")
     import yaml
@@ -614,11 +692,7 @@ def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, f
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
     ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,
                                                  controlnet=pixel_controlnet(False, 5)[0])
-    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
-    packed = ref("a cat", width=W, height=H, sigmas=comfy_flux_sigmas(2), guidance_scale=3.5,
-                 control_image=Image.fromarray(_cn_picture()), controlnet_conditioning_scale=0.8,
-                 generator=torch.Generator().manual_seed(7), output_type="latent").images
-    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+    assert _err(_on_comfy_levels(ref, _cn_picture(), controlnet_conditioning_scale=0.8), got) < 1e-4
 
 
 # -- FLUX.1 Redux ------------------------------------------------------------------------------------------------------

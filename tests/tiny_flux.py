@@ -221,3 +221,32 @@ def pixel_controlnet(mistoline: bool, seed: int):
         out[k] = v
     assert sum(v.numel() for v in out.values()) == sum(v.numel() for v in sd.values()), "a tensor was left out"
     return net, out
+
+
+def inpaint_controlnet(seed: int):
+    """A tiny alimama FLUX.1-dev-Controlnet-Inpainting-Alpha / -Beta: InstantX's layout in diffusers' names whose
+    controlnet_x_embedder reads 68 channels per patch (2x2 patches of the masked picture's 16 latent channels and the
+    kept region's 1), as ComfyUI's concat_mask nets. Built as AliMamaReference, which FluxControlNetPipeline runs as
+    ComfyUI's ControlNet does: its `keep` tokens (the inverted mask at the latent's size, packed [1, L, 4]) set before
+    sampling are put beside each patch's latent channels."""
+    from diffusers import FluxControlNetModel
+
+    class AliMamaReference(FluxControlNetModel):
+        keep = None
+
+        def forward(self, *args, controlnet_cond=None, **kwargs):
+            n, tokens, _ = controlnet_cond.shape
+            both = torch.cat([controlnet_cond.view(n, tokens, 16, 4),
+                              self.keep.expand(n, -1, -1).view(n, tokens, 1, 4).to(controlnet_cond)], dim=2)
+            return super().forward(*args, controlnet_cond=both.view(n, tokens, 68), **kwargs)
+
+    _seed(seed)
+    net = AliMamaReference(in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=HEAD,
+                           num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=64, guidance_embeds=True,
+                           axes_dims_rope=AXES)
+    net.controlnet_x_embedder = torch.nn.Linear(68, 2 * HEAD)
+    with torch.no_grad():
+        for m in (*net.controlnet_blocks, *net.controlnet_single_blocks, net.controlnet_x_embedder):
+            m.weight.normal_(0, 0.2)
+            m.bias.normal_(0, 0.2)
+    return net.half().float()

@@ -1158,6 +1158,9 @@ class Converter:
         vae = self.resolve(cn.inputs.get("vae"))
         if isinstance(vae, Out) and vae.port:       # what a FLUX.1 ControlNet encodes its pictures with
             control["vae"] = vae
+        mask = self.resolve(cn.inputs.get("mask"))
+        if isinstance(mask, Out) and mask.port:     # ControlNetInpaintingAliMamaApply's region to redraw
+            control["mask"] = mask
         for k in ("mask_optional", "timestep_kf", "latent_kf_override", "weights_override", "model_optional"):
             if isinstance(cn.inputs.get(k), Ref):
                 notes.append(f"{k} is not carried")
@@ -1220,12 +1223,14 @@ class Converter:
                 seen.add(id(c))
                 key = (model.port, id(c))
                 if key not in self.control_nodes:
-                    nid = self.add("control.apply", cn, {**{k: v for k, v in c.items() if k not in ("video", "vae")},
+                    nid = self.add("control.apply", cn, {**{k: v for k, v in c.items()
+                                                            if k not in ("video", "vae", "mask")},
                                                          "preprocessor": "none"}, f"_control{len(seen)}", dy=-160)
                     self.link(model, nid, "model")
                     self.link(c["video"], nid, "video")
-                    if "vae" in c:
-                        self.link(c["vae"], nid, "vae")
+                    for port in ("vae", "mask"):
+                        if port in c:
+                            self.link(c[port], nid, port)
                     self.control_nodes[key] = nid
                     made.append(nid)
                 model = Out((self.control_nodes[key], "model"))

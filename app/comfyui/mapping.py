@@ -502,6 +502,11 @@ RULES: Dict[str, Rule] = {
                     "ACN_AdvancedControlNetApply_v2")},
     # a union ControlNet's type rides with the loaded net to control.apply's mode
     "SetUnionControlNetType": Rule(None, ("type",), fold=True, special="union_type"),
+    # alimama's FLUX.1 inpainting ControlNets: the mask rides with the control to control.apply's mask, which blacks
+    # the masked pixels of the picture and hands the net the inverted mask, as this node does
+    "ControlNetInpaintingAliMamaApply": Rule(None, ("strength", "start_percent", "end_percent"),
+                                             (P("strength", "strength"), P("start_percent", "start"),
+                                              P("end_percent", "end")), fold=True, special="controlnet"),
     # comfyui_controlnet_aux's depth preprocessors, as depth.estimate with the same model's Hugging Face folder
     "DepthAnythingPreprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
                                       (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),

@@ -36,6 +36,8 @@ class Control(NamedTuple):
                                 # (auto); SD 3.5: its kind
     vae: Any = None             # FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the control pictures into the net
     cache: Any = None           # FLUX.1 / SD 3.5 / Qwen-Image: those encodings, by picture content and size
+    keep: Any = None            # alimama's FLUX.1 inpainting net: float [T, H, W], 1 where the picture is kept (the
+                                # mask's inverse), read beside the masked pictures' latents
 
 
 def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
@@ -117,14 +119,16 @@ def control_at(model, frame: int):
     controls = model.option("controlnet")
     if controls is None:
         return model
-    return model.with_option("controlnet", tuple(c._replace(frames=c.frames[min(frame, len(c.frames) - 1)][None])
-                                                 for c in controls))
+    def at(a):
+        return None if a is None else a[min(frame, len(a) - 1)][None]
+    return model.with_option("controlnet", tuple(c._replace(frames=at(c.frames), keep=at(c.keep)) for c in controls))
 
 
 def apply_control(manager, model, clip: Clip, path: str, strength: float, method: str, low: int, high: int,
-                  start: float = 0.0, end: float = 1.0, mode: str = "auto", vae=None):
+                  start: float = 0.0, end: float = 1.0, mode: str = "auto", vae=None, mask=None):
     """The model with one more ControlNet: on a model that has one already, both steer. A FLUX.1, SD 3.5 or Qwen-Image
-    ControlNet reads the control pictures' latents, from `vae` or the model's own VAE."""
+    ControlNet reads the control pictures' latents, from `vae` or the model's own VAE. `mask`: the region an
+    inpainting ControlNet (alimama's for FLUX.1) redraws."""
     if model.family not in ("sd", "sdxl", "animatediff", "flux", "sd3", "qwenimage"):
         from nodes.generate.families import family as family_spec
         raise NodeError(f"ControlNet works with AnimateDiff, Stable Diffusion (1.5, XL and 3.5 Large), FLUX.1 and "
@@ -163,7 +167,10 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
         raise NodeError(f"mode {mode!r} picks what a union ControlNet (FLUX.1's, SDXL's ControlNet++) or an SD 3.5 "
                         f"one is given; {Path(path).name} is a ControlNet of one kind, which takes none: set mode to "
                         "auto")
-    control = Control(net, preprocess(clip, method, low, high), float(strength), float(start), float(end), **extra)
+    frames = preprocess(clip, method, low, high)
+    from nodes.generate.flux_control import masked
+    frames, keep = masked(net, frames, mask, Path(path).name)
+    control = Control(net, frames, float(strength), float(start), float(end), keep=keep, **extra)
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
 
 

@@ -16,6 +16,9 @@ import torch
 from graph_engine import NodeError
 from nodes.generate.control import UNION_MODES, assembled, check_file, from_file
 
+# alimama's inpainting nets (FLUX.1-dev-Controlnet-Inpainting-Alpha / -Beta) read 2x2 patches of the masked picture's 16
+# latent channels and the mask's 1: ComfyUI's concat_mask nets (control_latent_channels 17).
+INPAINT_CHANNELS = 4 * 17
 # The layouts that read the control picture in pixels, as `kinograph info` names them.
 PIXEL_LAYOUTS = {"xlabs": "XLabs layout", "mistoline": "MistoLine layout"}
 
@@ -26,9 +29,12 @@ def support(det) -> tuple:
     if layout in PIXEL_LAYOUTS:
         return True, (f"control.apply on a FLUX.1 model ({PIXEL_LAYOUTS[layout]}: the picture read in pixels, "
                       "no VAE needed)")
+    if det.variant == "instantx-inpaint" and det.extra.get("in_channels") != INPAINT_CHANNELS:
+        return False, (f"a FLUX.1 ControlNet reading {det.extra.get('in_channels')} channels per patch, which none "
+                       f"Kinograph knows does (InstantX's read 64, alimama's inpainting nets {INPAINT_CHANNELS})")
     if det.variant == "instantx-inpaint":
-        return False, (f"a FLUX.1 inpainting ControlNet ({det.extra.get('in_channels')} input channels: the latent "
-                       "with a mask, alimama's) is not supported yet; inpaint with FLUX.1 Fill and condition.inpaint")
+        return True, ("control.apply with a mask on a FLUX.1 model (alimama's inpainting ControlNet: the picture "
+                      "outside the mask and the mask; ComfyUI's ControlNetInpaintingAliMamaApply)")
     union = f"; a union of {det.extra.get('modes')} modes: mode picks {', '.join(UNION_MODES)}" \
         if det.variant == "instantx-union" else ""
     return True, f"control.apply on a FLUX.1 model (InstantX / Shakker-Labs layout{union})"
@@ -69,6 +75,9 @@ def _from_state(state: dict, transformer, name: str):
         state = _pixel_net_to_diffusers(state, mistoline)
         extra = dict(conditioning_embedding_channels=16, patch_size=2)
         build = (lambda **cfg: _as_mistoline(FluxControlNetModel(**cfg))) if mistoline else FluxControlNetModel
+    elif state["controlnet_x_embedder.weight"].shape[1] != state["x_embedder.weight"].shape[1]:
+        extra, cond = {}, int(state["controlnet_x_embedder.weight"].shape[1])
+        build = lambda **cfg: _reading(FluxControlNetModel(**cfg), cond)  # noqa: E731
     else:
         extra, build = {}, FluxControlNetModel
     x, head = state["x_embedder.weight"], state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
@@ -124,6 +133,40 @@ def _pixel_net_to_diffusers(state: dict, mistoline: bool) -> dict:
     return out
 
 
+def _reading(net, channels: int):
+    """A FluxControlNetModel whose control input reads `channels` per patch (alimama's: the latent's 64 and the mask's
+    4), where diffusers' class reads as many as the latent has."""
+    from torch import nn
+    net.controlnet_x_embedder = nn.Linear(channels, net.config.num_attention_heads * net.config.attention_head_dim)
+    return net
+
+
+def reads_mask(net) -> bool:
+    """alimama's inpainting nets read the mask beside the masked picture's latent."""
+    return not reads_pixels(net) and net.controlnet_x_embedder.in_features == INPAINT_CHANNELS
+
+
+def masked(net, frames, mask, name: str):
+    """(control frames, keep) for control.apply: for an inpainting net (reads_mask) the frames with the masked pixels
+    black and 1 - mask per frame, as ComfyUI's ControlNetInpaintingAliMamaApply gives them (the pixels multiplied by
+    the inverted mask rounded to 0 / 1; the inverted mask itself read by the net); others take no mask."""
+    import numpy as np
+    from graph_engine import NodeError
+    from nodes.common import masks
+    inpaints = getattr(net, "controlnet_x_embedder", None) is not None and reads_mask(net)
+    if mask is None and not inpaints:
+        return frames, None
+    if mask is None:
+        raise NodeError(f"{name} is alimama's FLUX.1 inpainting ControlNet, which redraws a region: connect the mask "
+                        "of it to control.apply's mask (ComfyUI's ControlNetInpaintingAliMamaApply)")
+    if not inpaints:
+        raise NodeError(f"{name} is not an inpainting ControlNet and reads no mask: disconnect control.apply's mask "
+                        "(alimama's FLUX.1-dev-Controlnet-Inpainting-Alpha / -Beta take one)")
+    n, h, w = frames.shape[:3]
+    keep = 1.0 - masks.frames_of(mask, 0, n, (w, h))
+    return (frames * np.round(keep)[..., None]).astype(np.uint8), keep.astype(np.float32)
+
+
 def _as_mistoline(net):
     """A FluxControlNetModel made MistoLine's (ComfyUI's MistolineCondDownsamplBlock and MistolineControlnetBlock): a
     ten-conv picture encoder, 1x1 convs second and ninth, and each output block a linear layer then SiLU."""
@@ -171,13 +214,18 @@ def control_tokens(c, pixel_frames, h: int, w: int, encode, scale: int) -> torch
     [-1, 1] (ComfyUI's hint * 2 - 1, diffusers' prepare_image) [frames, 3, h * scale, w * scale]."""
     from nodes.generate.adapters.flux import pack
     from nodes.generate.control import control_images, control_latents
+    import torch.nn.functional as F
     if reads_pixels(c.net):
-        import torch.nn.functional as F
         px = control_images(c.frames, pixel_frames)
         if tuple(px.shape[2:]) != (h * scale, w * scale):
             px = F.interpolate(px, size=(h * scale, w * scale), mode="bilinear", align_corners=False)
         return px * 2 - 1
-    return pack(control_latents(c, pixel_frames, h, w, encode, scale))
+    latents = control_latents(c, pixel_frames, h, w, encode, scale)
+    if c.keep is not None:          # the kept region at the latent's size, nearest-exact as ComfyUI scales it
+        import numpy as np
+        keep = torch.from_numpy(c.keep[np.clip(np.asarray(pixel_frames), 0, len(c.keep) - 1)])[:, None]
+        latents = torch.cat([latents, F.interpolate(keep, size=(h, w), mode="nearest-exact").to(latents)], dim=1)
+    return pack(latents)
 
 
 def residuals(controls, blocks: int, singles: int, guidance: torch.Tensor, **call) -> dict:

@@ -649,7 +649,9 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                                          "SD 3.5 one: canny, depth or blur (auto: the file's own kind)"),
                   vae: VAE = Input(optional=True, help="FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the "
                                                        "control pictures (ae.safetensors for FLUX.1), where the model "
-                                                       "was loaded without one")
+                                                       "was loaded without one"),
+                  mask: MASK = Input(optional=True, help="an inpainting ControlNet (alimama's for FLUX.1): the region "
+                                                         "to redraw (1), a still or one per frame")
                   ) -> MODEL:
     """Guide AnimateDiff / Stable Diffusion (1.5, XL or 3.5 Large) / FLUX.1 / Qwen-Image with a ControlNet driven by a
     video, frame by frame.
@@ -660,7 +662,8 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     another size are stretched to the generation's. Chained, ControlNets stack (a pose and a depth
     one both steer, their effects added). start / end are measured in noise levels, as ComfyUI
     measures them, not in step counts. FLUX.1 ControlNets are InstantX's and Shakker-Labs' (Canny, Depth,
-    Union, Union-Pro 2.0); on SDXL, xinsir's ControlNet++ union (and its promax file) and Stability's
+    Union, Union-Pro 2.0), jasperai's, XLabs' (canny / depth / hed v1-v3) and MistoLine's; alimama's inpainting
+    ones redraw the region `mask` gives (ComfyUI's ControlNetInpaintingAliMamaApply); on SDXL, xinsir's ControlNet++ union (and its promax file) and Stability's
     Control-LoRAs load as well. A union one is told its picture's kind by `mode`: FLUX.1's canny, tile, depth,
     blur, pose, gray, lq; SDXL's pose, depth, scribble (hed / pidi soft edges), canny (also lineart, mlsd),
     normal, segment, and with promax tile and repaint. SD 3.5 Large's are Stability's canny, depth and blur files:
@@ -669,7 +672,7 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
     from nodes.generate.control import apply_control
     from nodes.generate.model_manager import manager_for
     return apply_control(manager_for(ctx), model, video, path, strength, preprocessor, low, high, start, end, mode,
-                         vae)
+                         vae, mask)
 
 
 @node("control.canny", title="Canny Edges", category="Conditioning", temporal_radius=0)
