@@ -110,3 +110,74 @@ def test_qwen_image_21_vae_encodes_a_picture_as_the_pipeline(qwen21):
         mm = ModelManager()
         got = get_adapter("qwenimage21").vae_encode(mm.components(mm.load("qwenimage21", str(folder)))["vae"].pipe, rgb)
     _close((z - mean) / std, got)
+
+
+def _lora_layouts(tmp_path):
+    """One random LoRA on attention, both SwiGLU inputs, its output and the text input, saved in the layouts
+    Qwen-Image 2.1 LoRAs are published in; with the diffusers (PEFT) state they all mean."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(3)
+    shapes = {"transformer_blocks.0.attn.to_q": (64, 64), "transformer_blocks.1.img_mlp.gate_layer": (192, 64),
+              "transformer_blocks.1.img_mlp.proj": (192, 64), "transformer_blocks.0.img_mlp.out": (64, 192),
+              "txt_in.in_layer": (64, 64)}
+    ab = {layer: (torch.randn(4, i, generator=g) * 0.3, torch.randn(o, 4, generator=g) * 0.3)
+          for layer, (o, i) in shapes.items()}
+    peft = {f"transformer.{k}.lora_{x}.weight": m for k, (a, b) in ab.items() for x, m in (("A", a), ("B", b))}
+    # kohya: dotted path as underscores, lora_down/lora_up, alpha 2 at rank 4 (the up matrix counts half)
+    kohya = {f"lora_unet_{k.replace('.', '_')}.{n}": m for k, (a, b) in ab.items()
+             for n, m in (("lora_down.weight", a), ("lora_up.weight", b * 2), ("alpha", torch.tensor(2.0)))}
+    # ComfyUI's model: gate and up projections fused (gate rows first), one rank-8 LoRA on both
+    fused = {f"diffusion_model.{k}.lora_{x}.weight": m for k, (a, b) in ab.items() if "img_mlp.gate" not in k and
+             "img_mlp.proj" not in k for x, m in (("A", a), ("B", b))}
+    (ga, gb), (pa, pb) = ab["transformer_blocks.1.img_mlp.gate_layer"], ab["transformer_blocks.1.img_mlp.proj"]
+    fused["diffusion_model.transformer_blocks.1.img_mlp.gate_up.lora_A.weight"] = torch.cat([ga, pa])
+    fused["diffusion_model.transformer_blocks.1.img_mlp.gate_up.lora_B.weight"] = torch.block_diag(gb, pb)
+    files = {}
+    for name, state in (("peft", peft), ("kohya", kohya), ("comfyui_fused", fused)):
+        files[name] = tmp_path / f"qwen21_{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(files[name]))
+    return peft, files
+
+
+def _denoise(pipe):
+    """The transformer's prediction for a fixed latent and text (2x2 latent pixels after 5 prompt tokens)."""
+    g = torch.Generator().manual_seed(1)
+    hs, text = torch.randn(1, 4, 64, generator=g), torch.randn(1, 5, 64, generator=g)
+    mask = torch.cat([torch.zeros(1, 5, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        return pipe.transformer(hidden_states=hs, timestep=torch.tensor([0.5]), encoder_hidden_states=text,
+                                img_mask=mask, img_shapes=[[(1, 2, 2)]], return_dict=False)[0]
+
+
+def test_qwen_image_21_loras_as_diffusers_loads_them(qwen21, tmp_path):
+    """A Qwen-Image 2.1 LoRA in diffusers' (PEFT) names, kohya's (lora_unet_, with alpha) and ComfyUI's (diffusion_model.,
+    the SwiGLU's gate_up fused) changes the transformer as QwenImage21Pipeline.load_lora_weights does with the PEFT
+    file, at the strength given. kohya's failed (diffusers' Qwen-Image converter mangled gate_layer and txt_in.in_layer)
+    and ComfyUI's fused layer was dropped with a warning. A Qwen-Image 1.x LoRA is refused by name."""
+    from diffusers import QwenImage21Pipeline
+    from graph_engine import NodeError
+    from safetensors.torch import save_file
+    from nodes.generate.adapters.qwenimage21 import processor
+    from nodes.generate.detect import detect_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager, activate_loras
+    folder = qwen21 / "Qwen-Image-2.1"
+    peft, files = _lora_layouts(tmp_path)
+    ref = QwenImage21Pipeline.from_pretrained(str(folder), local_files_only=True,
+                                              processor=processor(folder / "processor"))
+    plain = _denoise(ref)
+    ref.load_lora_weights(peft, adapter_name="ref")
+    ref.set_adapters(["ref"], [0.7])
+    want = _denoise(ref)
+    assert float((want - plain).abs().max()) > 1e-2
+    model = ModelManager().load("qwenimage21", str(folder))
+    for name, path in files.items():
+        assert detect_file(path).family == "qwenimage21", name
+        activate_loras(model.pipe, add_lora(model, str(path), 0.7).loras)
+        _close(want, _denoise(model.pipe))
+    old = tmp_path / "qwen_image_lora.safetensors"
+    save_file({"transformer_blocks.0.img_mod.1.lora_A.weight": torch.zeros(4, 64),
+               "transformer_blocks.0.img_mod.1.lora_B.weight": torch.zeros(384, 4)}, str(old))
+    with pytest.raises(NodeError, match=r"qwen_image_lora.safetensors is a Qwen-Image \(image\) LoRA.*this model is "
+                                        r"Qwen-Image 2.1"):
+        add_lora(model, str(old), 1.0)

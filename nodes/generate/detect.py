@@ -712,6 +712,9 @@ def _lora(k: Keys) -> Optional[Detection]:
         # Qwen-Image's block names (img_mod.1, txt_mlp.net.*), in diffusers', ComfyUI's (diffusion_model.), kohya's or
         # the Lightning LoRAs' (lora_down / lora_up / alpha) spelling
         fam, why = "qwenimage", "Qwen-Image block names"
+    elif re.search(r"[._]img_mlp[._]gate[._]?(layer|up)[._]|[._]txt_in[._]in[._]?layer[._]", text):
+        # Qwen-Image 2.1's SwiGLU (diffusers' gate_layer, ComfyUI's fused gate_up) and text input layers
+        fam, why = "qwenimage21", "Qwen-Image 2.1 block names"
     elif re.search(r"lora_unet_(double|single)_blocks_", text) and not re.search(
             r"(fc1|fc2|mod_linear|modulation_linear|token_refiner)", text):
         # kohya's names of layers both have (img_attn_qkv, linear1): the model it is applied to tells
