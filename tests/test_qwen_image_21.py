@@ -53,9 +53,6 @@ def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch
     assert dtype_of("auto", "qwenimage21", "cuda")[0] == "bf16"
     got = describe_model(folder)
     assert (got["family"], got["loads"]) == ("qwenimage21", "yes"), got
-    # ComfyUI's transformer file is named for what it is, and the folder that runs as the way to run it
-    got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
-    assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"] and "load.model" in got["note"], got
     # ... and so are its VAE and its Qwen3-VL encoder alone: they were a Wan 2.1 VAE and FLUX.2 [klein]'s Qwen3
     from nodes.generate.detect import detect_keys
     wan_names = detect_keys({"decoder.middle.0.residual.0.gamma": (384, 1, 1), "conv1.weight": (128, 128, 1, 1, 1)})
@@ -181,3 +178,30 @@ def test_qwen_image_21_loras_as_diffusers_loads_them(qwen21, tmp_path):
     with pytest.raises(NodeError, match=r"qwen_image_lora.safetensors is a Qwen-Image \(image\) LoRA.*this model is "
                                         r"Qwen-Image 2.1"):
         add_lora(model, str(old), 1.0)
+
+
+def test_qwen_image_21_comfyui_transformer_file_samples_as_the_folder(qwen21, tmp_path, monkeypatch):
+    """ComfyUI's transformer file (qwen_image_2.1_*_bf16 in diffusion_models/: the SwiGLU's gate and up fused) was
+    named and refused. load.diffusion_model loads it (the fused layer split as diffusers' single-file converter
+    splits it), and with the folder's text encoder and VAE a workflow at cfg 3 samples QwenImage21Pipeline's latent."""
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.model_manager import describe_model
+    folder = qwen21 / "Qwen-Image-2.1"
+    got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("qwenimage21", "diffusion_model", "yes"), got
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(qwen21 / "models"))
+    wf = tmp_path / "qwen21_file.kino.yaml"
+    wf.write_text(f"""kinograph: 1
+nodes:
+  folder: {{type: load.model, params: {{path: {folder}}}}}
+  unet: {{type: load.diffusion_model, params: {{name: qwen_image_2.1_tiny_bf16.safetensors}}}}
+  pos: {{type: encode.text, params: {{text: a cat}}, inputs: {{text_encoder: folder.text_encoder}}}}
+  neg: {{type: encode.text, params: {{text: "{NEGATIVE}"}}, inputs: {{text_encoder: folder.text_encoder}}}}
+  latent: {{type: latent.empty, params: {{width: {W}, height: {H}, frames: 1}}, inputs: {{vae: folder.vae}}}}
+  guided: {{type: generate.sample, params: {{steps: 2, seed: 7, cfg: 3.0, sampler: euler}},
+            inputs: {{model: unet.model, positive: pos.positive, negative: neg.positive, latent: latent.latent}}}}
+""", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    _close(_reference(folder, NEGATIVE, 3.0)[0], run.outputs["guided"]["latent"].samples[:, :, 0])

@@ -816,11 +816,12 @@ def _sd3(k: Keys) -> Optional[Detection]:
 
 def _qwenimage(k: Keys) -> Optional[Detection]:
     """Qwen-Image's transformer: ComfyUI's split files keep diffusers' own names (img_in, txt_norm, txt_in,
-    transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1 adds a
-    norm inside txt_in and is another model, which Kinograph runs from its diffusers folder."""
+    transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1's
+    (qwen_image_2.1_*) has a norm inside txt_in and no img_mod: another model."""
     if not k.has("img_in.weight", "txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"):
         if k.has("img_in.weight", "txt_in.text_norm.weight"):
-            return Detection(None, "qwenimage21", "", why=qwen21_files("transformer"))
+            return Detection("diffusion_model", "qwenimage21", "", prefix=k.prefix_of("img_in.weight") or "",
+                             layout="comfyui", why="img_in / txt_in.text_norm")
         return None
     in_ch = (k.shape("img_in.weight") or (0, 64))[1]
     return Detection("diffusion_model", "qwenimage", "" if in_ch == 64 else f"in{in_ch}",

@@ -94,6 +94,9 @@ def pipeline(family: str, variant: str = "", **parts):
     if variant.startswith("vace-"):
         name = next(n for n in names if "VACE" in n)
     cls = getattr(diffusers, name)
+    if family == "qwenimage21" and parts.get("processor") is None:
+        from nodes.generate.adapters.qwenimage21 import without_processor
+        cls = without_processor(cls)
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     # Only a denoiser samples: text encoder, VAE and CLIP-vision pipelines need no scheduler.
     if "scheduler" in params and parts.get("scheduler") is None and (parts.get("transformer") is not None

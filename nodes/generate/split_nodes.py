@@ -17,7 +17,7 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
                                                    help="compute precision; default = the device's usual "
                                                         "(fp8 files are dequantised to it)")) -> MODEL:
-    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2, FLUX.1 or Qwen-Image in
+    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2, FLUX.1, Qwen-Image or Qwen-Image 2.1 in
     fp16, bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_diffusion_model as run

@@ -87,6 +87,28 @@ class QwenImage21Adapter(QwenImageAdapter):
         return super().vae_encode(pipe, pixels, generator)
 
 
+class _NoProcessor:
+    """What QwenImage21Pipeline's constructor reads of a processor, for a pipeline that encodes no prompt."""
+    class tokenizer:
+        @staticmethod
+        def encode(text):
+            return [None]
+
+    def apply_chat_template(self, *args, **kwargs):
+        return [[]]
+
+
+def without_processor(cls):
+    """QwenImage21Pipeline (`cls`) to hold a part without the text encoder's processor (ComfyUI's transformer file
+    alone): its constructor counts the system turn's tokens with the processor, which only prompt encoding uses."""
+    class Pipeline(cls):
+        def __init__(self, scheduler, vae, text_encoder, processor, transformer, sample_sigmas=None):
+            super().__init__(scheduler, vae, text_encoder, _NoProcessor(), transformer, sample_sigmas)
+            self.register_modules(processor=None)
+    Pipeline.__name__ = Pipeline.__qualname__ = cls.__name__
+    return Pipeline
+
+
 def processor(folder: Path):
     """Qwen3VLProcessor without its video processor, from a Qwen-Image 2.1 folder's processor/."""
     from transformers import AutoImageProcessor, AutoTokenizer, Qwen3VLProcessor
