@@ -205,3 +205,18 @@ nodes:
     run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
     assert run.ok, run.failed
     _close(_reference(folder, NEGATIVE, 3.0)[0], run.outputs["guided"]["latent"].samples[:, :, 0])
+    # the VAE file alone is named for what it is, with the way to use it ("is not a model Kinograph recognises
+    # (ComfyUI's Qwen-Image 2.1 VAE file ...), not a VAE" before)
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.qwen_edit import encode_edit
+    from nodes.generate.split import load_vae
+    mm = ModelManager()
+    with pytest.raises(NodeError, match=r"^diffusion_pytorch_model.safetensors: Qwen-Image 2.1's VAE\. .*load\.model"):
+        load_vae(mm, str(folder / "vae" / "diffusion_pytorch_model.safetensors"), "cpu")
+    # 2.1's picture-conditioned edits are named, not read as a Qwen-Image-Edit's ("is qwenimage21's: load
+    # qwen_2.5_vl_7b_fp8_scaled" before)
+    te = mm.components(mm.load("qwenimage21", str(folder)))["text_encoder"]
+    with pytest.raises(NodeError, match="Qwen-Image 2.1's text encoder.*QwenImage21Pipeline with image=.*"
+                                        "TextEncodeQwenImage21"):
+        encode_edit(te, None, "make it red", [np.zeros((32, 32, 3), np.uint8)])

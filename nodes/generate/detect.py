@@ -830,9 +830,10 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 
 def qwen21_files(part: str) -> str:
-    return (f"ComfyUI's Qwen-Image 2.1 {part} file; Kinograph runs Qwen-Image 2.1 from its diffusers folder "
-            "(Qwen/Qwen-Image-2.1, with load.model), not from ComfyUI's files (qwen_image_2.1 in diffusion_models/, "
-            "qwen3vl_8b in text_encoders/, qwen_image_2.1_vae in vae/)")
+    return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's text encoder and VAE from its diffusers "
+            "folder (Qwen/Qwen-Image-2.1: load.model, whose text_encoder and vae outputs also serve ComfyUI's "
+            "transformer file loaded with load.diffusion_model), not as separate files (ComfyUI's qwen3vl_8b in "
+            "text_encoders/, qwen_image_2.1_vae in vae/)")
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.

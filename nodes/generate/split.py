@@ -61,6 +61,8 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path} is a folder; {what} takes one weights file (for a diffusers folder use load.model "
                         "or the family's loader)")
     det = detect_file(path)
+    if det.role is None and det.family:        # a model Kinograph knows and says why it does not load this way
+        raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:
         got = det.describe() if det.role else f"not a model Kinograph recognises ({det.why})"
         raise NodeError(f"{path.name} is {got}, not {what}. Check which folder it came from "
