@@ -53,14 +53,15 @@ def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch
     assert dtype_of("auto", "qwenimage21", "cuda")[0] == "bf16"
     got = describe_model(folder)
     assert (got["family"], got["loads"]) == ("qwenimage21", "yes"), got
-    # ... and so are its VAE and its Qwen3-VL encoder alone: they were a Wan 2.1 VAE and FLUX.2 [klein]'s Qwen3
+    # ... and so is its VAE alone (it was a Wan 2.1 VAE): named, pointing at the folder; its Qwen3-VL encoder loads
     from nodes.generate.detect import detect_keys
     wan_names = detect_keys({"decoder.middle.0.residual.0.gamma": (384, 1, 1), "conv1.weight": (128, 128, 1, 1, 1)})
     assert (wan_names.role, wan_names.family) == (None, "qwenimage21") and "qwen_image_2.1_vae" in wan_names.why
-    parts = sorted((folder / "vae").glob("*.safetensors")) + sorted((folder / "text_encoder").glob("*.safetensors"))
-    assert [describe_model(f)["family"] for f in parts] == ["qwenimage21", "qwen3vl"], parts
-    for got in map(describe_model, parts):
-        assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"], got
+    vae_file, te_file = [next((folder / part).glob("*.safetensors")) for part in ("vae", "text_encoder")]
+    got = describe_model(vae_file)
+    assert (got["family"], got["loads"]) == ("qwenimage21", "no") and "Qwen/Qwen-Image-2.1" in got["note"], got
+    got = describe_model(te_file)
+    assert (got["family"], got["role"], got["loads"]) == ("qwen3vl", "text_encoder", "yes"), got
     wf = tmp_path / "qwen21.kino.yaml"
     wf.write_text(f"""kinograph: 1
 nodes:
@@ -180,23 +181,28 @@ def test_qwen_image_21_loras_as_diffusers_loads_them(qwen21, tmp_path):
         add_lora(model, str(old), 1.0)
 
 
-def test_qwen_image_21_comfyui_transformer_file_samples_as_the_folder(qwen21, tmp_path, monkeypatch):
-    """ComfyUI's transformer file (qwen_image_2.1_*_bf16 in diffusion_models/: the SwiGLU's gate and up fused) was
-    named and refused. load.diffusion_model loads it (the fused layer split as diffusers' single-file converter
-    splits it), and with the folder's text encoder and VAE a workflow at cfg 3 samples QwenImage21Pipeline's latent."""
+def test_qwen_image_21_comfyui_files_sample_as_the_folder(qwen21, tmp_path, monkeypatch):
+    """ComfyUI's transformer file (qwen_image_2.1_*_bf16 in diffusion_models/: the SwiGLU's gate and up fused) and
+    Qwen3-VL file (qwen3vl_8b_* in text_encoders/: transformers 4's names, no head; ComfyUI's CLIPLoader type
+    qwen_image) were named and refused. load.diffusion_model and load.text_encoder load them (the fused layer split as
+    diffusers' single-file converter splits it; the encoder's tokenizer from a folder named after the file), and with
+    the folder's VAE a workflow at cfg 3 samples QwenImage21Pipeline's latent."""
     from graph_engine.api import Session, load_workflow
     from nodes.generate.model_manager import describe_model
     folder = qwen21 / "Qwen-Image-2.1"
     got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
     assert (got["family"], got["role"], got["loads"]) == ("qwenimage21", "diffusion_model", "yes"), got
+    got = describe_model(qwen21 / "models" / "text_encoders" / "qwen3vl_tiny_bf16.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("qwen3vl", "text_encoder", "yes"), got
     monkeypatch.setenv("KINOGRAPH_MODELS", str(qwen21 / "models"))
     wf = tmp_path / "qwen21_file.kino.yaml"
     wf.write_text(f"""kinograph: 1
 nodes:
   folder: {{type: load.model, params: {{path: {folder}}}}}
   unet: {{type: load.diffusion_model, params: {{name: qwen_image_2.1_tiny_bf16.safetensors}}}}
-  pos: {{type: encode.text, params: {{text: a cat}}, inputs: {{text_encoder: folder.text_encoder}}}}
-  neg: {{type: encode.text, params: {{text: "{NEGATIVE}"}}, inputs: {{text_encoder: folder.text_encoder}}}}
+  clip: {{type: load.text_encoder, params: {{name: qwen3vl_tiny_bf16.safetensors, type: qwen_image}}}}
+  pos: {{type: encode.text, params: {{text: a cat}}, inputs: {{text_encoder: clip.text_encoder}}}}
+  neg: {{type: encode.text, params: {{text: "{NEGATIVE}"}}, inputs: {{text_encoder: clip.text_encoder}}}}
   latent: {{type: latent.empty, params: {{width: {W}, height: {H}, frames: 1}}, inputs: {{vae: folder.vae}}}}
   guided: {{type: generate.sample, params: {{steps: 2, seed: 7, cfg: 3.0, sampler: euler}},
             inputs: {{model: unet.model, positive: pos.positive, negative: neg.positive, latent: latent.latent}}}}

@@ -631,7 +631,8 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     qk_norm = k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight")
     if emb is not None and qk_norm and k.any("visual.patch_embed.proj.weight"):
         # Qwen3-VL (Qwen-Image 2.1's qwen3vl_8b): Qwen3's layers with a vision tower, not [klein]'s Qwen3
-        return Detection(None, "qwen3vl", {4096: "8b"}.get(emb[1], f"h{emb[1]}"), why=qwen21_files("text encoder"))
+        return Detection("text_encoder", "qwen3vl", {4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+                         why="Qwen3 layers with a vision tower", extra={"hidden": emb[1]})
     if emb is not None and qk_norm:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
         return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
@@ -830,10 +831,9 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 
 def qwen21_files(part: str) -> str:
-    return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's text encoder and VAE from its diffusers "
-            "folder (Qwen/Qwen-Image-2.1: load.model, whose text_encoder and vae outputs also serve ComfyUI's "
-            "transformer file loaded with load.diffusion_model), not as separate files (ComfyUI's qwen3vl_8b in "
-            "text_encoders/, qwen_image_2.1_vae in vae/)")
+    return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
+            "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
+            "files), not as a separate file (ComfyUI's qwen_image_2.1_vae in vae/)")
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.

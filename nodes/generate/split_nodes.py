@@ -27,7 +27,7 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
 def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
                                              help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3, "
-                                                  "qwen_2.5_vl)"),
+                                                  "qwen_2.5_vl, qwen3vl)"),
                       name2: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "
                                               "with t5xxl, either order)"),
