@@ -226,3 +226,27 @@ nodes:
     with pytest.raises(NodeError, match="Qwen-Image 2.1's text encoder.*QwenImage21Pipeline with image=.*"
                                         "TextEncodeQwenImage21"):
         encode_edit(te, None, "make it red", [np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_convrot_files_are_refused_not_misread(tmp_path):
+    """ComfyUI's int8_convrot files (qwen_image_2.1_int8_convrot: int8 weights of a Hadamard-rotated matrix, the
+    rotation undone on the activations) were folded as weight * weight_scale, a wrong matrix and a wrong picture
+    without a word. They are refused by name, pointing at the bf16 file; a plain scaled layer still folds."""
+    import json
+    from graph_engine import NodeError
+    from safetensors.torch import save_file
+    from nodes.generate.weights import load_weights
+
+    def quant(cfg):
+        return torch.tensor(list(json.dumps(cfg).encode()), dtype=torch.uint8)
+    state = {"img_in.weight": torch.randint(-127, 127, (8, 8), dtype=torch.int8),
+             "img_in.weight_scale": torch.full((8,), 0.5),
+             "img_in.comfy_quant": quant({"format": "int8_tensorwise", "convrot": True, "convrot_groupsize": 16})}
+    path = tmp_path / "qwen_image_2.1_int8_convrot.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(NodeError, match=r"^qwen_image_2.1_int8_convrot.safetensors: img_in is stored in ComfyUI's "
+                                        r"ConvRot format.*use the bf16"):
+        load_weights(path)
+    state["img_in.comfy_quant"] = quant({"format": "int8_tensorwise"})
+    save_file(state, str(path))
+    assert torch.equal(load_weights(path)["img_in.weight"], state["img_in.weight"].float() * 0.5)
