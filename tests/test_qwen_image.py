@@ -168,15 +168,15 @@ def test_comfyui_qwen_image_template_imports_and_runs(models, tmp_path, monkeypa
     assert (tmp_path / "out").is_dir() and any((tmp_path / "out").rglob("*.png"))
 
 
-def test_qwen_image_2_1_is_refused_by_name(models, tmp_path):
-    """Qwen-Image 2.1 (a norm inside txt_in) is detected and named. (Qwen-Image-Edit's files load: see
-    test_qwen_image_edit.py.)"""
+def test_qwen_image_2_1_is_told_apart(models, tmp_path):
+    """Qwen-Image 2.1 (a norm inside txt_in) is detected as its own model, not as Qwen-Image (it loads: see
+    test_qwen_image_21.py; Qwen-Image-Edit's files: test_qwen_image_edit.py)."""
     from safetensors.torch import save_file
     from nodes.generate.model_manager import describe_model
     v21 = tmp_path / "qwen_image_2.1_bf16.safetensors"
     save_file({"img_in.weight": torch.zeros(8, 64), "txt_in.text_norm.weight": torch.zeros(8)}, str(v21))
     got = describe_model(v21)
-    assert got["loads"] == "no" and "Qwen-Image 2.1" in got["note"], got
+    assert (got["family"], got["role"]) == ("qwenimage21", "diffusion_model"), got
 
 
 def test_qwen_text_encoder_given_another_family_is_named(models):

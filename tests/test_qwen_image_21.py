@@ -53,17 +53,15 @@ def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch
     assert dtype_of("auto", "qwenimage21", "cuda")[0] == "bf16"
     got = describe_model(folder)
     assert (got["family"], got["loads"]) == ("qwenimage21", "yes"), got
-    # ComfyUI's transformer file is named for what it is, and the folder that runs as the way to run it
-    got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
-    assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"] and "load.model" in got["note"], got
-    # ... and so are its VAE and its Qwen3-VL encoder alone: they were a Wan 2.1 VAE and FLUX.2 [klein]'s Qwen3
+    # ... and so is its VAE alone (it was a Wan 2.1 VAE): named, pointing at the folder; its Qwen3-VL encoder loads
     from nodes.generate.detect import detect_keys
     wan_names = detect_keys({"decoder.middle.0.residual.0.gamma": (384, 1, 1), "conv1.weight": (128, 128, 1, 1, 1)})
     assert (wan_names.role, wan_names.family) == (None, "qwenimage21") and "qwen_image_2.1_vae" in wan_names.why
-    parts = sorted((folder / "vae").glob("*.safetensors")) + sorted((folder / "text_encoder").glob("*.safetensors"))
-    assert [describe_model(f)["family"] for f in parts] == ["qwenimage21", "qwen3vl"], parts
-    for got in map(describe_model, parts):
-        assert got["loads"] == "no" and "Qwen/Qwen-Image-2.1" in got["note"], got
+    vae_file, te_file = [next((folder / part).glob("*.safetensors")) for part in ("vae", "text_encoder")]
+    got = describe_model(vae_file)
+    assert (got["family"], got["loads"]) == ("qwenimage21", "no") and "Qwen/Qwen-Image-2.1" in got["note"], got
+    got = describe_model(te_file)
+    assert (got["family"], got["role"], got["loads"]) == ("qwen3vl", "text_encoder", "yes"), got
     wf = tmp_path / "qwen21.kino.yaml"
     wf.write_text(f"""kinograph: 1
 nodes:
@@ -110,3 +108,145 @@ def test_qwen_image_21_vae_encodes_a_picture_as_the_pipeline(qwen21):
         mm = ModelManager()
         got = get_adapter("qwenimage21").vae_encode(mm.components(mm.load("qwenimage21", str(folder)))["vae"].pipe, rgb)
     _close((z - mean) / std, got)
+
+
+def _lora_layouts(tmp_path):
+    """One random LoRA on attention, both SwiGLU inputs, its output and the text input, saved in the layouts
+    Qwen-Image 2.1 LoRAs are published in; with the diffusers (PEFT) state they all mean."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(3)
+    shapes = {"transformer_blocks.0.attn.to_q": (64, 64), "transformer_blocks.1.img_mlp.gate_layer": (192, 64),
+              "transformer_blocks.1.img_mlp.proj": (192, 64), "transformer_blocks.0.img_mlp.out": (64, 192),
+              "txt_in.in_layer": (64, 64)}
+    ab = {layer: (torch.randn(4, i, generator=g) * 0.3, torch.randn(o, 4, generator=g) * 0.3)
+          for layer, (o, i) in shapes.items()}
+    peft = {f"transformer.{k}.lora_{x}.weight": m for k, (a, b) in ab.items() for x, m in (("A", a), ("B", b))}
+    # kohya: dotted path as underscores, lora_down/lora_up, alpha 2 at rank 4 (the up matrix counts half)
+    kohya = {f"lora_unet_{k.replace('.', '_')}.{n}": m for k, (a, b) in ab.items()
+             for n, m in (("lora_down.weight", a), ("lora_up.weight", b * 2), ("alpha", torch.tensor(2.0)))}
+    # ComfyUI's model: gate and up projections fused (gate rows first), one rank-8 LoRA on both
+    fused = {f"diffusion_model.{k}.lora_{x}.weight": m for k, (a, b) in ab.items() if "img_mlp.gate" not in k and
+             "img_mlp.proj" not in k for x, m in (("A", a), ("B", b))}
+    (ga, gb), (pa, pb) = ab["transformer_blocks.1.img_mlp.gate_layer"], ab["transformer_blocks.1.img_mlp.proj"]
+    fused["diffusion_model.transformer_blocks.1.img_mlp.gate_up.lora_A.weight"] = torch.cat([ga, pa])
+    fused["diffusion_model.transformer_blocks.1.img_mlp.gate_up.lora_B.weight"] = torch.block_diag(gb, pb)
+    files = {}
+    for name, state in (("peft", peft), ("kohya", kohya), ("comfyui_fused", fused)):
+        files[name] = tmp_path / f"qwen21_{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(files[name]))
+    return peft, files
+
+
+def _denoise(pipe):
+    """The transformer's prediction for a fixed latent and text (2x2 latent pixels after 5 prompt tokens)."""
+    g = torch.Generator().manual_seed(1)
+    hs, text = torch.randn(1, 4, 64, generator=g), torch.randn(1, 5, 64, generator=g)
+    mask = torch.cat([torch.zeros(1, 5, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        return pipe.transformer(hidden_states=hs, timestep=torch.tensor([0.5]), encoder_hidden_states=text,
+                                img_mask=mask, img_shapes=[[(1, 2, 2)]], return_dict=False)[0]
+
+
+def test_qwen_image_21_loras_as_diffusers_loads_them(qwen21, tmp_path):
+    """A Qwen-Image 2.1 LoRA in diffusers' (PEFT) names, kohya's (lora_unet_, with alpha) and ComfyUI's (diffusion_model.,
+    the SwiGLU's gate_up fused) changes the transformer as QwenImage21Pipeline.load_lora_weights does with the PEFT
+    file, at the strength given. kohya's failed (diffusers' Qwen-Image converter mangled gate_layer and txt_in.in_layer)
+    and ComfyUI's fused layer was dropped with a warning. A Qwen-Image 1.x LoRA is refused by name."""
+    from diffusers import QwenImage21Pipeline
+    from graph_engine import NodeError
+    from safetensors.torch import save_file
+    from nodes.generate.adapters.qwenimage21 import processor
+    from nodes.generate.detect import detect_file
+    from nodes.generate.loaders import add_lora
+    from nodes.generate.model_manager import ModelManager, activate_loras
+    folder = qwen21 / "Qwen-Image-2.1"
+    peft, files = _lora_layouts(tmp_path)
+    ref = QwenImage21Pipeline.from_pretrained(str(folder), local_files_only=True,
+                                              processor=processor(folder / "processor"))
+    plain = _denoise(ref)
+    ref.load_lora_weights(peft, adapter_name="ref")
+    ref.set_adapters(["ref"], [0.7])
+    want = _denoise(ref)
+    assert float((want - plain).abs().max()) > 1e-2
+    model = ModelManager().load("qwenimage21", str(folder))
+    for name, path in files.items():
+        assert detect_file(path).family == "qwenimage21", name
+        activate_loras(model.pipe, add_lora(model, str(path), 0.7).loras)
+        _close(want, _denoise(model.pipe))
+    old = tmp_path / "qwen_image_lora.safetensors"
+    save_file({"transformer_blocks.0.img_mod.1.lora_A.weight": torch.zeros(4, 64),
+               "transformer_blocks.0.img_mod.1.lora_B.weight": torch.zeros(384, 4)}, str(old))
+    with pytest.raises(NodeError, match=r"qwen_image_lora.safetensors is a Qwen-Image \(image\) LoRA.*this model is "
+                                        r"Qwen-Image 2.1"):
+        add_lora(model, str(old), 1.0)
+
+
+def test_qwen_image_21_comfyui_files_sample_as_the_folder(qwen21, tmp_path, monkeypatch):
+    """ComfyUI's transformer file (qwen_image_2.1_*_bf16 in diffusion_models/: the SwiGLU's gate and up fused) and
+    Qwen3-VL file (qwen3vl_8b_* in text_encoders/: transformers 4's names, no head; ComfyUI's CLIPLoader type
+    qwen_image) were named and refused. load.diffusion_model and load.text_encoder load them (the fused layer split as
+    diffusers' single-file converter splits it; the encoder's tokenizer from a folder named after the file), and with
+    the folder's VAE a workflow at cfg 3 samples QwenImage21Pipeline's latent."""
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.model_manager import describe_model
+    folder = qwen21 / "Qwen-Image-2.1"
+    got = describe_model(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("qwenimage21", "diffusion_model", "yes"), got
+    got = describe_model(qwen21 / "models" / "text_encoders" / "qwen3vl_tiny_bf16.safetensors")
+    assert (got["family"], got["role"], got["loads"]) == ("qwen3vl", "text_encoder", "yes"), got
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(qwen21 / "models"))
+    wf = tmp_path / "qwen21_file.kino.yaml"
+    wf.write_text(f"""kinograph: 1
+nodes:
+  folder: {{type: load.model, params: {{path: {folder}}}}}
+  unet: {{type: load.diffusion_model, params: {{name: qwen_image_2.1_tiny_bf16.safetensors}}}}
+  clip: {{type: load.text_encoder, params: {{name: qwen3vl_tiny_bf16.safetensors, type: qwen_image}}}}
+  pos: {{type: encode.text, params: {{text: a cat}}, inputs: {{text_encoder: clip.text_encoder}}}}
+  neg: {{type: encode.text, params: {{text: "{NEGATIVE}"}}, inputs: {{text_encoder: clip.text_encoder}}}}
+  latent: {{type: latent.empty, params: {{width: {W}, height: {H}, frames: 1}}, inputs: {{vae: folder.vae}}}}
+  guided: {{type: generate.sample, params: {{steps: 2, seed: 7, cfg: 3.0, sampler: euler}},
+            inputs: {{model: unet.model, positive: pos.positive, negative: neg.positive, latent: latent.latent}}}}
+""", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    _close(_reference(folder, NEGATIVE, 3.0)[0], run.outputs["guided"]["latent"].samples[:, :, 0])
+    # the VAE file alone is named for what it is, with the way to use it ("is not a model Kinograph recognises
+    # (ComfyUI's Qwen-Image 2.1 VAE file ...), not a VAE" before)
+    from graph_engine import NodeError
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.qwen_edit import encode_edit
+    from nodes.generate.split import load_vae
+    mm = ModelManager()
+    with pytest.raises(NodeError, match=r"^diffusion_pytorch_model.safetensors: Qwen-Image 2.1's VAE\. .*load\.model"):
+        load_vae(mm, str(folder / "vae" / "diffusion_pytorch_model.safetensors"), "cpu")
+    # 2.1's picture-conditioned edits are named, not read as a Qwen-Image-Edit's ("is qwenimage21's: load
+    # qwen_2.5_vl_7b_fp8_scaled" before)
+    te = mm.components(mm.load("qwenimage21", str(folder)))["text_encoder"]
+    with pytest.raises(NodeError, match="Qwen-Image 2.1's text encoder.*QwenImage21Pipeline with image=.*"
+                                        "TextEncodeQwenImage21"):
+        encode_edit(te, None, "make it red", [np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_convrot_files_are_refused_not_misread(tmp_path):
+    """ComfyUI's int8_convrot files (qwen_image_2.1_int8_convrot: int8 weights of a Hadamard-rotated matrix, the
+    rotation undone on the activations) were folded as weight * weight_scale, a wrong matrix and a wrong picture
+    without a word. They are refused by name, pointing at the bf16 file; a plain scaled layer still folds."""
+    import json
+    from graph_engine import NodeError
+    from safetensors.torch import save_file
+    from nodes.generate.weights import load_weights
+
+    def quant(cfg):
+        return torch.tensor(list(json.dumps(cfg).encode()), dtype=torch.uint8)
+    state = {"img_in.weight": torch.randint(-127, 127, (8, 8), dtype=torch.int8),
+             "img_in.weight_scale": torch.full((8,), 0.5),
+             "img_in.comfy_quant": quant({"format": "int8_tensorwise", "convrot": True, "convrot_groupsize": 16})}
+    path = tmp_path / "qwen_image_2.1_int8_convrot.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(NodeError, match=r"^qwen_image_2.1_int8_convrot.safetensors: img_in is stored in ComfyUI's "
+                                        r"ConvRot format.*use the bf16"):
+        load_weights(path)
+    state["img_in.comfy_quant"] = quant({"format": "int8_tensorwise"})
+    save_file(state, str(path))
+    assert torch.equal(load_weights(path)["img_in.weight"], state["img_in.weight"].float() * 0.5)

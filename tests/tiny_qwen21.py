@@ -8,10 +8,12 @@
       the transformer as ComfyUI's file holds it (diffusers' names under model.diffusion_model., the SwiGLU's gate and
       up projections fused into one img_mlp.gate_up, gate rows first: the layout diffusers' single-file converter
       splits), stored in bf16
+  root/models/text_encoders/qwen3vl_tiny_bf16.safetensors (+ its tokenizer in qwen3vl_tiny_bf16/)
+      Qwen3-VL as ComfyUI's qwen3vl_8b holds it: the language model as model.*, the vision tower as visual.*, no head
 
 Widths are tiny; the structure is the released model's: 64 unpatched latent channels, single-stream blocks with one
 shared modulation, 32-wide heads whose rotary split keeps the released (16, 56, 56) proportions, Qwen3-VL's language
-model reading the prompt."""
+model reading the prompt (its rotary sections the released [24, 20, 20] of 128 in proportion)."""
 from __future__ import annotations
 
 import json
@@ -37,7 +39,7 @@ def text_encoder():
     cfg = Qwen3VLConfig(
         text_config=dict(hidden_size=64, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=1, head_dim=32, vocab_size=300, rms_norm_eps=1e-6,
-                         rope_scaling={"mrope_section": [4, 6, 6], "rope_type": "default", "mrope_interleaved": True},
+                         rope_scaling={"mrope_section": [6, 5, 5], "rope_type": "default", "mrope_interleaved": True},
                          rope_theta=5000000.0),
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=16, num_heads=1, out_hidden_size=64,
                            deepstack_visual_indexes=[0]),
@@ -84,6 +86,12 @@ def comfy_transformer(state: dict) -> dict:
     return out
 
 
+def comfy_text_encoder(state: dict) -> dict:
+    """transformers 5's Qwen3-VL names -> ComfyUI's file's (transformers 4's: model.layers.*, visual.*), no head."""
+    return {k.replace("model.language_model.", "model.", 1).replace("model.visual.", "visual.", 1): v
+            for k, v in state.items() if not k.startswith("lm_head.")}
+
+
 def build_qwen21(root: Path) -> Path:
     from diffusers import QwenImage21Pipeline
     from safetensors.torch import save_file
@@ -105,4 +113,8 @@ def build_qwen21(root: Path) -> Path:
     dm.mkdir(parents=True, exist_ok=True)
     save_file({k: v.bfloat16().contiguous() for k, v in comfy_transformer(transformer.state_dict()).items()},
               str(dm / "qwen_image_2.1_tiny_bf16.safetensors"))
+    te_file = root / "models" / "text_encoders" / "qwen3vl_tiny_bf16.safetensors"
+    te_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.bfloat16().contiguous() for k, v in comfy_text_encoder(te.state_dict()).items()}, str(te_file))
+    proc.tokenizer.save_pretrained(str(te_file.with_suffix("")))
     return root

@@ -631,7 +631,8 @@ def _text_encoder(k: Keys) -> Optional[Detection]:
     qk_norm = k.any("layers.0.self_attn.q_norm.weight", "language_model.layers.0.self_attn.q_norm.weight")
     if emb is not None and qk_norm and k.any("visual.patch_embed.proj.weight"):
         # Qwen3-VL (Qwen-Image 2.1's qwen3vl_8b): Qwen3's layers with a vision tower, not [klein]'s Qwen3
-        return Detection(None, "qwen3vl", {4096: "8b"}.get(emb[1], f"h{emb[1]}"), why=qwen21_files("text encoder"))
+        return Detection("text_encoder", "qwen3vl", {4096: "8b"}.get(emb[1], f"h{emb[1]}"),
+                         why="Qwen3 layers with a vision tower", extra={"hidden": emb[1]})
     if emb is not None and qk_norm:
         # Qwen3 (FLUX.2 [klein]'s encoders, qwen_3_4b / qwen_3_8b): per-head query and key norms, no biases
         return Detection("text_encoder", "qwen3", {2560: "4b", 4096: "8b"}.get(emb[1], f"h{emb[1]}"),
@@ -712,6 +713,9 @@ def _lora(k: Keys) -> Optional[Detection]:
         # Qwen-Image's block names (img_mod.1, txt_mlp.net.*), in diffusers', ComfyUI's (diffusion_model.), kohya's or
         # the Lightning LoRAs' (lora_down / lora_up / alpha) spelling
         fam, why = "qwenimage", "Qwen-Image block names"
+    elif re.search(r"[._]img_mlp[._]gate[._]?(layer|up)[._]|[._]txt_in[._]in[._]?layer[._]", text):
+        # Qwen-Image 2.1's SwiGLU (diffusers' gate_layer, ComfyUI's fused gate_up) and text input layers
+        fam, why = "qwenimage21", "Qwen-Image 2.1 block names"
     elif re.search(r"lora_unet_(double|single)_blocks_", text) and not re.search(
             r"(fc1|fc2|mod_linear|modulation_linear|token_refiner)", text):
         # kohya's names of layers both have (img_attn_qkv, linear1): the model it is applied to tells
@@ -813,11 +817,12 @@ def _sd3(k: Keys) -> Optional[Detection]:
 
 def _qwenimage(k: Keys) -> Optional[Detection]:
     """Qwen-Image's transformer: ComfyUI's split files keep diffusers' own names (img_in, txt_norm, txt_in,
-    transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1 adds a
-    norm inside txt_in and is another model, which Kinograph runs from its diffusers folder."""
+    transformer_blocks.N.img_mod.1), as diffusers' single-file loader maps them one to one. Qwen-Image 2.1's
+    (qwen_image_2.1_*) has a norm inside txt_in and no img_mod: another model."""
     if not k.has("img_in.weight", "txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"):
         if k.has("img_in.weight", "txt_in.text_norm.weight"):
-            return Detection(None, "qwenimage21", "", why=qwen21_files("transformer"))
+            return Detection("diffusion_model", "qwenimage21", "", prefix=k.prefix_of("img_in.weight") or "",
+                             layout="comfyui", why="img_in / txt_in.text_norm")
         return None
     in_ch = (k.shape("img_in.weight") or (0, 64))[1]
     return Detection("diffusion_model", "qwenimage", "" if in_ch == 64 else f"in{in_ch}",
@@ -826,9 +831,9 @@ def _qwenimage(k: Keys) -> Optional[Detection]:
 
 
 def qwen21_files(part: str) -> str:
-    return (f"ComfyUI's Qwen-Image 2.1 {part} file; Kinograph runs Qwen-Image 2.1 from its diffusers folder "
-            "(Qwen/Qwen-Image-2.1, with load.model), not from ComfyUI's files (qwen_image_2.1 in diffusion_models/, "
-            "qwen3vl_8b in text_encoders/, qwen_image_2.1_vae in vae/)")
+    return (f"Qwen-Image 2.1's {part}. Kinograph reads Qwen-Image 2.1's VAE from its diffusers folder "
+            "(Qwen/Qwen-Image-2.1: load.model, whose vae output also serves ComfyUI's transformer and text encoder "
+            "files), not as a separate file (ComfyUI's qwen_image_2.1_vae in vae/)")
 
 
 # Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.

@@ -92,6 +92,12 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
     if template not in TEMPLATES:
         raise NodeError(f"template={template!r}: choose edit (Qwen-Image-Edit) or plus (Qwen-Image-Edit-2509 and "
                         "later)")
+    if getattr(text_encoder, "family", None) == "qwenimage21":
+        raise NodeError("this is Qwen-Image 2.1's text encoder (Qwen3-VL). Qwen-Image 2.1 edits with the same model: "
+                        "its Qwen3-VL reads the pictures and their latents go before the picture being made "
+                        "(diffusers' QwenImage21Pipeline with image=, ComfyUI's TextEncodeQwenImage21 with images). "
+                        "Kinograph does not run that yet; it runs Qwen-Image 2.1 text-to-image (encode.text) and "
+                        "img2img (vae.encode). For instruction edits use Qwen-Image-Edit-2509 or -2511 here")
     if text_encoder is None or text_encoder.family != "qwenimage":
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.qwen_edit reads the prompt with Qwen2.5-VL; this text encoder is {fam}'s: load "

@@ -27,24 +27,28 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "chroma": "chroma", "flux2": "flux2"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
-                  "qwen25vl": "qwenimage", "mistral3": "flux2",
+                  "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
                   "qwen3": "flux2"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
                    "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "chroma": ("t5",),
-                   "flux2": ("mistral3", "qwen3")}
+                   "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
-           "chroma": "chroma", "flux2": "flux2"}
+           "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
-                 "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct"}
+                 "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
+                 "qwen3vl": "Qwen/Qwen3-VL-8B-Instruct"}
 COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
-                    "llama": "comfy/text_encoders/llama_tokenizer", "qwen25vl": "comfy/text_encoders/qwen25_tokenizer"}
+                    "llama": "comfy/text_encoders/llama_tokenizer", "qwen25vl": "comfy/text_encoders/qwen25_tokenizer",
+                    "qwen3vl": "comfy/text_encoders/qwen25_tokenizer"}
 # Where a pipeline folder keeps T5-XXL's tokenizer, beside CLIP's tokenizer/.
 T5_TOKENIZER = {"FluxPipeline": "tokenizer_2", "StableDiffusion3Pipeline": "tokenizer_3"}
+# Where a pipeline folder keeps its tokenizer when not in tokenizer/ (Qwen-Image 2.1: Qwen3-VL's processor/).
+TOKENIZER_FOLDER = {"QwenImage21Pipeline": "processor"}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "tokenizer.model")
 # Pipeline settings a model variant needs, as its diffusers folder's model_index.json has them
 # (Wan 2.2 TI2V-5B: per-token timesteps, so a start image's latent frames stay clean).
@@ -61,6 +65,8 @@ def _detect(path: Path, roles, what: str) -> Detection:
         raise NodeError(f"{path} is a folder; {what} takes one weights file (for a diffusers folder use load.model "
                         "or the family's loader)")
     det = detect_file(path)
+    if det.role is None and det.family:        # a model Kinograph knows and says why it does not load this way
+        raise NodeError(f"{path.name}: {det.why}")
     if det.role not in roles:
         got = det.describe() if det.role else f"not a model Kinograph recognises ({det.why})"
         raise NodeError(f"{path.name} is {got}, not {what}. Check which folder it came from "
@@ -94,6 +100,9 @@ def pipeline(family: str, variant: str = "", **parts):
     if variant.startswith("vace-"):
         name = next(n for n in names if "VACE" in n)
     cls = getattr(diffusers, name)
+    if family == "qwenimage21" and parts.get("processor") is None:
+        from nodes.generate.adapters.qwenimage21 import without_processor
+        cls = without_processor(cls)
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     # Only a denoiser samples: text encoder, VAE and CLIP-vision pipelines need no scheduler.
     if "scheduler" in params and parts.get("scheduler") is None and (parts.get("transformer") is not None
@@ -207,9 +216,12 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
             suffix = f"_{i + 1}" if i else ""
             parts[f"text_encoder{suffix}"] = _module(p, d, dtype, device)
             parts[f"tokenizer{suffix}"] = tokenizer(p, d)
-        if family == "qwenimage":
+        if family in ("qwenimage", "qwenimage21"):
             from nodes.generate.converters.qwenimage import link_vision_tokens
             link_vision_tokens(parts["text_encoder"], parts["tokenizer"])
+        if family == "qwenimage21":
+            from nodes.generate.adapters.qwenimage21 import file_processor
+            parts["processor"] = file_processor(parts.pop("tokenizer"))
         return pipeline(family, **parts)
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
@@ -265,6 +277,8 @@ def _text_family(det: Detection, type_: str) -> str:
     if type_ and type_ != "auto":
         if type_ not in TEXT_TYPES:
             raise NodeError(f"unknown text encoder type {type_!r}; choose auto or one of {', '.join(TEXT_TYPES)}")
+        if TEXT_TYPES[type_] == "qwenimage" and det.family == "qwen3vl":
+            return "qwenimage21"        # ComfyUI's type qwen_image loads Qwen-Image 2.1's Qwen3-VL too
         return TEXT_TYPES[type_]
     fam = ENCODER_FAMILY.get(det.family or "")
     if fam is None:
@@ -431,7 +445,7 @@ def _tokenizer_folders(path: Path, det: Detection, beside: Optional[List[Path]] 
                     continue
                 if cls in pipes:
                     out.append(folder / T5_TOKENIZER.get(cls, "tokenizer") if det.family == "t5" else
-                               folder / "tokenizer")
+                               folder / TOKENIZER_FOLDER.get(cls, "tokenizer"))
     comfy = COMFY_TOKENIZERS.get(det.family or "")
     if comfy:
         out += [d.parent / comfy for d in model_dirs() if d.name == "models"]

@@ -17,7 +17,7 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
                          weight_dtype: str = Param("default", choices=WEIGHT_DTYPES,
                                                    help="compute precision; default = the device's usual "
                                                         "(fp8 files are dequantised to it)")) -> MODEL:
-    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2, FLUX.1 or Qwen-Image in
+    """The denoiser alone from one file (ComfyUI's Load Diffusion Model / UNETLoader): Wan 2.1/2.2, FLUX.1, Qwen-Image or Qwen-Image 2.1 in
     fp16, bf16, fp8, fp8_scaled or GGUF. Feed it text from load.text_encoder and latents through load.vae."""
     from nodes.generate.model_manager import manager_for
     from nodes.generate.split import load_diffusion_model as run
@@ -27,7 +27,7 @@ def load_diffusion_model(ctx, name: str = Param("", kind="path", locate=locator(
 @node("load.text_encoder", title="Load Text Encoder", category="Models", device="gpu")
 def load_text_encoder(ctx, name: str = Param("", kind="path", locate=locator("text_encoders"), required=True,
                                              help="file in text_encoders/ or clip/ (umt5, t5, clip_l, llava-llama3, "
-                                                  "qwen_2.5_vl)"),
+                                                  "qwen_2.5_vl, qwen3vl)"),
                       name2: str = Param("", kind="path", locate=locator("text_encoders"),
                                          help="second file for two-encoder models (HunyuanVideo: clip_l; FLUX.1: clip_l "
                                               "with t5xxl, either order)"),

@@ -91,6 +91,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
             if base + ".weight_scale_2" in state:
                 raise NodeError(f"{base} is stored in a 4-bit format (NVFP4: a second weight scale) that Kinograph "
                                 "cannot read; use the fp8, fp8mixed or bf16 file of this model")
+            _refuse_rotated(base, state.get(base + ".comfy_quant"))
             scale = state.get(base + ".scale_weight")
             if scale is None:
                 scale = state.get(base + ".weight_scale")
@@ -110,9 +111,30 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
     return out
 
 
+def _refuse_rotated(layer: str, quant) -> None:
+    """ComfyUI's ConvRot formats (int8_convrot, convrot_w4a4: qwen_image_2.1_int8_convrot and the like) quantise a
+    weight after rotating it (a Hadamard transform over groups of inputs) and undo the rotation on the activations;
+    folded as weight * weight_scale the rotated weight gave a wrong picture without a word."""
+    import json
+    if quant is None:
+        return
+    try:
+        cfg = json.loads(bytes(quant.flatten().tolist()).decode("utf-8"))
+    except (ValueError, TypeError, AttributeError):
+        return
+    fmt = str(cfg.get("format", ""))
+    if cfg.get("convrot") or "convrot" in fmt:
+        raise NodeError(f"{layer} is stored in ComfyUI's ConvRot format ({fmt}{', convrot' if cfg.get('convrot') else ''}"
+                        "; weights rotated before quantising) that Kinograph cannot read; use the bf16 (or fp8) file "
+                        "of this model, e.g. qwen_image_2.1_bf16 instead of qwen_image_2.1_int8_convrot")
+
+
 def load_weights(path, dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:
     """A file's state dict with correct values: see the module docstring."""
-    return dequantise(read_raw(path), dtype, keep_fp8)
+    try:
+        return dequantise(read_raw(path), dtype, keep_fp8)
+    except NodeError as exc:        # a format refused: name the file too
+        raise NodeError(f"{Path(path).name}: {exc}") from None
 
 
 def strip_prefix(state: Dict[str, "object"], prefix: str) -> Dict[str, "object"]:

@@ -87,17 +87,58 @@ class QwenImage21Adapter(QwenImageAdapter):
         return super().vae_encode(pipe, pixels, generator)
 
 
+class _NoProcessor:
+    """What QwenImage21Pipeline's constructor reads of a processor, for a pipeline that encodes no prompt."""
+    class tokenizer:
+        @staticmethod
+        def encode(text):
+            return [None]
+
+    def apply_chat_template(self, *args, **kwargs):
+        return [[]]
+
+
+def without_processor(cls):
+    """QwenImage21Pipeline (`cls`) to hold a part without the text encoder's processor (ComfyUI's transformer file
+    alone): its constructor counts the system turn's tokens with the processor, which only prompt encoding uses."""
+    class Pipeline(cls):
+        def __init__(self, scheduler, vae, text_encoder, processor, transformer, sample_sigmas=None):
+            super().__init__(scheduler, vae, text_encoder, _NoProcessor(), transformer, sample_sigmas)
+            self.register_modules(processor=None)
+    Pipeline.__name__ = Pipeline.__qualname__ = cls.__name__
+    return Pipeline
+
+
 def processor(folder: Path):
     """Qwen3VLProcessor without its video processor, from a Qwen-Image 2.1 folder's processor/."""
-    from transformers import AutoImageProcessor, AutoTokenizer, Qwen3VLProcessor
-    from transformers.processing_utils import ProcessorMixin
+    from transformers import AutoImageProcessor, AutoTokenizer
     template = folder / "chat_template.jinja"
+    return _processor(AutoImageProcessor.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder)),
+                      template.read_text(encoding="utf-8") if template.is_file() else None)
+
+
+# Qwen3-VL's chat template as far as QwenImage21Pipeline uses it: it counts the system turn's tokens with it (the
+# prompts themselves it writes out), and every Qwen chat template writes that turn so.
+SYSTEM_TURN = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}{{ c['text'] }}"
+               "{% endfor %}<|im_end|>\n{% endfor %}")
+
+
+def file_processor(tokenizer):
+    """Qwen3VLProcessor for a text encoder file (ComfyUI's qwen3vl_8b): the tokenizer found for it (a Qwen-Image 2.1
+    folder's processor/, one named after the file, or ComfyUI's bundled Qwen tokenizer) with Qwen3-VL's image
+    settings (16-pixel patches merged 2x2, pixels to -1..1)."""
+    from transformers import Qwen2VLImageProcessor
+    images = Qwen2VLImageProcessor(patch_size=16, merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    return _processor(images, tokenizer, getattr(tokenizer, "chat_template", None) or SYSTEM_TURN)
+
+
+def _processor(image_processor, tokenizer, chat_template):
+    from transformers import Qwen3VLProcessor
+    from transformers.processing_utils import ProcessorMixin
     check = ProcessorMixin.check_argument_for_proper_class
     ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None
     try:
-        return Qwen3VLProcessor(image_processor=AutoImageProcessor.from_pretrained(str(folder)),
-                                tokenizer=AutoTokenizer.from_pretrained(str(folder)),
-                                chat_template=template.read_text(encoding="utf-8") if template.is_file() else None)
+        return Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
     finally:
         ProcessorMixin.check_argument_for_proper_class = check
 

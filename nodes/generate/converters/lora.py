@@ -250,3 +250,49 @@ def kohya_modules(pipe) -> Dict[str, object]:
                     # transformers 5's CLIPTextModel has no text_model level; kohya's names keep it.
                     out[prefix + "text_model_" + n.replace(".", "_")] = m
     return out
+
+
+# -- Qwen-Image 2.1 ----------------------------------------------------------------------------
+_QWEN21_PREFIX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.|lora_unet_|"
+                            r"lora_transformer_)")
+_QWEN21_PART = re.compile(r"\.(lora_A\.weight|lora_B\.weight|lora_down\.weight|lora_up\.weight|alpha)$")
+
+
+def qwen21_lora(state: Dict[str, object], layers) -> Dict[str, object]:
+    """A Qwen-Image 2.1 LoRA under the names QwenImage21Pipeline's load_lora_weights reads unconverted
+    (transformer.<layer>.lora_A/B.weight). `layers`: the transformer's module names.
+
+    ComfyUI fuses each block's SwiGLU gate and up projections into one img_mlp.gate_up (gate rows first), so a LoRA
+    made on ComfyUI's model changes that layer; diffusers ignored it with a warning. Its down matrix is shared and its
+    up matrix's rows split between gate_layer and proj, which is the same change. kohya's names (lora_unet_
+    transformer_blocks_0_img_mlp_gate_layer) are module paths with dots as underscores; diffusers' Qwen-Image
+    converter reads them as Qwen-Image 1.x's and mangled 2.1's gate_layer and txt_in.in_layer. A kohya alpha is
+    folded into the up matrix (scale alpha / rank), as diffusers applies it."""
+    layers = set(layers)
+    layers |= {n.replace(".gate_layer", ".gate_up") for n in layers if n.endswith("img_mlp.gate_layer")}
+    flat = {n.replace(".", "_"): n for n in layers}
+    groups: Dict[str, Dict[str, object]] = {}
+    out = {}
+    for k, v in state.items():
+        part = _QWEN21_PART.search(k)
+        bare = _QWEN21_PREFIX.sub("", k[: part.start()]) if part else None
+        layer = bare if bare in layers else flat.get(bare or "")
+        if layer is None:
+            out[k] = v
+            continue
+        kind = {"lora_A.weight": "down", "lora_down.weight": "down", "lora_B.weight": "up",
+                "lora_up.weight": "up"}.get(part.group(1), "alpha")
+        groups.setdefault(layer, {})[kind] = v
+    for layer, g in groups.items():
+        if "down" not in g or "up" not in g:
+            raise NodeError(f"the LoRA's layer {layer} has no {'up' if 'down' in g else 'down'} matrix: the file is "
+                            "incomplete; download it again")
+        up = g["up"] * (float(g["alpha"]) / g["down"].shape[0]) if "alpha" in g else g["up"]
+        pieces = [(layer, up)]
+        if layer.endswith("img_mlp.gate_up"):
+            half = up.shape[0] // 2
+            pieces = [(layer.replace("gate_up", "gate_layer"), up[:half]), (layer.replace("gate_up", "proj"), up[half:])]
+        for name, b in pieces:
+            out[f"transformer.{name}.lora_A.weight"] = g["down"]
+            out[f"transformer.{name}.lora_B.weight"] = b.contiguous()
+    return out
