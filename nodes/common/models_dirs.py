@@ -24,12 +24,12 @@ from graph_engine import NodeError
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
          "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth",
-         "ipadapter", "style_models")
+         "ipadapter", "style_models", "sam2")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other).
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
-           "depth": ("depthanything",)}
+           "depth": ("depthanything",), "sam2": ("sam3", "sams")}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
