@@ -42,7 +42,6 @@ BLOCKED = {
                                       "Sam2Segmentation", "BlockifyMask", "DrawMaskOnImage"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
-    "video_wan_vace_inpainting.json": {"SAM3_Detect", "ResizeImageMaskNode"},
 }
 
 

@@ -267,3 +267,46 @@ def test_control_clips_are_fitted_and_padded_as_comfyui_does():
     assert (px[2:] == 0.5).all()
     m = control_masks(Clip.from_array(np.zeros((2, 16, 16, 3), np.uint8), 16.0), 5, 16, 16)
     assert m.shape == (5, 16, 16, 1) and (m[:2] == 0).all() and (m[2:] == 1).all()
+
+
+def test_comfyui_vace_inpainting_template_segments_and_runs(vace, tmp_path):
+    """ComfyUI's video_wan_vace_inpainting template, every node mapped: SAM 3 finds what the prompt names
+    (SAM3_Detect as mask.segment, on a tiny SAM 3 in sam2/sam3, the folder the import reads for ComfyUI's
+    sam3.1 file), the mask grows, VACE redraws there and the clip is saved; its CausVid LoRA is bypassed (no LoRA
+    file here)."""
+    import imageio.v3 as iio
+    from app.comfyui import import_workflow
+    from graph_engine.api import Session, load_workflow
+    from tiny_models import build_sam3_video
+    if not (vace / "models" / "sam2" / "sam3").exists():
+        build_sam3_video(vace / "models" / "sam2" / "sam3")
+    result = import_workflow(ROOT / "tests" / "data" / "comfyui" / "templates" / "video_wan_vace_inpainting.json")
+    assert not [e.class_type for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    segment = next(n for n in g.nodes.values() if n.type == "mask.segment")
+    assert segment.params == {"prompt": "cat", "model": "sam3", "threshold": 0.5}
+    segment.params["threshold"] = 0.0                 # random weights: every object the tiny model finds
+    frames = np.random.default_rng(1).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "input.mp4", frames, fps=16, codec="libx264")
+    names = {"load.diffusion_model": UNET, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors"}
+    for n in g.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "lora.image":
+            g.set_bypass(n.id, True)
+        elif n.type in ("video.resize", "condition.vace"):
+            n.params.update(width=32, height=32)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 2
+        elif n.type == "io.load_video":
+            n.params["path"] = str(tmp_path / "input.mp4")
+        elif n.type == "io.load_image":
+            n.params["path"] = str(PHOTO)
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / "out.mp4")
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    mask = res.outputs[segment.id]["mask"]
+    assert (mask.length, mask.width, mask.height) == (5, 32, 32)
+    assert iio.imread(tmp_path / "out.mp4").shape == (5, 32, 32, 3)

@@ -355,6 +355,41 @@ def build_depth_anything(folder: Path) -> Path:
     return folder
 
 
+def build_sam3_video(folder: Path) -> Path:
+    """A SAM 3 video model a few channels wide (the tracker's 128: its object pointers split into 64-wide
+    memory tokens), 2 queries, thresholds at 0 so random weights find objects, and a 2-frame hot start (SAM 3's
+    is 15) so that its holding back of frames is exercised within a short clip."""
+    import torch
+    from transformers import Sam3VideoConfig, Sam3VideoModel
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=56, patch_size=14, window_size=2, global_attn_indexes=[1],
+               pretrain_image_size=28)
+    vision = dict(model_type="sam3_vision_model", backbone_config=vit, fpn_hidden_size=128,
+                  backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]])
+    small = dict(hidden_size=128, num_layers=1, num_attention_heads=2, intermediate_size=64)
+    detector = dict(vision_config=vision, text_config=dict(vocab_size=600, hidden_size=128, intermediate_size=64,
+                                                           projection_dim=32, num_hidden_layers=1,
+                                                           num_attention_heads=2, max_position_embeddings=32),
+                    geometry_encoder_config=small, detr_encoder_config=small,
+                    detr_decoder_config=dict(small, num_queries=2),
+                    mask_decoder_config=dict(hidden_size=128, num_attention_heads=2))
+    tracker = dict(vision_config=vision, image_size=56, prompt_encoder_config=dict(hidden_size=128, image_size=56,
+                                                                                   patch_size=14),
+                   mask_decoder_config=dict(hidden_size=128, mlp_dim=64, num_attention_heads=2,
+                                            iou_head_hidden_dim=32),
+                   memory_attention_hidden_size=128, memory_attention_num_layers=1,
+                   memory_attention_feed_forward_hidden_size=64, memory_encoder_hidden_size=128,
+                   mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=64,
+                   memory_attention_rope_feat_sizes=[4, 4])
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=16,
+                             score_threshold_detection=0.0, new_det_thresh=0.0, hotstart_delay=2,
+                             hotstart_unmatch_thresh=2, hotstart_dup_thresh=2)
+    torch.manual_seed(0)
+    Sam3VideoModel(config).save_pretrained(folder)
+    clip_tokenizer(folder)
+    return folder
+
+
 def build_all(root, families=FAMILIES) -> Path:
     root = Path(root)
     for fam in families:

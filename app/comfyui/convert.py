@@ -996,6 +996,64 @@ class Converter:
             node = src[0] if src else None
         return None
 
+    def special_sam3_detect(self, cn, rule, params, notes):
+        """SAM 3 as ComfyUI wires it: the file from a CheckpointLoaderSimple, the prompt from a CLIPTextEncode on
+        that loader's CLIP. Both become mask.segment's model and prompt; the loader and the encoder go where nothing
+        else uses them (a load.model of SAM 3's file would not run)."""
+        from .mapping import sam3_folder
+        sources = {}
+        for port, param, key in (("model", "model", "path"), ("conditioning", "prompt", "text")):
+            ref = cn.inputs.get(port)
+            out = self.resolve(ref)
+            node = out.port[0] if isinstance(out, Out) and out.port else None
+            value = self.graph.nodes[node].params.get(key) if node is not None else None
+            if value is None:
+                notes.append(f"its {port} comes from a node Kinograph cannot read a {param} from; set {param} by hand")
+                continue
+            sources[ref.node] = node
+            try:
+                params[param] = sam3_folder(value) if param == "model" else value
+            except Approx as a:
+                params[param] = a.value
+                notes.append(a.note)
+        for port in ("bboxes", "positive_coords", "negative_coords"):
+            if isinstance(cn.inputs.get(port), Ref):
+                notes.append(f"{port} is not carried: mask.segment finds objects from the text prompt")
+        nid = self.plain(cn, rule, params, notes)
+        for cid in sources:
+            if set(self.consumers.get(cid, ())) <= set(sources) | {cn.id}:
+                gone = self.report.entries[cid]
+                for made in gone.kinograph:
+                    if made in self.graph.nodes:
+                        self.graph.remove_node(made)
+                        self.graph.ui.pop(made, None)
+                self.report.add(Entry(cid, gone.class_type, gone.title, EXACT, [nid],
+                                      ["folded into mask.segment: SAM 3's model and prompt"]))
+        return [nid]
+
+    def special_resize_image_mask(self, cn, rule, params, notes):
+        """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
+        (either 0: follow the other side) it is video.resize; the other types are not mapped."""
+        kind = params.pop("resize_type", None)
+        if kind in ("scale width", "scale height"):
+            # widgets: [type, size, scale_method]: the size was read as width, the method as height
+            size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
+            params.update(width=size if kind == "scale width" else 0, height=size if kind == "scale height" else 0)
+            params.pop("fit", None)
+            from .mapping import resize_method
+            try:
+                params["method"] = resize_method(method)
+            except Approx as a:
+                params["method"] = a.value
+                notes.append(a.note)
+            notes[:] = [n for n in notes if "resize_type.crop" not in n]
+        elif kind != "scale dimensions":
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
+                                                    "dimensions, scale width and scale height (video.resize)")
+            return None
+        return [self.plain(cn, rule, params, notes)]
+
     def special_vhs_combine(self, cn, rule, params, notes):
         fmt = self.resolve(cn.inputs.get("format")) or "video/h264-mp4"
         from .mapping import VHS_FORMATS, out_path

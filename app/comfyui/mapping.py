@@ -346,6 +346,30 @@ def vfi_factor(v):
     return v
 
 
+# -- segmentation (SAM 3) ------------------------------------------------------------------------------------------
+# ComfyUI's own SAM 3 files (checkpoints/, loaded by CheckpointLoaderSimple) -> the Hugging Face folder mask.segment
+# reads from a sam2/ or sam3/ model folder.
+SAM3_FOLDER = "sam3"
+SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory; ComfyUI's "
+             "SAM3_Detect looks at each frame alone and keeps its best object there. refine_iterations is not "
+             "carried (SAM 3's tracker refines each mask as it goes)")
+
+
+def sam3_folder(v):
+    """ComfyUI's SAM 3 / 3.1 file -> the sam3 folder (facebook/sam3's Hugging Face folder)"""
+    name = str(v).replace("\\", "/").rsplit("/", 1)[-1]
+    if name.lower().endswith((".safetensors", ".pt", ".pth")):
+        raise Approx(SAM3_FOLDER, f"{name} is read as SAM 3's Hugging Face folder '{SAM3_FOLDER}' (facebook/sam3) in "
+                                  "a sam2/ or sam3/ model folder: Kinograph reads SAM 3 with transformers, which has "
+                                  "no SAM 3.1 (multiplex)")
+    return name
+
+
+def resize_type(v):
+    """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI)"""
+    return v
+
+
 # -- the table ---------------------------------------------------------------------------------------------------
 RULES: Dict[str, Rule] = {
     # loaders
@@ -1024,6 +1048,17 @@ RULES: Dict[str, Rule] = {
                         (P("direction", "direction"), P("match_image_size", "match_size"), P("spacing_width", "spacing"),
                          P("spacing_color", "colour")), {"image1": "video", "image2": "other"}, ("video",),
                         note="match_image_size stretches image2 by lanczos: " + LANCZOS_NOTE),
+    # segmentation: SAM 3 from a text prompt (ComfyUI core's SAM3_Detect; its model and prompt come from a
+    # CheckpointLoaderSimple and CLIPTextEncode, which fold into mask.segment)
+    "SAM3_Detect": Rule("mask.segment", ("threshold", "refine_iterations", "individual_masks"),
+                        (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
+                        ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
+    "ResizeImageMaskNode": Rule("video.resize", ("resize_type", "resize_type.width", "resize_type.height",
+                                                 "resize_type.crop", "scale_method"),
+                                (P("resize_type.width", "width"), P("resize_type.height", "height"),
+                                 P("resize_type.crop", "fit", centre_crop), P("scale_method", "method", resize_method),
+                                 P("resize_type", "resize_type", resize_type)),
+                                {"input": "video"}, ("video",), special="resize_image_mask"),
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
                         P("crop", "fit", centre_crop)),

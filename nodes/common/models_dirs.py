@@ -24,13 +24,14 @@ from graph_engine import NodeError
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
          "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth",
-         "ipadapter", "style_models", "pose")
+         "ipadapter", "style_models", "pose", "sam2")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
 # ControlNets.
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
-           "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",)}
+           "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
+           "sam2": ("sam3", "sams")}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")

@@ -7,6 +7,7 @@ import numpy as np
 from graph_engine import Input, Param, node
 from graph_engine.types import MASK, VIDEO, add_hint
 from nodes.common import masks
+from nodes.common.models_dirs import locator
 
 _CAT = "Mask"
 # A clip is not taken as a mask by itself (every mask input would then be offered for any video output): say how.
@@ -150,3 +151,23 @@ def crop(ctx, mask: MASK, x: int = Param(0, min=0, max=16384, help="the rectangl
          height: int = Param(512, min=1, max=16384, help="the rectangle's height (cut at the mask's edge)")) -> MASK:
     """A rectangle of the mask as a mask of that size (ComfyUI's CropMask), e.g. to match a cropped picture."""
     return masks.cropped(mask, x, y, width, height)
+
+
+@node("mask.segment", title="Segment (SAM 3)", category=_CAT, device="gpu")
+def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the object in"),
+            prompt: str = Param("", help="what to mask, in a few words: 'cat', 'the man in the red jacket'. Every "
+                                         "object it names is masked"),
+            model: str = Param("sam3", kind="path", locate=locator("sam2", "checkpoints"),
+                               help="SAM 3's Hugging Face folder (facebook/sam3) in a 'sam2' or 'sam3' model folder, "
+                                    "or its path"),
+            threshold: float = Param(0.7, min=0.0, max=1.0,
+                                     help="how sure the model must be of an object before it is tracked (SAM 3's "
+                                          "own is 0.7); lower finds more, and more that is wrong")) -> MASK:
+    """A mask of what the text names, found and tracked through the clip by Segment Anything 3 (ComfyUI's
+    SAM3_Detect): the object is carried from frame to frame by the model's memory, not found anew on each, so the
+    matte holds still where the object does and follows it through turns and partial cover. Feed it to mask.grow
+    and an inpainting or VACE node to replace the object, or mask.invert to keep it. The model is read from your own
+    folder; nothing is downloaded."""
+    from nodes.common.models_dirs import as_given
+    from nodes.mask.segment import text_masks
+    return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx)

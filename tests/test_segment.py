@@ -1,0 +1,95 @@
+"""mask.segment: SAM 3 finds what a text prompt names and tracks it through a clip. A tiny random-weight
+Sam3VideoModel (transformers' own) and a byte-level CLIP tokenizer are built here; the masks, read chunk by chunk in
+any order, are checked (to a pixel in a thousand at the threshold) against transformers' offline pass over the whole video (propagate_in_video_iterator) with
+the processor's post-processing, on the same weights and frames."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiny_models import build_sam3_video
+
+torch = pytest.importorskip("torch")
+
+FRAMES = 4
+H, W = 24, 40
+
+
+@pytest.fixture(scope="module")
+def sam3(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    build_sam3_video(models / "sam2" / "tiny-sam3")
+    return models
+
+
+@pytest.fixture
+def models(sam3, monkeypatch):
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(sam3))
+    return sam3
+
+
+def reference_masks(segmenter, frames, prompt):
+    """transformers' offline pass over the whole video, and Sam3VideoProcessor.postprocess_outputs's masks joined."""
+    import torch.nn.functional as F
+    from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
+    s = Sam3VideoInferenceSession(video=segmenter.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
+    pid = s.add_prompt(prompt)
+    tokens = segmenter.tokenizer(prompt, return_tensors="pt", padding="max_length", max_length=32)
+    s.prompt_input_ids[pid], s.prompt_attention_masks[pid] = tokens.input_ids, tokens.attention_mask
+    out_masks = []
+    for out in segmenter.model.propagate_in_video_iterator(s):
+        hidden = set(out.suppressed_obj_ids) | s.hotstart_removed_obj_ids
+        ids = [i for i in sorted(out.obj_id_to_mask) if i not in hidden]
+        m = np.zeros((H, W), bool)
+        if ids:
+            low = torch.cat([out.obj_id_to_mask[i] for i in ids]).float()[:, None]
+            m = (F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)[:, 0] > 0).any(0).numpy()
+        out_masks.append(m)
+    return np.stack(out_masks)
+
+
+def test_text_prompt_tracks_as_transformers_does(models):
+    from graph_engine import Clip
+    from nodes.mask.segment import load_segmenter, text_masks
+    frames = np.random.default_rng(0).integers(0, 256, (FRAMES, H, W, 3), dtype=np.uint8)
+    clip = Clip(FRAMES, 8.0, W, H, lambda a, b: frames[a:b], chunk=2)
+    want = reference_masks(load_segmenter("tiny-sam3"), frames, "cat")
+    assert want.any() and not want.all()
+    masks = text_masks(clip, "tiny-sam3", "cat", threshold=0.0)
+    assert (masks.width, masks.height, masks.length, masks.chunk) == (W, H, FRAMES, 2)
+    # A chunk after the first, then one behind it (the pass starts again), then the last.
+    got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}
+    got = np.concatenate([got[k] for k in sorted(got)])[..., 0]
+    assert set(np.unique(got)) <= {0, 255}
+    # Random weights give logits within 1e-2 of the 0 threshold: a pixel in thousands may round the other way.
+    assert (got != want.astype(np.uint8) * 255).mean() < 1e-3
+
+
+def test_bad_models_are_named(models, tmp_path):
+    from graph_engine import NodeError
+    from nodes.mask.segment import load_segmenter, text_masks
+    (models / "checkpoints").mkdir(exist_ok=True)
+    comfy = models / "checkpoints" / "sam3.1_multiplex_fp16.safetensors"
+    comfy.write_bytes(b"\0" * 16)
+    with pytest.raises(NodeError, match="SAM 3.1 \\(multiplex\\).*facebook/sam3"):
+        load_segmenter("sam3.1_multiplex_fp16.safetensors")
+    with pytest.raises(NodeError, match="not found|no .*found") as e:
+        load_segmenter("sam3-missing")
+    assert "sam3-missing" in str(e.value)
+    broken = models / "sam2" / "broken-sam3"
+    broken.mkdir()
+    (broken / "config.json").write_text((models / "sam2" / "tiny-sam3" / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"{not weights")
+    with pytest.raises(NodeError, match="broken-sam3.*tokenizer"):
+        load_segmenter(str(broken))
+    for f in (models / "sam2" / "tiny-sam3").glob("*.json"):
+        if f.name != "config.json":
+            (broken / f.name).write_text(f.read_text())
+    for f in (models / "sam2" / "tiny-sam3").glob("*.txt"):
+        (broken / f.name).write_text(f.read_text())
+    with pytest.raises(NodeError, match="broken-sam3's weights cannot be read.*copy model.safetensors again"):
+        load_segmenter(str(broken))
+    (broken / "config.json").write_text('{"model_type": "sam2_video"}')
+    with pytest.raises(NodeError, match="sam2_video model, not SAM 3's video model"):
+        load_segmenter(str(broken))
+    with pytest.raises(NodeError, match="give a text prompt"):
+        text_masks(None, "tiny-sam3", "  ")
