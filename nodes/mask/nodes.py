@@ -171,3 +171,21 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import text_masks
     return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx)
+
+
+@node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
+def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the object is in"),
+                 points: str = Param("", help="points on the object in the first frame, in its pixels: "
+                                              "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90"),
+                 negative: str = Param("", help="points off the object (background it should leave out), the same "
+                                                "way; none: only the object's points"),
+                 model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),
+                                    help="SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, "
+                                         "-base-plus, -large) in a 'sam2' model folder, or its path")) -> MASK:
+    """A mask of the object you click on in the first frame, carried through the clip by Segment Anything 2's memory
+    (kijai's Sam2Segmentation in video mode): for what a text prompt cannot single out (the second dancer from the
+    left). Negative points keep the mask off what lies next to it. Read from your own folder; nothing is
+    downloaded."""
+    from nodes.common.models_dirs import as_given
+    from nodes.mask.segment import point_masks
+    return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, ctx.device, ctx)
