@@ -128,3 +128,25 @@ def test_points_track_as_transformers_does(models):
     got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}
     got = np.concatenate([got[k] for k in sorted(got)])[..., 0]
     np.testing.assert_array_equal(got, want.astype(np.uint8) * 255)
+
+
+def test_blockify_and_fill_as_kjnodes():
+    """KJNodes' BlockifyMask and DrawMaskOnImage (the Wan Animate template's character mask): the bounding box of
+    two specks, 10 x 12 pixels, cut into 2 x 3 cells (5 and 4 pixels: 10 // 4 and 12 // 4 whole cells), the two cells
+    holding a speck filled; then the picture painted in the colour there, blended by a soft mask elsewhere."""
+    from graph_engine import Clip, NodeError
+    from nodes.mask.nodes import blockify, fill
+    m = np.zeros((16, 16), np.float32)
+    m[2, 2] = m[11, 13] = 0.3
+    want = np.zeros((16, 16), np.float32)
+    want[2:7, 2:6] = want[7:12, 10:14] = 1
+    np.testing.assert_array_equal(blockify(None, m, 4), want)
+    assert not blockify(None, np.zeros((4, 4), np.float32), 4).any()
+    soft = want.copy()
+    soft[0, 0] = 0.5
+    pic = Clip.from_array(np.full((2, 16, 16, 3), 100, np.uint8), fps=8.0)
+    out = fill(None, pic, soft, "#c80000").frames(0, 2)
+    assert (out[:, 2:7, 2:6] == [200, 0, 0]).all() and (out[:, 0, 0] == [150, 50, 50]).all()
+    assert (out[:, 15, 15] == 100).all()
+    with pytest.raises(NodeError, match="mask.fill: colour 'red'"):
+        fill(None, pic, soft, "red")

@@ -189,3 +189,30 @@ def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the objec
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import point_masks
     return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, ctx.device, ctx)
+
+
+@node("mask.blockify", title="Blockify Mask", category=_CAT)
+def blockify(ctx, mask: MASK, block: int = Param(32, min=1, max=4096, help="the cells' side in pixels (about: "
+                                                                          "the box is cut into whole cells)")) -> MASK:
+    """The region as square-ish blocks over its bounding box, each block that holds any of it filled (KJNodes'
+    BlockifyMask), frame by frame: a blocky matte that hides the subject's outline, as Wan Animate's character
+    replacement is given."""
+    return masks.per_frame(mask, lambda m: masks.blockify(m, block))
+
+
+@node("mask.fill", title="Fill Mask", category=_CAT, temporal_radius=0)
+def fill(ctx, video: VIDEO, mask: MASK = Input(help="where to paint (stretched to the picture's size); a still mask "
+                                                    "holds for every frame"),
+         colour: str = Param("0, 0, 0", help="the colour painted, as r, g, b (0-255) or #rrggbb")) -> VIDEO:
+    """Paint the masked region in one colour, blended by the mask's softness (KJNodes' DrawMaskOnImage): black out a
+    subject before a model redraws it, or show a matte over the picture."""
+    from graph_engine import NodeError
+    from nodes.video.matte import key_colour
+    try:
+        rgb = key_colour(colour)
+    except NodeError:
+        raise NodeError(f"mask.fill: colour {colour!r}: give three numbers 0-255 (0, 0, 0 for black) or #rrggbb") from None
+
+    def reader(a, b):
+        return masks.filled(video.frames(a, b), masks.frames_of(mask, a, b, video.size), rgb)
+    return video.with_(reader=reader, matte=None, linear=None)
