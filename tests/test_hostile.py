@@ -629,6 +629,54 @@ def test_an_upscaler_that_writes_files_as_it_loads_is_refused(tmp_path, name):
     assert not target.exists()
 
 
+class _AddsOne(torch.nn.Module):
+    def forward(self, x):
+        return x + 1
+
+
+def _rewritten(src: Path, dst: Path, code_of) -> Path:
+    """src's records copied to dst, each code record (.py) replaced by the records code_of(text) gives."""
+    import warnings
+    import zipfile
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b, warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # zipfile warns of a second record of one name: that is the point
+        for info in a.infolist():
+            data = a.read(info)
+            for text in code_of(data.decode()) if info.filename.endswith(".py") else [data]:
+                b.writestr(info.filename, text)
+    return dst
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_code_is_judged_as_torch_reads_it(tmp_path):
+    """The TorchScript check read a regex over zipfile's idea of the archive (and pose.dwpose had a looser copy
+    that let torch.save through): getattr(torch, "sa" "ve") is torch.save to TorchScript's parser, 'ops . x' is
+    ops.x, and of two records with one name torch runs the first where zipfile reads the last. Each of these
+    wrote a file or called another library's operators when the model ran; each is refused before loading now."""
+    from nodes.generate.detect import load_torchscript
+    from nodes.pose.dwpose import load_torchscript as load_pose_model
+    plain = tmp_path / "plain.pt"
+    torch.jit.script(_AddsOne()).save(str(plain))
+    assert float(load_pose_model(plain, "cpu")(torch.zeros(1))) == 1.0         # plain arithmetic still loads
+    target = tmp_path / "written"
+    save = f'getattr(torch, "sa" "ve")(x, "{target}")\n    return torch.add(x, 1)'
+    hostile = {
+        "getattr_save": (lambda c: [c.replace("return torch.add(x, 1)", save)], r"calls save\(\), which reads or"),
+        "spaced_ops": (lambda c: [c.replace("torch.add(x, 1)", "ops . prims . add(x, x)")],
+                       r"calls ops.prims, operators of a library other than torch's and torchvision's"),
+        "ops_whole": (lambda c: [c.replace("torch.add(x, 1)", 'getattr(ops, "prims").add(x, x)')], r"hands on ops"),
+        "two_records": (lambda c: [c.replace("return torch.add(x, 1)", save), c],
+                        r"holds two records named plain/code/.*\.py, which torch.jit.save never writes"),
+    }
+    for name, (code_of, refusal) in hostile.items():
+        path = _rewritten(plain, tmp_path / f"{name}.pt", code_of)
+        with pytest.raises(NodeError, match=rf"{name}.pt is refused: .*{refusal}"):
+            load_torchscript(path, "cpu", "detector")
+        with pytest.raises(NodeError, match=rf"{name}.pt is refused: .*TorchScript pose model runs as a program"):
+            load_pose_model(path, "cpu")
+    assert not target.exists()
+
+
 def test_a_workflow_of_many_unconnected_nodes_is_scoped_in_one_walk(tmp_path, monkeypatch):
     """Validation sets aside half-connected nodes with what they feed: it walked the whole graph once for each of
     them, and kept the result in a list it searched once per node, so a 2.4 MB file of 40000 such nodes (a

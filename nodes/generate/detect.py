@@ -13,6 +13,7 @@ vision, `family` names the encoder (umt5, t5, clip_l, clip_g, llama, clip_vision
 encoder serves several model families."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -176,6 +177,7 @@ def _refuse_unpacking_beyond(path: Path) -> None:
                         "trusted source, or as .safetensors")
 
 
+@functools.lru_cache(maxsize=1)
 def _file_ops() -> Tuple[str, ...]:
     """The TorchScript operators that take a file name (torch.save, torch.from_file): asked of torch itself,
     so that one added later is refused too."""
@@ -185,26 +187,86 @@ def _file_ops() -> Tuple[str, ...]:
     return tuple(sorted(names | {"save", "from_file"}))
 
 
+# Operator namespaces a network's code may call through `ops.`: torch's own arithmetic, and torchvision's (an
+# upscaler's deformable convolution). Any other is a library's code that nobody has read.
+TORCHSCRIPT_NAMESPACES = ("aten", "prim", "quantized", "torchvision")
+
+
+def _forbidden_use(text: str) -> Optional[str]:
+    """What (a phrase) in a TorchScript archive's code (Python syntax) reaches past arithmetic, read token by
+    token so that spacing, line breaks and comments change nothing: a file operator named directly or as a
+    string (getattr(torch, "sa" "ve") is torch.save: adjacent strings join), `ops.` of a namespace not in
+    TORCHSCRIPT_NAMESPACES (or `ops` handed on whole), or a custom class (torch.classes). None when clean."""
+    import io
+    import tokenize
+    file_ops = set(_file_ops())
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                  if t.type in (tokenize.NAME, tokenize.OP, tokenize.STRING, tokenize.NUMBER)]
+    except (tokenize.TokenError, SyntaxError) as e:
+        return f"cannot be read as code ({e})"
+    words, strings = [], []
+    for i, t in enumerate(tokens):
+        if t.type == tokenize.STRING:
+            strings.append(t.string)
+            continue
+        if strings:
+            words.append(_joined(strings))
+            strings = []
+        if t.type != tokenize.NAME:
+            continue
+        words.append(t.string)
+        after_dot = i > 0 and tokens[i - 1].string == "."
+        if t.string == "ops" and not after_dot:
+            ns = tokens[i + 2].string if i + 2 < len(tokens) and tokens[i + 1].string == "." else ""
+            if ns not in TORCHSCRIPT_NAMESPACES:
+                return (f"calls ops.{ns}, operators of a library other than torch's and torchvision's" if ns else
+                        "hands on ops, torch's table of every library's operators")
+    if strings:
+        words.append(_joined(strings))
+    hit = next((w for w in words if w in file_ops or w == "classes"), None)
+    if hit == "classes":
+        return "uses torch.classes, classes compiled into a library other than torch"
+    return None if hit is None else f"calls {hit}(), which reads or writes files"
+
+
+def _joined(strings) -> str:
+    """The value of adjacent string literals, as the TorchScript parser joins them."""
+    import ast
+    try:
+        return "".join(ast.literal_eval(s) for s in strings)
+    except (ValueError, SyntaxError, TypeError):
+        return ""
+
+
 def check_torchscript(path, what: str) -> None:
-    """Refuse a TorchScript archive (`what` names it in messages) whose code touches files.
+    """Refuse a TorchScript archive (`what` names it in messages) whose code touches files or calls code outside
+    torch's (and torchvision's) operators.
 
     TorchScript is a program, not weights: a detector someone shipped beside a workflow ran torch.save(x,
     "/any/path") and overwrote a file of the user's when the metric ran, and loading one already runs its
     __setstate__ (spandrel loads a .pt upscaler with torch.jit.load). Its code is read from the archive
-    without running any of it; a zip holding no code (a torch.save checkpoint) passes."""
+    without running any of it; a zip holding no code (a torch.save checkpoint) passes. Every record is read as
+    itself: a zip may hold two records of one name, and torch reads the first where zipfile reads the last, so
+    such an archive is refused whole."""
     import zipfile
+    import zlib
     try:
         with zipfile.ZipFile(path) as z:
-            code = [(n, z.read(n).decode("utf-8", "replace")) for n in z.namelist() if n.endswith(".py")]
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
+            infos = z.infolist()
+            twice = [n for n, k in Counter(i.filename for i in infos).items() if k > 1]
+            code = [(i.filename, z.read(i).decode("utf-8", "replace")) for i in infos if i.filename.endswith(".py")]
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, NotImplementedError, EOFError, zlib.error) as e:
         raise NodeError(f"{path} is not a TorchScript {what} ({e}): export it again with torch.jit.save") from None
-    calls = re.compile(r"\b(" + "|".join(map(re.escape, _file_ops())) + r")\s*\(")
+    if twice:
+        raise NodeError(f"{path} is refused: it holds two records named {twice[0]}, which torch.jit.save never "
+                        f"writes; a TorchScript {what} runs as a program, so one whose code could be read two ways "
+                        f"is not loaded. Export it again with torch.jit.save, or use one from a source you trust")
     for name, text in code:
-        m = calls.search(text)
-        if m:
-            raise NodeError(f"{path} is refused: its code ({name}) calls {m[1]}(), which reads or writes files. "
-                            f"A TorchScript {what} runs as a program; use one from a source you trust that only "
-                            f"computes")
+        hit = _forbidden_use(text)
+        if hit:
+            raise NodeError(f"{path} is refused: its code ({name}) {hit}. A TorchScript {what} runs as a program; "
+                            f"use one from a source you trust that only computes")
 
 
 def load_torchscript(path: Path, device, what: str):
@@ -214,7 +276,9 @@ def load_torchscript(path: Path, device, what: str):
     try:
         return torch.jit.load(str(path), map_location=device).eval()
     except Exception as e:
-        raise NodeError(f"{path} is not a TorchScript {what}: {e}") from None
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise NodeError(f"{path} is not a TorchScript {what} ({first.strip()[:200]}): export it again with "
+                        f"torch.jit.save") from None
 
 
 # The first bytes of a legacy (pre-zip, torch < 1.6) torch.save file: a pickled magic number, protocol 2.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import zipfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -38,13 +37,6 @@ TORCHSCRIPT_OF = {"yolox_l.onnx": "yolox_l.torchscript.pt", "dw-ll_ucoco_384.onn
 DEFAULT = {"detector": "yolox_l.torchscript.pt", "estimator": "dw-ll_ucoco_384_bs5.torchscript.pt"}
 REPOSITORY = {"yolox_l.torchscript.pt": "hr16/yolox-onnx",
               "dw-ll_ucoco_384_bs5.torchscript.pt": "hr16/DWPose-TorchScript-BatchSize5"}
-# What a TorchScript program may not do. torch.jit.load runs no Python pickle (its unpickler rebuilds tensors and
-# TorchScript objects only), but the file's code is a program, and TorchScript can read any file the user can
-# (torch.from_file) or call operators of other libraries. A traced detector or pose network is arithmetic on
-# tensors only, so a file whose code reaches for anything else is refused before it is loaded.
-FORBIDDEN = re.compile(r"\bfrom_file\b|\bops\.(?!aten\.|prim\.|quantized\.)\w+\.|\bclasses\.")
-
-
 def input_size(name: str) -> Tuple[int, int]:
     """(width, height) of a pose model's input, read from its file name as controlnet_aux does."""
     return (288, 384) if "384" in name else (256, 256) if "256" in name else (192, 256)
@@ -57,26 +49,10 @@ def batch_of(name: str) -> int:
 
 
 def load_torchscript(path: Path, device: str):
-    """A TorchScript module from a file the user brings, after checking its code (see FORBIDDEN)."""
-    import torch
-    try:
-        with zipfile.ZipFile(path) as z:
-            code = [n for n in z.namelist() if "/code/" in n and n.endswith(".py")]
-            if not code:
-                raise NodeError(f"{path} holds no TorchScript program: it should be a .torchscript.pt file as "
-                                f"comfyui_controlnet_aux downloads it")
-            for n in code:
-                hit = FORBIDDEN.search(z.read(n).decode("utf-8", "replace"))
-                if hit:
-                    raise NodeError(f"{path} is refused: its program calls {hit.group(0)!r} ({n}), which a pose "
-                                    f"network never needs; use the file as comfyui_controlnet_aux downloads it")
-    except (zipfile.BadZipFile, OSError) as e:
-        raise NodeError(f"{path} is not a TorchScript file ({e}); it should be a .torchscript.pt file") from None
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as e:
-        raise NodeError(f"{path} cannot be loaded as TorchScript ({str(e)[:200]})") from None
-    return module.eval().to(device)
+    """A TorchScript module from a file the user brings, its code checked first as every TorchScript file
+    Kinograph loads is (nodes.generate.detect.check_torchscript)."""
+    from nodes.generate.detect import load_torchscript as load_checked
+    return load_checked(path, device, "pose model")
 
 
 def find_pose_model(name: str, role: str) -> Path:
