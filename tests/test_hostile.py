@@ -941,3 +941,29 @@ def test_a_diffusers_folder_whose_weights_unpack_far_beyond_their_size_names_tha
         with local_only("kinograph-mini model", str(folder)):
             load_mini(folder)
     assert str(e.value).startswith(f"{bomb} is refused: its records unpack to 33,554,")
+
+
+@pytest.mark.parametrize("part,claim,built", [("text_encoder", {"layers": 40}, "tensors"),
+                                              ("transformer", {"cond_dim": 1 << 14}, "values")])
+def test_a_model_folder_whose_config_claims_a_far_larger_model_is_refused_before_it_is_built(tmp_path, part, claim,
+                                                                                              built):
+    """diffusers and transformers build a model from its config.json before reading a weight: a received folder
+    claiming a million layers hung the load, and a head size of a billion asked for 42.7 GB at once (a rotary
+    table, real memory). Every from_pretrained first builds the config on the meta device against what the weight
+    files' headers hold, and stops at four times that: here after a few hundred tensors, or at the first matrix."""
+    import json
+    import shutil
+    from nodes.generate.offline import local_only
+    from nodes.mini.model import load_mini
+    folder = tmp_path / "mini"
+    shutil.copytree(ROOT / "resources" / "models" / "kinograph-mini", folder)
+    config = folder / part / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text(encoding="utf-8")), **claim}), encoding="utf-8")
+    with pytest.raises(NodeError) as e:
+        with local_only("kinograph-mini model", str(folder)):
+            load_mini(folder)
+    message = str(e.value)
+    assert message.startswith(f"{config} describes a model far larger than diffusion_pytorch_model.safetensors (")
+    assert "Kinograph builds at most 4 times what the weights hold" in message
+    held, passed = (int(n.replace(",", "")) for n in __import__("re").findall(rf"([\d,]+) {built}", message)[:2])
+    assert 4 * held < passed
