@@ -967,3 +967,26 @@ def test_a_model_folder_whose_config_claims_a_far_larger_model_is_refused_before
     assert "Kinograph builds at most 4 times what the weights hold" in message
     held, passed = (int(n.replace(",", "")) for n in __import__("re").findall(rf"([\d,]+) {built}", message)[:2])
     assert 4 * held < passed
+
+
+def test_a_named_pipe_among_the_model_files_is_refused_not_waited_on(box):
+    """A received models folder can hold a named pipe where a weights file goes: `run` waited for ever reading its
+    header (validate had said ok; the file is found by name only when the node runs), past Ctrl-C and SIGTERM, and
+    diffusers waited the same for one inside a model folder. Each is named, and the run ends."""
+    import shutil
+    models = box.home / ".local" / "share" / "kinograph" / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    os.mkfifo(models / "checkpoints" / "received.safetensors")
+    mini = models / "diffusion_models" / "mini"
+    shutil.copytree(ROOT / "resources" / "models" / "kinograph-mini", mini,
+                    ignore=lambda d, names: ["diffusion_pytorch_model.safetensors"] if Path(d).name == "text_encoder"
+                    else [])
+    os.mkfifo(mini / "text_encoder" / "diffusion_pytorch_model.safetensors")
+    (box.work / "pipes.yaml").write_text("kinograph: 1\nnodes:\n"
+                                         "  file: {type: load.model, params: {path: received.safetensors}}\n"
+                                         "  folder: {type: load.mini, params: {path: mini}}\n")
+    rc, out, err, _ = box.kinograph("run", "pipes.yaml", timeout=120)
+    assert rc == 1 and "Traceback" not in err, err
+    for name in (models / "checkpoints" / "received.safetensors",
+                 mini / "text_encoder" / "diffusion_pytorch_model.safetensors"):
+        assert f"{name} is a named pipe (FIFO), not a model file: reading it waits for ever" in err, err

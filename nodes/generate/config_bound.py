@@ -58,6 +58,17 @@ def _attached(module, name, child):
             _registered(sub, key, tensor)
 
 
+def refuse_special(folder: Path) -> None:
+    """A named pipe or device among a folder's files (a received archive can hold one): the library opening it
+    waited for ever, past Ctrl-C."""
+    from graph_engine.atomic import special_file
+    for entry in folder.iterdir():
+        kind = special_file(entry)
+        if kind:
+            raise NodeError(f"{entry} is {kind}, not a file: reading it waits for ever or never ends; copy the "
+                            "model folder again")
+
+
 def held(folder: Path):
     """(tensors, values, files) the weight files directly in `folder` hold, from their headers; None where a sharded
     checkpoint's index names a file that is not there (the library names what is missing)."""
@@ -117,6 +128,8 @@ def _checked(func, builder):
     @functools.wraps(func)
     def from_pretrained(cls, path, *args, **kwargs):
         folder = Path(str(path)) / (kwargs.get("subfolder") or "") if path is not None else None
+        if folder is not None and folder.is_dir():
+            refuse_special(folder)
         if folder is not None and (folder / "config.json").is_file() and getattr(_active, "budget", None) is None:
             extra = {"config": kwargs["config"]} if "config" in kwargs else {}
             check(folder, builder(cls, folder, **extra))
