@@ -990,3 +990,19 @@ def test_a_named_pipe_among_the_model_files_is_refused_not_waited_on(box):
     for name in (models / "checkpoints" / "received.safetensors",
                  mini / "text_encoder" / "diffusion_pytorch_model.safetensors"):
         assert f"{name} is a named pipe (FIFO), not a model file: reading it waits for ever" in err, err
+
+
+def test_a_latent_larger_than_the_free_memory_is_refused_before_it_is_made(monkeypatch):
+    """Each widget of a received workflow can be in range (latent.empty: 100,000 frames, 8192x8192) while the latent
+    they make is not; one under RAM + swap was allocated lazily and thrashed the machine when sampled. It is measured
+    against the memory free first (here a machine with 2 GB free, and kinograph-mini's 3-channel latent)."""
+    from types import SimpleNamespace
+    import nodes.common.stream
+    from nodes.generate.vae_ops import empty_latent
+    monkeypatch.setattr(nodes.common.stream, "free_memory", lambda: 2 * 10 ** 9)
+    vae = SimpleNamespace(family="mini", pipe=None)
+    assert tuple(empty_latent(vae, 16, 32, 32, 8.0).samples.shape) == (1, 3, 16, 32, 32)
+    with pytest.raises(NodeError) as e:
+        empty_latent(vae, 16, 4096, 4096, 8.0)                                       # 3 x 16 x 4096^2 floats
+    assert str(e.value) == "a latent of 16 frames at 4096x4096 takes 3.2 GB, more than the 2.0 GB this machine has " \
+                           "free: lower frames, width or height"
