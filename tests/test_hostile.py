@@ -999,10 +999,23 @@ def test_a_latent_larger_than_the_free_memory_is_refused_before_it_is_made(monke
     from types import SimpleNamespace
     import nodes.common.stream
     from nodes.generate.vae_ops import empty_latent
-    monkeypatch.setattr(nodes.common.stream, "free_memory", lambda: 2 * 10 ** 9)
+    free = [2 * 10 ** 9]
+    monkeypatch.setattr(nodes.common.stream, "free_memory", lambda: free[0])
     vae = SimpleNamespace(family="mini", pipe=None)
     assert tuple(empty_latent(vae, 16, 32, 32, 8.0).samples.shape) == (1, 3, 16, 32, 32)
     with pytest.raises(NodeError) as e:
         empty_latent(vae, 16, 4096, 4096, 8.0)                                       # 3 x 16 x 4096^2 floats
     assert str(e.value) == "a latent of 16 frames at 4096x4096 takes 3.2 GB, more than the 2.0 GB this machine has " \
                            "free: lower frames, width or height"
+    free[0] = 5 * 10 ** 8
+    # Wan Animate and VACE lay their videos out as pictures first (frames x height x width x 3), twelve times a latent.
+    from nodes.generate.vace import vace_condition
+    from nodes.generate.wan_animate import animate_condition
+    wan = SimpleNamespace(family="wan", pipe=SimpleNamespace(vae_scale_factor_temporal=4, vae_scale_factor_spatial=8,
+                                                             vae=SimpleNamespace(config=SimpleNamespace(z_dim=16))))
+    for make, name in ((lambda: animate_condition(wan, None, None, 4096, 2048, 13, pose=object(), face=object()),
+                        "Wan Animate's"), (lambda: vace_condition(wan, None, None, 4096, 2048, 13), "VACE's")):
+        with pytest.raises(NodeError) as e:
+            make()
+        assert str(e.value) == f"{name} 13 frames at 4096x2048 as pictures takes 1.3 GB, more than the 500 MB this " \
+                               "machine has free: lower frames, width or height"
