@@ -989,3 +989,81 @@ def test_a_diffusers_folder_whose_weights_unpack_far_beyond_their_size_names_tha
         with local_only("kinograph-mini model", str(folder)):
             load_mini(folder)
     assert str(e.value).startswith(f"{bomb} is refused: its records unpack to 33,554,")
+
+
+@pytest.mark.parametrize("part,claim,built", [("text_encoder", {"layers": 40}, "tensors"),
+                                              ("transformer", {"cond_dim": 1 << 14}, "values")])
+def test_a_model_folder_whose_config_claims_a_far_larger_model_is_refused_before_it_is_built(tmp_path, part, claim,
+                                                                                              built):
+    """diffusers and transformers build a model from its config.json before reading a weight: a received folder
+    claiming a million layers hung the load, and a head size of a billion asked for 42.7 GB at once (a rotary
+    table, real memory). Every from_pretrained first builds the config on the meta device against what the weight
+    files' headers hold, and stops at four times that: here after a few hundred tensors, or at the first matrix."""
+    import json
+    import shutil
+    from nodes.generate.offline import local_only
+    from nodes.mini.model import load_mini
+    folder = tmp_path / "mini"
+    shutil.copytree(ROOT / "resources" / "models" / "kinograph-mini", folder)
+    config = folder / part / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text(encoding="utf-8")), **claim}), encoding="utf-8")
+    with pytest.raises(NodeError) as e:
+        with local_only("kinograph-mini model", str(folder)):
+            load_mini(folder)
+    message = str(e.value)
+    assert message.startswith(f"{config} describes a model far larger than diffusion_pytorch_model.safetensors (")
+    assert "Kinograph builds at most 4 times what the weights hold" in message
+    held, passed = (int(n.replace(",", "")) for n in __import__("re").findall(rf"([\d,]+) {built}", message)[:2])
+    assert 4 * held < passed
+
+
+def test_a_named_pipe_among_the_model_files_is_refused_not_waited_on(box):
+    """A received models folder can hold a named pipe where a weights file goes: `run` waited for ever reading its
+    header (validate had said ok; the file is found by name only when the node runs), past Ctrl-C and SIGTERM, and
+    diffusers waited the same for one inside a model folder. Each is named, and the run ends."""
+    import shutil
+    models = box.home / ".local" / "share" / "kinograph" / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    os.mkfifo(models / "checkpoints" / "received.safetensors")
+    mini = models / "diffusion_models" / "mini"
+    shutil.copytree(ROOT / "resources" / "models" / "kinograph-mini", mini,
+                    ignore=lambda d, names: ["diffusion_pytorch_model.safetensors"] if Path(d).name == "text_encoder"
+                    else [])
+    os.mkfifo(mini / "text_encoder" / "diffusion_pytorch_model.safetensors")
+    (box.work / "pipes.yaml").write_text("kinograph: 1\nnodes:\n"
+                                         "  file: {type: load.model, params: {path: received.safetensors}}\n"
+                                         "  folder: {type: load.mini, params: {path: mini}}\n")
+    rc, out, err, _ = box.kinograph("run", "pipes.yaml", timeout=120)
+    assert rc == 1 and "Traceback" not in err, err
+    for name in (models / "checkpoints" / "received.safetensors",
+                 mini / "text_encoder" / "diffusion_pytorch_model.safetensors"):
+        assert f"{name} is a named pipe (FIFO), not a model file: reading it waits for ever" in err, err
+
+
+def test_a_latent_larger_than_the_free_memory_is_refused_before_it_is_made(monkeypatch):
+    """Each widget of a received workflow can be in range (latent.empty: 100,000 frames, 8192x8192) while the latent
+    they make is not; one under RAM + swap was allocated lazily and thrashed the machine when sampled. It is measured
+    against the memory free first (here a machine with 2 GB free, and kinograph-mini's 3-channel latent)."""
+    from types import SimpleNamespace
+    import nodes.common.stream
+    from nodes.generate.vae_ops import empty_latent
+    free = [2 * 10 ** 9]
+    monkeypatch.setattr(nodes.common.stream, "free_memory", lambda: free[0])
+    vae = SimpleNamespace(family="mini", pipe=None)
+    assert tuple(empty_latent(vae, 16, 32, 32, 8.0).samples.shape) == (1, 3, 16, 32, 32)
+    with pytest.raises(NodeError) as e:
+        empty_latent(vae, 16, 4096, 4096, 8.0)                                       # 3 x 16 x 4096^2 floats
+    assert str(e.value) == "a latent of 16 frames at 4096x4096 takes 3.2 GB, more than the 2.0 GB this machine has " \
+                           "free: lower frames, width or height"
+    free[0] = 5 * 10 ** 8
+    # Wan Animate and VACE lay their videos out as pictures first (frames x height x width x 3), twelve times a latent.
+    from nodes.generate.vace import vace_condition
+    from nodes.generate.wan_animate import animate_condition
+    wan = SimpleNamespace(family="wan", pipe=SimpleNamespace(vae_scale_factor_temporal=4, vae_scale_factor_spatial=8,
+                                                             vae=SimpleNamespace(config=SimpleNamespace(z_dim=16))))
+    for make, name in ((lambda: animate_condition(wan, None, None, 4096, 2048, 13, pose=object(), face=object()),
+                        "Wan Animate's"), (lambda: vace_condition(wan, None, None, 4096, 2048, 13), "VACE's")):
+        with pytest.raises(NodeError) as e:
+            make()
+        assert str(e.value) == f"{name} 13 frames at 4096x2048 as pictures takes 1.3 GB, more than the 500 MB this " \
+                               "machine has free: lower frames, width or height"

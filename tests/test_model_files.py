@@ -236,6 +236,28 @@ def test_fp8_scaled_is_dequantised_with_its_scale(tmp_path):
     assert sd["layer.weight"].dtype == torch.float32
 
 
+def test_a_scale_that_would_grow_its_weight_or_poison_it_is_named(tmp_path):
+    """A hostile fp8mixed file: a 4 KB weight_scale of shape (1000, 1, 1) broadcast a (3072, 3072) weight into a
+    37 GB product, and a NaN scale turned its layer to NaN (black frames, no word). Scales must fit the weight and be
+    finite; a per-row and a single scale still load."""
+    from safetensors.torch import save_file
+    from nodes.generate.weights import load_weights
+    stored = torch.full((4, 8), 2.0).to(torch.float8_e4m3fn)
+    for scale, message in ((torch.ones(1000, 1, 1), "layer's scale of shape [1000, 1, 1] does not fit its weight of "
+                                                     "shape [4, 8]: the file is damaged"),
+                           (torch.ones(8, 1), "layer's scale of shape [8, 1] does not fit its weight of shape [4, 8]"),
+                           (torch.tensor([1.0, float("nan"), 1.0, 1.0]), "layer's scale holds NaN or infinite values"),
+                           (torch.tensor(float("inf")), "layer's scale holds NaN or infinite values")):
+        p = tmp_path / "fp8mixed.safetensors"
+        save_file({"layer.weight": stored, "layer.weight_scale": scale}, str(p))
+        with pytest.raises(NodeError) as e:
+            load_weights(p)
+        assert str(e.value).startswith(message)
+    for scale in (torch.tensor([0.5, 1.0, 2.0, 4.0]), torch.tensor(0.25)):
+        save_file({"layer.weight": stored, "layer.weight_scale": scale}, str(p))
+        assert torch.equal(load_weights(p)["layer.weight"], 2.0 * scale.view(-1, 1).expand(4, 8))
+
+
 def test_sft_and_pickle_read_the_same_tensors(tmp_path):
     from safetensors.torch import save_file
     from nodes.generate.weights import load_weights

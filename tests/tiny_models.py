@@ -428,13 +428,6 @@ def build_all(root, families=FAMILIES) -> Path:
     return root
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python tests/tiny_models.py DIR [family ...]")
-    out = build_all(sys.argv[1], tuple(sys.argv[2:]) or FAMILIES)
-    print(f"tiny models written to {out}")
-
-
 # -- ComfyUI single-file layouts (issue 24: model files as users have them) --------------------
 # The same tiny model saved twice: as a diffusers folder, and as the split files ComfyUI users
 # download (original key names, built by inverting diffusers' own converters and checked by
@@ -930,3 +923,11 @@ def build_sdxl_refiner(root: Path) -> Path:
     state.update({f"conditioner.embedders.0.model.{k}": v for k, v in open_clip_text(text_2.state_dict()).items()})
     save_file({k: v.half().contiguous() for k, v in state.items()}, str(ckpt))
     return ckpt
+
+
+# Last: the builders above call helpers defined further down the file.
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python tests/tiny_models.py DIR [family ...]")
+    out = build_all(sys.argv[1], tuple(sys.argv[2:]) or FAMILIES)
+    print(f"tiny models written to {out}")

@@ -352,7 +352,12 @@ def unwrap_state_dict(sd, path) -> dict:
 
 
 def read_header(path) -> Header:
+    from graph_engine.atomic import special_file
     path = Path(path)
+    kind = special_file(path)
+    if kind:        # a model name the model folders resolve: opening a pipe waits for ever, past Ctrl-C
+        raise NodeError(f"{path} is {kind}, not a model file: reading it waits for ever or never ends; put the "
+                        "model file itself there")
     suffix = path.suffix.lower()
     if suffix in SAFE_EXT:
         return safetensors_header(path)

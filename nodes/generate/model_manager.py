@@ -448,6 +448,8 @@ class ModelManager:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             self._make_room(key)
+            from nodes.generate.offline import quiet_libraries
+            quiet_libraries()       # and every folder's config.json held to its weights (config_bound)
             value = build()
             self._cache[key] = value
             return value

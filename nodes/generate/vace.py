@@ -95,6 +95,8 @@ def vace_condition(vae, positive: Conditioning, negative: Optional[Conditioning]
     if reference is not None and (not isinstance(reference, np.ndarray) or reference.ndim != 3):
         raise NodeError("the reference must be one RGB image (H x W x 3)")
     frames = spec.latent_frames(length, tf)
+    from nodes.generate.vae_ops import check_fits
+    check_fits(f"VACE's {length} frames at {width}x{height} as pictures", (length, height, width, 3))
     pixels = control_frames(control_video, length, width, height)
     mask = control_masks(masks, length, width, height)
 

@@ -198,6 +198,18 @@ def encode_pixels(adapter, pipe, px: torch.Tensor, what: str = "encoding the cli
         ("tiled and sliced", lambda: _tiled(adapter, pipe, lambda: adapter.vae_encode(pipe, px)))])
 
 
+def check_fits(what: str, shape) -> None:
+    """Refuse float32 tensors of `shape` larger than the memory free, before they are made: every parameter of a
+    received workflow can be in range (100,000 frames at 8192x8192) while their product is not, and a latent below
+    RAM + swap was allocated lazily and thrashed the machine once sampled."""
+    import math
+    from nodes.common.stream import _size, free_memory as available
+    need, free = 4 * math.prod(shape), available()
+    if free is not None and need > free:
+        raise NodeError(f"{what} takes {_size(need)}, more than the {_size(free)} this machine has free: lower "
+                        "frames, width or height")
+
+
 def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_image: Optional[np.ndarray] = None
                  ) -> Latent:
     """An all-zero latent; with a start image (Wan 2.2 TI2V-5B) its first latent frame holds the image's
@@ -208,6 +220,7 @@ def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_im
     spec.check_frames(frames, tf)
     spec.check_size(width, height, sf)
     t = spec.latent_frames(frames, tf)
+    check_fits(f"a latent of {frames} frames at {width}x{height}", (1, ch, t, height // sf, width // sf))
     latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height)
     if start_image is None:
         return latent

@@ -107,6 +107,8 @@ def animate_condition(vae, positive: Conditioning, negative: Optional[Conditioni
     spec.check_frames(length, tf)
     spec.check_size(width, height, sf)
     frames, h, w = spec.latent_frames(length, tf), height // sf, width // sf
+    from nodes.generate.vae_ops import check_fits
+    check_fits(f"Wan Animate's {length} frames at {width}x{height} as pictures", (length, height, width, 3))
     video = torch.full((length, height, width, 3), 0.5)
     kept = 0
     if continue_motion is not None and continue_frames > 0:

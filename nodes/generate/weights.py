@@ -96,9 +96,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
             if scale is None:
                 scale = state.get(base + ".weight_scale")
             if scale is not None:
-                scale = scale.to(torch.float32)
-                if scale.ndim == 1 and scale.numel() == t.shape[0] > 1:      # one scale per output row
-                    scale = scale.view(-1, *[1] * (t.ndim - 1))
+                scale = _checked_scale(base, scale.to(torch.float32), t.shape)
                 w = t.to(torch.float32) * scale
                 out[name] = w.to(dtype or torch.float32)
                 continue
@@ -127,6 +125,26 @@ def _refuse_rotated(layer: str, quant) -> None:
         raise NodeError(f"{layer} is stored in ComfyUI's ConvRot format ({fmt}{', convrot' if cfg.get('convrot') else ''}"
                         "; weights rotated before quantising) that Kinograph cannot read; use the bf16 (or fp8) file "
                         "of this model, e.g. qwen_image_2.1_bf16 instead of qwen_image_2.1_int8_convrot")
+
+
+def _checked_scale(base: str, scale, shape):
+    """A layer's scale as it multiplies the weight: one per output row, or one broadcasting over the weight without
+    growing it (a (1000, 1, 1) scale on a (3072, 3072) weight made a 37 GB product of a 4 KB tensor), and finite (a
+    NaN scale made every value of the layer NaN, drawing black frames without a word)."""
+    import torch
+    if scale.ndim == 1 and scale.numel() == shape[0] > 1:      # one scale per output row
+        scale = scale.view(-1, *[1] * (len(shape) - 1))
+    try:
+        fits = torch.broadcast_shapes(tuple(shape), tuple(scale.shape)) == tuple(shape)
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise NodeError(f"{base}'s scale of shape {list(scale.shape)} does not fit its weight of shape {list(shape)}: "
+                        "the file is damaged or of a layout Kinograph does not know")
+    if not bool(torch.isfinite(scale).all()):
+        raise NodeError(f"{base}'s scale holds NaN or infinite values, which would make every value of the layer "
+                        "so: the file is damaged; copy it again")
+    return scale
 
 
 def load_weights(path, dtype=None, keep_fp8: bool = False) -> Dict[str, "object"]:

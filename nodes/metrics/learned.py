@@ -116,6 +116,8 @@ def clip_series(ctx, video, prompt: str, model: str) -> List[float]:
                                                     "(e.g. openai/clip-vit-base-patch32)")
     import cv2
     from transformers import AutoTokenizer, CLIPModel
+    from nodes.generate.offline import quiet_libraries
+    quiet_libraries()       # and its config.json held to its weights (config_bound)
     device = torch.device(ctx.device if ctx is not None else "cpu")
     try:
         net = CLIPModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()

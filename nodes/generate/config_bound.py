@@ -1,0 +1,154 @@
+"""A model folder's config.json is held to the weight files beside it before the model is built.
+
+diffusers and transformers build a model from its config.json before reading any weight, and some parts are real
+memory at once (rotary tables, buffers), so a received folder whose config claims a million layers or a hidden size
+of a billion hung the load or asked for tens of GB before any message. Every `from_pretrained` of a model class
+first builds the config on the meta device (no memory), counting what it registers, and stops as soon as that passes
+BOUND times the tensors and values the folder's weight files hold (their headers only): a real model registers about
+what its files hold (tied embeddings and packed quantised weights at most a few times more)."""
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from pathlib import Path
+
+from graph_engine import NodeError
+
+BOUND = 4
+# Room for the small tables a model builds that no file holds (rotary frequencies, position ids).
+SPARE_TENSORS, SPARE_VALUES = 64, 1 << 24
+_active = threading.local()
+_installing = threading.Lock()
+
+
+class _Over(Exception):
+    pass
+
+
+class _Budget:
+    """What the module being built registers, against what its weight files hold."""
+
+    def __init__(self, tensors: int, values: int):
+        self.max_tensors, self.max_values = BOUND * tensors + SPARE_TENSORS, BOUND * values + SPARE_VALUES
+        self.seen, self.tensors, self.values, self.over = {}, 0, 0, False
+
+    def add(self, module, name: str, tensor) -> None:
+        key = (id(module), name)
+        self.values += tensor.numel() - self.seen.get(key, 0)
+        self.tensors += key not in self.seen
+        self.seen[key] = tensor.numel()
+        if self.tensors > self.max_tensors or self.values > self.max_values:
+            self.over = True
+            raise _Over()
+
+
+def _registered(module, name, tensor):
+    budget = getattr(_active, "budget", None)
+    if budget is not None and tensor is not None:
+        budget.add(module, name, tensor)
+
+
+def _attached(module, name, child):
+    """A module attached whole: copies (nn.TransformerEncoder deep-copies its layer) register nothing as they are made."""
+    if getattr(_active, "budget", None) is None or child is None:
+        return
+    for sub in child.modules():
+        for key, tensor in list(sub._parameters.items()) + list(sub._buffers.items()):
+            _registered(sub, key, tensor)
+
+
+def refuse_special(folder: Path) -> None:
+    """A named pipe or device among a folder's files (a received archive can hold one): the library opening it
+    waited for ever, past Ctrl-C."""
+    from graph_engine.atomic import special_file
+    for entry in folder.iterdir():
+        kind = special_file(entry)
+        if kind:
+            raise NodeError(f"{entry} is {kind}, not a file: reading it waits for ever or never ends; copy the "
+                            "model folder again")
+
+
+def held(folder: Path):
+    """(tensors, values, files) the weight files directly in `folder` hold, from their headers; None where a sharded
+    checkpoint's index names a file that is not there (the library names what is missing)."""
+    import json
+    from nodes.generate.detect import WEIGHT_EXT, read_header
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in WEIGHT_EXT and f.is_file())
+    for index in folder.glob("*.index.json"):
+        try:
+            named = set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values())
+        except (OSError, ValueError, AttributeError):
+            return None
+        if any(not (folder / str(n)).is_file() for n in named):
+            return None
+    if not files:
+        return None
+    shapes = [s for f in files for s in read_header(f).shapes.values()]
+    return len(shapes), sum(math.prod(s) for s in shapes), files
+
+
+def check(folder: Path, build) -> None:
+    """Refuse `folder` when `build()` (its config's model) registers more than BOUND times what its files hold."""
+    import torch
+    found = held(folder)
+    if found is None:
+        return
+    tensors, values, files = found
+    _active.budget = budget = _Budget(tensors, values)
+    try:
+        with torch.device("meta"):
+            build()
+    except Exception:       # noqa: BLE001 - a config the library cannot build is reported by the load itself
+        if not budget.over:     # (a library that wraps the stop in its own error is still stopped)
+            return
+        names = files[0].name if len(files) == 1 else f"its {len(files)} weight files"
+        raise NodeError(
+            f"{folder / 'config.json'} describes a model far larger than {names} ({tensors:,} tensors of "
+            f"{values:,} values): building it passed {budget.tensors:,} tensors of {budget.values:,} values, and "
+            f"Kinograph builds at most {BOUND} times what the weights hold. The config.json is damaged or belongs to "
+            "another model: copy the model folder again") from None
+    finally:
+        _active.budget = None
+
+
+def _diffusers_build(cls, folder: Path):
+    return lambda: cls.from_config(cls.load_config(str(folder)))
+
+
+def _transformers_build(cls, folder: Path, config=None):
+    def build():
+        cfg = config if config is not None and not isinstance(config, (str, Path)) else \
+            cls.config_class.from_pretrained(str(folder))
+        return cls._from_config(cfg)
+    return build
+
+
+def _checked(func, builder):
+    @functools.wraps(func)
+    def from_pretrained(cls, path, *args, **kwargs):
+        folder = Path(str(path)) / (kwargs.get("subfolder") or "") if path is not None else None
+        if folder is not None and folder.is_dir():
+            refuse_special(folder)
+        if folder is not None and (folder / "config.json").is_file() and getattr(_active, "budget", None) is None:
+            extra = {"config": kwargs["config"]} if "config" in kwargs else {}
+            check(folder, builder(cls, folder, **extra))
+        return func(cls, path, *args, **kwargs)
+    from_pretrained.checks_config = True
+    return from_pretrained
+
+
+def install() -> None:
+    """Check every model folder diffusers or transformers loads (once per process)."""
+    from diffusers import ModelMixin
+    from torch.nn.modules.module import register_module_buffer_registration_hook, \
+        register_module_module_registration_hook, register_module_parameter_registration_hook
+    from transformers import PreTrainedModel
+    with _installing:
+        if getattr(ModelMixin.from_pretrained, "checks_config", False):
+            return
+        register_module_parameter_registration_hook(_registered)
+        register_module_buffer_registration_hook(_registered)
+        register_module_module_registration_hook(_attached)
+        for base, builder in ((ModelMixin, _diffusers_build), (PreTrainedModel, _transformers_build)):
+            base.from_pretrained = classmethod(_checked(base.__dict__["from_pretrained"].__func__, builder))
