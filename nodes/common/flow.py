@@ -613,13 +613,16 @@ _OUTSIDE = 30.0
 
 def _adopt_kernels():
     # Compiled on first use (as _splat_kernel).
-    global _ADOPT
+    # `error` is bound as a module global: numba keys its disk cache on a kernel's closure, and a closure
+    # holding a compiled function (a new identity in every process) missed the cache every time, so each
+    # process compiled own and errors again (9 s of CPU) and added 300 KB to __pycache__.
+    global _ADOPT, _adopt_error
     if _ADOPT is None:
         import numba
 
         # (Unsigned tap indices throughout, as in _fit_kernel.)
         @numba.njit(cache=True, inline="always", fastmath=True)
-        def error(a, b, y, x, u, v):
+        def _adopt_error(a, b, y, x, u, v):
             h, w = a.shape
             tx, ty = np.float32(x) + u, np.float32(y) + v
             right, bottom = np.float32(w - 1), np.float32(h - 1)
@@ -639,7 +642,7 @@ def _adopt_kernels():
             out = np.empty((h, w), np.float32)
             for y in range(h):
                 for x in range(w):
-                    out[y, x] = error(a, b, y, x, flow[y, x, 0], flow[y, x, 1])
+                    out[y, x] = _adopt_error(a, b, y, x, flow[y, x, 0], flow[y, x, 1])
             return out
 
         @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -662,7 +665,7 @@ def _adopt_kernels():
                             u, v = flow[yy, xx, 0], flow[yy, xx, 1]
                             # Inside smooth motion an offset often carries the pixel's own motion.
                             if abs(u - flow[y, x, 0]) + abs(v - flow[y, x, 1]) >= 0.25:
-                                e0 = error(a, b, y, x, u, v)
+                                e0 = _adopt_error(a, b, y, x, u, v)
                         out[k, y, x] = e0
             return out
 

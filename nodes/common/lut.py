@@ -293,13 +293,15 @@ _KERNELS: tuple = ()
 
 def _kernels():
     """(the kernel for 8- or 16-bit frames, the one for float values), compiled on first use so importing this module
-    never pays numba's start-up cost. Both interpolate through one function."""
-    global _KERNELS
+    never pays numba's start-up cost. Both interpolate through one function, bound as a module global: numba keys
+    its disk cache on a kernel's closure, where a compiled function has a new identity in every process, so every
+    process compiled both kernels again (3.6 s of CPU)."""
+    global _KERNELS, _lut_interp
     if not _KERNELS:
         import numba
 
         @numba.njit(cache=True, nogil=True, inline="always")
-        def interp(table, r, g, b, fr, fg, fb, c, tetrahedral):
+        def _lut_interp(table, r, g, b, fr, fg, fb, c, tetrahedral):
             """Channel c of the 3D table in cell (r, g, b) at fractions (fr, fg, fb) of it."""
             c000 = table[b, g, r, c]
             c111 = table[b + 1, g + 1, r + 1, c]
@@ -339,7 +341,7 @@ def _kernels():
                     pr, pg, pb = pos[0, s0], pos[1, s1], pos[2, s2]
                     r, g, b = min(int(pr), last), min(int(pg), last), min(int(pb), last)
                     for c in range(3):
-                        v = interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral)
+                        v = _lut_interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral)
                         level = (s0, s1, s2)[c] * inv
                         v = level + strength * (v * scale + offset - level)
                         out[y, x, c] = np.uint8(min(255.0, max(0.0, v * 255.0 + 0.5)))
@@ -351,7 +353,7 @@ def _kernels():
                 pr, pg, pb = pos[0, i], pos[1, i], pos[2, i]
                 r, g, b = min(int(pr), last), min(int(pg), last), min(int(pb), last)
                 for c in range(3):
-                    v = interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral) * scale + offset
+                    v = _lut_interp(table, r, g, b, pr - r, pg - g, pb - b, c, tetrahedral) * scale + offset
                     # Blended only below full strength: an infinite input (a CG render's) made inf - inf = NaN.
                     out[i, c] = v if strength == 1 else values[i, c] + strength * (v - values[i, c])
         _KERNELS = (coded, floats)
