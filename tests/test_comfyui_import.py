@@ -38,8 +38,6 @@ BLOCKED = {
     "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},
-    "video_wan2_2_14B_animate.json": {"DownloadAndLoadSAM2Model", "PointsEditor",
-                                      "Sam2Segmentation", "BlockifyMask", "DrawMaskOnImage"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
 }

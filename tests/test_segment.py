@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_models import build_sam3_video
+from tiny_models import build_sam2_video, build_sam3_video
 
 torch = pytest.importorskip("torch")
 
@@ -18,6 +18,7 @@ H, W = 24, 40
 def sam3(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     build_sam3_video(models / "sam2" / "tiny-sam3")
+    build_sam2_video(models / "sam2" / "tiny-sam2")
     return models
 
 
@@ -89,7 +90,63 @@ def test_bad_models_are_named(models, tmp_path):
     with pytest.raises(NodeError, match="broken-sam3's weights cannot be read.*copy model.safetensors again"):
         load_segmenter(str(broken))
     (broken / "config.json").write_text('{"model_type": "sam2_video"}')
-    with pytest.raises(NodeError, match="sam2_video model, not SAM 3's video model"):
+    with pytest.raises(NodeError, match="sam2_video model, not sam3_video; it should be SAM 3's"):
         load_segmenter(str(broken))
     with pytest.raises(NodeError, match="give a text prompt"):
         text_masks(None, "tiny-sam3", "  ")
+    with pytest.raises(NodeError, match="sam3_video model, not sam2_video; it should be SAM 2's"):
+        load_segmenter("tiny-sam3", kinds=("sam2_video",))
+    from nodes.mask.segment import point_masks
+    with pytest.raises(NodeError, match="'x=3' is not a list of points"):
+        point_masks(None, "tiny-sam2", "x=3")
+    with pytest.raises(NodeError, match="at least one point"):
+        point_masks(None, "tiny-sam2", "[]")
+
+
+def test_points_track_as_transformers_does(models):
+    """Points on the first frame (PointsEditor's JSON; a negative one), tracked by SAM 2: the node's masks, read
+    out of order, are transformers' own pass (the first frame run with its points, then propagate_in_video_iterator)
+    with Sam2VideoProcessor's post-processing, points scaled to the model's square as its processor scales them."""
+    import torch.nn.functional as F
+    from graph_engine import Clip
+    from nodes.mask.segment import load_segmenter, point_masks
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+    frames = np.random.default_rng(2).integers(0, 256, (FRAMES, H, W, 3), dtype=np.uint8)
+    seg = load_segmenter("tiny-sam2", kinds=("sam2_video",))
+    assert seg.size == 64
+    s = Sam2VideoInferenceSession(video=seg.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
+    coords = torch.tensor([[[[10 * 64 / W, 12 * 64 / H], [30 * 64 / W, 5 * 64 / H]]]])
+    s.add_point_inputs(s.obj_id_to_idx(1), 0, {"point_coords": coords,
+                                               "point_labels": torch.tensor([[[1, 0]]], dtype=torch.int32)})
+    s.obj_with_new_inputs = [1]
+    seg.model(inference_session=s, frame_idx=0)
+    want = np.stack([(F.interpolate(out.pred_masks.float(), size=(H, W), mode="bilinear") > 0)[0, 0].numpy()
+                     for out in seg.model.propagate_in_video_iterator(s)])
+    assert want.any() and not want.all()
+    clip = Clip(FRAMES, 8.0, W, H, lambda a, b: frames[a:b], chunk=2)
+    masks = point_masks(clip, "tiny-sam2", '[{"x": 10, "y": 12}]', "30,5")
+    got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}
+    got = np.concatenate([got[k] for k in sorted(got)])[..., 0]
+    np.testing.assert_array_equal(got, want.astype(np.uint8) * 255)
+
+
+def test_blockify_and_fill_as_kjnodes():
+    """KJNodes' BlockifyMask and DrawMaskOnImage (the Wan Animate template's character mask): the bounding box of
+    two specks, 10 x 12 pixels, cut into 2 x 3 cells (5 and 4 pixels: 10 // 4 and 12 // 4 whole cells), the two cells
+    holding a speck filled; then the picture painted in the colour there, blended by a soft mask elsewhere."""
+    from graph_engine import Clip, NodeError
+    from nodes.mask.nodes import blockify, fill
+    m = np.zeros((16, 16), np.float32)
+    m[2, 2] = m[11, 13] = 0.3
+    want = np.zeros((16, 16), np.float32)
+    want[2:7, 2:6] = want[7:12, 10:14] = 1
+    np.testing.assert_array_equal(blockify(None, m, 4), want)
+    assert not blockify(None, np.zeros((4, 4), np.float32), 4).any()
+    soft = want.copy()
+    soft[0, 0] = 0.5
+    pic = Clip.from_array(np.full((2, 16, 16, 3), 100, np.uint8), fps=8.0)
+    out = fill(None, pic, soft, "#c80000").frames(0, 2)
+    assert (out[:, 2:7, 2:6] == [200, 0, 0]).all() and (out[:, 0, 0] == [150, 50, 50]).all()
+    assert (out[:, 15, 15] == 100).all()
+    with pytest.raises(NodeError, match="mask.fill: colour 'red'"):
+        fill(None, pic, soft, "red")

@@ -121,8 +121,8 @@ def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
     """ComfyUI's video_wan2_2_14B_animate template: its three WanAnimateToVideo nodes (in subgraphs) become
     condition.wan_animate, each extension continuing the clip before it from the frame where it stopped (the offset
     output into the next one's offset), its first frames (trim_image) cut before the clips are joined, the reference
-    frame trimmed (TrimVideoLatent by one). Only the template's custom preprocessing nodes (DWPose, SAM 2, KJNodes) are
-    not mapped. In its Move mode (background and mask disconnected, as its note says) with the DWPose nodes and
+    frame trimmed (TrimVideoLatent by one), its SAM 2 nodes as mask.track_points, KJNodes' BlockifyMask and
+    DrawMaskOnImage as mask.blockify and mask.fill. Only DWPose's nodes are not mapped (passed over: --bypass-unmapped). In its Move mode (background and mask disconnected, as its note says) with the DWPose nodes and
     its LoRAs bypassed, it runs on the tiny files: the extension's video is the first clip and the new frames
     after it."""
     import imageio.v3 as iio
@@ -133,7 +133,9 @@ def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
                              bypass_unmapped=True)
     g = result.graph
     unmapped = sorted({e.class_type for e in result.report.entries.values() if e.status == "unmapped"})
-    assert unmapped == ["DownloadAndLoadSAM2Model", "PointsEditor", "Sam2Segmentation"], unmapped
+    assert unmapped == [], unmapped
+    track = next(n for n in g.nodes.values() if n.type == "mask.track_points")
+    assert track.params == {"points": '[{"x":256,"y":256}]', "model": "sam2-hiera-base-plus"}
     first, extend = sorted((n for n in g.nodes.values() if n.type == "condition.wan_animate"), key=lambda n: n.id)
     assert first.params == {"width": 640, "height": 640, "frames": 77, "continue_frames": 5, "offset": 0}
     links = {(l.dst, l.dst_port): (l.src, l.src_port) for l in g.links()}

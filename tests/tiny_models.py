@@ -390,6 +390,34 @@ def build_sam3_video(folder: Path) -> Path:
     return folder
 
 
+def build_sam2_video(folder: Path) -> Path:
+    """A SAM 2 video model a few channels wide (Hiera of 5 blocks in 4 stages, the global one not where a stage
+    pools; the tracker 128 wide as SAM 3's) for 64 px pictures, with the preprocessing file its folder carries."""
+    import torch
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+    hiera = dict(model_type="sam2_hiera_det_model", hidden_size=16, num_attention_heads=1, image_size=[64, 64],
+                 patch_kernel_size=[7, 7], patch_stride=[4, 4], patch_padding=[3, 3], query_stride=[2, 2],
+                 window_positional_embedding_background_size=[2, 2], blocks_per_stage=[1, 1, 2, 1],
+                 embed_dim_per_stage=[16, 32, 64, 128], num_attention_heads_per_stage=[1, 1, 1, 1],
+                 window_size_per_stage=[4, 4, 4, 4], global_attention_blocks=[3])
+    vision = dict(model_type="sam2_vision_model", backbone_config=hiera, backbone_channel_list=[128, 64, 32, 16],
+                  backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]], fpn_hidden_size=128)
+    config = Sam2VideoConfig(vision_config=vision, image_size=64,
+                             prompt_encoder_config=dict(hidden_size=128, image_size=64, patch_size=16),
+                             mask_decoder_config=dict(hidden_size=128, mlp_dim=64, num_attention_heads=2,
+                                                      iou_head_hidden_dim=32),
+                             memory_attention_hidden_size=128, memory_attention_num_layers=1,
+                             memory_attention_feed_forward_hidden_size=64, memory_encoder_hidden_size=128,
+                             mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128,
+                             memory_fuser_intermediate_dim=64, memory_attention_rope_feat_sizes=[4, 4])
+    torch.manual_seed(0)
+    Sam2VideoModel(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Sam2ImageProcessorFast", "size": {"height": 64, "width": 64},
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
+    return folder
+
+
 def build_all(root, families=FAMILIES) -> Path:
     root = Path(root)
     for fam in families:

@@ -1031,6 +1031,35 @@ class Converter:
                                       ["folded into mask.segment: SAM 3's model and prompt"]))
         return [nid]
 
+    def special_points_editor(self, cn, rule, params, notes):
+        """KJNodes' PointsEditor: its positive and negative points (JSON strings in its widgets) passed on as the
+        values a SAM node's coordinates take."""
+        for slot, key in ((0, "coordinates"), (1, "neg_coordinates")):
+            self.outs[(cn.id, slot)] = Out(None, {"value": str(self.resolve(cn.inputs.get(key)) or "")})
+        return []
+
+    def special_sam2_segmentation(self, cn, rule, params, notes):
+        """kijai's Sam2Segmentation: its model from DownloadAndLoadSAM2Model (folded), its points from PointsEditor
+        (or any node giving the JSON string)."""
+        loader = self.resolve(cn.inputs.get("sam2_model"))
+        if isinstance(loader, Out) and "model" in loader.attrs:
+            params["model"] = loader.attrs["model"]
+            if loader.attrs.get("segmentor", "video") != "video":
+                notes.append(f"its model's segmentor {loader.attrs['segmentor']!r} finds the object in each picture "
+                             "alone; Kinograph tracks it from the first frame, as the video segmentor does")
+        else:
+            notes.append("its sam2_model comes from a node Kinograph cannot read a model from; set model by hand")
+        for port, param in (("coordinates_positive", "points"), ("coordinates_negative", "negative")):
+            v = self.resolve(cn.inputs.get(port))
+            if isinstance(v, str):
+                params[param] = v
+            elif v is not None:
+                notes.append(f"{port} comes from a node whose points are only known when it runs; set {param} by hand")
+        for port in ("bboxes", "mask"):
+            if isinstance(cn.inputs.get(port), Ref):
+                notes.append(f"{port} is not carried: mask.track_points follows points")
+        return [self.plain(cn, rule, params, notes)]
+
     def special_resize_image_mask(self, cn, rule, params, notes):
         """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
         (either 0: follow the other side) it is video.resize; the other types are not mapped."""

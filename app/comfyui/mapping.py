@@ -365,6 +365,17 @@ def sam3_folder(v):
     return name
 
 
+def sam2_folder(v):
+    """kijai's sam2[.1]_hiera_<size>.safetensors -> the same model's Hugging Face folder (facebook/sam2[.1]-hiera-<size>)"""
+    name = str(v).replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0] if name.lower().endswith((".safetensors", ".pt", ".pth")) else name
+    folder = stem.replace("_hiera_", "-hiera-").replace("base_plus", "base-plus")
+    if folder != name:
+        raise Approx(folder, f"{name} is read as SAM 2's Hugging Face folder '{folder}' (facebook/{folder}) in a "
+                             "sam2/ model folder: Kinograph reads SAM 2 with transformers")
+    return folder
+
+
 def resize_type(v):
     """scale dimensions, scale width, scale height: video.resize (0 = follow the other side, as ComfyUI)"""
     return v
@@ -1053,6 +1064,25 @@ RULES: Dict[str, Rule] = {
     "SAM3_Detect": Rule("mask.segment", ("threshold", "refine_iterations", "individual_masks"),
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
+    # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points
+    # fold into mask.track_points
+    "DownloadAndLoadSAM2Model": Rule(None, ("model", "segmentor", "device", "precision"),
+                                     (P("model", "model", sam2_folder), P("segmentor", "segmentor")), fold=True,
+                                     ignore={"device": None, "precision": None}),
+    "PointsEditor": Rule(None, ("points_store", "coordinates", "neg_coordinates", "bbox_store", "bboxes",
+                                "bbox_format", "width", "height", "normalize"), (), fold=True, special="points_editor",
+                         note="its points are taken in the pixels of the picture Sam2Segmentation is given, as "
+                              "ComfyUI takes them; its bbox outputs are not carried"),
+    "Sam2Segmentation": Rule("mask.track_points", ("keep_model_loaded", "individual_objects"), (),
+                             {"image": "video"}, ("mask",), special="sam2_segmentation",
+                             ignore={"keep_model_loaded": None, "individual_objects": False},
+                             note="the object under the points is tracked from the first frame by SAM 2's memory, as "
+                                  "kijai's node does with its video segmentor"),
+    # KJNodes' mask nodes of the Wan Animate template
+    "BlockifyMask": Rule("mask.blockify", ("block_size", "device"), (P("block_size", "block"),), {"masks": "mask"},
+                         ("mask",), ignore={"device": None}),
+    "DrawMaskOnImage": Rule("mask.fill", ("color", "device"), (P("color", "colour"),),
+                            {"image": "video", "mask": "mask"}, ("video",), ignore={"device": None}),
     "ResizeImageMaskNode": Rule("video.resize", ("resize_type", "resize_type.width", "resize_type.height",
                                                  "resize_type.crop", "scale_method"),
                                 (P("resize_type.width", "width"), P("resize_type.height", "height"),

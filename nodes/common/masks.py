@@ -215,3 +215,31 @@ def cropped(mask, x: int, y: int, width: int, height: int):
         return still(mask)[y:y1, x:x1].copy()
     return mask.with_(width=x1 - x, height=y1 - y, matte=None, linear=None,
                       reader=lambda a, b: to_u8(frames_of(mask, a, b)[:, y:y1, x:x1])[..., None])
+
+
+def blockify(m: np.ndarray, block: int) -> np.ndarray:
+    """The mask as blocks: its bounding box (where it is above 0) cut into a grid of cells about `block` pixels a
+    side (as many whole ones as fit, the last row and column taking the remainder), every cell that holds any of it
+    1, the rest 0 (KJNodes' BlockifyMask): a coarse region for a model that redraws a character in blocks."""
+    out = np.zeros(m.shape, np.float32)
+    on = m > 0
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    if not len(rows):
+        return out
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    cells = []
+    for lo, hi in ((y0, y1), (x0, x1)):
+        n = max(1, (hi - lo) // block)
+        cells.append(np.minimum((np.arange(lo, hi) - lo) // ((hi - lo) // n), n - 1))
+    ry, rx = cells
+    filled = np.zeros((ry[-1] + 1, rx[-1] + 1), bool)
+    np.logical_or.at(filled, (ry[:, None], rx[None, :]), on[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = filled[ry[:, None], rx[None, :]]
+    return out
+
+
+def filled(frames: np.ndarray, m: np.ndarray, colour) -> np.ndarray:
+    """uint8 frames [n, H, W, 3] blended towards `colour` (r, g, b 0-255) by the mask (float [n, H, W])."""
+    m = m[..., None]
+    out = frames.astype(np.float32) * (1.0 - m) + np.asarray(colour, np.float32) * m
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -171,3 +171,48 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import text_masks
     return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx)
+
+
+@node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
+def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the object is in"),
+                 points: str = Param("", help="points on the object in the first frame, in its pixels: "
+                                              "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90"),
+                 negative: str = Param("", help="points off the object (background it should leave out), the same "
+                                                "way; none: only the object's points"),
+                 model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),
+                                    help="SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, "
+                                         "-base-plus, -large) in a 'sam2' model folder, or its path")) -> MASK:
+    """A mask of the object you click on in the first frame, carried through the clip by Segment Anything 2's memory
+    (kijai's Sam2Segmentation in video mode): for what a text prompt cannot single out (the second dancer from the
+    left). Negative points keep the mask off what lies next to it. Read from your own folder; nothing is
+    downloaded."""
+    from nodes.common.models_dirs import as_given
+    from nodes.mask.segment import point_masks
+    return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, ctx.device, ctx)
+
+
+@node("mask.blockify", title="Blockify Mask", category=_CAT)
+def blockify(ctx, mask: MASK, block: int = Param(32, min=1, max=4096, help="the cells' side in pixels (about: "
+                                                                          "the box is cut into whole cells)")) -> MASK:
+    """The region as square-ish blocks over its bounding box, each block that holds any of it filled (KJNodes'
+    BlockifyMask), frame by frame: a blocky matte that hides the subject's outline, as Wan Animate's character
+    replacement is given."""
+    return masks.per_frame(mask, lambda m: masks.blockify(m, block))
+
+
+@node("mask.fill", title="Fill Mask", category=_CAT, temporal_radius=0)
+def fill(ctx, video: VIDEO, mask: MASK = Input(help="where to paint (stretched to the picture's size); a still mask "
+                                                    "holds for every frame"),
+         colour: str = Param("0, 0, 0", help="the colour painted, as r, g, b (0-255) or #rrggbb")) -> VIDEO:
+    """Paint the masked region in one colour, blended by the mask's softness (KJNodes' DrawMaskOnImage): black out a
+    subject before a model redraws it, or show a matte over the picture."""
+    from graph_engine import NodeError
+    from nodes.video.matte import key_colour
+    try:
+        rgb = key_colour(colour)
+    except NodeError:
+        raise NodeError(f"mask.fill: colour {colour!r}: give three numbers 0-255 (0, 0, 0 for black) or #rrggbb") from None
+
+    def reader(a, b):
+        return masks.filled(video.frames(a, b), masks.frames_of(mask, a, b, video.size), rgb)
+    return video.with_(reader=reader, matte=None, linear=None)

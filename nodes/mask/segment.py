@@ -22,6 +22,11 @@ from graph_engine import NodeError
 
 HF_FOLDER = ("SAM 3's Hugging Face folder (facebook/sam3: config.json, model.safetensors, processor_config.json and "
              "the tokenizer's files)")
+SAM2_FOLDER = ("SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, -base-plus, -large: config.json, "
+               "model.safetensors, preprocessor_config.json)")
+# model_type -> (transformers class, what the folder should be, default mean and std of its pictures)
+MODELS = {"sam3_video": ("Sam3VideoModel", HF_FOLDER, [0.5] * 3, [0.5] * 3),
+          "sam2_video": ("Sam2VideoModel", SAM2_FOLDER, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])}
 KIND = "sam2"           # kijai's ComfyUI-segment-anything-2 keeps its models in models/sam2; SAM 3 goes beside them
 # ComfyUI's own SAM 3 node loads a repackaged file from checkpoints/ (Comfy-Org/sam3.1: sam3.1_multiplex_fp16);
 # SAM 3.1's multiplexed tracker is not a model transformers has.
@@ -52,9 +57,9 @@ class Segmenter:
         return (x - self.mean) / self.std
 
 
-def _preprocessing(folder: Path, config: dict):
-    """(size, mean, std) from processor_config.json (facebook/sam3) or preprocessor_config.json; SAM 3's own
-    1008 px and 0.5/0.5 where neither says."""
+def _preprocessing(folder: Path, config: dict, mean, std):
+    """(size, mean, std) from processor_config.json (facebook/sam3) or preprocessor_config.json; the model's own
+    size and the family's mean and std where neither says."""
     for name in ("processor_config.json", "preprocessor_config.json"):
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
@@ -64,61 +69,69 @@ def _preprocessing(folder: Path, config: dict):
         size = data.get("size") or {}
         side = size.get("height") or size.get("shortest_edge")
         if side:
-            return int(side), data.get("image_mean", [0.5] * 3), data.get("image_std", [0.5] * 3)
-    vision = config.get("detector_config", {}).get("vision_config", {}).get("backbone_config", {})
-    return int(vision.get("image_size", 1008)), [0.5] * 3, [0.5] * 3
+            return int(side), data.get("image_mean", mean), data.get("image_std", std)
+    vision = config.get("detector_config", config).get("vision_config", {}).get("backbone_config", {})
+    size = vision.get("image_size", config.get("image_size", 1024))
+    return int(size[0] if isinstance(size, list) else size), mean, std
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path: str, stamp: tuple, device: str) -> Segmenter:
-    from transformers import AutoTokenizer, Sam3VideoModel
+def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
+    import transformers
+    from transformers import AutoTokenizer
     from nodes.generate.offline import quiet_libraries
     quiet_libraries()
     folder = Path(path)
+    what = " or ".join(MODELS[t][1] for t in wanted)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise NodeError(f"{folder / 'config.json'} cannot be read ({e}); {folder} should be {HF_FOLDER}") from None
-    if config.get("model_type") != "sam3_video":
-        raise NodeError(f"{folder} holds a {config.get('model_type') or 'model of no stated type'} model, not SAM 3's "
-                        f"video model (model_type sam3_video); it should be {HF_FOLDER}")
+        raise NodeError(f"{folder / 'config.json'} cannot be read ({e}); {folder} should be {what}") from None
+    kind = config.get("model_type")
+    if kind not in wanted:
+        raise NodeError(f"{folder} holds a {kind or 'model of no stated type'} model, not "
+                        f"{' or '.join(wanted)}; it should be {what}")
+    cls_name, what, mean, std = MODELS[kind]
+    tokenizer = None
+    if kind == "sam3_video":
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError, TypeError) as e:
+            raise NodeError(f"{folder} has no readable tokenizer ({type(e).__name__}: {str(e)[:160]}): copy SAM 3's "
+                            "tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) from its "
+                            "Hugging Face page into the folder") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError, TypeError) as e:
-        raise NodeError(f"{folder} has no readable tokenizer ({type(e).__name__}: {str(e)[:160]}): copy SAM 3's "
-                        "tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) from its "
-                        "Hugging Face page into the folder") from None
-    try:
-        model = Sam3VideoModel.from_pretrained(str(folder), local_files_only=True)
+        model = getattr(transformers, cls_name).from_pretrained(str(folder), local_files_only=True)
     except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
         raise NodeError(f"{folder}'s weights cannot be read ({type(e).__name__}: {str(e)[:200]}): the copy is "
-                        f"damaged or incomplete; copy model.safetensors again. It should be {HF_FOLDER}") from None
-    size, mean, std = _preprocessing(folder, config)
+                        f"damaged or incomplete; copy model.safetensors again. It should be {what}") from None
+    size, mean, std = _preprocessing(folder, config, mean, std)
     return Segmenter(model.to(device).eval(), tokenizer, size, mean, std, device)
 
 
-def find_segmenter(name: str) -> Path:
-    """The SAM 3 folder `name` names: in a 'sam2'/'sam3' model folder, else in checkpoints/ (where ComfyUI keeps
+def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
+    """The SAM folder `name` names: in a 'sam2'/'sam3' model folder, else in checkpoints/ (where ComfyUI keeps
     its SAM 3 file), else the path as given."""
     from nodes.common.models_dirs import find_model, not_found
     path = find_model(name, KIND, required=False) or find_model(name, "checkpoints", required=False)
     if path is None:
-        raise not_found(name, KIND, what="SAM 3 model")
+        raise not_found(name, KIND, what="SAM model")
     if path.is_file():
         if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
             raise NodeError(f"{path} {COMFY_SAM31}")
-        raise NodeError(f"{path} is a single weight file; Kinograph reads {HF_FOLDER}. Put that folder in a 'sam2' "
+        raise NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
                         "(or 'sam3') model folder and give its name")
     return path
 
 
-def load_segmenter(name: str, device: str = "cpu") -> Segmenter:
-    path = find_segmenter(name)
+def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:
+    what = " or ".join(MODELS[k][1] for k in kinds)
+    path = find_segmenter(name, what)
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     if not weights:
-        raise NodeError(f"{path} holds no weights (model.safetensors); it should be {HF_FOLDER}")
+        raise NodeError(f"{path} holds no weights (model.safetensors); it should be {what}")
     stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in weights)
-    return _load(str(path), stamp, device)
+    return _load(str(path), stamp, device, tuple(kinds))
 
 
 def frame_mask(session, out, height: int, width: int) -> np.ndarray:
@@ -136,17 +149,54 @@ def frame_mask(session, out, height: int, width: int) -> np.ndarray:
     return masks.any(dim=0).cpu().numpy().astype(np.float32)
 
 
-class TextTracker:
-    """One pass of SAM 3 over a clip in frame order, for a text prompt: each frame's mask once the model has
-    settled it (its hot start holds a frame back until `hotstart_delay` later frames have confirmed or removed what
-    was found on it, as Sam3VideoModel.propagate_in_video_iterator does)."""
+class Pass:
+    """One pass of a SAM video model over a clip in frame order, read a chunk at a time: `_start` opens the
+    session, `_step` gives it a frame and files the masks it has settled in `done`; a read behind the pass starts it
+    again."""
 
-    def __init__(self, segmenter: Segmenter, video, prompt: str, threshold: float, ctx=None):
-        self.seg, self.video, self.prompt, self.threshold, self.ctx = segmenter, video, prompt, threshold, ctx
+    def __init__(self, segmenter: Segmenter, video, ctx=None):
+        self.seg, self.video, self.ctx = segmenter, video, ctx
         self.lock = threading.Lock()
         self.session = None
         self.done: Dict[int, np.ndarray] = {}
+        self.pending: list = []
         self.pos = 0
+
+    def _configure(self) -> None:
+        """Settings of this pass on the shared model, under its lock."""
+
+    def masks(self, a: int, b: int) -> np.ndarray:
+        with self.lock, self.seg.lock:
+            self._configure()
+            if self.session is None or any(i not in self.done and i < self.pos - len(self.pending)
+                                           for i in range(a, b)):
+                self._start()
+            while any(i not in self.done for i in range(a, b)):
+                for lo, block in self.video.pieces(self.pos, min(self.video.length, self.pos + self.video.chunk)):
+                    for k, frame in enumerate(block):
+                        if self.ctx is not None:
+                            self.ctx.check()
+                        self._step(lo + k, frame)
+                        self.pos = lo + k + 1
+                if self.ctx is not None:
+                    self.ctx.progress(self.pos, self.video.length)
+            out = np.stack([self.done[i] for i in range(a, b)])
+            for i in [i for i in self.done if i < a]:
+                del self.done[i]
+            return out
+
+
+class TextTracker(Pass):
+    """SAM 3 over a clip for a text prompt: each frame's mask once the model has settled it (its hot start holds a
+    frame back until `hotstart_delay` later frames have confirmed or removed what was found on it, as
+    Sam3VideoModel.propagate_in_video_iterator does)."""
+
+    def __init__(self, segmenter: Segmenter, video, prompt: str, threshold: float, ctx=None):
+        super().__init__(segmenter, video, ctx)
+        self.prompt, self.threshold = prompt, threshold
+
+    def _configure(self) -> None:
+        self.seg.model.new_det_thresh = self.threshold
 
     def _start(self) -> None:
         from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
@@ -176,27 +226,6 @@ class TextTracker:
             self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width)
         self.pending = self.pending[ready:]
 
-    def masks(self, a: int, b: int) -> np.ndarray:
-        with self.lock, self.seg.lock:
-            model = self.seg.model
-            model.new_det_thresh = self.threshold
-            if self.session is None or any(i not in self.done and i < self.pos - len(self.pending)
-                                           for i in range(a, b)):
-                self._start()
-            while any(i not in self.done for i in range(a, b)):
-                for lo, block in self.video.pieces(self.pos, min(self.video.length, self.pos + self.video.chunk)):
-                    for k, frame in enumerate(block):
-                        if self.ctx is not None:
-                            self.ctx.check()
-                        self._step(lo + k, frame)
-                        self.pos = lo + k + 1
-                if self.ctx is not None:
-                    self.ctx.progress(self.pos, self.video.length)
-            out = np.stack([self.done[i] for i in range(a, b)])
-            for i in [i for i in self.done if i < a]:
-                del self.done[i]
-            return out
-
 
 def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
     """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model."""
@@ -205,4 +234,68 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
     if not prompt:
         raise NodeError("mask.segment: give a text prompt naming what to mask (e.g. 'cat', 'the red car')")
     tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx)
+    return masks.clip_of(tracker.masks, video)
+
+
+def parse_points(text: str, what: str) -> list:
+    """[(x, y), ...] pixel positions from KJNodes' PointsEditor JSON ([{"x": 10, "y": 20}, ...], the form ComfyUI's
+    SAM nodes take) or "x,y; x,y"."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    try:
+        data = json.loads(text.replace("'", '"')) if text[:1] in "[{" else [
+            dict(zip("xy", map(float, p.split(",")))) for p in text.split(";") if p.strip()]
+        data = [data] if isinstance(data, dict) else data
+        return [(float(d["x"]), float(d["y"])) for d in data]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise NodeError(f"{what} {text[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": 80}}, ...] (as "
+                        "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first frame's pixels") from None
+
+
+class PointTracker(Pass):
+    """SAM 2 over a clip from points on its first frame (one object: the positive points on it, the negative ones
+    off it), carried through the clip by the model's memory as Sam2VideoModel.propagate_in_video_iterator does;
+    masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0)."""
+
+    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, ctx=None):
+        super().__init__(segmenter, video, ctx)
+        self.points = positive + negative
+        self.labels = [1] * len(positive) + [0] * len(negative)
+
+    def _start(self) -> None:
+        import torch
+        from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+        s = Sam2VideoInferenceSession(video_height=self.video.height, video_width=self.video.width,
+                                      inference_device=self.seg.device, dtype=self.seg.model.dtype)
+        # The points in the model's square picture, as Sam2VideoProcessor scales them.
+        sx, sy = self.seg.size / self.video.width, self.seg.size / self.video.height
+        coords = torch.tensor([[[[x * sx, y * sy] for x, y in self.points]]], dtype=torch.float32)
+        labels = torch.tensor([[self.labels]], dtype=torch.int32)
+        s.add_point_inputs(s.obj_id_to_idx(1), 0, {"point_coords": coords, "point_labels": labels})
+        s.obj_with_new_inputs = [1]
+        self.session, self.pos, self.pending, self.done = s, 0, [], {}
+
+    def _step(self, idx: int, frame: np.ndarray) -> None:
+        import torch
+        import torch.nn.functional as F
+        s = self.session
+        s.add_new_frame(self.seg.pixels(frame[None]), idx)
+        with torch.inference_mode():
+            out = self.seg.model(inference_session=s, frame_idx=idx)
+        s.processed_frames.pop(idx - 1, None)
+        masks = F.interpolate(out.pred_masks.float(), size=(self.video.height, self.video.width), mode="bilinear",
+                              align_corners=False) > 0
+        self.done[idx] = masks.any(dim=0)[0].cpu().numpy().astype(np.float32)
+
+
+def point_masks(video, model: str, points: str, negative: str = "", device: str = "cpu", ctx=None):
+    """A clip of masks of the object under `points` on the first frame, tracked with SAM 2's video model."""
+    from nodes.common import masks
+    positive = parse_points(points, "points")
+    if not positive:
+        raise NodeError("mask.track_points: give at least one point on the object in the first frame, e.g. "
+                        '[{"x": 120, "y": 80}] (ComfyUI\'s PointsEditor) or 120,80')
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive,
+                           parse_points(negative, "negative"), ctx)
     return masks.clip_of(tracker.masks, video)
