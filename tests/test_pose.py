@@ -235,6 +235,14 @@ def test_onnx_and_hostile_files_are_refused_by_name(comfy, tmp_path):
     torch.jit.script(ReadsFiles()).save(str(bad))
     with pytest.raises(NodeError, match=r"refused: its code \(.*\.py\) calls from_file\(\), which reads or writes files"):
         load_dwpose("None", str(bad))
+    # The two files swapped: each is named with what it should be, not a ValueError or TorchScript's traceback.
+    swapped = load_dwpose("dw-ll_ucoco_384_bs5.torchscript.pt", "yolox_l.torchscript.pt")
+    with pytest.raises(NodeError, match=r"dw-ll_ucoco_384_bs5.torchscript.pt is not DWPose's detector \(it fails on "
+                                        r"a \(1, 3, 640, 640\) batch: .*check that the two are not swapped"):
+        swapped.boxes(frames_with_spot(1)[0])
+    with pytest.raises(NodeError, match=r"yolox_l.torchscript.pt is not DWPose's estimator \(its output has another "
+                                        r"shape\). The detector should be yolox_l.torchscript.pt"):
+        swapped.keypoints(frames_with_spot(1), [np.array([BOX])])
     with pytest.raises(NodeError, match="pose model 'dw-ll_ucoco_384_bs6.torchscript.pt' not found"):
         load_dwpose("None", "dw-ll_ucoco_384_bs6.torchscript.pt")
 
