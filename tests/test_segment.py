@@ -101,6 +101,11 @@ def test_bad_models_are_named(models, tmp_path):
         point_masks(None, "tiny-sam2", "x=3")
     with pytest.raises(NodeError, match="at least one point"):
         point_masks(None, "tiny-sam2", "[]")
+    from graph_engine import Clip
+    clip = Clip(1, 8.0, W, H, lambda a, b: np.zeros((b - a, H, W, 3), np.uint8))
+    with pytest.raises(NodeError, match=rf"the point 40,5 is outside the first frame \({W}x{H}\): points are x,y in "
+                                        rf"the clip's own pixels \(x 0 to {W - 1}, y 0 to {H - 1}\)"):
+        point_masks(clip, "tiny-sam2", "10,5", "40,5")
 
 
 def test_points_track_as_transformers_does(models):

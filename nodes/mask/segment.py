@@ -296,6 +296,14 @@ def point_masks(video, model: str, points: str, negative: str = "", device: str 
     if not positive:
         raise NodeError("mask.track_points: give at least one point on the object in the first frame, e.g. "
                         '[{"x": 120, "y": 80}] (ComfyUI\'s PointsEditor) or 120,80')
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive,
-                           parse_points(negative, "negative"), ctx)
+    negative = parse_points(negative, "negative")
+    # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
+    # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
+    off = next((p for p in positive + negative if not (0 <= p[0] < video.width and 0 <= p[1] < video.height)), None)
+    if off is not None:
+        raise NodeError(f"mask.track_points: the point {off[0]:g},{off[1]:g} is outside the first frame "
+                        f"({video.width}x{video.height}): points are x,y in the clip's own pixels (x 0 to "
+                        f"{video.width - 1}, y 0 to {video.height - 1}); were they clicked on a picture of another "
+                        "size?")
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, ctx)
     return masks.clip_of(tracker.masks, video)
