@@ -5,6 +5,7 @@ have the real files' signatures: YOLOX [1,3,640,640] -> [1,8400,85]; dw-ll_ucoco
 functions."""
 import colorsys
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -245,6 +246,19 @@ def test_onnx_and_hostile_files_are_refused_by_name(comfy, tmp_path):
         swapped.keypoints(frames_with_spot(1), [np.array([BOX])])
     with pytest.raises(NodeError, match="pose model 'dw-ll_ucoco_384_bs6.torchscript.pt' not found"):
         load_dwpose("None", "dw-ll_ucoco_384_bs6.torchscript.pt")
+
+
+def test_kinograph_info_lists_the_pose_files_as_dwpose(comfy):
+    """`kinograph info` read the two TorchScript files as diffusion weights: 'unreadable ... no ... it is truncated
+    or corrupt. Copy the file again.' for good files. Now each is pose.dwpose's detector or estimator; the ONNX
+    export is listed as not loading, with the TorchScript file to use."""
+    from nodes.generate.model_manager import list_found_models
+    rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "pose"}
+    assert {n: (d["family"], d["role"], d["loads"]) for n, d in rows.items()} == {
+        "yolox_l.torchscript.pt": ("dwpose", "detector", "yes"),
+        "dw-ll_ucoco_384_bs5.torchscript.pt": ("dwpose", "estimator", "yes"),
+        "yolox_l.onnx": ("dwpose", "detector", "no")}
+    assert "put yolox_l.torchscript.pt (Hugging Face hr16/yolox-onnx)" in rows["yolox_l.onnx"]["note"]
 
 
 def test_wan_animate_template_gets_its_pose_and_face_videos():

@@ -96,6 +96,16 @@ def test_bad_models_are_named(models, tmp_path):
         text_masks(None, "tiny-sam3", "  ")
     with pytest.raises(NodeError, match="sam3_video model, not sam2_video; it should be SAM 2's"):
         load_segmenter("tiny-sam3", kinds=("sam2_video",))
+    (models / "sam2" / "not-sam").mkdir()
+    (models / "sam2" / "not-sam" / "config.json").write_text('{"model_type": "clip"}')
+    # `kinograph info`: one row a folder (not its model.safetensors as 'unknown ... no known key pattern'), which
+    # node reads it; ComfyUI's SAM 3.1 file named as such.
+    from pathlib import Path
+    from nodes.generate.model_manager import list_found_models
+    rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
+    assert {n: (d["variant"], d["loads"], d["note"]) for n, d in rows.items() if n.startswith("tiny")} == {
+        "tiny-sam3": ("sam3_video", "yes", "mask.segment"), "tiny-sam2": ("sam2_video", "yes", "mask.track_points")}
+    assert rows["not-sam"]["loads"] == "no" and "holds a clip model, not SAM 3's or SAM 2's" in rows["not-sam"]["note"]
     from nodes.mask.segment import point_masks
     with pytest.raises(NodeError, match="'x=3' is not a list of points"):
         point_masks(None, "tiny-sam2", "x=3")

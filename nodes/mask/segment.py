@@ -117,11 +117,31 @@ def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
     if path is None:
         raise not_found(name, KIND, what="SAM model")
     if path.is_file():
-        if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
-            raise NodeError(f"{path} {COMFY_SAM31}")
-        raise NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
-                        "(or 'sam3') model folder and give its name")
+        raise file_refusal(path, what)
     return path
+
+
+def file_refusal(path: Path, what: str) -> NodeError:
+    """The message for a single SAM file, where Kinograph reads a transformers folder."""
+    if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
+        return NodeError(f"{path} {COMFY_SAM31}")
+    return NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
+                     "(or 'sam3') model folder and give its name")
+
+
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a model in a SAM folder: SAM 3 or SAM 2 by its config.json, the node that reads
+    it, or why it does not load (a single file, another model's folder)."""
+    row = {"family": "sam", "variant": "", "role": "segmenter", "precision": "", "loads": "no", "note": ""}
+    if path.is_file():
+        return dict(row, note=str(file_refusal(path, " or ".join(m[1] for m in MODELS.values()))))
+    try:
+        kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as e:
+        return dict(row, note=f"{path / 'config.json'} cannot be read ({e})")
+    if kind not in MODELS:
+        return dict(row, note=f"holds a {kind or 'model of no stated type'} model, not SAM 3's or SAM 2's video model")
+    return dict(row, variant=kind, loads="yes", note="mask.segment" if kind == "sam3_video" else "mask.track_points")
 
 
 def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:

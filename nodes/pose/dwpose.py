@@ -60,11 +60,31 @@ def find_pose_model(name: str, role: str) -> Path:
     from nodes.common.models_dirs import find_model
     path = find_model(name, "pose")
     if path.suffix.lower() == ".onnx":
-        instead = TORCHSCRIPT_OF.get(path.name, DEFAULT[role])
-        raise NodeError(f"{path} is an ONNX file, which needs onnxruntime, not part of Kinograph. Kinograph runs the "
-                        f"TorchScript {role}: put {instead} (Hugging Face {REPOSITORY[instead]}) beside it or in a "
-                        f"'pose' model folder, and name that file")
+        raise onnx_refusal(path, role)
     return path
+
+
+def onnx_refusal(path: Path, role: str) -> NodeError:
+    instead = TORCHSCRIPT_OF.get(path.name, DEFAULT[role])
+    return NodeError(f"{path} is an ONNX file, which needs onnxruntime, not part of Kinograph. Kinograph runs the "
+                     f"TorchScript {role}: put {instead} (Hugging Face {REPOSITORY[instead]}) beside it or in a "
+                     f"'pose' model folder, and name that file")
+
+
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a file in a pose folder: which of pose.dwpose's models it is and whether it loads
+    (an ONNX export does not; nor does a TorchScript file whose code the check refuses or that is no archive)."""
+    from nodes.generate.detect import check_torchscript
+    role = "detector" if "yolo" in path.name.lower() else "estimator"
+    row = {"family": "dwpose", "variant": "", "role": role, "precision": "", "loads": "yes",
+           "note": f"pose.dwpose's {role}"}
+    try:
+        if path.suffix.lower() == ".onnx":
+            raise onnx_refusal(path, role)
+        check_torchscript(path, "pose model")
+    except NodeError as e:
+        row.update(loads="no", note=str(e).splitlines()[0])
+    return row
 
 
 class DWPose:
