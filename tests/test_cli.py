@@ -266,7 +266,7 @@ def test_the_readme_names_the_model_folders_searched_and_where_the_tiny_examples
     from tiny_models import FAMILIES
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Where models go"):readme.index("```", readme.index("## Where models go"))]
-    named = set(re.findall(r"`([A-Za-z_/]+)/`", section))
+    named = set(re.findall(r"`([A-Za-z0-9_/]+)/`", section))
     searched = set(KINDS) | {alias for aliases in ALIASES.values() for alias in aliases}
     assert searched - named == set()
     built = re.search(r"tests/tiny_models\.py (\S+)`", readme).group(1)
