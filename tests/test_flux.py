@@ -587,7 +587,7 @@ def test_comfyui_flux_controlnet_graph_imports_and_runs_as_comfyui_samples(model
         "17": {"class_type": "ControlNetApplySD3", "inputs": {"strength": 0.7, "start_percent": 0.0,
                                                               "end_percent": 1.0, "positive": ["60", 0],
                                                               "negative": ["7", 0], "control_net": ["15", 0],
-                                                              "vae": ["10", 0], "image": ["16", 0]}},}, "fluxcn")
+                                                              "vae": ["10", 0], "image": ["16", 0]}}}, "fluxcn")
     monkeypatch.chdir(tmp_path)
     res, run = imported_run(api, tmp_path, "fluxcn")
     assert "which an InstantX / Shakker-Labs FLUX.1 union reads as tile" in " ".join(res.report.entries["15"].notes)
@@ -650,7 +650,7 @@ def test_alimama_inpainting_controlnet_redraws_the_masked_region_as_comfyui(mode
         "16": {"class_type": "LoadImageMask", "inputs": {"image": str(tmp_path / "hole.png"), "channel": "red"}},
         "17": {"class_type": "ControlNetInpaintingAliMamaApply", "inputs": {
             "strength": 0.9, "start_percent": 0.0, "end_percent": 1.0, "positive": ["60", 0], "negative": ["7", 0],
-            "control_net": ["14", 0], "vae": ["10", 0], "image": ["15", 0], "mask": ["16", 0]}},}, "alimama")
+            "control_net": ["14", 0], "vae": ["10", 0], "image": ["15", 0], "mask": ["16", 0]}}}, "alimama")
     monkeypatch.chdir(tmp_path)
     _, run = imported_run(api, tmp_path, "alimama")
     assert _err(_on_comfy_levels(ref, black, controlnet_conditioning_scale=0.9),
@@ -669,7 +669,9 @@ def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, f
     flux-canny-controlnet-v3.safetensors (in x-flux-comfyui's xlabs/controlnets/), ControlNetApplyAdvanced with no VAE
     connected (the XLabs net reads pixels), KSampler at cfg 1 on the simple levels: every node maps and the latent is
     FluxControlNetPipeline's for the net's diffusers model on those levels. It stopped at 'an XLabs FLUX.1 ControlNet
-    ... is not supported yet'."""
+    ... is not supported yet'. A SetUnionControlNetType left in front of it, which ComfyUI's forward of a net without
+    mode rows ignores, imports as mode auto, said in the report (it was carried as a mode, which control.apply
+    refuses for a net of one kind)."""
     from PIL import Image
     from comfy_layouts import imported_run
     from diffusers import FluxControlNetPipeline
@@ -679,15 +681,19 @@ def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, f
     api = _comfy_cn_graph({
         "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "flux-canny-controlnet-v3.safetensors"}},
         "16": {"class_type": "LoadImage", "inputs": {"image": str(tmp_path / "edges.png")}},
+        "15": {"class_type": "SetUnionControlNetType", "inputs": {"type": "canny/lineart/anime_lineart/mlsd",
+                                                                  "control_net": ["14", 0]}},
         "17": {"class_type": "ControlNetApplyAdvanced", "inputs": {"strength": 0.8, "start_percent": 0.0,
                                                                    "end_percent": 1.0, "positive": ["60", 0],
-                                                                   "negative": ["7", 0], "control_net": ["14", 0],
-                                                                   "image": ["16", 0]}},}, "xlabs")
+                                                                   "negative": ["7", 0], "control_net": ["15", 0],
+                                                                   "image": ["16", 0]}}}, "xlabs")
     monkeypatch.chdir(tmp_path)
     res, run = imported_run(api, tmp_path, "xlabs")
     import yaml
     applied = [n for n in yaml.safe_load(res.yaml)["nodes"].values() if n["type"] == "control.apply"]
     assert len(applied) == 1 and "vae" not in applied[0].get("inputs", {}), applied
+    assert applied[0]["params"].get("mode", "auto") == "auto", applied
+    assert "ComfyUI runs without the type: mode auto" in " ".join(res.report.entries["15"].notes)
     got = run.outputs["k_sampler_13"]["latent"].samples[:, :, 0]
     monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
     ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,

@@ -122,7 +122,8 @@ def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
     condition.wan_animate, each extension continuing the clip before it from the frame where it stopped (the offset
     output into the next one's offset), its first frames (trim_image) cut before the clips are joined, the reference
     frame trimmed (TrimVideoLatent by one), its SAM 2 nodes as mask.track_points, KJNodes' BlockifyMask and
-    DrawMaskOnImage as mask.blockify and mask.fill. Only DWPose's nodes are not mapped (passed over: --bypass-unmapped). In its Move mode (background and mask disconnected, as its note says) with the DWPose nodes and
+    DrawMaskOnImage as mask.blockify and mask.fill, its DWPose Estimators as pose.dwpose: every node is mapped. In its
+    Move mode (background and mask disconnected, as its note says) with the DWPose nodes (the drive video passed on) and
     its LoRAs bypassed, it runs on the tiny files: the extension's video is the first clip and the new frames
     after it."""
     import imageio.v3 as iio
@@ -158,7 +159,7 @@ def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
     for n in g.nodes.values():
         if n.type in names:
             n.params["name"] = names[n.type]
-        elif n.type == "lora.image":                # no LoRA files here: bypassed, the model passes on
+        elif n.type in ("lora.image", "pose.dwpose"):   # no LoRA or pose files here: bypassed, the input passes on
             g.set_bypass(n.id, True)
         elif n.type == "video.resize":
             n.params.update(width=SIZE, height=SIZE)

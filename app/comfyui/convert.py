@@ -1269,7 +1269,12 @@ class Converter:
         kind = str(self.resolve(cn.inputs.get("type")) or "auto")
         mode = "auto"
         row = COMFY_UNION_TYPES.index(kind) if kind in COMFY_UNION_TYPES else -1
-        if self._union_is_flux(base.attrs.get("path")):
+        flux = self._flux_net(base.attrs.get("path"))
+        if flux == "plain":
+            if kind != "auto":
+                notes.append(f"{base.attrs.get('path')} is a FLUX.1 ControlNet of one kind (no mode rows), which "
+                             f"ComfyUI runs without the type: mode auto, {kind!r} not carried")
+        elif flux:
             if 0 <= row < len(UNION_MODES):
                 mode = UNION_MODES[row]
                 if mode not in kind:
@@ -1284,21 +1289,25 @@ class Converter:
         return []
 
     @staticmethod
-    def _union_is_flux(name) -> bool:
-        """Whether the ControlNet file `name` is a FLUX.1 one (InstantX's, Shakker-Labs'), by its tensors where it is
-        in the model folders now, else by its name; otherwise it is taken for xinsir's SDXL union, which
-        SetUnionControlNetType was made for."""
+    def _flux_net(name) -> str:
+        """"union" where the ControlNet file `name` is a FLUX.1 union (InstantX's, Shakker-Labs'), "plain" where it is
+        a FLUX.1 net without mode rows (XLabs', MistoLine's, a canny or depth one, whose forward ComfyUI hands no
+        type), by its tensors where it is in the model folders now, else "union" by a name with flux in it; "" for
+        anything else, taken for xinsir's SDXL union, which SetUnionControlNetType was made for."""
         if not isinstance(name, str) or not name:
-            return False
+            return ""
         try:
             from nodes.generate.detect import detect_file
             from nodes.generate.model_manager import resolve_model_path
             path = resolve_model_path(name, "controlnet", "ControlNet")
             if path.is_file():
-                return detect_file(path).family == "flux"
+                det = detect_file(path)
+                if det.family != "flux":
+                    return ""
+                return "union" if det.variant == "instantx-union" else "plain"
         except Exception:  # noqa: BLE001 - a file that is not there or not readable: its name tells
             pass
-        return "flux" in name.lower()
+        return "union" if "flux" in name.lower() else ""
 
     def control_model(self, cn, model: Out, conds) -> Tuple[Out, List[str]]:
         """`model` through a control.apply for each ControlNet the conditionings carry (each once)."""

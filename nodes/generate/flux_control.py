@@ -102,7 +102,6 @@ def _pixel_net_to_diffusers(state: dict, mistoline: bool) -> dict:
     and a final layer, which an XLabs net lacks: empty stand-ins go in and their outputs are dropped."""
     import re
 
-    import torch
     from nodes.generate.converters.flux import transformer_to_diffusers
     blocks = ("img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.", "double_blocks.", "single_blocks.")
     given = {k: v for k, v in state.items() if k.startswith(blocks)}
@@ -151,7 +150,6 @@ def masked(net, frames, mask, name: str):
     black and 1 - mask per frame, as ComfyUI's ControlNetInpaintingAliMamaApply gives them (the pixels multiplied by
     the inverted mask rounded to 0 / 1; the inverted mask itself read by the net); others take no mask."""
     import numpy as np
-    from graph_engine import NodeError
     from nodes.common import masks
     inpaints = getattr(net, "controlnet_x_embedder", None) is not None and reads_mask(net)
     if mask is None and not inpaints:
