@@ -248,6 +248,26 @@ def test_onnx_and_hostile_files_are_refused_by_name(comfy, tmp_path):
         load_dwpose("None", "dw-ll_ucoco_384_bs6.torchscript.pt")
 
 
+def test_edges_of_yolox_and_rtmpose_decoding():
+    """Where the tiny models cannot tell (they ignore their input, their scores are never at a threshold): YOLOX's
+    letterbox is grey 114 beyond the resized frame; its NMS counts pixels inclusively (+1), so a 5x5 box inside a
+    7x7 one overlaps 25/49 > 0.45 and is suppressed (16/36 < 0.45 without); SimCC puts a keypoint whose peak is
+    0 at -1 (RTMPose: locs[vals <= 0] = -1); controlnet_aux hides a keypoint only below 0.3 (subset < 0.3)."""
+    from nodes.pose.dwpose import letterbox, nms, people, simcc_decode
+    frame = np.full((32, 64, 3), 7, np.uint8)
+    out, ratio = letterbox(frame)
+    assert ratio == 10.0 and (out[:320] == 7).all() and (out[320:] == 114).all()
+    assert nms(np.array([[0.0, 0, 6, 6], [0, 0, 4, 4]]), np.array([0.9, 0.8])) == [0]
+    bins = np.zeros((1, 2, 8))
+    bins[0, 1, 3] = 0.5
+    points, scores = simcc_decode(bins, bins)
+    assert points.tolist() == [[[-0.5, -0.5], [1.5, 1.5]]] and scores.tolist() == [[0.0, 0.5]]
+    person = np.zeros((1, 134, 3))
+    person[0, :, :2], person[0, 0, 2], person[0, 1, 2] = 5.0, 0.3, 0.29
+    body = people(person)[0]["body"]
+    assert body[0].tolist() == [5.0, 5.0] and np.isnan(body[1]).all()
+
+
 def test_kinograph_info_lists_the_pose_files_as_dwpose(comfy):
     """`kinograph info` read the two TorchScript files as diffusion weights: 'unreadable ... no ... it is truncated
     or corrupt. Copy the file again.' for good files. Now each is pose.dwpose's detector or estimator; the ONNX
