@@ -389,6 +389,7 @@ def _frame_weights(h, ip, encoder, sample, weighted):
         ref = reference(ip, encoder, [REF], weight, 0.0, 1.0, scaling=scaling, mask=mask)
         return sample(apply_ipadapter(h, with_frame_weights(ref, text)))
     assert float((run("0.7") - weighted).abs().max()) < 1e-6
+    assert float((run("0.7", weight=0.3) - weighted).abs().max()) < 1e-6      # in place of the weight, not times it
     assert float((run("0.7", scaling="K+V") - run("", 0.7, "K+V")).abs().max()) < 1e-6
     faded = run("1.0,\n 0.5, 0.0")
     masks = torch.tensor([1.0, 0.5] + [0.0] * (FRAMES - 2))[:, None, None].expand(FRAMES, 16, 16)

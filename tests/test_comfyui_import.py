@@ -235,6 +235,24 @@ UPSCALE_API = {
 }
 
 
+def test_resize_to_width_and_height_0_passes_the_picture_on():
+    """ComfyUI's ImageScale and Resize Image/Mask (scale dimensions) with width and height both 0 return the picture
+    as it is; imported as video.resize, the run stopped at 'give a width, a height or both'."""
+    api = {"1": UPSCALE_API["1"],
+           "2": {"class_type": "ImageScale", "inputs": {"upscale_method": "area", "width": 0, "height": 0,
+                                                        "crop": "disabled", "image": ["1", 0]}},
+           "3": {"class_type": "ResizeImageMaskNode", "inputs": {
+               "input": ["2", 0], "resize_type": "scale dimensions", "resize_type.width": 0, "resize_type.height": 0,
+               "resize_type.crop": "center", "scale_method": "area"}},
+           "4": dict(UPSCALE_API["8"], inputs=dict(UPSCALE_API["8"]["inputs"], images=["3", 0]))}
+    res = import_data(api)
+    g = res.graph
+    assert sorted(n.type for n in g.nodes.values()) == ["io.load_video", "io.save_video"]
+    assert g.inputs[_by_type(g, "io.save_video")[0].id]["video"][0] == _by_type(g, "io.load_video")[0].id
+    assert {k: e.status for k, e in res.report.entries.items()} == {"1": "exact", "2": "exact", "3": "exact",
+                                                                    "4": "exact"}
+
+
 def test_upscale_resize_and_interpolation_nodes_map_to_kinographs():
     """The upscale-and-interpolate tail of most community video workflows (an ESRGAN model, ImageScaleBy, RIFE VFI
     from ComfyUI-Frame-Interpolation) had no mapping although Kinograph has each: the import stopped there."""

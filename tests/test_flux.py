@@ -607,6 +607,20 @@ def _hole():
     return m
 
 
+def test_alimama_blacks_the_pixels_of_a_soft_mask_rounded():
+    """ControlNetInpaintingAliMamaApply multiplies the picture by the inverted mask rounded to 0 / 1 (its
+    mask_apply .round()), while the net reads the inverted mask itself: a soft edge (0.4 kept, 0.6 blacked) as
+    ComfyUI, not the picture faded by it. The sampling test's mask is all 0 / 1 and cannot tell."""
+    from types import SimpleNamespace
+    from nodes.generate.flux_control import INPAINT_CHANNELS, masked
+    net = SimpleNamespace(controlnet_x_embedder=torch.nn.Linear(INPAINT_CHANNELS, 4), input_hint_block=None)
+    frames = np.full((1, 2, 2, 3), 200, np.uint8)
+    mask = np.array([[0.4, 0.6], [0.0, 1.0]], np.float32)
+    pictures, keep = masked(net, frames, mask, "inpaint.safetensors")
+    assert pictures[0, ..., 0].tolist() == [[200, 0], [200, 0]]
+    assert np.allclose(keep[0], 1 - mask)
+
+
 def test_alimama_inpainting_controlnet_redraws_the_masked_region_as_comfyui(models, flux_nets, tmp_path, monkeypatch):
     """alimama's FLUX.1-dev-Controlnet-Inpainting-Beta (68 channels per patch) with a mask at strength 0.9: the latent
     is FluxControlNetPipeline's for the same weights given what ComfyUI's ControlNetInpaintingAliMamaApply gives the

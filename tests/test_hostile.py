@@ -634,6 +634,17 @@ class _AddsOne(torch.nn.Module):
         return x + 1
 
 
+class _Counts(torch.nn.Module):
+    """A network attribute named like torch.classes: its own, and harmless."""
+
+    def __init__(self):
+        super().__init__()
+        self.classes = 3
+
+    def forward(self, x):
+        return x * self.classes
+
+
 def _rewritten(src: Path, dst: Path, code_of) -> Path:
     """src's records copied to dst, each code record (.py) replaced by the records code_of(text) gives."""
     import warnings
@@ -658,6 +669,9 @@ def test_torchscript_code_is_judged_as_torch_reads_it(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.jit.script(_AddsOne()).save(str(plain))
     assert float(load_pose_model(plain, "cpu")(torch.zeros(1))) == 1.0         # plain arithmetic still loads
+    counts = tmp_path / "counts.pt"
+    torch.jit.script(_Counts()).save(str(counts))
+    assert float(load_pose_model(counts, "cpu")(torch.ones(1))) == 3.0         # self.classes is no torch.classes
     target = tmp_path / "written"
     save = f'getattr(torch, "sa" "ve")(x, "{target}")\n    return torch.add(x, 1)'
     hostile = {
@@ -665,6 +679,8 @@ def test_torchscript_code_is_judged_as_torch_reads_it(tmp_path):
         "spaced_ops": (lambda c: [c.replace("torch.add(x, 1)", "ops . prims . add(x, x)")],
                        r"calls ops.prims, operators of a library other than torch's and torchvision's"),
         "ops_whole": (lambda c: [c.replace("torch.add(x, 1)", 'getattr(ops, "prims").add(x, x)')], r"hands on ops"),
+        "custom_class": (lambda c: [c.replace("torch.add(x, 1)", "__torch__.torch . classes.ns.C(x)")],
+                         r"uses torch.classes"),
         "two_records": (lambda c: [c.replace("return torch.add(x, 1)", save), c],
                         r"holds two records named plain/code/.*\.py, which torch.jit.save never writes"),
     }

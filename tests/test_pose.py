@@ -5,6 +5,7 @@ have the real files' signatures: YOLOX [1,3,640,640] -> [1,8400,85]; dw-ll_ucoco
 functions."""
 import colorsys
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -235,8 +236,49 @@ def test_onnx_and_hostile_files_are_refused_by_name(comfy, tmp_path):
     torch.jit.script(ReadsFiles()).save(str(bad))
     with pytest.raises(NodeError, match=r"refused: its code \(.*\.py\) calls from_file\(\), which reads or writes files"):
         load_dwpose("None", str(bad))
+    # The two files swapped: each is named with what it should be, not a ValueError or TorchScript's traceback.
+    swapped = load_dwpose("dw-ll_ucoco_384_bs5.torchscript.pt", "yolox_l.torchscript.pt")
+    with pytest.raises(NodeError, match=r"dw-ll_ucoco_384_bs5.torchscript.pt is not DWPose's detector \(it fails on "
+                                        r"a \(1, 3, 640, 640\) batch: .*check that the two are not swapped"):
+        swapped.boxes(frames_with_spot(1)[0])
+    with pytest.raises(NodeError, match=r"yolox_l.torchscript.pt is not DWPose's estimator \(its output has another "
+                                        r"shape\). The detector should be yolox_l.torchscript.pt"):
+        swapped.keypoints(frames_with_spot(1), [np.array([BOX])])
     with pytest.raises(NodeError, match="pose model 'dw-ll_ucoco_384_bs6.torchscript.pt' not found"):
         load_dwpose("None", "dw-ll_ucoco_384_bs6.torchscript.pt")
+
+
+def test_edges_of_yolox_and_rtmpose_decoding():
+    """Where the tiny models cannot tell (they ignore their input, their scores are never at a threshold): YOLOX's
+    letterbox is grey 114 beyond the resized frame; its NMS counts pixels inclusively (+1), so a 5x5 box inside a
+    7x7 one overlaps 25/49 > 0.45 and is suppressed (16/36 < 0.45 without); SimCC puts a keypoint whose peak is
+    0 at -1 (RTMPose: locs[vals <= 0] = -1); controlnet_aux hides a keypoint only below 0.3 (subset < 0.3)."""
+    from nodes.pose.dwpose import letterbox, nms, people, simcc_decode
+    frame = np.full((32, 64, 3), 7, np.uint8)
+    out, ratio = letterbox(frame)
+    assert ratio == 10.0 and (out[:320] == 7).all() and (out[320:] == 114).all()
+    assert nms(np.array([[0.0, 0, 6, 6], [0, 0, 4, 4]]), np.array([0.9, 0.8])) == [0]
+    bins = np.zeros((1, 2, 8))
+    bins[0, 1, 3] = 0.5
+    points, scores = simcc_decode(bins, bins)
+    assert points.tolist() == [[[-0.5, -0.5], [1.5, 1.5]]] and scores.tolist() == [[0.0, 0.5]]
+    person = np.zeros((1, 134, 3))
+    person[0, :, :2], person[0, 0, 2], person[0, 1, 2] = 5.0, 0.3, 0.29
+    body = people(person)[0]["body"]
+    assert body[0].tolist() == [5.0, 5.0] and np.isnan(body[1]).all()
+
+
+def test_kinograph_info_lists_the_pose_files_as_dwpose(comfy):
+    """`kinograph info` read the two TorchScript files as diffusion weights: 'unreadable ... no ... it is truncated
+    or corrupt. Copy the file again.' for good files. Now each is pose.dwpose's detector or estimator; the ONNX
+    export is listed as not loading, with the TorchScript file to use."""
+    from nodes.generate.model_manager import list_found_models
+    rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "pose"}
+    assert {n: (d["family"], d["role"], d["loads"]) for n, d in rows.items()} == {
+        "yolox_l.torchscript.pt": ("dwpose", "detector", "yes"),
+        "dw-ll_ucoco_384_bs5.torchscript.pt": ("dwpose", "estimator", "yes"),
+        "yolox_l.onnx": ("dwpose", "detector", "no")}
+    assert "put yolox_l.torchscript.pt (Hugging Face hr16/yolox-onnx)" in rows["yolox_l.onnx"]["note"]
 
 
 def test_wan_animate_template_gets_its_pose_and_face_videos():

@@ -16,10 +16,15 @@ H, W = 24, 40
 
 @pytest.fixture(scope="module")
 def sam3(tmp_path_factory):
+    """Both tiny models, run with one torch thread as comfy_layouts.built runs its: SAM's trackers make thousands of
+    tiny calls, which two threads on a shared 2-core machine made 30 times slower (32 s -> 1.1 s a pass here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     models = tmp_path_factory.mktemp("models")
     build_sam3_video(models / "sam2" / "tiny-sam3")
     build_sam2_video(models / "sam2" / "tiny-sam2")
-    return models
+    yield models
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -96,11 +101,26 @@ def test_bad_models_are_named(models, tmp_path):
         text_masks(None, "tiny-sam3", "  ")
     with pytest.raises(NodeError, match="sam3_video model, not sam2_video; it should be SAM 2's"):
         load_segmenter("tiny-sam3", kinds=("sam2_video",))
+    (models / "sam2" / "not-sam").mkdir()
+    (models / "sam2" / "not-sam" / "config.json").write_text('{"model_type": "clip"}')
+    # `kinograph info`: one row a folder (not its model.safetensors as 'unknown ... no known key pattern'), which
+    # node reads it; ComfyUI's SAM 3.1 file named as such.
+    from pathlib import Path
+    from nodes.generate.model_manager import list_found_models
+    rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
+    assert {n: (d["variant"], d["loads"], d["note"]) for n, d in rows.items() if n.startswith("tiny")} == {
+        "tiny-sam3": ("sam3_video", "yes", "mask.segment"), "tiny-sam2": ("sam2_video", "yes", "mask.track_points")}
+    assert rows["not-sam"]["loads"] == "no" and "holds a clip model, not SAM 3's or SAM 2's" in rows["not-sam"]["note"]
     from nodes.mask.segment import point_masks
     with pytest.raises(NodeError, match="'x=3' is not a list of points"):
         point_masks(None, "tiny-sam2", "x=3")
     with pytest.raises(NodeError, match="at least one point"):
         point_masks(None, "tiny-sam2", "[]")
+    from graph_engine import Clip
+    clip = Clip(1, 8.0, W, H, lambda a, b: np.zeros((b - a, H, W, 3), np.uint8))
+    with pytest.raises(NodeError, match=rf"the point 40,5 is outside the first frame \({W}x{H}\): points are x,y in "
+                                        rf"the clip's own pixels \(x 0 to {W - 1}, y 0 to {H - 1}\)"):
+        point_masks(clip, "tiny-sam2", "10,5", "40,5")
 
 
 def test_points_track_as_transformers_does(models):

@@ -1081,6 +1081,15 @@ class Converter:
             self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
                                                     "dimensions, scale width and scale height (video.resize)")
             return None
+        return self.special_image_scale(cn, rule, params, notes, "input")
+
+    def special_image_scale(self, cn, rule, params, notes, source: str = "image"):
+        """ImageScale and Resize Image/Mask with width and height both 0 pass the picture on unchanged in ComfyUI,
+        where video.resize asks for a size: the input goes straight on."""
+        if params.get("width") == 0 and params.get("height") == 0:
+            src = self.resolve(cn.inputs.get(source))
+            self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+            return []
         return [self.plain(cn, rule, params, notes)]
 
     def special_vhs_combine(self, cn, rule, params, notes):

@@ -1092,7 +1092,7 @@ RULES: Dict[str, Rule] = {
     "ImageScale": Rule("video.resize", ("upscale_method", "width", "height", "crop"),
                        (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height"),
                         P("crop", "fit", centre_crop)),
-                       {"image": "video"}, ("video",)),
+                       {"image": "video"}, ("video",), special="image_scale"),
     # ComfyUI-Frame-Interpolation (Fannovel16): RIFE runs as Kinograph's RIFE, from the same weight files. It has no
     # scene-cut detection, so Kinograph's is off; fast_mode only changes RIFE 4.0-4.4, whose refinement network
     # Kinograph does not run (fast_mode on)

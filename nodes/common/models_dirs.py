@@ -37,6 +37,8 @@ YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora"
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
 # Found by name too, so the node that reads the kind can say what to do with it (an ONNX export of a pose model).
 OTHER_FORMATS = (".onnx",)
+# Kinds whose models are transformers' folders (SAM 2 / SAM 3: config.json, model.safetensors ...).
+CONFIG_FOLDER_KINDS = ("sam2",)
 
 
 def _default_dir() -> Path:
@@ -165,15 +167,17 @@ def _walk(root: Path) -> List[Path]:
     return sorted(out)
 
 
-def _is_model(p: Path) -> bool:
+def _is_model(p: Path, kind: str = "") -> bool:
     # ._x.safetensors is macOS's metadata for x.safetensors on a drive or share it wrote to, not weights.
     return (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES + OTHER_FORMATS and not p.name.startswith("._")) or \
-        _is_model_folder(p)
+        _is_model_folder(p, kind)
 
 
-def _is_model_folder(p: Path) -> bool:
-    # The CogVideoX pack keeps CogVideo/<name>/{transformer,vae,scheduler} without a model_index.json.
-    return (p / "model_index.json").is_file() or (p / "transformer" / "config.json").is_file()
+def _is_model_folder(p: Path, kind: str = "") -> bool:
+    # The CogVideoX pack keeps CogVideo/<name>/{transformer,vae,scheduler} without a model_index.json; a kind of
+    # Hugging Face model folders (config.json beside the weights) is one model a folder, not its weight files.
+    return (p / "model_index.json").is_file() or (p / "transformer" / "config.json").is_file() or (
+        kind in CONFIG_FOLDER_KINDS and (p / "config.json").is_file())
 
 
 def loose_models() -> List[Path]:
@@ -266,7 +270,8 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
              "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
              "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
-             "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose"}
+             "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
+             "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)"}
 
 
 def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), what: str = "") -> NodeError:
@@ -333,8 +338,8 @@ def list_models() -> Dict[str, List[Path]]:
             if d.is_dir():
                 for p in _walk(d):
                     # A diffusers folder is one model; do not list the weights inside it.
-                    if _is_model(p) and p not in seen and not any(
-                            _is_model_folder(q) for q in p.parents if d in q.parents):
+                    if _is_model(p, kind) and p not in seen and not any(
+                            _is_model_folder(q, kind) for q in p.parents if d in q.parents):
                         seen.add(p)
                         items.append(p)
         if items:

@@ -215,8 +215,11 @@ def _forbidden_use(text: str) -> Optional[str]:
             strings = []
         if t.type != tokenize.NAME:
             continue
-        words.append(t.string)
         after_dot = i > 0 and tokens[i - 1].string == "."
+        if t.string != "classes":
+            words.append(t.string)
+        elif after_dot and tokens[i - 2].string == "torch":    # a network may have its own self.classes
+            words.append("torch.classes")
         if t.string == "ops" and not after_dot:
             ns = tokens[i + 2].string if i + 2 < len(tokens) and tokens[i + 1].string == "." else ""
             if ns not in TORCHSCRIPT_NAMESPACES:
@@ -224,8 +227,8 @@ def _forbidden_use(text: str) -> Optional[str]:
                         "hands on ops, torch's table of every library's operators")
     if strings:
         words.append(_joined(strings))
-    hit = next((w for w in words if w in file_ops or w == "classes"), None)
-    if hit == "classes":
+    hit = next((w for w in words if w in file_ops or w in ("classes", "torch.classes")), None)
+    if hit in ("classes", "torch.classes"):
         return "uses torch.classes, classes compiled into a library other than torch"
     return None if hit is None else f"calls {hit}(), which reads or writes files"
 

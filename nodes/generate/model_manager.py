@@ -774,4 +774,16 @@ def list_found_models() -> List[Tuple[str, str, Dict[str, str]]]:
     md = _models_dirs()
     if md is None:
         return []
-    return [(kind, str(p), describe_model(Path(p))) for kind, paths in md.list_models().items() for p in paths]
+    return [(kind, str(p), _describe(kind, Path(p))) for kind, paths in md.list_models().items() for p in paths]
+
+
+# Kinds whose models are no diffusion weights (TorchScript pose networks, SAM folders): the module that loads them
+# says what each is and whether it loads; read as weights, a good DWPose file was 'unreadable ... corrupt'.
+DESCRIBED_BY = {"pose": "nodes.pose.dwpose", "sam2": "nodes.mask.segment"}
+
+
+def _describe(kind: str, path: Path) -> Dict[str, str]:
+    if kind in DESCRIBED_BY:
+        import importlib
+        return importlib.import_module(DESCRIBED_BY[kind]).describe(path)
+    return describe_model(path)

@@ -117,11 +117,31 @@ def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
     if path is None:
         raise not_found(name, KIND, what="SAM model")
     if path.is_file():
-        if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
-            raise NodeError(f"{path} {COMFY_SAM31}")
-        raise NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
-                        "(or 'sam3') model folder and give its name")
+        raise file_refusal(path, what)
     return path
+
+
+def file_refusal(path: Path, what: str) -> NodeError:
+    """The message for a single SAM file, where Kinograph reads a transformers folder."""
+    if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
+        return NodeError(f"{path} {COMFY_SAM31}")
+    return NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
+                     "(or 'sam3') model folder and give its name")
+
+
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a model in a SAM folder: SAM 3 or SAM 2 by its config.json, the node that reads
+    it, or why it does not load (a single file, another model's folder)."""
+    row = {"family": "sam", "variant": "", "role": "segmenter", "precision": "", "loads": "no", "note": ""}
+    if path.is_file():
+        return dict(row, note=str(file_refusal(path, " or ".join(m[1] for m in MODELS.values()))))
+    try:
+        kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as e:
+        return dict(row, note=f"{path / 'config.json'} cannot be read ({e})")
+    if kind not in MODELS:
+        return dict(row, note=f"holds a {kind or 'model of no stated type'} model, not SAM 3's or SAM 2's video model")
+    return dict(row, variant=kind, loads="yes", note="mask.segment" if kind == "sam3_video" else "mask.track_points")
 
 
 def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:
@@ -296,6 +316,14 @@ def point_masks(video, model: str, points: str, negative: str = "", device: str 
     if not positive:
         raise NodeError("mask.track_points: give at least one point on the object in the first frame, e.g. "
                         '[{"x": 120, "y": 80}] (ComfyUI\'s PointsEditor) or 120,80')
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive,
-                           parse_points(negative, "negative"), ctx)
+    negative = parse_points(negative, "negative")
+    # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
+    # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
+    off = next((p for p in positive + negative if not (0 <= p[0] < video.width and 0 <= p[1] < video.height)), None)
+    if off is not None:
+        raise NodeError(f"mask.track_points: the point {off[0]:g},{off[1]:g} is outside the first frame "
+                        f"({video.width}x{video.height}): points are x,y in the clip's own pixels (x 0 to "
+                        f"{video.width - 1}, y 0 to {video.height - 1}); were they clicked on a picture of another "
+                        "size?")
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, ctx)
     return masks.clip_of(tracker.masks, video)

@@ -60,16 +60,56 @@ def find_pose_model(name: str, role: str) -> Path:
     from nodes.common.models_dirs import find_model
     path = find_model(name, "pose")
     if path.suffix.lower() == ".onnx":
-        instead = TORCHSCRIPT_OF.get(path.name, DEFAULT[role])
-        raise NodeError(f"{path} is an ONNX file, which needs onnxruntime, not part of Kinograph. Kinograph runs the "
-                        f"TorchScript {role}: put {instead} (Hugging Face {REPOSITORY[instead]}) beside it or in a "
-                        f"'pose' model folder, and name that file")
+        raise onnx_refusal(path, role)
     return path
 
 
+def onnx_refusal(path: Path, role: str) -> NodeError:
+    instead = TORCHSCRIPT_OF.get(path.name, DEFAULT[role])
+    return NodeError(f"{path} is an ONNX file, which needs onnxruntime, not part of Kinograph. Kinograph runs the "
+                     f"TorchScript {role}: put {instead} (Hugging Face {REPOSITORY[instead]}) beside it or in a "
+                     f"'pose' model folder, and name that file")
+
+
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a file in a pose folder: which of pose.dwpose's models it is and whether it loads
+    (an ONNX export does not; nor does a TorchScript file whose code the check refuses or that is no archive)."""
+    from nodes.generate.detect import check_torchscript
+    role = "detector" if "yolo" in path.name.lower() else "estimator"
+    row = {"family": "dwpose", "variant": "", "role": role, "precision": "", "loads": "yes",
+           "note": f"pose.dwpose's {role}"}
+    try:
+        if path.suffix.lower() == ".onnx":
+            raise onnx_refusal(path, role)
+        check_torchscript(path, "pose model")
+    except NodeError as e:
+        row.update(loads="no", note=str(e).splitlines()[0])
+    return row
+
+
 class DWPose:
-    def __init__(self, detector, estimator, size: Tuple[int, int], batch: int, device: str):
+    def __init__(self, detector, estimator, size: Tuple[int, int], batch: int, device: str, paths=None):
         self.detector, self.estimator, self.size, self.batch, self.device = detector, estimator, size, batch, device
+        self.paths = paths or {}
+
+    def run(self, role: str, x, fits):
+        """The detector's or estimator's output for x, or a message naming the file when it is some other network
+        (the two files swapped, another model's export): `fits` says whether the output has the real one's shape."""
+        import torch
+        try:
+            with torch.inference_mode():
+                out = getattr(self, role)(x)
+            ok = fits(out)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:    # torch.jit.Error is a RuntimeError
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            out, ok = None, f"it fails on a {tuple(x.shape)} batch: {(lines or [type(e).__name__])[-1][:160]}"
+        if ok is not True:
+            why = ok or "its output has another shape"
+            raise NodeError(f"{self.paths.get(role, 'the ' + role)} is not DWPose's {role} ({why}). The detector "
+                            f"should be {DEFAULT['detector']} (Hugging Face "
+                            f"{REPOSITORY[DEFAULT['detector']]}), the estimator {DEFAULT['estimator']} ("
+                            f"{REPOSITORY[DEFAULT['estimator']]}): check that the two are not swapped")
+        return out
 
     def boxes(self, frame: np.ndarray) -> np.ndarray:
         """[n,4] person boxes (x0, y0, x1, y1) in frame pixels; the whole frame without a detector."""
@@ -79,10 +119,11 @@ class DWPose:
         import torch
         letterboxed, ratio = letterbox(frame)
         x = torch.from_numpy(letterboxed).to(self.device).permute(2, 0, 1)[None]
-        with torch.inference_mode():
-            out = self.detector(x.to(weights_dtype(self.detector)))
-        out = (out[0] if isinstance(out, (tuple, list)) else out)[0].float().cpu().numpy()
-        return person_boxes(out, ratio)
+        anchors = len(anchor_grid()[0])
+        out = self.run("detector", x.to(weights_dtype(self.detector)),
+                       lambda o: _tensor_of(o).dim() == 3 and _tensor_of(o).shape[1] == anchors
+                       and _tensor_of(o).shape[2] > 5 + PERSON)
+        return person_boxes(_tensor_of(out)[0].float().cpu().numpy(), ratio)
 
     def keypoints(self, frames: np.ndarray, boxes: List[np.ndarray]) -> List[np.ndarray]:
         """Per frame, [n,134,3] (x, y, score) per person in COCO-WholeBody's order with the neck inserted at 17."""
@@ -99,19 +140,25 @@ class DWPose:
         mean, std = (torch.from_numpy(v).to(self.device) for v in (MEAN, STD))
         dtype = weights_dtype(self.estimator)
         sx, sy = [], []
-        with torch.inference_mode():
-            # a traced model takes its own batch only: the last one is made up with blank crops, dropped after
-            for a in range(0, n, self.batch):
-                x = torch.from_numpy(crops[a:a + self.batch]).to(self.device)
-                x = ((x.float() - mean) / std).permute(0, 3, 1, 2)
-                x = torch.cat([x, x.new_zeros((self.batch - len(x),) + x.shape[1:])])
-                ox, oy = self.estimator(x.to(dtype))[:2]
-                sx.append(ox[:n - a].float().cpu())
-                sy.append(oy[:n - a].float().cpu())
+        bins = (self.batch, 133, int(w * SIMCC_SPLIT)), (self.batch, 133, int(h * SIMCC_SPLIT))
+        # a traced model takes its own batch only: the last one is made up with blank crops, dropped after
+        for a in range(0, n, self.batch):
+            x = torch.from_numpy(crops[a:a + self.batch]).to(self.device)
+            x = ((x.float() - mean) / std).permute(0, 3, 1, 2)
+            x = torch.cat([x, x.new_zeros((self.batch - len(x),) + x.shape[1:])])
+            ox, oy = self.run("estimator", x.to(dtype), lambda o: isinstance(o, (tuple, list)) and len(o) >= 2
+                              and all(tuple(t.shape) == s for t, s in zip(o, bins)))[:2]
+            sx.append(ox[:n - a].float().cpu())
+            sy.append(oy[:n - a].float().cpu())
         points, scores = simcc_decode(torch.cat(sx).numpy(), torch.cat(sy).numpy())
         points = to_frame(points, centre, scale, self.size)
         full = with_neck(np.concatenate([points, scores[..., None]], axis=-1))
         return np.split(full, np.cumsum(counts)[:-1])
+
+
+def _tensor_of(out):
+    """YOLOX's predictions: the output, or its first element where the export returns a tuple."""
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 def weights_dtype(module):
@@ -225,7 +272,7 @@ def _load(detector: Optional[str], estimator: str, stamp: tuple, device: str) ->
     det = load_torchscript(Path(detector), device) if detector else None
     est = load_torchscript(Path(estimator), device)
     name = Path(estimator).name
-    return DWPose(det, est, input_size(name), batch_of(name), device)
+    return DWPose(det, est, input_size(name), batch_of(name), device, {"detector": detector, "estimator": estimator})
 
 
 def load_dwpose(detector: str, estimator: str, device: str = "cpu") -> DWPose:
