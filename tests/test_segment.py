@@ -85,15 +85,24 @@ def test_bad_models_are_named(models, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text((models / "sam2" / "tiny-sam3" / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"{not weights")
-    with pytest.raises(NodeError, match="broken-sam3.*tokenizer"):
+    with pytest.raises(NodeError, match=r"broken-sam3 has no tokenizer \(no tokenizer.json or vocab.json\): copy SAM 3's"):
         load_segmenter(str(broken))
     for f in (models / "sam2" / "tiny-sam3").glob("*.json"):
         if f.name != "config.json":
             (broken / f.name).write_text(f.read_text())
     for f in (models / "sam2" / "tiny-sam3").glob("*.txt"):
         (broken / f.name).write_text(f.read_text())
-    with pytest.raises(NodeError, match="broken-sam3's weights cannot be read.*copy model.safetensors again"):
+    with pytest.raises(NodeError, match=r"broken-sam3/model.safetensors is not a valid safetensors file.*Copy the file"):
         load_segmenter(str(broken))
+    # A config.json claiming far more than the weights hold is named as such (config_bound), not as damaged weights.
+    import json
+    (broken / "model.safetensors").write_bytes((models / "sam2" / "tiny-sam3" / "model.safetensors").read_bytes())
+    claim = json.loads((models / "sam2" / "tiny-sam3" / "config.json").read_text())
+    claim["detector_config"]["vision_config"]["backbone_config"]["num_hidden_layers"] = 10000
+    (broken / "config.json").write_text(json.dumps(claim))
+    with pytest.raises(NodeError, match=r"broken-sam3/config.json describes a model far larger than") as e:
+        load_segmenter(str(broken))
+    assert "copy model.safetensors again" not in str(e.value)
     (broken / "config.json").write_text('{"model_type": "sam2_video"}')
     with pytest.raises(NodeError, match="sam2_video model, not sam3_video; it should be SAM 3's"):
         load_segmenter(str(broken))

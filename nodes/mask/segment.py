@@ -94,14 +94,21 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     cls_name, what, mean, std = MODELS[kind]
     tokenizer = None
     if kind == "sam3_video":
+        tokenizer_files = ("copy SAM 3's tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) "
+                           "from its Hugging Face page into the folder")
+        # transformers makes an empty CLIP tokenizer (2 tokens) for a folder without these files: every prompt
+        # would be read as nothing, and no object found, with no word said.
+        if not any((folder / n).is_file() for n in ("tokenizer.json", "vocab.json")):
+            raise NodeError(f"{folder} has no tokenizer (no tokenizer.json or vocab.json): {tokenizer_files}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, TypeError) as e:
-            raise NodeError(f"{folder} has no readable tokenizer ({type(e).__name__}: {str(e)[:160]}): copy SAM 3's "
-                            "tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) from its "
-                            "Hugging Face page into the folder") from None
+            raise NodeError(f"{folder} has no readable tokenizer ({type(e).__name__}: {str(e)[:160]}): "
+                            f"{tokenizer_files}") from None
     try:
         model = getattr(transformers, cls_name).from_pretrained(str(folder), local_files_only=True)
+    except NodeError:       # config_bound's: config.json claims more than the weights hold, said as such
+        raise
     except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
         raise NodeError(f"{folder}'s weights cannot be read ({type(e).__name__}: {str(e)[:200]}): the copy is "
                         f"damaged or incomplete; copy model.safetensors again. It should be {what}") from None
