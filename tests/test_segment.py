@@ -179,3 +179,18 @@ def test_blockify_and_fill_as_kjnodes():
     assert (out[:, 15, 15] == 100).all()
     with pytest.raises(NodeError, match="mask.fill: colour 'red'"):
         fill(None, pic, soft, "red")
+
+
+def test_validate_names_a_missing_prompt_and_bad_points(tmp_path, capsys):
+    """An empty prompt or unreadable points passed `kinograph validate` ('ok') and stopped the run later; validate
+    names them now, with the line and what to write."""
+    from app.cli import main
+    wf = tmp_path / "seg.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  src: {type: generate.test_pattern, params: {frames: 2}}\n"
+                  "  seg: {type: mask.segment, inputs: {video: src.video}, params: {prompt: ' '}}\n"
+                  "  pts: {type: mask.track_points, inputs: {video: src.video}, params: {points: '', negative: zz}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert f"{wf}:4: node seg: prompt: give a text prompt naming what to mask" in err
+    assert f"{wf}:5: node pts: points: give at least one point on the object in the first frame" in err
+    assert f"{wf}:5: node pts: negative: negative 'zz' is not a list of points" in err

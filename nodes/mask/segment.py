@@ -14,7 +14,7 @@ import functools
 import json
 import threading
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -254,12 +254,33 @@ class TextTracker(Pass):
         self.pending = self.pending[ready:]
 
 
+NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
+NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
+             "PointsEditor) or 120,80")
+
+
+def prompt_problem(text) -> Optional[str]:
+    """`kinograph validate`'s check of mask.segment's prompt (the run would stop at the same words)."""
+    return None if str(text or "").strip() else NO_PROMPT
+
+
+def points_problem(what: str, required: bool):
+    """`kinograph validate`'s check of mask.track_points' points or negative points."""
+    def check(text) -> Optional[str]:
+        try:
+            found = parse_points(text, what)
+        except NodeError as e:
+            return str(e)
+        return NO_POINTS if required and not found else None
+    return check
+
+
 def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
     """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model."""
     from nodes.common import masks
     prompt = (prompt or "").strip()
     if not prompt:
-        raise NodeError("mask.segment: give a text prompt naming what to mask (e.g. 'cat', 'the red car')")
+        raise NodeError(f"mask.segment: {NO_PROMPT}")
     tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx)
     return masks.clip_of(tracker.masks, video)
 
@@ -321,8 +342,7 @@ def point_masks(video, model: str, points: str, negative: str = "", device: str 
     from nodes.common import masks
     positive = parse_points(points, "points")
     if not positive:
-        raise NodeError("mask.track_points: give at least one point on the object in the first frame, e.g. "
-                        '[{"x": 120, "y": 80}] (ComfyUI\'s PointsEditor) or 120,80')
+        raise NodeError(f"mask.track_points: {NO_POINTS}")
     negative = parse_points(negative, "negative")
     # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
     # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
