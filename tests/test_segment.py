@@ -85,15 +85,24 @@ def test_bad_models_are_named(models, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text((models / "sam2" / "tiny-sam3" / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"{not weights")
-    with pytest.raises(NodeError, match="broken-sam3.*tokenizer"):
+    with pytest.raises(NodeError, match=r"broken-sam3 has no tokenizer \(no tokenizer.json or vocab.json\): copy SAM 3's"):
         load_segmenter(str(broken))
     for f in (models / "sam2" / "tiny-sam3").glob("*.json"):
         if f.name != "config.json":
             (broken / f.name).write_text(f.read_text())
     for f in (models / "sam2" / "tiny-sam3").glob("*.txt"):
         (broken / f.name).write_text(f.read_text())
-    with pytest.raises(NodeError, match="broken-sam3's weights cannot be read.*copy model.safetensors again"):
+    with pytest.raises(NodeError, match=r"broken-sam3/model.safetensors is not a valid safetensors file.*Copy the file"):
         load_segmenter(str(broken))
+    # A config.json claiming far more than the weights hold is named as such (config_bound), not as damaged weights.
+    import json
+    (broken / "model.safetensors").write_bytes((models / "sam2" / "tiny-sam3" / "model.safetensors").read_bytes())
+    claim = json.loads((models / "sam2" / "tiny-sam3" / "config.json").read_text())
+    claim["detector_config"]["vision_config"]["backbone_config"]["num_hidden_layers"] = 10000
+    (broken / "config.json").write_text(json.dumps(claim))
+    with pytest.raises(NodeError, match=r"broken-sam3/config.json describes a model far larger than") as e:
+        load_segmenter(str(broken))
+    assert "copy model.safetensors again" not in str(e.value)
     (broken / "config.json").write_text('{"model_type": "sam2_video"}')
     with pytest.raises(NodeError, match="sam2_video model, not sam3_video; it should be SAM 3's"):
         load_segmenter(str(broken))
@@ -170,3 +179,18 @@ def test_blockify_and_fill_as_kjnodes():
     assert (out[:, 15, 15] == 100).all()
     with pytest.raises(NodeError, match="mask.fill: colour 'red'"):
         fill(None, pic, soft, "red")
+
+
+def test_validate_names_a_missing_prompt_and_bad_points(tmp_path, capsys):
+    """An empty prompt or unreadable points passed `kinograph validate` ('ok') and stopped the run later; validate
+    names them now, with the line and what to write."""
+    from app.cli import main
+    wf = tmp_path / "seg.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  src: {type: generate.test_pattern, params: {frames: 2}}\n"
+                  "  seg: {type: mask.segment, inputs: {video: src.video}, params: {prompt: ' '}}\n"
+                  "  pts: {type: mask.track_points, inputs: {video: src.video}, params: {points: '', negative: zz}}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert f"{wf}:4: node seg: prompt: give a text prompt naming what to mask" in err
+    assert f"{wf}:5: node pts: points: give at least one point on the object in the first frame" in err
+    assert f"{wf}:5: node pts: negative: negative 'zz' is not a list of points" in err

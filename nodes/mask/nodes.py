@@ -8,6 +8,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import MASK, VIDEO, add_hint
 from nodes.common import masks
 from nodes.common.models_dirs import locator
+from nodes.mask.segment import points_problem, prompt_problem
 
 _CAT = "Mask"
 # A clip is not taken as a mask by itself (every mask input would then be offered for any video output): say how.
@@ -155,8 +156,9 @@ def crop(ctx, mask: MASK, x: int = Param(0, min=0, max=16384, help="the rectangl
 
 @node("mask.segment", title="Segment (SAM 3)", category=_CAT, device="gpu")
 def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the object in"),
-            prompt: str = Param("", help="what to mask, in a few words: 'cat', 'the man in the red jacket'. Every "
-                                         "object it names is masked"),
+            prompt: str = Param("", check=prompt_problem,
+                                help="what to mask, in a few words: 'cat', 'the man in the red jacket'. Every "
+                                     "object it names is masked"),
             model: str = Param("sam3", kind="path", locate=locator("sam2", "checkpoints"),
                                help="SAM 3's Hugging Face folder (facebook/sam3) in a 'sam2' or 'sam3' model folder, "
                                     "or its path"),
@@ -175,10 +177,12 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
 
 @node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
 def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the object is in"),
-                 points: str = Param("", help="points on the object in the first frame, in its pixels: "
-                                              "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90"),
-                 negative: str = Param("", help="points off the object (background it should leave out), the same "
-                                                "way; none: only the object's points"),
+                 points: str = Param("", check=points_problem("points", True),
+                                     help="points on the object in the first frame, in its pixels: "
+                                          "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90"),
+                 negative: str = Param("", check=points_problem("negative", False),
+                                       help="points off the object (background it should leave out), the same "
+                                            "way; none: only the object's points"),
                  model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),
                                     help="SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, "
                                          "-base-plus, -large) in a 'sam2' model folder, or its path")) -> MASK:

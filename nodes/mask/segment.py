@@ -14,7 +14,7 @@ import functools
 import json
 import threading
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -94,14 +94,21 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     cls_name, what, mean, std = MODELS[kind]
     tokenizer = None
     if kind == "sam3_video":
+        tokenizer_files = ("copy SAM 3's tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) "
+                           "from its Hugging Face page into the folder")
+        # transformers makes an empty CLIP tokenizer (2 tokens) for a folder without these files: every prompt
+        # would be read as nothing, and no object found, with no word said.
+        if not any((folder / n).is_file() for n in ("tokenizer.json", "vocab.json")):
+            raise NodeError(f"{folder} has no tokenizer (no tokenizer.json or vocab.json): {tokenizer_files}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, TypeError) as e:
-            raise NodeError(f"{folder} has no readable tokenizer ({type(e).__name__}: {str(e)[:160]}): copy SAM 3's "
-                            "tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) from its "
-                            "Hugging Face page into the folder") from None
+            raise NodeError(f"{folder} has no readable tokenizer ({type(e).__name__}: {str(e)[:160]}): "
+                            f"{tokenizer_files}") from None
     try:
         model = getattr(transformers, cls_name).from_pretrained(str(folder), local_files_only=True)
+    except NodeError:       # config_bound's: config.json claims more than the weights hold, said as such
+        raise
     except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
         raise NodeError(f"{folder}'s weights cannot be read ({type(e).__name__}: {str(e)[:200]}): the copy is "
                         f"damaged or incomplete; copy model.safetensors again. It should be {what}") from None
@@ -247,12 +254,33 @@ class TextTracker(Pass):
         self.pending = self.pending[ready:]
 
 
+NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
+NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
+             "PointsEditor) or 120,80")
+
+
+def prompt_problem(text) -> Optional[str]:
+    """`kinograph validate`'s check of mask.segment's prompt (the run would stop at the same words)."""
+    return None if str(text or "").strip() else NO_PROMPT
+
+
+def points_problem(what: str, required: bool):
+    """`kinograph validate`'s check of mask.track_points' points or negative points."""
+    def check(text) -> Optional[str]:
+        try:
+            found = parse_points(text, what)
+        except NodeError as e:
+            return str(e)
+        return NO_POINTS if required and not found else None
+    return check
+
+
 def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
     """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model."""
     from nodes.common import masks
     prompt = (prompt or "").strip()
     if not prompt:
-        raise NodeError("mask.segment: give a text prompt naming what to mask (e.g. 'cat', 'the red car')")
+        raise NodeError(f"mask.segment: {NO_PROMPT}")
     tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx)
     return masks.clip_of(tracker.masks, video)
 
@@ -314,8 +342,7 @@ def point_masks(video, model: str, points: str, negative: str = "", device: str 
     from nodes.common import masks
     positive = parse_points(points, "points")
     if not positive:
-        raise NodeError("mask.track_points: give at least one point on the object in the first frame, e.g. "
-                        '[{"x": 120, "y": 80}] (ComfyUI\'s PointsEditor) or 120,80')
+        raise NodeError(f"mask.track_points: {NO_POINTS}")
     negative = parse_points(negative, "negative")
     # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
     # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
