@@ -252,7 +252,7 @@ def test_a_scale_that_would_grow_its_weight_or_poison_it_is_named(tmp_path):
         save_file({"layer.weight": stored, "layer.weight_scale": scale}, str(p))
         with pytest.raises(NodeError) as e:
             load_weights(p)
-        assert str(e.value).startswith(message)
+        assert str(e.value).startswith(f"{p.name}: {message}")   # the file named first
     for scale in (torch.tensor([0.5, 1.0, 2.0, 4.0]), torch.tensor(0.25)):
         save_file({"layer.weight": stored, "layer.weight_scale": scale}, str(p))
         assert torch.equal(load_weights(p)["layer.weight"], 2.0 * scale.view(-1, 1).expand(4, 8))
