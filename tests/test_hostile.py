@@ -1083,3 +1083,17 @@ def test_a_latent_larger_than_the_free_memory_is_refused_before_it_is_made(monke
             make()
         assert str(e.value) == f"{name} 13 frames at 4096x2048 as pictures takes 1.3 GB, more than the 500 MB this " \
                                "machine has free: lower frames, width or height"
+    # Wan image-to-video and Fun Control lay the latent's frames out as pictures too (the latent itself fitted).
+    from nodes.generate.image_cond import condition_fun_control, condition_frames
+    from nodes.generate.latent import Latent
+    latent = Latent(torch.zeros(1, 16, 4, 1, 1), "wan", 13, 16.0, 4096, 2048)
+    control = SimpleNamespace(length=100, frames=lambda a, b: pytest.fail("control frames pulled before the check"))
+    wan_i2v = SimpleNamespace(family="wan", pipe=SimpleNamespace(transformer=None))
+    for make, name in ((lambda: condition_frames(wan_i2v, None, None, latent, np.zeros((8, 8, 3), np.uint8), None,
+                                                 None), "Wan image-to-video's 13 frames"),
+                       (lambda: condition_fun_control(wan_i2v, None, None, latent, control, None, None),
+                        "Fun Control's 13 control frames")):
+        with pytest.raises(NodeError) as e:
+            make()
+        assert str(e.value) == f"{name} at 4096x2048 as pictures takes 1.3 GB, more than the 500 MB this " \
+                               "machine has free: lower frames, width or height"

@@ -228,13 +228,15 @@ nodes:
         encode_edit(te, None, "make it red", [np.zeros((32, 32, 3), np.uint8)])
 
 
-def test_convrot_files_are_refused_not_misread(tmp_path):
+def test_convrot_files_are_refused_not_misread(qwen21, tmp_path):
     """ComfyUI's int8_convrot files (qwen_image_2.1_int8_convrot: int8 weights of a Hadamard-rotated matrix, the
     rotation undone on the activations) were folded as weight * weight_scale, a wrong matrix and a wrong picture
-    without a word. They are refused by name, pointing at the bf16 file; a plain scaled layer still folds."""
+    without a word. They are refused by name, pointing at the bf16 file; a plain scaled layer still folds.
+    `kinograph info` (describe_model) says so from the file's tags, as it does of NVFP4: it listed them as loading."""
     import json
     from graph_engine import NodeError
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.model_manager import describe_model
     from nodes.generate.weights import load_weights
 
     def quant(cfg):
@@ -250,3 +252,18 @@ def test_convrot_files_are_refused_not_misread(tmp_path):
     state["img_in.comfy_quant"] = quant({"format": "int8_tensorwise"})
     save_file(state, str(path))
     assert torch.equal(load_weights(path)["img_in.weight"], state["img_in.weight"].float() * 0.5)
+
+    bf16 = load_file(str(qwen21 / "models" / "diffusion_models" / "qwen_image_2.1_tiny_bf16.safetensors"))
+    layer = next(k[: -len(".weight")] for k, v in bf16.items() if k.endswith(".weight") and v.ndim == 2)
+    cases = {"int8_tensorwise": ("yes", "load.diffusion_model"),
+             "convrot": ("no", f"{layer} is stored in ComfyUI's ConvRot format"),
+             "nvfp4": ("no", f"{layer} is stored in a 4-bit format (NVFP4")}
+    for kind, (loads, note) in cases.items():
+        quantised = dict(bf16, **{f"{layer}.weight_scale": torch.ones(bf16[f"{layer}.weight"].shape[0])})
+        if kind == "nvfp4":
+            quantised[f"{layer}.weight_scale_2"] = torch.ones(1)
+        else:
+            quantised[f"{layer}.comfy_quant"] = quant({"format": "int8_tensorwise", "convrot": kind == "convrot"})
+        save_file(quantised, str(path))
+        got = describe_model(path)
+        assert (got["family"], got["loads"]) == ("qwenimage21", loads) and note in got["note"], (kind, got)

@@ -130,7 +130,11 @@ def condition_fun_control(vae, positive: Conditioning, negative: Optional[Condit
         raise NodeError("condition.fun_control needs a control video (or at least a start frame or reference image)")
     frames = None
     if control is not None:
-        frames = [_pil(f) for f in control.frames(0, min(control.length, latent.frames))]
+        from nodes.generate.vae_ops import check_fits
+        n = min(control.length, latent.frames)
+        check_fits(f"Fun Control's {n} control frames at {latent.width}x{latent.height} as pictures",
+                   (n, latent.height, latent.width, 3))
+        frames = [_pil(f) for f in control.frames(0, n)]
     with torch.inference_mode():
         extra = adapter.fun_control_condition(vae.pipe, latent, frames, _pil(first) if first is not None else None,
                                               image_embeds, _pil(reference) if reference is not None else None)

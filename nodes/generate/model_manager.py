@@ -765,6 +765,11 @@ def describe_model(path: Path) -> Dict[str, str]:
         return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                 "note": str(exc).splitlines()[0]}
     ok, note = will_load(det)
+    if ok:
+        from nodes.generate.detect import read_header
+        from nodes.generate.weights import unreadable_format
+        refused = unreadable_format(path, read_header(path).shapes)
+        ok, note = (False, refused) if refused else (ok, note)
     return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}
 

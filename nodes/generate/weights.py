@@ -89,8 +89,7 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
         if name.endswith(".weight"):
             base = name[: -len(".weight")]
             if base + ".weight_scale_2" in state:
-                raise NodeError(f"{base} is stored in a 4-bit format (NVFP4: a second weight scale) that Kinograph "
-                                "cannot read; use the fp8, fp8mixed or bf16 file of this model")
+                raise NodeError(_nvfp4(base))
             _refuse_rotated(base, state.get(base + ".comfy_quant"))
             scale = state.get(base + ".scale_weight")
             if scale is None:
@@ -107,6 +106,36 @@ def dequantise(state: Dict[str, "object"], dtype=None, keep_fp8: bool = False) -
         else:
             out[name] = t
     return out
+
+
+def _nvfp4(layer: str) -> str:
+    return (f"{layer} is stored in a 4-bit format (NVFP4: a second weight scale) that Kinograph cannot read; use the "
+            "fp8, fp8mixed or bf16 file of this model")
+
+
+# A file's layers share one quantisation format; a few of its tags tell it without reading them all.
+_TAGS_READ = 16
+
+
+def unreadable_format(path, names) -> Optional[str]:
+    """Why load_weights would refuse a file's quantisation (NVFP4, ConvRot), from its tensor names and its few small
+    comfy_quant tags, without reading a weight: `kinograph info` listed such files as loading."""
+    for name in names:
+        if name.endswith(".weight_scale_2"):
+            return _nvfp4(name[: -len(".weight_scale_2")])
+    tags = [n for n in names if n.endswith(".comfy_quant")][:_TAGS_READ]
+    if not tags or Path(path).suffix not in (".safetensors", ".sft"):
+        return None
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in tags:
+                _refuse_rotated(name[: -len(".comfy_quant")], f.get_tensor(name))
+    except NodeError as exc:
+        return str(exc)
+    except (OSError, SafetensorError):      # a damaged file: load_weights names it when it is read
+        return None
+    return None
 
 
 def _refuse_rotated(layer: str, quant) -> None:

@@ -209,6 +209,8 @@ class WanAdapter(Adapter):
         if first is None:
             raise NodeError("Wan image-to-video needs the first frame")
         h, w, n = latent.height, latent.width, latent.frames
+        from nodes.generate.vae_ops import check_fits
+        check_fits(f"Wan image-to-video's {n} frames at {w}x{h} as pictures", (n, h, w, 3))
         proc = pipe.video_processor
         frames = [proc.preprocess(first, height=h, width=w)]
         mid = n - 1 - (last is not None)
