@@ -82,6 +82,8 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     from nodes.generate.offline import quiet_libraries
     quiet_libraries()
     folder = Path(path)
+    if folder.is_file():
+        return _load_file(folder, device)
     what = " or ".join(MODELS[t][1] for t in wanted)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -116,6 +118,35 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     return Segmenter(model.to(device).eval(), tokenizer, size, mean, std, device)
 
 
+def _original_keys(path: Path):
+    """The tensor names of a .safetensors file, None where it is not one Meta's SAM 2 layout fills."""
+    from nodes.mask import sam2_file
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), "pt") as f:
+            keys = set(f.keys())
+    except Exception:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        return None
+    return keys if sam2_file.is_original(keys) else None
+
+
+def _load_file(path: Path, device: str) -> Segmenter:
+    """A Segmenter of a single SAM 2 file in Meta's layout (kijai's sam2*_hiera_*.safetensors)."""
+    from safetensors.torch import load_file
+    from nodes.mask import sam2_file
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        raise NodeError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:200]}): the copy is damaged or "
+                        "incomplete; copy it again") from None
+    model, config = sam2_file.load(path, tensors)
+    _, _, mean, std = MODELS["sam2_video"]
+    size, mean, std = _preprocessing(path, config, mean, std)
+    return Segmenter(model.to(device).eval(), None, size, mean, std, device)
+
+
 def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
     """The SAM folder `name` names: in a 'sam2'/'sam3' model folder, else in checkpoints/ (where ComfyUI keeps
     its SAM 3 file), else the path as given."""
@@ -123,8 +154,6 @@ def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
     path = find_model(name, KIND, required=False) or find_model(name, "checkpoints", required=False)
     if path is None:
         raise not_found(name, KIND, what="SAM model")
-    if path.is_file():
-        raise file_refusal(path, what)
     return path
 
 
@@ -133,7 +162,8 @@ def file_refusal(path: Path, what: str) -> NodeError:
     if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
         return NodeError(f"{path} {COMFY_SAM31}")
     return NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
-                     "(or 'sam3') model folder and give its name")
+                     "(or 'sam3') model folder and give its name (of single files, mask.track_points reads SAM 2 "
+                     "in Meta's layout: kijai's sam2*_hiera_*.safetensors)")
 
 
 def describe(path: Path) -> dict:
@@ -141,6 +171,8 @@ def describe(path: Path) -> dict:
     it, or why it does not load (a single file, another model's folder)."""
     row = {"family": "sam", "variant": "", "role": "segmenter", "precision": "", "loads": "no", "note": ""}
     if path.is_file():
+        if _original_keys(path):
+            return dict(row, variant="sam2_video (Meta's layout)", loads="yes", note="mask.track_points")
         return dict(row, note=str(file_refusal(path, " or ".join(m[1] for m in MODELS.values()))))
     try:
         kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
@@ -154,6 +186,12 @@ def describe(path: Path) -> dict:
 def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:
     what = " or ".join(MODELS[k][1] for k in kinds)
     path = find_segmenter(name, what)
+    if path.is_file():
+        # kijai's ComfyUI-segment-anything-2 files: Meta's SAM 2 tensors, renamed into transformers' model.
+        if "sam2_video" not in kinds or not _original_keys(path):
+            raise file_refusal(path, what)
+        stat = path.stat()
+        return _load(str(path), (stat.st_mtime_ns, stat.st_size), device, tuple(kinds))
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     if not weights:
         raise NodeError(f"{path} holds no weights (model.safetensors); it should be {what}")
