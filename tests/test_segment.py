@@ -251,6 +251,7 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     weights written back in Meta's names give exactly the folder's masks; bf16 loads; a size Kinograph does not know
     and a file short of tensors are named."""
     import json
+    from pathlib import Path
     from graph_engine import Clip, NodeError
     from safetensors.torch import load_file, save_file
     from nodes.mask import sam2_file
@@ -286,8 +287,22 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     with pytest.raises(NodeError, match=r"short.safetensors looks like sam2.1_hiera_test but its tensors do not fit: "
                                         r"8 missing \(e.g. memory_attention.layers.0.self_attn.k_proj.bias"):
         load_segmenter("sam2.1_hiera_tiny_short.safetensors", kinds=("sam2_video",))
+    # Each published size, built without memory (meta tensors) and written in Meta's names, is told apart by its
+    # tensors and fits the config chosen for it, name for name and shape for shape.
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+    for size, v21 in [(s, True) for s in ("tiny", "small", "base_plus", "large")] + [("tiny", False)]:
+        (width, blocks), (_, kwargs) = next((k, v) for k, v in sam2_file.SIZES.items() if v[0] == "hiera_" + size)
+        with torch.device("meta"):
+            model = Sam2VideoModel(Sam2VideoConfig(**kwargs, enable_occlusion_spatial_embedding=v21,
+                                                   enable_temporal_pos_encoding_for_object_pointers=v21))
+        hf = model.state_dict()
+        name, config = sam2_file.size_of(Path(size), meta_layout(hf))
+        assert name == ("sam2.1_hiera_" if v21 else "sam2_hiera_") + size
+        assert config.vision_config.backbone_config.hidden_size == width
+        assert sum(config.vision_config.backbone_config.blocks_per_stage) == blocks
+        converted = sam2_file.convert(meta_layout(hf))
+        assert {k: v.shape for k, v in converted.items()} == {k: v.shape for k, v in hf.items()}
     # `kinograph info` says the file loads, and which node reads it.
-    from pathlib import Path
     from nodes.generate.model_manager import list_found_models
     rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
     assert (rows["sam2.1_hiera_tiny.safetensors"]["loads"], rows["sam2.1_hiera_tiny.safetensors"]["note"]) == (

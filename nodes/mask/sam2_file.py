@@ -56,16 +56,19 @@ THREE = (r".*.output_hypernetworks_mlps.(\d+).layers.(\d+).*", r"mask_decoder.pr
          r"object_pointer_proj.layers.(\d+).*")
 THREE_NAMES = {0: "proj_in", 1: "layers.0", 2: "proj_out"}
 
+VISION, HIERA = "sam2_vision_model", "sam2_hiera_det_model"   # transformers builds nested configs by type
 # convert_sam2_video_to_hf.py's get_config: (patch width, Hiera blocks) -> size, Sam2VideoConfig's arguments.
 SIZES = {
     (96, 12): ("hiera_tiny", {}),
-    (96, 16): ("hiera_small", dict(vision_config=dict(backbone_config=dict(
-        blocks_per_stage=[1, 2, 11, 2], global_attention_blocks=[7, 10, 13])))),
-    (112, 24): ("hiera_base_plus", dict(vision_config=dict(backbone_channel_list=[896, 448, 224, 112], backbone_config=dict(
+    (96, 16): ("hiera_small", dict(vision_config=dict(model_type=VISION, backbone_config=dict(
+        model_type=HIERA, blocks_per_stage=[1, 2, 11, 2], global_attention_blocks=[7, 10, 13])))),
+    (112, 24): ("hiera_base_plus", dict(vision_config=dict(
+        model_type=VISION, backbone_channel_list=[896, 448, 224, 112], backbone_config=dict(model_type=HIERA,
         hidden_size=112, embed_dim_per_stage=[112, 224, 448, 896], num_attention_heads_per_stage=[2, 4, 8, 16],
         blocks_per_stage=[2, 3, 16, 3], global_attention_blocks=[12, 16, 20],
         window_positional_embedding_background_size=[14, 14])))),
-    (144, 48): ("hiera_large", dict(vision_config=dict(backbone_channel_list=[1152, 576, 288, 144], backbone_config=dict(
+    (144, 48): ("hiera_large", dict(vision_config=dict(
+        model_type=VISION, backbone_channel_list=[1152, 576, 288, 144], backbone_config=dict(model_type=HIERA,
         hidden_size=144, embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
         blocks_per_stage=[2, 6, 36, 4], global_attention_blocks=[23, 33, 43],
         window_positional_embedding_background_size=[7, 7], window_size_per_stage=[8, 4, 16, 8])))),
