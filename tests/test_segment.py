@@ -123,13 +123,17 @@ def test_bad_models_are_named(models, tmp_path):
     from nodes.mask.segment import point_masks
     with pytest.raises(NodeError, match="'x=3' is not a list of points"):
         point_masks(None, "tiny-sam2", "x=3")
-    with pytest.raises(NodeError, match="at least one point"):
+    with pytest.raises(NodeError, match="at least one point .* or a box around it"):
         point_masks(None, "tiny-sam2", "[]")
+    with pytest.raises(NodeError, match=r"box '5,5,2,9' has no area: .* x1 > x0 and y1 > y0"):
+        point_masks(None, "tiny-sam2", "", box="5,5,2,9")
     from graph_engine import Clip
     clip = Clip(1, 8.0, W, H, lambda a, b: np.zeros((b - a, H, W, 3), np.uint8))
     with pytest.raises(NodeError, match=rf"the point 40,5 is outside the first frame \({W}x{H}\): points are x,y in "
                                         rf"the clip's own pixels \(x 0 to {W - 1}, y 0 to {H - 1}\)"):
         point_masks(clip, "tiny-sam2", "10,5", "40,5")
+    with pytest.raises(NodeError, match=rf"the box 0,0,41,10 reaches outside the first frame \({W}x{H}\)"):
+        point_masks(clip, "tiny-sam2", "", box="[0, 0, 41, 10]")
 
 
 def test_points_track_as_transformers_does(models):
@@ -157,6 +161,20 @@ def test_points_track_as_transformers_does(models):
     got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}
     got = np.concatenate([got[k] for k in sorted(got)])[..., 0]
     np.testing.assert_array_equal(got, want.astype(np.uint8) * 255)
+    # A box (and a point inside it) as Sam2VideoProcessor itself scales and adds them (its image half needs
+    # torchvision, which this venv lacks; adding prompts only needs the model's square size).
+    from transformers.models.sam2_video.processing_sam2_video import Sam2VideoProcessor
+    processor = Sam2VideoProcessor.__new__(Sam2VideoProcessor)
+    processor.target_size, processor.point_pad_value = seg.size, -10     # its __init__ defaults
+    s = Sam2VideoInferenceSession(video=seg.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
+    processor.add_inputs_to_inference_session(s, 0, 1, input_points=[[[[20, 9]]]], input_labels=[[[1]]],
+                                              input_boxes=[[[6, 3, 33, 21]]])
+    seg.model(inference_session=s, frame_idx=0)
+    boxed = np.stack([(F.interpolate(out.pred_masks.float(), size=(H, W), mode="bilinear") > 0)[0, 0].numpy()
+                      for out in seg.model.propagate_in_video_iterator(s)])
+    assert boxed.any() and (boxed != want).any()
+    got = point_masks(clip, "tiny-sam2", "20,9", box="6,3,33,21").frames(0, FRAMES)[..., 0]
+    np.testing.assert_array_equal(got, boxed.astype(np.uint8) * 255)
 
 
 def test_blockify_and_fill_as_kjnodes():
@@ -188,11 +206,11 @@ def test_validate_names_a_missing_prompt_and_bad_points(tmp_path, capsys):
     wf = tmp_path / "seg.yaml"
     wf.write_text("kinograph: 1\nnodes:\n  src: {type: generate.test_pattern, params: {frames: 2}}\n"
                   "  seg: {type: mask.segment, inputs: {video: src.video}, params: {prompt: ' '}}\n"
-                  "  pts: {type: mask.track_points, inputs: {video: src.video}, params: {points: '', negative: zz}}\n")
+                  "  pts: {type: mask.track_points, inputs: {video: src.video}, params: {points: '', negative: zz, box: '1,2'}}\n")
     assert main(["validate", str(wf)]) == 2
     err = capsys.readouterr().err
     assert f"{wf}:4: node seg: prompt: give a text prompt naming what to mask" in err
-    assert f"{wf}:5: node pts: points: give at least one point on the object in the first frame" in err
+    assert f"{wf}:5: node pts: box: box '1,2' is not a box: give its corners as x0,y0,x1,y1" in err
     assert f"{wf}:5: node pts: negative: negative 'zz' is not a list of points" in err
 
 

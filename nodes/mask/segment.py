@@ -294,7 +294,7 @@ class TextTracker(Pass):
 
 NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
 NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
-             "PointsEditor) or 120,80")
+             "PointsEditor) or 120,80, or a box around it (x0,y0,x1,y1)")
 
 
 def prompt_problem(text) -> Optional[str]:
@@ -311,6 +311,15 @@ def points_problem(what: str, required: bool):
             return str(e)
         return NO_POINTS if required and not found else None
     return check
+
+
+def box_problem(text) -> Optional[str]:
+    """`kinograph validate`'s check of mask.track_points' box."""
+    try:
+        parse_box(text)
+    except NodeError as e:
+        return str(e)
+    return None
 
 
 def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
@@ -339,15 +348,38 @@ def parse_points(text: str, what: str) -> list:
                         "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first frame's pixels") from None
 
 
+def parse_box(text) -> Optional[tuple]:
+    """(x0, y0, x1, y1) in pixels from "x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists);
+    None for no box."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text) if text[:1] == "[" else [float(v) for v in text.split(",")]
+        data = data[0] if len(data) == 1 and isinstance(data[0], (list, tuple)) else data
+        box = tuple(float(v) for v in data)
+        if len(box) != 4:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
+                        "bottom) in the first frame's pixels, e.g. 40,30,200,180") from None
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom right, "
+                        "so x1 > x0 and y1 > y0")
+    return box
+
+
 class PointTracker(Pass):
     """SAM 2 over a clip from points on its first frame (one object: the positive points on it, the negative ones
     off it), carried through the clip by the model's memory as Sam2VideoModel.propagate_in_video_iterator does;
     masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0)."""
 
-    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, ctx=None):
+    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, box=None, ctx=None):
         super().__init__(segmenter, video, ctx)
-        self.points = positive + negative
-        self.labels = [1] * len(positive) + [0] * len(negative)
+        # A box is SAM 2's two corner points labelled 2 and 3, ahead of the clicks (as Sam2VideoProcessor adds it).
+        corners = [box[:2], box[2:]] if box else []
+        self.points = corners + positive + negative
+        self.labels = [2, 3][:len(corners)] + [1] * len(positive) + [0] * len(negative)
 
     def _start(self) -> None:
         import torch
@@ -375,20 +407,26 @@ class PointTracker(Pass):
         self.done[idx] = masks.any(dim=0)[0].cpu().numpy().astype(np.float32)
 
 
-def point_masks(video, model: str, points: str, negative: str = "", device: str = "cpu", ctx=None):
-    """A clip of masks of the object under `points` on the first frame, tracked with SAM 2's video model."""
+def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None):
+    """A clip of masks of the object under `points` (or in `box`) on the first frame, tracked with SAM 2's video
+    model."""
     from nodes.common import masks
     positive = parse_points(points, "points")
-    if not positive:
+    corners = parse_box(box)
+    if not positive and corners is None:
         raise NodeError(f"mask.track_points: {NO_POINTS}")
     negative = parse_points(negative, "negative")
     # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
     # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
+    if corners and not (0 <= corners[0] and 0 <= corners[1] and corners[2] <= video.width
+                        and corners[3] <= video.height):
+        raise NodeError(f"mask.track_points: the box {','.join(f'{v:g}' for v in corners)} reaches outside the first "
+                        f"frame ({video.width}x{video.height}): its corners are x0,y0,x1,y1 in the clip's own pixels")
     off = next((p for p in positive + negative if not (0 <= p[0] < video.width and 0 <= p[1] < video.height)), None)
     if off is not None:
         raise NodeError(f"mask.track_points: the point {off[0]:g},{off[1]:g} is outside the first frame "
                         f"({video.width}x{video.height}): points are x,y in the clip's own pixels (x 0 to "
                         f"{video.width - 1}, y 0 to {video.height - 1}); were they clicked on a picture of another "
                         "size?")
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, ctx)
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, corners, ctx)
     return masks.clip_of(tracker.masks, video)
