@@ -136,7 +136,7 @@ def test_comfyuis_wan22_animate_template_chains_clips_and_runs(parts, tmp_path):
     unmapped = sorted({e.class_type for e in result.report.entries.values() if e.status == "unmapped"})
     assert unmapped == [], unmapped
     track = next(n for n in g.nodes.values() if n.type == "mask.track_points")
-    assert track.params == {"points": '[{"x":256,"y":256}]', "model": "sam2-hiera-base-plus"}
+    assert track.params == {"points": '[{"x":256,"y":256}]', "model": "sam2_hiera_base_plus.safetensors"}
     first, extend = sorted((n for n in g.nodes.values() if n.type == "condition.wan_animate"), key=lambda n: n.id)
     assert first.params == {"width": 640, "height": 640, "frames": 77, "continue_frames": 5, "offset": 0}
     links = {(l.dst, l.dst_port): (l.src, l.src_port) for l in g.links()}

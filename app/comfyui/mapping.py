@@ -366,14 +366,15 @@ def sam3_folder(v):
 
 
 def sam2_folder(v):
-    """kijai's sam2[.1]_hiera_<size>.safetensors -> the same model's Hugging Face folder (facebook/sam2[.1]-hiera-<size>)"""
+    """kijai's sam2[.1]_hiera_<size>.safetensors as it is (mask.track_points reads Meta's layout); Meta's .pt -> the
+    same model's Hugging Face folder (facebook/sam2[.1]-hiera-<size>)"""
     name = str(v).replace("\\", "/").rsplit("/", 1)[-1]
-    stem = name.rsplit(".", 1)[0] if name.lower().endswith((".safetensors", ".pt", ".pth")) else name
-    folder = stem.replace("_hiera_", "-hiera-").replace("base_plus", "base-plus")
-    if folder != name:
-        raise Approx(folder, f"{name} is read as SAM 2's Hugging Face folder '{folder}' (facebook/{folder}) in a "
-                             "sam2/ model folder: Kinograph reads SAM 2 with transformers")
-    return folder
+    if not name.lower().endswith((".pt", ".pth")):
+        return name
+    folder = name.rsplit(".", 1)[0].replace("_hiera_", "-hiera-").replace("base_plus", "base-plus")
+    raise Approx(folder, f"{name} is read as SAM 2's Hugging Face folder '{folder}' (facebook/{folder}) in a "
+                         "sam2/ model folder: Kinograph reads Meta's SAM 2 as that folder or kijai's "
+                         ".safetensors copy of the .pt")
 
 
 def resize_type(v):

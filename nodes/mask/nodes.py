@@ -8,7 +8,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import MASK, VIDEO, add_hint
 from nodes.common import masks
 from nodes.common.models_dirs import locator
-from nodes.mask.segment import points_problem, prompt_problem
+from nodes.mask.segment import box_problem, points_problem, prompt_problem
 
 _CAT = "Mask"
 # A clip is not taken as a mask by itself (every mask input would then be offered for any video output): say how.
@@ -177,22 +177,27 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
 
 @node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
 def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the object is in"),
-                 points: str = Param("", check=points_problem("points", True),
+                 points: str = Param("", check=points_problem("points", False),
                                      help="points on the object in the first frame, in its pixels: "
-                                          "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90"),
+                                          "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90 "
+                                          "(points, a box or both)"),
                  negative: str = Param("", check=points_problem("negative", False),
                                        help="points off the object (background it should leave out), the same "
                                             "way; none: only the object's points"),
+                 box: str = Param("", check=box_problem,
+                                  help="a box around the object in the first frame: x0,y0,x1,y1 (left, top, right, "
+                                       "bottom) in its pixels; none: the points alone"),
                  model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),
                                     help="SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, "
-                                         "-base-plus, -large) in a 'sam2' model folder, or its path")) -> MASK:
+                                         "-base-plus, -large) or kijai's sam2[.1]_hiera_*.safetensors in a 'sam2' "
+                                         "model folder, or its path")) -> MASK:
     """A mask of the object you click on in the first frame, carried through the clip by Segment Anything 2's memory
     (kijai's Sam2Segmentation in video mode): for what a text prompt cannot single out (the second dancer from the
-    left). Negative points keep the mask off what lies next to it. Read from your own folder; nothing is
+    left). Negative points keep the mask off what lies next to it; a box picks the object it holds. Read from your own folder; nothing is
     downloaded."""
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import point_masks
-    return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, ctx.device, ctx)
+    return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, box, ctx.device, ctx)
 
 
 @node("mask.blockify", title="Blockify Mask", category=_CAT)

@@ -82,6 +82,8 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     from nodes.generate.offline import quiet_libraries
     quiet_libraries()
     folder = Path(path)
+    if folder.is_file():
+        return _load_file(folder, device)
     what = " or ".join(MODELS[t][1] for t in wanted)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -116,6 +118,35 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     return Segmenter(model.to(device).eval(), tokenizer, size, mean, std, device)
 
 
+def _original_keys(path: Path):
+    """The tensor names of a .safetensors file, None where it is not one Meta's SAM 2 layout fills."""
+    from nodes.mask import sam2_file
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), "pt") as f:
+            keys = set(f.keys())
+    except Exception:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        return None
+    return keys if sam2_file.is_original(keys) else None
+
+
+def _load_file(path: Path, device: str) -> Segmenter:
+    """A Segmenter of a single SAM 2 file in Meta's layout (kijai's sam2*_hiera_*.safetensors)."""
+    from safetensors.torch import load_file
+    from nodes.mask import sam2_file
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        raise NodeError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:200]}): the copy is damaged or "
+                        "incomplete; copy it again") from None
+    model, config = sam2_file.load(path, tensors)
+    _, _, mean, std = MODELS["sam2_video"]
+    size, mean, std = _preprocessing(path, config, mean, std)
+    return Segmenter(model.to(device).eval(), None, size, mean, std, device)
+
+
 def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
     """The SAM folder `name` names: in a 'sam2'/'sam3' model folder, else in checkpoints/ (where ComfyUI keeps
     its SAM 3 file), else the path as given."""
@@ -123,8 +154,6 @@ def find_segmenter(name: str, what: str = HF_FOLDER) -> Path:
     path = find_model(name, KIND, required=False) or find_model(name, "checkpoints", required=False)
     if path is None:
         raise not_found(name, KIND, what="SAM model")
-    if path.is_file():
-        raise file_refusal(path, what)
     return path
 
 
@@ -133,7 +162,8 @@ def file_refusal(path: Path, what: str) -> NodeError:
     if "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
         return NodeError(f"{path} {COMFY_SAM31}")
     return NodeError(f"{path} is a single weight file; Kinograph reads {what}. Put that folder in a 'sam2' "
-                     "(or 'sam3') model folder and give its name")
+                     "(or 'sam3') model folder and give its name (of single files, mask.track_points reads SAM 2 "
+                     "in Meta's layout: kijai's sam2*_hiera_*.safetensors)")
 
 
 def describe(path: Path) -> dict:
@@ -141,6 +171,8 @@ def describe(path: Path) -> dict:
     it, or why it does not load (a single file, another model's folder)."""
     row = {"family": "sam", "variant": "", "role": "segmenter", "precision": "", "loads": "no", "note": ""}
     if path.is_file():
+        if _original_keys(path):
+            return dict(row, variant="sam2_video (Meta's layout)", loads="yes", note="mask.track_points")
         return dict(row, note=str(file_refusal(path, " or ".join(m[1] for m in MODELS.values()))))
     try:
         kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
@@ -154,6 +186,12 @@ def describe(path: Path) -> dict:
 def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:
     what = " or ".join(MODELS[k][1] for k in kinds)
     path = find_segmenter(name, what)
+    if path.is_file():
+        # kijai's ComfyUI-segment-anything-2 files: Meta's SAM 2 tensors, renamed into transformers' model.
+        if "sam2_video" not in kinds or not _original_keys(path):
+            raise file_refusal(path, what)
+        stat = path.stat()
+        return _load(str(path), (stat.st_mtime_ns, stat.st_size), device, tuple(kinds))
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     if not weights:
         raise NodeError(f"{path} holds no weights (model.safetensors); it should be {what}")
@@ -256,7 +294,7 @@ class TextTracker(Pass):
 
 NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
 NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
-             "PointsEditor) or 120,80")
+             "PointsEditor) or 120,80, or a box around it (x0,y0,x1,y1)")
 
 
 def prompt_problem(text) -> Optional[str]:
@@ -273,6 +311,15 @@ def points_problem(what: str, required: bool):
             return str(e)
         return NO_POINTS if required and not found else None
     return check
+
+
+def box_problem(text) -> Optional[str]:
+    """`kinograph validate`'s check of mask.track_points' box."""
+    try:
+        parse_box(text)
+    except NodeError as e:
+        return str(e)
+    return None
 
 
 def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
@@ -301,15 +348,38 @@ def parse_points(text: str, what: str) -> list:
                         "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first frame's pixels") from None
 
 
+def parse_box(text) -> Optional[tuple]:
+    """(x0, y0, x1, y1) in pixels from "x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists);
+    None for no box."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text) if text[:1] == "[" else [float(v) for v in text.split(",")]
+        data = data[0] if len(data) == 1 and isinstance(data[0], (list, tuple)) else data
+        box = tuple(float(v) for v in data)
+        if len(box) != 4:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
+                        "bottom) in the first frame's pixels, e.g. 40,30,200,180") from None
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom right, "
+                        "so x1 > x0 and y1 > y0")
+    return box
+
+
 class PointTracker(Pass):
     """SAM 2 over a clip from points on its first frame (one object: the positive points on it, the negative ones
     off it), carried through the clip by the model's memory as Sam2VideoModel.propagate_in_video_iterator does;
     masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0)."""
 
-    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, ctx=None):
+    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, box=None, ctx=None):
         super().__init__(segmenter, video, ctx)
-        self.points = positive + negative
-        self.labels = [1] * len(positive) + [0] * len(negative)
+        # A box is SAM 2's two corner points labelled 2 and 3, ahead of the clicks (as Sam2VideoProcessor adds it).
+        corners = [box[:2], box[2:]] if box else []
+        self.points = corners + positive + negative
+        self.labels = [2, 3][:len(corners)] + [1] * len(positive) + [0] * len(negative)
 
     def _start(self) -> None:
         import torch
@@ -337,20 +407,26 @@ class PointTracker(Pass):
         self.done[idx] = masks.any(dim=0)[0].cpu().numpy().astype(np.float32)
 
 
-def point_masks(video, model: str, points: str, negative: str = "", device: str = "cpu", ctx=None):
-    """A clip of masks of the object under `points` on the first frame, tracked with SAM 2's video model."""
+def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None):
+    """A clip of masks of the object under `points` (or in `box`) on the first frame, tracked with SAM 2's video
+    model."""
     from nodes.common import masks
     positive = parse_points(points, "points")
-    if not positive:
+    corners = parse_box(box)
+    if not positive and corners is None:
         raise NodeError(f"mask.track_points: {NO_POINTS}")
     negative = parse_points(negative, "negative")
     # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
     # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
+    if corners and not (0 <= corners[0] and 0 <= corners[1] and corners[2] <= video.width
+                        and corners[3] <= video.height):
+        raise NodeError(f"mask.track_points: the box {','.join(f'{v:g}' for v in corners)} reaches outside the first "
+                        f"frame ({video.width}x{video.height}): its corners are x0,y0,x1,y1 in the clip's own pixels")
     off = next((p for p in positive + negative if not (0 <= p[0] < video.width and 0 <= p[1] < video.height)), None)
     if off is not None:
         raise NodeError(f"mask.track_points: the point {off[0]:g},{off[1]:g} is outside the first frame "
                         f"({video.width}x{video.height}): points are x,y in the clip's own pixels (x 0 to "
                         f"{video.width - 1}, y 0 to {video.height - 1}); were they clicked on a picture of another "
                         "size?")
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, ctx)
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, corners, ctx)
     return masks.clip_of(tracker.masks, video)
