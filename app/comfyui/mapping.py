@@ -864,18 +864,19 @@ RULES: Dict[str, Rule] = {
                                                             "sampler", "scheduler", "steps", "denoise", "fps")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
-    # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (special xlabs_sampler)
+    # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
+    # timestep_to_start_cfg on), which becomes guide.true_cfg (special xlabs_sampler)
     "XlabsSampler": Rule("generate.sample", ("noise_seed", "steps", "timestep_to_start_cfg", "true_gs",
                                              "image_to_image_strength", "denoise_strength"),
                          (P("noise_seed", "seed"), P("steps", "steps")),
                          {"model": "model", "conditioning": "positive", "latent_image": "latent"}, ("latent",),
                          fixed={"sampler": "euler", "scheduler": "default"}, special="xlabs_sampler",
-                         ignore={"timestep_to_start_cfg": None, "true_gs": None, "image_to_image_strength": None,
-                                 "denoise_strength": None},
+                         ignore={"image_to_image_strength": None, "denoise_strength": None},
                          note="XLabs draws the noise in the model's dtype on its device (bfloat16 on a GPU), "
-                              "Kinograph in float32: the same seed gives a near, not equal, start. True CFG "
-                              "(true_gs from step timestep_to_start_cfg on), image_to_image_strength and "
-                              "denoise_strength below 1 are not carried (the report says so where they act)"),
+                              "Kinograph in float32: the same seed gives a near, not equal, start. true_gs and "
+                              "timestep_to_start_cfg become guide.true_cfg's scale and start where it acts. "
+                              "image_to_image_strength and denoise_strength below 1 are not carried (the report "
+                              "says so where they act)"),
     "KSamplerSelect": Rule(None, ("sampler_name",), (P("sampler_name", "sampler", sampler_name),), fold=True),
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
