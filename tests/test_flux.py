@@ -715,6 +715,97 @@ def test_comfyui_xlabs_controlnet_graph_imports_and_runs_without_a_vae(models, f
     assert _err(_on_comfy_levels(ref, _cn_picture(), controlnet_conditioning_scale=0.8), got) < 1e-4
 
 
+def xlabs_sigmas(steps: int, width: int, height: int):
+    """XlabsSampler's levels (x-flux-comfyui sampling.get_schedule, written out from its code): steps + 1 from 1 to
+    0, shifted by mu linear in the 2x2-patch count (0.5 at 256, 1.15 at 4096); the last (0) left to the scheduler."""
+    import math
+    mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * ((width // 16) * (height // 16) - 256)
+    return [math.exp(mu) / (math.exp(mu) + (1 / t - 1)) for t in np.linspace(1, 0, steps + 1)[:-1]]
+
+
+def _xlabs_ui(picture, start_cfg=2, true_gs=3.0, i2i=0.0, denoise=1.0, control=True):
+    """A ComfyUI UI-format graph on x-flux-comfyui's nodes, as its canny workflow builds one: split loaders,
+    FluxGuidance 3.5, LoadFluxControlNet, ApplyAdvancedFluxControlNet at 0.8 (without them: `control` False),
+    XlabsSampler (2 steps, seed 7)."""
+    from comfyui_workflows import ui_format
+    nodes = [
+        (1, "UNETLoader", ["flux1-dev-tiny.safetensors", "default"], {}, ["MODEL"]),
+        (2, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"], {}, ["CLIP"]),
+        (3, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
+        (4, "CLIPTextEncode", ["a cat"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (5, "CLIPTextEncode", ["blurry"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (6, "FluxGuidance", [3.5], {"conditioning": (4, 0, "CONDITIONING")}, ["CONDITIONING"]),
+        (7, "EmptyLatentImage", [W, H, 1], {}, ["LATENT"]),
+        (8, "LoadFluxControlNet", ["flux-dev", "flux-canny-controlnet-v3.safetensors"], {}, ["FluxControlNet"]),
+        (9, "LoadImage", [picture, "image"], {}, ["IMAGE", "MASK"]),
+        (10, "ApplyAdvancedFluxControlNet", [0.8, 0.0, 1.0], {"controlnet": (8, 0, "FluxControlNet"),
+                                                               "image": (9, 0, "IMAGE")}, ["ControlNetCondition"]),
+        (11, "XlabsSampler", [7, "fixed", 2, start_cfg, true_gs, i2i, denoise],
+         {"model": (1, 0, "MODEL"), "conditioning": (6, 0, "CONDITIONING"), "neg_conditioning": (5, 0, "CONDITIONING"),
+          "latent_image": (7, 0, "LATENT"), "controlnet_condition": (10, 0, "ControlNetCondition")}, ["LATENT"]),
+        (12, "VAEDecode", [], {"samples": (11, 0, "LATENT"), "vae": (3, 0, "VAE")}, ["IMAGE"]),
+        (13, "SaveImage", ["xflux"], {"images": (12, 0, "IMAGE")}, []),
+    ]
+    if not control:
+        nodes = [n for n in nodes if n[0] not in (8, 9, 10)]
+        nodes[-3][3].pop("controlnet_condition")
+    return ui_format(nodes)
+
+
+def test_x_flux_comfyui_graph_imports_and_samples_as_xlabs_sampler(models, flux_nets, tmp_path, monkeypatch):
+    """x-flux-comfyui's own nodes (LoadFluxControlNet, ApplyAdvancedFluxControlNet, XlabsSampler) in a UI-format graph
+    map every node, and the run is XlabsSampler's: Euler on its shifted schedule (xlabs_sigmas), FluxGuidance's 3.5,
+    XLabs' canny v3 at 0.8 on every step, true CFG not yet started (timestep_to_start_cfg = steps), against
+    FluxControlNetPipeline on those levels. They were unmapped. Its settings that Kinograph does not carry (true CFG
+    started early, denoise_strength, image_to_image_strength) are named in the report."""
+    from PIL import Image
+    from app.comfyui import import_data
+    from comfy_layouts import imported_run
+    from diffusers import FluxControlNetPipeline
+    from tiny_flux import pixel_controlnet
+    Image.fromarray(_cn_picture()).save(tmp_path / "edges.png")
+    monkeypatch.chdir(tmp_path)
+    res, run = imported_run(_xlabs_ui(str(tmp_path / "edges.png")), tmp_path, "xflux")
+    got = run.outputs["xlabs_sampler_11"]["latent"].samples[:, :, 0]
+    ref = FluxControlNetPipeline.from_pretrained(str(flux_nets / "diffusers"), local_files_only=True,
+                                                 controlnet=pixel_controlnet(False, 5)[0])
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", width=W, height=H, sigmas=xlabs_sigmas(2, W, H), guidance_scale=3.5,
+                 control_image=Image.fromarray(_cn_picture()), controlnet_conditioning_scale=0.8,
+                 generator=torch.Generator().manual_seed(7), output_type="latent").images
+    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got) < 1e-4
+    notes = " ".join(import_data(_xlabs_ui("edges.png", i2i=0.4, denoise=0.9)).report.entries["11"].notes)
+    assert "denoise_strength 0.9 stops XLabs' schedule after 1 of its 2 steps" in notes, notes
+    assert "image_to_image_strength 0.4" in notes, notes
+
+
+def test_x_flux_comfyui_true_cfg_samples_as_fluxpipeline(models, tmp_path, monkeypatch):
+    """XlabsSampler's true CFG (true_gs 2.5 with the negative prompt "blurry" from step timestep_to_start_cfg 0, on
+    FluxGuidance's 3.5) becomes guide.true_cfg and samples as FluxPipeline's true_cfg_scale on XlabsSampler's
+    levels (< 1e-4); started at step 1 it runs on step 1 only (the prompt alone first), which is neither that nor
+    no true CFG. It was not carried: Kinograph sampled on the distilled guidance alone."""
+    import yaml
+    from comfy_layouts import imported_run
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    got = {}
+    for start in (0, 1, 2):
+        (tmp_path / str(start)).mkdir()
+        monkeypatch.chdir(tmp_path / str(start))
+        res, run = imported_run(_xlabs_ui("", start_cfg=start, true_gs=2.5, control=False), tmp_path / str(start),
+                                "xflux")
+        guides = [n["params"] for n in yaml.safe_load(res.yaml)["nodes"].values() if n["type"] == "guide.true_cfg"]
+        assert guides == ([{"scale": 2.5, "start": start}] if start < 2 else []), guides
+        got[start] = run.outputs["xlabs_sampler_11"]["latent"].samples[:, :, 0]
+    ref = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    packed = ref("a cat", negative_prompt="blurry", true_cfg_scale=2.5, width=W, height=H,
+                 sigmas=xlabs_sigmas(2, W, H), guidance_scale=3.5, generator=torch.Generator().manual_seed(7),
+                 output_type="latent").images
+    assert _err(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got[0]) < 1e-4
+    assert _err(got[0], got[1]) > 1e-2 and _err(got[2], got[1]) > 1e-2
+
+
 # -- FLUX.1 Redux ------------------------------------------------------------------------------------------------------
 # flux1-redux-dev.safetensors (style_models/) and SigLIP's sigclip_vision_patch14_384 (clip_vision/), or black-forest-labs'
 # FLUX.1-Redux-dev diffusers folder, beside this module's tiny FLUX.1 (tests/tiny_redux.py).

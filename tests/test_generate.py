@@ -579,6 +579,19 @@ def test_prompt_step_ranges_on_a_flow_model_follow_its_shift(mm, tiny):
     assert not torch.allclose(fn(1.0, a), fn(1.0, b), atol=1e-3)
 
 
+def test_true_cfg_on_a_model_without_distilled_guidance_is_refused_by_name(mm, tiny):
+    """guide.true_cfg (XlabsSampler's true_gs) is for a model told cfg as its guidance; Wan takes cfg as true CFG."""
+    from nodes.generate.adapters import get_adapter
+    from nodes.generate.sampling import guided_model_fn
+    from nodes.generate.text import encode_prompt
+    h, parts = _parts(mm, tiny, "wan")
+    pos = encode_prompt(parts["text_encoder"], "a castle")
+    with pytest.raises(NodeError, match="guide.true_cfg adds true CFG to a model told cfg as its guidance .* this "
+                                        "wan model takes sample's cfg as true CFG already: remove guide.true_cfg"):
+        guided_model_fn(h.with_option("true_cfg", (2.0, 0)), get_adapter("wan"), pos, pos, 5.0, 1, "cpu",
+                        torch.float32, 1)
+
+
 def test_context_windows_wrap_the_model_function(mm, tiny):
     """The consistency area's window wrapper runs the denoiser on slices with frame indices."""
     from nodes.consistency.context_windows import ContextOptions

@@ -543,6 +543,22 @@ RULES: Dict[str, Rule] = {
     "ControlNetInpaintingAliMamaApply": Rule(None, ("strength", "start_percent", "end_percent"),
                                              (P("strength", "strength"), P("start_percent", "start"),
                                               P("end_percent", "end")), fold=True, special="controlnet"),
+    # XLabs' own node pack (x-flux-comfyui): its loader reads models/xlabs/controlnets/ (a folder Kinograph searches),
+    # its apply nodes chain the controls on a ControlNetCondition wire to XlabsSampler, which steers its model with
+    # them: the controls ride that wire to the sampler's control.apply, as ComfyUI's ride the conditioning
+    "LoadFluxControlNet": Rule(None, ("model_name", "controlnet_path"), (P("controlnet_path", "path"),), fold=True,
+                               ignore={"model_name": ("flux-dev", "flux-dev-fp8")}),   # the file tells the layout
+    "ApplyFluxControlNet": Rule(None, ("strength",), (P("strength", "strength"),), fold=True, special="controlnet",
+                                note="a picture not at the generation size: XLabs resizes it bicubic, Kinograph "
+                                     "bilinear"),
+    "ApplyAdvancedFluxControlNet": Rule(None, ("strength", "start", "end"),
+                                        (P("strength", "strength"), P("start", "start"), P("end", "end")), fold=True,
+                                        special="controlnet",
+                                        note="XLabs counts start / end in steps (int(start x (steps + 1)) to "
+                                             "int(end x (steps + 1)), both ends in); Kinograph in noise level, as "
+                                             "ComfyUI's start_percent / end_percent. 0 and 1 are the same in both; a "
+                                             "picture not at the generation size: XLabs resizes it bicubic, "
+                                             "Kinograph bilinear"),
     # comfyui_controlnet_aux's depth preprocessors, as depth.estimate with the same model's Hugging Face folder
     "DepthAnythingPreprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
                                       (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),
@@ -847,6 +863,21 @@ RULES: Dict[str, Rule] = {
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps")),
+    # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
+    # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
+    # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
+    # timestep_to_start_cfg on), which becomes guide.true_cfg (special xlabs_sampler)
+    "XlabsSampler": Rule("generate.sample", ("noise_seed", "steps", "timestep_to_start_cfg", "true_gs",
+                                             "image_to_image_strength", "denoise_strength"),
+                         (P("noise_seed", "seed"), P("steps", "steps")),
+                         {"model": "model", "conditioning": "positive", "latent_image": "latent"}, ("latent",),
+                         fixed={"sampler": "euler", "scheduler": "default"}, special="xlabs_sampler",
+                         ignore={"image_to_image_strength": None, "denoise_strength": None},
+                         note="XLabs draws the noise in the model's dtype on its device (bfloat16 on a GPU), "
+                              "Kinograph in float32: the same seed gives a near, not equal, start. true_gs and "
+                              "timestep_to_start_cfg become guide.true_cfg's scale and start where it acts. "
+                              "image_to_image_strength and denoise_strength below 1 are not carried (the report "
+                              "says so where they act)"),
     "KSamplerSelect": Rule(None, ("sampler_name",), (P("sampler_name", "sampler", sampler_name),), fold=True),
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),

@@ -746,6 +746,16 @@ def rescale_cfg_guide(ctx, model: MODEL, multiplier: float = Param(0.7, min=0.0,
     return model.with_option("rescale_cfg", float(multiplier))
 
 
+@node("guide.true_cfg", title="True CFG on Distilled Guidance", category="Sampling", passes={"model": "model"})
+def true_cfg_guide(ctx, model: MODEL, scale: float = Param(3.0, min=0.0, max=100.0,
+                                                           help="true CFG scale against the negative prompt"),
+                   start: int = Param(0, min=0, max=10000, help="the first step (from 0) that takes it")) -> MODEL:
+    """True classifier-free guidance for a model told sample's cfg as its guidance (FLUX.1 dev), on top of it:
+    negative + scale x (positive - negative) from step `start` on, the prompt alone before (XLabs' XlabsSampler's
+    true_gs and timestep_to_start_cfg). Twice the work on those steps; connect sample's negative prompt."""
+    return model.with_option("true_cfg", (float(scale), int(start)))
+
+
 @node("guide.cfg_norm", title="CFG Norm", category="Sampling", passes={"model": "model"})
 def cfg_norm_guide(ctx, model: MODEL, strength: float = Param(1.0, min=0.0, max=100.0,
                                                               help="the guided result's scale after the cap")

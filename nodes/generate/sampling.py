@@ -104,7 +104,8 @@ def split_schedule(sigmas: torch.Tensor, start_step: int = 0, end_step: Optional
 
 def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[Conditioning], cfg: float,
                     batch: int, device, dtype, num_frames: int = 0, keep: Optional[Latent] = None,
-                    keep_noise: Optional[torch.Tensor] = None, mask_at: Optional[Callable] = None, ip_feed=None):
+                    keep_noise: Optional[torch.Tensor] = None, mask_at: Optional[Callable] = None, ip_feed=None,
+                    true_from: float = -1.0):
     """x0 prediction with classifier-free guidance (uncond and cond in one batched call).
 
     With the handle's `min_cfg` option (guide.linear_cfg) the scale rises linearly over the clip's
@@ -114,7 +115,9 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     that takes clean frames with their own timestep (adapter.keeps_clean), and is keep's values in the
     prediction, so it comes out as it went in. `mask_at(mask, sigma)`: the mask a step applies (differential
     diffusion's, inpaint.differential). `ip_feed`: what the IP-Adapter processors installed for the run read
-    (ipadapter.installed), set before each network call."""
+    (ipadapter.installed), set before each network call. With the handle's `true_cfg` option (guide.true_cfg) a
+    model told cfg as its guidance also takes true CFG at that scale against `negative`, at levels from `true_from`
+    down (the level of its first step), its prompt alone above."""
     pipe = handle.pipe
     levels = sampling_view(handle)
     min_cfg = handle.option("min_cfg")
@@ -123,7 +126,11 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
     norm = handle.option("cfg_norm")
     skip = handle.option("skip_layer_guidance")
     tfn = adapter.timestep_fn(levels)
-    guided = negative is not None and cfg != 1.0 and not adapter.distilled_guidance(handle)
+    true_cfg = handle.option("true_cfg")
+    if true_cfg is not None and not adapter.distilled_guidance(handle):
+        raise NodeError(f"guide.true_cfg adds true CFG to a model told cfg as its guidance (FLUX.1 dev); this "
+                        f"{handle.family} model takes sample's cfg as true CFG already: remove guide.true_cfg")
+    guided = negative is not None and (true_cfg is not None or cfg != 1.0 and not adapter.distilled_guidance(handle))
     conds = [negative, positive] if guided else [positive]
     if not adapter.reads_references and any(references(e) for c in conds for e in c.entries()):
         raise NodeError(f"the prompt holds reference pictures (condition.reference), which only an edit model reads "
@@ -206,6 +213,8 @@ def guided_model_fn(handle, adapter, positive: Conditioning, negative: Optional[
         if not guided:
             return den
         uncond, cond = den.chunk(2)
+        if true_cfg is not None:    # float32 levels against the schedule's: a relative margin
+            return cond if float(s.flatten()[0]) > true_from * (1 + 1e-6) else uncond + (cond - uncond) * true_cfg[0]
         if min_cfg is None:
             g = adapter.guidance_scale(cfg, len(idx), x.device)
         else:
@@ -377,8 +386,10 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         mask_at = differential(adapter.timestep_fn(levels), sigmas, adapter.sigma_range(levels)[0],
                                float(handle.option("differential")))
     ip_feed = new_feed(handle)
+    true_at = (handle.option("true_cfg") or (0.0, 0))[1]
     guided = guided_model_fn(handle, adapter, positive, negative, cfg, x.shape[0], device, dtype, x.shape[2], keep,
-                             noise.to(device), mask_at, ip_feed)
+                             noise.to(device), mask_at, ip_feed,
+                             float(sigmas[true_at]) if true_at < len(sigmas) - 1 else -1.0)
 
     def wrapped(pass_info: SamplingInfo):
         # Wrappers see the schedule of the pass they run in (context windows find their step from it).
