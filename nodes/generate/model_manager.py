@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
 from nodes.generate.converters.lora import kohya_modules, lora_state, qwen21_lora
-from nodes.generate.detect import Detection, detect_file, detect_state_dict, read_header
+from nodes.generate.detect import Detection, detect_file, detect_header, detect_state_dict, read_header
 from nodes.generate.families import family as family_spec, family_of_classes
 from nodes.generate.handles import ComponentHandle, ModelHandle, pipeline_bytes
 from nodes.generate.offline import go_offline, local_only
@@ -760,15 +760,15 @@ def describe_model(path: Path) -> Dict[str, str]:
         return {"family": fam or "unknown", "variant": "", "role": "folder", "precision": "",
                 "loads": "yes" if fam else "no", "note": why}
     try:
-        det = detect_file(path)
+        header = read_header(path)
+        det = detect_header(header)
     except NodeError as exc:
         return {"family": "unreadable", "variant": "", "role": "", "precision": "", "loads": "no",
                 "note": str(exc).splitlines()[0]}
     ok, note = will_load(det)
     if ok:
-        from nodes.generate.detect import read_header
         from nodes.generate.weights import unreadable_format
-        refused = unreadable_format(path, read_header(path).shapes)
+        refused = unreadable_format(path, header.shapes)
         ok, note = (False, refused) if refused else (ok, note)
     return {"family": family_of_file(det) or "unknown", "variant": det.variant, "role": det.role or "",
             "precision": det.precision, "loads": "yes" if ok else "no", "note": note}

@@ -205,7 +205,8 @@ def person_boxes(pred: np.ndarray, ratio: float) -> np.ndarray:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray) -> List[int]:
-    """Greedy non-maximum suppression over IoU > NMS_IOU, with YOLOX's inclusive (+1) pixel areas."""
+    """Greedy non-maximum suppression over IoU > NMS_IOU, with YOLOX's inclusive (+1) pixel areas: written here
+    because cv2.dnn.NMSBoxes counts areas without the +1, which moves where overlapping people are cut."""
     area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
     order = np.argsort(scores)[::-1]
     keep = []
