@@ -54,8 +54,11 @@ def sketch(frame: np.ndarray, style: str = "pencil", detail: float = 1.0) -> np.
 
 
 def posterize(frame: np.ndarray, levels: int = 6) -> np.ndarray:
-    """Quantize each channel to `levels` evenly spaced values (fixed bins: no flicker between frames)."""
+    """Quantize each channel to `levels` evenly spaced values (fixed bins: no flicker between frames). Float levels
+    (a deep plate's: stream.levels_frames) get the same bins, unrounded, and bins of the same step past 255."""
     step = 255.0 / (levels - 1)
+    if frame.dtype != np.uint8:
+        return np.round(frame / np.float32(step)) * np.float32(step)
     lut = (np.round(np.round(np.arange(256) / step) * step)).astype(np.uint8)
     return lut[frame]
 

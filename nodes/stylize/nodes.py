@@ -24,10 +24,12 @@ def kuwahara(ctx, video: VIDEO, radius: int = Param(5, min=2, max=20, help="brus
              sharpness: float = Param(8.0, min=1.0, max=16.0, help="higher keeps edges crisper"),
              sectors: int = Param(8, min=4, max=16, help="directions each pixel is smoothed from: more follows "
                                                           "curved edges closer, slower")) -> VIDEO:
-    """Oil-paint look: generalized Kuwahara filter with smooth sectors (Papari et al.)."""
-    from nodes.common.stream import map_frames
-    from nodes.stylize.kuwahara import kuwahara as fn
-    return map_frames(ctx, video, lambda f: fn(f, radius, sharpness, sectors))
+    """Oil-paint look: generalized Kuwahara filter with smooth sectors (Papari et al.). A deep plate's float pixels
+    (EXR, 16-bit, DPX) are painted too, unrounded and past 1.0."""
+    from nodes.common.stream import levels_frames, map_frames
+    from nodes.stylize.kuwahara import kuwahara
+    fn = lambda f: kuwahara(f, radius, sharpness, sectors)     # noqa: E731
+    return levels_frames(map_frames(ctx, video, fn), video, fn)
 
 
 @node("stylize.sketch", title="Pencil / Ink", category="Stylize", temporal_radius=0)
@@ -55,10 +57,12 @@ def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="light
 
 @node("stylize.posterize", title="Posterize", category="Stylize", temporal_radius=0)
 def posterize(ctx, video: VIDEO, levels: int = Param(6, min=2, max=64, help="levels per channel")) -> VIDEO:
-    """Reduce each channel to a few fixed levels (the same bins every frame, so it does not flicker)."""
-    from nodes.common.stream import map_frames
-    from nodes.stylize.filters import posterize as fn
-    return map_frames(ctx, video, lambda f: fn(f, levels))
+    """Reduce each channel to a few fixed levels (the same bins every frame, so it does not flicker). A deep plate's
+    float pixels get the same bins on their sRGB-coded values, and light above 1.0 bins of the same step above white."""
+    from nodes.common.stream import levels_frames, map_frames
+    from nodes.stylize.filters import posterize
+    fn = lambda f: posterize(f, levels)     # noqa: E731
+    return levels_frames(map_frames(ctx, video, fn), video, fn)
 
 
 @node("stylize.color_transfer", title="Colour Transfer", category="Stylize", temporal_radius=0)
@@ -68,11 +72,13 @@ def color_transfer(ctx, video: VIDEO, style: IMAGE,
                    strength: float = Param(1.0, min=0.0, max=1.0, help="0 = unchanged, 1 = the style's palette"),
                    spread: str = Param("clip", choices=SPREADS, help=SPREAD_HELP)) -> VIDEO:
     """Give the clip the palette of a style image (Reinhard Lab statistics or histograms), by default with one
-    correction for the whole clip."""
+    correction for the whole clip. A clip with transparency is corrected on its colour taken off black and keeps its
+    alpha; a deep plate's float pixels get the same correction, unrounded (as color.match's)."""
     from nodes.color.match import matcher, shot_frames
-    from nodes.common.stream import map_frames
-    return map_frames(ctx, video, matcher(style, method, strength, shot_frames(video) if spread == "clip" else None,
-                                                name="stylize.color_transfer: the style image"))
+    from nodes.common.stream import colour_float, colour_frames
+    fit = matcher(style, method, strength, shot_frames(video) if spread == "clip" else None,
+                  name="stylize.color_transfer: the style image")
+    return colour_float(colour_frames(ctx, video, fit), video, fit.linear)
 
 
 @node("stylize.temporal", title="Temporal Consistency", category="Stylize", temporal_radius=60)
