@@ -204,3 +204,19 @@ def test_color_transfer_corrects_a_deep_plates_float_pixels_as_color_match(plate
     got = np.asarray(out.linear(0, 2))
     assert np.array_equal(got, np.asarray(want.linear(0, 2)))
     assert got[LAMP].min() > 1.5 and len(np.unique(got[1, -3, :, 1])) > 60 >= len(np.unique(out.frame(1)[-3, :, 1]))
+
+
+def test_a_renders_thumbnail_shows_its_exr_frames_as_the_viewer_does(plate, tmp_path):
+    """The editor's thumbnail of an EXR render was FFmpeg's decode, its linear light shown as if sRGB (far too dark),
+    and a folder of EXR frames had none ("no PNG frames"). Both are now the frames' sRGB view, light past 1.0 white."""
+    pytest.importorskip("PySide6")
+    from app.editor.thumbs import first_frame
+    from nodes.io.exr import write_exr
+    (tmp_path / "out").mkdir()
+    for i in (1, 0):
+        write_exr(view(plate[i]), tmp_path / "out" / f"frame_00100{i}.exr", linear=plate[i])
+    want = np.clip(np.round(srgb(plate[0].astype(np.float16).astype(np.float64)) * 255), 0, 255)
+    for path in (tmp_path / "out", tmp_path / "out" / "frame_001000.exr"):
+        got = first_frame(str(path))
+        assert got.dtype == np.uint8 and np.abs(got.astype(int) - want).max() <= 1
+    assert first_frame(str(tmp_path / "out"))[LAMP_IN[1:]].min() == 255
