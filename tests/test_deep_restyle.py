@@ -251,3 +251,21 @@ def test_temporal_blends_a_deep_stylized_plates_float_pixels(plate):
     assert np.allclose(coded(got)[inner], np.stack(want)[inner], atol=0.02)
     assert np.std(coded(got)[inner].mean(axis=(1, 2, 3))) < 0.5 * np.std(levels[inner].mean(axis=(1, 2, 3)))
     kept(got, styled, out.to_array())
+
+
+def test_painterly_filters_a_deep_plate_in_8_bits_and_gives_its_light_back(plate):
+    """OpenCV's photo filters take 8-bit frames only, so stylize.painterly clipped a deep plate at 1.0 with the
+    generic word. It now says why, filters the 8-bit picture (main's frames, the digest) and adds back what 8 bits did
+    not hold: the still lamp, which the edge-keeping filter leaves flat near white, comes back near 4.0, the ramp's 80
+    steps between its 38 codes, and within 0..1 the float result is the 8-bit one to half a level."""
+    lin = plate[:2]
+    said = []
+    out = Nodes(stylize_nodes).painterly(Context("p", emit=said.append), deep_clip(lin), method="edge_preserving")
+    assert digest(out) == "4b4504d338482d48"
+    assert [e["message"] for e in said if e["event"] == "log"][0].startswith("stylize.painterly filters the plate's 8-bit")
+    got, frames = np.asarray(out.linear(0, 2)), out.to_array()
+    assert np.allclose(coded(got), frames + coded(lin) - view(lin), atol=2e-3)
+    assert got[LAMP_IN].min() > 3.95       # white less a level (the filter's), the rest of its light back
+    inside = (lin <= 1.0).all(-1, keepdims=True)
+    assert np.abs(coded(got) - frames)[np.broadcast_to(inside, got.shape)].max() <= 0.5 + 1e-3
+    assert len(np.unique(got[1, -3, :, 1])) == W and len(np.unique(frames[1, -3, :, 1])) < W // 2

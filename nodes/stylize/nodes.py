@@ -13,10 +13,17 @@ def painterly(ctx, video: VIDEO,
               sigma_r: float = Param(0.45, min=0.01, max=1.0, help="how strong an edge must be to be kept")) -> VIDEO:
     """Edge-preserving painterly looks (OpenCV's domain-transform filters).
 
-    Per-frame filters shimmer a little on moving footage: follow with stylize.temporal."""
-    from nodes.common.stream import map_frames
-    from nodes.stylize.filters import painterly as fn
-    return map_frames(ctx, video, lambda f: fn(f, method, sigma_s, sigma_r))
+    Per-frame filters shimmer a little on moving footage: follow with stylize.temporal. OpenCV's filters take 8-bit
+    frames only: a deep plate (EXR, 16-bit, DPX) is filtered as its 8-bit picture, and what 8 bits could not hold
+    (light above 1.0, finer shadow steps) is added back to the result unfiltered, so highlights are not clipped."""
+    from nodes.common.stream import levels_frames, map_frames
+    from nodes.stylize.filters import painterly
+    if video.linear is not None:
+        ctx.log("stylize.painterly filters the plate's 8-bit picture (OpenCV's photo filters take no deeper): its "
+                "light above 1.0 and its steps finer than 8 bits are added back to the result as they came, "
+                "unfiltered")
+    fn = lambda f: painterly(f, method, sigma_s, sigma_r)     # noqa: E731
+    return levels_frames(map_frames(ctx, video, fn), video, fn)
 
 
 @node("stylize.kuwahara", title="Kuwahara", category="Stylize", temporal_radius=0)
@@ -38,7 +45,10 @@ def sketch(ctx, video: VIDEO, style: str = Param("pencil", choices=("pencil", "c
                                                      "black lines on white"),
            detail: float = Param(1.0, min=0.2, max=4.0, help="more strokes when higher: pencil from outlines "
                                                                 "only (0.2) to shading everywhere (4), ink finer lines")) -> VIDEO:
-    """Pencil drawing (OpenCV pencil sketch) or ink lines (soft-thresholded difference of Gaussians)."""
+    """Pencil drawing (OpenCV pencil sketch) or ink lines (soft-thresholded difference of Gaussians).
+
+    A drawing on white paper, made from the 8-bit sRGB picture: a deep plate's light above 1.0 is paper white, and an
+    EXR written after it is 8-bit (the log says so)."""
     from nodes.common.stream import map_frames
     from nodes.stylize.filters import sketch as fn
     return map_frames(ctx, video, lambda f: fn(f, style, detail))
@@ -49,7 +59,10 @@ def cartoon(ctx, video: VIDEO, levels: int = Param(8, min=2, max=64, help="light
                                                                           "hues are kept, so greys stay grey"),
             edges: float = Param(1.0, min=0.0, max=1.0, help="outline darkness; 0 = none"),
             smoothing: int = Param(2, min=0, max=8, help="bilateral passes that flatten colour regions")) -> VIDEO:
-    """Flat colour regions with dark outlines (bilateral smoothing, lightness bands, adaptive edges)."""
+    """Flat colour regions with dark outlines (bilateral smoothing, lightness bands, adaptive edges).
+
+    Its bands span black to white of the 8-bit sRGB picture: a deep plate's light above 1.0 falls in the top band,
+    and an EXR written after it is 8-bit (the log says so)."""
     from nodes.common.stream import map_frames
     from nodes.stylize.filters import cartoon as fn
     return map_frames(ctx, video, lambda f: fn(f, levels, edges, smoothing))
@@ -112,7 +125,8 @@ def adain(ctx, video: VIDEO, style: IMAGE,
     Kinograph ships no weights: point the paths at the reference release's encoder and
     decoder state dicts. A style image larger than 512 px on its shorter side is brought down to
     that, as the release does (the scale its styles were learned at). Follow with stylize.temporal
-    for steady video."""
+    for steady video. The networks were trained on 8-bit sRGB pictures (0..1) and paint within them: a deep plate
+    (EXR, 16-bit) is stylized as its 8-bit picture, its light above 1.0 white, and the log says so."""
     from nodes.common.stream import map_frames
     from nodes.stylize.adain import StyleTransfer
     net = StyleTransfer(encoder_path, decoder_path, style, ctx.device, alpha)
