@@ -107,7 +107,8 @@ def temporal(ctx, video: VIDEO, source: VIDEO,
 
     `video` is the stylized clip, `source` the original it was made from; flow and occlusions
     are measured on the source. Where the previous output is occluded or the source changed,
-    the fresh stylized frame is used as is, so new content appears at once without ghosts."""
+    the fresh stylized frame is used as is, so new content appears at once without ghosts. A deep stylized plate's
+    float pixels (a kuwahara of an EXR) are blended alike, unrounded and past 1.0."""
     from nodes.stylize.temporal import temporal_clip
     if video.length != source.length or video.size != source.size:
         raise NodeError(f"stylize.temporal: video {video!r} and source {source!r} must have the same length and "
