@@ -269,3 +269,17 @@ def test_painterly_filters_a_deep_plate_in_8_bits_and_gives_its_light_back(plate
     inside = (lin <= 1.0).all(-1, keepdims=True)
     assert np.abs(coded(got) - frames)[np.broadcast_to(inside, got.shape)].max() <= 0.5 + 1e-3
     assert len(np.unique(got[1, -3, :, 1])) == W and len(np.unique(frames[1, -3, :, 1])) < W // 2
+
+
+def test_deinterlacing_a_cg_render_with_infinite_and_nan_pixels_keeps_the_rest_of_its_picture(plate):
+    """bwdif's 16 bits are spread over each frame's range: an infinite pixel (a CG render's) made that range infinite
+    and every other pixel 0. Infinity is now the brightest finite light, NaN black; the rest as without them."""
+    from nodes.restore.deinterlace import bwdif_levels
+    levels = coded(interlaced(plate)[:3]).astype(np.float32)
+    hot = levels.copy()
+    hot[1, 20, 30], hot[1, 22, 40] = np.inf, np.nan
+    clean, got = bwdif_levels(levels, True, False), bwdif_levels(hot, True, False)
+    assert np.isfinite(got).all() and got[1, 20, 30].min() == pytest.approx(levels.max(), rel=1e-4)
+    away = np.ones(got.shape[:3], bool)
+    away[:, 16:27, 26:45] = False
+    assert np.allclose(got[away], clean[away], atol=0.05)
