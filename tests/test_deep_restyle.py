@@ -1,7 +1,8 @@
 """A deep plate (real footage as float linear light: highlights past 1.0, a shadow gradient finer than 8 bits) through
 the restore nodes that move or re-weave frames (stabilize, deinterlace, ivtc) and the stylize nodes. These worked in
 8 bits: an EXR written after them held the 8-bit picture, clipped at 1.0 and banded. Each float result is checked
-against a computation of its own on the same plate; the 8-bit frames against the digests main gave before."""
+against a computation of its own on the same plate; the 8-bit frames against the digests main gave before. Also the
+editor's thumbnail of an EXR render."""
 import glob
 import hashlib
 import importlib.util
