@@ -262,8 +262,10 @@ class Executor:
                                 f"above 1.0, a 10- or 16-bit source's finer steps) end here, and an EXR, DPX, 16-bit "
                                 f"TIFF or ProRes written after it holds the 8-bit picture, clipped at 1.0. "
                                 f"color.grade, color.cdl, color.lut, color.match, restore.deflicker, restore.denoise, "
-                                f"restore.dust, restore.deblur, video.resize, upscale.resize, video.flip, video.over (blend "
-                                f"linear) and the editing nodes (trim, fps, concat) keep them")
+                                f"restore.dust, restore.deblur, restore.stabilize, restore.deinterlace, restore.ivtc, "
+                                f"stylize.kuwahara, stylize.posterize, stylize.color_transfer, stylize.temporal, "
+                                f"video.resize, upscale.resize, video.flip, video.over (blend linear) and the editing "
+                                f"nodes (trim, fps, concat) keep them")
                     outputs = {k: self._wrap(nid, spec, v) if isinstance(v, Clip) else v for k, v in outputs.items()}
                     if spec.expensive and self.disk is not None:
                         outputs = self._keep(key, spec, outputs, ctx, emit)

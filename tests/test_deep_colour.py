@@ -84,14 +84,14 @@ def test_grade_on_float_agrees_with_the_8_bit_grade_within_range():
 
 
 def test_a_node_that_works_in_8_bits_says_so_on_a_float_plate(tmp_path):
-    """stylize.posterize has no float path: the plate's highlights were clipped at it with nothing said. It
+    """stylize.cartoon has no float path: the plate's highlights were clipped at it with nothing said. It
     now says so; a metric (no picture out) and a grade (float kept) say nothing."""
     write_plate(tmp_path / "plate")
-    logs = run(tmp_path, "  poster: {type: stylize.posterize, inputs: {video: plate.video}}\n"
+    logs = run(tmp_path, "  poster: {type: stylize.cartoon, inputs: {video: plate.video}}\n"
                          "  grade: {type: color.grade, inputs: {video: plate.video}, params: {exposure: 1.0}}\n"
                          "  sharp: {type: metrics.sharpness, inputs: {video: plate.video}}\n"
                          "  save: {type: io.save_frames, inputs: {video: poster.video}, params: {path: out, format: exr}}\n")
-    assert any(m.startswith("stylize.posterize works on 8-bit sRGB frames") and "clipped at 1.0" in m
+    assert any(m.startswith("stylize.cartoon works on 8-bit sRGB frames") and "clipped at 1.0" in m
                for m in logs["poster"]), logs
     assert "grade" not in logs and "sharp" not in logs, logs
     assert read_exr(tmp_path / "out" / "frame_001001.exr").max() <= 1.0      # as said

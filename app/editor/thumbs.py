@@ -14,16 +14,18 @@ THUMB_W = 188
 
 
 def first_frame(path: str) -> np.ndarray:
+    """uint8 RGB of a render's first picture, as the viewer shows it. Pictures are read by Kinograph's own reader: an
+    EXR decoded by FFmpeg showed its linear light as if it were sRGB (a plate's thumbnail far too dark), and a
+    folder of EXR, 16-bit TIFF or DPX frames (io.save_frames) had no thumbnail at all."""
+    from nodes.io.images import IMAGE_EXTS, read_image
     p = Path(path)
-    if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
-        from PIL import Image
-        with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"))
+    if p.suffix.lower() in IMAGE_EXTS:
+        return read_image(str(p))
     if p.is_dir():
-        pngs = sorted(p.glob("*.png"))
-        if not pngs:
-            raise FileNotFoundError(f"no PNG frames in {p}")
-        return first_frame(str(pngs[0]))
+        frames = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        if not frames:
+            raise FileNotFoundError(f"no frames in {p}")
+        return first_frame(str(frames[0]))
     import av
     with av.open(str(p)) as c:
         for frame in c.decode(video=0):

@@ -162,7 +162,7 @@ def levels_float(clip, radius: int, fn):
     frames a..b in those levels."""
     def linear(a: int, b: int) -> np.ndarray:
         lo, hi = max(0, a - radius), min(clip.length, b + radius)
-        return _from_levels(fn(clip.frames(lo, hi), lo, a, b, _levels(clip.linear(lo, hi))))
+        return from_levels(fn(clip.frames(lo, hi), lo, a, b, to_levels(clip.linear(lo, hi))))
 
     return linear
 
@@ -172,15 +172,17 @@ def levels_frames(out, clip, fn):
     the same fn, given float levels (levels_float's) in place of the uint8 frame and returning them."""
     if clip.linear is None:
         return out
-    return out.with_(linear=lambda a, b: _from_levels(np.stack([fn(f) for f in _levels(clip.linear(a, b))])))
+    return out.with_(linear=lambda a, b: from_levels(np.stack([fn(f) for f in to_levels(clip.linear(a, b))])))
 
 
-def _levels(px) -> np.ndarray:
+def to_levels(px) -> np.ndarray:
+    """A deep plate's float pixels (Clip.linear) as levels: sRGB-coded x 255, past 255 above 1.0, colour only."""
     from nodes.common.color import linear_to_srgb_unclamped
     return linear_to_srgb_unclamped(np.asarray(px, np.float32)[..., :3]) * np.float32(255)
 
 
-def _from_levels(levels: np.ndarray) -> np.ndarray:
+def from_levels(levels: np.ndarray) -> np.ndarray:
+    """to_levels undone: linear light."""
     from nodes.common.color import srgb_to_linear
     return srgb_to_linear(levels * np.float32(1 / 255))
 

@@ -80,14 +80,18 @@ def sample_pairs(clip, pairs: int = SAMPLE_PAIRS):
 
 
 def bwdif_frames(frames: np.ndarray, tff: bool, per_field: bool) -> np.ndarray:
-    """bwdif over consecutive uint8 RGB frames: len(frames) pictures, or two per frame (first field's
+    """bwdif over consecutive uint8 RGB frames (uint16 too): len(frames) pictures, or two per frame (first field's
     first). Frame k depends on frames k-1, k, k+1 only (the first and last use themselves in place of
-    the missing neighbour), so a run over a window gives its inner frames exactly as a whole run does."""
+    the missing neighbour), so a run over a window gives its inner frames exactly as a whole run does. Float frames
+    (a deep plate's levels) go to bwdif_levels."""
     import av
+    if frames.dtype != np.uint8 and frames.dtype != np.uint16:
+        return bwdif_levels(frames, tff, per_field)
+    fmt = "gbrp" if frames.dtype == np.uint8 else "gbrp16le"
     n, h, w = frames.shape[:3]
     tb = Fraction(1, 1000)
     graph = av.filter.Graph()
-    src = graph.add_buffer(width=w, height=h, format="gbrp", time_base=tb)
+    src = graph.add_buffer(width=w, height=h, format=fmt, time_base=tb)
     filt = graph.add("bwdif", f"mode={'send_field' if per_field else 'send_frame'}:"
                               f"parity={'tff' if tff else 'bff'}:deint=all")
     sink = graph.add("buffersink")
@@ -99,12 +103,12 @@ def bwdif_frames(frames: np.ndarray, tff: bool, per_field: bool) -> np.ndarray:
     def drain():
         while True:
             try:
-                out.append(graph.pull().to_ndarray(format="gbrp"))
+                out.append(graph.pull().to_ndarray(format=fmt))
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
 
     for i, f in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="gbrp")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=fmt)
         vf.pts, vf.time_base = i * 40, tb
         graph.push(vf)
         drain()
@@ -116,22 +120,60 @@ def bwdif_frames(frames: np.ndarray, tff: bool, per_field: bool) -> np.ndarray:
     return np.stack(out)
 
 
+def bwdif_levels(levels: np.ndarray, tff: bool, per_field: bool) -> np.ndarray:
+    """bwdif_frames on float frames (a deep plate's sRGB-coded levels, past 255 above 1.0), unrounded: bwdif takes
+    16 bits at most and no floats, so each frame's three (itself and its neighbours, all its pictures depend on) are
+    spread over the 16-bit codes from their own darkest to their brightest (at least 0..255: 257 codes a level),
+    and the pictures brought back to levels. Made from its own three alone, a frame is the same in any window."""
+    n, per = len(levels), 2 if per_field else 1
+    out = np.empty((n * per,) + levels.shape[1:], np.float32)
+    for k in range(n):
+        a, b = max(0, k - 1), min(n, k + 2)
+        near = np.asarray(levels[a:b], np.float32)
+        seen = np.isfinite(near)
+        if not seen.all():
+            # A CG render's NaN or infinite pixels: infinity spread over the codes left every other pixel at 0.
+            # NaN is black, infinity the brightest (darkest) finite light of the three.
+            top, bottom = (float(near[seen].max()), float(near[seen].min())) if seen.any() else (0.0, 0.0)
+            near = np.nan_to_num(near, nan=0.0, posinf=top, neginf=bottom)
+        lo = min(0.0, float(near.min()))
+        step = max(255.0, float(near.max()) - lo) / 65535.0
+        codes = np.clip(np.round((near - lo) / step), 0, 65535).astype(np.uint16)
+        pictures = bwdif_frames(codes, tff, per_field)[(k - a) * per: (k - a + 1) * per]
+        out[k * per: (k + 1) * per] = pictures.astype(np.float32) * np.float32(step) + np.float32(lo)
+    return out
+
+
 def deinterlace_clip(ctx, clip, tff: bool, per_field: bool, progress):
-    """The deinterlaced clip (lazy): frame j of a per-field clip is field j % 2 of source frame j // 2."""
+    """The deinterlaced clip (lazy): frame j of a per-field clip is field j % 2 of source frame j // 2. A deep
+    plate's float pixels (Clip.linear) are deinterlaced alike, at their own depth (bwdif_levels)."""
+    from nodes.common.stream import levels_float
     per = 2 if per_field else 1
+
+    def pictures(frames: np.ndarray) -> np.ndarray:
+        if clip.height < 3:
+            # bwdif needs three lines; one or two lines hold no picture to interpolate.
+            return np.repeat(frames, per, axis=0)
+        return bwdif_frames(frames, tff, per_field)
 
     def reader(a: int, b: int) -> np.ndarray:
         first, last = a // per, (b - 1) // per
-        lo, hi = max(0, first - 1), min(clip.length, last + 2)
+        lo = max(0, first - 1)
         if ctx is not None:
             ctx.check()
-        frames = clip.frames(lo, hi)
-        if clip.height < 3:
-            # bwdif needs three lines; one or two lines hold no picture to interpolate.
-            out = np.repeat(frames, per, axis=0)
-        else:
-            out = bwdif_frames(frames, tff, per_field)
+        out = pictures(clip.frames(lo, min(clip.length, last + 2)))
         progress.add(b - a)
         return out[a - lo * per: b - lo * per]
 
-    return clip.with_(length=clip.length * per, fps=clip.fps * per, reader=reader)
+    out = clip.with_(length=clip.length * per, fps=clip.fps * per, reader=reader)
+    if clip.linear is None:
+        return out
+    # The source frames' float levels, each with its neighbours, made into the pictures of frames first..last.
+    deep = levels_float(clip, 1, lambda _, lo, first, last, levels: pictures(levels)[(first - lo) * per:
+                                                                                     (last - lo) * per])
+
+    def linear(a: int, b: int) -> np.ndarray:
+        first = a // per
+        return deep(first, (b - 1) // per + 1)[a - first * per: b - first * per]
+
+    return out.with_(linear=linear)

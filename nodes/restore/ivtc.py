@@ -79,10 +79,12 @@ def output_length(n: int, keep: int = KEEP) -> int:
     return n // CYCLE * keep + n % CYCLE
 
 
-def ivtc_window(frames: np.ndarray, lo: int, n: int, cycles: range, decimate: bool = True) -> np.ndarray:
+def ivtc_window(frames: np.ndarray, lo: int, n: int, cycles: range, decimate: bool = True,
+                deep: np.ndarray = None) -> np.ndarray:
     """The kept frames of `cycles` (whole cycles of the clip), from frames = clip[lo:...] which reach two
     frames before the first cycle and one after the last (matches look one frame either way; the first
-    frame's repeat test looks at the matched frame before it)."""
+    frame's repeat test looks at the matched frame before it). deep: the same frames' float levels (a deep plate's,
+    stream.levels_float), made into the kept frames instead, as the 8-bit frames decide."""
     grays = [_gray(f) for f in frames]
     matched = {}
 
@@ -100,15 +102,18 @@ def ivtc_window(frames: np.ndarray, lo: int, n: int, cycles: range, decimate: bo
             diffs = [float(np.abs(matched_gray(k)[1] - matched_gray(k - 1)[1]).mean()) if k > 0 else np.inf
                      for k in idx]
             idx.pop(int(np.argmin(diffs)))
+        src = frames if deep is None else deep
         for k in idx:
             j, g = matched_gray(k)
-            out.append(_deinterlaced(frames, k - lo) if comb_ratio(g) > COMBED else weave(frames[k - lo], frames[j]))
+            out.append(_deinterlaced(src, k - lo) if comb_ratio(g) > COMBED else weave(src[k - lo], src[j]))
     return np.stack(out)
 
 
 def ivtc_clip(ctx, clip, progress, decimate: bool = True):
     """The clip with its pulldown undone (lazy): 4 frames for every 5 at 4/5 of the frame rate, or with
-    decimate False (2:2 pulldown, PAL) every frame, fields matched."""
+    decimate False (2:2 pulldown, PAL) every frame, fields matched. A deep plate's float pixels (Clip.linear) are
+    woven (and deinterlaced) as its 8-bit frames are, line for line at their own depth."""
+    from nodes.common.stream import levels_float
     n, keep = clip.length, KEEP if decimate else CYCLE
 
     def reader(a: int, b: int) -> np.ndarray:
@@ -120,4 +125,15 @@ def ivtc_clip(ctx, clip, progress, decimate: bool = True):
         progress.add(b - a)
         return kept[a - c0 * keep: b - c0 * keep]
 
-    return clip.with_(length=output_length(n, keep), fps=clip.fps * keep / CYCLE, reader=reader)
+    out = clip.with_(length=output_length(n, keep), fps=clip.fps * keep / CYCLE, reader=reader)
+    if clip.linear is None:
+        return out
+    # Cycles c0..c1's source frames with two either side (one more after than the 8-bit reader's window: unused).
+    deep = levels_float(clip, 2, lambda frames, lo, first, last, levels: ivtc_window(
+        frames, lo, n, range(first // CYCLE, (last - 1) // CYCLE + 1), decimate, levels))
+
+    def linear(a: int, b: int) -> np.ndarray:
+        c0, c1 = a // keep, (b - 1) // keep
+        return deep(c0 * CYCLE, min(n, (c1 + 1) * CYCLE))[a - c0 * keep: b - c0 * keep]
+
+    return out.with_(linear=linear)

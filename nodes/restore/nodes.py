@@ -64,7 +64,8 @@ def stabilize(ctx, video: VIDEO,
 
     Corners are tracked between frames and a shift/rotation/scale fitted robustly, so moving
     objects do not pull the estimate. The camera path is smoothed with a local quadratic fit
-    (intended pans stay, jitter goes). Tracking failures such as scene cuts split the path."""
+    (intended pans stay, jitter goes). Tracking failures such as scene cuts split the path. A deep plate's float
+    pixels (EXR, 16-bit, DPX) are moved by the same warps, unrounded and past 1.0."""
     from nodes.restore.stabilize import stabilize_clip
     if border == "crop" and crop <= 0:
         # Crop mode keeps every correction inside the zoom's margin; with none, each was shortened to nothing and
@@ -155,7 +156,8 @@ def deinterlace(ctx, video: VIDEO,
     motion; a clip that shows no combing is passed through unchanged. io.load_video already
     deinterlaces files that say they are interlaced, one picture per frame: use this node for the
     ones that do not, for frame sequences, or for one picture per field (load with deinterlace off).
-    Film transferred to video (telecine) is whole again with restore.ivtc instead."""
+    Film transferred to video (telecine) is whole again with restore.ivtc instead. A deep plate's float pixels (EXR,
+    16-bit, DPX) are deinterlaced alike, at their own depth and past 1.0."""
     from nodes.common.stream import Progress
     from nodes.restore import deinterlace as di
     if field_order == "auto":
@@ -187,7 +189,8 @@ def ivtc(ctx, video: VIDEO,
     Each frame's top field is paired with the bottom field (of the frame before, the same or the
     next) that combs least; with 3:2 the repeated frame of every five is then dropped. Frames no
     pairing makes whole (video shots or titles cut into the film) are deinterlaced. Use this on
-    film transferred to video; deinterlace video shot on video cameras (restore.deinterlace)."""
+    film transferred to video; deinterlace video shot on video cameras (restore.deinterlace). A deep plate's float
+    pixels (EXR, 16-bit, DPX) are woven as its 8-bit frames are, line for line at their own depth."""
     from nodes.common.stream import Progress
     from nodes.restore.ivtc import CYCLE, KEEP, ivtc_clip, output_length
     decimate = pulldown == "3:2"

@@ -14,8 +14,9 @@ import math
 import cv2
 import numpy as np
 
+from graph_engine.clip import CACHED_CHUNKS
 from nodes.common.flow import to_gray
-from nodes.common.stream import PairCache, smooth_trajectory, windowed
+from nodes.common.stream import Measures, PairCache, measured_float, smooth_trajectory, windowed
 
 WORK_WIDTH = 640
 # Share of the tracked corners the fitted motion must explain. Between two shots of similar content (a
@@ -114,7 +115,8 @@ def crop_needed(d: np.ndarray, w: int, h: int) -> float:
 
 def stabilize_clip(ctx, clip, radius: int = 20, strength: float = 1.0, border: str = "crop",
                    crop: float = 0.05, rotation: bool = True):
-    """The stabilized clip (lazy). border 'crop' zooms by 1/(1-2*crop) so edges stay filled."""
+    """The stabilized clip (lazy). border 'crop' zooms by 1/(1-2*crop) so edges stay filled. A deep plate's float
+    pixels (Clip.linear) are moved by the warp each 8-bit frame got, unrounded and past 1.0."""
     if border not in ("crop",) + tuple(BORDERS):
         raise ValueError(f"unknown border mode {border!r}")
     zoom = 1.0 / (1.0 - 2.0 * crop) if border == "crop" else 1.0
@@ -160,9 +162,16 @@ def stabilize_clip(ctx, clip, radius: int = 20, strength: float = 1.0, border: s
                     short.append((i, d))
                 d = fitted
             mat = correction_matrix(d, clip.width, clip.height, zoom)
-            out.append(cv2.warpAffine(window[i - lo], mat, (clip.width, clip.height), flags=cv2.INTER_LINEAR,
-                                      borderMode=mode))
+            if warps is not None:
+                warps.put(i, mat)
+            out.append(warp(window[i - lo], mat))
         tell_short(short)
         return np.stack(out)
 
-    return windowed(ctx, clip, radius, compute, behind=False)
+    def warp(frame: np.ndarray, mat: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(frame, mat, (clip.width, clip.height), flags=cv2.INTER_LINEAR, borderMode=mode)
+
+    out = windowed(ctx, clip, radius, compute, behind=False)
+    # Frame -> the warp its 8-bit frame got, for a deep plate's floats (none for 8 bits): as many frames' as out keeps.
+    warps = Measures((CACHED_CHUNKS + 1) * out.chunk) if clip.linear is not None else None
+    return measured_float(out, clip, warp, warps)

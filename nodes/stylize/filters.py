@@ -24,6 +24,13 @@ def _rgb(f: np.ndarray) -> np.ndarray:
 
 def painterly(frame: np.ndarray, method: str = "stylization", sigma_s: float = 60.0, sigma_r: float = 0.45
               ) -> np.ndarray:
+    """uint8 frames in and out. Float levels (a deep plate's: stream.levels_frames) are filtered as their 8-bit
+    rounding, OpenCV's photo filters taking no deeper, and what the rounding took (light past 255, steps finer than
+    a level) added back to the result: an edge-keeping filter leaves a clipped highlight flat near white, so its light
+    comes back; within 0..1 the result is the 8-bit one to half a level."""
+    if frame.dtype != np.uint8:
+        rounded = np.clip(np.round(frame), 0, 255).astype(np.uint8)
+        return painterly(rounded, method, sigma_s, sigma_r).astype(np.float32) + (frame - rounded)
     if method == "stylization":
         return _rgb(cv2.stylization(_bgr(frame), sigma_s=sigma_s, sigma_r=sigma_r))
     if method == "edge_preserving":
@@ -54,8 +61,11 @@ def sketch(frame: np.ndarray, style: str = "pencil", detail: float = 1.0) -> np.
 
 
 def posterize(frame: np.ndarray, levels: int = 6) -> np.ndarray:
-    """Quantize each channel to `levels` evenly spaced values (fixed bins: no flicker between frames)."""
+    """Quantize each channel to `levels` evenly spaced values (fixed bins: no flicker between frames). Float levels
+    (a deep plate's: stream.levels_frames) get the same bins, unrounded, and bins of the same step past 255."""
     step = 255.0 / (levels - 1)
+    if frame.dtype != np.uint8:
+        return np.round(frame / np.float32(step)) * np.float32(step)
     lut = (np.round(np.round(np.arange(256) / step) * step)).astype(np.uint8)
     return lut[frame]
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from nodes.common.flow import backward_warp, consistency_mask, estimate_flow
-from nodes.common.stream import PairCache, Progress, SlidingWindow
+from nodes.common.stream import PairCache, Progress, SlidingWindow, from_levels, to_levels
 
 FLOW_WIDTH = 960        # flows of wider frames are measured on a reduced copy and scaled up
 SOURCE_TOLERANCE = 24.0  # source mismatch (8-bit levels) where the previous output stops being trusted
@@ -75,7 +75,7 @@ def restart(i: int, warmup: int) -> int:
 
 
 def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, quality: str = "medium"):
-    """The temporally stabilized stylized clip (lazy)."""
+    """The temporally stabilized stylized clip (lazy); a deep stylized plate's float pixels (Clip.linear) too."""
     links = PairCache(8)
     progress = Progress(ctx, video.length)
     p = period(warmup)
@@ -85,54 +85,66 @@ def temporal_clip(ctx, video, source, blend: float = 0.8, warmup: int = 24, qual
     # on from them (the first, a shard, a jump) starts at its first frame's restart point. Pulled as
     # video.frames(s, b), those spans joined 7 chunks of both clips at 1080p and made each keep 9: 0.8 GB. The
     # stylized frames' window slides instead (SlidingWindow); the source is read a pair at a time.
-    styled = SlidingWindow(video)
-    lock = threading.Lock()
-    live: dict = {}
-
     def pair(i: int):
         src = source.frames(i - 1, i + 1)
         return link(src[0], src[1], quality)
 
-    def reader(a: int, b: int) -> np.ndarray:
-        nonlocal live
-        first = restart(a, warmup)
-        with lock:          # the window and the live recursions move on at the next read: done with them first
-            # Going on from the last read needs every recursion begun between `first` and a, each at frame a - 1.
-            needed = range(first, a, p)
-            carried = a > 0 and all(live.get(g, (None,))[0] == a - 1 for g in needed)
-            states = {g: live[g][1] for g in needed} if carried else {}
-            s = a if carried else first
-            if not carried and a > 0:
-                # A read from the middle (the viewer, a shard): keep the links of its span, so a scrub back over
-                # it does not measure them again (a sequential render reads each link once and keeps a few), as
-                # far as SPAN_LINK_BYTES goes: a span is up to warmup + period + a chunk of links, 5 bytes a pixel
-                # each (2.2 GB at 4K, 5 GB at warmup 60), where measuring again only costs time.
-                fit = max(8, SPAN_LINK_BYTES // (LINK_BYTES_PER_PIXEL * video.width * video.height))
-                links.size = max(links.size, min(b - first + 2, fit))
-            sty = styled.frames(s, b)
-            out = np.empty((b - a,) + sty.shape[1:], np.uint8)
-            for i in range(s, b):
-                if ctx is not None:
-                    ctx.check()
-                fresh = sty[i - s].astype(np.float32)
-                if states:
-                    flow, trust = links.get(i, lambda: pair(i))
-                    for g in states:
-                        states[g] = blend_step(states[g], fresh, flow, trust, blend)
-                if i % p == 0:
-                    states[i] = fresh
-                use = restart(i, warmup)
-                for g in [g for g in states if g < use]:
-                    del states[g]
-                if i >= a:
-                    out[i - a] = np.clip(states[use] + 0.5, 0, 255).astype(np.uint8)
-            live = {g: (b - 1, st) for g, st in states.items()}
-        progress.add(b - a)
-        return out
+    def recursion(styled_span, finish, dtype, counted: bool):
+        """A reader of the blended frames from the stylized ones (styled_span(s, b): frames s..b, float32 or to be
+        made so), each state made an output frame by finish: the 8-bit frames' or a deep plate's float levels'."""
+        lock = threading.Lock()
+        live: dict = {}
 
+        def reader(a: int, b: int) -> np.ndarray:
+            nonlocal live
+            first = restart(a, warmup)
+            with lock:          # the window and the live recursions move on at the next read: done with them first
+                # Going on from the last read needs every recursion begun between `first` and a, each at frame a - 1.
+                needed = range(first, a, p)
+                carried = a > 0 and all(live.get(g, (None,))[0] == a - 1 for g in needed)
+                states = {g: live[g][1] for g in needed} if carried else {}
+                s = a if carried else first
+                if not carried and a > 0:
+                    # A read from the middle (the viewer, a shard): keep the links of its span, so a scrub back over
+                    # it does not measure them again (a sequential render reads each link once and keeps a few), as
+                    # far as SPAN_LINK_BYTES goes: a span is up to warmup + period + a chunk of links, 5 bytes a
+                    # pixel each (2.2 GB at 4K, 5 GB at warmup 60), where measuring again only costs time.
+                    fit = max(8, SPAN_LINK_BYTES // (LINK_BYTES_PER_PIXEL * video.width * video.height))
+                    links.size = max(links.size, min(b - first + 2, fit))
+                sty = styled_span(s, b)
+                out = np.empty((b - a,) + sty.shape[1:], dtype)
+                for i in range(s, b):
+                    if ctx is not None:
+                        ctx.check()
+                    fresh = sty[i - s].astype(np.float32)
+                    if states:
+                        flow, trust = links.get(i, lambda: pair(i))
+                        for g in states:
+                            states[g] = blend_step(states[g], fresh, flow, trust, blend)
+                    if i % p == 0:
+                        states[i] = fresh
+                    use = restart(i, warmup)
+                    for g in [g for g in states if g < use]:
+                        del states[g]
+                    if i >= a:
+                        out[i - a] = finish(states[use])
+                live = {g: (b - 1, st) for g, st in states.items()}
+            if counted:
+                progress.add(b - a)
+            return out
+
+        return reader
+
+    styled = SlidingWindow(video)
+    reader = recursion(styled.frames, lambda st: np.clip(st + 0.5, 0, 255).astype(np.uint8), np.uint8, True)
     out = video.with_(reader=reader)
     # A sequential render reads each stylized frame and link once; a read that starts over (a shard, a jump)
     # grows the window to its span. Links are 10 MB each at 1080p: 72 kept were 0.75 GB.
     styled.size = min(video.length, out.chunk)
     links.size = out.chunk + 2
-    return out
+    if video.linear is None:
+        return out
+    # A deep stylized plate's float pixels (a kuwahara of an EXR) blended alike, on their sRGB-coded levels as the
+    # 8-bit frames are, unrounded: the same flows and trust, recursions of their own.
+    deep = recursion(lambda a, b: to_levels(video.linear(a, b)), lambda st: st, np.float32, False)
+    return out.with_(linear=lambda a, b: from_levels(deep(a, b)))
