@@ -1,0 +1,147 @@
+"""Line pictures of every frame, as comfyui_controlnet_aux's preprocessors make them: each frame sized to the detect
+resolution and padded to whole 64s as they do, the network (or the model-free rule) run on the padded picture, the
+result cut back to the detect size. A lazy Clip: each chunk's frames go through the network a few at a time.
+
+Model files are lllyasviel/Annotators' on Hugging Face, where comfyui_controlnet_aux keeps them
+(custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/, or the folder AUX_ANNOTATOR_CKPTS_PATH names),
+or an 'annotators' model folder."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from graph_engine import NodeError
+
+from .picture import padded, rgb, safe_step, scribble
+
+REPOSITORY = "lllyasviel/Annotators"
+WHERE = ("custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/ in your ComfyUI folder (or the folder "
+         "AUX_ANNOTATOR_CKPTS_PATH names), or an 'annotators' model folder")
+# what each network is, the file it comes in, and a key only that network's files hold
+NETS = {"lineart": ("the line-art generator", "sk_model.pth (realistic) or sk_model2.pth (coarse)", "model0.1.weight"),
+        "hed": ("HED", "ControlNetHED.pth", "block1.projection.weight")}
+BATCH = 4           # frames through a network at once: a 512x896 HED stage is 0.1 GB a frame
+
+
+def _net_class(kind: str):
+    from .nets import HED, LineGenerator
+    return {"lineart": LineGenerator, "hed": HED}[kind]
+
+
+def find(name: str, kind: str) -> Path:
+    from nodes.common.models_dirs import find_model
+    try:
+        return find_model(name, "annotators")
+    except NodeError as e:
+        raise NodeError(f"{e}\n{NETS[kind][1]} is {NETS[kind][0]} from Hugging Face {REPOSITORY}: put it in {WHERE}") \
+            from None
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, stamp: tuple, kind: str, device: str):
+    from nodes.generate.weights import load_weights
+    what, file, key = NETS[kind]
+    state = load_weights(path)
+    if key not in state:
+        raise NodeError(f"{path} is not {what}'s weights (it has no {key}): {kind} reads {file} from Hugging Face "
+                        f"{REPOSITORY}; put it in {WHERE}")
+    try:
+        net = _net_class(kind).shaped_for(state)
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except (RuntimeError, KeyError, ValueError) as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = (lines[1:] or lines or [type(e).__name__])[0][:200]      # torch's first line only says "Error(s)"
+        raise NodeError(f"{path} does not fit {what} ({why}): the file is damaged or another network's; {kind} "
+                        f"reads {file} from Hugging Face {REPOSITORY}") from None
+    return net.eval().to(device)
+
+
+def load(name: str, kind: str, device: str = "cpu"):
+    path = find(name, kind)
+    st = path.stat()
+    return _load(str(path), (st.st_mtime_ns, st.st_size), kind, device)
+
+
+def lineart_pictures(net, frames: np.ndarray, resolution: int, device: str) -> np.ndarray:
+    """Black lines on white, uint8 [n,h,w,3] at the detect size."""
+    import torch
+    batch, (th, tw) = _padded(frames, resolution, cv2.INTER_CUBIC)
+    with torch.inference_mode():
+        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float() / 255.0
+        line = net(x)[:, 0].float().cpu().numpy()
+    line = (line * 255.0).clip(0, 255).astype(np.uint8)
+    return rgb(255 - line[:, :th, :tw])
+
+
+def hed_pictures(net, frames: np.ndarray, resolution: int, device: str, safe: bool = True,
+                 fake_scribble: bool = False) -> np.ndarray:
+    """White soft edges on black (or, fake_scribble, thick white scribbles), uint8 [n,h,w,3] at the detect size:
+    the mean of the five stages' edge logits, each scaled bilinearly to the padded size, through a sigmoid."""
+    import torch
+    batch, (th, tw) = _padded(frames, resolution, cv2.INTER_CUBIC)
+    hp, wp = batch.shape[1:3]
+    with torch.inference_mode():
+        stages = [p[:, 0].float().cpu().numpy() for p in net(torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float())]
+    out = []
+    for i in range(len(batch)):
+        logits = np.stack([cv2.resize(s[i], (wp, hp), interpolation=cv2.INTER_LINEAR) for s in stages], axis=2)
+        edge = 1 / (1 + np.exp(-np.mean(logits, axis=2).astype(np.float64)))
+        if safe:
+            edge = safe_step(edge)
+        edge = (edge * 255.0).clip(0, 255).astype(np.uint8)
+        if fake_scribble:
+            edge = scribble(edge)
+        out.append(edge[:th, :tw])
+    return rgb(np.stack(out))
+
+
+def scribble_picture(frame: np.ndarray, resolution: int) -> np.ndarray:
+    """controlnet_aux's Scribble Lines: black where the darkest channel is under 127 (a drawing's strokes), white
+    elsewhere."""
+    img, (th, tw) = padded(frame, resolution, cv2.INTER_AREA)
+    return rgb(np.where(img[:th, :tw].min(axis=2) < 127, 0, 255).astype(np.uint8))
+
+
+def xdog_picture(frame: np.ndarray, resolution: int, threshold: int = 32) -> np.ndarray:
+    """controlnet_aux's Scribble XDoG Lines: white where twice the difference of a fine (sigma 0.5) and a wide
+    (sigma 5) blur, its most negative channel, passes `threshold`; the blurs see the padded picture, as there."""
+    img, (th, tw) = padded(frame, resolution, cv2.INTER_CUBIC)
+    f = img.astype(np.float32)
+    dog = (255 - np.min(cv2.GaussianBlur(f, (0, 0), 5.0) - cv2.GaussianBlur(f, (0, 0), 0.5), axis=2))
+    dog = dog.clip(0, 255).astype(np.uint8)
+    # controlnet_aux doubles in 8 bits, so a difference of 128 or more wraps round: the darkest thin strokes
+    # (128 + threshold / 2 and a little under) come out blank there, and do here, as the ControlNet was fed
+    lines = (2 * (255 - dog.astype(np.int64))) % 256 > threshold
+    return rgb(np.where(lines[:th, :tw], 255, 0).astype(np.uint8))
+
+
+def _padded(frames: np.ndarray, resolution: int, upscale):
+    pics = [padded(f, resolution, upscale) for f in frames]
+    return np.stack([p for p, _ in pics]), pics[0][1]
+
+
+def line_clip(video, resolution: int, pictures: Callable[[np.ndarray], np.ndarray], per_frame: bool, ctx=None):
+    """A lazy Clip of `pictures` over video's frames (a batch of frames at once, or one, `per_frame`), at the
+    detect size."""
+    from nodes.common.stream import Progress
+    from nodes.pose.geometry import detect_size
+    th, tw = detect_size(video.height, video.width, resolution)
+    progress = Progress(ctx, video.length)
+    step = 1 if per_frame else BATCH
+
+    def reader(a: int, b: int) -> np.ndarray:
+        out = np.empty((b - a, th, tw, 3), np.uint8)
+        for lo, block in video.pieces(a, b):
+            for k in range(0, len(block), step):
+                if ctx is not None:
+                    ctx.check()
+                part = block[k:k + step]
+                out[lo - a + k: lo - a + k + len(part)] = pictures(part[0])[None] if per_frame else pictures(part)
+                progress.add(len(part))
+        return out
+
+    return video.with_(width=tw, height=th, reader=reader)

@@ -1,0 +1,63 @@
+"""Line, soft-edge and scribble nodes: comfyui_controlnet_aux's line preprocessors for a video."""
+from graph_engine import Param, node
+from graph_engine.types import VIDEO
+from nodes.common.models_dirs import as_given, locator
+
+RESOLUTION_HELP = ("the picture's short side in pixels (controlnet_aux's resolution; link pose.pixel_perfect to "
+                   "match the generation size)")
+
+
+def _resolution():
+    return Param(512, min=64, max=16384, help=RESOLUTION_HELP)
+
+
+@node("lines.lineart", title="Line Art", category="Conditioning", device="gpu", temporal_radius=0)
+def lineart(ctx, video: VIDEO,
+            model: str = Param("sk_model.pth", kind="path", locate=locator("annotators"),
+                               help="sk_model.pth (realistic) or sk_model2.pth (coarse), from Hugging Face "
+                                    "lllyasviel/Annotators: where comfyui_controlnet_aux keeps it "
+                                    "(custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/) or in an "
+                                    "'annotators' model folder"),
+            resolution: int = _resolution()) -> VIDEO:
+    """Black line art on white of every frame, as comfyui_controlnet_aux's Realistic Lineart draws it (coarse: its
+    sk_model2.pth): for a lineart ControlNet (control.apply, preprocessor none). The model is read from your own
+    folders; nothing is downloaded."""
+    from .extract import line_clip, lineart_pictures, load
+    net = load(as_given(model, ctx.workflow_dir), "lineart", ctx.device)
+    return line_clip(video, resolution, lambda f: lineart_pictures(net, f, resolution, ctx.device), False, ctx)
+
+
+@node("lines.hed", title="HED Soft Edges", category="Conditioning", device="gpu", temporal_radius=0)
+def hed(ctx, video: VIDEO,
+        model: str = Param("ControlNetHED.pth", kind="path", locate=locator("annotators"),
+                           help="ControlNetHED.pth from Hugging Face lllyasviel/Annotators, found as lines.lineart's "
+                                "model is"),
+        safe: bool = Param(True, help="quantise the edges to a few grey levels (controlnet_aux's safe)"),
+        scribble: bool = Param(False, help="thin the edges to ridges and draw them thick, as a scribble "
+                                           "(controlnet_aux's Fake Scribble)"),
+        resolution: int = _resolution()) -> VIDEO:
+    """White soft edges on black of every frame, as comfyui_controlnet_aux's HED Soft-Edge Lines draws them, or
+    with `scribble` its Fake Scribble Lines: for a softedge or scribble ControlNet (control.apply, preprocessor
+    none). The model is read from your own folders; nothing is downloaded."""
+    from .extract import hed_pictures, line_clip, load
+    net = load(as_given(model, ctx.workflow_dir), "hed", ctx.device)
+    return line_clip(video, resolution, lambda f: hed_pictures(net, f, resolution, ctx.device, safe, scribble),
+                     False, ctx)
+
+
+@node("lines.scribble", title="Scribble Lines", category="Conditioning", temporal_radius=0)
+def scribble_lines(ctx, video: VIDEO, resolution: int = _resolution()) -> VIDEO:
+    """A drawing's strokes as a scribble picture, as comfyui_controlnet_aux's Scribble Lines makes it: black where
+    a pixel's darkest channel is under 127, white elsewhere. No model."""
+    from .extract import line_clip, scribble_picture
+    return line_clip(video, resolution, lambda f: scribble_picture(f, resolution), True, ctx)
+
+
+@node("lines.xdog", title="Scribble XDoG Lines", category="Conditioning", temporal_radius=0)
+def xdog_lines(ctx, video: VIDEO,
+               threshold: int = Param(32, min=1, max=64, help="lower draws fainter lines too"),
+               resolution: int = _resolution()) -> VIDEO:
+    """White scribble lines on black from a difference of Gaussians, as comfyui_controlnet_aux's Scribble XDoG
+    Lines draws them: for a scribble ControlNet. No model."""
+    from .extract import line_clip, xdog_picture
+    return line_clip(video, resolution, lambda f: xdog_picture(f, resolution, threshold), True, ctx)

@@ -1,0 +1,247 @@
+"""lines.* against comfyui_controlnet_aux's line preprocessors, with tiny random-weight networks saved under the
+real files' key names (lllyasviel/Annotators' sk_model.pth and ControlNetHED.pth) in the folder comfyui_controlnet_aux
+downloads them to. The expected pictures are computed here from the published steps (resize_image_with_pad, the
+generator's and HED's layers in torch.nn.functional, safe_step, nms), not by Kinograph's functions."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graph_engine import NodeError
+from graph_engine.clip import Clip
+
+H, W, RES = 40, 56, 48          # frames 40x56; short side 48: 48x67, padded to 64x128
+LINE_W, HED_W = 2, (2, 3, 4, 4, 4)
+HED_LAYERS = (2, 2, 3, 3, 3)
+
+
+def lineart_state(g):
+    """informative-drawings' Generator(3, 1, n_residual_blocks=1) with `LINE_W` stem channels, by key."""
+    w, s = LINE_W, {}
+
+    def conv(name, o, i, k, t=False):
+        s[name + ".weight"] = torch.randn((i, o, k, k) if t else (o, i, k, k), generator=g) / math.sqrt(i * k * k)
+        s[name + ".bias"] = torch.randn(o, generator=g) * 0.1
+    conv("model0.1", w, 3, 7)
+    conv("model1.0", 2 * w, w, 3)
+    conv("model1.3", 4 * w, 2 * w, 3)
+    conv("model2.0.conv_block.1", 4 * w, 4 * w, 3)
+    conv("model2.0.conv_block.5", 4 * w, 4 * w, 3)
+    conv("model3.0", 2 * w, 4 * w, 3, t=True)
+    conv("model3.3", w, 2 * w, 3, t=True)
+    conv("model4.1", 1, w, 7)
+    return s
+
+
+def hed_state(g):
+    s = {"norm": torch.rand(1, 3, 1, 1, generator=g) * 128}
+    cin = 3
+    for b, (c, n) in enumerate(zip(HED_W, HED_LAYERS), 1):
+        for i in range(n):
+            s[f"block{b}.convs.{i}.weight"] = torch.randn(c, cin if i == 0 else c, 3, 3, generator=g) / math.sqrt(9 * c) / (30 if b == 1 and i == 0 else 1)
+            s[f"block{b}.convs.{i}.bias"] = torch.randn(c, generator=g) * 0.1
+        s[f"block{b}.projection.weight"] = torch.randn(1, c, 1, 1, generator=g) * 10
+        s[f"block{b}.projection.bias"] = torch.randn(1, generator=g)
+        cin = c
+    return s
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    """A ComfyUI folder holding the two files where comfyui_controlnet_aux downloads them, and a broken one."""
+    root = tmp_path_factory.mktemp("ComfyUI")
+    (root / "models" / "checkpoints").mkdir(parents=True)
+    annotators = root / "custom_nodes" / "comfyui_controlnet_aux" / "ckpts" / "lllyasviel" / "Annotators"
+    annotators.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    states = {"sk_model.pth": lineart_state(g), "ControlNetHED.pth": hed_state(g)}
+    for name, state in states.items():
+        torch.save(state, annotators / name)
+    (annotators / "sk_model2.pth").write_bytes(b"PK\x03\x04 cut off")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KINOGRAPH_MODELS", str(root))
+    yield root, states
+    mp.undo()
+
+
+def frames(n=3):
+    rng = np.random.default_rng(1)
+    f = rng.integers(0, 256, (n, H, W, 3)).astype(np.uint8)
+    f[:, 10:30, 20:24] = 0          # a dark bar: strong lines for every preprocessor
+    return cv2.GaussianBlur(f.reshape(n * H, W, 3), (0, 0), 1.0).reshape(n, H, W, 3)
+
+
+def clip_of(f):
+    return Clip(len(f), 24.0, W, H, lambda a, b: f[a:b], chunk=2)
+
+
+def reference_pad(frame, upscale):
+    """controlnet_aux's resize_image_with_pad: short side to RES (rounded), edge-padded to multiples of 64."""
+    k = RES / min(H, W)
+    th, tw = int(np.round(H * k)), int(np.round(W * k))
+    img = cv2.resize(frame, (tw, th), interpolation=upscale)
+    return np.pad(img, ((0, -th % 64), (0, -tw % 64), (0, 0)), mode="edge"), th, tw
+
+
+def reference_lineart(s, frame):
+    img, th, tw = reference_pad(frame, cv2.INTER_CUBIC)
+    x = torch.from_numpy(img).float().permute(2, 0, 1)[None] / 255.0
+
+    def conv(x, name, stride=1, pad=0, reflect=0):
+        if reflect:
+            x = F.pad(x, (reflect,) * 4, mode="reflect")
+        return F.conv2d(x, s[name + ".weight"], s[name + ".bias"], stride=stride, padding=pad)
+
+    def norm_relu(x, relu=True):
+        x = F.instance_norm(x)
+        return F.relu(x) if relu else x
+    x = norm_relu(conv(x, "model0.1", reflect=3))
+    x = norm_relu(conv(x, "model1.0", 2, 1))
+    x = norm_relu(conv(x, "model1.3", 2, 1))
+    x = x + norm_relu(conv(norm_relu(conv(x, "model2.0.conv_block.1", reflect=1)), "model2.0.conv_block.5", reflect=1),
+                      relu=False)
+    for name in ("model3.0", "model3.3"):
+        x = norm_relu(F.conv_transpose2d(x, s[name + ".weight"], s[name + ".bias"], 2, 1, output_padding=1))
+    line = torch.sigmoid(conv(x, "model4.1", reflect=3))[0, 0].numpy()
+    line = (line * 255.0).clip(0, 255).astype(np.uint8)
+    return 255 - line[:th, :tw]
+
+
+def reference_nms(edge):
+    """255 where the blurred map (sigma 3) is at least both neighbours along one of four directions and over 127."""
+    x = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), 3.0)
+    p = np.pad(x, 1, constant_values=-np.inf)
+    hgt, wid = x.shape
+    at = lambda dy, dx: p[1 + dy:1 + dy + hgt, 1 + dx:1 + dx + wid]
+    ridge = np.zeros(x.shape, bool)
+    for (ay, ax), (by, bx) in (((0, -1), (0, 1)), ((-1, 0), (1, 0)), ((-1, -1), (1, 1)), ((-1, 1), (1, -1))):
+        ridge |= (x >= at(ay, ax)) & (x >= at(by, bx))
+    return np.where(ridge & (x > 127), 255, 0).astype(np.uint8)
+
+
+def reference_hed(s, frame, safe, scribble):
+    img, th, tw = reference_pad(frame, cv2.INTER_CUBIC)
+    h = torch.from_numpy(img).float().permute(2, 0, 1)[None] - s["norm"]
+    maps = []
+    for b, n in enumerate(HED_LAYERS, 1):
+        if b > 1:
+            h = F.max_pool2d(h, 2)
+        for i in range(n):
+            h = F.relu(F.conv2d(h, s[f"block{b}.convs.{i}.weight"], s[f"block{b}.convs.{i}.bias"], padding=1))
+        p = F.conv2d(h, s[f"block{b}.projection.weight"], s[f"block{b}.projection.bias"])[0, 0].numpy()
+        maps.append(cv2.resize(p, img.shape[1::-1], interpolation=cv2.INTER_LINEAR))
+    edge = 1 / (1 + np.exp(-np.stack(maps, 2).mean(2).astype(np.float64)))
+    if safe:        # three levels: 0, 0.5, 1 (and 1.5 at exactly 1)
+        edge = np.floor(edge.astype(np.float32) * 3) / 2
+    edge = (edge * 255).clip(0, 255).astype(np.uint8)
+    if scribble:
+        blurred = cv2.GaussianBlur(reference_nms(edge), (0, 0), 3.0)
+        edge = np.where(blurred > 4, 255, 0).astype(np.uint8)
+    return edge[:th, :tw]
+
+
+def test_lineart_and_hed_match_the_published_networks_and_steps(comfy):
+    """Realistic Lineart, HED (safe and not) and Fake Scribble of a 3-frame clip in chunks of 2, read from
+    comfyui_controlnet_aux's ckpts folder: every pixel as the reference computes it, at the detect size 48x67."""
+    from nodes.lines.extract import hed_pictures, line_clip, lineart_pictures, load
+    _, states = comfy
+    f = frames()
+    net = load("sk_model.pth", "lineart")
+    out = line_clip(clip_of(f), RES, lambda b: lineart_pictures(net, b, RES, "cpu"), False).frames(0, 3)
+    assert out.shape == (3, 48, 67, 3)
+    want = np.stack([reference_lineart(states["sk_model.pth"], x) for x in f])
+    assert (out[..., 0] == want).all()
+    assert (out == out[..., :1]).all() and out.std() > 10
+    hed = load("ControlNetHED.pth", "hed")
+    for safe, scribble in ((True, False), (False, False), (True, True)):
+        out = line_clip(clip_of(f), RES, lambda b: hed_pictures(hed, b, RES, "cpu", safe, scribble), False)
+        got = out.frames(0, 3)[..., 0]
+        want = np.stack([reference_hed(states["ControlNetHED.pth"], x, safe, scribble) for x in f])
+        assert got.shape == want.shape == (3, 48, 67)
+        assert (got == want).all(), (safe, scribble)
+        assert len(np.unique(got)) > (1 if scribble else 2)
+        if safe and not scribble:
+            assert set(np.unique(got)) <= {0, 127, 255}
+
+
+def test_model_free_scribbles_match_their_rules():
+    """Scribble Lines: black where the darkest channel is under 127. XDoG: its 8-bit doubling wraps, as
+    controlnet_aux's does, so some dark thin strokes come out blank."""
+    from nodes.lines.extract import scribble_picture, xdog_picture
+    f = frames(1)[0]
+    out = scribble_picture(f, H)            # the short side already: no resize
+    assert out.shape == (H, W, 3) and (out[..., 0] == np.where(f.min(axis=2) < 127, 0, 255)).all()
+    strokes = np.full((H, W, 3), 255, np.uint8)
+    for i, x in enumerate(range(2, W - 2, 3)):
+        strokes[5:35, x] = 255 - 13 * i            # thin strokes of every darkness
+    img, th, tw = reference_pad(strokes, cv2.INTER_CUBIC)
+    f32 = img.astype(np.float32)
+    dog = (255 - np.min(cv2.GaussianBlur(f32, (0, 0), 5.0) - cv2.GaussianBlur(f32, (0, 0), 0.5), axis=2))
+    diff = 255 - dog.clip(0, 255).astype(np.uint8)
+    for threshold in (32, 8):
+        twice = (diff.astype(np.uint16) * 2).astype(np.uint8)      # uint8 arithmetic, wrapping
+        want = np.where(twice > threshold, 255, 0)[:th, :tw]
+        got = xdog_picture(strokes, RES, threshold)
+        assert got.shape == (48, 67, 3) and (got[..., 0] == want).all()
+        assert ((diff.astype(int) * 2 > threshold)[:th, :tw] != (want > 0)).any()      # the wrap shows
+
+
+def test_missing_wrong_and_broken_files_are_named(comfy, monkeypatch, tmp_path):
+    from nodes.lines.extract import load
+    root, states = comfy
+    with pytest.raises(NodeError) as e:
+        load("ControlNetHED.pth", "lineart")
+    assert "ControlNetHED.pth is not the line-art generator's weights" in str(e.value)
+    assert "sk_model.pth (realistic) or sk_model2.pth (coarse) from Hugging Face lllyasviel/Annotators" in str(e.value)
+    with pytest.raises(NodeError, match=r"sk_model2.pth is not a readable checkpoint .*truncated or corrupt"):
+        load("sk_model2.pth", "lineart")
+    torch.save({k: v[:1] for k, v in states["sk_model.pth"].items()}, tmp_path / "cut.pth")
+    with pytest.raises(NodeError, match=r"cut.pth does not fit the line-art generator \(.*size mismatch"):
+        load(str(tmp_path / "cut.pth"), "lineart")
+    with pytest.raises(NodeError) as e:
+        load("netG.pth", "lineart")
+    text = str(e.value)
+    assert "annotators model 'netG.pth' not found" in text and "custom_nodes/comfyui_controlnet_aux/ckpts/" \
+        "lllyasviel/Annotators/ in your ComfyUI folder" in text
+    # the folder comfyui_controlnet_aux's AUX_ANNOTATOR_CKPTS_PATH names, outside any ComfyUI folder
+    aux = tmp_path / "aux" / "lllyasviel" / "Annotators"
+    aux.mkdir(parents=True)
+    torch.save(states["sk_model.pth"], aux / "sk_model_copy.pth")
+    monkeypatch.setenv("AUX_ANNOTATOR_CKPTS_PATH", str(tmp_path / "aux"))
+    assert load("sk_model_copy.pth", "lineart") is not None
+
+
+def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
+    """A ControlNet graph's preprocessors, as ComfyUI's editor saves them (widgets by position): each becomes its
+    lines.* node with its settings; none is a placeholder."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    pre = [("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
+           ("HEDPreprocessor", ["disable", 640]), ("FakeScribblePreprocessor", ["enable", 512]),
+           ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512])]
+    nodes = [{"id": 1, "type": "LoadImage", "inputs": [], "widgets_values": ["drawing.png", "image"],
+              "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": list(range(1, 7))},
+                          {"name": "MASK", "type": "MASK", "links": []}]}]
+    links = []
+    for i, (t, w) in enumerate(pre, 1):
+        nodes.append({"id": 10 + i, "type": t, "widgets_values": w,
+                      "inputs": [{"name": "image", "type": "IMAGE", "link": i}],
+                      "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [10 + i]}]})
+        nodes.append({"id": 20 + i, "type": "PreviewImage", "widgets_values": [],
+                      "inputs": [{"name": "images", "type": "IMAGE", "link": 10 + i}], "outputs": []})
+        links += [[i, 1, 0, 10 + i, 0, "IMAGE"], [10 + i, 10 + i, 0, 20 + i, 0, "IMAGE"]]
+    res = import_data({"last_node_id": 30, "last_link_id": 20, "nodes": nodes, "links": links, "version": 0.4})
+    assert not res.report.blocking
+    got = sorted((n.type, tuple(sorted(n.params.items()))) for n in res.graph.nodes.values()
+                 if n.type.startswith("lines."))
+    assert got == sorted([
+        ("lines.lineart", (("model", "sk_model2.pth"), ("resolution", 768))),
+        ("lines.lineart", (("model", "sk_model.pth"), ("resolution", 512))),
+        ("lines.hed", (("resolution", 640), ("safe", False))),
+        ("lines.hed", (("resolution", 512), ("safe", True), ("scribble", True))),
+        ("lines.scribble", (("resolution", 1024),)),
+        ("lines.xdog", (("resolution", 512), ("threshold", 20)))])
+    load_workflow(text=res.yaml)
