@@ -49,6 +49,38 @@ def hed_state(g):
     return s
 
 
+PIDI_W, PIDI_DIL = 2, 2
+
+
+def pidinet_state(g):
+    """table5_pidinet.pth's tensors (C = PIDI_W, dil = PIDI_DIL), as its file holds them: under `state_dict`, each
+    key prefixed with DataParallel's `module.`."""
+    s, c = {"init_block.weight": torch.randn(PIDI_W, 3, 3, 3, generator=g)}, PIDI_W
+    widths = (c, 2 * c, 4 * c, 4 * c)
+    prev = c
+    for st, w in enumerate(widths, 1):
+        for j in range(1, 5 if st > 1 else 4):
+            if j == 1 and st > 1:
+                s[f"block{st}_{j}.shortcut.weight"] = torch.randn(w, prev, 1, 1, generator=g) * 0.5
+                s[f"block{st}_{j}.shortcut.bias"] = torch.randn(w, generator=g) * 0.1
+            s[f"block{st}_{j}.conv1.weight"] = torch.randn(prev, 1, 3, 3, generator=g) * 0.5
+            s[f"block{st}_{j}.conv2.weight"] = torch.randn(w, prev, 1, 1, generator=g) * 0.5
+            prev = w
+    for i, w in enumerate(widths):
+        s[f"dilations.{i}.conv1.weight"] = torch.randn(PIDI_DIL, w, 1, 1, generator=g) * 0.5
+        s[f"dilations.{i}.conv1.bias"] = torch.randn(PIDI_DIL, generator=g) * 0.1
+        for k in range(1, 5):
+            s[f"dilations.{i}.conv2_{k}.weight"] = torch.randn(PIDI_DIL, PIDI_DIL, 3, 3, generator=g) * 0.3
+        s[f"attentions.{i}.conv1.weight"] = torch.randn(4, PIDI_DIL, 1, 1, generator=g)
+        s[f"attentions.{i}.conv1.bias"] = torch.zeros(4)
+        s[f"attentions.{i}.conv2.weight"] = torch.randn(1, 4, 3, 3, generator=g)
+        s[f"conv_reduces.{i}.conv.weight"] = torch.randn(1, PIDI_DIL, 1, 1, generator=g)
+        s[f"conv_reduces.{i}.conv.bias"] = torch.zeros(1)
+    s["classifier.weight"] = torch.full((1, 4, 1, 1), 0.25)
+    s["classifier.bias"] = torch.zeros(1)
+    return s
+
+
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     """A ComfyUI folder holding the two files where comfyui_controlnet_aux downloads them, and a broken one."""
@@ -57,9 +89,12 @@ def comfy(tmp_path_factory):
     annotators = root / "custom_nodes" / "comfyui_controlnet_aux" / "ckpts" / "lllyasviel" / "Annotators"
     annotators.mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
-    states = {"sk_model.pth": lineart_state(g), "ControlNetHED.pth": hed_state(g)}
+    states = {"sk_model.pth": lineart_state(g), "ControlNetHED.pth": hed_state(g),
+              "table5_pidinet.pth": pidinet_state(g)}
     for name, state in states.items():
         torch.save(state, annotators / name)
+    torch.save({"epoch": 14, "state_dict": {"module." + k: v for k, v in states["table5_pidinet.pth"].items()}},
+               annotators / "table5_pidinet.pth")
     (annotators / "sk_model2.pth").write_bytes(b"PK\x03\x04 cut off")
     mp = pytest.MonkeyPatch()
     mp.setenv("KINOGRAPH_MODELS", str(root))
@@ -143,6 +178,91 @@ def reference_hed(s, frame, safe, scribble):
     return edge[:th, :tw]
 
 
+def difference_conv(x, w, kind, groups):
+    """PiDiNet's pixel-difference convolutions as the paper writes them, on 3x3 (5x5 for radial) neighbourhoods:
+    central sum_k w_k (x_k - x_centre); angular sum_k w_k (x_k - x_next) around the ring clockwise (the centre's
+    weight on x_centre - x_centre); radial, weights 1..8 in raster order on (outer ring - inner ring) pixels."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    per = c // groups
+    if kind == "rd":
+        patches = F.unfold(x, 5, padding=2).reshape(n, c, 25, h * wd)
+        outer, inner = [0, 2, 4, 10, 14, 20, 22, 24], [6, 7, 8, 11, 13, 16, 17, 18]
+        diffs = patches[:, :, outer] - patches[:, :, inner]
+        weights = w.reshape(o, per, 9)[:, :, 1:]
+    else:
+        patches = F.unfold(x, 3, padding=1).reshape(n, c, 9, h * wd)
+        if kind == "cd":
+            diffs = patches - patches[:, :, 4:5]
+        elif kind == "ad":
+            nxt = [1, 2, 5, 0, 4, 8, 3, 6, 7]       # 0->1->2->5->8->7->6->3->0 clockwise; the centre to itself
+            diffs = patches - patches[:, :, nxt]
+        else:
+            diffs = patches
+        weights = w.reshape(o, per, 9)
+    taps = diffs.shape[2]
+    y = torch.einsum("ngpkl,gopk->ngol", diffs.reshape(n, groups, per, taps, h * wd),
+                     weights.reshape(groups, o // groups, per, taps))
+    return y.reshape(n, o, h, wd)
+
+
+def reference_pidinet(s, frame):
+    """The fused edge probability of the padded frame."""
+    img, _, _ = reference_pad(frame, cv2.INTER_CUBIC)
+    x = torch.from_numpy(img[..., ::-1].copy()).float().permute(2, 0, 1)[None] / 255.0
+    kinds = ["cd", "ad", "rd", "cv"] * 4
+    x = difference_conv(x, s["init_block.weight"], "cd", 1)
+    k, maps = 1, []
+    for st in range(1, 5):
+        for j in range(1, 5 if st > 1 else 4):
+            b = f"block{st}_{j}."
+            if j == 1 and st > 1:
+                x = F.max_pool2d(x, 2)
+            y = F.conv2d(F.relu(difference_conv(x, s[b + "conv1.weight"], kinds[k], x.shape[1])), s[b + "conv2.weight"])
+            x = y + (F.conv2d(x, s[b + "shortcut.weight"], s[b + "shortcut.bias"]) if j == 1 and st > 1 else x)
+            k += 1
+        i = st - 1
+        d = F.conv2d(F.relu(x), s[f"dilations.{i}.conv1.weight"], s[f"dilations.{i}.conv1.bias"])
+        d = sum(F.conv2d(d, s[f"dilations.{i}.conv2_{q}.weight"], padding=r, dilation=r)
+                for q, r in zip(range(1, 5), (5, 7, 9, 11)))
+        a = F.conv2d(F.relu(d), s[f"attentions.{i}.conv1.weight"], s[f"attentions.{i}.conv1.bias"])
+        d = d * torch.sigmoid(F.conv2d(a, s[f"attentions.{i}.conv2.weight"], padding=1))
+        e = F.conv2d(d, s[f"conv_reduces.{i}.conv.weight"], s[f"conv_reduces.{i}.conv.bias"])
+        maps.append(F.interpolate(e, img.shape[:2], mode="bilinear", align_corners=False))
+    return torch.sigmoid(F.conv2d(torch.cat(maps, 1), s["classifier.weight"], s["classifier.bias"]))[0, 0].numpy()
+
+
+def reference_pidinet_picture(edge, safe, scribble):
+    th, tw = 48, 67
+    if safe:
+        edge = np.floor(edge * 3) / 2
+    edge = (edge * 255).clip(0, 255).astype(np.uint8)
+    if scribble:
+        for cut in (False, True):
+            blurred = cv2.GaussianBlur(reference_nms(edge), (0, 0), 3.0)
+            edge = np.where(blurred > 4, 255, 0).astype(np.uint8)
+            edge = edge[:th, :tw] if not cut else edge
+        return edge
+    return edge[:th, :tw]
+
+
+def test_pidinet_matches_the_published_pixel_difference_network(comfy):
+    """PiDiNet Soft-Edge Lines (safe and not) and Scribble PiDiNet Lines from a table5_pidinet.pth as published
+    (wrapped in state_dict, DataParallel's module. keys): the picture the paper's difference convolutions give."""
+    from nodes.lines.extract import load, pidinet_pictures
+    _, states = comfy
+    f = frames(1)
+    net = load("table5_pidinet.pth", "pidinet")
+    edge = reference_pidinet(states["table5_pidinet.pth"], f[0])
+    for safe, scribble in ((True, False), (False, False), (False, True)):
+        got = pidinet_pictures(net, f, RES, "cpu", safe, scribble)[0]
+        want = reference_pidinet_picture(edge, safe, scribble)
+        assert got.shape == (48, 67, 3) and (got == got[..., :1]).all()
+        # the same sums in another order: a grey level one rounding apart on a pixel or two at most
+        assert np.abs(got[..., 0].astype(int) - want).max() <= 1 and (got[..., 0] != want).mean() < 0.005
+        assert len(np.unique(got)) > (1 if scribble else 2)
+
+
 def test_lineart_and_hed_match_the_published_networks_and_steps(comfy):
     """Realistic Lineart, HED (safe and not) and Fake Scribble of a 3-frame clip in chunks of 2, read from
     comfyui_controlnet_aux's ckpts folder: every pixel as the reference computes it, at the detect size 48x67."""
@@ -189,6 +309,23 @@ def test_model_free_scribbles_match_their_rules():
         assert ((diff.astype(int) * 2 > threshold)[:th, :tw] != (want > 0)).any()      # the wrap shows
 
 
+def test_standard_lineart_is_darkness_against_the_blur_scaled_by_its_median():
+    """Standard Lineart of a grey bar on white: 127 x (blur - pixel) / the median of the darkness above the
+    threshold, computed here per pixel on the padded picture; a flat frame (nothing above it) is scaled by 16."""
+    from nodes.lines.extract import standard_picture
+    f = np.full((H, W, 3), 230, np.uint8)
+    f[12:28, 20:26] = (60, 90, 120)
+    img, th, tw = reference_pad(f, cv2.INTER_CUBIC)
+    x = img.astype(np.float32)
+    dark = (cv2.GaussianBlur(x, (0, 0), 6.0) - x).min(axis=2).clip(0, 255)
+    level = max(16.0, float(np.median(dark[dark > 8])))
+    want = (dark / level * 127).clip(0, 255).astype(np.uint8)[:th, :tw]
+    got = standard_picture(f, RES)
+    assert level > 16 and got.shape == (48, 67, 3) and (got[..., 0] == want).all() and want.max() > 127
+    flat = standard_picture(np.full((H, W, 3), 200, np.uint8), RES)
+    assert (flat == 0).all()
+
+
 def test_missing_wrong_and_broken_files_are_named(comfy, monkeypatch, tmp_path):
     from nodes.lines.extract import load
     root, states = comfy
@@ -221,19 +358,21 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
     from graph_engine.api import load_workflow
     pre = [("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
            ("HEDPreprocessor", ["disable", 640]), ("FakeScribblePreprocessor", ["enable", 512]),
-           ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512])]
+           ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512]),
+           ("PiDiNetPreprocessor", ["enable", 512]), ("Scribble_PiDiNet_Preprocessor", ["disable", 768]),
+           ("LineartStandardPreprocessor", [4.5, 10, 640])]
     nodes = [{"id": 1, "type": "LoadImage", "inputs": [], "widgets_values": ["drawing.png", "image"],
-              "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": list(range(1, 7))},
+              "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": list(range(1, len(pre) + 1))},
                           {"name": "MASK", "type": "MASK", "links": []}]}]
     links = []
     for i, (t, w) in enumerate(pre, 1):
-        nodes.append({"id": 10 + i, "type": t, "widgets_values": w,
+        nodes.append({"id": 20 + i, "type": t, "widgets_values": w,
                       "inputs": [{"name": "image", "type": "IMAGE", "link": i}],
-                      "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [10 + i]}]})
-        nodes.append({"id": 20 + i, "type": "PreviewImage", "widgets_values": [],
-                      "inputs": [{"name": "images", "type": "IMAGE", "link": 10 + i}], "outputs": []})
-        links += [[i, 1, 0, 10 + i, 0, "IMAGE"], [10 + i, 10 + i, 0, 20 + i, 0, "IMAGE"]]
-    res = import_data({"last_node_id": 30, "last_link_id": 20, "nodes": nodes, "links": links, "version": 0.4})
+                      "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [20 + i]}]})
+        nodes.append({"id": 40 + i, "type": "PreviewImage", "widgets_values": [],
+                      "inputs": [{"name": "images", "type": "IMAGE", "link": 20 + i}], "outputs": []})
+        links += [[i, 1, 0, 20 + i, 0, "IMAGE"], [20 + i, 20 + i, 0, 40 + i, 0, "IMAGE"]]
+    res = import_data({"last_node_id": 60, "last_link_id": 40, "nodes": nodes, "links": links, "version": 0.4})
     assert not res.report.blocking
     got = sorted((n.type, tuple(sorted(n.params.items()))) for n in res.graph.nodes.values()
                  if n.type.startswith("lines."))
@@ -243,5 +382,8 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
         ("lines.hed", (("resolution", 640), ("safe", False))),
         ("lines.hed", (("resolution", 512), ("safe", True), ("scribble", True))),
         ("lines.scribble", (("resolution", 1024),)),
-        ("lines.xdog", (("resolution", 512), ("threshold", 20)))])
+        ("lines.xdog", (("resolution", 512), ("threshold", 20))),
+        ("lines.pidinet", (("resolution", 512), ("safe", True))),
+        ("lines.pidinet", (("resolution", 768), ("safe", False), ("scribble", True))),
+        ("lines.standard", (("resolution", 640), ("sigma", 4.5), ("threshold", 10)))])
     load_workflow(text=res.yaml)

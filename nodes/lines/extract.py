@@ -23,13 +23,14 @@ WHERE = ("custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/ in yo
          "AUX_ANNOTATOR_CKPTS_PATH names), or an 'annotators' model folder")
 # what each network is, the file it comes in, and a key only that network's files hold
 NETS = {"lineart": ("the line-art generator", "sk_model.pth (realistic) or sk_model2.pth (coarse)", "model0.1.weight"),
-        "hed": ("HED", "ControlNetHED.pth", "block1.projection.weight")}
+        "hed": ("HED", "ControlNetHED.pth", "block1.projection.weight"),
+        "pidinet": ("PiDiNet", "table5_pidinet.pth", "init_block.weight")}
 BATCH = 4           # frames through a network at once: a 512x896 HED stage is 0.1 GB a frame
 
 
 def _net_class(kind: str):
-    from .nets import HED, LineGenerator
-    return {"lineart": LineGenerator, "hed": HED}[kind]
+    from .nets import HED, LineGenerator, PiDiNet
+    return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet}[kind]
 
 
 def find(name: str, kind: str) -> Path:
@@ -45,7 +46,8 @@ def find(name: str, kind: str) -> Path:
 def _load(path: str, stamp: tuple, kind: str, device: str):
     from nodes.generate.weights import load_weights
     what, file, key = NETS[kind]
-    state = load_weights(path)
+    # table5_pidinet.pth was saved from a DataParallel wrapper: its keys start with module.
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in load_weights(path).items()}
     if key not in state:
         raise NodeError(f"{path} is not {what}'s weights (it has no {key}): {kind} reads {file} from Hugging Face "
                         f"{REPOSITORY}; put it in {WHERE}")
@@ -97,6 +99,37 @@ def hed_pictures(net, frames: np.ndarray, resolution: int, device: str, safe: bo
             edge = scribble(edge)
         out.append(edge[:th, :tw])
     return rgb(np.stack(out))
+
+
+def pidinet_pictures(net, frames: np.ndarray, resolution: int, device: str, safe: bool = True,
+                     scribble_lines: bool = False) -> np.ndarray:
+    """White soft edges on black (PiDiNet Soft-Edge Lines), uint8 [n,h,w,3] at the detect size; scribble_lines:
+    as Scribble PiDiNet Lines makes them, the fake-scribble pass run on the padded picture and again on the cut
+    one."""
+    import torch
+    batch, (th, tw) = _padded(frames, resolution, cv2.INTER_CUBIC)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(batch[..., ::-1])).to(device).permute(0, 3, 1, 2).float() / 255.0
+        edges = net(x)[:, 0].float().cpu().numpy()
+    out = []
+    for edge in edges:
+        if safe:
+            edge = safe_step(edge)
+        edge = (edge * 255.0).clip(0, 255).astype(np.uint8)
+        out.append(scribble(scribble(edge)[:th, :tw]) if scribble_lines else edge[:th, :tw])
+    return rgb(np.stack(out))
+
+
+def standard_picture(frame: np.ndarray, resolution: int, sigma: float = 6.0, threshold: int = 8) -> np.ndarray:
+    """controlnet_aux's Standard Lineart: how much darker each pixel is than its blurred surroundings (the least of
+    the three channels), scaled so the median of the pixels above `threshold` is 127 (at least 16 is the median),
+    white lines on black."""
+    img, (th, tw) = padded(frame, resolution, cv2.INTER_CUBIC)
+    x = img.astype(np.float32)
+    dark = np.min(cv2.GaussianBlur(x, (0, 0), sigma) - x, axis=2).clip(0, 255)
+    above = dark[dark > threshold]
+    dark /= max(16.0, float(np.median(above))) if above.size else 16.0
+    return rgb((dark * 127).clip(0, 255).astype(np.uint8)[:th, :tw])
 
 
 def scribble_picture(frame: np.ndarray, resolution: int) -> np.ndarray:

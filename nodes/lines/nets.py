@@ -94,3 +94,120 @@ class HED(nn.Module):
             h, p = getattr(self, f"block{i}")(h, pool=i > 1)
             out.append(p)
         return out
+
+
+# PiDiNet's table-5 network (carv4): the pixel-difference kind of each of its 16 depthwise convolutions, in order
+# (the stem, then blocks 1_1 .. 4_4): central, angular, radial differences and plain convolution in turn.
+CARV4 = ("cd", "ad", "rd", "cv") * 4
+# Angular difference: weight i is paired with the neighbour clockwise before it (the 3x3 window in raster order).
+CLOCKWISE = [3, 0, 1, 6, 4, 2, 7, 8, 5]
+# Radial difference: the eight weights after the first go to the 5x5 window's outer ring and, negated, to the ring
+# inside it.
+OUTER, INNER = [0, 2, 4, 10, 14, 20, 22, 24], [6, 7, 8, 11, 13, 16, 17, 18]
+
+
+def pixel_difference(x, w, kind: str, groups: int = 1):
+    """A pixel-difference convolution (stride 1, padding keeping the size), as plain convolution weights."""
+    F = nn.functional
+    o, i = w.shape[:2]
+    if kind == "cd":
+        return F.conv2d(x, w, padding=1, groups=groups) - F.conv2d(x, w.sum(dim=(2, 3), keepdim=True), groups=groups)
+    if kind == "ad":
+        flat = w.reshape(o, i, 9)
+        return F.conv2d(x, (flat - flat[:, :, CLOCKWISE]).reshape(w.shape), padding=1, groups=groups)
+    if kind == "rd":
+        flat = w.reshape(o, i, 9)
+        ring = flat.new_zeros(o, i, 25)
+        ring[:, :, OUTER] = flat[:, :, 1:]
+        ring[:, :, INNER] = -flat[:, :, 1:]
+        return F.conv2d(x, ring.reshape(o, i, 5, 5), padding=2, groups=groups)
+    return F.conv2d(x, w, padding=1, groups=groups)
+
+
+class PDCBlock(nn.Module):
+    def __init__(self, kind: str, a: int, b: int, stride: int = 1):
+        super().__init__()
+        self.kind, self.stride = kind, stride
+        if stride > 1:
+            self.shortcut = nn.Conv2d(a, b, 1)
+        self.conv1 = nn.Module()
+        self.conv1.weight = nn.Parameter(torch.zeros(a, 1, 3, 3))
+        self.conv2 = nn.Conv2d(a, b, 1, bias=False)
+
+    def forward(self, x):
+        if self.stride > 1:
+            x = nn.functional.max_pool2d(x, 2, 2)
+        y = self.conv2(torch.relu(pixel_difference(x, self.conv1.weight, self.kind, groups=x.shape[1])))
+        return y + (self.shortcut(x) if self.stride > 1 else x)
+
+
+class CDCM(nn.Module):
+    """Four dilated 3x3 convolutions (5, 7, 9, 11) of a 1x1 reduction, summed."""
+
+    def __init__(self, a: int, b: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(a, b, 1)
+        for k, d in enumerate((5, 7, 9, 11), 1):
+            setattr(self, f"conv2_{k}", nn.Conv2d(b, b, 3, dilation=d, padding=d, bias=False))
+
+    def forward(self, x):
+        x = self.conv1(torch.relu(x))
+        return sum(getattr(self, f"conv2_{k}")(x) for k in range(1, 5))
+
+
+class CSAM(nn.Module):
+    """Spatial attention: the input times a sigmoid map from a 1x1 then a 3x3 convolution of it."""
+
+    def __init__(self, c: int, mid: int = 4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, mid, 1)
+        self.conv2 = nn.Conv2d(mid, 1, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.conv2(self.conv1(torch.relu(x))))
+
+
+class MapReduce(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class PiDiNet(nn.Module):
+    """RGB in 0..1 (in BGR order, as it was trained) -> the fused edge probability at the input's size (a multiple
+    of 8): four stages of four pixel-difference blocks (widths C, 2C, 4C, 4C), each stage's map through a dilation
+    module and spatial attention to one channel, upsampled, and the four mixed by a 1x1 classifier."""
+
+    def __init__(self, width: int = 60, dil: int = 24, mid: int = 4):
+        super().__init__()
+        self.init_block = nn.Module()
+        self.init_block.weight = nn.Parameter(torch.zeros(width, 3, 3, 3))
+        widths = (width, 2 * width, 4 * width, 4 * width)
+        k, prev = 1, width
+        for s, c in enumerate(widths, 1):
+            for j in range(1, 5 if s > 1 else 4):
+                setattr(self, f"block{s}_{j}", PDCBlock(CARV4[k], prev, c, 2 if (j == 1 and s > 1) else 1))
+                k, prev = k + 1, c
+        self.dilations = nn.ModuleList(CDCM(c, dil) for c in widths)
+        self.attentions = nn.ModuleList(CSAM(dil, mid) for _ in widths)
+        self.conv_reduces = nn.ModuleList(MapReduce(dil) for _ in widths)
+        self.classifier = nn.Conv2d(4, 1, 1)
+
+    @classmethod
+    def shaped_for(cls, state: Dict[str, torch.Tensor]) -> "PiDiNet":
+        return cls(state["init_block.weight"].shape[0], state["dilations.0.conv1.weight"].shape[0],
+                   state["attentions.0.conv1.weight"].shape[0])
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        x = pixel_difference(x, self.init_block.weight, CARV4[0])
+        maps = []
+        for s in range(1, 5):
+            for j in range(1, 5 if s > 1 else 4):
+                x = getattr(self, f"block{s}_{j}")(x)
+            e = self.conv_reduces[s - 1](self.attentions[s - 1](self.dilations[s - 1](x)))
+            maps.append(nn.functional.interpolate(e, (h, w), mode="bilinear", align_corners=False))
+        return torch.sigmoid(self.classifier(torch.cat(maps, dim=1)))

@@ -61,3 +61,33 @@ def xdog_lines(ctx, video: VIDEO,
     Lines draws them: for a scribble ControlNet. No model."""
     from .extract import line_clip, xdog_picture
     return line_clip(video, resolution, lambda f: xdog_picture(f, resolution, threshold), True, ctx)
+
+
+@node("lines.pidinet", title="PiDiNet Soft Edges", category="Conditioning", device="gpu", temporal_radius=0)
+def pidinet(ctx, video: VIDEO,
+            model: str = Param("table5_pidinet.pth", kind="path", locate=locator("annotators"),
+                               help="table5_pidinet.pth from Hugging Face lllyasviel/Annotators, found as "
+                                    "lines.lineart's model is"),
+            safe: bool = Param(True, help="quantise the edges to a few grey levels (controlnet_aux's safe)"),
+            scribble: bool = Param(False, help="thin the edges to thick scribble strokes, as controlnet_aux's "
+                                               "Scribble PiDiNet Lines does"),
+            resolution: int = _resolution()) -> VIDEO:
+    """White soft edges on black of every frame, as comfyui_controlnet_aux's PiDiNet Soft-Edge Lines draws them, or
+    with `scribble` its Scribble PiDiNet Lines: for a softedge or scribble ControlNet (control.apply, preprocessor
+    none). The model is read from your own folders; nothing is downloaded."""
+    from .extract import line_clip, load, pidinet_pictures
+    net = load(as_given(model, ctx.workflow_dir), "pidinet", ctx.device)
+    return line_clip(video, resolution, lambda f: pidinet_pictures(net, f, resolution, ctx.device, safe, scribble),
+                     False, ctx)
+
+
+@node("lines.standard", title="Standard Line Art", category="Conditioning", temporal_radius=0)
+def standard_lines(ctx, video: VIDEO,
+                   sigma: float = Param(6.0, min=0.01, max=100.0, help="the blur each pixel is compared with"),
+                   threshold: int = Param(8, min=0, max=16, help="darkness below this is left out of the level "
+                                                                 "the lines are scaled by"),
+                   resolution: int = _resolution()) -> VIDEO:
+    """White line art on black from how much darker each pixel is than its surroundings, as comfyui_controlnet_aux's
+    Standard Lineart draws it: for a lineart ControlNet. No model."""
+    from .extract import line_clip, standard_picture
+    return line_clip(video, resolution, lambda f: standard_picture(f, resolution, sigma, threshold), True, ctx)
