@@ -81,6 +81,49 @@ def pidinet_state(g):
     return s
 
 
+ANIME_WIDTHS = (1, 2, 4, 8, 8, 8, 8, 8)        # netG.pth's 64 .. 512 over eight levels, at width 1
+
+
+def anime_key(level, part):
+    """Where pix2pix's unet_256 keeps level `level`'s down / up convolution (1 = outermost)."""
+    seq = "model.model." if level == 1 else "model.model.1." + "model.3." * (level - 2) + "model."
+    index = {"down": 0 if level == 1 else 1, "up": 3 if level in (1, 8) else 5}[part]
+    return f"{seq}{index}"
+
+
+def anime_state(g):
+    s = {}
+    for n, inner in enumerate(ANIME_WIDTHS, 1):
+        outer, cin = (1, 3) if n == 1 else (ANIME_WIDTHS[n - 2],) * 2
+        up_in = inner if n == 8 else 2 * inner
+        s[anime_key(n, "down") + ".weight"] = torch.randn(inner, cin, 4, 4, generator=g) / math.sqrt(16 * cin)
+        s[anime_key(n, "down") + ".bias"] = torch.randn(inner, generator=g) * 0.1
+        s[anime_key(n, "up") + ".weight"] = torch.randn(up_in, outer, 4, 4, generator=g) / math.sqrt(4 * up_in)
+        s[anime_key(n, "up") + ".bias"] = torch.randn(outer, generator=g) * 0.1
+    return s
+
+
+def reference_anime(s, frame):
+    """lllyasviel's anime line art: the padded picture cubic-scaled to whole 256s, the U-Net, back by area."""
+    img, th, tw = reference_pad(frame, cv2.INTER_CUBIC)
+    hp, wp = img.shape[:2]
+    big = cv2.resize(img, (256 * math.ceil(wp / 256), 256 * math.ceil(hp / 256)), interpolation=cv2.INTER_CUBIC)
+    w = lambda n, part: (s[anime_key(n, part) + ".weight"], s[anime_key(n, part) + ".bias"])
+
+    def level(x, n):
+        if n == 1:
+            h = level(F.conv2d(x, *w(1, "down"), stride=2, padding=1), 2)
+            return torch.tanh(F.conv_transpose2d(F.relu(h), *w(1, "up"), stride=2, padding=1))
+        h = F.conv2d(F.leaky_relu(x, 0.2), *w(n, "down"), stride=2, padding=1)
+        if n < 8:
+            h = level(F.instance_norm(h), n + 1)
+        h = F.instance_norm(F.conv_transpose2d(F.relu(h), *w(n, "up"), stride=2, padding=1))
+        return torch.cat([x, h], 1)
+    x = torch.from_numpy(big).float().permute(2, 0, 1)[None] / 127.5 - 1
+    line = (level(x, 1)[0, 0] * 127.5 + 127.5).numpy().clip(0, 255).astype(np.uint8)
+    return 255 - cv2.resize(line, (wp, hp), interpolation=cv2.INTER_AREA)[:th, :tw]
+
+
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     """A ComfyUI folder holding the two files where comfyui_controlnet_aux downloads them, and a broken one."""
@@ -90,9 +133,10 @@ def comfy(tmp_path_factory):
     annotators.mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
     states = {"sk_model.pth": lineart_state(g), "ControlNetHED.pth": hed_state(g),
-              "table5_pidinet.pth": pidinet_state(g)}
+              "table5_pidinet.pth": pidinet_state(g), "netG.pth": anime_state(g)}
     for name, state in states.items():
         torch.save(state, annotators / name)
+    torch.save({"module." + k: v for k, v in states["netG.pth"].items()}, annotators / "netG.pth")
     torch.save({"epoch": 14, "state_dict": {"module." + k: v for k, v in states["table5_pidinet.pth"].items()}},
                annotators / "table5_pidinet.pth")
     (annotators / "sk_model2.pth").write_bytes(b"PK\x03\x04 cut off")
@@ -264,9 +308,9 @@ def test_pidinet_matches_the_published_pixel_difference_network(comfy):
 
 
 def test_lineart_and_hed_match_the_published_networks_and_steps(comfy):
-    """Realistic Lineart, HED (safe and not) and Fake Scribble of a 3-frame clip in chunks of 2, read from
+    """Realistic Lineart, Anime Lineart (netG.pth with DataParallel's module. keys), HED (safe and not) and Fake Scribble of a 3-frame clip in chunks of 2, read from
     comfyui_controlnet_aux's ckpts folder: every pixel as the reference computes it, at the detect size 48x67."""
-    from nodes.lines.extract import hed_pictures, line_clip, lineart_pictures, load
+    from nodes.lines.extract import anime_pictures, hed_pictures, line_clip, lineart_pictures, load
     _, states = comfy
     f = frames()
     net = load("sk_model.pth", "lineart")
@@ -275,6 +319,10 @@ def test_lineart_and_hed_match_the_published_networks_and_steps(comfy):
     want = np.stack([reference_lineart(states["sk_model.pth"], x) for x in f])
     assert (out[..., 0] == want).all()
     assert (out == out[..., :1]).all() and out.std() > 10
+    anime = load("netG.pth", "anime")
+    got = anime_pictures(anime, f[:1], RES, "cpu")[0]
+    want = reference_anime(states["netG.pth"], f[0])
+    assert got.shape == (48, 67, 3) and (got[..., 0] == want).all() and want.std() > 5
     hed = load("ControlNetHED.pth", "hed")
     for safe, scribble in ((True, False), (False, False), (True, True)):
         out = line_clip(clip_of(f), RES, lambda b: hed_pictures(hed, b, RES, "cpu", safe, scribble), False)
@@ -339,9 +387,9 @@ def test_missing_wrong_and_broken_files_are_named(comfy, monkeypatch, tmp_path):
     with pytest.raises(NodeError, match=r"cut.pth does not fit the line-art generator \(.*size mismatch"):
         load(str(tmp_path / "cut.pth"), "lineart")
     with pytest.raises(NodeError) as e:
-        load("netG.pth", "lineart")
+        load("sk_model3.pth", "lineart")
     text = str(e.value)
-    assert "annotators model 'netG.pth' not found" in text and "custom_nodes/comfyui_controlnet_aux/ckpts/" \
+    assert "annotators model 'sk_model3.pth' not found" in text and "custom_nodes/comfyui_controlnet_aux/ckpts/" \
         "lllyasviel/Annotators/ in your ComfyUI folder" in text
     # the folder comfyui_controlnet_aux's AUX_ANNOTATOR_CKPTS_PATH names, outside any ComfyUI folder
     aux = tmp_path / "aux" / "lllyasviel" / "Annotators"
@@ -356,7 +404,7 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
     lines.* node with its settings; none is a placeholder."""
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
-    pre = [("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
+    pre = [("AnimeLineArtPreprocessor", [1024]), ("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
            ("HEDPreprocessor", ["disable", 640]), ("FakeScribblePreprocessor", ["enable", 512]),
            ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512]),
            ("PiDiNetPreprocessor", ["enable", 512]), ("Scribble_PiDiNet_Preprocessor", ["disable", 768]),
@@ -377,6 +425,7 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
     got = sorted((n.type, tuple(sorted(n.params.items()))) for n in res.graph.nodes.values()
                  if n.type.startswith("lines."))
     assert got == sorted([
+        ("lines.anime", (("resolution", 1024),)),
         ("lines.lineart", (("model", "sk_model2.pth"), ("resolution", 768))),
         ("lines.lineart", (("model", "sk_model.pth"), ("resolution", 512))),
         ("lines.hed", (("resolution", 640), ("safe", False))),

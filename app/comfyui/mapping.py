@@ -604,6 +604,8 @@ RULES: Dict[str, Rule] = {
                                 (P("coarse", "model", coarse_lineart, "disable -> sk_model.pth, enable -> "
                                                                       "sk_model2.pth"),
                                  P("resolution", "resolution")), {"image": "video"}, ("video",)),
+    "AnimeLineArtPreprocessor": Rule("lines.anime", ("resolution",), (P("resolution", "resolution"),),
+                                     {"image": "video"}, ("video",)),
     "HEDPreprocessor": Rule("lines.hed", ("safe", "resolution"),
                             (P("safe", "safe", enable), P("resolution", "resolution")), {"image": "video"},
                             ("video",)),

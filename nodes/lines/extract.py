@@ -24,13 +24,14 @@ WHERE = ("custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/ in yo
 # what each network is, the file it comes in, and a key only that network's files hold
 NETS = {"lineart": ("the line-art generator", "sk_model.pth (realistic) or sk_model2.pth (coarse)", "model0.1.weight"),
         "hed": ("HED", "ControlNetHED.pth", "block1.projection.weight"),
-        "pidinet": ("PiDiNet", "table5_pidinet.pth", "init_block.weight")}
+        "pidinet": ("PiDiNet", "table5_pidinet.pth", "init_block.weight"),
+        "anime": ("the anime line-art U-Net", "netG.pth", "model.model.0.weight")}
 BATCH = 4           # frames through a network at once: a 512x896 HED stage is 0.1 GB a frame
 
 
 def _net_class(kind: str):
-    from .nets import HED, LineGenerator, PiDiNet
-    return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet}[kind]
+    from .nets import HED, AnimeUNet, LineGenerator, PiDiNet
+    return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet, "anime": AnimeUNet}[kind]
 
 
 def find(name: str, kind: str) -> Path:
@@ -46,7 +47,7 @@ def find(name: str, kind: str) -> Path:
 def _load(path: str, stamp: tuple, kind: str, device: str):
     from nodes.generate.weights import load_weights
     what, file, key = NETS[kind]
-    # table5_pidinet.pth was saved from a DataParallel wrapper: its keys start with module.
+    # table5_pidinet.pth and netG.pth were saved from a DataParallel wrapper: their keys start with module.
     state = {k[7:] if k.startswith("module.") else k: v for k, v in load_weights(path).items()}
     if key not in state:
         raise NodeError(f"{path} is not {what}'s weights (it has no {key}): {kind} reads {file} from Hugging Face "
@@ -77,6 +78,22 @@ def lineart_pictures(net, frames: np.ndarray, resolution: int, device: str) -> n
         line = net(x)[:, 0].float().cpu().numpy()
     line = (line * 255.0).clip(0, 255).astype(np.uint8)
     return rgb(255 - line[:, :th, :tw])
+
+
+def anime_pictures(net, frames: np.ndarray, resolution: int, device: str) -> np.ndarray:
+    """Black anime line art on white, uint8 [n,h,w,3] at the detect size: the padded picture scaled (cubic) up to
+    whole 256s for the U-Net, its lines scaled back by area."""
+    import torch
+    batch, (th, tw) = _padded(frames, resolution, cv2.INTER_CUBIC)
+    hp, wp = batch.shape[1:3]
+    hn, wn = -(-hp // 256) * 256, -(-wp // 256) * 256
+    big = np.stack([cv2.resize(f, (wn, hn), interpolation=cv2.INTER_CUBIC) for f in batch])
+    with torch.inference_mode():
+        x = torch.from_numpy(big).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        line = (net(x)[:, 0] * 127.5 + 127.5).float().cpu().numpy()
+    line = line.clip(0, 255).astype(np.uint8)
+    back = np.stack([cv2.resize(f, (wp, hp), interpolation=cv2.INTER_AREA) for f in line])
+    return rgb(255 - back[:, :th, :tw])
 
 
 def hed_pictures(net, frames: np.ndarray, resolution: int, device: str, safe: bool = True,

@@ -211,3 +211,49 @@ class PiDiNet(nn.Module):
             e = self.conv_reduces[s - 1](self.attentions[s - 1](self.dilations[s - 1](x)))
             maps.append(nn.functional.interpolate(e, (h, w), mode="bilinear", align_corners=False))
         return torch.sigmoid(self.classifier(torch.cat(maps, dim=1)))
+
+
+class SkipBlock(nn.Module):
+    """One level of pix2pix's U-Net: a 4x4 stride-2 convolution down, the inner levels, a 4x4 transposed
+    convolution up, its input joined to its output (not at the outermost level). Instance norm without weights."""
+
+    def __init__(self, outer: int, inner: int, sub: "SkipBlock" = None, outermost_in: int = 0):
+        super().__init__()
+        self.outermost = bool(outermost_in)
+        down = nn.Conv2d(outermost_in or outer, inner, 4, 2, 1)
+        if self.outermost:
+            layers = [down, sub, nn.ReLU(), nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1), nn.Tanh()]
+        elif sub is None:
+            layers = [nn.LeakyReLU(0.2), down, nn.ReLU(), nn.ConvTranspose2d(inner, outer, 4, 2, 1),
+                      nn.InstanceNorm2d(outer)]
+        else:
+            layers = [nn.LeakyReLU(0.2), down, nn.InstanceNorm2d(inner), sub, nn.ReLU(),
+                      nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1), nn.InstanceNorm2d(outer)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+class AnimeUNet(nn.Module):
+    """netG.pth (lllyasviel's anime line art): RGB in -1..1 -> lines in -1..1, an 8-level U-Net (the input a
+    multiple of 256) whose widths grow from `width` by doubling to 8 x width and stay there."""
+
+    def __init__(self, width: int = 64, levels: int = 8):
+        super().__init__()
+        widths = [min(width * 2 ** i, width * 8) for i in range(levels)]
+        block = SkipBlock(widths[-1], widths[-1])
+        for i in range(levels - 2, 0, -1):
+            block = SkipBlock(widths[i - 1], widths[i], block)
+        self.model = SkipBlock(1, width, block, outermost_in=3)
+
+    @classmethod
+    def shaped_for(cls, state: Dict[str, torch.Tensor]) -> "AnimeUNet":
+        # level n's down convolution is `.model.1` below n - 2 `.model.3` (each level's inner block) below the
+        # outermost's `model.model.1`
+        levels = 2 + max(k.count(".model.3") for k in state
+                         if k.startswith("model.model.1.") and k.endswith(".model.1.weight"))
+        return cls(state["model.model.0.weight"].shape[0], levels)
+
+    def forward(self, x):
+        return self.model(x)

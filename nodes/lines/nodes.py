@@ -91,3 +91,17 @@ def standard_lines(ctx, video: VIDEO,
     Standard Lineart draws it: for a lineart ControlNet. No model."""
     from .extract import line_clip, standard_picture
     return line_clip(video, resolution, lambda f: standard_picture(f, resolution, sigma, threshold), True, ctx)
+
+
+@node("lines.anime", title="Anime Line Art", category="Conditioning", device="gpu", temporal_radius=0)
+def anime_lineart(ctx, video: VIDEO,
+                  model: str = Param("netG.pth", kind="path", locate=locator("annotators"),
+                                     help="netG.pth from Hugging Face lllyasviel/Annotators, found as "
+                                          "lines.lineart's model is"),
+                  resolution: int = _resolution()) -> VIDEO:
+    """Black anime-style line art on white of every frame, as comfyui_controlnet_aux's Anime Lineart draws it: for
+    the anime lineart ControlNet (control_v11p_sd15s2_lineart_anime). The model is read from your own folders;
+    nothing is downloaded."""
+    from .extract import anime_pictures, line_clip, load
+    net = load(as_given(model, ctx.workflow_dir), "anime", ctx.device)
+    return line_clip(video, resolution, lambda f: anime_pictures(net, f, resolution, ctx.device), False, ctx)
