@@ -124,6 +124,106 @@ def reference_anime(s, frame):
     return 255 - cv2.resize(line, (wp, hp), interpolation=cv2.INTER_AREA)[:th, :tw]
 
 
+MLSD_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))     # t, c, n, s
+
+
+def mlsd_state(g):
+    """mlsd_large_512_fp32.pth's tensors at their real shapes (the decoder's widths are fixed): MobileNetV2's
+    features 0-13 and M-LSD's blocks 15-23, every batch norm with running statistics."""
+    s = {}
+
+    def conv(name, o, i, k, bias=False):
+        s[name + ".weight"] = torch.randn(o, i, k, k, generator=g) * math.sqrt(2 / (i * k * k))
+        if bias:
+            s[name + ".bias"] = torch.randn(o, generator=g) * 0.1
+
+    def bn(name, c):
+        s[name + ".weight"] = 1 + 0.1 * torch.randn(c, generator=g)
+        s[name + ".bias"] = 0.1 * torch.randn(c, generator=g)
+        s[name + ".running_mean"] = 0.1 * torch.randn(c, generator=g)
+        s[name + ".running_var"] = 1 + torch.rand(c, generator=g)
+        s[name + ".num_batches_tracked"] = torch.tensor(1000)
+    conv("backbone.features.0.0", 32, 4, 3)
+    bn("backbone.features.0.1", 32)
+    c, f = 32, 1
+    for t, out, n, _ in MLSD_STAGES:
+        for _ in range(n):
+            p, hid, j = f"backbone.features.{f}.conv.", c * t, 0
+            if t != 1:
+                conv(p + "0.0", hid, c, 1)
+                bn(p + "0.1", hid)
+                j = 1
+            conv(f"{p}{j}.0", hid, 1, 3)
+            bn(f"{p}{j}.1", hid)
+            conv(f"{p}{j + 1}", out, hid, 1)
+            bn(f"{p}{j + 2}", out)
+            c, f = out, f + 1
+    for b, (fine, coarse) in zip((15, 17, 19, 21), ((64, 96), (32, 64), (24, 64), (16, 64))):
+        conv(f"block{b}.conv1.0", 64, coarse, 1, bias=True)
+        bn(f"block{b}.conv1.1", 64)
+        conv(f"block{b}.conv2.0", 64, fine, 1, bias=True)
+        bn(f"block{b}.conv2.1", 64)
+        conv(f"block{b + 1}.conv1.0", 128, 128, 3, bias=True)
+        bn(f"block{b + 1}.conv1.1", 128)
+        conv(f"block{b + 1}.conv2.0", 64, 128, 3, bias=True)
+        bn(f"block{b + 1}.conv2.1", 64)
+    for name in ("conv1", "conv2"):
+        conv(f"block23.{name}.0", 64, 64, 3, bias=True)
+        bn(f"block23.{name}.1", 64)
+    conv("block23.conv3", 16, 64, 1, bias=True)
+    return s
+
+
+def reference_mlsd_maps(s, x):
+    """M-LSD large's forward in torch.nn.functional: the 9 maps it keeps."""
+    def bn(h, name):
+        return F.batch_norm(h, s[name + ".running_mean"], s[name + ".running_var"], s[name + ".weight"],
+                            s[name + ".bias"], eps=1e-5)
+
+    def tflite(h, name, stride, groups=1, k=3):        # conv, BN, ReLU6; stride 2 padded right and below only
+        if stride == 2:
+            h = F.pad(h, (0, 1, 0, 1))
+        h = F.conv2d(h, s[name + ".0.weight"], stride=stride, padding=0 if stride == 2 else k // 2, groups=groups)
+        return F.relu6(bn(h, name + ".1"))
+    h, c, f, taps = tflite(x, "backbone.features.0", 2), 32, 1, []
+    for t, out, n, st in MLSD_STAGES:
+        for i in range(n):
+            p, stride, y, j = f"backbone.features.{f}.conv.", st if i == 0 else 1, h, 0
+            if t != 1:
+                y, j = tflite(y, p + "0", 1, k=1), 1
+            y = tflite(y, f"{p}{j}", stride, groups=c * t)
+            y = bn(F.conv2d(y, s[f"{p}{j + 1}.weight"]), f"{p}{j + 2}")
+            h = h + y if stride == 1 and c == out else y
+            if f in (1, 3, 6, 10, 13):
+                taps.append(h)
+            c, f = out, f + 1
+    cbr = lambda h, name, **kw: F.relu(bn(F.conv2d(h, s[name + ".0.weight"], s[name + ".0.bias"], **kw), name + ".1"))
+    c1, c2, c3, c4, h = taps
+    for b, fine in zip((15, 17, 19, 21), (c4, c3, c2, c1)):
+        coarse = cbr(h, f"block{b}.conv1")
+        if b > 15:
+            coarse = F.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=True)
+        h = torch.cat([cbr(fine, f"block{b}.conv2"), coarse], 1)
+        h = cbr(cbr(h, f"block{b + 1}.conv1", padding=1) + h, f"block{b + 1}.conv2", padding=1)
+    h = cbr(cbr(h, "block23.conv1", padding=5, dilation=5), "block23.conv2", padding=1)
+    return F.conv2d(h, s["block23.conv3.weight"], s["block23.conv3.bias"])[0, 7:]
+
+
+def reference_mlsd(maps, score, dist):
+    """The lines M-LSD's maps of the padded frame give, drawn and cut to the detect size."""
+    heat = 1 / (1 + np.exp(-maps[0]))
+    padded_heat = np.pad(heat, 1, constant_values=-np.inf)
+    local = np.max([padded_heat[dy:dy + heat.shape[0], dx:dx + heat.shape[1]] for dy in range(3) for dx in range(3)], 0)
+    heat = np.where(heat == local, heat, 0)
+    out = np.zeros((64, 128), np.uint8)
+    for k in np.argsort(-heat, axis=None, kind="stable")[:200]:
+        y, x = divmod(int(k), heat.shape[1])
+        sx, sy, ex, ey = maps[1:5, y, x]
+        if heat[y, x] > score and math.hypot(sx - ex, sy - ey) > dist:
+            cv2.line(out, (int(2 * (x + sx)), int(2 * (y + sy))), (int(2 * (x + ex)), int(2 * (y + ey))), 255, 1)
+    return out[:48, :67]
+
+
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     """A ComfyUI folder holding the two files where comfyui_controlnet_aux downloads them, and a broken one."""
@@ -133,7 +233,8 @@ def comfy(tmp_path_factory):
     annotators.mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
     states = {"sk_model.pth": lineart_state(g), "ControlNetHED.pth": hed_state(g),
-              "table5_pidinet.pth": pidinet_state(g), "netG.pth": anime_state(g)}
+              "table5_pidinet.pth": pidinet_state(g), "netG.pth": anime_state(g),
+              "mlsd_large_512_fp32.pth": mlsd_state(g)}
     for name, state in states.items():
         torch.save(state, annotators / name)
     torch.save({"module." + k: v for k, v in states["netG.pth"].items()}, annotators / "netG.pth")
@@ -335,6 +436,25 @@ def test_lineart_and_hed_match_the_published_networks_and_steps(comfy):
             assert set(np.unique(got)) <= {0, 127, 255}
 
 
+def test_mlsd_draws_the_lines_its_centres_and_offsets_give(comfy):
+    """M-LSD Lines at two threshold pairs: the lines of the 200 strongest local maxima, filtered and drawn as the
+    reference decodes them from the published network's maps."""
+    from nodes.lines.extract import load, mlsd_pictures
+    _, states = comfy
+    f = frames(1)
+    net = load("mlsd_large_512_fp32.pth", "mlsd")
+    img, _, _ = reference_pad(f[0], cv2.INTER_AREA)
+    x = np.concatenate([img, np.ones(img.shape[:2] + (1,))], -1).astype(np.float32) / 127.5 - 1
+    maps = reference_mlsd_maps(states["mlsd_large_512_fp32.pth"], torch.from_numpy(x).permute(2, 0, 1)[None]).numpy()
+    drawn = []
+    for score, dist in ((0.1, 0.1), (0.6, 2.0)):
+        got = mlsd_pictures(net, f, RES, "cpu", score, dist)[0]
+        want = reference_mlsd(maps, score, dist)
+        assert got.shape == (48, 67, 3) and (got[..., 0] == want).all(), (score, dist)
+        drawn.append((want > 0).sum())
+    assert drawn[0] > drawn[1] > 0
+
+
 def test_model_free_scribbles_match_their_rules():
     """Scribble Lines: black where the darkest channel is under 127. XDoG: its 8-bit doubling wraps, as
     controlnet_aux's does, so some dark thin strokes come out blank."""
@@ -404,7 +524,7 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
     lines.* node with its settings; none is a placeholder."""
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
-    pre = [("AnimeLineArtPreprocessor", [1024]), ("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
+    pre = [("M-LSDPreprocessor", [0.2, 5.0, 640]), ("AnimeLineArtPreprocessor", [1024]), ("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
            ("HEDPreprocessor", ["disable", 640]), ("FakeScribblePreprocessor", ["enable", 512]),
            ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512]),
            ("PiDiNetPreprocessor", ["enable", 512]), ("Scribble_PiDiNet_Preprocessor", ["disable", 768]),
@@ -425,6 +545,7 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
     got = sorted((n.type, tuple(sorted(n.params.items()))) for n in res.graph.nodes.values()
                  if n.type.startswith("lines."))
     assert got == sorted([
+        ("lines.mlsd", (("distance", 5.0), ("resolution", 640), ("score", 0.2))),
         ("lines.anime", (("resolution", 1024),)),
         ("lines.lineart", (("model", "sk_model2.pth"), ("resolution", 768))),
         ("lines.lineart", (("model", "sk_model.pth"), ("resolution", 512))),

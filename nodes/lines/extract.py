@@ -25,13 +25,14 @@ WHERE = ("custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/ in yo
 NETS = {"lineart": ("the line-art generator", "sk_model.pth (realistic) or sk_model2.pth (coarse)", "model0.1.weight"),
         "hed": ("HED", "ControlNetHED.pth", "block1.projection.weight"),
         "pidinet": ("PiDiNet", "table5_pidinet.pth", "init_block.weight"),
-        "anime": ("the anime line-art U-Net", "netG.pth", "model.model.0.weight")}
+        "anime": ("the anime line-art U-Net", "netG.pth", "model.model.0.weight"),
+        "mlsd": ("M-LSD", "mlsd_large_512_fp32.pth", "block23.conv3.weight")}
 BATCH = 4           # frames through a network at once: a 512x896 HED stage is 0.1 GB a frame
 
 
 def _net_class(kind: str):
-    from .nets import HED, AnimeUNet, LineGenerator, PiDiNet
-    return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet, "anime": AnimeUNet}[kind]
+    from .nets import HED, MLSD, AnimeUNet, LineGenerator, PiDiNet
+    return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet, "anime": AnimeUNet, "mlsd": MLSD}[kind]
 
 
 def find(name: str, kind: str) -> Path:
@@ -94,6 +95,41 @@ def anime_pictures(net, frames: np.ndarray, resolution: int, device: str) -> np.
     line = line.clip(0, 255).astype(np.uint8)
     back = np.stack([cv2.resize(f, (wp, hp), interpolation=cv2.INTER_AREA) for f in line])
     return rgb(255 - back[:, :th, :tw])
+
+
+MLSD_CANDIDATES = 200      # line centres M-LSD considers, the strongest first
+
+
+def mlsd_pictures(net, frames: np.ndarray, resolution: int, device: str, score: float = 0.1,
+                  distance: float = 0.1) -> np.ndarray:
+    """White straight lines on black (M-LSD Lines), uint8 [n,h,w,3] at the detect size: the 200 strongest line
+    centres (each the largest of its 3x3 neighbours), those scoring above `score` with ends more than `distance`
+    apart drawn one pixel wide, their ends at twice the half-size map's position plus offset, truncated."""
+    import torch
+    batch, (th, tw) = _padded(frames, resolution, cv2.INTER_AREA)
+    x = np.concatenate([batch.astype(np.float32), np.ones(batch.shape[:3] + (1,), np.float32)], axis=-1)
+    with torch.inference_mode():
+        maps = net(torch.from_numpy(x / 127.5 - 1.0).to(device).permute(0, 3, 1, 2).float())
+        heat = torch.sigmoid(maps[:, 0:1])
+        heat = heat * (nn_max3(heat) == heat)
+        scores, where = torch.topk(heat.flatten(1), MLSD_CANDIDATES, dim=1)     # the map is 32x32 at least
+        offsets = maps[:, 1:5].float().cpu().numpy()
+    scores, where = scores.float().cpu().numpy(), where.cpu().numpy()
+    out = np.zeros(batch.shape[:3], np.uint8)
+    w = maps.shape[3]
+    for i in range(len(batch)):
+        ys, xs = where[i] // w, where[i] % w
+        d = offsets[i][:, ys, xs]                           # [4, top]: start x, y, end x, y offsets
+        keep = (scores[i] > score) & (np.hypot(d[0] - d[2], d[1] - d[3]) > distance)
+        for y, x, (x0, y0, x1, y1) in zip(ys[keep], xs[keep], d[:, keep].T):
+            ends = [int(2 * (x + x0)), int(2 * (y + y0)), int(2 * (x + x1)), int(2 * (y + y1))]
+            cv2.line(out[i], tuple(ends[:2]), tuple(ends[2:]), 255, 1)
+    return rgb(out[:, :th, :tw])
+
+
+def nn_max3(x):
+    import torch.nn.functional as F
+    return F.max_pool2d(x, 3, stride=1, padding=1)
 
 
 def hed_pictures(net, frames: np.ndarray, resolution: int, device: str, safe: bool = True,

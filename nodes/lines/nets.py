@@ -257,3 +257,118 @@ class AnimeUNet(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+def _conv_bn(a: int, b: int, k: int, relu, **kw) -> List[nn.Module]:
+    return [nn.Conv2d(a, b, k, **kw), nn.BatchNorm2d(b)] + ([relu] if relu is not None else [])
+
+
+class TFConvBN(nn.Sequential):
+    """MobileNetV2's convolution, batch norm and ReLU6, padded as TFLite pads (one pixel right and below, none
+    before) where it strides by 2."""
+
+    def __init__(self, a: int, b: int, k: int = 3, stride: int = 1, groups: int = 1):
+        pad = 0 if stride == 2 else (k - 1) // 2
+        super().__init__(*_conv_bn(a, b, k, nn.ReLU6(), stride=stride, padding=pad, groups=groups, bias=False))
+        self.stride = stride
+
+    def forward(self, x):
+        if self.stride == 2:
+            x = nn.functional.pad(x, (0, 1, 0, 1))
+        return super().forward(x)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, a: int, b: int, stride: int, expand: int):
+        super().__init__()
+        hidden = a * expand
+        layers = [TFConvBN(a, hidden, 1)] if expand != 1 else []
+        layers += [TFConvBN(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, b, 1, bias=False),
+                   nn.BatchNorm2d(b)]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and a == b
+
+    def forward(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class MobileNetV2Trunk(nn.Module):
+    """MobileNetV2 to its 96-channel stage, on RGB plus a plane of ones; the outputs of features 1, 3, 6, 10, 13
+    (strides 2, 4, 8, 16, 16)."""
+    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
+    TAPS = (1, 3, 6, 10, 13)
+
+    def __init__(self):
+        super().__init__()
+        layers, c = [TFConvBN(4, 32, stride=2)], 32
+        for t, out, n, s in self.SETTINGS:
+            for i in range(n):
+                layers.append(InvertedResidual(c, out, s if i == 0 else 1, t))
+                c = out
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x):
+        taps = []
+        for i, f in enumerate(self.features):
+            x = f(x)
+            if i in self.TAPS:
+                taps.append(x)
+        return taps
+
+
+class MergeBlock(nn.Module):
+    """M-LSD's block A: a 1x1 conv of the finer map beside a 1x1 conv of the coarser one (upscaled x2)."""
+
+    def __init__(self, fine: int, coarse: int, upscale: bool = True):
+        super().__init__()
+        self.conv1 = nn.Sequential(*_conv_bn(coarse, 64, 1, nn.ReLU()))
+        self.conv2 = nn.Sequential(*_conv_bn(fine, 64, 1, nn.ReLU()))
+        self.upscale = upscale
+
+    def forward(self, fine, coarse):
+        coarse = self.conv1(coarse)
+        if self.upscale:
+            coarse = nn.functional.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=True)
+        return torch.cat((self.conv2(fine), coarse), dim=1)
+
+
+class RefineBlock(nn.Module):
+    """M-LSD's block B: a residual 3x3 conv, then a 3x3 conv to 64 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Sequential(*_conv_bn(128, 128, 3, nn.ReLU(), padding=1))
+        self.conv2 = nn.Sequential(*_conv_bn(128, 64, 3, nn.ReLU(), padding=1))
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x) + x)
+
+
+class MLSD(nn.Module):
+    """M-LSD large (mlsd_large_512_fp32.pth): RGB and ones in -1..1 -> at half the input's size, line centre logits
+    (channel 0) and each centre's start and end offsets (1..4), the first of the 9 maps it keeps."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = MobileNetV2Trunk()
+        self.block15, self.block16 = MergeBlock(64, 96, upscale=False), RefineBlock()
+        self.block17, self.block18 = MergeBlock(32, 64), RefineBlock()
+        self.block19, self.block20 = MergeBlock(24, 64), RefineBlock()
+        self.block21, self.block22 = MergeBlock(16, 64), RefineBlock()
+        self.block23 = nn.Module()
+        self.block23.conv1 = nn.Sequential(*_conv_bn(64, 64, 3, nn.ReLU(), padding=5, dilation=5))
+        self.block23.conv2 = nn.Sequential(*_conv_bn(64, 64, 3, nn.ReLU(), padding=1))
+        self.block23.conv3 = nn.Conv2d(64, 16, 1)
+
+    @classmethod
+    def shaped_for(cls, state: Dict[str, torch.Tensor]) -> "MLSD":
+        return cls()
+
+    def forward(self, x):
+        c1, c2, c3, c4, c5 = self.backbone(x)
+        x = self.block16(self.block15(c4, c5))
+        x = self.block18(self.block17(c3, x))
+        x = self.block20(self.block19(c2, x))
+        x = self.block22(self.block21(c1, x))
+        b = self.block23
+        return b.conv3(b.conv2(b.conv1(x)))[:, 7:]

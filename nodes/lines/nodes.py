@@ -105,3 +105,21 @@ def anime_lineart(ctx, video: VIDEO,
     from .extract import anime_pictures, line_clip, load
     net = load(as_given(model, ctx.workflow_dir), "anime", ctx.device)
     return line_clip(video, resolution, lambda f: anime_pictures(net, f, resolution, ctx.device), False, ctx)
+
+
+@node("lines.mlsd", title="M-LSD Straight Lines", category="Conditioning", device="gpu", temporal_radius=0)
+def mlsd(ctx, video: VIDEO,
+         model: str = Param("mlsd_large_512_fp32.pth", kind="path", locate=locator("annotators"),
+                            help="mlsd_large_512_fp32.pth from Hugging Face lllyasviel/Annotators, found as "
+                                 "lines.lineart's model is"),
+         score: float = Param(0.1, min=0.01, max=2.0, help="how sure M-LSD must be of a line to draw it"),
+         distance: float = Param(0.1, min=0.01, max=20.0, help="lines shorter than this (in half-size pixels) are "
+                                                               "left out"),
+         resolution: int = _resolution()) -> VIDEO:
+    """White straight lines on black of every frame (walls, furniture, buildings), as comfyui_controlnet_aux's M-LSD
+    Lines draws them: for an mlsd ControlNet (control.apply, preprocessor none). The model is read from your own
+    folders; nothing is downloaded."""
+    from .extract import line_clip, load, mlsd_pictures
+    net = load(as_given(model, ctx.workflow_dir), "mlsd", ctx.device)
+    return line_clip(video, resolution, lambda f: mlsd_pictures(net, f, resolution, ctx.device, score, distance),
+                     False, ctx)
