@@ -519,6 +519,19 @@ def test_missing_wrong_and_broken_files_are_named(comfy, monkeypatch, tmp_path):
     assert load("sk_model_copy.pth", "lineart") is not None
 
 
+def test_kinograph_info_lists_the_annotators_as_line_models(comfy):
+    """comfyui_controlnet_aux's ckpts/ is searched for pose models too: its Annotators files were listed as DWPose
+    estimators that load. Each is listed as the line node that reads it, a damaged one as not loading."""
+    from pathlib import Path
+    from nodes.generate.model_manager import list_found_models
+    rows = {Path(p).name: (kind, d["family"], d["variant"], d["loads"]) for kind, p, d in list_found_models()}
+    assert rows["sk_model.pth"] == ("annotators", "annotator", "lineart", "yes")
+    assert rows["ControlNetHED.pth"][2:] == ("hed", "yes") and rows["netG.pth"][2:] == ("anime", "yes")
+    assert rows["table5_pidinet.pth"][2:] == ("pidinet", "yes")
+    assert rows["mlsd_large_512_fp32.pth"][2:] == ("mlsd", "yes")
+    assert rows["sk_model2.pth"] == ("annotators", "annotator", "", "no")
+
+
 def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
     """A ControlNet graph's preprocessors, as ComfyUI's editor saves them (widgets by position): each becomes its
     lines.* node with its settings; none is a placeholder."""

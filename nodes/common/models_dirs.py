@@ -119,6 +119,26 @@ def _yaml_path(text: str) -> Optional[Path]:
     return Path(text.replace("\\", "/") if os.sep == "/" else text).expanduser()
 
 
+def _aux_dirs() -> List[Path]:
+    """comfyui_controlnet_aux's ckpts/ folders in the listed ComfyUI installs, and the one AUX_ANNOTATOR_CKPTS_PATH
+    names: every download of that pack, each under its Hugging Face repository."""
+    out = []
+    for d in model_dirs():
+        nodes_dir = d.parent / "custom_nodes" if d.name == "models" else d / "custom_nodes"
+        if nodes_dir.is_dir():
+            out += sorted(p for p in nodes_dir.glob("*/ckpts") if p.is_dir() and
+                          "controlnet_aux" in p.parent.name.lower().replace("-", "_"))
+    aux = os.environ.get("AUX_ANNOTATOR_CKPTS_PATH", "").strip()
+    return out + ([Path(aux).expanduser()] if aux else [])
+
+
+def _aux_kind(p: Path) -> str:
+    """Which kind a file in comfyui_controlnet_aux's ckpts/ is listed under: DWPose's TorchScript and ONNX exports
+    are pose models; the rest (lllyasviel/Annotators' .pth files ...) annotators."""
+    name = p.name.lower()
+    return "pose" if name.endswith(".onnx") or "torchscript" in name else "annotators"
+
+
 def _pack_dirs(kind: str) -> List[Path]:
     """Node packs' own weight folders in a ComfyUI install: custom_nodes/<pack>/ckpts/<kind>; for pose models and
     line annotators, comfyui_controlnet_aux's whole ckpts/ folder, where it keeps each download under its Hugging
@@ -129,13 +149,7 @@ def _pack_dirs(kind: str) -> List[Path]:
         nodes_dir = d.parent / "custom_nodes" if d.name == "models" else d / "custom_nodes"
         if nodes_dir.is_dir():
             out += sorted(p for p in nodes_dir.glob(f"*/ckpts/{kind}") if p.is_dir())
-            if kind in AUX_KINDS:
-                out += sorted(p for p in nodes_dir.glob("*/ckpts") if p.is_dir() and
-                              "controlnet_aux" in p.parent.name.lower().replace("-", "_"))
-    aux = os.environ.get("AUX_ANNOTATOR_CKPTS_PATH", "").strip()
-    if kind in AUX_KINDS and aux:
-        out.append(Path(aux).expanduser())
-    return out
+    return out + (_aux_dirs() if kind in AUX_KINDS else [])
 
 
 def _kind_dirs(kind: str) -> List[Path]:
@@ -335,11 +349,15 @@ def list_models() -> Dict[str, List[Path]]:
     """Every model file (or diffusers folder) in the model folders, by kind."""
     found: Dict[str, List[Path]] = {}
     seen = set()
+    aux = set(_aux_dirs())
     for kind in KINDS:
         items: List[Path] = []
         for d in _kind_dirs(kind):
             if d.is_dir():
                 for p in _walk(d):
+                    # comfyui_controlnet_aux's ckpts/ is searched for two kinds: each file is listed under its own
+                    if d in aux and _aux_kind(p) != kind:
+                        continue
                     # A diffusers folder is one model; do not list the weights inside it.
                     if _is_model(p, kind) and p not in seen and not any(
                             _is_model_folder(q, kind) for q in p.parents if d in q.parents):

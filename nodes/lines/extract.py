@@ -64,6 +64,24 @@ def _load(path: str, stamp: tuple, kind: str, device: str):
     return net.eval().to(device)
 
 
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a file in an annotators folder (or comfyui_controlnet_aux's ckpts/): which line
+    node reads it, by the keys its header lists, or that none does (the pack's other preprocessors' files)."""
+    from nodes.generate.detect import read_header
+    row = {"family": "annotator", "variant": "", "role": "", "precision": "", "loads": "no", "note": ""}
+    try:
+        keys = {k[7:] if k.startswith("module.") else k for k in read_header(path).shapes}
+    except (NodeError, OSError, RuntimeError, ValueError) as e:
+        row["note"] = str(e).splitlines()[0][:200]
+        return row
+    kind = next((k for k, (_, _, key) in NETS.items() if key in keys), None)
+    if kind is None:
+        row["note"] = "no line node reads it (another comfyui_controlnet_aux preprocessor's file)"
+    else:
+        row.update(variant=kind, loads="yes", note=f"{NETS[kind][0]}, read by lines.{kind}")
+    return row
+
+
 def load(name: str, kind: str, device: str = "cpu"):
     path = find(name, kind)
     st = path.stat()
