@@ -80,8 +80,10 @@ def test_points_and_a_box_clicked_at_200_percent_are_the_pictures_pixels_undo_an
     assert win.viewer.canvas.picker is None
     c.connect(pattern, "video", node, "video")
     win.scene.select_nodes([node])
+    win.viewer.wipe_box.setChecked(True)
     win.properties.editors["box"].pick_button.click()
     assert win.viewer.pick_bar.isVisible() and "drag a box around it" in win.viewer.pick_label.text()
+    assert not win.viewer.wipe_box.isChecked(), "the picks are clicked on A alone, not under a wipe"
     _settled(win)
     cv = win.viewer.canvas
     win.viewer.set_zoom(2.0)

@@ -305,9 +305,12 @@ class FrameCanvas(QWidget):
             p.setPen(theme.WARN if self.rate[1] else theme.TEXT_DIM)
             p.drawText(box, Qt.AlignCenter, self.rate[0])
         if self.loading:
+            # While picking, at the foot of the canvas: in the middle it hid what was being clicked on.
+            box = QRectF(self.width() / 2 - 110, self.height() - 40 if self.picker is not None
+                         else self.height() / 2 - 16, 220, 32)
             p.setPen(theme.TEXT)
-            p.fillRect(QRectF(self.width() / 2 - 110, self.height() / 2 - 16, 220, 32), QColor(0, 0, 0, 170))
-            p.drawText(QRectF(self.rect()), Qt.AlignCenter, self.loading)
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.drawText(box, Qt.AlignCenter, self.loading)
         if self.note:
             box = QRectF(self.rect()).adjusted(8, 8, -8, -8)
             flags = Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap
@@ -638,10 +641,11 @@ class ViewerPanel(QWidget):
     def start_picking(self, picker) -> None:
         """Clicks on A edit `picker`'s node's points and box (app.editor.picker), on the first frame."""
         self.canvas.picker = picker
+        self.wipe_box.setChecked(False)         # A alone: the picks are drawn and clicked on A
         self.pick_bar.show()
         self.pause()
         self.seek(0)
-        self._pick_state()
+        self.show_picks()
 
     def stop_picking(self) -> None:
         if self.canvas.picker is None:
@@ -655,9 +659,10 @@ class ViewerPanel(QWidget):
     def pick_note(self, text: str) -> None:
         """What keeps the picked node's mask from showing (no point yet, no model), under the picking hint."""
         self._pick_note = text
-        self._pick_state()
+        self.show_picks()
 
-    def _pick_state(self) -> None:
+    def show_picks(self) -> None:
+        """The picks and the hint as they are now (the node's parameters changed, the frame moved)."""
         picker = self.canvas.picker
         if picker is None:
             return
@@ -767,7 +772,7 @@ class ViewerPanel(QWidget):
 
     def show_frame(self, i: int) -> None:
         self.index = i
-        self._pick_state()
+        self.show_picks()
         master = self.master
         if not self.playing or self.every_box.isChecked():
             # Playing, the counters say which frame is on screen (_show), not one still being decoded.

@@ -854,7 +854,7 @@ class MainWindow(QMainWindow):
             self.viewer.stop_picking()
         elif ev.kind == "param_changed":
             picker.set_value(ev.data.get("name"), ev.data.get("value"))
-            self.viewer.show_frame(self.viewer.index)
+            self.viewer.show_picks()
 
     def _viewed_node_gone(self, node: str) -> None:
         """The node on screen deleted: its picture is marked as the output of a node that is no more.
