@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
 
 
 def _boxed(ctx, video: VIDEO, points: str = Param("", kind="points"),
-           negative: str = Param("", kind="negative_points"), box: str = Param("", kind="box")) -> MASK:
+           negative: str = Param("", kind="negative_points"), box: str = Param("", kind="box"),
+           model: str = Param("tiny", check=lambda v: None if v == "tiny" else f"model {v!r} not found")) -> MASK:
     """Stands in for SAM 2: the mask is the box."""
     m = np.zeros((video.height, video.width), np.float32)
     b = box_of(box)
@@ -79,12 +80,19 @@ def test_points_and_a_box_clicked_at_200_percent_are_the_pictures_pixels_undo_an
     assert "no picture to pick on: connect a clip or an image to its video input" in win.statusBar().currentMessage()
     assert win.viewer.canvas.picker is None
     c.connect(pattern, "video", node, "video")
+    c.set_param(node, "model", "sam2.1-hiera-large")
     win.scene.select_nodes([node])
     win.viewer.wipe_box.setChecked(True)
     win.properties.editors["box"].pick_button.click()
     assert win.viewer.pick_bar.isVisible() and "drag a box around it" in win.viewer.pick_label.text()
     assert not win.viewer.wipe_box.isChecked(), "the picks are clicked on A alone, not under a wipe"
     _settled(win)
+    # Refused before it ran (its model is not there): the frame is still there to pick on, the reason beside the hint.
+    assert win.viewer.sources["A"].label == "boxed's picture"
+    assert "No mask yet: model: model 'sam2.1-hiera-large' not found" in win.viewer.pick_label.text()
+    c.set_param(node, "model", "tiny")
+    _settled(win)
+    assert win.viewer.sources["A"].label == "boxed.mask" and "No mask yet" not in win.viewer.pick_label.text()
     cv = win.viewer.canvas
     win.viewer.set_zoom(2.0)
     # Where pixel (x, y) of the picture lies on screen at 200%, centred in the canvas, from the canvas's size alone.

@@ -669,8 +669,8 @@ class ViewerPanel(QWidget):
         picker.enabled = self.index == 0
         text = picker.hint() if picker.enabled else "Points are picked on the first frame: Home goes back to it"
         note = self._pick_note
-        self.pick_label.setText(html.escape(text) + (f"<br><span style='color:#ffb4a8'>{html.escape(note)}</span>"
-                                                     if note else ""))
+        note = f"<br><span style='color:#ffb4a8'>{html.escape(note, False)}</span>" if note else ""
+        self.pick_label.setText(html.escape(text, False) + note)
         self.canvas.update()
 
     def show_live(self, img: QImage, caption: str) -> None:
