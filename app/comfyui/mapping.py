@@ -68,19 +68,38 @@ COMFY_UNION_TYPES = ("openpose", "depth", "hed/pidi/scribble/ted", "canny/linear
                      "segment", "tile", "repaint")
 
 
-# comfyui_controlnet_aux's depth checkpoints (their authors' files) -> the same models' Hugging Face folders, which
-# depth.estimate reads from a depth/ model folder.
-DEPTH_FOLDERS = {"depth_anything_vitl14.pth": "depth-anything-large-hf", "depth_anything_vitb14.pth":
-                 "depth-anything-base-hf", "depth_anything_vits14.pth": "depth-anything-small-hf",
-                 "depth_anything_v2_vitl.pth": "Depth-Anything-V2-Large-hf",
-                 "depth_anything_v2_vitb.pth": "Depth-Anything-V2-Base-hf",
-                 "depth_anything_v2_vits.pth": "Depth-Anything-V2-Small-hf"}
 DEPTH_NOTE = ("depth.estimate sizes frames as the model was trained (Depth Anything: 518 pixels on the short side), "
               "not to `resolution`, and reads the model as its Hugging Face folder in a depth/ model folder")
 
 
+# What AIO_Preprocessor hands the preprocessor it names besides the image and its resolution: the defaults of that
+# one's INPUT_TYPES (comfyui_controlnet_aux's node_wrappers).
+AIO_DEFAULTS = {
+    "CannyEdgePreprocessor": {"low_threshold": 100, "high_threshold": 200},
+    "BinaryPreprocessor": {"bin_threshold": 100},
+    "TilePreprocessor": {"pyrUp_iters": 3},
+    "DepthAnythingPreprocessor": {"ckpt_name": "depth_anything_vitl14.pth"},
+    "DepthAnythingV2Preprocessor": {"ckpt_name": "depth_anything_v2_vitl.pth"},
+    "MiDaS-DepthMapPreprocessor": {"a": 2.0 * 3.141592653589793, "bg_threshold": 0.1},
+    "DWPreprocessor": {"detect_hand": "enable", "detect_body": "enable", "detect_face": "enable",
+                       "bbox_detector": "yolox_l.onnx", "pose_estimator": "dw-ll_ucoco_384_bs5.torchscript.pt",
+                       "scale_stick_for_xinsr_cn": "disable"},
+    "OpenposePreprocessor": {"detect_hand": "enable", "detect_body": "enable", "detect_face": "enable",
+                             "scale_stick_for_xinsr_cn": "disable"},
+    "LineArtPreprocessor": {"coarse": "disable"},
+    "HEDPreprocessor": {"safe": "enable"},
+    "FakeScribblePreprocessor": {"safe": "enable"},
+    "PiDiNetPreprocessor": {"safe": "enable"},
+    "M-LSDPreprocessor": {"score_threshold": 0.1, "dist_threshold": 0.1},
+}
+
+
 def depth_folder(v):
-    name = DEPTH_FOLDERS.get(str(v).replace("\\", "/").rsplit("/", 1)[-1])
+    """comfyui_controlnet_aux's depth checkpoint (its authors' file) as the same model's Hugging Face folder, which
+    depth.estimate reads from a depth/ model folder"""
+    from nodes.depth.estimate import AUTHOR_FILES
+    repo = AUTHOR_FILES.get(str(v).replace("\\", "/").rsplit("/", 1)[-1])
+    name = repo.split("/")[1] if repo else None
     if name is None:
         raise Approx("Depth-Anything-V2-Large-hf", f"{v} has no Hugging Face folder; Depth Anything V2 Large, the "
                                                    "nearest, is used")
@@ -592,9 +611,35 @@ RULES: Dict[str, Rule] = {
                                        ("video",), fixed={"model": "dpt-hybrid-midas"},
                                        ignore={"a": None, "bg_threshold": None, "resolution": None},
                                        note=DEPTH_NOTE + "; MiDaS's background threshold is not applied"),
+    # ZoeD_M12_N.pt, the file the pack loads, is ZoeDepth-N (NYU only): Intel/zoedepth-nyu, not the two-headed -nyu-kitti
     "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
-                                     fixed={"model": "zoedepth-nyu-kitti"}, ignore={"resolution": None},
-                                     note=DEPTH_NOTE),
+                                     fixed={"model": "zoedepth-nyu"}, ignore={"resolution": None},
+                                     note=DEPTH_NOTE + "; the pack spreads Zoe's depth from its 2nd to 85th "
+                                                       "percentile, depth.estimate over the whole range"),
+    # comfyui_controlnet_aux's model-free preprocessors (node_wrappers/canny.py, binary.py, color.py, tile.py: each
+    # one's own widgets, then resolution), as the pack computes them
+    "CannyEdgePreprocessor": Rule("control.canny_edges", ("low_threshold", "high_threshold", "resolution"),
+                                  (P("low_threshold", "low"), P("high_threshold", "high"),
+                                   P("resolution", "resolution")), {"image": "video"}, ("video",)),
+    "BinaryPreprocessor": Rule("control.binary", ("bin_threshold", "resolution"),
+                               (P("bin_threshold", "threshold"), P("resolution", "resolution")), {"image": "video"},
+                               ("video",)),
+    "ColorPreprocessor": Rule("control.color_grid", ("resolution",), (P("resolution", "resolution"),),
+                              {"image": "video"}, ("video",)),
+    # the pack hands Tile its resolution and its TileDetector drops it
+    "TilePreprocessor": Rule("control.tile", ("pyrUp_iters", "resolution"), (P("pyrUp_iters", "iterations"),),
+                             {"image": "video"}, ("video",), ignore={"resolution": None}),
+    "ImageInvert": Rule("video.invert", (), (), {"image": "video"}, ("video",)),
+    # ControlNet inpaint's picture: the masked pixels -1; the mask rides with the picture to control.apply's mask,
+    # which sets them so for an SD / SDXL net (node_wrappers/inpaint.py)
+    "InpaintPreprocessor": Rule(None, ("black_pixel_for_xinsir_cn",), (), {"image": "video", "mask": "mask"},
+                                fold=True, special="inpaint_preprocessor"),
+    # one node for all of the pack's preprocessors: the one it names runs with its own widgets at their defaults
+    # and the AIO's resolution (its __init__.py); mapped as that preprocessor's own rule
+    "AIO_Preprocessor": Rule(None, ("preprocessor", "resolution"), (), {"image": "video"}, special="aio"),
+    # the pack's dropdown as a node of its own, feeding AIO_Preprocessor's preprocessor: a constant
+    "ControlNetPreprocessorSelector": Rule(None, ("preprocessor",), (P("preprocessor", "value"),), fold=True,
+                                           special="constant"),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's
