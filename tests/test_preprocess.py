@@ -59,13 +59,27 @@ def test_pictures_are_the_packs_own():
     assert np.array_equal(tile, cv2.pyrUp(cv2.pyrUp(cv2.pyrUp(small))))
     assert (p.tile_blur(np.full((64, 64, 3), 77, np.uint8), 2) == 77).all()
     assert np.array_equal(p.inverted(f), 255 - f)
+    # Content Shuffle: two make_noise_disk fields (f 256) from one Generator seeded 7, as sampling positions
+    f = _picture(40, 90, 5)
+    img, th, tw = _pack_sized(f, 64)
+    H, W = img.shape[:2]
+    rng = np.random.default_rng(7)
+    fields = []
+    for scale in (W - 1, H - 1):
+        n = cv2.resize(rng.uniform(0, 1, (H // 256 + 2, W // 256 + 2, 1)), (W + 512, H + 512),
+                       interpolation=cv2.INTER_CUBIC)[256:256 + H, 256:256 + W]
+        fields.append((n - n.min()) / (n - n.min()).max() * float(scale))
+    want = cv2.remap(img, np.stack(fields, axis=2).astype(np.float32), None, cv2.INTER_LINEAR)[:th, :tw]
+    shuffled = p.content_shuffle(f, 64, 7)
+    assert shuffled.shape == (64, 144, 3) and np.array_equal(shuffled, want)
+    assert not np.array_equal(shuffled, p.content_shuffle(f, 64, 8))
 
 
 def test_the_nodes_run_at_the_packs_sizes_and_refuse_what_cannot_be(tmp_path):
     """Each node's clip has the size of its pictures (the detect resolution's, not the frame's); settings that
     cannot make a picture are named with the way out, not a cv2 error from inside a frame."""
     from graph_engine.api import Session, load_workflow
-    from nodes.preprocess.pictures import canny_edges
+    from nodes.preprocess.pictures import canny_edges, content_shuffle
     wf = tmp_path / "aux.yaml"
 
     def run(extra, keep):
@@ -76,15 +90,17 @@ def test_the_nodes_run_at_the_packs_sizes_and_refuse_what_cannot_be(tmp_path):
               "  tile: {type: control.tile, inputs: {video: src.video}, params: {iterations: 4}}\n"
               "  grid: {type: control.color_grid, inputs: {video: src.video}, params: {resolution: 64}}\n"
               "  bin: {type: control.binary, inputs: {video: src.video}, params: {threshold: 0, resolution: 64}}\n"
+              "  shuf: {type: control.shuffle, inputs: {video: src.video}, params: {resolution: 64, seed: 3}}\n"
               "  inv: {type: video.invert, inputs: {video: src.video}}\n", ["src", "canny", "tile", "grid", "bin",
-                                                                              "inv"])
+                                                                              "shuf", "inv"])
     assert res.ok, res.failed
-    out = {k: res.outputs[k]["video"].to_array() for k in ("src", "canny", "tile", "grid", "bin", "inv")}
+    out = {k: res.outputs[k]["video"].to_array() for k in ("src", "canny", "tile", "grid", "bin", "shuf", "inv")}
     frames = out["src"]
     assert out["canny"].shape == (2, 160, 96, 3)
     assert np.array_equal(out["canny"][1], canny_edges(frames[1], 100, 200, 96))
     assert out["tile"].shape == (2, 64, 64, 3) and out["grid"].shape == (2, 107, 64, 3)
     assert out["bin"].shape == (2, 107, 64, 3) and np.array_equal(out["inv"], 255 - frames)
+    assert np.array_equal(out["shuf"][1], content_shuffle(frames[1], 64, 3))
     for extra, message in (
             ("  x: {type: control.canny_edges, inputs: {video: src.video}, params: {low: 201}}\n",
              "low (201) must not be above high (200)"),
@@ -118,12 +134,17 @@ def test_aio_preprocessor_imports_as_the_preprocessor_it_names(tmp_path):
     pic = _picture(48, 72, 4)
     cv2.imwrite(str(tmp_path / "pic.png"), pic[..., ::-1])
     res = import_data(_aio_workflow([("CannyEdgePreprocessor", 128), ("TilePreprocessor", 512),
-                                     ("DepthAnythingV2Preprocessor", 1024)]))
+                                     ("DepthAnythingV2Preprocessor", 1024), ("ShufflePreprocessor", 256)]))
     nodes = {n.type: n for n in res.graph.nodes.values()}
     assert nodes["control.canny_edges"].params == {"low": 100, "high": 200, "resolution": 128}
     assert nodes["control.tile"].params == {"iterations": 3}
     assert nodes["depth.estimate"].params == {"model": "Depth-Anything-V2-Large-hf"}
+    assert nodes["control.shuffle"].params == {"resolution": 256, "seed": 0}
     lines = res.report.text().splitlines()
+    assert [x for x in lines if "#13" in x] == [
+        "mapped approximately   AIO_Preprocessor #13 -> shuffle_preprocessor_13: runs ShufflePreprocessor; seed 0 "
+        "shuffles each frame anew on every run in ComfyUI (numpy's unseeded state); here it is one fixed shuffle for "
+        "every frame: set another seed for another one"]
     assert "mapped exactly         AIO_Preprocessor #10 -> canny_edge_preprocessor_10: runs CannyEdgePreprocessor" \
         in lines
     assert not [x for x in lines if x.startswith("NOT MAPPED")]

@@ -78,6 +78,7 @@ AIO_DEFAULTS = {
     "CannyEdgePreprocessor": {"low_threshold": 100, "high_threshold": 200},
     "BinaryPreprocessor": {"bin_threshold": 100},
     "TilePreprocessor": {"pyrUp_iters": 3},
+    "ShufflePreprocessor": {"seed": 0},
     "DepthAnythingPreprocessor": {"ckpt_name": "depth_anything_vitl14.pth"},
     "DepthAnythingV2Preprocessor": {"ckpt_name": "depth_anything_v2_vitl.pth"},
     "MiDaS-DepthMapPreprocessor": {"a": 2.0 * 3.141592653589793, "bg_threshold": 0.1},
@@ -92,6 +93,15 @@ AIO_DEFAULTS = {
     "PiDiNetPreprocessor": {"safe": "enable"},
     "M-LSDPreprocessor": {"score_threshold": 0.1, "dist_threshold": 0.1},
 }
+
+
+def shuffle_seed(v):
+    """0 (the pack's default) draws a new shuffle every run and every frame there (numpy's unseeded state); 0 is kept
+    here, one fixed shuffle for every frame"""
+    if v == 0:
+        raise Approx(0, "seed 0 shuffles each frame anew on every run in ComfyUI (numpy's unseeded state); here it is "
+                        "one fixed shuffle for every frame: set another seed for another one")
+    return v
 
 
 def depth_folder(v):
@@ -629,6 +639,9 @@ RULES: Dict[str, Rule] = {
     # the pack hands Tile its resolution and its TileDetector drops it
     "TilePreprocessor": Rule("control.tile", ("pyrUp_iters", "resolution"), (P("pyrUp_iters", "iterations"),),
                              {"image": "video"}, ("video",), ignore={"resolution": None}),
+    "ShufflePreprocessor": Rule("control.shuffle", ("resolution", "seed"), (P("resolution", "resolution"),
+                                                                         P("seed", "seed", shuffle_seed)),
+                                {"image": "video"}, ("video",)),
     "ImageInvert": Rule("video.invert", (), (), {"image": "video"}, ("video",)),
     # ControlNet inpaint's picture: the masked pixels -1; the mask rides with the picture to control.apply's mask,
     # which sets them so for an SD / SDXL net (node_wrappers/inpaint.py)

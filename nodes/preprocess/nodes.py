@@ -67,6 +67,16 @@ def tile(ctx, video: VIDEO,
     return map_frames(ctx, video, lambda f: tile_blur(f, iterations), width=w, height=h)
 
 
+@node("control.shuffle", title="Content Shuffle", category="Conditioning", temporal_radius=0)
+def shuffle(ctx, video: VIDEO, resolution: int = _resolution(),
+            seed: int = Param(0, kind="seed", help="picks the shuffle; every frame is shuffled alike, so the "
+                                                   "picture does not boil")) -> VIDEO:
+    """The frame's content swirled by smooth random warps, as comfyui_controlnet_aux's Content Shuffle makes it for
+    the shuffle ControlNet and T2I-Adapter (style without layout)."""
+    from .pictures import content_shuffle
+    return _sized(ctx, video, resolution, lambda f: content_shuffle(f, resolution, seed))
+
+
 @node("video.invert", title="Invert", category="Video", temporal_radius=0)
 def invert(ctx, video: VIDEO) -> VIDEO:
     """Each pixel's colour inverted (white becomes black), as ComfyUI's ImageInvert: e.g. black lines on white made

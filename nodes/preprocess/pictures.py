@@ -102,6 +102,31 @@ def tile_blur(frame: np.ndarray, iterations: int) -> np.ndarray:
     return small
 
 
+SHUFFLE_CELL = 256      # the size of the shuffle's noise features in pixels (ContentShuffleDetector's f)
+
+
+def noise_disk(h: int, w: int, cell: int, rng: np.random.Generator) -> np.ndarray:
+    """float64 h x w x 1 smooth noise spread over 0..1 (the pack's make_noise_disk): uniform values on a grid one
+    per `cell` pixels (two more each way), cubic-resized past the picture by a cell on each side, cut to it."""
+    noise = rng.uniform(low=0, high=1, size=(h // cell + 2, w // cell + 2, 1))
+    noise = cv2.resize(noise, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[cell:cell + h, cell:cell + w]
+    noise -= noise.min()
+    noise /= noise.max()
+    return noise[:, :, None]
+
+
+def content_shuffle(frame: np.ndarray, resolution: int, seed: int) -> np.ndarray:
+    """ShufflePreprocessor (ContentShuffleDetector): the sized, padded picture resampled at positions two smooth
+    noise fields give (x from the first, y from the second, drawn from numpy's Generator seeded with `seed`)."""
+    img, (th, tw) = detect_sized(frame, resolution)
+    H, W = img.shape[:2]
+    rng = np.random.default_rng(seed)
+    x = noise_disk(H, W, SHUFFLE_CELL, rng) * float(W - 1)
+    y = noise_disk(H, W, SHUFFLE_CELL, rng) * float(H - 1)
+    flow = np.concatenate([x, y], axis=2).astype(np.float32)
+    return cv2.remap(img, flow, None, cv2.INTER_LINEAR)[:th, :tw]
+
+
 def inverted(frame: np.ndarray) -> np.ndarray:
     """ImageInvert: 1 - the picture, each channel (255 - v on 8 bits)."""
     return 255 - frame
