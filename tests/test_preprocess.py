@@ -160,7 +160,7 @@ def test_aio_preprocessor_imports_as_the_preprocessor_it_names(tmp_path):
     assert np.array_equal(run.outputs["tile_preprocessor_11"]["video"].to_array()[0], tile_blur(pic, 3))
 
 
-def test_aio_says_what_it_cannot_run():
+def test_aio_says_what_it_cannot_run(monkeypatch):
     """A preprocessor Kinograph has no mapping for leaves a placeholder naming it (not just "AIO_Preprocessor");
     resolution below 64 is 512, as the pack's common_annotator_call makes it; none (here from the pack's
     ControlNetPreprocessorSelector) passes the picture on."""
@@ -184,6 +184,15 @@ def test_aio_says_what_it_cannot_run():
             "whole number: 512 used") in text
     g = res.graph
     assert g.nodes["color_preprocessor_3"].params == {"resolution": 512}
+    # a preprocessor mapped without its ComfyUI defaults in AIO_DEFAULTS: Kinograph's own are used, said
+    from app.comfyui import mapping
+    monkeypatch.setitem(mapping.RULES, "NewLinesPreprocessor", mapping.RULES["BinaryPreprocessor"])
+    new = import_data({"1": {"class_type": "LoadImage", "inputs": {"image": "pic.png"}},
+                       "2": {"class_type": "AIO_Preprocessor", "inputs": {"image": ["1", 0], "resolution": 640,
+                                                                          "preprocessor": "NewLinesPreprocessor"}}})
+    assert ("AIO_Preprocessor #2 -> new_lines_preprocessor_2: runs NewLinesPreprocessor; bin_threshold: Kinograph's "
+            "defaults, which may not be NewLinesPreprocessor's own") in new.report.text()
+    assert new.graph.nodes["new_lines_preprocessor_2"].params == {"resolution": 640}
     assert g.inputs["image_invert_7"]["video"] == ("load_image_1", "image")      # none: LoadImage's picture as is
 
 

@@ -92,6 +92,9 @@ AIO_DEFAULTS = {
     "FakeScribblePreprocessor": {"safe": "enable"},
     "PiDiNetPreprocessor": {"safe": "enable"},
     "M-LSDPreprocessor": {"score_threshold": 0.1, "dist_threshold": 0.1},
+    "Scribble_XDoG_Preprocessor": {"threshold": 32},
+    "Scribble_PiDiNet_Preprocessor": {"safe": "enable"},
+    "LineartStandardPreprocessor": {"guassian_sigma": 6.0, "intensity_threshold": 8},
 }
 
 
