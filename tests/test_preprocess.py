@@ -173,6 +173,7 @@ def test_aio_says_what_it_cannot_run(monkeypatch):
                                                            "resolution": 32}},
         "4": {"class_type": "AIO_Preprocessor", "inputs": {"image": ["1", 0], "preprocessor": ["9", 0]}},
         "9": {"class_type": "ControlNetPreprocessorSelector", "inputs": {"preprocessor": "none"}},
+        "10": {"class_type": "AIO_Preprocessor", "inputs": {"preprocessor": "BinaryPreprocessor", "resolution": 512}},
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
         "6": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "c"}},
         "7": {"class_type": "ImageInvert", "inputs": {"image": ["4", 0]}},
@@ -182,6 +183,8 @@ def test_aio_says_what_it_cannot_run(monkeypatch):
             "MediaPipe-FaceMeshPreprocessor has no Kinograph equivalent; a placeholder marks its place") in text
     assert ("AIO_Preprocessor #3 -> color_preprocessor_3: runs ColorPreprocessor; resolution 32 is below 64 or not a "
             "whole number: 512 used") in text
+    # one whose image is not connected (as saved in many shared workflows) is not blamed on another node
+    assert "mapped exactly         AIO_Preprocessor #10 -> binary_preprocessor_10: runs BinaryPreprocessor\n" in text
     g = res.graph
     assert g.nodes["color_preprocessor_3"].params == {"resolution": 512}
     # a preprocessor mapped without its ComfyUI defaults in AIO_DEFAULTS: Kinograph's own are used, said

@@ -1351,7 +1351,9 @@ class Converter:
             said.append(f"resolution {resolution!r} is below 64 or not a whole number: 512 used, as "
                         "comfyui_controlnet_aux does")
             resolution = 512
-        inputs = {**AIO_DEFAULTS.get(name, {}), "image": cn.inputs.get("image"), "resolution": resolution}
+        inputs = {**AIO_DEFAULTS.get(name, {}), "resolution": resolution}
+        if "image" in cn.inputs:        # left unconnected, it stays so (not "from a node that did not convert")
+            inputs["image"] = cn.inputs["image"]
         unknown = [w for w in target.widgets if w not in inputs]
         if unknown:
             said.append(f"{', '.join(unknown)}: Kinograph's defaults, which may not be {name}'s own")
