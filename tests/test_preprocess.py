@@ -134,17 +134,24 @@ def test_aio_preprocessor_imports_as_the_preprocessor_it_names(tmp_path):
     pic = _picture(48, 72, 4)
     cv2.imwrite(str(tmp_path / "pic.png"), pic[..., ::-1])
     res = import_data(_aio_workflow([("CannyEdgePreprocessor", 128), ("TilePreprocessor", 512),
-                                     ("DepthAnythingV2Preprocessor", 1024), ("ShufflePreprocessor", 256)]))
-    nodes = {n.type: n for n in res.graph.nodes.values()}
+                                     ("DepthAnythingV2Preprocessor", 1024), ("ShufflePreprocessor", 256),
+                                     ("MiDaS-DepthMapPreprocessor", 384)]))
+    nodes = {n.id.rsplit("_", 1)[0] if n.type == "depth.estimate" else n.type: n for n in res.graph.nodes.values()}
     assert nodes["control.canny_edges"].params == {"low": 100, "high": 200, "resolution": 128}
     assert nodes["control.tile"].params == {"iterations": 3}
-    assert nodes["depth.estimate"].params == {"model": "Depth-Anything-V2-Large-hf"}
+    assert nodes["depth_anything_v2_preprocessor"].params == {"model": "Depth-Anything-V2-Large-hf"}
     assert nodes["control.shuffle"].params == {"resolution": 256, "seed": 0}
+    assert nodes["mi_da_s_depth_map_preprocessor"].params == {"model": "dpt-hybrid-midas"}
     lines = res.report.text().splitlines()
     assert [x for x in lines if "#13" in x] == [
         "mapped approximately   AIO_Preprocessor #13 -> shuffle_preprocessor_13: runs ShufflePreprocessor; seed 0 "
         "shuffles each frame anew on every run in ComfyUI (numpy's unseeded state); here it is one fixed shuffle for "
         "every frame: set another seed for another one"]
+    # MiDaS's a and bg_threshold (AIO hands it their defaults) shape only the pack's normal map: nothing to say of them
+    from app.comfyui.mapping import DEPTH_NOTE
+    assert [x for x in lines if "#14" in x] == [
+        "mapped approximately   AIO_Preprocessor #14 -> mi_da_s_depth_map_preprocessor_14: runs "
+        f"MiDaS-DepthMapPreprocessor; {DEPTH_NOTE}"]
     assert "mapped exactly         AIO_Preprocessor #10 -> canny_edge_preprocessor_10: runs CannyEdgePreprocessor" \
         in lines
     assert not [x for x in lines if x.startswith("NOT MAPPED")]

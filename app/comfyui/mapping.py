@@ -620,10 +620,12 @@ RULES: Dict[str, Rule] = {
     "PixelPerfectResolution": Rule("pose.pixel_perfect", ("image_gen_width", "image_gen_height", "resize_mode"),
                                    (P("image_gen_width", "width"), P("image_gen_height", "height"),
                                     P("resize_mode", "resize_mode")), {"original_image": "video"}, ("resolution",)),
+    # a and bg_threshold shape only the pack's MiDaS normal map (MidasDetector's depth_and_normal); its depth picture
+    # is the prediction spread from its minimum to its maximum
     "MiDaS-DepthMapPreprocessor": Rule("depth.estimate", ("a", "bg_threshold", "resolution"), (), {"image": "video"},
                                        ("video",), fixed={"model": "dpt-hybrid-midas"},
                                        ignore={"a": None, "bg_threshold": None, "resolution": None},
-                                       note=DEPTH_NOTE + "; MiDaS's background threshold is not applied"),
+                                       note=DEPTH_NOTE),
     # ZoeD_M12_N.pt, the file the pack loads, is ZoeDepth-N (NYU only): Intel/zoedepth-nyu, not the two-headed -nyu-kitti
     "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
                                      fixed={"model": "zoedepth-nyu"}, ignore={"resolution": None},
