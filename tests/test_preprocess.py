@@ -152,6 +152,7 @@ def test_aio_preprocessor_imports_as_the_preprocessor_it_names(tmp_path):
     assert [x for x in lines if "#14" in x] == [
         "mapped approximately   AIO_Preprocessor #14 -> mi_da_s_depth_map_preprocessor_14: runs "
         f"MiDaS-DepthMapPreprocessor; {DEPTH_NOTE}"]
+    assert "where the pack spreads each frame by its own: set spread to frame" in DEPTH_NOTE     # said, for video
     assert "mapped exactly         AIO_Preprocessor #10 -> canny_edge_preprocessor_10: runs CannyEdgePreprocessor" \
         in lines
     assert not [x for x in lines if x.startswith("NOT MAPPED")]

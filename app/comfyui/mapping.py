@@ -69,7 +69,9 @@ COMFY_UNION_TYPES = ("openpose", "depth", "hed/pidi/scribble/ted", "canny/linear
 
 
 DEPTH_NOTE = ("depth.estimate sizes frames as the model was trained (Depth Anything: 518 pixels on the short side), "
-              "not to `resolution`, and reads the model as its Hugging Face folder in a depth/ model folder")
+              "not to `resolution`, and reads the model as its Hugging Face folder in a depth/ model folder; it "
+              "spreads the depth over one range for the whole clip (spread clip, so levels hold from frame to frame) "
+              "where the pack spreads each frame by its own: set spread to frame for the pack's pictures")
 
 
 # What AIO_Preprocessor hands the preprocessor it names besides the image and its resolution: the defaults of that
