@@ -30,13 +30,15 @@ def _fits(h: int, w: int, resolution: int, ph: int, pw: int) -> Tuple[int, int]:
     return ph, pw
 
 
-def detect_sized(frame: np.ndarray, resolution: int) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """(the frame scaled so its short side is `resolution` (cubic up, area down) and padded to multiples of 64 by
-    repeating its edge pixels; (height, width) before the padding): the pack's resize_image_with_pad. The padding
-    shows: Canny's gradients at the last rows read it, and Otsu's threshold counts its pixels."""
+def detect_sized(frame: np.ndarray, resolution: int,
+                 upscale: int = cv2.INTER_CUBIC) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """(the frame scaled so its short side is `resolution` (by `upscale` up, each detector has its own; area down)
+    and padded to multiples of 64 by repeating its edge pixels; (height, width) before the padding): the pack's
+    resize_image_with_pad, which its line preprocessors (nodes/lines) share. The padding shows: Canny's gradients at
+    the last rows read it, and Otsu's threshold counts its pixels."""
     h, w = frame.shape[:2]
     th, tw = picture_size(h, w, resolution)
-    interp = cv2.INTER_CUBIC if resolution > min(h, w) else cv2.INTER_AREA
+    interp = upscale if resolution > min(h, w) else cv2.INTER_AREA
     img = cv2.resize(frame, (tw, th), interpolation=interp)
     return np.pad(img, [[0, -th % PAD], [0, -tw % PAD], [0, 0]], mode="edge"), (th, tw)
 
