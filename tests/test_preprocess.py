@@ -245,3 +245,20 @@ def test_inpaint_preprocessor_masks_the_picture_inside_control_apply():
     images = control_images(frames, [0, 0], keep)
     want = torch.where(stretched > 0.5, -1.0, 0.2)
     assert images.shape == (2, 3, 8, 8) and torch.allclose(images, want.expand(2, 3, 8, 8))
+
+
+def test_aio_preprocessor_reaches_the_line_preprocessors():
+    """The AIO's defaults for lines.* (written before nodes/lines existed) must match those nodes' own parameters:
+    an AIO naming a line preprocessor imports as that node with the pack's defaults and validates."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    res = import_data(_aio_workflow([("LineArtPreprocessor", 640), ("FakeScribblePreprocessor", 512),
+                                     ("M-LSDPreprocessor", 512), ("Scribble_XDoG_Preprocessor", 256)]))
+    got = sorted((n.type, tuple(sorted(n.params.items()))) for n in res.graph.nodes.values()
+                 if n.type.startswith("lines."))
+    assert got == [("lines.hed", (("resolution", 512), ("safe", True), ("scribble", True))),
+                   ("lines.lineart", (("model", "sk_model.pth"), ("resolution", 640))),
+                   ("lines.mlsd", (("distance", 0.1), ("resolution", 512), ("score", 0.1))),
+                   ("lines.xdog", (("resolution", 256), ("threshold", 32)))]
+    assert sum("mapped exactly         AIO_Preprocessor" in x for x in res.report.text().splitlines()) == 4
+    load_workflow(text=res.yaml)     # check=True: a parameter the node lacks or out of its range raises
