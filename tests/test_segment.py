@@ -177,6 +177,59 @@ def test_points_track_as_transformers_does(models):
     np.testing.assert_array_equal(got, boxed.astype(np.uint8) * 255)
 
 
+def test_objects_and_later_frames_track_as_transformers_does(models):
+    """Two objects (kijai's individual_objects), one picked up on frame 2 with a box, the other corrected by a click
+    on frame 3: each object's mask and both joined are transformers' own flow (Sam2VideoProcessor adds each frame's
+    prompts, the model runs that frame, then propagate_in_video_iterator from frame 0). Impossible prompts are
+    named; every string the fields took before reads as it did."""
+    import torch.nn.functional as F
+    from graph_engine import Clip, NodeError
+    from nodes.mask.segment import load_segmenter, parse_box, parse_points, point_masks
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+    from transformers.models.sam2_video.processing_sam2_video import Sam2VideoProcessor
+    frames = np.random.default_rng(4).integers(0, 256, (FRAMES, H, W, 3), dtype=np.uint8)
+    seg = load_segmenter("tiny-sam2", kinds=("sam2_video",))
+    processor = Sam2VideoProcessor.__new__(Sam2VideoProcessor)
+    processor.target_size, processor.point_pad_value = seg.size, -10     # its __init__ defaults
+    s = Sam2VideoInferenceSession(video=seg.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
+    for f, obj, pts, labels, boxes in ((0, 1, [[10, 12], [30, 5]], [1, 0], None),
+                                       (2, 2, [[30, 15], [5, 5]], [1, 0], [[[22, 8, 38, 22]]]),
+                                       (3, 1, [[20, 18]], [1], None)):
+        processor.add_inputs_to_inference_session(s, f, obj, input_points=[[pts]], input_labels=[[labels]],
+                                                  input_boxes=boxes)
+        seg.model(inference_session=s, frame_idx=f)
+    want = {1: [], 2: []}
+    for out in seg.model.propagate_in_video_iterator(s, start_frame_idx=0):
+        masks = F.interpolate(out.pred_masks.float(), size=(H, W), mode="bilinear") > 0
+        for i, obj in enumerate(out.object_ids):
+            want[obj].append(masks[i, 0].numpy())
+    want = {k: np.stack(v) for k, v in want.items()}
+    assert all(m.any() and not m.all() for m in want.values()) and (want[1] != want[2]).any()
+    want[0] = want[1] | want[2]
+    clip = Clip(FRAMES, 8.0, W, H, lambda a, b: frames[a:b], chunk=2)
+    args = ("10,12; 20,18@3 | 30,15@2", "30,5 | 5,5@2", "| 22,8,38,22@2")
+    for obj in (0, 1, 2):
+        masks = point_masks(clip, "tiny-sam2", *args, obj=obj)
+        got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}      # out of order: the pass starts again
+        got = np.concatenate([got[k] for k in sorted(got)])[..., 0]
+        np.testing.assert_array_equal(got, want[obj].astype(np.uint8) * 255)
+    for bad, said in (((*args[:2], "| 22,8,38,22@4"), r"a prompt is on frame 4, past the clip's last frame \(3; "),
+                      (("10,12 | 30,15@2", "", "", 3), "object 3 does not exist: points and box name 2 objects"),
+                      (("10,12 | 30,15", "1,1 | 2,2 | 3,3"), "negative has 3 groups of points"),
+                      (("10,12 | ", "1,1"), "object 2 has no point on it and no box"),
+                      (("10,12 | 41,15@2",), r"the point 41,15 is outside frame 2 \(40x24\)"),
+                      (("10,12@1.5",), "'10,12@1.5' is not a list of points"),
+                      (("", "", "1,1,5,5; 2,2,6,6"), "object 1 has 2 boxes on frame 0")):
+        with pytest.raises(NodeError, match=said):
+            point_masks(clip, "tiny-sam2", *bad[:3], obj=bad[3] if len(bad) > 3 else 0)
+    # What the fields took before means what it meant: one object, on the first frame.
+    assert parse_points('[{"x": 1, "y": 2}, {"x": 3, "y": 4}]', "p") == parse_points("1,2; 3,4,9", "p") == [
+        [(1, 2, 0), (3, 4, 0)]]
+    assert parse_points("{'x': 5, 'y': 6}", "p") == [[(5, 6, 0)]]
+    assert parse_box("1,2,3,4") == parse_box("[1, 2, 3, 4]") == parse_box("[[1, 2, 3, 4]]") == [[(1, 2, 3, 4, 0)]]
+    assert parse_box("[[1, 2, 3, 4], [5, 6, 7, 8]]") == [[(1, 2, 3, 4, 0)], [(5, 6, 7, 8, 0)]]
+
+
 def test_blockify_and_fill_as_kjnodes():
     """KJNodes' BlockifyMask and DrawMaskOnImage (the Wan Animate template's character mask): the bounding box of
     two specks, 10 x 12 pixels, cut into 2 x 3 cells (5 and 4 pixels: 10 // 4 and 12 // 4 whole cells), the two cells

@@ -309,7 +309,7 @@ def points_problem(what: str, required: bool):
             found = parse_points(text, what)
         except NodeError as e:
             return str(e)
-        return NO_POINTS if required and not found else None
+        return NO_POINTS if required and not any(found) else None
     return check
 
 
@@ -332,54 +332,145 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
     return masks.clip_of(tracker.masks, video)
 
 
+def _frame_of(part: str):
+    """(text before '@', the frame after it; 0 where none): "120,80@12" is a point on frame 12."""
+    text, at, frame = part.partition("@")
+    if not at:
+        return text, 0
+    frame = float(frame)
+    if frame != int(frame) or frame < 0:
+        raise ValueError
+    return text, int(frame)
+
+
 def parse_points(text: str, what: str) -> list:
-    """[(x, y), ...] pixel positions from KJNodes' PointsEditor JSON ([{"x": 10, "y": 20}, ...], the form ComfyUI's
-    SAM nodes take) or "x,y; x,y"."""
+    """Points per object: [[(x, y, frame), ...], ...] in pixels. KJNodes' PointsEditor JSON ([{"x": 10, "y": 20},
+    ...], the form ComfyUI's SAM nodes take: one object, frame 0) or "x,y; x,y"; objects apart with '|' (or JSON's
+    list of such lists), a point on another frame as x,y@frame."""
     text = (text or "").strip()
     if not text:
         return []
     try:
-        data = json.loads(text.replace("'", '"')) if text[:1] in "[{" else [
-            dict(zip("xy", map(float, p.split(",")))) for p in text.split(";") if p.strip()]
-        data = [data] if isinstance(data, dict) else data
-        return [(float(d["x"]), float(d["y"])) for d in data]
+        if text[:1] in "[{":
+            data = json.loads(text.replace("'", '"'))
+            data = [data] if isinstance(data, dict) else data
+            groups = data if data and all(isinstance(g, list) for g in data) else [data]
+            return [[(float(d["x"]), float(d["y"]), 0) for d in g] for g in groups]
+        groups = []
+        for group in text.split("|"):
+            points = []
+            for p in group.split(";"):
+                if p.strip():
+                    xy, frame = _frame_of(p)
+                    d = dict(zip("xy", map(float, xy.split(","))))
+                    points.append((float(d["x"]), float(d["y"]), frame))
+            groups.append(points)
+        return groups
     except (ValueError, TypeError, KeyError, AttributeError):
         raise NodeError(f"{what} {text[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": 80}}, ...] (as "
-                        "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first frame's pixels") from None
+                        "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the frame's pixels (120,80@12: on "
+                        "frame 12; '|' between objects)") from None
 
 
-def parse_box(text) -> Optional[tuple]:
-    """(x0, y0, x1, y1) in pixels from "x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists);
-    None for no box."""
+def parse_box(text) -> list:
+    """Boxes per object: [[(x0, y0, x1, y1, frame), ...], ...] in pixels from "x0,y0,x1,y1" or a JSON list of the four
+    (KJNodes' BBOX holds such lists: several are one box per object); objects apart with '|', a box on another frame
+    as x0,y0,x1,y1@frame, boxes of one object on several frames apart with ';'. [] for no box."""
     text = str(text or "").strip()
     if not text:
-        return None
+        return []
     try:
-        data = json.loads(text) if text[:1] == "[" else [float(v) for v in text.split(",")]
-        data = data[0] if len(data) == 1 and isinstance(data[0], (list, tuple)) else data
-        box = tuple(float(v) for v in data)
-        if len(box) != 4:
+        if text[:1] == "[":
+            data = json.loads(text)
+            data = data if data and all(isinstance(b, (list, tuple)) for b in data) else [data]
+            groups = [[tuple(float(v) for v in b) + (0,)] for b in data]
+        else:
+            groups = []
+            for group in text.split("|"):
+                boxes = []
+                for b in group.split(";"):
+                    if b.strip():
+                        corners, frame = _frame_of(b)
+                        boxes.append(tuple(float(v) for v in corners.split(",")) + (frame,))
+                groups.append(boxes)
+        if any(len(b) != 5 for g in groups for b in g):
             raise ValueError
     except (ValueError, TypeError):
         raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
-                        "bottom) in the first frame's pixels, e.g. 40,30,200,180") from None
-    if box[2] <= box[0] or box[3] <= box[1]:
-        raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom right, "
-                        "so x1 > x0 and y1 > y0")
-    return box
+                        "bottom) in the frame's pixels, e.g. 40,30,200,180 (40,30,200,180@12: on frame 12; '|' "
+                        "between objects)") from None
+    for b in (b for g in groups for b in g):
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom "
+                            "right, so x1 > x0 and y1 > y0")
+    return groups
+
+
+def prompts(points: str, negative: str = "", box: str = "") -> Dict[int, Dict[int, tuple]]:
+    """{frame: {object number (1, 2, ...): (coords, labels)}} of mask.track_points' text: object k is the k-th
+    '|' group of points and of boxes; negative points go with the object of their group, or with every object where
+    they form one group. A box is SAM 2's two corner points labelled 2 and 3, ahead of the clicks on its frame (as
+    Sam2VideoProcessor adds it)."""
+    positive, boxes, negative = parse_points(points, "points"), parse_box(box), parse_points(negative, "negative")
+    count = max(len(positive), len(boxes))
+    if not any(positive) and not any(boxes):
+        raise NodeError(f"mask.track_points: {NO_POINTS}")
+    if len(negative) > 1 and len(negative) != count:
+        raise NodeError(f"mask.track_points: negative has {len(negative)} groups of points ('|' between objects) "
+                        f"where points and box name {count} object{'s' * (count > 1)}: give one group for each "
+                        "object, or one group for all of them")
+    out: Dict[int, Dict[int, tuple]] = {}
+    for k in range(count):
+        mine = lambda groups, i=k: groups[i] if i < len(groups) else []        # noqa: E731
+        own = mine(boxes), mine(positive), negative[0] if len(negative) == 1 else mine(negative)
+        if not own[0] and not own[1]:
+            raise NodeError(f"mask.track_points: object {k + 1} has no point on it and no box ('|' parts of points "
+                            "and box are objects in turn): give it a point or a box, or remove its group")
+        frames = {p[-1] for g in own for p in g}
+        for f in sorted(frames):
+            on = [[b for b in own[0] if b[-1] == f]] + [[p for p in g if p[-1] == f] for g in own[1:]]
+            if len(on[0]) > 1:
+                raise NodeError(f"mask.track_points: object {k + 1} has {len(on[0])} boxes on frame {f}; give it "
+                                "one box a frame")
+            coords = [c for b in on[0] for c in (b[:2], b[2:4])] + [p[:2] for p in on[1] + on[2]]
+            labels = [2, 3] * len(on[0]) + [1] * len(on[1]) + [0] * len(on[2])
+            out.setdefault(f, {})[k + 1] = (coords, labels)
+    return out
+
+
+def check_prompts(found: dict, width: int, height: int, length: int) -> None:
+    """A prompt outside the clip is still a prompt to SAM 2 (it masks whatever lies nearest, or the frame is never
+    reached): points clicked on a picture of another size, or given in the wrong order, would give a wrong matte with
+    no word said."""
+    for f, objects in sorted(found.items()):
+        where = "the first frame" if f == 0 else f"frame {f}"
+        if f >= length:
+            raise NodeError(f"mask.track_points: a prompt is on frame {f}, past the clip's last frame ({length - 1}; "
+                            "frames count from 0): @frame after a point or box is the frame it is on")
+        for coords, labels in objects.values():
+            boxes = [coords[i] + coords[i + 1] for i in range(0, len(coords), 2) if labels[i] == 2]
+            for b in boxes:
+                if not (0 <= b[0] and 0 <= b[1] and b[2] <= width and b[3] <= height):
+                    raise NodeError(f"mask.track_points: the box {','.join(f'{v:g}' for v in b)} reaches outside "
+                                    f"{where} ({width}x{height}): its corners are x0,y0,x1,y1 in the clip's own pixels")
+            for (x, y), label in zip(coords, labels):
+                if label < 2 and not (0 <= x < width and 0 <= y < height):
+                    raise NodeError(f"mask.track_points: the point {x:g},{y:g} is outside {where} ({width}x{height}): "
+                                    f"points are x,y in the clip's own pixels (x 0 to {width - 1}, y 0 to "
+                                    f"{height - 1}); were they clicked on a picture of another size?")
 
 
 class PointTracker(Pass):
-    """SAM 2 over a clip from points on its first frame (one object: the positive points on it, the negative ones
-    off it), carried through the clip by the model's memory as Sam2VideoModel.propagate_in_video_iterator does;
-    masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0)."""
+    """SAM 2 over a clip from points and boxes on some of its frames, each object its own, carried through the clip
+    by the model's memory as transformers' own flow does: each prompted frame run first, from its prompts alone (in
+    frame order, the objects prompted there given new inputs), then every frame from the first, tracked with the
+    prompted frames in memory (before and after it) as Sam2VideoModel.propagate_in_video_iterator(start_frame_idx=0)
+    does; masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0). `obj`:
+    the object whose mask is given, 0 for all of them joined."""
 
-    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, box=None, ctx=None):
+    def __init__(self, segmenter: Segmenter, video, found: dict, obj: int = 0, ctx=None):
         super().__init__(segmenter, video, ctx)
-        # A box is SAM 2's two corner points labelled 2 and 3, ahead of the clicks (as Sam2VideoProcessor adds it).
-        corners = [box[:2], box[2:]] if box else []
-        self.points = corners + positive + negative
-        self.labels = [2, 3][:len(corners)] + [1] * len(positive) + [0] * len(negative)
+        self.found, self.obj = found, obj
 
     def _start(self) -> None:
         import torch
@@ -388,10 +479,16 @@ class PointTracker(Pass):
                                       inference_device=self.seg.device, dtype=self.seg.model.dtype)
         # The points in the model's square picture, as Sam2VideoProcessor scales them.
         sx, sy = self.seg.size / self.video.width, self.seg.size / self.video.height
-        coords = torch.tensor([[[[x * sx, y * sy] for x, y in self.points]]], dtype=torch.float32)
-        labels = torch.tensor([[self.labels]], dtype=torch.int32)
-        s.add_point_inputs(s.obj_id_to_idx(1), 0, {"point_coords": coords, "point_labels": labels})
-        s.obj_with_new_inputs = [1]
+        for f, objects in sorted(self.found.items()):
+            for k, (coords, labels) in objects.items():
+                s.add_point_inputs(s.obj_id_to_idx(k), f, {
+                    "point_coords": torch.tensor([[[[x * sx, y * sy] for x, y in coords]]], dtype=torch.float32),
+                    "point_labels": torch.tensor([[labels]], dtype=torch.int32)})
+            s.obj_with_new_inputs = list(objects)
+            s.add_new_frame(self.seg.pixels(self.video.frames(f, f + 1)), f)
+            with torch.inference_mode():
+                self.seg.model(inference_session=s, frame_idx=f)
+            s.processed_frames.pop(f, None)
         self.session, self.pos, self.pending, self.done = s, 0, [], {}
 
     def _step(self, idx: int, frame: np.ndarray) -> None:
@@ -402,31 +499,22 @@ class PointTracker(Pass):
         with torch.inference_mode():
             out = self.seg.model(inference_session=s, frame_idx=idx)
         s.processed_frames.pop(idx - 1, None)
-        masks = F.interpolate(out.pred_masks.float(), size=(self.video.height, self.video.width), mode="bilinear",
+        logits = out.pred_masks if not self.obj else out.pred_masks[out.object_ids.index(self.obj)][None]
+        masks = F.interpolate(logits.float(), size=(self.video.height, self.video.width), mode="bilinear",
                               align_corners=False) > 0
         self.done[idx] = masks.any(dim=0)[0].cpu().numpy().astype(np.float32)
 
 
-def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None):
-    """A clip of masks of the object under `points` (or in `box`) on the first frame, tracked with SAM 2's video
-    model."""
+def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None,
+                obj: int = 0):
+    """A clip of masks of the objects under `points` (or in `box`), tracked with SAM 2's video model: all of them
+    joined, or object `obj` (1, 2, ...) alone."""
     from nodes.common import masks
-    positive = parse_points(points, "points")
-    corners = parse_box(box)
-    if not positive and corners is None:
-        raise NodeError(f"mask.track_points: {NO_POINTS}")
-    negative = parse_points(negative, "negative")
-    # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
-    # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
-    if corners and not (0 <= corners[0] and 0 <= corners[1] and corners[2] <= video.width
-                        and corners[3] <= video.height):
-        raise NodeError(f"mask.track_points: the box {','.join(f'{v:g}' for v in corners)} reaches outside the first "
-                        f"frame ({video.width}x{video.height}): its corners are x0,y0,x1,y1 in the clip's own pixels")
-    off = next((p for p in positive + negative if not (0 <= p[0] < video.width and 0 <= p[1] < video.height)), None)
-    if off is not None:
-        raise NodeError(f"mask.track_points: the point {off[0]:g},{off[1]:g} is outside the first frame "
-                        f"({video.width}x{video.height}): points are x,y in the clip's own pixels (x 0 to "
-                        f"{video.width - 1}, y 0 to {video.height - 1}); were they clicked on a picture of another "
-                        "size?")
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, corners, ctx)
+    found = prompts(points, negative, box)
+    count = len({k for objects in found.values() for k in objects})
+    if obj > count:
+        raise NodeError(f"mask.track_points: object {obj} does not exist: points and box name {count} "
+                        f"object{'s' * (count > 1)} ('|' between objects); object 0 gives them all in one mask")
+    check_prompts(found, video.width, video.height, video.length)
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, found, obj, ctx)
     return masks.clip_of(tracker.masks, video)
