@@ -381,3 +381,41 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     # mask.segment (SAM 3) still names the file as not its model.
     with pytest.raises(NodeError, match="is a single weight file; Kinograph reads SAM 3's"):
         load_segmenter("sam2.1_hiera_tiny.safetensors")
+
+
+def test_kijai_sam2_workflow_imports_its_objects_and_boxes():
+    """kijai's Sam2Segmentation fed by KJNodes' PointsEditor (widgets as the Wan Animate template saves them): its
+    drawn boxes were dropped on import ('bbox outputs are not carried') and individual_objects=True (each positive
+    point an object, the i-th negative point off the i-th object, the first repeated) was not carried. Both now
+    become mask.track_points' objects."""
+    from app.comfyui import import_data
+    editor = {"points_store": "{}", "coordinates": '[{"x":256,"y":256},{"x":100,"y":120}]',
+              "neg_coordinates": '[{"x":0,"y":0}]', "bbox_store": "[]",
+              "bboxes": '[{"startX":200,"startY":220,"endX":10,"endY":20},{"startX":300,"startY":40,"endX":400,'
+                        '"endY":90},{}]', "bbox_format": "xyxy", "width": 512, "height": 512, "normalize": False,
+              "bg_image": ["1", 0]}
+
+    def imported(individual, fmt="xyxy"):
+        api = {"1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+               "2": {"class_type": "DownloadAndLoadSAM2Model", "inputs": {
+                   "model": "sam2.1_hiera_tiny.safetensors", "segmentor": "video", "device": "cuda",
+                   "precision": "fp16"}},
+               "3": {"class_type": "PointsEditor", "inputs": dict(editor, bbox_format=fmt)},
+               "4": {"class_type": "Sam2Segmentation", "inputs": {
+                   "sam2_model": ["2", 0], "image": ["1", 0], "keep_model_loaded": True, "coordinates_positive": ["3", 0],
+                   "coordinates_negative": ["3", 1], "bboxes": ["3", 2], "individual_objects": individual}},
+               "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
+               "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "m"}}}
+        res = import_data(api)
+        (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+        return track.params, " ".join(n for e in res.report.entries.values() for n in e.notes)
+
+    params, notes = imported(True)
+    assert params == {"points": "256,256 | 100,120", "negative": "0,0 | 0,0", "box": "10,20,200,220 | 300,40,400,90",
+                      "model": "sam2.1_hiera_tiny.safetensors"}
+    assert "not carried" not in notes.replace("bbox_mask and cropped_image are not", "")
+    from nodes.mask.segment import prompts
+    assert sorted(prompts(params["points"], params["negative"], params["box"])[0]) == [1, 2]
+    params, notes = imported(False, "xywh")
+    assert params["points"] == editor["coordinates"] and params["negative"] == editor["neg_coordinates"]
+    assert params["box"] == "10,20,200,220 | 300,40,400,90" and "bbox_format xywh" in notes

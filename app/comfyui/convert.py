@@ -1033,14 +1033,25 @@ class Converter:
 
     def special_points_editor(self, cn, rule, params, notes):
         """KJNodes' PointsEditor: its positive and negative points (JSON strings in its widgets) passed on as the
-        values a SAM node's coordinates take."""
+        values a SAM node's coordinates take, its boxes (drawn corners in its bboxes widget) as mask.track_points'
+        box, one per object."""
         for slot, key in ((0, "coordinates"), (1, "neg_coordinates")):
             self.outs[(cn.id, slot)] = Out(None, {"value": str(self.resolve(cn.inputs.get(key)) or "")})
+        from .mapping import points_editor_boxes
+        try:
+            boxes = points_editor_boxes(self.resolve(cn.inputs.get("bboxes")))
+        except Approx as a:
+            boxes = a.value
+            notes.append(a.note)
+        if boxes and self.resolve(cn.inputs.get("bbox_format")) == "xywh":
+            notes.append("its boxes are passed on as drawn (x0,y0,x1,y1): bbox_format xywh would hand kijai's "
+                         "Sam2Segmentation their width and height as the far corner")
+        self.outs[(cn.id, 2)] = Out(None, {"value": boxes})
         return []
 
     def special_sam2_segmentation(self, cn, rule, params, notes):
-        """kijai's Sam2Segmentation: its model from DownloadAndLoadSAM2Model (folded), its points from PointsEditor
-        (or any node giving the JSON string)."""
+        """kijai's Sam2Segmentation: its model from DownloadAndLoadSAM2Model (folded), its points and boxes from
+        PointsEditor (or any node giving the JSON string); individual_objects makes each positive point an object."""
         loader = self.resolve(cn.inputs.get("sam2_model"))
         if isinstance(loader, Out) and "model" in loader.attrs:
             params["model"] = loader.attrs["model"]
@@ -1049,15 +1060,26 @@ class Converter:
                              "alone; Kinograph tracks it from the first frame, as the video segmentor does")
         else:
             notes.append("its sam2_model comes from a node Kinograph cannot read a model from; set model by hand")
-        for port, param in (("coordinates_positive", "points"), ("coordinates_negative", "negative")):
+        for port, param in (("coordinates_positive", "points"), ("coordinates_negative", "negative"),
+                            ("bboxes", "box")):
             v = self.resolve(cn.inputs.get(port))
             if isinstance(v, str):
-                params[param] = v
+                if v:
+                    params[param] = v
             elif v is not None:
-                notes.append(f"{port} comes from a node whose points are only known when it runs; set {param} by hand")
-        for port in ("bboxes", "mask"):
-            if isinstance(cn.inputs.get(port), Ref):
-                notes.append(f"{port} is not carried: mask.track_points follows points")
+                notes.append(f"{port} comes from a node whose values are only known when it runs; set {param} by "
+                             "hand")
+        if self.resolve(cn.inputs.get("individual_objects")) is True and params.get("points"):
+            from .mapping import individual_objects
+            try:
+                params["points"], params["negative"] = individual_objects(params["points"], params.get("negative"))
+            except Approx as a:
+                params["points"], params["negative"] = a.value
+                notes.append(a.note)
+            if not params["negative"]:
+                del params["negative"]
+        if isinstance(cn.inputs.get("mask"), Ref):
+            notes.append("mask is not carried: mask.track_points follows points and boxes")
         return [self.plain(cn, rule, params, notes)]
 
     def special_resize_image_mask(self, cn, rule, params, notes):
