@@ -320,8 +320,9 @@ def meta_layout(hf: dict) -> dict:
 def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     """kijai's models/sam2/sam2.1_hiera_*.safetensors (Meta's tensor names, fp16 or bf16): the tiny SAM 2 folder's
     weights written back in Meta's names give exactly the folder's masks; bf16 loads; a size Kinograph does not know
-    and a file short of tensors are named."""
+    and a file short of tensors, or cut short, are named."""
     import json
+    import re
     from pathlib import Path
     from graph_engine import Clip, NodeError
     from safetensors.torch import load_file, save_file
@@ -358,6 +359,12 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     with pytest.raises(NodeError, match=r"short.safetensors looks like sam2.1_hiera_test but its tensors do not fit: "
                                         r"8 missing \(e.g. memory_attention.layers.0.self_attn.k_proj.bias"):
         load_segmenter("sam2.1_hiera_tiny_short.safetensors", kinds=("sam2_video",))
+    # A copy cut short was told it is 'a single weight file; Kinograph reads SAM 2's Hugging Face video folder'.
+    cut = files / "sam2.1_hiera_tiny_cut.safetensors"
+    cut.write_bytes((files / "sam2.1_hiera_tiny.safetensors").read_bytes()[:5000])
+    damaged = r"sam2.1_hiera_tiny_cut.safetensors cannot be read \(.*\): the copy is damaged or incomplete"
+    with pytest.raises(NodeError, match=damaged):
+        load_segmenter(cut.name, kinds=("sam2_video",))
     # Each published size, built without memory (meta tensors) and written in Meta's names, is told apart by its
     # tensors and fits the config chosen for it, name for name and shape for shape.
     from transformers import Sam2VideoConfig, Sam2VideoModel
@@ -378,6 +385,7 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
     assert (rows["sam2.1_hiera_tiny.safetensors"]["loads"], rows["sam2.1_hiera_tiny.safetensors"]["note"]) == (
         "yes", "mask.track_points")
+    assert rows[cut.name]["loads"] == "no" and re.search(damaged, rows[cut.name]["note"])
     # mask.segment (SAM 3) still names the file as not its model.
     with pytest.raises(NodeError, match="is a single weight file; Kinograph reads SAM 3's"):
         load_segmenter("sam2.1_hiera_tiny.safetensors")

@@ -118,16 +118,25 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     return Segmenter(model.to(device).eval(), tokenizer, size, mean, std, device)
 
 
+def _keys(path: Path) -> set:
+    """The tensor names of a .safetensors file; a file that cannot be opened is named as damaged."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            return set(f.keys())
+    except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        raise NodeError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:160]}): the copy is damaged or "
+                        "incomplete (an interrupted download?); copy it again") from None
+
+
 def _original_keys(path: Path):
     """The tensor names of a .safetensors file, None where it is not one Meta's SAM 2 layout fills."""
     from nodes.mask import sam2_file
     if path.suffix != ".safetensors":
         return None
     try:
-        from safetensors import safe_open
-        with safe_open(str(path), "pt") as f:
-            keys = set(f.keys())
-    except Exception:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        keys = _keys(path)
+    except NodeError:
         return None
     return keys if sam2_file.is_original(keys) else None
 
@@ -166,6 +175,18 @@ def file_refusal(path: Path, what: str) -> NodeError:
                      "in Meta's layout: kijai's sam2*_hiera_*.safetensors)")
 
 
+def damaged(path: Path) -> Optional[NodeError]:
+    """Why a single .safetensors file cannot be opened (a copy cut short), where it is not ComfyUI's SAM 3.1 file
+    (named as such whatever its state); None where it opens."""
+    if path.suffix != ".safetensors" or "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
+        return None
+    try:
+        _keys(path)
+    except NodeError as e:
+        return e
+    return None
+
+
 def describe(path: Path) -> dict:
     """`kinograph info`'s row for a model in a SAM folder: SAM 3 or SAM 2 by its config.json, the node that reads
     it, or why it does not load (a single file, another model's folder)."""
@@ -173,6 +194,9 @@ def describe(path: Path) -> dict:
     if path.is_file():
         if _original_keys(path):
             return dict(row, variant="sam2_video (Meta's layout)", loads="yes", note="mask.track_points")
+        problem = damaged(path)
+        if problem:
+            return dict(row, note=str(problem))
         return dict(row, note=str(file_refusal(path, " or ".join(m[1] for m in MODELS.values()))))
     try:
         kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
@@ -188,7 +212,12 @@ def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",
     path = find_segmenter(name, what)
     if path.is_file():
         # kijai's ComfyUI-segment-anything-2 files: Meta's SAM 2 tensors, renamed into transformers' model.
-        if "sam2_video" not in kinds or not _original_keys(path):
+        if "sam2_video" not in kinds:
+            raise file_refusal(path, what)
+        problem = damaged(path)
+        if problem:
+            raise problem
+        if not _original_keys(path):
             raise file_refusal(path, what)
         stat = path.stat()
         return _load(str(path), (stat.st_mtime_ns, stat.st_size), device, tuple(kinds))
