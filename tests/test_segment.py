@@ -33,8 +33,9 @@ def models(sam3, monkeypatch):
     return sam3
 
 
-def reference_masks(segmenter, frames, prompt):
-    """transformers' offline pass over the whole video, and Sam3VideoProcessor.postprocess_outputs's masks joined."""
+def reference_masks(segmenter, frames, prompt, keep=0):
+    """transformers' offline pass over the whole video, and Sam3VideoProcessor.postprocess_outputs's masks joined:
+    all of them, and (`keep`) the object(s) of the highest scores it gives on each frame."""
     import torch.nn.functional as F
     from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
     s = Sam3VideoInferenceSession(video=segmenter.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
@@ -45,12 +46,16 @@ def reference_masks(segmenter, frames, prompt):
     for out in segmenter.model.propagate_in_video_iterator(s):
         hidden = set(out.suppressed_obj_ids) | s.hotstart_removed_obj_ids
         ids = [i for i in sorted(out.obj_id_to_mask) if i not in hidden]
-        m = np.zeros((H, W), bool)
+        m = best = np.zeros((H, W), bool)
         if ids:
             low = torch.cat([out.obj_id_to_mask[i] for i in ids]).float()[:, None]
-            m = (F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)[:, 0] > 0).any(0).numpy()
-        out_masks.append(m)
-    return np.stack(out_masks)
+            each = (F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)[:, 0] > 0).numpy()
+            m = each.any(0)
+            scores = {i: float(out.obj_id_to_score[i]) for i, e in zip(ids, each) if e.any()}   # empty: dropped
+            top = sorted(scores, key=scores.get, reverse=True)[:keep]
+            best = each[[ids.index(i) for i in top]].any(0) if top else best
+        out_masks.append((m, best))
+    return tuple(np.stack(x) for x in zip(*out_masks))
 
 
 def test_text_prompt_tracks_as_transformers_does(models):
@@ -58,7 +63,7 @@ def test_text_prompt_tracks_as_transformers_does(models):
     from nodes.mask.segment import load_segmenter, text_masks
     frames = np.random.default_rng(0).integers(0, 256, (FRAMES, H, W, 3), dtype=np.uint8)
     clip = Clip(FRAMES, 8.0, W, H, lambda a, b: frames[a:b], chunk=2)
-    want = reference_masks(load_segmenter("tiny-sam3"), frames, "cat")
+    want, best = reference_masks(load_segmenter("tiny-sam3"), frames, "cat", keep=1)
     assert want.any() and not want.all()
     masks = text_masks(clip, "tiny-sam3", "cat", threshold=0.0)
     assert (masks.width, masks.height, masks.length, masks.chunk) == (W, H, FRAMES, 2)
@@ -68,6 +73,10 @@ def test_text_prompt_tracks_as_transformers_does(models):
     assert set(np.unique(got)) <= {0, 255}
     # Random weights give logits within 1e-2 of the 0 threshold: a pixel in thousands may round the other way.
     assert (got != want.astype(np.uint8) * 255).mean() < 1e-3
+    # objects=1: the frame's most confident object alone (ComfyUI's SAM3_Detect), where the tiny model finds several.
+    assert (best != want).mean() > 0.05
+    got = text_masks(clip, "tiny-sam3", "cat", threshold=0.0, objects=1).frames(0, FRAMES)[..., 0]
+    assert (got != best.astype(np.uint8) * 255).mean() < 1e-3
 
 
 def test_bad_models_are_named(models, tmp_path):

@@ -351,9 +351,10 @@ def vfi_factor(v):
 # ComfyUI's own SAM 3 files (checkpoints/, loaded by CheckpointLoaderSimple) -> the Hugging Face folder mask.segment
 # reads from a sam2/ or sam3/ model folder.
 SAM3_FOLDER = "sam3"
-SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory; ComfyUI's "
-             "SAM3_Detect looks at each frame alone and keeps its best object there. refine_iterations is not "
-             "carried (SAM 3's tracker refines each mask as it goes)")
+SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory, keeping the "
+             "most confident object on each frame as SAM3_Detect does (objects 1; 0 keeps every object); ComfyUI's "
+             "node looks at each frame alone. refine_iterations is not carried (SAM 3's tracker refines each mask "
+             "as it goes)")
 
 
 def sam3_folder(v):
@@ -1127,6 +1128,7 @@ RULES: Dict[str, Rule] = {
     # CheckpointLoaderSimple and CLIPTextEncode, which fold into mask.segment)
     "SAM3_Detect": Rule("mask.segment", ("threshold", "refine_iterations", "individual_masks"),
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
+                        fixed={"objects": 1},
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
     # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points
     # fold into mask.track_points
@@ -1140,7 +1142,7 @@ RULES: Dict[str, Rule] = {
                               "a box), bbox_mask and cropped_image are not"),
     "Sam2Segmentation": Rule("mask.track_points", ("keep_model_loaded", "individual_objects"), (),
                              {"image": "video"}, ("mask",), special="sam2_segmentation",
-                             ignore={"keep_model_loaded": None, "individual_objects": None},
+                             ignore={"keep_model_loaded": None},
                              note="the object under the points is tracked from the first frame by SAM 2's memory, as "
                                   "kijai's node does with its video segmentor; individual_objects tracks each "
                                   "positive point as an object of its own, all in one mask"),

@@ -164,7 +164,11 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
                                     "or its path"),
             threshold: float = Param(0.7, min=0.0, max=1.0,
                                      help="how sure the model must be of an object before it is tracked (SAM 3's "
-                                          "own is 0.7); lower finds more, and more that is wrong")) -> MASK:
+                                          "own is 0.7); lower finds more, and more that is wrong"),
+            objects: int = Param(0, min=0, max=64,
+                                 help="how many objects the mask holds on each frame, the most confident first "
+                                      "(ComfyUI's SAM3_Detect keeps 1: the prompt's best); 0: every object the "
+                                      "prompt names")) -> MASK:
     """A mask of what the text names, found and tracked through the clip by Segment Anything 3 (ComfyUI's
     SAM3_Detect): the object is carried from frame to frame by the model's memory, not found anew on each, so the
     matte holds still where the object does and follows it through turns and partial cover. Feed it to mask.grow
@@ -172,7 +176,7 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
     folder; nothing is downloaded."""
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import text_masks
-    return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx)
+    return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx, objects)
 
 
 @node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")

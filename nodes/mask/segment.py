@@ -228,10 +228,11 @@ def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",
     return _load(str(path), stamp, device, tuple(kinds))
 
 
-def frame_mask(session, out, height: int, width: int) -> np.ndarray:
+def frame_mask(session, out, height: int, width: int, keep: int = 0) -> np.ndarray:
     """float32 H x W, 1 where any object the model kept for this frame is (Sam3VideoProcessor.postprocess_outputs's
     masks, joined): each object's low-resolution logits sized to the frame, above 0; empty ones, those suppressed
-    on this frame and those the hot start removed left out."""
+    on this frame and those the hot start removed left out. `keep` > 0: only that many, the highest detection
+    scores on this frame first (ComfyUI's SAM3_Detect keeps a prompt's best object on each frame)."""
     import torch
     import torch.nn.functional as F
     hidden = set(out.suppressed_obj_ids or ()) | set(session.hotstart_removed_obj_ids)
@@ -240,6 +241,9 @@ def frame_mask(session, out, height: int, width: int) -> np.ndarray:
         return np.zeros((height, width), np.float32)
     low = torch.cat([out.obj_id_to_mask[i] for i in ids], dim=0).float()
     masks = F.interpolate(low[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0
+    if keep:
+        shown = [k for k in range(len(ids)) if masks[k].any()]
+        masks = masks[sorted(shown, key=lambda k: -float(out.obj_id_to_score[ids[k]]))[:keep]]
     return masks.any(dim=0).cpu().numpy().astype(np.float32)
 
 
@@ -285,9 +289,9 @@ class TextTracker(Pass):
     frame back until `hotstart_delay` later frames have confirmed or removed what was found on it, as
     Sam3VideoModel.propagate_in_video_iterator does)."""
 
-    def __init__(self, segmenter: Segmenter, video, prompt: str, threshold: float, ctx=None):
+    def __init__(self, segmenter: Segmenter, video, prompt: str, threshold: float, ctx=None, objects: int = 0):
         super().__init__(segmenter, video, ctx)
-        self.prompt, self.threshold = prompt, threshold
+        self.prompt, self.threshold, self.objects = prompt, threshold, objects
 
     def _configure(self) -> None:
         self.seg.model.new_det_thresh = self.threshold
@@ -317,7 +321,7 @@ class TextTracker(Pass):
             s.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         ready = len(self.pending) if last or delay <= 0 else max(0, len(self.pending) - delay + 1)
         for done in self.pending[:ready]:
-            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width)
+            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width, self.objects)
         self.pending = self.pending[ready:]
 
 
@@ -351,13 +355,15 @@ def box_problem(text) -> Optional[str]:
     return None
 
 
-def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
-    """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model."""
+def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None,
+               objects: int = 0):
+    """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model: every
+    object, or the `objects` most confident on each frame."""
     from nodes.common import masks
     prompt = (prompt or "").strip()
     if not prompt:
         raise NodeError(f"mask.segment: {NO_PROMPT}")
-    tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx)
+    tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects)
     return masks.clip_of(tracker.masks, video)
 
 
