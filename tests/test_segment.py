@@ -437,3 +437,40 @@ def test_kijai_sam2_workflow_imports_its_objects_and_boxes():
     params, notes = imported(False, "xywh")
     assert params["points"] == editor["coordinates"] and params["negative"] == editor["neg_coordinates"]
     assert params["box"] == "10,20,200,220 | 300,40,400,90" and "bbox_format xywh" in notes
+
+
+def test_kijai_add_points_chain_imports_as_one_tracker():
+    """kijai's Sam2VideoSegmentationAddPoints chain (widgets frame_index, object_index; each hands its
+    inference_state on) into Sam2VideoSegmentation was not mapped: the clicks of every link become one
+    mask.track_points, each on its frame, each object_index a '|' group (the same object and frame again replaces its
+    clicks, as add_new_points clears old points), on the first link's image."""
+    from app.comfyui import import_data
+    from nodes.mask.segment import prompts
+    api = {"1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "shot.mp4"}},
+           "2": {"class_type": "DownloadAndLoadSAM2Model", "inputs": {
+               "model": "sam2.1_hiera_small.safetensors", "segmentor": "video", "device": "cuda", "precision": "bf16"}},
+           "3": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["2", 0], "image": ["1", 0], "frame_index": 0, "object_index": 0,
+               "coordinates_positive": '[{"x":256,"y":200},{"x":260,"y":300}]', "coordinates_negative": '[{"x":5,"y":5}]'}},
+           "4": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["3", 0], "prev_inference_state": ["3", 1], "frame_index": 12, "object_index": 1,
+               "coordinates_positive": '[{"x":40,"y":41}]'}},
+           "5": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["4", 0], "prev_inference_state": ["4", 1], "frame_index": 30, "object_index": 0,
+               "coordinates_positive": '[{"x":300,"y":310}]'}},
+           "6": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["5", 0], "prev_inference_state": ["5", 1], "frame_index": 12, "object_index": 1,
+               "coordinates_positive": '[{"x":44,"y":45}]'}},
+           "7": {"class_type": "Sam2VideoSegmentation", "inputs": {
+               "sam2_model": ["6", 0], "inference_state": ["6", 1], "keep_model_loaded": True}},
+           "8": {"class_type": "MaskToImage", "inputs": {"mask": ["7", 0]}},
+           "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "m"}}}
+    res = import_data(api)
+    assert not [e.class_type for e in res.report.entries.values() if e.status == "unmapped"]
+    (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+    assert track.params == {"model": "sam2.1_hiera_small.safetensors", "points": "256,200; 260,300; 300,310@30 | 44,45@12",
+                            "negative": "5,5 | "}
+    (video,) = [n for n in res.graph.nodes.values() if n.type == "io.load_video"]
+    assert res.graph.inputs[track.id]["video"] == (video.id, "video")
+    assert {f: sorted(o) for f, o in prompts(track.params["points"], track.params["negative"]).items()} == {
+        0: [1], 12: [2], 30: [1]}

@@ -1082,6 +1082,51 @@ class Converter:
             notes.append("mask is not carried: mask.track_points follows points and boxes")
         return [self.plain(cn, rule, params, notes)]
 
+    def special_sam2_add_points(self, cn, rule, params, notes):
+        """kijai's Sam2VideoSegmentationAddPoints: its clicks (on frame_index, for object_index) added to those of
+        the chain before it (prev_inference_state); the first one's image is the clip. Its sam2_model passes on."""
+        from nodes.mask.segment import parse_points
+        from graph_engine import NodeError
+        prev = self.resolve(cn.inputs.get("prev_inference_state"))
+        state = dict(prev.attrs["sam2_state"]) if isinstance(prev, Out) and "sam2_state" in prev.attrs else {
+            "clicks": {}, "video": self.resolve(cn.inputs.get("image"))}
+        frame, obj = (self.resolve(cn.inputs.get(k)) for k in ("frame_index", "object_index"))
+        try:
+            # The same object on the same frame again replaces its clicks there (add_new_points clears old points).
+            state["clicks"] = {**state["clicks"], (int(obj), int(frame)): tuple(
+                [(x, y) for g in parse_points(self.resolve(cn.inputs.get(k)) or "", k) for x, y, _ in g]
+                for k in ("coordinates_positive", "coordinates_negative"))}
+        except (NodeError, TypeError, ValueError) as e:
+            notes.append(f"its clicks cannot be read ({e}); set points by hand")
+        self.outs[(cn.id, 0)] = self.resolve(cn.inputs.get("sam2_model"))
+        self.outs[(cn.id, 1)] = Out(None, {"sam2_state": state})
+        return []
+
+    def special_sam2_video_segmentation(self, cn, rule, params, notes):
+        """kijai's Sam2VideoSegmentation: the clicks its AddPoints chain gathered, as mask.track_points' objects in
+        object_index order, each click x,y@frame; the clip from the chain's first image."""
+        state = self.resolve(cn.inputs.get("inference_state"))
+        state = state.attrs.get("sam2_state") if isinstance(state, Out) else None
+        loader = self.resolve(cn.inputs.get("sam2_model"))
+        if isinstance(loader, Out) and "model" in loader.attrs:
+            params["model"] = loader.attrs["model"]
+        else:
+            notes.append("its sam2_model comes from a node Kinograph cannot read a model from; set model by hand")
+        if not state or not state["clicks"]:
+            notes.append("its inference_state comes from a node Kinograph cannot read clicks from; set points by hand")
+            return [self.plain(cn, rule, params, notes)]
+        objects = sorted({o for o, _ in state["clicks"]})
+        groups = {which: [[f"{x:g},{y:g}" + (f"@{f}" if f else "") for (o, f), clicks in sorted(state["clicks"].items())
+                           if o == obj for x, y in clicks[which]] for obj in objects] for which in (0, 1)}
+        params["points"] = " | ".join("; ".join(g) for g in groups[0])
+        if any(groups[1]):
+            params["negative"] = " | ".join("; ".join(g) for g in groups[1])
+        nid = self.plain(cn, rule, params, notes)
+        if not self.link(state["video"] if isinstance(state["video"], Out) else None, nid, "video"):
+            notes.append("the chain's first Sam2VideoSegmentationAddPoints has no image Kinograph can follow; "
+                         "connect video by hand")
+        return [nid]
+
     def special_resize_image_mask(self, cn, rule, params, notes):
         """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
         (either 0: follow the other side) it is video.resize; the other types are not mapped."""

@@ -1146,6 +1146,16 @@ RULES: Dict[str, Rule] = {
                              note="the object under the points is tracked from the first frame by SAM 2's memory, as "
                                   "kijai's node does with its video segmentor; individual_objects tracks each "
                                   "positive point as an object of its own, all in one mask"),
+    # kijai's interactive chain: each Sam2VideoSegmentationAddPoints adds one object's clicks on one frame (its
+    # inference_state handed on), Sam2VideoSegmentation tracks them all: one mask.track_points, the clicks as x,y@frame
+    # and each object_index a '|' group
+    "Sam2VideoSegmentationAddPoints": Rule(None, ("frame_index", "object_index"), (), fold=True,
+                                           special="sam2_add_points"),
+    "Sam2VideoSegmentation": Rule("mask.track_points", ("keep_model_loaded",), (), {}, ("mask",),
+                                  special="sam2_video_segmentation", ignore={"keep_model_loaded": None},
+                                  note="the clicks of its Sam2VideoSegmentationAddPoints chain, each on its frame and "
+                                       "object, tracked by SAM 2's memory, all objects in one mask; every frame of "
+                                       "the clip gets a mask (kijai's starts at the first clicked frame)"),
     # KJNodes' mask nodes of the Wan Animate template
     "BlockifyMask": Rule("mask.blockify", ("block_size", "device"), (P("block_size", "block"),), {"masks": "mask"},
                          ("mask",), ignore={"device": None}),
