@@ -127,7 +127,8 @@ def test_bad_models_are_named(models, tmp_path):
     from nodes.generate.model_manager import list_found_models
     rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
     assert {n: (d["variant"], d["loads"], d["note"]) for n, d in rows.items() if n.startswith("tiny")} == {
-        "tiny-sam3": ("sam3_video", "yes", "mask.segment"), "tiny-sam2": ("sam2_video", "yes", "mask.track_points")}
+        "tiny-sam3": ("sam3_video", "yes", "mask.segment, mask.track_points"),
+        "tiny-sam2": ("sam2_video", "yes", "mask.track_points")}
     assert rows["not-sam"]["loads"] == "no" and "holds a clip model, not SAM 3's or SAM 2's" in rows["not-sam"]["note"]
     from nodes.mask.segment import point_masks
     with pytest.raises(NodeError, match="'x=3' is not a list of points"):
@@ -232,6 +233,25 @@ def test_objects_and_later_frames_track_as_transformers_does(models):
                       (("", "", "1,1,5,5; 2,2,6,6"), "object 1 has 2 boxes on frame 0")):
         with pytest.raises(NodeError, match=said):
             point_masks(clip, "tiny-sam2", *bad[:3], obj=bad[3] if len(bad) > 3 else 0)
+    # SAM 3's folder in mask.track_points: SAM 3's tracker (transformers' Sam3TrackerVideoModel, loaded from the same
+    # folder) with a box on frame 0 and a second object clicked on frame 2, as its own processor adds them.
+    from transformers import Sam3TrackerVideoModel
+    from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import Sam3TrackerVideoInferenceSession
+    from transformers.models.sam3_tracker_video.processing_sam3_tracker_video import Sam3TrackerVideoProcessor
+    tracker = Sam3TrackerVideoModel.from_pretrained(str(models / "sam2" / "tiny-sam3")).eval()
+    processor = Sam3TrackerVideoProcessor.__new__(Sam3TrackerVideoProcessor)
+    processor.target_size, processor.point_pad_value = tracker.config.image_size, -10
+    s = Sam3TrackerVideoInferenceSession(video=load_segmenter("tiny-sam3").pixels(frames), video_height=H,
+                                         video_width=W, dtype=torch.float32)
+    for f, obj, pts, labels, boxes in ((0, 1, [[20, 9]], [1], [[[6, 3, 33, 21]]]), (2, 2, [[30, 15]], [1], None)):
+        processor.add_inputs_to_inference_session(s, f, obj, input_points=[[pts]], input_labels=[[labels]],
+                                                  input_boxes=boxes)
+        tracker(inference_session=s, frame_idx=f)
+    want = np.stack([(F.interpolate(out.pred_masks.float(), size=(H, W), mode="bilinear") > 0).any(0)[0].numpy()
+                     for out in tracker.propagate_in_video_iterator(s, start_frame_idx=0)])
+    assert want.any() and not want.all()
+    got = point_masks(clip, "tiny-sam3", "20,9 | 30,15@2", box="6,3,33,21").frames(0, FRAMES)[..., 0]
+    np.testing.assert_array_equal(got, want.astype(np.uint8) * 255)
     # What the fields took before means what it meant: one object, on the first frame.
     assert parse_points('[{"x": 1, "y": 2}, {"x": 3, "y": 4}]', "p") == parse_points("1,2; 3,4,9", "p") == [
         [(1, 2, 0), (3, 4, 0)]]

@@ -201,7 +201,8 @@ def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the objec
                  model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),
                                     help="SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, "
                                          "-base-plus, -large) or kijai's sam2[.1]_hiera_*.safetensors in a 'sam2' "
-                                         "model folder, or its path"),
+                                         "model folder, or its path; SAM 3's folder (facebook/sam3) tracks with "
+                                         "SAM 3's own tracker"),
                  object: int = Param(0, min=0, max=1000,
                                      help="which object's mask (1 = the first '|' group); 0: all of them in one "
                                           "mask")) -> MASK:

@@ -94,8 +94,12 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
         raise NodeError(f"{folder} holds a {kind or 'model of no stated type'} model, not "
                         f"{' or '.join(wanted)}; it should be {what}")
     cls_name, what, mean, std = MODELS[kind]
+    # A point tracker (mask.track_points) asks for SAM 2 or SAM 3: SAM 3's folder then gives its tracker (the SAM 2
+    # design with SAM 3's vision encoder), which transformers loads from facebook/sam3 as it is.
+    tracker = kind == "sam3_video" and "sam2_video" in wanted
+    cls_name = "Sam3TrackerVideoModel" if tracker else cls_name
     tokenizer = None
-    if kind == "sam3_video":
+    if kind == "sam3_video" and not tracker:
         tokenizer_files = ("copy SAM 3's tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) "
                            "from its Hugging Face page into the folder")
         # transformers makes an empty CLIP tokenizer (2 tokens) for a folder without these files: every prompt
@@ -204,7 +208,8 @@ def describe(path: Path) -> dict:
         return dict(row, note=f"{path / 'config.json'} cannot be read ({e})")
     if kind not in MODELS:
         return dict(row, note=f"holds a {kind or 'model of no stated type'} model, not SAM 3's or SAM 2's video model")
-    return dict(row, variant=kind, loads="yes", note="mask.segment" if kind == "sam3_video" else "mask.track_points")
+    return dict(row, variant=kind, loads="yes",
+                note="mask.segment, mask.track_points" if kind == "sam3_video" else "mask.track_points")
 
 
 def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:
@@ -496,7 +501,7 @@ def check_prompts(found: dict, width: int, height: int, length: int) -> None:
 
 
 class PointTracker(Pass):
-    """SAM 2 over a clip from points and boxes on some of its frames, each object its own, carried through the clip
+    """SAM 2 (or SAM 3's tracker) over a clip from points and boxes on some of its frames, each object its own, carried through the clip
     by the model's memory as transformers' own flow does: each prompted frame run first, from its prompts alone (in
     frame order, the objects prompted there given new inputs), then every frame from the first, tracked with the
     prompted frames in memory (before and after it) as Sam2VideoModel.propagate_in_video_iterator(start_frame_idx=0)
@@ -510,8 +515,12 @@ class PointTracker(Pass):
     def _start(self) -> None:
         import torch
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
-        s = Sam2VideoInferenceSession(video_height=self.video.height, video_width=self.video.width,
-                                      inference_device=self.seg.device, dtype=self.seg.model.dtype)
+        from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import \
+            Sam3TrackerVideoInferenceSession
+        session = Sam3TrackerVideoInferenceSession if type(self.seg.model).__name__.startswith("Sam3") else \
+            Sam2VideoInferenceSession
+        s = session(video_height=self.video.height, video_width=self.video.width, inference_device=self.seg.device,
+                    dtype=self.seg.model.dtype)
         # The points in the model's square picture, as Sam2VideoProcessor scales them.
         sx, sy = self.seg.size / self.video.width, self.seg.size / self.video.height
         for f, objects in sorted(self.found.items()):
@@ -542,8 +551,8 @@ class PointTracker(Pass):
 
 def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None,
                 obj: int = 0):
-    """A clip of masks of the objects under `points` (or in `box`), tracked with SAM 2's video model: all of them
-    joined, or object `obj` (1, 2, ...) alone."""
+    """A clip of masks of the objects under `points` (or in `box`), tracked with SAM 2's video model (or SAM 3's
+    tracker, given SAM 3's folder): all of them joined, or object `obj` (1, 2, ...) alone."""
     from nodes.common import masks
     found = prompts(points, negative, box)
     count = len({k for objects in found.values() for k in objects})
@@ -551,5 +560,5 @@ def point_masks(video, model: str, points: str, negative: str = "", box: str = "
         raise NodeError(f"mask.track_points: object {obj} does not exist: points and box name {count} "
                         f"object{'s' * (count > 1)} ('|' between objects); object 0 gives them all in one mask")
     check_prompts(found, video.width, video.height, video.length)
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, found, obj, ctx)
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video", "sam3_video")), video, found, obj, ctx)
     return masks.clip_of(tracker.masks, video)
