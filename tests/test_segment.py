@@ -494,3 +494,28 @@ def test_kijai_add_points_chain_imports_as_one_tracker():
     assert res.graph.inputs[track.id]["video"] == (video.id, "video")
     assert {f: sorted(o) for f, o in prompts(track.params["points"], track.params["negative"]).items()} == {
         0: [1], 12: [2], 30: [1]}
+
+
+def test_sam3_detect_with_points_imports_as_sam3_tracking():
+    """ComfyUI's SAM3_Detect given PointsEditor's clicks and no text (its positive_coords / negative_coords, "KJNodes
+    PointsEditor format") imported as mask.segment with no prompt ('set prompt by hand'), the clicks dropped; it is
+    mask.track_points on SAM 3's folder now, the loader folded in."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+           "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sam3.1_multiplex_fp16.safetensors"}},
+           "3": {"class_type": "PointsEditor", "inputs": {
+               "points_store": "{}", "coordinates": '[{"x":120,"y":80}]', "neg_coordinates": '[{"x":4,"y":5}]',
+               "bbox_store": "[]", "bboxes": "[]", "bbox_format": "xyxy", "width": 512, "height": 512,
+               "normalize": False}},
+           "4": {"class_type": "SAM3_Detect", "inputs": {
+               "model": ["2", 0], "image": ["1", 0], "positive_coords": ["3", 0], "negative_coords": ["3", 1],
+               "threshold": 0.5, "refine_iterations": 2, "individual_masks": False}},
+           "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
+           "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "m"}}}
+    res = import_data(api)
+    types = sorted(n.type for n in res.graph.nodes.values())
+    assert "mask.segment" not in types and "load.model" not in types
+    (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+    assert track.params == {"model": "sam3", "points": '[{"x":120,"y":80}]', "negative": '[{"x":4,"y":5}]'}
+    notes = " ".join(res.report.entries["4"].notes)
+    assert "SAM 3's tracker finds the object under them" in notes and "set prompt by hand" not in notes

@@ -999,10 +999,22 @@ class Converter:
     def special_sam3_detect(self, cn, rule, params, notes):
         """SAM 3 as ComfyUI wires it: the file from a CheckpointLoaderSimple, the prompt from a CLIPTextEncode on
         that loader's CLIP. Both become mask.segment's model and prompt; the loader and the encoder go where nothing
-        else uses them (a load.model of SAM 3's file would not run)."""
-        from .mapping import sam3_folder
+        else uses them (a load.model of SAM 3's file would not run). Clicks (positive_coords) and no text make it
+        mask.track_points on the same folder."""
+        from dataclasses import replace
+        from .mapping import SAM3_POINTS_NOTE, sam3_folder
         sources = {}
+        clicks = {param: v for port, param in (("positive_coords", "points"), ("negative_coords", "negative"))
+                  for v in [self.resolve(cn.inputs.get(port))] if isinstance(v, str) and v}
+        if "conditioning" not in cn.inputs and clicks:
+            # Clicks and no text: SAM 3's tracker segments what they pick (ComfyUI's node runs its SAM decoder on
+            # them in each frame alone).
+            rule = replace(rule, node="mask.track_points")
+            params = dict(clicks)       # its threshold and objects are the detector's
+            notes.append(SAM3_POINTS_NOTE)
         for port, param, key in (("model", "model", "path"), ("conditioning", "prompt", "text")):
+            if param == "prompt" and rule.node != "mask.segment":
+                continue
             ref = cn.inputs.get(port)
             out = self.resolve(ref)
             node = out.port[0] if isinstance(out, Out) and out.port else None
@@ -1016,9 +1028,10 @@ class Converter:
             except Approx as a:
                 params[param] = a.value
                 notes.append(a.note)
-        for port in ("bboxes", "positive_coords", "negative_coords"):
+        for port in ("bboxes",) + (("positive_coords", "negative_coords") if rule.node == "mask.segment" else ()):
             if isinstance(cn.inputs.get(port), Ref):
-                notes.append(f"{port} is not carried: mask.segment finds objects from the text prompt")
+                notes.append(f"{port} is not carried: {rule.node} finds objects from the "
+                             f"{'text prompt' if rule.node == 'mask.segment' else 'points'}")
         nid = self.plain(cn, rule, params, notes)
         for cid in sources:
             if set(self.consumers.get(cid, ())) <= set(sources) | {cn.id}:
@@ -1028,7 +1041,8 @@ class Converter:
                         self.graph.remove_node(made)
                         self.graph.ui.pop(made, None)
                 self.report.add(Entry(cid, gone.class_type, gone.title, EXACT, [nid],
-                                      ["folded into mask.segment: SAM 3's model and prompt"]))
+                                      [f"folded into {rule.node}: SAM 3's model" + " and prompt" * (
+                                          rule.node == "mask.segment")]))
         return [nid]
 
     def special_points_editor(self, cn, rule, params, notes):

@@ -357,6 +357,11 @@ SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SA
              "as it goes)")
 
 
+SAM3_POINTS_NOTE = ("with points and no text prompt it is mask.track_points on SAM 3's folder: SAM 3's tracker "
+                    "finds the object under them on the first frame and tracks it with its memory; ComfyUI's node "
+                    "segments at the same pixels in each frame alone")
+
+
 def sam3_folder(v):
     """ComfyUI's SAM 3 / 3.1 file -> the sam3 folder (facebook/sam3's Hugging Face folder)"""
     name = str(v).replace("\\", "/").rsplit("/", 1)[-1]
