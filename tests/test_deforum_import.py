@@ -107,7 +107,7 @@ def test_prompts_switch_at_their_frames_with_their_negatives(tmp_path):
     assert prompts[0].startswith("tiny cute swamp bunny") and prompts[1].startswith("anthropomorphic clean cat")
     assert prompts[3] == "a beautiful coconut"
     neg = dict(parse_text_keyframes(negative))
-    assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic, nsfw, nude" and neg[89] == "nsfw, nude"
+    assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic nsfw, nude" and neg[89] == "nsfw, nude"
     # with a cadence the loop still reads the prompts at Deforum's own frames
     r = imported(DATA / "deforum_settings_2d.txt")
     assert [f for f, _ in parse_text_keyframes(params(r, "prompt")["text"])] == [0, 29, 30, 59, 60, 88, 89]
@@ -131,7 +131,7 @@ def test_prompt_weights_that_change_every_frame(tmp_path):
     assert keys[0] == "(apple:1.5), tree" and keys[5] == "(apple:0.2), tree" and keys[10] == "(apple:1.5), tree"
     assert keys[2] == f"(apple:{1.5 * math.cos(3.14159 * 2 / 5):.4g}), tree" and keys[20] == "a lake"
     neg = dict(parse_text_keyframes(params(r, "prompt")["negative"]))
-    assert neg[7] == "(pear:0.57), nsfw, nude" and neg[19] == "(pear:0.69), nsfw, nude" and neg[20] == "nsfw, nude"
+    assert neg[7] == "(pear:0.57) nsfw, nude" and neg[19] == "(pear:0.69) nsfw, nude" and neg[20] == "nsfw, nude"
     assert "`...` weights evaluated at every frame" in r.report.text()
     # a long clip: every few frames, within what a schedule may hold
     r = imported(settings_file(tmp_path, prompts={"0": prompt}, diffusion_cadence=1, max_frames=3000))
@@ -415,3 +415,61 @@ def test_an_early_colab_settings_file_with_its_older_key_names():
     assert "the file names no checkpoint: set model.path" in text
     assert "flip_2d_perspective" not in text and "does not know" not in text
     assert params(r, "save")["path"] == "out/StableFun.mp4"
+
+
+def deforum_seeds(behaviour, seed, n, iter_n=1):
+    """The seeds Deforum's seed.py gives n diffused frames in a row: next_seed runs once after each."""
+    out, internal = [], 0
+    for _ in range(n):
+        out.append(seed)
+        if behaviour == "iter":
+            seed += 1 if internal % iter_n == 0 else 0
+            internal += 1
+        elif behaviour in ("ladder", "alternate"):
+            seed += (2 if behaviour == "ladder" else 1) if internal == 0 else -1
+            internal = 1 - internal
+    return out
+
+
+@pytest.mark.parametrize("cadence", [1, 3])
+def test_seed_behaviours_give_deforums_seeds(tmp_path, cadence):
+    """ladder and alternate were one more every frame, and seed_iter_N was dropped: the loop now gets each diffused
+    frame's seed as Deforum's next_seed makes it."""
+    from nodes.generate.feedback import frame_schedules
+    for behaviour, iter_n in (("ladder", 1), ("alternate", 1), ("iter", 3), ("iter", 1)):
+        r = imported(settings_file(tmp_path, seed=1000, seed_behavior=behaviour, seed_iter_N=iter_n,
+                                   diffusion_cadence=cadence, max_frames=30))
+        loop = params(r, "loop")
+        plan = frame_schedules(30, cadence, denoise=0.5, cfg=7, steps=10, seed=loop["seed"],
+                               seed_behaviour=loop["seed_behaviour"], seed_schedule=loop.get("seed_schedule", "0"))
+        n = len(range(0, 30, cadence))
+        assert list(plan.seeds[::cadence]) == deforum_seeds(behaviour, 1000, n, iter_n), (behaviour, iter_n)
+        assert "mapped exactly         seed_behavior" in r.report.text()
+
+
+def test_deforums_default_settings_file_imports_validates_and_schedules_its_seeds(tmp_path, monkeypatch, capsys):
+    """scripts/default_settings.txt of deforum-art/sd-webui-deforum (the settings its UI starts from): imports and
+    validates. Its seed_schedule `0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)` (-1: A1111 draws a seed) made the
+    import refuse the file when seed_behavior is schedule; -1 frames now get their own seeds, said so."""
+    from app.cli import main
+    from graph_engine.schedule import parse_schedule
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "revAnimated_v122.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(DATA / "default_settings.txt"), "-o", str(out)]) == 3    # some settings approximated
+    assert main(["validate", str(out)]) == 0
+    capsys.readouterr()
+    s = json.loads((DATA / "default_settings.txt").read_text())
+    r = imported(settings_file(tmp_path, **dict(s, seed=77, seed_behavior="schedule")))
+    loop = params(r, "loop")
+    seeds = [int(round(v)) for v in parse_schedule(loop["seed_schedule"]).values(120)]
+    diffused = seeds[::2]                              # diffusion_cadence 2
+    assert diffused[0] == diffused[-1] == 77           # frame 0 and max_f-1 (118): s
+    assert len(set(diffused[1:-1])) == 58 and 77 not in diffused[1:-1]
+    text = r.report.text()
+    assert "-1 (a new random seed in Deforum) at 117 frame(s) from 1" in text
+    # positive/negative prompts joined as Deforum joins them: f"{prompt} --neg {negative}", with a space
+    assert params(r, "prompt")["negative"].startswith("0: nsfw, nude nsfw, nude, 59:")
+    assert "negative_prompts -> prompt.text, prompt.negative" in text
