@@ -250,6 +250,13 @@ def test_schedules_keep_deforums_meaning():
     assert convert_schedule("0: (s % 7)", 5, seed=23).values == [2.0] * 5
     assert convert_schedule("0:(arctan(1))", 3).values[0] == pytest.approx(math.pi / 4)
     assert convert_schedule(1.5, 3).values == [1.5] * 3       # old settings files hold bare numbers
+    # Deforum's get_inbetweens reads keyframes up to the last frame and holds the last it read: a keyframe after
+    # the clip is not interpolated toward (it was: 0:(1), 200:(2) reached 1.595 at frame 119 of 120)
+    assert convert_schedule("0:(1), 200:(2)", 120).values == [1.0] * 120
+    c = convert_schedule("0:(0), 50:(10), 500:(99)", 120)
+    assert c.values[25] == 5.0 and c.values[50:] == [10.0] * 70
+    with pytest.raises(ValueError, match=r"every keyframe is after the clip's last frame \(119\).*'0:\(3\)'"):
+        convert_schedule("200:(3)", 120)
 
 
 def test_video_input_and_interpolation_modes(tmp_path):

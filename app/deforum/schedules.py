@@ -130,6 +130,14 @@ def convert_schedule(text, max_frames: int, seed: int = 0) -> Converted:
     by_frame: Dict[int, str] = {}
     for frame, value in keys:
         by_frame[frame_number(frame, frames)] = _substitute(value, frames - 1, seed)
+    # Deforum reads keyframes up to its last frame only, and holds the last one it read: `0:(1), 200:(2)` in a
+    # 120-frame clip is 1 throughout (interpolating toward frame 200 would reach 1.6)
+    beyond = [f for f in by_frame if f >= frames]
+    if len(beyond) == len(by_frame):
+        raise DeforumValueError(f"every keyframe is after the clip's last frame ({frames - 1}), so Deforum reads none "
+                                f"of them: add one at frame 0, such as '0:({by_frame[min(beyond)]})'")
+    for f in beyond:
+        del by_frame[f]
     def number(v: str) -> Optional[float]:
         try:
             return float(v)
