@@ -480,3 +480,50 @@ def test_deforums_default_settings_file_imports_validates_and_schedules_its_seed
     # positive/negative prompts joined as Deforum joins them: f"{prompt} --neg {negative}", with a space
     assert params(r, "prompt")["negative"].startswith("0: nsfw, nude nsfw, nude, 59:")
     assert "negative_prompts -> prompt.text, prompt.negative" in text
+
+
+def test_controlnet_units_steer_the_loop(tmp_path, monkeypatch, capsys):
+    """Deforum's cn_1 .. cn_5 were all 'not imported'. A unit with a video (or picture) and a preprocessor
+    control.apply makes is a control.apply on the loop's model, with its weight, guidance, canny thresholds and
+    A1111's model name without its hash; one with a preprocessor it does not make says which node makes it."""
+    from app.cli import main
+    cn = dict(cn_1_enabled=True, cn_1_model="control_v11p_sd15_canny [d14c016b]", cn_1_module="canny",
+              cn_1_vid_path="C:\\clips\\dance.mp4", cn_1_threshold_a=90, cn_1_threshold_b=180, cn_1_weight="0:(0.8)",
+              cn_1_resize_mode="Just Resize",
+              cn_2_enabled=True, cn_2_model="control_v11p_sd15_openpose [cab727d4]", cn_2_module="openpose_full",
+              cn_2_vid_path="dance.mp4",
+              cn_3_enabled=True, cn_3_model="control_v11f1p_sd15_depth [cfd03158]", cn_3_module="none",
+              cn_3_vid_path="depth.png", cn_3_guidance_end="0:(0.6), 50:(0.9)",
+              cn_4_enabled=False, cn_4_model="control_v11p_sd15_seg", cn_4_vid_path="seg.mp4")
+    r = imported(settings_file(tmp_path, **cn))
+    g = r.graph
+    assert params(r, "controlnet1") == {"path": "control_v11p_sd15_canny", "preprocessor": "canny", "strength": 0.8,
+                                        "start": 0.0, "end": 1.0, "low": 90, "high": 180}
+    assert params(r, "controlnet1_video") == {"path": "C:/clips/dance.mp4", "count": 120}
+    assert params(r, "controlnet3") == {"path": "control_v11f1p_sd15_depth", "preprocessor": "none", "strength": 1.0,
+                                        "start": 0.0, "end": 0.6}
+    assert g.nodes["controlnet3_video"].type == "io.load_image"
+    assert "controlnet2" not in g.nodes and "controlnet4" not in g.nodes
+    # model -> unit 1 -> unit 3 -> loop
+    assert sorted((lk.src, lk.dst) for lk in g.links() if lk.dst_port == "model") == [
+        ("controlnet1", "controlnet3"), ("controlnet3", "loop"), ("model", "controlnet1")]
+    text = r.report.text()
+    assert ("NOT MAPPED             cn_2_enabled, cn_2_model, cn_2_module, cn_2_vid_path: ControlNet unit 2: the "
+            "'openpose_full' preprocessor is not imported: make the control video with pose.dwpose") in text
+    assert ("cn_3_enabled, cn_3_model, cn_3_module, cn_3_vid_path -> controlnet3.path, controlnet3.strength, "
+            "controlnet3_video.path: the control picture steers every frame; cn_3_guidance_end changes over the "
+            "clip: its frame-0 value 0.6 for every frame") in text
+    assert "Deforum's ControlNet units are not imported" not in text and "cn_4" not in text
+    # the workflow validates with the files in place
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "controlnet").mkdir()
+    (models / "checkpoints" / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    for name in ("control_v11p_sd15_canny.safetensors", "control_v11f1p_sd15_depth.pth"):
+        (models / "controlnet" / name).write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    for name in ("dance.mp4", "depth.png"):
+        (tmp_path / name).write_bytes(b"")
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(settings_file(tmp_path, **dict(cn, cn_1_vid_path="dance.mp4"))), "-o", str(out)]) == 3
+    assert main(["validate", str(out)]) == 0, capsys.readouterr()

@@ -494,8 +494,9 @@ class Builder:
             self.entry("strength", EXACT, ["loop.image_denoise"], f"frame 0 is the init image re-diffused at "
                        f"denoise 1 - strength = {1 - strength:.4g}")
         self.add("generate.feedback", "loop", p, (1400, 250))
-        for port in ("model", "vae"):
-            self.link("model", port, "loop", port)
+        from .controlnet import add_controlnets
+        self.link(add_controlnets(self), "model", "loop", "model")
+        self.link("model", "vae", "loop", "vae")
         self.link("prompt", "positive", "loop", "positive")
         self.link("prompt", "negative", "loop", "negative")
         self.link("camera", "camera", "loop", "camera")
@@ -743,7 +744,7 @@ class Builder:
             if key in self.s and _is_on(test, self.s[key]) and why:
                 self.entry(key, UNMAPPED, [], why)
         cn = sorted(k for k, v in self.s.items() if re.fullmatch(r"cn_\d+_enabled", k) and _is_on(bool, v))
-        if cn:
+        if cn and not self.looping:
             self.entry(", ".join(cn), UNMAPPED, [], "Deforum's ControlNet units are not imported (control.apply "
                        "is Kinograph's ControlNet node)")
 
