@@ -100,7 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--markdown", action="store_true", help="a reference page: each node's help and a table of its "
                                                            "parameters")
 
-    sub.add_parser("info", help="versions, devices, cache and model folders")
+    i = sub.add_parser("info", help="versions, devices, cache and model folders, and every model file in them",
+                       epilog="Your own models folder (a ComfyUI one: ComfyUI/, ComfyUI/models/ or one of its "
+                              "sub-folders): `kinograph info ~/ComfyUI/models` lists what Kinograph finds there and "
+                              "whether each file will load. To use it in every run, name it in KINOGRAPH_MODELS "
+                              "(export KINOGRAPH_MODELS=~/ComfyUI/models) or under model_dirs: in config.yaml.")
+    i.add_argument("folders", nargs="*", metavar="MODELS_FOLDER",
+                   help="model folders to look in first, as KINOGRAPH_MODELS would (this command only)")
 
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
     c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
@@ -445,6 +451,12 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_info(args) -> int:
+    named = [Path(f).expanduser().absolute() for f in args.folders]
+    for f in named:
+        if not f.is_dir():
+            print(f"kinograph info: {f} is not a folder: name the folder that holds your models (a ComfyUI "
+                  "models/ folder, or the ComfyUI folder holding it)", file=sys.stderr)
+            return EXIT_USAGE
     import platform
     from importlib.metadata import version, PackageNotFoundError
     from graph_engine import config
@@ -464,7 +476,11 @@ def cmd_info(args) -> int:
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import loose_models, model_dirs
     from nodes.generate.model_manager import list_found_models
-    print("model folders (KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
+    if named:
+        os.environ["KINOGRAPH_MODELS"] = os.pathsep.join([str(f) for f in named]
+                                                          + [os.environ.get("KINOGRAPH_MODELS", "")]).rstrip(os.pathsep)
+    print("model folders (" + ("the folders named, then " if named else "")
+          + "KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
     for d in model_dirs():
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
     for p in loose_models():
@@ -472,7 +488,14 @@ def cmd_info(args) -> int:
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
               "go')")
     found = list_found_models()
-    print("models found:" if found else "models found: none in those folders (see README, 'Where models go')")
+    if not found:
+        print(f"models found: none. Put model files into the sub-folder of their kind (checkpoints/, "
+              f"diffusion_models/, text_encoders/, vae/, loras/ ...) of {model_dirs()[-1]}, or name the folder "
+              f"that holds yours: `kinograph info ~/ComfyUI/models` shows what is found there (README, 'Where "
+              f"models go'). Until then, the bundled kinograph-mini runs examples/default.yaml and "
+              f"examples/mini_text_to_video.yaml.")
+    else:
+        print("models found:")
     if found:
         print(f"  {'family':<12}{'variant':<16}{'role':<17}{'precision':<14}{'loads':<7}path")
     for kind, path, d in found:
@@ -483,6 +506,10 @@ def cmd_info(args) -> int:
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")
+    if named:
+        print(f"to search {'these folders' if len(named) > 1 else 'this folder'} in every run: export "
+              f"KINOGRAPH_MODELS={os.pathsep.join(str(f) for f in named)} (or list "
+              f"{'them' if len(named) > 1 else 'it'} under model_dirs: in {config.config_dir() / 'config.yaml'})")
     return EXIT_OK
 
 
