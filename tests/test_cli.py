@@ -254,6 +254,28 @@ def test_the_readme_sets_parameters_its_example_workflows_have():
     assert checked >= 5
 
 
+def test_every_file_a_readme_command_names_in_examples_is_there_and_its_sweep_plans():
+    """README's Ray section ran `kinograph batch shot.yaml --sweep seeds.yaml`, files a newcomer does not have:
+    the command they copied failed. Every examples/ file a README command names exists, and each --sweep file
+    plans its jobs on its workflow, one output per case."""
+    import re
+    import shlex
+    from app.sweep import load_sweep, plan_jobs
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    readme = (ROOT / "README.md").read_text()
+    commands = [shlex.split(m.group(1)) for m in re.finditer(r"^kinograph ([^#\n]+)", readme, re.M)]
+    named = {a for args in commands for a in args if a.startswith("examples/") and "/out/" not in a}
+    assert sorted(a for a in named if not (ROOT / a).is_file()) == []
+    sweeps = {(args[1], args[args.index("--sweep") + 1]) for args in commands if "--sweep" in args}
+    assert sweeps == {("examples/mini_text_to_video.yaml", "examples/seeds.yaml")}
+    for workflow, sweep_file in sweeps:
+        wf = load_workflow(ROOT / workflow)
+        sweep = load_sweep(ROOT / sweep_file, wf, default_registry())
+        jobs, _ = plan_jobs(wf, sweep, sweep.cases, default_registry())
+        assert len({o for j in jobs for o in j.outputs}) == len(jobs) == 6
+
+
 def test_the_readme_names_the_model_folders_searched_and_where_the_tiny_examples_look():
     """README's 'Where models go' left out rife/ (and ComfyUI's frame_interpolation/) and depthanything/, which
     Kinograph searches; and examples/tiny/ pointed at ../../models/FAMILY with nothing saying how to fill it. Every
