@@ -276,6 +276,27 @@ def test_every_file_a_readme_command_names_in_examples_is_there_and_its_sweep_pl
         assert len({o for j in jobs for o in j.outputs}) == len(jobs) == 6
 
 
+def test_the_readme_commands_parse_and_the_node_types_it_names_exist():
+    """Seven people change nodes and the README at once: a renamed node or option left the README naming one
+    that is gone, and only a newcomer copying it found out. Every `kinograph` command line in its code blocks
+    is read by the command's own parser, and every node type it names (`load.mini`) is registered."""
+    import re
+    import shlex
+    from app.cli import _parser
+    from graph_engine.registry import default_registry
+    readme = (ROOT / "README.md").read_text()
+    lines = [m.group(1) for m in re.finditer(r"^kinograph ([^#\n]+)", readme, re.M)]
+    assert len(lines) >= 15
+    for line in lines:
+        args = _parser().parse_args(shlex.split(line.replace("cache info | clear", "cache info")))
+        assert args.command, line
+    registry = default_registry()
+    categories = {t.split(".")[0] for t in registry}
+    named = {t for t in re.findall(r"`([a-z0-9_]+\.[a-z0-9_]+)`", readme) if t.split(".")[0] in categories}
+    assert len(named) > 50
+    assert sorted(t for t in named if t not in registry) == []
+
+
 def test_the_readme_names_the_model_folders_searched_and_where_the_tiny_examples_look():
     """README's 'Where models go' left out rife/ (and ComfyUI's frame_interpolation/) and depthanything/, which
     Kinograph searches; and examples/tiny/ pointed at ../../models/FAMILY with nothing saying how to fill it. Every
