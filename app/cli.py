@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     n = sub.add_parser("nodes", help="list node types")
     n.add_argument("find", nargs="*", metavar="NAME",
                    help="only the nodes whose type, title or category contains each word (generate.sample, "
-                        "interpolat), with their whole help")
+                        "interpolat), or that a ComfyUI node becomes (KSampler) or a task names (slow motion), "
+                        "with their whole help; several node types: each of them")
     g = n.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable: one object per node")
     g.add_argument("--markdown", action="store_true", help="a reference page: each node's help and a table of its "
@@ -431,8 +432,7 @@ def cmd_nodes(args) -> int:
     reg = default_registry()
     specs = [reg.get(t) for t in reg]
     if args.find:
-        words = [w.lower() for w in args.find]
-        specs = [s for s in specs if all(w in f"{s.type} {s.title} {s.category}".lower() for w in words)]
+        specs = _find_nodes(reg, specs, args.find)
         if not specs:
             from graph_engine.errors import KinographError
             from graph_engine.registry import did_you_mean
@@ -448,6 +448,24 @@ def cmd_nodes(args) -> int:
         from .docs import nodes_text
         print(nodes_text(specs, full=bool(args.find)))
     return EXIT_OK
+
+
+def _find_nodes(reg, specs, words: List[str]) -> list:
+    """The nodes `kinograph nodes WORD ...` shows: several node types named, those; else the nodes whose type,
+    title or category holds every word; else, as the editor's search finds them, the nodes a ComfyUI node
+    becomes ('KSampler') or a task's words name ('slow motion'), which the command said matched nothing."""
+    if len(words) > 1 and all(w in reg for w in words):
+        return [reg.get(w) for w in words]
+
+    def holding(ws):
+        return [s for s in specs if all(w in f"{s.type} {s.title} {s.category}".lower() for w in ws)]
+    found = holding([w.lower() for w in words])
+    if not found:
+        from .editor.fuzzy import comfyui_names, expand
+        asked = {w.lower() for w in words}
+        found = [s for s in specs if asked & {n.lower() for n in comfyui_names(s.type).split()}]
+        found = found or holding(expand(" ".join(words)).split())
+    return found
 
 
 def cmd_info(args) -> int:

@@ -227,6 +227,20 @@ def test_nodes_finds_one_node_with_its_whole_help():
     assert r.returncode == 1 and "no node type matches 'smaple' (did you mean 'sample'?)" in r.stderr
 
 
+def test_nodes_finds_what_someone_from_comfyui_types(capsys):
+    """`kinograph nodes KSampler` (or CLIPTextEncode, or 'slow motion') said 'no node type matches', though the
+    editor's search finds all three; two node types named were searched as one name and matched nothing."""
+    from app.cli import main
+
+    def found(*words):
+        assert main(["nodes", *words]) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines() if line and line[0] != " "]
+    assert found("KSampler") == ["generate.sample"] and found("CLIPTextEncode") == ["encode.text"]
+    slow = found("slow", "motion")
+    assert "interpolate.rife" in slow and {t.split(".")[0] for t in slow} == {"interpolate"}
+    assert found("load.vae", "load.text_encoder") == ["load.vae", "load.text_encoder"]
+
+
 def test_the_readme_sets_parameters_its_example_workflows_have():
     """The README's headless example and its Python one set `pattern.frames` on examples/default.yaml,
     which has no node `pattern`: a newcomer's second command failed. Every --set and wf.set the README
