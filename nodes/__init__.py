@@ -19,6 +19,7 @@ NODE_MODULES = [
     "nodes.generate.wan_animate_nodes",
     "nodes.interpolate.nodes",
     "nodes.io.nodes",
+    "nodes.lines.nodes",
     "nodes.mask.nodes",
     "nodes.metrics.nodes",
     "nodes.metrics.seam",

@@ -118,6 +118,10 @@ def pose_torchscript(v):
     return v
 
 
+def coarse_lineart(v):
+    return "sk_model2.pth" if enable(v) else "sk_model.pth"
+
+
 def flux_mu(v):
     """with base_shift, width and height: e^mu, mu from base_shift at 256 2x2 patches to max_shift at 4096"""
     return v
@@ -595,6 +599,36 @@ RULES: Dict[str, Rule] = {
     "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
                                      fixed={"model": "zoedepth-nyu-kitti"}, ignore={"resolution": None},
                                      note=DEPTH_NOTE),
+    # comfyui_controlnet_aux's line preprocessors, as lines.* with the same lllyasviel/Annotators files
+    "LineArtPreprocessor": Rule("lines.lineart", ("coarse", "resolution"),
+                                (P("coarse", "model", coarse_lineart, "disable -> sk_model.pth, enable -> "
+                                                                      "sk_model2.pth"),
+                                 P("resolution", "resolution")), {"image": "video"}, ("video",)),
+    "AnimeLineArtPreprocessor": Rule("lines.anime", ("resolution",), (P("resolution", "resolution"),),
+                                     {"image": "video"}, ("video",)),
+    "HEDPreprocessor": Rule("lines.hed", ("safe", "resolution"),
+                            (P("safe", "safe", enable), P("resolution", "resolution")), {"image": "video"},
+                            ("video",)),
+    "FakeScribblePreprocessor": Rule("lines.hed", ("safe", "resolution"),
+                                     (P("safe", "safe", enable), P("resolution", "resolution")), {"image": "video"},
+                                     ("video",), fixed={"scribble": True}),
+    "ScribblePreprocessor": Rule("lines.scribble", ("resolution",), (P("resolution", "resolution"),),
+                                 {"image": "video"}, ("video",)),
+    "Scribble_XDoG_Preprocessor": Rule("lines.xdog", ("threshold", "resolution"),
+                                       (P("threshold", "threshold"), P("resolution", "resolution")),
+                                       {"image": "video"}, ("video",)),
+    "M-LSDPreprocessor": Rule("lines.mlsd", ("score_threshold", "dist_threshold", "resolution"),
+                              (P("score_threshold", "score"), P("dist_threshold", "distance"),
+                               P("resolution", "resolution")), {"image": "video"}, ("video",)),
+    "PiDiNetPreprocessor": Rule("lines.pidinet", ("safe", "resolution"),
+                                (P("safe", "safe", enable), P("resolution", "resolution")), {"image": "video"},
+                                ("video",)),
+    "Scribble_PiDiNet_Preprocessor": Rule("lines.pidinet", ("safe", "resolution"),
+                                          (P("safe", "safe", enable), P("resolution", "resolution")),
+                                          {"image": "video"}, ("video",), fixed={"scribble": True}),
+    "LineartStandardPreprocessor": Rule("lines.standard", ("guassian_sigma", "intensity_threshold", "resolution"),
+                                        (P("guassian_sigma", "sigma"), P("intensity_threshold", "threshold"),
+                                         P("resolution", "resolution")), {"image": "video"}, ("video",)),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's

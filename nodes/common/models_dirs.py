@@ -24,7 +24,7 @@ from graph_engine import NodeError
 
 KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
          "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth",
-         "ipadapter", "style_models", "pose", "sam2")
+         "ipadapter", "style_models", "pose", "sam2", "annotators")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
 # ControlNets.
@@ -32,6 +32,8 @@ ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers",
            "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
            "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
            "sam2": ("sam3", "sams")}
+# Kinds comfyui_controlnet_aux keeps in its ckpts/ folder, each file under its Hugging Face repository.
+AUX_KINDS = ("pose", "annotators")
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
@@ -117,23 +119,37 @@ def _yaml_path(text: str) -> Optional[Path]:
     return Path(text.replace("\\", "/") if os.sep == "/" else text).expanduser()
 
 
+def _aux_dirs() -> List[Path]:
+    """comfyui_controlnet_aux's ckpts/ folders in the listed ComfyUI installs, and the one AUX_ANNOTATOR_CKPTS_PATH
+    names: every download of that pack, each under its Hugging Face repository."""
+    out = []
+    for d in model_dirs():
+        nodes_dir = d.parent / "custom_nodes" if d.name == "models" else d / "custom_nodes"
+        if nodes_dir.is_dir():
+            out += sorted(p for p in nodes_dir.glob("*/ckpts") if p.is_dir() and
+                          "controlnet_aux" in p.parent.name.lower().replace("-", "_"))
+    aux = os.environ.get("AUX_ANNOTATOR_CKPTS_PATH", "").strip()
+    return out + ([Path(aux).expanduser()] if aux else [])
+
+
+def _aux_kind(p: Path) -> str:
+    """Which kind a file in comfyui_controlnet_aux's ckpts/ is listed under: DWPose's TorchScript and ONNX exports
+    are pose models; the rest (lllyasviel/Annotators' .pth files ...) annotators."""
+    name = p.name.lower()
+    return "pose" if name.endswith(".onnx") or "torchscript" in name else "annotators"
+
+
 def _pack_dirs(kind: str) -> List[Path]:
-    """Node packs' own weight folders in a ComfyUI install: custom_nodes/<pack>/ckpts/<kind>; for pose models,
-    comfyui_controlnet_aux's whole ckpts/ folder, where it keeps each download under its Hugging Face repository
-    (ckpts/yzd-v/DWPose/yolox_l.onnx, ckpts/hr16/DWPose-TorchScript-BatchSize5/...), and the folder its
-    AUX_ANNOTATOR_CKPTS_PATH names."""
+    """Node packs' own weight folders in a ComfyUI install: custom_nodes/<pack>/ckpts/<kind>; for pose models and
+    line annotators, comfyui_controlnet_aux's whole ckpts/ folder, where it keeps each download under its Hugging
+    Face repository (ckpts/yzd-v/DWPose/yolox_l.onnx, ckpts/lllyasviel/Annotators/sk_model.pth ...), and the
+    folder its AUX_ANNOTATOR_CKPTS_PATH names."""
     out = []
     for d in model_dirs():
         nodes_dir = d.parent / "custom_nodes" if d.name == "models" else d / "custom_nodes"
         if nodes_dir.is_dir():
             out += sorted(p for p in nodes_dir.glob(f"*/ckpts/{kind}") if p.is_dir())
-            if kind == "pose":
-                out += sorted(p for p in nodes_dir.glob("*/ckpts") if p.is_dir() and
-                              "controlnet_aux" in p.parent.name.lower().replace("-", "_"))
-    aux = os.environ.get("AUX_ANNOTATOR_CKPTS_PATH", "").strip()
-    if kind == "pose" and aux:
-        out.append(Path(aux).expanduser())
-    return out
+    return out + (_aux_dirs() if kind in AUX_KINDS else [])
 
 
 def _kind_dirs(kind: str) -> List[Path]:
@@ -271,6 +287,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
              "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
+             "annotators": "lines.lineart, lines.anime, lines.hed, lines.pidinet and lines.mlsd",
              "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)"}
 
 
@@ -332,11 +349,15 @@ def list_models() -> Dict[str, List[Path]]:
     """Every model file (or diffusers folder) in the model folders, by kind."""
     found: Dict[str, List[Path]] = {}
     seen = set()
+    aux = set(_aux_dirs())
     for kind in KINDS:
         items: List[Path] = []
         for d in _kind_dirs(kind):
             if d.is_dir():
                 for p in _walk(d):
+                    # comfyui_controlnet_aux's ckpts/ is searched for two kinds: each file is listed under its own
+                    if d in aux and _aux_kind(p) != kind:
+                        continue
                     # A diffusers folder is one model; do not list the weights inside it.
                     if _is_model(p, kind) and p not in seen and not any(
                             _is_model_folder(q, kind) for q in p.parents if d in q.parents):
