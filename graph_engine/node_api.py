@@ -16,7 +16,10 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from .types import BOOL, FLOAT, INT, STRING, SocketType, PY_PARAM_TYPES
 
-PARAM_KINDS = ("", "path", "schedule", "seed", "text", "color", "json")
+PARAM_KINDS = ("", "path", "schedule", "seed", "text", "color", "json", "points", "negative_points", "box")
+# "points", "negative_points" and "box" are positions in the pixels of the first frame of the node's picture input:
+# points as x,y; x,y (or ComfyUI PointsEditor's JSON [{"x": 120, "y": 80}, ...]), a box as x0,y0,x1,y1. The editor
+# lets them be clicked (negative points: right-click) and dragged on that frame.
 # The seeds a torch generator takes, and ComfyUI's range: a seed outside it would wrap silently
 # (2**64 + 5 drawing the noise of 5; -1, "random" in A1111, a fixed 2**64 - 1).
 SEED_MAX = 2 ** 64 - 1

@@ -27,6 +27,7 @@ NODE_MODULES = [
     "nodes.motion.camera_nodes",
     "nodes.motion.motion_nodes",
     "nodes.pose.nodes",
+    "nodes.preprocess.nodes",
     "nodes.relight.nodes",
     "nodes.restore.nodes",
     "nodes.stylize.nodes",

@@ -128,3 +128,33 @@ def test_tiny_frames_and_thin_strips_get_a_depth_map_of_their_size(models, tmp_p
     res = Session(device="cpu").run(load_workflow(wf), use_cache=False, keep=["depth"])
     assert res.ok, res.failed
     assert res.outputs["depth"]["video"].to_array().shape == (3, h, w, 3)
+
+
+def test_comfyui_controlnet_aux_depth_files_are_named_with_the_folder_to_use(tmp_path, monkeypatch):
+    """A ComfyUI user's MiDaS and Zoe files are comfyui_controlnet_aux's downloads in its ckpts/ folder, in their
+    authors' timm layouts, which transformers does not read and nothing here can check a conversion against. The
+    Zoe / MiDaS preprocessors import as depth.estimate naming the Hugging Face folder; without it the run said only
+    "not found". It now names the file the user has and the folder to put beside it (Zoe's file is ZoeDepth-N:
+    Intel/zoedepth-nyu, which the import now names instead of the two-headed -nyu-kitti)."""
+    from app.comfyui import import_data
+    from graph_engine import NodeError
+    from nodes.depth.estimate import load_estimator
+    ckpts = tmp_path / "custom_nodes" / "comfyui_controlnet_aux" / "ckpts" / "lllyasviel" / "Annotators"
+    ckpts.mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    (ckpts / "ZoeD_M12_N.pt").write_bytes(b"x" * 64)
+    res = import_data({"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+                       "2": {"class_type": "Zoe-DepthMapPreprocessor", "inputs": {"image": ["1", 0],
+                                                                                  "resolution": 512}}})
+    (node,) = [n for n in res.graph.nodes.values() if n.type == "depth.estimate"]
+    with pytest.raises(NodeError) as e:
+        load_estimator(node.params["model"])
+    assert str(e.value) == (
+        f"depth model 'zoedepth-nyu' not found. {ckpts / 'ZoeD_M12_N.pt'} is the model's own file (its authors' layout, "
+        "as comfyui_controlnet_aux keeps it), which transformers does not read and Kinograph does not convert: put "
+        "the same model's Hugging Face folder, Intel/zoedepth-nyu (config.json, model.safetensors, "
+        "preprocessor_config.json), in a 'depth' model folder as zoedepth-nyu")
+    with pytest.raises(NodeError, match=r"dpt_hybrid-midas-501f0c75.pt is the model's own file .* Intel/dpt-hybrid-midas"):
+        (ckpts / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"x" * 64)
+        load_estimator(str(ckpts / "dpt_hybrid-midas-501f0c75.pt"))

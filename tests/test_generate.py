@@ -534,6 +534,25 @@ def test_controlnet_with_weight_free_preprocessors(mm, tiny):
         apply_control(mm, _parts(mm, tiny, "wan")[0], clip, str(tiny / "controlnet"), 1.0, "canny", 1, 2)
 
 
+def test_an_sd_controlnet_takes_an_inpainting_mask(mm, tiny):
+    """control.apply with a mask on an SD ControlNet (control_v11p_sd15_inpaint, given InpaintPreprocessor's mask on
+    import) was refused as "not an inpainting ControlNet". The control now keeps 0 where the mask is, and its net is
+    given -1 there (adapters.sd.with_control)."""
+    from graph_engine import Clip
+    from nodes.generate.adapters.sd import with_control
+    from nodes.generate.control import apply_control
+    frames = np.full((8, 64, 64, 3), 128, np.uint8)
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 16:48] = 1.0
+    h, _ = _parts(mm, tiny, "animatediff")
+    clip = Clip.from_array(frames, 8.0)
+    masked = apply_control(mm, h, clip, str(tiny / "controlnet"), 1.0, "none", 100, 200, mask=mask)
+    c = masked.option("controlnet")[-1]
+    assert c.keep.shape == (8, 64, 64) and c.keep[0, 32, 32] == 0 and c.keep[0, 2, 2] == 1
+    given = with_control({}, masked, [0], 1, "cpu", torch.float32)["control"][-1].frames
+    assert given[0, :, 32, 32].tolist() == [-1.0] * 3 and given[0, 0, 2, 2] == pytest.approx(128 / 255)
+
+
 def test_a_controlnet_samples_with_prompts_for_part_of_the_steps(mm, tiny):
     """Prompts limited to part of the steps (condition.timestep_range) run over the whole picture, so the ControlNet's
     full-size frames fit them: a prompt split into two halves samples under a ControlNet as the prompt does. A prompt

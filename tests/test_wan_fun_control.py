@@ -124,9 +124,15 @@ def test_comfyui_fun_control_template_maps_wan_fun_control_to_video():
     (lat,) = [n for n in g.nodes.values() if n.type == "latent.empty" and g.inputs[cond.id]["latent"][0] == n.id]
     width, height, length = node["widgets_values"][:3]
     assert (lat.params["width"], lat.params["height"], lat.params["frames"]) == (width, height, length)
-    # comfyui_controlnet_aux's CannyEdgePreprocessor is not mapped: the template with it in Canny's place
+    # comfyui_controlnet_aux's CannyEdgePreprocessor in Canny's place is its control.canny_edges; a preprocessor
+    # Kinograph does not have (MediaPipe's face mesh) leaves the control video to connect by hand, said
     canny = next(n for n in data["nodes"] if n["type"] == "Canny")
-    canny["type"] = "CannyEdgePreprocessor"
+    canny["type"], canny["widgets_values"] = "CannyEdgePreprocessor", [100, 200, 512]
+    swapped = import_data(data)
+    assert swapped.report.entries[str(node["id"])].notes == []
+    control = swapped.graph.inputs[cond.id]["control"][0]
+    assert swapped.graph.nodes[control].type == "control.canny_edges"
+    canny["type"], canny["widgets_values"] = "MediaPipe-FaceMeshPreprocessor", [10, 0.5, 512]
     assert import_data(data).report.entries[str(node["id"])].notes == [
         "input control_video comes from a node that did not convert; connect control by hand"]
 

@@ -68,19 +68,53 @@ COMFY_UNION_TYPES = ("openpose", "depth", "hed/pidi/scribble/ted", "canny/linear
                      "segment", "tile", "repaint")
 
 
-# comfyui_controlnet_aux's depth checkpoints (their authors' files) -> the same models' Hugging Face folders, which
-# depth.estimate reads from a depth/ model folder.
-DEPTH_FOLDERS = {"depth_anything_vitl14.pth": "depth-anything-large-hf", "depth_anything_vitb14.pth":
-                 "depth-anything-base-hf", "depth_anything_vits14.pth": "depth-anything-small-hf",
-                 "depth_anything_v2_vitl.pth": "Depth-Anything-V2-Large-hf",
-                 "depth_anything_v2_vitb.pth": "Depth-Anything-V2-Base-hf",
-                 "depth_anything_v2_vits.pth": "Depth-Anything-V2-Small-hf"}
 DEPTH_NOTE = ("depth.estimate sizes frames as the model was trained (Depth Anything: 518 pixels on the short side), "
-              "not to `resolution`, and reads the model as its Hugging Face folder in a depth/ model folder")
+              "not to `resolution`, and reads the model as its Hugging Face folder in a depth/ model folder; it "
+              "spreads the depth over one range for the whole clip (spread clip, so levels hold from frame to frame) "
+              "where the pack spreads each frame by its own: set spread to frame for the pack's pictures")
+
+
+# What AIO_Preprocessor hands the preprocessor it names besides the image and its resolution: the defaults of that
+# one's INPUT_TYPES (comfyui_controlnet_aux's node_wrappers).
+AIO_DEFAULTS = {
+    "CannyEdgePreprocessor": {"low_threshold": 100, "high_threshold": 200},
+    "BinaryPreprocessor": {"bin_threshold": 100},
+    "TilePreprocessor": {"pyrUp_iters": 3},
+    "ShufflePreprocessor": {"seed": 0},
+    "DepthAnythingPreprocessor": {"ckpt_name": "depth_anything_vitl14.pth"},
+    "DepthAnythingV2Preprocessor": {"ckpt_name": "depth_anything_v2_vitl.pth"},
+    "MiDaS-DepthMapPreprocessor": {"a": 2.0 * 3.141592653589793, "bg_threshold": 0.1},
+    "DWPreprocessor": {"detect_hand": "enable", "detect_body": "enable", "detect_face": "enable",
+                       "bbox_detector": "yolox_l.onnx", "pose_estimator": "dw-ll_ucoco_384_bs5.torchscript.pt",
+                       "scale_stick_for_xinsr_cn": "disable"},
+    "OpenposePreprocessor": {"detect_hand": "enable", "detect_body": "enable", "detect_face": "enable",
+                             "scale_stick_for_xinsr_cn": "disable"},
+    "LineArtPreprocessor": {"coarse": "disable"},
+    "HEDPreprocessor": {"safe": "enable"},
+    "FakeScribblePreprocessor": {"safe": "enable"},
+    "PiDiNetPreprocessor": {"safe": "enable"},
+    "M-LSDPreprocessor": {"score_threshold": 0.1, "dist_threshold": 0.1},
+    "Scribble_XDoG_Preprocessor": {"threshold": 32},
+    "Scribble_PiDiNet_Preprocessor": {"safe": "enable"},
+    "LineartStandardPreprocessor": {"guassian_sigma": 6.0, "intensity_threshold": 8},
+}
+
+
+def shuffle_seed(v):
+    """0 (the pack's default) draws a new shuffle every run and every frame there (numpy's unseeded state); 0 is kept
+    here, one fixed shuffle for every frame"""
+    if v == 0:
+        raise Approx(0, "seed 0 shuffles each frame anew on every run in ComfyUI (numpy's unseeded state); here it is "
+                        "one fixed shuffle for every frame: set another seed for another one")
+    return v
 
 
 def depth_folder(v):
-    name = DEPTH_FOLDERS.get(str(v).replace("\\", "/").rsplit("/", 1)[-1])
+    """comfyui_controlnet_aux's depth checkpoint (its authors' file) as the same model's Hugging Face folder, which
+    depth.estimate reads from a depth/ model folder"""
+    from nodes.depth.estimate import AUTHOR_FILES
+    repo = AUTHOR_FILES.get(str(v).replace("\\", "/").rsplit("/", 1)[-1])
+    name = repo.split("/")[1] if repo else None
     if name is None:
         raise Approx("Depth-Anything-V2-Large-hf", f"{v} has no Hugging Face folder; Depth Anything V2 Large, the "
                                                    "nearest, is used")
@@ -592,13 +626,17 @@ RULES: Dict[str, Rule] = {
     "PixelPerfectResolution": Rule("pose.pixel_perfect", ("image_gen_width", "image_gen_height", "resize_mode"),
                                    (P("image_gen_width", "width"), P("image_gen_height", "height"),
                                     P("resize_mode", "resize_mode")), {"original_image": "video"}, ("resolution",)),
+    # a and bg_threshold shape only the pack's MiDaS normal map (MidasDetector's depth_and_normal); its depth picture
+    # is the prediction spread from its minimum to its maximum
     "MiDaS-DepthMapPreprocessor": Rule("depth.estimate", ("a", "bg_threshold", "resolution"), (), {"image": "video"},
                                        ("video",), fixed={"model": "dpt-hybrid-midas"},
                                        ignore={"a": None, "bg_threshold": None, "resolution": None},
-                                       note=DEPTH_NOTE + "; MiDaS's background threshold is not applied"),
+                                       note=DEPTH_NOTE),
+    # ZoeD_M12_N.pt, the file the pack loads, is ZoeDepth-N (NYU only): Intel/zoedepth-nyu, not the two-headed -nyu-kitti
     "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
-                                     fixed={"model": "zoedepth-nyu-kitti"}, ignore={"resolution": None},
-                                     note=DEPTH_NOTE),
+                                     fixed={"model": "zoedepth-nyu"}, ignore={"resolution": None},
+                                     note=DEPTH_NOTE + "; the pack spreads Zoe's depth from its 2nd to 85th "
+                                                       "percentile, depth.estimate over the whole range"),
     # comfyui_controlnet_aux's line preprocessors, as lines.* with the same lllyasviel/Annotators files
     "LineArtPreprocessor": Rule("lines.lineart", ("coarse", "resolution"),
                                 (P("coarse", "model", coarse_lineart, "disable -> sk_model.pth, enable -> "
@@ -629,6 +667,33 @@ RULES: Dict[str, Rule] = {
     "LineartStandardPreprocessor": Rule("lines.standard", ("guassian_sigma", "intensity_threshold", "resolution"),
                                         (P("guassian_sigma", "sigma"), P("intensity_threshold", "threshold"),
                                          P("resolution", "resolution")), {"image": "video"}, ("video",)),
+    # comfyui_controlnet_aux's model-free preprocessors (node_wrappers/canny.py, binary.py, color.py, tile.py: each
+    # one's own widgets, then resolution), as the pack computes them
+    "CannyEdgePreprocessor": Rule("control.canny_edges", ("low_threshold", "high_threshold", "resolution"),
+                                  (P("low_threshold", "low"), P("high_threshold", "high"),
+                                   P("resolution", "resolution")), {"image": "video"}, ("video",)),
+    "BinaryPreprocessor": Rule("control.binary", ("bin_threshold", "resolution"),
+                               (P("bin_threshold", "threshold"), P("resolution", "resolution")), {"image": "video"},
+                               ("video",)),
+    "ColorPreprocessor": Rule("control.color_grid", ("resolution",), (P("resolution", "resolution"),),
+                              {"image": "video"}, ("video",)),
+    # the pack hands Tile its resolution and its TileDetector drops it
+    "TilePreprocessor": Rule("control.tile", ("pyrUp_iters", "resolution"), (P("pyrUp_iters", "iterations"),),
+                             {"image": "video"}, ("video",), ignore={"resolution": None}),
+    "ShufflePreprocessor": Rule("control.shuffle", ("resolution", "seed"), (P("resolution", "resolution"),
+                                                                         P("seed", "seed", shuffle_seed)),
+                                {"image": "video"}, ("video",)),
+    "ImageInvert": Rule("video.invert", (), (), {"image": "video"}, ("video",)),
+    # ControlNet inpaint's picture: the masked pixels -1; the mask rides with the picture to control.apply's mask,
+    # which sets them so for an SD / SDXL net (node_wrappers/inpaint.py)
+    "InpaintPreprocessor": Rule(None, ("black_pixel_for_xinsir_cn",), (), {"image": "video", "mask": "mask"},
+                                fold=True, special="inpaint_preprocessor"),
+    # one node for all of the pack's preprocessors: the one it names runs with its own widgets at their defaults
+    # and the AIO's resolution (its __init__.py); mapped as that preprocessor's own rule
+    "AIO_Preprocessor": Rule(None, ("preprocessor", "resolution"), (), {"image": "video"}, special="aio"),
+    # the pack's dropdown as a node of its own, feeding AIO_Preprocessor's preprocessor: a constant
+    "ControlNetPreprocessorSelector": Rule(None, ("preprocessor",), (P("preprocessor", "value"),), fold=True,
+                                           special="constant"),
     "CLIPVisionEncode": Rule("encode.image", ("crop",), (P("crop", "crop"),),
                              {"clip_vision": "image_encoder", "image": "image"}, ("conditioning",)),
     # FLUX.1 Redux: a picture's SigLIP tokens appended to the prompt's

@@ -29,6 +29,8 @@ GESTURES = (
     ("viewer: F / 1 / + / −", "fit / 100% (one pixel a pixel) / zoom in / out"),
     ("viewer: W", "compare A and B on / off (wipe, side by side, difference)"),
     ("viewer: A", "show the alpha (transparency) / the colour again"),
+    ("viewer: M", "a mask over the picture it was made of / its matte alone"),
+    ("viewer, picking points: click / right-click", "a point on the object / off it (drag: a box; Esc: done)"),
 )
 
 

@@ -1,6 +1,7 @@
 """Editors generated from parameter declarations: ranged numbers get a slider and a spin box,
 choices a combo box, `text` a multi-line box, `path` a file dialog, `color` a colour picker,
-`seed` a mode (fixed / increment / random per run), `schedule` a curve editor.
+`seed` a mode (fixed / increment / random per run), `schedule` a curve editor, `points`,
+`negative_points` and `box` a button that picks them on the first frame in the viewer.
 
 Each editor shows a value with `set_value` (no signal back) and reports edits through
 `commit(value, gesture)`; a slider or curve drag passes one gesture token for the whole drag."""
@@ -454,6 +455,23 @@ class ColorEditor(LineEditor):
         self.error.setVisible(bool(why))
 
 
+class PickEditor(LineEditor):
+    """Positions in the node's picture (kinds points, negative_points, box): typed, or picked on its first frame in
+    the viewer with the mouse (app.editor.picker)."""
+
+    def __init__(self, p, commit, pick: Optional[Callable[[], None]] = None):
+        super().__init__(p, commit)
+        self.edit.setPlaceholderText("x0,y0,x1,y1" if p.kind == "box" else "x,y; x,y")
+        if pick is not None:
+            b = QToolButton()
+            b.setText("Pick…")
+            b.setToolTip("Click them on the first frame in the viewer: left click on the object, right click off it, "
+                         "drag a box")
+            b.clicked.connect(pick)
+            self.pick_button = b
+            self.lay.addWidget(b)
+
+
 class SeedEditor(NumberEditor):
     """A seed with what happens to it at each run: kept, +1, or drawn at random."""
     wide = True
@@ -625,12 +643,14 @@ def name_fields(editor: QWidget, name: str) -> QWidget:
     return editor
 
 
-def make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
+def make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None,
+                pick=None):
     return name_fields(route_undo(guard_wheel(_make_editor(p, commit, seed_mode=seed_mode, set_seed_mode=set_seed_mode,
-                                               base_dir=base_dir, frames=frames))), p.name)
+                                               base_dir=base_dir, frames=frames, pick=pick))), p.name)
 
 
-def _make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None):
+def _make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=None, base_dir=None, frames=None,
+                 pick=None):
     if p.type == "schedule" or p.kind == "schedule":
         return ScheduleEditor(p, commit, frames)
     if p.kind == "seed" and p.type == "int":
@@ -647,4 +667,6 @@ def _make_editor(p, commit: Commit, *, seed_mode: str = "fixed", set_seed_mode=N
         return PathEditor(p, commit, base_dir)
     if p.kind == "color":
         return ColorEditor(p, commit)
+    if p.kind in ("points", "negative_points", "box"):
+        return PickEditor(p, commit, pick)
     return LineEditor(p, commit)

@@ -39,6 +39,7 @@ class PropertiesPanel(QScrollArea):
     runRequested = Signal(str)               # run up to this node
     whyRequested = Signal(str)
     previewRequested = Signal(str)           # a node whose output draws in the panel (camera paths)
+    pickRequested = Signal(str)              # a node whose points or box are to be clicked on its picture
     backToCanvas = Signal()                  # Esc in a field
 
     def __init__(self, parent=None):
@@ -207,7 +208,8 @@ class PropertiesPanel(QScrollArea):
                              seed_mode=seeds.get(name, "fixed"),
                              set_seed_mode=lambda mode, name=name: self.controller.set_seed_mode(node_id, name, mode),
                              base_dir=lambda: self.doc.workflow.base_dir,
-                             frames=lambda: self._frames(node_id))
+                             frames=lambda: self._frames(node_id),
+                             pick=lambda: self.pickRequested.emit(node_id))
             ed.set_value(inst.params.get(name, p.default))
             label = QLabel(name)
             label.setToolTip(p.help or name)

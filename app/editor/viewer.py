@@ -7,6 +7,7 @@ frame is slower than the frame rate, frames are skipped (the rate reached is dra
 picture); "Play every frame" plays them all instead, slower."""
 from __future__ import annotations
 
+import html
 import threading
 from collections import OrderedDict
 from typing import Dict, Optional, Tuple
@@ -29,6 +30,8 @@ ZOOMS = (("Fit", 0.0), ("25%", 0.25), ("50%", 0.5), ("100%", 1.0), ("200%", 2.0)
 EMPTY_HINT = ("V on a node: its output here (Shift+V: as B)\nDrop a render or a clip here to look at it\n"
               "(Shift: as B · two files: A and B)")
 COMPARE = (("wipe", "wipe"), ("side by side", "side"), ("difference", "difference"))
+TINT = np.array([255, 48, 48], np.float32)     # a mask laid over its picture, as Nuke's matte overlay is red
+TINT_STRENGTH = 0.5
 
 
 def to_qimage(arr: np.ndarray) -> QImage:
@@ -44,6 +47,28 @@ def to_qimage(arr: np.ndarray) -> QImage:
     return QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
 
 
+def tinted(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 RGB of the picture with the mask (float [H,W] in [0,1], or uint8 [H,W] / [H,W,1] as a clip of masks
+    holds it) laid over it in red at half strength: the region reads against what it covers. A mask of another size
+    is stretched to the picture's."""
+    pic = np.asarray(picture)[..., :3].astype(np.float32)
+    m = np.asarray(mask)
+    m = m[..., 0] if m.ndim == 3 else m
+    m = m.astype(np.float32) / 255.0 if m.dtype == np.uint8 else np.clip(m.astype(np.float32), 0.0, 1.0)
+    h, w = pic.shape[:2]
+    if m.shape != (h, w):
+        m = m[(np.arange(h) * m.shape[0] // h)[:, None], np.arange(w) * m.shape[1] // w]
+    a = (m * TINT_STRENGTH)[..., None]
+    return (pic * (1.0 - a) + TINT * a + 0.5).astype(np.uint8)
+
+
+def _frame_of(value, i: int) -> np.ndarray:
+    """Frame i of a clip (the last for a shorter one), or the still itself."""
+    if hasattr(value, "frames"):
+        return value.frame(max(0, min(int(value.length) - 1, i)))
+    return np.asarray(value)
+
+
 def timecode(frame: int, fps: float) -> str:
     """HH:MM:SS:FF of a frame index (non-drop; fractional rates count whole frames per second)."""
     per = max(1, round(fps))
@@ -54,8 +79,10 @@ def timecode(frame: int, fps: float) -> str:
 class Source:
     """What a viewer slot shows: a clip, one image or mask, a camera path, or a plain value."""
 
-    def __init__(self, value, label: str):
+    def __init__(self, value, label: str, backdrop=None):
         self.value, self.label = value, label
+        # The picture a mask was made of: the mask is shown tinted over it (`overlay`), or alone as a matte.
+        self.backdrop, self.overlay = backdrop, True
         self.text = ""
         self.size = None                        # (width, height) when known without computing
         self.sound = None                       # a clip: True when it carries sound, False when silent
@@ -87,6 +114,8 @@ class Source:
             parts.append(f"{self.fps:g} fps · {self.length} frames · {timecode(self.length, self.fps)}")
         if self.alpha:
             parts.append("alpha (A shows it)")
+        if self.backdrop is not None:
+            parts.append("over its picture (M: the matte alone)" if self.overlay else "matte (M: over its picture)")
         if self.sound is not None:
             # The viewer plays pictures only: a reviewer waiting for dialogue took the quiet for a lost
             # track, and could not tell a silent clip from one whose sound the render will carry.
@@ -97,6 +126,8 @@ class Source:
         """Frame i; with `alpha`, its transparency as grey (white: opaque), as Nuke's A key shows it: the colour
         is laid over black, so a transparent area and a black one looked the same."""
         v = self.value
+        if self.backdrop is not None and self.overlay and not alpha:
+            return to_qimage(tinted(_frame_of(self.backdrop, i), _frame_of(v, i)))
         if hasattr(v, "frames"):
             k = max(0, min(self.length - 1, i))
             if not alpha:
@@ -162,6 +193,7 @@ class FrameCanvas(QWidget):
         self.live: Optional[QImage] = None      # a sampler's step preview, shown over A and B while it runs
         self.rate = ("", False)                 # frames shown a second while playing; whether below the clip's
         self.tag = ""                           # the channel shown when not the colour ("alpha")
+        self.picker = None                      # a node's points and box, clicked on A (app.editor.picker)
         self._drag = None
         self.setFocusPolicy(Qt.StrongFocus)     # a click (or the pointer over it) gives the viewer its keys
         self.setAccessibleName("Viewer picture")
@@ -197,6 +229,19 @@ class FrameCanvas(QWidget):
         t = QRectF(0, 0, img.width() * s, img.height() * s)
         t.moveCenter(area.center() + self.offset)
         return t
+
+    def _mapping(self):
+        """The picture's size and the maps between its pixels and the canvas, for A as it is drawn; None without A."""
+        img = self.images["A"]
+        if img is None or self.live is not None or img.width() == 0:
+            return None
+        t = self._target(img)
+        s = t.width() / img.width()
+        return ((img.width(), img.height()), lambda x, y: QPointF(t.x() + x * s, t.y() + y * s),
+                lambda at: ((at.x() - t.x()) / s, (at.y() - t.y()) / s))
+
+    def _picking(self) -> bool:
+        return self.picker is not None and self.picker.enabled and (self.wipe is None or self.images["B"] is None)
 
     def paintEvent(self, event):
         p = QPainter(self)
@@ -246,6 +291,8 @@ class FrameCanvas(QWidget):
             p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
             p.drawText(QRectF(x - 30, 4, 26, 16), Qt.AlignRight, "A")
             p.drawText(QRectF(x + 4, 4, 26, 16), Qt.AlignLeft, "B")
+        if self._picking() and self._mapping() is not None:
+            self.picker.paint(p, self._mapping()[1])
         if self.tag:
             box = p.boundingRect(QRectF(self.rect()).adjusted(0, 6, -8, 0), Qt.AlignRight | Qt.AlignTop, self.tag)
             p.fillRect(box.adjusted(-4, -1, 4, 1), QColor(0, 0, 0, 190))
@@ -258,9 +305,12 @@ class FrameCanvas(QWidget):
             p.setPen(theme.WARN if self.rate[1] else theme.TEXT_DIM)
             p.drawText(box, Qt.AlignCenter, self.rate[0])
         if self.loading:
+            # While picking, at the foot of the canvas: in the middle it hid what was being clicked on.
+            box = QRectF(self.width() / 2 - 110, self.height() - 40 if self.picker is not None
+                         else self.height() / 2 - 16, 220, 32)
             p.setPen(theme.TEXT)
-            p.fillRect(QRectF(self.width() / 2 - 110, self.height() / 2 - 16, 220, 32), QColor(0, 0, 0, 170))
-            p.drawText(QRectF(self.rect()), Qt.AlignCenter, self.loading)
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.drawText(box, Qt.AlignCenter, self.loading)
         if self.note:
             box = QRectF(self.rect()).adjusted(8, 8, -8, -8)
             flags = Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap
@@ -299,6 +349,12 @@ class FrameCanvas(QWidget):
 
     def mousePressEvent(self, event):
         self.setFocus(Qt.MouseFocusReason)
+        mapping = self._mapping() if self._picking() else None
+        if mapping is not None and self.picker.press(event.position(), event.button(), event.modifiers(),
+                                                     mapping[0], mapping[1], mapping[2]):
+            self._drag = ("pick",)
+            self.update()
+            return
         if self.wipe is not None and self.mode == "wipe" and abs(event.position().x() - self.width() * self.wipe) < 8:
             self._drag = ("wipe",)
         else:
@@ -307,16 +363,24 @@ class FrameCanvas(QWidget):
     def mouseMoveEvent(self, event):
         if not self._drag:
             return
-        if self._drag[0] == "wipe":
+        if self._drag[0] == "pick":
+            self.picker.move(event.position())
+        elif self._drag[0] == "wipe":
             self.wipe = max(0.0, min(1.0, event.position().x() / max(1, self.width())))
         else:
             self.offset = self._drag[2] + (event.position() - self._drag[1])
         self.update()
 
     def mouseReleaseEvent(self, event):
-        self._drag = None
+        drag, self._drag = self._drag, None
+        mapping = self._mapping()
+        if drag == ("pick",) and self.picker is not None and mapping is not None:
+            self.picker.release(event.position(), mapping[0], mapping[2])
+            self.update()
 
     def mouseDoubleClickEvent(self, event):
+        if self._picking():
+            return              # two quick clicks are two picks, not a request to fit the picture
         self.zoom, self.offset = 0.0, QPointF(0, 0)
         self.update()
         self.zoomed.emit()
@@ -350,6 +414,7 @@ class RangeSlider(QSlider):
 class ViewerPanel(QWidget):
     frameShown = Signal(str, int, QImage)      # slot, frame index, image
     fileDropped = Signal(str, str)             # path, slot: a render or footage dropped here to be looked at
+    pickingEnded = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -359,6 +424,8 @@ class ViewerPanel(QWidget):
         self._cache: "OrderedDict[Tuple[str, int, int], QImage]" = OrderedDict()
         self._waiting: Dict[str, int] = {}
         self.alpha = False                       # the transparency is shown instead of the colour (A)
+        self.overlay = True                      # a mask with its picture is shown over it (M: the matte alone)
+        self._pick_note = ""                     # why the node being picked for shows no mask yet
         self.in_point: Optional[int] = None      # loop range (I / O); None: the clip's first / last frame
         self.out_point: Optional[int] = None
         self._clock = QElapsedTimer()            # playback time, so frames keep the clip's rate
@@ -478,6 +545,11 @@ class ViewerPanel(QWidget):
         self.alpha_action = menu.addAction("Show alpha (A)")
         self.alpha_action.setCheckable(True)
         self.alpha_action.toggled.connect(self.show_alpha)
+        self.overlay_action = menu.addAction("Masks over their picture (M)")
+        self.overlay_action.setCheckable(True)
+        self.overlay_action.setChecked(True)
+        self.overlay_action.setToolTip("Off, a mask is shown as its matte: white the region, black the rest")
+        self.overlay_action.toggled.connect(self.show_overlay)
         more.setMenu(menu)
         top.addWidget(more)
 
@@ -486,6 +558,17 @@ class ViewerPanel(QWidget):
         lay.setSpacing(4)
         lay.addLayout(top)
         lay.addLayout(names)
+        self.pick_bar = QWidget()
+        pick_row = QHBoxLayout(self.pick_bar)
+        pick_row.setContentsMargins(0, 0, 0, 0)
+        self.pick_label = QLabel()
+        self.pick_label.setWordWrap(True)
+        self.pick_label.setTextFormat(Qt.RichText)
+        self.pick_label.setObjectName("PickHint")
+        pick_row.addWidget(self.pick_label, 1)
+        pick_row.addWidget(self._button("Done", "End picking (Esc)", self.stop_picking))
+        self.pick_bar.hide()
+        lay.addWidget(self.pick_bar)
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.slider)
         lay.addLayout(bar)
@@ -520,8 +603,11 @@ class ViewerPanel(QWidget):
             for w in (self.compare_box, self.swap_button):
                 w.setVisible(src is not None)
 
-    def set_source(self, slot: str, value, label: str) -> None:
-        src = Source(value, label)
+    def set_source(self, slot: str, value, label: str, backdrop=None) -> None:
+        """Show `value` in `slot`; a mask with the `backdrop` it was made of is drawn over that picture."""
+        src = Source(value, label, backdrop)
+        src.overlay = self.overlay
+        self._pick_note = ""
         self.canvas.loading = ""
         first_b = slot == "B" and self.sources["B"] is None
         self.sources[slot] = src
@@ -538,6 +624,7 @@ class ViewerPanel(QWidget):
     def clear(self) -> None:
         """Nothing shown (another document was opened: its outputs are not this one's)."""
         self.pause()
+        self.stop_picking()
         self.sources = {"A": None, "B": None}
         self._cache.clear()
         self._waiting.clear()
@@ -549,6 +636,42 @@ class ViewerPanel(QWidget):
         self.index = 0
         self.in_point = self.out_point = None
         self._update_range()
+
+    # -- picking points on the first frame -------------------------------------------------------
+    def start_picking(self, picker) -> None:
+        """Clicks on A edit `picker`'s node's points and box (app.editor.picker), on the first frame."""
+        self.canvas.picker = picker
+        self.wipe_box.setChecked(False)         # A alone: the picks are drawn and clicked on A
+        self.pick_bar.show()
+        self.pause()
+        self.seek(0)
+        self.show_picks()
+
+    def stop_picking(self) -> None:
+        if self.canvas.picker is None:
+            return
+        self.canvas.picker = None
+        self._pick_note = ""
+        self.pick_bar.hide()
+        self.canvas.update()
+        self.pickingEnded.emit()
+
+    def pick_note(self, text: str) -> None:
+        """What keeps the picked node's mask from showing (no point yet, no model), under the picking hint."""
+        self._pick_note = text
+        self.show_picks()
+
+    def show_picks(self) -> None:
+        """The picks and the hint as they are now (the node's parameters changed, the frame moved)."""
+        picker = self.canvas.picker
+        if picker is None:
+            return
+        picker.enabled = self.index == 0
+        text = picker.hint() if picker.enabled else "Points are picked on the first frame: Home goes back to it"
+        note = self._pick_note
+        note = f"<br><span style='color:#ffb4a8'>{html.escape(note, False)}</span>" if note else ""
+        self.pick_label.setText(html.escape(text, False) + note)
+        self.canvas.update()
 
     def show_live(self, img: QImage, caption: str) -> None:
         """A step of a running sampler (a cheap projection of its latent), with step count and ETA."""
@@ -649,6 +772,7 @@ class ViewerPanel(QWidget):
 
     def show_frame(self, i: int) -> None:
         self.index = i
+        self.show_picks()
         master = self.master
         if not self.playing or self.every_box.isChecked():
             # Playing, the counters say which frame is on screen (_show), not one still being decoded.
@@ -808,6 +932,19 @@ class ViewerPanel(QWidget):
             self.canvas.rate = (f"{got:.1f} of {want:g} fps" + (" · frames skipped" if slow and not self.every_box.isChecked()
                                                                 else " · slowed down" if slow else ""), slow)
 
+    def show_overlay(self, on: bool) -> None:
+        """A mask over the picture it was made of (tinted red), or its matte alone."""
+        if on == self.overlay:
+            return
+        self.overlay = on
+        self.overlay_action.setChecked(on)
+        for slot, src in self.sources.items():
+            if src is not None:
+                src.overlay = on
+                self._label(slot)
+        self._cache.clear()
+        self.show_frame(self.index)
+
     def show_alpha(self, on: bool) -> None:
         """The transparency of what is shown (white opaque, black transparent) instead of its colour."""
         if on == self.alpha:
@@ -883,6 +1020,10 @@ class ViewerPanel(QWidget):
             self.canvas.zoom_by(0.5)
         elif k == Qt.Key_A:
             self.show_alpha(not self.alpha)
+        elif k == Qt.Key_M:
+            self.show_overlay(not self.overlay)
+        elif k == Qt.Key_Escape and self.canvas.picker is not None:
+            self.stop_picking()
         elif k == Qt.Key_W and self.sources["B"] is not None:
             self.wipe_box.toggle()
         else:

@@ -24,6 +24,7 @@ from .document import Document
 from .help_overlay import HelpOverlay
 from .outside import allow_outside_for_run
 from .panels import LibraryPanel, LogPanel, QueuePanel
+from .picker import Picker, pick_params
 from .properties import PropertiesPanel
 from .runner import Job, NodeStatus, RunController
 from .scene import GraphScene
@@ -104,6 +105,8 @@ class MainWindow(QMainWindow):
         self.properties.whyRequested.connect(self.explain)
         self.properties.previewRequested.connect(lambda n: self.view_node(n, PREVIEW))
         self.properties.backToCanvas.connect(self.view.setFocus)
+        self.properties.pickRequested.connect(self.pick)
+        self.viewer.pickingEnded.connect(self._picking_ended)
         self.view.viewRequested.connect(self.view_node)
         self.view.contextRequested.connect(self._context_menu)
         self.view.propertyFocusRequested.connect(self._focus_property)
@@ -820,6 +823,7 @@ class MainWindow(QMainWindow):
         re-run an expensive node (a sampler): then the viewer says it is out of date instead."""
         if ev.kind in ("param_changed", "linked", "unlinked", "node_changed", "node_removed") and self._ran:
             self._edits.start()
+        self._sync_picker(ev)
         if ev.kind == "node_removed":
             self._viewed_node_gone(ev.node)
             return
@@ -840,6 +844,17 @@ class MainWindow(QMainWindow):
                 continue
             self._stale.add(slot)
             self._refresh_view.start()
+
+    def _sync_picker(self, ev) -> None:
+        """The picks on screen follow the node's parameters (an undo, a value typed in) and its removal."""
+        picker = self.viewer.canvas.picker
+        if picker is None or ev.node != picker.node_id:
+            return
+        if ev.kind == "node_removed":
+            self.viewer.stop_picking()
+        elif ev.kind == "param_changed":
+            picker.set_value(ev.data.get("name"), ev.data.get("value"))
+            self.viewer.show_picks()
 
     def _viewed_node_gone(self, node: str) -> None:
         """The node on screen deleted: its picture is marked as the output of a node that is no more.
@@ -1079,6 +1094,56 @@ class MainWindow(QMainWindow):
                 return g.inputs[node_id][port]
         return None
 
+    def _picture_input(self, node_id: str):
+        """(node, port) feeding the node's first picture input (VIDEO or IMAGE), or None."""
+        spec, links = self.doc.spec(node_id), self.doc.graph.inputs.get(node_id, {})
+        for port, p in (spec.inputs.items() if spec is not None else ()):
+            if p.type.name in ("VIDEO", "IMAGE") and port in links:
+                return tuple(links[port])
+        return None
+
+    def _backdrop(self, target, outputs):
+        """The picture a node's mask was made of, among `outputs`, to show the mask over it; None when the
+        target is no mask or its picture was not computed."""
+        spec = self.doc.spec(target[0]) if target[0] in self.doc.graph.nodes else None
+        if spec is None or target[1] not in spec.outputs or spec.outputs[target[1]].type.name != "MASK":
+            return None
+        src = self._picture_input(target[0])
+        return (outputs or {}).get(src[0], {}).get(src[1]) if src else None
+
+    def pick(self, node_id: str) -> None:
+        """The node's points and box clicked on the first frame of its picture input, in the viewer: the node's
+        mask is shown over that frame as it is edited."""
+        spec = self.doc.spec(node_id)
+        names = pick_params(spec)
+        if not names or node_id not in self.doc.graph.nodes:
+            return
+        src = self._picture_input(node_id)
+        if src is None:
+            port = next((n for n, p in spec.inputs.items() if p.type.name in ("VIDEO", "IMAGE")), "video")
+            self.message(f"{node_id} has no picture to pick on: connect a clip or an image to its {port} input")
+            return
+        params = self.doc.graph.nodes[node_id].params
+        values = {name: params.get(name, spec.params[name].default) for name in names.values()}
+        picker = Picker(node_id, names, values,
+                        lambda name, text: node_id in self.doc.graph.nodes and
+                        self.controller.set_param(node_id, name, text))
+        self.viewer.start_picking(picker)
+        # A picture to click on, not a thumbnail: the viewer takes half the window while picking.
+        viewer = self.docks["Viewer"]
+        self._before_picking = (viewer.width(), viewer.height())
+        self.resizeDocks([viewer], [max(viewer.width(), self.width() // 2)], Qt.Horizontal)
+        self.resizeDocks([viewer], [max(viewer.height(), self.height() * 3 // 5)], Qt.Vertical)
+        target = self._view_target(node_id)
+        self.view_node(node_id if target and self._picture_input(target[0]) else src[0], "A")
+
+    def _picking_ended(self) -> None:
+        """The viewer back to the size it had before picking."""
+        size, self._before_picking = getattr(self, "_before_picking", None), None
+        if size is not None:
+            self.resizeDocks([self.docks["Viewer"]], [size[0]], Qt.Horizontal)
+            self.resizeDocks([self.docks["Viewer"]], [size[1]], Qt.Vertical)
+
     def view_node(self, node_id: str, slot: str = "A") -> Optional[Job]:
         self.commit_pending()
         if slot == "A":
@@ -1104,7 +1169,10 @@ class MainWindow(QMainWindow):
         if slot != PREVIEW:
             self.viewer.computing(slot, label)
         self._autosave_before_running()
-        return self.runs.submit(self.doc, targets=[target[0]], kind="view", label=f"view {label}",
+        # A mask's picture is computed beside it, to be shown under it (and alone when the mask cannot be).
+        picture = self._picture_input(target[0]) if slot != PREVIEW else None
+        return self.runs.submit(self.doc, targets=[target[0]] + ([picture[0]] if picture else []), kind="view",
+                                label=f"view {label}",
                                 view=(target[0], target[1], slot, node_id))
 
     def _revisit_views(self) -> None:
@@ -1129,16 +1197,35 @@ class MainWindow(QMainWindow):
             # computed: see the log', as if something had failed.
             self.viewer.cancelled(slot, f"{node}.{port}")
             return
+        backdrop = self._backdrop((node, port), res.outputs if res is not None else None)
         if value is None:
             # This job's own failure (a badge left from an earlier run may name another file), and
             # which node it is when not the one shown: 'grade: ... width' sends the user to load.
             why = next((m if n in (node, shown) else f"{n}: {m}" for n, m in job.failed.items() if m), "")
             why = why or (job.error.splitlines()[0] if job.error else "see the log")
+            picker = self.viewer.canvas.picker
+            picture = self._picture_input(shown) if picker is not None and picker.node_id == shown else None
+            if picture is not None and backdrop is not None:
+                # Points are picked on the picture before the mask can be made (none yet, no model file); what
+                # stops the mask is said beside the picking hint, not over the picture being clicked on.
+                self.viewer.set_source(slot, backdrop, f"{shown}'s picture")
+                self.viewer.pick_note(f"No mask yet: {first_line(why)}")
+                return
+            if picture is not None and picture[0] != node:
+                # Refused before anything ran (a model not found): the picture alone, computed on its own.
+                self.runs.submit(self.doc, targets=[picture[0]], kind="view", label=f"view {picture[0]}",
+                                 view=(picture[0], picture[1], slot, shown, f"{shown}'s picture",
+                                       f"No mask yet: {first_line(why)}"))
+                return
             self.viewer.fail(slot, f"{shown} could not be computed: {why}")
             return
-        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}")
+        self.viewer.set_source(slot, value, job.view[4] if len(job.view) > 4 else f"{node}.{port}", backdrop)
         if len(job.view) > 5 and job.view[5]:
-            self.viewer.canvas.set_note(job.view[5])
+            picker = self.viewer.canvas.picker
+            if picker is not None and picker.node_id == shown:
+                self.viewer.pick_note(job.view[5])
+            else:
+                self.viewer.canvas.set_note(job.view[5])
 
     def view_file(self, path: str, slot: str = "A", note: str = "") -> Optional[Job]:
         """A rendered file in the viewer (A, or B to compare two takes), decoded by the engine's own loader
@@ -1178,7 +1265,7 @@ class MainWindow(QMainWindow):
                 continue                        # on screen already (a view after the edit computed it)
             needed = g.ancestors([target[0]])
             if all(n in ran.nodes and self._signature(ran, n) == self._signature(g, n) for n in needed):
-                self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}")
+                self.viewer.set_source(slot, value, f"{target[0]}.{target[1]}", self._backdrop(target, outputs))
 
     def _reread_files(self, job: Job) -> None:
         """A run that wrote again a file the viewer shows: the viewer showed the render it replaced (its file
@@ -1242,6 +1329,12 @@ def loader_for(path) -> Optional[str]:
         except (OSError, ValueError, Image.DecompressionBombError):
             return "io.load_video"          # the loader will say what is wrong with it
     return "io.load_image" if suffix in STILL_SUFFIXES else "io.load_video"
+
+
+def first_line(text: str) -> str:
+    """A message's first line, saying where the rest is when there is more (a model's search path)."""
+    lines = text.strip().splitlines() or [""]
+    return lines[0] + (" … (the log has the rest)" if len(lines) > 1 else "")
 
 
 def clip_info(clip) -> str:

@@ -26,6 +26,18 @@ MIN_SIDE = 32       # pixels a side a frame is given to the model at least
 MAX_ASPECT = 8      # longest side over shortest of the picture given to the model
 HF_FOLDER = ("a Hugging Face depth-estimation folder (config.json, model.safetensors, preprocessor_config.json), "
              "e.g. depth-anything/Depth-Anything-V2-Small-hf")
+# The files comfyui_controlnet_aux downloads into its ckpts/ folder (and ComfyUI's depth nodes keep), each its authors'
+# own layout (Depth Anything's DINOv2 + DPT, MiDaS's and ZoeDepth's timm backbones), and the Hugging Face folder of
+# the same model that transformers reads. None of them is converted here: transformers no longer ships the
+# conversion scripts, and a conversion nothing here can check against would be a guess.
+AUTHOR_FILES = {"depth_anything_vitl14.pth": "LiheYoung/depth-anything-large-hf",
+                "depth_anything_vitb14.pth": "LiheYoung/depth-anything-base-hf",
+                "depth_anything_vits14.pth": "LiheYoung/depth-anything-small-hf",
+                "depth_anything_v2_vitl.pth": "depth-anything/Depth-Anything-V2-Large-hf",
+                "depth_anything_v2_vitb.pth": "depth-anything/Depth-Anything-V2-Base-hf",
+                "depth_anything_v2_vits.pth": "depth-anything/Depth-Anything-V2-Small-hf",
+                "dpt_hybrid-midas-501f0c75.pt": "Intel/dpt-hybrid-midas",
+                "ZoeD_M12_N.pt": "Intel/zoedepth-nyu"}
 
 
 class Estimator:
@@ -105,14 +117,39 @@ def _load(path: str, stamp: tuple, device: str) -> Estimator:
     return Estimator(model, processor, metric, device)
 
 
-def load_estimator(name: str, device: str = "cpu") -> Estimator:
+def authors_file(path: Path) -> str:
+    """What to do with a model's own weight file (AUTHOR_FILES), which depth.estimate cannot read: '' for another."""
+    repo = AUTHOR_FILES.get(path.name)
+    if repo is None:
+        return ""
+    return (f"{path} is the model's own file (its authors' layout, as comfyui_controlnet_aux keeps it), which "
+            f"transformers does not read and Kinograph does not convert: put the same model's Hugging Face folder, "
+            f"{repo} (config.json, model.safetensors, preprocessor_config.json), in a 'depth' model folder as "
+            f"{repo.split('/')[1]}")
+
+
+def find_depth_model(name: str) -> Path:
+    """The depth model folder `name`; not found, and comfyui_controlnet_aux holds the same model as its authors' file
+    (in its ckpts/ folder, where pose.dwpose finds its files), the error names that file and the folder it needs."""
     from nodes.common.models_dirs import find_model
-    path = find_model(name, "depth")
+    path = find_model(name, "depth", required=False)
+    if path is not None:
+        return path
+    for file, repo in AUTHOR_FILES.items():
+        if repo.split("/")[1] == name:
+            held = find_model(file, "pose", required=False)
+            if held is not None:
+                raise NodeError(f"depth model {name!r} not found. {authors_file(held)}")
+    return find_model(name, "depth")
+
+
+def load_estimator(name: str, device: str = "cpu") -> Estimator:
+    path = find_depth_model(name)
     if path.is_file():
         # ComfyUI's depth nodes keep Depth Anything as its authors' checkpoint (depth_anything_v2_vits.pth,
         # .safetensors in models/depthanything): a different layout, without the preprocessing settings.
-        raise NodeError(f"{path} is a single weight file; depth.estimate reads {HF_FOLDER}. Put that folder in "
-                        f"a 'depth' model folder and give its name")
+        raise NodeError(authors_file(path) or f"{path} is a single weight file; depth.estimate reads {HF_FOLDER}. "
+                                              f"Put that folder in a 'depth' model folder and give its name")
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
     if not weights:
         raise NodeError(f"{path} holds no weights (model.safetensors); it should be {HF_FOLDER}")

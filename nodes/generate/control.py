@@ -7,7 +7,7 @@ and sliced per frame (and per context window) at sampling time."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -36,8 +36,9 @@ class Control(NamedTuple):
                                 # (auto); SD 3.5: its kind
     vae: Any = None             # FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the control pictures into the net
     cache: Any = None           # FLUX.1 / SD 3.5 / Qwen-Image: those encodings, by picture content and size
-    keep: Any = None            # alimama's FLUX.1 inpainting net: float [T, H, W], 1 where the picture is kept (the
-                                # mask's inverse), read beside the masked pictures' latents
+    keep: Any = None            # an inpainting net's: float [T, H, W], 1 where the picture is kept (the mask's
+                                # inverse); alimama's FLUX.1 net reads it beside the masked pictures' latents, an SD /
+                                # SDXL one is given -1 where it is 0
 
 
 def preprocess(clip: Clip, method: str, low: int = 100, high: int = 200) -> np.ndarray:
@@ -104,12 +105,26 @@ def canny_comfy(frame: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.repeat((edges * np.uint8(255))[..., None], 3, axis=2)
 
 
-def control_images(frames: np.ndarray, pixel_frames: Sequence[int]):
+def control_images(frames: np.ndarray, pixel_frames: Sequence[int], keep: Optional[np.ndarray] = None):
     """Float [n, 3, H, W] in [0, 1] for these pixel frames (the last control frame repeats), at the control video's
-    size (adapters.sd.control_residuals stretches them to the generation's)."""
+    size (adapters.sd.control_residuals stretches them to the generation's); where `keep` (an SD inpainting net's,
+    inpaint_keep) is 0, -1."""
     import torch
     idx = np.clip(np.asarray(pixel_frames), 0, len(frames) - 1)
-    return torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255.0
+    images = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255.0
+    if keep is not None:
+        hole = torch.from_numpy(keep[np.minimum(idx, len(keep) - 1)] == 0)[:, None].expand_as(images)
+        images = images.masked_fill(hole, -1.0)
+    return images
+
+
+def inpaint_keep(frames: np.ndarray, mask) -> np.ndarray:
+    """float32 [T, H, W] for an SD / SDXL inpainting ControlNet (control_v11p_sd15_inpaint): 0 where the mask,
+    stretched bilinear to the control frames' size, is above 0.5 (those pixels are given as -1, as
+    comfyui_controlnet_aux's InpaintPreprocessor sets them), 1 elsewhere."""
+    from nodes.common import masks
+    n, h, w = frames.shape[:3]
+    return (masks.frames_of(mask, 0, n, (w, h)) <= 0.5).astype(np.float32)
 
 
 def control_at(model, frame: int):
@@ -168,8 +183,11 @@ def apply_control(manager, model, clip: Clip, path: str, strength: float, method
                         f"one is given; {Path(path).name} is a ControlNet of one kind, which takes none: set mode to "
                         "auto")
     frames = preprocess(clip, method, low, high)
-    from nodes.generate.flux_control import masked
-    frames, keep = masked(net, frames, mask, Path(path).name)
+    if mask is not None and model.family in ("sd", "sdxl", "animatediff"):
+        keep = inpaint_keep(frames, mask)
+    else:
+        from nodes.generate.flux_control import masked
+        frames, keep = masked(net, frames, mask, Path(path).name)
     control = Control(net, frames, float(strength), float(start), float(end), keep=keep, **extra)
     return model.with_option("controlnet", (model.option("controlnet") or ()) + (control,))
 

@@ -650,8 +650,10 @@ def control_apply(ctx, model: MODEL, video: VIDEO,
                   vae: VAE = Input(optional=True, help="FLUX.1 / SD 3.5 / Qwen-Image: the VAE that encodes the "
                                                        "control pictures (ae.safetensors for FLUX.1), where the model "
                                                        "was loaded without one"),
-                  mask: MASK = Input(optional=True, help="an inpainting ControlNet (alimama's for FLUX.1): the region "
-                                                         "to redraw (1), a still or one per frame")
+                  mask: MASK = Input(optional=True, help="an inpainting ControlNet: the region to redraw (1), a "
+                                                         "still or one per frame; alimama's FLUX.1 nets get it "
+                                                         "blacked, SD / SDXL ones (control_v11p_sd15_inpaint) -1, as "
+                                                         "comfyui_controlnet_aux's InpaintPreprocessor sets it")
                   ) -> MODEL:
     """Guide AnimateDiff / Stable Diffusion (1.5, XL or 3.5 Large) / FLUX.1 / Qwen-Image with a ControlNet driven by a
     video, frame by frame.

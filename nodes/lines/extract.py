@@ -16,7 +16,9 @@ import numpy as np
 
 from graph_engine import NodeError
 
-from .picture import padded, rgb, safe_step, scribble
+from nodes.preprocess.pictures import detect_sized as padded
+
+from .picture import rgb, safe_step, scribble
 
 REPOSITORY = "lllyasviel/Annotators"
 WHERE = ("custom_nodes/comfyui_controlnet_aux/ckpts/lllyasviel/Annotators/ in your ComfyUI folder (or the folder "

@@ -1,29 +1,11 @@
-"""The pixel steps comfyui_controlnet_aux's line preprocessors share, in plain numpy and OpenCV: the frame sized
-to the detect resolution and padded to whole 64s (its resize_image_with_pad), the soft-edge quantising (safe_step)
-and the fake-scribble thinning (nms, then a blur and a threshold). Their exact steps matter: a ControlNet trained on
+"""The pixel steps comfyui_controlnet_aux's line preprocessors share, in plain numpy and OpenCV (the sizing to the
+detect resolution is nodes.preprocess.pictures.detect_sized): the soft-edge quantising (safe_step) and the
+fake-scribble thinning (nms, then a blur and a threshold). Their exact steps matter: a ControlNet trained on
 their pictures sees the difference."""
 from __future__ import annotations
 
-from typing import Tuple
-
 import cv2
 import numpy as np
-
-from nodes.pose.geometry import detect_size
-
-PAD = 64
-
-
-def padded(frame: np.ndarray, resolution: int, upscale=cv2.INTER_CUBIC) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """(the frame scaled so its short side is `resolution`, then padded on the right and bottom to multiples of 64
-    by repeating the edge pixels; (height, width) of the picture before padding). Scaling down is by area, up by
-    `upscale` (each preprocessor has its own)."""
-    h, w = frame.shape[:2]
-    th, tw = detect_size(h, w, resolution)
-    interp = upscale if resolution > min(h, w) else cv2.INTER_AREA
-    img = cv2.resize(frame, (tw, th), interpolation=interp)
-    ph, pw = -th % PAD, -tw % PAD
-    return np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="edge"), (th, tw)
 
 
 def safe_step(x: np.ndarray, step: int = 2) -> np.ndarray:

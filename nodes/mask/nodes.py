@@ -177,14 +177,14 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
 
 @node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
 def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the object is in"),
-                 points: str = Param("", check=points_problem("points", False),
+                 points: str = Param("", kind="points", check=points_problem("points", False),
                                      help="points on the object in the first frame, in its pixels: "
                                           "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90 "
                                           "(points, a box or both)"),
-                 negative: str = Param("", check=points_problem("negative", False),
+                 negative: str = Param("", kind="negative_points", check=points_problem("negative", False),
                                        help="points off the object (background it should leave out), the same "
                                             "way; none: only the object's points"),
-                 box: str = Param("", check=box_problem,
+                 box: str = Param("", kind="box", check=box_problem,
                                   help="a box around the object in the first frame: x0,y0,x1,y1 (left, top, right, "
                                        "bottom) in its pixels; none: the points alone"),
                  model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),

@@ -19,6 +19,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from graph_engine import NodeError
+from graph_engine.picks import box_of, points_of
 
 HF_FOLDER = ("SAM 3's Hugging Face folder (facebook/sam3: config.json, model.safetensors, processor_config.json and "
              "the tokenizer's files)")
@@ -335,35 +336,24 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
 def parse_points(text: str, what: str) -> list:
     """[(x, y), ...] pixel positions from KJNodes' PointsEditor JSON ([{"x": 10, "y": 20}, ...], the form ComfyUI's
     SAM nodes take) or "x,y; x,y"."""
-    text = (text or "").strip()
-    if not text:
-        return []
     try:
-        data = json.loads(text.replace("'", '"')) if text[:1] in "[{" else [
-            dict(zip("xy", map(float, p.split(",")))) for p in text.split(";") if p.strip()]
-        data = [data] if isinstance(data, dict) else data
-        return [(float(d["x"]), float(d["y"])) for d in data]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise NodeError(f"{what} {text[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": 80}}, ...] (as "
-                        "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first frame's pixels") from None
+        return points_of(text)
+    except ValueError:
+        raise NodeError(f"{what} {str(text or '').strip()[:80]!r} is not a list of points: give [{{\"x\": 120, "
+                        "\"y\": 80}, ...] (as ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first "
+                        "frame's pixels") from None
 
 
 def parse_box(text) -> Optional[tuple]:
     """(x0, y0, x1, y1) in pixels from "x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists);
     None for no box."""
     text = str(text or "").strip()
-    if not text:
-        return None
     try:
-        data = json.loads(text) if text[:1] == "[" else [float(v) for v in text.split(",")]
-        data = data[0] if len(data) == 1 and isinstance(data[0], (list, tuple)) else data
-        box = tuple(float(v) for v in data)
-        if len(box) != 4:
-            raise ValueError
-    except (ValueError, TypeError):
+        box = box_of(text)
+    except ValueError:
         raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
                         "bottom) in the first frame's pixels, e.g. 40,30,200,180") from None
-    if box[2] <= box[0] or box[3] <= box[1]:
+    if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
         raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom right, "
                         "so x1 > x0 and y1 > y0")
     return box

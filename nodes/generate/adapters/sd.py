@@ -219,7 +219,7 @@ def with_control(inputs: dict, handle, pixel_frames, copies: int, device, dtype)
     if controls is None:
         return inputs
     from nodes.generate.control import control_images
-    return {**inputs, "control": [c._replace(frames=control_images(c.frames, pixel_frames).to(device, dtype)
+    return {**inputs, "control": [c._replace(frames=control_images(c.frames, pixel_frames, c.keep).to(device, dtype)
                                              .repeat(copies, 1, 1, 1)) for c in controls]}
 
 
