@@ -153,5 +153,7 @@ def test_picked_text_is_what_the_node_reads_and_a_comfyui_points_list_stays_one(
     assert points_text([(10, 20), (30, 5)]) == "10,20; 30,5"
     as_comfy = points_text([(10, 20), (30.5, 5)], like='[{"x": 1, "y": 2}]')
     assert as_comfy == '[{"x": 10, "y": 20}, {"x": 30.5, "y": 5}]'
-    assert parse_points(as_comfy, "points") == parse_points("10,20; 30.5,5", "points") == [(10, 20), (30.5, 5)]
-    assert parse_box("8,6,40,30") == (8, 6, 40, 30)
+    # one object, its points on the first frame (frame 0), as the node reads them
+    assert parse_points(as_comfy, "points") == parse_points("10,20; 30.5,5", "points") == [[(10, 20, 0), (30.5, 5, 0)]]
+    assert parse_box("8,6,40,30") == [[(8, 6, 40, 30, 0)]]
+

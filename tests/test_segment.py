@@ -33,8 +33,9 @@ def models(sam3, monkeypatch):
     return sam3
 
 
-def reference_masks(segmenter, frames, prompt):
-    """transformers' offline pass over the whole video, and Sam3VideoProcessor.postprocess_outputs's masks joined."""
+def reference_masks(segmenter, frames, prompt, keep=0):
+    """transformers' offline pass over the whole video, and Sam3VideoProcessor.postprocess_outputs's masks joined:
+    all of them, and (`keep`) the object(s) of the highest scores it gives on each frame."""
     import torch.nn.functional as F
     from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoInferenceSession
     s = Sam3VideoInferenceSession(video=segmenter.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
@@ -45,12 +46,16 @@ def reference_masks(segmenter, frames, prompt):
     for out in segmenter.model.propagate_in_video_iterator(s):
         hidden = set(out.suppressed_obj_ids) | s.hotstart_removed_obj_ids
         ids = [i for i in sorted(out.obj_id_to_mask) if i not in hidden]
-        m = np.zeros((H, W), bool)
+        m = best = np.zeros((H, W), bool)
         if ids:
             low = torch.cat([out.obj_id_to_mask[i] for i in ids]).float()[:, None]
-            m = (F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)[:, 0] > 0).any(0).numpy()
-        out_masks.append(m)
-    return np.stack(out_masks)
+            each = (F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)[:, 0] > 0).numpy()
+            m = each.any(0)
+            scores = {i: float(out.obj_id_to_score[i]) for i, e in zip(ids, each) if e.any()}   # empty: dropped
+            top = sorted(scores, key=scores.get, reverse=True)[:keep]
+            best = each[[ids.index(i) for i in top]].any(0) if top else best
+        out_masks.append((m, best))
+    return tuple(np.stack(x) for x in zip(*out_masks))
 
 
 def test_text_prompt_tracks_as_transformers_does(models):
@@ -58,7 +63,7 @@ def test_text_prompt_tracks_as_transformers_does(models):
     from nodes.mask.segment import load_segmenter, text_masks
     frames = np.random.default_rng(0).integers(0, 256, (FRAMES, H, W, 3), dtype=np.uint8)
     clip = Clip(FRAMES, 8.0, W, H, lambda a, b: frames[a:b], chunk=2)
-    want = reference_masks(load_segmenter("tiny-sam3"), frames, "cat")
+    want, best = reference_masks(load_segmenter("tiny-sam3"), frames, "cat", keep=1)
     assert want.any() and not want.all()
     masks = text_masks(clip, "tiny-sam3", "cat", threshold=0.0)
     assert (masks.width, masks.height, masks.length, masks.chunk) == (W, H, FRAMES, 2)
@@ -68,6 +73,10 @@ def test_text_prompt_tracks_as_transformers_does(models):
     assert set(np.unique(got)) <= {0, 255}
     # Random weights give logits within 1e-2 of the 0 threshold: a pixel in thousands may round the other way.
     assert (got != want.astype(np.uint8) * 255).mean() < 1e-3
+    # objects=1: the frame's most confident object alone (ComfyUI's SAM3_Detect), where the tiny model finds several.
+    assert (best != want).mean() > 0.05
+    got = text_masks(clip, "tiny-sam3", "cat", threshold=0.0, objects=1).frames(0, FRAMES)[..., 0]
+    assert (got != best.astype(np.uint8) * 255).mean() < 1e-3
 
 
 def test_bad_models_are_named(models, tmp_path):
@@ -118,7 +127,8 @@ def test_bad_models_are_named(models, tmp_path):
     from nodes.generate.model_manager import list_found_models
     rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
     assert {n: (d["variant"], d["loads"], d["note"]) for n, d in rows.items() if n.startswith("tiny")} == {
-        "tiny-sam3": ("sam3_video", "yes", "mask.segment"), "tiny-sam2": ("sam2_video", "yes", "mask.track_points")}
+        "tiny-sam3": ("sam3_video", "yes", "mask.segment, mask.track_points"),
+        "tiny-sam2": ("sam2_video", "yes", "mask.track_points")}
     assert rows["not-sam"]["loads"] == "no" and "holds a clip model, not SAM 3's or SAM 2's" in rows["not-sam"]["note"]
     from nodes.mask.segment import point_masks
     with pytest.raises(NodeError, match="'x=3' is not a list of points"):
@@ -175,6 +185,79 @@ def test_points_track_as_transformers_does(models):
     assert boxed.any() and (boxed != want).any()
     got = point_masks(clip, "tiny-sam2", "20,9", box="6,3,33,21").frames(0, FRAMES)[..., 0]
     np.testing.assert_array_equal(got, boxed.astype(np.uint8) * 255)
+
+
+def test_objects_and_later_frames_track_as_transformers_does(models):
+    """Two objects (kijai's individual_objects), one picked up on frame 2 with a box, the other corrected by a click
+    on frame 3: each object's mask and both joined are transformers' own flow (Sam2VideoProcessor adds each frame's
+    prompts, the model runs that frame, then propagate_in_video_iterator from frame 0). Impossible prompts are
+    named; every string the fields took before reads as it did."""
+    import torch.nn.functional as F
+    from graph_engine import Clip, NodeError
+    from nodes.mask.segment import load_segmenter, parse_box, parse_points, point_masks
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+    from transformers.models.sam2_video.processing_sam2_video import Sam2VideoProcessor
+    frames = np.random.default_rng(4).integers(0, 256, (FRAMES, H, W, 3), dtype=np.uint8)
+    seg = load_segmenter("tiny-sam2", kinds=("sam2_video",))
+    processor = Sam2VideoProcessor.__new__(Sam2VideoProcessor)
+    processor.target_size, processor.point_pad_value = seg.size, -10     # its __init__ defaults
+    s = Sam2VideoInferenceSession(video=seg.pixels(frames), video_height=H, video_width=W, dtype=torch.float32)
+    for f, obj, pts, labels, boxes in ((0, 1, [[10, 12], [30, 5]], [1, 0], None),
+                                       (2, 2, [[30, 15], [5, 5]], [1, 0], [[[22, 8, 38, 22]]]),
+                                       (3, 1, [[20, 18]], [1], None)):
+        processor.add_inputs_to_inference_session(s, f, obj, input_points=[[pts]], input_labels=[[labels]],
+                                                  input_boxes=boxes)
+        seg.model(inference_session=s, frame_idx=f)
+    want = {1: [], 2: []}
+    for out in seg.model.propagate_in_video_iterator(s, start_frame_idx=0):
+        masks = F.interpolate(out.pred_masks.float(), size=(H, W), mode="bilinear") > 0
+        for i, obj in enumerate(out.object_ids):
+            want[obj].append(masks[i, 0].numpy())
+    want = {k: np.stack(v) for k, v in want.items()}
+    assert all(m.any() and not m.all() for m in want.values()) and (want[1] != want[2]).any()
+    want[0] = want[1] | want[2]
+    clip = Clip(FRAMES, 8.0, W, H, lambda a, b: frames[a:b], chunk=2)
+    args = ("10,12; 20,18@3 | 30,15@2", "30,5 | 5,5@2", "| 22,8,38,22@2")
+    masks = point_masks(clip, "tiny-sam2", *args)
+    got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}      # out of order: the pass starts again, prompts and all
+    np.testing.assert_array_equal(np.concatenate([got[0], got[2]])[..., 0], want[0].astype(np.uint8) * 255)
+    for obj in (1, 2):
+        got = point_masks(clip, "tiny-sam2", *args, obj=obj).frames(0, FRAMES)[..., 0]
+        np.testing.assert_array_equal(got, want[obj].astype(np.uint8) * 255)
+    for bad, said in (((*args[:2], "| 22,8,38,22@4"), r"a prompt is on frame 4, past the clip's last frame \(3; "),
+                      (("10,12 | 30,15@2", "", "", 3), "object 3 does not exist: points and box name 2 objects"),
+                      (("10,12 | 30,15", "1,1 | 2,2 | 3,3"), "negative has 3 groups of points"),
+                      (("10,12 | ", "1,1"), "object 2 has no point on it and no box"),
+                      (("10,12 | 41,15@2",), r"the point 41,15 is outside frame 2 \(40x24\)"),
+                      (("10,12@1.5",), "'10,12@1.5' is not a list of points"),
+                      (("", "", "1,1,5,5; 2,2,6,6"), "object 1 has 2 boxes on frame 0")):
+        with pytest.raises(NodeError, match=said):
+            point_masks(clip, "tiny-sam2", *bad[:3], obj=bad[3] if len(bad) > 3 else 0)
+    # SAM 3's folder in mask.track_points: SAM 3's tracker (transformers' Sam3TrackerVideoModel, loaded from the same
+    # folder) with a box on frame 0 and a second object clicked on frame 2, as its own processor adds them.
+    from transformers import Sam3TrackerVideoModel
+    from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import Sam3TrackerVideoInferenceSession
+    from transformers.models.sam3_tracker_video.processing_sam3_tracker_video import Sam3TrackerVideoProcessor
+    tracker = Sam3TrackerVideoModel.from_pretrained(str(models / "sam2" / "tiny-sam3")).eval()
+    processor = Sam3TrackerVideoProcessor.__new__(Sam3TrackerVideoProcessor)
+    processor.target_size, processor.point_pad_value = tracker.config.image_size, -10
+    s = Sam3TrackerVideoInferenceSession(video=load_segmenter("tiny-sam3").pixels(frames), video_height=H,
+                                         video_width=W, dtype=torch.float32)
+    for f, obj, pts, labels, boxes in ((0, 1, [[20, 9]], [1], [[[6, 3, 33, 21]]]), (2, 2, [[30, 15]], [1], None)):
+        processor.add_inputs_to_inference_session(s, f, obj, input_points=[[pts]], input_labels=[[labels]],
+                                                  input_boxes=boxes)
+        tracker(inference_session=s, frame_idx=f)
+    want = np.stack([(F.interpolate(out.pred_masks.float(), size=(H, W), mode="bilinear") > 0).any(0)[0].numpy()
+                     for out in tracker.propagate_in_video_iterator(s, start_frame_idx=0)])
+    assert want.any() and not want.all()
+    got = point_masks(clip, "tiny-sam3", "20,9 | 30,15@2", box="6,3,33,21").frames(0, FRAMES)[..., 0]
+    np.testing.assert_array_equal(got, want.astype(np.uint8) * 255)
+    # What the fields took before means what it meant: one object, on the first frame.
+    assert parse_points('[{"x": 1, "y": 2}, {"x": 3, "y": 4}]', "p") == parse_points("1,2; 3,4,9", "p") == [
+        [(1, 2, 0), (3, 4, 0)]]
+    assert parse_points("{'x': 5, 'y': 6}", "p") == [[(5, 6, 0)]]
+    assert parse_box("1,2,3,4") == parse_box("[1, 2, 3, 4]") == parse_box("[[1, 2, 3, 4]]") == [[(1, 2, 3, 4, 0)]]
+    assert parse_box("[[1, 2, 3, 4], [5, 6, 7, 8]]") == [[(1, 2, 3, 4, 0)], [(5, 6, 7, 8, 0)]]
 
 
 def test_blockify_and_fill_as_kjnodes():
@@ -267,8 +350,9 @@ def meta_layout(hf: dict) -> dict:
 def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     """kijai's models/sam2/sam2.1_hiera_*.safetensors (Meta's tensor names, fp16 or bf16): the tiny SAM 2 folder's
     weights written back in Meta's names give exactly the folder's masks; bf16 loads; a size Kinograph does not know
-    and a file short of tensors are named."""
+    and a file short of tensors, or cut short, are named."""
     import json
+    import re
     from pathlib import Path
     from graph_engine import Clip, NodeError
     from safetensors.torch import load_file, save_file
@@ -305,6 +389,12 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     with pytest.raises(NodeError, match=r"short.safetensors looks like sam2.1_hiera_test but its tensors do not fit: "
                                         r"8 missing \(e.g. memory_attention.layers.0.self_attn.k_proj.bias"):
         load_segmenter("sam2.1_hiera_tiny_short.safetensors", kinds=("sam2_video",))
+    # A copy cut short was told it is 'a single weight file; Kinograph reads SAM 2's Hugging Face video folder'.
+    cut = files / "sam2.1_hiera_tiny_cut.safetensors"
+    cut.write_bytes((files / "sam2.1_hiera_tiny.safetensors").read_bytes()[:5000])
+    damaged = r"sam2.1_hiera_tiny_cut.safetensors cannot be read \(.*\): the copy is damaged or incomplete"
+    with pytest.raises(NodeError, match=damaged):
+        load_segmenter(cut.name, kinds=("sam2_video",))
     # Each published size, built without memory (meta tensors) and written in Meta's names, is told apart by its
     # tensors and fits the config chosen for it, name for name and shape for shape.
     from transformers import Sam2VideoConfig, Sam2VideoModel
@@ -325,6 +415,107 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     rows = {Path(p).name: d for kind, p, d in list_found_models() if kind == "sam2"}
     assert (rows["sam2.1_hiera_tiny.safetensors"]["loads"], rows["sam2.1_hiera_tiny.safetensors"]["note"]) == (
         "yes", "mask.track_points")
+    assert rows[cut.name]["loads"] == "no" and re.search(damaged, rows[cut.name]["note"])
     # mask.segment (SAM 3) still names the file as not its model.
     with pytest.raises(NodeError, match="is a single weight file; Kinograph reads SAM 3's"):
         load_segmenter("sam2.1_hiera_tiny.safetensors")
+
+
+def test_kijai_sam2_workflow_imports_its_objects_and_boxes():
+    """kijai's Sam2Segmentation fed by KJNodes' PointsEditor (widgets as the Wan Animate template saves them): its
+    drawn boxes were dropped on import ('bbox outputs are not carried') and individual_objects=True (each positive
+    point an object, the i-th negative point off the i-th object, the first repeated) was not carried. Both now
+    become mask.track_points' objects."""
+    from app.comfyui import import_data
+    editor = {"points_store": "{}", "coordinates": '[{"x":256,"y":256},{"x":100,"y":120}]',
+              "neg_coordinates": '[{"x":0,"y":0}]', "bbox_store": "[]",
+              "bboxes": '[{"startX":200,"startY":220,"endX":10,"endY":20},{"startX":300,"startY":40,"endX":400,'
+                        '"endY":90},{}]', "bbox_format": "xyxy", "width": 512, "height": 512, "normalize": False,
+              "bg_image": ["1", 0]}
+
+    def imported(individual, fmt="xyxy"):
+        api = {"1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+               "2": {"class_type": "DownloadAndLoadSAM2Model", "inputs": {
+                   "model": "sam2.1_hiera_tiny.safetensors", "segmentor": "video", "device": "cuda",
+                   "precision": "fp16"}},
+               "3": {"class_type": "PointsEditor", "inputs": dict(editor, bbox_format=fmt)},
+               "4": {"class_type": "Sam2Segmentation", "inputs": {
+                   "sam2_model": ["2", 0], "image": ["1", 0], "keep_model_loaded": True, "coordinates_positive": ["3", 0],
+                   "coordinates_negative": ["3", 1], "bboxes": ["3", 2], "individual_objects": individual}},
+               "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
+               "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "m"}}}
+        res = import_data(api)
+        (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+        return track.params, " ".join(n for e in res.report.entries.values() for n in e.notes)
+
+    params, notes = imported(True)
+    assert params == {"points": "256,256 | 100,120", "negative": "0,0 | 0,0", "box": "10,20,200,220 | 300,40,400,90",
+                      "model": "sam2.1_hiera_tiny.safetensors"}
+    assert "not carried" not in notes.replace("bbox_mask and cropped_image are not", "")
+    from nodes.mask.segment import prompts
+    assert sorted(prompts(params["points"], params["negative"], params["box"])[0]) == [1, 2]
+    params, notes = imported(False, "xywh")
+    assert params["points"] == editor["coordinates"] and params["negative"] == editor["neg_coordinates"]
+    assert params["box"] == "10,20,200,220 | 300,40,400,90" and "bbox_format xywh" in notes
+
+
+def test_kijai_add_points_chain_imports_as_one_tracker():
+    """kijai's Sam2VideoSegmentationAddPoints chain (widgets frame_index, object_index; each hands its
+    inference_state on) into Sam2VideoSegmentation was not mapped: the clicks of every link become one
+    mask.track_points, each on its frame, each object_index a '|' group (the same object and frame again replaces its
+    clicks, as add_new_points clears old points), on the first link's image."""
+    from app.comfyui import import_data
+    from nodes.mask.segment import prompts
+    api = {"1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "shot.mp4"}},
+           "2": {"class_type": "DownloadAndLoadSAM2Model", "inputs": {
+               "model": "sam2.1_hiera_small.safetensors", "segmentor": "video", "device": "cuda", "precision": "bf16"}},
+           "3": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["2", 0], "image": ["1", 0], "frame_index": 0, "object_index": 0,
+               "coordinates_positive": '[{"x":256,"y":200},{"x":260,"y":300}]', "coordinates_negative": '[{"x":5,"y":5}]'}},
+           "4": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["3", 0], "prev_inference_state": ["3", 1], "frame_index": 12, "object_index": 1,
+               "coordinates_positive": '[{"x":40,"y":41}]'}},
+           "5": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["4", 0], "prev_inference_state": ["4", 1], "frame_index": 30, "object_index": 0,
+               "coordinates_positive": '[{"x":300,"y":310}]'}},
+           "6": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+               "sam2_model": ["5", 0], "prev_inference_state": ["5", 1], "frame_index": 12, "object_index": 1,
+               "coordinates_positive": '[{"x":44,"y":45}]'}},
+           "7": {"class_type": "Sam2VideoSegmentation", "inputs": {
+               "sam2_model": ["6", 0], "inference_state": ["6", 1], "keep_model_loaded": True}},
+           "8": {"class_type": "MaskToImage", "inputs": {"mask": ["7", 0]}},
+           "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "m"}}}
+    res = import_data(api)
+    assert not [e.class_type for e in res.report.entries.values() if e.status == "unmapped"]
+    (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+    assert track.params == {"model": "sam2.1_hiera_small.safetensors", "points": "256,200; 260,300; 300,310@30 | 44,45@12",
+                            "negative": "5,5 | "}
+    (video,) = [n for n in res.graph.nodes.values() if n.type == "io.load_video"]
+    assert res.graph.inputs[track.id]["video"] == (video.id, "video")
+    assert {f: sorted(o) for f, o in prompts(track.params["points"], track.params["negative"]).items()} == {
+        0: [1], 12: [2], 30: [1]}
+
+
+def test_sam3_detect_with_points_imports_as_sam3_tracking():
+    """ComfyUI's SAM3_Detect given PointsEditor's clicks and no text (its positive_coords / negative_coords, "KJNodes
+    PointsEditor format") imported as mask.segment with no prompt ('set prompt by hand'), the clicks dropped; it is
+    mask.track_points on SAM 3's folder now, the loader folded in."""
+    from app.comfyui import import_data
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
+           "2": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sam3.1_multiplex_fp16.safetensors"}},
+           "3": {"class_type": "PointsEditor", "inputs": {
+               "points_store": "{}", "coordinates": '[{"x":120,"y":80}]', "neg_coordinates": '[{"x":4,"y":5}]',
+               "bbox_store": "[]", "bboxes": "[]", "bbox_format": "xyxy", "width": 512, "height": 512,
+               "normalize": False}},
+           "4": {"class_type": "SAM3_Detect", "inputs": {
+               "model": ["2", 0], "image": ["1", 0], "positive_coords": ["3", 0], "negative_coords": ["3", 1],
+               "threshold": 0.5, "refine_iterations": 2, "individual_masks": False}},
+           "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
+           "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "m"}}}
+    res = import_data(api)
+    types = sorted(n.type for n in res.graph.nodes.values())
+    assert "mask.segment" not in types and "load.model" not in types
+    (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+    assert track.params == {"model": "sam3", "points": '[{"x":120,"y":80}]', "negative": '[{"x":4,"y":5}]'}
+    notes = " ".join(res.report.entries["4"].notes)
+    assert "SAM 3's tracker finds the object under them" in notes and "set prompt by hand" not in notes

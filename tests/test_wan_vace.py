@@ -284,7 +284,7 @@ def test_comfyui_vace_inpainting_template_segments_and_runs(vace, tmp_path):
     assert not [e.class_type for e in result.report.entries.values() if e.status == "unmapped"]
     g = result.graph
     segment = next(n for n in g.nodes.values() if n.type == "mask.segment")
-    assert segment.params == {"prompt": "cat", "model": "sam3", "threshold": 0.5}
+    assert segment.params == {"prompt": "cat", "model": "sam3", "threshold": 0.5, "objects": 1}
     segment.params["threshold"] = 0.0                 # random weights: every object the tiny model finds
     frames = np.random.default_rng(1).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
     iio.imwrite(tmp_path / "input.mp4", frames, fps=16, codec="libx264")

@@ -11,6 +11,7 @@ nodes, a motion module turning the checkpoint loader into an AnimateDiff loader)
 the handler in convert.py, and its parameters are still listed here."""
 from __future__ import annotations
 
+import json
 import re
 
 from dataclasses import dataclass, field
@@ -388,9 +389,15 @@ def vfi_factor(v):
 # ComfyUI's own SAM 3 files (checkpoints/, loaded by CheckpointLoaderSimple) -> the Hugging Face folder mask.segment
 # reads from a sam2/ or sam3/ model folder.
 SAM3_FOLDER = "sam3"
-SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory; ComfyUI's "
-             "SAM3_Detect looks at each frame alone and keeps its best object there. refine_iterations is not "
-             "carried (SAM 3's tracker refines each mask as it goes)")
+SAM3_NOTE = ("mask.segment tracks what the prompt names through the clip with SAM 3's video memory, keeping the "
+             "most confident object on each frame as SAM3_Detect does (objects 1; 0 keeps every object); ComfyUI's "
+             "node looks at each frame alone. refine_iterations is not carried (SAM 3's tracker refines each mask "
+             "as it goes)")
+
+
+SAM3_POINTS_NOTE = ("with points and no text prompt it is mask.track_points on SAM 3's folder: SAM 3's tracker "
+                    "finds the object under them on the first frame and tracks it with its memory; ComfyUI's node "
+                    "segments at the same pixels in each frame alone")
 
 
 def sam3_folder(v):
@@ -413,6 +420,37 @@ def sam2_folder(v):
     raise Approx(folder, f"{name} is read as SAM 2's Hugging Face folder '{folder}' (facebook/{folder}) in a "
                          "sam2/ model folder: Kinograph reads Meta's SAM 2 as that folder or kijai's "
                          ".safetensors copy of the .pt")
+
+
+def points_editor_boxes(v) -> str:
+    """KJNodes' PointsEditor's bboxes widget (its drawn boxes, [{"startX", "startY", "endX", "endY"}, ...]) ->
+    mask.track_points' box, one object a box ("x0,y0,x1,y1 | ..."), corners ordered and made whole pixels as PointsEditor makes them;
+    "" for none"""
+    keys = ("startX", "startY", "endX", "endY")
+    try:
+        drawn = [[int(b[k]) for k in keys] for b in json.loads(v or "[]") if all(b.get(k) is not None for k in keys)]
+    except (ValueError, TypeError, AttributeError):
+        raise Approx("", f"its bboxes {str(v)[:60]!r} cannot be read; no box carried") from None
+    boxes = [(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)) for x0, y0, x1, y1 in drawn]
+    return " | ".join(",".join(str(c) for c in b) for b in boxes)
+
+
+def individual_objects(points: str, negative) -> tuple:
+    """kijai's Sam2Segmentation with individual_objects: each positive point its own object, the i-th negative point
+    kept off the i-th object (the first repeated for objects past the last) -> mask.track_points' '|' groups"""
+    from nodes.mask.segment import parse_points
+    from graph_engine import NodeError
+    try:
+        pos = [p for g in parse_points(points, "points") for p in g]
+        neg = [p for g in parse_points(negative or "", "negative") for p in g]
+    except NodeError as e:
+        raise Approx((points, negative or ""), f"individual_objects not carried: {e}") from None
+    text = lambda ps: " | ".join(f"{x:g},{y:g}" for x, y, _ in ps)          # noqa: E731
+    if len(neg) > len(pos):
+        raise Approx((text(pos), "; ".join(f"{x:g},{y:g}" for x, y, _ in neg)),
+                     f"{len(neg)} negative points for {len(pos)} objects: kijai's node stops there (one negative "
+                     "point an object); every negative point is kept off every object")
+    return text(pos), text(neg + neg[:1] * (len(pos) - len(neg)) if neg else [])
 
 
 def resize_type(v):
@@ -1194,6 +1232,7 @@ RULES: Dict[str, Rule] = {
     # CheckpointLoaderSimple and CLIPTextEncode, which fold into mask.segment)
     "SAM3_Detect": Rule("mask.segment", ("threshold", "refine_iterations", "individual_masks"),
                         (P("threshold", "threshold"),), {"image": "video"}, ("mask", None), special="sam3_detect",
+                        fixed={"objects": 1},
                         ignore={"refine_iterations": None, "individual_masks": False}, note=SAM3_NOTE),
     # SAM 2 from points (kijai's ComfyUI-segment-anything-2 and KJNodes' PointsEditor): the loader and the points
     # fold into mask.track_points
@@ -1203,12 +1242,24 @@ RULES: Dict[str, Rule] = {
     "PointsEditor": Rule(None, ("points_store", "coordinates", "neg_coordinates", "bbox_store", "bboxes",
                                 "bbox_format", "width", "height", "normalize"), (), fold=True, special="points_editor",
                          note="its points are taken in the pixels of the picture Sam2Segmentation is given, as "
-                              "ComfyUI takes them; its bbox outputs are not carried"),
+                              "ComfyUI takes them; its bbox output is carried as mask.track_points' box (one object "
+                              "a box), bbox_mask and cropped_image are not"),
     "Sam2Segmentation": Rule("mask.track_points", ("keep_model_loaded", "individual_objects"), (),
                              {"image": "video"}, ("mask",), special="sam2_segmentation",
-                             ignore={"keep_model_loaded": None, "individual_objects": False},
+                             ignore={"keep_model_loaded": None},
                              note="the object under the points is tracked from the first frame by SAM 2's memory, as "
-                                  "kijai's node does with its video segmentor"),
+                                  "kijai's node does with its video segmentor; individual_objects tracks each "
+                                  "positive point as an object of its own, all in one mask"),
+    # kijai's interactive chain: each Sam2VideoSegmentationAddPoints adds one object's clicks on one frame (its
+    # inference_state handed on), Sam2VideoSegmentation tracks them all: one mask.track_points, the clicks as x,y@frame
+    # and each object_index a '|' group
+    "Sam2VideoSegmentationAddPoints": Rule(None, ("frame_index", "object_index"), (), fold=True,
+                                           special="sam2_add_points"),
+    "Sam2VideoSegmentation": Rule("mask.track_points", ("keep_model_loaded",), (), {}, ("mask",),
+                                  special="sam2_video_segmentation", ignore={"keep_model_loaded": None},
+                                  note="the clicks of its Sam2VideoSegmentationAddPoints chain, each on its frame and "
+                                       "object, tracked by SAM 2's memory, all objects in one mask; every frame of "
+                                       "the clip gets a mask (kijai's starts at the first clicked frame)"),
     # KJNodes' mask nodes of the Wan Animate template
     "BlockifyMask": Rule("mask.blockify", ("block_size", "device"), (P("block_size", "block"),), {"masks": "mask"},
                          ("mask",), ignore={"device": None}),

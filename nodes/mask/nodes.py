@@ -164,7 +164,11 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
                                     "or its path"),
             threshold: float = Param(0.7, min=0.0, max=1.0,
                                      help="how sure the model must be of an object before it is tracked (SAM 3's "
-                                          "own is 0.7); lower finds more, and more that is wrong")) -> MASK:
+                                          "own is 0.7); lower finds more, and more that is wrong"),
+            objects: int = Param(0, min=0, max=64,
+                                 help="how many objects the mask holds on each frame, the most confident first "
+                                      "(ComfyUI's SAM3_Detect keeps 1: the prompt's best); 0: every object the "
+                                      "prompt names")) -> MASK:
     """A mask of what the text names, found and tracked through the clip by Segment Anything 3 (ComfyUI's
     SAM3_Detect): the object is carried from frame to frame by the model's memory, not found anew on each, so the
     matte holds still where the object does and follows it through turns and partial cover. Feed it to mask.grow
@@ -172,7 +176,7 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
     folder; nothing is downloaded."""
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import text_masks
-    return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx)
+    return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx, objects)
 
 
 @node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
@@ -180,24 +184,37 @@ def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the objec
                  points: str = Param("", kind="points", check=points_problem("points", False),
                                      help="points on the object in the first frame, in its pixels: "
                                           "[{\"x\": 120, \"y\": 80}, ...] (ComfyUI's PointsEditor) or 120,80; 200,90 "
-                                          "(points, a box or both)"),
+                                          "(points, a box or both). 120,80@12: a point on frame 12 (from 0), to "
+                                          "correct the matte there or to pick up an object that enters later. "
+                                          "Several objects: '|' between them (120,80 | 300,200), or JSON's list of "
+                                          "such lists"),
                  negative: str = Param("", kind="negative_points", check=points_problem("negative", False),
                                        help="points off the object (background it should leave out), the same "
-                                            "way; none: only the object's points"),
+                                            "way; none: only the object's points. With several objects: one '|' "
+                                            "group each, or one group for all of them"),
                  box: str = Param("", kind="box", check=box_problem,
                                   help="a box around the object in the first frame: x0,y0,x1,y1 (left, top, right, "
-                                       "bottom) in its pixels; none: the points alone"),
+                                       "bottom) in its pixels; none: the points alone. x0,y0,x1,y1@12: on frame 12; "
+                                       "'|' between objects (the k-th box goes with the k-th group of points), ';' "
+                                       "between one object's boxes on other frames; a JSON list of boxes (KJNodes' "
+                                       "BBOX) is a box per object"),
                  model: str = Param("sam2.1-hiera-tiny", kind="path", locate=locator("sam2", "checkpoints"),
                                     help="SAM 2's Hugging Face video folder (facebook/sam2.1-hiera-tiny, -small, "
                                          "-base-plus, -large) or kijai's sam2[.1]_hiera_*.safetensors in a 'sam2' "
-                                         "model folder, or its path")) -> MASK:
-    """A mask of the object you click on in the first frame, carried through the clip by Segment Anything 2's memory
-    (kijai's Sam2Segmentation in video mode): for what a text prompt cannot single out (the second dancer from the
-    left). Negative points keep the mask off what lies next to it; a box picks the object it holds. Read from your own folder; nothing is
-    downloaded."""
+                                         "model folder, or its path; SAM 3's folder (facebook/sam3) tracks with "
+                                         "SAM 3's own tracker"),
+                 object: int = Param(0, min=0, max=1000,
+                                     help="which object's mask (1 = the first '|' group); 0: all of them in one "
+                                          "mask")) -> MASK:
+    """A mask of the object you click on, carried through the clip by Segment Anything 2's memory (kijai's
+    Sam2Segmentation in video mode): for what a text prompt cannot single out (the second dancer from the left).
+    Negative points keep the mask off what lies next to it; a box picks the object it holds. Clicks on a later frame
+    correct the matte where it slipped (the model keeps them in memory both ways), and several objects are tracked
+    each with its own memory (kijai's individual_objects): all in one mask, or the one `object` names. Read from your
+    own folder; nothing is downloaded."""
     from nodes.common.models_dirs import as_given
     from nodes.mask.segment import point_masks
-    return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, box, ctx.device, ctx)
+    return point_masks(video, as_given(model, ctx.workflow_dir), points, negative, box, ctx.device, ctx, object)
 
 
 @node("mask.blockify", title="Blockify Mask", category=_CAT)

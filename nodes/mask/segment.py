@@ -19,7 +19,6 @@ from typing import Dict, Optional
 import numpy as np
 
 from graph_engine import NodeError
-from graph_engine.picks import box_of, points_of
 
 HF_FOLDER = ("SAM 3's Hugging Face folder (facebook/sam3: config.json, model.safetensors, processor_config.json and "
              "the tokenizer's files)")
@@ -95,8 +94,12 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
         raise NodeError(f"{folder} holds a {kind or 'model of no stated type'} model, not "
                         f"{' or '.join(wanted)}; it should be {what}")
     cls_name, what, mean, std = MODELS[kind]
+    # A point tracker (mask.track_points) asks for SAM 2 or SAM 3: SAM 3's folder then gives its tracker (the SAM 2
+    # design with SAM 3's vision encoder), which transformers loads from facebook/sam3 as it is.
+    tracker = kind == "sam3_video" and "sam2_video" in wanted
+    cls_name = "Sam3TrackerVideoModel" if tracker else cls_name
     tokenizer = None
-    if kind == "sam3_video":
+    if kind == "sam3_video" and not tracker:
         tokenizer_files = ("copy SAM 3's tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) "
                            "from its Hugging Face page into the folder")
         # transformers makes an empty CLIP tokenizer (2 tokens) for a folder without these files: every prompt
@@ -119,16 +122,25 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     return Segmenter(model.to(device).eval(), tokenizer, size, mean, std, device)
 
 
+def _keys(path: Path) -> set:
+    """The tensor names of a .safetensors file; a file that cannot be opened is named as damaged."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), "pt") as f:
+            return set(f.keys())
+    except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        raise NodeError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:160]}): the copy is damaged or "
+                        "incomplete (an interrupted download?); copy it again") from None
+
+
 def _original_keys(path: Path):
     """The tensor names of a .safetensors file, None where it is not one Meta's SAM 2 layout fills."""
     from nodes.mask import sam2_file
     if path.suffix != ".safetensors":
         return None
     try:
-        from safetensors import safe_open
-        with safe_open(str(path), "pt") as f:
-            keys = set(f.keys())
-    except Exception:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
+        keys = _keys(path)
+    except NodeError:
         return None
     return keys if sam2_file.is_original(keys) else None
 
@@ -167,6 +179,18 @@ def file_refusal(path: Path, what: str) -> NodeError:
                      "in Meta's layout: kijai's sam2*_hiera_*.safetensors)")
 
 
+def damaged(path: Path) -> Optional[NodeError]:
+    """Why a single .safetensors file cannot be opened (a copy cut short), where it is not ComfyUI's SAM 3.1 file
+    (named as such whatever its state); None where it opens."""
+    if path.suffix != ".safetensors" or "sam3.1" in path.name.lower() or "multiplex" in path.name.lower():
+        return None
+    try:
+        _keys(path)
+    except NodeError as e:
+        return e
+    return None
+
+
 def describe(path: Path) -> dict:
     """`kinograph info`'s row for a model in a SAM folder: SAM 3 or SAM 2 by its config.json, the node that reads
     it, or why it does not load (a single file, another model's folder)."""
@@ -174,6 +198,9 @@ def describe(path: Path) -> dict:
     if path.is_file():
         if _original_keys(path):
             return dict(row, variant="sam2_video (Meta's layout)", loads="yes", note="mask.track_points")
+        problem = damaged(path)
+        if problem:
+            return dict(row, note=str(problem))
         return dict(row, note=str(file_refusal(path, " or ".join(m[1] for m in MODELS.values()))))
     try:
         kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
@@ -181,7 +208,8 @@ def describe(path: Path) -> dict:
         return dict(row, note=f"{path / 'config.json'} cannot be read ({e})")
     if kind not in MODELS:
         return dict(row, note=f"holds a {kind or 'model of no stated type'} model, not SAM 3's or SAM 2's video model")
-    return dict(row, variant=kind, loads="yes", note="mask.segment" if kind == "sam3_video" else "mask.track_points")
+    return dict(row, variant=kind, loads="yes",
+                note="mask.segment, mask.track_points" if kind == "sam3_video" else "mask.track_points")
 
 
 def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",)) -> Segmenter:
@@ -189,7 +217,12 @@ def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",
     path = find_segmenter(name, what)
     if path.is_file():
         # kijai's ComfyUI-segment-anything-2 files: Meta's SAM 2 tensors, renamed into transformers' model.
-        if "sam2_video" not in kinds or not _original_keys(path):
+        if "sam2_video" not in kinds:
+            raise file_refusal(path, what)
+        problem = damaged(path)
+        if problem:
+            raise problem
+        if not _original_keys(path):
             raise file_refusal(path, what)
         stat = path.stat()
         return _load(str(path), (stat.st_mtime_ns, stat.st_size), device, tuple(kinds))
@@ -200,10 +233,11 @@ def load_segmenter(name: str, device: str = "cpu", kinds: tuple = ("sam3_video",
     return _load(str(path), stamp, device, tuple(kinds))
 
 
-def frame_mask(session, out, height: int, width: int) -> np.ndarray:
+def frame_mask(session, out, height: int, width: int, keep: int = 0) -> np.ndarray:
     """float32 H x W, 1 where any object the model kept for this frame is (Sam3VideoProcessor.postprocess_outputs's
     masks, joined): each object's low-resolution logits sized to the frame, above 0; empty ones, those suppressed
-    on this frame and those the hot start removed left out."""
+    on this frame and those the hot start removed left out. `keep` > 0: only that many, the highest detection
+    scores on this frame first (ComfyUI's SAM3_Detect keeps a prompt's best object on each frame)."""
     import torch
     import torch.nn.functional as F
     hidden = set(out.suppressed_obj_ids or ()) | set(session.hotstart_removed_obj_ids)
@@ -212,6 +246,9 @@ def frame_mask(session, out, height: int, width: int) -> np.ndarray:
         return np.zeros((height, width), np.float32)
     low = torch.cat([out.obj_id_to_mask[i] for i in ids], dim=0).float()
     masks = F.interpolate(low[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0] > 0
+    if keep:
+        shown = [k for k in range(len(ids)) if masks[k].any()]
+        masks = masks[sorted(shown, key=lambda k: -float(out.obj_id_to_score[ids[k]]))[:keep]]
     return masks.any(dim=0).cpu().numpy().astype(np.float32)
 
 
@@ -257,9 +294,9 @@ class TextTracker(Pass):
     frame back until `hotstart_delay` later frames have confirmed or removed what was found on it, as
     Sam3VideoModel.propagate_in_video_iterator does)."""
 
-    def __init__(self, segmenter: Segmenter, video, prompt: str, threshold: float, ctx=None):
+    def __init__(self, segmenter: Segmenter, video, prompt: str, threshold: float, ctx=None, objects: int = 0):
         super().__init__(segmenter, video, ctx)
-        self.prompt, self.threshold = prompt, threshold
+        self.prompt, self.threshold, self.objects = prompt, threshold, objects
 
     def _configure(self) -> None:
         self.seg.model.new_det_thresh = self.threshold
@@ -289,7 +326,7 @@ class TextTracker(Pass):
             s.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         ready = len(self.pending) if last or delay <= 0 else max(0, len(self.pending) - delay + 1)
         for done in self.pending[:ready]:
-            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width)
+            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width, self.objects)
         self.pending = self.pending[ready:]
 
 
@@ -310,7 +347,7 @@ def points_problem(what: str, required: bool):
             found = parse_points(text, what)
         except NodeError as e:
             return str(e)
-        return NO_POINTS if required and not found else None
+        return NO_POINTS if required and not any(found) else None
     return check
 
 
@@ -323,65 +360,179 @@ def box_problem(text) -> Optional[str]:
     return None
 
 
-def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None):
-    """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model."""
+def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: str = "cpu", ctx=None,
+               objects: int = 0):
+    """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model: every
+    object, or the `objects` most confident on each frame."""
     from nodes.common import masks
     prompt = (prompt or "").strip()
     if not prompt:
         raise NodeError(f"mask.segment: {NO_PROMPT}")
-    tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx)
+    tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects)
     return masks.clip_of(tracker.masks, video)
 
 
+def _frame_of(part: str):
+    """(text before '@', the frame after it; 0 where none): "120,80@12" is a point on frame 12."""
+    text, at, frame = part.partition("@")
+    if not at:
+        return text, 0
+    frame = float(frame)
+    if frame != int(frame) or frame < 0:
+        raise ValueError
+    return text, int(frame)
+
+
 def parse_points(text: str, what: str) -> list:
-    """[(x, y), ...] pixel positions from KJNodes' PointsEditor JSON ([{"x": 10, "y": 20}, ...], the form ComfyUI's
-    SAM nodes take) or "x,y; x,y"."""
+    """Points per object: [[(x, y, frame), ...], ...] in pixels. KJNodes' PointsEditor JSON ([{"x": 10, "y": 20},
+    ...], the form ComfyUI's SAM nodes take: one object, frame 0) or "x,y; x,y"; objects apart with '|' (or JSON's
+    list of such lists), a point on another frame as x,y@frame."""
+    text = (text or "").strip()
+    if not text:
+        return []
     try:
-        return points_of(text)
-    except ValueError:
-        raise NodeError(f"{what} {str(text or '').strip()[:80]!r} is not a list of points: give [{{\"x\": 120, "
-                        "\"y\": 80}, ...] (as ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the first "
-                        "frame's pixels") from None
+        if text[:1] in "[{":
+            data = json.loads(text.replace("'", '"'))
+            data = [data] if isinstance(data, dict) else data
+            groups = data if data and all(isinstance(g, list) for g in data) else [data]
+            return [[(float(d["x"]), float(d["y"]), 0) for d in g] for g in groups]
+        groups = []
+        for group in text.split("|"):
+            points = []
+            for p in group.split(";"):
+                if p.strip():
+                    xy, frame = _frame_of(p)
+                    d = dict(zip("xy", map(float, xy.split(","))))
+                    points.append((float(d["x"]), float(d["y"]), frame))
+            groups.append(points)
+        return groups
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise NodeError(f"{what} {text[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": 80}}, ...] (as "
+                        "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the frame's pixels (120,80@12: on "
+                        "frame 12; '|' between objects)") from None
 
 
-def parse_box(text) -> Optional[tuple]:
-    """(x0, y0, x1, y1) in pixels from "x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists);
-    None for no box."""
+def parse_box(text) -> list:
+    """Boxes per object: [[(x0, y0, x1, y1, frame), ...], ...] in pixels from "x0,y0,x1,y1" or a JSON list of the four
+    (KJNodes' BBOX holds such lists: several are one box per object); objects apart with '|', a box on another frame
+    as x0,y0,x1,y1@frame, boxes of one object on several frames apart with ';'. [] for no box."""
     text = str(text or "").strip()
+    if not text:
+        return []
     try:
-        box = box_of(text)
-    except ValueError:
+        if text[:1] == "[":
+            data = json.loads(text)
+            data = data if data and all(isinstance(b, (list, tuple)) for b in data) else [data]
+            groups = [[tuple(float(v) for v in b) + (0,)] for b in data]
+        else:
+            groups = []
+            for group in text.split("|"):
+                boxes = []
+                for b in group.split(";"):
+                    if b.strip():
+                        corners, frame = _frame_of(b)
+                        boxes.append(tuple(float(v) for v in corners.split(",")) + (frame,))
+                groups.append(boxes)
+        if any(len(b) != 5 for g in groups for b in g):
+            raise ValueError
+    except (ValueError, TypeError):
         raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
-                        "bottom) in the first frame's pixels, e.g. 40,30,200,180") from None
-    if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
-        raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom right, "
-                        "so x1 > x0 and y1 > y0")
-    return box
+                        "bottom) in the frame's pixels, e.g. 40,30,200,180 (40,30,200,180@12: on frame 12; '|' "
+                        "between objects)") from None
+    for b in (b for g in groups for b in g):
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom "
+                            "right, so x1 > x0 and y1 > y0")
+    return groups
+
+
+def prompts(points: str, negative: str = "", box: str = "") -> Dict[int, Dict[int, tuple]]:
+    """{frame: {object number (1, 2, ...): (coords, labels)}} of mask.track_points' text: object k is the k-th
+    '|' group of points and of boxes; negative points go with the object of their group, or with every object where
+    they form one group. A box is SAM 2's two corner points labelled 2 and 3, ahead of the clicks on its frame (as
+    Sam2VideoProcessor adds it)."""
+    positive, boxes, negative = parse_points(points, "points"), parse_box(box), parse_points(negative, "negative")
+    count = max(len(positive), len(boxes))
+    if not any(positive) and not any(boxes):
+        raise NodeError(f"mask.track_points: {NO_POINTS}")
+    if len(negative) > 1 and len(negative) != count:
+        raise NodeError(f"mask.track_points: negative has {len(negative)} groups of points ('|' between objects) "
+                        f"where points and box name {count} object{'s' * (count > 1)}: give one group for each "
+                        "object, or one group for all of them")
+    out: Dict[int, Dict[int, tuple]] = {}
+    for k in range(count):
+        mine = lambda groups, i=k: groups[i] if i < len(groups) else []        # noqa: E731
+        own = mine(boxes), mine(positive), negative[0] if len(negative) == 1 else mine(negative)
+        if not own[0] and not own[1]:
+            raise NodeError(f"mask.track_points: object {k + 1} has no point on it and no box ('|' parts of points "
+                            "and box are objects in turn): give it a point or a box, or remove its group")
+        frames = {p[-1] for g in own for p in g}
+        for f in sorted(frames):
+            on = [[b for b in own[0] if b[-1] == f]] + [[p for p in g if p[-1] == f] for g in own[1:]]
+            if len(on[0]) > 1:
+                raise NodeError(f"mask.track_points: object {k + 1} has {len(on[0])} boxes on frame {f}; give it "
+                                "one box a frame")
+            coords = [c for b in on[0] for c in (b[:2], b[2:4])] + [p[:2] for p in on[1] + on[2]]
+            labels = [2, 3] * len(on[0]) + [1] * len(on[1]) + [0] * len(on[2])
+            out.setdefault(f, {})[k + 1] = (coords, labels)
+    return out
+
+
+def check_prompts(found: dict, width: int, height: int, length: int) -> None:
+    """A prompt outside the clip is still a prompt to SAM 2 (it masks whatever lies nearest, or the frame is never
+    reached): points clicked on a picture of another size, or given in the wrong order, would give a wrong matte with
+    no word said."""
+    for f, objects in sorted(found.items()):
+        where = "the first frame" if f == 0 else f"frame {f}"
+        if f >= length:
+            raise NodeError(f"mask.track_points: a prompt is on frame {f}, past the clip's last frame ({length - 1}; "
+                            "frames count from 0): @frame after a point or box is the frame it is on")
+        for coords, labels in objects.values():
+            boxes = [coords[i] + coords[i + 1] for i in range(0, len(coords), 2) if labels[i] == 2]
+            for b in boxes:
+                if not (0 <= b[0] and 0 <= b[1] and b[2] <= width and b[3] <= height):
+                    raise NodeError(f"mask.track_points: the box {','.join(f'{v:g}' for v in b)} reaches outside "
+                                    f"{where} ({width}x{height}): its corners are x0,y0,x1,y1 in the clip's own pixels")
+            for (x, y), label in zip(coords, labels):
+                if label < 2 and not (0 <= x < width and 0 <= y < height):
+                    raise NodeError(f"mask.track_points: the point {x:g},{y:g} is outside {where} ({width}x{height}): "
+                                    f"points are x,y in the clip's own pixels (x 0 to {width - 1}, y 0 to "
+                                    f"{height - 1}); were they clicked on a picture of another size?")
 
 
 class PointTracker(Pass):
-    """SAM 2 over a clip from points on its first frame (one object: the positive points on it, the negative ones
-    off it), carried through the clip by the model's memory as Sam2VideoModel.propagate_in_video_iterator does;
-    masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0)."""
+    """SAM 2 (or SAM 3's tracker) over a clip from points and boxes on some of its frames, each object its own, carried through the clip
+    by the model's memory as transformers' own flow does: each prompted frame run first, from its prompts alone (in
+    frame order, the objects prompted there given new inputs), then every frame from the first, tracked with the
+    prompted frames in memory (before and after it) as Sam2VideoModel.propagate_in_video_iterator(start_frame_idx=0)
+    does; masks as Sam2VideoProcessor.post_process_masks makes them (the logits sized to the frame, above 0). `obj`:
+    the object whose mask is given, 0 for all of them joined."""
 
-    def __init__(self, segmenter: Segmenter, video, positive: list, negative: list, box=None, ctx=None):
+    def __init__(self, segmenter: Segmenter, video, found: dict, obj: int = 0, ctx=None):
         super().__init__(segmenter, video, ctx)
-        # A box is SAM 2's two corner points labelled 2 and 3, ahead of the clicks (as Sam2VideoProcessor adds it).
-        corners = [box[:2], box[2:]] if box else []
-        self.points = corners + positive + negative
-        self.labels = [2, 3][:len(corners)] + [1] * len(positive) + [0] * len(negative)
+        self.found, self.obj = found, obj
 
     def _start(self) -> None:
         import torch
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
-        s = Sam2VideoInferenceSession(video_height=self.video.height, video_width=self.video.width,
-                                      inference_device=self.seg.device, dtype=self.seg.model.dtype)
+        from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import \
+            Sam3TrackerVideoInferenceSession
+        session = Sam3TrackerVideoInferenceSession if type(self.seg.model).__name__.startswith("Sam3") else \
+            Sam2VideoInferenceSession
+        s = session(video_height=self.video.height, video_width=self.video.width, inference_device=self.seg.device,
+                    dtype=self.seg.model.dtype)
         # The points in the model's square picture, as Sam2VideoProcessor scales them.
         sx, sy = self.seg.size / self.video.width, self.seg.size / self.video.height
-        coords = torch.tensor([[[[x * sx, y * sy] for x, y in self.points]]], dtype=torch.float32)
-        labels = torch.tensor([[self.labels]], dtype=torch.int32)
-        s.add_point_inputs(s.obj_id_to_idx(1), 0, {"point_coords": coords, "point_labels": labels})
-        s.obj_with_new_inputs = [1]
+        for f, objects in sorted(self.found.items()):
+            for k, (coords, labels) in objects.items():
+                s.add_point_inputs(s.obj_id_to_idx(k), f, {
+                    "point_coords": torch.tensor([[[[x * sx, y * sy] for x, y in coords]]], dtype=torch.float32),
+                    "point_labels": torch.tensor([[labels]], dtype=torch.int32)})
+            s.obj_with_new_inputs = list(objects)
+            s.add_new_frame(self.seg.pixels(self.video.frames(f, f + 1)), f)
+            with torch.inference_mode():
+                self.seg.model(inference_session=s, frame_idx=f)
+            s.processed_frames.pop(f, None)
         self.session, self.pos, self.pending, self.done = s, 0, [], {}
 
     def _step(self, idx: int, frame: np.ndarray) -> None:
@@ -392,31 +543,22 @@ class PointTracker(Pass):
         with torch.inference_mode():
             out = self.seg.model(inference_session=s, frame_idx=idx)
         s.processed_frames.pop(idx - 1, None)
-        masks = F.interpolate(out.pred_masks.float(), size=(self.video.height, self.video.width), mode="bilinear",
+        logits = out.pred_masks if not self.obj else out.pred_masks[out.object_ids.index(self.obj)][None]
+        masks = F.interpolate(logits.float(), size=(self.video.height, self.video.width), mode="bilinear",
                               align_corners=False) > 0
         self.done[idx] = masks.any(dim=0)[0].cpu().numpy().astype(np.float32)
 
 
-def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None):
-    """A clip of masks of the object under `points` (or in `box`) on the first frame, tracked with SAM 2's video
-    model."""
+def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None,
+                obj: int = 0):
+    """A clip of masks of the objects under `points` (or in `box`), tracked with SAM 2's video model (or SAM 3's
+    tracker, given SAM 3's folder): all of them joined, or object `obj` (1, 2, ...) alone."""
     from nodes.common import masks
-    positive = parse_points(points, "points")
-    corners = parse_box(box)
-    if not positive and corners is None:
-        raise NodeError(f"mask.track_points: {NO_POINTS}")
-    negative = parse_points(negative, "negative")
-    # A point off the frame is still a prompt to SAM 2 (it masks whatever lies nearest): points clicked on a
-    # picture of another size, or given in the wrong order, would give a wrong matte with no word said.
-    if corners and not (0 <= corners[0] and 0 <= corners[1] and corners[2] <= video.width
-                        and corners[3] <= video.height):
-        raise NodeError(f"mask.track_points: the box {','.join(f'{v:g}' for v in corners)} reaches outside the first "
-                        f"frame ({video.width}x{video.height}): its corners are x0,y0,x1,y1 in the clip's own pixels")
-    off = next((p for p in positive + negative if not (0 <= p[0] < video.width and 0 <= p[1] < video.height)), None)
-    if off is not None:
-        raise NodeError(f"mask.track_points: the point {off[0]:g},{off[1]:g} is outside the first frame "
-                        f"({video.width}x{video.height}): points are x,y in the clip's own pixels (x 0 to "
-                        f"{video.width - 1}, y 0 to {video.height - 1}); were they clicked on a picture of another "
-                        "size?")
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video",)), video, positive, negative, corners, ctx)
+    found = prompts(points, negative, box)
+    count = len({k for objects in found.values() for k in objects})
+    if obj > count:
+        raise NodeError(f"mask.track_points: object {obj} does not exist: points and box name {count} "
+                        f"object{'s' * (count > 1)} ('|' between objects); object 0 gives them all in one mask")
+    check_prompts(found, video.width, video.height, video.length)
+    tracker = PointTracker(load_segmenter(model, device, ("sam2_video", "sam3_video")), video, found, obj, ctx)
     return masks.clip_of(tracker.masks, video)
