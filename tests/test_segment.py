@@ -519,3 +519,15 @@ def test_sam3_detect_with_points_imports_as_sam3_tracking():
     assert track.params == {"model": "sam3", "points": '[{"x":120,"y":80}]', "negative": '[{"x":4,"y":5}]'}
     notes = " ".join(res.report.entries["4"].notes)
     assert "SAM 3's tracker finds the object under them" in notes and "set prompt by hand" not in notes
+
+
+def test_a_frame_number_past_any_number_is_named_as_unreadable_points():
+    """x,y@inf (or @1e400, a box's @inf) raised OverflowError out of int(): validate said 'could not be checked
+    (OverflowError: cannot convert float infinity to integer)' and a run stopped on it bare."""
+    from graph_engine import NodeError
+    from nodes.mask.segment import parse_box, parse_points
+    for text in ("10,10@inf", "10,10@1e400"):
+        with pytest.raises(NodeError, match=f"points '{text}' is not a list of points"):
+            parse_points(text, "points")
+    with pytest.raises(NodeError, match="box '1,2,30,40@inf' is not a box"):
+        parse_box("1,2,30,40@inf")
