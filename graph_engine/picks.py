@@ -1,7 +1,9 @@
 """The text of parameters of kind `points`, `negative_points` and `box` (node_api.PARAM_KINDS): positions in the pixels
 of the first frame of the node's picture, read by the node that declares them and written by the editor when they are
 clicked on that frame. Points are "x,y; x,y" or ComfyUI PointsEditor's JSON [{"x": 120, "y": 80}, ...]; a box is
-"x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists)."""
+"x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists). The node may read more than the editor picks
+(mask.track_points: several objects, prompts on later frames); `beyond_first_frame` tells such text apart, so the
+editor leaves it as written."""
 from __future__ import annotations
 
 import json
@@ -39,6 +41,23 @@ def box_of(text) -> Optional[Box]:
     if len(box) != 4:
         raise ValueError(f"{text[:80]!r} is not a box")
     return box
+
+
+def beyond_first_frame(text, kind: str) -> bool:
+    """True where the text of a parameter of this kind holds what picking on the first frame cannot show: several
+    objects ('|', or JSON's list of lists) or prompts on other frames ('@'; a box's ';' between frames). Rewriting it
+    from the picks would drop those."""
+    text = str(text or "").strip()
+    if "|" in text or "@" in text or (kind == "box" and ";" in text):
+        return True
+    if text[:1] != "[":
+        return False
+    try:
+        data = json.loads(text.replace("'", '"'))
+    except ValueError:
+        return False
+    lists = isinstance(data, list) and bool(data) and all(isinstance(d, list) for d in data)
+    return lists and (len(data) > 1 or kind != "box")
 
 
 def points_text(points: List[Point], like: str = "") -> str:

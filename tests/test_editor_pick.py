@@ -157,3 +157,29 @@ def test_picked_text_is_what_the_node_reads_and_a_comfyui_points_list_stays_one(
     assert parse_points(as_comfy, "points") == parse_points("10,20; 30.5,5", "points") == [[(10, 20, 0), (30.5, 5, 0)]]
     assert parse_box("8,6,40,30") == [[(8, 6, 40, 30, 0)]]
 
+
+def test_picking_leaves_several_objects_and_later_frames_as_written():
+    """mask.track_points reads several objects ('|') and prompts on later frames ('@') that picking on the first frame
+    cannot show. A click used to rewrite the parameter from what the editor could read, dropping them; such a
+    parameter is now left as written and the hint says to edit it as text. Plain text is still picked."""
+    from app.editor.picker import Picker
+    done = []
+    names = {"points": "points", "negative_points": "negative", "box": "box"}
+    rich = {"points": "10,20 | 30,5@4", "negative": "1,1", "box": "2,2,9,9; 3,3,8,8@2"}
+    picker = Picker("track", names, rich, lambda name, text: done.append((name, text)))
+    picker._add("points", (40.2, 30.7))
+    picker._set_box((0, 0, 5, 5))
+    picker._add("negative_points", (7, 8))
+    assert done == [("negative", "1,1; 7,8")]
+    assert "points, box holds several objects or prompts on later frames" in picker.hint()
+    for text in ('[[{"x": 1, "y": 2}], [{"x": 3, "y": 4}]]', "5,6@1"):
+        picker.set_value("points", text)
+        picker._add("points", (1, 1))
+    picker.set_value("box", "[[1, 2, 30, 40], [5, 6, 20, 30]]")
+    picker._set_box((0, 0, 5, 5))
+    assert done == [("negative", "1,1; 7,8")]
+    picker.set_value("box", "[[1, 2, 30, 40]]")        # one KJNodes BBOX: one box, picked
+    picker.set_value("points", "10,20")
+    picker._set_box((0, 0, 5, 5))
+    picker._add("points", (3, 4))
+    assert done[1:] == [("box", "[0, 0, 5, 5]"), ("points", "10,20; 3,4")]

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 
-from graph_engine.picks import box_of, box_text, points_of, points_text
+from graph_engine.picks import beyond_first_frame, box_of, box_text, points_of, points_text
 
 PICK_KINDS = ("points", "negative_points", "box")
 GRAB = 8.0                  # screen pixels around a point or corner that take a click
@@ -41,6 +41,7 @@ class Picker:
         self.points: Dict[str, List[Tuple[float, float]]] = {"points": [], "negative_points": []}
         self.box: Optional[Tuple[float, float, float, float]] = None
         self.unreadable: List[str] = []        # parameters whose text is not points: shown, not drawn over
+        self.kept: List[str] = []              # several objects or later frames: left as written, not picked
         self.enabled = True                    # the first frame is on screen
         self._drag = None
         for kind, name in self.names.items():
@@ -52,6 +53,9 @@ class Picker:
         text = HINT.format(node=self.node_id, neg=neg, box=box)
         if self.unreadable:
             text += f". {', '.join(self.unreadable)} cannot be read as positions: a click replaces it"
+        if self.kept:
+            text += (f". {', '.join(self.kept)} holds several objects or prompts on later frames ('|', '@'): "
+                     "edit it as text; picking here would drop them")
         return text
 
     def set_value(self, name: str, text) -> None:
@@ -60,6 +64,14 @@ class Picker:
             return
         self.texts[name] = "" if text is None else str(text)
         self.unreadable = [n for n in self.unreadable if n != name]
+        self.kept = [n for n in self.kept if n != name]
+        if beyond_first_frame(text, kind):
+            self.kept.append(name)
+            if kind == "box":
+                self.box = None
+            else:
+                self.points[kind] = []
+            return
         try:
             if kind == "box":
                 self.box = box_of(text)
@@ -75,10 +87,14 @@ class Picker:
     # -- edits -------------------------------------------------------------------------------------
     def _set_points(self, kind: str, pts) -> None:
         name = self.names[kind]
+        if name in self.kept:
+            return
         self.commit(name, points_text(pts, self.texts.get(name, "")))
 
     def _set_box(self, box) -> None:
         name = self.names["box"]
+        if name in self.kept:
+            return
         self.commit(name, box_text(box, self.texts.get(name, "")))
 
     def _hit(self, at: QPointF, to_screen) -> Optional[tuple]:
