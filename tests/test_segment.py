@@ -531,3 +531,28 @@ def test_a_frame_number_past_any_number_is_named_as_unreadable_points():
             parse_points(text, "points")
     with pytest.raises(NodeError, match="box '1,2,30,40@inf' is not a box"):
         parse_box("1,2,30,40@inf")
+
+
+def test_a_kijai_click_on_no_frame_or_object_is_named_on_import():
+    """A received kijai workflow whose Sam2VideoSegmentationAddPoints says frame_index or object_index 1e999 (JSON's
+    infinity) stopped the import with OverflowError; frame_index -5 was written as points '5,5@-5', which the node
+    then refused. Both are now a line saying the clicks cannot be read, and the import goes on."""
+    from app.comfyui import import_data
+
+    def chain(frame, obj):
+        return {"1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "shot.mp4"}},
+                "2": {"class_type": "DownloadAndLoadSAM2Model", "inputs": {
+                    "model": "sam2.1_hiera_small.safetensors", "segmentor": "video", "device": "cuda",
+                    "precision": "bf16"}},
+                "3": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+                    "sam2_model": ["2", 0], "image": ["1", 0], "frame_index": frame, "object_index": obj,
+                    "coordinates_positive": '[{"x":5,"y":5}]'}},
+                "7": {"class_type": "Sam2VideoSegmentation", "inputs": {
+                    "sam2_model": ["3", 0], "inference_state": ["3", 1], "keep_model_loaded": True}}}
+    for frame, obj, said in ((0, float("inf"), "object_index inf"), (float("inf"), 0, "frame_index inf"),
+                             (-5, 0, "frame_index -5")):
+        res = import_data(chain(frame, obj))
+        (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+        assert "points" not in track.params
+        (line,) = [e for e in res.report.entries.values() if e.class_type == "Sam2VideoSegmentationAddPoints"]
+        assert any(f"its clicks cannot be read ({said}" in n for n in line.notes), line.notes
