@@ -556,3 +556,7 @@ def test_a_kijai_click_on_no_frame_or_object_is_named_on_import():
         assert "points" not in track.params
         (line,) = [e for e in res.report.entries.values() if e.class_type == "Sam2VideoSegmentationAddPoints"]
         assert any(f"its clicks cannot be read ({said}" in n for n in line.notes), line.notes
+    # The same in a PointsEditor's drawn boxes: a corner of 1e999 stopped the import with OverflowError.
+    from app.comfyui.mapping import Approx, points_editor_boxes
+    with pytest.raises(Approx, match="cannot be read; no box carried"):
+        points_editor_boxes('[{"startX": 1e999, "startY": 0, "endX": 5, "endY": 5}]')
