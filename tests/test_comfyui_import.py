@@ -1055,6 +1055,22 @@ def test_a_json_nested_too_deeply_opens_in_the_editor_as_a_refusal(tmp_path):
         import_workflow(f)
 
 
+def test_a_widget_of_1e999_is_a_damaged_workflow_not_a_crash(tmp_path, capsys):
+    """A received workflow whose KSamplerAdvanced says start_at_step 1e999 (JSON's infinity, or an integer too long for a
+    float): int() or float() raised OverflowError out of the import (kinograph import, File > Open, a dropped PNG),
+    which names every other damage. Found by setting each node's numbers of the corpus to 1e999 in turn: also
+    SaveWEBM, GenerateTracks, WanTrackToVideo, ImageScale."""
+    data = json.loads((DATA / "wan22_t2v_14B.json").read_text())
+    (sampler,) = [n for n in data["nodes"] if n["type"] == "KSamplerAdvanced"][:1]
+    sampler["widgets_values"][7] = float("inf")        # start_at_step
+    f = tmp_path / "inf.json"
+    f.write_text(json.dumps(data))
+    assert _cli(f) == 2
+    err = capsys.readouterr().err
+    assert "damaged ComfyUI workflow (a number too large for any widget: OverflowError" in err
+    assert "Traceback" not in err and str(f) in err
+
+
 def test_missing_file_and_media_without_workflow(tmp_path, capsys):
     from PIL import Image
     assert _cli(tmp_path / "nope.json") == 2

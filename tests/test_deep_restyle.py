@@ -284,3 +284,24 @@ def test_deinterlacing_a_cg_render_with_infinite_and_nan_pixels_keeps_the_rest_o
     away = np.ones(got.shape[:3], bool)
     away[:, 16:27, 26:45] = False
     assert np.allclose(got[away], clean[away], atol=0.05)
+
+
+def test_a_cg_renders_nan_and_infinite_pixels_stay_single_pixels_through_the_filters(plate):
+    """A CG render's NaN or infinite pixel went into kuwahara's and the stabilizer's filters as it was: one NaN pixel
+    came out of stylize.kuwahara as a NaN hole 11 pixels wide in the EXR written (a hole in Nuke), and an infinite
+    one as the same hole of NaN. Now NaN is black and infinity its frame's brightest finite light before they filter;
+    the rest of the picture is as without them."""
+    lin = plate[:2].copy()
+    hot = lin.copy()
+    hot[0, 20, 30], hot[1, 22, 40] = np.nan, np.inf
+    shown = view(np.nan_to_num(hot, nan=0.0, posinf=1.0))      # the 8-bit frames as io.load_frames reads them
+    hot_clip = Clip(2, 24.0, W, H, lambda a, b: shown[a:b], chunk=4, linear=lambda a, b: hot[a:b])
+    clean, got = (np.asarray(Nodes(stylize_nodes).kuwahara(Context("k"), c).linear(0, 2))
+                  for c in (deep_clip(lin), hot_clip))
+    assert np.isfinite(got).all()
+    away = np.ones(got.shape[:3], bool)
+    away[:, 14:29, 24:47] = False
+    assert np.allclose(got[away], clean[away], rtol=1e-5, atol=1e-7)
+    assert got[1, 16:29, 34:47].sum() > clean[1, 16:29, 34:47].sum()   # the infinite pixel painted bright, not black
+    moved = Nodes(restore_nodes).stabilize(Context("s"), hot_clip, radius=2)
+    assert np.isfinite(np.asarray(moved.linear(0, 2))).all()

@@ -570,3 +570,16 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
         ("lines.pidinet", (("resolution", 768), ("safe", False), ("scribble", True))),
         ("lines.standard", (("resolution", 640), ("sigma", 4.5), ("threshold", 10)))])
     load_workflow(text=res.yaml)
+
+
+def test_a_resolution_past_the_largest_picture_is_refused_before_a_frame_is_read():
+    """lines' clips took their size unchecked: a resolution that makes a side past 16384 declared a clip that size,
+    refused only when a frame was made (mid-render, after the model had loaded). Now at the node, as control.*'s."""
+    from graph_engine.context import Context
+    from node_call import Nodes
+    from nodes.lines import nodes as line_nodes
+
+    def unread(a, b):
+        raise AssertionError("a frame was read")
+    with pytest.raises(NodeError, match="over 16384 a side: .* use 9830 or less"):
+        Nodes(line_nodes).xdog_lines(Context("x"), Clip(2, 24.0, 80, 48, unread), resolution=9840)

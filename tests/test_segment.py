@@ -519,3 +519,44 @@ def test_sam3_detect_with_points_imports_as_sam3_tracking():
     assert track.params == {"model": "sam3", "points": '[{"x":120,"y":80}]', "negative": '[{"x":4,"y":5}]'}
     notes = " ".join(res.report.entries["4"].notes)
     assert "SAM 3's tracker finds the object under them" in notes and "set prompt by hand" not in notes
+
+
+def test_a_frame_number_past_any_number_is_named_as_unreadable_points():
+    """x,y@inf (or @1e400, a box's @inf) raised OverflowError out of int(): validate said 'could not be checked
+    (OverflowError: cannot convert float infinity to integer)' and a run stopped on it bare."""
+    from graph_engine import NodeError
+    from nodes.mask.segment import parse_box, parse_points
+    for text in ("10,10@inf", "10,10@1e400"):
+        with pytest.raises(NodeError, match=f"points '{text}' is not a list of points"):
+            parse_points(text, "points")
+    with pytest.raises(NodeError, match="box '1,2,30,40@inf' is not a box"):
+        parse_box("1,2,30,40@inf")
+
+
+def test_a_kijai_click_on_no_frame_or_object_is_named_on_import():
+    """A received kijai workflow whose Sam2VideoSegmentationAddPoints says frame_index or object_index 1e999 (JSON's
+    infinity) stopped the import with OverflowError; frame_index -5 was written as points '5,5@-5', which the node
+    then refused. Both are now a line saying the clicks cannot be read, and the import goes on."""
+    from app.comfyui import import_data
+
+    def chain(frame, obj):
+        return {"1": {"class_type": "VHS_LoadVideo", "inputs": {"video": "shot.mp4"}},
+                "2": {"class_type": "DownloadAndLoadSAM2Model", "inputs": {
+                    "model": "sam2.1_hiera_small.safetensors", "segmentor": "video", "device": "cuda",
+                    "precision": "bf16"}},
+                "3": {"class_type": "Sam2VideoSegmentationAddPoints", "inputs": {
+                    "sam2_model": ["2", 0], "image": ["1", 0], "frame_index": frame, "object_index": obj,
+                    "coordinates_positive": '[{"x":5,"y":5}]'}},
+                "7": {"class_type": "Sam2VideoSegmentation", "inputs": {
+                    "sam2_model": ["3", 0], "inference_state": ["3", 1], "keep_model_loaded": True}}}
+    for frame, obj, said in ((0, float("inf"), "object_index inf"), (float("inf"), 0, "frame_index inf"),
+                             (-5, 0, "frame_index -5")):
+        res = import_data(chain(frame, obj))
+        (track,) = [n for n in res.graph.nodes.values() if n.type == "mask.track_points"]
+        assert "points" not in track.params
+        (line,) = [e for e in res.report.entries.values() if e.class_type == "Sam2VideoSegmentationAddPoints"]
+        assert any(f"its clicks cannot be read ({said}" in n for n in line.notes), line.notes
+    # The same in a PointsEditor's drawn boxes: a corner of 1e999 stopped the import with OverflowError.
+    from app.comfyui.mapping import Approx, points_editor_boxes
+    with pytest.raises(Approx, match="cannot be read; no box carried"):
+        points_editor_boxes('[{"startX": 1e999, "startY": 0, "endX": 5, "endY": 5}]')

@@ -63,6 +63,9 @@ def import_data(data: Any, *, name: str = "", origin: str = "", registry=None, l
         raise ComfyImportError(f"{where}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise ComfyImportError(f"{where}: damaged ComfyUI workflow ({type(e).__name__}: {e})") from None
+    except OverflowError as e:      # a widget of 1e999 (JSON's infinity) or an integer past a float, made int or float
+        raise ComfyImportError(f"{where}: damaged ComfyUI workflow (a number too large for any widget: "
+                               f"{type(e).__name__}: {e})") from None
     graph.name = name
     graph.description = f"Imported from ComfyUI ({origin})" if origin else "Imported from ComfyUI"
     return ImportResult(graph, report, kind, origin)

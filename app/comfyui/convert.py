@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -1107,6 +1108,11 @@ class Converter:
             "clicks": {}, "video": self.resolve(cn.inputs.get("image"))}
         frame, obj = (self.resolve(cn.inputs.get(k)) for k in ("frame_index", "object_index"))
         try:
+            for k, v in (("frame_index", frame), ("object_index", obj)):
+                # int() of a received workflow's 1e999 raised OverflowError; a frame below 0 made points the node
+                # refuses
+                if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    raise ValueError(f"{k} {v!r} is not a number of 0 or more")
             # The same object on the same frame again replaces its clicks there (add_new_points clears old points).
             state["clicks"] = {**state["clicks"], (int(obj), int(frame)): tuple(
                 [(x, y) for g in parse_points(self.resolve(cn.inputs.get(k)) or "", k) for x, y, _ in g]

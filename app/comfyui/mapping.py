@@ -429,7 +429,7 @@ def points_editor_boxes(v) -> str:
     keys = ("startX", "startY", "endX", "endY")
     try:
         drawn = [[int(b[k]) for k in keys] for b in json.loads(v or "[]") if all(b.get(k) is not None for k in keys)]
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, OverflowError):     # OverflowError: a corner of 1e999
         raise Approx("", f"its bboxes {str(v)[:60]!r} cannot be read; no box carried") from None
     boxes = [(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)) for x0, y0, x1, y1 in drawn]
     return " | ".join(",".join(str(c) for c in b) for b in boxes)

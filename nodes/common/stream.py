@@ -150,7 +150,7 @@ def measured_float(out, clip, fn, measures: Measures):
         c = out.chunk         # a chunk of out at a time: made as one, its measures are kept as one
         found = [v for s in range(a // c * c, b, c) for v in measured(max(a, s), min(b, s + c))]
         px = np.asarray(clip.linear(a, b), np.float32)
-        return np.stack([fn(px[k, ..., :3], found[k]) for k in range(b - a)])
+        return np.stack([fn(finite(px[k, ..., :3]), found[k]) for k in range(b - a)])
 
     return out.with_(linear=linear)
 
@@ -176,9 +176,25 @@ def levels_frames(out, clip, fn):
 
 
 def to_levels(px) -> np.ndarray:
-    """A deep plate's float pixels (Clip.linear) as levels: sRGB-coded x 255, past 255 above 1.0, colour only."""
+    """A deep plate's float pixels (Clip.linear) as levels: sRGB-coded x 255, past 255 above 1.0, colour only; a CG
+    render's NaN and infinite pixels as finite() makes them, frame by frame (a frame's levels are the same whichever
+    window it is read in)."""
     from nodes.common.color import linear_to_srgb_unclamped
-    return linear_to_srgb_unclamped(np.asarray(px, np.float32)[..., :3]) * np.float32(255)
+    px = np.asarray(px, np.float32)[..., :3]
+    if not np.isfinite(px).all():
+        px = finite(px) if px.ndim == 3 else np.stack([finite(f) for f in px])
+    return linear_to_srgb_unclamped(px) * np.float32(255)
+
+
+def finite(px: np.ndarray) -> np.ndarray:
+    """px with a CG render's NaN pixels black and its infinite ones the brightest (darkest) finite value of px. A
+    filter spreads them: one NaN pixel through stylize.kuwahara was a NaN hole 11 pixels wide in the EXR written,
+    and an infinite one spread over bwdif's 16 bits left every other pixel 0."""
+    seen = np.isfinite(px)
+    if seen.all():
+        return px
+    top, bottom = (float(px[seen].max()), float(px[seen].min())) if seen.any() else (0.0, 0.0)
+    return np.nan_to_num(px, nan=0.0, posinf=top, neginf=bottom)
 
 
 def from_levels(levels: np.ndarray) -> np.ndarray:

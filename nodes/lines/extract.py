@@ -232,10 +232,10 @@ def _padded(frames: np.ndarray, resolution: int, upscale):
 
 def line_clip(video, resolution: int, pictures: Callable[[np.ndarray], np.ndarray], per_frame: bool, ctx=None):
     """A lazy Clip of `pictures` over video's frames (a batch of frames at once, or one, `per_frame`), at the
-    detect size."""
+    detect size: one too large is refused here, before a frame is read, as control.*'s are."""
     from nodes.common.stream import Progress
-    from nodes.pose.geometry import detect_size
-    th, tw = detect_size(video.height, video.width, resolution)
+    from nodes.preprocess.pictures import picture_size
+    th, tw = picture_size(video.height, video.width, resolution)
     progress = Progress(ctx, video.length)
     step = 1 if per_frame else BATCH
 

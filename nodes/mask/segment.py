@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 from pathlib import Path
 from typing import Dict, Optional
@@ -378,7 +379,7 @@ def _frame_of(part: str):
     if not at:
         return text, 0
     frame = float(frame)
-    if frame != int(frame) or frame < 0:
+    if not math.isfinite(frame) or frame != int(frame) or frame < 0:     # int() of @inf raised OverflowError
         raise ValueError
     return text, int(frame)
 

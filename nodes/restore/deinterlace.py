@@ -125,17 +125,12 @@ def bwdif_levels(levels: np.ndarray, tff: bool, per_field: bool) -> np.ndarray:
     16 bits at most and no floats, so each frame's three (itself and its neighbours, all its pictures depend on) are
     spread over the 16-bit codes from their own darkest to their brightest (at least 0..255: 257 codes a level),
     and the pictures brought back to levels. Made from its own three alone, a frame is the same in any window."""
+    from nodes.common.stream import finite
     n, per = len(levels), 2 if per_field else 1
     out = np.empty((n * per,) + levels.shape[1:], np.float32)
     for k in range(n):
         a, b = max(0, k - 1), min(n, k + 2)
-        near = np.asarray(levels[a:b], np.float32)
-        seen = np.isfinite(near)
-        if not seen.all():
-            # A CG render's NaN or infinite pixels: infinity spread over the codes left every other pixel at 0.
-            # NaN is black, infinity the brightest (darkest) finite light of the three.
-            top, bottom = (float(near[seen].max()), float(near[seen].min())) if seen.any() else (0.0, 0.0)
-            near = np.nan_to_num(near, nan=0.0, posinf=top, neginf=bottom)
+        near = finite(np.asarray(levels[a:b], np.float32))
         lo = min(0.0, float(near.min()))
         step = max(255.0, float(near.max()) - lo) / 65535.0
         codes = np.clip(np.round((near - lo) / step), 0, 65535).astype(np.uint16)
