@@ -39,15 +39,22 @@ def _drop(win, path):
     QApplication.sendEvent(vp, QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
 
 
-def test_dropping_a_comfyui_json_imports_it_and_shows_the_report(win):
+def test_dropping_a_comfyui_json_imports_it_and_shows_the_report(win, tmp_path, monkeypatch):
+    # An artist's models folder with svd_xt.safetensors: the report said only 'mapped exactly' of the workflow's
+    # svd.safetensors, which the run would not find; it names it, with the close name the folder holds.
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "models" / "checkpoints" / "svd_xt.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
     _drop(win, DATA / "svd_i2v.json")
     g = win.doc.graph
     assert {n.type for n in g.nodes.values()} >= {"generate.sample", "guide.linear_cfg", "condition.frames"}
     assert g.ui["k_sampler_3"]["pos"] == [868, 376]
     assert win.doc.path is None and win.doc.origin == (DATA / "svd_i2v.json").resolve()
     dlg = win._comfyui_report
-    assert dlg.isVisible() and "SVD_img2vid_Conditioning #12" in dlg.findChild(
-        __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+    text = dlg.findChild(__import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+    assert dlg.isVisible() and "SVD_img2vid_Conditioning #12" in text
+    assert ("note: node image_only_checkpoint_loader_15: path: 'svd.safetensors' is not in the model folders" in text
+            and "close names there: svd_xt.safetensors" in text), text
 
 
 def test_unmapped_nodes_are_red_placeholders(win, tmp_path):

@@ -642,6 +642,10 @@ def test_18_file_menu_opens_the_examples_by_name(make_window, qtbot):
     w.examples_menu.aboutToShow.emit()
     acts = {a.text(): a for a in w.examples_menu.actions()}
     assert "Text to video with kinograph-mini  (mini_text_to_video.yaml)" in acts, list(acts)
+    # Which ones need model files, and which: someone with none found out at the loader.
+    wan = acts["Wan text-to-video from ComfyUI's model files  (wan_comfyui_files.yaml, needs model files)"]
+    assert wan.toolTip().startswith("needs wan2.1_t2v_1.3B_fp16.safetensors, umt5_xxl_fp8_e4m3fn_scaled.safetensors, "
+                                    "wan_2.1_vae.safetensors in your model folders")
     acts["Kinograph showcase  (default.yaml)"].trigger()
     assert w.doc.path == REPO / "examples" / "default.yaml" and len(w.doc.graph.nodes) == 12
 

@@ -759,7 +759,8 @@ def test_an_artists_comfyui_folder_is_named_to_info_and_validate_names_its_close
     arguments') and its help said nothing of how to point it at one; with no models it said only 'see README'.
     Naming ComfyUI/models/checkpoints itself called its files 'in the model folder itself' and said to move them
     (out of the ComfyUI install they are in). validate, given a workflow's svd.safetensors beside the folder's
-    svd_xt.safetensors, named no close name (the run did; and compared with '.safetensors' on, every file was)."""
+    svd_xt.safetensors, named no close name (the run did; and compared with '.safetensors' on, every file was);
+    importing ComfyUI's SVD workflow said 'mapped exactly' and nothing of the file it names not being there."""
     from app.cli import main
     monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
     monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
@@ -784,6 +785,12 @@ def test_an_artists_comfyui_folder_is_named_to_info_and_validate_names_its_close
     err = capsys.readouterr().err
     assert (f"nor beside the workflow ({ROOT / 'examples' / 'models' / 'svd.safetensors'}); close names there: "
             "svd_xt.safetensors (set path to one); put it into") in err
+    # ComfyUI's own SVD workflow names svd.safetensors: the import says so, where it said only 'mapped exactly'.
+    assert main(["import", str(ROOT / "tests" / "data" / "comfyui" / "svd_i2v.json"), "-o", str(tmp_path / "svd.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert ("model files it names that your model folders do not hold" in err
+            and "path: 'svd.safetensors' is not in the model folders" in err
+            and "close names there: svd_xt.safetensors" in err), err
 
 
 def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, monkeypatch, capsys):

@@ -20,6 +20,15 @@ def open_comfyui(path, registry, bypass_unmapped: bool = False) -> Optional[Tupl
         return None
     result = import_workflow(p, registry=registry, bypass_unmapped=bypass_unmapped)
     doc = Document.from_text(result.yaml, None, registry)
+    if not result.report.blocking:
+        from graph_engine.api import load_workflow
+        from graph_engine.errors import WorkflowError
+        from app.comfyui.cli import missing_models
+        try:
+            missing = missing_models(load_workflow(text=result.yaml), p.resolve().parent)
+        except WorkflowError:       # the canvas shows what does not validate yet
+            missing = []
+        result.report.remarks += missing
     doc.origin = p.resolve()                 # unsaved: Save asks where, the ComfyUI file is never overwritten
     _unstack(doc)
     return doc, result.report

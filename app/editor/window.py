@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self.examples_menu = f.addMenu("Open E&xample")
         self.examples_menu.aboutToShow.connect(self._fill_examples)
+        self.examples_menu.setToolTipsVisible(True)
         self._act(f, "&Save", self.save, "Ctrl+S")
         self._act(f, "Save &As…", self.save_as, "Ctrl+Shift+S")
         self.versions_menu = f.addMenu("Restore Saved &Version")
@@ -495,8 +496,12 @@ class MainWindow(QMainWindow):
         # Someone new faced an empty canvas and a file dialog: the examples were in a folder of the
         # source tree they had to know about.
         self.examples_menu.clear()
-        for path, name in example_workflows():
-            self.examples_menu.addAction(f"{name}  ({path.name})", lambda p=path: self.open_path(str(p)))
+        for path, name, models in example_workflows(registry=self.doc.registry):
+            # Someone with no models opened a Wan example beside the kinograph-mini ones, and learnt at the loader.
+            a = self.examples_menu.addAction(f"{name}  ({path.name}{', needs model files' if models else ''})",
+                                             lambda p=path: self.open_path(str(p)))
+            a.setToolTip(f"needs {', '.join(models)} in your model folders (`kinograph info` lists what they hold)"
+                         if models else "runs on the bundled kinograph-mini or no model: nothing to download")
         if self.examples_menu.isEmpty():
             self.examples_menu.addAction("(no examples folder beside this Kinograph)").setEnabled(False)
 
@@ -1291,8 +1296,9 @@ class MainWindow(QMainWindow):
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def example_workflows(folder: Path = EXAMPLES) -> List[tuple]:
-    """(path, name) of the example workflows, by file name; the name is the workflow's own `name:`."""
+def example_workflows(folder: Path = EXAMPLES, registry=None) -> List[tuple]:
+    """(path, name, models) of the example workflows, by file name; the name is the workflow's own `name:`,
+    `models` the model files its nodes name (with a `registry`; none: it needs nothing downloaded)."""
     import yaml
     found = []
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
@@ -1301,8 +1307,21 @@ def example_workflows(folder: Path = EXAMPLES) -> List[tuple]:
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
         if isinstance(data, dict) and isinstance(data.get("nodes"), dict):
-            found.append((path, str(data.get("name") or path.stem)))
+            found.append((path, str(data.get("name") or path.stem), _model_files(data["nodes"], registry)))
     return found
+
+
+def _model_files(nodes: dict, registry) -> List[str]:
+    """The values of the model-file parameters (those looked up in the model folders) that `nodes` set."""
+    out = []
+    for node in nodes.values():
+        spec = registry.get(node.get("type")) if registry is not None and isinstance(node, dict) else None
+        params = node.get("params") if spec is not None else None
+        for name, value in (params.items() if isinstance(params, dict) else ()):
+            p = spec.params.get(name)
+            if p is not None and p.locate is not None and isinstance(value, str) and value and value not in out:
+                out.append(value)
+    return out
 
 
 def loader_for(path) -> Optional[str]:
