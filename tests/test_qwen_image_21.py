@@ -103,6 +103,7 @@ def test_qwen_image_21_edits_as_the_pipeline(qwen21, monkeypatch):
     size 80 (the pipeline's output_resolution): the latent is the pipeline's, and apart from the same prompt's without
     the pictures by far more; ComfyUI's Qwen3-VL file reads them too. What 2.1 cannot read is named: a picture Qwen3-VL's processor would resize (too small for it), one
     too narrow for a 32-pixel slot, a negative without the pictures, condition.reference on a plain prompt."""
+    from dataclasses import replace
     from diffusers import QwenImage21Pipeline
     from PIL import Image
     from graph_engine import NodeError
@@ -155,6 +156,8 @@ def test_qwen_image_21_edits_as_the_pipeline(qwen21, monkeypatch):
     with pytest.raises(NodeError, match=r"picture to edit \(image2, 600x20\) would be .*too narrow"):
         encode_edit(te, vae, "make it red", [pictures[0], _picture(3, 600, 20)], size=80)
     plain = encode_prompt(te, NEGATIVE)
+    # a prompt combined with an edit's (condition.combine) keeps its own text's slots: none, so it is refused below
+    assert "image_slots" not in replace(pos, parts=(plain,)).entries()[1].extra
     with pytest.raises(NodeError, match="different reference pictures"):
         sample(pos, plain)
     with pytest.raises(NodeError, match="has 0 image slots for pictures of 4.*encode.qwen_edit"):
