@@ -38,6 +38,7 @@ def _reference(folder, negative=None, cfg=1.0, steps=2, seed=7):
 def _close(want, got):
     err = float((want - got).abs().max() / want.abs().max())
     assert err < 1e-4, err
+    return err
 
 
 def test_qwen_image_21_folder_runs_as_the_pipeline(qwen21, tmp_path, monkeypatch):
@@ -90,6 +91,77 @@ nodes:
     assert np.abs(matte.astype(int) - straight[..., 3:]).max() <= 1
     assert np.abs(clip.to_array()[0].astype(int) - premultiplied(straight[..., :3], matte)).max() <= 1
     assert len(np.unique(matte)) > 1          # random weights: alpha varies, so the matte is the decoded one
+
+
+def _picture(seed, w, h):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_qwen_image_21_edits_as_the_pipeline(qwen21, monkeypatch):
+    """Qwen-Image 2.1's picture edits (QwenImage21Pipeline's image=) were refused by encode.qwen_edit ("Kinograph
+    does not run that yet"). Two pictures, the prompt and a negative (each with the pictures, true CFG 3), read at
+    size 80 (the pipeline's output_resolution): the latent is the pipeline's, and apart from the same prompt's without
+    the pictures by far more; ComfyUI's Qwen3-VL file reads them too. What 2.1 cannot read is named: a picture Qwen3-VL's processor would resize (too small for it), one
+    too narrow for a 32-pixel slot, a negative without the pictures, condition.reference on a plain prompt."""
+    from dataclasses import replace
+    from diffusers import QwenImage21Pipeline
+    from PIL import Image
+    from graph_engine import NodeError
+    from nodes.generate.adapters.qwenimage21 import processor
+    from nodes.generate.latent import Latent
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.qwen_edit import encode_edit
+    from nodes.generate.reference import add_reference
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    folder = qwen21 / "Qwen-Image-2.1"
+    pictures = [_picture(1, 64, 64), _picture(2, 128, 60)]      # read at 64x64 and 128x64
+    ref = QwenImage21Pipeline.from_pretrained(str(folder), local_files_only=True,
+                                              processor=processor(folder / "processor"))
+    packed = ref("make it red", image=[Image.fromarray(p) for p in pictures], negative_prompt=NEGATIVE,
+                 true_cfg_scale=3.0, width=W, height=H, num_inference_steps=2, output_resolution=80,
+                 generator=torch.Generator().manual_seed(7), output_type="latent").images
+    want = ref._unpack_latents(packed, H, W, ref.vae_scale_factor)[:, :, 0]
+    mm = ModelManager()
+    model = mm.load("qwenimage21", str(folder))
+    parts = mm.components(model)
+    te, vae = parts["text_encoder"], parts["vae"]
+    pos = encode_edit(te, vae, "make it red", pictures, size=80)
+    neg = encode_edit(te, vae, NEGATIVE, pictures, size=80)
+
+    def sample(p, n):
+        return run_sampling(model, p, n, empty_latent(vae, 1, W, H, 8.0), steps=2, cfg=1.0 if n is None else 3.0,
+                            sampler="euler", seed=7).samples[:, :, 0]
+    got = sample(pos, neg)
+    err = _close(want, got)
+    apart = float((got - _reference(folder, NEGATIVE, 3.0)[0]).abs().max() / want.abs().max())
+    assert apart > 100 * max(err, 1e-6), (apart, err)
+    # ComfyUI's Qwen3-VL file reads them as the folder's encoder does with the file's image processor (its vision
+    # tokens' ids were left at the released model's, not its tokenizer's: "Image features and image tokens do not
+    # match")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(qwen21 / "models"))
+    te_file = load_text_encoder(mm, "qwen3vl_tiny_bf16.safetensors", "", "qwen_image", "cpu")
+    cond = encode_edit(te_file, vae, "make it red", pictures[:1], size=80)
+    seen = [Image.fromarray(pictures[0]).resize((64, 64), Image.LANCZOS)]
+    with torch.no_grad():
+        embeds, _, slots = QwenImage21Pipeline(**dict(ref.components, processor=te_file.pipe.processor)).encode_prompt(
+            ["make it red"], image=seen)
+    assert torch.equal(cond.extra["image_slots"], slots) and int(slots.sum()) == 4
+    _close(embeds, cond.embeds)
+    with pytest.raises(NodeError, match=r"would be 32x32 at this size, but this Qwen3-VL reads pictures of 3136 to "
+                                        r"1003520 pixels.*set size between 56 and"):
+        encode_edit(te, vae, "make it red", pictures[:1], size=32)
+    with pytest.raises(NodeError, match=r"picture to edit \(image2, 600x20\) would be .*too narrow"):
+        encode_edit(te, vae, "make it red", [pictures[0], _picture(3, 600, 20)], size=80)
+    plain = encode_prompt(te, NEGATIVE)
+    # a prompt combined with an edit's (condition.combine) keeps its own text's slots: none, so it is refused below
+    assert "image_slots" not in replace(pos, parts=(plain,)).entries()[1].extra
+    with pytest.raises(NodeError, match="different reference pictures"):
+        sample(pos, plain)
+    with pytest.raises(NodeError, match="has 0 image slots for pictures of 4.*encode.qwen_edit"):
+        sample(add_reference(plain, Latent(torch.zeros(1, 64, 1, 4, 4), "qwenimage21", 1, 1.0, 64, 64)), None)
 
 
 def test_qwen_image_21_vae_encodes_a_picture_as_the_pipeline(qwen21):
@@ -220,11 +292,10 @@ nodes:
     mm = ModelManager()
     with pytest.raises(NodeError, match=r"^diffusion_pytorch_model.safetensors: Qwen-Image 2.1's VAE\. .*load\.model"):
         load_vae(mm, str(folder / "vae" / "diffusion_pytorch_model.safetensors"), "cpu")
-    # 2.1's picture-conditioned edits are named, not read as a Qwen-Image-Edit's ("is qwenimage21's: load
-    # qwen_2.5_vl_7b_fp8_scaled" before)
+    # 2.1's picture edits are read as 2.1's, not as a Qwen-Image-Edit's ("is qwenimage21's: load
+    # qwen_2.5_vl_7b_fp8_scaled" before); without the VAE they cannot be
     te = mm.components(mm.load("qwenimage21", str(folder)))["text_encoder"]
-    with pytest.raises(NodeError, match="Qwen-Image 2.1's text encoder.*QwenImage21Pipeline with image=.*"
-                                        "TextEncodeQwenImage21"):
+    with pytest.raises(NodeError, match="Qwen-Image 2.1 reads each picture to edit as its latent.*connect the VAE"):
         encode_edit(te, None, "make it red", [np.zeros((32, 32, 3), np.uint8)])
 
 

@@ -99,8 +99,9 @@ class Conditioning:
         if not self.parts:
             return (self,)
         head = replace(self, parts=())
-        # A region's mask and a Redux attention bias (sized to its own prompt) belong to their entry alone.
-        shared = {k: v for k, v in self.extra.items() if k not in ("region_mask", "attention_bias")}
+        # A region's mask, a Redux attention bias and Qwen-Image 2.1's image slots (sized to its own prompt) belong to
+        # their entry alone.
+        shared = {k: v for k, v in self.extra.items() if k not in ("region_mask", "attention_bias", "image_slots")}
         return (head,) + tuple(p.with_extra(**{k: v for k, v in shared.items() if k not in p.extra})
                                for p in self.parts)
 

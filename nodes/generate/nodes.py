@@ -271,15 +271,20 @@ def encode_qwen_edit(ctx, text_encoder: TEXT_ENCODER, image: IMAGE,
                      text: str = Param("", help="what to change"),
                      template: str = Param("plus", choices=("edit", "plus"),
                                            help="edit: Qwen-Image-Edit's, one picture; plus: Qwen-Image-Edit-2509's "
-                                                "and later, up to three (\"Picture 1: ...\")")) -> CONDITIONING:
-    """Tell Qwen-Image-Edit what to change in a keyframe: Qwen2.5-VL reads the prompt and sees the pictures, and
-    (with a VAE) each picture's latent rides in the conditioning for the transformer to read beside the noise
-    (ComfyUI's TextEncodeQwenImageEdit / TextEncodeQwenImageEditPlus). The pictures are resized to about a
-    megapixel, multiples of 32, as diffusers' pipelines resize them; sample a latent of the size to make (the
-    picture's vae.encode, at denoise 1). Give the negative prompt its own encode.qwen_edit with the same pictures."""
+                                                "and later, up to three (\"Picture 1: ...\")"),
+                     size: int = Param(1024, min=32, max=4096,
+                                       help="Qwen-Image 2.1: each picture is read at about size x size pixels "
+                                            "(QwenImage21Pipeline's output_resolution)")) -> CONDITIONING:
+    """Tell Qwen-Image-Edit (or Qwen-Image 2.1) what to change in a keyframe: Qwen2.5-VL (2.1: Qwen3-VL) reads the
+    prompt and sees the pictures, and (with a VAE) each picture's latent rides in the conditioning for the
+    transformer to read beside the noise (ComfyUI's TextEncodeQwenImageEdit / TextEncodeQwenImageEditPlus;
+    diffusers' QwenImage21Pipeline with image=). The pictures are resized to about a megapixel, multiples of 32, as
+    diffusers' pipelines resize them; sample a latent of the size to make (the picture's vae.encode, at denoise 1).
+    Give the negative prompt its own encode.qwen_edit with the same pictures. Qwen-Image 2.1 needs the VAE (its
+    latents fill the places Qwen3-VL saw the pictures) and ignores template."""
     from nodes.generate.qwen_edit import encode_edit
     pictures = [p for p in (image, image2, image3) if p is not None]
-    return encode_edit(text_encoder, vae, text, pictures, template, ctx.log)
+    return encode_edit(text_encoder, vae, text, pictures, template, ctx.log, size)
 
 
 @node("encode.image", title="Encode Image (CLIP vision)", category="Conditioning")

@@ -82,9 +82,10 @@ def prompt_embeds(pipe, prompt: str, pictures: Sequence, template: str, device) 
 
 
 def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], template: str = "plus",
-                log: Callable[[str], None] = lambda m: None) -> Conditioning:
+                log: Callable[[str], None] = lambda m: None, size: int = 1024) -> Conditioning:
     """The prompt and pictures (uint8 H x W x 3) as Qwen-Image-Edit's conditioning: the text encoder's reading of
-    both, and (with a VAE) each picture's latent as a reference, placed by index."""
+    both, and (with a VAE) each picture's latent as a reference, placed by index. Qwen-Image 2.1's text encoder
+    reads them as QwenImage21Pipeline does (qwen21_edit.py), each picture at about size x size pixels."""
     from nodes.generate.reference import add_reference
     from nodes.generate.text import _device
     from nodes.generate.vae_ops import encode_pixels, pixels_of
@@ -93,11 +94,8 @@ def encode_edit(text_encoder, vae, prompt: str, pictures: List[np.ndarray], temp
         raise NodeError(f"template={template!r}: choose edit (Qwen-Image-Edit) or plus (Qwen-Image-Edit-2509 and "
                         "later)")
     if getattr(text_encoder, "family", None) == "qwenimage21":
-        raise NodeError("this is Qwen-Image 2.1's text encoder (Qwen3-VL). Qwen-Image 2.1 edits with the same model: "
-                        "its Qwen3-VL reads the pictures and their latents go before the picture being made "
-                        "(diffusers' QwenImage21Pipeline with image=, ComfyUI's TextEncodeQwenImage21 with images). "
-                        "Kinograph does not run that yet; it runs Qwen-Image 2.1 text-to-image (encode.text) and "
-                        "img2img (vae.encode). For instruction edits use Qwen-Image-Edit-2509 or -2511 here")
+        from nodes.generate.qwen21_edit import encode_edit21
+        return encode_edit21(text_encoder, vae, prompt, pictures, size, log)
     if text_encoder is None or text_encoder.family != "qwenimage":
         fam = getattr(text_encoder, "family", None)
         raise NodeError(f"encode.qwen_edit reads the prompt with Qwen2.5-VL; this text encoder is {fam}'s: load "

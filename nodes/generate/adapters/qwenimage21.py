@@ -17,15 +17,16 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.adapters.base import frames_from_batch, frames_in_batch
+from nodes.generate.adapters.base import frames_from_batch, frames_in_batch, masked_text
 from nodes.generate.adapters.flux import size_shift
 from nodes.generate.adapters.qwenimage import QwenImageAdapter
+from nodes.generate.reference import reference_rows
 
 
 class QwenImage21Adapter(QwenImageAdapter):
     family = "qwenimage21"
     single_file = False
-    reads_references = False
+    reads_references = True           # the pictures to edit (qwen21_edit.py), with their slots in the prompt
 
     def load(self, path, dtype, device: str, **opts):
         """The folder's Qwen3VLProcessor built from its tokenizer, image processor and chat template: transformers
@@ -59,24 +60,48 @@ class QwenImage21Adapter(QwenImageAdapter):
         sch.set_timesteps(sigmas=sigmas, **kw)
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
 
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        """The text states (masked_text) with each row's image slots, and the pictures' latents (references)."""
+        out = masked_text(conds, frames, batch, device, dtype)
+        refs, _ = reference_rows(conds, frames, batch)
+        length, rows = out["mask"].shape[1], out["mask"].shape[0] // len(conds)
+        need = sum(r.shape[-2] * r.shape[-1] // 4 for r in refs)
+        slots = []
+        for c in conds:
+            s = c.extra.get("image_slots", torch.zeros(1, 0, dtype=torch.bool)).bool()
+            if int(s.sum()) != need:
+                raise NodeError("Qwen-Image 2.1 reads a picture only where its text encoder saw it, and this prompt "
+                                f"has {int(s.sum())} image slots for pictures of {need}: give the pictures to "
+                                "encode.qwen_edit (positive and negative alike, with the VAE), not condition.reference")
+            slots += [torch.cat([s, s.new_zeros(1, length - s.shape[1])], 1)] * rows
+        if refs:
+            out.update(references=[r.to(device, dtype) for r in refs], image_slots=torch.cat(slots).to(device))
+        return out
+
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n, c, f, h, w = x_in.shape
         if h % 2 or w % 2:
             raise NodeError(f"Qwen-Image 2.1 reads the latent 2x2 pixels to an image slot; {w}x{h} latent pixels do "
                             "not divide into them: make width and height multiples of 32")
-        tokens = frames_in_batch(x_in).flatten(2).transpose(1, 2).to(model.dtype)
+        own = frames_in_batch(x_in).flatten(2).transpose(1, 2)
+        refs = inputs.get("references", ())
+        # the pictures to edit first, in raster order, then the picture being made (QwenImage21Pipeline's order)
+        tokens = torch.cat([r.flatten(2).transpose(1, 2).to(own) for r in refs] + [own], 1).to(model.dtype)
+        shapes = [(1, r.shape[-2], r.shape[-1]) for r in refs] + [(1, h, w)]
         text, lengths = inputs["encoder_hidden_states"], inputs["mask"].sum(1)
-        out = torch.empty_like(tokens)
+        slots = inputs.get("image_slots", torch.zeros(text.shape[:2], dtype=torch.bool, device=text.device))
+        out = torch.empty_like(own, dtype=tokens.dtype)
         # Each prompt at its own length, as QwenImage21Pipeline encodes and runs each: the picture's rotary positions
         # follow the prompt's tokens, so padding a shorter prompt (a negative) to a longer one's would move them.
+        # Rows of one length share their slots (the pictures come before the prompt in the template).
         for length in lengths.unique().tolist():
             rows = (lengths == length).nonzero()[:, 0]
-            img_mask = torch.cat([torch.zeros(len(rows), length, dtype=torch.bool),
-                                  torch.ones(len(rows), h * w // 4, dtype=torch.bool)], 1).to(text.device)
+            img_mask = torch.cat([slots[rows, :length],
+                                  torch.ones(len(rows), h * w // 4, dtype=torch.bool, device=slots.device)], 1)
             out[rows] = model(hidden_states=tokens[rows], timestep=(t.float() / 1000).to(tokens.device).expand(len(rows)),
-                              encoder_hidden_states=text[rows, :length], img_mask=img_mask,
-                              img_shapes=[[(1, h, w)]] * len(rows), return_dict=False)[0][:, -h * w:]
+                              encoder_hidden_states=text[rows, :length], img_mask=img_mask.to(text.device),
+                              img_shapes=[shapes] * len(rows), return_dict=False)[0][:, -h * w:]
         return frames_from_batch(out.transpose(1, 2).reshape(n * f, c, h, w), n)
 
     # -- VAE: RGBA, one frame at a time (QwenImageAdapter's) ---------------------------------

@@ -107,8 +107,9 @@ VISION_TOKENS = {"image_token_id": "<|image_pad|>", "video_token_id": "<|video_p
 
 def link_vision_tokens(text_encoder, tokenizer) -> None:
     """Tell a Qwen2.5-VL built from a file the ids its tokenizer gives the vision tokens (the file holds none):
-    the model finds where a picture's tokens go, and their rotary positions, by them."""
-    if not hasattr(text_encoder, "visual"):
+    the model finds where a picture's tokens go, and their rotary positions, by them. (Qwen3-VL holds its vision
+    tower under .model only.)"""
+    if not (hasattr(text_encoder, "visual") or hasattr(getattr(text_encoder, "model", None), "visual")):
         return
     vocab = tokenizer.get_vocab()
     for attr, token in VISION_TOKENS.items():
