@@ -527,3 +527,18 @@ def test_controlnet_units_steer_the_loop(tmp_path, monkeypatch, capsys):
     out = tmp_path / "shot.yaml"
     assert main(["import", str(settings_file(tmp_path, **dict(cn, cn_1_vid_path="dance.mp4"))), "-o", str(out)]) == 3
     assert main(["validate", str(out)]) == 0, capsys.readouterr()
+
+
+def test_a1111_options_deforum_passes_on_are_named_when_left_out(tmp_path):
+    """tiling, restore_faces, seed_resize_from_w/h and motion_preview_mode changed Deforum's frames and were left
+    out without a word; each on is a NOT MAPPED line, each off is silent."""
+    on = dict(tiling=True, restore_faces=True, seed_resize_from_w=768, seed_resize_from_h=0, motion_preview_mode=True)
+    text = imported(settings_file(tmp_path, **on)).report.text()
+    for line in ("NOT MAPPED             tiling: seamless tiling (A1111's Tiling) has no Kinograph equivalent",
+                 "NOT MAPPED             restore_faces: faces are not restored",
+                 "NOT MAPPED             seed_resize_from_w: A1111's 'resize seed from' is not imported",
+                 "NOT MAPPED             motion_preview_mode: Deforum's motion preview"):
+        assert line in text, text
+    assert "seed_resize_from_h" not in text
+    text = imported(settings_file(tmp_path, tiling=False, restore_faces=False, motion_preview_mode=False)).report.text()
+    assert "tiling" not in text and "restore_faces" not in text and "motion_preview" not in text

@@ -112,6 +112,16 @@ OPTIONAL = {
                                      "frame interpolation is not added: put interpolate.rife (with RIFE weights) "
                                      "or interpolate.flow between decode and save"),
     "use_looper": (bool, "guided images (the looper) are not imported"),
+    # A1111's own options, which Deforum passes on to every frame
+    "tiling": (bool, "seamless tiling (A1111's Tiling) has no Kinograph equivalent: the frames do not tile"),
+    "restore_faces": (bool, "faces are not restored (A1111's GFPGAN / CodeFormer): Kinograph has no face-restoration "
+                      "node"),
+    "seed_resize_from_w": (lambda v: v not in (0, -1, None, "", "0"), "A1111's 'resize seed from' is not imported: "
+                           "the noise is drawn at the picture's own size"),
+    "seed_resize_from_h": (lambda v: v not in (0, -1, None, "", "0"), "A1111's 'resize seed from' is not imported: "
+                           "the noise is drawn at the picture's own size"),
+    "motion_preview_mode": (bool, "Deforum's motion preview (the camera move without diffusion) is not imported: "
+                            "every frame is diffused"),
 }
 
 
