@@ -542,3 +542,22 @@ def test_a1111_options_deforum_passes_on_are_named_when_left_out(tmp_path):
     assert "seed_resize_from_h" not in text
     text = imported(settings_file(tmp_path, tiling=False, restore_faces=False, motion_preview_mode=False)).report.text()
     assert "tiling" not in text and "restore_faces" not in text and "motion_preview" not in text
+
+
+def test_a_cadence_above_16_is_kept(tmp_path, monkeypatch, capsys):
+    """Deforum's cadence slider goes to 50: a cadence of 20 became 16 while the report said 'one frame in 16 ...
+    mapped exactly'. The loop takes up to 200 (it holds two pictures whatever the cadence); beyond, it says so."""
+    from app.cli import main
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(settings_file(tmp_path, diffusion_cadence=20)), "-o", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0, capsys.readouterr()
+    r = imported(settings_file(tmp_path, diffusion_cadence=20))
+    assert params(r, "loop")["cadence"] == 20 and "diffusion_cadence -> loop.cadence: one frame in 20" in r.report.text()
+    r = imported(settings_file(tmp_path, diffusion_cadence=500, max_frames=1000))
+    assert params(r, "loop")["cadence"] == 200
+    assert ("mapped approximately   diffusion_cadence -> loop.cadence: 500 is more than the loop takes: one frame in "
+            "200") in r.report.text()

@@ -513,7 +513,7 @@ class Builder:
         if image is not None:
             self.link(*image, "loop", "image")
         if self.n_cadence > 1:
-            self.entry("diffusion_cadence", EXACT, ["loop.cadence"],
+            self.entry("diffusion_cadence", APPROX if self.cadence_note else EXACT, ["loop.cadence"], self.cadence_note,
                        f"one frame in {self.n_cadence} is diffused; the frames between are the diffused frames "
                        f"around them moved on and crossfaded, as Deforum's cadence makes them")
         self.finish("loop", 1680)
@@ -688,7 +688,9 @@ class Builder:
             raise DeforumSettingError(f"diffusion_cadence: expected a whole number, got {c!r}") from None
         if n < 1:
             raise DeforumSettingError(f"diffusion_cadence: {n}; 1 diffuses every frame, 2 one in two, ...")
-        return min(n, 16, self.frames)
+        from nodes.generate.feedback import MAX_CADENCE
+        self.cadence_note = f"{n} is more than the loop takes: one frame in {MAX_CADENCE}" if n > MAX_CADENCE else ""
+        return min(n, MAX_CADENCE, self.frames)
 
     def camera(self) -> None:
         p: Dict[str, Any] = {"frames": self.frames, "width": self.w, "height": self.h, "schedules": "per_frame"}

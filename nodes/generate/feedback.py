@@ -28,6 +28,8 @@ import numpy as np
 from graph_engine import NodeError
 
 SEED_BEHAVIOURS = ("iter", "fixed", "schedule")
+# Deforum's own cadence slider goes to 50, its forks' to 200; the loop holds two pictures whatever the cadence
+MAX_CADENCE = 200
 COHERENCE = ("none", "rgb", "hsv", "lab")
 NOISE_TYPES = ("white", "perlin")
 Picture = np.ndarray

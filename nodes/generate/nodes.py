@@ -7,6 +7,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
 from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_MODES
+from nodes.generate.feedback import MAX_CADENCE
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
@@ -552,7 +553,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                                          help="iter: one more for every diffused frame; fixed: the same noise "
                                               "every frame; schedule: seed_schedule's value at the frame"),
              seed_schedule: float = Param(0.0, kind="schedule", help="the seed per frame (seed_behaviour schedule)"),
-             cadence: int = Param(1, min=1, max=16, help="diffuse one frame in this many; the ones between are "
+             cadence: int = Param(1, min=1, max=MAX_CADENCE, help="diffuse one frame in this many; the ones between are "
                                                          "the diffused frames moved on and crossfaded"),
              color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
                                           help="match each moved frame's histograms to frame 0's before it is "
