@@ -52,7 +52,7 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert r.graph.nodes["loop"].type == "generate.feedback"
     assert loop == {"width": 512, "height": 512, "denoise": 0.35, "cfg": 7.0, "steps": 25, "sampler": "euler_ancestral",
                     "seed": 2738123946, "seed_behaviour": "iter", "cadence": 2, "color_coherence": "lab",
-                    "border": "replicate", "fps": 15.0, "noise": 0.065, "noise_type": "perlin", "sharpen": 0.1,
+                    "color_coherence_after": True, "border": "replicate", "fps": 15.0, "noise": 0.065, "noise_type": "perlin", "sharpen": 0.1,
                     "noise_multiplier": 1.05}
     assert {(link.src, link.src_port, link.dst_port) for link in g.links_to("loop")} == {
         ("model", "model", "model"), ("model", "vae", "vae"), ("prompt", "positive", "positive"),
@@ -561,3 +561,16 @@ def test_a_cadence_above_16_is_kept(tmp_path, monkeypatch, capsys):
     assert params(r, "loop")["cadence"] == 200
     assert ("mapped approximately   diffusion_cadence -> loop.cadence: 500 is more than the loop takes: one frame in "
             "200") in r.report.text()
+
+
+def test_colour_coherence_follows_legacy_colormatch():
+    """Deforum matches each diffused frame to frame 0 again after it is diffused unless legacy_colormatch is on (a file
+    without the key is legacy, as Deforum reads it); the loop did the legacy matching for both."""
+    from app.deforum import import_data
+    for legacy, after in ((False, True), (True, False), (None, False)):
+        s = dict(BASE, legacy_colormatch=legacy)
+        if legacy is None:
+            del s["legacy_colormatch"]
+        r = import_data(s)
+        assert r.graph.nodes["loop"].params.get("color_coherence_after", False) is after, legacy
+        assert ("and each diffused frame's after (legacy_colormatch off)" in r.report.text()) is after

@@ -487,6 +487,8 @@ class Builder:
             p["scheduler"] = self.scheduler
         if self.seed_schedule is not None:
             p["seed_schedule"] = self.seed_schedule
+        if self.coherence_after:
+            p["color_coherence_after"] = True
         p.update(self.noise_and_contrast())
         p.update(self.anti_blur())
         p.update(self.noise_multiplier())
@@ -660,9 +662,14 @@ class Builder:
         coherence = str(self.get("color_coherence", "None"))
         space = {"match frame 0 rgb": "rgb", "rgb": "rgb", "match frame 0 lab": "lab", "lab": "lab",
                  "match frame 0 hsv": "hsv", "hsv": "hsv"}.get(coherence.lower())
+        # Deforum reads a file without legacy_colormatch (saved before it existed) as legacy, as it was made
+        self.coherence_after = bool(space) and not _is_on(bool, self.get("legacy_colormatch", True))
         if space:
-            self.entry("color_coherence", EXACT, ["loop.color_coherence"],
-                       f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused")
+            self.entry("color_coherence" + (", legacy_colormatch" if "legacy_colormatch" in self.s else ""), EXACT,
+                       ["loop.color_coherence"] + (["loop.color_coherence_after"] if self.coherence_after else []),
+                       f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused" +
+                       (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
+                        " (legacy_colormatch)"))
         elif coherence.lower() not in ("none", ""):
             self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
