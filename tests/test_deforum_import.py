@@ -298,8 +298,8 @@ def test_settings_choices_map_to_nodes(tmp_path):
                    for line in text.splitlines()), (key, text)
     r = imported(settings_file(tmp_path, color_coherence="Match Frame 0 RGB"))
     assert params(r, "loop")["color_coherence"] == "rgb" and "colour" not in r.graph.nodes
-    assert "mapped exactly         color_coherence -> loop.color_coherence: each moved frame's RGB histograms " \
-        "matched to frame 0's before it is diffused" in r.report.text()
+    assert "mapped exactly         color_coherence, legacy_colormatch -> loop.color_coherence, loop.color_coherence_" \
+        "after: each moved frame's RGB histograms matched to frame 0's before it is diffused" in r.report.text()
 
 
 @pytest.mark.parametrize("change,message", [
