@@ -574,3 +574,13 @@ def test_colour_coherence_follows_legacy_colormatch():
         r = import_data(s)
         assert r.graph.nodes["loop"].params.get("color_coherence_after", False) is after, legacy
         assert ("and each diffused frame's after (legacy_colormatch off)" in r.report.text()) is after
+
+
+def test_a_prompt_with_two_negatives_splits_as_deforum_splits_it(tmp_path):
+    """Deforum's prepare_prompt: positive = the text before the first --neg, negative = every part after one joined;
+    the second --neg was kept inside the negative, and a comma before --neg was dropped."""
+    from app.deforum.schedules import split_negative
+    assert split_negative("a cat, --neg blurry --neg text, watermark") == ("a cat,", "blurry  text, watermark")
+    r = imported(settings_file(tmp_path, prompts={"0": "a cat, --neg blurry --neg text"}, negative_prompts="",
+                               animation_prompts_negative=""))
+    assert (params(r, "prompt")["text"], params(r, "prompt")["negative"]) == ("a cat,", "blurry  text")
