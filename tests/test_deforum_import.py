@@ -584,3 +584,23 @@ def test_a_prompt_with_two_negatives_splits_as_deforum_splits_it(tmp_path):
     r = imported(settings_file(tmp_path, prompts={"0": "a cat, --neg blurry --neg text"}, negative_prompts="",
                                animation_prompts_negative=""))
     assert (params(r, "prompt")["text"], params(r, "prompt")["negative"]) == ("a cat,", "blurry  text")
+
+
+def test_a_comfyui_workflow_of_deforums_nodes_says_what_to_use(tmp_path):
+    """XmYx/deforum-comfy-nodes' nodes (as its examples wire them) said only 'no Kinograph equivalent'; they say that
+    generate.feedback is Deforum's loop here and that the settings file imports."""
+    from app.comfyui import import_workflow
+    wf = {"last_node_id": 26, "last_link_id": 56, "version": 0.4, "links": [[53, 15, 0, 26, 0, "deforum_data"]],
+          "nodes": [{"id": 15, "type": "DeforumBaseParamsNode", "pos": [0, 0], "mode": 0, "inputs": [],
+                     "outputs": [{"name": "deforum_data", "type": "deforum_data", "links": [53]}],
+                     "widgets_values": [1024, 1024, "euler", "normal", 25, 7, 1, "Deforum_{timestring}", "fixed", 1,
+                                        "output/deforum", 0.4, True, False, False, True, False]},
+                    {"id": 26, "type": "DeforumIteratorNode", "pos": [0, 0], "mode": 0,
+                     "inputs": [{"name": "deforum_data", "type": "deforum_data", "link": 53}], "outputs": [],
+                     "widgets_values": ["stable_diffusion", 1, "randomize", 0, 0.8, 0.1, False, False]}]}
+    p = tmp_path / "deforum_comfy.json"
+    p.write_text(json.dumps(wf))
+    text = import_workflow(p).report.text()
+    assert ("DeforumIteratorNode #26 -> deforum_iterator_node_26: not mapped: Deforum's ComfyUI nodes make one frame "
+            "per queued run; Kinograph makes the whole animation in one node, generate.feedback") in text
+    assert "`kinograph import` the .txt" in text and "no Kinograph equivalent" not in text
