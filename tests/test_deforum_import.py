@@ -52,7 +52,7 @@ def test_2d_settings_become_a_camera_move_diffused_frame_by_frame():
     assert r.graph.nodes["loop"].type == "generate.feedback"
     assert loop == {"width": 512, "height": 512, "denoise": 0.35, "cfg": 7.0, "steps": 25, "sampler": "euler_ancestral",
                     "seed": 2738123946, "seed_behaviour": "iter", "cadence": 2, "color_coherence": "lab",
-                    "border": "replicate", "fps": 15.0, "noise": 0.065, "noise_type": "perlin", "sharpen": 0.1,
+                    "color_coherence_after": True, "border": "replicate", "fps": 15.0, "noise": 0.065, "noise_type": "perlin", "sharpen": 0.1,
                     "noise_multiplier": 1.05}
     assert {(link.src, link.src_port, link.dst_port) for link in g.links_to("loop")} == {
         ("model", "model", "model"), ("model", "vae", "vae"), ("prompt", "positive", "positive"),
@@ -298,8 +298,8 @@ def test_settings_choices_map_to_nodes(tmp_path):
                    for line in text.splitlines()), (key, text)
     r = imported(settings_file(tmp_path, color_coherence="Match Frame 0 RGB"))
     assert params(r, "loop")["color_coherence"] == "rgb" and "colour" not in r.graph.nodes
-    assert "mapped exactly         color_coherence -> loop.color_coherence: each moved frame's RGB histograms " \
-        "matched to frame 0's before it is diffused" in r.report.text()
+    assert "mapped exactly         color_coherence, legacy_colormatch -> loop.color_coherence, loop.color_coherence_" \
+        "after: each moved frame's RGB histograms matched to frame 0's before it is diffused" in r.report.text()
 
 
 @pytest.mark.parametrize("change,message", [
@@ -527,3 +527,80 @@ def test_controlnet_units_steer_the_loop(tmp_path, monkeypatch, capsys):
     out = tmp_path / "shot.yaml"
     assert main(["import", str(settings_file(tmp_path, **dict(cn, cn_1_vid_path="dance.mp4"))), "-o", str(out)]) == 3
     assert main(["validate", str(out)]) == 0, capsys.readouterr()
+
+
+def test_a1111_options_deforum_passes_on_are_named_when_left_out(tmp_path):
+    """tiling, restore_faces, seed_resize_from_w/h and motion_preview_mode changed Deforum's frames and were left
+    out without a word; each on is a NOT MAPPED line, each off is silent."""
+    on = dict(tiling=True, restore_faces=True, seed_resize_from_w=768, seed_resize_from_h=0, motion_preview_mode=True)
+    text = imported(settings_file(tmp_path, **on)).report.text()
+    for line in ("NOT MAPPED             tiling: seamless tiling (A1111's Tiling) has no Kinograph equivalent",
+                 "NOT MAPPED             restore_faces: faces are not restored",
+                 "NOT MAPPED             seed_resize_from_w: A1111's 'resize seed from' is not imported",
+                 "NOT MAPPED             motion_preview_mode: Deforum's motion preview"):
+        assert line in text, text
+    assert "seed_resize_from_h" not in text
+    text = imported(settings_file(tmp_path, tiling=False, restore_faces=False, motion_preview_mode=False)).report.text()
+    assert "tiling" not in text and "restore_faces" not in text and "motion_preview" not in text
+
+
+def test_a_cadence_above_16_is_kept(tmp_path, monkeypatch, capsys):
+    """Deforum's cadence slider goes to 50: a cadence of 20 became 16 while the report said 'one frame in 16 ...
+    mapped exactly'. The loop takes up to 200 (it holds two pictures whatever the cadence); beyond, it says so."""
+    from app.cli import main
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(settings_file(tmp_path, diffusion_cadence=20)), "-o", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0, capsys.readouterr()
+    r = imported(settings_file(tmp_path, diffusion_cadence=20))
+    assert params(r, "loop")["cadence"] == 20 and "diffusion_cadence -> loop.cadence: one frame in 20" in r.report.text()
+    r = imported(settings_file(tmp_path, diffusion_cadence=500, max_frames=1000))
+    assert params(r, "loop")["cadence"] == 200
+    assert ("mapped approximately   diffusion_cadence -> loop.cadence: 500 is more than the loop takes: one frame in "
+            "200") in r.report.text()
+
+
+def test_colour_coherence_follows_legacy_colormatch():
+    """Deforum matches each diffused frame to frame 0 again after it is diffused unless legacy_colormatch is on (a file
+    without the key is legacy, as Deforum reads it); the loop did the legacy matching for both."""
+    from app.deforum import import_data
+    for legacy, after in ((False, True), (True, False), (None, False)):
+        s = dict(BASE, legacy_colormatch=legacy)
+        if legacy is None:
+            del s["legacy_colormatch"]
+        r = import_data(s)
+        assert r.graph.nodes["loop"].params.get("color_coherence_after", False) is after, legacy
+        assert ("and each diffused frame's after (legacy_colormatch off)" in r.report.text()) is after
+
+
+def test_a_prompt_with_two_negatives_splits_as_deforum_splits_it(tmp_path):
+    """Deforum's prepare_prompt: positive = the text before the first --neg, negative = every part after one joined;
+    the second --neg was kept inside the negative, and a comma before --neg was dropped."""
+    from app.deforum.schedules import split_negative
+    assert split_negative("a cat, --neg blurry --neg text, watermark") == ("a cat,", "blurry  text, watermark")
+    r = imported(settings_file(tmp_path, prompts={"0": "a cat, --neg blurry --neg text"}, negative_prompts="",
+                               animation_prompts_negative=""))
+    assert (params(r, "prompt")["text"], params(r, "prompt")["negative"]) == ("a cat,", "blurry  text")
+
+
+def test_a_comfyui_workflow_of_deforums_nodes_says_what_to_use(tmp_path):
+    """XmYx/deforum-comfy-nodes' nodes (as its examples wire them) said only 'no Kinograph equivalent'; they say that
+    generate.feedback is Deforum's loop here and that the settings file imports."""
+    from app.comfyui import import_workflow
+    wf = {"last_node_id": 26, "last_link_id": 56, "version": 0.4, "links": [[53, 15, 0, 26, 0, "deforum_data"]],
+          "nodes": [{"id": 15, "type": "DeforumBaseParamsNode", "pos": [0, 0], "mode": 0, "inputs": [],
+                     "outputs": [{"name": "deforum_data", "type": "deforum_data", "links": [53]}],
+                     "widgets_values": [1024, 1024, "euler", "normal", 25, 7, 1, "Deforum_{timestring}", "fixed", 1,
+                                        "output/deforum", 0.4, True, False, False, True, False]},
+                    {"id": 26, "type": "DeforumIteratorNode", "pos": [0, 0], "mode": 0,
+                     "inputs": [{"name": "deforum_data", "type": "deforum_data", "link": 53}], "outputs": [],
+                     "widgets_values": ["stable_diffusion", 1, "randomize", 0, 0.8, 0.1, False, False]}]}
+    p = tmp_path / "deforum_comfy.json"
+    p.write_text(json.dumps(wf))
+    text = import_workflow(p).report.text()
+    assert ("DeforumIteratorNode #26 -> deforum_iterator_node_26: not mapped: Deforum's ComfyUI nodes make one frame "
+            "per queued run; Kinograph makes the whole animation in one node, generate.feedback") in text
+    assert "`kinograph import` the .txt" in text and "no Kinograph equivalent" not in text

@@ -118,6 +118,33 @@ def test_colour_coherence_matches_the_moved_picture_to_frame_0_before_it_is_diff
         assert distance(frames[3], frames[0]) < distance(drift[3], drift[0]), space
 
 
+def test_colour_coherence_after_diffusion_is_deforums_current_matching(tmp_path):
+    """Deforum since legacy_colormatch (off by default): its sample is diffused frame 0 itself; each moved frame is
+    matched to it before it is diffused and each diffused frame after. Walked here as render.py walks it, with a
+    matcher that moves a picture's mean to the reference's."""
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 200, (8, 8, 3), dtype=np.uint8)
+
+    def matcher(ref):
+        return lambda p: (p.astype(int) - p.mean(axis=(0, 1)).round().astype(int)
+                          + ref.mean(axis=(0, 1)).round().astype(int)).clip(0, 255).astype(np.uint8)
+
+    def warmer(picture, k):
+        base = first if picture is None else picture
+        return (base.astype(int) + [40, 0, -40]).clip(0, 255).astype(np.uint8)
+    loop, _ = _loop(tmp_path, n=5, diffuse=warmer, matcher=matcher, match_diffused=True)
+    got = [loop.frame(j) for j in range(5)]
+    sample = prev = warmer(None, 0)
+    want = [sample]
+    for k in range(1, 5):
+        moved = matcher(sample)(_shift(prev, k))
+        prev = matcher(sample)(warmer(moved, k))
+        want.append(prev)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    legacy, _ = _loop(tmp_path / "legacy", n=5, diffuse=warmer, matcher=matcher)
+    assert not np.array_equal(legacy.frame(4), want[4])
+
+
 def test_histogram_matching_moves_a_frame_toward_the_reference():
     from nodes.common.color import histogram_matcher
     rng = np.random.default_rng(1)

@@ -1355,6 +1355,19 @@ INSTEAD = {
         "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition",
         "IPAdapterPreciseStyleTransfer", "IPAdapterPreciseStyleTransferBatch", "IPAdapterPreciseCompositionBatch",
         "IPAdapterClipVisionEnhancer", "IPAdapterClipVisionEnhancerBatch")},
+    # XmYx/deforum-comfy-nodes (its node_list.json): one frame per queued prompt, kept between runs in caches
+    **{name: "not mapped: Deforum's ComfyUI nodes make one frame per queued run; Kinograph makes the whole animation "
+             "in one node, generate.feedback (motion.camera_path with schedules per_frame for the motion, encode.text "
+             "for the prompt schedule): build that, or save the settings from Deforum in A1111 / Forge and `kinograph "
+             "import` the .txt" for name in (
+        "DeforumBaseParamsNode", "DeforumAnimParamsNode", "DeforumTranslationParamsNode", "DeforumDepthParamsNode",
+        "DeforumNoiseParamsNode", "DeforumColorParamsNode", "DeforumDiffusionParamsNode", "DeforumCadenceParamsNode",
+        "DeforumHybridParamsNode", "DeforumHybridScheduleNode", "DeforumPromptNode", "DeforumAreaPromptNode",
+        "DeforumSingleSampleNode", "DeforumCacheLatentNode", "DeforumGetCachedLatentNode", "DeforumSeedNode",
+        "DeforumIteratorNode", "DeforumKSampler", "DeforumFrameWarpNode", "DeforumColorMatchNode",
+        "DeforumAddNoiseNode", "DeforumHybridMotionNode", "DeforumSetVAEDownscaleRatioNode", "DeforumLoadVideo",
+        "DeforumVideoSaveNode", "DeforumFILMInterpolationNode", "DeforumSimpleInterpolationNode",
+        "DeforumCadenceNode", "DeforumConditioningBlendNode")},
 }
 
 

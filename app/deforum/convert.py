@@ -112,6 +112,16 @@ OPTIONAL = {
                                      "frame interpolation is not added: put interpolate.rife (with RIFE weights) "
                                      "or interpolate.flow between decode and save"),
     "use_looper": (bool, "guided images (the looper) are not imported"),
+    # A1111's own options, which Deforum passes on to every frame
+    "tiling": (bool, "seamless tiling (A1111's Tiling) has no Kinograph equivalent: the frames do not tile"),
+    "restore_faces": (bool, "faces are not restored (A1111's GFPGAN / CodeFormer): Kinograph has no face-restoration "
+                      "node"),
+    "seed_resize_from_w": (lambda v: v not in (0, -1, None, "", "0"), "A1111's 'resize seed from' is not imported: "
+                           "the noise is drawn at the picture's own size"),
+    "seed_resize_from_h": (lambda v: v not in (0, -1, None, "", "0"), "A1111's 'resize seed from' is not imported: "
+                           "the noise is drawn at the picture's own size"),
+    "motion_preview_mode": (bool, "Deforum's motion preview (the camera move without diffusion) is not imported: "
+                            "every frame is diffused"),
 }
 
 
@@ -477,6 +487,8 @@ class Builder:
             p["scheduler"] = self.scheduler
         if self.seed_schedule is not None:
             p["seed_schedule"] = self.seed_schedule
+        if self.coherence_after:
+            p["color_coherence_after"] = True
         p.update(self.noise_and_contrast())
         p.update(self.anti_blur())
         p.update(self.noise_multiplier())
@@ -503,7 +515,7 @@ class Builder:
         if image is not None:
             self.link(*image, "loop", "image")
         if self.n_cadence > 1:
-            self.entry("diffusion_cadence", EXACT, ["loop.cadence"],
+            self.entry("diffusion_cadence", APPROX if self.cadence_note else EXACT, ["loop.cadence"], self.cadence_note,
                        f"one frame in {self.n_cadence} is diffused; the frames between are the diffused frames "
                        f"around them moved on and crossfaded, as Deforum's cadence makes them")
         self.finish("loop", 1680)
@@ -650,9 +662,14 @@ class Builder:
         coherence = str(self.get("color_coherence", "None"))
         space = {"match frame 0 rgb": "rgb", "rgb": "rgb", "match frame 0 lab": "lab", "lab": "lab",
                  "match frame 0 hsv": "hsv", "hsv": "hsv"}.get(coherence.lower())
+        # Deforum reads a file without legacy_colormatch (saved before it existed) as legacy, as it was made
+        self.coherence_after = bool(space) and not _is_on(bool, self.get("legacy_colormatch", True))
         if space:
-            self.entry("color_coherence", EXACT, ["loop.color_coherence"],
-                       f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused")
+            self.entry("color_coherence" + (", legacy_colormatch" if "legacy_colormatch" in self.s else ""), EXACT,
+                       ["loop.color_coherence"] + (["loop.color_coherence_after"] if self.coherence_after else []),
+                       f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused" +
+                       (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
+                        " (legacy_colormatch)"))
         elif coherence.lower() not in ("none", ""):
             self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
@@ -678,7 +695,9 @@ class Builder:
             raise DeforumSettingError(f"diffusion_cadence: expected a whole number, got {c!r}") from None
         if n < 1:
             raise DeforumSettingError(f"diffusion_cadence: {n}; 1 diffuses every frame, 2 one in two, ...")
-        return min(n, 16, self.frames)
+        from nodes.generate.feedback import MAX_CADENCE
+        self.cadence_note = f"{n} is more than the loop takes: one frame in {MAX_CADENCE}" if n > MAX_CADENCE else ""
+        return min(n, MAX_CADENCE, self.frames)
 
     def camera(self) -> None:
         p: Dict[str, Any] = {"frames": self.frames, "width": self.w, "height": self.h, "schedules": "per_frame"}

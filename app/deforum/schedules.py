@@ -183,9 +183,10 @@ def prompt_keyframes(prompts: Dict, max_frames: int) -> List[Tuple[int, str]]:
 
 
 def split_negative(prompt: str) -> Tuple[str, str]:
-    """Deforum's `positive --neg negative` within one prompt."""
-    pos, sep, neg = prompt.partition("--neg")
-    return pos.strip().rstrip(",").strip(), neg.strip() if sep else ""
+    """Deforum's `positive --neg negative` within one prompt, split as its prepare_prompt splits it: every part after
+    a `--neg` is negative (`a --neg b --neg c` -> "a", "b  c"), and the text keeps its commas."""
+    pos, *neg = prompt.split("--neg")
+    return pos.strip(), "".join(neg).strip()
 
 
 def weight_expressions(text: str, t: float, max_frames: int, seed: int = 0) -> str:

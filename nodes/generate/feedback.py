@@ -28,6 +28,8 @@ import numpy as np
 from graph_engine import NodeError
 
 SEED_BEHAVIOURS = ("iter", "fixed", "schedule")
+# Deforum's own cadence slider goes to 50, its forks' to 200; the loop holds two pictures whatever the cadence
+MAX_CADENCE = 200
 COHERENCE = ("none", "rgb", "hsv", "lab")
 NOISE_TYPES = ("white", "perlin")
 Picture = np.ndarray
@@ -207,8 +209,11 @@ class FeedbackLoop:
     def __init__(self, length: int, cadence: int, step: Callable[[Picture, int], Picture],
                  diffuse: Callable[[Optional[Picture], int], Picture], store: KeyStore, shape,
                  first: Optional[Picture] = None, matcher: Optional[Callable] = None,
-                 log: Callable[[str], None] = lambda message: None):
+                 log: Callable[[str], None] = lambda message: None, match_diffused: bool = False):
         self.length, self.c = int(length), max(1, int(cadence))
+        # Deforum's colour coherence since mid-2023 (legacy_colormatch off): the reference is diffused frame 0 as
+        # it is, and each diffused frame is matched to it again after it is diffused
+        self.match_diffused = bool(match_diffused)
         self.step, self.diffuse, self.store, self.shape = step, diffuse, store, tuple(shape)
         self.first, self.matcher, self.log = first, matcher, log
         self.match: Optional[Callable] = None
@@ -229,9 +234,12 @@ class FeedbackLoop:
     def _key(self, k: int, moved: Optional[Picture]) -> Picture:
         got = self.store.get(k, self.shape)
         if got is None:
-            if self.matcher is not None and moved is not None and k > self.c:     # at c it is the reference
-                moved = self._reference()(moved)
-            got = np.ascontiguousarray(self.diffuse(moved, k), np.uint8)
+            if self.matcher is not None and moved is not None and (k > self.c or self.match_diffused):
+                moved = self._reference()(moved)       # (legacy: at c the moved frame is the reference)
+            got = self.diffuse(moved, k)
+            if self.matcher is not None and self.match_diffused and k:
+                got = self._reference()(got)
+            got = np.ascontiguousarray(got, np.uint8)
             self.store.put(k, got)
             self.made = True
         elif k and not self.made:
@@ -245,7 +253,7 @@ class FeedbackLoop:
         colour coherence meets, which it keeps as its sample), made from the kept frame 0 when first needed."""
         if self.match is None:
             ref = self._key(0, self.first)
-            for k in range(1, self.c + 1):
+            for k in range(1, 0 if self.match_diffused else self.c + 1):
                 ref = self.step(ref, k)
             self.match = self.matcher(ref)
         return self.match
@@ -353,7 +361,7 @@ def fitted_picture(image: Picture, width: int, height: int, log: Callable[[str],
 
 def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: int, height: int, denoise, cfg,
                   steps, sampler: str, scheduler: str, seed: int, seed_behaviour: str, seed_schedule, cadence: int,
-                  color_coherence: str, border: str, fps: float, noise=0.0, contrast=1.0, image_denoise=-1.0,
+                  color_coherence: str, border: str, fps: float, color_coherence_after: bool = False, noise=0.0, contrast=1.0, image_denoise=-1.0,
                   noise_type: str = "white", perlin=(8, 8, 4, 0.5),
                   sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False,
                   noise_multiplier=1.0, depth_model: str = "", depth_range=(1.0, 2.6)):
@@ -388,7 +396,8 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                                                                                f"frame {k}: step {i} of {steps}"))
     matcher = None if color_coherence == "none" else (lambda ref: histogram_matcher(ref, color_coherence))
     loop = FeedbackLoop(n, cadence, camera_step(mover, depth_model, depth_range, ctx.device), diffuse,
-                        KeyStore(ctx.partial_folder()), (height, width, 3), image, matcher, ctx.log)
+                        KeyStore(ctx.partial_folder()), (height, width, 3), image, matcher, ctx.log,
+                        match_diffused=color_coherence_after)
 
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, height, width, 3), np.uint8)

@@ -7,6 +7,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
 from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_MODES
+from nodes.generate.feedback import MAX_CADENCE
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
@@ -561,11 +562,15 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                                          help="iter: one more for every diffused frame; fixed: the same noise "
                                               "every frame; schedule: seed_schedule's value at the frame"),
              seed_schedule: float = Param(0.0, kind="schedule", help="the seed per frame (seed_behaviour schedule)"),
-             cadence: int = Param(1, min=1, max=16, help="diffuse one frame in this many; the ones between are "
+             cadence: int = Param(1, min=1, max=MAX_CADENCE, help="diffuse one frame in this many; the ones between are "
                                                          "the diffused frames moved on and crossfaded"),
              color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
                                           help="match each moved frame's histograms to frame 0's before it is "
                                                "diffused (Deforum's Match Frame 0 RGB / HSV / LAB)"),
+             color_coherence_after: bool = Param(False, help="colour coherence as Deforum has done it since 2023: "
+                                                             "match to diffused frame 0 itself, and match each "
+                                                             "diffused frame again after it is diffused (off: its "
+                                                             "legacy_colormatch, the moved frames only)"),
              noise: float = Param(0.0, kind="schedule", help="share of white noise mixed into each moved frame "
                                                              "before it is diffused (0..1); Deforum's noise_schedule"),
              contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
@@ -619,7 +624,8 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
     return feedback_clip(ctx, model, vae, positive, negative, camera, image, width=width, height=height,
                          denoise=denoise, cfg=cfg, steps=steps, sampler=sampler, scheduler=scheduler, seed=seed,
                          seed_behaviour=seed_behaviour, seed_schedule=seed_schedule, cadence=cadence,
-                         color_coherence=color_coherence, border=border, fps=fps, noise=noise, contrast=contrast,
+                         color_coherence=color_coherence, color_coherence_after=color_coherence_after,
+                         border=border, fps=fps, noise=noise, contrast=contrast,
                          noise_type=noise_type, perlin=(perlin_w, perlin_h, perlin_octaves, perlin_persistence),
                          sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
                          sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
