@@ -4,6 +4,7 @@ before and after; the run must exit with the right code and a located message, t
 nothing outside the folders it may write, and stay under 300 MB."""
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -1097,3 +1098,40 @@ def test_a_latent_larger_than_the_free_memory_is_refused_before_it_is_made(monke
             make()
         assert str(e.value) == f"{name} at 4096x2048 as pictures takes 1.3 GB, more than the 500 MB this " \
                                "machine has free: lower frames, width or height"
+
+
+def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tmp_path):
+    """A model folder's preprocessor_config.json says what size every picture is resized to, and nothing ties it to
+    the weights: size 60000 x 60000 on a tiny Depth Anything or SAM 2 folder resized each 64 px frame to 43 GB and
+    reported "out of memory ... lower the frames, width or height". Each is refused by name when read, through
+    transformers' image processors (depth.estimate, pipelines) and mask.segment's own reading alike."""
+    import json
+    from transformers import AutoImageProcessor
+    from nodes.generate import processor_bound
+    from nodes.generate.qwen_edit import IMAGE_PROCESSOR
+    from nodes.mask.segment import _preprocessing
+    processor_bound.install()
+    dpt = {"image_processor_type": "DPTImageProcessor", "size": {"height": 60000, "width": 60000},
+           "keep_aspect_ratio": True, "ensure_multiple_of": 14}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dpt))
+    with pytest.raises(NodeError, match=rf"{tmp_path}/preprocessor_config.json asks for pictures of 60,000 pixels a "
+                                        r"side \(size.height\); models take at most 8,192\. The file is damaged"):
+        AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518})))
+    assert AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True).size["height"] == 518
+    processor_bound.check(IMAGE_PROCESSOR, "qwen")      # Qwen2-VL's sizes are pixel counts (12,845,056)
+    sam = tmp_path / "sam"
+    sam.mkdir()
+    for processor, config, needle in [
+            ({"image_processor": {"size": {"height": 60000}}}, {}, "processor_config.json asks for pictures of 60,000"),
+            ({"size": {"height": 64}, "image_mean": "red"}, {}, "gives image_mean as 'red', not one number or three"),
+            ({"size": [1, 2, 3]}, {}, "gives size as '[1, 2, 3]', not a size in pixels"),
+            (None, {"image_size": 60000}, "config.json asks for pictures of 60,000 pixels a side")]:
+        for name in ("processor_config.json", "preprocessor_config.json"):
+            (sam / name).unlink(missing_ok=True)
+        if processor is not None:
+            (sam / "processor_config.json").write_text(json.dumps(processor))
+        with pytest.raises(NodeError, match=re.escape(needle)):
+            _preprocessing(sam, config, [0.5] * 3, [0.5] * 3)
+    (sam / "processor_config.json").write_text(json.dumps({"size": {"height": 64}, "image_mean": 0.5}))
+    assert _preprocessing(sam, {}, [0.1] * 3, [0.2] * 3) == (64, [0.5] * 3, [0.2] * 3)
