@@ -154,10 +154,11 @@ def test_lycoris_files_are_detected_as_loras():
         assert detect_state_dict(state).role == "lora", state
 
 
-def test_lycoris_layers_that_multiply_out_past_memory_are_refused_before_they_are(tmp_path, monkeypatch):
+def test_loras_that_multiply_out_past_memory_are_refused_before_they_are(tmp_path, monkeypatch):
     """A LoKr's Kronecker product holds the product of its factors' sizes: two 300 x 300 factors (360 KB as fp16)
     made a 32 GB change, computed before its shape was compared with the model's layer. Each form's shape is now
-    known from its factors (checked here against the change computed), and the file is refused before any is made."""
+    known from its factors (checked here against the change computed), and the file is refused before any is made.
+    A plain LoRA's rank is held to its layer's width."""
     from nodes.generate.converters import lora
     r = _r
     forms = {"loha": {"hada_w1_a": r(8, 2), "hada_w1_b": r(2, 36), "hada_w2_a": r(8, 2), "hada_w2_b": r(2, 36)},
@@ -182,6 +183,13 @@ def test_lycoris_layers_that_multiply_out_past_memory_are_refused_before_they_ar
                                         r"\[4096, 4096\], the model's weight \[32, 32\]\)"):
         lora.expand_lycoris({f"{K_LIN}.lokr_w1": torch.ones(64, 64), f"{K_LIN}.lokr_w2": torch.ones(64, 64)},
                             lambda base: torch.zeros(32, 32), "small.safetensors")
+    # a plain LoRA whose rank is larger than its layer is wide: diffusers made both matrices at that rank first
+    te = "lora_te_text_model_encoder_layers_0_mlp_fc1"
+    for down, up in [(torch.zeros(1000, 1), torch.zeros(1, 1000)), (torch.zeros(1, 1), torch.zeros(1, 1000))]:
+        save_file({f"{te}.lora_down.weight": down, f"{te}.lora_up.weight": up}, str(tmp_path / "rank.safetensors"))
+        with pytest.raises(NodeError, match=rf"rank.safetensors: layer {te} has rank 1,000 \(a down matrix of shape "
+                                            rf"\[{down.shape[0]}, 1\], an up matrix of \[1, 1000\]\) but is 1 wide"):
+            lora.lora_state(tmp_path / "rank.safetensors")
 
 
 def test_an_sdxl_sized_lora_names_the_layer_and_shapes(sd, tmp_path):

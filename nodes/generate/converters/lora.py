@@ -37,6 +37,7 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
     decides)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
+    check_ranks(state, getattr(path, "name", str(path)))
     if is_original_motion_lora(state):
         return motion_lora_to_diffusers(state)
     if flux and is_bfl_flux_lora(state):
@@ -46,6 +47,30 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
 
 _BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.)?((?:double|single)_blocks\..+|"
                        r"(?:img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\..*)\.lora_(A|B|down|up)\.weight$")
+
+
+_PAIRS = (("lora_down.weight", "lora_up.weight"), ("lora_A.weight", "lora_B.weight"),
+          ("lora.down.weight", "lora.up.weight"))
+
+
+def check_ranks(state: Dict[str, object], name: str) -> None:
+    """Refuse a layer whose rank is larger than the layer is wide. diffusers makes each layer's two matrices at
+    the model's width times the rank the file gives, before comparing them with the file's: a text-encoder layer
+    of rank 20,000,000 (down 20,000,000 x 1, an 80 MB file with its up matrix) asked for 4 GB on a tiny SD, and a
+    4 MB file of rank 1,000,000 would ask 15 GB of CLIP-L's fc1. A change of a layer w wide has rank at most w, so
+    no trainer writes more."""
+    for key, down in state.items():
+        pair = next(((d, u) for d, u in _PAIRS if key.endswith(d)), None)
+        up = state.get(key[: -len(pair[0])] + pair[1]) if pair else None
+        if up is None or getattr(down, "dim", lambda: 0)() < 2 or up.dim() < 2:
+            continue
+        # diffusers takes the rank from the up matrix, the matrix it makes from the down one
+        rank, width = max(int(down.shape[0]), int(up.shape[1])), max(math.prod(down.shape[1:]), int(up.shape[0]))
+        if rank > width:
+            raise NodeError(f"{name}: layer {key[: -len(pair[0])].rstrip('.')} has rank {rank:,} (a down matrix of "
+                            f"shape {list(down.shape)}, an up matrix of {list(up.shape)}) but is {width:,} wide, and "
+                            "a LoRA's rank is at most its layer's width. The file is damaged or made to fill memory: "
+                            "get it again from where it was published")
 
 
 def is_bfl_flux_lora(state: Dict[str, object]) -> bool:
