@@ -692,6 +692,18 @@ def test_torchscript_code_is_judged_as_torch_reads_it(tmp_path):
         with pytest.raises(NodeError, match=rf"{name}.pt is refused: .*TorchScript pose model runs as a program"):
             load_pose_model(path, "cpu")
     assert not target.exists()
+    # code records deflated from 32 MB of spaces each (a file of KB): the check itself read each whole, so a 3 MB
+    # archive of 3 GB of code took all memory before anything was judged
+    import zipfile
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(plain) as a, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as b:
+        for info in a.infolist():
+            data = a.read(info)
+            b.writestr(info.filename, data + b" " * (32 << 20) if info.filename.endswith(".py") else data)
+    for load in (lambda p: load_torchscript(p, "cpu", "detector"), lambda p: load_pose_model(p, "cpu")):
+        with pytest.raises(NodeError, match=r"bomb.pt is refused: its records unpack to [\d,]+ bytes from a file of "
+                                            r"[\d,]+ \(torch saves them uncompressed\)"):
+            load(bomb)
 
 
 def test_a_workflow_of_many_unconnected_nodes_is_scoped_in_one_walk(tmp_path, monkeypatch):

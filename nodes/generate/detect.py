@@ -166,15 +166,20 @@ def _refuse_unpacking_beyond(path: Path) -> None:
     import zipfile
     try:
         with zipfile.ZipFile(path) as z:
-            unpacked = sum(i.file_size for i in z.infolist())
-        size = path.stat().st_size
+            infos = z.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({exc}): it is truncated or corrupt. Copy the file "
                         "again.") from None
+    _refuse_records_beyond(path, infos, ", or as .safetensors")
+
+
+def _refuse_records_beyond(path, infos, other: str = "") -> None:
+    size = Path(path).stat().st_size
+    unpacked = sum(i.file_size for i in infos)
     if unpacked > 4 * size + (16 << 20):
         raise NodeError(f"{path} is refused: its records unpack to {unpacked:,} bytes from a file of {size:,} (torch "
                         "saves them uncompressed), which would all be held in memory. Get the file again from a "
-                        "trusted source, or as .safetensors")
+                        f"trusted source{other}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -257,6 +262,9 @@ def check_torchscript(path, what: str) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
+            # a TorchScript archive is torch.save's zip: its code records were read whole to be checked, so one
+            # deflated from 3 GB of spaces (a 3 MB file) took all memory in the check itself
+            _refuse_records_beyond(path, infos)
             twice = [n for n, k in Counter(i.filename for i in infos).items() if k > 1]
             code = [(i.filename, z.read(i).decode("utf-8", "replace")) for i in infos if i.filename.endswith(".py")]
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, NotImplementedError, EOFError, zlib.error) as e:
