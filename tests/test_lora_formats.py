@@ -190,6 +190,10 @@ def test_loras_that_multiply_out_past_memory_are_refused_before_they_are(tmp_pat
         with pytest.raises(NodeError, match=rf"rank.safetensors: layer {te} has rank 1,000 \(a down matrix of shape "
                                             rf"\[{down.shape[0]}, 1\], an up matrix of \[1, 1000\]\) but is 1 wide"):
             lora.lora_state(tmp_path / "rank.safetensors")
+    save_file({f"{te}.lora_down.weight": torch.zeros(0, 8), f"{te}.lora_up.weight": torch.zeros(8, 0),
+               f"{te}.alpha": torch.tensor(1.0)}, str(tmp_path / "rank.safetensors"))
+    with pytest.raises(NodeError, match=r"has rank 0 \(a down matrix of shape \[0, 8\]"):
+        lora.lora_state(tmp_path / "rank.safetensors")
 
 
 def test_an_sdxl_sized_lora_names_the_layer_and_shapes(sd, tmp_path):

@@ -66,11 +66,11 @@ def check_ranks(state: Dict[str, object], name: str) -> None:
             continue
         # diffusers takes the rank from the up matrix, the matrix it makes from the down one
         rank, width = max(int(down.shape[0]), int(up.shape[1])), max(math.prod(down.shape[1:]), int(up.shape[0]))
-        if rank > width:
+        if rank > width or min(int(down.shape[0]), int(up.shape[1])) == 0:
             raise NodeError(f"{name}: layer {key[: -len(pair[0])].rstrip('.')} has rank {rank:,} (a down matrix of "
                             f"shape {list(down.shape)}, an up matrix of {list(up.shape)}) but is {width:,} wide, and "
-                            "a LoRA's rank is at most its layer's width. The file is damaged or made to fill memory: "
-                            "get it again from where it was published")
+                            "a LoRA's rank is at least 1 and at most its layer's width. The file is damaged or made "
+                            "to fill memory: get it again from where it was published")
 
 
 def is_bfl_flux_lora(state: Dict[str, object]) -> bool:
@@ -308,7 +308,7 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
             continue
         try:
             delta, bias = layer_delta(layer, None if weight is None else weight.shape)
-        except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+        except (KeyError, ValueError, RuntimeError, IndexError, ZeroDivisionError) as exc:
             raise NodeError(f"{name}: layer {base} does not fit the model ({exc}); the LoRA is for another "
                             "model (family, version or size)") from None
         if bias is not None and bias.abs().max() > 0:
