@@ -108,11 +108,15 @@ def over_budget(build, tensors: int, values: int):
     """The count `build()` reached on the meta device where it passed BOUND times these tensors and values (None
     where it stayed within them, or failed on its own: the load itself reports that). Also for modules whose sizes
     a library reads from a file's tensor shapes, such as an IP-Adapter's projection."""
+    import warnings
     import torch
     install()
     _active.budget = budget = _Budget(tensors, values)
     try:
-        with torch.device("meta"):
+        # what is built is thrown away: torch's "copying ... to a meta parameter ... is a no-op" (an IP-Adapter's
+        # conversion loads the file into it) would reach the user's terminal
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             build()
     except Exception:       # noqa: BLE001 - a library that wraps the stop in its own error is still stopped
         pass
