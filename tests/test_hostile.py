@@ -979,6 +979,14 @@ def test_a_gguf_whose_metadata_lies_about_a_tensors_shape_is_named_damaged(tmp_p
     assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor patch_embedding.weight the "
                             f"shape (1000000, 16, 1, 2, 2), but the file holds 16 values for it (4, 4). It is corrupt "
                             f"or made to mislead; copy the file again from where it was published.")
+    # a key written twice: the gguf package's KeyError ('Duplicate ... already in list') was a traceback out of
+    # `kinograph info` and every loader
+    import struct
+    twice = tmp_path / "twice-Q8_0.gguf"
+    entry = struct.pack("<Q", 1) + b"a" + struct.pack("<II", 4, 7)      # key "a", a uint32 of 7
+    twice.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + entry * 2)
+    with pytest.raises(NodeError, match=r"twice-Q8_0.gguf is not a readable GGUF file \('Duplicate a already in list"):
+        read_header(twice)
 
 
 def test_a_comfyui_api_prompt_of_more_nodes_than_any_workflow_is_refused_before_it_is_read(tmp_path):

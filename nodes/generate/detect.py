@@ -101,7 +101,7 @@ def gguf_header(path: Path) -> Header:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
         reader = GGUFReader(str(path))
-    except (OSError, ValueError, IndexError, struct.error) as exc:
+    except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
                         "Copy the file again.") from None
     meta = {}
