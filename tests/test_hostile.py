@@ -887,6 +887,21 @@ def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
     ok = _raw_safetensors(tmp_path / "ok.safetensors", json.dumps({
         "w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode(), b"\0" * 12)
     assert read_header(ok).shapes == {"w": (2, 3)}
+    # metadata that is not a mapping raised AttributeError out of `kinograph info`; a sub-byte type went unchecked,
+    # so 10^15 values over 4 bytes counted as weights config_bound held a folder's config.json to
+    for name, header, said in [
+            ("list_meta", {"__metadata__": [1], "w": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}},
+             "its __metadata__ is not a mapping"),
+            ("fp4", {"w": {"dtype": "F4", "shape": [10 ** 15], "data_offsets": [0, 4]}},
+             r"w: its shape \[1000000000000000\] does not fill its 4 bytes"),
+            ("float_shape", {"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}},
+             r"w: its shape \[1.0\] or offsets are not whole numbers")]:
+        path = _raw_safetensors(tmp_path / f"{name}.safetensors", json.dumps(header).encode(), b"\0" * 4)
+        with pytest.raises(NodeError, match=rf"{name}.safetensors is not a valid safetensors file \({said}\)"):
+            read_header(path)
+    fp4 = _raw_safetensors(tmp_path / "fp4_ok.safetensors", json.dumps({
+        "w": {"dtype": "F4", "shape": [4, 2], "data_offsets": [0, 4]}}).encode(), b"\0" * 4)
+    assert read_header(fp4).shapes == {"w": (4, 2)}
 
 
 def test_a_frames_pattern_over_folders_is_refused_before_it_walks_them(tmp_path, capsys):

@@ -78,6 +78,8 @@ def safetensors_header(path: Path) -> Header:
                 raise ValueError("header length out of range")
             header = json.loads(f.read(n))
         meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict):
+            raise ValueError("its __metadata__ is not a mapping")
         end = max((v["data_offsets"][1] for v in header.values()), default=0)
         if 8 + n + end > size:
             raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
@@ -85,7 +87,12 @@ def safetensors_header(path: Path) -> Header:
         dtypes = {k: str(v["dtype"]) for k, v in header.items()}
         for k, v in header.items():
             start, stop = v["data_offsets"]
-            if _ST_BYTES.get(dtypes[k]) and math.prod(shapes[k]) * _ST_BYTES[dtypes[k]] != stop - start:
+            if not all(type(d) is int and d >= 0 for d in shapes[k] + (start, stop)):
+                raise ValueError(f"{k}: its shape {list(shapes[k])} or offsets are not whole numbers")
+            # A type of less than a byte a value (F4, F6_...) is held to one bit a value at least: it went unchecked,
+            # so a header of 10^15 values over 4 bytes made a folder's weights look large enough for any config.json.
+            per, values = _ST_BYTES.get(dtypes[k]), math.prod(shapes[k])
+            if values * per != stop - start if per else values > 8 * (stop - start):
                 raise ValueError(f"{k}: its shape {list(shapes[k])} does not fill its {stop - start} bytes")
     # RecursionError: a header of nested brackets, which json's C scanner recurses into.
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
