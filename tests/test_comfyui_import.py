@@ -768,7 +768,7 @@ def test_math_expression_values(expression, values, result):
     ("a.__class__", "not arithmetic"), ("open('x')", "not arithmetic"), ("a +", "not a formula"),
     ("a / 0", "fails"), ("c", "no value named 'c'"), ("2 ** 100000", "exponent"), ("pow(9, 9 ** 9)", "exponent"),
     ("((9 ** 999) ** 999) ** 999", "4096 bits"), ("(" * 5000 + "a" + ")" * 5000, "10001 characters"),
-    ("a * 1e308 * 10", "not a finite number")])
+    ("a * 1e308 * 10", "not a finite number"), ("round(a, -10 ** 8)", "rounding to -100000000 digits")])
 def test_math_expression_refuses_what_is_not_arithmetic(expression, message):
     from app.comfyui.expr import ExprError, evaluate
     with pytest.raises(ExprError, match=message):

@@ -157,3 +157,31 @@ def test_the_editor_ended_by_a_signal_autosaves_first(tmp_path, sig):
     assert child.returncode == -getattr(signal, sig)
     (rec,) = find_recoveries(tmp_path / "config" / "recovery")
     assert "video.reverse" in rec.text() and rec.path is None
+
+
+def test_damaged_recovery_files_are_offered_or_named_and_never_stop_the_editor(tmp_path):
+    """The editor reads every recovery file's first line at each start, before its window shows: a header holding
+    a list, a time or line number that was no number, or a time past what a date can show raised out of the start,
+    at every start; a named pipe among them waited for ever; a recovery file of gigabytes was read whole."""
+    from app.editor.autosave import HEADER, find_recoveries, recover
+    from graph_engine.errors import WorkflowError
+    from graph_engine.workflow import MAX_YAML_BYTES
+    folder = tmp_path / "recovery"
+    folder.mkdir()
+    headers = ['[1]', '{"saved": "tomorrow"}', '{"unread": [["x", "y"], [3, "kept"]]}', '{"saved": 1e400}',
+               '{"saved": 1e300, "path": 5, "origin": ["a"], "on_disk": {"a": 1}}', '{"saved": 1700000000.5']
+    for i, header in enumerate(headers):
+        (folder / f"r{i}.yaml").write_text(f"{HEADER}{header}\nkinograph: 1\nnodes: {{}}\n")
+    os.mkfifo(folder / "pipe.yaml")
+    with open(folder / "huge.yaml", "w") as f:
+        f.truncate(MAX_YAML_BYTES + 1)
+    found = {r.file.name: r for r in find_recoveries(folder)}
+    assert sorted(found) == ["huge.yaml"] + [f"r{i}.yaml" for i in range(len(headers))]
+    assert found["r2.yaml"].unread == [(3, "kept")]
+    for name, rec in found.items():
+        assert rec.path is None and rec.on_disk is None and rec.origin is None
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.saved))      # as offer_recovery shows it
+        if name != "huge.yaml":
+            assert recover(rec).graph.nodes == {}
+    with pytest.raises(WorkflowError, match="a workflow file is at most"):
+        recover(found["huge.yaml"])

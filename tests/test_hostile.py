@@ -4,6 +4,7 @@ before and after; the run must exit with the right code and a located message, t
 nothing outside the folders it may write, and stay under 300 MB."""
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -691,6 +692,18 @@ def test_torchscript_code_is_judged_as_torch_reads_it(tmp_path):
         with pytest.raises(NodeError, match=rf"{name}.pt is refused: .*TorchScript pose model runs as a program"):
             load_pose_model(path, "cpu")
     assert not target.exists()
+    # code records deflated from 32 MB of spaces each (a file of KB): the check itself read each whole, so a 3 MB
+    # archive of 3 GB of code took all memory before anything was judged
+    import zipfile
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(plain) as a, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as b:
+        for info in a.infolist():
+            data = a.read(info)
+            b.writestr(info.filename, data + b" " * (32 << 20) if info.filename.endswith(".py") else data)
+    for load in (lambda p: load_torchscript(p, "cpu", "detector"), lambda p: load_pose_model(p, "cpu")):
+        with pytest.raises(NodeError, match=r"bomb.pt is refused: its records unpack to [\d,]+ bytes from a file of "
+                                            r"[\d,]+ \(torch saves them uncompressed\)"):
+            load(bomb)
 
 
 def test_a_workflow_of_many_unconnected_nodes_is_scoped_in_one_walk(tmp_path, monkeypatch):
@@ -874,6 +887,21 @@ def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
     ok = _raw_safetensors(tmp_path / "ok.safetensors", json.dumps({
         "w": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]}}).encode(), b"\0" * 12)
     assert read_header(ok).shapes == {"w": (2, 3)}
+    # metadata that is not a mapping raised AttributeError out of `kinograph info`; a sub-byte type went unchecked,
+    # so 10^15 values over 4 bytes counted as weights config_bound held a folder's config.json to
+    for name, header, said in [
+            ("list_meta", {"__metadata__": [1], "w": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]}},
+             "its __metadata__ is not a mapping"),
+            ("fp4", {"w": {"dtype": "F4", "shape": [10 ** 15], "data_offsets": [0, 4]}},
+             r"w: its shape \[1000000000000000\] does not fill its 4 bytes"),
+            ("float_shape", {"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}},
+             r"w: its shape \[1.0\] or offsets are not whole numbers")]:
+        path = _raw_safetensors(tmp_path / f"{name}.safetensors", json.dumps(header).encode(), b"\0" * 4)
+        with pytest.raises(NodeError, match=rf"{name}.safetensors is not a valid safetensors file \({said}\)"):
+            read_header(path)
+    fp4 = _raw_safetensors(tmp_path / "fp4_ok.safetensors", json.dumps({
+        "w": {"dtype": "F4", "shape": [4, 2], "data_offsets": [0, 4]}}).encode(), b"\0" * 4)
+    assert read_header(fp4).shapes == {"w": (4, 2)}
 
 
 def test_a_frames_pattern_over_folders_is_refused_before_it_walks_them(tmp_path, capsys):
@@ -966,6 +994,14 @@ def test_a_gguf_whose_metadata_lies_about_a_tensors_shape_is_named_damaged(tmp_p
     assert str(e.value) == (f"{path} is not a valid GGUF file: its metadata gives tensor patch_embedding.weight the "
                             f"shape (1000000, 16, 1, 2, 2), but the file holds 16 values for it (4, 4). It is corrupt "
                             f"or made to mislead; copy the file again from where it was published.")
+    # a key written twice: the gguf package's KeyError ('Duplicate ... already in list') was a traceback out of
+    # `kinograph info` and every loader
+    import struct
+    twice = tmp_path / "twice-Q8_0.gguf"
+    entry = struct.pack("<Q", 1) + b"a" + struct.pack("<II", 4, 7)      # key "a", a uint32 of 7
+    twice.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + entry * 2)
+    with pytest.raises(NodeError, match=r"twice-Q8_0.gguf is not a readable GGUF file \('Duplicate a already in list"):
+        read_header(twice)
 
 
 def test_a_comfyui_api_prompt_of_more_nodes_than_any_workflow_is_refused_before_it_is_read(tmp_path):
@@ -1097,3 +1133,40 @@ def test_a_latent_larger_than_the_free_memory_is_refused_before_it_is_made(monke
             make()
         assert str(e.value) == f"{name} at 4096x2048 as pictures takes 1.3 GB, more than the 500 MB this " \
                                "machine has free: lower frames, width or height"
+
+
+def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tmp_path):
+    """A model folder's preprocessor_config.json says what size every picture is resized to, and nothing ties it to
+    the weights: size 60000 x 60000 on a tiny Depth Anything or SAM 2 folder resized each 64 px frame to 43 GB and
+    reported "out of memory ... lower the frames, width or height". Each is refused by name when read, through
+    transformers' image processors (depth.estimate, pipelines) and mask.segment's own reading alike."""
+    import json
+    from transformers import AutoImageProcessor
+    from nodes.generate import processor_bound
+    from nodes.generate.qwen_edit import IMAGE_PROCESSOR
+    from nodes.mask.segment import _preprocessing
+    processor_bound.install()
+    dpt = {"image_processor_type": "DPTImageProcessor", "size": {"height": 60000, "width": 60000},
+           "keep_aspect_ratio": True, "ensure_multiple_of": 14}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dpt))
+    with pytest.raises(NodeError, match=rf"{tmp_path}/preprocessor_config.json asks for pictures of 60,000 pixels a "
+                                        r"side \(size.height\); models take at most 8,192\. The file is damaged"):
+        AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518})))
+    assert AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True).size["height"] == 518
+    processor_bound.check(IMAGE_PROCESSOR, "qwen")      # Qwen2-VL's sizes are pixel counts (12,845,056)
+    sam = tmp_path / "sam"
+    sam.mkdir()
+    for processor, config, needle in [
+            ({"image_processor": {"size": {"height": 60000}}}, {}, "processor_config.json asks for pictures of 60,000"),
+            ({"size": {"height": 64}, "image_mean": "red"}, {}, "gives image_mean as 'red', not one number or three"),
+            ({"size": [1, 2, 3]}, {}, "gives size as '[1, 2, 3]', not a size in pixels"),
+            (None, {"image_size": 60000}, "config.json asks for pictures of 60,000 pixels a side")]:
+        for name in ("processor_config.json", "preprocessor_config.json"):
+            (sam / name).unlink(missing_ok=True)
+        if processor is not None:
+            (sam / "processor_config.json").write_text(json.dumps(processor))
+        with pytest.raises(NodeError, match=re.escape(needle)):
+            _preprocessing(sam, config, [0.5] * 3, [0.5] * 3)
+    (sam / "processor_config.json").write_text(json.dumps({"size": {"height": 64}, "image_mean": 0.5}))
+    assert _preprocessing(sam, {}, [0.1] * 3, [0.2] * 3) == (64, [0.5] * 3, [0.2] * 3)

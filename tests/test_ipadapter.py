@@ -245,6 +245,24 @@ def test_faceid_is_refused_by_name(tmp_path):
     assert entry.status == "unmapped" and "InsightFace" in entry.line() and "PLUS FACE" in entry.line()
 
 
+def test_a_projection_far_larger_than_its_file_is_refused_before_it_is_built(tmp_path):
+    """diffusers sizes an IP-Adapter Plus projection from its tensors' shapes (the Resampler's width from latents'
+    last one) and builds it before reading the file into it: a latents tensor 20,000 wide (a 320 KB file) asked for
+    6.4 GB a layer. The projection is built on the meta device first and held to what the file holds."""
+    from nodes.generate.ipadapter import read_ipadapter
+    path = tmp_path / "ip-adapter-plus_sd15.safetensors"
+    save_file({"image_proj.latents": torch.zeros(1, 4, 1000), "image_proj.proj_in.weight": torch.zeros(1, 8),
+               "image_proj.proj_in.bias": torch.zeros(1), "image_proj.proj_out.weight": torch.zeros(8, 1),
+               "image_proj.proj_out.bias": torch.zeros(8), "image_proj.norm_out.weight": torch.zeros(8),
+               "image_proj.norm_out.bias": torch.zeros(8), "image_proj.layers.0.0.to_q.weight": torch.zeros(64, 1),
+               "ip_adapter.1.to_k_ip.weight": torch.zeros(8, 8), "ip_adapter.1.to_v_ip.weight": torch.zeros(8, 8)},
+              str(path))
+    with pytest.raises(NodeError, match=r"ip-adapter-plus_sd15.safetensors: its image projection's tensor shapes make "
+                                        r"a projection of [\d,]+ values or more, far more than the file's 4,105: the "
+                                        r"file is damaged or made to fill memory"):
+        read_ipadapter(path)
+
+
 def test_animatediff_takes_the_sd15_adapter(tmp_path, monkeypatch):
     """An SD 1.5 IP-Adapter on AnimateDiff: its layers are numbered over the image UNet's cross-attention (the motion
     modules' attention skipped, as diffusers counts them), so the file fits the motion UNet; the clip changes with the

@@ -154,6 +154,48 @@ def test_lycoris_files_are_detected_as_loras():
         assert detect_state_dict(state).role == "lora", state
 
 
+def test_loras_that_multiply_out_past_memory_are_refused_before_they_are(tmp_path, monkeypatch):
+    """A LoKr's Kronecker product holds the product of its factors' sizes: two 300 x 300 factors (360 KB as fp16)
+    made a 32 GB change, computed before its shape was compared with the model's layer. Each form's shape is now
+    known from its factors (checked here against the change computed), and the file is refused before any is made.
+    A plain LoRA's rank is held to its layer's width."""
+    from nodes.generate.converters import lora
+    r = _r
+    forms = {"loha": {"hada_w1_a": r(8, 2), "hada_w1_b": r(2, 36), "hada_w2_a": r(8, 2), "hada_w2_b": r(2, 36)},
+             "loha_tucker": {"hada_t1": r(2, 2, 3, 3), "hada_w1_a": r(2, 8), "hada_w1_b": r(2, 4),
+                             "hada_t2": r(2, 2, 3, 3), "hada_w2_a": r(2, 8), "hada_w2_b": r(2, 4)},
+             "lokr_conv": {"lokr_w1": r(4, 4), "lokr_w2": r(2, 2, 3, 3)},
+             "lokr_tucker": {"lokr_w1": r(4, 4), "lokr_t2": r(2, 2, 3, 3), "lokr_w2_a": r(2, 2), "lokr_w2_b": r(2, 2)},
+             "lokr_factored": {"lokr_w1_a": r(4, 2), "lokr_w1_b": r(2, 4), "lokr_w2_a": r(8, 2), "lokr_w2_b": r(2, 72)},
+             "locon_mid": {"lora_down.weight": r(4, 32, 1, 1), "lora_up.weight": r(16, 4, 1, 1),
+                           "lora_mid.weight": r(4, 4, 3, 3), "dora_scale": r(16, 1)},
+             "diff": {"diff": r(8, 4, 3, 3)}}
+    for form, layer in forms.items():
+        assert lora.delta_shape(layer) == tuple(lora.layer_delta(layer)[0].shape), form
+    # the tensors as small as their file; their product 16.8 M values (67 MB), more than the 16 MB "free"
+    bomb = {f"{K_LIN}.lokr_w1": torch.ones(64, 64), f"{K_LIN}.lokr_w2": torch.ones(64, 64)}
+    monkeypatch.setattr("nodes.common.stream.free_memory", lambda: 16 << 20)
+    with pytest.raises(NodeError, match=r"bomb.safetensors's LoHa/LoKr layers multiply out to 16,777,216 values "
+                                        r"\(67 MB\), more than the 17 MB this machine has free.*damaged"):
+        lora.expand_lycoris(bomb, None, "bomb.safetensors")
+    # a layer the model has: its shape is compared before the change is made
+    with pytest.raises(NodeError, match=r"layer lora_unet_.*to_q does not fit the model \(its change has shape "
+                                        r"\[4096, 4096\], the model's weight \[32, 32\]\)"):
+        lora.expand_lycoris({f"{K_LIN}.lokr_w1": torch.ones(64, 64), f"{K_LIN}.lokr_w2": torch.ones(64, 64)},
+                            lambda base: torch.zeros(32, 32), "small.safetensors")
+    # a plain LoRA whose rank is larger than its layer is wide: diffusers made both matrices at that rank first
+    te = "lora_te_text_model_encoder_layers_0_mlp_fc1"
+    for down, up in [(torch.zeros(1000, 1), torch.zeros(1, 1000)), (torch.zeros(1, 1), torch.zeros(1, 1000))]:
+        save_file({f"{te}.lora_down.weight": down, f"{te}.lora_up.weight": up}, str(tmp_path / "rank.safetensors"))
+        with pytest.raises(NodeError, match=rf"rank.safetensors: layer {te} has rank 1,000 \(a down matrix of shape "
+                                            rf"\[{down.shape[0]}, 1\], an up matrix of \[1, 1000\]\) but is 1 wide"):
+            lora.lora_state(tmp_path / "rank.safetensors")
+    save_file({f"{te}.lora_down.weight": torch.zeros(0, 8), f"{te}.lora_up.weight": torch.zeros(8, 0),
+               f"{te}.alpha": torch.tensor(1.0)}, str(tmp_path / "rank.safetensors"))
+    with pytest.raises(NodeError, match=r"has rank 0 \(a down matrix of shape \[0, 8\]"):
+        lora.lora_state(tmp_path / "rank.safetensors")
+
+
 def test_an_sdxl_sized_lora_names_the_layer_and_shapes(sd, tmp_path):
     """diffusers' 'Error(s) in loading state_dict for UNet2DConditionModel:' (its first line) said nothing."""
     state = {f"{K_LIN}.lora_down.weight": _r(4, 640), f"{K_LIN}.lora_up.weight": _r(640, 4),

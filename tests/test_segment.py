@@ -395,6 +395,16 @@ def test_meta_single_file_tracks_as_the_folder(models, monkeypatch):
     damaged = r"sam2.1_hiera_tiny_cut.safetensors cannot be read \(.*\): the copy is damaged or incomplete"
     with pytest.raises(NodeError, match=damaged):
         load_segmenter(cut.name, kinds=("sam2_video",))
+    # a damaged copy: a tensor of another shape, a prompt table missing (torch's RuntimeError, a KeyError before)
+    for bad, said in [(dict(meta, **{"memory_attention.norm.weight": torch.zeros(3)}),
+                       r"size mismatch for memory_attention\.\S+: copying a param with shape "
+                       r"torch.Size\(\[3\]\)"),
+                      ({k: v for k, v in meta.items() if k != "sam_prompt_encoder.point_embeddings.2.weight"},
+                       r"1 missing \(e.g. prompt_encoder.point_embed.2.weight")]:
+        save_file(bad, str(files / "sam2.1_hiera_tiny_bad.safetensors"))
+        with pytest.raises(NodeError, match=r"bad.safetensors looks like sam2.1_hiera_test but its tensors do not "
+                                            r"fit: " + said):
+            load_segmenter("sam2.1_hiera_tiny_bad.safetensors", kinds=("sam2_video",))
     # Each published size, built without memory (meta tensors) and written in Meta's names, is told apart by its
     # tensors and fits the config chosen for it, name for name and shape for shape.
     from transformers import Sam2VideoConfig, Sam2VideoModel

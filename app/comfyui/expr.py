@@ -30,8 +30,16 @@ def _power(base, exponent):
     return operator.pow(base, exponent)
 
 
+def _round(number, digits=None):
+    """round(): an integer rounded to -n digits is computed with 10 ** n, so round(5, -10 ** 8) took all memory
+    and never ended; a float has no more than 308 digits either side."""
+    if digits is not None and abs(digits) > 1024:
+        raise ExprError(f"rounding to {digits} digits")
+    return round(number, digits)
+
+
 # the functions ComfyUI's node offers (its documentation lists them)
-FUNCTIONS = {"sum": sum, "min": min, "max": max, "abs": abs, "round": round, "pow": _power, "sqrt": math.sqrt,
+FUNCTIONS = {"sum": sum, "min": min, "max": max, "abs": abs, "round": _round, "pow": _power, "sqrt": math.sqrt,
              "ceil": math.ceil, "floor": math.floor, "log": math.log, "log2": math.log2, "log10": math.log10,
              "sin": math.sin, "cos": math.cos, "tan": math.tan, "int": int, "float": float}
 BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,

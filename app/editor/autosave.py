@@ -18,7 +18,8 @@ from typing import Callable, List, Optional, Tuple
 from PySide6.QtCore import QLockFile, QObject, QTimer, Signal
 
 from graph_engine import config
-from graph_engine.workflow import Problem
+from graph_engine.atomic import special_file
+from graph_engine.workflow import Problem, read_text
 
 from .document import Document, write_atomic
 
@@ -42,7 +43,7 @@ class Recovery:
     origin: Optional[Path] = None  # the render or ComfyUI file an untitled workflow was read from
 
     def text(self) -> str:
-        return self.file.read_text(encoding="utf-8")
+        return read_text(self.file)     # as File > Open reads: a size limit, and undecodable bytes said as such
 
     def discard(self) -> None:
         for p in (self.file, Path(str(self.file) + ".lock")):
@@ -168,22 +169,45 @@ def find_recoveries(folder: Optional[Path] = None) -> List[Recovery]:
     folder = Path(folder) if folder else recovery_dir()
     found = []
     for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        if special_file(f):
+            continue                # a named pipe: opening it waited for ever, before the window showed
         lock = _lock(f)
         if not lock.tryLock(0):
             continue                # a live editor owns it
         lock.unlock()
-        try:
-            with open(f, encoding="utf-8") as fh:
-                first = fh.readline()
-            meta = json.loads(first[len(HEADER):]) if first.startswith(HEADER) else {}
-        except (OSError, ValueError):
-            meta = {}
-        path = meta.get("path")
-        unread = [(int(u[0]), str(u[1])) for u in meta.get("unread") or [] if isinstance(u, list) and len(u) == 2]
-        found.append(Recovery(f, _path(path), float(meta.get("saved") or f.stat().st_mtime),
-                              meta.get("on_disk"), unread, _path(meta.get("origin"))))
+        meta = _header(f)
+        unread = [(u[0], str(u[1])) for u in meta.get("unread") or [] if isinstance(u, list) and len(u) == 2
+                  and isinstance(u[0], int)]
+        on_disk = meta.get("on_disk")
+        found.append(Recovery(f, _path(meta.get("path")), _time(meta.get("saved"), f),
+                              on_disk if isinstance(on_disk, str) else None, unread, _path(meta.get("origin"))))
     found.sort(key=lambda r: -r.saved)
     return found
+
+
+def _header(f: Path) -> dict:
+    """A recovery file's first line, {} where it is not one this editor wrote (a crash mid-write elsewhere, a file
+    put there by hand): a list there, a time or line number that was no number, stopped the editor at every start,
+    before its window showed."""
+    try:
+        with open(f, encoding="utf-8") as fh:
+            first = fh.readline(1 << 16)
+        meta = json.loads(first[len(HEADER):]) if first.startswith(HEADER) else {}
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _time(value, f: Path) -> float:
+    """The autosave's time from its header, else the file's; one time.localtime cannot show is no time."""
+    for t in (value, f.stat().st_mtime):
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            try:
+                time.localtime(t)
+                return float(t)
+            except (OverflowError, OSError, ValueError):
+                pass
+    return 0.0
 
 
 def _path(value) -> Optional[Path]:

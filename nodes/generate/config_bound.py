@@ -90,26 +90,39 @@ def held(folder: Path):
 
 def check(folder: Path, build) -> None:
     """Refuse `folder` when `build()` (its config's model) registers more than BOUND times what its files hold."""
-    import torch
     found = held(folder)
     if found is None:
         return
     tensors, values, files = found
-    _active.budget = budget = _Budget(tensors, values)
-    try:
-        with torch.device("meta"):
-            build()
-    except Exception:       # noqa: BLE001 - a config the library cannot build is reported by the load itself
-        if not budget.over:     # (a library that wraps the stop in its own error is still stopped)
-            return
+    budget = over_budget(build, tensors, values)
+    if budget is not None:
         names = files[0].name if len(files) == 1 else f"its {len(files)} weight files"
         raise NodeError(
             f"{folder / 'config.json'} describes a model far larger than {names} ({tensors:,} tensors of "
             f"{values:,} values): building it passed {budget.tensors:,} tensors of {budget.values:,} values, and "
             f"Kinograph builds at most {BOUND} times what the weights hold. The config.json is damaged or belongs to "
-            "another model: copy the model folder again") from None
+            "another model: copy the model folder again")
+
+
+def over_budget(build, tensors: int, values: int):
+    """The count `build()` reached on the meta device where it passed BOUND times these tensors and values (None
+    where it stayed within them, or failed on its own: the load itself reports that). Also for modules whose sizes
+    a library reads from a file's tensor shapes, such as an IP-Adapter's projection."""
+    import warnings
+    import torch
+    install()
+    _active.budget = budget = _Budget(tensors, values)
+    try:
+        # what is built is thrown away: torch's "copying ... to a meta parameter ... is a no-op" (an IP-Adapter's
+        # conversion loads the file into it) would reach the user's terminal
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build()
+    except Exception:       # noqa: BLE001 - a library that wraps the stop in its own error is still stopped
+        pass
     finally:
         _active.budget = None
+    return budget if budget.over else None
 
 
 def _diffusers_build(cls, folder: Path):

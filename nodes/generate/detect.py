@@ -78,6 +78,8 @@ def safetensors_header(path: Path) -> Header:
                 raise ValueError("header length out of range")
             header = json.loads(f.read(n))
         meta = header.pop("__metadata__", None) or {}
+        if not isinstance(meta, dict):
+            raise ValueError("its __metadata__ is not a mapping")
         end = max((v["data_offsets"][1] for v in header.values()), default=0)
         if 8 + n + end > size:
             raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
@@ -85,7 +87,12 @@ def safetensors_header(path: Path) -> Header:
         dtypes = {k: str(v["dtype"]) for k, v in header.items()}
         for k, v in header.items():
             start, stop = v["data_offsets"]
-            if _ST_BYTES.get(dtypes[k]) and math.prod(shapes[k]) * _ST_BYTES[dtypes[k]] != stop - start:
+            if not all(type(d) is int and d >= 0 for d in shapes[k] + (start, stop)):
+                raise ValueError(f"{k}: its shape {list(shapes[k])} or offsets are not whole numbers")
+            # A type of less than a byte a value (F4, F6_...) is held to one bit a value at least: it went unchecked,
+            # so a header of 10^15 values over 4 bytes made a folder's weights look large enough for any config.json.
+            per, values = _ST_BYTES.get(dtypes[k]), math.prod(shapes[k])
+            if values * per != stop - start if per else values > 8 * (stop - start):
                 raise ValueError(f"{k}: its shape {list(shapes[k])} does not fill its {stop - start} bytes")
     # RecursionError: a header of nested brackets, which json's C scanner recurses into.
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, RecursionError) as exc:
@@ -101,7 +108,7 @@ def gguf_header(path: Path) -> Header:
         raise NodeError("reading .gguf files needs the `gguf` package: pip install gguf") from None
     try:
         reader = GGUFReader(str(path))
-    except (OSError, ValueError, IndexError, struct.error) as exc:
+    except (OSError, ValueError, IndexError, KeyError, struct.error) as exc:     # KeyError: a name written twice
         raise NodeError(f"{path} is not a readable GGUF file ({exc}): it is truncated or corrupt. "
                         "Copy the file again.") from None
     meta = {}
@@ -166,15 +173,20 @@ def _refuse_unpacking_beyond(path: Path) -> None:
     import zipfile
     try:
         with zipfile.ZipFile(path) as z:
-            unpacked = sum(i.file_size for i in z.infolist())
-        size = path.stat().st_size
+            infos = z.infolist()
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({exc}): it is truncated or corrupt. Copy the file "
                         "again.") from None
+    _refuse_records_beyond(path, infos, ", or as .safetensors")
+
+
+def _refuse_records_beyond(path, infos, other: str = "") -> None:
+    size = Path(path).stat().st_size
+    unpacked = sum(i.file_size for i in infos)
     if unpacked > 4 * size + (16 << 20):
         raise NodeError(f"{path} is refused: its records unpack to {unpacked:,} bytes from a file of {size:,} (torch "
                         "saves them uncompressed), which would all be held in memory. Get the file again from a "
-                        "trusted source, or as .safetensors")
+                        f"trusted source{other}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -257,6 +269,9 @@ def check_torchscript(path, what: str) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
+            # a TorchScript archive is torch.save's zip: its code records were read whole to be checked, so one
+            # deflated from 3 GB of spaces (a 3 MB file) took all memory in the check itself
+            _refuse_records_beyond(path, infos)
             twice = [n for n, k in Counter(i.filename for i in infos).items() if k > 1]
             code = [(i.filename, z.read(i).decode("utf-8", "replace")) for i in infos if i.filename.endswith(".py")]
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, NotImplementedError, EOFError, zlib.error) as e:

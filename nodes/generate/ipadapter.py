@@ -66,6 +66,7 @@ def _refusal(proj: dict, ip: dict, name: str) -> Optional[str]:
 def read_ipadapter(path: Path) -> IPAdapter:
     """The adapter in an IP-Adapter file (.safetensors with image_proj./ip_adapter. keys, or h94's .bin)."""
     from diffusers.loaders.unet import UNet2DConditionLoadersMixin
+    from nodes.generate.config_bound import over_budget
     from nodes.generate.weights import load_weights, strip_prefix
     state = load_weights(path, torch.float32)
     proj, ip = strip_prefix(state, "image_proj."), strip_prefix(state, "ip_adapter.")
@@ -85,11 +86,21 @@ def read_ipadapter(path: Path) -> IPAdapter:
             any(f"{n}.to_v_ip.weight" not in ip for n in numbers):
         raise NodeError(f"{path.name}: its ip_adapter layers are not numbered 1, 3, 5 ... with a to_k_ip and a to_v_ip "
                         "each; the file is damaged or another kind of adapter")
+    # diffusers' own conversion of the published keys into its projection modules (plain, Resampler, MLP).
+    def convert():
+        return UNet2DConditionLoadersMixin._convert_ip_adapter_image_proj_to_diffusers(None, proj,
+                                                                                       low_cpu_mem_usage=False)
+    # It sizes the modules from tensor shapes (a Resampler's width from latents' last one) and builds them before
+    # reading the file's weights into them: a latents tensor 20,000 wide (a 320 KB file) asked for 6.4 GB a layer.
+    over = over_budget(convert, len(proj), sum(v.numel() for v in proj.values()))
+    if over is not None:
+        raise NodeError(f"{path.name}: its image projection's tensor shapes make a projection of {over.values:,} "
+                        f"values or more, far more than the file's {sum(v.numel() for v in proj.values()):,}: the "
+                        "file is damaged or made to fill memory. Get it again from where it was published "
+                        "(h94/IP-Adapter)")
     try:
-        # diffusers' own conversion of the published keys into its projection modules (plain, Resampler, MLP).
-        project = UNet2DConditionLoadersMixin._convert_ip_adapter_image_proj_to_diffusers(None, proj,
-                                                                                           low_cpu_mem_usage=False)
-    except (RuntimeError, KeyError) as exc:
+        project = convert()
+    except (RuntimeError, KeyError, ZeroDivisionError) as exc:
         raise NodeError(f"{path.name}: its image projection does not load ({str(exc).splitlines()[0][:200]}); the "
                         "file is damaged") from None
     layers = tuple((ip[f"{n}.to_k_ip.weight"], ip[f"{n}.to_v_ip.weight"]) for n in numbers)

@@ -30,13 +30,15 @@ def quiet_libraries(import_diffusers: bool = True) -> None:
     bars as lines of literal \\r and \\x1b[A. transformers and the hub read HF_HUB_DISABLE_PROGRESS_BARS when
     imported; diffusers never reads it, so it is switched off here, just before a load imports it anyway
     (`import_diffusers`; at start-up only where it is already imported, as importing it means importing torch).
-    Imported, their loads are also held to the weights a folder holds (config_bound)."""
+    Imported, their loads are also held to the weights a folder holds (config_bound) and their picture sizes to
+    what models take (processor_bound)."""
     import sys
     if import_diffusers:
         import diffusers.utils.logging  # noqa: F401
         import transformers.utils.logging  # noqa: F401
-        from nodes.generate import config_bound
+        from nodes.generate import config_bound, processor_bound
         config_bound.install()
+        processor_bound.install()
     for name in ("diffusers.utils.logging", "transformers.utils.logging"):
         module = sys.modules.get(name)
         if module is not None:

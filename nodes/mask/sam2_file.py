@@ -139,9 +139,16 @@ def load(path: Path, tensors: dict):
     import torch
     from transformers import Sam2VideoModel
     name, config = size_of(path, tensors)
-    state = convert({k: v.to(torch.float32) for k, v in tensors.items()})
     model = Sam2VideoModel(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        state = convert({k: v.to(torch.float32) for k, v in tensors.items()})
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except KeyError as e:       # a prompt-encoder table convert() reads by name
+        missing, unexpected = [str(e.args[0])], []
+    except RuntimeError as e:   # torch's "size mismatch for ...", a tensor of another shape (or cat of such)
+        raise NodeError(f"{path} looks like {name} but its tensors do not fit: "
+                        f"{next((ln.strip() for ln in str(e).splitlines() if 'size mismatch' in ln), str(e)[:200])}. "
+                        f"The copy is damaged or of another model; it should be {KNOWN}") from None
     if missing or unexpected:
         said = [f"{len(these)} {what} (e.g. {', '.join(sorted(these)[:3])})"
                 for what, these in (("missing", missing), ("not of this model", unexpected)) if these]

@@ -58,22 +58,30 @@ class Segmenter:
         return (x - self.mean) / self.std
 
 
+def _rgb(value) -> list:
+    """A mean or std as the files give it (one number, or one per channel) for the three channels."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return values * 3 if len(values) == 1 else values
+
+
 def _preprocessing(folder: Path, config: dict, mean, std):
     """(size, mean, std) from processor_config.json (facebook/sam3) or preprocessor_config.json; the model's own
     size and the family's mean and std where neither says."""
+    from nodes.generate.processor_bound import check, checked_side
     for name in ("processor_config.json", "preprocessor_config.json"):
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        data = data.get("image_processor", data)
+        check(data, folder / name)
+        data = data.get("image_processor", data) if isinstance(data.get("image_processor"), dict) else data
         size = data.get("size") or {}
-        side = size.get("height") or size.get("shortest_edge")
+        side = (size.get("height") or size.get("shortest_edge") if isinstance(size, dict)
+                else size[0] if isinstance(size, (list, tuple)) else size)
         if side:
-            return int(side), data.get("image_mean", mean), data.get("image_std", std)
+            return int(side), _rgb(data.get("image_mean", mean)), _rgb(data.get("image_std", std))
     vision = config.get("detector_config", config).get("vision_config", {}).get("backbone_config", {})
-    size = vision.get("image_size", config.get("image_size", 1024))
-    return int(size[0] if isinstance(size, list) else size), mean, std
+    return checked_side(vision.get("image_size", config.get("image_size", 1024)), folder / "config.json"), mean, std
 
 
 @functools.lru_cache(maxsize=2)
@@ -90,7 +98,7 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise NodeError(f"{folder / 'config.json'} cannot be read ({e}); {folder} should be {what}") from None
-    kind = config.get("model_type")
+    kind = config.get("model_type") if isinstance(config, dict) else None
     if kind not in wanted:
         raise NodeError(f"{folder} holds a {kind or 'model of no stated type'} model, not "
                         f"{' or '.join(wanted)}; it should be {what}")
@@ -99,6 +107,7 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     # design with SAM 3's vision encoder), which transformers loads from facebook/sam3 as it is.
     tracker = kind == "sam3_video" and "sam2_video" in wanted
     cls_name = "Sam3TrackerVideoModel" if tracker else cls_name
+    size, mean, std = _preprocessing(folder, config, mean, std)
     tokenizer = None
     if kind == "sam3_video" and not tracker:
         tokenizer_files = ("copy SAM 3's tokenizer files (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json) "
@@ -119,7 +128,6 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     except Exception as e:  # noqa: BLE001 - safetensors' own error for a damaged file is no OSError
         raise NodeError(f"{folder}'s weights cannot be read ({type(e).__name__}: {str(e)[:200]}): the copy is "
                         f"damaged or incomplete; copy model.safetensors again. It should be {what}") from None
-    size, mean, std = _preprocessing(folder, config, mean, std)
     return Segmenter(model.to(device).eval(), tokenizer, size, mean, std, device)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from graph_engine import NodeError
 
@@ -37,6 +37,7 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
     decides)."""
     from nodes.generate.weights import load_weights
     state = load_weights(path)
+    check_ranks(state, getattr(path, "name", str(path)))
     if is_original_motion_lora(state):
         return motion_lora_to_diffusers(state)
     if flux and is_bfl_flux_lora(state):
@@ -46,6 +47,30 @@ def lora_state(path, base_weight: Optional[Callable[[str], object]] = None, flux
 
 _BFL_FLUX = re.compile(r"^(?:diffusion_model\.|model\.diffusion_model\.|transformer\.)?((?:double|single)_blocks\..+|"
                        r"(?:img_in|txt_in|time_in|vector_in|guidance_in|final_layer)\..*)\.lora_(A|B|down|up)\.weight$")
+
+
+_PAIRS = (("lora_down.weight", "lora_up.weight"), ("lora_A.weight", "lora_B.weight"),
+          ("lora.down.weight", "lora.up.weight"))
+
+
+def check_ranks(state: Dict[str, object], name: str) -> None:
+    """Refuse a layer whose rank is larger than the layer is wide. diffusers makes each layer's two matrices at
+    the model's width times the rank the file gives, before comparing them with the file's: a text-encoder layer
+    of rank 20,000,000 (down 20,000,000 x 1, an 80 MB file with its up matrix) asked for 4 GB on a tiny SD, and a
+    4 MB file of rank 1,000,000 would ask 15 GB of CLIP-L's fc1. A change of a layer w wide has rank at most w, so
+    no trainer writes more."""
+    for key, down in state.items():
+        pair = next(((d, u) for d, u in _PAIRS if key.endswith(d)), None)
+        up = state.get(key[: -len(pair[0])] + pair[1]) if pair else None
+        if up is None or getattr(down, "dim", lambda: 0)() < 2 or up.dim() < 2:
+            continue
+        # diffusers takes the rank from the up matrix, the matrix it makes from the down one
+        rank, width = max(int(down.shape[0]), int(up.shape[1])), max(math.prod(down.shape[1:]), int(up.shape[0]))
+        if rank > width or min(int(down.shape[0]), int(up.shape[1])) == 0:
+            raise NodeError(f"{name}: layer {key[: -len(pair[0])].rstrip('.')} has rank {rank:,} (a down matrix of "
+                            f"shape {list(down.shape)}, an up matrix of {list(up.shape)}) but is {width:,} wide, and "
+                            "a LoRA's rank is at least 1 and at most its layer's width. The file is damaged or made "
+                            "to fill memory: get it again from where it was published")
 
 
 def is_bfl_flux_lora(state: Dict[str, object]) -> bool:
@@ -98,7 +123,47 @@ def needs_expanding(state: Dict[str, object]) -> bool:
 
 def _tucker(t, wb, wa):
     import torch
-    return torch.einsum("i j k l, j r, i p -> p r k l", t.float(), wb.float(), wa.float())
+    # contiguous: torch.kron of the permuted view einsum gives raised "view size is not compatible" (Tucker LoKr)
+    return torch.einsum("i j k l, j r, i p -> p r k l", t.float(), wb.float(), wa.float()).contiguous()
+
+
+def delta_shape(layer: Dict[str, object]) -> Tuple[int, ...]:
+    """The shape layer_delta's change has, from its tensors' shapes alone: a LoKr's Kronecker product or a LoHa's
+    outer products hold the product of their factors' sizes, so a file of a few hundred KB can ask for tens of GB."""
+    import torch
+
+    def s(name):
+        return tuple(int(d) for d in layer[name].shape)
+
+    def product(a, b):
+        return (a[0], b[1]) if len(a) == 2 and len(b) == 2 else None
+
+    def tucker(t, wb, wa):
+        return (s(wa)[1], s(wb)[1], *s(t)[2:])
+    if "diff" in layer:
+        return s("diff")
+    if "hada_w1_a" in layer:
+        if "hada_t1" in layer:
+            m1, m2 = tucker("hada_t1", "hada_w1_b", "hada_w1_a"), tucker("hada_t2", "hada_w2_b", "hada_w2_a")
+        else:
+            m1, m2 = product(s("hada_w1_a"), s("hada_w1_b")), product(s("hada_w2_a"), s("hada_w2_b"))
+        return tuple(torch.broadcast_shapes(m1, m2))
+    if "lokr_w1" in layer or "lokr_w1_a" in layer:
+        w1 = s("lokr_w1") if "lokr_w1" in layer else product(s("lokr_w1_a"), s("lokr_w1_b"))
+        w2 = s("lokr_w2") if "lokr_w2" in layer else tucker("lokr_t2", "lokr_w2_b", "lokr_w2_a") \
+            if "lokr_t2" in layer else product(s("lokr_w2_a"), s("lokr_w2_b"))
+        if len(w2) == 4:
+            w1 = (*w1, 1, 1)
+        n = max(len(w1), len(w2))
+        w1, w2 = (1,) * (n - len(w1)) + w1, (1,) * (n - len(w2)) + w2
+        return tuple(a * b for a, b in zip(w1, w2))
+    down = layer.get("lora_down.weight", layer.get("lora_A.weight"))
+    up = layer.get("lora_up.weight", layer.get("lora_B.weight"))
+    if down is None or up is None:
+        raise KeyError(f"no weight change beside its dora_scale ({', '.join(sorted(layer))})")
+    if "lora_mid.weight" in layer:
+        return (int(up.shape[0]), math.prod(down.shape[1:]), *s("lora_mid.weight")[2:])
+    return (int(up.shape[0]), *(int(d) for d in down.shape[1:]))
 
 
 def layer_delta(layer: Dict[str, object], shape=None):
@@ -187,6 +252,33 @@ def _as_lora(base: str, delta, kohya: bool) -> Dict[str, object]:
     return {f"{base}.lora_A.weight": down.contiguous(), f"{base}.lora_B.weight": up.contiguous()}
 
 
+def _check_expansion(layers: Dict[str, Dict[str, object]], base_weight, name: str) -> None:
+    """Refuse, before any is computed, a layer change of another size than the model's layer, and changes that
+    together take more memory than is free (each is held whole until diffusers has read the file; a layer the
+    model lacks, or that base_weight cannot find, has no weight to be compared with)."""
+    from nodes.common.stream import _size, free_memory
+    total = 0
+    for base, layer in layers.items():
+        if not any("." + p in _LYCORIS for p in layer):
+            continue
+        try:
+            shape = delta_shape(layer)
+        except (KeyError, ValueError, RuntimeError, IndexError, TypeError) as exc:
+            raise NodeError(f"{name}: layer {base} is not a LoRA layer Kinograph can read ({exc}); the file is "
+                            "damaged or of another kind") from None
+        weight = base_weight(base) if base_weight is not None else None
+        if weight is not None and len(shape) > 1 and math.prod(shape) != weight.numel():
+            raise NodeError(f"{name}: layer {base} does not fit the model (its change has shape {list(shape)}, the "
+                            f"model's weight {list(weight.shape)}); the LoRA is for another model (family, version "
+                            "or size)")
+        total += math.prod(shape)
+    free = free_memory()
+    if free is not None and 4 * total > free:
+        raise NodeError(f"{name}'s LoHa/LoKr layers multiply out to {total:,} values ({_size(4 * total)}), more than "
+                        f"the {_size(free)} this machine has free; a LoRA changes a model's layers, which hold far "
+                        "fewer. The file is damaged or made to fill memory: get it again from where it was published")
+
+
 def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str], object]] = None,
                    name: str = "this LoRA") -> Dict[str, object]:
     """The file's LoHa/LoKr/diff/DoRA layers as exact LoRAs (others kept as they are). `base_weight(layer name)`:
@@ -202,6 +294,7 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
     # One naming for the whole file: diffusers' converters pick lora_A or lora_down for all of a file's layers.
     kohya = any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k for k in state)
     comfy = any(k.startswith("diffusion_model.") for k in state)
+    _check_expansion(layers, base_weight, name)
     for base, layer in layers.items():
         if not any("." + p in _LYCORIS for p in layer):
             out.update({f"{base}.{p}": v for p, v in layer.items()})
@@ -215,7 +308,7 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
             continue
         try:
             delta, bias = layer_delta(layer, None if weight is None else weight.shape)
-        except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+        except (KeyError, ValueError, RuntimeError, IndexError, ZeroDivisionError) as exc:
             raise NodeError(f"{name}: layer {base} does not fit the model ({exc}); the LoRA is for another "
                             "model (family, version or size)") from None
         if bias is not None and bias.abs().max() > 0:
