@@ -1,5 +1,6 @@
 """Sweeps and batches without Ray: sweep files, output templates, local jobs, shard planning."""
 import json
+import re
 import sys
 import textwrap
 
@@ -606,3 +607,43 @@ def test_relay_thins_progress_but_passes_every_tenth_and_the_end():
     # A thousand steps in well under RELAY_EVERY_S: the first, each new tenth, and the last.
     assert done == [1, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
     assert [e["event"] for e in sent if e["event"] != "node_progress"] == ["node_finished"]
+
+
+def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tmp_path, capsys):
+    """A wrangler's night: ten shot files in one `kinograph batch`. One file that did not load, or one case
+    that could not run (its footage, its output), stopped the whole batch before anything rendered (exit 2).
+    Now each is a failed job naming its file, line and problem; the others render; exit 1; the retry command
+    names only the files that failed; every job's line carries the time of day it ended."""
+    good = [write(tmp_path, f"shot_{n}.yaml", PIPELINE % f"out/shot_{n}.mkv") for n in (1, 2)]
+    broken = write(tmp_path, "broken.yaml", "nodes: [\n")
+    late = write(tmp_path, "late.yaml", PIPELINE.replace("{start: 0}", "{start: 100}") % "out/late.mkv")
+    files = [str(good[0]), str(broken), str(late), str(tmp_path / "gone.yaml"), str(good[1])]
+    assert main(["batch", *files, "--json"]) == 1
+    rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    jobs = {r["case"]: r for r in rows if r["event"] == "job_finished"}
+    assert [jobs[n]["ok"] for n in range(1, 6)] == [True, False, False, False, True]
+    assert [jobs[n]["workflow"] for n in range(1, 6)] == files
+    assert jobs[2]["error"].startswith(f"{broken}:2: not valid YAML") and jobs[2]["seconds"] is None
+    assert "start=100 is past the end of the clip (6 frames)" in jobs[3]["error"]
+    assert jobs[4]["error"] == f"{tmp_path / 'gone.yaml'}: no such file"
+    assert all(len(r["finished_at"]) == 24 for r in jobs.values())
+    for n in (1, 2):
+        assert load_video(str(tmp_path / f"out/shot_{n}.mkv")).length == 6
+    end = rows[-1]
+    assert end["failed_cases"] == [2, 3, 4] and end["retry"] == f"kinograph batch {broken} {late} {tmp_path / 'gone.yaml'}"
+    # For people: a line per job with its time and file, the table naming each file; --only picks files by number.
+    assert main(["batch", *files, "--only", "2,5"]) == 1
+    out = capsys.readouterr()
+    assert re.search(rf"^\d\d:\d\d:\d\d \[1\] case 2 \({re.escape(str(broken))}\) FAILED, not run: ", out.err, re.M)
+    assert "1 of 2 jobs ok" in out.out and f"kinograph batch {broken}\n" in out.out + "\n"
+    # A sweep case whose own value cannot run (an output outside the folders it may write) fails alone.
+    sweep = write(tmp_path, "s.yaml", "cases: [{trim.start: 1}, {save.path: /proc/x.mkv}, {trim.start: 2}]\n")
+    wf = workflow(tmp_path, "out/c_{case}.mkv")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
+    out = capsys.readouterr()
+    assert "2 of 3 jobs ok" in out.out and "/proc/x.mkv" in out.err
+    assert [load_video(str(tmp_path / f"out/c_{n}.mkv")).length for n in (1, 3)] == [5, 4]
+    # Nothing that can run: the command itself is wrong, exit 2, as before.
+    assert main(["batch", str(broken), str(tmp_path / "gone.yaml")]) == 2
+    assert main(["batch", str(wf), str(late), "--sweep", str(sweep)]) == 2
+    assert "--sweep makes the cases of one workflow; 2 were given" in capsys.readouterr().err
