@@ -22,7 +22,7 @@ from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
 from .jobs import cancel_on_interrupt, done_before, payload_of, run_job, sigterm_interrupts
-from .progress import Relay, print_out
+from .progress import Relay, now_text, print_out
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 # Seconds between a long job's progress lines (Report.progress).
@@ -77,17 +77,17 @@ class Report:
 
     def started(self, jobs) -> None:
         if self.json:
-            self._emit({"event": "batch_started", "jobs": len(jobs), "started_at": _now(),
+            self._emit({"event": "batch_started", "jobs": len(jobs), "started_at": now_text(),
                         "cases": [{"case": j.case.number, "overrides": j.case.overrides, "outputs": j.outputs,
                                    **({"workflow": j.source} if j.source else {})} for j in jobs]})
         else:
-            self.note(f"{len(jobs)} jobs, started {_now()}")
+            self.note(f"{len(jobs)} jobs, started {now_text()}")
 
     def finished(self, job, out: Dict[str, Any]) -> None:
         row = {"event": "job_finished", "case": job.case.number, "label": job.label, "ok": bool(out.get("ok")),
                "seconds": out.get("seconds"), "overrides": job.case.overrides, "outputs": job.outputs,
                "results": out.get("results", {}), "failed": out.get("failed", {}), "error": out.get("error"),
-               "finished_at": _now()}
+               "finished_at": now_text()}
         if job.source:
             row["workflow"] = job.source
         for k in ("host", "pid", "traceback", "skipped"):
@@ -140,11 +140,6 @@ class Report:
             what = ", ".join(j.outputs) if row is None or row["ok"] else row["error"]
             lines.append(f"{j.case.number:>5}  {status:<7} {secs:>8}  {_clip_text(sets, 36):<36} {what}")
         return "\n".join(lines)
-
-
-def _now() -> str:
-    """The local time of day with its date and offset (2026-12-06T03:12:44+0100), as logs give it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _clip_text(text: str, width: int) -> str:

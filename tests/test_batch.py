@@ -636,13 +636,15 @@ def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tm
     out = capsys.readouterr()
     assert re.search(rf"^\d\d:\d\d:\d\d \[1\] case 2 \({re.escape(str(broken))}\) FAILED, not run: ", out.err, re.M)
     assert "1 of 2 jobs ok" in out.out and f"kinograph batch {broken}\n" in out.out + "\n"
-    # A sweep case whose own value cannot run (an output outside the folders it may write) fails alone.
-    sweep = write(tmp_path, "s.yaml", "cases: [{trim.start: 1}, {save.path: /proc/x.mkv}, {trim.start: 2}]\n")
+    # A sweep case that would write over a file Kinograph did not write (a client's delivery) fails alone.
+    (tmp_path / "out/c_2.mkv").write_bytes(b"the client's file")
     wf = workflow(tmp_path, "out/c_{case}.mkv")
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [1, 2, 3]}\n")
     assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
     out = capsys.readouterr()
-    assert "2 of 3 jobs ok" in out.out and "/proc/x.mkv" in out.err
-    assert [load_video(str(tmp_path / f"out/c_{n}.mkv")).length for n in (1, 3)] == [5, 4]
+    assert "2 of 3 jobs ok" in out.out and "c_2.mkv already exists and Kinograph did not write it" in out.err
+    assert [load_video(str(tmp_path / f"out/c_{n}.mkv")).length for n in (1, 3)] == [5, 3]
+    assert (tmp_path / "out/c_2.mkv").read_bytes() == b"the client's file"
     # Nothing that can run: the command itself is wrong, exit 2, as before.
     assert main(["batch", str(broken), str(tmp_path / "gone.yaml")]) == 2
     assert main(["batch", str(wf), str(late), "--sweep", str(sweep)]) == 2
