@@ -233,7 +233,26 @@ def _file_jobs(args, registry):
         notes += said
         if problems:
             refused[case.number] = problems
+    _refuse_shared_outputs(jobs, refused)
     return jobs, refused, notes
+
+
+def _refuse_shared_outputs(jobs, refused) -> None:
+    """Workflow files copied from one template write the same name (out/video.mp4) unless each was given its
+    own: each job replaced the one before, all of them reported that name, and the night's renders were in
+    takes/ under numbers that said nothing of their shot. The first job to name a file writes it; a later
+    one fails, not run, naming the job it would have replaced."""
+    from graph_engine.workflow import Problem
+    first: Dict[str, Any] = {}
+    for job in jobs:
+        if job.case.number in refused:
+            continue
+        for out in job.outputs:
+            earlier = first.setdefault(out, job)
+            if earlier is not job:
+                refused.setdefault(job.case.number, []).append(Problem(
+                    job.source, 0, None, f"writes {out}, as case {earlier.case.number} ({earlier.source}) does, "
+                                         "which it would replace: give each workflow its own output path"))
 
 
 def _refuse_comfyui(path: str) -> None:

@@ -617,12 +617,16 @@ def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tm
     good = [write(tmp_path, f"shot_{n}.yaml", PIPELINE % f"out/shot_{n}.mkv") for n in (1, 2)]
     broken = write(tmp_path, "broken.yaml", "nodes: [\n")
     late = write(tmp_path, "late.yaml", PIPELINE.replace("{start: 0}", "{start: 100}") % "out/late.mkv")
-    files = [str(good[0]), str(broken), str(late), str(tmp_path / "gone.yaml"), str(good[1])]
+    # A copy of shot 1's file edited but still writing shot 1's name: it would have replaced that render.
+    twin = write(tmp_path, "twin.yaml", PIPELINE.replace("{start: 0}", "{start: 2}") % "out/shot_1.mkv")
+    files = [str(good[0]), str(broken), str(late), str(tmp_path / "gone.yaml"), str(good[1]), str(twin)]
     assert main(["batch", *files, "--json"]) == 1
     rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     jobs = {r["case"]: r for r in rows if r["event"] == "job_finished"}
-    assert [jobs[n]["ok"] for n in range(1, 6)] == [True, False, False, False, True]
-    assert [jobs[n]["workflow"] for n in range(1, 6)] == files
+    assert [jobs[n]["ok"] for n in range(1, 7)] == [True, False, False, False, True, False]
+    assert [jobs[n]["workflow"] for n in range(1, 7)] == files
+    assert f"writes {tmp_path / 'out/shot_1.mkv'}, as case 1 ({good[0]}) does" in jobs[6]["error"]
+    assert not (tmp_path / "out/takes").exists()
     assert jobs[2]["error"].startswith(f"{broken}:2: not valid YAML") and jobs[2]["seconds"] is None
     assert "start=100 is past the end of the clip (6 frames)" in jobs[3]["error"]
     assert jobs[4]["error"] == f"{tmp_path / 'gone.yaml'}: no such file"
@@ -630,7 +634,8 @@ def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tm
     for n in (1, 2):
         assert load_video(str(tmp_path / f"out/shot_{n}.mkv")).length == 6
     end = rows[-1]
-    assert end["failed_cases"] == [2, 3, 4] and end["retry"] == f"kinograph batch {broken} {late} {tmp_path / 'gone.yaml'}"
+    assert end["failed_cases"] == [2, 3, 4, 6]
+    assert end["retry"] == f"kinograph batch {broken} {late} {tmp_path / 'gone.yaml'} {twin}"
     # For people: a line per job with its time and file, the table naming each file; --only picks files by number.
     assert main(["batch", *files, "--only", "2,5"]) == 1
     out = capsys.readouterr()
