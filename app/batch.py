@@ -15,13 +15,14 @@ import shlex
 import sys
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
 from .jobs import cancel_on_interrupt, done_before, payload_of, run_job, sigterm_interrupts
-from .progress import Relay, print_out
+from .progress import Relay, now_text, print_out
 
 EXIT_OK, EXIT_FAIL, EXIT_CANCELLED = 0, 1, 130
 # Seconds between a long job's progress lines (Report.progress).
@@ -31,9 +32,9 @@ PROGRESS_LINE_S = 10.0
 class Report:
     """Per-job lines as jobs finish, then a summary table; or JSON lines with --json."""
 
-    def __init__(self, json_lines: bool, retry_cmd: List[str]):
+    def __init__(self, json_lines: bool, retry: Callable[[List[int]], List[str]]):
         self.json = json_lines
-        self.retry_cmd = retry_cmd
+        self.retry_cmd = retry          # failed case numbers -> the command that runs them again
         self.rows: Dict[int, Dict[str, Any]] = {}
         self.t0 = time.perf_counter()
         # Held now: while Ray runs, sys.stdout is stderr (app.distributed.ray_session).
@@ -76,16 +77,19 @@ class Report:
 
     def started(self, jobs) -> None:
         if self.json:
-            self._emit({"event": "batch_started", "jobs": len(jobs),
-                        "cases": [{"case": j.case.number, "overrides": j.case.overrides, "outputs": j.outputs}
-                                  for j in jobs]})
+            self._emit({"event": "batch_started", "jobs": len(jobs), "started_at": now_text(),
+                        "cases": [{"case": j.case.number, "overrides": j.case.overrides, "outputs": j.outputs,
+                                   **({"workflow": j.source} if j.source else {})} for j in jobs]})
         else:
-            self.note(f"{len(jobs)} jobs")
+            self.note(f"{len(jobs)} jobs, started {now_text()}")
 
     def finished(self, job, out: Dict[str, Any]) -> None:
         row = {"event": "job_finished", "case": job.case.number, "label": job.label, "ok": bool(out.get("ok")),
                "seconds": out.get("seconds"), "overrides": job.case.overrides, "outputs": job.outputs,
-               "results": out.get("results", {}), "failed": out.get("failed", {}), "error": out.get("error")}
+               "results": out.get("results", {}), "failed": out.get("failed", {}), "error": out.get("error"),
+               "finished_at": now_text()}
+        if job.source:
+            row["workflow"] = job.source
         for k in ("host", "pid", "traceback", "skipped"):
             if out.get(k) is not None:
                 row[k] = out[k]
@@ -96,15 +100,19 @@ class Report:
             status = "ok" if row["ok"] else "FAILED"
             if row.get("skipped"):
                 status = "skipped, done earlier"
+            elif row["seconds"] is None:
+                status += ", not run"
             else:
-                status += f" ({row['seconds'] or 0:.2f}s)"
+                status += f" ({row['seconds']:.2f}s)"
             what = ", ".join(job.outputs) if row["ok"] else row["error"]
-            self.note(f"[{len(self.rows)}] case {job.label} {status}: {what}")
+            # The time of day: a log read in the morning says when each job ended, not only how long it took.
+            self.note(f"{row['finished_at'][11:19]} [{len(self.rows)}] case {job.label}"
+                      f"{' (' + job.source + ')' if job.source else ''} {status}: {what}")
 
     def summary(self, jobs, cancelled: bool) -> int:
         failed = [j.case.number for j in jobs if not self.rows.get(j.case.number, {}).get("ok")]
         not_run = [j.case.number for j in jobs if j.case.number not in self.rows]
-        retry = " ".join(shlex.quote(a) for a in self.retry_cmd + ["--only", ",".join(map(str, failed))])
+        retry = " ".join(shlex.quote(a) for a in self.retry_cmd(failed))
         seconds = round(time.perf_counter() - self.t0, 3)
         ok_count = len(jobs) - len(failed)
         if self.json:
@@ -121,13 +129,14 @@ class Report:
         return EXIT_OK if not failed else EXIT_FAIL
 
     def table(self, jobs) -> str:
-        lines = [f"{'case':>5}  {'status':<7} {'seconds':>8}  {'overrides':<36} output / error"]
+        head = "workflow" if any(j.source for j in jobs) else "overrides"
+        lines = [f"{'case':>5}  {'status':<7} {'seconds':>8}  {head:<36} output / error"]
         for j in jobs:
             row = self.rows.get(j.case.number)
             status = "not run" if row is None else "skipped" if row.get("skipped") else "ok" if row["ok"] \
                 else "FAILED"
             secs = "" if row is None or row["seconds"] is None else f"{row['seconds']:.2f}"
-            sets = " ".join(f"{k}={v}" for k, v in j.case.overrides.items()) or "(as in the workflow)"
+            sets = " ".join(f"{k}={v}" for k, v in j.case.overrides.items()) or j.source or "(as in the workflow)"
             what = ", ".join(j.outputs) if row is None or row["ok"] else row["error"]
             lines.append(f"{j.case.number:>5}  {status:<7} {secs:>8}  {_clip_text(sets, 36):<36} {what}")
         return "\n".join(lines)
@@ -138,27 +147,34 @@ def _clip_text(text: str, width: int) -> str:
 
 
 def run_batch(args) -> int:
-    from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    from graph_engine.validate import validate_run
-    from .sweep import load_sweep, plan_jobs, select_cases
     registry = default_registry()
-    wf = load_workflow(args.workflow)
-    sweep = load_sweep(args.sweep, wf, registry)
-    jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
-    problems = [p for j in jobs for p in validate_run(j.workflow, registry)]
-    if problems:
-        raise WorkflowError(problems)
-    retry = ["kinograph", "batch", args.workflow, "--sweep", args.sweep] + _same_flags(args)
+    if args.sweep and len(args.workflow) > 1:
+        raise WorkflowError([f"kinograph batch: --sweep makes the cases of one workflow; {len(args.workflow)} were "
+                             "given. Run each workflow's sweep as its own batch, or leave --sweep out to run the "
+                             "workflows one job each"])
+    jobs, refused, notes = (_sweep_jobs if args.sweep else _file_jobs)(args, registry)
+    if len(refused) == len(jobs):       # nothing could run: the command is wrong, as before any job
+        raise WorkflowError([p for n in sorted(refused) for p in refused[n]])
+    def retry(failed: List[int]) -> List[str]:
+        if args.sweep:
+            return ["kinograph", "batch", *args.workflow, "--sweep", args.sweep, *_same_flags(args),
+                    "--only", ",".join(map(str, failed))]
+        return ["kinograph", "batch", *(args.workflow[n - 1] for n in failed), *_same_flags(args)]
     if args.ray:
         from .distributed import require_ray
         require_ray()          # a missing Ray is said before any job is announced
     report = Report(args.json, retry)
     for n in notes:
         report.note(n)
-    payloads = [payload_of(j.workflow, registry) for j in jobs]
     report.started(jobs)
-    todo = list(zip(jobs, payloads))
+    # A job that cannot run (a workflow that does not load, a case whose value or footage is wrong) fails on
+    # its own: it stopped every other job of the night before, exit 2 and nothing rendered.
+    for job in jobs:
+        if job.case.number in refused:
+            report.finished(job, {"ok": False, "seconds": None,
+                                  "error": "; ".join(str(p) for p in refused[job.case.number])})
+    todo = [(j, payload_of(j.workflow, registry)) for j in jobs if j.case.number not in refused]
     if args.skip_done:
         for job, payload in todo:
             if done_before(job.outputs, payload["yaml"]):
@@ -167,12 +183,81 @@ def run_batch(args) -> int:
     if not todo:
         cancelled = False
     elif args.ray:
-        cancelled = _run_on_ray(args, wf, registry, [j for j, _ in todo], [p for _, p in todo], report)
+        cancelled = _run_on_ray(args, registry, [j for j, _ in todo], [p for _, p in todo], report)
     else:
         if args.jobs > 1:
             report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
         cancelled = _run_here(args, [j for j, _ in todo], [p for _, p in todo], report)
     return report.summary(jobs, cancelled)
+
+
+def _sweep_jobs(args, registry):
+    """The jobs of one workflow's sweep, and the problems of those that cannot run (case -> problems). A
+    mistake in the workflow or the sweep file raises: it is every case's."""
+    from graph_engine.api import load_workflow
+    from graph_engine.validate import validate_run
+    from .sweep import load_sweep, plan_jobs, select_cases
+    path = args.workflow[0]
+    _refuse_comfyui(path)
+    wf = load_workflow(path)
+    sweep = load_sweep(args.sweep, wf, registry)
+    jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
+    refused = {j.case.number: problems for j in jobs for problems in [validate_run(j.workflow, registry)] if problems}
+    return jobs, refused, notes
+
+
+def _file_jobs(args, registry):
+    """One job per workflow file, numbered from 1 in the order given (what --only takes); a file that does
+    not load or would not run is a job that failed, with its problems."""
+    from graph_engine.api import load_workflow
+    from graph_engine.errors import KinographError
+    from graph_engine.validate import validate_run
+    from graph_engine.workflow import Problem
+    from .sweep import Case, Job, Sweep, plan_jobs, select_cases
+    given = Sweep(Path("the command line"), [Case(n, {}) for n in range(1, len(args.workflow) + 1)])
+    jobs, refused, notes = [], {}, []
+    for case in select_cases(given, args.only):
+        path = args.workflow[case.number - 1]
+        try:
+            _refuse_comfyui(path)
+            wf = load_workflow(path)
+            [job], said = plan_jobs(wf, Sweep(Path(path), [case]), [case], registry)
+            job.label = given.label(case)
+            problems = validate_run(job.workflow, registry)
+        except WorkflowError as e:
+            job, said, problems = Job(case, given.label(case), None), [], e.problems
+        except KinographError as e:
+            job, said, problems = Job(case, given.label(case), None), [], [Problem(path, 0, None, str(e))]
+        job.source = path
+        jobs.append(job)
+        notes += said
+        if problems:
+            refused[case.number] = problems
+    _refuse_shared_outputs(jobs, refused)
+    return jobs, refused, notes
+
+
+def _refuse_shared_outputs(jobs, refused) -> None:
+    """Workflow files copied from one template write the same name (out/video.mp4) unless each was given its
+    own: each job replaced the one before, all of them reported that name, and the night's renders were in
+    takes/ under numbers that said nothing of their shot. The first job to name a file writes it; a later
+    one fails, not run, naming the job it would have replaced."""
+    from graph_engine.workflow import Problem
+    first: Dict[str, Any] = {}
+    for job in jobs:
+        if job.case.number in refused:
+            continue
+        for out in job.outputs:
+            earlier = first.setdefault(out, job)
+            if earlier is not job:
+                refused.setdefault(job.case.number, []).append(Problem(
+                    job.source, 0, None, f"writes {out}, as case {earlier.case.number} ({earlier.source}) does, "
+                                         "which it would replace: give each workflow its own output path"))
+
+
+def _refuse_comfyui(path: str) -> None:
+    from .cli import _refuse_comfyui as refuse
+    refuse(path)
 
 
 def _same_flags(args) -> List[str]:
@@ -202,11 +287,12 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
     return cancel.cancelled
 
 
-def _run_on_ray(args, wf, registry, jobs, payloads, report: Report) -> bool:
+def _run_on_ray(args, registry, jobs, payloads, report: Report) -> bool:
     from .distributed import WorkerPool, needs_gpu, ray_session
     by_label = {j.label: j for j in jobs}
+    gpu_nodes = sorted({n for j in jobs for n in needs_gpu(j.workflow, registry)})   # the jobs may differ
     with ray_session(args.ray, num_cpus=args.jobs or None) as ray:
-        with WorkerPool(ray, args.jobs or None, gpu_nodes=needs_gpu(wf, registry), device=args.device,
+        with WorkerPool(ray, args.jobs or None, gpu_nodes=gpu_nodes, device=args.device,
                         note=report.note, limit=len(jobs),
                         watch=lambda label, ev: report.progress(by_label[label], ev)) as pool:
             if not report.json:

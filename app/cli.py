@@ -119,9 +119,10 @@ def _parser() -> argparse.ArgumentParser:
                                                 "video/PNG carrying a workflow (default: an empty canvas)")
     gu.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
 
-    b = sub.add_parser("batch", help="run a workflow once per case of a sweep file")
-    b.add_argument("workflow", help="the workflow each case starts from (.yaml, or a video/PNG carrying one)")
-    b.add_argument("--sweep", required=True, metavar="SWEEP.yaml",
+    b = sub.add_parser("batch", help="run several workflows, or one once per case of a sweep file")
+    b.add_argument("workflow", nargs="+", help="the workflows to run, one job each (.yaml, or a video/PNG carrying "
+                                               "one); with --sweep, the one workflow each case starts from")
+    b.add_argument("--sweep", metavar="SWEEP.yaml",
                    help="the cases: 'grid:' (every combination) and/or 'cases:' lists of NODE.PARAM: value; "
                         "output paths may hold {case} and {NODE.PARAM} (see docs/ray.md)")
     b.add_argument("--ray", metavar="ADDRESS", help="'local' or a cluster address; without it jobs run here")
@@ -214,7 +215,8 @@ def _main(argv: Optional[List[str]] = None) -> int:
     from .progress import print_out
     try:
         _check_cwd(args)
-        if args.command in ("run", "validate", "batch") and args.workflow != "-":
+        # A batch names each workflow it cannot run in its summary and runs the others (app.batch).
+        if args.command in ("run", "validate") and args.workflow != "-":
             _refuse_comfyui(args.workflow)
         return COMMANDS[args.command](args)
     except WorkflowError as e:
@@ -244,8 +246,10 @@ def _check_cwd(args) -> None:
     except FileNotFoundError:
         pass
     from graph_engine.errors import WorkflowError
-    given = [getattr(args, k, None) for k in ("workflow", "sweep", "cache_dir", "output_dir", "file", "output",
-                                              "screenshot")]
+    given = []
+    for k in ("workflow", "sweep", "cache_dir", "output_dir", "file", "output", "screenshot"):
+        v = getattr(args, k, None)
+        given += v if isinstance(v, list) else [v]      # a batch's several workflows
     relative = [v for v in given if isinstance(v, str) and not os.path.isabs(os.path.expanduser(v))]
     if relative:
         raise WorkflowError([f"the current folder no longer exists (it was removed), so {relative[0]!r} cannot be "

@@ -91,6 +91,11 @@ class Relay:
         self.send(ev)
 
 
+def now_text() -> str:
+    """The local date and time with its offset (2026-12-06T03:12:44+0100), as logs give it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 class ProgressPrinter:
     def __init__(self, json_lines: bool = False, graph=None, stream=None):
         self.json = json_lines
@@ -139,6 +144,10 @@ class ProgressPrinter:
         if bar is not None:
             bar.close()
 
+    def _clock(self) -> str:
+        """' at HH:MM:SS' in a log; nothing on a terminal, where the bars run live."""
+        return "" if self._tty else f" at {time.strftime('%H:%M:%S')}"
+
     def _name(self, nid: str) -> str:
         if self.graph is not None and nid in self.graph.nodes:
             return f"{nid} ({self.graph.nodes[nid].type})"
@@ -152,8 +161,12 @@ class ProgressPrinter:
         kind = ev["event"]
         if kind == "node_progress":
             self._bar(ev)
+        elif kind == "run_started":
+            if not self._tty:
+                self.note(f"started {now_text()}")
         elif kind == "node_started":
-            self.note(f"> {self._name(ev['node'])}")
+            # A log (`2> shot.log` on a farm) read the next morning says when each node began and failed.
+            self.note(f"> {self._name(ev['node'])}{self._clock()}")
         elif kind == "node_finished":
             self._close(ev["node"])
             # A lazy node returns at once and computes its frames as later nodes read them: its
@@ -173,7 +186,7 @@ class ProgressPrinter:
                           "was computing upstream frames")
         elif kind == "node_failed":
             self._close(ev["node"])
-            self.note(f"x {self._name(ev['node'])} failed: {ev['message']}")
+            self.note(f"x {self._name(ev['node'])} failed{self._clock()}: {ev['message']}")
         elif kind == "node_skipped":
             self.note(f"- {ev['node']} skipped ({ev['because']} failed)")
         elif kind == "log":
@@ -193,4 +206,4 @@ class ProgressPrinter:
                     if nums:
                         self._print(f"{nid}: {nums}")
             status = "ok" if ev["ok"] else f"{len(ev['failed'])} node(s) failed"
-            self.note(f"finished in {ev['seconds']:.2f}s: {status}")
+            self.note(f"finished in {ev['seconds']:.2f}s{self._clock()}: {status}")

@@ -60,8 +60,9 @@ class Sweep:
 class Job:
     case: Case
     label: str
-    workflow: Workflow                  # the workflow with the case's overrides and expanded outputs
+    workflow: Optional[Workflow]        # with the case's overrides and outputs expanded; None: it did not load
     outputs: List[str] = field(default_factory=list)    # absolute output paths it will write
+    source: Optional[str] = None        # its workflow file, in a batch of several
 
 
 # -- reading the sweep file --------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Sweeps and batches without Ray: sweep files, output templates, local jobs, shard planning."""
 import json
+import re
 import sys
 import textwrap
 
@@ -606,3 +607,50 @@ def test_relay_thins_progress_but_passes_every_tenth_and_the_end():
     # A thousand steps in well under RELAY_EVERY_S: the first, each new tenth, and the last.
     assert done == [1, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
     assert [e["event"] for e in sent if e["event"] != "node_progress"] == ["node_finished"]
+
+
+def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tmp_path, capsys):
+    """A wrangler's night: ten shot files in one `kinograph batch`. One file that did not load, or one case
+    that could not run (its footage, its output), stopped the whole batch before anything rendered (exit 2).
+    Now each is a failed job naming its file, line and problem; the others render; exit 1; the retry command
+    names only the files that failed; every job's line carries the time of day it ended."""
+    good = [write(tmp_path, f"shot_{n}.yaml", PIPELINE % f"out/shot_{n}.mkv") for n in (1, 2)]
+    broken = write(tmp_path, "broken.yaml", "nodes: [\n")
+    late = write(tmp_path, "late.yaml", PIPELINE.replace("{start: 0}", "{start: 100}") % "out/late.mkv")
+    # A copy of shot 1's file edited but still writing shot 1's name: it would have replaced that render.
+    twin = write(tmp_path, "twin.yaml", PIPELINE.replace("{start: 0}", "{start: 2}") % "out/shot_1.mkv")
+    files = [str(good[0]), str(broken), str(late), str(tmp_path / "gone.yaml"), str(good[1]), str(twin)]
+    assert main(["batch", *files, "--json"]) == 1
+    rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    jobs = {r["case"]: r for r in rows if r["event"] == "job_finished"}
+    assert [jobs[n]["ok"] for n in range(1, 7)] == [True, False, False, False, True, False]
+    assert [jobs[n]["workflow"] for n in range(1, 7)] == files
+    assert f"writes {tmp_path / 'out/shot_1.mkv'}, as case 1 ({good[0]}) does" in jobs[6]["error"]
+    assert not (tmp_path / "out/takes").exists()
+    assert jobs[2]["error"].startswith(f"{broken}:2: not valid YAML") and jobs[2]["seconds"] is None
+    assert "start=100 is past the end of the clip (6 frames)" in jobs[3]["error"]
+    assert jobs[4]["error"] == f"{tmp_path / 'gone.yaml'}: no such file"
+    assert all(len(r["finished_at"]) == 24 for r in jobs.values())
+    for n in (1, 2):
+        assert load_video(str(tmp_path / f"out/shot_{n}.mkv")).length == 6
+    end = rows[-1]
+    assert end["failed_cases"] == [2, 3, 4, 6]
+    assert end["retry"] == f"kinograph batch {broken} {late} {tmp_path / 'gone.yaml'} {twin}"
+    # For people: a line per job with its time and file, the table naming each file; --only picks files by number.
+    assert main(["batch", *files, "--only", "2,5"]) == 1
+    out = capsys.readouterr()
+    assert re.search(rf"^\d\d:\d\d:\d\d \[1\] case 2 \({re.escape(str(broken))}\) FAILED, not run: ", out.err, re.M)
+    assert "1 of 2 jobs ok" in out.out and f"kinograph batch {broken}\n" in out.out + "\n"
+    # A sweep case that would write over a file Kinograph did not write (a client's delivery) fails alone.
+    (tmp_path / "out/c_2.mkv").write_bytes(b"the client's file")
+    wf = workflow(tmp_path, "out/c_{case}.mkv")
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [1, 2, 3]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
+    out = capsys.readouterr()
+    assert "2 of 3 jobs ok" in out.out and "c_2.mkv already exists and Kinograph did not write it" in out.err
+    assert [load_video(str(tmp_path / f"out/c_{n}.mkv")).length for n in (1, 3)] == [5, 3]
+    assert (tmp_path / "out/c_2.mkv").read_bytes() == b"the client's file"
+    # Nothing that can run: the command itself is wrong, exit 2, as before.
+    assert main(["batch", str(broken), str(tmp_path / "gone.yaml")]) == 2
+    assert main(["batch", str(wf), str(late), "--sweep", str(sweep)]) == 2
+    assert "--sweep makes the cases of one workflow; 2 were given" in capsys.readouterr().err

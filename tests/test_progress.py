@@ -1,5 +1,6 @@
 """app.progress: tqdm bars on a terminal, plain lines in a log."""
 import io
+import re
 
 from app.progress import ProgressPrinter
 
@@ -30,7 +31,27 @@ def test_a_log_gets_lines_only(monkeypatch):
     """A log gets no bar; it got nothing at all between '> up' and 'done', so a node running for hours
     on a farm looked stuck. It gets a line at each tenth of the work now (the done line stands for 100%)."""
     tenths = "".join(f"  up: {n}0% ({n}/10)\n" for n in range(1, 10))
-    assert run_events(monkeypatch, io.StringIO()) == "> up\n" + tenths + "  up               done (1.50s)\n"
+    text = run_events(monkeypatch, io.StringIO())
+    assert re.fullmatch(r"> up at \d\d:\d\d:\d\d\n" + re.escape(tenths + "  up               done (1.50s)\n"), text)
+
+
+def test_a_log_says_when_the_run_and_each_node_started_failed_and_finished(monkeypatch):
+    """`kinograph run shot.yaml 2> shot.log` on a farm: read in the morning, the log said how long things took
+    but not when anything happened, so a failure could not be matched to the farm's own records. A log now
+    carries the date the run started and the time each node started and failed and the run ended; a terminal,
+    where the bars run live, does not."""
+    for stream, timed in ((io.StringIO(), True), (Terminal(), False)):
+        monkeypatch.setattr("sys.stderr", stream)
+        p = ProgressPrinter(stream=io.StringIO())
+        p({"event": "run_started", "nodes": ["save"]})
+        p({"event": "node_started", "node": "save"})
+        p({"event": "node_failed", "node": "save", "message": "the disk is full"})
+        p({"event": "run_finished", "ok": False, "cancelled": False, "results": {}, "failed": {"save": "x"},
+           "seconds": 2.5})
+        clock = r" at \d\d:\d\d:\d\d" if timed else ""
+        lines = [r"started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}"] if timed else []
+        lines += [f"> save{clock}", f"x save failed{clock}: the disk is full", f"finished in 2.50s{clock}: 1 node\\(s\\) failed"]
+        assert re.fullmatch("\n".join(lines) + "\n", stream.getvalue()), stream.getvalue()
 
 
 def test_a_log_gets_each_tenth_once_however_many_reports_come(monkeypatch):
