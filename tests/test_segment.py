@@ -66,7 +66,7 @@ def test_text_prompt_tracks_as_transformers_does(models):
     want, best = reference_masks(load_segmenter("tiny-sam3"), frames, "cat", keep=1)
     assert want.any() and not want.all()
     masks = text_masks(clip, "tiny-sam3", "cat", threshold=0.0)
-    assert (masks.width, masks.height, masks.length, masks.chunk) == (W, H, FRAMES, 2)
+    assert (masks.width, masks.height, masks.length, masks.chunk) == (W, H, FRAMES, 1)
     # A chunk after the first, then one behind it (the pass starts again), then the last.
     got = {2: masks.frames(2, 4), 0: masks.frames(0, 2)}
     got = np.concatenate([got[k] for k in sorted(got)])[..., 0]
@@ -77,6 +77,36 @@ def test_text_prompt_tracks_as_transformers_does(models):
     assert (best != want).mean() > 0.05
     got = text_masks(clip, "tiny-sam3", "cat", threshold=0.0, objects=1).frames(0, FRAMES)[..., 0]
     assert (got != best.astype(np.uint8) * 255).mean() < 1e-3
+
+
+def test_first_frame_runs_the_model_that_far(models, monkeypatch):
+    """The editor's picker shows frame 0 of mask.track_points after each click: that read runs the model on the
+    prompted frame and frame 0, not on the whole chunk the source is read in (32 frames of a small clip: 33 runs, and
+    the mask took 100 s to appear). Later frames go on from there, and a step back does not start the pass again.
+    SAM 3's text pass settles a frame only `hotstart_delay` frames later, so it runs as far as that."""
+    from graph_engine import Clip
+    from nodes.mask.segment import load_segmenter, point_masks, text_masks
+    length = 40
+    frames = np.random.default_rng(5).integers(0, 256, (length, H, W, 3), dtype=np.uint8)
+    clip = Clip(length, 8.0, W, H, lambda a, b: frames[a:b])
+    assert clip.chunk == 32
+    runs = []
+    for name, kinds in (("tiny-sam2", ("sam2_video", "sam3_video")), ("tiny-sam3", ("sam3_video",))):
+        model = load_segmenter(name, kinds=kinds).model
+        monkeypatch.setattr(model, "forward", lambda frame_idx, run=model.forward, **kw: (
+            runs.append(frame_idx), run(frame_idx=frame_idx, **kw))[1])
+    masks = point_masks(clip, "tiny-sam2", "10,12")
+    first = masks.frame(0)
+    assert runs == [0, 0]
+    masks.frames(1, 3)
+    assert runs == [0, 0, 1, 2]
+    np.testing.assert_array_equal(masks.frame(0), first)
+    assert runs == [0, 0, 1, 2]
+    runs.clear()
+    delay = load_segmenter("tiny-sam3").model.hotstart_delay
+    assert delay > 0
+    text_masks(clip, "tiny-sam3", "cat", threshold=0.0).frame(0)
+    assert runs == list(range(delay))
 
 
 def test_bad_models_are_named(models, tmp_path):

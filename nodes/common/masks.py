@@ -71,11 +71,12 @@ def per_frame(mask, fn: Callable[[np.ndarray], np.ndarray]):
     return mask.with_(reader=reader, matte=None, linear=None)
 
 
-def clip_of(frames_reader: Callable[[int, int], np.ndarray], like) -> "object":
-    """A clip of masks shaped like the clip `like`, from a reader of float32 [n, H, W] frames."""
+def clip_of(frames_reader: Callable[[int, int], np.ndarray], like, chunk: Optional[int] = None) -> "object":
+    """A clip of masks shaped like the clip `like`, from a reader of float32 [n, H, W] frames, read in like's
+    chunks or `chunk` frames at a time."""
     from graph_engine import Clip
     return Clip(like.length, like.fps, like.width, like.height,
-                lambda a, b: to_u8(frames_reader(a, b))[..., None], chunk=like.chunk, channels=1)
+                lambda a, b: to_u8(frames_reader(a, b))[..., None], chunk=chunk or like.chunk, channels=1)
 
 
 def grow(m: np.ndarray, pixels: int, tapered: bool = True) -> np.ndarray:

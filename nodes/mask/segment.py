@@ -6,8 +6,9 @@ The model is transformers' own Sam3VideoModel read from the user's Hugging Face 
 prepared as its processor does (resized to the model's square, scaled to -1..1: Sam3ImageProcessor, which needs
 torchvision, an install Kinograph does not otherwise ask for) and the masks post-processed as
 Sam3VideoProcessor.postprocess_outputs makes them (the low-resolution logits sized to the frame, above 0, objects the
-model suppressed or removed left out). The clip is read a chunk at a time in frame order; a read behind what has been
-tracked starts the pass again from the first frame, so every read gives what one pass gives."""
+model suppressed or removed left out). The masks are made a frame at a time in frame order, only as far as the frames
+read; a read behind what has been tracked starts the pass again from the first frame, so every read gives what one
+pass gives."""
 from __future__ import annotations
 
 import functools
@@ -283,19 +284,26 @@ class Pass:
             if self.session is None or any(i not in self.done and i < self.pos - len(self.pending)
                                            for i in range(a, b)):
                 self._start()
+            # Only as far as the frames asked for: the editor's picker shows frame 0 after each click, and a
+            # chunk of the source at a time made that 32 frames of the model on a small clip.
             while any(i not in self.done for i in range(a, b)):
-                for lo, block in self.video.pieces(self.pos, min(self.video.length, self.pos + self.video.chunk)):
-                    for k, frame in enumerate(block):
-                        if self.ctx is not None:
-                            self.ctx.check()
-                        self._step(lo + k, frame)
-                        self.pos = lo + k + 1
+                if self.ctx is not None:
+                    self.ctx.check()
+                self._step(self.pos, self.video.frame(self.pos))
+                self.pos += 1
                 if self.ctx is not None:
                     self.ctx.progress(self.pos, self.video.length)
             out = np.stack([self.done[i] for i in range(a, b)])
-            for i in [i for i in self.done if i < a]:
+            # A chunk of the source's worth kept behind (the clip of masks keeps two frames): a viewer stepping
+            # back a few frames does not start the pass again.
+            for i in [i for i in self.done if i < a - self.video.chunk]:
                 del self.done[i]
             return out
+
+    def clip(self):
+        """The clip of masks, read a frame at a time (what it holds of the video is read a chunk at a time)."""
+        from nodes.common import masks
+        return masks.clip_of(self.masks, self.video, chunk=1)
 
 
 class TextTracker(Pass):
@@ -373,12 +381,10 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
                objects: int = 0):
     """A clip of masks (one a frame of `video`) of what `prompt` names, tracked with SAM 3's video model: every
     object, or the `objects` most confident on each frame."""
-    from nodes.common import masks
     prompt = (prompt or "").strip()
     if not prompt:
         raise NodeError(f"mask.segment: {NO_PROMPT}")
-    tracker = TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects)
-    return masks.clip_of(tracker.masks, video)
+    return TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects).clip()
 
 
 def _frame_of(part: str):
@@ -562,12 +568,10 @@ def point_masks(video, model: str, points: str, negative: str = "", box: str = "
                 obj: int = 0):
     """A clip of masks of the objects under `points` (or in `box`), tracked with SAM 2's video model (or SAM 3's
     tracker, given SAM 3's folder): all of them joined, or object `obj` (1, 2, ...) alone."""
-    from nodes.common import masks
     found = prompts(points, negative, box)
     count = len({k for objects in found.values() for k in objects})
     if obj > count:
         raise NodeError(f"mask.track_points: object {obj} does not exist: points and box name {count} "
                         f"object{'s' * (count > 1)} ('|' between objects); object 0 gives them all in one mask")
     check_prompts(found, video.width, video.height, video.length)
-    tracker = PointTracker(load_segmenter(model, device, ("sam2_video", "sam3_video")), video, found, obj, ctx)
-    return masks.clip_of(tracker.masks, video)
+    return PointTracker(load_segmenter(model, device, ("sam2_video", "sam3_video")), video, found, obj, ctx).clip()
