@@ -1037,3 +1037,73 @@ def test_comfyui_flux_redux_template_imports_and_runs(models, redux, tmp_path, m
     monkeypatch.chdir(tmp_path)
     res, run = imported_run(json.loads(text), tmp_path, "ComfyUI")
     assert res.yaml.count("condition.style_model") == 2 and res.yaml.count("load.style_model") == 1, res.yaml
+
+
+# -- XLabs' FLUX.1 IP-Adapter (x-flux-comfyui's LoadFluxIPAdapter / ApplyFluxIPAdapter) and LoRA (LoadFluxLora) ----------
+def _xlabs_ipadapter(path, transformer, features=24, seed=5):
+    """A FLUX.1 IP-Adapter in XLabs-AI/flux-ip-adapter's layout (ip_adapter_proj_model.proj / norm: 4 tokens;
+    double_blocks.N.processor.ip_adapter_double_stream_k_proj / _v_proj with biases, one per double block)."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * 0.3
+    ctx, width = transformer.config.joint_attention_dim, transformer.inner_dim
+    state = {"ip_adapter_proj_model.proj.weight": r(4 * ctx, features), "ip_adapter_proj_model.proj.bias": r(4 * ctx),
+             "ip_adapter_proj_model.norm.weight": 1 + r(ctx), "ip_adapter_proj_model.norm.bias": r(ctx)}
+    for i in range(len(transformer.transformer_blocks)):
+        for kv in "kv":
+            state[f"double_blocks.{i}.processor.ip_adapter_double_stream_{kv}_proj.weight"] = r(width, ctx)
+            state[f"double_blocks.{i}.processor.ip_adapter_double_stream_{kv}_proj.bias"] = r(width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
+def test_xlabs_flux_ipadapter_samples_as_fluxpipeline(models, monkeypatch):
+    """XLabs' ip_adapter.safetensors (in x-flux-comfyui's xlabs/ipadapters/) with a CLIP ViT-L vision file (in
+    clip_vision/) at weight 0.7: the latent is FluxPipeline's with load_ip_adapter on the same file and picture, and a
+    run without it is the plain model's after it. A wrong or cut file and a CLIP vision model of another width are
+    named. Kinograph had no FLUX.1 IP-Adapter: the file was 'not an IP-Adapter file'."""
+    from diffusers import FluxPipeline
+    from PIL import Image
+    from test_ipadapter import REF, _vision
+    from nodes.generate.ipadapter import apply_ipadapter, load_ipadapter, read_ipadapter, reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    vision = _vision(models / "clip_vision" / "clip_vision_l.safetensors")
+    mm = ModelManager()
+    folder = models.parent / "diffusers"
+    h = mm.load("flux", str(folder))
+    p = mm.components(h)
+    path = _xlabs_ipadapter(models / "xlabs" / "ipadapters" / "ip_adapter.safetensors", h.denoiser)
+    encoder = load_clip_vision(mm, "clip_vision_l.safetensors", "auto", "cpu")
+    adapter = load_ipadapter(mm, "ip_adapter.safetensors")
+    got = _sample(apply_ipadapter(h, reference(adapter, encoder, [REF], 0.7, 0.0, 1.0)), p["text_encoder"], p["vae"],
+                  3.5, steps=2)
+    plain = _sample(h, p["text_encoder"], p["vae"], 3.5, steps=2)
+    ref = FluxPipeline.from_pretrained(str(folder), local_files_only=True)
+    without = ref("a cat", width=64, height=48, num_inference_steps=2, guidance_scale=3.5,
+                  generator=torch.Generator().manual_seed(7), output_type="latent").images
+    ref.image_encoder, ref.feature_extractor = vision, encoder.pipe.image_processor
+    ref.load_ip_adapter(str(path.parent), subfolder="", weight_name=path.name, local_files_only=True)
+    ref.set_ip_adapter_scale(0.7)
+    want = ref("a cat", ip_adapter_image=Image.fromarray(REF), width=64, height=48, num_inference_steps=2,
+               guidance_scale=3.5, generator=torch.Generator().manual_seed(7), output_type="latent").images
+    want, without = (ref._unpack_latents(x, 48, 64, ref.vae_scale_factor) for x in (want, without))
+    _close(without, plain)
+    assert _err(want, without) > 1e-2                   # the adapter changes the picture
+    _close(want, got)
+    # a file cut short, and a CLIP vision model whose embedding is not the adapter's width
+    from safetensors.torch import load_file, save_file
+    cut = {k: v for k, v in load_file(str(path)).items() if not k.endswith("1.processor.ip_adapter_double_stream_v_proj.bias")}
+    save_file(cut, str(path.parent / "cut.safetensors"))
+    with pytest.raises(NodeError, match="cut.safetensors is not a whole XLabs FLUX.1 IP-Adapter: it lacks "
+                                        "1.processor.ip_adapter_double_stream_v_proj.bias"):
+        read_ipadapter(path.parent / "cut.safetensors")
+    wide = _xlabs_ipadapter(path.parent / "wide.safetensors", h.denoiser, features=40)
+    with pytest.raises(NodeError, match="reads CLIP ViT-L/14's projected image embedding \\(40 wide\\).*gives pooled "
+                                        "features 24 wide: load clip_vision_l.safetensors"):
+        reference(read_ipadapter(wide), encoder, [REF], 0.7, 0.0, 1.0)
+    with pytest.raises(NodeError, match="needs a CLIP vision model: connect load.clip_vision"):
+        reference(adapter, None, [REF], 0.7, 0.0, 1.0)

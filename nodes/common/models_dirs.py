@@ -27,10 +27,11 @@ KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", 
          "ipadapter", "style_models", "pose", "sam2")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
-# ControlNets.
+# ControlNets, IP-Adapters and LoRAs.
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
-           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
+           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora", "xlabs/loras"),
            "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
+           "ipadapter": ("xlabs/ipadapters",),
            "sam2": ("sam3", "sams")}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
