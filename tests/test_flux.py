@@ -286,12 +286,13 @@ def test_comfyui_flux_checkpoint_graph_without_flux_guidance_gets_comfyuis_defau
     _close(_diffusers_on(models.parent / "diffusers", comfy_flux_sigmas(4), 3.5), got)
 
 
-@pytest.mark.parametrize("layout", ["comfyui", "kohya"])
+@pytest.mark.parametrize("layout", ["comfyui", "kohya", "xlabs"])
 def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, layout):
     """A FLUX.1 LoRA in ComfyUI's names (diffusion_model.double_blocks.0.img_attn.qkv.lora_A/B, which diffusers does
-    not read) or kohya's (lora_unet_double_blocks_0_img_attn_qkv, which the detection took for HunyuanVideo's and
-    lora.image refused): applied with lora.image's path, the sample is the one of the model with B @ A added to the
-    fused qkv weight by hand."""
+    not read), kohya's (lora_unet_double_blocks_0_img_attn_qkv, which the detection took for HunyuanVideo's and
+    lora.image refused) or XLabs' (double_blocks.0.processor.qkv_lora1.down / up, x-flux-comfyui's LoadFluxLora,
+    which the detection did not know: 'holds no LoRA tensors'): applied with lora.image's path, the sample is the one
+    of the model with B @ A added to the fused qkv weight by hand."""
     from safetensors.torch import save_file
     from nodes.generate.loaders import add_lora
     from nodes.generate.model_manager import ModelManager
@@ -301,6 +302,9 @@ def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, 
     if layout == "comfyui":
         state = {"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": down,
                  "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": up}
+    elif layout == "xlabs":
+        state = {"double_blocks.0.processor.qkv_lora1.down.weight": down,
+                 "double_blocks.0.processor.qkv_lora1.up.weight": up}
     else:
         state = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": down,
                  "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": up,
