@@ -286,13 +286,12 @@ def test_comfyui_flux_checkpoint_graph_without_flux_guidance_gets_comfyuis_defau
     _close(_diffusers_on(models.parent / "diffusers", comfy_flux_sigmas(4), 3.5), got)
 
 
-@pytest.mark.parametrize("layout", ["comfyui", "kohya", "xlabs"])
+@pytest.mark.parametrize("layout", ["comfyui", "kohya"])
 def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, layout):
     """A FLUX.1 LoRA in ComfyUI's names (diffusion_model.double_blocks.0.img_attn.qkv.lora_A/B, which diffusers does
-    not read), kohya's (lora_unet_double_blocks_0_img_attn_qkv, which the detection took for HunyuanVideo's and
-    lora.image refused) or XLabs' (double_blocks.0.processor.qkv_lora1.down / up, x-flux-comfyui's LoadFluxLora,
-    which the detection did not know: 'holds no LoRA tensors'): applied with lora.image's path, the sample is the one
-    of the model with B @ A added to the fused qkv weight by hand."""
+    not read) or kohya's (lora_unet_double_blocks_0_img_attn_qkv, which the detection took for HunyuanVideo's and
+    lora.image refused): applied with lora.image's path, the sample is the one of the model with B @ A added to the
+    fused qkv weight by hand. (XLabs' layout: the x-flux graph test.)"""
     from safetensors.torch import save_file
     from nodes.generate.loaders import add_lora
     from nodes.generate.model_manager import ModelManager
@@ -302,9 +301,6 @@ def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, 
     if layout == "comfyui":
         state = {"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": down,
                  "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": up}
-    elif layout == "xlabs":
-        state = {"double_blocks.0.processor.qkv_lora1.down.weight": down,
-                 "double_blocks.0.processor.qkv_lora1.up.weight": up}
     else:
         state = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": down,
                  "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": up,
@@ -1064,40 +1060,30 @@ def _xlabs_ipadapter(path, transformer, features=24, seed=5):
     return path
 
 
-def test_xlabs_flux_ipadapter_samples_as_fluxpipeline(models, monkeypatch):
-    """XLabs' ip_adapter.safetensors (in x-flux-comfyui's xlabs/ipadapters/) with a CLIP ViT-L vision file (in
-    clip_vision/) at weight 0.7: the latent is FluxPipeline's with load_ip_adapter on the same file and picture, and a
-    run without it is the plain model's after it. A wrong or cut file and a CLIP vision model of another width are
-    named. Kinograph had no FLUX.1 IP-Adapter: the file was 'not an IP-Adapter file'."""
-    from diffusers import FluxPipeline
-    from PIL import Image
+def test_xlabs_flux_ipadapter_steers_for_its_run_only_and_bad_files_are_named(models):
+    """XLabs' ip_adapter.safetensors (found in x-flux-comfyui's xlabs/ipadapters/) with a CLIP ViT-L vision file
+    changes the picture, and the shared model samples as before after it (its double blocks' processors put back).
+    A file cut short, a CLIP vision model of another width and a missing one are named. Kinograph had no FLUX.1
+    IP-Adapter: the file was 'not an IP-Adapter file'. (Sampled as FluxPipeline.load_ip_adapter does: the x-flux
+    graph test below.)"""
     from test_ipadapter import REF, _vision
     from nodes.generate.ipadapter import apply_ipadapter, load_ipadapter, read_ipadapter, reference
     from nodes.generate.model_manager import ModelManager
     from nodes.generate.split import load_clip_vision
-    vision = _vision(models / "clip_vision" / "clip_vision_l.safetensors")
+    _vision(models / "clip_vision" / "clip_vision_l.safetensors")
     mm = ModelManager()
-    folder = models.parent / "diffusers"
-    h = mm.load("flux", str(folder))
+    h = mm.load("flux", str(models.parent / "diffusers"))
     p = mm.components(h)
     path = _xlabs_ipadapter(models / "xlabs" / "ipadapters" / "ip_adapter.safetensors", h.denoiser)
     encoder = load_clip_vision(mm, "clip_vision_l.safetensors", "auto", "cpu")
     adapter = load_ipadapter(mm, "ip_adapter.safetensors")
-    got = _sample(apply_ipadapter(h, reference(adapter, encoder, [REF], 0.7, 0.0, 1.0)), p["text_encoder"], p["vae"],
-                  3.5, steps=2)
-    plain = _sample(h, p["text_encoder"], p["vae"], 3.5, steps=2)
-    ref = FluxPipeline.from_pretrained(str(folder), local_files_only=True)
-    without = ref("a cat", width=64, height=48, num_inference_steps=2, guidance_scale=3.5,
-                  generator=torch.Generator().manual_seed(7), output_type="latent").images
-    ref.image_encoder, ref.feature_extractor = vision, encoder.pipe.image_processor
-    ref.load_ip_adapter(str(path.parent), subfolder="", weight_name=path.name, local_files_only=True)
-    ref.set_ip_adapter_scale(0.7)
-    want = ref("a cat", ip_adapter_image=Image.fromarray(REF), width=64, height=48, num_inference_steps=2,
-               guidance_scale=3.5, generator=torch.Generator().manual_seed(7), output_type="latent").images
-    want, without = (ref._unpack_latents(x, 48, 64, ref.vae_scale_factor) for x in (want, without))
-    _close(without, plain)
-    assert _err(want, without) > 1e-2                   # the adapter changes the picture
-    _close(want, got)
+
+    def sample(model):
+        return _sample(model, p["text_encoder"], p["vae"], 3.5, steps=1)
+    plain = sample(h)
+    got = sample(apply_ipadapter(h, reference(adapter, encoder, [REF], 0.7, 0.0, 1.0)))
+    assert torch.equal(sample(h), plain)
+    assert _err(got, plain) > 1e-2
     # a file cut short, and a CLIP vision model whose embedding is not the adapter's width
     from safetensors.torch import load_file, save_file
     cut = {k: v for k, v in load_file(str(path)).items() if not k.endswith("1.processor.ip_adapter_double_stream_v_proj.bias")}
@@ -1111,3 +1097,72 @@ def test_xlabs_flux_ipadapter_samples_as_fluxpipeline(models, monkeypatch):
         reference(read_ipadapter(wide), encoder, [REF], 0.7, 0.0, 1.0)
     with pytest.raises(NodeError, match="needs a CLIP vision model: connect load.clip_vision"):
         reference(adapter, None, [REF], 0.7, 0.0, 1.0)
+
+
+def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipeline(models, tmp_path, monkeypatch):
+    """x-flux-comfyui's ip_adapter_workflow.json's nodes with their widget values (LoadFluxIPAdapter 75000.safetensors
+    with flux/clip_vision_l.safetensors on the CPU, ApplyFluxIPAdapter 0.92, its FluxLoraLoader anime_lora at 1 wired
+    between the model and the adapter, XlabsSampler with true CFG 3.5 from step 0): every node maps, the workflow
+    validates, and the latent is FluxPipeline's with the same LoRA (load_lora_weights) and IP-Adapter
+    (load_ip_adapter, the picture for the negative pass too, as XLabs' IPProcessor gives it) on XlabsSampler's levels.
+    LoadFluxIPAdapter, ApplyFluxIPAdapter and FluxLoraLoader were unmapped."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from PIL import Image
+    from safetensors.torch import save_file
+    from app.comfyui import import_data
+    from comfy_layouts import imported_run
+    from comfyui_workflows import ui_format
+    from graph_engine.api import load_workflow
+    from test_ipadapter import REF, _vision
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    vision = _vision(models / "clip_vision" / "flux" / "clip_vision_l.safetensors")
+    h = ModelManager().load("flux", str(models.parent / "diffusers"))
+    _xlabs_ipadapter(models / "xlabs" / "ipadapters" / "75000.safetensors", h.denoiser)
+    g = torch.Generator().manual_seed(2)
+    lora = {f"double_blocks.{i}.processor.{n}_lora{s}.{d}.weight": torch.randn(
+        *((4, 64) if d == "down" else (192 if n == "qkv" else 64, 4)), generator=g) * 0.2
+        for i in range(2) for n in ("qkv", "proj") for s in "12" for d in ("down", "up")}
+    (models / "xlabs" / "loras").mkdir(parents=True, exist_ok=True)
+    save_file(lora, str(models / "xlabs" / "loras" / "anime_lora.safetensors"))
+    Image.fromarray(REF).save(tmp_path / "statue.png")
+    monkeypatch.chdir(tmp_path)
+    graph = ui_format([
+        (1, "UNETLoader", ["flux1-dev-tiny.safetensors", "default"], {}, ["MODEL"]),
+        (2, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"], {}, ["CLIP"]),
+        (3, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
+        (4, "CLIPTextEncode", ["a cat"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (5, "CLIPTextEncode", ["blurry"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (6, "FluxGuidance", [3.5], {"conditioning": (4, 0, "CONDITIONING")}, ["CONDITIONING"]),
+        (7, "EmptyLatentImage", [W, H, 1], {}, ["LATENT"]),
+        (8, "FluxLoraLoader", ["anime_lora.safetensors", 1], {"model": (1, 0, "MODEL")}, ["MODEL"]),
+        (9, "LoadFluxIPAdapter", ["75000.safetensors", "flux/clip_vision_l.safetensors", "CPU"], {},
+         ["IP_ADAPTER_FLUX"]),
+        (10, "LoadImage", [str(tmp_path / "statue.png"), "image"], {}, ["IMAGE", "MASK"]),
+        (11, "ApplyFluxIPAdapter", [0.92], {"model": (8, 0, "MODEL"), "ip_adapter_flux": (9, 0, "IP_ADAPTER_FLUX"),
+                                            "image": (10, 0, "IMAGE")}, ["MODEL"]),
+        (12, "XlabsSampler", [7, "fixed", 2, 0, 3.5, 0.0, 1.0],
+         {"model": (11, 0, "MODEL"), "conditioning": (6, 0, "CONDITIONING"),
+          "neg_conditioning": (5, 0, "CONDITIONING"), "latent_image": (7, 0, "LATENT")}, ["LATENT"]),
+        (13, "VAEDecode", [], {"samples": (12, 0, "LATENT"), "vae": (3, 0, "VAE")}, ["IMAGE"]),
+        (14, "SaveImage", ["xflux"], {"images": (13, 0, "IMAGE")}, [])])
+    report = import_data(graph).report
+    assert {n: e.status for n, e in report.entries.items() if e.status not in ("exact", "ui", "approx")} == {}, \
+        report.text()
+    res, run = imported_run(graph, tmp_path, "xflux")
+    load_workflow(tmp_path / "imported.kino.yaml")         # validates: types, links, parameters
+    got = run.outputs["xlabs_sampler_12"]["latent"].samples[:, :, 0]
+    ref = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    ref.load_lora_weights(str(models / "xlabs" / "loras" / "anime_lora.safetensors"))
+    ref.image_encoder = vision
+    ref.feature_extractor = load_clip_vision(ModelManager(), "flux/clip_vision_l.safetensors", "auto",
+                                             "cpu").pipe.image_processor
+    ref.load_ip_adapter(str(models / "xlabs" / "ipadapters"), subfolder="", weight_name="75000.safetensors",
+                        local_files_only=True)
+    ref.set_ip_adapter_scale(0.92)
+    picture = Image.fromarray(REF)
+    packed = ref("a cat", negative_prompt="blurry", true_cfg_scale=3.5, ip_adapter_image=picture,
+                 negative_ip_adapter_image=picture, width=W, height=H, sigmas=xlabs_sigmas(2, W, H),
+                 guidance_scale=3.5, generator=torch.Generator().manual_seed(7), output_type="latent").images
+    _close(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got)

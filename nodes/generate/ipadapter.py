@@ -235,8 +235,10 @@ def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], neg
             feats = module(pixel_values=px).image_embeds.float()
             if len(negative):
                 neg = module(pixel_values=pixels(negative)).image_embeds.float()
-            elif adapter.kind == "flux":        # x-flux-comfyui's negative: CLIP of all-zero (normalised) pixels
-                neg = module(pixel_values=torch.zeros_like(px[:1])).image_embeds.float()
+            elif adapter.kind == "flux":
+                # x-flux-comfyui's IPProcessor gives the negative pass of true CFG the pictures too (the negative it
+                # computes goes unused), so true CFG does not push the adapter's effect further
+                neg = feats
             else:
                 neg = torch.zeros_like(feats[:1])
         else:
@@ -692,28 +694,37 @@ def installed(handle, feed: Optional[_Feed]):
 
 
 class FluxIPAttention:
-    """A FLUX.1 double block's attention: diffusers' FluxIPAdapterAttnProcessor with every reference's to_k_ip /
-    to_v_ip, each at its weight while active (0 outside its start / end); without an active one, the block's own
-    processor."""
+    """A FLUX.1 double block's attention: diffusers' FluxIPAdapterAttnProcessor with one to_k_ip / to_v_ip entry per
+    picture of every reference, each at its reference's weight / its picture count while active (0 outside its
+    start / end): several pictures give the mean of their attention outputs, as x-flux-comfyui's IPProcessor
+    averages them. Without an active reference, the block's own processor."""
 
     def __init__(self, base, layers, refs, feed: _Feed, heads_width: int, context: int, device, dtype):
         from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProcessor
         self.base, self.refs, self.feed, self.context = base, refs, feed, context
-        self.ip = FluxIPAdapterAttnProcessor(heads_width, context, num_tokens=[1] * len(refs), device=device,
+        # (reference, its picture, how many it has, how many tokens each) per entry
+        self.entries = [(r, j, n, t) for r in range(len(refs))
+                        for t in [int(refs[r].adapter.project.num_image_text_embeds)]
+                        for n in [int(refs[r].cond.shape[1]) // t] for j in range(n)]
+        self.ip = FluxIPAdapterAttnProcessor(heads_width, context, num_tokens=[1] * len(self.entries), device=device,
                                              dtype=dtype)
         with torch.no_grad():
-            for i, (k_w, v_w, k_b, v_b) in enumerate(layers):
-                for lin, w, b in ((self.ip.to_k_ip[i], k_w, k_b), (self.ip.to_v_ip[i], v_w, v_b)):
+            for e, (r, *_) in enumerate(self.entries):
+                k_w, v_w, k_b, v_b = layers[r]
+                for lin, w, b in ((self.ip.to_k_ip[e], k_w, k_b), (self.ip.to_v_ip[e], v_w, v_b)):
                     lin.weight.copy_(w)
                     lin.bias.copy_(b)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
-        if encoder_hidden_states is None or all(now is None for now in self.feed.now):
+        now = self.feed.now
+        if encoder_hidden_states is None or all(n is None for n in now):
             return self.base(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         batch = hidden_states.shape[0]
-        self.ip.scale = [0.0 if now is None else ref.weight for ref, now in zip(self.refs, self.feed.now)]
-        states = [hidden_states.new_zeros(batch, 1, self.context) if now is None else
-                  now.tokens(batch, False).to(hidden_states.device, hidden_states.dtype) for now in self.feed.now]
+        toks = [None if n is None else n.tokens(batch, False).to(hidden_states.device, hidden_states.dtype)
+                for n in now]
+        self.ip.scale = [0.0 if now[r] is None else self.refs[r].weight / n for r, _, n, _ in self.entries]
+        states = [hidden_states.new_zeros(batch, 1, self.context) if toks[r] is None else toks[r][:, j * t:(j + 1) * t]
+                  for r, j, _, t in self.entries]
         return self.ip(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb,
                        ip_hidden_states=states)
 
