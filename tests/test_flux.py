@@ -1149,6 +1149,10 @@ def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipe
     report = import_data(graph).report
     assert {n: e.status for n, e in report.entries.items() if e.status not in ("exact", "ui", "approx")} == {}, \
         report.text()
+    advanced = json.loads(json.dumps(graph))
+    node = next(n for n in advanced["nodes"] if n["type"] == "ApplyFluxIPAdapter")
+    node.update(type="ApplyAdvancedFluxIPAdapter", widgets_values=[0.0, 1.0, "Linear"])
+    assert "put ApplyFluxIPAdapter in its place" in import_data(advanced).report.text()
     res, run = imported_run(graph, tmp_path, "xflux")
     load_workflow(tmp_path / "imported.kino.yaml")         # validates: types, links, parameters
     got = run.outputs["xlabs_sampler_12"]["latent"].samples[:, :, 0]

@@ -1218,6 +1218,9 @@ INSTEAD = {
         "IPAdapterTiled", "IPAdapterTiledBatch", "IPAdapterMS", "IPAdapterFromParams", "IPAdapterPreciseComposition",
         "IPAdapterPreciseStyleTransfer", "IPAdapterPreciseStyleTransferBatch", "IPAdapterPreciseCompositionBatch",
         "IPAdapterClipVisionEnhancer", "IPAdapterClipVisionEnhancerBatch")},
+    "ApplyAdvancedFluxIPAdapter": "not mapped: x-flux-comfyui's strength graded over FLUX.1's double blocks "
+                                  "(begin_strength to end_strength, smoothing) is not in Kinograph yet; put "
+                                  "ApplyFluxIPAdapter in its place with one ip_scale (ipadapter.apply's weight)",
 }
 
 
