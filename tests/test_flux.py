@@ -291,7 +291,7 @@ def test_flux_lora_changes_the_transformer_as_merging_it_does(models, tmp_path, 
     """A FLUX.1 LoRA in ComfyUI's names (diffusion_model.double_blocks.0.img_attn.qkv.lora_A/B, which diffusers does
     not read) or kohya's (lora_unet_double_blocks_0_img_attn_qkv, which the detection took for HunyuanVideo's and
     lora.image refused): applied with lora.image's path, the sample is the one of the model with B @ A added to the
-    fused qkv weight by hand."""
+    fused qkv weight by hand. (XLabs' layout: the x-flux graph test.)"""
     from safetensors.torch import save_file
     from nodes.generate.loaders import add_lora
     from nodes.generate.model_manager import ModelManager
@@ -1037,3 +1037,136 @@ def test_comfyui_flux_redux_template_imports_and_runs(models, redux, tmp_path, m
     monkeypatch.chdir(tmp_path)
     res, run = imported_run(json.loads(text), tmp_path, "ComfyUI")
     assert res.yaml.count("condition.style_model") == 2 and res.yaml.count("load.style_model") == 1, res.yaml
+
+
+# -- XLabs' FLUX.1 IP-Adapter (x-flux-comfyui's LoadFluxIPAdapter / ApplyFluxIPAdapter) and LoRA (LoadFluxLora) ----------
+def _xlabs_ipadapter(path, transformer, features=24, seed=5):
+    """A FLUX.1 IP-Adapter in XLabs-AI/flux-ip-adapter's layout (ip_adapter_proj_model.proj / norm: 4 tokens;
+    double_blocks.N.processor.ip_adapter_double_stream_k_proj / _v_proj with biases, one per double block)."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * 0.3
+    ctx, width = transformer.config.joint_attention_dim, transformer.inner_dim
+    state = {"ip_adapter_proj_model.proj.weight": r(4 * ctx, features), "ip_adapter_proj_model.proj.bias": r(4 * ctx),
+             "ip_adapter_proj_model.norm.weight": 1 + r(ctx), "ip_adapter_proj_model.norm.bias": r(ctx)}
+    for i in range(len(transformer.transformer_blocks)):
+        for kv in "kv":
+            state[f"double_blocks.{i}.processor.ip_adapter_double_stream_{kv}_proj.weight"] = r(width, ctx)
+            state[f"double_blocks.{i}.processor.ip_adapter_double_stream_{kv}_proj.bias"] = r(width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
+def test_xlabs_flux_ipadapter_steers_for_its_run_only_and_bad_files_are_named(models):
+    """XLabs' ip_adapter.safetensors (found in x-flux-comfyui's xlabs/ipadapters/) with a CLIP ViT-L vision file
+    changes the picture, and the shared model samples as before after it (its double blocks' processors put back).
+    A file cut short, a CLIP vision model of another width and a missing one are named. Kinograph had no FLUX.1
+    IP-Adapter: the file was 'not an IP-Adapter file'. (Sampled as FluxPipeline.load_ip_adapter does: the x-flux
+    graph test below.)"""
+    from test_ipadapter import REF, _vision
+    from nodes.generate.ipadapter import apply_ipadapter, load_ipadapter, read_ipadapter, reference
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    _vision(models / "clip_vision" / "clip_vision_l.safetensors")
+    mm = ModelManager()
+    h = mm.load("flux", str(models.parent / "diffusers"))
+    p = mm.components(h)
+    path = _xlabs_ipadapter(models / "xlabs" / "ipadapters" / "ip_adapter.safetensors", h.denoiser)
+    encoder = load_clip_vision(mm, "clip_vision_l.safetensors", "auto", "cpu")
+    adapter = load_ipadapter(mm, "ip_adapter.safetensors")
+
+    def sample(model):
+        return _sample(model, p["text_encoder"], p["vae"], 3.5, steps=1)
+    plain = sample(h)
+    got = sample(apply_ipadapter(h, reference(adapter, encoder, [REF], 0.7, 0.0, 1.0)))
+    assert torch.equal(sample(h), plain)
+    assert _err(got, plain) > 1e-2
+    # a file cut short, and a CLIP vision model whose embedding is not the adapter's width
+    from safetensors.torch import load_file, save_file
+    cut = {k: v for k, v in load_file(str(path)).items() if not k.endswith("1.processor.ip_adapter_double_stream_v_proj.bias")}
+    save_file(cut, str(path.parent / "cut.safetensors"))
+    with pytest.raises(NodeError, match="cut.safetensors is not a whole XLabs FLUX.1 IP-Adapter: it lacks "
+                                        "1.processor.ip_adapter_double_stream_v_proj.bias"):
+        read_ipadapter(path.parent / "cut.safetensors")
+    wide = _xlabs_ipadapter(path.parent / "wide.safetensors", h.denoiser, features=40)
+    with pytest.raises(NodeError, match="reads CLIP ViT-L/14's projected image embedding \\(40 wide\\).*gives pooled "
+                                        "features 24 wide: load clip_vision_l.safetensors"):
+        reference(read_ipadapter(wide), encoder, [REF], 0.7, 0.0, 1.0)
+    with pytest.raises(NodeError, match="needs a CLIP vision model: connect load.clip_vision"):
+        reference(adapter, None, [REF], 0.7, 0.0, 1.0)
+
+
+def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipeline(models, tmp_path, monkeypatch):
+    """x-flux-comfyui's ip_adapter_workflow.json's nodes with their widget values (LoadFluxIPAdapter 75000.safetensors
+    with flux/clip_vision_l.safetensors on the CPU, ApplyFluxIPAdapter 0.92, its FluxLoraLoader anime_lora at 1 wired
+    between the model and the adapter, XlabsSampler with true CFG 3.5 from step 0): every node maps, the workflow
+    validates, and the latent is FluxPipeline's with the same LoRA (load_lora_weights) and IP-Adapter
+    (load_ip_adapter, the picture for the negative pass too, as XLabs' IPProcessor gives it) on XlabsSampler's levels.
+    LoadFluxIPAdapter, ApplyFluxIPAdapter and FluxLoraLoader were unmapped."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from PIL import Image
+    from safetensors.torch import save_file
+    from app.comfyui import import_data
+    from comfy_layouts import imported_run
+    from comfyui_workflows import ui_format
+    from graph_engine.api import load_workflow
+    from test_ipadapter import REF, _vision
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_clip_vision
+    vision = _vision(models / "clip_vision" / "flux" / "clip_vision_l.safetensors")
+    h = ModelManager().load("flux", str(models.parent / "diffusers"))
+    _xlabs_ipadapter(models / "xlabs" / "ipadapters" / "75000.safetensors", h.denoiser)
+    g = torch.Generator().manual_seed(2)
+    lora = {f"double_blocks.{i}.processor.{n}_lora{s}.{d}.weight": torch.randn(
+        *((4, 64) if d == "down" else (192 if n == "qkv" else 64, 4)), generator=g) * 0.2
+        for i in range(2) for n in ("qkv", "proj") for s in "12" for d in ("down", "up")}
+    (models / "xlabs" / "loras").mkdir(parents=True, exist_ok=True)
+    save_file(lora, str(models / "xlabs" / "loras" / "anime_lora.safetensors"))
+    Image.fromarray(REF).save(tmp_path / "statue.png")
+    monkeypatch.chdir(tmp_path)
+    graph = ui_format([
+        (1, "UNETLoader", ["flux1-dev-tiny.safetensors", "default"], {}, ["MODEL"]),
+        (2, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"], {}, ["CLIP"]),
+        (3, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
+        (4, "CLIPTextEncode", ["a cat"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (5, "CLIPTextEncode", ["blurry"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+        (6, "FluxGuidance", [3.5], {"conditioning": (4, 0, "CONDITIONING")}, ["CONDITIONING"]),
+        (7, "EmptyLatentImage", [W, H, 1], {}, ["LATENT"]),
+        (8, "FluxLoraLoader", ["anime_lora.safetensors", 1], {"model": (1, 0, "MODEL")}, ["MODEL"]),
+        (9, "LoadFluxIPAdapter", ["75000.safetensors", "flux/clip_vision_l.safetensors", "CPU"], {},
+         ["IP_ADAPTER_FLUX"]),
+        (10, "LoadImage", [str(tmp_path / "statue.png"), "image"], {}, ["IMAGE", "MASK"]),
+        (11, "ApplyFluxIPAdapter", [0.92], {"model": (8, 0, "MODEL"), "ip_adapter_flux": (9, 0, "IP_ADAPTER_FLUX"),
+                                            "image": (10, 0, "IMAGE")}, ["MODEL"]),
+        (12, "XlabsSampler", [7, "fixed", 2, 0, 3.5, 0.0, 1.0],
+         {"model": (11, 0, "MODEL"), "conditioning": (6, 0, "CONDITIONING"),
+          "neg_conditioning": (5, 0, "CONDITIONING"), "latent_image": (7, 0, "LATENT")}, ["LATENT"]),
+        (13, "VAEDecode", [], {"samples": (12, 0, "LATENT"), "vae": (3, 0, "VAE")}, ["IMAGE"]),
+        (14, "SaveImage", ["xflux"], {"images": (13, 0, "IMAGE")}, [])])
+    report = import_data(graph).report
+    assert {n: e.status for n, e in report.entries.items() if e.status not in ("exact", "ui", "approx")} == {}, \
+        report.text()
+    advanced = json.loads(json.dumps(graph))
+    node = next(n for n in advanced["nodes"] if n["type"] == "ApplyFluxIPAdapter")
+    node.update(type="ApplyAdvancedFluxIPAdapter", widgets_values=[0.0, 1.0, "Linear"])
+    assert "put ApplyFluxIPAdapter in its place" in import_data(advanced).report.text()
+    res, run = imported_run(graph, tmp_path, "xflux")
+    load_workflow(tmp_path / "imported.kino.yaml")         # validates: types, links, parameters
+    got = run.outputs["xlabs_sampler_12"]["latent"].samples[:, :, 0]
+    ref = FluxPipeline.from_pretrained(str(models.parent / "diffusers"), local_files_only=True)
+    ref.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    ref.load_lora_weights(str(models / "xlabs" / "loras" / "anime_lora.safetensors"))
+    ref.image_encoder = vision
+    ref.feature_extractor = load_clip_vision(ModelManager(), "flux/clip_vision_l.safetensors", "auto",
+                                             "cpu").pipe.image_processor
+    ref.load_ip_adapter(str(models / "xlabs" / "ipadapters"), subfolder="", weight_name="75000.safetensors",
+                        local_files_only=True)
+    ref.set_ip_adapter_scale(0.92)
+    picture = Image.fromarray(REF)
+    packed = ref("a cat", negative_prompt="blurry", true_cfg_scale=3.5, ip_adapter_image=picture,
+                 negative_ip_adapter_image=picture, width=W, height=H, sigmas=xlabs_sigmas(2, W, H),
+                 guidance_scale=3.5, generator=torch.Generator().manual_seed(7), output_type="latent").images
+    _close(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got)

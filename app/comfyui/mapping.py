@@ -635,6 +635,19 @@ RULES: Dict[str, Rule] = {
                                              "ComfyUI's start_percent / end_percent. 0 and 1 are the same in both; a "
                                              "picture not at the generation size: XLabs resizes it bicubic, "
                                              "Kinograph bilinear"),
+    # x-flux-comfyui's FLUX.1 IP-Adapter (its files in models/xlabs/ipadapters/, a folder Kinograph searches): the
+    # loader's CLIP vision model rides with the adapter, as load.ipadapter_preset's does; ip_scale is the weight
+    "LoadFluxIPAdapter": Rule("load.ipadapter", ("ipadatper", "clip_vision", "provider"),
+                              (P("ipadatper", "name"), P("clip_vision", "clip_vision")), outputs=("ipadapter",),
+                              ignore={"provider": ("CPU", "GPU")}),     # where CLIP runs: Kinograph's device
+    "ApplyFluxIPAdapter": Rule("ipadapter.apply", ("ip_scale",), (P("ip_scale", "weight"),),
+                               {"model": "model", "ip_adapter_flux": "ipadapter", "image": "image"}, ("model",),
+                               note="x-flux-comfyui runs the adapter and CLIP's embedding in bfloat16; Kinograph in "
+                                    "the model's dtype (float32 on the CPU): the same steering, not bit for bit"),
+    # x-flux-comfyui's LoRA loader reads models/xlabs/loras/ (searched too); XLabs' own LoRA layout loads through
+    # diffusers' converter, a ComfyUI-format one as any LoRA
+    "FluxLoraLoader": Rule("lora.image", ("lora_name", "strength_model"),
+                           (P("lora_name", "path"), P("strength_model", "strength")), {"model": "model"}, ("model",)),
     # comfyui_controlnet_aux's depth preprocessors, as depth.estimate with the same model's Hugging Face folder
     "DepthAnythingPreprocessor": Rule("depth.estimate", ("ckpt_name", "resolution"),
                                       (P("ckpt_name", "model", depth_folder),), {"image": "video"}, ("video",),
@@ -1368,6 +1381,9 @@ INSTEAD = {
         "DeforumAddNoiseNode", "DeforumHybridMotionNode", "DeforumSetVAEDownscaleRatioNode", "DeforumLoadVideo",
         "DeforumVideoSaveNode", "DeforumFILMInterpolationNode", "DeforumSimpleInterpolationNode",
         "DeforumCadenceNode", "DeforumConditioningBlendNode")},
+    "ApplyAdvancedFluxIPAdapter": "not mapped: x-flux-comfyui's strength graded over FLUX.1's double blocks "
+                                  "(begin_strength to end_strength, smoothing) is not in Kinograph yet; put "
+                                  "ApplyFluxIPAdapter in its place with one ip_scale (ipadapter.apply's weight)",
 }
 
 

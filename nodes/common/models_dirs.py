@@ -27,10 +27,11 @@ KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", 
          "ipadapter", "style_models", "pose", "sam2", "annotators")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
-# ControlNets.
+# ControlNets, IP-Adapters and LoRAs.
 ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers", "CogVideo"), "rife": ("frame_interpolation",),
-           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora",),
+           "checkpoints": ("diffusers", "CogVideo"), "loras": ("animatediff_motion_lora", "xlabs/loras"),
            "depth": ("depthanything",), "pose": ("detection",), "controlnet": ("xlabs/controlnets",),
+           "ipadapter": ("xlabs/ipadapters",),
            "sam2": ("sam3", "sams")}
 # Kinds comfyui_controlnet_aux keeps in its ckpts/ folder, each file under its Hugging Face repository.
 AUX_KINDS = ("pose", "annotators")

@@ -773,8 +773,11 @@ def _style_model(k: Keys) -> Optional[Detection]:
                      extra={"vision": up[1], "text": down[0]})
 
 
-# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming.
+# LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming; XLabs'
+# (x-flux-comfyui's LoadFluxLora: double_blocks.N.processor.qkv_lora1 / proj_lora2 ...).
+_XLABS_LORA = re.compile(r"^double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]\.(down|up)\.weight$")
 _LORA = re.compile(r"(\.lora_[AB]\.|\.lora_(down|up)\.|\.lora\.(down|up)\.|_lora\.(down|up)\.|\.lora_(A|B)$|"
+                   r"\.processor\.(qkv|proj)_lora[12]\.(down|up)\.|"
                    r"^lora_(unet|te\d?)_|\.(hada_w1_a|lokr_w1|lokr_w1_a|diff|dora_scale)$)")
 
 
@@ -786,6 +789,9 @@ def _lora(k: Keys) -> Optional[Detection]:
     if not names:
         return None
     text = " ".join(names[:400])
+    if all(_XLABS_LORA.match(n) for n in names):
+        # diffusers converts them to FLUX.1's layers (_convert_xlabs_flux_lora_to_diffusers)
+        return Detection("lora", "flux", "xlabs", why="XLabs' double_blocks processor LoRA (qkv_lora / proj_lora)")
     if "motion_modules" in text:
         fam, why = "animatediff", "motion_modules LoRA"
     elif re.search(r"(^|[._])blocks[._]0[._](self_attn|cross_attn|attn1|attn2|ffn)", text) and \

@@ -1,6 +1,9 @@
 """IP-Adapter (Ye et al. 2023; h94/IP-Adapter, as ComfyUI_IPAdapter_plus runs it): reference images steer SD 1.5, SDXL
 and AnimateDiff through a second key/value pair in every cross-attention layer, read from image tokens instead of the
 prompt's: out = attention(q, k_text, v_text) + weight * attention(q, to_k_ip(tokens), to_v_ip(tokens)).
+XLabs' FLUX.1 IP-Adapter (XLabs-AI/flux-ip-adapter v1 / v2, x-flux-comfyui's LoadFluxIPAdapter) steers FLUX.1 the same
+way in its double blocks: diffusers' FluxIPAdapterAttnProcessor adds weight x attention(image query, to_k_ip(tokens),
+to_v_ip(tokens)) to each block's image stream, from CLIP ViT-L's projected image embedding.
 
 Files as users have them: `image_proj.*` (the projection of CLIP vision features into tokens) and `ip_adapter.*`
 (`1.to_k_ip.weight`, `1.to_v_ip.weight`, `3.to_k_ip.weight` ...: one pair per cross-attention layer, numbered as
@@ -46,6 +49,8 @@ class IPAdapter:
 
     @property
     def title(self) -> str:
+        if self.kind == "flux":
+            return "a FLUX.1"
         return {768: "an SD 1.5", 2048: "an SDXL"}.get(self.context, f"a {self.context}-wide")
 
     def with_encoder(self, encoder) -> "IPAdapter":
@@ -63,16 +68,53 @@ def _refusal(proj: dict, ip: dict, name: str) -> Optional[str]:
     return None
 
 
+# Kinds that read CLIP's pooled, projected image embedding (the others its penultimate hidden states).
+POOLED = ("plain", "flux")
+
+
+def _read_flux(path: Path, state: dict) -> IPAdapter:
+    """XLabs' FLUX.1 IP-Adapter (ip_adapter_proj_model.proj / norm, double_blocks.N.processor.
+    ip_adapter_double_stream_k_proj / _v_proj with biases), renamed as diffusers' FluxIPAdapterMixin.load_ip_adapter
+    renames it, its projection built by diffusers' own conversion (4 tokens, 16 for a 65536-row proj as v2's)."""
+    from diffusers.loaders.transformer_flux import FluxTransformer2DLoadersMixin
+    from nodes.generate.weights import strip_prefix
+    proj, blocks = strip_prefix(state, "ip_adapter_proj_model."), strip_prefix(state, "double_blocks.")
+    parts = ("weight", "bias")
+    count = len({k.split(".")[0] for k in blocks})
+    names = [f"{i}.processor.ip_adapter_double_stream_{kv}_proj.{w}" for i in range(count) for kv in "kv"
+             for w in parts]
+    if not {"proj.weight", "proj.bias", "norm.weight", "norm.bias"} <= set(proj) or \
+            any(n not in blocks for n in names):
+        raise NodeError(f"{path.name} is not a whole XLabs FLUX.1 IP-Adapter: it lacks "
+                        f"{', '.join([n for n in names if n not in blocks][:2]) or 'its ip_adapter_proj_model'} "
+                        "(the file is damaged or cut short; XLabs-AI/flux-ip-adapter's ip_adapter.safetensors has "
+                        "ip_adapter_proj_model.* and a k / v projection in each of FLUX.1's 19 double blocks)")
+    try:
+        project = FluxTransformer2DLoadersMixin._convert_ip_adapter_image_proj_to_diffusers(None, proj,
+                                                                                             low_cpu_mem_usage=False)
+    except (RuntimeError, KeyError) as exc:
+        raise NodeError(f"{path.name}: its image projection does not load ({str(exc).splitlines()[0][:200]}); the "
+                        "file is damaged") from None
+    layers = tuple(tuple(blocks[f"{i}.processor.ip_adapter_double_stream_{kv}_proj.{w}"] for w in parts for kv in "kv")
+                   for i in range(count))
+    return IPAdapter(path.name, "flux", project.eval(), layers)
+
+
 def read_ipadapter(path: Path) -> IPAdapter:
-    """The adapter in an IP-Adapter file (.safetensors with image_proj./ip_adapter. keys, or h94's .bin)."""
+    """The adapter in an IP-Adapter file (.safetensors with image_proj./ip_adapter. keys, or h94's .bin; XLabs' FLUX.1
+    one with ip_adapter_proj_model./double_blocks. keys)."""
     from diffusers.loaders.unet import UNet2DConditionLoadersMixin
     from nodes.generate.config_bound import over_budget
     from nodes.generate.weights import load_weights, strip_prefix
     state = load_weights(path, torch.float32)
+    if any(k.startswith("ip_adapter_proj_model.") for k in state) or \
+            any(k.startswith("double_blocks.") and "ip_adapter_double_stream" in k for k in state):
+        return _read_flux(path, state)
     proj, ip = strip_prefix(state, "image_proj."), strip_prefix(state, "ip_adapter.")
     if not ip or not proj:
         raise NodeError(f"{path.name} is not an IP-Adapter file: it has no image_proj.* and ip_adapter.* tensors "
-                        "(ip-adapter_sd15.safetensors, ip-adapter-plus_sdxl_vit-h.safetensors ... from h94/IP-Adapter)")
+                        "(ip-adapter_sd15.safetensors, ip-adapter-plus_sdxl_vit-h.safetensors ... from h94/IP-Adapter; "
+                        "ip_adapter.safetensors from XLabs-AI/flux-ip-adapter for FLUX.1)")
     why = _refusal(proj, ip, path.name)
     if why:
         raise NodeError(why)
@@ -195,13 +237,21 @@ def clip_features(adapter: IPAdapter, encoder, images: Sequence[np.ndarray], neg
         px = pixels(images)
         if mask is not None:
             px = px * _sized(_clip_mask(mask, int(px.shape[-1])), px.shape[0]).to(px)
-        if adapter.kind == "plain":
+        if adapter.kind in POOLED:
             if not hasattr(module, "visual_projection"):
+                full = "clip_vision_l.safetensors (CLIP ViT-L/14 with its projection)" if adapter.kind == "flux" \
+                    else "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
                 raise NodeError(f"{adapter.name} reads CLIP's projected image embedding, and this CLIP vision file has "
-                                "no visual_projection: use the full CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors")
+                                f"no visual_projection: use the full {full}")
             feats = module(pixel_values=px).image_embeds.float()
-            neg = module(pixel_values=pixels(negative)).image_embeds.float() if len(negative) else \
-                torch.zeros_like(feats[:1])
+            if len(negative):
+                neg = module(pixel_values=pixels(negative)).image_embeds.float()
+            elif adapter.kind == "flux":
+                # x-flux-comfyui's IPProcessor gives the negative pass of true CFG the pictures too (the negative it
+                # computes goes unused), so true CFG does not push the adapter's effect further
+                neg = feats
+            else:
+                neg = torch.zeros_like(feats[:1])
         else:
             side = int(px.shape[-1])
             black = proc(images=[Image.new("RGB", (side, side))], return_tensors="pt").pixel_values.to(px)
@@ -229,8 +279,13 @@ def _centre_square(x: torch.Tensor, side: int) -> torch.Tensor:
 
 def _check_width(adapter: IPAdapter, feats: torch.Tensor) -> None:
     wants = _feature_width(adapter)
-    if feats.shape[-1] != wants or feats.ndim != (2 if adapter.kind == "plain" else 3):
+    if feats.shape[-1] != wants or feats.ndim != (2 if adapter.kind in POOLED else 3):
         got = "pooled" if feats.ndim == 2 else "hidden"
+        if adapter.kind == "flux":
+            raise NodeError(f"{adapter.name} reads CLIP ViT-L/14's projected image embedding ({wants} wide) and this "
+                            f"CLIP vision model gives {got} features {feats.shape[-1]} wide: load "
+                            "clip_vision_l.safetensors (openai/clip-vit-large-patch14's vision tower), the one "
+                            "XLabs' adapter was trained with")
         raise NodeError(f"{adapter.name} reads CLIP vision {'pooled' if adapter.kind == 'plain' else 'hidden'} "
                         f"features {wants} wide and these are {got}, {feats.shape[-1]} wide: ViT-H (1024 projected, "
                         "1280 hidden) goes with the _sd15 and _vit-h adapters, ViT-bigG (1280 projected, 1664 hidden) "
@@ -240,7 +295,7 @@ def _check_width(adapter: IPAdapter, feats: torch.Tensor) -> None:
 
 def _feature_width(adapter: IPAdapter) -> int:
     p = adapter.project
-    if adapter.kind == "plain":
+    if adapter.kind in POOLED:
         return int(p.image_embeds.in_features)
     if adapter.kind == "plus":
         return int(p.proj_in.in_features)
@@ -375,6 +430,8 @@ def apply_ipadapter(model, ref: Reference):
     """The model with one more IP-Adapter: chained, they add up (ComfyUI's stacked IPAdapter nodes)."""
     from nodes.generate.adapters import get_adapter
     title = get_adapter(model.family).title(model.pipe)
+    if model.family == "flux" or ref.adapter.kind == "flux":
+        return _apply_flux(model, ref, title)
     if model.family not in ("sd", "sdxl", "animatediff"):
         raise NodeError(f"IP-Adapter works with Stable Diffusion 1.5, SDXL and AnimateDiff models, not {title}")
     cross = _cross_layers(model.denoiser)
@@ -395,6 +452,33 @@ def apply_ipadapter(model, ref: Reference):
                             f"{'SDXL' if sdxl else 'SD 1.5'}'s own UNet by number ({11 if sdxl else 16} with "
                             f"cross-attention) and this model's UNet has {count}: use linear or an ease/weak type, "
                             "which spread over any UNet")
+    return model.with_option("ipadapter", (model.option("ipadapter") or ()) + (ref,))
+
+
+def _apply_flux(model, ref: Reference, title: str):
+    """The FLUX.1 model with one more XLabs IP-Adapter (chained ones add up, as x-flux-comfyui's)."""
+    if ref.adapter.kind != "flux":
+        raise NodeError(f"{ref.adapter.name} is {ref.adapter.title} IP-Adapter and this is {title}: FLUX.1 takes "
+                        "XLabs' FLUX.1 IP-Adapter (ip_adapter.safetensors from XLabs-AI/flux-ip-adapter)")
+    if model.family != "flux":
+        raise NodeError(f"{ref.adapter.name} is XLabs' FLUX.1 IP-Adapter and this is {title}: apply it to a FLUX.1 "
+                        "dev or schnell model")
+    t = model.denoiser
+    blocks, width = len(t.transformer_blocks), int(t.transformer_blocks[0].attn.to_q.out_features)
+    k_w = ref.adapter.layers[0][0]
+    if len(ref.adapter.layers) != blocks or ref.adapter.context != t.config.joint_attention_dim or \
+            int(k_w.shape[0]) != width:
+        raise NodeError(f"{ref.adapter.name} fits a FLUX.1 of {len(ref.adapter.layers)} double blocks "
+                        f"{int(k_w.shape[0])} wide reading {ref.adapter.context}-wide text, and this model has "
+                        f"{blocks} ({width} wide, {t.config.joint_attention_dim}-wide text)")
+    unsupported = [what for what, on in (("weight types other than linear", ref.weight_type != "linear"),
+                                         ("embeds scaling other than V only", ref.scaling != "V only"),
+                                         ("a mask", ref.mask is not None), ("a composition picture", ref.layout
+                                                                            is not None),
+                                         ("frame weights", ref.frame_weights is not None)) if on]
+    if unsupported:
+        raise NodeError(f"XLabs' FLUX.1 IP-Adapter takes a weight, start and end; {', '.join(unsupported)} "
+                        "work with SD 1.5 / SDXL adapters only: leave them at their defaults")
     return model.with_option("ipadapter", (model.option("ipadapter") or ()) + (ref,))
 
 
@@ -603,6 +687,10 @@ def installed(handle, feed: Optional[_Feed]):
     if not refs:
         yield
         return
+    if handle.family == "flux":
+        with _flux_installed(handle.denoiser, refs, feed):
+            yield
+        return
     unet = handle.denoiser
     own = unet.attn_processors
     procs = dict(own)
@@ -614,6 +702,60 @@ def installed(handle, feed: Optional[_Feed]):
         yield
     finally:
         unet.set_attn_processor(own)
+
+
+class FluxIPAttention:
+    """A FLUX.1 double block's attention: diffusers' FluxIPAdapterAttnProcessor with one to_k_ip / to_v_ip entry per
+    picture of every reference, each at its reference's weight / its picture count while active (0 outside its
+    start / end): several pictures give the mean of their attention outputs, as x-flux-comfyui's IPProcessor
+    averages them. Without an active reference, the block's own processor."""
+
+    def __init__(self, base, layers, refs, feed: _Feed, heads_width: int, context: int, device, dtype):
+        from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProcessor
+        self.base, self.refs, self.feed, self.context = base, refs, feed, context
+        # (reference, its picture, how many it has, how many tokens each) per entry
+        self.entries = [(r, j, n, t) for r in range(len(refs))
+                        for t in [int(refs[r].adapter.project.num_image_text_embeds)]
+                        for n in [int(refs[r].cond.shape[1]) // t] for j in range(n)]
+        self.ip = FluxIPAdapterAttnProcessor(heads_width, context, num_tokens=[1] * len(self.entries), device=device,
+                                             dtype=dtype)
+        with torch.no_grad():
+            for e, (r, *_) in enumerate(self.entries):
+                k_w, v_w, k_b, v_b = layers[r]
+                for lin, w, b in ((self.ip.to_k_ip[e], k_w, k_b), (self.ip.to_v_ip[e], v_w, v_b)):
+                    lin.weight.copy_(w)
+                    lin.bias.copy_(b)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+        now = self.feed.now
+        if encoder_hidden_states is None or all(n is None for n in now):
+            return self.base(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        batch = hidden_states.shape[0]
+        toks = [None if n is None else n.tokens(batch, False).to(hidden_states.device, hidden_states.dtype)
+                for n in now]
+        self.ip.scale = [0.0 if now[r] is None else self.refs[r].weight / n for r, _, n, _ in self.entries]
+        states = [hidden_states.new_zeros(batch, 1, self.context) if toks[r] is None else toks[r][:, j * t:(j + 1) * t]
+                  for r, j, _, t in self.entries]
+        return self.ip(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb,
+                       ip_hidden_states=states)
+
+
+@contextlib.contextmanager
+def _flux_installed(transformer, refs, feed: _Feed):
+    """installed() for FLUX.1: the double blocks' attention reads the references (the single blocks do not, as in
+    XLabs' and diffusers' FLUX.1 IP-Adapter)."""
+    own = transformer.attn_processors
+    procs = dict(own)
+    doubles = [n for n in own if n.startswith("transformer_blocks.")]
+    width = int(transformer.transformer_blocks[0].attn.to_q.out_features)
+    for i, name in enumerate(doubles):
+        procs[name] = FluxIPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, feed, width,
+                                      refs[0].adapter.context, transformer.device, transformer.dtype)
+    transformer.set_attn_processor(procs)
+    try:
+        yield
+    finally:
+        transformer.set_attn_processor(own)
 
 
 def feed_step(feed: Optional[_Feed], handle, conds, negative, sigma: float, level_at, frames: Sequence[int] = (0,),

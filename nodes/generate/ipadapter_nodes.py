@@ -8,16 +8,26 @@ from nodes.common.models_dirs import locator
 from nodes.generate.ipadapter_presets import COMBINE, EMBEDS_COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
 
 
-@node("load.ipadapter", title="Load IP-Adapter", category="Models", outputs={"ipadapter": IPADAPTER})
+@node("load.ipadapter", title="Load IP-Adapter", category="Models", device="gpu", outputs={"ipadapter": IPADAPTER})
 def load_ipadapter(ctx, name: str = Param("", kind="path", locate=locator("ipadapter"), required=True,
                                           help="file in ipadapter/ (ip-adapter_sd15.safetensors, "
-                                               "ip-adapter-plus_sdxl_vit-h.safetensors, h94's .bin ...)")):
+                                               "ip-adapter-plus_sdxl_vit-h.safetensors, h94's .bin ...) or "
+                                               "xlabs/ipadapters/ (XLabs' FLUX.1 ip_adapter.safetensors)"),
+                   clip_vision: str = Param("", kind="path", locate=locator("clip_vision"),
+                                            help="optional: a CLIP vision file in clip_vision/ loaded with it, so "
+                                                 "ipadapter.apply needs no image_encoder (as x-flux-comfyui's Load "
+                                                 "Flux IPAdapter loads clip_vision_l.safetensors)")):
     """An IP-Adapter file (ComfyUI's IPAdapter Model Loader): plain, plus, plus face and full face adapters for SD 1.5
-    (and AnimateDiff) and SDXL. Feed it to ipadapter.apply with a CLIP vision model from load.clip_vision. FaceID
-    adapters, which need InsightFace, are refused by name."""
+    (and AnimateDiff) and SDXL, and XLabs' FLUX.1 IP-Adapter (x-flux-comfyui's Load Flux IPAdapter; it reads CLIP
+    ViT-L/14, clip_vision_l.safetensors). Feed it to ipadapter.apply with a CLIP vision model from load.clip_vision.
+    FaceID adapters, which need InsightFace, are refused by name."""
     from nodes.generate.ipadapter import load_ipadapter as load
     from nodes.generate.model_manager import manager_for
-    return {"ipadapter": load(manager_for(ctx), name)}
+    from nodes.generate.split import load_clip_vision
+    mm = manager_for(ctx)
+    adapter = load(mm, name)
+    return {"ipadapter": adapter.with_encoder(load_clip_vision(mm, clip_vision, "auto", ctx.device)) if clip_vision
+            else adapter}
 
 
 @node("load.ipadapter_preset", title="IP-Adapter Unified Loader", category="Models", device="gpu",
@@ -80,7 +90,8 @@ def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
                                                         "end): IPAdapterWeights' list into IPAdapterBatch, to fade "
                                                         "a reference in or out")) -> MODEL:
     """Steer an SD 1.5, SDXL or AnimateDiff model with reference images (ComfyUI's IPAdapter / IPAdapter Advanced /
-    IPAdapter Batch): every frame of `image` is one reference (a still connects as one), or, with per_frame, each
+    IPAdapter Batch), or FLUX.1 with XLabs' adapter (x-flux-comfyui's Apply Flux IPAdapter: weight = its ip_scale,
+    start / end too; the SD options mask, weight types, scaling and composition are refused): every frame of `image` is one reference (a still connects as one), or, with per_frame, each
     frame's own. Chained, adapters add up (a style one and a face one). The loaded model stays shared: the adapter
     acts only while this branch samples."""
     from nodes.generate.ipadapter import apply_ipadapter, reference, with_frame_weights
