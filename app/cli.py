@@ -94,13 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     n = sub.add_parser("nodes", help="list node types")
     n.add_argument("find", nargs="*", metavar="NAME",
                    help="only the nodes whose type, title or category contains each word (generate.sample, "
-                        "interpolat), with their whole help")
+                        "interpolat), or that a ComfyUI node becomes (KSampler) or a task names (slow motion), "
+                        "with their whole help; several node types: each of them")
     g = n.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="machine-readable: one object per node")
     g.add_argument("--markdown", action="store_true", help="a reference page: each node's help and a table of its "
                                                            "parameters")
 
-    sub.add_parser("info", help="versions, devices, cache and model folders")
+    i = sub.add_parser("info", help="versions, devices, cache and model folders, and every model file in them",
+                       epilog="Your own models folder (a ComfyUI one: ComfyUI/, ComfyUI/models/ or one of its "
+                              "sub-folders): `kinograph info ~/ComfyUI/models` lists what Kinograph finds there and "
+                              "whether each file will load. To use it in every run, name it in KINOGRAPH_MODELS "
+                              "(export KINOGRAPH_MODELS=~/ComfyUI/models) or under model_dirs: in config.yaml.")
+    i.add_argument("folders", nargs="*", metavar="MODELS_FOLDER",
+                   help="model folders to look in first, as KINOGRAPH_MODELS would (this command only)")
 
     c = sub.add_parser("cache", help="show or clear the on-disk cache")
     c.add_argument("action", nargs="?", default="info", choices=("info", "clear"),
@@ -425,8 +432,7 @@ def cmd_nodes(args) -> int:
     reg = default_registry()
     specs = [reg.get(t) for t in reg]
     if args.find:
-        words = [w.lower() for w in args.find]
-        specs = [s for s in specs if all(w in f"{s.type} {s.title} {s.category}".lower() for w in words)]
+        specs = _find_nodes(reg, specs, args.find)
         if not specs:
             from graph_engine.errors import KinographError
             from graph_engine.registry import did_you_mean
@@ -444,7 +450,31 @@ def cmd_nodes(args) -> int:
     return EXIT_OK
 
 
+def _find_nodes(reg, specs, words: List[str]) -> list:
+    """The nodes `kinograph nodes WORD ...` shows: several node types named, those; else the nodes whose type,
+    title or category holds every word; else, as the editor's search finds them, the nodes a ComfyUI node
+    becomes ('KSampler') or a task's words name ('slow motion'), which the command said matched nothing."""
+    if len(words) > 1 and all(w in reg for w in words):
+        return [reg.get(w) for w in words]
+
+    def holding(ws):
+        return [s for s in specs if all(w in f"{s.type} {s.title} {s.category}".lower() for w in ws)]
+    found = holding([w.lower() for w in words])
+    if not found:
+        from .editor.fuzzy import comfyui_names, expand
+        asked = {w.lower() for w in words}
+        found = [s for s in specs if asked & {n.lower() for n in comfyui_names(s.type).split()}]
+        found = found or holding(expand(" ".join(words)).split())
+    return found
+
+
 def cmd_info(args) -> int:
+    named = [Path(f).expanduser().absolute() for f in args.folders]
+    for f in named:
+        if not f.is_dir():
+            print(f"kinograph info: {f} is not a folder: name the folder that holds your models (a ComfyUI "
+                  "models/ folder, or the ComfyUI folder holding it)", file=sys.stderr)
+            return EXIT_USAGE
     import platform
     from importlib.metadata import version, PackageNotFoundError
     from graph_engine import config
@@ -464,7 +494,11 @@ def cmd_info(args) -> int:
     print(f"{'output folder':<24}{config.output_dir()} (besides each workflow's own folder)")
     from nodes.common.models_dirs import loose_models, model_dirs
     from nodes.generate.model_manager import list_found_models
-    print("model folders (KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
+    if named:
+        os.environ["KINOGRAPH_MODELS"] = os.pathsep.join([str(f) for f in named]
+                                                          + [os.environ.get("KINOGRAPH_MODELS", "")]).rstrip(os.pathsep)
+    print("model folders (" + ("the folders named, then " if named else "")
+          + "KINOGRAPH_MODELS, model_dirs in config.yaml, then the default):")
     for d in model_dirs():
         print(f"  {d}{'' if d.exists() else '  (missing)'}")
     for p in loose_models():
@@ -472,7 +506,14 @@ def cmd_info(args) -> int:
               "of its kind (diffusion_models/, checkpoints/, text_encoders/, vae/, loras/ ...: README, 'Where models "
               "go')")
     found = list_found_models()
-    print("models found:" if found else "models found: none in those folders (see README, 'Where models go')")
+    if not found:
+        print(f"models found: none. Put model files into the sub-folder of their kind (checkpoints/, "
+              f"diffusion_models/, text_encoders/, vae/, loras/ ...) of {model_dirs()[-1]}, or name the folder "
+              f"that holds yours: `kinograph info ~/ComfyUI/models` shows what is found there (README, 'Where "
+              f"models go'). Until then, the bundled kinograph-mini runs examples/default.yaml and "
+              f"examples/mini_text_to_video.yaml.")
+    else:
+        print("models found:")
     if found:
         print(f"  {'family':<12}{'variant':<16}{'role':<17}{'precision':<14}{'loads':<7}path")
     for kind, path, d in found:
@@ -483,6 +524,10 @@ def cmd_info(args) -> int:
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
     if (bundled / "model_index.json").is_file():
         print(f"bundled model: kinograph-mini (load.mini, no download) in {bundled}")
+    if named:
+        print(f"to search {'these folders' if len(named) > 1 else 'this folder'} in every run: export "
+              f"KINOGRAPH_MODELS={os.pathsep.join(str(f) for f in named)} (or list "
+              f"{'them' if len(named) > 1 else 'it'} under model_dirs: in {config.config_dir() / 'config.yaml'})")
     return EXIT_OK
 
 

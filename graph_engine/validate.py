@@ -383,8 +383,17 @@ def missing_model_files(wf: Workflow, registry: Registry, where: str = "") -> Li
             folder = getattr(p.locate, "folder", None)
             put = f"put it into {folder()}, or add the folder that holds it to KINOGRAPH_MODELS" if folder else \
                 "copy the file into the right folder of one of them"
+            # The run's message names the close names a folder holds; validate said only 'not there' to someone
+            # holding svd_xt.safetensors where a ComfyUI workflow named svd.safetensors.
+            close = getattr(p.locate, "close", None)
+            close = close(value) if close else []
+            beside = f" ({resolve_path(value, wf.base_dir, True)})" if p.kind == "path" and \
+                os.path.dirname(value.replace("\\", "/")) else ""
             problems.append(wf.problem(f"{name}: {value!r} is not in the model folders{where} nor beside the "
-                                       f"workflow; {put} (`kinograph info` lists the folders and the models in them)",
+                                       f"workflow{beside}; "
+                                       + (f"close names there: {', '.join(close)} (set {name} to one); " if close
+                                          else "")
+                                       + f"{put} (`kinograph info` lists the folders and the models in them)",
                                        "nodes", nid, "params", name, node=nid))
     return problems
 

@@ -107,7 +107,7 @@ def test_prompts_switch_at_their_frames_with_their_negatives(tmp_path):
     assert prompts[0].startswith("tiny cute swamp bunny") and prompts[1].startswith("anthropomorphic clean cat")
     assert prompts[3] == "a beautiful coconut"
     neg = dict(parse_text_keyframes(negative))
-    assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic, nsfw, nude" and neg[89] == "nsfw, nude"
+    assert neg[0] == "nsfw, nude" and neg[60] == "photo, realistic nsfw, nude" and neg[89] == "nsfw, nude"
     # with a cadence the loop still reads the prompts at Deforum's own frames
     r = imported(DATA / "deforum_settings_2d.txt")
     assert [f for f, _ in parse_text_keyframes(params(r, "prompt")["text"])] == [0, 29, 30, 59, 60, 88, 89]
@@ -131,7 +131,7 @@ def test_prompt_weights_that_change_every_frame(tmp_path):
     assert keys[0] == "(apple:1.5), tree" and keys[5] == "(apple:0.2), tree" and keys[10] == "(apple:1.5), tree"
     assert keys[2] == f"(apple:{1.5 * math.cos(3.14159 * 2 / 5):.4g}), tree" and keys[20] == "a lake"
     neg = dict(parse_text_keyframes(params(r, "prompt")["negative"]))
-    assert neg[7] == "(pear:0.57), nsfw, nude" and neg[19] == "(pear:0.69), nsfw, nude" and neg[20] == "nsfw, nude"
+    assert neg[7] == "(pear:0.57) nsfw, nude" and neg[19] == "(pear:0.69) nsfw, nude" and neg[20] == "nsfw, nude"
     assert "`...` weights evaluated at every frame" in r.report.text()
     # a long clip: every few frames, within what a schedule may hold
     r = imported(settings_file(tmp_path, prompts={"0": prompt}, diffusion_cadence=1, max_frames=3000))
@@ -250,6 +250,13 @@ def test_schedules_keep_deforums_meaning():
     assert convert_schedule("0: (s % 7)", 5, seed=23).values == [2.0] * 5
     assert convert_schedule("0:(arctan(1))", 3).values[0] == pytest.approx(math.pi / 4)
     assert convert_schedule(1.5, 3).values == [1.5] * 3       # old settings files hold bare numbers
+    # Deforum's get_inbetweens reads keyframes up to the last frame and holds the last it read: a keyframe after
+    # the clip is not interpolated toward (it was: 0:(1), 200:(2) reached 1.595 at frame 119 of 120)
+    assert convert_schedule("0:(1), 200:(2)", 120).values == [1.0] * 120
+    c = convert_schedule("0:(0), 50:(10), 500:(99)", 120)
+    assert c.values[25] == 5.0 and c.values[50:] == [10.0] * 70
+    with pytest.raises(ValueError, match=r"every keyframe is after the clip's last frame \(119\).*'0:\(3\)'"):
+        convert_schedule("200:(3)", 120)
 
 
 def test_video_input_and_interpolation_modes(tmp_path):
@@ -418,3 +425,108 @@ def test_an_early_colab_settings_file_with_its_older_key_names():
     assert "the file names no checkpoint: set model.path" in text
     assert "flip_2d_perspective" not in text and "does not know" not in text
     assert params(r, "save")["path"] == "out/StableFun.mp4"
+
+
+def deforum_seeds(behaviour, seed, n, iter_n=1):
+    """The seeds Deforum's seed.py gives n diffused frames in a row: next_seed runs once after each."""
+    out, internal = [], 0
+    for _ in range(n):
+        out.append(seed)
+        if behaviour == "iter":
+            seed += 1 if internal % iter_n == 0 else 0
+            internal += 1
+        elif behaviour in ("ladder", "alternate"):
+            seed += (2 if behaviour == "ladder" else 1) if internal == 0 else -1
+            internal = 1 - internal
+    return out
+
+
+@pytest.mark.parametrize("cadence", [1, 3])
+def test_seed_behaviours_give_deforums_seeds(tmp_path, cadence):
+    """ladder and alternate were one more every frame, and seed_iter_N was dropped: the loop now gets each diffused
+    frame's seed as Deforum's next_seed makes it."""
+    from nodes.generate.feedback import frame_schedules
+    for behaviour, iter_n in (("ladder", 1), ("alternate", 1), ("iter", 3), ("iter", 1)):
+        r = imported(settings_file(tmp_path, seed=1000, seed_behavior=behaviour, seed_iter_N=iter_n,
+                                   diffusion_cadence=cadence, max_frames=30))
+        loop = params(r, "loop")
+        plan = frame_schedules(30, cadence, denoise=0.5, cfg=7, steps=10, seed=loop["seed"],
+                               seed_behaviour=loop["seed_behaviour"], seed_schedule=loop.get("seed_schedule", "0"))
+        n = len(range(0, 30, cadence))
+        assert list(plan.seeds[::cadence]) == deforum_seeds(behaviour, 1000, n, iter_n), (behaviour, iter_n)
+        assert "mapped exactly         seed_behavior" in r.report.text()
+
+
+def test_deforums_default_settings_file_imports_validates_and_schedules_its_seeds(tmp_path, monkeypatch, capsys):
+    """scripts/default_settings.txt of deforum-art/sd-webui-deforum (the settings its UI starts from): imports and
+    validates. Its seed_schedule `0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)` (-1: A1111 draws a seed) made the
+    import refuse the file when seed_behavior is schedule; -1 frames now get their own seeds, said so."""
+    from app.cli import main
+    from graph_engine.schedule import parse_schedule
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    (models / "revAnimated_v122.safetensors").write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "models"))
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(DATA / "default_settings.txt"), "-o", str(out)]) == 3    # some settings approximated
+    assert main(["validate", str(out)]) == 0
+    capsys.readouterr()
+    s = json.loads((DATA / "default_settings.txt").read_text())
+    r = imported(settings_file(tmp_path, **dict(s, seed=77, seed_behavior="schedule")))
+    loop = params(r, "loop")
+    seeds = [int(round(v)) for v in parse_schedule(loop["seed_schedule"]).values(120)]
+    diffused = seeds[::2]                              # diffusion_cadence 2
+    assert diffused[0] == diffused[-1] == 77           # frame 0 and max_f-1 (118): s
+    assert len(set(diffused[1:-1])) == 58 and 77 not in diffused[1:-1]
+    text = r.report.text()
+    assert "-1 (a new random seed in Deforum) at 117 frame(s) from 1" in text
+    # positive/negative prompts joined as Deforum joins them: f"{prompt} --neg {negative}", with a space
+    assert params(r, "prompt")["negative"].startswith("0: nsfw, nude nsfw, nude, 59:")
+    assert "negative_prompts -> prompt.text, prompt.negative" in text
+
+
+def test_controlnet_units_steer_the_loop(tmp_path, monkeypatch, capsys):
+    """Deforum's cn_1 .. cn_5 were all 'not imported'. A unit with a video (or picture) and a preprocessor
+    control.apply makes is a control.apply on the loop's model, with its weight, guidance, canny thresholds and
+    A1111's model name without its hash; one with a preprocessor it does not make says which node makes it."""
+    from app.cli import main
+    cn = dict(cn_1_enabled=True, cn_1_model="control_v11p_sd15_canny [d14c016b]", cn_1_module="canny",
+              cn_1_vid_path="C:\\clips\\dance.mp4", cn_1_threshold_a=90, cn_1_threshold_b=180, cn_1_weight="0:(0.8)",
+              cn_1_resize_mode="Just Resize",
+              cn_2_enabled=True, cn_2_model="control_v11p_sd15_openpose [cab727d4]", cn_2_module="openpose_full",
+              cn_2_vid_path="dance.mp4",
+              cn_3_enabled=True, cn_3_model="control_v11f1p_sd15_depth [cfd03158]", cn_3_module="none",
+              cn_3_vid_path="depth.png", cn_3_guidance_end="0:(0.6), 50:(0.9)",
+              cn_4_enabled=False, cn_4_model="control_v11p_sd15_seg", cn_4_vid_path="seg.mp4")
+    r = imported(settings_file(tmp_path, **cn))
+    g = r.graph
+    assert params(r, "controlnet1") == {"path": "control_v11p_sd15_canny", "preprocessor": "canny", "strength": 0.8,
+                                        "start": 0.0, "end": 1.0, "low": 90, "high": 180}
+    assert params(r, "controlnet1_video") == {"path": "C:/clips/dance.mp4", "count": 120}
+    assert params(r, "controlnet3") == {"path": "control_v11f1p_sd15_depth", "preprocessor": "none", "strength": 1.0,
+                                        "start": 0.0, "end": 0.6}
+    assert g.nodes["controlnet3_video"].type == "io.load_image"
+    assert "controlnet2" not in g.nodes and "controlnet4" not in g.nodes
+    # model -> unit 1 -> unit 3 -> loop
+    assert sorted((lk.src, lk.dst) for lk in g.links() if lk.dst_port == "model") == [
+        ("controlnet1", "controlnet3"), ("controlnet3", "loop"), ("model", "controlnet1")]
+    text = r.report.text()
+    assert ("NOT MAPPED             cn_2_enabled, cn_2_model, cn_2_module, cn_2_vid_path: ControlNet unit 2: the "
+            "'openpose_full' preprocessor is not imported: make the control video with pose.dwpose") in text
+    assert ("cn_3_enabled, cn_3_model, cn_3_module, cn_3_vid_path -> controlnet3.path, controlnet3.strength, "
+            "controlnet3_video.path: the control picture steers every frame; cn_3_guidance_end changes over the "
+            "clip: its frame-0 value 0.6 for every frame") in text
+    assert "Deforum's ControlNet units are not imported" not in text and "cn_4" not in text
+    # the workflow validates with the files in place
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "controlnet").mkdir()
+    (models / "checkpoints" / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    for name in ("control_v11p_sd15_canny.safetensors", "control_v11f1p_sd15_depth.pth"):
+        (models / "controlnet" / name).write_bytes(b"")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(models))
+    for name in ("dance.mp4", "depth.png"):
+        (tmp_path / name).write_bytes(b"")
+    out = tmp_path / "shot.yaml"
+    assert main(["import", str(settings_file(tmp_path, **dict(cn, cn_1_vid_path="dance.mp4"))), "-o", str(out)]) == 3
+    assert main(["validate", str(out)]) == 0, capsys.readouterr()

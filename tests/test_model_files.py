@@ -753,6 +753,39 @@ def test_a_model_copied_into_the_model_folder_itself_is_pointed_out(tmp_path, mo
     assert "mine.safetensors is in the model folder" not in out
 
 
+def test_an_artists_comfyui_folder_is_named_to_info_and_validate_names_its_close_files(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """An artist with a ComfyUI models folder: `kinograph info ~/ComfyUI/models` was refused ('unrecognized
+    arguments') and its help said nothing of how to point it at one; with no models it said only 'see README'.
+    Naming ComfyUI/models/checkpoints itself called its files 'in the model folder itself' and said to move them
+    (out of the ComfyUI install they are in). validate, given a workflow's svd.safetensors beside the folder's
+    svd_xt.safetensors, named no close name (the run did; and compared with '.safetensors' on, every file was)."""
+    from app.cli import main
+    monkeypatch.delenv("KINOGRAPH_MODELS", raising=False)
+    monkeypatch.setenv("KINOGRAPH_DATA_DIR", str(tmp_path / "data"))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "models found: none. Put model files into the sub-folder of their kind" in out
+    assert "`kinograph info ~/ComfyUI/models` shows what is found there" in out and "mini_text_to_video.yaml" in out
+    checkpoints = tmp_path / "ComfyUI" / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("svd_xt.safetensors", "ltx-video-2b-v0.9.5.safetensors"):
+        _write_safetensors_header(checkpoints / name, {"a.weight": ("F16", (2,))})
+    assert main(["info", str(checkpoints)]) == 0
+    out = capsys.readouterr().out
+    assert f"\n  {checkpoints.parent}\n" in out and "itself" not in out
+    assert str(checkpoints / "svd_xt.safetensors") in out.split("models found:")[1]
+    assert f"export KINOGRAPH_MODELS={checkpoints} " in out
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert f"{tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path / "ComfyUI"))
+    example = ROOT / "examples" / "comfyui" / "svd.yaml"
+    assert main(["validate", str(example), "--set", "load.path=../models/svd.safetensors"]) == 2
+    err = capsys.readouterr().err
+    assert (f"nor beside the workflow ({ROOT / 'examples' / 'models' / 'svd.safetensors'}); close names there: "
+            "svd_xt.safetensors (set path to one); put it into") in err
+
+
 def test_validate_passes_a_family_model_only_where_its_loader_looks(tmp_path, monkeypatch, capsys):
     """A Wan folder in checkpoints/: `kinograph validate` said ok (load.wan's name was looked up in checkpoints/ and
     diffusion_models/), and the run stopped at load.wan, which looks in diffusion_models/ only. validate now

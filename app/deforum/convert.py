@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from graph_engine.graph import Graph
 
 from ..comfyui.report import APPROX, EXACT, LABELS, UNMAPPED, Entry, Report
-from .schedules import (Converted, DeforumValueError, convert_schedule, finite, prompt_keyframes, split_negative,
-                        weight_expressions, weighted_schedule)
+from .schedules import (Converted, DeforumValueError, convert_schedule, finite, prompt_keyframes, seed_expression,
+                        seed_schedule, split_negative, weight_expressions, weighted_schedule)
 
 MODES = ("2D", "3D", "Video Input", "Interpolation", "None")
 TRANSLATION_SCALE = 200.0       # Deforum's 3-D translations are in 1/200 of the picture's distance
@@ -262,12 +262,13 @@ class Builder:
         except DeforumValueError as e:
             raise DeforumSettingError(f"{key}: {e}") from None
         extra_pos = str(self.get("animation_prompts_positive", "", "positive_prompts") or "").strip()
-        extra_neg = str(self.get("animation_prompts_negative", "", "negative_prompts") or "").strip()
+        extra_neg = str(self.get("animation_prompts_negative", "", "negative_prompts") or "").replace("--neg", "").strip()
         pos, neg, notes = [], [], []
         for frame, text in keys:
             p, n = split_negative(text)
-            pos.append((frame, ", ".join(x for x in (extra_pos, p) if x)))
-            neg.append((frame, ", ".join(x for x in (n, extra_neg) if x)))
+            # Deforum joins them with a space: f"{positive} {prompt} --neg {negative}"
+            pos.append((frame, " ".join(x for x in (extra_pos, p) if x)))
+            neg.append((frame, " ".join(x for x in (n, extra_neg) if x)))
 
         def at(text: str, frame: int) -> str:
             try:
@@ -293,8 +294,10 @@ class Builder:
             how += "; `...` weights evaluated at every frame"
         self.entry(key, APPROX if notes else EXACT, ["prompt.text", "prompt.negative"], how, *notes)
         if extra_pos or extra_neg:
-            self.entry("animation_prompts_positive / negative", EXACT, ["prompt.text", "prompt.negative"],
-                       "joined to every prompt")
+            names = [k for k in ("animation_prompts_positive", "animation_prompts_negative", "positive_prompts",
+                                 "negative_prompts") if self.s.get(k)]
+            self.entry(", ".join(names), EXACT, ["prompt.text", "prompt.negative"],
+                       "joined to every prompt, and negative prompt, with a space as Deforum joins them")
         self.clip_skip()
 
     def clip_skip(self) -> None:
@@ -348,21 +351,49 @@ class Builder:
         self.entry("seed", EXACT if seed >= 0 else APPROX, [f"{node}.seed"],
                    "" if seed >= 0 else f"-1 (a new random seed every run in Deforum) is seed 0 here, so a run "
                                         f"repeats; change {node}.seed for another")
-        behaviour = str(self.get("seed_behavior", "iter"))
+        behaviour = str(self.get("seed_behavior", "iter")).strip().lower()
+        iter_n = self.number("seed_iter_N", 1, whole=True)
+        if iter_n < 1:
+            raise DeforumSettingError(f"seed_iter_N: {iter_n}; 1 adds 1 to the seed every frame, 2 every second ...")
         self.fixed_seed = behaviour == "fixed"
         self.seed_behaviour, self.seed_schedule = ("fixed" if self.fixed_seed else "iter"), None
-        if self.looping and behaviour == "schedule":
+        if not self.looping or behaviour not in ("iter", "ladder", "alternate", "schedule") or \
+                (behaviour == "iter" and iter_n == 1):
+            if behaviour in ("iter", "fixed"):
+                target = f"{node}.seed_behaviour" if self.looping else "noise.constant" if self.fixed_seed else \
+                    "sample.seed"
+                self.entry("seed_behavior", EXACT if self.looping or iter_n == 1 else APPROX, [target],
+                           "one more for every diffused frame" if behaviour == "iter" else
+                           "the same noise on every frame",
+                           "" if iter_n == 1 else f"seed_iter_N {iter_n} is read as 1: one more for every frame")
+            else:
+                # Deforum draws a random seed for a behaviour it does not know, as for random
+                self.entry("seed_behavior", APPROX, [f"{node}.seed"], f"{behaviour!r}: every frame gets its own noise "
+                           "from one seed, one more every frame (Deforum draws each frame's seed at random), so a "
+                           f"run repeats; change {node}.seed for another")
+        elif behaviour in ("iter", "ladder", "alternate"):
             self.seed_behaviour = "schedule"
-            self.seed_schedule = self.per_frame("seed_schedule", "0:(-1)", 0, 2 ** 63 - 1, "seed").text
-            self.entry("seed_behavior, seed_schedule", EXACT, ["loop.seed_behaviour", "loop.seed_schedule"])
-        elif behaviour in ("iter", "fixed", "random"):
-            target = f"{node}.seed_behaviour" if self.looping else "noise.constant" if self.fixed_seed else "sample.seed"
-            self.entry("seed_behavior", EXACT, [target],
-                       {"iter": "one more for every diffused frame", "random": "every frame its own noise (from one "
-                        "seed, so a run repeats)", "fixed": "the same noise on every frame"}[behaviour])
-        else:
-            self.entry("seed_behavior", APPROX, [f"{node}.seed"], f"{behaviour!r}: every frame gets its own noise "
-                       "from one seed (Deforum's ladder and alternate patterns are not reproduced)")
+            self.seed_schedule = seed_expression(behaviour, self.seed, self.n_cadence, iter_n)
+            self.entry("seed_behavior" + (", seed_iter_N" if behaviour == "iter" else ""), EXACT,
+                       ["loop.seed_behaviour", "loop.seed_schedule"],
+                       {"iter": f"one more every {iter_n} diffused frames",
+                        "ladder": "seed, +2, +1, +3, +2, ... over the diffused frames",
+                        "alternate": "seed, +1, seed, +1, ... over the diffused frames"}[behaviour])
+        elif behaviour == "schedule":
+            self.seed_behaviour = "schedule"
+            c = self.per_frame("seed_schedule", "0:(s), 1:(-1), \"max_f-2\":(-1), \"max_f-1\":(s)", -2 ** 63,
+                               2 ** 63 - 1, "seed")
+            # far from the seeds the schedule counts up from, so a random frame does not repeat a scheduled one
+            text, seeds, every = seed_schedule(c.values, (self.seed + 2 ** 31) % 2 ** 32, self.n_cadence)
+            self.seed_schedule = text
+            drawn = [f for f, v in enumerate(c.values) if v < 0]
+            self.entry("seed_behavior, seed_schedule", APPROX if drawn or every > 1 else EXACT,
+                       ["loop.seed_behaviour", "loop.seed_schedule"],
+                       "each frame's value, whole (Deforum truncates it)",
+                       f"-1 (a new random seed in Deforum) at {len(drawn)} frame(s) from {drawn[0]}: each gets its own "
+                       f"seed from {seeds[drawn[0]]} up, so a run repeats" if drawn else "",
+                       f"the seed is exact at every {every}th keyframe and linear between (every one would make the "
+                       "schedule too long)" if every > 1 else "")
 
     def sample_params(self, denoise: float = 1.0) -> Dict[str, Any]:
         p = {"steps": self.steps, "cfg": round(self.cfg, 4), "sampler": self.sampler, "seed": self.seed}
@@ -464,8 +495,9 @@ class Builder:
             self.entry("strength", EXACT, ["loop.image_denoise"], f"frame 0 is the init image re-diffused at "
                        f"denoise 1 - strength = {1 - strength:.4g}")
         self.add("generate.feedback", "loop", p, (1400, 250))
-        for port in ("model", "vae"):
-            self.link("model", port, "loop", port)
+        from .controlnet import add_controlnets
+        self.link(add_controlnets(self), "model", "loop", "model")
+        self.link("model", "vae", "loop", "vae")
         self.link("prompt", "positive", "loop", "positive")
         self.link("prompt", "negative", "loop", "negative")
         self.link("camera", "camera", "loop", "camera")
@@ -713,7 +745,7 @@ class Builder:
             if key in self.s and _is_on(test, self.s[key]) and why:
                 self.entry(key, UNMAPPED, [], why)
         cn = sorted(k for k, v in self.s.items() if re.fullmatch(r"cn_\d+_enabled", k) and _is_on(bool, v))
-        if cn:
+        if cn and not self.looping:
             self.entry(", ".join(cn), UNMAPPED, [], "Deforum's ControlNet units are not imported (control.apply "
                        "is Kinograph's ControlNet node)")
 

@@ -141,6 +141,14 @@ def convert_schedule(text, max_frames: int, seed: int = 0) -> Converted:
     by_frame: Dict[int, str] = {}
     for frame, value in keys:
         by_frame[frame_number(frame, frames)] = _substitute(value, frames - 1, seed)
+    # Deforum reads keyframes up to its last frame only, and holds the last one it read: `0:(1), 200:(2)` in a
+    # 120-frame clip is 1 throughout (interpolating toward frame 200 would reach 1.6)
+    beyond = [f for f in by_frame if f >= frames]
+    if len(beyond) == len(by_frame):
+        raise DeforumValueError(f"every keyframe is after the clip's last frame ({frames - 1}), so Deforum reads none "
+                                f"of them: add one at frame 0, such as '0:({by_frame[min(beyond)]})'")
+    for f in beyond:
+        del by_frame[f]
     def number(v: str) -> Optional[float]:
         try:
             return float(v)
@@ -239,3 +247,39 @@ def weighted_schedule(keys: List[Tuple[int, str]], end: int, at) -> Tuple[str, i
         if len(text) <= MAX_TEXT or step >= end:
             return text, step
         step = max(step + 1, int(step * len(text) / MAX_TEXT) + 1)
+
+
+def seed_expression(behaviour: str, seed: int, cadence: int, iter_n: int = 1) -> str:
+    """Deforum's seed pattern (seed.py's next_seed, run once per diffused frame) as a schedule of the frame t:
+    the diffused frame k = floor(t / cadence) gets iter: seed + ceil(k / seed_iter_N); ladder: seed, +2, +1, +3,
+    +2, ... (seed + k // 2 + 2 * (k % 2)); alternate: seed, +1, seed, +1, ..."""
+    k = f"floor(t/{cadence})" if cadence > 1 else "t"
+    if behaviour == "iter":
+        return f"{seed} + floor(({k} + {iter_n - 1})/{iter_n})"
+    if behaviour == "ladder":
+        return f"{seed} + floor({k}/2) + 2*({k} % 2)"
+    if behaviour == "alternate":
+        return f"{seed} + {k} % 2"
+    raise ValueError(behaviour)
+
+
+def seed_schedule(values: List[float], random_base: int, cadence: int = 1) -> Tuple[str, List[int], int]:
+    """Deforum's seed_schedule frame values as the seeds it uses: int() of the value (it truncates), a negative
+    value (-1: A1111 draws a new random seed) replaced by random_base + the frame, so each such frame still has
+    its own noise and a run repeats. Written as keyframes where the step between frames changes (linear in
+    between, so exact), at the diffused frames only (the others are never sampled); where that is longer than a
+    schedule may be, every few of them (the count of frames between is the last item; 1 when every one)."""
+    seeds = [int(v) if v >= 0 else random_base + f for f, v in enumerate(values)]
+    frames = list(range(0, len(seeds), cadence))
+    if frames[-1] != len(seeds) - 1:
+        frames.append(len(seeds) - 1)
+    keys = [frames[0]] + [b for a, b, c in zip(frames, frames[1:], frames[2:])
+                          if (seeds[c] - seeds[b]) * (b - a) != (seeds[b] - seeds[a]) * (c - b)] + frames[-1:]
+    keys = sorted(set(keys))
+    every = 1
+    while True:
+        picked = sorted(set(keys[::every]) | {keys[-1]})
+        text = ", ".join(f"{f}:({seeds[f]})" for f in picked)
+        if len(text) <= MAX_TEXT:
+            return text, seeds, every
+        every += 1

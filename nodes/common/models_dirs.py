@@ -34,6 +34,8 @@ ALIASES = {"text_encoders": ("clip",), "diffusion_models": ("unet", "diffusers",
            "sam2": ("sam3", "sams")}
 # Kinds comfyui_controlnet_aux keeps in its ckpts/ folder, each file under its Hugging Face repository.
 AUX_KINDS = ("pose", "annotators")
+# The sub-folder names searched, one level deep (a kind or an alias).
+_KIND_FOLDERS = set(KINDS) | {a for aliases in ALIASES.values() for a in aliases if "/" not in a}
 # extra_model_paths.yaml key -> kind (ComfyUI's names, and the A1111 preset's).
 YAML_KINDS = {"clip": "text_encoders", "unet": "diffusion_models", "motion_lora": "animatediff_motion_lora"}
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin", ".gguf")
@@ -64,6 +66,10 @@ def model_dirs() -> List[Path]:
         # A ComfyUI folder itself, rather than its models/ folder, works too.
         if not any((d / k).is_dir() for k in KINDS) and (d / "models").is_dir():
             d = d / "models"
+        # One kind's own folder (ComfyUI/models/checkpoints) named instead: its files were 'in the model folder
+        # itself' and the advice was to move them, which would have broken the ComfyUI install holding them.
+        elif d.name in _KIND_FOLDERS and not any((d / k).is_dir() for k in KINDS):
+            d = d.parent
         if d not in out:
             out.append(d)
     return out
@@ -199,14 +205,13 @@ def _is_model_folder(p: Path, kind: str = "") -> bool:
 def loose_models() -> List[Path]:
     """Model files and folders put in a model folder itself rather than in a kind's sub-folder, where nothing is
     looked for: a newcomer's first copy went there, and the run said only that the model was not found."""
-    folders = set(KINDS) | {alias for aliases in ALIASES.values() for alias in aliases}
     out: List[Path] = []
     for d in model_dirs():
         try:
             entries = sorted(d.iterdir()) if d.is_dir() else []
         except OSError:
             continue
-        out += [p for p in entries if p.name not in folders and _is_model(p)]
+        out += [p for p in entries if p.name not in _KIND_FOLDERS and _is_model(p)]
     return out
 
 
@@ -291,14 +296,24 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)"}
 
 
+def close_names(name: str, kind: str) -> List[str]:
+    """Model names in the kind's folders close to `name` (svd_xt.safetensors for a workflow's svd.safetensors)."""
+    import difflib
+
+    def stem(n: str) -> str:
+        # Compared without '.safetensors', which alone made any two file names look alike.
+        return next((n[:-len(x)] for x in WEIGHT_SUFFIXES + OTHER_FORMATS if n.lower().endswith(x)), n)
+    have = {stem(p.name): p.name for d in _kind_dirs(kind) if d.is_dir() for p in _walk(d) if _is_model(p)}
+    close = difflib.get_close_matches(stem(Path(name.replace("\\", "/")).name), sorted(have), n=3, cutoff=0.6)
+    return [have[c] for c in close]
+
+
 def not_found(name: str, kind: str, tried: Optional[Path] = None, broken=(), what: str = "") -> NodeError:
     """The error for a model name that is in none of the kind's folders: where it looked, names close to it,
     the other folder it is in (a VAE named where a diffusion model belongs), and how to fix it."""
-    import difflib
     base = Path(name.replace("\\", "/")).name
     searched = _kind_dirs(kind)
-    have = sorted({p.name for d in searched if d.is_dir() for p in _walk(d) if _is_model(p)})
-    close = difflib.get_close_matches(base, have, n=3, cutoff=0.6)
+    close = close_names(name, kind)
     elsewhere = [(k, f) for k in KINDS if k != kind for f in [find_model(base, k, required=False)] if f]
     head = f"{what} not found: {name!r}" if what else f"{kind} model {name!r} not found"
     lines = [head + (f" (nor at {tried})" if tried and str(tried) != name else "") +
@@ -342,6 +357,7 @@ def locator(*kinds: str):
     # Where a missing file goes, for `kinograph validate` to say (as the run's not_found does): the first kind's
     # folder, not the model folders' roots, where nothing is looked for.
     locate.folder = lambda: _kind_dirs(kinds[0])[0]
+    locate.close = lambda name: close_names(name, kinds[0])
     return locate
 
 

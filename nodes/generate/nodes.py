@@ -18,7 +18,8 @@ OFFLOAD = Param("auto", choices=("auto", "none", "model", "sequential"),
 SAMPLERS = ("euler", "euler_ancestral", "ddim", "dpmpp_2m", "unipc", "flow_euler", "res_multistep")
 
 
-def _path(default: str = "", what: str = "model folder (diffusers layout) or name in the model folders",
+def _path(default: str = "", what: str = "a checkpoint file's name in checkpoints/ (svd_xt.safetensors, "
+                                        "sd_xl_base_1.0.safetensors), a diffusers model folder's name, or a path",
           kinds=("checkpoints", "diffusion_models"), required: bool = False):
     # locate: a name found in the model folders is fingerprinted there (a replaced file re-runs what it feeds).
     # `kinds` are the folders the loader itself searches (model_manager.KINDS for a family's loader), so that
@@ -38,10 +39,13 @@ def load_model(ctx, path: str = _path(required=True), family: str = Param("auto"
         "mini"),
         help="auto: recognised from the files; name it when a folder is not recognised"),
                dtype: str = DTYPE, offload: str = OFFLOAD):
-    """Load any supported video model from a local folder; the family is recognised from its files.
+    """Load a whole model (a checkpoint file or a diffusers folder); the family is recognised from its files.
 
     Outputs the denoiser (model), its VAE, text encoder and image encoder (empty when the family has
-    none). Nothing is ever downloaded: a missing model is an error naming where to put it."""
+    none). A ComfyUI model kept as separate files (diffusion_models/, text_encoders/, vae/) loads with
+    load.diffusion_model, load.text_encoder and load.vae instead (examples/wan_comfyui_files.yaml);
+    `kinograph info` lists each file your model folders hold, its family and role. Nothing is ever
+    downloaded: a missing model is an error naming where to put it."""
     return _load(ctx, family, path, dtype, offload)
 
 
