@@ -311,6 +311,9 @@ def test_settings_choices_map_to_nodes(tmp_path):
     ({"prompts": None}, "prompts: the file has no prompts"),
     ({"strength_schedule": "0:(0.5), 9:(1.4)"}, "strength_schedule: strength 1.1 at frame 6 is outside 0..1"),
     ({"translation_x": "0:(0), \"max_q\":(1)"}, "translation_x: the keyframe frame 'max_q' is not a number"),
+    # an integer past a float's range raised OverflowError out of math.isfinite / float()
+    ({"steps": 10 ** 400}, "steps: expected a number, got 1000000000"),
+    ({"zoom": 10 ** 400}, "zoom: expected keyframes such as '0:(1.0)', got 1000000000"),
 ])
 def test_a_damaged_setting_is_one_message_naming_it(tmp_path, capsys, change, message):
     from app.cli import main

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from graph_engine.graph import Graph
 
 from ..comfyui.report import APPROX, EXACT, LABELS, UNMAPPED, Entry, Report
-from .schedules import (Converted, DeforumValueError, convert_schedule, prompt_keyframes, seed_expression,
+from .schedules import (Converted, DeforumValueError, convert_schedule, finite, prompt_keyframes, seed_expression,
                         seed_schedule, split_negative, weight_expressions, weighted_schedule)
 
 MODES = ("2D", "3D", "Video Input", "Interpolation", "None")
@@ -137,6 +137,7 @@ def _is_on(test, v) -> bool:
         return True
 
 
+
 class Builder:
     def __init__(self, settings: Dict[str, Any], registry=None):
         self.s = settings
@@ -159,8 +160,8 @@ class Builder:
                 v = float(v.strip())
             except ValueError:
                 raise DeforumSettingError(f"{key}: expected a number, got {v!r}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise DeforumSettingError(f"{key}: expected a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not finite(v):
+            raise DeforumSettingError(f"{key}: expected a number, got {str(v)[:40]}")
         if whole:
             if v != int(v):
                 raise DeforumSettingError(f"{key}: expected a whole number, got {v!r}")

@@ -118,12 +118,23 @@ def frame_number(text: str, max_frames: int) -> int:
     return int(v)
 
 
+def finite(v) -> bool:
+    """math.isfinite, and False for an integer past a float's range (a 400-digit seed in a settings file), which it
+    raised OverflowError on out of the import."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def convert_schedule(text, max_frames: int, seed: int = 0) -> Converted:
     """A Deforum keyframe string (or a bare number, as old settings files hold) as a Kinograph schedule."""
     frames = max(int(max_frames), 1)
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise DeforumValueError(f"expected keyframes such as '0:(1.0)', got {text!r}")
     if not isinstance(text, str):
+        if not finite(text):
+            raise DeforumValueError(f"expected keyframes such as '0:(1.0)', got {str(text)[:40]}")
         keys = [("0", repr(float(text)))]
     else:
         keys = _split_keyframes(text) if ":" in text else [("0", text.strip())]
