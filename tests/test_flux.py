@@ -1183,3 +1183,17 @@ def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipe
     graded = run.outputs["xlabs_sampler_12"]["latent"].samples[:, :, 0]
     _close(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), graded)
     assert _err(graded, got) > 1e-3
+
+
+def test_flux_graded_ipadapter_weights_follow_x_flux_comfyuis_strength_models():
+    """ipadapter.flux_graded's weights over FLUX.1's 19 double blocks, as x-flux-comfyui's strength models give them
+    (utils.py: Linear, First half, Second half, Sigmoid, whose ends fall short of begin / end by XLabs' formula)."""
+    import math
+    from nodes.generate.ipadapter import graded
+    assert graded(0.0, 1.0, "linear", 19) == pytest.approx([i / 18 for i in range(19)])
+    assert graded(0.2, 1.0, "first half", 19) == pytest.approx([0.2 + 0.8 * i / 8 for i in range(9)] + [1.0] * 10)
+    assert graded(0.2, 1.0, "second half", 19) == pytest.approx([0.2] * 10 + [0.2 + 0.8 * i / 8 for i in range(9)])
+    assert graded(0.0, 1.0, "sigmoid", 19) == pytest.approx([1 / (1 + math.exp(-(i - 9.5) * 8 / 19)) - 0.5
+                                                             for i in range(19)])
+    with pytest.raises(NodeError, match="unknown grading 'smooth'; choose one of linear, first half"):
+        graded(0.0, 1.0, "smooth", 19)
