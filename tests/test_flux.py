@@ -1104,8 +1104,10 @@ def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipe
     with flux/clip_vision_l.safetensors on the CPU, ApplyFluxIPAdapter 0.92, its FluxLoraLoader anime_lora at 1 wired
     between the model and the adapter, XlabsSampler with true CFG 3.5 from step 0): every node maps, the workflow
     validates, and the latent is FluxPipeline's with the same LoRA (load_lora_weights) and IP-Adapter
-    (load_ip_adapter, the picture for the negative pass too, as XLabs' IPProcessor gives it) on XlabsSampler's levels.
-    LoadFluxIPAdapter, ApplyFluxIPAdapter and FluxLoraLoader were unmapped."""
+    (load_ip_adapter, the picture for the negative pass too, as XLabs' IPProcessor gives it) on XlabsSampler's levels;
+    ApplyAdvancedFluxIPAdapter in its place grades the weight over the double blocks as FluxPipeline with each
+    block's processor scale set. LoadFluxIPAdapter, ApplyFluxIPAdapter, ApplyAdvancedFluxIPAdapter and FluxLoraLoader
+    were unmapped."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from PIL import Image
     from safetensors.torch import save_file
@@ -1149,10 +1151,6 @@ def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipe
     report = import_data(graph).report
     assert {n: e.status for n, e in report.entries.items() if e.status not in ("exact", "ui", "approx")} == {}, \
         report.text()
-    advanced = json.loads(json.dumps(graph))
-    node = next(n for n in advanced["nodes"] if n["type"] == "ApplyFluxIPAdapter")
-    node.update(type="ApplyAdvancedFluxIPAdapter", widgets_values=[0.0, 1.0, "Linear"])
-    assert "put ApplyFluxIPAdapter in its place" in import_data(advanced).report.text()
     res, run = imported_run(graph, tmp_path, "xflux")
     load_workflow(tmp_path / "imported.kino.yaml")         # validates: types, links, parameters
     got = run.outputs["xlabs_sampler_12"]["latent"].samples[:, :, 0]
@@ -1170,3 +1168,32 @@ def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipe
                  negative_ip_adapter_image=picture, width=W, height=H, sigmas=xlabs_sigmas(2, W, H),
                  guidance_scale=3.5, generator=torch.Generator().manual_seed(7), output_type="latent").images
     _close(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), got)
+    # ApplyAdvancedFluxIPAdapter 0.2 -> 0.9 Linear: each double block at its own scale (FluxPipeline's processors set
+    # by hand to 0.2 and 0.9)
+    node = next(n for n in graph["nodes"] if n["type"] == "ApplyFluxIPAdapter")
+    node.update(type="ApplyAdvancedFluxIPAdapter", widgets_values=[0.2, 0.9, "Linear"])
+    (tmp_path / "advanced").mkdir()
+    monkeypatch.chdir(tmp_path / "advanced")
+    _, run = imported_run(graph, tmp_path / "advanced", "xflux")
+    for block, scale in zip(ref.transformer.transformer_blocks, (0.2, 0.9)):
+        block.attn.processor.scale = [scale]
+    packed = ref("a cat", negative_prompt="blurry", true_cfg_scale=3.5, ip_adapter_image=picture,
+                 negative_ip_adapter_image=picture, width=W, height=H, sigmas=xlabs_sigmas(2, W, H),
+                 guidance_scale=3.5, generator=torch.Generator().manual_seed(7), output_type="latent").images
+    graded = run.outputs["xlabs_sampler_12"]["latent"].samples[:, :, 0]
+    _close(ref._unpack_latents(packed, H, W, ref.vae_scale_factor), graded)
+    assert _err(graded, got) > 1e-3
+
+
+def test_flux_graded_ipadapter_weights_follow_x_flux_comfyuis_strength_models():
+    """ipadapter.flux_graded's weights over FLUX.1's 19 double blocks, as x-flux-comfyui's strength models give them
+    (utils.py: Linear, First half, Second half, Sigmoid, whose ends fall short of begin / end by XLabs' formula)."""
+    import math
+    from nodes.generate.ipadapter import graded
+    assert graded(0.0, 1.0, "linear", 19) == pytest.approx([i / 18 for i in range(19)])
+    assert graded(0.2, 1.0, "first half", 19) == pytest.approx([0.2 + 0.8 * i / 8 for i in range(9)] + [1.0] * 10)
+    assert graded(0.2, 1.0, "second half", 19) == pytest.approx([0.2] * 10 + [0.2 + 0.8 * i / 8 for i in range(9)])
+    assert graded(0.0, 1.0, "sigmoid", 19) == pytest.approx([1 / (1 + math.exp(-(i - 9.5) * 8 / 19)) - 0.5
+                                                             for i in range(19)])
+    with pytest.raises(NodeError, match="unknown grading 'smooth'; choose one of linear, first half"):
+        graded(0.0, 1.0, "smooth", 19)

@@ -644,6 +644,12 @@ RULES: Dict[str, Rule] = {
                                {"model": "model", "ip_adapter_flux": "ipadapter", "image": "image"}, ("model",),
                                note="x-flux-comfyui runs the adapter and CLIP's embedding in bfloat16; Kinograph in "
                                     "the model's dtype (float32 on the CPU): the same steering, not bit for bit"),
+    "ApplyAdvancedFluxIPAdapter": Rule("ipadapter.flux_graded", ("begin_strength", "end_strength", "smothing_type"),
+                                       (P("begin_strength", "begin"), P("end_strength", "end"),
+                                        P("smothing_type", "grading", str.lower)),
+                                       {"model": "model", "ip_adapter_flux": "ipadapter", "image": "image"}, ("model",),
+                                       note="x-flux-comfyui runs the adapter and CLIP's embedding in bfloat16; "
+                                            "Kinograph in the model's dtype (float32 on the CPU)"),
     # x-flux-comfyui's LoRA loader reads models/xlabs/loras/ (searched too); XLabs' own LoRA layout loads through
     # diffusers' converter, a ComfyUI-format one as any LoRA
     "FluxLoraLoader": Rule("lora.image", ("lora_name", "strength_model"),
@@ -1381,9 +1387,6 @@ INSTEAD = {
         "DeforumAddNoiseNode", "DeforumHybridMotionNode", "DeforumSetVAEDownscaleRatioNode", "DeforumLoadVideo",
         "DeforumVideoSaveNode", "DeforumFILMInterpolationNode", "DeforumSimpleInterpolationNode",
         "DeforumCadenceNode", "DeforumConditioningBlendNode")},
-    "ApplyAdvancedFluxIPAdapter": "not mapped: x-flux-comfyui's strength graded over FLUX.1's double blocks "
-                                  "(begin_strength to end_strength, smoothing) is not in Kinograph yet; put "
-                                  "ApplyFluxIPAdapter in its place with one ip_scale (ipadapter.apply's weight)",
 }
 
 

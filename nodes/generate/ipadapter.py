@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
-from nodes.generate.ipadapter_presets import CLIP_VIT_G, CLIP_VIT_H, EMBEDS_COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
+from nodes.generate.ipadapter_presets import (CLIP_VIT_G, CLIP_VIT_H, EMBEDS_COMBINE, GRADINGS, PRESETS, SCALINGS,
+                                             WEIGHT_TYPES)
 
 FACEID = ("it reads a face identity from InsightFace (a separate face-recognition model, with a LoRA of its own), "
           "which Kinograph does not run. Use ip-adapter-plus-face (PLUS FACE) with a crop of the face instead")
@@ -207,6 +208,7 @@ class Reference:
     composition: float = 1.0
     layout: Optional[torch.Tensor] = None
     frame_weights: Optional[torch.Tensor] = None
+    block_weights: Optional[Tuple[float, ...]] = None     # FLUX.1: one weight per double block, in place of weight
 
 
 def _vision(encoder):
@@ -476,10 +478,29 @@ def _apply_flux(model, ref: Reference, title: str):
                                          ("a mask", ref.mask is not None), ("a composition picture", ref.layout
                                                                             is not None),
                                          ("frame weights", ref.frame_weights is not None)) if on]
+    if ref.block_weights is not None and len(ref.block_weights) != blocks:
+        raise NodeError(f"{len(ref.block_weights)} block weights for this model's {blocks} double blocks")
     if unsupported:
         raise NodeError(f"XLabs' FLUX.1 IP-Adapter takes a weight, start and end; {', '.join(unsupported)} "
                         "work with SD 1.5 / SDXL adapters only: leave them at their defaults")
     return model.with_option("ipadapter", (model.option("ipadapter") or ()) + (ref,))
+
+
+def graded(begin: float, end: float, how: str, count: int) -> Tuple[float, ...]:
+    """One weight per FLUX.1 double block from `begin` (the first) toward `end`, as x-flux-comfyui's strength models
+    grade ApplyAdvancedFluxIPAdapter's: evenly (linear); over the first half then held at end (first half); held at
+    begin then over the second half (second half); or XLabs' sigmoid, begin + (end - begin) x (logistic - 0.5) centred
+    mid-way, which runs from about begin - 0.48 (end - begin) to begin + 0.47 (end - begin)."""
+    if how not in GRADINGS:
+        raise NodeError(f"unknown grading {how!r}; choose one of {', '.join(GRADINGS)}")
+    if how == "sigmoid":
+        return tuple(begin + (end - begin) * (1 / (1 + math.exp(-(i - count / 2) * 8 / count)) - 0.5)
+                     for i in range(count))
+    if how == "linear":
+        return tuple(begin + (end - begin) * i / max(count - 1, 1) for i in range(count))
+    half = count // 2
+    ramp = [begin + (end - begin) * i / max(half - 1, 1) for i in range(half)]
+    return tuple(ramp + [end] * (count - half) if how == "first half" else [begin] * (count - half) + ramp)
 
 
 def sdxl_unet(model) -> bool:
@@ -710,9 +731,10 @@ class FluxIPAttention:
     start / end): several pictures give the mean of their attention outputs, as x-flux-comfyui's IPProcessor
     averages them. Without an active reference, the block's own processor."""
 
-    def __init__(self, base, layers, refs, feed: _Feed, heads_width: int, context: int, device, dtype):
+    def __init__(self, base, layers, refs, feed: _Feed, heads_width: int, context: int, device, dtype, block: int):
         from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProcessor
         self.base, self.refs, self.feed, self.context = base, refs, feed, context
+        self.weights = [r.weight if r.block_weights is None else r.block_weights[block] for r in refs]
         # (reference, its picture, how many it has, how many tokens each) per entry
         self.entries = [(r, j, n, t) for r in range(len(refs))
                         for t in [int(refs[r].adapter.project.num_image_text_embeds)]
@@ -733,7 +755,7 @@ class FluxIPAttention:
         batch = hidden_states.shape[0]
         toks = [None if n is None else n.tokens(batch, False).to(hidden_states.device, hidden_states.dtype)
                 for n in now]
-        self.ip.scale = [0.0 if now[r] is None else self.refs[r].weight / n for r, _, n, _ in self.entries]
+        self.ip.scale = [0.0 if now[r] is None else self.weights[r] / n for r, _, n, _ in self.entries]
         states = [hidden_states.new_zeros(batch, 1, self.context) if toks[r] is None else toks[r][:, j * t:(j + 1) * t]
                   for r, j, _, t in self.entries]
         return self.ip(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb,
@@ -750,7 +772,7 @@ def _flux_installed(transformer, refs, feed: _Feed):
     width = int(transformer.transformer_blocks[0].attn.to_q.out_features)
     for i, name in enumerate(doubles):
         procs[name] = FluxIPAttention(own[name], [r.adapter.layers[i] for r in refs], refs, feed, width,
-                                      refs[0].adapter.context, transformer.device, transformer.dtype)
+                                      refs[0].adapter.context, transformer.device, transformer.dtype, i)
     transformer.set_attn_processor(procs)
     try:
         yield

@@ -5,7 +5,10 @@ from __future__ import annotations
 from graph_engine import Input, Param, node
 from graph_engine.types import EMBEDS, IMAGE_ENCODER, IPADAPTER, MASK, MODEL, VIDEO
 from nodes.common.models_dirs import locator
-from nodes.generate.ipadapter_presets import COMBINE, EMBEDS_COMBINE, PRESETS, SCALINGS, WEIGHT_TYPES
+from nodes.generate.ipadapter_presets import COMBINE, EMBEDS_COMBINE, GRADINGS, PRESETS, SCALINGS, WEIGHT_TYPES
+
+_ENCODER_INPUT = Input(optional=True, help="CLIP vision (load.clip_vision); not needed after load.ipadapter with "
+                                           "clip_vision")
 
 
 @node("load.ipadapter", title="Load IP-Adapter", category="Models", device="gpu", outputs={"ipadapter": IPADAPTER})
@@ -99,6 +102,30 @@ def ipadapter_apply(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
         ipadapter, image_encoder, _frames(image), weight, start, end, combine, weight_type, scaling, _mask(mask),
         _frames(negative_image) if negative_image is not None else (), bool(per_frame), composition_weight,
         _frames(composition_image) if composition_image is not None else ()), frame_weights))
+
+
+@node("ipadapter.flux_graded", title="Apply FLUX IP-Adapter (graded)", category="Conditioning", device="gpu",
+      passes={"model": "model"})
+def ipadapter_flux_graded(ctx, model: MODEL, ipadapter: IPADAPTER, image: VIDEO,
+                          image_encoder: IMAGE_ENCODER = _ENCODER_INPUT,
+                          begin: float = Param(0.0, min=-100.0, max=100.0, help="the weight at the first double "
+                                                                                 "block"),
+                          end: float = Param(1.0, min=-100.0, max=100.0, help="the weight toward the last one"),
+                          grading: str = Param("linear", choices=GRADINGS,
+                                               help="how it goes from begin to end over the blocks: evenly, over "
+                                                    "the first or the second half only, or along a sigmoid")
+                          ) -> MODEL:
+    """Steer FLUX.1 with XLabs' IP-Adapter at a weight graded over its double blocks (x-flux-comfyui's Apply Advanced
+    Flux IPAdapter): the pictures' CLIP embeddings averaged into one reference, block i at its own weight."""
+    import dataclasses
+    from graph_engine import NodeError
+    from nodes.generate.ipadapter import apply_ipadapter, graded, reference
+    if model.family != "flux":
+        raise NodeError(f"ipadapter.flux_graded steers FLUX.1 with XLabs' IP-Adapter; this is a {model.family} "
+                        "model: use ipadapter.apply (its weight types spread the weight over a UNet)")
+    ref = reference(ipadapter, image_encoder, _frames(image), 1.0, 0.0, 1.0, "average")
+    return apply_ipadapter(model, dataclasses.replace(ref, block_weights=graded(
+        begin, end, grading, len(model.denoiser.transformer_blocks))))
 
 
 def _frames(clip):

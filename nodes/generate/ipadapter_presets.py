@@ -21,3 +21,5 @@ WEIGHT_TYPES = ("linear", "ease in", "ease out", "ease in-out", "reverse in-out"
                 "weak middle", "strong middle", "style transfer", "composition", "strong style transfer",
                 "style and composition", "style transfer precise", "composition precise", "strong style and composition")
 SCALINGS = ("V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty")
+# How ipadapter.flux_graded grades the FLUX.1 weight over the double blocks (x-flux-comfyui's smothing_type).
+GRADINGS = ("linear", "first half", "second half", "sigmoid")
