@@ -723,19 +723,25 @@ def xlabs_sigmas(steps: int, width: int, height: int):
     return [math.exp(mu) / (math.exp(mu) + (1 / t - 1)) for t in np.linspace(1, 0, steps + 1)[:-1]]
 
 
+# The start of x-flux-comfyui's example graphs: FLUX.1 dev split files, a prompt and a negative, FluxGuidance 3.5, an
+# empty latent (UI-format rows for comfyui_workflows.ui_format).
+_XFLUX_HEAD = [
+    (1, "UNETLoader", ["flux1-dev-tiny.safetensors", "default"], {}, ["MODEL"]),
+    (2, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"], {}, ["CLIP"]),
+    (3, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
+    (4, "CLIPTextEncode", ["a cat"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+    (5, "CLIPTextEncode", ["blurry"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
+    (6, "FluxGuidance", [3.5], {"conditioning": (4, 0, "CONDITIONING")}, ["CONDITIONING"]),
+    (7, "EmptyLatentImage", [W, H, 1], {}, ["LATENT"]),
+]
+
+
 def _xlabs_ui(picture, start_cfg=2, true_gs=3.0, i2i=0.0, denoise=1.0, control=True):
     """A ComfyUI UI-format graph on x-flux-comfyui's nodes, as its canny workflow builds one: split loaders,
     FluxGuidance 3.5, LoadFluxControlNet, ApplyAdvancedFluxControlNet at 0.8 (without them: `control` False),
     XlabsSampler (2 steps, seed 7)."""
     from comfyui_workflows import ui_format
-    nodes = [
-        (1, "UNETLoader", ["flux1-dev-tiny.safetensors", "default"], {}, ["MODEL"]),
-        (2, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"], {}, ["CLIP"]),
-        (3, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
-        (4, "CLIPTextEncode", ["a cat"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
-        (5, "CLIPTextEncode", ["blurry"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
-        (6, "FluxGuidance", [3.5], {"conditioning": (4, 0, "CONDITIONING")}, ["CONDITIONING"]),
-        (7, "EmptyLatentImage", [W, H, 1], {}, ["LATENT"]),
+    nodes = _XFLUX_HEAD + [
         (8, "LoadFluxControlNet", ["flux-dev", "flux-canny-controlnet-v3.safetensors"], {}, ["FluxControlNet"]),
         (9, "LoadImage", [picture, "image"], {}, ["IMAGE", "MASK"]),
         (10, "ApplyAdvancedFluxControlNet", [0.8, 0.0, 1.0], {"controlnet": (8, 0, "FluxControlNet"),
@@ -1129,14 +1135,7 @@ def test_x_flux_comfyui_ipadapter_and_lora_graph_imports_and_samples_as_fluxpipe
     save_file(lora, str(models / "xlabs" / "loras" / "anime_lora.safetensors"))
     Image.fromarray(REF).save(tmp_path / "statue.png")
     monkeypatch.chdir(tmp_path)
-    graph = ui_format([
-        (1, "UNETLoader", ["flux1-dev-tiny.safetensors", "default"], {}, ["MODEL"]),
-        (2, "DualCLIPLoader", ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux", "default"], {}, ["CLIP"]),
-        (3, "VAELoader", ["ae.safetensors"], {}, ["VAE"]),
-        (4, "CLIPTextEncode", ["a cat"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
-        (5, "CLIPTextEncode", ["blurry"], {"clip": (2, 0, "CLIP")}, ["CONDITIONING"]),
-        (6, "FluxGuidance", [3.5], {"conditioning": (4, 0, "CONDITIONING")}, ["CONDITIONING"]),
-        (7, "EmptyLatentImage", [W, H, 1], {}, ["LATENT"]),
+    graph = ui_format(_XFLUX_HEAD + [
         (8, "FluxLoraLoader", ["anime_lora.safetensors", 1], {"model": (1, 0, "MODEL")}, ["MODEL"]),
         (9, "LoadFluxIPAdapter", ["75000.safetensors", "flux/clip_vision_l.safetensors", "CPU"], {},
          ["IP_ADAPTER_FLUX"]),
