@@ -403,8 +403,13 @@ def test_pidinet_matches_the_published_pixel_difference_network(comfy):
         got = pidinet_pictures(net, f, RES, "cpu", safe, scribble)[0]
         want = reference_pidinet_picture(edge, safe, scribble)
         assert got.shape == (48, 67, 3) and (got == got[..., :1]).all()
-        # the same sums in another order: a grey level one rounding apart on a pixel or two at most
-        assert np.abs(got[..., 0].astype(int) - want).max() <= 1 and (got[..., 0] != want).mean() < 0.005
+        # the same sums in another order: a grey level one rounding apart on a pixel or two at most; with `safe`, a
+        # pixel whose edge sits on a step's boundary (edge x 3 a whole number, to float precision) may land on
+        # either side of it, a whole step (127 levels) apart, depending on the threads' summing order
+        close = np.abs(got[..., 0].astype(int) - want) <= 1
+        if safe:
+            close |= (np.abs(edge * 3 - np.round(edge * 3)) < 1e-4)[:48, :67]
+        assert close.all() and (got[..., 0] != want).mean() < 0.005
         assert len(np.unique(got)) > (1 if scribble else 2)
 
 

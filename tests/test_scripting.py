@@ -83,7 +83,7 @@ def test_a_refused_command_line_still_ends_with_its_json_event(tmp_path, capsys)
     path = _built(tmp_path).save(tmp_path / "shot.yaml")
     for argv, said in ((["run", str(path), "--json", "--frobnicate"], "unrecognized arguments: --frobnicate"),
                        (["run", str(path), "--json", "--device", "gpu"], "unknown device 'gpu'"),
-                       (["batch", str(path), "--json"], "the following arguments are required: --sweep")):
+                       (["batch", "--json"], "the following arguments are required: workflow")):
         assert main(argv) == 2
         out = capsys.readouterr()
         (end,) = _events(out.out)
