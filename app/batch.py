@@ -10,13 +10,15 @@ error, and `--only N,M` re-runs just those cases.
 video in frame ranges on several (app.shard)."""
 from __future__ import annotations
 
+import glob
 import json
+import os
 import shlex
 import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
@@ -32,9 +34,13 @@ PROGRESS_LINE_S = 10.0
 class Report:
     """Per-job lines as jobs finish, then a summary table; or JSON lines with --json."""
 
-    def __init__(self, json_lines: bool, retry: Callable[[List[int]], List[str]]):
+    def __init__(self, json_lines: bool, retry: Callable[[List[int]], List[str]],
+                 change_first: Dict[int, Dict[str, Any]] = None):
         self.json = json_lines
         self.retry_cmd = retry          # failed case numbers -> the command that runs them again
+        # case -> the output it shares with an earlier job (_refuse_shared_outputs): run again as it is, it
+        # replaces that job's render, so it is told what to change instead of being put in the retry.
+        self.change_first = change_first or {}
         self.rows: Dict[int, Dict[str, Any]] = {}
         self.t0 = time.perf_counter()
         # Held now: while Ray runs, sys.stdout is stderr (app.distributed.ray_session).
@@ -112,17 +118,29 @@ class Report:
     def summary(self, jobs, cancelled: bool) -> int:
         failed = [j.case.number for j in jobs if not self.rows.get(j.case.number, {}).get("ok")]
         not_run = [j.case.number for j in jobs if j.case.number not in self.rows]
-        retry = " ".join(shlex.quote(a) for a in self.retry_cmd(failed))
+        clashing = [n for n in failed if n in self.change_first]
+        again = [n for n in failed if n not in self.change_first]
+        retry, after = (" ".join(shlex.quote(a) for a in self.retry_cmd(cases)) if cases else None
+                        for cases in (again, clashing))
         seconds = round(time.perf_counter() - self.t0, 3)
         ok_count = len(jobs) - len(failed)
         if self.json:
             self._emit({"event": "batch_finished", "ok": not failed, "jobs": len(jobs), "succeeded": ok_count,
                         "failed_cases": failed, "not_run": not_run, "cancelled": cancelled, "seconds": seconds,
-                        "retry": retry if failed else None})
+                        "retry": retry, "change_first": [{"case": n, **self.change_first[n]} for n in clashing],
+                        "retry_after_change": after})
         else:
             tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s"
-            if failed:
-                tail += f"; retry the others with:\n  {retry}"
+            if retry:
+                tail += f"; retry the {'others' if not clashing else 'rest'} with:\n  {retry}"
+            if clashing:
+                tail += ("\nthese write an earlier job's output and would replace its render: give each its own "
+                         "output path first")
+                for n in clashing:
+                    c = self.change_first[n]
+                    tail += (f"\n  {c['workflow']}: {c['param']} writes {c['output']}, as case {c['same_as_case']} "
+                             f"({c['same_as']}) does")
+                tail += f"\nthen run them with:\n  {after}"
             self._print(f"{self.table(jobs)}\n{tail}")
         if cancelled:
             return EXIT_CANCELLED
@@ -153,7 +171,12 @@ def run_batch(args) -> int:
         raise WorkflowError([f"kinograph batch: --sweep makes the cases of one workflow; {len(args.workflow)} were "
                              "given. Run each workflow's sweep as its own batch, or leave --sweep out to run the "
                              "workflows one job each"])
-    jobs, refused, notes = (_sweep_jobs if args.sweep else _file_jobs)(args, registry)
+    pattern = args.workflow[0]
+    args.workflow, unmatched = _expand_patterns(args.workflow)
+    if args.sweep and len(args.workflow) > 1:
+        raise WorkflowError([f"kinograph batch: --sweep makes the cases of one workflow; {pattern!r} matches "
+                             f"{len(args.workflow)} files: name the one to sweep"])
+    jobs, refused, notes, clashes = (_sweep_jobs if args.sweep else _file_jobs)(args, registry, unmatched)
     if len(refused) == len(jobs):       # nothing could run: the command is wrong, as before any job
         raise WorkflowError([p for n in sorted(refused) for p in refused[n]])
     def retry(failed: List[int]) -> List[str]:
@@ -164,7 +187,7 @@ def run_batch(args) -> int:
     if args.ray:
         from .distributed import require_ray
         require_ray()          # a missing Ray is said before any job is announced
-    report = Report(args.json, retry)
+    report = Report(args.json, retry, clashes)
     for n in notes:
         report.note(n)
     report.started(jobs)
@@ -191,22 +214,50 @@ def run_batch(args) -> int:
     return report.summary(jobs, cancelled)
 
 
-def _sweep_jobs(args, registry):
+def _expand_patterns(given: List[str]) -> Tuple[List[str], Dict[str, str]]:
+    """The workflow arguments with each pattern replaced by the files it matches, in name order; and each
+    pattern that matches none -> why. A shell expands shots/*.yaml before Kinograph sees it, but Windows'
+    shells and a farm wrapper that quotes its arguments pass the pattern on, and it was looked for as a file
+    ("shots/*.yaml: no such file"). Python's glob matches as a shell does (*, ?, [abc]; a name starting
+    with a dot only when the pattern's does), plus ** for any depth of folders. An argument naming a file
+    that exists is that file, brackets and all."""
+    paths: List[str] = []
+    unmatched: Dict[str, str] = {}
+    for arg in given:
+        pattern = os.path.expanduser(arg)
+        if not glob.has_magic(pattern) or os.path.exists(pattern):
+            paths.append(arg)
+            continue
+        found = sorted(glob.glob(pattern, recursive=True))
+        paths += found or [arg]
+        if not found:
+            parts = Path(pattern).parts
+            fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+            folder = Path(*parts[:fixed]).resolve() if fixed else Path.cwd()
+            unmatched[arg] = f"no file matches this pattern (looked in {folder}" + \
+                ("" if folder.is_dir() else ", which does not exist") + ")"
+    return paths, unmatched
+
+
+def _sweep_jobs(args, registry, unmatched):
     """The jobs of one workflow's sweep, and the problems of those that cannot run (case -> problems). A
     mistake in the workflow or the sweep file raises: it is every case's."""
     from graph_engine.api import load_workflow
     from graph_engine.validate import validate_run
+    from graph_engine.workflow import Problem
     from .sweep import load_sweep, plan_jobs, select_cases
     path = args.workflow[0]
+    if path in unmatched:
+        raise WorkflowError([Problem(path, 0, None, unmatched[path])])
     _refuse_comfyui(path)
     wf = load_workflow(path)
     sweep = load_sweep(args.sweep, wf, registry)
     jobs, notes = plan_jobs(wf, sweep, select_cases(sweep, args.only), registry)
     refused = {j.case.number: problems for j in jobs for problems in [validate_run(j.workflow, registry)] if problems}
-    return jobs, refused, notes
+    return jobs, refused, notes, {}
 
 
-def _file_jobs(args, registry):
+def _file_jobs(args, registry, unmatched):
     """One job per workflow file, numbered from 1 in the order given (what --only takes); a file that does
     not load or would not run is a job that failed, with its problems."""
     from graph_engine.api import load_workflow
@@ -219,6 +270,8 @@ def _file_jobs(args, registry):
     for case in select_cases(given, args.only):
         path = args.workflow[case.number - 1]
         try:
+            if path in unmatched:
+                raise WorkflowError([Problem(path, 0, None, unmatched[path])])
             _refuse_comfyui(path)
             wf = load_workflow(path)
             [job], said = plan_jobs(wf, Sweep(Path(path), [case]), [case], registry)
@@ -233,26 +286,32 @@ def _file_jobs(args, registry):
         notes += said
         if problems:
             refused[case.number] = problems
-    _refuse_shared_outputs(jobs, refused)
-    return jobs, refused, notes
+    return jobs, refused, notes, _refuse_shared_outputs(jobs, refused)
 
 
-def _refuse_shared_outputs(jobs, refused) -> None:
+def _refuse_shared_outputs(jobs, refused) -> Dict[int, Dict[str, Any]]:
     """Workflow files copied from one template write the same name (out/video.mp4) unless each was given its
     own: each job replaced the one before, all of them reported that name, and the night's renders were in
     takes/ under numbers that said nothing of their shot. The first job to name a file writes it; a later
-    one fails, not run, naming the job it would have replaced."""
+    one fails, not run, naming the job it would have replaced. Returns those jobs: case -> what they share
+    (Report.change_first)."""
     from graph_engine.workflow import Problem
     first: Dict[str, Any] = {}
+    clashes: Dict[int, Dict[str, Any]] = {}
     for job in jobs:
         if job.case.number in refused:
             continue
         for out in job.outputs:
             earlier = first.setdefault(out, job)
             if earlier is not job:
+                param = job.written_by[out]
                 refused.setdefault(job.case.number, []).append(Problem(
-                    job.source, 0, None, f"writes {out}, as case {earlier.case.number} ({earlier.source}) does, "
-                                         "which it would replace: give each workflow its own output path"))
+                    job.source, 0, None, f"{param} writes {out}, as case {earlier.case.number} ({earlier.source}) "
+                                         "does, which it would replace: give each workflow its own output path"))
+                clashes.setdefault(job.case.number, {"workflow": job.source, "param": param, "output": out,
+                                                     "same_as_case": earlier.case.number,
+                                                     "same_as": earlier.source})
+    return clashes
 
 
 def _refuse_comfyui(path: str) -> None:

@@ -121,7 +121,10 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("batch", help="run several workflows, or one once per case of a sweep file")
     b.add_argument("workflow", nargs="+", help="the workflows to run, one job each (.yaml, or a video/PNG carrying "
-                                               "one); with --sweep, the one workflow each case starts from")
+                                               "one); with --sweep, the one workflow each case starts from. A "
+                                               "quoted pattern ('shots/*.yaml', as a Windows shell or a farm "
+                                               "wrapper passes it) is expanded here, in name order: *, ? and "
+                                               "[abc] as in a shell, ** for any depth of folders")
     b.add_argument("--sweep", metavar="SWEEP.yaml",
                    help="the cases: 'grid:' (every combination) and/or 'cases:' lists of NODE.PARAM: value; "
                         "output paths may hold {case} and {NODE.PARAM} (see docs/ray.md)")

@@ -107,6 +107,7 @@ class ProgressPrinter:
         self._tenths: Dict[str, int] = {}      # without a terminal: the last tenth of each node's work noted
         self._reader = True                    # False once stdout's reader has gone
         self._wall: Dict[str, Any] = {}        # node -> seconds its node_finished said; None: lazy
+        self._ready: Dict[str, bool] = {}      # lazy nodes said ready -> whether 100% of their frames was said
         self._notes = True                     # the same for stderr
 
     def _print(self, text: str) -> None:
@@ -116,6 +117,16 @@ class ProgressPrinter:
         self._notes = self._notes and print_out(self.err, text, through_tqdm=True)
 
     def _bar(self, ev: Dict[str, Any]) -> None:
+        node, done, total = ev["node"], ev["done"], ev["total"]
+        if self._ready.get(node):       # a later reader pulling its frames again: 100% was said, not 10%
+            return
+        if node in self._ready and total and done >= total:
+            # A lazy node's "ready" line comes before its work, and the done line that stands for 100% of a
+            # node's work was that one: `make run` left each of them at "60% (32/46)", as if stopped there.
+            self._ready[node] = True
+            self._close(node)
+            self.note(f"  {node}: 100% ({done:g}/{total:g})")
+            return
         if not self._tty:
             self._log_progress(ev)
             return
@@ -174,6 +185,8 @@ class ProgressPrinter:
             lazy = ev.get("lazy") and not ev["cached"]
             if not ev["cached"]:
                 self._wall[ev["node"]] = None if lazy else ev["seconds"]
+            if lazy:
+                self._ready[ev["node"]] = False
             how = "bypassed" if ev.get("bypassed") else "cached" if ev["cached"] else \
                 "frames computed as they are read" if lazy else f"{ev['seconds']:.2f}s"
             self.note(f"  {ev['node']:<16} {'ready' if lazy else 'done'} ({how})")

@@ -63,6 +63,7 @@ class Job:
     workflow: Optional[Workflow]        # with the case's overrides and outputs expanded; None: it did not load
     outputs: List[str] = field(default_factory=list)    # absolute output paths it will write
     source: Optional[str] = None        # its workflow file, in a batch of several
+    written_by: Dict[str, str] = field(default_factory=dict)    # output path -> "node.param" that names it
 
 
 # -- reading the sweep file --------------------------------------------------------------------
@@ -333,9 +334,9 @@ def plan_jobs(wf: Workflow, sweep: Sweep, cases: List[Case], registry: Registry)
     jobs = []
     for c in cases:
         v = variants[c.number]
-        outs = [resolve_path(str(v.graph.nodes[nid].params[name]), v.base_dir) for nid, name in targets
-                if v.graph.nodes[nid].params.get(name)]
-        jobs.append(Job(c, sweep.label(c), v, outs))
+        outs = [(resolve_path(str(v.graph.nodes[nid].params[name]), v.base_dir), f"{nid}.{name}")
+                for nid, name in targets if v.graph.nodes[nid].params.get(name)]
+        jobs.append(Job(c, sweep.label(c), v, [path for path, _ in outs], written_by=dict(outs)))
     return jobs, notes
 
 

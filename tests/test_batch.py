@@ -635,7 +635,12 @@ def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tm
         assert load_video(str(tmp_path / f"out/shot_{n}.mkv")).length == 6
     end = rows[-1]
     assert end["failed_cases"] == [2, 3, 4, 6]
-    assert end["retry"] == f"kinograph batch {broken} {late} {tmp_path / 'gone.yaml'} {twin}"
+    # The twin run again as it is would replace shot 1's render: it is told what to change, not put in the retry.
+    assert end["retry"] == f"kinograph batch {broken} {late} {tmp_path / 'gone.yaml'}"
+    assert end["change_first"] == [{"case": 6, "workflow": str(twin), "param": "save.path",
+                                    "output": str(tmp_path / "out/shot_1.mkv"), "same_as_case": 1,
+                                    "same_as": str(good[0])}]
+    assert end["retry_after_change"] == f"kinograph batch {twin}"
     # For people: a line per job with its time and file, the table naming each file; --only picks files by number.
     assert main(["batch", *files, "--only", "2,5"]) == 1
     out = capsys.readouterr()
@@ -654,3 +659,33 @@ def test_a_batch_of_workflow_files_runs_every_one_it_can_and_names_the_others(tm
     assert main(["batch", str(broken), str(tmp_path / "gone.yaml")]) == 2
     assert main(["batch", str(wf), str(late), "--sweep", str(sweep)]) == 2
     assert "--sweep makes the cases of one workflow; 2 were given" in capsys.readouterr().err
+
+
+def test_a_quoted_pattern_is_expanded_and_a_clash_is_told_what_to_change_before_its_retry(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """A farm wrapper (or a Windows shell) passes 'shots/*.yaml' as it is: it was looked for as a file ("shots/
+    *.yaml: no such file"). Now it is expanded in name order, and one that matches nothing says so and where it
+    looked. Of two shots writing one file, the later failed and the summary's retry ran it again as it was,
+    replacing the first shot's render: it now says what to change first, and the retry leaves it out."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", "shots/*.yaml"]) == 2
+    assert capsys.readouterr().err == f"shots/*.yaml: no file matches this pattern (looked in {tmp_path / 'shots'}, " \
+                                      "which does not exist)\n"
+    (tmp_path / "shots").mkdir()
+    write(tmp_path, "shots/b.yaml", PIPELINE % "out/one.mkv")
+    write(tmp_path, "shots/a.yaml", PIPELINE % "out/one.mkv")
+    write(tmp_path, "shots/c.yaml", "nodes: [\n")
+    assert main(["batch", "shots/*.yaml"]) == 1
+    out = capsys.readouterr().out
+    table = [re.search(r"\d  (ok|FAILED) .*?(shots/\w.yaml)", line) for line in out.splitlines()[1:4]]
+    assert [(m[1], m[2]) for m in table] == [("ok", "shots/a.yaml"), ("FAILED", "shots/b.yaml"),
+                                             ("FAILED", "shots/c.yaml")]
+    assert out.split("jobs ok in ")[1].split("\n", 1)[1] == (
+        "  kinograph batch shots/c.yaml\n"
+        "these write an earlier job's output and would replace its render: give each its own output path first\n"
+        f"  shots/b.yaml: save.path writes {tmp_path / 'shots/out/one.mkv'}, as case 1 (shots/a.yaml) does\n"
+        "then run them with:\n"
+        "  kinograph batch shots/b.yaml\n")
+    assert load_video(str(tmp_path / "shots/out/one.mkv")).length == 6 and not (tmp_path / "shots/out/takes").exists()
+    assert main(["batch", "shots/*.yaml", "--sweep", "s.yaml"]) == 2
+    assert "--sweep makes the cases of one workflow; 'shots/*.yaml' matches 3 files" in capsys.readouterr().err

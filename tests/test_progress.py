@@ -84,3 +84,20 @@ def test_lazy_nodes_say_when_their_frames_were_computed(monkeypatch):
         "  sample           done (cached)",
         "  paint            computed its frames in 5.20s",
         "  save             0.32s of its own work; the rest of its 55.86s was computing upstream frames"]
+
+
+def test_a_lazy_node_says_when_all_its_frames_are_computed(monkeypatch):
+    """`make run` showed 'paint: 60% (32/46)' and then the run's end: a lazy node's done line ('ready') comes
+    before its work, and the 100% line was left out as if a done line followed. It now says 100% when its last
+    frame is computed, once: a later reader pulling its frames again does not take it back to 10%."""
+    for stream in (io.StringIO(), Terminal()):
+        monkeypatch.setattr("sys.stderr", stream)
+        p = ProgressPrinter(stream=io.StringIO())
+        p({"event": "node_finished", "node": "paint", "cached": False, "seconds": 0.001, "lazy": True})
+        for done in (32, 46, 16, 46):
+            p({"event": "node_progress", "node": "paint", "done": done, "total": 46})
+        lines = stream.getvalue().splitlines()
+        assert lines[0] == "  paint            ready (frames computed as they are read)"
+        assert lines[-1].endswith("  paint: 100% (46/46)") and stream.getvalue().count("100%") == 1
+        if not isinstance(stream, Terminal):
+            assert lines[1:] == ["  paint: 60% (32/46)", "  paint: 100% (46/46)"]
