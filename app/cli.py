@@ -526,7 +526,8 @@ def cmd_info(args) -> int:
     for kind, path, d in found:
         print(f"  {d['family']:<12}{d['variant'] or '-':<16}{d['role'] or '-':<17}{d['precision'] or '-':<14}"
               f"{d['loads']:<7}{path}")
-        if d["loads"] != "yes" and d["note"]:
+        # An IP-Adapter's columns cannot say plus from full face, nor which CLIP vision it reads: its note does.
+        if d["note"] and (d["loads"] != "yes" or d["role"] == "ipadapter"):
             print(f"  {'':<66}({d['note']})")
     bundled = Path(__file__).resolve().parents[1] / "resources" / "models" / "kinograph-mini"
     if (bundled / "model_index.json").is_file():

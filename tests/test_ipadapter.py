@@ -32,16 +32,27 @@ def _cross_widths(unet):
 
 
 def _ipadapter_file(path, unet, kind, features, seed=5):
-    """An IP-Adapter in h94's published layout: image_proj.* (plain: proj + norm; plus: the Resampler's latents,
-    proj_in/out, norm_out, layers.N.0 attention, layers.N.1 feed-forward) and ip_adapter.{1,3,5...}.to_k_ip/to_v_ip."""
+    """An IP-Adapter in h94's published layout for `unet` (_ipadapter_state), saved as .safetensors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(_ipadapter_state(kind, features, _cross_widths(unet), unet.config.cross_attention_dim, seed), str(path))
+    return path
+
+
+def _ipadapter_state(kind, features, widths, ctx, seed=5):
+    """h94's published layout: image_proj.* (plain: proj + norm; plus: the Resampler's latents, proj_in/out, norm_out,
+    layers.N.0 attention, layers.N.1 feed-forward; full face: the MLP proj.0 / proj.2 and LayerNorm proj.3) and
+    ip_adapter.{1,3,5...}.to_k_ip/to_v_ip, one pair per cross-attention layer `widths` wide; `features`: the CLIP
+    vision width the projection reads."""
     g = torch.Generator().manual_seed(seed)
-    ctx = unet.config.cross_attention_dim
 
     def r(*shape):
         return torch.randn(*shape, generator=g) * 0.3
     if kind == "plain":
         proj = {"proj.weight": r(4 * ctx, features), "proj.bias": r(4 * ctx), "norm.weight": 1 + r(ctx),
                 "norm.bias": r(ctx)}
+    elif kind == "full":
+        proj = {"proj.0.weight": r(features, features), "proj.0.bias": r(features), "proj.2.weight": r(ctx, features),
+                "proj.2.bias": r(ctx), "proj.3.weight": 1 + r(ctx), "proj.3.bias": r(ctx)}
     else:
         dim = 64
         proj = {"latents": r(1, 16, dim), "proj_in.weight": r(dim, features), "proj_in.bias": r(dim),
@@ -55,12 +66,10 @@ def _ipadapter_file(path, unet, kind, features, seed=5):
                          f"layers.{i}.1.0.bias": r(dim), f"layers.{i}.1.1.weight": r(4 * dim, dim),
                          f"layers.{i}.1.3.weight": r(dim, 4 * dim)})
     state = {f"image_proj.{k}": v for k, v in proj.items()}
-    for i, width in enumerate(_cross_widths(unet)):
+    for i, width in enumerate(widths):
         state[f"ip_adapter.{2 * i + 1}.to_k_ip.weight"] = r(width, ctx)
         state[f"ip_adapter.{2 * i + 1}.to_v_ip.weight"] = r(width, ctx)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
-    return path
+    return state
 
 
 REF = (np.arange(40 * 48 * 3).reshape(40, 48, 3) * 7 % 251).astype(np.uint8)
@@ -639,3 +648,67 @@ def test_noise_pictures_for_the_negative():
            "3": {"class_type": "IPAdapterNoise", "inputs": {"type": "shuffle", "strength": 0.5, "blur": 0}}}
     res = import_data(api)
     assert res.report.entries["2"].status == "exact" and "gaussian noise is used" in res.report.entries["3"].line()
+
+
+def test_info_lists_each_ipadapter_file_with_its_kind_and_loader(tmp_path, capsys):
+    """An artist's ComfyUI ipadapter/ and xlabs/ipadapters/ files, in each published key layout (h94's flat
+    .safetensors and nested .bin, XLabs' FLUX.1 one): `kinograph info FOLDER` listed none of them as an IP-Adapter
+    ('no known key pattern'; FaceID's LoRA keys made it 'LoRA for an unknown base model'). Each is now named from its
+    header (plus or full face, SD 1.5 or SDXL by its count of cross-attention layers, the CLIP vision by the width its
+    projection reads) with the node that loads it, or why load.ipadapter refuses it."""
+    from test_flux import _xlabs_ipadapter
+    from types import SimpleNamespace
+    from app.cli import main
+    models = tmp_path / "ComfyUI" / "models"
+    ipa = models / "ipadapter"
+    ipa.mkdir(parents=True)
+    sd15, sdxl = [8] * 16, [8] * 70              # SD 1.5's 16 cross-attention layers, SDXL's 70, 8 wide here
+    for name, kind, features, widths in (("ip-adapter-plus_sd15.safetensors", "plus", 1280, sd15),
+                                         ("ip-adapter-full-face_sd15.safetensors", "full", 1280, sd15),
+                                         ("ip-adapter_sdxl_vit-h.safetensors", "plain", 1024, sdxl)):
+        save_file(_ipadapter_state(kind, features, widths, 8), str(ipa / name))
+    # h94's .bin files nest the two parts.
+    state = _ipadapter_state("plain", 1280, sdxl, 8)
+    torch.save({part: {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + ".")}
+                for part in ("image_proj", "ip_adapter")}, str(ipa / "ip-adapter_sdxl.bin"))
+    faceid = {f"{n}.to_{kv}_ip.weight": torch.zeros(8, 8) for n in range(1, 32, 2) for kv in "kv"}
+    torch.save({"image_proj": {"proj.0.weight": torch.zeros(16, 8), "proj.2.weight": torch.zeros(32, 16),
+                               "norm.weight": torch.zeros(8)},
+                "ip_adapter": {**faceid, "0.to_q_lora.down.weight": torch.zeros(4, 8)}},
+               str(ipa / "ip-adapter-faceid_sd15.bin"))
+    kolors = _ipadapter_state("plus", 1024, sdxl, 8)
+    kolors["image_proj.layers.0.0.to_out.weight"] = torch.zeros(2048, 1)
+    save_file(kolors, str(ipa / "Kolors-IP-Adapter-Plus.safetensors"))
+    flux = SimpleNamespace(config=SimpleNamespace(joint_attention_dim=8), inner_dim=8, transformer_blocks=[0] * 19)
+    _xlabs_ipadapter(models / "xlabs" / "ipadapters" / "ip_adapter.safetensors", flux, features=768)
+    assert main(["info", str(models)]) == 0
+    lines = capsys.readouterr().out.split("models found:")[1].splitlines()
+
+    def row(name):
+        at = next(i for i, line in enumerate(lines) if line.endswith(name))
+        return lines[at].split()[:5], lines[at + 1].strip()
+    use = "load.ipadapter (or load.ipadapter_preset), ipadapter.apply on an"
+    vit_h, vit_g = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
+    assert row("ip-adapter-plus_sd15.safetensors") == (
+        ["sd", "plus-vit-h", "ipadapter", "fp32", "yes"],
+        f"(IP-Adapter plus (or plus face), SD 1.5 (ViT-H): {use} SD 1.5 or AnimateDiff model; its clip_vision: {vit_h})")
+    assert row("ip-adapter-full-face_sd15.safetensors") == (
+        ["sd", "full-vit-h", "ipadapter", "fp32", "yes"],
+        f"(IP-Adapter full face, SD 1.5 (ViT-H): {use} SD 1.5 or AnimateDiff model; its clip_vision: {vit_h})")
+    assert row("ip-adapter_sdxl_vit-h.safetensors") == (
+        ["sdxl", "plain-vit-h", "ipadapter", "fp32", "yes"],
+        f"(IP-Adapter, SDXL (ViT-H): {use} SDXL model; its clip_vision: {vit_h})")
+    assert row("ip-adapter_sdxl.bin") == (["sdxl", "plain-vit-bigg", "ipadapter", "fp32", "yes"],
+                                          f"(IP-Adapter, SDXL (ViT-bigG): {use} SDXL model; its clip_vision: {vit_g})")
+    assert row("ip_adapter.safetensors") == (
+        ["flux", "xlabs", "ipadapter", "fp32", "yes"],
+        "(XLabs FLUX.1 IP-Adapter: load.ipadapter (its clip_vision: clip_vision_l.safetensors, CLIP ViT-L/14), "
+        "ipadapter.apply or ipadapter.flux_graded on FLUX.1 dev or schnell)")
+    assert row("ip-adapter-faceid_sd15.bin") == (
+        ["sd", "faceid", "ipadapter", "fp32", "no"],
+        "(this file is an IP-Adapter FaceID model: it reads a face identity from InsightFace (a separate "
+        "face-recognition model, with a LoRA of its own), which Kinograph does not run. Use ip-adapter-plus-face "
+        "(PLUS FACE) with a crop of the face instead)")
+    assert row("Kolors-IP-Adapter-Plus.safetensors") == (
+        ["unknown", "kolors", "ipadapter", "fp32", "no"],
+        "(this file is the Kolors IP-Adapter, for Kwai's Kolors model, which Kinograph does not run)")

@@ -8,7 +8,7 @@ substring match would take SD's `transformer_blocks.0.attn1.to_q.weight` for Wan
 `blocks.0.attn1.to_q.weight`.
 
 Roles: diffusion_model (the denoiser alone), checkpoint (denoiser + VAE + encoders in one file),
-text_encoder, vae, clip_vision, motion_module, lora, controlnet. For text encoders and CLIP
+text_encoder, vae, clip_vision, motion_module, lora, controlnet, style_model, ipadapter. For text encoders and CLIP
 vision, `family` names the encoder (umt5, t5, clip_l, clip_g, llama, clip_vision) since one
 encoder serves several model families."""
 from __future__ import annotations
@@ -34,7 +34,7 @@ WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
             "text_model.", "vision_model.")
 ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
-         "controlnet", "style_model")
+         "controlnet", "style_model", "ipadapter")
 
 
 @dataclass
@@ -773,6 +773,19 @@ def _style_model(k: Keys) -> Optional[Detection]:
                      extra={"vision": up[1], "text": down[0]})
 
 
+def _ipadapter(k: Keys) -> Optional[Detection]:
+    """h94's IP-Adapters (image_proj.* / ip_adapter.*, SD 1.5 and SDXL; FaceID's LoRA'd attention would read as a
+    LoRA) and XLabs' FLUX.1 one, as load.ipadapter tells them apart (ipadapter_kinds)."""
+    from nodes.generate.ipadapter_kinds import describe
+    found = describe(k.shapes)
+    if found is None:
+        return None
+    family = {"SD 1.5": "sd", "SDXL": "sdxl", "FLUX.1": "flux"}.get(found["base"])
+    variant = "xlabs" if found["kind"] == "flux" else "-".join(
+        b.lower() for b in (found["kind"], found["encoder"]) if b)
+    return Detection("ipadapter", family, variant, why=found["title"], extra=found)
+
+
 # LyCORIS's layouts too (LoHa hada_w1_a, LoKr lokr_w1, full diff, DoRA dora_scale), under any naming; XLabs'
 # (x-flux-comfyui's LoadFluxLora: double_blocks.N.processor.qkv_lora1 / proj_lora2 ...).
 _XLABS_LORA = re.compile(r"^double_blocks\.\d+\.processor\.(qkv|proj)_lora[12]\.(down|up)\.weight$")
@@ -929,8 +942,9 @@ def qwen21_files(part: str) -> str:
             "files), not as a separate file (ComfyUI's qwen_image_2.1_vae in vae/)")
 
 
-# Order matters: LoRAs and ControlNets contain their base model's names; motion modules SD's.
-RULES = [_lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+# Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
+# motion modules SD's.
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 

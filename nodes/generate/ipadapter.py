@@ -26,11 +26,9 @@ import numpy as np
 import torch
 
 from graph_engine import NodeError
+from nodes.generate import ipadapter_kinds
 from nodes.generate.ipadapter_presets import (CLIP_VIT_G, CLIP_VIT_H, EMBEDS_COMBINE, GRADINGS, PRESETS, SCALINGS,
                                              WEIGHT_TYPES)
-
-FACEID = ("it reads a face identity from InsightFace (a separate face-recognition model, with a LoRA of its own), "
-          "which Kinograph does not run. Use ip-adapter-plus-face (PLUS FACE) with a crop of the face instead")
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,17 +54,6 @@ class IPAdapter:
 
     def with_encoder(self, encoder) -> "IPAdapter":
         return IPAdapter(self.name, self.kind, self.project, self.layers, encoder)
-
-
-def _refusal(proj: dict, ip: dict, name: str) -> Optional[str]:
-    """Why this IP-Adapter variant cannot run here, by name (None: it can)."""
-    if "0.to_q_lora.down.weight" in ip or "perceiver_resampler.proj_in.weight" in proj or \
-            ("proj.2.weight" in proj and "proj.3.weight" not in proj):
-        return f"{name} is an IP-Adapter FaceID model: {FACEID}"
-    out = proj.get("layers.0.0.to_out.weight")
-    if out is not None and int(out.shape[0]) == 2048:
-        return f"{name} is the Kolors IP-Adapter, for Kwai's Kolors model, which Kinograph does not run"
-    return None
 
 
 # Kinds that read CLIP's pooled, projected image embedding (the others its penultimate hidden states).
@@ -106,27 +93,24 @@ def read_ipadapter(path: Path) -> IPAdapter:
     one with ip_adapter_proj_model./double_blocks. keys)."""
     from diffusers.loaders.unet import UNet2DConditionLoadersMixin
     from nodes.generate.config_bound import over_budget
-    from nodes.generate.weights import load_weights, strip_prefix
+    from nodes.generate.weights import load_weights
     state = load_weights(path, torch.float32)
-    if any(k.startswith("ip_adapter_proj_model.") for k in state) or \
-            any(k.startswith("double_blocks.") and "ip_adapter_double_stream" in k for k in state):
+    if ipadapter_kinds.is_flux(state):
         return _read_flux(path, state)
-    proj, ip = strip_prefix(state, "image_proj."), strip_prefix(state, "ip_adapter.")
+    proj, ip = ipadapter_kinds.parts(state)
     if not ip or not proj:
         raise NodeError(f"{path.name} is not an IP-Adapter file: it has no image_proj.* and ip_adapter.* tensors "
                         "(ip-adapter_sd15.safetensors, ip-adapter-plus_sdxl_vit-h.safetensors ... from h94/IP-Adapter; "
                         "ip_adapter.safetensors from XLabs-AI/flux-ip-adapter for FLUX.1)")
-    why = _refusal(proj, ip, path.name)
+    why = ipadapter_kinds.refusal({k: tuple(v.shape) for k, v in proj.items()}, ip, path.name)
     if why:
         raise NodeError(why)
-    kind = "full" if "proj.3.weight" in proj else "plus" if "latents" in proj else "plain" if "proj.weight" in proj \
-        else None
+    kind = ipadapter_kinds.kind(proj)
     if kind is None:
         raise NodeError(f"{path.name} holds an IP-Adapter projection Kinograph does not know (image_proj keys "
                         f"{sorted(proj)[:4]})")
-    numbers = sorted(int(m.group(1)) for k in ip for m in [re.match(r"^(\d+)\.to_k_ip\.weight$", k)] if m)
-    if not numbers or numbers != list(range(1, 2 * len(numbers), 2)) or \
-            any(f"{n}.to_v_ip.weight" not in ip for n in numbers):
+    numbers = ipadapter_kinds.layer_numbers(ip)
+    if numbers is None:
         raise NodeError(f"{path.name}: its ip_adapter layers are not numbered 1, 3, 5 ... with a to_k_ip and a to_v_ip "
                         "each; the file is damaged or another kind of adapter")
     # diffusers' own conversion of the published keys into its projection modules (plain, Resampler, MLP).

@@ -641,6 +641,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             return True, "lora.image on a FLUX.1 or HunyuanVideo model (its layer names are both's)"
         ok = det.family in ("sd", "sdxl", "flux", "qwenimage", "animatediff", "wan", "hunyuan", "ltx", "cogvideox")
         return ok, "lora.image / motion_lora" if ok else "LoRA for an unknown base model"
+    if det.role == "ipadapter":
+        return ipadapter_support(det)
     if det.role == "motion_module":
         return True, "load.animatediff motion_adapter" + (" with an SDXL checkpoint" if det.variant == "sdxl" else "")
     if det.family == "sd" and det.variant.startswith("sdxl-refiner"):
@@ -722,6 +724,23 @@ def will_load(det: Detection) -> Tuple[bool, str]:
                 "text_encoder": "load.text_encoder", "clip_vision": "load.clip_vision"}[det.role]
         return True, node
     return False, f"no single-file loader for {det.describe()} yet (a diffusers folder of it loads)"
+
+
+def ipadapter_support(det: Detection) -> Tuple[bool, str]:
+    """Whether load.ipadapter runs a detected IP-Adapter file, with what, or why not (its own refusal)."""
+    found = det.extra
+    if found["refusal"]:
+        return False, found["refusal"]
+    if found["kind"] == "flux":
+        return True, ("XLabs FLUX.1 IP-Adapter: load.ipadapter (its clip_vision: clip_vision_l.safetensors, CLIP "
+                      "ViT-L/14), ipadapter.apply or ipadapter.flux_graded on FLUX.1 dev or schnell")
+    if found["base"] is None:
+        return False, f"{found['title']}: no model Kinograph runs has that many (SD 1.5 16, SDXL 70)"
+    vision = {"ViT-H": "CLIP-ViT-H-14-laion2B-s32B-b79K", "ViT-bigG": "CLIP-ViT-bigG-14-laion2B-39B-b160k"}.get(
+        found["encoder"])
+    return True, (f"{found['title']}: load.ipadapter (or load.ipadapter_preset), ipadapter.apply on an "
+                  f"{'SD 1.5 or AnimateDiff' if found['base'] == 'SD 1.5' else 'SDXL'} model"
+                  + (f"; its clip_vision: {vision}.safetensors" if vision else ""))
 
 
 def describe_model(path: Path) -> Dict[str, str]:
