@@ -109,6 +109,32 @@ def test_first_frame_runs_the_model_that_far(models, monkeypatch):
     assert runs == list(range(delay))
 
 
+def test_a_sam_load_imports_transformers_alone(models, tmp_path, monkeypatch):
+    """A first point-picker click imported diffusers (a third of a second of CPU, and requests, gguf and more with
+    it) though SAM is transformers' alone: a SAM 2 load with every diffusers import refused loads, with
+    transformers' bars off; a diffusers load after it (inside local_only, as every pipeline load is) still has
+    diffusers' bars turned off. In-process, as a fresh interpreter costs seconds of transformers import."""
+    import shutil
+    import sys
+    import transformers
+    from diffusers.utils import logging as diffusers_log
+    from transformers.utils import logging as transformers_log
+    from nodes.generate.offline import local_only
+    from nodes.mask.segment import load_segmenter
+    shutil.copytree(models / "sam2" / "tiny-sam2", tmp_path / "sam2" / "tiny-sam2")     # a load, not the cache's
+    with monkeypatch.context() as m:
+        m.setenv("KINOGRAPH_MODELS", str(tmp_path))
+        for name in ["diffusers", *(n for n in sys.modules if n.startswith("diffusers."))]:
+            m.setitem(sys.modules, name, None)      # importing it raises ImportError
+        transformers_log.enable_progress_bar()
+        assert load_segmenter("tiny-sam2", kinds=("sam2_video",)).size == 64
+        assert not transformers_log.is_progress_bar_enabled()
+    assert getattr(transformers.PreTrainedModel.from_pretrained, "checks_config", False)
+    diffusers_log.enable_progress_bar()
+    with local_only("pipeline", str(tmp_path)):
+        assert not diffusers_log.is_progress_bar_enabled()
+
+
 def test_bad_models_are_named(models, tmp_path):
     from graph_engine import NodeError
     from nodes.mask.segment import load_segmenter, text_masks

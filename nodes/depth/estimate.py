@@ -96,7 +96,7 @@ def _load(path: str, stamp: tuple, device: str) -> Estimator:
     import torch
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
     from nodes.generate.offline import quiet_libraries
-    quiet_libraries()       # transformers' advice to install torchvision (its PIL processor is the one used)
+    quiet_libraries(("transformers",))       # transformers' advice to install torchvision (its PIL processor is the one used)
     folder = Path(path)
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))

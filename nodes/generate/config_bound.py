@@ -20,6 +20,7 @@ BOUND = 4
 SPARE_TENSORS, SPARE_VALUES = 64, 1 << 24
 _active = threading.local()
 _installing = threading.Lock()
+_hooked = False
 
 
 class _Over(Exception):
@@ -110,7 +111,7 @@ def over_budget(build, tensors: int, values: int):
     a library reads from a file's tensor shapes, such as an IP-Adapter's projection."""
     import warnings
     import torch
-    install()
+    _hook()
     _active.budget = budget = _Budget(tensors, values)
     try:
         # what is built is thrown away: torch's "copying ... to a meta parameter ... is a no-op" (an IP-Adapter's
@@ -151,17 +152,28 @@ def _checked(func, builder):
     return from_pretrained
 
 
-def install() -> None:
-    """Check every model folder diffusers or transformers loads (once per process)."""
-    from diffusers import ModelMixin
+def _hook() -> None:
+    """Count what modules register while a budget is active (once per process)."""
+    global _hooked
     from torch.nn.modules.module import register_module_buffer_registration_hook, \
         register_module_module_registration_hook, register_module_parameter_registration_hook
-    from transformers import PreTrainedModel
     with _installing:
-        if getattr(ModelMixin.from_pretrained, "checks_config", False):
-            return
-        register_module_parameter_registration_hook(_registered)
-        register_module_buffer_registration_hook(_registered)
-        register_module_module_registration_hook(_attached)
-        for base, builder in ((ModelMixin, _diffusers_build), (PreTrainedModel, _transformers_build)):
+        if not _hooked:
+            register_module_parameter_registration_hook(_registered)
+            register_module_buffer_registration_hook(_registered)
+            register_module_module_registration_hook(_attached)
+            _hooked = True
+
+
+def install(library: str) -> None:
+    """Check every model folder `library` (diffusers or transformers) loads (once per process)."""
+    if library == "diffusers":
+        from diffusers import ModelMixin as base
+        builder = _diffusers_build
+    else:
+        from transformers import PreTrainedModel as base
+        builder = _transformers_build
+    _hook()
+    with _installing:
+        if not getattr(base.from_pretrained, "checks_config", False):
             base.from_pretrained = classmethod(_checked(base.__dict__["from_pretrained"].__func__, builder))

@@ -20,24 +20,30 @@ def go_offline() -> None:
     if consts is not None:
         consts.HF_HUB_OFFLINE = True
         consts.HF_HUB_DISABLE_TELEMETRY = True
-    quiet_libraries(import_diffusers=False)
+    quiet_libraries(())
 
 
-def quiet_libraries(import_diffusers: bool = True) -> None:
+# What a load imports: a diffusers pipeline brings transformers' text encoders too.
+LIBRARIES = ("diffusers", "transformers")
+
+
+def quiet_libraries(libraries=LIBRARIES) -> None:
     """Turn off the MISLEADING warnings below, and the progress bars diffusers, transformers and huggingface_hub
     draw while a model loads ("Loading pipeline components...", "Loading weights"). Kinograph shows each node's own progress, and the
     command's stderr shows control characters as escapes (app.progress.Printable), so every load printed its
     bars as lines of literal \\r and \\x1b[A. transformers and the hub read HF_HUB_DISABLE_PROGRESS_BARS when
-    imported; diffusers never reads it, so it is switched off here, just before a load imports it anyway
-    (`import_diffusers`; at start-up only where it is already imported, as importing it means importing torch).
-    Imported, their loads are also held to the weights a folder holds (config_bound) and their picture sizes to
-    what models take (processor_bound)."""
+    imported; diffusers never reads it, so it is switched off here, just before a load imports it anyway.
+    A load imports only the `libraries` it uses (at start-up none; those already imported are quieted all the
+    same): SAM, depth and CLIP need transformers alone, and importing diffusers for them (170 modules, requests and
+    gguf among them) cost their first run a third of a second of CPU. Imported, their loads are also held to the
+    weights a folder holds (config_bound) and transformers' picture sizes to what models take (processor_bound)."""
+    import importlib
     import sys
-    if import_diffusers:
-        import diffusers.utils.logging  # noqa: F401
-        import transformers.utils.logging  # noqa: F401
-        from nodes.generate import config_bound, processor_bound
-        config_bound.install()
+    from nodes.generate import config_bound, processor_bound
+    for library in libraries:
+        importlib.import_module(f"{library}.utils.logging")
+        config_bound.install(library)
+    if "transformers" in libraries:
         processor_bound.install()
     for name in ("diffusers.utils.logging", "transformers.utils.logging"):
         module = sys.modules.get(name)

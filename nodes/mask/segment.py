@@ -90,7 +90,7 @@ def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     import transformers
     from transformers import AutoTokenizer
     from nodes.generate.offline import quiet_libraries
-    quiet_libraries()
+    quiet_libraries(("transformers",))
     folder = Path(path)
     if folder.is_file():
         return _load_file(folder, device)

@@ -117,7 +117,7 @@ def clip_series(ctx, video, prompt: str, model: str) -> List[float]:
     import cv2
     from transformers import AutoTokenizer, CLIPModel
     from nodes.generate.offline import quiet_libraries
-    quiet_libraries()       # and its config.json held to its weights (config_bound)
+    quiet_libraries(("transformers",))       # and its config.json held to its weights (config_bound)
     device = torch.device(ctx.device if ctx is not None else "cpu")
     try:
         net = CLIPModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
