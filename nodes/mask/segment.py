@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import threading
 from pathlib import Path
 from typing import Dict, Optional
@@ -21,6 +20,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from graph_engine import NodeError
+from graph_engine.picks import box_groups, point_groups
 
 HF_FOLDER = ("SAM 3's Hugging Face folder (facebook/sam3: config.json, model.safetensors, processor_config.json and "
              "the tokenizer's files)")
@@ -387,70 +387,24 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
     return TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects).clip()
 
 
-def _frame_of(part: str):
-    """(text before '@', the frame after it; 0 where none): "120,80@12" is a point on frame 12."""
-    text, at, frame = part.partition("@")
-    if not at:
-        return text, 0
-    frame = float(frame)
-    if not math.isfinite(frame) or frame != int(frame) or frame < 0:     # int() of @inf raised OverflowError
-        raise ValueError
-    return text, int(frame)
-
-
 def parse_points(text: str, what: str) -> list:
-    """Points per object: [[(x, y, frame), ...], ...] in pixels. KJNodes' PointsEditor JSON ([{"x": 10, "y": 20},
-    ...], the form ComfyUI's SAM nodes take: one object, frame 0) or "x,y; x,y"; objects apart with '|' (or JSON's
-    list of such lists), a point on another frame as x,y@frame."""
-    text = (text or "").strip()
-    if not text:
-        return []
+    """Points per object, [[(x, y, frame), ...], ...] (graph_engine.picks.point_groups), or a message naming the
+    parameter and the forms it takes."""
     try:
-        if text[:1] in "[{":
-            data = json.loads(text.replace("'", '"'))
-            data = [data] if isinstance(data, dict) else data
-            groups = data if data and all(isinstance(g, list) for g in data) else [data]
-            return [[(float(d["x"]), float(d["y"]), 0) for d in g] for g in groups]
-        groups = []
-        for group in text.split("|"):
-            points = []
-            for p in group.split(";"):
-                if p.strip():
-                    xy, frame = _frame_of(p)
-                    d = dict(zip("xy", map(float, xy.split(","))))
-                    points.append((float(d["x"]), float(d["y"]), frame))
-            groups.append(points)
-        return groups
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise NodeError(f"{what} {text[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": 80}}, ...] (as "
-                        "ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the frame's pixels (120,80@12: on "
-                        "frame 12; '|' between objects)") from None
+        return point_groups(text)
+    except ValueError:
+        raise NodeError(f"{what} {str(text or '').strip()[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": "
+                        "80}, ...] (as ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the frame's pixels "
+                        "(120,80@12: on frame 12; '|' between objects)") from None
 
 
 def parse_box(text) -> list:
-    """Boxes per object: [[(x0, y0, x1, y1, frame), ...], ...] in pixels from "x0,y0,x1,y1" or a JSON list of the four
-    (KJNodes' BBOX holds such lists: several are one box per object); objects apart with '|', a box on another frame
-    as x0,y0,x1,y1@frame, boxes of one object on several frames apart with ';'. [] for no box."""
+    """Boxes per object, [[(x0, y0, x1, y1, frame), ...], ...] (graph_engine.picks.box_groups), each with an area, or
+    a message saying what is wrong."""
     text = str(text or "").strip()
-    if not text:
-        return []
     try:
-        if text[:1] == "[":
-            data = json.loads(text)
-            data = data if data and all(isinstance(b, (list, tuple)) for b in data) else [data]
-            groups = [[tuple(float(v) for v in b) + (0,)] for b in data]
-        else:
-            groups = []
-            for group in text.split("|"):
-                boxes = []
-                for b in group.split(";"):
-                    if b.strip():
-                        corners, frame = _frame_of(b)
-                        boxes.append(tuple(float(v) for v in corners.split(",")) + (frame,))
-                groups.append(boxes)
-        if any(len(b) != 5 for g in groups for b in g):
-            raise ValueError
-    except (ValueError, TypeError):
+        groups = box_groups(text)
+    except ValueError:
         raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
                         "bottom) in the frame's pixels, e.g. 40,30,200,180 (40,30,200,180@12: on frame 12; '|' "
                         "between objects)") from None
