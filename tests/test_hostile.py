@@ -1155,15 +1155,13 @@ def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tm
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518})))
     assert AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True).size["height"] == 518
     processor_bound.check(IMAGE_PROCESSOR, "qwen")      # Qwen2-VL's sizes are pixel counts (12,845,056)
-    sam = tmp_path / "sam"
-    sam.mkdir()
-    for processor, config, needle in [
+    for k, (processor, config, needle) in enumerate([
             ({"image_processor": {"size": {"height": 60000}}}, {}, "processor_config.json asks for pictures of 60,000"),
             ({"size": {"height": 64}, "image_mean": "red"}, {}, "gives image_mean as 'red', not one number or three"),
             ({"size": [1, 2, 3]}, {}, "gives size as '[1, 2, 3]', not a size in pixels"),
-            (None, {"image_size": 60000}, "config.json asks for pictures of 60,000 pixels a side")]:
-        for name in ("processor_config.json", "preprocessor_config.json"):
-            (sam / name).unlink(missing_ok=True)
+            (None, {"image_size": 60000}, "config.json asks for pictures of 60,000 pixels a side")]):
+        sam = tmp_path / f"sam{k}"          # a folder of its own: nothing of the case before is left in it
+        sam.mkdir()
         if processor is not None:
             (sam / "processor_config.json").write_text(json.dumps(processor))
         with pytest.raises(NodeError, match=re.escape(needle)):
