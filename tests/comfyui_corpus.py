@@ -7,7 +7,8 @@ from typing import Dict, List, Tuple
 
 CORPUS = Path(__file__).resolve().parent / "data" / "comfyui"
 # where each folder's workflows come from (the README there names each file's source and licence)
-SOURCES: Dict[str, Path] = {"ComfyUI_examples": CORPUS, "ComfyUI templates": CORPUS / "templates"}
+SOURCES: Dict[str, Path] = {"ComfyUI_examples": CORPUS, "ComfyUI templates": CORPUS / "templates",
+                            "community": CORPUS / "community"}
 
 
 def corpus_files(source: str = "") -> List[Path]:

@@ -748,9 +748,7 @@ class Converter:
         if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
             return [self.plain(cn, rule, params, notes)]
         # the picture count (batch_size) is not fixed by the resize: a node reading it still gets video.size's
-        counts = any(isinstance(v, Ref) and v.node == cn.id and v.slot == 2
-                     for c in self.consumers.get(cn.id, ()) for v in self.flat.nodes[c].inputs.values())
-        made = [self.plain(cn, rule, params, notes)] if counts else []
+        made = [self.plain(cn, rule, params, notes)] if self.slot_read(cn.id, 2) else []
         self.outs[(cn.id, 0)] = Out(None, {"value": node.params["width"]})
         self.outs[(cn.id, 1)] = Out(None, {"value": node.params["height"]})
         return made
@@ -870,7 +868,18 @@ class Converter:
         if fps and isinstance(lat, Out) and lat.port and self.graph.nodes[lat.port[0]].type == "latent.empty":
             self.graph.nodes[lat.port[0]].params["fps"] = fps
         self.outs[(cn.id, 0)] = Out((nid, "latent"))
+        if rule.outputs[1:2] == (None,) and self.slot_read(cn.id, 1):
+            # SamplerCustom's denoised_output: the last step's estimate of the clean latent, which is the step's
+            # result itself where the schedule ends at noise 0 (every full schedule does)
+            self.outs[(cn.id, 1)] = self.outs[(cn.id, 0)]
+            notes.append("denoised_output is read as sample's latent: the same where the schedule runs to noise 0, "
+                         "as a full one does")
         return controls + [nid]
+
+    def slot_read(self, nid: str, slot: int) -> bool:
+        """Whether any ComfyUI node takes output `slot` of node `nid`."""
+        return any(isinstance(v, Ref) and v.node == nid and v.slot == slot
+                   for c in self.consumers.get(nid, ()) for v in self.flat.nodes[c].inputs.values())
 
     def special_ipadapter_weights(self, cn, rule, params, notes):
         """IPAdapterWeights: its weights, weights reversed and their count, known now; with an image it repeats them
@@ -1178,6 +1187,72 @@ class Converter:
             src = self.resolve(cn.inputs.get(source))
             self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
             return []
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_image_resize_kj(self, cn, rule, params, notes):
+        """KJNodes' ImageResizeKJ as its resize() computes the size: width_input / height_input (when set) replace
+        width / height; keep_proportion fills a 0 side from the picture's shape (else a 0 side keeps the picture's
+        own), or with both sides fits the picture inside them; divisible_by rounds each side down; crop center cuts
+        the overflow. Its width and height outputs are the size it made."""
+        ins = cn.inputs
+        old_widgets = "height_input" in ins or isinstance(ins.get("width_input"), Ref)
+        # files of the pack since width_input became link-only hold crop in its place (0: center, the pack says)
+        crop = ins.get("crop", "disabled") if old_widgets else ins.get("width_input", "disabled")
+        params["fit"] = "crop" if crop in ("center", 0) else "stretch"
+        for side in ("width", "height"):
+            given = ins.get(f"{side}_input") if old_widgets else None
+            v = self.resolve(given)
+            if isinstance(v, Out) and v.port is not None:
+                params.pop(side, None)
+                self.param_links.setdefault(cn.id, []).append((side, v, f"{side}_input"))
+            elif isinstance(v, Out) or (given is not None and v is None):
+                notes.append(f"{side}_input comes from a node that did not convert; set {side} by hand")
+            elif v:
+                params[side] = v
+        if isinstance(ins.get("get_image_size"), Ref):
+            notes.append("get_image_size (another picture's size) is not carried: set width and height to its size")
+        w, h = params.get("width"), params.get("height")
+        keep = self.resolve(ins.get("keep_proportion")) is True
+        step = self.resolve(ins.get("divisible_by"))
+        step = step if isinstance(step, int) and step > 1 else 1
+        fixed = isinstance(w, int) and isinstance(h, int)
+        if fixed and keep and w and h:
+            params["fit"] = "pad"
+            notes.append(f"keep_proportion fits the picture inside {w}x{h} and makes it that smaller size; Kinograph's "
+                         f"pad fits it inside too but fills {w}x{h} with black bars")
+        elif fixed and not keep and bool(w) != bool(h):
+            notes.append(f"{'width' if not w else 'height'} 0 keeps the picture's own {'width' if not w else 'height'} "
+                         "in ComfyUI (the picture is stretched); in Kinograph it follows the other side's scale")
+        if fixed and step > 1:
+            params["width"], params["height"] = w - w % step, h - h % step
+            if (keep and w and h) or not (w and h):
+                notes.append(f"divisible_by {step} is applied to the size ComfyUI computes from the picture; "
+                             "Kinograph's follows the picture exactly: set the sides by hand to round them")
+        elif step > 1:
+            notes.append(f"divisible_by {step} rounds a linked side down; Kinograph takes it as it is")
+        made = self.special_image_scale(cn, rule, params, notes)
+        known = fixed and params["width"] and params["height"] and not (keep and params["fit"] == "pad")
+        if known:
+            self.outs[(cn.id, 1)] = Out(None, {"value": params["width"]})
+            self.outs[(cn.id, 2)] = Out(None, {"value": params["height"]})
+        elif self.slot_read(cn.id, 1) or self.slot_read(cn.id, 2):
+            size = self.add("video.size", cn, {}, "_size", dy=160)
+            self.link(self.outs.get((cn.id, 0)), size, "video")
+            made.append(size)
+            self.outs[(cn.id, 1)] = Out((size, "width"))
+            self.outs[(cn.id, 2)] = Out((size, "height"))
+        return made
+
+    def special_latent_range(self, cn, rule, params, notes):
+        """KJNodes' GetLatentRangeFromBatch to the end (num_frames -1) drops the first start_index latent frames:
+        latent.trim. A range that stops before the end has no Kinograph equivalent yet."""
+        count, start = self.resolve(cn.inputs.get("num_frames", 1)), self.resolve(cn.inputs.get("start_index", 0))
+        if count != -1 or not isinstance(start, int) or start < 0:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(
+                f"start_index {start!r} with num_frames {count!r} keeps a range Kinograph has no node for: only "
+                "num_frames -1 from a start_index of 0 or more (every frame from there on) maps, to latent.trim")
+            return None
         return [self.plain(cn, rule, params, notes)]
 
     def special_vhs_combine(self, cn, rule, params, notes):

@@ -1351,6 +1351,16 @@ RULES: Dict[str, Rule] = {
     # it runs anything (a switch or value that depends on a running node stays not mapped)
     "ComfySwitchNode": Rule(None, ("switch",), (P("switch", "switch"),), fold=True, special="switch"),
     "ComfyMathExpression": Rule(None, ("expression",), (P("expression", "expression"),), fold=True, special="math"),
+    # kijai's ComfyUI-KJNodes, in most community video graphs (WanVideoWrapper's, HunyuanVideo's). ImageResizeKJ's
+    # widgets changed with the pack: width_input and height_input were widgets (7 values, then 8 with crop), and
+    # since they became link-only inputs crop follows divisible_by (6 values); special_image_resize_kj reads which
+    "ImageResizeKJ": Rule("video.resize", ("width", "height", "upscale_method", "keep_proportion", "divisible_by",
+                                           "width_input", "height_input", "crop"),
+                          (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
+                          {"image": "video"}, ("video", None, None), special="image_resize_kj"),
+    # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
+    "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
+                                    {"latents": "latent"}, ("latent",), special="latent_range"),
 }
 
 
@@ -1359,7 +1369,16 @@ FACEID = ("not mapped: IP-Adapter FaceID reads a face identity from InsightFace 
           "model, with a LoRA of its own), which Kinograph does not run. Use IPAdapterUnifiedLoader's PLUS FACE "
           "preset (ip-adapter-plus-face_sd15 / _sdxl_vit-h) on a crop of the face, with IPAdapter or "
           "IPAdapterAdvanced")
+KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its attention kernel, torch.compile), "
+            "which Kinograph's own loaders choose for themselves: bypass it (`kinograph import --bypass-unmapped`, "
+            "or link its model input on)")
 INSTEAD = {
+    **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
+                                   "TorchCompileModelFluxAdvanced")},
+    "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
+                                   "first frame's latent patched into every step, which Kinograph does not do; use "
+                                   "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
+                                   "hunyuan_i2v)",
     **{name: FACEID for name in ("IPAdapterFaceID", "IPAAdapterFaceIDBatch", "IPAdapterFaceIDKolors",
                                  "IPAdapterUnifiedLoaderFaceID", "IPAdapterInsightFaceLoader")},
     "IPAdapterApply": "not mapped: the IPAdapter_plus v1 node (its v2 removed it). Open the workflow in ComfyUI with a "
