@@ -232,3 +232,96 @@ def test_wan_video_wrapper_two_experts_share_steps_from_kjnodes_constants():
         assert g.nodes[lora].params == {"path": "lightx2v_4step.safetensors", "strength": 1.0}
         assert g.inputs[lora]["model"] == (loader, "model")
     assert not res.report.blocking
+
+
+def _broadcast_graph():
+    """A text-to-image graph whose model, CLIP, VAE and prompts reach their nodes through cg-use-everywhere's
+    broadcasters, with no links in the file (the editor links them when it queues)."""
+    data = ui_format([
+        (4, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+        (10, "Anything Everywhere3", [], {"anything": (4, 0, "MODEL"), "anything2": (4, 1, "CLIP"),
+                                          "anything3": (4, 2, "VAE")}, []),
+        (6, "CLIPTextEncode", ["a lighthouse at dusk"], {}, ["CONDITIONING"]),
+        (7, "CLIPTextEncode", ["blurry"], {}, ["CONDITIONING"]),
+        (11, "Prompts Everywhere", [], {"CONDITIONING": (6, 0, "CONDITIONING"),
+                                        "CONDITIONING2": (7, 0, "CONDITIONING")}, []),
+        (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+        (3, "KSampler", [5, "fixed", 20, 7, "euler", "simple", 1], {"latent_image": (5, 0, "LATENT")}, ["LATENT"]),
+        (8, "VAEDecode", [], {"samples": (3, 0, "LATENT")}, ["IMAGE"]),
+        (9, "SaveImage", ["out"], {"images": (8, 0, "IMAGE")}, []),
+    ])
+    by_id = {n["id"]: n for n in data["nodes"]}
+    # the inputs the broadcasts fill, unconnected as the editor saves them
+    by_id[6]["inputs"] = by_id[7]["inputs"] = [{"name": "clip", "type": "CLIP", "link": None}]
+    by_id[3]["inputs"] = [{"name": "model", "type": "MODEL", "link": None},
+                          {"name": "positive", "type": "CONDITIONING", "link": None},
+                          {"name": "negative", "type": "CONDITIONING", "link": None}] + by_id[3]["inputs"]
+    by_id[3]["inputs"][3]["name"] = "latent_image"
+    by_id[8]["inputs"].append({"name": "vae", "type": "VAE", "link": None})
+    for link in data["links"]:                    # the sampler's latent moved to input 3
+        if link[3] == 3:
+            link[4] = 3
+    return data
+
+
+def _sampler_inputs(res):
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    return {k: g.nodes[v[0]].params.get("text", g.nodes[v[0]].type) for k, v in g.inputs[sample.id].items()}
+
+
+def test_use_everywhere_broadcasts_link_the_inputs_they_reach():
+    """cg-use-everywhere (Anything Everywhere, Prompts Everywhere) is in many shared graphs: its broadcasts are not
+    links in the file, so the sampler, the encoders and the decoder imported with nothing connected."""
+    res = import_data(_broadcast_graph())
+    assert _sampler_inputs(res) == {"model": "load.model", "positive": "a lighthouse at dusk", "negative": "blurry",
+                                    "latent": "latent.empty"}
+    g = res.graph
+    dec, = [n for n in g.nodes.values() if n.type == "vae.decode"]
+    assert g.nodes[g.inputs[dec.id]["vae"][0]].type == "load.model"
+    assert res.report.entries["10"].status == "ui" and res.report.entries["11"].status == "ui"
+    assert not res.report.blocking and not any(e.notes for e in res.report.entries.values()
+                                               if e.comfy_id in ("3", "6", "7", "8"))
+
+
+def test_use_everywhere_version_7_links_as_the_file_records_them():
+    """Version 7 writes the links it made (extra.ue_links) and names their ids in the inputs, not in the file's
+    links: those inputs were read as receiving nothing. The record is followed (here against the type rule: the
+    positive prompt comes from the node whose own broadcast the user pointed at `positive`)."""
+    data = _broadcast_graph()
+    by_id = {n["id"]: n for n in data["nodes"]}
+    data["nodes"].remove(by_id[11])
+    by_id[3]["inputs"][0]["link"], by_id[3]["inputs"][1]["link"], by_id[3]["inputs"][2]["link"] = 13, 14, 15
+    data["extra"]["ue_links"] = [
+        {"downstream": 3, "downstream_slot": 0, "upstream": "4", "upstream_slot": 0, "controller": 10, "type": "MODEL"},
+        {"downstream": 3, "downstream_slot": 1, "upstream": "7", "upstream_slot": 0, "controller": 7,
+         "type": "CONDITIONING"},
+        {"downstream": 3, "downstream_slot": 2, "upstream": "6", "upstream_slot": 0, "controller": 6,
+         "type": "CONDITIONING"},
+        {"downstream": 6, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
+        {"downstream": 7, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
+        {"downstream": 8, "downstream_slot": 1, "upstream": "4", "upstream_slot": 2, "controller": 10, "type": "VAE"}]
+    data["extra"]["links_added_by_ue"] = [13, 14, 15]
+    res = import_data(data)
+    assert _sampler_inputs(res) == {"model": "load.model", "positive": "blurry", "negative": "a lighthouse at dusk",
+                                    "latent": "latent.empty"}
+    assert not res.report.blocking
+
+
+def test_use_everywhere_restrictions_and_clashes():
+    data = _broadcast_graph()
+    by_id = {n["id"]: n for n in data["nodes"]}
+    # a second MODEL broadcast restricted to its own group, which holds only the decoder: the sampler gets one
+    data["nodes"].append({"id": 12, "type": "Anything Everywhere", "pos": [5000, 5000], "mode": 0,
+                          "inputs": [{"name": "anything", "type": "*", "link": 99}], "outputs": [],
+                          "properties": {"group_restricted": 1}})
+    data["links"].append([99, 4, 0, 12, 0, "MODEL"])
+    data["groups"] = [{"title": "decode", "bounding": [4900, 4900, 3000, 3000]}]
+    by_id[8]["pos"] = [5100, 5100]
+    assert _sampler_inputs(import_data(data))["model"] == "load.model"
+    # unrestricted, both reach the sampler's model: named, not guessed
+    data["nodes"][-1]["properties"] = {}
+    res = import_data(data)
+    assert "model" not in _sampler_inputs(res)
+    assert ("input model is reached by 2 Anything Everywhere broadcasts of MODEL (#10, #12): link it by hand"
+            in "; ".join(res.report.entries["3"].notes))
