@@ -325,3 +325,38 @@ def test_use_everywhere_restrictions_and_clashes():
     assert "model" not in _sampler_inputs(res)
     assert ("input model is reached by 2 Anything Everywhere broadcasts of MODEL (#10, #12): link it by hand"
             in "; ".join(res.report.entries["3"].notes))
+
+
+def test_was_node_suite_basic_workflow():
+    """wyrde's WAS Node Suite starter graph (early 2023: reroutes, a SEED from WAS's Seed, its Pillow resizes and save):
+    seven WAS nodes were unmapped, so nothing between the loader and the decoder was connected."""
+    res = import_workflow(ROOT / "tests/data/comfyui/community/wyrde_was_basic.json")
+    g = res.graph
+    sample = g.nodes["k_sampler_was_14"]
+    # the early-2023 randomize toggle after the Seed's value is skipped, not read as anything
+    assert sample.params == {"seed": 904019488781965, "steps": 12, "cfg": 8, "sampler": "unipc", "scheduler": "simple",
+                             "denoise": 1}
+    assert g.nodes["image_resize_35"].params == {"method": "lanczos", "width": 512, "height": 768, "fit": "stretch"}
+    assert g.inputs["vae_encode_33"]["video"] == ("image_resize_35", "video")
+    # Latent Upscale by Factor 1 changes nothing: the decoder takes the sampler's latent
+    assert g.inputs["vae_decode_8"]["latent"] == (sample.id, "latent")
+    assert g.nodes["image_resize_16"].type == "upscale.resize" and g.nodes["image_resize_16"].params["scale"] == 1
+    assert g.nodes["image_save_17"].params == {"path": "out/WAS WF"}
+    assert "supersample resizes to 8 times the size first" in "; ".join(res.report.entries["16"].notes)
+
+
+def test_was_resize_and_latent_upscale_settings():
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (2, "Image Resize", ["resize", "false", "bicubic", 2, 1000, 570], {"image": (1, 0, "IMAGE")}, ["IMAGE"]),
+             (3, "Image Resize", ["rescale", "false", "bilinear", 1.5, 512, 512], {"image": (2, 0, "IMAGE")}, ["IMAGE"]),
+             (4, "SaveImage", ["x"], {"images": (3, 0, "IMAGE")}, []),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (6, "Latent Upscale by Factor (WAS)", ["bilinear", 2.0, "true"], {"samples": (5, 0, "LATENT")}, ["LATENT"]),
+             (7, "SaveLatent", ["y"], {"samples": (6, 0, "LATENT")}, [])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    assert g.nodes["image_resize_2"].params == {"method": "bicubic", "width": 1000, "height": 576, "fit": "stretch"}
+    assert g.nodes["image_resize_3"].type == "upscale.resize"
+    assert g.nodes["image_resize_3"].params == {"method": "bicubic", "scale": 1.5}
+    assert g.nodes["latent_upscale_by_factor_was_6"].params == {"scale": 2.0, "method": "bilinear"}
+    assert "align true (corner-aligned interpolation) is not carried" in "; ".join(res.report.entries["6"].notes)

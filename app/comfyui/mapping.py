@@ -249,6 +249,13 @@ def wrapper_t5(v):
     return v
 
 
+def was_resampling(v):
+    """Pillow's nearest, bilinear, bicubic, lanczos: the same names"""
+    if v == "lanczos":
+        raise Approx("lanczos", LANCZOS_NOTE)
+    return v if v in ("nearest", "bilinear", "bicubic") else "bicubic"
+
+
 # WanVideoWrapper's scheduler names -> Kinograph's sampler and schedule. The wrapper runs diffusers' (and Wan's own)
 # flow-matching schedulers on their own sigma spacing, shifted by its `shift`; Kinograph runs the same method on its
 # simple (or beta) schedule at that shift
@@ -1441,6 +1448,27 @@ RULES: Dict[str, Rule] = {
     "INTConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "FloatConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "StringConstant": Rule(None, ("string",), (P("string", "value"),), fold=True, special="constant"),
+    # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
+    # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
+    "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
+                           (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"),
+                            P("sampler_name", "sampler", sampler_name), P("scheduler", "scheduler", scheduler_name),
+                            P("denoise", "denoise")),
+                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
+                           ("latent",), special="sampler", takes=("cfg", "fps")),
+    "Seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="was_seed"),
+    "Text Multiline": Rule(None, ("text",), (P("text", "value"),), fold=True, special="constant"),
+    "Image Resize": Rule("video.resize", ("mode", "supersample", "resampling", "rescale_factor", "resize_width",
+                                          "resize_height"),
+                         (P("resampling", "method", was_resampling),), {"image": "video"}, ("video",),
+                         special="was_image_resize"),
+    "Latent Upscale by Factor (WAS)": Rule("latent.upscale", ("mode", "factor", "align"),
+                                           (P("factor", "scale"),), {"samples": "latent"}, ("latent",),
+                                           special="was_latent_upscale"),
+    "Image Save": Rule("io.save_frames", ("output_path", "filename_prefix"),
+                       (P("filename_prefix", "path", out_path("")),), {"images": "video"},
+                       note="its output_path, numbering and file format are not carried: the frames are written as "
+                            "PNGs under the workflow's out/ folder, named by filename_prefix"),
     # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
     "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
                                     {"latents": "latent"}, ("latent",), special="latent_range"),
