@@ -110,3 +110,253 @@ def test_latent_range_that_stops_early_is_named():
     entry = import_data(ui_format(nodes)).report.entries["2"]
     assert entry.status == "unmapped"
     assert "start_index 0 with num_frames 4 keeps a range Kinograph has no node for" in "; ".join(entry.notes)
+
+
+def _wrapper_t2v(sampler_widgets=(30, 6.0, 8.0, 42, "fixed", True, "unipc", 0, 1.0, False, "comfy"),
+                 prompt="a red fox running through snow, tracking shot"):
+    """kijai's WanVideoWrapper text-to-video graph as its example workflows wire it (the same class names, widget
+    orders from the pack's source): block swap and TeaCache on the loader and sampler, one LoRA, VHS's combine."""
+    return ui_format([
+        (1, "WanVideoBlockSwap", [20, False, False], {}, ["BLOCKSWAPARGS"]),
+        (2, "WanVideoLoraSelect", ["wan_fox_style.safetensors", 0.8, False], {}, ["WANVIDLORA"]),
+        (3, "WanVideoModelLoader", ["wan2.1_t2v_14B_fp8_e4m3fn.safetensors", "bf16", "fp8_e4m3fn", "offload_device",
+                                    "sageattn"],
+         {"block_swap_args": (1, 0, "BLOCKSWAPARGS"), "lora": (2, 0, "WANVIDLORA")}, ["WANVIDEOMODEL"]),
+        (4, "LoadWanVideoT5TextEncoder", ["umt5-xxl-enc-bf16.safetensors", "bf16", "offload_device", "disabled"], {},
+         ["WANTEXTENCODER"]),
+        (5, "WanVideoTextEncode", [prompt, "blurry, static", True],
+         {"t5": (4, 0, "WANTEXTENCODER")}, ["WANVIDEOTEXTEMBEDS"]),
+        (6, "WanVideoEmptyEmbeds", [832, 480, 81], {}, ["WANVIDIMAGE_EMBEDS"]),
+        (7, "WanVideoTeaCache", [0.25, 1, -1, "offload_device", True, "e"], {}, ["CACHEARGS"]),
+        (8, "WanVideoSampler", list(sampler_widgets),
+         {"model": (3, 0, "WANVIDEOMODEL"), "image_embeds": (6, 0, "WANVIDIMAGE_EMBEDS"),
+          "text_embeds": (5, 0, "WANVIDEOTEXTEMBEDS"), "cache_args": (7, 0, "CACHEARGS")}, ["LATENT", "LATENT"]),
+        (9, "WanVideoVAELoader", ["Wan2_1_VAE_bf16.safetensors", "bf16"], {}, ["WANVAE"]),
+        (10, "WanVideoDecode", [False, 272, 272, 144, 128], {"vae": (9, 0, "WANVAE"), "samples": (8, 0, "LATENT")},
+         ["IMAGE"]),
+        (11, "VHS_VideoCombine", {"frame_rate": 16, "loop_count": 0, "filename_prefix": "WanVideoWrapper_T2V",
+                                  "format": "video/h264-mp4", "pingpong": False, "save_output": True},
+         {"images": (10, 0, "IMAGE")}, ["VHS_FILENAMES"]),
+    ])
+
+
+def test_wan_video_wrapper_text_to_video_maps_onto_kinographs_wan_nodes():
+    """kijai's WanVideoWrapper graphs (the most shared Wan workflows) were 9 unmapped nodes: nothing imported."""
+    from graph_engine.api import load_workflow
+    res = import_data(_wrapper_t2v())
+    g, entries = res.graph, res.report.entries
+    by = {n.type: n for n in g.nodes.values()}
+    assert by["load.diffusion_model"].params == {"name": "wan2.1_t2v_14B_fp8_e4m3fn.safetensors",
+                                                 "weight_dtype": "fp8_e4m3fn"}
+    lora = by["lora.image"]
+    assert lora.params == {"path": "wan_fox_style.safetensors", "strength": 0.8}
+    assert g.inputs[lora.id] == {"model": (by["load.diffusion_model"].id, "model")}
+    shift = by["model.flow_shift"]
+    assert shift.params == {"shift": 8.0} and g.inputs[shift.id] == {"model": (lora.id, "model")}
+    assert by["load.text_encoder"].params == {"name": "umt5-xxl-enc-bf16.safetensors", "type": "wan"}
+    enc = by["encode.text"]
+    assert enc.params == {"text": "a red fox running through snow, tracking shot", "negative": "blurry, static",
+                          "weighting": "comfy"}
+    assert by["latent.empty"].params == {"width": 832, "height": 480, "frames": 81}
+    sample = by["generate.sample"]
+    assert sample.params == {"steps": 30, "cfg": 6.0, "seed": 42, "sampler": "unipc", "scheduler": "simple"}
+    assert g.inputs[sample.id] == {"model": (shift.id, "model"), "positive": (enc.id, "positive"),
+                                   "negative": (enc.id, "negative"), "latent": (by["latent.empty"].id, "latent")}
+    assert g.inputs[by["vae.decode"].id] == {"latent": (sample.id, "latent"), "vae": (by["load.vae"].id, "vae")}
+    assert entries["1"].status == "ui" and entries["7"].status == "ui"
+    assert "its cache_args input is not carried" in "; ".join(entries["8"].notes)
+    assert "umt5-xxl-enc-bf16.safetensors keeps the Wan repository's own T5 layout" in entries["4"].notes[0]
+    assert not res.report.blocking
+    load_workflow(text=res.yaml)
+
+
+@pytest.mark.parametrize("widgets,expect", [
+    # a file from before start_step existed; denoise 0.6 of 20 starts at step 20 - 12 - 1 with fresh noise
+    ((20, 5.0, 5.0, 7, "fixed", True, "euler/beta", 0, 0.6), {"sampler": "euler", "scheduler": "beta",
+                                                               "start_step": 7}),
+    # Wan 2.2's high-noise expert: steps 0-10 of 20, its noise left for the second sampler
+    ((20, 3.5, 8.0, 7, "fixed", True, "dpm++", 0, 1.0, False, "comfy", 0, 10, False),
+     {"sampler": "dpmpp_2m", "scheduler": "simple", "end_step": 10, "leftover_noise": True}),
+])
+def test_wan_video_wrapper_sampler_steps(widgets, expect):
+    sample, = [n for n in import_data(_wrapper_t2v(widgets)).graph.nodes.values() if n.type == "generate.sample"]
+    assert {k: sample.params[k] for k in expect} == expect
+
+
+def test_wan_video_wrapper_differences_are_named():
+    res = import_data(_wrapper_t2v((4, 1.0, 8.0, 3, "fixed", True, "flowmatch_distill", 6),
+                                   prompt="(a red fox:1.3) runs | the fox leaps"))
+    sampler = "; ".join(res.report.entries["8"].notes)
+    assert "scheduler 'flowmatch_distill' is not in Kinograph; euler on the simple schedule is the nearest" in sampler
+    assert "riflex_freq_index=6 is not carried" in sampler
+    text = "; ".join(res.report.entries["5"].notes)
+    assert "a prompt holds '|'" in text and "(text:weight) is read as ComfyUI's own prompts weigh it" in text
+
+
+def test_wan_video_wrapper_two_experts_share_steps_from_kjnodes_constants():
+    """Wan 2.2 in the wrapper as community graphs build it: two loaders through WanVideoSetBlockSwap and
+    WanVideoSetLoRAs, KJNodes' INTConstant giving both samplers their steps and the step they split at, the second
+    sampler continuing the first's samples."""
+    w = [0, 1.0, 8.0, 11, "fixed", True, "euler", 0, 1.0, False, "comfy", 0, -1, False]
+    nodes = [(1, "INTConstant", [6], {}, ["INT"]), (2, "INTConstant", [3], {}, ["INT"]),
+             (3, "WanVideoBlockSwap", [20, False, False], {}, ["BLOCKSWAPARGS"]),
+             (4, "WanVideoLoraSelect", ["lightx2v_4step.safetensors", 1.0], {}, ["WANVIDLORA"]),
+             (5, "LoadWanVideoT5TextEncoder", ["umt5_xxl_fp16.safetensors", "bf16"], {}, ["WANTEXTENCODER"]),
+             (6, "WanVideoTextEncode", ["a paper boat on a river", ""], {"t5": (5, 0, "WANTEXTENCODER")},
+              ["WANVIDEOTEXTEMBEDS"]),
+             (7, "WanVideoEmptyEmbeds", [640, 352, 49], {}, ["WANVIDIMAGE_EMBEDS"])]
+    for base, name in ((10, "high"), (20, "low")):
+        nodes += [(base, "WanVideoModelLoader", [f"wan2.2_t2v_{name}_noise_14B_fp16.safetensors", "fp16_fast",
+                                                 "disabled", "offload_device", "sdpa", "default"], {}, ["WANVIDEOMODEL"]),
+                  (base + 1, "WanVideoSetBlockSwap", [], {"model": (base, 0, "WANVIDEOMODEL"),
+                                                          "block_swap_args": (3, 0, "BLOCKSWAPARGS")},
+                   ["WANVIDEOMODEL"]),
+                  (base + 2, "WanVideoSetLoRAs", [], {"model": (base + 1, 0, "WANVIDEOMODEL"),
+                                                      "lora": (4, 0, "WANVIDLORA")}, ["WANVIDEOMODEL"])]
+    shared = {"text_embeds": (6, 0, "WANVIDEOTEXTEMBEDS"), "image_embeds": (7, 0, "WANVIDIMAGE_EMBEDS"),
+              "steps": (1, 0, "INT")}
+    nodes += [(30, "WanVideoSampler", w, {"model": (12, 0, "WANVIDEOMODEL"), **shared, "end_step": (2, 0, "INT")},
+               ["LATENT", "LATENT"]),
+              (31, "WanVideoSampler", w, {"model": (22, 0, "WANVIDEOMODEL"), **shared, "start_step": (2, 0, "INT"),
+                                          "samples": (30, 0, "LATENT")}, ["LATENT", "LATENT"])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    first, second = g.nodes["wan_video_sampler_30"], g.nodes["wan_video_sampler_31"]
+    assert first.params["steps"] == second.params["steps"] == 6
+    assert first.params["end_step"] == 3 and first.params["leftover_noise"] is True
+    assert second.params["start_step"] == 3 and second.params["add_noise"] is False
+    assert g.inputs[second.id]["latent"] == (first.id, "latent")
+    for sampler, loader in ((first, "wan_video_model_loader_10"), (second, "wan_video_model_loader_20")):
+        shift = g.inputs[sampler.id]["model"][0]
+        lora = g.inputs[shift]["model"][0]
+        assert g.nodes[lora].params == {"path": "lightx2v_4step.safetensors", "strength": 1.0}
+        assert g.inputs[lora]["model"] == (loader, "model")
+    assert not res.report.blocking
+
+
+def _broadcast_graph():
+    """A text-to-image graph whose model, CLIP, VAE and prompts reach their nodes through cg-use-everywhere's
+    broadcasters, with no links in the file (the editor links them when it queues)."""
+    data = ui_format([
+        (4, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+        (10, "Anything Everywhere3", [], {"anything": (4, 0, "MODEL"), "anything2": (4, 1, "CLIP"),
+                                          "anything3": (4, 2, "VAE")}, []),
+        (6, "CLIPTextEncode", ["a lighthouse at dusk"], {}, ["CONDITIONING"]),
+        (7, "CLIPTextEncode", ["blurry"], {}, ["CONDITIONING"]),
+        (11, "Prompts Everywhere", [], {"CONDITIONING": (6, 0, "CONDITIONING"),
+                                        "CONDITIONING2": (7, 0, "CONDITIONING")}, []),
+        (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+        (3, "KSampler", [5, "fixed", 20, 7, "euler", "simple", 1], {"latent_image": (5, 0, "LATENT")}, ["LATENT"]),
+        (8, "VAEDecode", [], {"samples": (3, 0, "LATENT")}, ["IMAGE"]),
+        (9, "SaveImage", ["out"], {"images": (8, 0, "IMAGE")}, []),
+    ])
+    by_id = {n["id"]: n for n in data["nodes"]}
+    # the inputs the broadcasts fill, unconnected as the editor saves them
+    by_id[6]["inputs"] = by_id[7]["inputs"] = [{"name": "clip", "type": "CLIP", "link": None}]
+    by_id[3]["inputs"] = [{"name": "model", "type": "MODEL", "link": None},
+                          {"name": "positive", "type": "CONDITIONING", "link": None},
+                          {"name": "negative", "type": "CONDITIONING", "link": None}] + by_id[3]["inputs"]
+    by_id[3]["inputs"][3]["name"] = "latent_image"
+    by_id[8]["inputs"].append({"name": "vae", "type": "VAE", "link": None})
+    for link in data["links"]:                    # the sampler's latent moved to input 3
+        if link[3] == 3:
+            link[4] = 3
+    return data
+
+
+def _sampler_inputs(res):
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    return {k: g.nodes[v[0]].params.get("text", g.nodes[v[0]].type) for k, v in g.inputs[sample.id].items()}
+
+
+def test_use_everywhere_broadcasts_link_the_inputs_they_reach():
+    """cg-use-everywhere (Anything Everywhere, Prompts Everywhere) is in many shared graphs: its broadcasts are not
+    links in the file, so the sampler, the encoders and the decoder imported with nothing connected."""
+    res = import_data(_broadcast_graph())
+    assert _sampler_inputs(res) == {"model": "load.model", "positive": "a lighthouse at dusk", "negative": "blurry",
+                                    "latent": "latent.empty"}
+    g = res.graph
+    dec, = [n for n in g.nodes.values() if n.type == "vae.decode"]
+    assert g.nodes[g.inputs[dec.id]["vae"][0]].type == "load.model"
+    assert res.report.entries["10"].status == "ui" and res.report.entries["11"].status == "ui"
+    assert not res.report.blocking and not any(e.notes for e in res.report.entries.values()
+                                               if e.comfy_id in ("3", "6", "7", "8"))
+
+
+def test_use_everywhere_version_7_links_as_the_file_records_them():
+    """Version 7 writes the links it made (extra.ue_links) and names their ids in the inputs, not in the file's
+    links: those inputs were read as receiving nothing. The record is followed (here against the type rule: the
+    positive prompt comes from the node whose own broadcast the user pointed at `positive`)."""
+    data = _broadcast_graph()
+    by_id = {n["id"]: n for n in data["nodes"]}
+    data["nodes"].remove(by_id[11])
+    by_id[3]["inputs"][0]["link"], by_id[3]["inputs"][1]["link"], by_id[3]["inputs"][2]["link"] = 13, 14, 15
+    data["extra"]["ue_links"] = [
+        {"downstream": 3, "downstream_slot": 0, "upstream": "4", "upstream_slot": 0, "controller": 10, "type": "MODEL"},
+        {"downstream": 3, "downstream_slot": 1, "upstream": "7", "upstream_slot": 0, "controller": 7,
+         "type": "CONDITIONING"},
+        {"downstream": 3, "downstream_slot": 2, "upstream": "6", "upstream_slot": 0, "controller": 6,
+         "type": "CONDITIONING"},
+        {"downstream": 6, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
+        {"downstream": 7, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
+        {"downstream": 8, "downstream_slot": 1, "upstream": "4", "upstream_slot": 2, "controller": 10, "type": "VAE"}]
+    data["extra"]["links_added_by_ue"] = [13, 14, 15]
+    res = import_data(data)
+    assert _sampler_inputs(res) == {"model": "load.model", "positive": "blurry", "negative": "a lighthouse at dusk",
+                                    "latent": "latent.empty"}
+    assert not res.report.blocking
+
+
+def test_use_everywhere_restrictions_and_clashes():
+    data = _broadcast_graph()
+    by_id = {n["id"]: n for n in data["nodes"]}
+    # a second MODEL broadcast restricted to its own group, which holds only the decoder: the sampler gets one
+    data["nodes"].append({"id": 12, "type": "Anything Everywhere", "pos": [5000, 5000], "mode": 0,
+                          "inputs": [{"name": "anything", "type": "*", "link": 99}], "outputs": [],
+                          "properties": {"group_restricted": 1}})
+    data["links"].append([99, 4, 0, 12, 0, "MODEL"])
+    data["groups"] = [{"title": "decode", "bounding": [4900, 4900, 3000, 3000]}]
+    by_id[8]["pos"] = [5100, 5100]
+    assert _sampler_inputs(import_data(data))["model"] == "load.model"
+    # unrestricted, both reach the sampler's model: named, not guessed
+    data["nodes"][-1]["properties"] = {}
+    res = import_data(data)
+    assert "model" not in _sampler_inputs(res)
+    assert ("input model is reached by 2 Anything Everywhere broadcasts of MODEL (#10, #12): link it by hand"
+            in "; ".join(res.report.entries["3"].notes))
+
+
+def test_was_node_suite_basic_workflow():
+    """wyrde's WAS Node Suite starter graph (early 2023: reroutes, a SEED from WAS's Seed, its Pillow resizes and save):
+    seven WAS nodes were unmapped, so nothing between the loader and the decoder was connected."""
+    res = import_workflow(ROOT / "tests/data/comfyui/community/wyrde_was_basic.json")
+    g = res.graph
+    sample = g.nodes["k_sampler_was_14"]
+    # the early-2023 randomize toggle after the Seed's value is skipped, not read as anything
+    assert sample.params == {"seed": 904019488781965, "steps": 12, "cfg": 8, "sampler": "unipc", "scheduler": "simple",
+                             "denoise": 1}
+    assert g.nodes["image_resize_35"].params == {"method": "lanczos", "width": 512, "height": 768, "fit": "stretch"}
+    assert g.inputs["vae_encode_33"]["video"] == ("image_resize_35", "video")
+    # Latent Upscale by Factor 1 changes nothing: the decoder takes the sampler's latent
+    assert g.inputs["vae_decode_8"]["latent"] == (sample.id, "latent")
+    assert g.nodes["image_resize_16"].type == "upscale.resize" and g.nodes["image_resize_16"].params["scale"] == 1
+    assert g.nodes["image_save_17"].params == {"path": "out/WAS WF"}
+    assert "supersample resizes to 8 times the size first" in "; ".join(res.report.entries["16"].notes)
+
+
+def test_was_resize_and_latent_upscale_settings():
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (2, "Image Resize", ["resize", "false", "bicubic", 2, 1000, 570], {"image": (1, 0, "IMAGE")}, ["IMAGE"]),
+             (3, "Image Resize", ["rescale", "false", "bilinear", 1.5, 512, 512], {"image": (2, 0, "IMAGE")}, ["IMAGE"]),
+             (4, "SaveImage", ["x"], {"images": (3, 0, "IMAGE")}, []),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (6, "Latent Upscale by Factor (WAS)", ["bilinear", 2.0, "true"], {"samples": (5, 0, "LATENT")}, ["LATENT"]),
+             (7, "SaveLatent", ["y"], {"samples": (6, 0, "LATENT")}, [])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    assert g.nodes["image_resize_2"].params == {"method": "bicubic", "width": 1000, "height": 576, "fit": "stretch"}
+    assert g.nodes["image_resize_3"].type == "upscale.resize"
+    assert g.nodes["image_resize_3"].params == {"method": "bicubic", "scale": 1.5}
+    assert g.nodes["latent_upscale_by_factor_was_6"].params == {"scale": 2.0, "method": "bilinear"}
+    assert "align true (corner-aligned interpolation) is not carried" in "; ".join(res.report.entries["6"].notes)

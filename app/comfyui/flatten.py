@@ -7,6 +7,7 @@ rewired past (an output takes the input of the same type, the same slot first), 
 builds the prompt it executes. The API format is already this shape."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -19,6 +20,9 @@ REROUTES = {"Reroute", "Reroute (rgthree)", "SetNode"}
 GETS = {"GetNode"}
 PRIMITIVES = {"PrimitiveNode"}
 NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
+# cg-use-everywhere's broadcasters: what their inputs receive goes to the unconnected inputs of its type elsewhere,
+# linked by the editor only when it queues the workflow (the file holds no link for them)
+EVERYWHERE = {"Anything Everywhere", "Anything Everywhere3", "Anything Everywhere?", "Prompts Everywhere"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 SEED_WIDGETS = {"seed", "noise_seed"}
 # The most nodes a workflow may have (UI files with their subgraphs expanded). Subgraphs hold instances of others,
@@ -384,6 +388,96 @@ def _passes(n: "_UINode") -> Optional[str]:
     return ", ".join(dict.fromkeys(used))
 
 
+def _groups_of(node: "_UINode", groups) -> set:
+    pos = _pos(node.raw.get("pos"))
+    found = set()
+    for k, g in enumerate(groups):
+        box = g.get("bounding") if isinstance(g, dict) else None
+        if pos and isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box) \
+                and box[0] <= pos[0] <= box[0] + box[2] and box[1] <= pos[1] <= box[1] + box[3]:
+            found.add(k)
+    return found
+
+
+def _reaches(sender: "_UINode", node: "_UINode", name: str, groups) -> bool:
+    """Whether a broadcaster's restrictions let it reach input `name` of `node`: same (1) or other (2) group or
+    colour, and the title / input / group patterns of Anything Everywhere? (its widgets) or of its properties."""
+    props = sender.raw.get("properties") if isinstance(sender.raw.get("properties"), dict) else {}
+    props = {**props, **(props.get("ue_properties") if isinstance(props.get("ue_properties"), dict) else {})}
+    for key, mine, theirs in (("group_restricted", _groups_of(sender, groups), _groups_of(node, groups)),
+                              ("color_restricted", sender.raw.get("color"), node.raw.get("color"))):
+        rule = props.get(key)
+        same = bool(mine & theirs) if isinstance(mine, set) else mine == theirs
+        if (rule in (True, 1) and not same) or (rule == 2 and same):
+            return False
+    patterns = dict(zip(("title_regex", "input_regex", "group_regex"), sender.raw.get("widgets_values") or [])) \
+        if sender.raw["type"] == "Anything Everywhere?" else {}
+    patterns.update({k: props[k] for k in ("title_regex", "input_regex", "group_regex") if props.get(k)})
+    texts = {"title_regex": [node.raw.get("title") or node.raw["type"]], "input_regex": [name],
+             "group_regex": [str(groups[k].get("title", "")) for k in _groups_of(node, groups)]}
+    for key, pattern in patterns.items():
+        if pattern and key in texts:
+            try:
+                if not any(re.search(str(pattern), t) for t in texts[key]):
+                    return False
+            except re.error:
+                return False
+    return True
+
+
+def _broadcast(data, nodes: Dict[str, "_UINode"], links, remarks) -> None:
+    """Link what cg-use-everywhere broadcasts. Its version 7 writes the links it resolved (extra.ue_links, the
+    inputs naming link ids the file's links lack); for older files its rules are applied here: each unconnected input
+    (not a widget) takes the one broadcast of its type that reaches it (Prompts Everywhere: positive to inputs named
+    pos..., negative to neg...). Two that reach one input are named, not guessed between."""
+    extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
+    if isinstance(extra.get("ue_links"), list):
+        for k, e in enumerate(extra["ue_links"]):
+            try:
+                down, slot, up, up_slot = str(e["downstream"]), int(e["downstream_slot"]), str(e["upstream"]), \
+                    int(e["upstream_slot"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if down in nodes and slot < len(nodes[down].inputs):
+                links[("ue", k)] = (up, up_slot, down, slot)
+                nodes[down].inputs[slot]["link"] = ("ue", k)
+        return
+    groups = [g for g in data.get("groups") or [] if isinstance(g, dict)]
+    senders = []                                # (type, name hint, link id, broadcaster)
+    for n in nodes.values():
+        if n.raw["type"] not in EVERYWHERE or n.raw.get("mode", 0) in (MODE_NEVER, MODE_BYPASS):
+            continue
+        for k, i in enumerate(n.inputs):
+            if i["link"] not in links:
+                continue
+            o, o_slot = links[i["link"]][:2]
+            typ = i["type"] if i["type"] not in ("*", "") else \
+                (nodes[o].outputs[o_slot]["type"] if o in nodes and o_slot < len(nodes[o].outputs) else "")
+            hint = ("pos", "neg")[k] if n.raw["type"] == "Prompts Everywhere" and k < 2 else None
+            senders.append((typ, hint, i["link"], n))
+    if not senders:
+        return
+    for nid, n in nodes.items():
+        if n.raw["type"] in EVERYWHERE or n.raw["type"] in NOTES:
+            continue
+        props = n.raw.get("properties") if isinstance(n.raw.get("properties"), dict) else {}
+        closed = (props.get("ue_properties") or {}).get("input_ue_unconnectable") or {} \
+            if isinstance(props.get("ue_properties"), dict) else {}
+        for k, i in enumerate(n.inputs):
+            if i["link"] is not None or i["widget"] or closed.get(i["name"]):
+                continue
+            found = [s for s in senders if s[0] == i["type"] and (s[1] is None or s[1] in i["name"].lower())
+                     and _reaches(s[3], n, i["name"], groups)]
+            if len(found) == 1:
+                o, o_slot = links[found[0][2]][:2]
+                links[("ue", nid, k)] = (o, o_slot, nid, k)
+                i["link"] = ("ue", nid, k)
+            elif found:
+                remarks.setdefault(nid, []).append(
+                    f"input {i['name']} is reached by {len(found)} Anything Everywhere broadcasts of {i['type']} ("
+                    + ", ".join(f"#{s[3].id}" for s in found) + "): link it by hand to the one meant")
+
+
 def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -> Flat:
     """`widget_names(class_type)` gives the positional widget names of a known class, or None. With `bypass_unmapped`
     a node of no known class that can pass its inputs through is bypassed, as ComfyUI bypasses a node."""
@@ -391,6 +485,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
     flat = Flat({})
     nodes = _ui_nodes(raw_nodes, flat.remarks)
     links = _links(raw_links)
+    _broadcast(data, nodes, links, flat.remarks)
     for g in data.get("groups") or []:
         if isinstance(g, dict):
             flat.groups.append(g)
@@ -417,6 +512,9 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
         elif t in PRIMITIVES:
             vals = n.raw.get("widgets_values") or [None]
             literal[(nid, 0)] = vals[0] if isinstance(vals, list) else vals
+        elif t in EVERYWHERE:
+            flat.dropped.append((nid, t, title(n), "cg-use-everywhere's broadcast: what it receives is linked to the "
+                                                   "inputs it reaches, as ComfyUI's editor links them when it queues"))
         elif t in REROUTES or t in GETS:
             passthrough[nid] = None
             if t == "SetNode" and n.raw.get("widgets_values"):
@@ -500,8 +598,8 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
     # 2. the executable nodes, widgets named, links resolved
     for nid, n in nodes.items():
         t = n.raw["type"]
-        if t in NOTES or t in PRIMITIVES or nid in passthrough or n.raw.get("mode", 0) == MODE_NEVER \
-                or nid in flat.orphaned:
+        if t in NOTES or t in PRIMITIVES or t in EVERYWHERE or nid in passthrough \
+                or n.raw.get("mode", 0) == MODE_NEVER or nid in flat.orphaned:
             continue
         cn = CNode(nid, t, title(n), pos=_pos(n.raw.get("pos")), out_types=[o["type"] for o in n.outputs],
                    mode=n.raw.get("mode", 0))

@@ -232,6 +232,43 @@ def weight_dtype(v):
     return v
 
 
+def wrapper_quantization(v):
+    """WanVideoWrapper's quantization: disabled -> default (the file's own), fp8_e4m3fn and fp8_e5m2 as they are"""
+    if v in ("disabled", "fp8_e4m3fn", "fp8_e5m2"):
+        return "default" if v == "disabled" else v
+    kept = "fp8_e5m2" if str(v).startswith("fp8_e5m2") else "fp8_e4m3fn" if str(v).startswith("fp8") else "default"
+    raise Approx(kept, f"quantization {v!r} (the wrapper's scaled, fast-matmul or torchao variants) is not in "
+                       f"Kinograph; weight_dtype {kept}")
+
+
+def wrapper_t5(v):
+    """the file as it is; kijai's umt5-xxl-enc files (Wan's own T5 layout) are named"""
+    if "umt5-xxl-enc" in str(v):
+        raise Approx(v, f"{v} keeps the Wan repository's own T5 layout, which Kinograph's text encoder loader does not "
+                        "read: put ComfyUI's umt5_xxl_fp16 (or _fp8_e4m3fn_scaled) in text_encoders/ and name it here")
+    return v
+
+
+def was_resampling(v):
+    """Pillow's nearest, bilinear, bicubic, lanczos: the same names"""
+    if v == "lanczos":
+        raise Approx("lanczos", LANCZOS_NOTE)
+    return v if v in ("nearest", "bilinear", "bicubic") else "bicubic"
+
+
+# WanVideoWrapper's scheduler names -> Kinograph's sampler and schedule. The wrapper runs diffusers' (and Wan's own)
+# flow-matching schedulers on their own sigma spacing, shifted by its `shift`; Kinograph runs the same method on its
+# simple (or beta) schedule at that shift
+WAN_WRAPPER_SCHEDULERS = {"unipc": ("unipc", "simple"), "unipc/beta": ("unipc", "beta"),
+                          "dpm++": ("dpmpp_2m", "simple"), "dpm++/beta": ("dpmpp_2m", "beta"),
+                          "euler": ("euler", "simple"), "euler/beta": ("euler", "beta"),
+                          "res_multistep": ("res_multistep", "simple")}
+WAN_WRAPPER_NEAR = {"dpm++_sde": "dpmpp_2m", "dpm++_sde/beta": "dpmpp_2m", "deis": "unipc", "lcm": "euler_ancestral",
+                    "lcm/beta": "euler_ancestral", "flowmatch_causvid": "euler", "flowmatch_distill": "euler",
+                    "flowmatch_pusa": "euler", "longcat_distill_euler": "euler", "sa_ode_stable": "euler",
+                    "euler_ancestral": "euler_ancestral"}
+
+
 def out_path(ext: str):
     """ComfyUI's filename_prefix (under its output folder) -> a path in the workflow's out/ folder, with names
     every system holds. ComfyUI fills %date:yyyy-MM-dd%, %width%, %Node.widget% in when it saves; kept, they
@@ -1358,6 +1395,80 @@ RULES: Dict[str, Rule] = {
                                            "width_input", "height_input", "crop"),
                           (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
                           {"image": "video"}, ("video", None, None), special="image_resize_kj"),
+    # kijai's ComfyUI-WanVideoWrapper: its own loaders, T5 encoder, sampler and decoder around the Wan 2.1 / 2.2 weights
+    # that ComfyUI's native nodes load too. Widget orders from the pack's nodes_model_loading.py, nodes.py and
+    # nodes_sampler.py (its later versions add widgets at the end)
+    "WanVideoModelLoader": Rule("load.diffusion_model", ("model", "base_precision", "quantization", "load_device",
+                                                         "attention_mode"),
+                                (P("model", "name"), P("quantization", "weight_dtype", wrapper_quantization)),
+                                outputs=("model",), special="wan_wrapper_loader",
+                                ignore={"base_precision": None, "load_device": None, "attention_mode": None}),
+    "WanVideoLoraSelect": Rule(None, ("lora", "strength", "low_mem_load", "merge_loras"),
+                               (P("lora", "path"), P("strength", "strength")), fold=True, special="wan_wrapper_lora",
+                               ignore={"low_mem_load": None, "merge_loras": None}),
+    "WanVideoVAELoader": Rule("load.vae", ("model_name", "precision"), (P("model_name", "name"),), outputs=("vae",),
+                              ignore={"precision": None}),
+    "LoadWanVideoT5TextEncoder": Rule("load.text_encoder", ("model_name", "precision", "load_device", "quantization"),
+                                      (P("model_name", "name", wrapper_t5),), outputs=("text_encoder",),
+                                      fixed={"type": "wan"},
+                                      ignore={"precision": None, "load_device": None, "quantization": None}),
+    # both prompts in one node: encode.text's text and negative, handed to the sampler together
+    "WanVideoTextEncode": Rule("encode.text", ("positive_prompt", "negative_prompt", "force_offload", "use_disk_cache",
+                                               "device"),
+                               (P("positive_prompt", "text"), P("negative_prompt", "negative")), {"t5": "text_encoder"},
+                               fixed={"weighting": "comfy"}, special="wan_wrapper_text",
+                               ignore={"force_offload": None, "use_disk_cache": None, "device": None}),
+    "WanVideoEmptyEmbeds": Rule("latent.empty", ("width", "height", "num_frames"),
+                                LATENT_SIZE + (P("num_frames", "frames"),), outputs=("latent",), special="empty_latent"),
+    # the flow shift becomes model.flow_shift before sample; `scheduler` names both sampler and schedule
+    "WanVideoSampler": Rule("generate.sample", ("steps", "cfg", "shift", "seed", "force_offload", "scheduler",
+                                                "riflex_freq_index", "denoise_strength", "batched_cfg", "rope_function",
+                                                "start_step", "end_step", "add_noise_to_samples"),
+                            (P("steps", "steps"), P("cfg", "cfg"), P("seed", "seed"), P("denoise_strength", "denoise")),
+                            special="wan_wrapper_sampler",
+                            ignore={"force_offload": None, "riflex_freq_index": 0, "batched_cfg": None,
+                                    "rope_function": None},
+                            note="the wrapper's schedulers (diffusers' and Wan's own) place their sigmas by their own "
+                                 "formulas; Kinograph's simple (or beta) schedule at the same shift is close to them, "
+                                 "not identical"),
+    "WanVideoDecode": Rule("vae.decode", ("enable_vae_tiling", "tile_x", "tile_y", "tile_stride_x", "tile_stride_y",
+                                          "normalization"), (), {"samples": "latent", "vae": "vae"}, ("video",),
+                           ignore={"enable_vae_tiling": None, "tile_x": None, "tile_y": None, "tile_stride_x": None,
+                                   "tile_stride_y": None, "normalization": "default"}),
+    # LoRAs (and block swap) set on an already loaded model
+    "WanVideoSetLoRAs": Rule(None, (), (), {"model": "model"}, special="wan_wrapper_set_loras"),
+    "WanVideoSetBlockSwap": Rule(None, (), (), {"model": "model"}, special="wan_wrapper_set_loras"),
+    # the wrapper's memory and speed settings, which its loader and sampler take: Kinograph places and runs the model
+    # by its own rules (a cache skips model calls, so ComfyUI's picture with one differs a little from a full run)
+    **{name: Rule(None, kind="ui", note="WanVideoWrapper's memory / speed setting: Kinograph runs every step in full "
+                                        "with its own memory placement")
+       for name in ("WanVideoBlockSwap", "WanVideoTorchCompileSettings", "WanVideoVRAMManagement", "WanVideoTeaCache",
+                    "WanVideoMagCache", "WanVideoEasyCache")},
+    # KJNodes' constants (its graphs' shared step counts and sizes), known from the file as ComfyUI's primitives are
+    "INTConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
+    "FloatConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
+    "StringConstant": Rule(None, ("string",), (P("string", "value"),), fold=True, special="constant"),
+    # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
+    # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
+    "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
+                           (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"),
+                            P("sampler_name", "sampler", sampler_name), P("scheduler", "scheduler", scheduler_name),
+                            P("denoise", "denoise")),
+                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
+                           ("latent",), special="sampler", takes=("cfg", "fps")),
+    "Seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="was_seed"),
+    "Text Multiline": Rule(None, ("text",), (P("text", "value"),), fold=True, special="constant"),
+    "Image Resize": Rule("video.resize", ("mode", "supersample", "resampling", "rescale_factor", "resize_width",
+                                          "resize_height"),
+                         (P("resampling", "method", was_resampling),), {"image": "video"}, ("video",),
+                         special="was_image_resize"),
+    "Latent Upscale by Factor (WAS)": Rule("latent.upscale", ("mode", "factor", "align"),
+                                           (P("factor", "scale"),), {"samples": "latent"}, ("latent",),
+                                           special="was_latent_upscale"),
+    "Image Save": Rule("io.save_frames", ("output_path", "filename_prefix"),
+                       (P("filename_prefix", "path", out_path("")),), {"images": "video"},
+                       note="its output_path, numbering and file format are not carried: the frames are written as "
+                            "PNGs under the workflow's out/ folder, named by filename_prefix"),
     # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
     "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
                                     {"latents": "latent"}, ("latent",), special="latent_range"),
@@ -1375,6 +1486,17 @@ KJ_PATCH = ("not mapped: a KJNodes patch of how ComfyUI runs the model (its atte
 INSTEAD = {
     **{name: KJ_PATCH for name in ("PathchSageAttentionKJ", "TorchCompileModelWanVideo", "TorchCompileModelHyVideo",
                                    "TorchCompileModelFluxAdvanced")},
+    **{name: f"not mapped: WanVideoWrapper's {what}, which Kinograph's Wan sampling does not do; delete the node to "
+             "sample without it" for name, what in (
+        ("WanVideoSLG", "skip layer guidance of its own kind (its blocks skipped in the negative prompt's pass; "
+                        "Kinograph's guide.skip_layer_guidance is SD3's kind, an extra pass)"),
+        ("WanVideoEnhanceAVideo", "Enhance-A-Video (FETA) attention boost"),
+        ("WanVideoContextOptions", "context windows"),
+        ("WanVideoExperimentalArgs", "experimental sampling options"))},
+    **{name: "not mapped: the wrapper's image-to-video encoding (its own embeds layout); open the same model in "
+             "ComfyUI's native graph (WanImageToVideo with CLIPVisionEncode, the Wan 2.1 / 2.2 image-to-video "
+             "templates), which Kinograph imports" for name in (
+        "WanVideoImageToVideoEncode", "WanVideoImageClipEncode", "WanVideoClipVisionEncode", "LoadWanVideoClipTextEncoder")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
