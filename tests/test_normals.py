@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from graph_engine import NodeError
 from graph_engine.clip import Clip
@@ -138,24 +139,193 @@ def ui_graph(pre):
 
 
 def test_normal_preprocessors_import_from_a_comfyui_graph():
-    """MiDaS-NormalMapPreprocessor (widgets a, bg_threshold, resolution) and AIO_Preprocessor naming it become
-    normals.midas with their settings (AIO: the node's defaults and the AIO's resolution); the pack's normal and line
+    """MiDaS-NormalMapPreprocessor (widgets a, bg_threshold, resolution), BAE-NormalMapPreprocessor (resolution) and
+    AIO_Preprocessor naming them become normals.midas and normals.bae with their settings (AIO: the node's defaults
+    and the AIO's resolution); the pack's normal and line
     preprocessors Kinograph does not run keep a placeholder whose line says what to use instead."""
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
     refused = ("DSINE-NormalMapPreprocessor", "Metric3D-NormalMapPreprocessor", "TEEDPreprocessor",
                "AnyLineArtPreprocessor_aux", "Manga2Anime_LineArt_Preprocessor", "DiffusionEdge_Preprocessor")
-    pre = [("MiDaS-NormalMapPreprocessor", [4.0, 0.2, 768]), ("AIO_Preprocessor", ["MiDaS-NormalMapPreprocessor", 640])]
+    pre = [("MiDaS-NormalMapPreprocessor", [4.0, 0.2, 768]), ("AIO_Preprocessor", ["MiDaS-NormalMapPreprocessor", 640]),
+           ("BAE-NormalMapPreprocessor", [1024]), ("AIO_Preprocessor", ["BAE-NormalMapPreprocessor", 512])]
     res = import_data(ui_graph(pre + [(name, [512]) for name in refused]))
     got = sorted(tuple(sorted(n.params.items())) for n in res.graph.nodes.values() if n.type == "normals.midas")
     assert got == sorted([(("a", 4.0), ("bg_threshold", 0.2), ("model", "dpt-hybrid-midas"), ("resolution", 768)),
                           (("a", 2.0 * math.pi), ("bg_threshold", 0.1), ("model", "dpt-hybrid-midas"),
                            ("resolution", 640))])
+    bae = sorted(n.params["resolution"] for n in res.graph.nodes.values() if n.type == "normals.bae")
+    assert bae == [512, 1024]
     lines = {e.class_type: " ".join(e.notes) for e in res.report.entries.values()}
     for name in refused:
         assert "is not in Kinograph; " in lines[name] and "placeholder" in lines[name], lines[name]
     assert "lines.anime" in lines["Manga2Anime_LineArt_Preprocessor"]
-    assert "normals.midas" in lines["DSINE-NormalMapPreprocessor"]
+    assert "normals.bae" in lines["DSINE-NormalMapPreprocessor"]
     mapped = import_data(ui_graph(pre))
     assert not mapped.report.blocking
     load_workflow(text=mapped.yaml)
+
+
+# Bae's network a few channels wide: EfficientNet stages of one block each (stage 0 depthwise, kernels 3 and 5 as
+# B5's), the decoder's widths cut to match
+STAGES = ((4, 3, 1), (4, 3, 6), (6, 5, 6), (6, 3, 6), (8, 5, 6), (8, 5, 6), (8, 3, 6))     # out, kernel, expansion
+STEM, HEAD, UP, MLP = 4, 12, (10, 8, 6, 6), 5
+
+
+def bae_state(g):
+    s = {}
+
+    def t(name, *shape, scale=1.0):
+        s[name] = torch.randn(*shape, generator=g) * scale
+
+    def bn(name, c):
+        t(name + ".weight", c, scale=0.2)
+        s[name + ".weight"] += 1
+        t(name + ".bias", c, scale=0.1)
+        t(name + ".running_mean", c, scale=0.1)
+        s[name + ".running_var"] = torch.rand(c, generator=g) + 0.5
+    e = "encoder.original_model."
+    t(e + "conv_stem.weight", STEM, 3, 3, 3, scale=0.3)
+    bn(e + "bn1", STEM)
+    cin = STEM
+    for i, (cout, k, x) in enumerate(STAGES):
+        p = f"{e}blocks.{i}.0."
+        mid, rd = cin * x, max(1, cin // 4)
+        if x == 1:
+            t(p + "conv_dw.weight", cin, 1, k, k, scale=0.3)
+            bn(p + "bn1", cin)
+            t(p + "conv_pw.weight", cout, cin, 1, 1, scale=0.5)
+            bn(p + "bn2", cout)
+        else:
+            t(p + "conv_pw.weight", mid, cin, 1, 1, scale=0.5)
+            bn(p + "bn1", mid)
+            t(p + "conv_dw.weight", mid, 1, k, k, scale=0.3)
+            bn(p + "bn2", mid)
+            t(p + "conv_pwl.weight", cout, mid, 1, 1, scale=0.3)
+            bn(p + "bn3", cout)
+        t(p + "se.conv_reduce.weight", rd, mid, 1, 1, scale=0.5)
+        t(p + "se.conv_reduce.bias", rd, scale=0.1)
+        t(p + "se.conv_expand.weight", mid, rd, 1, 1, scale=0.5)
+        t(p + "se.conv_expand.bias", mid, scale=0.1)
+        cin = cout
+    t(e + "conv_head.weight", HEAD, cin, 1, 1, scale=0.3)
+    bn(e + "bn2", HEAD)
+    d = "decoder."
+    t(d + "conv2.weight", HEAD, HEAD, 1, 1, scale=0.3)
+    t(d + "conv2.bias", HEAD, scale=0.1)
+    prev = HEAD
+    for i, (out, skip) in enumerate(zip(UP, (STAGES[4][0], STAGES[2][0], STAGES[1][0], STAGES[0][0])), 1):
+        t(f"{d}up{i}._net.0.weight", out, prev + skip, 3, 3, scale=0.2)
+        t(f"{d}up{i}._net.0.bias", out, scale=0.1)
+        bn(f"{d}up{i}._net.1", out)
+        t(f"{d}up{i}._net.3.weight", out, out, 3, 3, scale=0.2)
+        t(f"{d}up{i}._net.3.bias", out, scale=0.1)
+        bn(f"{d}up{i}._net.4", out)
+        prev = out
+    t(d + "out_conv_res8.weight", 4, UP[1], 3, 3, scale=0.3)
+    t(d + "out_conv_res8.bias", 4, scale=0.1)
+    for r, cin in ((4, UP[1]), (2, UP[2]), (1, UP[3])):
+        for j, (o, i) in enumerate(((MLP, cin + 4), (MLP, MLP), (MLP, MLP), (4, MLP))):
+            t(f"{d}out_conv_res{r}.{2 * j}.weight", o, i, 1, scale=0.5)
+            t(f"{d}out_conv_res{r}.{2 * j}.bias", o, scale=0.1)
+    return s
+
+
+def reference_bae(s, frame, resolution):
+    """NormalBaeDetector's picture, the network written out in torch.nn.functional from the published layers."""
+    img, (th, tw) = pack_sized(frame, resolution)
+    x = torch.from_numpy(img).float() / 255.0
+    x = ((x - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])).permute(2, 0, 1)[None]
+
+    def bn(v, n, eps=1e-3):
+        return F.batch_norm(v, s[n + ".running_mean"], s[n + ".running_var"], s[n + ".weight"], s[n + ".bias"],
+                            False, 0.0, eps)
+
+    def same(v, w, stride=1, groups=1):       # TensorFlow SAME: the odd padding pixel after
+        k = w.shape[-1]
+        ph = max((-(-v.shape[2] // stride) - 1) * stride + k - v.shape[2], 0)
+        pw = max((-(-v.shape[3] // stride) - 1) * stride + k - v.shape[3], 0)
+        v = F.pad(v, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(v, w, None, stride, 0, 1, groups)
+
+    def se(v, p):
+        z = F.conv2d(F.silu(F.conv2d(v.mean((2, 3), keepdim=True), s[p + "se.conv_reduce.weight"],
+                                     s[p + "se.conv_reduce.bias"])), s[p + "se.conv_expand.weight"],
+                     s[p + "se.conv_expand.bias"])
+        return v * torch.sigmoid(z)
+    e = "encoder.original_model."
+    v = F.silu(bn(same(x, s[e + "conv_stem.weight"], 2), e + "bn1"))
+    feats = []
+    cin = STEM
+    for i, (cout, k, ex) in enumerate(STAGES):
+        p, stride = f"{e}blocks.{i}.0.", (1, 2, 2, 2, 1, 2, 1)[i]
+        if ex == 1:
+            y = F.silu(bn(same(v, s[p + "conv_dw.weight"], stride, cin), p + "bn1"))
+            y = bn(F.conv2d(se(y, p), s[p + "conv_pw.weight"]), p + "bn2")
+        else:
+            y = F.silu(bn(F.conv2d(v, s[p + "conv_pw.weight"]), p + "bn1"))
+            y = F.silu(bn(same(y, s[p + "conv_dw.weight"], stride, cin * ex), p + "bn2"))
+            y = bn(F.conv2d(se(y, p), s[p + "conv_pwl.weight"]), p + "bn3")
+        v = v + y if stride == 1 and cin == cout else y
+        feats.append(v)
+        cin = cout
+    head = F.conv2d(v, s[e + "conv_head.weight"])
+    d = "decoder."
+
+    def up(v, skip, n):
+        v = torch.cat([F.interpolate(v, size=skip.shape[2:], mode="bilinear", align_corners=True), skip], 1)
+        for c in (0, 3):
+            v = F.leaky_relu(bn(F.conv2d(v, s[f"{n}._net.{c}.weight"], s[f"{n}._net.{c}.bias"], padding=1),
+                                f"{n}._net.{c + 1}", 1e-5), 0.01)
+        return v
+
+    def norm(o):
+        n = torch.sqrt(o[:, 0:1] ** 2.0 + o[:, 1:2] ** 2.0 + o[:, 2:3] ** 2.0) + 1e-10
+        return torch.cat([o[:, :3] / n, F.elu(o[:, 3:]) + 1.0 + 0.01], 1)
+
+    d1 = up(F.conv2d(head, s[d + "conv2.weight"], s[d + "conv2.bias"]), feats[4], d + "up1")
+    d2 = up(d1, feats[2], d + "up2")
+    d3 = up(d2, feats[1], d + "up3")
+    d4 = up(d3, feats[0], d + "up4")
+    out = norm(F.conv2d(d2, s[d + "out_conv_res8.weight"], s[d + "out_conv_res8.bias"], padding=1))
+    for r, f in ((4, d2), (2, d3), (1, d4)):
+        m = torch.cat([F.interpolate(f, scale_factor=2, mode="bilinear", align_corners=True),
+                       F.interpolate(out, scale_factor=2, mode="bilinear", align_corners=True)], 1)
+        b, c, h, w = m.shape
+        m = m.view(b, c, -1)
+        for j in range(4):
+            m = F.conv1d(m, s[f"{d}out_conv_res{r}.{2 * j}.weight"], s[f"{d}out_conv_res{r}.{2 * j}.bias"])
+            m = F.relu(m) if j < 3 else m
+        out = norm(m).view(b, 4, h, w)
+    normal = ((out[0, :3] + 1) * 0.5).clip(0, 1).permute(1, 2, 0).numpy()
+    return (normal * 255.0).clip(0, 255).astype(np.uint8)[:th, :tw]
+
+
+def test_bae_normals_match_the_published_network_from_the_packs_folder(tmp_path, monkeypatch):
+    """scannet.pt as the file holds it ({"model": {"module." keys}}), in comfyui_controlnet_aux's ckpts folder: a
+    3-frame clip through normals.bae in chunks of 2, every pixel as the reference network gives it at the detect
+    size (40x56 frames at resolution 48: 48x67, padded to 64x128); kinograph info names the node that reads it."""
+    from graph_engine.context import Context
+    from node_call import Nodes
+    from nodes.lines.extract import describe
+    from nodes.normals import nodes as normal_nodes
+    annotators = tmp_path / "custom_nodes" / "comfyui_controlnet_aux" / "ckpts" / "lllyasviel" / "Annotators"
+    annotators.mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    state = bae_state(torch.Generator().manual_seed(0))
+    torch.save({"model": {"module." + k: v for k, v in state.items()}}, annotators / "scannet.pt")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    f = frames(3, 40, 56)
+    clip = Clip(3, 24.0, 56, 40, lambda a, b: f[a:b], chunk=2)
+    got = Nodes(normal_nodes).bae(Context("x"), clip, resolution=48).frames(0, 3)
+    assert got.shape == (3, 48, 67, 3)
+    for frame, mine in zip(f, got):
+        want = reference_bae(state, frame, 48)
+        assert (mine == want).all()
+    assert got.std() > 5 and len(np.unique(got.reshape(-1, 3), axis=0)) > 100
+    assert describe(annotators / "scannet.pt")["note"] == "Bae's normal network, read by normals.bae"
+    cut = {k: v for k, v in state.items() if k != "decoder.up2._net.0.weight"}
+    torch.save(cut, tmp_path / "cut.pt")
+    with pytest.raises(NodeError, match=r"cut.pt does not fit Bae's normal network \(.*up2._net.0.weight.*\): the "
+                                        r"file is damaged or another network's; normals.bae reads scannet.pt"):
+        Nodes(normal_nodes).bae(Context("x"), clip, model=str(tmp_path / "cut.pt"))

@@ -695,6 +695,8 @@ RULES: Dict[str, Rule] = {
                                         (P("a", "a"), P("bg_threshold", "bg_threshold"),
                                          P("resolution", "resolution")), {"image": "video"}, ("video",),
                                         fixed={"model": "dpt-hybrid-midas"}),
+    "BAE-NormalMapPreprocessor": Rule("normals.bae", ("resolution",), (P("resolution", "resolution"),),
+                                      {"image": "video"}, ("video",)),
     # ZoeD_M12_N.pt, the file the pack loads, is ZoeDepth-N (NYU only): Intel/zoedepth-nyu, not the two-headed -nyu-kitti
     "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
                                      fixed={"model": "zoedepth-nyu"}, ignore={"resolution": None},
@@ -1394,9 +1396,9 @@ INSTEAD = {
         "DeforumVideoSaveNode", "DeforumFILMInterpolationNode", "DeforumSimpleInterpolationNode",
         "DeforumCadenceNode", "DeforumConditioningBlendNode")},
     # comfyui_controlnet_aux's preprocessors whose networks Kinograph does not run, with the nearest that it does
-    **{name: f"not mapped: {net} is not in Kinograph; normals.midas (MiDaS-NormalMapPreprocessor, from the "
-             "dpt-hybrid-midas depth folder) draws a normal map for the same normal ControlNets" for name, net in (
-        ("BAE-NormalMapPreprocessor", "Bae's normal network (scannet.pt)"),
+    **{name: f"not mapped: {net} is not in Kinograph; normals.bae (BAE-NormalMapPreprocessor, from "
+             "lllyasviel/Annotators' scannet.pt) draws the normal map control_v11p_sd15_normalbae was trained on, "
+             "normals.midas MiDaS's" for name, net in (
         ("DSINE-NormalMapPreprocessor", "DSINE (dsine.pt)"),
         ("Metric3D-NormalMapPreprocessor", "Metric3D's ViT (metric_depth_vit_*.pth)"))},
     **{name: f"not mapped: {net} is not in Kinograph; {instead}" for name, net, instead in (

@@ -25,3 +25,18 @@ def midas(ctx, video: VIDEO,
     from .midas import load_dpt, midas_normal
     estimator = load_dpt(as_given(model, ctx.workflow_dir), ctx.device)
     return line_clip(video, resolution, lambda f: midas_normal(estimator, f, resolution, a, bg_threshold), True, ctx)
+
+
+@node("normals.bae", title="BAE Normal Map", category="Conditioning", device="gpu", temporal_radius=0)
+def bae(ctx, video: VIDEO,
+        model: str = Param("scannet.pt", kind="path", locate=locator("annotators"),
+                           help="scannet.pt from Hugging Face lllyasviel/Annotators, found as lines.lineart's "
+                                "model is (comfyui_controlnet_aux's ckpts/ folder, or an 'annotators' model folder)"),
+        resolution: int = _resolution()) -> VIDEO:
+    """A normal map of every frame from Bae et al.'s network, as comfyui_controlnet_aux's BAE Normal Map draws it:
+    the picture ControlNet 1.1's control_v11p_sd15_normalbae was trained on. The model is read from your own
+    folders; nothing is downloaded."""
+    from nodes.lines.extract import line_clip, load
+    from .bae import bae_pictures
+    net = load(as_given(model, ctx.workflow_dir), "bae", ctx.device)
+    return line_clip(video, resolution, lambda f: bae_pictures(net, f, resolution, ctx.device), False, ctx)
