@@ -24,6 +24,7 @@ NODE_MODULES = [
     "nodes.metrics.nodes",
     "nodes.metrics.seam",
     "nodes.mini.nodes",
+    "nodes.normals.nodes",
     "nodes.motion.camera_nodes",
     "nodes.motion.motion_nodes",
     "nodes.pose.nodes",

@@ -85,6 +85,7 @@ AIO_DEFAULTS = {
     "DepthAnythingPreprocessor": {"ckpt_name": "depth_anything_vitl14.pth"},
     "DepthAnythingV2Preprocessor": {"ckpt_name": "depth_anything_v2_vitl.pth"},
     "MiDaS-DepthMapPreprocessor": {"a": 2.0 * 3.141592653589793, "bg_threshold": 0.1},
+    "MiDaS-NormalMapPreprocessor": {"a": 2.0 * 3.141592653589793, "bg_threshold": 0.1},
     "DWPreprocessor": {"detect_hand": "enable", "detect_body": "enable", "detect_face": "enable",
                        "bbox_detector": "yolox_l.onnx", "pose_estimator": "dw-ll_ucoco_384_bs5.torchscript.pt",
                        "scale_stick_for_xinsr_cn": "disable"},
@@ -726,6 +727,13 @@ RULES: Dict[str, Rule] = {
                                        ("video",), fixed={"model": "dpt-hybrid-midas"},
                                        ignore={"a": None, "bg_threshold": None, "resolution": None},
                                        note=DEPTH_NOTE),
+    # comfyui_controlnet_aux's normal maps, as normals.* (MiDaS's from the same DPT-Hybrid's Hugging Face folder)
+    "MiDaS-NormalMapPreprocessor": Rule("normals.midas", ("a", "bg_threshold", "resolution"),
+                                        (P("a", "a"), P("bg_threshold", "bg_threshold"),
+                                         P("resolution", "resolution")), {"image": "video"}, ("video",),
+                                        fixed={"model": "dpt-hybrid-midas"}),
+    "BAE-NormalMapPreprocessor": Rule("normals.bae", ("resolution",), (P("resolution", "resolution"),),
+                                      {"image": "video"}, ("video",)),
     # ZoeD_M12_N.pt, the file the pack loads, is ZoeDepth-N (NYU only): Intel/zoedepth-nyu, not the two-headed -nyu-kitti
     "Zoe-DepthMapPreprocessor": Rule("depth.estimate", ("resolution",), (), {"image": "video"}, ("video",),
                                      fixed={"model": "zoedepth-nyu"}, ignore={"resolution": None},
@@ -1528,6 +1536,22 @@ INSTEAD = {
         "DeforumAddNoiseNode", "DeforumHybridMotionNode", "DeforumSetVAEDownscaleRatioNode", "DeforumLoadVideo",
         "DeforumVideoSaveNode", "DeforumFILMInterpolationNode", "DeforumSimpleInterpolationNode",
         "DeforumCadenceNode", "DeforumConditioningBlendNode")},
+    # comfyui_controlnet_aux's preprocessors whose networks Kinograph does not run, with the nearest that it does
+    **{name: f"not mapped: {net} is not in Kinograph; normals.bae (BAE-NormalMapPreprocessor, from "
+             "lllyasviel/Annotators' scannet.pt) draws the normal map control_v11p_sd15_normalbae was trained on, "
+             "normals.midas MiDaS's" for name, net in (
+        ("DSINE-NormalMapPreprocessor", "DSINE (dsine.pt)"),
+        ("Metric3D-NormalMapPreprocessor", "Metric3D's ViT (metric_depth_vit_*.pth)"))},
+    **{name: f"not mapped: {net} is not in Kinograph; {instead}" for name, net, instead in (
+        ("TEEDPreprocessor", "TEED (7_model.pth)", "lines.pidinet or lines.hed (PiDiNetPreprocessor, HEDPreprocessor) "
+                                                   "draw soft edges for the same softedge ControlNets"),
+        ("AnyLineArtPreprocessor_aux", "AnyLine (TEED's MTEED.pth mixed with line art)",
+         "lines.standard or lines.lineart (LineartStandardPreprocessor, LineArtPreprocessor) draw line art for the "
+         "same lineart ControlNets"),
+        ("Manga2Anime_LineArt_Preprocessor", "the manga line extractor (erika.pth)",
+         "lines.anime (AnimeLineArtPreprocessor) draws anime line art"),
+        ("DiffusionEdge_Preprocessor", "DiffusionEdge (a diffusion model that draws edges)",
+         "lines.pidinet or lines.hed draw soft edges, lines.lineart line art"))},
 }
 
 

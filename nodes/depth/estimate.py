@@ -92,7 +92,7 @@ def clip_spread(disparities) -> Optional[Tuple[float, float]]:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path: str, stamp: tuple, device: str) -> Estimator:
+def _load(path: str, stamp: tuple, device: str, full_precision: bool = False) -> Estimator:
     import torch
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
     from nodes.generate.offline import quiet_libraries
@@ -111,7 +111,7 @@ def _load(path: str, stamp: tuple, device: str) -> Estimator:
     except (OSError, ValueError, KeyError) as e:
         raise NodeError(f"{folder} is not a depth-estimation model transformers can load "
                         f"({type(e).__name__}: {str(e)[:200]}); it should be {HF_FOLDER}") from None
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    dtype = torch.float16 if device.startswith("cuda") and not full_precision else torch.float32
     model = model.to(device, dtype).eval()
     metric = config.get("model_type") in METRIC_TYPES or config.get("depth_estimation_type") == "metric"
     return Estimator(model, processor, metric, device)
@@ -143,7 +143,7 @@ def find_depth_model(name: str) -> Path:
     return find_model(name, "depth")
 
 
-def load_estimator(name: str, device: str = "cpu") -> Estimator:
+def load_estimator(name: str, device: str = "cpu", full_precision: bool = False) -> Estimator:
     path = find_depth_model(name)
     if path.is_file():
         # ComfyUI's depth nodes keep Depth Anything as its authors' checkpoint (depth_anything_v2_vits.pth,
@@ -154,7 +154,7 @@ def load_estimator(name: str, device: str = "cpu") -> Estimator:
     if not weights:
         raise NodeError(f"{path} holds no weights (model.safetensors); it should be {HF_FOLDER}")
     stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in weights)
-    return _load(str(path), stamp, device)
+    return _load(str(path), stamp, device, full_precision)
 
 
 def depth_clip(video, model: str, device: str = "cpu", ctx=None, spread: str = "clip"):

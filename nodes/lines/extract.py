@@ -28,11 +28,17 @@ NETS = {"lineart": ("the line-art generator", "sk_model.pth (realistic) or sk_mo
         "hed": ("HED", "ControlNetHED.pth", "block1.projection.weight"),
         "pidinet": ("PiDiNet", "table5_pidinet.pth", "init_block.weight"),
         "anime": ("the anime line-art U-Net", "netG.pth", "model.model.0.weight"),
-        "mlsd": ("M-LSD", "mlsd_large_512_fp32.pth", "block23.conv3.weight")}
+        "mlsd": ("M-LSD", "mlsd_large_512_fp32.pth", "block23.conv3.weight"),
+        "bae": ("Bae's normal network", "scannet.pt", "decoder.out_conv_res1.0.weight")}
+# the node that reads each network's file, where it is not lines.<kind>
+NODES = {"bae": "normals.bae"}
 BATCH = 4           # frames through a network at once: a 512x896 HED stage is 0.1 GB a frame
 
 
 def _net_class(kind: str):
+    if kind == "bae":
+        from nodes.normals.bae import BaeNormals
+        return BaeNormals
     from .nets import HED, MLSD, AnimeUNet, LineGenerator, PiDiNet
     return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet, "anime": AnimeUNet, "mlsd": MLSD}[kind]
 
@@ -50,19 +56,21 @@ def find(name: str, kind: str) -> Path:
 def _load(path: str, stamp: tuple, kind: str, device: str):
     from nodes.generate.weights import load_weights
     what, file, key = NETS[kind]
-    # table5_pidinet.pth and netG.pth were saved from a DataParallel wrapper: their keys start with module.
+    reader = NODES.get(kind, "lines." + kind)
+    # table5_pidinet.pth, netG.pth and scannet.pt were saved from a DataParallel wrapper: their keys start with
+    # module.
     state = {k[7:] if k.startswith("module.") else k: v for k, v in load_weights(path).items()}
     if key not in state:
-        raise NodeError(f"{path} is not {what}'s weights (it has no {key}): {kind} reads {file} from Hugging Face "
-                        f"{REPOSITORY}; put it in {WHERE}")
+        raise NodeError(f"{path} is not {what}'s weights (it has no {key}): {reader} reads {file} from "
+                        f"Hugging Face {REPOSITORY}; put it in {WHERE}")
     try:
         net = _net_class(kind).shaped_for(state)
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except (RuntimeError, KeyError, ValueError) as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         why = (lines[1:] or lines or [type(e).__name__])[0][:200]      # torch's first line only says "Error(s)"
-        raise NodeError(f"{path} does not fit {what} ({why}): the file is damaged or another network's; {kind} "
-                        f"reads {file} from Hugging Face {REPOSITORY}") from None
+        raise NodeError(f"{path} does not fit {what} ({why}): the file is damaged or another network's; "
+                        f"{reader} reads {file} from Hugging Face {REPOSITORY}") from None
     return net.eval().to(device)
 
 
@@ -80,7 +88,7 @@ def describe(path: Path) -> dict:
     if kind is None:
         row["note"] = "no line node reads it (another comfyui_controlnet_aux preprocessor's file)"
     else:
-        row.update(variant=kind, loads="yes", note=f"{NETS[kind][0]}, read by lines.{kind}")
+        row.update(variant=kind, loads="yes", note=f"{NETS[kind][0]}, read by {NODES.get(kind, 'lines.' + kind)}")
     return row
 
 
