@@ -249,6 +249,15 @@ def wrapper_t5(v):
     return v
 
 
+def gguf_text_encoder(v):
+    """the file as it is; a .gguf text encoder is named"""
+    if str(v).lower().endswith(".gguf"):
+        raise Approx(v, f"{v} is a GGUF text encoder, stored with llama.cpp's tensor names (enc.blk...), which "
+                        "Kinograph's text-encoder loader does not recognise: put the encoder's safetensors file "
+                        "(ComfyUI's umt5_xxl_fp8_e4m3fn_scaled, t5xxl_fp16, ...) in text_encoders/ and name it here")
+    return v
+
+
 def was_resampling(v):
     """Pillow's nearest, bilinear, bicubic, lanczos: the same names"""
     if v == "lanczos":
@@ -1448,6 +1457,19 @@ RULES: Dict[str, Rule] = {
     "INTConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "FloatConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "StringConstant": Rule(None, ("string",), (P("string", "value"),), fold=True, special="constant"),
+    # city96's ComfyUI-GGUF: Kinograph's loaders read .gguf diffusion models themselves (dequantised as loaded)
+    "UnetLoaderGGUF": Rule("load.diffusion_model", ("unet_name",), (P("unet_name", "name"),), outputs=("model",)),
+    "UnetLoaderGGUFAdvanced": Rule("load.diffusion_model", ("unet_name", "dequant_dtype", "patch_dtype",
+                                                            "patch_on_device"),
+                                   (P("unet_name", "name"),), outputs=("model",),
+                                   ignore={"dequant_dtype": "default", "patch_dtype": "default",
+                                           "patch_on_device": None}),
+    "CLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name", "type"),
+                           (P("clip_name", "name", gguf_text_encoder), P("type", "type", clip_type)),
+                           outputs=("text_encoder",)),
+    "DualCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type"),
+                               (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
+                                P("type", "type", clip_type)), outputs=("text_encoder",)),
     # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
     # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
     "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
