@@ -379,3 +379,33 @@ def test_gguf_loaders():
                                                          "type": "flux"}
     assert g.nodes["clip_loader_gguf_3"].params == {"name": "umt5-xxl-encoder-Q5_K_M.gguf", "type": "wan"}
     assert "is a GGUF text encoder, stored with llama.cpp's tensor names" in entries["3"].notes[0]
+
+
+@pytest.mark.parametrize("widgets,params,noted", [
+    ([832, 480, "lanczos", "crop", "0, 0, 0", "center", 16, "cpu"],
+     {"width": 832, "height": 480, "fit": "crop"}, ""),
+    ([1000, 570, "bicubic", "stretch", "0, 0, 0", "center", 16],
+     {"width": 992, "height": 560, "fit": "stretch"}, ""),
+    ([832, 480, "bicubic", "pad", "255, 255, 255", "top", 16],
+     {"width": 832, "height": 480, "fit": "pad"}, "pad_color '255, 255, 255' is not carried"),
+    ([832, 480, "bicubic", "resize", "0, 0, 0", "center", 16],
+     {"width": 832, "height": 480, "fit": "pad"}, "keep_proportion resize fits the picture inside the size"),
+])
+def test_image_resize_kjv2_modes(widgets, params, noted):
+    """KJNodes' current resize (kijai's Wan graphs size the start image with it) was unmapped; its width and height
+    outputs size the latent."""
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (2, "ImageResizeKJv2", widgets, {"image": (1, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "MASK"]),
+             (3, "SaveImage", ["x"], {"images": (2, 0, "IMAGE")}, []),
+             (4, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (2, 1, "INT"), "height": (2, 2, "INT")},
+              ["LATENT"])]
+    res = import_data(ui_format(nodes))
+    resize = res.graph.nodes["image_resize_k_jv2_2"]
+    assert {k: resize.params[k] for k in params} == params
+    notes = "; ".join(res.report.entries["2"].notes)
+    assert noted in notes and (noted or res.report.entries["2"].status == "exact" or "lanczos" in notes)
+    empty, = [n for n in res.graph.nodes.values() if n.type == "latent.empty"]
+    if "resize fits" in noted:                  # only the run knows the size: measured from the resized clip
+        assert res.graph.inputs[empty.id]["width"][1] == "width"
+    else:
+        assert (empty.params["width"], empty.params["height"]) == (params["width"], params["height"])

@@ -1491,6 +1491,11 @@ RULES: Dict[str, Rule] = {
                        (P("filename_prefix", "path", out_path("")),), {"images": "video"},
                        note="its output_path, numbering and file format are not carried: the frames are written as "
                             "PNGs under the workflow's out/ folder, named by filename_prefix"),
+    "ImageResizeKJv2": Rule("video.resize", ("width", "height", "upscale_method", "keep_proportion", "pad_color",
+                                             "crop_position", "divisible_by", "device"),
+                            (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
+                            {"image": "video"}, ("video", None, None, None), special="image_resize_kjv2",
+                            ignore={"device": None}),
     # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
     "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
                                     {"latents": "latent"}, ("latent",), special="latent_range"),
