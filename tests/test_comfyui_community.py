@@ -14,6 +14,7 @@ from comfyui_workflows import ui_format  # noqa: E402
 # Community files that do not import, and the nodes that block each (named in the report with what to use instead)
 COMMUNITY_BLOCKED = {
     "kjnodes_leapfusion_hunyuan_i2v.json": {"LeapfusionHunyuanI2VPatcher"},
+    "impact_facedetailer_simple.json": {"SAMLoader", "MMDetLoader", "FaceDetailer"},
 }
 
 
@@ -23,13 +24,22 @@ def test_community_corpus_imports_and_validates():
     results = {f.name: check(f) for f in files}
     for name, (good, how) in results.items():
         print(f"{'ok  ' if good else 'FAIL'} {name}: {how}")
-    assert len(files) >= 2
+    assert len(files) >= 4
     blocked = {name: set(how.split("not mapped: ")[1].split(", ")) if "not mapped: " in how else {how}
                for name, (good, how) in results.items() if not good}
     assert blocked == COMMUNITY_BLOCKED
     readme = (ROOT / "tests" / "data" / "comfyui" / "README.md").read_text()
     for f in files:
         assert f"`community/{f.name}`" in readme, f"{f.name} has no source and licence line"
+
+
+def test_nodes_without_an_equivalent_say_what_to_use_instead():
+    """Impact Pack's face detailer graph cannot import (no YOLO / mmdet detector in Kinograph): each of its nodes says
+    what builds the same in Kinograph, where the report said only 'no Kinograph equivalent'."""
+    res = import_workflow(ROOT / "tests/data/comfyui/community/impact_facedetailer_simple.json")
+    for nid in ("15", "16", "27"):
+        notes = "; ".join(res.report.entries[nid].notes)
+        assert "mask.segment (SAM 3" in notes and "inpainting sample" in notes, notes
 
 
 def test_kijai_leapfusion_graph_runs_through_kjnodes_resize_and_latent_range():

@@ -1524,6 +1524,15 @@ INSTEAD = {
              "ComfyUI's native graph (WanImageToVideo with CLIPVisionEncode, the Wan 2.1 / 2.2 image-to-video "
              "templates), which Kinograph imports" for name in (
         "WanVideoImageToVideoEncode", "WanVideoImageClipEncode", "WanVideoClipVisionEncode", "LoadWanVideoClipTextEncoder")},
+    # ltdrdata's Impact Pack: detectors (YOLO / mmdet / SAM 1) and the detailers that redraw each found crop
+    **{name: "not mapped: Impact Pack's detailers find faces or objects with a YOLO / mmdet detector and redraw each "
+             "crop larger, which Kinograph has no detector for. Mask the subject with mask.segment (SAM 3, a text "
+             "prompt such as \"face\") or mask.track_points (SAM 2, clicked points), then redraw it with an "
+             "inpainting sample (SetLatentNoiseMask / InpaintModelConditioning import as Kinograph's mask nodes)"
+       for name in ("FaceDetailer", "FaceDetailerPipe", "DetailerForEach", "DetailerForEachDebug", "SAMLoader",
+                    "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
+                    "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
+                    "ToDetailerPipe", "BasicPipeToDetailerPipe")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
