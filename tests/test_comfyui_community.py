@@ -419,3 +419,38 @@ def test_image_resize_kjv2_modes(widgets, params, noted):
         assert res.graph.inputs[empty.id]["width"][1] == "width"
     else:
         assert (empty.params["width"], empty.params["height"]) == (params["width"], params["height"])
+
+
+def test_rgthree_context_chains_carry_each_field():
+    """rgthree's Context nodes bundle model, clip, vae and prompts along a chain: unmapped, they blocked the import and
+    left every node reading from one unconnected. Each output is the input of its name, else its base_ctx's field."""
+    nodes = [(4, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (10, "Context (rgthree)", [], {"model": (4, 0, "MODEL"), "clip": (4, 1, "CLIP"), "vae": (4, 2, "VAE")},
+              ["RGTHREE_CONTEXT", "MODEL", "CLIP", "VAE", "CONDITIONING", "CONDITIONING", "LATENT", "IMAGE", "INT"]),
+             (6, "CLIPTextEncode", ["a lighthouse at dusk"], {"clip": (10, 2, "CLIP")}, ["CONDITIONING"]),
+             (7, "CLIPTextEncode", ["blurry"], {"clip": (10, 2, "CLIP")}, ["CONDITIONING"]),
+             (11, "Reroute", [], {"": (10, 0, "RGTHREE_CONTEXT")}, ["RGTHREE_CONTEXT"]),
+             (12, "Context (rgthree)", [], {"base_ctx": (11, 0, "RGTHREE_CONTEXT"), "positive": (6, 0, "CONDITIONING"),
+                                            "negative": (7, 0, "CONDITIONING")},
+              ["RGTHREE_CONTEXT", "MODEL", "CLIP", "VAE", "CONDITIONING", "CONDITIONING", "LATENT", "IMAGE", "INT"]),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (3, "KSampler", [5, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (12, 1, "MODEL"), "positive": (12, 4, "CONDITIONING"), "negative": (12, 5, "CONDITIONING"),
+               "latent_image": (5, 0, "LATENT")}, ["LATENT"]),
+             (8, "VAEDecode", [], {"samples": (3, 0, "LATENT"), "vae": (12, 3, "VAE")}, ["IMAGE"]),
+             (13, "VAEDecode", [], {"samples": (3, 0, "LATENT"), "vae": (12, 7, "IMAGE")}, ["IMAGE"]),
+             (9, "SaveImage", ["out"], {"images": (8, 0, "IMAGE")}, [])]
+    data = ui_format(nodes)
+    names = ["CONTEXT", "MODEL", "CLIP", "VAE", "POSITIVE", "NEGATIVE", "LATENT", "IMAGE", "SEED"]
+    for n in data["nodes"]:
+        if n["type"] == "Context (rgthree)":
+            for o, name in zip(n["outputs"], names):
+                o["name"] = name
+    res = import_data(data)
+    assert _sampler_inputs(res) == {"model": "load.model", "positive": "a lighthouse at dusk", "negative": "blurry",
+                                    "latent": "latent.empty"}
+    g = res.graph
+    assert g.nodes[g.inputs["vae_decode_8"]["vae"][0]].type == "load.model"
+    assert ("Context (rgthree) #12 carries no IMAGE: no context along its chain (#12, #10) has its image input "
+            "connected" in "; ".join(res.report.entries["13"].notes))
+    assert not [e for e in res.report.entries.values() if e.class_type.startswith("Context")]
