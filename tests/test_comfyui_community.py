@@ -454,3 +454,27 @@ def test_rgthree_context_chains_carry_each_field():
     assert ("Context (rgthree) #12 carries no IMAGE: no context along its chain (#12, #10) has its image input "
             "connected" in "; ".join(res.report.entries["13"].notes))
     assert not [e for e in res.report.entries.values() if e.class_type.startswith("Context")]
+
+
+def test_rgthree_any_switch_and_seed():
+    """Any Switch (rgthree) passes on its first input that receives something (here the second: the first comes from
+    a muted loader); Seed (rgthree) gives its seed, and names -1 (a new seed each run)."""
+    nodes = [(1, "CheckpointLoaderSimple", ["a.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (2, "CheckpointLoaderSimple", ["b.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (3, "Any Switch (rgthree)", [], {"any_01": (1, 0, "MODEL"), "any_02": (2, 0, "MODEL")}, ["MODEL"]),
+             (4, "Seed (rgthree)", [1234, None, None, None], {}, ["INT"]),
+             (5, "CLIPTextEncode", ["x"], {"clip": (2, 1, "CLIP")}, ["CONDITIONING"]),
+             (6, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (7, "KSampler", [0, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (3, 0, "MODEL"), "positive": (5, 0, "CONDITIONING"), "negative": (5, 0, "CONDITIONING"),
+               "latent_image": (6, 0, "LATENT"), "seed": (4, 0, "INT")}, ["LATENT"])]
+    data = ui_format(nodes)
+    data["nodes"][0]["mode"] = 2
+    res = import_data(data)
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    assert g.nodes[g.inputs[sample.id]["model"][0]].params == {"path": "b.safetensors"}
+    assert sample.params["seed"] == 1234
+    data["nodes"][3]["widgets_values"] = [-1, None, None, None]
+    res = import_data(data)
+    assert "seed -1 makes rgthree draw a new seed each run" in "; ".join(res.report.entries["4"].notes)

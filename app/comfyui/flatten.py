@@ -23,6 +23,8 @@ NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
 # rgthree's contexts: one bundle of model, clip, vae, prompts, latent, image, seed (and more in Big) passed along a
 # chain, each output the input of its name where linked, else what the base_ctx context carries
 CONTEXTS = {"Context (rgthree)", "Context Big (rgthree)"}
+# rgthree's switches pass on their first input that receives something (ComfyUI skips muted and empty ones)
+SWITCHES = {"Any Switch (rgthree)"}
 # cg-use-everywhere's broadcasters: what their inputs receive goes to the unconnected inputs of its type elsewhere,
 # linked by the editor only when it queues the workflow (the file holds no link for them)
 EVERYWHERE = {"Anything Everywhere", "Anything Everywhere3", "Anything Everywhere?", "Prompts Everywhere"}
@@ -527,7 +529,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
         elif mode == MODE_BYPASS:
             passthrough[nid] = None
             flat.dropped.append((nid, t, title(n), "bypassed in ComfyUI: its inputs pass straight through"))
-        elif t in CONTEXTS:
+        elif t in CONTEXTS or t in SWITCHES:
             passthrough[nid] = None
         elif widget_names(t) is None and not t.startswith(("workflow>", "workflow/")) and _passes(n):
             if bypass_unmapped:
@@ -564,6 +566,11 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 if not n.inputs or n.inputs[0]["link"] is None:
                     return Lost(f"it comes through {named(o)}, which has nothing connected")
                 return source(n.inputs[0]["link"], depth + 1)
+            if n.raw["type"] in SWITCHES and n.raw.get("mode", 0) != MODE_BYPASS:
+                for i in n.inputs:
+                    if i["link"] is not None and not isinstance(found := source(i["link"], depth + 1), Lost):
+                        return found
+                return Lost(f"{named(o)} passes on nothing: none of its inputs receives anything")
             if n.raw["type"] in CONTEXTS and n.raw.get("mode", 0) != MODE_BYPASS:
                 return context_field(n, n.outputs[o_slot]["name"] if o_slot < len(n.outputs) else "", depth + 1)
             want = n.outputs[o_slot]["type"] if o_slot < len(n.outputs) else None

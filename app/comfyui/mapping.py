@@ -258,6 +258,14 @@ def gguf_text_encoder(v):
     return v
 
 
+def rgthree_seed(v):
+    """the seed as it is; -1 (a new one every run) is named"""
+    if v in (-1, -2, -3):
+        raise Approx(0, f"seed {v} makes rgthree draw a new seed each run (or step the last one); Kinograph keeps one: "
+                        "0 is used, set the seed you want")
+    return v
+
+
 def was_resampling(v):
     """Pillow's nearest, bilinear, bicubic, lanczos: the same names"""
     if v == "lanczos":
@@ -1470,6 +1478,7 @@ RULES: Dict[str, Rule] = {
     "DualCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type"),
                                (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
                                 P("type", "type", clip_type)), outputs=("text_encoder",)),
+    "Seed (rgthree)": Rule(None, ("seed",), (P("seed", "value", rgthree_seed),), fold=True, special="constant"),
     # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
     # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
     "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
