@@ -14,6 +14,7 @@ from comfyui_workflows import ui_format  # noqa: E402
 # Community files that do not import, and the nodes that block each (named in the report with what to use instead)
 COMMUNITY_BLOCKED = {
     "kjnodes_leapfusion_hunyuan_i2v.json": {"LeapfusionHunyuanI2VPatcher"},
+    "impact_facedetailer_simple.json": {"SAMLoader", "MMDetLoader", "FaceDetailer"},
 }
 
 
@@ -23,13 +24,22 @@ def test_community_corpus_imports_and_validates():
     results = {f.name: check(f) for f in files}
     for name, (good, how) in results.items():
         print(f"{'ok  ' if good else 'FAIL'} {name}: {how}")
-    assert len(files) >= 2
+    assert len(files) >= 4
     blocked = {name: set(how.split("not mapped: ")[1].split(", ")) if "not mapped: " in how else {how}
                for name, (good, how) in results.items() if not good}
     assert blocked == COMMUNITY_BLOCKED
     readme = (ROOT / "tests" / "data" / "comfyui" / "README.md").read_text()
     for f in files:
         assert f"`community/{f.name}`" in readme, f"{f.name} has no source and licence line"
+
+
+def test_nodes_without_an_equivalent_say_what_to_use_instead():
+    """Impact Pack's face detailer graph cannot import (no YOLO / mmdet detector in Kinograph): each of its nodes says
+    what builds the same in Kinograph, where the report said only 'no Kinograph equivalent'."""
+    res = import_workflow(ROOT / "tests/data/comfyui/community/impact_facedetailer_simple.json")
+    for nid in ("15", "16", "27"):
+        notes = "; ".join(res.report.entries[nid].notes)
+        assert "mask.segment (SAM 3" in notes and "inpainting sample" in notes, notes
 
 
 def test_kijai_leapfusion_graph_runs_through_kjnodes_resize_and_latent_range():
@@ -360,3 +370,111 @@ def test_was_resize_and_latent_upscale_settings():
     assert g.nodes["image_resize_3"].params == {"method": "bicubic", "scale": 1.5}
     assert g.nodes["latent_upscale_by_factor_was_6"].params == {"scale": 2.0, "method": "bilinear"}
     assert "align true (corner-aligned interpolation) is not carried" in "; ".join(res.report.entries["6"].notes)
+
+
+def test_gguf_loaders():
+    """city96's ComfyUI-GGUF loaders are in most shared low-VRAM graphs (Wan 2.2 Lightning, FLUX.1): unmapped, the
+    model and text encoder loaders blocked the import. A GGUF diffusion model loads as it is; a GGUF text encoder is
+    named with the file to use instead."""
+    nodes = [(1, "UnetLoaderGGUF", ["wan2.2_t2v_high_noise_14B_Q4_K_M.gguf"], {}, ["MODEL"]),
+             (2, "UnetLoaderGGUFAdvanced", ["flux1-dev-Q8_0.gguf", "default", "default", False], {}, ["MODEL"]),
+             (3, "CLIPLoaderGGUF", ["umt5-xxl-encoder-Q5_K_M.gguf", "wan"], {}, ["CLIP"]),
+             (4, "DualCLIPLoaderGGUF", ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux"], {}, ["CLIP"])]
+    res = import_data(ui_format(nodes))
+    g, entries = res.graph, res.report.entries
+    assert g.nodes["unet_loader_gguf_1"].params == {"name": "wan2.2_t2v_high_noise_14B_Q4_K_M.gguf"}
+    assert g.nodes["unet_loader_gguf_advanced_2"].params == {"name": "flux1-dev-Q8_0.gguf"}
+    assert entries["1"].status == entries["2"].status == entries["4"].status == "exact"
+    assert g.nodes["dual_clip_loader_gguf_4"].params == {"name": "clip_l.safetensors", "name2": "t5xxl_fp16.safetensors",
+                                                         "type": "flux"}
+    assert g.nodes["clip_loader_gguf_3"].params == {"name": "umt5-xxl-encoder-Q5_K_M.gguf", "type": "wan"}
+    assert "is a GGUF text encoder, stored with llama.cpp's tensor names" in entries["3"].notes[0]
+
+
+@pytest.mark.parametrize("widgets,params,noted", [
+    ([832, 480, "lanczos", "crop", "0, 0, 0", "center", 16, "cpu"],
+     {"width": 832, "height": 480, "fit": "crop"}, ""),
+    ([1000, 570, "bicubic", "stretch", "0, 0, 0", "center", 16],
+     {"width": 992, "height": 560, "fit": "stretch"}, ""),
+    ([832, 480, "bicubic", "pad", "255, 255, 255", "top", 16],
+     {"width": 832, "height": 480, "fit": "pad"}, "pad_color '255, 255, 255' is not carried"),
+    ([832, 480, "bicubic", "resize", "0, 0, 0", "center", 16],
+     {"width": 832, "height": 480, "fit": "pad"}, "keep_proportion resize fits the picture inside the size"),
+])
+def test_image_resize_kjv2_modes(widgets, params, noted):
+    """KJNodes' current resize (kijai's Wan graphs size the start image with it) was unmapped; its width and height
+    outputs size the latent."""
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (2, "ImageResizeKJv2", widgets, {"image": (1, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "MASK"]),
+             (3, "SaveImage", ["x"], {"images": (2, 0, "IMAGE")}, []),
+             (4, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (2, 1, "INT"), "height": (2, 2, "INT")},
+              ["LATENT"])]
+    res = import_data(ui_format(nodes))
+    resize = res.graph.nodes["image_resize_k_jv2_2"]
+    assert {k: resize.params[k] for k in params} == params
+    notes = "; ".join(res.report.entries["2"].notes)
+    assert noted in notes and (noted or res.report.entries["2"].status == "exact" or "lanczos" in notes)
+    empty, = [n for n in res.graph.nodes.values() if n.type == "latent.empty"]
+    if "resize fits" in noted:                  # only the run knows the size: measured from the resized clip
+        assert res.graph.inputs[empty.id]["width"][1] == "width"
+    else:
+        assert (empty.params["width"], empty.params["height"]) == (params["width"], params["height"])
+
+
+def test_rgthree_context_chains_carry_each_field():
+    """rgthree's Context nodes bundle model, clip, vae and prompts along a chain: unmapped, they blocked the import and
+    left every node reading from one unconnected. Each output is the input of its name, else its base_ctx's field."""
+    nodes = [(4, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (10, "Context (rgthree)", [], {"model": (4, 0, "MODEL"), "clip": (4, 1, "CLIP"), "vae": (4, 2, "VAE")},
+              ["RGTHREE_CONTEXT", "MODEL", "CLIP", "VAE", "CONDITIONING", "CONDITIONING", "LATENT", "IMAGE", "INT"]),
+             (6, "CLIPTextEncode", ["a lighthouse at dusk"], {"clip": (10, 2, "CLIP")}, ["CONDITIONING"]),
+             (7, "CLIPTextEncode", ["blurry"], {"clip": (10, 2, "CLIP")}, ["CONDITIONING"]),
+             (11, "Reroute", [], {"": (10, 0, "RGTHREE_CONTEXT")}, ["RGTHREE_CONTEXT"]),
+             (12, "Context (rgthree)", [], {"base_ctx": (11, 0, "RGTHREE_CONTEXT"), "positive": (6, 0, "CONDITIONING"),
+                                            "negative": (7, 0, "CONDITIONING")},
+              ["RGTHREE_CONTEXT", "MODEL", "CLIP", "VAE", "CONDITIONING", "CONDITIONING", "LATENT", "IMAGE", "INT"]),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (3, "KSampler", [5, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (12, 1, "MODEL"), "positive": (12, 4, "CONDITIONING"), "negative": (12, 5, "CONDITIONING"),
+               "latent_image": (5, 0, "LATENT")}, ["LATENT"]),
+             (8, "VAEDecode", [], {"samples": (3, 0, "LATENT"), "vae": (12, 3, "VAE")}, ["IMAGE"]),
+             (13, "VAEDecode", [], {"samples": (3, 0, "LATENT"), "vae": (12, 7, "IMAGE")}, ["IMAGE"]),
+             (9, "SaveImage", ["out"], {"images": (8, 0, "IMAGE")}, [])]
+    data = ui_format(nodes)
+    names = ["CONTEXT", "MODEL", "CLIP", "VAE", "POSITIVE", "NEGATIVE", "LATENT", "IMAGE", "SEED"]
+    for n in data["nodes"]:
+        if n["type"] == "Context (rgthree)":
+            for o, name in zip(n["outputs"], names):
+                o["name"] = name
+    res = import_data(data)
+    assert _sampler_inputs(res) == {"model": "load.model", "positive": "a lighthouse at dusk", "negative": "blurry",
+                                    "latent": "latent.empty"}
+    g = res.graph
+    assert g.nodes[g.inputs["vae_decode_8"]["vae"][0]].type == "load.model"
+    assert ("Context (rgthree) #12 carries no IMAGE: no context along its chain (#12, #10) has its image input "
+            "connected" in "; ".join(res.report.entries["13"].notes))
+    assert not [e for e in res.report.entries.values() if e.class_type.startswith("Context")]
+
+
+def test_rgthree_any_switch_and_seed():
+    """Any Switch (rgthree) passes on its first input that receives something (here the second: the first comes from
+    a muted loader); Seed (rgthree) gives its seed, and names -1 (a new seed each run)."""
+    nodes = [(1, "CheckpointLoaderSimple", ["a.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (2, "CheckpointLoaderSimple", ["b.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (3, "Any Switch (rgthree)", [], {"any_01": (1, 0, "MODEL"), "any_02": (2, 0, "MODEL")}, ["MODEL"]),
+             (4, "Seed (rgthree)", [1234, None, None, None], {}, ["INT"]),
+             (5, "CLIPTextEncode", ["x"], {"clip": (2, 1, "CLIP")}, ["CONDITIONING"]),
+             (6, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (7, "KSampler", [0, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (3, 0, "MODEL"), "positive": (5, 0, "CONDITIONING"), "negative": (5, 0, "CONDITIONING"),
+               "latent_image": (6, 0, "LATENT"), "seed": (4, 0, "INT")}, ["LATENT"])]
+    data = ui_format(nodes)
+    data["nodes"][0]["mode"] = 2
+    res = import_data(data)
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    assert g.nodes[g.inputs[sample.id]["model"][0]].params == {"path": "b.safetensors"}
+    assert sample.params["seed"] == 1234
+    data["nodes"][3]["widgets_values"] = [-1, None, None, None]
+    res = import_data(data)
+    assert "seed -1 makes rgthree draw a new seed each run" in "; ".join(res.report.entries["4"].notes)

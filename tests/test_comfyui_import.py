@@ -932,7 +932,7 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
         assert f"NOT MAPPED             {kind} #{loader['id']}" in err and says in err
         assert f"not written: {kind} #{loader['id']} cannot be converted (why is above)" in err
     loader["type"] = "ImageOnlyCheckpointLoader"
-    wf["nodes"].append({"id": 30, "type": "ImageResizeKJv2", "pos": [0, 0], "mode": 0, "widgets_values": [512],
+    wf["nodes"].append({"id": 30, "type": "ColorMatch", "pos": [0, 0], "mode": 0, "widgets_values": ["mkl", 1.0],
                         "properties": {"cnr_id": "comfyui-kjnodes", "ver": "1.1.0"}})
     entry = import_data(wf).report.entries["30"]
     assert entry.notes == ["no Kinograph equivalent (from the custom node pack comfyui-kjnodes 1.1.0): a placeholder "

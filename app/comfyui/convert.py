@@ -1232,16 +1232,59 @@ class Converter:
             notes.append(f"divisible_by {step} rounds a linked side down; Kinograph takes it as it is")
         made = self.special_image_scale(cn, rule, params, notes)
         known = fixed and params["width"] and params["height"] and not (keep and params["fit"] == "pad")
-        if known:
-            self.outs[(cn.id, 1)] = Out(None, {"value": params["width"]})
-            self.outs[(cn.id, 2)] = Out(None, {"value": params["height"]})
-        elif self.slot_read(cn.id, 1) or self.slot_read(cn.id, 2):
-            size = self.add("video.size", cn, {}, "_size", dy=160)
-            self.link(self.outs.get((cn.id, 0)), size, "video")
-            made.append(size)
-            self.outs[(cn.id, 1)] = Out((size, "width"))
-            self.outs[(cn.id, 2)] = Out((size, "height"))
-        return made
+        return made + self.size_outputs(cn, (params["width"], params["height"]) if known else None)
+
+    def size_outputs(self, cn, size) -> List[str]:
+        """A resize's width and height outputs (slots 1 and 2): the size it makes when the file fixes it, else
+        measured from the resized clip by a video.size node (made only when something reads them)."""
+        if size:
+            self.outs[(cn.id, 1)] = Out(None, {"value": size[0]})
+            self.outs[(cn.id, 2)] = Out(None, {"value": size[1]})
+            return []
+        if not (self.slot_read(cn.id, 1) or self.slot_read(cn.id, 2)):
+            return []
+        nid = self.add("video.size", cn, {}, "_size", dy=160)
+        self.link(self.outs.get((cn.id, 0)), nid, "video")
+        self.outs[(cn.id, 1)] = Out((nid, "width"))
+        self.outs[(cn.id, 2)] = Out((nid, "height"))
+        return [nid]
+
+    def special_image_resize_kjv2(self, cn, rule, params, notes):
+        """KJNodes' ImageResizeKJv2 as its resize() computes it: a 0 side is the picture's own; the size is rounded
+        down to divisible_by; keep_proportion stretch, crop (the overflow cut at crop_position), pad (fitted inside,
+        bars of pad_color around it) or resize (fitted inside, the frame that smaller size)."""
+        ins = cn.inputs
+        keep = self.resolve(ins.get("keep_proportion", "stretch"))
+        step, position, colour = (self.resolve(ins.get(k)) for k in ("divisible_by", "crop_position", "pad_color"))
+        step = step if isinstance(step, int) and step > 1 else 1
+        w, h = params.get("width"), params.get("height")
+        fixed = isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0
+        if fixed:
+            params["width"], params["height"] = w - w % step, h - h % step
+        elif step > 1:
+            notes.append(f"divisible_by {step} rounds a side only the run knows; Kinograph takes it as it is")
+        if isinstance(w, int) and isinstance(h, int) and (w == 0) != (h == 0):
+            notes.append(f"{'width' if w == 0 else 'height'} 0 keeps the picture's own in ComfyUI (stretched to "
+                         "the other); in Kinograph it follows the other side's scale")
+        fit = {"stretch": "stretch", "crop": "crop"}.get(keep, "pad")
+        params["fit"] = fit
+        if keep == "resize":
+            notes.append("keep_proportion resize fits the picture inside the size and makes the frame that smaller "
+                         "size; Kinograph's pad fits it inside too but fills the whole size with black bars")
+        elif keep not in ("stretch", "crop", "pad"):
+            notes.append(f"keep_proportion {keep} fills the bars with the picture's edge (or a blur of it); "
+                         "Kinograph's pad fills them black")
+        elif keep == "pad" and str(colour).replace(" ", "") not in ("0,0,0", "black"):
+            notes.append(f"pad_color {colour!r} is not carried: Kinograph's bars are black")
+        if keep in ("crop", "pad", "resize") and position not in (None, "center"):
+            notes.append(f"crop_position {position} is not carried: Kinograph crops and pads centred")
+        if keep != "crop" and keep != "stretch" and fixed and step > 1 and (w % step or h % step):
+            notes.append(f"the pack pads the frame out to a multiple of divisible_by {step}; Kinograph's frame is "
+                         f"{params['width']}x{params['height']}")
+        self.untaken(cn, {"image", "width", "height"}, notes)
+        made = self.special_image_scale(cn, rule, params, notes)
+        known = fixed and keep != "resize"
+        return made + self.size_outputs(cn, (params["width"], params["height"]) if known else None)
 
     def untaken(self, cn, taken, notes) -> None:
         """Name the linked inputs of `cn` that the mapping does not carry (a node whose effect is then missing)."""

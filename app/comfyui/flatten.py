@@ -20,6 +20,11 @@ REROUTES = {"Reroute", "Reroute (rgthree)", "SetNode"}
 GETS = {"GetNode"}
 PRIMITIVES = {"PrimitiveNode"}
 NOTES = {"Note", "MarkdownNote", "Note Plus (mtb)", "Label (rgthree)"}
+# rgthree's contexts: one bundle of model, clip, vae, prompts, latent, image, seed (and more in Big) passed along a
+# chain, each output the input of its name where linked, else what the base_ctx context carries
+CONTEXTS = {"Context (rgthree)", "Context Big (rgthree)"}
+# rgthree's switches pass on their first input that receives something (ComfyUI skips muted and empty ones)
+SWITCHES = {"Any Switch (rgthree)"}
 # cg-use-everywhere's broadcasters: what their inputs receive goes to the unconnected inputs of its type elsewhere,
 # linked by the editor only when it queues the workflow (the file holds no link for them)
 EVERYWHERE = {"Anything Everywhere", "Anything Everywhere3", "Anything Everywhere?", "Prompts Everywhere"}
@@ -524,6 +529,8 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
         elif mode == MODE_BYPASS:
             passthrough[nid] = None
             flat.dropped.append((nid, t, title(n), "bypassed in ComfyUI: its inputs pass straight through"))
+        elif t in CONTEXTS or t in SWITCHES:
+            passthrough[nid] = None
         elif widget_names(t) is None and not t.startswith(("workflow>", "workflow/")) and _passes(n):
             if bypass_unmapped:
                 passthrough[nid] = None
@@ -559,6 +566,13 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 if not n.inputs or n.inputs[0]["link"] is None:
                     return Lost(f"it comes through {named(o)}, which has nothing connected")
                 return source(n.inputs[0]["link"], depth + 1)
+            if n.raw["type"] in SWITCHES and n.raw.get("mode", 0) != MODE_BYPASS:
+                for i in n.inputs:
+                    if i["link"] is not None and not isinstance(found := source(i["link"], depth + 1), Lost):
+                        return found
+                return Lost(f"{named(o)} passes on nothing: none of its inputs receives anything")
+            if n.raw["type"] in CONTEXTS and n.raw.get("mode", 0) != MODE_BYPASS:
+                return context_field(n, n.outputs[o_slot]["name"] if o_slot < len(n.outputs) else "", depth + 1)
             want = n.outputs[o_slot]["type"] if o_slot < len(n.outputs) else None
             cands = [k for k, i in enumerate(n.inputs) if i["link"] is not None and i["type"] == want]
             if not cands:
@@ -571,6 +585,28 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
         if n.raw["type"] in NOTES:
             return Lost(f"it is linked to {named(o)}, a note")
         return Ref(o, o_slot)
+
+    def context_field(n: _UINode, field: str, depth: int, chain: Tuple[str, ...] = ()) -> Any:
+        """An rgthree context's output `field`: its own input of that name (images for IMAGE), else the field of the
+        context its base_ctx comes from (through reroutes)."""
+        chain += (n.id,)
+        def key(name: str) -> str:
+            return name.lower().rstrip("s")
+        own = next((i for i in n.inputs if i["name"] != "base_ctx" and key(i["name"]) == key(field)
+                    and i["link"] is not None), None)
+        if own is not None:
+            return source(own["link"], depth)
+        base = next((i["link"] for i in n.inputs if i["name"] == "base_ctx" and i["link"] is not None), None)
+        while base in links and depth <= 256:
+            up = nodes.get(links[base][0])
+            if up is None or up.raw["type"] not in REROUTES or not up.inputs:
+                break
+            base, depth = up.inputs[0]["link"], depth + 1
+        up = nodes.get(links[base][0]) if base in links else None
+        if up is None or up.raw["type"] not in CONTEXTS or depth > 256:
+            return Lost(f"{named(chain[0])} carries no {field}: no context along its chain ("
+                        + ", ".join(f"#{c}" for c in chain) + f") has its {field.lower()} input connected")
+        return context_field(up, field, depth + 1, chain)
 
     # ComfyUI runs a node only for an output that needs it: one whose every link goes to a muted node, into what a
     # node bypassed at the user's word does not pass on, or to such a node itself, does not run (a loader left

@@ -250,6 +250,23 @@ def wrapper_t5(v):
     return v
 
 
+def gguf_text_encoder(v):
+    """the file as it is; a .gguf text encoder is named"""
+    if str(v).lower().endswith(".gguf"):
+        raise Approx(v, f"{v} is a GGUF text encoder, stored with llama.cpp's tensor names (enc.blk...), which "
+                        "Kinograph's text-encoder loader does not recognise: put the encoder's safetensors file "
+                        "(ComfyUI's umt5_xxl_fp8_e4m3fn_scaled, t5xxl_fp16, ...) in text_encoders/ and name it here")
+    return v
+
+
+def rgthree_seed(v):
+    """the seed as it is; -1 (a new one every run) is named"""
+    if v in (-1, -2, -3):
+        raise Approx(0, f"seed {v} makes rgthree draw a new seed each run (or step the last one); Kinograph keeps one: "
+                        "0 is used, set the seed you want")
+    return v
+
+
 def was_resampling(v):
     """Pillow's nearest, bilinear, bicubic, lanczos: the same names"""
     if v == "lanczos":
@@ -1456,6 +1473,20 @@ RULES: Dict[str, Rule] = {
     "INTConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "FloatConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "StringConstant": Rule(None, ("string",), (P("string", "value"),), fold=True, special="constant"),
+    # city96's ComfyUI-GGUF: Kinograph's loaders read .gguf diffusion models themselves (dequantised as loaded)
+    "UnetLoaderGGUF": Rule("load.diffusion_model", ("unet_name",), (P("unet_name", "name"),), outputs=("model",)),
+    "UnetLoaderGGUFAdvanced": Rule("load.diffusion_model", ("unet_name", "dequant_dtype", "patch_dtype",
+                                                            "patch_on_device"),
+                                   (P("unet_name", "name"),), outputs=("model",),
+                                   ignore={"dequant_dtype": "default", "patch_dtype": "default",
+                                           "patch_on_device": None}),
+    "CLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name", "type"),
+                           (P("clip_name", "name", gguf_text_encoder), P("type", "type", clip_type)),
+                           outputs=("text_encoder",)),
+    "DualCLIPLoaderGGUF": Rule("load.text_encoder", ("clip_name1", "clip_name2", "type"),
+                               (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
+                                P("type", "type", clip_type)), outputs=("text_encoder",)),
+    "Seed (rgthree)": Rule(None, ("seed",), (P("seed", "value", rgthree_seed),), fold=True, special="constant"),
     # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
     # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
     "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
@@ -1477,6 +1508,11 @@ RULES: Dict[str, Rule] = {
                        (P("filename_prefix", "path", out_path("")),), {"images": "video"},
                        note="its output_path, numbering and file format are not carried: the frames are written as "
                             "PNGs under the workflow's out/ folder, named by filename_prefix"),
+    "ImageResizeKJv2": Rule("video.resize", ("width", "height", "upscale_method", "keep_proportion", "pad_color",
+                                             "crop_position", "divisible_by", "device"),
+                            (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
+                            {"image": "video"}, ("video", None, None, None), special="image_resize_kjv2",
+                            ignore={"device": None}),
     # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
     "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
                                     {"latents": "latent"}, ("latent",), special="latent_range"),
@@ -1505,6 +1541,15 @@ INSTEAD = {
              "ComfyUI's native graph (WanImageToVideo with CLIPVisionEncode, the Wan 2.1 / 2.2 image-to-video "
              "templates), which Kinograph imports" for name in (
         "WanVideoImageToVideoEncode", "WanVideoImageClipEncode", "WanVideoClipVisionEncode", "LoadWanVideoClipTextEncoder")},
+    # ltdrdata's Impact Pack: detectors (YOLO / mmdet / SAM 1) and the detailers that redraw each found crop
+    **{name: "not mapped: Impact Pack's detailers find faces or objects with a YOLO / mmdet detector and redraw each "
+             "crop larger, which Kinograph has no detector for. Mask the subject with mask.segment (SAM 3, a text "
+             "prompt such as \"face\") or mask.track_points (SAM 2, clicked points), then redraw it with an "
+             "inpainting sample (SetLatentNoiseMask / InpaintModelConditioning import as Kinograph's mask nodes)"
+       for name in ("FaceDetailer", "FaceDetailerPipe", "DetailerForEach", "DetailerForEachDebug", "SAMLoader",
+                    "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
+                    "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
+                    "ToDetailerPipe", "BasicPipeToDetailerPipe")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
