@@ -145,6 +145,73 @@ def test_colour_coherence_after_diffusion_is_deforums_current_matching(tmp_path)
     assert not np.array_equal(legacy.frame(4), want[4])
 
 
+def _deforum_walk(n, diffuse, step, matcher, *, legacy, image=None, init=None, video=None):
+    """render.py's colour matching walked in its order, cadence 1: 'Image' coherence when `image` (its sample, loaded
+    before the loop), else Match Frame 0; `init`: use_init with an init picture; `video`: its Video Input mode, where
+    each frame's init is the video's and nothing is fed back (prev_img stays None)."""
+    sample, prev, use_init, out = image, None, init is not None or video is not None, []
+    for k in range(n):
+        picture = init if k == 0 else None
+        if prev is not None:
+            prev = step(prev, k)
+            if sample is None:
+                sample = prev.copy()
+            else:
+                prev = matcher(sample)(prev)
+            picture, use_init = prev, True
+        if video is not None:
+            picture = video[k]
+        got = diffuse(picture, k)
+        if k == 0 and image is not None:
+            got = matcher(sample)(got)
+        elif sample is not None and not legacy:
+            got = matcher(sample)(got)
+        if not legacy and not use_init and image is None:      # (legacy: only at strength 0, never here)
+            sample = got
+        if video is None:
+            prev = got
+        out.append(got)
+    return out
+
+
+def test_colour_coherence_to_an_image_after_an_init_picture_and_on_a_video_as_deforum_walks_it(tmp_path):
+    """Three of render.py's colour coherence paths the loop had wrong or lacked, each against the walk above (a
+    matcher moving a picture's mean to the reference's): 'Image' coherence (a fixed picture: frame 0 is matched to it
+    after it is diffused, the moved frames before); an init picture with legacy_colormatch off (the first moved
+    picture becomes the sample, as Deforum takes no sample from an init's frame 0: the loop recursed for ever
+    looking for its reference); and Video Input mode, where each frame starts from the video's frame and only the
+    diffused frames are matched."""
+    from nodes.generate.feedback import FeedbackLoop, KeyStore
+    rng = np.random.default_rng(2)
+    first, image, init = (rng.integers(0, 200, (8, 8, 3), dtype=np.uint8) for _ in range(3))
+    video = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+
+    def matcher(ref):
+        return lambda p: (p.astype(int) - p.mean(axis=(0, 1)).round().astype(int)
+                          + ref.mean(axis=(0, 1)).round().astype(int)).clip(0, 255).astype(np.uint8)
+
+    def warmer(picture, k):
+        base = first if picture is None else picture
+        return (base.astype(int) + [40, 0, -40 + k]).clip(0, 255).astype(np.uint8)
+    cases = [dict(image=image), dict(init=init), dict(video=video), dict(video=video, image=image)]
+    for i, (case, legacy) in enumerate((c, lg) for c in cases for lg in (False, True)):
+        want = _deforum_walk(5, warmer, _shift, matcher, legacy=legacy, **case)
+        v = case.get("video")
+        step = _shift if v is None else (lambda picture, k: v[k])
+        loop = FeedbackLoop(5, 1, step, warmer, KeyStore(tmp_path / str(i)), (8, 8, 3),
+                            v[0] if v is not None else case.get("init"),
+                            # (Match Frame 0 matches nothing in Video Input mode: the import sets none)
+                            None if v is not None and "image" not in case else matcher, match_diffused=not legacy,
+                            reference=case.get("image"), from_video=v is not None)
+        got = [loop.frame(j) for j in range(5)]
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), (case.keys(), legacy)
+    # the reference did something: Match Frame 0 in its place gives other frames
+    plain = FeedbackLoop(5, 1, _shift, warmer, KeyStore(tmp_path / "plain"), (8, 8, 3), None, matcher,
+                         match_diffused=True)
+    assert not np.array_equal(plain.frame(4), _deforum_walk(5, warmer, _shift, matcher, legacy=False,
+                                                             image=image)[4])
+
+
 def test_histogram_matching_moves_a_frame_toward_the_reference():
     from nodes.common.color import histogram_matcher
     rng = np.random.default_rng(1)

@@ -88,11 +88,15 @@ HOUSEKEEPING = {
 OPTIONAL = {
     "enable_perspective_flip": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
     "flip_2d_perspective": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
-    "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused"),
+    "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused (to keep a region as it was, "
+                 "lay the render over the source with video.over and the mask, mask.from_video)"),
     "use_noise_mask": (bool, "noise masks are not imported"),
     "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is not imported (motion.flow of the "
                       "video into noise.warp is Kinograph's way to follow a clip's motion)"),
-    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video compositing is not imported"),
+    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video compositing is not imported: "
+                         "no video is blended into the moved frames. For a render that follows a video frame by "
+                         "frame set animation_mode to Video Input (each frame img2img of the video's), or lay the "
+                         "video over the render with video.over"),
     "enable_checkpoint_scheduling": (bool, "one checkpoint for the whole clip: model.path"),
     "enable_sampler_scheduling": (bool, "one sampler for the whole clip: sample.sampler"),
     "enable_subseed_scheduling": (bool, "subseeds are not imported"),
@@ -111,7 +115,8 @@ OPTIONAL = {
     "frame_interpolation_x_amount": (lambda v: v not in ("Disabled", None, "", 0, 1, "0", "1"),
                                      "frame interpolation is not added: put interpolate.rife (with RIFE weights) "
                                      "or interpolate.flow between decode and save"),
-    "use_looper": (bool, "guided images (the looper) are not imported"),
+    "use_looper": (bool, "guided images (the looper) are not imported: the loop starts from the init image alone; "
+                   "import each stretch with its guide image as init_image, or steer it with a ControlNet unit"),
     # A1111's own options, which Deforum passes on to every frame
     "tiling": (bool, "seamless tiling (A1111's Tiling) has no Kinograph equivalent: the frames do not tile"),
     "restore_faces": (bool, "faces are not restored (A1111's GFPGAN / CodeFormer): Kinograph has no face-restoration "
@@ -209,7 +214,10 @@ class Builder:
         self.seed = seed if seed >= 0 else 0
         self.entry("animation_mode", EXACT if self.mode in ("2D", "Video Input", "Interpolation", "None") else APPROX,
                    [], self._mode_note())
-        self.entry("max_frames", EXACT, ["camera.frames" if self.mode in ("2D", "3D") else "latent / video length"])
+        self.entry("max_frames", EXACT, ["camera.frames" if self.mode in ("2D", "3D") else "latent.frames"]
+                   if self.mode != "Video Input" else [],
+                   "" if self.mode != "Video Input" else "the clip has the video's length, as Deforum sets max_frames "
+                   "to it in this mode; schedules are read over max_frames frames")
         self.size()
         # Deforum's cadence (2D and 3D): only one frame in n is sampled, so prompts index those frames
         self.n_cadence = self.read_cadence() if self.mode in ("2D", "3D") else 1
@@ -327,8 +335,9 @@ class Builder:
         return c
 
     def sampling_settings(self, seed: int) -> None:
-        # 2D and 3D run generate.feedback, which takes the schedules frame by frame; the other modes sample once
-        self.looping = self.mode in ("2D", "3D")
+        # 2D, 3D and Video Input run generate.feedback, which takes the schedules frame by frame; the other modes
+        # sample once
+        self.looping = self.mode in ("2D", "3D", "Video Input")
         node = "loop" if self.looping else "sample"
         one = min(1, self.frames - 1)
         steps = self.number("steps", 25, whole=True)
@@ -438,25 +447,9 @@ class Builder:
         return "decode"
 
     def finish(self, src: str, x: int) -> None:
-        """Colour coherence, greyscale and the saved video."""
+        """Greyscale where the loop does not grey its frames itself, and the saved video."""
         port = "video"
-        coherence = str(self.get("color_coherence", "None"))
-        method = {"match frame 0 rgb": "histogram", "rgb": "histogram", "match frame 0 lab": "reinhard",
-                  "lab": "reinhard", "match frame 0 hsv": "histogram", "hsv": "histogram"}.get(coherence.lower())
-        if method and self.mode == "Video Input":
-            self.add("color.match", "colour", {"frame": 0, "method": method}, (x, 0))
-            self.link(src, port, "colour", "video")
-            src, x = "colour", x + 280
-            rgb = coherence.lower().endswith("rgb")
-            # after, not before, the diffusion: approximate even where the matching itself is Deforum's
-            self.entry("color_coherence", APPROX, ["colour"],
-                       "each frame's colours matched to frame 0's after it is rendered (Deforum matches the "
-                       "moved picture before it is diffused)" + ("" if rgb else f"; {coherence}: "
-                       + ("Lab mean and spread" if method == "reinhard" else "per-channel histograms in RGB")))
-        elif coherence not in ("None", "none", "") and self.mode == "Video Input":
-            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (color.match matches frame "
-                       "0 or an image you give it)")
-        if _is_on(bool, self.get("color_force_grayscale", False)) and not self.looping:
+        if _is_on(bool, self.get("color_force_grayscale", False)) and self.mode not in ("2D", "3D"):
             self.add("color.grade", "grey", {"saturation": 0.0}, (x, 0))
             self.link(src, port, "grey", "video")
             src, x = "grey", x + 280
@@ -480,19 +473,10 @@ class Builder:
     def animation(self) -> None:
         image = self.init_image()
         self.camera()
-        p: Dict[str, Any] = {"width": self.w, "height": self.h, "denoise": self.denoise_schedule(),
-                             "cfg": self.cfg, "steps": self.steps, "sampler": self.sampler, "seed": self.seed,
-                             "seed_behaviour": self.seed_behaviour, "cadence": self.n_cadence,
-                             "color_coherence": self.coherence(), "border": self.border(), "fps": self.fps}
-        if self.scheduler != "default":
-            p["scheduler"] = self.scheduler
-        if self.seed_schedule is not None:
-            p["seed_schedule"] = self.seed_schedule
-        if self.coherence_after:
-            p["color_coherence_after"] = True
+        p = self.loop_params()
+        p.update(border=self.border())
         p.update(self.noise_and_contrast())
         p.update(self.anti_blur())
-        p.update(self.noise_multiplier())
         if self.mode == "3D":
             p.update(self.depth_warping())
         if _is_on(bool, self.get("color_force_grayscale", False)):
@@ -506,12 +490,7 @@ class Builder:
             p["image_denoise"] = round(1 - strength, 6)
             self.entry("strength", EXACT, ["loop.image_denoise"], f"frame 0 is the init image re-diffused at "
                        f"denoise 1 - strength = {1 - strength:.4g}")
-        self.add("generate.feedback", "loop", p, (1400, 250))
-        from .controlnet import add_controlnets
-        self.link(add_controlnets(self), "model", "loop", "model")
-        self.link("model", "vae", "loop", "vae")
-        self.link("prompt", "positive", "loop", "positive")
-        self.link("prompt", "negative", "loop", "negative")
+        self.add_loop(p)
         self.link("camera", "camera", "loop", "camera")
         if image is not None:
             self.link(*image, "loop", "image")
@@ -521,7 +500,36 @@ class Builder:
                        f"around them moved on and crossfaded, as Deforum's cadence makes them")
         self.finish("loop", 1680)
 
+    def loop_params(self) -> Dict[str, Any]:
+        """generate.feedback's settings every mode that runs it shares: the per-frame schedules and seeds, colour
+        coherence and the noise multiplier."""
+        p: Dict[str, Any] = {"width": self.w, "height": self.h, "denoise": self.denoise_schedule(),
+                             "cfg": self.cfg, "steps": self.steps, "sampler": self.sampler, "seed": self.seed,
+                             "seed_behaviour": self.seed_behaviour, "cadence": self.n_cadence,
+                             "color_coherence": self.coherence(), "fps": self.fps}
+        if self.scheduler != "default":
+            p["scheduler"] = self.scheduler
+        if self.seed_schedule is not None:
+            p["seed_schedule"] = self.seed_schedule
+        if self.coherence_after:
+            p["color_coherence_after"] = True
+        p.update(self.noise_multiplier())
+        return p
+
+    def add_loop(self, p: Dict[str, Any]) -> None:
+        self.add("generate.feedback", "loop", p, (1400, 250))
+        from .controlnet import add_controlnets
+        self.link(add_controlnets(self), "model", "loop", "model")
+        self.link("model", "vae", "loop", "vae")
+        self.link("prompt", "positive", "loop", "positive")
+        self.link("prompt", "negative", "loop", "negative")
+        if "colour_image" in self.graph.nodes:
+            self.link("colour_image", "image", "loop", "color_reference")
+
     def video_input(self) -> None:
+        """Deforum's Video Input mode is its animation loop with each frame's init picture the video's frame (not
+        the moved frame before it), at that frame's strength, prompt, guidance, steps and seed: generate.feedback
+        fed the video. Nothing is moved, noised, sharpened or colour matched before it is diffused, as in Deforum."""
         path = str(self.get("video_init_path", "") or "").strip()
         if not path:
             raise DeforumSettingError("video_init_path: Video Input mode needs a video; the setting is empty")
@@ -535,11 +543,9 @@ class Builder:
         self.entry("video_init_path", APPROX if note else EXACT, ["video.path"], note)
         self.entry("extract_from_frame, extract_to_frame, extract_nth_frame", EXACT,
                    ["video.start", "video.count", "video.every_nth"])
-        self.add("vae.encode", "encode", {}, (560, 250))
-        self.link("model", "vae", "encode", "vae")
-        self.link("video", "video", "encode", "video")
-        dec = self.sample_chain(("encode", "latent"), self.denoise(), 840)
-        self.finish(dec, 1400)
+        self.add_loop(self.loop_params())
+        self.link("video", "video", "loop", "video")
+        self.finish("loop", 1680)
 
     def interpolation(self) -> None:
         self.add("latent.empty", "latent", {"frames": self.frames, "width": self.w, "height": self.h}, (280, 250))
@@ -558,18 +564,6 @@ class Builder:
         self.link("frame", "image", "save", "image")
 
     # -- pieces of the animation modes ------------------------------------------------------------------
-    def denoise(self) -> float:
-        st = self.schedule("strength_schedule", "0: (0.65)")
-        s = st.values[min(1, self.frames - 1)]
-        if not 0 <= s <= 1:
-            raise DeforumSettingError(f"strength_schedule: strength {s:g} at frame 1 is outside 0..1")
-        varies = st.constant is None
-        self.entry("strength_schedule", APPROX if varies else EXACT, ["sample.denoise"],
-                   f"denoise = 1 - strength = {1 - s:.4g}" + (f"; one strength for the whole clip: frame 1's "
-                                                              f"(it goes from {min(st.values):g} to "
-                                                              f"{max(st.values):g})" if varies else ""))
-        return round(min(max(1.0 - s, 0.01), 1.0), 6)
-
     def denoise_schedule(self) -> Any:
         """Deforum's strength schedule (how much of the moved frame is kept) as the loop's denoise: 1 - strength."""
         st = self.per_frame("strength_schedule", "0: (0.65)", 0, 1, "strength")
@@ -659,20 +653,51 @@ class Builder:
         return out
 
     def coherence(self) -> str:
-        """Deforum's colour coherence as the loop's: the moved picture's histograms matched before it is diffused."""
+        """Deforum's colour coherence as the loop's: the moved picture's histograms matched before it is diffused
+        (and the diffused frame's after), to frame 0 or to the picture 'Image' names."""
         coherence = str(self.get("color_coherence", "None"))
+        low = coherence.lower()
         space = {"match frame 0 rgb": "rgb", "rgb": "rgb", "match frame 0 lab": "lab", "lab": "lab",
-                 "match frame 0 hsv": "hsv", "hsv": "hsv"}.get(coherence.lower())
+                 "match frame 0 hsv": "hsv", "hsv": "hsv", "image": "lab"}.get(low)
         # Deforum reads a file without legacy_colormatch (saved before it existed) as legacy, as it was made
-        self.coherence_after = bool(space) and not _is_on(bool, self.get("legacy_colormatch", True))
-        if space:
-            self.entry("color_coherence" + (", legacy_colormatch" if "legacy_colormatch" in self.s else ""), EXACT,
+        legacy = _is_on(bool, self.get("legacy_colormatch", True))
+        self.coherence_after = bool(space) and not legacy
+        keys = "color_coherence" + (", legacy_colormatch" if "legacy_colormatch" in self.s else "")
+        video = self.mode == "Video Input"
+        if space and video and low != "image":
+            # render.py keeps a sample only from a frame fed back (never in this mode) or, legacy, one at strength 0
+            self.coherence_after = False
+            self.entry(keys, EXACT, [], f"{coherence!r} matches nothing in Deforum's Video Input mode (its sample "
+                       "is taken from the frames it feeds back, and this mode feeds none back): nothing to import. "
+                       "For colours held to frame 0, add color.match (frame 0) after the loop")
+            return "none"
+        if low == "image":
+            path = str(self.get("color_coherence_image_path", "") or "").strip()
+            if not path:
+                raise DeforumSettingError("color_coherence_image_path: 'Image' colour coherence needs a picture; the "
+                                          "setting is empty")
+            path, note = local_path(path)
+            self.add("io.load_image", "colour_image", {"path": path}, (1120, 650))
+            how = ["frame 0's LAB histograms matched to the picture's (resized to W x H) after it is diffused"]
+            if not video:
+                how.append("each moved frame's before it is diffused")
+            how.append("every diffused frame's after it is diffused (legacy_colormatch off)" if self.coherence_after
+                       else "legacy_colormatch: no other frame is matched in this mode" if video else
+                       "legacy_colormatch: not after")
+            self.entry(keys + ", color_coherence_image_path", APPROX if note else EXACT,
+                       ["loop.color_coherence", "colour_image.path"] +
+                       (["loop.color_coherence_after"] if self.coherence_after else []), "; ".join(how), note)
+        elif space:
+            self.entry(keys, EXACT,
                        ["loop.color_coherence"] + (["loop.color_coherence_after"] if self.coherence_after else []),
                        f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused" +
                        (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
                         " (legacy_colormatch)"))
-        elif coherence.lower() not in ("none", ""):
-            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (the loop matches frame 0)")
+        elif low not in ("none", ""):
+            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: Deforum matches to the init "
+                       "video's frames only with hybrid video on, which is not imported either; 'LAB' matches to frame "
+                       "0, and color.match after the loop to a picture you give it" if low == "video input" else
+                       f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
 
     def border(self) -> str:

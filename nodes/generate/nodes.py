@@ -541,11 +541,19 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 
 
 @node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu")
-def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA,
+def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
+             camera: CAMERA = Input(optional=True, help="moves each frame into the next (motion.camera_path with "
+                                                        "schedules: per_frame); the clip has its length"),
              negative: CONDITIONING = Input(optional=True),
              image: IMAGE = Input(optional=True, help="frame 0's picture (an init image, resized to width x "
                                                       "height), re-diffused at image_denoise (or denoise's frame-0 "
                                                       "value); without one frame 0 is drawn from noise"),
+             video: VIDEO = Input(optional=True, help="instead of a camera: each frame is img2img of this video's "
+                                                      "frame, with that frame's denoise, prompt, cfg, steps and seed "
+                                                      "(Deforum's Video Input mode); the clip has the video's length"),
+             color_reference: IMAGE = Input(optional=True, help="colour coherence matches to this picture instead "
+                                                                "of frame 0, and frame 0 is matched to it too "
+                                                                "(Deforum's 'Image' colour coherence, lab)"),
              width: int = Param(512, min=8, max=8192, help="picture width (a multiple of 8 for Stable Diffusion)"),
              height: int = Param(512, min=8, max=8192, help="picture height"),
              denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
@@ -566,11 +574,13 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                                                          "the diffused frames moved on and crossfaded"),
              color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
                                           help="match each moved frame's histograms to frame 0's before it is "
-                                               "diffused (Deforum's Match Frame 0 RGB / HSV / LAB)"),
+                                               "diffused (Deforum's Match Frame 0 RGB / HSV / LAB); with a video, "
+                                               "only color_coherence_after matches"),
              color_coherence_after: bool = Param(False, help="colour coherence as Deforum has done it since 2023: "
-                                                             "match to diffused frame 0 itself, and match each "
-                                                             "diffused frame again after it is diffused (off: its "
-                                                             "legacy_colormatch, the moved frames only)"),
+                                                             "match to diffused frame 0 itself (drawn from noise), "
+                                                             "and match each diffused frame again after it is "
+                                                             "diffused (off: its legacy_colormatch, the moved frames "
+                                                             "only)"),
              noise: float = Param(0.0, kind="schedule", help="share of white noise mixed into each moved frame "
                                                              "before it is diffused (0..1); Deforum's noise_schedule"),
              contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
@@ -617,9 +627,11 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
     camera path, with that frame's prompt (an encode.text schedule), denoise, cfg, steps and seed.
 
     The camera's steps are motion.camera_path's (schedules: per_frame for Deforum's zoom 1.02 = 2% a frame);
-    the clip has the path's length. Frames are made in order as they are read, one sampling run each (every
-    `cadence`-th frame only); every diffused frame is kept in the node's work-in-progress folder, so a run that
-    stops (cancelled, killed) goes on from its last diffused frame when run again with the same inputs."""
+    the clip has the path's length. Given a video instead, each frame is img2img of the video's frame with
+    that frame's schedules (Deforum's Video Input mode). Frames are made in order as they are read, one sampling
+    run each (every `cadence`-th frame only); every diffused frame is kept in the node's work-in-progress folder,
+    so a run that stops (cancelled, killed) goes on from its last diffused frame when run again with the same
+    inputs."""
     from nodes.generate.feedback import feedback_clip
     return feedback_clip(ctx, model, vae, positive, negative, camera, image, width=width, height=height,
                          denoise=denoise, cfg=cfg, steps=steps, sampler=sampler, scheduler=scheduler, seed=seed,
@@ -630,7 +642,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                          sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
                          sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
                          noise_multiplier=noise_multiplier, depth_model=as_given(depth_model, ctx.workflow_dir),
-                         depth_range=(depth_near, depth_far))
+                         depth_range=(depth_near, depth_far), video=video, color_reference=color_reference)
 
 
 def _noise_tensor(noise):
