@@ -3,8 +3,9 @@
 Deforum renders frame by frame: frame 0 from the prompt (or the init image), then each frame is the
 previous one moved by one step of the camera schedules and re-diffused with img2img at the strength
 schedule. 2D and 3D animations become that loop, generate.feedback, fed by a per-frame camera path and the
-prompt schedule, with Deforum's strength, guidance, steps and seed schedules, cadence and colour coherence;
-every setting that is approximated or has no equivalent is named in the report with why."""
+prompt schedule, with Deforum's strength, guidance, steps and seed schedules, cadence, colour coherence and hybrid
+video; Video Input mode is the same loop fed the video's frames instead of the moved ones. Every setting that is
+approximated or has no equivalent is named in the report with why."""
 from __future__ import annotations
 
 import math
@@ -91,12 +92,12 @@ OPTIONAL = {
     "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused (to keep a region as it was, "
                  "lay the render over the source with video.over and the mask, mask.from_video)"),
     "use_noise_mask": (bool, "noise masks are not imported"),
-    "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is not imported (motion.flow of the "
-                      "video into noise.warp is Kinograph's way to follow a clip's motion)"),
-    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video compositing is not imported: "
-                         "no video is blended into the moved frames. For a render that follows a video frame by "
-                         "frame set animation_mode to Video Input (each frame img2img of the video's), or lay the "
-                         "video over the render with video.over"),
+    "use_mask_video": (bool, "the mask video is not imported; the whole picture is re-diffused (to keep a region as "
+                       "it was, lay the render over the source with video.over and mask.from_video of the mask video)"),
+    "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is used in 2D and 3D modes only, in "
+                      "Deforum too"),
+    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video is used in 2D and 3D modes only, "
+                         "in Deforum too"),
     "enable_checkpoint_scheduling": (bool, "one checkpoint for the whole clip: model.path"),
     "enable_sampler_scheduling": (bool, "one sampler for the whole clip: sample.sampler"),
     "enable_subseed_scheduling": (bool, "subseeds are not imported"),
@@ -471,7 +472,9 @@ class Builder:
         return "init", "image"
 
     def animation(self) -> None:
-        image = self.init_image()
+        # Deforum's hybrid video takes the init image's place with the video's first frame
+        image = None if self.hybrid_kinds() != ("none", "none") and \
+            _is_on(bool, self.get("hybrid_use_first_frame_as_init_image", True)) else self.init_image()
         self.camera()
         p = self.loop_params()
         p.update(border=self.border())
@@ -490,8 +493,13 @@ class Builder:
             p["image_denoise"] = round(1 - strength, 6)
             self.entry("strength", EXACT, ["loop.image_denoise"], f"frame 0 is the init image re-diffused at "
                        f"denoise 1 - strength = {1 - strength:.4g}")
+        p.update(self.hybrid_video(p))
         self.add_loop(p)
         self.link("camera", "camera", "loop", "camera")
+        if "hybrid_video" in self.graph.nodes:
+            self.link("hybrid_video", "video", "loop", "hybrid_video")
+        if "hybrid_first" in self.graph.nodes:
+            image = ("hybrid_first", "image")
         if image is not None:
             self.link(*image, "loop", "image")
         if self.n_cadence > 1:
@@ -499,6 +507,115 @@ class Builder:
                        f"one frame in {self.n_cadence} is diffused; the frames between are the diffused frames "
                        f"around them moved on and crossfaded, as Deforum's cadence makes them")
         self.finish("loop", 1680)
+
+    def hybrid_video(self, p: Dict[str, Any]) -> Dict[str, Any]:
+        """Deforum's hybrid video (2D and 3D): the init video's frames blended into the moved pictures
+        (hybrid_composite, with its alpha and mask schedules) and its motion between frames added to the camera's
+        (hybrid_motion), as the loop's hybrid_* settings on the video's frames."""
+        comp, motion = self.hybrid_kinds()
+        if comp == "none" and motion == "none":
+            return {}
+        if comp not in ("none", "normal", "after_generation"):
+            raise DeforumSettingError(f"hybrid_composite: {str(self.get('hybrid_composite'))[:40]!r} is not one of "
+                                      "Deforum's "
+                                      "(None, Normal, Before Motion, After Generation)")
+        if motion not in ("none", "optical_flow", "perspective", "affine"):
+            raise DeforumSettingError(f"hybrid_motion: {str(self.get('hybrid_motion'))[:40]!r} is not one of Deforum's (None, "
+                                      "Optical Flow, Perspective, Affine)")
+        path = str(self.get("video_init_path", "") or "").strip()
+        if not path:
+            raise DeforumSettingError("video_init_path: hybrid video needs a video; the setting is empty")
+        path, note = local_path(path)
+        start = max(self.number("extract_from_frame", 0, whole=True), 0)
+        to = self.number("extract_to_frame", -1, whole=True)
+        nth = max(1, self.number("extract_nth_frame", 1, whole=True))
+        self.add("io.load_video", "hybrid_video", {"path": path, "start": start, "count": 0 if to < 0 else
+                                                   max(1, to - start + 1), "every_nth": nth, "width": self.w,
+                                                   "height": self.h}, (1120, 800))
+        self.entry("video_init_path, extract_from_frame, extract_to_frame, extract_nth_frame",
+                   APPROX if note else EXACT, ["hybrid_video"], "the hybrid video; the clip is cut to its length, as "
+                   "Deforum sets max_frames to it", note)
+        out: Dict[str, Any] = {}
+        if comp != "none":
+            out["hybrid_composite"] = comp
+            before = str(self.get("hybrid_composite")).strip().lower() == "before motion"
+            out["hybrid_alpha"] = self.loop_schedule("hybrid_comp_alpha_schedule", "0:(0.5)", 0, 1)
+            mask = str(self.get("hybrid_comp_mask_type", "None")).strip().lower()
+            notes = []
+            if before and motion != "none":
+                notes.append("Before Motion is composited after the video's motion here, not before it")
+            if mask in ("blend", "difference"):
+                out["hybrid_mask"] = mask
+                out["hybrid_mask_blend"] = self.loop_schedule("hybrid_comp_mask_blend_alpha_schedule", "0:(0.5)", 0, 1)
+                out["hybrid_mask_contrast"] = self.loop_schedule("hybrid_comp_mask_contrast_schedule", "0:(1)", 0, 10)
+                if _is_on(bool, self.get("hybrid_comp_mask_inverse", False)):
+                    out["hybrid_mask_inverse"] = True
+                eq = str(self.get("hybrid_comp_mask_equalize", "None")).strip().lower()
+                if eq in ("before", "after", "both"):
+                    out["hybrid_mask_equalize"] = eq
+                if _is_on(bool, self.get("hybrid_comp_mask_auto_contrast", False)):
+                    out["hybrid_mask_auto_contrast"] = True
+                    out["hybrid_mask_cutoff_low"] = self.loop_schedule(
+                        "hybrid_comp_mask_auto_contrast_cutoff_low_schedule", "0:(0)", 0, 100)
+                    out["hybrid_mask_cutoff_high"] = self.loop_schedule(
+                        "hybrid_comp_mask_auto_contrast_cutoff_high_schedule", "0:(100)", 0, 100)
+            elif mask not in ("none", ""):
+                notes.append(f"the {self.get('hybrid_comp_mask_type')} mask is not imported: the video is blended "
+                             "without a mask (for a depth mask, make it with depth.estimate and lay the video over "
+                             "the render with video.over)")
+            if comp == "after_generation" and p.get("grayscale"):
+                notes.append("with color_force_grayscale the frame is greyed before the video is blended in")
+            self.entry("hybrid_composite, hybrid_comp_*", APPROX if notes else EXACT,
+                       ["loop.hybrid_composite", "loop.hybrid_alpha"] + (["loop.hybrid_mask"] if "hybrid_mask" in out
+                                                                         else []),
+                       "the video's frame blended into each " + ("diffused frame" if comp == "after_generation" else
+                                                                 "moved picture before it is diffused") +
+                       " at the alpha schedule", *notes)
+        if motion != "none":
+            out["hybrid_motion"] = motion
+            notes = []
+            if motion == "optical_flow":
+                method = str(self.get("hybrid_flow_method", "RAFT")).strip().lower()
+                flow = {"dis medium": "dis_medium", "dis fine": "dis_fine", "farneback": "farneback"}.get(method)
+                if flow is None:
+                    flow = "dis_fine"
+                    notes.append(f"{self.get('hybrid_flow_method', 'RAFT')} is measured with DIS fine (Kinograph has "
+                                 "no RAFT)")
+                out["hybrid_flow"] = flow
+                out["hybrid_flow_factor"] = self.loop_schedule("hybrid_flow_factor_schedule", "0:(1)", -10, 10)
+                if _is_on(bool, self.get("hybrid_flow_consistency", False)):
+                    notes.append("the flow's consistency mask is left out")
+            if _is_on(bool, self.get("hybrid_motion_use_prev_img", False)):
+                notes.append("the motion is measured between the video's own frames (Deforum: from the loop's "
+                             "picture to the video's next frame)")
+            self.entry("hybrid_motion, hybrid_flow_*", APPROX if notes else EXACT,
+                       ["loop.hybrid_motion"] + (["loop.hybrid_flow"] if "hybrid_flow" in out else []),
+                       "each moved picture moved on as the video moves from the frame before", *notes)
+        if _is_on(bool, self.get("hybrid_use_init_image", False)):
+            self.entry("hybrid_use_init_image", UNMAPPED, [], "the init image as the hybrid video is not imported: the "
+                       "video's frames are used")
+        if _is_on(bool, self.get("hybrid_use_first_frame_as_init_image", True)):
+            self.add("video.frame", "hybrid_first", {"index": 0}, (1120, 1000))
+            self.link("hybrid_video", "video", "hybrid_first", "video")
+            strength = self.number("strength", 0.8)
+            if not 0 <= strength <= 1:
+                raise DeforumSettingError(f"strength: init strength {strength:g} is outside 0..1")
+            out["image_denoise"] = round(1 - strength, 6)
+            self.entry("hybrid_use_first_frame_as_init_image, strength", EXACT, ["loop.image", "loop.image_denoise"],
+                       f"frame 0 is the video's first frame re-diffused at denoise 1 - strength = {1 - strength:.4g}")
+        return out
+
+    def hybrid_kinds(self) -> Tuple[str, str]:
+        """Deforum's hybrid_composite and hybrid_motion as the loop's names (an early file's True is Normal)."""
+        comp = str(self.get("hybrid_composite", "None")).strip().lower()
+        comp = {"true": "normal", "false": "none", "": "none", "before motion": "normal",
+                "after generation": "after_generation"}.get(comp, comp)
+        motion = str(self.get("hybrid_motion", "None")).strip().lower()
+        return comp, {"optical flow": "optical_flow", "": "none"}.get(motion, motion)
+
+    def loop_schedule(self, key: str, default: str, lo: float, hi: float) -> Any:
+        c = self.per_frame(key, default, lo, hi, key.replace("_schedule", "").replace("_", " "))
+        return c.constant if c.constant is not None else c.text
 
     def loop_params(self) -> Dict[str, Any]:
         """generate.feedback's settings every mode that runs it shares: the per-frame schedules and seeds, colour
@@ -694,9 +811,9 @@ class Builder:
                        (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
                         " (legacy_colormatch)"))
         elif low not in ("none", ""):
-            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: Deforum matches to the init "
-                       "video's frames only with hybrid video on, which is not imported either; 'LAB' matches to frame "
-                       "0, and color.match after the loop to a picture you give it" if low == "video input" else
+            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: matching each frame to the "
+                       "init video's frame (Deforum does with hybrid video on); 'LAB' matches to frame 0, and 'Image' "
+                       "to a picture" if low == "video input" else
                        f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
 
@@ -786,6 +903,8 @@ class Builder:
                 continue
             if key == "enable_noise_multiplier_scheduling" and self.looping:
                 continue        # the loop's noise_multiplier (noise_multiplier below)
+            if key in ("hybrid_motion", "hybrid_composite") and self.mode in ("2D", "3D"):
+                continue        # the loop's hybrid_* (hybrid_video)
             if key in self.s and _is_on(test, self.s[key]) and why:
                 self.entry(key, UNMAPPED, [], why)
         cn = sorted(k for k, v in self.s.items() if re.fullmatch(r"cn_\d+_enabled", k) and _is_on(bool, v))

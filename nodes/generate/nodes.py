@@ -554,6 +554,10 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              color_reference: IMAGE = Input(optional=True, help="colour coherence matches to this picture instead "
                                                                 "of frame 0, and frame 0 is matched to it too "
                                                                 "(Deforum's 'Image' colour coherence, lab)"),
+             hybrid_video: VIDEO = Input(optional=True, help="Deforum's hybrid video: its frames blended into the "
+                                                             "moved pictures (hybrid_composite) and its motion "
+                                                             "added to the camera's (hybrid_motion); the clip is "
+                                                             "cut to its length"),
              width: int = Param(512, min=8, max=8192, help="picture width (a multiple of 8 for Stable Diffusion)"),
              height: int = Param(512, min=8, max=8192, help="picture height"),
              denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
@@ -620,6 +624,32 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              image_denoise: float = Param(-1.0, min=-1.0, max=1.0,
                                           help="frame 0's denoise when `image` is given (1 - Deforum's init "
                                                "strength); -1 takes denoise's frame-0 value"),
+             hybrid_composite: str = Param("none", choices=("none", "normal", "after_generation"),
+                                           help="blend hybrid_video's frame into each moved picture before it is "
+                                                "diffused (normal), or into each diffused frame (after_generation)"),
+             hybrid_alpha: float = Param(0.5, kind="schedule", help="per frame: the video's share of the blend "
+                                                                    "(Deforum's hybrid_comp_alpha_schedule)"),
+             hybrid_mask: str = Param("none", choices=("none", "blend", "difference"),
+                                      help="lay the video over the picture through a mask first: the two pictures' "
+                                           "greys mixed (blend) or their difference"),
+             hybrid_mask_blend: float = Param(0.5, kind="schedule", help="per frame: the video's share of the "
+                                                                         "blend mask"),
+             hybrid_mask_contrast: float = Param(1.0, kind="schedule", help="per frame: the mask's contrast"),
+             hybrid_mask_inverse: bool = Param(False, help="invert the mask"),
+             hybrid_mask_equalize: str = Param("none", choices=("none", "before", "after", "both"),
+                                               help="equalize the mask's histogram before and/or after its contrast"),
+             hybrid_mask_auto_contrast: bool = Param(False, help="stretch the mask so its cutoff percentiles span "
+                                                                 "black to white"),
+             hybrid_mask_cutoff_low: float = Param(0.0, kind="schedule", help="per frame: the percentile made black"),
+             hybrid_mask_cutoff_high: float = Param(100.0, kind="schedule", help="per frame: the percentile made "
+                                                                                 "white"),
+             hybrid_motion: str = Param("none", choices=("none", "optical_flow", "perspective", "affine"),
+                                        help="move each picture as hybrid_video moves from the frame before: by "
+                                             "its optical flow, or the perspective / rigid move fitted to its "
+                                             "features"),
+             hybrid_flow: str = Param("dis_medium", choices=("dis_medium", "dis_fine", "farneback"),
+                                      help="how hybrid_motion optical_flow measures the video's flow"),
+             hybrid_flow_factor: float = Param(1.0, kind="schedule", help="per frame: the video's flow times this"),
              border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                  help="what fills the edge a move uncovers"),
              fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip")) -> VIDEO:
@@ -642,7 +672,15 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                          sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
                          sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
                          noise_multiplier=noise_multiplier, depth_model=as_given(depth_model, ctx.workflow_dir),
-                         depth_range=(depth_near, depth_far), video=video, color_reference=color_reference)
+                         depth_range=(depth_near, depth_far), video=video, color_reference=color_reference,
+                         hybrid_video=hybrid_video,
+                         hybrid=dict(composite=hybrid_composite, alpha=hybrid_alpha, mask=hybrid_mask,
+                                     mask_blend=hybrid_mask_blend, mask_contrast=hybrid_mask_contrast,
+                                     mask_inverse=hybrid_mask_inverse, mask_equalize=hybrid_mask_equalize,
+                                     mask_auto_contrast=hybrid_mask_auto_contrast,
+                                     mask_cutoff_low=hybrid_mask_cutoff_low, mask_cutoff_high=hybrid_mask_cutoff_high,
+                                     motion=hybrid_motion, flow=hybrid_flow,
+                                     flow_factor=hybrid_flow_factor))
 
 
 def _noise_tensor(noise):
