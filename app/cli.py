@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import", help="convert a ComfyUI workflow (.json, or a PNG/WebP/MP4/WebM carrying one) or "
                                        "Deforum settings (.txt or .json)")
     im.add_argument("file", help="UI or API format JSON, an image/video ComfyUI or VideoHelperSuite wrote, or the "
-                                 "settings file Deforum saves (its 2D/3D animation becomes generate.feedback, "
+                                 "settings file Deforum saves (its 2D/3D/Video Input animation becomes generate.feedback, "
                                  "Deforum's frame-by-frame loop)")
     im.add_argument("-o", "--output", metavar="OUT.yaml", help="where to write the workflow (default: stdout)")
     im.add_argument("--partial", action="store_true",

@@ -161,8 +161,11 @@ def test_the_report_names_every_setting_left_out_or_approximated(tmp_path):
     assert "hybrid" not in text and "cn_1" not in text and "batch_name" not in text
     assert "frame_interpolation" not in text      # its engine is None
     assert r.report.exit_code == 0                # nothing left out or approximated
-    looper = imported(settings_file(tmp_path, use_looper=True)).report
+    looper = imported(settings_file(tmp_path, use_looper=True, use_mask_video=True)).report
     assert "NOT MAPPED             use_looper: guided images (the looper) are not imported" in looper.text()
+    # a mask video was dropped without a word (it was counted among Deforum's bookkeeping)
+    assert "NOT MAPPED             use_mask_video: the mask video is not imported; the whole picture is " \
+        "re-diffused (to keep a region as it was, lay the render over the source with video.over" in looper.text()
     assert looper.exit_code == 3
 
 
@@ -264,8 +267,10 @@ def test_video_input_and_interpolation_modes(tmp_path):
                                extract_from_frame=10, extract_to_frame=49, extract_nth_frame=2))
     assert params(r, "video") == {"path": "clips/dance.mp4", "start": 10, "count": 40, "every_nth": 2,
                                   "width": 512, "height": 512}
-    assert {link.src for link in r.graph.links_to("encode")} == {"model", "video"}
-    assert params(r, "sample")["denoise"] == 0.35 and "camera" not in r.graph.nodes
+    # Deforum's loop with each frame's init the video's: the strength schedule frame by frame, no camera
+    assert [(link.src, link.dst_port) for link in r.graph.links_to("loop") if link.dst_port == "video"] == \
+        [("video", "video")]
+    assert params(r, "loop")["denoise"] == 0.35 and params(r, "loop")["cadence"] == 1 and "camera" not in r.graph.nodes
     r = imported(settings_file(tmp_path, animation_mode="Interpolation"))
     assert params(r, "latent") == {"frames": 120, "width": 512, "height": 512}
     assert r.graph.nodes["noise"].type == "noise.constant"      # one seed for every frame, as Deforum does
@@ -378,15 +383,42 @@ def _render(tmp_path, monkeypatch, builder, **settings):
     return code, out.read_text(), frames, rate
 
 
-def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypatch):
-    import numpy as np
+@pytest.fixture(scope="module")
+def tiny_sd15(tmp_path_factory):
+    """One tiny SD 1.5 checkpoint for the render tests (building it is most of a render test's time)."""
     from tiny_models import build_sd15_single_file
-    # generate.feedback, cadence 2 over 6 frames: frames 0, 2 and 4 diffused, the others moved on and mixed
-    code, text, frames, rate = _render(tmp_path, monkeypatch, build_sd15_single_file, max_frames=6,
+    return build_sd15_single_file(tmp_path_factory.mktemp("tiny"))
+
+
+def _tiny_video(path, frames, seed=3):
+    """An H.264 file of `frames` 64 x 64 frames of noise."""
+    import av
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=15)
+        s.width = s.height = 64
+        s.pix_fmt = "yuv420p"
+        for _ in range(frames):
+            for packet in s.encode(av.VideoFrame.from_ndarray(rng.integers(0, 256, (64, 64, 3), np.uint8), "rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+def test_a_short_2d_animation_renders_on_a_tiny_sd_checkpoint(tmp_path, monkeypatch, tiny_sd15):
+    import numpy as np
+    # generate.feedback, cadence 2 over 6 frames: frames 0, 2 and 4 diffused, the others moved on and mixed; with
+    # hybrid video (its first frame the init, its frames blended in through a difference mask, its flow moving
+    # every frame)
+    _tiny_video(tmp_path / "dance.mp4", 6)
+    code, text, frames, rate = _render(tmp_path, monkeypatch, lambda _: tiny_sd15, max_frames=6,
                                        sd_model_name="sd15_tiny.safetensors", zoom="0:(1.2)",
-                                       translation_x="0:(0)", diffusion_cadence=2)
+                                       translation_x="0:(0)", diffusion_cadence=2, video_init_path="dance.mp4",
+                                       hybrid_composite="Normal", hybrid_motion="Optical Flow",
+                                       hybrid_flow_method="DIS Medium", hybrid_comp_mask_type="Difference")
     assert code == 0                                 # every setting mapped exactly
-    assert "type: generate.feedback" in text
+    assert "type: generate.feedback" in text and "hybrid_motion: optical_flow" in text
     assert len(frames) == 6 and frames[0].shape == (64, 64, 3) and float(rate) == 15.0
     assert np.abs(frames[5].astype(int) - frames[0].astype(int)).mean() > 1      # the frames differ: it moved
 
@@ -579,6 +611,51 @@ def test_colour_coherence_follows_legacy_colormatch():
         assert ("and each diffused frame's after (legacy_colormatch off)" in r.report.text()) is after
 
 
+def test_image_colour_coherence_and_frame_0_matching_in_video_input_mode():
+    """'Image' colour coherence was "not imported (the loop matches frame 0)": it matches (in LAB) to the picture
+    color_coherence_image_path names. In Video Input mode Match Frame 0 RGB / HSV / LAB matched the render to frame
+    0 after it (color.match); Deforum's render.py matches nothing there (it samples only frames it feeds back)."""
+    from app.deforum import DeforumImportError, import_data
+    r = import_data(dict(BASE, color_coherence="Image", color_coherence_image_path="C:\\refs\\sunset.png",
+                         legacy_colormatch=False))
+    assert params(r, "loop")["color_coherence"] == "lab" and params(r, "loop")["color_coherence_after"] is True
+    assert params(r, "colour_image") == {"path": "C:/refs/sunset.png"}
+    assert [link.src for link in r.graph.links_to("loop") if link.dst_port == "color_reference"] == ["colour_image"]
+    assert "each moved frame's before it is diffused" in r.report.text()
+    r = import_data(dict(BASE, animation_mode="Video Input", video_init_path="a.mp4", color_coherence="LAB",
+                         legacy_colormatch=False))
+    assert params(r, "loop")["color_coherence"] == "none" and "colour" not in r.graph.nodes
+    assert "'LAB' matches nothing in Deforum's Video Input mode" in r.report.text()
+    with pytest.raises(DeforumImportError, match="color_coherence_image_path: 'Image' colour coherence needs a "
+                                                 "picture; the setting is empty"):
+        import_data(dict(BASE, color_coherence="Image", color_coherence_image_path=""))
+
+
+def test_hybrid_video_settings_become_the_loops_hybrid_settings():
+    """Hybrid video (hybrid_composite, hybrid_motion and their schedules) was "not imported"; it maps to the loop's
+    hybrid_* settings on the init video, whose first frame is the init image (hybrid_use_first_frame_as_init_image)."""
+    from app.deforum import import_data
+    r = import_data(dict(BASE, video_init_path="dance.mp4", hybrid_composite="After Generation",
+                         hybrid_comp_alpha_schedule="0:(0.3), 60:(0.6)", hybrid_comp_mask_type="Blend",
+                         hybrid_comp_mask_equalize="After", hybrid_motion="Perspective", use_init=True,
+                         init_image="a.png", strength=0.7))
+    p = params(r, "loop")
+    assert (p["hybrid_composite"], p["hybrid_alpha"], p["hybrid_mask"], p["hybrid_mask_equalize"], p["hybrid_motion"],
+            p["hybrid_mask_auto_contrast"], p["image_denoise"]) == ("after_generation", "0:(0.3), 60:(0.6)", "blend",
+                                                                    "after", "perspective", True, 0.3)
+    links = {link.dst_port: link.src for link in r.graph.links_to("loop")}
+    assert links["hybrid_video"] == "hybrid_video" and links["image"] == "hybrid_first" and "init" not in r.graph.nodes
+    assert params(r, "hybrid_video")["path"] == "dance.mp4"
+    assert "NOT MAPPED" not in r.report.text()
+    r = import_data(dict(BASE, video_init_path="dance.mp4", hybrid_motion="Optical Flow", hybrid_flow_method="RAFT",
+                         hybrid_composite="Before Motion", hybrid_comp_mask_type="Depth"))
+    assert params(r, "loop")["hybrid_flow"] == "dis_fine" and params(r, "loop")["hybrid_composite"] == "normal"
+    text = r.report.text()
+    for why in ("RAFT is measured with DIS fine", "Before Motion is composited after the video's motion",
+                "the Depth mask is not imported"):
+        assert why in text, why
+
+
 def test_a_prompt_with_two_negatives_splits_as_deforum_splits_it(tmp_path):
     """Deforum's prepare_prompt: positive = the text before the first --neg, negative = every part after one joined;
     the second --neg was kept inside the negative, and a comma before --neg was dropped."""
@@ -607,3 +684,34 @@ def test_a_comfyui_workflow_of_deforums_nodes_says_what_to_use(tmp_path):
     assert ("DeforumIteratorNode #26 -> deforum_iterator_node_26: not mapped: Deforum's ComfyUI nodes make one frame "
             "per queued run; Kinograph makes the whole animation in one node, generate.feedback") in text
     assert "`kinograph import` the .txt" in text and "no Kinograph equivalent" not in text
+
+
+def test_video_input_mode_renders_each_frame_at_its_own_strength_matched_to_an_image(tmp_path, monkeypatch,
+                                                                                     tiny_sd15):
+    """Video Input mode sampled the whole clip at frame 1's strength ("one strength for the whole clip"), with one
+    seed, and 'Image' colour coherence was not imported. Deforum's render.py diffuses each video frame at that frame's
+    strength and seed, and with 'Image' matches each diffused frame to the picture (legacy_colormatch off). A settings
+    file of this mode imports exactly and runs on a tiny SD 1.5: each frame's sampling run has its own denoise
+    (1 - strength) and seed, and every frame takes the picture's colours."""
+    import numpy as np
+    from PIL import Image
+    import nodes.generate.sampling as sampling
+    rng = np.random.default_rng(3)
+    _tiny_video(tmp_path / "clip.mp4", 3)
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[..., 0] = rng.integers(150, 250, (40, 40))
+    Image.fromarray(red).save(tmp_path / "red.png")
+    runs = []
+    real = sampling.run_sampling
+    monkeypatch.setattr(sampling, "run_sampling", lambda *a, **kw: runs.append(kw) or real(*a, **kw))
+    code, text, frames, _ = _render(tmp_path, monkeypatch, lambda _: tiny_sd15, animation_mode="Video Input",
+                                    video_init_path="clip.mp4", max_frames=3, sd_model_name="sd15_tiny.safetensors",
+                                    strength_schedule="0:(0.2), 2:(0.6)", seed=7, seed_behavior="iter",
+                                    color_coherence="Image", color_coherence_image_path="red.png",
+                                    legacy_colormatch=False, enable_noise_multiplier_scheduling=False)
+    assert code == 0 and "type: generate.feedback" in text and "color_reference" in text
+    assert [round(r["denoise"], 6) for r in runs] == [0.8, 0.6, 0.4] and [r["seed"] for r in runs] == [7, 8, 9]
+    assert len(frames) == 3
+    for f in frames:
+        r, g, b = f.reshape(-1, 3).mean(axis=0)
+        assert r > 120 and g < 40 and b < 40, (r, g, b)

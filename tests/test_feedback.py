@@ -145,6 +145,73 @@ def test_colour_coherence_after_diffusion_is_deforums_current_matching(tmp_path)
     assert not np.array_equal(legacy.frame(4), want[4])
 
 
+def _deforum_walk(n, diffuse, step, matcher, *, legacy, image=None, init=None, video=None):
+    """render.py's colour matching walked in its order, cadence 1: 'Image' coherence when `image` (its sample, loaded
+    before the loop), else Match Frame 0; `init`: use_init with an init picture; `video`: its Video Input mode, where
+    each frame's init is the video's and nothing is fed back (prev_img stays None)."""
+    sample, prev, use_init, out = image, None, init is not None or video is not None, []
+    for k in range(n):
+        picture = init if k == 0 else None
+        if prev is not None:
+            prev = step(prev, k)
+            if sample is None:
+                sample = prev.copy()
+            else:
+                prev = matcher(sample)(prev)
+            picture, use_init = prev, True
+        if video is not None:
+            picture = video[k]
+        got = diffuse(picture, k)
+        if k == 0 and image is not None:
+            got = matcher(sample)(got)
+        elif sample is not None and not legacy:
+            got = matcher(sample)(got)
+        if not legacy and not use_init and image is None:      # (legacy: only at strength 0, never here)
+            sample = got
+        if video is None:
+            prev = got
+        out.append(got)
+    return out
+
+
+def test_colour_coherence_to_an_image_after_an_init_picture_and_on_a_video_as_deforum_walks_it(tmp_path):
+    """Three of render.py's colour coherence paths the loop had wrong or lacked, each against the walk above (a
+    matcher moving a picture's mean to the reference's): 'Image' coherence (a fixed picture: frame 0 is matched to it
+    after it is diffused, the moved frames before); an init picture with legacy_colormatch off (the first moved
+    picture becomes the sample, as Deforum takes no sample from an init's frame 0: the loop recursed for ever
+    looking for its reference); and Video Input mode, where each frame starts from the video's frame and only the
+    diffused frames are matched."""
+    from nodes.generate.feedback import FeedbackLoop, KeyStore
+    rng = np.random.default_rng(2)
+    first, image, init = (rng.integers(0, 200, (8, 8, 3), dtype=np.uint8) for _ in range(3))
+    video = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+
+    def matcher(ref):
+        return lambda p: (p.astype(int) - p.mean(axis=(0, 1)).round().astype(int)
+                          + ref.mean(axis=(0, 1)).round().astype(int)).clip(0, 255).astype(np.uint8)
+
+    def warmer(picture, k):
+        base = first if picture is None else picture
+        return (base.astype(int) + [40, 0, -40 + k]).clip(0, 255).astype(np.uint8)
+    cases = [dict(image=image), dict(init=init), dict(video=video), dict(video=video, image=image)]
+    for i, (case, legacy) in enumerate((c, lg) for c in cases for lg in (False, True)):
+        want = _deforum_walk(5, warmer, _shift, matcher, legacy=legacy, **case)
+        v = case.get("video")
+        step = _shift if v is None else (lambda picture, k: v[k])
+        loop = FeedbackLoop(5, 1, step, warmer, KeyStore(tmp_path / str(i)), (8, 8, 3),
+                            v[0] if v is not None else case.get("init"),
+                            # (Match Frame 0 matches nothing in Video Input mode: the import sets none)
+                            None if v is not None and "image" not in case else matcher, match_diffused=not legacy,
+                            reference=case.get("image"), from_video=v is not None)
+        got = [loop.frame(j) for j in range(5)]
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), (case.keys(), legacy)
+    # the reference did something: Match Frame 0 in its place gives other frames
+    plain = FeedbackLoop(5, 1, _shift, warmer, KeyStore(tmp_path / "plain"), (8, 8, 3), None, matcher,
+                         match_diffused=True)
+    assert not np.array_equal(plain.frame(4), _deforum_walk(5, warmer, _shift, matcher, legacy=False,
+                                                             image=image)[4])
+
+
 def test_histogram_matching_moves_a_frame_toward_the_reference():
     from nodes.common.color import histogram_matcher
     rng = np.random.default_rng(1)
@@ -512,3 +579,117 @@ def test_the_loop_runs_with_a_depth_model_from_the_model_folders(sd, sampled, tm
     deep = _clip(sd, cam, photo, denoise="0", depth_model="tiny-da").to_array()
     flat = _clip(sd, cam, photo, denoise="0").to_array()
     assert deep.shape == (3, 64, 64, 3) and np.abs(deep[2].astype(int) - flat[2]).mean() > 1
+
+
+# -- hybrid video --------------------------------------------------------------------------------------------------
+def _deforum_hybrid_composite(prev_rgb, video_rgb, alpha, mask_type, blend, contrast, inverse, equalize="None",
+                              auto_contrast=False, low=0, high=100):
+    """hybrid_video.py's hybrid_composite (Deforum, 2023), its pictures in RGB and without its file handling."""
+    from PIL import Image, ImageChops, ImageEnhance, ImageOps
+    prev_img_hybrid, video_image = Image.fromarray(prev_rgb), Image.fromarray(video_rgb)
+    hybrid_mask = None
+    if mask_type == 'Blend':
+        hybrid_mask = Image.blend(ImageOps.grayscale(prev_img_hybrid), ImageOps.grayscale(video_image), blend)
+    elif mask_type == 'Difference':
+        hybrid_mask = ImageChops.difference(ImageOps.grayscale(prev_img_hybrid), ImageOps.grayscale(video_image))
+    if inverse and mask_type != "None":
+        hybrid_mask = ImageOps.invert(hybrid_mask)
+    if hybrid_mask is None:
+        hybrid_comp = video_image
+    else:
+        hybrid_mask = ImageOps.grayscale(hybrid_mask)
+        if equalize in ['Before', 'Both']:
+            hybrid_mask = ImageOps.equalize(hybrid_mask)
+        hybrid_mask = ImageEnhance.Contrast(hybrid_mask).enhance(contrast)
+        if auto_contrast:
+            image = np.array(hybrid_mask)
+            min_val, max_val = np.percentile(image, low), np.percentile(image, high)
+            image = np.clip(255 * (image - min_val) / (max_val - min_val), 0, 255)
+            hybrid_mask = ImageOps.grayscale(Image.fromarray(image))
+        if equalize in ['After', 'Both']:
+            hybrid_mask = ImageOps.equalize(hybrid_mask)
+        hybrid_comp = Image.composite(prev_img_hybrid, video_image, hybrid_mask)
+    return np.asarray(Image.blend(prev_img_hybrid, hybrid_comp, alpha))
+
+
+def _deforum_flow_move(img, flow, flow_factor):
+    """hybrid_video.py's image_transform_optical_flow with its remap (a quarter of the picture reflected around it)."""
+    flow = flow * flow_factor if flow_factor != 1 else flow.copy()
+    flow = -flow
+    h, w = img.shape[:2]
+    flow[:, :, 0] += np.arange(w)
+    flow[:, :, 1] += np.arange(h)[:, np.newaxis]
+    dh, dw = int(h * 0.25), int(w * 0.25)
+    larger = cv2.copyMakeBorder(img, dh, dh, dw, dw, cv2.BORDER_REFLECT_101)
+    lh, lw = larger.shape[:2]
+    xg, yg = np.meshgrid(np.arange(lw), np.arange(lh))
+    big = np.dstack((xg, yg)).astype(np.float32)
+    flow[:, :, 0] += dw
+    flow[:, :, 1] += dh
+    big[dh:dh + h, dw:dw + w] = flow
+    out = cv2.remap(larger, big, None, cv2.INTER_LINEAR, cv2.BORDER_REFLECT_101)
+    return out[dh:lh - dh, dw:lw - dw]
+
+
+def test_hybrid_composite_and_motion_are_deforums():
+    """The composite (each mask type, inverted, contrast) against hybrid_video.py's own code; the flow move against its
+    padded remap; the DIS medium flow against OpenCV's preset as Deforum calls it; the fitted moves find a shift."""
+    from nodes.generate.hybrid import composited, flow_moved, matrix_moved, video_flow, video_matrix
+    rng = np.random.default_rng(4)
+    prev, video = (cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3), np.uint8), (0, 0), 2) for _ in range(2))
+    for mask, name in (("none", "None"), ("blend", "Blend"), ("difference", "Difference")):
+        for alpha, blend, contrast, inverse, eq, cut in ((0.5, 0.5, 1.0, False, "None", None),
+                                                         (0.3, 0.8, 1.7, True, "Before", (0, 100)),
+                                                         (0.7, 0.2, 0.8, False, "Both", (10, 90))):
+            np.testing.assert_array_equal(
+                composited(prev, video, alpha, mask, blend, contrast, inverse, eq.lower(), cut),
+                _deforum_hybrid_composite(prev, video, alpha, name, blend, contrast, inverse, eq, cut is not None,
+                                          *(cut or (0, 100))))
+    moved = np.roll(prev, (2, 3), axis=(0, 1))
+    flow = video_flow(prev, moved, "dis_medium")
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    np.testing.assert_array_equal(flow, dis.calc(*(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (prev, moved)), None))
+    for factor in (1.0, 0.5):
+        got = flow_moved(prev, flow, factor).astype(int)
+        assert np.abs(got - _deforum_flow_move(prev, flow, factor)).max() <= 1
+    # the flow carries the picture along: prev moved by the flow is the shifted picture (inside the edges)
+    assert np.abs(flow_moved(prev, flow, 1.0)[8:-8, 8:-8].astype(int) - moved[8:-8, 8:-8]).mean() < 3
+    for method in ("dis_fine", "farneback"):
+        f = video_flow(prev, moved, method)
+        assert np.abs(np.median(f[16:-16, 16:-16].reshape(-1, 2), axis=0) - (3, 2)).max() < 0.5, method
+    boxes = np.full((96, 128, 3), 90, np.uint8)         # corners for SIFT to find
+    for x, y, w, h in rng.integers(0, 128, (40, 4)):
+        cv2.rectangle(boxes, (int(x), int(y) % 96), (int(x + 4 + w % 12), int(y % 96 + 4 + h % 12)),
+                      rng.integers(0, 256, 3).tolist(), -1)
+    shifted = np.roll(boxes, (2, 3), axis=(0, 1))
+    assert np.array_equal(video_matrix(boxes, boxes[:, :, :1].repeat(3, 2) * 0, "affine"), np.eye(3)[:2])
+    for kind in ("affine", "perspective"):
+        m = video_matrix(boxes, shifted, kind)
+        np.testing.assert_allclose(m[:2, 2], (3, 2), atol=0.3)
+        assert np.abs(matrix_moved(boxes, m)[8:-8, 8:-8].astype(int) - shifted[8:-8, 8:-8]).mean() < 3
+
+
+def test_hybrid_video_blends_into_and_moves_the_loops_frames(sd, sampled):
+    """Deforum's hybrid video on the loop, denoise 0 (each frame is the moved picture as it goes to the model): a
+    still camera, the video's flow from frame k-1 to k moving the frame before, then the video's frame k blended in
+    at that frame's alpha; After Generation blends it into what the model made. The clip is cut to the video."""
+    from graph_engine import Clip
+    from nodes.generate.hybrid import composited, flow_moved, video_flow
+    from nodes.motion.camera import build_path
+    rng = np.random.default_rng(5)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (32, 48, 3), np.uint8), (0, 0), 1.5)
+    v = np.stack([np.roll(base, (0, 2 * k), axis=(0, 1))[:, :32] for k in range(4)])
+    cam = build_path(6, 32, 32, per_frame=True)
+    hybrid = dict(composite="normal", alpha="0:(0.2), 3:(0.8)", mask="none", mask_blend="0.5", mask_contrast="1",
+                  mask_inverse=False, mask_equalize="none", mask_auto_contrast=False, mask_cutoff_low="0",
+                  mask_cutoff_high="100", motion="optical_flow", flow="dis_medium", flow_factor="1")
+    frames = _clip(sd, cam, width=32, height=32, denoise="0", hybrid_video=Clip.from_array(v, 8.0), hybrid=hybrid).to_array()
+    assert len(frames) == 4 and len(sampled) == 1
+    for k in range(1, 4):
+        moved = flow_moved(frames[k - 1], video_flow(v[k - 1], v[k], "dis_medium"), 1.0)
+        want = composited(moved, v[k], 0.2 + 0.2 * k, "none")
+        assert np.abs(frames[k].astype(int) - want).max() <= 1, k
+    after = _clip(sd, cam, width=32, height=32, denoise="0", hybrid_video=Clip.from_array(v, 8.0),
+                  hybrid=dict(hybrid, composite="after_generation", motion="none", alpha="0.5")).to_array()
+    for k in range(1, 4):
+        assert np.abs(after[k].astype(int) - composited(after[k - 1], v[k], 0.5, "none")).max() <= 1, k

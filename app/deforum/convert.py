@@ -3,8 +3,9 @@
 Deforum renders frame by frame: frame 0 from the prompt (or the init image), then each frame is the
 previous one moved by one step of the camera schedules and re-diffused with img2img at the strength
 schedule. 2D and 3D animations become that loop, generate.feedback, fed by a per-frame camera path and the
-prompt schedule, with Deforum's strength, guidance, steps and seed schedules, cadence and colour coherence;
-every setting that is approximated or has no equivalent is named in the report with why."""
+prompt schedule, with Deforum's strength, guidance, steps and seed schedules, cadence, colour coherence and hybrid
+video; Video Input mode is the same loop fed the video's frames instead of the moved ones. Every setting that is
+approximated or has no equivalent is named in the report with why."""
 from __future__ import annotations
 
 import math
@@ -88,11 +89,15 @@ HOUSEKEEPING = {
 OPTIONAL = {
     "enable_perspective_flip": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
     "flip_2d_perspective": (bool, "perspective flip has no Kinograph equivalent; the flip is left out"),
-    "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused"),
+    "use_mask": (bool, "init masks are not imported; the whole picture is re-diffused (to keep a region as it was, "
+                 "lay the render over the source with video.over and the mask, mask.from_video)"),
     "use_noise_mask": (bool, "noise masks are not imported"),
-    "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is not imported (motion.flow of the "
-                      "video into noise.warp is Kinograph's way to follow a clip's motion)"),
-    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video compositing is not imported"),
+    "use_mask_video": (bool, "the mask video is not imported; the whole picture is re-diffused (to keep a region as "
+                       "it was, lay the render over the source with video.over and mask.from_video of the mask video)"),
+    "hybrid_motion": (lambda v: v not in ("None", None, ""), "hybrid video is used in 2D and 3D modes only, in "
+                      "Deforum too"),
+    "hybrid_composite": (lambda v: v not in (False, "None", None, ""), "hybrid video is used in 2D and 3D modes only, "
+                         "in Deforum too"),
     "enable_checkpoint_scheduling": (bool, "one checkpoint for the whole clip: model.path"),
     "enable_sampler_scheduling": (bool, "one sampler for the whole clip: sample.sampler"),
     "enable_subseed_scheduling": (bool, "subseeds are not imported"),
@@ -111,7 +116,8 @@ OPTIONAL = {
     "frame_interpolation_x_amount": (lambda v: v not in ("Disabled", None, "", 0, 1, "0", "1"),
                                      "frame interpolation is not added: put interpolate.rife (with RIFE weights) "
                                      "or interpolate.flow between decode and save"),
-    "use_looper": (bool, "guided images (the looper) are not imported"),
+    "use_looper": (bool, "guided images (the looper) are not imported: the loop starts from the init image alone; "
+                   "import each stretch with its guide image as init_image, or steer it with a ControlNet unit"),
     # A1111's own options, which Deforum passes on to every frame
     "tiling": (bool, "seamless tiling (A1111's Tiling) has no Kinograph equivalent: the frames do not tile"),
     "restore_faces": (bool, "faces are not restored (A1111's GFPGAN / CodeFormer): Kinograph has no face-restoration "
@@ -209,7 +215,10 @@ class Builder:
         self.seed = seed if seed >= 0 else 0
         self.entry("animation_mode", EXACT if self.mode in ("2D", "Video Input", "Interpolation", "None") else APPROX,
                    [], self._mode_note())
-        self.entry("max_frames", EXACT, ["camera.frames" if self.mode in ("2D", "3D") else "latent / video length"])
+        self.entry("max_frames", EXACT, ["camera.frames" if self.mode in ("2D", "3D") else "latent.frames"]
+                   if self.mode != "Video Input" else [],
+                   "" if self.mode != "Video Input" else "the clip has the video's length, as Deforum sets max_frames "
+                   "to it in this mode; schedules are read over max_frames frames")
         self.size()
         # Deforum's cadence (2D and 3D): only one frame in n is sampled, so prompts index those frames
         self.n_cadence = self.read_cadence() if self.mode in ("2D", "3D") else 1
@@ -327,8 +336,9 @@ class Builder:
         return c
 
     def sampling_settings(self, seed: int) -> None:
-        # 2D and 3D run generate.feedback, which takes the schedules frame by frame; the other modes sample once
-        self.looping = self.mode in ("2D", "3D")
+        # 2D, 3D and Video Input run generate.feedback, which takes the schedules frame by frame; the other modes
+        # sample once
+        self.looping = self.mode in ("2D", "3D", "Video Input")
         node = "loop" if self.looping else "sample"
         one = min(1, self.frames - 1)
         steps = self.number("steps", 25, whole=True)
@@ -438,25 +448,9 @@ class Builder:
         return "decode"
 
     def finish(self, src: str, x: int) -> None:
-        """Colour coherence, greyscale and the saved video."""
+        """Greyscale where the loop does not grey its frames itself, and the saved video."""
         port = "video"
-        coherence = str(self.get("color_coherence", "None"))
-        method = {"match frame 0 rgb": "histogram", "rgb": "histogram", "match frame 0 lab": "reinhard",
-                  "lab": "reinhard", "match frame 0 hsv": "histogram", "hsv": "histogram"}.get(coherence.lower())
-        if method and self.mode == "Video Input":
-            self.add("color.match", "colour", {"frame": 0, "method": method}, (x, 0))
-            self.link(src, port, "colour", "video")
-            src, x = "colour", x + 280
-            rgb = coherence.lower().endswith("rgb")
-            # after, not before, the diffusion: approximate even where the matching itself is Deforum's
-            self.entry("color_coherence", APPROX, ["colour"],
-                       "each frame's colours matched to frame 0's after it is rendered (Deforum matches the "
-                       "moved picture before it is diffused)" + ("" if rgb else f"; {coherence}: "
-                       + ("Lab mean and spread" if method == "reinhard" else "per-channel histograms in RGB")))
-        elif coherence not in ("None", "none", "") and self.mode == "Video Input":
-            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (color.match matches frame "
-                       "0 or an image you give it)")
-        if _is_on(bool, self.get("color_force_grayscale", False)) and not self.looping:
+        if _is_on(bool, self.get("color_force_grayscale", False)) and self.mode not in ("2D", "3D"):
             self.add("color.grade", "grey", {"saturation": 0.0}, (x, 0))
             self.link(src, port, "grey", "video")
             src, x = "grey", x + 280
@@ -478,21 +472,14 @@ class Builder:
         return "init", "image"
 
     def animation(self) -> None:
-        image = self.init_image()
+        # Deforum's hybrid video takes the init image's place with the video's first frame
+        image = None if self.hybrid_kinds() != ("none", "none") and \
+            _is_on(bool, self.get("hybrid_use_first_frame_as_init_image", True)) else self.init_image()
         self.camera()
-        p: Dict[str, Any] = {"width": self.w, "height": self.h, "denoise": self.denoise_schedule(),
-                             "cfg": self.cfg, "steps": self.steps, "sampler": self.sampler, "seed": self.seed,
-                             "seed_behaviour": self.seed_behaviour, "cadence": self.n_cadence,
-                             "color_coherence": self.coherence(), "border": self.border(), "fps": self.fps}
-        if self.scheduler != "default":
-            p["scheduler"] = self.scheduler
-        if self.seed_schedule is not None:
-            p["seed_schedule"] = self.seed_schedule
-        if self.coherence_after:
-            p["color_coherence_after"] = True
+        p = self.loop_params()
+        p.update(border=self.border())
         p.update(self.noise_and_contrast())
         p.update(self.anti_blur())
-        p.update(self.noise_multiplier())
         if self.mode == "3D":
             p.update(self.depth_warping())
         if _is_on(bool, self.get("color_force_grayscale", False)):
@@ -506,13 +493,13 @@ class Builder:
             p["image_denoise"] = round(1 - strength, 6)
             self.entry("strength", EXACT, ["loop.image_denoise"], f"frame 0 is the init image re-diffused at "
                        f"denoise 1 - strength = {1 - strength:.4g}")
-        self.add("generate.feedback", "loop", p, (1400, 250))
-        from .controlnet import add_controlnets
-        self.link(add_controlnets(self), "model", "loop", "model")
-        self.link("model", "vae", "loop", "vae")
-        self.link("prompt", "positive", "loop", "positive")
-        self.link("prompt", "negative", "loop", "negative")
+        p.update(self.hybrid_video(p))
+        self.add_loop(p)
         self.link("camera", "camera", "loop", "camera")
+        if "hybrid_video" in self.graph.nodes:
+            self.link("hybrid_video", "video", "loop", "hybrid_video")
+        if "hybrid_first" in self.graph.nodes:
+            image = ("hybrid_first", "image")
         if image is not None:
             self.link(*image, "loop", "image")
         if self.n_cadence > 1:
@@ -521,7 +508,145 @@ class Builder:
                        f"around them moved on and crossfaded, as Deforum's cadence makes them")
         self.finish("loop", 1680)
 
+    def hybrid_video(self, p: Dict[str, Any]) -> Dict[str, Any]:
+        """Deforum's hybrid video (2D and 3D): the init video's frames blended into the moved pictures
+        (hybrid_composite, with its alpha and mask schedules) and its motion between frames added to the camera's
+        (hybrid_motion), as the loop's hybrid_* settings on the video's frames."""
+        comp, motion = self.hybrid_kinds()
+        if comp == "none" and motion == "none":
+            return {}
+        if comp not in ("none", "normal", "after_generation"):
+            raise DeforumSettingError(f"hybrid_composite: {str(self.get('hybrid_composite'))[:40]!r} is not one of "
+                                      "Deforum's "
+                                      "(None, Normal, Before Motion, After Generation)")
+        if motion not in ("none", "optical_flow", "perspective", "affine"):
+            raise DeforumSettingError(f"hybrid_motion: {str(self.get('hybrid_motion'))[:40]!r} is not one of Deforum's (None, "
+                                      "Optical Flow, Perspective, Affine)")
+        path = str(self.get("video_init_path", "") or "").strip()
+        if not path:
+            raise DeforumSettingError("video_init_path: hybrid video needs a video; the setting is empty")
+        path, note = local_path(path)
+        start = max(self.number("extract_from_frame", 0, whole=True), 0)
+        to = self.number("extract_to_frame", -1, whole=True)
+        nth = max(1, self.number("extract_nth_frame", 1, whole=True))
+        self.add("io.load_video", "hybrid_video", {"path": path, "start": start, "count": 0 if to < 0 else
+                                                   max(1, to - start + 1), "every_nth": nth, "width": self.w,
+                                                   "height": self.h}, (1120, 800))
+        self.entry("video_init_path, extract_from_frame, extract_to_frame, extract_nth_frame",
+                   APPROX if note else EXACT, ["hybrid_video"], "the hybrid video; the clip is cut to its length, as "
+                   "Deforum sets max_frames to it", note)
+        out: Dict[str, Any] = {}
+        if comp != "none":
+            out["hybrid_composite"] = comp
+            before = str(self.get("hybrid_composite")).strip().lower() == "before motion"
+            out["hybrid_alpha"] = self.loop_schedule("hybrid_comp_alpha_schedule", "0:(0.5)", 0, 1)
+            mask = str(self.get("hybrid_comp_mask_type", "None")).strip().lower()
+            notes = []
+            if before and motion != "none":
+                notes.append("Before Motion is composited after the video's motion here, not before it")
+            if mask in ("blend", "difference"):
+                out["hybrid_mask"] = mask
+                out["hybrid_mask_blend"] = self.loop_schedule("hybrid_comp_mask_blend_alpha_schedule", "0:(0.5)", 0, 1)
+                out["hybrid_mask_contrast"] = self.loop_schedule("hybrid_comp_mask_contrast_schedule", "0:(1)", 0, 10)
+                if _is_on(bool, self.get("hybrid_comp_mask_inverse", False)):
+                    out["hybrid_mask_inverse"] = True
+                eq = str(self.get("hybrid_comp_mask_equalize", "None")).strip().lower()
+                if eq in ("before", "after", "both"):
+                    out["hybrid_mask_equalize"] = eq
+                if _is_on(bool, self.get("hybrid_comp_mask_auto_contrast", False)):
+                    out["hybrid_mask_auto_contrast"] = True
+                    out["hybrid_mask_cutoff_low"] = self.loop_schedule(
+                        "hybrid_comp_mask_auto_contrast_cutoff_low_schedule", "0:(0)", 0, 100)
+                    out["hybrid_mask_cutoff_high"] = self.loop_schedule(
+                        "hybrid_comp_mask_auto_contrast_cutoff_high_schedule", "0:(100)", 0, 100)
+            elif mask not in ("none", ""):
+                notes.append(f"the {self.get('hybrid_comp_mask_type')} mask is not imported: the video is blended "
+                             "without a mask (for a depth mask, make it with depth.estimate and lay the video over "
+                             "the render with video.over)")
+            if comp == "after_generation" and p.get("grayscale"):
+                notes.append("with color_force_grayscale the frame is greyed before the video is blended in")
+            self.entry("hybrid_composite, hybrid_comp_*", APPROX if notes else EXACT,
+                       ["loop.hybrid_composite", "loop.hybrid_alpha"] + (["loop.hybrid_mask"] if "hybrid_mask" in out
+                                                                         else []),
+                       "the video's frame blended into each " + ("diffused frame" if comp == "after_generation" else
+                                                                 "moved picture before it is diffused") +
+                       " at the alpha schedule", *notes)
+        if motion != "none":
+            out["hybrid_motion"] = motion
+            notes = []
+            if motion == "optical_flow":
+                method = str(self.get("hybrid_flow_method", "RAFT")).strip().lower()
+                flow = {"dis medium": "dis_medium", "dis fine": "dis_fine", "farneback": "farneback"}.get(method)
+                if flow is None:
+                    flow = "dis_fine"
+                    notes.append(f"{self.get('hybrid_flow_method', 'RAFT')} is measured with DIS fine (Kinograph has "
+                                 "no RAFT)")
+                out["hybrid_flow"] = flow
+                out["hybrid_flow_factor"] = self.loop_schedule("hybrid_flow_factor_schedule", "0:(1)", -10, 10)
+                if _is_on(bool, self.get("hybrid_flow_consistency", False)):
+                    notes.append("the flow's consistency mask is left out")
+            if _is_on(bool, self.get("hybrid_motion_use_prev_img", False)):
+                notes.append("the motion is measured between the video's own frames (Deforum: from the loop's "
+                             "picture to the video's next frame)")
+            self.entry("hybrid_motion, hybrid_flow_*", APPROX if notes else EXACT,
+                       ["loop.hybrid_motion"] + (["loop.hybrid_flow"] if "hybrid_flow" in out else []),
+                       "each moved picture moved on as the video moves from the frame before", *notes)
+        if _is_on(bool, self.get("hybrid_use_init_image", False)):
+            self.entry("hybrid_use_init_image", UNMAPPED, [], "the init image as the hybrid video is not imported: the "
+                       "video's frames are used")
+        if _is_on(bool, self.get("hybrid_use_first_frame_as_init_image", True)):
+            self.add("video.frame", "hybrid_first", {"index": 0}, (1120, 1000))
+            self.link("hybrid_video", "video", "hybrid_first", "video")
+            strength = self.number("strength", 0.8)
+            if not 0 <= strength <= 1:
+                raise DeforumSettingError(f"strength: init strength {strength:g} is outside 0..1")
+            out["image_denoise"] = round(1 - strength, 6)
+            self.entry("hybrid_use_first_frame_as_init_image, strength", EXACT, ["loop.image", "loop.image_denoise"],
+                       f"frame 0 is the video's first frame re-diffused at denoise 1 - strength = {1 - strength:.4g}")
+        return out
+
+    def hybrid_kinds(self) -> Tuple[str, str]:
+        """Deforum's hybrid_composite and hybrid_motion as the loop's names (an early file's True is Normal)."""
+        comp = str(self.get("hybrid_composite", "None")).strip().lower()
+        comp = {"true": "normal", "false": "none", "": "none", "before motion": "normal",
+                "after generation": "after_generation"}.get(comp, comp)
+        motion = str(self.get("hybrid_motion", "None")).strip().lower()
+        return comp, {"optical flow": "optical_flow", "": "none"}.get(motion, motion)
+
+    def loop_schedule(self, key: str, default: str, lo: float, hi: float) -> Any:
+        c = self.per_frame(key, default, lo, hi, key.replace("_schedule", "").replace("_", " "))
+        return c.constant if c.constant is not None else c.text
+
+    def loop_params(self) -> Dict[str, Any]:
+        """generate.feedback's settings every mode that runs it shares: the per-frame schedules and seeds, colour
+        coherence and the noise multiplier."""
+        p: Dict[str, Any] = {"width": self.w, "height": self.h, "denoise": self.denoise_schedule(),
+                             "cfg": self.cfg, "steps": self.steps, "sampler": self.sampler, "seed": self.seed,
+                             "seed_behaviour": self.seed_behaviour, "cadence": self.n_cadence,
+                             "color_coherence": self.coherence(), "fps": self.fps}
+        if self.scheduler != "default":
+            p["scheduler"] = self.scheduler
+        if self.seed_schedule is not None:
+            p["seed_schedule"] = self.seed_schedule
+        if self.coherence_after:
+            p["color_coherence_after"] = True
+        p.update(self.noise_multiplier())
+        return p
+
+    def add_loop(self, p: Dict[str, Any]) -> None:
+        self.add("generate.feedback", "loop", p, (1400, 250))
+        from .controlnet import add_controlnets
+        self.link(add_controlnets(self), "model", "loop", "model")
+        self.link("model", "vae", "loop", "vae")
+        self.link("prompt", "positive", "loop", "positive")
+        self.link("prompt", "negative", "loop", "negative")
+        if "colour_image" in self.graph.nodes:
+            self.link("colour_image", "image", "loop", "color_reference")
+
     def video_input(self) -> None:
+        """Deforum's Video Input mode is its animation loop with each frame's init picture the video's frame (not
+        the moved frame before it), at that frame's strength, prompt, guidance, steps and seed: generate.feedback
+        fed the video. Nothing is moved, noised, sharpened or colour matched before it is diffused, as in Deforum."""
         path = str(self.get("video_init_path", "") or "").strip()
         if not path:
             raise DeforumSettingError("video_init_path: Video Input mode needs a video; the setting is empty")
@@ -535,11 +660,9 @@ class Builder:
         self.entry("video_init_path", APPROX if note else EXACT, ["video.path"], note)
         self.entry("extract_from_frame, extract_to_frame, extract_nth_frame", EXACT,
                    ["video.start", "video.count", "video.every_nth"])
-        self.add("vae.encode", "encode", {}, (560, 250))
-        self.link("model", "vae", "encode", "vae")
-        self.link("video", "video", "encode", "video")
-        dec = self.sample_chain(("encode", "latent"), self.denoise(), 840)
-        self.finish(dec, 1400)
+        self.add_loop(self.loop_params())
+        self.link("video", "video", "loop", "video")
+        self.finish("loop", 1680)
 
     def interpolation(self) -> None:
         self.add("latent.empty", "latent", {"frames": self.frames, "width": self.w, "height": self.h}, (280, 250))
@@ -558,18 +681,6 @@ class Builder:
         self.link("frame", "image", "save", "image")
 
     # -- pieces of the animation modes ------------------------------------------------------------------
-    def denoise(self) -> float:
-        st = self.schedule("strength_schedule", "0: (0.65)")
-        s = st.values[min(1, self.frames - 1)]
-        if not 0 <= s <= 1:
-            raise DeforumSettingError(f"strength_schedule: strength {s:g} at frame 1 is outside 0..1")
-        varies = st.constant is None
-        self.entry("strength_schedule", APPROX if varies else EXACT, ["sample.denoise"],
-                   f"denoise = 1 - strength = {1 - s:.4g}" + (f"; one strength for the whole clip: frame 1's "
-                                                              f"(it goes from {min(st.values):g} to "
-                                                              f"{max(st.values):g})" if varies else ""))
-        return round(min(max(1.0 - s, 0.01), 1.0), 6)
-
     def denoise_schedule(self) -> Any:
         """Deforum's strength schedule (how much of the moved frame is kept) as the loop's denoise: 1 - strength."""
         st = self.per_frame("strength_schedule", "0: (0.65)", 0, 1, "strength")
@@ -659,20 +770,51 @@ class Builder:
         return out
 
     def coherence(self) -> str:
-        """Deforum's colour coherence as the loop's: the moved picture's histograms matched before it is diffused."""
+        """Deforum's colour coherence as the loop's: the moved picture's histograms matched before it is diffused
+        (and the diffused frame's after), to frame 0 or to the picture 'Image' names."""
         coherence = str(self.get("color_coherence", "None"))
+        low = coherence.lower()
         space = {"match frame 0 rgb": "rgb", "rgb": "rgb", "match frame 0 lab": "lab", "lab": "lab",
-                 "match frame 0 hsv": "hsv", "hsv": "hsv"}.get(coherence.lower())
+                 "match frame 0 hsv": "hsv", "hsv": "hsv", "image": "lab"}.get(low)
         # Deforum reads a file without legacy_colormatch (saved before it existed) as legacy, as it was made
-        self.coherence_after = bool(space) and not _is_on(bool, self.get("legacy_colormatch", True))
-        if space:
-            self.entry("color_coherence" + (", legacy_colormatch" if "legacy_colormatch" in self.s else ""), EXACT,
+        legacy = _is_on(bool, self.get("legacy_colormatch", True))
+        self.coherence_after = bool(space) and not legacy
+        keys = "color_coherence" + (", legacy_colormatch" if "legacy_colormatch" in self.s else "")
+        video = self.mode == "Video Input"
+        if space and video and low != "image":
+            # render.py keeps a sample only from a frame fed back (never in this mode) or, legacy, one at strength 0
+            self.coherence_after = False
+            self.entry(keys, EXACT, [], f"{coherence!r} matches nothing in Deforum's Video Input mode (its sample "
+                       "is taken from the frames it feeds back, and this mode feeds none back): nothing to import. "
+                       "For colours held to frame 0, add color.match (frame 0) after the loop")
+            return "none"
+        if low == "image":
+            path = str(self.get("color_coherence_image_path", "") or "").strip()
+            if not path:
+                raise DeforumSettingError("color_coherence_image_path: 'Image' colour coherence needs a picture; the "
+                                          "setting is empty")
+            path, note = local_path(path)
+            self.add("io.load_image", "colour_image", {"path": path}, (1120, 650))
+            how = ["frame 0's LAB histograms matched to the picture's (resized to W x H) after it is diffused"]
+            if not video:
+                how.append("each moved frame's before it is diffused")
+            how.append("every diffused frame's after it is diffused (legacy_colormatch off)" if self.coherence_after
+                       else "legacy_colormatch: no other frame is matched in this mode" if video else
+                       "legacy_colormatch: not after")
+            self.entry(keys + ", color_coherence_image_path", APPROX if note else EXACT,
+                       ["loop.color_coherence", "colour_image.path"] +
+                       (["loop.color_coherence_after"] if self.coherence_after else []), "; ".join(how), note)
+        elif space:
+            self.entry(keys, EXACT,
                        ["loop.color_coherence"] + (["loop.color_coherence_after"] if self.coherence_after else []),
                        f"each moved frame's {space.upper()} histograms matched to frame 0's before it is diffused" +
                        (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
                         " (legacy_colormatch)"))
-        elif coherence.lower() not in ("none", ""):
-            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported (the loop matches frame 0)")
+        elif low not in ("none", ""):
+            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: matching each frame to the "
+                       "init video's frame (Deforum does with hybrid video on); 'LAB' matches to frame 0, and 'Image' "
+                       "to a picture" if low == "video input" else
+                       f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
 
     def border(self) -> str:
@@ -761,6 +903,8 @@ class Builder:
                 continue
             if key == "enable_noise_multiplier_scheduling" and self.looping:
                 continue        # the loop's noise_multiplier (noise_multiplier below)
+            if key in ("hybrid_motion", "hybrid_composite") and self.mode in ("2D", "3D"):
+                continue        # the loop's hybrid_* (hybrid_video)
             if key in self.s and _is_on(test, self.s[key]) and why:
                 self.entry(key, UNMAPPED, [], why)
         cn = sorted(k for k, v in self.s.items() if re.fullmatch(r"cn_\d+_enabled", k) and _is_on(bool, v))

@@ -209,11 +209,22 @@ class FeedbackLoop:
     def __init__(self, length: int, cadence: int, step: Callable[[Picture, int], Picture],
                  diffuse: Callable[[Optional[Picture], int], Picture], store: KeyStore, shape,
                  first: Optional[Picture] = None, matcher: Optional[Callable] = None,
-                 log: Callable[[str], None] = lambda message: None, match_diffused: bool = False):
+                 log: Callable[[str], None] = lambda message: None, match_diffused: bool = False,
+                 reference: Optional[Picture] = None, from_video: bool = False,
+                 composite: Optional[Callable[[Picture, int], Picture]] = None,
+                 composite_after: Optional[Callable[[Picture, int], Picture]] = None):
         self.length, self.c = int(length), max(1, int(cadence))
         # Deforum's colour coherence since mid-2023 (legacy_colormatch off): the reference is diffused frame 0 as
         # it is, and each diffused frame is matched to it again after it is diffused
         self.match_diffused = bool(match_diffused)
+        # Deforum's 'Image' colour coherence: a fixed reference, which diffused frame 0 is matched to as well
+        self.reference = reference
+        # step gives a video's frame, not the loop's own picture moved (Deforum's Video Input mode): nothing drifts
+        # before it is diffused, so only the diffused frames are matched
+        self.from_video = bool(from_video)
+        # Deforum's hybrid composite: a video frame blended into each moved picture before it is colour matched
+        # and diffused, or into each diffused frame (After Generation) before it is matched again
+        self.composite, self.composite_after = composite, composite_after
         self.step, self.diffuse, self.store, self.shape = step, diffuse, store, tuple(shape)
         self.first, self.matcher, self.log = first, matcher, log
         self.match: Optional[Callable] = None
@@ -234,10 +245,15 @@ class FeedbackLoop:
     def _key(self, k: int, moved: Optional[Picture]) -> Picture:
         got = self.store.get(k, self.shape)
         if got is None:
-            if self.matcher is not None and moved is not None and (k > self.c or self.match_diffused):
+            if self.composite is not None and moved is not None and k:
+                moved = self.composite(moved, k)
+            if self.matcher is not None and moved is not None and k and not self.from_video and \
+                    (k > self.c or self.reference is not None or self._frame_0_is_sample()):
                 moved = self._reference()(moved)       # (legacy: at c the moved frame is the reference)
             got = self.diffuse(moved, k)
-            if self.matcher is not None and self.match_diffused and k:
+            if self.composite_after is not None and k:
+                got = self.composite_after(got, k)
+            if self.matcher is not None and ((self.match_diffused and k) or (self.reference is not None and not k)):
                 got = self._reference()(got)
             got = np.ascontiguousarray(got, np.uint8)
             self.store.put(k, got)
@@ -249,14 +265,22 @@ class FeedbackLoop:
         return got
 
     def _reference(self) -> Callable:
-        """The colour match: to frame 0 as the second diffused frame's camera sees it (the first picture Deforum's
-        colour coherence meets, which it keeps as its sample), made from the kept frame 0 when first needed."""
+        """The colour match: to the fixed reference picture where there is one; else to frame 0 as the second
+        diffused frame's camera sees it (the first picture Deforum's colour coherence meets, which it keeps as its
+        sample), made from the kept frame 0 when first needed."""
+        if self.match is None and self.reference is not None:
+            self.match = self.matcher(self.reference)
         if self.match is None:
             ref = self._key(0, self.first)
-            for k in range(1, 0 if self.match_diffused else self.c + 1):
+            # (Deforum keeps diffused frame 0 as its sample only when it was drawn from noise: an init picture's
+            # frame 0 is not, and the first moved picture becomes the sample, as in the legacy matching)
+            for k in range(1, 0 if self._frame_0_is_sample() else self.c + 1):
                 ref = self.step(ref, k)
             self.match = self.matcher(ref)
         return self.match
+
+    def _frame_0_is_sample(self) -> bool:
+        return self.match_diffused and (self.first is None or self.from_video)
 
     def _restart(self, j: int) -> None:
         """The state at the start of the window holding frame j, from the last diffused frames kept before it
@@ -346,6 +370,69 @@ def camera_step(mover, depth_model: str, depth_range, device: str) -> Callable[[
     return step
 
 
+def hybrid_parts(video, hybrid: dict, step, n: int, width: int, height: int, log):
+    """Deforum's hybrid video on the loop: the camera step followed by the video's own motion (hybrid_motion), and
+    the composite of the video's frame into the moved or the diffused pictures. `hybrid` holds generate.feedback's
+    hybrid_* settings (schedules as text)."""
+    from graph_engine.schedule import parse_schedule
+    from nodes.generate.hybrid import COMPOSITES, composited, video_motion
+    frame = video_step(video, width, height, log)
+
+    def values(name, lo, hi):
+        v = parse_schedule(hybrid[name]).values(n)
+        bad = np.flatnonzero(~((v >= lo) & (v <= hi)))
+        if len(bad):
+            raise NodeError(f"generate.feedback: {name} is {v[bad[0]]:g} at frame {int(bad[0])}; it must be within "
+                            f"{lo:g}..{hi:g}")
+        return v
+    if hybrid["motion"] != "none":
+        motion = video_motion(lambda k: frame(None, k), hybrid["motion"], hybrid["flow"],
+                              values("flow_factor", -10, 10))
+        camera = step
+        step = lambda picture, k: motion(camera(picture, k), k)     # noqa: E731
+    kind = hybrid["composite"]
+    if kind not in COMPOSITES:
+        raise NodeError(f"generate.feedback: hybrid_composite {kind!r}: use one of {', '.join(COMPOSITES)}")
+    if kind == "none":
+        return step, None, None
+    alpha, blend, contrast = values("alpha", 0, 1), values("mask_blend", 0, 1), values("mask_contrast", 0, 10)
+    low, high = values("mask_cutoff_low", 0, 100).astype(int), values("mask_cutoff_high", 0, 100).astype(int)
+
+    def comp(picture, k):
+        return composited(picture, frame(None, k), float(alpha[k]), hybrid["mask"], float(blend[k]),
+                          float(contrast[k]), hybrid["mask_inverse"], hybrid["mask_equalize"],
+                          (low[k], high[k]) if hybrid["mask_auto_contrast"] else None)
+    return (step, comp, None) if kind == "normal" else (step, None, comp)
+
+
+def camera_mover(camera, width: int, height: int, border: str):
+    from nodes.motion.warp import CameraMover, picture_at
+    try:
+        return CameraMover(picture_at(camera, 1.0), width, height, "perspective", "compounding", border)
+    except ValueError as e:
+        raise NodeError(f"generate.feedback: {e}") from None
+
+
+def video_step(video, width: int, height: int, log: Callable[[str], None]) -> Callable[[Picture, int], Picture]:
+    """step(picture, k) for FeedbackLoop diffusing a video frame by frame (Deforum's Video Input mode): frame k of
+    the video at the loop's size, whatever the picture before it was."""
+    if (video.width, video.height) != (width, height):
+        log(f"the video's frames ({video.width}x{video.height}) are resized to the loop's {width}x{height}")
+
+    def step(picture: Optional[Picture], k: int) -> Picture:
+        return fitted_picture(video.frame(k), width, height, lambda message: None)
+    return step
+
+
+def resized_reference(picture: Picture, width: int, height: int) -> Picture:
+    """The colour reference at the loop's size, Lanczos-resized as Deforum resizes its colour coherence image."""
+    from PIL import Image
+    picture = np.ascontiguousarray(picture[..., :3], np.uint8)
+    if picture.shape[:2] == (height, width):
+        return picture
+    return np.asarray(Image.fromarray(picture).resize((width, height), Image.LANCZOS))
+
+
 def fitted_picture(image: Picture, width: int, height: int, log: Callable[[str], None]) -> Picture:
     """The start picture at the loop's size (Deforum resizes its init image to W x H): an init photo of another
     size was refused for not being a multiple of 8, or set a size the camera path was not made for."""
@@ -364,17 +451,39 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                   color_coherence: str, border: str, fps: float, color_coherence_after: bool = False, noise=0.0, contrast=1.0, image_denoise=-1.0,
                   noise_type: str = "white", perlin=(8, 8, 4, 0.5),
                   sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False,
-                  noise_multiplier=1.0, depth_model: str = "", depth_range=(1.0, 2.6)):
-    """generate.feedback's clip: camera.length frames of the loop, made as they are read."""
+                  noise_multiplier=1.0, depth_model: str = "", depth_range=(1.0, 2.6), video=None,
+                  color_reference=None, hybrid_video=None, hybrid=None):
+    """generate.feedback's clip: camera.length frames of the loop (with a video, the video's), made as they are
+    read."""
     from graph_engine import Clip
     from nodes.common.color import histogram_matcher
     from nodes.common.stream import Progress
     from nodes.generate.families import family
-    from nodes.motion.warp import CameraMover, picture_at
     family(vae.family).check_size(width, height)
     if image is not None:
         image = fitted_picture(image, width, height, ctx.log)
-    n = camera.length
+    if video is not None:
+        if image is not None:
+            raise NodeError("generate.feedback: a start picture and a video: with a video every frame starts from "
+                            "the video's frame (frame 0 too); connect one of them")
+        if cadence != 1:
+            raise NodeError(f"generate.feedback: cadence {cadence} with a video: every frame of the video is diffused "
+                            f"(Deforum's Video Input mode has no cadence either); set cadence to 1")
+        n = video.length
+    elif camera is None:
+        raise NodeError("generate.feedback: connect a camera path (motion.camera_path) to move each frame into the "
+                        "next, or a video to diffuse frame by frame")
+    else:
+        n = camera.length
+        if hybrid_video is not None and hybrid_video.length < n:
+            ctx.log(f"the hybrid video has {hybrid_video.length} frames: the clip is cut to them (the camera path has "
+                    f"{n})")
+            n = hybrid_video.length
+    if color_reference is not None:
+        if color_coherence == "none":
+            raise NodeError("generate.feedback: a colour reference picture with color_coherence none: choose rgb, hsv "
+                            "or lab (Deforum's 'Image' colour coherence is lab)")
+        color_reference = resized_reference(color_reference, width, height)
     if noise_type not in NOISE_TYPES:
         raise NodeError(f"generate.feedback: noise_type {noise_type!r}: use one of {', '.join(NOISE_TYPES)}")
     perlin = tuple(perlin) if noise_type == "perlin" else None
@@ -385,19 +494,23 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                            noise_multiplier=noise_multiplier)
     if image is not None and image_denoise >= 0:
         plan.denoise[0] = image_denoise     # Deforum's init strength: frame 0 alone, not the schedule's first key
-    try:
-        mover = CameraMover(picture_at(camera, 1.0), width, height, "perspective", "compounding", border)
-    except ValueError as e:
-        raise NodeError(f"generate.feedback: {e}") from None
+    composite = composite_after = None
+    if video is not None:
+        step = video_step(video, width, height, ctx.log)
+        image = step(None, 0)
+    else:
+        step = camera_step(camera_mover(camera, width, height, border), depth_model, depth_range, ctx.device)
+        if hybrid_video is not None:
+            step, composite, composite_after = hybrid_parts(hybrid_video, hybrid, step, n, width, height, ctx.log)
     progress = Progress(ctx, n)
     diffuse = frame_diffuser(model, vae, positive, negative, plan, sampler=sampler, scheduler=scheduler, width=width,
                              height=height, fps=fps, check=ctx.check, log=ctx.log,
                              step_progress=lambda k, i, steps: progress.within(i / max(1, steps),
                                                                                f"frame {k}: step {i} of {steps}"))
     matcher = None if color_coherence == "none" else (lambda ref: histogram_matcher(ref, color_coherence))
-    loop = FeedbackLoop(n, cadence, camera_step(mover, depth_model, depth_range, ctx.device), diffuse,
-                        KeyStore(ctx.partial_folder()), (height, width, 3), image, matcher, ctx.log,
-                        match_diffused=color_coherence_after)
+    loop = FeedbackLoop(n, cadence, step, diffuse, KeyStore(ctx.partial_folder()), (height, width, 3), image, matcher,
+                        ctx.log, match_diffused=color_coherence_after, reference=color_reference,
+                        from_video=video is not None, composite=composite, composite_after=composite_after)
 
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, height, width, 3), np.uint8)

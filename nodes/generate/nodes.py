@@ -541,11 +541,23 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
 
 
 @node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu")
-def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA,
+def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
+             camera: CAMERA = Input(optional=True, help="moves each frame into the next (motion.camera_path with "
+                                                        "schedules: per_frame); the clip has its length"),
              negative: CONDITIONING = Input(optional=True),
              image: IMAGE = Input(optional=True, help="frame 0's picture (an init image, resized to width x "
                                                       "height), re-diffused at image_denoise (or denoise's frame-0 "
                                                       "value); without one frame 0 is drawn from noise"),
+             video: VIDEO = Input(optional=True, help="instead of a camera: each frame is img2img of this video's "
+                                                      "frame, with that frame's denoise, prompt, cfg, steps and seed "
+                                                      "(Deforum's Video Input mode); the clip has the video's length"),
+             color_reference: IMAGE = Input(optional=True, help="colour coherence matches to this picture instead "
+                                                                "of frame 0, and frame 0 is matched to it too "
+                                                                "(Deforum's 'Image' colour coherence, lab)"),
+             hybrid_video: VIDEO = Input(optional=True, help="Deforum's hybrid video: its frames blended into the "
+                                                             "moved pictures (hybrid_composite) and its motion "
+                                                             "added to the camera's (hybrid_motion); the clip is "
+                                                             "cut to its length"),
              width: int = Param(512, min=8, max=8192, help="picture width (a multiple of 8 for Stable Diffusion)"),
              height: int = Param(512, min=8, max=8192, help="picture height"),
              denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
@@ -566,11 +578,13 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                                                          "the diffused frames moved on and crossfaded"),
              color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
                                           help="match each moved frame's histograms to frame 0's before it is "
-                                               "diffused (Deforum's Match Frame 0 RGB / HSV / LAB)"),
+                                               "diffused (Deforum's Match Frame 0 RGB / HSV / LAB); with a video, "
+                                               "only color_coherence_after matches"),
              color_coherence_after: bool = Param(False, help="colour coherence as Deforum has done it since 2023: "
-                                                             "match to diffused frame 0 itself, and match each "
-                                                             "diffused frame again after it is diffused (off: its "
-                                                             "legacy_colormatch, the moved frames only)"),
+                                                             "match to diffused frame 0 itself (drawn from noise), "
+                                                             "and match each diffused frame again after it is "
+                                                             "diffused (off: its legacy_colormatch, the moved frames "
+                                                             "only)"),
              noise: float = Param(0.0, kind="schedule", help="share of white noise mixed into each moved frame "
                                                              "before it is diffused (0..1); Deforum's noise_schedule"),
              contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
@@ -610,6 +624,32 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
              image_denoise: float = Param(-1.0, min=-1.0, max=1.0,
                                           help="frame 0's denoise when `image` is given (1 - Deforum's init "
                                                "strength); -1 takes denoise's frame-0 value"),
+             hybrid_composite: str = Param("none", choices=("none", "normal", "after_generation"),
+                                           help="blend hybrid_video's frame into each moved picture before it is "
+                                                "diffused (normal), or into each diffused frame (after_generation)"),
+             hybrid_alpha: float = Param(0.5, kind="schedule", help="per frame: the video's share of the blend "
+                                                                    "(Deforum's hybrid_comp_alpha_schedule)"),
+             hybrid_mask: str = Param("none", choices=("none", "blend", "difference"),
+                                      help="lay the video over the picture through a mask first: the two pictures' "
+                                           "greys mixed (blend) or their difference"),
+             hybrid_mask_blend: float = Param(0.5, kind="schedule", help="per frame: the video's share of the "
+                                                                         "blend mask"),
+             hybrid_mask_contrast: float = Param(1.0, kind="schedule", help="per frame: the mask's contrast"),
+             hybrid_mask_inverse: bool = Param(False, help="invert the mask"),
+             hybrid_mask_equalize: str = Param("none", choices=("none", "before", "after", "both"),
+                                               help="equalize the mask's histogram before and/or after its contrast"),
+             hybrid_mask_auto_contrast: bool = Param(False, help="stretch the mask so its cutoff percentiles span "
+                                                                 "black to white"),
+             hybrid_mask_cutoff_low: float = Param(0.0, kind="schedule", help="per frame: the percentile made black"),
+             hybrid_mask_cutoff_high: float = Param(100.0, kind="schedule", help="per frame: the percentile made "
+                                                                                 "white"),
+             hybrid_motion: str = Param("none", choices=("none", "optical_flow", "perspective", "affine"),
+                                        help="move each picture as hybrid_video moves from the frame before: by "
+                                             "its optical flow, or the perspective / rigid move fitted to its "
+                                             "features"),
+             hybrid_flow: str = Param("dis_medium", choices=("dis_medium", "dis_fine", "farneback"),
+                                      help="how hybrid_motion optical_flow measures the video's flow"),
+             hybrid_flow_factor: float = Param(1.0, kind="schedule", help="per frame: the video's flow times this"),
              border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                  help="what fills the edge a move uncovers"),
              fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip")) -> VIDEO:
@@ -617,9 +657,11 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
     camera path, with that frame's prompt (an encode.text schedule), denoise, cfg, steps and seed.
 
     The camera's steps are motion.camera_path's (schedules: per_frame for Deforum's zoom 1.02 = 2% a frame);
-    the clip has the path's length. Frames are made in order as they are read, one sampling run each (every
-    `cadence`-th frame only); every diffused frame is kept in the node's work-in-progress folder, so a run that
-    stops (cancelled, killed) goes on from its last diffused frame when run again with the same inputs."""
+    the clip has the path's length. Given a video instead, each frame is img2img of the video's frame with
+    that frame's schedules (Deforum's Video Input mode). Frames are made in order as they are read, one sampling
+    run each (every `cadence`-th frame only); every diffused frame is kept in the node's work-in-progress folder,
+    so a run that stops (cancelled, killed) goes on from its last diffused frame when run again with the same
+    inputs."""
     from nodes.generate.feedback import feedback_clip
     return feedback_clip(ctx, model, vae, positive, negative, camera, image, width=width, height=height,
                          denoise=denoise, cfg=cfg, steps=steps, sampler=sampler, scheduler=scheduler, seed=seed,
@@ -630,7 +672,15 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING, camera: CAMERA
                          sharpen=sharpen, sharpen_kernel=sharpen_kernel, sharpen_sigma=sharpen_sigma,
                          sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
                          noise_multiplier=noise_multiplier, depth_model=as_given(depth_model, ctx.workflow_dir),
-                         depth_range=(depth_near, depth_far))
+                         depth_range=(depth_near, depth_far), video=video, color_reference=color_reference,
+                         hybrid_video=hybrid_video,
+                         hybrid=dict(composite=hybrid_composite, alpha=hybrid_alpha, mask=hybrid_mask,
+                                     mask_blend=hybrid_mask_blend, mask_contrast=hybrid_mask_contrast,
+                                     mask_inverse=hybrid_mask_inverse, mask_equalize=hybrid_mask_equalize,
+                                     mask_auto_contrast=hybrid_mask_auto_contrast,
+                                     mask_cutoff_low=hybrid_mask_cutoff_low, mask_cutoff_high=hybrid_mask_cutoff_high,
+                                     motion=hybrid_motion, flow=hybrid_flow,
+                                     flow_factor=hybrid_flow_factor))
 
 
 def _noise_tensor(noise):
