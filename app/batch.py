@@ -109,7 +109,9 @@ class Report:
             elif row["seconds"] is None:
                 status += ", not run"
             else:
-                status += f" ({row['seconds']:.2f}s)"
+                # Which render node ran it: a job that failed on one node of the farm is that node's problem.
+                on = f" on {row['host']}, pid {row['pid']}" if row.get("host") else ""
+                status += f" ({row['seconds']:.2f}s{on})"
             what = ", ".join(job.outputs) if row["ok"] else row["error"]
             # The time of day: a log read in the morning says when each job ended, not only how long it took.
             self.note(f"{row['finished_at'][11:19]} [{len(self.rows)}] case {job.label}"
@@ -155,7 +157,8 @@ class Report:
                 else "FAILED"
             secs = "" if row is None or row["seconds"] is None else f"{row['seconds']:.2f}"
             sets = " ".join(f"{k}={v}" for k, v in j.case.overrides.items()) or j.source or "(as in the workflow)"
-            what = ", ".join(j.outputs) if row is None or row["ok"] else row["error"]
+            # An error's first line: the rest (the folders a model was looked for in) is in its job's line above.
+            what = ", ".join(j.outputs) if row is None or row["ok"] else (row["error"] or "").partition("\n")[0]
             lines.append(f"{j.case.number:>5}  {status:<7} {secs:>8}  {_clip_text(sets, 36):<36} {what}")
         return "\n".join(lines)
 

@@ -138,9 +138,13 @@ class Worker:
 
     def run(self, payload: Dict[str, Any], sink=None, tag: Any = None) -> Dict[str, Any]:
         """The job; its node events go to the EventSink `sink` as (tag, event) while it runs."""
-        from .jobs import run_job
+        from .jobs import refused_here, run_job
+        here = self.where()
+        refused = refused_here(payload, f"{here['host']} (Ray worker pid {here['pid']})")
+        if refused:
+            return {**refused, **here}
         if sink is None:
-            return {**run_job(self.session, payload), **self.where()}
+            return {**run_job(self.session, payload), **here}
         from .progress import Relay
         sent: List[Any] = []
         out = run_job(self.session, payload, on_event=Relay(lambda ev: sent.append(sink.put.remote(tag, ev))))
@@ -148,7 +152,7 @@ class Worker:
             # Calls from one caller run in order, so once the last has, the driver finds every event of
             # the job in the sink before it sees the job's result.
             self._ray().wait(sent[-1:], timeout=30)
-        return {**out, **self.where()}
+        return {**out, **here}
 
     @staticmethod
     def _ray():

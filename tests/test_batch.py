@@ -1,5 +1,6 @@
 """Sweeps and batches without Ray: sweep files, output templates, local jobs, shard planning."""
 import json
+import os
 import re
 import sys
 import textwrap
@@ -458,6 +459,51 @@ def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, 
     out = capsys.readouterr()
     assert "cancelled: stopping the Ray workers" in out.err
     assert "0 of 2 jobs ok" in out.out and "--only 1,2" in out.out
+
+
+class HerePool(SigtermPool):
+    """A fake Ray worker pool whose calls run on a real app.distributed.Worker in this process (the code a Ray
+    actor runs), after `lose` is removed: the render node that gets the job lacks that file."""
+    lose = None
+
+    def imap(self, calls):
+        from app.distributed import Worker
+        worker = Worker({}, "cpu")
+        for key, method, args in calls:
+            if self.lose is not None:
+                self.lose.unlink(missing_ok=True)
+            yield key, getattr(worker, method)(*args)
+
+
+def test_a_render_node_that_lacks_a_file_the_job_reads_is_named_before_the_run(tmp_path, monkeypatch, capsys):
+    """A Ray worker on a node without the plate (or the model folder) the wrangler's machine has ran the job
+    until its loader failed, naming a path that machine does have and no node: the line said neither where
+    it ran nor why there. The worker now checks what the job reads first (as `kinograph validate` does): the
+    job fails, not run, naming the node, the file and the fix; each job's line says where it ran."""
+    import socket
+    fake_ray(monkeypatch)
+    import app.distributed as dist
+    monkeypatch.setattr(dist, "WorkerPool", HerePool)
+    write(tmp_path, "plate.mkv", "")
+    monkeypatch.setattr(HerePool, "lose", tmp_path / "plate.mkv")
+    plate = write(tmp_path, "plate.yaml", """\
+        kinograph: 1
+        nodes:
+          plate: {type: io.load_video, params: {path: plate.mkv}}
+          save: {type: io.save_video, inputs: {video: plate.video}, params: {path: out/plate.mkv}}
+        """)
+    shot = write(tmp_path, "shot.yaml", PIPELINE % "out/shot.mkv")
+    assert main(["batch", str(plate), str(shot), "--ray", "local"]) == 1
+    out = capsys.readouterr()
+    here = f"{socket.gethostname()} (Ray worker pid {os.getpid()})"
+    assert re.search(rf"^\d\d:\d\d:\d\d \[1\] case 1 \({re.escape(str(plate))}\) FAILED, not run: on "
+                     rf"{re.escape(here)}: {re.escape(str(plate))}: node plate: path: 'plate.mkv' is not there "
+                     rf"\({re.escape(str(tmp_path / 'plate.mkv'))}\).*Every Ray node needs the job's model and "
+                     "footage files at the same paths", out.err, re.M)
+    assert re.search(rf"\[2\] case 2 \({re.escape(str(shot))}\) ok \(\d+\.\d\ds on "
+                     rf"{re.escape(socket.gethostname())}, pid {os.getpid()}\)", out.err)
+    assert "1 of 2 jobs ok" in out.out and load_video(str(tmp_path / "out/shot.mkv")).length == 6
+    assert not (tmp_path / "out/plate.mkv").exists()
 
 
 def test_a_run_on_ray_stopped_by_sigterm_ends_its_json_with_the_cancelled_event(tmp_path, monkeypatch, capsys):
