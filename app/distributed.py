@@ -74,6 +74,7 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
                              logging_level=logging.WARNING)
                 else:
                     _check_answers(address)
+                    _check_token(ray, address)
                     ray.init(address=address, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 raise KinographError(f"cannot connect to the Ray cluster at {address!r}: "
@@ -108,6 +109,29 @@ def _check_answers(address: str) -> None:
     raise KinographError(f"cannot connect to the Ray cluster at {address!r}: nothing answers there ({why}). "
                          f"Check the head's address and port (`ray status` on the head prints them), start one "
                          f"with `ray start --head` (see docs/ray.md), or use --ray local")
+
+
+def _check_token(ray, address: str) -> None:
+    """Raise when the cluster at a HOST:PORT address refuses this command's token. Ray 2.59 and later start
+    clusters with token authentication on, and a driver that sends none (RAY_AUTH_MODE unset) or another
+    cluster's was refused: ray.init printed 'InvalidAuthToken' twenty times over twenty seconds, and the
+    message said to start a cluster with `ray start --head`, which was running. One call to the head's GCS,
+    as Ray's own `ray status` makes, tells; anything else it meets is left to ray.init to report."""
+    hostport = address.split("://", 1)[-1]
+    if "://" in address or not hostport.rpartition(":")[2].isdigit():
+        return
+    try:
+        from ray._raylet import GcsClient
+        GcsClient(address=hostport)
+    except ray.exceptions.AuthenticationError:
+        sends = "none (RAY_AUTH_MODE is not `token`)" if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" \
+            else "another (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+        raise KinographError(f"the Ray cluster at {address!r} asks for its authentication token and this command "
+                             f"sends {sends}: run it with RAY_AUTH_MODE=token and the head's token in "
+                             f"~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it; "
+                             f"see docs/ray.md)") from None
+    except Exception:       # not Ray's client as this version has it, or another fault: ray.init says
+        return
 
 
 def needs_gpu(wf, registry) -> List[str]:

@@ -405,6 +405,38 @@ def test_no_ray_cluster_is_said_once(monkeypatch):
                             "docs/ray.md), or use --ray local")
 
 
+def test_a_cluster_that_wants_a_token_says_so(monkeypatch):
+    """Ray 2.59+ starts clusters with token authentication on. A driver without the head's token printed
+    'InvalidAuthToken' for twenty seconds, then said to start a cluster with `ray start --head`, which was
+    running. (The head's GCS refusing the token is Ray's AuthenticationError, raised here in its client's place.)"""
+    pytest.importorskip("ray")
+    import ray
+    import ray._raylet
+    import app.distributed as dist
+    from graph_engine.errors import KinographError
+
+    def refuses(address, **kw):
+        raise ray.exceptions.AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing")
+
+    def init(**kw):      # what ray.init raises after its retries
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(dist, "_check_answers", lambda address: None)
+    monkeypatch.setattr(ray._raylet, "GcsClient", refuses)
+    for mode, sends in (("", "sends none (RAY_AUTH_MODE is not `token`)"),
+                        ("token", "sends another (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")):
+        monkeypatch.setenv("RAY_AUTH_MODE", mode)
+        with pytest.raises(KinographError) as e:
+            with dist.ray_session("10.0.0.5:6379"):
+                pass
+        assert str(e.value) == (f"the Ray cluster at '10.0.0.5:6379' asks for its authentication token and this "
+                                f"command {sends}: run it with RAY_AUTH_MODE=token and the head's token in "
+                                "~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it; "
+                                "see docs/ray.md)")
+
+
 class SigtermPool:
     """A fake Ray worker pool that sends this process SIGTERM while its first call runs."""
     size = 1
