@@ -70,6 +70,8 @@ class Report:
         kind = ev["event"]
         if kind == "log":
             self.note(f"  case {job.label}: {ev['node'] + ': ' if ev.get('node') else ''}{ev['message']}")
+        elif kind == "node_failed" and ev.get("traceback"):
+            self._trace(job, f"{ev['node']} failed: {ev['message']}", ev["traceback"])
         elif kind == "node_started":
             self._began.setdefault(job.case.number, time.monotonic())
         elif kind == "node_progress" and ev.get("total"):
@@ -80,6 +82,11 @@ class Report:
                 done, total = ev["done"], ev["total"]
                 self.note(f"  case {job.label}: {ev['node']} {min(100, int(100 * done / total))}% "
                           f"({done:g}/{total:g})")
+
+    def _trace(self, job, what: str, trace: str) -> None:
+        """An unexpected exception's stack trace in the log (what a bug report needs): it was only in --json's
+        rows, so a night's stderr said 'TypeError: ...' and the failure had to be rendered again to report it."""
+        self.note(f"  case {job.label}: {what}\n" + "\n".join(f"    | {line}" for line in trace.rstrip().splitlines()))
 
     def started(self, jobs) -> None:
         if self.json:
@@ -103,6 +110,8 @@ class Report:
         if self.json:
             self._emit(row)
         else:
+            if row.get("traceback"):
+                self._trace(job, row["error"], row["traceback"])
             status = "ok" if row["ok"] else "FAILED"
             if row.get("skipped"):
                 status = "skipped, done earlier"

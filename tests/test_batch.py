@@ -672,6 +672,35 @@ def test_a_batch_job_reports_its_nodes_while_it_runs(tmp_path, capsys, monkeypat
     assert "case 1: save 100% (6/6)" in err and "case 2: save 100% (4/4)" in err
 
 
+def test_a_fault_in_a_node_leaves_its_stack_trace_in_the_batch_log(tmp_path, capsys, monkeypatch):
+    """A node that raised an unexpected exception (a bug in Kinograph or a node pack) left 'FAILED: resize:
+    ZeroDivisionError: ...' in the night's log: its stack trace, what a bug report needs, was only in --json's
+    rows, so the failed job had to be rendered again with --json to report it. It now follows the failure,
+    under its case; a mistake with a message of its own (a trim past the end) gets none."""
+    spec = default_registry().get("video.resize")
+
+    def broken(ctx, **kw):
+        return {}[kw["method"]]
+
+    monkeypatch.setattr(spec, "func", broken)
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 100]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
+    err = capsys.readouterr().err
+    trace = re.search(r"^  case 1: resize failed: KeyError: 'area'\n((?:    \| .*\n)+)", err, re.M)
+    assert trace, err
+    lines = trace.group(1).splitlines()
+    assert lines[0] == "    | Traceback (most recent call last):" and lines[-1] == "    | KeyError: 'area'"
+    assert any("in broken" in line for line in lines)
+    assert "case 2: trim failed" not in err and "start=100 is past the end" in err
+    # A fault outside any node (the job's own code) leaves its trace the same way.
+    import app.jobs
+    monkeypatch.setattr(app.jobs, "workflow_of", lambda payload: 1 / 0)
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--only", "1"]) == 1
+    assert re.search(r"^  case 1: ZeroDivisionError: division by zero\n    \| Traceback .*\n(    \| .*\n)*"
+                     r"    \| ZeroDivisionError: division by zero\n", capsys.readouterr().err, re.M)
+
+
 def test_relay_thins_progress_but_passes_every_tenth_and_the_end():
     from app.progress import Relay
     sent = []
