@@ -60,6 +60,9 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
         # A private instance serves this machine only. Ray binds its servers to the node's IP,
         # which is the loopback address with this switch off (Ray reads it when imported).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # What Ray 2.59+ does for a new local cluster anyway (token authentication), said, so that Ray does not
+        # warn of it at the top of every batch's log.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray = import_ray()
     # Ray's driver prints what it hears from the cluster (a dead worker's report, "(raylet) ...")
     # to stdout, which belongs to the command: with --json a program reads one JSON event per
