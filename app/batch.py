@@ -70,6 +70,8 @@ class Report:
         kind = ev["event"]
         if kind == "log":
             self.note(f"  case {job.label}: {ev['node'] + ': ' if ev.get('node') else ''}{ev['message']}")
+        elif kind == "node_failed" and ev.get("traceback"):
+            self._trace(job, f"{ev['node']} failed: {ev['message']}", ev["traceback"])
         elif kind == "node_started":
             self._began.setdefault(job.case.number, time.monotonic())
         elif kind == "node_progress" and ev.get("total"):
@@ -80,6 +82,11 @@ class Report:
                 done, total = ev["done"], ev["total"]
                 self.note(f"  case {job.label}: {ev['node']} {min(100, int(100 * done / total))}% "
                           f"({done:g}/{total:g})")
+
+    def _trace(self, job, what: str, trace: str) -> None:
+        """An unexpected exception's stack trace in the log (what a bug report needs): it was only in --json's
+        rows, so a night's stderr said 'TypeError: ...' and the failure had to be rendered again to report it."""
+        self.note(f"  case {job.label}: {what}\n" + "\n".join(f"    | {line}" for line in trace.rstrip().splitlines()))
 
     def started(self, jobs) -> None:
         if self.json:
@@ -103,13 +110,17 @@ class Report:
         if self.json:
             self._emit(row)
         else:
+            if row.get("traceback"):
+                self._trace(job, row["error"], row["traceback"])
             status = "ok" if row["ok"] else "FAILED"
             if row.get("skipped"):
                 status = "skipped, done earlier"
             elif row["seconds"] is None:
                 status += ", not run"
             else:
-                status += f" ({row['seconds']:.2f}s)"
+                # Which render node ran it: a job that failed on one node of the farm is that node's problem.
+                on = f" on {row['host']}, pid {row['pid']}" if row.get("host") else ""
+                status += f" ({row['seconds']:.2f}s{on})"
             what = ", ".join(job.outputs) if row["ok"] else row["error"]
             # The time of day: a log read in the morning says when each job ended, not only how long it took.
             self.note(f"{row['finished_at'][11:19]} [{len(self.rows)}] case {job.label}"
@@ -155,7 +166,8 @@ class Report:
                 else "FAILED"
             secs = "" if row is None or row["seconds"] is None else f"{row['seconds']:.2f}"
             sets = " ".join(f"{k}={v}" for k, v in j.case.overrides.items()) or j.source or "(as in the workflow)"
-            what = ", ".join(j.outputs) if row is None or row["ok"] else row["error"]
+            # An error's first line: the rest (the folders a model was looked for in) is in its job's line above.
+            what = ", ".join(j.outputs) if row is None or row["ok"] else (row["error"] or "").partition("\n")[0]
             lines.append(f"{j.case.number:>5}  {status:<7} {secs:>8}  {_clip_text(sets, 36):<36} {what}")
         return "\n".join(lines)
 

@@ -60,6 +60,9 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
         # A private instance serves this machine only. Ray binds its servers to the node's IP,
         # which is the loopback address with this switch off (Ray reads it when imported).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # What Ray 2.59+ does for a new local cluster anyway (token authentication), said, so that Ray does not
+        # warn of it at the top of every batch's log.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray = import_ray()
     # Ray's driver prints what it hears from the cluster (a dead worker's report, "(raylet) ...")
     # to stdout, which belongs to the command: with --json a program reads one JSON event per
@@ -74,6 +77,7 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
                              logging_level=logging.WARNING)
                 else:
                     _check_answers(address)
+                    _check_token(ray, address)
                     ray.init(address=address, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 raise KinographError(f"cannot connect to the Ray cluster at {address!r}: "
@@ -110,6 +114,29 @@ def _check_answers(address: str) -> None:
                          f"with `ray start --head` (see docs/ray.md), or use --ray local")
 
 
+def _check_token(ray, address: str) -> None:
+    """Raise when the cluster at a HOST:PORT address refuses this command's token. Ray 2.59 and later start
+    clusters with token authentication on, and a driver that sends none (RAY_AUTH_MODE unset) or another
+    cluster's was refused: ray.init printed 'InvalidAuthToken' twenty times over twenty seconds, and the
+    message said to start a cluster with `ray start --head`, which was running. One call to the head's GCS,
+    as Ray's own `ray status` makes, tells; anything else it meets is left to ray.init to report."""
+    hostport = address.split("://", 1)[-1]
+    if "://" in address or not hostport.rpartition(":")[2].isdigit():
+        return
+    try:
+        from ray._raylet import GcsClient
+        GcsClient(address=hostport)
+    except ray.exceptions.AuthenticationError:
+        sends = "none (RAY_AUTH_MODE is not `token`)" if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" \
+            else "another (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+        raise KinographError(f"the Ray cluster at {address!r} asks for its authentication token and this command "
+                             f"sends {sends}: run it with RAY_AUTH_MODE=token and the head's token in "
+                             f"~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it; "
+                             f"see docs/ray.md)") from None
+    except Exception:       # not Ray's client as this version has it, or another fault: ray.init says
+        return
+
+
 def needs_gpu(wf, registry) -> List[str]:
     """The nodes that want an accelerator (NodeSpec.device == "gpu"); workers then ask Ray for one."""
     out = []
@@ -138,9 +165,13 @@ class Worker:
 
     def run(self, payload: Dict[str, Any], sink=None, tag: Any = None) -> Dict[str, Any]:
         """The job; its node events go to the EventSink `sink` as (tag, event) while it runs."""
-        from .jobs import run_job
+        from .jobs import refused_here, run_job
+        here = self.where()
+        refused = refused_here(payload, f"{here['host']} (Ray worker pid {here['pid']})")
+        if refused:
+            return {**refused, **here}
         if sink is None:
-            return {**run_job(self.session, payload), **self.where()}
+            return {**run_job(self.session, payload), **here}
         from .progress import Relay
         sent: List[Any] = []
         out = run_job(self.session, payload, on_event=Relay(lambda ev: sent.append(sink.put.remote(tag, ev))))
@@ -148,7 +179,7 @@ class Worker:
             # Calls from one caller run in order, so once the last has, the driver finds every event of
             # the job in the sink before it sees the job's result.
             self._ray().wait(sent[-1:], timeout=30)
-        return {**out, **self.where()}
+        return {**out, **here}
 
     @staticmethod
     def _ray():

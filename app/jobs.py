@@ -9,6 +9,7 @@ import signal
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -64,6 +65,33 @@ def guard(fn: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     except Exception as e:       # an engine bug must cost one job, not the batch
         out.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     out["seconds"] = round(time.perf_counter() - t0, 4)
+    return out
+
+
+def refused_here(payload: Dict[str, Any], where: str) -> Optional[Dict[str, Any]]:
+    """A Ray worker's check before it runs a job: the job's failure (not run) when what it reads is not on this
+    machine, else None. The driver validated the job against its own files, so a render node that lacks a model
+    folder, a plate or a node pack the wrangler's machine has failed minutes into the run, naming a path that
+    machine does have and no node. The same checks as `kinograph validate`, here, name it at once."""
+    from graph_engine.registry import default_registry
+    from graph_engine.validate import missing_input_files, missing_model_files, validate_run
+    from nodes.common.models_dirs import model_dirs
+
+    def check():
+        wf, registry = workflow_of(payload), default_registry()
+        problems = validate_run(wf, registry) or \
+            missing_model_files(wf, registry, f" ({', '.join(str(d) for d in model_dirs())})") + \
+            missing_input_files(wf, registry)
+        if problems:
+            # Without their lines: those are of the YAML the driver sent, not of the wrangler's file.
+            raise WorkflowError([replace(p, line=0) for p in problems])
+        return {}
+    out = guard(check)
+    if out["ok"]:
+        return None
+    out.update(seconds=None, error=f"on {where}: {out['error']}. Every Ray node needs the job's model and footage "
+                                   "files at the same paths (or on a filesystem they all mount there), its node "
+                                   "packs, and its output folders writable")
     return out
 
 

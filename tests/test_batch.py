@@ -1,5 +1,6 @@
 """Sweeps and batches without Ray: sweep files, output templates, local jobs, shard planning."""
 import json
+import os
 import re
 import sys
 import textwrap
@@ -404,6 +405,38 @@ def test_no_ray_cluster_is_said_once(monkeypatch):
                             "docs/ray.md), or use --ray local")
 
 
+def test_a_cluster_that_wants_a_token_says_so(monkeypatch):
+    """Ray 2.59+ starts clusters with token authentication on. A driver without the head's token printed
+    'InvalidAuthToken' for twenty seconds, then said to start a cluster with `ray start --head`, which was
+    running. (The head's GCS refusing the token is Ray's AuthenticationError, raised here in its client's place.)"""
+    pytest.importorskip("ray")
+    import ray
+    import ray._raylet
+    import app.distributed as dist
+    from graph_engine.errors import KinographError
+
+    def refuses(address, **kw):
+        raise ray.exceptions.AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing")
+
+    def init(**kw):      # what ray.init raises after its retries
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(dist, "_check_answers", lambda address: None)
+    monkeypatch.setattr(ray._raylet, "GcsClient", refuses)
+    for mode, sends in (("", "sends none (RAY_AUTH_MODE is not `token`)"),
+                        ("token", "sends another (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")):
+        monkeypatch.setenv("RAY_AUTH_MODE", mode)
+        with pytest.raises(KinographError) as e:
+            with dist.ray_session("10.0.0.5:6379"):
+                pass
+        assert str(e.value) == (f"the Ray cluster at '10.0.0.5:6379' asks for its authentication token and this "
+                                f"command {sends}: run it with RAY_AUTH_MODE=token and the head's token in "
+                                "~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it; "
+                                "see docs/ray.md)")
+
+
 class SigtermPool:
     """A fake Ray worker pool that sends this process SIGTERM while its first call runs."""
     size = 1
@@ -458,6 +491,51 @@ def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, 
     out = capsys.readouterr()
     assert "cancelled: stopping the Ray workers" in out.err
     assert "0 of 2 jobs ok" in out.out and "--only 1,2" in out.out
+
+
+class HerePool(SigtermPool):
+    """A fake Ray worker pool whose calls run on a real app.distributed.Worker in this process (the code a Ray
+    actor runs), after `lose` is removed: the render node that gets the job lacks that file."""
+    lose = None
+
+    def imap(self, calls):
+        from app.distributed import Worker
+        worker = Worker({}, "cpu")
+        for key, method, args in calls:
+            if self.lose is not None:
+                self.lose.unlink(missing_ok=True)
+            yield key, getattr(worker, method)(*args)
+
+
+def test_a_render_node_that_lacks_a_file_the_job_reads_is_named_before_the_run(tmp_path, monkeypatch, capsys):
+    """A Ray worker on a node without the plate (or the model folder) the wrangler's machine has ran the job
+    until its loader failed, naming a path that machine does have and no node: the line said neither where
+    it ran nor why there. The worker now checks what the job reads first (as `kinograph validate` does): the
+    job fails, not run, naming the node, the file and the fix; each job's line says where it ran."""
+    import socket
+    fake_ray(monkeypatch)
+    import app.distributed as dist
+    monkeypatch.setattr(dist, "WorkerPool", HerePool)
+    write(tmp_path, "plate.mkv", "")
+    monkeypatch.setattr(HerePool, "lose", tmp_path / "plate.mkv")
+    plate = write(tmp_path, "plate.yaml", """\
+        kinograph: 1
+        nodes:
+          plate: {type: io.load_video, params: {path: plate.mkv}}
+          save: {type: io.save_video, inputs: {video: plate.video}, params: {path: out/plate.mkv}}
+        """)
+    shot = write(tmp_path, "shot.yaml", PIPELINE % "out/shot.mkv")
+    assert main(["batch", str(plate), str(shot), "--ray", "local"]) == 1
+    out = capsys.readouterr()
+    here = f"{socket.gethostname()} (Ray worker pid {os.getpid()})"
+    assert re.search(rf"^\d\d:\d\d:\d\d \[1\] case 1 \({re.escape(str(plate))}\) FAILED, not run: on "
+                     rf"{re.escape(here)}: {re.escape(str(plate))}: node plate: path: 'plate.mkv' is not there "
+                     rf"\({re.escape(str(tmp_path / 'plate.mkv'))}\).*Every Ray node needs the job's model and "
+                     "footage files at the same paths", out.err, re.M)
+    assert re.search(rf"\[2\] case 2 \({re.escape(str(shot))}\) ok \(\d+\.\d\ds on "
+                     rf"{re.escape(socket.gethostname())}, pid {os.getpid()}\)", out.err)
+    assert "1 of 2 jobs ok" in out.out and load_video(str(tmp_path / "out/shot.mkv")).length == 6
+    assert not (tmp_path / "out/plate.mkv").exists()
 
 
 def test_a_run_on_ray_stopped_by_sigterm_ends_its_json_with_the_cancelled_event(tmp_path, monkeypatch, capsys):
@@ -592,6 +670,35 @@ def test_a_batch_job_reports_its_nodes_while_it_runs(tmp_path, capsys, monkeypat
     assert main(["batch", str(wf), "--sweep", str(sweep)]) == 0
     err = capsys.readouterr().err
     assert "case 1: save 100% (6/6)" in err and "case 2: save 100% (4/4)" in err
+
+
+def test_a_fault_in_a_node_leaves_its_stack_trace_in_the_batch_log(tmp_path, capsys, monkeypatch):
+    """A node that raised an unexpected exception (a bug in Kinograph or a node pack) left 'FAILED: resize:
+    ZeroDivisionError: ...' in the night's log: its stack trace, what a bug report needs, was only in --json's
+    rows, so the failed job had to be rendered again with --json to report it. It now follows the failure,
+    under its case; a mistake with a message of its own (a trim past the end) gets none."""
+    spec = default_registry().get("video.resize")
+
+    def broken(ctx, **kw):
+        return {}[kw["method"]]
+
+    monkeypatch.setattr(spec, "func", broken)
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 100]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
+    err = capsys.readouterr().err
+    trace = re.search(r"^  case 1: resize failed: KeyError: 'area'\n((?:    \| .*\n)+)", err, re.M)
+    assert trace, err
+    lines = trace.group(1).splitlines()
+    assert lines[0] == "    | Traceback (most recent call last):" and lines[-1] == "    | KeyError: 'area'"
+    assert any("in broken" in line for line in lines)
+    assert "case 2: trim failed" not in err and "start=100 is past the end" in err
+    # A fault outside any node (the job's own code) leaves its trace the same way.
+    import app.jobs
+    monkeypatch.setattr(app.jobs, "workflow_of", lambda payload: 1 / 0)
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--only", "1"]) == 1
+    assert re.search(r"^  case 1: ZeroDivisionError: division by zero\n    \| Traceback .*\n(    \| .*\n)*"
+                     r"    \| ZeroDivisionError: division by zero\n", capsys.readouterr().err, re.M)
 
 
 def test_relay_thins_progress_but_passes_every_tenth_and_the_end():

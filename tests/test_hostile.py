@@ -349,6 +349,7 @@ def test_local_ray_listens_on_loopback_only():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "Token authentication is enabled" not in r.stderr      # Ray's warning atop every batch's log
     addrs = __import__("json").loads(r.stdout.strip().splitlines()[-1])
     assert addrs and all(a in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for a in addrs), addrs
 
