@@ -478,3 +478,28 @@ def test_rgthree_any_switch_and_seed():
     data["nodes"][3]["widgets_values"] = [-1, None, None, None]
     res = import_data(data)
     assert "seed -1 makes rgthree draw a new seed each run" in "; ".join(res.report.entries["4"].notes)
+
+
+def test_kjnodes_get_image_size_and_count():
+    """GetImageSizeAndCount (kijai's graphs read a picture's size with it, and pass the picture on through it) was
+    unmapped: the picture stopped there and the sizes it feeds were left unset."""
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (2, "ImageResizeKJv2", [832, 480, "bicubic", "crop", "0, 0, 0", "center", 16], {"image": (1, 0, "IMAGE")},
+              ["IMAGE", "INT", "INT", "MASK"]),
+             (3, "GetImageSizeAndCount", [], {"image": (2, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "INT"]),
+             (4, "SaveImage", ["x"], {"images": (3, 0, "IMAGE")}, []),
+             (5, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (3, 1, "INT"), "height": (3, 2, "INT")},
+              ["LATENT"]),
+             (6, "GetImageSizeAndCount", [], {"image": (1, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "INT"]),
+             (7, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (6, 1, "INT"), "length": (6, 3, "INT")},
+              ["LATENT"])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    save, = [n for n in g.nodes.values() if n.type == "io.save_frames"]
+    assert g.inputs[save.id]["video"] == ("image_resize_k_jv2_2", "video")
+    assert (g.nodes["empty_hunyuan_latent_video_5"].params["width"],
+            g.nodes["empty_hunyuan_latent_video_5"].params["height"]) == (832, 480)
+    size = g.nodes["get_image_size_and_count_6"]
+    assert size.type == "video.size" and g.inputs[size.id] == {"video": ("load_image_1", "image")}
+    assert g.inputs["empty_hunyuan_latent_video_7"]["width"] == (size.id, "width")
+    assert g.inputs["empty_hunyuan_latent_video_7"]["frames"] == (size.id, "frames")

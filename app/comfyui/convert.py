@@ -743,14 +743,32 @@ class Converter:
         """GetImageSize of a picture resized to a set size (ImageScale, ...): that size, known here (nodes drawn at
         import, GenerateTracks, need it). Any other picture's size is measured as the workflow runs (video.size),
         its outputs linked into the settings they feed."""
-        src = self.resolve(cn.inputs.get("image"))
-        node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
-        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+        size = self.fixed_size(self.resolve(cn.inputs.get("image")))
+        if size is None:
             return [self.plain(cn, rule, params, notes)]
         # the picture count (batch_size) is not fixed by the resize: a node reading it still gets video.size's
         made = [self.plain(cn, rule, params, notes)] if self.slot_read(cn.id, 2) else []
-        self.outs[(cn.id, 0)] = Out(None, {"value": node.params["width"]})
-        self.outs[(cn.id, 1)] = Out(None, {"value": node.params["height"]})
+        self.outs[(cn.id, 0)] = Out(None, {"value": size[0]})
+        self.outs[(cn.id, 1)] = Out(None, {"value": size[1]})
+        return made
+
+    def fixed_size(self, src) -> Optional[Tuple[int, int]]:
+        """The width and height of a picture resized to a set size (video.resize with both sides), else None."""
+        node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
+        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+            return None
+        return node.params["width"], node.params["height"]
+
+    def special_image_size_count(self, cn, rule, params, notes):
+        """KJNodes' GetImageSizeAndCount: the picture passed on, and its width, height and count as GetImageSize
+        gives them (known here after a resize to a set size, else measured by video.size)."""
+        src = self.resolve(cn.inputs.get("image"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        size = self.fixed_size(src)
+        made = [self.plain(cn, rule, params, notes)] if size is None or self.slot_read(cn.id, 3) else []
+        if size:
+            self.outs[(cn.id, 1)] = Out(None, {"value": size[0]})
+            self.outs[(cn.id, 2)] = Out(None, {"value": size[1]})
         return made
 
     def special_echo_size(self, cn, rule, params, notes):

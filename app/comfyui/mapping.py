@@ -1505,6 +1505,8 @@ RULES: Dict[str, Rule] = {
                             (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
                             {"image": "video"}, ("video", None, None, None), special="image_resize_kjv2",
                             ignore={"device": None}),
+    "GetImageSizeAndCount": Rule("video.size", (), (), {"image": "video"}, (None, "width", "height", "frames"),
+                                 special="image_size_count"),
     # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
     "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
                                     {"latents": "latent"}, ("latent",), special="latent_range"),
