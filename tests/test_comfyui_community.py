@@ -503,3 +503,31 @@ def test_kjnodes_get_image_size_and_count():
     assert size.type == "video.size" and g.inputs[size.id] == {"video": ("load_image_1", "image")}
     assert g.inputs["empty_hunyuan_latent_video_7"]["width"] == (size.id, "width")
     assert g.inputs["empty_hunyuan_latent_video_7"]["frames"] == (size.id, "frames")
+
+
+def test_rgthree_power_prompt_applies_its_lora_tags():
+    """rgthree's Power Prompt takes <lora:...> tags out of the prompt and applies them to its model and clip: unmapped,
+    it blocked the import; read as plain text the tags would have been encoded as words."""
+    nodes = [(1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (2, "Power Prompt (rgthree)", ["a fox in snow <lora:fox_style:0.7><lora:sub/film.pt>, film grain <lora:off:0>",
+                                            "CHOOSE", "CHOOSE", "CHOOSE"],
+              {"opt_model": (1, 0, "MODEL"), "opt_clip": (1, 1, "CLIP")}, ["CONDITIONING", "MODEL", "CLIP", "STRING"]),
+             (3, "Power Prompt - Simple (rgthree)", ["blurry", "CHOOSE", "CHOOSE"], {"opt_clip": (2, 2, "CLIP")},
+              ["CONDITIONING", "STRING"]),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (4, "KSampler", [1, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (2, 1, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (3, 0, "CONDITIONING"),
+               "latent_image": (5, 0, "LATENT")}, ["LATENT"]),
+             (6, "ShowText|pysssss", [], {"text": (2, 3, "STRING")}, ["STRING"])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    assert _sampler_inputs(res)["positive"] == "a fox in snow , film grain "      # the tags cut out, as rgthree does
+    assert _sampler_inputs(res)["negative"] == "blurry"
+    loras = [n.params for n in g.nodes.values() if n.type == "lora.image"]
+    assert loras == [{"path": "fox_style.safetensors", "strength": 0.7, "clip_strength": 0.7},
+                     {"path": "sub/film.pt", "strength": 1.0}]
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    assert g.nodes[g.inputs[sample.id]["model"][0]].params["path"] == "sub/film.pt"
+    neg = g.nodes[g.inputs[sample.id]["negative"][0]]
+    assert g.nodes[g.inputs[neg.id]["text_encoder"][0]].params["path"] == "sub/film.pt"
+    assert not res.report.blocking

@@ -1450,6 +1450,32 @@ class Converter:
                          "pixel centres, as ComfyUI's LatentUpscaleBy does")
         return [self.plain(cn, rule, params, notes)]
 
+    def special_power_prompt(self, cn, rule, params, notes):
+        """rgthree's Power Prompt: the full one applies its prompt's <lora:name:strength> tags (strength 1 when left
+        out, 0 skipped; model and clip alike) to its opt_model and opt_clip, a name without an extension read as
+        .safetensors as the pack finds it, and encodes the text with the tags cut out; outputs CONDITIONING, (MODEL,
+        CLIP,) TEXT. With no CLIP it gives the text alone."""
+        from .mapping import RGTHREE_LORA_TAG
+        text = str(params.get("text", ""))
+        full = cn.class_type == "Power Prompt (rgthree)"
+        made, model, clip = [], self.resolve(cn.inputs.get("opt_model")), self.resolve(cn.inputs.get("opt_clip"))
+        if full and re.search(RGTHREE_LORA_TAG, text):
+            loras = [(name if "." in name.rsplit("/", 1)[-1] else name + ".safetensors", float(v or 1.0),
+                      float(v or 1.0)) for name, v in re.findall(RGTHREE_LORA_TAG, text) if float(v or 1.0) != 0]
+            made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
+                                                 clip if isinstance(clip, Out) else None, loras, notes)
+            params["text"] = text = re.sub(RGTHREE_LORA_TAG, "", text)
+        self.outs[(cn.id, 3 if full else 1)] = Out(None, {"value": text})
+        if full:
+            self.outs[(cn.id, 1)] = model if isinstance(model, Out) else Out()
+            self.outs[(cn.id, 2)] = clip if isinstance(clip, Out) else Out()
+        if not isinstance(clip, Out) or not clip.port:
+            return made
+        nid = self.add(rule.node, cn, params)
+        self.link(clip, nid, "text_encoder")
+        self.outs[(cn.id, 0)] = Out((nid, "positive"))
+        return made + [nid]
+
     def special_latent_range(self, cn, rule, params, notes):
         """KJNodes' GetLatentRangeFromBatch to the end (num_frames -1) drops the first start_index latent frames:
         latent.trim. A range that stops before the end has no Kinograph equivalent yet."""

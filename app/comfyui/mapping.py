@@ -258,6 +258,10 @@ def gguf_text_encoder(v):
     return v
 
 
+# rgthree's power_prompt_utils pattern: a name, then an optional strength
+RGTHREE_LORA_TAG = r"<lora:([^:>]*?)(?::(-?\d*(?:\.\d*)?))?>"
+
+
 def rgthree_seed(v):
     """the seed as it is; -1 (a new one every run) is named"""
     if v in (-1, -2, -3):
@@ -1479,6 +1483,16 @@ RULES: Dict[str, Rule] = {
                                (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
                                 P("type", "type", clip_type)), outputs=("text_encoder",)),
     "Seed (rgthree)": Rule(None, ("seed",), (P("seed", "value", rgthree_seed),), fold=True, special="constant"),
+    # rgthree's Power Prompt: CLIPTextEncode of its prompt (when a CLIP is connected) and the text itself; the full one
+    # first applies the <lora:name:strength> tags the prompt holds to its model and clip and takes them out of the text
+    "Power Prompt - Simple (rgthree)": Rule("encode.text", ("prompt", "insert_embedding", "insert_saved"),
+                                            (P("prompt", "text"),), {"opt_clip": "text_encoder"}, ("positive",),
+                                            fixed={"weighting": "comfy"}, special="power_prompt",
+                                            ignore={"insert_embedding": None, "insert_saved": None}),
+    "Power Prompt (rgthree)": Rule("encode.text", ("prompt", "insert_lora", "insert_embedding", "insert_saved"),
+                                   (P("prompt", "text"),), {"opt_clip": "text_encoder"}, ("positive",),
+                                   fixed={"weighting": "comfy"}, special="power_prompt",
+                                   ignore={"insert_lora": None, "insert_embedding": None, "insert_saved": None}),
     # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
     # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
     "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
