@@ -277,6 +277,11 @@ def was_resampling(v):
     return v if v in ("nearest", "bilinear", "bicubic") else "bicubic"
 
 
+def wrapper_denoise(v):
+    """below 1: sampling starts at step steps - int(steps x denoise) - 1 with fresh noise, as the wrapper starts it"""
+    return v
+
+
 # WanVideoWrapper's scheduler names -> Kinograph's sampler and schedule. The wrapper runs diffusers' (and Wan's own)
 # flow-matching schedulers on their own sigma spacing, shifted by its `shift`; Kinograph runs the same method on its
 # simple (or beta) schedule at that shift
@@ -1445,7 +1450,8 @@ RULES: Dict[str, Rule] = {
     "WanVideoSampler": Rule("generate.sample", ("steps", "cfg", "shift", "seed", "force_offload", "scheduler",
                                                 "riflex_freq_index", "denoise_strength", "batched_cfg", "rope_function",
                                                 "start_step", "end_step", "add_noise_to_samples"),
-                            (P("steps", "steps"), P("cfg", "cfg"), P("seed", "seed"), P("denoise_strength", "denoise")),
+                            (P("steps", "steps"), P("cfg", "cfg"), P("seed", "seed"),
+                             P("denoise_strength", "denoise", wrapper_denoise)),
                             special="wan_wrapper_sampler",
                             ignore={"force_offload": None, "riflex_freq_index": 0, "batched_cfg": None,
                                     "rope_function": None},
