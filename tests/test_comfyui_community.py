@@ -531,3 +531,21 @@ def test_rgthree_power_prompt_applies_its_lora_tags():
     neg = g.nodes[g.inputs[sample.id]["negative"][0]]
     assert g.nodes[g.inputs[neg.id]["text_encoder"][0]].params["path"] == "sub/film.pt"
     assert not res.report.blocking
+
+
+def test_easy_use_values():
+    """Easy-Use's easy int / float / string feed shared graphs' sizes, cfg and prompts; unmapped, they blocked the
+    import. easy float hands on its value rounded to 3 decimals, as the node does."""
+    nodes = [(1, "easy int", [24], {}, ["INT"]), (2, "easy float", [6.12345], {}, ["FLOAT"]),
+             (3, "easy string", ["a red kite over dunes"], {}, ["STRING"]),
+             (4, "CheckpointLoaderSimple", ["a.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (5, "CLIPTextEncode", [""], {"clip": (4, 1, "CLIP"), "text": (3, 0, "STRING")}, ["CONDITIONING"]),
+             (6, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (7, "KSampler", [1, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (4, 0, "MODEL"), "positive": (5, 0, "CONDITIONING"), "negative": (5, 0, "CONDITIONING"),
+               "latent_image": (6, 0, "LATENT"), "steps": (1, 0, "INT"), "cfg": (2, 0, "FLOAT")}, ["LATENT"])]
+    res = import_data(ui_format(nodes))
+    sample, = [n for n in res.graph.nodes.values() if n.type == "generate.sample"]
+    assert (sample.params["steps"], sample.params["cfg"]) == (24, 6.123)
+    assert _sampler_inputs(res)["positive"] == "a red kite over dunes"
+    assert not res.report.blocking

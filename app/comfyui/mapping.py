@@ -262,6 +262,11 @@ def gguf_text_encoder(v):
 RGTHREE_LORA_TAG = r"<lora:([^:>]*?)(?::(-?\d*(?:\.\d*)?))?>"
 
 
+def easy_float(v):
+    """rounded to 3 decimals, as the node returns it"""
+    return round(float(v), 3)
+
+
 def rgthree_seed(v):
     """the seed as it is; -1 (a new one every run) is named"""
     if v in (-1, -2, -3):
@@ -1475,6 +1480,10 @@ RULES: Dict[str, Rule] = {
     "INTConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "FloatConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "StringConstant": Rule(None, ("string",), (P("string", "value"),), fold=True, special="constant"),
+    # ComfyUI-Easy-Use's typed values
+    **{name: Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant")
+       for name in ("easy int", "easy string", "easy boolean")},
+    "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
     # city96's ComfyUI-GGUF: Kinograph's loaders read .gguf diffusion models themselves (dequantised as loaded)
     "UnetLoaderGGUF": Rule("load.diffusion_model", ("unet_name",), (P("unet_name", "name"),), outputs=("model",)),
     "UnetLoaderGGUFAdvanced": Rule("load.diffusion_model", ("unet_name", "dequant_dtype", "patch_dtype",
