@@ -9,7 +9,7 @@ from app.comfyui import import_data, import_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from comfyui_workflows import ui_format  # noqa: E402
+from comfyui_workflows import ui_format, wan_wrapper_t2v  # noqa: E402
 
 # Community files that do not import, and the nodes that block each (named in the report with what to use instead)
 COMMUNITY_BLOCKED = {
@@ -122,38 +122,10 @@ def test_latent_range_that_stops_early_is_named():
     assert "start_index 0 with num_frames 4 keeps a range Kinograph has no node for" in "; ".join(entry.notes)
 
 
-def _wrapper_t2v(sampler_widgets=(30, 6.0, 8.0, 42, "fixed", True, "unipc", 0, 1.0, False, "comfy"),
-                 prompt="a red fox running through snow, tracking shot"):
-    """kijai's WanVideoWrapper text-to-video graph as its example workflows wire it (the same class names, widget
-    orders from the pack's source): block swap and TeaCache on the loader and sampler, one LoRA, VHS's combine."""
-    return ui_format([
-        (1, "WanVideoBlockSwap", [20, False, False], {}, ["BLOCKSWAPARGS"]),
-        (2, "WanVideoLoraSelect", ["wan_fox_style.safetensors", 0.8, False], {}, ["WANVIDLORA"]),
-        (3, "WanVideoModelLoader", ["wan2.1_t2v_14B_fp8_e4m3fn.safetensors", "bf16", "fp8_e4m3fn", "offload_device",
-                                    "sageattn"],
-         {"block_swap_args": (1, 0, "BLOCKSWAPARGS"), "lora": (2, 0, "WANVIDLORA")}, ["WANVIDEOMODEL"]),
-        (4, "LoadWanVideoT5TextEncoder", ["umt5-xxl-enc-bf16.safetensors", "bf16", "offload_device", "disabled"], {},
-         ["WANTEXTENCODER"]),
-        (5, "WanVideoTextEncode", [prompt, "blurry, static", True],
-         {"t5": (4, 0, "WANTEXTENCODER")}, ["WANVIDEOTEXTEMBEDS"]),
-        (6, "WanVideoEmptyEmbeds", [832, 480, 81], {}, ["WANVIDIMAGE_EMBEDS"]),
-        (7, "WanVideoTeaCache", [0.25, 1, -1, "offload_device", True, "e"], {}, ["CACHEARGS"]),
-        (8, "WanVideoSampler", list(sampler_widgets),
-         {"model": (3, 0, "WANVIDEOMODEL"), "image_embeds": (6, 0, "WANVIDIMAGE_EMBEDS"),
-          "text_embeds": (5, 0, "WANVIDEOTEXTEMBEDS"), "cache_args": (7, 0, "CACHEARGS")}, ["LATENT", "LATENT"]),
-        (9, "WanVideoVAELoader", ["Wan2_1_VAE_bf16.safetensors", "bf16"], {}, ["WANVAE"]),
-        (10, "WanVideoDecode", [False, 272, 272, 144, 128], {"vae": (9, 0, "WANVAE"), "samples": (8, 0, "LATENT")},
-         ["IMAGE"]),
-        (11, "VHS_VideoCombine", {"frame_rate": 16, "loop_count": 0, "filename_prefix": "WanVideoWrapper_T2V",
-                                  "format": "video/h264-mp4", "pingpong": False, "save_output": True},
-         {"images": (10, 0, "IMAGE")}, ["VHS_FILENAMES"]),
-    ])
-
-
 def test_wan_video_wrapper_text_to_video_maps_onto_kinographs_wan_nodes():
     """kijai's WanVideoWrapper graphs (the most shared Wan workflows) were 9 unmapped nodes: nothing imported."""
     from graph_engine.api import load_workflow
-    res = import_data(_wrapper_t2v())
+    res = import_data(wan_wrapper_t2v())
     g, entries = res.graph, res.report.entries
     by = {n.type: n for n in g.nodes.values()}
     assert by["load.diffusion_model"].params == {"name": "wan2.1_t2v_14B_fp8_e4m3fn.safetensors",
@@ -189,12 +161,12 @@ def test_wan_video_wrapper_text_to_video_maps_onto_kinographs_wan_nodes():
      {"sampler": "dpmpp_2m", "scheduler": "simple", "end_step": 10, "leftover_noise": True}),
 ])
 def test_wan_video_wrapper_sampler_steps(widgets, expect):
-    sample, = [n for n in import_data(_wrapper_t2v(widgets)).graph.nodes.values() if n.type == "generate.sample"]
+    sample, = [n for n in import_data(wan_wrapper_t2v(widgets)).graph.nodes.values() if n.type == "generate.sample"]
     assert {k: sample.params[k] for k in expect} == expect
 
 
 def test_wan_video_wrapper_differences_are_named():
-    res = import_data(_wrapper_t2v((4, 1.0, 8.0, 3, "fixed", True, "flowmatch_distill", 6),
+    res = import_data(wan_wrapper_t2v((4, 1.0, 8.0, 3, "fixed", True, "flowmatch_distill", 6),
                                    prompt="(a red fox:1.3) runs | the fox leaps"))
     sampler = "; ".join(res.report.entries["8"].notes)
     assert "scheduler 'flowmatch_distill' is not in Kinograph; euler on the simple schedule is the nearest" in sampler
