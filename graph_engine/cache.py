@@ -186,7 +186,7 @@ def _decode(entry: Dict[str, Any], folder: Path) -> Any:
         audio = Audio(**entry["audio"]) if entry.get("audio") else None
         timecode = Timecode(**entry["timecode"]) if entry.get("timecode") else None
         clip = Clip(shape[0], entry["fps"], shape[2], shape[1], read, audio, timecode=timecode,
-                    number=entry.get("number"))
+                    number=entry.get("number"), local=True)
         if entry.get("matte"):
             clip = clip.with_matte(_frames_file(folder / entry["matte"])[1])
         return clip

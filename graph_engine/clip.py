@@ -1,11 +1,22 @@
 """Clip: a lazy, random-access sequence of uint8 RGB frames (the VapourSynth idea).
 
 A node that processes video returns a new Clip whose reader pulls only what it needs
-from upstream. Readers are always called on aligned chunks, so a frame's pixels never
-depend on the order in which a consumer asks for frames: a shard rendering frames
-[a, b) alone gets exactly what a full sequential pass gets. A small LRU of recent
-chunks (grown to the widest span a consumer reads at once: a temporal window) makes
-overlapping pulls cheap while memory stays O(chunk + window) whatever the clip's length.
+from upstream. Readers are always called on aligned chunks (a local one on part of one,
+below), so a frame's pixels never depend on the order in which a consumer asks for
+frames: a shard rendering frames [a, b) alone gets exactly what a full sequential pass
+gets. A small LRU of recent chunks (grown to the widest span a consumer reads at once:
+a temporal window) makes overlapping pulls cheap while memory stays O(chunk + window)
+whatever the clip's length.
+
+A `local` clip (a per-frame node: frame i made from frame i of its sources alone, the same in any span) is read
+exactly as far as it is asked, within its chunks: the consumer decides how much is made. Its chunk size is only the
+most it makes in one call. Showing frame 0 of mask.grow after SAM 2's tracker made the grow's whole chunk (32 small
+frames), and with it 32 frames of tracking, to show one; a chain of per-frame nodes now pulls one frame down to the
+first node that does need its chunk (a decoder, a temporal window).
+
+Clips that show the same frames share one computation: `with_` changing only the sound, rate, floats or matte
+shares the chunks already made (a node's 8-bit pass read for its frames and again for its float pixels, Clip.linear,
+ran twice), and the engine's wrappers (WorkMeter, graph_engine.keep and spill) read through their source's chunks.
 
 Transparency travels beside the frames, not in them: `matte` is a second clip of one channel (uint8
 [n,H,W,1], 255 = opaque) read in the same chunks, and the frames are the colour laid over black
@@ -180,11 +191,34 @@ def padded(pieces, seconds: float) -> list:
     return pieces + [Piece("", 0.0, seconds - heard)] if seconds - heard > 1e-6 else pieces
 
 
+class _Chunks:
+    """What a reader made, in aligned chunks: one per computation, held by every Clip that shows its frames."""
+
+    def __init__(self, reader: Reader, chunk: int, local: bool):
+        self.reader, self.chunk, self.local = reader, chunk, local
+        self.cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        # A local reader's chunks read in part: which of their frames are made (a chunk in `cache` and not here
+        # is whole).
+        self.made: dict = {}
+        self.keep = CACHED_CHUNKS
+        self.lock = threading.RLock()
+
+
+def _runs(missing: np.ndarray) -> Iterator[Tuple[int, int]]:
+    """(start, stop) of each run of True in a boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], missing, [False]]).astype(np.int8)))
+    return zip(edges[::2].tolist(), edges[1::2].tolist())
+
+
 class Clip:
     def __init__(self, length: int, fps: float, width: int, height: int, reader: Reader,
                  audio: Optional[Audio] = None, chunk: Optional[int] = None,
                  timecode: Optional[Timecode] = None, number: Optional[int] = None,
-                 linear: Optional[Reader] = None, matte: Optional["Clip"] = None, channels: int = 3):
+                 linear: Optional[Reader] = None, matte: Optional["Clip"] = None, channels: int = 3,
+                 local: bool = False, over: Optional["Clip"] = None, _chunks: Optional[_Chunks] = None):
+        """`local`: the reader makes each frame alone (a per-frame node), so it may be called on any span within a
+        chunk and is asked only for the frames read. `over`: the clip this one reads its frames through (a wrapper's
+        source), whose chunks go when this one's do (drop_cache)."""
         if length < 0 or width <= 0 or height <= 0:
             raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
         self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
@@ -200,17 +234,17 @@ class Clip:
         # trimmed, graded or resized goes out at its depth rather than through 8-bit sRGB.
         self.linear = linear
         self.channels = int(channels)     # 3: colour; 1: a matte (another clip's alpha)
-        self._reader = reader
-        self.chunk = chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3)))
+        self._chunks = _chunks or _Chunks(
+            reader, chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3))), bool(local))
+        self._reader = self._chunks.reader
+        self.chunk, self.local = self._chunks.chunk, self._chunks.local
+        self._over = over
         # Read in the colour's own chunks, so a reader that decodes both at once (split_reader) does so once.
         if matte is not None and (matte.channels != 1 or matte.chunk != self.chunk or matte.length != self.length
                                   or matte.size != self.size):
             matte = Clip(self.length, self.fps, self.width, self.height, _checked_matte(matte, self),
-                         chunk=self.chunk, channels=1)
+                         chunk=self.chunk, channels=1, local=True, over=matte)
         self.matte = matte
-        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
-        self._keep = CACHED_CHUNKS
-        self._lock = threading.RLock()
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -222,11 +256,13 @@ class Clip:
                    chunk=max(1, len(frames)))
 
     def with_(self, *, length=None, fps=None, width=None, height=None, reader=None, audio=...,
-              timecode=..., number=..., linear=..., matte=...) -> "Clip":
+              timecode=..., number=..., linear=..., matte=..., local: bool = False) -> "Clip":
         """A clip like this one but for what is given; unless given them, it keeps `number` only while
         there are as many frames (an interpolated clip's frames are no longer the plate's), and `linear`
         (the source's float pixels) and `matte` (its alpha) only while the frames are the same (no new
-        reader, size or length): a node whose pixels no longer match the alpha says which one goes with them."""
+        reader, size or length): a node whose pixels no longer match the alpha says which one goes with them.
+        The same frames are this clip's own, chunks already made included; `local` says a new reader makes each
+        frame alone (see Clip)."""
         same = reader is None and width in (None, self.width) and height in (None, self.height)
         counted = length in (None, self.length)
         return Clip(self.length if length is None else length, self.fps if fps is None else fps,
@@ -236,7 +272,8 @@ class Clip:
                     number=(self.number if counted else None) if number is ... else number,
                     linear=(self.linear if same else None) if linear is ... else linear,
                     matte=(self.matte if same and counted else None) if matte is ... else matte,
-                    channels=self.channels)
+                    channels=self.channels, local=self.local if reader is None else local,
+                    over=self._over if same and counted else None, _chunks=self._chunks if same and counted else None)
 
     def with_matte(self, reader: Optional[Reader]) -> "Clip":
         """This clip with the alpha `reader` gives (uint8 [n,H,W,1], 255 = opaque; None: none)."""
@@ -255,11 +292,12 @@ class Clip:
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], width: Optional[int] = None,
             height: Optional[int] = None) -> "Clip":
-        """A frame-local transform applied chunk by chunk: fn(uint8 [n,H,W,3]) -> uint8 [n,H',W',3]."""
+        """A frame-local transform applied chunk by chunk: fn(uint8 [n,H,W,3]) -> uint8 [n,H',W',3], each frame's
+        result the same whatever frames come with it (the clip is local: read as far as asked)."""
         def reader(a: int, b: int) -> np.ndarray:
             parts = [fn(block) for _, block in self.pieces(a, b)]
             return parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return self.with_(width=width, height=height, reader=reader)
+        return self.with_(width=width, height=height, reader=reader, local=True)
 
     # -- access -------------------------------------------------------------------------
     @property
@@ -288,9 +326,9 @@ class Clip:
         c = self.chunk
         first, last = start // c, (stop - 1) // c
         if first == last:
-            block = self._chunk(first)
+            block = self._chunk(first, start, stop)
             return block[start - first * c: stop - first * c]
-        with self._lock:
+        with self._chunks.lock:
             # A temporal window (stabilize, deflicker: radius 20 around a chunk of 9 frames at 720p, of 1 at
             # 4K) spans many chunks, and the next window shares all but one of them. With only the last
             # CACHED_CHUNKS kept, each window computed its span again upstream (10x the decoding at 1080p).
@@ -300,8 +338,9 @@ class Clip:
             # The next window shares all but the first of these chunks and computes one: the span is enough (a
             # chunk more made every pair read across a boundary, interpolation's, keep 4 chunks where 2 do).
             if first > 0 or last < (self.length - 1) // c:
-                self._keep = max(self._keep, last - first + 1)
-        parts = [self._chunk(k) for k in range(first, last + 1)]
+                self._chunks.keep = max(self._chunks.keep, last - first + 1)
+        # A local clip's first and last chunks are made only as far as the span reaches: the rows cut off below.
+        parts = [self._chunk(k, max(start, k * c), min(stop, (k + 1) * c)) for k in range(first, last + 1)]
         return np.concatenate(parts)[start - first * c: stop - first * c]
 
     def pieces(self, start: int, stop: int) -> Iterator[Tuple[int, np.ndarray]]:
@@ -324,8 +363,8 @@ class Clip:
         if stop <= start:
             return
         first, last = start // self.chunk, (stop - 1) // self.chunk
-        with self._lock:
-            self._keep = max(self._keep, last - first + 2)
+        with self._chunks.lock:
+            self._chunks.keep = max(self._chunks.keep, last - first + 2)
         for k in range(first, last + 1):
             self._chunk(k)
 
@@ -340,26 +379,49 @@ class Clip:
         """All frames at once; for small clips and tests only."""
         return self.frames(0, self.length)
 
-    def _chunk(self, k: int) -> np.ndarray:
-        with self._lock:
-            hit = self._cache.get(k)
-            if hit is not None:
-                self._cache.move_to_end(k)
-                return hit
-            a, b = k * self.chunk, min(self.length, (k + 1) * self.chunk)
-            block = np.asarray(self._reader(a, b))
-            want = (b - a, self.height, self.width, self.channels)
-            if block.shape != want or block.dtype != np.uint8:
-                raise RuntimeError(f"clip reader returned {block.dtype} {block.shape} for frames {a}-{b}, "
-                                   f"expected uint8 {want}")
-            self._cache[k] = block
-            while len(self._cache) > self._keep:
-                self._cache.popitem(last=False)
+    def _chunk(self, k: int, lo: Optional[int] = None, hi: Optional[int] = None) -> np.ndarray:
+        """Chunk k, made at least over frames lo..hi (a local clip's; any other's whole)."""
+        s = self._chunks
+        a, b = k * self.chunk, min(self.length, (k + 1) * self.chunk)
+        lo, hi = (lo, hi) if s.local and lo is not None else (a, b)
+        with s.lock:
+            block, made = s.cache.get(k), s.made.get(k)
+            if block is not None and (made is None or made[lo - a:hi - a].all()):
+                s.cache.move_to_end(k)
+                return block
+            if block is None and (lo, hi) == (a, b):
+                block = self._read(a, b)
+            else:
+                if block is None:
+                    block = np.empty((b - a, self.height, self.width, self.channels), np.uint8)
+                    made = np.zeros(b - a, bool)
+                for x, y in _runs(~made[lo - a:hi - a]):
+                    block[lo - a + x:lo - a + y] = self._read(lo + x, lo + y)
+                    made[lo - a + x:lo - a + y] = True
+                if made.all():
+                    s.made.pop(k, None)
+                else:
+                    s.made[k] = made
+            s.cache[k] = block
+            s.cache.move_to_end(k)
+            while len(s.cache) > s.keep:
+                s.made.pop(s.cache.popitem(last=False)[0], None)
             return block
 
+    def _read(self, a: int, b: int) -> np.ndarray:
+        block = np.asarray(self._reader(a, b))
+        want = (b - a, self.height, self.width, self.channels)
+        if block.shape != want or block.dtype != np.uint8:
+            raise RuntimeError(f"clip reader returned {block.dtype} {block.shape} for frames {a}-{b}, "
+                               f"expected uint8 {want}")
+        return block
+
     def drop_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        with self._chunks.lock:
+            self._chunks.cache.clear()
+            self._chunks.made.clear()
+        if self._over is not None:
+            self._over.drop_cache()
         if self.matte is not None:
             self.matte.drop_cache()
 
@@ -437,12 +499,13 @@ class WorkMeter:
         return getattr(self._local, "own", 0.0)
 
     def wrap(self, node: str, clip: Clip) -> Clip:
-        """The same frames, their computing time counted for `node`."""
-        reader = clip._reader
+        """The same frames, their computing time counted for `node`: read through clip's own chunks, which the
+        node's float pixels (Clip.linear) may read too (a deflicker's measures), so they are made once."""
         return Clip(clip.length, clip.fps, clip.width, clip.height,
-                    lambda a, b: self.measure(node, reader, a, b), clip.audio, chunk=clip.chunk,
+                    lambda a, b: self.measure(node, clip.frames, a, b), clip.audio, chunk=clip.chunk,
                     timecode=clip.timecode, number=clip.number, linear=clip.linear,
-                    matte=None if clip.matte is None else self.wrap(node, clip.matte), channels=clip.channels)
+                    matte=None if clip.matte is None else self.wrap(node, clip.matte), channels=clip.channels,
+                    local=clip.local, over=clip)
 
     def take(self) -> dict:
         with self._lock:

@@ -7,8 +7,8 @@ one of its frames again, a few tenths of a second each at 1080p, on every tweak.
 took longer than reading them back would are kept (a decode, a colour table or a resize is cheaper than the disk:
 those are computed again), under a byte budget, least recently used out first. A clip the memory cache lets go
 takes its chunks with it; the session's folder goes when the session ends, and what a killed one left goes at the
-next session's first write. Chunks are the clip's own, aligned as always, so a kept frame is byte for byte the
-frame computed."""
+next session's first write. Chunks are the clip's own reads (a local clip's part of one), so a kept frame is byte
+for byte the frame computed."""
 from __future__ import annotations
 
 import itertools
@@ -49,8 +49,9 @@ class FrameStore:
         self.root, self.budget = Path(root), int(budget)
         self.bytes = 0                  # kept now
         self.written = 0                # written in all (for benches and tests)
-        self._chunks: "OrderedDict[Tuple[int, int], int]" = OrderedDict()    # (clip, first frame) -> bytes
-        self._of: Dict[int, Set[int]] = {}
+        # (clip, first frame, stop) -> bytes: a local clip's chunk may be read in part (graph_engine.clip)
+        self._chunks: "OrderedDict[Tuple[int, int, int], int]" = OrderedDict()
+        self._of: Dict[int, Set[Tuple[int, int]]] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
         # Mutable, so the finalizer (at exit, or when the session goes) sees the folder made later.
@@ -64,18 +65,19 @@ class FrameStore:
         shape = (clip.height, clip.width, clip.channels)
 
         def read(a: int, b: int) -> np.ndarray:
-            block = self._get(n, a, (b - a, *shape))
+            block = self._get(n, a, b, shape)
             if block is not None:
                 return block
             block = np.asarray(source(a, b))
             if worth_keeping(meter.last_own(), block.nbytes):
-                self._put(n, a, block)
+                self._put(n, a, b, block)
             return block
 
         # The alpha (Clip.matte), a clip of its own, is kept alike.
         matte = None if clip.matte is None else self.keep(clip.matte, meter)
         out = Clip(clip.length, clip.fps, clip.width, clip.height, read, clip.audio, chunk=clip.chunk,
-                   timecode=clip.timecode, number=clip.number, linear=clip.linear, matte=matte, channels=clip.channels)
+                   timecode=clip.timecode, number=clip.number, linear=clip.linear, matte=matte, channels=clip.channels,
+                   local=clip.local, over=clip)
         # Not at exit: the session's folder goes then, all at once.
         weakref.finalize(out, self._forget, n).atexit = False
         return out
@@ -90,27 +92,27 @@ class FrameStore:
         self._final()
 
     # -- chunks -----------------------------------------------------------------------------------
-    def _path(self, n: int, a: int) -> Path:
-        return Path(self._state["dir"]) / f"{n}-{a}.raw"
+    def _path(self, n: int, a: int, b: int) -> Path:
+        return Path(self._state["dir"]) / f"{n}-{a}-{b}.raw"
 
-    def _get(self, n: int, a: int, shape) -> Optional[np.ndarray]:
+    def _get(self, n: int, a: int, b: int, shape) -> Optional[np.ndarray]:
         with self._lock:
-            if (n, a) not in self._chunks:
+            if (n, a, b) not in self._chunks:
                 return None
-            self._chunks.move_to_end((n, a))
-            path = self._path(n, a)
+            self._chunks.move_to_end((n, a, b))
+            path = self._path(n, a, b)
         try:
-            return np.fromfile(path, np.uint8).reshape(shape)
+            return np.fromfile(path, np.uint8).reshape((b - a, *shape))
         except (OSError, ValueError):       # removed under us (a cleaner, a full disk's cut write): compute it
             with self._lock:
-                self._drop(n, a)
+                self._drop(n, a, b)
             return None
 
-    def _put(self, n: int, a: int, block: np.ndarray) -> None:
+    def _put(self, n: int, a: int, b: int, block: np.ndarray) -> None:
         with self._lock:
-            if block.nbytes > self.budget or (n, a) in self._chunks or not self._folder():
+            if block.nbytes > self.budget or (n, a, b) in self._chunks or not self._folder():
                 return
-            path = self._path(n, a)
+            path = self._path(n, a, b)
             try:
                 disk = shutil.disk_usage(path.parent)
                 if disk.free - block.nbytes < max(FREE_MARGIN, disk.total // 10):
@@ -119,32 +121,31 @@ class FrameStore:
             except OSError:                 # disk full, folder gone: the run goes on, the chunk is not kept
                 path.unlink(missing_ok=True)
                 return
-            self._chunks[(n, a)] = block.nbytes
-            self._of.setdefault(n, set()).add(a)
+            self._chunks[(n, a, b)] = block.nbytes
+            self._of.setdefault(n, set()).add((a, b))
             self.bytes += block.nbytes
             self.written += block.nbytes
             while self.bytes > self.budget and self._chunks:
-                (m, b), _ = next(iter(self._chunks.items()))
-                self._drop(m, b)
+                self._drop(*next(iter(self._chunks)))
 
-    def _drop(self, n: int, a: int) -> None:
+    def _drop(self, n: int, a: int, b: int) -> None:
         """Under the lock: forget one chunk and delete its file."""
-        nbytes = self._chunks.pop((n, a), None)
+        nbytes = self._chunks.pop((n, a, b), None)
         if nbytes is None:
             return
         self.bytes -= nbytes
-        self._of.get(n, set()).discard(a)
+        self._of.get(n, set()).discard((a, b))
         if self._state["dir"] is None:      # the session's folder went with all of it
             return
         try:
-            self._path(n, a).unlink()
+            self._path(n, a, b).unlink()
         except OSError:
             pass
 
     def _forget(self, n: int) -> None:
         with self._lock:
-            for a in sorted(self._of.pop(n, ())):
-                self._drop(n, a)
+            for a, b in sorted(self._of.pop(n, ())):
+                self._drop(n, a, b)
 
     def _folder(self) -> Optional[Path]:
         """Under the lock: the session's folder, made at the first chunk kept; None where none can be made."""

@@ -89,20 +89,22 @@ class _Shared:
         self.matte = None if source.matte is None else _Shared(spill, source.matte, f"{n}a")
         self.clip = Clip(source.length, source.fps, source.width, source.height, self.read, source.audio,
                          chunk=source.chunk, timecode=source.timecode, number=source.number, linear=source.linear,
-                         matte=None if self.matte is None else self.matte.clip, channels=source.channels)
+                         matte=None if self.matte is None else self.matte.clip, channels=source.channels,
+                         local=source.local, over=source)
 
     def read(self, a: int, b: int) -> np.ndarray:
-        # Called under the shared clip's own lock, one chunk at a time (aligned to the source's chunks).
+        # Called under the shared clip's own lock, one chunk at a time (aligned to the source's chunks; a local
+        # source's read in part, as far as asked).
         shape = (b - a, self.source.height, self.source.width, self.source.channels)
         if self.closed or self.off:
             return self.source.frames(a, b)
         folder = self.spill.folder()
-        path = folder / f"{self.n}-{a}.raw" if folder else None
-        if a in self.stored:
+        path = folder / f"{self.n}-{a}-{b}.raw" if folder else None
+        if (a, b) in self.stored:
             try:
                 return np.fromfile(path, np.uint8).reshape(shape)
             except (OSError, ValueError):     # deleted under us (a cleaner): compute it again
-                self.stored.discard(a)
+                self.stored.discard((a, b))
         t0 = time.perf_counter()
         block = self.source.frames(a, b)
         # Frames cheaper to compute again than to write and read back (a decode, a resize) are computed again
@@ -110,7 +112,7 @@ class _Shared:
         if path is not None and not self.closed and keep.worth_keeping(time.perf_counter() - t0, block.nbytes):
             try:
                 _store(block, path)
-                self.stored.add(a)
+                self.stored.add((a, b))
             except OSError:                   # disk full: stop spilling this clip, keep rendering
                 self.off = True
                 path.unlink(missing_ok=True)

@@ -474,4 +474,4 @@ def test_a_clip_keeps_a_window_of_chunks_but_not_a_whole_read():
     assert sorted(read) == list(range(40))
     whole = Clip(40, 24, 4, 4, lambda a, b: data[a:b], chunk=2)
     assert np.array_equal(whole.to_array(), data)
-    assert sum(len(c) for c in whole._cache.values()) <= 3 * 2
+    assert sum(len(c) for c in whole._chunks.cache.values()) <= 3 * 2

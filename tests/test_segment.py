@@ -80,11 +80,12 @@ def test_text_prompt_tracks_as_transformers_does(models):
 
 
 def test_first_frame_runs_the_model_that_far(models, monkeypatch):
-    """The editor's picker shows frame 0 of mask.track_points after each click: that read runs the model on the
-    prompted frame and frame 0, not on the whole chunk the source is read in (32 frames of a small clip: 33 runs, and
-    the mask took 100 s to appear). Later frames go on from there, and a step back does not start the pass again.
+    """The editor's picker shows frame 0 of mask.track_points (or of mask.grow after it) after each click: that read
+    runs the model on the prompted frame and frame 0, not on the whole chunk the source is read in (32 frames of a
+    small clip: 33 runs, and the mask took 100 s to appear). Later frames go on from there, and a step back does not start the pass again.
     SAM 3's text pass settles a frame only `hotstart_delay` frames later, so it runs as far as that."""
     from graph_engine import Clip
+    from nodes.common import masks as mask_ops
     from nodes.mask.segment import load_segmenter, point_masks, text_masks
     length = 40
     frames = np.random.default_rng(5).integers(0, 256, (length, H, W, 3), dtype=np.uint8)
@@ -96,8 +97,13 @@ def test_first_frame_runs_the_model_that_far(models, monkeypatch):
         monkeypatch.setattr(model, "forward", lambda frame_idx, run=model.forward, **kw: (
             runs.append(frame_idx), run(frame_idx=frame_idx, **kw))[1])
     masks = point_masks(clip, "tiny-sam2", "10,12")
+    # mask.grow after it, shown in the viewer, made its own chunk (32 frames here) and the tracker's with it.
+    grown = mask_ops.per_frame(masks, lambda m: mask_ops.grow(m, 2))
+    assert grown.chunk == 32 and grown.frame(0).shape == (H, W, 1)
+    assert runs == [0, 0]
     first = masks.frame(0)
     assert runs == [0, 0]
+    np.testing.assert_array_equal(grown.frame(0)[..., 0], mask_ops.to_u8(mask_ops.grow(first[..., 0] / 255.0, 2)))
     masks.frames(1, 3)
     assert runs == [0, 0, 1, 2]
     np.testing.assert_array_equal(masks.frame(0), first)

@@ -68,15 +68,17 @@ def per_frame(mask, fn: Callable[[np.ndarray], np.ndarray]):
 
     def reader(a: int, b: int) -> np.ndarray:
         return to_u8(np.stack([fn(f) for f in frames_of(mask, a, b)]))[..., None]
-    return mask.with_(reader=reader, matte=None, linear=None)
+    return mask.with_(reader=reader, matte=None, linear=None, local=True)
 
 
-def clip_of(frames_reader: Callable[[int, int], np.ndarray], like, chunk: Optional[int] = None) -> "object":
+def clip_of(frames_reader: Callable[[int, int], np.ndarray], like, chunk: Optional[int] = None,
+            local: bool = False) -> "object":
     """A clip of masks shaped like the clip `like`, from a reader of float32 [n, H, W] frames, read in like's
-    chunks or `chunk` frames at a time."""
+    chunks or `chunk` frames at a time (`local`: a reader of each frame alone, graph_engine.clip)."""
     from graph_engine import Clip
     return Clip(like.length, like.fps, like.width, like.height,
-                lambda a, b: to_u8(frames_reader(a, b))[..., None], chunk=chunk or like.chunk, channels=1)
+                lambda a, b: to_u8(frames_reader(a, b))[..., None], chunk=chunk or like.chunk, channels=1,
+                local=local)
 
 
 def grow(m: np.ndarray, pixels: int, tapered: bool = True) -> np.ndarray:
@@ -201,7 +203,7 @@ def joined(a, b, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
     clip = a if is_clip(a) and (not is_clip(b) or a.length >= b.length) else b
     w, h = size_of(a)
     return Clip(clip.length, clip.fps, w, h, lambda s, e: to_u8(fn(frames_of(a, s, e), frames_of(b, s, e)))[..., None],
-                chunk=clip.chunk, channels=1)
+                chunk=clip.chunk, channels=1, local=True)
 
 
 def cropped(mask, x: int, y: int, width: int, height: int):
@@ -214,7 +216,7 @@ def cropped(mask, x: int, y: int, width: int, height: int):
         raise NodeError(f"the crop at ({x}, {y}) lies outside the {w}x{h} mask: move it inside")
     if not is_clip(mask):
         return still(mask)[y:y1, x:x1].copy()
-    return mask.with_(width=x1 - x, height=y1 - y, matte=None, linear=None,
+    return mask.with_(width=x1 - x, height=y1 - y, matte=None, linear=None, local=True,
                       reader=lambda a, b: to_u8(frames_of(mask, a, b)[:, y:y1, x:x1])[..., None])
 
 

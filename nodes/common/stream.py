@@ -71,7 +71,7 @@ def map_indexed(ctx, clip, fn: Callable[[int, np.ndarray], np.ndarray], width: i
             progress.add(b - a)
         return out
 
-    return clip.with_(width=w, height=h, reader=reader)
+    return clip.with_(width=w, height=h, reader=reader, local=True)
 
 
 def moved(matte, fn, width: int, height: int):
@@ -109,24 +109,32 @@ def colour_float(out, clip, fn):
     return out.with_(linear=linear)
 
 
-class Measures:
-    """What a node's 8-bit pass measured per frame (a deflicker's tone), kept for its float pass (measured_float):
-    the latest `size` frames' (a render's whole clip would grow without end; at least a chunk's)."""
+# What Measures holds beyond a chunk's frames: a warp or a tone is a few hundred bytes a frame, so this keeps a long
+# render's every frame.
+MEASURES_BYTES = 64 << 20
 
-    def __init__(self, size: int):
-        self.size, self._data = size, OrderedDict()
+
+class Measures:
+    """What a node's 8-bit pass measured per frame (a deflicker's tone, a stabilizer's warp), kept for its float pass
+    (measured_float): every frame's while they take under MEASURES_BYTES, and at least the latest `size` frames'.
+    Kept for a chunk or two only, an EXR written from the floats after an MP4 of the same clip (its chunks long
+    let go) made the whole 8-bit pass again to find them."""
+
+    def __init__(self, size: int, budget: int = MEASURES_BYTES):
+        self.size, self.budget, self.bytes, self._data = size, budget, 0, OrderedDict()
         self._lock = threading.Lock()
 
     def put(self, i: int, value) -> None:
+        n = sum(np.asarray(v).nbytes for v in (value if isinstance(value, tuple) else (value,)) if v is not None)
         with self._lock:
-            self._data[i] = value
-            self._data.move_to_end(i)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            self.bytes += n - self._data.pop(i, (None, 0))[1]
+            self._data[i] = (value, n)
+            while len(self._data) > self.size and self.bytes > self.budget:
+                self.bytes -= self._data.popitem(last=False)[1][1]
 
     def get(self, i: int):
         with self._lock:
-            return self._data.get(i)
+            return self._data.get(i, (None, 0))[0]
 
 
 def measured_float(out, clip, fn, measures: Measures):
@@ -138,8 +146,12 @@ def measured_float(out, clip, fn, measures: Measures):
         return out
 
     def measured(a: int, b: int) -> list:
-        out.frames(a, b)        # cached by out: measured once, whichever of the two is read first
         found = [measures.get(i) for i in range(a, b)]
+        if any(v is None for v in found):
+            # out's chunks are those of every clip showing its frames (the executor's wrappers read through
+            # them): made once, whichever of the frames and the floats is read first
+            out.frames(a, b)
+            found = [measures.get(i) for i in range(a, b)]
         if any(v is None for v in found):       # frames out still holds but whose measures were let go
             out.drop_cache()
             out.frames(a, b)
@@ -222,7 +234,7 @@ def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):
         progress.add(b - a)
         return out
 
-    return clip.with_(reader=reader, matte=clip.matte)
+    return clip.with_(reader=reader, matte=clip.matte, local=True)
 
 
 def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], np.ndarray], behind: bool = True):

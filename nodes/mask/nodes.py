@@ -56,7 +56,7 @@ def from_video(ctx, video: VIDEO = Input(help="a clip (one mask per frame) or an
 
     def reader(a, b):
         return masks.channel(video.frames(a, b), channel, None if video.matte is None else video.matte.frames(a, b))
-    return masks.clip_of(reader, video)
+    return masks.clip_of(reader, video, local=True)
 
 
 @node("mask.to_video", title="Mask to Picture", category=_CAT)
@@ -70,7 +70,7 @@ def to_video(ctx, mask: MASK, fps: float = Param(24.0, min=0.01, max=1000.0,
         return Clip.from_array(np.repeat(grey[None, ..., None], 3, axis=-1), fps=fps)
     return Clip(mask.length, mask.fps, mask.width, mask.height,
                 lambda a, b: np.repeat(masks.to_u8(masks.frames_of(mask, a, b))[..., None], 3, axis=-1),
-                chunk=mask.chunk)
+                chunk=mask.chunk, local=True)
 
 
 @node("mask.composite", title="Composite Masked", category=_CAT, temporal_radius=0)
@@ -93,7 +93,8 @@ def composite(ctx, video: VIDEO = Input(help="what is pasted (the inpainted resu
     def reader(a, b):
         return masks.paste(held_frames(background, a, b), held_frames(video, a, b),
                            None if mask is None else masks.frames_of(mask, a, b, video.size), x, y, resize)
-    return longer.with_(width=background.width, height=background.height, reader=reader, matte=None, linear=None)
+    return longer.with_(width=background.width, height=background.height, reader=reader, matte=None, linear=None,
+                        local=True)
 
 
 @node("mask.solid", title="Solid Mask", category=_CAT)
@@ -241,4 +242,4 @@ def fill(ctx, video: VIDEO, mask: MASK = Input(help="where to paint (stretched t
 
     def reader(a, b):
         return masks.filled(video.frames(a, b), masks.frames_of(mask, a, b, video.size), rgb)
-    return video.with_(reader=reader, matte=None, linear=None)
+    return video.with_(reader=reader, matte=None, linear=None, local=True)

@@ -42,7 +42,7 @@ def take(clip: Clip, indices: np.ndarray, fps: float, audio=..., timecode=..., n
 
     return clip.with_(length=len(indices), fps=fps, reader=reader,
                       audio=None if audio is ... else audio, timecode=None if timecode is ... else timecode,
-                      number=number, linear=_picked(clip.linear, indices),
+                      number=number, linear=_picked(clip.linear, indices), local=True,
                       matte=None if clip.matte is None else take(clip.matte, indices, fps))
 
 
@@ -105,7 +105,7 @@ def concat(a: Clip, b: Clip) -> Clip:
     # A clip without transparency joined to one with it is opaque, so the join keeps the other's alpha.
     matte = concat(a.opaque_matte(), b.opaque_matte()) if a.matte is not None or b.matte is not None else None
     return a.with_(length=a.length + b.length, reader=reader, audio=audio, linear=linear, number=a.number,
-                   matte=matte)
+                   matte=matte, local=True)
 
 
 def resize_frames(frames: np.ndarray, width: int, height: int, method: str = "area") -> np.ndarray:
