@@ -19,10 +19,11 @@ from typing import Dict, List, Optional, Tuple
 
 from graph_engine import NodeError
 
-# The share of a 1024x1024 matrix product's speed a denoiser's forward pass reaches on a CPU: (transformers,
-# UNets). A transformer's large matmuls run at about its speed; a UNet's convolutions and group norms slower.
-# Measured with bench/estimate_calibration.py (Wan-, SD 1.5- and SVD-shaped denoisers on a 2-core CPU).
-CPU_EFFICIENCY = (1.0, 0.6)
+# A denoiser's forward pass's speed on a CPU over that of a 1024x1024 matrix product (matmul_speed): (transformers,
+# UNets). A transformer's matmuls are larger than the probe's and run faster; a UNet's convolutions and group
+# norms slower. Measured with bench/estimate_calibration.py (Wan-, SD 1.5- and SVD-shaped denoisers timed on a
+# shared 2-core CPU, two runs: transformers 1.4-2.2, UNets 0.57-0.75).
+CPU_EFFICIENCY = (1.5, 0.65)
 # Over this many seconds on the CPU, validate, run and the editor say so before the run, with what to change.
 LONG_S = 30 * 60
 UNET = ("sd", "sdxl", "animatediff", "svd")
