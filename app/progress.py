@@ -14,8 +14,6 @@ from typing import Any, Callable, Dict, TextIO
 
 from tqdm import tqdm
 
-from nodes.generate.estimate import duration
-
 
 # Control characters but newline and tab. A workflow, a file name or a ComfyUI graph from a stranger reaches
 # the terminal inside messages ("output 'path' (VALUE) resolves to ..."): with ESC and CR in it, it cleared
@@ -147,6 +145,7 @@ class ProgressPrinter:
         bar.update(ev["done"] - bar.n)
 
     def _log_progress(self, ev: Dict[str, Any]) -> None:
+        from nodes.generate.estimate import duration
         total, done, node = ev["total"], ev["done"], ev["node"]
         if not total or total <= 0 or not isinstance(done, (int, float)):
             return
