@@ -355,7 +355,7 @@ def cmd_validate(args) -> int:
     est = estimate(wf, default_registry())
     if args.json:
         print(json.dumps({"ok": True, "workflow": str(wf.path or args.workflow), "nodes": len(wf.graph.nodes),
-                          "left_out": left_out, "estimate": est.data()}))
+                          "left_out": left_out, **({"estimate": est.data()} if est.samplers else {})}))
         return EXIT_OK
     print(f"{args.workflow}: ok ({len(wf.graph.nodes)} nodes)" + (f"; {left_out_note(left_out)}" if left_out else ""))
     for line in est.lines:
