@@ -339,6 +339,7 @@ def cmd_validate(args) -> int:
     from graph_engine.registry import default_registry
     from graph_engine.validate import left_out_note, missing_input_files, missing_model_files, run_scope, validate_run
     from nodes.common.models_dirs import model_dirs
+    from nodes.generate.estimate import estimate
     # The same overrides as the run it precedes: they may fix a problem or make one.
     wf = _load(args)
     _apply_sets(args.set, wf)       # and the output paths' placeholders, which the run would refuse too
@@ -351,11 +352,16 @@ def cmd_validate(args) -> int:
     if missing:
         raise WorkflowError(missing)
     left_out = run_scope(wf, default_registry())[1]
+    est = estimate(wf, default_registry())
     if args.json:
         print(json.dumps({"ok": True, "workflow": str(wf.path or args.workflow), "nodes": len(wf.graph.nodes),
-                          "left_out": left_out}))
+                          "left_out": left_out, **({"estimate": est.data()} if est.samplers else {})}))
         return EXIT_OK
     print(f"{args.workflow}: ok ({len(wf.graph.nodes)} nodes)" + (f"; {left_out_note(left_out)}" if left_out else ""))
+    for line in est.lines:
+        print(f"  {line}")
+    if est.warning:
+        print(f"warning: {est.warning}")
     return EXIT_OK
 
 
@@ -374,12 +380,29 @@ def cmd_run(args) -> int:
         from .batch import run_distributed
         return run_distributed(args, wf)
     printer = ProgressPrinter(json_lines=args.json, graph=wf.graph)
+    _say_estimate(wf, args.device, printer.note)
     with cancel_on_interrupt(CancelToken(), printer.note) as cancel:
         result = Session(device=args.device).run(wf, on_event=printer, cancel=cancel, use_cache=not args.no_cache,
                                                  keep=())
     if result.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _say_estimate(wf, device: str, note) -> None:
+    """The samplers' work and, on the CPU, about how long they take, before the run: a ComfyUI Wan graph ran for
+    hours on a laptop with nothing said. A warning only: a farm's or a batch's run goes on as asked."""
+    from graph_engine.errors import WorkflowError
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import estimate
+    try:
+        est = estimate(wf, default_registry(), device)
+    except WorkflowError:       # the run names what is wrong with the workflow
+        return
+    for line in est.lines:
+        note(f"estimate: {line}")
+    if est.warning:
+        note(f"warning: {est.warning}")
 
 
 def _apply_sets(sets: List[str], wf) -> None:

@@ -91,6 +91,10 @@ class Relay:
         self.send(ev)
 
 
+# A log says how long a node's work has left once that is at least this long (seconds, at its measured pace).
+PACE_AFTER_S = 60
+
+
 def now_text() -> str:
     """The local date and time with its offset (2026-12-06T03:12:44+0100), as logs give it."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -109,6 +113,7 @@ class ProgressPrinter:
         self._wall: Dict[str, Any] = {}        # node -> seconds its node_finished said; None: lazy
         self._ready: Dict[str, bool] = {}      # lazy nodes said ready -> whether 100% of their frames was said
         self._notes = True                     # the same for stderr
+        self._began: Dict[str, float] = {}     # node -> monotonic time it started, for the pace of its work
 
     def _print(self, text: str) -> None:
         self._reader = self._reader and print_out(self.out, text)
@@ -140,14 +145,23 @@ class ProgressPrinter:
         bar.update(ev["done"] - bar.n)
 
     def _log_progress(self, ev: Dict[str, Any]) -> None:
-        total, done = ev["total"], ev["done"]
-        if not total or total <= 0:
+        from nodes.generate.estimate import duration
+        total, done, node = ev["total"], ev["done"], ev["node"]
+        if not total or total <= 0 or not isinstance(done, (int, float)):
             return
         tenth = min(10, int(10 * done / total))
-        if tenth > self._tenths.get(ev["node"], 0) and done < total:      # the done line says 100%
-            self._tenths[ev["node"]] = tenth
-            amount = f"{done:g}/{total:g}" if isinstance(done, (int, float)) else ""
-            self.note(f"  {ev['node']}: {tenth * 10}% ({amount})")
+        spent = time.monotonic() - self._began.get(node, time.monotonic())
+        left = spent / done * (total - done) if done > 0 else None
+        if node not in self._tenths and done >= 1 and done < total and left is not None and left >= PACE_AFTER_S:
+            # A sampler's first step on a CPU can take minutes, and the first tenth of its work an hour: say at
+            # once what its pace means, measured, where the up-front estimate was only a figure.
+            self._tenths[node] = 0
+            self.note(f"  {node}: {done:g}/{total:g} done in {duration(spent)}; about {duration(left)} left at "
+                      "this pace")
+        if tenth > self._tenths.get(node, 0) and done < total:      # the done line says 100%
+            self._tenths[node] = tenth
+            pace = f", about {duration(left)} left" if left is not None and left >= PACE_AFTER_S else ""
+            self.note(f"  {node}: {tenth * 10}% ({done:g}/{total:g}){pace}")
 
     def _close(self, node: str) -> None:
         self._tenths.pop(node, None)
@@ -176,6 +190,7 @@ class ProgressPrinter:
             if not self._tty:
                 self.note(f"started {now_text()}")
         elif kind == "node_started":
+            self._began[ev["node"]] = time.monotonic()
             # A log (`2> shot.log` on a farm) read the next morning says when each node began and failed.
             self.note(f"> {self._name(ev['node'])}{self._clock()}")
         elif kind == "node_finished":

@@ -340,10 +340,17 @@ def _origin(g, specs: Dict[str, NodeSpec], link, troubled) -> Optional[str]:
     """The node whose output reaches an input through `link` (src, port), looking through nodes that pass
     that output on (NodeSpec.passes) and bypassed ones (which pass their first linked input of the output's
     type, as the executor does); None where it cannot be told."""
-    seen = set()
+    chain = origin_chain(g, specs, link, troubled)
+    return chain[-1] if chain else None
+
+
+def origin_chain(g, specs: Dict[str, NodeSpec], link, troubled=()) -> Optional[List[str]]:
+    """The nodes a value passes through on its way to an input through `link` (src, port), nearest first,
+    the node that made it last (see _origin); None where it cannot be told."""
+    chain: List[str] = []
     src, port = link
-    while src not in seen:
-        seen.add(src)
+    while src not in chain:
+        chain.append(src)
         spec = specs.get(src)
         if spec is None or src in troubled or port not in spec.outputs:
             return None
@@ -355,7 +362,7 @@ def _origin(g, specs: Dict[str, NodeSpec], link, troubled) -> Optional[str]:
         else:
             through = spec.passes.get(port)
             if through not in ins:
-                return src
+                return chain
         src, port = ins[through]
     return None
 

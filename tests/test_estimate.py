@@ -1,0 +1,162 @@
+"""Before a run: how much work its samplers are (from the graph and the weight files' headers) and, on the CPU,
+about how long; a warning past half an hour that never stops the run; a log's measured pace after the first
+step. ComfyUI's Wan 2.1 text-to-video template, pointed at a tiny random-weight Wan's files."""
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from tests.comfy_layouts import models_dir, on_tiny_wan  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "comfyui"
+SLOW = 1e9      # FLOP/s put in place of the measured matmul speed, so the hours told do not depend on this CPU
+
+
+@pytest.fixture(scope="module")
+def wan(tmp_path_factory):
+    from tests.tiny_models import build_wan_comfy
+    yield from models_dir(tmp_path_factory, build_wan_comfy, "estimate_wan")
+
+
+def _template(folder: Path, settings=None) -> Path:
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    res = import_data(json.loads((DATA / "wan_t2v.json").read_text(encoding="utf-8")), name="wan_t2v")
+    path = folder / "wan_t2v.yaml"
+    path.write_text(res.yaml)
+    wf = load_workflow(path, check=False)
+    on_tiny_wan(wf.graph, "wan_tiny_t2v_fp16.safetensors", settings or {})
+    wf.save(path)
+    return path
+
+
+def _on_cpu(monkeypatch, speed=SLOW):
+    import graph_engine.devices
+    import nodes.generate.estimate as est
+    monkeypatch.setattr(graph_engine.devices, "resolve_device", lambda device: "cpu")
+    monkeypatch.setattr(est, "matmul_speed", lambda device: speed)
+
+
+def _flops_counted(root: Path, frames: int, h: int, w: int) -> float:
+    """One pass of the tiny Wan as torch's FLOP counter counts it, the model built on the meta device."""
+    import torch
+    from diffusers import WanTransformer3DModel
+    from torch.utils.flop_counter import FlopCounterMode
+    config = json.loads((root / "diffusers" / "transformer" / "config.json").read_text())
+    with torch.device("meta"):
+        model = WanTransformer3DModel.from_config(config)
+        x, t, e = torch.empty(1, 16, frames, h, w), torch.empty(1), torch.empty(1, 512, config["text_dim"])
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(x, t, e, return_dict=False)
+    return fc.get_total_flops()
+
+
+def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_warns(wan, tmp_path, monkeypatch,
+                                                                                      capsys):
+    from safetensors import safe_open
+    from app.cli import main
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import CPU_EFFICIENCY, duration, pass_flops, sampler_work
+    path = _template(tmp_path)
+    [work] = sampler_work(load_workflow(path, check=False), default_registry())
+    # The template: KSampler 30 steps at cfg 6 with a negative prompt, 33 frames of 832x480.
+    assert (work.node, work.family, work.unknown) == ("k_sampler_3", "wan", "")
+    assert (work.steps, work.guidance, work.windows, work.passes) == (30, 2, 1, 60)
+    assert (work.frames, work.width, work.height) == (33, 832, 480)
+    assert work.tokens == 9 * (480 // 16) * (832 // 16)        # 4n+1 frames -> 9 latent frames, 2x2 patches of /8
+    with safe_open(str(wan / "models" / "diffusion_models" / "wan_tiny_t2v_fp16.safetensors"), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    assert work.weights == sum(map(math.prod, shapes.values()))
+    assert work.flops == 60 * pass_flops(shapes, "wan", 9, 60, 104, 2)[0]
+    # A pass as torch counts it, at a size the tiny model's rotary table reaches.
+    counted = _flops_counted(wan, 5, 32, 48)
+    assert abs(pass_flops(shapes, "wan", 5, 32, 48, 2)[0] - counted) / counted < 0.05, counted
+
+    _on_cpu(monkeypatch)
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    hours = duration(work.flops / (SLOW * CPU_EFFICIENCY[0]))
+    assert "k_sampler_3: 60 passes (30 steps x 2 (guidance: a negative pass each)) of a" in out
+    assert "Wan 2.1/2.2 denoiser over 33 frames at 832x480 (14,040 latent tokens a pass)" in out
+    assert f"warning: this run will take about {hours} on this CPU. To make it shorter: fewer steps (k_sampler_3 " \
+           "runs 30: half as many take half the time); fewer frames or a smaller size (33 frames at 832x480); a " \
+           "distilled model at cfg 1" in out and "a GPU (--device cuda)" in out
+    assert main(["validate", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["estimate"]
+    assert data["samplers"][0]["passes"] == 60 and data["warning"].startswith("this run will take about")
+    # On a GPU: the work, no time (nothing was measured there), no warning.
+    monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "60 passes" in out and "warning" not in out and "on this CPU" not in out
+
+
+def test_a_run_warned_as_long_still_runs_and_writes(wan, tmp_path, monkeypatch, capsys):
+    import nodes.generate.estimate as est
+    from app.cli import main
+    path = _template(tmp_path, {"latent.empty": {"frames": 5, "width": 32, "height": 32},
+                                "generate.sample": {"steps": 1}})
+    _on_cpu(monkeypatch)
+    monkeypatch.setattr(est, "LONG_S", 0)
+    assert main(["run", str(path), "--no-cache"]) == 0
+    err = capsys.readouterr().err
+    assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in err and "warning: this run will take about" in err
+    assert err.index("warning:") < err.index("> k_sampler_3")
+    assert (tmp_path / "out" / "ComfyUI.webp").stat().st_size > 0
+
+
+def test_what_cannot_be_counted_is_named_not_guessed():
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import estimate
+    root = Path(__file__).resolve().parents[1]
+    est = estimate(load_workflow(root / "examples" / "mini_text_to_video.yaml", check=False), default_registry())
+    assert est.lines == ["sample: not estimated: kinograph-mini's denoiser is not counted: a few million weights, "
+                         "it samples in seconds on any CPU"] and est.seconds is None and est.warning is None
+
+
+def test_a_log_tells_the_measured_pace_after_the_first_step(monkeypatch, capsys):
+    import app.progress as progress
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    p = progress.ProgressPrinter()
+
+    def at(t, **ev):
+        clock[0] = t
+        p(ev)
+    at(0, event="node_started", node="k_sampler_3")
+    at(120, event="node_progress", node="k_sampler_3", done=1, total=30)
+    at(360, event="node_progress", node="k_sampler_3", done=3, total=30)
+    at(400, event="node_started", node="decode")
+    at(400.5, event="node_progress", node="decode", done=1, total=10)      # 4.5 s left: no pace line
+    lines = capsys.readouterr().err.splitlines()
+    assert "  k_sampler_3: 1/30 done in 2 min; about 58 min left at this pace" in lines
+    assert "  k_sampler_3: 10% (3/30), about 54 min left" in lines
+    assert "  decode: 10% (1/10)" in lines and not any("decode: 1/10 done" in line for line in lines)
+
+
+def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, tmp_path, monkeypatch):
+    import nodes.generate.estimate as est
+    from app.editor.document import Document
+    from app.editor.settings import EditorSettings
+    from app.editor.window import MainWindow
+    from graph_engine.registry import default_registry
+    path = _template(tmp_path, {"latent.empty": {"frames": 5, "width": 32, "height": 32},
+                                "generate.sample": {"steps": 1}})
+    _on_cpu(monkeypatch)
+    monkeypatch.setattr(est, "LONG_S", 0)
+    w = MainWindow(Document.load(path, default_registry()), settings=EditorSettings(tmp_path / "editor.json"))
+    try:
+        job = w.run()
+        assert w.runs.wait_idle(120) and job.state == "done", job.error
+        text = w.log.toPlainText()
+        assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in text and "warning: this run will take about" in text
+    finally:
+        w.runs.cancel(clear_queue=True)
+        w.doc.undo.setClean()
+        w.close()
