@@ -3,6 +3,7 @@ real ones are (MiDaS DPT-Hybrid as its Hugging Face folder, Intel/dpt-hybrid-mid
 computed here from the pack's published steps (resize_image_with_pad, MidasDetector's depth_and_normal), not by
 Kinograph's functions."""
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -113,13 +114,25 @@ def test_midas_normals_are_the_slopes_of_the_depth_of_the_padded_picture(models,
         assert torch.equal(dpt_depth(model, square), model(pixel_values=square).predicted_depth)
 
 
-def test_midas_normals_need_a_dpt_model(models, tmp_path, monkeypatch):
+def test_midas_normals_need_a_dpt_model_and_kinograph_info_says_which_depth_folders_load(models, tmp_path,
+                                                                                         monkeypatch):
+    """normals.midas refuses another depth model by name. kinograph info listed each depth folder's
+    model.safetensors as "unknown ... (no known key pattern)", loads no: now the folder, its type and its readers,
+    and the pack's own depth files with the folder to use instead."""
     from tiny_models import build_depth_anything
+    from nodes.generate.model_manager import list_found_models
     from nodes.normals.midas import load_dpt
     build_depth_anything(tmp_path / "depth" / "Depth-Anything-tiny-hf")
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    (models / "depth" / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"not read")
+    monkeypatch.setenv("KINOGRAPH_MODELS", f"{tmp_path}{os.pathsep}{models}")
     with pytest.raises(NodeError, match="depth_anything model; give the Hugging Face folder Intel/dpt-hybrid-midas"):
         load_dpt("Depth-Anything-tiny-hf", "cpu")
+    rows = {Path(p).name: (kind, r["family"], r["variant"], r["loads"], r["note"]) for kind, p, r in list_found_models()}
+    assert rows["Depth-Anything-tiny-hf"] == ("depth", "depth", "depth_anything", "yes", "depth.estimate")
+    assert rows["dpt-hybrid-midas"] == ("depth", "depth", "dpt", "yes", "depth.estimate, normals.midas")
+    assert rows["dpt_hybrid-midas-501f0c75.pt"][3] == "no" and "Intel/dpt-hybrid-midas" in rows[
+        "dpt_hybrid-midas-501f0c75.pt"][4]
+    assert not any(name.endswith(".safetensors") for name in rows)
 
 
 def ui_graph(pre):

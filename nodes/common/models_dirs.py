@@ -43,7 +43,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin
 # Found by name too, so the node that reads the kind can say what to do with it (an ONNX export of a pose model).
 OTHER_FORMATS = (".onnx",)
 # Kinds whose models are transformers' folders (SAM 2 / SAM 3: config.json, model.safetensors ...).
-CONFIG_FOLDER_KINDS = ("sam2",)
+CONFIG_FOLDER_KINDS = ("sam2", "depth")
 
 
 def _default_dir() -> Path:
