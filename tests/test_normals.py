@@ -342,3 +342,14 @@ def test_bae_normals_match_the_published_network_from_the_packs_folder(tmp_path,
     with pytest.raises(NodeError, match=r"cut.pt does not fit Bae's normal network \(.*up2._net.0.weight.*\): the "
                                         r"file is damaged or another network's; normals.bae reads scannet.pt"):
         Nodes(normal_nodes).bae(Context("x"), clip, model=str(tmp_path / "cut.pt"))
+
+
+def test_flat_depth_faces_the_camera_without_warnings():
+    """A flat depth map (a wall, or a model's clipped output) has no range to spread: no background then, as in the
+    pack, every pixel facing the camera; with a = 0 there is no direction at all: mid-grey, not NaN cast to bytes."""
+    import warnings
+    from nodes.normals.midas import normal_picture
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (normal_picture(np.full((8, 8), 2.0, np.float32), 3.0, 0.1) == [255, 127, 127]).all()
+        assert (normal_picture(np.full((8, 8), 2.0, np.float32), 0.0, 0.1) == 127).all()
