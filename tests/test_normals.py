@@ -159,7 +159,7 @@ def test_normal_preprocessors_import_from_a_comfyui_graph():
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
     refused = ("DSINE-NormalMapPreprocessor", "Metric3D-NormalMapPreprocessor", "TEEDPreprocessor",
-               "AnyLineArtPreprocessor_aux", "Manga2Anime_LineArt_Preprocessor", "DiffusionEdge_Preprocessor")
+               "AnyLineArtPreprocessor_aux", "DiffusionEdge_Preprocessor")
     pre = [("MiDaS-NormalMapPreprocessor", [4.0, 0.2, 768]), ("AIO_Preprocessor", ["MiDaS-NormalMapPreprocessor", 640]),
            ("BAE-NormalMapPreprocessor", [1024]), ("AIO_Preprocessor", ["BAE-NormalMapPreprocessor", 512])]
     res = import_data(ui_graph(pre + [(name, [512]) for name in refused]))
@@ -172,7 +172,7 @@ def test_normal_preprocessors_import_from_a_comfyui_graph():
     lines = {e.class_type: " ".join(e.notes) for e in res.report.entries.values()}
     for name in refused:
         assert "is not in Kinograph; " in lines[name] and "placeholder" in lines[name], lines[name]
-    assert "lines.anime" in lines["Manga2Anime_LineArt_Preprocessor"]
+    assert "lines.pidinet" in lines["TEEDPreprocessor"]
     assert "normals.bae" in lines["DSINE-NormalMapPreprocessor"]
     mapped = import_data(ui_graph(pre))
     assert not mapped.report.blocking
