@@ -588,3 +588,117 @@ def test_a_resolution_past_the_largest_picture_is_refused_before_a_frame_is_read
         raise AssertionError("a frame was read")
     with pytest.raises(NodeError, match="over 16384 a side: .* use 9830 or less"):
         Nodes(line_nodes).xdog_lines(Context("x"), Clip(2, 24.0, 80, 48, unread), resolution=9840)
+
+
+# erika.pth's layout a few channels wide: (stage, input width, output width, blocks)
+MANGA = (("block0", 1, 2, 1), ("block1", 2, 3, 2), ("block2", 3, 4, 1), ("block3", 4, 5, 1), ("block4", 5, 6, 1),
+         ("block5", 6, 5, 2), ("block6", 5, 4, 1), ("block7", 4, 3, 1), ("block8", 3, 2, 1), ("block9", 2, 3, 1))
+
+
+def manga_state(g):
+    s = {}
+
+    def unit(p, cin, cout, k=3):
+        s[p + ".model.0.weight"] = torch.rand(cin, generator=g) + 0.5
+        s[p + ".model.0.bias"] = torch.randn(cin, generator=g) * 0.1
+        s[p + ".model.0.running_mean"] = torch.randn(cin, generator=g) * 0.1
+        s[p + ".model.0.running_var"] = torch.rand(cin, generator=g) + 0.5
+        s[p + ".model.2.weight"] = torch.randn(cout, cin, k, k, generator=g) / math.sqrt(cin * k * k)
+        s[p + ".model.2.bias"] = torch.randn(cout, generator=g) * 0.1
+    for name, cin, cout, n in MANGA:
+        for i in range(n):
+            a = cin if i == 0 else cout
+            p = f"{name}.model.{i}."
+            unit(p + "conv1", a, cout)
+            unit(p + "residual", cout, cout)
+            halves = name in ("block1", "block2", "block3", "block4") and i == n - 1
+            if a != cout or halves:
+                s[p + "shortcut.model.0.weight"] = torch.randn(cout, a, 1, 1, generator=g)
+                s[p + "shortcut.model.0.bias"] = torch.randn(cout, generator=g) * 0.1
+    unit("conv15", 3, 1, 1)
+    # the grey picture comes in 0..255; the line darkness goes out clipped to 0..255: both ends in range
+    s["block0.model.0.conv1.model.0.running_mean"].fill_(128.0)
+    s["block0.model.0.conv1.model.0.running_var"].fill_(4096.0)
+    s["conv15.model.2.weight"] *= 0.2
+    s["conv15.model.2.bias"].fill_(-200.0)
+    return s
+
+
+def reference_manga(s, frame, resolution):
+    """LineartMangaDetector: the short side to `resolution` rounded up to 256s, padded, grey, res_skip, cut."""
+    size, (h, w) = 256 * math.ceil(resolution / 256), frame.shape[:2]
+    k = size / min(h, w)
+    th, tw = int(np.round(h * k)), int(np.round(w * k))
+    img = cv2.resize(frame, (tw, th), interpolation=cv2.INTER_CUBIC)
+    img = np.pad(img, ((0, -th % 64), (0, -tw % 64), (0, 0)), mode="edge")
+    x = torch.from_numpy(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)).float()[None, None]
+
+    def unit(x, p, stride=1, up=False):
+        x = F.batch_norm(x, s[p + ".model.0.running_mean"], s[p + ".model.0.running_var"], s[p + ".model.0.weight"],
+                         s[p + ".model.0.bias"], False, 0.0, 1e-3)
+        w = s[p + ".model.2.weight"]
+        x = F.conv2d(F.leaky_relu(x, 0.2), w, s[p + ".model.2.bias"], stride, w.shape[-1] // 2)
+        return F.interpolate(x, scale_factor=2, mode="nearest") if up else x
+
+    def stage(x, name, n):
+        for i in range(n):
+            p = f"{name}.model.{i}."
+            stride = 2 if name in ("block1", "block2", "block3", "block4") and i == n - 1 else 1
+            up = name in ("block5", "block6", "block7", "block8") and i == 0
+            y = unit(unit(x, p + "conv1", stride, up), p + "residual")
+            if p + "shortcut.model.0.weight" in s:
+                x = F.conv2d(x, s[p + "shortcut.model.0.weight"], s[p + "shortcut.model.0.bias"], stride)
+                x = F.interpolate(x, scale_factor=2, mode="nearest") if up else x
+            x = x + y
+        return x
+    n = {name: reps for name, _, _, reps in MANGA}
+    x0 = stage(x, "block0", n["block0"])
+    x1 = stage(x0, "block1", n["block1"])
+    x2 = stage(x1, "block2", n["block2"])
+    x3 = stage(x2, "block3", n["block3"])
+    x4 = stage(x3, "block4", n["block4"])
+    r = x3 + stage(x4, "block5", n["block5"])
+    r = x2 + stage(r, "block6", n["block6"])
+    r = x1 + stage(r, "block7", n["block7"])
+    r = x0 + stage(r, "block8", n["block8"])
+    line = unit(stage(r, "block9", n["block9"]), "conv15")[0, 0].numpy()
+    line[line > 255] = 255
+    line[line < 0] = 0
+    return (255 - line.astype(np.uint8))[:th, :tw]
+
+
+def test_manga_lines_match_the_published_network(tmp_path, monkeypatch):
+    """Manga Lineart (erika.pth with DataParallel's module. keys, in comfyui_controlnet_aux's ckpts folder) on a
+    2-frame 40x32 clip: at resolution 48 the pack works at 256 (whole 256s), 256x320, every pixel as the
+    reference gives it (one frame alone exactly; in a batch to a level's truncation); the import maps
+    Manga2Anime_LineArt_Preprocessor to it."""
+    from app.comfyui import import_data
+    from graph_engine.context import Context
+    from node_call import Nodes
+    from nodes.lines import nodes as line_nodes
+    from nodes.lines.extract import describe, load, manga_pictures
+    annotators = tmp_path / "custom_nodes" / "comfyui_controlnet_aux" / "ckpts" / "lllyasviel" / "Annotators"
+    annotators.mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    state = manga_state(torch.Generator().manual_seed(0))
+    torch.save({"module." + k: v for k, v in state.items()}, annotators / "erika.pth")
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    f = np.ascontiguousarray(frames(2)[:, :32, :40])
+    got = Nodes(line_nodes).manga_lineart(Context("x"), Clip(2, 24.0, 40, 32, lambda a, b: f[a:b], chunk=2),
+                                          resolution=RES).frames(0, 2)
+    assert got.shape == (2, 256, 320, 3) and (got == got[..., :1]).all()
+    wants = [reference_manga(state, frame, RES) for frame in f]
+    for mine, want in zip(got, wants):
+        # the two frames go through together: the batched convolutions sum in another order, and a value a hair
+        # from a whole level truncates to its neighbour
+        off = np.abs(mine[..., 0].astype(int) - want)
+        assert off.max() <= 1 and (off > 0).mean() < 1e-3
+        assert 0 < (want == 0).mean() < 0.9 and len(np.unique(want)) > 20
+    one = manga_pictures(load("erika.pth", "manga"), f[:1], RES, "cpu")[0, ..., 0]
+    assert (one == wants[0]).all()
+    assert describe(annotators / "erika.pth")["note"] == "the manga line extractor, read by lines.manga"
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "page.png"}},
+           "2": {"class_type": "Manga2Anime_LineArt_Preprocessor", "inputs": {"image": ["1", 0], "resolution": 768}},
+           "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    assert [n.params for n in import_data(api).graph.nodes.values() if n.type == "lines.manga"] == [
+        {"resolution": 768}]

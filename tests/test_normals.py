@@ -3,6 +3,7 @@ real ones are (MiDaS DPT-Hybrid as its Hugging Face folder, Intel/dpt-hybrid-mid
 computed here from the pack's published steps (resize_image_with_pad, MidasDetector's depth_and_normal), not by
 Kinograph's functions."""
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -113,13 +114,25 @@ def test_midas_normals_are_the_slopes_of_the_depth_of_the_padded_picture(models,
         assert torch.equal(dpt_depth(model, square), model(pixel_values=square).predicted_depth)
 
 
-def test_midas_normals_need_a_dpt_model(models, tmp_path, monkeypatch):
+def test_midas_normals_need_a_dpt_model_and_kinograph_info_says_which_depth_folders_load(models, tmp_path,
+                                                                                         monkeypatch):
+    """normals.midas refuses another depth model by name. kinograph info listed each depth folder's
+    model.safetensors as "unknown ... (no known key pattern)", loads no: now the folder, its type and its readers,
+    and the pack's own depth files with the folder to use instead."""
     from tiny_models import build_depth_anything
+    from nodes.generate.model_manager import list_found_models
     from nodes.normals.midas import load_dpt
     build_depth_anything(tmp_path / "depth" / "Depth-Anything-tiny-hf")
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(tmp_path))
+    (models / "depth" / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"not read")
+    monkeypatch.setenv("KINOGRAPH_MODELS", f"{tmp_path}{os.pathsep}{models}")
     with pytest.raises(NodeError, match="depth_anything model; give the Hugging Face folder Intel/dpt-hybrid-midas"):
         load_dpt("Depth-Anything-tiny-hf", "cpu")
+    rows = {Path(p).name: (kind, r["family"], r["variant"], r["loads"], r["note"]) for kind, p, r in list_found_models()}
+    assert rows["Depth-Anything-tiny-hf"] == ("depth", "depth", "depth_anything", "yes", "depth.estimate")
+    assert rows["dpt-hybrid-midas"] == ("depth", "depth", "dpt", "yes", "depth.estimate, normals.midas")
+    assert rows["dpt_hybrid-midas-501f0c75.pt"][3] == "no" and "Intel/dpt-hybrid-midas" in rows[
+        "dpt_hybrid-midas-501f0c75.pt"][4]
+    assert not any(name.endswith(".safetensors") for name in rows)
 
 
 def ui_graph(pre):
@@ -146,7 +159,7 @@ def test_normal_preprocessors_import_from_a_comfyui_graph():
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
     refused = ("DSINE-NormalMapPreprocessor", "Metric3D-NormalMapPreprocessor", "TEEDPreprocessor",
-               "AnyLineArtPreprocessor_aux", "Manga2Anime_LineArt_Preprocessor", "DiffusionEdge_Preprocessor")
+               "AnyLineArtPreprocessor_aux", "DiffusionEdge_Preprocessor")
     pre = [("MiDaS-NormalMapPreprocessor", [4.0, 0.2, 768]), ("AIO_Preprocessor", ["MiDaS-NormalMapPreprocessor", 640]),
            ("BAE-NormalMapPreprocessor", [1024]), ("AIO_Preprocessor", ["BAE-NormalMapPreprocessor", 512])]
     res = import_data(ui_graph(pre + [(name, [512]) for name in refused]))
@@ -159,7 +172,7 @@ def test_normal_preprocessors_import_from_a_comfyui_graph():
     lines = {e.class_type: " ".join(e.notes) for e in res.report.entries.values()}
     for name in refused:
         assert "is not in Kinograph; " in lines[name] and "placeholder" in lines[name], lines[name]
-    assert "lines.anime" in lines["Manga2Anime_LineArt_Preprocessor"]
+    assert "lines.pidinet" in lines["TEEDPreprocessor"]
     assert "normals.bae" in lines["DSINE-NormalMapPreprocessor"]
     mapped = import_data(ui_graph(pre))
     assert not mapped.report.blocking
@@ -329,3 +342,14 @@ def test_bae_normals_match_the_published_network_from_the_packs_folder(tmp_path,
     with pytest.raises(NodeError, match=r"cut.pt does not fit Bae's normal network \(.*up2._net.0.weight.*\): the "
                                         r"file is damaged or another network's; normals.bae reads scannet.pt"):
         Nodes(normal_nodes).bae(Context("x"), clip, model=str(tmp_path / "cut.pt"))
+
+
+def test_flat_depth_faces_the_camera_without_warnings():
+    """A flat depth map (a wall, or a model's clipped output) has no range to spread: no background then, as in the
+    pack, every pixel facing the camera; with a = 0 there is no direction at all: mid-grey, not NaN cast to bytes."""
+    import warnings
+    from nodes.normals.midas import normal_picture
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (normal_picture(np.full((8, 8), 2.0, np.float32), 3.0, 0.1) == [255, 127, 127]).all()
+        assert (normal_picture(np.full((8, 8), 2.0, np.float32), 0.0, 0.1) == 127).all()

@@ -777,6 +777,8 @@ RULES: Dict[str, Rule] = {
                                  P("resolution", "resolution")), {"image": "video"}, ("video",)),
     "AnimeLineArtPreprocessor": Rule("lines.anime", ("resolution",), (P("resolution", "resolution"),),
                                      {"image": "video"}, ("video",)),
+    "Manga2Anime_LineArt_Preprocessor": Rule("lines.manga", ("resolution",), (P("resolution", "resolution"),),
+                                             {"image": "video"}, ("video",)),
     "HEDPreprocessor": Rule("lines.hed", ("safe", "resolution"),
                             (P("safe", "safe", enable), P("resolution", "resolution")), {"image": "video"},
                             ("video",)),
@@ -1624,8 +1626,6 @@ INSTEAD = {
         ("AnyLineArtPreprocessor_aux", "AnyLine (TEED's MTEED.pth mixed with line art)",
          "lines.standard or lines.lineart (LineartStandardPreprocessor, LineArtPreprocessor) draw line art for the "
          "same lineart ControlNets"),
-        ("Manga2Anime_LineArt_Preprocessor", "the manga line extractor (erika.pth)",
-         "lines.anime (AnimeLineArtPreprocessor) draws anime line art"),
         ("DiffusionEdge_Preprocessor", "DiffusionEdge (a diffusion model that draws edges)",
          "lines.pidinet or lines.hed draw soft edges, lines.lineart line art"))},
 }

@@ -43,7 +43,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".pkl", ".bin
 # Found by name too, so the node that reads the kind can say what to do with it (an ONNX export of a pose model).
 OTHER_FORMATS = (".onnx",)
 # Kinds whose models are transformers' folders (SAM 2 / SAM 3: config.json, model.safetensors ...).
-CONFIG_FOLDER_KINDS = ("sam2",)
+CONFIG_FOLDER_KINDS = ("sam2", "depth")
 
 
 def _default_dir() -> Path:
@@ -293,7 +293,8 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
              "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
-             "annotators": "lines.lineart, lines.anime, lines.hed, lines.pidinet, lines.mlsd and normals.bae",
+             "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "
+                           "normals.bae",
              "sam2": "mask.segment (SAM 3) or mask.track_points (SAM 2)"}
 
 

@@ -128,6 +128,22 @@ def authors_file(path: Path) -> str:
             f"{repo.split('/')[1]}")
 
 
+def describe(path: Path) -> dict:
+    """`kinograph info`'s row for a model in a depth folder: its type by config.json and the nodes that read it, or
+    why it does not load (an authors' file, a folder short of the files transformers needs)."""
+    row = {"family": "depth", "variant": "", "role": "", "precision": "", "loads": "no", "note": ""}
+    if path.is_file():
+        return dict(row, note=authors_file(path) or f"a single weight file; depth.estimate reads {HF_FOLDER}")
+    try:
+        kind = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") or ""
+    except (OSError, ValueError, AttributeError) as e:
+        return dict(row, note=f"{path / 'config.json'} cannot be read ({e})")
+    if not (path / "preprocessor_config.json").is_file():
+        return dict(row, variant=kind, note="no preprocessor_config.json: copy it from the model's Hugging Face page")
+    readers = "depth.estimate, normals.midas" if kind == "dpt" else "depth.estimate"
+    return dict(row, variant=kind, loads="yes", note=readers)
+
+
 def find_depth_model(name: str) -> Path:
     """The depth model folder `name`; not found, and comfyui_controlnet_aux holds the same model as its authors' file
     (in its ckpts/ folder, where pose.dwpose finds its files), the error names that file and the folder it needs."""

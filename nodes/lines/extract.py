@@ -29,7 +29,8 @@ NETS = {"lineart": ("the line-art generator", "sk_model.pth (realistic) or sk_mo
         "pidinet": ("PiDiNet", "table5_pidinet.pth", "init_block.weight"),
         "anime": ("the anime line-art U-Net", "netG.pth", "model.model.0.weight"),
         "mlsd": ("M-LSD", "mlsd_large_512_fp32.pth", "block23.conv3.weight"),
-        "bae": ("Bae's normal network", "scannet.pt", "decoder.out_conv_res1.0.weight")}
+        "bae": ("Bae's normal network", "scannet.pt", "decoder.out_conv_res1.0.weight"),
+        "manga": ("the manga line extractor", "erika.pth", "conv15.model.2.weight")}
 # the node that reads each network's file, where it is not lines.<kind>
 NODES = {"bae": "normals.bae"}
 BATCH = 4           # frames through a network at once: a 512x896 HED stage is 0.1 GB a frame
@@ -39,6 +40,9 @@ def _net_class(kind: str):
     if kind == "bae":
         from nodes.normals.bae import BaeNormals
         return BaeNormals
+    if kind == "manga":
+        from .manga import MangaLine
+        return MangaLine
     from .nets import HED, MLSD, AnimeUNet, LineGenerator, PiDiNet
     return {"lineart": LineGenerator, "hed": HED, "pidinet": PiDiNet, "anime": AnimeUNet, "mlsd": MLSD}[kind]
 
@@ -57,7 +61,7 @@ def _load(path: str, stamp: tuple, kind: str, device: str):
     from nodes.generate.weights import load_weights
     what, file, key = NETS[kind]
     reader = NODES.get(kind, "lines." + kind)
-    # table5_pidinet.pth, netG.pth and scannet.pt were saved from a DataParallel wrapper: their keys start with
+    # table5_pidinet.pth, netG.pth, scannet.pt and erika.pth were saved from a DataParallel wrapper: their keys start with
     # module.
     state = {k[7:] if k.startswith("module.") else k: v for k, v in load_weights(path).items()}
     if key not in state:
@@ -153,6 +157,22 @@ def mlsd_pictures(net, frames: np.ndarray, resolution: int, device: str, score: 
             ends = [int(2 * (x + x0)), int(2 * (y + y0)), int(2 * (x + x1)), int(2 * (y + y1))]
             cv2.line(out[i], tuple(ends[:2]), tuple(ends[2:]), 255, 1)
     return rgb(out[:, :th, :tw])
+
+
+def manga_pictures(net, frames: np.ndarray, resolution: int, device: str) -> np.ndarray:
+    """White manga lines on black (Manga Lineart), uint8 [n,h,w,3] at the detect size of `resolution` rounded up to
+    whole 256s, as the pack sizes it: the network reads the padded picture's grey in 0..255, its output clipped to
+    0..255 and truncated to bytes."""
+    import torch
+    batch, (th, tw) = _padded(frames, manga_resolution(resolution), cv2.INTER_CUBIC)
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in batch])
+    with torch.inference_mode():
+        line = net(torch.from_numpy(grey).to(device)[:, None].float())[:, 0].float().cpu().numpy()
+    return rgb(255 - line.clip(0, 255).astype(np.uint8)[:, :th, :tw])
+
+
+def manga_resolution(resolution: int) -> int:
+    return 256 * -(-resolution // 256)
 
 
 def nn_max3(x):

@@ -11,6 +11,13 @@ def _resolution():
     return Param(512, min=64, max=16384, help=RESOLUTION_HELP)
 
 
+def annotator_file(file: str):
+    """The `model` param of a node reading one of lllyasviel/Annotators' files."""
+    return Param(file, kind="path", locate=locator("annotators"),
+                 help=f"{file} from Hugging Face lllyasviel/Annotators, found as lines.lineart's model is "
+                      "(comfyui_controlnet_aux's ckpts/ folder, or an 'annotators' model folder)")
+
+
 @node("lines.lineart", title="Line Art", category="Conditioning", device="gpu", temporal_radius=0)
 def lineart(ctx, video: VIDEO,
             model: str = Param("sk_model.pth", kind="path", locate=locator("annotators"),
@@ -94,10 +101,7 @@ def standard_lines(ctx, video: VIDEO,
 
 
 @node("lines.anime", title="Anime Line Art", category="Conditioning", device="gpu", temporal_radius=0)
-def anime_lineart(ctx, video: VIDEO,
-                  model: str = Param("netG.pth", kind="path", locate=locator("annotators"),
-                                     help="netG.pth from Hugging Face lllyasviel/Annotators, found as "
-                                          "lines.lineart's model is"),
+def anime_lineart(ctx, video: VIDEO, model: str = annotator_file("netG.pth"),
                   resolution: int = _resolution()) -> VIDEO:
     """Black anime-style line art on white of every frame, as comfyui_controlnet_aux's Anime Lineart draws it: for
     the anime lineart ControlNet (control_v11p_sd15s2_lineart_anime). The model is read from your own folders;
@@ -105,6 +109,18 @@ def anime_lineart(ctx, video: VIDEO,
     from .extract import anime_pictures, line_clip, load
     net = load(as_given(model, ctx.workflow_dir), "anime", ctx.device)
     return line_clip(video, resolution, lambda f: anime_pictures(net, f, resolution, ctx.device), False, ctx)
+
+
+@node("lines.manga", title="Manga Line Art", category="Conditioning", device="gpu", temporal_radius=0)
+def manga_lineart(ctx, video: VIDEO, model: str = annotator_file("erika.pth"),
+                  resolution: int = _resolution()) -> VIDEO:
+    """White manga-style lines on black of every frame, as comfyui_controlnet_aux's Manga Lineart draws them (Li et
+    al.'s manga line extractor; the picture's short side is `resolution` rounded up to a whole 256, as there): for
+    the anime lineart ControlNet. The model is read from your own folders; nothing is downloaded."""
+    from .extract import line_clip, load, manga_pictures, manga_resolution
+    net = load(as_given(model, ctx.workflow_dir), "manga", ctx.device)
+    return line_clip(video, manga_resolution(resolution), lambda f: manga_pictures(net, f, resolution, ctx.device),
+                     False, ctx)
 
 
 @node("lines.mlsd", title="M-LSD Straight Lines", category="Conditioning", device="gpu", temporal_radius=0)

@@ -38,14 +38,15 @@ def normal_picture(depth: np.ndarray, a: float, bg_threshold: float) -> np.ndarr
     (OpenCV's 3x3, reflected edge) against `a`, zeroed where depth spread to 0..1 is below bg_threshold."""
     depth = depth.astype(np.float32)
     spread = depth - depth.min()
-    spread /= spread.max()
+    with np.errstate(invalid="ignore"):     # flat depth: no background (NaN compares false), as in the pack
+        spread /= spread.max()
     x = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3)
     y = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3)
     z = np.ones_like(x) * np.float32(a)
     x[spread < bg_threshold] = 0
     y[spread < bg_threshold] = 0
     normal = np.stack([x, y, z], axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):
         normal /= np.sum(normal ** 2.0, axis=2, keepdims=True) ** 0.5
     # a = 0 on a flat background has no direction: mid-grey there, not the pack's undefined NaN cast
     normal = np.nan_to_num(normal, nan=0.0)

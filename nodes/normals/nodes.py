@@ -4,7 +4,7 @@ import math
 from graph_engine import Param, node
 from graph_engine.types import VIDEO
 from nodes.common.models_dirs import as_given, locator
-from nodes.lines.nodes import _resolution
+from nodes.lines.nodes import _resolution, annotator_file
 
 
 @node("normals.midas", title="MiDaS Normal Map", category="Conditioning", device="gpu", temporal_radius=0)
@@ -28,11 +28,7 @@ def midas(ctx, video: VIDEO,
 
 
 @node("normals.bae", title="BAE Normal Map", category="Conditioning", device="gpu", temporal_radius=0)
-def bae(ctx, video: VIDEO,
-        model: str = Param("scannet.pt", kind="path", locate=locator("annotators"),
-                           help="scannet.pt from Hugging Face lllyasviel/Annotators, found as lines.lineart's "
-                                "model is (comfyui_controlnet_aux's ckpts/ folder, or an 'annotators' model folder)"),
-        resolution: int = _resolution()) -> VIDEO:
+def bae(ctx, video: VIDEO, model: str = annotator_file("scannet.pt"), resolution: int = _resolution()) -> VIDEO:
     """A normal map of every frame from Bae et al.'s network, as comfyui_controlnet_aux's BAE Normal Map draws it:
     the picture ControlNet 1.1's control_v11p_sd15_normalbae was trained on. The model is read from your own
     folders; nothing is downloaded."""
