@@ -2,8 +2,8 @@
 folder and in the files a ComfyUI user holds (original key names, one file per part, the folders
 ComfyUI keeps them in). The original names come from inverting Kinograph's converters, and each
 writer checks that converting its file back gives the diffusers tensors exactly, so a fixture can
-never drift from the converter it tests. Sizes are tiny, but the head widths are the released
-models' (the loaders derive head counts from them, as ComfyUI does)."""
+never drift from the converter it tests. Sizes are tiny, but the head widths (LTX-Video: the head
+count, 32) are the released models' (the loaders derive the other from them, as ComfyUI does)."""
 from __future__ import annotations
 
 import re
@@ -100,13 +100,17 @@ def _sub(key: str, rules) -> str:
 # -- LTX-Video ---------------------------------------------------------------------------------
 def ltx_original(transformer: dict, vae: dict, version: str = "0.9.5") -> dict:
     """Lightricks' names, as in ltx-video-2b-v0.9.5.safetensors: `model.diffusion_model.` + the VAE under `vae.`."""
+    return {**ltx_transformer_original(transformer), **ltx_vae_original(vae, version)}
+
+
+def ltx_transformer_original(transformer: dict) -> dict:
+    """A diffusers LTX transformer in Lightricks' names under `model.diffusion_model.`."""
     out = {}
     for k, v in transformer.items():
         for new, old in (("proj_in", "patchify_proj"), ("time_embed", "adaln_single"), ("norm_q", "q_norm"),
                          ("norm_k", "k_norm")):
             k = k.replace(new, old)
         out["model.diffusion_model." + k] = v
-    out.update(ltx_vae_original(vae, version))
     return out
 
 
@@ -167,7 +171,7 @@ def build_ltx(root: Path) -> dict[str, Path]:
     from nodes.generate.converters import ltx
     _seed(0)
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
-                                             num_attention_heads=1, attention_head_dim=64, cross_attention_dim=64,
+                                             num_attention_heads=32, attention_head_dim=2, cross_attention_dim=64,
                                              num_layers=1, caption_channels=32)
     vae = ltx_vae("0.9.5")
     with torch.no_grad():           # non-trivial latent statistics, so their conversion is tested too

@@ -77,3 +77,26 @@ def test_vae_of_every_released_generation_converts_and_builds(version):
     temb = torch.zeros(1) if vae.config.timestep_conditioning else None
     with torch.no_grad():
         assert torch.allclose(built.decode(z, temb).sample, vae.eval().decode(z, temb).sample, atol=1e-5)
+
+
+def test_13b_transformer_keeps_its_32_heads():
+    """ltxv-13b-0.9.7/0.9.8 have 32 heads of 128 (inner 4096), the 2B 32 of 64: the head count is fixed and the
+    width per head follows from the file. A 64-wide head read into a 13B-shaped file split it into 64 heads,
+    which loads without complaint and attends wrongly."""
+    from diffusers import LTXVideoTransformer3DModel
+    from nodes.generate import converters
+    from nodes.generate.detect import detect_state_dict
+    from tests.comfy_layouts import ltx_transformer_original
+    torch.manual_seed(0)
+    ref = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, num_attention_heads=32, attention_head_dim=4,
+                                     cross_attention_dim=128, num_layers=2, caption_channels=16).eval()
+    original = ltx_transformer_original(ref.state_dict())
+    det = detect_state_dict(original)
+    assert (det.family, det.role) == ("ltx", "diffusion_model")
+    built = converters.build(det, original, torch.float32, "test")
+    assert (built.config.num_attention_heads, built.config.attention_head_dim, built.config.num_layers) == (32, 4, 2)
+    x, text = torch.randn(1, 8, 8), torch.randn(1, 5, 16)
+    kw = dict(encoder_attention_mask=torch.ones(1, 5), timestep=torch.tensor([500]), num_frames=2, height=2, width=2,
+              return_dict=False)
+    with torch.no_grad():
+        assert torch.allclose(built(x, text, **kw)[0], ref(x, text, **kw)[0], atol=1e-5)

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from nodes.generate.converters import Built, count, model_config, register
 
 FAMILY = "ltx"
-HEAD_DIM = 64                       # every released LTX-Video transformer
+# Every released LTX-Video transformer has 32 heads; the width per head differs (2B: 64, 13B: 128), so the
+# head width follows from the file's inner width, as ComfyUI reads it.
+HEADS = 32
 
 # Lightricks' flat up/down block lists -> diffusers' nested blocks, per VAE generation (diffusers'
 # convert_ltx_vae_checkpoint_to_diffusers tables).
@@ -95,7 +97,7 @@ def transformer_config(state: Mapping) -> dict:
     cfg = model_config(FAMILY, "transformer")
     inner, cin = state["proj_in.weight"].shape
     cfg.update(in_channels=int(cin), out_channels=int(state["proj_out.weight"].shape[0]),
-               num_attention_heads=int(inner) // HEAD_DIM, attention_head_dim=HEAD_DIM,
+               num_attention_heads=HEADS, attention_head_dim=int(inner) // HEADS,
                cross_attention_dim=int(state["transformer_blocks.0.attn2.to_k.weight"].shape[1]),
                caption_channels=int(state["caption_projection.linear_1.weight"].shape[1]),
                num_layers=count(state, "transformer_blocks.{}."))
