@@ -372,6 +372,26 @@ def test_was_resize_and_latent_upscale_settings():
     assert "align true (corner-aligned interpolation) is not carried" in "; ".join(res.report.entries["6"].notes)
 
 
+def test_was_resize_sizes_from_links():
+    """WAS's Image Resize with its size or factor fed by another node (GetImageSize, a primitive) stopped the import
+    as a 'damaged ComfyUI workflow (TypeError ...)', or put the link itself in upscale.resize's scale."""
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (8, "GetImageSize", [], {"image": (1, 0, "IMAGE")}, ["INT", "INT"]),
+             (2, "Image Resize", ["resize", "false", "bicubic", 2, 1000, 570],
+              {"image": (1, 0, "IMAGE"), "resize_width": (8, 0, "INT")}, ["IMAGE"]),
+             (3, "Image Resize", ["rescale", "false", "bicubic", 2, 512, 512],
+              {"image": (2, 0, "IMAGE"), "rescale_factor": (8, 1, "INT")}, ["IMAGE"]),
+             (4, "SaveImage", ["x"], {"images": (3, 0, "IMAGE")}, [])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    assert g.nodes["image_resize_2"].params == {"method": "bicubic", "fit": "stretch", "height": 576}
+    assert g.inputs["image_resize_2"]["width"] == ("get_image_size_8", "width")
+    assert ("resize_width from a link is rounded up to a multiple of 8 by WAS"
+            in "; ".join(res.report.entries["2"].notes))
+    assert g.nodes["image_resize_3"].params == {"method": "bicubic"}
+    assert g.inputs["image_resize_3"]["scale"] == ("get_image_size_8", "height")
+
+
 def test_gguf_loaders():
     """city96's ComfyUI-GGUF loaders are in most shared low-VRAM graphs (Wan 2.2 Lightning, FLUX.1): unmapped, the
     model and text encoder loaders blocked the import. A GGUF diffusion model loads as it is; a GGUF text encoder is

@@ -1395,8 +1395,9 @@ class Converter:
     def special_was_image_resize(self, cn, rule, params, notes):
         """WAS's Image Resize: rescale multiplies both sides (upscale.resize's scale); resize goes to the size given,
         each side rounded up to a multiple of 8, stretched. supersample resizes to 8x that size first, then down."""
-        mode, factor = self.resolve(cn.inputs.get("mode", "rescale")), self.resolve(cn.inputs.get("rescale_factor", 2))
+        mode = self.resolve(cn.inputs.get("mode", "rescale"))
         supersample = self.resolve(cn.inputs.get("supersample", "true")) == "true"
+        factor = self.number_or_link(cn, "rescale_factor", 2, "scale", notes) if mode == "rescale" else None
         if mode == "rescale" and factor == 1 and not supersample:
             src = self.resolve(cn.inputs.get("image"))
             self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
@@ -1408,14 +1409,32 @@ class Converter:
             if params.get("method") == "bilinear":
                 params["method"] = "bicubic"
                 notes.append("upscale.resize has no bilinear; bicubic used (a little sharper)")
-            nid = self.add("upscale.resize", cn, {**params, "scale": factor})
+            nid = self.add("upscale.resize", cn, {**params, **({} if factor is None else {"scale": factor})})
             if not self.link(self.resolve(cn.inputs.get("image")), nid, "video"):
                 notes.append("input image comes from a node that did not convert; connect video by hand")
             self.outs[(cn.id, 0)] = Out((nid, "video"))
             return [nid]
-        w, h = (self.resolve(cn.inputs.get(k, 1024)) for k in ("resize_width", "resize_height"))
-        params.update(width=-(-w // 8) * 8, height=-(-h // 8) * 8, fit="stretch")
+        params["fit"] = "stretch"
+        for side in ("width", "height"):
+            v = self.number_or_link(cn, f"resize_{side}", 1024, side, notes)
+            if v is not None:
+                params[side] = -(-int(v) // 8) * 8
+            elif getattr(self.resolve(cn.inputs.get(f"resize_{side}")), "port", None) is not None:
+                notes.append(f"resize_{side} from a link is rounded up to a multiple of 8 by WAS; Kinograph takes "
+                             "it as it is")
         return [self.plain(cn, rule, params, notes)]
+
+    def number_or_link(self, cn, key: str, default, param: str, notes) -> Optional[float]:
+        """Widget `key` of `cn` as a number; None where another node's output feeds it (kept to link to `param`
+        when the node is made, or named) or where it is not a number (named)."""
+        v = self.resolve(cn.inputs.get(key, default))
+        if isinstance(v, Out) and v.port is not None:
+            self.param_links.setdefault(cn.id, []).append((param, v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            return v
+        else:
+            notes.append(f"{key} comes from a node that did not convert or is not a number; set {param} by hand")
+        return None
 
     def special_was_latent_upscale(self, cn, rule, params, notes):
         """WAS's Latent Upscale by Factor: torch's interpolate at `factor` (1 changes nothing: the latent goes on)."""
