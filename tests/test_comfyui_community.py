@@ -392,6 +392,41 @@ def test_was_resize_sizes_from_links():
     assert g.inputs["image_resize_3"]["scale"] == ("get_image_size_8", "height")
 
 
+def test_choices_and_numbers_fed_by_links():
+    """A combo or number widget turned into an input and fed by another node (a scheduler selector, a math node):
+    WanVideoSampler's scheduler, ImageResizeKJv2's keep_proportion and WAS's latent upscale mode stopped the import
+    as a 'damaged ComfyUI workflow (TypeError: unhashable type: 'Out')', and a linked shift was put into
+    model.flow_shift's params as the link object itself."""
+    data = _wrapper_t2v()
+    data["nodes"].append({"id": 20, "type": "SchedulerPicker", "pos": [0, 0], "size": [200, 80], "flags": {},
+                          "order": 0, "mode": 0, "inputs": [], "widgets_values": [],
+                          "outputs": [{"name": "A", "type": "*", "links": [90]}, {"name": "B", "type": "INT",
+                                                                               "links": [91, 92]}]})
+    sampler = next(n for n in data["nodes"] if n["id"] == 8)
+    sampler["inputs"] += [{"name": "scheduler", "type": "COMBO", "link": 90, "widget": {"name": "scheduler"}},
+                          {"name": "shift", "type": "FLOAT", "link": 91, "widget": {"name": "shift"}}]
+    data["links"] += [[90, 20, 0, 8, len(sampler["inputs"]) - 2, "*"], [91, 20, 1, 8, len(sampler["inputs"]) - 1,
+                                                                        "FLOAT"]]
+    res = import_data(data)
+    by = {n.type: n for n in res.graph.nodes.values()}
+    assert by["generate.sample"].params["sampler"] == "unipc"
+    assert by["model.flow_shift"].params == {}
+    assert "scheduler comes from another node's output: unipc is used; set it by hand" in res.report.entries["8"].notes
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (8, "GetImageSize", [], {"image": (1, 0, "IMAGE")}, ["INT", "INT"]),
+             (2, "ImageResizeKJv2", [832, 480, "lanczos", "crop", "0, 0, 0", "center", 16],
+              {"image": (1, 0, "IMAGE"), "keep_proportion": (8, 0, "INT")}, ["IMAGE", "INT", "INT", "MASK"]),
+             (3, "SaveImage", ["x"], {"images": (2, 0, "IMAGE")}, []),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (6, "Latent Upscale by Factor (WAS)", ["bilinear", 2.0, "true"],
+              {"samples": (5, 0, "LATENT"), "mode": (8, 1, "INT")}, ["LATENT"]),
+             (7, "SaveLatent", ["y"], {"samples": (6, 0, "LATENT")}, [])]
+    res = import_data(ui_format(nodes))
+    assert res.graph.nodes["image_resize_k_jv2_2"].params["fit"] == "stretch"
+    assert res.graph.nodes["latent_upscale_by_factor_was_6"].params["method"] == "bilinear"
+    assert "mode comes from another node's output: bilinear is used" in "; ".join(res.report.entries["6"].notes)
+
+
 def test_gguf_loaders():
     """city96's ComfyUI-GGUF loaders are in most shared low-VRAM graphs (Wan 2.2 Lightning, FLUX.1): unmapped, the
     model and text encoder loaders blocked the import. A GGUF diffusion model loads as it is; a GGUF text encoder is

@@ -1254,7 +1254,7 @@ class Converter:
         down to divisible_by; keep_proportion stretch, crop (the overflow cut at crop_position), pad (fitted inside,
         bars of pad_color around it) or resize (fitted inside, the frame that smaller size)."""
         ins = cn.inputs
-        keep = self.resolve(ins.get("keep_proportion", "stretch"))
+        keep = self.choice(cn, "keep_proportion", "stretch", notes)
         step, position, colour = (self.resolve(ins.get(k)) for k in ("divisible_by", "crop_position", "pad_color"))
         step = step if isinstance(step, int) and step > 1 else 1
         w, h = params.get("width"), params.get("height")
@@ -1345,7 +1345,7 @@ class Converter:
         steps - int(steps x denoise) - 1 with fresh noise, as the wrapper does; start_step / end_step split the
         schedule between two samplers (Wan 2.2's two experts), the first's leftover noise going to the second."""
         from .mapping import WAN_WRAPPER_NEAR, WAN_WRAPPER_SCHEDULERS
-        name = self.resolve(cn.inputs.get("scheduler", "unipc"))
+        name = self.choice(cn, "scheduler", "unipc", notes)
         if name in WAN_WRAPPER_SCHEDULERS:
             params["sampler"], params["scheduler"] = WAN_WRAPPER_SCHEDULERS[name]
         else:
@@ -1364,9 +1364,9 @@ class Converter:
         if isinstance(end, int) and end != -1:
             params["end_step"] = end
             params["leftover_noise"] = isinstance(steps, int) and end < steps
-        shift = self.resolve(cn.inputs.get("shift", 5.0))
+        shift = self.number_or_link(cn, "shift", 5.0, "shift", notes)
         model = self.resolve(cn.inputs.get("model"))
-        shifted = self.add("model.flow_shift", cn, {"shift": shift}, "_shift", dy=-160)
+        shifted = self.add("model.flow_shift", cn, {} if shift is None else {"shift": shift}, "_shift", dy=-160)
         if not self.link(model if isinstance(model, Out) else None, shifted, "model"):
             notes.append("input model comes from a node that did not convert; connect model by hand")
         nid = self.add(rule.node, cn, params)
@@ -1424,6 +1424,17 @@ class Converter:
                              "it as it is")
         return [self.plain(cn, rule, params, notes)]
 
+    def choice(self, cn, key: str, default: str, notes) -> str:
+        """Combo widget `key` of `cn` as its text; `default` (named) where another node's output feeds it, which only
+        the run would know."""
+        given = cn.inputs.get(key, default)
+        v = self.resolve(given)
+        if isinstance(v, str):
+            return v
+        source = "comes from another node's output" if isinstance(given, Ref) else f"is {v!r} in the file"
+        notes.append(f"{key} {source}: {default} is used; set it by hand")
+        return default
+
     def number_or_link(self, cn, key: str, default, param: str, notes) -> Optional[float]:
         """Widget `key` of `cn` as a number; None where another node's output feeds it (kept to link to `param`
         when the node is made, or named) or where it is not a number (named)."""
@@ -1442,7 +1453,7 @@ class Converter:
             src = self.resolve(cn.inputs.get("samples"))
             self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
             return []
-        mode = self.resolve(cn.inputs.get("mode", "bilinear"))
+        mode = self.choice(cn, "mode", "bilinear", notes)
         params["method"] = {"nearest": "nearest-exact"}.get(mode, mode)
         if mode == "nearest":
             notes.append("torch's nearest is read as nearest-exact (pixel centres): a picked sample can differ")
