@@ -511,6 +511,25 @@ def test_rgthree_context_chains_carry_each_field():
     assert not [e for e in res.report.entries.values() if e.class_type.startswith("Context")]
 
 
+def test_rgthree_contexts_in_a_loop_are_named_once():
+    """Two contexts each other's base_ctx (a miswired chain): the field no context carries was named with the chain
+    walked round the loop 128 times, a message of thousands of characters."""
+    nodes = [(10, "Context (rgthree)", [], {"base_ctx": (12, 0, "RGTHREE_CONTEXT")}, ["RGTHREE_CONTEXT", "MODEL"]),
+             (12, "Context (rgthree)", [], {"base_ctx": (10, 0, "RGTHREE_CONTEXT")}, ["RGTHREE_CONTEXT", "MODEL"]),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (3, "KSampler", [5, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (12, 1, "MODEL"), "latent_image": (5, 0, "LATENT")}, ["LATENT"])]
+    data = ui_format(nodes)
+    for n in data["nodes"]:
+        if n["type"] == "Context (rgthree)":
+            for o, name in zip(n["outputs"], ["CONTEXT", "MODEL"]):
+                o["name"] = name
+    note, = [n for n in import_data(data).report.entries["3"].notes if "model" in n]
+    assert note == ("input model receives nothing: Context (rgthree) #12 carries no MODEL: its chain of contexts (#12, "
+                    "#10, #12) comes back on itself through base_ctx, and none along it has its model input connected; "
+                    "connect it by hand if it is needed")
+
+
 def test_rgthree_any_switch_and_seed():
     """Any Switch (rgthree) passes on its first input that receives something (here the second: the first comes from
     a muted loader); Seed (rgthree) gives its seed, and names -1 (a new seed each run)."""

@@ -603,6 +603,10 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 break
             base, depth = up.inputs[0]["link"], depth + 1
         up = nodes.get(links[base][0]) if base in links else None
+        if up is not None and up.id in chain:
+            return Lost(f"{named(chain[0])} carries no {field}: its chain of contexts (" +
+                        ", ".join(f"#{c}" for c in chain + (up.id,)) + ") comes back on itself through base_ctx, "
+                        f"and none along it has its {field.lower()} input connected")
         if up is None or up.raw["type"] not in CONTEXTS or depth > 256:
             return Lost(f"{named(chain[0])} carries no {field}: no context along its chain ("
                         + ", ".join(f"#{c}" for c in chain) + f") has its {field.lower()} input connected")
