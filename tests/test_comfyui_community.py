@@ -310,7 +310,11 @@ def test_use_everywhere_version_7_links_as_the_file_records_them():
          "type": "CONDITIONING"},
         {"downstream": 6, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
         {"downstream": 7, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
-        {"downstream": 8, "downstream_slot": 1, "upstream": "4", "upstream_slot": 2, "controller": 10, "type": "VAE"}]
+        {"downstream": 8, "downstream_slot": 1, "upstream": "4", "upstream_slot": 2, "controller": 10, "type": "VAE"},
+        # a stale entry for the sampler's latent, which the file links itself, and a damaged slot: neither replaces it
+        {"downstream": 3, "downstream_slot": 3, "upstream": "4", "upstream_slot": 0, "controller": 10, "type": "MODEL"},
+        {"downstream": 3, "downstream_slot": -1, "upstream": "4", "upstream_slot": 0, "controller": 10,
+         "type": "MODEL"}]
     data["extra"]["links_added_by_ue"] = [13, 14, 15]
     res = import_data(data)
     assert _sampler_inputs(res) == {"model": "load.model", "positive": "blurry", "negative": "a lighthouse at dusk",

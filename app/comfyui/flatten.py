@@ -443,7 +443,8 @@ def _broadcast(data, nodes: Dict[str, "_UINode"], links, remarks) -> None:
                     int(e["upstream_slot"])
             except (KeyError, TypeError, ValueError):
                 continue
-            if down in nodes and slot < len(nodes[down].inputs):
+            # (only an input the file's own links leave open: a stale or damaged record does not replace a link)
+            if down in nodes and 0 <= slot < len(nodes[down].inputs) and nodes[down].inputs[slot]["link"] not in links:
                 links[("ue", k)] = (up, up_slot, down, slot)
                 nodes[down].inputs[slot]["link"] = ("ue", k)
         return
