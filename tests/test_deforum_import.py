@@ -648,8 +648,11 @@ def test_hybrid_video_settings_become_the_loops_hybrid_settings():
     assert params(r, "hybrid_video")["path"] == "dance.mp4"
     assert "NOT MAPPED" not in r.report.text()
     r = import_data(dict(BASE, video_init_path="dance.mp4", hybrid_motion="Optical Flow", hybrid_flow_method="RAFT",
-                         hybrid_composite="Before Motion", hybrid_comp_mask_type="Depth"))
+                         hybrid_composite="Before Motion", hybrid_comp_mask_type="Depth",
+                         color_coherence="Video Input", color_coherence_video_every_N_frames=4))
     assert params(r, "loop")["hybrid_flow"] == "dis_fine" and params(r, "loop")["hybrid_composite"] == "normal"
+    # 'Video Input' colour coherence: to the hybrid video's frame, taken every 4 frames, in LAB
+    assert (params(r, "loop")["color_coherence"], params(r, "loop")["color_video_every"]) == ("lab", 4)
     text = r.report.text()
     for why in ("RAFT is measured with DIS fine", "Before Motion is composited after the video's motion",
                 "the Depth mask is not imported"):

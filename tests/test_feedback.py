@@ -145,12 +145,15 @@ def test_colour_coherence_after_diffusion_is_deforums_current_matching(tmp_path)
     assert not np.array_equal(legacy.frame(4), want[4])
 
 
-def _deforum_walk(n, diffuse, step, matcher, *, legacy, image=None, init=None, video=None):
+def _deforum_walk(n, diffuse, step, matcher, *, legacy, image=None, init=None, video=None, hybrid=None, every=1):
     """render.py's colour matching walked in its order, cadence 1: 'Image' coherence when `image` (its sample, loaded
-    before the loop), else Match Frame 0; `init`: use_init with an init picture; `video`: its Video Input mode, where
-    each frame's init is the video's and nothing is fed back (prev_img stays None)."""
+    before the loop), 'Video Input' coherence when `hybrid` (a hybrid video: its frame is the sample, taken anew at
+    every `every`-th frame), else Match Frame 0; `init`: use_init with an init picture; `video`: its Video Input mode,
+    where each frame's init is the video's and nothing is fed back (prev_img stays None)."""
     sample, prev, use_init, out = image, None, init is not None or video is not None, []
     for k in range(n):
+        if hybrid is not None and k % every == 0:
+            sample = hybrid[k]
         picture = init if k == 0 else None
         if prev is not None:
             prev = step(prev, k)
@@ -162,11 +165,11 @@ def _deforum_walk(n, diffuse, step, matcher, *, legacy, image=None, init=None, v
         if video is not None:
             picture = video[k]
         got = diffuse(picture, k)
-        if k == 0 and image is not None:
+        if k == 0 and (image is not None or hybrid is not None):
             got = matcher(sample)(got)
         elif sample is not None and not legacy:
             got = matcher(sample)(got)
-        if not legacy and not use_init and image is None:      # (legacy: only at strength 0, never here)
+        if not legacy and not use_init and image is None and hybrid is None:  # (legacy: at strength 0, never here)
             sample = got
         if video is None:
             prev = got
@@ -175,16 +178,17 @@ def _deforum_walk(n, diffuse, step, matcher, *, legacy, image=None, init=None, v
 
 
 def test_colour_coherence_to_an_image_after_an_init_picture_and_on_a_video_as_deforum_walks_it(tmp_path):
-    """Three of render.py's colour coherence paths the loop had wrong or lacked, each against the walk above (a
+    """Four of render.py's colour coherence paths the loop had wrong or lacked, each against the walk above (a
     matcher moving a picture's mean to the reference's): 'Image' coherence (a fixed picture: frame 0 is matched to it
-    after it is diffused, the moved frames before); an init picture with legacy_colormatch off (the first moved
+    after it is diffused, the moved frames before); 'Video Input' coherence with hybrid video (the same, to the
+    video's frame taken every 2 frames); an init picture with legacy_colormatch off (the first moved
     picture becomes the sample, as Deforum takes no sample from an init's frame 0: the loop recursed for ever
     looking for its reference); and Video Input mode, where each frame starts from the video's frame and only the
     diffused frames are matched."""
-    from nodes.generate.feedback import FeedbackLoop, KeyStore
+    from nodes.generate.feedback import FeedbackLoop, KeyStore, video_reference
     rng = np.random.default_rng(2)
     first, image, init = (rng.integers(0, 200, (8, 8, 3), dtype=np.uint8) for _ in range(3))
-    video = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    video, hybrid = (rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8) for _ in range(2))
 
     def matcher(ref):
         return lambda p: (p.astype(int) - p.mean(axis=(0, 1)).round().astype(int)
@@ -193,7 +197,8 @@ def test_colour_coherence_to_an_image_after_an_init_picture_and_on_a_video_as_de
     def warmer(picture, k):
         base = first if picture is None else picture
         return (base.astype(int) + [40, 0, -40 + k]).clip(0, 255).astype(np.uint8)
-    cases = [dict(image=image), dict(init=init), dict(video=video), dict(video=video, image=image)]
+    cases = [dict(image=image), dict(init=init), dict(video=video), dict(video=video, image=image),
+             dict(hybrid=hybrid, every=2)]
     for i, (case, legacy) in enumerate((c, lg) for c in cases for lg in (False, True)):
         want = _deforum_walk(5, warmer, _shift, matcher, legacy=legacy, **case)
         v = case.get("video")
@@ -202,9 +207,12 @@ def test_colour_coherence_to_an_image_after_an_init_picture_and_on_a_video_as_de
                             v[0] if v is not None else case.get("init"),
                             # (Match Frame 0 matches nothing in Video Input mode: the import sets none)
                             None if v is not None and "image" not in case else matcher, match_diffused=not legacy,
-                            reference=case.get("image"), from_video=v is not None)
+                            reference=video_reference(lambda p, k: hybrid[k], 2, 1) if "hybrid" in case else
+                            case.get("image"), from_video=v is not None)
         got = [loop.frame(j) for j in range(5)]
         assert all(np.array_equal(a, b) for a, b in zip(got, want)), (case.keys(), legacy)
+    # with cadence 2 Deforum takes the video's frame only at diffused frames that are multiples of `every` (3)
+    assert [video_reference(lambda p, k: k, 3, 2)(k)[1] for k in (0, 2, 4, 6, 8, 12)] == [0, 0, 0, 6, 6, 12]
     # the reference did something: Match Frame 0 in its place gives other frames
     plain = FeedbackLoop(5, 1, _shift, warmer, KeyStore(tmp_path / "plain"), (8, 8, 3), None, matcher,
                          match_diffused=True)
@@ -693,3 +701,10 @@ def test_hybrid_video_blends_into_and_moves_the_loops_frames(sd, sampled):
                   hybrid=dict(hybrid, composite="after_generation", motion="none", alpha="0.5")).to_array()
     for k in range(1, 4):
         assert np.abs(after[k].astype(int) - composited(after[k - 1], v[k], 0.5, "none")).max() <= 1, k
+    # 'Video Input' colour coherence: each moved picture matched to the video's frame, taken every 2 frames
+    from nodes.common.color import histogram_matcher
+    kept = _clip(sd, cam, width=32, height=32, denoise="0", hybrid_video=Clip.from_array(v, 8.0), color_coherence="lab",
+                 color_video_every=2, hybrid=dict(hybrid, motion="none", alpha="0.5")).to_array()
+    for k in range(1, 4):
+        want = histogram_matcher(v[k - k % 2], "lab")(composited(kept[k - 1], v[k], 0.5, "none"))
+        assert np.abs(kept[k].astype(int) - want).max() <= 1, k

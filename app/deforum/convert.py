@@ -151,6 +151,7 @@ class Builder:
         self.graph = Graph()
         self.report = Report(source="Deforum")
         self.n = 0
+        self.color_video_every = 0      # Deforum's 'Video Input' colour coherence, with hybrid video
 
     # -- reading settings ----------------------------------------------------------------------------
     def get(self, key: str, default=None, *alts):
@@ -630,6 +631,8 @@ class Builder:
             p["seed_schedule"] = self.seed_schedule
         if self.coherence_after:
             p["color_coherence_after"] = True
+        if self.color_video_every:
+            p["color_video_every"] = self.color_video_every
         p.update(self.noise_multiplier())
         return p
 
@@ -774,8 +777,11 @@ class Builder:
         (and the diffused frame's after), to frame 0 or to the picture 'Image' names."""
         coherence = str(self.get("color_coherence", "None"))
         low = coherence.lower()
+        # Deforum matches 'Image' and 'Video Input' (its maintain_colors' last branch) in LAB
+        hybrid = self.mode in ("2D", "3D") and self.hybrid_kinds() != ("none", "none")
         space = {"match frame 0 rgb": "rgb", "rgb": "rgb", "match frame 0 lab": "lab", "lab": "lab",
-                 "match frame 0 hsv": "hsv", "hsv": "hsv", "image": "lab"}.get(low)
+                 "match frame 0 hsv": "hsv", "hsv": "hsv", "image": "lab",
+                 "video input": "lab" if hybrid else None}.get(low)
         # Deforum reads a file without legacy_colormatch (saved before it existed) as legacy, as it was made
         legacy = _is_on(bool, self.get("legacy_colormatch", True))
         self.coherence_after = bool(space) and not legacy
@@ -804,6 +810,18 @@ class Builder:
             self.entry(keys + ", color_coherence_image_path", APPROX if note else EXACT,
                        ["loop.color_coherence", "colour_image.path"] +
                        (["loop.color_coherence_after"] if self.coherence_after else []), "; ".join(how), note)
+        elif low == "video input" and space:
+            every = self.number("color_coherence_video_every_N_frames", 1, whole=True)
+            if every < 1:
+                raise DeforumSettingError(f"color_coherence_video_every_N_frames: {every}; 1 takes every frame's "
+                                          "colours, 2 every second frame's ...")
+            self.color_video_every = every
+            self.entry(keys + ", color_coherence_video_every_N_frames", EXACT,
+                       ["loop.color_coherence", "loop.color_video_every"] +
+                       (["loop.color_coherence_after"] if self.coherence_after else []),
+                       f"each moved frame's LAB histograms matched to the hybrid video's frame (taken every {every} "
+                       "frames) before it is diffused; frame 0 matched to it after it is diffused" +
+                       ("; every diffused frame after (legacy_colormatch off)" if self.coherence_after else ""))
         elif space:
             self.entry(keys, EXACT,
                        ["loop.color_coherence"] + (["loop.color_coherence_after"] if self.coherence_after else []),
@@ -811,9 +829,9 @@ class Builder:
                        (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
                         " (legacy_colormatch)"))
         elif low not in ("none", ""):
-            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: matching each frame to the "
-                       "init video's frame (Deforum does with hybrid video on); 'LAB' matches to frame 0, and 'Image' "
-                       "to a picture" if low == "video input" else
+            self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: Deforum matches to the init "
+                       "video's frames only with hybrid video on (hybrid_composite or hybrid_motion), which this file "
+                       "has off; 'LAB' matches to frame 0, and 'Image' to a picture" if low == "video input" else
                        f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
 

@@ -217,7 +217,8 @@ class FeedbackLoop:
         # Deforum's colour coherence since mid-2023 (legacy_colormatch off): the reference is diffused frame 0 as
         # it is, and each diffused frame is matched to it again after it is diffused
         self.match_diffused = bool(match_diffused)
-        # Deforum's 'Image' colour coherence: a fixed reference, which diffused frame 0 is matched to as well
+        # Deforum's 'Image' colour coherence: a fixed reference, which diffused frame 0 is matched to as well; or,
+        # its 'Video Input' coherence, a function giving diffused frame k's reference (a video's frame)
         self.reference = reference
         # step gives a video's frame, not the loop's own picture moved (Deforum's Video Input mode): nothing drifts
         # before it is diffused, so only the diffused frames are matched
@@ -249,12 +250,12 @@ class FeedbackLoop:
                 moved = self.composite(moved, k)
             if self.matcher is not None and moved is not None and k and not self.from_video and \
                     (k > self.c or self.reference is not None or self._frame_0_is_sample()):
-                moved = self._reference()(moved)       # (legacy: at c the moved frame is the reference)
+                moved = self._reference(k)(moved)      # (legacy: at c the moved frame is the reference)
             got = self.diffuse(moved, k)
             if self.composite_after is not None and k:
                 got = self.composite_after(got, k)
             if self.matcher is not None and ((self.match_diffused and k) or (self.reference is not None and not k)):
-                got = self._reference()(got)
+                got = self._reference(k)(got)
             got = np.ascontiguousarray(got, np.uint8)
             self.store.put(k, got)
             self.made = True
@@ -264,10 +265,15 @@ class FeedbackLoop:
                      f"instead of made again")
         return got
 
-    def _reference(self) -> Callable:
+    def _reference(self, k: int) -> Callable:
         """The colour match: to the fixed reference picture where there is one; else to frame 0 as the second
         diffused frame's camera sees it (the first picture Deforum's colour coherence meets, which it keeps as its
         sample), made from the kept frame 0 when first needed."""
+        if callable(self.reference):
+            picture, key = self.reference(k)
+            if self.match is None or self.match[0] != key:
+                self.match = (key, self.matcher(picture))
+            return self.match[1]
         if self.match is None and self.reference is not None:
             self.match = self.matcher(self.reference)
         if self.match is None:
@@ -424,6 +430,20 @@ def video_step(video, width: int, height: int, log: Callable[[str], None]) -> Ca
     return step
 
 
+def video_reference(frame: Callable[[Optional[Picture], int], Picture], every: int, cadence: int):
+    """reference(k) for FeedbackLoop: Deforum's 'Video Input' colour coherence, which takes the video's frame as its
+    sample at each diffused frame whose number is a multiple of `every`, and keeps it until the next such frame:
+    the last multiple of both the cadence and `every` up to k. Returns the picture and its frame number (so the loop
+    builds each matcher once)."""
+    import math
+    step = math.lcm(int(every), int(cadence))
+
+    def reference(k: int):
+        d = k - k % step
+        return frame(None, d), d
+    return reference
+
+
 def resized_reference(picture: Picture, width: int, height: int) -> Picture:
     """The colour reference at the loop's size, Lanczos-resized as Deforum resizes its colour coherence image."""
     from PIL import Image
@@ -452,7 +472,7 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
                   noise_type: str = "white", perlin=(8, 8, 4, 0.5),
                   sharpen=0.0, sharpen_kernel=5, sharpen_sigma=1.0, sharpen_threshold=0.0, grayscale=False,
                   noise_multiplier=1.0, depth_model: str = "", depth_range=(1.0, 2.6), video=None,
-                  color_reference=None, hybrid_video=None, hybrid=None):
+                  color_reference=None, hybrid_video=None, hybrid=None, color_video_every: int = 0):
     """generate.feedback's clip: camera.length frames of the loop (with a video, the video's), made as they are
     read."""
     from graph_engine import Clip
@@ -502,6 +522,15 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
         step = camera_step(camera_mover(camera, width, height, border), depth_model, depth_range, ctx.device)
         if hybrid_video is not None:
             step, composite, composite_after = hybrid_parts(hybrid_video, hybrid, step, n, width, height, ctx.log)
+            if color_video_every > 0:
+                if color_reference is not None:
+                    raise NodeError("generate.feedback: a colour reference picture and color_video_every: the colours "
+                                    "are matched to one of them; set color_video_every to 0 or disconnect the picture")
+                if color_coherence == "none":
+                    raise NodeError("generate.feedback: color_video_every with color_coherence none: choose rgb, hsv "
+                                    "or lab (Deforum's 'Video Input' colour coherence is lab)")
+                color_reference = video_reference(video_step(hybrid_video, width, height, lambda m: None),
+                                                  color_video_every, cadence)
     progress = Progress(ctx, n)
     diffuse = frame_diffuser(model, vae, positive, negative, plan, sampler=sampler, scheduler=scheduler, width=width,
                              height=height, fps=fps, check=ctx.check, log=ctx.log,

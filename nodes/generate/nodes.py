@@ -585,6 +585,10 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                                              "and match each diffused frame again after it is "
                                                              "diffused (off: its legacy_colormatch, the moved frames "
                                                              "only)"),
+             color_video_every: int = Param(0, min=0, max=100000, help="with a hybrid video: colour coherence "
+                                                                       "matches to the video's frame, taken anew "
+                                                                       "every this many frames (Deforum's 'Video "
+                                                                       "Input' colour coherence); 0: off"),
              noise: float = Param(0.0, kind="schedule", help="share of white noise mixed into each moved frame "
                                                              "before it is diffused (0..1); Deforum's noise_schedule"),
              contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
@@ -673,7 +677,7 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                          sharpen_threshold=sharpen_threshold, grayscale=grayscale, image_denoise=image_denoise,
                          noise_multiplier=noise_multiplier, depth_model=as_given(depth_model, ctx.workflow_dir),
                          depth_range=(depth_near, depth_far), video=video, color_reference=color_reference,
-                         hybrid_video=hybrid_video,
+                         hybrid_video=hybrid_video, color_video_every=color_video_every,
                          hybrid=dict(composite=hybrid_composite, alpha=hybrid_alpha, mask=hybrid_mask,
                                      mask_blend=hybrid_mask_blend, mask_contrast=hybrid_mask_contrast,
                                      mask_inverse=hybrid_mask_inverse, mask_equalize=hybrid_mask_equalize,
