@@ -416,6 +416,14 @@ def test_choices_and_numbers_fed_by_links():
     assert by["generate.sample"].params["sampler"] == "unipc"
     assert by["model.flow_shift"].params == {}
     assert "scheduler comes from another node's output: unipc is used; set it by hand" in res.report.entries["8"].notes
+    # steps from a node only the run reads: denoise_strength's start step is not counted from the default 30
+    sampler["widgets_values"][8] = 0.5
+    sampler["inputs"].append({"name": "steps", "type": "INT", "link": 92, "widget": {"name": "steps"}})
+    data["links"].append([92, 20, 1, 8, len(sampler["inputs"]) - 1, "INT"])
+    res = import_data(data)
+    assert "start_step" not in next(n for n in res.graph.nodes.values() if n.type == "generate.sample").params
+    assert ("denoise_strength 0.5 starts at step steps - int(steps x 0.5) - 1 of steps that come from a link; set "
+            "start_step by hand" in res.report.entries["8"].notes)
     nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
              (8, "GetImageSize", [], {"image": (1, 0, "IMAGE")}, ["INT", "INT"]),
              (2, "ImageResizeKJv2", [832, 480, "lanczos", "crop", "0, 0, 0", "center", 16],

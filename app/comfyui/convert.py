@@ -1356,6 +1356,11 @@ class Converter:
         steps, denoise = params.get("steps", 30), params.pop("denoise", 1.0)
         start = self.resolve(cn.inputs.get("start_step", 0))
         end = self.resolve(cn.inputs.get("end_step", -1))
+        if isinstance(cn.inputs.get("steps"), Ref) and "steps" not in params:
+            steps = None        # only the run knows them: a start or end step is not measured from 30
+            if isinstance(denoise, (int, float)) and denoise < 1.0:
+                notes.append(f"denoise_strength {denoise:g} starts at step steps - int(steps x {denoise:g}) - 1 of "
+                             "steps that come from a link; set start_step by hand")
         if isinstance(denoise, (int, float)) and denoise < 1.0 and isinstance(steps, int):
             params["start_step"] = max(steps - int(steps * denoise) - 1, 0)
         elif isinstance(start, int) and start > 0:
@@ -1363,7 +1368,8 @@ class Converter:
             params["add_noise"] = self.resolve(cn.inputs.get("add_noise_to_samples")) is True
         if isinstance(end, int) and end != -1:
             params["end_step"] = end
-            params["leftover_noise"] = isinstance(steps, int) and end < steps
+            # (steps from a link: an end step set is taken to split the schedule, as it does in the wrapper's graphs)
+            params["leftover_noise"] = end < steps if isinstance(steps, int) else True
         shift = self.number_or_link(cn, "shift", 5.0, "shift", notes)
         model = self.resolve(cn.inputs.get("model"))
         shifted = self.add("model.flow_shift", cn, {} if shift is None else {"shift": shift}, "_shift", dy=-160)
