@@ -51,6 +51,35 @@ def ui_format(nodes):
             "links": out_links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
+def wan_wrapper_t2v(sampler_widgets=(30, 6.0, 8.0, 42, "fixed", True, "unipc", 0, 1.0, False, "comfy"),
+                    prompt="a red fox running through snow, tracking shot", lora=True):
+    """kijai's WanVideoWrapper text-to-video graph as its example workflows wire it (the same class names, widget
+    orders from the pack's source): block swap and TeaCache on the loader and sampler, one LoRA (strength 0, which the
+    pack skips, without `lora`), VHS's combine."""
+    return ui_format([
+        (1, "WanVideoBlockSwap", [20, False, False], {}, ["BLOCKSWAPARGS"]),
+        (2, "WanVideoLoraSelect", ["wan_fox_style.safetensors", 0.8 if lora else 0.0, False], {}, ["WANVIDLORA"]),
+        (3, "WanVideoModelLoader", ["wan2.1_t2v_14B_fp8_e4m3fn.safetensors", "bf16", "fp8_e4m3fn", "offload_device",
+                                    "sageattn"],
+         {"block_swap_args": (1, 0, "BLOCKSWAPARGS"), "lora": (2, 0, "WANVIDLORA")}, ["WANVIDEOMODEL"]),
+        (4, "LoadWanVideoT5TextEncoder", ["umt5-xxl-enc-bf16.safetensors", "bf16", "offload_device", "disabled"], {},
+         ["WANTEXTENCODER"]),
+        (5, "WanVideoTextEncode", [prompt, "blurry, static", True],
+         {"t5": (4, 0, "WANTEXTENCODER")}, ["WANVIDEOTEXTEMBEDS"]),
+        (6, "WanVideoEmptyEmbeds", [832, 480, 81], {}, ["WANVIDIMAGE_EMBEDS"]),
+        (7, "WanVideoTeaCache", [0.25, 1, -1, "offload_device", True, "e"], {}, ["CACHEARGS"]),
+        (8, "WanVideoSampler", list(sampler_widgets),
+         {"model": (3, 0, "WANVIDEOMODEL"), "image_embeds": (6, 0, "WANVIDIMAGE_EMBEDS"),
+          "text_embeds": (5, 0, "WANVIDEOTEXTEMBEDS"), "cache_args": (7, 0, "CACHEARGS")}, ["LATENT", "LATENT"]),
+        (9, "WanVideoVAELoader", ["Wan2_1_VAE_bf16.safetensors", "bf16"], {}, ["WANVAE"]),
+        (10, "WanVideoDecode", [False, 272, 272, 144, 128], {"vae": (9, 0, "WANVAE"), "samples": (8, 0, "LATENT")},
+         ["IMAGE"]),
+        (11, "VHS_VideoCombine", {"frame_rate": 16, "loop_count": 0, "filename_prefix": "WanVideoWrapper_T2V",
+                                  "format": "video/h264-mp4", "pingpong": False, "save_output": True},
+         {"images": (10, 0, "IMAGE")}, ["VHS_FILENAMES"]),
+    ])
+
+
 def run_imported(data, folder):
     """Import a ComfyUI workflow, write it beside `folder`'s files and run it on the CPU; returns the import result."""
     from app.comfyui import import_data

@@ -9,7 +9,7 @@ from app.comfyui import import_data, import_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from comfyui_workflows import ui_format  # noqa: E402
+from comfyui_workflows import ui_format, wan_wrapper_t2v  # noqa: E402
 
 # Community files that do not import, and the nodes that block each (named in the report with what to use instead)
 COMMUNITY_BLOCKED = {
@@ -122,38 +122,10 @@ def test_latent_range_that_stops_early_is_named():
     assert "start_index 0 with num_frames 4 keeps a range Kinograph has no node for" in "; ".join(entry.notes)
 
 
-def _wrapper_t2v(sampler_widgets=(30, 6.0, 8.0, 42, "fixed", True, "unipc", 0, 1.0, False, "comfy"),
-                 prompt="a red fox running through snow, tracking shot"):
-    """kijai's WanVideoWrapper text-to-video graph as its example workflows wire it (the same class names, widget
-    orders from the pack's source): block swap and TeaCache on the loader and sampler, one LoRA, VHS's combine."""
-    return ui_format([
-        (1, "WanVideoBlockSwap", [20, False, False], {}, ["BLOCKSWAPARGS"]),
-        (2, "WanVideoLoraSelect", ["wan_fox_style.safetensors", 0.8, False], {}, ["WANVIDLORA"]),
-        (3, "WanVideoModelLoader", ["wan2.1_t2v_14B_fp8_e4m3fn.safetensors", "bf16", "fp8_e4m3fn", "offload_device",
-                                    "sageattn"],
-         {"block_swap_args": (1, 0, "BLOCKSWAPARGS"), "lora": (2, 0, "WANVIDLORA")}, ["WANVIDEOMODEL"]),
-        (4, "LoadWanVideoT5TextEncoder", ["umt5-xxl-enc-bf16.safetensors", "bf16", "offload_device", "disabled"], {},
-         ["WANTEXTENCODER"]),
-        (5, "WanVideoTextEncode", [prompt, "blurry, static", True],
-         {"t5": (4, 0, "WANTEXTENCODER")}, ["WANVIDEOTEXTEMBEDS"]),
-        (6, "WanVideoEmptyEmbeds", [832, 480, 81], {}, ["WANVIDIMAGE_EMBEDS"]),
-        (7, "WanVideoTeaCache", [0.25, 1, -1, "offload_device", True, "e"], {}, ["CACHEARGS"]),
-        (8, "WanVideoSampler", list(sampler_widgets),
-         {"model": (3, 0, "WANVIDEOMODEL"), "image_embeds": (6, 0, "WANVIDIMAGE_EMBEDS"),
-          "text_embeds": (5, 0, "WANVIDEOTEXTEMBEDS"), "cache_args": (7, 0, "CACHEARGS")}, ["LATENT", "LATENT"]),
-        (9, "WanVideoVAELoader", ["Wan2_1_VAE_bf16.safetensors", "bf16"], {}, ["WANVAE"]),
-        (10, "WanVideoDecode", [False, 272, 272, 144, 128], {"vae": (9, 0, "WANVAE"), "samples": (8, 0, "LATENT")},
-         ["IMAGE"]),
-        (11, "VHS_VideoCombine", {"frame_rate": 16, "loop_count": 0, "filename_prefix": "WanVideoWrapper_T2V",
-                                  "format": "video/h264-mp4", "pingpong": False, "save_output": True},
-         {"images": (10, 0, "IMAGE")}, ["VHS_FILENAMES"]),
-    ])
-
-
 def test_wan_video_wrapper_text_to_video_maps_onto_kinographs_wan_nodes():
     """kijai's WanVideoWrapper graphs (the most shared Wan workflows) were 9 unmapped nodes: nothing imported."""
     from graph_engine.api import load_workflow
-    res = import_data(_wrapper_t2v())
+    res = import_data(wan_wrapper_t2v())
     g, entries = res.graph, res.report.entries
     by = {n.type: n for n in g.nodes.values()}
     assert by["load.diffusion_model"].params == {"name": "wan2.1_t2v_14B_fp8_e4m3fn.safetensors",
@@ -189,12 +161,12 @@ def test_wan_video_wrapper_text_to_video_maps_onto_kinographs_wan_nodes():
      {"sampler": "dpmpp_2m", "scheduler": "simple", "end_step": 10, "leftover_noise": True}),
 ])
 def test_wan_video_wrapper_sampler_steps(widgets, expect):
-    sample, = [n for n in import_data(_wrapper_t2v(widgets)).graph.nodes.values() if n.type == "generate.sample"]
+    sample, = [n for n in import_data(wan_wrapper_t2v(widgets)).graph.nodes.values() if n.type == "generate.sample"]
     assert {k: sample.params[k] for k in expect} == expect
 
 
 def test_wan_video_wrapper_differences_are_named():
-    res = import_data(_wrapper_t2v((4, 1.0, 8.0, 3, "fixed", True, "flowmatch_distill", 6),
+    res = import_data(wan_wrapper_t2v((4, 1.0, 8.0, 3, "fixed", True, "flowmatch_distill", 6),
                                    prompt="(a red fox:1.3) runs | the fox leaps"))
     sampler = "; ".join(res.report.entries["8"].notes)
     assert "scheduler 'flowmatch_distill' is not in Kinograph; euler on the simple schedule is the nearest" in sampler
@@ -564,3 +536,74 @@ def test_rgthree_any_switch_and_seed():
     data["nodes"][3]["widgets_values"] = [-1, None, None, None]
     res = import_data(data)
     assert "seed -1 makes rgthree draw a new seed each run" in "; ".join(res.report.entries["4"].notes)
+
+
+def test_kjnodes_get_image_size_and_count():
+    """GetImageSizeAndCount (kijai's graphs read a picture's size with it, and pass the picture on through it) was
+    unmapped: the picture stopped there and the sizes it feeds were left unset."""
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (2, "ImageResizeKJv2", [832, 480, "bicubic", "crop", "0, 0, 0", "center", 16], {"image": (1, 0, "IMAGE")},
+              ["IMAGE", "INT", "INT", "MASK"]),
+             (3, "GetImageSizeAndCount", [], {"image": (2, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "INT"]),
+             (4, "SaveImage", ["x"], {"images": (3, 0, "IMAGE")}, []),
+             (5, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (3, 1, "INT"), "height": (3, 2, "INT")},
+              ["LATENT"]),
+             (6, "GetImageSizeAndCount", [], {"image": (1, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "INT"]),
+             (7, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (6, 1, "INT"), "length": (6, 3, "INT")},
+              ["LATENT"])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    save, = [n for n in g.nodes.values() if n.type == "io.save_frames"]
+    assert g.inputs[save.id]["video"] == ("image_resize_k_jv2_2", "video")
+    assert (g.nodes["empty_hunyuan_latent_video_5"].params["width"],
+            g.nodes["empty_hunyuan_latent_video_5"].params["height"]) == (832, 480)
+    size = g.nodes["get_image_size_and_count_6"]
+    assert size.type == "video.size" and g.inputs[size.id] == {"video": ("load_image_1", "image")}
+    assert g.inputs["empty_hunyuan_latent_video_7"]["width"] == (size.id, "width")
+    assert g.inputs["empty_hunyuan_latent_video_7"]["frames"] == (size.id, "frames")
+
+
+def test_rgthree_power_prompt_applies_its_lora_tags():
+    """rgthree's Power Prompt takes <lora:...> tags out of the prompt and applies them to its model and clip: unmapped,
+    it blocked the import; read as plain text the tags would have been encoded as words."""
+    nodes = [(1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (2, "Power Prompt (rgthree)", ["a fox in snow <lora:fox_style:0.7><lora:sub/film.pt>, film grain <lora:off:0>",
+                                            "CHOOSE", "CHOOSE", "CHOOSE"],
+              {"opt_model": (1, 0, "MODEL"), "opt_clip": (1, 1, "CLIP")}, ["CONDITIONING", "MODEL", "CLIP", "STRING"]),
+             (3, "Power Prompt - Simple (rgthree)", ["blurry", "CHOOSE", "CHOOSE"], {"opt_clip": (2, 2, "CLIP")},
+              ["CONDITIONING", "STRING"]),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (4, "KSampler", [1, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (2, 1, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (3, 0, "CONDITIONING"),
+               "latent_image": (5, 0, "LATENT")}, ["LATENT"]),
+             (6, "ShowText|pysssss", [], {"text": (2, 3, "STRING")}, ["STRING"])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    assert _sampler_inputs(res)["positive"] == "a fox in snow , film grain "      # the tags cut out, as rgthree does
+    assert _sampler_inputs(res)["negative"] == "blurry"
+    loras = [n.params for n in g.nodes.values() if n.type == "lora.image"]
+    assert loras == [{"path": "fox_style.safetensors", "strength": 0.7, "clip_strength": 0.7},
+                     {"path": "sub/film.pt", "strength": 1.0}]
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    assert g.nodes[g.inputs[sample.id]["model"][0]].params["path"] == "sub/film.pt"
+    neg = g.nodes[g.inputs[sample.id]["negative"][0]]
+    assert g.nodes[g.inputs[neg.id]["text_encoder"][0]].params["path"] == "sub/film.pt"
+    assert not res.report.blocking
+
+
+def test_easy_use_values():
+    """Easy-Use's easy int / float / string feed shared graphs' sizes, cfg and prompts; unmapped, they blocked the
+    import. easy float hands on its value rounded to 3 decimals, as the node does."""
+    nodes = [(1, "easy int", [24], {}, ["INT"]), (2, "easy float", [6.12345], {}, ["FLOAT"]),
+             (3, "easy string", ["a red kite over dunes"], {}, ["STRING"]),
+             (4, "CheckpointLoaderSimple", ["a.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+             (5, "CLIPTextEncode", [""], {"clip": (4, 1, "CLIP"), "text": (3, 0, "STRING")}, ["CONDITIONING"]),
+             (6, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (7, "KSampler", [1, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (4, 0, "MODEL"), "positive": (5, 0, "CONDITIONING"), "negative": (5, 0, "CONDITIONING"),
+               "latent_image": (6, 0, "LATENT"), "steps": (1, 0, "INT"), "cfg": (2, 0, "FLOAT")}, ["LATENT"])]
+    res = import_data(ui_format(nodes))
+    sample, = [n for n in res.graph.nodes.values() if n.type == "generate.sample"]
+    assert (sample.params["steps"], sample.params["cfg"]) == (24, 6.123)
+    assert _sampler_inputs(res)["positive"] == "a red kite over dunes"
+    assert not res.report.blocking

@@ -187,3 +187,15 @@ def test_comfy_weighting_through_a_real_encoder(mm, tiny):
     assert torch.allclose(got, want, atol=1e-5)
     kin = encode_prompt(te, "a (red:1.5) fox").embeds[0]
     assert not torch.allclose(kin, got, atol=1e-3)
+
+
+def test_wan_video_wrapper_graph_runs_on_tiny_models(tiny, tmp_path):
+    """kijai's WanVideoWrapper text-to-video graph, imported (its loaders, T5 encode, empty embeds, sampler with the
+    wrapper's shift, decode, VHS combine), runs end to end."""
+    from app.comfyui import import_data
+    from comfyui_workflows import wan_wrapper_t2v
+    result = import_data(wan_wrapper_t2v(lora=False))
+    use_model_folder(result.graph, tiny / "wan")
+    _shrink(result.graph, tmp_path, 9)
+    _run(result, tmp_path)
+    assert _frames(tmp_path / "WanVideoWrapper_T2V.mp4") == 9

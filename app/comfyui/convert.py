@@ -743,14 +743,32 @@ class Converter:
         """GetImageSize of a picture resized to a set size (ImageScale, ...): that size, known here (nodes drawn at
         import, GenerateTracks, need it). Any other picture's size is measured as the workflow runs (video.size),
         its outputs linked into the settings they feed."""
-        src = self.resolve(cn.inputs.get("image"))
-        node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
-        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+        size = self.fixed_size(self.resolve(cn.inputs.get("image")))
+        if size is None:
             return [self.plain(cn, rule, params, notes)]
         # the picture count (batch_size) is not fixed by the resize: a node reading it still gets video.size's
         made = [self.plain(cn, rule, params, notes)] if self.slot_read(cn.id, 2) else []
-        self.outs[(cn.id, 0)] = Out(None, {"value": node.params["width"]})
-        self.outs[(cn.id, 1)] = Out(None, {"value": node.params["height"]})
+        self.outs[(cn.id, 0)] = Out(None, {"value": size[0]})
+        self.outs[(cn.id, 1)] = Out(None, {"value": size[1]})
+        return made
+
+    def fixed_size(self, src) -> Optional[Tuple[int, int]]:
+        """The width and height of a picture resized to a set size (video.resize with both sides), else None."""
+        node = self.graph.nodes.get(src.port[0]) if isinstance(src, Out) and src.port else None
+        if node is None or node.type != "video.resize" or not (node.params.get("width") and node.params.get("height")):
+            return None
+        return node.params["width"], node.params["height"]
+
+    def special_image_size_count(self, cn, rule, params, notes):
+        """KJNodes' GetImageSizeAndCount: the picture passed on, and its width, height and count as GetImageSize
+        gives them (known here after a resize to a set size, else measured by video.size)."""
+        src = self.resolve(cn.inputs.get("image"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        size = self.fixed_size(src)
+        made = [self.plain(cn, rule, params, notes)] if size is None or self.slot_read(cn.id, 3) else []
+        if size:
+            self.outs[(cn.id, 1)] = Out(None, {"value": size[0]})
+            self.outs[(cn.id, 2)] = Out(None, {"value": size[1]})
         return made
 
     def special_echo_size(self, cn, rule, params, notes):
@@ -1467,6 +1485,32 @@ class Converter:
             notes.append("align true (corner-aligned interpolation) is not carried: Kinograph interpolates between "
                          "pixel centres, as ComfyUI's LatentUpscaleBy does")
         return [self.plain(cn, rule, params, notes)]
+
+    def special_power_prompt(self, cn, rule, params, notes):
+        """rgthree's Power Prompt: the full one applies its prompt's <lora:name:strength> tags (strength 1 when left
+        out, 0 skipped; model and clip alike) to its opt_model and opt_clip, a name without an extension read as
+        .safetensors as the pack finds it, and encodes the text with the tags cut out; outputs CONDITIONING, (MODEL,
+        CLIP,) TEXT. With no CLIP it gives the text alone."""
+        from .mapping import RGTHREE_LORA_TAG
+        text = str(params.get("text", ""))
+        full = cn.class_type == "Power Prompt (rgthree)"
+        made, model, clip = [], self.resolve(cn.inputs.get("opt_model")), self.resolve(cn.inputs.get("opt_clip"))
+        if full and re.search(RGTHREE_LORA_TAG, text):
+            loras = [(name if "." in name.rsplit("/", 1)[-1] else name + ".safetensors", float(v or 1.0),
+                      float(v or 1.0)) for name, v in re.findall(RGTHREE_LORA_TAG, text) if float(v or 1.0) != 0]
+            made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
+                                                 clip if isinstance(clip, Out) else None, loras, notes)
+            params["text"] = text = re.sub(RGTHREE_LORA_TAG, "", text)
+        self.outs[(cn.id, 3 if full else 1)] = Out(None, {"value": text})
+        if full:
+            self.outs[(cn.id, 1)] = model if isinstance(model, Out) else Out()
+            self.outs[(cn.id, 2)] = clip if isinstance(clip, Out) else Out()
+        if not isinstance(clip, Out) or not clip.port:
+            return made
+        nid = self.add(rule.node, cn, params)
+        self.link(clip, nid, "text_encoder")
+        self.outs[(cn.id, 0)] = Out((nid, "positive"))
+        return made + [nid]
 
     def special_latent_range(self, cn, rule, params, notes):
         """KJNodes' GetLatentRangeFromBatch to the end (num_frames -1) drops the first start_index latent frames:

@@ -259,6 +259,15 @@ def gguf_text_encoder(v):
     return v
 
 
+# rgthree's power_prompt_utils pattern: a name, then an optional strength
+RGTHREE_LORA_TAG = r"<lora:([^:>]*?)(?::(-?\d*(?:\.\d*)?))?>"
+
+
+def easy_float(v):
+    """rounded to 3 decimals, as the node returns it"""
+    return round(float(v), 3)
+
+
 def rgthree_seed(v):
     """the seed as it is; -1 (a new one every run) is named"""
     if v in (-1, -2, -3):
@@ -272,6 +281,11 @@ def was_resampling(v):
     if v == "lanczos":
         raise Approx("lanczos", LANCZOS_NOTE)
     return v if v in ("nearest", "bilinear", "bicubic") else "bicubic"
+
+
+def wrapper_denoise(v):
+    """below 1: sampling starts at step steps - int(steps x denoise) - 1 with fresh noise, as the wrapper starts it"""
+    return v
 
 
 # WanVideoWrapper's scheduler names -> Kinograph's sampler and schedule. The wrapper runs diffusers' (and Wan's own)
@@ -1449,7 +1463,8 @@ RULES: Dict[str, Rule] = {
     "WanVideoSampler": Rule("generate.sample", ("steps", "cfg", "shift", "seed", "force_offload", "scheduler",
                                                 "riflex_freq_index", "denoise_strength", "batched_cfg", "rope_function",
                                                 "start_step", "end_step", "add_noise_to_samples"),
-                            (P("steps", "steps"), P("cfg", "cfg"), P("seed", "seed"), P("denoise_strength", "denoise")),
+                            (P("steps", "steps"), P("cfg", "cfg"), P("seed", "seed"),
+                             P("denoise_strength", "denoise", wrapper_denoise)),
                             special="wan_wrapper_sampler",
                             ignore={"force_offload": None, "riflex_freq_index": 0, "batched_cfg": None,
                                     "rope_function": None},
@@ -1473,6 +1488,10 @@ RULES: Dict[str, Rule] = {
     "INTConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "FloatConstant": Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant"),
     "StringConstant": Rule(None, ("string",), (P("string", "value"),), fold=True, special="constant"),
+    # ComfyUI-Easy-Use's typed values
+    **{name: Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant")
+       for name in ("easy int", "easy string", "easy boolean")},
+    "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
     # city96's ComfyUI-GGUF: Kinograph's loaders read .gguf diffusion models themselves (dequantised as loaded)
     "UnetLoaderGGUF": Rule("load.diffusion_model", ("unet_name",), (P("unet_name", "name"),), outputs=("model",)),
     "UnetLoaderGGUFAdvanced": Rule("load.diffusion_model", ("unet_name", "dequant_dtype", "patch_dtype",
@@ -1487,6 +1506,16 @@ RULES: Dict[str, Rule] = {
                                (P("clip_name1", "name", gguf_text_encoder), P("clip_name2", "name2", gguf_text_encoder),
                                 P("type", "type", clip_type)), outputs=("text_encoder",)),
     "Seed (rgthree)": Rule(None, ("seed",), (P("seed", "value", rgthree_seed),), fold=True, special="constant"),
+    # rgthree's Power Prompt: CLIPTextEncode of its prompt (when a CLIP is connected) and the text itself; the full one
+    # first applies the <lora:name:strength> tags the prompt holds to its model and clip and takes them out of the text
+    "Power Prompt - Simple (rgthree)": Rule("encode.text", ("prompt", "insert_embedding", "insert_saved"),
+                                            (P("prompt", "text"),), {"opt_clip": "text_encoder"}, ("positive",),
+                                            fixed={"weighting": "comfy"}, special="power_prompt",
+                                            ignore={"insert_embedding": None, "insert_saved": None}),
+    "Power Prompt (rgthree)": Rule("encode.text", ("prompt", "insert_lora", "insert_embedding", "insert_saved"),
+                                   (P("prompt", "text"),), {"opt_clip": "text_encoder"}, ("positive",),
+                                   fixed={"weighting": "comfy"}, special="power_prompt",
+                                   ignore={"insert_lora": None, "insert_embedding": None, "insert_saved": None}),
     # WAS Node Suite (was-node-suite-comfyui): its sampler is ComfyUI's KSampler given a SEED (its Seed node's value),
     # its resize Pillow's, its save a file per frame. Widget orders from WAS_Node_Suite.py
     "KSampler (WAS)": Rule("generate.sample", ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
@@ -1513,6 +1542,8 @@ RULES: Dict[str, Rule] = {
                             (P("upscale_method", "method", resize_method), P("width", "width"), P("height", "height")),
                             {"image": "video"}, ("video", None, None, None), special="image_resize_kjv2",
                             ignore={"device": None}),
+    "GetImageSizeAndCount": Rule("video.size", (), (), {"image": "video"}, (None, "width", "height", "frames"),
+                                 special="image_size_count"),
     # its latents' frames from start_index on (num_frames -1: to the end); a video latent's frames are its 3rd axis
     "GetLatentRangeFromBatch": Rule("latent.trim", ("start_index", "num_frames"), (P("start_index", "amount"),),
                                     {"latents": "latent"}, ("latent",), special="latent_range"),
