@@ -373,7 +373,7 @@ def test_choices_and_numbers_fed_by_links():
     WanVideoSampler's scheduler, ImageResizeKJv2's keep_proportion and WAS's latent upscale mode stopped the import
     as a 'damaged ComfyUI workflow (TypeError: unhashable type: 'Out')', and a linked shift was put into
     model.flow_shift's params as the link object itself."""
-    data = _wrapper_t2v()
+    data = wan_wrapper_t2v()
     data["nodes"].append({"id": 20, "type": "SchedulerPicker", "pos": [0, 0], "size": [200, 80], "flags": {},
                           "order": 0, "mode": 0, "inputs": [], "widgets_values": [],
                           "outputs": [{"name": "A", "type": "*", "links": [90]}, {"name": "B", "type": "INT",
