@@ -589,6 +589,12 @@ def test_rgthree_power_prompt_applies_its_lora_tags():
     neg = g.nodes[g.inputs[sample.id]["negative"][0]]
     assert g.nodes[g.inputs[neg.id]["text_encoder"][0]].params["path"] == "sub/film.pt"
     assert not res.report.blocking
+    # a strength the tag pattern lets through but that is no number: named, where the import stopped as damaged
+    nodes[1][2][0] = "a fox <lora:fox_style:.>"
+    res = import_data(ui_format(nodes))
+    assert not [n for n in res.graph.nodes.values() if n.type == "lora.image"]
+    assert ("<lora:fox_style:.>'s strength '.' is not a number: the LoRA is left out; write it as "
+            "<lora:fox_style:0.8>" in res.report.entries["2"].notes)
 
 
 def test_easy_use_values():

@@ -1496,8 +1496,17 @@ class Converter:
         full = cn.class_type == "Power Prompt (rgthree)"
         made, model, clip = [], self.resolve(cn.inputs.get("opt_model")), self.resolve(cn.inputs.get("opt_clip"))
         if full and re.search(RGTHREE_LORA_TAG, text):
-            loras = [(name if "." in name.rsplit("/", 1)[-1] else name + ".safetensors", float(v or 1.0),
-                      float(v or 1.0)) for name, v in re.findall(RGTHREE_LORA_TAG, text) if float(v or 1.0) != 0]
+            loras = []
+            for name, v in re.findall(RGTHREE_LORA_TAG, text):
+                try:
+                    strength = float(v or 1.0)
+                except ValueError:      # '.', '-': rgthree's own float() stops the run on these
+                    notes.append(f"<lora:{name}:{v}>'s strength {v!r} is not a number: the LoRA is left out; write "
+                                 f"it as <lora:{name}:0.8>")
+                    continue
+                if strength != 0:
+                    loras.append((name if "." in name.rsplit("/", 1)[-1] else name + ".safetensors", strength,
+                                  strength))
             made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
                                                  clip if isinstance(clip, Out) else None, loras, notes)
             params["text"] = text = re.sub(RGTHREE_LORA_TAG, "", text)
