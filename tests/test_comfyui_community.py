@@ -282,7 +282,11 @@ def test_use_everywhere_version_7_links_as_the_file_records_them():
          "type": "CONDITIONING"},
         {"downstream": 6, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
         {"downstream": 7, "downstream_slot": 0, "upstream": "4", "upstream_slot": 1, "controller": 10, "type": "CLIP"},
-        {"downstream": 8, "downstream_slot": 1, "upstream": "4", "upstream_slot": 2, "controller": 10, "type": "VAE"}]
+        {"downstream": 8, "downstream_slot": 1, "upstream": "4", "upstream_slot": 2, "controller": 10, "type": "VAE"},
+        # a stale entry for the sampler's latent, which the file links itself, and a damaged slot: neither replaces it
+        {"downstream": 3, "downstream_slot": 3, "upstream": "4", "upstream_slot": 0, "controller": 10, "type": "MODEL"},
+        {"downstream": 3, "downstream_slot": -1, "upstream": "4", "upstream_slot": 0, "controller": 10,
+         "type": "MODEL"}]
     data["extra"]["links_added_by_ue"] = [13, 14, 15]
     res = import_data(data)
     assert _sampler_inputs(res) == {"model": "load.model", "positive": "blurry", "negative": "a lighthouse at dusk",
@@ -342,6 +346,69 @@ def test_was_resize_and_latent_upscale_settings():
     assert g.nodes["image_resize_3"].params == {"method": "bicubic", "scale": 1.5}
     assert g.nodes["latent_upscale_by_factor_was_6"].params == {"scale": 2.0, "method": "bilinear"}
     assert "align true (corner-aligned interpolation) is not carried" in "; ".join(res.report.entries["6"].notes)
+
+
+def test_was_resize_sizes_from_links():
+    """WAS's Image Resize with its size or factor fed by another node (GetImageSize, a primitive) stopped the import
+    as a 'damaged ComfyUI workflow (TypeError ...)', or put the link itself in upscale.resize's scale."""
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (8, "GetImageSize", [], {"image": (1, 0, "IMAGE")}, ["INT", "INT"]),
+             (2, "Image Resize", ["resize", "false", "bicubic", 2, 1000, 570],
+              {"image": (1, 0, "IMAGE"), "resize_width": (8, 0, "INT")}, ["IMAGE"]),
+             (3, "Image Resize", ["rescale", "false", "bicubic", 2, 512, 512],
+              {"image": (2, 0, "IMAGE"), "rescale_factor": (8, 1, "INT")}, ["IMAGE"]),
+             (4, "SaveImage", ["x"], {"images": (3, 0, "IMAGE")}, [])]
+    res = import_data(ui_format(nodes))
+    g = res.graph
+    assert g.nodes["image_resize_2"].params == {"method": "bicubic", "fit": "stretch", "height": 576}
+    assert g.inputs["image_resize_2"]["width"] == ("get_image_size_8", "width")
+    assert ("resize_width from a link is rounded up to a multiple of 8 by WAS"
+            in "; ".join(res.report.entries["2"].notes))
+    assert g.nodes["image_resize_3"].params == {"method": "bicubic"}
+    assert g.inputs["image_resize_3"]["scale"] == ("get_image_size_8", "height")
+
+
+def test_choices_and_numbers_fed_by_links():
+    """A combo or number widget turned into an input and fed by another node (a scheduler selector, a math node):
+    WanVideoSampler's scheduler, ImageResizeKJv2's keep_proportion and WAS's latent upscale mode stopped the import
+    as a 'damaged ComfyUI workflow (TypeError: unhashable type: 'Out')', and a linked shift was put into
+    model.flow_shift's params as the link object itself."""
+    data = wan_wrapper_t2v()
+    data["nodes"].append({"id": 20, "type": "SchedulerPicker", "pos": [0, 0], "size": [200, 80], "flags": {},
+                          "order": 0, "mode": 0, "inputs": [], "widgets_values": [],
+                          "outputs": [{"name": "A", "type": "*", "links": [90]}, {"name": "B", "type": "INT",
+                                                                               "links": [91, 92]}]})
+    sampler = next(n for n in data["nodes"] if n["id"] == 8)
+    sampler["inputs"] += [{"name": "scheduler", "type": "COMBO", "link": 90, "widget": {"name": "scheduler"}},
+                          {"name": "shift", "type": "FLOAT", "link": 91, "widget": {"name": "shift"}}]
+    data["links"] += [[90, 20, 0, 8, len(sampler["inputs"]) - 2, "*"], [91, 20, 1, 8, len(sampler["inputs"]) - 1,
+                                                                        "FLOAT"]]
+    res = import_data(data)
+    by = {n.type: n for n in res.graph.nodes.values()}
+    assert by["generate.sample"].params["sampler"] == "unipc"
+    assert by["model.flow_shift"].params == {}
+    assert "scheduler comes from another node's output: unipc is used; set it by hand" in res.report.entries["8"].notes
+    # steps from a node only the run reads: denoise_strength's start step is not counted from the default 30
+    sampler["widgets_values"][8] = 0.5
+    sampler["inputs"].append({"name": "steps", "type": "INT", "link": 92, "widget": {"name": "steps"}})
+    data["links"].append([92, 20, 1, 8, len(sampler["inputs"]) - 1, "INT"])
+    res = import_data(data)
+    assert "start_step" not in next(n for n in res.graph.nodes.values() if n.type == "generate.sample").params
+    assert ("denoise_strength 0.5 starts at step steps - int(steps x 0.5) - 1 of steps that come from a link; set "
+            "start_step by hand" in res.report.entries["8"].notes)
+    nodes = [(1, "LoadImage", ["a.png", "image"], {}, ["IMAGE", "MASK"]),
+             (8, "GetImageSize", [], {"image": (1, 0, "IMAGE")}, ["INT", "INT"]),
+             (2, "ImageResizeKJv2", [832, 480, "lanczos", "crop", "0, 0, 0", "center", 16],
+              {"image": (1, 0, "IMAGE"), "keep_proportion": (8, 0, "INT")}, ["IMAGE", "INT", "INT", "MASK"]),
+             (3, "SaveImage", ["x"], {"images": (2, 0, "IMAGE")}, []),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (6, "Latent Upscale by Factor (WAS)", ["bilinear", 2.0, "true"],
+              {"samples": (5, 0, "LATENT"), "mode": (8, 1, "INT")}, ["LATENT"]),
+             (7, "SaveLatent", ["y"], {"samples": (6, 0, "LATENT")}, [])]
+    res = import_data(ui_format(nodes))
+    assert res.graph.nodes["image_resize_k_jv2_2"].params["fit"] == "stretch"
+    assert res.graph.nodes["latent_upscale_by_factor_was_6"].params["method"] == "bilinear"
+    assert "mode comes from another node's output: bilinear is used" in "; ".join(res.report.entries["6"].notes)
 
 
 def test_gguf_loaders():
@@ -428,6 +495,25 @@ def test_rgthree_context_chains_carry_each_field():
     assert not [e for e in res.report.entries.values() if e.class_type.startswith("Context")]
 
 
+def test_rgthree_contexts_in_a_loop_are_named_once():
+    """Two contexts each other's base_ctx (a miswired chain): the field no context carries was named with the chain
+    walked round the loop 128 times, a message of thousands of characters."""
+    nodes = [(10, "Context (rgthree)", [], {"base_ctx": (12, 0, "RGTHREE_CONTEXT")}, ["RGTHREE_CONTEXT", "MODEL"]),
+             (12, "Context (rgthree)", [], {"base_ctx": (10, 0, "RGTHREE_CONTEXT")}, ["RGTHREE_CONTEXT", "MODEL"]),
+             (5, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+             (3, "KSampler", [5, "fixed", 20, 7, "euler", "simple", 1],
+              {"model": (12, 1, "MODEL"), "latent_image": (5, 0, "LATENT")}, ["LATENT"])]
+    data = ui_format(nodes)
+    for n in data["nodes"]:
+        if n["type"] == "Context (rgthree)":
+            for o, name in zip(n["outputs"], ["CONTEXT", "MODEL"]):
+                o["name"] = name
+    note, = [n for n in import_data(data).report.entries["3"].notes if "model" in n]
+    assert note == ("input model receives nothing: Context (rgthree) #12 carries no MODEL: its chain of contexts (#12, "
+                    "#10, #12) comes back on itself through base_ctx, and none along it has its model input connected; "
+                    "connect it by hand if it is needed")
+
+
 def test_rgthree_any_switch_and_seed():
     """Any Switch (rgthree) passes on its first input that receives something (here the second: the first comes from
     a muted loader); Seed (rgthree) gives its seed, and names -1 (a new seed each run)."""
@@ -503,6 +589,12 @@ def test_rgthree_power_prompt_applies_its_lora_tags():
     neg = g.nodes[g.inputs[sample.id]["negative"][0]]
     assert g.nodes[g.inputs[neg.id]["text_encoder"][0]].params["path"] == "sub/film.pt"
     assert not res.report.blocking
+    # a strength the tag pattern lets through but that is no number: named, where the import stopped as damaged
+    nodes[1][2][0] = "a fox <lora:fox_style:.>"
+    res = import_data(ui_format(nodes))
+    assert not [n for n in res.graph.nodes.values() if n.type == "lora.image"]
+    assert ("<lora:fox_style:.>'s strength '.' is not a number: the LoRA is left out; write it as "
+            "<lora:fox_style:0.8>" in res.report.entries["2"].notes)
 
 
 def test_easy_use_values():

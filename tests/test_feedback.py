@@ -244,6 +244,25 @@ def test_schedules_are_evaluated_per_frame_and_checked():
         frame_schedules(3, 1, denoise="0:(1), 2:(1.2)", cfg=7, steps=4, seed=0)
 
 
+def test_hybrid_settings_that_would_do_nothing_are_refused():
+    """A hybrid composite, motion or video colour coherence with no hybrid video connected, or a hybrid video beside a
+    video to diffuse, rendered as if they were not set, without a word. Refused before any model is touched."""
+    from graph_engine import NodeError
+    from graph_engine.clip import Clip
+    from nodes.generate.feedback import feedback_clip
+    clip = Clip(3, 8.0, 64, 64, lambda a, b: np.zeros((b - a, 64, 64, 3), np.uint8))
+    kw = dict(width=64, height=64, denoise="0.5", cfg="5", steps="3", sampler="euler", scheduler="default", seed=3,
+              seed_behaviour="iter", seed_schedule="0", cadence=1, color_coherence="lab", border="replicate", fps=8.0)
+    with pytest.raises(NodeError, match="^generate.feedback: hybrid_composite normal and color_video_every 2 without a "
+                                        "hybrid video: connect hybrid_video .an io.load_video., or set hybrid_composite "
+                                        "to none and color_video_every to 0$"):
+        feedback_clip(_Ctx(), None, None, None, None, None, None, hybrid={"composite": "normal", "motion": "none"},
+                      color_video_every=2, **kw)
+    with pytest.raises(NodeError, match="a video and a hybrid video: diffusing a video frame by frame"):
+        feedback_clip(_Ctx(), None, None, None, None, None, None, video=clip, hybrid_video=clip,
+                      hybrid={"composite": "normal", "motion": "none"}, **kw)
+
+
 def test_the_moved_picture_is_greyed_scaled_and_sharpened_in_deforums_order():
     """Deforum's order before img2img: grey (color_force_grayscale), contrast, anti-blur (an unsharp mask), checked
     against the luma weights, a Gaussian written out from its formula and numpy's reflecting border."""

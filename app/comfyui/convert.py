@@ -1272,7 +1272,7 @@ class Converter:
         down to divisible_by; keep_proportion stretch, crop (the overflow cut at crop_position), pad (fitted inside,
         bars of pad_color around it) or resize (fitted inside, the frame that smaller size)."""
         ins = cn.inputs
-        keep = self.resolve(ins.get("keep_proportion", "stretch"))
+        keep = self.choice(cn, "keep_proportion", "stretch", notes)
         step, position, colour = (self.resolve(ins.get(k)) for k in ("divisible_by", "crop_position", "pad_color"))
         step = step if isinstance(step, int) and step > 1 else 1
         w, h = params.get("width"), params.get("height")
@@ -1363,7 +1363,7 @@ class Converter:
         steps - int(steps x denoise) - 1 with fresh noise, as the wrapper does; start_step / end_step split the
         schedule between two samplers (Wan 2.2's two experts), the first's leftover noise going to the second."""
         from .mapping import WAN_WRAPPER_NEAR, WAN_WRAPPER_SCHEDULERS
-        name = self.resolve(cn.inputs.get("scheduler", "unipc"))
+        name = self.choice(cn, "scheduler", "unipc", notes)
         if name in WAN_WRAPPER_SCHEDULERS:
             params["sampler"], params["scheduler"] = WAN_WRAPPER_SCHEDULERS[name]
         else:
@@ -1374,6 +1374,11 @@ class Converter:
         steps, denoise = params.get("steps", 30), params.pop("denoise", 1.0)
         start = self.resolve(cn.inputs.get("start_step", 0))
         end = self.resolve(cn.inputs.get("end_step", -1))
+        if isinstance(cn.inputs.get("steps"), Ref) and "steps" not in params:
+            steps = None        # only the run knows them: a start or end step is not measured from 30
+            if isinstance(denoise, (int, float)) and denoise < 1.0:
+                notes.append(f"denoise_strength {denoise:g} starts at step steps - int(steps x {denoise:g}) - 1 of "
+                             "steps that come from a link; set start_step by hand")
         if isinstance(denoise, (int, float)) and denoise < 1.0 and isinstance(steps, int):
             params["start_step"] = max(steps - int(steps * denoise) - 1, 0)
         elif isinstance(start, int) and start > 0:
@@ -1381,10 +1386,11 @@ class Converter:
             params["add_noise"] = self.resolve(cn.inputs.get("add_noise_to_samples")) is True
         if isinstance(end, int) and end != -1:
             params["end_step"] = end
-            params["leftover_noise"] = isinstance(steps, int) and end < steps
-        shift = self.resolve(cn.inputs.get("shift", 5.0))
+            # (steps from a link: an end step set is taken to split the schedule, as it does in the wrapper's graphs)
+            params["leftover_noise"] = end < steps if isinstance(steps, int) else True
+        shift = self.number_or_link(cn, "shift", 5.0, "shift", notes)
         model = self.resolve(cn.inputs.get("model"))
-        shifted = self.add("model.flow_shift", cn, {"shift": shift}, "_shift", dy=-160)
+        shifted = self.add("model.flow_shift", cn, {} if shift is None else {"shift": shift}, "_shift", dy=-160)
         if not self.link(model if isinstance(model, Out) else None, shifted, "model"):
             notes.append("input model comes from a node that did not convert; connect model by hand")
         nid = self.add(rule.node, cn, params)
@@ -1413,8 +1419,9 @@ class Converter:
     def special_was_image_resize(self, cn, rule, params, notes):
         """WAS's Image Resize: rescale multiplies both sides (upscale.resize's scale); resize goes to the size given,
         each side rounded up to a multiple of 8, stretched. supersample resizes to 8x that size first, then down."""
-        mode, factor = self.resolve(cn.inputs.get("mode", "rescale")), self.resolve(cn.inputs.get("rescale_factor", 2))
+        mode = self.resolve(cn.inputs.get("mode", "rescale"))
         supersample = self.resolve(cn.inputs.get("supersample", "true")) == "true"
+        factor = self.number_or_link(cn, "rescale_factor", 2, "scale", notes) if mode == "rescale" else None
         if mode == "rescale" and factor == 1 and not supersample:
             src = self.resolve(cn.inputs.get("image"))
             self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
@@ -1426,14 +1433,43 @@ class Converter:
             if params.get("method") == "bilinear":
                 params["method"] = "bicubic"
                 notes.append("upscale.resize has no bilinear; bicubic used (a little sharper)")
-            nid = self.add("upscale.resize", cn, {**params, "scale": factor})
+            nid = self.add("upscale.resize", cn, {**params, **({} if factor is None else {"scale": factor})})
             if not self.link(self.resolve(cn.inputs.get("image")), nid, "video"):
                 notes.append("input image comes from a node that did not convert; connect video by hand")
             self.outs[(cn.id, 0)] = Out((nid, "video"))
             return [nid]
-        w, h = (self.resolve(cn.inputs.get(k, 1024)) for k in ("resize_width", "resize_height"))
-        params.update(width=-(-w // 8) * 8, height=-(-h // 8) * 8, fit="stretch")
+        params["fit"] = "stretch"
+        for side in ("width", "height"):
+            v = self.number_or_link(cn, f"resize_{side}", 1024, side, notes)
+            if v is not None:
+                params[side] = -(-int(v) // 8) * 8
+            elif getattr(self.resolve(cn.inputs.get(f"resize_{side}")), "port", None) is not None:
+                notes.append(f"resize_{side} from a link is rounded up to a multiple of 8 by WAS; Kinograph takes "
+                             "it as it is")
         return [self.plain(cn, rule, params, notes)]
+
+    def choice(self, cn, key: str, default: str, notes) -> str:
+        """Combo widget `key` of `cn` as its text; `default` (named) where another node's output feeds it, which only
+        the run would know."""
+        given = cn.inputs.get(key, default)
+        v = self.resolve(given)
+        if isinstance(v, str):
+            return v
+        source = "comes from another node's output" if isinstance(given, Ref) else f"is {v!r} in the file"
+        notes.append(f"{key} {source}: {default} is used; set it by hand")
+        return default
+
+    def number_or_link(self, cn, key: str, default, param: str, notes) -> Optional[float]:
+        """Widget `key` of `cn` as a number; None where another node's output feeds it (kept to link to `param`
+        when the node is made, or named) or where it is not a number (named)."""
+        v = self.resolve(cn.inputs.get(key, default))
+        if isinstance(v, Out) and v.port is not None:
+            self.param_links.setdefault(cn.id, []).append((param, v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            return v
+        else:
+            notes.append(f"{key} comes from a node that did not convert or is not a number; set {param} by hand")
+        return None
 
     def special_was_latent_upscale(self, cn, rule, params, notes):
         """WAS's Latent Upscale by Factor: torch's interpolate at `factor` (1 changes nothing: the latent goes on)."""
@@ -1441,7 +1477,7 @@ class Converter:
             src = self.resolve(cn.inputs.get("samples"))
             self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
             return []
-        mode = self.resolve(cn.inputs.get("mode", "bilinear"))
+        mode = self.choice(cn, "mode", "bilinear", notes)
         params["method"] = {"nearest": "nearest-exact"}.get(mode, mode)
         if mode == "nearest":
             notes.append("torch's nearest is read as nearest-exact (pixel centres): a picked sample can differ")
@@ -1460,8 +1496,17 @@ class Converter:
         full = cn.class_type == "Power Prompt (rgthree)"
         made, model, clip = [], self.resolve(cn.inputs.get("opt_model")), self.resolve(cn.inputs.get("opt_clip"))
         if full and re.search(RGTHREE_LORA_TAG, text):
-            loras = [(name if "." in name.rsplit("/", 1)[-1] else name + ".safetensors", float(v or 1.0),
-                      float(v or 1.0)) for name, v in re.findall(RGTHREE_LORA_TAG, text) if float(v or 1.0) != 0]
+            loras = []
+            for name, v in re.findall(RGTHREE_LORA_TAG, text):
+                try:
+                    strength = float(v or 1.0)
+                except ValueError:      # '.', '-': rgthree's own float() stops the run on these
+                    notes.append(f"<lora:{name}:{v}>'s strength {v!r} is not a number: the LoRA is left out; write "
+                                 f"it as <lora:{name}:0.8>")
+                    continue
+                if strength != 0:
+                    loras.append((name if "." in name.rsplit("/", 1)[-1] else name + ".safetensors", strength,
+                                  strength))
             made, model, clip = self.chain_loras(cn, model if isinstance(model, Out) else None,
                                                  clip if isinstance(clip, Out) else None, loras, notes)
             params["text"] = text = re.sub(RGTHREE_LORA_TAG, "", text)

@@ -443,7 +443,8 @@ def _broadcast(data, nodes: Dict[str, "_UINode"], links, remarks) -> None:
                     int(e["upstream_slot"])
             except (KeyError, TypeError, ValueError):
                 continue
-            if down in nodes and slot < len(nodes[down].inputs):
+            # (only an input the file's own links leave open: a stale or damaged record does not replace a link)
+            if down in nodes and 0 <= slot < len(nodes[down].inputs) and nodes[down].inputs[slot]["link"] not in links:
                 links[("ue", k)] = (up, up_slot, down, slot)
                 nodes[down].inputs[slot]["link"] = ("ue", k)
         return
@@ -603,6 +604,10 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
                 break
             base, depth = up.inputs[0]["link"], depth + 1
         up = nodes.get(links[base][0]) if base in links else None
+        if up is not None and up.id in chain:
+            return Lost(f"{named(chain[0])} carries no {field}: its chain of contexts (" +
+                        ", ".join(f"#{c}" for c in chain + (up.id,)) + ") comes back on itself through base_ctx, "
+                        f"and none along it has its {field.lower()} input connected")
         if up is None or up.raw["type"] not in CONTEXTS or depth > 256:
             return Lost(f"{named(chain[0])} carries no {field}: no context along its chain ("
                         + ", ".join(f"#{c}" for c in chain) + f") has its {field.lower()} input connected")

@@ -411,6 +411,23 @@ def hybrid_parts(video, hybrid: dict, step, n: int, width: int, height: int, log
     return (step, comp, None) if kind == "normal" else (step, None, comp)
 
 
+def hybrid_connected(video, hybrid_video, hybrid: dict, color_video_every: int) -> None:
+    """Refuse hybrid settings that would do nothing: a hybrid video beside a video to diffuse (the loop's frames are
+    then the video's, never moved or blended), or a composite, motion or video colour coherence asked for without
+    a hybrid video to take it from."""
+    if video is not None and hybrid_video is not None:
+        raise NodeError("generate.feedback: a video and a hybrid video: diffusing a video frame by frame (Deforum's "
+                        "Video Input mode) moves and blends nothing, as in Deforum; connect the video as hybrid_video "
+                        "with a camera path instead, or disconnect hybrid_video")
+    if hybrid_video is None:
+        asked = [(f"hybrid_{k}", hybrid[k], "none") for k in ("composite", "motion") if hybrid.get(k, "none") != "none"]
+        asked += [("color_video_every", color_video_every, 0)] if color_video_every > 0 else []
+        if asked:
+            raise NodeError("generate.feedback: " + " and ".join(f"{k} {v}" for k, v, _ in asked) + " without a "
+                            "hybrid video: connect hybrid_video (an io.load_video), or set " +
+                            " and ".join(f"{k} to {off}" for k, _, off in asked))
+
+
 def camera_mover(camera, width: int, height: int, border: str):
     from nodes.motion.warp import CameraMover, picture_at
     try:
@@ -479,6 +496,7 @@ def feedback_clip(ctx, model, vae, positive, negative, camera, image, *, width: 
     from nodes.common.color import histogram_matcher
     from nodes.common.stream import Progress
     from nodes.generate.families import family
+    hybrid_connected(video, hybrid_video, hybrid or {}, color_video_every)
     family(vae.family).check_size(width, height)
     if image is not None:
         image = fitted_picture(image, width, height, ctx.log)
