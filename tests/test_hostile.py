@@ -1168,3 +1168,23 @@ def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tm
             _preprocessing(sam, config, [0.5] * 3, [0.5] * 3)
     (sam / "processor_config.json").write_text(json.dumps({"size": {"height": 64}, "image_mean": 0.5}))
     assert _preprocessing(sam, {}, [0.1] * 3, [0.2] * 3) == (64, [0.5] * 3, [0.2] * 3)
+
+
+def test_a_pickled_tensor_repeating_a_few_values_across_a_huge_shape_is_refused_when_read(tmp_path):
+    """A tensor with stride 0 repeats one stored value across any shape: a 2 KB .pth held a 40,000 x 40,000 fp16
+    tensor, which the first dtype conversion (the annotators', IP-Adapters', LoRAs' readers) made 6.4 GB."""
+    from nodes.generate.detect import read_header, torch_load
+    bomb = tmp_path / "sk_model.pth"
+    torch.save({"model0.1.weight": torch.zeros(2, 3, 7, 7, dtype=torch.float16),
+                "junk": torch.zeros(1, dtype=torch.float16).expand(4000, 4000)}, bomb)
+    assert bomb.stat().st_size < 4000
+    for read in (torch_load, read_header):
+        with pytest.raises(NodeError, match=r"sk_model.pth is refused: its tensors claim 32,000,588 bytes from a "
+                                            r"file of [\d,]+ \(junk repeats a few stored values across the shape "
+                                            r"\[4000, 4000\]\)"):
+            read(bomb)
+    # a view as real checkpoints hold one (CLIP's position ids, expanded from one row) is read as it was
+    fine = tmp_path / "ids.pth"
+    torch.save({"position_ids": torch.arange(77).expand(1, -1)}, fine)
+    assert torch_load(fine)["position_ids"].shape == (1, 77)
+

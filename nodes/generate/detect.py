@@ -162,7 +162,27 @@ def torch_load(path: Path) -> dict:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
                         "truncated or corrupt. Copy the file again.") from None
-    return unwrap_state_dict(sd, path)
+    state = unwrap_state_dict(sd, path)
+    _refuse_views_beyond(Path(path), state)
+    return state
+
+
+def _refuse_views_beyond(path: Path, state: dict) -> None:
+    """A pickled tensor is a view of its stored values, and a view whose stride is 0 repeats one value across any
+    shape: a 2 KB .pth held a 40,000 x 40,000 fp16 tensor, which the first dtype conversion (every reader of
+    annotators, IP-Adapters, LoRAs ...) made 6.4 GB. Tensors claiming far more than the file are refused, as
+    records that unpack far beyond it are."""
+    import torch
+    tensors = {k: t for k, t in state.items() if isinstance(t, torch.Tensor)}
+    claimed = sum(t.numel() * t.element_size() for t in tensors.values())
+    size = path.stat().st_size
+    if claimed > 4 * size + (16 << 20):
+        big = max(tensors, key=lambda k: tensors[k].numel() * tensors[k].element_size()
+                  - tensors[k].untyped_storage().nbytes())
+        raise NodeError(f"{path} is refused: its tensors claim {claimed:,} bytes from a file of {size:,} ({big} "
+                        f"repeats a few stored values across the shape {list(tensors[big].shape)}), which reading "
+                        "them would fill memory with. The file is damaged or made to fill memory: get it again "
+                        "from a trusted source, or as .safetensors")
 
 
 def _refuse_unpacking_beyond(path: Path) -> None:
