@@ -1188,3 +1188,32 @@ def test_a_pickled_tensor_repeating_a_few_values_across_a_huge_shape_is_refused_
     torch.save({"position_ids": torch.arange(77).expand(1, -1)}, fine)
     assert torch_load(fine)["position_ids"].shape == (1, 77)
 
+
+def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp_path):
+    """The annotators' networks and spandrel's upscalers take their widths from a weight's shape and their depth
+    from key names: an ESRGAN file naming block 200,000 filled 5 GB in 100 s; an HED projection 30,000 wide asked
+    for 32 GB; 20 empty model2.N keys in a lineart file made 20 residual blocks 64 wide."""
+    from safetensors.torch import save_file
+    from nodes.lines.extract import load
+    from nodes.upscale.model_sr import load_model
+    from nodes.upscale.spandrel_loader import spandrel
+    hed = {"norm": torch.zeros(1, 3, 1, 1)}
+    for b in range(1, 6):
+        hed[f"block{b}.convs.0.weight"] = torch.zeros(1)
+        hed[f"block{b}.projection.weight"] = torch.zeros(1, 3000, 1, 1)
+    lineart = {"model0.1.weight": torch.zeros(64, 3, 7, 7), **{f"model2.{i}.x": torch.zeros(0) for i in range(20)}}
+    for name, state, kind, made in (("ControlNetHED.safetensors", hed, "hed", "HED of 81,0"),
+                                    ("sk_model.safetensors", lineart, "lineart", "the line-art generator of 1")):
+        save_file(state, str(tmp_path / name))
+        with pytest.raises(NodeError, match=rf"{name}: its tensor names and shapes make {made}[\d,]+ values or more, "
+                                            r"far more than the file's [\d,]+: the file is damaged or made to fill "
+                                            r"memory. Get it again from Hugging Face lllyasviel/Annotators"):
+            load(str(tmp_path / name), kind)
+    spandrel()
+    from spandrel.architectures.ESRGAN import ESRGAN
+    esrgan = ESRGAN(in_nc=3, out_nc=3, num_filters=4, num_blocks=1, scale=2).state_dict()
+    save_file({k.replace("model.1.sub.1.", "model.1.sub.200000."): v.contiguous() for k, v in esrgan.items()},
+              str(tmp_path / "4x_bomb.safetensors"))
+    with pytest.raises(NodeError, match=r"4x_bomb.safetensors: its tensor names and shapes make an upscaler of "
+                                        r"[\d,]+ values or more, far more than the file's [\d,]+"):
+        load_model(str(tmp_path / "4x_bomb.safetensors"))
