@@ -1217,3 +1217,35 @@ def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp
     with pytest.raises(NodeError, match=r"4x_bomb.safetensors: its tensor names and shapes make an upscaler of "
                                         r"[\d,]+ values or more, far more than the file's [\d,]+"):
         load_model(str(tmp_path / "4x_bomb.safetensors"))
+
+
+def test_a_mov_whose_sample_table_claims_millions_of_frames_is_refused_before_ffmpeg_indexes_them(tmp_path):
+    """A sample table can state one size for every frame, so a 3 KB MOV stated 80,000,000 frames: FFmpeg indexed
+    them all as it opened the file (2.9 GB, 27 s), each time Kinograph opened it (reading it, or asking whether an
+    output holds Kinograph's workflow)."""
+    import struct
+    import av
+    from graph_engine.embedded import read_embedded_workflow
+    from graph_engine.mp4_samples import stated_frames
+    from nodes.io.video_read import load_video
+    good = tmp_path / "raw.mov"
+    with av.open(str(good), "w") as c:
+        s = c.add_stream("rawvideo", rate=24)
+        s.width, s.height, s.pix_fmt = 16, 16, "rgb24"
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((16, 16, 3), i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = bytearray(good.read_bytes())
+    for box, at in ((b"stsz", 12), (b"stts", 12), (b"stsc", 16)):      # the count, its one time entry and chunk
+        struct.pack_into(">I", data, data.find(box) + at, 1_000_000)
+    bomb = tmp_path / "render.mov"
+    bomb.write_bytes(bytes(data))
+    assert stated_frames(good) == {1: 3} and stated_frames(bomb) == {1: 1_000_000}
+    with pytest.raises(NodeError, match=r"render.mov: its video track states 1,000,000 frames in a file of [\d,]+ "
+                                        r"bytes, more than a file that size can hold: it is damaged or made to fill "
+                                        r"memory as it is opened"):
+        load_video(str(bomb))
+    assert read_embedded_workflow(bomb) is None
+    assert load_video(str(good)).length == 3
