@@ -1154,6 +1154,12 @@ def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tm
         AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518})))
     assert AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True).size["height"] == 518
+    # a size under another name: DPT pads each picture up to a multiple of size_divisor
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518},
+                                                                       do_pad=True, size_divisor=60000)))
+    with pytest.raises(NodeError, match=r"preprocessor_config.json asks for pictures of 60,000 pixels a side "
+                                        r"\(size_divisor\)"):
+        AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True)
     processor_bound.check(IMAGE_PROCESSOR, "qwen")      # Qwen2-VL's sizes are pixel counts (12,845,056)
     for k, (processor, config, needle) in enumerate([
             ({"image_processor": {"size": {"height": 60000}}}, {}, "processor_config.json asks for pictures of 60,000"),
