@@ -895,7 +895,10 @@ def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
             ("fp4", {"w": {"dtype": "F4", "shape": [10 ** 15], "data_offsets": [0, 4]}},
              r"w: its shape \[1000000000000000\] does not fill its 4 bytes"),
             ("float_shape", {"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}},
-             r"w: its shape \[1.0\] or offsets are not whole numbers")]:
+             r"w: its shape \[1.0\] or offsets are not whole numbers"),
+            # entries naming the same bytes made a folder's weights look as large as a config.json wished
+            ("overlap", {f"w{i}": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for i in range(3)},
+             r"w1: its bytes 0-4 overlap the tensor before \(which ends at 4\)")]:
         path = _raw_safetensors(tmp_path / f"{name}.safetensors", json.dumps(header).encode(), b"\0" * 4)
         with pytest.raises(NodeError, match=rf"{name}.safetensors is not a valid safetensors file \({said}\)"):
             read_header(path)

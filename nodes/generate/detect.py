@@ -83,6 +83,16 @@ def safetensors_header(path: Path) -> Header:
         end = max((v["data_offsets"][1] for v in header.values()), default=0)
         if 8 + n + end > size:
             raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
+        # Tensors follow one another with no gap or overlap, as the safetensors library requires when it loads them:
+        # 10,000 entries naming the same 4 KB made a folder's weights look large enough for any config.json
+        # (config_bound weighs a config against the header), the library refusing the file only after the build.
+        at = 0
+        for name, (start, stop) in sorted(((k, tuple(v["data_offsets"])) for k, v in header.items()),
+                                          key=lambda e: e[1]):
+            if start != at or stop < start:
+                raise ValueError(f"{name}: its bytes {start}-{stop} {'overlap' if start < at else 'leave a gap after'} "
+                                 f"the tensor before (which ends at {at})")
+            at = stop
         shapes = {k: tuple(v["shape"]) for k, v in header.items()}
         dtypes = {k: str(v["dtype"]) for k, v in header.items()}
         for k, v in header.items():
