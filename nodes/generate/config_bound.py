@@ -129,7 +129,9 @@ def over_budget(build, tensors: int, values: int):
 def held_values(state) -> int:
     """The values a state dict's tensors hold in memory: a pickled tensor can be a view whose stride 0 repeats one
     stored value across any shape, so its shape alone says nothing of what the file holds."""
-    return sum(min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1)) for t in state.values())
+    import torch
+    return sum(min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1)) for t in state.values()
+               if isinstance(t, torch.Tensor))
 
 
 def refuse_built_beyond(build, state, name, made: str, source: str) -> None:

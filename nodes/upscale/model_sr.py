@@ -33,8 +33,9 @@ def _load(path: str, stamp: tuple, device: str):
     try:
         state = loader.load_state_dict_from_file(path)
         # spandrel sizes the network from the file's shapes and key names (ESRGAN's depth from its highest block
-        # number): a file naming block 200,000 filled 5 GB in 100 s before any message
-        refuse_built_beyond(lambda: loader.registry.load(state), state, path,
+        # number): a file naming block 200,000 filled 5 GB in 100 s before any message. The build gets a copy: some
+        # architectures rename or add entries as they load (SwinIR's conv_first.1, SPAN's no_norm)
+        refuse_built_beyond(lambda: loader.registry.load(dict(state)), state, path,
                             "its tensor names and shapes make an upscaler", "where it was published")
         desc = loader.load_from_state_dict(state)
     except NodeError:
