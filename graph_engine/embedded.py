@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from graph_engine.errors import NodeError
+
 KEY = "kinograph_workflow"
 
 
@@ -37,12 +39,14 @@ def read_embedded_workflow(path: Path) -> Optional[str]:
             return None
         return text if isinstance(text, str) and "kinograph:" in text else None
     import av
+    from graph_engine.mp4_samples import refuse_claimed_frames
     try:
+        refuse_claimed_frames(path)
         with av.open(str(path)) as c:
             meta = dict(c.metadata)
             for s in c.streams:
                 meta.update({k: v for k, v in s.metadata.items() if k not in meta})
-    except (OSError, av.error.FFmpegError):
+    except (OSError, av.error.FFmpegError, NodeError):
         return None
     # Matroska stores tag names in capitals.
     meta = {k.lower(): v for k, v in meta.items()}

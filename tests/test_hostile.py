@@ -896,7 +896,10 @@ def test_safetensors_headers_that_lie_are_named_damaged(tmp_path):
             ("fp4", {"w": {"dtype": "F4", "shape": [10 ** 15], "data_offsets": [0, 4]}},
              r"w: its shape \[1000000000000000\] does not fill its 4 bytes"),
             ("float_shape", {"w": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}},
-             r"w: its shape \[1.0\] or offsets are not whole numbers")]:
+             r"w: its shape \[1.0\] or offsets are not whole numbers"),
+            # entries naming the same bytes made a folder's weights look as large as a config.json wished
+            ("overlap", {f"w{i}": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for i in range(3)},
+             r"w1: its bytes 0-4 overlap the tensor before \(which ends at 4\)")]:
         path = _raw_safetensors(tmp_path / f"{name}.safetensors", json.dumps(header).encode(), b"\0" * 4)
         with pytest.raises(NodeError, match=rf"{name}.safetensors is not a valid safetensors file \({said}\)"):
             read_header(path)
@@ -1155,6 +1158,12 @@ def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tm
         AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518})))
     assert AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True).size["height"] == 518
+    # a size under another name: DPT pads each picture up to a multiple of size_divisor
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(dpt, size={"height": 518, "width": 518},
+                                                                       do_pad=True, size_divisor=60000)))
+    with pytest.raises(NodeError, match=r"preprocessor_config.json asks for pictures of 60,000 pixels a side "
+                                        r"\(size_divisor\)"):
+        AutoImageProcessor.from_pretrained(str(tmp_path), local_files_only=True)
     processor_bound.check(IMAGE_PROCESSOR, "qwen")      # Qwen2-VL's sizes are pixel counts (12,845,056)
     for k, (processor, config, needle) in enumerate([
             ({"image_processor": {"size": {"height": 60000}}}, {}, "processor_config.json asks for pictures of 60,000"),
@@ -1169,3 +1178,84 @@ def test_a_picture_size_no_model_takes_is_refused_before_a_picture_is_resized(tm
             _preprocessing(sam, config, [0.5] * 3, [0.5] * 3)
     (sam / "processor_config.json").write_text(json.dumps({"size": {"height": 64}, "image_mean": 0.5}))
     assert _preprocessing(sam, {}, [0.1] * 3, [0.2] * 3) == (64, [0.5] * 3, [0.2] * 3)
+
+
+def test_a_pickled_tensor_repeating_a_few_values_across_a_huge_shape_is_refused_when_read(tmp_path):
+    """A tensor with stride 0 repeats one stored value across any shape: a 2 KB .pth held a 40,000 x 40,000 fp16
+    tensor, which the first dtype conversion (the annotators', IP-Adapters', LoRAs' readers) made 6.4 GB."""
+    from nodes.generate.detect import read_header, torch_load
+    bomb = tmp_path / "sk_model.pth"
+    torch.save({"model0.1.weight": torch.zeros(2, 3, 7, 7, dtype=torch.float16),
+                "junk": torch.zeros(1, dtype=torch.float16).expand(4000, 4000)}, bomb)
+    assert bomb.stat().st_size < 4000
+    for read in (torch_load, read_header):
+        with pytest.raises(NodeError, match=r"sk_model.pth is refused: its tensors claim 32,000,588 bytes from a "
+                                            r"file of [\d,]+ \(junk repeats a few stored values across the shape "
+                                            r"\[4000, 4000\]\)"):
+            read(bomb)
+    # a view as real checkpoints hold one (CLIP's position ids, expanded from one row) is read as it was
+    fine = tmp_path / "ids.pth"
+    torch.save({"position_ids": torch.arange(77).expand(1, -1)}, fine)
+    assert torch_load(fine)["position_ids"].shape == (1, 77)
+
+
+def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp_path):
+    """The annotators' networks and spandrel's upscalers take their widths from a weight's shape and their depth
+    from key names: an ESRGAN file naming block 200,000 filled 5 GB in 100 s; an HED projection 30,000 wide asked
+    for 32 GB; 20 empty model2.N keys in a lineart file made 20 residual blocks 64 wide."""
+    from safetensors.torch import save_file
+    from nodes.lines.extract import load
+    from nodes.upscale.model_sr import load_model
+    from nodes.upscale.spandrel_loader import spandrel
+    hed = {"norm": torch.zeros(1, 3, 1, 1)}
+    for b in range(1, 6):
+        hed[f"block{b}.convs.0.weight"] = torch.zeros(1)
+        hed[f"block{b}.projection.weight"] = torch.zeros(1, 3000, 1, 1)
+    lineart = {"model0.1.weight": torch.zeros(64, 3, 7, 7), **{f"model2.{i}.x": torch.zeros(0) for i in range(20)}}
+    for name, state, kind, made in (("ControlNetHED.safetensors", hed, "hed", "HED of 81,0"),
+                                    ("sk_model.safetensors", lineart, "lineart", "the line-art generator of 1")):
+        save_file(state, str(tmp_path / name))
+        with pytest.raises(NodeError, match=rf"{name}: its tensor names and shapes make {made}[\d,]+ values or more, "
+                                            r"far more than the file's [\d,]+: the file is damaged or made to fill "
+                                            r"memory. Get it again from Hugging Face lllyasviel/Annotators"):
+            load(str(tmp_path / name), kind)
+    spandrel()
+    from spandrel.architectures.ESRGAN import ESRGAN
+    esrgan = ESRGAN(in_nc=3, out_nc=3, num_filters=4, num_blocks=1, scale=2).state_dict()
+    save_file({k.replace("model.1.sub.1.", "model.1.sub.200000."): v.contiguous() for k, v in esrgan.items()},
+              str(tmp_path / "4x_bomb.safetensors"))
+    with pytest.raises(NodeError, match=r"4x_bomb.safetensors: its tensor names and shapes make an upscaler of "
+                                        r"[\d,]+ values or more, far more than the file's [\d,]+"):
+        load_model(str(tmp_path / "4x_bomb.safetensors"))
+
+
+def test_a_mov_whose_sample_table_claims_millions_of_frames_is_refused_before_ffmpeg_indexes_them(tmp_path):
+    """A sample table can state one size for every frame, so a 3 KB MOV stated 80,000,000 frames: FFmpeg indexed
+    them all as it opened the file (2.9 GB, 27 s), each time Kinograph opened it (reading it, or asking whether an
+    output holds Kinograph's workflow)."""
+    import struct
+    import av
+    from graph_engine.embedded import read_embedded_workflow
+    from graph_engine.mp4_samples import stated_frames
+    from nodes.io.video_read import load_video
+    good = tmp_path / "raw.mov"
+    with av.open(str(good), "w") as c:
+        s = c.add_stream("rawvideo", rate=24)
+        s.width, s.height, s.pix_fmt = 16, 16, "rgb24"
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((16, 16, 3), i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = bytearray(good.read_bytes())
+    for box, at in ((b"stsz", 12), (b"stts", 12), (b"stsc", 16)):      # the count, its one time entry and chunk
+        struct.pack_into(">I", data, data.find(box) + at, 1_000_000)
+    bomb = tmp_path / "render.mov"
+    bomb.write_bytes(bytes(data))
+    assert stated_frames(good) == {1: 3} and stated_frames(bomb) == {1: 1_000_000}
+    with pytest.raises(NodeError, match=r"render.mov: its video track states 1,000,000 frames in a file of [\d,]+ "
+                                        r"bytes, more than a file that size can hold: it is damaged or made to fill "
+                                        r"memory as it is opened"):
+        load_video(str(bomb))
+    assert read_embedded_workflow(bomb) is None
+    assert load_video(str(good)).length == 3

@@ -441,3 +441,17 @@ def test_hunyuan_lora_and_loha_in_comfyui_naming(tmp_path):
     for n, delta in deltas.items():
         w, bias = before[n]
         torch.testing.assert_close(_out(mods[n], x), F.linear(x, w + STRENGTH * delta, bias), rtol=1e-4, atol=1e-4)
+
+
+def test_a_lokr_under_diffusers_names_is_compared_with_its_layer_before_it_is_made():
+    """kohya_modules resolved only kohya's names, so a LoKr under diffusers' (transformer.blocks.0.attn1.to_q.lokr_w1)
+    had no layer to be compared with: its change was computed whole, up to the memory free, before diffusers refused
+    it."""
+    from types import SimpleNamespace
+    from nodes.generate.converters import lora
+    modules = lora.kohya_modules(SimpleNamespace(transformer=torch.nn.ModuleDict({"proj": torch.nn.Linear(4, 4)})))
+    with pytest.raises(NodeError, match=r"x.safetensors: layer transformer.proj does not fit the model \(its change "
+                                        r"has shape \[4096, 4096\], the model's weight \[4, 4\]\)"):
+        lora.expand_lycoris({"transformer.proj.lokr_w1": torch.ones(64, 64), "transformer.proj.lokr_w2":
+                             torch.ones(64, 64)}, lambda n: getattr(modules.get(n), "weight", None), "x.safetensors")
+    assert modules["lora_transformer_proj"] is modules["transformer.proj"]

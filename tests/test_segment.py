@@ -632,3 +632,21 @@ def test_a_kijai_click_on_no_frame_or_object_is_named_on_import():
     from app.comfyui.mapping import Approx, points_editor_boxes
     with pytest.raises(Approx, match="cannot be read; no box carried"):
         points_editor_boxes('[{"startX": 1e999, "startY": 0, "endX": 5, "endY": 5}]')
+
+
+def test_more_objects_or_clicks_than_sam_tracks_are_refused_when_read():
+    """SAM tracks every object in memory of its own and reads every point as a token: 800 KB of '1,1|' in a received
+    workflow named 200,000 objects, which validate passed and a run handed to the model."""
+    from graph_engine import NodeError
+    from nodes.mask.segment import MAX_OBJECTS, MAX_POINTS, parse_box, points_problem, prompts
+    many = "|".join(["1,1"] * (MAX_OBJECTS + 1))
+    with pytest.raises(NodeError, match=rf"points '1,1\|1,1.*names {MAX_OBJECTS + 1} objects \('\|' between "
+                                        rf"objects\); SAM tracks at most {MAX_OBJECTS}"):
+        prompts(many)
+    assert "SAM tracks at most" in points_problem("points", False)(many)       # validate's check of the parameter
+    with pytest.raises(NodeError, match=rf"names {MAX_POINTS + 1:,} positions for one object; SAM takes at most "
+                                        rf"{MAX_POINTS}"):
+        prompts("; ".join(["1,1"] * (MAX_POINTS + 1)))
+    with pytest.raises(NodeError, match=rf"box .*names {MAX_OBJECTS + 1} objects"):
+        parse_box("|".join(["1,1,5,5"] * (MAX_OBJECTS + 1)))
+    assert len(prompts("|".join(["1,1"] * MAX_OBJECTS))[0]) == MAX_OBJECTS

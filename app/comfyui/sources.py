@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from graph_engine.errors import NodeError
+
 from .errors import ComfyImportError
 
 JSON_SUFFIXES = {".json"}
@@ -163,12 +165,14 @@ def _image_metadata(p: Path) -> Dict[str, Any]:
 
 def _video_metadata(p: Path) -> Dict[str, Any]:
     import av
+    from graph_engine.mp4_samples import refuse_claimed_frames
     try:
+        refuse_claimed_frames(p)
         with av.open(str(p)) as c:
             meta = dict(c.metadata)
             for s in c.streams:
                 meta.update({k: v for k, v in s.metadata.items() if k not in meta})
-    except (OSError, av.error.FFmpegError) as e:
+    except (OSError, av.error.FFmpegError, NodeError) as e:
         raise ComfyImportError(f"{p}: not a readable video ({e})") from None
     found = {k.lower(): v for k, v in meta.items() if k.lower() in ("workflow", "prompt")}
     comment = meta.get("comment") or meta.get("COMMENT")

@@ -27,6 +27,8 @@ def first_frame(path: str) -> np.ndarray:
             raise FileNotFoundError(f"no frames in {p}")
         return first_frame(str(frames[0]))
     import av
+    from graph_engine.mp4_samples import refuse_claimed_frames
+    refuse_claimed_frames(p)
     with av.open(str(p)) as c:
         for frame in c.decode(video=0):
             return frame.to_ndarray(format="rgb24")

@@ -126,6 +126,26 @@ def over_budget(build, tensors: int, values: int):
     return budget if budget.over else None
 
 
+def held_values(state) -> int:
+    """The values a state dict's tensors hold in memory: a pickled tensor can be a view whose stride 0 repeats one
+    stored value across any shape, so its shape alone says nothing of what the file holds."""
+    import torch
+    return sum(min(t.numel(), t.untyped_storage().nbytes() // max(t.element_size(), 1)) for t in state.values()
+               if isinstance(t, torch.Tensor))
+
+
+def refuse_built_beyond(build, state, name, made: str, source: str) -> None:
+    """Refuse a network whose sizes `build()` reads from a file's tensor names and shapes (an annotator's width from
+    one weight, an upscaler's depth from its highest block number, an IP-Adapter's projection) when building it on
+    the meta device passes BOUND times what the file holds: a few bytes naming block 200,000 made a 5 GB upscaler.
+    `made` says what was measured ("its tensor names and shapes make HED")."""
+    values = held_values(state)
+    over = over_budget(build, len(state), values)
+    if over is not None:
+        raise NodeError(f"{name}: {made} of {over.values:,} values or more, far more than the file's {values:,}: "
+                        f"the file is damaged or made to fill memory. Get it again from {source}")
+
+
 def _diffusers_build(cls, folder: Path):
     return lambda: cls.from_config(cls.load_config(str(folder)))
 

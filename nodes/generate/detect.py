@@ -83,6 +83,16 @@ def safetensors_header(path: Path) -> Header:
         end = max((v["data_offsets"][1] for v in header.values()), default=0)
         if 8 + n + end > size:
             raise ValueError(f"{size} bytes on disk, the header promises {8 + n + end}")
+        # Tensors follow one another with no gap or overlap, as the safetensors library requires when it loads them:
+        # 10,000 entries naming the same 4 KB made a folder's weights look large enough for any config.json
+        # (config_bound weighs a config against the header), the library refusing the file only after the build.
+        at = 0
+        for name, (start, stop) in sorted(((k, tuple(v["data_offsets"])) for k, v in header.items()),
+                                          key=lambda e: e[1]):
+            if start != at or stop < start:
+                raise ValueError(f"{name}: its bytes {start}-{stop} {'overlap' if start < at else 'leave a gap after'} "
+                                 f"the tensor before (which ends at {at})")
+            at = stop
         shapes = {k: tuple(v["shape"]) for k, v in header.items()}
         dtypes = {k: str(v["dtype"]) for k, v in header.items()}
         for k, v in header.items():
@@ -162,7 +172,27 @@ def torch_load(path: Path) -> dict:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise NodeError(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0][:200]}): it is "
                         "truncated or corrupt. Copy the file again.") from None
-    return unwrap_state_dict(sd, path)
+    state = unwrap_state_dict(sd, path)
+    _refuse_views_beyond(Path(path), state)
+    return state
+
+
+def _refuse_views_beyond(path: Path, state: dict) -> None:
+    """A pickled tensor is a view of its stored values, and a view whose stride is 0 repeats one value across any
+    shape: a 2 KB .pth held a 40,000 x 40,000 fp16 tensor, which the first dtype conversion (every reader of
+    annotators, IP-Adapters, LoRAs ...) made 6.4 GB. Tensors claiming far more than the file are refused, as
+    records that unpack far beyond it are."""
+    import torch
+    tensors = {k: t for k, t in state.items() if isinstance(t, torch.Tensor)}
+    claimed = sum(t.numel() * t.element_size() for t in tensors.values())
+    size = path.stat().st_size
+    if claimed > 4 * size + (16 << 20):
+        big = max(tensors, key=lambda k: tensors[k].numel() * tensors[k].element_size()
+                  - tensors[k].untyped_storage().nbytes())
+        raise NodeError(f"{path} is refused: its tensors claim {claimed:,} bytes from a file of {size:,} ({big} "
+                        f"repeats a few stored values across the shape {list(tensors[big].shape)}), which reading "
+                        "them would fill memory with. The file is damaged or made to fill memory: get it again "
+                        "from a trusted source, or as .safetensors")
 
 
 def _refuse_unpacking_beyond(path: Path) -> None:

@@ -92,7 +92,7 @@ def read_ipadapter(path: Path) -> IPAdapter:
     """The adapter in an IP-Adapter file (.safetensors with image_proj./ip_adapter. keys, or h94's .bin; XLabs' FLUX.1
     one with ip_adapter_proj_model./double_blocks. keys)."""
     from diffusers.loaders.unet import UNet2DConditionLoadersMixin
-    from nodes.generate.config_bound import over_budget
+    from nodes.generate.config_bound import refuse_built_beyond
     from nodes.generate.weights import load_weights
     state = load_weights(path, torch.float32)
     if ipadapter_kinds.is_flux(state):
@@ -119,12 +119,8 @@ def read_ipadapter(path: Path) -> IPAdapter:
                                                                                        low_cpu_mem_usage=False)
     # It sizes the modules from tensor shapes (a Resampler's width from latents' last one) and builds them before
     # reading the file's weights into them: a latents tensor 20,000 wide (a 320 KB file) asked for 6.4 GB a layer.
-    over = over_budget(convert, len(proj), sum(v.numel() for v in proj.values()))
-    if over is not None:
-        raise NodeError(f"{path.name}: its image projection's tensor shapes make a projection of {over.values:,} "
-                        f"values or more, far more than the file's {sum(v.numel() for v in proj.values()):,}: the "
-                        "file is damaged or made to fill memory. Get it again from where it was published "
-                        "(h94/IP-Adapter)")
+    refuse_built_beyond(convert, proj, path.name, "its image projection's tensor shapes make a projection",
+                        "where it was published (h94/IP-Adapter)")
     try:
         project = convert()
     except (RuntimeError, KeyError, ZeroDivisionError) as exc:

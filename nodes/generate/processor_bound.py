@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ _SIDES = ("height", "width", "shortest_edge", "longest_edge", "max_height", "max
 # Qwen2-VL's processors (the ones with a merge_size) give their sizes as pixel counts (min_pixels, max_pixels; size's
 # edges likewise).
 _PIXEL_KEYS = ("min_pixels", "max_pixels")
+_SIZE_WORDS = re.compile(r"size|edge|height|width|divisor|multiple|pixels")
 _installing = threading.Lock()
 
 
@@ -55,6 +57,15 @@ def check(data: Any, file) -> None:
                 _refuse(file, f"gives {key} as {str(value)[:40]!r}, not a size in pixels")
             if v > top:
                 _refuse(file, f"asks for pictures of {int(v):,} {unit} ({key}); models take at most {top:,}")
+    # the other sizes a processor resizes or pads to, under whatever name its class gives them (DPT pads to a
+    # multiple of size_divisor: 60000 padded each frame to 43 GB; SAM's pad_size, Idefics' max_image_size ...)
+    for key, value in data.items():
+        if key in sizes or key.split(".")[0] in ("size", "crop_size") or not _SIZE_WORDS.search(key):
+            continue
+        inner = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        for v in inner:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not v <= top:
+                _refuse(file, f"asks for pictures of {v:,} {unit} ({key}); models take at most {top:,}")
     for key in ("image_mean", "image_std"):
         value = data.get(key)
         if value is None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from graph_engine import Audio, Clip, NodeError, Timecode
 from graph_engine.clip import split_reader
+from graph_engine.mp4_samples import refuse_claimed_frames
 from nodes.common.color import TRC_HLG, TRC_PQ, hdr_to_sdr
 
 from .images import over_black
@@ -55,6 +56,7 @@ class VideoSource:
             from graph_engine.portable import missing_hint
             raise NodeError(f"video file not found: {path}{missing_hint(path)} - check the path (relative paths are "
                             f"taken from the workflow file's folder)")
+        refuse_claimed_frames(path)
         try:
             self._container = av.open(path)
         except (av.error.FFmpegError, OSError) as e:

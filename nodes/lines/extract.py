@@ -58,6 +58,7 @@ def find(name: str, kind: str) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, stamp: tuple, kind: str, device: str):
+    from nodes.generate.config_bound import refuse_built_beyond
     from nodes.generate.weights import load_weights
     what, file, key = NETS[kind]
     reader = NODES.get(kind, "lines." + kind)
@@ -67,6 +68,9 @@ def _load(path: str, stamp: tuple, kind: str, device: str):
     if key not in state:
         raise NodeError(f"{path} is not {what}'s weights (it has no {key}): {reader} reads {file} from "
                         f"Hugging Face {REPOSITORY}; put it in {WHERE}")
+    # the network's widths and depth are read from the file's shapes and key names
+    refuse_built_beyond(lambda: _net_class(kind).shaped_for(state), state, path,
+                        f"its tensor names and shapes make {what}", f"Hugging Face {REPOSITORY} ({file})")
     try:
         net = _net_class(kind).shaped_for(state)
         net.load_state_dict({k: v.float() for k, v in state.items()})

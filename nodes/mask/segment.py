@@ -347,6 +347,7 @@ class TextTracker(Pass):
         self.pending = self.pending[ready:]
 
 
+MAX_OBJECTS, MAX_POINTS = 100, 1000     # objects tracked at once; prompt positions (points, boxes) of one object
 NO_PROMPT = "give a text prompt naming what to mask (e.g. 'cat', 'the red car')"
 NO_POINTS = ("give at least one point on the object in the first frame, e.g. [{\"x\": 120, \"y\": 80}] (ComfyUI's "
              "PointsEditor) or 120,80, or a box around it (x0,y0,x1,y1)")
@@ -387,15 +388,28 @@ def text_masks(video, model: str, prompt: str, threshold: float = 0.7, device: s
     return TextTracker(load_segmenter(model, device), video, prompt, threshold, ctx, objects).clip()
 
 
+def _within_limits(groups: list, what: str, text) -> list:
+    """SAM tracks every object in memory of its own (a 64 x 64 picture of 256 features each, a frame) and reads every
+    point as a token of its mask decoder: a received workflow's 800 KB of '1,1|' named 200,000 objects."""
+    points = max((len(g) for g in groups), default=0)
+    if len(groups) > MAX_OBJECTS or points > MAX_POINTS:
+        many = (f"{len(groups):,} objects ('|' between objects); SAM tracks at most {MAX_OBJECTS}"
+                if len(groups) > MAX_OBJECTS else f"{points:,} positions for one object; SAM takes at most {MAX_POINTS}")
+        raise NodeError(f"{what} {str(text or '').strip()[:40]!r}... names {many}: a few clicks on each object mask "
+                        "it. The workflow is damaged or made to fill memory")
+    return groups
+
+
 def parse_points(text: str, what: str) -> list:
     """Points per object, [[(x, y, frame), ...], ...] (graph_engine.picks.point_groups), or a message naming the
     parameter and the forms it takes."""
     try:
-        return point_groups(text)
+        groups = point_groups(text)
     except ValueError:
         raise NodeError(f"{what} {str(text or '').strip()[:80]!r} is not a list of points: give [{{\"x\": 120, \"y\": "
                         "80}, ...] (as ComfyUI's PointsEditor writes them) or 120,80; 200,90 in the frame's pixels "
                         "(120,80@12: on frame 12; '|' between objects)") from None
+    return _within_limits(groups, what, text)
 
 
 def parse_box(text) -> list:
@@ -408,6 +422,7 @@ def parse_box(text) -> list:
         raise NodeError(f"box {text[:80]!r} is not a box: give its corners as x0,y0,x1,y1 (left, top, right, "
                         "bottom) in the frame's pixels, e.g. 40,30,200,180 (40,30,200,180@12: on frame 12; '|' "
                         "between objects)") from None
+    _within_limits(groups, "box", text)
     for b in (b for g in groups for b in g):
         if b[2] <= b[0] or b[3] <= b[1]:
             raise NodeError(f"box {text[:80]!r} has no area: x0,y0 is its top left corner and x1,y1 its bottom "

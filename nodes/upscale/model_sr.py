@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from graph_engine import NodeError
+from nodes.generate.config_bound import refuse_built_beyond
 from nodes.upscale.nodes import MIN_TILE
 from nodes.upscale.spandrel_loader import spandrel
 
@@ -28,8 +29,17 @@ def _load(path: str, stamp: tuple, device: str):
         from nodes.generate.detect import check_torchscript
         check_torchscript(path, "upscaler")
     sp = spandrel()
+    loader = sp.ModelLoader(device=torch.device(device))
     try:
-        desc = sp.ModelLoader(device=torch.device(device)).load_from_file(path)
+        state = loader.load_state_dict_from_file(path)
+        # spandrel sizes the network from the file's shapes and key names (ESRGAN's depth from its highest block
+        # number): a file naming block 200,000 filled 5 GB in 100 s before any message. The build gets a copy: some
+        # architectures rename or add entries as they load (SwinIR's conv_first.1, SPAN's no_norm)
+        refuse_built_beyond(lambda: loader.registry.load(dict(state)), state, path,
+                            "its tensor names and shapes make an upscaler", "where it was published")
+        desc = loader.load_from_state_dict(state)
+    except NodeError:
+        raise
     except sp.UnsupportedModelError:
         raise NodeError(f"{path} is not a super-resolution architecture Kinograph can load (spandrel does not "
                         f"recognise its parameters); use an ESRGAN/Real-ESRGAN, SwinIR, HAT, DAT, ... file") from None

@@ -328,7 +328,10 @@ def expand_lycoris(state: Dict[str, object], base_weight: Optional[Callable[[str
 
 def kohya_modules(pipe) -> Dict[str, object]:
     """kohya's layer names (lora_unet_down_blocks_0_..., lora_te_text_model_...) -> the pipeline's modules, as
-    kohya sd-scripts names them: the diffusers module path with dots as underscores."""
+    kohya sd-scripts names them: the diffusers module path with dots as underscores; and diffusers' own names
+    (unet.down_blocks.0...., transformer.blocks.0.attn1.to_q), so that a LoHa/LoKr layer under those is compared
+    with its layer too (it was held only to the memory free: a change of a few GB was computed before diffusers
+    refused it)."""
     out = {}
     for prefix, part in (("lora_unet_", "unet"), ("lora_transformer_", "transformer"), ("lora_te_", "text_encoder"),
                          ("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2")):
@@ -339,6 +342,7 @@ def kohya_modules(pipe) -> Dict[str, object]:
             w = getattr(m, "weight", None)
             if w is not None and n:
                 out[prefix + n.replace(".", "_")] = m
+                out[f"{part}.{n}"] = m
                 if part.startswith("text_encoder") and not n.startswith("text_model."):
                     # transformers 5's CLIPTextModel has no text_model level; kohya's names keep it.
                     out[prefix + "text_model_" + n.replace(".", "_")] = m
