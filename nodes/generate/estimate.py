@@ -22,7 +22,7 @@ from graph_engine import NodeError
 # A denoiser's forward pass's speed on a CPU over that of a 1024x1024 matrix product (matmul_speed): (transformers,
 # UNets). A transformer's matmuls are larger than the probe's and run faster; a UNet's convolutions and group
 # norms slower. Measured with bench/estimate_calibration.py (Wan-, SD 1.5- and SVD-shaped denoisers timed on a
-# shared 2-core CPU, two runs: transformers 1.4-2.2, UNets 0.57-0.75).
+# shared 2-core CPU, three runs: transformers 0.67-2.2, UNets 0.52-0.75; the medians).
 CPU_EFFICIENCY = (1.5, 0.65)
 # Over this many seconds on the CPU, validate, run and the editor say so before the run, with what to change.
 LONG_S = 30 * 60
