@@ -119,8 +119,9 @@ def manga_lineart(ctx, video: VIDEO, model: str = annotator_file("erika.pth"),
     the anime lineart ControlNet. The model is read from your own folders; nothing is downloaded."""
     from .extract import line_clip, load, manga_pictures, manga_resolution
     net = load(as_given(model, ctx.workflow_dir), "manga", ctx.device)
-    return line_clip(video, manga_resolution(resolution), lambda f: manga_pictures(net, f, resolution, ctx.device),
-                     False, ctx)
+    # one frame at a time, as the pack runs it: its full-size stages are 24 channels at a resolution rounded up
+    return line_clip(video, manga_resolution(resolution),
+                     lambda f: manga_pictures(net, f[None], resolution, ctx.device)[0], True, ctx)
 
 
 @node("lines.mlsd", title="M-LSD Straight Lines", category="Conditioning", device="gpu", temporal_radius=0)

@@ -203,7 +203,7 @@ def bae_pictures(net, frames, resolution: int, device: str):
     sized = [detect_sized(f, resolution, cv2.INTER_CUBIC) for f in frames]
     th, tw = sized[0][1]
     with torch.inference_mode():
-        x = torch.from_numpy(np.stack([p for p, _ in sized])).to(device).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.stack([p for p, _ in sized])).to(device).permute(0, 3, 1, 2).contiguous().float() / 255.0
         x = (x - torch.tensor(MEAN, device=device)[:, None, None]) / torch.tensor(STD, device=device)[:, None, None]
         normal = ((net(x)[:, :3] + 1) * 0.5).clip(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
     return (normal * 255.0).clip(0, 255).astype(np.uint8)[:, :th, :tw]

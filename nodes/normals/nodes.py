@@ -35,4 +35,6 @@ def bae(ctx, video: VIDEO, model: str = annotator_file("scannet.pt"), resolution
     from nodes.lines.extract import line_clip, load
     from .bae import bae_pictures
     net = load(as_given(model, ctx.workflow_dir), "bae", ctx.device)
-    return line_clip(video, resolution, lambda f: bae_pictures(net, f, resolution, ctx.device), False, ctx)
+    # one frame at a time, as the pack runs it: the full-size refinement holds 132 values a pixel (3.3 GB for four
+    # 1024x1536 pictures)
+    return line_clip(video, resolution, lambda f: bae_pictures(net, f[None], resolution, ctx.device)[0], True, ctx)
