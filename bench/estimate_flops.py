@@ -1,0 +1,53 @@
+"""nodes/generate/estimate.py's FLOPs per denoiser pass, read from weight shapes, against torch's FLOP counter on the
+released models' configs (Wan 2.1 1.3B, SVD, SD 1.5 in both key layouts), built without memory (meta / fake
+tensors). Attention runs through diffusers' plain AttnProcessor: the counter misses fused SDPA under fake tensors.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/estimate_flops.py"""
+from __future__ import annotations
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from nodes.generate.estimate import pass_flops
+
+
+def _counted(model, *args, plain: bool = True) -> float:
+    from diffusers.models.attention_processor import AttnProcessor
+    if plain:
+        model.set_attn_processor(AttnProcessor())
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(*args, return_dict=False)
+    return fc.get_total_flops()
+
+
+def _shapes(model) -> dict:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def main() -> None:
+    from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel, WanTransformer3DModel
+    from tests.tiny_models import sd_ldm_unet
+    with torch.device("meta"):        # Wan's own attention processor: its SDPA is counted on the meta device
+        wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128,
+                                    in_channels=16, out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960,
+                                    num_layers=30, cross_attn_norm=True, qk_norm="rms_norm_across_heads")
+        real = _counted(wan, torch.empty(1, 16, 9, 60, 104), torch.empty(1), torch.empty(1, 512, 4096), plain=False)
+    est = pass_flops(_shapes(wan), "wan", 9, 60, 104, 2)[0]
+    print(f"Wan 2.1 1.3B, 33 frames 832x480: counted {real:.4g}, estimated {est:.4g} ({est / real:.3f})")
+    with FakeTensorMode(allow_non_fake_inputs=True):        # SVD's own code makes CPU tensors: fake, not meta
+        svd = UNetSpatioTemporalConditionModel()
+        real = _counted(svd, torch.empty(1, 14, 8, 72, 128), torch.ones(1), torch.empty(1, 1, 1024), torch.ones(1, 3))
+        est = pass_flops(_shapes(svd), "svd", 14, 72, 128, 1)[0]
+        print(f"SVD, 14 frames 1024x576: counted {real:.4g}, estimated {est:.4g} ({est / real:.3f})")
+        sd = UNet2DConditionModel(cross_attention_dim=768)
+        real = _counted(sd, torch.empty(1, 4, 64, 64), torch.ones(1), torch.empty(1, 77, 768))
+        for layout, shapes in (("diffusers", _shapes(sd)),
+                               ("ldm", {k: tuple(v.shape) for k, v in
+                                        sd_ldm_unet(dict(sd.state_dict()), 4, [True, True, True, False]).items()})):
+            est = pass_flops(shapes, "sd", 1, 64, 64, 1)[0]
+            print(f"SD 1.5, 512x512, {layout} keys: counted {real:.4g}, estimated {est:.4g} ({est / real:.3f})")
+
+
+if __name__ == "__main__":
+    main()
