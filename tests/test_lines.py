@@ -537,17 +537,9 @@ def test_kinograph_info_lists_the_annotators_as_line_models(comfy):
     assert rows["sk_model2.pth"] == ("annotators", "annotator", "", "no")
 
 
-def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
-    """A ControlNet graph's preprocessors, as ComfyUI's editor saves them (widgets by position): each becomes its
-    lines.* node with its settings; none is a placeholder."""
-    from app.comfyui import import_data
-    from graph_engine.api import load_workflow
-    pre = [("M-LSDPreprocessor", [0.2, 5.0, 640]), ("AnimeLineArtPreprocessor", [1024]), ("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
-           ("HEDPreprocessor", ["disable", 640]), ("FakeScribblePreprocessor", ["enable", 512]),
-           ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512]),
-           ("PiDiNetPreprocessor", ["enable", 512]), ("Scribble_PiDiNet_Preprocessor", ["disable", 768]),
-           ("LineartStandardPreprocessor", [4.5, 10, 640])]
-    nodes = [{"id": 1, "type": "LoadImage", "inputs": [], "widgets_values": ["drawing.png", "image"],
+def preprocessor_graph(pre, picture="drawing.png"):
+    """An editor-format graph: LoadImage feeding each (class_type, widgets_values) preprocessor, each previewed."""
+    nodes = [{"id": 1, "type": "LoadImage", "inputs": [], "widgets_values": [picture, "image"],
               "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": list(range(1, len(pre) + 1))},
                           {"name": "MASK", "type": "MASK", "links": []}]}]
     links = []
@@ -558,7 +550,20 @@ def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
         nodes.append({"id": 40 + i, "type": "PreviewImage", "widgets_values": [],
                       "inputs": [{"name": "images", "type": "IMAGE", "link": 20 + i}], "outputs": []})
         links += [[i, 1, 0, 20 + i, 0, "IMAGE"], [20 + i, 20 + i, 0, 40 + i, 0, "IMAGE"]]
-    res = import_data({"last_node_id": 60, "last_link_id": 40, "nodes": nodes, "links": links, "version": 0.4})
+    return {"last_node_id": 60, "last_link_id": 40, "nodes": nodes, "links": links, "version": 0.4}
+
+
+def test_ui_workflow_with_the_line_preprocessors_imports_and_validates():
+    """A ControlNet graph's preprocessors, as ComfyUI's editor saves them (widgets by position): each becomes its
+    lines.* node with its settings; none is a placeholder."""
+    from app.comfyui import import_data
+    from graph_engine.api import load_workflow
+    pre = [("M-LSDPreprocessor", [0.2, 5.0, 640]), ("AnimeLineArtPreprocessor", [1024]), ("LineArtPreprocessor", ["enable", 768]), ("LineArtPreprocessor", ["disable", 512]),
+           ("HEDPreprocessor", ["disable", 640]), ("FakeScribblePreprocessor", ["enable", 512]),
+           ("ScribblePreprocessor", [1024]), ("Scribble_XDoG_Preprocessor", [20, 512]),
+           ("PiDiNetPreprocessor", ["enable", 512]), ("Scribble_PiDiNet_Preprocessor", ["disable", 768]),
+           ("LineartStandardPreprocessor", [4.5, 10, 640])]
+    res = import_data(preprocessor_graph(pre))
     assert not res.report.blocking
     got = sorted((n.type, tuple(sorted(n.params.items()))) for n in res.graph.nodes.values()
                  if n.type.startswith("lines."))

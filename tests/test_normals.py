@@ -135,22 +135,6 @@ def test_midas_normals_need_a_dpt_model_and_kinograph_info_says_which_depth_fold
     assert not any(name.endswith(".safetensors") for name in rows)
 
 
-def ui_graph(pre):
-    """An editor-format graph: LoadImage feeding each (class_type, widgets_values) preprocessor, each previewed."""
-    nodes = [{"id": 1, "type": "LoadImage", "inputs": [], "widgets_values": ["statue.png", "image"],
-              "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": list(range(1, len(pre) + 1))},
-                          {"name": "MASK", "type": "MASK", "links": []}]}]
-    links = []
-    for i, (t, w) in enumerate(pre, 1):
-        nodes.append({"id": 20 + i, "type": t, "widgets_values": w,
-                      "inputs": [{"name": "image", "type": "IMAGE", "link": i}],
-                      "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [20 + i]}]})
-        nodes.append({"id": 40 + i, "type": "PreviewImage", "widgets_values": [],
-                      "inputs": [{"name": "images", "type": "IMAGE", "link": 20 + i}], "outputs": []})
-        links += [[i, 1, 0, 20 + i, 0, "IMAGE"], [20 + i, 20 + i, 0, 40 + i, 0, "IMAGE"]]
-    return {"last_node_id": 60, "last_link_id": 40, "nodes": nodes, "links": links, "version": 0.4}
-
-
 def test_normal_preprocessors_import_from_a_comfyui_graph():
     """MiDaS-NormalMapPreprocessor (widgets a, bg_threshold, resolution), BAE-NormalMapPreprocessor (resolution) and
     AIO_Preprocessor naming them become normals.midas and normals.bae with their settings (AIO: the node's defaults
@@ -158,6 +142,7 @@ def test_normal_preprocessors_import_from_a_comfyui_graph():
     preprocessors Kinograph does not run keep a placeholder whose line says what to use instead."""
     from app.comfyui import import_data
     from graph_engine.api import load_workflow
+    from test_lines import preprocessor_graph as ui_graph
     refused = ("DSINE-NormalMapPreprocessor", "Metric3D-NormalMapPreprocessor", "TEEDPreprocessor",
                "AnyLineArtPreprocessor_aux", "DiffusionEdge_Preprocessor")
     pre = [("MiDaS-NormalMapPreprocessor", [4.0, 0.2, 768]), ("AIO_Preprocessor", ["MiDaS-NormalMapPreprocessor", 640]),
