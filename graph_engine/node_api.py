@@ -147,6 +147,9 @@ class NodeSpec:
     # linked, to the node behind it, so a VAE or model that reaches a check through a LoRA or a context-window
     # node is checked as if linked directly.
     passes: Dict[str, str] = field(default_factory=dict)
+    # Imports what the node's first run needs (a model library: seconds of CPU), called by a front end on a thread
+    # of its own while the user is still preparing the node (picking its points), so that run does not wait.
+    warm: Optional[Callable[[], None]] = None
 
     def port_type(self, port: str) -> Optional[SocketType]:
         """The socket type a link into `port` must bring: an input's, or a linkable param's (param_socket)."""
@@ -182,7 +185,7 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
          outputs: Optional[Dict[str, SocketType]] = None, output: bool = False, expensive: bool = False,
          migrations: Optional[Dict[int, Callable]] = None, device: str = "cpu",
          temporal_radius: Optional[int] = None, preflight: Optional[Callable] = None,
-         passes: Optional[Dict[str, str]] = None):
+         passes: Optional[Dict[str, str]] = None, warm: Optional[Callable[[], None]] = None):
     """Declare a node type; see the module docstring."""
 
     def deco(func: Callable) -> Callable:
@@ -191,6 +194,7 @@ def node(type: str, *, title: str = "", category: str = "", version: int = 1,
                           temporal_radius=temporal_radius)
         spec.preflight = preflight
         spec.passes = _passes(spec, passes or {})
+        spec.warm = warm
         func.__kinograph_spec__ = spec
         return func
 

@@ -1,17 +1,17 @@
 """The text of parameters of kind `points`, `negative_points` and `box` (node_api.PARAM_KINDS): positions in the pixels
-of the first frame of the node's picture, read by the node that declares them and written by the editor when they are
-clicked on that frame. Points are "x,y; x,y" or ComfyUI PointsEditor's JSON [{"x": 120, "y": 80}, ...]; a box is
+of the node's picture, read by the node that declares them and written by the editor when they are clicked on its
+frames. Points are "x,y; x,y" or ComfyUI PointsEditor's JSON [{"x": 120, "y": 80}, ...]; a box is
 "x0,y0,x1,y1" or a JSON list of the four (KJNodes' BBOX holds such lists). One grammar for both sides: the node reads
-every object and frame (point_groups, box_groups: '|' between objects, '@frame'); the editor picks one object on the
-first frame (points_of, box_of), and `beyond_first_frame` tells it which text to leave as written."""
+every object and frame (point_groups, box_groups: '|' between objects, '@frame'); the editor picks on the frame it
+shows for one object at a time (prompts_on, set_prompts, remove_object), rewriting only that object's
+prompts on that frame: the rest of the text stays as it was written, byte for byte."""
 from __future__ import annotations
 
 import json
 import math
+from difflib import SequenceMatcher
 from typing import List, Optional, Tuple
 
-Point = Tuple[float, float]
-Box = Tuple[float, float, float, float]
 
 
 def _frame_of(part: str) -> Tuple[str, int]:
@@ -81,47 +81,102 @@ def box_groups(text) -> List[List[Tuple[float, float, float, float, int]]]:
     return groups
 
 
-def beyond_first_frame(text, kind: str) -> bool:
-    """True where the text of a parameter of this kind holds what picking on the first frame cannot show: several
-    objects, prompts on other frames, or one object's boxes on several frames. Rewriting it from the picks would drop
-    those. Text that is not positions at all is not: the picker flags it as unreadable."""
-    try:
-        groups = box_groups(text) if kind == "box" else point_groups(text)
-    except ValueError:
-        return False
-    return len(groups) > 1 or any(p[-1] for g in groups for p in g) or (kind == "box" and any(len(g) > 1
-                                                                                             for g in groups))
-
-
-def points_of(text) -> List[Point]:
-    """[(x, y), ...] of one object's points on the first frame (text `beyond_first_frame` does not flag); ValueError
-    when it is not a list of points."""
-    groups = point_groups(text)
-    return [p[:2] for p in groups[0]] if groups else []
-
-
-def box_of(text) -> Optional[Box]:
-    """(x0, y0, x1, y1) of one box on the first frame, None for no box; ValueError when it is not four numbers."""
-    groups = box_groups(text)
-    return groups[0][0][:4] if groups and groups[0] else None
-
-
-def points_text(points: List[Point], like: str = "") -> str:
-    """The points written as `like` is: PointsEditor's JSON when it is JSON (a ComfyUI import stays JSON), else
-    x,y; x,y."""
-    if str(like or "").strip()[:1] in ("[", "{"):
-        return json.dumps([{"x": _num(x), "y": _num(y)} for x, y in points])
-    return "; ".join(f"{x:g},{y:g}" for x, y in points)
-
-
-def box_text(box: Optional[Box], like: str = "") -> str:
-    """The box written as `like` is (a JSON list, or x0,y0,x1,y1); "" for none."""
-    if box is None:
-        return ""
-    if str(like or "").strip()[:1] == "[":
-        return json.dumps([_num(v) for v in box])
-    return ",".join(f"{v:g}" for v in box)
-
-
 def _num(v: float):
     return int(v) if float(v).is_integer() else float(v)
+
+
+def groups_of(text, kind: str) -> list:
+    """Per object, its prompts with their frames: box_groups for a `box` parameter, else point_groups."""
+    return box_groups(text) if kind == "box" else point_groups(text)
+
+
+def set_prompts(text, kind: str, obj: int, frame: int, values) -> str:
+    """The text with object `obj`'s (0-based) positions on `frame` made `values` (points or boxes); groups are added
+    up to that object where it is new. The positions kept, the other frames and the other objects stay as written;
+    JSON stays JSON where JSON can say it (the first frame, a box for each object), else it is written as text."""
+    values = [tuple(float(v) for v in value) for value in values]
+    text = "" if text is None else str(text)
+    if text.strip()[:1] in ("[", "{"):
+        groups = groups_of(text, kind)
+        groups += [[] for _ in range(obj + 1 - len(groups))]
+        groups[obj] = [p for p in groups[obj] if p[-1] != frame] + [v + (frame,) for v in values]
+        return _json(groups, kind) or " | ".join("; ".join(_item(p[:-1], p[-1]) for p in g) for g in groups)
+    groups_of(text, kind)           # a ValueError names text that is not positions before it is edited
+    raw = text.split("|") if text.strip() else [""]
+    if len(raw) <= obj and raw[-1].strip() and not raw[-1][-1:].isspace():
+        raw[-1] += " "
+    raw += [""] * (obj + 1 - len(raw))
+    raw[obj] = _set_group(raw[obj], frame, values, first=obj == 0, last=obj == len(raw) - 1)
+    return "|".join(raw)
+
+
+def remove_object(text, kind: str, obj: int) -> str:
+    """The text without object `obj`'s group (the objects after it move up one); the rest as written."""
+    text = "" if text is None else str(text)
+    if text.strip()[:1] in ("[", "{"):
+        groups = groups_of(text, kind)
+        return _json(groups[:obj] + groups[obj + 1:], kind) if obj < len(groups) else text
+    raw = text.split("|")
+    if obj >= len(raw) or not text.strip():
+        return text
+    del raw[obj]
+    if obj == len(raw) and raw:
+        raw[-1] = raw[-1].rstrip()
+    elif obj == 0 and raw:
+        raw[0] = raw[0].lstrip()
+    return "|".join(raw)
+
+
+def _set_group(raw: str, frame: int, values: list, first: bool, last: bool) -> str:
+    """One object's text with its positions on `frame` made `values`: positions that stay (the longest run in
+    order, difflib's) keep their text; new ones go where the ones they replace were, else after the last on that
+    frame, else at the end."""
+    if raw.strip():
+        lead, trail = raw[:len(raw) - len(raw.lstrip())], raw[len(raw.rstrip()):]
+    else:
+        lead, trail = ("" if first else " "), ("" if last else " ")
+    pieces = raw.strip().split(";") if raw.strip() else []
+    mine = []
+    for i, piece in enumerate(pieces):
+        if piece.strip():
+            at, f = _frame_of(piece)
+            if f == frame:
+                mine.append((i, tuple(float(v) for v in at.split(","))))
+    put: dict = {}                          # piece index -> the pieces that stand in its place
+    end: List[str] = []
+    match = SequenceMatcher(None, [v for _, v in mine], values, autojunk=False)
+    for tag, i1, i2, j1, j2 in match.get_opcodes():
+        new = [" " + _item(v, frame) for v in values[j1:j2]]
+        if tag == "equal":
+            continue
+        if i2 > i1:
+            for k in range(i1, i2):
+                put[mine[k][0]] = []
+            put[mine[i1][0]] = new
+        elif i1 < len(mine):
+            put[mine[i1][0]] = new + put.get(mine[i1][0], [pieces[mine[i1][0]]])
+        elif mine:
+            put[mine[-1][0]] = put.get(mine[-1][0], [pieces[mine[-1][0]]]) + new
+        else:
+            end += new
+    out = [q for i, piece in enumerate(pieces) for q in put.get(i, [piece])] + end
+    body = ";".join(out).strip()
+    return lead + body + trail if body else ("" if first and last else lead + trail if raw.strip() else " ")
+
+
+def _item(value, frame: int) -> str:
+    return ",".join(f"{v:g}" for v in value) + (f"@{frame}" if frame else "")
+
+
+def _json(groups, kind: str) -> Optional[str]:
+    """Groups as the JSON the node reads (PointsEditor's points; KJNodes' BBOX a box an object); None where JSON
+    cannot hold them (a prompt on a later frame, an object with no box or two)."""
+    if any(p[-1] for g in groups for p in g):
+        return None
+    if kind == "box":
+        if any(len(g) != 1 for g in groups):
+            return None if groups else "[]"
+        boxes = [[_num(v) for v in g[0][:4]] for g in groups]
+        return json.dumps(boxes[0] if len(boxes) == 1 else boxes)
+    lists = [[{"x": _num(p[0]), "y": _num(p[1])} for p in g] for g in groups]
+    return json.dumps(lists[0] if len(lists) == 1 else lists)

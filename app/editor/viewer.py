@@ -14,13 +14,14 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, QPointF, QRectF, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout,
                                QLabel, QLineEdit, QMenu, QPlainTextEdit, QSizePolicy, QSlider, QSpinBox, QStyle,
                                QStyleOptionSlider, QTextEdit, QToolButton, QVBoxLayout, QWidget)
 
 from . import theme
 from .camera_preview import camera_path_image, is_camera
+from .picker import object_colour
 
 FRAME_CACHE = 48
 # Decoded frames kept for scrubbing back, by bytes as well as count: 48 frames of 4K are 1.2 GB.
@@ -177,6 +178,7 @@ class FrameCanvas(QWidget):
     """Paints slot A, or A and B compared (a draggable wipe line, side by side, or their difference);
     wheel zooms, drag pans."""
     zoomed = Signal()
+    objectPicked = Signal()                     # a click on another object's pick made it the one edited
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -350,9 +352,12 @@ class FrameCanvas(QWidget):
     def mousePressEvent(self, event):
         self.setFocus(Qt.MouseFocusReason)
         mapping = self._mapping() if self._picking() else None
+        obj = self.picker.obj if self.picker is not None else None
         if mapping is not None and self.picker.press(event.position(), event.button(), event.modifiers(),
                                                      mapping[0], mapping[1], mapping[2]):
             self._drag = ("pick",)
+            if self.picker.obj != obj:
+                self.objectPicked.emit()
             self.update()
             return
         if self.wipe is not None and self.mode == "wipe" and abs(event.position().x() - self.width() * self.wipe) < 8:
@@ -426,12 +431,14 @@ class ViewerPanel(QWidget):
         self.alpha = False                       # the transparency is shown instead of the colour (A)
         self.overlay = True                      # a mask with its picture is shown over it (M: the matte alone)
         self._pick_note = ""                     # why the node being picked for shows no mask yet
+        self._shown_index = 0                    # the frame of A's picture on screen
         self.in_point: Optional[int] = None      # loop range (I / O); None: the clip's first / last frame
         self.out_point: Optional[int] = None
         self._clock = QElapsedTimer()            # playback time, so frames keep the clip's rate
         self._clock_from = 0                     # the frame the clock started at
         self._shown_at: list = []                # when frames were shown while playing: the rate reached
         self.canvas = FrameCanvas()
+        self.canvas.objectPicked.connect(self.show_picks)
         self.loader = FrameLoader()
         self._thread = QThread()
         self._thread.setObjectName("kinograph-viewer")
@@ -559,13 +566,27 @@ class ViewerPanel(QWidget):
         lay.addLayout(top)
         lay.addLayout(names)
         self.pick_bar = QWidget()
-        pick_row = QHBoxLayout(self.pick_bar)
-        pick_row.setContentsMargins(0, 0, 0, 0)
+        pick_lay = QVBoxLayout(self.pick_bar)
+        pick_lay.setContentsMargins(0, 0, 0, 0)
+        pick_lay.setSpacing(2)
         self.pick_label = QLabel()
         self.pick_label.setWordWrap(True)
         self.pick_label.setTextFormat(Qt.RichText)
         self.pick_label.setObjectName("PickHint")
-        pick_row.addWidget(self.pick_label, 1)
+        pick_lay.addWidget(self.pick_label)
+        pick_row = QHBoxLayout()
+        pick_lay.addLayout(pick_row)
+        self.object_box = QComboBox()
+        self.object_box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.object_box.setToolTip("The object the clicks are for ('|' groups of the text) and the frames it has "
+                                   "prompts on; the others are drawn dimmed, a click on one of their points picks it")
+        self.object_box.setAccessibleName("Object picked")
+        self.object_box.activated.connect(self._choose_object)
+        pick_row.addWidget(self.object_box)
+        self.remove_object_button = self._button("Remove object", "Remove the object picked: its points and boxes "
+                                                 "on every frame", self._remove_object)
+        pick_row.addWidget(self.remove_object_button)
+        pick_row.addStretch(1)
         pick_row.addWidget(self._button("Done", "End picking (Esc)", self.stop_picking))
         self.pick_bar.hide()
         lay.addWidget(self.pick_bar)
@@ -637,15 +658,24 @@ class ViewerPanel(QWidget):
         self.in_point = self.out_point = None
         self._update_range()
 
-    # -- picking points on the first frame -------------------------------------------------------
+    # -- picking points on the frames ------------------------------------------------------------
     def start_picking(self, picker) -> None:
-        """Clicks on A edit `picker`'s node's points and box (app.editor.picker), on the first frame."""
+        """Clicks on A edit `picker`'s node's points and boxes (app.editor.picker) on the frame shown."""
         self.canvas.picker = picker
         self.wipe_box.setChecked(False)         # A alone: the picks are drawn and clicked on A
         self.pick_bar.show()
         self.pause()
-        self.seek(0)
         self.show_picks()
+
+    def _choose_object(self, k: int) -> None:
+        if self.canvas.picker is not None:
+            self.canvas.picker.choose(k)
+            self.show_picks()
+
+    def _remove_object(self) -> None:
+        if self.canvas.picker is not None:
+            self.canvas.picker.remove_object()
+            self.show_picks()
 
     def stop_picking(self) -> None:
         if self.canvas.picker is None:
@@ -666,12 +696,31 @@ class ViewerPanel(QWidget):
         picker = self.canvas.picker
         if picker is None:
             return
-        picker.enabled = self.index == 0
-        text = picker.hint() if picker.enabled else "Points are picked on the first frame: Home goes back to it"
+        # Clicks go to the frame on screen: none while the frame stepped to is still being computed.
+        picker.frame = self.index
+        picker.enabled = self.canvas.images["A"] is not None and self._shown_index == self.index
+        text = picker.hint() + ("" if picker.enabled else f". Frame {self.index} is being computed: clicks wait "
+                                                          "until it is shown")
+        self._list_objects(picker)
         note = self._pick_note
         note = f"<br><span style='color:#ffb4a8'>{html.escape(note, False)}</span>" if note else ""
         self.pick_label.setText(html.escape(text, False) + note)
         self.canvas.update()
+
+    def _list_objects(self, picker) -> None:
+        box = self.object_box
+        box.blockSignals(True)
+        box.clear()
+        for k in range(picker.count() + 1):
+            frames = picker.frames_of(k)
+            swatch = QPixmap(12, 12)
+            swatch.fill(object_colour(k))
+            box.addItem(QIcon(swatch), f"Object {k + 1}" + (f" · frame{'s' * (len(frames) > 1)} "
+                                                            f"{', '.join(map(str, frames))}" if frames else "")
+                        if k < picker.count() else "New object")
+        box.setCurrentIndex(picker.obj)
+        box.blockSignals(False)
+        self.remove_object_button.setEnabled(picker.obj < picker.count() and bool(picker.frames_of(picker.obj)))
 
     def show_live(self, img: QImage, caption: str) -> None:
         """A step of a running sampler (a cheap projection of its latent), with step count and ETA."""
@@ -799,6 +848,9 @@ class ViewerPanel(QWidget):
 
     def _show(self, slot: str, j: int, img: QImage, final: bool = True) -> None:
         self.canvas.images[slot] = img
+        if slot == "A":
+            self._shown_index = j
+            self.show_picks()
         if final:
             self._waiting.pop(slot, None)
         if not self._waiting:

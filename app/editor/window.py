@@ -3,6 +3,7 @@ right, log and run queue below; menus carry every command with its shortcut."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -52,6 +53,7 @@ class MainWindow(QMainWindow):
         self.thumbs = ThumbLoader(self)
         self.doc: Optional[Document] = None
         self.autosaver: Optional[Autosaver] = None
+        self._warmed: set = set()                # node types whose libraries a background import has begun
         self._viewing = {}                       # slot -> node id shown there (refreshed on edits)
         self._files = {}                         # slot -> rendered file shown there (reread when a run rewrites it)
         self._follows_runs = False               # viewer A shows what the last run wrote (not asked for)
@@ -1147,9 +1149,8 @@ class MainWindow(QMainWindow):
             return
         params = self.doc.graph.nodes[node_id].params
         values = {name: params.get(name, spec.params[name].default) for name in names.values()}
-        picker = Picker(node_id, names, values,
-                        lambda name, text: node_id in self.doc.graph.nodes and
-                        self.controller.set_param(node_id, name, text))
+        self._warm(spec)
+        picker = Picker(node_id, names, values, lambda edits: self._set_picks(node_id, edits))
         self.viewer.start_picking(picker)
         # A picture to click on, not a thumbnail: the viewer takes half the window while picking.
         viewer = self.docks["Viewer"]
@@ -1158,6 +1159,27 @@ class MainWindow(QMainWindow):
         self.resizeDocks([viewer], [max(viewer.height(), self.height() * 3 // 5)], Qt.Vertical)
         target = self._view_target(node_id)
         self.view_node(node_id if target and self._picture_input(target[0]) else src[0], "A")
+
+    def _set_picks(self, node_id: str, edits) -> None:
+        """One pick's edits of the node's parameters (a point, and a group for a new object): one undo step."""
+        if node_id in self.doc.graph.nodes:
+            gesture = self.controller.new_gesture()
+            for name, text in edits.items():
+                self.controller.set_param(node_id, name, text, gesture)
+
+    def _warm(self, spec) -> None:
+        """The node's libraries imported in the background while the user picks (transformers for SAM: seconds
+        of CPU its first mask would otherwise wait for). Once a session; a failure is the run's to report."""
+        if spec.warm is None or spec.type in self._warmed:
+            return
+        self._warmed.add(spec.type)
+
+        def warm():
+            try:
+                spec.warm()
+            except Exception:       # noqa: BLE001 - the run that needs them says what is wrong
+                pass
+        threading.Thread(target=warm, name=f"kinograph-warm-{spec.type}", daemon=True).start()
 
     def _picking_ended(self) -> None:
         """The viewer back to the size it had before picking."""

@@ -8,7 +8,7 @@ from graph_engine import Input, Param, node
 from graph_engine.types import MASK, VIDEO, add_hint
 from nodes.common import masks
 from nodes.common.models_dirs import locator
-from nodes.mask.segment import box_problem, points_problem, prompt_problem
+from nodes.mask.segment import box_problem, points_problem, prompt_problem, warm_imports
 
 _CAT = "Mask"
 # A clip is not taken as a mask by itself (every mask input would then be offered for any video output): say how.
@@ -180,7 +180,7 @@ def segment(ctx, video: VIDEO = Input(help="the clip (or picture) to find the ob
     return text_masks(video, as_given(model, ctx.workflow_dir), prompt, threshold, ctx.device, ctx, objects)
 
 
-@node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu")
+@node("mask.track_points", title="Track Points (SAM 2)", category=_CAT, device="gpu", warm=warm_imports)
 def track_points(ctx, video: VIDEO = Input(help="the clip (or picture) the object is in"),
                  points: str = Param("", kind="points", check=points_problem("points", False),
                                      help="points on the object in the first frame, in its pixels: "

@@ -85,6 +85,12 @@ def _preprocessing(folder: Path, config: dict, mean, std):
     return checked_side(vision.get("image_size", config.get("image_size", 1024)), folder / "config.json"), mean, std
 
 
+def warm_imports() -> None:
+    """Imports what loading SAM 2 imports first (transformers and its SAM 2 video model: seconds of CPU), for a front
+    end to run on another thread while points are being picked, ahead of the first mask (mask.track_points' warm)."""
+    from transformers import Sam2VideoModel  # noqa: F401
+
+
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str, wanted: tuple) -> Segmenter:
     import transformers
