@@ -32,7 +32,7 @@ class _Budget:
 
     def __init__(self, tensors: int, values: int):
         self.max_tensors, self.max_values = BOUND * tensors + SPARE_TENSORS, BOUND * values + SPARE_VALUES
-        self.seen, self.tensors, self.values, self.over = {}, 0, 0, False
+        self.seen, self.tensors, self.values, self.over, self.failed = {}, 0, 0, False, False
 
     def add(self, module, name: str, tensor) -> None:
         key = (id(module), name)
@@ -109,6 +109,12 @@ def over_budget(build, tensors: int, values: int):
     """The count `build()` reached on the meta device where it passed BOUND times these tensors and values (None
     where it stayed within them, or failed on its own: the load itself reports that). Also for modules whose sizes
     a library reads from a file's tensor shapes, such as an IP-Adapter's projection."""
+    budget = _measure(build, tensors, values, "meta")
+    return budget if budget.over else None
+
+
+def _measure(build, tensors: int, values: int, device: str) -> _Budget:
+    """What `build()` registered on `device`, stopped as soon as it passed the budget; `failed`: it raised before."""
     import warnings
     import torch
     _hook()
@@ -116,14 +122,14 @@ def over_budget(build, tensors: int, values: int):
     try:
         # what is built is thrown away: torch's "copying ... to a meta parameter ... is a no-op" (an IP-Adapter's
         # conversion loads the file into it) would reach the user's terminal
-        with torch.device("meta"), warnings.catch_warnings():
+        with torch.device(device), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             build()
     except Exception:       # noqa: BLE001 - a library that wraps the stop in its own error is still stopped
-        pass
+        budget.failed = not budget.over
     finally:
         _active.budget = None
-    return budget if budget.over else None
+    return budget
 
 
 def held_values(state) -> int:
@@ -140,8 +146,12 @@ def refuse_built_beyond(build, state, name, made: str, source: str) -> None:
     the meta device passes BOUND times what the file holds: a few bytes naming block 200,000 made a 5 GB upscaler.
     `made` says what was measured ("its tensor names and shapes make HED")."""
     values = held_values(state)
-    over = over_budget(build, len(state), values)
-    if over is not None:
+    over = _measure(build, len(state), values, "meta")
+    if over.failed:
+        # a constructor that reads a number back from a tensor (SwinIR's, HAT's drop-path rates: .item()) cannot
+        # build on meta; on the CPU the hooks stop it at the budget, so it holds no more than that at any time
+        over = _measure(build, len(state), values, "cpu")
+    if over.over:
         raise NodeError(f"{name}: {made} of {over.values:,} values or more, far more than the file's {values:,}: "
                         f"the file is damaged or made to fill memory. Get it again from {source}")
 
