@@ -1,0 +1,92 @@
+"""HunyuanVideo 1.5 from ComfyUI's split files (the transformer and VAE in Tencent's names, Qwen2.5-VL and the glyph
+ByT5 as DualCLIPLoader type hunyuan_video_15 loads them): detected, converted at load, sampled through Kinograph's
+sampler to the latent diffusers' own HunyuanVideo15Pipeline gives for the same weights, prompt, negative and seed."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_engine import NodeError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+W, H, FRAMES, STEPS, SEED, CFG = 64, 32, 5, 2, 3, 6.0
+PROMPT = "a paper airplane over a city"
+
+
+@pytest.fixture(scope="module")
+def hy15(tmp_path_factory):
+    from comfy_layouts import models_dir
+    from tiny_hunyuan15 import build_hunyuan15
+    yield from models_dir(tmp_path_factory, build_hunyuan15, "hy15")
+
+
+@pytest.fixture(scope="module")
+def loaded(hy15):
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_diffusion_model, load_text_encoder, load_vae
+    mm = ModelManager()
+    return (load_diffusion_model(mm, "hunyuanvideo1.5_tiny_t2v_fp16.safetensors", "default", "cpu"),
+            load_text_encoder(mm, "qwen_2.5_vl_tiny.safetensors", "byt5_small_glyphxl_tiny.safetensors",
+                              "hunyuan_video_15", "cpu"),
+            load_vae(mm, "hunyuanvideo15_vae_tiny.safetensors", "cpu"))
+
+
+def _pipeline(hy15):
+    from diffusers import ClassifierFreeGuidance, HunyuanVideo15Pipeline
+    from transformers import AutoTokenizer, ByT5Tokenizer
+    from tiny_hunyuan15 import reference_parts
+    from nodes.generate.split import scheduler
+    transformer, vae, te, byt5 = reference_parts()
+    tok = AutoTokenizer.from_pretrained(str(hy15 / "comfy" / "text_encoders" / "qwen25_tokenizer"))
+    return HunyuanVideo15Pipeline(text_encoder=te, tokenizer=tok, transformer=transformer, vae=vae,
+                                  scheduler=scheduler("hunyuan15"), text_encoder_2=byt5, tokenizer_2=ByT5Tokenizer(),
+                                  guider=ClassifierFreeGuidance(guidance_scale=CFG))
+
+
+def test_hunyuan15_comfyui_files_sample_as_diffusers_pipeline(hy15, loaded):
+    """Before: the transformer was taken for a HunyuanVideo 1 model of 65 input channels ("not this variant
+    (SkyReels' image-to-video has 32)") and the VAE for HunyuanVideo 1's, whose converter could not read it."""
+    from nodes.generate.model_manager import describe_model
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    models = hy15 / "models"
+    got = [(d["family"], d["role"], d["loads"]) for d in (
+        describe_model(models / "diffusion_models" / "hunyuanvideo1.5_tiny_t2v_fp16.safetensors"),
+        describe_model(models / "vae" / "hunyuanvideo15_vae_tiny.safetensors"))]
+    assert got == [("hunyuan15", "diffusion_model", "yes"), ("hunyuan15", "vae", "yes")]
+    model, te, vae = loaded
+    assert (model.family, te.family, vae.family) == ("hunyuan15",) * 3
+    latent = run_sampling(model, encode_prompt(te, PROMPT), encode_prompt(te, ""),
+                          empty_latent(vae, FRAMES, W, H, 24.0), steps=STEPS, cfg=CFG, sampler="euler",
+                          seed=SEED).samples
+    pipe = _pipeline(hy15)
+    want = pipe(PROMPT, height=H, width=W, num_frames=FRAMES, num_inference_steps=STEPS, output_type="latent",
+                generator=torch.Generator().manual_seed(SEED)).frames
+    assert latent.shape == want.shape == (1, 8, 2, H // 16, W // 16)
+    err = float((latent - want).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    # the VAE file decodes as the pipeline's VAE
+    from nodes.generate.adapters import get_adapter
+    pixels = get_adapter("hunyuan15").vae_decode(vae.pipe, want)
+    ref = pipe.vae.decode(want / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    assert torch.allclose(pixels, ref, atol=1e-4)
+
+
+def test_hunyuan15_quoted_text_and_unrunnable_variants_are_named(hy15, loaded, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.detect import detect_file
+    _, te, _ = loaded
+    with pytest.raises(NodeError, match="glyph ByT5.*Leave out the quotation marks"):
+        encode_prompt(te, 'a neon sign reading "OPEN"')
+    base = load_file(str(hy15 / "models" / "diffusion_models" / "hunyuanvideo1.5_tiny_t2v_fp16.safetensors"))
+    for extra, why in (({"guidance_in.mlp.0.weight": torch.zeros(1)}, "cfg-distilled"),
+                       ({"time_r_in.mlp.0.weight": torch.zeros(1)}, "step-distilled"),
+                       ({"img_in.proj.weight": torch.zeros(256, 98, 1, 1, 1)}, "super-resolution")):
+        path = tmp_path / f"{why}.safetensors"
+        save_file({**base, **extra}, str(path))
+        det = detect_file(path)
+        assert (det.family, det.role) == ("hunyuan15", None) and why in det.why, det
