@@ -90,3 +90,42 @@ def test_hunyuan15_quoted_text_and_unrunnable_variants_are_named(hy15, loaded, t
         save_file({**base, **extra}, str(path))
         det = detect_file(path)
         assert (det.family, det.role) == ("hunyuan15", None) and why in det.why, det
+
+
+def test_comfyui_hunyuan15_t2v_template_imports_and_runs(hy15, tmp_path, monkeypatch):
+    """ComfyUI's own HunyuanVideo 1.5 720p text-to-video template (its 1080p super-resolution branch bypassed, as
+    published): EmptyHunyuanVideo15Latent was not mapped. Every active node maps now, and under the template's own
+    file names (at 64x32, 5 frames, 2 steps) the latent is HunyuanVideo15Pipeline's for the template's prompts, seed and
+    cfg on ComfyUI's simple schedule at ModelSamplingSD3's shift 7 (t = 1, 1/2, then shifted as the pipeline shifts)."""
+    import json
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from comfy_layouts import link_as
+    models = hy15 / "models"
+    for name, tiny in (("diffusion_models/hunyuanvideo1.5_720p_t2v_fp16.safetensors",
+                        "hunyuanvideo1.5_tiny_t2v_fp16.safetensors"),
+                       ("text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_2.5_vl_tiny.safetensors"),
+                       ("text_encoders/byt5_small_glyphxl_fp16.safetensors", "byt5_small_glyphxl_tiny.safetensors"),
+                       ("vae/hunyuanvideo15_vae_fp16.safetensors", "hunyuanvideo15_vae_tiny.safetensors")):
+        link_as(models / name, models / name.split("/")[0] / tiny)
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                       "video_hunyuan_video_1.5_720p_t2v.json").read_text("utf-8"))
+    res = import_data(data)
+    active = {e.class_type: e.status for e in res.report.entries.values()}
+    assert active["EmptyHunyuanVideo15Latent"] != "unmapped" and "unmapped" not in active.values(), active
+    yaml = res.yaml.replace("frames: 121", f"frames: {FRAMES}").replace("width: 1280", f"width: {W}")
+    yaml = yaml.replace("height: 720", f"height: {H}").replace("steps: 20", f"steps: {STEPS}")
+    assert f"width: {W}" in yaml and f"steps: {STEPS}" in yaml and "shift: 7" in yaml, yaml
+    wf = tmp_path / "hy15.kino.yaml"
+    wf.write_text(yaml, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+    assert run.ok, run.failed
+    got = next(v["latent"] for k, v in run.outputs.items() if k.startswith("sampler_custom_advanced")).samples
+    texts = {n["title"]: n["widgets_values"][0] for n in data["nodes"] if n["type"] == "CLIPTextEncode"}
+    seed = next(n["widgets_values"][0] for n in data["nodes"] if n["type"] == "RandomNoise" and n["mode"] == 0)
+    want = _pipeline(hy15)(texts["CLIP Text Encode (Positive Prompt)"], texts["CLIP Text Encode (Negative Prompt)"],
+                           height=H, width=W, num_frames=FRAMES, sigmas=[1.0, 0.5], output_type="latent",
+                           generator=torch.Generator().manual_seed(seed)).frames
+    err = float((got - want).abs().max() / want.abs().max())
+    assert err < 1e-4, err
