@@ -83,6 +83,19 @@ def test_hunyuan15_quoted_text_and_unrunnable_variants_are_named(hy15, loaded, t
     with pytest.raises(NodeError, match="glyph ByT5.*Leave out the quotation marks"):
         encode_prompt(te, 'a neon sign reading "OPEN"')
     base = load_file(str(hy15 / "models" / "diffusion_models" / "hunyuanvideo1.5_tiny_t2v_fp16.safetensors"))
+    # q, k and v fused in HunyuanVideo 1's spelling (img_attn_qkv, txt_attn_qkv): the same model
+    from nodes.generate.converters import build
+    from nodes.generate.detect import detect_state_dict
+    fused = dict(base)
+    for side in ("img", "txt"):
+        for kind in ("weight", "bias"):
+            fused[f"double_blocks.0.{side}_attn_qkv.{kind}"] = torch.cat(
+                [fused.pop(f"double_blocks.0.{side}_attn_{p}.{kind}") for p in "qkv"])
+    det = detect_state_dict(fused)
+    assert (det.family, det.role) == ("hunyuan15", "diffusion_model"), det
+    want = build(detect_state_dict(base), dict(base), torch.float32, "split").state_dict()
+    got = build(det, fused, torch.float32, "fused").state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     for extra, why in (({"guidance_in.mlp.0.weight": torch.zeros(1)}, "cfg-distilled"),
                        ({"time_r_in.mlp.0.weight": torch.zeros(1)}, "step-distilled"),
                        ({"img_in.proj.weight": torch.zeros(256, 98, 1, 1, 1)}, "super-resolution")):

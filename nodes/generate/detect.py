@@ -492,7 +492,8 @@ def _hunyuan15(k: Keys) -> Optional[Detection]:
         return Detection("vae", "hunyuan15", "", why="3-D VAE with RMS-norm gammas (HunyuanVideo 1.5's)")
     if k.has("encoder.down_blocks.0.resnets.0.norm1.gamma", "decoder.conv_in.conv.weight"):
         return Detection("vae", "hunyuan15", "", layout="diffusers", why="3-D VAE with RMS-norm gammas")
-    if k.has("double_blocks.0.img_attn_q.weight", "cond_type_embedding.weight"):
+    if k.has("cond_type_embedding.weight") and k.any("double_blocks.0.img_attn_q.weight",
+                                                     "double_blocks.0.img_attn_qkv.weight"):
         layout, img_in = "original", "img_in.proj.weight"
     elif k.has("cond_type_embed.weight", "context_embedder_2.norm.weight"):
         layout, img_in = "diffusers", "x_embedder.proj.weight"

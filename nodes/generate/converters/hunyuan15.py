@@ -67,6 +67,11 @@ def transformer_to_diffusers(state: Mapping) -> dict:
     out = {}
     for key, v in state.items():
         m = _BLOCK.match(key)
+        if m and m.group(2) in ("img_attn_qkv", "txt_attn_qkv"):      # HunyuanVideo 1's fused spelling
+            side = m.group(2)[:3]
+            for part, t in zip("qkv", v.chunk(3, dim=0)):
+                out[f"transformer_blocks.{m.group(1)}.{_DOUBLE[f'{side}_attn_{part}']}.{m.group(3)}"] = t
+            continue
         if m and m.group(2) in _DOUBLE:
             out[f"transformer_blocks.{m.group(1)}.{_DOUBLE[m.group(2)]}.{m.group(3)}"] = v
             continue
@@ -83,7 +88,7 @@ def transformer_to_diffusers(state: Mapping) -> dict:
         if name == "final_layer.adaLN_modulation.1":        # Tencent's (shift, scale) -> diffusers' (scale, shift)
             shift, scale = v.chunk(2, dim=0)
             v = torch.cat([scale, shift], dim=0)
-        out[f"{_TOP.get(name, name)}.{kind}" if kind in ("weight", "bias") else key] = v
+        out[f"{_TOP.get(name, name)}.{kind}"] = v
     return out
 
 
