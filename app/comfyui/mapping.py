@@ -889,6 +889,10 @@ RULES: Dict[str, Rule] = {
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
+    # HunyuanVideo 1.5's empty latent (32 channels at 1/16 of the picture; Kinograph sizes it from the VAE it is given)
+    "EmptyHunyuanVideo15Latent": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                                      LATENT_SIZE + (P("length", "frames"),), outputs=("latent",),
+                                      special="empty_latent", ignore={"batch_size": 1}),
     "EmptyLTXVLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                  ignore={"batch_size": 1}),
