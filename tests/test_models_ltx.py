@@ -100,3 +100,56 @@ def test_13b_transformer_keeps_its_32_heads():
               return_dict=False)
     with torch.no_grad():
         assert torch.allclose(built(x, text, **kw)[0], ref(x, text, **kw)[0], atol=1e-5)
+
+
+def _tiny_upsampler(**kw):
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+    torch.manual_seed(1)
+    return LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1, **kw).eval()
+
+
+def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, monkeypatch):
+    """ltxv-spatial-upscaler-0.9.8.safetensors in latent_upscale_models/ (Lightricks' names are diffusers'): the
+    node's latent equals LTXLatentUpsamplePipeline's on the same sampled latent and VAE, decodes at twice the
+    size, and any other file is refused by name. The temporal and spatio-temporal layouts are read from shapes."""
+    from diffusers import AutoencoderKLLTXVideo, LTXLatentUpsamplePipeline
+    from safetensors.torch import save_file
+
+    from graph_engine import NodeError
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.ltx_upsampler import upsampler_config
+    net = _tiny_upsampler()
+    folder = ltx["models"] / "latent_upscale_models"
+    folder.mkdir(exist_ok=True)
+    save_file(net.state_dict(), str(folder / "ltxv-spatial-upscaler-0.9.8.safetensors"))
+    monkeypatch.setenv("KINOGRAPH_MODELS", str(ltx["models"]))
+    text = f"""kinograph: 1
+nodes:
+  load: {{type: load.ltx, params: {{path: '{ltx['checkpoint']}'}}}}
+  text: {{type: load.text_encoder, params: {{name: '{ltx['text_encoder']}', type: ltxv}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: text.text_encoder}}, params: {{text: "a fox"}}}}
+  latent: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: 9, width: 32, height: 32}}}}
+  sample:
+    type: generate.sample
+    inputs: {{model: load.model, positive: prompt.positive, latent: latent.latent}}
+    params: {{steps: 2, seed: 3, cfg: 1.0}}
+  up: {{type: latent.ltx_upsample, inputs: {{latent: sample.latent, vae: load.vae}}}}
+  decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: up.latent}}}}
+"""
+    res = Session(device="cpu").run(load_workflow(text=text, check=True), use_cache=False)
+    assert res.ok, res.failed
+    low, up = res.outputs["sample"]["latent"], res.outputs["up"]["latent"]
+    vae = AutoencoderKLLTXVideo.from_pretrained(str(ltx["diffusers"] / "vae")).eval()
+    with torch.no_grad():
+        ref = LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=net)(latents=low.samples, output_type="latent",
+                                                                       return_dict=False)[0]
+    assert up.samples.shape == (1, 8, 2, 2, 2) and torch.allclose(up.samples, ref, atol=1e-5)
+    assert (up.width, up.height, up.frames) == (64, 64, 9)
+    assert res.outputs["decode"]["video"].to_array().shape == (9, 64, 64, 3)
+    with pytest.raises(NodeError, match="t5xxl_fp16.safetensors is not an LTX-Video latent upscaler"):
+        from nodes.generate.ltx_upsampler import load_upsampler
+        load_upsampler(ltx["text_encoder"], torch.float32, "cpu")
+    for kw, axes in (({"spatial_upsample": False, "temporal_upsample": True}, (False, True)),
+                     ({"temporal_upsample": True}, (True, True))):
+        cfg = upsampler_config(_tiny_upsampler(**kw).state_dict(), "x")
+        assert (cfg["spatial_upsample"], cfg["temporal_upsample"], cfg["dims"], cfg["mid_channels"]) == (*axes, 3, 32)

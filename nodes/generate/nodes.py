@@ -838,6 +838,28 @@ def latent_upscale(ctx, latent: LATENT,
     return upscale_latent(latent, scale, method)
 
 
+# ComfyUI core keeps them in latent_upscale_models/, Lightricks' node pack in upscale_models/.
+_LATENT_UPSCALERS = locator("latent_upscale_models", "upscale_models")
+
+
+@node("latent.ltx_upsample", title="LTX Latent Upsampler", category="Latent", device="gpu")
+def latent_ltx_upsample(ctx, latent: LATENT, vae: VAE,
+                        model: str = Param("ltxv-spatial-upscaler-0.9.8.safetensors", kind="path",
+                                           locate=_LATENT_UPSCALERS,
+                                           help="an LTX-Video latent upscaler in latent_upscale_models/ or "
+                                                "upscale_models/ (spatial 0.9.7 / 0.9.8, or the temporal one)")
+                        ) -> LATENT:
+    """Double an LTX-Video latent's width and height (or, with the temporal upscaler, its frames and frame rate)
+    with Lightricks' learned upscaler, for a second sampling pass at low denoise (ComfyUI's LTXVLatentUpsampler).
+    The VAE is the one the latent was made with: the upscaler works on its un-normalised latents."""
+    from nodes.common.models_dirs import find_model
+    from nodes.generate.ltx_upsampler import load_upsampler, upsample
+    name = as_given(model, ctx.workflow_dir)
+    path = _LATENT_UPSCALERS(name) or find_model(name, "latent_upscale_models")     # not found: where to put it
+    net = load_upsampler(path, next(vae.pipe.vae.parameters()).dtype, ctx.device)
+    return upsample(latent, vae, net)
+
+
 @node("image.ltx_preprocess", title="LTX Image Preprocess", category="Conditioning")
 def ltx_preprocess(ctx, image: IMAGE, compression: int = Param(35, min=0, max=100,
                                                                help="H.264 CRF; 0 leaves the image as it is")) -> IMAGE:
