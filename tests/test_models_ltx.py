@@ -108,46 +108,62 @@ def _tiny_upsampler(**kw):
     return LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1, **kw).eval()
 
 
-def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, monkeypatch):
-    """ltxv-spatial-upscaler-0.9.8.safetensors in latent_upscale_models/ (Lightricks' names are diffusers'): the
-    node's latent equals LTXLatentUpsamplePipeline's on the same sampled latent and VAE, decodes at twice the
-    size, and any other file is refused by name. The temporal and spatio-temporal layouts are read from shapes."""
+def _comfy_upscale_workflow(loader: dict) -> dict:
+    """ComfyUI's API format: text-to-video with the checkpoint, then the latent upscaler from `loader`, decoded."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltx-video-2b-v0.9.5.safetensors"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5xxl_fp16.safetensors", "type": "ltxv"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["2", 0]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+        "5": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 32, "height": 32, "length": 9, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
+                                                   "latent_image": ["5", 0], "seed": 3, "steps": 2, "cfg": 1.0,
+                                                   "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "7": loader,
+        "8": {"class_type": "LTXVLatentUpsampler", "inputs": {"samples": ["6", 0], "upscale_model": ["7", 0],
+                                                              "vae": ["1", 2]}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        "10": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["9", 0], "filename_prefix": "up", "fps": 24,
+                                                            "lossless": False, "quality": 90, "method": "default"}}}
+
+
+def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, monkeypatch, tmp_path):
+    """ltxv-spatial-upscaler-0.9.8.safetensors in latent_upscale_models/ (Lightricks' names are diffusers'), in a
+    ComfyUI workflow with core's loader and LTXVLatentUpsampler: the upscaled latent equals
+    LTXLatentUpsamplePipeline's on the same sampled latent and VAE and decodes at twice the size; Lightricks' own
+    loader imports the same; any other file is refused by name. Temporal and spatio-temporal layouts are read from
+    shapes."""
     from diffusers import AutoencoderKLLTXVideo, LTXLatentUpsamplePipeline
     from safetensors.torch import save_file
 
+    from app.comfyui import import_data
     from graph_engine import NodeError
     from graph_engine.api import Session, load_workflow
-    from nodes.generate.ltx_upsampler import upsampler_config
+    from nodes.generate.ltx_upsampler import load_upsampler, upsampler_config
     net = _tiny_upsampler()
     folder = ltx["models"] / "latent_upscale_models"
     folder.mkdir(exist_ok=True)
     save_file(net.state_dict(), str(folder / "ltxv-spatial-upscaler-0.9.8.safetensors"))
     monkeypatch.setenv("KINOGRAPH_MODELS", str(ltx["models"]))
-    text = f"""kinograph: 1
-nodes:
-  load: {{type: load.ltx, params: {{path: '{ltx['checkpoint']}'}}}}
-  text: {{type: load.text_encoder, params: {{name: '{ltx['text_encoder']}', type: ltxv}}}}
-  prompt: {{type: encode.text, inputs: {{text_encoder: text.text_encoder}}, params: {{text: "a fox"}}}}
-  latent: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: 9, width: 32, height: 32}}}}
-  sample:
-    type: generate.sample
-    inputs: {{model: load.model, positive: prompt.positive, latent: latent.latent}}
-    params: {{steps: 2, seed: 3, cfg: 1.0}}
-  up: {{type: latent.ltx_upsample, inputs: {{latent: sample.latent, vae: load.vae}}}}
-  decode: {{type: vae.decode, inputs: {{vae: load.vae, latent: up.latent}}}}
-"""
-    res = Session(device="cpu").run(load_workflow(text=text, check=True), use_cache=False)
+    core = import_data(_comfy_upscale_workflow(
+        {"class_type": "LatentUpscaleModelLoader", "inputs": {"model_name": "ltxv-spatial-upscaler-0.9.8.safetensors"}}))
+    pack = import_data(_comfy_upscale_workflow(
+        {"class_type": "LTXVLatentUpsamplerModelLoader", "inputs": {
+            "upscale_model": "ltxv-spatial-upscaler-0.9.8.safetensors", "spatial_upsample": True,
+            "temporal_upsample": False}}))
+    assert core.report.summary() == "10 mapped exactly" and pack.yaml == core.yaml
+    res = Session(device="cpu").run(load_workflow(text=core.yaml, check=True), use_cache=False,
+                                    overrides=[f"save_animated_webp_10.path={tmp_path / 'up.webp'}"])
     assert res.ok, res.failed
-    low, up = res.outputs["sample"]["latent"], res.outputs["up"]["latent"]
+    low, up = res.outputs["k_sampler_6"]["latent"], res.outputs["ltxv_latent_upsampler_8"]["latent"]
     vae = AutoencoderKLLTXVideo.from_pretrained(str(ltx["diffusers"] / "vae")).eval()
     with torch.no_grad():
         ref = LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=net)(latents=low.samples, output_type="latent",
                                                                        return_dict=False)[0]
     assert up.samples.shape == (1, 8, 2, 2, 2) and torch.allclose(up.samples, ref, atol=1e-5)
     assert (up.width, up.height, up.frames) == (64, 64, 9)
-    assert res.outputs["decode"]["video"].to_array().shape == (9, 64, 64, 3)
+    assert res.outputs["vae_decode_9"]["video"].to_array().shape == (9, 64, 64, 3)
     with pytest.raises(NodeError, match="t5xxl_fp16.safetensors is not an LTX-Video latent upscaler"):
-        from nodes.generate.ltx_upsampler import load_upsampler
         load_upsampler(ltx["text_encoder"], torch.float32, "cpu")
     for kw, axes in (({"spatial_upsample": False, "temporal_upsample": True}, (False, True)),
                      ({"temporal_upsample": True}, (True, True))):

@@ -1229,6 +1229,13 @@ RULES: Dict[str, Rule] = {
     # what VHS read about a loaded clip: its frame rate is the clip's own (Kinograph's clips carry it)
     **{name: Rule(None, (), (), fold=True, special="video_info") for name in
        ("VHS_VideoInfo", "VHS_VideoInfoLoaded", "VHS_VideoInfoSource")},
+    # LTX-Video's latent upscalers: core's loader (latent_upscale_models/) or Lightricks' (upscale_models/, with the
+    # axes as switches, which Kinograph reads from the file's shapes) hands its file to latent.ltx_upsample
+    "LatentUpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    "LTXVLatentUpsamplerModelLoader": Rule(None, ("upscale_model", "spatial_upsample", "temporal_upsample"),
+                                           (P("upscale_model", "model"),), fold=True),
+    "LTXVLatentUpsampler": Rule("latent.ltx_upsample", (), (), {"samples": "latent", "vae": "vae"}, ("latent",),
+                                special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
     "ImageUpscaleWithModel": Rule("upscale.model", (), (), {"image": "video"}, ("video",), special="upscale_model"),
