@@ -127,39 +127,50 @@ def _comfy_upscale_workflow(loader: dict) -> dict:
                                                             "lossless": False, "quality": 90, "method": "default"}}}
 
 
-def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, monkeypatch, tmp_path):
-    """ltxv-spatial-upscaler-0.9.8.safetensors in latent_upscale_models/ (Lightricks' names are diffusers'), in a
-    ComfyUI workflow with core's loader and LTXVLatentUpsampler: the upscaled latent equals
-    LTXLatentUpsamplePipeline's on the same sampled latent and VAE and decodes at twice the size; Lightricks' own
-    loader imports the same; any other file is refused by name. Temporal and spatio-temporal layouts are read from
-    shapes."""
-    from diffusers import AutoencoderKLLTXVideo, LTXLatentUpsamplePipeline
+@pytest.fixture(scope="module")
+def upscaled(ltx, tmp_path_factory):
+    """ltxv-spatial-upscaler-0.9.8.safetensors (tiny, random) in latent_upscale_models/, and the ComfyUI workflow with
+    core's loader run once: {"res", "net", "core", "pack" (the imports with core's and Lightricks' loader), "vae"
+    (the diffusers VAE of the same checkpoint)}."""
+    from diffusers import AutoencoderKLLTXVideo
     from safetensors.torch import save_file
 
     from app.comfyui import import_data
-    from graph_engine import NodeError
     from graph_engine.api import Session, load_workflow
-    from nodes.generate.ltx_upsampler import load_upsampler, upsampler_config
     net = _tiny_upsampler()
     folder = ltx["models"] / "latent_upscale_models"
     folder.mkdir(exist_ok=True)
     save_file(net.state_dict(), str(folder / "ltxv-spatial-upscaler-0.9.8.safetensors"))
-    monkeypatch.setenv("KINOGRAPH_MODELS", str(ltx["models"]))
-    core = import_data(_comfy_upscale_workflow(
-        {"class_type": "LatentUpscaleModelLoader", "inputs": {"model_name": "ltxv-spatial-upscaler-0.9.8.safetensors"}}))
-    pack = import_data(_comfy_upscale_workflow(
-        {"class_type": "LTXVLatentUpsamplerModelLoader", "inputs": {
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINOGRAPH_MODELS", str(ltx["models"]))
+        core = import_data(_comfy_upscale_workflow({"class_type": "LatentUpscaleModelLoader", "inputs": {
+            "model_name": "ltxv-spatial-upscaler-0.9.8.safetensors"}}))
+        pack = import_data(_comfy_upscale_workflow({"class_type": "LTXVLatentUpsamplerModelLoader", "inputs": {
             "upscale_model": "ltxv-spatial-upscaler-0.9.8.safetensors", "spatial_upsample": True,
             "temporal_upsample": False}}))
-    assert core.report.summary() == "10 mapped exactly" and pack.yaml == core.yaml
-    res = Session(device="cpu").run(load_workflow(text=core.yaml, check=True), use_cache=False,
-                                    overrides=[f"save_animated_webp_10.path={tmp_path / 'up.webp'}"])
+        out = tmp_path_factory.mktemp("upscaled") / "up.webp"
+        res = Session(device="cpu").run(load_workflow(text=core.yaml, check=True), use_cache=False,
+                                        overrides=[f"save_animated_webp_10.path={out}"])
     assert res.ok, res.failed
+    return {"res": res, "net": net, "core": core, "pack": pack,
+            "vae": AutoencoderKLLTXVideo.from_pretrained(str(ltx["diffusers"] / "vae")).eval()}
+
+
+def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, upscaled):
+    """The upscaler in a ComfyUI workflow with core's loader and LTXVLatentUpsampler: the upscaled latent equals
+    LTXLatentUpsamplePipeline's on the same sampled latent and VAE and decodes at twice the size; Lightricks' own
+    loader imports the same; any other file is refused by name. Temporal and spatio-temporal layouts are read from
+    shapes."""
+    from diffusers import LTXLatentUpsamplePipeline
+
+    from graph_engine import NodeError
+    from nodes.generate.ltx_upsampler import load_upsampler, upsampler_config
+    res = upscaled["res"]
+    assert upscaled["core"].report.summary() == "10 mapped exactly" and upscaled["pack"].yaml == upscaled["core"].yaml
     low, up = res.outputs["k_sampler_6"]["latent"], res.outputs["ltxv_latent_upsampler_8"]["latent"]
-    vae = AutoencoderKLLTXVideo.from_pretrained(str(ltx["diffusers"] / "vae")).eval()
     with torch.no_grad():
-        ref = LTXLatentUpsamplePipeline(vae=vae, latent_upsampler=net)(latents=low.samples, output_type="latent",
-                                                                       return_dict=False)[0]
+        ref = LTXLatentUpsamplePipeline(vae=upscaled["vae"], latent_upsampler=upscaled["net"])(
+            latents=low.samples, output_type="latent", return_dict=False)[0]
     assert up.samples.shape == (1, 8, 2, 2, 2) and torch.allclose(up.samples, ref, atol=1e-5)
     assert (up.width, up.height, up.frames) == (64, 64, 9)
     assert res.outputs["vae_decode_9"]["video"].to_array().shape == (9, 64, 64, 3)
@@ -169,3 +180,24 @@ def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, monkeypatc
                      ({"temporal_upsample": True}, (True, True))):
         cfg = upsampler_config(_tiny_upsampler(**kw).state_dict(), "x")
         assert (cfg["spatial_upsample"], cfg["temporal_upsample"], cfg["dims"], cfg["mid_channels"]) == (*axes, 3, 32)
+
+
+def test_timestep_conditioned_vae_decodes_as_comfyui(upscaled):
+    """A 0.9.1+ VAE (timestep-conditioned) decodes as ComfyUI's LTXV VAE does: 2.5 % noise mixed into the normalised
+    latent, decoder timestep 0.05 (Lightricks' decode_noise_scale / decode_timestep). Checked on the workflow's VAEDecode
+    against the diffusers VAE given those inputs; the old decode (timestep 0, no noise) gives other frames."""
+    import numpy as np
+    from tests.comfy_layouts import same_frames
+    vae = upscaled["vae"]
+    z = upscaled["res"].outputs["ltxv_latent_upsampler_8"]["latent"].samples
+    got = upscaled["res"].outputs["vae_decode_9"]["video"].to_array()
+
+    def decode(latent, t):
+        raw = latent * vae.latents_std.view(1, -1, 1, 1, 1) / vae.config.scaling_factor + vae.latents_mean.view(
+            1, -1, 1, 1, 1)
+        with torch.no_grad():
+            px = vae.decode(raw, torch.tensor([t])).sample[0]
+        return ((px.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+    same_frames(decode(0.975 * z + 0.025 * noise, 0.05), got)
+    assert np.abs(decode(z, 0.0).astype(int) - got).max() > 2

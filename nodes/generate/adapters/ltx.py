@@ -7,6 +7,9 @@ import torch
 
 from nodes.generate.adapters.base import Adapter, stack_global
 
+# ComfyUI's LTXV VAE decode (and Lightricks' configs: decode_timestep, decode_noise_scale)
+DECODE_TIMESTEP, DECODE_NOISE = 0.05, 0.025
+
 
 class LTXAdapter(Adapter):
     family = "ltx"
@@ -56,11 +59,17 @@ class LTXAdapter(Adapter):
 
     def vae_decode(self, pipe, latent):
         vae = pipe.vae
-        z = pipe._denormalize_latents(latent.to(vae.device, vae.dtype), vae.latents_mean, vae.latents_std,
-                                      vae.config.scaling_factor)
+        z = latent.to(vae.device, vae.dtype)
         temb = None
         if vae.config.timestep_conditioning:
-            temb = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
+            # The timestep-conditioned decoders (0.9.1 on) were tuned to finish a slightly noisy latent: ComfyUI and
+            # Lightricks' pipelines mix 2.5 % noise into the normalised latent and decode at timestep 0.05. Decoding
+            # at 0 without noise (diffusers' default) gave other frames than ComfyUI's for the same latent. The
+            # noise is seeded, so a decode repeats.
+            noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0)).to(z.device, z.dtype)
+            z = (1.0 - DECODE_NOISE) * z + DECODE_NOISE * noise
+            temb = torch.full((z.shape[0],), DECODE_TIMESTEP, device=z.device, dtype=z.dtype)
+        z = pipe._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
         return vae.decode(z, temb, return_dict=False)[0].float()
 
 
