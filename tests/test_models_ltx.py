@@ -201,3 +201,62 @@ def test_timestep_conditioned_vae_decodes_as_comfyui(upscaled):
     noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
     same_frames(decode(0.975 * z + 0.025 * noise, 0.05), got)
     assert np.abs(decode(z, 0.0).astype(int) - got).max() > 2
+
+
+DISTILLED = "1.0, 0.9937, 0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0"     # Lightricks' 0.9.8 distilled
+
+
+def _sample_yaml(ltx, sample_params: str) -> str:
+    return f"""kinograph: 1
+nodes:
+  load: {{type: load.ltx, params: {{path: '{ltx['checkpoint']}'}}}}
+  text: {{type: load.text_encoder, params: {{name: '{ltx['text_encoder']}', type: ltxv}}}}
+  prompt: {{type: encode.text, inputs: {{text_encoder: text.text_encoder}}, params: {{text: "a fox"}}}}
+  latent: {{type: latent.empty, inputs: {{vae: load.vae}}, params: {{frames: 9, width: 32, height: 32}}}}
+  sample:
+    type: generate.sample
+    inputs: {{model: load.model, positive: prompt.positive, latent: latent.latent}}
+    params: {{seed: 5, cfg: 1.0, {sample_params}}}
+"""
+
+
+def test_distilled_schedule_written_out_drives_the_sampler(ltx):
+    """The distilled models' ComfyUI graph (CFGGuider cfg 1, KSamplerSelect, ManualSigmas with Lightricks' list,
+    SamplerCustomAdvanced) imports as sample with those sigmas; sigmas written out run exactly the schedule they
+    name (the default 2-step schedule written out gives the default run's latent bit for bit), and a list that does
+    not fall is refused by name."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    from nodes.generate.adapters import get_adapter
+    wf = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltxv-13b-0.9.8-distilled.safetensors"}},
+          "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "t5xxl_fp16.safetensors", "type": "ltxv"}},
+          "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": ["2", 0]}},
+          "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["2", 0]}},
+          "5": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 32, "height": 32, "length": 9,
+                                                                 "batch_size": 1}},
+          "6": {"class_type": "CFGGuider", "inputs": {"model": ["1", 0], "positive": ["3", 0], "negative": ["4", 0],
+                                                      "cfg": 1.0}},
+          "7": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+          "8": {"class_type": "ManualSigmas", "inputs": {"sigmas": DISTILLED}},
+          "9": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+          "10": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["9", 0], "guider": ["6", 0],
+                                                                   "sampler": ["7", 0], "sigmas": ["8", 0],
+                                                                   "latent_image": ["5", 0]}}}
+    got = import_data(wf)
+    sample = next(n for n in got.graph.nodes.values() if n.type == "generate.sample")
+    assert got.report.summary().endswith("mapped exactly") and sample.params["sigmas"] == DISTILLED
+    assert (sample.params["cfg"], sample.params["sampler"], sample.params["seed"]) == (1.0, "euler", 5)
+
+    class Pipe:
+        scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(ltx["diffusers"] / "scheduler"))
+    levels = get_adapter("ltx").default_sigmas(Pipe(), 2, (1, 8, 2, 1, 1))
+    written = ", ".join(repr(float(v)) for v in levels)
+    session = Session(device="cpu")
+    runs = [session.run(load_workflow(text=_sample_yaml(ltx, p), check=True), use_cache=False)
+            for p in ("steps: 2", f"steps: 30, sigmas: '{written}'", f"sigmas: '{DISTILLED}'", "sigmas: '1.0, 0.5, 0.7'")]
+    assert all(r.ok for r in runs[:3]), [r.failed for r in runs]
+    latents = [r.outputs["sample"]["latent"].samples for r in runs[:3]]
+    assert torch.equal(latents[0], latents[1]) and not torch.allclose(latents[0], latents[2])
+    assert "must fall from the first level to the last" in runs[3].failed["sample"]

@@ -508,7 +508,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            end_step: int = Param(10000, min=0, max=10000, help="stop before this step; `steps` or more = the end"),
            add_noise: bool = Param(True, help="off: the input latent already holds leftover noise to continue"),
            leftover_noise: bool = Param(False, help="stopping early: return the still-noisy latent for the next "
-                                                    "sampler (on) or finish it at once (off)")) -> LATENT:
+                                                    "sampler (on) or finish it at once (off)"),
+           sigmas: str = Param("", help="the noise levels written out, replacing steps, scheduler and denoise "
+                                        "(ComfyUI's ManualSigmas), e.g. LTX-Video 0.9.8 distilled's 1.0, 0.9937, "
+                                        "0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0; a first level below "
+                                        "the top refines the input latent (its second pass: 0.9094, 0.725, "
+                                        "0.4219, 0.0)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
@@ -536,7 +541,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
-                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder())
+                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas)
     return out
 
 
