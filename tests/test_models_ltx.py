@@ -160,11 +160,13 @@ def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, upscaled):
     """The upscaler in a ComfyUI workflow with core's loader and LTXVLatentUpsampler: the upscaled latent equals
     LTXLatentUpsamplePipeline's on the same sampled latent and VAE and decodes at twice the size; Lightricks' own
     loader imports the same; any other file is refused by name. Temporal and spatio-temporal layouts are read from
-    shapes."""
+    shapes, and `kinograph info` names the file and the node that runs it."""
     from diffusers import LTXLatentUpsamplePipeline
 
     from graph_engine import NodeError
+    from nodes.generate.detect import detect_state_dict
     from nodes.generate.ltx_upsampler import load_upsampler, upsampler_config
+    from nodes.generate.model_manager import describe_model
     res = upscaled["res"]
     assert upscaled["core"].report.summary() == "10 mapped exactly" and upscaled["pack"].yaml == upscaled["core"].yaml
     low, up = res.outputs["k_sampler_6"]["latent"], res.outputs["ltxv_latent_upsampler_8"]["latent"]
@@ -178,8 +180,13 @@ def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, upscaled):
         load_upsampler(ltx["text_encoder"], torch.float32, "cpu")
     for kw, axes in (({"spatial_upsample": False, "temporal_upsample": True}, (False, True)),
                      ({"temporal_upsample": True}, (True, True))):
-        cfg = upsampler_config(_tiny_upsampler(**kw).state_dict(), "x")
+        state = _tiny_upsampler(**kw).state_dict()
+        cfg = upsampler_config(state, "x")
         assert (cfg["spatial_upsample"], cfg["temporal_upsample"], cfg["dims"], cfg["mid_channels"]) == (*axes, 3, 32)
+        assert detect_state_dict(state).variant == ("temporal" if axes == (False, True) else "spatiotemporal")
+    info = describe_model(ltx["models"] / "latent_upscale_models" / "ltxv-spatial-upscaler-0.9.8.safetensors")
+    assert (info["family"], info["variant"], info["role"], info["loads"]) == ("ltx", "spatial", "latent_upscaler", "yes")
+    assert info["note"].startswith("latent.ltx_upsample")
 
 
 def test_timestep_conditioned_vae_decodes_as_comfyui(upscaled):

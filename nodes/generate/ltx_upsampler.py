@@ -20,6 +20,12 @@ from nodes.generate.latent import Latent
 _AXES = {(4, 4): (True, False), (2, 5): (False, True), (8, 5): (True, True)}
 
 
+def axes_of(first: tuple, up: tuple):
+    """(spatial, temporal) an upscaler doubles, from its initial_conv's and upsampler.0's weight shapes; None for
+    a layout no released one has."""
+    return _AXES.get((up[0] // first[0], len(up))) if first and up and first[0] else None
+
+
 def upsampler_config(state, name: str) -> dict:
     """LTXLatentUpsamplerModel's config from a file's tensors; a clear refusal for any other file."""
     first, up = state.get("initial_conv.weight"), state.get("upsampler.0.weight")
@@ -28,7 +34,7 @@ def upsampler_config(state, name: str) -> dict:
                         "tensors); use ltxv-spatial-upscaler-0.9.7.safetensors or -0.9.8 (or the temporal one), and "
                         "an image upscaler such as RealESRGAN with upscale.model on decoded frames")
     mid, cin = int(first.shape[0]), int(first.shape[1])
-    axes = _AXES.get((int(up.shape[0]) // mid, up.dim()))
+    axes = axes_of(tuple(first.shape), tuple(up.shape))
     if axes is None:
         raise NodeError(f"{name}: its upsampler has {int(up.shape[0])} output channels for {mid} middle ones "
                         f"(kernel rank {up.dim()}), not a layout of the released LTX-Video upscalers")
