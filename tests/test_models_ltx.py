@@ -267,3 +267,33 @@ def test_distilled_schedule_written_out_drives_the_sampler(ltx):
     latents = [r.outputs["sample"]["latent"].samples for r in runs[:3]]
     assert torch.equal(latents[0], latents[1]) and not torch.allclose(latents[0], latents[2])
     assert "must fall from the first level to the last" in runs[3].failed["sample"]
+
+
+def test_adain_matches_lightricks_statistics():
+    """latent.adain (LTXVAdainLatent) equals diffusers' adain_filter_latent (Lightricks' per-channel AdaIN) at a
+    partial factor, frame by frame with per_frame; a reference of another model is refused; the ComfyUI node
+    imports with both of its settings."""
+    from diffusers import LTXLatentUpsamplePipeline
+
+    from app.comfyui import import_data
+    from graph_engine import NodeError
+    from nodes.generate.latent import Latent, adain_latent
+    torch.manual_seed(0)
+    x, ref = torch.randn(1, 8, 3, 4, 4) * 2 + 1, torch.randn(1, 8, 3, 4, 4) * 0.5 - 1
+    lat = lambda t: Latent(t, "ltx", 17, 24.0, 128, 128)  # noqa: E731
+    theirs = LTXLatentUpsamplePipeline.adain_filter_latent
+    assert torch.allclose(adain_latent(lat(x), lat(ref), 0.25).samples, theirs(None, x, ref, 0.25), atol=1e-5)
+    frames = torch.cat([theirs(None, x[:, :, f:f + 1], ref[:, :, f:f + 1], 0.7) for f in range(3)], dim=2)
+    assert torch.allclose(adain_latent(lat(x), lat(ref), 0.7, per_frame=True).samples, frames, atol=1e-5)
+    with pytest.raises(NodeError, match="reference latent has 16 channels"):
+        adain_latent(lat(x), lat(torch.randn(1, 16, 3, 4, 4)), 1.0)
+    wf = {"1": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 64, "length": 9,
+                                                                 "batch_size": 1}},
+          "2": {"class_type": "LTXVAdainLatent", "inputs": {"latents": ["1", 0], "reference": ["1", 0],
+                                                            "factor": 0.25, "per_frame": True}},
+          "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["4", 2]}},
+          "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "ltxv-13b-0.9.8-distilled.safetensors"}},
+          "5": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["3", 0], "filename_prefix": "a", "fps": 24,
+                                                             "lossless": False, "quality": 90, "method": "default"}}}
+    node = next(n for n in import_data(wf).graph.nodes.values() if n.type == "latent.adain")
+    assert node.params == {"factor": 0.25, "per_frame": True}

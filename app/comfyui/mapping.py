@@ -1237,6 +1237,8 @@ RULES: Dict[str, Rule] = {
     "LatentUpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
     "LTXVLatentUpsamplerModelLoader": Rule(None, ("upscale_model", "spatial_upsample", "temporal_upsample"),
                                            (P("upscale_model", "model"),), fold=True),
+    "LTXVAdainLatent": Rule("latent.adain", ("factor", "per_frame"), (P("factor", "factor"), P("per_frame", "per_frame")),
+                            {"latents": "latent", "reference": "reference"}, ("latent",)),
     "LTXVLatentUpsampler": Rule("latent.ltx_upsample", (), (), {"samples": "latent", "vae": "vae"}, ("latent",),
                                 special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does

@@ -843,6 +843,18 @@ def latent_upscale(ctx, latent: LATENT,
     return upscale_latent(latent, scale, method)
 
 
+@node("latent.adain", title="Match Latent Statistics (AdaIN)", category="Latent")
+def latent_adain(ctx, latent: LATENT, reference: LATENT,
+                 factor: float = Param(1.0, min=-10.0, max=10.0, help="0 leaves the latent as it is, 1 gives each "
+                                                                     "channel the reference's mean and spread"),
+                 per_frame: bool = Param(False, help="match frame by frame instead of over the whole clip")) -> LATENT:
+    """Give a latent's channels the mean and spread of a reference latent's (Lightricks' LTXVAdainLatent): after
+    latent.ltx_upsample, with the first pass's latent as reference, it keeps the refining pass from drifting in
+    colour and contrast."""
+    from nodes.generate.latent import adain_latent
+    return adain_latent(latent, reference, factor, per_frame)
+
+
 # ComfyUI core keeps them in latent_upscale_models/, Lightricks' node pack in upscale_models/.
 _LATENT_UPSCALERS = locator("latent_upscale_models", "upscale_models")
 
