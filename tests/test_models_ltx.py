@@ -297,3 +297,45 @@ def test_adain_matches_lightricks_statistics():
                                                              "lossless": False, "quality": 90, "method": "default"}}}
     node = next(n for n in import_data(wf).graph.nodes.values() if n.type == "latent.adain")
     assert node.params == {"factor": 0.25, "per_frame": True}
+
+
+def test_causal_time_positions_from_the_file_config(tmp_path):
+    """Lightricks' files from 0.9.5 on say in their `config` metadata that frames sit causally in time (latent frame
+    k at pixel frame max(0, 8k - 7)), which no shape shows. Read from the file, the model is run with those
+    positions (the transformer given them by hand agrees) instead of k * 8, which it was not trained on."""
+    import json
+    import types
+
+    from diffusers import LTXPipeline, LTXVideoTransformer3DModel
+    from safetensors.torch import save_file
+
+    from nodes.generate import converters
+    from nodes.generate.adapters.ltx import LTXAdapter
+    from nodes.generate.detect import detect_file
+    from nodes.generate.weights import load_weights
+    from tests.comfy_layouts import ltx_transformer_original
+    torch.manual_seed(0)
+    ref = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, num_attention_heads=32, attention_head_dim=2,
+                                     cross_attention_dim=64, num_layers=1, caption_channels=16).eval()
+    path = tmp_path / "ltxv-2b-0.9.8-distilled.safetensors"
+    save_file(ltx_transformer_original(ref.state_dict()), str(path),
+              metadata={"config": json.dumps({"transformer": {"causal_temporal_positioning": True}})})
+    det = detect_file(path)
+    built = converters.build(det, load_weights(path), torch.float32, "test").eval()
+    assert built.config.causal_temporal_positioning is True
+    pipe = types.SimpleNamespace(transformer=built, transformer_spatial_patch_size=1, transformer_temporal_patch_size=1,
+                                 vae=None, vae_temporal_compression_ratio=8, vae_spatial_compression_ratio=32,
+                                 _pack_latents=LTXPipeline._pack_latents, _unpack_latents=LTXPipeline._unpack_latents)
+    x, text = torch.randn(1, 8, 3, 2, 2), torch.randn(1, 5, 16)
+    inputs = {"encoder_hidden_states": text, "encoder_attention_mask": torch.ones(1, 5, dtype=torch.bool), "fps": 24.0}
+    with torch.no_grad():
+        got = LTXAdapter().forward(types.SimpleNamespace(pipe=pipe), x, torch.tensor(500.0), inputs)
+        k, y, z = torch.meshgrid(torch.arange(3.0), torch.arange(2.0), torch.arange(2.0), indexing="ij")
+        coords = torch.stack([(k * 8 - 7).clamp(min=0) / 24.0, y * 32, z * 32]).reshape(1, 3, -1)
+        kw = dict(encoder_hidden_states=text, timestep=torch.tensor([500.0]), encoder_attention_mask=torch.ones(1, 5),
+                  num_frames=3, height=2, width=2, return_dict=False)
+        packed = LTXPipeline._pack_latents(x, 1, 1)
+        want = LTXPipeline._unpack_latents(ref(packed, video_coords=coords, **kw)[0], 3, 2, 2, 1, 1)
+        old = LTXPipeline._unpack_latents(ref(packed, rope_interpolation_scale=(8 / 24.0, 32, 32), **kw)[0],
+                                          3, 2, 2, 1, 1)
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, old, atol=1e-3)

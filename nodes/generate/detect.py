@@ -971,7 +971,20 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
+    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and _ltx_causal(header.metadata):
+        det.extra["causal_temporal_positioning"] = True
     return det
+
+
+def _ltx_causal(metadata: Dict[str, str]) -> bool:
+    """Whether an LTX-Video file's own config (Lightricks' `config` metadata, 0.9.5 on) places frames causally in
+    time, which no tensor shape shows (ComfyUI reads it there too)."""
+    try:
+        cfg = json.loads(metadata.get("config") or "{}")
+    except ValueError:
+        return False
+    transformer = cfg.get("transformer") if isinstance(cfg, dict) else None
+    return isinstance(transformer, dict) and transformer.get("causal_temporal_positioning") is True
 
 
 def detect_file(path) -> Detection:

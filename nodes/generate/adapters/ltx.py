@@ -46,10 +46,14 @@ class LTXAdapter(Adapter):
         p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
         tf, sf, _ = self.factors(pipe)
         packed = pipe._pack_latents(x_in.to(model.dtype), p, pt)
+        where = {"rope_interpolation_scale": (tf / float(inputs["fps"]), sf, sf)}
+        if causal_frames(pipe):
+            where = {"video_coords": causal_coords(packed.shape[0], f, h, w, p, pt, tf, sf, float(inputs["fps"]),
+                                                   packed.device)}
         out = model(hidden_states=packed, encoder_hidden_states=inputs["encoder_hidden_states"],
                     timestep=t.to(packed.device).expand(packed.shape[0]),
                     encoder_attention_mask=inputs["encoder_attention_mask"], num_frames=f, height=h, width=w,
-                    rope_interpolation_scale=(tf / float(inputs["fps"]), sf, sf), return_dict=False)[0]
+                    return_dict=False, **where)[0]
         return pipe._unpack_latents(out.float(), f, h, w, p, pt)
 
     def vae_encode(self, pipe, pixels, generator=None):
@@ -71,6 +75,24 @@ class LTXAdapter(Adapter):
             temb = torch.full((z.shape[0],), DECODE_TIMESTEP, device=z.device, dtype=z.dtype)
         z = pipe._denormalize_latents(z, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
         return vae.decode(z, temb, return_dict=False)[0].float()
+
+
+def causal_frames(pipe) -> bool:
+    """Whether the model places latent frames causally in time: its file's config says so (0.9.5 on), or it is a
+    diffusers LTXConditionPipeline (0.9.5 on), which always does."""
+    return bool(getattr(pipe.transformer.config, "causal_temporal_positioning", False)) or \
+        type(pipe).__name__ == "LTXConditionPipeline"
+
+
+def causal_coords(batch, frames, height, width, p, pt, tf, sf, fps, device):
+    """Each token's position in pixels and seconds, latent frame k at the first pixel frame it encodes
+    (max(0, k * tf + 1 - tf): the first latent frame is one pixel frame, the others tf each), as Lightricks'
+    pipeline and diffusers' LTXConditionPipeline place them."""
+    from diffusers import LTXConditionPipeline
+    ids = LTXConditionPipeline._prepare_video_ids(batch, frames, height, width, p, pt, device=device)
+    coords = LTXConditionPipeline._scale_video_ids(ids, sf, tf, 0, device=device).float()
+    coords[:, 0] = coords[:, 0] / fps
+    return coords
 
 
 ADAPTERS = {"ltx": LTXAdapter()}
