@@ -34,7 +34,7 @@ WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
             "text_model.", "vision_model.")
 ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
-         "controlnet", "style_model", "ipadapter")
+         "controlnet", "style_model", "ipadapter", "latent_upscaler")
 
 
 @dataclass
@@ -574,6 +574,16 @@ def _ltx(k: Keys) -> Optional[Detection]:
                      why="adaln_single / patchify_proj")
 
 
+def _ltx_upsampler(k: Keys) -> Optional[Detection]:
+    """LTX-Video's latent upscalers (ltxv-spatial-upscaler-0.9.7 / -0.9.8, ltxv-temporal-upscaler-0.9.7)."""
+    if not k.has("initial_conv.weight", "upsampler.0.weight", "final_conv.weight"):
+        return None
+    from nodes.generate.ltx_upsampler import axes_of
+    axes = axes_of(k.shape("initial_conv.weight"), k.shape("upsampler.0.weight"))
+    variant = {(True, False): "spatial", (False, True): "temporal", (True, True): "spatiotemporal"}.get(axes, "")
+    return Detection("latent_upscaler", "ltx", variant, why="initial_conv / upsampler / final_conv")
+
+
 def _cogvideox(k: Keys) -> Optional[Detection]:
     if k.has("mixins.patch_embed.proj.weight"):
         layout, pe = "original", "mixins.patch_embed.proj.weight"
@@ -1000,7 +1010,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx, _ltx_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 
@@ -1017,7 +1027,20 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
+    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and _ltx_causal(header.metadata):
+        det.extra["causal_temporal_positioning"] = True
     return det
+
+
+def _ltx_causal(metadata: Dict[str, str]) -> bool:
+    """Whether an LTX-Video file's own config (Lightricks' `config` metadata, 0.9.5 on) places frames causally in
+    time, which no tensor shape shows (ComfyUI reads it there too)."""
+    try:
+        cfg = json.loads(metadata.get("config") or "{}")
+    except ValueError:
+        return False
+    transformer = cfg.get("transformer") if isinstance(cfg, dict) else None
+    return isinstance(transformer, dict) and transformer.get("causal_temporal_positioning") is True
 
 
 def detect_file(path) -> Detection:
