@@ -338,7 +338,7 @@ def test_a_settings_file_cut_short_says_so(tmp_path, capsys):
 
 
 def test_the_editor_opens_deforum_settings_with_the_report(qtbot, tmp_path):
-    from PySide6.QtWidgets import QPlainTextEdit
+    from PySide6.QtWidgets import QTextEdit
     from app.editor import window as window_mod
     from app.editor.document import Document
     from app.editor.settings import EditorSettings
@@ -351,7 +351,7 @@ def test_the_editor_opens_deforum_settings_with_the_report(qtbot, tmp_path):
         assert w.doc.graph.nodes["camera"].params["schedules"] == "per_frame" and w.doc.path is None
         dlg = w._comfyui_report
         assert dlg.windowTitle() == "Imported from Deforum: deforum_settings.txt"
-        assert "noise_schedule" in dlg.findChild(QPlainTextEdit).toPlainText()
+        assert "noise_schedule" in dlg.findChild(QTextEdit).toPlainText()
     finally:
         for x in list(window_mod.WINDOWS) + [w]:
             x.doc.undo.setClean()
