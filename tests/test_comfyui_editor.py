@@ -158,3 +158,25 @@ def test_the_report_wraps_each_line_under_the_node_name(win):
     assert layout.lineCount() > 2
     assert [round(layout.lineAt(i).x()) for i in range(1, layout.lineCount())] == [round(name_x)] * (
         layout.lineCount() - 1)
+
+
+def test_node_help_shows_a_marked_name_in_the_fixed_font_not_its_backticks(win):
+    """The docstrings mark a parameter's name with backticks; the panel and the search palette showed them, as
+    Manga Line Art's 'the picture's short side is `resolution` rounded up to a whole 256'."""
+    from PySide6.QtGui import QTextDocument
+    from PySide6.QtWidgets import QLabel
+    from app.editor.palette import SearchPalette
+
+    def seen(label):
+        doc = QTextDocument()
+        doc.setHtml(label.text())
+        return doc.toPlainText()
+    node = win.controller.add_node("lines.manga", (0, 0))
+    win.scene.select_nodes([node])
+    (label,) = [x for x in win.properties.findChildren(QLabel) if x.objectName() == "HelpText"]
+    assert "short side is resolution rounded up" in seen(label) and "<code>resolution</code>" in label.text()
+    win.view.open_palette(win.view.rect().center())
+    palette = win.findChild(SearchPalette)
+    palette.edit.setText("manga")
+    assert palette.results()[0] == "lines.manga"
+    assert "short side is resolution rounded up" in seen(palette.help) and "`" not in seen(palette.help)
