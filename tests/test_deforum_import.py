@@ -626,6 +626,11 @@ def test_image_colour_coherence_and_frame_0_matching_in_video_input_mode():
                          legacy_colormatch=False))
     assert params(r, "loop")["color_coherence"] == "none" and "colour" not in r.graph.nodes
     assert "'LAB' matches nothing in Deforum's Video Input mode" in r.report.text()
+    # hybrid video set in Video Input mode: the report told the file it had it off
+    r = import_data(dict(BASE, animation_mode="Video Input", video_init_path="a.mp4", color_coherence="Video Input",
+                         hybrid_composite="Normal"))
+    assert ("with hybrid video on (hybrid_composite or hybrid_motion), which Deforum leaves off in Video Input mode "
+            "(2D and 3D only); 'LAB' matches to frame 0") in r.report.text()
     with pytest.raises(DeforumImportError, match="color_coherence_image_path: 'Image' colour coherence needs a "
                                                  "picture; the setting is empty"):
         import_data(dict(BASE, color_coherence="Image", color_coherence_image_path=""))
