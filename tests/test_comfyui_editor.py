@@ -180,3 +180,14 @@ def test_node_help_shows_a_marked_name_in_the_fixed_font_not_its_backticks(win):
     palette.edit.setText("manga")
     assert palette.results()[0] == "lines.manga"
     assert "short side is resolution rounded up" in seen(palette.help) and "`" not in seen(palette.help)
+
+
+def test_the_normal_map_nodes_are_found_by_an_artists_words(win):
+    """'surface normals', 'bump map' or 'normalmap' found nothing (or not the normal maps): the nodes say 'normal
+    map'. Read as 'normal', they list MiDaS and BAE Normal Map first."""
+    from app.editor.palette import SearchPalette
+    win.view.open_palette(win.view.rect().center())
+    palette = win.findChild(SearchPalette)
+    for words in ("surface normals", "bump map", "normalmap", "normal map"):
+        palette.edit.setText(words)
+        assert set(palette.results()[:2]) == {"normals.midas", "normals.bae"}, (words, palette.results())
