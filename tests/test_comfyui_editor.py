@@ -51,7 +51,7 @@ def test_dropping_a_comfyui_json_imports_it_and_shows_the_report(win, tmp_path, 
     assert g.ui["k_sampler_3"]["pos"] == [868, 376]
     assert win.doc.path is None and win.doc.origin == (DATA / "svd_i2v.json").resolve()
     dlg = win._comfyui_report
-    text = dlg.findChild(__import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+    text = dlg.findChild(__import__("PySide6.QtWidgets", fromlist=["QTextEdit"]).QTextEdit).toPlainText()
     assert dlg.isVisible() and "SVD_img2vid_Conditioning #12" in text
     assert ("note: node image_only_checkpoint_loader_15: path: 'svd.safetensors' is not in the model folders" in text
             and "close names there: svd_xt.safetensors" in text), text
@@ -70,7 +70,7 @@ def test_unmapped_nodes_are_red_placeholders(win, tmp_path):
     assert item.spec is None and item.header_color.name() == "#8a2f2f"
     assert win.doc.graph.nodes["image_blur_30"].params["widgets_values"] == [1, 0.4]
     assert "NOT MAPPED" in win._comfyui_report.findChild(
-        __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+        __import__("PySide6.QtWidgets", fromlist=["QTextEdit"]).QTextEdit).toPlainText()
 
 
 def test_red_nodes_that_pass_a_value_on_can_be_bypassed_from_the_report(win, tmp_path):
@@ -88,7 +88,7 @@ def test_red_nodes_that_pass_a_value_on_can_be_bypassed_from_the_report(win, tmp
     button.click()
     assert not any(n.type.startswith("comfyui.") for n in win.doc.graph.nodes.values())
     text = win._comfyui_report.findChild(
-        __import__("PySide6.QtWidgets", fromlist=["QPlainTextEdit"]).QPlainTextEdit).toPlainText()
+        __import__("PySide6.QtWidgets", fromlist=["QTextEdit"]).QTextEdit).toPlainText()
     assert "bypassed as you asked" in text and "NOT MAPPED" not in text
     assert win._comfyui_report.findChild(QPushButton, "bypassUnmapped") is None
     win.open_path(DATA / "vhs_batch4x4.json")        # SolidMask makes a mask from nothing: no button
@@ -141,3 +141,53 @@ def test_a_kinograph_workflow_written_as_json_opens_as_itself(win, tmp_path):
     assert win.open_path(own) is win
     assert [n.type for n in win.doc.graph.nodes.values()] == ["generate.test_pattern"]
     assert not hasattr(win, "_comfyui_report")
+
+
+def test_the_report_wraps_each_line_under_the_node_name(win):
+    """An unmapped node's reason and what to use instead lay past the right edge of the report, a sideways scroll
+    away: kijai's Leapfusion graph's one red node read 'LeapfusionHunyuanI2VPatcher #74 -> leap' in the window.
+    Lines now wrap to the window, continuing under the node's name, past the status column."""
+    from PySide6.QtWidgets import QTextEdit
+    win.open_path(DATA / "community" / "kjnodes_leapfusion_hunyuan_i2v.json")
+    text = win._comfyui_report.findChild(QTextEdit)
+    assert text.horizontalScrollBar().maximum() == 0
+    first = text.document().firstBlock()
+    assert first.text().startswith("NOT MAPPED") and "condition.hunyuan_i2v" in first.text()
+    layout = first.layout()
+    name_x = text.fontMetrics().horizontalAdvance(first.text()[:first.text().index("Leapfusion")])
+    assert layout.lineCount() > 2
+    assert [round(layout.lineAt(i).x()) for i in range(1, layout.lineCount())] == [round(name_x)] * (
+        layout.lineCount() - 1)
+
+
+def test_node_help_shows_a_marked_name_in_the_fixed_font_not_its_backticks(win):
+    """The docstrings mark a parameter's name with backticks; the panel and the search palette showed them, as
+    Manga Line Art's 'the picture's short side is `resolution` rounded up to a whole 256'."""
+    from PySide6.QtGui import QTextDocument
+    from PySide6.QtWidgets import QLabel
+    from app.editor.palette import SearchPalette
+
+    def seen(label):
+        doc = QTextDocument()
+        doc.setHtml(label.text())
+        return doc.toPlainText()
+    node = win.controller.add_node("lines.manga", (0, 0))
+    win.scene.select_nodes([node])
+    (label,) = [x for x in win.properties.findChildren(QLabel) if x.objectName() == "HelpText"]
+    assert "short side is resolution rounded up" in seen(label) and "<code>resolution</code>" in label.text()
+    win.view.open_palette(win.view.rect().center())
+    palette = win.findChild(SearchPalette)
+    palette.edit.setText("manga")
+    assert palette.results()[0] == "lines.manga"
+    assert "short side is resolution rounded up" in seen(palette.help) and "`" not in seen(palette.help)
+
+
+def test_the_normal_map_nodes_are_found_by_an_artists_words(win):
+    """'surface normals', 'bump map' or 'normalmap' found nothing (or not the normal maps): the nodes say 'normal
+    map'. Read as 'normal', they list MiDaS and BAE Normal Map first."""
+    from app.editor.palette import SearchPalette
+    win.view.open_palette(win.view.rect().center())
+    palette = win.findChild(SearchPalette)
+    for words in ("surface normals", "bump map", "normalmap", "normal map"):
+        palette.edit.setText(words)
+        assert set(palette.results()[:2]) == {"normals.midas", "normals.bae"}, (words, palette.results())

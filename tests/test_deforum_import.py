@@ -338,7 +338,7 @@ def test_a_settings_file_cut_short_says_so(tmp_path, capsys):
 
 
 def test_the_editor_opens_deforum_settings_with_the_report(qtbot, tmp_path):
-    from PySide6.QtWidgets import QPlainTextEdit
+    from PySide6.QtWidgets import QTextEdit
     from app.editor import window as window_mod
     from app.editor.document import Document
     from app.editor.settings import EditorSettings
@@ -351,7 +351,7 @@ def test_the_editor_opens_deforum_settings_with_the_report(qtbot, tmp_path):
         assert w.doc.graph.nodes["camera"].params["schedules"] == "per_frame" and w.doc.path is None
         dlg = w._comfyui_report
         assert dlg.windowTitle() == "Imported from Deforum: deforum_settings.txt"
-        assert "noise_schedule" in dlg.findChild(QPlainTextEdit).toPlainText()
+        assert "noise_schedule" in dlg.findChild(QTextEdit).toPlainText()
     finally:
         for x in list(window_mod.WINDOWS) + [w]:
             x.doc.undo.setClean()
@@ -626,6 +626,11 @@ def test_image_colour_coherence_and_frame_0_matching_in_video_input_mode():
                          legacy_colormatch=False))
     assert params(r, "loop")["color_coherence"] == "none" and "colour" not in r.graph.nodes
     assert "'LAB' matches nothing in Deforum's Video Input mode" in r.report.text()
+    # hybrid video set in Video Input mode: the report told the file it had it off
+    r = import_data(dict(BASE, animation_mode="Video Input", video_init_path="a.mp4", color_coherence="Video Input",
+                         hybrid_composite="Normal"))
+    assert ("with hybrid video on (hybrid_composite or hybrid_motion), which Deforum leaves off in Video Input mode "
+            "(2D and 3D only); 'LAB' matches to frame 0") in r.report.text()
     with pytest.raises(DeforumImportError, match="color_coherence_image_path: 'Image' colour coherence needs a "
                                                  "picture; the setting is empty"):
         import_data(dict(BASE, color_coherence="Image", color_coherence_image_path=""))

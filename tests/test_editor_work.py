@@ -802,3 +802,15 @@ def test_untitled_and_unsaved_workflows_say_why_no_version_is_offered(win, tmp_p
     win._fill_versions()
     assert [x.isEnabled() for x in win.versions_menu.actions()] == [False]
     assert "none yet" in win.versions_menu.actions()[0].text()
+
+
+def test_a_running_badge_tells_the_estimate_until_a_pace_is_measured_and_hours_as_hours():
+    """An estimated Wan run's sampler showed '0/30' and nothing more until its first steps were measured, which on
+    a laptop's CPU is minutes; and a long time read '162.0 min'. The badge shows what is left of the estimate
+    ('est.') until the measured time replaces it, and hours as hours."""
+    from app.editor.runner import NodeStatus
+    assert NodeStatus("running", 0.0, estimate=3 * 3600).badge() == "0% · est. 3.0 h"
+    assert NodeStatus("running", 0.5, steps=(15, 30), estimate=4 * 3600).badge() == "15/30 · est. 2.0 h"
+    assert NodeStatus("running", 0.5, steps=(15, 30), eta=5400, estimate=3 * 3600).badge() == "15/30 · 90.0 min"
+    assert NodeStatus("running", estimate=40).badge() == "running · est. 40.0 s"
+    assert NodeStatus("done", seconds=9720).badge() == "2.7 h"

@@ -151,11 +151,18 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
     _on_cpu(monkeypatch)
     monkeypatch.setattr(est, "LONG_S", 0)
     w = MainWindow(Document.load(path, default_registry()), settings=EditorSettings(tmp_path / "editor.json"))
+    badges = []
+    w.runs.statusChanged.connect(lambda n, st: n == "k_sampler_3" and st is not None and badges.append(st.badge()))
     try:
         job = w.run()
         assert w.runs.wait_idle(120) and job.state == "done", job.error
         text = w.log.toPlainText()
         assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in text and "warning: this run will take about" in text
+        # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the
+        # time told until the first step measures a pace
+        seconds = est.estimate(job.workflow, w.doc.registry, "cpu").seconds
+        assert seconds < 1 and "estimate: under a second of sampling on this CPU" in text, text
+        assert badges[:2] == ["queued", f"0% · est. {round(seconds * 1000)} ms"], badges
     finally:
         w.runs.cancel(clear_queue=True)
         w.doc.undo.setClean()

@@ -82,7 +82,8 @@ def test_text_prompt_tracks_as_transformers_does(models):
 def test_first_frame_runs_the_model_that_far(models, monkeypatch):
     """The editor's picker shows frame 0 of mask.track_points (or of mask.grow after it) after each click: that read
     runs the model on the prompted frame and frame 0, not on the whole chunk the source is read in (32 frames of a
-    small clip: 33 runs, and the mask took 100 s to appear). Later frames go on from there, and a step back does not start the pass again.
+    small clip: 33 runs, and the mask took 100 s to appear). Later frames go on from there, and a step back (to the
+    first frame, or a scrub back past a chunk) does not start the pass again.
     SAM 3's text pass settles a frame only `hotstart_delay` frames later, so it runs as far as that."""
     from graph_engine import Clip
     from nodes.common import masks as mask_ops
@@ -108,6 +109,12 @@ def test_first_frame_runs_the_model_that_far(models, monkeypatch):
     assert runs == [0, 0, 1, 2]
     np.testing.assert_array_equal(masks.frame(0), first)
     assert runs == [0, 0, 1, 2]
+    # The viewer's playhead dragged to the end and back: the masks the pass went by are kept, where a read more
+    # than a chunk behind it ran the model again from frame 0.
+    grown.frame(length - 1)
+    assert runs == [0, 0, 1, 2] + list(range(3, length))
+    assert grown.frame(5).shape == (H, W, 1) and masks.frame(6).dtype == first.dtype
+    assert runs == [0, 0, 1, 2] + list(range(3, length))
     runs.clear()
     delay = load_segmenter("tiny-sam3").model.hotstart_delay
     assert delay > 0

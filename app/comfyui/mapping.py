@@ -889,6 +889,10 @@ RULES: Dict[str, Rule] = {
     "EmptyHunyuanLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                     LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                     ignore={"batch_size": 1}),
+    # HunyuanVideo 1.5's empty latent (32 channels at 1/16 of the picture; Kinograph sizes it from the VAE it is given)
+    "EmptyHunyuanVideo15Latent": Rule("latent.empty", ("width", "height", "length", "batch_size"),
+                                      LATENT_SIZE + (P("length", "frames"),), outputs=("latent",),
+                                      special="empty_latent", ignore={"batch_size": 1}),
     "EmptyLTXVLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                  ignore={"batch_size": 1}),
@@ -1093,10 +1097,11 @@ RULES: Dict[str, Rule] = {
                           (P("add_noise", "add_noise", enable), P("noise_seed", "seed"), P("cfg", "cfg")),
                           {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                           ("latent", None), special="sampler", takes=("sampler", "scheduler", "steps", "denoise", "cfg",
-                                                                       "fps")),
+                                                                       "fps", "sigmas")),
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
-                                                            "sampler", "scheduler", "steps", "denoise", "fps")),
+                                                            "sampler", "scheduler", "steps", "denoise", "fps",
+                                                            "sigmas")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1128,6 +1133,8 @@ RULES: Dict[str, Rule] = {
                           fold=True, fixed={"scheduler": "default"},
                           note="LTX-Video's own scheduler (its diffusers config) replaces max_shift/base_shift/stretch/"
                                "terminal"),
+    # a schedule written out (LTX-Video's distilled models: Lightricks' workflows give the list): sample's sigmas
+    "ManualSigmas": Rule(None, ("sigmas",), (P("sigmas", "sigmas"),), fold=True),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,
@@ -1307,6 +1314,15 @@ RULES: Dict[str, Rule] = {
     # what VHS read about a loaded clip: its frame rate is the clip's own (Kinograph's clips carry it)
     **{name: Rule(None, (), (), fold=True, special="video_info") for name in
        ("VHS_VideoInfo", "VHS_VideoInfoLoaded", "VHS_VideoInfoSource")},
+    # LTX-Video's latent upscalers: core's loader (latent_upscale_models/) or Lightricks' (upscale_models/, with the
+    # axes as switches, which Kinograph reads from the file's shapes) hands its file to latent.ltx_upsample
+    "LatentUpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
+    "LTXVLatentUpsamplerModelLoader": Rule(None, ("upscale_model", "spatial_upsample", "temporal_upsample"),
+                                           (P("upscale_model", "model"),), fold=True),
+    "LTXVAdainLatent": Rule("latent.adain", ("factor", "per_frame"), (P("factor", "factor"), P("per_frame", "per_frame")),
+                            {"latents": "latent", "reference": "reference"}, ("latent",)),
+    "LTXVLatentUpsampler": Rule("latent.ltx_upsample", (), (), {"samples": "latent", "vae": "vae"}, ("latent",),
+                                special="upscale_model"),
     # upscaling: a model loader hands its file to the node that runs it, as ComfyUI's UPSCALE_MODEL does
     "UpscaleModelLoader": Rule(None, ("model_name",), (P("model_name", "model"),), fold=True),
     "ImageUpscaleWithModel": Rule("upscale.model", (), (), {"image": "video"}, ("video",), special="upscale_model"),

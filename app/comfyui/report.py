@@ -6,6 +6,7 @@ from typing import Dict, List
 
 EXACT, APPROX, UNMAPPED, UI = "exact", "approx", "unmapped", "ui"
 LABELS = {EXACT: "mapped exactly", APPROX: "mapped approximately", UNMAPPED: "NOT MAPPED", UI: "editor only"}
+STATUS_WIDTH = 22          # the status column of a report's lines
 EXIT_EXACT, EXIT_UNMAPPED, EXIT_APPROX = 0, 2, 3
 
 
@@ -24,7 +25,7 @@ class Entry:
         name = f"{self.class_type} #{self.comfy_id}" + (f" \"{self.title}\"" if self.title else "")
         target = f" -> {', '.join(self.kinograph)}" if self.kinograph else ""
         why = f": {'; '.join(n for n in self.notes if n)}" if any(self.notes) else ""
-        return f"{LABELS[self.status]:<22} {name}{target}{why}"
+        return f"{LABELS[self.status]:<{STATUS_WIDTH}} {name}{target}{why}"
 
 
 @dataclass

@@ -829,9 +829,13 @@ class Builder:
                        (", and each diffused frame's after (legacy_colormatch off)" if self.coherence_after else
                         " (legacy_colormatch)"))
         elif low not in ("none", ""):
+            # A Video Input file with hybrid video set was told it has it off (its mode leaves it off)
+            set_ = any(OPTIONAL[k][0](self.get(k)) for k in ("hybrid_composite", "hybrid_motion"))
+            off = f"which Deforum leaves off in {self.mode} mode (2D and 3D only)" if set_ and \
+                self.mode not in ("2D", "3D") else "which this file has off"
             self.entry("color_coherence", UNMAPPED, [], f"{coherence!r} is not imported: Deforum matches to the init "
-                       "video's frames only with hybrid video on (hybrid_composite or hybrid_motion), which this file "
-                       "has off; 'LAB' matches to frame 0, and 'Image' to a picture" if low == "video input" else
+                       f"video's frames only with hybrid video on (hybrid_composite or hybrid_motion), {off}; 'LAB' "
+                       "matches to frame 0, and 'Image' to a picture" if low == "video input" else
                        f"{coherence!r} is not imported (the loop matches frame 0)")
         return space or "none"
 

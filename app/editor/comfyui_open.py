@@ -47,11 +47,25 @@ def _unstack(doc: Document) -> None:
             g.ui[n] = dict(g.ui[n], pos=[round(x), round(y)])
 
 
+def _hang_under_status(text) -> None:
+    """Lines wrap to the window, continuing under the node's name: unwrapped, what an unmapped node needs
+    (its reason and what to use instead) lay past the right edge of an 820 px window, a sideways scroll away."""
+    from PySide6.QtGui import QFontMetricsF, QTextCursor
+    from app.comfyui.report import STATUS_WIDTH
+    indent = QFontMetricsF(text.font()).horizontalAdvance(" " * (STATUS_WIDTH + 1))
+    cursor = QTextCursor(text.document())
+    cursor.select(QTextCursor.SelectionType.Document)
+    fmt = cursor.blockFormat()
+    fmt.setLeftMargin(indent)
+    fmt.setTextIndent(-indent)
+    cursor.mergeBlockFormat(fmt)
+
+
 def show_report(parent, report, path, reopen=None) -> None:
     """A non-modal window listing what became of every ComfyUI node (or Deforum setting). When every node that
     stops the workflow passes a value on, `reopen()` (opening the file again with them bypassed) gets a button."""
     from PySide6.QtGui import QFontDatabase
-    from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QVBoxLayout
+    from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextEdit, QVBoxLayout
     dlg = QDialog(parent)
     dlg.setObjectName("comfyuiReport")
     dlg.setWindowTitle(f"Imported from {report.source}: {Path(path).name}")
@@ -60,10 +74,11 @@ def show_report(parent, report, path, reopen=None) -> None:
                                       if report.blocking else "."))
     head.setWordWrap(True)
     lay.addWidget(head)
-    text = QPlainTextEdit(report.text())
+    text = QTextEdit()
+    text.setPlainText(report.text())
     text.setReadOnly(True)
-    text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
     text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+    _hang_under_status(text)
     lay.addWidget(text)
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
     buttons.rejected.connect(dlg.close)

@@ -52,6 +52,7 @@ ALIASES = {
     "txt2vid": "sample", "text to video": "sample", "ksampler": "sample",
     "img2vid": "image", "style": "stylize", "flicker": "deflicker",
     "color correct": "grade", "colour correct": "grade", "colorcorrect": "grade", "reformat": "resize",
+    "surface normals": "normal", "surface normal": "normal", "bump map": "normal", "normalmap": "normal",
 }
 
 

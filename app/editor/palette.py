@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QListWidget, QListWidge
 
 from . import fuzzy, rules
 from .settings import EditorSettings
+from .help_text import help_html
 
 TYPE_ROLE = Qt.UserRole
 MAX_RESULTS = 60
@@ -168,7 +169,7 @@ class SearchPalette(QFrame):
         outs = ", ".join(f"{n}: {p.type.name}" for n, p in spec.outputs.items()) or "none"
         comfy = fuzzy.comfyui_names(spec.type)
         comfy = f"<br>ComfyUI: {html.escape(', '.join(comfy.split()[:4]))}" if comfy else ""
-        self.help.setText(f"<b>{spec.type}</b> — {html.escape(spec.summary)}<br><span style='color:#9a9ca3'>in: {ins} · "
+        self.help.setText(f"<b>{spec.type}</b> — {help_html(spec.summary)}<br><span style='color:#9a9ca3'>in: {ins} · "
                           f"out: {outs}{comfy}</span>")
 
     # -- keys ---------------------------------------------------------------------------------

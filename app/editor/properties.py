@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QFormLayout, QGridLayout
 from graph_engine.graph import Event
 
 from .controller import Controller, counted
+from .help_text import help_html
 from .param_widgets import PlainTextField, TextEditor, make_editor
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
@@ -222,8 +223,8 @@ class PropertiesPanel(QScrollArea):
     def _help(self, label: QLabel, spec, lay: QVBoxLayout) -> None:
         """The node's help: its first paragraph, and the rest behind 'More'. The whole of it came
         first, so a sampler's parameters began 700 px down, below the fold of the panel."""
-        full = html.escape(spec.help).replace("\n\n", "<br><br>").replace("\n", " ")
-        short = html.escape(spec.summary)
+        full = help_html(spec.help)
+        short = help_html(spec.summary)
         if short == full.strip():
             label.setText(full)
             return

@@ -31,20 +31,28 @@ class NodeStatus:
     message: str = ""
     steps: Optional[tuple] = None           # (done, total) while running
     eta: Optional[float] = None             # seconds left, from the pace so far
+    estimate: Optional[float] = None        # seconds the run's estimate told, until a pace is measured
 
     def badge(self) -> str:
         if self.state == "running":
             if self.progress is None:
-                return "running"
-            head = f"{self.steps[0]:g}/{self.steps[1]:g}" if self.steps else f"{round(100 * self.progress)}%"
-            return head + (f" · {_duration(self.eta)}" if self.eta is not None else "")
+                head = "running"
+            else:
+                head = f"{self.steps[0]:g}/{self.steps[1]:g}" if self.steps else f"{round(100 * self.progress)}%"
+            if self.eta is not None:
+                return f"{head} · {_duration(self.eta)}"
+            if self.estimate is not None:       # what is left of it, as the measured pace's time is
+                return f"{head} · est. {_duration(self.estimate * (1 - (self.progress or 0)))}"
+            return head
         if self.state == "done" and self.seconds is not None:
             return _duration(self.seconds)
         return self.state
 
 
 def _duration(s: float) -> str:
-    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 100 else f"{s / 60:.1f} min"
+    # hours as hours: an estimated Wan run's badge read '162.0 min'
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 100 else f"{s / 60:.1f} min" if s < 6000 else \
+        f"{s / 3600:.1f} h"
 
 
 @dataclass
@@ -64,6 +72,7 @@ class Job:
     yaml: str = ""
     owner: Any = None               # the document whose canvas shows this job's badges
     failed: Dict[str, str] = field(default_factory=dict)    # node -> message, of this job alone
+    estimates: Dict[str, float] = field(default_factory=dict)   # node -> seconds told before the run
 
     @property
     def outputs(self) -> List[str]:
@@ -222,6 +231,10 @@ class RunController(QObject):
             self.status[node] = st
         self.statusChanged.emit(node, st)
 
+    @staticmethod
+    def _estimate(job: Optional[Job], node: str) -> Optional[float]:
+        return job.estimates.get(node) if job is not None else None
+
     def _shows(self, job: Optional[Job]) -> bool:
         return self.shown is None or job is None or job.owner is self.shown
 
@@ -239,7 +252,7 @@ class RunController(QObject):
             for n in ev.get("nodes", []):
                 self._set(n, NodeStatus("queued"))
         elif kind == "node_started":
-            self._set(node, NodeStatus("running", 0.0))
+            self._set(node, NodeStatus("running", 0.0, estimate=self._estimate(job, node)))
             self._wall.pop(node, None)
             self._started[node] = time.perf_counter()
         elif kind == "node_progress":
@@ -250,7 +263,8 @@ class RunController(QObject):
             spent = time.perf_counter() - self._started.get(node, time.perf_counter())
             eta = spent / frac * (1 - frac) if frac and spent > 0.5 else None
             self._set(node, NodeStatus("running", frac, message=ev.get("message") or "",
-                                       steps=(done, total) if total and total <= 10000 else None, eta=eta))
+                                       steps=(done, total) if total and total <= 10000 else None, eta=eta,
+                                       estimate=self._estimate(job, node)))
         elif kind == "node_finished":
             cached = ev.get("cached")
             lazy = ev.get("lazy") and not cached

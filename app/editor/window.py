@@ -920,9 +920,10 @@ class MainWindow(QMainWindow):
     def _say_estimate(self, job: Job) -> None:
         """The samplers' work and, on the CPU, about how long they take, in the log as the run starts; past
         half an hour a warning there and in the status bar with what to change (the run goes on: cancel it
-        with Esc). The badges on the sampler then show its measured pace."""
+        with Esc). The sampler's badge shows the time told until its first steps measure a pace."""
         from nodes.generate.estimate import estimate
         est = estimate(job.workflow, self.doc.registry, self.runs.executor.device)
+        job.estimates.update(est.each)
         for work, line in zip(est.samplers, est.lines):
             self.log.log("info", f"estimate: {line}", work.node)
         for line in est.lines[len(est.samplers):]:

@@ -22,9 +22,9 @@ from typing import Dict, List, Optional
 
 from graph_engine import NodeError
 
-KINDS = ("checkpoints", "vae", "loras", "upscale_models", "animatediff_models", "animatediff_motion_lora",
-         "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers", "embeddings", "depth",
-         "ipadapter", "style_models", "pose", "sam2", "annotators")
+KINDS = ("checkpoints", "vae", "loras", "upscale_models", "latent_upscale_models", "animatediff_models",
+         "animatediff_motion_lora", "diffusion_models", "text_encoders", "clip_vision", "controlnet", "rife", "diffusers",
+         "embeddings", "depth", "ipadapter", "style_models", "pose", "sam2", "annotators")
 # Other folder names searched for a kind: older ComfyUI names, diffusers-layout folders, the
 # CogVideoX pack's CogVideo/, AnimateDiff-Evolved's motion LoRAs (a LoRA like any other), x-flux-comfyui's XLabs
 # ControlNets, IP-Adapters and LoRAs.
@@ -290,7 +290,7 @@ LOADED_BY = {"checkpoints": "load.model", "diffusion_models": "load.diffusion_mo
              "vae": "load.vae", "text_encoders": "load.text_encoder", "clip_vision": "load.clip_vision",
              "loras": "lora.image", "animatediff_motion_lora": "lora.image or load.animatediff's motion_lora",
              "animatediff_models": "load.animatediff's motion_adapter", "controlnet": "control.apply",
-             "upscale_models": "upscale.model", "rife": "interpolate.rife", "diffusers": "load.model",
+             "upscale_models": "upscale.model", "latent_upscale_models": "latent.ltx_upsample", "rife": "interpolate.rife", "diffusers": "load.model",
              "embeddings": "a prompt's embedding:NAME", "depth": "depth.estimate",
              "ipadapter": "load.ipadapter", "style_models": "load.style_model", "pose": "pose.dwpose",
              "annotators": "lines.lineart, lines.anime, lines.manga, lines.hed, lines.pidinet, lines.mlsd and "

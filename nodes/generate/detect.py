@@ -34,7 +34,7 @@ WEIGHT_EXT = SAFE_EXT + PICKLE_EXT + GGUF_EXT
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.", "transformer.", "unet.", "net.",
             "text_model.", "vision_model.")
 ROLES = ("diffusion_model", "checkpoint", "text_encoder", "vae", "clip_vision", "motion_module", "lora",
-         "controlnet", "style_model", "ipadapter")
+         "controlnet", "style_model", "ipadapter", "latent_upscaler")
 
 
 @dataclass
@@ -513,6 +513,32 @@ def _wan(k: Keys) -> Optional[Detection]:
                      extra={"dim": dim, "in_channels": in_ch})
 
 
+def _hunyuan15(k: Keys) -> Optional[Detection]:
+    """HunyuanVideo 1.5 (ComfyUI's hunyuanvideo1.5_* and hunyuanvideo15_vae files, Tencent's names; or diffusers'):
+    HunyuanVideo's token refiner and double blocks with separate q/k/v, plus the ByT5 and vision inputs; its VAE
+    normalises with per-channel gammas."""
+    from nodes.generate.converters.hunyuan15 import unsupported
+    if k.has("encoder.down.0.block.0.norm1.gamma", "decoder.conv_in.conv.weight"):
+        return Detection("vae", "hunyuan15", "", why="3-D VAE with RMS-norm gammas (HunyuanVideo 1.5's)")
+    if k.has("encoder.down_blocks.0.resnets.0.norm1.gamma", "decoder.conv_in.conv.weight"):
+        return Detection("vae", "hunyuan15", "", layout="diffusers", why="3-D VAE with RMS-norm gammas")
+    if k.has("cond_type_embedding.weight") and k.any("double_blocks.0.img_attn_q.weight",
+                                                     "double_blocks.0.img_attn_qkv.weight"):
+        layout, img_in = "original", "img_in.proj.weight"
+    elif k.has("cond_type_embed.weight", "context_embedder_2.norm.weight"):
+        layout, img_in = "diffusers", "x_embedder.proj.weight"
+    else:
+        return None
+    in_ch = (k.shape(img_in) or (0, 65))[1]
+    latent = (k.shape("final_layer.linear.weight" if layout == "original" else "proj_out.weight") or (32,))[0]
+    prefix = k.prefix_of(img_in) or ""
+    why = unsupported([n[len(prefix):] for n in k.shapes if n.startswith(prefix)], in_ch, latent)
+    if why:
+        return Detection(None, "hunyuan15", "", layout=layout, prefix=prefix, why=f"this is {why}")
+    return Detection("diffusion_model", "hunyuan15", "", layout=layout, prefix=prefix,
+                     why="double blocks with separate q/k/v, byt5_in / vision_in")
+
+
 def _hunyuan(k: Keys) -> Optional[Detection]:
     if k.any("txt_in.individual_token_refiner.blocks.0.norm1.weight", "double_blocks.0.img_attn_qkv.weight"):
         layout, img_in = "original", "img_in.proj.weight"
@@ -546,6 +572,16 @@ def _ltx(k: Keys) -> Optional[Detection]:
     return Detection(role, "ltx", size, layout=layout,
                      prefix=k.prefix_of("patchify_proj.weight" if layout == "original" else "proj_in.weight") or "",
                      why="adaln_single / patchify_proj")
+
+
+def _ltx_upsampler(k: Keys) -> Optional[Detection]:
+    """LTX-Video's latent upscalers (ltxv-spatial-upscaler-0.9.7 / -0.9.8, ltxv-temporal-upscaler-0.9.7)."""
+    if not k.has("initial_conv.weight", "upsampler.0.weight", "final_conv.weight"):
+        return None
+    from nodes.generate.ltx_upsampler import axes_of
+    axes = axes_of(k.shape("initial_conv.weight"), k.shape("upsampler.0.weight"))
+    variant = {(True, False): "spatial", (False, True): "temporal", (True, True): "spatiotemporal"}.get(axes, "")
+    return Detection("latent_upscaler", "ltx", variant, why="initial_conv / upsampler / final_conv")
 
 
 def _cogvideox(k: Keys) -> Optional[Detection]:
@@ -974,7 +1010,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan, _ltx, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx, _ltx_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 
@@ -991,7 +1027,20 @@ def detect_keys(shapes: Dict[str, Shape]) -> Detection:
 def detect_header(header: Header) -> Detection:
     det = detect_keys(header.shapes)
     det.precision = precision_of(header)
+    if det.family == "ltx" and det.role in ("checkpoint", "diffusion_model") and _ltx_causal(header.metadata):
+        det.extra["causal_temporal_positioning"] = True
     return det
+
+
+def _ltx_causal(metadata: Dict[str, str]) -> bool:
+    """Whether an LTX-Video file's own config (Lightricks' `config` metadata, 0.9.5 on) places frames causally in
+    time, which no tensor shape shows (ComfyUI reads it there too)."""
+    try:
+        cfg = json.loads(metadata.get("config") or "{}")
+    except ValueError:
+        return False
+    transformer = cfg.get("transformer") if isinstance(cfg, dict) else None
+    return isinstance(transformer, dict) and transformer.get("causal_temporal_positioning") is True
 
 
 def detect_file(path) -> Detection:

@@ -296,6 +296,7 @@ class Estimate:
     lines: List[str]                       # each sampler's work, and the time where it is told
     seconds: Optional[float] = None        # the samplers counted, on the CPU
     warning: Optional[str] = None          # a run this long: what to change
+    each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the CPU
 
     def data(self) -> dict:
         """For --json readers."""
@@ -323,12 +324,15 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
         speed = matmul_speed("cpu")
     except (ImportError, KinographError):     # no torch, or a device the run itself refuses and names
         return Estimate(works, lines)
-    seconds = sum(w.flops / (speed * CPU_EFFICIENCY[w.family in UNET]) for w in known)
+    each = {w.node: w.flops / (speed * CPU_EFFICIENCY[w.family in UNET]) for w in known}
+    seconds = sum(each.values())
     partial = " for the samplers counted" if len(known) < len(works) else ""
-    lines.append(f"about {duration(seconds)} of sampling on this CPU{partial} (its matrix speed measured: "
-                 f"{speed / 1e9:.0f} GFLOP/s); the pace is measured once the first step is done")
+    # "about under a second" was the short run's line
+    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + " of sampling on this CPU"
+                 f"{partial} (its matrix speed measured: {speed / 1e9:.0f} GFLOP/s); the pace is measured once the "
+                 "first step is done")
     if seconds < LONG_S:
-        return Estimate(works, lines, seconds)
+        return Estimate(works, lines, seconds, each=each)
     big = max(known, key=lambda w: w.flops)
     cuts = [f"fewer steps ({big.node} runs {big.steps}: half as many take half the time)",
             f"fewer frames or a smaller size ({big.frames} frames at {big.width}x{big.height})"]
@@ -337,4 +341,4 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
                     "LoRA at 4-8 steps, LTX-Video's distilled model)")
     cuts.append("a GPU (--device cuda)")
     return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on this CPU. To make "
-                                           "it shorter: " + "; ".join(cuts))
+                                           "it shorter: " + "; ".join(cuts), each)

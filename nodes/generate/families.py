@@ -113,6 +113,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("hunyuan", "HunyuanVideo", ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline"),
            ("HunyuanVideoTransformer3DModel",),
            time_factor=4, fps=24.0, flow=True, cfg=6.0, steps=30, size=(848, 480), frames=61, patch=2),
+    # HunyuanVideo 1.5 (8.3B): one dual-stream transformer over the 32-channel latent of its own 16x VAE (patch 1), a
+    # prompt read by Qwen2.5-VL (and quoted text by a glyph ByT5), true CFG with a negative prompt.
+    Family("hunyuan15", "HunyuanVideo 1.5", ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline"),
+           ("HunyuanVideo15Transformer3DModel",), time_factor=4, space_factor=16, fps=24.0, flow=True, cfg=6.0,
+           steps=50, size=(848, 480), frames=121),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

@@ -169,3 +169,30 @@ def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact") 
     if mask is not None:        # kept frames stay kept: the mask follows the new size
         mask = F.interpolate(mask.float(), size=(mask.shape[2], nh, nw), mode="nearest")
     return replace(latent, samples=out, width=nw * fx, height=nh * fy, mask=mask)
+
+
+def adain_latent(latent: Latent, reference: Latent, factor: float, per_frame: bool = False) -> Latent:
+    """Each channel of `latent` moved toward the mean and spread `reference` has in that channel, by `factor`
+    (0 leaves it, 1 matches): Lightricks' LTXVAdainLatent, which keeps a second, upscaled pass from drifting in
+    colour and contrast from the first. per_frame matches frame by frame (a one-frame reference serves every
+    frame). Statistics over the whole channel (or frame) with the sample spread, as there."""
+    import torch
+    from graph_engine import NodeError
+    x, ref = latent.samples.float(), reference.samples.float()
+    if ref.shape[1] != x.shape[1]:
+        raise NodeError(f"the reference latent has {ref.shape[1]} channels and the latent {x.shape[1]}: take the "
+                        "reference from the same model")
+    if ref.shape[0] not in (1, x.shape[0]):
+        raise NodeError(f"the reference latent has a batch of {ref.shape[0]} for a latent batch of {x.shape[0]}; "
+                        "give one reference, or one per batch item")
+    ref = ref.expand(x.shape[0], *ref.shape[1:])
+    if per_frame:
+        if ref.shape[2] not in (1, x.shape[2]):
+            raise NodeError(f"per frame needs a reference of 1 or {x.shape[2]} latent frames; it has {ref.shape[2]}")
+        flat = lambda t: t.expand(-1, -1, x.shape[2], -1, -1).flatten(3)  # noqa: E731
+    else:
+        flat = lambda t: t.flatten(2)  # noqa: E731
+    r_sd, r_mean = torch.std_mean(flat(ref), dim=-1, keepdim=True)
+    i_sd, i_mean = torch.std_mean(flat(x), dim=-1, keepdim=True)
+    matched = ((flat(x) - i_mean) / i_sd * r_sd + r_mean).reshape(x.shape)
+    return replace(latent, samples=torch.lerp(x, matched, float(factor)).to(latent.samples.dtype))

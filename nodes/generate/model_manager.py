@@ -693,6 +693,10 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "controlnet" and det.family != "sd":
         return False, (f"{det.family} ControlNets ({det.variant}) are not supported (SD 1.5, SDXL, SD 3.5 Large, "
                        "FLUX.1 and Qwen-Image ones are)")
+    if det.role == "latent_upscaler":
+        return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
+                                   "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "
+                                   "one has")
     if det.role == "style_model":
         return True, "load.style_model: FLUX.1 Redux, a picture's SigLIP tokens as prompt tokens (condition.style_model)"
     if det.variant == "siglip2-naflex":

@@ -508,7 +508,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
            end_step: int = Param(10000, min=0, max=10000, help="stop before this step; `steps` or more = the end"),
            add_noise: bool = Param(True, help="off: the input latent already holds leftover noise to continue"),
            leftover_noise: bool = Param(False, help="stopping early: return the still-noisy latent for the next "
-                                                    "sampler (on) or finish it at once (off)")) -> LATENT:
+                                                    "sampler (on) or finish it at once (off)"),
+           sigmas: str = Param("", help="the noise levels written out, replacing steps, scheduler and denoise "
+                                        "(ComfyUI's ManualSigmas), e.g. LTX-Video 0.9.8 distilled's 1.0, 0.9937, "
+                                        "0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0; a first level below "
+                                        "the top refines the input latent (its second pass: 0.9094, 0.725, "
+                                        "0.4219, 0.0)")) -> LATENT:
     """The denoising loop: turn noise (or a noised input latent) into a clean latent.
 
     Samplers: euler, euler_ancestral, ddim, dpmpp_2m (pick scheduler karras for DPM++ 2M Karras),
@@ -536,7 +541,7 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
                        noise=_noise_tensor(noise), callback=lambda i, n: ctx.progress(i, n), check=ctx.check,
                        preview=preview, start_step=start_step,
                        end_step=end_step if end_step < steps else None, add_noise=add_noise,
-                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder())
+                       leftover_noise=leftover_noise, log=ctx.log, resume_dir=ctx.partial_folder(), sigmas=sigmas)
     return out
 
 
@@ -890,6 +895,40 @@ def latent_upscale(ctx, latent: LATENT,
     """Resize a latent in space (every frame alike), e.g. for a second, higher-resolution sampling pass."""
     from nodes.generate.latent import upscale_latent
     return upscale_latent(latent, scale, method)
+
+
+@node("latent.adain", title="Match Latent Statistics (AdaIN)", category="Latent")
+def latent_adain(ctx, latent: LATENT, reference: LATENT,
+                 factor: float = Param(1.0, min=-10.0, max=10.0, help="0 leaves the latent as it is, 1 gives each "
+                                                                     "channel the reference's mean and spread"),
+                 per_frame: bool = Param(False, help="match frame by frame instead of over the whole clip")) -> LATENT:
+    """Give a latent's channels the mean and spread of a reference latent's (Lightricks' LTXVAdainLatent): after
+    latent.ltx_upsample, with the first pass's latent as reference, it keeps the refining pass from drifting in
+    colour and contrast."""
+    from nodes.generate.latent import adain_latent
+    return adain_latent(latent, reference, factor, per_frame)
+
+
+# ComfyUI core keeps them in latent_upscale_models/, Lightricks' node pack in upscale_models/.
+_LATENT_UPSCALERS = locator("latent_upscale_models", "upscale_models")
+
+
+@node("latent.ltx_upsample", title="LTX Latent Upsampler", category="Latent", device="gpu")
+def latent_ltx_upsample(ctx, latent: LATENT, vae: VAE,
+                        model: str = Param("ltxv-spatial-upscaler-0.9.8.safetensors", kind="path",
+                                           locate=_LATENT_UPSCALERS,
+                                           help="an LTX-Video latent upscaler in latent_upscale_models/ or "
+                                                "upscale_models/ (spatial 0.9.7 / 0.9.8, or the temporal one)")
+                        ) -> LATENT:
+    """Double an LTX-Video latent's width and height (or, with the temporal upscaler, its frames and frame rate)
+    with Lightricks' learned upscaler, for a second sampling pass at low denoise (ComfyUI's LTXVLatentUpsampler).
+    The VAE is the one the latent was made with: the upscaler works on its un-normalised latents."""
+    from nodes.common.models_dirs import find_model
+    from nodes.generate.ltx_upsampler import load_upsampler, upsample
+    name = as_given(model, ctx.workflow_dir)
+    path = _LATENT_UPSCALERS(name) or find_model(name, "latent_upscale_models")     # not found: where to put it
+    net = load_upsampler(path, next(vae.pipe.vae.parameters()).dtype, ctx.device)
+    return upsample(latent, vae, net)
 
 
 @node("image.ltx_preprocess", title="LTX Image Preprocess", category="Conditioning")

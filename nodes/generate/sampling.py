@@ -46,6 +46,25 @@ class SamplingInfo:
     window_done: Callable[[int, int, int], None] = lambda step, done, count: None
 
 
+def manual_sigmas(text: str) -> torch.Tensor:
+    """A schedule written out as numbers ("1.0, 0.9937, ..., 0.0": ComfyUI's ManualSigmas, the list Lightricks gives
+    its distilled LTX-Video models), checked: at least two levels, falling, none negative."""
+    import re
+    words = [w for w in re.split(r"[\s,;]+", text.strip().strip("[]")) if w]
+    try:
+        levels = [float(w) for w in words]
+    except ValueError:
+        raise NodeError(f"sigmas {text!r} is not a list of numbers: write the noise levels separated by commas, "
+                        "e.g. 1.0, 0.9937, 0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219, 0.0") from None
+    if len(levels) < 2:
+        raise NodeError(f"sigmas {text!r} has {len(levels)} level; a schedule needs at least a start and an end "
+                        "(e.g. 1.0, 0.0 for one step)")
+    if any(not (v >= 0 and v < float("inf")) for v in levels) or any(b >= a for a, b in zip(levels, levels[1:])):
+        raise NodeError(f"sigmas {text!r} must fall from the first level to the last (each below the one before, "
+                        "none negative)")
+    return torch.tensor(levels, dtype=torch.float64)
+
+
 def make_sigmas(adapter, pipe, steps: int, scheduler: str, denoise: float, latent_shape,
                 shift: Optional[float] = None) -> torch.Tensor:
     """steps+1 noise levels (fewer for denoise < 1: the last part of the full schedule).
@@ -296,7 +315,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                  preview: Optional[Callable[[torch.Tensor, int, int], None]] = None, start_step: int = 0,
                  end_step: Optional[int] = None, add_noise: bool = True, leftover_noise: bool = False,
                  log: Callable[[str], None] = lambda message: None, resume_dir=None,
-                 noise_scale: float = 1.0) -> Latent:
+                 noise_scale: float = 1.0, sigmas: str = "") -> Latent:
     """Denoise `latent` (pure noise when denoise = 1) and return the new latent; `preview(x, step,
     steps)` sees the latent after each step (the editor's live preview).
 
@@ -306,7 +325,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     takes in one pass is sampled in context windows (fit_frame_limit), which `log` reports. `resume_dir`: a
     folder where each step's model output is kept, so a run that stops is taken up there (resume.py).
     `noise_scale` multiplies the noise the run starts from (A1111's initial noise multiplier for img2img, which
-    Deforum schedules per frame)."""
+    Deforum schedules per frame). `sigmas`, when given, is the whole schedule written out (manual_sigmas): it
+    replaces steps, scheduler, denoise and the flow shift, and a first level below the top starts from the input
+    latent noised to it, as denoise below 1 does."""
     from nodes.generate.model_manager import activate_loras
     adapter = get_adapter(handle.family)
     pipe = handle.pipe
@@ -334,7 +355,9 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     device = handle.denoiser.device if handle.device == "cpu" else torch.device(handle.device)
     shift = handle.option("flow_shift")
     levels = sampling_view(handle)
-    sigmas = make_sigmas(adapter, levels, steps, scheduler, denoise, x0.shape, shift)
+    manual = bool(sigmas.strip())
+    sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise, x0.shape,
+                                                              shift)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
@@ -356,7 +379,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     work = torch.float32
     if add_noise:
         x = adapter.noise_scaling(float(sigmas[0]), noise.to(x0.device, work), x0.to(work),
-                                  full=denoise >= 1.0 and start_step == 0)
+                                  full=denoise >= 1.0 and start_step == 0 and not manual)
     else:
         x = x0.to(work)
     x = x.to(device)

@@ -24,7 +24,7 @@ from nodes.generate.handles import ComponentHandle, ModelHandle
 TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyuan", "hunyuan": "hunyuan",
               "sd": "sd", "stable_diffusion": "sd", "animatediff": "animatediff", "cogvideox": "cogvideox",
               "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage",
-              "chroma": "chroma", "flux2": "flux2"}
+              "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
@@ -33,11 +33,11 @@ ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan"
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
                    "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "chroma": ("t5",),
-                   "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",)}
+                   "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5")}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
-           "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image"}
+           "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
@@ -103,6 +103,9 @@ def pipeline(family: str, variant: str = "", **parts):
     if family == "qwenimage21" and parts.get("processor") is None:
         from nodes.generate.adapters.qwenimage21 import without_processor
         cls = without_processor(cls)
+    if family == "hunyuan15" and parts.get("vae") is None:
+        from nodes.generate.adapters.hunyuan15 import without_vae
+        cls = without_vae(cls)
     params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     # Only a denoiser samples: text encoder, VAE and CLIP-vision pipelines need no scheduler.
     if "scheduler" in params and parts.get("scheduler") is None and (parts.get("transformer") is not None
@@ -209,6 +212,8 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
         files = [(path2, det2), (path, det)] if (det.family, det2.family) in (("clip_l", "llama"), ("clip", "llama"),
                                                                              ("t5", "clip_l"), ("t5", "clip")) else \
             [(path, det), (path2, det2)]
+    if family == "hunyuan15":
+        files = hunyuan15_files(files)
 
     def build():
         parts = {}
@@ -226,6 +231,17 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
     where = "+".join(str(p) for p, _ in files)
     pipe = mm.cached(("text_encoder", where, family, str(dtype), device), build, files=[p for p, _ in files])
     return ComponentHandle(family, where, pipe, "text_encoder", device)
+
+
+def hunyuan15_files(files):
+    """HunyuanVideo 1.5's Qwen2.5-VL, out of ComfyUI's DualCLIPLoader pair (qwen_2.5_vl_7b + byt5_small_glyphxl): the
+    glyph ByT5 only reads quoted text, which the adapter refuses by name, so it is not loaded."""
+    qwen = [(p, d) for p, d in files if d.family == "qwen25vl"]
+    if not qwen:
+        raise NodeError(f"{files[0][0].name} is HunyuanVideo 1.5's glyph ByT5 encoder, which reads only quoted text; "
+                        "its prompt is read by Qwen2.5-VL: give load.text_encoder qwen_2.5_vl_7b_fp8_scaled.safetensors "
+                        "(byt5_small_glyphxl_fp16.safetensors may stay as name2)")
+    return qwen[:1]
 
 
 SD3_SLOTS = {"clip_l": "clip_l", "clip": "clip_l", "clip_g": "clip_g", "t5": "t5"}

@@ -7,7 +7,7 @@ from graph_engine.types import IMAGE_ENCODER, MODEL, TEXT_ENCODER, VAE
 from nodes.common.models_dirs import locator
 
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e5m2", "fp16", "bf16", "fp32")
-TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
+TEXT_TYPES = ("auto", "wan", "ltxv", "hunyuan_video", "hunyuan_video_15", "sd", "cogvideox", "flux", "sd3", "qwen_image", "chroma",
               "flux2")
 
 

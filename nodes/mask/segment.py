@@ -268,6 +268,9 @@ def frame_mask(session, out, height: int, width: int, keep: int = 0) -> np.ndarr
     return masks.any(dim=0).cpu().numpy().astype(np.float32)
 
 
+KEPT_BYTES = 256 << 20     # a pass's masks kept for reads behind it: 240 frames at 1080p, a bool a pixel
+
+
 class Pass:
     """One pass of a SAM video model over a clip in frame order, read a chunk at a time: `_start` opens the
     session, `_step` gives it a frame and files the masks it has settled in `done`; a read behind the pass starts it
@@ -299,10 +302,13 @@ class Pass:
                 self.pos += 1
                 if self.ctx is not None:
                     self.ctx.progress(self.pos, self.video.length)
-            out = np.stack([self.done[i] for i in range(a, b)])
-            # A chunk of the source's worth kept behind (the clip of masks keeps two frames): a viewer stepping
-            # back a few frames does not start the pass again.
-            for i in [i for i in self.done if i < a - self.video.chunk]:
+            out = np.stack([self.done[i] for i in range(a, b)]).astype(np.float32)
+            # The masks made on the way are kept (one byte a pixel), the clip of masks keeping two frames: a
+            # viewer scrubbed back to a frame the pass went by ran the model again from frame 0 (5 after 119 on
+            # carphone: 7 frames of SAM 2). Past KEPT_BYTES those furthest behind go, a chunk behind kept.
+            behind = sorted(i for i in self.done if i < a - self.video.chunk)
+            over = len(self.done) - KEPT_BYTES // max(1, self.video.width * self.video.height)
+            for i in behind[:max(0, over)]:
                 del self.done[i]
             return out
 
@@ -349,7 +355,7 @@ class TextTracker(Pass):
             s.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         ready = len(self.pending) if last or delay <= 0 else max(0, len(self.pending) - delay + 1)
         for done in self.pending[:ready]:
-            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width, self.objects)
+            self.done[done.frame_idx] = frame_mask(s, done, self.video.height, self.video.width, self.objects) > 0
         self.pending = self.pending[ready:]
 
 
@@ -536,7 +542,7 @@ class PointTracker(Pass):
         logits = out.pred_masks if not self.obj else out.pred_masks[out.object_ids.index(self.obj)][None]
         masks = F.interpolate(logits.float(), size=(self.video.height, self.video.width), mode="bilinear",
                               align_corners=False) > 0
-        self.done[idx] = masks.any(dim=0)[0].cpu().numpy().astype(np.float32)
+        self.done[idx] = masks.any(dim=0)[0].cpu().numpy()
 
 
 def point_masks(video, model: str, points: str, negative: str = "", box: str = "", device: str = "cpu", ctx=None,

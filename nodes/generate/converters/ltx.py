@@ -130,7 +130,14 @@ def transformer(state, det) -> Built:
     from diffusers import LTXVideoTransformer3DModel
     conv = to_diffusers({k: v for k, v in state.items() if not k.startswith("vae.")})["transformer"]
     cfg = transformer_config(conv)
-    return Built(lambda: LTXVideoTransformer3DModel.from_config(cfg), conv, cfg)
+    causal = bool(det.extra.get("causal_temporal_positioning"))
+
+    def make():
+        model = LTXVideoTransformer3DModel.from_config(cfg)
+        # Kept in the model's config, where the adapter reads how to place frames in time.
+        model.register_to_config(causal_temporal_positioning=causal)
+        return model
+    return Built(make, conv, cfg)
 
 
 @register("ltx", "vae")
