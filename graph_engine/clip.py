@@ -282,7 +282,8 @@ class Clip:
         frames are held once however many wrappers show them (each holding its own copy, a 10-node chain of
         per-frame nodes held twice the frames main did in the editor)."""
         return Clip(self.length, self.fps, self.width, self.height, reader, self.audio, timecode=self.timecode,
-                    number=self.number, linear=self.linear, matte=matte, channels=self.channels, _chunks=self._chunks)
+                    number=self.number, linear=self.linear, matte=matte, channels=self.channels, over=self._over,
+                    _chunks=self._chunks)
 
     def with_matte(self, reader: Optional[Reader]) -> "Clip":
         """This clip with the alpha `reader` gives (uint8 [n,H,W,1], 255 = opaque; None: none)."""

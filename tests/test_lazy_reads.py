@@ -134,3 +134,15 @@ def test_the_engines_wrappers_hold_a_nodes_frames_once(tmp_path, monkeypatch):
     assert set(meter.take()) == {"n"}
     spill.close()
     store.close()
+
+
+def test_a_wrapped_clip_lets_go_of_what_its_matte_reads_through():
+    """A matte in other chunks is read through a clip of the colour's chunks; dropping the wrapper's frames drops
+    those of the matte it reads, as dropping the node's own does."""
+    from graph_engine.clip import WorkMeter
+    alpha = Clip(4, 24, 8, 8, lambda a, b: np.full((b - a, 8, 8, 1), 7, np.uint8), chunk=4, channels=1)
+    node = Clip(4, 24, 8, 8, lambda a, b: np.zeros((b - a, 8, 8, 3), np.uint8), chunk=2, matte=alpha)
+    shown = WorkMeter().wrap("n", node)
+    assert shown.matte.frame(3)[0, 0, 0] == 7 and alpha._chunks.cache
+    shown.drop_cache()
+    assert not alpha._chunks.cache and not node.matte._chunks.cache
