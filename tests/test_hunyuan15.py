@@ -75,6 +75,55 @@ def test_hunyuan15_comfyui_files_sample_as_diffusers_pipeline(hy15, loaded):
     assert torch.allclose(pixels, ref, atol=1e-4)
 
 
+def _i2v_pipeline(hy15):
+    from diffusers import ClassifierFreeGuidance, HunyuanVideo15ImageToVideoPipeline
+    from transformers import AutoTokenizer, ByT5Tokenizer, SiglipImageProcessor
+    from tiny_hunyuan15 import SIGLIP_SIDE, reference_parts, siglip
+    from nodes.generate.split import scheduler
+    transformer, vae, te, byt5 = reference_parts()
+    tok = AutoTokenizer.from_pretrained(str(hy15 / "comfy" / "text_encoders" / "qwen25_tokenizer"))
+    pipe = HunyuanVideo15ImageToVideoPipeline(
+        text_encoder=te, tokenizer=tok, transformer=transformer, vae=vae, scheduler=scheduler("hunyuan15"),
+        text_encoder_2=byt5, tokenizer_2=ByT5Tokenizer(), guider=ClassifierFreeGuidance(guidance_scale=CFG),
+        image_encoder=siglip(), feature_extractor=SiglipImageProcessor(size={"height": SIGLIP_SIDE,
+                                                                             "width": SIGLIP_SIDE}))
+    pipe.target_size = 45       # its size buckets (from the image's aspect) then hold W x H: 8 patches of 16
+    return pipe
+
+
+def test_hunyuan15_image_to_video_samples_as_diffusers_pipeline(hy15, loaded):
+    """Image-to-video was not wired: ComfyUI's HunyuanVideo15ImageToVideo had no node and SigLIP (sigclip_vision)
+    loaded for FLUX.1 Redux only ("which no hunyuan15 model reads"). Now the start image's latent and mask on the first
+    frame and SigLIP's tokens of the image reach the model as HunyuanVideo15ImageToVideoPipeline gives them."""
+    import numpy as np
+    from PIL import Image
+    from nodes.generate.hunyuan15_i2v import image_to_video
+    from nodes.generate.image_cond import encode_image
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_clip_vision
+    from nodes.generate.text import encode_prompt
+    model, te, vae = loaded
+    image = np.random.default_rng(5).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    siglip = load_clip_vision(ModelManager(), "sigclip_vision_tiny.safetensors", "hunyuan15", "cpu")
+    assert siglip.family == "hunyuan15"
+    tokens = encode_image(siglip, image, "none")       # the pipeline's SiglipImageProcessor squeezes the picture
+    pos, neg, latent = image_to_video(vae, encode_prompt(te, PROMPT), encode_prompt(te, ""), image, tokens, W, H,
+                                      FRAMES)
+    got = run_sampling(model, pos, neg, latent, steps=STEPS, cfg=CFG, sampler="euler", seed=SEED).samples
+    want = _i2v_pipeline(hy15)(Image.fromarray(image), PROMPT, num_frames=FRAMES, num_inference_steps=STEPS,
+                               output_type="latent", generator=torch.Generator().manual_seed(SEED)).frames
+    assert got.shape == want.shape == (1, 8, 2, H // 16, W // 16)
+    err = float((got - want).abs().max() / want.abs().max())
+    assert err < 1e-4, err
+    # the image is what steers it: text-to-video from the same noise lands elsewhere
+    t2v = run_sampling(model, encode_prompt(te, PROMPT), encode_prompt(te, ""), latent, steps=STEPS, cfg=CFG,
+                       sampler="euler", seed=SEED).samples
+    assert float((t2v - want).abs().max() / want.abs().max()) > 1e-2
+    with pytest.raises(NodeError, match="SigLIP's tokens of the start image"):
+        image_to_video(vae, pos, neg, image, encode_prompt(te, PROMPT), W, H, FRAMES)
+
+
 def test_hunyuan15_quoted_text_and_unrunnable_variants_are_named(hy15, loaded, tmp_path):
     from safetensors.torch import load_file, save_file
     from nodes.generate.text import encode_prompt
