@@ -8,7 +8,8 @@
   root/models/text_encoders/qwen_2.5_vl_tiny.safetensors  Qwen2.5-VL in ComfyUI's names (tests/tiny_qwen.py)
   root/models/text_encoders/byt5_small_glyphxl_tiny.safetensors  a T5 encoder the glyph ByT5's width
   root/models/clip_vision/sigclip_vision_tiny.safetensors  SigLIP's vision tower (ComfyUI's sigclip_vision_patch14_384
-      layout: transformers' names under vision_model.), as wide as the transformer's vision tokens
+      layout: transformers' names under vision_model.), as wide as the transformer's vision tokens, in one head (the
+      loader reads SigLIP's heads as 72 wide)
   root/comfy/text_encoders/qwen25_tokenizer                ComfyUI's bundled tokenizer, with Qwen2's chat template
 
 and the same weights as diffusers modules (`reference`), to build HunyuanVideo15Pipeline from. 128-wide heads (the
@@ -114,7 +115,7 @@ def siglip():
     from transformers import SiglipVisionConfig, SiglipVisionModel
     _seed(2)
     vision = SiglipVisionModel(SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                                  num_attention_heads=2, image_size=SIGLIP_SIDE, patch_size=8))
+                                                  num_attention_heads=1, image_size=SIGLIP_SIDE, patch_size=8))
     for p in vision.parameters():
         p.data = p.data.to(torch.bfloat16).float()
     return vision.eval()
