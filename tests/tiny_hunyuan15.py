@@ -7,6 +7,9 @@
   root/models/vae/hunyuanvideo15_vae_tiny.safetensors      the VAE in Tencent's names (encoder.down.N.block.M, mid.attn_1.q)
   root/models/text_encoders/qwen_2.5_vl_tiny.safetensors  Qwen2.5-VL in ComfyUI's names (tests/tiny_qwen.py)
   root/models/text_encoders/byt5_small_glyphxl_tiny.safetensors  a T5 encoder the glyph ByT5's width
+  root/models/clip_vision/sigclip_vision_tiny.safetensors  SigLIP's vision tower (ComfyUI's sigclip_vision_patch14_384
+      layout: transformers' names under vision_model.), as wide as the transformer's vision tokens, in one head (the
+      loader reads SigLIP's heads as 72 wide)
   root/comfy/text_encoders/qwen25_tokenizer                ComfyUI's bundled tokenizer, with Qwen2's chat template
 
 and the same weights as diffusers modules (`reference`), to build HunyuanVideo15Pipeline from. 128-wide heads (the
@@ -22,6 +25,7 @@ from tiny_models import _seed
 from tiny_qwen import comfy_text_encoder, qwen_tokenizer, text_encoder
 
 LATENT = 8
+SIGLIP_SIDE = 32            # SigLIP's picture side (384 released)
 CHAT = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
@@ -97,7 +101,7 @@ def reference_parts():
         in_channels=2 * LATENT + 1, out_channels=LATENT, num_attention_heads=1, attention_head_dim=128, num_layers=1,
         num_refiner_layers=1, mlp_ratio=2.0, text_embed_dim=128, text_embed_2_dim=16, image_embed_dim=16,
         target_size=64, task_type="t2v")
-    vae = AutoencoderKLHunyuanVideo15(latent_channels=LATENT, block_out_channels=(8, 8, 8, 8, 8), layers_per_block=1)
+    vae = AutoencoderKLHunyuanVideo15(latent_channels=LATENT, block_out_channels=(8, 8, 8, 8, 16), layers_per_block=1)
     te = text_encoder()
     byt5 = T5EncoderModel(T5Config(d_model=16, d_kv=8, d_ff=16, num_layers=1, num_heads=2, vocab_size=384))
     for m in (transformer, vae, te, byt5):        # fp16/bf16 values, as the files hold them
@@ -107,10 +111,20 @@ def reference_parts():
     return transformer.eval(), vae.eval(), te.eval(), byt5.eval()
 
 
+def siglip():
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+    _seed(2)
+    vision = SiglipVisionModel(SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=1, image_size=SIGLIP_SIDE, patch_size=8))
+    for p in vision.parameters():
+        p.data = p.data.to(torch.bfloat16).float()
+    return vision.eval()
+
+
 def build_hunyuan15(root: Path) -> Path:
     from safetensors.torch import save_file
     models = root / "models"
-    for sub in ("diffusion_models", "text_encoders", "vae"):
+    for sub in ("diffusion_models", "text_encoders", "vae", "clip_vision"):
         (models / sub).mkdir(parents=True, exist_ok=True)
     transformer, vae, te, byt5 = reference_parts()
     bf16 = lambda sd: {k: v.to(torch.bfloat16).contiguous() for k, v in sd.items()}  # noqa: E731
@@ -119,6 +133,8 @@ def build_hunyuan15(root: Path) -> Path:
     save_file(bf16(original_vae(vae.state_dict())), str(models / "vae" / "hunyuanvideo15_vae_tiny.safetensors"))
     save_file(bf16(comfy_text_encoder(te)), str(models / "text_encoders" / "qwen_2.5_vl_tiny.safetensors"))
     save_file(bf16(byt5.state_dict()), str(models / "text_encoders" / "byt5_small_glyphxl_tiny.safetensors"))
+    save_file(bf16({"vision_model." + k.removeprefix("vision_model."): v for k, v in siglip().state_dict().items()}),
+              str(models / "clip_vision" / "sigclip_vision_tiny.safetensors"))
     folder = root / "comfy" / "text_encoders" / "qwen25_tokenizer"
     qwen_tokenizer(folder)
     cfg = json.loads((folder / "tokenizer_config.json").read_text())

@@ -893,6 +893,15 @@ RULES: Dict[str, Rule] = {
     "EmptyHunyuanVideo15Latent": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                       LATENT_SIZE + (P("length", "frames"),), outputs=("latent",),
                                       special="empty_latent", ignore={"batch_size": 1}),
+    # HunyuanVideo 1.5 image-to-video: the start image's latent and SigLIP's tokens of it on both prompts
+    "HunyuanVideo15ImageToVideo": Rule("condition.hunyuan15_i2v", ("width", "height", "length", "batch_size"),
+                                       LATENT_SIZE + (P("length", "frames"),),
+                                       {"positive": "positive", "negative": "negative", "vae": "vae",
+                                        "start_image": "start_image", "clip_vision_output": "image_embeds"},
+                                       ("positive", "negative", "latent"), ignore={"batch_size": 1},
+                                       note="the start image is fitted to the size as diffusers' "
+                                            "HunyuanVideo15ImageToVideoPipeline fits it (scaled to cover, the middle "
+                                            "cut out), where ComfyUI scales it bilinearly"),
     "EmptyLTXVLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                  ignore={"batch_size": 1}),

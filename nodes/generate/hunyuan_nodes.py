@@ -1,4 +1,5 @@
-"""HunyuanVideo image-to-video nodes (ComfyUI's TextEncodeHunyuanVideo_ImageToVideo and HunyuanImageToVideo)."""
+"""HunyuanVideo image-to-video nodes (ComfyUI's TextEncodeHunyuanVideo_ImageToVideo and HunyuanImageToVideo; HunyuanVideo
+1.5's HunyuanVideo15ImageToVideo)."""
 from __future__ import annotations
 
 from graph_engine import Input, Param, node
@@ -34,3 +35,20 @@ def condition_hunyuan_i2v(ctx, vae: VAE, positive: CONDITIONING,
     from nodes.generate.hunyuan_i2v import image_to_video
     pos, latent = image_to_video(vae, positive, start_image, width, height, frames, guidance)
     return {"positive": pos, "latent": latent}
+
+
+@node("condition.hunyuan15_i2v", title="HunyuanVideo 1.5 Image to Video", category="Conditioning",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_hunyuan15_i2v(ctx, vae: VAE, positive: CONDITIONING,
+                            negative: CONDITIONING = Input(optional=True, help="the negative prompt"),
+                            start_image: IMAGE = Input(optional=True, help="the video's first frame"),
+                            image_embeds: CONDITIONING = Input(optional=True, help="SigLIP's tokens of the start "
+                                                               "image (encode.image of sigclip_vision_patch14_384)"),
+                            width: int = Param(848, min=16, max=8192, help="video width in pixels (multiple of 16)"),
+                            height: int = Param(480, min=16, max=8192, help="video height in pixels (multiple of 16)"),
+                            frames: int = Param(33, min=1, max=100000, help="4n+1")):
+    """The empty latent of a HunyuanVideo 1.5 image-to-video clip and both prompts carrying its start image: the
+    image's latent on the first frame and SigLIP's tokens of it (ComfyUI's HunyuanVideo15ImageToVideo)."""
+    from nodes.generate.hunyuan15_i2v import image_to_video
+    pos, neg, latent = image_to_video(vae, positive, negative, start_image, image_embeds, width, height, frames)
+    return {"positive": pos, "negative": neg, "latent": latent}

@@ -381,21 +381,23 @@ def load_clip_vision(mm, name: str, family: str, device: str) -> ComponentHandle
 
 
 def _siglip(mm, path: Path, family: str, device: str) -> ComponentHandle:
-    """SigLIP (sigclip_vision_patch14_384, or a FLUX.1-Redux-dev folder's image_encoder): FLUX.1 Redux's."""
+    """SigLIP (sigclip_vision_patch14_384, or a FLUX.1-Redux-dev folder's image_encoder): FLUX.1 Redux's, and
+    HunyuanVideo 1.5 image-to-video's (family hunyuan15; auto means FLUX.1 Redux)."""
     from nodes.generate import redux
     from nodes.generate.model_manager import dtype_of
-    if family not in ("auto", "flux"):
-        raise NodeError(f"{path.name} is SigLIP, the image encoder of FLUX.1 Redux, which no {family} model reads; "
-                        "set family to flux or auto")
-    _, dtype = dtype_of("auto", "flux", device)
+    family = "flux" if family == "auto" else family
+    if family not in ("flux", "hunyuan15"):
+        raise NodeError(f"{path.name} is SigLIP, the image encoder of FLUX.1 Redux and HunyuanVideo 1.5 "
+                        f"image-to-video, which no {family} model reads; set family to flux, hunyuan15 or auto")
+    _, dtype = dtype_of("auto", family, device)
     if path.is_dir():
         build, files = (lambda: redux.load_siglip_folder(path, dtype, device)), \
             tuple(sorted((path / "image_encoder").glob("*")))
     else:
         det = detect_file(path)
         build, files = (lambda: redux.siglip_pipe(_module(path, det, dtype, device))), (path,)
-    pipe = mm.cached(("clip_vision", str(path.resolve()), "flux", str(dtype), device), build, files=files)
-    return ComponentHandle("flux", str(path), pipe, "image_encoder", device)
+    pipe = mm.cached(("clip_vision", str(path.resolve()), family, str(dtype), device), build, files=files)
+    return ComponentHandle(family, str(path), pipe, "image_encoder", device)
 
 
 # -- tokenizers ----------------------------------------------------------------------------

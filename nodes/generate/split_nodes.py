@@ -60,7 +60,7 @@ def load_vae(ctx, name: str = Param("", kind="path", locate=locator("vae"), requ
       outputs={"image_encoder": IMAGE_ENCODER})
 def load_clip_vision(ctx, name: str = Param("", kind="path", locate=locator("clip_vision"), required=True,
                                             help="file in clip_vision/ (e.g. clip_vision_h.safetensors)"),
-                     family: str = Param("auto", choices=("auto", "wan", "hunyuan", "flux"),
+                     family: str = Param("auto", choices=("auto", "wan", "hunyuan", "flux", "hunyuan15"),
                                          help="the model family that reads its tokens; auto = HunyuanVideo for "
                                               "llava_llama3_vision, FLUX.1 for SigLIP, else Wan")):
     """CLIP vision from its own file (ComfyUI's Load CLIP Vision), for image-to-video via encode.image:

@@ -6,7 +6,8 @@ The prompt is read by Qwen2.5-VL in HunyuanVideo15Pipeline's chat template (thir
 template's 108 tokens cropped off); text in quotation marks is drawn through a glyph ByT5 encoder, which Kinograph
 cannot read yet, so a quoted prompt is refused rather than its text silently left out. Text-to-video gives the
 transformer what HunyuanVideo15Pipeline gives it: the noise with zero image-latent and mask channels beside it, no
-ByT5 tokens and zero (unread) vision tokens."""
+ByT5 tokens and zero (unread) vision tokens. Image-to-video (hunyuan15_i2v.py) fills the image-latent and mask channels
+and the vision tokens (SigLIP's) as HunyuanVideo15ImageToVideoPipeline does."""
 from __future__ import annotations
 
 import inspect
@@ -15,6 +16,7 @@ import torch
 
 from graph_engine import NodeError
 from nodes.generate.adapters.base import Adapter, stack_global
+from nodes.generate.adapters.flux import FluxAdapter
 from nodes.generate.adapters.hunyuan import HunyuanAdapter
 
 VISION_TOKENS = 729                 # SigLIP's 27 x 27 patches, HunyuanVideo15Pipeline's vision_num_semantic_tokens
@@ -47,10 +49,21 @@ class HunyuanVideo15Adapter(Adapter):
 
     default_sigmas = HunyuanAdapter.default_sigmas      # HunyuanVideo15Pipeline's too: 1 .. 1/steps, shifted
 
+    encode_image = FluxAdapter.encode_image        # SigLIP's last hidden state, as FLUX.1 Redux reads it
+
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, m, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
-        return {"encoder_hidden_states": e, "mask": torch.ones(e.shape[:2], dtype=torch.bool, device=device)
-                if m is None else m.bool()}
+        inputs = {"encoder_hidden_states": e, "mask": torch.ones(e.shape[:2], dtype=torch.bool, device=device)
+                  if m is None else m.bool()}
+        extra = conds[-1].extra
+        if "image_embeds" in extra:
+            inputs["image_embeds"] = torch.cat([c.extra.get("image_embeds", extra["image_embeds"]) for c in conds
+                                                for _ in range(batch)]).to(device, dtype)
+        if "concat" in extra:       # per latent frame: a context window takes its frames
+            idx = torch.as_tensor(list(frames))
+            inputs["concat"] = torch.cat([c.extra.get("concat", extra["concat"])[:, :, idx] for c in conds
+                                          for _ in range(batch)]).to(device, dtype)
+        return inputs
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
@@ -59,14 +72,22 @@ class HunyuanVideo15Adapter(Adapter):
         if x_in.shape[1] + cfg.out_channels + 1 != cfg.in_channels:
             raise NodeError(f"this latent has {x_in.shape[1]} channels; HunyuanVideo 1.5 samples {cfg.out_channels} "
                             "(make it with latent.empty from its VAE, hunyuanvideo15_vae)")
-        x = torch.cat([x_in, x_in.new_zeros(n, cfg.out_channels + 1, f, h, w)], dim=1).to(model.dtype)
+        concat = inputs.get("concat")
+        if concat is None:
+            concat = x_in.new_zeros(n, cfg.out_channels + 1, f, h, w)
+        x = torch.cat([x_in, concat.to(x_in)], dim=1).to(model.dtype)
         zeros = dict(dtype=model.dtype, device=x.device)
+        image = inputs.get("image_embeds")
+        if image is not None and image.shape[-1] != cfg.image_embed_dim:
+            raise NodeError(f"these image tokens are {image.shape[-1]} wide; this HunyuanVideo 1.5 model reads "
+                            f"SigLIP's {cfg.image_embed_dim}-wide ones (sigclip_vision_patch14_384.safetensors)")
         return model(hidden_states=x, timestep=t.to(x.device).expand(n).to(model.dtype),
                      encoder_hidden_states=inputs["encoder_hidden_states"].to(model.dtype),
                      encoder_attention_mask=inputs["mask"],
                      encoder_hidden_states_2=torch.zeros(n, GLYPH_TOKENS, cfg.text_embed_2_dim, **zeros),
                      encoder_attention_mask_2=torch.zeros(n, GLYPH_TOKENS, dtype=torch.bool, device=x.device),
-                     image_embeds=torch.zeros(n, VISION_TOKENS, cfg.image_embed_dim, **zeros),
+                     image_embeds=torch.zeros(n, VISION_TOKENS, cfg.image_embed_dim, **zeros) if image is None
+                     else image.to(model.dtype),
                      return_dict=False)[0]
 
 
