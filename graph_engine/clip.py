@@ -194,8 +194,8 @@ def padded(pieces, seconds: float) -> list:
 class _Chunks:
     """What a reader made, in aligned chunks: one per computation, held by every Clip that shows its frames."""
 
-    def __init__(self, reader: Reader, chunk: int, local: bool):
-        self.reader, self.chunk, self.local = reader, chunk, local
+    def __init__(self, chunk: int, local: bool):
+        self.chunk, self.local = chunk, local
         self.cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
         # A local reader's chunks read in part: which of their frames are made (a chunk in `cache` and not here
         # is whole).
@@ -217,8 +217,9 @@ class Clip:
                  linear: Optional[Reader] = None, matte: Optional["Clip"] = None, channels: int = 3,
                  local: bool = False, over: Optional["Clip"] = None, _chunks: Optional[_Chunks] = None):
         """`local`: the reader makes each frame alone (a per-frame node), so it may be called on any span within a
-        chunk and is asked only for the frames read. `over`: the clip this one reads its frames through (a wrapper's
-        source), whose chunks go when this one's do (drop_cache)."""
+        chunk and is asked only for the frames read. `over`: the clip this one reads its frames through (a matte read
+        in its colour's chunks), whose chunks go when this one's do (drop_cache). The engine's wrappers, which make no
+        frames of their own, share their source's chunks instead (Clip.wrapped)."""
         if length < 0 or width <= 0 or height <= 0:
             raise ValueError(f"invalid clip geometry: {length} frames of {width}x{height}")
         self.length, self.fps, self.width, self.height = int(length), float(fps), int(width), int(height)
@@ -235,8 +236,8 @@ class Clip:
         self.linear = linear
         self.channels = int(channels)     # 3: colour; 1: a matte (another clip's alpha)
         self._chunks = _chunks or _Chunks(
-            reader, chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3))), bool(local))
-        self._reader = self._chunks.reader
+            chunk or max(1, min(MAX_CHUNK, CHUNK_BYTES // (self.width * self.height * 3))), bool(local))
+        self._reader = reader
         self.chunk, self.local = self._chunks.chunk, self._chunks.local
         self._over = over
         # Read in the colour's own chunks, so a reader that decodes both at once (split_reader) does so once.
@@ -274,6 +275,15 @@ class Clip:
                     matte=(self.matte if same and counted else None) if matte is ... else matte,
                     channels=self.channels, local=self.local if reader is None else local,
                     over=self._over if same and counted else None, _chunks=self._chunks if same and counted else None)
+
+    def wrapped(self, reader: Reader, matte: Optional["Clip"] = None) -> "Clip":
+        """This clip's frames, the chunks it lacks made by `reader`, which gives the same frames (an engine wrapper's:
+        the node's reader timed, kept on disk, spilled) and holds none: its chunks are this clip's own, so the node's
+        frames are held once however many wrappers show them (each holding its own copy, a 10-node chain of
+        per-frame nodes held twice the frames main did in the editor)."""
+        return Clip(self.length, self.fps, self.width, self.height, reader, self.audio, timecode=self.timecode,
+                    number=self.number, linear=self.linear, matte=matte, channels=self.channels, over=self._over,
+                    _chunks=self._chunks)
 
     def with_matte(self, reader: Optional[Reader]) -> "Clip":
         """This clip with the alpha `reader` gives (uint8 [n,H,W,1], 255 = opaque; None: none)."""
@@ -499,13 +509,11 @@ class WorkMeter:
         return getattr(self._local, "own", 0.0)
 
     def wrap(self, node: str, clip: Clip) -> Clip:
-        """The same frames, their computing time counted for `node`: read through clip's own chunks, which the
-        node's float pixels (Clip.linear) may read too (a deflicker's measures), so they are made once."""
-        return Clip(clip.length, clip.fps, clip.width, clip.height,
-                    lambda a, b: self.measure(node, clip.frames, a, b), clip.audio, chunk=clip.chunk,
-                    timecode=clip.timecode, number=clip.number, linear=clip.linear,
-                    matte=None if clip.matte is None else self.wrap(node, clip.matte), channels=clip.channels,
-                    local=clip.local, over=clip)
+        """The same frames, their computing time counted for `node`: in clip's own chunks, which the node's float
+        pixels (Clip.linear) may read too (a deflicker's measures), so they are made once."""
+        reader = clip._reader
+        return clip.wrapped(lambda a, b: self.measure(node, reader, a, b),
+                            None if clip.matte is None else self.wrap(node, clip.matte))
 
     def take(self) -> dict:
         with self._lock:

@@ -75,9 +75,7 @@ class FrameStore:
 
         # The alpha (Clip.matte), a clip of its own, is kept alike.
         matte = None if clip.matte is None else self.keep(clip.matte, meter)
-        out = Clip(clip.length, clip.fps, clip.width, clip.height, read, clip.audio, chunk=clip.chunk,
-                   timecode=clip.timecode, number=clip.number, linear=clip.linear, matte=matte, channels=clip.channels,
-                   local=clip.local, over=clip)
+        out = clip.wrapped(read, matte)
         # Not at exit: the session's folder goes then, all at once.
         weakref.finalize(out, self._forget, n).atexit = False
         return out

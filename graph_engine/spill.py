@@ -87,17 +87,15 @@ class _Shared:
             self.off = True
         # The alpha (Clip.matte) is shared alike: computed once, spilled beside the frames.
         self.matte = None if source.matte is None else _Shared(spill, source.matte, f"{n}a")
-        self.clip = Clip(source.length, source.fps, source.width, source.height, self.read, source.audio,
-                         chunk=source.chunk, timecode=source.timecode, number=source.number, linear=source.linear,
-                         matte=None if self.matte is None else self.matte.clip, channels=source.channels,
-                         local=source.local, over=source)
+        self.make = source._reader      # the chunks are the source's own (Clip.wrapped): made, not read from it
+        self.clip = source.wrapped(self.read, None if self.matte is None else self.matte.clip)
 
     def read(self, a: int, b: int) -> np.ndarray:
         # Called under the shared clip's own lock, one chunk at a time (aligned to the source's chunks; a local
         # source's read in part, as far as asked).
         shape = (b - a, self.source.height, self.source.width, self.source.channels)
         if self.closed or self.off:
-            return self.source.frames(a, b)
+            return self.make(a, b)
         folder = self.spill.folder()
         path = folder / f"{self.n}-{a}-{b}.raw" if folder else None
         if (a, b) in self.stored:
@@ -106,7 +104,7 @@ class _Shared:
             except (OSError, ValueError):     # deleted under us (a cleaner): compute it again
                 self.stored.discard((a, b))
         t0 = time.perf_counter()
-        block = self.source.frames(a, b)
+        block = self.make(a, b)
         # Frames cheaper to compute again than to write and read back (a decode, a resize) are computed again
         # for the next reader: a loader read by two nodes wrote 6 GB per 1000 1080p frames to spare a decode.
         if path is not None and not self.closed and keep.worth_keeping(time.perf_counter() - t0, block.nbytes):

@@ -252,6 +252,10 @@ def test_picked_text_is_what_the_node_reads_and_json_stays_json_where_it_can():
     assert parse_box(set_prompts("", "box", 1, 2, [(22, 8, 38, 22)])) == [[], [(22, 8, 38, 22, 2)]]
     assert set_prompts("120,80; 130.0,90@12 | 300,200", "points", 0, 12, []) == "120,80 | 300,200"
     assert point_groups(set_prompts("5,6@1", "points", 0, 1, [(5, 6), (1, 1)])) == [[(5, 6, 1), (1, 1, 1)]]
+    # The last of a ComfyUI import's boxes taken away: the node read the "[]" written as "'[]' is not a box".
+    assert remove_object("[1, 2, 30, 40]", "box", 0) == "[]" and parse_box("[]") == []
+    # A position written as given: "{:g}" wrote 2640.016 as 2640.02 and 12345678 as 1.23457e+07.
+    assert set_prompts("1,2", "points", 0, 4, [(2640.016, 12345678)]) == "1,2; 2640.016,12345678@4"
     done = []
     picker = Picker("track", {"points": "points", "negative_points": "negative", "box": "box"},
                     {"points": "10,20", "negative": "1,1", "box": ""}, done.append)
