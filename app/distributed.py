@@ -165,9 +165,9 @@ class Worker:
 
     def run(self, payload: Dict[str, Any], sink=None, tag: Any = None) -> Dict[str, Any]:
         """The job; its node events go to the EventSink `sink` as (tag, event) while it runs."""
-        from .jobs import refused_here, run_job
+        from .jobs import run_job
         here = self.where()
-        refused = refused_here(payload, f"{here['host']} (Ray worker pid {here['pid']})")
+        refused = self._refused(payload, here)
         if refused:
             return {**refused, **here}
         if sink is None:
@@ -186,16 +186,24 @@ class Worker:
         import ray
         return ray
 
+    @staticmethod
+    def _refused(payload: Dict[str, Any], here: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        from .jobs import refused_here
+        return refused_here(payload, f"{here['host']} (Ray worker pid {here['pid']})")
+
     def probe(self, payload, source) -> Dict[str, Any]:
         from .shard import probe
-        return {**probe(self.session, payload, source), **self.where()}
+        here = self.where()
+        return {**(self._refused(payload, here) or probe(self.session, payload, source)), **here}
 
     def render(self, payload, source, a: int, b: int, out: str) -> Dict[str, Any]:
+        # Each shard may land on another node than the probe did, so each checks its own machine.
         from .shard import render_range
-        done = render_range(self.session, payload, source, a, b, out)
+        here = self.where()
+        done = self._refused(payload, here) or render_range(self.session, payload, source, a, b, out)
         if done.get("path"):
             self.written.add(done["path"])
-        return {**done, **self.where()}
+        return {**done, **here}
 
     def read(self, path: str, offset: int, size: int) -> bytes:
         with open(path, "rb") as f:

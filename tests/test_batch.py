@@ -538,6 +538,50 @@ def test_a_render_node_that_lacks_a_file_the_job_reads_is_named_before_the_run(t
     assert not (tmp_path / "out/plate.mkv").exists()
 
 
+
+class RenderHerePool(HerePool):
+    """HerePool whose `lose` is removed only when the shards render: the probe ran on a node with the plate."""
+
+    def imap(self, calls):
+        from app.distributed import Worker
+        worker = Worker({}, "cpu")
+        for key, method, args in calls:
+            if method == "render":
+                self.lose.unlink(missing_ok=True)
+            yield key, getattr(worker, method)(*args)
+
+    def fit(self, calls):
+        pass
+
+    def local_copy(self, shard, folder):
+        return shard["path"]
+
+
+def test_a_shard_on_a_render_node_that_lacks_the_plate_is_named_before_it_renders(tmp_path, monkeypatch, capsys):
+    """`kinograph run --ray --shards` did not get a batch job's check: a shard on a node lacking the plate ran until
+    the loader failed, naming neither the node nor why. The probe and every shard now check their own machine."""
+    import socket
+    from graph_engine.clip import Clip
+    from nodes.io.video_write import write_video
+    fake_ray(monkeypatch)
+    import app.distributed as dist
+    monkeypatch.setattr(dist, "WorkerPool", RenderHerePool)
+    write_video(Clip.from_array(pattern_frames(0, 4, 16, 16, 4), fps=8), str(tmp_path / "plate.mkv"), codec="ffv1")
+    monkeypatch.setattr(RenderHerePool, "lose", tmp_path / "plate.mkv")
+    wf = write(tmp_path, "plate.yaml", """\
+        kinograph: 1
+        nodes:
+          plate: {type: io.load_video, params: {path: plate.mkv}}
+          save: {type: io.save_video, inputs: {video: plate.video}, params: {path: out/plate.mkv}}
+        """)
+    assert main(["run", str(wf), "--ray", "local", "--shards", "2"]) == 1
+    err = capsys.readouterr().err
+    here = f"{socket.gethostname()} (Ray worker pid {os.getpid()})"
+    assert re.search(rf"shard 0 \(frames 0-4\) failed: on {re.escape(here)}: {re.escape(str(wf))}: node plate: path: "
+                     rf"'plate.mkv' is not there \({re.escape(str(tmp_path / 'plate.mkv'))}\).*Every Ray node needs "
+                     "the job's model and footage files at the same paths", err), err
+    assert not (tmp_path / "out/plate.mkv").exists()
+
 def test_a_run_on_ray_stopped_by_sigterm_ends_its_json_with_the_cancelled_event(tmp_path, monkeypatch, capsys):
     """`kinograph run --ray --json` stopped by SIGTERM or Ctrl-C exited 130 with no run_finished event, so a
     program reading stdout could not tell a cancelled render from a crashed one; a local run prints it."""

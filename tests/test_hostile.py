@@ -1222,7 +1222,7 @@ def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp
     spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
     esrgan = ESRGAN(in_nc=3, out_nc=3, num_filters=4, num_blocks=1, scale=2).state_dict()
-    save_file({k.replace("model.1.sub.1.", "model.1.sub.200000."): v.contiguous() for k, v in esrgan.items()},
+    save_file({k.replace("model.1.sub.1.", "model.1.sub.1000."): v.contiguous() for k, v in esrgan.items()},
               str(tmp_path / "4x_bomb.safetensors"))
     with pytest.raises(NodeError, match=r"4x_bomb.safetensors: its tensor names and shapes make an upscaler of "
                                         r"[\d,]+ values or more, far more than the file's [\d,]+"):
@@ -1239,6 +1239,36 @@ def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp
     with pytest.raises(NodeError, match=r"swin_bomb.safetensors: its tensor names and shapes make an upscaler of "):
         load_model(str(tmp_path / "swin_bomb.safetensors"))
 
+
+
+def test_an_upscaler_naming_more_layers_than_any_published_one_is_refused_before_spandrel_scans_it(tmp_path):
+    """spandrel's detection scans every key once per layer number it finds: a SwinIR file naming 20,000 layers by
+    empty tensors spent minutes there (6,000 layers: 90 s with the build), and a HAT file naming one key at layer
+    300,000 spent 5 s in the scan alone."""
+    from safetensors.torch import save_file
+    from nodes.upscale.model_sr import load_model
+    from nodes.upscale.spandrel_loader import spandrel
+    spandrel()
+    from spandrel.architectures.SwinIR import SwinIR
+    swin = {k: v.contiguous() for k, v in SwinIR(img_size=8, in_chans=3, embed_dim=6, depths=[1], num_heads=[1],
+                                                  window_size=2, mlp_ratio=1.0, upscale=2,
+                                                  upsampler="pixelshuffle").state_dict().items()}
+    empty = torch.zeros(0, 1)
+    save_file({**swin, **{f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table": empty
+                          for i in range(1, 6000)}}, str(tmp_path / "swin_6k.safetensors"))
+    with pytest.raises(NodeError, match=r"swin_6k.safetensors holds 6,0\d\d tensors; the largest published "
+                                        r"upscalers \(DAT, HAT-L\) hold about 2,100, so Kinograph reads at most 5,000: "
+                                        r"the file is damaged or made to stall the loader"):
+        load_model(str(tmp_path / "swin_6k.safetensors"))
+    torch.save({**swin, "layers.3000000.residual_group.blocks.0.attn.relative_position_bias_table": empty},
+               str(tmp_path / "swin_deep.pth"))
+    with pytest.raises(NodeError, match=r"swin_deep.pth names layer 3,000,000 \(layers.3000000.residual_group.blocks"
+                                        r".0.attn.relative_position_bias_table\); published upscalers number their "
+                                        r"layers below a hundred"):
+        load_model(str(tmp_path / "swin_deep.pth"))
+    # the real layout beside them still loads
+    save_file(swin, str(tmp_path / "swin.safetensors"))
+    assert load_model(str(tmp_path / "swin.safetensors")).scale == 2
 
 def test_a_mov_whose_sample_table_claims_millions_of_frames_is_refused_before_ffmpeg_indexes_them(tmp_path):
     """A sample table can state one size for every frame, so a 3 KB MOV stated 80,000,000 frames: FFmpeg indexed

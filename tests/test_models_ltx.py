@@ -231,7 +231,7 @@ def test_distilled_schedule_written_out_drives_the_sampler(ltx):
     """The distilled models' ComfyUI graph (CFGGuider cfg 1, KSamplerSelect, ManualSigmas with Lightricks' list,
     SamplerCustomAdvanced) imports as sample with those sigmas; sigmas written out run exactly the schedule they
     name (the default 2-step schedule written out gives the default run's latent bit for bit), and a list that does
-    not fall is refused by name."""
+    not fall is refused by name; one step runs (it was all NaN: diffusers' shift_terminal stretch divided by zero)."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     from app.comfyui import import_data
@@ -262,11 +262,14 @@ def test_distilled_schedule_written_out_drives_the_sampler(ltx):
     written = ", ".join(repr(float(v)) for v in levels)
     session = Session(device="cpu")
     runs = [session.run(load_workflow(text=_sample_yaml(ltx, p), check=True), use_cache=False)
-            for p in ("steps: 2", f"steps: 30, sigmas: '{written}'", f"sigmas: '{DISTILLED}'", "sigmas: '1.0, 0.5, 0.7'")]
-    assert all(r.ok for r in runs[:3]), [r.failed for r in runs]
-    latents = [r.outputs["sample"]["latent"].samples for r in runs[:3]]
+            for p in ("steps: 2", f"steps: 30, sigmas: '{written}'", f"sigmas: '{DISTILLED}'", "sigmas: '1.0, 0.5, 0.7'",
+                      "steps: 1", "sigmas: '1.0, 0.0'")]
+    assert all(r.ok for r in runs[:3] + runs[4:]), [r.failed for r in runs]
+    latents = [r.outputs["sample"]["latent"].samples for r in runs[:3] + runs[4:]]
     assert torch.equal(latents[0], latents[1]) and not torch.allclose(latents[0], latents[2])
     assert "must fall from the first level to the last" in runs[3].failed["sample"]
+    # one step (the shift_terminal stretch divided by zero: the NaN message) runs the schedule 1.0 -> 0
+    assert torch.isfinite(latents[3]).all() and torch.equal(latents[3], latents[4])
 
 
 def test_adain_matches_lightricks_statistics():

@@ -16,6 +16,27 @@ from nodes.upscale.nodes import MIN_TILE
 from nodes.upscale.spandrel_loader import spandrel
 
 
+# The most tensors a published upscaler holds is about 2,100 (DAT 2,116, RGT 2,024, HAT-L 1,710, RCAN 1,634,
+# SwinIR-L 859, Real-ESRGAN x4plus 702), and no layer index passes a hundred. spandrel's architecture detection
+# scans every key once per layer it finds (get_seq_len inside a loop over the highest layer number), so a file
+# naming 20,000 layers by empty tensors spent minutes there before anything was built.
+MAX_TENSORS = 5000
+MAX_LAYER_INDEX = 1000
+
+
+def _refuse_beyond_published(path: str, state) -> None:
+    if len(state) > MAX_TENSORS:
+        raise NodeError(f"{path} holds {len(state):,} tensors; the largest published upscalers (DAT, HAT-L) hold "
+                        f"about 2,100, so Kinograph reads at most {MAX_TENSORS:,}: the file is damaged or made to "
+                        "stall the loader. Get it again from where it was published")
+    for key in state:
+        index = max((int(part) for part in key.split(".") if part.isdigit()), default=0)
+        if index > MAX_LAYER_INDEX:
+            raise NodeError(f"{path} names layer {index:,} ({key[:80]}); published upscalers number their layers "
+                            f"below a hundred, so Kinograph reads at most {MAX_LAYER_INDEX:,}: the file is damaged or "
+                            "made to stall the loader. Get it again from where it was published")
+
+
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stamp: tuple, device: str):
     import re
@@ -32,6 +53,7 @@ def _load(path: str, stamp: tuple, device: str):
     loader = sp.ModelLoader(device=torch.device(device))
     try:
         state = loader.load_state_dict_from_file(path)
+        _refuse_beyond_published(path, state)
         # spandrel sizes the network from the file's shapes and key names (ESRGAN's depth from its highest block
         # number): a file naming block 200,000 filled 5 GB in 100 s before any message. The build gets a copy: some
         # architectures rename or add entries as they load (SwinIR's conv_first.1, SPAN's no_norm)

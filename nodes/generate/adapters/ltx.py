@@ -31,6 +31,11 @@ class LTXAdapter(Adapter):
                                       cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))}
 
     def default_sigmas(self, pipe, steps, latent_shape):
+        if steps == 1:
+            # The shift_terminal stretch divides by one minus the last level, which for one step is the first,
+            # 1.0: every level came out NaN. Time shift and stretch keep 1.0 where it is at any step count, so one
+            # step goes from 1.0 to 0, as ComfyUI's one-step LTX schedule does.
+            return torch.tensor([1.0, 0.0], dtype=torch.float64)
         sch = self.scheduler(pipe)
         sch.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), **self.scheduler_kwargs(pipe, latent_shape))
         return torch.as_tensor(sch.sigmas, dtype=torch.float64).flatten()
