@@ -64,6 +64,10 @@ def test_unmapped_nodes_on_the_way_to_an_output_block():
         (8, "ColorMatch", ["mkl", 1.0], {"image_ref": (5, 0, "IMAGE"), "image_target": (5, 0, "IMAGE")}, ["IMAGE"]),
         (12, "PreviewImage", [], {"images": (8, 0, "IMAGE")}, [])]))
     assert [e.comfy_id for e in res.report.blocking] == ["8"]
+    # a group node (or a subgraph without its definition) may hold a save however it is linked: it still blocks
+    res = import_data(_graph([(13, "workflow>Upscale and save", ["4x.pth", "up"], {}, [])]))
+    assert [e.comfy_id for e in res.report.blocking] == ["13"]
+    assert "Convert to nodes" in res.report.entries["13"].notes[0]
 
 
 def test_a_file_without_outputs_keeps_every_node():

@@ -13,7 +13,7 @@ from graph_engine.graph import Graph
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
 from .mapping import AIO_DEFAULTS, COMFY_UNION_TYPES, INSTEAD, RULES, Approx, Rule
-from .outputs import RULE_TEXT, possible_output, what_runs
+from .outputs import RULE_TEXT, UUID, is_bundle, possible_output, what_runs
 from .report import APPROX, EXACT, UI, Entry, Report
 
 LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
@@ -331,7 +331,7 @@ class Converter:
         nid = self.add("comfyui." + re.sub(r"[^A-Za-z0-9_\-]+", "_", cn.class_type), cn, params)
         self.graph.ui.setdefault(nid, {})["placeholder"] = True
         notes = [unmapped_note(cn)]
-        if cn.mode == 0 and possible_output(cn, self.consumers, False):
+        if cn.mode == 0 and not is_bundle(cn.class_type) and possible_output(cn, self.consumers, False):
             notes.append("it feeds no other node, so it is taken as an output node of its pack (ComfyUI runs those; "
                          "the file does not say which nodes are): if it only shows something, delete it in ComfyUI "
                          "and import again")
@@ -2008,7 +2008,6 @@ class Converter:
 
 # ComfyUI's v-parameterization configs (v2-inference-v.yaml, v2-inference-v_fp32.yaml, v1-inference-v.yaml).
 V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
 def comfy_denoise(params: Dict[str, Any]) -> None:
