@@ -64,6 +64,12 @@ def test_unmapped_nodes_on_the_way_to_an_output_block():
         (8, "ColorMatch", ["mkl", 1.0], {"image_ref": (5, 0, "IMAGE"), "image_target": (5, 0, "IMAGE")}, ["IMAGE"]),
         (12, "PreviewImage", [], {"images": (8, 0, "IMAGE")}, [])]))
     assert [e.comfy_id for e in res.report.blocking] == ["8"]
+    # efficiency-nodes' sampler is an output node of its pack (it shows its picture): it runs though nothing reads it
+    res = import_data(_graph([(14, "KSampler (Efficient)", [3, None, 2, 7, "euler", "simple", 1, "auto", "false"],
+                               {"model": (1, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"),
+                                "negative": (2, 0, "CONDITIONING"), "latent_image": (3, 0, "LATENT")},
+                               ["MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "IMAGE"])]))
+    assert res.report.entries["14"].status != "ui" and not res.report.remarks, res.report.text()
     # a group node (or a subgraph without its definition) may hold a save however it is linked: it still blocks
     res = import_data(_graph([(13, "workflow>Upscale and save", ["4x.pth", "up"], {}, [])]))
     assert [e.comfy_id for e in res.report.blocking] == ["13"]

@@ -13,7 +13,7 @@ from graph_engine.graph import Graph
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
 from .mapping import AIO_DEFAULTS, COMFY_UNION_TYPES, INSTEAD, RULES, Approx, Rule
-from .outputs import RULE_TEXT, UUID, is_bundle, possible_output, what_runs
+from .outputs import PACK_OUTPUTS, RULE_TEXT, UUID, is_bundle, possible_output, what_runs
 from .report import APPROX, EXACT, UI, Entry, Report
 
 LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
@@ -136,8 +136,8 @@ class Converter:
 
     def is_output(self, class_type: str) -> bool:
         rule = RULES.get(class_type)
-        if rule is None:
-            return False
+        if rule is None or class_type in PACK_OUTPUTS:
+            return rule is not None
         if rule.kind == "ui":
             return rule.note.startswith("previews show")
         spec = self.registry.get(rule.node) if rule.node else None

@@ -17,6 +17,10 @@ RULE_TEXT = ("outputs are the nodes that save or preview, group nodes, and any n
              "outputs)")
 
 
+# mapped classes their packs mark OUTPUT_NODE though Kinograph's equivalent saves nothing: efficiency-nodes' sampler
+# shows its decoded picture (efficiency_nodes.py, TSC_KSampler), so ComfyUI runs it even where nothing reads it
+PACK_OUTPUTS = {"KSampler (Efficient)", "KSampler Adv. (Efficient)", "KSampler SDXL (Eff.)"}
+
 # a subgraph instance whose definition the file lacks is named by the definition's id
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
