@@ -44,6 +44,12 @@ def test_nodes_no_output_needs_are_left_out():
                                         "outputs are the nodes that save or preview")
     from graph_engine.api import load_workflow
     load_workflow(text=res.yaml)
+    # an API prompt the same: what its SaveImage does not need is left out
+    api = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "a"}},
+           "3": {"class_type": "ColorMatch", "inputs": {"method": "mkl"}}}
+    res = import_data(api)
+    assert not res.report.blocking and NOT_RUN in res.report.entries["3"].notes[0]
 
 
 def test_unmapped_nodes_on_the_way_to_an_output_block():
