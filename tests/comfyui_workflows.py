@@ -90,3 +90,11 @@ def run_imported(data, folder):
     run = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
     assert run.ok, run.failed
     return res
+
+
+def decoded_and_saved(nid, latent):
+    """Nodes `nid` to `nid` + 2 that decode node `latent`'s latent and save it: ComfyUI runs only what an output
+    needs, so a test graph's latent that feeds nothing is left out of the import."""
+    return [(nid, "VAELoader", ["vae.safetensors"], {}, ["VAE"]),
+            (nid + 1, "VAEDecode", [], {"samples": (latent, 0, "LATENT"), "vae": (nid, 0, "VAE")}, ["IMAGE"]),
+            (nid + 2, "SaveImage", ["out"], {"images": (nid + 1, 0, "IMAGE")}, [])]

@@ -9,7 +9,7 @@ from app.comfyui import import_data, import_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from comfyui_workflows import ui_format, wan_wrapper_t2v  # noqa: E402
+from comfyui_workflows import decoded_and_saved, ui_format, wan_wrapper_t2v  # noqa: E402
 
 # Community files that do not import, and the nodes that block each (named in the report with what to use instead)
 COMMUNITY_BLOCKED = {
@@ -71,6 +71,7 @@ def _resize_graph(widgets, consumer=True, width_link=False):
     if consumer:
         nodes.append((5, "EmptyHunyuanLatentVideo", [16, 16, 33, 1],
                       {"width": (3, 1, "INT"), "height": (3, 2, "INT")}, ["LATENT"]))
+        nodes += decoded_and_saved(6, 5)
     return ui_format(nodes)
 
 
@@ -447,7 +448,7 @@ def test_image_resize_kjv2_modes(widgets, params, noted):
              (2, "ImageResizeKJv2", widgets, {"image": (1, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "MASK"]),
              (3, "SaveImage", ["x"], {"images": (2, 0, "IMAGE")}, []),
              (4, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (2, 1, "INT"), "height": (2, 2, "INT")},
-              ["LATENT"])]
+              ["LATENT"]), *decoded_and_saved(5, 4)]
     res = import_data(ui_format(nodes))
     resize = res.graph.nodes["image_resize_k_jv2_2"]
     assert {k: resize.params[k] for k in params} == params
@@ -478,7 +479,8 @@ def test_rgthree_context_chains_carry_each_field():
                "latent_image": (5, 0, "LATENT")}, ["LATENT"]),
              (8, "VAEDecode", [], {"samples": (3, 0, "LATENT"), "vae": (12, 3, "VAE")}, ["IMAGE"]),
              (13, "VAEDecode", [], {"samples": (3, 0, "LATENT"), "vae": (12, 7, "IMAGE")}, ["IMAGE"]),
-             (9, "SaveImage", ["out"], {"images": (8, 0, "IMAGE")}, [])]
+             (9, "SaveImage", ["out"], {"images": (8, 0, "IMAGE")}, []),
+             (14, "SaveImage", ["out"], {"images": (13, 0, "IMAGE")}, [])]
     data = ui_format(nodes)
     names = ["CONTEXT", "MODEL", "CLIP", "VAE", "POSITIVE", "NEGATIVE", "LATENT", "IMAGE", "SEED"]
     for n in data["nodes"]:
@@ -550,11 +552,10 @@ def test_kjnodes_get_image_size_and_count():
               ["LATENT"]),
              (6, "GetImageSizeAndCount", [], {"image": (1, 0, "IMAGE")}, ["IMAGE", "INT", "INT", "INT"]),
              (7, "EmptyHunyuanLatentVideo", [16, 16, 33, 1], {"width": (6, 1, "INT"), "length": (6, 3, "INT")},
-              ["LATENT"])]
+              ["LATENT"]), *decoded_and_saved(8, 5), *decoded_and_saved(11, 7)]
     res = import_data(ui_format(nodes))
     g = res.graph
-    save, = [n for n in g.nodes.values() if n.type == "io.save_frames"]
-    assert g.inputs[save.id]["video"] == ("image_resize_k_jv2_2", "video")
+    assert g.inputs["save_image_4"]["video"] == ("image_resize_k_jv2_2", "video")
     assert (g.nodes["empty_hunyuan_latent_video_5"].params["width"],
             g.nodes["empty_hunyuan_latent_video_5"].params["height"]) == (832, 480)
     size = g.nodes["get_image_size_and_count_6"]
@@ -576,7 +577,7 @@ def test_rgthree_power_prompt_applies_its_lora_tags():
              (4, "KSampler", [1, "fixed", 20, 7, "euler", "simple", 1],
               {"model": (2, 1, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (3, 0, "CONDITIONING"),
                "latent_image": (5, 0, "LATENT")}, ["LATENT"]),
-             (6, "ShowText|pysssss", [], {"text": (2, 3, "STRING")}, ["STRING"])]
+             (6, "ShowText|pysssss", [], {"text": (2, 3, "STRING")}, ["STRING"]), *decoded_and_saved(7, 4)]
     res = import_data(ui_format(nodes))
     g = res.graph
     assert _sampler_inputs(res)["positive"] == "a fox in snow , film grain "      # the tags cut out, as rgthree does

@@ -376,6 +376,7 @@ def test_controlnet_on_the_conditioning_steers_the_samplers_model():
     # a LoRA's text-encoder strength is carried (lora.image's clip_strength), so nothing is said of it
     api["11"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.7,
                                                         "strength_clip": 1, "model": ["1", 0], "clip": ["1", 1]}}
+    api["2"]["inputs"]["clip"] = ["11", 1]
     assert import_data(api).report.entries["11"].notes == []
     # the ControlNet's step range is carried (it was "not carried" before control.apply had one)
     api["6"]["inputs"]["end_percent"] = 0.6
@@ -932,10 +933,14 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
         assert f"NOT MAPPED             {kind} #{loader['id']}" in err and says in err
         assert f"not written: {kind} #{loader['id']} cannot be converted (why is above)" in err
     loader["type"] = "ImageOnlyCheckpointLoader"
+    # linked to the picture (a node no output needs would be left out, not named)
+    image = next(n for n in wf["nodes"] if n["type"] == "LoadImage")
+    wf["links"].append([900, image["id"], 0, 30, 0, "IMAGE"])
     wf["nodes"].append({"id": 30, "type": "ColorMatch", "pos": [0, 0], "mode": 0, "widgets_values": ["mkl", 1.0],
+                        "inputs": [{"name": "image_ref", "type": "IMAGE", "link": 900}],
                         "properties": {"cnr_id": "comfyui-kjnodes", "ver": "1.1.0"}})
     entry = import_data(wf).report.entries["30"]
-    assert entry.notes == ["no Kinograph equivalent (from the custom node pack comfyui-kjnodes 1.1.0): a placeholder "
+    assert entry.notes[:1] == ["no Kinograph equivalent (from the custom node pack comfyui-kjnodes 1.1.0): a placeholder "
                            "marks its place"]
 
 

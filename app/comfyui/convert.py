@@ -13,6 +13,7 @@ from graph_engine.graph import Graph
 from .errors import ComfyImportError
 from .flatten import CNode, Flat, Ref
 from .mapping import AIO_DEFAULTS, COMFY_UNION_TYPES, INSTEAD, RULES, Approx, Rule
+from .outputs import PACK_OUTPUTS, RULE_TEXT, UUID, is_bundle, possible_output, what_runs
 from .report import APPROX, EXACT, UI, Entry, Report
 
 LOADERS = ("load.model", "load.sd", "load.animatediff", "load.diffusion_model")
@@ -107,10 +108,14 @@ class Converter:
         except graphlib.CycleError as e:
             raise ComfyImportError(f"the workflow's links form a loop through nodes {e.args[1]}; "
                                    "ComfyUI cannot run it either") from None
+        needed = self.what_runs()
         for nid in order:
             cn = self.flat.nodes[nid]
             rule = RULES.get(cn.class_type)
-            if rule is None:
+            if needed is not None and nid not in needed:
+                self.report.add(Entry(cn.id, cn.class_type, cn.title, "ui", [], [
+                    "not run: no output node needs it (ComfyUI runs only what its outputs need), so it is left out"]))
+            elif rule is None:
                 self.placeholder(cn)
             elif rule.kind == "ui":
                 self.report.add(Entry(cn.id, cn.class_type, cn.title, "ui", [], [rule.note]))
@@ -128,6 +133,29 @@ class Converter:
         self.add_remarks()
         self.say_if_nothing_is_saved()
         return self.graph, self.report
+
+    def is_output(self, class_type: str) -> bool:
+        rule = RULES.get(class_type)
+        if rule is None or class_type in PACK_OUTPUTS:
+            return rule is not None
+        if rule.kind == "ui":
+            return rule.note.startswith("previews show")
+        spec = self.registry.get(rule.node) if rule.node else None
+        return spec is not None and bool(spec.output)
+
+    def what_runs(self) -> Optional[set]:
+        """The nodes an output needs (None: keep all); the rest are left out, the rule said once in the report, and
+        who reads what is counted among those only."""
+        if self.registry is None:
+            return None
+        needed = what_runs(self.flat, self.consumers, self.is_output, lambda c: c in RULES)
+        if needed is None or len(needed) == len(self.flat.nodes):
+            return needed
+        self.report.remarks.append(
+            f"{len(self.flat.nodes) - len(needed)} node(s) that no output needs are left out, as ComfyUI never runs "
+            f"them: {RULE_TEXT}")
+        self.consumers = {k: [c for c in v if c in needed] for k, v in self.consumers.items() if k in needed}
+        return needed
 
     def params_of(self, cn: CNode, rule: Rule, notes: List[str]) -> Dict[str, Any]:
         params = dict(rule.fixed)
@@ -303,6 +331,10 @@ class Converter:
         nid = self.add("comfyui." + re.sub(r"[^A-Za-z0-9_\-]+", "_", cn.class_type), cn, params)
         self.graph.ui.setdefault(nid, {})["placeholder"] = True
         notes = [unmapped_note(cn)]
+        if cn.mode == 0 and not is_bundle(cn.class_type) and possible_output(cn, self.consumers, False):
+            notes.append("it feeds no other node, so it is taken as an output node of its pack (ComfyUI runs those; "
+                         "the file does not say which nodes are): if it only shows something, delete it in ComfyUI "
+                         "and import again")
         if cn.id in self.flat.bypassable:
             types = self.flat.bypassable[cn.id]
             notes.append(f"it passes its {types} input on, so it can be bypassed as ComfyUI bypasses a node (`kinograph "
@@ -1976,7 +2008,6 @@ class Converter:
 
 # ComfyUI's v-parameterization configs (v2-inference-v.yaml, v2-inference-v_fp32.yaml, v1-inference-v.yaml).
 V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
 def comfy_denoise(params: Dict[str, Any]) -> None:

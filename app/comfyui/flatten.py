@@ -37,6 +37,7 @@ SEED_WIDGETS = {"seed", "noise_seed"}
 MAX_EXPANDED_NODES = 5_000
 MAX_SUBGRAPH_DEPTH = 16
 NESTED_TOO_DEEP = f"subgraphs nest more than {MAX_SUBGRAPH_DEPTH} levels deep (or contain themselves)"
+DUPLICATE_ID = "the file has another node with id"
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def _ui_nodes(raw_nodes, remarks, prefix="") -> Dict[str, _UINode]:
             while f"{nid}-{k}" in out:
                 k += 1
             remarks.setdefault(f"{nid}-{k}", []).append(
-                f"the file has another node with id {nid} ({out[nid].raw['type']}): this one is imported as "
+                f"{DUPLICATE_ID} {nid} ({out[nid].raw['type']}): this one is imported as "
                 f"#{nid}-{k}, and links from node {nid} go to the other; check its connections")
             nid = f"{nid}-{k}"
         ins = [{"name": i.get("name", ""), "type": i.get("type", ""), "link": i.get("link"),
