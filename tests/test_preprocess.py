@@ -185,7 +185,8 @@ def test_aio_says_what_it_cannot_run(monkeypatch):
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
         "6": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "c"}},
         "7": {"class_type": "ImageInvert", "inputs": {"image": ["4", 0]}},
-        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "i"}}})
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "i"}},
+        "11": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "b"}}})
     text = res.report.text()
     assert ("NOT MAPPED             AIO_Preprocessor #2 -> aio_preprocessor_2: its preprocessor "
             "MediaPipe-FaceMeshPreprocessor has no Kinograph equivalent; a placeholder marks its place") in text

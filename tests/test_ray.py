@@ -275,6 +275,7 @@ def test_a_worker_deletes_only_shard_files_it_wrote(tmp_path, monkeypatch):
     theirs.write_bytes(b"the user's")
     monkeypatch.setattr(app.shard, "render_range", lambda session, payload, source, a, b, out:
                         (mine.write_bytes(b"frames"), {"ok": True, "path": out, "frames": b - a, "bytes": 6})[1])
+    monkeypatch.setattr(Worker, "_refused", staticmethod(lambda payload, here: None))     # no job to check here
     w = Worker({}, "cpu")
     w.remove(str(theirs))
     assert theirs.read_bytes() == b"the user's"
@@ -295,6 +296,7 @@ def test_a_shard_written_into_a_local_temp_folder_leaves_no_folder(tmp_path, mon
     assert Path(out).parent.parent == tmp_path
     monkeypatch.setattr(app.shard, "render_range", lambda session, payload, source, a, b, path:
                         (Path(path).write_bytes(b"frames"), {"ok": True, "path": path, "frames": b - a, "bytes": 6})[1])
+    monkeypatch.setattr(Worker, "_refused", staticmethod(lambda payload, here: None))     # no job to check here
     w = Worker({}, "cpu")
     w.render({}, None, 0, 4, out)
     w.remove(out)
