@@ -495,14 +495,16 @@ def test_sigterm_during_a_ray_batch_stops_it_like_ctrl_c(tmp_path, monkeypatch, 
 
 class HerePool(SigtermPool):
     """A fake Ray worker pool whose calls run on a real app.distributed.Worker in this process (the code a Ray
-    actor runs), after `lose` is removed: the render node that gets the job lacks that file."""
+    actor runs), after `lose` is removed: the render node that gets the job lacks that file (from the `lose_on`
+    call on; None: from the first)."""
     lose = None
+    lose_on = None
 
     def imap(self, calls):
         from app.distributed import Worker
         worker = Worker({}, "cpu")
         for key, method, args in calls:
-            if self.lose is not None:
+            if self.lose is not None and self.lose_on in (None, method):
                 self.lose.unlink(missing_ok=True)
             yield key, getattr(worker, method)(*args)
 
@@ -538,17 +540,9 @@ def test_a_render_node_that_lacks_a_file_the_job_reads_is_named_before_the_run(t
     assert not (tmp_path / "out/plate.mkv").exists()
 
 
-
 class RenderHerePool(HerePool):
     """HerePool whose `lose` is removed only when the shards render: the probe ran on a node with the plate."""
-
-    def imap(self, calls):
-        from app.distributed import Worker
-        worker = Worker({}, "cpu")
-        for key, method, args in calls:
-            if method == "render":
-                self.lose.unlink(missing_ok=True)
-            yield key, getattr(worker, method)(*args)
+    lose_on = "render"
 
     def fit(self, calls):
         pass
