@@ -25,6 +25,11 @@ def _frame_of(part: str) -> Tuple[str, int]:
     return text, int(frame)
 
 
+def _groups(text: str, item) -> list:
+    """The text grammar's objects ('|') of items on frames (';', each item@frame): item(text, frame) per item."""
+    return [[item(*_frame_of(p)) for p in group.split(";") if p.strip()] for group in text.split("|")]
+
+
 def point_groups(text) -> List[List[Tuple[float, float, int]]]:
     """Points per object: [[(x, y, frame), ...], ...] in pixels. KJNodes' PointsEditor JSON ([{"x": 10, "y": 20},
     ...], the form ComfyUI's SAM nodes take: one object, frame 0) or "x,y; x,y"; objects apart with '|' (or JSON's
@@ -38,16 +43,10 @@ def point_groups(text) -> List[List[Tuple[float, float, int]]]:
             data = [data] if isinstance(data, dict) else data
             groups = data if data and all(isinstance(g, list) for g in data) else [data]
             return [[(float(d["x"]), float(d["y"]), 0) for d in g] for g in groups]
-        groups = []
-        for group in text.split("|"):
-            points = []
-            for p in group.split(";"):
-                if p.strip():
-                    xy, frame = _frame_of(p)
-                    d = dict(zip("xy", map(float, xy.split(","))))
-                    points.append((float(d["x"]), float(d["y"]), frame))
-            groups.append(points)
-        return groups
+        def point(xy: str, frame: int):
+            d = dict(zip("xy", map(float, xy.split(","))))
+            return float(d["x"]), float(d["y"]), frame
+        return _groups(text, point)
     except (ValueError, TypeError, KeyError, AttributeError):
         raise ValueError(f"{text[:80]!r} is not a list of points") from None
 
@@ -68,14 +67,7 @@ def box_groups(text) -> List[List[Tuple[float, float, float, float, int]]]:
             data = data if data and all(isinstance(b, (list, tuple)) for b in data) else [data]
             groups = [[tuple(float(v) for v in b) + (0,)] for b in data]
         else:
-            groups = []
-            for group in text.split("|"):
-                boxes = []
-                for b in group.split(";"):
-                    if b.strip():
-                        corners, frame = _frame_of(b)
-                        boxes.append(tuple(float(v) for v in corners.split(",")) + (frame,))
-                groups.append(boxes)
+            groups = _groups(text, lambda corners, frame: tuple(float(v) for v in corners.split(",")) + (frame,))
     except (ValueError, TypeError):
         raise ValueError(f"{text[:80]!r} is not a box") from None
     if any(len(b) != 5 for g in groups for b in g):
