@@ -8,7 +8,7 @@ differs when the match is not exact. Nodes that Kinograph expresses as a paramet
 (a sampler choice, a schedule, clip skip, guidance) are `fold`: they hand their settings to the
 node that consumes them. A few need more than a renaming (one ComfyUI node becoming two Kinograph
 nodes, a motion module turning the checkpoint loader into an AnimateDiff loader): `special` names
-the handler in convert.py, and its parameters are still listed here."""
+the handler (special_<name>, in its pack's module under packs/), and its parameters are still listed here."""
 from __future__ import annotations
 
 import json
@@ -998,7 +998,7 @@ RULES: Dict[str, Rule] = {
                             "control_video": "control_video", "control_masks": "control_masks",
                             "reference_image": "reference"}, ("positive", "negative", "latent", None),
                            special="vace", ignore={"batch_size": 1}),
-    # Wan 2.2 Animate: trim_latent is the reference frame in front, always one (convert.py's special_wan_animate)
+    # Wan 2.2 Animate: trim_latent is the reference frame in front, always one (packs/video_models.py's special_wan_animate)
     "WanAnimateToVideo": Rule("condition.wan_animate", ("width", "height", "length", "batch_size",
                                                         "continue_motion_max_frames", "video_frame_offset"),
                               LATENT_SIZE + (P("length", "frames"), P("continue_motion_max_frames", "continue_frames"),

@@ -1,0 +1,200 @@
+"""ComfyUI's own nodes for loading, prompts, constants, switches, maths, latents and sampling."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict
+
+from ..flatten import Ref
+from ..out import Out
+
+
+# ComfyUI's v-parameterization configs (v2-inference-v.yaml, v2-inference-v_fp32.yaml, v1-inference-v.yaml).
+V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
+
+
+class CoreNodes:
+    def special_clip_skip(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("clip"))
+        base = src if isinstance(src, Out) else Out()
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "clip_skip": params.get("clip_skip", 1)})
+        return []
+
+    def special_t5_options(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("clip"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        return []
+
+    def special_guidance(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("conditioning"))
+        base = src if isinstance(src, Out) else Out()
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "guidance": params.get("cfg")})
+        return []
+
+    def special_flux_text(self, cn, rule, params, notes):
+        guidance = params.pop("cfg", None)
+        nid = self.plain(cn, rule, params, notes)
+        self.outs[(cn.id, 0)] = Out((nid, "positive"), {} if guidance is None else {"guidance": guidance})
+        return [nid]
+
+    def special_flux_shift(self, cn, rule, params, notes):
+        """ModelSamplingFlux's mu for its width and height, as model.flow_shift's shift e^mu."""
+        import math
+        hi, lo = float(params.pop("shift", 1.15)), float(params.pop("base_shift", 0.5))
+        tokens = float(params.pop("width", 1024)) * float(params.pop("height", 1024)) / (8 * 8 * 2 * 2)
+        m = (hi - lo) / (4096 - 256)
+        params["shift"] = round(math.exp(tokens * m + lo - m * 256), 6)
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_constant(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("value"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": params.get("value")})
+        return []
+
+    def special_switch(self, cn, rule, params, notes):
+        if not isinstance(params.get("switch"), bool):
+            return self.not_constant(cn, "switch")
+        pick, other = ("on_true", "on_false") if params["switch"] else ("on_false", "on_true")
+        src = self.resolve(cn.inputs.get(pick))
+        if src is not None:
+            self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out(None, {"value": src})
+        picked = cn.inputs.get(pick)
+        unpicked = cn.inputs.get(other)
+        if isinstance(unpicked, Ref) and not (isinstance(picked, Ref) and picked.node == unpicked.node):
+            self.skipped[cn.id] = {unpicked.node}
+        return []
+
+    def special_math(self, cn, rule, params, notes):
+        from ..expr import ExprError, evaluate
+        values = {k.split(".", 1)[1]: self.resolve(v) for k, v in cn.inputs.items() if k.startswith("values.")}
+        rates = {k: v.attrs["clip_fps"] for k, v in values.items() if isinstance(v, Out) and "clip_fps" in v.attrs}
+        if rates and len({load for load, _ in rates.values()}) == 1:
+            return self.rate_math(cn, params, values, rates)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values.values()):
+            return self.not_constant(cn, "input values")
+        try:
+            result = evaluate(params.get("expression", ""), values)
+        except ExprError as e:
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(str(e))
+            return None
+        for slot, value in enumerate((float(result), int(result), bool(result))):
+            self.outs[(cn.id, slot)] = Out(None, {"value": value})
+        return []
+
+    def rate_math(self, cn, params, values, rates):
+        """A formula of a clip's frame rate (fps * multiplier, to play interpolated frames at the same speed): when
+        it is a fixed multiple of the rate, whatever the rate, its result is that multiple of the clip's rate."""
+        from ..expr import ExprError, evaluate
+        load = next(iter(rates.values()))[0]
+        try:
+            out = [evaluate(params.get("expression", ""), {**values, **{k: f * m for k, (_, m) in rates.items()}}) / f
+                   for f in (24.0, 30.0)]
+        except (ExprError, TypeError, ZeroDivisionError):
+            out = None
+        if out is None or abs(out[0] - out[1]) > 1e-9 or any(isinstance(v, Out) for k, v in values.items()
+                                                                if k not in rates):
+            return self.not_constant(cn, "input values")
+        self.outs[(cn.id, 0)] = Out(None, {"clip_fps": (load, out[0])})
+        return []
+
+    def special_empty_latent(self, cn, rule, params, notes):
+        nid = self.plain(cn, rule, params, notes)
+        self.pending_vae.append((nid, cn.id))
+        return [nid]
+
+    def special_image_size(self, cn, rule, params, notes):
+        """GetImageSize of a picture resized to a set size (ImageScale, ...): that size, known here (nodes drawn at
+        import, GenerateTracks, need it). Any other picture's size is measured as the workflow runs (video.size),
+        its outputs linked into the settings they feed."""
+        size = self.fixed_size(self.resolve(cn.inputs.get("image")))
+        if size is None:
+            return [self.plain(cn, rule, params, notes)]
+        # the picture count (batch_size) is not fixed by the resize: a node reading it still gets video.size's
+        made = [self.plain(cn, rule, params, notes)] if self.slot_read(cn.id, 2) else []
+        self.outs[(cn.id, 0)] = Out(None, {"value": size[0]})
+        self.outs[(cn.id, 1)] = Out(None, {"value": size[1]})
+        return made
+
+    def special_sampler(self, cn, rule, params, notes):
+        bundles = {}
+        for comfy in ("sampler", "sigmas", "noise", "guider"):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                bundles.update(v.attrs)
+            elif comfy in cn.inputs:
+                notes.append(f"its {comfy} comes from a node Kinograph does not have; check sample's settings")
+        for k in rule.takes:
+            if k in bundles and not isinstance(bundles[k], Out):
+                params[k] = bundles[k]
+        if "guider" in cn.inputs and "cfg" not in params:
+            params["cfg"] = 1.0
+        wires = {"model": cn.inputs.get("model"), "positive": cn.inputs.get("positive"),
+                 "negative": cn.inputs.get("negative")}
+        outs = {k: (self.resolve(v) if v is not None else bundles.get(k)) for k, v in wires.items()}
+        pos = outs.get("positive")
+        if isinstance(pos, Out) and "guidance" in pos.attrs:
+            if params.get("cfg", 1.0) in (1, 1.0):
+                params["cfg"] = pos.attrs["guidance"]       # distilled guidance: Kinograph's cfg for HunyuanVideo
+            else:
+                notes.append(f"real CFG {params['cfg']} on top of distilled guidance {pos.attrs['guidance']}: "
+                             "Kinograph uses the guidance only")
+                params["cfg"] = pos.attrs["guidance"]
+        elif params.get("cfg", 1.0) in (1, 1.0) and self._loads_family(outs.get("model")) == "flux":
+            # No FluxGuidance: ComfyUI tells FLUX.1 guidance 3.5 (its model's default); Kinograph's cfg is that
+            # guidance, so cfg 1 would have sampled a washed-out image. 0 = the family's 3.5.
+            params["cfg"] = 0.0
+            notes.append("no FluxGuidance before it: FLUX.1's default guidance 3.5, as ComfyUI uses (sample's cfg 0)")
+        comfy_denoise(params)
+        outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
+        if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
+                and not (isinstance(outs["model"], Out) and outs["model"].port):
+            notes.append("its conditioning carries a ControlNet, which Kinograph applies to the model: connect the "
+                         "model, then put control.apply before it")
+        nid = self.add(rule.node, cn, params)
+        for port in ("model", "positive", "negative"):
+            v = outs.get(port)
+            if isinstance(v, Out):
+                self.link(v, nid, port)
+            elif wires.get(port) is not None:
+                notes.append(f"input {port} comes from a node that did not convert; connect it by hand")
+        lat = self.resolve(cn.inputs.get("latent_image"))
+        if isinstance(lat, Out):
+            self.link(lat, nid, "latent")
+        fps = pos.attrs.get("fps") if isinstance(pos, Out) else None
+        if fps and isinstance(lat, Out) and lat.port and self.graph.nodes[lat.port[0]].type == "latent.empty":
+            self.graph.nodes[lat.port[0]].params["fps"] = fps
+        self.outs[(cn.id, 0)] = Out((nid, "latent"))
+        if rule.outputs[1:2] == (None,) and self.slot_read(cn.id, 1):
+            # SamplerCustom's denoised_output: the last step's estimate of the clean latent, which is the step's
+            # result itself where the schedule ends at noise 0 (every full schedule does)
+            self.outs[(cn.id, 1)] = self.outs[(cn.id, 0)]
+            notes.append("denoised_output is read as sample's latent: the same where the schedule runs to noise 0, "
+                         "as a full one does")
+        return controls + [nid]
+
+    def special_checkpoint_config(self, cn, rule, params, notes):
+        """CheckpointLoader: the layout comes from the file, but a v-parameterization yaml (ComfyUI's
+        v2-inference-v.yaml, v1-inference-v.yaml) says what the file does not: model.sampling v_prediction follows
+        the loader, or the 768-v model would be sampled as epsilon (grey noise)."""
+        loader = self.plain(cn, rule, params, notes)
+        if not V_CONFIG.search(str(self.resolve(cn.inputs.get("config_name")) or "")):
+            return [loader]
+        notes.append(f"{self.resolve(cn.inputs.get('config_name'))} says v-prediction: model.sampling sets it")
+        made = self.add("model.sampling", cn, {"prediction": "v_prediction", "zsnr": False}, "_v", dy=120)
+        self.link(Out((loader, "model")), made, "model")
+        self.outs[(cn.id, 0)] = Out((made, "model"))
+        return [loader, made]
+
+
+def comfy_denoise(params: Dict[str, Any]) -> None:
+    """ComfyUI's steps and denoise below 1 in Kinograph's terms. ComfyUI runs all `steps` over the last
+    part of a schedule of int(steps / denoise) steps; Kinograph's sample runs the last round(steps * denoise)
+    of `steps`. So steps 20, denoise 0.5 becomes steps 40, denoise 0.5, and steps 4, denoise 0.3 (a
+    distilled model's video-to-video) steps 13, denoise 4/13: the same noise levels, the same step count."""
+    steps, denoise = params.get("steps"), params.get("denoise", 1.0)
+    if not isinstance(steps, int) or not isinstance(denoise, (int, float)) or not 0 < denoise <= 0.9999 \
+            or "start_step" in params or "end_step" in params:      # those count steps as the file gives them
+        return
+    total = int(steps / denoise)
+    if 0 < steps <= total <= 1000:       # generate.sample's largest step count
+        params["steps"], params["denoise"] = total, steps / total

@@ -1,0 +1,158 @@
+"""ComfyUI's own nodes for pictures, masks and clips: loading, alpha, resizing, batching, upscaling, saving."""
+from __future__ import annotations
+
+import re
+
+from ..mapping import RULES, Approx, Rule
+from ..out import Out
+
+
+class CoreMedia:
+    def special_create_video(self, cn, rule, params, notes):
+        src = self.resolve(cn.inputs.get("images"))
+        base = src if isinstance(src, Out) else Out()
+        fps = {"fps": params["fps"]} if params.get("fps") is not None else {}
+        self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, **fps})
+        audio = self.resolve(cn.inputs.get("audio"))
+        if "audio" in cn.inputs and not (isinstance(audio, Out) and "clip_audio" in audio.attrs and
+                                         self.rate_kept(cn, audio.attrs["clip_audio"])):
+            # the clip's own sound travels with its frames in Kinograph; any other sound is not joined to them
+            notes.append("the audio input is not carried")
+        return []
+
+    def special_batch_clips(self, cn, rule, params, notes):
+        """ComfyUI's batch of images is a clip's frames: batching decoded clips plays them one after another."""
+        keys = sorted((k for k in cn.inputs if k.startswith("images.")),
+                      key=lambda k: int(re.sub(r"\D", "", k) or 0))
+        srcs = [self.resolve(cn.inputs[k]) for k in keys]
+        # a single image is a one-frame clip (IMAGE links into VIDEO), a still mask made a picture too
+        if len(srcs) < 2 or not all(isinstance(s, Out) and s.port and self._type(*s.port, True) in ("VIDEO", "IMAGE")
+                                    for s in srcs):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("it batches single images (or a node that did not convert): "
+                                                    "Kinograph concatenates clips only")
+            return None
+        made, cur = [], srcs[0]
+        for k, src in enumerate(srcs[1:], 1):
+            nid = self.add(rule.node, cn, {}, "" if k == len(srcs) - 1 else f"_{k}", dy=120.0 * (k - len(srcs) + 1))
+            self.link(cur, nid, "video")
+            self.link(src, nid, "other")
+            cur = Out((nid, "video"))
+            made.append(nid)
+        self.outs[(cn.id, 0)] = cur
+        return made
+
+    def special_video_components(self, cn, rule, params, notes):
+        """The frames are the clip itself; its audio and frame rate are not separate values in Kinograph (the
+        clip carries them), so a node reading those outputs is told to set them by hand."""
+        src = self.resolve(cn.inputs.get("video"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        if isinstance(src, Out) and src.port:
+            self.outs[(cn.id, 1)] = Out(None, {"clip_audio": src.port[0]})
+            self.outs[(cn.id, 2)] = Out(None, {"clip_fps": (src.port[0], 1.0)})
+        return []
+
+    def special_resize_image_mask(self, cn, rule, params, notes):
+        """ComfyUI's Resize Image/Mask: its widgets after resize_type depend on the type. By width and height
+        (either 0: follow the other side) it is video.resize; the other types are not mapped."""
+        kind = params.pop("resize_type", None)
+        if kind in ("scale width", "scale height"):
+            # widgets: [type, size, scale_method]: the size was read as width, the method as height
+            size, method = cn.inputs.get("resize_type.width"), cn.inputs.get("resize_type.height")
+            params.update(width=size if kind == "scale width" else 0, height=size if kind == "scale height" else 0)
+            params.pop("fit", None)
+            from ..mapping import resize_method
+            try:
+                params["method"] = resize_method(method)
+            except Approx as a:
+                params["method"] = a.value
+                notes.append(a.note)
+            notes[:] = [n for n in notes if "resize_type.crop" not in n]
+        elif kind != "scale dimensions":
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"resize_type {kind!r} is not mapped: Kinograph maps scale "
+                                                    "dimensions, scale width and scale height (video.resize)")
+            return None
+        return self.special_image_scale(cn, rule, params, notes, "input")
+
+    def special_image_scale(self, cn, rule, params, notes, source: str = "image"):
+        """ImageScale and Resize Image/Mask with width and height both 0 pass the picture on unchanged in ComfyUI,
+        where video.resize asks for a size: the input goes straight on."""
+        if params.get("width") == 0 and params.get("height") == 0:
+            src = self.resolve(cn.inputs.get(source))
+            self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+            return []
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_load_image_mask(self, cn, rule, params, notes):
+        """alpha: io.load_image's mask (1 - alpha); red, green or blue: that channel of its picture."""
+        nid = self.plain(cn, rule, params, notes)
+        channel = self.resolve(cn.inputs.get("channel", "alpha"))
+        if channel == "alpha":
+            return [nid]
+        if channel not in ("red", "green", "blue"):
+            notes.append(f"channel {channel!r} is not red, green, blue or alpha; red used")
+            channel = "red"
+        notes.append("a colour channel is read from the picture laid over black where it is transparent (ComfyUI "
+                     "reads the colour as stored): the same for an opaque mask picture")
+        pick = self.add("mask.from_video", cn, {"channel": channel}, "_channel", dy=120.0)
+        self.graph.connect(nid, "image", pick, "video")
+        self.outs[(cn.id, 0)] = Out((pick, "mask"))
+        return [nid, pick]
+
+    def special_join_alpha(self, cn, rule, params, notes):
+        """The MASK (1 = transparent) as a picture, taken as the clip's alpha by its luma, inverted."""
+        pic = self.add("mask.to_video", cn, {}, "_picture", dy=-120.0)
+        self.link(self.resolve(cn.inputs.get("alpha")), pic, "mask") or notes.append(
+            "input alpha comes from a node that did not convert; connect mask.to_video's mask by hand")
+        nid = self.add(rule.node, cn, {"mode": "luma", "invert": True})
+        self.link(self.resolve(cn.inputs.get("image")), nid, "video") or notes.append(
+            "input image comes from a node that did not convert; connect video by hand")
+        self.graph.connect(pic, "video", nid, "source")
+        self.outs[(cn.id, 0)] = Out((nid, "video"))
+        return [pic, nid]
+
+    def special_split_alpha(self, cn, rule, params, notes):
+        """The picture passes on as it is (its alpha travels beside it); the mask is its alpha, inverted."""
+        src = self.resolve(cn.inputs.get("image"))
+        self.outs[(cn.id, 0)] = src if isinstance(src, Out) else Out()
+        nid = self.add(rule.node, cn, {"channel": "alpha"})
+        self.link(src, nid, "video") or notes.append("input image comes from a node that did not convert; connect "
+                                                     "video by hand")
+        inv = self.add("mask.invert", cn, {}, "_invert", dy=120.0)
+        self.graph.connect(nid, "mask", inv, "mask")
+        self.outs[(cn.id, 1)] = Out((inv, "mask"))
+        return [nid, inv]
+
+    def special_upscale_model(self, cn, rule, params, notes):
+        """The loader's file becomes upscale.model's `model`; ComfyUI's tiles (512, overlap 32) are its defaults."""
+        loader = self.resolve(cn.inputs.get("upscale_model"))
+        model = loader.attrs.get("model") if isinstance(loader, Out) else None
+        if isinstance(model, str) and model:
+            params["model"] = model
+        else:
+            notes.append("its upscale_model comes from a node that did not convert; set model by hand")
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_frame_interpolate(self, cn, rule, params, notes):
+        """RIFE weights run as interpolate.rife; FILM's, which Kinograph has no network for, as FILM VFI's do."""
+        loader = self.resolve(cn.inputs.get("interp_model") or cn.inputs.get("model"))
+        model = loader.attrs.get("model") if isinstance(loader, Out) else None
+        if not isinstance(model, str) or not model:
+            notes.append("its interp_model comes from a node that did not convert; set model by hand")
+        elif "film" in model.lower():
+            film = RULES["FILM VFI"]
+            notes.append(film.note)
+            return [self.plain(cn, Rule(film.node, outputs=rule.outputs, inputs=rule.inputs),
+                               {**film.fixed, "factor": params.get("factor", 2)}, notes)]
+        else:
+            params["model"] = model
+        return [self.plain(cn, rule, params, notes)]
+
+    def special_webm_codec(self, cn, rule, params, notes):
+        codec = self.resolve(cn.inputs.get("codec")) or "vp9"
+        if codec == "av1":
+            params["codec"] = "av1"
+            params["path"] = params.get("path", "out/ComfyUI.webm")[: -len(".webm")] + ".mp4"
+            notes.append("AV1 is written in an MP4 container")
+        return [self.plain(cn, rule, params, notes)]

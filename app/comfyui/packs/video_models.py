@@ -1,0 +1,181 @@
+"""ComfyUI's own conditioning nodes of the video models: Wan (image-to-video, ATI, WanMove, VACE, Animate, camera), LTX-Video, SVD."""
+from __future__ import annotations
+
+from ..flatten import Ref
+from ..out import Out
+
+
+class VideoModels:
+    def special_ltxv_conditioning(self, cn, rule, params, notes):
+        for slot, name in enumerate(("positive", "negative")):
+            src = self.resolve(cn.inputs.get(name))
+            base = src if isinstance(src, Out) else Out()
+            self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs, "fps": params.get("fps")})
+        return []
+
+    def special_i2v(self, cn, rule, params, notes):
+        lat_params = {k: params[k] for k in ("width", "height", "frames") if k in params}
+        lat = self.add("latent.empty", cn, lat_params, "_latent", dy=-160)
+        self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
+        images = {port: self.resolve(cn.inputs.get(c)) for c, port in rule.inputs.items()
+                  if port in ("first", "last", "camera", "control")}
+        if not any(isinstance(v, Out) and v.port for v in images.values()):
+            for slot, name in enumerate(("positive", "negative")):      # nothing to pin: conditioning passes through
+                v = self.resolve(cn.inputs.get(name))
+                self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
+            self.outs[(cn.id, 2)] = Out((lat, "latent"))
+            return [lat]
+        cond = self.add(rule.node, cn, {})
+        for comfy, port in rule.inputs.items():
+            v = self.resolve(cn.inputs.get(comfy))
+            # A picture from a node that did not convert (a Canny left a placeholder) was dropped without a word
+            if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, cond, port):
+                notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
+        self.graph.connect(lat, "latent", cond, "latent")
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        self.outs[(cn.id, 1)] = Out((cond, "negative"))
+        self.outs[(cn.id, 2)] = Out((lat, "latent"))
+        return [lat, cond]
+
+    def special_ati(self, cn, rule, params, notes):
+        """WanTrackToVideo: ComfyUI's track JSON (121 {x, y} samples per track) as a motion.tracks node of one
+        point per frame, feeding condition.frames with the node's temperature and topk. No tracks: plain i2v,
+        as ComfyUI falls back to WanImageToVideo."""
+        from nodes.motion.wan_tracks import from_comfyui
+        text = params.pop("tracks", "[]")
+        try:
+            tracks = from_comfyui(text, int(params.get("frames", 81)), int(params.get("width", 832)),
+                                  int(params.get("height", 480))) if text.strip() not in ("", "[]") else None
+        except (ValueError, TypeError) as e:     # json.JSONDecodeError is a ValueError
+            tracks = None
+            notes.append(f"tracks are not ATI's JSON ({e}); the video is made without them, as ComfyUI does: "
+                         "draw them on motion.tracks and connect it to condition.frames' tracks")
+        return self.steered_i2v(cn, rule, params, notes, tracks, {"method": "ati"}, ("temperature", "topk"))
+
+    def special_wan_move(self, cn, rule, params, notes):
+        """WanMoveTrackToVideo: tracks folded from GenerateTracks / WanMoveConcatTrack become a motion.tracks node
+        at the video's size (ComfyUI reads their pixels against it, whatever size they were drawn at)."""
+        src = self.resolve(cn.inputs.get("tracks"))
+        tracks = src.attrs.get("tracks") if isinstance(src, Out) else None
+        if tracks is not None:
+            from nodes.motion.tracks import Tracks
+            tracks = Tracks(tracks.points, tracks.visible, int(params.get("width", 832)),
+                            int(params.get("height", 480)))
+        elif isinstance(cn.inputs.get("tracks"), Ref):
+            notes.append("input tracks comes from a node that did not convert; connect condition.frames' tracks by "
+                         "hand (method wan_move)")
+        return self.steered_i2v(cn, rule, params, notes, tracks, {"method": "wan_move"}, ("strength",))
+
+    def steered_i2v(self, cn, rule, params, notes, tracks, fixed, keys):
+        made = self.special_i2v(cn, rule, params, notes)
+        cond = made[-1]
+        if tracks is None or self.graph.nodes[cond].type != rule.node:
+            return made
+        self.graph.nodes[cond].params.update({**fixed, **{k: params[k] for k in keys if k in params}})
+        tr = self.add("motion.tracks", cn, {"points": tracks.to_json(), "frames": tracks.length,
+                                            "interpolation": "linear"}, "_tracks", dy=160)
+        self.graph.connect(tr, "tracks", cond, "tracks")
+        return made + [tr]
+
+    def special_generate_tracks(self, cn, rule, params, notes):
+        """GenerateTracks: its settings are constants, so its tracks are drawn here and travel folded to the node
+        that reads them."""
+        from nodes.motion.wan_tracks import generate_tracks
+        need = ("width", "height", "start_x", "start_y", "end_x", "end_y", "num_frames", "num_tracks", "track_spread")
+        if any(k not in params for k in need):
+            self.not_constant(cn, "settings")
+            return None
+        if isinstance(cn.inputs.get("track_mask"), Ref):
+            notes.append("track_mask is not carried: every track is visible in every frame")
+        mid = (params.get("mid_x", 0.5), params.get("mid_y", 0.5)) if params.get("bezier") else None
+        try:
+            tr = generate_tracks(int(params["width"]), int(params["height"]), (params["start_x"], params["start_y"]),
+                                 (params["end_x"], params["end_y"]), int(params["num_frames"]),
+                                 int(params["num_tracks"]), float(params["track_spread"]), mid,
+                                 params.get("interpolation", "linear"))
+        except ValueError as e:
+            self.not_constant(cn, f"tracks ({e})")
+            return None
+        self.outs[(cn.id, 0)] = Out(None, {"tracks": tr})
+        self.outs[(cn.id, 1)] = Out(None, {"value": tr.length})
+        return []
+
+    def special_concat_tracks(self, cn, rule, params, notes):
+        """WanMoveConcatTrack of folded tracks: one bundle of them all (same length needed, as ComfyUI's)."""
+        import numpy as np
+        from nodes.motion.tracks import Tracks
+        parts = [self.resolve(cn.inputs.get(k)) for k in ("tracks_1", "tracks_2") if k in cn.inputs]
+        got = [p.attrs["tracks"] for p in parts if isinstance(p, Out) and "tracks" in p.attrs]
+        if not got or len(got) != len(parts) or len({t.length for t in got}) > 1:
+            self.not_constant(cn, "tracks")
+            return None
+        self.outs[(cn.id, 0)] = Out(None, {"tracks": Tracks(np.concatenate([t.points for t in got]),
+                                                            np.concatenate([t.visible for t in got]),
+                                                            got[0].width, got[0].height)})
+        return []
+
+    def special_echo_size(self, cn, rule, params, notes):
+        """Width, height and length outputs repeat the node's own settings: consumers read them as numbers."""
+        nid = self.plain(cn, rule, params, notes)
+        for slot, key in ((1, "width"), (2, "height"), (3, "frames")):
+            if key in params:
+                self.outs[(cn.id, slot)] = Out(None, {"value": params[key]})
+        return [nid]
+
+    def special_vace(self, cn, rule, params, notes):
+        """ComfyUI's trim_latent output is the number of reference-image latent frames in front: 1 with a
+        reference image, else 0. Known at import time, it becomes TrimVideoLatent's amount."""
+        nid = self.plain(cn, rule, params, notes)
+        self.outs[(cn.id, 3)] = Out(None, {"value": int(isinstance(cn.inputs.get("reference_image"), Ref))})
+        return [nid]
+
+    def special_wan_animate(self, cn, rule, params, notes):
+        """ComfyUI's trim_latent output counts the reference image's latent frames in front: always one (a black
+        picture stands in for a missing reference). Known at import time, it becomes TrimVideoLatent's amount."""
+        nid = self.plain(cn, rule, params, notes)
+        self.outs[(cn.id, 3)] = Out(None, {"value": 1})
+        return [nid]
+
+    def special_ltxv_guide(self, cn, rule, params, notes):
+        """A guide image at frame 0 (or -1) pins the first (or last) frame; the latent passes through, since
+        Kinograph conditions on the image instead of appending guide frames to the latent."""
+        idx = self.resolve(cn.inputs.get("frame_idx", 0))
+        if idx not in (0, -1):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append(f"a guide at frame {idx}: Kinograph pins only the first or "
+                                                    "last frame")
+            return None
+        cond = self.add("condition.frames", cn, {})
+        for comfy, port in (("positive", "positive"), ("negative", "negative"), ("vae", "vae"), ("latent", "latent"),
+                            ("image", "first" if idx == 0 else "last")):
+            v = self.resolve(cn.inputs.get(comfy))
+            if isinstance(v, Out):
+                self.link(v, cond, port)
+        lat = self.resolve(cn.inputs.get("latent"))
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        self.outs[(cn.id, 1)] = Out((cond, "negative"))
+        self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
+        return [cond]
+
+    def special_crop_guides(self, cn, rule, params, notes):
+        for slot, name in enumerate(("positive", "negative", "latent")):
+            v = self.resolve(cn.inputs.get(name))
+            self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
+        return []
+
+    def special_svd(self, cn, rule, params, notes):
+        lat = self.add("latent.empty", cn, {k: params[k] for k in ("width", "height", "frames", "fps") if k in params},
+                       "_latent", dy=-160)
+        self.link(self.resolve(cn.inputs.get("vae")), lat, "vae")
+        enc = self.add("encode.image", cn, {}, "_image", dy=160)
+        self.link(self.resolve(cn.inputs.get("clip_vision")), enc, "image_encoder")
+        self.link(self.resolve(cn.inputs.get("init_image")), enc, "image")
+        cond = self.add("condition.frames", cn, {k: params[k] for k in ("motion", "noise_aug") if k in params})
+        self.link(self.resolve(cn.inputs.get("vae")), cond, "vae")
+        self.link(self.resolve(cn.inputs.get("init_image")), cond, "first")
+        self.graph.connect(enc, "conditioning", cond, "positive")
+        self.graph.connect(lat, "latent", cond, "latent")
+        self.outs[(cn.id, 0)] = Out((cond, "positive"))
+        self.outs[(cn.id, 1)] = Out()           # SVD's negative is the model's own empty image embedding
+        self.outs[(cn.id, 2)] = Out((lat, "latent"))
+        return [lat, enc, cond]
