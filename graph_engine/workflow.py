@@ -12,6 +12,8 @@ Loading records the line of every key so problems point at `FILE:LINE`. A render
 video or PNG that carries a workflow in its metadata loads like the YAML itself."""
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -28,6 +30,9 @@ NODE_KEYS = ("type", "version", "title", "bypass", "inputs", "params")
 # Far beyond any real workflow (a 2,000-node ComfyUI graph is about 1 MB), small enough to load at once.
 MAX_YAML_BYTES = 16 << 20
 MAX_DEPTH = 64
+# Digits in a whole number: a seed, the longest a parameter takes, has 20; Python reads at most 4300.
+MAX_DIGITS = 1000
+_DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*")
 
 
 @dataclass
@@ -177,6 +182,12 @@ def screen_yaml(text: str) -> None:
                     raise _refuse(f"nested more than {MAX_DEPTH} levels deep", line)
             elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
+            elif isinstance(ev, yaml.ScalarEvent) and not ev.style and len(ev.value) > MAX_DIGITS and \
+                    _DECIMAL.fullmatch(ev.value):
+                # Python refuses to read a whole number this long (sys.get_int_max_str_digits), a traceback
+                # from the YAML reader; no parameter takes one.
+                raise _refuse(f"a number of {len(ev.value):,} digits: Kinograph reads whole numbers of at most "
+                              f"{MAX_DIGITS:,} digits (a seed has 20); the file is damaged or made to fail", line)
     finally:
         loader.dispose()
 

@@ -120,6 +120,26 @@ def test_what_cannot_be_counted_is_named_not_guessed():
                          "it samples in seconds on any CPU"] and est.seconds is None and est.warning is None
 
 
+
+def test_values_the_run_refuses_are_named_not_counted():
+    """`run` and the editor tell the estimate before the run validates the workflow: steps of 10**400 (at denoise
+    0.5) or a latent 10**400 wide overflowed a float in a traceback, and a latent of -5 frames was counted as
+    -1,560 tokens before the run refused it."""
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import estimate
+    root = Path(__file__).resolve().parents[1]
+    for node, param, value, why in (("sample", "steps", 10 ** 400, "is out of range (1..1000)"),
+                                    ("latent", "width", 10 ** 400, "is out of range (8..8192)"),
+                                    ("latent", "frames", -5, "-5 is out of range (1..100000)"),
+                                    ("sample", "cfg", math.nan, "must be a finite number, got nan")):
+        wf = load_workflow(root / "examples" / "mini_text_to_video.yaml", check=False)
+        wf.graph.nodes[node].params[param] = value
+        wf.graph.nodes["sample"].params["denoise"] = 0.5
+        est = estimate(wf, default_registry())
+        assert est.lines[0].startswith(f"sample: not estimated: {node}'s {param}: ") and why in est.lines[0] and \
+            est.lines[0].endswith(", which the run refuses") and est.seconds is None, est.lines
+
 def test_a_log_tells_the_measured_pace_after_the_first_step(monkeypatch, capsys):
     import app.progress as progress
     clock = [0.0]

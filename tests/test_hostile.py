@@ -549,6 +549,19 @@ def test_a_comfyui_formula_of_forty_thousand_digits_is_a_placeholder_not_a_trace
     assert "Traceback" not in err and "gives a number of 129841 bits, beyond any value a node takes" in err
 
 
+
+def test_a_workflow_number_of_five_thousand_digits_is_named_with_its_line(tmp_path, capsys):
+    """PyYAML reads a plain number with Python's int(), which refuses more than 4300 digits: `validate`, `run` and
+    a sweep file stopped in a ValueError traceback from inside the YAML reader."""
+    from app.cli import main
+    wf = tmp_path / "digits.yaml"
+    wf.write_text("kinograph: 1\nnodes:\n  pattern:\n    type: generate.test_pattern\n    params:\n"
+                  f"      frames: {'9' * 5000}\n")
+    assert main(["validate", str(wf)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{wf}:6: a number of 5,000 digits: Kinograph reads whole numbers of at most " \
+        "1,000 digits (a seed has 20); the file is damaged or made to fail" in err, err
+
 def test_terminal_escapes_in_a_workflow_print_as_text(tmp_path, capsys):
     """An output path holding ESC [2J (clear the screen) and a fake 'finished: ok' line reached the terminal
     raw inside the refusal that quoted it: the screen was cleared and the refusal hidden. Everything the

@@ -69,6 +69,9 @@ def _roll_index(window: list[int]) -> int:
 def _uniform_standard(n: int, length: int, overlap: int, stride: int, step: int) -> list[list[int]]:
     windows = _uniform_raw(n, length, overlap, stride, step, -overlap)
     out: list[list[int]] = []
+    # Seen windows in a set: looking each up in `out` took 34 s at 25,000 latent frames (a 100,000-frame latent,
+    # length 1), at every step of the run and again in the estimate before it.
+    seen: set = set()
     i = 0
     while i < len(windows):
         w = windows[i]
@@ -82,7 +85,8 @@ def _uniform_standard(n: int, length: int, overlap: int, stride: int, step: int)
             windows[i] = w
             if roll_val not in windows[(i + 1) % len(windows)]:
                 windows.insert(i + 1, list(range(roll_val, roll_val + length)))
-        if w not in out:
+        if tuple(w) not in seen:
+            seen.add(tuple(w))
             out.append(w)
         i += 1
     return out

@@ -201,9 +201,19 @@ def denoiser_shapes(kind: str, params: dict) -> Tuple[str, Dict[str, Tuple[int, 
 # -- the workflow's samplers ---------------------------------------------------------------
 def sampler_work(wf, registry) -> List[SamplerWork]:
     """The work of each generate.sample a whole run of `wf` runs, or why it cannot be told."""
-    from graph_engine.validate import known_params, origin_chain, run_scope
+    from graph_engine.validate import check_param, known_params, origin_chain, run_scope
     g = wf.graph
     specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
+
+    def params_of(n: str) -> dict:
+        # `run` and the editor tell the estimate before the run validates the workflow: a value the run refuses
+        # (10**400 steps or frames, whose work overflowed a float in a traceback) is named, not counted.
+        for k, v in g.nodes[n].params.items():
+            why = check_param(specs[n].params[k], v) if k in specs[n].params else None
+            if why:
+                raise NodeError(f"{n}'s {k}: {why}, which the run refuses")
+        return known_params(g, n, specs[n], wf.base_dir)
+
     found = []
     for nid in run_scope(wf, registry)[0]:
         inst = g.nodes[nid]
@@ -211,10 +221,10 @@ def sampler_work(wf, registry) -> List[SamplerWork]:
             continue
         work = SamplerWork(nid)
         try:
-            _count_sampler(work, g, specs, known_params(g, nid, specs[nid], wf.base_dir),
+            _count_sampler(work, g, specs, params_of(nid),
                            lambda port: origin_chain(g, specs, g.inputs[nid][port]) if port in g.inputs.get(nid, {})
                            else None,
-                           lambda n: known_params(g, n, specs[n], wf.base_dir))
+                           params_of)
         except (NodeError, OSError, ValueError, TypeError) as e:     # what the run itself reports, if it fails
             work.unknown = str(e)
         found.append(work)
