@@ -538,8 +538,8 @@ def unmapped_note(cn: CNode) -> str:
     nodes Kinograph may well have, not a node it lacks; a custom node's pack tells the user where it came from."""
     mark = "a placeholder marks its place"
     if cn.class_type.startswith(("workflow>", "workflow/")):
-        return (f"a group node (ComfyUI's older bundle of nodes), which Kinograph does not open: in ComfyUI "
-                f"right-click it > Convert to nodes, save, and import again; {mark}")
+        return (f"a group node (ComfyUI's older bundle of nodes) whose definition is missing from the file "
+                f"(extra.groupNodes): in ComfyUI right-click it > Convert to nodes, save, and import again; {mark}")
     if UUID.fullmatch(cn.class_type):
         return (f"a subgraph whose definition is missing from the file (definitions.subgraphs): save the workflow "
                 f"again from ComfyUI and import that; {mark}")

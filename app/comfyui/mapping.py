@@ -259,6 +259,21 @@ def gguf_text_encoder(v):
     return v
 
 
+# Comfyroll's CR Aspect Ratio presets (nodes/nodes_aspect_ratio.py): name -> width, height; any other name ("custom")
+# keeps the width and height widgets
+CR_ASPECT_RATIOS = {
+    "SD1.5 - 1:1 square 512x512": (512, 512), "SD1.5 - 2:3 portrait 512x768": (512, 768),
+    "SD1.5 - 16:9 cinema 910x512": (910, 512), "SD1.5 - 3:4 portrait 512x682": (512, 682),
+    "SD1.5 - 3:2 landscape 768x512": (768, 512), "SD1.5 - 4:3 landscape 682x512": (682, 512),
+    "SD1.5 - 1.85:1 cinema 952x512": (952, 512), "SD1.5 - 2:1 cinema 1024x512": (1024, 512),
+    "SD1.5 - 2.39:1 anamorphic 1224x512": (1224, 512),
+    "SDXL - 1:1 square 1024x1024": (1024, 1024), "SDXL - 3:4 portrait 896x1152": (896, 1152),
+    "SDXL - 5:8 portrait 832x1216": (832, 1216), "SDXL - 9:16 portrait 768x1344": (768, 1344),
+    "SDXL - 9:21 portrait 640x1536": (640, 1536), "SDXL - 4:3 landscape 1152x896": (1152, 896),
+    "SDXL - 3:2 landscape 1216x832": (1216, 832), "SDXL - 16:9 landscape 1344x768": (1344, 768),
+    "SDXL - 21:9 landscape 1536x640": (1536, 640)}
+
+
 # rgthree's power_prompt_utils pattern: a name, then an optional strength
 RGTHREE_LORA_TAG = r"<lora:([^:>]*?)(?::(-?\d*(?:\.\d*)?))?>"
 
@@ -638,6 +653,11 @@ RULES: Dict[str, Rule] = {
                           special="cr_lora_stack"),
     "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
                                 ("model", "text_encoder"), special="apply_lora_stack"),
+    # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, handed
+    # on as numbers known at import, and its empty latent (latent.empty, sized from the VAE as EmptyLatentImage's)
+    "CR Aspect Ratio": Rule("latent.empty", ("width", "height", "aspect_ratio", "swap_dimensions", "upscale_factor",
+                                             "prescale_factor", "batch_size"), (),
+                            outputs=(None, None, None, None, None, "latent", None), special="cr_aspect_ratio"),
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),

@@ -1,0 +1,124 @@
+"""ComfyUI graphs built with node packs and editor features Kinograph refused: ComfyUI's older group nodes, Comfyroll
+(tests/data/comfyui/community: the packs' own example workflows)."""
+import json
+from pathlib import Path
+
+from app.comfyui import import_data, import_workflow
+
+COMMUNITY = Path(__file__).resolve().parent / "data" / "comfyui" / "community"
+
+
+def _group_workflow():
+    """An SD 1.5 text-to-image graph whose prompts, latent and sampler ComfyUI's 'Convert to group node' made one node,
+    written as the frontend writes it (groupNode.js): the instance holds the values, extra.groupNodes the inner nodes."""
+    inner = [
+        {"type": "CLIPTextEncode", "pos": [0, 0], "mode": 0, "index": 0,
+         "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "widgets_values": ["old prompt"]},
+        {"type": "CLIPTextEncode", "pos": [0, 200], "mode": 0, "index": 1,
+         "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "widgets_values": ["old negative"]},
+        {"type": "EmptyLatentImage", "pos": [0, 400], "mode": 0, "index": 2,
+         "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}], "widgets_values": [512, 512, 1]},
+        {"type": "KSampler", "pos": [400, 0], "mode": 0, "index": 3,
+         "inputs": [{"name": "model", "type": "MODEL", "link": None},
+                    {"name": "positive", "type": "CONDITIONING", "link": None},
+                    {"name": "negative", "type": "CONDITIONING", "link": None},
+                    {"name": "latent_image", "type": "LATENT", "link": None}],
+         "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}],
+         "widgets_values": [1, "fixed", 30, 8, "euler", "normal", 1]},
+    ]
+    definition = {"nodes": inner,
+                  "links": [[None, 1, 0, 0, 4, "CLIP"], [None, 1, 1, 0, 4, "CLIP"], [None, 0, 3, 0, 4, "MODEL"],
+                            [0, 0, 3, 1, 6, "CONDITIONING"], [1, 0, 3, 2, 7, "CONDITIONING"],
+                            [2, 0, 3, 3, 5, "LATENT"]],
+                  "external": []}
+
+    def instance(nid, y, prompt, seed, steps):
+        return {"id": nid, "type": "workflow>Prompt and sample", "pos": [400, y], "mode": 0,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": nid * 10 + 1},
+                           {"name": "CLIPTextEncode clip", "type": "CLIP", "link": nid * 10 + 2},
+                           {"name": "model", "type": "MODEL", "link": nid * 10 + 3}],
+                "outputs": [{"name": "LATENT", "type": "LATENT", "links": [nid * 10 + 4]}],
+                "widgets_values": [prompt, "blurry, text", 640, 384, 1, seed, "fixed", steps, 7.5, "euler", "simple", 1]}
+
+    def decoded(nid, src):
+        return [{"id": nid, "type": "VAEDecode", "pos": [800, 0], "mode": 0,
+                 "inputs": [{"name": "samples", "type": "LATENT", "link": src * 10 + 4},
+                            {"name": "vae", "type": "VAE", "link": nid * 10 + 5}],
+                 "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [nid * 10 + 6]}]},
+                {"id": nid + 1, "type": "SaveImage", "pos": [1000, 0], "mode": 0,
+                 "inputs": [{"name": "images", "type": "IMAGE", "link": nid * 10 + 6}], "widgets_values": [f"out{nid}"]}]
+
+    nodes = [{"id": 1, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0,
+              "outputs": [{"name": "MODEL", "type": "MODEL", "links": [33, 43]},
+                          {"name": "CLIP", "type": "CLIP", "links": [31, 32, 41, 42]},
+                          {"name": "VAE", "type": "VAE", "links": [55, 75]}],
+              "widgets_values": ["dreamshaper_8.safetensors"]},
+             instance(3, 0, "a lighthouse at dusk", 42, 20), instance(4, 600, "a harbour at dawn", 7, 12),
+             *decoded(5, 3), *decoded(7, 4)]
+    links = [[31, 1, 1, 3, 0, "CLIP"], [32, 1, 1, 3, 1, "CLIP"], [33, 1, 0, 3, 2, "MODEL"], [34, 3, 0, 5, 0, "LATENT"],
+             [41, 1, 1, 4, 0, "CLIP"], [42, 1, 1, 4, 1, "CLIP"], [43, 1, 0, 4, 2, "MODEL"], [44, 4, 0, 7, 0, "LATENT"],
+             [55, 1, 2, 5, 1, "VAE"], [56, 5, 0, 6, 0, "IMAGE"], [75, 1, 2, 7, 1, "VAE"], [76, 7, 0, 8, 0, "IMAGE"]]
+    return {"nodes": nodes, "links": links, "groups": [], "extra": {"groupNodes": {"Prompt and sample": definition}},
+            "version": 0.4}
+
+
+def test_group_nodes_expand_into_their_inner_nodes():
+    """A group node ('workflow>NAME', ComfyUI's bundle before subgraphs) was a red placeholder that blocked the import,
+    though its definition sits in the file: each instance now becomes its inner nodes with the instance's own values,
+    its inputs and outputs joined to the nodes outside, placed where the instance stood."""
+    res = import_data(_group_workflow())
+    g = res.graph
+    assert not res.report.blocking
+    for inst, prompt, seed, steps in (("3", "a lighthouse at dusk", 42, 20), ("4", "a harbour at dawn", 7, 12)):
+        sample = g.nodes[f"k_sampler_{inst}_3"]
+        assert sample.type == "generate.sample"
+        assert sample.params == {"steps": steps, "cfg": 7.5, "sampler": "euler", "scheduler": "simple", "denoise": 1,
+                                 "seed": seed}
+        ins = g.inputs[sample.id]
+        assert ins["model"] == ("checkpoint_loader_simple_1", "model")
+        assert g.nodes[ins["positive"][0]].params["text"] == prompt
+        assert g.nodes[ins["negative"][0]].params["text"] == "blurry, text"
+        assert g.inputs[ins["negative"][0]]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
+        assert g.nodes[ins["latent"][0]].params == {"frames": 1, "width": 640, "height": 384}
+        assert res.report.entries[f"{inst}:3"].status == "exact"
+    assert g.inputs["vae_decode_5"]["latent"] == ("k_sampler_3_3", "latent")
+    assert g.inputs["vae_decode_7"]["latent"] == ("k_sampler_4_3", "latent")
+    # the inner nodes' layout moved to each instance's place: the second group's sampler 600 px below the first's
+    assert g.ui["k_sampler_3_3"]["pos"] == [800, 0] and g.ui["k_sampler_4_3"]["pos"] == [800, 600]
+    assert g.ui["clip_text_encode_4_1"]["pos"] == [400, 800]
+
+    # widget values that do not fit the definition (a group edited after it was made): the definition's are kept, named
+    data = _group_workflow()
+    data["nodes"][1]["widgets_values"] = data["nodes"][1]["widgets_values"][:-1]
+    res = import_data(data)
+    assert res.graph.nodes["k_sampler_3_3"].params["steps"] == 30
+    assert ("group node Prompt and sample: its 11 widget values do not match its definition's inner nodes, so the "
+            "inner nodes keep the values the group was made with" in "; ".join(res.report.entries["3:0"].notes))
+
+
+def test_comfyroll_aspect_ratio_demo():
+    """Comfyroll's own CR Aspect Ratio demo: the node was unmapped, so the import stopped. Its preset's size (SDXL 3:4,
+    896x1152) and batch size reach EmptyLatentImage's widgets, and its own empty latent is decoded."""
+    res = import_workflow(COMMUNITY / "comfyroll_aspect_ratio.json")
+    g = res.graph
+    assert not res.report.blocking
+    assert g.nodes["empty_latent_image_7"].params == {"width": 896, "height": 1152, "frames": 2}
+    own = g.nodes["cr_aspect_ratio_1"]
+    assert own.type == "latent.empty" and own.params == {"width": 896, "height": 1152, "frames": 2}
+    assert g.inputs["vae_decode_2"] == {"latent": ("cr_aspect_ratio_1", "latent"), "vae": ("vae_loader_4", "vae")}
+    assert g.inputs[own.id]["vae"] == ("vae_loader_4", "vae")
+    assert res.report.entries["1"].status == "exact" and res.report.entries["7"].status == "exact"
+
+    # a file from before prescale_factor (six outputs, batch_size in its widget's place), dimensions swapped, custom
+    data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
+    cr = next(n for n in data["nodes"] if n["type"] == "CR Aspect Ratio")
+    del cr["outputs"][3]
+    cr["widgets_values"] = [640, 384, "custom", "On", 1.5, 3]
+    for link in data["links"]:
+        if link[1] == 1 and link[2] >= 4:
+            link[2] -= 1
+    g = import_data(data).graph
+    assert g.nodes["empty_latent_image_7"].params == {"width": 384, "height": 640, "frames": 3}
+    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 384, "height": 640, "frames": 3}
