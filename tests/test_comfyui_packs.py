@@ -1,9 +1,13 @@
 """ComfyUI graphs built with node packs and editor features Kinograph refused: ComfyUI's older group nodes, Comfyroll
 (tests/data/comfyui/community: the packs' own example workflows)."""
 import json
+import sys
 from pathlib import Path
 
 from app.comfyui import import_data, import_workflow
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comfyui_workflows import ui_format  # noqa: E402
 
 COMMUNITY = Path(__file__).resolve().parent / "data" / "comfyui" / "community"
 
@@ -122,3 +126,57 @@ def test_comfyroll_aspect_ratio_demo():
     g = import_data(data).graph
     assert g.nodes["empty_latent_image_7"].params == {"width": 384, "height": 640, "frames": 3}
     assert g.nodes["cr_aspect_ratio_1"].params == {"width": 384, "height": 640, "frames": 3}
+
+
+def _easy_use_graph(image_output="Save"):
+    """Easy-Use's usual chain: fullLoader -> preSampling -> kSampler along one pipe, with the positive prompt replaced
+    through pipeOut's CLIP, a CLIPTextEncode and pipeIn (Easy-Use's nodes and widgets, written by hand: the pack's
+    repository ships no example workflow)."""
+    loader = ["dreamshaper_8.safetensors", "Default", "vae-ft-mse.safetensors", -2, "film_grain.safetensors", 0.7, 0.5,
+              "768 x 512", 512, 512, "a red kite", "none", "comfy", "blurry, text", "none", "comfy", 2]
+    return ui_format([
+        (1, "easy fullLoader", loader, {}, ["PIPE_LINE", "MODEL", "VAE", "CLIP", "CONDITIONING", "CONDITIONING",
+                                            "LATENT"]),
+        (2, "easy pipeOut", [], {"pipe": (1, 0, "PIPE_LINE")},
+         ["PIPE_LINE", "MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "CLIP", "IMAGE", "INT"]),
+        (3, "CLIPTextEncode", ["a red kite over dunes, golden hour"], {"clip": (2, 6, "CLIP")}, ["CONDITIONING"]),
+        (4, "easy pipeIn", [], {"pipe": (2, 0, "PIPE_LINE"), "pos": (3, 0, "CONDITIONING")}, ["PIPE_LINE"]),
+        (5, "easy preSampling", [12, 6.5, "dpmpp_2m", "karras", 1.0, 99, "fixed"], {"pipe": (4, 0, "PIPE_LINE")},
+         ["PIPE_LINE"]),
+        (6, "easy kSampler", [image_output, 0, "kite"], {"pipe": (5, 0, "PIPE_LINE")}, ["PIPE_LINE", "IMAGE"])])
+
+
+def test_easy_use_pipe_chain_becomes_kinograph_nodes():
+    """Easy-Use's pipe nodes were unmapped: a graph built on them imported as red placeholders only. The loader's
+    bundle, the pipe's fields and the sampler's settings now reach the Kinograph nodes that make and read them."""
+    res = import_data(_easy_use_graph())
+    g = res.graph
+    assert not res.report.blocking, res.report.text()
+    by = {}
+    for n in g.nodes.values():
+        by.setdefault(n.type, []).append(n)
+    loader, = by["load.model"]
+    assert loader.params == {"path": "dreamshaper_8.safetensors"}
+    lora, = by["lora.image"]
+    assert lora.params == {"path": "film_grain.safetensors", "strength": 0.7, "clip_strength": 0.5}
+    latent, = by["latent.empty"]
+    assert latent.params == {"width": 768, "height": 512, "frames": 2}          # the preset, not the widgets
+    sample, = by["generate.sample"]
+    assert sample.params == {"steps": 12, "cfg": 6.5, "sampler": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0,
+                             "seed": 99}
+    ins = g.inputs[sample.id]
+    assert ins["model"] == (lora.id, "model") and ins["latent"] == (latent.id, "latent")
+    assert g.nodes[ins["positive"][0]].params["text"] == "a red kite over dunes, golden hour"     # pipeIn's pos
+    assert g.inputs[ins["positive"][0]]["text_encoder"] == (lora.id, "text_encoder")         # pipeOut's clip
+    prompts = g.nodes[ins["negative"][0]]
+    assert (prompts.params["negative"], prompts.params["clip_skip"], ins["negative"][1]) == ("blurry, text", 2,
+                                                                                             "negative")
+    decode, = by["vae.decode"]
+    vae, = by["load.vae"]
+    assert g.inputs[decode.id] == {"latent": (sample.id, "latent"), "vae": (vae.id, "vae")}
+    save, = by["io.save_frames"]
+    assert save.params == {"path": "out/kite"} and g.inputs[save.id] == {"video": (decode.id, "video")}
+    # previewed only: nothing saved, and the report says so
+    res = import_data(_easy_use_graph("Preview"))
+    assert "io.save_frames" not in {n.type for n in res.graph.nodes.values()}
+    assert any("nothing in this workflow saves a file" in r for r in res.report.remarks)

@@ -13,14 +13,15 @@ from .mapping import INSTEAD, RULES, Approx, Rule
 from .outputs import PACK_OUTPUTS, RULE_TEXT, UUID, is_bundle, possible_output, what_runs
 from .report import APPROX, EXACT, UI, Entry, Report
 from .out import LOADERS, Out
-from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, Efficiency,
-                    FizzNodes, FrameInterpolation, IPAdapters, KJNodes, Rgthree, Segmentation, VideoModels,
+from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, EasyUse,
+                    Efficiency, FizzNodes, FrameInterpolation, IPAdapters, KJNodes, Rgthree, Segmentation, VideoModels,
                     WanVideoWrapper, XLabs)
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
 class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters, Segmentation,
-                KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes):
+                KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
+                EasyUse):
     def __init__(self, flat: Flat, registry=None):
         self.flat = flat
         self.registry = registry

@@ -1539,6 +1539,24 @@ RULES: Dict[str, Rule] = {
     **{name: Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant")
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
+    # Easy-Use's pipe (PIPE_LINE): a bundle of model, prompts, VAE, CLIP, latent and sampler settings passed along;
+    # its loader is Efficient Loader's bundle, its kSampler a sample and a decode (packs/easyuse.py)
+    "easy pipeIn": Rule(None, (), (), special="easy_pipe_in"),
+    "easy pipeOut": Rule(None, (), (), special="easy_pipe_out"),
+    "easy fullLoader": Rule("load.model", ("ckpt_name", "config_name", "vae_name", "clip_skip", "lora_name",
+                                           "lora_model_strength", "lora_clip_strength", "resolution",
+                                           "empty_latent_width", "empty_latent_height", "positive",
+                                           "positive_token_normalization", "positive_weight_interpretation",
+                                           "negative", "negative_token_normalization",
+                                           "negative_weight_interpretation", "batch_size", "a1111_prompt_style"),
+                            (P("ckpt_name", "path"),), special="easy_full_loader",
+                            ignore={"config_name": "Default", "a1111_prompt_style": False}),
+    "easy preSampling": Rule(None, ("steps", "cfg", "sampler_name", "scheduler", "denoise", "seed"),
+                             (P("steps", "steps"), P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
+                              P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise"), P("seed", "seed")),
+                             special="easy_pre_sampling"),
+    "easy kSampler": Rule("generate.sample", ("image_output", "link_id", "save_prefix"), (), special="easy_ksampler",
+                          ignore={"link_id": None}),
     # city96's ComfyUI-GGUF: Kinograph's loaders read .gguf diffusion models themselves (dequantised as loaded)
     "UnetLoaderGGUF": Rule("load.diffusion_model", ("unet_name",), (P("unet_name", "name"),), outputs=("model",)),
     "UnetLoaderGGUFAdvanced": Rule("load.diffusion_model", ("unet_name", "dequant_dtype", "patch_dtype",
