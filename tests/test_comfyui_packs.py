@@ -1,8 +1,10 @@
 """ComfyUI graphs built with node packs and editor features Kinograph refused: ComfyUI's older group nodes, Comfyroll
-(tests/data/comfyui/community: the packs' own example workflows)."""
+(its own example workflow, tests/data/comfyui/community), Easy-Use's pipe; imported, and run on a tiny SD 1.5."""
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 from app.comfyui import import_data, import_workflow
 
@@ -180,3 +182,43 @@ def test_easy_use_pipe_chain_becomes_kinograph_nodes():
     res = import_data(_easy_use_graph("Preview"))
     assert "io.save_frames" not in {n.type for n in res.graph.nodes.values()}
     assert any("nothing in this workflow saves a file" in r for r in res.report.remarks)
+
+
+@pytest.fixture(scope="module")
+def tiny_sd15(tmp_path_factory):
+    from tiny_models import build_sd15_single_file
+    return build_sd15_single_file(tmp_path_factory.mktemp("sd15")) / "models" / "checkpoints" / "sd15_tiny.safetensors"
+
+
+def _run_small(session, result, out):
+    """The imported graph at 32 x 32, one picture, one step, saved under `out`: the saved pictures."""
+    from graph_engine.api import load_workflow
+    for n in result.graph.nodes.values():
+        if n.type == "latent.empty":
+            n.params.update(width=32, height=32, frames=1)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_frames":
+            n.params["path"] = str(out / Path(n.params["path"]).name)
+    res = session.run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    return sorted(p for p in out.rglob("*.png"))
+
+
+def test_group_node_and_easy_use_graphs_run(tiny_sd15, tmp_path):
+    """Both imports run on a tiny SD 1.5 checkpoint: a group node's inner sampler and Easy-Use's kSampler each save
+    their 32 x 32 picture."""
+    from PIL import Image
+    from graph_engine.api import Session
+    session = Session(device="cpu")         # one session: the checkpoint loads once for both
+    data = _group_workflow()
+    data["nodes"][0]["widgets_values"] = [str(tiny_sd15)]
+    data["nodes"] = [n for n in data["nodes"] if n["id"] not in (4, 7, 8)]     # one instance is enough to run
+    data["links"] = [link for link in data["links"] if not {link[1], link[3]} & {4, 7, 8}]
+    saved = _run_small(session, import_data(data), tmp_path / "group")
+    assert len(saved) == 1 and Image.open(saved[0]).size == (32, 32)
+
+    data = _easy_use_graph()
+    data["nodes"][0]["widgets_values"][:5] = [str(tiny_sd15), "Default", "Baked VAE", -1, "None"]
+    saved = _run_small(session, import_data(data), tmp_path / "easy")
+    assert len(saved) == 1 and Image.open(saved[0]).size == (32, 32)
