@@ -178,6 +178,23 @@ def test_easy_use_pipe_chain_becomes_kinograph_nodes():
     assert g.inputs[decode.id] == {"latent": (sample.id, "latent"), "vae": (vae.id, "vae")}
     save, = by["io.save_frames"]
     assert save.params == {"path": "out/kite"} and g.inputs[save.id] == {"video": (decode.id, "video")}
+    # comfyLoader: fullLoader's settings without config and weighting widgets, and only pipe, model and vae out;
+    # a1111Loader weighs its prompts as A1111 does, which is named
+    data = _easy_use_graph()
+    loader = data["nodes"][0]
+    w = loader["widgets_values"]
+    for name, note in (("easy comfyLoader", False), ("easy a1111Loader", True)):
+        loader["type"] = name
+        loader["widgets_values"] = [w[0], *w[2:10], w[10], w[13], w[16]] + ([False] if note else [])
+        loader["outputs"] = loader["outputs"][:3]
+        res = import_data(data)
+        sample, = [n for n in res.graph.nodes.values() if n.type == "generate.sample"]
+        assert res.graph.nodes[res.graph.inputs[sample.id]["negative"][0]].params["negative"] == "blurry, text"
+        assert [n.params for n in res.graph.nodes.values() if n.type == "latent.empty"] == [
+            {"width": 768, "height": 512, "frames": 2}]
+        assert (res.report.entries["1"].status == "approx") == note
+        assert note == ("positive prompt weighting A1111 with mean normalization is read as ComfyUI's own (comfy, "
+                        "none)" in res.report.entries["1"].notes)
     # previewed only: nothing saved, and the report says so
     res = import_data(_easy_use_graph("Preview"))
     assert "io.save_frames" not in {n.type for n in res.graph.nodes.values()}

@@ -1551,6 +1551,13 @@ RULES: Dict[str, Rule] = {
                                            "negative_weight_interpretation", "batch_size", "a1111_prompt_style"),
                             (P("ckpt_name", "path"),), special="easy_full_loader",
                             ignore={"config_name": "Default", "a1111_prompt_style": False}),
+    # the same loader with fewer widgets and outputs (pipe, model, vae): a1111Loader weighs prompts as A1111 with mean
+    # normalization, comfyLoader as ComfyUI
+    **{name: Rule("load.model", ("ckpt_name", "vae_name", "clip_skip", "lora_name", "lora_model_strength",
+                                 "lora_clip_strength", "resolution", "empty_latent_width", "empty_latent_height",
+                                 "positive", "negative", "batch_size") + extra,
+                  (P("ckpt_name", "path"),), special="easy_full_loader", ignore={"a1111_prompt_style": False})
+       for name, extra in (("easy a1111Loader", ("a1111_prompt_style",)), ("easy comfyLoader", ()))},
     "easy preSampling": Rule(None, ("steps", "cfg", "sampler_name", "scheduler", "denoise", "seed"),
                              (P("steps", "steps"), P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
                               P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise"), P("seed", "seed")),

@@ -43,7 +43,8 @@ class EasyUse:
 
     def special_easy_full_loader(self, cn, rule, params, notes):
         """Efficient Loader's bundle (checkpoint, VAE, LoRA and stack, clip skip, both prompts, empty latent) with
-        Easy-Use's resolution presets ('768 x 512'; 'width x height (custom)' takes the two widgets)."""
+        Easy-Use's resolution presets ('768 x 512'; 'width x height (custom)' takes the two widgets); also
+        a1111Loader's and comfyLoader's, which have fewer widgets and outputs."""
         size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(self.resolve(cn.inputs.get("resolution")) or ""))
         if size:
             cn.inputs["empty_latent_width"], cn.inputs["empty_latent_height"] = int(size[1]), int(size[2])
@@ -54,15 +55,18 @@ class EasyUse:
             if isinstance(cn.inputs.get(k), Ref):
                 notes.append(f"its {k} input is not carried: the checkpoint's own is used")
         for k in ("positive", "negative"):
-            how = (self.resolve(cn.inputs.get(f"{k}_token_normalization")),
-                   self.resolve(cn.inputs.get(f"{k}_weight_interpretation")))
+            how = ("mean", "A1111") if cn.class_type == "easy a1111Loader" else \
+                (self.resolve(cn.inputs.get(f"{k}_token_normalization")),
+                 self.resolve(cn.inputs.get(f"{k}_weight_interpretation")))
             if how not in ((None, None), ("none", "comfy")):
                 notes.append(f"{k} prompt weighting {how[1]} with {how[0]} normalization is read as ComfyUI's own "
                              "(comfy, none)")
         made = self.special_efficient_loader(cn, rule, params, notes)
         model, pos, neg, latent, vae, clip = (self.outs.pop((cn.id, k)) for k in range(6))
-        self.outs.update({(cn.id, 1): model, (cn.id, 2): vae, (cn.id, 3): clip, (cn.id, 4): pos, (cn.id, 5): neg,
-                          (cn.id, 6): latent})
+        # fullLoader hands out every part; a1111Loader and comfyLoader only the model and the VAE
+        self.outs.update({(cn.id, 1): model, (cn.id, 2): vae})
+        if len(cn.out_types) >= 7:
+            self.outs.update({(cn.id, 3): clip, (cn.id, 4): pos, (cn.id, 5): neg, (cn.id, 6): latent})
         batch = self.resolve(cn.inputs.get("batch_size"))
         self.outs[(cn.id, 0)] = Out(None, {"pipe": {"model": model, "positive": pos, "negative": neg, "vae": vae,
                                                     "clip": clip, "samples": latent,
