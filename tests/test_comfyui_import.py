@@ -920,9 +920,9 @@ def test_an_unmapped_node_says_what_it_is_and_what_to_do(tmp_path, capsys):
     equivalent' sent the user looking for one. A custom node names the pack ComfyUI recorded for it."""
     wf = _load("svd_i2v.json")
     loader = next(n for n in wf["nodes"] if n["type"] == "ImageOnlyCheckpointLoader")
-    for kind, says in (("workflow>Loaders", "a group node (ComfyUI's older bundle of nodes), which Kinograph does "
-                                            "not open: in ComfyUI right-click it > Convert to nodes, save, and import "
-                                            "again"),
+    for kind, says in (("workflow>Loaders", "a group node (ComfyUI's older bundle of nodes) whose definition is "
+                                            "missing from the file (extra.groupNodes): in ComfyUI right-click it > "
+                                            "Convert to nodes, save, and import again"),
                        ("0d1e2f3a-1111-4222-8333-444455556666", "a subgraph whose definition is missing from the "
                                                                 "file (definitions.subgraphs)")):
         loader["type"] = kind

@@ -13,14 +13,15 @@ from .mapping import INSTEAD, RULES, Approx, Rule
 from .outputs import PACK_OUTPUTS, RULE_TEXT, UUID, is_bundle, possible_output, what_runs
 from .report import APPROX, EXACT, UI, Entry, Report
 from .out import LOADERS, Out
-from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, Efficiency,
-                    FizzNodes, FrameInterpolation, IPAdapters, KJNodes, Rgthree, Segmentation, VideoModels,
+from .packs import (VHS, WAS, AnimateDiff, Comfyroll, ControlnetAux, ControlNets, CoreMedia, CoreNodes, EasyUse,
+                    Efficiency, FizzNodes, FrameInterpolation, IPAdapters, KJNodes, Rgthree, Segmentation, VideoModels,
                     WanVideoWrapper, XLabs)
 
 
 # each pack's handlers are a mixin: convert() finds rule.special's handler as the method special_<name>
 class Converter(CoreNodes, CoreMedia, VideoModels, ControlNets, ControlnetAux, AnimateDiff, IPAdapters, Segmentation,
-                KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes):
+                KJNodes, WanVideoWrapper, WAS, Rgthree, Efficiency, Comfyroll, VHS, FrameInterpolation, XLabs, FizzNodes,
+                EasyUse):
     def __init__(self, flat: Flat, registry=None):
         self.flat = flat
         self.registry = registry
@@ -538,8 +539,8 @@ def unmapped_note(cn: CNode) -> str:
     nodes Kinograph may well have, not a node it lacks; a custom node's pack tells the user where it came from."""
     mark = "a placeholder marks its place"
     if cn.class_type.startswith(("workflow>", "workflow/")):
-        return (f"a group node (ComfyUI's older bundle of nodes), which Kinograph does not open: in ComfyUI "
-                f"right-click it > Convert to nodes, save, and import again; {mark}")
+        return (f"a group node (ComfyUI's older bundle of nodes) whose definition is missing from the file "
+                f"(extra.groupNodes): in ComfyUI right-click it > Convert to nodes, save, and import again; {mark}")
     if UUID.fullmatch(cn.class_type):
         return (f"a subgraph whose definition is missing from the file (definitions.subgraphs): save the workflow "
                 f"again from ComfyUI and import that; {mark}")

@@ -19,12 +19,13 @@ value after a seed is skipped), VideoHelperSuite stores them by name; reroutes, 
 SetNode/GetNode pairs and primitive nodes are inlined, muted nodes dropped, bypassed nodes rewired
 past (each output takes the input of the same type; an input left with nothing is named in its
 node's line), subgraphs expanded (inner ids become `outer:inner`; a value set on the subgraph node wins over
-the inner widget's), groups and notes kept in `ui:`. API prompts map the same way by input name.
+the inner widget's), ComfyUI's older group nodes (`workflow>NAME`, defined in `extra.groupNodes`) expanded the
+same way (each instance's widget values go to its inner nodes in order), groups and notes kept in `ui:`. API prompts map the same way by input name.
 Constants (`PrimitiveInt` and its kin), a `ComfySwitchNode` whose switch is a constant and a
 `ComfyMathExpression` over constants are resolved on import, as ComfyUI resolves them before anything
 runs; nodes that only feed a switch's unpicked input are left out (ComfyUI never runs them), and so are nodes
 no output needs (outputs: nodes that save or preview, and a node of an unknown class that takes a link and feeds
-nothing, as its pack may mark it an output, and a group node; a file with no output keeps every node). A widget that
+nothing, as its pack may mark it an output, and a group node without its definition; a file with no output keeps every node). A widget that
 another node's output feeds (a width from `GetImageSize`) becomes a link into the Kinograph parameter, where it
 takes a number, a switch or a word. Unmapped nodes become red placeholder nodes
 (`comfyui.<class_type>`) that keep their widget values, so nothing the user set is lost.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ComfyImportError
+from .groupnodes import group_definitions
 
 MODE_NEVER, MODE_BYPASS = 2, 4
 REROUTES = {"Reroute", "Reroute (rgthree)", "SetNode"}
@@ -241,11 +242,13 @@ def _ui_nodes(raw_nodes, remarks, prefix="") -> Dict[str, _UINode]:
     return out
 
 
-def _expand_subgraphs(data: Dict[str, Any]) -> Tuple[List[Dict], List[Any]]:
-    """Inline every subgraph instance: inner node ids become "<instance>:<inner>" (ComfyUI's own
-    execution ids), links through the subgraph's input and output nodes are joined up."""
+def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]]) -> Tuple[List[Dict], List[Any]]:
+    """Inline every subgraph instance, and every group node instance (ComfyUI's older bundles, made subgraphs by
+    groupnodes.py): inner node ids become "<instance>:<inner>" (ComfyUI's own execution ids), links through the
+    subgraph's input and output nodes are joined up."""
     defs = {s.get("id"): s for s in ((data.get("definitions") or {}).get("subgraphs") or []) if isinstance(s, dict)}
     nodes = [dict(n) for n in data.get("nodes") or []]
+    defs.update(group_definitions(nodes, data.get("extra"), remarks))
     _check_size(_expanded_count(nodes, defs), " with its subgraphs expanded (each subgraph counts its nodes every "
                                               "time it is placed)")
     # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
@@ -488,8 +491,8 @@ def _broadcast(data, nodes: Dict[str, "_UINode"], links, remarks) -> None:
 def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -> Flat:
     """`widget_names(class_type)` gives the positional widget names of a known class, or None. With `bypass_unmapped`
     a node of no known class that can pass its inputs through is bypassed, as ComfyUI bypasses a node."""
-    raw_nodes, raw_links = _expand_subgraphs(data)
     flat = Flat({})
+    raw_nodes, raw_links = _expand_subgraphs(data, flat.remarks)
     nodes = _ui_nodes(raw_nodes, flat.remarks)
     links = _links(raw_links)
     _broadcast(data, nodes, links, flat.remarks)

@@ -259,6 +259,21 @@ def gguf_text_encoder(v):
     return v
 
 
+# Comfyroll's CR Aspect Ratio presets (nodes/nodes_aspect_ratio.py): name -> width, height; any other name ("custom")
+# keeps the width and height widgets
+CR_ASPECT_RATIOS = {
+    "SD1.5 - 1:1 square 512x512": (512, 512), "SD1.5 - 2:3 portrait 512x768": (512, 768),
+    "SD1.5 - 16:9 cinema 910x512": (910, 512), "SD1.5 - 3:4 portrait 512x682": (512, 682),
+    "SD1.5 - 3:2 landscape 768x512": (768, 512), "SD1.5 - 4:3 landscape 682x512": (682, 512),
+    "SD1.5 - 1.85:1 cinema 952x512": (952, 512), "SD1.5 - 2:1 cinema 1024x512": (1024, 512),
+    "SD1.5 - 2.39:1 anamorphic 1224x512": (1224, 512),
+    "SDXL - 1:1 square 1024x1024": (1024, 1024), "SDXL - 3:4 portrait 896x1152": (896, 1152),
+    "SDXL - 5:8 portrait 832x1216": (832, 1216), "SDXL - 9:16 portrait 768x1344": (768, 1344),
+    "SDXL - 9:21 portrait 640x1536": (640, 1536), "SDXL - 4:3 landscape 1152x896": (1152, 896),
+    "SDXL - 3:2 landscape 1216x832": (1216, 832), "SDXL - 16:9 landscape 1344x768": (1344, 768),
+    "SDXL - 21:9 landscape 1536x640": (1536, 640)}
+
+
 # rgthree's power_prompt_utils pattern: a name, then an optional strength
 RGTHREE_LORA_TAG = r"<lora:([^:>]*?)(?::(-?\d*(?:\.\d*)?))?>"
 
@@ -638,6 +653,11 @@ RULES: Dict[str, Rule] = {
                           special="cr_lora_stack"),
     "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
                                 ("model", "text_encoder"), special="apply_lora_stack"),
+    # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, handed
+    # on as numbers known at import, and its empty latent (latent.empty, sized from the VAE as EmptyLatentImage's)
+    "CR Aspect Ratio": Rule("latent.empty", ("width", "height", "aspect_ratio", "swap_dimensions", "upscale_factor",
+                                             "prescale_factor", "batch_size"), (),
+                            outputs=(None, None, None, None, None, "latent", None), special="cr_aspect_ratio"),
     # text and image conditioning
     "CLIPTextEncode": Rule("encode.text", ("text",), (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
                            fixed={"weighting": "comfy"}, takes=("clip_skip",)),
@@ -1519,6 +1539,31 @@ RULES: Dict[str, Rule] = {
     **{name: Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant")
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
+    # Easy-Use's pipe (PIPE_LINE): a bundle of model, prompts, VAE, CLIP, latent and sampler settings passed along;
+    # its loader is Efficient Loader's bundle, its kSampler a sample and a decode (packs/easyuse.py)
+    "easy pipeIn": Rule(None, (), (), special="easy_pipe_in"),
+    "easy pipeOut": Rule(None, (), (), special="easy_pipe_out"),
+    "easy fullLoader": Rule("load.model", ("ckpt_name", "config_name", "vae_name", "clip_skip", "lora_name",
+                                           "lora_model_strength", "lora_clip_strength", "resolution",
+                                           "empty_latent_width", "empty_latent_height", "positive",
+                                           "positive_token_normalization", "positive_weight_interpretation",
+                                           "negative", "negative_token_normalization",
+                                           "negative_weight_interpretation", "batch_size", "a1111_prompt_style"),
+                            (P("ckpt_name", "path"),), special="easy_full_loader",
+                            ignore={"config_name": "Default", "a1111_prompt_style": False}),
+    # the same loader with fewer widgets and outputs (pipe, model, vae): a1111Loader weighs prompts as A1111 with mean
+    # normalization, comfyLoader as ComfyUI
+    **{name: Rule("load.model", ("ckpt_name", "vae_name", "clip_skip", "lora_name", "lora_model_strength",
+                                 "lora_clip_strength", "resolution", "empty_latent_width", "empty_latent_height",
+                                 "positive", "negative", "batch_size") + extra,
+                  (P("ckpt_name", "path"),), special="easy_full_loader", ignore={"a1111_prompt_style": False})
+       for name, extra in (("easy a1111Loader", ("a1111_prompt_style",)), ("easy comfyLoader", ()))},
+    "easy preSampling": Rule(None, ("steps", "cfg", "sampler_name", "scheduler", "denoise", "seed"),
+                             (P("steps", "steps"), P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
+                              P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise"), P("seed", "seed")),
+                             special="easy_pre_sampling"),
+    "easy kSampler": Rule("generate.sample", ("image_output", "link_id", "save_prefix"), (), special="easy_ksampler",
+                          ignore={"link_id": None}),
     # city96's ComfyUI-GGUF: Kinograph's loaders read .gguf diffusion models themselves (dequantised as loaded)
     "UnetLoaderGGUF": Rule("load.diffusion_model", ("unet_name",), (P("unet_name", "name"),), outputs=("model",)),
     "UnetLoaderGGUFAdvanced": Rule("load.diffusion_model", ("unet_name", "dequant_dtype", "patch_dtype",

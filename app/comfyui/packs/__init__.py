@@ -18,5 +18,6 @@ from .vhs import VHS
 from .frame_interpolation import FrameInterpolation
 from .xlabs import XLabs
 from .fizznodes import FizzNodes
+from .easyuse import EasyUse
 
-__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes"]
+__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse"]

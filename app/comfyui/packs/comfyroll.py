@@ -1,4 +1,4 @@
-"""Comfyroll Studio's LoRA stack and the node that applies it."""
+"""Comfyroll Studio: its LoRA stack, the node that applies it, and CR Aspect Ratio."""
 from __future__ import annotations
 
 from ..flatten import Ref
@@ -26,3 +26,32 @@ class Comfyroll:
             notes.append("its lora_stack comes from a node that did not convert; add its LoRAs by hand (lora.image)")
         loras = stack.attrs["lora_stack"] if isinstance(stack, Out) and "lora_stack" in stack.attrs else ()
         return self.loras_on_inputs(cn, loras, notes)
+
+    def special_cr_aspect_ratio(self, cn, rule, params, notes):
+        """Its width, height, factors and batch size are known at import: the nodes they feed get the numbers. Files
+        from before prescale_factor (six outputs) hold batch_size in that widget's place."""
+        from ..mapping import CR_ASPECT_RATIOS
+        old = len(cn.out_types) == 6
+        values = {k: self.resolve(cn.inputs.get(k)) for k in rule.widgets}
+        if old:
+            values["batch_size"], values["prescale_factor"] = values["prescale_factor"], None
+        for k in ("width", "height", "aspect_ratio", "swap_dimensions", "batch_size"):
+            if isinstance(values[k], Out) or values[k] is None:
+                self.not_constant(cn, k)
+                return None
+        width, height = CR_ASPECT_RATIOS.get(values["aspect_ratio"], (values["width"], values["height"]))
+        if values["swap_dimensions"] == "On":
+            width, height = height, width
+        slots = (("width", width), ("height", height), ("upscale_factor", values["upscale_factor"]),
+                 ("batch_size", values["batch_size"])) if old else \
+            (("width", width), ("height", height), ("upscale_factor", values["upscale_factor"]),
+             ("prescale_factor", values["prescale_factor"]), ("batch_size", values["batch_size"]))
+        for slot, (_, v) in enumerate(slots):
+            self.outs[(cn.id, slot)] = Out(None, {"value": v})
+        latent = len(slots)
+        if not self.slot_read(cn.id, latent):
+            return []
+        nid = self.add(rule.node, cn, {"width": width, "height": height, "frames": values["batch_size"]})
+        self.outs[(cn.id, latent)] = Out((nid, "latent"))
+        self.pending_vae.append((nid, cn.id))
+        return [nid]

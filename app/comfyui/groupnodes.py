@@ -1,0 +1,145 @@
+"""ComfyUI's older group nodes (before subgraphs) as subgraph definitions, so that they expand as subgraphs do.
+
+A group node instance has the type "workflow>NAME" ("workflow/NAME" in older frontends); its definition is
+extra.groupNodes[NAME]: the inner nodes in execution order (a node's `index` is its place there), links between
+them as rows [from index, from slot, to index, to slot, ...] (from index null: a link from outside the group when it
+was made), and `external`: the inner outputs that are also the group's outputs though linked inside. ComfyUI's
+frontend (groupNode.js, GroupNodeConfig) builds the instance's slots from that definition:
+- inputs: each inner node's inputs that no inner link feeds, node by node, the inputs that were widgets last;
+- outputs: each inner node's outputs that no inner link reads, or that `external` lists, node by node;
+- widgets: each inner node's widgets, node by node, their values on the instance (`widgets_values`).
+Unlinked primitives, reroutes linked on both sides, and notes have no slots (ComfyUI skips them)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+GROUP_PREFIXES = ("workflow>", "workflow/")
+
+
+def group_name(node_type: Any) -> Optional[str]:
+    if isinstance(node_type, str):
+        for p in GROUP_PREFIXES:
+            if node_type.startswith(p):
+                return node_type[len(p):]
+    return None
+
+
+def group_definitions(nodes: List[Any], extra: Any, remarks: Dict[str, List[str]]) -> Dict[str, Dict[str, Any]]:
+    """Instance type -> a subgraph definition (definitions.subgraphs' shape) for every group node instance in `nodes`
+    (the file's nodes, copied: each instance found is given a type of its own and its inputs renamed) whose definition
+    extra.groupNodes holds; `remarks` gets a line for an instance whose widget values cannot be placed."""
+    groups = extra.get("groupNodes") if isinstance(extra, dict) else None
+    if not isinstance(groups, dict):
+        return {}
+    out = {}
+    for inst in nodes:
+        name = group_name(inst.get("type")) if isinstance(inst, dict) else None
+        d = groups.get(name) if name is not None else None
+        if isinstance(d, dict) and isinstance(d.get("nodes"), list):
+            # one definition per instance: each instance's widget values go into its own copy of the inner nodes
+            key = f"{inst['type']}\x00{inst.get('id')}"
+            inst["type"] = key
+            out[key] = _as_subgraph(name, d, inst, remarks)
+    return out
+
+
+def _has_slots(node: Dict[str, Any], idx: int, links_from, links_to) -> bool:
+    t = node.get("type")
+    if t == "PrimitiveNode":
+        return idx in links_from
+    if t == "Reroute":
+        return not (idx in links_from and idx in links_to)
+    return t not in ("Note", "MarkdownNote")
+
+
+def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks) -> Dict[str, Any]:
+    nodes = [n for n in d["nodes"] if isinstance(n, dict)]
+    inner: List[Tuple[int, int, int, int]] = []
+    for row in d.get("links") or []:
+        if isinstance(row, list) and len(row) >= 4 and row[0] is not None:
+            inner.append((int(row[0]), int(row[1]), int(row[2]), int(row[3])))
+    links_from = {a for a, _, _, _ in inner}
+    links_to: Dict[int, set] = {}
+    read: Dict[int, set] = {}
+    for a, sa, b, sb in inner:
+        links_to.setdefault(b, set()).add(sb)
+        read.setdefault(a, set()).add(sa)
+    external = set()
+    for row in d.get("external") or []:
+        if isinstance(row, list) and len(row) >= 2:
+            # [index, slot, type]; some frontends wrote the whole node in place of its index
+            idx = row[0].get("index") if isinstance(row[0], dict) else row[0]
+            if isinstance(idx, int):
+                external.add((idx, int(row[1])))
+
+    slot_inputs, widget_inputs, outputs, sub_nodes = [], [], [], []
+    for idx, n in enumerate(nodes):
+        m = dict(n, id=idx)
+        m["inputs"] = [dict(i, link=None) for i in n.get("inputs") or [] if isinstance(i, dict)]
+        m["outputs"] = [dict(o, links=None) for o in n.get("outputs") or [] if isinstance(o, dict)]
+        sub_nodes.append(m)
+        if not _has_slots(n, idx, links_from, links_to):
+            continue
+        for s, i in enumerate(m["inputs"]):
+            if s not in links_to.get(idx, ()):
+                (widget_inputs if i.get("widget") else slot_inputs).append((idx, s))
+        for s in range(len(m["outputs"])):
+            if s not in read.get(idx, ()) or (idx, s) in external:
+                outputs.append((idx, s))
+    _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks)
+    _place_at(sub_nodes, inst.get("pos"))
+
+    # the instance's inputs in the order the frontend made them: its slots, then the widgets turned into inputs
+    ins = [dict(i) for i in inst.get("inputs") or [] if isinstance(i, dict)]
+    inst["inputs"] = ins
+    inst_slots = [k for k, i in enumerate(ins) if not i.get("widget")]
+    inst_widgets = [k for k, i in enumerate(ins) if i.get("widget")]
+    targets = {}
+    for ks, inner_ins in ((inst_slots, slot_inputs), (inst_widgets, widget_inputs)):
+        for k, t in zip(ks, inner_ins):
+            targets[k] = t
+    # the subgraph's input k is the instance's input k (the subgraph expansion matches them by name)
+    for k, i in enumerate(ins):
+        i["name"] = f"{k}"
+    sub_inputs = [{"name": f"{k}"} for k in range(len(ins))]
+    links = [{"id": n + 1, "origin_id": a, "origin_slot": sa, "target_id": b, "target_slot": sb}
+             for n, (a, sa, b, sb) in enumerate(inner)]
+    for k, (b, sb) in targets.items():
+        links.append({"id": len(links) + 1, "origin_id": -10, "origin_slot": k, "target_id": b, "target_slot": sb})
+    for k, (a, sa) in enumerate(outputs):
+        links.append({"id": len(links) + 1, "origin_id": a, "origin_slot": sa, "target_id": -20, "target_slot": k})
+    return {"id": inst["type"], "name": name, "nodes": sub_nodes, "links": links, "inputs": sub_inputs,
+            "outputs": [{"name": f"{k}"} for k in range(len(outputs))]}
+
+
+def _place_at(sub_nodes, pos) -> None:
+    """Inner nodes keep the positions they had when the group was made; each instance's are moved to where the
+    instance stands (their top left corner at it), as ComfyUI's Convert to nodes places them."""
+    at = [m.get("pos") for m in sub_nodes]
+    at = [p for p in at if isinstance(p, list) and len(p) >= 2 and all(isinstance(v, (int, float)) for v in p[:2])]
+    if not at or not (isinstance(pos, list) and len(pos) >= 2 and all(isinstance(v, (int, float)) for v in pos[:2])):
+        return
+    dx, dy = pos[0] - min(p[0] for p in at), pos[1] - min(p[1] for p in at)
+    for m in sub_nodes:
+        p = m.get("pos")
+        if p is not None and any(p is q for q in at):
+            m["pos"] = [p[0] + dx, p[1] + dy]
+
+
+def _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks) -> None:
+    """The instance's widget values, node by node, over the inner nodes' own (the values when the group was made)."""
+    values = inst.get("widgets_values")
+    if not isinstance(values, list):
+        return
+    owners = [m for idx, m in enumerate(sub_nodes)
+              if _has_slots(m, idx, links_from, links_to) and isinstance(m.get("widgets_values"), list)]
+    if sum(len(m["widgets_values"]) for m in owners) != len(values):
+        remarks.setdefault(f"{inst.get('id')}:{owners[0]['id']}" if owners else str(inst.get("id")), []).append(
+            f"group node {name}: its {len(values)} widget values do not match its definition's inner nodes, so the "
+            "inner nodes keep the values the group was made with; check them against ComfyUI")
+        return
+    k = 0
+    for m in owners:
+        n = len(m["widgets_values"])
+        m["widgets_values"] = list(values[k:k + n])
+        k += n

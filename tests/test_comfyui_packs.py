@@ -1,0 +1,241 @@
+"""ComfyUI graphs built with node packs and editor features Kinograph refused: ComfyUI's older group nodes, Comfyroll
+(its own example workflow, tests/data/comfyui/community), Easy-Use's pipe; imported, and run on a tiny SD 1.5."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.comfyui import import_data, import_workflow
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from comfyui_workflows import ui_format  # noqa: E402
+
+COMMUNITY = Path(__file__).resolve().parent / "data" / "comfyui" / "community"
+
+
+def _group_workflow():
+    """An SD 1.5 text-to-image graph whose prompts, latent and sampler ComfyUI's 'Convert to group node' made one node,
+    written as the frontend writes it (groupNode.js): the instance holds the values, extra.groupNodes the inner nodes."""
+    inner = [
+        {"type": "CLIPTextEncode", "pos": [0, 0], "mode": 0, "index": 0,
+         "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "widgets_values": ["old prompt"]},
+        {"type": "CLIPTextEncode", "pos": [0, 200], "mode": 0, "index": 1,
+         "inputs": [{"name": "clip", "type": "CLIP", "link": None}],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}], "widgets_values": ["old negative"]},
+        {"type": "EmptyLatentImage", "pos": [0, 400], "mode": 0, "index": 2,
+         "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}], "widgets_values": [512, 512, 1]},
+        {"type": "KSampler", "pos": [400, 0], "mode": 0, "index": 3,
+         "inputs": [{"name": "model", "type": "MODEL", "link": None},
+                    {"name": "positive", "type": "CONDITIONING", "link": None},
+                    {"name": "negative", "type": "CONDITIONING", "link": None},
+                    {"name": "latent_image", "type": "LATENT", "link": None}],
+         "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}],
+         "widgets_values": [1, "fixed", 30, 8, "euler", "normal", 1]},
+    ]
+    definition = {"nodes": inner,
+                  "links": [[None, 1, 0, 0, 4, "CLIP"], [None, 1, 1, 0, 4, "CLIP"], [None, 0, 3, 0, 4, "MODEL"],
+                            [0, 0, 3, 1, 6, "CONDITIONING"], [1, 0, 3, 2, 7, "CONDITIONING"],
+                            [2, 0, 3, 3, 5, "LATENT"]],
+                  "external": []}
+
+    def instance(nid, y, prompt, seed, steps):
+        return {"id": nid, "type": "workflow>Prompt and sample", "pos": [400, y], "mode": 0,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": nid * 10 + 1},
+                           {"name": "CLIPTextEncode clip", "type": "CLIP", "link": nid * 10 + 2},
+                           {"name": "model", "type": "MODEL", "link": nid * 10 + 3}],
+                "outputs": [{"name": "LATENT", "type": "LATENT", "links": [nid * 10 + 4]}],
+                "widgets_values": [prompt, "blurry, text", 640, 384, 1, seed, "fixed", steps, 7.5, "euler", "simple", 1]}
+
+    def decoded(nid, src):
+        return [{"id": nid, "type": "VAEDecode", "pos": [800, 0], "mode": 0,
+                 "inputs": [{"name": "samples", "type": "LATENT", "link": src * 10 + 4},
+                            {"name": "vae", "type": "VAE", "link": nid * 10 + 5}],
+                 "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [nid * 10 + 6]}]},
+                {"id": nid + 1, "type": "SaveImage", "pos": [1000, 0], "mode": 0,
+                 "inputs": [{"name": "images", "type": "IMAGE", "link": nid * 10 + 6}], "widgets_values": [f"out{nid}"]}]
+
+    nodes = [{"id": 1, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0,
+              "outputs": [{"name": "MODEL", "type": "MODEL", "links": [33, 43]},
+                          {"name": "CLIP", "type": "CLIP", "links": [31, 32, 41, 42]},
+                          {"name": "VAE", "type": "VAE", "links": [55, 75]}],
+              "widgets_values": ["dreamshaper_8.safetensors"]},
+             instance(3, 0, "a lighthouse at dusk", 42, 20), instance(4, 600, "a harbour at dawn", 7, 12),
+             *decoded(5, 3), *decoded(7, 4)]
+    links = [[31, 1, 1, 3, 0, "CLIP"], [32, 1, 1, 3, 1, "CLIP"], [33, 1, 0, 3, 2, "MODEL"], [34, 3, 0, 5, 0, "LATENT"],
+             [41, 1, 1, 4, 0, "CLIP"], [42, 1, 1, 4, 1, "CLIP"], [43, 1, 0, 4, 2, "MODEL"], [44, 4, 0, 7, 0, "LATENT"],
+             [55, 1, 2, 5, 1, "VAE"], [56, 5, 0, 6, 0, "IMAGE"], [75, 1, 2, 7, 1, "VAE"], [76, 7, 0, 8, 0, "IMAGE"]]
+    return {"nodes": nodes, "links": links, "groups": [], "extra": {"groupNodes": {"Prompt and sample": definition}},
+            "version": 0.4}
+
+
+def test_group_nodes_expand_into_their_inner_nodes():
+    """A group node ('workflow>NAME', ComfyUI's bundle before subgraphs) was a red placeholder that blocked the import,
+    though its definition sits in the file: each instance now becomes its inner nodes with the instance's own values,
+    its inputs and outputs joined to the nodes outside, placed where the instance stood."""
+    res = import_data(_group_workflow())
+    g = res.graph
+    assert not res.report.blocking
+    for inst, prompt, seed, steps in (("3", "a lighthouse at dusk", 42, 20), ("4", "a harbour at dawn", 7, 12)):
+        sample = g.nodes[f"k_sampler_{inst}_3"]
+        assert sample.type == "generate.sample"
+        assert sample.params == {"steps": steps, "cfg": 7.5, "sampler": "euler", "scheduler": "simple", "denoise": 1,
+                                 "seed": seed}
+        ins = g.inputs[sample.id]
+        assert ins["model"] == ("checkpoint_loader_simple_1", "model")
+        assert g.nodes[ins["positive"][0]].params["text"] == prompt
+        assert g.nodes[ins["negative"][0]].params["text"] == "blurry, text"
+        assert g.inputs[ins["negative"][0]]["text_encoder"] == ("checkpoint_loader_simple_1", "text_encoder")
+        assert g.nodes[ins["latent"][0]].params == {"frames": 1, "width": 640, "height": 384}
+        assert res.report.entries[f"{inst}:3"].status == "exact"
+    assert g.inputs["vae_decode_5"]["latent"] == ("k_sampler_3_3", "latent")
+    assert g.inputs["vae_decode_7"]["latent"] == ("k_sampler_4_3", "latent")
+    # the inner nodes' layout moved to each instance's place: the second group's sampler 600 px below the first's
+    assert g.ui["k_sampler_3_3"]["pos"] == [800, 0] and g.ui["k_sampler_4_3"]["pos"] == [800, 600]
+    assert g.ui["clip_text_encode_4_1"]["pos"] == [400, 800]
+
+    # widget values that do not fit the definition (a group edited after it was made): the definition's are kept, named
+    data = _group_workflow()
+    data["nodes"][1]["widgets_values"] = data["nodes"][1]["widgets_values"][:-1]
+    res = import_data(data)
+    assert res.graph.nodes["k_sampler_3_3"].params["steps"] == 30
+    assert ("group node Prompt and sample: its 11 widget values do not match its definition's inner nodes, so the "
+            "inner nodes keep the values the group was made with" in "; ".join(res.report.entries["3:0"].notes))
+
+
+def test_comfyroll_aspect_ratio_demo():
+    """Comfyroll's own CR Aspect Ratio demo: the node was unmapped, so the import stopped. Its preset's size (SDXL 3:4,
+    896x1152) and batch size reach EmptyLatentImage's widgets, and its own empty latent is decoded."""
+    res = import_workflow(COMMUNITY / "comfyroll_aspect_ratio.json")
+    g = res.graph
+    assert not res.report.blocking
+    assert g.nodes["empty_latent_image_7"].params == {"width": 896, "height": 1152, "frames": 2}
+    own = g.nodes["cr_aspect_ratio_1"]
+    assert own.type == "latent.empty" and own.params == {"width": 896, "height": 1152, "frames": 2}
+    assert g.inputs["vae_decode_2"] == {"latent": ("cr_aspect_ratio_1", "latent"), "vae": ("vae_loader_4", "vae")}
+    assert g.inputs[own.id]["vae"] == ("vae_loader_4", "vae")
+    assert res.report.entries["1"].status == "exact" and res.report.entries["7"].status == "exact"
+
+    # a file from before prescale_factor (six outputs, batch_size in its widget's place), dimensions swapped, custom
+    data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
+    cr = next(n for n in data["nodes"] if n["type"] == "CR Aspect Ratio")
+    del cr["outputs"][3]
+    cr["widgets_values"] = [640, 384, "custom", "On", 1.5, 3]
+    for link in data["links"]:
+        if link[1] == 1 and link[2] >= 4:
+            link[2] -= 1
+    g = import_data(data).graph
+    assert g.nodes["empty_latent_image_7"].params == {"width": 384, "height": 640, "frames": 3}
+    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 384, "height": 640, "frames": 3}
+
+
+def _easy_use_graph(image_output="Save"):
+    """Easy-Use's usual chain: fullLoader -> preSampling -> kSampler along one pipe, with the positive prompt replaced
+    through pipeOut's CLIP, a CLIPTextEncode and pipeIn (Easy-Use's nodes and widgets, written by hand: the pack's
+    repository ships no example workflow)."""
+    loader = ["dreamshaper_8.safetensors", "Default", "vae-ft-mse.safetensors", -2, "film_grain.safetensors", 0.7, 0.5,
+              "768 x 512", 512, 512, "a red kite", "none", "comfy", "blurry, text", "none", "comfy", 2]
+    return ui_format([
+        (1, "easy fullLoader", loader, {}, ["PIPE_LINE", "MODEL", "VAE", "CLIP", "CONDITIONING", "CONDITIONING",
+                                            "LATENT"]),
+        (2, "easy pipeOut", [], {"pipe": (1, 0, "PIPE_LINE")},
+         ["PIPE_LINE", "MODEL", "CONDITIONING", "CONDITIONING", "LATENT", "VAE", "CLIP", "IMAGE", "INT"]),
+        (3, "CLIPTextEncode", ["a red kite over dunes, golden hour"], {"clip": (2, 6, "CLIP")}, ["CONDITIONING"]),
+        (4, "easy pipeIn", [], {"pipe": (2, 0, "PIPE_LINE"), "pos": (3, 0, "CONDITIONING")}, ["PIPE_LINE"]),
+        (5, "easy preSampling", [12, 6.5, "dpmpp_2m", "karras", 1.0, 99, "fixed"], {"pipe": (4, 0, "PIPE_LINE")},
+         ["PIPE_LINE"]),
+        (6, "easy kSampler", [image_output, 0, "kite"], {"pipe": (5, 0, "PIPE_LINE")}, ["PIPE_LINE", "IMAGE"])])
+
+
+def test_easy_use_pipe_chain_becomes_kinograph_nodes():
+    """Easy-Use's pipe nodes were unmapped: a graph built on them imported as red placeholders only. The loader's
+    bundle, the pipe's fields and the sampler's settings now reach the Kinograph nodes that make and read them."""
+    res = import_data(_easy_use_graph())
+    g = res.graph
+    assert not res.report.blocking, res.report.text()
+    by = {}
+    for n in g.nodes.values():
+        by.setdefault(n.type, []).append(n)
+    loader, = by["load.model"]
+    assert loader.params == {"path": "dreamshaper_8.safetensors"}
+    lora, = by["lora.image"]
+    assert lora.params == {"path": "film_grain.safetensors", "strength": 0.7, "clip_strength": 0.5}
+    latent, = by["latent.empty"]
+    assert latent.params == {"width": 768, "height": 512, "frames": 2}          # the preset, not the widgets
+    sample, = by["generate.sample"]
+    assert sample.params == {"steps": 12, "cfg": 6.5, "sampler": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0,
+                             "seed": 99}
+    ins = g.inputs[sample.id]
+    assert ins["model"] == (lora.id, "model") and ins["latent"] == (latent.id, "latent")
+    assert g.nodes[ins["positive"][0]].params["text"] == "a red kite over dunes, golden hour"     # pipeIn's pos
+    assert g.inputs[ins["positive"][0]]["text_encoder"] == (lora.id, "text_encoder")         # pipeOut's clip
+    prompts = g.nodes[ins["negative"][0]]
+    assert (prompts.params["negative"], prompts.params["clip_skip"], ins["negative"][1]) == ("blurry, text", 2,
+                                                                                             "negative")
+    decode, = by["vae.decode"]
+    vae, = by["load.vae"]
+    assert g.inputs[decode.id] == {"latent": (sample.id, "latent"), "vae": (vae.id, "vae")}
+    save, = by["io.save_frames"]
+    assert save.params == {"path": "out/kite"} and g.inputs[save.id] == {"video": (decode.id, "video")}
+    # comfyLoader: fullLoader's settings without config and weighting widgets, and only pipe, model and vae out;
+    # a1111Loader weighs its prompts as A1111 does, which is named
+    data = _easy_use_graph()
+    loader = data["nodes"][0]
+    w = loader["widgets_values"]
+    for name, note in (("easy comfyLoader", False), ("easy a1111Loader", True)):
+        loader["type"] = name
+        loader["widgets_values"] = [w[0], *w[2:10], w[10], w[13], w[16]] + ([False] if note else [])
+        loader["outputs"] = loader["outputs"][:3]
+        res = import_data(data)
+        sample, = [n for n in res.graph.nodes.values() if n.type == "generate.sample"]
+        assert res.graph.nodes[res.graph.inputs[sample.id]["negative"][0]].params["negative"] == "blurry, text"
+        assert [n.params for n in res.graph.nodes.values() if n.type == "latent.empty"] == [
+            {"width": 768, "height": 512, "frames": 2}]
+        assert (res.report.entries["1"].status == "approx") == note
+        assert note == ("positive prompt weighting A1111 with mean normalization is read as ComfyUI's own (comfy, "
+                        "none)" in res.report.entries["1"].notes)
+    # previewed only: nothing saved, and the report says so
+    res = import_data(_easy_use_graph("Preview"))
+    assert "io.save_frames" not in {n.type for n in res.graph.nodes.values()}
+    assert any("nothing in this workflow saves a file" in r for r in res.report.remarks)
+
+
+@pytest.fixture(scope="module")
+def tiny_sd15(tmp_path_factory):
+    from tiny_models import build_sd15_single_file
+    return build_sd15_single_file(tmp_path_factory.mktemp("sd15")) / "models" / "checkpoints" / "sd15_tiny.safetensors"
+
+
+def _run_small(session, result, out):
+    """The imported graph at 32 x 32, one picture, one step, saved under `out`: the saved pictures."""
+    from graph_engine.api import load_workflow
+    for n in result.graph.nodes.values():
+        if n.type == "latent.empty":
+            n.params.update(width=32, height=32, frames=1)
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_frames":
+            n.params["path"] = str(out / Path(n.params["path"]).name)
+    res = session.run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    return sorted(p for p in out.rglob("*.png"))
+
+
+def test_group_node_and_easy_use_graphs_run(tiny_sd15, tmp_path):
+    """Both imports run on a tiny SD 1.5 checkpoint: a group node's inner sampler and Easy-Use's kSampler each save
+    their 32 x 32 picture."""
+    from PIL import Image
+    from graph_engine.api import Session
+    session = Session(device="cpu")         # one session: the checkpoint loads once for both
+    data = _group_workflow()
+    data["nodes"][0]["widgets_values"] = [str(tiny_sd15)]
+    data["nodes"] = [n for n in data["nodes"] if n["id"] not in (4, 7, 8)]     # one instance is enough to run
+    data["links"] = [link for link in data["links"] if not {link[1], link[3]} & {4, 7, 8}]
+    saved = _run_small(session, import_data(data), tmp_path / "group")
+    assert len(saved) == 1 and Image.open(saved[0]).size == (32, 32)
+
+    data = _easy_use_graph()
+    data["nodes"][0]["widgets_values"][:5] = [str(tiny_sd15), "Default", "Baked VAE", -1, "None"]
+    saved = _run_small(session, import_data(data), tmp_path / "easy")
+    assert len(saved) == 1 and Image.open(saved[0]).size == (32, 32)
