@@ -23,6 +23,7 @@ from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
 
 from .curve_editor import CurveEditor
 from .geometry import slider_range, zero_meaning
+from .help_text import help_tip
 
 Commit = Callable[..., None]
 INT_LIMIT = 2 ** 31 - 1
@@ -207,7 +208,7 @@ class NumberEditor(ParamEditor):
             outside = not lo <= v <= hi
             self.spin.setRange(min(lo, v), max(hi, v))
             self.spin.setSpecialValueText("" if outside else self._special)
-            self.spin.setToolTip(f"{v:g} is outside {lo:g}..{hi:g}: the run refuses it" if outside else self.p.help)
+            self.spin.setToolTip(f"{v:g} is outside {lo:g}..{hi:g}: the run refuses it" if outside else help_tip(self.p.help))
         for w, val in ((self.spin, v), (self.slider, self._to_slider(v) if self.slider else None)):
             if w is not None:
                 w.blockSignals(True)
