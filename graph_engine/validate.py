@@ -26,7 +26,7 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
         return f"must be a finite number, got {value!r}"
     if t == "schedule":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return None
+            return _out_of_range(spec_param, value)
         if not isinstance(value, str):
             return f"expects a number or a schedule string like '0:(1.0), 24:(1.5)', got {value!r}"
         try:
@@ -34,10 +34,13 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
         except ImportError:
             return None
         try:
-            parse_schedule(value)
+            keys = parse_schedule(value).keyframes
         except ValueError as e:
             return f"bad schedule: {e}"
-        return None
+        # Keyframes written as numbers are checked here, before anything runs; an expression's values only the
+        # node can check, frame by frame.
+        return next((f"keyframe {k.frame}: {why}" for k in keys if k.number is not None
+                     for why in [_out_of_range(spec_param, k.number)] if why), None)
     if t == "bool":
         if not isinstance(value, bool):
             return f"expects true or false, got {value!r}"
@@ -74,14 +77,19 @@ def check_param(spec_param: Param, value: Any) -> Optional[str]:
         opts = ", ".join(map(str, spec_param.choices))
         return f"{value!r} is not one of: {opts}{did_you_mean(str(value), map(str, spec_param.choices))}"
     if isinstance(value, (int, float)):
-        lo, hi = spec_param.min, spec_param.max
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
-            if spec_param.kind == "seed":
-                return (f"{value!r} is out of range ({rng}): a seed is a whole number from 0 to 2**64 - 1, as in "
-                        f"ComfyUI, and stays the same from run to run; for a new one each run set its mode to "
-                        f"random in the editor, or sweep seeds with `kinograph batch --sweep`")
-            return f"{value!r} is out of range ({rng})"
+        return _out_of_range(spec_param, value)
+    return None
+
+
+def _out_of_range(spec_param: Param, value) -> Optional[str]:
+    lo, hi = spec_param.min, spec_param.max
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+        if spec_param.kind == "seed":
+            return (f"{value!r} is out of range ({rng}): a seed is a whole number from 0 to 2**64 - 1, as in "
+                    f"ComfyUI, and stays the same from run to run; for a new one each run set its mode to "
+                    f"random in the editor, or sweep seeds with `kinograph batch --sweep`")
+        return f"{value!r} is out of range ({rng})"
     return None
 
 

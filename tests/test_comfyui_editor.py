@@ -182,6 +182,48 @@ def test_node_help_shows_a_marked_name_in_the_fixed_font_not_its_backticks(win):
     assert "short side is resolution rounded up" in seen(palette.help) and "`" not in seen(palette.help)
 
 
+def test_a_parameters_tooltips_show_a_marked_name_in_the_fixed_font_not_its_backticks(win):
+    """Nine parameters' help marks a name with backticks (video.stitch's 'where `other` goes'); the panel's help
+    showed it in the fixed font but the tooltips, plain text, showed the backticks: on the field, its label, the
+    spin box and the node's row in the graph."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QTextDocument
+    from PySide6.QtWidgets import QLabel
+    from app.editor.palette import SearchPalette
+    from test_editor import _mouse
+
+    def seen(tip):
+        doc = QTextDocument()
+        doc.setHtml(tip)
+        return doc.toPlainText()
+    stitch = win.controller.add_node("video.stitch", (0, 0))
+    canny = win.controller.add_node("control.canny", (0, 300))
+    win.scene.select_nodes([stitch])
+    (label,) = [x for x in win.properties.findChildren(QLabel) if x.text() == "direction"]
+    item = win.scene.nodes[stitch]
+    row = QPointF(win.view.mapFromScene(item.mapToScene(item.param_rect("direction").center())))
+    for dx in (0, 3):       # two moves: the first enters the node, the second hovers on the row
+        _mouse(win.view.viewport(), QEvent.MouseMove, row + QPointF(dx, 0), Qt.NoButton, Qt.NoButton)
+    tips = [label.toolTip(), win.properties.editors["direction"].toolTip(), item.toolTip()]
+    win.scene.select_nodes([canny])
+    tips.append(win.properties.editors["low"].spin.toolTip())
+    # A node's whole help, in the library's and the search palette's tooltips (47 nodes mark names).
+    win.library.filter.setText("manga lineart")
+    win.library.refresh()
+    found = win.library.tree.findItems("Manga Line Art", Qt.MatchRecursive)
+    win.view.open_palette(win.view.rect().center())
+    palette = win.findChild(SearchPalette)
+    palette.edit.setText("manga")
+    tips += [found[0].toolTip(0), palette.list.item(0).toolTip()]
+    for tip in tips:
+        assert "`" not in tip and "<code>" in tip, tip
+    assert seen(tips[0]) == "where other goes: right of, below, left of or above video"
+    assert seen(tips[2]).startswith("direction (str): where other goes") and seen(tips[2]).endswith(
+        "\nDrag to change, click to type")
+    assert "join an edge that reaches high (" in seen(tips[3])
+    assert all("short side is resolution rounded up" in seen(tip) for tip in tips[4:])
+
+
 def test_the_normal_map_nodes_are_found_by_an_artists_words(win):
     """'surface normals', 'bump map' or 'normalmap' found nothing (or not the normal maps): the nodes say 'normal
     map'. Read as 'normal', they list MiDaS and BAE Normal Map first."""

@@ -519,6 +519,29 @@ def test_properties_schedule_curve_drag_is_one_step(win):
     assert ed.error.isVisibleTo(ed) and "^" in ed.error.text()
 
 
+def test_a_deforum_schedule_keeps_to_its_range_in_the_curve_and_says_so_when_typed_past_it(win):
+    """The loop's schedules declared no min or max: hybrid_alpha's curve (0.5) showed -0.5..1.5, a drag took it to
+    1.3 and a typed 1.3 was taken without a word; the run refused either only when it reached the loop."""
+    n = win.controller.add_node("generate.feedback", (0, 0))
+    win.scene.select_nodes([n])
+    ed = win.properties.editors["hybrid_alpha"]
+    curve = ed.curve
+    assert curve._range == (0.0, 1.0)           # 0.5 the whole clip: 0..1 around it, not 0.5 +- 1
+    win.controller.set_param(n, "hybrid_alpha", "0:(0.5), 24:(0.9)")
+    curve.resize(300, 140)
+    a = curve._key_points()[1]
+    _mouse(curve, QEvent.MouseButtonPress, a, Qt.LeftButton, Qt.LeftButton)
+    _mouse(curve, QEvent.MouseMove, a + QPointF(0, -100), Qt.NoButton, Qt.LeftButton)
+    _mouse(curve, QEvent.MouseButtonRelease, a + QPointF(0, -100), Qt.LeftButton, Qt.NoButton)
+    assert win.doc.graph.nodes[n].params["hybrid_alpha"] == "0:(0.5), 24:(1)"
+    assert not ed.error.isVisibleTo(ed)
+    ed.edit.setText("0:(0.5), 24:(1.3)")
+    ed._typed()
+    assert ed.error.isVisibleTo(ed) and ed.error.text() == "keyframe 24: 1.3 is out of range (0.0..1.0)"
+    problems = [p for p in win.doc.validate() if "hybrid_alpha" in str(p)]
+    assert problems and "keyframe 24: 1.3 is out of range (0.0..1.0)" in str(problems[0])
+
+
 def test_search_palette_filters_by_type_and_works_from_the_keyboard(win, qtbot):
     c = win.controller
     p = c.add_node("generate.test_pattern", (0, 0))

@@ -274,3 +274,22 @@ def test_picked_text_is_what_the_node_reads_and_json_stays_json_where_it_can():
         picker.choose(k)
         picker._add("negative_points", (5, 5))
     assert done[-2:] == [{"negative": "| 5,5@3"}, {"negative": "5,5@3 | "}]
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support (raise|propagateSizeHints)")   # offscreen: no stacking
+def test_a_floated_viewer_grows_to_half_the_window_for_picking_and_back_after(make_window, qtbot):
+    """resizeDocks sizes docked widgets only: a viewer the user had floated stayed its thumbnail size to click in."""
+    win = make_window()
+    c = win.controller
+    pattern = c.add_node("generate.test_pattern", (0, 0))
+    node = c.add_node("test.boxed", (300, 0))
+    c.connect(pattern, "video", node, "video")
+    viewer = win.docks["Viewer"]
+    viewer.setFloating(True)
+    viewer.resize(360, 320)
+    qbot_wait(lambda: (viewer.width(), viewer.height()) == (360, 320))
+    before = (viewer.width(), viewer.height())
+    win.pick(node)
+    assert (viewer.width(), viewer.height()) == (win.width() // 2, win.height() * 3 // 5)
+    qtbot.keyClick(win.viewer, Qt.Key_Escape)
+    assert (viewer.width(), viewer.height()) == before

@@ -26,8 +26,12 @@ def _fmt(v: float) -> str:
 class CurveEditor(QWidget):
     edited = Signal(str, object)      # new schedule text, gesture token (None for a single click edit)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, bounds=(None, None)):
         super().__init__(parent)
+        # The parameter's min and max (either None): a drag stops there, and the view shows no more than them
+        # unless the values go past them. Without them hybrid_alpha (0..1) at 0.5 was drawn over -0.5..1.5 and a
+        # drag took it to 1.3, which the run refuses.
+        self.bounds = bounds
         self.setMinimumHeight(130)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setFocusPolicy(Qt.ClickFocus)
@@ -58,10 +62,16 @@ class CurveEditor(QWidget):
         except ScheduleError:
             return 0.0, 1.0
         lo, hi = float(vals.min()), float(vals.max())
+        least, most = self.bounds
         if hi - lo < 1e-6:
             lo, hi = lo - 1.0, hi + 1.0
         pad = (hi - lo) * 0.15
-        return lo - pad, hi + pad
+        lo, hi = lo - pad, hi + pad
+        if least is not None and float(vals.min()) >= least:
+            lo = max(lo, least)
+        if most is not None and float(vals.max()) <= most:
+            hi = min(hi, most)
+        return (lo, hi) if hi - lo > 1e-9 else (lo - 1.0, hi + 1.0)
 
     def _plot(self) -> QRectF:
         return QRectF(MARGIN_L, MARGIN_T, self.width() - MARGIN_L - MARGIN_R, self.height() - MARGIN_T - MARGIN_B)
@@ -74,7 +84,9 @@ class CurveEditor(QWidget):
         r, (lo, hi) = self._plot(), self._range
         f = (p.x() - r.left()) / max(1.0, r.width()) * max(1, self.frames - 1)
         v = lo + (r.bottom() - p.y()) / max(1.0, r.height()) * (hi - lo)
-        return max(0, round(f)), v
+        least, most = self.bounds
+        v = v if least is None else max(least, v)
+        return max(0, round(f)), v if most is None else min(most, v)
 
     def _key_points(self) -> List[QPointF]:
         out = []

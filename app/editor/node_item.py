@@ -17,6 +17,7 @@ from graph_engine.validate import check_param
 
 from . import theme
 from .geometry import DETAIL_ZOOM, FAR_ZOOM, HEADER_H, zero_meaning, PAD, PORT_R, ROW_H, THUMB_H, node_size, slider_range, snap
+from .help_text import help_tip
 
 TITLE_FONT = QFont()
 TITLE_FONT.setPointSizeF(9.0)
@@ -417,9 +418,9 @@ class NodeItem(QGraphicsItem):
         if port != self._hover_port:
             self._hover_port = port
             self.update()
-            self.setToolTip(self._port_tip(port) if port else self._param_tip(self.param_at(event.pos())))
+            self.setToolTip(help_tip(self._port_tip(port) if port else self._param_tip(self.param_at(event.pos()))))
         elif port is None:
-            self.setToolTip(self._param_tip(self.param_at(event.pos())))
+            self.setToolTip(help_tip(self._param_tip(self.param_at(event.pos()))))
 
     def hoverLeaveEvent(self, event):
         if self._hover_port is not None:

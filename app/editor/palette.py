@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QLineEdit, QListWidget, QListWidge
 
 from . import fuzzy, rules
 from .settings import EditorSettings
-from .help_text import help_html
+from .help_text import help_html, help_tip
 
 TYPE_ROLE = Qt.UserRole
 MAX_RESULTS = 60
@@ -152,7 +152,7 @@ class SearchPalette(QFrame):
     def _add(self, spec, fav: bool) -> None:
         it = QListWidgetItem(f"{'★ ' if fav else '   '}{spec.title}    ·  {spec.category}")
         it.setData(TYPE_ROLE, spec.type)
-        it.setToolTip(f"{spec.title}  ·  {spec.category}\n\n{spec.help}")
+        it.setToolTip(help_tip(f"{spec.title}  ·  {spec.category}\n\n{spec.help}"))
         self.list.addItem(it)
 
     def results(self) -> List[str]:

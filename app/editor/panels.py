@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetI
                                QTextBrowser, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from . import fuzzy
+from .help_text import help_tip
 from .runner import Job, RunController
 from .view import NODE_MIME
 
@@ -72,7 +73,7 @@ class LibraryPanel(QWidget):
                 cats[s.category].setFlags(Qt.ItemIsEnabled)
             it = QTreeWidgetItem(cats[s.category], [s.title])
             it.setData(0, TYPE_ROLE, s.type)
-            it.setToolTip(0, f"{s.type}\n\n{s.help}")
+            it.setToolTip(0, help_tip(f"{s.type}\n\n{s.help}"))
         self.tree.expandAll() if q else self.tree.collapseAll()
         if not q and len(cats) <= 6:
             self.tree.expandAll()

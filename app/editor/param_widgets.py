@@ -20,9 +20,11 @@ from PySide6.QtWidgets import (QAbstractScrollArea, QAbstractSlider, QAbstractSp
                                QPlainTextEdit, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from graph_engine.schedule import EASINGS, ScheduleError, parse_schedule
+from graph_engine.validate import check_param
 
 from .curve_editor import CurveEditor
 from .geometry import slider_range, zero_meaning
+from .help_text import help_tip
 
 Commit = Callable[..., None]
 INT_LIMIT = 2 ** 31 - 1
@@ -207,7 +209,7 @@ class NumberEditor(ParamEditor):
             outside = not lo <= v <= hi
             self.spin.setRange(min(lo, v), max(hi, v))
             self.spin.setSpecialValueText("" if outside else self._special)
-            self.spin.setToolTip(f"{v:g} is outside {lo:g}..{hi:g}: the run refuses it" if outside else self.p.help)
+            self.spin.setToolTip(f"{v:g} is outside {lo:g}..{hi:g}: the run refuses it" if outside else help_tip(self.p.help))
         for w, val in ((self.spin, v), (self.slider, self._to_slider(v) if self.slider else None)):
             if w is not None:
                 w.blockSignals(True)
@@ -517,7 +519,7 @@ class ScheduleEditor(QWidget):
         self.error.setObjectName("FieldError")
         self.error.setWordWrap(True)
         self.error.hide()
-        self.curve = CurveEditor()
+        self.curve = CurveEditor(bounds=(p.min, p.max))
         self.curve.edited.connect(lambda text, gesture: self.commit(text, gesture))
         lay.addLayout(row)
         lay.addWidget(self.error)
@@ -563,7 +565,10 @@ class ScheduleEditor(QWidget):
             self.interp.blockSignals(True)
             self.interp.setCurrentText(sched.interp)
             self.interp.blockSignals(False)
-            self.error.hide()
+            # A keyframe past the parameter's min or max, as the run would refuse it (typed, or read from a file).
+            why = check_param(self.p, v)
+            self.error.setText(why or "")
+            self.error.setVisible(bool(why))
         except (ScheduleError, ValueError) as e:
             self.error.setText(str(e))
             self.error.show()

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QFormLayout, QGridLayout
 from graph_engine.graph import Event
 
 from .controller import Controller, counted
-from .help_text import help_html
+from .help_text import help_html, help_tip
 from .param_widgets import PlainTextField, TextEditor, make_editor
 
 FRAME_PARAMS = ("frames", "count", "length", "num_frames")
@@ -213,8 +213,8 @@ class PropertiesPanel(QScrollArea):
                              pick=lambda: self.pickRequested.emit(node_id))
             ed.set_value(inst.params.get(name, p.default))
             label = QLabel(name)
-            label.setToolTip(p.help or name)
-            ed.setToolTip(p.help)
+            label.setToolTip(help_tip(p.help or name))
+            ed.setToolTip(help_tip(p.help))
             form.addRow(label, ed)
             self.editors[name] = ed
         lay.addLayout(form)

@@ -1156,8 +1156,13 @@ class MainWindow(QMainWindow):
         # A picture to click on, not a thumbnail: the viewer takes half the window while picking.
         viewer = self.docks["Viewer"]
         self._before_picking = (viewer.width(), viewer.height())
-        self.resizeDocks([viewer], [max(viewer.width(), self.width() // 2)], Qt.Horizontal)
-        self.resizeDocks([viewer], [max(viewer.height(), self.height() * 3 // 5)], Qt.Vertical)
+        wide, tall = max(viewer.width(), self.width() // 2), max(viewer.height(), self.height() * 3 // 5)
+        if viewer.isFloating():
+            # resizeDocks sizes docked widgets only: a floated viewer stayed the thumbnail it was.
+            viewer.resize(wide, tall)
+        else:
+            self.resizeDocks([viewer], [wide], Qt.Horizontal)
+            self.resizeDocks([viewer], [tall], Qt.Vertical)
         target = self._view_target(node_id)
         self.view_node(node_id if target and self._picture_input(target[0]) else src[0], "A")
 
@@ -1185,9 +1190,12 @@ class MainWindow(QMainWindow):
     def _picking_ended(self) -> None:
         """The viewer back to the size it had before picking."""
         size, self._before_picking = getattr(self, "_before_picking", None), None
-        if size is not None:
-            self.resizeDocks([self.docks["Viewer"]], [size[0]], Qt.Horizontal)
-            self.resizeDocks([self.docks["Viewer"]], [size[1]], Qt.Vertical)
+        viewer = self.docks["Viewer"]
+        if size is not None and viewer.isFloating():
+            viewer.resize(*size)
+        elif size is not None:
+            self.resizeDocks([viewer], [size[0]], Qt.Horizontal)
+            self.resizeDocks([viewer], [size[1]], Qt.Vertical)
 
     def view_node(self, node_id: str, slot: str = "A") -> Optional[Job]:
         self.commit_pending()

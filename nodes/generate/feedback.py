@@ -31,6 +31,14 @@ SEED_BEHAVIOURS = ("iter", "fixed", "schedule")
 # Deforum's own cadence slider goes to 50, its forks' to 200; the loop holds two pictures whatever the cadence
 MAX_CADENCE = 200
 COHERENCE = ("none", "rgb", "hsv", "lab")
+# Each schedule's values at every frame must lie within these: the node declares them (the editor's field, curve and
+# the run's check before anything runs read them there) and the loop checks each frame's value, expressions included.
+SCHEDULE_RANGES = {"denoise": (0.0, 1.0), "cfg": (0.0, 50.0), "steps": (1, 1000), "noise": (0.0, 1.0),
+                   "contrast": (0.0, 10.0), "sharpen": (0.0, 10.0), "sharpen_kernel": (0, 99),
+                   "sharpen_sigma": (0.0, 100.0), "sharpen_threshold": (0.0, 255.0), "noise_multiplier": (0.0, 2.0),
+                   "seed_schedule": (0, 2 ** 63 - 1), "hybrid_alpha": (0.0, 1.0), "hybrid_mask_blend": (0.0, 1.0),
+                   "hybrid_mask_contrast": (0.0, 10.0), "hybrid_mask_cutoff_low": (0.0, 100.0),
+                   "hybrid_mask_cutoff_high": (0.0, 100.0), "hybrid_flow_factor": (-10.0, 10.0)}
 NOISE_TYPES = ("white", "perlin")
 Picture = np.ndarray
 
@@ -63,7 +71,8 @@ def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int
     diffused frame (seed, seed + 1, ... at frames 0, c, 2c, ...), fixed keeps one, schedule reads seed_schedule."""
     from graph_engine.schedule import parse_schedule
 
-    def values(name, text, lo, hi):
+    def values(name, text):
+        lo, hi = SCHEDULE_RANGES[name]
         v = parse_schedule(text).values(frames)
         bad = np.flatnonzero(~((v >= lo) & (v <= hi)))
         if len(bad):
@@ -74,24 +83,24 @@ def frame_schedules(frames: int, cadence: int, *, denoise, cfg, steps, seed: int
         raise NodeError(f"generate.feedback: seed_behaviour {seed_behaviour!r}: use one of {', '.join(SEED_BEHAVIOURS)}")
     index = np.arange(frames)
     if seed_behaviour == "schedule":
-        seeds = np.round(values("seed_schedule", seed_schedule, 0, 2 ** 63 - 1)).astype(np.int64)
+        seeds = np.round(values("seed_schedule", seed_schedule)).astype(np.int64)
     else:
         seeds = int(seed) + (index // cadence if seed_behaviour == "iter" else 0 * index)
     # OpenCV's blur takes odd sizes only, and a size that grows between keyframes (5 to 9) passes even ones
     # (Deforum's own run stops there with an OpenCV error): each frame's size is the nearest odd one, ties up.
-    kernel = values("sharpen_kernel", sharpen_kernel, 0, 99)
+    kernel = values("sharpen_kernel", sharpen_kernel)
     kernel = np.where(kernel < 0.5, 0, 2 * np.floor(kernel / 2) + 1).astype(int)
-    sigma = values("sharpen_sigma", sharpen_sigma, 0.0, 100.0)
-    amount = values("sharpen", sharpen, 0.0, 10.0)
+    sigma = values("sharpen_sigma", sharpen_sigma)
+    amount = values("sharpen", sharpen)
     blind = np.flatnonzero((amount > 0) & (kernel == 0) & (sigma <= 0))
     if len(blind):
         raise NodeError(f"generate.feedback: at frame {int(blind[0])} sharpen_kernel and sharpen_sigma are both 0, so "
                         f"the sharpening has no blur to work from: give either a size")
-    return FrameSchedules(values("denoise", denoise, 0.0, 1.0), values("cfg", cfg, 0.0, 50.0),
-                          np.round(values("steps", steps, 1, 1000)).astype(int), np.asarray(seeds, np.int64),
-                          values("noise", noise, 0.0, 1.0), values("contrast", contrast, 0.0, 10.0), amount, kernel,
-                          sigma, values("sharpen_threshold", sharpen_threshold, 0.0, 255.0), perlin, bool(grayscale),
-                          values("noise_multiplier", noise_multiplier, 0.0, 2.0))
+    return FrameSchedules(values("denoise", denoise), values("cfg", cfg),
+                          np.round(values("steps", steps)).astype(int), np.asarray(seeds, np.int64),
+                          values("noise", noise), values("contrast", contrast), amount, kernel,
+                          sigma, values("sharpen_threshold", sharpen_threshold), perlin, bool(grayscale),
+                          values("noise_multiplier", noise_multiplier))
 
 
 def prepared(picture: Picture, plan: FrameSchedules, k: int) -> Picture:
@@ -384,16 +393,17 @@ def hybrid_parts(video, hybrid: dict, step, n: int, width: int, height: int, log
     from nodes.generate.hybrid import COMPOSITES, composited, video_motion
     frame = video_step(video, width, height, log)
 
-    def values(name, lo, hi):
+    def values(name):
+        lo, hi = SCHEDULE_RANGES[f"hybrid_{name}"]
         v = parse_schedule(hybrid[name]).values(n)
         bad = np.flatnonzero(~((v >= lo) & (v <= hi)))
         if len(bad):
-            raise NodeError(f"generate.feedback: {name} is {v[bad[0]]:g} at frame {int(bad[0])}; it must be within "
-                            f"{lo:g}..{hi:g}")
+            raise NodeError(f"generate.feedback: hybrid_{name} is {v[bad[0]]:g} at frame {int(bad[0])}; it must be "
+                            f"within {lo:g}..{hi:g}")
         return v
     if hybrid["motion"] != "none":
         motion = video_motion(lambda k: frame(None, k), hybrid["motion"], hybrid["flow"],
-                              values("flow_factor", -10, 10))
+                              values("flow_factor"))
         camera = step
         step = lambda picture, k: motion(camera(picture, k), k)     # noqa: E731
     kind = hybrid["composite"]
@@ -401,8 +411,8 @@ def hybrid_parts(video, hybrid: dict, step, n: int, width: int, height: int, log
         raise NodeError(f"generate.feedback: hybrid_composite {kind!r}: use one of {', '.join(COMPOSITES)}")
     if kind == "none":
         return step, None, None
-    alpha, blend, contrast = values("alpha", 0, 1), values("mask_blend", 0, 1), values("mask_contrast", 0, 10)
-    low, high = values("mask_cutoff_low", 0, 100).astype(int), values("mask_cutoff_high", 0, 100).astype(int)
+    alpha, blend, contrast = values("alpha"), values("mask_blend"), values("mask_contrast")
+    low, high = values("mask_cutoff_low").astype(int), values("mask_cutoff_high").astype(int)
 
     def comp(picture, k):
         return composited(picture, frame(None, k), float(alpha[k]), hybrid["mask"], float(blend[k]),

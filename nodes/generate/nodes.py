@@ -7,7 +7,7 @@ from graph_engine.types import (CAMERA, CONDITIONING, IMAGE, IMAGE_ENCODER, LATE
 from nodes.common.models_dirs import as_given, locator
 from nodes.generate.embeddings import embedding_files
 from nodes.generate.control import SDXL_UNION_MODES, UNION_MODES as FLUX_UNION_MODES
-from nodes.generate.feedback import MAX_CADENCE
+from nodes.generate.feedback import MAX_CADENCE, SCHEDULE_RANGES
 from nodes.generate.model_manager import ALSO_IN, KINDS
 from nodes.generate.preflight import guidance_preflight, latent_preflight
 
@@ -545,6 +545,12 @@ def sample(ctx, model: MODEL, positive: CONDITIONING, latent: LATENT,
     return out
 
 
+def _within(name: str) -> dict:
+    """The min and max of a generate.feedback schedule: the values each frame must keep to."""
+    lo, hi = SCHEDULE_RANGES[name]
+    return {"min": lo, "max": hi}
+
+
 @node("generate.feedback", title="Feedback Loop (Deforum)", category="Sampling", expensive=True, device="gpu")
 def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              camera: CAMERA = Input(optional=True, help="moves each frame into the next (motion.camera_path with "
@@ -565,12 +571,15 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                                              "cut to its length"),
              width: int = Param(512, min=8, max=8192, help="picture width (a multiple of 8 for Stable Diffusion)"),
              height: int = Param(512, min=8, max=8192, help="picture height"),
-             denoise: float = Param(0.35, kind="schedule", help="per frame: how much of the moved previous frame "
-                                                                "is drawn again; 0 keeps it as moved (Deforum's "
-                                                                "strength is 1 - denoise)"),
-             cfg: float = Param(7.0, kind="schedule", help="guidance per frame; 0 = the family's usual value"),
-             steps: int = Param(20, kind="schedule", help="denoising steps per frame (a diffused frame runs the "
-                                                          "last `denoise` share of them)"),
+             denoise: float = Param(0.35, kind="schedule", **_within("denoise"),
+                                    help="per frame: how much of the moved previous frame "
+                                         "is drawn again; 0 keeps it as moved (Deforum's "
+                                         "strength is 1 - denoise)"),
+             cfg: float = Param(7.0, kind="schedule", **_within("cfg"),
+                                help="guidance per frame; 0 = the family's usual value"),
+             steps: int = Param(20, kind="schedule", **_within("steps"),
+                                help="denoising steps per frame (a diffused frame runs the "
+                                     "last `denoise` share of them)"),
              sampler: str = Param("euler", choices=SAMPLERS, help="the update rule per step"),
              scheduler: str = Param("default", choices=("default", "karras", "normal", "simple", "sgm_uniform",
                                                         "beta"), help="the noise levels, as generate.sample's"),
@@ -578,7 +587,8 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              seed_behaviour: str = Param("iter", choices=("iter", "fixed", "schedule"),
                                          help="iter: one more for every diffused frame; fixed: the same noise "
                                               "every frame; schedule: seed_schedule's value at the frame"),
-             seed_schedule: float = Param(0.0, kind="schedule", help="the seed per frame (seed_behaviour schedule)"),
+             seed_schedule: float = Param(0.0, kind="schedule", **_within("seed_schedule"),
+                                          help="the seed per frame (seed_behaviour schedule)"),
              cadence: int = Param(1, min=1, max=MAX_CADENCE, help="diffuse one frame in this many; the ones between are "
                                                          "the diffused frames moved on and crossfaded"),
              color_coherence: str = Param("none", choices=("none", "rgb", "hsv", "lab"),
@@ -594,10 +604,12 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
                                                                        "matches to the video's frame, taken anew "
                                                                        "every this many frames (Deforum's 'Video "
                                                                        "Input' colour coherence); 0: off"),
-             noise: float = Param(0.0, kind="schedule", help="share of white noise mixed into each moved frame "
-                                                             "before it is diffused (0..1); Deforum's noise_schedule"),
-             contrast: float = Param(1.0, kind="schedule", help="each moved frame's values times this before it "
-                                                                "is diffused; Deforum's contrast_schedule"),
+             noise: float = Param(0.0, kind="schedule", **_within("noise"),
+                                  help="share of white noise mixed into each moved frame "
+                                       "before it is diffused (0..1); Deforum's noise_schedule"),
+             contrast: float = Param(1.0, kind="schedule", **_within("contrast"),
+                                     help="each moved frame's values times this before it "
+                                          "is diffused; Deforum's contrast_schedule"),
              noise_type: str = Param("white", choices=("white", "perlin"),
                                      help="perlin: the noise comes in blobs, scaled by Perlin noise (Deforum's "
                                           "noise_type)"),
@@ -606,18 +618,23 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              perlin_octaves: int = Param(4, min=1, max=7, help="Perlin layers, each with twice the cells"),
              perlin_persistence: float = Param(0.5, min=0.0, max=1.0, help="each Perlin layer's strength relative "
                                                                             "to the one before"),
-             sharpen: float = Param(0.0, kind="schedule", help="per frame: unsharp-mask amount applied to each "
-                                                               "moved frame before it is diffused, against the blur "
-                                                               "the loop builds up (Deforum's anti-blur amount)"),
-             sharpen_kernel: int = Param(5, kind="schedule", help="the unsharp mask's blur size in pixels (the "
-                                                                  "nearest odd one; 0 follows the sigma; Deforum's "
-                                                                  "kernel_schedule)"),
-             sharpen_sigma: float = Param(1.0, kind="schedule", help="the unsharp mask's blur sigma in pixels"),
-             sharpen_threshold: float = Param(0.0, kind="schedule", help="grey levels of detail below which a pixel "
-                                                                         "is not sharpened (keeps flat areas clean)"),
-             noise_multiplier: float = Param(1.0, kind="schedule", help="per frame: the noise each img2img run "
-                                                                        "starts from times this (A1111's noise "
-                                                                        "multiplier, 1.05 in Deforum's settings)"),
+             sharpen: float = Param(0.0, kind="schedule", **_within("sharpen"),
+                                    help="per frame: unsharp-mask amount applied to each "
+                                         "moved frame before it is diffused, against the blur "
+                                         "the loop builds up (Deforum's anti-blur amount)"),
+             sharpen_kernel: int = Param(5, kind="schedule", **_within("sharpen_kernel"),
+                                         help="the unsharp mask's blur size in pixels (the "
+                                              "nearest odd one; 0 follows the sigma; Deforum's "
+                                              "kernel_schedule)"),
+             sharpen_sigma: float = Param(1.0, kind="schedule", **_within("sharpen_sigma"),
+                                          help="the unsharp mask's blur sigma in pixels"),
+             sharpen_threshold: float = Param(0.0, kind="schedule", **_within("sharpen_threshold"),
+                                              help="grey levels of detail below which a pixel "
+                                                   "is not sharpened (keeps flat areas clean)"),
+             noise_multiplier: float = Param(1.0, kind="schedule", **_within("noise_multiplier"),
+                                             help="per frame: the noise each img2img run "
+                                                  "starts from times this (A1111's noise "
+                                                  "multiplier, 1.05 in Deforum's settings)"),
              depth_model: str = Param("", kind="path", locate=locator("depth"),
                                       help="a depth-estimation model (as depth.estimate's): each frame is lifted "
                                            "to 3-D by its estimated depth before the camera moves it, so near "
@@ -636,29 +653,35 @@ def feedback(ctx, model: MODEL, vae: VAE, positive: CONDITIONING,
              hybrid_composite: str = Param("none", choices=("none", "normal", "after_generation"),
                                            help="blend hybrid_video's frame into each moved picture before it is "
                                                 "diffused (normal), or into each diffused frame (after_generation)"),
-             hybrid_alpha: float = Param(0.5, kind="schedule", help="per frame: the video's share of the blend "
-                                                                    "(Deforum's hybrid_comp_alpha_schedule)"),
+             hybrid_alpha: float = Param(0.5, kind="schedule", **_within("hybrid_alpha"),
+                                         help="per frame: the video's share of the blend "
+                                              "(Deforum's hybrid_comp_alpha_schedule)"),
              hybrid_mask: str = Param("none", choices=("none", "blend", "difference"),
                                       help="lay the video over the picture through a mask first: the two pictures' "
                                            "greys mixed (blend) or their difference"),
-             hybrid_mask_blend: float = Param(0.5, kind="schedule", help="per frame: the video's share of the "
-                                                                         "blend mask"),
-             hybrid_mask_contrast: float = Param(1.0, kind="schedule", help="per frame: the mask's contrast"),
+             hybrid_mask_blend: float = Param(0.5, kind="schedule", **_within("hybrid_mask_blend"),
+                                              help="per frame: the video's share of the "
+                                                   "blend mask"),
+             hybrid_mask_contrast: float = Param(1.0, kind="schedule", **_within("hybrid_mask_contrast"),
+                                                 help="per frame: the mask's contrast"),
              hybrid_mask_inverse: bool = Param(False, help="invert the mask"),
              hybrid_mask_equalize: str = Param("none", choices=("none", "before", "after", "both"),
                                                help="equalize the mask's histogram before and/or after its contrast"),
              hybrid_mask_auto_contrast: bool = Param(False, help="stretch the mask so its cutoff percentiles span "
                                                                  "black to white"),
-             hybrid_mask_cutoff_low: float = Param(0.0, kind="schedule", help="per frame: the percentile made black"),
-             hybrid_mask_cutoff_high: float = Param(100.0, kind="schedule", help="per frame: the percentile made "
-                                                                                 "white"),
+             hybrid_mask_cutoff_low: float = Param(0.0, kind="schedule", **_within("hybrid_mask_cutoff_low"),
+                                                   help="per frame: the percentile made black"),
+             hybrid_mask_cutoff_high: float = Param(100.0, kind="schedule", **_within("hybrid_mask_cutoff_high"),
+                                                    help="per frame: the percentile made "
+                                                         "white"),
              hybrid_motion: str = Param("none", choices=("none", "optical_flow", "perspective", "affine"),
                                         help="move each picture as hybrid_video moves from the frame before: by "
                                              "its optical flow, or the perspective / rigid move fitted to its "
                                              "features"),
              hybrid_flow: str = Param("dis_medium", choices=("dis_medium", "dis_fine", "farneback"),
                                       help="how hybrid_motion optical_flow measures the video's flow"),
-             hybrid_flow_factor: float = Param(1.0, kind="schedule", help="per frame: the video's flow times this"),
+             hybrid_flow_factor: float = Param(1.0, kind="schedule", **_within("hybrid_flow_factor"),
+                                               help="per frame: the video's flow times this"),
              border: str = Param("replicate", choices=("replicate", "reflect", "black", "wrap"),
                                  help="what fills the edge a move uncovers"),
              fps: float = Param(24.0, min=0.01, max=1000, help="frame rate of the clip")) -> VIDEO:
