@@ -145,13 +145,11 @@ def test_hunyuan15_quoted_text_and_unrunnable_variants_are_named(hy15, loaded, t
     want = build(detect_state_dict(base), dict(base), torch.float32, "split").state_dict()
     got = build(det, fused, torch.float32, "fused").state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
-    for extra, why in (({"guidance_in.mlp.0.weight": torch.zeros(1)}, "cfg-distilled"),
-                       ({"time_r_in.mlp.0.weight": torch.zeros(1)}, "step-distilled"),
-                       ({"img_in.proj.weight": torch.zeros(256, 98, 1, 1, 1)}, "super-resolution")):
-        path = tmp_path / f"{why}.safetensors"
-        save_file({**base, **extra}, str(path))
-        det = detect_file(path)
-        assert (det.family, det.role) == ("hunyuan15", None) and why in det.why, det
+    # the distilled and super-resolution files load (test_hunyuan15_distilled.py); another input width is named
+    path = tmp_path / "wide.safetensors"
+    save_file({**base, "img_in.proj.weight": torch.zeros(128, 40, 1, 1, 1)}, str(path))
+    det = detect_file(path)
+    assert (det.family, det.role) == ("hunyuan15", None) and "40 input channels" in det.why, det
 
 
 def _template(hy15, task: str) -> dict:
