@@ -43,7 +43,8 @@ def original_transformer(sd: dict) -> dict:
            "image_embedder.linear_1": "vision_in.proj.1", "image_embedder.linear_2": "vision_in.proj.3",
            "image_embedder.norm_out": "vision_in.proj.4", "x_embedder.proj": "img_in.proj",
            "cond_type_embed": "cond_type_embedding", "norm_out.linear": "final_layer.adaLN_modulation.1",
-           "proj_out": "final_layer.linear"}
+           "proj_out": "final_layer.linear", "time_embed.timestep_embedder_r.linear_1": "time_r_in.mlp.0",
+           "time_embed.timestep_embedder_r.linear_2": "time_r_in.mlp.2"}
     block = {"norm1.linear": "img_mod.linear", "norm1_context.linear": "txt_mod.linear", "attn.to_q": "img_attn_q",
              "attn.to_k": "img_attn_k", "attn.to_v": "img_attn_v", "attn.norm_q": "img_attn_q_norm",
              "attn.norm_k": "img_attn_k_norm", "attn.to_out.0": "img_attn_proj", "attn.add_q_proj": "txt_attn_q",
@@ -139,4 +140,68 @@ def build_hunyuan15(root: Path) -> Path:
     qwen_tokenizer(folder)
     cfg = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": CHAT}))
+    return root
+
+
+def _bf16(*modules):
+    for m in modules:
+        for p in m.parameters():
+            p.data = p.data.to(torch.bfloat16).float()
+
+
+def distilled_transformer(kind: str):
+    """(the diffusers module, its file's tensors in Tencent's names) of a tiny HunyuanVideo 1.5 as Comfy-Org ships
+    the distilled ones: "cfg" (cfg-distilled: plus guidance_in.mlp.0 / .2, whose effect the module leaves out),
+    "step" (step-distilled: time_r_in, diffusers' use_meanflow) or "sr" (the 1080p super-resolution model: 3 x
+    LATENT + 2 input channels, and time_r_in)."""
+    from diffusers import HunyuanVideo15Transformer3DModel
+    _seed({"cfg": 3, "step": 4, "sr": 5}[kind])
+    model = HunyuanVideo15Transformer3DModel(
+        in_channels=3 * LATENT + 2 if kind == "sr" else 2 * LATENT + 1, out_channels=LATENT, num_attention_heads=1,
+        attention_head_dim=128, num_layers=1, num_refiner_layers=1, mlp_ratio=2.0, text_embed_dim=128,
+        text_embed_2_dim=16, image_embed_dim=16, target_size=64, task_type="t2v", use_meanflow=kind != "cfg")
+    guidance = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.SiLU(), torch.nn.Linear(128, 128))
+    _bf16(model, guidance)
+    sd = original_transformer(model.state_dict())
+    if kind == "cfg":
+        sd.update({f"guidance_in.mlp.{k}": v for k, v in guidance.state_dict().items()})
+    return model.eval(), sd
+
+
+def upsampler_1080p() -> dict:
+    """A tiny hunyuanvideo15_latent_upsampler_1080p in its file's names (conv_in.conv, up.N.block.M.{norm1.gamma,
+    conv1.conv, norm2.gamma, conv2.conv, nin_shortcut}, norm_out.gamma, conv_out.conv): LATENT channels in and out,
+    two stages 16 then 8 wide, three resnet blocks each (the released num_res_blocks 2, plus one)."""
+    _seed(6)
+    g = lambda *shape: (torch.randn(*shape) * 0.1).to(torch.bfloat16).float()        # noqa: E731
+    sd = {"conv_in.conv.weight": g(16, LATENT, 3, 3, 3), "conv_in.conv.bias": g(16)}
+    ch = 16
+    for i, width in enumerate((16, 8)):
+        for j in range(3):
+            cin = ch if j == 0 else width
+            b = f"up.{i}.block.{j}."
+            sd.update({b + "norm1.gamma": 1 + g(cin, 1, 1, 1), b + "conv1.conv.weight": g(width, cin, 3, 3, 3),
+                       b + "conv1.conv.bias": g(width), b + "norm2.gamma": 1 + g(width, 1, 1, 1),
+                       b + "conv2.conv.weight": g(width, width, 3, 3, 3), b + "conv2.conv.bias": g(width)})
+            if cin != width:
+                sd.update({b + "nin_shortcut.weight": g(width, cin, 1, 1, 1), b + "nin_shortcut.bias": g(width)})
+        ch = width
+    sd.update({"norm_out.gamma": 1 + g(ch, 1, 1, 1), "conv_out.conv.weight": g(LATENT, ch, 3, 3, 3),
+               "conv_out.conv.bias": g(LATENT)})
+    return sd
+
+
+def build_hunyuan15_distilled(root: Path) -> Path:
+    """build_hunyuan15's files and the distilled ones beside them: hunyuanvideo1.5_tiny_{cfg,step}_distilled,
+    hunyuanvideo1.5_tiny_sr_distilled and latent_upscale_models/hunyuanvideo15_latent_upsampler_tiny."""
+    from safetensors.torch import save_file
+    build_hunyuan15(root)
+    models = root / "models"
+    for kind in ("cfg", "step", "sr"):
+        sd = distilled_transformer(kind)[1]
+        save_file({k: v.to(torch.bfloat16).contiguous() for k, v in sd.items()},
+                  str(models / "diffusion_models" / f"hunyuanvideo1.5_tiny_{kind}_distilled.safetensors"))
+    (models / "latent_upscale_models").mkdir()
+    save_file({k: v.to(torch.bfloat16) for k, v in upsampler_1080p().items()},
+              str(models / "latent_upscale_models" / "hunyuanvideo15_latent_upsampler_tiny.safetensors"))
     return root

@@ -922,6 +922,23 @@ RULES: Dict[str, Rule] = {
                                        note="the start image is fitted to the size as diffusers' "
                                             "HunyuanVideo15ImageToVideoPipeline fits it (scaled to cover, the middle "
                                             "cut out), where ComfyUI scales it bilinearly"),
+    # HunyuanVideo 1.5's 1080p super-resolution stage: the latent upsampler (its file from LatentUpscaleModelLoader),
+    # then the SR model's conditioning of the upsampled latent
+    "HunyuanVideo15LatentUpscaleWithModel": Rule("latent.hunyuan15_upsample", ("upscale_method", "width", "height",
+                                                                               "crop"),
+                                                 (P("upscale_method", "method"), P("width", "width"),
+                                                  P("height", "height")),
+                                                 {"samples": "latent"}, ("latent",), special="upscale_model",
+                                                 ignore={"crop": "disabled"}),
+    "HunyuanVideo15SuperResolution": Rule("condition.hunyuan15_sr", ("noise_augmentation",),
+                                          (P("noise_augmentation", "noise_augmentation"),),
+                                          {"positive": "positive", "negative": "negative", "latent": "latent",
+                                           "vae": "vae", "start_image": "start_image",
+                                           "clip_vision_output": "image_embeds"},
+                                          ("positive", "negative", "latent"),
+                                          note="a start image is resized to the latent's size as PIL resizes it "
+                                               "(bilinear, whole picture), where ComfyUI cuts the middle out to the "
+                                               "aspect"),
     "EmptyLTXVLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                  ignore={"batch_size": 1}),
@@ -1130,7 +1147,7 @@ RULES: Dict[str, Rule] = {
     "SamplerCustomAdvanced": Rule("generate.sample", (), (), {"latent_image": "latent"}, ("latent", None),
                                   special="sampler", takes=("model", "positive", "negative", "cfg", "seed", "add_noise",
                                                             "sampler", "scheduler", "steps", "denoise", "fps",
-                                                            "sigmas")),
+                                                            "sigmas", "start_step", "end_step", "leftover_noise")),
     # XlabsSampler is Euler on BFL's schedule (steps + 1 levels from 1 to 0, shifted by mu from the picture's 2x2
     # patch count: 0.5 at 256, 1.15 at 4096), which is FluxPipeline's, sample's default on FLUX.1. Its guidance is
     # FluxGuidance's or 1.0 without one; the negative prompt only feeds its true CFG (true_gs from step
@@ -1147,9 +1164,10 @@ RULES: Dict[str, Rule] = {
                               "image_to_image_strength and denoise_strength below 1 are not carried (the report "
                               "says so where they act)"),
     "KSamplerSelect": Rule(None, ("sampler_name",), (P("sampler_name", "sampler", sampler_name),), fold=True),
+    # its model is the one whose shift sets the levels (special_sampler: where the guider's adds a ModelSamplingSD3)
     "BasicScheduler": Rule(None, ("scheduler", "steps", "denoise"),
                            (P("scheduler", "scheduler", scheduler_name), P("steps", "steps"), P("denoise", "denoise")),
-                           fold=True),
+                           {"model": "schedule_model"}, fold=True),
     # FLUX.2's schedule: Flux2Pipeline's (sample's default on a FLUX.2 model), its empirical mu from the latent's own
     # token count, which is the picture's width x height that ComfyUI hands this node
     "Flux2Scheduler": Rule(None, ("steps", "width", "height"), (P("steps", "steps"),), fold=True,
@@ -1164,6 +1182,9 @@ RULES: Dict[str, Rule] = {
                                "terminal"),
     # a schedule written out (LTX-Video's distilled models: Lightricks' workflows give the list): sample's sigmas
     "ManualSigmas": Rule(None, ("sigmas",), (P("sigmas", "sigmas"),), fold=True),
+    # SplitSigmas' halves are one schedule's steps before and from `step`: sample's end_step (handing its leftover
+    # noise on) and start_step
+    "SplitSigmas": Rule(None, ("step",), (P("step", "step"),), fold=True, special="split_sigmas"),
     "RandomNoise": Rule(None, ("noise_seed",), (P("noise_seed", "seed"),), fold=True),
     "DisableNoise": Rule(None, (), (), fold=True, fixed={"add_noise": False}),
     "BasicGuider": Rule(None, (), (), {"model": "model", "conditioning": "positive"}, fold=True,

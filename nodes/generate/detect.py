@@ -532,10 +532,15 @@ def _hunyuan15(k: Keys) -> Optional[Detection]:
     in_ch = (k.shape(img_in) or (0, 65))[1]
     latent = (k.shape("final_layer.linear.weight" if layout == "original" else "proj_out.weight") or (32,))[0]
     prefix = k.prefix_of(img_in) or ""
-    why = unsupported([n[len(prefix):] for n in k.shapes if n.startswith(prefix)], in_ch, latent)
+    why = unsupported(in_ch, latent)
     if why:
         return Detection(None, "hunyuan15", "", layout=layout, prefix=prefix, why=f"this is {why}")
-    return Detection("diffusion_model", "hunyuan15", "", layout=layout, prefix=prefix,
+    names = {n[len(prefix):] for n in k.shapes if n.startswith(prefix)}
+    variant = ("1080p-sr" if in_ch == 3 * latent + 2 else
+               "cfg-distilled" if {"guidance_in.mlp.0.weight", "time_embed.guidance_embedder.linear_1.weight"} & names
+               else "step-distilled" if {"time_r_in.mlp.0.weight", "time_embed.timestep_embedder_r.linear_1.weight"}
+               & names else "")
+    return Detection("diffusion_model", "hunyuan15", variant, layout=layout, prefix=prefix,
                      why="double blocks with separate q/k/v, byt5_in / vision_in")
 
 
@@ -582,6 +587,17 @@ def _ltx_upsampler(k: Keys) -> Optional[Detection]:
     axes = axes_of(k.shape("initial_conv.weight"), k.shape("upsampler.0.weight"))
     variant = {(True, False): "spatial", (False, True): "temporal", (True, True): "spatiotemporal"}.get(axes, "")
     return Detection("latent_upscaler", "ltx", variant, why="initial_conv / upsampler / final_conv")
+
+
+def _hunyuan15_upsampler(k: Keys) -> Optional[Detection]:
+    """HunyuanVideo 1.5's latent upsamplers (hunyuanvideo15_latent_upsampler_1080p: VAE-style resnet stages without a
+    down or up path; _720p: in_conv / blocks / out_conv)."""
+    if k.has("conv_in.conv.weight", "up.0.block.0.conv1.conv.weight", "conv_out.conv.weight") \
+            and not k.starts("encoder.", "decoder."):
+        return Detection("latent_upscaler", "hunyuan15", "1080p", why="conv_in / up.N.block / conv_out")
+    if k.has("in_conv.conv.weight", "blocks.0.block.0.conv.weight", "out_conv.conv.weight"):
+        return Detection("latent_upscaler", "hunyuan15", "720p", why="in_conv / blocks / out_conv")
+    return None
 
 
 def _cogvideox(k: Keys) -> Optional[Detection]:
@@ -1010,7 +1026,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx, _ltx_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 

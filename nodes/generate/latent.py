@@ -4,7 +4,7 @@ Both serialise to (tensors, json meta) for the engine's disk tier; model handles
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 
 @dataclass
@@ -149,9 +149,10 @@ def torch_mix(w, t):
     return (w @ flat).reshape(w.shape[0], *t.shape[1:]).to(t.dtype)
 
 
-def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact") -> Latent:
-    """Resize every frame of a latent by `scale` in both spatial axes; the pixel size it decodes to
-    follows (latent pixels times the VAE's spatial factor)."""
+def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact",
+                   size: Optional[Tuple[int, int]] = None) -> Latent:
+    """Resize every frame of a latent by `scale` in both spatial axes (or to `size`, (height, width) in latent
+    pixels); the pixel size it decodes to follows (latent pixels times the VAE's spatial factor)."""
     import torch.nn.functional as F
     from graph_engine import NodeError
     modes = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "area": "area", "bicubic": "bicubic"}
@@ -159,7 +160,7 @@ def upscale_latent(latent: Latent, scale: float, method: str = "nearest-exact") 
         raise NodeError(f"unknown upscale method {method!r}; choose one of {', '.join(modes)}")
     x = latent.samples
     b, c, t, h, w = x.shape
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    nh, nw = size or (max(1, round(h * scale)), max(1, round(w * scale)))
     frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w).float()
     kw = {"align_corners": False} if modes[method] in ("bilinear", "bicubic") else {}
     out = F.interpolate(frames, size=(nh, nw), mode=modes[method], **kw)

@@ -693,6 +693,11 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role == "controlnet" and det.family != "sd":
         return False, (f"{det.family} ControlNets ({det.variant}) are not supported (SD 1.5, SDXL, SD 3.5 Large, "
                        "FLUX.1 and Qwen-Image ones are)")
+    if det.role == "latent_upscaler" and det.family == "hunyuan15":
+        return det.variant == "1080p", ("latent.hunyuan15_upsample: HunyuanVideo 1.5's 1080p latent upsampler, before "
+                                        "the super-resolution pass (condition.hunyuan15_sr)" if det.variant == "1080p"
+                                        else "HunyuanVideo 1.5's 720p latent upsampler, which Kinograph does not run "
+                                             "yet: use hunyuanvideo15_latent_upsampler_1080p")
     if det.role == "latent_upscaler":
         return bool(det.variant), (f"latent.ltx_upsample: LTX-Video's {det.variant} latent upscaler, between two "
                                    "sampling passes" if det.variant else "an upscaler layout no released LTX-Video "

@@ -404,6 +404,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
                       _mask_on(latent.mask, x0.shape).to(device))
     positive, negative = model_concat(handle, positive, negative, latent,
                                       lambda px: adapter.vae_encode(pipe, px.to(x0.dtype)))
+    positive, negative = adapter.for_run(handle, positive, negative, int(seed), sigmas)
     mask_at = None
     if keep is not None and handle.option("differential") is not None:
         mask_at = differential(adapter.timestep_fn(levels), sigmas, adapter.sigma_range(levels)[0],

@@ -30,6 +30,27 @@ class CoreNodes:
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, "guidance": params.get("cfg")})
         return []
 
+    def special_split_sigmas(self, cn, rule, params, notes):
+        """ComfyUI's SplitSigmas: its high levels (up to `step`) and low ones (from it), which sample runs as
+        end_step / start_step of the same schedule, the first half returning its leftover noise for the second."""
+        src = self.resolve(cn.inputs.get("sigmas"))
+        base = src.attrs if isinstance(src, Out) else {}
+        step = int(params.get("step", 0))
+        self.outs[(cn.id, 0)] = Out(None, {**base, "end_step": step, "leftover_noise": True})
+        self.outs[(cn.id, 1)] = Out(None, {**base, "start_step": step})
+        return []
+
+    def _unshifted(self, out: Out) -> Out:
+        """`out` with the model.flow_shift nodes before it stepped over."""
+        for _ in range(64):
+            if not out.port or self.graph.nodes[out.port[0]].type != "model.flow_shift":
+                return out
+            src = self.graph.inputs.get(out.port[0], {}).get("model")
+            if not src:
+                return out
+            out = Out(tuple(src))
+        return out
+
     def special_flux_text(self, cn, rule, params, notes):
         guidance = params.pop("cfg", None)
         nid = self.plain(cn, rule, params, notes)
@@ -144,6 +165,15 @@ class CoreNodes:
             # guidance, so cfg 1 would have sampled a washed-out image. 0 = the family's 3.5.
             params["cfg"] = 0.0
             notes.append("no FluxGuidance before it: FLUX.1's default guidance 3.5, as ComfyUI uses (sample's cfg 0)")
+        sched = bundles.get("schedule_model")
+        if isinstance(sched, Out) and isinstance(outs.get("model"), Out) and sched.port != outs["model"].port \
+                and sched.port == self._unshifted(outs["model"]).port:
+            # ComfyUI takes the levels from BasicScheduler's model; on a flow model a ModelSamplingSD3 between it and
+            # the guider changes nothing else, so the scheduler's shift is the one sampled (HunyuanVideo 1.5's SR
+            # group shifts the guider's model by 2 and schedules on the plain one)
+            notes.append("its levels come from BasicScheduler's model, without the guider's ModelSamplingSD3 shift, "
+                         "as in ComfyUI: sample takes that model")
+            outs["model"] = sched
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \

@@ -126,7 +126,7 @@ class CoreMedia:
 
     def special_upscale_model(self, cn, rule, params, notes):
         """The loader's file becomes upscale.model's `model`; ComfyUI's tiles (512, overlap 32) are its defaults."""
-        loader = self.resolve(cn.inputs.get("upscale_model"))
+        loader = self.resolve(cn.inputs.get("upscale_model") or cn.inputs.get("model"))
         model = loader.attrs.get("model") if isinstance(loader, Out) else None
         if isinstance(model, str) and model:
             params["model"] = model

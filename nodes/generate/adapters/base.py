@@ -196,6 +196,11 @@ class Adapter:
             return x
         return x / (1 + sigma_last ** 2) ** 0.5
 
+    def for_run(self, handle, positive, negative, seed: int, sigmas: torch.Tensor):
+        """(positive, negative) as one sampling run gives them to the model: what depends on the run's seed or
+        schedule (a conditioning's noise augmentation, a model told the next step's level) goes in here."""
+        return positive, negative
+
     def conditioning_inputs(self, handle, conds, frames: Sequence[int], batch: int, device, dtype) -> dict:
         """Keyword inputs of one network call for a batch of conditionings (negative first); frames are
         the latent frame indices x covers (a context window or all)."""

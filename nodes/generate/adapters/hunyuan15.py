@@ -51,6 +51,20 @@ class HunyuanVideo15Adapter(Adapter):
 
     encode_image = FluxAdapter.encode_image        # SigLIP's last hidden state, as FLUX.1 Redux reads it
 
+    def for_run(self, handle, positive, negative, seed, sigmas):
+        """A step-distilled (mean-flow) model is told each step's next level, so its conditionings carry the
+        run's schedule; the super-resolution conditioning's low-resolution latent is noised with the run's seed
+        (hunyuan15_sr.augmented)."""
+        from nodes.generate.hunyuan15_sr import augmented
+        meanflow = handle.pipe.transformer.config.use_meanflow
+        out = []
+        for c in (positive, negative):
+            extra = {"schedule": sigmas.float().cpu()} if meanflow and c is not None else {}
+            if c is not None and "noise_augmentation" in c.extra:
+                extra["concat"] = augmented(c.extra["concat"], float(c.extra["noise_augmentation"]), seed)
+            out.append(c.with_extra(**extra) if extra else c)
+        return tuple(out)
+
     def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
         e, m, _ = stack_global(conds, frames, device, dtype, batch, self.factors(handle.pipe)[0])
         inputs = {"encoder_hidden_states": e, "mask": torch.ones(e.shape[:2], dtype=torch.bool, device=device)
@@ -63,24 +77,38 @@ class HunyuanVideo15Adapter(Adapter):
             idx = torch.as_tensor(list(frames))
             inputs["concat"] = torch.cat([c.extra.get("concat", extra["concat"])[:, :, idx] for c in conds
                                           for _ in range(batch)]).to(device, dtype)
+        if "schedule" in extra:
+            inputs["schedule"] = extra["schedule"]
         return inputs
 
     def forward(self, handle, x_in, t, inputs):
         model = handle.pipe.transformer
         n, _, f, h, w = x_in.shape
         cfg = model.config
-        if x_in.shape[1] + cfg.out_channels + 1 != cfg.in_channels:
+        beside = cfg.in_channels - x_in.shape[1]          # the image latent and mask (the SR model: and more)
+        if beside not in (cfg.out_channels + 1, 2 * cfg.out_channels + 2):
             raise NodeError(f"this latent has {x_in.shape[1]} channels; HunyuanVideo 1.5 samples {cfg.out_channels} "
                             "(make it with latent.empty from its VAE, hunyuanvideo15_vae)")
         concat = inputs.get("concat")
-        if concat is None:
-            concat = x_in.new_zeros(n, cfg.out_channels + 1, f, h, w)
+        if concat is None:      # as ComfyUI: zeros (its SR template's second half samples the SR model so)
+            concat = x_in.new_zeros(n, beside, f, h, w)
+        elif concat.shape[1] != beside and beside == cfg.out_channels + 1:
+            raise NodeError("this conditioning is condition.hunyuan15_sr's, for the 1080p super-resolution model "
+                            "(hunyuanvideo1.5_1080p_sr_distilled); this model is a 480p / 720p one")
+        elif concat.shape[1] != beside:
+            raise NodeError("this is HunyuanVideo 1.5's 1080p super-resolution model, which refines an upscaled "
+                            "latent: give it condition.hunyuan15_sr's conditioning (ComfyUI's "
+                            "HunyuanVideo15SuperResolution) after latent.hunyuan15_upsample, not an image-to-video "
+                            "one")
         x = torch.cat([x_in, concat.to(x_in)], dim=1).to(model.dtype)
         zeros = dict(dtype=model.dtype, device=x.device)
         image = inputs.get("image_embeds")
         if image is not None and image.shape[-1] != cfg.image_embed_dim:
             raise NodeError(f"these image tokens are {image.shape[-1]} wide; this HunyuanVideo 1.5 model reads "
                             f"SigLIP's {cfg.image_embed_dim}-wide ones (sigclip_vision_patch14_384.safetensors)")
+        extra = {}
+        if cfg.use_meanflow:
+            extra["timestep_r"] = next_level(inputs["schedule"], t).to(x.device).expand(n).to(model.dtype)
         return model(hidden_states=x, timestep=t.to(x.device).expand(n).to(model.dtype),
                      encoder_hidden_states=inputs["encoder_hidden_states"].to(model.dtype),
                      encoder_attention_mask=inputs["mask"],
@@ -88,7 +116,15 @@ class HunyuanVideo15Adapter(Adapter):
                      encoder_attention_mask_2=torch.zeros(n, GLYPH_TOKENS, dtype=torch.bool, device=x.device),
                      image_embeds=torch.zeros(n, VISION_TOKENS, cfg.image_embed_dim, **zeros) if image is None
                      else image.to(model.dtype),
-                     return_dict=False)[0]
+                     return_dict=False, **extra)[0]
+
+
+def next_level(schedule: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The time (x 1000) of the level after the one at time `t` in the run's schedule (0 after the last): what a
+    step-distilled model is told as timestep_r, as HunyuanVideo15ImageToVideoPipeline tells it."""
+    times = schedule.float() * 1000.0
+    i = int((times - float(t.flatten()[0])).abs().argmin())
+    return times[i + 1] if i + 1 < len(times) else torch.zeros(())
 
 
 ADAPTERS = {"hunyuan15": HunyuanVideo15Adapter()}

@@ -2,9 +2,15 @@
   diffusion_models/hunyuanvideo1.5_{480p,720p}_{t2v,i2v}_fp16.safetensors  (Tencent's names: double_blocks with
       separate img_attn_q/k/v, txt_in's token refiner, byt5_in, vision_in, cond_type_embedding)
   vae/hunyuanvideo15_vae_fp16.safetensors  (Tencent's names: encoder.down.N.block.M, mid.block_1, mid.attn_1, ...)
+  diffusion_models/hunyuanvideo1.5_*_cfg_distilled / _step_distilled, hunyuanvideo1.5_1080p_sr_distilled
+      (the same names plus guidance_in, the cfg-distilled guidance embedding, or time_r_in, the step-distilled
+      mean-flow embedding of the next step's time; the 1080p super-resolution model reads 98 channels)
 diffusers has no single-file converter for either; the renaming here is that of diffusers'
 scripts/convert_hunyuan_video1_5_to_diffusers.py, with depths and widths read from the tensors instead of fixed.
-t2v and i2v share one layout (65 input channels: noise, the image latent, a mask), so one converter serves both."""
+t2v and i2v share one layout (65 input channels: noise, the image latent, a mask), so one converter serves both; the
+super-resolution model's 98 are noise, the image latent, its mask, the low-resolution latent and a plane of ones
+(hunyuan15_sr.py). diffusers' model has time_r_in (use_meanflow) but no guidance embedding, which
+hunyuan15_distilled.py adds."""
 from __future__ import annotations
 
 import re
@@ -30,7 +36,11 @@ _TOP = {"time_in.mlp.0": "time_embed.timestep_embedder.linear_1",
         "vision_in.proj.0": "image_embedder.norm_in", "vision_in.proj.1": "image_embedder.linear_1",
         "vision_in.proj.3": "image_embedder.linear_2", "vision_in.proj.4": "image_embedder.norm_out",
         "img_in.proj": "x_embedder.proj", "cond_type_embedding": "cond_type_embed",
-        "final_layer.adaLN_modulation.1": "norm_out.linear", "final_layer.linear": "proj_out"}
+        "final_layer.adaLN_modulation.1": "norm_out.linear", "final_layer.linear": "proj_out",
+        "time_r_in.mlp.0": "time_embed.timestep_embedder_r.linear_1",
+        "time_r_in.mlp.2": "time_embed.timestep_embedder_r.linear_2",
+        "guidance_in.mlp.0": "time_embed.guidance_embedder.linear_1",
+        "guidance_in.mlp.2": "time_embed.guidance_embedder.linear_2"}
 _DOUBLE = {"img_mod.linear": "norm1.linear", "txt_mod.linear": "norm1_context.linear",
            "img_attn_q": "attn.to_q", "img_attn_k": "attn.to_k", "img_attn_v": "attn.to_v",
            "img_attn_q_norm": "attn.norm_q", "img_attn_k_norm": "attn.norm_k", "img_attn_proj": "attn.to_out.0",
@@ -44,19 +54,12 @@ _BLOCK = re.compile(r"^double_blocks\.(\d+)\.(.+)\.(weight|bias)$")
 _REFINE = re.compile(r"^txt_in\.individual_token_refiner\.blocks\.(\d+)\.(.+)\.(weight|bias)$")
 
 
-def unsupported(keys, in_channels: int, latent: int) -> str:
-    """Why Kinograph cannot run a HunyuanVideo 1.5 transformer with these keys, or "" when it can."""
-    if any(k.startswith("guidance_in.") for k in keys):
-        return ("a HunyuanVideo 1.5 cfg-distilled transformer (guidance_in): diffusers' HunyuanVideo 1.5 model, which "
-                "Kinograph runs, has no guidance embedding. Use the plain hunyuanvideo1.5_480p_t2v / _720p_t2v "
-                "(or _i2v) file and sample with cfg")
-    if any(k.startswith("time_r_in.") for k in keys):
-        return ("a HunyuanVideo 1.5 step-distilled (mean-flow, time_r_in) transformer: Kinograph's samplers do not "
-                "give it the next step's time yet. Use the plain hunyuanvideo1.5_480p / _720p file")
-    if in_channels != 2 * latent + 1:            # noise, the image latent and its mask
-        return (f"a HunyuanVideo 1.5 transformer with {in_channels} input channels (98: the 1080p super-resolution "
-                f"model): Kinograph runs the 480p and 720p text-to-video and image-to-video models ({2 * latent + 1}). Make the "
-                "480p / 720p video and enlarge it with an upscale node instead")
+def unsupported(in_channels: int, latent: int) -> str:
+    """Why Kinograph cannot run a HunyuanVideo 1.5 transformer of this input width, or "" when it can."""
+    if in_channels not in (2 * latent + 1, 3 * latent + 2):
+        return (f"a HunyuanVideo 1.5 transformer with {in_channels} input channels: Kinograph runs the 480p and "
+                f"720p text-to-video and image-to-video models ({2 * latent + 1}) and the 1080p super-resolution "
+                f"one ({3 * latent + 2}). Use one of Comfy-Org/HunyuanVideo_1.5_repackaged's diffusion_models")
     return ""
 
 
@@ -103,7 +106,8 @@ def transformer_config(state: Mapping) -> dict:
                mlp_ratio=state["transformer_blocks.0.ff.net.0.proj.weight"].shape[0] / inner,
                text_embed_dim=int(state["context_embedder.proj_in.weight"].shape[1]),
                text_embed_2_dim=int(state["context_embedder_2.norm.weight"].shape[0]),
-               image_embed_dim=int(state["image_embedder.norm_in.weight"].shape[0]))
+               image_embed_dim=int(state["image_embedder.norm_in.weight"].shape[0]),
+               use_meanflow="time_embed.timestep_embedder_r.linear_1.weight" in state)
     return cfg
 
 
@@ -144,11 +148,14 @@ def transformer(state, det) -> Built:
     from diffusers import HunyuanVideo15Transformer3DModel
     w = state.get("img_in.proj.weight", state.get("x_embedder.proj.weight"))
     out = state.get("final_layer.linear.weight", state.get("proj_out.weight"))
-    why = unsupported(state, int(w.shape[1]), int(out.shape[0]))
+    why = unsupported(int(w.shape[1]), int(out.shape[0]))
     if why:
         raise NodeError(f"this is {why}")
+    from nodes.generate.hunyuan15_distilled import with_guidance
     conv = transformer_to_diffusers(state)
     cfg = transformer_config(conv)
+    if "time_embed.guidance_embedder.linear_1.weight" in conv:
+        return Built(lambda: with_guidance(HunyuanVideo15Transformer3DModel.from_config(cfg)), conv, cfg)
     return Built(lambda: HunyuanVideo15Transformer3DModel.from_config(cfg), conv, cfg)
 
 
