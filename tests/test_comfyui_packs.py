@@ -239,3 +239,27 @@ def test_group_node_and_easy_use_graphs_run(tiny_sd15, tmp_path):
     data["nodes"][0]["widgets_values"][:5] = [str(tiny_sd15), "Default", "Baked VAE", -1, "None"]
     saved = _run_small(session, import_data(data), tmp_path / "easy")
     assert len(saved) == 1 and Image.open(saved[0]).size == (32, 32)
+
+
+def test_inspire_ksampler():
+    """Inspire Pack's KSampler (ComfyUI's, with A1111-style noise and variation seeds) was unmapped, blocking the graph:
+    it samples as KSampler does; a variation blended in is named as not carried."""
+    def graph(variation):
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "CLIPTextEncode", ["a lighthouse at dusk"], {"clip": (1, 1, "CLIP")}, ["CONDITIONING"]),
+            (3, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+            (4, "KSampler //Inspire", [5, "fixed", 25, 6.0, "euler_ancestral", "karras", 1.0, "GPU(=A1111)", "comfy",
+                                       8, variation, "linear"],
+             {"model": (1, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (2, 0, "CONDITIONING"),
+              "latent_image": (3, 0, "LATENT")}, ["LATENT"]),
+            (5, "VAEDecode", [], {"samples": (4, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (6, "SaveImage", ["lighthouse"], {"images": (5, 0, "IMAGE")}, [])])
+    res = import_data(graph(0.0))
+    sample = res.graph.nodes["k_sampler_inspire_4"]
+    assert sample.params == {"seed": 5, "steps": 25, "cfg": 6.0, "sampler": "euler_ancestral", "scheduler": "karras",
+                             "denoise": 1.0}
+    assert res.graph.inputs[sample.id]["latent"] == ("empty_latent_image_3", "latent")
+    assert res.report.entries["4"].status == "exact" and not res.report.blocking
+    res = import_data(graph(0.3))
+    assert res.report.entries["4"].notes == ["variation_strength=0.3 is not carried"]

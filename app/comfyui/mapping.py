@@ -1120,6 +1120,18 @@ RULES: Dict[str, Rule] = {
                       P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise")),
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
+    # Inspire Pack's KSampler: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its own noise either
+    # way, as for every seed), per-picture seeds of a batch, and a variation seed blended in (not carried)
+    "KSampler //Inspire": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
+                                                   "noise_mode", "batch_seed_mode", "variation_seed",
+                                                   "variation_strength", "variation_method"),
+                               (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"),
+                                P("sampler_name", "sampler", sampler_name), P("scheduler", "scheduler", scheduler_name),
+                                P("denoise", "denoise")),
+                               {"model": "model", "positive": "positive", "negative": "negative",
+                                "latent_image": "latent"}, ("latent",), special="sampler", takes=("cfg", "fps"),
+                               ignore={"noise_mode": None, "batch_seed_mode": "comfy", "variation_seed": None,
+                                       "variation_strength": 0.0, "variation_method": None}),
     # efficiency-nodes: KSampler's settings, then the model, conditionings and VAE passed on, and the latent decoded
     # when vae_decode is on (its IMAGE output)
     "KSampler (Efficient)": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
