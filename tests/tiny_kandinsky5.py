@@ -34,6 +34,12 @@ def reference_parts():
         in_visual_dim=LATENT, out_visual_dim=LATENT, in_text_dim=128, in_text_dim2=64, time_dim=16,
         patch_size=(1, 2, 2), model_dim=32, ff_dim=32, num_text_blocks=1, num_visual_blocks=1, axes_dims=(4, 6, 6),
         visual_cond=True)
+    # diffusers starts every modulation (and so every block's gates) at zero, which makes each block an identity: the
+    # text, the other frames and the start frame's mask would then change nothing
+    g = torch.Generator().manual_seed(1)
+    for p in transformer.parameters():
+        if not p.data.any():
+            p.data = torch.randn(p.shape, generator=g) * 0.5
     vae = tiny_hunyuan_vae()
     te = text_encoder()
     clip = CLIPTextModel(CLIPTextConfig(bos_token_id=512, eos_token_id=513, pad_token_id=513, hidden_size=64,
