@@ -1,8 +1,10 @@
 """Kandinsky 5 video (Lite): a transformer over 2x2 patches of HunyuanVideo's 16-channel latent, held channels-last
 ([B, T, h, w, C], as Kandinsky5T2VPipeline draws its noise), with a zero start latent and mask beside the noise in
-text-to-video. The prompt is read by Qwen2.5-VL in the pipeline's chat template (last hidden state, the template's
-128 tokens cropped off) and by CLIP-L, whose pooled output joins the time embedding; true CFG with a negative
-prompt, each prompt's own tokens only (no padding) in its own network call, as the pipeline runs them."""
+text-to-video; image-to-video (kandinsky5_i2v.py) keeps the start frame's latent clean in the noise channels and
+marks it in the mask channel, as Kandinsky5I2VPipeline does. The prompt is read by Qwen2.5-VL in the pipeline's chat
+template (last hidden state, the template's 128 tokens cropped off) and by CLIP-L, whose pooled output joins the time
+embedding; true CFG with a negative prompt, each prompt's own tokens only (no padding) in its own network call, as the
+pipeline runs them."""
 from __future__ import annotations
 
 import torch
@@ -35,6 +37,10 @@ class Kandinsky5Adapter(Adapter):
     def token_offsets(self, pipe, text):
         return None             # the template's tokens are cropped: no span of the prompt maps onto them
 
+    def keeps_clean(self, handle):
+        # Kandinsky5I2VPipeline hands the model its start frame clean (never noised), marked by the mask channel
+        return bool(handle.pipe.transformer.config.visual_cond)
+
     def draw_noise(self, shape, generator):
         b, c, t, h, w = shape
         return torch.randn((b, t, h, w, c), generator=generator, dtype=torch.float32).permute(0, 4, 1, 2, 3)
@@ -55,8 +61,11 @@ class Kandinsky5Adapter(Adapter):
             raise NodeError(f"this latent has {c} channels; Kandinsky 5 samples {cfg.out_visual_dim} (make it with "
                             "latent.empty from HunyuanVideo's VAE, hunyuan_video_vae_bf16)")
         x = x_in.permute(0, 2, 3, 4, 1).to(model.dtype)
-        if cfg.visual_cond:         # text-to-video: no start latent, a zero mask
-            x = torch.cat([x, x.new_zeros(n, f, h, w, c + 1)], dim=-1)
+        if cfg.visual_cond:         # zeros where a start latent could go, and its mask: 1 on the frames kept clean
+            kept = inputs.get("noise_mask")
+            kept = x.new_zeros(n, f, h, w, 1) if kept is None else \
+                (1 - kept.to(x)).permute(0, 2, 3, 4, 1).expand(n, -1, -1, -1, -1)
+            x = torch.cat([x, x.new_zeros(n, f, h, w, c), kept], dim=-1)
         dev = x.device
         rope = [torch.arange(f, device=dev), torch.arange(h // 2, device=dev), torch.arange(w // 2, device=dev)]
         space = self.factors(pipe)[1]
