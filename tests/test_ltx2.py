@@ -141,8 +141,14 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
     from nodes.generate.detect import detect_file
     from nodes.generate.converters.pipelines import load_single_file
     from nodes.generate.model_manager import will_load
-    parts, path = tiny
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
     from safetensors.torch import load_file
+    parts, path = tiny
+    ok, why = will_load(detect_file(path))
+    assert not ok and "Gemma 3" in why
+    with pytest.raises(NodeError, match="Gemma 3 12B"):          # a message, not a KeyError from the adapters
+        load_parts(Context("load"), "auto", str(path))
     state = load_file(str(path))
 
     def file(name, keys):
