@@ -166,6 +166,14 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
         det = file(name, [k for k in state if k.startswith(prefix)])
         ok, why = will_load(det)
         assert (det.family, det.variant, ok) == ("ltx2", what, False) and "all-in-one checkpoint" in why
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+    up = {k: v.contiguous() for k, v in LTXLatentUpsamplerModel(in_channels=8, mid_channels=32,
+                                                                  num_blocks_per_stage=1).state_dict().items()}
+    for name, family in (("ltx-2-spatial-upscaler-x2-1.0.safetensors", "ltx2"),
+                         ("ltxv-spatial-upscaler-0.9.7.safetensors", "ltx")):
+        save_file(up, str(tmp_path / name))
+        det = detect_file(tmp_path / name)
+        assert (det.role, det.family, will_load(det)[0]) == ("latent_upscaler", family, family == "ltx")
     v23 = dict(state, **{"text_embedding_projection.video_aggregate_embed.weight": torch.zeros(16, 48)})
     save_file(v23, str(tmp_path / "ltx-2.3-22b-dev.safetensors"))
     det = detect_file(tmp_path / "ltx-2.3-22b-dev.safetensors")

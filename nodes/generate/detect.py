@@ -595,8 +595,11 @@ def _ltx2(k: Keys) -> Optional[Detection]:
 
 
 def ltx2_release(det: Detection, name: str) -> Detection:
-    """dev or distilled: the two releases share every tensor shape, so only the file's name tells them apart
-    (ltx-2-19b-dev.safetensors, ltx-2-19b-distilled-fp8.safetensors)."""
+    """What only the file's name tells: dev or distilled (the two releases share every tensor shape:
+    ltx-2-19b-dev.safetensors, ltx-2-19b-distilled-fp8.safetensors), and LTX-2's latent upscaler
+    (ltx-2-spatial-upscaler-x2-1.0), built as LTX-Video 0.9.7's but trained on another VAE's latents."""
+    if det.family == "ltx" and det.role == "latent_upscaler" and re.match(r"ltx-?2", name.lower()):
+        det.family = "ltx2"
     if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model"):
         low = name.lower()
         release = "distilled" if "distill" in low else "dev" if "dev" in low else ""
