@@ -174,6 +174,12 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
         save_file(up, str(tmp_path / name))
         det = detect_file(tmp_path / name)
         assert (det.role, det.family, will_load(det)[0]) == ("latent_upscaler", family, family == "ltx")
+    lora = tmp_path / "ltx-2-19b-distilled-lora-384.safetensors"
+    save_file({f"diffusion_model.transformer_blocks.0.{m}.lora_{ab}.weight": torch.zeros(4, 16)
+               for m in ("attn1.to_q", "audio_attn1.to_q", "audio_to_video_attn.to_k") for ab in "AB"}, str(lora))
+    det = detect_file(lora)
+    ok, why = will_load(det)
+    assert (det.role, det.family, ok) == ("lora", "ltx2", False) and why.startswith("a LoRA for LTX-2")
     v23 = dict(state, **{"text_embedding_projection.video_aggregate_embed.weight": torch.zeros(16, 48)})
     save_file(v23, str(tmp_path / "ltx-2.3-22b-dev.safetensors"))
     det = detect_file(tmp_path / "ltx-2.3-22b-dev.safetensors")

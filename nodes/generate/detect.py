@@ -946,6 +946,9 @@ def _lora(k: Keys) -> Optional[Detection]:
         fam, why = "sdxl", "two text encoders (lora_te1_/lora_te2_)"
     elif re.search(r"(down_blocks|up_blocks|input_blocks|output_blocks|lora_te_)", text):
         fam, why = "sd", "UNet block names"
+    elif re.search(r"transformer_blocks[._]\d+[._](audio_attn|audio_ff|audio_to_video_attn|video_to_audio_attn)", text):
+        # LTX-2's audio stream (ltx-2-19b-distilled-lora-384, the camera-control LoRAs)
+        fam, why = "ltx2", "LTX-2's audio and audio-video attention layers"
     elif "transformer_blocks" in text:
         fam, why = None, "transformer_blocks (LTX or CogVideoX)"
     else:

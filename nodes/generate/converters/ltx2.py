@@ -24,8 +24,8 @@ RELEASE_UPSAMPLING = {(16, 15, 8, 4, 4): [6, 5, 2, 2, 2]}      # LTX-2.0's vocod
 
 
 # What stands between a loaded LTX-2 pipeline and a Kinograph graph, for the loaders' and `kinograph info`'s messages.
-NOT_SAMPLED = ("Kinograph recognises LTX-2 and builds diffusers' LTX2Pipeline from this file (video and sound, "
-               "Lightricks' names), but its graph cannot run it yet: prompts are read by Gemma 3 12B "
+NOT_SAMPLED = ("Kinograph recognises LTX-2 and builds diffusers' LTX2Pipeline from its all-in-one checkpoint (video "
+               "and sound, Lightricks' names), but its graph cannot run LTX-2 yet: prompts are read by Gemma 3 12B "
                "(text_encoders/gemma_3_12B_it.safetensors), which Kinograph does not load, and generate.sample does "
                "not yet denoise LTX-2's joint video and audio latents. Use LTX-Video 0.9.8 (load.ltx) meanwhile")
 
