@@ -38,8 +38,8 @@ BLOCKED = {
     "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},
-    # LTX-2 (joint video and sound): Kinograph detects and builds its pipeline, but cannot yet read prompts with Gemma 3
-    # or sample its audio latent (nodes/generate/converters/ltx2.py's NOT_SAMPLED).
+    # LTX-2 (joint video and sound): Kinograph reads Gemma 3 prompts and samples video and sound together, but
+    # ComfyUI's LTX-2 audio and Gemma loader nodes are not mapped yet.
     "video_ltx2_t2v.json": {"LTXAVTextEncoderLoader", "EmptyImage", "LTXVAudioVAELoader", "LTXVEmptyLatentAudio",
                             "LTXVConcatAVLatent", "LTXVSeparateAVLatent", "LTXVAudioVAEDecode"},
     "video_ltx2_i2v_distilled.json": {"LTXVAudioVAELoader", "LTXAVTextEncoderLoader", "LTXVEmptyLatentAudio",

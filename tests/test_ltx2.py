@@ -179,16 +179,10 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
     from nodes.generate.detect import detect_file
     from nodes.generate.converters.pipelines import load_single_file
     from nodes.generate.model_manager import will_load
-    from graph_engine.context import Context
-    from nodes.generate.loaders import load_parts
     from safetensors.torch import load_file
     parts, path = tiny
     ok, why = will_load(detect_file(path))
-    assert not ok and "Gemma 3" in why
-    assert load_parts(Context("load"), "auto", str(path))["model"].family == "ltx2"
-    from nodes.generate.adapters import get_adapter
-    with pytest.raises(NodeError, match="does not yet denoise"):     # a message, not NotImplementedError
-        get_adapter("ltx2").conditioning_inputs(None, [], [0], 1, "cpu", torch.float32)
+    assert ok and "gemma_3_12B_it" in why
     state = load_file(str(path))
 
     def file(name, keys):
@@ -257,3 +251,38 @@ def test_gemma3_prompt_through_the_checkpoints_connectors_matches_diffusers(tiny
     assert cond.embeds.shape == want.shape and want.shape[:2] == (1, 1024)
     assert ((cond.embeds - want).norm() / want.norm()).item() < 1e-5
     assert torch.equal(cond.mask, keep.bool())
+
+
+def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
+    """load.model on the checkpoint, Gemma 3 prompts, latent.empty (video and sound), generate.sample with a
+    negative prompt at cfg 3: the video and sound latents of LTX2Pipeline's own loop on the same weights, prompt and
+    seed (its CFG alone: no STG, modality guidance or rescale, which ComfyUI's template does not use either)."""
+    import diffusers
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder, scheduler
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    parts, path = tiny
+    model, _, te_path = gemma
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), te_path.name, path.name, "auto", "cpu")
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    assert latent.samples.shape == (1, 8, 2, 2, 2) and latent.audio.shape == (1, 1, 9, 16)   # 9/24 s at 25 a second
+    out = run_sampling(loaded["model"], encode_prompt(te, PROMPT), encode_prompt(te, "blurry"), latent, steps=2,
+                       cfg=3.0, sampler="euler", seed=3)
+    ref = diffusers.LTX2Pipeline(scheduler=scheduler("ltx2"), text_encoder=model, tokenizer=te.pipe.tokenizer, **parts)
+    video, audio = ref(prompt=PROMPT, negative_prompt="blurry", height=64, width=64, num_frames=9, frame_rate=24.0,
+                       num_inference_steps=2, guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0,
+                       audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
+                       audio_guidance_rescale=0.0, generator=torch.Generator().manual_seed(3),
+                       output_type="latent", return_dict=False)
+    vae, avae = ref.vae, ref.audio_vae
+    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
+        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
+    for got, want in ((got_v, video), (got_a, audio)):
+        assert got.shape == want.shape
+        assert ((got - want).norm() / want.norm()).item() < 1e-5

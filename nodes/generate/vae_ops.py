@@ -221,7 +221,8 @@ def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_im
     spec.check_size(width, height, sf)
     t = spec.latent_frames(frames, tf)
     check_fits(f"a latent of {frames} frames at {width}x{height}", (1, ch, t, height // sf, width // sf))
-    latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height)
+    latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height,
+                    audio=adapter.sound_latent(vae.pipe, frames, fps))
     if start_image is None:
         return latent
     with torch.inference_mode():

@@ -23,11 +23,11 @@ _CONNECTORS = ("video_embeddings_connector.", "audio_embeddings_connector.")
 RELEASE_UPSAMPLING = {(16, 15, 8, 4, 4): [6, 5, 2, 2, 2]}      # LTX-2.0's vocoder: 240 samples per mel frame
 
 
-# What stands between a loaded LTX-2 pipeline and a Kinograph graph, for the loaders' and `kinograph info`'s messages.
-NOT_SAMPLED = ("Kinograph loads LTX-2 (its all-in-one checkpoint with load.model; prompts with load.text_encoder: "
-               "Gemma 3 12B, text_encoders/gemma_3_12B_it.safetensors, with the checkpoint as name2 for its text "
-               "connectors), but generate.sample does not yet denoise LTX-2's joint video and audio latent. Use "
-               "LTX-Video 0.9.8 (load.ltx) meanwhile")
+# What `kinograph info` and the loaders say of LTX-2's files.
+LOADS = ("load.model: text-to-video with its sound (prompts: load.text_encoder with "
+         "text_encoders/gemma_3_12B_it.safetensors and this checkpoint as name2)")
+NOT_YET = ("Kinograph samples LTX-2 text-to-video from the all-in-one checkpoint; its latent upscaler and LoRAs are "
+           "not applied yet")
 
 
 def unsupported(det) -> str:
