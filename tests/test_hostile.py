@@ -1271,6 +1271,24 @@ def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp
 
 
 
+
+def test_a_model_naming_more_blocks_than_any_published_one_is_refused_before_it_is_built():
+    """Converters take a network's depth from its numbered block names, and the network is built (on the meta
+    device) before its weights are matched: a file naming 20,000 HunyuanVideo 1.5 blocks by empty tensors (a few
+    hundred KB) built for minutes (22 s a thousand) before saying their weights were missing."""
+    import torch
+    from nodes.generate import converters
+    from nodes.generate.detect import Detection
+    state = {"patch_embedding.weight": torch.zeros(128, 16, 1, 2, 2), "proj_out.weight": torch.zeros(64, 128),
+             "condition_embedder.text_embedder.linear_1.weight": torch.zeros(128, 32),
+             "condition_embedder.time_embedder.linear_1.weight": torch.zeros(128, 256),
+             "blocks.0.ffn.net.0.proj.weight": torch.zeros(256, 128)}
+    state.update({f"blocks.{i}.pad": torch.zeros(0) for i in range(1, 600)})
+    with pytest.raises(NodeError, match=r"^wan_bomb.safetensors: its tensor names number 600 blocks of blocks.N; "
+                                        r"published models have at most a few hundred \(Kinograph reads at most 512\): "
+                                        r"the file is damaged or made to hang the loader"):
+        converters.build(Detection("diffusion_model", "wan"), state, None, "wan_bomb.safetensors")
+
 def test_an_upscaler_naming_more_layers_than_any_published_one_is_refused_before_spandrel_scans_it(tmp_path):
     """spandrel's detection scans every key once per layer number it finds: a SwinIR file naming 20,000 layers by
     empty tensors spent minutes there (6,000 layers: 90 s with the build), and a HAT file naming one key at layer
