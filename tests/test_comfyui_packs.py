@@ -104,6 +104,51 @@ def test_group_nodes_expand_into_their_inner_nodes():
             "inner nodes keep the values the group was made with" in "; ".join(res.report.entries["3:0"].notes))
 
 
+def test_group_node_widgets_turned_into_inputs():
+    """groupNode.js lists the group's widgets node by node, then the inner widgets turned into inputs (its
+    processConvertedWidgets runs last); an inner widget linked inside (from a primitive) has none. Both were read node by
+    node: a KSampler whose seed was an input got steps 7.5 and denoise 42 without a word, and a group whose prompts
+    share a primitive kept the prompt it was made with, its note lost on the primitive."""
+    data = _group_workflow()
+    sampler = data["extra"]["groupNodes"]["Prompt and sample"]["nodes"][3]
+    sampler["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None})
+    for inst in data["nodes"][1:3]:
+        inst["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None})
+        w = inst["widgets_values"]
+        inst["widgets_values"] = w[:5] + w[7:] + w[5:7]       # the seed and its control after every other widget
+    res = import_data(data)
+    assert res.graph.nodes["k_sampler_3_3"].params == {"seed": 42, "steps": 20, "cfg": 7.5, "sampler": "euler",
+                                                       "scheduler": "simple", "denoise": 1}
+    assert res.graph.nodes["k_sampler_4_3"].params["seed"] == 7 and res.report.entries["3:3"].status == "exact"
+
+    def encode(index):
+        return {"type": "CLIPTextEncode", "pos": [0, 100 * index], "mode": 0, "index": index,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": None},
+                           {"name": "text", "type": "STRING", "widget": {"name": "text"}, "link": None}],
+                "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}],
+                "widgets_values": ["made with"]}
+    inner = [{"type": "PrimitiveNode", "pos": [0, 0], "mode": 0, "index": 0, "widgets_values": ["made with"],
+              "outputs": [{"name": "STRING", "type": "STRING", "links": [], "widget": {"name": "text"}}]},
+             encode(1), encode(2)]
+    definition = {"nodes": inner, "links": [[0, 0, 1, 1, 1, "STRING"], [0, 0, 2, 1, 2, "STRING"],
+                                            [None, 1, 1, 0, 3, "CLIP"], [None, 1, 2, 0, 4, "CLIP"]], "external": []}
+    nodes = [{"id": 1, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0, "widgets_values": ["m.safetensors"],
+              "outputs": [{"name": "CLIP", "type": "CLIP", "links": [1, 2]}]},
+             {"id": 2, "type": "workflow>Both", "pos": [300, 0], "mode": 0, "widgets_values": ["a fox"],
+              "inputs": [{"name": "clip", "type": "CLIP", "link": 1}, {"name": "CLIPTextEncode clip", "type": "CLIP",
+                                                                       "link": 2}],
+              "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}]}]
+    data = {"nodes": nodes, "links": [[1, 1, 0, 2, 0, "CLIP"], [2, 1, 0, 2, 1, "CLIP"]],
+            "extra": {"groupNodes": {"Both": definition}}}
+    g = import_data(data).graph
+    assert [g.nodes[f"clip_text_encode_2_{k}"].params["text"] for k in (1, 2)] == ["a fox", "a fox"]
+    # widget values that do not fit: named on the first inner node the report lists, not on the primitive
+    nodes[1]["widgets_values"] = ["a fox", "extra"]
+    res = import_data(data)
+    assert res.graph.nodes["clip_text_encode_2_1"].params["text"] == "made with"
+    assert "group node Both: its 2 widget values do not match" in "; ".join(res.report.entries["2:1"].notes)
+
+
 def test_comfyroll_aspect_ratio_demo():
     """Comfyroll's own CR Aspect Ratio demo: the node was unmapped, so the import stopped. Its preset's size (SDXL 3:4,
     896x1152) and batch size reach EmptyLatentImage's widgets, and its own empty latent is decoded."""
