@@ -11,6 +11,7 @@ NODE_MODULES = [
     "nodes.depth.nodes",
     "nodes.generate.hunyuan_nodes",
     "nodes.generate.ipadapter_nodes",
+    "nodes.generate.kandinsky5_nodes",
     "nodes.generate.nodes",
     "nodes.generate.redux_nodes",
     "nodes.generate.region_nodes",

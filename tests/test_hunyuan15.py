@@ -362,10 +362,12 @@ def test_comfyui_hunyuan15_t2v_template_with_its_1080p_super_resolution_stage_ru
     """ComfyUI's HunyuanVideo 1.5 720p text-to-video template with its super-resolution group switched on (published
     bypassed): UNETLoader of hunyuanvideo1.5_1080p_sr_distilled, LatentUpscaleModelLoader ->
     HunyuanVideo15LatentUpscaleWithModel, HunyuanVideo15SuperResolution, and two SamplerCustomAdvanced halves of one
-    shift-2 schedule split by SplitSigmas. Every node maps; under the template's own file names (64x32 -> 128x64, 2 +
-    2 steps) the SR latent is, from the first stage's latent: bilinear to 1/16 of 128x64, the upsampler (ComfyUI's
+    schedule split by SplitSigmas. Every node maps; under the template's own file names (64x32 -> 128x64, 2 + 2
+    steps) the SR latent is, from the first stage's latent: bilinear to 1/16 of 128x64, the upsampler (ComfyUI's
     forward, in the VAE's unscaled space), the SR channels [0, 0, 0.7 noise(seed 889 - 10) + 0.3 latent, 1], and
-    Euler on [1, 2/3, 0] from noise of seed 889 with diffusers' transformer told time_r."""
+    Euler on [1, 7/8, 0] (BasicScheduler's model is the plain SR model) from noise of seed 889 with diffusers'
+    transformer told time_r, its second half without the SR channels (that guider has the bare prompts). The
+    image-to-video template's SR group maps as well."""
     from safetensors.torch import load_file
     from app.comfyui import import_data
     from comfy_layouts import link_as
@@ -402,6 +404,16 @@ def test_comfyui_hunyuan15_t2v_template_with_its_1080p_super_resolution_stage_ru
     res = import_data(data)
     active = {e.class_type: e.status for e in res.report.entries.values()}
     assert "unmapped" not in active.values(), active
+    # the image-to-video template's SR group (start image and SigLIP tokens into the SR conditioning) maps too
+    i2v = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                      "video_hunyuan_video_1.5_720p_i2v.json").read_text("utf-8"))
+    for n in i2v["nodes"]:
+        if n["mode"] == 4 and n["type"] in sr_group:
+            n["mode"] = 0
+    sr = import_data(i2v)
+    assert "unmapped" not in {e.status for e in sr.report.entries.values()}
+    node = next(n for n in sr.graph.nodes.values() if n.type == "condition.hunyuan15_sr")
+    assert {"start_image", "image_embeds", "vae", "latent"} <= set(sr.graph.inputs[node.id])
     yaml = res.yaml.replace("frames: 121", f"frames: {FRAMES}").replace("width: 1280", f"width: {W}")
     yaml = yaml.replace("height: 720", f"height: {H}").replace("steps: 20", f"steps: {STEPS}")
     wf = tmp_path / "hy15_sr.kino.yaml"

@@ -940,6 +940,18 @@ RULES: Dict[str, Rule] = {
                                           note="a start image is resized to the latent's size as PIL resizes it "
                                                "(bilinear, whole picture), where ComfyUI cuts the middle out to the "
                                                "aspect"),
+    # Kandinsky 5's latent (HunyuanVideo's VAE's); with a start image, its latent kept as the first frame
+    "Kandinsky5ImageToVideo": Rule("condition.kandinsky5_i2v", ("width", "height", "length", "batch_size"),
+                                   LATENT_SIZE + (P("length", "frames"),),
+                                   {"positive": "positive", "negative": "negative", "vae": "vae",
+                                    "start_image": "first"}, ("positive", "negative", "latent", "cond_latent"),
+                                   special="i2v", ignore={"batch_size": 1}),
+    "ReplaceVideoLatentFrames": Rule("latent.replace_frames", ("index",), (P("index", "index"),),
+                                     {"destination": "destination", "source": "source"}, ("latent",)),
+    "NormalizeVideoLatentStart": Rule("latent.normalize_start", ("start_frame_count", "reference_frame_count"),
+                                      (P("start_frame_count", "start_frames"),
+                                       P("reference_frame_count", "reference_frames")), {"latent": "latent"},
+                                      ("latent",)),
     "EmptyLTXVLatentVideo": Rule("latent.empty", ("width", "height", "length", "batch_size"),
                                  LATENT_SIZE + (P("length", "frames"),), outputs=("latent",), special="empty_latent",
                                  ignore={"batch_size": 1}),

@@ -544,6 +544,34 @@ def _hunyuan15(k: Keys) -> Optional[Detection]:
                      why="double blocks with separate q/k/v, byt5_in / vision_in")
 
 
+def _kandinsky5(k: Keys) -> Optional[Detection]:
+    """Kandinsky 5 video and image transformers (ComfyUI's kandinsky5lite_t2v_sft_5s / _i2v_5s files, kandinskylab's
+    names, which diffusers' Kandinsky5Transformer3DModel keeps one to one)."""
+    if not k.has("visual_transformer_blocks.0.visual_modulation.out_layer.weight", "pooled_text_embeddings.in_layer.weight"):
+        return None
+    prefix = k.prefix_of("visual_embeddings.in_layer.weight") or ""
+    return Detection("diffusion_model", "kandinsky5", "", prefix=prefix,
+                     why="text / visual transformer blocks with pooled CLIP embeddings (Kandinsky 5)")
+
+
+def _not_yet(k: Keys) -> Optional[Detection]:
+    """Video families Kinograph recognises by the names their diffusers single-file converters read, and does not
+    run yet: named, so a user knows what the file is and what to use instead."""
+    instead = "Wan 2.1/2.2, HunyuanVideo (1 and 1.5), LTX-Video or Kandinsky 5 run today"
+    if k.has("blocks.0.attn.qkv_x.weight", "t5_y_embedder.to_kv.weight"):
+        return Detection(None, "mochi", "", prefix=k.prefix_of("blocks.0.attn.qkv_x.weight") or "",
+                         why=f"Genmo's Mochi 1 transformer, which Kinograph does not run yet; {instead}")
+    if k.has("decoder.blocks.0.0.weight", "decoder.output_proj.weight"):
+        return Detection(None, "mochi", "", why="Genmo's Mochi 1 VAE (mochi_vae), which Kinograph does not read yet")
+    if k.has("x_embedder.proj.1.weight", "blocks.0.self_attn.q_proj.weight", "pos_embedder.dim_spatial_range"):
+        return Detection(None, "cosmos", "predict2", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
+                         why=f"NVIDIA's Cosmos-Predict2 transformer, which Kinograph does not run yet; {instead}")
+    if k.has("x_embedder.proj.1.weight", "extra_pos_embedder.pos_emb_h"):
+        return Detection(None, "cosmos", "1.0", prefix=k.prefix_of("x_embedder.proj.1.weight") or "",
+                         why=f"NVIDIA's Cosmos 1.0 transformer, which Kinograph does not run yet; {instead}")
+    return None
+
+
 def _hunyuan(k: Keys) -> Optional[Detection]:
     if k.any("txt_in.individual_token_refiner.blocks.0.norm1.weight", "double_blocks.0.img_attn_qkv.weight"):
         layout, img_in = "original", "img_in.proj.weight"
@@ -1026,7 +1054,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 

@@ -118,6 +118,11 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("hunyuan15", "HunyuanVideo 1.5", ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline"),
            ("HunyuanVideo15Transformer3DModel",), time_factor=4, space_factor=16, fps=24.0, flow=True, cfg=6.0,
            steps=50, size=(848, 480), frames=121),
+    # Kandinsky 5 video (Lite 2B): a transformer over 2x2 patches of HunyuanVideo's 16-channel latent (its VAE), the
+    # prompt read by Qwen2.5-VL in its chat template and CLIP-L's pooled output, true CFG with a negative prompt.
+    Family("kandinsky5", "Kandinsky 5 video", ("Kandinsky5T2VPipeline", "Kandinsky5I2VPipeline"),
+           ("Kandinsky5Transformer3DModel",), time_factor=4, fps=24.0, flow=True, cfg=5.0, steps=50, size=(768, 512),
+           frames=121, patch=2, latents="hunyuan"),
     Family("mini", "kinograph-mini", (), ("KinographMini",), space_factor=1, fps=8.0, flow=True, cfg=2.5,
            steps=20, size=(48, 48), frames=16, patch=16),
 )}

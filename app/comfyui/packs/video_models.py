@@ -24,6 +24,8 @@ class VideoModels:
                 v = self.resolve(cn.inputs.get(name))
                 self.outs[(cn.id, slot)] = v if isinstance(v, Out) else Out()
             self.outs[(cn.id, 2)] = Out((lat, "latent"))
+            for slot in range(3, len(rule.outputs)):        # outputs only an image gives (Kandinsky 5's cond_latent)
+                self.outs[(cn.id, slot)] = Out()
             return [lat]
         cond = self.add(rule.node, cn, {})
         for comfy, port in rule.inputs.items():
@@ -32,9 +34,14 @@ class VideoModels:
             if comfy in cn.inputs and not self.link(v if isinstance(v, Out) else None, cond, port):
                 notes.append(f"input {comfy} comes from a node that did not convert; connect {port} by hand")
         self.graph.connect(lat, "latent", cond, "latent")
+        spec = self.registry.get(rule.node) if self.registry is not None else None
+        # the latent comes out of the conditioning node where it changes it (Kandinsky 5 keeps the start frame in it)
+        source = cond if spec is not None and "latent" in spec.outputs else lat
         self.outs[(cn.id, 0)] = Out((cond, "positive"))
         self.outs[(cn.id, 1)] = Out((cond, "negative"))
-        self.outs[(cn.id, 2)] = Out((lat, "latent"))
+        self.outs[(cn.id, 2)] = Out((source, "latent"))
+        for slot in range(3, len(rule.outputs)):
+            self.outs[(cn.id, slot)] = Out((cond, rule.outputs[slot]))
         return [lat, cond]
 
     def special_ati(self, cn, rule, params, notes):
