@@ -253,6 +253,26 @@ def test_easy_use_pipe_chain_becomes_kinograph_nodes():
     assert any("nothing in this workflow saves a file" in r for r in res.report.remarks)
 
 
+def test_easy_use_pipe_in_picture_is_encoded_as_the_latent():
+    """Easy-Use's pipeIn encodes a picture given without a latent with the pipe's VAE and makes it the pipe's latent
+    (image to image); the import kept the loader's empty latent, so kSampler drew a new picture, reported exact."""
+    data = _easy_use_graph()
+    data["nodes"] += ui_format([(7, "LoadImage", ["kite.png", "image"], {}, ["IMAGE", "MASK"])])["nodes"]
+    pipe_in = next(n for n in data["nodes"] if n["type"] == "easy pipeIn")
+    pipe_in["inputs"].append({"name": "image", "type": "IMAGE", "link": 99})
+    data["nodes"][-1]["outputs"][0]["links"] = [99]
+    data["links"].append([99, 7, 0, pipe_in["id"], len(pipe_in["inputs"]) - 1, "IMAGE"])
+    res = import_data(data)
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    enc = g.inputs[sample.id]["latent"][0]
+    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
+    assert g.nodes[enc].type == "vae.encode"
+    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
+    assert res.report.entries["4"].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch size); "
+                                             "here it is sampled once"]
+
+
 @pytest.fixture(scope="module")
 def tiny_sd15(tmp_path_factory):
     from tiny_models import build_sd15_single_file
