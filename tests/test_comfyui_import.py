@@ -38,6 +38,13 @@ BLOCKED = {
     "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
                                        "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
                                        "LoadAudio"},
+    # LTX-2 (joint video and sound): Kinograph detects and builds its pipeline, but cannot yet read prompts with Gemma 3
+    # or sample its audio latent (nodes/generate/converters/ltx2.py's NOT_SAMPLED).
+    "video_ltx2_t2v.json": {"LTXAVTextEncoderLoader", "EmptyImage", "LTXVAudioVAELoader", "LTXVEmptyLatentAudio",
+                            "LTXVConcatAVLatent", "LTXVSeparateAVLatent", "LTXVAudioVAEDecode"},
+    "video_ltx2_i2v_distilled.json": {"LTXVAudioVAELoader", "LTXAVTextEncoderLoader", "LTXVEmptyLatentAudio",
+                                      "ResizeImageMaskNode", "EmptyImage", "LTXVImgToVideoInplace", "LTXVConcatAVLatent",
+                                      "LTXVSeparateAVLatent", "LTXVAudioVAEDecode"},
     "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
                                   "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
 }

@@ -592,6 +592,54 @@ def _hunyuan(k: Keys) -> Optional[Detection]:
                      prefix=k.prefix_of(img_in) or "", why="token refiner / double blocks")
 
 
+LTX2_FILES = ("Kinograph runs LTX-2 from its all-in-one checkpoint (checkpoints/ltx-2-19b-dev.safetensors or "
+              "-distilled: transformer, text connectors, video and audio VAEs and vocoder in one file)")
+
+
+def _ltx2(k: Keys) -> Optional[Detection]:
+    """LTX-2 / LTX-2.3 (Lightricks' joint audio and video transformer) and the parts ComfyUI splits from it. Its
+    transformer holds LTX-Video's adaln_single / patchify_proj too, so this rule comes before _ltx."""
+    if k.any("av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"):
+        layout, q = "original", "transformer_blocks.0.attn1.to_q.weight"
+    elif k.any("av_cross_attn_video_a2v_gate.emb.timestep_embedder.linear_1.weight"):
+        layout, q = "diffusers", "transformer_blocks.0.attn1.to_q.weight"
+    elif k.any("audio_vae.per_channel_statistics.mean-of-means") or (
+            k.any("per_channel_statistics.mean-of-means") and len(k.shape("decoder.conv_in.conv.weight") or ()) == 4):
+        return Detection(None, "ltx2", "audio-vae", why=f"LTX-2's audio VAE (2-D convolutions over a mel "
+                         f"spectrogram) alone: {LTX2_FILES}")
+    elif k.any("vocoder.conv_pre.weight") or k.has("conv_pre.weight", "ups.0.weight", "resblocks.0.convs1.0.weight"):
+        return Detection(None, "ltx2", "vocoder", why=f"LTX-2's vocoder (mel spectrogram to sound) alone: {LTX2_FILES}")
+    elif k.any("text_embedding_projection.weight", "text_embedding_projection.aggregate_embed.weight",
+               "video_embeddings_connector.learnable_registers"):
+        return Detection(None, "ltx2", "connectors", why=f"LTX-2's text projection and connectors alone: {LTX2_FILES}")
+    elif k.has("spiece_model", "model.layers.0.post_feedforward_layernorm.weight"):
+        return Detection(None, "gemma3", "", why="Gemma 3 (LTX-2's text encoder, ComfyUI's gemma_3_12B_it): Kinograph "
+                         "does not read prompts with Gemma 3 yet, so LTX-2 runs from prompt embeddings only")
+    else:
+        return None
+    dim = (k.shape(q) or (0,))[0]
+    # LTX-2.3 projects Gemma's features separately for video and audio and modulates cross-attention by the prompt.
+    v23 = k.any("text_embedding_projection.video_aggregate_embed.weight", "prompt_adaln_single.linear.weight",
+                "video_text_proj_in.weight")
+    size = "22B" if v23 else {4096: "19B"}.get(dim, f"dim{dim}")
+    role = "checkpoint" if k.starts("vae.") else "diffusion_model"
+    return Detection(role, "ltx2", size, layout=layout, prefix=k.prefix_of(q) or "",
+                     why="audio-video cross-attention gates (av_ca_*)", extra={"version": "2.3" if v23 else "2.0"})
+
+
+def ltx2_release(det: Detection, name: str) -> Detection:
+    """What only the file's name tells: dev or distilled (the two releases share every tensor shape:
+    ltx-2-19b-dev.safetensors, ltx-2-19b-distilled-fp8.safetensors), and LTX-2's latent upscaler
+    (ltx-2-spatial-upscaler-x2-1.0), built as LTX-Video 0.9.7's but trained on another VAE's latents."""
+    if det.family == "ltx" and det.role == "latent_upscaler" and re.match(r"ltx-?2", name.lower()):
+        det.family = "ltx2"
+    if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model"):
+        low = name.lower()
+        release = "distilled" if "distill" in low else "dev" if "dev" in low else ""
+        det.variant = "-".join(b for b in (det.variant, release) if b)
+    return det
+
+
 def _ltx(k: Keys) -> Optional[Detection]:
     if k.has("adaln_single.emb.timestep_embedder.linear_1.weight", "patchify_proj.weight"):
         layout, q = "original", "transformer_blocks.0.attn1.to_q.weight"
@@ -942,6 +990,9 @@ def _lora(k: Keys) -> Optional[Detection]:
         fam, why = "sdxl", "two text encoders (lora_te1_/lora_te2_)"
     elif re.search(r"(down_blocks|up_blocks|input_blocks|output_blocks|lora_te_)", text):
         fam, why = "sd", "UNet block names"
+    elif re.search(r"transformer_blocks[._]\d+[._](audio_attn|audio_ff|audio_to_video_attn|video_to_audio_attn)", text):
+        # LTX-2's audio stream (ltx-2-19b-distilled-lora-384, the camera-control LoRAs)
+        fam, why = "ltx2", "LTX-2's audio and audio-video attention layers"
     elif "transformer_blocks" in text:
         fam, why = None, "transformer_blocks (LTX or CogVideoX)"
     else:
@@ -1054,7 +1105,7 @@ def qwen21_files(part: str) -> str:
 
 # Order matters: IP-Adapter FaceID files hold LoRA keys; LoRAs and ControlNets contain their base model's names;
 # motion modules SD's.
-RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
+RULES = [_ipadapter, _lora, _flux_controlnet, _controlnet, _motion, _wan, _hunyuan15, _hunyuan, _ltx2, _kandinsky5, _not_yet, _ltx, _ltx_upsampler, _hunyuan15_upsampler, _cogvideox, _svd, _sd, _chroma, _flux, _sd3, _qwenimage, _vae,
          _text_encoder, _clip_vision, _style_model]
 
 
@@ -1088,7 +1139,7 @@ def _ltx_causal(metadata: Dict[str, str]) -> bool:
 
 
 def detect_file(path) -> Detection:
-    return detect_header(read_header(path))
+    return ltx2_release(detect_header(read_header(path)), Path(path).name)
 
 
 def detect_state_dict(state: Dict[str, object]) -> Detection:

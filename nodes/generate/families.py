@@ -107,6 +107,10 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
     Family("ltx", "LTX-Video", ("LTXPipeline", "LTXImageToVideoPipeline", "LTXConditionPipeline"),
            ("LTXVideoTransformer3DModel",), time_factor=8, space_factor=32, fps=24.0, flow=True, cfg=3.0,
            steps=40, size=(704, 480), frames=121),
+    # LTX-2 (19B) and LTX-2.3 (22B): one transformer denoising a video latent (LTX-Video's 32x / 8x VAE, 128 channels)
+    # and an audio latent (a mel spectrogram's VAE) together, each attending to the other; prompts read by Gemma 3.
+    Family("ltx2", "LTX-2", ("LTX2Pipeline", "LTX2ImageToVideoPipeline"), ("LTX2VideoTransformer3DModel",),
+           time_factor=8, space_factor=32, fps=24.0, flow=True, cfg=4.0, steps=40, size=(768, 512), frames=121),
     Family("cogvideox", "CogVideoX", ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline"),
            ("CogVideoXTransformer3DModel",), time_factor=4, fps=8.0, cfg=6.0, steps=50, size=(720, 480),
            frames=49, patch=2),

@@ -635,6 +635,11 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     from nodes.generate import converters
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
+    if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model", "latent_upscaler", "lora"):
+        from nodes.generate.converters.ltx2 import NOT_SAMPLED, unsupported
+        what = {"latent_upscaler": "LTX-2's latent upscaler (for LTX-2 latents, not LTX-Video's). ",
+                "lora": "a LoRA for LTX-2 (not LTX-Video). "}.get(det.role, "")
+        return False, what + (unsupported(det) or NOT_SAMPLED)
     if det.role == "lora":
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:

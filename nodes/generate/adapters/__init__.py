@@ -12,5 +12,9 @@ _MODULES = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "animatedi
 def get_adapter(family: str):
     from nodes.generate.families import family as family_spec
     family_spec(family)
+    if family == "ltx2":
+        from graph_engine import NodeError
+        from nodes.generate.converters.ltx2 import NOT_SAMPLED
+        raise NodeError(NOT_SAMPLED)
     mod = importlib.import_module(f"nodes.generate.adapters.{_MODULES[family]}")
     return mod.ADAPTERS[family]

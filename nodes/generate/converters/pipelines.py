@@ -13,6 +13,8 @@ from nodes.generate.split import pipeline
 DENOISER = {"svd": "unet"}
 # Which component each role of a file fills, for files that hold more than the denoiser.
 CHECKPOINT_PARTS = {"ltx": {"transformer": "diffusion_model", "vae": "vae"},
+                    "ltx2": {"transformer": "diffusion_model", "connectors": "connectors", "vae": "vae",
+                             "audio_vae": "audio_vae", "vocoder": "vocoder"},
                     "svd": {"unet": "diffusion_model", "vae": "vae", "image_encoder": "clip_vision"}}
 
 
