@@ -121,6 +121,27 @@ def test_group_node_widgets_turned_into_inputs():
                                                        "scheduler": "simple", "denoise": 1}
     assert res.graph.nodes["k_sampler_4_3"].params["seed"] == 7 and res.report.entries["3:3"].status == "exact"
 
+    # widgets the user turned into inputs on an instance, named as groupNode.js names the group's widgets ("seed",
+    # the second prompt's "CLIPTextEncode text"): their links were dropped, the values they carry silently lost
+    data = _group_workflow()
+    data["nodes"][1]["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 90})
+    data["nodes"][2]["inputs"] += [
+        {"name": "CLIPTextEncode text", "type": "STRING", "widget": {"name": "CLIPTextEncode text"}, "link": 91},
+        {"name": "guidance", "type": "FLOAT", "widget": {"name": "guidance"}, "link": 92}]
+    data["nodes"] += [{"id": 20, "type": "PrimitiveInt", "pos": [0, 900], "mode": 0, "widgets_values": [1234, "fixed"],
+                       "outputs": [{"name": "INT", "type": "INT", "links": [90]}]},
+                      {"id": 21, "type": "PrimitiveString", "pos": [0, 1000], "mode": 0, "widgets_values": ["moody"],
+                       "outputs": [{"name": "STRING", "type": "STRING", "links": [91]}]},
+                      {"id": 22, "type": "PrimitiveFloat", "pos": [0, 1100], "mode": 0, "widgets_values": [2.0],
+                       "outputs": [{"name": "FLOAT", "type": "FLOAT", "links": [92]}]}]
+    data["links"] += [[90, 20, 0, 3, 3, "INT"], [91, 21, 0, 4, 3, "STRING"], [92, 22, 0, 4, 4, "FLOAT"]]
+    res = import_data(data)
+    assert res.graph.nodes["k_sampler_3_3"].params["seed"] == 1234
+    assert res.graph.nodes["clip_text_encode_4_1"].params["text"] == "moody"
+    assert res.graph.nodes["clip_text_encode_3_1"].params["text"] == "blurry, text"
+    assert ("group node Prompt and sample: its input 'guidance' sets a widget Kinograph cannot find in the group, so "
+            "that link is not carried" in "; ".join(res.report.entries["4:0"].notes))
+
     def encode(index):
         return {"type": "CLIPTextEncode", "pos": [0, 100 * index], "mode": 0, "index": index,
                 "inputs": [{"name": "clip", "type": "CLIP", "link": None},

@@ -100,6 +100,21 @@ def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks, sp
     for ks, inner_ins in ((inst_slots, slot_inputs), (inst_widgets, widget_inputs)):
         for k, t in zip(ks, inner_ins):
             targets[k] = t
+    # widgets the user turned into inputs on the instance come after those; each names the group widget it sets
+    names = _group_widget_names(sub_nodes, links_from, links_to, spans) if inst_widgets[len(widget_inputs):] else {}
+    for k in inst_widgets[len(widget_inputs):]:
+        w = ins[k]["widget"]
+        hit = names.get(w.get("name") if isinstance(w, dict) else w)
+        if hit is None:
+            if ins[k].get("link") is not None:
+                _remark(inst, sub_nodes, remarks, f"group node {name}: its input {ins[k].get('name')!r} sets a "
+                        "widget Kinograph cannot find in the group, so that link is not carried; set the value on "
+                        "the inner node")
+            continue
+        idx, widget = hit
+        sub_nodes[idx]["inputs"].append({"name": widget, "type": ins[k].get("type"), "widget": {"name": widget},
+                                         "link": None})
+        targets[k] = (idx, len(sub_nodes[idx]["inputs"]) - 1)
     # the subgraph's input k is the instance's input k (the subgraph expansion matches them by name)
     for k, i in enumerate(ins):
         i["name"] = f"{k}"
@@ -112,6 +127,46 @@ def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks, sp
         links.append({"id": len(links) + 1, "origin_id": a, "origin_slot": sa, "target_id": -20, "target_slot": k})
     return {"id": inst["type"], "name": name, "nodes": sub_nodes, "links": links, "inputs": sub_inputs,
             "outputs": [{"name": f"{k}"} for k in range(len(outputs))]}
+
+
+def _remark(inst, inner, remarks, text) -> None:
+    """`text` on the instance's first inner node the report lists (the instance itself is expanded away, and a
+    primitive or reroute is folded into the nodes it feeds)."""
+    shown = next((m for m in inner if m.get("type") not in ("PrimitiveNode", "Reroute", "Note", "MarkdownNote")),
+                 None)
+    remarks.setdefault(f"{inst.get('id')}:{shown['id']}" if shown else str(inst.get("id")), []).append(text)
+
+
+def _group_widget_names(sub_nodes, links_from, links_to, spans) -> Dict[str, Tuple[int, str]]:
+    """The group's widget names -> (inner node, widget), as groupNode.js names them (getInputConfig): node by node,
+    its widgets and then its unlinked inputs take their own names; a name an earlier one took is given as
+    '<inner title or type> <name>', and if that is taken too, '<title or type> <n> <name>'."""
+    seen: Dict[str, int] = {}
+    out: Dict[str, Tuple[int, str]] = {}
+
+    def take(m, own):
+        given = own
+        if given in seen or (m.get("type") == "PrimitiveNode" and m.get("title")):
+            prefix = f"{m.get('title') or m.get('type')} "
+            given = prefix + own
+            if given in seen:
+                given = f"{prefix}{seen[given]} {own}"
+        seen[given] = seen.get(given, 1) + 1
+        return given
+
+    for idx, m in enumerate(sub_nodes):
+        if not _has_slots(m, idx, links_from, links_to):
+            continue
+        converted = {i["widget"].get("name") for i in m["inputs"] if isinstance(i.get("widget"), dict)}
+        widgets = ["value"] if m.get("type") == "PrimitiveNode" else \
+            [w for w, _, _ in spans(m.get("type"), m.get("widgets_values") or []) or ()]
+        for w in widgets:
+            if w not in converted:
+                out.setdefault(take(m, w), (idx, w))
+        for s, i in enumerate(m["inputs"]):
+            if not isinstance(i.get("widget"), dict) and s not in links_to.get(idx, ()):
+                take(m, str(i.get("name")))
+    return out
 
 
 def _place_at(sub_nodes, pos) -> None:
@@ -155,11 +210,8 @@ def _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks, s
         why = (f"its inner {unknown} has widgets turned into inputs, whose places Kinograph does not know"
                if unknown is not None else
                f"its {len(values)} widget values do not match its definition's inner nodes")
-        # on the first inner node the report lists (a primitive is folded into the nodes it feeds)
-        shown = next((m for m in owners if m.get("type") not in ("PrimitiveNode", "Reroute")), None)
-        remarks.setdefault(f"{inst.get('id')}:{shown['id']}" if shown else str(inst.get("id")), []).append(
-            f"group node {name}: {why}, so the inner nodes keep the values the group was made with; check them "
-            "against ComfyUI")
+        _remark(inst, owners, remarks, f"group node {name}: {why}, so the inner nodes keep the values the group was "
+                                       "made with; check them against ComfyUI")
         return
     for m in owners:
         m["widgets_values"] = list(m["widgets_values"])
