@@ -653,8 +653,9 @@ RULES: Dict[str, Rule] = {
                           special="cr_lora_stack"),
     "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
                                 ("model", "text_encoder"), special="apply_lora_stack"),
-    # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, handed
-    # on as numbers known at import, and its empty latent (latent.empty, sized from the VAE as EmptyLatentImage's)
+    # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, scaled
+    # by prescale_factor, handed on as numbers known at import, and its empty latent (latent.empty, sized from the VAE
+    # as EmptyLatentImage's)
     "CR Aspect Ratio": Rule("latent.empty", ("width", "height", "aspect_ratio", "swap_dimensions", "upscale_factor",
                                              "prescale_factor", "batch_size"), (),
                             outputs=(None, None, None, None, None, "latent", None), special="cr_aspect_ratio"),

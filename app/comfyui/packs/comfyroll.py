@@ -35,13 +35,17 @@ class Comfyroll:
         values = {k: self.resolve(cn.inputs.get(k)) for k in rule.widgets}
         if old:
             values["batch_size"], values["prescale_factor"] = values["prescale_factor"], None
-        for k in ("width", "height", "aspect_ratio", "swap_dimensions", "batch_size"):
+        for k in ("width", "height", "aspect_ratio", "swap_dimensions", "batch_size") + (() if old else
+                                                                                         ("prescale_factor",)):
             if isinstance(values[k], Out) or values[k] is None:
                 self.not_constant(cn, k)
                 return None
         width, height = CR_ASPECT_RATIOS.get(values["aspect_ratio"], (values["width"], values["height"]))
         if values["swap_dimensions"] == "On":
             width, height = height, width
+        if not old:
+            # Comfyroll scales the size it hands on (and its latent) by prescale_factor, rounding down
+            width, height = int(width * values["prescale_factor"]), int(height * values["prescale_factor"])
         slots = (("width", width), ("height", height), ("upscale_factor", values["upscale_factor"]),
                  ("batch_size", values["batch_size"])) if old else \
             (("width", width), ("height", height), ("upscale_factor", values["upscale_factor"]),
