@@ -35,11 +35,8 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
-                                       "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
-                                       "LoadAudio"},
-    "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
-                                  "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
+    "video_wan2_1_infinitetalk.json": {"ModelPatchLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter"},
+    "video_wan2_2_14B_s2v.json": {"LatentConcat", "WanSoundImageToVideo", "LatentCut", "WanSoundImageToVideoExtend"},
 }
 
 
