@@ -36,7 +36,7 @@ def _cli(*args):
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
     "video_wan2_1_infinitetalk.json": {"ModelPatchLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter"},
-    "video_wan2_2_14B_s2v.json": {"LatentConcat", "WanSoundImageToVideo", "LatentCut", "WanSoundImageToVideoExtend"},
+    "video_wan2_2_14B_s2v.json": {"WanSoundImageToVideo", "WanSoundImageToVideoExtend"},
 }
 
 

@@ -115,7 +115,7 @@ def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     save = next(n for n in g.nodes.values() if n.type == "io.save_video")
     assert links[save.id, "video"] == (song.id, "video") and save.params["fps"] == 16
     unmapped = {e.class_type: e.notes[0] for e in result.report.entries.values() if e.status == "unmapped"}
-    assert sorted(unmapped) == ["LatentConcat", "LatentCut", "WanSoundImageToVideo", "WanSoundImageToVideoExtend"]
+    assert sorted(unmapped) == ["WanSoundImageToVideo", "WanSoundImageToVideoExtend"]
     assert "S2V transformer's audio layers" in unmapped["WanSoundImageToVideo"]
     path, _ = encoder
     _tone(tmp_path / "voice.wav", 0.5)
@@ -128,3 +128,29 @@ nodes:
 """), on_event=events.append)
     assert [e for e in events if e["event"] in ("error", "node_failed")] == []
     assert "24 feature frames (0.48 s of sound), 3 layers" in [e["message"] for e in events if e["event"] == "log"]
+
+
+def test_latent_cut_and_concat_cut_and_join_as_comfyui_does():
+    """LatentCut and LatentConcat (the S2V template's clip chaining) had no equivalent; latent.cut keeps what
+    torch.narrow keeps with ComfyUI's clamping, latent.concat joins as torch.cat, and the pixel frames and size
+    the latent decodes to follow."""
+    from app.comfyui import import_data
+    from nodes.generate.latent import Latent, concat_latents, cut_latent
+    torch.manual_seed(1)
+    x = torch.randn(1, 16, 5, 4, 6)
+    lat = Latent(x, "wan", 17, 16.0, 48, 32)
+    first = cut_latent(lat, "t", 0, 1)
+    assert torch.equal(first.samples, x[:, :, :1]) and (first.frames, first.width) == (1, 48)
+    tail = cut_latent(lat, "t", -2, 5)                   # clamped to the 2 there are
+    assert torch.equal(tail.samples, x[:, :, 3:]) and tail.frames == 5
+    assert torch.equal(cut_latent(lat, "x", 4, 9).samples, x[..., 4:]) and cut_latent(lat, "x", 4, 9).width == 16
+    joined = concat_latents(lat, first, "t")
+    assert torch.equal(joined.samples, torch.cat([x, x[:, :, :1]], 2)) and joined.frames == 21
+    assert torch.equal(concat_latents(lat, first, "-t").samples, torch.cat([x[:, :, :1], x], 2))
+    wide = concat_latents(lat, lat, "x")
+    assert torch.equal(wide.samples, torch.cat([x, x], -1)) and (wide.width, wide.height, wide.frames) == (96, 32, 17)
+    with pytest.raises(NodeError, match=r"cannot join latents of \(16, 5, 4, 6\) and \(16, 1, 4, 6\) \(channels, frames, height, width\) along x"):
+        concat_latents(lat, first, "x")
+    g = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8"))).graph
+    assert {n.type: n.params for n in g.nodes.values() if n.type in ("latent.cut", "latent.concat")} == {
+        "latent.cut": {"axis": "t", "index": 0, "amount": 1}, "latent.concat": {"axis": "t"}}

@@ -1456,6 +1456,10 @@ RULES: Dict[str, Rule] = {
                                outputs=("audio_encoder",)),
     "AudioEncoderEncode": Rule("encode.audio", (), (), {"audio_encoder": "audio_encoder", "audio": "audio"},
                                ("audio_embeds",)),
+    "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
+                      (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
+    "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
+                         ("latent",)),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),
     # a switch and arithmetic on constants: their results are known from the file, as ComfyUI knows them before
     # it runs anything (a switch or value that depends on a running node stays not mapped)
@@ -1621,9 +1625,6 @@ INSTEAD = {
              "which read encode.audio's features into every block, and its reference and motion frames) is not in "
              "Kinograph's Wan model; LoadAudio, AudioEncoderLoader and AudioEncoderEncode import already"
        for name in ("WanSoundImageToVideo", "WanSoundImageToVideoExtend")},
-    **{name: f"not mapped yet: {what} along a latent's frames, which only Wan 2.2 S2V's chained clips use here "
-             "(its continuation is not mapped yet either); latent.trim drops frames from the start"
-       for name, what in (("LatentCut", "a cut"), ("LatentConcat", "a join"))},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."
