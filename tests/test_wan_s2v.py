@@ -117,6 +117,9 @@ def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     unmapped = {e.class_type: e.notes[0] for e in result.report.entries.values() if e.status == "unmapped"}
     assert sorted(unmapped) == ["WanSoundImageToVideo", "WanSoundImageToVideoExtend"]
     assert "S2V transformer's audio layers" in unmapped["WanSoundImageToVideo"]
+    status = {e.comfy_id: (e.class_type, e.status, e.notes) for e in result.report.entries.values()}
+    assert status["58"] == ("LoadAudio", "exact", []) and status["57"] == ("AudioEncoderLoader", "exact", [])
+    assert status["56"][:2] == ("AudioEncoderEncode", "approx") and "torchaudio" in status["56"][2][0]
     path, _ = encoder
     _tone(tmp_path / "voice.wav", 0.5)
     events = []

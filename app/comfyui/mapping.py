@@ -1521,7 +1521,9 @@ RULES: Dict[str, Rule] = {
     "AudioEncoderLoader": Rule("load.audio_encoder", ("audio_encoder_name",), (P("audio_encoder_name", "name"),),
                                outputs=("audio_encoder",)),
     "AudioEncoderEncode": Rule("encode.audio", (), (), {"audio_encoder": "audio_encoder", "audio": "audio"},
-                               ("audio_embeds",)),
+                               ("audio_embeds",),
+                               note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
+                                    "torchaudio's: the features differ by the two filters' difference only"),
     "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
                       (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
     "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
