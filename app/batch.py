@@ -10,6 +10,7 @@ error, and `--only N,M` re-runs just those cases.
 video in frame ranges on several (app.shard)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -231,11 +232,19 @@ def run_batch(args) -> int:
             return ["kinograph", "batch", *args.workflow, "--sweep", args.sweep, *_same_flags(args),
                     "--only", ",".join(map(str, failed))]
         return ["kinograph", "batch", *(args.workflow[n - 1] for n in failed), *_same_flags(args)]
-    if args.ray:
-        from .distributed import require_ray
-        require_ray()          # a missing Ray is said before any job is announced
     log_dir = Path(args.log_dir or default_log_dir(args.workflow[0], args.sweep)).absolute()
     report = Report(args.json, retry, clashes, log_dir)
+    with contextlib.ExitStack() as stack:
+        ray = None
+        if args.ray:
+            # A missing Ray, or a cluster address that leads nowhere, is said before any job is announced.
+            from .distributed import require_ray, ray_session
+            require_ray()
+            ray = stack.enter_context(ray_session(args.ray, num_cpus=args.jobs or None))
+        return _run_jobs(args, registry, jobs, refused, notes, report, ray)
+
+
+def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
     report.started(jobs)
     for n in notes:
         report.batch_note(n)
@@ -254,7 +263,7 @@ def run_batch(args) -> int:
     if not todo:
         cancelled = False
     elif args.ray:
-        cancelled = _run_on_ray(args, registry, [j for j, _ in todo], [p for _, p in todo], report)
+        cancelled = _run_on_ray(args, registry, ray, [j for j, _ in todo], [p for _, p in todo], report)
     else:
         if args.jobs > 1:
             report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
@@ -396,24 +405,23 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
     return cancel.cancelled
 
 
-def _run_on_ray(args, registry, jobs, payloads, report: Report) -> bool:
-    from .distributed import WorkerPool, needs_gpu, ray_session
+def _run_on_ray(args, registry, ray, jobs, payloads, report: Report) -> bool:
+    from .distributed import WorkerPool, needs_gpu
     by_label = {j.label: j for j in jobs}
     gpu_nodes = sorted({n for j in jobs for n in needs_gpu(j.workflow, registry)})   # the jobs may differ
-    with ray_session(args.ray, num_cpus=args.jobs or None) as ray:
-        with WorkerPool(ray, args.jobs or None, gpu_nodes=gpu_nodes, device=args.device,
-                        note=report.note, limit=len(jobs),
-                        watch=lambda label, ev: report.progress(by_label[label], ev)) as pool:
-            if not report.json:
-                report.note(f"on Ray: {pool.size} worker{'s' if pool.size != 1 else ''}")
-            try:
-                with sigterm_interrupts():
-                    for label, out in pool.imap((j.label, "run", (p, pool.sink, j.label))
-                                                for j, p in zip(jobs, payloads)):
-                        report.finished(by_label[label], out)
-            except KeyboardInterrupt:
-                report.note("cancelled: stopping the Ray workers")
-                return True
+    with WorkerPool(ray, args.jobs or None, gpu_nodes=gpu_nodes, device=args.device,
+                    note=report.note, limit=len(jobs),
+                    watch=lambda label, ev: report.progress(by_label[label], ev)) as pool:
+        if not report.json:
+            report.note(f"on Ray: {pool.size} worker{'s' if pool.size != 1 else ''}")
+        try:
+            with sigterm_interrupts():
+                for label, out in pool.imap((j.label, "run", (p, pool.sink, j.label))
+                                            for j, p in zip(jobs, payloads)):
+                    report.finished(by_label[label], out)
+        except KeyboardInterrupt:
+            report.note("cancelled: stopping the Ray workers")
+            return True
     return False
 
 
