@@ -128,9 +128,10 @@ class BatchLogs:
         at = now_text()[11:19]
         on = f" on {row['host']} (pid {row['pid']})" if row.get("host") else ""
         if row["ok"]:
-            wrote = "\n".join(f"  {r['path']}" + (f" ({r['frames']} frames)" if r.get("frames") else "")
-                              for r in row.get("results", {}).values() if isinstance(r, dict) and r.get("path"))
-            text = f"{at} ok in {row['seconds']:.2f}s{on}; wrote:\n{wrote or '  ' + chr(10).join(job.outputs)}"
+            # What the writers reported (with frames); where none reported a path, the outputs the job was to write.
+            wrote = [f"{r['path']}" + (f" ({r['frames']} frames)" if r.get("frames") else "")
+                     for r in row.get("results", {}).values() if isinstance(r, dict) and r.get("path")] or job.outputs
+            text = f"{at} ok in {row['seconds']:.2f}s{on}; wrote:" + "".join(f"\n  {w}" for w in wrote)
         else:
             ran = "not run" if row["seconds"] is None else f"after {row['seconds']:.2f}s{on}"
             text = f"{at} FAILED, {ran}: {row['error']}" + _trace(row.get("traceback")) + self._again(job.case.number)
