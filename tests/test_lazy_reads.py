@@ -162,6 +162,8 @@ def test_nodes_with_readers_of_their_own_make_only_the_frames_shown(monkeypatch)
     from nodes.motion.tracks import Tracks, draw_tracks
     from nodes.motion.warp import apply_camera
     from nodes.pose import dwpose
+    from nodes.restore.denoise import denoise_clip
+    from nodes.restore.dust import dust_clip
     from nodes.upscale.multiframe import multiframe_clip
     from nodes.video.matte import over, with_alpha
     from nodes.video.stitch import stitch
@@ -199,7 +201,9 @@ def test_nodes_with_readers_of_their_own_make_only_the_frames_shown(monkeypatch)
              "tracks": (lambda: draw_tracks(Tracks(grid, np.ones((3, n), bool), w, h), src), ([12], [0], [13, 14])),
              "flow": (lambda: flow_preview(flow_from_video(src, "fast")), ([12, 13], [0, 1], [14, 15])),
              "multiframe": (lambda: multiframe_clip(src, scale=2, radius=2), ([10, 11, 12, 13, 14], [0, 1, 2],
-                                                                              [15, 16]))}
+                                                                              [15, 16])),
+             "denoise": (lambda: denoise_clip(None, src, radius=1), ([11, 12, 13], [0, 1], [14, 15])),
+             "dust": (lambda: dust_clip(None, src), ([10, 11, 12, 13, 14], [0, 1, 2], [15, 16]))}
 
     def look(make):
         src.drop_cache()
