@@ -144,6 +144,10 @@ def _replaces_foreign(wf: Workflow, nid: str, path: str) -> bool:
     return os.path.exists(path) and refusal(path) is not None
 
 
+# Bytes kept free in an output's name for an earlier take's number (shot.mp4 -> takes/shot.002.mp4), and in its
+# path for the takes folder or a frame's name inside a frames folder.
+TAKE_ROOM = 8
+FRAME_ROOM = 64
 FOREIGN = "replaces a file Kinograph did not write (the workflow says overwrite: true)"
 
 
@@ -156,6 +160,8 @@ def outside_paths(wf: Workflow, registry, specs: Optional[Dict] = None) -> List[
     roots = allowed_roots(wf)
     out = []
     for nid, name, value, path in planned_outputs(wf, specs):
+        if too_long(path):          # validate names it; asking the file system about it raises
+            continue
         why = _confinement(value, _real(path), roots) if (nid, name) not in wf.user_set else None
         if why or _replaces_foreign(wf, nid, path):
             out.append((nid, name, path, why or FOREIGN))
@@ -174,10 +180,14 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
     render = rendered_from(wf.path) if wf.render_base is not None else None
     render = _real(str(render)) if render is not None else None
     for nid, name, value, path in planned_outputs(wf, specs):
-        real = _real(path)
-
         def refuse(msg):
             problems.append(wf.problem(f"output {name!r} {msg}", "nodes", nid, "params", name, node=nid))
+
+        long = too_long(path)
+        if long:
+            refuse(f"({value[:60]}{'...' * (len(value) > 60)}) {long}")
+            continue
+        real = _real(path)
 
         if not allow and (nid, name) not in wf.user_set:
             why = _confinement(value, real, roots)
@@ -213,6 +223,28 @@ def output_problems(wf: Workflow, registry, specs: Dict) -> List[Problem]:
         if why:
             refuse(f"cannot be written: {why}")
     return problems
+
+
+def too_long(path: str) -> Optional[str]:
+    """Why the file system cannot hold `path`: a name past its NAME_MAX bytes, or the whole past PATH_MAX, less
+    the room a take's number (shot.002.mp4) or a frame's name takes. Such a path passed validate, and the writer
+    failed with 'File name too long' once every node before it had run (a generation's hours); past PATH_MAX
+    validate and run stopped in a traceback."""
+    folder = os.path.dirname(path)
+    while folder and not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):      # Windows has no pathconf; its limits are these or larger
+        name_max, path_max = 255, 4096
+    longest = max(Path(path).parts, key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > name_max - TAKE_ROOM:
+        return (f"has a name of {len(os.fsencode(longest)):,} bytes ({longest[:40]}...); names here hold at most "
+                f"{name_max} and Kinograph keeps {TAKE_ROOM} for a take's number: choose a shorter name")
+    if len(os.fsencode(path)) > path_max - FRAME_ROOM:
+        return (f"is {len(os.fsencode(path)):,} bytes long as a path; paths here hold at most {path_max} and "
+                f"Kinograph keeps {FRAME_ROOM} for the takes folder and frame names: choose a shorter path")
+    return None
 
 
 def _unwritable(path: str) -> Optional[str]:

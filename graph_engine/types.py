@@ -77,6 +77,11 @@ EMBEDS = register_type("EMBEDS", "#40a0a0", port="embeds", help="CLIP vision fea
 STYLE_MODEL = register_type("STYLE_MODEL", "#c0a0f0", port="style_model", help="a style model (FLUX.1 Redux)")
 CONDITIONING = register_type("CONDITIONING", "#f0a060", help="prompt embeddings and masks")
 CAMERA = register_type("CAMERA", "#70e070", help="per-frame intrinsics and camera-to-world matrices")
+AUDIO = register_type("AUDIO", "#a0e0a0", help="a span of a sound file (io.load_audio)")
+AUDIO_ENCODER = register_type("AUDIO_ENCODER", "#80c080", port="audio_encoder",
+                              help="a speech encoder (wav2vec2) handle")
+AUDIO_EMBEDS = register_type("AUDIO_EMBEDS", "#60a060", port="audio_embeds",
+                             help="a speech encoder's features of a sound, every layer's (encode.audio)")
 FLOW = register_type("FLOW", "#60a0a0", help="dense optical flow per frame pair")
 TRACKS = register_type("TRACKS", "#a0c060", help="point trajectories")
 NOISE = register_type("NOISE", "#808080", help="seeded noise tensor")

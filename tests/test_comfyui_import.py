@@ -35,9 +35,7 @@ def _cli(*args):
 # must show here.
 BLOCKED = {
     "templates_mjm_looped_restyler.json": {"GeminiImageNode", "GeminiNodeV3"},
-    "video_wan2_1_infinitetalk.json": {"AudioEncoderEncode", "ModelPatchLoader",
-                                       "AudioEncoderLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter",
-                                       "LoadAudio"},
+    "video_wan2_1_infinitetalk.json": {"ModelPatchLoader", "WanInfiniteTalkToVideo", "AudioConcat", "Painter"},
     # LTX-2 (joint video and sound): Kinograph reads Gemma 3 prompts and samples video and sound together, but
     # ComfyUI's LTX-2 audio and Gemma loader nodes are not mapped yet.
     "video_ltx2_t2v.json": {"LTXAVTextEncoderLoader", "EmptyImage", "LTXVAudioVAELoader", "LTXVEmptyLatentAudio",
@@ -45,8 +43,7 @@ BLOCKED = {
     "video_ltx2_i2v_distilled.json": {"LTXVAudioVAELoader", "LTXAVTextEncoderLoader", "LTXVEmptyLatentAudio",
                                       "ResizeImageMaskNode", "EmptyImage", "LTXVImgToVideoInplace", "LTXVConcatAVLatent",
                                       "LTXVSeparateAVLatent", "LTXVAudioVAEDecode"},
-    "video_wan2_2_14B_s2v.json": {"AudioEncoderEncode", "LatentConcat", "AudioEncoderLoader", "WanSoundImageToVideo",
-                                  "LatentCut", "WanSoundImageToVideoExtend", "LoadAudio"},
+    "video_wan2_2_14B_s2v.json": {"WanSoundImageToVideo", "WanSoundImageToVideoExtend"},
 }
 
 

@@ -104,6 +104,72 @@ def test_group_nodes_expand_into_their_inner_nodes():
             "inner nodes keep the values the group was made with" in "; ".join(res.report.entries["3:0"].notes))
 
 
+def test_group_node_widgets_turned_into_inputs():
+    """groupNode.js lists the group's widgets node by node, then the inner widgets turned into inputs (its
+    processConvertedWidgets runs last); an inner widget linked inside (from a primitive) has none. Both were read node by
+    node: a KSampler whose seed was an input got steps 7.5 and denoise 42 without a word, and a group whose prompts
+    share a primitive kept the prompt it was made with, its note lost on the primitive."""
+    data = _group_workflow()
+    sampler = data["extra"]["groupNodes"]["Prompt and sample"]["nodes"][3]
+    sampler["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None})
+    for inst in data["nodes"][1:3]:
+        inst["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": None})
+        w = inst["widgets_values"]
+        inst["widgets_values"] = w[:5] + w[7:] + w[5:7]       # the seed and its control after every other widget
+    res = import_data(data)
+    assert res.graph.nodes["k_sampler_3_3"].params == {"seed": 42, "steps": 20, "cfg": 7.5, "sampler": "euler",
+                                                       "scheduler": "simple", "denoise": 1}
+    assert res.graph.nodes["k_sampler_4_3"].params["seed"] == 7 and res.report.entries["3:3"].status == "exact"
+
+    # widgets the user turned into inputs on an instance, named as groupNode.js names the group's widgets ("seed",
+    # the second prompt's "CLIPTextEncode text"): their links were dropped, the values they carry silently lost
+    data = _group_workflow()
+    data["nodes"][1]["inputs"].append({"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 90})
+    data["nodes"][2]["inputs"] += [
+        {"name": "CLIPTextEncode text", "type": "STRING", "widget": {"name": "CLIPTextEncode text"}, "link": 91},
+        {"name": "guidance", "type": "FLOAT", "widget": {"name": "guidance"}, "link": 92}]
+    data["nodes"] += [{"id": 20, "type": "PrimitiveInt", "pos": [0, 900], "mode": 0, "widgets_values": [1234, "fixed"],
+                       "outputs": [{"name": "INT", "type": "INT", "links": [90]}]},
+                      {"id": 21, "type": "PrimitiveString", "pos": [0, 1000], "mode": 0, "widgets_values": ["moody"],
+                       "outputs": [{"name": "STRING", "type": "STRING", "links": [91]}]},
+                      {"id": 22, "type": "PrimitiveFloat", "pos": [0, 1100], "mode": 0, "widgets_values": [2.0],
+                       "outputs": [{"name": "FLOAT", "type": "FLOAT", "links": [92]}]}]
+    data["links"] += [[90, 20, 0, 3, 3, "INT"], [91, 21, 0, 4, 3, "STRING"], [92, 22, 0, 4, 4, "FLOAT"]]
+    res = import_data(data)
+    assert res.graph.nodes["k_sampler_3_3"].params["seed"] == 1234
+    assert res.graph.nodes["clip_text_encode_4_1"].params["text"] == "moody"
+    assert res.graph.nodes["clip_text_encode_3_1"].params["text"] == "blurry, text"
+    assert ("group node Prompt and sample: its input 'guidance' sets a widget Kinograph cannot find in the group, so "
+            "that link is not carried" in "; ".join(res.report.entries["4:0"].notes))
+
+    def encode(index):
+        return {"type": "CLIPTextEncode", "pos": [0, 100 * index], "mode": 0, "index": index,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": None},
+                           {"name": "text", "type": "STRING", "widget": {"name": "text"}, "link": None}],
+                "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}],
+                "widgets_values": ["made with"]}
+    inner = [{"type": "PrimitiveNode", "pos": [0, 0], "mode": 0, "index": 0, "widgets_values": ["made with"],
+              "outputs": [{"name": "STRING", "type": "STRING", "links": [], "widget": {"name": "text"}}]},
+             encode(1), encode(2)]
+    definition = {"nodes": inner, "links": [[0, 0, 1, 1, 1, "STRING"], [0, 0, 2, 1, 2, "STRING"],
+                                            [None, 1, 1, 0, 3, "CLIP"], [None, 1, 2, 0, 4, "CLIP"]], "external": []}
+    nodes = [{"id": 1, "type": "CheckpointLoaderSimple", "pos": [0, 0], "mode": 0, "widgets_values": ["m.safetensors"],
+              "outputs": [{"name": "CLIP", "type": "CLIP", "links": [1, 2]}]},
+             {"id": 2, "type": "workflow>Both", "pos": [300, 0], "mode": 0, "widgets_values": ["a fox"],
+              "inputs": [{"name": "clip", "type": "CLIP", "link": 1}, {"name": "CLIPTextEncode clip", "type": "CLIP",
+                                                                       "link": 2}],
+              "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": []}]}]
+    data = {"nodes": nodes, "links": [[1, 1, 0, 2, 0, "CLIP"], [2, 1, 0, 2, 1, "CLIP"]],
+            "extra": {"groupNodes": {"Both": definition}}}
+    g = import_data(data).graph
+    assert [g.nodes[f"clip_text_encode_2_{k}"].params["text"] for k in (1, 2)] == ["a fox", "a fox"]
+    # widget values that do not fit: named on the first inner node the report lists, not on the primitive
+    nodes[1]["widgets_values"] = ["a fox", "extra"]
+    res = import_data(data)
+    assert res.graph.nodes["clip_text_encode_2_1"].params["text"] == "made with"
+    assert "group node Both: its 2 widget values do not match" in "; ".join(res.report.entries["2:1"].notes)
+
+
 def test_comfyroll_aspect_ratio_demo():
     """Comfyroll's own CR Aspect Ratio demo: the node was unmapped, so the import stopped. Its preset's size (SDXL 3:4,
     896x1152) and batch size reach EmptyLatentImage's widgets, and its own empty latent is decoded."""
@@ -116,6 +182,15 @@ def test_comfyroll_aspect_ratio_demo():
     assert g.inputs["vae_decode_2"] == {"latent": ("cr_aspect_ratio_1", "latent"), "vae": ("vae_loader_4", "vae")}
     assert g.inputs[own.id]["vae"] == ("vae_loader_4", "vae")
     assert res.report.entries["1"].status == "exact" and res.report.entries["7"].status == "exact"
+
+    # prescale_factor scales the size Comfyroll hands on and its latent, rounded down (int(896 * 0.7) = 627); the
+    # latents ComfyUI makes of 627 x 806 are 627 // 8 x 806 // 8 latent pixels, pictures of 624 x 800, where
+    # latent.empty refused 627 x 806 (as it refused the 910 x 512 preset)
+    data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
+    next(n for n in data["nodes"] if n["type"] == "CR Aspect Ratio")["widgets_values"][5] = 0.7
+    g = import_data(data).graph
+    assert g.nodes["empty_latent_image_7"].params == {"width": 624, "height": 800, "frames": 2}
+    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 624, "height": 800, "frames": 2}
 
     # a file from before prescale_factor (six outputs, batch_size in its widget's place), dimensions swapped, custom
     data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
@@ -199,6 +274,26 @@ def test_easy_use_pipe_chain_becomes_kinograph_nodes():
     res = import_data(_easy_use_graph("Preview"))
     assert "io.save_frames" not in {n.type for n in res.graph.nodes.values()}
     assert any("nothing in this workflow saves a file" in r for r in res.report.remarks)
+
+
+def test_easy_use_pipe_in_picture_is_encoded_as_the_latent():
+    """Easy-Use's pipeIn encodes a picture given without a latent with the pipe's VAE and makes it the pipe's latent
+    (image to image); the import kept the loader's empty latent, so kSampler drew a new picture, reported exact."""
+    data = _easy_use_graph()
+    data["nodes"] += ui_format([(7, "LoadImage", ["kite.png", "image"], {}, ["IMAGE", "MASK"])])["nodes"]
+    pipe_in = next(n for n in data["nodes"] if n["type"] == "easy pipeIn")
+    pipe_in["inputs"].append({"name": "image", "type": "IMAGE", "link": 99})
+    data["nodes"][-1]["outputs"][0]["links"] = [99]
+    data["links"].append([99, 7, 0, pipe_in["id"], len(pipe_in["inputs"]) - 1, "IMAGE"])
+    res = import_data(data)
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    enc = g.inputs[sample.id]["latent"][0]
+    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
+    assert g.nodes[enc].type == "vae.encode"
+    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
+    assert res.report.entries["4"].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch size); "
+                                             "here it is sampled once"]
 
 
 @pytest.fixture(scope="module")

@@ -562,6 +562,23 @@ def test_a_workflow_number_of_five_thousand_digits_is_named_with_its_line(tmp_pa
     assert "Traceback" not in err and f"{wf}:6: a number of 5,000 digits: Kinograph reads whole numbers of at most " \
         "1,000 digits (a seed has 20); the file is damaged or made to fail" in err, err
 
+
+def test_an_output_name_longer_than_the_file_system_holds_is_refused_before_anything_runs(tmp_path, capsys):
+    """A save path of a 300-byte name passed validate, and the writer failed with 'File name too long' once every
+    node before it had run (a generation's hours, lost); one of 5,000 bytes stopped validate and run in an OSError
+    traceback from the output checks' stat."""
+    from app.cli import main
+    for name, why in (("a" * 300 + ".mp4", "has a name of 304 bytes"),
+                      ("a" * 5000 + ".mp4", "has a name of 5,004 bytes"),
+                      ("abcdefghi/" * 500 + "x.mp4", "bytes long as a path; paths here hold at most")):
+        wf = tmp_path / "long.yaml"
+        wf.write_text("kinograph: 1\nnodes:\n  p: {type: generate.test_pattern, params: {frames: 1, width: 16, "
+                      f"height: 16}}}}\n  s: {{type: io.save_video, inputs: {{video: p.video}}, params: {{path: out/{name}}}}}\n")
+        assert main(["validate", str(wf)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"{wf}:4: node s: output 'path' (out/" in err and why in err, err
+    assert main(["run", str(wf)]) == 2 and not (tmp_path / "out").exists()
+
 def test_terminal_escapes_in_a_workflow_print_as_text(tmp_path, capsys):
     """An output path holding ESC [2J (clear the screen) and a fake 'finished: ok' line reached the terminal
     raw inside the refusal that quoted it: the screen was cleared and the refusal hidden. Everything the
@@ -1253,6 +1270,24 @@ def test_a_network_sized_from_its_files_shapes_is_refused_before_it_is_built(tmp
         load_model(str(tmp_path / "swin_bomb.safetensors"))
 
 
+
+
+def test_a_model_naming_more_blocks_than_any_published_one_is_refused_before_it_is_built():
+    """Converters take a network's depth from its numbered block names, and the network is built (on the meta
+    device) before its weights are matched: a file naming 20,000 HunyuanVideo 1.5 blocks by empty tensors (a few
+    hundred KB) built for minutes (22 s a thousand) before saying their weights were missing."""
+    import torch
+    from nodes.generate import converters
+    from nodes.generate.detect import Detection
+    state = {"patch_embedding.weight": torch.zeros(128, 16, 1, 2, 2), "proj_out.weight": torch.zeros(64, 128),
+             "condition_embedder.text_embedder.linear_1.weight": torch.zeros(128, 32),
+             "condition_embedder.time_embedder.linear_1.weight": torch.zeros(128, 256),
+             "blocks.0.ffn.net.0.proj.weight": torch.zeros(256, 128)}
+    state.update({f"blocks.{i}.pad": torch.zeros(0) for i in range(1, 600)})
+    with pytest.raises(NodeError, match=r"^wan_bomb.safetensors: its tensor names number 600 blocks of blocks.N; "
+                                        r"published models have at most a few hundred \(Kinograph reads at most 512\): "
+                                        r"the file is damaged or made to hang the loader"):
+        converters.build(Detection("diffusion_model", "wan"), state, None, "wan_bomb.safetensors")
 
 def test_an_upscaler_naming_more_layers_than_any_published_one_is_refused_before_spandrel_scans_it(tmp_path):
     """spandrel's detection scans every key once per layer number it finds: a SwinIR file naming 20,000 layers by

@@ -189,6 +189,22 @@ def test_spatial_upscaler_file_doubles_the_latent_like_diffusers(ltx, upscaled):
     assert info["note"].startswith("latent.ltx_upsample")
 
 
+
+def test_an_upscaler_naming_blocks_by_empty_tensors_is_refused_before_it_is_built(tmp_path):
+    """The upscaler's depth is the count of its res_blocks indices: a 2 MB file naming 3,000 of them by empty
+    tensors built 5 GB of blocks (55 s) before load_state_dict found their weights missing."""
+    from safetensors.torch import save_file
+
+    from graph_engine import NodeError
+    from nodes.generate.ltx_upsampler import load_upsampler
+    state = _tiny_upsampler().state_dict()
+    state.update({f"res_blocks.{i}.pad": torch.zeros(0) for i in range(1, 300)})
+    save_file(state, str(tmp_path / "ltxv-spatial-upscaler-0.9.8.safetensors"))
+    with pytest.raises(NodeError, match=r"ltxv-spatial-upscaler-0.9.8.safetensors: its tensor names and shapes make an "
+                                        r"LTX-Video latent upscaler of [\d,]+ values or more, far more than the file's "
+                                        r"[\d,]+: the file is damaged or made to fill memory"):
+        load_upsampler(tmp_path / "ltxv-spatial-upscaler-0.9.8.safetensors", torch.float32, "cpu")
+
 def test_timestep_conditioned_vae_decodes_as_comfyui(upscaled):
     """A 0.9.1+ VAE (timestep-conditioned) decodes as ComfyUI's LTXV VAE does: 2.5 % noise mixed into the normalised
     latent, decoder timestep 0.05 (Lightricks' decode_noise_scale / decode_timestep). Checked on the workflow's VAEDecode

@@ -242,13 +242,18 @@ def _ui_nodes(raw_nodes, remarks, prefix="") -> Dict[str, _UINode]:
     return out
 
 
-def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]]) -> Tuple[List[Dict], List[Any]]:
+def _expand_subgraphs(data: Dict[str, Any], remarks: Dict[str, List[str]],
+                      widget_names=lambda t: None) -> Tuple[List[Dict], List[Any]]:
     """Inline every subgraph instance, and every group node instance (ComfyUI's older bundles, made subgraphs by
     groupnodes.py): inner node ids become "<instance>:<inner>" (ComfyUI's own execution ids), links through the
     subgraph's input and output nodes are joined up."""
     defs = {s.get("id"): s for s in ((data.get("definitions") or {}).get("subgraphs") or []) if isinstance(s, dict)}
     nodes = [dict(n) for n in data.get("nodes") or []]
-    defs.update(group_definitions(nodes, data.get("extra"), remarks))
+
+    def spans(class_type, values):
+        names = widget_names(class_type)
+        return None if names is None else _widget_spans(names, values)
+    defs.update(group_definitions(nodes, data.get("extra"), remarks, spans))
     _check_size(_expanded_count(nodes, defs), " with its subgraphs expanded (each subgraph counts its nodes every "
                                               "time it is placed)")
     # a row that is neither (null, a number) links nothing; the inputs that named it say so in the report
@@ -492,7 +497,7 @@ def from_ui(data: Dict[str, Any], widget_names, bypass_unmapped: bool = False) -
     """`widget_names(class_type)` gives the positional widget names of a known class, or None. With `bypass_unmapped`
     a node of no known class that can pass its inputs through is bypassed, as ComfyUI bypasses a node."""
     flat = Flat({})
-    raw_nodes, raw_links = _expand_subgraphs(data, flat.remarks)
+    raw_nodes, raw_links = _expand_subgraphs(data, flat.remarks, widget_names)
     nodes = _ui_nodes(raw_nodes, flat.remarks)
     links = _links(raw_links)
     _broadcast(data, nodes, links, flat.remarks)
@@ -687,16 +692,22 @@ def _name_widgets(names, values) -> Dict[str, Any]:
     true/false "randomize" toggle: a boolean after the seed, when the file holds one value more than the
     widgets, is that toggle (read as steps, it shifted every later value one place). Values past the known
     widgets are left: the frontend stores some of its own there (an upload button, a preview)."""
-    out, k = {}, 0
+    return {name: values[a] for name, a, _ in _widget_spans(names, values)}
+
+
+def _widget_spans(names, values) -> List[Tuple[str, int, int]]:
+    """Each named widget's place in `values`: (name, start, stop), a seed's span taking its control value."""
+    out, k = [], 0
     for name in names:
         if k >= len(values):
             break
-        out[name] = values[k]
+        a = k
         k += 1
         if name in SEED_WIDGETS and k < len(values) and (
                 (isinstance(values[k], str) and values[k] in CONTROL_VALUES)
                 or (isinstance(values[k], bool) and len(values) > len(names))):
             k += 1
+        out.append((name, a, k))
     return out
 
 

@@ -24,10 +24,12 @@ def group_name(node_type: Any) -> Optional[str]:
     return None
 
 
-def group_definitions(nodes: List[Any], extra: Any, remarks: Dict[str, List[str]]) -> Dict[str, Dict[str, Any]]:
+def group_definitions(nodes: List[Any], extra: Any, remarks: Dict[str, List[str]],
+                      spans=lambda class_type, values: None) -> Dict[str, Dict[str, Any]]:
     """Instance type -> a subgraph definition (definitions.subgraphs' shape) for every group node instance in `nodes`
     (the file's nodes, copied: each instance found is given a type of its own and its inputs renamed) whose definition
-    extra.groupNodes holds; `remarks` gets a line for an instance whose widget values cannot be placed."""
+    extra.groupNodes holds; `remarks` gets a line for an instance whose widget values cannot be placed. `spans(class,
+    values)` gives a known class's widgets' places in its values, [(name, start, stop)], or None."""
     groups = extra.get("groupNodes") if isinstance(extra, dict) else None
     if not isinstance(groups, dict):
         return {}
@@ -39,7 +41,7 @@ def group_definitions(nodes: List[Any], extra: Any, remarks: Dict[str, List[str]
             # one definition per instance: each instance's widget values go into its own copy of the inner nodes
             key = f"{inst['type']}\x00{inst.get('id')}"
             inst["type"] = key
-            out[key] = _as_subgraph(name, d, inst, remarks)
+            out[key] = _as_subgraph(name, d, inst, remarks, spans)
     return out
 
 
@@ -52,7 +54,7 @@ def _has_slots(node: Dict[str, Any], idx: int, links_from, links_to) -> bool:
     return t not in ("Note", "MarkdownNote")
 
 
-def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks) -> Dict[str, Any]:
+def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks, spans) -> Dict[str, Any]:
     nodes = [n for n in d["nodes"] if isinstance(n, dict)]
     inner: List[Tuple[int, int, int, int]] = []
     for row in d.get("links") or []:
@@ -86,7 +88,7 @@ def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks) ->
         for s in range(len(m["outputs"])):
             if s not in read.get(idx, ()) or (idx, s) in external:
                 outputs.append((idx, s))
-    _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks)
+    _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks, spans)
     _place_at(sub_nodes, inst.get("pos"))
 
     # the instance's inputs in the order the frontend made them: its slots, then the widgets turned into inputs
@@ -98,6 +100,21 @@ def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks) ->
     for ks, inner_ins in ((inst_slots, slot_inputs), (inst_widgets, widget_inputs)):
         for k, t in zip(ks, inner_ins):
             targets[k] = t
+    # widgets the user turned into inputs on the instance come after those; each names the group widget it sets
+    names = _group_widget_names(sub_nodes, links_from, links_to, spans) if inst_widgets[len(widget_inputs):] else {}
+    for k in inst_widgets[len(widget_inputs):]:
+        w = ins[k]["widget"]
+        hit = names.get(w.get("name") if isinstance(w, dict) else w)
+        if hit is None:
+            if ins[k].get("link") is not None:
+                _remark(inst, sub_nodes, remarks, f"group node {name}: its input {ins[k].get('name')!r} sets a "
+                        "widget Kinograph cannot find in the group, so that link is not carried; set the value on "
+                        "the inner node")
+            continue
+        idx, widget = hit
+        sub_nodes[idx]["inputs"].append({"name": widget, "type": ins[k].get("type"), "widget": {"name": widget},
+                                         "link": None})
+        targets[k] = (idx, len(sub_nodes[idx]["inputs"]) - 1)
     # the subgraph's input k is the instance's input k (the subgraph expansion matches them by name)
     for k, i in enumerate(ins):
         i["name"] = f"{k}"
@@ -110,6 +127,46 @@ def _as_subgraph(name: str, d: Dict[str, Any], inst: Dict[str, Any], remarks) ->
         links.append({"id": len(links) + 1, "origin_id": a, "origin_slot": sa, "target_id": -20, "target_slot": k})
     return {"id": inst["type"], "name": name, "nodes": sub_nodes, "links": links, "inputs": sub_inputs,
             "outputs": [{"name": f"{k}"} for k in range(len(outputs))]}
+
+
+def _remark(inst, inner, remarks, text) -> None:
+    """`text` on the instance's first inner node the report lists (the instance itself is expanded away, and a
+    primitive or reroute is folded into the nodes it feeds)."""
+    shown = next((m for m in inner if m.get("type") not in ("PrimitiveNode", "Reroute", "Note", "MarkdownNote")),
+                 None)
+    remarks.setdefault(f"{inst.get('id')}:{shown['id']}" if shown else str(inst.get("id")), []).append(text)
+
+
+def _group_widget_names(sub_nodes, links_from, links_to, spans) -> Dict[str, Tuple[int, str]]:
+    """The group's widget names -> (inner node, widget), as groupNode.js names them (getInputConfig): node by node,
+    its widgets and then its unlinked inputs take their own names; a name an earlier one took is given as
+    '<inner title or type> <name>', and if that is taken too, '<title or type> <n> <name>'."""
+    seen: Dict[str, int] = {}
+    out: Dict[str, Tuple[int, str]] = {}
+
+    def take(m, own):
+        given = own
+        if given in seen or (m.get("type") == "PrimitiveNode" and m.get("title")):
+            prefix = f"{m.get('title') or m.get('type')} "
+            given = prefix + own
+            if given in seen:
+                given = f"{prefix}{seen[given]} {own}"
+        seen[given] = seen.get(given, 1) + 1
+        return given
+
+    for idx, m in enumerate(sub_nodes):
+        if not _has_slots(m, idx, links_from, links_to):
+            continue
+        converted = {i["widget"].get("name") for i in m["inputs"] if isinstance(i.get("widget"), dict)}
+        widgets = ["value"] if m.get("type") == "PrimitiveNode" else \
+            [w for w, _, _ in spans(m.get("type"), m.get("widgets_values") or []) or ()]
+        for w in widgets:
+            if w not in converted:
+                out.setdefault(take(m, w), (idx, w))
+        for s, i in enumerate(m["inputs"]):
+            if not isinstance(i.get("widget"), dict) and s not in links_to.get(idx, ()):
+                take(m, str(i.get("name")))
+    return out
 
 
 def _place_at(sub_nodes, pos) -> None:
@@ -126,20 +183,40 @@ def _place_at(sub_nodes, pos) -> None:
             m["pos"] = [p[0] + dx, p[1] + dy]
 
 
-def _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks) -> None:
-    """The instance's widget values, node by node, over the inner nodes' own (the values when the group was made)."""
+def _place_widget_values(name, inst, sub_nodes, links_from, links_to, remarks, spans) -> None:
+    """The instance's widget values over the inner nodes' own (the values when the group was made), in the order
+    groupNode.js gives the group its widgets: each inner node's widgets node by node, then the inner widgets that were
+    converted to inputs and are not linked inside, node by node (its processConvertedWidgets runs after every node). A
+    converted widget linked inside has no widget on the group: the inner node keeps its value."""
     values = inst.get("widgets_values")
     if not isinstance(values, list):
         return
     owners = [m for idx, m in enumerate(sub_nodes)
               if _has_slots(m, idx, links_from, links_to) and isinstance(m.get("widgets_values"), list)]
-    if sum(len(m["widgets_values"]) for m in owners) != len(values):
-        remarks.setdefault(f"{inst.get('id')}:{owners[0]['id']}" if owners else str(inst.get("id")), []).append(
-            f"group node {name}: its {len(values)} widget values do not match its definition's inner nodes, so the "
-            "inner nodes keep the values the group was made with; check them against ComfyUI")
-        return
-    k = 0
+    first, last = [], []            # (inner node, places in its widgets_values)
+    unknown = None
     for m in owners:
-        n = len(m["widgets_values"])
-        m["widgets_values"] = list(values[k:k + n])
-        k += n
+        converted = [(s, i["widget"]["name"]) for s, i in enumerate(m["inputs"]) if isinstance(i.get("widget"), dict)]
+        places = {}
+        if converted:
+            places = {w: range(a, b) for w, a, b in spans(m.get("type"), m["widgets_values"]) or ()}
+            if any(w not in places for _, w in converted):
+                unknown = m.get("type")
+        taken = {p for _, w in converted for p in places.get(w, ())}
+        first.append((m, [p for p in range(len(m["widgets_values"])) if p not in taken]))
+        last.extend((m, list(places.get(w, ()))) for s, w in converted if s not in links_to.get(m["id"], ()))
+    order = first + last
+    if unknown is not None or sum(len(p) for _, p in order) != len(values):
+        why = (f"its inner {unknown} has widgets turned into inputs, whose places Kinograph does not know"
+               if unknown is not None else
+               f"its {len(values)} widget values do not match its definition's inner nodes")
+        _remark(inst, owners, remarks, f"group node {name}: {why}, so the inner nodes keep the values the group was "
+                                       "made with; check them against ComfyUI")
+        return
+    for m in owners:
+        m["widgets_values"] = list(m["widgets_values"])
+    k = 0
+    for m, places in order:
+        for p in places:
+            m["widgets_values"][p] = values[k]
+            k += 1

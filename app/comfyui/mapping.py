@@ -653,8 +653,9 @@ RULES: Dict[str, Rule] = {
                           special="cr_lora_stack"),
     "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
                                 ("model", "text_encoder"), special="apply_lora_stack"),
-    # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, handed
-    # on as numbers known at import, and its empty latent (latent.empty, sized from the VAE as EmptyLatentImage's)
+    # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, scaled
+    # by prescale_factor, handed on as numbers known at import, and its empty latent (latent.empty, sized from the VAE
+    # as EmptyLatentImage's)
     "CR Aspect Ratio": Rule("latent.empty", ("width", "height", "aspect_ratio", "swap_dimensions", "upscale_factor",
                                              "prescale_factor", "batch_size"), (),
                             outputs=(None, None, None, None, None, "latent", None), special="cr_aspect_ratio"),
@@ -1514,6 +1515,19 @@ RULES: Dict[str, Rule] = {
     # ComfyUI's core VIDEO type: a Kinograph clip is its frames, with its frame rate and audio
     "LoadVideo": Rule("io.load_video", ("file", "upload"), (P("file", "path", comfy_file),), outputs=("video",),
                       ignore={"upload": None}),
+    # sound for Wan 2.2 S2V: the file, the wav2vec2 speech encoder and its features of the sound
+    "LoadAudio": Rule("io.load_audio", ("audio", "audioUI", "upload"), (P("audio", "path", comfy_file),),
+                      outputs=("audio",), ignore={"audioUI": None, "upload": None}),
+    "AudioEncoderLoader": Rule("load.audio_encoder", ("audio_encoder_name",), (P("audio_encoder_name", "name"),),
+                               outputs=("audio_encoder",)),
+    "AudioEncoderEncode": Rule("encode.audio", (), (), {"audio_encoder": "audio_encoder", "audio": "audio"},
+                               ("audio_embeds",),
+                               note="a sound not at 16 kHz is resampled with ffmpeg's resampler where ComfyUI uses "
+                                    "torchaudio's: the features differ by the two filters' difference only"),
+    "LatentCut": Rule("latent.cut", ("dim", "index", "amount"),
+                      (P("dim", "axis"), P("index", "index"), P("amount", "amount")), {"samples": "latent"}, ("latent",)),
+    "LatentConcat": Rule("latent.concat", ("dim",), (P("dim", "axis"),), {"samples1": "latent", "samples2": "other"},
+                         ("latent",)),
     "GetVideoComponents": Rule(None, (), (), {"video": "video"}, fold=True, special="video_components"),
     # a switch and arithmetic on constants: their results are known from the file, as ComfyUI knows them before
     # it runs anything (a switch or value that depends on a running node stays not mapped)
@@ -1698,6 +1712,12 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
+    # Wan 2.2 S2V: its sound, speech encoder and features import (io.load_audio, load.audio_encoder, encode.audio);
+    # the sampling side does not yet
+    **{name: "not mapped yet: Wan 2.2 S2V's sound-to-video conditioning (the S2V transformer's audio layers, "
+             "which read encode.audio's features into every block, and its reference and motion frames) is not in "
+             "Kinograph's Wan model; LoadAudio, AudioEncoderLoader and AudioEncoderEncode import already"
+       for name in ("WanSoundImageToVideo", "WanSoundImageToVideoExtend")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

@@ -200,3 +200,64 @@ def adain_latent(latent: Latent, reference: Latent, factor: float, per_frame: bo
     i_sd, i_mean = torch.std_mean(flat(x), dim=-1, keepdim=True)
     matched = ((flat(x) - i_mean) / i_sd * r_sd + r_mean).reshape(x.shape)
     return replace(latent, samples=torch.lerp(x, matched, float(factor)).to(latent.samples.dtype))
+
+
+_AXES = {"x": -1, "y": -2, "t": -3}
+
+
+def _sized(latent: Latent, samples, mask) -> Latent:
+    """`latent` holding `samples` (cut or joined along an axis): the pixel size and frames it decodes to follow."""
+    from nodes.generate.families import family as family_spec
+    t, h, w = latent.samples.shape[2:]
+    nt, nh, nw = samples.shape[2:]
+    frames = family_spec(latent.family).pixel_frames(nt) if nt != t else latent.frames
+    return replace(latent, samples=samples.contiguous(), mask=mask, frames=frames,
+                   width=nw * (latent.width // w), height=nh * (latent.height // h))
+
+
+def cut_latent(latent: Latent, axis: str, index: int, amount: int) -> Latent:
+    """`amount` latent frames (t), rows (y) or columns (x) from `index` on (negative: from the end), clamped to
+    what there is, as ComfyUI's LatentCut cuts them."""
+    from graph_engine import NodeError
+    if axis not in _AXES:
+        raise NodeError(f"axis {axis!r}: choose one of {', '.join(_AXES)}")
+    if amount < 1:
+        raise NodeError(f"amount must be 1 or more, got {amount}")
+    d, n = _AXES[axis], latent.samples.shape[_AXES[axis]]
+    if index >= 0:
+        index = min(index, n - 1)
+        amount = min(n - index, amount)
+    else:
+        index = max(index, -n)
+        amount = min(-index, amount)
+        index += n
+    mask = latent.mask.narrow(d, index, amount) if latent.mask is not None else None
+    return _sized(latent, latent.samples.narrow(d, index, amount), mask)
+
+
+def concat_latents(first: Latent, second: Latent, axis: str) -> Latent:
+    """`second` joined after `first` along an axis (t: frames, y: rows, x: columns), as ComfyUI's LatentConcat
+    joins them; "-t", "-y", "-x" put `second` first. Their other sizes must agree; `second`'s batch is repeated to
+    `first`'s."""
+    import torch
+    from graph_engine import NodeError
+    if axis.lstrip("-") not in _AXES:
+        raise NodeError(f"axis {axis!r}: choose one of x, -x, y, -y, t, -t")
+    if first.family != second.family:
+        raise NodeError(f"cannot join a {first.family} latent and a {second.family} latent: they decode with "
+                        f"different VAEs")
+    d = _AXES[axis.lstrip("-")]
+    a, b = first.samples, second.samples
+    if b.shape[0] != a.shape[0]:
+        b = b.repeat(-(-a.shape[0] // b.shape[0]), 1, 1, 1, 1)[:a.shape[0]]
+    others = [i for i in range(1, 5) if i != 5 + d]
+    if [a.shape[i] for i in others] != [b.shape[i] for i in others]:
+        raise NodeError(f"cannot join latents of {tuple(a.shape[1:])} and {tuple(b.shape[1:])} (channels, frames, "
+                        f"height, width) along {axis.lstrip('-')}: their other sizes differ")
+    pair = (b, a) if axis.startswith("-") else (a, b)
+    masks = None
+    if first.mask is not None or second.mask is not None:
+        def whole(lat, like):          # no mask: every latent pixel is generated
+            return lat.mask if lat.mask is not None else torch.ones_like(like[:1, :1])
+        masks = (whole(second, b), whole(first, a)) if axis.startswith("-") else (whole(first, a), whole(second, b))
+    return _sized(first, torch.cat(pair, dim=d), torch.cat(masks, dim=d) if masks else None)

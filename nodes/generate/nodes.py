@@ -932,6 +932,29 @@ def latent_adain(ctx, latent: LATENT, reference: LATENT,
     return adain_latent(latent, reference, factor, per_frame)
 
 
+@node("latent.cut", title="Cut Latent", category="Latent")
+def latent_cut(ctx, latent: LATENT,
+               axis: str = Param("t", choices=("t", "y", "x"), help="t: frames, y: rows, x: columns"),
+               index: int = Param(0, min=-16384, max=16384, help="the first one kept (negative: counted from the end)"),
+               amount: int = Param(1, min=1, max=16384, help="how many are kept (fewer where the latent ends)")
+               ) -> LATENT:
+    """Keep a run of a latent's frames (or rows, or columns), as ComfyUI's LatentCut: Wan 2.2 S2V's template
+    keeps the first frame of a clip this way."""
+    from nodes.generate.latent import cut_latent
+    return cut_latent(latent, axis, index, amount)
+
+
+@node("latent.concat", title="Join Latents", category="Latent")
+def latent_concat(ctx, latent: LATENT, other: LATENT,
+                  axis: str = Param("t", choices=("t", "-t", "y", "-y", "x", "-x"),
+                                    help="t: other's frames after latent's; y: below, x: right; -t, -y, -x: "
+                                         "other first")) -> LATENT:
+    """Join two latents of one family along frames, rows or columns, as ComfyUI's LatentConcat: Wan 2.2 S2V's
+    template joins each continued clip after the ones before it."""
+    from nodes.generate.latent import concat_latents
+    return concat_latents(latent, other, axis)
+
+
 # ComfyUI core keeps them in latent_upscale_models/, Lightricks' node pack in upscale_models/.
 _LATENT_UPSCALERS = locator("latent_upscale_models", "upscale_models")
 

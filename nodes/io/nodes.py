@@ -5,7 +5,7 @@ from typing import Optional
 import numpy as np
 
 from graph_engine import Input, Param, node
-from graph_engine.types import IMAGE, MASK, VIDEO
+from graph_engine.types import AUDIO, IMAGE, MASK, VIDEO
 
 from .images import FRAME_FORMATS
 from .video_read import DEINTERLACE
@@ -97,6 +97,18 @@ def add_audio(ctx, video: VIDEO,
     beat_frames) and logged: the frames to cut on with video.trim."""
     from .sound import with_song
     return with_song(video, path, offset, fit, ctx.log, ctx.report, at, mix, gain, clip_gain)
+
+
+@node("io.load_audio", title="Load Audio", category="Input/Output")
+def load_audio(ctx, path: str = Param("", kind="path", required=True,
+                                      help="a sound file (wav, mp3, flac, m4a, ogg) or a video whose sound to take"),
+               start: float = Param(0.0, min=0.0, help="seconds into the file where the sound starts"),
+               duration: float = Param(0.0, min=0.0, help="seconds of it to take; 0 = to its end")) -> AUDIO:
+    """A sound from a file (ComfyUI's LoadAudio), for encode.audio: a voice or a song for Wan 2.2 S2V to move a
+    character by. The file is checked when the node runs: one that is missing, damaged, holds no sound or ends
+    before `start` is named then."""
+    from .sound import sound_span
+    return sound_span(path, start, duration)
 
 
 @node("io.load_frames", title="Load Frames", category="Input/Output")

@@ -43,16 +43,17 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
-def read_sound(path: str) -> tuple:
+def read_sound(path: str, rate_out: int = ANALYSIS_RATE) -> tuple:
     """(seconds of sound in `path`, counted by decoding it, for an MP3's header states only an estimate; the
-    sound as mono float samples at ANALYSIS_RATE, for beat_times). Raises NodeError naming what is wrong."""
+    sound as mono float samples at `rate_out`: ANALYSIS_RATE for beat_times). Raises NodeError naming what is
+    wrong."""
     import av
     why = sound_problem(path)
     if why:
         raise NodeError(why)
     name, samples, rate, mono = Path(path).name, 0, 0, []
     # Mixed to one channel by the resampler: PyAV's to_ndarray crashed the process on 8-channel (7.1) frames.
-    down = av.AudioResampler(format="flt", layout="mono", rate=ANALYSIS_RATE)
+    down = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
     try:
         with av.open(str(path)) as c:
             for frame in c.decode(c.streams.audio[0]):
@@ -67,6 +68,15 @@ def read_sound(path: str) -> tuple:
     if not samples or not rate:
         raise NodeError(f"{name} holds a sound track with no sound in it (0 samples): {REDO}")
     return samples / rate, np.concatenate(mono) if mono else np.zeros(0, np.float32)
+
+
+def sound_span(path: str, start: float, duration: float) -> Audio:
+    """The sound of `path` from `start` seconds for `duration` (0: to its end), checked to be there."""
+    total, _ = read_sound(path)
+    if start >= total:
+        raise NodeError(f"start {start:g} s is past the end of {Path(path).name} ({clock(total)} of sound): give a "
+                        f"start below {total:.2f}")
+    return Audio(str(path), float(start), min(duration, total - start) if duration > 0 else total - start)
 
 
 def with_song(clip: Clip, path: str, offset: float, fit: str, log: Callable[[str], None],

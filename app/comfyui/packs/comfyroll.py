@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..flatten import Ref
 from ..out import Out
+from .core import comfy_latent_size
 
 
 class Comfyroll:
@@ -35,13 +36,17 @@ class Comfyroll:
         values = {k: self.resolve(cn.inputs.get(k)) for k in rule.widgets}
         if old:
             values["batch_size"], values["prescale_factor"] = values["prescale_factor"], None
-        for k in ("width", "height", "aspect_ratio", "swap_dimensions", "batch_size"):
+        for k in ("width", "height", "aspect_ratio", "swap_dimensions", "batch_size") + (() if old else
+                                                                                         ("prescale_factor",)):
             if isinstance(values[k], Out) or values[k] is None:
                 self.not_constant(cn, k)
                 return None
         width, height = CR_ASPECT_RATIOS.get(values["aspect_ratio"], (values["width"], values["height"]))
         if values["swap_dimensions"] == "On":
             width, height = height, width
+        if not old:
+            # Comfyroll scales the size it hands on (and its latent) by prescale_factor, rounding down
+            width, height = int(width * values["prescale_factor"]), int(height * values["prescale_factor"])
         slots = (("width", width), ("height", height), ("upscale_factor", values["upscale_factor"]),
                  ("batch_size", values["batch_size"])) if old else \
             (("width", width), ("height", height), ("upscale_factor", values["upscale_factor"]),
@@ -51,7 +56,9 @@ class Comfyroll:
         latent = len(slots)
         if not self.slot_read(cn.id, latent):
             return []
-        nid = self.add(rule.node, cn, {"width": width, "height": height, "frames": values["batch_size"]})
+        size = {"width": width, "height": height}
+        comfy_latent_size(size)         # its latent is height // 8 x width // 8, though the numbers stay as they are
+        nid = self.add(rule.node, cn, {**size, "frames": values["batch_size"]})
         self.outs[(cn.id, latent)] = Out((nid, "latent"))
         self.pending_vae.append((nid, cn.id))
         return [nid]

@@ -119,6 +119,8 @@ class CoreNodes:
         return []
 
     def special_empty_latent(self, cn, rule, params, notes):
+        if cn.class_type == "EmptyLatentImage":
+            comfy_latent_size(params)
         nid = self.plain(cn, rule, params, notes)
         self.pending_vae.append((nid, cn.id))
         return [nid]
@@ -214,6 +216,16 @@ class CoreNodes:
         self.link(Out((loader, "model")), made, "model")
         self.outs[(cn.id, 0)] = Out((made, "model"))
         return [loader, made]
+
+
+def comfy_latent_size(params: Dict[str, Any]) -> None:
+    """ComfyUI's SD latent is width // 8 by height // 8 latent pixels, so a size of no multiple of 8 (Comfyroll's
+    910 x 512 preset) comes out as the multiple below it (904 x 512); latent.empty, which refuses a size its VAE does
+    not divide, is given that."""
+    for k in ("width", "height"):
+        v = params.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v % 8:
+            params[k] = v - v % 8
 
 
 def comfy_denoise(params: Dict[str, Any]) -> None:

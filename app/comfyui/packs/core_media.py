@@ -14,6 +14,14 @@ class CoreMedia:
         fps = {"fps": params["fps"]} if params.get("fps") is not None else {}
         self.outs[(cn.id, 0)] = Out(base.port, {**base.attrs, **fps})
         audio = self.resolve(cn.inputs.get("audio"))
+        song = self.graph.nodes.get(audio.port[0]) if isinstance(audio, Out) and audio.port else None
+        if song is not None and song.type == "io.load_audio" and base.port:
+            # a sound file (LoadAudio: S2V's voice) is laid under the frames, as ComfyUI muxes it
+            nid = self.add("io.add_audio", cn, {"path": song.params.get("path", ""),
+                                                "offset": song.params.get("start", 0.0)})
+            self.link(base, nid, "video")
+            self.outs[(cn.id, 0)] = Out((nid, "video"), {**base.attrs, **fps})
+            return [nid]
         if "audio" in cn.inputs and not (isinstance(audio, Out) and "clip_audio" in audio.attrs and
                                          self.rate_kept(cn, audio.attrs["clip_audio"])):
             # the clip's own sound travels with its frames in Kinograph; any other sound is not joined to them

@@ -21,14 +21,27 @@ class EasyUse:
         return dict(v.attrs["pipe"]) if isinstance(v, Out) and isinstance(v.attrs.get("pipe"), dict) else {}
 
     def special_easy_pipe_in(self, cn, rule, params, notes):
-        """Each field its own input where linked, else the given pipe's."""
+        """Each field its own input where linked, else the given pipe's. A picture given without a latent is the
+        pipe's new latent, encoded with the pipe's VAE (pipeIn's image to image)."""
         pipe = self.pipe_of(cn)
         for name, field in PIPE_FIELDS.items():
             v = self.resolve(cn.inputs.get(name))
             if isinstance(v, Out):
                 pipe[field] = v
+        made = []
+        if isinstance(self.resolve(cn.inputs.get("image")), Out) and not isinstance(
+                self.resolve(cn.inputs.get("latent")), Out):
+            enc = self.add("vae.encode", cn, {}, "_encode")
+            made.append(enc)
+            self.link(pipe["images"], enc, "video")
+            if not self.link(pipe.get("vae"), enc, "vae"):
+                notes.append("the pipe carries no VAE that Kinograph made; connect vae.encode's vae by hand")
+            pipe["samples"] = Out((enc, "latent"))
+            if pipe.get("batch_size", 1) != 1:
+                notes.append(f"ComfyUI repeats the encoded picture {pipe['batch_size']} times (the loader's batch "
+                             "size); here it is sampled once")
         self.outs[(cn.id, 0)] = Out(None, {"pipe": pipe})
-        return []
+        return made
 
     def special_easy_pipe_out(self, cn, rule, params, notes):
         pipe = self.pipe_of(cn)

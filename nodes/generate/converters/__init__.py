@@ -94,11 +94,22 @@ def decoder_sizes(state: Dict[str, object], head: int) -> dict:
                 num_key_value_heads=int(state["layers.0.self_attn.k_proj.weight"].shape[0]) // head)
 
 
+# Numbered blocks of one kind a file may name: published models have at most a few hundred (text encoders' layers
+# included). The network is built with that many before its weights are matched: a file naming 20,000 HunyuanVideo
+# 1.5 blocks by empty tensors (a few hundred KB) took 22 s a thousand on the meta device, minutes before any message.
+MAX_BLOCKS = 512
+
+
 def count(state: Dict[str, object], pattern: str) -> int:
-    """How many distinct indices fill `{}` in a key pattern (e.g. number of blocks)."""
+    """How many distinct indices fill `{}` in a key pattern (e.g. number of blocks); NodeError past MAX_BLOCKS."""
     import re
     rx = re.compile("^" + re.escape(pattern).replace(r"\{\}", r"(\d+)"))
-    return len({m.group(1) for k in state for m in [rx.match(k)] if m})
+    found = len({m.group(1) for k in state for m in [rx.match(k)] if m})
+    if found > MAX_BLOCKS:
+        raise NodeError(f"its tensor names number {found:,} blocks of {pattern.replace('{}', 'N').rstrip('.')}; published models "
+                        f"have at most a few hundred (Kinograph reads at most {MAX_BLOCKS}): the file is damaged or made to hang "
+                        "the loader. Get it again from where it was published")
+    return found
 
 
 def build(det, state: Dict[str, object], dtype, where: str):

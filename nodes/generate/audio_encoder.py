@@ -1,0 +1,107 @@
+"""wav2vec2 speech encoders as ComfyUI keeps them (audio_encoders/wav2vec2_large_english_fp16.safetensors): the
+features Wan 2.2 S2V reads a voice by (ComfyUI's AudioEncoderLoader and AudioEncoderEncode).
+
+ComfyUI's file holds transformers' Wav2Vec2Model tensors under their own names (a `wav2vec2.` prefix dropped,
+a CTC head, if any, ignored), so the model is transformers' own, its size read from the tensors' shapes."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from graph_engine import NodeError
+
+RATE = 16000                # what wav2vec2 hears: ComfyUI resamples every sound to it
+FPS = 50                    # its feature frames a second (a 320-sample hop)
+HEAD_DIM = 64               # wav2vec2 base (768 / 12) and large (1024 / 16) alike; the file does not say it
+_PROBE = "feature_projection.projection.weight"
+# weight-normed positional conv: older files keep weight_g / weight_v, torch's parametrization names them so
+_WEIGHT_NORM = {"weight_g": "parametrizations.weight.original0", "weight_v": "parametrizations.weight.original1"}
+
+
+def _renamed(sd: dict) -> dict:
+    out = {}
+    for k, v in sd.items():
+        k = k.removeprefix("wav2vec2.")
+        stem, _, last = k.rpartition(".")
+        out[f"{stem}.{_WEIGHT_NORM[last]}" if k.startswith("encoder.pos_conv_embed.conv.") and last in _WEIGHT_NORM
+            else k] = v
+    return out
+
+
+def config_of(sd: dict):
+    """transformers' Wav2Vec2Config for the tensors of `sd` (ComfyUI's names)."""
+    from transformers import Wav2Vec2Config
+    convs = sorted({int(m[1]) for k in sd if (m := re.match(r"feature_extractor\.conv_layers\.(\d+)\.", k))})
+    layers = {int(m[1]) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+    hidden = sd[_PROBE].shape[0]
+    pos = sd["encoder.pos_conv_embed.conv.parametrizations.weight.original1"].shape
+    kernels = [sd[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1] for i in convs]
+    return Wav2Vec2Config(
+        hidden_size=hidden, num_hidden_layers=len(layers), num_attention_heads=max(1, hidden // HEAD_DIM),
+        intermediate_size=sd["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0],
+        conv_dim=[sd[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[0] for i in convs],
+        conv_kernel=kernels, conv_stride=[5 if k == 10 else 2 for k in kernels],
+        conv_bias=f"feature_extractor.conv_layers.{convs[-1]}.conv.bias" in sd,
+        feat_extract_norm="layer" if f"feature_extractor.conv_layers.{convs[-1]}.layer_norm.weight" in sd else "group",
+        num_conv_pos_embeddings=pos[2], num_conv_pos_embedding_groups=hidden // pos[1],
+        do_stable_layer_norm=True, vocab_size=None, mask_time_prob=0.0)
+
+
+def build(path: Path, dtype, device: str):
+    """transformers' Wav2Vec2Model holding the file's weights; a file that is not a wav2vec2 encoder, or lacks
+    some of its tensors, is named with what is wrong."""
+    import torch
+    from transformers import Wav2Vec2Model
+    from nodes.generate.weights import load_weights
+    sd = _renamed(load_weights(path))
+    if _PROBE not in sd or "encoder.pos_conv_embed.conv.parametrizations.weight.original1" not in sd:
+        raise NodeError(f"{path.name} is not a wav2vec2 speech encoder (no {_PROBE}): Wan 2.2 S2V reads "
+                        f"audio_encoders/wav2vec2_large_english_fp16.safetensors")
+    with torch.device("meta"):
+        model = Wav2Vec2Model(config_of(sd))
+    want = model.state_dict()
+    missing = sorted(set(want) - set(sd))
+    if missing:
+        raise NodeError(f"{path.name} lacks {len(missing)} of a wav2vec2 encoder's tensors ({', '.join(missing[:3])}"
+                        f"...): the file is cut short or another model's; download it again")
+    model.load_state_dict({k: sd[k].to(torch.float32) for k in want}, assign=True)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def samples(audio) -> np.ndarray:
+    """The span of `audio` (graph_engine.Audio) as mono float samples at RATE."""
+    from nodes.io.sound import read_sound
+    _, mono = read_sound(audio.path, RATE)
+    start = int(round(audio.start * RATE))
+    stop = len(mono) if audio.duration is None else start + int(round(audio.duration * RATE))
+    return mono[start:stop]
+
+
+def encode(model, mono: np.ndarray) -> dict:
+    """Every layer's features of `mono` (RATE Hz), as ComfyUI's wav2vec2 gives them: the sound normalised to zero
+    mean and unit variance, the input to each transformer layer and the last layer's output after the final
+    norm. {"layers": [layers + 1, frames, width], "last": [frames, width], "fps": FPS}."""
+    import torch
+    if len(mono) < 400:      # the conv stack's receptive field: shorter gives no frame at all
+        raise NodeError(f"the sound is {len(mono) / RATE * 1000:.0f} ms long: the speech encoder needs at least "
+                        f"25 ms (give a longer span)")
+    x = torch.as_tensor(np.asarray(mono, np.float32))[None]
+    x = (x - x.mean()) / torch.sqrt(x.var() + 1e-7)
+    p = next(model.parameters())
+    with torch.no_grad():
+        out = model(x.to(p.device, p.dtype), output_hidden_states=True)
+    layers = torch.cat(out.hidden_states).float().cpu()
+    return {"layers": layers, "last": layers[-1], "fps": FPS}
+
+
+def load(mm, name: str, device: str):
+    """The encoder in `name` (a file in audio_encoders/), cached by the model manager."""
+    from nodes.generate.handles import ComponentHandle
+    from nodes.generate.model_manager import dtype_of, resolve_model_path
+    path = resolve_model_path(name, "audio_encoders", "speech encoder (wav2vec2)")
+    _, dtype = dtype_of("auto", "wan", device)
+    model = mm.cached(("audio_encoder", str(path.resolve()), str(dtype), device), lambda: build(path, dtype, device),
+                      files=(path,))
+    return ComponentHandle("wan", str(path), model, "audio_encoder", device)
