@@ -286,3 +286,20 @@ def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
     for got, want in ((got_v, video), (got_a, audio)):
         assert got.shape == want.shape
         assert ((got - want).norm() / want.norm()).item() < 1e-5
+    # vae.decode: the frames and, as the clip's sound, a 16-bit WAV of the waveform LTX2Pipeline decodes
+    import wave
+    import numpy as np
+    from nodes.generate.vae_ops import decode_latent
+    clip = decode_latent(loaded["vae"], out)
+    frames, sound = ref(prompt=PROMPT, negative_prompt="blurry", height=64, width=64, num_frames=9, frame_rate=24.0,
+                        num_inference_steps=2, guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0,
+                        audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
+                        audio_guidance_rescale=0.0, generator=torch.Generator().manual_seed(3), output_type="np",
+                        return_dict=False)
+    assert np.abs(clip.to_array() / 255.0 - frames[0]).max() <= 0.5 / 255 + 1e-4
+    assert (clip.audio.start, clip.audio.duration) == (0.0, 9 / 24.0)
+    with wave.open(clip.audio.path) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, sound.shape[1], 2)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels()).T
+    want = sound[0].float().clamp(-1, 1).numpy()
+    assert pcm.shape == want.shape and np.abs(pcm / 32767.0 - want).max() <= 0.5 / 32767 + 1e-5

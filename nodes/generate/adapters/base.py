@@ -239,6 +239,10 @@ class Adapter:
         """The silent sound latent an empty latent of `frames` at fps carries (None: the model makes no sound)."""
         return None
 
+    def decode_sound(self, pipe, audio: torch.Tensor):
+        """(samples [channels, n] in [-1, 1], sample rate) of a latent's sound stream."""
+        raise NodeError(f"{self.spec.title} makes no sound: this latent's sound stream is not its")
+
     def for_latent(self, handle, latent):
         """The handle one run on this latent calls the network with (what forward needs to read pack's layout)."""
         return handle

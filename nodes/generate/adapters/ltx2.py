@@ -82,6 +82,17 @@ class LTX2Adapter(LTXAdapter):
                       pipe._unpack_audio_latents(out_a.float(), length, audio.shape[3]))
 
     # -- decoding ------------------------------------------------------------------------------
+    def decode_sound(self, pipe, audio):
+        """The waveform as LTX2Pipeline makes it: the latent's statistics undone, the audio VAE's mel spectrogram,
+        the vocoder's samples (24 kHz for the release)."""
+        avae = pipe.audio_vae
+        packed = pipe._denormalize_audio_latents(pipe._pack_audio_latents(audio.float()), avae.latents_mean,
+                                                 avae.latents_std)
+        z = pipe._unpack_audio_latents(packed, audio.shape[2], audio.shape[3]).to(avae.device, avae.dtype)
+        mel = avae.decode(z, return_dict=False)[0]
+        samples = pipe.vocoder(mel.to(pipe.vocoder.dtype))[0].float().cpu().numpy()
+        return samples, int(pipe.vocoder.config.output_sampling_rate)
+
     def vae_decode(self, pipe, latent):
         """The video as LTX2Pipeline decodes it: its latent statistics undone, at timestep 0 without added noise
         (its decode_timestep and decode_noise_scale), where the VAE takes a timestep at all."""
