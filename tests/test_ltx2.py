@@ -207,13 +207,14 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
                          ("ltxv-spatial-upscaler-0.9.7.safetensors", "ltx")):
         save_file(up, str(tmp_path / name))
         det = detect_file(tmp_path / name)
-        assert (det.role, det.family, will_load(det)[0]) == ("latent_upscaler", family, family == "ltx")
+        assert (det.role, det.family) == ("latent_upscaler", family) and will_load(det)[1].startswith(
+            "latent.ltx_upsample on LTX-2" if family == "ltx2" else "latent.ltx_upsample")
     lora = tmp_path / "ltx-2-19b-distilled-lora-384.safetensors"
     save_file({f"diffusion_model.transformer_blocks.0.{m}.lora_{ab}.weight": torch.zeros(4, 16)
                for m in ("attn1.to_q", "audio_attn1.to_q", "audio_to_video_attn.to_k") for ab in "AB"}, str(lora))
     det = detect_file(lora)
     ok, why = will_load(det)
-    assert (det.role, det.family, ok) == ("lora", "ltx2", False) and why.startswith("a LoRA for LTX-2")
+    assert (det.role, det.family, ok) == ("lora", "ltx2", True) and why.startswith("lora.image on an LTX-2")
     v23 = dict(state, **{"text_embedding_projection.video_aggregate_embed.weight": torch.zeros(16, 48)})
     save_file(v23, str(tmp_path / "ltx-2.3-22b-dev.safetensors"))
     det = detect_file(tmp_path / "ltx-2.3-22b-dev.safetensors")
@@ -303,3 +304,62 @@ def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels()).T
     want = sound[0].float().clamp(-1, 1).numpy()
     assert pcm.shape == want.shape and np.abs(pcm / 32767.0 - want).max() <= 0.5 / 32767 + 1e-5
+
+
+def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monkeypatch):
+    """ComfyUI's video_ltx2_t2v template (its subgraph: Gemma 3 + the checkpoint's connectors, the empty audio latent
+    joined to the video's, a first pass at half size, LTX-2's x2 latent upscaler, a second pass with the distilled
+    LoRA on ManualSigmas, the sound decoded beside the frames into CreateVideo and SaveVideo) maps every node, and on
+    the tiny model under the template's file names (128x128 halved by its ImageScaleBy, 9 frames, 2 steps) runs to
+    an MP4 with video and sound."""
+    import json
+    from pathlib import Path
+    from safetensors.torch import save_file
+    from app.comfyui import import_data
+    from comfy_layouts import link_as
+    from graph_engine.api import Session, load_workflow
+    models = tiny[1].parents[1]
+    link_as(models / "checkpoints" / "ltx-2-19b-dev-fp8.safetensors", tiny[1])
+    link_as(models / "text_encoders" / "gemma_3_12B_it_fp4_mixed.safetensors", gemma[2])
+    for folder in ("loras", "latent_upscale_models"):
+        (models / folder).mkdir(exist_ok=True)
+    torch.manual_seed(5)
+    lora = {}
+    for module, width in (("attn1.to_q", 16), ("audio_attn1.to_q", 8)):
+        lora[f"diffusion_model.transformer_blocks.0.{module}.lora_A.weight"] = torch.randn(4, width)
+        lora[f"diffusion_model.transformer_blocks.0.{module}.lora_B.weight"] = torch.randn(width, 4)
+    save_file(lora, str(models / "loras" / "ltx-2-19b-distilled-lora-384.safetensors"))
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+    up = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).state_dict()
+    save_file({k: v.contiguous() for k, v in up.items()},
+              str(models / "latent_upscale_models" / "ltx-2-spatial-upscaler-x2-1.0.safetensors"))
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / "video_ltx2_t2v.json").read_text())
+    res = import_data(data)
+    statuses = {e.class_type: e.status for e in res.report.entries.values()}
+    assert "unmapped" not in statuses.values(), statuses
+    yaml = res.yaml.replace("width: 1280", "width: 128").replace("height: 720", "height: 128")
+    yaml = yaml.replace("frames: 121", "frames: 9").replace("steps: 20", "steps: 2")
+    assert "name2: ltx-2-19b-dev-fp8.safetensors" in yaml and "type: ltx2" in yaml
+    monkeypatch.chdir(tmp_path)
+
+    def run(yaml):
+        wf = tmp_path / "ltx2.kino.yaml"
+        wf.write_text(yaml)
+        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        assert out.ok, out.failed
+        return {k.rsplit("_", 1)[-1]: v for k, v in out.outputs.items()}
+    got = run(yaml)
+    first, upscaled, second = got["41"]["latent"], got["84"]["latent"], got["70"]["latent"]
+    assert (first.width, first.samples.shape, first.audio.shape) == (64, (1, 8, 2, 2, 2), (1, 1, 9, 16))
+    assert (second.width, second.samples.shape) == (128, (1, 8, 2, 4, 4))
+    assert torch.equal(upscaled.audio, first.audio)         # the sound passes the video's upscaler unchanged
+    clip = got["100"]["video"]
+    assert (clip.length, clip.width, clip.audio.duration) == (9, 128, 9 / 24)
+    import av
+    saved = sorted((tmp_path / "out").rglob("*.mp4"))
+    with av.open(str(saved[0])) as f:                     # SaveVideo's file holds the frames and the sound
+        assert len(f.streams.video) == 1 and len(f.streams.audio) == 1
+    # the distilled LoRA (ComfyUI's names) changes the second pass only
+    plain = run(yaml.replace("strength: 1\n", "strength: 0\n"))
+    assert torch.equal(plain["41"]["latent"].samples, first.samples)
+    assert not torch.allclose(plain["70"]["latent"].samples, second.samples)

@@ -26,8 +26,8 @@ RELEASE_UPSAMPLING = {(16, 15, 8, 4, 4): [6, 5, 2, 2, 2]}      # LTX-2.0's vocod
 # What `kinograph info` and the loaders say of LTX-2's files.
 LOADS = ("load.model: text-to-video with its sound (prompts: load.text_encoder with "
          "text_encoders/gemma_3_12B_it.safetensors and this checkpoint as name2)")
-NOT_YET = ("Kinograph samples LTX-2 text-to-video from the all-in-one checkpoint; its latent upscaler and LoRAs are "
-           "not applied yet")
+UPSCALES = "latent.ltx_upsample on LTX-2 latents (ComfyUI's LTXVLatentUpsampler; not for LTX-Video's)"
+LORA = "lora.image on an LTX-2 model (diffusers' LTX-2 LoRA loader reads ComfyUI's names; not for LTX-Video)"
 
 
 def unsupported(det) -> str:
