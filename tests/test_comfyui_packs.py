@@ -358,3 +358,38 @@ def test_inspire_ksampler():
     assert res.report.entries["4"].status == "exact" and not res.report.blocking
     res = import_data(graph(0.3))
     assert res.report.entries["4"].notes == ["variation_strength=0.3 is not carried"]
+
+
+def test_inspire_batch_seed_mode_counts_the_batch():
+    """Inspire's batch_seed_mode (default 'incremental') only changes a batch of more than one picture, yet every file
+    with it was marked approximate; now it is named only where the batch holds more than one (or is not known), with
+    the batch's size. KSamplerAdvanced //Inspire samples as KSamplerAdvanced does."""
+    def graph(batch, mode, cls="KSampler //Inspire"):
+        widgets = [5, "fixed", 25, 6.0, "euler", "karras", 1.0, "GPU(=A1111)", mode, 8, 0.0, "linear", 0] \
+            if cls == "KSampler //Inspire" else \
+            [True, 5, "fixed", 30, 6.0, "euler", "karras", 4, 20, "CPU", True, mode, 8, 0.0, "linear", 5]
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "CLIPTextEncode", ["a lighthouse at dusk"], {"clip": (1, 1, "CLIP")}, ["CONDITIONING"]),
+            (3, "EmptyLatentImage", [512, 512, batch], {}, ["LATENT"]),
+            (7, "LatentUpscaleBy", ["nearest-exact", 1.5], {"samples": (3, 0, "LATENT")}, ["LATENT"]),
+            (4, cls, widgets,
+             {"model": (1, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (2, 0, "CONDITIONING"),
+              "latent_image": (7, 0, "LATENT")}, ["LATENT"]),
+            (5, "VAEDecode", [], {"samples": (4, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (6, "SaveImage", ["lighthouse"], {"images": (5, 0, "IMAGE")}, [])])
+    for mode in ("incremental", "variation str inc:0.05", "comfy"):
+        res = import_data(graph(1, mode))
+        assert res.report.entries["4"].status == "exact", (mode, res.report.entries["4"].notes)
+    res = import_data(graph(4, "incremental"))
+    assert res.report.entries["4"].notes == [
+        "batch_seed_mode='incremental' is not carried: ComfyUI seeds picture i with seed + i, Kinograph draws its "
+        "batch of 4 pictures from the one seed (as 'comfy')"]
+    res = import_data(graph(4, "variation str inc:0.05"))
+    assert "raises the variation strength by 0.05 a picture" in res.report.entries["4"].notes[0]
+    res = import_data(graph(1, "incremental", "KSamplerAdvanced //Inspire"))
+    sample = res.graph.nodes["k_sampler_advanced_inspire_4"]
+    assert sample.params == {"add_noise": True, "seed": 5, "steps": 30, "cfg": 6.0, "sampler": "euler",
+                             "scheduler": "karras", "start_step": 4, "end_step": 20, "leftover_noise": True}
+    assert res.report.entries["4"].status == "exact", res.report.entries["4"].notes
+    assert res.graph.nodes[res.graph.inputs[sample.id]["latent"][0]].type == "latent.upscale"

@@ -1133,18 +1133,36 @@ RULES: Dict[str, Rule] = {
                       P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise")),
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
-    # Inspire Pack's KSampler: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its own noise either
-    # way, as for every seed), per-picture seeds of a batch, and a variation seed blended in (not carried)
+    # Inspire Pack's KSampler and KSamplerAdvanced: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its
+    # own noise either way, as for every seed; internal_seed only seeds an ancestral sampler's later noise), per-picture
+    # seeds of a batch (named where the batch holds more than one, packs/inspire.py), and a variation seed blended in
+    # (not carried)
     "KSampler //Inspire": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
                                                    "noise_mode", "batch_seed_mode", "variation_seed",
-                                                   "variation_strength", "variation_method"),
+                                                   "variation_strength", "variation_method", "internal_seed"),
                                (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"),
                                 P("sampler_name", "sampler", sampler_name), P("scheduler", "scheduler", scheduler_name),
                                 P("denoise", "denoise")),
                                {"model": "model", "positive": "positive", "negative": "negative",
-                                "latent_image": "latent"}, ("latent",), special="sampler", takes=("cfg", "fps"),
-                               ignore={"noise_mode": None, "batch_seed_mode": "comfy", "variation_seed": None,
-                                       "variation_strength": 0.0, "variation_method": None}),
+                                "latent_image": "latent"}, ("latent",), special="inspire_sampler", takes=("cfg", "fps"),
+                               ignore={"noise_mode": None, "variation_seed": None, "variation_strength": 0.0,
+                                       "variation_method": None, "internal_seed": None}),
+    "KSamplerAdvanced //Inspire": Rule("generate.sample", ("add_noise", "noise_seed", "steps", "cfg", "sampler_name",
+                                                           "scheduler", "start_at_step", "end_at_step", "noise_mode",
+                                                           "return_with_leftover_noise", "batch_seed_mode",
+                                                           "variation_seed", "variation_strength", "variation_method",
+                                                           "internal_seed"),
+                                       (P("add_noise", "add_noise", enable), P("noise_seed", "seed"),
+                                        P("steps", "steps"), P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
+                                        P("scheduler", "scheduler", scheduler_name),
+                                        P("start_at_step", "start_step", positive_int),
+                                        P("end_at_step", "end_step", lambda v: min(int(v), 10000)),
+                                        P("return_with_leftover_noise", "leftover_noise", enable)),
+                                       {"model": "model", "positive": "positive", "negative": "negative",
+                                        "latent_image": "latent"}, ("latent",), special="inspire_sampler",
+                                       takes=("cfg", "fps"),
+                                       ignore={"noise_mode": None, "variation_seed": None, "variation_strength": 0.0,
+                                               "variation_method": None, "internal_seed": None}),
     # efficiency-nodes: KSampler's settings, then the model, conditionings and VAE passed on, and the latent decoded
     # when vae_decode is on (its IMAGE output)
     "KSampler (Efficient)": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
