@@ -296,6 +296,28 @@ def test_easy_use_pipe_in_picture_is_encoded_as_the_latent():
                                              "here it is sampled once"]
 
 
+def test_easy_use_pre_sampling_image_to_latent():
+    """Easy-Use's preSampling encodes its image_to_latent picture with the pipe's VAE, ahead of a latent given beside
+    it (py/nodes/preSampling.py); the import said it was not carried and sampled the loader's empty latent."""
+    data = _easy_use_graph()
+    data["nodes"] += ui_format([(7, "LoadImage", ["kite.png", "image"], {}, ["IMAGE", "MASK"]),
+                                (8, "EmptyLatentImage", [256, 256, 1], {}, ["LATENT"])])["nodes"]
+    pre = next(n for n in data["nodes"] if n["type"] == "easy preSampling")
+    for link, (name, kind, src) in enumerate((("image_to_latent", "IMAGE", 7), ("latent", "LATENT", 8)), 98):
+        pre["inputs"].append({"name": name, "type": kind, "link": link})
+        next(n for n in data["nodes"] if n["id"] == src)["outputs"][0]["links"] = [link]
+        data["links"].append([link, src, 0, pre["id"], len(pre["inputs"]) - 1, kind])
+    res = import_data(data)
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    enc = g.inputs[sample.id]["latent"][0]
+    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
+    assert g.nodes[enc].type == "vae.encode"
+    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
+    assert res.report.entries["5"].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch size); "
+                                             "here it is sampled once"]
+
+
 @pytest.fixture(scope="module")
 def tiny_sd15(tmp_path_factory):
     from tiny_models import build_sd15_single_file

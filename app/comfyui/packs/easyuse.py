@@ -31,17 +31,22 @@ class EasyUse:
         made = []
         if isinstance(self.resolve(cn.inputs.get("image")), Out) and not isinstance(
                 self.resolve(cn.inputs.get("latent")), Out):
-            enc = self.add("vae.encode", cn, {}, "_encode")
-            made.append(enc)
-            self.link(pipe["images"], enc, "video")
-            if not self.link(pipe.get("vae"), enc, "vae"):
-                notes.append("the pipe carries no VAE that Kinograph made; connect vae.encode's vae by hand")
-            pipe["samples"] = Out((enc, "latent"))
-            if pipe.get("batch_size", 1) != 1:
-                notes.append(f"ComfyUI repeats the encoded picture {pipe['batch_size']} times (the loader's batch "
-                             "size); here it is sampled once")
+            made.append(self.encode_into_pipe(cn, pipe, pipe["images"], notes))
         self.outs[(cn.id, 0)] = Out(None, {"pipe": pipe})
         return made
+
+    def encode_into_pipe(self, cn, pipe: dict, image: Out, notes) -> str:
+        """A picture encoded with the pipe's VAE becomes the pipe's latent (pipeIn's and preSampling's image to
+        image); ComfyUI repeats it to the loader's batch size."""
+        enc = self.add("vae.encode", cn, {}, "_encode")
+        self.link(image, enc, "video")
+        if not self.link(pipe.get("vae"), enc, "vae"):
+            notes.append("the pipe carries no VAE that Kinograph made; connect vae.encode's vae by hand")
+        pipe["samples"] = Out((enc, "latent"))
+        if pipe.get("batch_size", 1) != 1:
+            notes.append(f"ComfyUI repeats the encoded picture {pipe['batch_size']} times (the loader's batch "
+                         "size); here it is sampled once")
+        return enc
 
     def special_easy_pipe_out(self, cn, rule, params, notes):
         pipe = self.pipe_of(cn)
@@ -87,17 +92,21 @@ class EasyUse:
         return made
 
     def special_easy_pre_sampling(self, cn, rule, params, notes):
-        """The sampler's settings ride the pipe to easy kSampler; a latent given here replaces the pipe's."""
+        """The sampler's settings ride the pipe to easy kSampler; a picture given as image_to_latent (first) or a
+        latent replaces the pipe's latent, the picture encoded with the pipe's VAE."""
         pipe = self.pipe_of(cn)
-        latent = self.resolve(cn.inputs.get("latent"))
-        if isinstance(latent, Out):
+        image, latent = self.resolve(cn.inputs.get("image_to_latent")), self.resolve(cn.inputs.get("latent"))
+        made = []
+        if isinstance(image, Out):
+            made.append(self.encode_into_pipe(cn, pipe, image, notes))
+            pipe["images"] = image
+        elif isinstance(cn.inputs.get("image_to_latent"), Ref):
+            notes.append("its image_to_latent comes from a node that did not convert; connect vae.encode by hand")
+        elif isinstance(latent, Out):
             pipe["samples"] = latent
-        if isinstance(cn.inputs.get("image_to_latent"), Ref):
-            notes.append("its image_to_latent input is not carried: encode the picture with VAEEncode into its latent "
-                         "input")
         pipe["settings"] = dict(params)
         self.outs[(cn.id, 0)] = Out(None, {"pipe": pipe})
-        return []
+        return made
 
     def special_easy_ksampler(self, cn, rule, params, notes):
         """generate.sample with the pipe's settings, model (its own model input first), prompts and latent, then
