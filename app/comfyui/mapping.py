@@ -946,8 +946,11 @@ RULES: Dict[str, Rule] = {
                                    {"positive": "positive", "negative": "negative", "vae": "vae",
                                     "start_image": "first"}, ("positive", "negative", "latent", "cond_latent"),
                                    special="i2v", ignore={"batch_size": 1}),
+    # a source that does not fit leaves ComfyUI's destination unchanged (a warning in its console): the same here, said
+    # in the run's log, so the imported graph gives the picture ComfyUI gave
     "ReplaceVideoLatentFrames": Rule("latent.replace_frames", ("index",), (P("index", "index"),),
-                                     {"destination": "destination", "source": "source"}, ("latent",)),
+                                     {"destination": "destination", "source": "source"}, ("latent",),
+                                     fixed={"overflow": "keep"}),
     "NormalizeVideoLatentStart": Rule("latent.normalize_start", ("start_frame_count", "reference_frame_count"),
                                       (P("start_frame_count", "start_frames"),
                                        P("reference_frame_count", "reference_frames")), {"latent": "latent"},
