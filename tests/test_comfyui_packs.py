@@ -415,3 +415,110 @@ def test_inspire_batch_seed_mode_counts_the_batch():
                              "scheduler": "karras", "start_step": 4, "end_step": 20, "leftover_noise": True}
     assert res.report.entries["4"].status == "exact", res.report.entries["4"].notes
     assert res.graph.nodes[res.graph.inputs[sample.id]["latent"][0]].type == "latent.upscale"
+
+
+def test_comfyroll_values_and_controlnet_stack():
+    """Comfyroll's CR Prompt Text, CR Text, CR Seed and CR Value feeding a KSampler's widgets, and its ControlNet stack
+    put on both prompts by CR Apply Multi-ControlNet, were unmapped and blocked the graph (nodes and widgets from the
+    pack's nodes_core.py, nodes_utils_text.py, nodes_utils_other.py, nodes_controlnet.py)."""
+    def graph(switch):
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "CR Prompt Text", ["a glass lighthouse"], {}, ["STRING", "STRING"]),
+            (3, "CLIPTextEncode", ["old"], {"clip": (1, 1, "CLIP"), "text": (2, 0, "STRING")}, ["CONDITIONING"]),
+            (4, "CR Text", ["fog, blur"], {}, ["*", "STRING"]),
+            (5, "CLIPTextEncode", ["old"], {"clip": (1, 1, "CLIP"), "text": (4, 0, "STRING")}, ["CONDITIONING"]),
+            (6, "CR Seed", [4242, "fixed"], {}, ["INT", "STRING"]),
+            (7, "CR Value", [7.9], {}, ["FLOAT", "INT", "STRING"]),
+            (8, "LoadImage", ["edges.png", "image"], {}, ["IMAGE", "MASK"]),
+            (9, "CR Multi-ControlNet Stack", ["On", "canny.safetensors", 0.8, 0.1, 0.9,
+                                              "Off", "depth.safetensors", 1.0, 0.0, 1.0,
+                                              "On", "pose.safetensors", 1.0, 0.0, 1.0],
+             {"image_1": (8, 0, "IMAGE"), "image_2": (8, 0, "IMAGE")}, ["CONTROL_NET_STACK", "STRING"]),
+            (10, "CR Apply Multi-ControlNet", [switch],
+             {"base_positive": (3, 0, "CONDITIONING"), "base_negative": (5, 0, "CONDITIONING"),
+              "controlnet_stack": (9, 0, "CONTROL_NET_STACK")}, ["CONDITIONING", "CONDITIONING", "STRING"]),
+            (11, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+            (12, "KSampler", [1, "fixed", 20, 8.0, "euler", "karras", 1.0],
+             {"model": (1, 0, "MODEL"), "positive": (10, 0, "CONDITIONING"), "negative": (10, 1, "CONDITIONING"),
+              "latent_image": (11, 0, "LATENT"), "seed": (6, 0, "INT"), "steps": (7, 1, "INT"),
+              "cfg": (7, 0, "FLOAT")}, ["LATENT"]),
+            (13, "VAEDecode", [], {"samples": (12, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (14, "SaveImage", ["lighthouse"], {"images": (13, 0, "IMAGE")}, [])])
+    res = import_data(graph("On"))
+    g = res.graph
+    assert not res.report.blocking and {e.status for e in res.report.entries.values()} == {"exact"}, \
+        res.report.text()
+    sample = g.nodes["k_sampler_12"]
+    assert sample.params == {"seed": 4242, "steps": 7, "cfg": 7.9, "sampler": "euler", "scheduler": "karras",
+                             "denoise": 1.0}
+    ins = g.inputs[sample.id]
+    assert g.nodes[ins["positive"][0]].params["text"] == "a glass lighthouse"
+    assert g.nodes[ins["negative"][0]].params["text"] == "fog, blur"
+    control = g.nodes[ins["model"][0]]      # only the switched-on ControlNet with a picture
+    assert control.type == "control.apply" and control.params == {
+        "path": "canny.safetensors", "strength": 0.8, "start": 0.1, "end": 0.9, "preprocessor": "none"}
+    assert g.inputs[control.id] == {"model": ("checkpoint_loader_simple_1", "model"),
+                                    "video": ("load_image_8", "image")}
+    g = import_data(graph("Off")).graph
+    assert g.inputs["k_sampler_12"]["model"] == ("checkpoint_loader_simple_1", "model")
+    assert "control.apply" not in {n.type for n in g.nodes.values()}
+
+
+def test_easy_use_seed_lora_stack_and_controlnet():
+    """Easy-Use's easy seed, easy loraStack (into fullLoader's optional_lora_stack), easy controlnetLoaderADV on the
+    pipe and easy showAnything were unmapped (py/nodes/seed.py, loaders.py, logic.py): now the seed reaches the sampler,
+    the stack's LoRAs (advanced mode, the first num_loras) follow the loader's own, and the ControlNet steers the model
+    kSampler samples."""
+    data = _easy_use_graph()
+    loras = [v for i in range(1, 11) for v in (f"style_{i}.safetensors", 0.3, 0.6, 0.4)]
+    loras[4] = "None"       # the second slot empty: skipped
+    extra = ui_format([
+        (7, "easy seed", [777, "fixed"], {}, ["INT"]),
+        (8, "easy loraStack", [True, "advanced", 3] + loras, {}, ["LORA_STACK"]),
+        (9, "LoadImage", ["depth.png", "image"], {}, ["IMAGE", "MASK"]),
+        (10, "easy controlnetLoaderADV", ["depth.safetensors", 0.7, 0.0, 0.5, 1.0],
+         {"pipe": (4, 0, "PIPE_LINE"), "image": (9, 0, "IMAGE")}, ["PIPE_LINE", "CONDITIONING", "CONDITIONING"]),
+        (11, "easy showAnything", [], {"anything": (7, 0, "INT")}, [])])
+    data["nodes"] += extra["nodes"]
+    link = max(lk[0] for lk in data["links"])
+    by_id = {n["id"]: n for n in data["nodes"]}
+
+    def wire(src, slot, dst, name, kind):
+        nonlocal link
+        link += 1
+        by_id[src]["outputs"][slot]["links"] = by_id[src]["outputs"][slot]["links"] + [link]
+        inputs = by_id[dst]["inputs"]
+        old = next((i for i in inputs if i["name"] == name), None)
+        if old is None:
+            inputs.append(old := {"name": name, "type": kind})
+        else:
+            data["links"] = [lk for lk in data["links"] if lk[0] != old["link"]]
+        old["link"] = link
+        data["links"].append([link, src, slot, dst, inputs.index(old), kind])
+    for lk in extra["links"]:
+        lk[0] += 1000
+        data["links"].append(lk)
+        by_id[lk[3]]["inputs"][lk[4]]["link"] = lk[0]
+    for n in extra["nodes"]:
+        for out in n["outputs"]:
+            out["links"] = [x + 1000 for x in out["links"]]
+    wire(8, 0, 1, "optional_lora_stack", "LORA_STACK")
+    wire(10, 0, 5, "pipe", "PIPE_LINE")
+    wire(7, 0, 5, "seed", "INT")
+    res = import_data(data)
+    g = res.graph
+    assert not res.report.blocking, res.report.text()
+    assert {res.report.entries[k].status for k in ("7", "8", "10")} == {"exact"}, res.report.text()
+    assert res.report.entries["11"].status == "ui"
+    loras = [n.params for n in g.nodes.values() if n.type == "lora.image"]
+    assert loras == [{"path": "film_grain.safetensors", "strength": 0.7, "clip_strength": 0.5},
+                     {"path": "style_1.safetensors", "strength": 0.6, "clip_strength": 0.4},
+                     {"path": "style_3.safetensors", "strength": 0.6, "clip_strength": 0.4}]
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    assert sample.params["seed"] == 777
+    control = g.nodes[g.inputs[sample.id]["model"][0]]
+    assert control.type == "control.apply" and control.params == {
+        "path": "depth.safetensors", "strength": 0.7, "start": 0.0, "end": 0.5, "preprocessor": "none"}
+    last_lora = [n.id for n in g.nodes.values() if n.type == "lora.image"][-1]
+    assert g.inputs[control.id] == {"model": (last_lora, "model"), "video": ("load_image_9", "image")}

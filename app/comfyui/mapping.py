@@ -653,6 +653,18 @@ RULES: Dict[str, Rule] = {
                           special="cr_lora_stack"),
     "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
                                 ("model", "text_encoder"), special="apply_lora_stack"),
+    # Comfyroll's ControlNet stack (three switched ControlNets, each with its picture) and the node that puts it on
+    # both prompts, as ControlNetApplyAdvanced does (packs/comfyroll.py)
+    "CR Multi-ControlNet Stack": Rule(None, tuple(f"{k}_{i}" for i in range(1, 4)
+                                                  for k in ("switch", "controlnet", "controlnet_strength",
+                                                            "start_percent", "end_percent")),
+                                      special="cr_controlnet_stack"),
+    "CR Apply Multi-ControlNet": Rule(None, ("switch",), special="cr_apply_controlnet_stack"),
+    # Comfyroll's values: a seed, a prompt, a text, a number as FLOAT and INT
+    "CR Seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
+    "CR Prompt Text": Rule(None, ("prompt",), (P("prompt", "value"),), fold=True, special="constant"),
+    "CR Text": Rule(None, ("text",), (P("text", "value"),), fold=True, special="constant"),
+    "CR Value": Rule(None, ("value",), (P("value", "value"),), special="cr_value"),
     # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, scaled
     # by prescale_factor, handed on as numbers known at import, and its empty latent (latent.empty, sized from the VAE
     # as EmptyLatentImage's)
@@ -1619,6 +1631,18 @@ RULES: Dict[str, Rule] = {
     **{name: Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant")
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
+    "easy seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
+    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # Easy-Use's LoRA stack (up to ten; its LORA_STACK goes to a loader's optional_lora_stack or CR Apply LoRA Stack)
+    "easy loraStack": Rule(None, ("toggle", "mode", "num_loras") + tuple(
+        f"lora_{i}_{k}" for i in range(1, 11) for k in ("name", "strength", "model_strength", "clip_strength")),
+        special="easy_lora_stack"),
+    # Easy-Use's ControlNet on a pipe's prompts: ControlNetApplyAdvanced (from 0 to 1, or ADV's start and end)
+    **{name: Rule(None, ("control_net_name", "strength") + extra + ("scale_soft_weights",),
+                  (P("strength", "strength"),) + tuple(P(k, k.split("_")[0]) for k in extra),
+                  special="easy_controlnet", ignore={"scale_soft_weights": (1, 1.0)})
+       for name, extra in (("easy controlnetLoader", ()),
+                           ("easy controlnetLoaderADV", ("start_percent", "end_percent")))},
     # Easy-Use's pipe (PIPE_LINE): a bundle of model, prompts, VAE, CLIP, latent and sampler settings passed along;
     # its loader is Efficient Loader's bundle, its kSampler a sample and a decode (packs/easyuse.py)
     "easy pipeIn": Rule(None, (), (), special="easy_pipe_in"),
