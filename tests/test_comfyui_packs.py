@@ -522,3 +522,33 @@ def test_easy_use_seed_lora_stack_and_controlnet():
         "path": "depth.safetensors", "strength": 0.7, "start": 0.0, "end": 0.5, "preprocessor": "none"}
     last_lora = [n.id for n in g.nodes.values() if n.type == "lora.image"][-1]
     assert g.inputs[control.id] == {"model": (last_lora, "model"), "video": ("load_image_9", "image")}
+
+
+def test_inspire_prompt_and_global_nodes():
+    """Inspire's Prompt Builder, CLIPTextEncodeWithWeight and its Global Seed / Global Sampler (editor-side: they set
+    other nodes' widgets) were unmapped and blocked the graph (inspire/prompt_support.py)."""
+    def graph(strength):
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "PromptBuilder //Inspire", ["#PLACEHOLDER", "#PRESET", "a paper boat on a pond"], {}, ["STRING"]),
+            (3, "CLIPTextEncodeWithWeight //Inspire", ["old", strength, 0.0],
+             {"clip": (1, 1, "CLIP"), "text": (2, 0, "STRING")}, ["CONDITIONING"]),
+            (4, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+            (5, "KSampler //Inspire", [9, "fixed", 20, 7.0, "euler", "karras", 1.0, "GPU(=A1111)", "incremental", 0,
+                                       0.0, "linear"],
+             {"model": (1, 0, "MODEL"), "positive": (3, 0, "CONDITIONING"), "negative": (3, 0, "CONDITIONING"),
+              "latent_image": (4, 0, "LATENT")}, ["LATENT"]),
+            (6, "VAEDecode", [], {"samples": (5, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (7, "SaveImage", ["boat"], {"images": (6, 0, "IMAGE")}, []),
+            (8, "GlobalSeed //Inspire", [9, True, "fixed", ""], {}, []),
+            (9, "GlobalSampler //Inspire", ["euler", "karras"], {}, [])])
+    res = import_data(graph(1.0))
+    assert not res.report.blocking, res.report.text()
+    assert {k: res.report.entries[k].status for k in ("2", "3", "5", "8", "9")} == {
+        "2": "exact", "3": "exact", "5": "exact", "8": "ui", "9": "ui"}
+    assert res.report.entries["8"].notes == ["sets the seed of every node in ComfyUI's editor: each node's own value "
+                                             "in the file is used"]
+    enc = res.graph.nodes["clip_text_encode_with_weight_inspire_3"]
+    assert enc.params == {"text": "a paper boat on a pond", "weighting": "comfy"}
+    assert res.graph.inputs["k_sampler_inspire_5"]["positive"] == (enc.id, "positive")
+    assert import_data(graph(1.3)).report.entries["3"].notes == ["strength=1.3 is not carried"]

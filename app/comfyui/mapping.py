@@ -685,6 +685,14 @@ RULES: Dict[str, Rule] = {
                                       (P("text", "text"), P("ascore", "aesthetic"), P("width", "width"),
                                        P("height", "height")), {"clip": "text_encoder"}, ("positive",),
                                       fixed={"weighting": "comfy"}, takes=("clip_skip",)),
+    # Inspire's encoder that scales each token's weight (strength) and adds to it (add_weight): ComfyUI's at 1 and 0
+    "CLIPTextEncodeWithWeight //Inspire": Rule("encode.text", ("text", "strength", "add_weight"), (P("text", "text"),),
+                                               {"clip": "text_encoder"}, ("positive",), fixed={"weighting": "comfy"},
+                                               takes=("clip_skip",), ignore={"strength": (1, 1.0),
+                                                                             "add_weight": (0, 0.0)}),
+    # Inspire's Prompt Builder hands on its text (the category and preset only fill the text in the editor)
+    "PromptBuilder //Inspire": Rule(None, ("category", "preset", "text"), (P("text", "value"),), fold=True,
+                                    special="constant"),
     # ComfyUI_ADV_CLIP_emb: ComfyUI's encoder with a choice of weighting; "comfy" with no normalization is the same
     "BNK_CLIPTextEncodeAdvanced": Rule("encode.text", ("text", "token_normalization", "weight_interpretation"),
                                        (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
@@ -1178,6 +1186,12 @@ RULES: Dict[str, Rule] = {
                                        takes=("cfg", "fps"),
                                        ignore={"noise_mode": None, "variation_seed": None, "variation_strength": 0.0,
                                                "variation_method": None, "internal_seed": None}),
+    # Inspire's and Easy-Use's global seed and sampler set the widgets of every sampler in ComfyUI's editor before (or
+    # after) a run: the values the file holds in each node are the ones read
+    **{name: Rule(None, kind="ui", note=f"sets the {what} of every node in ComfyUI's editor: each node's own value in "
+                                        "the file is used")
+       for name, what in (("GlobalSeed //Inspire", "seed"), ("easy globalSeed", "seed"),
+                          ("GlobalSampler //Inspire", "sampler and scheduler"))},
     # efficiency-nodes: KSampler's settings, then the model, conditionings and VAE passed on, and the latent decoded
     # when vae_decode is on (its IMAGE output)
     "KSampler (Efficient)": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
