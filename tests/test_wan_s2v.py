@@ -157,3 +157,214 @@ def test_latent_cut_and_concat_cut_and_join_as_comfyui_does():
     g = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8"))).graph
     assert {n.type: n.params for n in g.nodes.values() if n.type in ("latent.cut", "latent.concat")} == {
         "latent.cut": {"axis": "t", "index": 0, "amount": 1}, "latent.concat": {"axis": "t"}}
+
+
+# --- the S2V transformer ------------------------------------------------------------------------------------------
+# A tiny Wan 2.2 S2V file in ComfyUI's layout (wan2.2_s2v_14B_*: Wan's original names, the S2V parts under theirs):
+# 40 blocks (the released audio layers follow blocks 0, 4, ..., 39) of one 128-wide head.
+DIM, LAYERS, TEXT, WIDTH, SOUND_LAYERS = 128, 40, 32, 128, 3
+
+
+def _s2v_state():
+    from diffusers import WanTransformer3DModel
+    from tiny_models import wan_original_transformer
+    torch.manual_seed(3)
+    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=16,
+                                out_channels=16, text_dim=TEXT, freq_dim=256, ffn_dim=32, num_layers=LAYERS,
+                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    sd = wan_original_transformer(wan.state_dict())
+    for k in sd:                        # modulations and norms away from 0 / 1: a wrong one shows
+        sd[k] = sd[k] + 0.05 * torch.randn_like(sd[k])
+    q = DIM // 4
+    shapes = {"casual_audio_encoder.weights": (1, SOUND_LAYERS, 1, 1),
+              "casual_audio_encoder.encoder.conv1_local.conv.weight": (4 * q, WIDTH, 3),
+              "casual_audio_encoder.encoder.conv1_local.conv.bias": (4 * q,),
+              "casual_audio_encoder.encoder.conv1_global.conv.weight": (q, WIDTH, 3),
+              "casual_audio_encoder.encoder.conv1_global.conv.bias": (q,),
+              "casual_audio_encoder.encoder.conv2.conv.weight": (DIM // 2, q, 3),
+              "casual_audio_encoder.encoder.conv2.conv.bias": (DIM // 2,),
+              "casual_audio_encoder.encoder.conv3.conv.weight": (DIM, DIM // 2, 3),
+              "casual_audio_encoder.encoder.conv3.conv.bias": (DIM,),
+              "casual_audio_encoder.encoder.final_linear.weight": (DIM, DIM),
+              "casual_audio_encoder.encoder.final_linear.bias": (DIM,),
+              "casual_audio_encoder.encoder.padding_tokens": (1, 1, 1, DIM),
+              "trainable_cond_mask.weight": (3, DIM),
+              "cond_encoder.weight": (DIM, 16, 1, 2, 2), "cond_encoder.bias": (DIM,)}
+    for name, k in (("proj", (1, 2, 2)), ("proj_2x", (2, 4, 4)), ("proj_4x", (4, 8, 8))):
+        shapes[f"frame_packer.{name}.weight"] = (DIM, 16, *k)
+        shapes[f"frame_packer.{name}.bias"] = (DIM,)
+    for i in range(12):
+        for p in "qkvo":
+            shapes[f"audio_injector.injector.{i}.{p}.weight"] = (DIM, DIM)
+            shapes[f"audio_injector.injector.{i}.{p}.bias"] = (DIM,)
+        shapes[f"audio_injector.injector.{i}.norm_q.weight"] = (DIM,)
+        shapes[f"audio_injector.injector.{i}.norm_k.weight"] = (DIM,)
+        shapes[f"audio_injector.injector_adain_layers.{i}.linear.weight"] = (2 * DIM, DIM)
+        shapes[f"audio_injector.injector_adain_layers.{i}.linear.bias"] = (2 * DIM,)
+    for k, s in shapes.items():
+        sd[k] = torch.randn(s) * (1.0 if "norm" in k or k.endswith("weights") else 0.1) + (1.0 if "norm" in k else 0)
+    return {k: v.half().float() for k, v in sd.items()}
+
+
+@pytest.fixture(scope="module")
+def s2v(tmp_path_factory):
+    """(the file, its tensors) of the tiny S2V model, fp16 as ComfyUI's bf16/fp16 files are."""
+    from safetensors.torch import save_file
+    sd = _s2v_state()
+    path = tmp_path_factory.mktemp("diffusion_models") / "wan2.2_s2v_tiny_fp16.safetensors"
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
+    return path, sd
+
+
+def _reference_s2v(sd, x, t, context, audio, ref, motion, control):
+    """Wan 2.2 S2V's prediction written from the published model (ComfyUI's comfy/ldm/wan/model.py WanModel_S2V and
+    the Wan blocks it inherits), over the file's own tensors: one head, patch (1, 2, 2)."""
+    import math
+    import torch.nn.functional as F
+
+    def lin(v, k):
+        return F.linear(v, sd[k + ".weight"], sd.get(k + ".bias"))
+
+    def rms(v, k):
+        return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * sd[k + ".weight"]
+
+    def ln(v, eps=1e-6):
+        return F.layer_norm(v, v.shape[-1:], eps=eps)
+
+    def ids(t_len, h_len, w_len, t0=0.0, sh=None, sw=None):
+        tt = torch.linspace(t0, t0 + t_len - 1, t_len, dtype=torch.float64)
+        hh = torch.linspace(0, h_len - 1, sh or h_len, dtype=torch.float64)
+        ww = torch.linspace(0, w_len - 1, sw or w_len, dtype=torch.float64)
+        g = torch.zeros(len(tt), len(hh), len(ww), 3, dtype=torch.float64)
+        g[..., 0] += tt.view(-1, 1, 1)
+        g[..., 1] += hh.view(1, -1, 1)
+        g[..., 2] += ww.view(1, 1, -1)
+        return g.reshape(-1, 3)
+
+    def rope(v, pos):                    # flux's EmbedND / apply_rope1: pairs rotated by 2x2 matrices
+        d = v.shape[-1]
+        rows = []
+        for axis, n in enumerate((d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6))):
+            omega = 1.0 / 10000 ** torch.linspace(0, (n - 2) / n, n // 2, dtype=torch.float64)
+            rows.append(pos[:, axis, None] * omega)
+        ang = torch.cat(rows, 1).float()
+        pair = v.reshape(*v.shape[:-1], -1, 2)
+        c, s = ang.cos(), ang.sin()
+        return torch.stack([c * pair[..., 0] - s * pair[..., 1], s * pair[..., 0] + c * pair[..., 1]], -1).flatten(-2)
+
+    def repeat_e(e, n):
+        r = n // e.shape[1]
+        return torch.repeat_interleave(e, r, 1) if r * e.shape[1] == n else torch.repeat_interleave(e, r + 1, 1)[:, :n]
+
+    def causal(v, k, stride):
+        return F.conv1d(F.pad(v, (2, 0), mode="replicate"), sd[k + ".weight"], sd[k + ".bias"], stride=stride)
+
+    # the voice: weighted layers, the local and global paths of MotionEncoder_tc
+    b, _, time, hh, ww = x.shape
+    a = audio[..., :time * 4]
+    wts = F.silu(sd["casual_audio_encoder.weights"])
+    feat = (a * wts / wts.sum(1, keepdim=True)).sum(1)                         # b c f
+    pre = "casual_audio_encoder.encoder."
+    loc = causal(feat, pre + "conv1_local.conv", 1)                           # b (n c) f
+    loc = loc.reshape(b, 4, DIM // 4, -1).permute(0, 1, 3, 2).reshape(b * 4, -1, DIM // 4)
+    loc = F.silu(ln(loc)).transpose(1, 2)
+    loc = F.silu(ln(causal(loc, pre + "conv2.conv", 2).transpose(1, 2))).transpose(1, 2)
+    loc = F.silu(ln(causal(loc, pre + "conv3.conv", 2).transpose(1, 2)))     # (b n) t c
+    loc = loc.reshape(b, 4, -1, DIM).permute(0, 2, 1, 3)
+    loc = torch.cat([loc, sd[pre + "padding_tokens"].repeat(b, loc.shape[1], 1, 1)], 2)
+    glo = F.silu(ln(causal(feat, pre + "conv1_global.conv", 1).transpose(1, 2))).transpose(1, 2)
+    glo = F.silu(ln(causal(glo, pre + "conv2.conv", 2).transpose(1, 2))).transpose(1, 2)
+    glo = lin(F.silu(ln(causal(glo, pre + "conv3.conv", 2).transpose(1, 2))), pre + "final_linear")
+    # tokens
+    v = F.conv3d(x, sd["patch_embedding.weight"], sd["patch_embedding.bias"], stride=(1, 2, 2))
+    v = v + F.conv3d(control, sd["cond_encoder.weight"], sd["cond_encoder.bias"], stride=(1, 2, 2))
+    tt = t.unsqueeze(1).repeat(1, v.shape[2])
+    grid = v.shape[2:]
+    v = v.flatten(2).transpose(1, 2)
+    seq = v.shape[1]
+    cm = sd["trainable_cond_mask.weight"]
+    v = v + cm[0]
+    pos = ids(time, hh // 2, ww // 2)
+    r = F.conv3d(ref, sd["patch_embedding.weight"], sd["patch_embedding.bias"], stride=(1, 2, 2))
+    v = torch.cat([v, r.flatten(2).transpose(1, 2) + cm[1]], 1)
+    pos = torch.cat([pos, ids(ref.shape[2], hh // 2, ww // 2, t0=max(30, time + 9))])
+    tt = torch.cat([tt, torch.zeros(b, ref.shape[2])], 1)
+    pad = torch.zeros(b, 16, 19, hh, ww)
+    n = min(19, motion.shape[2])
+    pad[:, :, -n:] = motion[:, :, -n:]
+    m4, m2, m1 = pad.split([16, 2, 1], 2)
+    p1 = F.conv3d(m1, sd["frame_packer.proj.weight"], sd["frame_packer.proj.bias"], stride=(1, 2, 2))
+    p2 = F.conv3d(m2, sd["frame_packer.proj_2x.weight"], sd["frame_packer.proj_2x.bias"], stride=(2, 4, 4))
+    p4 = F.conv3d(m4, sd["frame_packer.proj_4x.weight"], sd["frame_packer.proj_4x.bias"], stride=(4, 8, 8))
+    mot = torch.cat([p.flatten(2).transpose(1, 2) for p in (p1, p2, p4)], 1) + cm[2]
+    v = torch.cat([v, mot], 1)
+    pos = torch.cat([pos, ids(1, hh // 2, ww // 2, -1), ids(1, hh // 2, ww // 2, -3, p2.shape[-2], p2.shape[-1]),
+                     ids(4, hh // 2, ww // 2, -19, p4.shape[-2], p4.shape[-1])])
+    tt = torch.cat([torch.repeat_interleave(tt, 2, 1), torch.zeros(b, 3)], 1)
+    # time and text
+    half = 128
+    sinus = torch.outer(tt.flatten().double(), torch.pow(10000, -torch.arange(half, dtype=torch.float64) / half))
+    e = torch.cat([sinus.cos(), sinus.sin()], 1).float()
+    e = lin(F.silu(lin(e, "time_embedding.0")), "time_embedding.2").reshape(b, -1, DIM)
+    e0 = lin(F.silu(e), "time_projection.1").unflatten(2, (6, DIM))
+    ctx = lin(F.gelu(lin(context, "text_embedding.0"), approximate="tanh"), "text_embedding.2")
+
+    def attend(q, k, vv):
+        return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1) @ vv
+
+    inject = [0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39]
+    for i in range(LAYERS):
+        p = f"blocks.{i}."
+        m = [repeat_e(c, v.shape[1]) for c in (sd[p + "modulation"].unsqueeze(0) + e0).unbind(2)]
+        h = ln(v) * (1 + m[1]) + m[0]
+        q, k = rope(rms(lin(h, p + "self_attn.q"), p + "self_attn.norm_q"), pos), \
+            rope(rms(lin(h, p + "self_attn.k"), p + "self_attn.norm_k"), pos)
+        v = v + lin(attend(q, k, lin(h, p + "self_attn.v")), p + "self_attn.o") * m[2]
+        h = F.layer_norm(v, (DIM,), sd[p + "norm3.weight"], sd[p + "norm3.bias"], eps=1e-6)
+        v = v + lin(attend(rms(lin(h, p + "cross_attn.q"), p + "cross_attn.norm_q"),
+                           rms(lin(ctx, p + "cross_attn.k"), p + "cross_attn.norm_k"), lin(ctx, p + "cross_attn.v")),
+                    p + "cross_attn.o")
+        h = ln(v) * (1 + m[4]) + m[3]
+        v = v + lin(F.gelu(lin(h, p + "ffn.0"), approximate="tanh"), p + "ffn.2") * m[5]
+        if i in inject:
+            j = inject.index(i)
+            a_ = f"audio_injector.injector.{j}."
+            frames = loc.shape[1]
+            hs = v[:, :seq].reshape(b * frames, -1, DIM)
+            shift, scale = lin(F.silu(glo.reshape(b * frames, DIM)),
+                               f"audio_injector.injector_adain_layers.{j}.linear").chunk(2, 1)
+            hs = ln(hs, 1e-5) * (1 + scale[:, None]) + shift[:, None]
+            au = loc.reshape(b * frames, -1, DIM)
+            out = lin(attend(rms(lin(hs, a_ + "q"), a_ + "norm_q"), rms(lin(au, a_ + "k"), a_ + "norm_k"),
+                             lin(au, a_ + "v")), a_ + "o")
+            v = torch.cat([v[:, :seq] + out.reshape(b, seq, DIM), v[:, seq:]], 1)
+    hm = [repeat_e(c, v.shape[1]) for c in (sd["head.modulation"].unsqueeze(0) + e.unsqueeze(2)).unbind(2)]
+    out = lin(ln(v) * (1 + hm[1]) + hm[0], "head.head")[:, :seq]
+    f, gh, gw = grid
+    out = out.view(b, f, gh, gw, 1, 2, 2, 16)
+    return torch.einsum("bfhwpqrc->bcfphqwr", out).reshape(b, 16, f, gh * 2, gw * 2)
+
+
+def test_the_s2v_model_loads_from_its_file_and_predicts_as_the_published_model(s2v):
+    """Wan 2.2 S2V files were refused ("not supported"). The tiny file loads (the S2V parts under their own names
+    beside diffusers' Wan blocks) and its prediction for noise at 64x64, 2 latent frames, with a voice, a reference
+    image, 5 motion frames and a control video, equals the published model's forward written out above."""
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.wan_s2v import forward, is_s2v
+    path, sd = s2v
+    info = describe_model(path)
+    assert info["loads"] == "yes" and "Wan 2.2 S2V" in info["note"], info
+    model = load_diffusion_model(ModelManager(max_loaded=2), str(path), "default", "cpu").pipe.transformer
+    assert is_s2v(model) and model.dtype == torch.float32
+    torch.manual_seed(5)
+    x, control, ref = torch.randn(1, 16, 2, 8, 8), torch.randn(1, 16, 2, 8, 8), torch.randn(1, 16, 1, 8, 8)
+    motion, audio, text = torch.randn(1, 16, 5, 8, 8), torch.randn(1, SOUND_LAYERS, WIDTH, 10), torch.randn(1, 7, TEXT)
+    t = torch.tensor([700.0])
+    with torch.no_grad():
+        got = forward(model, x, t, text, audio, ref, motion, control)
+        want = _reference_s2v(sd, x, t, text, audio, ref, motion, control)
+        silent = forward(model, x, t, text, audio * 0, ref, motion, control)
+    assert got.shape == (1, 16, 2, 8, 8)
+    assert torch.allclose(got, want, atol=2e-4), (got - want).abs().max()
+    assert (silent - got).abs().max() > 1e-2          # the voice moves the prediction
