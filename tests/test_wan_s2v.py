@@ -4,6 +4,7 @@ prefix, fp16, the positional conv's weight norm as weight_g / weight_v, a CTC he
 video_wan2_2_14B_s2v.json. The encoder here is a tiny random one in that layout; its features are compared with
 transformers' Wav2Vec2Model on the same weights and sound."""
 import json
+import math
 import wave
 from pathlib import Path
 
@@ -95,8 +96,7 @@ def test_a_voice_is_encoded_by_comfyuis_wav2vec2_file_as_transformers_encodes_it
 def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     """LoadAudio, AudioEncoderLoader and AudioEncoderEncode become io.load_audio, load.audio_encoder and
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the
-    frames. The S2V sampling nodes are reported
-    not mapped with why."""
+    frames (the sampling side: test_the_s2v_template_imports_and_runs_on_tiny_weights)."""
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
     result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
@@ -114,9 +114,6 @@ def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     assert song.params == {"path": "video_wan2_2_14B_s2v_input_audio.MP3", "offset": 0.0}
     save = next(n for n in g.nodes.values() if n.type == "io.save_video")
     assert links[save.id, "video"] == (song.id, "video") and save.params["fps"] == 16
-    unmapped = {e.class_type: e.notes[0] for e in result.report.entries.values() if e.status == "unmapped"}
-    assert sorted(unmapped) == ["WanSoundImageToVideo", "WanSoundImageToVideoExtend"]
-    assert "S2V transformer's audio layers" in unmapped["WanSoundImageToVideo"]
     status = {e.comfy_id: (e.class_type, e.status, e.notes) for e in result.report.entries.values()}
     assert status["58"] == ("LoadAudio", "exact", []) and status["57"] == ("AudioEncoderLoader", "exact", [])
     assert status["56"][:2] == ("AudioEncoderEncode", "approx") and "torchaudio" in status["56"][2][0]
@@ -208,12 +205,24 @@ def _s2v_state():
 
 @pytest.fixture(scope="module")
 def s2v(tmp_path_factory):
-    """(the file, its tensors) of the tiny S2V model, fp16 as ComfyUI's bf16/fp16 files are."""
+    """(the file, its tensors) of the tiny S2V model, fp16 as ComfyUI's bf16/fp16 files are, in a ComfyUI models/
+    folder with a tiny umt5 and Wan 2.1 VAE beside it (KINOGRAPH_MODELS points there)."""
     from safetensors.torch import save_file
+    from tiny_wan22 import save_umt5, save_wan_vae
+    models = tmp_path_factory.mktemp("s2v") / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True)
+    save_umt5(models)
+    save_wan_vae(models)
     sd = _s2v_state()
-    path = tmp_path_factory.mktemp("diffusion_models") / "wan2.2_s2v_tiny_fp16.safetensors"
+    path = models / "diffusion_models" / "wan2.2_s2v_tiny_fp16.safetensors"
     save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
-    return path, sd
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                # tiny tensors: one thread is faster than waiting for several
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINOGRAPH_MODELS", str(models))
+        yield path, sd
+    torch.set_num_threads(threads)
 
 
 def _reference_s2v(sd, x, t, context, audio, ref, motion, control):
@@ -368,3 +377,95 @@ def test_the_s2v_model_loads_from_its_file_and_predicts_as_the_published_model(s
     assert got.shape == (1, 16, 2, 8, 8)
     assert torch.allclose(got, want, atol=2e-4), (got - want).abs().max()
     assert (silent - got).abs().max() > 1e-2          # the voice moves the prediction
+
+
+def _comfy_sound(layers, frames, offset):
+    """The features per video frame as ComfyUI's WanSoundImageToVideo picks them (comfy_extras/nodes_wan.py:
+    linear_interpolation 50 -> 30, get_audio_embed_bucket_fps with m=0), written out: [1, L, D, frames]."""
+    feat = torch.nn.functional.interpolate(layers.transpose(1, 2), size=int(layers.shape[1] / 50 * 30),
+                                           align_corners=True, mode="linear").transpose(1, 2)
+    n = feat.shape[1]
+    batches = int(n / (frames * 30 / 16)) + 1
+    bucket = batches * frames
+    total = math.ceil(bucket / 16 * 30)
+    idx = np.clip(np.round(np.linspace(0, bucket / 16, bucket, endpoint=False) * 30).astype(int), 0, total - 1)
+    rows = [feat[:, i] if i < n else torch.zeros(feat.shape[0], feat.shape[2]) for i in idx]
+    return torch.stack(rows)[None].permute(0, 2, 3, 1)[..., offset:offset + frames]
+
+
+def test_condition_s2v_lays_voice_reference_and_motion_as_comfyui(s2v, tmp_path):
+    """condition.s2v (WanSoundImageToVideo; with previous, its Extend): the features per video frame equal ComfyUI's
+    pick (and silence in the negative), the reference is the VAE's latent of the picture, the latent is empty at the
+    size; continuing, the sound goes on where the clip so far ends and its last 19 latent frames are the motion."""
+    from PIL import Image
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.wan_s2v_cond import condition
+    torch.manual_seed(2)
+    layers = torch.randn(3, 130, 8)                      # 2.6 s of features
+    sound = {"layers": layers, "fps": 50}
+    vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
+    pos = Conditioning("wan", torch.zeros(1, 4, 32))
+    picture = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    first = condition(vae, pos, pos, 5, 32, 32, sound, picture)
+    assert torch.allclose(first["positive"].extra["s2v_audio"], _comfy_sound(layers, 8, 0), atol=1e-6)
+    assert torch.equal(first["negative"].extra["s2v_audio"], torch.zeros(1, 3, 8, 8))
+    assert first["latent"].samples.shape == (1, 16, 2, 4, 4) and not first["latent"].samples.any()
+    from nodes.generate.adapters import get_adapter
+    px = vae.pipe.video_processor.preprocess(Image.fromarray(picture), height=32, width=32, resize_mode="crop")
+    with torch.no_grad():
+        want = get_adapter("wan").vae_encode(vae.pipe, px.permute(1, 0, 2, 3)[None])
+    assert torch.allclose(first["positive"].extra["s2v_reference"], want, atol=1e-5)
+    so_far = Latent(torch.randn(1, 16, 3, 4, 4), "wan", 9, 16.0, 32, 32)
+    more = condition(vae, pos, None, 5, 640, 640, sound, previous=so_far)
+    assert torch.allclose(more["positive"].extra["s2v_audio"], _comfy_sound(layers, 8, 12), atol=1e-6)
+    assert torch.equal(more["positive"].extra["s2v_motion"], so_far.samples[:, :, -19:])
+    assert more["latent"].samples.shape == (1, 16, 2, 4, 4) and more["negative"] is None
+
+
+def test_the_s2v_template_imports_and_runs_on_tiny_weights(s2v, encoder, tmp_path):
+    """ComfyUI's video_wan2_2_14B_s2v template: WanSoundImageToVideo and its two Extends became condition.s2v; the
+    whole graph (the first clip, two continuations joined, the first frame doubled and cut) runs on the tiny S2V
+    model with a 0.5 s tone, to a video with the voice under it."""
+    import av
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
+    conds = sorted((n for n in g.nodes.values() if n.type == "condition.s2v"), key=lambda n: "previous" in str(
+        [p for (d, p) in links if d == n.id]))
+    assert [n.params for n in conds] == [{"width": 640, "height": 640, "frames": 77}] + [{"frames": 77}] * 2
+    assert [g.nodes[links[n.id, "previous"][0]].type for n in conds[1:]] == ["generate.sample", "latent.concat"]
+    assert all(g.nodes[links[n.id, "audio_embeds"][0]].type == "encode.audio" for n in conds)
+    _tone(tmp_path / "voice.wav", 0.5)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 64, 3), dtype=np.uint8)).save(tmp_path / "me.png")
+    names = {"load.diffusion_model": s2v[0].name, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.audio_encoder": str(encoder[0])}
+    for n in g.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "lora.image":                 # no lightx2v LoRA file here: bypassed, the model passes on
+            g.set_bypass(n.id, True)
+        elif n.type in ("io.load_audio", "io.add_audio"):
+            n.params["path"] = str(tmp_path / "voice.wav")
+        elif n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "me.png")
+        elif n.type == "condition.s2v":
+            n.params.update(frames=5, **({"width": 64, "height": 64} if "width" in n.params else {}))
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / "out.mp4")
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    # 2 latent frames a clip, three clips and the doubled first frame: 7 -> 25 frames, 3 cut by ImageFromBatch
+    assert iio.imread(tmp_path / "out.mp4").shape == (22, 64, 64, 3)
+    with av.open(str(tmp_path / "out.mp4")) as c:         # the voice under it (silence after its 0.5 s)
+        decoded = list(c.decode(audio=0))
+    rate, sound = decoded[0].sample_rate, np.concatenate([f.to_ndarray().mean(0) for f in decoded])
+    assert np.abs(sound[:int(0.4 * rate)]).mean() > 0.05 and np.abs(sound[int(0.6 * rate):]).max() < 0.01

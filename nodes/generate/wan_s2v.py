@@ -226,6 +226,9 @@ def forward(model, x, t, context, audio=None, reference=None, motion=None, contr
         pos.append(_grid(torch.arange(start, start + ref.shape[2], **f64), torch.arange(ref.shape[3], **f64),
                          torch.arange(ref.shape[4], **f64)))
     if motion is not None:
+        if min(hh, ww) < 8:
+            raise NodeError(f"Wan 2.2 S2V packs its motion frames in 8x8-latent patches; this {ww * 8}x{hh * 8} video "
+                            "is smaller: make it at least 64 pixels wide and high")
         tokens, mpos = _motion_tokens(model, motion.to(x.dtype), f64)
         parts.append(tokens.expand(b, -1, -1) + mask[2])
         pos.append(mpos)
