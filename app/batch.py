@@ -10,6 +10,7 @@ error, and `--only N,M` re-runs just those cases.
 video in frame ranges on several (app.shard)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -18,11 +19,12 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from graph_engine.context import CancelToken
 from graph_engine.errors import WorkflowError
 
+from .batchlog import BatchLogs, default_log_dir
 from .jobs import cancel_on_interrupt, done_before, payload_of, run_job, sigterm_interrupts
 from .progress import Relay, now_text, print_out
 
@@ -35,7 +37,7 @@ class Report:
     """Per-job lines as jobs finish, then a summary table; or JSON lines with --json."""
 
     def __init__(self, json_lines: bool, retry: Callable[[List[int]], List[str]],
-                 change_first: Dict[int, Dict[str, Any]] = None):
+                 change_first: Dict[int, Dict[str, Any]] = None, log_dir: Optional[Path] = None):
         self.json = json_lines
         self.retry_cmd = retry          # failed case numbers -> the command that runs them again
         # case -> the output it shares with an earlier job (_refuse_shared_outputs): run again as it is, it
@@ -49,9 +51,16 @@ class Report:
         self.err, self._notes = sys.stderr, True      # the same for stderr
         self._began: Dict[int, float] = {}            # case -> when its first node started (progress)
         self._said: Dict[int, float] = {}             # case -> when its last progress line was printed
+        self.logs = BatchLogs(log_dir, retry, self.note, self.change_first) if log_dir else None
 
     def note(self, text: str) -> None:
         self._notes = self._notes and print_out(self.err, text)
+
+    def batch_note(self, text: str) -> None:
+        """A note of the whole batch, on stderr and in its batch.log."""
+        self.note(text)
+        if self.logs:
+            self.logs.batch_note(text)
 
     def _emit(self, ev: Dict[str, Any]) -> None:
         self._print(json.dumps(ev, default=str))
@@ -63,7 +72,9 @@ class Report:
         """A node event of a job while it runs (app.progress.Relay has thinned its progress): with --json
         every one, tagged with the case; for people, a job's log lines, and where a job runs long, a line
         on how far its current node is at most every PROGRESS_LINE_S (not in its first PROGRESS_LINE_S,
-        so a sweep of quick jobs stays one line per job)."""
+        so a sweep of quick jobs stays one line per job). Every one goes to the case's log file."""
+        if self.logs:
+            self.logs.event(job, ev)
         if self.json:
             self._emit({**{k: v for k, v in ev.items() if k != "traceback" or v}, "case": job.case.number})
             return
@@ -83,6 +94,11 @@ class Report:
                 self.note(f"  case {job.label}: {ev['node']} {min(100, int(100 * done / total))}% "
                           f"({done:g}/{total:g})")
 
+    def began(self, job) -> None:
+        """A job starts here: its log's header is written now, so a case stopped before its first node says so."""
+        if self.logs:
+            self.logs.began(job)
+
     def _trace(self, job, what: str, trace: str) -> None:
         """An unexpected exception's stack trace in the log (what a bug report needs): it was only in --json's
         rows, so a night's stderr said 'TypeError: ...' and the failure had to be rendered again to report it."""
@@ -95,6 +111,10 @@ class Report:
                                    **({"workflow": j.source} if j.source else {})} for j in jobs]})
         else:
             self.note(f"{len(jobs)} jobs, started {now_text()}")
+        if self.logs:
+            self.note(f"a log per case, and the summary in batch.log: {self.logs.folder}")
+            self.logs.batch_note(f"==== batch of {len(jobs)} jobs started {now_text()}: "
+                                 f"{' '.join(shlex.quote(a) for a in sys.argv[1:])}")
 
     def finished(self, job, out: Dict[str, Any]) -> None:
         row = {"event": "job_finished", "case": job.case.number, "label": job.label, "ok": bool(out.get("ok")),
@@ -106,6 +126,9 @@ class Report:
         for k in ("host", "pid", "traceback", "skipped"):
             if out.get(k) is not None:
                 row[k] = out[k]
+        if self.logs:
+            row["log"] = str(self.logs.path(job))
+            self.logs.finished(job, row)
         self.rows[job.case.number] = row
         if self.json:
             self._emit(row)
@@ -135,6 +158,8 @@ class Report:
                         for cases in (again, clashing))
         seconds = round(time.perf_counter() - self.t0, 3)
         ok_count = len(jobs) - len(failed)
+        if self.logs:
+            self._log_summary(jobs, failed, not_run, cancelled, ok_count, seconds)
         if self.json:
             self._emit({"event": "batch_finished", "ok": not failed, "jobs": len(jobs), "succeeded": ok_count,
                         "failed_cases": failed, "not_run": not_run, "cancelled": cancelled, "seconds": seconds,
@@ -142,6 +167,8 @@ class Report:
                         "retry_after_change": after})
         else:
             tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s"
+            if self.logs:
+                tail += f"; each case's log in {self.logs.folder}"
             if retry:
                 tail += f"; retry the {'others' if not clashing else 'rest'} with:\n  {retry}"
             if clashing:
@@ -156,6 +183,15 @@ class Report:
         if cancelled:
             return EXIT_CANCELLED
         return EXIT_OK if not failed else EXIT_FAIL
+
+    def _log_summary(self, jobs, failed, not_run, cancelled, ok_count, seconds) -> None:
+        for j in jobs:
+            if j.case.number in not_run:
+                self.logs.cancelled(j)
+        tail = f"{ok_count} of {len(jobs)} jobs ok in {seconds:.1f}s" + (", cancelled" if cancelled else "")
+        self.logs.summary(self.table(jobs), [n for n in failed if n not in not_run], not_run,
+                          {j.case.number: j.label for j in jobs},
+                          {n: (r["error"] or "").partition("\n")[0] for n, r in self.rows.items() if not r["ok"]}, tail)
 
     def table(self, jobs) -> str:
         head = "workflow" if any(j.source for j in jobs) else "overrides"
@@ -196,13 +232,22 @@ def run_batch(args) -> int:
             return ["kinograph", "batch", *args.workflow, "--sweep", args.sweep, *_same_flags(args),
                     "--only", ",".join(map(str, failed))]
         return ["kinograph", "batch", *(args.workflow[n - 1] for n in failed), *_same_flags(args)]
-    if args.ray:
-        from .distributed import require_ray
-        require_ray()          # a missing Ray is said before any job is announced
-    report = Report(args.json, retry, clashes)
-    for n in notes:
-        report.note(n)
+    log_dir = Path(args.log_dir or default_log_dir(args.workflow[0], args.sweep)).absolute()
+    report = Report(args.json, retry, clashes, log_dir)
+    with contextlib.ExitStack() as stack:
+        ray = None
+        if args.ray:
+            # A missing Ray, or a cluster address that leads nowhere, is said before any job is announced.
+            from .distributed import require_ray, ray_session
+            require_ray()
+            ray = stack.enter_context(ray_session(args.ray, num_cpus=args.jobs or None))
+        return _run_jobs(args, registry, jobs, refused, notes, report, ray)
+
+
+def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
     report.started(jobs)
+    for n in notes:
+        report.batch_note(n)
     # A job that cannot run (a workflow that does not load, a case whose value or footage is wrong) fails on
     # its own: it stopped every other job of the night before, exit 2 and nothing rendered.
     for job in jobs:
@@ -218,7 +263,7 @@ def run_batch(args) -> int:
     if not todo:
         cancelled = False
     elif args.ray:
-        cancelled = _run_on_ray(args, registry, [j for j, _ in todo], [p for _, p in todo], report)
+        cancelled = _run_on_ray(args, registry, ray, [j for j, _ in todo], [p for _, p in todo], report)
     else:
         if args.jobs > 1:
             report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
@@ -336,6 +381,7 @@ def _same_flags(args) -> List[str]:
     (without --output-dir it would refuse the outputs the batch was allowed to write)."""
     out: List[str] = []
     for flag, value in (("--ray", args.ray), ("--jobs", args.jobs or None), ("--cache-dir", args.cache_dir),
+                        ("--log-dir", args.log_dir),
                         ("--device", None if args.device == "auto" else args.device),
                         ("--output-dir", args.output_dir)):
         if value:
@@ -351,6 +397,7 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
         for job, payload in zip(jobs, payloads):
             if cancel.cancelled:
                 break
+            report.began(job)
             out = run_job(session, payload, cancel, on_event=Relay(partial(report.progress, job)))
             if out["cancelled"]:
                 break
@@ -358,24 +405,23 @@ def _run_here(args, jobs, payloads, report: Report) -> bool:
     return cancel.cancelled
 
 
-def _run_on_ray(args, registry, jobs, payloads, report: Report) -> bool:
-    from .distributed import WorkerPool, needs_gpu, ray_session
+def _run_on_ray(args, registry, ray, jobs, payloads, report: Report) -> bool:
+    from .distributed import WorkerPool, needs_gpu
     by_label = {j.label: j for j in jobs}
     gpu_nodes = sorted({n for j in jobs for n in needs_gpu(j.workflow, registry)})   # the jobs may differ
-    with ray_session(args.ray, num_cpus=args.jobs or None) as ray:
-        with WorkerPool(ray, args.jobs or None, gpu_nodes=gpu_nodes, device=args.device,
-                        note=report.note, limit=len(jobs),
-                        watch=lambda label, ev: report.progress(by_label[label], ev)) as pool:
-            if not report.json:
-                report.note(f"on Ray: {pool.size} worker{'s' if pool.size != 1 else ''}")
-            try:
-                with sigterm_interrupts():
-                    for label, out in pool.imap((j.label, "run", (p, pool.sink, j.label))
-                                                for j, p in zip(jobs, payloads)):
-                        report.finished(by_label[label], out)
-            except KeyboardInterrupt:
-                report.note("cancelled: stopping the Ray workers")
-                return True
+    with WorkerPool(ray, args.jobs or None, gpu_nodes=gpu_nodes, device=args.device,
+                    note=report.note, limit=len(jobs),
+                    watch=lambda label, ev: report.progress(by_label[label], ev)) as pool:
+        if not report.json:
+            report.note(f"on Ray: {pool.size} worker{'s' if pool.size != 1 else ''}")
+        try:
+            with sigterm_interrupts():
+                for label, out in pool.imap((j.label, "run", (p, pool.sink, j.label))
+                                            for j, p in zip(jobs, payloads)):
+                    report.finished(by_label[label], out)
+        except KeyboardInterrupt:
+            report.note("cancelled: stopping the Ray workers")
+            return True
     return False
 
 

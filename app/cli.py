@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                         "a finished job leaves): a batch that was stopped or crashed picks up where it was. "
                         "Input files changed since are not noticed")
     b.add_argument("--cache-dir", metavar="DIR", help="folder for the on-disk cache")
+    b.add_argument("--log-dir", metavar="DIR",
+                   help="where each case's log and the batch's batch.log go (appended to, a section per run); "
+                        "default logs/WORKFLOW.SWEEP/ beside the workflow (logs/batch/ for a batch of files)")
     b.add_argument("--device", default="auto", type=_device, help="auto, cuda, cuda:N, mps or cpu")
     _output_flags(b)
     _replace_flag(b)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
+import re
 import socket
 import sys
 import time
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from graph_engine.errors import KinographError
+from graph_engine.errors import KinographError, WorkflowError
 
 # The extra quoted: zsh (macOS's shell) reads a bare kinograph[ray] as a file pattern ("no matches found").
 RAY_MISSING = ("Ray is not installed: `pip install \"kinograph[ray]\"` adds it (or `pip install \"ray>=2.30\"`; "
@@ -80,15 +82,53 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
                     _check_token(ray, address)
                     ray.init(address=address, log_to_driver=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
-                raise KinographError(f"cannot connect to the Ray cluster at {address!r}: "
-                                     f"{str(e).strip().rstrip('.')}. Start one with "
-                                     f"`ray start --head` (see docs/ray.md), or use --ray local") from None
+                raise RayUnreachable(cannot_connect(address, str(e), ray.__version__)) from None
             started = True
         try:
             yield ray
         finally:
             if started:
                 ray.shutdown()
+
+
+class RayUnreachable(WorkflowError):
+    """The --ray address leads to no cluster this command can use: nothing ran, as for any other mistake on
+    the command line (exit 2); it had exited 1, which says some jobs failed and others may have written."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
+
+
+def _host_port(address: str) -> bool:
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    return bool(sep and host and port.isdigit())
+
+
+def cannot_connect(address: str, why: str, ray_version: str) -> str:
+    """What to check when `ray.init(address)` fails. Ray's own reason ('Failed to connect to Ray cluster at
+    HEAD:6379') named none of the usual causes, and the advice that followed, to start a cluster with
+    `ray start --head`, was wrong where one was running."""
+    why = why.strip().rstrip(".")
+    head = f"cannot connect to the Ray cluster at {address!r}"
+    mismatch = re.search(r"cluster was started with:\s*Ray: (\S+)\s*Python: (\S+)", why)
+    if mismatch:
+        ray_there, py_there = mismatch.groups()
+        return (f"{head}: it runs Ray {ray_there} on Python {py_there}, this command Ray {ray_version} on Python "
+                f"{platform.python_version()}, and Ray connects only the same versions: install the cluster's "
+                f"here (`pip install \"ray=={ray_there}\"` in a Python {py_there.rsplit('.', 1)[0]} environment), "
+                f"or run kinograph on a cluster node with --ray auto")
+    if not _host_port(address):
+        return f"{head}: {why}. Start one with `ray start --head` (see docs/ray.md), or use --ray local"
+    return f"{head}: {why}. {_CHECK} (Ray {ray_version}, Python {platform.python_version()}). Or use --ray local"
+
+
+# The usual causes, in the order to check them, for an address that answers no Ray head.
+_CHECK = ("Check: the address is the head's and the port its GCS port (`ray status` on the head prints it; 6379 "
+          "unless its `ray start --head --port` said otherwise; not the dashboard's 8265, and Ray Client's 10001 "
+          "only as ray://HEAD:10001); the head is running (`ray start --head` there); no firewall between this "
+          "machine and the head drops that port, or the ports the head and its nodes talk on (docs/ray.md); "
+          "and the cluster runs the Ray and Python this command does")
 
 
 def _check_answers(address: str) -> None:
@@ -107,11 +147,12 @@ def _check_answers(address: str) -> None:
         try:
             socket.create_connection((h, int(port)), timeout=10).close()
             return
+        except TimeoutError:
+            why = "no answer in 10 s: a host that is down, or a firewall dropping the connection"
         except OSError as e:
             why = e.strerror or type(e).__name__
-    raise KinographError(f"cannot connect to the Ray cluster at {address!r}: nothing answers there ({why}). "
-                         f"Check the head's address and port (`ray status` on the head prints them), start one "
-                         f"with `ray start --head` (see docs/ray.md), or use --ray local")
+    raise RayUnreachable(f"cannot connect to the Ray cluster at {address!r}: nothing answers there ({why}). "
+                         f"{_CHECK}. Or use --ray local")
 
 
 def _check_token(ray, address: str) -> None:
@@ -119,7 +160,9 @@ def _check_token(ray, address: str) -> None:
     clusters with token authentication on, and a driver that sends none (RAY_AUTH_MODE unset) or another
     cluster's was refused: ray.init printed 'InvalidAuthToken' twenty times over twenty seconds, and the
     message said to start a cluster with `ray start --head`, which was running. One call to the head's GCS,
-    as Ray's own `ray status` makes, tells; anything else it meets is left to ray.init to report."""
+    as Ray's own `ray status` makes, tells. The same call failing (Ray's RpcError) means what answers at that
+    port is no Ray head (a proxy, the dashboard's port, a firewall's reply): ray.init went on retrying it
+    for a minute, a warning a second, before saying it could not connect. Anything else is left to ray.init."""
     hostport = address.split("://", 1)[-1]
     if "://" in address or not hostport.rpartition(":")[2].isdigit():
         return
@@ -129,10 +172,14 @@ def _check_token(ray, address: str) -> None:
     except ray.exceptions.AuthenticationError:
         sends = "none (RAY_AUTH_MODE is not `token`)" if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" \
             else "another (from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
-        raise KinographError(f"the Ray cluster at {address!r} asks for its authentication token and this command "
+        raise RayUnreachable(f"the Ray cluster at {address!r} asks for its authentication token and this command "
                              f"sends {sends}: run it with RAY_AUTH_MODE=token and the head's token in "
                              f"~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it; "
                              f"see docs/ray.md)") from None
+    except ray.exceptions.RpcError as e:
+        raise RayUnreachable(f"cannot connect to the Ray cluster at {address!r}: something answers there, but not as "
+                             f"a Ray head does ({str(e).strip().rstrip('.')}). {_CHECK} (Ray {ray.__version__}, "
+                             f"Python {platform.python_version()}). Or use --ray local") from None
     except Exception:       # not Ray's client as this version has it, or another fault: ray.init says
         return
 

@@ -381,7 +381,7 @@ def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
     wf = workflow(tmp_path)
     r = subprocess.run([sys.executable, "-m", "app.cli", "run", str(wf), "--ray", f"127.0.0.1:{port}"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert f"cannot connect to the Ray cluster at '127.0.0.1:{port}': nothing answers there" in r.stderr
     assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
 
@@ -435,6 +435,49 @@ def test_a_cluster_that_wants_a_token_says_so(monkeypatch):
                                 f"command {sends}: run it with RAY_AUTH_MODE=token and the head's token in "
                                 "~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it; "
                                 "see docs/ray.md)")
+
+
+def test_a_cluster_address_that_leads_nowhere_says_what_to_check_and_nothing_is_announced(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """`--ray HEAD:PORT` that failed said Ray's 'Failed to connect to Ray cluster' and to start one with `ray start
+    --head`, after the batch had announced its jobs, and exited 1 (some jobs failed). Now: what answers at a port
+    that is no Ray head's (a proxy, the dashboard's port) is told at once, with what to check in order (address
+    and GCS port, the head, a firewall, versions); a cluster of another Ray or Python is told which to install;
+    nothing is announced and no log written; exit 2, as for any mistake on the command line (nothing ran)."""
+    pytest.importorskip("ray")
+    import ray
+    import ray._raylet
+    import app.distributed as dist
+    inits = []
+
+    def not_a_head(address, **kw):
+        raise ray.exceptions.RpcError("RPC error: Received http2 header with status: 404")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: inits.append(kw))
+    monkeypatch.setattr(dist, "_check_answers", lambda address: None)
+    monkeypatch.setattr(ray._raylet, "GcsClient", not_a_head)
+    wf = workflow(tmp_path)
+    sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 2]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "10.0.0.5:6379", "--json"]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("cannot connect to the Ray cluster at '10.0.0.5:6379': something answers there, but "
+                              "not as a Ray head does (RPC error: Received http2 header with status: 404). Check: the "
+                              "address is the head's and the port its GCS port (`ray status` on the head prints it; ")
+    for check in ("not the dashboard's 8265", "the head is running", "firewall", f"(Ray {ray.__version__}, Python"):
+        assert check in out.err
+    assert out.err.count("\n") == 1 and not inits and not (tmp_path / "logs").exists()
+    assert [json.loads(line)["event"] for line in out.out.splitlines()] == ["batch_finished"]
+
+    mismatch = ("Version mismatch: The cluster was started with:\n    Ray: 2.41.0\n    Python: 3.10.12\nThis process "
+                "on node 10.0.0.9 was started with:\n    Ray: 2.60.0\n    Python: 3.11.7\n")
+    monkeypatch.setattr(ray._raylet, "GcsClient", lambda address, **kw: None)
+    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError(mismatch)))
+    assert main(["run", str(wf), "--ray", "10.0.0.5:6379"]) == 2
+    err = capsys.readouterr().err
+    assert ("\ncannot connect to the Ray cluster at '10.0.0.5:6379': it runs Ray 2.41.0 on Python 3.10.12, "
+            f"this command Ray {ray.__version__} on Python ") in err
+    assert 'install the cluster\'s here (`pip install "ray==2.41.0"` in a Python 3.10 environment)' in err
 
 
 class SigtermPool:

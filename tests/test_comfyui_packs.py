@@ -183,12 +183,14 @@ def test_comfyroll_aspect_ratio_demo():
     assert g.inputs[own.id]["vae"] == ("vae_loader_4", "vae")
     assert res.report.entries["1"].status == "exact" and res.report.entries["7"].status == "exact"
 
-    # prescale_factor scales the size Comfyroll hands on and its latent, rounded down (int(896 * 0.7) = 627)
+    # prescale_factor scales the size Comfyroll hands on and its latent, rounded down (int(896 * 0.7) = 627); the
+    # latents ComfyUI makes of 627 x 806 are 627 // 8 x 806 // 8 latent pixels, pictures of 624 x 800, where
+    # latent.empty refused 627 x 806 (as it refused the 910 x 512 preset)
     data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())
     next(n for n in data["nodes"] if n["type"] == "CR Aspect Ratio")["widgets_values"][5] = 0.7
     g = import_data(data).graph
-    assert g.nodes["empty_latent_image_7"].params == {"width": 627, "height": 806, "frames": 2}
-    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 627, "height": 806, "frames": 2}
+    assert g.nodes["empty_latent_image_7"].params == {"width": 624, "height": 800, "frames": 2}
+    assert g.nodes["cr_aspect_ratio_1"].params == {"width": 624, "height": 800, "frames": 2}
 
     # a file from before prescale_factor (six outputs, batch_size in its widget's place), dimensions swapped, custom
     data = json.loads((COMMUNITY / "comfyroll_aspect_ratio.json").read_text())

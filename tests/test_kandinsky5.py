@@ -59,6 +59,21 @@ def test_new_video_families_are_named_by_kinograph_info(k5):
         assert words in d["note"] and "does not" in d["note"], d["note"]
 
 
+def test_kandinsky5_image_model_is_named_not_offered_as_the_video_one(tmp_path):
+    # ComfyUI's Kandinsky5Image (model_dim 2560, visual_embed_dim 64) samples FLUX.1's latents at shift 3; it was
+    # taken for the video family and reported as loading, to be sampled on HunyuanVideo's latents
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import describe_model
+    shapes = {"visual_embeddings.in_layer.weight": (2560, 64), "out_layer.out_layer.weight": (64, 2560),
+              "visual_transformer_blocks.0.visual_modulation.out_layer.weight": (4, 4),
+              "pooled_text_embeddings.in_layer.weight": (4, 4)}
+    save_file({k: torch.zeros(v, dtype=torch.bfloat16) for k, v in shapes.items()},
+              str(tmp_path / "kandinsky5lite_t2i.safetensors"))
+    d = describe_model(tmp_path / "kandinsky5lite_t2i.safetensors")
+    assert (d["family"], d["loads"]) == ("kandinsky5", "no"), d
+    assert "image model" in d["note"] and "does not run yet" in d["note"], d["note"]
+
+
 def test_kandinsky5_comfyui_files_sample_as_diffusers_pipeline(k5, loaded):
     """Before: the transformer was "unknown (no known key pattern)" and load.diffusion_model refused it."""
     from nodes.generate.adapters import get_adapter

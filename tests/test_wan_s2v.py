@@ -93,6 +93,32 @@ def test_a_voice_is_encoded_by_comfyuis_wav2vec2_file_as_transformers_encodes_it
         load(default_manager(), str(tmp_path / "other.safetensors"), "cpu")
 
 
+def test_a_base_wav2vec2_file_is_encoded_with_its_own_layer_norms_and_unnormalised_sound(tmp_path):
+    # ComfyUI builds a base wav2vec2 (chinese-wav2vec2-base, InfiniteTalk's encoder: a group norm on the first conv
+    # only) with its layers normalised after attention and the sound not normalised (do_stable_layer_norm and
+    # do_normalize False); its tensor names are the large one's, so Kinograph read it as a large one.
+    from safetensors.torch import save_file
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+    from nodes.generate.audio_encoder import build, encode
+    torch.manual_seed(1)
+    ref = Wav2Vec2Model(Wav2Vec2Config(
+        hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+        conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False, num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, vocab_size=None, mask_time_prob=0.0)).eval()
+    for p in ref.parameters():
+        p.data = p.data + 0.05 * torch.randn_like(p)
+    save_file({k.replace("parametrizations.weight.original0", "weight_g")
+               .replace("parametrizations.weight.original1", "weight_v"): v.contiguous()
+               for k, v in ref.state_dict().items()}, str(tmp_path / "chinese-wav2vec2-base.safetensors"))
+    model = build(tmp_path / "chinese-wav2vec2-base.safetensors", torch.float32, "cpu")
+    x = 0.2 * torch.sin(torch.arange(4800) / 7.0) + 0.1       # 0.3 s, off zero mean and unit variance
+    feats = encode(model, x.numpy())
+    with torch.no_grad():
+        want = torch.cat(ref(x[None], output_hidden_states=True).hidden_states)
+    assert feats["layers"].shape == want.shape == (3, 14, 128)
+    assert torch.allclose(feats["layers"], want, atol=1e-4), (feats["layers"] - want).abs().max()
+
+
 def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     """LoadAudio, AudioEncoderLoader and AudioEncoderEncode become io.load_audio, load.audio_encoder and
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the

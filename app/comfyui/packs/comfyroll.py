@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..flatten import Ref
 from ..out import Out
+from .core import comfy_latent_size
 
 
 class Comfyroll:
@@ -55,7 +56,9 @@ class Comfyroll:
         latent = len(slots)
         if not self.slot_read(cn.id, latent):
             return []
-        nid = self.add(rule.node, cn, {"width": width, "height": height, "frames": values["batch_size"]})
+        size = {"width": width, "height": height}
+        comfy_latent_size(size)         # its latent is height // 8 x width // 8, though the numbers stay as they are
+        nid = self.add(rule.node, cn, {**size, "frames": values["batch_size"]})
         self.outs[(cn.id, latent)] = Out((nid, "latent"))
         self.pending_vae.append((nid, cn.id))
         return [nid]

@@ -1,0 +1,82 @@
+"""A batch's log files: one per case and the batch's batch.log, read the morning after a night's renders."""
+import re
+
+from app.cli import main
+from nodes.io.video_read import load_video
+from tests.test_batch import PIPELINE, write
+
+
+def test_each_case_leaves_a_log_and_the_batch_a_summary_with_each_failures_retry(tmp_path, capsys, monkeypatch):
+    """The night's only record was the batch's stderr, every job's lines interleaved, if the wrangler had thought
+    of `2> night.log`. Each case now appends to its own file (parameters, node times, its error, where its output
+    went, the command that runs it again) and batch.log gets the summary with a `--only N` per failed case. A
+    batch stopped part way says in the stopped case's log that it was, and in batch.log what did not run."""
+    wf = write(tmp_path, "shot.yaml", PIPELINE % "out/clip_{case}.mkv")
+    sweep = write(tmp_path, "seeds.yaml", "grid: {trim.start: [0, 100, 2]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 1
+    out = capsys.readouterr()
+    logs = tmp_path / "logs" / "shot.seeds"
+    assert f"a log per case, and the summary in batch.log: {logs}" in out.err
+    assert "jobs ok in " in out.out and f"each case's log in {logs}" in out.out
+    assert sorted(p.name for p in logs.iterdir()) == ["batch.log", "case_1.log", "case_2.log", "case_3.log"]
+
+    ok = (logs / "case_1.log").read_text()
+    assert ok.startswith("==== case 1, run started ")
+    assert f"workflow: {wf}\nparameters:\n  trim.start = 0\noutputs:\n  {tmp_path / 'out/clip_1.mkv'}\n" in ok
+    for node, kind in (("pattern", "generate.test_pattern"), ("trim", "video.trim"), ("save", "io.save_video")):
+        assert f" {node} started ({kind})\n" in ok
+    assert re.search(r"\n\d\d:\d\d:\d\d save done in \d+\.\d\ds\n", ok)
+    assert re.search(rf"\n\d\d:\d\d:\d\d ok in \d+\.\d\ds; wrote:\n  {re.escape(str(tmp_path / 'out/clip_1.mkv'))} "
+                     r"\(6 frames\)\n$", ok)
+    assert " pattern done from the cache\n" in (logs / "case_3.log").read_text()
+    retry = f"kinograph batch {wf} --sweep {sweep} --only 2"
+    failed = (logs / "case_2.log").read_text()
+    assert re.search(r"\n\d\d:\d\d:\d\d trim FAILED: start=100 is past the end of the clip \(6 frames\)", failed)
+    assert f"run it again with: {retry}\n" in failed and "ok in" not in failed
+    summary = (logs / "batch.log").read_text()
+    assert "==== batch of 3 jobs started " in summary and "2 of 3 jobs ok in " in summary
+    assert re.search(r"failed cases, each with the command that runs it again:\n  case 2: trim: start=100 is past "
+                     rf"the end .*\n    run it again with: {re.escape(retry)}\n", summary)
+
+    # Retried, the case's log keeps the run that failed above the new one.
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--only", "2"]) == 1
+    capsys.readouterr()
+    again = (logs / "case_2.log").read_text()
+    assert again.startswith(failed) and again.count("==== case 2, run started ") == 2
+
+    # Stopped during case 2 (Ctrl-C cancels the run): case 1's render and log stand, case 2's log says it was
+    # stopped, and batch.log names what did not run with the command that runs it.
+    import app.batch
+    real, calls = app.batch.run_job, []
+
+    def stopped_in_the_second(session, payload, cancel, on_event):
+        calls.append(1)
+
+        def watch(ev):          # Ctrl-C as the second case's trim starts
+            on_event(ev)
+            if len(calls) == 2 and ev["event"] == "node_started" and ev["node"] == "trim":
+                cancel.cancel()
+        return real(session, payload, cancel, on_event=watch)
+
+    monkeypatch.setattr(app.batch, "run_job", stopped_in_the_second)
+    other = tmp_path / "night"
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir", str(other)]) == 130
+    capsys.readouterr()
+    assert load_video(str(tmp_path / "out/clip_1.mkv")).length == 6
+    assert "ok in" in (other / "case_1.log").read_text()
+    stopped = (other / "case_2.log").read_text()
+    assert re.search(r"\n\d\d:\d\d:\d\d CANCELLED: the batch was stopped during this case; its outputs were not "
+                     rf"written. Run it again with: .* --log-dir {re.escape(str(other))} --only 2\n$", stopped)
+    assert not (other / "case_3.log").exists()
+    assert re.search(r"not run \(the batch was stopped before they finished\): cases 2, 3; run them with:\n"
+                     r"    kinograph batch .* --only 2,3\n", (other / "batch.log").read_text())
+
+
+def test_a_log_folder_that_cannot_be_written_is_said_once_and_the_renders_go_on(tmp_path, capsys):
+    wf = write(tmp_path, "shot.yaml", PIPELINE % "out/clip_{case}.mkv")
+    sweep = write(tmp_path, "seeds.yaml", "grid: {trim.start: [0, 2]}\n")
+    blocked = write(tmp_path, "a_file", "")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir", str(blocked / "logs")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("cannot write the batch's logs in") == 1 and "the renders go on" in err
+    assert load_video(str(tmp_path / "out/clip_2.mkv")).length == 4
