@@ -34,11 +34,18 @@ def _template(folder: Path, settings=None) -> Path:
     return path
 
 
-def _on_cpu(monkeypatch, speed=SLOW):
+def _on_cpu(monkeypatch, speed=SLOW, probed=None):
+    """The estimate's device the CPU, its matrix speed `speed`; each probe's (device, thread) in `probed`."""
+    import threading
     import graph_engine.devices
     import nodes.generate.estimate as est
     monkeypatch.setattr(graph_engine.devices, "resolve_device", lambda device: "cpu")
-    monkeypatch.setattr(est, "matmul_speed", lambda device: speed)
+
+    def probe(device):
+        if probed is not None:
+            probed.append((device, threading.current_thread()))
+        return speed
+    monkeypatch.setattr(est, "matmul_speed", probe)
 
 
 def _flops_counted(root: Path, frames: int, h: int, w: int) -> float:
@@ -161,6 +168,8 @@ def test_a_log_tells_the_measured_pace_after_the_first_step(monkeypatch, capsys)
 
 
 def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, tmp_path, monkeypatch):
+    """...measured off the GUI thread: the matrix speed probe froze the editor for 1.2 s when Run was pressed."""
+    import threading
     import nodes.generate.estimate as est
     from app.editor.document import Document
     from app.editor.settings import EditorSettings
@@ -168,7 +177,8 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
     from graph_engine.registry import default_registry
     path = _template(tmp_path, {"latent.empty": {"frames": 5, "width": 32, "height": 32},
                                 "generate.sample": {"steps": 1}})
-    _on_cpu(monkeypatch)
+    probed = []
+    _on_cpu(monkeypatch, probed=probed)
     monkeypatch.setattr(est, "LONG_S", 0)
     w = MainWindow(Document.load(path, default_registry()), settings=EditorSettings(tmp_path / "editor.json"))
     badges = []
@@ -178,6 +188,8 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         assert w.runs.wait_idle(120) and job.state == "done", job.error
         text = w.log.toPlainText()
         assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in text and "warning: this run will take about" in text
+        assert probed and all(t is not threading.main_thread() for _, t in probed), probed
+        assert w.statusBar().currentMessage().startswith("this run will take about"), w.statusBar().currentMessage()
         # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the
         # time told until the first step measures a pace
         seconds = est.estimate(job.workflow, w.doc.registry, "cpu").seconds
