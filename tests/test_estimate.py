@@ -68,7 +68,7 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     from app.cli import main
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    from nodes.generate.estimate import CPU_EFFICIENCY, duration, pass_flops, sampler_work
+    from nodes.generate.estimate import CPU_EFFICIENCY, GPU_EFFICIENCY, duration, pass_flops, sampler_work
     path = _template(tmp_path)
     [work] = sampler_work(load_workflow(path, check=False), default_registry())
     # The template: KSampler 30 steps at cfg 6 with a negative prompt, 33 frames of 832x480.
@@ -96,11 +96,18 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     assert main(["validate", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)["estimate"]
     assert data["samplers"][0]["passes"] == 60 and data["warning"].startswith("this run will take about")
-    # On a GPU: the work, no time (nothing was measured there), no warning.
-    monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda")
+    # On a GPU: its own matrix speed is measured, and its time says the GPU's share of that is assumed (it was told
+    # no time at all, and would have been the CPU's probe); no "a GPU" among the cuts.
+    probed = []
+    _on_cpu(monkeypatch, speed=SLOW * 10, probed=probed)
+    monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda:0")
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "60 passes" in out and "warning" not in out and "on this CPU" not in out
+    gpu = duration(work.flops / (SLOW * 10 * GPU_EFFICIENCY))
+    assert [d for d, _ in probed] == ["cuda:0"] and "60 passes" in out and "on this CPU" not in out
+    assert f"about {gpu} of sampling on this GPU (cuda:0) (its matrix speed measured: 0.01 TFLOP/s in fp16; the " \
+           "share of it a denoiser reaches on a GPU is assumed, not measured)" in out, out
+    assert f"warning: this run will take about {gpu} on this GPU (cuda:0)" in out and "--device cuda" not in out
 
 
 def test_a_run_warned_as_long_still_runs_and_writes(wan, tmp_path, monkeypatch, capsys):

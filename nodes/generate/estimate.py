@@ -1,13 +1,13 @@
-"""How much work a workflow's samplers are, told before it runs, and about how long that is on the CPU.
+"""How much work a workflow's samplers are, told before it runs, and about how long that is on the device.
 
 An imported ComfyUI Wan or SVD graph runs for hours on a laptop's CPU, and nothing said so before it began.
 Each generate.sample is counted from what is known without running anything: the steps it runs times its
 guidance passes times its context windows, each one forward pass of the denoiser over the latent's tokens;
 a pass costs 2 FLOPs per weight per token (read from the weight files' headers, nothing loaded) plus
 attention's token-squared term. Seconds are that work over the speed of a matrix product measured on the
-device, times the share of it a denoiser reaches (CPU_EFFICIENCY, measured on this CPU). Where a part cannot
-be told before the run (a latent encoded from a video, a pickled checkpoint, a size set through a link), the
-sampler is named with the reason instead of a guessed figure."""
+device, times the share of it a denoiser reaches (CPU_EFFICIENCY, measured on this CPU; GPU_EFFICIENCY,
+assumed). Where a part cannot be told before the run (a latent encoded from a video, a pickled checkpoint, a size
+set through a link), the sampler is named with the reason instead of a guessed figure."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,10 @@ from graph_engine import NodeError
 # norms slower. Measured with bench/estimate_calibration.py (Wan-, SD 1.5- and SVD-shaped denoisers timed on a
 # shared 2-core CPU, three runs: transformers 0.67-2.2, UNets 0.52-0.75; the medians).
 CPU_EFFICIENCY = (1.5, 0.65)
-# Over this many seconds on the CPU, validate, run and the editor say so before the run, with what to change.
+# The same share on a GPU, over a 4096x4096 fp16 product: assumed, not measured (no GPU was lent to calibrate
+# one), so a GPU's time is told as such.
+GPU_EFFICIENCY = 0.5
+# Over this many seconds, validate, run and the editor say so before the run, with what to change.
 LONG_S = 30 * 60
 UNET = ("sd", "sdxl", "animatediff", "svd")
 # Weights applied once per sample or to the prompt's tokens, not to each latent token: left out of the count.
@@ -288,25 +291,33 @@ def _windows(g, model_chain, params_of, fam: str, lat_frames: int, time_factor: 
 # -- seconds -------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def matmul_speed(device: str) -> float:
-    """FLOP/s of a 1024x1024 fp32 matrix product on `device` ("cpu"), best of a few: about 0.2 s to measure."""
+    """FLOP/s of a matrix product on `device`, best of a few: 1024x1024 fp32 on the CPU (about 0.2 s), 4096x4096
+    fp16 on a GPU, in the half precision a run takes there, each product waited for (a GPU's calls return before
+    the work is done)."""
     import time
     import torch
-    a = torch.randn(1024, 1024)
+    n, dtype = (1024, torch.float32) if device == "cpu" else (4096, torch.float16)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else \
+        torch.mps.synchronize if device == "mps" else (lambda: None)
+    a @ a                       # the first product: cuBLAS's setup, the thread pool's start
+    sync()
     best = math.inf
     for _ in range(5):
         t = time.perf_counter()
         a @ a
+        sync()
         best = min(best, time.perf_counter() - t)
-    return 2.0 * 1024 ** 3 / best
+    return 2.0 * n ** 3 / best
 
 
 @dataclass
 class Estimate:
     samplers: List[SamplerWork]
     lines: List[str]                       # each sampler's work, and the time where it is told
-    seconds: Optional[float] = None        # the samplers counted, on the CPU
+    seconds: Optional[float] = None        # the samplers counted, on the device
     warning: Optional[str] = None          # a run this long: what to change
-    each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the CPU
+    each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the device
 
     def data(self) -> dict:
         """For --json readers."""
@@ -319,8 +330,8 @@ class Estimate:
 
 
 def estimate(wf, registry, device: str = "auto") -> Estimate:
-    """Each sampler's work, and where `device` (as --device gives it) is the CPU about how long the samplers
-    take, with a warning past LONG_S. A GPU's time is not told: nothing here was measured on one."""
+    """Each sampler's work and about how long the samplers take on `device` (as --device gives it: its own matrix
+    speed measured), with a warning past LONG_S. On a GPU the time says its share of that speed is assumed."""
     works = sampler_work(wf, registry)
     lines = [w.describe() for w in works] + [n for w in works for n in w.notes]
     known = [w for w in works if not w.unknown]
@@ -329,18 +340,20 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     from graph_engine.devices import resolve_device
     from graph_engine.errors import KinographError
     try:
-        if resolve_device(device) != "cpu":
-            return Estimate(works, lines)
-        speed = matmul_speed("cpu")
+        dev = resolve_device(device)
+        speed = matmul_speed(dev)
     except (ImportError, KinographError):     # no torch, or a device the run itself refuses and names
         return Estimate(works, lines)
-    each = {w.node: w.flops / (speed * CPU_EFFICIENCY[w.family in UNET]) for w in known}
+    cpu = dev == "cpu"
+    each = {w.node: w.flops / (speed * (CPU_EFFICIENCY[w.family in UNET] if cpu else GPU_EFFICIENCY)) for w in known}
     seconds = sum(each.values())
     partial = " for the samplers counted" if len(known) < len(works) else ""
+    where = "this CPU" if cpu else f"this GPU ({dev})"
+    measured = f"{speed / 1e9:.0f} GFLOP/s" if cpu else \
+        f"{speed / 1e12:.3g} TFLOP/s in fp16; the share of it a denoiser reaches on a GPU is assumed, not measured"
     # "about under a second" was the short run's line
-    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + " of sampling on this CPU"
-                 f"{partial} (its matrix speed measured: {speed / 1e9:.0f} GFLOP/s); the pace is measured once the "
-                 "first step is done")
+    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + f" of sampling on {where}"
+                 f"{partial} (its matrix speed measured: {measured}); the pace is measured once the first step is done")
     if seconds < LONG_S:
         return Estimate(works, lines, seconds, each=each)
     big = max(known, key=lambda w: w.flops)
@@ -349,6 +362,7 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     if big.guidance == 2:
         cuts.append("a distilled model at cfg 1, which skips the negative pass (Wan with a lightx2v or CausVid "
                     "LoRA at 4-8 steps, LTX-Video's distilled model)")
-    cuts.append("a GPU (--device cuda)")
-    return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on this CPU. To make "
+    if cpu:
+        cuts.append("a GPU (--device cuda)")
+    return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on {where}. To make "
                                            "it shorter: " + "; ".join(cuts), each)
