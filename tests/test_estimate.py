@@ -206,3 +206,27 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         w.runs.cancel(clear_queue=True)
         w.doc.undo.setClean()
         w.close()
+
+
+def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, monkeypatch, capsys):
+    """A sweep of the Wan template over steps: the sum of its cases' estimates, before any case runs (a batch
+    told nothing until each case's log gave its pace)."""
+    import app.batch
+    from app.cli import main
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import duration, estimate
+    path = _template(tmp_path)
+    (tmp_path / "steps.yaml").write_text("grid:\n  k_sampler_3.steps: [10, 20, 40]\n")
+    _on_cpu(monkeypatch)
+    ran = []
+    monkeypatch.setattr(app.batch, "_run_here", lambda args, jobs, payloads, report: ran.append(len(jobs)))
+    assert main(["batch", str(path), "--sweep", str(tmp_path / "steps.yaml")]) in (0, 1)
+    err = capsys.readouterr().err
+    wf = load_workflow(path, check=False)
+    wf.graph.nodes["k_sampler_3"].params["steps"] = 10
+    ten = estimate(wf, default_registry()).seconds
+    assert f"estimate: about {duration(7 * ten)} of sampling in all on this CPU for 3 cases ({duration(ten)} to " \
+           f"{duration(4 * ten)} each)" in err, err
+    assert "  the longest, case 3: k_sampler_3: 80 passes (40 steps x 2" in err, err
+    assert ran == [3] and err.index("estimate: about") < err.index("the longest")

@@ -318,6 +318,7 @@ class Estimate:
     seconds: Optional[float] = None        # the samplers counted, on the device
     warning: Optional[str] = None          # a run this long: what to change
     each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the device
+    where: str = ""                        # the device the seconds are for: "this CPU", "this GPU (cuda:0)"
 
     def data(self) -> dict:
         """For --json readers."""
@@ -355,7 +356,7 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + f" of sampling on {where}"
                  f"{partial} (its matrix speed measured: {measured}); the pace is measured once the first step is done")
     if seconds < LONG_S:
-        return Estimate(works, lines, seconds, each=each)
+        return Estimate(works, lines, seconds, each=each, where=where)
     big = max(known, key=lambda w: w.flops)
     cuts = [f"fewer steps ({big.node} runs {big.steps}: half as many take half the time)",
             f"fewer frames or a smaller size ({big.frames} frames at {big.width}x{big.height})"]
@@ -365,4 +366,4 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     if cpu:
         cuts.append("a GPU (--device cuda)")
     return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on {where}. To make "
-                                           "it shorter: " + "; ".join(cuts), each)
+                                           "it shorter: " + "; ".join(cuts), each, where)
