@@ -1,5 +1,6 @@
 """nodes/generate/estimate.py's FLOPs per denoiser pass, read from weight shapes, against torch's FLOP counter on the
-released models' configs (Wan 2.1 1.3B, SVD, SD 1.5 in both key layouts), built without memory (meta / fake
+released models' configs (Wan 2.1 1.3B, SVD, SD 1.5 in both key layouts), and the Wan 2.1 VAE's decode at 81 frames
+(nodes/generate/vae_work.py), built without memory (meta / fake
 tensors). Attention runs through diffusers' plain AttnProcessor: the counter misses fused SDPA under fake tensors.
 
     PYTHONPATH=$PWD .venv/bin/python bench/estimate_flops.py"""
@@ -26,7 +27,8 @@ def _shapes(model) -> dict:
 
 
 def main() -> None:
-    from diffusers import UNet2DConditionModel, UNetSpatioTemporalConditionModel, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, UNet2DConditionModel, UNetSpatioTemporalConditionModel, WanTransformer3DModel
+    from nodes.generate.vae_work import wan_vae_decode_flops
     from tests.tiny_models import sd_ldm_unet
     with torch.device("meta"):        # Wan's own attention processor: its SDPA is counted on the meta device
         wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128,
@@ -35,6 +37,14 @@ def main() -> None:
         real = _counted(wan, torch.empty(1, 16, 9, 60, 104), torch.empty(1), torch.empty(1, 512, 4096), plain=False)
     est = pass_flops(_shapes(wan), "wan", 9, 60, 104, 2)[0]
     print(f"Wan 2.1 1.3B, 33 frames 832x480: counted {real:.4g}, estimated {est:.4g} ({est / real:.3f})")
+    with torch.device("meta"):
+        vae = AutoencoderKLWan(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                               temperal_downsample=[False, True, True])
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            vae.decode(torch.empty(1, 16, 21, 60, 104))
+    est = wan_vae_decode_flops(_shapes(vae), 21, 60, 104)
+    real = fc.get_total_flops()
+    print(f"Wan 2.1 VAE decode, 81 frames 832x480: counted {real:.4g}, estimated {est:.4g} ({est / real:.3f})")
     with FakeTensorMode(allow_non_fake_inputs=True):        # SVD's own code makes CPU tensors: fake, not meta
         svd = UNetSpatioTemporalConditionModel()
         real = _counted(svd, torch.empty(1, 14, 8, 72, 128), torch.ones(1), torch.empty(1, 1, 1024), torch.ones(1, 3))

@@ -62,15 +62,32 @@ def _flops_counted(root: Path, frames: int, h: int, w: int) -> float:
     return fc.get_total_flops()
 
 
+def _decode_flops_counted(root: Path, frames: int, h: int, w: int) -> float:
+    """Decoding a latent with the tiny Wan VAE as torch's FLOP counter counts it, on the meta device."""
+    import torch
+    from diffusers import AutoencoderKLWan
+    from torch.utils.flop_counter import FlopCounterMode
+    config = json.loads((root / "diffusers" / "vae" / "config.json").read_text())
+    with torch.device("meta"):
+        vae = AutoencoderKLWan.from_config(config)
+        z = torch.empty(1, 16, frames, h, w)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        vae.decode(z)
+    return fc.get_total_flops()
+
+
 def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_warns(wan, tmp_path, monkeypatch,
                                                                                       capsys):
     from safetensors import safe_open
     from app.cli import main
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    from nodes.generate.estimate import CPU_EFFICIENCY, GPU_EFFICIENCY, duration, pass_flops, sampler_work
+    from nodes.generate.estimate import CPU_EFFICIENCY, GPU_EFFICIENCY, decode_work, duration, pass_flops, \
+        sampler_work
+    from nodes.generate.vae_work import diffusers_wan_vae_shapes, wan_vae_decode_flops
     path = _template(tmp_path)
-    [work] = sampler_work(load_workflow(path, check=False), default_registry())
+    wf = load_workflow(path, check=False)
+    [work] = sampler_work(wf, default_registry())
     # The template: KSampler 30 steps at cfg 6 with a negative prompt, 33 frames of 832x480.
     assert (work.node, work.family, work.unknown) == ("k_sampler_3", "wan", "")
     assert (work.steps, work.guidance, work.windows, work.passes) == (30, 2, 1, 60)
@@ -83,19 +100,31 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     # A pass as torch counts it, at a size the tiny model's rotary table reaches.
     counted = _flops_counted(wan, 5, 32, 48)
     assert abs(pass_flops(shapes, "wan", 5, 32, 48, 2)[0] - counted) / counted < 0.05, counted
+    # The VAE's decode of the sampler's 9 latent frames (the ComfyUI-layout file), against the counter's count of the
+    # same VAE in diffusers' layout: it was not counted at all.
+    [decode] = decode_work(wf, default_registry(), [work])
+    with safe_open(str(wan / "models" / "vae" / "wan_tiny_vae.safetensors"), "pt") as f:
+        vae = diffusers_wan_vae_shapes({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+    assert (decode.node, decode.frames) == ("vae_decode_8", 33) and decode.flops == wan_vae_decode_flops(vae, 9, 60, 104)
+    counted = _decode_flops_counted(wan, 2, 4, 6)       # two latent frames: the later ones' time convolutions too
+    assert abs(wan_vae_decode_flops(vae, 2, 4, 6) - counted) / counted < 0.01, counted
 
     _on_cpu(monkeypatch)
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    hours = duration(work.flops / (SLOW * CPU_EFFICIENCY[0]))
+    hours = duration(work.flops / (SLOW * CPU_EFFICIENCY[0]) + decode.flops / (SLOW * CPU_EFFICIENCY[1]))
     assert "k_sampler_3: 60 passes (30 steps x 2 (guidance: a negative pass each)) of a" in out
     assert "Wan 2.1/2.2 denoiser over 33 frames at 832x480 (14,040 latent tokens a pass)" in out
+    assert "vae_decode_8: decoding 33 frames at 832x480 with the Wan 2.1 VAE: " in out
+    assert f"about {hours} of sampling and VAE decoding on this CPU" in out, out
     assert f"warning: this run will take about {hours} on this CPU. To make it shorter: fewer steps (k_sampler_3 " \
            "runs 30: half as many take half the time); fewer frames or a smaller size (33 frames at 832x480); a " \
            "distilled model at cfg 1" in out and "a GPU (--device cuda)" in out
     assert main(["validate", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)["estimate"]
     assert data["samplers"][0]["passes"] == 60 and data["warning"].startswith("this run will take about")
+    assert data["decodes"] == [{"node": "vae_decode_8", "frames": 33, "width": 832, "height": 480,
+                                "flops": decode.flops}]
     # On a GPU: its own matrix speed is measured, and its time says the GPU's share of that is assumed (it was told
     # no time at all, and would have been the CPU's probe); no "a GPU" among the cuts.
     probed = []
@@ -103,9 +132,9 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda:0")
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    gpu = duration(work.flops / (SLOW * 10 * GPU_EFFICIENCY))
+    gpu = duration((work.flops + decode.flops) / (SLOW * 10 * GPU_EFFICIENCY))
     assert [d for d, _ in probed] == ["cuda:0"] and "60 passes" in out and "on this CPU" not in out
-    assert f"about {gpu} of sampling on this GPU (cuda:0) (its matrix speed measured: 0.01 TFLOP/s in fp16; the " \
+    assert f"about {gpu} of sampling and VAE decoding on this GPU (cuda:0) (its matrix speed measured: 0.01 TFLOP/s in fp16; the " \
            "share of it a denoiser reaches on a GPU is assumed, not measured)" in out, out
     assert f"warning: this run will take about {gpu} on this GPU (cuda:0)" in out and "--device cuda" not in out
 
@@ -199,8 +228,8 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         assert w.statusBar().currentMessage().startswith("this run will take about"), w.statusBar().currentMessage()
         # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the
         # time told until the first step measures a pace
-        seconds = est.estimate(job.workflow, w.doc.registry, "cpu").seconds
-        assert seconds < 1 and "estimate: under a second of sampling on this CPU" in text, text
+        seconds = est.estimate(job.workflow, w.doc.registry, "cpu").each["k_sampler_3"]
+        assert seconds < 1 and "estimate: under a second of sampling and VAE decoding on this CPU" in text, text
         assert badges[:2] == ["queued", f"0% · est. {round(seconds * 1000)} ms"], badges
     finally:
         w.runs.cancel(clear_queue=True)
@@ -223,10 +252,12 @@ def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, m
     monkeypatch.setattr(app.batch, "_run_here", lambda args, jobs, payloads, report: ran.append(len(jobs)))
     assert main(["batch", str(path), "--sweep", str(tmp_path / "steps.yaml")]) in (0, 1)
     err = capsys.readouterr().err
-    wf = load_workflow(path, check=False)
-    wf.graph.nodes["k_sampler_3"].params["steps"] = 10
-    ten = estimate(wf, default_registry()).seconds
-    assert f"estimate: about {duration(7 * ten)} of sampling in all on this CPU for 3 cases ({duration(ten)} to " \
-           f"{duration(4 * ten)} each)" in err, err
+    each = []
+    for steps in (10, 20, 40):
+        wf = load_workflow(path, check=False)
+        wf.graph.nodes["k_sampler_3"].params["steps"] = steps
+        each.append(estimate(wf, default_registry()).seconds)
+    assert f"estimate: about {duration(sum(each))} of sampling in all on this CPU for 3 cases ({duration(each[0])} " \
+           f"to {duration(each[2])} each)" in err, err
     assert "  the longest, case 3: k_sampler_3: 80 passes (40 steps x 2" in err, err
     assert ran == [3] and err.index("estimate: about") < err.index("the longest")

@@ -325,9 +325,10 @@ class RunController(QObject):
         sampler's badge shows the time told until its first steps measure a pace."""
         if job is not None:
             job.estimates.update(est.each)
-        for work, line in zip(est.samplers, est.lines):
+        counted = [*est.samplers, *est.decodes]         # their lines first, in this order
+        for work, line in zip(counted, est.lines):
             self.logged.emit("info", f"estimate: {line}", work.node)
-        for line in est.lines[len(est.samplers):]:
+        for line in est.lines[len(counted):]:
             self.logged.emit("info", f"estimate: {line}", "")
         if est.warning:
             self.logged.emit("warn", f"warning: {est.warning}", "")

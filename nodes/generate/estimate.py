@@ -288,6 +288,56 @@ def _windows(g, model_chain, params_of, fam: str, lat_frames: int, time_factor: 
     return [lat_frames]
 
 
+# -- the VAE's decode -----------------------------------------------------------------------
+@dataclass
+class DecodeWork:
+    node: str
+    frames: int
+    width: int
+    height: int
+    flops: float
+
+    def describe(self) -> str:
+        return f"{self.node}: decoding {self.frames} frames at {self.width}x{self.height} with the Wan 2.1 VAE: " \
+               f"{_flops(self.flops)}"
+
+
+def decode_work(wf, registry, samplers: List[SamplerWork]) -> List[DecodeWork]:
+    """Each vae.decode of a counted Wan sampler's latent through a Wan 2.1 VAE file (load.vae): at 81 frames
+    832x480 its decode is 275 TFLOP, a quarter of a 4-step distilled run's sampling. Other VAEs are not counted."""
+    from graph_engine.validate import origin_chain, run_scope
+    from nodes.generate.detect import detect_header, read_header
+    from nodes.generate.families import family
+    from nodes.generate.model_manager import resolve_model_path
+    from nodes.generate.vae_work import diffusers_wan_vae_shapes, wan_vae_decode_flops
+    g = wf.graph
+    specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
+    counted = {w.node: w for w in samplers if not w.unknown and w.family == "wan"}
+    found = []
+    for nid in run_scope(wf, registry)[0]:
+        ins = g.inputs.get(nid, {})
+        if g.nodes[nid].type != "vae.decode" or g.nodes[nid].bypass or "latent" not in ins or "vae" not in ins:
+            continue
+        latent, vae = origin_chain(g, specs, ins["latent"]), origin_chain(g, specs, ins["vae"])
+        if not latent or latent[0] not in counted or not vae or g.nodes[vae[-1]].type != "load.vae":
+            continue
+        name = g.nodes[vae[-1]].params.get("name")
+        try:
+            path = resolve_model_path(name if isinstance(name, str) else "", "vae", "VAE")
+            header = read_header(path)
+            det = detect_header(header)
+        except (NodeError, OSError, ValueError):        # the loader names a missing or unreadable file
+            continue
+        if (det.role, det.family, det.variant) != ("vae", "wan", "2.1"):
+            continue
+        work = counted[latent[0]]
+        spec = family("wan")
+        flops = wan_vae_decode_flops(diffusers_wan_vae_shapes(header.shapes), spec.latent_frames(work.frames),
+                                     work.height // spec.space_factor, work.width // spec.space_factor)
+        found.append(DecodeWork(nid, work.frames, work.width, work.height, flops))
+    return found
+
+
 # -- seconds -------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def matmul_speed(device: str) -> float:
@@ -319,6 +369,7 @@ class Estimate:
     warning: Optional[str] = None          # a run this long: what to change
     each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the device
     where: str = ""                        # the device the seconds are for: "this CPU", "this GPU (cuda:0)"
+    decodes: List[DecodeWork] = field(default_factory=list)
 
     def data(self) -> dict:
         """For --json readers."""
@@ -327,14 +378,17 @@ class Estimate:
                              {"node": w.node, "family": w.family, "weights": w.weights, "passes": w.passes,
                               "steps": w.steps, "guidance": w.guidance, "windows": w.windows, "frames": w.frames,
                               "width": w.width, "height": w.height, "tokens": w.tokens, "flops": w.flops}
-                             for w in self.samplers]}
+                             for w in self.samplers],
+                "decodes": [{"node": d.node, "frames": d.frames, "width": d.width, "height": d.height,
+                             "flops": d.flops} for d in self.decodes]}
 
 
 def estimate(wf, registry, device: str = "auto") -> Estimate:
     """Each sampler's work and about how long the samplers take on `device` (as --device gives it: its own matrix
     speed measured), with a warning past LONG_S. On a GPU the time says its share of that speed is assumed."""
     works = sampler_work(wf, registry)
-    lines = [w.describe() for w in works] + [n for w in works for n in w.notes]
+    decodes = decode_work(wf, registry, works)
+    lines = [w.describe() for w in works] + [d.describe() for d in decodes] + [n for w in works for n in w.notes]
     known = [w for w in works if not w.unknown]
     if not known:
         return Estimate(works, lines)
@@ -347,16 +401,19 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
         return Estimate(works, lines)
     cpu = dev == "cpu"
     each = {w.node: w.flops / (speed * (CPU_EFFICIENCY[w.family in UNET] if cpu else GPU_EFFICIENCY)) for w in known}
+    # a VAE's convolutions run at a UNet's share of the probe's speed (not calibrated on a VAE of its own)
+    each.update({d.node: d.flops / (speed * (CPU_EFFICIENCY[1] if cpu else GPU_EFFICIENCY)) for d in decodes})
     seconds = sum(each.values())
     partial = " for the samplers counted" if len(known) < len(works) else ""
     where = "this CPU" if cpu else f"this GPU ({dev})"
     measured = f"{speed / 1e9:.0f} GFLOP/s" if cpu else \
         f"{speed / 1e12:.3g} TFLOP/s in fp16; the share of it a denoiser reaches on a GPU is assumed, not measured"
     # "about under a second" was the short run's line
-    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + f" of sampling on {where}"
+    what = "sampling and VAE decoding" if decodes else "sampling"
+    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + f" of {what} on {where}"
                  f"{partial} (its matrix speed measured: {measured}); the pace is measured once the first step is done")
     if seconds < LONG_S:
-        return Estimate(works, lines, seconds, each=each, where=where)
+        return Estimate(works, lines, seconds, each=each, where=where, decodes=decodes)
     big = max(known, key=lambda w: w.flops)
     cuts = [f"fewer steps ({big.node} runs {big.steps}: half as many take half the time)",
             f"fewer frames or a smaller size ({big.frames} frames at {big.width}x{big.height})"]
@@ -366,4 +423,4 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     if cpu:
         cuts.append("a GPU (--device cuda)")
     return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on {where}. To make "
-                                           "it shorter: " + "; ".join(cuts), each, where)
+                                           "it shorter: " + "; ".join(cuts), each, where, decodes)
