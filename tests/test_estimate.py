@@ -76,14 +76,30 @@ def _decode_flops_counted(root: Path, frames: int, h: int, w: int) -> float:
     return fc.get_total_flops()
 
 
+def _encode_flops_counted(tokens: int) -> float:
+    """One prompt through the tiny UMT5 encoder (tiny_models.t5_encoder, the file's) as torch's FLOP counter counts
+    it, under fake tensors (with real ones on the CPU it misses the attention's products)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+    from tests.tiny_models import t5_encoder
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model = t5_encoder(32, umt5=True)
+        ids = torch.ones(1, tokens, dtype=torch.long)
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return fc.get_total_flops()
+
+
 def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_warns(wan, tmp_path, monkeypatch,
                                                                                       capsys):
     from safetensors import safe_open
     from app.cli import main
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    from nodes.generate.estimate import CPU_EFFICIENCY, GPU_EFFICIENCY, decode_work, duration, pass_flops, \
-        sampler_work
+    from nodes.generate.encoder_work import t5_encoder_flops
+    from nodes.generate.estimate import CPU_EFFICIENCY, GPU_EFFICIENCY, decode_work, duration, encode_work, \
+        pass_flops, sampler_work
     from nodes.generate.vae_work import diffusers_wan_vae_shapes, wan_vae_decode_flops
     path = _template(tmp_path)
     wf = load_workflow(path, check=False)
@@ -108,15 +124,26 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     assert (decode.node, decode.frames) == ("vae_decode_8", 33) and decode.flops == wan_vae_decode_flops(vae, 9, 60, 104)
     counted = _decode_flops_counted(wan, 2, 4, 6)       # two latent frames: the later ones' time convolutions too
     assert abs(wan_vae_decode_flops(vae, 2, 4, 6) - counted) / counted < 0.01, counted
+    # Its two encode.text nodes, each its text and its negative through the UMT5 encoder at 512 tokens (not counted).
+    with safe_open(str(wan / "models" / "text_encoders" / "umt5_tiny_fp16.safetensors"), "pt") as f:
+        umt5 = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("encoder.")}
+    encodes = encode_work(wf, default_registry())
+    assert [(e.node, e.weights, e.flops) for e in encodes] == [
+        (n, sum(map(math.prod, umt5.values())), 2 * t5_encoder_flops(umt5, 512))
+        for n in ("clip_text_encode_6", "clip_text_encode_7")]
+    assert t5_encoder_flops(umt5, 512) == _encode_flops_counted(512)
 
     _on_cpu(monkeypatch)
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    hours = duration(work.flops / (SLOW * CPU_EFFICIENCY[0]) + decode.flops / (SLOW * CPU_EFFICIENCY[1]))
+    text = sum(e.flops for e in encodes)
+    hours = duration((work.flops + text) / (SLOW * CPU_EFFICIENCY[0]) + decode.flops / (SLOW * CPU_EFFICIENCY[1]))
     assert "k_sampler_3: 60 passes (30 steps x 2 (guidance: a negative pass each)) of a" in out
     assert "Wan 2.1/2.2 denoiser over 33 frames at 832x480 (14,040 latent tokens a pass)" in out
     assert "vae_decode_8: decoding 33 frames at 832x480 with the Wan 2.1 VAE: " in out
-    assert f"about {hours} of sampling and VAE decoding on this CPU" in out, out
+    assert "clip_text_encode_7: 2 prompts (its text and its negative) of 512 tokens through a 15,520-parameter UMT5 " \
+           "text encoder" in out, out
+    assert f"about {hours} of sampling, text encoding and VAE decoding on this CPU" in out, out
     assert f"warning: this run will take about {hours} on this CPU. To make it shorter: fewer steps (k_sampler_3 " \
            "runs 30: half as many take half the time); fewer frames or a smaller size (33 frames at 832x480); a " \
            "distilled model at cfg 1" in out and "a GPU (--device cuda)" in out
@@ -132,9 +159,9 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda:0")
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    gpu = duration((work.flops + decode.flops) / (SLOW * 10 * GPU_EFFICIENCY))
+    gpu = duration((work.flops + decode.flops + text) / (SLOW * 10 * GPU_EFFICIENCY))
     assert [d for d, _ in probed] == ["cuda:0"] and "60 passes" in out and "on this CPU" not in out
-    assert f"about {gpu} of sampling and VAE decoding on this GPU (cuda:0) (its matrix speed measured: 0.01 TFLOP/s in fp16; the " \
+    assert f"about {gpu} of sampling, text encoding and VAE decoding on this GPU (cuda:0) (its matrix speed measured: 0.01 TFLOP/s in fp16; the " \
            "share of it a denoiser reaches on a GPU is assumed, not measured)" in out, out
     assert f"warning: this run will take about {gpu} on this GPU (cuda:0)" in out and "--device cuda" not in out
 
@@ -229,7 +256,7 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the
         # time told until the first step measures a pace
         seconds = est.estimate(job.workflow, w.doc.registry, "cpu").each["k_sampler_3"]
-        assert seconds < 1 and "estimate: under a second of sampling and VAE decoding on this CPU" in text, text
+        assert seconds < 1 and "estimate: under a second of sampling, text encoding and VAE decoding on this CPU" in text, text
         assert badges[:2] == ["queued", f"0% · est. {round(seconds * 1000)} ms"], badges
     finally:
         w.runs.cancel(clear_queue=True)

@@ -325,7 +325,7 @@ class RunController(QObject):
         sampler's badge shows the time told until its first steps measure a pace."""
         if job is not None:
             job.estimates.update(est.each)
-        counted = [*est.samplers, *est.decodes]         # their lines first, in this order
+        counted = [*est.samplers, *est.decodes, *est.encodes]       # their lines first, in this order
         for work, line in zip(counted, est.lines):
             self.logged.emit("info", f"estimate: {line}", work.node)
         for line in est.lines[len(counted):]:

@@ -338,6 +338,53 @@ def decode_work(wf, registry, samplers: List[SamplerWork]) -> List[DecodeWork]:
     return found
 
 
+@dataclass
+class EncodeWork:
+    node: str
+    weights: int
+    flops: float
+
+    def describe(self) -> str:
+        return f"{self.node}: 2 prompts (its text and its negative) of {WAN_PROMPT_TOKENS} tokens through a " \
+               f"{_count(self.weights)}-parameter UMT5 text encoder: {_flops(self.flops)}"
+
+
+# Wan's prompts are padded to this many tokens, all of which its UMT5 encoder reads (adapters/wan.py's max_tokens).
+WAN_PROMPT_TOKENS = 512
+
+
+def encode_work(wf, registry) -> List[EncodeWork]:
+    """Each encode.text through a UMT5 encoder file (load.text_encoder): Wan's, 4.8 TFLOP a prompt at the
+    released size, and each node encodes two (its text and its negative, empty or not). Other text encoders are
+    not counted."""
+    from graph_engine.validate import origin_chain, run_scope
+    from nodes.generate.detect import detect_header, read_header
+    from nodes.generate.encoder_work import t5_encoder_flops
+    from nodes.generate.model_manager import resolve_model_path
+    g = wf.graph
+    specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
+    found = []
+    for nid in run_scope(wf, registry)[0]:
+        ins = g.inputs.get(nid, {})
+        if g.nodes[nid].type != "encode.text" or g.nodes[nid].bypass or "text_encoder" not in ins:
+            continue
+        chain = origin_chain(g, specs, ins["text_encoder"])
+        if not chain or g.nodes[chain[-1]].type != "load.text_encoder":
+            continue
+        name = g.nodes[chain[-1]].params.get("name")
+        try:
+            header = read_header(resolve_model_path(name if isinstance(name, str) else "", "text_encoders",
+                                                    "text encoder"))
+        except (NodeError, OSError, ValueError):        # the loader names a missing or unreadable file
+            continue
+        if (detect_header(header).role, detect_header(header).family) != ("text_encoder", "umt5"):
+            continue
+        shapes = {k: s for k, s in header.shapes.items() if k.startswith("encoder.")}
+        found.append(EncodeWork(nid, sum(math.prod(s) for s in shapes.values()),
+                                2 * t5_encoder_flops(shapes, WAN_PROMPT_TOKENS)))
+    return found
+
+
 # -- seconds -------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def matmul_speed(device: str) -> float:
@@ -370,6 +417,7 @@ class Estimate:
     each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the device
     where: str = ""                        # the device the seconds are for: "this CPU", "this GPU (cuda:0)"
     decodes: List[DecodeWork] = field(default_factory=list)
+    encodes: List[EncodeWork] = field(default_factory=list)
 
     def data(self) -> dict:
         """For --json readers."""
@@ -380,16 +428,19 @@ class Estimate:
                               "width": w.width, "height": w.height, "tokens": w.tokens, "flops": w.flops}
                              for w in self.samplers],
                 "decodes": [{"node": d.node, "frames": d.frames, "width": d.width, "height": d.height,
-                             "flops": d.flops} for d in self.decodes]}
+                             "flops": d.flops} for d in self.decodes],
+                "encodes": [{"node": e.node, "weights": e.weights, "tokens": WAN_PROMPT_TOKENS, "flops": e.flops}
+                            for e in self.encodes]}
 
 
 def estimate(wf, registry, device: str = "auto") -> Estimate:
     """Each sampler's work and about how long the samplers take on `device` (as --device gives it: its own matrix
     speed measured), with a warning past LONG_S. On a GPU the time says its share of that speed is assumed."""
     works = sampler_work(wf, registry)
-    decodes = decode_work(wf, registry, works)
-    lines = [w.describe() for w in works] + [d.describe() for d in decodes] + [n for w in works for n in w.notes]
     known = [w for w in works if not w.unknown]
+    decodes, encodes = (decode_work(wf, registry, works), encode_work(wf, registry)) if known else ([], [])
+    lines = [w.describe() for w in works] + [d.describe() for d in decodes] + [e.describe() for e in encodes] + \
+        [n for w in works for n in w.notes]
     if not known:
         return Estimate(works, lines)
     from graph_engine.devices import resolve_device
@@ -403,17 +454,19 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     each = {w.node: w.flops / (speed * (CPU_EFFICIENCY[w.family in UNET] if cpu else GPU_EFFICIENCY)) for w in known}
     # a VAE's convolutions run at a UNet's share of the probe's speed (not calibrated on a VAE of its own)
     each.update({d.node: d.flops / (speed * (CPU_EFFICIENCY[1] if cpu else GPU_EFFICIENCY)) for d in decodes})
+    each.update({e.node: e.flops / (speed * (CPU_EFFICIENCY[0] if cpu else GPU_EFFICIENCY)) for e in encodes})
     seconds = sum(each.values())
     partial = " for the samplers counted" if len(known) < len(works) else ""
     where = "this CPU" if cpu else f"this GPU ({dev})"
     measured = f"{speed / 1e9:.0f} GFLOP/s" if cpu else \
         f"{speed / 1e12:.3g} TFLOP/s in fp16; the share of it a denoiser reaches on a GPU is assumed, not measured"
     # "about under a second" was the short run's line
-    what = "sampling and VAE decoding" if decodes else "sampling"
+    parts = ["sampling"] + ["text encoding"] * bool(encodes) + ["VAE decoding"] * bool(decodes)
+    what = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
     lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + f" of {what} on {where}"
                  f"{partial} (its matrix speed measured: {measured}); the pace is measured once the first step is done")
     if seconds < LONG_S:
-        return Estimate(works, lines, seconds, each=each, where=where, decodes=decodes)
+        return Estimate(works, lines, seconds, each=each, where=where, decodes=decodes, encodes=encodes)
     big = max(known, key=lambda w: w.flops)
     cuts = [f"fewer steps ({big.node} runs {big.steps}: half as many take half the time)",
             f"fewer frames or a smaller size ({big.frames} frames at {big.width}x{big.height})"]
@@ -423,4 +476,4 @@ def estimate(wf, registry, device: str = "auto") -> Estimate:
     if cpu:
         cuts.append("a GPU (--device cuda)")
     return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on {where}. To make "
-                                           "it shorter: " + "; ".join(cuts), each, where, decodes)
+                                           "it shorter: " + "; ".join(cuts), each, where, decodes, encodes)
