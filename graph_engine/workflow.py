@@ -32,7 +32,8 @@ MAX_YAML_BYTES = 16 << 20
 MAX_DEPTH = 64
 # Digits in a whole number: a seed, the longest a parameter takes, has 20; Python reads at most 4300.
 MAX_DIGITS = 1000
-_DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*")
+# base 10, or YAML 1.1's base 60 (1:30), whose parts PyYAML reads with int() too
+_DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])*")
 
 
 @dataclass
@@ -186,7 +187,7 @@ def screen_yaml(text: str) -> None:
                     _DECIMAL.fullmatch(ev.value):
                 # Python refuses to read a whole number this long (sys.get_int_max_str_digits), a traceback
                 # from the YAML reader; no parameter takes one.
-                raise _refuse(f"a number of {len(ev.value):,} digits: Kinograph reads whole numbers of at most "
+                raise _refuse(f"a number of {sum(c.isdigit() for c in ev.value):,} digits: Kinograph reads whole numbers of at most "
                               f"{MAX_DIGITS:,} digits (a seed has 20); the file is damaged or made to fail", line)
     finally:
         loader.dispose()

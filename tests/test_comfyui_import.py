@@ -43,7 +43,6 @@ BLOCKED = {
     "video_ltx2_i2v_distilled.json": {"LTXVAudioVAELoader", "LTXAVTextEncoderLoader", "LTXVEmptyLatentAudio",
                                       "ResizeImageMaskNode", "EmptyImage", "LTXVImgToVideoInplace", "LTXVConcatAVLatent",
                                       "LTXVSeparateAVLatent", "LTXVAudioVAEDecode"},
-    "video_wan2_2_14B_s2v.json": {"WanSoundImageToVideo", "WanSoundImageToVideoExtend"},
 }
 
 
@@ -157,6 +156,37 @@ def test_wan22_two_experts_become_two_samplers_sharing_a_schedule():
     loaders = {g.nodes[g.inputs[s]["model"][0]].params["name"] for s in shifts}
     assert loaders == {"wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
                        "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"}
+
+
+def test_levels_from_basicschedulers_plain_wan_model_are_comfyuis_shift_8(monkeypatch):
+    # ComfyUI takes the levels from BasicScheduler's model: a plain Wan model is shifted by its own 8
+    # (comfy/supported_models.py WAN21_T2V), whatever the guider's ModelSamplingSD3 says; Kinograph's default for
+    # Wan is diffusers' 3, so taking the plain model alone sampled other levels than ComfyUI's.
+    from app.comfyui.convert import Converter
+    monkeypatch.setattr(Converter, "_loads_family", lambda self, out: "wan")
+    g = import_data({
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors",
+                                                     "weight_dtype": "default"}},
+        "2": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 5.0}},
+        "3": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                                     "type": "wan"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a fox"}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": ""}},
+        "6": {"class_type": "CFGGuider", "inputs": {"model": ["2", 0], "positive": ["4", 0], "negative": ["5", 0],
+                                                    "cfg": 5.0}},
+        "7": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 20,
+                                                         "denoise": 1.0}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "9": {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}},
+        "10": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 832, "height": 480, "length": 33,
+                                                                   "batch_size": 1}},
+        "11": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["9", 0], "guider": ["6", 0],
+                                                                 "sampler": ["8", 0], "sigmas": ["7", 0],
+                                                                 "latent_image": ["10", 0]}}}).graph
+    sample = _by_type(g, "generate.sample")[0]
+    shift = g.nodes[g.inputs[sample.id]["model"][0]]
+    assert shift.type == "model.flow_shift" and shift.params["shift"] == 8.0
+    assert g.nodes[g.inputs[shift.id]["model"][0]].type == "load.diffusion_model"
 
 
 def test_vhs_dict_widgets():

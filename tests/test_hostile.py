@@ -555,12 +555,14 @@ def test_a_workflow_number_of_five_thousand_digits_is_named_with_its_line(tmp_pa
     a sweep file stopped in a ValueError traceback from inside the YAML reader."""
     from app.cli import main
     wf = tmp_path / "digits.yaml"
-    wf.write_text("kinograph: 1\nnodes:\n  pattern:\n    type: generate.test_pattern\n    params:\n"
-                  f"      frames: {'9' * 5000}\n")
-    assert main(["validate", str(wf)]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and f"{wf}:6: a number of 5,000 digits: Kinograph reads whole numbers of at most " \
-        "1,000 digits (a seed has 20); the file is damaged or made to fail" in err, err
+    # YAML 1.1's base 60 (1:30) too: PyYAML reads each part with int()
+    for number, digits in (("9" * 5000, "5,000"), ("9" * 5000 + ":30", "5,002")):
+        wf.write_text("kinograph: 1\nnodes:\n  pattern:\n    type: generate.test_pattern\n    params:\n"
+                      f"      frames: {number}\n")
+        assert main(["validate", str(wf)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"{wf}:6: a number of {digits} digits: Kinograph reads whole numbers of " \
+            "at most 1,000 digits (a seed has 20); the file is damaged or made to fail" in err, err
 
 
 def test_an_output_name_longer_than_the_file_system_holds_is_refused_before_anything_runs(tmp_path, capsys):

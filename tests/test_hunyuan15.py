@@ -365,7 +365,7 @@ def test_comfyui_hunyuan15_t2v_template_with_its_1080p_super_resolution_stage_ru
     schedule split by SplitSigmas. Every node maps; under the template's own file names (64x32 -> 128x64, 2 + 2
     steps) the SR latent is, from the first stage's latent: bilinear to 1/16 of 128x64, the upsampler (ComfyUI's
     forward, in the VAE's unscaled space), the SR channels [0, 0, 0.7 noise(seed 889 - 10) + 0.3 latent, 1], and
-    Euler on [1, 7/8, 0] (BasicScheduler's model is the plain SR model) from noise of seed 889 with diffusers'
+    Euler on [1, 2/3, 0] (BasicScheduler's model is the plain SR model, whose shift in ComfyUI is 2) from noise of seed 889 with diffusers'
     transformer told time_r, its second half without the SR channels (that guider has the bare prompts). The
     image-to-video template's SR group maps as well."""
     from safetensors.torch import load_file
@@ -442,9 +442,10 @@ def test_comfyui_hunyuan15_t2v_template_with_its_1080p_super_resolution_stage_ru
                       0.7 * torch.randn(lq.shape, generator=torch.Generator().manual_seed(889 - 10)) + 0.3 * lq,
                       torch.ones(1, 1, *lq.shape[2:])], dim=1)
     x = torch.randn(lq.shape, generator=torch.Generator().manual_seed(889))
-    # ComfyUI's simple schedule of 2 steps on BasicScheduler's model, the plain SR model (shift 7): 1, 7 x 0.5 /
-    # (1 + 6 x 0.5), 0; the second half's guider has the bare prompts, so its SR channels are zeros
-    levels = [1.0, 0.875, 0.0]
+    # ComfyUI's simple schedule of 2 steps on BasicScheduler's model, the plain SR model, whose sampling_settings
+    # shift is 2 (comfy/supported_models.py HunyuanVideo15_SR_Distilled; the 480p / 720p models' is 7): 1,
+    # 2 x 0.5 / (1 + 0.5), 0; the second half's guider has the bare prompts, so its SR channels are zeros
+    levels = [1.0, 2.0 / 3.0, 0.0]
     with torch.no_grad():
         for s, nxt, c in zip(levels, levels[1:], (cond, torch.zeros_like(cond))):
             v = pipe.transformer(torch.cat([x, c], 1), torch.tensor([s * 1000]), embeds, mask,

@@ -2,6 +2,7 @@
 HunyuanVideo's VAE, Qwen2.5-VL + CLIP-L as DualCLIPLoader type kandinsky5): detected, loaded and sampled through
 Kinograph's sampler to the latent diffusers' own Kandinsky5T2VPipeline gives for the same weights, prompts and seed.
 Mochi 1's and Cosmos' files are named, with what runs instead."""
+import json
 import sys
 from pathlib import Path
 
@@ -57,6 +58,21 @@ def test_new_video_families_are_named_by_kinograph_info(k5):
         d = found[name]
         assert (d["family"], d["loads"]) == (family, "no"), (name, d)
         assert words in d["note"] and "does not" in d["note"], d["note"]
+
+
+def test_kandinsky5_image_model_is_named_not_offered_as_the_video_one(tmp_path):
+    # ComfyUI's Kandinsky5Image (model_dim 2560, visual_embed_dim 64) samples FLUX.1's latents at shift 3; it was
+    # taken for the video family and reported as loading, to be sampled on HunyuanVideo's latents
+    from safetensors.torch import save_file
+    from nodes.generate.model_manager import describe_model
+    shapes = {"visual_embeddings.in_layer.weight": (2560, 64), "out_layer.out_layer.weight": (64, 2560),
+              "visual_transformer_blocks.0.visual_modulation.out_layer.weight": (4, 4),
+              "pooled_text_embeddings.in_layer.weight": (4, 4)}
+    save_file({k: torch.zeros(v, dtype=torch.bfloat16) for k, v in shapes.items()},
+              str(tmp_path / "kandinsky5lite_t2i.safetensors"))
+    d = describe_model(tmp_path / "kandinsky5lite_t2i.safetensors")
+    assert (d["family"], d["loads"]) == ("kandinsky5", "no"), d
+    assert "image model" in d["note"] and "does not run yet" in d["note"], d["note"]
 
 
 def test_kandinsky5_comfyui_files_sample_as_diffusers_pipeline(k5, loaded):
@@ -190,6 +206,19 @@ def test_latent_frame_nodes_replace_and_even_out_the_start():
     assert torch.equal(out[:, :, 8], x.samples[:, :, 8]) and replace_frames(x, None, 0) is x
     with pytest.raises(NodeError, match="outside this latent's 9 frames"):
         replace_frames(x, src, 9)
+    # ComfyUI leaves the destination as it is where the source does not fit: overflow "keep", which its import sets,
+    # does the same and says so (cutting the source short changed the frames of a graph ComfyUI ran unchanged)
+    logs = []
+    assert replace_frames(x, src, 8, "keep", logs.append) is x and replace_frames(x, src, -10, "keep", logs.append) is x
+    assert logs[0] == ("the source's 2 latent frames do not fit in the destination's 9 from index 8: the destination is "
+                       "passed on unchanged (overflow 'keep', as ComfyUI does); set overflow to 'cut' to put in the "
+                       "frames that fit") and len(logs) == 2
+    assert torch.equal(replace_frames(x, src, 7, "keep", logs.append).samples[:, :, 7:], src.samples) and len(logs) == 2
+    from app.comfyui import import_data
+    template = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                           "video_kandinsky5_i2v.json").read_text("utf-8"))
+    graph = import_data(template).graph
+    assert graph.nodes["replace_video_latent_frames_69_64"].params == {"index": 0, "overflow": "keep"}
     # the first 4 frames scaled by 1.2 and shifted by 0.1: within the limits, each takes the reference's statistics
     s = x.samples.clone()
     s[:, :, :4] = s[:, :, :4] * 1.2 + 0.1

@@ -146,3 +146,82 @@ def test_a_wrapped_clip_lets_go_of_what_its_matte_reads_through():
     assert shown.matte.frame(3)[0, 0, 0] == 7 and alpha._chunks.cache
     shown.drop_cache()
     assert not alpha._chunks.cache and not node.matte._chunks.cache
+
+
+def test_nodes_with_readers_of_their_own_make_only_the_frames_shown(monkeypatch):
+    """The editor's viewer showing frame 12 of a 40-frame clip: lines, pose, inpaint's grey, the mattes, stitch, the
+    motion pictures and the multi-frame upscale each built their reader by hand and made their whole chunk (32
+    source frames) for it. Now a per-frame node makes the frame, a network the batch it runs in (lines, 4), a
+    temporal one exactly its window (flow's pictures: the pair of frames a flow is found between); and frames read
+    alone are those of a whole run."""
+    from nodes.generate.inpaint import greyed
+    from nodes.lines.extract import BATCH, line_clip, standard_picture
+    from nodes.mask.nodes import outpaint_pad
+    from nodes.motion.camera import preset
+    from nodes.motion.flowfield import flow_from_video, flow_preview
+    from nodes.motion.tracks import Tracks, draw_tracks
+    from nodes.motion.warp import apply_camera
+    from nodes.pose import dwpose
+    from nodes.restore.denoise import denoise_clip
+    from nodes.restore.dust import dust_clip
+    from nodes.upscale.multiframe import multiframe_clip
+    from nodes.video.matte import over, with_alpha
+    from nodes.video.stitch import stitch
+    n, w, h = 40, 24, 16
+    plate = np.random.default_rng(1).integers(0, 256, (n, h, w, 3), np.uint8)
+    asked = []
+
+    def read(a, b):
+        asked.extend(range(a, b))
+        return plate[a:b]
+    src = Clip(n, 24, w, h, read, chunk=8, local=True)
+
+    class Pose:         # DWPose's two networks, of which only the frames they are given matter here
+        def boxes(self, frame):
+            return np.array([[0.0, 0.0, w, h]])
+
+        def keypoints(self, frames, boxes):
+            return [np.tile([[w / 2, h / 2, 1.0]], (1, 134, 1)) + f.mean() / 100 for f in frames]
+    monkeypatch.setattr(dwpose, "load_dwpose", lambda *a, **k: Pose())
+    grid = np.random.default_rng(2).uniform(0, [w, h], (3, n, 2)).astype(np.float32)
+    hole = np.zeros((h, w), np.float32)
+    hole[4:9, 5:12] = 1
+    # each made afresh for each look (a run), with what it found before (a flow's fields, a batch) let go;
+    # what frames of the source it makes for frame 12, for frame 0, and for 13-14 after 12
+    nodes = {"lines": (lambda: line_clip(src, 32, lambda f: standard_picture(f, 32), True), ([12], [0], [13, 14])),
+             "lines net": (lambda: line_clip(src, 32, lambda b: np.stack([standard_picture(f, 32) for f in b]), False),
+                           (list(range(12, 12 + BATCH)), list(range(BATCH)), [])),
+             "pose": (lambda: dwpose.pose_clip(src, "", "", resolution=32), ([12], [0], [13, 14])),
+             "grey": (lambda: greyed(src, hole), ([12], [0], [13, 14])),
+             "outpaint pad": (lambda: outpaint_pad(None, src, 4, 0, 4, 2, 2)["video"], ([12], [0], [13, 14])),
+             "over": (lambda: over(src.map(lambda f: f // 2), src), ([12], [0], [13, 14])),
+             "key": (lambda: with_alpha(src, "chroma"), ([12], [0], [13, 14])),
+             "stitch": (lambda: stitch(src, src.map(lambda f: 255 - f)), ([12], [0], [13, 14])),
+             "camera": (lambda: apply_camera(preset("zoom_in", n, w, h), video=src), ([12], [0], [13, 14])),
+             "tracks": (lambda: draw_tracks(Tracks(grid, np.ones((3, n), bool), w, h), src), ([12], [0], [13, 14])),
+             "flow": (lambda: flow_preview(flow_from_video(src, "fast")), ([12, 13], [0, 1], [14, 15])),
+             "multiframe": (lambda: multiframe_clip(src, scale=2, radius=2), ([10, 11, 12, 13, 14], [0, 1, 2],
+                                                                              [15, 16])),
+             "denoise": (lambda: denoise_clip(None, src, radius=1), ([11, 12, 13], [0, 1], [14, 15])),
+             "dust": (lambda: dust_clip(None, src), ([10, 11, 12, 13, 14], [0, 1, 2], [15, 16]))}
+
+    def look(make):
+        src.drop_cache()
+        asked.clear()
+        return make()
+    got = {}
+    for name, (make, _) in nodes.items():
+        whole = look(make)
+        want, matte = whole.frames(0, 16), None if whole.matte is None else whole.matte.frames(0, 16)
+        made = []
+        for k in (12, 0):
+            clip = look(make)
+            assert np.array_equal(clip.frame(k), want[k]), name
+            assert matte is None or np.array_equal(clip.matte.frame(k), matte[k]), name
+            made.append(sorted(asked))
+        clip = look(make)
+        clip.frame(12)
+        asked.clear()
+        assert np.array_equal(clip.frames(13, 15), want[13:15]), name       # the viewer stepping on
+        got[name] = tuple(made) + (sorted(asked),)
+    assert got == {name: made for name, (_, made) in nodes.items()}

@@ -57,21 +57,26 @@ def _run(text):
     return res.outputs["sample"]["latent"].samples, res.outputs["decode"]["video"].to_array(), res
 
 
-def test_v1_transformer_file_runs_like_the_diffusers_folder(hy):
+@pytest.fixture(scope="module")
+def v1_files(hy):
+    """ComfyUI's files with the v1 transformer, sampled once for the two tests that compare against it."""
+    return _run(_workflow(hy, f"  unet: {{type: load.diffusion_model, params: {{name: '{hy['v1']}'}}}}", "concat"))
+
+
+def test_v1_transformer_file_runs_like_the_diffusers_folder(hy, v1_files):
     """The 33-channel layout (here 2 x 4 + 1) in Tencent's names loads through load.diffusion_model and
     samples exactly as diffusers' HunyuanVideoImageToVideoPipeline folder's transformer."""
-    unet = f"  unet: {{type: load.diffusion_model, params: {{name: '{hy['v1']}'}}}}"
     ref = f"  ref: {{type: load.hunyuan, params: {{path: '{hy['diffusers']}'}}}}"
-    got = _run(_workflow(hy, unet, "concat"))
+    got = v1_files
     want = _run(_workflow(hy, ref, "concat"))
     assert got[0].shape == (1, 4, 2, 8, 8) and got[1].shape == (5, 64, 64, 3)
     assert torch.allclose(got[0], want[0], atol=1e-5, rtol=0) and got[0].abs().sum() > 0
 
 
-def test_diffusers_folder_alone_gives_what_the_comfyui_files_give(hy):
+def test_diffusers_folder_alone_gives_what_the_comfyui_files_give(hy, v1_files):
     """A diffusers HunyuanVideo-I2V folder on its own (its llava text encoder also gives the image tokens):
     the same video as ComfyUI's six files."""
-    files = _run(_workflow(hy, f"  unet: {{type: load.diffusion_model, params: {{name: '{hy['v1']}'}}}}", "concat"))
+    files = v1_files
     folder = _workflow(hy, f"  ref: {{type: load.hunyuan, params: {{path: '{hy['diffusers']}'}}}}", "concat")
     folder = folder.replace("text_encoder: text.text_encoder", "text_encoder: ref.text_encoder").replace(
         "image_encoder: vision.image_encoder", "image_encoder: ref.image_encoder").replace(

@@ -274,7 +274,13 @@ def test_adain_takes_a_style_image_at_the_scale_it_learned_styles(tmp_path, monk
 
     def watched():
         net = original()
-        net.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[2:])))
+
+        def hook(_, args):
+            seen.append(tuple(args[0].shape[2:]))
+            # Only the style's feature statistics are used, and this test is about the size the style is handed
+            # in at: the encoder reads every 8th pixel of it (VGG at 512x768 was nearly all of the test's time).
+            return (args[0][..., ::8, ::8],) if len(seen) == 1 else None
+        net.register_forward_pre_hook(hook)
         return net
     monkeypatch.setattr(adain, "encoder", watched)
     frames = Clip.from_array(footage(1, 64, 48, seed=1))

@@ -237,11 +237,14 @@ def colour_frames(ctx, clip, fn: Callable[[np.ndarray], np.ndarray]):
     return clip.with_(reader=reader, matte=clip.matte, local=True)
 
 
-def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], np.ndarray], behind: bool = True):
+def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], np.ndarray], behind: bool = True,
+             local: bool = False):
     """A temporal clip: fn(window, lo, a, b) -> uint8 frames [b-a] where window = clip[lo:hi].
 
     The window reaches `radius` frames either side of [a, b) (clamped to the clip), so a
     frame's output depends only on its neighbourhood, never on which chunk asked for it.
+    `local`: fn makes each frame from its own window alone (nothing carried from the frames before it), so the
+    clip is made as far as read, from exactly the windows of the frames read (graph_engine.clip's local clips).
 
     behind=False, for a node that reads the frames before `a` only for statistics of pairs of frames it keeps
     from one chunk to the next (stabilize's motion, deflicker's gains): only frames a..hi are held, and the
@@ -262,7 +265,7 @@ def windowed(ctx, clip, radius: int, fn: Callable[[np.ndarray, int, int, int], n
         progress.add(b - a)
         return out
 
-    out = clip.with_(reader=reader)
+    out = clip.with_(reader=reader, local=local)
     window.size = min(clip.length, out.chunk + (2 if behind else 1) * radius)      # the widest window it holds
     return out
 

@@ -38,15 +38,19 @@ def config_of(sd: dict):
     hidden = sd[_PROBE].shape[0]
     pos = sd["encoder.pos_conv_embed.conv.parametrizations.weight.original1"].shape
     kernels = [sd[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[-1] for i in convs]
+    # Two layouts, as ComfyUI's audio_encoders.py builds them: large (wav2vec2_large_english) normalises every conv
+    # and its layers before attention; base (chinese-wav2vec2-base, InfiniteTalk's) a group norm on the first conv
+    # only, and its layers after attention. The tensor names are the same either way.
+    large = f"feature_extractor.conv_layers.{convs[-1]}.layer_norm.weight" in sd
     return Wav2Vec2Config(
         hidden_size=hidden, num_hidden_layers=len(layers), num_attention_heads=max(1, hidden // HEAD_DIM),
         intermediate_size=sd["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0],
         conv_dim=[sd[f"feature_extractor.conv_layers.{i}.conv.weight"].shape[0] for i in convs],
         conv_kernel=kernels, conv_stride=[5 if k == 10 else 2 for k in kernels],
         conv_bias=f"feature_extractor.conv_layers.{convs[-1]}.conv.bias" in sd,
-        feat_extract_norm="layer" if f"feature_extractor.conv_layers.{convs[-1]}.layer_norm.weight" in sd else "group",
+        feat_extract_norm="layer" if large else "group",
         num_conv_pos_embeddings=pos[2], num_conv_pos_embedding_groups=hidden // pos[1],
-        do_stable_layer_norm=True, vocab_size=None, mask_time_prob=0.0)
+        do_stable_layer_norm=large, vocab_size=None, mask_time_prob=0.0)
 
 
 def build(path: Path, dtype, device: str):
@@ -81,14 +85,16 @@ def samples(audio) -> np.ndarray:
 
 def encode(model, mono: np.ndarray) -> dict:
     """Every layer's features of `mono` (RATE Hz), as ComfyUI's wav2vec2 gives them: the sound normalised to zero
-    mean and unit variance, the input to each transformer layer and the last layer's output after the final
-    norm. {"layers": [layers + 1, frames, width], "last": [frames, width], "fps": FPS}."""
+    mean and unit variance (by the large layout only: ComfyUI's base config has do_normalize False), the input to
+    each transformer layer and the last layer's output after the final norm.
+    {"layers": [layers + 1, frames, width], "last": [frames, width], "fps": FPS}."""
     import torch
     if len(mono) < 400:      # the conv stack's receptive field: shorter gives no frame at all
         raise NodeError(f"the sound is {len(mono) / RATE * 1000:.0f} ms long: the speech encoder needs at least "
                         f"25 ms (give a longer span)")
     x = torch.as_tensor(np.asarray(mono, np.float32))[None]
-    x = (x - x.mean()) / torch.sqrt(x.var() + 1e-7)
+    if model.config.do_stable_layer_norm:
+        x = (x - x.mean()) / torch.sqrt(x.var() + 1e-7)
     p = next(model.parameters())
     with torch.no_grad():
         out = model(x.to(p.device, p.dtype), output_hidden_states=True)

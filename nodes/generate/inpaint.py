@@ -71,7 +71,7 @@ def greyed(clip: Clip, mask) -> Clip:
         keep = 1.0 - np.round(m)
         f = clip.frames(a, b).astype(np.float32)
         return np.clip((f - 127.5) * keep[..., None] + 127.5 + 0.5, 0, 255).astype(np.uint8)
-    return clip.with_(reader=reader, matte=None, linear=None)
+    return clip.with_(reader=reader, matte=None, linear=None, local=True)
 
 
 def encode_for_inpaint(vae, clip: Clip, mask, grow: int, check=lambda: None, progress=None) -> Latent:

@@ -8,6 +8,7 @@ or an 'annotators' model folder."""
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -264,22 +265,42 @@ def _padded(frames: np.ndarray, resolution: int, upscale):
 
 def line_clip(video, resolution: int, pictures: Callable[[np.ndarray], np.ndarray], per_frame: bool, ctx=None):
     """A lazy Clip of `pictures` over video's frames (a batch of frames at once, or one, `per_frame`), at the
-    detect size: one too large is refused here, before a frame is read, as control.*'s are."""
+    detect size: one too large is refused here, before a frame is read, as control.*'s are. It is made as far as
+    read (the editor's viewer showing frame k made only frame k, or its batch, not the chunk around it)."""
     from nodes.common.stream import Progress
     from nodes.preprocess.pictures import picture_size
     th, tw = picture_size(video.height, video.width, resolution)
     progress = Progress(ctx, video.length)
-    step = 1 if per_frame else BATCH
+    # A network's batch is always frames BATCH * j on, whichever of them is read: a frame's picture is then the
+    # same however it is asked for (a batch of another size may add up in another order), and the batch last made
+    # is kept for the frames after it that the viewer steps to.
+    last: list = [None, None]
+    lock = threading.Lock()
+
+    def batch(s: int) -> np.ndarray:
+        with lock:
+            if last[0] == s:
+                return last[1]
+            if ctx is not None:
+                ctx.check()
+            e = min(video.length, s + BATCH)
+            last[:] = s, pictures(video.frames(s, e))
+            progress.add(e - s)
+            return last[1]
 
     def reader(a: int, b: int) -> np.ndarray:
         out = np.empty((b - a, th, tw, 3), np.uint8)
+        if not per_frame:
+            for s in range(a - a % BATCH, b, BATCH):
+                x, y = max(a, s), min(b, s + BATCH)
+                out[x - a:y - a] = batch(s)[x - s:y - s]
+            return out
         for lo, block in video.pieces(a, b):
-            for k in range(0, len(block), step):
+            for k, frame in enumerate(block, lo - a):
                 if ctx is not None:
                     ctx.check()
-                part = block[k:k + step]
-                out[lo - a + k: lo - a + k + len(part)] = pictures(part[0])[None] if per_frame else pictures(part)
-                progress.add(len(part))
+                out[k] = pictures(frame)
+            progress.add(len(block))
         return out
 
-    return video.with_(width=tw, height=th, reader=reader)
+    return video.with_(width=tw, height=th, reader=reader, local=True)

@@ -124,7 +124,7 @@ def outpaint_pad(ctx, video: VIDEO, left: int = Param(0, min=0, max=16384, help=
         out[:, top:top + video.height, left:left + video.width] = video.frames(a, b)
         return out
     # One mask: a still covers every frame of a clip.
-    return {"video": video.with_(width=w, height=h, reader=reader, matte=None, linear=None), "mask": m}
+    return {"video": video.with_(width=w, height=h, reader=reader, matte=None, linear=None, local=True), "mask": m}
 
 
 @node("mask.combine", title="Combine Masks", category=_CAT)

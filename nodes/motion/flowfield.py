@@ -186,4 +186,4 @@ def flow_preview(flow: Flow, max_motion: float = 0.0, arrows: int = 16):
         return img
 
     return Clip(flow.length, flow.fps, flow.width, flow.height,
-                lambda a, b: np.stack([draw(i) for i in range(a, b)]))
+                lambda a, b: np.stack([draw(i) for i in range(a, b)]), local=True)

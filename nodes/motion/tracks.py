@@ -210,7 +210,7 @@ def draw_tracks(tracks: Tracks, background=None, trail: int = 0, fps: float = 24
                     c = np.round(c * 4).astype(int)
                     cv2.circle(out[n], (int(c[0]), int(c[1])), 4 * 4, colours[k], -1, cv2.LINE_AA, shift=2)
         return out
-    return Clip(length, fps, w, h, reader)
+    return Clip(length, fps, w, h, reader, local=True)
 
 
 

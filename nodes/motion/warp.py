@@ -381,7 +381,8 @@ def apply_camera(cam: Camera, image: Optional[np.ndarray] = None, video=None, de
         def reader(a, b):
             src = video.frames(a, b)
             return np.stack([mover.frame(src[k - a], k) for k in range(a, b)])
-    return Clip(length, fps, w, h, reader)
+    # frame k is the same alone (compounding starts again from the image when it must)
+    return Clip(length, fps, w, h, reader, local=True)
 
 
 # ---------------------------------------------------------------------------------------

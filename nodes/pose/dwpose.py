@@ -285,8 +285,9 @@ def load_dwpose(detector: str, estimator: str, device: str = "cpu") -> DWPose:
 
 def pose_clip(video, detector: str, estimator: str, resolution: int = 512, body: bool = True, hands: bool = True,
               face: bool = True, xinsr: bool = False, device: str = "cpu", ctx=None):
-    """A lazy Clip of video's pose pictures at the detect resolution; each chunk's people go through the pose
-    model in batches together."""
+    """A lazy Clip of video's pose pictures at the detect resolution, made as far as read (the editor's viewer
+    showing one frame made one): the frames read go through the pose model together, in its own fixed batches, so
+    a person's keypoints do not depend on who shares the batch."""
     from nodes.common.stream import Progress
     model = load_dwpose(detector, estimator, device)
     th, tw = detect_size(video.height, video.width, resolution)
@@ -303,4 +304,4 @@ def pose_clip(video, detector: str, estimator: str, resolution: int = 512, body:
             progress.add(len(block))
         return out
 
-    return video.with_(width=tw, height=th, reader=reader)
+    return video.with_(width=tw, height=th, reader=reader, local=True)

@@ -115,5 +115,5 @@ def denoise_clip(ctx, clip, radius: int = 2, strength: float = 1.0, sigma: float
                 yield (backward_warp(window[j - lo].astype(np.float32), flow),
                        None if deep is None else backward_warp(deep[j - lo], flow))
 
-    out = windowed(ctx, clip, radius, compute)
+    out = windowed(ctx, clip, radius, compute, local=True)    # a frame from its window alone
     return out if clip.linear is None else out.with_(linear=levels_float(clip, radius, compute))

@@ -77,5 +77,5 @@ def dust_clip(ctx, clip, threshold: float = 24.0, size: int = 24):
             out.append(clean_frame(cur, *aligned, threshold, size, floats))
         return np.stack(out)
 
-    out = windowed(ctx, clip, 2, compute)
+    out = windowed(ctx, clip, 2, compute, local=True)     # a frame from its neighbours alone
     return out if clip.linear is None else out.with_(linear=levels_float(clip, 2, compute))

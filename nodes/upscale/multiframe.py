@@ -231,4 +231,4 @@ def multiframe_clip(video, *, scale: int = 2, radius: int = 2, ctx=None):
                 del cache[key]
         return out
 
-    return windowed(ctx, video, radius, fn).with_(width=video.width * scale, height=video.height * scale)
+    return windowed(ctx, video, radius, fn, local=True).with_(width=video.width * scale, height=video.height * scale)

@@ -36,8 +36,8 @@ def over(fg: Clip, bg: Clip, blend: str = "linear") -> Clip:
     colour, alpha = split_reader(reader)
     meta = bg if bg.length == fg.length else fg
     out = Clip(fg.length, fg.fps, fg.width, fg.height, colour, meta.audio, chunk=fg.chunk,
-               timecode=meta.timecode, number=meta.number)
-    out = out.with_matte(alpha if bg.matte is not None else None)
+               timecode=meta.timecode, number=meta.number, local=True)
+    out = out.with_matte(alpha if bg.matte is not None else None, local=True)
     if not linear or (fg.linear is None and bg.linear is None):
         return out
 
@@ -99,8 +99,8 @@ def with_alpha(clip: Clip, mode: str, source: Clip = None, key=(0, 177, 64), tol
         return np.concatenate([px.premultiplied(straight, alpha), alpha], -1)
 
     colour, alpha = split_reader(reader)
-    return clip.with_(reader=colour, matte=Clip(clip.length, clip.fps, clip.width, clip.height, alpha,
-                                                chunk=clip.chunk, channels=1))
+    return clip.with_(reader=colour, local=True, matte=Clip(clip.length, clip.fps, clip.width, clip.height, alpha,
+                                                            chunk=clip.chunk, channels=1, local=True))
 
 
 def key_colour(text: str) -> tuple:

@@ -57,6 +57,6 @@ def stitch(first: Clip, second: Clip, direction: str = "right", match_size: bool
     matte = None
     if a.matte is not None or b.matte is not None:
         mattes = (a.opaque_matte(), b.opaque_matte())
-        matte = Clip(length, first.fps, width, height, laid(mattes, 255, 255, 1), channels=1)
+        matte = Clip(length, first.fps, width, height, laid(mattes, 255, 255, 1), channels=1, local=True)
     return first.with_(length=length, width=width, height=height, reader=laid((a, b), pad, COLOURS[colour], 3),
-                       matte=matte, linear=None)
+                       matte=matte, linear=None, local=True)

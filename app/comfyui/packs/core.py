@@ -8,6 +8,11 @@ from ..flatten import Ref
 from ..out import Out
 
 
+# ComfyUI's own shift of a flow model no ModelSamplingSD3 patches (comfy/supported_models.py sampling_settings: WAN21_T2V
+# and the Wan classes after it, Kandinsky5), for the families whose Kinograph default is their diffusers scheduler's
+# other one (Wan 3, Kandinsky 5 video 5); HunyuanVideo's and HunyuanVideo 1.5's (7, the SR model 2) are ComfyUI's.
+COMFY_SHIFTS = {"wan": 8.0, "kandinsky5": 10.0}
+
 # ComfyUI's v-parameterization configs (v2-inference-v.yaml, v2-inference-v_fp32.yaml, v1-inference-v.yaml).
 V_CONFIG = re.compile(r"-v(_fp\d+)?\.ya?ml$", re.I)
 
@@ -168,6 +173,7 @@ class CoreNodes:
             params["cfg"] = 0.0
             notes.append("no FluxGuidance before it: FLUX.1's default guidance 3.5, as ComfyUI uses (sample's cfg 0)")
         sched = bundles.get("schedule_model")
+        pinned = []
         if isinstance(sched, Out) and isinstance(outs.get("model"), Out) and sched.port != outs["model"].port \
                 and sched.port == self._unshifted(outs["model"]).port:
             # ComfyUI takes the levels from BasicScheduler's model; on a flow model a ModelSamplingSD3 between it and
@@ -176,6 +182,14 @@ class CoreNodes:
             notes.append("its levels come from BasicScheduler's model, without the guider's ModelSamplingSD3 shift, "
                          "as in ComfyUI: sample takes that model")
             outs["model"] = sched
+            family = self._loads_family(sched)
+            if family in COMFY_SHIFTS:
+                # that model's levels are ComfyUI's shift for it, which Kinograph's default for the family is not
+                pinned.append(self.add("model.flow_shift", cn, {"shift": COMFY_SHIFTS[family]}, "_shift", dy=-120))
+                self.link(sched, pinned[-1], "model")
+                outs["model"] = Out((pinned[-1], "model"))
+                notes.append(f"ComfyUI shifts that model's levels by {COMFY_SHIFTS[family]:g} ({family}'s own): a "
+                             "model.flow_shift says so")
         comfy_denoise(params)
         outs["model"], controls = self.control_model(cn, outs.get("model"), (pos, outs.get("negative")))
         if any(isinstance(c, Out) and c.attrs.get("controls") for c in (pos, outs.get("negative"))) and not controls \
@@ -202,7 +216,7 @@ class CoreNodes:
             self.outs[(cn.id, 1)] = self.outs[(cn.id, 0)]
             notes.append("denoised_output is read as sample's latent: the same where the schedule runs to noise 0, "
                          "as a full one does")
-        return controls + [nid]
+        return pinned + controls + [nid]
 
     def special_checkpoint_config(self, cn, rule, params, notes):
         """CheckpointLoader: the layout comes from the file, but a v-parameterization yaml (ComfyUI's
