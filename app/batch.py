@@ -274,7 +274,7 @@ def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
 
 
 def _say_estimate(device: str, registry, jobs, report: Report) -> None:
-    """The whole batch's sampling time before its first case (each case's estimate, summed): a studio's night
+    """The whole batch's time before its first case (each case's estimate, summed): a studio's night
     of cases was told nothing until each case's log gave its own pace. Not on Ray: the workers' devices are
     not this machine's."""
     from nodes.generate.estimate import LONG_S, duration, estimate
@@ -293,7 +293,7 @@ def _say_estimate(device: str, registry, jobs, report: Report) -> None:
         f"{duration(low)} to {duration(high)} each"
     # a case whose samplers cannot be counted before it runs (the others' sum leaves it out)
     untold = [(job, e) for job, e in ests if e.seconds is None and e.samplers]
-    report.batch_note(f"estimate: about {duration(total)} of sampling in all on {timed[0][1].where} for "
+    report.batch_note(f"estimate: about {duration(total)} in all on {timed[0][1].where} for "
                       f"{len(timed)} case{'s' if len(timed) != 1 else ''} ({each})" +
                       (f"; {len(untold)} more not estimated (case {untold[0][0].label}: {untold[0][1].lines[0]})"
                        if untold else ""))

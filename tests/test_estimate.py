@@ -284,7 +284,7 @@ def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, m
         wf = load_workflow(path, check=False)
         wf.graph.nodes["k_sampler_3"].params["steps"] = steps
         each.append(estimate(wf, default_registry()).seconds)
-    assert f"estimate: about {duration(sum(each))} of sampling in all on this CPU for 3 cases ({duration(each[0])} " \
+    assert f"estimate: about {duration(sum(each))} in all on this CPU for 3 cases ({duration(each[0])} " \
            f"to {duration(each[2])} each)" in err, err
     assert "  the longest, case 3: k_sampler_3: 80 passes (40 steps x 2" in err, err
     assert ran == [3] and err.index("estimate: about") < err.index("the longest")
