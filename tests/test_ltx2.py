@@ -363,3 +363,47 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
     plain = run(yaml.replace("strength: 1\n", "strength: 0\n"))
     assert torch.equal(plain["41"]["latent"].samples, first.samples)
     assert not torch.allclose(plain["70"]["latent"].samples, second.samples)
+
+
+def test_image_to_video_samples_as_ltx2_image_to_video_pipeline(tiny, gemma):
+    """latent.start_image (ComfyUI's LTXVImgToVideoInplace) on an empty LTX-2 latent, then generate.sample at cfg 3:
+    the video and sound latents of LTX2ImageToVideoPipeline on the same weights, picture, prompt and seed (its first
+    latent frame the picture's encoding, read at timestep 0 and kept). At strength 0.5 the frame is read at half the
+    step's timestep and comes out changed."""
+    import diffusers
+    import numpy as np
+    from PIL import Image
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder, scheduler
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent, with_start_image
+    parts, path = tiny
+    model, _, te_path = gemma
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), te_path.name, path.name, "auto", "cpu")
+    picture = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    latent = with_start_image(loaded["vae"], empty_latent(loaded["vae"], 9, 64, 64, 24.0), picture)
+    assert latent.mask[0, 0, :, 0, 0].tolist() == [0.0, 1.0]
+    pos, neg = encode_prompt(te, PROMPT), encode_prompt(te, "blurry")
+    out = run_sampling(loaded["model"], pos, neg, latent, steps=2, cfg=3.0, sampler="euler", seed=3)
+    ref = diffusers.LTX2ImageToVideoPipeline(scheduler=scheduler("ltx2"), text_encoder=model,
+                                             tokenizer=te.pipe.tokenizer, **parts)
+    video, audio = ref(image=Image.fromarray(picture), prompt=PROMPT, negative_prompt="blurry", height=64, width=64,
+                       num_frames=9, frame_rate=24.0, num_inference_steps=2, guidance_scale=3.0,
+                       audio_guidance_scale=3.0, stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0,
+                       audio_modality_scale=1.0, guidance_rescale=0.0, audio_guidance_rescale=0.0, image_crf=0,
+                       generator=torch.Generator().manual_seed(3), output_type="latent", return_dict=False)
+    vae, avae = ref.vae, ref.audio_vae
+    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
+        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
+    for got, want in ((got_v, video), (got_a, audio)):
+        assert got.shape == want.shape
+        assert ((got - want).norm() / want.norm()).item() < 1e-5
+    assert torch.equal(out.samples[:, :, :1], latent.samples[:, :, :1])         # the start frame as it went in
+    half = run_sampling(loaded["model"], pos, neg, with_start_image(loaded["vae"], latent, picture, 0.5), steps=2,
+                        cfg=3.0, sampler="euler", seed=3)
+    assert not torch.allclose(half.samples[:, :, :1], latent.samples[:, :, :1])
