@@ -1,4 +1,5 @@
 """A batch's log files: one per case and the batch's batch.log, read the morning after a night's renders."""
+import json
 import re
 
 from app.cli import main
@@ -77,6 +78,12 @@ def test_a_log_folder_that_cannot_be_written_is_said_once_and_the_renders_go_on(
     sweep = write(tmp_path, "seeds.yaml", "grid: {trim.start: [0, 2]}\n")
     blocked = write(tmp_path, "a_file", "")
     assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir", str(blocked / "logs")]) == 0
-    err = capsys.readouterr().err
-    assert err.count("cannot write the batch's logs in") == 1 and "the renders go on" in err
+    out = capsys.readouterr()
+    assert out.err.count("cannot write the batch's logs in") == 1 and "the renders go on" in out.err
     assert load_video(str(tmp_path / "out/clip_2.mkv")).length == 4
+    # Nothing points the wrangler (or a farm's --json reader) at logs that were never written: stderr said
+    # "a log per case ... in" the folder, the table's last line "each case's log in" it, each job_finished its file.
+    assert "a log per case" not in out.err and "each case's log in" not in out.out
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir", str(blocked / "logs"), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [("log" in r) for r in rows if r["event"] == "job_finished"] == [False, False]
