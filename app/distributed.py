@@ -110,6 +110,9 @@ def cannot_connect(address: str, why: str, ray_version: str) -> str:
     HEAD:6379') named none of the usual causes, and the advice that followed, to start a cluster with
     `ray start --head`, was wrong where one was running."""
     why = why.strip().rstrip(".")
+    if address == "local":      # no cluster to connect to: the private instance did not start
+        return (f"cannot start Ray on this machine (--ray local): {why}. Leave out --ray to render here without "
+                f"Ray (see docs/ray.md)")
     head = f"cannot connect to the Ray cluster at {address!r}"
     mismatch = re.search(r"cluster was started with:\s*Ray: (\S+)\s*Python: (\S+)", why)
     if mismatch:

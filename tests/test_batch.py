@@ -479,6 +479,12 @@ def test_a_cluster_address_that_leads_nowhere_says_what_to_check_and_nothing_is_
             f"this command Ray {ray.__version__} on Python ") in err
     assert 'install the cluster\'s here (`pip install "ray==2.41.0"` in a Python 3.10 environment)' in err
 
+    # --ray local names no cluster: a private instance that fails to start was told to start a head or use --ray local
+    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(RuntimeError("Failed to start the GCS.")))
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 2
+    assert capsys.readouterr().err == ("cannot start Ray on this machine (--ray local): Failed to start the GCS. Leave "
+                                       "out --ray to render here without Ray (see docs/ray.md)\n")
+
 
 class SigtermPool:
     """A fake Ray worker pool that sends this process SIGTERM while its first call runs."""
