@@ -296,6 +296,28 @@ def test_easy_use_pipe_in_picture_is_encoded_as_the_latent():
                                              "here it is sampled once"]
 
 
+def test_easy_use_pre_sampling_image_to_latent():
+    """Easy-Use's preSampling encodes its image_to_latent picture with the pipe's VAE, ahead of a latent given beside
+    it (py/nodes/preSampling.py); the import said it was not carried and sampled the loader's empty latent."""
+    data = _easy_use_graph()
+    data["nodes"] += ui_format([(7, "LoadImage", ["kite.png", "image"], {}, ["IMAGE", "MASK"]),
+                                (8, "EmptyLatentImage", [256, 256, 1], {}, ["LATENT"])])["nodes"]
+    pre = next(n for n in data["nodes"] if n["type"] == "easy preSampling")
+    for link, (name, kind, src) in enumerate((("image_to_latent", "IMAGE", 7), ("latent", "LATENT", 8)), 98):
+        pre["inputs"].append({"name": name, "type": kind, "link": link})
+        next(n for n in data["nodes"] if n["id"] == src)["outputs"][0]["links"] = [link]
+        data["links"].append([link, src, 0, pre["id"], len(pre["inputs"]) - 1, kind])
+    res = import_data(data)
+    g = res.graph
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    enc = g.inputs[sample.id]["latent"][0]
+    vae, = [n.id for n in g.nodes.values() if n.type == "load.vae"]
+    assert g.nodes[enc].type == "vae.encode"
+    assert g.inputs[enc] == {"video": ("load_image_7", "image"), "vae": (vae, "vae")}
+    assert res.report.entries["5"].notes == ["ComfyUI repeats the encoded picture 2 times (the loader's batch size); "
+                                             "here it is sampled once"]
+
+
 @pytest.fixture(scope="module")
 def tiny_sd15(tmp_path_factory):
     from tiny_models import build_sd15_single_file
@@ -358,3 +380,175 @@ def test_inspire_ksampler():
     assert res.report.entries["4"].status == "exact" and not res.report.blocking
     res = import_data(graph(0.3))
     assert res.report.entries["4"].notes == ["variation_strength=0.3 is not carried"]
+
+
+def test_inspire_batch_seed_mode_counts_the_batch():
+    """Inspire's batch_seed_mode (default 'incremental') only changes a batch of more than one picture, yet every file
+    with it was marked approximate; now it is named only where the batch holds more than one (or is not known), with
+    the batch's size. KSamplerAdvanced //Inspire samples as KSamplerAdvanced does."""
+    def graph(batch, mode, cls="KSampler //Inspire"):
+        widgets = [5, "fixed", 25, 6.0, "euler", "karras", 1.0, "GPU(=A1111)", mode, 8, 0.0, "linear", 0] \
+            if cls == "KSampler //Inspire" else \
+            [True, 5, "fixed", 30, 6.0, "euler", "karras", 4, 20, "CPU", True, mode, 8, 0.0, "linear", 5]
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "CLIPTextEncode", ["a lighthouse at dusk"], {"clip": (1, 1, "CLIP")}, ["CONDITIONING"]),
+            (3, "EmptyLatentImage", [512, 512, batch], {}, ["LATENT"]),
+            (7, "LatentUpscaleBy", ["nearest-exact", 1.5], {"samples": (3, 0, "LATENT")}, ["LATENT"]),
+            (4, cls, widgets,
+             {"model": (1, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (2, 0, "CONDITIONING"),
+              "latent_image": (7, 0, "LATENT")}, ["LATENT"]),
+            (5, "VAEDecode", [], {"samples": (4, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (6, "SaveImage", ["lighthouse"], {"images": (5, 0, "IMAGE")}, [])])
+    for mode in ("incremental", "variation str inc:0.05", "comfy"):
+        res = import_data(graph(1, mode))
+        assert res.report.entries["4"].status == "exact", (mode, res.report.entries["4"].notes)
+    res = import_data(graph(4, "incremental"))
+    assert res.report.entries["4"].notes == [
+        "batch_seed_mode='incremental' is not carried: ComfyUI seeds picture i with seed + i, Kinograph draws its "
+        "batch of 4 pictures from the one seed (as 'comfy')"]
+    res = import_data(graph(4, "variation str inc:0.05"))
+    assert "raises the variation strength by 0.05 a picture" in res.report.entries["4"].notes[0]
+    res = import_data(graph(1, "incremental", "KSamplerAdvanced //Inspire"))
+    sample = res.graph.nodes["k_sampler_advanced_inspire_4"]
+    assert sample.params == {"add_noise": True, "seed": 5, "steps": 30, "cfg": 6.0, "sampler": "euler",
+                             "scheduler": "karras", "start_step": 4, "end_step": 20, "leftover_noise": True}
+    assert res.report.entries["4"].status == "exact", res.report.entries["4"].notes
+    assert res.graph.nodes[res.graph.inputs[sample.id]["latent"][0]].type == "latent.upscale"
+
+
+def test_comfyroll_values_and_controlnet_stack():
+    """Comfyroll's CR Prompt Text, CR Text, CR Seed and CR Value feeding a KSampler's widgets, and its ControlNet stack
+    put on both prompts by CR Apply Multi-ControlNet, were unmapped and blocked the graph (nodes and widgets from the
+    pack's nodes_core.py, nodes_utils_text.py, nodes_utils_other.py, nodes_controlnet.py)."""
+    def graph(switch):
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "CR Prompt Text", ["a glass lighthouse"], {}, ["STRING", "STRING"]),
+            (3, "CLIPTextEncode", ["old"], {"clip": (1, 1, "CLIP"), "text": (2, 0, "STRING")}, ["CONDITIONING"]),
+            (4, "CR Text", ["fog, blur"], {}, ["*", "STRING"]),
+            (5, "CLIPTextEncode", ["old"], {"clip": (1, 1, "CLIP"), "text": (4, 0, "STRING")}, ["CONDITIONING"]),
+            (6, "CR Seed", [4242, "fixed"], {}, ["INT", "STRING"]),
+            (7, "CR Value", [7.9], {}, ["FLOAT", "INT", "STRING"]),
+            (8, "LoadImage", ["edges.png", "image"], {}, ["IMAGE", "MASK"]),
+            (9, "CR Multi-ControlNet Stack", ["On", "canny.safetensors", 0.8, 0.1, 0.9,
+                                              "Off", "depth.safetensors", 1.0, 0.0, 1.0,
+                                              "On", "pose.safetensors", 1.0, 0.0, 1.0],
+             {"image_1": (8, 0, "IMAGE"), "image_2": (8, 0, "IMAGE")}, ["CONTROL_NET_STACK", "STRING"]),
+            (10, "CR Apply Multi-ControlNet", [switch],
+             {"base_positive": (3, 0, "CONDITIONING"), "base_negative": (5, 0, "CONDITIONING"),
+              "controlnet_stack": (9, 0, "CONTROL_NET_STACK")}, ["CONDITIONING", "CONDITIONING", "STRING"]),
+            (11, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+            (12, "KSampler", [1, "fixed", 20, 8.0, "euler", "karras", 1.0],
+             {"model": (1, 0, "MODEL"), "positive": (10, 0, "CONDITIONING"), "negative": (10, 1, "CONDITIONING"),
+              "latent_image": (11, 0, "LATENT"), "seed": (6, 0, "INT"), "steps": (7, 1, "INT"),
+              "cfg": (7, 0, "FLOAT")}, ["LATENT"]),
+            (13, "VAEDecode", [], {"samples": (12, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (14, "SaveImage", ["lighthouse"], {"images": (13, 0, "IMAGE")}, [])])
+    res = import_data(graph("On"))
+    g = res.graph
+    assert not res.report.blocking and {e.status for e in res.report.entries.values()} == {"exact"}, \
+        res.report.text()
+    sample = g.nodes["k_sampler_12"]
+    assert sample.params == {"seed": 4242, "steps": 7, "cfg": 7.9, "sampler": "euler", "scheduler": "karras",
+                             "denoise": 1.0}
+    ins = g.inputs[sample.id]
+    assert g.nodes[ins["positive"][0]].params["text"] == "a glass lighthouse"
+    assert g.nodes[ins["negative"][0]].params["text"] == "fog, blur"
+    control = g.nodes[ins["model"][0]]      # only the switched-on ControlNet with a picture
+    assert control.type == "control.apply" and control.params == {
+        "path": "canny.safetensors", "strength": 0.8, "start": 0.1, "end": 0.9, "preprocessor": "none"}
+    assert g.inputs[control.id] == {"model": ("checkpoint_loader_simple_1", "model"),
+                                    "video": ("load_image_8", "image")}
+    g = import_data(graph("Off")).graph
+    assert g.inputs["k_sampler_12"]["model"] == ("checkpoint_loader_simple_1", "model")
+    assert "control.apply" not in {n.type for n in g.nodes.values()}
+
+
+def test_easy_use_seed_lora_stack_and_controlnet():
+    """Easy-Use's easy seed, easy loraStack (into fullLoader's optional_lora_stack), easy controlnetLoaderADV on the
+    pipe and easy showAnything were unmapped (py/nodes/seed.py, loaders.py, logic.py): now the seed reaches the sampler,
+    the stack's LoRAs (advanced mode, the first num_loras) follow the loader's own, and the ControlNet steers the model
+    kSampler samples."""
+    data = _easy_use_graph()
+    loras = [v for i in range(1, 11) for v in (f"style_{i}.safetensors", 0.3, 0.6, 0.4)]
+    loras[4] = "None"       # the second slot empty: skipped
+    extra = ui_format([
+        (7, "easy seed", [777, "fixed"], {}, ["INT"]),
+        (8, "easy loraStack", [True, "advanced", 3] + loras, {}, ["LORA_STACK"]),
+        (9, "LoadImage", ["depth.png", "image"], {}, ["IMAGE", "MASK"]),
+        (10, "easy controlnetLoaderADV", ["depth.safetensors", 0.7, 0.0, 0.5, 1.0],
+         {"pipe": (4, 0, "PIPE_LINE"), "image": (9, 0, "IMAGE")}, ["PIPE_LINE", "CONDITIONING", "CONDITIONING"]),
+        (11, "easy showAnything", [], {"anything": (7, 0, "INT")}, [])])
+    data["nodes"] += extra["nodes"]
+    link = max(lk[0] for lk in data["links"])
+    by_id = {n["id"]: n for n in data["nodes"]}
+
+    def wire(src, slot, dst, name, kind):
+        nonlocal link
+        link += 1
+        by_id[src]["outputs"][slot]["links"] = by_id[src]["outputs"][slot]["links"] + [link]
+        inputs = by_id[dst]["inputs"]
+        old = next((i for i in inputs if i["name"] == name), None)
+        if old is None:
+            inputs.append(old := {"name": name, "type": kind})
+        else:
+            data["links"] = [lk for lk in data["links"] if lk[0] != old["link"]]
+        old["link"] = link
+        data["links"].append([link, src, slot, dst, inputs.index(old), kind])
+    for lk in extra["links"]:
+        lk[0] += 1000
+        data["links"].append(lk)
+        by_id[lk[3]]["inputs"][lk[4]]["link"] = lk[0]
+    for n in extra["nodes"]:
+        for out in n["outputs"]:
+            out["links"] = [x + 1000 for x in out["links"]]
+    wire(8, 0, 1, "optional_lora_stack", "LORA_STACK")
+    wire(10, 0, 5, "pipe", "PIPE_LINE")
+    wire(7, 0, 5, "seed", "INT")
+    res = import_data(data)
+    g = res.graph
+    assert not res.report.blocking, res.report.text()
+    assert {res.report.entries[k].status for k in ("7", "8", "10")} == {"exact"}, res.report.text()
+    assert res.report.entries["11"].status == "ui"
+    loras = [n.params for n in g.nodes.values() if n.type == "lora.image"]
+    assert loras == [{"path": "film_grain.safetensors", "strength": 0.7, "clip_strength": 0.5},
+                     {"path": "style_1.safetensors", "strength": 0.6, "clip_strength": 0.4},
+                     {"path": "style_3.safetensors", "strength": 0.6, "clip_strength": 0.4}]
+    sample, = [n for n in g.nodes.values() if n.type == "generate.sample"]
+    assert sample.params["seed"] == 777
+    control = g.nodes[g.inputs[sample.id]["model"][0]]
+    assert control.type == "control.apply" and control.params == {
+        "path": "depth.safetensors", "strength": 0.7, "start": 0.0, "end": 0.5, "preprocessor": "none"}
+    last_lora = [n.id for n in g.nodes.values() if n.type == "lora.image"][-1]
+    assert g.inputs[control.id] == {"model": (last_lora, "model"), "video": ("load_image_9", "image")}
+
+
+def test_inspire_prompt_and_global_nodes():
+    """Inspire's Prompt Builder, CLIPTextEncodeWithWeight and its Global Seed / Global Sampler (editor-side: they set
+    other nodes' widgets) were unmapped and blocked the graph (inspire/prompt_support.py)."""
+    def graph(strength):
+        return ui_format([
+            (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+            (2, "PromptBuilder //Inspire", ["#PLACEHOLDER", "#PRESET", "a paper boat on a pond"], {}, ["STRING"]),
+            (3, "CLIPTextEncodeWithWeight //Inspire", ["old", strength, 0.0],
+             {"clip": (1, 1, "CLIP"), "text": (2, 0, "STRING")}, ["CONDITIONING"]),
+            (4, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+            (5, "KSampler //Inspire", [9, "fixed", 20, 7.0, "euler", "karras", 1.0, "GPU(=A1111)", "incremental", 0,
+                                       0.0, "linear"],
+             {"model": (1, 0, "MODEL"), "positive": (3, 0, "CONDITIONING"), "negative": (3, 0, "CONDITIONING"),
+              "latent_image": (4, 0, "LATENT")}, ["LATENT"]),
+            (6, "VAEDecode", [], {"samples": (5, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+            (7, "SaveImage", ["boat"], {"images": (6, 0, "IMAGE")}, []),
+            (8, "GlobalSeed //Inspire", [9, True, "fixed", ""], {}, []),
+            (9, "GlobalSampler //Inspire", ["euler", "karras"], {}, [])])
+    res = import_data(graph(1.0))
+    assert not res.report.blocking, res.report.text()
+    assert {k: res.report.entries[k].status for k in ("2", "3", "5", "8", "9")} == {
+        "2": "exact", "3": "exact", "5": "exact", "8": "ui", "9": "ui"}
+    assert res.report.entries["8"].notes == ["sets the seed of every node in ComfyUI's editor: each node's own value "
+                                             "in the file is used"]
+    enc = res.graph.nodes["clip_text_encode_with_weight_inspire_3"]
+    assert enc.params == {"text": "a paper boat on a pond", "weighting": "comfy"}
+    assert res.graph.inputs["k_sampler_inspire_5"]["positive"] == (enc.id, "positive")
+    assert import_data(graph(1.3)).report.entries["3"].notes == ["strength=1.3 is not carried"]

@@ -2,6 +2,7 @@
 HunyuanVideo's VAE, Qwen2.5-VL + CLIP-L as DualCLIPLoader type kandinsky5): detected, loaded and sampled through
 Kinograph's sampler to the latent diffusers' own Kandinsky5T2VPipeline gives for the same weights, prompts and seed.
 Mochi 1's and Cosmos' files are named, with what runs instead."""
+import json
 import sys
 from pathlib import Path
 
@@ -205,6 +206,19 @@ def test_latent_frame_nodes_replace_and_even_out_the_start():
     assert torch.equal(out[:, :, 8], x.samples[:, :, 8]) and replace_frames(x, None, 0) is x
     with pytest.raises(NodeError, match="outside this latent's 9 frames"):
         replace_frames(x, src, 9)
+    # ComfyUI leaves the destination as it is where the source does not fit: overflow "keep", which its import sets,
+    # does the same and says so (cutting the source short changed the frames of a graph ComfyUI ran unchanged)
+    logs = []
+    assert replace_frames(x, src, 8, "keep", logs.append) is x and replace_frames(x, src, -10, "keep", logs.append) is x
+    assert logs[0] == ("the source's 2 latent frames do not fit in the destination's 9 from index 8: the destination is "
+                       "passed on unchanged (overflow 'keep', as ComfyUI does); set overflow to 'cut' to put in the "
+                       "frames that fit") and len(logs) == 2
+    assert torch.equal(replace_frames(x, src, 7, "keep", logs.append).samples[:, :, 7:], src.samples) and len(logs) == 2
+    from app.comfyui import import_data
+    template = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" /
+                           "video_kandinsky5_i2v.json").read_text("utf-8"))
+    graph = import_data(template).graph
+    assert graph.nodes["replace_video_latent_frames_69_64"].params == {"index": 0, "overflow": "keep"}
     # the first 4 frames scaled by 1.2 and shifted by 0.1: within the limits, each takes the reference's statistics
     s = x.samples.clone()
     s[:, :, :4] = s[:, :, :4] * 1.2 + 0.1

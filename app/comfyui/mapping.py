@@ -653,6 +653,18 @@ RULES: Dict[str, Rule] = {
                           special="cr_lora_stack"),
     "CR Apply LoRA Stack": Rule("lora.image", (), (), {"model": "model", "clip": "text_encoder"},
                                 ("model", "text_encoder"), special="apply_lora_stack"),
+    # Comfyroll's ControlNet stack (three switched ControlNets, each with its picture) and the node that puts it on
+    # both prompts, as ControlNetApplyAdvanced does (packs/comfyroll.py)
+    "CR Multi-ControlNet Stack": Rule(None, tuple(f"{k}_{i}" for i in range(1, 4)
+                                                  for k in ("switch", "controlnet", "controlnet_strength",
+                                                            "start_percent", "end_percent")),
+                                      special="cr_controlnet_stack"),
+    "CR Apply Multi-ControlNet": Rule(None, ("switch",), special="cr_apply_controlnet_stack"),
+    # Comfyroll's values: a seed, a prompt, a text, a number as FLOAT and INT
+    "CR Seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
+    "CR Prompt Text": Rule(None, ("prompt",), (P("prompt", "value"),), fold=True, special="constant"),
+    "CR Text": Rule(None, ("text",), (P("text", "value"),), fold=True, special="constant"),
+    "CR Value": Rule(None, ("value",), (P("value", "value"),), special="cr_value"),
     # Comfyroll's CR Aspect Ratio: a size from its presets (or width/height when custom), swapped when asked, scaled
     # by prescale_factor, handed on as numbers known at import, and its empty latent (latent.empty, sized from the VAE
     # as EmptyLatentImage's)
@@ -673,6 +685,14 @@ RULES: Dict[str, Rule] = {
                                       (P("text", "text"), P("ascore", "aesthetic"), P("width", "width"),
                                        P("height", "height")), {"clip": "text_encoder"}, ("positive",),
                                       fixed={"weighting": "comfy"}, takes=("clip_skip",)),
+    # Inspire's encoder that scales each token's weight (strength) and adds to it (add_weight): ComfyUI's at 1 and 0
+    "CLIPTextEncodeWithWeight //Inspire": Rule("encode.text", ("text", "strength", "add_weight"), (P("text", "text"),),
+                                               {"clip": "text_encoder"}, ("positive",), fixed={"weighting": "comfy"},
+                                               takes=("clip_skip",), ignore={"strength": (1, 1.0),
+                                                                             "add_weight": (0, 0.0)}),
+    # Inspire's Prompt Builder hands on its text (the category and preset only fill the text in the editor)
+    "PromptBuilder //Inspire": Rule(None, ("category", "preset", "text"), (P("text", "value"),), fold=True,
+                                    special="constant"),
     # ComfyUI_ADV_CLIP_emb: ComfyUI's encoder with a choice of weighting; "comfy" with no normalization is the same
     "BNK_CLIPTextEncodeAdvanced": Rule("encode.text", ("text", "token_normalization", "weight_interpretation"),
                                        (P("text", "text"),), {"clip": "text_encoder"}, ("positive",),
@@ -946,8 +966,11 @@ RULES: Dict[str, Rule] = {
                                    {"positive": "positive", "negative": "negative", "vae": "vae",
                                     "start_image": "first"}, ("positive", "negative", "latent", "cond_latent"),
                                    special="i2v", ignore={"batch_size": 1}),
+    # a source that does not fit leaves ComfyUI's destination unchanged (a warning in its console): the same here, said
+    # in the run's log, so the imported graph gives the picture ComfyUI gave
     "ReplaceVideoLatentFrames": Rule("latent.replace_frames", ("index",), (P("index", "index"),),
-                                     {"destination": "destination", "source": "source"}, ("latent",)),
+                                     {"destination": "destination", "source": "source"}, ("latent",),
+                                     fixed={"overflow": "keep"}),
     "NormalizeVideoLatentStart": Rule("latent.normalize_start", ("start_frame_count", "reference_frame_count"),
                                       (P("start_frame_count", "start_frames"),
                                        P("reference_frame_count", "reference_frames")), {"latent": "latent"},
@@ -1133,18 +1156,42 @@ RULES: Dict[str, Rule] = {
                       P("scheduler", "scheduler", scheduler_name), P("denoise", "denoise")),
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
-    # Inspire Pack's KSampler: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its own noise either
-    # way, as for every seed), per-picture seeds of a batch, and a variation seed blended in (not carried)
+    # Inspire Pack's KSampler and KSamplerAdvanced: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its
+    # own noise either way, as for every seed; internal_seed only seeds an ancestral sampler's later noise), per-picture
+    # seeds of a batch (named where the batch holds more than one, packs/inspire.py), and a variation seed blended in
+    # (not carried)
     "KSampler //Inspire": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
                                                    "noise_mode", "batch_seed_mode", "variation_seed",
-                                                   "variation_strength", "variation_method"),
+                                                   "variation_strength", "variation_method", "internal_seed"),
                                (P("seed", "seed"), P("steps", "steps"), P("cfg", "cfg"),
                                 P("sampler_name", "sampler", sampler_name), P("scheduler", "scheduler", scheduler_name),
                                 P("denoise", "denoise")),
                                {"model": "model", "positive": "positive", "negative": "negative",
-                                "latent_image": "latent"}, ("latent",), special="sampler", takes=("cfg", "fps"),
-                               ignore={"noise_mode": None, "batch_seed_mode": "comfy", "variation_seed": None,
-                                       "variation_strength": 0.0, "variation_method": None}),
+                                "latent_image": "latent"}, ("latent",), special="inspire_sampler", takes=("cfg", "fps"),
+                               ignore={"noise_mode": None, "variation_seed": None, "variation_strength": 0.0,
+                                       "variation_method": None, "internal_seed": None}),
+    "KSamplerAdvanced //Inspire": Rule("generate.sample", ("add_noise", "noise_seed", "steps", "cfg", "sampler_name",
+                                                           "scheduler", "start_at_step", "end_at_step", "noise_mode",
+                                                           "return_with_leftover_noise", "batch_seed_mode",
+                                                           "variation_seed", "variation_strength", "variation_method",
+                                                           "internal_seed"),
+                                       (P("add_noise", "add_noise", enable), P("noise_seed", "seed"),
+                                        P("steps", "steps"), P("cfg", "cfg"), P("sampler_name", "sampler", sampler_name),
+                                        P("scheduler", "scheduler", scheduler_name),
+                                        P("start_at_step", "start_step", positive_int),
+                                        P("end_at_step", "end_step", lambda v: min(int(v), 10000)),
+                                        P("return_with_leftover_noise", "leftover_noise", enable)),
+                                       {"model": "model", "positive": "positive", "negative": "negative",
+                                        "latent_image": "latent"}, ("latent",), special="inspire_sampler",
+                                       takes=("cfg", "fps"),
+                                       ignore={"noise_mode": None, "variation_seed": None, "variation_strength": 0.0,
+                                               "variation_method": None, "internal_seed": None}),
+    # Inspire's and Easy-Use's global seed and sampler set the widgets of every sampler in ComfyUI's editor before (or
+    # after) a run: the values the file holds in each node are the ones read
+    **{name: Rule(None, kind="ui", note=f"sets the {what} of every node in ComfyUI's editor: each node's own value in "
+                                        "the file is used")
+       for name, what in (("GlobalSeed //Inspire", "seed"), ("easy globalSeed", "seed"),
+                          ("GlobalSampler //Inspire", "sampler and scheduler"))},
     # efficiency-nodes: KSampler's settings, then the model, conditionings and VAE passed on, and the latent decoded
     # when vae_decode is on (its IMAGE output)
     "KSampler (Efficient)": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
@@ -1598,6 +1645,18 @@ RULES: Dict[str, Rule] = {
     **{name: Rule(None, ("value",), (P("value", "value"),), fold=True, special="constant")
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
+    "easy seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
+    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # Easy-Use's LoRA stack (up to ten; its LORA_STACK goes to a loader's optional_lora_stack or CR Apply LoRA Stack)
+    "easy loraStack": Rule(None, ("toggle", "mode", "num_loras") + tuple(
+        f"lora_{i}_{k}" for i in range(1, 11) for k in ("name", "strength", "model_strength", "clip_strength")),
+        special="easy_lora_stack"),
+    # Easy-Use's ControlNet on a pipe's prompts: ControlNetApplyAdvanced (from 0 to 1, or ADV's start and end)
+    **{name: Rule(None, ("control_net_name", "strength") + extra + ("scale_soft_weights",),
+                  (P("strength", "strength"),) + tuple(P(k, k.split("_")[0]) for k in extra),
+                  special="easy_controlnet", ignore={"scale_soft_weights": (1, 1.0)})
+       for name, extra in (("easy controlnetLoader", ()),
+                           ("easy controlnetLoaderADV", ("start_percent", "end_percent")))},
     # Easy-Use's pipe (PIPE_LINE): a bundle of model, prompts, VAE, CLIP, latent and sampler settings passed along;
     # its loader is Efficient Loader's bundle, its kSampler a sample and a decode (packs/easyuse.py)
     "easy pipeIn": Rule(None, (), (), special="easy_pipe_in"),

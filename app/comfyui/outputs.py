@@ -19,8 +19,10 @@ RULE_TEXT = ("outputs are the nodes that save or preview, group nodes, and any n
 
 # mapped classes their packs mark OUTPUT_NODE though Kinograph's equivalent saves nothing: efficiency-nodes' sampler
 # shows its decoded picture (efficiency_nodes.py, TSC_KSampler), so ComfyUI runs it even where nothing reads it;
-# Easy-Use's kSampler shows or saves its picture as image_output says
-PACK_OUTPUTS = {"KSampler (Efficient)", "KSampler Adv. (Efficient)", "KSampler SDXL (Eff.)", "easy kSampler"}
+# Easy-Use's kSampler shows or saves its picture as image_output says; Inspire's and Easy-Use's global seed and sampler
+# (linked to nothing) are kept so that the report says what they did in ComfyUI's editor
+PACK_OUTPUTS = {"KSampler (Efficient)", "KSampler Adv. (Efficient)", "KSampler SDXL (Eff.)", "easy kSampler",
+                "GlobalSeed //Inspire", "GlobalSampler //Inspire", "easy globalSeed"}
 
 # a subgraph instance whose definition the file lacks is named by the definition's id
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)

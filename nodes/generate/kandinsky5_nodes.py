@@ -23,12 +23,15 @@ def condition_kandinsky5_i2v(ctx, vae: VAE, latent: LATENT, positive: CONDITIONI
 def latent_replace_frames(ctx, destination: LATENT,
                           source: LATENT = Input(optional=True, help="the frames to put in (none: no change)"),
                           index: int = Param(0, min=-100000, max=100000, help="first latent frame replaced; "
-                                                                               "negative counts from the end")
-                          ) -> LATENT:
+                                                                               "negative counts from the end"),
+                          overflow: str = Param("cut", choices=("cut", "keep"),
+                                                help="a source that does not fit from index: cut puts in the frames "
+                                                     "that fit; keep leaves the destination unchanged (ComfyUI's "
+                                                     "way), said in the log")) -> LATENT:
     """Replace a run of latent frames with another latent's (ComfyUI's ReplaceVideoLatentFrames), e.g. put an
     image-to-video's clean start frame back after sampling."""
     from nodes.generate.latent_frames import replace_frames
-    return replace_frames(destination, source, index)
+    return replace_frames(destination, source, index, overflow, ctx.log)
 
 
 @node("latent.normalize_start", title="Normalize Latent Start", category="Latent")

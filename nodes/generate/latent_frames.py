@@ -4,7 +4,7 @@ Kandinsky 5's image-to-video, whose first frames come out brighter or flatter th
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -12,19 +12,27 @@ from graph_engine import NodeError
 from nodes.generate.latent import Latent
 
 
-def replace_frames(destination: Latent, source: Optional[Latent], index: int) -> Latent:
+def replace_frames(destination: Latent, source: Optional[Latent], index: int, overflow: str = "cut",
+                   log: Callable[[str], None] = print) -> Latent:
     """destination with its latent frames from `index` on (negative: counted from the end) replaced by source's; no
-    source (an image-to-video node given no image) leaves it as it is."""
+    source (an image-to-video node given no image) leaves it as it is. A source that does not fit from `index` (or an
+    index outside the destination): overflow "cut" puts in the frames that fit (an index outside is refused),
+    "keep" leaves the destination as it is and says so in the log, as ComfyUI's ReplaceVideoLatentFrames does."""
     if source is None:
         return destination
     dst, src = destination.samples, source.samples
     t = dst.shape[2]
     start = index + t if index < 0 else index
-    if not 0 <= start < t:
-        raise NodeError(f"index {index} is outside this latent's {t} frames (0 to {t - 1}, or -{t} to -1 from the end)")
     if src.shape[1] != dst.shape[1] or src.shape[-2:] != dst.shape[-2:]:
         raise NodeError(f"the source latent is {list(src.shape[1:])} (channels, frames, height, width) and the "
                         f"destination {list(dst.shape[1:])}: make both with the same VAE at the same size")
+    if overflow == "keep" and not (0 <= start and start + src.shape[2] <= t):
+        log(f"the source's {src.shape[2]} latent frames do not fit in the destination's {t} from index {index}: the "
+            "destination is passed on unchanged (overflow 'keep', as ComfyUI does); set overflow to 'cut' to put in "
+            "the frames that fit")
+        return destination
+    if not 0 <= start < t:
+        raise NodeError(f"index {index} is outside this latent's {t} frames (0 to {t - 1}, or -{t} to -1 from the end)")
     n = min(src.shape[2], t - start)
     out = dst.clone()
     out[:, :, start:start + n] = src[:, :, :n].to(out.dtype)

@@ -19,5 +19,6 @@ from .frame_interpolation import FrameInterpolation
 from .xlabs import XLabs
 from .fizznodes import FizzNodes
 from .easyuse import EasyUse
+from .inspire import Inspire
 
-__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse"]
+__all__ = ["CoreNodes", "CoreMedia", "VideoModels", "ControlNets", "ControlnetAux", "AnimateDiff", "IPAdapters", "Segmentation", "KJNodes", "WanVideoWrapper", "WAS", "Rgthree", "Efficiency", "Comfyroll", "VHS", "FrameInterpolation", "XLabs", "FizzNodes", "EasyUse", "Inspire"]

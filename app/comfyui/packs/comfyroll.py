@@ -1,4 +1,4 @@
-"""Comfyroll Studio: its LoRA stack, the node that applies it, and CR Aspect Ratio."""
+"""Comfyroll Studio: its LoRA and ControlNet stacks, the nodes that apply them, CR Aspect Ratio and CR Value."""
 from __future__ import annotations
 
 from ..flatten import Ref
@@ -62,3 +62,54 @@ class Comfyroll:
         self.outs[(cn.id, latent)] = Out((nid, "latent"))
         self.pending_vae.append((nid, cn.id))
         return [nid]
+
+    def special_cr_value(self, cn, rule, params, notes):
+        """CR Value hands on its number as FLOAT and as INT (Python's int(): toward zero)."""
+        v = params.get("value")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return self.not_constant(cn, "value")
+        self.outs[(cn.id, 0)] = Out(None, {"value": float(v)})
+        self.outs[(cn.id, 1)] = Out(None, {"value": int(v)})
+        return []
+
+    def special_cr_controlnet_stack(self, cn, rule, params, notes):
+        """CR Multi-ControlNet Stack: each ControlNet switched On, named and given a picture, after those of a stack
+        given to it, travels to CR Apply Multi-ControlNet as the control ControlNetApplyAdvanced would make."""
+        v = lambda k: self.resolve(cn.inputs.get(k))       # noqa: E731
+        before = v("controlnet_stack")
+        stack = list(before.attrs.get("controlnet_stack", ())) if isinstance(before, Out) else []
+        if isinstance(cn.inputs.get("controlnet_stack"), Ref) and not (isinstance(before, Out)
+                                                                       and "controlnet_stack" in before.attrs):
+            notes.append("its controlnet_stack comes from a node that did not convert; its ControlNets are left out")
+        for i in range(1, 4):
+            if v(f"switch_{i}") != "On" or v(f"controlnet_{i}") in (None, "", "None") or f"image_{i}" not in cn.inputs:
+                continue
+            image = v(f"image_{i}")
+            if not (isinstance(image, Out) and image.port):
+                notes.append(f"image_{i} comes from a node that did not convert: ControlNet {i} is left out")
+                continue
+            control = {"path": v(f"controlnet_{i}"), "video": image}
+            for comfy, k in ((f"controlnet_strength_{i}", "strength"), (f"start_percent_{i}", "start"),
+                             (f"end_percent_{i}", "end")):
+                if isinstance(v(comfy), (int, float)):
+                    control[k] = v(comfy)
+            stack.append(control)
+        self.outs[(cn.id, 0)] = Out(None, {"controlnet_stack": tuple(stack)})
+        return []
+
+    def special_cr_apply_controlnet_stack(self, cn, rule, params, notes):
+        """CR Apply Multi-ControlNet: with its switch On, each ControlNet of the stack rides on both prompts to the
+        sampler (ControlNetApplyAdvanced's, one after another); Off hands the prompts on as they are."""
+        stack = self.resolve(cn.inputs.get("controlnet_stack"))
+        controls = stack.attrs.get("controlnet_stack", ()) if isinstance(stack, Out) else ()
+        if self.resolve(cn.inputs.get("switch")) != "On":
+            controls = ()
+        elif isinstance(cn.inputs.get("controlnet_stack"), Ref) and not (isinstance(stack, Out)
+                                                                         and "controlnet_stack" in stack.attrs):
+            notes.append("its controlnet_stack comes from a node that did not convert; add control.apply by hand")
+        for slot, name in enumerate(("base_positive", "base_negative")):
+            v = self.resolve(cn.inputs.get(name))
+            base = v if isinstance(v, Out) else Out()
+            self.outs[(cn.id, slot)] = Out(base.port, {**base.attrs,
+                                                       "controls": base.attrs.get("controls", ()) + tuple(controls)})
+        return []

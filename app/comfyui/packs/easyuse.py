@@ -31,17 +31,22 @@ class EasyUse:
         made = []
         if isinstance(self.resolve(cn.inputs.get("image")), Out) and not isinstance(
                 self.resolve(cn.inputs.get("latent")), Out):
-            enc = self.add("vae.encode", cn, {}, "_encode")
-            made.append(enc)
-            self.link(pipe["images"], enc, "video")
-            if not self.link(pipe.get("vae"), enc, "vae"):
-                notes.append("the pipe carries no VAE that Kinograph made; connect vae.encode's vae by hand")
-            pipe["samples"] = Out((enc, "latent"))
-            if pipe.get("batch_size", 1) != 1:
-                notes.append(f"ComfyUI repeats the encoded picture {pipe['batch_size']} times (the loader's batch "
-                             "size); here it is sampled once")
+            made.append(self.encode_into_pipe(cn, pipe, pipe["images"], notes))
         self.outs[(cn.id, 0)] = Out(None, {"pipe": pipe})
         return made
+
+    def encode_into_pipe(self, cn, pipe: dict, image: Out, notes) -> str:
+        """A picture encoded with the pipe's VAE becomes the pipe's latent (pipeIn's and preSampling's image to
+        image); ComfyUI repeats it to the loader's batch size."""
+        enc = self.add("vae.encode", cn, {}, "_encode")
+        self.link(image, enc, "video")
+        if not self.link(pipe.get("vae"), enc, "vae"):
+            notes.append("the pipe carries no VAE that Kinograph made; connect vae.encode's vae by hand")
+        pipe["samples"] = Out((enc, "latent"))
+        if pipe.get("batch_size", 1) != 1:
+            notes.append(f"ComfyUI repeats the encoded picture {pipe['batch_size']} times (the loader's batch "
+                         "size); here it is sampled once")
+        return enc
 
     def special_easy_pipe_out(self, cn, rule, params, notes):
         pipe = self.pipe_of(cn)
@@ -87,17 +92,21 @@ class EasyUse:
         return made
 
     def special_easy_pre_sampling(self, cn, rule, params, notes):
-        """The sampler's settings ride the pipe to easy kSampler; a latent given here replaces the pipe's."""
+        """The sampler's settings ride the pipe to easy kSampler; a picture given as image_to_latent (first) or a
+        latent replaces the pipe's latent, the picture encoded with the pipe's VAE."""
         pipe = self.pipe_of(cn)
-        latent = self.resolve(cn.inputs.get("latent"))
-        if isinstance(latent, Out):
+        image, latent = self.resolve(cn.inputs.get("image_to_latent")), self.resolve(cn.inputs.get("latent"))
+        made = []
+        if isinstance(image, Out):
+            made.append(self.encode_into_pipe(cn, pipe, image, notes))
+            pipe["images"] = image
+        elif isinstance(cn.inputs.get("image_to_latent"), Ref):
+            notes.append("its image_to_latent comes from a node that did not convert; connect vae.encode by hand")
+        elif isinstance(latent, Out):
             pipe["samples"] = latent
-        if isinstance(cn.inputs.get("image_to_latent"), Ref):
-            notes.append("its image_to_latent input is not carried: encode the picture with VAEEncode into its latent "
-                         "input")
         pipe["settings"] = dict(params)
         self.outs[(cn.id, 0)] = Out(None, {"pipe": pipe})
-        return []
+        return made
 
     def special_easy_ksampler(self, cn, rule, params, notes):
         """generate.sample with the pipe's settings, model (its own model input first), prompts and latent, then
@@ -110,12 +119,15 @@ class EasyUse:
         comfy_denoise(settings)
         nid = self.add("generate.sample", cn, settings)
         model = self.resolve(cn.inputs.get("model"))
+        # a ControlNet riding on the pipe's prompts (easy controlnetLoader) steers the model, as at KSampler
+        model, made = self.control_model(cn, model if isinstance(model, Out) else pipe.get("model"),
+                                         (pipe.get("positive"), pipe.get("negative")))
         for port, field in (("model", "model"), ("positive", "positive"), ("negative", "negative"),
                             ("latent", "samples")):
-            src = model if port == "model" and isinstance(model, Out) else pipe.get(field)
+            src = model if port == "model" else pipe.get(field)
             if not self.link(src, nid, port):
                 notes.append(f"the pipe carries no {field} that Kinograph made; connect sample's {port} by hand")
-        made = [nid]
+        made.append(nid)
         latent = Out((nid, "latent"))
         decode = self.add("vae.decode", cn, {}, "_decode", dy=200)
         made.append(decode)
@@ -132,3 +144,54 @@ class EasyUse:
         self.outs[(cn.id, 0)] = Out(None, {"pipe": dict(pipe, samples=latent, images=image)})
         self.outs[(cn.id, 1)] = image
         return made
+
+    def special_easy_lora_stack(self, cn, rule, params, notes):
+        """easy loraStack: its first num_loras LoRAs (simple: one strength for model and CLIP; advanced: each its
+        own), after those of a stack given to it, travel to the loader that takes the stack; toggled off, none."""
+        v = lambda k: self.resolve(cn.inputs.get(k))       # noqa: E731
+        if v("toggle") in (False, None, "False"):
+            self.outs[(cn.id, 0)] = Out(None, {"lora_stack": ()})
+            return []
+        before = v("optional_lora_stack")
+        stack = list(before.attrs.get("lora_stack", ())) if isinstance(before, Out) else []
+        if isinstance(cn.inputs.get("optional_lora_stack"), Ref) and not (isinstance(before, Out)
+                                                                          and "lora_stack" in before.attrs):
+            notes.append("its optional_lora_stack comes from a node that did not convert; its LoRAs are left out")
+        count = v("num_loras")
+        for i in range(1, (count if isinstance(count, int) else 1) + 1):
+            name = v(f"lora_{i}_name")
+            if name in (None, "", "None"):
+                continue
+            model, clip = (v(f"lora_{i}_strength"),) * 2 if v("mode") == "simple" else \
+                (v(f"lora_{i}_model_strength"), v(f"lora_{i}_clip_strength"))
+            stack.append((name, 1.0 if model is None else model, 1.0 if clip is None else clip))
+        self.outs[(cn.id, 0)] = Out(None, {"lora_stack": tuple(stack)})
+        return []
+
+    def special_easy_controlnet(self, cn, rule, params, notes):
+        """easy controlnetLoader (and its ADV with start and end): ControlNetApplyAdvanced on the pipe's two prompts;
+        the pipe and both prompts are handed on with the control riding on them to the sampler."""
+        pipe = self.pipe_of(cn)
+        given = self.resolve(cn.inputs.get("control_net"))
+        path = given.attrs.get("path") if isinstance(given, Out) else self.resolve(cn.inputs.get("control_net_name"))
+        image = self.resolve(cn.inputs.get("image"))
+        if isinstance(cn.inputs.get("control_net"), Ref) and not isinstance(path, str) or \
+                not (isinstance(image, Out) and image.port):
+            self.placeholder(cn)
+            self.report.entries[cn.id].notes.append("its control_net or image comes from a node that did not convert")
+            return None
+        if params.get("strength", 1.0) != 0:
+            control = {"path": path, "video": image, **{k: params[k] for k in ("strength", "start", "end")
+                                                           if k in params}}
+            for field in ("positive", "negative"):
+                base = pipe.get(field)
+                if isinstance(base, Out):
+                    pipe[field] = Out(base.port, {**base.attrs, "controls": base.attrs.get("controls", ()) +
+                                                  (control,)})
+                else:
+                    notes.append(f"the pipe carries no {field} prompt that Kinograph made; its ControlNet is not on it")
+        self.outs[(cn.id, 0)] = Out(None, {"pipe": pipe})
+        for slot, field in ((1, "positive"), (2, "negative")):
+            if field in pipe:
+                self.outs[(cn.id, slot)] = pipe[field]
+        return []

@@ -1,0 +1,46 @@
+"""Inspire Pack's samplers: ComfyUI's KSampler and KSamplerAdvanced with A1111-style noise, a batch's seeds drawn
+picture by picture, and a variation seed blended in (inspire/a1111_compat.py, libs/utils.py prepare_noise)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..flatten import Ref
+from ..out import Out
+
+
+class Inspire:
+    def latent_batch(self, out) -> Optional[int]:
+        """How many pictures the latent `out` holds, where the import knows it: an empty latent's batch, carried
+        through the nodes that take one latent and hand it on (a sampler, an upscale); None otherwise (a picture
+        encoded)."""
+        port = out.port if isinstance(out, Out) else None
+        for _ in range(64):
+            if port is None:
+                return None
+            node = self.graph.nodes[port[0]]
+            if node.type == "latent.empty":
+                frames = node.params.get("frames", 1)
+                return frames if isinstance(frames, int) else None
+            port = self.graph.inputs.get(node.id, {}).get("latent")
+        return None
+
+    def special_inspire_sampler(self, cn, rule, params, notes):
+        """KSampler's (or KSamplerAdvanced's) sample. batch_seed_mode only changes a batch of more than one
+        picture: 'incremental' seeds picture i with seed + i, 'variation str inc:X' raises the variation strength
+        by X a picture; with one picture both are 'comfy', which is how Kinograph draws a batch (one seed)."""
+        made = self.special_sampler(cn, rule, params, notes)
+        for k, what in (("noise_opt", "noise"), ("scheduler_func_opt", "schedule")):
+            if isinstance(cn.inputs.get(k), Ref):
+                notes.append(f"its {k} input is not carried: sample draws its own {what}")
+        mode = self.resolve(cn.inputs.get("batch_seed_mode"))
+        if mode in (None, "comfy"):
+            return made
+        batch = self.latent_batch(self.resolve(cn.inputs.get("latent_image")))
+        if batch == 1:
+            return made
+        count = f"its batch of {batch} pictures" if batch else "a batch of more than one picture"
+        how = "seeds picture i with seed + i" if mode == "incremental" else \
+            f"raises the variation strength by {str(mode)[18:]} a picture"
+        notes.append(f"batch_seed_mode={mode!r} is not carried: ComfyUI {how}, Kinograph draws {count} from the one "
+                     "seed (as 'comfy')")
+        return made
