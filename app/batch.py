@@ -112,6 +112,7 @@ class Report:
         else:
             self.note(f"{len(jobs)} jobs, started {now_text()}")
         if self.logs:
+            self.logs.plan(jobs)
             self.logs.batch_note(f"==== batch of {len(jobs)} jobs started {now_text()}: "
                                  f"{' '.join(shlex.quote(a) for a in sys.argv[1:])}")
             if self.logs.ok:        # else the batch's note said it cannot write them
@@ -233,7 +234,10 @@ def run_batch(args) -> int:
         if args.sweep:
             return ["kinograph", "batch", *args.workflow, "--sweep", args.sweep, *_same_flags(args),
                     "--only", ",".join(map(str, failed))]
-        return ["kinograph", "batch", *(args.workflow[n - 1] for n in failed), *_same_flags(args)]
+        files = [args.workflow[n - 1] for n in failed]
+        # Its logs beside this batch's, which are beside its first file, not the retry's first
+        here = [] if args.log_dir or default_log_dir(files[0], None).absolute() == log_dir else ["--log-dir", str(log_dir)]
+        return ["kinograph", "batch", *files, *_same_flags(args), *here]
     log_dir = Path(args.log_dir or default_log_dir(args.workflow[0], args.sweep)).absolute()
     report = Report(args.json, retry, clashes, log_dir)
     with contextlib.ExitStack() as stack:

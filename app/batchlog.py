@@ -21,9 +21,15 @@ def default_log_dir(workflow: str, sweep: Optional[str]) -> Path:
     return wf.parent / "logs" / (f"{wf.stem}.{Path(sweep).stem}" if sweep else "batch")
 
 
-def case_log_name(job) -> str:
-    # A batch of files: the workflow's name too, so a listing of the folder says which shot each file is.
-    return f"case_{job.label}" + (f".{Path(job.source).stem}" if job.source else "") + ".log"
+def case_log_name(job, shared=frozenset()) -> str:
+    """A sweep's case_N.log; a batch of files' job named by its workflow (shot_07.log), as the retry of a failed
+    one numbers it 1: its case number in the name put the retry's log in another file than the failure's
+    (case_07.shot_07.log, then case_1.shot_07.log). Stems `shared` by two of the batch's files (or named as the
+    summary, batch) keep their number."""
+    if not job.source:
+        return f"case_{job.label}.log"
+    stem = Path(job.source).stem
+    return f"case_{job.label}.{stem}.log" if stem in shared else f"{stem}.log"
 
 
 class BatchLogs:
@@ -39,9 +45,14 @@ class BatchLogs:
         self._open: Dict[int, TextIO] = {}
         self._tenth: Dict[tuple, int] = {}      # (case, node) -> last tenth of its work logged
         self._lazy: set = set()                 # (case, node) of lazy nodes, whose work comes after "ready"
+        self._shared: set = {"batch"}           # workflow stems that name no single job's log (case_log_name)
+
+    def plan(self, jobs) -> None:
+        stems = [Path(j.source).stem for j in jobs if j.source]
+        self._shared |= {s for s in stems if stems.count(s) > 1}
 
     def path(self, job) -> Path:
-        return self.folder / case_log_name(job)
+        return self.folder / case_log_name(job, self._shared)
 
     def _append(self, path: Path) -> Optional[TextIO]:
         if not self.ok:

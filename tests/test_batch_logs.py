@@ -87,3 +87,25 @@ def test_a_log_folder_that_cannot_be_written_is_said_once_and_the_renders_go_on(
     assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir", str(blocked / "logs"), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [("log" in r) for r in rows if r["event"] == "job_finished"] == [False, False]
+
+
+def test_a_failed_shot_of_a_batch_of_files_is_retried_into_its_own_log(tmp_path, capsys):
+    """A batch of files named each job's log by its case number (case_2.shot_b.log, beside the first file), and the
+    printed retry, naming the failed file alone, made it case 1 of a batch beside that file: the retry's log went to
+    case_1.shot_b.log in another folder, and the failure's was no longer above it as the README says. Each file's
+    job is now logged under its workflow's name, and the retry keeps the batch's log folder."""
+    import shlex
+    for seq in ("seq010", "seq020"):
+        (tmp_path / seq).mkdir()
+    first = write(tmp_path / "seq010", "shot_a.yaml", PIPELINE % "out/a.mkv")
+    failing = write(tmp_path / "seq020", "shot_b.yaml", (PIPELINE % "out/b.mkv").replace("start: 0", "start: 100"))
+    assert main(["batch", str(first), str(failing)]) == 1
+    logs = tmp_path / "seq010" / "logs" / "batch"
+    assert sorted(p.name for p in logs.iterdir()) == ["batch.log", "shot_a.log", "shot_b.log"]
+    retry = capsys.readouterr().out.rstrip().rpartition("\n")[2].strip()
+    assert retry == f"kinograph batch {failing} --log-dir {logs}"
+    assert main(shlex.split(retry)[1:]) == 1
+    capsys.readouterr()
+    assert (logs / "shot_b.log").read_text().count("==== case 2, run started ") == 1
+    assert (logs / "shot_b.log").read_text().count("==== case 1, run started ") == 1
+    assert sorted(p.name for p in logs.iterdir()) == ["batch.log", "shot_a.log", "shot_b.log"]
