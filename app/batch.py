@@ -238,7 +238,8 @@ def run_batch(args) -> int:
         # Its logs beside this batch's, which are beside its first file, not the retry's first
         here = [] if args.log_dir or default_log_dir(files[0], None).absolute() == log_dir else ["--log-dir", str(log_dir)]
         return ["kinograph", "batch", *files, *_same_flags(args), *here]
-    log_dir = Path(args.log_dir or default_log_dir(args.workflow[0], args.sweep)).absolute()
+    # `--log-dir=~/night` reaches us with its ~ (a shell expands none after '='), as --output-dir's does
+    log_dir = Path(os.path.expanduser(args.log_dir or default_log_dir(args.workflow[0], args.sweep))).absolute()
     report = Report(args.json, retry, clashes, log_dir)
     with contextlib.ExitStack() as stack:
         ray = None

@@ -109,3 +109,15 @@ def test_a_failed_shot_of_a_batch_of_files_is_retried_into_its_own_log(tmp_path,
     assert (logs / "shot_b.log").read_text().count("==== case 2, run started ") == 1
     assert (logs / "shot_b.log").read_text().count("==== case 1, run started ") == 1
     assert sorted(p.name for p in logs.iterdir()) == ["batch.log", "shot_a.log", "shot_b.log"]
+
+
+def test_a_log_folder_given_with_a_tilde_is_in_the_home_folder(tmp_path, capsys, monkeypatch):
+    """`--log-dir=~/night` (no shell expands a ~ after '=') made a folder named '~' in the current one, where
+    --output-dir=~/renders meant the home folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    wf = write(tmp_path, "shot.yaml", PIPELINE % "out/clip_{case}.mkv")
+    sweep = write(tmp_path, "seeds.yaml", "grid: {trim.start: [0]}\n")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir=~/night"]) == 0
+    assert f"each case's log in {tmp_path / 'home' / 'night'}" in capsys.readouterr().out
+    assert (tmp_path / "home" / "night" / "case_1.log").is_file() and not (tmp_path / "~").exists()
