@@ -43,7 +43,6 @@ BLOCKED = {
     "video_ltx2_i2v_distilled.json": {"LTXVAudioVAELoader", "LTXAVTextEncoderLoader", "LTXVEmptyLatentAudio",
                                       "ResizeImageMaskNode", "EmptyImage", "LTXVImgToVideoInplace", "LTXVConcatAVLatent",
                                       "LTXVSeparateAVLatent", "LTXVAudioVAEDecode"},
-    "video_wan2_2_14B_s2v.json": {"WanSoundImageToVideo", "WanSoundImageToVideoExtend"},
 }
 
 

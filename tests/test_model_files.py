@@ -61,7 +61,7 @@ CASES = {
     "wan2.2 fun camera A14B": ({**WAN_I2V, M + "img_emb.proj.0.bias": None,
                                 M + "control_adapter.conv.weight": (5120, 1536, 2, 2)},
                                ("diffusion_model", "wan", "camera-14B")),
-    "wan2.2 s2v (refused)": ({**WAN_T2V, "casual_audio_encoder.encoder.final_linear.weight": (1536, 1024)},
+    "wan2.2 s2v": ({**WAN_T2V, "casual_audio_encoder.encoder.final_linear.weight": (1536, 1024)},
                              ("diffusion_model", "wan", "s2v-1.3B")),
     "wan2.2 animate (refused)": ({**WAN_I2V, M + "face_adapter.fuser_blocks.0.k_norm.weight": (128,)},
                                  ("diffusion_model", "wan", "animate-14B")),

@@ -4,6 +4,7 @@ prefix, fp16, the positional conv's weight norm as weight_g / weight_v, a CTC he
 video_wan2_2_14B_s2v.json. The encoder here is a tiny random one in that layout; its features are compared with
 transformers' Wav2Vec2Model on the same weights and sound."""
 import json
+import math
 import wave
 from pathlib import Path
 
@@ -121,8 +122,7 @@ def test_a_base_wav2vec2_file_is_encoded_with_its_own_layer_norms_and_unnormalis
 def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     """LoadAudio, AudioEncoderLoader and AudioEncoderEncode become io.load_audio, load.audio_encoder and
     encode.audio, linked as in ComfyUI; that chain runs on the tiny encoder. CreateVideo puts the voice under the
-    frames. The S2V sampling nodes are reported
-    not mapped with why."""
+    frames (the sampling side: test_the_s2v_template_imports_and_runs_on_tiny_weights)."""
     from app.comfyui import import_data
     from graph_engine.api import Session, load_workflow
     result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
@@ -140,9 +140,6 @@ def test_the_s2v_templates_sound_side_imports_and_runs(tmp_path, encoder):
     assert song.params == {"path": "video_wan2_2_14B_s2v_input_audio.MP3", "offset": 0.0}
     save = next(n for n in g.nodes.values() if n.type == "io.save_video")
     assert links[save.id, "video"] == (song.id, "video") and save.params["fps"] == 16
-    unmapped = {e.class_type: e.notes[0] for e in result.report.entries.values() if e.status == "unmapped"}
-    assert sorted(unmapped) == ["WanSoundImageToVideo", "WanSoundImageToVideoExtend"]
-    assert "S2V transformer's audio layers" in unmapped["WanSoundImageToVideo"]
     status = {e.comfy_id: (e.class_type, e.status, e.notes) for e in result.report.entries.values()}
     assert status["58"] == ("LoadAudio", "exact", []) and status["57"] == ("AudioEncoderLoader", "exact", [])
     assert status["56"][:2] == ("AudioEncoderEncode", "approx") and "torchaudio" in status["56"][2][0]
@@ -183,3 +180,318 @@ def test_latent_cut_and_concat_cut_and_join_as_comfyui_does():
     g = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8"))).graph
     assert {n.type: n.params for n in g.nodes.values() if n.type in ("latent.cut", "latent.concat")} == {
         "latent.cut": {"axis": "t", "index": 0, "amount": 1}, "latent.concat": {"axis": "t"}}
+
+
+# --- the S2V transformer ------------------------------------------------------------------------------------------
+# A tiny Wan 2.2 S2V file in ComfyUI's layout (wan2.2_s2v_14B_*: Wan's original names, the S2V parts under theirs):
+# 40 blocks (the released audio layers follow blocks 0, 4, ..., 39) of one 128-wide head.
+DIM, LAYERS, TEXT, WIDTH, SOUND_LAYERS = 128, 40, 32, 128, 3
+
+
+def _s2v_state():
+    from diffusers import WanTransformer3DModel
+    from tiny_models import wan_original_transformer
+    torch.manual_seed(3)
+    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=1, attention_head_dim=128, in_channels=16,
+                                out_channels=16, text_dim=TEXT, freq_dim=256, ffn_dim=32, num_layers=LAYERS,
+                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    sd = wan_original_transformer(wan.state_dict())
+    for k in sd:                        # modulations and norms away from 0 / 1: a wrong one shows
+        sd[k] = sd[k] + 0.05 * torch.randn_like(sd[k])
+    q = DIM // 4
+    shapes = {"casual_audio_encoder.weights": (1, SOUND_LAYERS, 1, 1),
+              "casual_audio_encoder.encoder.conv1_local.conv.weight": (4 * q, WIDTH, 3),
+              "casual_audio_encoder.encoder.conv1_local.conv.bias": (4 * q,),
+              "casual_audio_encoder.encoder.conv1_global.conv.weight": (q, WIDTH, 3),
+              "casual_audio_encoder.encoder.conv1_global.conv.bias": (q,),
+              "casual_audio_encoder.encoder.conv2.conv.weight": (DIM // 2, q, 3),
+              "casual_audio_encoder.encoder.conv2.conv.bias": (DIM // 2,),
+              "casual_audio_encoder.encoder.conv3.conv.weight": (DIM, DIM // 2, 3),
+              "casual_audio_encoder.encoder.conv3.conv.bias": (DIM,),
+              "casual_audio_encoder.encoder.final_linear.weight": (DIM, DIM),
+              "casual_audio_encoder.encoder.final_linear.bias": (DIM,),
+              "casual_audio_encoder.encoder.padding_tokens": (1, 1, 1, DIM),
+              "trainable_cond_mask.weight": (3, DIM),
+              "cond_encoder.weight": (DIM, 16, 1, 2, 2), "cond_encoder.bias": (DIM,)}
+    for name, k in (("proj", (1, 2, 2)), ("proj_2x", (2, 4, 4)), ("proj_4x", (4, 8, 8))):
+        shapes[f"frame_packer.{name}.weight"] = (DIM, 16, *k)
+        shapes[f"frame_packer.{name}.bias"] = (DIM,)
+    for i in range(12):
+        for p in "qkvo":
+            shapes[f"audio_injector.injector.{i}.{p}.weight"] = (DIM, DIM)
+            shapes[f"audio_injector.injector.{i}.{p}.bias"] = (DIM,)
+        shapes[f"audio_injector.injector.{i}.norm_q.weight"] = (DIM,)
+        shapes[f"audio_injector.injector.{i}.norm_k.weight"] = (DIM,)
+        shapes[f"audio_injector.injector_adain_layers.{i}.linear.weight"] = (2 * DIM, DIM)
+        shapes[f"audio_injector.injector_adain_layers.{i}.linear.bias"] = (2 * DIM,)
+    for k, s in shapes.items():
+        sd[k] = torch.randn(s) * (1.0 if "norm" in k or k.endswith("weights") else 0.1) + (1.0 if "norm" in k else 0)
+    return {k: v.half().float() for k, v in sd.items()}
+
+
+@pytest.fixture(scope="module")
+def s2v(tmp_path_factory):
+    """(the file, its tensors) of the tiny S2V model, fp16 as ComfyUI's bf16/fp16 files are, in a ComfyUI models/
+    folder with a tiny umt5 and Wan 2.1 VAE beside it (KINOGRAPH_MODELS points there)."""
+    from safetensors.torch import save_file
+    from tiny_wan22 import save_umt5, save_wan_vae
+    models = tmp_path_factory.mktemp("s2v") / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True)
+    save_umt5(models)
+    save_wan_vae(models)
+    sd = _s2v_state()
+    path = models / "diffusion_models" / "wan2.2_s2v_tiny_fp16.safetensors"
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                # tiny tensors: one thread is faster than waiting for several
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KINOGRAPH_MODELS", str(models))
+        yield path, sd
+    torch.set_num_threads(threads)
+
+
+def _reference_s2v(sd, x, t, context, audio, ref, motion, control):
+    """Wan 2.2 S2V's prediction written from the published model (ComfyUI's comfy/ldm/wan/model.py WanModel_S2V and
+    the Wan blocks it inherits), over the file's own tensors: one head, patch (1, 2, 2)."""
+    import math
+    import torch.nn.functional as F
+
+    def lin(v, k):
+        return F.linear(v, sd[k + ".weight"], sd.get(k + ".bias"))
+
+    def rms(v, k):
+        return v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * sd[k + ".weight"]
+
+    def ln(v, eps=1e-6):
+        return F.layer_norm(v, v.shape[-1:], eps=eps)
+
+    def ids(t_len, h_len, w_len, t0=0.0, sh=None, sw=None):
+        tt = torch.linspace(t0, t0 + t_len - 1, t_len, dtype=torch.float64)
+        hh = torch.linspace(0, h_len - 1, sh or h_len, dtype=torch.float64)
+        ww = torch.linspace(0, w_len - 1, sw or w_len, dtype=torch.float64)
+        g = torch.zeros(len(tt), len(hh), len(ww), 3, dtype=torch.float64)
+        g[..., 0] += tt.view(-1, 1, 1)
+        g[..., 1] += hh.view(1, -1, 1)
+        g[..., 2] += ww.view(1, 1, -1)
+        return g.reshape(-1, 3)
+
+    def rope(v, pos):                    # flux's EmbedND / apply_rope1: pairs rotated by 2x2 matrices
+        d = v.shape[-1]
+        rows = []
+        for axis, n in enumerate((d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6))):
+            omega = 1.0 / 10000 ** torch.linspace(0, (n - 2) / n, n // 2, dtype=torch.float64)
+            rows.append(pos[:, axis, None] * omega)
+        ang = torch.cat(rows, 1).float()
+        pair = v.reshape(*v.shape[:-1], -1, 2)
+        c, s = ang.cos(), ang.sin()
+        return torch.stack([c * pair[..., 0] - s * pair[..., 1], s * pair[..., 0] + c * pair[..., 1]], -1).flatten(-2)
+
+    def repeat_e(e, n):
+        r = n // e.shape[1]
+        return torch.repeat_interleave(e, r, 1) if r * e.shape[1] == n else torch.repeat_interleave(e, r + 1, 1)[:, :n]
+
+    def causal(v, k, stride):
+        return F.conv1d(F.pad(v, (2, 0), mode="replicate"), sd[k + ".weight"], sd[k + ".bias"], stride=stride)
+
+    # the voice: weighted layers, the local and global paths of MotionEncoder_tc
+    b, _, time, hh, ww = x.shape
+    a = audio[..., :time * 4]
+    wts = F.silu(sd["casual_audio_encoder.weights"])
+    feat = (a * wts / wts.sum(1, keepdim=True)).sum(1)                         # b c f
+    pre = "casual_audio_encoder.encoder."
+    loc = causal(feat, pre + "conv1_local.conv", 1)                           # b (n c) f
+    loc = loc.reshape(b, 4, DIM // 4, -1).permute(0, 1, 3, 2).reshape(b * 4, -1, DIM // 4)
+    loc = F.silu(ln(loc)).transpose(1, 2)
+    loc = F.silu(ln(causal(loc, pre + "conv2.conv", 2).transpose(1, 2))).transpose(1, 2)
+    loc = F.silu(ln(causal(loc, pre + "conv3.conv", 2).transpose(1, 2)))     # (b n) t c
+    loc = loc.reshape(b, 4, -1, DIM).permute(0, 2, 1, 3)
+    loc = torch.cat([loc, sd[pre + "padding_tokens"].repeat(b, loc.shape[1], 1, 1)], 2)
+    glo = F.silu(ln(causal(feat, pre + "conv1_global.conv", 1).transpose(1, 2))).transpose(1, 2)
+    glo = F.silu(ln(causal(glo, pre + "conv2.conv", 2).transpose(1, 2))).transpose(1, 2)
+    glo = lin(F.silu(ln(causal(glo, pre + "conv3.conv", 2).transpose(1, 2))), pre + "final_linear")
+    # tokens
+    v = F.conv3d(x, sd["patch_embedding.weight"], sd["patch_embedding.bias"], stride=(1, 2, 2))
+    v = v + F.conv3d(control, sd["cond_encoder.weight"], sd["cond_encoder.bias"], stride=(1, 2, 2))
+    tt = t.unsqueeze(1).repeat(1, v.shape[2])
+    grid = v.shape[2:]
+    v = v.flatten(2).transpose(1, 2)
+    seq = v.shape[1]
+    cm = sd["trainable_cond_mask.weight"]
+    v = v + cm[0]
+    pos = ids(time, hh // 2, ww // 2)
+    r = F.conv3d(ref, sd["patch_embedding.weight"], sd["patch_embedding.bias"], stride=(1, 2, 2))
+    v = torch.cat([v, r.flatten(2).transpose(1, 2) + cm[1]], 1)
+    pos = torch.cat([pos, ids(ref.shape[2], hh // 2, ww // 2, t0=max(30, time + 9))])
+    tt = torch.cat([tt, torch.zeros(b, ref.shape[2])], 1)
+    pad = torch.zeros(b, 16, 19, hh, ww)
+    n = min(19, motion.shape[2])
+    pad[:, :, -n:] = motion[:, :, -n:]
+    m4, m2, m1 = pad.split([16, 2, 1], 2)
+    p1 = F.conv3d(m1, sd["frame_packer.proj.weight"], sd["frame_packer.proj.bias"], stride=(1, 2, 2))
+    p2 = F.conv3d(m2, sd["frame_packer.proj_2x.weight"], sd["frame_packer.proj_2x.bias"], stride=(2, 4, 4))
+    p4 = F.conv3d(m4, sd["frame_packer.proj_4x.weight"], sd["frame_packer.proj_4x.bias"], stride=(4, 8, 8))
+    mot = torch.cat([p.flatten(2).transpose(1, 2) for p in (p1, p2, p4)], 1) + cm[2]
+    v = torch.cat([v, mot], 1)
+    pos = torch.cat([pos, ids(1, hh // 2, ww // 2, -1), ids(1, hh // 2, ww // 2, -3, p2.shape[-2], p2.shape[-1]),
+                     ids(4, hh // 2, ww // 2, -19, p4.shape[-2], p4.shape[-1])])
+    tt = torch.cat([torch.repeat_interleave(tt, 2, 1), torch.zeros(b, 3)], 1)
+    # time and text
+    half = 128
+    sinus = torch.outer(tt.flatten().double(), torch.pow(10000, -torch.arange(half, dtype=torch.float64) / half))
+    e = torch.cat([sinus.cos(), sinus.sin()], 1).float()
+    e = lin(F.silu(lin(e, "time_embedding.0")), "time_embedding.2").reshape(b, -1, DIM)
+    e0 = lin(F.silu(e), "time_projection.1").unflatten(2, (6, DIM))
+    ctx = lin(F.gelu(lin(context, "text_embedding.0"), approximate="tanh"), "text_embedding.2")
+
+    def attend(q, k, vv):
+        return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1) @ vv
+
+    inject = [0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39]
+    for i in range(LAYERS):
+        p = f"blocks.{i}."
+        m = [repeat_e(c, v.shape[1]) for c in (sd[p + "modulation"].unsqueeze(0) + e0).unbind(2)]
+        h = ln(v) * (1 + m[1]) + m[0]
+        q, k = rope(rms(lin(h, p + "self_attn.q"), p + "self_attn.norm_q"), pos), \
+            rope(rms(lin(h, p + "self_attn.k"), p + "self_attn.norm_k"), pos)
+        v = v + lin(attend(q, k, lin(h, p + "self_attn.v")), p + "self_attn.o") * m[2]
+        h = F.layer_norm(v, (DIM,), sd[p + "norm3.weight"], sd[p + "norm3.bias"], eps=1e-6)
+        v = v + lin(attend(rms(lin(h, p + "cross_attn.q"), p + "cross_attn.norm_q"),
+                           rms(lin(ctx, p + "cross_attn.k"), p + "cross_attn.norm_k"), lin(ctx, p + "cross_attn.v")),
+                    p + "cross_attn.o")
+        h = ln(v) * (1 + m[4]) + m[3]
+        v = v + lin(F.gelu(lin(h, p + "ffn.0"), approximate="tanh"), p + "ffn.2") * m[5]
+        if i in inject:
+            j = inject.index(i)
+            a_ = f"audio_injector.injector.{j}."
+            frames = loc.shape[1]
+            hs = v[:, :seq].reshape(b * frames, -1, DIM)
+            shift, scale = lin(F.silu(glo.reshape(b * frames, DIM)),
+                               f"audio_injector.injector_adain_layers.{j}.linear").chunk(2, 1)
+            hs = ln(hs, 1e-5) * (1 + scale[:, None]) + shift[:, None]
+            au = loc.reshape(b * frames, -1, DIM)
+            out = lin(attend(rms(lin(hs, a_ + "q"), a_ + "norm_q"), rms(lin(au, a_ + "k"), a_ + "norm_k"),
+                             lin(au, a_ + "v")), a_ + "o")
+            v = torch.cat([v[:, :seq] + out.reshape(b, seq, DIM), v[:, seq:]], 1)
+    hm = [repeat_e(c, v.shape[1]) for c in (sd["head.modulation"].unsqueeze(0) + e.unsqueeze(2)).unbind(2)]
+    out = lin(ln(v) * (1 + hm[1]) + hm[0], "head.head")[:, :seq]
+    f, gh, gw = grid
+    out = out.view(b, f, gh, gw, 1, 2, 2, 16)
+    return torch.einsum("bfhwpqrc->bcfphqwr", out).reshape(b, 16, f, gh * 2, gw * 2)
+
+
+def test_the_s2v_model_loads_from_its_file_and_predicts_as_the_published_model(s2v):
+    """Wan 2.2 S2V files were refused ("not supported"). The tiny file loads (the S2V parts under their own names
+    beside diffusers' Wan blocks) and its prediction for noise at 64x64, 2 latent frames, with a voice, a reference
+    image, 5 motion frames and a control video, equals the published model's forward written out above."""
+    from nodes.generate.model_manager import ModelManager, describe_model
+    from nodes.generate.split import load_diffusion_model
+    from nodes.generate.wan_s2v import forward, is_s2v
+    path, sd = s2v
+    info = describe_model(path)
+    assert info["loads"] == "yes" and "Wan 2.2 S2V" in info["note"], info
+    model = load_diffusion_model(ModelManager(max_loaded=2), str(path), "default", "cpu").pipe.transformer
+    assert is_s2v(model) and model.dtype == torch.float32
+    torch.manual_seed(5)
+    x, control, ref = torch.randn(1, 16, 2, 8, 8), torch.randn(1, 16, 2, 8, 8), torch.randn(1, 16, 1, 8, 8)
+    motion, audio, text = torch.randn(1, 16, 5, 8, 8), torch.randn(1, SOUND_LAYERS, WIDTH, 10), torch.randn(1, 7, TEXT)
+    t = torch.tensor([700.0])
+    with torch.no_grad():
+        got = forward(model, x, t, text, audio, ref, motion, control)
+        want = _reference_s2v(sd, x, t, text, audio, ref, motion, control)
+        silent = forward(model, x, t, text, audio * 0, ref, motion, control)
+    assert got.shape == (1, 16, 2, 8, 8)
+    assert torch.allclose(got, want, atol=2e-4), (got - want).abs().max()
+    assert (silent - got).abs().max() > 1e-2          # the voice moves the prediction
+
+
+def _comfy_sound(layers, frames, offset):
+    """The features per video frame as ComfyUI's WanSoundImageToVideo picks them (comfy_extras/nodes_wan.py:
+    linear_interpolation 50 -> 30, get_audio_embed_bucket_fps with m=0), written out: [1, L, D, frames]."""
+    feat = torch.nn.functional.interpolate(layers.transpose(1, 2), size=int(layers.shape[1] / 50 * 30),
+                                           align_corners=True, mode="linear").transpose(1, 2)
+    n = feat.shape[1]
+    batches = int(n / (frames * 30 / 16)) + 1
+    bucket = batches * frames
+    total = math.ceil(bucket / 16 * 30)
+    idx = np.clip(np.round(np.linspace(0, bucket / 16, bucket, endpoint=False) * 30).astype(int), 0, total - 1)
+    rows = [feat[:, i] if i < n else torch.zeros(feat.shape[0], feat.shape[2]) for i in idx]
+    return torch.stack(rows)[None].permute(0, 2, 3, 1)[..., offset:offset + frames]
+
+
+def test_condition_s2v_lays_voice_reference_and_motion_as_comfyui(s2v, tmp_path):
+    """condition.s2v (WanSoundImageToVideo; with previous, its Extend): the features per video frame equal ComfyUI's
+    pick (and silence in the negative), the reference is the VAE's latent of the picture, the latent is empty at the
+    size; continuing, the sound goes on where the clip so far ends and its last 19 latent frames are the motion."""
+    from PIL import Image
+    from nodes.generate.latent import Conditioning, Latent
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.split import load_vae
+    from nodes.generate.wan_s2v_cond import condition
+    torch.manual_seed(2)
+    layers = torch.randn(3, 130, 8)                      # 2.6 s of features
+    sound = {"layers": layers, "fps": 50}
+    vae = load_vae(ModelManager(max_loaded=2), "wan_tiny_vae.safetensors", "cpu")
+    pos = Conditioning("wan", torch.zeros(1, 4, 32))
+    picture = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    first = condition(vae, pos, pos, 5, 32, 32, sound, picture)
+    assert torch.allclose(first["positive"].extra["s2v_audio"], _comfy_sound(layers, 8, 0), atol=1e-6)
+    assert torch.equal(first["negative"].extra["s2v_audio"], torch.zeros(1, 3, 8, 8))
+    assert first["latent"].samples.shape == (1, 16, 2, 4, 4) and not first["latent"].samples.any()
+    from nodes.generate.adapters import get_adapter
+    px = vae.pipe.video_processor.preprocess(Image.fromarray(picture), height=32, width=32, resize_mode="crop")
+    with torch.no_grad():
+        want = get_adapter("wan").vae_encode(vae.pipe, px.permute(1, 0, 2, 3)[None])
+    assert torch.allclose(first["positive"].extra["s2v_reference"], want, atol=1e-5)
+    so_far = Latent(torch.randn(1, 16, 3, 4, 4), "wan", 9, 16.0, 32, 32)
+    more = condition(vae, pos, None, 5, 640, 640, sound, previous=so_far)
+    assert torch.allclose(more["positive"].extra["s2v_audio"], _comfy_sound(layers, 8, 12), atol=1e-6)
+    assert torch.equal(more["positive"].extra["s2v_motion"], so_far.samples[:, :, -19:])
+    assert more["latent"].samples.shape == (1, 16, 2, 4, 4) and more["negative"] is None
+
+
+def test_the_s2v_template_imports_and_runs_on_tiny_weights(s2v, encoder, tmp_path):
+    """ComfyUI's video_wan2_2_14B_s2v template: WanSoundImageToVideo and its two Extends became condition.s2v; the
+    whole graph (the first clip, two continuations joined, the first frame doubled and cut) runs on the tiny S2V
+    model with a 0.5 s tone, to a video with the voice under it."""
+    import av
+    import imageio.v3 as iio
+    from PIL import Image
+    from app.comfyui import import_data
+    from graph_engine.api import Session, load_workflow
+    result = import_data(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    assert not [e for e in result.report.entries.values() if e.status == "unmapped"]
+    g = result.graph
+    links = {(lk.dst, lk.dst_port): (lk.src, lk.src_port) for lk in g.links()}
+    conds = sorted((n for n in g.nodes.values() if n.type == "condition.s2v"), key=lambda n: "previous" in str(
+        [p for (d, p) in links if d == n.id]))
+    assert [n.params for n in conds] == [{"width": 640, "height": 640, "frames": 77}] + [{"frames": 77}] * 2
+    assert [g.nodes[links[n.id, "previous"][0]].type for n in conds[1:]] == ["generate.sample", "latent.concat"]
+    assert all(g.nodes[links[n.id, "audio_embeds"][0]].type == "encode.audio" for n in conds)
+    _tone(tmp_path / "voice.wav", 0.5)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 64, 3), dtype=np.uint8)).save(tmp_path / "me.png")
+    names = {"load.diffusion_model": s2v[0].name, "load.text_encoder": "umt5_tiny_fp16.safetensors",
+             "load.vae": "wan_tiny_vae.safetensors", "load.audio_encoder": str(encoder[0])}
+    for n in g.nodes.values():
+        if n.type in names:
+            n.params["name"] = names[n.type]
+        elif n.type == "lora.image":                 # no lightx2v LoRA file here: bypassed, the model passes on
+            g.set_bypass(n.id, True)
+        elif n.type in ("io.load_audio", "io.add_audio"):
+            n.params["path"] = str(tmp_path / "voice.wav")
+        elif n.type == "io.load_image":
+            n.params["path"] = str(tmp_path / "me.png")
+        elif n.type == "condition.s2v":
+            n.params.update(frames=5, **({"width": 64, "height": 64} if "width" in n.params else {}))
+        elif n.type == "generate.sample":
+            n.params["steps"] = 1
+        elif n.type == "io.save_video":
+            n.params["path"] = str(tmp_path / "out.mp4")
+    res = Session(device="cpu").run(load_workflow(text=result.yaml), use_cache=False)
+    assert res.ok, res.failed
+    # 2 latent frames a clip, three clips and the doubled first frame: 7 -> 25 frames, 3 cut by ImageFromBatch
+    assert iio.imread(tmp_path / "out.mp4").shape == (22, 64, 64, 3)
+    with av.open(str(tmp_path / "out.mp4")) as c:         # the voice under it (silence after its 0.5 s)
+        decoded = list(c.decode(audio=0))
+    rate, sound = decoded[0].sample_rate, np.concatenate([f.to_ndarray().mean(0) for f in decoded])
+    assert np.abs(sound[:int(0.4 * rate)]).mean() > 0.05 and np.abs(sound[int(0.6 * rate):]).max() < 0.01

@@ -394,6 +394,8 @@ LOADER_OUT = ("model", "text_encoder", "vae")
 LATENT_MASK_NOTE = ("the mask reaches the latent grid averaged over each latent pixel's pixels (ComfyUI: bilinear), "
                     "so its edge can differ by a fraction of a latent pixel")
 LATENT_SIZE = (P("width", "width"), P("height", "height"))
+S2V_NOTE = ("the reference, motion and pose pictures are resized by the VAE's processor (ComfyUI: bilinear), and the "
+            "video is encoded whole (ComfyUI: in tiles)")
 VIDEO_SAVE_TAKES = ("fps",)
 
 VHS_LOAD = Rule("io.load_video", ("video", "force_rate", "force_size", "custom_width", "custom_height", "frame_load_cap",
@@ -1043,6 +1045,19 @@ RULES: Dict[str, Rule] = {
                                    {"positive": "positive", "negative": "negative", "vae": "vae", "ref_image": "reference",
                                     "control_video": "control"},
                                    ("positive", "negative", "latent"), special="i2v", ignore={"batch_size": 1}),
+    # Wan 2.2 S2V: the voice's features, reference image, motion frames, pose video and the latent; Extend continues
+    # the clip so far (its size and where the sound goes on come from it)
+    "WanSoundImageToVideo": Rule("condition.s2v", ("width", "height", "length", "batch_size"),
+                                 LATENT_SIZE + (P("length", "frames"),),
+                                 {"positive": "positive", "negative": "negative", "vae": "vae",
+                                  "audio_encoder_output": "audio_embeds", "ref_image": "reference",
+                                  "control_video": "control", "ref_motion": "motion"},
+                                 ("positive", "negative", "latent"), ignore={"batch_size": 1}, note=S2V_NOTE),
+    "WanSoundImageToVideoExtend": Rule("condition.s2v", ("length",), (P("length", "frames"),),
+                                       {"positive": "positive", "negative": "negative", "vae": "vae",
+                                        "video_latent": "previous", "audio_encoder_output": "audio_embeds",
+                                        "ref_image": "reference", "control_video": "control"},
+                                       ("positive", "negative", "latent"), note=S2V_NOTE),
     "WanCameraImageToVideo": Rule("condition.camera", ("width", "height", "length", "batch_size"),
                                   LATENT_SIZE + (P("length", "frames"),),
                                   {"positive": "positive", "negative": "negative", "vae": "vae", "start_image": "first",
@@ -1771,12 +1786,6 @@ INSTEAD = {
                     "MMDetLoader", "UltralyticsDetectorProvider", "BboxDetectorSEGS", "SegmDetectorSEGS",
                     "SAMDetectorCombined", "SAMDetectorSegmented", "ImpactSimpleDetectorSEGS", "ToBasicPipe",
                     "ToDetailerPipe", "BasicPipeToDetailerPipe")},
-    # Wan 2.2 S2V: its sound, speech encoder and features import (io.load_audio, load.audio_encoder, encode.audio);
-    # the sampling side does not yet
-    **{name: "not mapped yet: Wan 2.2 S2V's sound-to-video conditioning (the S2V transformer's audio layers, "
-             "which read encode.audio's features into every block, and its reference and motion frames) is not in "
-             "Kinograph's Wan model; LoadAudio, AudioEncoderLoader and AudioEncoderEncode import already"
-       for name in ("WanSoundImageToVideo", "WanSoundImageToVideoExtend")},
     "LeapfusionHunyuanI2VPatcher": "not mapped: Leapfusion's image-to-video LoRA for HunyuanVideo 1.0 needs its "
                                    "first frame's latent patched into every step, which Kinograph does not do; use "
                                    "HunyuanVideo's own image-to-video model (HunyuanImageToVideo, condition."

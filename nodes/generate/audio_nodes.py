@@ -1,8 +1,8 @@
-"""Speech encoder nodes: the voice features Wan 2.2 S2V moves a face by."""
+"""Speech encoder nodes: the voice features Wan 2.2 S2V moves a face by, and S2V's conditioning."""
 from __future__ import annotations
 
-from graph_engine import Param, node
-from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER
+from graph_engine import Input, Param, node
+from graph_engine.types import AUDIO, AUDIO_EMBEDS, AUDIO_ENCODER, CONDITIONING, IMAGE, LATENT, VAE, VIDEO
 from nodes.common.models_dirs import locator
 
 
@@ -28,3 +28,26 @@ def encode_audio(ctx, audio_encoder: AUDIO_ENCODER, audio: AUDIO) -> AUDIO_EMBED
     ctx.log(f"{feats['last'].shape[0]} feature frames ({feats['last'].shape[0] / feats['fps']:.2f} s of sound), "
             f"{feats['layers'].shape[0]} layers")
     return feats
+
+
+@node("condition.s2v", title="Wan S2V Sound to Video", category="Conditioning", device="gpu",
+      outputs={"positive": CONDITIONING, "negative": CONDITIONING, "latent": LATENT})
+def condition_s2v(ctx, vae: VAE, positive: CONDITIONING,
+                  negative: CONDITIONING = Input(optional=True),
+                  audio_embeds: AUDIO_EMBEDS = Input(optional=True, help="encode.audio of the voice or song"),
+                  reference: IMAGE = Input(optional=True, help="the person to bring to life (the video's look)"),
+                  control: VIDEO = Input(optional=True, help="a pose video for the body to follow"),
+                  motion: VIDEO = Input(optional=True, help="frames to continue from (the last 73 are read)"),
+                  previous: LATENT = Input(optional=True, help="the clip so far, to continue it (ComfyUI's "
+                                                               "WanSoundImageToVideoExtend): its size is kept"),
+                  frames: int = Param(77, min=1, max=100000, help="this clip's length in frames (4n+1)"),
+                  width: int = Param(640, min=16, max=8192, help="video width, a multiple of 16"),
+                  height: int = Param(640, min=16, max=8192, help="video height, a multiple of 16")):
+    """Wan 2.2 S2V's conditioning (ComfyUI's WanSoundImageToVideo; with `previous`, WanSoundImageToVideoExtend): the
+    voice's features, one per video frame at 16 fps (from where `previous` ends), the reference image's latent,
+    motion frames and a pose video's latent, and the empty latent to sample. The negative conditioning gets
+    silence. Pictures are resized to cover the size and centre-cropped (ComfyUI: bilinear; here the VAE's
+    processor)."""
+    from nodes.generate.wan_s2v_cond import condition
+    return condition(vae, positive, negative, frames, width, height, audio_embeds, reference, control, motion,
+                     previous)

@@ -724,9 +724,8 @@ def will_load(det: Detection) -> Tuple[bool, str]:
             return True, (f"control.apply on an SDXL model: Stability's Control-LoRA (rank {det.extra['rank']}), "
                           "its low-rank deltas added to that model's own weights")
         return ok, "control.apply" if ok else unsupported_controlnet(det.variant)
-    from nodes.generate.converters.wan import WAN_UNSUPPORTED
-    if det.family == "wan" and det.variant.split("-")[0] in WAN_UNSUPPORTED:
-        return False, WAN_UNSUPPORTED[det.variant.split("-")[0]]
+    if det.family == "wan" and det.variant.startswith("s2v"):
+        return True, "load.diffusion_model: Wan 2.2 S2V, sound to video (condition.s2v with encode.audio's features)"
     if det.family == "hunyuan" and det.variant.startswith("in"):
         return False, (f"HunyuanVideo transformers with {det.variant[2:].split('-')[0]} input channels (SkyReels "
                        "image-to-video) are not supported")

@@ -4,7 +4,8 @@ Image-to-video / first-last-frame models (36 input channels) take a 4-channel fr
 VAE-encoded conditioning frames concatenated to the noise, and CLIP image tokens. Wan Fun camera models
 (32 channels: no mask, the start frame's latent only) also take Plücker rays of a camera path, read by the
 camera encoder nodes/generate/wan_camera.py attaches to the transformer. Wan 2.2 Animate models (36 channels) read
-a reference latent frame ahead of the video, pose latents and face pixels (nodes/generate/wan_animate.py).
+a reference latent frame ahead of the video, pose latents and face pixels (nodes/generate/wan_animate.py). Wan 2.2
+S2V models read a voice's features, a reference image, motion frames and a pose video (nodes/generate/wan_s2v.py).
 
 Wan 2.2 TI2V-5B works in the Wan 2.2 VAE's 48-channel latents (16x space) and takes a start image
 differently: its encoding is the first latent frame itself, kept clean while sampling, and those
@@ -19,6 +20,7 @@ import torch
 from nodes.generate.adapters.base import Adapter, stack_global
 from nodes.generate.wan_camera import NOT_CAMERA, camera_input, is_camera_model
 from nodes.generate.wan_reference import reference_input
+from nodes.generate.wan_s2v import is_s2v
 
 
 TEXT_ONLY = ("this Wan model is text-to-video; first/last frame conditioning needs a Wan image-to-video "
@@ -46,6 +48,12 @@ def is_fun_control(transformer) -> bool:
     cfg = transformer.config
     return cfg.in_channels == 3 * cfg.out_channels + 4 or cfg.in_channels == 3 * cfg.out_channels \
         and bool(getattr(cfg, "image_dim", None)) and not is_camera_model(transformer)
+
+
+NOT_S2V = ("condition.s2v (ComfyUI's WanSoundImageToVideo) feeds Wan 2.2 S2V models (wan2.2_s2v_14B_*.safetensors); "
+           "this Wan model has no sound layers")
+# condition.s2v's inputs, in the order nodes/generate/wan_s2v.forward takes them
+S2V_INPUTS = ("s2v_audio", "s2v_reference", "s2v_motion", "s2v_control")
 
 
 NOT_VACE = ("condition.vace (ComfyUI's WanVaceToVideo) needs a Wan VACE model (wan2.1_vace_*.safetensors); this Wan "
@@ -83,6 +91,10 @@ class WanAdapter(Adapter):
         if "reference" in conds[-1].extra:
             inputs["reference"] = torch.cat([c.extra.get("reference", conds[-1].extra["reference"]) for c in conds
                                              for _ in range(batch)]).to(device, dtype)
+        for key in S2V_INPUTS:            # Wan 2.2 S2V (condition.s2v): whole-clip inputs, per conditioning
+            if key in conds[-1].extra:
+                inputs[key] = torch.cat([c.extra.get(key, conds[-1].extra[key]) for c in conds
+                                         for _ in range(batch)]).to(device, dtype)
         idx = torch.as_tensor(list(frames))
         for key in ("concat", "camera", "vace", "fun_mask"):        # per latent frame: a context window takes its frames
             if key in conds[-1].extra:
@@ -116,6 +128,13 @@ class WanAdapter(Adapter):
             raise NodeError(f"the latent is {x.shape[-1]}x{x.shape[-2]}, which this Wan model's {patch[2]}x{patch[1]} "
                             "patches do not tile: use a width and height divisible by 16 (Wan 2.1, A14B) or by 32 "
                             "(Wan 2.2 TI2V-5B)")
+        if is_s2v(model):
+            from nodes.generate.wan_s2v import forward as s2v_forward
+            return s2v_forward(model, x, t.to(x.device).expand(x.shape[0]), inputs["encoder_hidden_states"],
+                               *(inputs.get(k) for k in S2V_INPUTS))
+        if any(k in inputs for k in S2V_INPUTS):
+            from graph_engine import NodeError
+            raise NodeError(NOT_S2V)
         if hasattr(model, "motion_encoder") and "pose_hidden_states" not in inputs:
             from graph_engine import NodeError
             from nodes.generate.wan_animate import NEEDS_ANIMATE

@@ -5,28 +5,22 @@ always 128 wide, as in the released models), the rest from the shipped config of
 Wan VACE files (wan2.1_vace_*.safetensors) are a Wan text-to-video transformer plus `vace_blocks.*`
 and `vace_patch_embedding`; they become diffusers' WanVACETransformer3DModel. Wan 2.2 Animate files
 (wan2.2_animate_14B_*) are the Wan 2.1 i2v transformer plus a pose patch embedding, a face motion encoder
-and face adapters; they become diffusers' WanAnimateTransformer3DModel."""
+and face adapters; they become diffusers' WanAnimateTransformer3DModel. Wan 2.2 S2V files (wan2.2_s2v_14B_*) are
+the text-to-video transformer plus the sound, reference-motion and control parts nodes/generate/wan_s2v.py attaches."""
 from __future__ import annotations
 
 import re
 
 from nodes.generate.converters import Built, count, model_config, register
 
-# Wan models with parts of their own that Kinograph does not run, by the kind nodes/generate/detect.py names
-WAN_UNSUPPORTED = {
-    "s2v": "Wan 2.2 S2V models (wan2.2_s2v_14B: sound to video, ComfyUI's WanSoundImageToVideo with an audio "
-           "encoder) are not supported",
-}
-
 
 @register("wan", "diffusion_model")
 def transformer(state, det) -> Built:
     from diffusers import WanTransformer3DModel
     kind = det.variant.split("-")[0]
-    if kind in WAN_UNSUPPORTED:
-        from graph_engine import NodeError
-        raise NodeError(WAN_UNSUPPORTED[kind] + "; Wan t2v, i2v, flf2v, VACE, Fun Control, Fun camera and Wan 2.2's "
-                        "t2v, i2v, TI2V-5B, Fun Control, Fun InP and Fun camera models load")
+    # Wan 2.2 S2V's sound, reference, motion and control parts keep their names too (nodes/generate/wan_s2v.py)
+    from nodes.generate.wan_s2v import parts
+    s2v = parts(state) if kind == "s2v" else {}
     # Wan Fun camera models: the camera encoder's tensors keep their own names (diffusers knows no such model).
     camera = {k: state.pop(k) for k in [k for k in state if k.startswith("control_adapter.")]}
     # Wan 2.2 Fun Control's reference-image convolution, likewise
@@ -63,6 +57,9 @@ def transformer(state, det) -> Built:
         from graph_engine import NodeError
         raise NodeError(f"Wan transformer width {dim} is not a multiple of 128 (its attention head size); "
                         "this is not a Wan model Kinograph knows")
+    if s2v:
+        from nodes.generate.wan_s2v import attach
+        return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), s2v), {**state, **s2v}, cfg)
     if camera:
         from nodes.generate.wan_camera import attach
         return Built(lambda: attach(WanTransformer3DModel.from_config(cfg), camera), {**state, **camera}, cfg)
