@@ -67,7 +67,7 @@ class BatchLogs:
             return None
 
     def _write(self, f: Optional[TextIO], text: str) -> None:
-        if f is None:
+        if f is None or not self.ok:        # after a failed write (a full disk) nothing more is tried, or said
             return
         try:
             f.write(text + "\n")
@@ -79,8 +79,7 @@ class BatchLogs:
     def batch_note(self, text: str) -> None:
         f = self._append(self.folder / "batch.log")
         self._write(f, f"{now_text()[11:19]} {text}")
-        if f:
-            f.close()
+        _shut(f)
 
     def began(self, job) -> None:
         self._case(job)
@@ -161,9 +160,7 @@ class BatchLogs:
         return "" if case in self.change_first else f"\nrun it again with: {_command(self.retry([case]))}"
 
     def _close(self, case: int) -> None:
-        f = self._open.pop(case, None)
-        if f:
-            f.close()
+        _shut(self._open.pop(case, None))
 
     def summary(self, table: str, failed: List[int], not_run: List[int], labels: Dict[int, str],
                 errors: Dict[int, str], tail: str) -> None:
@@ -176,6 +173,16 @@ class BatchLogs:
             lines.append(f"not run (the batch was stopped before they finished): cases "
                          f"{', '.join(labels[n] for n in not_run)}; run them with:\n    {_command(self.retry(not_run))}")
         self.batch_note("\n".join(lines))
+
+
+def _shut(f: Optional[TextIO]) -> None:
+    """Close a log; what a full disk did not take is lost with it (its write already said so)."""
+    if f is None:
+        return
+    try:
+        f.close()
+    except OSError:
+        pass
 
 
 def _trace(trace: Optional[str]) -> str:

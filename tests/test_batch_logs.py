@@ -1,6 +1,9 @@
 """A batch's log files: one per case and the batch's batch.log, read the morning after a night's renders."""
 import json
+import os
 import re
+
+import pytest
 
 from app.cli import main
 from nodes.io.video_read import load_video
@@ -121,3 +124,20 @@ def test_a_log_folder_given_with_a_tilde_is_in_the_home_folder(tmp_path, capsys,
     assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir=~/night"]) == 0
     assert f"each case's log in {tmp_path / 'home' / 'night'}" in capsys.readouterr().out
     assert (tmp_path / "home" / "night" / "case_1.log").is_file() and not (tmp_path / "~").exists()
+
+
+def test_a_disk_that_fills_during_the_night_costs_the_logs_not_the_renders(tmp_path, capsys):
+    """A case's log on a full disk (here /dev/full, whose writes fail with ENOSPC): each of its lines said 'cannot
+    write the batch's logs' again, and closing the file raised the OSError out of the batch, a traceback with the
+    other cases not run, no table and no retry."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    wf = write(tmp_path, "shot.yaml", PIPELINE % "out/clip_{case}.mkv")
+    sweep = write(tmp_path, "seeds.yaml", "grid: {trim.start: [0, 2]}\n")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "case_1.log").symlink_to("/dev/full")
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--log-dir", str(logs)]) == 0
+    out = capsys.readouterr()
+    assert out.err.count("cannot write the batch's logs in") == 1 and "No space left on device" in out.err
+    assert "2 of 2 jobs ok" in out.out and load_video(str(tmp_path / "out/clip_2.mkv")).length == 4
