@@ -59,7 +59,9 @@ class BatchLogs:
             return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return open(path, "a", encoding="utf-8")
+            # A name not in UTF-8 (a Latin-1 file name from an old share reaches Python as surrogates) is written
+            # escaped: it raised out of the batch
+            return open(path, "a", encoding="utf-8", errors="backslashreplace")
         except OSError as e:
             self.ok = False
             self.note(f"cannot write the batch's logs in {self.folder} ({e.strerror or e}): the renders go on; "

@@ -1,7 +1,9 @@
 """A batch's log files: one per case and the batch's batch.log, read the morning after a night's renders."""
+import io
 import json
 import os
 import re
+import sys
 
 import pytest
 
@@ -141,3 +143,17 @@ def test_a_disk_that_fills_during_the_night_costs_the_logs_not_the_renders(tmp_p
     out = capsys.readouterr()
     assert out.err.count("cannot write the batch's logs in") == 1 and "No space left on device" in out.err
     assert "2 of 2 jobs ok" in out.out and load_video(str(tmp_path / "out/clip_2.mkv")).length == 4
+
+
+def test_a_workflow_whose_name_is_not_utf8_is_logged_escaped(tmp_path, monkeypatch):
+    """A shot named in Latin-1 (shot_\\xe9.yaml, from an old Windows share) reaches Python as a surrogate, which the
+    logs' UTF-8 could not encode: the batch stopped in a UnicodeEncodeError before its first job."""
+    try:
+        wf = tmp_path / os.fsdecode(b"shot_\xe9.yaml")
+        wf.write_text(PIPELINE % "out/clip.mkv")
+    except (UnicodeError, OSError):
+        pytest.skip("the file system takes only UTF-8 names")
+    for stream in ("stdout", "stderr"):     # as a terminal's: capsys's refuse the surrogate the command prints
+        monkeypatch.setattr(sys, stream, io.TextIOWrapper(io.BytesIO(), "utf-8", errors="backslashreplace"))
+    assert main(["batch", str(wf)]) == 0
+    assert "shot_\\udce9.yaml\n" in (tmp_path / "logs" / "batch" / os.fsdecode(b"shot_\xe9.log")).read_text()
