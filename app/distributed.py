@@ -144,7 +144,7 @@ def _check_answers(address: str) -> None:
         return
     host = host.strip("[]")
     # Ray itself swaps a loopback address for this machine's own IP, which a head may listen on alone.
-    hosts = [host] + ([socket.gethostbyname(socket.gethostname())] if host in ("127.0.0.1", "localhost") else [])
+    hosts = [host] + (_own_ip() if host in ("127.0.0.1", "localhost") else [])
     why = ""
     for h in hosts:
         try:
@@ -156,6 +156,15 @@ def _check_answers(address: str) -> None:
             why = e.strerror or type(e).__name__
     raise RayUnreachable(f"cannot connect to the Ray cluster at {address!r}: nothing answers there ({why}). "
                          f"{_CHECK}. Or use --ray local")
+
+
+def _own_ip() -> List[str]:
+    """This machine's IP as its name resolves, or none where it does not (a container's hostname missing from its
+    /etc/hosts; a Mac's NAME.local): that raised socket.gaierror, a traceback for `--ray 127.0.0.1:6379`."""
+    try:
+        return [socket.gethostbyname(socket.gethostname())]
+    except OSError:
+        return []
 
 
 def _check_token(ray, address: str) -> None:

@@ -386,6 +386,22 @@ def test_a_ray_address_where_nothing_answers_is_named_at_once(tmp_path):
     assert "ray start --head" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_loopback_address_is_checked_where_this_machines_name_does_not_resolve(monkeypatch):
+    """`--ray 127.0.0.1:PORT` also tries this machine's own IP, from its name; a name that does not resolve (a
+    container's hostname missing from /etc/hosts, a Mac's NAME.local) raised socket.gaierror: a traceback."""
+    import socket
+    import app.distributed as dist
+
+    def unresolved(name):
+        raise socket.gaierror(-2, "Name or service not known")
+    monkeypatch.setattr(socket, "gethostbyname", unresolved)
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(dist.RayUnreachable, match=f"at '127.0.0.1:{port}': nothing answers there"):
+        dist._check_answers(f"127.0.0.1:{port}")
+
+
 def test_no_ray_cluster_is_said_once(monkeypatch):
     """Ray's own message ends with a full stop, and ours went on with '. Start one': '..'."""
     ray = pytest.importorskip("ray")
