@@ -41,7 +41,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise KinographError(RAY_MISSING) from None
+        raise RayUnreachable(RAY_MISSING) from None
     return ray
 
 
@@ -50,7 +50,7 @@ def require_ray() -> None:
     reads at import time first)."""
     import importlib.util
     if importlib.util.find_spec("ray") is None:
-        raise KinographError(RAY_MISSING)
+        raise RayUnreachable(RAY_MISSING)
 
 
 @contextmanager
@@ -92,8 +92,9 @@ def ray_session(address: str, num_cpus: Optional[int] = None):
 
 
 class RayUnreachable(WorkflowError):
-    """The --ray address leads to no cluster this command can use: nothing ran, as for any other mistake on
-    the command line (exit 2); it had exited 1, which says some jobs failed and others may have written."""
+    """The --ray address leads to no cluster this command can use, or Ray is not installed: nothing ran, as for any
+    other mistake on the command line (exit 2); it had exited 1, which says some jobs failed and others may have
+    written."""
 
     def __init__(self, message: str):
         super().__init__([message])
