@@ -234,9 +234,9 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch, capsys):
     wf = workflow(tmp_path)
     sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0]}\n")
     # Quoted: zsh reads a bare kinograph[ray] as a file pattern ("no matches found").
-    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 2
     assert 'pip install "kinograph[ray]"' in capsys.readouterr().err
-    assert main(["run", str(wf), "--ray", "local"]) == 1
+    assert main(["run", str(wf), "--ray", "local"]) == 2
     assert 'pip install "kinograph[ray]"' in capsys.readouterr().err
 
 
@@ -364,7 +364,7 @@ def test_missing_ray_is_said_before_any_job_is_announced(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, "ray", None)
     wf = workflow(tmp_path)
     sweep = write(tmp_path, "s.yaml", "grid: {trim.start: [0, 1]}\n")
-    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 1
+    assert main(["batch", str(wf), "--sweep", str(sweep), "--ray", "local"]) == 2
     err = capsys.readouterr().err
     assert 'pip install "kinograph[ray]"' in err and "2 jobs" not in err
 
