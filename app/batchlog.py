@@ -154,7 +154,8 @@ class BatchLogs:
         """A case that was running when the batch was stopped: its log says so and how to go on."""
         if job.case.number in self._open:
             self._write(self._open[job.case.number], f"{now_text()[11:19]} CANCELLED: the batch was stopped during "
-                        f"this case; its outputs were not written. Run it again with: "
+                        f"this case; an output it had not finished is not written (one it had, above, stands). "
+                        f"Run it again with: "
                         f"{_command(self.retry([job.case.number]))}")
             self._close(job.case.number)
 

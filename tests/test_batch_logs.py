@@ -71,8 +71,9 @@ def test_each_case_leaves_a_log_and_the_batch_a_summary_with_each_failures_retry
     assert load_video(str(tmp_path / "out/clip_1.mkv")).length == 6
     assert "ok in" in (other / "case_1.log").read_text()
     stopped = (other / "case_2.log").read_text()
-    assert re.search(r"\n\d\d:\d\d:\d\d CANCELLED: the batch was stopped during this case; its outputs were not "
-                     rf"written. Run it again with: .* --log-dir {re.escape(str(other))} --only 2\n$", stopped)
+    assert re.search(r"\n\d\d:\d\d:\d\d CANCELLED: the batch was stopped during this case; an output it had not "
+                     r"finished is not written \(one it had, above, stands\). Run it again with: .* --log-dir "
+                     rf"{re.escape(str(other))} --only 2\n$", stopped)
     assert not (other / "case_3.log").exists()
     assert re.search(r"not run \(the batch was stopped before they finished\): cases 2, 3; run them with:\n"
                      r"    kinograph batch .* --only 2,3\n", (other / "batch.log").read_text())
@@ -157,3 +158,28 @@ def test_a_workflow_whose_name_is_not_utf8_is_logged_escaped(tmp_path, monkeypat
         monkeypatch.setattr(sys, stream, io.TextIOWrapper(io.BytesIO(), "utf-8", errors="backslashreplace"))
     assert main(["batch", str(wf)]) == 0
     assert "shot_\\udce9.yaml\n" in (tmp_path / "logs" / "batch" / os.fsdecode(b"shot_\xe9.log")).read_text()
+
+
+def test_a_case_stopped_after_one_of_its_outputs_does_not_say_none_was_written(tmp_path, capsys, monkeypatch):
+    """A case writing a proxy and a second file, stopped while writing the second: its log said 'its outputs were
+    not written', and the proxy it had finished was there (a wrangler would render it again, or trust a wrong log)."""
+    import app.batch
+    wf = write(tmp_path, "shot.yaml", PIPELINE % "out/clip_{case}.mkv" + "  proxy:\n    type: io.save_video\n"
+               "    inputs: {video: trim.video}\n    params: {path: 'out/proxy_{case}.mkv', codec: ffv1}\n")
+    sweep = write(tmp_path, "seeds.yaml", "grid: {trim.start: [0]}\n")
+    real, written = app.batch.run_job, []
+
+    def stopped_at_the_second_writer(session, payload, cancel, on_event):
+        def watch(ev):
+            on_event(ev)
+            if ev["event"] == "node_finished" and ev["node"] in ("save", "proxy"):
+                written.append(ev["node"])
+                cancel.cancel()
+        return real(session, payload, cancel, on_event=watch)
+    monkeypatch.setattr(app.batch, "run_job", stopped_at_the_second_writer)
+    assert main(["batch", str(wf), "--sweep", str(sweep)]) == 130
+    capsys.readouterr()
+    first = {"save": "clip_1.mkv", "proxy": "proxy_1.mkv"}[written[0]]
+    assert (tmp_path / "out" / first).is_file()
+    log = (tmp_path / "logs" / "shot.seeds" / "case_1.log").read_text()
+    assert f" {written[0]} done in " in log and "its outputs were not written" not in log and "CANCELLED" in log
