@@ -255,6 +255,8 @@ def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
     report.started(jobs)
     for n in notes:
         report.batch_note(n)
+    if not args.ray:
+        _say_estimate(args.device, registry, [j for j in jobs if j.case.number not in refused], report)
     # A job that cannot run (a workflow that does not load, a case whose value or footage is wrong) fails on
     # its own: it stopped every other job of the night before, exit 2 and nothing rendered.
     for job in jobs:
@@ -276,6 +278,35 @@ def _run_jobs(args, registry, jobs, refused, notes, report: Report, ray) -> int:
             report.note("--jobs needs --ray (local or a cluster address); running the jobs one after another")
         cancelled = _run_here(args, [j for j, _ in todo], [p for _, p in todo], report)
     return report.summary(jobs, cancelled)
+
+
+def _say_estimate(device: str, registry, jobs, report: Report) -> None:
+    """The whole batch's time before its first case (each case's estimate, summed): a studio's night
+    of cases was told nothing until each case's log gave its own pace. Not on Ray: the workers' devices are
+    not this machine's."""
+    from nodes.generate.estimate import LONG_S, duration, estimate
+    ests = []
+    for job in jobs:
+        try:
+            ests.append((job, estimate(job.workflow, registry, device)))
+        except WorkflowError:       # the case's run names what is wrong with it
+            continue
+    timed = [(job, e) for job, e in ests if e.seconds is not None]
+    if not timed:
+        return
+    seconds = [e.seconds for _, e in timed]
+    total, low, high = sum(seconds), min(seconds), max(seconds)
+    each = f"about {duration(low)} each" if duration(low) == duration(high) else \
+        f"{duration(low)} to {duration(high)} each"
+    # a case whose samplers cannot be counted before it runs (the others' sum leaves it out)
+    untold = [(job, e) for job, e in ests if e.seconds is None and e.samplers]
+    report.batch_note(f"estimate: about {duration(total)} in all on {timed[0][1].where} for "
+                      f"{len(timed)} case{'s' if len(timed) != 1 else ''} ({each})" +
+                      (f"; {len(untold)} more not estimated (case {untold[0][0].label}: {untold[0][1].lines[0]})"
+                       if untold else ""))
+    if total >= LONG_S:
+        job, longest = max(timed, key=lambda t: t[1].seconds)
+        report.batch_note(f"  the longest, case {job.label}: " + "; ".join(longest.lines[:len(longest.samplers)]))
 
 
 def _expand_patterns(given: List[str]) -> Tuple[List[str], Dict[str, str]]:

@@ -34,11 +34,18 @@ def _template(folder: Path, settings=None) -> Path:
     return path
 
 
-def _on_cpu(monkeypatch, speed=SLOW):
+def _on_cpu(monkeypatch, speed=SLOW, probed=None):
+    """The estimate's device the CPU, its matrix speed `speed`; each probe's (device, thread) in `probed`."""
+    import threading
     import graph_engine.devices
     import nodes.generate.estimate as est
     monkeypatch.setattr(graph_engine.devices, "resolve_device", lambda device: "cpu")
-    monkeypatch.setattr(est, "matmul_speed", lambda device: speed)
+
+    def probe(device):
+        if probed is not None:
+            probed.append((device, threading.current_thread()))
+        return speed
+    monkeypatch.setattr(est, "matmul_speed", probe)
 
 
 def _flops_counted(root: Path, frames: int, h: int, w: int) -> float:
@@ -55,15 +62,48 @@ def _flops_counted(root: Path, frames: int, h: int, w: int) -> float:
     return fc.get_total_flops()
 
 
+def _decode_flops_counted(root: Path, frames: int, h: int, w: int) -> float:
+    """Decoding a latent with the tiny Wan VAE as torch's FLOP counter counts it, on the meta device."""
+    import torch
+    from diffusers import AutoencoderKLWan
+    from torch.utils.flop_counter import FlopCounterMode
+    config = json.loads((root / "diffusers" / "vae" / "config.json").read_text())
+    with torch.device("meta"):
+        vae = AutoencoderKLWan.from_config(config)
+        z = torch.empty(1, 16, frames, h, w)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        vae.decode(z)
+    return fc.get_total_flops()
+
+
+def _encode_flops_counted(tokens: int) -> float:
+    """One prompt through the tiny UMT5 encoder (tiny_models.t5_encoder, the file's) as torch's FLOP counter counts
+    it, under fake tensors (with real ones on the CPU it misses the attention's products)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+    from tests.tiny_models import t5_encoder
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model = t5_encoder(32, umt5=True)
+        ids = torch.ones(1, tokens, dtype=torch.long)
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return fc.get_total_flops()
+
+
 def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_warns(wan, tmp_path, monkeypatch,
                                                                                       capsys):
     from safetensors import safe_open
     from app.cli import main
     from graph_engine.api import load_workflow
     from graph_engine.registry import default_registry
-    from nodes.generate.estimate import CPU_EFFICIENCY, duration, pass_flops, sampler_work
+    from nodes.generate.encoder_work import t5_encoder_flops
+    from nodes.generate.estimate import CPU_EFFICIENCY, GPU_EFFICIENCY, decode_work, duration, encode_work, \
+        pass_flops, sampler_work
+    from nodes.generate.vae_work import diffusers_wan_vae_shapes, wan_vae_decode_flops
     path = _template(tmp_path)
-    [work] = sampler_work(load_workflow(path, check=False), default_registry())
+    wf = load_workflow(path, check=False)
+    [work] = sampler_work(wf, default_registry())
     # The template: KSampler 30 steps at cfg 6 with a negative prompt, 33 frames of 832x480.
     assert (work.node, work.family, work.unknown) == ("k_sampler_3", "wan", "")
     assert (work.steps, work.guidance, work.windows, work.passes) == (30, 2, 1, 60)
@@ -76,24 +116,54 @@ def test_wan_template_work_is_counted_from_its_graph_and_headers_and_validate_wa
     # A pass as torch counts it, at a size the tiny model's rotary table reaches.
     counted = _flops_counted(wan, 5, 32, 48)
     assert abs(pass_flops(shapes, "wan", 5, 32, 48, 2)[0] - counted) / counted < 0.05, counted
+    # The VAE's decode of the sampler's 9 latent frames (the ComfyUI-layout file), against the counter's count of the
+    # same VAE in diffusers' layout: it was not counted at all.
+    [decode] = decode_work(wf, default_registry(), [work])
+    with safe_open(str(wan / "models" / "vae" / "wan_tiny_vae.safetensors"), "pt") as f:
+        vae = diffusers_wan_vae_shapes({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+    assert (decode.node, decode.frames) == ("vae_decode_8", 33) and decode.flops == wan_vae_decode_flops(vae, 9, 60, 104)
+    counted = _decode_flops_counted(wan, 2, 4, 6)       # two latent frames: the later ones' time convolutions too
+    assert abs(wan_vae_decode_flops(vae, 2, 4, 6) - counted) / counted < 0.01, counted
+    # Its two encode.text nodes, each its text and its negative through the UMT5 encoder at 512 tokens (not counted).
+    with safe_open(str(wan / "models" / "text_encoders" / "umt5_tiny_fp16.safetensors"), "pt") as f:
+        umt5 = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("encoder.")}
+    encodes = encode_work(wf, default_registry())
+    assert [(e.node, e.weights, e.flops) for e in encodes] == [
+        (n, sum(map(math.prod, umt5.values())), 2 * t5_encoder_flops(umt5, 512))
+        for n in ("clip_text_encode_6", "clip_text_encode_7")]
+    assert t5_encoder_flops(umt5, 512) == _encode_flops_counted(512)
 
     _on_cpu(monkeypatch)
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    hours = duration(work.flops / (SLOW * CPU_EFFICIENCY[0]))
+    text = sum(e.flops for e in encodes)
+    hours = duration((work.flops + text) / (SLOW * CPU_EFFICIENCY[0]) + decode.flops / (SLOW * CPU_EFFICIENCY[1]))
     assert "k_sampler_3: 60 passes (30 steps x 2 (guidance: a negative pass each)) of a" in out
     assert "Wan 2.1/2.2 denoiser over 33 frames at 832x480 (14,040 latent tokens a pass)" in out
+    assert "vae_decode_8: decoding 33 frames at 832x480 with the Wan 2.1 VAE: " in out
+    assert "clip_text_encode_7: 2 prompts (its text and its negative) of 512 tokens through a 15,520-parameter UMT5 " \
+           "text encoder" in out, out
+    assert f"about {hours} of sampling, text encoding and VAE decoding on this CPU" in out, out
     assert f"warning: this run will take about {hours} on this CPU. To make it shorter: fewer steps (k_sampler_3 " \
            "runs 30: half as many take half the time); fewer frames or a smaller size (33 frames at 832x480); a " \
            "distilled model at cfg 1" in out and "a GPU (--device cuda)" in out
     assert main(["validate", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)["estimate"]
     assert data["samplers"][0]["passes"] == 60 and data["warning"].startswith("this run will take about")
-    # On a GPU: the work, no time (nothing was measured there), no warning.
-    monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda")
+    assert data["decodes"] == [{"node": "vae_decode_8", "frames": 33, "width": 832, "height": 480,
+                                "flops": decode.flops}]
+    # On a GPU: its own matrix speed is measured, and its time says the GPU's share of that is assumed (it was told
+    # no time at all, and would have been the CPU's probe); no "a GPU" among the cuts.
+    probed = []
+    _on_cpu(monkeypatch, speed=SLOW * 10, probed=probed)
+    monkeypatch.setattr("graph_engine.devices.resolve_device", lambda device: "cuda:0")
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "60 passes" in out and "warning" not in out and "on this CPU" not in out
+    gpu = duration((work.flops + decode.flops + text) / (SLOW * 10 * GPU_EFFICIENCY))
+    assert [d for d, _ in probed] == ["cuda:0"] and "60 passes" in out and "on this CPU" not in out
+    assert f"about {gpu} of sampling, text encoding and VAE decoding on this GPU (cuda:0) (its matrix speed measured: 0.01 TFLOP/s in fp16; the " \
+           "share of it a denoiser reaches on a GPU is assumed, not measured)" in out, out
+    assert f"warning: this run will take about {gpu} on this GPU (cuda:0)" in out and "--device cuda" not in out
 
 
 def test_a_run_warned_as_long_still_runs_and_writes(wan, tmp_path, monkeypatch, capsys):
@@ -161,6 +231,8 @@ def test_a_log_tells_the_measured_pace_after_the_first_step(monkeypatch, capsys)
 
 
 def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, tmp_path, monkeypatch):
+    """...measured off the GUI thread: the matrix speed probe froze the editor for 1.2 s when Run was pressed."""
+    import threading
     import nodes.generate.estimate as est
     from app.editor.document import Document
     from app.editor.settings import EditorSettings
@@ -168,7 +240,8 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
     from graph_engine.registry import default_registry
     path = _template(tmp_path, {"latent.empty": {"frames": 5, "width": 32, "height": 32},
                                 "generate.sample": {"steps": 1}})
-    _on_cpu(monkeypatch)
+    probed = []
+    _on_cpu(monkeypatch, probed=probed)
     monkeypatch.setattr(est, "LONG_S", 0)
     w = MainWindow(Document.load(path, default_registry()), settings=EditorSettings(tmp_path / "editor.json"))
     badges = []
@@ -178,12 +251,40 @@ def test_the_editor_logs_the_estimate_and_warning_as_the_run_starts(wan, qtbot, 
         assert w.runs.wait_idle(120) and job.state == "done", job.error
         text = w.log.toPlainText()
         assert "estimate: k_sampler_3: 2 passes (1 steps x 2" in text and "warning: this run will take about" in text
+        assert probed and all(t is not threading.main_thread() for _, t in probed), probed
+        assert w.statusBar().currentMessage().startswith("this run will take about"), w.statusBar().currentMessage()
         # a tiny run's time reads as such ('about under a second' before), and the sampler's badge shows the
         # time told until the first step measures a pace
-        seconds = est.estimate(job.workflow, w.doc.registry, "cpu").seconds
-        assert seconds < 1 and "estimate: under a second of sampling on this CPU" in text, text
+        seconds = est.estimate(job.workflow, w.doc.registry, "cpu").each["k_sampler_3"]
+        assert seconds < 1 and "estimate: under a second of sampling, text encoding and VAE decoding on this CPU" in text, text
         assert badges[:2] == ["queued", f"0% · est. {round(seconds * 1000)} ms"], badges
     finally:
         w.runs.cancel(clear_queue=True)
         w.doc.undo.setClean()
         w.close()
+
+
+def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, monkeypatch, capsys):
+    """A sweep of the Wan template over steps: the sum of its cases' estimates, before any case runs (a batch
+    told nothing until each case's log gave its pace)."""
+    import app.batch
+    from app.cli import main
+    from graph_engine.api import load_workflow
+    from graph_engine.registry import default_registry
+    from nodes.generate.estimate import duration, estimate
+    path = _template(tmp_path)
+    (tmp_path / "steps.yaml").write_text("grid:\n  k_sampler_3.steps: [10, 20, 40]\n")
+    _on_cpu(monkeypatch)
+    ran = []
+    monkeypatch.setattr(app.batch, "_run_here", lambda args, jobs, payloads, report: ran.append(len(jobs)))
+    assert main(["batch", str(path), "--sweep", str(tmp_path / "steps.yaml")]) in (0, 1)
+    err = capsys.readouterr().err
+    each = []
+    for steps in (10, 20, 40):
+        wf = load_workflow(path, check=False)
+        wf.graph.nodes["k_sampler_3"].params["steps"] = steps
+        each.append(estimate(wf, default_registry()).seconds)
+    assert f"estimate: about {duration(sum(each))} in all on this CPU for 3 cases ({duration(each[0])} " \
+           f"to {duration(each[2])} each)" in err, err
+    assert "  the longest, case 3: k_sampler_3: 80 passes (40 steps x 2" in err, err
+    assert ran == [3] and err.index("estimate: about") < err.index("the longest")

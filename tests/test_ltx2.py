@@ -104,9 +104,47 @@ def tiny(tmp_path_factory):
         for m in (parts["vae"], parts["audio_vae"]):
             m.latents_mean.uniform_(-0.5, 0.5)
             m.latents_std.uniform_(0.5, 1.5)
-    path = tmp_path_factory.mktemp("ltx2") / "ltx-2-19b-distilled.safetensors"
+    root = tmp_path_factory.mktemp("ltx2") / "models"
+    path = root / "checkpoints" / "ltx-2-19b-distilled.safetensors"
+    path.parent.mkdir(parents=True)
     save_file(_original(parts), str(path))
-    return parts, path
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KINOGRAPH_MODELS", str(root))
+    yield parts, path
+    mp.undo()
+
+
+PROMPT = "a puppet sings in the rain"
+
+
+@pytest.fixture(scope="module")
+def gemma(tiny):
+    """Gemma 3 at a few channels (12B's config otherwise) with a sentencepiece model trained here, saved as ComfyUI's
+    text_encoders/gemma_3_12B_it.safetensors holds it: transformers' language-model names under model., the
+    tokenizer's model as the uint8 tensor spiece_model."""
+    import io
+    import sentencepiece as spm
+    from safetensors.torch import save_file
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+    text = "a puppet sings in the rain with a red umbrella. the camera holds steady. rain falls gently around her."
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([text] * 20), model_writer=model, vocab_size=64,
+                                   model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
+                                   eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>", add_dummy_prefix=False,
+                                   user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2)
+    torch.manual_seed(1)
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=8, query_pre_attn_scalar=8,
+                              sliding_window=1024, rope_parameters={
+                                  "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                  "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}})
+    gemma = Gemma3TextModel(config).eval()
+    state = {"model." + k: v.contiguous() for k, v in gemma.state_dict().items()}
+    state["spiece_model"] = torch.frombuffer(bytearray(model.getvalue()), dtype=torch.uint8)
+    path = tiny[1].parents[1] / "text_encoders" / "gemma_3_12B_it.safetensors"
+    path.parent.mkdir()
+    save_file(state, str(path))
+    return gemma, spm.SentencePieceProcessor(model_proto=model.getvalue()), path
 
 
 def _run(pipe, embeds, mask):
@@ -141,14 +179,10 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
     from nodes.generate.detect import detect_file
     from nodes.generate.converters.pipelines import load_single_file
     from nodes.generate.model_manager import will_load
-    from graph_engine.context import Context
-    from nodes.generate.loaders import load_parts
     from safetensors.torch import load_file
     parts, path = tiny
     ok, why = will_load(detect_file(path))
-    assert not ok and "Gemma 3" in why
-    with pytest.raises(NodeError, match="Gemma 3 12B"):          # a message, not a KeyError from the adapters
-        load_parts(Context("load"), "auto", str(path))
+    assert ok and "gemma_3_12B_it" in why
     state = load_file(str(path))
 
     def file(name, keys):
@@ -173,16 +207,159 @@ def test_parts_and_unfinished_releases_are_named(tiny, tmp_path):
                          ("ltxv-spatial-upscaler-0.9.7.safetensors", "ltx")):
         save_file(up, str(tmp_path / name))
         det = detect_file(tmp_path / name)
-        assert (det.role, det.family, will_load(det)[0]) == ("latent_upscaler", family, family == "ltx")
+        assert (det.role, det.family) == ("latent_upscaler", family) and will_load(det)[1].startswith(
+            "latent.ltx_upsample on LTX-2" if family == "ltx2" else "latent.ltx_upsample")
     lora = tmp_path / "ltx-2-19b-distilled-lora-384.safetensors"
     save_file({f"diffusion_model.transformer_blocks.0.{m}.lora_{ab}.weight": torch.zeros(4, 16)
                for m in ("attn1.to_q", "audio_attn1.to_q", "audio_to_video_attn.to_k") for ab in "AB"}, str(lora))
     det = detect_file(lora)
     ok, why = will_load(det)
-    assert (det.role, det.family, ok) == ("lora", "ltx2", False) and why.startswith("a LoRA for LTX-2")
+    assert (det.role, det.family, ok) == ("lora", "ltx2", True) and why.startswith("lora.image on an LTX-2")
     v23 = dict(state, **{"text_embedding_projection.video_aggregate_embed.weight": torch.zeros(16, 48)})
     save_file(v23, str(tmp_path / "ltx-2.3-22b-dev.safetensors"))
     det = detect_file(tmp_path / "ltx-2.3-22b-dev.safetensors")
     assert (det.family, det.variant) == ("ltx2", "22B-dev")
     with pytest.raises(NodeError, match="LTX-2.3"):
         load_single_file("ltx2", tmp_path / "ltx-2.3-22b-dev.safetensors", torch.float32)
+
+
+def test_gemma3_prompt_through_the_checkpoints_connectors_matches_diffusers(tiny, gemma):
+    """ComfyUI's gemma_3_12B_it file with the LTX-2 checkpoint (LTXAVTextEncoderLoader's pair) reads a prompt as
+    LTX2Pipeline.encode_prompt and its connectors do, the tokenizer being the file's own sentencepiece model."""
+    import diffusers
+    from nodes.generate.detect import detect_file
+    from nodes.generate.model_manager import ModelManager, will_load
+    from nodes.generate.split import load_text_encoder, scheduler
+    from nodes.generate.text import encode_prompt
+    parts, path = tiny
+    model, sp, te_path = gemma
+    det = detect_file(te_path)
+    assert (det.role, det.family, will_load(det)[0]) == ("text_encoder", "gemma3", True)
+    mm = ModelManager()
+    with pytest.raises(NodeError, match="text connectors in the LTX-2 checkpoint"):
+        load_text_encoder(mm, te_path.name, "", "auto", "cpu")
+    te = load_text_encoder(mm, te_path.name, path.name, "auto", "cpu")
+    assert te.family == "ltx2"
+    ids = te.pipe.tokenizer(PROMPT)["input_ids"]
+    assert ids == [2] + sp.encode(PROMPT)               # <bos>, then sentencepiece's own pieces
+    cond = encode_prompt(te, PROMPT)
+    ref = diffusers.LTX2Pipeline(scheduler=scheduler("ltx2"), text_encoder=model, tokenizer=te.pipe.tokenizer,
+                                 **{k: v for k, v in parts.items()})
+    with torch.no_grad():
+        embeds, mask, _, _ = ref.encode_prompt(PROMPT, do_classifier_free_guidance=False, device="cpu")
+        video, audio, keep = ref.connectors(embeds, mask, padding_side="left")
+    want = torch.cat([video, audio], -1)
+    assert cond.embeds.shape == want.shape and want.shape[:2] == (1, 1024)
+    assert ((cond.embeds - want).norm() / want.norm()).item() < 1e-5
+    assert torch.equal(cond.mask, keep.bool())
+
+
+def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
+    """load.model on the checkpoint, Gemma 3 prompts, latent.empty (video and sound), generate.sample with a
+    negative prompt at cfg 3: the video and sound latents of LTX2Pipeline's own loop on the same weights, prompt and
+    seed (its CFG alone: no STG, modality guidance or rescale, which ComfyUI's template does not use either)."""
+    import diffusers
+    from graph_engine.context import Context
+    from nodes.generate.loaders import load_parts
+    from nodes.generate.model_manager import ModelManager
+    from nodes.generate.sampling import run_sampling
+    from nodes.generate.split import load_text_encoder, scheduler
+    from nodes.generate.text import encode_prompt
+    from nodes.generate.vae_ops import empty_latent
+    parts, path = tiny
+    model, _, te_path = gemma
+    loaded = load_parts(Context("load"), "auto", str(path))
+    te = load_text_encoder(ModelManager(), te_path.name, path.name, "auto", "cpu")
+    latent = empty_latent(loaded["vae"], 9, 64, 64, 24.0)
+    assert latent.samples.shape == (1, 8, 2, 2, 2) and latent.audio.shape == (1, 1, 9, 16)   # 9/24 s at 25 a second
+    out = run_sampling(loaded["model"], encode_prompt(te, PROMPT), encode_prompt(te, "blurry"), latent, steps=2,
+                       cfg=3.0, sampler="euler", seed=3)
+    ref = diffusers.LTX2Pipeline(scheduler=scheduler("ltx2"), text_encoder=model, tokenizer=te.pipe.tokenizer, **parts)
+    video, audio = ref(prompt=PROMPT, negative_prompt="blurry", height=64, width=64, num_frames=9, frame_rate=24.0,
+                       num_inference_steps=2, guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0,
+                       audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
+                       audio_guidance_rescale=0.0, generator=torch.Generator().manual_seed(3),
+                       output_type="latent", return_dict=False)
+    vae, avae = ref.vae, ref.audio_vae
+    got_v = ref._denormalize_latents(out.samples, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+    got_a = ref._unpack_audio_latents(ref._denormalize_audio_latents(
+        ref._pack_audio_latents(out.audio), avae.latents_mean, avae.latents_std), out.audio.shape[2], 16)
+    for got, want in ((got_v, video), (got_a, audio)):
+        assert got.shape == want.shape
+        assert ((got - want).norm() / want.norm()).item() < 1e-5
+    # vae.decode: the frames and, as the clip's sound, a 16-bit WAV of the waveform LTX2Pipeline decodes
+    import wave
+    import numpy as np
+    from nodes.generate.vae_ops import decode_latent
+    clip = decode_latent(loaded["vae"], out)
+    frames, sound = ref(prompt=PROMPT, negative_prompt="blurry", height=64, width=64, num_frames=9, frame_rate=24.0,
+                        num_inference_steps=2, guidance_scale=3.0, audio_guidance_scale=3.0, stg_scale=0.0,
+                        audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0, guidance_rescale=0.0,
+                        audio_guidance_rescale=0.0, generator=torch.Generator().manual_seed(3), output_type="np",
+                        return_dict=False)
+    assert np.abs(clip.to_array() / 255.0 - frames[0]).max() <= 0.5 / 255 + 1e-4
+    assert (clip.audio.start, clip.audio.duration) == (0.0, 9 / 24.0)
+    with wave.open(clip.audio.path) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, sound.shape[1], 2)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels()).T
+    want = sound[0].float().clamp(-1, 1).numpy()
+    assert pcm.shape == want.shape and np.abs(pcm / 32767.0 - want).max() <= 0.5 / 32767 + 1e-5
+
+
+def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monkeypatch):
+    """ComfyUI's video_ltx2_t2v template (its subgraph: Gemma 3 + the checkpoint's connectors, the empty audio latent
+    joined to the video's, a first pass at half size, LTX-2's x2 latent upscaler, a second pass with the distilled
+    LoRA on ManualSigmas, the sound decoded beside the frames into CreateVideo and SaveVideo) maps every node, and on
+    the tiny model under the template's file names (128x128 halved by its ImageScaleBy, 9 frames, 2 steps) runs to
+    an MP4 with video and sound."""
+    import json
+    from pathlib import Path
+    from safetensors.torch import save_file
+    from app.comfyui import import_data
+    from comfy_layouts import link_as
+    from graph_engine.api import Session, load_workflow
+    models = tiny[1].parents[1]
+    link_as(models / "checkpoints" / "ltx-2-19b-dev-fp8.safetensors", tiny[1])
+    link_as(models / "text_encoders" / "gemma_3_12B_it_fp4_mixed.safetensors", gemma[2])
+    for folder in ("loras", "latent_upscale_models"):
+        (models / folder).mkdir(exist_ok=True)
+    torch.manual_seed(5)
+    lora = {}
+    for module, width in (("attn1.to_q", 16), ("audio_attn1.to_q", 8)):
+        lora[f"diffusion_model.transformer_blocks.0.{module}.lora_A.weight"] = torch.randn(4, width)
+        lora[f"diffusion_model.transformer_blocks.0.{module}.lora_B.weight"] = torch.randn(width, 4)
+    save_file(lora, str(models / "loras" / "ltx-2-19b-distilled-lora-384.safetensors"))
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+    up = LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).state_dict()
+    save_file({k: v.contiguous() for k, v in up.items()},
+              str(models / "latent_upscale_models" / "ltx-2-spatial-upscaler-x2-1.0.safetensors"))
+    data = json.loads((Path(__file__).parent / "data" / "comfyui" / "templates" / "video_ltx2_t2v.json").read_text())
+    res = import_data(data)
+    statuses = {e.class_type: e.status for e in res.report.entries.values()}
+    assert "unmapped" not in statuses.values(), statuses
+    yaml = res.yaml.replace("width: 1280", "width: 128").replace("height: 720", "height: 128")
+    yaml = yaml.replace("frames: 121", "frames: 9").replace("steps: 20", "steps: 2")
+    assert "name2: ltx-2-19b-dev-fp8.safetensors" in yaml and "type: ltx2" in yaml
+    monkeypatch.chdir(tmp_path)
+
+    def run(yaml):
+        wf = tmp_path / "ltx2.kino.yaml"
+        wf.write_text(yaml)
+        out = Session(device="cpu").run(load_workflow(wf, check=False), use_cache=False)
+        assert out.ok, out.failed
+        return {k.rsplit("_", 1)[-1]: v for k, v in out.outputs.items()}
+    got = run(yaml)
+    first, upscaled, second = got["41"]["latent"], got["84"]["latent"], got["70"]["latent"]
+    assert (first.width, first.samples.shape, first.audio.shape) == (64, (1, 8, 2, 2, 2), (1, 1, 9, 16))
+    assert (second.width, second.samples.shape) == (128, (1, 8, 2, 4, 4))
+    assert torch.equal(upscaled.audio, first.audio)         # the sound passes the video's upscaler unchanged
+    clip = got["100"]["video"]
+    assert (clip.length, clip.width, clip.audio.duration) == (9, 128, 9 / 24)
+    import av
+    saved = sorted((tmp_path / "out").rglob("*.mp4"))
+    with av.open(str(saved[0])) as f:                     # SaveVideo's file holds the frames and the sound
+        assert len(f.streams.video) == 1 and len(f.streams.audio) == 1
+    # the distilled LoRA (ComfyUI's names) changes the second pass only
+    plain = run(yaml.replace("strength: 1\n", "strength: 0\n"))
+    assert torch.equal(plain["41"]["latent"].samples, first.samples)
+    assert not torch.allclose(plain["70"]["latent"].samples, second.samples)

@@ -1124,6 +1124,23 @@ RULES: Dict[str, Rule] = {
                          ("positive", "negative", "latent"), special="ltxv_guide", ignore={"strength": 1.0}),
     "LTXVCropGuides": Rule(None, (), (), fold=True, special="crop_guides",
                            note=""),
+    # LTX-2 (video and sound in one latent): Gemma 3 with the checkpoint's text connectors is load.text_encoder's
+    # pair; the sound's latent rides inside Kinograph's LTX-2 latent (latent.empty makes it, vae.decode gives the
+    # clip its sound), so the audio VAE, the empty audio latent and the AV concat / separate fold away
+    "LTXAVTextEncoderLoader": Rule("load.text_encoder", ("text_encoder", "ckpt_name", "device"),
+                                   (P("text_encoder", "name"), P("ckpt_name", "name2")), outputs=("text_encoder",),
+                                   fixed={"type": "ltx2"}, ignore={"device": "default"}),
+    "LTXVAudioVAELoader": Rule(None, ("ckpt_name",), (), fold=True,
+                               note="the audio VAE is the checkpoint's own, which load.model's VAE holds"),
+    "LTXVEmptyLatentAudio": Rule(None, ("frames_number", "frame_rate", "batch_size"),
+                                 (P("frames_number", "frames"), P("frame_rate", "fps")), fold=True,
+                                 special="ltx2_audio_latent", ignore={"batch_size": 1}),
+    "LTXVConcatAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_concat"),
+    "LTXVSeparateAVLatent": Rule(None, (), (), fold=True, special="ltx2_av_separate"),
+    "LTXVAudioVAEDecode": Rule(None, (), (), fold=True, special="ltx2_audio_decode"),
+    "EmptyImage": Rule("generate.solid", ("width", "height", "batch_size", "color"),
+                       (P("width", "width"), P("height", "height"), P("batch_size", "frames"), P("color", "color")),
+                       outputs=("video",)),
     "LTXVPreprocess": Rule("image.ltx_preprocess", ("img_compression",), (P("img_compression", "compression"),),
                            {"image": "image"}, ("image",)),
     # model tweaks

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from graph_engine.context import CancelToken
-from graph_engine.errors import WorkflowError
+from graph_engine.errors import KinographError, WorkflowError
 from graph_engine.executor import Executor, RunResult
 from graph_engine.workflow import Workflow, to_yaml
 
@@ -103,6 +103,8 @@ class RunWorker(QObject):
                 last[node] = now
             self.event.emit(job.id, ev)
 
+        if job.kind == "run":
+            self._estimate(job)
         try:
             res = self.executor.run(job.workflow, targets=job.targets, on_event=on_event, cancel=job.cancel)
             self.done.emit(job.id, res, "")
@@ -114,6 +116,17 @@ class RunWorker(QObject):
         except Exception as e:    # an engine bug must not take the editor down; the log shows it
             self.done.emit(job.id, None, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
 
+    def _estimate(self, job: Job) -> None:
+        """The samplers' work and time, told before the run starts, from this thread: the device's matrix speed,
+        measured once a session (1.2 s on a loaded CPU), froze the editor when Run was pressed on the GUI thread,
+        and measured beside the run it would have read the run's own load."""
+        from nodes.generate.estimate import estimate
+        try:
+            est = estimate(job.workflow, self.executor.registry, self.executor.device)
+        except KinographError:      # the run names what is wrong with the workflow
+            return
+        self.event.emit(job.id, {"event": "estimate", "estimate": est})
+
 
 class RunController(QObject):
     statusChanged = Signal(str, object)      # node id, NodeStatus or None (cleared)
@@ -121,6 +134,7 @@ class RunController(QObject):
     logged = Signal(str, str, str)           # level (info/warn/error), text, node id or ""
     jobsChanged = Signal()
     jobFinished = Signal(object)             # Job
+    warned = Signal(str)                     # a run's estimate says it is long: what to change
     _submit = Signal(object)
 
     def __init__(self, registry, parent=None, executor: Optional[Executor] = None):
@@ -243,6 +257,9 @@ class RunController(QObject):
         job = self._job(job_id)
         if kind == "node_failed" and job is not None:
             job.failed.setdefault(node, ev.get("message", ""))
+        if kind == "estimate":
+            self._estimated(job, ev["estimate"])
+            return
         if not self._shows(job):
             if kind in ("log", "node_failed"):
                 self.logged.emit("error" if kind == "node_failed" else "info",
@@ -301,6 +318,21 @@ class RunController(QObject):
             self.previewed.emit(node, ev.get("image"), self.status.get(node))
         elif kind == "log":
             self.logged.emit("info", f"{node}: {ev.get('message', '')}" if node else ev.get("message", ""), node or "")
+
+    def _estimated(self, job: Optional[Job], est) -> None:
+        """The samplers' work and, where the device's speed is known, about how long they take, in the log as
+        the run starts; a long run's warning there and as `warned` (the run goes on: Esc cancels it). The
+        sampler's badge shows the time told until its first steps measure a pace."""
+        if job is not None:
+            job.estimates.update(est.each)
+        counted = [*est.samplers, *est.decodes, *est.encodes]       # their lines first, in this order
+        for work, line in zip(counted, est.lines):
+            self.logged.emit("info", f"estimate: {line}", work.node)
+        for line in est.lines[len(counted):]:
+            self.logged.emit("info", f"estimate: {line}", "")
+        if est.warning:
+            self.logged.emit("warn", f"warning: {est.warning}", "")
+            self.warned.emit(est.warning)
 
     def _follow_takes(self, job: Job) -> None:
         """A run that kept the render it replaced as an earlier take (graph_engine.takes): the run that made

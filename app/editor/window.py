@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         self.runs.statusChanged.connect(self._status)
         self.runs.logged.connect(self.log.log)
         self.runs.jobFinished.connect(self._job_finished)
+        self.runs.warned.connect(lambda warning: self.message(warning.split(". ")[0] + " (details in the log)"))
         self.runs.previewed.connect(self._step_preview)
         self.viewer.frameShown.connect(self._viewed_frame)
         self.queue.openWorkflow.connect(self.open_job)
@@ -912,25 +913,7 @@ class MainWindow(QMainWindow):
         self.controller.next_seeds()
         self.bottom_tabs.setCurrentWidget(self.log)
         self._autosave_before_running()
-        job = self.runs.submit(self.doc, targets=targets, allow_outside=allow)
-        if job is not None:
-            self._say_estimate(job)
-        return job
-
-    def _say_estimate(self, job: Job) -> None:
-        """The samplers' work and, on the CPU, about how long they take, in the log as the run starts; past
-        half an hour a warning there and in the status bar with what to change (the run goes on: cancel it
-        with Esc). The sampler's badge shows the time told until its first steps measure a pace."""
-        from nodes.generate.estimate import estimate
-        est = estimate(job.workflow, self.doc.registry, self.runs.executor.device)
-        job.estimates.update(est.each)
-        for work, line in zip(est.samplers, est.lines):
-            self.log.log("info", f"estimate: {line}", work.node)
-        for line in est.lines[len(est.samplers):]:
-            self.log.log("info", f"estimate: {line}")
-        if est.warning:
-            self.log.log("warn", f"warning: {est.warning}")
-            self.message(est.warning.split(". ")[0] + " (details in the log)")
+        return self.runs.submit(self.doc, targets=targets, allow_outside=allow)
 
     def queue_new_seeds(self) -> Optional[Job]:
         """Another variation of the same graph: new random seeds everywhere, queued behind the current run."""

@@ -618,9 +618,14 @@ def _ltx2(k: Keys) -> Optional[Detection]:
     elif k.any("text_embedding_projection.weight", "text_embedding_projection.aggregate_embed.weight",
                "video_embeddings_connector.learnable_registers"):
         return Detection(None, "ltx2", "connectors", why=f"LTX-2's text projection and connectors alone: {LTX2_FILES}")
-    elif k.has("spiece_model", "model.layers.0.post_feedforward_layernorm.weight"):
-        return Detection(None, "gemma3", "", why="Gemma 3 (LTX-2's text encoder, ComfyUI's gemma_3_12B_it): Kinograph "
-                         "does not read prompts with Gemma 3 yet, so LTX-2 runs from prompt embeddings only")
+    elif k.any("layers.0.post_feedforward_layernorm.weight") and k.any("layers.0.self_attn.q_norm.weight"):
+        # Gemma 3 (ComfyUI's gemma_3_12B_it: transformers' language-model names, its sentencepiece as spiece_model);
+        # Gemma 2 has the same norms but no query norm.
+        hidden = (k.shape("model.embed_tokens.weight") or k.shape("embed_tokens.weight") or
+                  k.shape("model.language_model.embed_tokens.weight") or (0, 0))[1]
+        return Detection("text_encoder", "gemma3", {3840: "12b"}.get(hidden, f"h{hidden}"),
+                         why="Gemma 3 layers (pre/post feed-forward norms, q_norm): LTX-2's text encoder",
+                         extra={"hidden": hidden})
     else:
         return None
     dim = (k.shape(q) or (0,))[0]

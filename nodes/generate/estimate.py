@@ -1,13 +1,13 @@
-"""How much work a workflow's samplers are, told before it runs, and about how long that is on the CPU.
+"""How much work a workflow's samplers are, told before it runs, and about how long that is on the device.
 
 An imported ComfyUI Wan or SVD graph runs for hours on a laptop's CPU, and nothing said so before it began.
 Each generate.sample is counted from what is known without running anything: the steps it runs times its
 guidance passes times its context windows, each one forward pass of the denoiser over the latent's tokens;
 a pass costs 2 FLOPs per weight per token (read from the weight files' headers, nothing loaded) plus
 attention's token-squared term. Seconds are that work over the speed of a matrix product measured on the
-device, times the share of it a denoiser reaches (CPU_EFFICIENCY, measured on this CPU). Where a part cannot
-be told before the run (a latent encoded from a video, a pickled checkpoint, a size set through a link), the
-sampler is named with the reason instead of a guessed figure."""
+device, times the share of it a denoiser reaches (CPU_EFFICIENCY, measured on this CPU; GPU_EFFICIENCY,
+assumed). Where a part cannot be told before the run (a latent encoded from a video, a pickled checkpoint, a size
+set through a link), the sampler is named with the reason instead of a guessed figure."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,10 @@ from graph_engine import NodeError
 # norms slower. Measured with bench/estimate_calibration.py (Wan-, SD 1.5- and SVD-shaped denoisers timed on a
 # shared 2-core CPU, three runs: transformers 0.67-2.2, UNets 0.52-0.75; the medians).
 CPU_EFFICIENCY = (1.5, 0.65)
-# Over this many seconds on the CPU, validate, run and the editor say so before the run, with what to change.
+# The same share on a GPU, over a 4096x4096 fp16 product: assumed, not measured (no GPU was lent to calibrate
+# one), so a GPU's time is told as such.
+GPU_EFFICIENCY = 0.5
+# Over this many seconds, validate, run and the editor say so before the run, with what to change.
 LONG_S = 30 * 60
 UNET = ("sd", "sdxl", "animatediff", "svd")
 # Weights applied once per sample or to the prompt's tokens, not to each latent token: left out of the count.
@@ -285,28 +288,136 @@ def _windows(g, model_chain, params_of, fam: str, lat_frames: int, time_factor: 
     return [lat_frames]
 
 
+# -- the VAE's decode -----------------------------------------------------------------------
+@dataclass
+class DecodeWork:
+    node: str
+    frames: int
+    width: int
+    height: int
+    flops: float
+
+    def describe(self) -> str:
+        return f"{self.node}: decoding {self.frames} frames at {self.width}x{self.height} with the Wan 2.1 VAE: " \
+               f"{_flops(self.flops)}"
+
+
+def decode_work(wf, registry, samplers: List[SamplerWork]) -> List[DecodeWork]:
+    """Each vae.decode of a counted Wan sampler's latent through a Wan 2.1 VAE file (load.vae): at 81 frames
+    832x480 its decode is 275 TFLOP, a quarter of a 4-step distilled run's sampling. Other VAEs are not counted."""
+    from graph_engine.validate import origin_chain, run_scope
+    from nodes.generate.detect import detect_header, read_header
+    from nodes.generate.families import family
+    from nodes.generate.model_manager import resolve_model_path
+    from nodes.generate.vae_work import diffusers_wan_vae_shapes, wan_vae_decode_flops
+    g = wf.graph
+    specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
+    counted = {w.node: w for w in samplers if not w.unknown and w.family == "wan"}
+    found = []
+    for nid in run_scope(wf, registry)[0]:
+        ins = g.inputs.get(nid, {})
+        if g.nodes[nid].type != "vae.decode" or g.nodes[nid].bypass or "latent" not in ins or "vae" not in ins:
+            continue
+        latent, vae = origin_chain(g, specs, ins["latent"]), origin_chain(g, specs, ins["vae"])
+        if not latent or latent[0] not in counted or not vae or g.nodes[vae[-1]].type != "load.vae":
+            continue
+        name = g.nodes[vae[-1]].params.get("name")
+        try:
+            path = resolve_model_path(name if isinstance(name, str) else "", "vae", "VAE")
+            header = read_header(path)
+            det = detect_header(header)
+        except (NodeError, OSError, ValueError):        # the loader names a missing or unreadable file
+            continue
+        if (det.role, det.family, det.variant) != ("vae", "wan", "2.1"):
+            continue
+        work = counted[latent[0]]
+        spec = family("wan")
+        flops = wan_vae_decode_flops(diffusers_wan_vae_shapes(header.shapes), spec.latent_frames(work.frames),
+                                     work.height // spec.space_factor, work.width // spec.space_factor)
+        found.append(DecodeWork(nid, work.frames, work.width, work.height, flops))
+    return found
+
+
+@dataclass
+class EncodeWork:
+    node: str
+    weights: int
+    flops: float
+
+    def describe(self) -> str:
+        return f"{self.node}: 2 prompts (its text and its negative) of {WAN_PROMPT_TOKENS} tokens through a " \
+               f"{_count(self.weights)}-parameter UMT5 text encoder: {_flops(self.flops)}"
+
+
+# Wan's prompts are padded to this many tokens, all of which its UMT5 encoder reads (adapters/wan.py's max_tokens).
+WAN_PROMPT_TOKENS = 512
+
+
+def encode_work(wf, registry) -> List[EncodeWork]:
+    """Each encode.text through a UMT5 encoder file (load.text_encoder): Wan's, 4.8 TFLOP a prompt at the
+    released size, and each node encodes two (its text and its negative, empty or not). Other text encoders are
+    not counted."""
+    from graph_engine.validate import origin_chain, run_scope
+    from nodes.generate.detect import detect_header, read_header
+    from nodes.generate.encoder_work import t5_encoder_flops
+    from nodes.generate.model_manager import resolve_model_path
+    g = wf.graph
+    specs = {n: registry.get(inst.type) for n, inst in g.nodes.items() if registry.get(inst.type) is not None}
+    found = []
+    for nid in run_scope(wf, registry)[0]:
+        ins = g.inputs.get(nid, {})
+        if g.nodes[nid].type != "encode.text" or g.nodes[nid].bypass or "text_encoder" not in ins:
+            continue
+        chain = origin_chain(g, specs, ins["text_encoder"])
+        if not chain or g.nodes[chain[-1]].type != "load.text_encoder":
+            continue
+        name = g.nodes[chain[-1]].params.get("name")
+        try:
+            header = read_header(resolve_model_path(name if isinstance(name, str) else "", "text_encoders",
+                                                    "text encoder"))
+        except (NodeError, OSError, ValueError):        # the loader names a missing or unreadable file
+            continue
+        if (detect_header(header).role, detect_header(header).family) != ("text_encoder", "umt5"):
+            continue
+        shapes = {k: s for k, s in header.shapes.items() if k.startswith("encoder.")}
+        found.append(EncodeWork(nid, sum(math.prod(s) for s in shapes.values()),
+                                2 * t5_encoder_flops(shapes, WAN_PROMPT_TOKENS)))
+    return found
+
+
 # -- seconds -------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def matmul_speed(device: str) -> float:
-    """FLOP/s of a 1024x1024 fp32 matrix product on `device` ("cpu"), best of a few: about 0.2 s to measure."""
+    """FLOP/s of a matrix product on `device`, best of a few: 1024x1024 fp32 on the CPU (about 0.2 s), 4096x4096
+    fp16 on a GPU, in the half precision a run takes there, each product waited for (a GPU's calls return before
+    the work is done)."""
     import time
     import torch
-    a = torch.randn(1024, 1024)
+    n, dtype = (1024, torch.float32) if device == "cpu" else (4096, torch.float16)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else \
+        torch.mps.synchronize if device == "mps" else (lambda: None)
+    a @ a                       # the first product: cuBLAS's setup, the thread pool's start
+    sync()
     best = math.inf
     for _ in range(5):
         t = time.perf_counter()
         a @ a
+        sync()
         best = min(best, time.perf_counter() - t)
-    return 2.0 * 1024 ** 3 / best
+    return 2.0 * n ** 3 / best
 
 
 @dataclass
 class Estimate:
     samplers: List[SamplerWork]
     lines: List[str]                       # each sampler's work, and the time where it is told
-    seconds: Optional[float] = None        # the samplers counted, on the CPU
+    seconds: Optional[float] = None        # the samplers counted, on the device
     warning: Optional[str] = None          # a run this long: what to change
-    each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the CPU
+    each: Dict[str, float] = field(default_factory=dict)     # seconds by sampler node, on the device
+    where: str = ""                        # the device the seconds are for: "this CPU", "this GPU (cuda:0)"
+    decodes: List[DecodeWork] = field(default_factory=list)
+    encodes: List[EncodeWork] = field(default_factory=list)
 
     def data(self) -> dict:
         """For --json readers."""
@@ -315,40 +426,54 @@ class Estimate:
                              {"node": w.node, "family": w.family, "weights": w.weights, "passes": w.passes,
                               "steps": w.steps, "guidance": w.guidance, "windows": w.windows, "frames": w.frames,
                               "width": w.width, "height": w.height, "tokens": w.tokens, "flops": w.flops}
-                             for w in self.samplers]}
+                             for w in self.samplers],
+                "decodes": [{"node": d.node, "frames": d.frames, "width": d.width, "height": d.height,
+                             "flops": d.flops} for d in self.decodes],
+                "encodes": [{"node": e.node, "weights": e.weights, "tokens": WAN_PROMPT_TOKENS, "flops": e.flops}
+                            for e in self.encodes]}
 
 
 def estimate(wf, registry, device: str = "auto") -> Estimate:
-    """Each sampler's work, and where `device` (as --device gives it) is the CPU about how long the samplers
-    take, with a warning past LONG_S. A GPU's time is not told: nothing here was measured on one."""
+    """Each sampler's work and about how long the samplers take on `device` (as --device gives it: its own matrix
+    speed measured), with a warning past LONG_S. On a GPU the time says its share of that speed is assumed."""
     works = sampler_work(wf, registry)
-    lines = [w.describe() for w in works] + [n for w in works for n in w.notes]
     known = [w for w in works if not w.unknown]
+    decodes, encodes = (decode_work(wf, registry, works), encode_work(wf, registry)) if known else ([], [])
+    lines = [w.describe() for w in works] + [d.describe() for d in decodes] + [e.describe() for e in encodes] + \
+        [n for w in works for n in w.notes]
     if not known:
         return Estimate(works, lines)
     from graph_engine.devices import resolve_device
     from graph_engine.errors import KinographError
     try:
-        if resolve_device(device) != "cpu":
-            return Estimate(works, lines)
-        speed = matmul_speed("cpu")
+        dev = resolve_device(device)
+        speed = matmul_speed(dev)
     except (ImportError, KinographError):     # no torch, or a device the run itself refuses and names
         return Estimate(works, lines)
-    each = {w.node: w.flops / (speed * CPU_EFFICIENCY[w.family in UNET]) for w in known}
+    cpu = dev == "cpu"
+    each = {w.node: w.flops / (speed * (CPU_EFFICIENCY[w.family in UNET] if cpu else GPU_EFFICIENCY)) for w in known}
+    # a VAE's convolutions run at a UNet's share of the probe's speed (not calibrated on a VAE of its own)
+    each.update({d.node: d.flops / (speed * (CPU_EFFICIENCY[1] if cpu else GPU_EFFICIENCY)) for d in decodes})
+    each.update({e.node: e.flops / (speed * (CPU_EFFICIENCY[0] if cpu else GPU_EFFICIENCY)) for e in encodes})
     seconds = sum(each.values())
     partial = " for the samplers counted" if len(known) < len(works) else ""
+    where = "this CPU" if cpu else f"this GPU ({dev})"
+    measured = f"{speed / 1e9:.0f} GFLOP/s" if cpu else \
+        f"{speed / 1e12:.3g} TFLOP/s in fp16; the share of it a denoiser reaches on a GPU is assumed, not measured"
     # "about under a second" was the short run's line
-    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + " of sampling on this CPU"
-                 f"{partial} (its matrix speed measured: {speed / 1e9:.0f} GFLOP/s); the pace is measured once the "
-                 "first step is done")
+    parts = ["sampling"] + ["text encoding"] * bool(encodes) + ["VAE decoding"] * bool(decodes)
+    what = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    lines.append(("under a second" if seconds < 1 else f"about {duration(seconds)}") + f" of {what} on {where}"
+                 f"{partial} (its matrix speed measured: {measured}); the pace is measured once the first step is done")
     if seconds < LONG_S:
-        return Estimate(works, lines, seconds, each=each)
+        return Estimate(works, lines, seconds, each=each, where=where, decodes=decodes, encodes=encodes)
     big = max(known, key=lambda w: w.flops)
     cuts = [f"fewer steps ({big.node} runs {big.steps}: half as many take half the time)",
             f"fewer frames or a smaller size ({big.frames} frames at {big.width}x{big.height})"]
     if big.guidance == 2:
         cuts.append("a distilled model at cfg 1, which skips the negative pass (Wan with a lightx2v or CausVid "
                     "LoRA at 4-8 steps, LTX-Video's distilled model)")
-    cuts.append("a GPU (--device cuda)")
-    return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on this CPU. To make "
-                                           "it shorter: " + "; ".join(cuts), each)
+    if cpu:
+        cuts.append("a GPU (--device cuda)")
+    return Estimate(works, lines, seconds, f"this run will take about {duration(seconds)} on {where}. To make "
+                                           "it shorter: " + "; ".join(cuts), each, where, decodes, encodes)

@@ -13,7 +13,8 @@ class Latent:
 
     frames/width/height are the pixel-space sizes it decodes to; family names the VAE that made it.
     mask (ComfyUI's noise_mask), when set: [1, 1, T, h, w], 1 where the sampler generates, 0 where it keeps
-    `samples` as they are (a start image's latent frames for Wan 2.2 TI2V-5B)."""
+    `samples` as they are (a start image's latent frames for Wan 2.2 TI2V-5B). audio, when set: the sound's latent
+    sampled with the video (LTX-2: [B, C, L, mel bins], normalised as the sampler sees it; ComfyUI's AV latent)."""
     samples: "object"
     family: str
     frames: int
@@ -21,19 +22,21 @@ class Latent:
     width: int
     height: int
     mask: "object" = None
+    audio: "object" = None
 
     def to_state(self):
-        tensors = {"samples": self.samples} if self.mask is None else {"samples": self.samples, "mask": self.mask}
+        tensors = {k: v for k, v in (("samples", self.samples), ("mask", self.mask), ("audio", self.audio))
+                   if v is not None}
         return tensors, {"family": self.family, "frames": self.frames, "fps": self.fps, "width": self.width,
                          "height": self.height}
 
     @classmethod
     def from_state(cls, tensors, meta):
         return cls(tensors["samples"], meta["family"], int(meta["frames"]), float(meta["fps"]),
-                   int(meta["width"]), int(meta["height"]), tensors.get("mask"))
+                   int(meta["width"]), int(meta["height"]), tensors.get("mask"), tensors.get("audio"))
 
     def nbytes_estimate(self) -> int:
-        return int(self.samples.element_size() * self.samples.numel())
+        return sum(int(t.element_size() * t.numel()) for t in (self.samples, self.audio) if t is not None)
 
     def with_samples(self, samples) -> "Latent":
         return replace(self, samples=samples)

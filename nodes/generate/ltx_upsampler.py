@@ -69,10 +69,12 @@ def upsample(latent: Latent, vae, model) -> Latent:
     per-channel statistics and normalised back after (as ComfyUI's node does). The sampler's keep-mask is dropped,
     as ComfyUI drops its noise_mask: the second pass samples the whole upscaled latent."""
     import torch
-    if vae.family != "ltx" or latent.family != "ltx":
-        which = "VAE" if vae.family != "ltx" else "latent"
-        raise NodeError(f"the LTX-Video latent upscaler needs an LTX-Video latent and VAE; this {which} is "
-                        f"{vae.family if which == 'VAE' else latent.family}'s")
+    # LTX-2's upscaler is LTX-Video 0.9.7's network trained on LTX-2's latents: the same steps with LTX-2's VAE
+    # statistics (ComfyUI's LTXVLatentUpsampler runs both); the latent's sound stream passes through unchanged.
+    if vae.family not in ("ltx", "ltx2") or latent.family != vae.family:
+        which = "VAE" if vae.family not in ("ltx", "ltx2") else "latent"
+        raise NodeError(f"the LTX latent upscaler needs an LTX-Video or LTX-2 latent and that model's VAE; this "
+                        f"{which} is {vae.family if which == 'VAE' else latent.family}'s")
     cin = model.config.in_channels
     if latent.samples.shape[1] != cin:
         raise NodeError(f"this upscaler takes {cin}-channel latents and the latent has {latent.samples.shape[1]}: "
@@ -92,7 +94,7 @@ def upsample(latent: Latent, vae, model) -> Latent:
         # Every latent frame after the first stands for `tf` pixel frames. The clip keeps its length in seconds,
         # so the frame rate doubles with the frame count.
         from nodes.generate.adapters import get_adapter
-        frames = (out.shape[2] - 1) * get_adapter("ltx").factors(pipe)[0] + 1
+        frames = (out.shape[2] - 1) * get_adapter(vae.family).factors(pipe)[0] + 1
         fps = latent.fps * 2
     return replace(latent, samples=out.to(latent.samples.dtype).cpu(), frames=frames, fps=fps,
                    width=latent.width * s, height=latent.height * s, mask=None)

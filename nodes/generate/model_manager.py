@@ -636,10 +636,13 @@ def will_load(det: Detection) -> Tuple[bool, str]:
     if det.role is None:
         return False, det.why or "not a model Kinograph knows"
     if det.family == "ltx2" and det.role in ("checkpoint", "diffusion_model", "latent_upscaler", "lora"):
-        from nodes.generate.converters.ltx2 import NOT_SAMPLED, unsupported
-        what = {"latent_upscaler": "LTX-2's latent upscaler (for LTX-2 latents, not LTX-Video's). ",
-                "lora": "a LoRA for LTX-2 (not LTX-Video). "}.get(det.role, "")
-        return False, what + (unsupported(det) or NOT_SAMPLED)
+        from nodes.generate.converters.ltx2 import LOADS, LORA, UPSCALES, unsupported
+        from nodes.generate.detect import LTX2_FILES
+        if det.role == "diffusion_model":
+            return False, f"an LTX-2 transformer alone: {LTX2_FILES}"
+        why = unsupported(det)
+        return (False, why) if why else (True, {"checkpoint": LOADS, "latent_upscaler": UPSCALES,
+                                                "lora": LORA}[det.role])
     if det.role == "lora":
         from nodes.generate.detect import SHARED_BLOCKS
         if det.family is None and det.why == SHARED_BLOCKS:

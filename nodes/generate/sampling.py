@@ -338,14 +338,15 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     if negative is None and cfg != 1.0 and not adapter.distilled_guidance(handle):
         raise NodeError(f"cfg {cfg} needs a negative conditioning: connect encode.text's negative output to "
                         "sample's negative input (or set cfg to 1)")
-    x0 = latent.samples.float()
+    x0 = adapter.pack(latent)
+    handle = adapter.for_latent(handle, latent)
     gen = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
     handle, noise = fit_frame_limit(handle, adapter, x0.shape, noise, gen, log)
-    note = unchanging_schedule(handle, adapter, positive, x0.shape[2])
+    note = unchanging_schedule(handle, adapter, positive, latent.samples.shape[2])
     if note:
         log(note)
     if noise is None:
-        noise = adapter.draw_noise(x0.shape, gen)
+        noise = adapter.latent_noise(latent, gen)
     elif tuple(noise.shape) != tuple(x0.shape):
         raise NodeError(f"noise of shape {list(noise.shape)} does not fit the latent {list(x0.shape)}: make the "
                         "noise from the same latent")
@@ -356,8 +357,8 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
     shift = handle.option("flow_shift")
     levels = sampling_view(handle)
     manual = bool(sigmas.strip())
-    sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise, x0.shape,
-                                                              shift)
+    sigmas = manual_sigmas(sigmas) if manual else make_sigmas(adapter, levels, steps, scheduler, denoise,
+                                                              latent.samples.shape, shift)
     partial = start_step > 0 or (end_step is not None and end_step < len(sigmas) - 1) or not add_noise
     if handle.run_wrappers and denoise < 1:
         # FreeInit re-noises each pass's result as a run from pure noise starts; a run with denoise below 1
@@ -438,7 +439,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
         if callback is not None:
             callback(progress["before"] + i + 1, progress["total"])
         if preview is not None:
-            preview(x_now, i + 1, total)
+            preview(adapter.unpack(latent, x_now).samples, i + 1, total)
 
     smp = SAMPLERS[sampler]
     kw = {"flow": adapter.space == "flow"}
@@ -447,7 +448,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
 
     def run(start_noise: torch.Tensor, n_steps: Optional[int] = None) -> torch.Tensor:
         sig = sigmas if n_steps in (None, steps) else make_sigmas(adapter, levels, n_steps, scheduler, denoise,
-                                                                  x0.shape, shift)
+                                                                  latent.samples.shape, shift)
         current["fn"] = wrapped(info if sig is sigmas else replace(info, sigmas=sig))
         xs = adapter.noise_scaling(float(sig[0]), start_noise.to(x0.device, work), x0.to(work),
                                    full=denoise >= 1.0).to(device)
@@ -475,7 +476,7 @@ def run_sampling(handle, positive: Conditioning, negative: Optional[Conditioning
             # with differential diffusion, what its last step kept.
             mask = keep.mask if mask_at is None else mask_at(keep.mask, float(sigmas[-2]))
             out = out * mask + keep.samples * (1 - mask)
-    return latent.with_samples(out.float().cpu())
+    return adapter.unpack(latent, out.float().cpu())
 
 
 def _mask_on(mask: torch.Tensor, shape) -> torch.Tensor:

@@ -25,26 +25,26 @@ TEXT_TYPES = {"wan": "wan", "ltxv": "ltx", "ltx": "ltx", "hunyuan_video": "hunyu
               "sd": "sd", "stable_diffusion": "sd", "animatediff": "animatediff", "cogvideox": "cogvideox",
               "mochi": "ltx", "flux": "flux", "sd3": "sd3", "qwen_image": "qwenimage", "qwenimage": "qwenimage",
               "chroma": "chroma", "flux2": "flux2", "hunyuan_video_15": "hunyuan15",
-              "kandinsky5": "kandinsky5"}
+              "kandinsky5": "kandinsky5", "ltx2": "ltx2"}
 # Encoder -> the family that uses it when the type is auto.
 ENCODER_FAMILY = {"umt5": "wan", "t5": "ltx", "clip_l": "sd", "llama": "hunyuan", "clip_g": "sd3",
                   "qwen25vl": "qwenimage", "qwen3vl": "qwenimage21", "mistral3": "flux2",
-                  "qwen3": "flux2"}
+                  "qwen3": "flux2", "gemma3": "ltx2"}
 # Family -> the encoders it reads: another encoder's embeddings fail later or, same width, mean nothing to it.
 FAMILY_ENCODERS = {"wan": ("umt5",), "ltx": ("t5",), "cogvideox": ("t5",), "hunyuan": ("llama", "clip_l", "clip"),
                    "sd": ("clip_l", "clip"), "animatediff": ("clip_l", "clip"), "flux": ("clip_l", "clip", "t5"),
                    "sd3": ("clip_l", "clip", "clip_g", "t5"), "qwenimage": ("qwen25vl",), "chroma": ("t5",),
                    "flux2": ("mistral3", "qwen3"), "qwenimage21": ("qwen3vl",), "hunyuan15": ("qwen25vl", "t5"),
-                   "kandinsky5": ("qwen25vl", "clip_l", "clip")}
+                   "kandinsky5": ("qwen25vl", "clip_l", "clip"), "ltx2": ("gemma3",)}
 # Family -> the `type` naming it, as the node offers it.
 TYPE_OF = {"wan": "wan", "ltx": "ltxv", "hunyuan": "hunyuan_video", "sd": "sd", "animatediff": "sd",
            "cogvideox": "cogvideox", "flux": "flux", "sd3": "sd3", "qwenimage": "qwen_image",
            "chroma": "chroma", "flux2": "flux2", "qwenimage21": "qwen_image", "hunyuan15": "hunyuan_video_15",
-           "kandinsky5": "kandinsky5"}
+           "kandinsky5": "kandinsky5", "ltx2": "ltx2"}
 # Tokenizers in the Hugging Face cache (used only if already there) and in a ComfyUI install.
 HF_TOKENIZERS = {"umt5": "google/umt5-xxl", "t5": "google/t5-v1_1-xxl", "clip_l": "openai/clip-vit-large-patch14",
                  "llama": "xtuner/llava-llama-3-8b-v1_1-transformers", "qwen25vl": "Qwen/Qwen2.5-VL-7B-Instruct",
-                 "qwen3vl": "Qwen/Qwen3-VL-8B-Instruct"}
+                 "qwen3vl": "Qwen/Qwen3-VL-8B-Instruct", "gemma3": "google/gemma-3-12b-it"}
 COMFY_TOKENIZERS = {"clip_l": "comfy/sd1_tokenizer", "t5": "comfy/text_encoders/t5_tokenizer",
                     "llama": "comfy/text_encoders/llama_tokenizer", "qwen25vl": "comfy/text_encoders/qwen25_tokenizer",
                     "qwen3vl": "comfy/text_encoders/qwen25_tokenizer"}
@@ -190,6 +190,9 @@ def load_text_encoder(mm, name: str, name2: str, type_: str, device: str, name3:
     from nodes.generate.model_manager import dtype_of
     path = _resolve(name, "text_encoders", "text encoder")
     det = _detect(path, ("text_encoder",), "a text encoder")
+    if det.family == "gemma3" or type_ == "ltx2":
+        from nodes.generate.ltx2_text import load_ltx2_text
+        return load_ltx2_text(mm, path, det, name2, type_, device)
     if name3 or type_ == "sd3" or (type_ in ("", "auto") and det.family == "clip_g"):
         return _load_sd3_text(mm, [(path, det)] + [
             (p, _detect(p, ("text_encoder",), "a text encoder"))
@@ -480,13 +483,17 @@ def _embedded_spiece(path: Path, det: Detection):
 
     It is rebuilt as a `tokenizers` Unigram from the model's own pieces and scores (what transformers'
     converter does, without needing protobuf), so prompts tokenize as sentencepiece tokenizes them."""
-    if det.family not in ("umt5", "t5") or path.suffix.lower() not in (".safetensors", ".sft"):
+    if det.family not in ("umt5", "t5", "gemma3") or path.suffix.lower() not in (".safetensors", ".sft"):
         return None
     from nodes.generate.detect import read_header
     if "spiece_model" not in read_header(path).shapes:
         return None
     import sentencepiece as spm
     from safetensors import safe_open
+    if det.family == "gemma3":
+        from nodes.generate.ltx2_text import gemma_tokenizer
+        with safe_open(str(path), "pt") as f:
+            return gemma_tokenizer(f.get_tensor("spiece_model").numpy().tobytes())
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
     with safe_open(str(path), "pt") as f:

@@ -59,7 +59,16 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
 
 
 def decode_latent(vae, latent: Latent) -> Clip:
-    """A Clip of the latent's frames (batch item 0)."""
+    """A Clip of the latent's frames (batch item 0), with its sound where the latent has a sound stream (LTX-2)."""
+    clip = _frames(vae, latent)
+    if latent.audio is None:
+        return clip
+    from nodes.generate.sound import clip_sound
+    with torch.inference_mode():
+        return clip.with_(audio=clip_sound(get_adapter(vae.family), vae.pipe, latent))
+
+
+def _frames(vae, latent: Latent) -> Clip:
     adapter = get_adapter(vae.family)
     if latent.family not in latent_families(vae.family):
         made = family_spec(latent.family).title if latent.family in FAMILIES else latent.family
@@ -221,7 +230,8 @@ def empty_latent(vae, frames: int, width: int, height: int, fps: float, start_im
     spec.check_size(width, height, sf)
     t = spec.latent_frames(frames, tf)
     check_fits(f"a latent of {frames} frames at {width}x{height}", (1, ch, t, height // sf, width // sf))
-    latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height)
+    latent = Latent(torch.zeros(1, ch, t, height // sf, width // sf), vae.family, frames, fps, width, height,
+                    audio=adapter.sound_latent(vae.pipe, frames, fps))
     if start_image is None:
         return latent
     with torch.inference_mode():

@@ -46,3 +46,14 @@ def test_pattern(ctx, frames: int = Param(48, min=1, max=100000, help="length of
                  fps: float = Param(24.0, min=0.01, max=1000, help="frames per second")) -> VIDEO:
     """A moving synthetic pattern (drifting colour bands, scrolling checker, orbiting disc)."""
     return Clip(frames, fps, width, height, lambda a, b: pattern_frames(a, b, width, height, frames))
+
+
+@node("generate.solid", title="Solid Colour", category="Generate", temporal_radius=0)
+def solid_colour(ctx, width: int = Param(512, min=1, max=16384, help="pixels"),
+                 height: int = Param(512, min=1, max=16384, help="pixels"),
+                 frames: int = Param(1, min=1, max=100000, help="length of the clip"),
+                 color: int = Param(0, min=0, max=0xFFFFFF, help="the colour as 0xRRGGBB (0 = black)"),
+                 fps: float = Param(24.0, min=0.01, max=1000, help="frames per second")) -> VIDEO:
+    """Frames of one colour (ComfyUI's EmptyImage): a canvas, or a size to hand on (video.size)."""
+    rgb = np.array([(color >> 16) & 255, (color >> 8) & 255, color & 255], np.uint8)
+    return Clip(frames, fps, width, height, lambda a, b: np.broadcast_to(rgb, (b - a, height, width, 3)).copy())

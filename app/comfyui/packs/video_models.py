@@ -164,6 +164,37 @@ class VideoModels:
         self.outs[(cn.id, 2)] = lat if isinstance(lat, Out) else Out()
         return [cond]
 
+    def special_ltx2_audio_latent(self, cn, rule, params, notes):
+        """LTXVEmptyLatentAudio: latent.empty on LTX-2's VAE makes the sound's latent with the video's; its length and
+        rate are the video's, which LTXVConcatAVLatent checks."""
+        self.outs[(cn.id, 0)] = Out(None, {"ltx2_sound": (params.get("frames"), params.get("fps"))})
+        return []
+
+    def special_ltx2_av_concat(self, cn, rule, params, notes):
+        video = self.resolve(cn.inputs.get("video_latent"))
+        sound = self.resolve(cn.inputs.get("audio_latent"))
+        self.outs[(cn.id, 0)] = video if isinstance(video, Out) else Out()
+        made = self.graph.nodes.get(video.port[0]) if isinstance(video, Out) and video.port else None
+        frames, fps = sound.attrs.get("ltx2_sound", (None, None)) if isinstance(sound, Out) else (None, None)
+        if made is not None and made.type == "latent.empty" and fps:
+            made.params["fps"] = fps        # the sound's rate is the video's: LTX-2 places both in seconds
+            if frames not in (None, made.params.get("frames")):
+                notes.append(f"the sound was made for {frames} frames and the video has {made.params.get('frames')}: "
+                             "Kinograph's sound latent follows the video's length")
+        return []
+
+    def special_ltx2_av_separate(self, cn, rule, params, notes):
+        av = self.resolve(cn.inputs.get("av_latent"))
+        for slot in (0, 1):         # one latent: vae.decode gives its frames and its sound
+            self.outs[(cn.id, slot)] = av if isinstance(av, Out) else Out()
+        return []
+
+    def special_ltx2_audio_decode(self, cn, rule, params, notes):
+        """The decoded sound is the clip's own (vae.decode of the same latent), which CreateVideo keeps."""
+        src = self.resolve(cn.inputs.get("samples"))
+        self.outs[(cn.id, 0)] = Out(None, {"clip_audio": src.port[0]} if isinstance(src, Out) and src.port else {})
+        return []
+
     def special_crop_guides(self, cn, rule, params, notes):
         for slot, name in enumerate(("positive", "negative", "latent")):
             v = self.resolve(cn.inputs.get(name))

@@ -5,16 +5,12 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {"sd": "sd", "sdxl": "sdxl", "flux": "flux", "sd3": "sd3", "animatediff": "sd", "svd": "svd", "wan": "wan", "ltx": "ltx", "cogvideox": "cogvideox",
-            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "chroma": "chroma", "mini": "mini",
+            "hunyuan": "hunyuan", "hunyuan15": "hunyuan15", "kandinsky5": "kandinsky5", "ltx2": "ltx2", "qwenimage": "qwenimage", "qwenimage21": "qwenimage21", "chroma": "chroma", "mini": "mini",
             "flux2": "flux2"}
 
 
 def get_adapter(family: str):
     from nodes.generate.families import family as family_spec
     family_spec(family)
-    if family == "ltx2":
-        from graph_engine import NodeError
-        from nodes.generate.converters.ltx2 import NOT_SAMPLED
-        raise NodeError(NOT_SAMPLED)
     mod = importlib.import_module(f"nodes.generate.adapters.{_MODULES[family]}")
     return mod.ADAPTERS[family]

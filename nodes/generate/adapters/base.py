@@ -221,6 +221,32 @@ class Adapter:
         raise NodeError(f"a start image on latent.empty is for Wan 2.2 TI2V-5B; {self.spec.title} models do "
                         "not take one there. Pin the first frame with condition.frames instead")
 
+    # -- a latent of more than one stream (LTX-2's video and sound) --------------------------
+    def pack(self, latent) -> torch.Tensor:
+        """The sampler's state for a latent: its samples, or, for a latent of several streams, one tensor of them
+        all (the samplers' updates are elementwise)."""
+        return latent.samples.float()
+
+    def unpack(self, latent, x: torch.Tensor):
+        """The latent holding the sampler's state x (pack's inverse)."""
+        return latent.with_samples(x)
+
+    def latent_noise(self, latent, generator: torch.Generator) -> torch.Tensor:
+        """Seeded unit noise in pack's layout."""
+        return self.draw_noise(latent.samples.shape, generator)
+
+    def sound_latent(self, pipe, frames: int, fps: float):
+        """The silent sound latent an empty latent of `frames` at fps carries (None: the model makes no sound)."""
+        return None
+
+    def decode_sound(self, pipe, audio: torch.Tensor):
+        """(samples [channels, n] in [-1, 1], sample rate) of a latent's sound stream."""
+        raise NodeError(f"{self.spec.title} makes no sound: this latent's sound stream is not its")
+
+    def for_latent(self, handle, latent):
+        """The handle one run on this latent calls the network with (what forward needs to read pack's layout)."""
+        return handle
+
     def check_latent(self, handle, latent) -> None:
         """Raise, naming what to do, for a latent this model cannot sample that the network would only meet with a
         shape error."""

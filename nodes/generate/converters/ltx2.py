@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from graph_engine import NodeError
-from nodes.generate.converters import Built, count, register
+from nodes.generate.converters import Built, count, decoder_sizes, model_config, register
 
 FAMILY = "ltx2"
 DIT = "model.diffusion_model."
@@ -23,11 +23,11 @@ _CONNECTORS = ("video_embeddings_connector.", "audio_embeddings_connector.")
 RELEASE_UPSAMPLING = {(16, 15, 8, 4, 4): [6, 5, 2, 2, 2]}      # LTX-2.0's vocoder: 240 samples per mel frame
 
 
-# What stands between a loaded LTX-2 pipeline and a Kinograph graph, for the loaders' and `kinograph info`'s messages.
-NOT_SAMPLED = ("Kinograph recognises LTX-2 and builds diffusers' LTX2Pipeline from its all-in-one checkpoint (video "
-               "and sound, Lightricks' names), but its graph cannot run LTX-2 yet: prompts are read by Gemma 3 12B "
-               "(text_encoders/gemma_3_12B_it.safetensors), which Kinograph does not load, and generate.sample does "
-               "not yet denoise LTX-2's joint video and audio latents. Use LTX-Video 0.9.8 (load.ltx) meanwhile")
+# What `kinograph info` and the loaders say of LTX-2's files.
+LOADS = ("load.model: text-to-video with its sound (prompts: load.text_encoder with "
+         "text_encoders/gemma_3_12B_it.safetensors and this checkpoint as name2)")
+UPSCALES = "latent.ltx_upsample on LTX-2 latents (ComfyUI's LTXVLatentUpsampler; not for LTX-Video's)"
+LORA = "lora.image on an LTX-2 model (diffusers' LTX-2 LoRA loader reads ComfyUI's names; not for LTX-Video)"
 
 
 def unsupported(det) -> str:
@@ -60,6 +60,14 @@ def split(state: Mapping) -> dict:
         raise NodeError(f"this LTX-2 checkpoint has no {', '.join(missing)} tensors: it is incomplete or not the "
                         "all-in-one file (ltx-2-19b-dev.safetensors). Copy the file again")
     return parts
+
+
+CONNECTOR_KEYS = tuple(DIT + c for c in _CONNECTORS) + ("text_embedding_projection.",)
+
+
+def connector_state(state: Mapping) -> dict:
+    """The text connectors' tensors as split() gives them; the text encoder loader reads only these from the file."""
+    return {k[len(DIT):] if k.startswith(DIT) else k: v for k, v in state.items() if k.startswith(CONNECTOR_KEYS)}
 
 
 def _renamed(state: Mapping, names) -> dict:
@@ -181,8 +189,22 @@ def _part(role: str, part: str, make) -> None:
         why = unsupported(det)
         if why:
             raise NodeError(why)
-        return make(split(state)[part])
+        return make(connector_state(state) if part == "connectors" else split(state)[part])
     register(FAMILY, role)(convert)
+
+
+@register("gemma3", "text_encoder")
+def gemma3(state, det) -> Built:
+    """Gemma 3 (ComfyUI's text_encoders/gemma_3_12B_it.safetensors): the language model alone (the vision tower and
+    the sentencepiece tensor are not read), its sizes from the file, the rest Gemma 3 12B's."""
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+    from nodes.generate.converters.qwenimage import language_model
+    state = language_model(state)
+    cfg = model_config(FAMILY, "text_encoder")
+    head = int(state["layers.0.self_attn.q_norm.weight"].shape[0])
+    cfg.update(decoder_sizes(state, head), head_dim=head, query_pre_attn_scalar=head)
+    config = Gemma3TextConfig(**cfg)
+    return Built(lambda: Gemma3TextModel(config), state, cfg)
 
 
 _part("diffusion_model", "transformer", transformer)

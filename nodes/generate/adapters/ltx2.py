@@ -1,0 +1,134 @@
+"""LTX-2: prompts read by Gemma 3 and turned by the checkpoint's text connectors into the video and audio streams'
+prompt tokens; one transformer denoises a video latent (LTX-Video's VAE and packing) and the sound's latent (a mel
+spectrogram's VAE) together, on one flow schedule, as diffusers' LTX2Pipeline does. The sampler sees both as one
+flat tensor (pack); forward splits it again."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from graph_engine import NodeError
+from nodes.generate.adapters.base import stack_global
+from nodes.generate.adapters.ltx import LTXAdapter
+
+STREAMS = "ltx2_streams"            # the handle option for_latent sets: (video [C, T, h, w], audio [C, L, M], fps)
+
+
+class LTX2Adapter(LTXAdapter):
+    family = "ltx2"
+    max_tokens = 1024                   # LTX2Pipeline's: Gemma's features padded (left) to 1024 tokens
+
+    def encode_text(self, pipe, prompts, device):
+        """[K, 1024, video width + audio width]: the video and audio connectors' tokens side by side (as ComfyUI's
+        LTXAVTEModel gives them), with the connectors' mask."""
+        if getattr(pipe, "connectors", None) is None or getattr(pipe, "text_encoder", None) is None:
+            raise NodeError("LTX-2 prompts need Gemma 3 and the checkpoint's text connectors: load them with "
+                            "load.text_encoder (gemma_3_12B_it.safetensors, name2 the LTX-2 checkpoint)")
+        embeds, mask, _, _ = pipe.encode_prompt(list(prompts), do_classifier_free_guidance=False,
+                                                max_sequence_length=self.max_tokens, device=device)
+        video, audio, keep = pipe.connectors(embeds, mask, padding_side=pipe.tokenizer.padding_side)
+        return torch.cat([video, audio], -1), keep.bool(), None
+
+    # -- the two streams -------------------------------------------------------------------
+    def sound_latent(self, pipe, frames, fps):
+        return empty_audio(pipe, frames, fps)
+
+    def check_latent(self, handle, latent):
+        if latent.audio is None:
+            raise NodeError("this LTX-2 latent has no sound stream: LTX-2 makes video and sound together; make the "
+                            "latent with latent.empty on the LTX-2 model's VAE (or ComfyUI's LTXVConcatAVLatent)")
+        if latent.mask is not None:
+            raise NodeError("a latent mask (latent.set_mask, a start image) is not sampled with LTX-2 yet: remove it")
+
+    def pack(self, latent):
+        return joined(latent.samples.float(), latent.audio.float())
+
+    def unpack(self, latent, x):
+        video, audio = apart(x, latent.samples.shape[1:], latent.audio.shape[1:])
+        return dataclasses.replace(latent, samples=video, audio=audio)
+
+    def latent_noise(self, latent, generator):
+        # LTX2Pipeline draws the video's noise, then the sound's, from one generator.
+        video = torch.randn(tuple(latent.samples.shape), generator=generator, dtype=torch.float32)
+        return joined(video, torch.randn(tuple(latent.audio.shape), generator=generator, dtype=torch.float32))
+
+    def for_latent(self, handle, latent):
+        return handle.with_option(STREAMS, (tuple(latent.samples.shape[1:]), tuple(latent.audio.shape[1:]),
+                                            float(latent.fps)))
+
+    def conditioning_inputs(self, handle, conds, frames, batch, device, dtype):
+        e, m, _ = stack_global(conds, [0], device, dtype, batch, self.factors(handle.pipe)[0])
+        audio = int(handle.pipe.transformer.audio_caption_projection.linear_1.in_features)
+        return {"video": e[..., :-audio], "audio": e[..., -audio:], "mask": m}
+
+    def forward(self, handle, x_in, t, inputs):
+        pipe = handle.pipe
+        model = pipe.transformer
+        video_shape, audio_shape, fps = handle.option(STREAMS)
+        video, audio = apart(x_in, video_shape, audio_shape)
+        _, _, f, h, w = video.shape
+        length = audio.shape[2]
+        n = x_in.shape[0]
+        timestep = t.to(x_in.device).expand(n)
+        out_v, out_a = model(hidden_states=pipe._pack_latents(video, 1, 1).to(model.dtype),
+                             audio_hidden_states=pipe._pack_audio_latents(audio).to(model.dtype),
+                             encoder_hidden_states=inputs["video"], audio_encoder_hidden_states=inputs["audio"],
+                             timestep=timestep, sigma=timestep, encoder_attention_mask=inputs["mask"],
+                             audio_encoder_attention_mask=inputs["mask"], num_frames=f, height=h, width=w, fps=fps,
+                             audio_num_frames=length, use_cross_timestep=True, return_dict=False)
+        return joined(pipe._unpack_latents(out_v.float(), f, h, w, 1, 1),
+                      pipe._unpack_audio_latents(out_a.float(), length, audio.shape[3]))
+
+    # -- decoding ------------------------------------------------------------------------------
+    def decode_sound(self, pipe, audio):
+        """The waveform as LTX2Pipeline makes it: the latent's statistics undone, the audio VAE's mel spectrogram,
+        the vocoder's samples (24 kHz for the release)."""
+        avae = pipe.audio_vae
+        packed = pipe._denormalize_audio_latents(pipe._pack_audio_latents(audio.float()), avae.latents_mean,
+                                                 avae.latents_std)
+        z = pipe._unpack_audio_latents(packed, audio.shape[2], audio.shape[3]).to(avae.device, avae.dtype)
+        mel = avae.decode(z, return_dict=False)[0]
+        samples = pipe.vocoder(mel.to(pipe.vocoder.dtype))[0].float().cpu().numpy()
+        return samples, int(pipe.vocoder.config.output_sampling_rate)
+
+    def vae_decode(self, pipe, latent):
+        """The video as LTX2Pipeline decodes it: its latent statistics undone, at timestep 0 without added noise
+        (its decode_timestep and decode_noise_scale), where the VAE takes a timestep at all."""
+        vae = pipe.vae
+        z = pipe._denormalize_latents(latent.to(vae.device, vae.dtype), vae.latents_mean, vae.latents_std,
+                                      vae.config.scaling_factor)
+        temb = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype) if vae.config.timestep_conditioning else None
+        return vae.decode(z, temb, return_dict=False)[0].float()
+
+
+def audio_length(pipe, frames: int, fps: float) -> int:
+    """Latent steps of the sound that goes with `frames` video frames at fps (LTX2Pipeline's: 25 a second for the
+    release's 16 kHz, hop 160, 4x compressing audio VAE)."""
+    per_second = pipe.audio_sampling_rate / pipe.audio_hop_length / float(pipe.audio_vae_temporal_compression_ratio)
+    return round(frames / fps * per_second)
+
+
+def empty_audio(pipe, frames: int, fps: float) -> torch.Tensor:
+    """The silent (all-zero) sound latent [1, C, L, mel bins] for a clip of `frames` at fps."""
+    cfg = pipe.audio_vae.config
+    return torch.zeros(1, int(cfg.latent_channels), audio_length(pipe, frames, fps),
+                       int(cfg.mel_bins) // int(pipe.audio_vae_mel_compression_ratio))
+
+
+def joined(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """[N, 1, 1, 1, video + audio elements]: the two streams as one sampler state."""
+    n = video.shape[0]
+    return torch.cat([video.reshape(n, -1), audio.reshape(n, -1).to(video.dtype)], 1).view(n, 1, 1, 1, -1)
+
+
+def apart(x: torch.Tensor, video_shape, audio_shape):
+    """joined's inverse: (video [N, *video_shape], audio [N, *audio_shape])."""
+    n = x.shape[0]
+    flat = x.reshape(n, -1)
+    cut = math.prod(video_shape)
+    return flat[:, :cut].reshape(n, *video_shape), flat[:, cut:].reshape(n, *audio_shape)
+
+
+ADAPTERS = {"ltx2": LTX2Adapter()}

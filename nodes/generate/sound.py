@@ -1,0 +1,44 @@
+"""The sound a model makes with its video (LTX-2): decoded from the latent's sound stream, written once as a WAV file
+named by its content, and carried by the decoded clip as its Audio, so the clip plays and saves with it."""
+from __future__ import annotations
+
+import hashlib
+import os
+import wave
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from graph_engine.clip import Audio
+
+
+def sound_folder() -> Path:
+    from graph_engine.config import cache_dir
+    return cache_dir() / "sound"
+
+
+def write_wav(samples: np.ndarray, rate: int) -> Path:
+    """samples [channels, n] in [-1, 1] as 16-bit PCM; the same sound is the same file (written once)."""
+    pcm = (np.clip(np.nan_to_num(samples, nan=0.0), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    data = np.ascontiguousarray(pcm.T).tobytes()
+    name = hashlib.sha256(data + f"{rate}/{pcm.shape[0]}".encode()).hexdigest()[:24] + ".wav"
+    path = sound_folder() / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(int(pcm.shape[0]))
+            w.setsampwidth(2)
+            w.setframerate(int(rate))
+            w.writeframes(data)
+        os.replace(tmp, path)
+    return path
+
+
+def clip_sound(adapter, pipe, latent) -> Optional[Audio]:
+    """The latent's sound as the Audio of its clip, cut to the video's length; None for a latent without one."""
+    if latent.audio is None:
+        return None
+    samples, rate = adapter.decode_sound(pipe, latent.audio[:1])
+    return Audio(str(write_wav(samples, rate)), 0.0, latent.frames / float(latent.fps))
