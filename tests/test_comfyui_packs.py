@@ -409,6 +409,12 @@ def test_inspire_batch_seed_mode_counts_the_batch():
         "batch of 4 pictures from the one seed (as 'comfy')"]
     res = import_data(graph(4, "variation str inc:0.05"))
     assert "raises the variation strength by 0.05 a picture" in res.report.entries["4"].notes[0]
+    # a video's empty latent: 33 frames are one picture (its batch_size), not a batch of 33
+    data = graph(1, "incremental")
+    data["nodes"][2].update(type="EmptyHunyuanLatentVideo", widgets_values=[512, 320, 33, 1])
+    assert import_data(data).report.entries["4"].status == "exact"
+    data["nodes"][2]["widgets_values"][3] = 2
+    assert "its batch of 2 pictures" in import_data(data).report.entries["4"].notes[0]
     res = import_data(graph(1, "incremental", "KSamplerAdvanced //Inspire"))
     sample = res.graph.nodes["k_sampler_advanced_inspire_4"]
     assert sample.params == {"add_noise": True, "seed": 5, "steps": 30, "cfg": 6.0, "sampler": "euler",
