@@ -331,3 +331,9 @@ def test_a_batch_tells_its_whole_estimate_before_its_first_case(wan, tmp_path, m
            f"to {duration(each[2])} each)" in err, err
     assert "  the longest, case 3: k_sampler_3: 80 passes (40 steps x 2" in err, err
     assert ran == [3] and err.index("estimate: about") < err.index("the longest")
+    # --skip-done after case 3 was rendered: the two cases left (it told the whole batch's time again)
+    monkeypatch.setattr(app.batch, "done_before", lambda outputs, yaml: "steps: 40" in yaml)
+    assert main(["batch", str(path), "--sweep", str(tmp_path / "steps.yaml"), "--skip-done"]) in (0, 1)
+    err = capsys.readouterr().err
+    assert f"estimate: about {duration(each[0] + each[1])} in all on this CPU for 2 cases" in err, err
+    assert ran == [3, 2]
