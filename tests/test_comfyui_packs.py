@@ -530,6 +530,24 @@ def test_easy_use_seed_lora_stack_and_controlnet():
     assert g.inputs[control.id] == {"model": (last_lora, "model"), "video": ("load_image_9", "image")}
 
 
+def test_easy_use_show_anything_hands_its_input_on():
+    """easy showAnything returns what it shows (Easy-Use's logic.py, output 'output'): a prompt shown on the way to
+    its encoder was dropped ('text comes from a node that did not convert') and the picture sampled without it."""
+    res = import_data(ui_format([
+        (1, "CheckpointLoaderSimple", ["dreamshaper_8.safetensors"], {}, ["MODEL", "CLIP", "VAE"]),
+        (8, "easy string", ["a lighthouse at dusk"], {}, ["STRING"]),
+        (9, "easy showAnything", [["a lighthouse at dusk"]], {"anything": (8, 0, "STRING")}, ["*"]),
+        (2, "CLIPTextEncode", [""], {"clip": (1, 1, "CLIP"), "text": (9, 0, "STRING")}, ["CONDITIONING"]),
+        (3, "EmptyLatentImage", [512, 512, 1], {}, ["LATENT"]),
+        (4, "KSampler", [5, "fixed", 25, 6.0, "euler", "karras", 1.0],
+         {"model": (1, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (2, 0, "CONDITIONING"),
+          "latent_image": (3, 0, "LATENT")}, ["LATENT"]),
+        (5, "VAEDecode", [], {"samples": (4, 0, "LATENT"), "vae": (1, 2, "VAE")}, ["IMAGE"]),
+        (6, "SaveImage", ["lighthouse"], {"images": (5, 0, "IMAGE")}, [])]))
+    assert res.graph.nodes["clip_text_encode_2"].params["text"] == "a lighthouse at dusk"
+    assert res.report.entries["2"].status == "exact" and res.report.entries["9"].status == "ui"
+
+
 def test_inspire_prompt_and_global_nodes():
     """Inspire's Prompt Builder, CLIPTextEncodeWithWeight and its Global Seed / Global Sampler (editor-side: they set
     other nodes' widgets) were unmapped and blocked the graph (inspire/prompt_support.py)."""

@@ -1678,7 +1678,8 @@ RULES: Dict[str, Rule] = {
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
     "easy seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
-    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # shows its input in ComfyUI's editor and hands it on (a prompt built, shown, then encoded)
+    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="easy_show_anything"),
     # Easy-Use's LoRA stack (up to ten; its LORA_STACK goes to a loader's optional_lora_stack or CR Apply LoRA Stack)
     "easy loraStack": Rule(None, ("toggle", "mode", "num_loras") + tuple(
         f"lora_{i}_{k}" for i in range(1, 11) for k in ("name", "strength", "model_strength", "clip_strength")),
