@@ -380,6 +380,15 @@ def test_inspire_ksampler():
     assert res.report.entries["4"].status == "exact" and not res.report.blocking
     res = import_data(graph(0.3))
     assert res.report.entries["4"].notes == ["variation_strength=0.3 is not carried"]
+    # Inspire's internal_seed (its widget after variation_method, default 0) seeds euler_ancestral's later noise:
+    # a picture of its own where it is not the seed; it was reported exact
+    data = graph(0.0)
+    data["nodes"][3]["widgets_values"].append(0)
+    assert import_data(data).report.entries["4"].notes == [
+        "internal_seed=0 is not carried: ComfyUI draws euler_ancestral's noise after the first step from it, "
+        "Kinograph from the seed (5)"]
+    data["nodes"][3]["widgets_values"][-1] = 5
+    assert import_data(data).report.entries["4"].status == "exact"
 
 
 def test_inspire_batch_seed_mode_counts_the_batch():

@@ -1197,7 +1197,7 @@ RULES: Dict[str, Rule] = {
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
     # Inspire Pack's KSampler and KSamplerAdvanced: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its
-    # own noise either way, as for every seed; internal_seed only seeds an ancestral sampler's later noise), per-picture
+    # own noise either way, as for every seed; internal_seed, an ancestral sampler's later noise, named), per-picture
     # seeds of a batch (named where the batch holds more than one, packs/inspire.py), and a variation seed blended in
     # (not carried)
     "KSampler //Inspire": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",

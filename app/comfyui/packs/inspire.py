@@ -35,6 +35,11 @@ class Inspire:
         for k, what in (("noise_opt", "noise"), ("scheduler_func_opt", "schedule")):
             if isinstance(cn.inputs.get(k), Ref):
                 notes.append(f"its {k} input is not carried: sample draws its own {what}")
+        from nodes.generate.samplers import STOCHASTIC
+        internal = self.resolve(cn.inputs.get("internal_seed"))
+        if params.get("sampler") in STOCHASTIC and isinstance(internal, int) and internal != params.get("seed"):
+            notes.append(f"internal_seed={internal} is not carried: ComfyUI draws {params['sampler']}'s noise after "
+                         f"the first step from it, Kinograph from the seed ({params.get('seed')})")
         mode = self.resolve(cn.inputs.get("batch_seed_mode"))
         if mode in (None, "comfy"):
             return made
