@@ -1197,7 +1197,7 @@ RULES: Dict[str, Rule] = {
                      {"model": "model", "positive": "positive", "negative": "negative", "latent_image": "latent"},
                      ("latent",), special="sampler", takes=("cfg", "fps")),
     # Inspire Pack's KSampler and KSamplerAdvanced: ComfyUI's, with A1111-style noise (GPU or CPU: Kinograph draws its
-    # own noise either way, as for every seed; internal_seed only seeds an ancestral sampler's later noise), per-picture
+    # own noise either way, as for every seed; internal_seed, an ancestral sampler's later noise, named), per-picture
     # seeds of a batch (named where the batch holds more than one, packs/inspire.py), and a variation seed blended in
     # (not carried)
     "KSampler //Inspire": Rule("generate.sample", ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
@@ -1689,7 +1689,8 @@ RULES: Dict[str, Rule] = {
        for name in ("easy int", "easy string", "easy boolean")},
     "easy float": Rule(None, ("value",), (P("value", "value", easy_float),), fold=True, special="constant"),
     "easy seed": Rule(None, ("seed",), (P("seed", "value"),), fold=True, special="constant"),
-    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer"),
+    # shows its input in ComfyUI's editor and hands it on (a prompt built, shown, then encoded)
+    "easy showAnything": Rule(None, kind="ui", note="previews show in Kinograph's viewer", special="easy_show_anything"),
     # Easy-Use's LoRA stack (up to ten; its LORA_STACK goes to a loader's optional_lora_stack or CR Apply LoRA Stack)
     "easy loraStack": Rule(None, ("toggle", "mode", "num_loras") + tuple(
         f"lora_{i}_{k}" for i in range(1, 11) for k in ("name", "strength", "model_strength", "clip_strength")),
