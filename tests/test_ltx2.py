@@ -363,3 +363,23 @@ def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monke
     plain = run(yaml.replace("strength: 1\n", "strength: 0\n"))
     assert torch.equal(plain["41"]["latent"].samples, first.samples)
     assert not torch.allclose(plain["70"]["latent"].samples, second.samples)
+
+
+def test_cut_and_joined_ltx2_latents_keep_their_sound_in_step():
+    """latent.cut / latent.concat on an LTX-2 latent cut and join its sound stream with its frames: the sound was
+    kept whole (a cut clip's sound restarted at the clip's start; a joined clip's second part was silent)."""
+    from nodes.generate.latent import Latent, concat_latents, cut_latent
+    steps = torch.arange(18.0).view(1, 1, 18, 1).expand(1, 1, 18, 16)       # 17 frames at 24 fps: 18 sound steps
+    a = Latent(torch.zeros(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64, audio=steps)
+    b = Latent(torch.ones(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64, audio=steps + 100)
+    # latent frames 1-2 decode to 9 frames, those that end at the clip's frame 17: sound steps 8.5..18 of 18
+    tail = cut_latent(a, "t", 1, 2)
+    assert tail.frames == 9 and tail.audio[0, 0, :, 0].tolist() == list(range(8, 18))
+    head = cut_latent(a, "t", 0, 2)
+    assert head.frames == 9 and head.audio[0, 0, :, 0].tolist() == list(range(0, 10))
+    assert torch.equal(cut_latent(a, "y", 1, 1).audio, steps)               # a cut across the picture keeps it
+    both = concat_latents(a, b, "t")
+    assert both.audio[0, 0, :, 0].tolist() == list(range(18)) + list(range(100, 118))
+    assert concat_latents(a, b, "-t").audio[0, 0, :, 0].tolist() == list(range(100, 118)) + list(range(18))
+    with pytest.raises(NodeError, match="sound stream"):
+        concat_latents(a, Latent(torch.ones(1, 8, 3, 2, 2), "ltx2", 17, 24.0, 64, 64), "t")
