@@ -377,6 +377,8 @@ def test_cut_and_joined_ltx2_latents_keep_their_sound_in_step():
     assert tail.frames == 9 and tail.audio[0, 0, :, 0].tolist() == list(range(8, 18))
     head = cut_latent(a, "t", 0, 2)
     assert head.frames == 9 and head.audio[0, 0, :, 0].tolist() == list(range(0, 10))
+    from nodes.generate.vace import trim_latent
+    assert torch.equal(trim_latent(a, 1).audio, tail.audio)                  # latent.trim: the same frames
     assert torch.equal(cut_latent(a, "y", 1, 1).audio, steps)               # a cut across the picture keeps it
     both = concat_latents(a, b, "t")
     assert both.audio[0, 0, :, 0].tolist() == list(range(18)) + list(range(100, 118))

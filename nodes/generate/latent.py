@@ -217,7 +217,7 @@ def _sized(latent: Latent, samples, mask, audio=None) -> Latent:
                    audio=latent.audio if audio is None else audio.contiguous())
 
 
-def _sound_cut(latent: Latent, index: int, amount: int):
+def cut_sound(latent: Latent, index: int, amount: int):
     """The sound stream (LTX-2's [B, C, L, bins]) under latent frames index..index+amount: the span of the clip's
     time that ends where those frames end and lasts as long as they decode to, so the cut clip's sound stays in
     step with its pictures (kept whole, the sound would restart at the clip's start)."""
@@ -247,7 +247,7 @@ def cut_latent(latent: Latent, axis: str, index: int, amount: int) -> Latent:
         amount = min(-index, amount)
         index += n
     mask = latent.mask.narrow(d, index, amount) if latent.mask is not None else None
-    audio = _sound_cut(latent, index, amount) if axis == "t" and latent.audio is not None else None
+    audio = cut_sound(latent, index, amount) if axis == "t" and latent.audio is not None else None
     return _sized(latent, latent.samples.narrow(d, index, amount), mask, audio)
 
 
