@@ -304,6 +304,18 @@ def test_text_to_video_with_sound_samples_as_ltx2pipeline(tiny, gemma):
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, w.getnchannels()).T
     want = sound[0].float().clamp(-1, 1).numpy()
     assert pcm.shape == want.shape and np.abs(pcm / 32767.0 - want).max() <= 0.5 / 32767 + 1e-5
+    # a noise.* node's noise is the video's; the sound's is the seed's (it was refused as not fitting the latent)
+    from nodes.generate.adapters.ltx2 import joined
+    v = torch.randn(latent.samples.shape, generator=torch.Generator().manual_seed(7))
+    a = torch.randn(latent.audio.shape, generator=torch.Generator().manual_seed(3))
+    given = [run_sampling(loaded["model"], encode_prompt(te, PROMPT), None, latent, steps=1, cfg=1.0, sampler="euler",
+                          seed=3, noise=noise) for noise in (v, joined(v, a))]
+    assert torch.equal(given[0].samples, given[1].samples) and torch.equal(given[0].audio, given[1].audio)
+    # frame-wise wrappers would filter or window the flat video+sound state as one frame: named instead
+    from nodes.consistency.wrappers import FreeInitWrapper
+    with pytest.raises(NodeError, match="noise.freeinit does not work on LTX-2"):
+        run_sampling(loaded["model"].with_run_wrapper(FreeInitWrapper()), encode_prompt(te, PROMPT), None, latent,
+                     steps=1, cfg=1.0, sampler="euler", seed=3)
 
 
 def test_comfyui_ltx2_t2v_template_imports_and_runs(tiny, gemma, tmp_path, monkeypatch):
